@@ -1,0 +1,83 @@
+"""One ``Settings`` object: defaults, then ``$EMRML_HOME/emrml.toml``, then ``EMRML_*`` environment variables.
+
+emrml runs with no configuration at all: home ``~/.emrml``, a SQLite metastore inside it, the local engine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from emrml.errors import InvalidInputException
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = field(default_factory=lambda: Path("~/.emrml").expanduser())
+    #: SQLAlchemy URL; empty means the SQLite file ``<home>/metastore.db``.
+    metastore_url: str = ""
+    engine: str = "local"
+    s3_endpoint_url: str = ""
+    #: Account id used in ``CreatedByIamUser`` ARNs.
+    account_id: str = "000000000000"
+    #: Amazon ML limits (spec section 11); all adjustable.
+    max_record_bytes: int = 100 * 1024
+    max_invalid_records: int = 10_000
+    max_attributes: int = 1_000
+    max_concurrent_jobs: int = 25
+    #: A worker that has not reported for this long is presumed dead and its job is retried.
+    job_lease_seconds: float = 60.0
+    job_max_attempts: int = 2
+    #: Rows per Arrow record batch when streaming data; bounds memory.
+    batch_bytes: int = 4 * 1024 * 1024
+
+    @property
+    def database_url(self) -> str:
+        return self.metastore_url or f"sqlite:///{self.home / 'metastore.db'}"
+
+    @property
+    def scratch_dir(self) -> Path:
+        return self.home / "scratch"
+
+    @classmethod
+    def load(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+        """Build settings from ``emrml.toml`` in the home folder and ``EMRML_<FIELD>`` variables."""
+        env = os.environ if environ is None else environ
+        home = Path(str(overrides.get("home") or env.get("EMRML_HOME") or "~/.emrml")).expanduser()
+        values: dict[str, object] = {"home": home}
+        toml_file = home / "emrml.toml"
+        if toml_file.is_file():
+            try:
+                values.update(tomllib.loads(toml_file.read_text()))
+            except tomllib.TOMLDecodeError as exc:
+                raise InvalidInputException(f"{toml_file}: {exc}") from None
+        for f in dataclasses.fields(cls):
+            raw = env.get(f"EMRML_{f.name.upper()}")
+            if raw is not None and f.name != "home":
+                values[f.name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**_coerce(values))
+
+
+def _coerce(values: dict[str, object]) -> dict[str, object]:
+    types = {f.name: f.type for f in dataclasses.fields(Settings)}
+    out: dict[str, object] = {}
+    for name, value in values.items():
+        if name not in types:
+            raise InvalidInputException(f"unknown setting {name!r}")
+        kind = types[name]
+        try:
+            if kind == "Path":
+                out[name] = Path(str(value)).expanduser()
+            elif kind == "int":
+                out[name] = int(value)  # type: ignore[call-overload]
+            elif kind == "float":
+                out[name] = float(value)  # type: ignore[arg-type]
+            else:
+                out[name] = str(value)
+        except ValueError:
+            raise InvalidInputException(f"setting {name}: {value!r} is not a valid {kind}") from None
+    return out

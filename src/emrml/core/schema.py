@@ -1,0 +1,596 @@
+"""The Amazon ML data schema: parse and validate its JSON, infer one from a sample.
+
+Spec sections 5.2, 5.3 and 11; ``docs/schema.md`` states every rule. A ``Schema`` is immutable;
+``Schema.to_json()`` gives the service-generated form with all eight keys, and
+``parse_schema(schema.to_json()) == schema`` for every valid schema.
+
+Errors are ``InvalidInputException`` (a bad schema or inference request) or ``DataError`` (data that does
+not fit its schema), each naming the source, the JSON key or file, and the exact problem.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from emrml.core.values import BINARY_FALSE, BINARY_TRUE, NUMBER_PATTERN
+from emrml.errors import DataError, InvalidInputException
+
+#: Longest attribute name, in characters (spec 5.2).
+MAX_NAME_LENGTH = 64
+#: Default attribute limit per schema (spec 11); ``Settings.max_attributes`` overrides it.
+DEFAULT_MAX_ATTRIBUTES = 1000
+
+
+class AttributeType(StrEnum):
+    BINARY = "BINARY"
+    CATEGORICAL = "CATEGORICAL"
+    NUMERIC = "NUMERIC"
+    TEXT = "TEXT"
+
+
+@dataclass(frozen=True)
+class Attribute:
+    name: str
+    type: AttributeType
+
+
+@dataclass(frozen=True)
+class Schema:
+    """Column layout and roles of a datasource's CSV files.
+
+    ``attributes`` are in column order. ``target``, ``row_id`` and ``row_weight`` name attributes or are None.
+    """
+
+    attributes: tuple[Attribute, ...]
+    target: str | None = None
+    row_id: str | None = None
+    row_weight: str | None = None
+    excluded: tuple[str, ...] = ()
+    has_header: bool = False
+    _index: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_index", {a.name: i for i, a in enumerate(self.attributes)})
+
+    @property
+    def names(self) -> list[str]:
+        return [a.name for a in self.attributes]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._index
+
+    def attribute(self, name: str) -> Attribute:
+        return self.attributes[self._index[name]]
+
+    def position(self, name: str) -> int:
+        return self._index[name]
+
+    @property
+    def input_attributes(self) -> list[Attribute]:
+        """Attributes a model may use: all but target, rowId, rowWeight and excluded attributes."""
+        roles = {self.target, self.row_id, self.row_weight, *self.excluded}
+        return [a for a in self.attributes if a.name not in roles]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "version": "1.0",
+            "rowId": self.row_id,
+            "rowWeight": self.row_weight,
+            "targetAttributeName": self.target,
+            "dataFormat": "CSV",
+            "dataFileContainsHeader": self.has_header,
+            "attributes": [{"attributeName": a.name, "attributeType": a.type.value} for a in self.attributes],
+            "excludedAttributeNames": list(self.excluded),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+# --- Parsing and validation -------------------------------------------------------------------------------
+
+_TOP_LEVEL_KEYS = (
+    "version",
+    "rowId",
+    "rowWeight",
+    "targetAttributeName",
+    "dataFormat",
+    "dataFileContainsHeader",
+    "attributes",
+    "excludedAttributeNames",
+)
+# The API Reference's DataSchema example spells the keys differently (spec 5.2).
+_TOP_LEVEL_ALIASES = {
+    "recordAnnotationFieldName": "rowId",
+    "recordWeightFieldName": "rowWeight",
+    "targetFieldName": "targetAttributeName",
+    "variables": "attributes",
+    "excludedVariableNames": "excludedAttributeNames",
+}
+_ATTRIBUTE_KEYS = ("attributeName", "attributeType")
+_ATTRIBUTE_ALIASES = {"fieldName": "attributeName", "fieldType": "attributeType"}
+_UNSUPPORTED_TYPES = ("WEIGHTED_INT_SEQUENCE", "WEIGHTED_STRING_SEQUENCE")
+_TYPE_LIST = "BINARY, CATEGORICAL, NUMERIC or TEXT"
+_TARGET_TYPES = (AttributeType.BINARY, AttributeType.CATEGORICAL, AttributeType.NUMERIC)
+# How much of an offending value or name an error message quotes.
+_SHOWN_CHARS = 80
+_SHOWN_NAMES = 20
+
+
+class _DuplicateKeyError(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def parse_schema(
+    text: str, *, source: str = "DataSchema", max_attributes: int = DEFAULT_MAX_ATTRIBUTES
+) -> Schema:
+    """Parse and validate a data schema JSON document (spec 5.2).
+
+    ``source`` starts every error message (e.g. the schema file's location); ``max_attributes`` is the
+    attribute limit (spec 11). Absent ``version``/``dataFormat`` default to ``"1.0"``/``"CSV"``, absent
+    ``dataFileContainsHeader`` to false; absent or null ``rowId``/``rowWeight``/``targetAttributeName``
+    mean unset and absent or null ``excludedAttributeNames`` means none. The API Reference's key aliases
+    are accepted; any other key is an error. Raises ``InvalidInputException``.
+    """
+    document = _load_json(text, source)
+    if not isinstance(document, dict):
+        raise InvalidInputException(f"{source} must be a JSON object, got {_json_type(document)}")
+    top = _canonical_keys(document, _TOP_LEVEL_KEYS, _TOP_LEVEL_ALIASES, where=source)
+    _expect_constant(top, "version", "1.0", source)
+    _expect_constant(top, "dataFormat", "CSV", source)
+    schema = Schema(
+        attributes=_parse_attributes(top, source, max_attributes),
+        target=_parse_role(top, "targetAttributeName", source),
+        row_id=_parse_role(top, "rowId", source),
+        row_weight=_parse_role(top, "rowWeight", source),
+        excluded=_parse_excluded(top, source),
+        has_header=_parse_header_flag(top.get("dataFileContainsHeader", False), source),
+    )
+    validate_schema(schema, source=source, max_attributes=max_attributes)
+    return schema
+
+
+def validate_schema(
+    schema: Schema, *, source: str = "DataSchema", max_attributes: int = DEFAULT_MAX_ATTRIBUTES
+) -> None:
+    """Check the rules a parsed or hand-built ``Schema`` must obey; raise ``InvalidInputException``.
+
+    Names: non-blank, at most 64 characters, unique. Roles: ``target``, ``row_id``, ``row_weight`` and every
+    ``excluded`` entry name an attribute; excluded names are listed once; the row weight is NUMERIC; the
+    target is not TEXT and is not also the row id, row weight or excluded; the row id is not the row weight.
+    """
+    _check_attribute_count(len(schema.attributes), source, max_attributes)
+    if not schema.attributes:
+        raise InvalidInputException(f"{source} has no attributes: it needs one attribute per CSV column")
+    first_index: dict[str, int] = {}
+    for index, attribute in enumerate(schema.attributes):
+        where = f"{source} attributes[{index}]"
+        name = attribute.name
+        if not name.strip():
+            raise InvalidInputException(f"{where}: attributeName is empty")
+        where = f"{where} ({_quote_name(name)})"
+        if len(name) > MAX_NAME_LENGTH:
+            raise InvalidInputException(
+                f"{where}: attributeName is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}"
+            )
+        if name in first_index:
+            raise InvalidInputException(f"{where}: attributeName duplicates attributes[{first_index[name]}]")
+        first_index[name] = index
+        _attribute_type(attribute.type, where)
+    names = list(first_index)
+    for key, value in (
+        ("targetAttributeName", schema.target),
+        ("rowId", schema.row_id),
+        ("rowWeight", schema.row_weight),
+    ):
+        if value is not None and value not in first_index:
+            raise InvalidInputException(
+                f"{source} {key} {_show_name(value)} is not one of the attributes{_suggestion(value, names)}"
+            )
+    listed: set[str] = set()
+    for index, name in enumerate(schema.excluded):
+        where = f"{source} excludedAttributeNames[{index}] {_show_name(name)}"
+        if name not in first_index:
+            raise InvalidInputException(f"{where} is not one of the attributes{_suggestion(name, names)}")
+        if name in listed:
+            raise InvalidInputException(f"{where} is listed twice")
+        listed.add(name)
+    _check_roles(schema, source)
+
+
+def _check_roles(schema: Schema, source: str) -> None:
+    if schema.row_weight is not None:
+        weight_type = schema.attribute(schema.row_weight).type
+        if weight_type != AttributeType.NUMERIC:
+            raise InvalidInputException(
+                f"{source} rowWeight {_show_name(schema.row_weight)} must be a NUMERIC attribute, "
+                f"but it is {weight_type}"
+            )
+    if schema.row_id is not None and schema.row_id == schema.row_weight:
+        raise InvalidInputException(f"{source} rowId {_show_name(schema.row_id)} is also the rowWeight")
+    target = schema.target
+    if target is None:
+        return
+    where = f"{source} targetAttributeName {_show_name(target)}"
+    if target == schema.row_id:
+        raise InvalidInputException(f"{where} is also the rowId")
+    if target == schema.row_weight:
+        raise InvalidInputException(f"{where} is also the rowWeight")
+    if target in schema.excluded:
+        raise InvalidInputException(f"{where} is also listed in excludedAttributeNames")
+    target_type = schema.attribute(target).type
+    if target_type not in _TARGET_TYPES:
+        raise InvalidInputException(
+            f"{where} is {target_type}; a target must be BINARY (binary model), "
+            "CATEGORICAL (multiclass model) or NUMERIC (regression model)"
+        )
+
+
+def _load_json(text: str, source: str) -> object:
+    try:
+        # A byte-order mark is what some editors put before the JSON; it is not part of the document.
+        return json.loads(text.removeprefix("\ufeff"), object_pairs_hook=_object_without_duplicate_keys)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputException(
+            f"{source} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except _DuplicateKeyError as exc:
+        raise InvalidInputException(f"{source} repeats the key {exc.key!r} within one object") from None
+    except RecursionError:
+        raise InvalidInputException(f"{source} is not valid JSON: it is nested too deeply") from None
+
+
+def _object_without_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    # json.loads would silently keep the last of two equal keys; a schema saying two things is an error.
+    result: dict[str, object] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKeyError(key)
+        result[key] = value
+    return result
+
+
+def _canonical_keys(
+    obj: Mapping[str, object], known: tuple[str, ...], aliases: Mapping[str, str], *, where: str
+) -> dict[str, object]:
+    """``obj`` with aliases renamed to canonical keys; unknown keys and a key given twice are errors."""
+    result: dict[str, object] = {}
+    spelled: dict[str, str] = {}
+    for key, value in obj.items():
+        canonical = aliases.get(key, key)
+        if canonical not in known:
+            hint = _suggestion(key, [*known, *aliases]) or f" (expected {', '.join(known)})"
+            raise InvalidInputException(f"{where} has an unknown key {key!r}{hint}")
+        if canonical in result:
+            raise InvalidInputException(
+                f"{where} gives {canonical} twice, as {spelled[canonical]!r} and as {key!r}"
+            )
+        result[canonical] = value
+        spelled[canonical] = key
+    return result
+
+
+def _expect_constant(top: Mapping[str, object], key: str, expected: str, source: str) -> None:
+    if key in top and not (isinstance(top[key], str) and top[key] == expected):
+        raise InvalidInputException(f"{source} {key} must be {json.dumps(expected)}, got {_show(top[key])}")
+
+
+def _parse_header_flag(value: object, source: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    # Hand-written schemas sometimes quote the boolean; the meaning is unambiguous, so accept it.
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise InvalidInputException(f"{source} dataFileContainsHeader must be true or false, got {_show(value)}")
+
+
+def _parse_attributes(top: Mapping[str, object], source: str, max_attributes: int) -> tuple[Attribute, ...]:
+    if "attributes" not in top:
+        raise InvalidInputException(f"{source} is missing attributes (one entry per CSV column)")
+    entries = top["attributes"]
+    if not isinstance(entries, list):
+        raise InvalidInputException(f"{source} attributes must be a JSON array, got {_json_type(entries)}")
+    if not entries:
+        raise InvalidInputException(f"{source} attributes is empty: it needs one entry per CSV column")
+    _check_attribute_count(len(entries), source, max_attributes)
+    return tuple(_parse_attribute(entry, f"{source} attributes[{i}]") for i, entry in enumerate(entries))
+
+
+def _parse_attribute(entry: object, where: str) -> Attribute:
+    if not isinstance(entry, dict):
+        raise InvalidInputException(f"{where} must be a JSON object, got {_json_type(entry)}")
+    fields = _canonical_keys(entry, _ATTRIBUTE_KEYS, _ATTRIBUTE_ALIASES, where=where)
+    for key in _ATTRIBUTE_KEYS:
+        if key not in fields:
+            raise InvalidInputException(f"{where}: missing {key}")
+    name = fields["attributeName"]
+    if not isinstance(name, str):
+        raise InvalidInputException(f"{where}: attributeName must be a string, got {_json_type(name)}")
+    if name.strip():
+        where = f"{where} ({_quote_name(name)})"
+    return Attribute(name, _attribute_type(fields["attributeType"], where))
+
+
+def _attribute_type(value: object, where: str) -> AttributeType:
+    if not isinstance(value, str):
+        raise InvalidInputException(f"{where}: attributeType must be a string, got {_json_type(value)}")
+    if value in _UNSUPPORTED_TYPES:
+        raise InvalidInputException(
+            f"{where}: attributeType {value} is not supported (expected {_TYPE_LIST}; "
+            "a sequence of words can be a TEXT attribute)"
+        )
+    try:
+        return AttributeType(value)
+    except ValueError:
+        raise InvalidInputException(
+            f"{where}: unknown attributeType {_show_name(value)} (expected {_TYPE_LIST})"
+        ) from None
+
+
+def _parse_role(top: Mapping[str, object], key: str, source: str) -> str | None:
+    value = top.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise InvalidInputException(f"{source} {key} must be an attribute name or null, got {_json_type(value)}")
+
+
+def _parse_excluded(top: Mapping[str, object], source: str) -> tuple[str, ...]:
+    value = top.get("excludedAttributeNames")
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise InvalidInputException(
+            f"{source} excludedAttributeNames must be a JSON array of attribute names, "
+            f"got {_json_type(value)}"
+        )
+    for index, name in enumerate(value):
+        if not isinstance(name, str):
+            raise InvalidInputException(
+                f"{source} excludedAttributeNames[{index}] must be a string, got {_json_type(name)}"
+            )
+    return tuple(value)
+
+
+def _check_attribute_count(count: int, source: str, max_attributes: int) -> None:
+    if count > max_attributes:
+        raise InvalidInputException(f"{source} has {count} attributes; the limit is {max_attributes}")
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "…"
+
+
+def _show(value: object) -> str:
+    return _clip(json.dumps(value, ensure_ascii=False))
+
+
+def _show_name(name: str) -> str:
+    return repr(_clip(name))
+
+
+def _quote_name(name: str) -> str:
+    return json.dumps(_clip(name), ensure_ascii=False)
+
+
+def _suggestion(word: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest candidate, ignoring case; empty when none is close."""
+    by_folded = {c.casefold(): c for c in candidates}
+    match = difflib.get_close_matches(word.casefold(), list(by_folded), n=1)
+    return f" (did you mean {by_folded[match[0]]!r}?)" if match else ""
+
+
+def _listing(names: Sequence[str]) -> str:
+    shown = ", ".join(_show_name(n) for n in names[:_SHOWN_NAMES])
+    more = len(names) - _SHOWN_NAMES
+    return f"{shown}, … ({more} more)" if more > 0 else shown
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+# --- Data against the schema ------------------------------------------------------------------------------
+
+
+def check_columns(schema: Schema, column_count: int, *, file: str, line: int) -> None:
+    """Raise ``DataError`` unless a data line of ``file`` (1-based ``line``) has one column per attribute."""
+    expected = len(schema.attributes)
+    if column_count != expected:
+        raise DataError(
+            f"file {file} line {line}: the schema has {_plural(expected, 'attribute')} "
+            f"but the data has {_plural(column_count, 'column')}"
+        )
+
+
+def check_header(schema: Schema, header: Sequence[str], *, file: str) -> None:
+    """Raise ``DataError`` unless ``file``'s header line has one column per attribute.
+
+    Columns map to attributes by position, so names need not match (spec open question 5); when the
+    counts differ the message lists the names on either side that have no counterpart, to locate the gap.
+    """
+    expected = len(schema.attributes)
+    if len(header) == expected:
+        return
+    heading = {h.strip() for h in header}
+    unknown = [h for h in header if h.strip() not in schema]
+    absent = [n for n in schema.names if n not in heading]
+    details = ""
+    if unknown:
+        details += f"; header columns not in the schema: {_listing(unknown)}"
+    if absent:
+        details += f"; attributes not in the header: {_listing(absent)}"
+    raise DataError(
+        f"file {file} line 1: the schema has {_plural(expected, 'attribute')} "
+        f"but the header has {_plural(len(header), 'column')}{details}"
+    )
+
+
+# --- Inference --------------------------------------------------------------------------------------------
+
+#: A column is TEXT when its values have more than this many whitespace-separated words on average ...
+TEXT_MEAN_WORDS = 3.0
+#: ... or at least this many words on average and more than ``TEXT_DISTINCT_RATIO`` of them distinct.
+TEXT_MIN_MEAN_WORDS_IF_DISTINCT = 2.0
+TEXT_DISTINCT_RATIO = 0.5
+
+_BINARY_FALSE_SET = pa.array(BINARY_FALSE)
+_BINARY_TRUE_SET = pa.array(BINARY_TRUE)
+
+
+def infer_type(values: Sequence[str | None] | pa.Array | pa.ChunkedArray) -> AttributeType:
+    """The attribute type of one column of sampled string values; rules in :func:`infer_schema`."""
+    column = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(values, pa.string())
+    trimmed = pc.utf8_trim_whitespace(column)
+    # Comparing a null yields null, which filter() drops: nulls and empty strings both go.
+    present = trimmed.filter(pc.not_equal(trimmed, ""))
+    if len(present) == 0:
+        return AttributeType.CATEGORICAL
+    spellings = pc.unique(pc.utf8_lower(present))
+    false_forms = pc.sum(pc.is_in(spellings, value_set=_BINARY_FALSE_SET)).as_py() or 0
+    true_forms = pc.sum(pc.is_in(spellings, value_set=_BINARY_TRUE_SET)).as_py() or 0
+    if false_forms <= 1 and true_forms <= 1 and len(spellings) == false_forms + true_forms:
+        return AttributeType.BINARY
+    if _all_numeric(present):
+        return AttributeType.NUMERIC
+    mean_words = pc.mean(pc.list_value_length(pc.utf8_split_whitespace(present))).as_py()
+    distinct_ratio = pc.count_distinct(present).as_py() / len(present)
+    if mean_words > TEXT_MEAN_WORDS or (
+        mean_words >= TEXT_MIN_MEAN_WORDS_IF_DISTINCT and distinct_ratio > TEXT_DISTINCT_RATIO
+    ):
+        return AttributeType.TEXT
+    return AttributeType.CATEGORICAL
+
+
+def _all_numeric(trimmed: pa.Array) -> bool:
+    """Whether every (trimmed, non-null) value is a valid NUMERIC value: the ``emrml.core.values`` rules."""
+    if not pc.all(pc.match_substring_regex(trimmed, NUMBER_PATTERN)).as_py():
+        return False
+    # The pattern admits digit strings too long for a double; those overflow and are invalid.
+    return bool(np.isfinite(pc.cast(trimmed, pa.float64()).to_numpy(zero_copy_only=False)).all())
+
+
+def generated_names(count: int) -> list[str]:
+    """Names for the columns of a file without a header: ``Var01``, ``Var02``, … as the console showed.
+
+    Numbers are zero-padded to at least two digits, more when there are over 99 columns, so the names sort
+    in column order.
+    """
+    width = max(2, len(str(count)))
+    return [f"Var{i:0{width}d}" for i in range(1, count + 1)]
+
+
+def infer_schema(
+    columns: Sequence[str] | None,
+    rows: Sequence[Sequence[str]],
+    *,
+    target: str | None = None,
+    row_id: str | None = None,
+    has_header: bool | None = None,
+    max_attributes: int = DEFAULT_MAX_ATTRIBUTES,
+) -> Schema:
+    """Propose a schema from a header and a sample of rows (the caller passes up to ~10,000 rows).
+
+    ``columns`` is the header line's fields, or None for a file without one: the column count is then the
+    most common row length and the names are ``Var01``, ``Var02``, … (:func:`generated_names`). Header names
+    are trimmed (and a leading byte-order mark dropped); a blank name becomes its ``VarNN`` name, a name
+    over 64 characters is cut to 64, and a repeated name gets a ``_2``, ``_3``, … suffix, so the result is
+    always a valid schema. Rows with a different field count are ignored (reading would reject them).
+    ``has_header`` (default: whether ``columns`` was given) is recorded as ``dataFileContainsHeader``.
+
+    Types, per column, from its non-empty values (surrounding whitespace ignored):
+
+    1. no value at all → CATEGORICAL;
+    2. exactly two spellings, one false and one true form of BINARY (``0 n no f false`` /
+       ``1 y yes t true``, any case) → BINARY; so ``0``/``1`` columns are BINARY, while a column holding
+       only ``0`` is NUMERIC and one holding only ``no`` is CATEGORICAL;
+    3. every value a NUMERIC number (``emrml.core.values`` rules) → NUMERIC;
+    4. free text → TEXT: more than 3 whitespace-separated words per value on average, or at least 2 words
+       on average with more than half the values distinct;
+    5. otherwise → CATEGORICAL.
+
+    ``target`` and ``row_id`` must name columns; a target that would be TEXT becomes CATEGORICAL (a TEXT
+    target cannot be trained on). Raises ``InvalidInputException``.
+    """
+    if has_header is None:
+        has_header = columns is not None
+    elif has_header and columns is None:
+        raise InvalidInputException("has_header is true but no header columns were given")
+    if columns is not None:
+        width = len(columns)
+        if width == 0:
+            raise InvalidInputException("cannot infer a schema: the header has no columns")
+    elif rows:
+        width = Counter(len(row) for row in rows).most_common(1)[0][0]
+    else:
+        raise InvalidInputException("cannot infer a schema: there is no header and no sample row")
+    if width > max_attributes:
+        raise InvalidInputException(
+            f"cannot infer a schema: the data has {width} columns; the limit is {max_attributes} attributes"
+        )
+    names = _header_names(columns) if columns is not None else generated_names(width)
+    sample = [row for row in rows if len(row) == width]
+    if rows and not sample:
+        raise InvalidInputException(
+            f"cannot infer a schema: none of the {len(rows)} sample rows has the header's {width} columns "
+            f"(the first has {len(rows[0])})"
+        )
+    cells = list(zip(*sample, strict=True)) if sample else [() for _ in range(width)]
+    types = [infer_type(column) for column in cells]
+    for role, name in (("target", target), ("row_id", row_id)):
+        if name is not None and name not in names:
+            raise InvalidInputException(
+                f"{role} {_show_name(name)} is not one of the columns{_suggestion(name, names)}; "
+                f"the columns are {_listing(names)}"
+            )
+    if target is not None and types[names.index(target)] == AttributeType.TEXT:
+        types[names.index(target)] = AttributeType.CATEGORICAL
+    schema = Schema(
+        attributes=tuple(Attribute(n, t) for n, t in zip(names, types, strict=True)),
+        target=target,
+        row_id=row_id,
+        has_header=has_header,
+    )
+    validate_schema(schema, source="inferred schema", max_attributes=max_attributes)
+    return schema
+
+
+def _header_names(header: Sequence[str]) -> list[str]:
+    fallback = generated_names(len(header))
+    names: list[str] = []
+    taken: set[str] = set()
+    for index, raw in enumerate(header):
+        text = raw.removeprefix("\ufeff") if index == 0 else raw
+        base = text.strip()[:MAX_NAME_LENGTH] or fallback[index]
+        name, copy = base, 1
+        while name in taken:
+            copy += 1
+            suffix = f"_{copy}"
+            name = base[: MAX_NAME_LENGTH - len(suffix)] + suffix
+        taken.add(name)
+        names.append(name)
+    return names

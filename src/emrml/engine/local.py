@@ -1,0 +1,235 @@
+"""The local engine: streams a datasource's files through the core functions in this process.
+
+``build_datasource`` is the datasource job: check headers, count records when a sequential split needs the
+total, then one streaming pass that selects the split's rows, counts invalid records and feeds the
+statistics sketches. Memory is bounded by the block size, not by the data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from emrml.config import Settings
+from emrml.core.rearrange import Rearrangement, select
+from emrml.core.schema import AttributeType, Schema, check_header, infer_schema
+from emrml.core.stats import StatisticsAccumulator
+from emrml.errors import DataError
+from emrml.storage.codecs import open_decompressed
+from emrml.storage.locations import FileRef, list_files, open_binary
+from emrml.storage.records import InvalidRecord, count_records, read_chunks, read_header
+
+Progress = Callable[[float, str | None], None]
+#: How many invalid records a datasource keeps as examples (file, line, reason).
+INVALID_EXAMPLES = 10
+#: A BINARY or NUMERIC attribute whose values are mostly invalid is a schema error, not noisy data.
+INVALID_VALUE_SHARE_LIMIT = 0.5
+
+
+@dataclass
+class DatasourceSummary:
+    data_size: int
+    number_of_files: int
+    total_records: int = 0
+    invalid_records: int = 0
+    invalid_examples: list[dict[str, Any]] = field(default_factory=list)
+    statistics: dict[str, Any] | None = None
+
+
+@contextmanager
+def open_data(file: FileRef) -> Iterator[tuple[BinaryIO, BinaryIO]]:
+    """(raw, decompressed) streams of one data file; ``raw.tell()`` measures progress."""
+    with open_binary(file.uri) as raw:
+        yield raw, open_decompressed(raw, file.uri)
+
+
+def _check_headers(files: list[FileRef], schema: Schema) -> None:
+    first: tuple[FileRef, list[str]] | None = None
+    for file in files:
+        with open_data(file) as (_, stream):
+            header = read_header(stream, file.uri)
+        if not header:
+            continue
+        check_header(schema, header, file=file.uri)
+        if first is None:
+            first = (file, header)
+        elif header != first[1]:
+            difference = next(
+                (i for i, (a, b) in enumerate(zip(header, first[1], strict=False)) if a != b), len(header)
+            )
+            raise DataError(
+                f"file {file.uri} has a different header from {first[0].uri}: column {difference + 1} is "
+                f"{_at(header, difference)!r} there but {_at(first[1], difference)!r} in {first[0].uri}; "
+                "every file of a datasource must share one layout"
+            )
+
+
+def _at(values: list[str], index: int) -> str | None:
+    return values[index] if index < len(values) else None
+
+
+def _count_total(files: list[FileRef], schema: Schema, progress: Progress) -> int:
+    total, done = 0, 0
+    size = sum(file.size for file in files) or 1
+    for file in files:
+        with open_data(file) as (_, stream):
+            total += count_records(stream, schema.has_header)
+        done += file.size
+        progress(0.2 * done / size, "counting records for the split")
+    return total
+
+
+def _example(record: InvalidRecord) -> dict[str, Any]:
+    return {"File": record.file, "Line": record.line, "Offset": record.offset, "Reason": record.reason}
+
+
+def build_datasource(
+    location: str,
+    schema: Schema,
+    rearrangement: Rearrangement | None,
+    *,
+    compute_statistics: bool,
+    settings: Settings,
+    progress: Progress,
+) -> DatasourceSummary:
+    """Read every file of ``location`` once; raise DataError when the data cannot make a datasource."""
+    files = list_files(location)
+    summary = DatasourceSummary(data_size=sum(f.size for f in files), number_of_files=len(files))
+    if schema.has_header:
+        _check_headers(files, schema)
+    total = _count_total(files, schema, progress) if rearrangement and rearrangement.needs_total else None
+    start = 0.0 if total is None else 0.2
+    accumulator = StatisticsAccumulator(schema) if compute_statistics else None
+    size, done, base_index, empty_files = summary.data_size or 1, 0, 0, []
+    for file_index, file in enumerate(files):
+        file_invalid, file_records = 0, 0
+        with open_data(file) as (raw, stream):
+            for chunk in read_chunks(
+                stream,
+                file.uri,
+                schema.names,
+                schema.has_header,
+                block_bytes=settings.batch_bytes,
+                max_record_bytes=settings.max_record_bytes,
+            ):
+                keep = select(rearrangement, file.key, chunk.offsets, base_index + chunk.indices, total)
+                bad = [r for r in chunk.invalid if _selected(rearrangement, file.key, r, base_index, total)]
+                file_records += len(chunk.indices) + len(chunk.invalid)
+                file_invalid += len(bad)
+                summary.invalid_records += len(bad)
+                room = INVALID_EXAMPLES - len(summary.invalid_examples)
+                summary.invalid_examples.extend(_example(r) for r in bad[:room])
+                if file_invalid > settings.max_invalid_records:
+                    raise DataError(
+                        f"file {file.uri}: more than {settings.max_invalid_records:,} records are invalid, so "
+                        f"the file is rejected (first: line {bad[0].line}: {bad[0].reason})"
+                    )
+                batch = chunk.batch.filter(keep) if not keep.all() else chunk.batch
+                summary.total_records += batch.num_rows + len(bad)
+                if accumulator is not None and batch.num_rows:
+                    keys = (np.uint64(file_index) << np.uint64(40)) | chunk.offsets[keep].astype(np.uint64)
+                    accumulator.update(batch, keys)
+                progress(start + (1 - start) * (done + raw.tell()) / size, f"reading {file.uri}")
+        base_index += file_records
+        done += file.size
+        if file_records == 0:
+            empty_files.append(file)
+    if summary.total_records - summary.invalid_records <= 0:
+        raise DataError(_no_records_message(files, empty_files, summary, rearrangement))
+    if accumulator is not None:
+        summary.statistics = accumulator.result()
+        _check_statistics(schema, summary.statistics)
+    return summary
+
+
+def _selected(
+    rearrangement: Rearrangement | None, key: str, record: InvalidRecord, base_index: int, total: int | None
+) -> bool:
+    mask = select(rearrangement, key, np.array([record.offset]), np.array([base_index + record.index]), total)
+    return bool(mask[0])
+
+
+def _no_records_message(
+    files: list[FileRef],
+    empty_files: list[FileRef],
+    summary: DatasourceSummary,
+    rearrangement: Rearrangement | None,
+) -> str:
+    if len(empty_files) == len(files):
+        file = files[0]
+        if file.size == 0:
+            return f"file {file.uri} is empty: the datasource has no records"
+        return (
+            f"file {file.uri} has no records (only a header line)"
+            if len(files) == 1
+            else (f"none of the {len(files)} files under the location holds a record")
+        )
+    if summary.invalid_records:
+        return f"all {summary.invalid_records:,} records are invalid (see the invalid record examples)"
+    if rearrangement is not None:
+        return "the DataRearrangement selects no records of this data"
+    return "the datasource has no records"
+
+
+def _check_statistics(schema: Schema, statistics: dict[str, Any]) -> None:
+    """Refuse data that contradicts the schema: an empty target, an attribute typed against its values."""
+    records = statistics.get("recordCount", 0)
+    for attribute in statistics.get("attributes", []):
+        name, kind = attribute["name"], attribute["type"]
+        missing, invalid = attribute.get("missingCount", 0), attribute.get("invalidCount", 0)
+        if name == schema.target and records and missing >= records:
+            raise DataError(f"target attribute {name!r} is empty in every record")
+        present = records - missing
+        if (
+            kind in (AttributeType.BINARY, AttributeType.NUMERIC)
+            and present
+            and (invalid / present > INVALID_VALUE_SHARE_LIMIT)
+        ):
+            expected = "0 1 n y no yes f t false true" if kind == AttributeType.BINARY else "numbers"
+            raise DataError(
+                f"attribute {name!r} is declared {kind} but {invalid:,} of its {present:,} values are not "
+                f"valid {kind} values (expected {expected}); check the schema's attributeType"
+            )
+
+
+def infer_location_schema(
+    location: str,
+    *,
+    target: str | None,
+    row_id: str | None,
+    has_header: bool,
+    settings: Settings,
+    sample_rows: int = 10_000,
+) -> Schema:
+    """Guess a schema from the first records of the first file of ``location``."""
+    file = list_files(location)[0]
+    with open_data(file) as (_, stream):
+        header = read_header(stream, file.uri) if has_header else None
+    if has_header and not header:
+        raise DataError(f"file {file.uri} is empty: there is no header line to name the attributes")
+    with open_data(file) as (_, stream):
+        width = len(header) if header else len(_first_record(stream, file.uri))
+    names = header or [f"Var{i + 1}" for i in range(width)]
+    rows: list[list[str]] = []
+    with open_data(file) as (_, stream):
+        for chunk in read_chunks(
+            stream, file.uri, names, has_header, max_record_bytes=settings.max_record_bytes
+        ):
+            columns = [column.to_pylist() for column in chunk.batch.columns]
+            rows.extend(list(row) for row in zip(*columns, strict=True))
+            if len(rows) >= sample_rows:
+                break
+    if not rows:
+        raise DataError(f"file {file.uri} has no records to infer a schema from")
+    return infer_schema(header, rows[:sample_rows], target=target, row_id=row_id, has_header=has_header)
+
+
+def _first_record(stream: BinaryIO, file: str) -> list[str]:
+    record = read_header(stream, file)
+    if not record:
+        raise DataError(f"file {file} is empty")
+    return record

@@ -1,0 +1,93 @@
+"""The Amazon ML error types, each with the HTTP status the API answers with.
+
+Every layer raises these; the HTTP protocol turns them into ``{"__type", "message"}`` bodies,
+the CLI into one line on stderr and an exit code.
+"""
+
+from __future__ import annotations
+
+
+class AmazonMLError(Exception):
+    """Base of every error a caller may see. ``type_name`` is the wire ``__type``."""
+
+    type_name = "InternalServerException"
+    http_status = 500
+    #: CLI exit code: scripts can tell bad input (2) from a missing object (3) or a server fault (1).
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_wire(self) -> dict[str, str]:
+        return {"__type": self.type_name, "message": self.message}
+
+
+class InvalidInputException(AmazonMLError):
+    type_name = "InvalidInputException"
+    http_status = 400
+    exit_code = 2
+
+
+class ResourceNotFoundException(AmazonMLError):
+    type_name = "ResourceNotFoundException"
+    http_status = 400
+    exit_code = 3
+
+
+class IdempotentParameterMismatchException(AmazonMLError):
+    type_name = "IdempotentParameterMismatchException"
+    http_status = 400
+    exit_code = 4
+
+
+class InvalidTagException(AmazonMLError):
+    type_name = "InvalidTagException"
+    http_status = 400
+    exit_code = 2
+
+
+class TagLimitExceededException(AmazonMLError):
+    type_name = "TagLimitExceededException"
+    http_status = 400
+    exit_code = 2
+
+
+class LimitExceededException(AmazonMLError):
+    type_name = "LimitExceededException"
+    http_status = 400
+    exit_code = 5
+
+
+class PredictorNotMountedException(AmazonMLError):
+    type_name = "PredictorNotMountedException"
+    http_status = 400
+    exit_code = 6
+
+
+class InternalServerException(AmazonMLError):
+    type_name = "InternalServerException"
+    http_status = 500
+    exit_code = 1
+
+
+class DataError(InvalidInputException):
+    """Input data that cannot be used (unreadable file, bad codec, schema/column mismatch).
+
+    Raised inside jobs; the job runner records the message on the FAILED entity.
+    """
+
+
+ERROR_TYPES: dict[str, type[AmazonMLError]] = {
+    cls.type_name: cls
+    for cls in (
+        InvalidInputException,
+        ResourceNotFoundException,
+        IdempotentParameterMismatchException,
+        InvalidTagException,
+        TagLimitExceededException,
+        LimitExceededException,
+        PredictorNotMountedException,
+        InternalServerException,
+    )
+}

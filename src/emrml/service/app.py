@@ -1,0 +1,43 @@
+"""The application object: settings, metastore, job runner, and the operations behind every interface."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from emrml.config import Settings
+from emrml.errors import InvalidInputException
+from emrml.service import datasources, tags  # noqa: F401  (register their operations)
+from emrml.service.jobs import JobRunner, ProgressCallback
+from emrml.service.metastore import migrate, open_engine, session_factory
+from emrml.service.operations import ID_MEMBER, OPERATIONS
+from emrml.service.validation import validate_request
+
+
+class EmrML:
+    """One emrml installation (a home folder and a metastore).
+
+    ``call(operation, request)`` runs an Amazon ML operation by name with the API's JSON request and returns
+    its JSON response; the CLI, the HTTP API and the console are thin callers of it.
+    """
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings.load()
+        self.settings.home.mkdir(parents=True, exist_ok=True)
+        self.engine = open_engine(self.settings.database_url)
+        migrate(self.engine)
+        self.sessions = session_factory(self.engine)
+        self.jobs = JobRunner(self.settings, self.sessions)
+
+    def call(self, operation: str, request: dict[str, Any] | None = None) -> dict[str, Any]:
+        function = OPERATIONS.get(operation)
+        if function is None:
+            raise InvalidInputException(f"unknown operation {operation!r}")
+        return function(self, validate_request(operation, request or {}))
+
+    def wait(self, kind: str, entity_id: str, progress: ProgressCallback | None = None) -> dict[str, Any]:
+        """Run or await the entity's job until it ends; returns its Get* description."""
+        self.jobs.wait(kind, entity_id, progress)
+        return self.call(f"Get{kind}", {ID_MEMBER[kind]: entity_id})
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,187 @@
+"""Datasource operations: CreateDataSourceFrom{S3,RDS,Redshift}, Get, Update, Delete, and two extensions.
+
+Extensions (not in Amazon ML; the CLI and console use them): ``InferDataSchema`` guesses a schema from a
+sample of the data, ``GetDataSourceStatistics`` returns the record counts, invalid-record examples and the
+data insights that Amazon ML showed only in its console.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from emrml.core.rearrange import parse_rearrangement
+from emrml.errors import InvalidInputException
+from emrml.service import describe
+from emrml.service.operations import (
+    Request,
+    Response,
+    create_entity,
+    created_by,
+    find,
+    mark_deleted,
+    operation,
+    rename,
+    timing_members,
+)
+from emrml.service.validation import require_string
+
+if TYPE_CHECKING:
+    from emrml.service.app import EmrML
+    from emrml.service.metastore import DataSource
+
+
+def _create(app: EmrML, request: Request, location: str, spec: dict[str, Any], **columns: Any) -> Response:
+    # A malformed rearrangement is a bad request, refused at once; schema and data problems are found by
+    # the job, which records a FAILED datasource whose Message says what is wrong.
+    parse_rearrangement(spec.get("DataRearrangement"))
+    with app.sessions() as session, session.begin():
+        create_entity(
+            session,
+            "DataSource",
+            request,
+            name=request.get("DataSourceName"),
+            created_by=created_by(app),
+            data_location=location,
+            data_rearrangement=spec.get("DataRearrangement"),
+            compute_statistics=bool(request.get("ComputeStatistics", False)),
+            **columns,
+        )
+    return {"DataSourceId": request["DataSourceId"]}
+
+
+@operation("CreateDataSourceFromS3")
+def create_data_source_from_s3(app: EmrML, request: Request) -> Response:
+    spec = request["DataSpec"]
+    return _create(app, request, spec["DataLocationS3"], spec, data_schema=spec.get("DataSchema"))
+
+
+@operation("CreateDataSourceFromRDS")
+def create_data_source_from_rds(app: EmrML, request: Request) -> Response:
+    spec = request["RDSData"]
+    metadata = {
+        "Database": spec["DatabaseInformation"],
+        "DatabaseUserName": spec["DatabaseCredentials"]["Username"],
+        "SelectSqlQuery": spec["SelectSqlQuery"],
+        "ResourceRole": spec["ResourceRole"],
+        "ServiceRole": spec["ServiceRole"],
+    }
+    return _create(
+        app,
+        request,
+        spec["S3StagingLocation"],
+        spec,
+        data_schema=spec.get("DataSchema"),
+        role_arn=request["RoleARN"],
+        rds_metadata=json.dumps(metadata),
+    )
+
+
+@operation("CreateDataSourceFromRedshift")
+def create_data_source_from_redshift(app: EmrML, request: Request) -> Response:
+    spec = request["DataSpec"]
+    metadata = {
+        "RedshiftDatabase": spec["DatabaseInformation"],
+        "DatabaseUserName": spec["DatabaseCredentials"]["Username"],
+        "SelectSqlQuery": spec["SelectSqlQuery"],
+    }
+    return _create(
+        app,
+        request,
+        spec["S3StagingLocation"],
+        spec,
+        data_schema=spec.get("DataSchema"),
+        role_arn=request["RoleARN"],
+        redshift_metadata=json.dumps(metadata),
+    )
+
+
+def describe_data_source(entity: DataSource, *, verbose: bool = False) -> Response:
+    """The DataSource shape (spec 4.2); ``verbose`` adds the Get-only members."""
+    members: Response = {"DataSourceId": entity.id, "DataLocationS3": entity.data_location}
+    members.update(timing_members(entity))
+    members["ComputeStatistics"] = entity.compute_statistics
+    if entity.data_rearrangement:
+        members["DataRearrangement"] = entity.data_rearrangement
+    if entity.data_size is not None:
+        members["DataSizeInBytes"] = entity.data_size
+        members["NumberOfFiles"] = entity.number_of_files
+    if entity.status == "COMPLETED" and entity.compute_statistics and entity.compute_time is not None:
+        members["ComputeTime"] = entity.compute_time
+    if entity.role_arn:
+        members["RoleARN"] = entity.role_arn
+    for column, member in (("redshift_metadata", "RedshiftMetadata"), ("rds_metadata", "RDSMetadata")):
+        metadata = getattr(entity, column)
+        if metadata:
+            shown = json.loads(metadata)
+            if not verbose:
+                shown.pop("SelectSqlQuery", None)
+            members[member] = shown
+    if entity.total_records is not None:
+        # Not Amazon ML members (boto3 ignores them): the record counts of the datasource summary.
+        members["TotalRecordCount"] = entity.total_records
+        members["InvalidRecordCount"] = entity.invalid_records
+    return members
+
+
+@operation("GetDataSource")
+def get_data_source(app: EmrML, request: Request) -> Response:
+    with app.sessions() as session:
+        entity = find(session, "DataSource", request["DataSourceId"])
+        verbose = bool(request.get("Verbose", False))
+        members = describe_data_source(entity, verbose=verbose)
+        if verbose and entity.data_schema:
+            members["DataSourceSchema"] = entity.data_schema
+        return members
+
+
+@operation("UpdateDataSource")
+def update_data_source(app: EmrML, request: Request) -> Response:
+    with app.sessions() as session, session.begin():
+        rename(session, "DataSource", request["DataSourceId"], request["DataSourceName"])
+    return {"DataSourceId": request["DataSourceId"]}
+
+
+@operation("DeleteDataSource")
+def delete_data_source(app: EmrML, request: Request) -> Response:
+    with app.sessions() as session, session.begin():
+        mark_deleted(session, "DataSource", request["DataSourceId"])
+    return {"DataSourceId": request["DataSourceId"]}
+
+
+@operation("GetDataSourceStatistics")
+def get_data_source_statistics(app: EmrML, request: Request) -> Response:
+    entity_id = require_string(request, "DataSourceId")
+    assert entity_id is not None
+    with app.sessions() as session:
+        entity = find(session, "DataSource", entity_id)
+    members: Response = {"DataSourceId": entity.id, "Status": entity.status}
+    if entity.total_records is not None:
+        members["TotalRecordCount"] = entity.total_records
+        members["InvalidRecordCount"] = entity.invalid_records
+        members["InvalidRecordExamples"] = json.loads(entity.invalid_examples or "[]")
+    if entity.statistics:
+        members["Statistics"] = json.loads(entity.statistics)
+    return members
+
+
+@operation("InferDataSchema")
+def infer_data_schema(app: EmrML, request: Request) -> Response:
+    from emrml.engine.local import infer_location_schema
+
+    location = require_string(request, "DataLocationS3")
+    assert location is not None
+    has_header = request.get("DataFileContainsHeader", True)
+    if not isinstance(has_header, bool):
+        raise InvalidInputException("DataFileContainsHeader must be true or false")
+    schema = infer_location_schema(
+        location,
+        target=require_string(request, "TargetAttributeName", optional=True),
+        row_id=require_string(request, "RowId", optional=True),
+        has_header=has_header,
+        settings=app.settings,
+    )
+    return {"DataSchema": schema.to_json()}
+
+
+describe.register("DescribeDataSources", "DataSource", describe_data_source)

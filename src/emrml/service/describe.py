@@ -1,0 +1,151 @@
+"""Describe*: filter, sort and page through entities (spec 4.8).
+
+One generic implementation; each entity module registers its operation with ``register``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import ColumnElement, and_, func, literal, select
+
+from emrml.errors import InvalidInputException
+from emrml.service.metastore import ENTITY_CLASSES
+from emrml.service.operations import Request, Response, canonical, operation
+
+if TYPE_CHECKING:
+    from emrml.service.app import EmrML
+
+COMPARATORS = ("EQ", "NE", "GT", "GE", "LT", "LE", "Prefix")
+TIME_VARIABLES = ("CreatedAt", "LastUpdatedAt")
+COMMON_FILTERS = {
+    "CreatedAt": "created_at",
+    "LastUpdatedAt": "last_updated_at",
+    "Status": "status",
+    "Name": "name",
+    "IAMUser": "created_by",
+}
+FILTERS: dict[str, dict[str, str]] = {
+    "DataSource": {**COMMON_FILTERS, "DataLocationS3": "data_location"},
+    "MLModel": {
+        **COMMON_FILTERS,
+        "TrainingDataSourceId": "training_data_source_id",
+        "RealtimeEndpointStatus": "endpoint_status",
+        "MLModelType": "model_type",
+        "Algorithm": "",  # every model is "sgd"
+        "TrainingDataURI": "input_data_location",
+    },
+    "Evaluation": {
+        **COMMON_FILTERS,
+        "MLModelId": "ml_model_id",
+        "DataSourceId": "evaluation_data_source_id",
+        "DataURI": "input_data_location",
+    },
+    "BatchPrediction": {
+        **COMMON_FILTERS,
+        "MLModelId": "ml_model_id",
+        "DataSourceId": "batch_prediction_data_source_id",
+        "DataURI": "input_data_location",
+    },
+}
+
+
+def _time_value(text: str, comparator: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInputException(
+            f"{comparator} {text!r}: a time must be epoch seconds or ISO-8601 (e.g. 2024-05-01T12:00:00Z)"
+        ) from None
+    return moment.timestamp()
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _conditions(kind: str, request: Request) -> tuple[Any, list[ColumnElement[bool]]]:
+    table = ENTITY_CLASSES[kind]
+    variable = request.get("FilterVariable")
+    used = [c for c in COMPARATORS if request.get(c) is not None]
+    if variable is None:
+        if used:
+            raise InvalidInputException(f"{', '.join(used)} needs a FilterVariable to compare with")
+        return table.created_at, [table.status != "DELETED"]
+    column_name = FILTERS[kind][variable]
+    column: Any = getattr(table, column_name) if column_name else literal("sgd")
+    if variable == "Name":
+        column = func.coalesce(column, "")
+    conditions: list[ColumnElement[bool]] = []
+    for comparator in used:
+        value: Any = request[comparator]
+        if variable in TIME_VARIABLES and comparator != "Prefix":
+            value = _time_value(value, comparator)
+        conditions.append(
+            {
+                "EQ": lambda c, v: c == v,
+                "NE": lambda c, v: c != v,
+                "GT": lambda c, v: c > v,
+                "GE": lambda c, v: c >= v,
+                "LT": lambda c, v: c < v,
+                "LE": lambda c, v: c <= v,
+                "Prefix": lambda c, v: c.like(_escape_like(v) + "%", escape="\\"),
+            }[comparator](column, value)
+        )
+    # DELETED objects stay hidden unless asked for by status, so that waiters can see them (spec 4.8).
+    if not (variable == "Status" and request.get("EQ") == "DELETED"):
+        conditions.append(table.status != "DELETED")
+    return column, conditions
+
+
+def _token(offset: int, request: Request) -> str:
+    query = {k: v for k, v in request.items() if k not in ("NextToken", "Limit")}
+    payload = json.dumps({"offset": offset, "query": canonical(query)})
+    return base64.urlsafe_b64encode(payload.encode()).decode()
+
+
+def _offset(token: str | None, request: Request) -> int:
+    if not token:
+        return 0
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(token.encode()))
+        offset = int(payload["offset"])
+        query = payload["query"]
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise InvalidInputException("NextToken is not a token returned by a previous call") from None
+    expected = canonical({k: v for k, v in request.items() if k not in ("NextToken", "Limit")})
+    if query != expected or offset < 0:
+        raise InvalidInputException("NextToken belongs to a request with other filter or sort arguments")
+    return offset
+
+
+def describe(app: EmrML, kind: str, request: Request, view: Callable[[Any], Response]) -> Response:
+    table = ENTITY_CLASSES[kind]
+    column, conditions = _conditions(kind, request)
+    limit = request.get("Limit", 100)
+    offset = _offset(request.get("NextToken"), request)
+    descending = request.get("SortOrder", "asc") == "dsc"
+    order = [column.desc(), table.id.desc()] if descending else [column.asc(), table.id.asc()]
+    query = select(table).where(and_(*conditions)).order_by(*order).offset(offset).limit(limit + 1)
+    with app.sessions() as session:
+        rows = list(session.scalars(query))
+    response: Response = {"Results": [view(row) for row in rows[:limit]]}
+    if len(rows) > limit:
+        response["NextToken"] = _token(offset + limit, request)
+    return response
+
+
+def register(operation_name: str, kind: str, view: Callable[[Any], Response]) -> None:
+    def run(app: EmrML, request: Request) -> Response:
+        return describe(app, kind, request, view)
+
+    operation(operation_name)(run)

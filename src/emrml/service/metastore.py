@@ -1,0 +1,172 @@
+"""The metastore: one SQLAlchemy table per Amazon ML entity, plus tags.
+
+Times are epoch seconds (floats), as the API speaks them. JSON documents (schemas, statistics, parameters)
+are stored as text so the same tables work on SQLite and PostgreSQL. The schema is created and upgraded by
+the Alembic migrations in ``migrations/``; never by ``create_all``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Engine,
+    Float,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+ENTITY_ID = String(64)
+STATUS = String(16)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Entity:
+    """Columns every asynchronous Amazon ML object has (spec 4.1), plus the job bookkeeping."""
+
+    id: Mapped[str] = mapped_column(ENTITY_ID, primary_key=True)
+    name: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(STATUS, index=True)
+    message: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[float] = mapped_column(Float, index=True)
+    last_updated_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+    compute_time: Mapped[int | None] = mapped_column(BigInteger)
+    #: The Create request as canonical JSON: a repeated Create with other parameters is a mismatch.
+    request: Mapped[str] = mapped_column(Text)
+    # Job bookkeeping: fraction done, the worker holding the job, its last sign of life, tries so far.
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    progress_message: Mapped[str | None] = mapped_column(Text)
+    worker: Mapped[str | None] = mapped_column(String(128))
+    heartbeat_at: Mapped[float | None] = mapped_column(Float)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class DataSource(Entity, Base):
+    __tablename__ = "data_sources"
+    kind = "DataSource"
+
+    data_location: Mapped[str] = mapped_column(Text)
+    data_rearrangement: Mapped[str | None] = mapped_column(Text)
+    data_schema: Mapped[str | None] = mapped_column(Text)
+    compute_statistics: Mapped[bool] = mapped_column(Boolean, default=False)
+    role_arn: Mapped[str | None] = mapped_column(String(110))
+    redshift_metadata: Mapped[str | None] = mapped_column(Text)
+    rds_metadata: Mapped[str | None] = mapped_column(Text)
+    data_size: Mapped[int | None] = mapped_column(BigInteger)
+    number_of_files: Mapped[int | None] = mapped_column(Integer)
+    total_records: Mapped[int | None] = mapped_column(BigInteger)
+    invalid_records: Mapped[int | None] = mapped_column(BigInteger)
+    invalid_examples: Mapped[str | None] = mapped_column(Text)
+    statistics: Mapped[str | None] = mapped_column(Text)
+
+
+class MLModel(Entity, Base):
+    __tablename__ = "ml_models"
+    kind = "MLModel"
+
+    model_type: Mapped[str] = mapped_column(String(16))
+    training_data_source_id: Mapped[str] = mapped_column(ENTITY_ID, index=True)
+    input_data_location: Mapped[str | None] = mapped_column(Text)
+    training_parameters: Mapped[str] = mapped_column(Text)
+    recipe: Mapped[str | None] = mapped_column(Text)
+    recipe_uri: Mapped[str | None] = mapped_column(Text)
+    data_schema: Mapped[str | None] = mapped_column(Text)
+    artifact_location: Mapped[str | None] = mapped_column(Text)
+    size_in_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    score_threshold: Mapped[float | None] = mapped_column(Float)
+    score_threshold_updated_at: Mapped[float | None] = mapped_column(Float)
+    endpoint_status: Mapped[str] = mapped_column(String(16), default="NONE")
+    endpoint_url: Mapped[str | None] = mapped_column(Text)
+    endpoint_created_at: Mapped[float | None] = mapped_column(Float)
+    peak_requests_per_second: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Evaluation(Entity, Base):
+    __tablename__ = "evaluations"
+    kind = "Evaluation"
+
+    ml_model_id: Mapped[str] = mapped_column(ENTITY_ID, index=True)
+    evaluation_data_source_id: Mapped[str] = mapped_column(ENTITY_ID, index=True)
+    input_data_location: Mapped[str | None] = mapped_column(Text)
+    performance_metrics: Mapped[str | None] = mapped_column(Text)
+    insights: Mapped[str | None] = mapped_column(Text)
+
+
+class BatchPrediction(Entity, Base):
+    __tablename__ = "batch_predictions"
+    kind = "BatchPrediction"
+
+    ml_model_id: Mapped[str] = mapped_column(ENTITY_ID, index=True)
+    batch_prediction_data_source_id: Mapped[str] = mapped_column(ENTITY_ID, index=True)
+    input_data_location: Mapped[str | None] = mapped_column(Text)
+    output_uri: Mapped[str] = mapped_column(Text)
+    total_records: Mapped[int | None] = mapped_column(BigInteger)
+    invalid_records: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Tag(Base):
+    __tablename__ = "tags"
+
+    resource_type: Mapped[str] = mapped_column(String(32), primary_key=True)
+    resource_id: Mapped[str] = mapped_column(ENTITY_ID, primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    value: Mapped[str | None] = mapped_column(String(256))
+    #: Insertion order, so DescribeTags lists tags as they were added.
+    position: Mapped[int] = mapped_column(Integer)
+
+
+ENTITY_CLASSES: dict[str, type[DataSource | MLModel | Evaluation | BatchPrediction]] = {
+    cls.kind: cls for cls in (DataSource, MLModel, Evaluation, BatchPrediction)
+}
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def now() -> float:
+    return round(time.time(), 3)
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    # WAL lets the server read while a worker process writes; busy_timeout makes writers queue, not fail.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def open_engine(url: str) -> Engine:
+    """Create the SQLAlchemy engine for ``url`` (SQLite gets WAL mode and a busy timeout)."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the database schema to the latest Alembic revision."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def session_factory(engine: Engine) -> sessionmaker:
+    return sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,137 @@
+"""The operation registry and what every Amazon ML operation shares: ids, idempotent creation, lookups.
+
+An operation is a plain function ``(app, request) -> response`` over the API's own JSON shapes, registered
+under its Amazon ML name. The HTTP protocol, the CLI and the console all call ``EmrML.call(name, request)``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy.orm import Session
+
+from emrml.errors import (
+    IdempotentParameterMismatchException,
+    InvalidInputException,
+    ResourceNotFoundException,
+)
+from emrml.service.metastore import ENTITY_CLASSES, now
+
+if TYPE_CHECKING:
+    from emrml.service.app import EmrML
+
+Request = dict[str, Any]
+Response = dict[str, Any]
+Operation = Callable[["EmrML", Request], Response]
+OPERATIONS: dict[str, Operation] = {}
+
+#: The id member of each entity kind in requests and responses.
+ID_MEMBER = {
+    "DataSource": "DataSourceId",
+    "MLModel": "MLModelId",
+    "Evaluation": "EvaluationId",
+    "BatchPrediction": "BatchPredictionId",
+}
+
+E = TypeVar("E")
+
+
+def operation(name: str) -> Callable[[Operation], Operation]:
+    def register(function: Operation) -> Operation:
+        OPERATIONS[name] = function
+        return function
+
+    return register
+
+
+def canonical(request: Request) -> str:
+    return json.dumps(request, sort_keys=True, separators=(",", ":"))
+
+
+def created_by(app: EmrML) -> str:
+    return f"arn:aws:iam::{app.settings.account_id}:root"
+
+
+def find(session: Session, kind: str, entity_id: str) -> Any:
+    """The entity or ResourceNotFoundException (Get/Update/Delete/Tags calls)."""
+    entity = session.get(ENTITY_CLASSES[kind], entity_id)
+    if entity is None:
+        raise ResourceNotFoundException(f"{kind} {entity_id!r} does not exist")
+    return entity
+
+
+def find_live(session: Session, kind: str, entity_id: str) -> Any:
+    """The entity, which must not be DELETED (Update calls, tag changes)."""
+    entity = find(session, kind, entity_id)
+    if entity.status == "DELETED":
+        raise InvalidInputException(f"{kind} {entity_id!r} is DELETED and cannot be changed")
+    return entity
+
+
+def create_entity(session: Session, kind: str, request: Request, **columns: Any) -> tuple[Any, bool]:
+    """Insert a PENDING entity for a Create* request; returns (entity, created).
+
+    Repeating a Create with the same id and identical parameters is a safe retry (created False, nothing new
+    happens); any difference is IdempotentParameterMismatchException (spec 4.4).
+    """
+    entity_id = request[ID_MEMBER[kind]]
+    table = ENTITY_CLASSES[kind]
+    existing = session.get(table, entity_id)
+    text = canonical(request)
+    if existing is not None:
+        if existing.request != text:
+            raise IdempotentParameterMismatchException(
+                f"{kind} {entity_id!r} already exists with different parameters"
+            )
+        return existing, False
+    moment = now()
+    entity = table(
+        id=entity_id,
+        status="PENDING",
+        created_at=moment,
+        last_updated_at=moment,
+        request=text,
+        progress=0.0,
+        attempts=0,
+        **columns,
+    )
+    session.add(entity)
+    return entity, True
+
+
+def timing_members(entity: Any) -> Response:
+    """Members shared by every entity's description (spec 4.1), without the ones that have no value."""
+    members: Response = {
+        "CreatedByIamUser": entity.created_by,
+        "CreatedAt": entity.created_at,
+        "LastUpdatedAt": entity.last_updated_at,
+        "Status": entity.status,
+    }
+    if entity.name is not None:
+        members["Name"] = entity.name
+    if entity.message:
+        members["Message"] = entity.message
+    if entity.started_at is not None and entity.status != "PENDING":
+        members["StartedAt"] = entity.started_at
+    if entity.finished_at is not None and entity.status in ("COMPLETED", "FAILED"):
+        members["FinishedAt"] = entity.finished_at
+    if entity.status == "INPROGRESS":
+        # Not an Amazon ML member (boto3 ignores it): the job's progress in percent for the CLI and console.
+        members["Progress"] = round(100 * entity.progress, 1)
+    return members
+
+
+def rename(session: Session, kind: str, entity_id: str, name: str) -> None:
+    entity = find_live(session, kind, entity_id)
+    entity.name = name
+    entity.last_updated_at = now()
+
+
+def mark_deleted(session: Session, kind: str, entity_id: str) -> Any:
+    entity = find(session, kind, entity_id)
+    if entity.status != "DELETED":
+        entity.status = "DELETED"
+        entity.last_updated_at = now()
+    return entity

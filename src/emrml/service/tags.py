@@ -1,0 +1,91 @@
+"""AddTags, DescribeTags, DeleteTags (spec 4.7), and tag inheritance from parent objects."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from emrml.errors import InvalidTagException, TagLimitExceededException
+from emrml.service.metastore import Tag
+from emrml.service.operations import Request, Response, find, find_live, operation
+
+if TYPE_CHECKING:
+    from emrml.service.app import EmrML
+
+MAX_TAGS = 50
+
+
+def _tags(session: Session, kind: str, entity_id: str) -> list[Tag]:
+    query = select(Tag).where(Tag.resource_type == kind, Tag.resource_id == entity_id).order_by(Tag.position)
+    return list(session.scalars(query))
+
+
+def put_tags(session: Session, kind: str, entity_id: str, tags: list[dict[str, str]]) -> None:
+    """Add or overwrite tags, keeping at most 50 on the object."""
+    for tag in tags:
+        if tag["Key"].lower().startswith("aws:"):
+            raise InvalidTagException(f"tag key {tag['Key']!r}: keys starting with 'aws:' are reserved")
+    existing = {tag.key: tag for tag in _tags(session, kind, entity_id)}
+    new_keys = {tag["Key"] for tag in tags} - existing.keys()
+    if len(existing) + len(new_keys) > MAX_TAGS:
+        raise TagLimitExceededException(
+            f"{kind} {entity_id!r} would have {len(existing) + len(new_keys)} tags; the limit is {MAX_TAGS}"
+        )
+    position = session.scalar(
+        select(func.coalesce(func.max(Tag.position), 0)).where(
+            Tag.resource_type == kind, Tag.resource_id == entity_id
+        )
+    )
+    for tag in tags:
+        if tag["Key"] in existing:
+            existing[tag["Key"]].value = tag.get("Value")
+            continue
+        position += 1
+        row = Tag(resource_type=kind, resource_id=entity_id, key=tag["Key"], value=tag.get("Value"))
+        row.position = position
+        session.add(row)
+        existing[tag["Key"]] = row
+
+
+def inherit_tags(session: Session, child: tuple[str, str], parents: list[tuple[str, str]]) -> None:
+    """Copy the parents' tags to a new object; later parents win on key conflicts (spec 4.7)."""
+    merged: dict[str, str | None] = {}
+    for kind, entity_id in parents:
+        merged.update({tag.key: tag.value for tag in _tags(session, kind, entity_id)})
+    put_tags(session, *child, [{"Key": key, "Value": value} for key, value in merged.items()][:MAX_TAGS])
+
+
+@operation("AddTags")
+def add_tags(app: EmrML, request: Request) -> Response:
+    kind, entity_id = request["ResourceType"], request["ResourceId"]
+    with app.sessions() as session, session.begin():
+        find_live(session, kind, entity_id)
+        put_tags(session, kind, entity_id, request["Tags"])
+    return {"ResourceId": entity_id, "ResourceType": kind}
+
+
+@operation("DescribeTags")
+def describe_tags(app: EmrML, request: Request) -> Response:
+    kind, entity_id = request["ResourceType"], request["ResourceId"]
+    with app.sessions() as session:
+        find(session, kind, entity_id)
+        tags = [
+            {"Key": tag.key} | ({"Value": tag.value} if tag.value is not None else {})
+            for tag in _tags(session, kind, entity_id)
+        ]
+    return {"ResourceId": entity_id, "ResourceType": kind, "Tags": tags}
+
+
+@operation("DeleteTags")
+def delete_tags(app: EmrML, request: Request) -> Response:
+    kind, entity_id = request["ResourceType"], request["ResourceId"]
+    with app.sessions() as session, session.begin():
+        find_live(session, kind, entity_id)
+        session.execute(
+            delete(Tag).where(
+                Tag.resource_type == kind, Tag.resource_id == entity_id, Tag.key.in_(request["TagKeys"])
+            )
+        )
+    return {"ResourceId": entity_id, "ResourceType": kind}

@@ -1,0 +1,235 @@
+"""Datasources end to end: real files, codecs, folders, splits, statistics and every kind of bad input."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import json
+from pathlib import Path
+
+import cramjam
+import pytest
+import zstandard
+
+from emrml.service.app import EmrML
+
+SCHEMA = {
+    "version": "1.0",
+    "targetAttributeName": "y",
+    "dataFormat": "CSV",
+    "dataFileContainsHeader": True,
+    "attributes": [
+        {"attributeName": "x", "attributeType": "NUMERIC"},
+        {"attributeName": "colour", "attributeType": "CATEGORICAL"},
+        {"attributeName": "y", "attributeType": "BINARY"},
+    ],
+}
+
+
+def build(app: EmrML, entity_id: str, location: Path | str, schema: dict | str = SCHEMA, **spec) -> dict:
+    text = schema if isinstance(schema, str) else json.dumps(schema)
+    app.call(
+        "CreateDataSourceFromS3",
+        {
+            "DataSourceId": entity_id,
+            "DataSpec": {"DataLocationS3": str(location), "DataSchema": text, **spec},
+            "ComputeStatistics": True,
+        },
+    )
+    return app.wait("DataSource", entity_id)
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def failed(result: dict) -> str:
+    assert result["Status"] == "FAILED", result
+    assert "Statistics" not in result
+    return result["Message"]
+
+
+@pytest.fixture
+def small_csv(tmp_path: Path) -> Path:
+    rows = "".join(f"{i},{'red' if i % 3 else 'blue'},{i % 2}\n" for i in range(200))
+    return write(tmp_path / "small.csv", "x,colour,y\n" + rows)
+
+
+def test_bank_marketing_with_statistics(app: EmrML, shared_datasets: Path) -> None:
+    folder = shared_datasets / "bank_marketing"
+    result = build(app, "ds-bank", folder / "data.csv", (folder / "data.csv.schema").read_text())
+    assert result["Status"] == "COMPLETED", result.get("Message")
+    verbose = app.call("GetDataSource", {"DataSourceId": "ds-bank", "Verbose": True})
+    schema = json.loads(verbose["DataSourceSchema"])
+    assert schema["targetAttributeName"] == "y" and len(schema["attributes"]) == 21
+    assert set(schema) >= {
+        "version",
+        "rowId",
+        "rowWeight",
+        "excludedAttributeNames",
+        "dataFileContainsHeader",
+    }
+    statistics = app.call("GetDataSourceStatistics", {"DataSourceId": "ds-bank"})["Statistics"]
+    assert statistics["recordCount"] == 41_188
+    by_name = {attribute["name"]: attribute for attribute in statistics["attributes"]}
+    assert by_name["age"]["min"] == 17 and by_name["age"]["max"] == 98
+    assert by_name["y"]["counts"] == {"0": 36_548, "1": 4_640}
+
+
+@pytest.mark.parametrize("codec", ["gz", "bz2", "zst", "snappy"])
+def test_compressed_inputs_give_the_same_datasource(
+    app: EmrML, small_csv: Path, tmp_path: Path, codec: str
+) -> None:
+    compress = {
+        "gz": gzip.compress,
+        "bz2": bz2.compress,
+        "zst": zstandard.ZstdCompressor().compress,
+        "snappy": lambda data: bytes(cramjam.snappy.compress(data)),
+    }[codec]
+    packed = tmp_path / f"small.csv.{codec}"
+    packed.write_bytes(compress(small_csv.read_bytes()))
+    plain = build(app, "ds-plain", small_csv)
+    result = build(app, "ds-packed", packed)
+    assert result["Status"] == "COMPLETED", result.get("Message")
+    assert result["TotalRecordCount"] == plain["TotalRecordCount"] == 200
+    stats = [
+        app.call("GetDataSourceStatistics", {"DataSourceId": i})["Statistics"]
+        for i in ("ds-plain", "ds-packed")
+    ]
+    assert stats[0] == stats[1]
+
+
+def test_a_folder_of_files_is_one_datasource(app: EmrML, tmp_path: Path) -> None:
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for part in range(3):
+        rows = "".join(f"{part * 10 + i},red,{i % 2}\n" for i in range(10))
+        write(folder / f"part-{part}.csv", "x,colour,y\n" + rows)
+    write(folder / "part-1.csv.schema", "not data")  # schema files beside the data are skipped
+    result = build(app, "ds-folder", str(folder) + "/")
+    assert result["Status"] == "COMPLETED", result.get("Message")
+    assert result["NumberOfFiles"] == 3 and result["TotalRecordCount"] == 30
+
+
+def test_random_split_and_its_complement_partition_the_records(app: EmrML, small_csv: Path) -> None:
+    split = {"percentBegin": 0, "percentEnd": 70, "strategy": "random", "strategyParams": {"randomSeed": "k"}}
+    train = build(app, "ds-train", small_csv, DataRearrangement=json.dumps({"splitting": split}))
+    rest = build(
+        app, "ds-rest", small_csv, DataRearrangement=json.dumps({"splitting": {**split, "complement": True}})
+    )
+    assert train["TotalRecordCount"] + rest["TotalRecordCount"] == 200
+    assert 110 < train["TotalRecordCount"] < 170
+    again = build(app, "ds-again", small_csv, DataRearrangement=json.dumps({"splitting": split}))
+    assert again["TotalRecordCount"] == train["TotalRecordCount"]
+    assert train["DataRearrangement"] == json.dumps({"splitting": split})
+
+
+def test_sequential_split(app: EmrML, small_csv: Path) -> None:
+    head = {"splitting": {"percentBegin": 0, "percentEnd": 70}}
+    tail = {"splitting": {"percentBegin": 70, "percentEnd": 100, "strategy": "sequential"}}
+    assert build(app, "ds-head", small_csv, DataRearrangement=json.dumps(head))["TotalRecordCount"] == 140
+    assert build(app, "ds-tail", small_csv, DataRearrangement=json.dumps(tail))["TotalRecordCount"] == 60
+    statistics = app.call("GetDataSourceStatistics", {"DataSourceId": "ds-tail"})["Statistics"]
+    x = next(a for a in statistics["attributes"] if a["name"] == "x")
+    assert x["min"] == 140 and x["max"] == 199
+
+
+def test_ragged_rows_are_counted_with_examples(app: EmrML, tmp_path: Path) -> None:
+    path = write(tmp_path / "ragged.csv", "x,colour,y\n1,red,0\n2,red\n3,blue,1,extra\n4,blue,1\n")
+    result = build(app, "ds-ragged", path)
+    assert result["Status"] == "COMPLETED", result.get("Message")
+    assert result["TotalRecordCount"] == 4 and result["InvalidRecordCount"] == 2
+    examples = app.call("GetDataSourceStatistics", {"DataSourceId": "ds-ragged"})["InvalidRecordExamples"]
+    assert [(e["Line"], e["File"]) for e in examples] == [(3, str(path)), (4, str(path))]
+    assert "expected 3 fields, found 2" in examples[0]["Reason"]
+
+
+def test_too_many_invalid_records_reject_the_file(app: EmrML, tmp_path: Path) -> None:
+    path = write(tmp_path / "bad.csv", "x,colour,y\n" + "1,red\n" * 10_001 + "1,red,0\n")
+    message = failed(build(app, "ds-bad", path))
+    assert "more than 10,000 records are invalid" in message and str(path) in message
+
+
+@pytest.mark.parametrize(
+    ("schema_text", "expected"),
+    [
+        ('{"version": "1.0", "attributes": [', "not valid JSON"),
+        (json.dumps({**SCHEMA, "attributes": SCHEMA["attributes"][:2]}), "2 attributes"),
+        (
+            json.dumps(
+                {
+                    **SCHEMA,
+                    "attributes": [
+                        *SCHEMA["attributes"][:2],
+                        {"attributeName": "y", "attributeType": "BOOL"},
+                    ],
+                }
+            ),
+            "BOOL",
+        ),
+        (json.dumps({**SCHEMA, "targetAttributeName": "label"}), "label"),
+    ],
+    ids=["malformed-json", "attribute-count", "unknown-type", "unknown-target"],
+)
+def test_schema_errors_fail_the_datasource(
+    app: EmrML, small_csv: Path, schema_text: str, expected: str
+) -> None:
+    assert expected in failed(build(app, "ds-x", small_csv, schema_text))
+
+
+def test_target_column_entirely_missing(app: EmrML, tmp_path: Path) -> None:
+    path = write(tmp_path / "no-target.csv", "x,colour,y\n1,red,\n2,blue,\n")
+    assert "target attribute 'y' is empty in every record" in failed(build(app, "ds-x", path))
+
+
+def test_binary_attribute_with_other_values(app: EmrML, tmp_path: Path) -> None:
+    path = write(tmp_path / "spam.csv", "x,colour,y\n1,red,spam\n2,blue,ham\n3,red,spam\n")
+    message = failed(build(app, "ds-x", path))
+    assert "'y' is declared BINARY" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("empty.csv", b"", "is empty"),
+        ("header.csv", b"x,colour,y\n", "only a header line"),
+        ("cut.csv.gz", gzip.compress(b"x,colour,y\n" + b"1,red,0\n" * 5000)[:-40], "truncated"),
+        ("data.csv.xz", b"\xfd7zXZ\x00\x00rest", "unsupported compression"),
+    ],
+)
+def test_unreadable_files_fail_the_datasource(
+    app: EmrML, tmp_path: Path, name: str, content: bytes, expected: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    message = failed(build(app, "ds-x", path))
+    assert expected in message and name in message
+
+
+def test_missing_path(app: EmrML, tmp_path: Path) -> None:
+    assert "does not exist" in failed(build(app, "ds-x", tmp_path / "nowhere.csv"))
+
+
+def test_files_with_different_headers(app: EmrML, tmp_path: Path) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    write(folder / "a.csv", "x,colour,y\n1,red,0\n")
+    write(folder / "b.csv", "x,color,y\n2,red,1\n")
+    assert "different header" in failed(build(app, "ds-x", folder))
+
+
+def test_failed_datasource_touches_nothing_else(app: EmrML, small_csv: Path, tmp_path: Path) -> None:
+    good = build(app, "ds-good", small_csv)
+    failed(build(app, "ds-bad", tmp_path / "missing.csv"))
+    assert app.call("GetDataSource", {"DataSourceId": "ds-good"}) == good
+
+
+def test_infer_schema(app: EmrML, shared_datasets: Path) -> None:
+    location = str(shared_datasets / "bank_marketing" / "data.csv")
+    inferred = json.loads(
+        app.call("InferDataSchema", {"DataLocationS3": location, "TargetAttributeName": "y"})["DataSchema"]
+    )
+    expected = json.loads((shared_datasets / "bank_marketing" / "data.csv.schema").read_text())
+    assert inferred["attributes"] == expected["attributes"]
+    assert inferred["targetAttributeName"] == "y" and inferred["dataFileContainsHeader"] is True

@@ -1,0 +1,124 @@
+"""Durable jobs: a datasource job runs in a worker process; a killed worker's job is retried or failed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from emrml.config import Settings
+from emrml.service.app import EmrML
+from emrml.service.metastore import DataSource
+
+BANK_SCHEMA_NAME = "data.csv.schema"
+
+
+@pytest.fixture
+def big_bank_csv(tmp_path: Path, shared_datasets: Path) -> Path:
+    """The bank data 8 times over (~39 MB): long enough to kill a worker in the middle."""
+    source = (shared_datasets / "bank_marketing" / "data.csv").read_bytes()
+    header, _, body = source.partition(b"\n")
+    path = tmp_path / "bank-x8.csv"
+    path.write_bytes(header + b"\n" + body * 8)
+    return path
+
+
+def create_bank(app: EmrML, entity_id: str, location: Path, shared_datasets: Path) -> None:
+    schema = (shared_datasets / "bank_marketing" / BANK_SCHEMA_NAME).read_text()
+    app.call(
+        "CreateDataSourceFromS3",
+        {
+            "DataSourceId": entity_id,
+            "DataSpec": {"DataLocationS3": str(location), "DataSchema": schema},
+            "ComputeStatistics": True,
+        },
+    )
+
+
+def worker_pid(app: EmrML, entity_id: str, timeout: float = 60) -> int:
+    """Wait until the job's worker process is busy reading, and return its pid."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with app.sessions() as session:
+            entity = session.get(DataSource, entity_id)
+            if entity.status == "INPROGRESS" and entity.progress > 0.05 and "pid=" in (entity.worker or ""):
+                return int(entity.worker.rsplit("pid=", 1)[1])
+        time.sleep(0.05)
+    raise AssertionError("the job never got going")
+
+
+def test_datasource_job_completes_with_timing_fields(app: EmrML, shared_datasets: Path) -> None:
+    create_bank(app, "ds-bank", shared_datasets / "bank_marketing" / "data.csv", shared_datasets)
+    seen: list[float] = []
+    result = app.wait("DataSource", "ds-bank", progress=lambda fraction, _message: seen.append(fraction))
+    assert result["Status"] == "COMPLETED", result.get("Message")
+    assert result["TotalRecordCount"] == 41_188 and result["InvalidRecordCount"] == 0
+    assert result["NumberOfFiles"] == 1 and result["DataSizeInBytes"] == 4_841_729
+    assert result["StartedAt"] <= result["FinishedAt"] and result["ComputeTime"] > 0
+    assert seen == sorted(seen)
+
+
+def test_killed_worker_is_retried_and_no_partial_result_is_visible(
+    app: EmrML, big_bank_csv: Path, shared_datasets: Path
+) -> None:
+    create_bank(app, "ds-big", big_bank_csv, shared_datasets)
+    runner = threading.Thread(target=app.jobs.run, args=("DataSource", "ds-big"))
+    runner.start()
+    os.kill(worker_pid(app, "ds-big"), signal.SIGKILL)
+    # While the retry runs, nothing of the first attempt is visible.
+    statistics = app.call("GetDataSourceStatistics", {"DataSourceId": "ds-big"})
+    assert "Statistics" not in statistics and "TotalRecordCount" not in statistics
+    runner.join(timeout=300)
+    result = app.call("GetDataSource", {"DataSourceId": "ds-big"})
+    assert result["Status"] == "COMPLETED", result.get("Message")
+    assert result["TotalRecordCount"] == 8 * 41_188
+    with app.sessions() as session:
+        assert session.get(DataSource, "ds-big").attempts == 2
+
+
+def test_worker_killed_on_the_last_attempt_fails_the_job_with_a_clear_message(
+    settings: Settings, big_bank_csv: Path, shared_datasets: Path
+) -> None:
+    app = EmrML(Settings(**{**settings.__dict__, "job_max_attempts": 1}))
+    create_bank(app, "ds-big", big_bank_csv, shared_datasets)
+    runner = threading.Thread(target=app.jobs.run, args=("DataSource", "ds-big"))
+    runner.start()
+    os.kill(worker_pid(app, "ds-big"), signal.SIGKILL)
+    runner.join(timeout=120)
+    result = app.call("GetDataSource", {"DataSourceId": "ds-big"})
+    assert result["Status"] == "FAILED"
+    assert "worker process died (killed by signal SIGKILL) on attempt 1 of 1" in result["Message"]
+    assert "no partial result" in result["Message"]
+    assert "TotalRecordCount" not in result and "ComputeTime" not in result
+    assert "Statistics" not in app.call("GetDataSourceStatistics", {"DataSourceId": "ds-big"})
+    app.close()
+
+
+def test_a_job_whose_whole_runner_died_is_recovered_after_restart(
+    settings: Settings, big_bank_csv: Path, shared_datasets: Path
+) -> None:
+    app = EmrML(Settings(**{**settings.__dict__, "job_lease_seconds": 2.0}))
+    create_bank(app, "ds-big", big_bank_csv, shared_datasets)
+    # The runner is another process (like `emrml datasource create`); kill it and its worker together.
+    script = (
+        "import sys; from emrml.config import Settings; from emrml.service.app import EmrML; "
+        f"EmrML(Settings(home=sys.argv[1], metastore_url=sys.argv[2])).jobs.run('DataSource', 'ds-big')"
+    )
+    runner = subprocess.Popen(
+        [sys.executable, "-c", script, str(settings.home), settings.database_url], start_new_session=True
+    )
+    worker_pid(app, "ds-big")
+    os.killpg(runner.pid, signal.SIGKILL)
+    runner.wait()
+    assert app.call("GetDataSource", {"DataSourceId": "ds-big"})["Status"] == "INPROGRESS"
+    time.sleep(2.5)  # the dead worker's lease runs out
+    result = app.wait("DataSource", "ds-big")
+    assert result["Status"] == "COMPLETED", result.get("Message")
+    assert result["TotalRecordCount"] == 8 * 41_188
+    app.close()

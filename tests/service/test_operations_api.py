@@ -1,0 +1,209 @@
+"""Request validation, idempotency, Get/Update/Delete, tags and Describe* over a real metastore."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from emrml.errors import (
+    IdempotentParameterMismatchException,
+    InvalidInputException,
+    InvalidTagException,
+    ResourceNotFoundException,
+    TagLimitExceededException,
+)
+from emrml.service.app import EmrML
+
+SCHEMA = json.dumps(
+    {
+        "version": "1.0",
+        "targetAttributeName": "y",
+        "dataFormat": "CSV",
+        "dataFileContainsHeader": True,
+        "attributes": [
+            {"attributeName": "x", "attributeType": "NUMERIC"},
+            {"attributeName": "y", "attributeType": "BINARY"},
+        ],
+    }
+)
+
+
+def create(app: EmrML, entity_id: str, name: str | None = None, location: str = "/data/x.csv", **extra):
+    request = {"DataSourceId": entity_id, "DataSpec": {"DataLocationS3": location, "DataSchema": SCHEMA}}
+    if name is not None:
+        request["DataSourceName"] = name
+    request.update(extra)
+    return app.call("CreateDataSourceFromS3", request)
+
+
+def test_create_is_pending_and_get_shows_the_api_shape(app: EmrML) -> None:
+    assert create(app, "ds-1", "first") == {"DataSourceId": "ds-1"}
+    got = app.call("GetDataSource", {"DataSourceId": "ds-1", "Verbose": True})
+    assert got["Status"] == "PENDING"
+    assert got["Name"] == "first"
+    assert got["DataLocationS3"] == "/data/x.csv"
+    assert got["CreatedByIamUser"] == "arn:aws:iam::000000000000:root"
+    assert got["ComputeStatistics"] is False
+    assert "StartedAt" not in got and "FinishedAt" not in got and "ComputeTime" not in got
+    assert got["CreatedAt"] == got["LastUpdatedAt"]
+    assert "DataSourceSchema" not in got  # only once the job has validated it
+
+
+def test_identical_create_is_a_safe_retry_and_a_different_one_a_mismatch(app: EmrML) -> None:
+    create(app, "ds-1", "same")
+    first = app.call("GetDataSource", {"DataSourceId": "ds-1"})
+    assert create(app, "ds-1", "same") == {"DataSourceId": "ds-1"}
+    assert app.call("GetDataSource", {"DataSourceId": "ds-1"})["CreatedAt"] == first["CreatedAt"]
+    with pytest.raises(IdempotentParameterMismatchException, match="ds-1"):
+        create(app, "ds-1", "other name")
+    with pytest.raises(IdempotentParameterMismatchException):
+        create(app, "ds-1", "same", ComputeStatistics=True)
+    with pytest.raises(IdempotentParameterMismatchException):
+        create(app, "ds-1")  # a member missing in one of the two calls differs too
+
+
+@pytest.mark.parametrize(
+    ("request_body", "message"),
+    [
+        ({"DataSpec": {"DataLocationS3": "/x"}}, "DataSourceId is required"),
+        ({"DataSourceId": "bad id!", "DataSpec": {"DataLocationS3": "/x"}}, "does not match the pattern"),
+        ({"DataSourceId": "x" * 65, "DataSpec": {"DataLocationS3": "/x"}}, "at most 64"),
+        ({"DataSourceId": "ok", "DataSpec": {}}, "DataSpec.DataLocationS3 is required"),
+        ({"DataSourceId": "ok", "DataSpec": {"DataLocationS3": 3}}, "must be a string"),
+        ({"DataSourceId": "ok", "DataSpec": {"DataLocationS3": "/x"}, "Bogus": 1}, "Bogus is not a member"),
+        (
+            {"DataSourceId": "ok", "DataSpec": {"DataLocationS3": "/x"}, "ComputeStatistics": "yes"},
+            "true or false",
+        ),
+        (
+            {"DataSourceId": "ok", "DataSpec": {"DataLocationS3": "/x", "DataRearrangement": "{nope"}},
+            "DataRearrangement",
+        ),
+    ],
+)
+def test_bad_create_requests_name_the_member(app: EmrML, request_body: dict, message: str) -> None:
+    with pytest.raises(InvalidInputException, match=message):
+        app.call("CreateDataSourceFromS3", request_body)
+    assert app.call("DescribeDataSources", {})["Results"] == []
+
+
+def test_get_update_delete(app: EmrML) -> None:
+    with pytest.raises(ResourceNotFoundException, match="nope"):
+        app.call("GetDataSource", {"DataSourceId": "nope"})
+    create(app, "ds-1", "before")
+    before = app.call("GetDataSource", {"DataSourceId": "ds-1"})
+    assert app.call("UpdateDataSource", {"DataSourceId": "ds-1", "DataSourceName": "after"}) == {
+        "DataSourceId": "ds-1"
+    }
+    after = app.call("GetDataSource", {"DataSourceId": "ds-1"})
+    assert after["Name"] == "after" and after["LastUpdatedAt"] >= before["LastUpdatedAt"]
+    app.call("DeleteDataSource", {"DataSourceId": "ds-1"})
+    assert app.call("GetDataSource", {"DataSourceId": "ds-1"})["Status"] == "DELETED"
+    with pytest.raises(InvalidInputException, match="DELETED"):
+        app.call("UpdateDataSource", {"DataSourceId": "ds-1", "DataSourceName": "again"})
+    with pytest.raises(ResourceNotFoundException):
+        app.call("DeleteDataSource", {"DataSourceId": "missing"})
+    # the id stays reserved: an identical retry is still answered, a different one is a mismatch
+    assert create(app, "ds-1", "before") == {"DataSourceId": "ds-1"}
+    with pytest.raises(IdempotentParameterMismatchException):
+        create(app, "ds-1", "new")
+
+
+def test_tags(app: EmrML) -> None:
+    create(app, "ds-1")
+    target = {"ResourceId": "ds-1", "ResourceType": "DataSource"}
+    app.call("AddTags", {**target, "Tags": [{"Key": "team", "Value": "risk"}, {"Key": "flag"}]})
+    app.call("AddTags", {**target, "Tags": [{"Key": "team", "Value": "growth"}]})
+    assert app.call("DescribeTags", target)["Tags"] == [{"Key": "team", "Value": "growth"}, {"Key": "flag"}]
+    app.call("DeleteTags", {**target, "TagKeys": ["flag", "unknown"]})
+    assert app.call("DescribeTags", target)["Tags"] == [{"Key": "team", "Value": "growth"}]
+    with pytest.raises(InvalidTagException, match="reserved"):
+        app.call("AddTags", {**target, "Tags": [{"Key": "aws:x", "Value": "v"}]})
+    with pytest.raises(InvalidTagException, match="Key"):
+        app.call("AddTags", {**target, "Tags": [{"Key": "bad{key}", "Value": "v"}]})
+    with pytest.raises(InvalidTagException, match="Value"):
+        app.call("AddTags", {**target, "Tags": [{"Key": "k", "Value": "v" * 257}]})
+    with pytest.raises(TagLimitExceededException, match="50"):
+        app.call("AddTags", {**target, "Tags": [{"Key": f"k{i}", "Value": "v"} for i in range(50)]})
+    assert len(app.call("DescribeTags", target)["Tags"]) == 1  # the refused call changed nothing
+    with pytest.raises(ResourceNotFoundException):
+        app.call("DescribeTags", {"ResourceId": "nope", "ResourceType": "DataSource"})
+    with pytest.raises(InvalidInputException, match="ResourceType"):
+        app.call("DescribeTags", {"ResourceId": "ds-1", "ResourceType": "Bucket"})
+    app.call("DeleteDataSource", {"DataSourceId": "ds-1"})
+    with pytest.raises(InvalidInputException, match="DELETED"):
+        app.call("AddTags", {**target, "Tags": [{"Key": "late", "Value": "v"}]})
+
+
+def ids(response: dict) -> list[str]:
+    return [result["DataSourceId"] for result in response["Results"]]
+
+
+def test_describe_filters_sort_and_pages(app: EmrML) -> None:
+    names = ["2014-09-09-HolidayGiftMailer", "2014-09-10-x", "2015-01-01", "alpha", "beta"]
+    for i, name in enumerate(names):
+        create(app, f"ds-{i}", name, location=f"/data/{name}.csv")
+    assert ids(app.call("DescribeDataSources", {})) == [f"ds-{i}" for i in range(5)]
+    for prefix in ("2014-09", "2014-09-09", "2014-09-09-Holiday"):
+        found = ids(app.call("DescribeDataSources", {"FilterVariable": "Name", "Prefix": prefix}))
+        assert "ds-0" in found and "ds-2" not in found
+    by_name = {"FilterVariable": "Name", "SortOrder": "dsc"}
+    assert ids(app.call("DescribeDataSources", by_name)) == ["ds-4", "ds-3", "ds-2", "ds-1", "ds-0"]
+    assert ids(app.call("DescribeDataSources", {"FilterVariable": "Name", "GE": "alpha"})) == ["ds-3", "ds-4"]
+    assert ids(app.call("DescribeDataSources", {"FilterVariable": "Name", "NE": "alpha", "LT": "b"})) == [
+        "ds-0",
+        "ds-1",
+        "ds-2",
+    ]
+    assert ids(
+        app.call("DescribeDataSources", {"FilterVariable": "DataLocationS3", "EQ": "/data/beta.csv"})
+    ) == ["ds-4"]
+    newest = app.call("GetDataSource", {"DataSourceId": "ds-4"})["CreatedAt"]
+    assert len(ids(app.call("DescribeDataSources", {"FilterVariable": "CreatedAt", "LE": str(newest)}))) == 5
+    assert ids(app.call("DescribeDataSources", {"FilterVariable": "CreatedAt", "GT": str(newest)})) == []
+    iso = app.call("DescribeDataSources", {"FilterVariable": "CreatedAt", "GT": "2001-01-01T00:00:00Z"})
+    assert len(iso["Results"]) == 5
+    with pytest.raises(InvalidInputException, match="epoch seconds or ISO-8601"):
+        app.call("DescribeDataSources", {"FilterVariable": "CreatedAt", "GT": "yesterday"})
+    with pytest.raises(InvalidInputException, match="FilterVariable"):
+        app.call("DescribeDataSources", {"EQ": "x"})
+    with pytest.raises(InvalidInputException, match="FilterVariable must be one of"):
+        app.call("DescribeDataSources", {"FilterVariable": "Colour", "EQ": "x"})
+    with pytest.raises(InvalidInputException, match="Limit must be at most 100"):
+        app.call("DescribeDataSources", {"Limit": 500})
+
+    # paging: Limit 2 walks all five in order, tokens are tied to their query
+    seen, token, pages = [], None, 0
+    while True:
+        page = app.call("DescribeDataSources", {"Limit": 2} | ({"NextToken": token} if token else {}))
+        seen += ids(page)
+        pages += 1
+        token = page.get("NextToken")
+        if not token:
+            break
+    assert seen == [f"ds-{i}" for i in range(5)] and pages == 3
+    first = app.call("DescribeDataSources", {"Limit": 2})
+    with pytest.raises(InvalidInputException, match="NextToken"):
+        app.call("DescribeDataSources", {"Limit": 2, "NextToken": first["NextToken"], "SortOrder": "dsc"})
+    with pytest.raises(InvalidInputException, match="NextToken"):
+        app.call("DescribeDataSources", {"NextToken": "garbage"})
+
+    # DELETED objects are hidden unless asked for by status
+    app.call("DeleteDataSource", {"DataSourceId": "ds-3"})
+    assert "ds-3" not in ids(app.call("DescribeDataSources", {}))
+    assert ids(app.call("DescribeDataSources", {"FilterVariable": "Status", "EQ": "DELETED"})) == ["ds-3"]
+    assert len(ids(app.call("DescribeDataSources", {"FilterVariable": "Status", "EQ": "PENDING"}))) == 4
+
+
+def test_unknown_operation(app: EmrML) -> None:
+    with pytest.raises(InvalidInputException, match="unknown operation"):
+        app.call("CreateBucket", {})
+
+
+def test_metastore_migrates_an_existing_database_idempotently(app: EmrML, tmp_path: Path) -> None:
+    create(app, "ds-1", "kept")
+    again = EmrML(app.settings)  # a second start runs the migrations again: nothing changes, nothing is lost
+    assert again.call("GetDataSource", {"DataSourceId": "ds-1"})["Name"] == "kept"
+    again.close()

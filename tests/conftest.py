@@ -61,3 +61,12 @@ def app(settings: Settings) -> Iterator[EmrML]:
     application = EmrML(settings)
     yield application
     application.close()
+
+
+@pytest.fixture
+def sqlite_app(tmp_path: Path) -> Iterator[EmrML]:
+    """An app on SQLite only, for slow end-to-end flows whose metastore use the other tests cover."""
+    settings = Settings.load(environ={}, home=tmp_path / "home")
+    application = EmrML(settings)
+    yield application
+    application.close()

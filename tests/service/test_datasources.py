@@ -155,7 +155,10 @@ def test_too_many_invalid_records_reject_the_file(app: EmrML, tmp_path: Path) ->
     ("schema_text", "expected"),
     [
         ('{"version": "1.0", "attributes": [', "not valid JSON"),
-        (json.dumps({**SCHEMA, "attributes": SCHEMA["attributes"][:2]}), "2 attributes"),
+        (
+            json.dumps({**SCHEMA, "attributes": [SCHEMA["attributes"][0], SCHEMA["attributes"][2]]}),
+            "2 attributes",
+        ),
         (
             json.dumps(
                 {

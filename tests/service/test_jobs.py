@@ -108,7 +108,8 @@ def test_a_job_whose_whole_runner_died_is_recovered_after_restart(
     # The runner is another process (like `emrml datasource create`); kill it and its worker together.
     script = (
         "import sys; from emrml.config import Settings; from emrml.service.app import EmrML; "
-        f"EmrML(Settings(home=sys.argv[1], metastore_url=sys.argv[2])).jobs.run('DataSource', 'ds-big')"
+        "EmrML(Settings.load(environ={}, home=sys.argv[1], metastore_url=sys.argv[2]))"
+        ".jobs.run('DataSource', 'ds-big')"
     )
     runner = subprocess.Popen(
         [sys.executable, "-c", script, str(settings.home), settings.database_url], start_new_session=True

@@ -473,7 +473,7 @@ def infer_type(values: Sequence[str | None] | pa.Array | pa.ChunkedArray) -> Att
     spellings = pc.unique(pc.utf8_lower(present))
     false_forms = pc.sum(pc.is_in(spellings, value_set=_BINARY_FALSE_SET)).as_py() or 0
     true_forms = pc.sum(pc.is_in(spellings, value_set=_BINARY_TRUE_SET)).as_py() or 0
-    if false_forms <= 1 and true_forms <= 1 and len(spellings) == false_forms + true_forms:
+    if false_forms == 1 and true_forms == 1 and len(spellings) == 2:
         return AttributeType.BINARY
     if _all_numeric(present):
         return AttributeType.NUMERIC

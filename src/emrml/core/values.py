@@ -60,7 +60,7 @@ def parse_numeric(column: pa.Array | pa.ChunkedArray) -> Parsed:
         well_formed = pc.fill_null(pc.match_substring_regex(present, NUMBER_PATTERN), True)
         invalid = ~np.asarray(well_formed.to_numpy(zero_copy_only=False), dtype=bool)
         values = pc.cast(pc.if_else(well_formed, present, pa.scalar(None, pa.string())), pa.float64())
-    out = np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
+    out = np.array(values.to_numpy(zero_copy_only=False), dtype=np.float64)
     # The Arrow cast accepts "nan" and "inf"; the spec calls them invalid.
     invalid |= ~missing & ~np.isfinite(out)
     out[invalid] = np.nan

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 import numpy as np
+import pyarrow as pa
 
 from emrml.config import Settings
 from emrml.core.rearrange import Rearrangement, select
-from emrml.core.schema import AttributeType, Schema, check_header, infer_schema
+from emrml.core.schema import AttributeType, Schema, check_header, generated_names, infer_schema
 from emrml.core.stats import StatisticsAccumulator
 from emrml.errors import DataError
 from emrml.storage.codecs import open_decompressed
@@ -38,6 +39,8 @@ class DatasourceSummary:
     invalid_records: int = 0
     invalid_examples: list[dict[str, Any]] = field(default_factory=list)
     statistics: dict[str, Any] | None = None
+    #: A deterministic row sample (string columns) kept for the suggested recipe.
+    sample: pa.Table | None = None
 
 
 @contextmanager
@@ -72,19 +75,89 @@ def _at(values: list[str], index: int) -> str | None:
     return values[index] if index < len(values) else None
 
 
-def _count_total(files: list[FileRef], schema: Schema, progress: Progress) -> int:
+def _count_total(
+    files: list[FileRef], schema: Schema, progress: Progress | None, progress_range: tuple[float, float]
+) -> int:
     total, done = 0, 0
     size = sum(file.size for file in files) or 1
+    low, high = progress_range
     for file in files:
         with open_data(file) as (_, stream):
             total += count_records(stream, schema.has_header)
         done += file.size
-        progress(0.2 * done / size, "counting records for the split")
+        if progress is not None:
+            progress(low + (high - low) * done / size, "counting records for the split")
     return total
 
 
 def _example(record: InvalidRecord) -> dict[str, Any]:
     return {"File": record.file, "Line": record.line, "Offset": record.offset, "Reason": record.reason}
+
+
+@dataclass
+class SelectedBatch:
+    """Valid records of one block that the split selects, with the invalid records it selects."""
+
+    file_index: int
+    file: FileRef
+    batch: pa.RecordBatch
+    offsets: np.ndarray
+    invalid: list[InvalidRecord]
+    #: Records of this block in the file before selection (valid and invalid), for record indices.
+    records_in_block: int
+
+    def row_keys(self) -> np.ndarray:
+        """A stable unique key per row: the file's position in the datasource and the row's byte offset."""
+        return (np.uint64(self.file_index) << np.uint64(40)) | self.offsets.astype(np.uint64)
+
+
+def read_selected(
+    files: list[FileRef],
+    schema: Schema,
+    rearrangement: Rearrangement | None,
+    *,
+    settings: Settings,
+    progress: Progress | None = None,
+    progress_range: tuple[float, float] = (0.0, 1.0),
+) -> Iterator[SelectedBatch]:
+    """Stream the records of a datasource's files, keeping those its DataRearrangement selects.
+
+    A sequential split needs the total record count first; it is counted in a cheap extra pass.
+    """
+    low, high = progress_range
+    total = None
+    if rearrangement is not None and rearrangement.needs_total:
+        total = _count_total(files, schema, progress, (low, low + (high - low) / 5))
+        low += (high - low) / 5
+    size, done, base_index = sum(f.size for f in files) or 1, 0, 0
+    for file_index, file in enumerate(files):
+        with open_data(file) as (raw, stream):
+            for chunk in read_chunks(
+                stream,
+                file.uri,
+                schema.names,
+                schema.has_header,
+                block_bytes=settings.batch_bytes,
+                max_record_bytes=settings.max_record_bytes,
+            ):
+                keep = select(rearrangement, file.key, chunk.offsets, base_index + chunk.indices, total)
+                invalid = [
+                    r for r in chunk.invalid if _selected(rearrangement, file.key, r, base_index, total)
+                ]
+                everything = bool(keep.all())
+                yield SelectedBatch(
+                    file_index,
+                    file,
+                    chunk.batch if everything else chunk.batch.filter(pa.array(keep)),
+                    chunk.offsets if everything else chunk.offsets[keep],
+                    invalid,
+                    len(chunk.indices) + len(chunk.invalid),
+                )
+                base_index += len(chunk.indices) + len(chunk.invalid)
+                if progress is not None:
+                    fraction = (done + raw.tell()) / size
+                    progress(low + (high - low) * fraction, f"reading {file.uri}")
+        done += file.size
 
 
 def build_datasource(
@@ -101,47 +174,30 @@ def build_datasource(
     summary = DatasourceSummary(data_size=sum(f.size for f in files), number_of_files=len(files))
     if schema.has_header:
         _check_headers(files, schema)
-    total = _count_total(files, schema, progress) if rearrangement and rearrangement.needs_total else None
-    start = 0.0 if total is None else 0.2
     accumulator = StatisticsAccumulator(schema) if compute_statistics else None
-    size, done, base_index, empty_files = summary.data_size or 1, 0, 0, []
-    for file_index, file in enumerate(files):
-        file_invalid, file_records = 0, 0
-        with open_data(file) as (raw, stream):
-            for chunk in read_chunks(
-                stream,
-                file.uri,
-                schema.names,
-                schema.has_header,
-                block_bytes=settings.batch_bytes,
-                max_record_bytes=settings.max_record_bytes,
-            ):
-                keep = select(rearrangement, file.key, chunk.offsets, base_index + chunk.indices, total)
-                bad = [r for r in chunk.invalid if _selected(rearrangement, file.key, r, base_index, total)]
-                file_records += len(chunk.indices) + len(chunk.invalid)
-                file_invalid += len(bad)
-                summary.invalid_records += len(bad)
-                room = INVALID_EXAMPLES - len(summary.invalid_examples)
-                summary.invalid_examples.extend(_example(r) for r in bad[:room])
-                if file_invalid > settings.max_invalid_records:
-                    raise DataError(
-                        f"file {file.uri}: more than {settings.max_invalid_records:,} records are invalid, so "
-                        f"the file is rejected (first: line {bad[0].line}: {bad[0].reason})"
-                    )
-                batch = chunk.batch.filter(keep) if not keep.all() else chunk.batch
-                summary.total_records += batch.num_rows + len(bad)
-                if accumulator is not None and batch.num_rows:
-                    keys = (np.uint64(file_index) << np.uint64(40)) | chunk.offsets[keep].astype(np.uint64)
-                    accumulator.update(batch, keys)
-                progress(start + (1 - start) * (done + raw.tell()) / size, f"reading {file.uri}")
-        base_index += file_records
-        done += file.size
-        if file_records == 0:
-            empty_files.append(file)
+    records_per_file = [0] * len(files)
+    invalid_per_file = [0] * len(files)
+    for selected in read_selected(files, schema, rearrangement, settings=settings, progress=progress):
+        records_per_file[selected.file_index] += selected.records_in_block
+        bad = selected.invalid
+        invalid_per_file[selected.file_index] += len(bad)
+        summary.invalid_records += len(bad)
+        room = INVALID_EXAMPLES - len(summary.invalid_examples)
+        summary.invalid_examples.extend(_example(r) for r in bad[:room])
+        if invalid_per_file[selected.file_index] > settings.max_invalid_records:
+            raise DataError(
+                f"file {selected.file.uri}: more than {settings.max_invalid_records:,} records are invalid, "
+                f"so the file is rejected (first: line {bad[0].line}: {bad[0].reason})"
+            )
+        summary.total_records += selected.batch.num_rows + len(bad)
+        if accumulator is not None and selected.batch.num_rows:
+            accumulator.update(selected.batch, selected.row_keys())
+    empty_files = [file for file, records in zip(files, records_per_file, strict=True) if records == 0]
     if summary.total_records - summary.invalid_records <= 0:
         raise DataError(_no_records_message(files, empty_files, summary, rearrangement))
     if accumulator is not None:
         summary.statistics = accumulator.result()
+        summary.sample = accumulator.sample_table()
         _check_statistics(schema, summary.statistics)
     return summary
 
@@ -213,7 +269,7 @@ def infer_location_schema(
         raise DataError(f"file {file.uri} is empty: there is no header line to name the attributes")
     with open_data(file) as (_, stream):
         width = len(header) if header else len(_first_record(stream, file.uri))
-    names = header or [f"Var{i + 1}" for i in range(width)]
+    names = header or generated_names(width)
     rows: list[list[str]] = []
     with open_data(file) as (_, stream):
         for chunk in read_chunks(

@@ -53,7 +53,7 @@ def _create(app: EmrML, request: Request, location: str, spec: dict[str, Any], *
 @operation("CreateDataSourceFromS3")
 def create_data_source_from_s3(app: EmrML, request: Request) -> Response:
     spec = request["DataSpec"]
-    return _create(app, request, spec["DataLocationS3"], spec, data_schema=spec.get("DataSchema"))
+    return _create(app, request, spec["DataLocationS3"], spec)
 
 
 @operation("CreateDataSourceFromRDS")
@@ -71,7 +71,6 @@ def create_data_source_from_rds(app: EmrML, request: Request) -> Response:
         request,
         spec["S3StagingLocation"],
         spec,
-        data_schema=spec.get("DataSchema"),
         role_arn=request["RoleARN"],
         rds_metadata=json.dumps(metadata),
     )
@@ -90,7 +89,6 @@ def create_data_source_from_redshift(app: EmrML, request: Request) -> Response:
         request,
         spec["S3StagingLocation"],
         spec,
-        data_schema=spec.get("DataSchema"),
         role_arn=request["RoleARN"],
         redshift_metadata=json.dumps(metadata),
     )

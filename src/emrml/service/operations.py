@@ -70,6 +70,16 @@ def find_live(session: Session, kind: str, entity_id: str) -> Any:
     return entity
 
 
+def usable(session: Session, kind: str, entity_id: str, member: str) -> Any:
+    """An object a Create* call refers to: it must exist, not be DELETED and not have FAILED."""
+    entity = session.get(ENTITY_CLASSES[kind], entity_id)
+    if entity is None or entity.status == "DELETED":
+        raise InvalidInputException(f"{member} {entity_id!r}: no such {kind}")
+    if entity.status == "FAILED":
+        raise InvalidInputException(f"{member} {entity_id!r} is FAILED: {entity.message}")
+    return entity
+
+
 def create_entity(session: Session, kind: str, request: Request, **columns: Any) -> tuple[Any, bool]:
     """Insert a PENDING entity for a Create* request; returns (entity, created).
 

@@ -3,21 +3,44 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+from pyarrow import ipc
+
+from emrml.config import Settings
+from emrml.core.learn import TrainingParameters
+from emrml.core.model import load_artifact
 from emrml.core.rearrange import parse_rearrangement
 from emrml.core.schema import Schema, parse_schema
 from emrml.engine.local import build_datasource
+from emrml.engine.training import DatasourceData, evaluate_model, train_model
 from emrml.errors import DataError, InvalidInputException
 from emrml.service.jobs import JobContext, job
-from emrml.storage.locations import exists, read_text, schema_location_for
+from emrml.service.metastore import DataSource, MLModel
+from emrml.storage.locations import atomic_write, exists, read_text, schema_location_for
 
 
-def _datasource_schema(entity: Any) -> tuple[Schema, str]:
+def sample_path(settings: Settings, data_source_id: str) -> Path:
+    """Where a datasource's row sample lives (Arrow IPC; the suggested recipe is chosen from it)."""
+    folder = settings.home / "datasources"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{data_source_id}.sample.arrow"
+
+
+def read_sample(settings: Settings, data_source_id: str) -> pa.Table:
+    with ipc.open_file(str(sample_path(settings, data_source_id))) as reader:
+        return reader.read_all()
+
+
+def _datasource_schema(entity: Any) -> Schema:
     """The schema from DataSchema, DataSchemaLocationS3, or ``<data>.schema`` (spec open question 6)."""
-    if entity.data_schema:
-        return parse_schema(entity.data_schema, source="DataSchema"), entity.data_schema
-    spec = json.loads(entity.request).get("DataSpec", {})
+    request = json.loads(entity.request)
+    spec = request.get("DataSpec") or request.get("RDSData") or {}
+    if spec.get("DataSchema"):
+        return parse_schema(spec["DataSchema"], source="DataSchema")
     location = spec.get("DataSchemaLocationS3") or spec.get("DataSchemaUri")
     if not location:
         location = schema_location_for(entity.data_location)
@@ -25,8 +48,7 @@ def _datasource_schema(entity: Any) -> tuple[Schema, str]:
             raise InvalidInputException(
                 f"no DataSchema was given and there is no schema file {location} beside the data"
             )
-    text = read_text(location)
-    return parse_schema(text, source=f"schema file {location}"), text
+    return parse_schema(read_text(location, what="DataSchemaLocationS3"), source=f"schema file {location}")
 
 
 @job("DataSource")
@@ -37,7 +59,7 @@ def build(context: JobContext) -> dict[str, Any]:
             "this emrml has no SQL connector for RDS or Redshift queries; stage the query result as CSV "
             "and use CreateDataSourceFromS3"
         )
-    schema, schema_text = _datasource_schema(entity)
+    schema = _datasource_schema(entity)
     summary = build_datasource(
         entity.data_location,
         schema,
@@ -46,12 +68,112 @@ def build(context: JobContext) -> dict[str, Any]:
         settings=context.settings,
         progress=context.progress,
     )
+    if summary.sample is not None:
+        with (
+            atomic_write(str(sample_path(context.settings, entity.id))) as out,
+            ipc.new_file(out, summary.sample.schema) as writer,
+        ):
+            writer.write_table(summary.sample)
     return {
-        "data_schema": schema.to_json() if schema_text != entity.data_schema else entity.data_schema,
+        "data_schema": schema.to_json(),
         "data_size": summary.data_size,
         "number_of_files": summary.number_of_files,
         "total_records": summary.total_records,
         "invalid_records": summary.invalid_records,
         "invalid_examples": json.dumps(summary.invalid_examples),
         "statistics": json.dumps(summary.statistics) if summary.statistics is not None else None,
+    }
+
+
+def _datasource_data(source: DataSource) -> DatasourceData:
+    return DatasourceData(
+        source.data_location,
+        parse_schema(source.data_schema or "", source=f"datasource {source.id} schema"),
+        parse_rearrangement(source.data_rearrangement),
+    )
+
+
+@job("MLModel", depends_on=lambda model: [("DataSource", model.training_data_source_id)])
+def train(context: JobContext) -> dict[str, Any]:
+    from emrml.service.models import check_target
+
+    model = context.load()
+    with context.session() as session:
+        source = session.get(DataSource, model.training_data_source_id)
+    data = _datasource_data(source)
+    check_target(data.schema, model.model_type)
+    request = json.loads(model.request)
+    recipe = model.recipe
+    if recipe is None and model.recipe_uri:
+        recipe = read_text(model.recipe_uri, what="RecipeUri")
+    trained = train_model(
+        model_id=model.id,
+        model_type=model.model_type,
+        data=data,
+        recipe_text=recipe,
+        sample=read_sample(context.settings, source.id),
+        parameters=TrainingParameters.from_api(request.get("Parameters")),
+        settings=context.settings,
+        progress=context.progress,
+    )
+    return {
+        "artifact_location": str(trained.artifact_path),
+        "size_in_bytes": trained.size_in_bytes,
+        "recipe": trained.recipe,
+        "data_schema": data.schema.to_json(),
+    }
+
+
+@job(
+    "Evaluation",
+    depends_on=lambda evaluation: [
+        ("MLModel", evaluation.ml_model_id),
+        ("DataSource", evaluation.evaluation_data_source_id),
+    ],
+)
+def evaluate(context: JobContext) -> dict[str, Any]:
+    evaluation = context.load()
+    with context.session() as session:
+        model = session.get(MLModel, evaluation.ml_model_id)
+        source = session.get(DataSource, evaluation.evaluation_data_source_id)
+        training = session.get(DataSource, model.training_data_source_id)
+    result = evaluate_model(
+        artifact_location=Path(model.artifact_location),
+        data=_datasource_data(source),
+        same_datasource=source.id == training.id,
+        training_records=(training.total_records or 0) - (training.invalid_records or 0),
+        settings=context.settings,
+        progress=context.progress,
+    )
+    return {
+        "performance_metrics": json.dumps(result.performance_metrics),
+        "insights": json.dumps(result.insights),
+    }
+
+
+#: How many of a model's features ``model_insights`` lists.
+TOP_FEATURES = 20
+
+
+def model_insights(artifact_location: str) -> dict[str, Any]:
+    """The training report and the features with the largest weights of a trained model."""
+    artifact = load_artifact(Path(artifact_location))
+    weights = artifact.linear.weights
+    strength = np.abs(weights).max(axis=1) if weights.size else np.zeros(0)
+    order = np.argsort(-strength, kind="stable")[:TOP_FEATURES]
+    names = artifact.feature_names or [f"feature {i}" for i in range(weights.shape[0])]
+    top = []
+    for i in order:
+        if strength[i] == 0:
+            break
+        row = weights[i]
+        weight: Any = float(row[0])
+        if weights.shape[1] > 1:
+            weight = {label: float(w) for label, w in zip(artifact.labels or [], row, strict=True)}
+        top.append({"feature": names[i], "weight": weight})
+    return {
+        "TrainingReport": artifact.report,
+        "TopFeatures": top,
+        "FeatureCount": int(weights.shape[0]),
+        "Labels": artifact.labels,
     }

@@ -20,6 +20,8 @@ from emrml.errors import InvalidInputException, InvalidTagException
 _TAG_CHARS = set("_.:/=+-@")
 #: Bad tag keys and values are InvalidTagException, not InvalidInputException (spec 4.7).
 _TAG_SHAPES = ("TagKey", "TagValue")
+#: Locations may be local paths and file:// URIs as well as s3:// URIs; storage.locations checks them.
+_LOCAL_OR_S3 = ("S3Url",)
 
 
 @functools.cache
@@ -89,7 +91,7 @@ def _validate(shape: Shape, value: Any, where: str) -> None:
                 raise InvalidTagException(exc.message) from None
             raise
         pattern = shape.metadata.get("pattern")
-        if pattern and not _matches(pattern, value):
+        if pattern and shape.name not in _LOCAL_OR_S3 and not _matches(pattern, value):
             error = InvalidTagException if shape.name in _TAG_SHAPES else InvalidInputException
             raise error(f"{where} {value[:80]!r} does not match the pattern {pattern}")
     elif kind in ("integer", "long"):

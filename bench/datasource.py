@@ -1,0 +1,199 @@
+"""Datasource benchmark: creating a datasource with statistics versus a bare pyarrow pass over the same CSV.
+
+Run by hand from the repository root (not part of the tests)::
+
+    uv run python bench/datasource.py            # all measurements, 3 repetitions
+    uv run python bench/datasource.py --no-rss   # skip the peak-memory runs on the 100 MB and 1 GB inputs
+
+Inputs are generated once with ``emrml.samples.write_bank_sample`` into ``bench/data/`` (git-ignored) and
+reused. Measurements, printed as markdown tables:
+
+(a) a bare ``pyarrow.csv.open_csv`` streaming pass over the 1M-row file, every column read as a string;
+(b) ``CreateDataSourceFromS3`` with ``ComputeStatistics`` plus ``wait`` in a fresh emrml home, same file;
+    (a) and (b) are repeated and their medians compared: relative throughput = time (a) / time (b);
+(c) peak RSS of the datasource job's worker process for the ~100 MB and ~1 GB inputs, each measured in a
+    fresh interpreter so nothing else inflates it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pcsv
+
+from emrml.config import Settings
+from emrml.samples import bank_sample_schema, write_bank_sample
+from emrml.service.app import EmrML
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+#: Generated inputs: file name → rows. The bank sample is about 167 bytes per row.
+INPUTS = {
+    "bank-1m.csv": 1_000_000,
+    "bank-100mb.csv": 600_000,
+    "bank-1gb.csv": 6_000_000,
+}
+THROUGHPUT_INPUT = "bank-1m.csv"
+RSS_INPUTS = ("bank-100mb.csv", "bank-1gb.csv")
+MB = 1_000_000
+
+
+@dataclass(frozen=True)
+class Timing:
+    seconds: float
+    rows: int
+    size: int
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds
+
+    @property
+    def mb_per_second(self) -> float:
+        return self.size / MB / self.seconds
+
+
+def ensure_input(name: str) -> Path:
+    """The generated input ``name``, written only when it is not there yet."""
+    path = DATA_DIR / name
+    if not path.exists():
+        started = time.perf_counter()
+        write_bank_sample(path, INPUTS[name])
+        print(
+            f"generated {path} ({INPUTS[name]:,} rows) in {time.perf_counter() - started:.1f} s", flush=True
+        )
+    return path
+
+
+def bare_pass(path: Path) -> Timing:
+    """(a) Stream the file through pyarrow's CSV reader with all-string columns; nothing else."""
+    names = bank_sample_schema().names
+    started = time.perf_counter()
+    reader = pcsv.open_csv(
+        path,
+        read_options=pcsv.ReadOptions(block_size=Settings().batch_bytes),
+        convert_options=pcsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string())),
+    )
+    rows = sum(batch.num_rows for batch in reader)
+    return Timing(time.perf_counter() - started, rows, path.stat().st_size)
+
+
+def create_datasource(path: Path) -> Timing:
+    """(b) Create a datasource with statistics in a fresh home and wait until it is COMPLETED."""
+    with tempfile.TemporaryDirectory(prefix="emrml-bench-") as home:
+        app = EmrML(Settings.load(home=home))
+        try:
+            started = time.perf_counter()
+            _create_and_wait(app, path)
+            seconds = time.perf_counter() - started
+            rows = app.call("GetDataSourceStatistics", {"DataSourceId": "ds-bench"})["TotalRecordCount"]
+        finally:
+            app.close()
+    return Timing(seconds, rows, path.stat().st_size)
+
+
+def _create_and_wait(app: EmrML, path: Path) -> None:
+    app.call(
+        "CreateDataSourceFromS3",
+        {
+            "DataSourceId": "ds-bench",
+            "DataSourceName": path.name,
+            "DataSpec": {"DataLocationS3": str(path), "DataSchema": bank_sample_schema().to_json()},
+            "ComputeStatistics": True,
+        },
+    )
+    result = app.wait("DataSource", "ds-bench")
+    if result["Status"] != "COMPLETED":
+        raise SystemExit(f"datasource over {path} ended {result['Status']}: {result.get('Message')}")
+
+
+def peak_rss(path: Path) -> tuple[float, float]:
+    """(c) Peak RSS in MB of the job's worker process, and the job's wall time, from a fresh interpreter."""
+    completed = subprocess.run(
+        [sys.executable, __file__, "--measure-rss", str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    return report["worker_peak_rss_mb"], report["seconds"]
+
+
+def _measure_rss_here(path: Path) -> None:
+    """Child side of ``peak_rss``: create the datasource, then print the largest child's peak RSS as JSON."""
+    with tempfile.TemporaryDirectory(prefix="emrml-bench-") as home:
+        app = EmrML(Settings.load(home=home))
+        started = time.perf_counter()
+        _create_and_wait(app, path)
+        seconds = time.perf_counter() - started
+        app.close()
+    # Linux reports ru_maxrss in KiB; RUSAGE_CHILDREN covers every worker this process waited for.
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(json.dumps({"worker_peak_rss_mb": peak_kib * 1024 / MB, "seconds": seconds}))
+
+
+def _median(timings: list[Timing]) -> Timing:
+    seconds = statistics.median(t.seconds for t in timings)
+    return Timing(seconds, timings[0].rows, timings[0].size)
+
+
+def _throughput_table(bare: Timing, create: Timing, repeat: int) -> str:
+    lines = [
+        f"Input: {THROUGHPUT_INPUT}, {bare.rows:,} rows, {bare.size / MB:.0f} MB; median of {repeat} runs.",
+        "",
+        "| pass | seconds | rows/s | MB/s |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, timing in (
+        ("(a) bare pyarrow open_csv, all strings", bare),
+        ("(b) datasource + statistics", create),
+    ):
+        lines.append(
+            f"| {label} | {timing.seconds:.2f} | {timing.rows_per_second:,.0f} | {timing.mb_per_second:.1f} |"
+        )
+    lines += ["", f"Relative throughput (b)/(a): **{bare.seconds / create.seconds:.2f}** (goal ≥ 0.6)"]
+    return "\n".join(lines)
+
+
+def _rss_table(results: dict[str, tuple[float, float]]) -> str:
+    lines = ["| input | size MB | rows | worker peak RSS MB | seconds |", "|---|---:|---:|---:|---:|"]
+    for name, (rss, seconds) in results.items():
+        size = (DATA_DIR / name).stat().st_size / MB
+        lines.append(f"| {name} | {size:.0f} | {INPUTS[name]:,} | {rss:.0f} | {seconds:.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3, help="runs of (a) and (b) each; medians reported")
+    parser.add_argument("--no-rss", action="store_true", help="skip the peak-RSS runs (c)")
+    parser.add_argument("--measure-rss", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.measure_rss:
+        _measure_rss_here(args.measure_rss)
+        return
+
+    path = ensure_input(THROUGHPUT_INPUT)
+    bare = _median([bare_pass(path) for _ in range(args.repeat)])
+    create = _median([create_datasource(path) for _ in range(args.repeat)])
+    if create.rows != bare.rows:
+        raise SystemExit(f"datasource counted {create.rows:,} records, pyarrow {bare.rows:,}")
+    print()
+    print(_throughput_table(bare, create, args.repeat))
+    if not args.no_rss:
+        results = {name: peak_rss(ensure_input(name)) for name in RSS_INPUTS}
+        print()
+        print(_rss_table(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,876 @@
+"""Linear models trained by mini-batch AdaGrad over sparse feature batches (spec 7, open questions 23, 24).
+
+Models: logistic regression (BINARY), multinomial logistic regression (MULTICLASS) and least squares
+(REGRESSION), all of the form ``z = x @ W + b`` with ``W`` of shape ``(n_features, n_outputs)``.
+
+Algorithm
+---------
+* **Mini-batch AdaGrad, dual-averaging form** (Duchi, Hazan and Singer 2011; the form of FTRL-Proximal).
+  Rows are taken ``rows_per_step`` at a time from each source batch; a step adds the gradient ``g`` of the
+  mini-batch's mean (sample-weighted) loss to each coordinate's sums ``u += g`` and ``H += g^2``. After
+  ``t`` steps a weight is, in closed form, ``-sign(u) * max(|u| - l1 * t, 0) / (l2 * t + sqrt(H) / rate)``.
+  Per-coordinate steps (through ``sqrt(H)``) make the learner insensitive to feature and loss scale, the
+  safeguard a constant step lacked on the regression datasets. A step reads and writes only the features
+  present in its rows, so it costs ``O(nnz)``; when the model is not much larger than a step's data, dense
+  vector operations over all features are faster and give bitwise the same result.
+* **Regularization** is exact for every coordinate at every step without touching absent features: a
+  weight is only computed when read, from the current ``t``. The objective is the mean loss plus
+  ``l1 * |W|_1`` or ``l2 / 2 * |W|_2^2`` (in the standardized space for regression). L1 gives exact zeros
+  wherever a feature's mean gradient stays below ``l1``; very large amounts zero every weight.
+* **Iterate averaging** (Polyak-Ruppert): the iterates from the second pass on are averaged (a snapshot
+  every few steps, as often as costs at most about a quarter of the pass, and at least ``MIN_SNAPSHOTS``
+  times per pass) and the average is the model; it removes the step noise that otherwise dominates the
+  final weights. With L1 the average keeps the exact
+  zeros of the final iterate. A single pass returns the final iterate.
+* **Losses.** Logistic loss, softmax cross-entropy, and half squared error on a *standardized* target:
+  regression trains on ``(y - mean) / std`` with mean and std estimated on the calibration sample (below),
+  then folds them into the stored weights, so a target in the 1e5 range trains like one in the unit range.
+  The bias is never regularized; it starts at the prior (log-odds / log class frequencies / 0).
+* **Learning rate** (spec: "chosen automatically"; open question 24): the first up to
+  ``CALIBRATION_ROWS`` rows of the data are read once; 10 % of them are held back at random, a fresh model is
+  trained on the rest with each rate of ``LEARNING_RATES`` the way training runs (a pass, then a pass
+  averaged), and the rate whose model has the lowest held-back loss wins; rates within ``RATE_TOLERANCE``
+  (1 %) of it count as ties, won by the largest (it keeps converging over more passes, and averaging
+  tames its noise). Training then starts over on all data. Too small a sample (no held-back weight) uses
+  the middle candidate.
+* **Mini-batch size** ``rows_per_step = clamp(calibration rows // 128, 32, 1024)``: small data still gets
+  about 128 steps per pass, large data gets the throughput of large mini-batches.
+* **Shuffle** ``auto``: the source yields batches in data order; each pass visits them through a window of
+  ``SHUFFLE_WINDOW`` batches drawn in random order and permutes the rows inside each batch (a new order
+  every pass, derived from the seed). Shuffling across the whole data set is the caller's concern.
+  ``none`` keeps data order.
+* **Early stop**: after each pass the training objective of the model (the average) on the calibration
+  sample, or the validation loss when a validation source is given, is compared with the previous pass;
+  training stops when it improved by less than ``EARLY_STOP_TOLERANCE`` relatively. The sample (all the
+  data when it is small) is fixed, so the measure is free of the step noise that makes the progressive
+  loss (each mini-batch's loss before its step) rise and fall once training has converged.
+* **Model size** (open question 23): a stored feature is estimated at 8 bytes of key plus 8 bytes per
+  output (16 bytes for BINARY and REGRESSION). When the non-zero rows of ``W`` exceed
+  ``max_model_size``, the rows with the smallest L2 norm are zeroed until the estimate fits.
+
+Everything is deterministic for a seed. Memory holds the model (three arrays of ``n_features *
+n_outputs``: gradient sums, squared sums, average), the calibration sample (at most ``CALIBRATION_ROWS``
+rows) and at most ``SHUFFLE_WINDOW`` source batches; the data is never concatenated.
+
+Why not scikit-learn's ``SGDClassifier`` / ``SGDRegressor``: they have no multinomial (softmax) SGD (only
+one-vs-rest), their fast per-sample updates use global learning-rate schedules only (constant,
+``optimal``, ``invscaling``, ``adaptive``), which diverged on the regression datasets, and they have no
+per-feature adaptive steps; they would also add a large dependency for a few dozen lines of numpy.
+
+Degenerate input does not fail here: a BINARY target with one class trains a model that always predicts
+that class (the caller rejects such data, spec open question 18), and an empty source returns an all-zero
+model after zero passes.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.special import expit
+
+from emrml.errors import DataError, InvalidInputException
+
+ModelKind = Literal["BINARY", "MULTICLASS", "REGRESSION"]
+MODEL_KINDS: tuple[str, ...] = ("BINARY", "MULTICLASS", "REGRESSION")
+
+#: Candidate base learning rates, tried on the calibration sample.
+LEARNING_RATES: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0)
+#: Candidates whose held-back loss is within this relative distance of the best count as ties.
+RATE_TOLERANCE = 0.01
+#: Rows read up front to choose the learning rate, the mini-batch size and the target scale.
+CALIBRATION_ROWS = 65_536
+#: Fraction of the calibration rows held back to score the candidate rates.
+HOLDOUT_FRACTION = 0.1
+#: Relative improvement of the loss between passes below which training stops (open question 24).
+EARLY_STOP_TOLERANCE = 1e-4
+#: Fewest weight snapshots per pass averaged into the model (sparse mode).
+MIN_SNAPSHOTS = 16
+#: Source batches held at once to randomize their order when shuffling.
+SHUFFLE_WINDOW = 4
+#: Estimated stored bytes of one feature key and of one weight (open question 23).
+KEY_BYTES = 8
+WEIGHT_BYTES = 8
+
+#: Dense steps while n_features * n_outputs <= this * non-zeros per step (measured crossover: 10-15).
+DENSE_RATIO = 12
+# Keeps 0 / 0 out of the weight of a coordinate that has had no gradient yet.
+_EPSILON = 1e-12
+_INT_RE = re.compile(r"^\+?[0-9]+$")
+_FLOAT_RE = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
+
+
+# --------------------------------------------------------------------------------------------- parameters
+
+KEY_MAX_PASSES = "sgd.maxPasses"
+KEY_SHUFFLE = "sgd.shuffleType"
+KEY_L1 = "sgd.l1RegularizationAmount"
+KEY_L2 = "sgd.l2RegularizationAmount"
+KEY_MAX_SIZE = "sgd.maxMLModelSizeInBytes"
+KEY_ALGORITHM = "algorithm"
+PARAMETER_KEYS: tuple[str, ...] = (KEY_MAX_SIZE, KEY_MAX_PASSES, KEY_SHUFFLE, KEY_L1, KEY_L2)
+
+MAX_PASSES_RANGE = (1, 10_000)
+MAX_SIZE_RANGE = (100_000, 2_147_483_648)
+
+
+def _format_float(value: float) -> str:
+    """Shortest round-tripping text, exponent without padding (``1e-6`` as in AWS's echo, not ``1e-06``)."""
+    text = repr(float(value))
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        text = f"{mantissa}e{int(exponent)}"
+    return text
+
+
+def _parse_int(key: str, text: str, low: int, high: int) -> int:
+    stripped = text.strip()
+    if not _INT_RE.match(stripped):
+        raise InvalidInputException(
+            f"Parameters: {key} must be an integer from {low:,} to {high:,}; got {text!r}"
+        )
+    value = int(stripped)
+    if not low <= value <= high:
+        raise InvalidInputException(f"Parameters: {key} must be from {low:,} to {high:,}; got {value:,}")
+    return value
+
+
+def _parse_amount(key: str, text: str) -> float:
+    stripped = text.strip()
+    value = float(stripped) if _FLOAT_RE.match(stripped) else math.nan
+    if not math.isfinite(value) or value < 0:
+        raise InvalidInputException(
+            f"Parameters: {key} must be a number from 0 to {_format_float(np.finfo(np.float64).max)}; "
+            f"got {text!r}"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class TrainingParameters:
+    """The ``sgd.*`` training parameters (spec 7.2). Defaults are the API's (spec 14)."""
+
+    max_passes: int = 10
+    shuffle: Literal["auto", "none"] = "none"
+    l1: float = 0.0
+    l2: float = 0.0
+    max_model_size: int = 33_554_432
+
+    @classmethod
+    def console(cls) -> TrainingParameters:
+        """The defaults the AWS console sent: 100 MiB, shuffle ``auto``, L2 1e-6 (spec 14)."""
+        return cls(shuffle="auto", l2=1e-6, max_model_size=104_857_600)
+
+    @classmethod
+    def from_api(
+        cls, parameters: Mapping[str, str] | None, defaults: TrainingParameters | None = None
+    ) -> TrainingParameters:
+        """Parse CreateMLModel's ``Parameters`` map; missing keys take ``defaults`` (the API defaults).
+
+        ``"algorithm": "sgd"`` (echoed by GetMLModel) is accepted and ignored. Raises
+        ``InvalidInputException`` naming the key for unknown keys, values that are not numbers, values out of
+        range, and L1 and L2 both non-zero.
+        """
+        base = defaults or cls()
+        given = dict(parameters or {})
+        for key, value in given.items():
+            if not isinstance(value, str):
+                raise InvalidInputException(f"Parameters: the value of {key} must be a string")
+        unknown = sorted(set(given) - {*PARAMETER_KEYS, KEY_ALGORITHM})
+        if unknown:
+            raise InvalidInputException(
+                f"Parameters: unknown key {unknown[0]!r}; allowed keys: {', '.join(PARAMETER_KEYS)}"
+            )
+        if KEY_ALGORITHM in given and given[KEY_ALGORITHM].strip() != "sgd":
+            raise InvalidInputException(f"Parameters: algorithm must be 'sgd'; got {given[KEY_ALGORITHM]!r}")
+        max_passes = base.max_passes
+        if KEY_MAX_PASSES in given:
+            max_passes = _parse_int(KEY_MAX_PASSES, given[KEY_MAX_PASSES], *MAX_PASSES_RANGE)
+        max_size = base.max_model_size
+        if KEY_MAX_SIZE in given:
+            max_size = _parse_int(KEY_MAX_SIZE, given[KEY_MAX_SIZE], *MAX_SIZE_RANGE)
+        shuffle = base.shuffle
+        if KEY_SHUFFLE in given:
+            text = given[KEY_SHUFFLE].strip()
+            if text not in ("auto", "none"):
+                raise InvalidInputException(
+                    f"Parameters: {KEY_SHUFFLE} must be 'auto' or 'none'; got {given[KEY_SHUFFLE]!r}"
+                )
+            shuffle = "auto" if text == "auto" else "none"
+        l1 = _parse_amount(KEY_L1, given[KEY_L1]) if KEY_L1 in given else base.l1
+        l2 = _parse_amount(KEY_L2, given[KEY_L2]) if KEY_L2 in given else base.l2
+        if l1 > 0 and l2 > 0:
+            raise InvalidInputException(
+                f"Parameters: {KEY_L1} and {KEY_L2} cannot both be non-zero; set one of them to 0"
+            )
+        return cls(max_passes=max_passes, shuffle=shuffle, l1=l1, l2=l2, max_model_size=max_size)
+
+    def to_api(self) -> dict[str, str]:
+        """The effective parameters as GetMLModel echoes them: five ``sgd.*`` keys and ``algorithm``."""
+        return {
+            KEY_ALGORITHM: "sgd",
+            KEY_MAX_SIZE: str(self.max_model_size),
+            KEY_MAX_PASSES: str(self.max_passes),
+            KEY_SHUFFLE: self.shuffle,
+            KEY_L1: _format_float(self.l1),
+            KEY_L2: _format_float(self.l2),
+        }
+
+
+# ------------------------------------------------------------------------------------------------- model
+
+
+class BatchSource(Protocol):
+    """Featurized training data; each call starts a new pass.
+
+    Yields ``(X, y, sample_weight)`` per batch: ``X`` a CSR matrix ``(rows, n_features)``; ``y`` of length
+    rows holding 0/1 (BINARY), class indices ``0..K-1`` (MULTICLASS) or values (REGRESSION);
+    ``sample_weight`` non-negative of length rows, or ``None`` for weight 1.
+    """
+
+    def __call__(self) -> Iterator[tuple[sp.csr_matrix, np.ndarray, np.ndarray | None]]: ...
+
+
+def _n_outputs(kind: str, n_classes: int | None) -> int:
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(MODEL_KINDS)}")
+    if kind != "MULTICLASS":
+        return 1
+    if n_classes is None or n_classes < 1:
+        raise ValueError(f"a MULTICLASS model needs n_classes >= 1; got {n_classes}")
+    return n_classes
+
+
+def _sigmoid(z: float) -> float:
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+@dataclass(frozen=True, eq=False)
+class LinearModel:
+    """A trained linear model: ``z = x @ weights + bias``.
+
+    ``weights`` is float64 ``(n_features, n_outputs)`` (``n_outputs`` 1, or K for MULTICLASS), ``bias``
+    float64 ``(n_outputs,)``. Regression weights are stored in target units (the standardization used during
+    training is folded in), so every kind scores with the same formula. Equality compares values exactly.
+    """
+
+    kind: ModelKind
+    weights: np.ndarray
+    bias: np.ndarray
+
+    def __post_init__(self) -> None:
+        weights = np.ascontiguousarray(self.weights, dtype=np.float64)
+        bias = np.ascontiguousarray(self.bias, dtype=np.float64).reshape(-1)
+        if weights.ndim != 2:
+            raise ValueError(f"weights must be 2-D (n_features, n_outputs); got shape {weights.shape}")
+        if bias.shape != (weights.shape[1],):
+            raise ValueError(f"bias must have {weights.shape[1]} values; got shape {bias.shape}")
+        outputs = weights.shape[1] if self.kind == "MULTICLASS" else None
+        if _n_outputs(self.kind, outputs) != weights.shape[1]:
+            raise ValueError(f"a {self.kind} model has 1 output; weights have {weights.shape[1]}")
+        object.__setattr__(self, "weights", weights)
+        object.__setattr__(self, "bias", bias)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LinearModel):
+            return NotImplemented
+        return (
+            self.kind == other.kind
+            and np.array_equal(self.weights, other.weights)
+            and np.array_equal(self.bias, other.bias)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def n_features(self) -> int:
+        return int(self.weights.shape[0])
+
+    @property
+    def n_outputs(self) -> int:
+        return int(self.weights.shape[1])
+
+    def decision(self, X: sp.csr_matrix) -> np.ndarray:
+        """Raw scores: ``(n,)`` for BINARY (log-odds) and REGRESSION, ``(n, K)`` logits for MULTICLASS."""
+        if X.shape[1] != self.n_features:
+            raise ValueError(f"X has {X.shape[1]} features; the model has {self.n_features}")
+        if self.kind == "MULTICLASS":
+            return np.asarray(X @ self.weights) + self.bias
+        return np.asarray(X @ self.weights[:, 0]) + float(self.bias[0])
+
+    def predict_scores(self, X: sp.csr_matrix) -> np.ndarray:
+        """BINARY: ``(n,)`` probability of 1; MULTICLASS: ``(n, K)`` probabilities; REGRESSION: ``(n,)``."""
+        z = self.decision(X)
+        if self.kind == "BINARY":
+            return expit(z)
+        if self.kind == "MULTICLASS":
+            e = np.exp(z - z.max(axis=1, keepdims=True))
+            return e / e.sum(axis=1, keepdims=True)
+        return z
+
+    def score_one(self, indices: Sequence[int], values: Sequence[float]) -> float | list[float]:
+        """Score one featurized record (its active feature indices and values) in a few microseconds.
+
+        Equal to ``predict_scores`` on the same row up to 1e-12: single-output sums run in the order of the
+        sparse product; multiclass logits gather the active rows and take one small product.
+        """
+        if self.kind != "MULTICLASS":
+            flat = memoryview(self.weights).cast("B").cast("d")
+            total = 0.0
+            for index, value in zip(indices, values, strict=True):
+                total += value * flat[index]
+            z = total + float(self.bias[0])
+            return _sigmoid(z) if self.kind == "BINARY" else z
+        rows = self.weights[np.asarray(indices, dtype=np.intp)]
+        logits = (np.asarray(values, dtype=np.float64) @ rows + self.bias).tolist()
+        top = max(logits)
+        exps = [math.exp(z - top) for z in logits]
+        total = sum(exps)
+        return [e / total for e in exps]
+
+
+@dataclass
+class TrainingReport:
+    """What training did, for the job log and the model artifact (``to_dict`` is JSON-ready).
+
+    ``losses``: objective after each pass (mean loss + penalty of the model on the calibration sample, which
+    is all the data when it has at most ``CALIBRATION_ROWS`` rows; regression in standardized units);
+    ``progressive_losses``: mean loss of each pass's mini-batches, each taken before the step on it;
+    ``validation_losses``: mean validation loss per pass (empty without validation);
+    ``learning_rate_trials``: ``[rate, held-back loss]`` per candidate (empty when the sample was too small
+    and the middle candidate was used); ``target_mean`` / ``target_std``: the regression standardization
+    (folded into the weights), ``None`` otherwise.
+    """
+
+    passes: int
+    rows: int
+    rows_per_step: int
+    learning_rate: float
+    learning_rate_trials: list[list[float | None]] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    progressive_losses: list[float] = field(default_factory=list)
+    validation_losses: list[float] = field(default_factory=list)
+    stopped_early: bool = False
+    nonzero_features: int = 0
+    pruned_features: int = 0
+    estimated_size_bytes: int = 0
+    target_mean: float | None = None
+    target_std: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; a loss that overflowed to infinity or NaN becomes ``None``."""
+        return {key: _finite_or_none(value) for key, value in asdict(self).items()}
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_finite_or_none(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+# ---------------------------------------------------------------------------------------------- learning
+
+Batch = tuple[sp.csr_matrix, np.ndarray, np.ndarray]
+
+
+def _losses_and_gradient(kind: str, z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row loss ``(m,)`` and d loss / d z (shaped like ``z``): ``z`` is ``(m,)``, or ``(m, K)`` logits."""
+    if kind == "BINARY":
+        return np.logaddexp(0.0, z) - y * z, expit(z) - y
+    if kind == "MULTICLASS":
+        top = z.max(axis=1, keepdims=True)
+        exps = np.exp(z - top)
+        sums = exps.sum(axis=1)
+        rows = np.arange(len(y))
+        classes = y.astype(np.intp)
+        losses = np.log(sums) + top[:, 0] - z[rows, classes]
+        gradient = exps / sums[:, None]
+        gradient[rows, classes] -= 1.0
+        return losses, gradient
+    residual = z - y
+    return 0.5 * residual * residual, residual
+
+
+def _row_items(a: np.ndarray) -> np.ndarray:
+    """A 1-D view of a C-contiguous ``(n, k)`` float64 array with one item per row.
+
+    For k = 1 the items are the floats; otherwise ``k * 8``-byte blocks, which numpy gathers and scatters
+    about twice as fast as rows of a 2-D array. Sparse matrix-vector products with 1-D vectors are also
+    about twice as fast as with one-column matrices.
+    """
+    if a.shape[1] == 1:
+        return a.reshape(-1)
+    return a.view(np.dtype((np.void, a.itemsize * a.shape[1]))).reshape(-1)
+
+
+class _DualAveraging:
+    """AdaGrad dual averaging: per-coordinate gradient sums, from which the weights follow in closed form.
+
+    With ``u`` the sum and ``H`` the sum of squares of a coordinate's gradients over the ``t`` steps so far,
+    its weight is ``-sign(u) * max(|u| - l1 * t, 0) / (l2 * t + (sqrt(H) + eps) / rate)``: the minimizer of
+    ``<u, w> + t * (l1 |w| + l2 / 2 w^2) + (sqrt(H) + eps) / (2 rate) w^2``. The regularization is therefore
+    exact at every step for every coordinate, yet costs nothing for coordinates a step does not touch: their
+    weight is only computed when read. The bias follows the same rule around its prior, unregularized.
+
+    Iterate averaging: after ``start_average``, the weights before every ``average_every``-th step are added
+    to a running sum (in dense mode the step has computed them all anyway; else they are computed).
+    """
+
+    def __init__(
+        self, kind: str, n_features: int, bias: np.ndarray, rate: float, l1: float, l2: float, dense: bool
+    ) -> None:
+        self.k = len(bias)
+        self.kind = kind
+        # Single-output kinds work on 1-D vectors; MULTICLASS on (n, K) even when K is 1.
+        self.single = kind != "MULTICLASS"
+        self.rate = rate
+        self.l1 = l1
+        self.l2 = l2
+        self.dense = dense
+        self.steps = 0
+        self.sums = np.zeros((n_features, self.k))
+        self.squares = np.zeros((n_features, self.k))
+        self.prior = bias.copy()
+        self.bias_sums = np.zeros(self.k)
+        self.bias_squares = np.zeros(self.k)
+        self._sum_items = _row_items(self.sums)
+        self._square_items = _row_items(self.squares)
+        # Scratch map feature -> column of the current mini-batch; only entries just written are read.
+        index_type = np.int32 if n_features < 2**31 else np.int64
+        self._position = np.zeros(0 if dense else n_features, dtype=index_type)
+        self.average_every = 0
+        self.average_weights = np.zeros((0, self.k))
+        self.average_bias = np.zeros(self.k)
+        self.average_count = 0
+
+    def _vectors(self, items: np.ndarray) -> np.ndarray:
+        """Items as vectors: ``(n,)`` for single-output kinds, ``(n, k)`` otherwise (a view, no copy)."""
+        return items if self.single else items.view(np.float64).reshape(len(items), self.k)
+
+    def _weights_of(self, sums: np.ndarray, squares: np.ndarray) -> np.ndarray:
+        scale = np.sqrt(squares)
+        scale += _EPSILON
+        scale /= self.rate
+        # Amounts up to MAX_DOUBLE overflow to inf, which correctly zeroes the weights.
+        with np.errstate(over="ignore", invalid="ignore"):
+            if self.l2 > 0:
+                scale += self.l2 * self.steps
+            if self.l1 > 0:
+                magnitude = np.abs(sums)
+                magnitude -= self.l1 * self.steps
+                np.maximum(magnitude, 0.0, out=magnitude)
+                np.copysign(magnitude, sums, out=magnitude)
+                numerator = magnitude
+            else:
+                numerator = sums
+            weights = np.divide(numerator, scale)
+        np.negative(weights, out=weights)
+        return weights
+
+    def weights(self) -> np.ndarray:
+        """The current weights ``(n_features, k)``."""
+        return self._weights_of(self.sums, self.squares)
+
+    def bias(self) -> np.ndarray:
+        return self.prior - self.rate * self.bias_sums / (np.sqrt(self.bias_squares) + _EPSILON)
+
+    def start_average(self, every: int) -> None:
+        """Average all iterates from now on, one snapshot every ``every`` steps."""
+        self.average_every = max(1, every)
+        self.average_weights = np.zeros_like(self.sums)
+
+    def model(self) -> tuple[np.ndarray, np.ndarray]:
+        """The weights and bias to keep: the average of the snapshots and the current iterate.
+
+        With L1 the average keeps the exact zeros of the current iterate (an average of sparse iterates is
+        not sparse, and the current support is where the mean gradient exceeds the L1 amount).
+        """
+        weights = self.weights()
+        if self.average_count == 0:
+            return weights, self.bias()
+        count = self.average_count + 1
+        averaged = (self.average_weights + weights) / count
+        if self.l1 > 0:
+            averaged[weights == 0.0] = 0.0
+        return averaged, (self.average_bias + self.bias()) / count
+
+    def _snapshot(self, weights: np.ndarray | None) -> None:
+        self.average_weights += self.weights() if weights is None else weights.reshape(self.sums.shape)
+        self.average_bias += self.bias()
+        self.average_count += 1
+
+    def step(self, X: sp.csr_array, y: np.ndarray, weight: np.ndarray) -> float:
+        """One step on a mini-batch; returns its weighted loss sum taken before the step."""
+        m = X.shape[0]
+        if self.dense:
+            columns = None
+            local = X
+            u = self._vectors(self._sum_items)
+            h = self._vectors(self._square_items)
+        else:
+            ordered = np.sort(X.indices)
+            keep = np.empty(len(ordered), dtype=bool)
+            keep[:1] = True
+            np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+            columns = ordered[keep]
+            self._position[columns] = np.arange(len(columns), dtype=self._position.dtype)
+            local = sp.csr_array(
+                (X.data, self._position[X.indices], X.indptr), shape=(m, len(columns)), copy=False
+            )
+            u = self._vectors(np.take(self._sum_items, columns))
+            h = self._vectors(np.take(self._square_items, columns))
+        w = self._weights_of(u, h)
+        if self.average_every and self.steps % self.average_every == 0:
+            self._snapshot(w if self.dense else None)
+        bias = self.bias()
+        z = local @ w + (float(bias[0]) if self.single else bias)
+        losses, gradient = _losses_and_gradient(self.kind, z, y)
+        scale = weight / m
+        gradient *= scale if self.single else scale[:, None]
+        g = local.T @ gradient
+        u += g
+        h += g * g
+        if columns is not None:
+            self._sum_items[columns] = u.reshape(-1).view(self._sum_items.dtype)
+            self._square_items[columns] = h.reshape(-1).view(self._square_items.dtype)
+        gb = gradient.sum(axis=0)
+        self.bias_sums += gb
+        self.bias_squares += gb * gb
+        self.steps += 1
+        return float(losses @ weight)
+
+    def penalty(self, weights: np.ndarray) -> float:
+        """The regularization term of the objective for ``weights``."""
+        if self.l1 > 0:
+            return self.l1 * float(np.abs(weights).sum())
+        if self.l2 > 0:
+            return 0.5 * self.l2 * float(np.square(weights).sum())
+        return 0.0
+
+    def fit_rows(self, X: sp.csr_matrix, y: np.ndarray, weight: np.ndarray, rows_per_step: int) -> float:
+        """Steps over the rows of ``X`` in order; returns the weighted progressive loss sum."""
+        total = 0.0
+        indptr = X.indptr
+        for start in range(0, X.shape[0], rows_per_step):
+            stop = min(start + rows_per_step, X.shape[0])
+            lo, hi = indptr[start], indptr[stop]
+            part = sp.csr_array(
+                (X.data[lo:hi], X.indices[lo:hi], indptr[start : stop + 1] - lo),
+                shape=(stop - start, X.shape[1]),
+                copy=False,
+            )
+            total += self.step(part, y[start:stop], weight[start:stop])
+        return total
+
+
+def _loss_sum(
+    kind: str, weights: np.ndarray, bias: np.ndarray, X: sp.csr_matrix, y: np.ndarray, weight: np.ndarray
+) -> float:
+    z = X @ weights + bias if kind == "MULTICLASS" else X @ weights[:, 0] + float(bias[0])
+    losses, _ = _losses_and_gradient(kind, z, y)
+    return float(losses @ weight)
+
+
+class _Checker:
+    """Validates and normalizes the batches of a source for one model kind."""
+
+    def __init__(self, kind: str, n_features: int, k: int, mean: float = 0.0, std: float = 1.0) -> None:
+        self.kind = kind
+        self.n_features = n_features
+        self.k = k
+        self.mean = mean
+        self.std = std
+
+    def __call__(self, batch: tuple[sp.csr_matrix, np.ndarray, np.ndarray | None]) -> Batch:
+        X, y, weight = batch
+        if not sp.issparse(X) or X.format != "csr":
+            raise ValueError(f"a batch must be a CSR matrix; got {type(X).__name__}")
+        if X.dtype != np.float64:
+            X = X.astype(np.float64)
+        n = X.shape[0]
+        if X.shape[1] != self.n_features:
+            raise ValueError(f"a batch has {X.shape[1]} features; expected {self.n_features}")
+        if not np.isfinite(X.data).all():
+            raise ValueError("feature values must be finite")
+        y = np.asarray(y, dtype=np.float64).reshape(-1)
+        if len(y) != n:
+            raise ValueError(f"a batch has {n} rows but {len(y)} targets")
+        weight = np.ones(n) if weight is None else np.asarray(weight, dtype=np.float64).reshape(-1)
+        if len(weight) != n:
+            raise ValueError(f"a batch has {n} rows but {len(weight)} sample weights")
+        if n and not (np.isfinite(weight).all() and weight.min() >= 0):
+            raise ValueError("sample weights must be finite and non-negative")
+        if self.kind == "REGRESSION":
+            if not np.isfinite(y).all():
+                raise DataError("the regression target holds a value too large to train on (not finite)")
+            y = (y - self.mean) / self.std
+        elif n and self.kind == "BINARY" and not np.isin(y, (0.0, 1.0)).all():
+            raise ValueError("a BINARY target must hold only 0 and 1")
+        elif (
+            n
+            and self.kind == "MULTICLASS"
+            and (not (np.floor(y) == y).all() or y.min() < 0 or y.max() >= self.k)
+        ):
+            raise ValueError(f"a MULTICLASS target must hold class indices 0..{self.k - 1}")
+        return X, y, weight
+
+
+def _calibration_sample(source: BatchSource, check: _Checker, rows: int) -> Batch:
+    """The first ``rows`` rows of the source (or all of them), in data order."""
+    parts: list[Batch] = []
+    have = 0
+    batches = source()
+    try:
+        for batch in batches:
+            X, y, weight = check(batch)
+            take = min(X.shape[0], rows - have)
+            if take:
+                parts.append((X[:take], y[:take], weight[:take]))
+                have += take
+            if have >= rows:
+                break
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
+    if not parts:
+        return sp.csr_matrix((0, check.n_features)), np.zeros(0), np.zeros(0)
+    X = sp.vstack([p[0] for p in parts], format="csr")
+    return X, np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
+
+
+def _target_scale(y: np.ndarray, weight: np.ndarray) -> tuple[float, float]:
+    total = weight.sum()
+    w = weight if total > 0 else np.ones_like(y)
+    mean = float(np.average(y, weights=w)) if len(y) else 0.0
+    std = float(np.sqrt(np.average((y - mean) ** 2, weights=w))) if len(y) else 0.0
+    if not std > 0:
+        std = abs(mean) if mean != 0 else 1.0
+    return mean, std
+
+
+def _initial_bias(kind: str, y: np.ndarray, weight: np.ndarray, k: int) -> np.ndarray:
+    """The prior as bias: smoothed log-odds / centred log class frequencies / 0 (standardized mean)."""
+    if kind == "BINARY":
+        p = (float(y @ weight) + 0.5) / (float(weight.sum()) + 1.0)
+        return np.array([math.log(p / (1.0 - p))])
+    if kind == "MULTICLASS":
+        counts = np.bincount(y.astype(np.intp), weights=weight, minlength=k) + 0.5
+        logs = np.log(counts / counts.sum())
+        return logs - logs.mean()
+    return np.zeros(1)
+
+
+def _rows_per_step(sample_rows: int) -> int:
+    return min(1024, max(32, sample_rows // 128))
+
+
+def _use_dense(n_features: int, k: int, sample: sp.csr_matrix, rows_per_step: int) -> bool:
+    """Dense vector updates beat gathering the touched features when the model is about one step's data."""
+    nnz_per_step = sample.nnz / max(sample.shape[0], 1) * rows_per_step
+    return n_features * k <= DENSE_RATIO * nnz_per_step
+
+
+def _choose_rate(
+    kind: str,
+    sample: Batch,
+    bias: np.ndarray,
+    params: TrainingParameters,
+    rows_per_step: int,
+    dense: bool,
+    rng: np.random.Generator,
+) -> tuple[float, list[list[float | None]]]:
+    X, y, weight = sample
+    held = rng.random(X.shape[0]) < HOLDOUT_FRACTION
+    fit_rows = np.flatnonzero(~held)
+    held_rows = np.flatnonzero(held)
+    if params.shuffle == "auto":
+        fit_rows = rng.permutation(fit_rows)
+    held_weight = float(weight[held_rows].sum())
+    if len(fit_rows) == 0 or held_weight <= 0:
+        return LEARNING_RATES[len(LEARNING_RATES) // 2], []
+    X_fit, y_fit, w_fit = X[fit_rows], y[fit_rows], weight[fit_rows]
+    X_held, y_held, w_held = X[held_rows], y[held_rows], weight[held_rows]
+    trials: list[list[float | None]] = []
+    losses: list[float] = []
+    for rate in LEARNING_RATES:
+        state = _DualAveraging(kind, X.shape[1], bias, rate, params.l1, params.l2, dense)
+        state.fit_rows(X_fit, y_fit, w_fit, rows_per_step)
+        state.start_average(_average_every(state, state.steps, X_fit.nnz))
+        state.fit_rows(X_fit, y_fit, w_fit, rows_per_step)
+        loss = _loss_sum(kind, *state.model(), X_held, y_held, w_held) / held_weight
+        losses.append(loss if math.isfinite(loss) else math.inf)
+        trials.append([rate, loss if math.isfinite(loss) else None])
+    best = min(losses)
+    if not math.isfinite(best):
+        return LEARNING_RATES[0], trials
+    # Near-ties go to the larger rate: it keeps converging over more passes, and averaging tames its noise.
+    near = [
+        r for r, loss in zip(LEARNING_RATES, losses, strict=True) if loss <= best + RATE_TOLERANCE * abs(best)
+    ]
+    rate = max(near)
+    return rate, trials
+
+
+def _pass_batches(source: BatchSource, check: _Checker, rng: np.random.Generator | None) -> Iterator[Batch]:
+    """One pass over the source; with ``rng``, batch order randomized in a window and rows permuted."""
+    if rng is None:
+        for batch in source():
+            yield check(batch)
+        return
+    window: list[Batch] = []
+    for batch in source():
+        window.append(check(batch))
+        if len(window) == SHUFFLE_WINDOW:
+            yield _permuted(window.pop(int(rng.integers(len(window)))), rng)
+    while window:
+        yield _permuted(window.pop(int(rng.integers(len(window)))), rng)
+
+
+def _permuted(batch: Batch, rng: np.random.Generator) -> Batch:
+    X, y, weight = batch
+    order = rng.permutation(X.shape[0])
+    return X[order], y[order], weight[order]
+
+
+def _average_every(state: _DualAveraging, steps_per_pass: int, nnz_per_pass: int) -> int:
+    """Steps between weight snapshots for averaging: as many snapshots as keep their cost
+    (``O(n_features * k)`` each) near a quarter of the pass's, at least ``MIN_SNAPSHOTS`` per pass.
+
+    The schedule does not depend on the dense mode, so both modes give the same model."""
+    affordable = nnz_per_pass // (4 * state.sums.size) if state.sums.size else steps_per_pass
+    snapshots = max(MIN_SNAPSHOTS, min(affordable, steps_per_pass))
+    return max(1, steps_per_pass // snapshots)
+
+
+def _prune(weights: np.ndarray, max_bytes: int) -> tuple[np.ndarray, int, int, int]:
+    """Zero the weakest feature rows until the size estimate fits: (weights, kept, pruned, bytes)."""
+    row_bytes = KEY_BYTES + WEIGHT_BYTES * weights.shape[1]
+    norms = np.sqrt(np.square(weights).sum(axis=1))
+    nonzero = np.flatnonzero(norms > 0)
+    capacity = max_bytes // row_bytes
+    pruned = 0
+    if len(nonzero) > capacity:
+        order = nonzero[np.argsort(-norms[nonzero], kind="stable")]
+        weights = weights.copy()
+        weights[order[capacity:]] = 0.0
+        pruned = len(nonzero) - capacity
+    kept = len(nonzero) - pruned
+    return weights, kept, pruned, kept * row_bytes
+
+
+def train(
+    kind: ModelKind,
+    source: BatchSource,
+    n_features: int,
+    n_classes: int | None,
+    params: TrainingParameters,
+    *,
+    seed: int = 0,
+    progress: Callable[[float], None] | None = None,
+    validation: BatchSource | None = None,
+) -> tuple[LinearModel, TrainingReport]:
+    """Train a linear model of ``kind`` over the batches of ``source`` (see the module docstring).
+
+    ``n_classes`` is required for MULTICLASS (targets are class indices ``0..n_classes-1``) and ignored
+    otherwise. ``progress`` receives the fraction done in [0, 1] after each pass (and after each batch once
+    the number of batches per pass is known). ``validation``, if given, is scored after every pass and
+    drives early stopping instead of the training loss. Raises ``ValueError`` for batches that break the
+    ``BatchSource`` contract and ``DataError`` for a non-finite regression target.
+    """
+    k = _n_outputs(kind, n_classes)
+    seeds = np.random.SeedSequence(seed).spawn(2)
+    calibration_rng = np.random.default_rng(seeds[0])
+    shuffle_rng = np.random.default_rng(seeds[1]) if params.shuffle == "auto" else None
+
+    raw = _calibration_sample(source, _Checker(kind, n_features, k), CALIBRATION_ROWS)
+    if kind == "REGRESSION":
+        mean, std = _target_scale(raw[1], raw[2])
+        sample: Batch = (raw[0], (raw[1] - mean) / std, raw[2])
+    else:
+        mean, std = 0.0, 1.0
+        sample = raw
+    check = _Checker(kind, n_features, k, mean, std)
+    rows_per_step = _rows_per_step(sample[0].shape[0])
+    dense = _use_dense(n_features, k, sample[0], rows_per_step)
+    bias = _initial_bias(kind, sample[1], sample[2], k)
+    rate, trials = _choose_rate(kind, sample, bias, params, rows_per_step, dense, calibration_rng)
+    report = TrainingReport(
+        passes=0, rows=0, rows_per_step=rows_per_step, learning_rate=rate, learning_rate_trials=trials
+    )
+    if kind == "REGRESSION":
+        report.target_mean, report.target_std = mean, std
+    state = _DualAveraging(kind, n_features, bias, rate, params.l1, params.l2, dense)
+
+    batches_per_pass: int | None = None
+    previous = math.inf
+    if sample[0].shape[0]:
+        for pass_index in range(params.max_passes):
+            loss_total = weight_total = 0.0
+            rows = batches = nnz = 0
+            first_step = state.steps
+            for X, y, weight in _pass_batches(source, check, shuffle_rng):
+                loss_total += state.fit_rows(X, y, weight, rows_per_step)
+                weight_total += float(weight.sum())
+                rows += X.shape[0]
+                nnz += X.nnz
+                batches += 1
+                if progress is not None and batches_per_pass:
+                    progress(min(1.0, (pass_index + batches / batches_per_pass) / params.max_passes))
+            if pass_index == 0:
+                batches_per_pass = batches
+                state.start_average(_average_every(state, state.steps - first_step, nnz))
+            report.passes = pass_index + 1
+            report.rows = rows
+            report.progressive_losses.append(loss_total / weight_total if weight_total > 0 else 0.0)
+            current = _objective(kind, state, sample)
+            report.losses.append(current)
+            if validation is not None:
+                current = _validation_loss(kind, state, validation, check)
+                report.validation_losses.append(current)
+            if progress is not None:
+                progress(report.passes / params.max_passes)
+            if math.isfinite(previous) and previous - current < EARLY_STOP_TOLERANCE * abs(previous):
+                report.stopped_early = report.passes < params.max_passes
+                break
+            previous = current
+
+    weights, bias_out = state.model()
+    weights = weights * std
+    bias_out = bias_out * std
+    if kind == "REGRESSION":
+        bias_out = bias_out + mean
+    weights, kept, pruned, size = _prune(weights, params.max_model_size)
+    report.nonzero_features, report.pruned_features, report.estimated_size_bytes = kept, pruned, size
+    if progress is not None:
+        progress(1.0)
+    return LinearModel(kind, weights, bias_out), report
+
+
+def _objective(kind: str, state: _DualAveraging, sample: Batch) -> float:
+    """Mean loss plus penalty of the model as it stands (the average, if any) on the calibration sample."""
+    weights, bias = state.model()
+    X, y, weight = sample
+    total = float(weight.sum())
+    mean = _loss_sum(kind, weights, bias, X, y, weight) / total if total > 0 else 0.0
+    return mean + state.penalty(weights)
+
+
+def _validation_loss(kind: str, state: _DualAveraging, validation: BatchSource, check: _Checker) -> float:
+    weights, bias = state.model()
+    total = weight_total = 0.0
+    for batch in validation():
+        X, y, weight = check(batch)
+        total += _loss_sum(kind, weights, bias, X, y, weight)
+        weight_total += float(weight.sum())
+    return total / weight_total if weight_total > 0 else 0.0

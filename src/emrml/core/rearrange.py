@@ -1,0 +1,220 @@
+"""DataRearrangement: which records of a datasource a split keeps (spec 5.4).
+
+A rearrangement is ``{"splitting": {"percentBegin": b, "percentEnd": e, "complement": c, "strategy": s,
+"strategyParams": {"randomSeed": seed}}}``; every member is optional (defaults 0, 100, false,
+``sequential``, empty seed). Records are numbered over all files of the datasource in lexicographic key
+order, header lines excluded, valid and invalid records alike.
+
+* sequential: with N records, keep record indices i with floor(N·b/100) ≤ i < floor(N·e/100).
+* random: u = 100 · h / 2^64 with h the first 8 bytes (big-endian) of
+  SHA-256(seed ‖ 0x00 ‖ object key ‖ 0x00 ‖ decimal byte offset of the record); keep b ≤ u < e.
+* complement keeps exactly the records the same split without complement drops, so a split and its
+  complement partition the data.
+
+Both rules use exact rational arithmetic, so they do not depend on how records are batched.
+
+Accepted spellings: percentages are whole numbers from 0 to 100, written as JSON integers, integral
+numbers (``70.0``) or strings holding a whole number (``"70"``); AWS supports whole percentages only, so
+``70.5`` is refused. ``complement`` is a JSON boolean or the string ``"true"``/``"false"`` (any case).
+``strategyParams.randomSeed`` is a string and only allowed with the random strategy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Literal
+
+import numpy as np
+
+from emrml.errors import InvalidInputException
+
+_SPLITTING_KEYS = ("percentBegin", "percentEnd", "complement", "strategy", "strategyParams")
+_STRATEGIES = ("sequential", "random")
+_HASH_SPACE = 1 << 64
+
+
+@dataclass(frozen=True)
+class Rearrangement:
+    """A parsed DataRearrangement. Percentages are in [0, 100] with ``percent_begin <= percent_end``."""
+
+    percent_begin: float = 0.0
+    percent_end: float = 100.0
+    complement: bool = False
+    strategy: Literal["sequential", "random"] = "sequential"
+    seed: str = ""
+
+    @property
+    def needs_total(self) -> bool:
+        """Whether the split depends on the total record count (sequential with real bounds)."""
+        return (
+            self.strategy == "sequential"
+            and (self.percent_begin, self.percent_end) != (0, 100)
+            and self.percent_begin != self.percent_end
+        )
+
+
+def parse_rearrangement(text: str | None) -> Rearrangement | None:
+    """Parse and validate a DataRearrangement JSON string; None or "" means no rearrangement.
+
+    Raises ``InvalidInputException`` naming the offending member.
+    """
+    if not text:
+        return None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputException(
+            f"DataRearrangement is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from None
+    if not isinstance(document, dict) or "splitting" not in document:
+        raise InvalidInputException(
+            'DataRearrangement must be a JSON object {"splitting": {...}}, e.g. '
+            '{"splitting":{"percentBegin":0,"percentEnd":70}}'
+        )
+    unknown = sorted(set(document) - {"splitting"})
+    if unknown:
+        raise InvalidInputException(f"DataRearrangement has an unknown member {unknown[0]!r}")
+    splitting = document["splitting"]
+    if not isinstance(splitting, dict):
+        raise InvalidInputException("DataRearrangement member 'splitting' must be a JSON object")
+    unknown = sorted(set(splitting) - set(_SPLITTING_KEYS))
+    if unknown:
+        raise InvalidInputException(
+            f"DataRearrangement has an unknown member 'splitting.{unknown[0]}' "
+            f"(allowed: {', '.join(_SPLITTING_KEYS)})"
+        )
+    begin = _percent(splitting, "percentBegin", 0)
+    end = _percent(splitting, "percentEnd", 100)
+    if begin > end:
+        raise InvalidInputException(
+            f"DataRearrangement member 'splitting.percentBegin' ({begin}) must not be greater than "
+            f"'splitting.percentEnd' ({end})"
+        )
+    strategy = splitting.get("strategy", "sequential")
+    if strategy not in _STRATEGIES:
+        raise InvalidInputException(
+            f"DataRearrangement member 'splitting.strategy' must be 'sequential' or 'random', "
+            f"got {strategy!r}"
+        )
+    return Rearrangement(
+        percent_begin=float(begin),
+        percent_end=float(end),
+        complement=_complement(splitting.get("complement", False)),
+        strategy=strategy,
+        seed=_seed(splitting.get("strategyParams"), strategy),
+    )
+
+
+def _percent(splitting: dict[str, Any], key: str, default: int) -> int:
+    value = splitting.get(key, default)
+    number: Fraction | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        number = Fraction(value)
+    elif isinstance(value, str):
+        try:
+            number = Fraction(value.strip())
+        except (ValueError, ZeroDivisionError):
+            number = None
+    if number is None or number.denominator != 1 or not 0 <= number <= 100:
+        raise InvalidInputException(
+            f"DataRearrangement member 'splitting.{key}' must be a whole number from 0 to 100, got {value!r}"
+        )
+    return int(number)
+
+
+def _complement(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise InvalidInputException(
+        f"DataRearrangement member 'splitting.complement' must be true or false, got {value!r}"
+    )
+
+
+def _seed(params: Any, strategy: str) -> str:
+    if params is None:
+        return ""
+    if not isinstance(params, dict):
+        raise InvalidInputException(
+            "DataRearrangement member 'splitting.strategyParams' must be a JSON object"
+        )
+    unknown = sorted(set(params) - {"randomSeed"})
+    if unknown:
+        raise InvalidInputException(
+            f"DataRearrangement has an unknown member 'splitting.strategyParams.{unknown[0]}' "
+            "(allowed: randomSeed)"
+        )
+    if "randomSeed" not in params:
+        return ""
+    seed = params["randomSeed"]
+    if strategy != "random":
+        raise InvalidInputException(
+            "DataRearrangement member 'splitting.strategyParams.randomSeed' applies only to the "
+            "'random' strategy"
+        )
+    if not isinstance(seed, str):
+        raise InvalidInputException(
+            f"DataRearrangement member 'splitting.strategyParams.randomSeed' must be a string, got {seed!r}"
+        )
+    return seed
+
+
+def random_mask(r: Rearrangement, key: str, offsets: np.ndarray) -> np.ndarray:
+    """Kept rows (bool, shape of ``offsets``) of a random split, for records of the object ``key``."""
+    prefix = hashlib.sha256(r.seed.encode() + b"\0" + key.encode() + b"\0")
+    fresh = prefix.copy
+
+    def digest(offset: int) -> bytes:
+        hasher = fresh()
+        hasher.update(b"%d" % offset)
+        return hasher.digest()
+
+    digests = b"".join(map(digest, np.asarray(offsets, dtype=np.int64).tolist()))
+    # The first 8 of each 32 digest bytes, as big-endian unsigned integers.
+    hashes = np.frombuffer(digests, dtype=">u8").reshape(-1, 4)[:, 0]
+    # b <= 100·h/2^64  <=>  h >= ceil(b·2^64/100), exactly.
+    low = math.ceil(Fraction(r.percent_begin) * _HASH_SPACE / 100)
+    high = math.ceil(Fraction(r.percent_end) * _HASH_SPACE / 100)
+    keep = hashes >= np.uint64(low) if low < _HASH_SPACE else np.zeros(len(hashes), dtype=bool)
+    if high < _HASH_SPACE:
+        keep &= hashes < np.uint64(high)
+    return ~keep if r.complement else keep
+
+
+def sequential_mask(r: Rearrangement, total: int, indices: np.ndarray) -> np.ndarray:
+    """Kept rows (bool, shape of ``indices``) of a sequential split of ``total`` records.
+
+    ``indices`` are global record indices over all files of the datasource.
+    """
+    low = math.floor(total * Fraction(r.percent_begin) / 100)
+    high = math.floor(total * Fraction(r.percent_end) / 100)
+    indices = np.asarray(indices, dtype=np.int64)
+    keep = (indices >= low) & (indices < high)
+    return ~keep if r.complement else keep
+
+
+def select(
+    r: Rearrangement | None,
+    key: str,
+    offsets: np.ndarray,
+    global_indices: np.ndarray,
+    total: int | None,
+) -> np.ndarray:
+    """Kept rows of one batch: ``offsets`` feed the random split, ``global_indices`` and ``total`` the
+    sequential one (``total`` is needed only when ``r.needs_total``). No rearrangement keeps all."""
+    if r is None:
+        return np.ones(len(offsets), dtype=bool)
+    if r.strategy == "random":
+        return random_mask(r, key, offsets)
+    if total is not None:
+        return sequential_mask(r, total, global_indices)
+    if r.needs_total:
+        raise ValueError("a sequential split with these bounds needs the total record count")
+    # Bounds 0..100 keep everything and an empty range nothing, whatever the count.
+    keep = np.full(len(global_indices), r.percent_begin != r.percent_end)
+    return ~keep if r.complement else keep

@@ -1,0 +1,356 @@
+"""The recipe transformations on text and numbers, for one record and vectorized over Arrow arrays.
+
+Spec 6.2; ``docs/recipes.md`` states every rule. Each transformation exists twice — a scalar function over
+plain Python strings (one record at prediction time, no pyarrow) and a vectorized function over Arrow
+arrays (batches) — and the two give exactly the same tokens for the same input, in the same order.
+
+Definitions shared by both paths:
+
+* **Whitespace** is what ``str.isspace`` accepts (:data:`WHITESPACE`); the vectorized path splits on that
+  explicit set, and Arrow's ``utf8_trim_whitespace`` trims the same set (a test sweeps every code point).
+  Tokens are the maximal runs of other characters; punctuation stays attached.
+* **Lowercasing** is Python's ``str.lower`` (full Unicode case mapping, Python's Unicode version). The
+  vectorized path lowercases ASCII strings with Arrow and hands the rare non-ASCII strings to
+  ``str.lower``, because Arrow's per-character mapping differs from Python's for a few characters.
+* **Punctuation** is every character of Unicode category P* (punctuation) or S* (symbols: ``$ + < = > ^ ` |
+  ~``, currency, math, emoji, …) by Python's ``unicodedata``; in ASCII that is exactly
+  ``string.punctuation``. ``no_punct`` strips it from both ends of each token; a token left empty vanishes.
+
+A token column (:class:`TokenArray`) is CSR-like: ``tokens`` is one flat string array and row ``i`` holds
+``tokens[offsets[i]:offsets[i + 1]]``.
+"""
+
+from __future__ import annotations
+
+import string
+import unicodedata
+from bisect import bisect_left
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+#: Every character ``str.isspace`` accepts (Python 3.11, Unicode 14).
+WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
+    "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+#: ASCII punctuation and symbols: categories P* and S* restricted to ASCII.
+ASCII_PUNCTUATION = string.punctuation
+# Runs of WHITESPACE as an RE2 pattern. Arrow's utf8_split_whitespace would be faster, but pyarrow 26
+# sometimes leaves a trailing space on the last token of a non-ASCII string (it reads past the value).
+_WHITESPACE_RUN = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in WHITESPACE) + "]+"
+
+
+@cache
+def punctuation_characters() -> frozenset[str]:
+    """Every character of Unicode category P* or S* (computed once, about 0.2 s)."""
+    category = unicodedata.category
+    return frozenset(c for c in map(chr, range(0x110000)) if category(c)[0] in "PS")
+
+
+@cache
+def _punctuation_string() -> str:
+    return "".join(sorted(punctuation_characters()))
+
+
+# --- One record -------------------------------------------------------------------------------------------
+
+
+def tokenize(text: str) -> list[str]:
+    """Whitespace tokens of ``text``: ``"email-subject here"`` → ``["email-subject", "here"]``."""
+    return text.split()
+
+
+def lowercase(text: str) -> str:
+    return text.lower()
+
+
+def strip_punctuation(token: str) -> str:
+    """``token`` without punctuation at its start and end (inner punctuation stays)."""
+    if token.isascii():
+        return token.strip(ASCII_PUNCTUATION)
+    # str.strip with the 8,000-character punctuation set is ~30x slower than this loop.
+    punctuation = punctuation_characters()
+    start, end = 0, len(token)
+    while start < end and token[start] in punctuation:
+        start += 1
+    while end > start and token[end - 1] in punctuation:
+        end -= 1
+    return token[start:end]
+
+
+def no_punct(tokens: Sequence[str]) -> list[str]:
+    """Tokens with leading/trailing punctuation removed; tokens left empty are dropped."""
+    return [stripped for token in tokens if (stripped := strip_punctuation(token))]
+
+
+def category_value(value: str) -> str | None:
+    """A CATEGORICAL value: the whole string without surrounding whitespace; ``None`` when empty."""
+    return value.strip() or None
+
+
+def category_no_punct(value: str) -> str | None:
+    """``no_punct`` of a CATEGORICAL value, which is one token: strip punctuation and whitespace at both
+    ends; ``None`` when nothing is left."""
+    if value.isascii():
+        return value.strip(ASCII_PUNCTUATION + WHITESPACE) or None
+    punctuation = punctuation_characters()
+    start, end = 0, len(value)
+    while start < end and (value[start] in punctuation or value[start].isspace()):
+        start += 1
+    while end > start and (value[end - 1] in punctuation or value[end - 1].isspace()):
+        end -= 1
+    return value[start:end] or None
+
+
+def ngrams(tokens: Sequence[str], n: int) -> list[str]:
+    """Every run of 1..``n`` consecutive tokens joined by one space: all 1-grams, then 2-grams, …"""
+    out = list(tokens)
+    for size in range(2, n + 1):
+        out.extend(" ".join(tokens[i : i + size]) for i in range(len(tokens) - size + 1))
+    return out
+
+
+def osb(tokens: Sequence[str], n: int) -> list[str]:
+    """Orthogonal sparse bigrams in windows of ``n`` tokens: each token paired with each of the next
+    ``n - 1`` tokens, joined by as many underscores as the distance (``The__brown`` skips one token).
+
+    Ordered by distance, then position (the vectorized path's order).
+    """
+    out: list[str] = []
+    for distance in range(1, n):
+        separator = "_" * distance
+        out.extend(tokens[i] + separator + tokens[i + distance] for i in range(len(tokens) - distance))
+    return out
+
+
+def cartesian(*token_lists: Sequence[str]) -> list[str]:
+    """The cross product of the token lists, each combination joined by ``_``, the first list varying
+    slowest."""
+    out = list(token_lists[0])
+    for tokens in token_lists[1:]:
+        out = [left + "_" + right for left in out for right in tokens]
+    return out
+
+
+# --- Quantile bins ----------------------------------------------------------------------------------------
+
+
+def bin_label(index: int) -> str:
+    """The token of quantile bin ``index`` (0-based, lowest first): ``bin_3``."""
+    return f"bin_{index}"
+
+
+def quantile_edges(values: np.ndarray, counts: np.ndarray, n: int) -> list[float]:
+    """Upper edges of ``n`` equal-frequency bins of a distribution given as distinct sorted ``values``
+    with their ``counts`` (open question 14).
+
+    Edge ``k`` (``k = 1 .. n-1``) is the smallest value whose cumulative count reaches ``k/n`` of the total.
+    Equal edges are merged, and an edge at the maximum is dropped (its bin above would be empty), so there
+    are ``len(edges) + 1 <= n`` bins. An empty distribution has no edges (one bin).
+    """
+    total = int(counts.sum())
+    if total == 0:
+        return []
+    cumulative = np.cumsum(counts, dtype=np.int64)
+    # cumulative >= k * total / n, in integers so no rounding decides a bin.
+    targets = np.arange(1, n, dtype=np.int64) * total
+    positions = np.searchsorted(cumulative * n, targets, side="left")
+    edges = np.unique(values[positions])
+    return [float(edge) for edge in edges[edges < values[-1]]]
+
+
+def bin_index(edges: Sequence[float], value: float) -> int:
+    """Bin of ``value``: the first whose upper edge is >= ``value``; past the last edge, the last bin."""
+    return bisect_left(edges, value)
+
+
+def bin_indices(edges: Sequence[float], values: np.ndarray) -> np.ndarray:
+    """:func:`bin_index` for each value (int64)."""
+    return np.searchsorted(np.asarray(edges, dtype=np.float64), values, side="left").astype(np.int64)
+
+
+# --- Vectorized -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenArray:
+    """Tokens of many rows: row ``i`` holds ``tokens[offsets[i]:offsets[i + 1]]``.
+
+    ``tokens`` is a ``pa.string()`` array without nulls or empty strings; ``offsets`` is int64, one longer
+    than the row count, starting at 0.
+    """
+
+    tokens: pa.Array
+    offsets: np.ndarray
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.offsets) - 1
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def row_ids(self) -> np.ndarray:
+        """The row of each token (int64, ascending)."""
+        return np.repeat(np.arange(self.num_rows, dtype=np.int64), self.lengths())
+
+    def to_lists(self) -> list[list[str]]:
+        """Per-row token lists (for tests and debugging)."""
+        flat = self.tokens.to_pylist()
+        return [flat[self.offsets[i] : self.offsets[i + 1]] for i in range(self.num_rows)]
+
+
+def as_strings(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """``column`` as one ``pa.string()`` array (nulls kept)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if column.type != pa.string():
+        column = pc.cast(column, pa.string())
+    return column
+
+
+def _drop_empty(tokens: pa.Array, offsets: np.ndarray) -> TokenArray:
+    keep = np.asarray(pc.greater(pc.binary_length(tokens), 0).to_numpy(zero_copy_only=False), dtype=bool)
+    if keep.all():
+        return TokenArray(tokens, offsets)
+    kept_before = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))
+    return TokenArray(tokens.filter(pa.array(keep)), kept_before[offsets])
+
+
+def tokenize_array(strings: pa.Array | pa.ChunkedArray) -> TokenArray:
+    """:func:`tokenize` of every string; a null is an empty string (no tokens)."""
+    strings = pc.fill_null(as_strings(strings), "")
+    lists = pc.split_pattern_regex(strings, _WHITESPACE_RUN)
+    offsets = lists.offsets.to_numpy().astype(np.int64)
+    tokens = lists.values.slice(offsets[0], offsets[-1] - offsets[0])
+    # Leading, trailing and repeated whitespace leave empty strings between separators.
+    return _drop_empty(tokens, offsets - offsets[0])
+
+
+def lowercase_array(strings: pa.Array) -> pa.Array:
+    """:func:`lowercase` of every string (nulls stay null)."""
+    lowered = pc.utf8_lower(strings)
+    non_ascii = pc.invert(pc.fill_null(pc.string_is_ascii(strings), True))
+    if not pc.any(non_ascii).as_py():
+        return lowered
+    # Arrow maps some characters differently from str.lower (İ, final sigma, newer Unicode letters).
+    exceptions = strings.filter(non_ascii).to_pylist()
+    return pc.replace_with_mask(lowered, non_ascii, pa.array([s.lower() for s in exceptions], pa.string()))
+
+
+def lowercase_tokens(tokens: TokenArray) -> TokenArray:
+    return TokenArray(lowercase_array(tokens.tokens), tokens.offsets)
+
+
+def no_punct_array(tokens: TokenArray) -> TokenArray:
+    """:func:`no_punct` of every row."""
+    return _drop_empty(pc.utf8_trim(tokens.tokens, characters=_punctuation_string()), tokens.offsets)
+
+
+def category_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """:func:`category_value` of every value; empty values and nulls become null."""
+    trimmed = pc.utf8_trim_whitespace(as_strings(values))
+    return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
+
+
+def category_no_punct_array(values: pa.Array) -> pa.Array:
+    """:func:`category_no_punct` of every value (nulls stay null)."""
+    stripped = pc.utf8_trim(values, characters=_punctuation_string() + WHITESPACE)
+    return pc.if_else(pc.equal(stripped, ""), pa.scalar(None, pa.string()), stripped)
+
+
+def single_tokens(values: pa.Array) -> TokenArray:
+    """One token per non-null value, none for a null: a CATEGORICAL value as a token set."""
+    present = np.asarray(pc.is_valid(values).to_numpy(zero_copy_only=False), dtype=bool)
+    offsets = np.concatenate(([0], np.cumsum(present, dtype=np.int64)))
+    return TokenArray(values.drop_null(), offsets)
+
+
+def _scatter_blocks(
+    blocks: list[tuple[pa.Array, np.ndarray]], counts: list[np.ndarray]
+) -> tuple[pa.Array, np.ndarray]:
+    """Interleave per-size blocks into row order.
+
+    ``blocks[b]`` is ``(strings, row_ids)`` with ``row_ids`` ascending; ``counts[b]`` is that block's count
+    per row. Within a row, block 0's strings come first, then block 1's, …
+    """
+    per_row = np.sum(counts, axis=0)
+    offsets = np.concatenate(([0], np.cumsum(per_row, dtype=np.int64)))
+    position = offsets[:-1].copy()
+    destinations = []
+    for (_, rows), count in zip(blocks, counts, strict=True):
+        first_in_block = np.concatenate(([0], np.cumsum(count, dtype=np.int64)))[:-1]
+        rank = np.arange(len(rows), dtype=np.int64) - first_in_block[rows]
+        destinations.append(position[rows] + rank)
+        position += count
+    strings = pa.concat_arrays([strings for strings, _ in blocks]) if blocks else pa.array([], pa.string())
+    if not blocks:
+        return strings, offsets
+    order = np.empty(len(strings), dtype=np.int64)
+    order[np.concatenate(destinations)] = np.arange(len(strings), dtype=np.int64)
+    return strings.take(pa.array(order)), offsets
+
+
+def _pairs(tokens: TokenArray, distance: int) -> tuple[np.ndarray, np.ndarray]:
+    """Global positions ``p`` with ``p + distance`` in the same row, and their rows."""
+    rows = tokens.row_ids()
+    positions = np.arange(len(rows), dtype=np.int64)
+    starts = positions[positions + distance < tokens.offsets[1:][rows]]
+    return starts, rows[starts]
+
+
+def ngrams_array(tokens: TokenArray, n: int) -> TokenArray:
+    """:func:`ngrams` of every row, in the same order."""
+    lengths = tokens.lengths()
+    blocks = [(tokens.tokens, tokens.row_ids())]
+    counts = [lengths]
+    for size in range(2, n + 1):
+        starts, rows = _pairs(tokens, size - 1)
+        parts = [tokens.tokens.take(pa.array(starts + k)) for k in range(size)]
+        blocks.append((pc.binary_join_element_wise(*parts, " "), rows))
+        counts.append(np.maximum(lengths - size + 1, 0))
+    strings, offsets = _scatter_blocks(blocks, counts)
+    return TokenArray(strings, offsets)
+
+
+def osb_array(tokens: TokenArray, n: int) -> TokenArray:
+    """:func:`osb` of every row, in the same order."""
+    lengths = tokens.lengths()
+    blocks = []
+    counts = []
+    for distance in range(1, n):
+        starts, rows = _pairs(tokens, distance)
+        first = tokens.tokens.take(pa.array(starts))
+        second = tokens.tokens.take(pa.array(starts + distance))
+        blocks.append((pc.binary_join_element_wise(first, second, "_" * distance), rows))
+        counts.append(np.maximum(lengths - distance, 0))
+    strings, offsets = _scatter_blocks(blocks, counts)
+    return TokenArray(strings, offsets)
+
+
+def _cartesian_pair(left: TokenArray, right: TokenArray) -> TokenArray:
+    left_lengths, right_lengths = left.lengths(), right.lengths()
+    per_row = left_lengths * right_lengths
+    offsets = np.concatenate(([0], np.cumsum(per_row, dtype=np.int64)))
+    rows = np.repeat(np.arange(len(per_row), dtype=np.int64), per_row)
+    local = np.arange(offsets[-1], dtype=np.int64) - offsets[rows]
+    width = right_lengths[rows]
+    left_index = left.offsets[rows] + local // np.maximum(width, 1)
+    right_index = right.offsets[rows] + local % np.maximum(width, 1)
+    joined = pc.binary_join_element_wise(
+        left.tokens.take(pa.array(left_index)), right.tokens.take(pa.array(right_index)), "_"
+    )
+    return TokenArray(joined, offsets)
+
+
+def cartesian_array(*token_arrays: TokenArray) -> TokenArray:
+    """:func:`cartesian` of every row, in the same order."""
+    result = token_arrays[0]
+    for other in token_arrays[1:]:
+        result = _cartesian_pair(result, other)
+    return result

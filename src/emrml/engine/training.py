@@ -1,0 +1,417 @@
+"""Training and evaluation on the local engine: datasource batches → FeatureSpace → learner → artifact.
+
+Training reads the training datasource twice — once to fit the feature space (vocabularies, bin edges,
+moments) and once to featurize into a scratch cache of sparse batches — and then makes its SGD passes over
+the cache, so extra passes cost no CSV parsing. Memory is bounded by the batch size and the model.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import scipy.sparse as sp
+
+from emrml.config import Settings
+from emrml.core.features import FeatureSpace
+from emrml.core.learn import TrainingParameters, train
+from emrml.core.metrics import (
+    BinaryEvaluation,
+    MulticlassEvaluation,
+    NumericTarget,
+    RegressionEvaluation,
+    evaluation_alerts,
+    performance_metrics,
+)
+from emrml.core.model import ModelArtifact, load_artifact, save_artifact
+from emrml.core.rearrange import Rearrangement
+from emrml.core.recipe.grammar import parse_recipe
+from emrml.core.recipe.suggest import suggest_recipe
+from emrml.core.schema import Attribute, Schema, parse_schema
+from emrml.core.values import parse_binary, parse_numeric
+from emrml.engine.local import Progress, read_selected
+from emrml.errors import DataError
+from emrml.storage.locations import list_files
+
+#: A multiclass target may have at most this many classes (spec 11).
+MAX_CLASSES = 100
+
+
+@dataclass(frozen=True)
+class DatasourceData:
+    """Where a datasource's records are and how to read them."""
+
+    location: str
+    schema: Schema
+    rearrangement: Rearrangement | None
+
+
+@dataclass
+class Targets:
+    """A batch's parsed target: rows with a usable target, and their values."""
+
+    keep: np.ndarray
+    values: np.ndarray
+
+
+@dataclass
+class TrainedModel:
+    artifact_path: Path
+    size_in_bytes: int
+    recipe: str
+    report: dict[str, Any]
+
+
+@dataclass
+class TargetSummary:
+    """What the training target looked like: class counts, or mean and standard deviation."""
+
+    class_counts: dict[str, int] = field(default_factory=dict)
+    count: int = 0
+    total: float = 0.0
+    total_squares: float = 0.0
+
+    def add_numbers(self, values: np.ndarray) -> None:
+        self.count += len(values)
+        self.total += float(values.sum())
+        self.total_squares += float(np.square(values).sum())
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count if self.count else 0.0
+
+    @property
+    def std(self) -> float:
+        if not self.count:
+            return 0.0
+        return float(np.sqrt(max(self.total_squares / self.count - self.mean**2, 0.0)))
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.class_counts:
+            return {"classCounts": self.class_counts}
+        return {"count": self.count, "mean": self.mean, "std": self.std}
+
+
+def parse_target(batch: pa.RecordBatch, schema: Schema, model_type: str) -> Targets:
+    """Rows whose target is present and valid; records with a missing or invalid target are not used."""
+    assert schema.target is not None
+    column = batch.column(schema.target)
+    if model_type == "BINARY":
+        parsed = parse_binary(column)
+        keep = ~(parsed.missing | parsed.invalid)
+        return Targets(keep, parsed.values[keep])
+    if model_type == "REGRESSION":
+        parsed = parse_numeric(column)
+        keep = ~(parsed.missing | parsed.invalid)
+        return Targets(keep, parsed.values[keep])
+    stripped = pc.utf8_trim_whitespace(column)
+    keep = np.asarray(pc.not_equal(stripped, "").to_numpy(zero_copy_only=False), dtype=bool)
+    return Targets(keep, np.asarray(stripped.filter(pa.array(keep)).to_numpy(zero_copy_only=False)))
+
+
+class DatasourceBatches:
+    """Re-iterable record batches of a datasource (the feature space may read them twice)."""
+
+    def __init__(self, data: DatasourceData, settings: Settings) -> None:
+        self.data = data
+        self.settings = settings
+        self.files = list_files(data.location)
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        for selected in read_selected(
+            self.files, self.data.schema, self.data.rearrangement, settings=self.settings
+        ):
+            if selected.batch.num_rows:
+                yield selected.batch
+
+    def with_progress(self, progress: Progress, low: float, high: float) -> Iterator[pa.RecordBatch]:
+        for selected in read_selected(
+            self.files,
+            self.data.schema,
+            self.data.rearrangement,
+            settings=self.settings,
+            progress=progress,
+            progress_range=(low, high),
+        ):
+            if selected.batch.num_rows:
+                yield selected.batch
+
+
+SparseBatch = tuple[sp.csr_matrix, np.ndarray, np.ndarray | None]
+
+
+def _sparse_cache(folder: Path, labels: list[str]) -> Callable[[], Iterator[SparseBatch]]:
+    """A BatchSource reading featurized batches back from ``folder`` in the order they were written."""
+    sorted_labels = np.array(labels)
+
+    def batches() -> Iterator[SparseBatch]:
+        for path in sorted(folder.glob("batch-*.npz")):
+            with np.load(path, allow_pickle=False) as stored:
+                matrix = sp.csr_matrix(
+                    (stored["data"], stored["indices"], stored["indptr"]), shape=tuple(stored["shape"])
+                )
+                y = stored["y"]
+                if labels:
+                    y = np.searchsorted(sorted_labels, y)
+                weights = stored["weights"] if "weights" in stored.files else None
+                yield matrix, y, weights
+
+    return batches
+
+
+def _row_weights(batch: pa.RecordBatch, schema: Schema) -> np.ndarray | None:
+    """Per-record weights from the rowWeight attribute (open question 1): invalid or negative → 1."""
+    if schema.row_weight is None:
+        return None
+    parsed = parse_numeric(batch.column(schema.row_weight))
+    weights = parsed.values
+    return np.where(np.isfinite(weights) & (weights >= 0), weights, 1.0)
+
+
+def train_model(
+    *,
+    model_id: str,
+    model_type: str,
+    data: DatasourceData,
+    recipe_text: str | None,
+    sample: pa.Table,
+    parameters: TrainingParameters,
+    settings: Settings,
+    progress: Progress,
+) -> TrainedModel:
+    """Train a model on a datasource and save its artifact under ``<home>/models``."""
+    schema = data.schema
+    if recipe_text is None:
+        recipe_text = suggest_recipe(schema, sample, schema.attribute(schema.target or "").type)
+    recipe = parse_recipe(recipe_text, schema)
+    source = DatasourceBatches(data, settings)
+    progress(0.0, "fitting the feature space")
+    space = FeatureSpace.fit(recipe, schema, source)
+    scratch = Path(tempfile.mkdtemp(prefix=f"train-{model_id}-", dir=_scratch(settings)))
+    try:
+        summary, labels = _featurize(space, source, schema, model_type, scratch, progress)
+        if model_type == "BINARY" and len(summary.class_counts) < 2:
+            only = next(iter(summary.class_counts), "none")
+            raise DataError(
+                f"the training data has only one target class ({only}): a BINARY model needs both"
+            )
+        if model_type == "MULTICLASS" and len(labels) < 2:
+            raise DataError("the training data has fewer than two target classes")
+
+        def training_progress(fraction: float) -> None:
+            progress(0.4 + 0.6 * fraction, "training")
+
+        linear, report = train(
+            model_type,  # type: ignore[arg-type]
+            _sparse_cache(scratch, labels),
+            space.n_features,
+            len(labels) if model_type == "MULTICLASS" else None,
+            parameters,
+            progress=training_progress,
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    report_dict = report.to_dict() | {"trainingTarget": summary.to_dict()}
+    artifact = ModelArtifact(
+        model_type=model_type,
+        schema_json=schema.to_json(),
+        recipe=recipe_text,
+        feature_space=space.to_dict(),
+        linear=linear,
+        labels=labels if model_type == "MULTICLASS" else None,
+        score_threshold=0.5 if model_type == "BINARY" else None,
+        parameters=parameters.to_api(),
+        report=report_dict,
+        feature_names=space.feature_names,
+    )
+    path = artifact_path(settings, model_id)
+    size = save_artifact(artifact, path)
+    return TrainedModel(path, size, recipe_text, report_dict)
+
+
+def _featurize(
+    space: FeatureSpace,
+    source: DatasourceBatches,
+    schema: Schema,
+    model_type: str,
+    scratch: Path,
+    progress: Progress,
+) -> tuple[TargetSummary, list[str]]:
+    """Featurize the training data into ``scratch``; returns the target summary and class labels.
+
+    Multiclass targets are cached as strings and turned into class indices when read back, because the
+    class list is only complete after the last batch.
+    """
+    summary = TargetSummary()
+    written = 0
+    for batch in source.with_progress(progress, 0.2, 0.4):
+        targets = parse_target(batch, schema, model_type)
+        rows = batch.filter(pa.array(targets.keep))
+        if not rows.num_rows:
+            continue
+        if model_type == "REGRESSION":
+            summary.add_numbers(targets.values)
+            y = targets.values
+        else:
+            y = targets.values.astype(str) if model_type == "MULTICLASS" else targets.values
+            keys = y if model_type == "MULTICLASS" else y.astype(np.int64).astype(str)
+            _count_classes(summary, keys)
+            if model_type == "MULTICLASS" and len(summary.class_counts) > MAX_CLASSES:
+                raise DataError(
+                    f"the target {schema.target!r} has more than {MAX_CLASSES} classes; "
+                    f"a MULTICLASS model supports at most {MAX_CLASSES}"
+                )
+        matrix = space.transform(rows)
+        arrays: dict[str, np.ndarray] = {
+            "data": matrix.data,
+            "indices": matrix.indices,
+            "indptr": matrix.indptr,
+            "shape": np.array(matrix.shape),
+            "y": y,
+        }
+        weights = _row_weights(rows, schema)
+        if weights is not None:
+            arrays["weights"] = weights
+        np.savez(scratch / f"batch-{written:08d}.npz", **arrays)
+        written += 1
+    if not written:
+        raise DataError(f"no training record has a valid value of the target {schema.target!r}")
+    labels = sorted(summary.class_counts) if model_type == "MULTICLASS" else []
+    return summary, labels
+
+
+def _scratch(settings: Settings) -> Path:
+    settings.scratch_dir.mkdir(parents=True, exist_ok=True)
+    return settings.scratch_dir
+
+
+def artifact_path(settings: Settings, model_id: str) -> Path:
+    folder = settings.home / "models"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{model_id}.zip"
+
+
+def evaluation_schema(model_schema: Schema, data_schema: Schema) -> Schema:
+    """The evaluation data read with the training types (spec 5.2), checking the model's attributes exist."""
+    needed = [a.name for a in model_schema.input_attributes]
+    if model_schema.target:
+        needed.append(model_schema.target)
+    missing = [name for name in needed if name not in data_schema]
+    if missing:
+        raise DataError(
+            "the evaluation datasource's schema lacks attributes the model uses: " + ", ".join(missing)
+        )
+    trained = {a.name: a.type for a in model_schema.attributes}
+    attributes = tuple(Attribute(a.name, trained.get(a.name, a.type)) for a in data_schema.attributes)
+    return Schema(
+        attributes=attributes,
+        target=model_schema.target,
+        row_id=data_schema.row_id,
+        row_weight=data_schema.row_weight if data_schema.row_weight in trained else None,
+        excluded=tuple(name for name in data_schema.excluded if name in data_schema),
+        has_header=data_schema.has_header,
+    )
+
+
+@dataclass
+class EvaluationResult:
+    performance_metrics: dict[str, str]
+    insights: dict[str, Any]
+
+
+def evaluate_model(
+    *,
+    artifact_location: Path,
+    data: DatasourceData,
+    same_datasource: bool,
+    training_records: int,
+    settings: Settings,
+    progress: Progress,
+) -> EvaluationResult:
+    """Score an evaluation datasource with a trained model and compute the metric and its insights."""
+    artifact = load_artifact(artifact_location)
+    model_schema = parse_schema(artifact.schema_json)
+    schema = evaluation_schema(model_schema, data.schema)
+    space = FeatureSpace.from_dict(artifact.feature_space, model_schema)
+    kind = artifact.model_type
+    training_target = artifact.report.get("trainingTarget", {})
+    accumulator: BinaryEvaluation | MulticlassEvaluation | RegressionEvaluation
+    labels = artifact.labels or []
+    if kind == "BINARY":
+        accumulator = BinaryEvaluation()
+    elif kind == "MULTICLASS":
+        accumulator = MulticlassEvaluation(labels)
+    else:
+        accumulator = RegressionEvaluation()
+    index = {label: i for i, label in enumerate(labels)}
+    records = invalid = 0
+    evaluation_target = TargetSummary()
+    source = DatasourceBatches(DatasourceData(data.location, schema, data.rearrangement), settings)
+    for batch in source.with_progress(progress, 0.0, 1.0):
+        records += batch.num_rows
+        targets = parse_target(batch, schema, kind)
+        values = targets.values
+        keep = targets.keep
+        if kind == "MULTICLASS":
+            # A class the model never saw in training cannot be scored against; the record is not used.
+            known = np.fromiter((str(v) in index for v in values), dtype=bool, count=len(values))
+            kept_positions = np.flatnonzero(keep)
+            keep = keep.copy()
+            keep[kept_positions[~known]] = False
+            values = values[known]
+        invalid += int((~keep).sum())
+        rows = batch.filter(pa.array(keep))
+        if not rows.num_rows:
+            continue
+        scores = artifact.linear.predict_scores(space.transform(rows))
+        weights = _row_weights(rows, schema)
+        if kind == "BINARY":
+            accumulator.update(scores, values.astype(np.int64), weights)  # type: ignore[call-arg]
+            _count_classes(evaluation_target, values.astype(np.int64).astype(str))
+        elif kind == "MULTICLASS":
+            y = np.fromiter((index[str(v)] for v in values), dtype=np.int64, count=len(values))
+            accumulator.update(scores, y, weights)  # type: ignore[call-arg]
+            _count_classes(evaluation_target, values.astype(str))
+        else:
+            accumulator.update(scores, values, weights)  # type: ignore[call-arg]
+            evaluation_target.add_numbers(values)
+    if isinstance(accumulator, BinaryEvaluation):
+        result = accumulator.result()
+    elif isinstance(accumulator, MulticlassEvaluation):
+        result = accumulator.result(training_target.get("classCounts", {}))
+    else:
+        result = accumulator.result(float(training_target.get("mean", 0.0)))
+    if kind == "REGRESSION":
+        train_target: Any = NumericTarget(
+            float(training_target.get("mean", 0.0)), float(training_target.get("std", 0.0))
+        )
+        eval_target: Any = NumericTarget(evaluation_target.mean, evaluation_target.std)
+    else:
+        train_target = training_target.get("classCounts", {})
+        eval_target = evaluation_target.class_counts
+    alerts = evaluation_alerts(
+        training_datasource_id="training",
+        evaluation_datasource_id="training" if same_datasource else "evaluation",
+        training_records=training_records,
+        evaluation_records=records,
+        training_attributes={a.name for a in model_schema.attributes},
+        evaluation_attributes={a.name for a in data.schema.attributes},
+        invalid_evaluation_records=invalid,
+        training_target=train_target,
+        evaluation_target=eval_target,
+    )
+    insights = {"metrics": result, "alerts": alerts, "records": records, "invalidRecords": invalid}
+    return EvaluationResult(performance_metrics(kind, result), insights)
+
+
+def _count_classes(summary: TargetSummary, values: np.ndarray) -> None:
+    labels, counts = np.unique(values, return_counts=True)
+    for label, count in zip(labels, counts, strict=True):
+        summary.class_counts[str(label)] = summary.class_counts.get(str(label), 0) + int(count)

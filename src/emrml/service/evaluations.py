@@ -1,0 +1,107 @@
+"""Evaluation operations: CreateEvaluation, GetEvaluation, UpdateEvaluation, DeleteEvaluation, Describe.
+
+Extension: ``GetEvaluationInsights`` returns what the Amazon ML console drew: score histograms and the
+threshold trade-off (binary), the confusion matrix (multiclass), residuals (regression), baselines, alerts.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from emrml.service import describe
+from emrml.service.metastore import Evaluation, MLModel
+from emrml.service.operations import (
+    Request,
+    Response,
+    create_entity,
+    created_by,
+    find,
+    mark_deleted,
+    operation,
+    rename,
+    timing_members,
+    usable,
+)
+from emrml.service.tags import inherit_tags
+from emrml.service.validation import require_string
+
+if TYPE_CHECKING:
+    from emrml.service.app import EmrML
+
+
+@operation("CreateEvaluation")
+def create_evaluation(app: EmrML, request: Request) -> Response:
+    with app.sessions() as session, session.begin():
+        model = usable(session, "MLModel", request["MLModelId"], "MLModelId")
+        source = usable(session, "DataSource", request["EvaluationDataSourceId"], "EvaluationDataSourceId")
+        _, created = create_entity(
+            session,
+            "Evaluation",
+            request,
+            name=request.get("EvaluationName"),
+            created_by=created_by(app),
+            ml_model_id=model.id,
+            evaluation_data_source_id=source.id,
+            input_data_location=source.data_location,
+        )
+        if created:
+            parents = [("DataSource", source.id), ("MLModel", model.id)]
+            inherit_tags(session, ("Evaluation", request["EvaluationId"]), parents)
+    return {"EvaluationId": request["EvaluationId"]}
+
+
+def describe_evaluation(entity: Evaluation) -> Response:
+    members: Response = {
+        "EvaluationId": entity.id,
+        "MLModelId": entity.ml_model_id,
+        "EvaluationDataSourceId": entity.evaluation_data_source_id,
+    }
+    members.update(timing_members(entity))
+    if entity.input_data_location:
+        members["InputDataLocationS3"] = entity.input_data_location
+    if entity.performance_metrics:
+        members["PerformanceMetrics"] = {"Properties": json.loads(entity.performance_metrics)}
+    if entity.status == "COMPLETED" and entity.compute_time is not None:
+        members["ComputeTime"] = entity.compute_time
+    return members
+
+
+@operation("GetEvaluation")
+def get_evaluation(app: EmrML, request: Request) -> Response:
+    with app.sessions() as session:
+        return describe_evaluation(find(session, "Evaluation", request["EvaluationId"]))
+
+
+@operation("UpdateEvaluation")
+def update_evaluation(app: EmrML, request: Request) -> Response:
+    with app.sessions() as session, session.begin():
+        rename(session, "Evaluation", request["EvaluationId"], request["EvaluationName"])
+    return {"EvaluationId": request["EvaluationId"]}
+
+
+@operation("DeleteEvaluation")
+def delete_evaluation(app: EmrML, request: Request) -> Response:
+    with app.sessions() as session, session.begin():
+        mark_deleted(session, "Evaluation", request["EvaluationId"])
+    return {"EvaluationId": request["EvaluationId"]}
+
+
+@operation("GetEvaluationInsights")
+def get_evaluation_insights(app: EmrML, request: Request) -> Response:
+    evaluation_id = require_string(request, "EvaluationId")
+    assert evaluation_id is not None
+    with app.sessions() as session:
+        entity = find(session, "Evaluation", evaluation_id)
+        model = session.get(MLModel, entity.ml_model_id)
+    members: Response = {"EvaluationId": entity.id, "Status": entity.status}
+    if model is not None:
+        members["MLModelType"] = model.model_type
+        if model.score_threshold is not None:
+            members["ScoreThreshold"] = model.score_threshold
+    if entity.insights:
+        members["Insights"] = json.loads(entity.insights)
+    return members
+
+
+describe.register("DescribeEvaluations", "Evaluation", describe_evaluation)

@@ -1,0 +1,200 @@
+"""ML model operations: CreateMLModel, GetMLModel, UpdateMLModel, DeleteMLModel, DescribeMLModels.
+
+Extension: ``GetMLModelInsights`` returns the training report and the features with the largest weights.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from emrml.core.learn import TrainingParameters
+from emrml.core.recipe.grammar import parse_recipe
+from emrml.core.schema import AttributeType, Schema, parse_schema
+from emrml.errors import InvalidInputException
+from emrml.service import describe
+from emrml.service.operations import (
+    Request,
+    Response,
+    create_entity,
+    created_by,
+    find,
+    find_live,
+    mark_deleted,
+    operation,
+    timing_members,
+    usable,
+)
+from emrml.service.tags import inherit_tags
+from emrml.service.validation import require_string
+
+if TYPE_CHECKING:
+    from emrml.service.app import EmrML
+    from emrml.service.metastore import MLModel
+
+#: The target type each model type learns (spec 7.1).
+TARGET_TYPES = {
+    "BINARY": AttributeType.BINARY,
+    "MULTICLASS": AttributeType.CATEGORICAL,
+    "REGRESSION": AttributeType.NUMERIC,
+}
+
+
+def check_target(schema: Schema, model_type: str, *, what: str = "the training datasource") -> None:
+    """The schema must name a target whose type fits the model type."""
+    if schema.target is None:
+        raise InvalidInputException(f"{what} has no targetAttributeName: a model needs a target to learn")
+    actual = schema.attribute(schema.target).type
+    expected = TARGET_TYPES[model_type]
+    if actual != expected:
+        raise InvalidInputException(
+            f"a {model_type} model needs a {expected} target, but {what}'s target "
+            f"{schema.target!r} is {actual}"
+        )
+
+
+@operation("CreateMLModel")
+def create_ml_model(app: EmrML, request: Request) -> Response:
+    model_type = request["MLModelType"]
+    parameters = TrainingParameters.from_api(request.get("Parameters"))
+    recipe, recipe_uri = request.get("Recipe") or None, request.get("RecipeUri") or None
+    if recipe and recipe_uri:
+        raise InvalidInputException("give either Recipe or RecipeUri, not both")
+    with app.sessions() as session, session.begin():
+        source_id = request["TrainingDataSourceId"]
+        source = usable(session, "DataSource", source_id, "TrainingDataSourceId")
+        if not source.compute_statistics:
+            raise InvalidInputException(
+                f"TrainingDataSourceId {source_id!r} was created with ComputeStatistics false; "
+                "a training datasource needs statistics"
+            )
+        if source.status == "COMPLETED" and source.data_schema:
+            # With the schema at hand, a bad target or recipe is refused now rather than by the job.
+            schema = parse_schema(source.data_schema)
+            check_target(schema, model_type)
+            if recipe:
+                parse_recipe(recipe, schema)
+        _, created = create_entity(
+            session,
+            "MLModel",
+            request,
+            name=request.get("MLModelName"),
+            created_by=created_by(app),
+            model_type=model_type,
+            training_data_source_id=source_id,
+            input_data_location=source.data_location,
+            training_parameters=json.dumps(parameters.to_api()),
+            recipe=recipe,
+            recipe_uri=recipe_uri,
+            score_threshold=0.5 if model_type == "BINARY" else None,
+            endpoint_status="NONE",
+            peak_requests_per_second=0,
+        )
+        if created:
+            inherit_tags(session, ("MLModel", request["MLModelId"]), [("DataSource", source_id)])
+    return {"MLModelId": request["MLModelId"]}
+
+
+def endpoint_info(entity: MLModel) -> Response:
+    info: Response = {
+        "EndpointStatus": entity.endpoint_status,
+        "PeakRequestsPerSecond": entity.peak_requests_per_second,
+    }
+    if entity.endpoint_status != "NONE":
+        if entity.endpoint_url:
+            info["EndpointUrl"] = entity.endpoint_url
+        if entity.endpoint_created_at is not None:
+            info["CreatedAt"] = entity.endpoint_created_at
+    return info
+
+
+def describe_ml_model(entity: MLModel) -> Response:
+    """The MLModel shape of DescribeMLModels (spec 4.2)."""
+    members: Response = {
+        "MLModelId": entity.id,
+        "TrainingDataSourceId": entity.training_data_source_id,
+        "MLModelType": entity.model_type,
+        "Algorithm": "sgd",
+        "TrainingParameters": json.loads(entity.training_parameters),
+        "EndpointInfo": endpoint_info(entity),
+    }
+    members.update(timing_members(entity))
+    if entity.input_data_location:
+        members["InputDataLocationS3"] = entity.input_data_location
+    if entity.size_in_bytes is not None:
+        members["SizeInBytes"] = entity.size_in_bytes
+    if entity.score_threshold is not None:
+        members["ScoreThreshold"] = entity.score_threshold
+    if entity.score_threshold_updated_at is not None:
+        members["ScoreThresholdLastUpdatedAt"] = entity.score_threshold_updated_at
+    if entity.status == "COMPLETED" and entity.compute_time is not None:
+        members["ComputeTime"] = entity.compute_time
+    return members
+
+
+@operation("GetMLModel")
+def get_ml_model(app: EmrML, request: Request) -> Response:
+    with app.sessions() as session:
+        entity = find(session, "MLModel", request["MLModelId"])
+    members = describe_ml_model(entity)
+    del members["Algorithm"]  # Describe-only member (spec 4.2)
+    if request.get("Verbose"):
+        if entity.recipe:
+            members["Recipe"] = entity.recipe
+        if entity.data_schema:
+            members["Schema"] = entity.data_schema
+    return members
+
+
+@operation("UpdateMLModel")
+def update_ml_model(app: EmrML, request: Request) -> Response:
+    from emrml.service.metastore import now
+
+    with app.sessions() as session, session.begin():
+        entity = find_live(session, "MLModel", request["MLModelId"])
+        moment = now()
+        if request.get("ScoreThreshold") is not None:
+            threshold = float(request["ScoreThreshold"])
+            if entity.model_type != "BINARY":
+                raise InvalidInputException(
+                    f"ScoreThreshold applies to BINARY models only; {entity.id!r} is {entity.model_type}"
+                )
+            if entity.endpoint_status != "NONE":
+                raise InvalidInputException(
+                    "ScoreThreshold cannot change while the model has a real-time endpoint; delete it first"
+                )
+            if not 0.0 <= threshold <= 1.0:
+                raise InvalidInputException(f"ScoreThreshold must be between 0 and 1 (got {threshold})")
+            entity.score_threshold = threshold
+            entity.score_threshold_updated_at = moment
+        if request.get("MLModelName") is not None:
+            entity.name = request["MLModelName"]
+        entity.last_updated_at = moment
+    return {"MLModelId": request["MLModelId"]}
+
+
+@operation("DeleteMLModel")
+def delete_ml_model(app: EmrML, request: Request) -> Response:
+    with app.sessions() as session, session.begin():
+        entity = mark_deleted(session, "MLModel", request["MLModelId"])
+        # A deleted model's endpoint goes with it (spec 4.5 proposal).
+        entity.endpoint_status = "NONE"
+        entity.peak_requests_per_second = 0
+    return {"MLModelId": request["MLModelId"]}
+
+
+@operation("GetMLModelInsights")
+def get_ml_model_insights(app: EmrML, request: Request) -> Response:
+    from emrml.service.tasks import model_insights
+
+    model_id = require_string(request, "MLModelId")
+    assert model_id is not None
+    with app.sessions() as session:
+        entity = find(session, "MLModel", model_id)
+    members: dict[str, Any] = {"MLModelId": entity.id, "Status": entity.status}
+    if entity.status == "COMPLETED" and entity.artifact_location:
+        members.update(model_insights(entity.artifact_location))
+    return members
+
+
+describe.register("DescribeMLModels", "MLModel", describe_ml_model)

@@ -1,0 +1,315 @@
+"""Storage by URI: list, read and atomically write the files a location names.
+
+A location is a local path (absolute, relative to the working directory, or starting with ``~``), a
+``file:///abs/path`` URI, or ``s3://bucket/key``. A location naming a directory, or ending in ``/``, means
+every file below it (Amazon ML's S3 prefix). Each scheme is served by a ``Backend``; the module functions
+pick one and turn its ``OSError`` into ``InvalidInputException`` naming the location.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import stat
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
+from dataclasses import dataclass
+from typing import BinaryIO, Protocol
+from urllib.parse import unquote
+
+from emrml.errors import InvalidInputException
+
+#: Buffer size of the streams ``open_binary`` and ``atomic_write`` return.
+BUFFER_BYTES = 1 << 20
+#: A schema (or recipe) may hold 131,071 characters; UTF-8 needs up to 4 bytes for each.
+TEXT_MAX_BYTES = 131071 * 4
+#: The console puts a data file's schema beside it as ``<data>.schema``.
+SCHEMA_SUFFIX = ".schema"
+
+_S3_URI = re.compile(r"s3://([^/]+)(/.*)?")
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """One file of a location.
+
+    ``uri`` names it as the user would (for local files, the absolute path); ``key`` is its object key, the
+    stable name random splits and manifests use: ``k`` for ``s3://bucket/k``, the absolute path without its
+    leading ``/`` for local files. ``size`` is in bytes.
+    """
+
+    uri: str
+    key: str
+    size: int
+
+
+class Backend(Protocol):
+    """Access to one kind of location.
+
+    Reading methods raise ``FileNotFoundError`` for a missing file and another ``OSError`` for one that
+    cannot be read; ``atomic_write`` raises ``InvalidInputException`` when the file cannot be written, and
+    lets the exceptions of the writing block through unchanged.
+    """
+
+    def list(self, location: str) -> list[FileRef]:
+        """The data files of ``location``: itself if it is a file, else every visible file below it."""
+        ...
+
+    def open(self, location: str) -> BinaryIO:
+        """The file's raw bytes as a buffered stream."""
+        ...
+
+    def exists(self, location: str) -> bool: ...
+
+    def atomic_write(self, location: str) -> AbstractContextManager[BinaryIO]:
+        """A writable stream whose bytes appear at ``location`` only when the block exits without error."""
+        ...
+
+
+def list_files(location: str, *, what: str = "DataLocationS3") -> list[FileRef]:
+    """The data files ``location`` names, sorted by key.
+
+    A file gives itself. A directory (or a location ending in ``/``) gives every regular file below it,
+    recursively, except hidden ones (a name, or a directory below the location, starting with ``.``) and
+    ``*.schema`` files. ``what`` names the field in error messages. Raises ``InvalidInputException`` when
+    the location does not exist, cannot be read, or holds no data files.
+    """
+    backend = _backend(location)
+    try:
+        if not backend.exists(location):
+            raise InvalidInputException(f"{what} '{location}' does not exist")
+        files = backend.list(location)
+    except OSError as exc:
+        raise _os_error(exc, what, location) from exc
+    if not files:
+        raise InvalidInputException(f"{what} '{location}' contains no data files")
+    return files
+
+
+def open_binary(location: str, *, what: str = "location") -> BinaryIO:
+    """The raw (still compressed, if it is) bytes of the file ``location``, buffered in 1 MiB blocks."""
+    try:
+        return _backend(location).open(location)
+    except OSError as exc:
+        raise _os_error(exc, what, location) from exc
+
+
+def read_text(location: str, max_bytes: int = TEXT_MAX_BYTES, *, what: str = "location") -> str:
+    """The UTF-8 text of the file ``location`` (a leading byte order mark is dropped).
+
+    Raises ``InvalidInputException`` when it is missing, larger than ``max_bytes``, or not UTF-8.
+    """
+    with open_binary(location, what=what) as stream:
+        try:
+            data = stream.read(max_bytes + 1)
+        except OSError as exc:
+            raise _os_error(exc, what, location) from exc
+    if len(data) > max_bytes:
+        raise InvalidInputException(f"{what} '{location}' is larger than {max_bytes} bytes")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputException(
+            f"{what} '{location}' is not UTF-8 text (invalid byte at offset {exc.start})"
+        ) from None
+
+
+def exists(location: str) -> bool:
+    """Whether ``location`` names an existing file, or directory when it ends in ``/`` or is one."""
+    try:
+        return _backend(location).exists(location)
+    except OSError as exc:
+        raise _os_error(exc, "location", location) from exc
+
+
+def schema_location_for(data_location: str) -> str:
+    """Where the console keeps the schema of ``data_location``.
+
+    ``<file>.schema`` beside a file; ``<prefix>/.schema`` inside a directory or prefix (spec 5.1).
+    """
+    if data_location.endswith("/"):
+        return data_location + SCHEMA_SUFFIX
+    if isinstance(_backend(data_location), LocalBackend) and os.path.isdir(_local_path(data_location)):
+        return data_location + "/" + SCHEMA_SUFFIX
+    return data_location + SCHEMA_SUFFIX
+
+
+@contextmanager
+def atomic_write(location: str) -> Iterator[BinaryIO]:
+    """Write the file ``location`` all at once: readers see the old file or the complete new one.
+
+    The bytes go to a hidden temporary file beside the target (so listings skip it), which is synced and
+    renamed over the target when the block exits normally, and removed when it raises. Missing parent
+    directories are created.
+    """
+    with _backend(location).atomic_write(location) as stream:
+        yield stream
+
+
+class LocalBackend:
+    """Files on a local (or mounted) file system."""
+
+    def list(self, location: str) -> list[FileRef]:
+        root = _local_path(location)
+        if not os.path.isdir(root):
+            if location.endswith("/"):
+                raise NotADirectoryError(20, "Not a directory", root)
+            info = os.stat(root)
+            return [_file_ref(root, info)] if stat.S_ISREG(info.st_mode) else []
+        files = []
+        for directory, subdirectories, names in os.walk(root, onerror=_raise):
+            subdirectories[:] = [d for d in subdirectories if not d.startswith(".")]
+            for name in names:
+                if name.startswith(".") or name.endswith(SCHEMA_SUFFIX):
+                    continue
+                path = os.path.join(directory, name)
+                try:
+                    info = os.stat(path)
+                except FileNotFoundError:  # a dangling symbolic link, or removed while listing
+                    continue
+                if stat.S_ISREG(info.st_mode):
+                    files.append(_file_ref(path, info))
+        files.sort(key=lambda ref: ref.key)
+        return files
+
+    def open(self, location: str) -> BinaryIO:
+        path = _local_path(location)
+        if location.endswith("/") or os.path.isdir(path):
+            raise IsADirectoryError(21, "Is a directory", path)
+        return open(path, "rb", buffering=BUFFER_BYTES)
+
+    def exists(self, location: str) -> bool:
+        path = _local_path(location)
+        return os.path.isdir(path) if location.endswith("/") else os.path.exists(path)
+
+    @contextmanager
+    def atomic_write(self, location: str) -> Iterator[BinaryIO]:
+        target = _local_path(location)
+        directory, name = os.path.split(target)
+        temporary = os.path.join(directory, f".{name}.{secrets.token_hex(8)}.tmp")
+        try:
+            if location.endswith("/") or os.path.isdir(target):
+                raise IsADirectoryError(21, "it is a directory", target)
+            os.makedirs(directory, exist_ok=True)
+            # os.open with 0o666 (not mkstemp's 0o600) so the umask decides the final permissions.
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        except OSError as exc:
+            raise _write_error(location, exc) from exc
+        stream = os.fdopen(descriptor, "wb", buffering=BUFFER_BYTES)
+        try:
+            yield stream
+        except BaseException:
+            _discard(stream, temporary)
+            raise
+        try:
+            _sync_and_close(stream, temporary)
+            os.replace(temporary, target)
+        except OSError as exc:
+            _discard(stream, temporary)
+            raise _write_error(location, exc) from exc
+        _sync_directory(directory)
+
+
+class S3Backend:
+    """Objects of an S3-compatible store; needs an endpoint, which is not configured."""
+
+    def list(self, location: str) -> list[FileRef]:
+        raise _s3_unavailable(location)
+
+    def open(self, location: str) -> BinaryIO:
+        raise _s3_unavailable(location)
+
+    def exists(self, location: str) -> bool:
+        raise _s3_unavailable(location)
+
+    def atomic_write(self, location: str) -> AbstractContextManager[BinaryIO]:
+        raise _s3_unavailable(location)
+
+
+_LOCAL = LocalBackend()
+_S3 = S3Backend()
+
+
+def _backend(location: str) -> Backend:
+    if not location:
+        raise InvalidInputException("a location must not be empty")
+    if location.startswith("s3://"):
+        if not _S3_URI.fullmatch(location):
+            raise InvalidInputException(f"'{location}' is not a valid S3 location (expected s3://bucket/key)")
+        return _S3
+    scheme = _SCHEME.match(location)
+    if scheme and scheme.group(1) != "file":
+        raise InvalidInputException(
+            f"'{location}': unsupported scheme '{scheme.group(1)}' (use a local path, file:// or s3://)"
+        )
+    return _LOCAL
+
+
+def _local_path(location: str) -> str:
+    """The absolute path of a local location (``~`` expanded, relative to the working directory)."""
+    if location.startswith("file://"):
+        # Split by hand: urlsplit would cut a '#' or '?' that is part of a file name.
+        host, slash, path = location[len("file://") :].partition("/")
+        if host not in ("", "localhost") or not slash:
+            raise InvalidInputException(
+                f"'{location}' is not a local file URI (expected file:///absolute/path)"
+            )
+        return os.path.abspath("/" + unquote(path))
+    return os.path.abspath(os.path.expanduser(location))
+
+
+def _file_ref(path: str, info: os.stat_result) -> FileRef:
+    return FileRef(uri=path, key=path.lstrip("/"), size=info.st_size)
+
+
+def _raise(error: OSError) -> None:
+    raise error
+
+
+def _os_error(exc: OSError, what: str, location: str) -> InvalidInputException:
+    if isinstance(exc, FileNotFoundError):
+        return InvalidInputException(f"{what} '{location}' does not exist")
+    if isinstance(exc, IsADirectoryError):
+        return InvalidInputException(f"{what} '{location}' is a directory, not a file")
+    if isinstance(exc, NotADirectoryError):
+        return InvalidInputException(f"{what} '{location}' is not a directory")
+    return InvalidInputException(f"{what} '{location}' cannot be read: {exc.strerror or exc}")
+
+
+def _write_error(location: str, exc: OSError) -> InvalidInputException:
+    return InvalidInputException(f"cannot write '{location}': {exc.strerror or exc}")
+
+
+def _discard(stream: BinaryIO, temporary: str) -> None:
+    stream.close()
+    with suppress(FileNotFoundError):
+        os.unlink(temporary)
+
+
+def _s3_unavailable(location: str) -> InvalidInputException:
+    return InvalidInputException(
+        "s3:// locations need an S3 endpoint: set EMRML_S3_ENDPOINT_URL to an S3-compatible service "
+        f"(cannot reach '{location}')"
+    )
+
+
+def _sync_and_close(stream: BinaryIO, path: str) -> None:
+    if stream.closed:  # the writer closed it (pyarrow sinks do): sync through a fresh descriptor
+        with open(path, "rb") as reopened:
+            os.fsync(reopened.fileno())
+        return
+    stream.flush()
+    os.fsync(stream.fileno())
+    stream.close()
+
+
+def _sync_directory(directory: str) -> None:
+    """Make the rename durable; file systems that cannot sync a directory are left as they are."""
+    with suppress(OSError):
+        descriptor = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)

@@ -1,0 +1,287 @@
+"""Models and evaluations through the operations: training, evaluation, thresholds and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from emrml.errors import IdempotentParameterMismatchException, InvalidInputException
+from emrml.service.app import EmrML
+
+
+def datasource(
+    app: EmrML, entity_id: str, folder: Path, split: dict | None = None, schema: str | None = None
+) -> dict:
+    spec = {
+        "DataLocationS3": str(folder / "data.csv"),
+        "DataSchema": schema or (folder / "data.csv.schema").read_text(),
+    }
+    if split is not None:
+        spec["DataRearrangement"] = json.dumps({"splitting": split})
+    app.call(
+        "CreateDataSourceFromS3", {"DataSourceId": entity_id, "DataSpec": spec, "ComputeStatistics": True}
+    )
+    result = app.wait("DataSource", entity_id)
+    assert result["Status"] == "COMPLETED", result.get("Message")
+    return result
+
+
+def random_split(complement: bool) -> dict:
+    return {
+        "percentBegin": 0,
+        "percentEnd": 70,
+        "strategy": "random",
+        "strategyParams": {"randomSeed": "emrml"},
+        "complement": complement,
+    }
+
+
+def train_and_evaluate(app: EmrML, folder: Path, model_type: str, **model_request) -> tuple[dict, dict]:
+    datasource(app, "ds-train", folder, random_split(False))
+    datasource(app, "ds-eval", folder, random_split(True))
+    app.call(
+        "CreateMLModel",
+        {"MLModelId": "ml-1", "MLModelType": model_type, "TrainingDataSourceId": "ds-train", **model_request},
+    )
+    app.call(
+        "CreateEvaluation", {"EvaluationId": "ev-1", "MLModelId": "ml-1", "EvaluationDataSourceId": "ds-eval"}
+    )
+    evaluation = app.wait("Evaluation", "ev-1")
+    model = app.call("GetMLModel", {"MLModelId": "ml-1", "Verbose": True})
+    assert model["Status"] == "COMPLETED", model.get("Message")
+    assert evaluation["Status"] == "COMPLETED", evaluation.get("Message")
+    return model, evaluation
+
+
+def test_binary_model_on_bank_marketing(sqlite_app: EmrML, shared_datasets: Path) -> None:
+    app = sqlite_app
+    model, evaluation = train_and_evaluate(app, shared_datasets / "bank_marketing", "BINARY")
+    auc = float(evaluation["PerformanceMetrics"]["Properties"]["BinaryAUC"])
+    assert auc > 0.92
+    assert model["ScoreThreshold"] == 0.5 and "ScoreThresholdLastUpdatedAt" not in model
+    assert (
+        model["TrainingParameters"]["algorithm"] == "sgd"
+        and model["TrainingParameters"]["sgd.maxPasses"] == "10"
+    )
+    assert "quantile_bin" in model["Recipe"] and json.loads(model["Schema"])["targetAttributeName"] == "y"
+    assert model["SizeInBytes"] > 0 and model["EndpointInfo"] == {
+        "EndpointStatus": "NONE",
+        "PeakRequestsPerSecond": 0,
+    }
+    insights = app.call("GetEvaluationInsights", {"EvaluationId": "ev-1"})["Insights"]
+    assert len(insights["metrics"]["histograms"]["positive"]) == 100
+    assert len(insights["metrics"]["thresholdTable"]) == 101
+    assert {alert["name"] for alert in insights["alerts"]}
+    top = app.call("GetMLModelInsights", {"MLModelId": "ml-1"})["TopFeatures"]
+    assert top and all("feature" in item for item in top)
+
+    app.call("UpdateMLModel", {"MLModelId": "ml-1", "ScoreThreshold": 0.77})
+    updated = app.call("GetMLModel", {"MLModelId": "ml-1"})
+    assert updated["ScoreThreshold"] == 0.77 and updated["ScoreThresholdLastUpdatedAt"] >= model["CreatedAt"]
+    with pytest.raises(InvalidInputException, match="between 0 and 1"):
+        app.call("UpdateMLModel", {"MLModelId": "ml-1", "ScoreThreshold": 1.5})
+    described = app.call("DescribeMLModels", {"FilterVariable": "MLModelType", "EQ": "BINARY"})["Results"]
+    assert [m["MLModelId"] for m in described] == ["ml-1"] and described[0]["Algorithm"] == "sgd"
+    assert (
+        app.call("DescribeEvaluations", {"FilterVariable": "MLModelId", "EQ": "ml-1"})["Results"][0][
+            "EvaluationId"
+        ]
+        == "ev-1"
+    )
+
+
+def test_multiclass_model_on_wine(sqlite_app: EmrML, shared_datasets: Path) -> None:
+    _, evaluation = train_and_evaluate(sqlite_app, shared_datasets / "wine_quality", "MULTICLASS")
+    f1 = float(evaluation["PerformanceMetrics"]["Properties"]["MulticlassAvgFScore"])
+    insights = sqlite_app.call("GetEvaluationInsights", {"EvaluationId": "ev-1"})["Insights"]["metrics"]
+    assert f1 > insights["baseline"]
+    assert len(insights["confusionMatrix"]["counts"]) == len(insights["confusionMatrix"]["classes"])
+    with pytest.raises(InvalidInputException, match="BINARY models only"):
+        sqlite_app.call("UpdateMLModel", {"MLModelId": "ml-1", "ScoreThreshold": 0.3})
+
+
+def test_regression_model_on_california(sqlite_app: EmrML, shared_datasets: Path) -> None:
+    _, evaluation = train_and_evaluate(
+        sqlite_app, shared_datasets / "california_housing", "REGRESSION", Parameters={"sgd.maxPasses": "5"}
+    )
+    rmse = float(evaluation["PerformanceMetrics"]["Properties"]["RegressionRMSE"])
+    insights = sqlite_app.call("GetEvaluationInsights", {"EvaluationId": "ev-1"})["Insights"]["metrics"]
+    assert rmse < 0.7 * insights["baseline"]
+    assert sum(insights["residualHistogram"]["counts"]) > 0
+
+
+SMALL_SCHEMA = {
+    "version": "1.0",
+    "targetAttributeName": "y",
+    "dataFileContainsHeader": True,
+    "attributes": [
+        {"attributeName": "x", "attributeType": "NUMERIC"},
+        {"attributeName": "words", "attributeType": "TEXT"},
+        {"attributeName": "y", "attributeType": "BINARY"},
+    ],
+}
+
+
+@pytest.fixture
+def small(app: EmrML, tmp_path: Path) -> Path:
+    rows = "".join(f"{i},{'good day' if i % 2 else 'bad day'},{i % 2}\n" for i in range(300))
+    (tmp_path / "data.csv").write_text("x,words,y\n" + rows)
+    (tmp_path / "data.csv.schema").write_text(json.dumps(SMALL_SCHEMA))
+    datasource(app, "ds-small", tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"Parameters": {"sgd.maxPasses": "0"}}, "sgd.maxPasses"),
+        ({"Parameters": {"sgd.colour": "red"}}, "sgd.colour"),
+        ({"Parameters": {"sgd.l1RegularizationAmount": "1e-6", "sgd.l2RegularizationAmount": "1e-6"}}, "L1"),
+        ({"Parameters": {"sgd.shuffleType": "sometimes"}}, "sgd.shuffleType"),
+        ({"MLModelType": "REGRESSION"}, "NUMERIC target"),
+        ({"Recipe": '{"outputs": ["quantile_bin(words, 10)"]}'}, "quantile_bin"),
+        ({"Recipe": '{"outputs": []}'}, "outputs"),
+        (
+            {"Recipe": '{"outputs": ["x"]}', "RecipeUri": "/somewhere/recipe.json"},
+            "either Recipe or RecipeUri",
+        ),
+        ({"TrainingDataSourceId": "ds-none"}, "ds-none"),
+    ],
+)
+def test_bad_model_requests(app: EmrML, small: Path, extra: dict, message: str) -> None:
+    request = {"MLModelId": "ml-x", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-small", **extra}
+    with pytest.raises(InvalidInputException, match=message):
+        app.call("CreateMLModel", request)
+    assert app.call("DescribeMLModels", {})["Results"] == []
+
+
+def test_model_lifecycle_and_idempotency(app: EmrML, small: Path) -> None:
+    request = {
+        "MLModelId": "ml-1",
+        "MLModelType": "BINARY",
+        "TrainingDataSourceId": "ds-small",
+        "MLModelName": "m",
+    }
+    app.call("CreateMLModel", request)
+    assert app.call("CreateMLModel", request) == {"MLModelId": "ml-1"}
+    with pytest.raises(IdempotentParameterMismatchException):
+        app.call("CreateMLModel", {**request, "MLModelName": "other"})
+    model = app.wait("MLModel", "ml-1")
+    assert model["Status"] == "COMPLETED", model.get("Message")
+    assert model["InputDataLocationS3"] == str(small / "data.csv")
+    app.call("DeleteMLModel", {"MLModelId": "ml-1"})
+    with pytest.raises(InvalidInputException, match="no such MLModel"):
+        app.call(
+            "CreateEvaluation",
+            {"EvaluationId": "ev-1", "MLModelId": "ml-1", "EvaluationDataSourceId": "ds-small"},
+        )
+
+
+def test_datasource_without_statistics_or_target(app: EmrML, tmp_path: Path) -> None:
+    (tmp_path / "data.csv").write_text("x,words,y\n1,a b,1\n2,c d,0\n")
+    no_target = {**SMALL_SCHEMA, "targetAttributeName": None}
+    (tmp_path / "data.csv.schema").write_text(json.dumps(no_target))
+    datasource(app, "ds-no-target", tmp_path)
+    with pytest.raises(InvalidInputException, match="no targetAttributeName"):
+        app.call(
+            "CreateMLModel",
+            {"MLModelId": "m", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-no-target"},
+        )
+    app.call(
+        "CreateDataSourceFromS3",
+        {
+            "DataSourceId": "ds-plain",
+            "DataSpec": {
+                "DataLocationS3": str(tmp_path / "data.csv"),
+                "DataSchema": json.dumps(SMALL_SCHEMA),
+            },
+        },
+    )
+    with pytest.raises(InvalidInputException, match="ComputeStatistics"):
+        app.call(
+            "CreateMLModel", {"MLModelId": "m", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-plain"}
+        )
+
+
+def test_too_many_classes_fail_the_model(app: EmrML, tmp_path: Path) -> None:
+    rows = "".join(f"{i},w{i},class{i % 101}\n" for i in range(1010))
+    (tmp_path / "data.csv").write_text("x,words,y\n" + rows)
+    schema = {
+        **SMALL_SCHEMA,
+        "attributes": [
+            *SMALL_SCHEMA["attributes"][:2],
+            {"attributeName": "y", "attributeType": "CATEGORICAL"},
+        ],
+    }
+    (tmp_path / "data.csv.schema").write_text(json.dumps(schema))
+    datasource(app, "ds-many", tmp_path)
+    app.call(
+        "CreateMLModel",
+        {"MLModelId": "ml-many", "MLModelType": "MULTICLASS", "TrainingDataSourceId": "ds-many"},
+    )
+    model = app.wait("MLModel", "ml-many")
+    assert model["Status"] == "FAILED" and "more than 100 classes" in model["Message"]
+
+
+def test_evaluation_datasource_with_another_schema_fails(app: EmrML, small: Path, tmp_path: Path) -> None:
+    app.call(
+        "CreateMLModel", {"MLModelId": "ml-1", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-small"}
+    )
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "data.csv").write_text("x,y\n1,1\n2,0\n")
+    schema = {**SMALL_SCHEMA, "attributes": [SMALL_SCHEMA["attributes"][0], SMALL_SCHEMA["attributes"][2]]}
+    (other / "data.csv.schema").write_text(json.dumps(schema))
+    datasource(app, "ds-other", other)
+    app.call(
+        "CreateEvaluation",
+        {"EvaluationId": "ev-1", "MLModelId": "ml-1", "EvaluationDataSourceId": "ds-other"},
+    )
+    evaluation = app.wait("Evaluation", "ev-1")
+    assert (
+        evaluation["Status"] == "FAILED" and "lacks attributes the model uses: words" in evaluation["Message"]
+    )
+
+
+def test_a_failed_model_cannot_be_evaluated(app: EmrML, small: Path) -> None:
+    app.call(
+        "CreateMLModel",
+        {
+            "MLModelId": "ml-bad",
+            "MLModelType": "BINARY",
+            "TrainingDataSourceId": "ds-small",
+            "RecipeUri": str(small / "missing.json"),
+        },
+    )
+    model = app.wait("MLModel", "ml-bad")
+    assert model["Status"] == "FAILED" and "missing.json" in model["Message"]
+    with pytest.raises(InvalidInputException, match=r"ml-bad.*FAILED"):
+        app.call(
+            "CreateEvaluation",
+            {"EvaluationId": "ev-1", "MLModelId": "ml-bad", "EvaluationDataSourceId": "ds-small"},
+        )
+
+
+def test_tags_are_inherited(app: EmrML, small: Path) -> None:
+    app.call(
+        "AddTags",
+        {
+            "ResourceId": "ds-small",
+            "ResourceType": "DataSource",
+            "Tags": [{"Key": "team", "Value": "data"}, {"Key": "x", "Value": "ds"}],
+        },
+    )
+    app.call(
+        "CreateMLModel", {"MLModelId": "ml-1", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-small"}
+    )
+    app.call(
+        "AddTags", {"ResourceId": "ml-1", "ResourceType": "MLModel", "Tags": [{"Key": "x", "Value": "model"}]}
+    )
+    app.call(
+        "CreateEvaluation",
+        {"EvaluationId": "ev-1", "MLModelId": "ml-1", "EvaluationDataSourceId": "ds-small"},
+    )
+    tags = app.call("DescribeTags", {"ResourceId": "ev-1", "ResourceType": "Evaluation"})["Tags"]
+    assert {t["Key"]: t["Value"] for t in tags} == {"team": "data", "x": "model"}

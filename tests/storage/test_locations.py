@@ -1,0 +1,251 @@
+"""Storage by URI: listing, reading and atomic writing of local paths, file:// URIs and s3:// locations."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from emrml.errors import InvalidInputException
+from emrml.storage.locations import (
+    FileRef,
+    atomic_write,
+    exists,
+    list_files,
+    open_binary,
+    read_text,
+    schema_location_for,
+)
+
+
+def make(root: Path, relative: str, content: bytes = b"a,b\n") -> Path:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    return path
+
+
+def test_a_file_lists_itself(tmp_path: Path) -> None:
+    path = make(tmp_path, "data.csv", b"x,y\n1,2\n")
+    assert list_files(str(path)) == [FileRef(uri=str(path), key=str(path)[1:], size=8)]
+
+
+def test_real_dataset_directory_skips_the_schema_file(shared_datasets: Path) -> None:
+    folder = shared_datasets / "sms_spam"
+    files = list_files(str(folder))
+    assert [Path(ref.uri).name for ref in files] == ["README.md", "data.csv"]
+    data = files[1]
+    assert data.uri == os.path.abspath(folder / "data.csv")
+    assert data.key == data.uri[1:]
+    assert data.size == (folder / "data.csv").stat().st_size
+
+
+def test_directory_listing_is_recursive_sorted_and_skips_hidden_and_schema_files(tmp_path: Path) -> None:
+    for relative in [
+        "in/z.csv",
+        "in/a/b.csv",
+        "in/a.csv",
+        "in/a/.hidden.csv",
+        "in/.staging/part-0.csv",
+        "in/part.csv.schema",
+        "in/.schema",
+        "in/deep/er/x.csv.gz",
+    ]:
+        make(tmp_path, relative)
+    os.symlink(tmp_path / "missing", tmp_path / "in" / "dangling.csv")
+    os.mkfifo(tmp_path / "in" / "pipe.csv")
+    expected = ["in/a.csv", "in/a/b.csv", "in/deep/er/x.csv.gz", "in/z.csv"]  # '.' (0x2e) sorts before '/'
+    for location in (str(tmp_path / "in"), str(tmp_path / "in") + "/"):
+        files = list_files(location)
+        assert [os.path.relpath(ref.uri, tmp_path) for ref in files] == expected
+        assert [ref.key for ref in files] == sorted(ref.key for ref in files)
+        assert all(ref.key == ref.uri.lstrip("/") and ref.size == 4 for ref in files)
+
+
+def test_hidden_or_schema_file_named_directly_is_listed(tmp_path: Path) -> None:
+    path = make(tmp_path, ".hidden.csv")
+    assert [ref.uri for ref in list_files(str(path))] == [str(path)]
+
+
+def test_relative_home_and_file_uri_locations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = make(tmp_path, "my data/#1.csv")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for location in (
+        "my data/#1.csv",
+        "./my data/../my data/#1.csv",
+        "~/my data/#1.csv",
+        f"file://{tmp_path}/my%20data/%231.csv",
+        f"file://localhost{tmp_path}/my data/#1.csv",
+    ):
+        assert list_files(location) == [FileRef(uri=str(path), key=str(path)[1:], size=4)], location
+        assert exists(location)
+        with open_binary(location) as stream:
+            assert stream.read() == b"a,b\n"
+
+
+def test_missing_and_empty_locations(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputException) as caught:
+        list_files(str(tmp_path / "nope.csv"))
+    assert caught.value.message == f"DataLocationS3 '{tmp_path / 'nope.csv'}' does not exist"
+    make(tmp_path, "empty/.schema")
+    make(tmp_path, "empty/data.csv.schema")
+    for location in (str(tmp_path / "empty"), str(tmp_path / "empty") + "/"):
+        with pytest.raises(InvalidInputException, match="contains no data files"):
+            list_files(location)
+    path = make(tmp_path, "data.csv")
+    with pytest.raises(InvalidInputException, match=r"DataLocationS3 '.*data\.csv/' does not exist"):
+        list_files(str(path) + "/")
+    with pytest.raises(InvalidInputException, match=r"^OutputUri '.*' does not exist"):
+        list_files(str(tmp_path / "gone") + "/", what="OutputUri")
+
+
+def test_s3_locations_need_an_endpoint() -> None:
+    for call in (list_files, open_binary, exists, read_text):
+        with pytest.raises(InvalidInputException, match="set EMRML_S3_ENDPOINT_URL") as caught:
+            call("s3://bucket/path/data.csv")  # type: ignore[operator]
+        assert "s3://bucket/path/data.csv" in caught.value.message
+    with (
+        pytest.raises(InvalidInputException, match="set EMRML_S3_ENDPOINT_URL"),
+        atomic_write("s3://b/out.csv"),
+    ):
+        pass
+
+
+@pytest.mark.parametrize("location", ["s3://", "s3:///key", "s3://bucket/key\n"])
+def test_invalid_s3_uris(location: str) -> None:
+    with pytest.raises(InvalidInputException, match="is not a valid S3 location"):
+        list_files(location)
+
+
+@pytest.mark.parametrize(
+    "location", ["hdfs://namenode/data.csv", "https://example.com/data.csv", "file://host/x"]
+)
+def test_other_schemes_are_refused(location: str) -> None:
+    with pytest.raises(InvalidInputException, match=r"unsupported scheme|not a local file URI"):
+        list_files(location)
+
+
+def test_empty_location_is_refused() -> None:
+    with pytest.raises(InvalidInputException, match="must not be empty"):
+        exists("")
+
+
+def test_open_binary_errors_name_the_location(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputException) as caught:
+        open_binary(str(tmp_path / "x.csv"), what="RecipeUri")
+    assert caught.value.message == f"RecipeUri '{tmp_path / 'x.csv'}' does not exist"
+    with pytest.raises(InvalidInputException, match="is a directory, not a file"):
+        open_binary(str(tmp_path))
+
+
+def test_open_binary_reads_raw_bytes_in_1_mib_blocks(shared_datasets: Path) -> None:
+    path = shared_datasets / "bank_marketing" / "data.csv"
+    with open_binary(str(path)) as stream:
+        assert stream.read(5) == path.read_bytes()[:5]
+        assert len(stream.peek(1)) == (1 << 20) - 5  # type: ignore[attr-defined]
+
+
+def test_read_text(tmp_path: Path, shared_datasets: Path) -> None:
+    schema = shared_datasets / "sms_spam" / "data.csv.schema"
+    assert read_text(str(schema)) == schema.read_text(encoding="utf-8")
+    bom = make(tmp_path, "bom.schema", '\ufeff{"é": 1}'.encode())
+    assert read_text(str(bom)) == '{"é": 1}'
+    latin = make(tmp_path, "latin.schema", b'{"a": "caf\xe9"}')
+    with pytest.raises(InvalidInputException) as caught:
+        read_text(str(latin), what="DataSchemaLocationS3")
+    assert caught.value.message == (
+        f"DataSchemaLocationS3 '{latin}' is not UTF-8 text (invalid byte at offset 10)"
+    )
+    big = make(tmp_path, "big.schema", b"x" * 101)
+    assert read_text(str(big), max_bytes=101) == "x" * 101
+    with pytest.raises(InvalidInputException, match="is larger than 100 bytes"):
+        read_text(str(big), max_bytes=100)
+    with pytest.raises(InvalidInputException, match=r"^DataSchemaLocationS3 '.*' does not exist$"):
+        read_text(str(tmp_path / "none.schema"), what="DataSchemaLocationS3")
+
+
+def test_exists(tmp_path: Path) -> None:
+    path = make(tmp_path, "d/data.csv")
+    assert exists(str(path)) and exists(str(tmp_path / "d")) and exists(str(tmp_path / "d") + "/")
+    assert not exists(str(path) + "/")
+    assert not exists(str(tmp_path / "other.csv"))
+
+
+def test_schema_location_follows_the_console_convention(tmp_path: Path, shared_datasets: Path) -> None:
+    data = shared_datasets / "bank_marketing" / "data.csv"
+    assert schema_location_for(str(data)) == str(data) + ".schema"
+    assert exists(schema_location_for(str(data)))  # the datasets follow the convention
+    folder = tmp_path / "prefix"
+    folder.mkdir()
+    assert schema_location_for(str(folder)) == f"{folder}/.schema"
+    assert schema_location_for(f"{folder}/") == f"{folder}/.schema"
+    assert schema_location_for(f"file://{folder}") == f"file://{folder}/.schema"
+    assert schema_location_for("s3://bucket/path/to/data/") == "s3://bucket/path/to/data/.schema"
+    assert schema_location_for("s3://bucket/input.csv") == "s3://bucket/input.csv.schema"
+
+
+def test_atomic_write_replaces_the_file_only_when_complete(tmp_path: Path) -> None:
+    target = tmp_path / "out" / "deeper" / "result.csv"
+    with atomic_write(str(target)) as stream:
+        stream.write(b"first\n")
+        assert not target.exists()  # nothing appears before the block completes
+        stream.write(b"second\n")
+    assert target.read_bytes() == b"first\nsecond\n"
+    with atomic_write(str(target)) as stream:
+        stream.write(b"replacement\n")
+        assert target.read_bytes() == b"first\nsecond\n"  # readers still see the old file
+        # The temporary file is hidden, so a listing of the output folder never shows a partial file.
+        assert [Path(ref.uri).name for ref in list_files(str(target.parent))] == ["result.csv"]
+        assert len(os.listdir(target.parent)) == 2
+    assert target.read_bytes() == b"replacement\n"
+    assert os.listdir(target.parent) == ["result.csv"]
+
+
+def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path: Path) -> None:
+    target = make(tmp_path, "result.csv", b"old\n")
+    with pytest.raises(RuntimeError, match="boom"), atomic_write(str(target)) as stream:
+        stream.write(b"partial")
+        raise RuntimeError("boom")
+    assert target.read_bytes() == b"old\n"
+    assert os.listdir(tmp_path) == ["result.csv"]
+    # The writer's own OSError passes through unchanged (it is not a failure to write the target).
+    with pytest.raises(FileNotFoundError), atomic_write(str(target)):
+        open(tmp_path / "missing-input")  # noqa: SIM115
+    assert os.listdir(tmp_path) == ["result.csv"]
+
+
+def test_atomic_write_when_the_writer_closes_the_stream(tmp_path: Path) -> None:
+    target = tmp_path / "closed.csv"
+    with atomic_write(f"file://{target}") as stream:
+        stream.write(b"data\n")
+        stream.close()
+    assert target.read_bytes() == b"data\n"
+
+
+def test_atomic_write_permissions_follow_the_umask(tmp_path: Path) -> None:
+    previous = os.umask(0o027)
+    try:
+        with atomic_write(str(tmp_path / "x.csv")) as stream:
+            stream.write(b"x")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "x.csv").stat().st_mode) == 0o640
+
+
+def test_atomic_write_to_a_directory_is_refused(tmp_path: Path) -> None:
+    for location in (str(tmp_path), str(tmp_path / "new") + "/"):
+        with (
+            pytest.raises(InvalidInputException, match=r"^cannot write '.*': it is a directory"),
+            atomic_write(location),
+        ):
+            pass
+    blocker = make(tmp_path, "file")
+    with (
+        pytest.raises(InvalidInputException, match=r"^cannot write '.*'"),
+        atomic_write(str(blocker / "x.csv")),
+    ):
+        pass
+    assert os.listdir(tmp_path) == ["file"]

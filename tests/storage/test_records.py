@@ -1,0 +1,454 @@
+"""Streaming CSV records: values, byte offsets, lines, indices and invalid-record accounting."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from emrml.errors import DataError
+from emrml.storage.records import InvalidRecord, count_records, read_chunks, read_header
+
+
+@dataclass
+class Read:
+    rows: list[tuple[str, ...]]
+    offsets: list[int]
+    indices: list[int]
+    lines: list[int]
+    invalid: list[InvalidRecord]
+    chunks: int
+
+
+def read(data: bytes, names: list[str], has_header: bool = False, **options: int) -> Read:
+    result = Read([], [], [], [], [], 0)
+    for chunk in read_chunks(io.BytesIO(data), "mem://data.csv", names, has_header, **options):
+        assert chunk.file == "mem://data.csv"
+        assert chunk.batch.schema.names == names
+        assert len(chunk.offsets) == len(chunk.indices) == len(chunk.lines) == chunk.batch.num_rows
+        assert chunk.offsets.dtype == chunk.indices.dtype == chunk.lines.dtype == np.int64
+        columns = [column.to_pylist() for column in chunk.batch.columns]
+        result.rows.extend(zip(*columns, strict=True))
+        result.offsets.extend(chunk.offsets.tolist())
+        result.indices.extend(chunk.indices.tolist())
+        result.lines.extend(chunk.lines.tolist())
+        result.invalid.extend(chunk.invalid)
+        result.chunks += 1
+    return result
+
+
+def bad(line: int, offset: int, index: int, reason: str) -> InvalidRecord:
+    return InvalidRecord("mem://data.csv", line, offset, index, reason)
+
+
+# --- the shared datasets -----------------------------------------------------------------------------
+
+DATASETS = [
+    ("bank_marketing", 41_188),
+    ("sms_spam", 5_574),
+    ("wine_quality", 6_497),
+    ("bike_sharing_hourly", 17_379),
+    ("california_housing", 20_640),
+]
+
+
+@pytest.mark.parametrize(("name", "rows"), DATASETS)
+def test_shared_datasets_read_like_the_csv_module(shared_datasets: Path, name: str, rows: int) -> None:
+    path = shared_datasets / name / "data.csv"
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        expected = [tuple(row) for row in csv.reader(handle)]
+    raw = path.read_bytes()
+    names = list(expected[0])
+    with path.open("rb") as stream:
+        whole = [
+            (c.batch, c.offsets, c.indices, c.lines, c.invalid)
+            for c in read_chunks(stream, str(path), names, True)
+        ]
+    assert all(not invalid for *_, invalid in whole)
+    values = [tuple(row.values()) for batch, *_ in whole for row in batch.to_pylist()]
+    assert len(values) == rows
+    assert values == expected[1:]
+    # These files hold no line breaks inside values: record i is line i + 2 and starts after a newline.
+    offsets = np.concatenate([offsets for _, offsets, *_ in whole])
+    line_starts = np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) == 10) + 1
+    assert np.array_equal(offsets, line_starts[: len(offsets)])
+    assert np.array_equal(np.concatenate([indices for _, _, indices, *_ in whole]), np.arange(rows))
+    assert np.array_equal(np.concatenate([lines for *_, lines, _ in whole]), np.arange(rows) + 2)
+    # Small blocks cut records at other places and must give the same answer.
+    small = read(raw, names, True, block_bytes=100_003)
+    assert small.chunks > 3
+    assert small.rows == values
+    assert small.offsets == offsets.tolist()
+    with path.open("rb") as stream:
+        assert count_records(stream, True) == rows
+    with path.open("rb") as stream:
+        assert read_header(stream, str(path)) == names
+
+
+def test_sms_spam_keeps_commas_inside_quoted_messages(shared_datasets: Path) -> None:
+    path = shared_datasets / "sms_spam" / "data.csv"
+    with path.open("rb") as stream:
+        batch = next(read_chunks(stream, str(path), ["is_spam", "message"], True)).batch
+    first = batch.slice(0, 1).to_pylist()[0]
+    assert first == {
+        "is_spam": "0",
+        "message": "Go until jurong point, crazy.. Available only in bugis n great world la e buffet... "
+        "Cine there got amore wat...",
+    }
+
+
+def test_aws_batch_tutorial_file_with_a_truncated_last_record(shared_datasets: Path) -> None:
+    path = shared_datasets / "bank_marketing" / "aml-tutorial" / "banking-batch.csv"
+    raw = path.read_bytes()
+    names = raw.split(b"\r\n", 1)[0].decode().split(",")
+    assert len(names) == 20
+    result = read(raw, names, True)
+    assert len(result.rows) == 294
+    assert result.rows[0][:3] == ("30", "blue-collar", "married")
+    assert all(not value.endswith("\r") for row in result.rows for value in row)
+    last_start = raw.rindex(b"\r\n") + 2
+    assert result.invalid == [bad(296, last_start, 294, "expected 20 fields, found 12")]
+    assert result.offsets[1] == raw.index(b"\r\n", result.offsets[0]) + 2
+    assert count_records(io.BytesIO(raw), True) == 295
+
+
+# --- record structure --------------------------------------------------------------------------------
+
+
+def test_quoted_fields_hold_commas_newlines_and_escaped_quotes() -> None:
+    data = b'id,text\n1,"a, b"\n2,"line one\nline two"\n3,"say ""hi"""\n4,""\n5,plain\n'
+    result = read(data, ["id", "text"], True)
+    assert result.rows == [
+        ("1", "a, b"),
+        ("2", "line one\nline two"),
+        ("3", 'say "hi"'),
+        ("4", ""),
+        ("5", "plain"),
+    ]
+    assert result.offsets == [8, 17, 39, 54, 59]
+    assert [data[o : o + 2] for o in result.offsets] == [b"1,", b"2,", b"3,", b"4,", b"5,"]
+    assert result.lines == [2, 3, 5, 6, 7]
+    assert result.indices == [0, 1, 2, 3, 4]
+    assert not result.invalid
+
+
+def test_crlf_terminators_are_not_part_of_values() -> None:
+    data = b'a,b\r\n1,2\r\n"x\r\ny",3\r\n4,\r\n'
+    result = read(data, ["a", "b"], True)
+    assert result.rows == [("1", "2"), ("x\r\ny", "3"), ("4", "")]
+    assert result.offsets == [5, 10, 20]
+    assert result.lines == [2, 3, 5]
+
+
+def test_byte_order_mark_is_skipped_but_counted_in_offsets() -> None:
+    data = b"\xef\xbb\xbfa,b\n1,2\n"
+    assert read(data, ["a", "b"], True).offsets == [7]
+    headerless = read(b"\xef\xbb\xbf1,2\n3,4\n", ["a", "b"])
+    assert headerless.rows == [("1", "2"), ("3", "4")]
+    assert headerless.offsets == [3, 7]
+    assert read_header(io.BytesIO(data), "f") == ["a", "b"]
+
+
+@pytest.mark.parametrize("block_bytes", [1, 2, 5, 4 << 20])
+def test_byte_order_mark_inside_the_file_is_data(block_bytes: int) -> None:
+    # pyarrow drops a BOM at the start of its input; a record that starts a block must keep it.
+    data = b"x,y\n\xef\xbb\xbfa,b\n"
+    result = read(data, ["p", "q"], block_bytes=block_bytes)
+    assert result.rows == [("x", "y"), ("\ufeffa", "b")]
+
+
+def test_last_record_without_newline() -> None:
+    assert read(b"a,b\n1,2\n3,4", ["a", "b"], True).rows == [("1", "2"), ("3", "4")]
+    assert read(b"3,4\r", ["a", "b"]).rows == [("3", "4")]
+
+
+@pytest.mark.parametrize("block_bytes", [1, 2, 3, 4 << 20])
+def test_trailing_blank_lines_are_ignored_and_inner_ones_are_invalid(block_bytes: int) -> None:
+    data = b"1,2\n\n3,4\r\n\r\n\n\r\n"
+    result = read(data, ["a", "b"], block_bytes=block_bytes)
+    assert result.rows == [("1", "2"), ("3", "4")]
+    assert result.indices == [0, 2]
+    assert result.invalid == [bad(2, 4, 1, "expected 2 fields, found 1")]
+    assert count_records(io.BytesIO(data), False, block_bytes=block_bytes) == 3
+
+
+@pytest.mark.parametrize("block_bytes", [1, 3, 4 << 20])
+def test_blank_lines_of_a_single_column_file_are_empty_values(block_bytes: int) -> None:
+    result = read(b"v\n1\n\n\r\n2\n\n\n", ["v"], True, block_bytes=block_bytes)
+    assert result.rows == [("1",), ("",), ("",), ("2",)]
+    assert result.offsets == [2, 4, 5, 7]
+    assert result.lines == [2, 3, 4, 5]
+    assert result.indices == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("data", [b"", b"a,b\n", b"a,b", b"\xef\xbb\xbfa,b\r\n", b"a,b\n\n\n"])
+def test_files_without_records(data: bytes) -> None:
+    assert read(data, ["a", "b"], True).chunks == 0
+    assert count_records(io.BytesIO(data), True) == 0
+
+
+def test_read_header() -> None:
+    assert read_header(io.BytesIO(b""), "f") == []
+    assert read_header(io.BytesIO(b'"a,1",b\r\n1,2\n'), "f") == ["a,1", "b"]
+    assert read_header(io.BytesIO(b'"multi\nline",b'), "f") == ["multi\nline", "b"]
+    with pytest.raises(DataError, match=r"s3://b/k\.csv: the header line is not valid UTF-8"):
+        read_header(io.BytesIO(b"a,\xff\n1,2\n"), "s3://b/k.csv")
+    with pytest.raises(DataError, match=r"f: the header line is 300 bytes \(limit 100\)"):
+        read_header(io.BytesIO(b"x" * 300 + b"\n1\n"), "f", max_record_bytes=100)
+
+
+# --- invalid records ---------------------------------------------------------------------------------
+
+
+def test_ragged_records_are_reported_with_their_position() -> None:
+    data = b"a,b,c\n1,2,3\n4,5\n6,7,8,9\n10,11,12\n"
+    result = read(data, ["a", "b", "c"], True)
+    assert result.rows == [("1", "2", "3"), ("10", "11", "12")]
+    assert result.indices == [0, 3]
+    assert result.lines == [2, 5]
+    assert result.invalid == [
+        bad(3, 12, 1, "expected 3 fields, found 2"),
+        bad(4, 16, 2, "expected 3 fields, found 4"),
+    ]
+
+
+def test_ragged_record_in_a_quoted_file_counts_only_commas_outside_quotes() -> None:
+    data = b'1,"a,b",3\n"x,y",2\n"p\nq",r,s\n'
+    result = read(data, ["a", "b", "c"])
+    assert result.rows == [("1", "a,b", "3"), ("p\nq", "r", "s")]
+    assert result.invalid == [bad(2, 10, 1, "expected 3 fields, found 2")]
+    assert result.lines == [1, 3]
+
+
+@pytest.mark.parametrize("block_bytes", [997, 50_000, 4 << 20])
+def test_oversize_records_are_invalid_without_being_buffered(block_bytes: int) -> None:
+    big = b"1," + b"x" * 120_329
+    data = b"a,b\n1,2\n" + big + b"\r\n3,4\n"
+    result = read(data, ["a", "b"], True, block_bytes=block_bytes)
+    assert result.rows == [("1", "2"), ("3", "4")]
+    assert result.offsets == [4, 8 + len(big) + 2]
+    assert result.lines == [2, 4]
+    assert result.invalid == [bad(3, 8, 1, "record is 120,331 bytes (limit 102,400)")]
+
+
+@pytest.mark.parametrize("block_bytes", [1, 4, 16, 4 << 20])
+def test_oversize_record_with_quoted_newlines_keeps_line_numbers(block_bytes: int) -> None:
+    big = b'"' + b"line\n" * 20 + b'",x'
+    data = b"1,2\n" + big + b"\n3,4\n" + big
+    result = read(data, ["a", "b"], block_bytes=block_bytes, max_record_bytes=50)
+    assert result.rows == [("1", "2"), ("3", "4")]
+    assert result.lines == [1, 23]
+    reason = f"record is {len(big)} bytes (limit 50)"
+    assert result.invalid == [bad(2, 4, 1, reason), bad(23 + 1, 4 + len(big) + 5, 3, reason)]
+    assert count_records(io.BytesIO(data), False, block_bytes=block_bytes, max_record_bytes=50) == 4
+
+
+def test_oversize_header_is_skipped() -> None:
+    data = b"h" * 500 + b"\n1,2\n"
+    result = read(data, ["a", "b"], True, block_bytes=8, max_record_bytes=100)
+    assert result.rows == [("1", "2")]
+    assert result.indices == [0]
+    assert result.lines == [2]
+    assert not result.invalid
+
+
+@pytest.mark.parametrize("block_bytes", [3, 4 << 20])
+def test_invalid_utf8_invalidates_only_its_record(block_bytes: int) -> None:
+    data = b"a,b\n1,\xc3\xa9\n2,x\xff\n3,\xe2\x82\xac\n4,\xe2\x82\n5,ok"
+    result = read(data, ["a", "b"], True, block_bytes=block_bytes)
+    assert result.rows == [("1", "é"), ("3", "€"), ("5", "ok")]
+    assert result.indices == [0, 2, 4]
+    assert result.invalid == [
+        bad(3, 9, 1, "invalid UTF-8 at byte 3 of the record"),
+        bad(5, 20, 3, "invalid UTF-8 at byte 2 of the record"),
+    ]
+
+
+def test_unterminated_quote_at_end_of_file() -> None:
+    result = read(b'1,2\n3,"open\n4,5\n', ["a", "b"])
+    assert result.rows == [("1", "2")]
+    assert result.invalid == [bad(2, 4, 1, "unterminated quoted field at end of file")]
+
+
+def test_quotes_inside_unquoted_fields_are_text() -> None:
+    result = read(b'1,a "quoted" word,2\n3,x,4\n', ["a", "b", "c"])
+    assert result.rows == [("1", 'a "quoted" word', "2"), ("3", "x", "4")]
+    assert not result.invalid
+
+
+def test_records_pyarrow_cannot_read_as_one_row_are_invalid() -> None:
+    # A lone carriage return outside quotes, and a comma between stray quotes, which the quote parity
+    # and a CSV parser read differently.
+    data = b'1,2,3\n4,a\rb,5\n6,x "y,z" w,7\n8,9,10\n'
+    result = read(data, ["a", "b", "c"])
+    assert result.rows == [("1", "2", "3"), ("8", "9", "10")]
+    assert result.invalid == [
+        bad(2, 6, 1, "unparsable CSV record"),
+        bad(3, 14, 2, "unparsable CSV record"),
+    ]
+
+
+def test_all_invalid_block_still_yields_a_chunk_in_order() -> None:
+    data = b"1,2\n" + b"x\n" * 10 + b"3,4\n"
+    chunks = list(read_chunks(io.BytesIO(data), "f", ["a", "b"], False, block_bytes=8))
+    assert [c.batch.num_rows for c in chunks if c.batch.num_rows] == [1, 1]
+    indices = [r.index for c in chunks for r in c.invalid]
+    assert indices == list(range(1, 11))
+    assert any(c.batch.num_rows == 0 and c.invalid for c in chunks)
+
+
+# --- streaming behaviour -----------------------------------------------------------------------------
+
+
+class _Trickle(io.RawIOBase):
+    """A stream that returns at most a few bytes per read, like some decompressors."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        return self._data.read(min(size, 3) if size >= 0 else 3)
+
+
+def test_short_reads_give_the_same_result() -> None:
+    data = b'a,b\r\n1,"x\r\ny"\r\n2,3\r\n'
+    expected = read(data, ["a", "b"], True)
+    chunks = list(read_chunks(_Trickle(data), "mem://data.csv", ["a", "b"], True, block_bytes=64))  # type: ignore[arg-type]
+    assert [row for c in chunks for row in c.batch.to_pylist()] == [
+        {"a": "1", "b": "x\r\ny"},
+        {"a": "2", "b": "3"},
+    ]
+    assert np.concatenate([c.offsets for c in chunks]).tolist() == expected.offsets
+
+
+def test_chunks_are_block_sized() -> None:
+    data = b"".join(b"%d,%d\n" % (i, i * i) for i in range(100_000))
+    chunks = list(read_chunks(io.BytesIO(data), "f", ["a", "b"], False, block_bytes=64 << 10))
+    assert len(chunks) == math.ceil(len(data) / (64 << 10))
+    assert max(c.batch.nbytes for c in chunks) < 2 * (64 << 10)
+    assert chunks[-1].bytes_consumed == len(data)
+    assert [c.bytes_consumed for c in chunks] == sorted(c.bytes_consumed for c in chunks)
+    assert sum(c.batch.num_rows for c in chunks) == 100_000
+
+
+def _scan_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "emrml-csv-scan"]
+
+
+def test_stopping_early_stops_the_scan_thread() -> None:
+    data = b"1,2\n" * 200_000
+    stream = io.BytesIO(data)
+    chunks = read_chunks(stream, "f", ["a", "b"], False, block_bytes=1024)
+    next(chunks)
+    chunks.close()
+    assert not _scan_threads()
+    assert stream.tell() < len(data)
+
+
+def test_stream_errors_reach_the_caller() -> None:
+    class Broken(io.RawIOBase):
+        calls = 0
+
+        def readable(self) -> bool:
+            return True
+
+        def read(self, size: int = -1) -> bytes:
+            self.calls += 1
+            if self.calls > 2:
+                raise OSError("connection reset")
+            return b"1,2\n" * 10
+
+    with pytest.raises(OSError, match="connection reset"):
+        list(read_chunks(Broken(), "f", ["a", "b"], False, block_bytes=40))  # type: ignore[arg-type]
+    assert not _scan_threads()
+
+
+# --- property: any block size reads like the csv module ----------------------------------------------
+
+_FIELD = st.text(alphabet=st.sampled_from([*"ab ,\"\n\r'\t", "é", "€", "😀", "\ufeff"]), max_size=8)
+
+
+@st.composite
+def _csv_files(draw: st.DrawFn) -> tuple[bytes, list[str], bool, list[bytes], int]:
+    columns = draw(st.integers(1, 4))
+    terminator = draw(st.sampled_from(["\r\n", "\n"]))
+    # Mostly rows of the right width, some ragged ones.
+    row = st.one_of(
+        st.lists(_FIELD, min_size=columns, max_size=columns), st.lists(_FIELD, min_size=1, max_size=5)
+    )
+    rows = draw(
+        st.lists(
+            # The csv writer only quotes the characters of its own line terminator.
+            row.map(lambda fields: [f.replace("\r", "\n") for f in fields] if terminator == "\n" else fields),
+            max_size=12,
+        )
+    )
+    has_header = draw(st.booleans())
+    names = [f"c{i}" for i in range(columns)]
+    lines = ([names] if has_header else []) + rows
+    if lines and lines[0][0].startswith("\ufeff"):
+        # A file starting with a BOM means a BOM, not a value starting with U+FEFF.
+        lines[0][0] = "x" + lines[0][0]
+    encoded = []
+    for row in lines:
+        text = io.StringIO()
+        csv.writer(text, lineterminator=terminator).writerow(row)
+        encoded.append(text.getvalue().encode())
+    bom = draw(st.sampled_from([b"", b"\xef\xbb\xbf"]))
+    data = bom + b"".join(encoded)
+    if encoded and draw(st.booleans()):
+        data = data[: -len(terminator)]
+        encoded[-1] = encoded[-1][: -len(terminator)]
+    max_record_bytes = draw(st.sampled_from([10, 40, 102_400]))
+    return data, names, has_header, encoded[1:] if has_header else encoded, max_record_bytes
+
+
+def _expected(
+    data: bytes, names: list[str], has_header: bool, encoded: list[bytes], max_record_bytes: int
+) -> tuple[list[tuple[str, ...]], list[int], list[int], list[int], list[InvalidRecord]]:
+    """The reading rule applied one record at a time, with csv module values."""
+    header = len(data) - sum(map(len, encoded))
+    rows, offsets, indices, lines, invalid = [], [], [], [], []
+    offset, line = header, 1 + data[:header].count(b"\n")
+    for index, record in enumerate(encoded):
+        content = record.removesuffix(b"\n").removesuffix(b"\r")
+        fields = next(csv.reader(io.StringIO(content.decode(), newline="")), [""])
+        if len(content) > max_record_bytes:
+            invalid.append(
+                bad(line, offset, index, f"record is {len(content):,} bytes (limit {max_record_bytes:,})")
+            )
+        elif len(fields) != len(names):
+            invalid.append(bad(line, offset, index, f"expected {len(names)} fields, found {len(fields)}"))
+        else:
+            rows.append(tuple(fields))
+            offsets.append(offset)
+            indices.append(index)
+            lines.append(line)
+        offset += len(record)
+        line += record.count(b"\n")
+    return rows, offsets, indices, lines, invalid
+
+
+@settings(max_examples=120, deadline=None)
+@given(file=_csv_files(), block_bytes=st.integers(1, 200))
+def test_any_block_size_reads_like_the_csv_module(
+    file: tuple[bytes, list[str], bool, list[bytes], int], block_bytes: int
+) -> None:
+    data, names, has_header, encoded, max_record_bytes = file
+    expected = _expected(data, names, has_header, encoded, max_record_bytes)
+    for size in (block_bytes, 4 << 20):
+        result = read(data, names, has_header, block_bytes=size, max_record_bytes=max_record_bytes)
+        assert (result.rows, result.offsets, result.indices, result.lines, result.invalid) == expected
+        counted = count_records(io.BytesIO(data), has_header, block_bytes=size)
+        assert counted == len(result.rows) + len(result.invalid) == len(encoded)

@@ -1,0 +1,328 @@
+"""The ``emrml`` command line against the real service, in a temporary EMRML_HOME."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from emrml.cli import JOB_FAILED_EXIT_CODE, QUICKSTART_ID, app
+from emrml.samples import bank_sample_schema, write_bank_sample
+
+SAMPLE_ROWS = 2_000
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    monkeypatch.setenv("EMRML_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A small generated bank sample and its schema file."""
+    folder = tmp_path_factory.mktemp("data")
+    schema = folder / "bank.schema.json"
+    schema.write_text(bank_sample_schema().to_json())
+    return write_bank_sample(folder / "bank.csv", SAMPLE_ROWS), schema
+
+
+def run(runner: CliRunner, *args: str, code: int = 0) -> Result:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == code, (
+        f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    )
+    return result
+
+
+def run_json(runner: CliRunner, *args: str, code: int = 0) -> Any:
+    return json.loads(run(runner, "--output", "json", *args, code=code).stdout)
+
+
+def error_line(result: Result) -> str:
+    """The single line a failing command prints on stderr."""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def test_quickstart_creates_the_sample_datasource_and_is_idempotent(home: Path, runner: CliRunner) -> None:
+    first = run(runner, "quickstart")
+    sample = home / "samples" / "bank-sample.csv"
+    reference = write_bank_sample(home.parent / "reference.csv", 5_000)
+    assert hashlib.sha256(sample.read_bytes()).digest() == hashlib.sha256(reference.read_bytes()).digest()
+    for text in (QUICKSTART_ID, "COMPLETED", "5,000 total", "NUMERIC attributes", "TEXT attributes", "notes"):
+        assert text in first.stdout
+    before = run_json(runner, "datasource", "show", QUICKSTART_ID)["GetDataSource"]
+
+    again = run_json(runner, "quickstart")
+    assert again["GetDataSource"]["CreatedAt"] == before["CreatedAt"]
+    assert again["GetDataSource"]["Status"] == "COMPLETED"
+    assert again["GetDataSourceStatistics"]["TotalRecordCount"] == 5_000
+    listed = run_json(runner, "datasource", "list")["Results"]
+    assert [item["DataSourceId"] for item in listed] == [QUICKSTART_ID]
+
+
+def test_create_with_schema_file_on_the_bank_dataset(
+    home: Path, runner: CliRunner, shared_datasets: Path
+) -> None:
+    data = shared_datasets / "bank_marketing" / "data.csv"
+    schema = shared_datasets / "bank_marketing" / "data.csv.schema"
+    shown = run_json(
+        runner, "datasource", "create", "--id", "ds-bank", "--data", str(data), "--schema", str(schema)
+    )
+    source, stats = shown["GetDataSource"], shown["GetDataSourceStatistics"]
+    assert source["Status"] == "COMPLETED"
+    assert source["DataLocationS3"] == str(data.resolve())
+    assert [a["attributeName"] for a in json.loads(source["DataSourceSchema"])["attributes"]][-1] == "y"
+    assert stats["TotalRecordCount"] == 41_188
+    assert stats["InvalidRecordCount"] == 0
+    assert "Statistics" in stats
+
+    table = run(runner, "datasource", "show", "ds-bank").stdout
+    for text in ("41,188 total", "Schema", "euribor3m", "CATEGORICAL attributes", "Target distribution"):
+        assert text in table
+
+
+def test_create_with_inferred_schema(home: Path, runner: CliRunner, shared_datasets: Path) -> None:
+    data = shared_datasets / "sms_spam" / "data.csv"
+    shown = run_json(
+        runner,
+        "datasource",
+        "create",
+        "--id",
+        "ds-sms",
+        "--data",
+        str(data),
+        "--infer-schema",
+        "--target",
+        "is_spam",
+        "--no-statistics",
+    )
+    schema = json.loads(shown["GetDataSource"]["DataSourceSchema"])
+    assert schema["targetAttributeName"] == "is_spam"
+    assert [a["attributeName"] for a in schema["attributes"]] == ["is_spam", "message"]
+    assert shown["GetDataSource"]["ComputeStatistics"] is False
+    assert shown["GetDataSourceStatistics"]["TotalRecordCount"] == 5_574
+
+
+def test_split_with_rearrangement_partitions_the_rows(
+    home: Path, runner: CliRunner, sample: tuple[Path, Path]
+) -> None:
+    data, schema = sample
+    counts = {}
+    for datasource_id, complement in (("ds-train", "false"), ("ds-eval", "true")):
+        rearrangement = (
+            '{"splitting":{"percentBegin":0,"percentEnd":70,"strategy":"random",'
+            f'"strategyParams":{{"randomSeed":"k"}},"complement":{complement}}}}}'
+        )
+        shown = run_json(
+            runner,
+            "datasource",
+            "create",
+            "--id",
+            datasource_id,
+            "--data",
+            str(data),
+            "--schema",
+            str(schema),
+            "--rearrangement",
+            rearrangement,
+            "--no-statistics",
+        )
+        assert shown["GetDataSource"]["DataRearrangement"] == rearrangement
+        counts[datasource_id] = shown["GetDataSourceStatistics"]["TotalRecordCount"]
+    assert counts["ds-train"] + counts["ds-eval"] == SAMPLE_ROWS
+    assert 0.65 * SAMPLE_ROWS < counts["ds-train"] < 0.75 * SAMPLE_ROWS
+
+
+def test_list_show_update_delete(home: Path, runner: CliRunner, sample: tuple[Path, Path]) -> None:
+    data, schema = sample
+    for datasource_id, name in (("ds-a", "alpha one"), ("ds-b", "beta two")):
+        created = run_json(
+            runner,
+            "datasource",
+            "create",
+            "--id",
+            datasource_id,
+            "--name",
+            name,
+            "--data",
+            str(data),
+            "--schema",
+            str(schema),
+            "--no-statistics",
+            "--no-wait",
+        )
+        assert created == {"DataSourceId": datasource_id}
+    assert [r["Status"] for r in run_json(runner, "datasource", "list")["Results"]] == ["PENDING", "PENDING"]
+    waited = run_json(runner, "datasource", "wait", "ds-a")
+    assert waited["GetDataSource"]["Status"] == "COMPLETED"
+
+    listing = run(runner, "datasource", "list").stdout
+    assert "ds-a" in listing and "ds-b" in listing and "alpha one" in listing
+
+    def ids(*args: str) -> list[str]:
+        return [r["DataSourceId"] for r in run_json(runner, "datasource", "list", *args)["Results"]]
+
+    assert ids("--name-prefix", "beta") == ["ds-b"]
+    assert ids("--status", "COMPLETED") == ["ds-a"]
+    assert ids("--sort", "dsc") == ["ds-b", "ds-a"]
+    assert ids("--limit", "1") == ["ds-a"]
+
+    run(runner, "datasource", "update", "ds-a", "--name", "renamed")
+    assert run_json(runner, "datasource", "show", "ds-a")["GetDataSource"]["Name"] == "renamed"
+    assert "renamed" in run(runner, "datasource", "show", "ds-a").stdout
+
+    assert run_json(runner, "datasource", "delete", "ds-b") == {"DataSourceId": "ds-b"}
+    assert ids() == ["ds-a"]
+    assert ids("--status", "DELETED") == ["ds-b"]
+    assert run_json(runner, "datasource", "show", "ds-b")["GetDataSource"]["Status"] == "DELETED"
+
+
+def test_tags_add_list_delete(home: Path, runner: CliRunner, sample: tuple[Path, Path]) -> None:
+    data, schema = sample
+    run(
+        runner,
+        "datasource",
+        "create",
+        "--id",
+        "ds-t",
+        "--data",
+        str(data),
+        "--schema",
+        str(schema),
+        "--no-wait",
+    )
+    run(runner, "tags", "add", "--type", "DataSource", "--id", "ds-t", "env=prod", "team=ml", "flag")
+    tags = run_json(runner, "tags", "list", "--type", "DataSource", "--id", "ds-t")["Tags"]
+    assert tags == [{"Key": "env", "Value": "prod"}, {"Key": "team", "Value": "ml"}, {"Key": "flag"}]
+    assert "prod" in run(runner, "tags", "list", "--id", "ds-t").stdout
+    run(runner, "tags", "delete", "--id", "ds-t", "env", "flag")
+    assert run_json(runner, "tags", "list", "--id", "ds-t")["Tags"] == [{"Key": "team", "Value": "ml"}]
+    reserved = run(runner, "tags", "add", "--id", "ds-t", "aws:x=1", code=2)
+    assert error_line(reserved).startswith("error: InvalidTagException:")
+
+
+def test_bad_schema_file_is_one_line_naming_the_field(
+    home: Path, runner: CliRunner, sample: tuple[Path, Path]
+) -> None:
+    data, _ = sample
+    document = json.loads(bank_sample_schema().to_json())
+    document["attributes"][3]["attributeType"] = "NUMBER"
+    bad = home.parent / "bad.schema.json"
+    bad.write_text(json.dumps(document))
+    result = run(
+        runner, "datasource", "create", "--id", "ds-x", "--data", str(data), "--schema", str(bad), code=2
+    )
+    line = error_line(result)
+    assert line.startswith("error: InvalidInputException:")
+    assert "attributeType" in line and "NUMBER" in line and str(bad) in line
+    assert run_json(runner, "datasource", "list")["Results"] == []
+
+
+def test_missing_data_path_is_a_clear_error(home: Path, runner: CliRunner, sample: tuple[Path, Path]) -> None:
+    _, schema = sample
+    missing = home.parent / "nowhere.csv"
+    result = run(
+        runner,
+        "datasource",
+        "create",
+        "--id",
+        "ds-x",
+        "--data",
+        str(missing),
+        "--schema",
+        str(schema),
+        code=2,
+    )
+    line = error_line(result)
+    assert "InvalidInputException" in line and str(missing) in line and "no such file" in line
+
+
+def test_failed_job_exits_non_zero_with_its_message(
+    home: Path, runner: CliRunner, sample: tuple[Path, Path]
+) -> None:
+    data, _ = sample
+    three_columns = home.parent / "three.schema.json"
+    three_columns.write_text(
+        json.dumps(
+            {
+                "version": "1.0",
+                "targetAttributeName": "y",
+                "dataFormat": "CSV",
+                "dataFileContainsHeader": True,
+                "attributes": [
+                    {"attributeName": "a", "attributeType": "NUMERIC"},
+                    {"attributeName": "b", "attributeType": "CATEGORICAL"},
+                    {"attributeName": "y", "attributeType": "BINARY"},
+                ],
+            }
+        )
+    )
+    result = run(
+        runner,
+        "datasource",
+        "create",
+        "--id",
+        "ds-f",
+        "--data",
+        str(data),
+        "--schema",
+        str(three_columns),
+        code=JOB_FAILED_EXIT_CODE,
+    )
+    line = error_line(result)
+    assert "ds-f is FAILED" in line
+    assert "FAILED" in result.stdout  # the show view, with the job's message
+    message = run_json(runner, "datasource", "show", "ds-f")["GetDataSource"]["Message"]
+    assert message and message.split()[0] in line
+
+
+def test_service_errors_map_to_their_exit_codes(
+    home: Path, runner: CliRunner, sample: tuple[Path, Path]
+) -> None:
+    data, schema = sample
+    missing = run(runner, "datasource", "show", "ds-none", code=3)
+    assert error_line(missing).startswith("error: ResourceNotFoundException:")
+    args = ["datasource", "create", "--id", "ds-i", "--data", str(data), "--schema", str(schema), "--no-wait"]
+    run(runner, *args, "--name", "first")
+    mismatch = run(runner, *args, "--name", "second", code=4)
+    assert error_line(mismatch).startswith("error: IdempotentParameterMismatchException:")
+    both = run(
+        runner,
+        "datasource",
+        "create",
+        "--id",
+        "x",
+        "--data",
+        str(data),
+        "--schema",
+        str(schema),
+        "--infer-schema",
+        code=2,
+    )
+    assert "exactly one of --schema" in error_line(both)
+    split = '{"splitting":{"percentBegin":90,"percentEnd":10}}'
+    create_j = ["datasource", "create", "--id", "ds-j", "--data", str(data), "--schema", str(schema)]
+    bad_split = run(runner, *create_j, "--rearrangement", split, code=2)
+    assert error_line(bad_split).startswith("error: InvalidInputException:")
+
+
+def test_home_option_selects_the_home_folder(tmp_path: Path, runner: CliRunner) -> None:
+    other = tmp_path / "other-home"
+    result = run(runner, "--home", str(other), "--output", "json", "datasource", "list")
+    assert json.loads(result.stdout) == {"Results": []}
+    assert (other / "metastore.db").is_file()

@@ -31,8 +31,19 @@ class Settings:
     #: A worker that has not reported for this long is presumed dead and its job is retried.
     job_lease_seconds: float = 60.0
     job_max_attempts: int = 2
-    #: Rows per Arrow record batch when streaming data; bounds memory.
+    #: Bytes of CSV per Arrow record batch when streaming data; bounds memory.
     batch_bytes: int = 4 * 1024 * 1024
+    #: Training parameters a CreateMLModel leaves out: "api" (Amazon ML API defaults: 10 passes, no
+    #: shuffle, no regularization, 32 MiB) or "console" (the console's: shuffle auto, L2 1e-6, 100 MiB).
+    training_defaults: str = "api"
+
+    def __post_init__(self) -> None:
+        choices = {"engine": ("local",), "training_defaults": ("api", "console")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise InvalidInputException(
+                    f"setting {name} must be one of {', '.join(allowed)} (got {getattr(self, name)!r})"
+                )
 
     @property
     def database_url(self) -> str:

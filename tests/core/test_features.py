@@ -21,6 +21,7 @@ from emrml.core.features import FeatureSpace
 from emrml.core.recipe.grammar import parse_recipe
 from emrml.core.recipe.suggest import suggest_recipe
 from emrml.core.schema import Attribute, AttributeType, Schema, parse_schema
+from emrml.core.values import InvalidValue, numeric_value
 from emrml.errors import DataError, InvalidInputException
 
 T = AttributeType
@@ -327,7 +328,10 @@ _word_text = st.lists(st.tuples(st.sampled_from(WORDS), st.sampled_from(SPACES))
 _numbers = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
     st.integers(-(10**20), 10**20).map(str),
-    st.sampled_from(["", " ", "1e3", ".5", "-0", "+2", "1,000", "NaN", "inf", " 7 ", "0x10", "1e400", "٣"]),
+    st.sampled_from(
+        ["", " ", "1e3", ".5", "-0", "+2", "1,000", "1_000", "NaN", "inf", " 7 ", "0x10", "1e400", "٣", "１"]
+    ),
+    st.from_regex(r"\A\s?[+-]?[0-9_]{0,4}\.?[0-9]{0,3}([eE][+-]?[0-9]{1,3})?\s?\Z"),
     _free_text,
 )
 _flags = st.one_of(st.sampled_from(["yes", "NO", " t ", "F", "1", "0", "", "maybe", "ｙｅｓ"]), _free_text)
@@ -339,7 +343,16 @@ _records = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_numbers)
+def test_record_number_parsing_matches_numeric_value(text: str) -> None:
+    try:
+        expected = numeric_value(text)
+    except InvalidValue:
+        expected = None
+    assert features._number(text) == expected
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_records, min_size=1, max_size=12))
 def test_batch_and_record_paths_agree(records: list[dict[str, str]]) -> None:
     _assert_paths_agree(_property_space(), PROPERTY, records)

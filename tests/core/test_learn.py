@@ -397,6 +397,13 @@ def test_single_class_binary_target_trains_without_failing() -> None:
     assert (model.predict_scores(X) < 0.01).all()
 
 
+def test_multiclass_with_one_class_trains_without_failing() -> None:
+    X = sp.csr_matrix(np.ones((50, 2)))
+    model, _ = train("MULTICLASS", source_of(X, np.zeros(50)), 2, 1, TrainingParameters())
+    np.testing.assert_array_equal(model.predict_scores(X), 1.0)
+    assert model.score_one([0, 1], [1.0, 1.0]) == [1.0]
+
+
 def test_empty_source_gives_a_neutral_model() -> None:
     X = sp.csr_matrix((0, 7))
     model, report = train("MULTICLASS", source_of(X, np.zeros(0)), 7, 3, TrainingParameters())

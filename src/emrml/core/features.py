@@ -77,9 +77,13 @@ def _walk(expression: Expression) -> Iterator[Expression]:
             yield from _walk(arg)
 
 
-def _is_top_bins(output: Output) -> bool:
-    expression = output.expression
+def _is_bins(expression: Expression) -> bool:
     return isinstance(expression, Transformation) and expression.function == "quantile_bin"
+
+
+def _is_top_bins(output: Output) -> bool:
+    """Whether the output is a ``quantile_bin``, whose features are its bins rather than a vocabulary."""
+    return _is_bins(output.expression)
 
 
 def _uses_vocabulary(output: Output) -> bool:
@@ -111,12 +115,13 @@ class _Layout:
 
 @dataclass(frozen=True)
 class _Parameters:
+    """What fitting learned besides vocabularies."""
+
     edges: Mapping[str, tuple[float, ...]]  # quantile_bin node text → upper bin edges
     moments: Mapping[str, tuple[float, float]]  # attribute → (mean, std) for normalize
 
-
-def _bins(parameters: _Parameters, expression: Transformation) -> tuple[float, ...]:
-    return parameters.edges[expression.text]
+    def edges_of(self, expression: Transformation) -> tuple[float, ...]:
+        return self.edges[expression.text]
 
 
 # --- Vectorized evaluation ------------------------------------------------------------------------------
@@ -201,7 +206,7 @@ class _BatchValues:
 
         def compute() -> np.ndarray:
             numbers = self.numeric(_attribute(expression))
-            edges = _bins(self.parameters, expression)
+            edges = self.parameters.edges_of(expression)
             bins = tf.bin_indices(edges, np.where(numbers.absent, 0.0, numbers.values))
             return np.where(numbers.absent, -1, bins)[numbers.codes]
 
@@ -215,7 +220,7 @@ class _BatchValues:
                 encoded = pc.dictionary_encode(self.column(expression.name))
                 return _Codes(_codes_of(encoded), tf.category_array(encoded.dictionary))
             if expression.function == "quantile_bin":
-                count = len(_bins(self.parameters, expression)) + 1
+                count = len(self.parameters.edges_of(expression)) + 1
                 return _Codes(self.bins(expression), pa.array([tf.bin_label(i) for i in range(count)]))
             inner = self.categories(expression.args[0])
             if expression.function == "lowercase":
@@ -363,10 +368,22 @@ def _assemble(parts: list[_Single | _Bag], num_rows: int, num_features: int) -> 
 
 
 def _number(text: str | None) -> float | None:
+    """``numeric_value(text)``, or None when the value is missing or invalid."""
     if text is None:
         return None
+    stripped = text.strip()
+    if not stripped:
+        return None
+    # For ASCII without "_", float() accepts exactly the NUMERIC grammar plus the inf/nan spellings, which
+    # are invalid anyway: a fast path for the common case (a test holds it to numeric_value).
+    if stripped.isascii() and "_" not in stripped:
+        try:
+            value = float(stripped)
+        except ValueError:
+            return None
+        return value if math.isfinite(value) else None
     try:
-        return numeric_value(text)
+        return numeric_value(stripped)
     except InvalidValue:
         return None
 
@@ -394,7 +411,7 @@ class _RecordCompiler:
             name = expression.name
             return lambda record: tf.category_value(record.get(name) or "")
         if expression.function == "quantile_bin":
-            name, edges = _attribute(expression), _bins(self.parameters, expression)
+            name, edges = _attribute(expression), self.parameters.edges_of(expression)
             labels = [tf.bin_label(i) for i in range(len(edges) + 1)]
 
             def binned(record: Record) -> str | None:
@@ -458,6 +475,18 @@ class _RecordCompiler:
         expression = output.expression
         start, indicator = layout.start, layout.missing_indicator
         if _uses_vocabulary(output):
+            if output.kind == OutputKind.CATEGORICAL and isinstance(expression, Variable):
+                name = expression.name
+
+                def raw_one_hot(record: Record, indices: list[int], values: list[float]) -> None:
+                    # tf.category_value inlined: this is the commonest output on the hot path.
+                    text = record.get(name)
+                    index = lookup.get(text.strip()) if text else None
+                    if index is not None:
+                        indices.append(index)
+                        values.append(1.0)
+
+                return raw_one_hot
             if output.kind == OutputKind.CATEGORICAL:
                 category = self.category(expression)
 
@@ -481,7 +510,7 @@ class _RecordCompiler:
         missing = start + layout.size - 1
         if _is_top_bins(output):
             assert isinstance(expression, Transformation)
-            edges = _bins(self.parameters, expression)
+            edges = self.parameters.edges_of(expression)
 
             def binned(record: Record, indices: list[int], values: list[float]) -> None:
                 value = _number(record.get(name))
@@ -868,10 +897,6 @@ def _vocabulary_part(layout: _Layout, lookup: Mapping[str, int], values: _BatchV
     return _Bag(rows, layout.start + local)
 
 
-def _is_bins(node: Expression) -> bool:
-    return isinstance(node, Transformation) and node.function == "quantile_bin"
-
-
 def _transformations(output: Output) -> Iterator[Transformation]:
     return (node for node in _walk(output.expression) if isinstance(node, Transformation))
 
@@ -883,7 +908,7 @@ def _layout(
         return _Layout(output, start, len(vocabulary), False, vocabulary)
     if _is_top_bins(output):
         assert isinstance(output.expression, Transformation)
-        bins = len(_bins(parameters, output.expression)) + 1
+        bins = len(parameters.edges_of(output.expression)) + 1
         return _Layout(output, start, bins + indicator, indicator)
     return _Layout(output, start, 1 + indicator, indicator)
 

@@ -7,10 +7,12 @@ statistics sketches. Memory is bounded by the block size, not by the data.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from queue import Empty, Full, Queue
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -92,6 +94,52 @@ def _count_total(
 
 def _example(record: InvalidRecord) -> dict[str, Any]:
     return {"File": record.file, "Line": record.line, "Offset": record.offset, "Reason": record.reason}
+
+
+T = TypeVar("T")
+
+
+def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """Iterate ``items`` on a background thread, ``depth`` items ahead.
+
+    Parsing (pyarrow) and statistics (pyarrow compute, numpy) both release the GIL, so reading the next
+    block while the current one is summarized keeps both cores busy.
+    """
+    queue: Queue[tuple[str, Any]] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        queue.put(("item", item), timeout=0.1)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set():
+                    return
+            queue.put(("end", None))
+        except BaseException as exc:  # handed to the consumer, which raises it
+            queue.put(("error", exc))
+
+    worker = threading.Thread(target=produce, name="emrml-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = queue.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                queue.get_nowait()
+            except Empty:
+                worker.join(0.05)
 
 
 @dataclass
@@ -177,7 +225,8 @@ def build_datasource(
     accumulator = StatisticsAccumulator(schema) if compute_statistics else None
     records_per_file = [0] * len(files)
     invalid_per_file = [0] * len(files)
-    for selected in read_selected(files, schema, rearrangement, settings=settings, progress=progress):
+    batches = read_selected(files, schema, rearrangement, settings=settings, progress=progress)
+    for selected in prefetch(batches) if accumulator is not None else batches:
         records_per_file[selected.file_index] += selected.records_in_block
         bad = selected.invalid
         invalid_per_file[selected.file_index] += len(bad)

@@ -56,7 +56,8 @@ def check_target(schema: Schema, model_type: str, *, what: str = "the training d
 @operation("CreateMLModel")
 def create_ml_model(app: EmrML, request: Request) -> Response:
     model_type = request["MLModelType"]
-    parameters = TrainingParameters.from_api(request.get("Parameters"))
+    defaults = TrainingParameters.console() if app.settings.training_defaults == "console" else None
+    parameters = TrainingParameters.from_api(request.get("Parameters"), defaults)
     recipe, recipe_uri = request.get("Recipe") or None, request.get("RecipeUri") or None
     if recipe and recipe_uri:
         raise InvalidInputException("give either Recipe or RecipeUri, not both")

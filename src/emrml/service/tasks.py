@@ -102,7 +102,6 @@ def train(context: JobContext) -> dict[str, Any]:
         source = session.get(DataSource, model.training_data_source_id)
     data = _datasource_data(source)
     check_target(data.schema, model.model_type)
-    request = json.loads(model.request)
     recipe = model.recipe
     if recipe is None and model.recipe_uri:
         recipe = read_text(model.recipe_uri, what="RecipeUri")
@@ -112,7 +111,7 @@ def train(context: JobContext) -> dict[str, Any]:
         data=data,
         recipe_text=recipe,
         sample=read_sample(context.settings, source.id),
-        parameters=TrainingParameters.from_api(request.get("Parameters")),
+        parameters=TrainingParameters.from_api(json.loads(model.training_parameters)),
         settings=context.settings,
         progress=context.progress,
     )

@@ -41,8 +41,7 @@ _GROUP_TYPES = {
     "ALL_BINARY": AttributeType.BINARY,
 }
 
-# A bare name: a letter, then anything but these characters (surrounding spaces trimmed).
-_NAME_STOP = ",'\"\t\r\n()\\"
+# A bare name: a letter, then anything but , ' " tab CR LF ( ) \ (surrounding spaces trimmed).
 _BARE_NAME = re.compile(r"[A-Za-z][^,'\"\t\r\n()\\]*")
 _SPACE = " \t\r\n"
 _INTEGER = re.compile(r"[+-]?[0-9]+")
@@ -421,22 +420,20 @@ class _Resolver:
             raise InvalidInputException(f"{where}: {name} is a predefined group and cannot be redefined")
         if name in self.attribute_names:
             raise InvalidInputException(f"{where}: the name clashes with the attribute {name!r}")
-        if name in self.declared:
-            earlier = self.declared[name]
-            place = "twice in groups" if earlier == section == "groups" else f"in {earlier} and in {section}"
-            if earlier == section == "assignments":
-                place = "twice in assignments"
+        earlier = self.declared.get(name)
+        if earlier is not None:
+            place = f"twice in {section}" if earlier == section else f"in {earlier} and in {section}"
             raise InvalidInputException(f"{where}: the name is defined {place}")
         self.declared[name] = section
 
-    def lookup(self, node: _Name, section: str, where: _Located) -> list[Expression]:
+    def lookup(self, node: _Name, where: _Located) -> list[Expression]:
         name = node.name
         if name in self.assignments:
             return list(self.assignments[name])
         if name in self.groups:
             return list(self.groups[name])
         if name in self.predefined:
-            if name == ALL_INPUTS and section != "outputs":
+            if name == ALL_INPUTS and where.section != "outputs":
                 raise where.error(
                     node.column,
                     f"{ALL_INPUTS} may only be used in outputs (a custom group may not contain it)",
@@ -466,7 +463,7 @@ class _Resolver:
             return list(dict.fromkeys(v for arg in node.args for v in self._members(arg, where)))
         first, *rest = node.args
         if isinstance(first, _Name) and first.name not in self.groups and first.name not in self.predefined:
-            self.lookup(first, "groups", where)  # unknown names and roles get their own message first
+            self.lookup(first, where)  # unknown names and roles get their own message first
             raise where.error(
                 first.column, f"group_remove's first argument must be a group, not {first.name!r}"
             )
@@ -479,18 +476,18 @@ class _Resolver:
                 node.column, "a group lists names of attributes and groups, not transformations"
             )
         # Only attributes and groups are defined while groups are read, so every value is a Variable.
-        return [v for v in self.lookup(node, "groups", where) if isinstance(v, Variable)]
+        return [v for v in self.lookup(node, where) if isinstance(v, Variable)]
 
-    def value(self, node: _Node, section: str, where: _Located) -> list[Expression]:
+    def value(self, node: _Node, where: _Located) -> list[Expression]:
         """Every single-attribute expression ``node`` stands for (a group yields one per member)."""
         if isinstance(node, _Name):
-            return self.lookup(node, section, where)
+            return self.lookup(node, where)
         if node.function in _GROUP_FUNCTIONS:
             raise where.error(
                 node.column, f"{node.function}(...) may only define a group in the groups section"
             )
         self._check_call(node, where)
-        arg_values = [self.value(arg, section, where) for arg in node.args]
+        arg_values = [self.value(arg, where) for arg in node.args]
         combinations = 1
         for values in arg_values:
             combinations *= len(values)
@@ -643,14 +640,15 @@ def _output_strings(found: dict[str, object]) -> list[str]:
     return outputs
 
 
-def _parse_entry(section: str, entry: str, text: str, *, comments: bool) -> _Node:
+def _parse_entry(section: str, entry: str, text: str) -> tuple[_Node, _Located]:
+    """The syntax tree of one entry's expression, and its place for later messages."""
     where = _Located(section, entry, text)
     end = _split_comment(text)
-    if end < len(text) and not comments:
+    if end < len(text) and section != "outputs":
         raise where.error(end + 1, "comments ('//') are only allowed at the end of an output")
     if end < len(text) and not text[:end].strip(_SPACE):
         raise where.error(end + 1, "malformed comment: an expression must come before '//'")
-    return _Parser(text, end, where).parse()
+    return _Parser(text, end, where).parse(), where
 
 
 def parse_recipe(text: str, schema: Schema, *, max_outputs: int = DEFAULT_MAX_OUTPUTS) -> Recipe:
@@ -669,20 +667,16 @@ def parse_recipe(text: str, schema: Schema, *, max_outputs: int = DEFAULT_MAX_OU
             resolver.declare(section, name)
     # Definitions resolve in order: a name is usable once its own entry has been resolved.
     for name, expression in groups:
-        entry = f"groups {json.dumps(name, ensure_ascii=False)}"
-        node = _parse_entry("groups", entry, expression, comments=False)
-        resolver.groups[name] = resolver.group(node, _Located("groups", entry, expression))
+        node, where = _parse_entry("groups", f"groups {json.dumps(name, ensure_ascii=False)}", expression)
+        resolver.groups[name] = resolver.group(node, where)
     for name, expression in assignments:
         entry = f"assignments {json.dumps(name, ensure_ascii=False)}"
-        node = _parse_entry("assignments", entry, expression, comments=False)
-        resolver.assignments[name] = resolver.value(
-            node, "assignments", _Located("assignments", entry, expression)
-        )
+        node, where = _parse_entry("assignments", entry, expression)
+        resolver.assignments[name] = resolver.value(node, where)
     resolved: dict[str, Output] = {}
     for index, expression in enumerate(outputs):
-        entry = f"outputs[{index}]"
-        node = _parse_entry("outputs", entry, expression, comments=True)
-        for value in resolver.value(node, "outputs", _Located("outputs", entry, expression)):
+        node, where = _parse_entry("outputs", f"outputs[{index}]", expression)
+        for value in resolver.value(node, where):
             resolved.setdefault(value.text, Output(value, _KIND_OF_TYPE[value.type]))
         if len(resolved) > max_outputs:
             raise InvalidInputException(

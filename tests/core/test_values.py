@@ -40,7 +40,11 @@ def test_scalar_errors() -> None:
     assert numeric_value("  ") is None and binary_value("") is None
 
 
-@given(st.lists(st.one_of(st.text(max_size=8), st.from_regex(r"\A ?[+-]?[0-9]{0,3}\.?[0-9]{0,3}(e[+-]?[0-9])? ?\Z"))))
+@given(
+    st.lists(
+        st.one_of(st.text(max_size=8), st.from_regex(r"\A ?[+-]?[0-9]{0,3}\.?[0-9]{0,3}(e[+-]?[0-9])? ?\Z"))
+    )
+)
 def test_vectorized_and_scalar_numeric_agree(texts: list[str]) -> None:
     parsed = parse_numeric(pa.array(texts, pa.string()))
     for i, text in enumerate(texts):

@@ -138,7 +138,10 @@ def small(app: EmrML, tmp_path: Path) -> Path:
     [
         ({"Parameters": {"sgd.maxPasses": "0"}}, "sgd.maxPasses"),
         ({"Parameters": {"sgd.colour": "red"}}, "sgd.colour"),
-        ({"Parameters": {"sgd.l1RegularizationAmount": "1e-6", "sgd.l2RegularizationAmount": "1e-6"}}, "cannot both be non-zero"),
+        (
+            {"Parameters": {"sgd.l1RegularizationAmount": "1e-6", "sgd.l2RegularizationAmount": "1e-6"}},
+            "cannot both be non-zero",
+        ),
         ({"Parameters": {"sgd.shuffleType": "sometimes"}}, "sgd.shuffleType"),
         ({"MLModelType": "REGRESSION"}, "NUMERIC target"),
         ({"Recipe": '{"outputs": ["quantile_bin(words, 10)"]}'}, "quantile_bin"),

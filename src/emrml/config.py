@@ -36,9 +36,22 @@ class Settings:
     #: Training parameters a CreateMLModel leaves out: "api" (Amazon ML API defaults: 10 passes, no
     #: shuffle, no regularization, 32 MiB) or "console" (the console's: shuffle auto, L2 1e-6, 100 MiB).
     training_defaults: str = "api"
+    #: The base URL clients reach this server at: returned as a real-time endpoint's ``EndpointUrl``, which
+    #: boto3 sends ``Predict`` to (spec 1.3).
+    public_url: str = "http://127.0.0.1:8080"
+    #: Requests per second one real-time endpoint admits, and all endpoints of this process together.
+    peak_requests_per_second: int = 200
+    total_requests_per_second: int = 10_000
+    #: "strict": a ``Predict`` whose ``PredictEndpoint`` is not the model's ``EndpointUrl`` is refused;
+    #: "lenient": ``PredictEndpoint`` is not checked (spec open question 20).
+    predict_endpoint_check: str = "strict"
 
     def __post_init__(self) -> None:
-        choices = {"engine": ("local",), "training_defaults": ("api", "console")}
+        choices = {
+            "engine": ("local",),
+            "training_defaults": ("api", "console"),
+            "predict_endpoint_check": ("strict", "lenient"),
+        }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise InvalidInputException(

@@ -6,7 +6,14 @@ from typing import Any
 
 from emrml.config import Settings
 from emrml.errors import InvalidInputException
-from emrml.service import datasources, evaluations, models, tags  # noqa: F401  (register their operations)
+from emrml.service import (  # noqa: F401  (register their operations)
+    batch_predictions,
+    datasources,
+    endpoints,
+    evaluations,
+    models,
+    tags,
+)
 from emrml.service.jobs import JobRunner, ProgressCallback
 from emrml.service.metastore import migrate, open_engine, session_factory
 from emrml.service.operations import ID_MEMBER, OPERATIONS

@@ -19,9 +19,9 @@ from emrml.service.operations import (
     create_entity,
     created_by,
     find,
-    mark_deleted,
     operation,
-    rename,
+    register_delete,
+    register_rename,
     timing_members,
 )
 from emrml.service.validation import require_string
@@ -133,18 +133,8 @@ def get_data_source(app: EmrML, request: Request) -> Response:
         return members
 
 
-@operation("UpdateDataSource")
-def update_data_source(app: EmrML, request: Request) -> Response:
-    with app.sessions() as session, session.begin():
-        rename(session, "DataSource", request["DataSourceId"], request["DataSourceName"])
-    return {"DataSourceId": request["DataSourceId"]}
-
-
-@operation("DeleteDataSource")
-def delete_data_source(app: EmrML, request: Request) -> Response:
-    with app.sessions() as session, session.begin():
-        mark_deleted(session, "DataSource", request["DataSourceId"])
-    return {"DataSourceId": request["DataSourceId"]}
+register_rename("UpdateDataSource", "DataSource", "DataSourceName")
+register_delete("DeleteDataSource", "DataSource")
 
 
 @operation("GetDataSourceStatistics")

@@ -17,9 +17,9 @@ from emrml.service.operations import (
     create_entity,
     created_by,
     find,
-    mark_deleted,
     operation,
-    rename,
+    register_delete,
+    register_rename,
     timing_members,
     usable,
 )
@@ -73,18 +73,8 @@ def get_evaluation(app: EmrML, request: Request) -> Response:
         return describe_evaluation(find(session, "Evaluation", request["EvaluationId"]))
 
 
-@operation("UpdateEvaluation")
-def update_evaluation(app: EmrML, request: Request) -> Response:
-    with app.sessions() as session, session.begin():
-        rename(session, "Evaluation", request["EvaluationId"], request["EvaluationName"])
-    return {"EvaluationId": request["EvaluationId"]}
-
-
-@operation("DeleteEvaluation")
-def delete_evaluation(app: EmrML, request: Request) -> Response:
-    with app.sessions() as session, session.begin():
-        mark_deleted(session, "Evaluation", request["EvaluationId"])
-    return {"EvaluationId": request["EvaluationId"]}
+register_rename("UpdateEvaluation", "Evaluation", "EvaluationName")
+register_delete("DeleteEvaluation", "Evaluation")
 
 
 @operation("GetEvaluationInsights")

@@ -145,3 +145,25 @@ def mark_deleted(session: Session, kind: str, entity_id: str) -> Any:
         entity.status = "DELETED"
         entity.last_updated_at = now()
     return entity
+
+
+def register_rename(operation_name: str, kind: str, name_member: str) -> None:
+    """Register an Update* operation that changes only the object's name (spec 4.5)."""
+
+    def run(app: EmrML, request: Request) -> Response:
+        with app.sessions() as session, session.begin():
+            rename(session, kind, request[ID_MEMBER[kind]], request[name_member])
+        return {ID_MEMBER[kind]: request[ID_MEMBER[kind]]}
+
+    operation(operation_name)(run)
+
+
+def register_delete(operation_name: str, kind: str) -> None:
+    """Register a Delete* operation: the object is marked DELETED and stays visible to Get (spec 4.5)."""
+
+    def run(app: EmrML, request: Request) -> Response:
+        with app.sessions() as session, session.begin():
+            mark_deleted(session, kind, request[ID_MEMBER[kind]])
+        return {ID_MEMBER[kind]: request[ID_MEMBER[kind]]}
+
+    operation(operation_name)(run)

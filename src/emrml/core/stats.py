@@ -752,7 +752,9 @@ def normalized_tokens(column: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.
     """
     words = pc.utf8_split_whitespace(pc.utf8_lower(_as_strings(column)))
     rows = np.asarray(pc.list_parent_indices(words).to_numpy(zero_copy_only=False), dtype=np.int64)
-    tokens = pc.utf8_trim(pc.list_flatten(words), characters=TOKEN_PUNCTUATION)
+    # pyarrow 26's utf8_split_whitespace can leave a trailing space on the last token of a non-ASCII
+    # string, so whitespace is trimmed as well as punctuation.
+    tokens = pc.utf8_trim(pc.utf8_trim_whitespace(pc.list_flatten(words)), characters=TOKEN_PUNCTUATION)
     keep = np.asarray(pc.not_equal(tokens, "").to_numpy(zero_copy_only=False), dtype=bool)
     if not keep.all():
         tokens, rows = tokens.filter(pa.array(keep)), rows[keep]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from emrml.cli import JOB_FAILED_EXIT_CODE, QUICKSTART_ID, app
+from emrml.cli import JOB_FAILED_EXIT_CODE, app
 from emrml.samples import bank_sample_schema, write_bank_sample
 
 SAMPLE_ROWS = 2_000
@@ -56,23 +55,6 @@ def error_line(result: Result) -> str:
     assert lines[0].startswith("error: ")
     assert "Traceback" not in result.output
     return lines[0]
-
-
-def test_quickstart_creates_the_sample_datasource_and_is_idempotent(home: Path, runner: CliRunner) -> None:
-    first = run(runner, "quickstart")
-    sample = home / "samples" / "bank-sample.csv"
-    reference = write_bank_sample(home.parent / "reference.csv", 5_000)
-    assert hashlib.sha256(sample.read_bytes()).digest() == hashlib.sha256(reference.read_bytes()).digest()
-    for text in (QUICKSTART_ID, "COMPLETED", "5,000 total", "NUMERIC attributes", "TEXT attributes", "notes"):
-        assert text in first.stdout
-    before = run_json(runner, "datasource", "show", QUICKSTART_ID)["GetDataSource"]
-
-    again = run_json(runner, "quickstart")
-    assert again["GetDataSource"]["CreatedAt"] == before["CreatedAt"]
-    assert again["GetDataSource"]["Status"] == "COMPLETED"
-    assert again["GetDataSourceStatistics"]["TotalRecordCount"] == 5_000
-    listed = run_json(runner, "datasource", "list")["Results"]
-    assert [item["DataSourceId"] for item in listed] == [QUICKSTART_ID]
 
 
 def test_create_with_schema_file_on_the_bank_dataset(

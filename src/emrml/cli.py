@@ -1,9 +1,9 @@
 """The ``emrml`` command line: a thin layer over ``EmrML.call`` that renders results with rich.
 
-Every command builds an Amazon ML request, calls the service and prints either rich tables
-(``--output table``, the default) or the operations' raw JSON output (``--output json``, for scripts).
-Errors are one line on stderr, ``error: <ErrorType>: <message>``, and the exit code tells scripts what
-happened (see ``EXIT_CODES_HELP``).
+Every command builds an Amazon ML request, calls the service and prints either rich tables and charts
+(``--output table``, the default; drawn by ``emrml.cli_render``) or the operations' raw JSON output
+(``--output json``, for scripts). Errors are one line on stderr, ``error: <ErrorType>: <message>``, and the
+exit code tells scripts what happened (see ``EXIT_CODES_HELP``).
 """
 
 from __future__ import annotations
@@ -12,14 +12,12 @@ import functools
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
-from rich import box
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.progress import (
     BarColumn,
     Progress,
@@ -28,26 +26,33 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.table import Table
 
+from emrml import cli_render as render
 from emrml.config import Settings
 from emrml.core.schema import parse_schema
 from emrml.errors import AmazonMLError, InvalidInputException
+from emrml.library import absolute_location
 from emrml.samples import bank_sample_schema, write_bank_sample
-from emrml.storage import locations
 
 if TYPE_CHECKING:
     from emrml.service.app import EmrML
 
 #: Exit code when the request was accepted but its job ended FAILED (or the object is DELETED): the
-#: same as for invalid input, since a failed datasource means its data or schema cannot be used.
+#: same as for invalid input, since a failed job means its data, schema or recipe cannot be used.
 JOB_FAILED_EXIT_CODE = InvalidInputException.exit_code
 EXIT_CODES_HELP = (
-    "Exit codes: 0 success, 1 internal error, 2 invalid input (including a datasource that ended FAILED), "
+    "Exit codes: 0 success, 1 internal error, 2 invalid input (including an object whose job ended FAILED), "
     "3 object not found, 4 idempotency mismatch, 5 limit exceeded."
 )
 QUICKSTART_ID = "ds-quickstart-bank"
+QUICKSTART_TRAIN_ID = "ds-quickstart-train"
+QUICKSTART_EVAL_ID = "ds-quickstart-eval"
+QUICKSTART_MODEL_ID = "ml-quickstart-bank"
+QUICKSTART_EVALUATION_ID = "ev-quickstart-bank"
 QUICKSTART_ROWS = 5_000
+#: The quickstart's random split: this seed, the first QUICKSTART_TRAIN_PERCENT % to train on.
+QUICKSTART_SEED = "emrml-quickstart"
+QUICKSTART_TRAIN_PERCENT = 70
 #: Largest page the Describe* operations return.
 PAGE_LIMIT = 100
 
@@ -75,6 +80,12 @@ class ResourceType(StrEnum):
     MLModel = "MLModel"
     Evaluation = "Evaluation"
     BatchPrediction = "BatchPrediction"
+
+
+class ModelType(StrEnum):
+    BINARY = "BINARY"
+    MULTICLASS = "MULTICLASS"
+    REGRESSION = "REGRESSION"
 
 
 @dataclass
@@ -113,8 +124,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 datasource_app = typer.Typer(help="Create, list, show, rename and delete datasources.", no_args_is_help=True)
+model_app = typer.Typer(help="Train, list, show, update and delete ML models.", no_args_is_help=True)
+evaluation_app = typer.Typer(
+    help="Evaluate models on held-out data; list, show, rename and delete evaluations.", no_args_is_help=True
+)
 tags_app = typer.Typer(help="Add, list and delete tags of an object.", no_args_is_help=True)
 app.add_typer(datasource_app, name="datasource")
+app.add_typer(model_app, name="model")
+app.add_typer(evaluation_app, name="evaluation")
 app.add_typer(tags_app, name="tags")
 
 P = ParamSpec("P")
@@ -190,7 +207,7 @@ def datasource_create(
 ) -> None:
     """Create a datasource from a CSV file, wait for it (with a progress bar) and show it."""
     state = _state(ctx)
-    location = _data_location(data)
+    location = absolute_location(data, what="--data")
     if (schema is None) == (not infer_schema):
         raise InvalidInputException("give exactly one of --schema FILE and --infer-schema")
     if not infer_schema and (target or row_id):
@@ -209,15 +226,7 @@ def datasource_create(
         "ComputeStatistics": not no_statistics,
     }
     created = service.call("CreateDataSourceFromS3", _present(request))
-    if no_wait:
-        if state.json:
-            _print_json(created)
-        else:
-            state.console.print(
-                f"Accepted datasource {datasource_id}; `emrml datasource wait {datasource_id}` runs it."
-            )
-        return
-    _wait_and_show(state, datasource_id)
+    _created(state, "DataSource", datasource_id, created, no_wait)
 
 
 @datasource_app.command("wait")
@@ -226,7 +235,7 @@ def datasource_wait(
     ctx: typer.Context, datasource_id: str = typer.Argument(..., help="Datasource id.")
 ) -> None:
     """Run or await a datasource's job (e.g. after create --no-wait), then show it."""
-    _wait_and_show(_state(ctx), datasource_id)
+    _wait_and_show(_state(ctx), "DataSource", datasource_id)
 
 
 @datasource_app.command("list")
@@ -241,32 +250,10 @@ def datasource_list(
     limit: int | None = typer.Option(None, "--limit", min=1, help="Show at most this many."),
 ) -> None:
     """List datasources (all pages), oldest first."""
-    if status is not None and name_prefix is not None:
-        raise InvalidInputException("--status and --name-prefix cannot be combined: filter on one field")
-    request: dict[str, Any] = {"SortOrder": sort.value}
-    if status is not None:
-        request |= {"FilterVariable": "Status", "EQ": status.value}
-    if name_prefix is not None:
-        request |= {"FilterVariable": "Name", "Prefix": name_prefix}
-    state = _state(ctx)
-    results = _all_pages(state.service(), "DescribeDataSources", request, limit)
-    if state.json:
-        _print_json({"Results": results})
-        return
-    table = Table("Id", "Name", "Status", "Created", "Location", "Size", box=None, header_style="bold")
-    for item in results:
-        status_text = item.get("Status", "")
-        if "Progress" in item:
-            status_text += f" {item['Progress']:.0f}%"
-        table.add_row(
-            item.get("DataSourceId"),
-            item.get("Name", ""),
-            status_text,
-            _time(item.get("CreatedAt")),
-            item.get("DataLocationS3", ""),
-            _bytes(item.get("DataSizeInBytes")),
-        )
-    state.console.print(table if results else "No datasources.")
+    request = _list_request(
+        sort, {"--status": ("Status", "EQ", status), "--name-prefix": ("Name", "Prefix", name_prefix)}
+    )
+    _list(_state(ctx), "DescribeDataSources", request, limit, render.datasource_table, "No datasources.")
 
 
 @datasource_app.command("show")
@@ -275,8 +262,7 @@ def datasource_show(
     ctx: typer.Context, datasource_id: str = typer.Argument(..., help="Datasource id.")
 ) -> None:
     """Show a datasource: status, schema, record counts, invalid records and statistics."""
-    state = _state(ctx)
-    _show(state, _describe(state.service(), datasource_id))
+    _show(_state(ctx), "DataSource", datasource_id)
 
 
 @datasource_app.command("update")
@@ -287,12 +273,10 @@ def datasource_update(
     name: str = typer.Option(..., "--name", help="The new name."),
 ) -> None:
     """Rename a datasource."""
-    state = _state(ctx)
-    result = state.service().call("UpdateDataSource", {"DataSourceId": datasource_id, "DataSourceName": name})
-    if state.json:
-        _print_json(result)
-    else:
-        state.console.print(f"Renamed datasource {datasource_id} to {name!r}.")
+    request = {"DataSourceId": datasource_id, "DataSourceName": name}
+    _call_and_report(
+        _state(ctx), "UpdateDataSource", request, f"Renamed datasource {datasource_id} to {name!r}."
+    )
 
 
 @datasource_app.command("delete")
@@ -301,36 +285,319 @@ def datasource_delete(
     ctx: typer.Context, datasource_id: str = typer.Argument(..., help="Datasource id.")
 ) -> None:
     """Delete a datasource (its status becomes DELETED; the id stays reserved)."""
+    request = {"DataSourceId": datasource_id}
+    _call_and_report(_state(ctx), "DeleteDataSource", request, f"Deleted datasource {datasource_id}.")
+
+
+# ---------------------------------------------------------------------------------------------- model
+
+
+@model_app.command("create")
+@_reports_errors
+def model_create(
+    ctx: typer.Context,
+    model_id: str = typer.Option(..., "--id", help="Model id (letters, digits, - _ .)."),
+    model_type: ModelType = typer.Option(..., "--type", help="What the target is: 0/1, a class, a number."),
+    datasource_id: str = typer.Option(
+        ..., "--datasource", help="Training datasource id (created with statistics)."
+    ),
+    recipe: str | None = typer.Option(
+        None, "--recipe", help="Recipe JSON file, or the recipe JSON itself; default: the suggested recipe."
+    ),
+    params: list[str] | None = typer.Option(
+        None, "--param", help="Training parameter KEY=VALUE, repeatable, e.g. --param sgd.maxPasses=20."
+    ),
+    name: str | None = typer.Option(None, "--name", help="Model name."),
+    no_wait: bool = typer.Option(False, "--no-wait", help="Return once the request is accepted."),
+) -> None:
+    """Train a model on a datasource, wait for it (with a progress bar) and show it."""
     state = _state(ctx)
-    result = state.service().call("DeleteDataSource", {"DataSourceId": datasource_id})
+    parameters = _parse_parameters(params or [])
+    recipe_file = recipe if recipe is not None and not recipe.lstrip().startswith("{") else None
+    recipe_text = _read_recipe_file(recipe_file) if recipe_file is not None else recipe
+    request = {
+        "MLModelId": model_id,
+        "MLModelType": model_type.value,
+        "TrainingDataSourceId": datasource_id,
+        "MLModelName": name,
+        "Parameters": parameters or None,
+        "Recipe": recipe_text,
+    }
+    try:
+        created = state.service().call("CreateMLModel", _present(request))
+    except InvalidInputException as exc:
+        # The service speaks of "Recipe"; the user knows the file.
+        if recipe_file is not None and exc.message.startswith("Recipe"):
+            raise InvalidInputException(f"--recipe {recipe_file}: {exc.message}") from None
+        raise
+    _created(state, "MLModel", model_id, created, no_wait)
+
+
+@model_app.command("wait")
+@_reports_errors
+def model_wait(ctx: typer.Context, model_id: str = typer.Argument(..., help="Model id.")) -> None:
+    """Run or await a model's training (e.g. after create --no-wait), then show it."""
+    _wait_and_show(_state(ctx), "MLModel", model_id)
+
+
+@model_app.command("show")
+@_reports_errors
+def model_show(ctx: typer.Context, model_id: str = typer.Argument(..., help="Model id.")) -> None:
+    """Show a model: parameters, size, training time and losses, the recipe used and its top features."""
+    _show(_state(ctx), "MLModel", model_id)
+
+
+@model_app.command("list")
+@_reports_errors
+def model_list(
+    ctx: typer.Context,
+    status: Status | None = typer.Option(None, "--status", help="Only models with this status."),
+    model_type: ModelType | None = typer.Option(None, "--type", help="Only models of this type."),
+    sort: SortOrder = typer.Option(
+        SortOrder.asc, "--sort", help="Order by the filtered field (creation time without a filter)."
+    ),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Show at most this many."),
+) -> None:
+    """List models (all pages), oldest first."""
+    request = _list_request(
+        sort, {"--status": ("Status", "EQ", status), "--type": ("MLModelType", "EQ", model_type)}
+    )
+    _list(_state(ctx), "DescribeMLModels", request, limit, render.model_table, "No models.")
+
+
+@model_app.command("update")
+@_reports_errors
+def model_update(
+    ctx: typer.Context,
+    model_id: str = typer.Argument(..., help="Model id."),
+    name: str | None = typer.Option(None, "--name", help="The new name."),
+    score_threshold: float | None = typer.Option(
+        None, "--score-threshold", help="BINARY models: scores at or above it are predicted 1 (0 to 1)."
+    ),
+) -> None:
+    """Rename a model and/or change its score threshold."""
+    if name is None and score_threshold is None:
+        raise InvalidInputException("nothing to update: give --name, --score-threshold or both")
+    changes = []
+    if name is not None:
+        changes.append(f"name {name!r}")
+    if score_threshold is not None:
+        changes.append(f"score threshold {score_threshold}")
+    request = {"MLModelId": model_id, "MLModelName": name, "ScoreThreshold": score_threshold}
+    message = f"Updated model {model_id}: {', '.join(changes)}."
+    _call_and_report(_state(ctx), "UpdateMLModel", _present(request), message)
+
+
+@model_app.command("delete")
+@_reports_errors
+def model_delete(ctx: typer.Context, model_id: str = typer.Argument(..., help="Model id.")) -> None:
+    """Delete a model (its status becomes DELETED; the id stays reserved)."""
+    _call_and_report(_state(ctx), "DeleteMLModel", {"MLModelId": model_id}, f"Deleted model {model_id}.")
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+
+
+@evaluation_app.command("create")
+@_reports_errors
+def evaluation_create(
+    ctx: typer.Context,
+    evaluation_id: str = typer.Option(..., "--id", help="Evaluation id (letters, digits, - _ .)."),
+    model_id: str = typer.Option(..., "--model", help="The model to evaluate."),
+    datasource_id: str = typer.Option(
+        ..., "--datasource", help="Evaluation datasource id: data the model was not trained on."
+    ),
+    name: str | None = typer.Option(None, "--name", help="Evaluation name."),
+    no_wait: bool = typer.Option(False, "--no-wait", help="Return once the request is accepted."),
+) -> None:
+    """Evaluate a model on a datasource, wait for it (with a progress bar) and show the results."""
+    state = _state(ctx)
+    request = {
+        "EvaluationId": evaluation_id,
+        "MLModelId": model_id,
+        "EvaluationDataSourceId": datasource_id,
+        "EvaluationName": name,
+    }
+    created = state.service().call("CreateEvaluation", _present(request))
+    _created(state, "Evaluation", evaluation_id, created, no_wait)
+
+
+@evaluation_app.command("wait")
+@_reports_errors
+def evaluation_wait(
+    ctx: typer.Context, evaluation_id: str = typer.Argument(..., help="Evaluation id.")
+) -> None:
+    """Run or await an evaluation's job (e.g. after create --no-wait), then show it."""
+    _wait_and_show(_state(ctx), "Evaluation", evaluation_id)
+
+
+@evaluation_app.command("show")
+@_reports_errors
+def evaluation_show(
+    ctx: typer.Context,
+    evaluation_id: str = typer.Argument(..., help="Evaluation id."),
+    threshold: float | None = typer.Option(
+        None,
+        "--threshold",
+        min=0.0,
+        max=1.0,
+        help="BINARY: the cut-off to draw and tabulate (default: the model's score threshold).",
+    ),
+) -> None:
+    """Show an evaluation: the metric against its baseline, the charts of its model type, and alerts.
+
+    BINARY: the score histograms of actual 1s and 0s with the cut-off, and the trade-off table.
+    MULTICLASS: the confusion matrix with per-class F1. REGRESSION: the residual histogram.
+    """
+    state = _state(ctx)
+    described = _describe_evaluation(state.service(), evaluation_id)
+    model_type = described["GetEvaluationInsights"].get("MLModelType")
+    if threshold is not None and model_type != "BINARY":
+        raise InvalidInputException(
+            f"--threshold applies to BINARY models; {evaluation_id} evaluates a {model_type} model"
+        )
     if state.json:
-        _print_json(result)
+        _print_json(described)
     else:
-        state.console.print(f"Deleted datasource {datasource_id}.")
+        _print_sections(state, render.evaluation_view(described, state.console.width, threshold))
+
+
+@evaluation_app.command("list")
+@_reports_errors
+def evaluation_list(
+    ctx: typer.Context,
+    model_id: str | None = typer.Option(None, "--model", help="Only evaluations of this model."),
+    status: Status | None = typer.Option(None, "--status", help="Only evaluations with this status."),
+    sort: SortOrder = typer.Option(
+        SortOrder.asc, "--sort", help="Order by the filtered field (creation time without a filter)."
+    ),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Show at most this many."),
+) -> None:
+    """List evaluations (all pages) with their metric, oldest first."""
+    request = _list_request(
+        sort, {"--model": ("MLModelId", "EQ", model_id), "--status": ("Status", "EQ", status)}
+    )
+    _list(_state(ctx), "DescribeEvaluations", request, limit, render.evaluation_table, "No evaluations.")
+
+
+@evaluation_app.command("update")
+@_reports_errors
+def evaluation_update(
+    ctx: typer.Context,
+    evaluation_id: str = typer.Argument(..., help="Evaluation id."),
+    name: str = typer.Option(..., "--name", help="The new name."),
+) -> None:
+    """Rename an evaluation."""
+    request = {"EvaluationId": evaluation_id, "EvaluationName": name}
+    message = f"Renamed evaluation {evaluation_id} to {name!r}."
+    _call_and_report(_state(ctx), "UpdateEvaluation", request, message)
+
+
+@evaluation_app.command("delete")
+@_reports_errors
+def evaluation_delete(
+    ctx: typer.Context, evaluation_id: str = typer.Argument(..., help="Evaluation id.")
+) -> None:
+    """Delete an evaluation (its status becomes DELETED; the id stays reserved)."""
+    request = {"EvaluationId": evaluation_id}
+    _call_and_report(_state(ctx), "DeleteEvaluation", request, f"Deleted evaluation {evaluation_id}.")
+
+
+# ---------------------------------------------------------------------------------------------- quickstart
 
 
 @app.command("quickstart")
 @_reports_errors
 def quickstart(ctx: typer.Context) -> None:
-    """Write a 5,000-row bank-marketing sample and create datasource ds-quickstart-bank from it.
+    """Build a bank-marketing sample, train a BINARY model on a random 70 % and evaluate it on the rest.
 
-    Safe to run again: the sample is rewritten with identical bytes and the datasource is reused.
+    Writes a 5,000-row sample and creates the datasources ds-quickstart-bank (all rows, shown with its
+    statistics), ds-quickstart-train and ds-quickstart-eval (a random 70/30 split), the model
+    ml-quickstart-bank (suggested recipe) and the evaluation ev-quickstart-bank, which it shows. Safe to
+    run again: the sample is rewritten with identical bytes and every object is reused.
     """
     state = _state(ctx)
     service = state.service()
     sample = write_bank_sample(service.settings.home / "samples" / "bank-sample.csv", QUICKSTART_ROWS)
     if not state.json:
         state.console.print(f"Sample data: {sample} ({QUICKSTART_ROWS:,} rows)")
-    service.call(
-        "CreateDataSourceFromS3",
-        {
-            "DataSourceId": QUICKSTART_ID,
-            "DataSourceName": "Bank marketing sample",
-            "DataSpec": {"DataLocationS3": str(sample), "DataSchema": bank_sample_schema().to_json()},
-            "ComputeStatistics": True,
-        },
-    )
-    _wait_and_show(state, QUICKSTART_ID)
+    schema = bank_sample_schema().to_json()
+    outputs: dict[str, Any] = {}
+    try:
+        for datasource_id, name, rearrangement in (
+            (QUICKSTART_ID, "Bank marketing sample", None),
+            (
+                QUICKSTART_TRAIN_ID,
+                "Bank marketing sample, training 70 %",
+                _quickstart_split(complement=False),
+            ),
+            (
+                QUICKSTART_EVAL_ID,
+                "Bank marketing sample, evaluation 30 %",
+                _quickstart_split(complement=True),
+            ),
+        ):
+            spec = {"DataLocationS3": str(sample), "DataSchema": schema, "DataRearrangement": rearrangement}
+            request = {
+                "DataSourceId": datasource_id,
+                "DataSourceName": name,
+                "DataSpec": _present(spec),
+                "ComputeStatistics": True,
+            }
+            service.call("CreateDataSourceFromS3", request)
+            _quickstart_step(state, "DataSource", datasource_id, outputs, full=datasource_id == QUICKSTART_ID)
+        model_request = {
+            "MLModelId": QUICKSTART_MODEL_ID,
+            "MLModelType": "BINARY",
+            "TrainingDataSourceId": QUICKSTART_TRAIN_ID,
+            "MLModelName": "Bank marketing sample",
+        }
+        service.call("CreateMLModel", model_request)
+        _quickstart_step(state, "MLModel", QUICKSTART_MODEL_ID, outputs, full=False)
+        evaluation_request = {
+            "EvaluationId": QUICKSTART_EVALUATION_ID,
+            "MLModelId": QUICKSTART_MODEL_ID,
+            "EvaluationDataSourceId": QUICKSTART_EVAL_ID,
+            "EvaluationName": "Bank marketing sample, held-out 30 %",
+        }
+        service.call("CreateEvaluation", evaluation_request)
+        _quickstart_step(state, "Evaluation", QUICKSTART_EVALUATION_ID, outputs, full=True)
+    finally:
+        if state.json:
+            _print_json(outputs)
+    if not state.json:
+        state.console.print(
+            f"Next: `emrml model show {QUICKSTART_MODEL_ID}`, "
+            f"`emrml evaluation show {QUICKSTART_EVALUATION_ID} --threshold 0.3`."
+        )
+
+
+def _quickstart_split(*, complement: bool) -> str:
+    splitting: dict[str, Any] = {
+        "percentBegin": 0,
+        "percentEnd": QUICKSTART_TRAIN_PERCENT,
+        "strategy": "random",
+        "strategyParams": {"randomSeed": QUICKSTART_SEED},
+    }
+    if complement:
+        splitting["complement"] = True
+    return json.dumps({"splitting": splitting})
+
+
+def _quickstart_step(
+    state: _State, kind: str, entity_id: str, outputs: dict[str, Any], *, full: bool
+) -> None:
+    """Wait for one object; print its full view or a one-line summary; stop unless it COMPLETED."""
+    _wait(state, kind, entity_id)
+    described = _KINDS[kind].describe(state.service(), entity_id)
+    outputs[entity_id] = described
+    if not state.json:
+        if full:
+            _print_sections(state, _KINDS[kind].view(described, state.console.width))
+            state.console.print()
+        else:
+            state.console.print(_KINDS[kind].summary(described))
+    _require_completed(kind, entity_id, described)
 
 
 # ---------------------------------------------------------------------------------------------- tags
@@ -345,13 +612,9 @@ def tags_add(
     tags: list[str] = typer.Argument(..., help="KEY=VALUE pairs (KEY alone: a tag without value)."),
 ) -> None:
     """Add tags to an object; an existing key gets the new value."""
-    state = _state(ctx)
     request = {"ResourceId": resource_id, "ResourceType": resource_type.value, "Tags": _parse_tags(tags)}
-    result = state.service().call("AddTags", request)
-    if state.json:
-        _print_json(result)
-    else:
-        state.console.print(f"Tagged {resource_type.value} {resource_id} with {len(tags)} tag(s).")
+    message = f"Tagged {resource_type.value} {resource_id} with {len(tags)} tag(s)."
+    _call_and_report(_state(ctx), "AddTags", request, message)
 
 
 @tags_app.command("list")
@@ -369,10 +632,10 @@ def tags_list(
     if state.json:
         _print_json(result)
         return
-    table = Table("Key", "Value", box=None, header_style="bold")
-    for tag in result.get("Tags", []):
-        table.add_row(tag["Key"], tag.get("Value", ""))
-    state.console.print(table if result.get("Tags") else f"{resource_type.value} {resource_id} has no tags.")
+    tags = result.get("Tags", [])
+    state.console.print(
+        render.tags_table(tags) if tags else f"{resource_type.value} {resource_id} has no tags."
+    )
 
 
 @tags_app.command("delete")
@@ -384,32 +647,17 @@ def tags_delete(
     keys: list[str] = typer.Argument(..., help="Tag keys to remove (unknown keys are ignored)."),
 ) -> None:
     """Delete tags of an object by key."""
-    state = _state(ctx)
     request = {"ResourceId": resource_id, "ResourceType": resource_type.value, "TagKeys": keys}
-    result = state.service().call("DeleteTags", request)
-    if state.json:
-        _print_json(result)
-    else:
-        state.console.print(f"Removed {len(keys)} tag key(s) from {resource_type.value} {resource_id}.")
+    message = f"Removed {len(keys)} tag key(s) from {resource_type.value} {resource_id}."
+    _call_and_report(_state(ctx), "DeleteTags", request, message)
 
 
-# ---------------------------------------------------------------------------------------------- helpers
+# ---------------------------------------------------------------------------------------------- requests
 
 
 def _present(members: Mapping[str, Any]) -> dict[str, Any]:
     """The members that have a value: absent and None mean different things to the API."""
     return {key: value for key, value in members.items() if value is not None}
-
-
-def _data_location(data: str) -> str:
-    """A URI unchanged, or an absolute local path: it is stored and read later from other folders.
-
-    Checked here so that a typo does not leave a FAILED datasource holding the id.
-    """
-    location = data if "://" in data else str(Path(data).expanduser().resolve())
-    if not locations.exists(location):
-        raise InvalidInputException(f"--data {data}: no such file or folder")
-    return location
 
 
 def _read_schema_file(path: Path, settings: Settings) -> str:
@@ -422,12 +670,46 @@ def _read_schema_file(path: Path, settings: Settings) -> str:
     return text
 
 
+def _read_recipe_file(path: str) -> str:
+    """A ``--recipe`` file's text; the service checks it against the training schema."""
+    try:
+        return Path(path).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInputException(f"--recipe {path}: cannot read the file ({exc})") from None
+
+
+def _parse_parameters(pairs: Iterable[str]) -> dict[str, str]:
+    """``--param KEY=VALUE`` options as the CreateMLModel ``Parameters`` map (string values)."""
+    parameters: dict[str, str] = {}
+    for pair in pairs:
+        key, separator, value = (part.strip() for part in pair.partition("="))
+        if not separator or not key or not value:
+            raise InvalidInputException(f"--param {pair!r}: expected KEY=VALUE, e.g. sgd.maxPasses=10")
+        if key in parameters:
+            raise InvalidInputException(f"--param {key} is given twice")
+        parameters[key] = value
+    return parameters
+
+
 def _parse_tags(pairs: Iterable[str]) -> list[dict[str, str]]:
     tags = []
     for pair in pairs:
         key, separator, value = pair.partition("=")
         tags.append({"Key": key, "Value": value} if separator else {"Key": key})
     return tags
+
+
+def _list_request(sort: SortOrder, filters: Mapping[str, tuple[str, str, str | None]]) -> dict[str, Any]:
+    """A Describe* request from the list options: ``filters`` maps an option to (FilterVariable,
+    comparator, value or None). The API filters on one variable, so at most one option may be given."""
+    given = [(option, spec) for option, spec in filters.items() if spec[2] is not None]
+    if len(given) > 1:
+        options = " and ".join(option for option, _ in given)
+        raise InvalidInputException(f"{options} cannot be combined: filter on one field")
+    request: dict[str, Any] = {"SortOrder": sort.value}
+    for _, (variable, comparator, value) in given:
+        request |= {"FilterVariable": variable, comparator: str(value)}
+    return request
 
 
 def _all_pages(service: EmrML, operation: str, request: dict[str, Any], limit: int | None) -> list[Any]:
@@ -444,9 +726,71 @@ def _all_pages(service: EmrML, operation: str, request: dict[str, Any], limit: i
     return results if limit is None else results[:limit]
 
 
-def _wait_and_show(state: _State, datasource_id: str) -> None:
-    """Wait for the datasource's job with a progress bar, show it, and fail unless it COMPLETED."""
-    service = state.service()
+# ---------------------------------------------------------------------------------------------- objects
+
+
+def _describe_datasource(service: EmrML, datasource_id: str) -> dict[str, Any]:
+    return {
+        "GetDataSource": service.call("GetDataSource", {"DataSourceId": datasource_id, "Verbose": True}),
+        "GetDataSourceStatistics": service.call("GetDataSourceStatistics", {"DataSourceId": datasource_id}),
+    }
+
+
+def _describe_model(service: EmrML, model_id: str) -> dict[str, Any]:
+    return {
+        "GetMLModel": service.call("GetMLModel", {"MLModelId": model_id, "Verbose": True}),
+        "GetMLModelInsights": service.call("GetMLModelInsights", {"MLModelId": model_id}),
+    }
+
+
+def _describe_evaluation(service: EmrML, evaluation_id: str) -> dict[str, Any]:
+    return {
+        "GetEvaluation": service.call("GetEvaluation", {"EvaluationId": evaluation_id}),
+        "GetEvaluationInsights": service.call("GetEvaluationInsights", {"EvaluationId": evaluation_id}),
+    }
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """How the CLI fetches and draws one kind of object."""
+
+    label: str  # in messages and as the command group: "model"
+    #: The raw outputs ``show`` renders, keyed by operation name (also the JSON output).
+    describe: Callable[[EmrML, str], dict[str, Any]]
+    view: Callable[[dict[str, Any], int], list[RenderableType]]
+    summary: Callable[[dict[str, Any]], str]
+
+
+_KINDS = {
+    "DataSource": _Kind(
+        "datasource",
+        _describe_datasource,
+        lambda described, _width: render.datasource_view(described),
+        render.datasource_summary,
+    ),
+    "MLModel": _Kind(
+        "model", _describe_model, lambda described, _width: render.model_view(described), render.model_summary
+    ),
+    "Evaluation": _Kind(
+        "evaluation", _describe_evaluation, render.evaluation_view, render.evaluation_summary
+    ),
+}
+
+
+def _created(state: _State, kind: str, entity_id: str, created: dict[str, Any], no_wait: bool) -> None:
+    """After a Create*: report the accepted request (``--no-wait``) or wait for the job and show it."""
+    if not no_wait:
+        _wait_and_show(state, kind, entity_id)
+    elif state.json:
+        _print_json(created)
+    else:
+        label = _KINDS[kind].label
+        state.console.print(f"Accepted {label} {entity_id}; `emrml {label} wait {entity_id}` runs it.")
+
+
+def _wait(state: _State, kind: str, entity_id: str) -> None:
+    """Run or await the object's job (and the jobs it depends on) with a progress bar on stderr."""
+    label = f"{_KINDS[kind].label} {entity_id}"
     progress = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}", markup=False),
@@ -458,305 +802,71 @@ def _wait_and_show(state: _State, datasource_id: str) -> None:
         disable=state.json,
     )
     with progress:
-        task = progress.add_task(f"datasource {datasource_id}", total=1.0)
+        task = progress.add_task(label, total=1.0)
 
         def report(fraction: float, message: str | None) -> None:
-            progress.update(task, completed=fraction, description=message or f"datasource {datasource_id}")
+            progress.update(task, completed=fraction, description=f"{label}: {message}" if message else label)
 
-        service.wait("DataSource", datasource_id, progress=report)
-    described = _describe(service, datasource_id)
-    _show(state, described)
-    source = described["GetDataSource"]
-    if source.get("Status") != "COMPLETED":
-        detail = f": {source['Message']}" if source.get("Message") else ""
-        raise _fail(f"datasource {datasource_id} is {source.get('Status')}{detail}", JOB_FAILED_EXIT_CODE)
+        state.service().wait(kind, entity_id, progress=report)
 
 
-def _describe(service: EmrML, datasource_id: str) -> dict[str, Any]:
-    """The two raw outputs ``show`` renders, keyed by operation name (also its JSON output)."""
-    return {
-        "GetDataSource": service.call("GetDataSource", {"DataSourceId": datasource_id, "Verbose": True}),
-        "GetDataSourceStatistics": service.call("GetDataSourceStatistics", {"DataSourceId": datasource_id}),
-    }
+def _wait_and_show(state: _State, kind: str, entity_id: str) -> None:
+    """Wait for the object's job, show the object, and fail unless it COMPLETED."""
+    _wait(state, kind, entity_id)
+    described = _KINDS[kind].describe(state.service(), entity_id)
+    _print_view(state, kind, described)
+    _require_completed(kind, entity_id, described)
+
+
+def _require_completed(kind: str, entity_id: str, described: dict[str, Any]) -> None:
+    entity = described[f"Get{kind}"]
+    if entity.get("Status") != "COMPLETED":
+        detail = f": {entity['Message']}" if entity.get("Message") else ""
+        message = f"{_KINDS[kind].label} {entity_id} is {entity.get('Status')}{detail}"
+        raise _fail(message, JOB_FAILED_EXIT_CODE)
+
+
+def _show(state: _State, kind: str, entity_id: str) -> None:
+    _print_view(state, kind, _KINDS[kind].describe(state.service(), entity_id))
+
+
+def _print_view(state: _State, kind: str, described: dict[str, Any]) -> None:
+    if state.json:
+        _print_json(described)
+    else:
+        _print_sections(state, _KINDS[kind].view(described, state.console.width))
+
+
+def _list(
+    state: _State,
+    operation: str,
+    request: dict[str, Any],
+    limit: int | None,
+    table: Callable[[list[dict[str, Any]]], RenderableType],
+    empty: str,
+) -> None:
+    results = _all_pages(state.service(), operation, request, limit)
+    if state.json:
+        _print_json({"Results": results})
+    else:
+        state.console.print(table(results) if results else empty)
+
+
+def _call_and_report(state: _State, operation: str, request: dict[str, Any], message: str) -> None:
+    """Call an operation that changes an object; print its output (json) or ``message``."""
+    result = state.service().call(operation, request)
+    if state.json:
+        _print_json(result)
+    else:
+        state.console.print(message)
+
+
+def _print_sections(state: _State, sections: list[RenderableType]) -> None:
+    for position, section in enumerate(sections):
+        if position:
+            state.console.print()
+        state.console.print(section)
 
 
 def _print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2))
-
-
-# ---------------------------------------------------------------------------------------------- rendering
-
-
-def _time(epoch: float | None) -> str:
-    return "" if epoch is None else datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _bytes(size: int | None) -> str:
-    if size is None:
-        return ""
-    value, unit = float(size), "B"
-    for larger in ("KB", "MB", "GB"):
-        if value < 1000:
-            break
-        value, unit = value / 1000, larger
-    return f"{size:,} B" if unit == "B" else f"{value:,.1f} {unit}"
-
-
-def _number(value: Any, digits: int = 4) -> str:
-    """Counts with thousands separators, other numbers with ``digits`` significant digits."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) < 1e15):
-        return f"{int(value):,}"
-    if isinstance(value, float):
-        return f"{value:,.{digits}g}" if abs(value) < 10**digits else f"{value:,.0f}"
-    return str(value)
-
-
-def _sparkline(counts: list[int], width: int = 10) -> str:
-    """Counts of a histogram as one line of block characters, merged down to at most ``width`` bins."""
-    if not counts:
-        return ""
-    group = -(-len(counts) // width)
-    merged = [sum(counts[i : i + group]) for i in range(0, len(counts), group)]
-    top = max(merged) or 1
-    return "".join(" ▁▂▃▄▅▆▇█"[round(8 * c / top)] for c in merged)
-
-
-def _key_values(title: str, rows: Iterable[tuple[str, Any]]) -> Table:
-    """A two-column table of the rows that have a value."""
-    table = Table(
-        title=title,
-        title_justify="left",
-        show_header=False,
-        box=None,
-        title_style="bold",
-        min_width=len(title),
-    )
-    table.add_column(style="dim", no_wrap=True)
-    table.add_column(overflow="fold")
-    for key, value in rows:
-        if value not in (None, ""):
-            table.add_row(key, value if isinstance(value, str) else _number(value))
-    return table
-
-
-def _table(title: str, *columns: str, right: Iterable[str] = ()) -> Table:
-    """A table with a left-aligned bold title. The first column and the ``right`` (numeric) columns, which
-    are right-aligned, never wrap."""
-    table = Table(
-        title=title,
-        title_justify="left",
-        title_style="bold",
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
-        padding=(0, 1, 0, 0),
-        min_width=len(title),
-    )
-    aligned = set(right)
-    for position, column in enumerate(columns):
-        numeric = column in aligned
-        table.add_column(column, justify="right" if numeric else "left", no_wrap=numeric or position == 0)
-    return table
-
-
-def _show(state: _State, described: dict[str, Any]) -> None:
-    if state.json:
-        _print_json(described)
-        return
-    source = described["GetDataSource"]
-    stats = described["GetDataSourceStatistics"]
-    sections = [_overview(source, stats)]
-    if source.get("DataSourceSchema"):
-        sections.append(_schema_table(source["DataSourceSchema"]))
-    if stats.get("InvalidRecordExamples"):
-        sections.append(
-            _invalid_records_table(stats["InvalidRecordExamples"], stats.get("InvalidRecordCount"))
-        )
-    sections += _statistics_tables(stats.get("Statistics") or {})
-    for section in sections:
-        state.console.print(section)
-        state.console.print()
-    if stats.get("Statistics"):
-        state.console.print('MI: mutual information with the target, Amazon ML\'s "correlation to target".')
-
-
-def _overview(source: dict[str, Any], stats: dict[str, Any]) -> Table:
-    status = source.get("Status", "")
-    if "Progress" in source:
-        status += f" ({source['Progress']:.0f}%)"
-    records = None
-    if "TotalRecordCount" in stats:
-        records = f"{stats['TotalRecordCount']:,} total, {stats.get('InvalidRecordCount', 0):,} invalid"
-    return _key_values(
-        f"Datasource {source.get('DataSourceId')}",
-        [
-            ("Name", source.get("Name")),
-            ("Status", status),
-            ("Message", source.get("Message")),
-            ("Location", source.get("DataLocationS3")),
-            ("Rearrangement", source.get("DataRearrangement")),
-            ("Records", records),
-            ("Size", _bytes(source.get("DataSizeInBytes"))),
-            ("Files", source.get("NumberOfFiles")),
-            ("Statistics", "computed" if source.get("ComputeStatistics") else "not computed"),
-            ("Created", _time(source.get("CreatedAt"))),
-            ("Started", _time(source.get("StartedAt"))),
-            ("Finished", _time(source.get("FinishedAt"))),
-            ("Compute time", f"{source['ComputeTime']:,} ms" if "ComputeTime" in source else None),
-        ],
-    )
-
-
-def _schema_table(schema_json: str) -> Table:
-    schema = json.loads(schema_json)
-    roles = {
-        schema.get("targetAttributeName"): "target",
-        schema.get("rowId"): "row id",
-        schema.get("rowWeight"): "row weight",
-    } | dict.fromkeys(schema.get("excludedAttributeNames") or [], "excluded")
-    header = "with header row" if schema.get("dataFileContainsHeader") else "no header row"
-    table = _table(f"Schema ({header})", "#", "Attribute", "Type", "Role", right=["#"])
-    for position, attribute in enumerate(schema.get("attributes", []), start=1):
-        name = attribute.get("attributeName", "")
-        table.add_row(str(position), name, attribute.get("attributeType", ""), roles.get(name, ""))
-    return table
-
-
-def _invalid_records_table(examples: list[dict[str, Any]], count: int | None) -> Table:
-    title = f"Invalid records ({_number(count)}; first {len(examples)} shown)"
-    table = _table(title, "File", "Line", "Offset", "Reason", right=["Line", "Offset"])
-    for example in examples:
-        table.add_row(
-            str(example.get("File", "")),
-            _number(example.get("Line")),
-            _number(example.get("Offset")),
-            str(example.get("Reason", "")),
-        )
-    return table
-
-
-def _statistics_tables(statistics: dict[str, Any]) -> list[Table]:
-    if not statistics:
-        return []
-    type_counts = statistics.get("attributeTypeCounts") or {}
-    tables = [
-        _key_values(
-            "Data insights",
-            [("Records", statistics.get("recordCount"))]
-            + [(f"{kind} attributes", count) for kind, count in type_counts.items()],
-        )
-    ]
-    if statistics.get("target"):
-        tables.append(_target_table(statistics["target"]))
-    by_type: dict[str, list[dict[str, Any]]] = {}
-    for attribute in statistics.get("attributes", []):
-        by_type.setdefault(attribute.get("type", ""), []).append(attribute)
-    for kind, render in _ATTRIBUTE_TABLES.items():
-        if by_type.get(kind):
-            tables.append(render(by_type[kind]))
-    return tables
-
-
-def _target_table(target: dict[str, Any]) -> Table:
-    """Counts per value for a BINARY or CATEGORICAL target, the summary numbers for a NUMERIC one."""
-    distribution = target.get("distribution") or target
-    title = f"Target distribution: {target.get('name', '')} ({target.get('type', '')})"
-    counts = distribution.get("counts")
-    if isinstance(counts, dict):
-        counts = [{"value": value, "count": count} for value, count in counts.items()]
-    counts = counts or distribution.get("topValues")
-    if isinstance(counts, list):
-        total = sum(item.get("count", 0) for item in counts) or 1
-        table = _table(title, "Value", "Count", "Share", right=["Count", "Share"])
-        for item in counts:
-            count = item.get("count", 0)
-            table.add_row(str(item.get("value")), _number(count), f"{100 * count / total:.1f} %")
-        return table
-    scalars = [(key, value) for key, value in distribution.items() if not isinstance(value, dict | list)]
-    return _key_values(title, scalars)
-
-
-def _name(attribute: dict[str, Any]) -> str:
-    role = attribute.get("role")
-    suffix = f" ({role})" if role and role != "input" else ""
-    return attribute.get("name", "") + suffix
-
-
-def _numeric_table(attributes: list[dict[str, Any]]) -> Table:
-    # Narrow columns so the table fits 80 characters; the JSON output has every statistic.
-    numbers = ["Miss/inv", "Min", "Median", "Mean", "Max", "MI", "Histogram"]
-    table = _table("NUMERIC attributes", "Attribute", *numbers, right=numbers)
-    for a in attributes:
-        table.add_row(
-            _name(a),
-            f"{_number(a.get('missingCount'))}/{_number(a.get('invalidCount'))}",
-            *(_number(a.get(key)) for key in ("min", "median", "mean", "max")),
-            _number(a.get("targetCorrelation"), 2),
-            _sparkline((a.get("histogram") or {}).get("counts") or []),
-        )
-    return table
-
-
-def _binary_table(attributes: list[dict[str, Any]]) -> Table:
-    numbers = ["0", "1", "% true", "Invalid", "MI"]
-    table = _table("BINARY attributes", "Attribute", *numbers, right=numbers)
-    for a in attributes:
-        counts = a.get("counts") or {}
-        table.add_row(
-            _name(a),
-            _number(counts.get("0")),
-            _number(counts.get("1")),
-            _number(a.get("percentTrue")),
-            _number(a.get("invalidCount")),
-            _number(a.get("targetCorrelation"), 2),
-        )
-    return table
-
-
-def _categorical_table(attributes: list[dict[str, Any]]) -> Table:
-    numbers = ["Distinct", "MI"]
-    table = _table(
-        "CATEGORICAL attributes",
-        "Attribute",
-        *numbers,
-        "Most frequent values",
-        right=numbers,
-    )
-    for a in attributes:
-        top = (a.get("topValues") or [])[:4]
-        table.add_row(
-            _name(a),
-            _number(a.get("distinctCount")),
-            _number(a.get("targetCorrelation"), 2),
-            ", ".join(f"{v.get('value')} ({_number(v.get('count'))})" for v in top),
-        )
-    return table
-
-
-def _text_table(attributes: list[dict[str, Any]]) -> Table:
-    numbers = ["Words", "Unique", "Per row", "MI"]
-    table = _table("TEXT attributes", "Attribute", *numbers, "Prominent words", right=numbers)
-    for a in attributes:
-        per_row = a.get("wordsPerRow") or {}
-        span = "–".join(_number(per_row.get(key)) for key in ("min", "max")) if per_row else ""
-        words = [w.get("word", "") if isinstance(w, dict) else str(w) for w in a.get("prominentWords") or []]
-        table.add_row(
-            _name(a),
-            _number(a.get("totalWords")),
-            _number(a.get("uniqueWords")),
-            span,
-            _number(a.get("targetCorrelation"), 2),
-            ", ".join(words[:6]),
-        )
-    return table
-
-
-_ATTRIBUTE_TABLES: dict[str, Callable[[list[dict[str, Any]]], Table]] = {
-    "NUMERIC": _numeric_table,
-    "BINARY": _binary_table,
-    "CATEGORICAL": _categorical_table,
-    "TEXT": _text_table,
-}

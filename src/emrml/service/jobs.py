@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -154,6 +155,28 @@ def _describe_exit(exitcode: int | None) -> str:
     return f"exit code {exitcode}"
 
 
+_MAIN_LOCK = threading.Lock()
+
+
+def _start_without_main(process: multiprocessing.process.BaseProcess) -> None:
+    """Start a worker without making it re-run the caller's ``__main__`` script.
+
+    multiprocessing re-imports the parent's main script in every forkserver child, so a user script that
+    calls emrml at top level (no ``if __name__ == "__main__"`` guard) would run again inside each worker.
+    Workers need nothing from ``__main__``; hiding its file while the start request is built avoids that.
+    """
+    main = sys.modules["__main__"]
+    with _MAIN_LOCK:
+        saved = {name: main.__dict__[name] for name in ("__file__", "__spec__") if name in main.__dict__}
+        main.__dict__.pop("__file__", None)
+        main.__spec__ = None
+        try:
+            process.start()
+        finally:
+            main.__dict__.pop("__spec__", None)
+            main.__dict__.update(saved)
+
+
 class JobRunner:
     """Claims queued jobs and runs each in a worker process; recovers jobs whose worker died."""
 
@@ -235,7 +258,7 @@ class JobRunner:
                 name=f"emrml-{kind}-{entity_id}",
                 daemon=False,
             )
-            process.start()
+            _start_without_main(process)
             while process.is_alive():
                 process.join(0.2)
                 if progress is not None:

@@ -1,0 +1,315 @@
+"""emrml from Python: datasources, models and evaluations as small handles, for notebooks and scripts.
+
+::
+
+    import emrml
+
+    client = emrml.Client()  # ~/.emrml, or EMRML_HOME
+    split = {"percentBegin": 0, "percentEnd": 70, "strategy": "random", "strategyParams": {"randomSeed": "k"}}
+    train = client.datasource("bank.csv", schema="bank.csv.schema", split=split)
+    test = client.datasource("bank.csv", schema="bank.csv.schema", split=split, complement=True)
+    model = client.train(train, "BINARY", parameters={"sgd.maxPasses": 20})
+    evaluation = model.evaluate(test)
+    evaluation.metric  # BinaryAUC as a float
+
+Every call goes through the same Amazon ML operations as the CLI and the HTTP API (``EmrML.call``); the
+creating calls wait until the job has ended. Service errors are raised as they are (``emrml.errors``:
+``InvalidInputException``, ``ResourceNotFoundException``, ...); a job that ends FAILED raises ``JobFailed``
+with the object's ``Message``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from emrml.config import Settings
+from emrml.errors import InvalidInputException
+from emrml.storage import locations
+
+if TYPE_CHECKING:
+    from emrml.service.app import EmrML
+
+#: A data schema argument: a schema file, the schema as a dict, or None to infer one from the data.
+SchemaArgument = str | Path | dict[str, Any] | None
+#: A recipe argument: recipe JSON text, a recipe file, the recipe as a dict, or None for the suggested one.
+RecipeArgument = str | Path | dict[str, Any] | None
+
+
+class JobFailed(InvalidInputException):
+    """An object's job ended FAILED (or the object was deleted while waiting); the message says why."""
+
+
+def absolute_location(data: str | Path, *, what: str = "data") -> str:
+    """A URI unchanged, or a local path made absolute (jobs read it from other folders).
+
+    Raises ``InvalidInputException`` naming ``what`` when nothing is there, before any object is created.
+    """
+    text = str(data)
+    location = text if "://" in text else str(Path(text).expanduser().resolve())
+    if not locations.exists(location):
+        raise InvalidInputException(f"{what} {text}: no such file or folder")
+    return location
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+class Client:
+    """One emrml installation: its home folder and metastore.
+
+    ``home``: the emrml home folder; default ``EMRML_HOME`` or ``~/.emrml``. Other settings come from the
+    environment and ``emrml.toml`` as for the CLI. ``client.service`` is the underlying ``EmrML`` for any
+    other operation (``client.service.call("DescribeMLModels", {...})``). Close the client (or use it as a
+    context manager) to release the metastore connections.
+    """
+
+    def __init__(self, home: str | Path | None = None) -> None:
+        # Imported here so that ``import emrml`` stays light for the worker processes.
+        from emrml.service.app import EmrML
+
+        self.service: EmrML = EmrML(Settings.load(home=home))
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.service.close()
+
+    def __repr__(self) -> str:
+        return f"Client(home={str(self.service.settings.home)!r})"
+
+    def datasource(
+        self,
+        data: str | Path,
+        schema: SchemaArgument = None,
+        *,
+        target: str | None = None,
+        split: dict[str, Any] | None = None,
+        complement: bool = False,
+        id: str | None = None,
+        name: str | None = None,
+        statistics: bool = True,
+    ) -> DataSource:
+        """Create a datasource over a CSV file (or every file of a folder) and wait until it is built.
+
+        ``data``: a local path or an ``s3://`` URI. ``schema``: a schema file, the schema JSON as a dict,
+        or None (default) to infer one from the data. ``target``: the target attribute; with a given schema
+        it replaces the schema's ``targetAttributeName``. ``split``: the members of a DataRearrangement
+        ``splitting`` (e.g. ``{"percentBegin": 0, "percentEnd": 70, "strategy": "random",
+        "strategyParams": {"randomSeed": "k"}}``), or None (default) for every record; ``complement=True``
+        takes the records the split leaves out. ``id``: default ``"ds-"`` and 12 random hex digits.
+        ``statistics``: compute statistics (default True; a training datasource needs them).
+        """
+        if complement and split is None:
+            raise InvalidInputException("complement=True needs a split: the complement of what?")
+        location = absolute_location(data)
+        datasource_id = id or _new_id("ds")
+        spec: dict[str, Any] = {
+            "DataLocationS3": location,
+            "DataSchema": self._schema_text(location, schema, target),
+        }
+        if split is not None:
+            spec["DataRearrangement"] = json.dumps({"splitting": {**split, "complement": complement}})
+        request: dict[str, Any] = {
+            "DataSourceId": datasource_id,
+            "DataSpec": spec,
+            "ComputeStatistics": statistics,
+        }
+        if name is not None:
+            request["DataSourceName"] = name
+        self.service.call("CreateDataSourceFromS3", request)
+        self._wait("DataSource", datasource_id)
+        return DataSource(self, datasource_id)
+
+    def train(
+        self,
+        datasource: DataSource | str,
+        model_type: str,
+        *,
+        recipe: RecipeArgument = None,
+        parameters: dict[str, Any] | None = None,
+        id: str | None = None,
+        name: str | None = None,
+    ) -> Model:
+        """Train a model on a datasource (a handle or an id) and wait until it is trained.
+
+        ``model_type``: ``"BINARY"``, ``"MULTICLASS"`` or ``"REGRESSION"``. ``recipe``: recipe JSON text, a
+        ``Path`` to a recipe file, a dict, or None (default) for the suggested recipe. ``parameters``: the
+        training parameters, e.g. ``{"sgd.maxPasses": 20, "sgd.shuffleType": "auto"}`` (values are sent as
+        strings); default: the service's defaults. ``id``: default ``"ml-"`` and 12 random hex digits.
+        """
+        model_id = id or _new_id("ml")
+        request: dict[str, Any] = {
+            "MLModelId": model_id,
+            "MLModelType": model_type,
+            "TrainingDataSourceId": _id_of(datasource),
+        }
+        if name is not None:
+            request["MLModelName"] = name
+        if parameters:
+            request["Parameters"] = {key: str(value) for key, value in parameters.items()}
+        if recipe is not None:
+            request["Recipe"] = _recipe_text(recipe)
+        self.service.call("CreateMLModel", request)
+        self._wait("MLModel", model_id)
+        return Model(self, model_id)
+
+    def evaluate(
+        self,
+        model: Model | str,
+        datasource: DataSource | str,
+        *,
+        id: str | None = None,
+        name: str | None = None,
+    ) -> Evaluation:
+        """Evaluate a model on a datasource (handles or ids) and wait for the result.
+
+        ``id``: default ``"ev-"`` and 12 random hex digits.
+        """
+        evaluation_id = id or _new_id("ev")
+        request = {
+            "EvaluationId": evaluation_id,
+            "MLModelId": _id_of(model),
+            "EvaluationDataSourceId": _id_of(datasource),
+        }
+        if name is not None:
+            request["EvaluationName"] = name
+        self.service.call("CreateEvaluation", request)
+        self._wait("Evaluation", evaluation_id)
+        return Evaluation(self, evaluation_id)
+
+    def _schema_text(self, location: str, schema: SchemaArgument, target: str | None) -> str:
+        if schema is None:
+            request = {"DataLocationS3": location}
+            if target is not None:
+                request["TargetAttributeName"] = target
+            return self.service.call("InferDataSchema", request)["DataSchema"]
+        if isinstance(schema, dict):
+            document = dict(schema)
+        else:
+            try:
+                text = Path(schema).expanduser().read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise InvalidInputException(f"schema {schema}: cannot read the file ({exc})") from None
+            if target is None:
+                return text  # as written: the service's errors then point into the file
+            try:
+                document = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise InvalidInputException(f"schema {schema}: not valid JSON ({exc})") from None
+        if target is not None:
+            document["targetAttributeName"] = target
+        return json.dumps(document)
+
+    def _wait(self, kind: str, entity_id: str) -> dict[str, Any]:
+        """Run or await the object's job; its Get* output, or ``JobFailed`` unless it COMPLETED."""
+        entity = self.service.wait(kind, entity_id)
+        if entity.get("Status") != "COMPLETED":
+            detail = f": {entity['Message']}" if entity.get("Message") else ""
+            raise JobFailed(f"{kind} {entity_id!r} is {entity.get('Status')}{detail}")
+        return entity
+
+
+def _id_of(handle: DataSource | Model | str) -> str:
+    return handle if isinstance(handle, str) else handle.id
+
+
+def _recipe_text(recipe: str | Path | dict[str, Any]) -> str:
+    if isinstance(recipe, dict):
+        return json.dumps(recipe)
+    if isinstance(recipe, Path):
+        try:
+            return recipe.expanduser().read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInputException(f"recipe {recipe}: cannot read the file ({exc})") from None
+    return recipe
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """A datasource by id. ``describe()`` and ``statistics()`` fetch its current state."""
+
+    client: Client = field(repr=False)
+    id: str
+
+    def describe(self) -> dict[str, Any]:
+        """``GetDataSource`` with ``Verbose``: status, location, schema, record counts."""
+        return self.client.service.call("GetDataSource", {"DataSourceId": self.id, "Verbose": True})
+
+    def statistics(self) -> dict[str, Any]:
+        """``GetDataSourceStatistics``: record counts, invalid-record examples and the data insights."""
+        return self.client.service.call("GetDataSourceStatistics", {"DataSourceId": self.id})
+
+
+@dataclass(frozen=True)
+class Model:
+    """An ML model by id. ``describe()``, ``insights()`` and ``top_features`` fetch its current state."""
+
+    client: Client = field(repr=False)
+    id: str
+
+    def describe(self) -> dict[str, Any]:
+        """``GetMLModel`` with ``Verbose``: type, status, parameters, size, threshold, recipe, schema."""
+        return self.client.service.call("GetMLModel", {"MLModelId": self.id, "Verbose": True})
+
+    def insights(self) -> dict[str, Any]:
+        """``GetMLModelInsights``: ``TrainingReport`` (passes, losses, ...), ``TopFeatures``,
+        ``FeatureCount``, ``Labels``."""
+        return self.client.service.call("GetMLModelInsights", {"MLModelId": self.id})
+
+    @property
+    def top_features(self) -> list[dict[str, Any]]:
+        """The features with the largest weights, strongest first: ``{"feature", "weight"}`` with a float
+        weight, or one weight per class (``{label: float}``) for a MULTICLASS model."""
+        return self.insights().get("TopFeatures", [])
+
+    def evaluate(
+        self,
+        datasource: DataSource | str,
+        *,
+        id: str | None = None,
+        name: str | None = None,
+    ) -> Evaluation:
+        """Evaluate this model on a datasource and wait for the result (see ``Client.evaluate``)."""
+        return self.client.evaluate(self, datasource, id=id, name=name)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """An evaluation by id. ``describe()``, ``metric`` and ``insights`` fetch its current state."""
+
+    client: Client = field(repr=False)
+    id: str
+
+    def describe(self) -> dict[str, Any]:
+        """``GetEvaluation``: status, model, datasource and ``PerformanceMetrics``."""
+        return self.client.service.call("GetEvaluation", {"EvaluationId": self.id})
+
+    @property
+    def metric(self) -> float:
+        """The evaluation's one metric: BinaryAUC, MulticlassAvgFScore (macro F1) or RegressionRMSE."""
+        evaluation = self.describe()
+        properties = (evaluation.get("PerformanceMetrics") or {}).get("Properties") or {}
+        if not properties:
+            raise InvalidInputException(
+                f"Evaluation {self.id!r} has no metric: it is {evaluation.get('Status')}"
+            )
+        return float(next(iter(properties.values())))
+
+    @property
+    def insights(self) -> dict[str, Any]:
+        """What the Amazon ML console drew: ``metrics`` (with the baseline, and histograms and the threshold
+        table, the confusion matrix or the residuals), ``alerts``, ``records``, ``invalidRecords``."""
+        result = self.client.service.call("GetEvaluationInsights", {"EvaluationId": self.id})
+        return result.get("Insights", {})

@@ -1,0 +1,128 @@
+"""The notebook API (``import emrml``): datasources, training and evaluation through the real service."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import emrml
+from emrml import library
+from emrml.errors import InvalidInputException, ResourceNotFoundException
+from emrml.samples import bank_sample_schema, write_bank_sample
+
+ROWS = 3_000
+SPLIT = {"percentBegin": 0, "percentEnd": 70, "strategy": "random", "strategyParams": {"randomSeed": "lib"}}
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("data")
+    schema = folder / "bank.schema.json"
+    schema.write_text(bank_sample_schema().to_json())
+    return write_bank_sample(folder / "bank.csv", ROWS), schema
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[emrml.Client]:
+    with emrml.Client(home=tmp_path / "home") as opened:
+        yield opened
+
+
+def test_the_public_names_are_the_library_s() -> None:
+    assert emrml.__all__ == ["Client", "DataSource", "Evaluation", "JobFailed", "Model"]
+    assert emrml.Client is library.Client and emrml.JobFailed is library.JobFailed
+    assert issubclass(emrml.JobFailed, InvalidInputException)
+    with pytest.raises(AttributeError, match="no attribute 'Predictor'"):
+        _ = emrml.Predictor  # type: ignore[attr-defined]
+
+
+def test_split_train_evaluate(client: emrml.Client, sample: tuple[Path, Path]) -> None:
+    data, schema = sample
+    train = client.datasource(data, schema=schema, split=SPLIT, id="ds-train", name="train")
+    test = client.datasource(
+        str(data), schema=json.loads(schema.read_text()), split=SPLIT, complement=True, statistics=False
+    )
+    assert train == emrml.DataSource(client, "ds-train")
+    assert test.id.startswith("ds-") and len(test.id) == len("ds-") + 12
+    described = test.describe()
+    assert described["Status"] == "COMPLETED" and described["DataLocationS3"] == str(data.resolve())
+    assert json.loads(described["DataRearrangement"])["splitting"] == {**SPLIT, "complement": True}
+    sizes = [source.statistics()["TotalRecordCount"] for source in (train, test)]
+    assert sum(sizes) == ROWS and 0.65 * ROWS < sizes[0] < 0.75 * ROWS
+
+    recipe = {"outputs": ["ALL_CATEGORICAL", "ALL_TEXT", "quantile_bin(ALL_NUMERIC,50)"]}
+    model = client.train(
+        train, "BINARY", recipe=recipe, parameters={"sgd.maxPasses": 5, "sgd.shuffleType": "auto"}
+    )
+    assert model.id.startswith("ml-")
+    details = model.describe()
+    assert details["TrainingParameters"]["sgd.maxPasses"] == "5"
+    assert json.loads(details["Recipe"])["outputs"] == recipe["outputs"]
+    top = model.top_features
+    assert top and all(isinstance(item["weight"], float) for item in top)
+    assert abs(top[0]["weight"]) >= abs(top[-1]["weight"])
+    assert model.insights()["TrainingReport"]["passes"] <= 5
+
+    evaluation = model.evaluate(test, id="ev-lib")
+    assert evaluation == emrml.Evaluation(client, "ev-lib")
+    auc = evaluation.metric
+    assert 0.7 < auc <= 1.0
+    assert auc == float(evaluation.describe()["PerformanceMetrics"]["Properties"]["BinaryAUC"])
+    insights = evaluation.insights
+    assert insights["metrics"]["BinaryAUC"] == pytest.approx(auc)
+    assert insights["records"] == sizes[1]
+    held_out = next(
+        alert for alert in insights["alerts"] if alert["name"] == "Evaluation done on held-out data"
+    )
+    assert held_out["passed"] is True
+
+
+def test_inferred_schema_takes_the_target(client: emrml.Client, sample: tuple[Path, Path]) -> None:
+    data, _ = sample
+    source = client.datasource(data, target="y", statistics=False)
+    schema = json.loads(source.describe()["DataSourceSchema"])
+    assert schema["targetAttributeName"] == "y"
+    assert len(schema["attributes"]) == 21
+
+
+def test_errors_surface_as_exceptions(
+    client: emrml.Client, sample: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data, schema = sample
+    with pytest.raises(InvalidInputException, match="no such file or folder"):
+        client.datasource(tmp_path / "nowhere.csv", schema=schema)
+    with pytest.raises(InvalidInputException, match="complement=True needs a split"):
+        client.datasource(data, schema=schema, complement=True)
+    with pytest.raises(InvalidInputException, match=r"TrainingDataSourceId 'ds-none': no such DataSource"):
+        client.train("ds-none", "BINARY")
+    with pytest.raises(ResourceNotFoundException):
+        emrml.Model(client, "ml-none").describe()
+    with pytest.raises(ResourceNotFoundException):
+        _ = emrml.Evaluation(client, "ev-none").metric
+
+    three_columns = {
+        "version": "1.0",
+        "targetAttributeName": "y",
+        "dataFormat": "CSV",
+        "dataFileContainsHeader": True,
+        "attributes": [
+            {"attributeName": "a", "attributeType": "NUMERIC"},
+            {"attributeName": "b", "attributeType": "CATEGORICAL"},
+            {"attributeName": "y", "attributeType": "BINARY"},
+        ],
+    }
+    with pytest.raises(emrml.JobFailed, match=r"^DataSource 'ds-broken' is FAILED: \S") as failed:
+        client.datasource(data, schema=three_columns, id="ds-broken")
+    message = client.service.call("GetDataSource", {"DataSourceId": "ds-broken"})["Message"]
+    assert failed.value.message == f"DataSource 'ds-broken' is FAILED: {message}"
+
+    no_statistics = client.datasource(data, schema=schema, statistics=False, id="ds-plain")
+    with pytest.raises(InvalidInputException, match="was created with ComputeStatistics false"):
+        client.train(no_statistics, "BINARY")
+    with pytest.raises(InvalidInputException, match=r"unknown key 'sgd\.bogus'"):
+        client.train("ds-plain", "BINARY", parameters={"sgd.bogus": 1})
+    with pytest.raises(InvalidInputException, match=r"recipe .*missing\.json: cannot read the file"):
+        client.train("ds-plain", "BINARY", recipe=tmp_path / "missing.json")

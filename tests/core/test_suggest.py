@@ -12,7 +12,7 @@ import pyarrow.csv as pcsv
 import pytest
 
 from emrml.core.recipe.grammar import parse_recipe
-from emrml.core.recipe.suggest import BIN_COUNTS, best_bin_count, mutual_information, suggest_recipe
+from emrml.core.recipe.suggest import BIN_COUNTS, best_bin_count, binning_score, suggest_recipe
 from emrml.core.schema import Attribute, AttributeType, Schema, parse_schema
 from emrml.core.values import parse_binary, parse_numeric
 from emrml.errors import InvalidInputException
@@ -29,13 +29,21 @@ def _read(directory: Path, rows: int) -> tuple[Schema, pa.Table]:
     return schema, table.take(pa.array(order))
 
 
-def test_mutual_information_known_values() -> None:
-    x = np.array([0, 1] * 500)
-    # Identical fair coins: ln 2, minus nothing (2 + 2 - 2 cells - 1 = 1 → +1/2N).
-    assert mutual_information(x, x) == pytest.approx(math.log(2) + 1 / 2000)
-    independent = mutual_information(np.repeat([0, 1], 500), np.array([0, 1] * 500))
-    assert independent == pytest.approx(-1 / 2000)
-    assert mutual_information(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)) == 0.0
+def test_binning_score_known_values() -> None:
+    x = np.repeat([0, 1], 500)
+    # Bins that decide the class gain almost ln 2 per row; the smoothing keeps it just below.
+    assert math.log(2) - 0.01 < binning_score(x, x) < math.log(2)
+    # Bins that say nothing lose a little: what they learned on one half is noise on the other.
+    assert -0.01 < binning_score(x, np.tile([0, 0, 1, 1], 250)) <= 0
+    assert binning_score(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)) == 0.0
+
+
+def test_many_bins_on_a_small_sample_are_penalized() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.uniform(size=3_000)
+    y = (rng.uniform(size=3_000) < 1 / (1 + np.exp(-4 * (x - 0.5)))).astype(np.int64)
+    # A smooth effect on a few thousand rows: a handful of bins says all there is to say.
+    assert best_bin_count(x, y) <= 20
 
 
 def test_bin_count_follows_the_information() -> None:
@@ -163,5 +171,9 @@ def test_bank_marketing_bin_counts(shared_datasets: Path) -> None:
     for name, count in count_of.items():
         values = parse_numeric(sample.column(name).combine_chunks()).values
         assert count == best_bin_count(values, target), name
-    # Call length decides the outcome almost alone; the rule gives it fine bins.
-    assert count_of["duration"] >= 100
+    # Call length decides the outcome almost alone: it gets fine bins, but 5,000 rows do not support
+    # hundreds of bins of a continuous attribute (the indices with a few dozen values may get one each).
+    assert count_of["duration"] >= 20
+    for name, count in count_of.items():
+        if len(set(sample.column(name).to_pylist())) > 500:
+            assert count <= 100, name

@@ -2,7 +2,8 @@
 
 The Python API (``emrml.library``): ``Client`` creates datasources, trains models and evaluates them;
 ``DataSource``, ``Model`` and ``Evaluation`` are handles to those objects; ``JobFailed`` is raised when an
-object's job ends FAILED.
+object's job ends FAILED. ``load_model`` loads a trained model (artifact file or model id) for scoring
+records (``Predictor.predict``) or tables (``score``).
 """
 
 from __future__ import annotations
@@ -10,16 +11,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Client", "DataSource", "Evaluation", "JobFailed", "Model"]
+__all__ = ["Client", "DataSource", "Evaluation", "JobFailed", "Model", "load_model", "score"]
+_MODULES = {"load_model": "loading", "score": "loading"}
 
 if TYPE_CHECKING:
     from emrml.library import Client, DataSource, Evaluation, JobFailed, Model
+    from emrml.loading import load_model, score
 
 
 def __getattr__(name: str) -> Any:
     # Loaded on first use: every worker process imports this package, and most never need the library.
     if name in __all__:
-        from emrml import library
+        import importlib
 
-        return getattr(library, name)
+        module = importlib.import_module(f"emrml.{_MODULES.get(name, 'library')}")
+        return getattr(module, name)
     raise AttributeError(f"module 'emrml' has no attribute {name!r}")

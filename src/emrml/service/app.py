@@ -16,7 +16,8 @@ from emrml.service import (  # noqa: F401  (register their operations)
 )
 from emrml.service.jobs import JobRunner, ProgressCallback
 from emrml.service.metastore import migrate, open_engine, session_factory
-from emrml.service.operations import ID_MEMBER, OPERATIONS
+from emrml.service.mounted import MountedModels
+from emrml.service.operations import CALLER, ID_MEMBER, OPERATIONS
 from emrml.service.validation import validate_request
 
 
@@ -34,8 +35,25 @@ class EmrML:
         migrate(self.engine)
         self.sessions = session_factory(self.engine)
         self.jobs = JobRunner(self.settings, self.sessions)
+        #: The models whose real-time endpoints this process serves.
+        self.mounted = MountedModels(
+            self.sessions, total_requests_per_second=self.settings.total_requests_per_second
+        )
 
-    def call(self, operation: str, request: dict[str, Any] | None = None) -> dict[str, Any]:
+    def call(
+        self, operation: str, request: dict[str, Any] | None = None, caller: str | None = None
+    ) -> dict[str, Any]:
+        """Run one operation; ``caller`` is the ARN of the authenticated user (default: the root user)."""
+        if operation == "Predict":
+            # Latency-critical, and no caller identity is recorded: served by its own hand-checked path.
+            return endpoints.serve_predict(self, request or {})
+        token = CALLER.set(caller)
+        try:
+            return self._call(operation, request)
+        finally:
+            CALLER.reset(token)
+
+    def _call(self, operation: str, request: dict[str, Any] | None) -> dict[str, Any]:
         function = OPERATIONS.get(operation)
         if function is None:
             raise InvalidInputException(f"unknown operation {operation!r}")

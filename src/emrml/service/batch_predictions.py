@@ -1,1 +1,151 @@
-"""Placeholder: filled in by the predictions work."""
+"""Batch prediction operations: CreateBatchPrediction, GetBatchPrediction, UpdateBatchPrediction,
+DeleteBatchPrediction, DescribeBatchPredictions (spec 9).
+
+Extension: ``GetBatchPrediction`` (not Describe) also returns ``ManifestLocation``, where the manifest of a
+COMPLETED batch prediction is (``<OutputUri>batch-prediction/<id>.manifest``); boto3 ignores the member.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from emrml.core.schema import parse_schema
+from emrml.engine.batch import manifest_location, output_prefix
+from emrml.errors import InvalidInputException
+from emrml.service import describe
+from emrml.service.operations import (
+    Request,
+    Response,
+    create_entity,
+    created_by,
+    find,
+    mark_deleted,
+    operation,
+    rename,
+    timing_members,
+    usable,
+)
+from emrml.service.tags import inherit_tags
+
+if TYPE_CHECKING:
+    from emrml.service.app import EmrML
+    from emrml.service.metastore import BatchPrediction, DataSource, MLModel
+
+_S3 = re.compile(r"s3://([^/]+)(/.*)?")
+
+
+def check_output_uri(uri: str) -> str:
+    """``OutputUri`` as stored: a "directory" ending in ``/`` (spec 9 proposal).
+
+    A local path, ``file://`` or ``s3://`` URI whose key part (the path; for S3 the object key) holds no
+    ``:``, ``//``, ``/./`` or ``/../`` (spec 2); otherwise InvalidInputException.
+    """
+    if not uri.strip():
+        raise InvalidInputException("OutputUri must name a directory (a local path, file:// or s3:// URI)")
+    if uri.startswith("s3://"):
+        match = _S3.fullmatch(uri)
+        if match is None:
+            raise InvalidInputException(
+                f"OutputUri '{uri}' is not a valid S3 location (expected s3://bucket/key/)"
+            )
+        key = (match.group(2) or "/")[1:]
+    elif uri.startswith("file://"):
+        key = uri[len("file://") :].partition("/")[2]
+    elif "://" in uri:
+        raise InvalidInputException(f"OutputUri '{uri}': use a local path, a file:// URI or an s3:// URI")
+    else:
+        key = uri
+    padded = f"/{key}/"
+    for forbidden in (":", "//"):
+        if forbidden in key:
+            raise InvalidInputException(f"OutputUri '{uri}': the key part must not contain '{forbidden}'")
+    for forbidden in ("/./", "/../"):
+        if forbidden in padded:
+            raise InvalidInputException(f"OutputUri '{uri}': the key part must not contain '{forbidden}'")
+    return output_prefix(uri)
+
+
+def _check_schemas(model: MLModel, source: DataSource) -> None:
+    """With both schemas known, a datasource lacking attributes the model uses is refused now."""
+    if not (model.data_schema and source.data_schema):
+        return
+    model_schema, data_schema = parse_schema(model.data_schema), parse_schema(source.data_schema)
+    missing = [a.name for a in model_schema.input_attributes if a.name not in data_schema]
+    if missing:
+        raise InvalidInputException(
+            f"BatchPredictionDataSourceId {source.id!r} lacks attributes the model {model.id!r} uses: "
+            + ", ".join(missing)
+        )
+
+
+@operation("CreateBatchPrediction")
+def create_batch_prediction(app: EmrML, request: Request) -> Response:
+    output = check_output_uri(request["OutputUri"])
+    with app.sessions() as session, session.begin():
+        model = usable(session, "MLModel", request["MLModelId"], "MLModelId")
+        source = usable(
+            session, "DataSource", request["BatchPredictionDataSourceId"], "BatchPredictionDataSourceId"
+        )
+        _check_schemas(model, source)
+        _, created = create_entity(
+            session,
+            "BatchPrediction",
+            request,
+            name=request.get("BatchPredictionName"),
+            created_by=created_by(app),
+            ml_model_id=model.id,
+            batch_prediction_data_source_id=source.id,
+            input_data_location=source.data_location,
+            output_uri=output,
+        )
+        if created:
+            parents = [("DataSource", source.id), ("MLModel", model.id)]
+            inherit_tags(session, ("BatchPrediction", request["BatchPredictionId"]), parents)
+    return {"BatchPredictionId": request["BatchPredictionId"]}
+
+
+def describe_batch_prediction(entity: BatchPrediction) -> Response:
+    """The BatchPrediction shape of DescribeBatchPredictions (spec 4.2)."""
+    members: Response = {
+        "BatchPredictionId": entity.id,
+        "MLModelId": entity.ml_model_id,
+        "BatchPredictionDataSourceId": entity.batch_prediction_data_source_id,
+        "OutputUri": entity.output_uri,
+    }
+    members.update(timing_members(entity))
+    if entity.input_data_location:
+        members["InputDataLocationS3"] = entity.input_data_location
+    if entity.status == "COMPLETED" and entity.compute_time is not None:
+        members["ComputeTime"] = entity.compute_time
+    if entity.total_records is not None:
+        members["TotalRecordCount"] = entity.total_records
+        members["InvalidRecordCount"] = entity.invalid_records
+    return members
+
+
+@operation("GetBatchPrediction")
+def get_batch_prediction(app: EmrML, request: Request) -> Response:
+    with app.sessions() as session:
+        entity = find(session, "BatchPrediction", request["BatchPredictionId"])
+    members = describe_batch_prediction(entity)
+    if entity.status == "COMPLETED":
+        members["ManifestLocation"] = manifest_location(entity.output_uri, entity.id)
+    return members
+
+
+@operation("UpdateBatchPrediction")
+def update_batch_prediction(app: EmrML, request: Request) -> Response:
+    with app.sessions() as session, session.begin():
+        rename(session, "BatchPrediction", request["BatchPredictionId"], request["BatchPredictionName"])
+    return {"BatchPredictionId": request["BatchPredictionId"]}
+
+
+@operation("DeleteBatchPrediction")
+def delete_batch_prediction(app: EmrML, request: Request) -> Response:
+    with app.sessions() as session, session.begin():
+        mark_deleted(session, "BatchPrediction", request["BatchPredictionId"])
+    return {"BatchPredictionId": request["BatchPredictionId"]}
+
+
+describe.register("DescribeBatchPredictions", "BatchPrediction", describe_batch_prediction)

@@ -181,6 +181,7 @@ def delete_ml_model(app: EmrML, request: Request) -> Response:
         # A deleted model's endpoint goes with it (spec 4.5 proposal).
         entity.endpoint_status = "NONE"
         entity.peak_requests_per_second = 0
+    app.mounted.unmount(request["MLModelId"])
     return {"MLModelId": request["MLModelId"]}
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.orm import Session
@@ -50,8 +51,12 @@ def canonical(request: Request) -> str:
     return json.dumps(request, sort_keys=True, separators=(",", ":"))
 
 
+#: The ARN of the user whose request is running (set by ``EmrML.call``); None means the account's root.
+CALLER: ContextVar[str | None] = ContextVar("emrml_caller", default=None)
+
+
 def created_by(app: EmrML) -> str:
-    return f"arn:aws:iam::{app.settings.account_id}:root"
+    return CALLER.get() or f"arn:aws:iam::{app.settings.account_id}:root"
 
 
 def find(session: Session, kind: str, entity_id: str) -> Any:

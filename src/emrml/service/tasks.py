@@ -176,3 +176,31 @@ def model_insights(artifact_location: str) -> dict[str, Any]:
         "FeatureCount": int(weights.shape[0]),
         "Labels": artifact.labels,
     }
+
+
+@job(
+    "BatchPrediction",
+    depends_on=lambda prediction: [
+        ("MLModel", prediction.ml_model_id),
+        ("DataSource", prediction.batch_prediction_data_source_id),
+    ],
+)
+def predict_batch(context: JobContext) -> dict[str, Any]:
+    from emrml.engine.batch import batch_predict
+
+    prediction = context.load()
+    with context.session() as session:
+        model = session.get(MLModel, prediction.ml_model_id)
+        source = session.get(DataSource, prediction.batch_prediction_data_source_id)
+    # The threshold is the model's at the start of the job (spec 9), read from the metastore: an
+    # UpdateMLModel after training changes the row, not the artifact.
+    result = batch_predict(
+        batch_prediction_id=prediction.id,
+        artifact_location=Path(model.artifact_location),
+        data=_datasource_data(source),
+        output_uri=prediction.output_uri,
+        score_threshold=model.score_threshold,
+        settings=context.settings,
+        progress=context.progress,
+    )
+    return {"total_records": result.total_records, "invalid_records": result.invalid_records}

@@ -20,8 +20,9 @@ from emrml.errors import InvalidInputException, InvalidTagException
 _TAG_CHARS = set("_.:/=+-@")
 #: Bad tag keys and values are InvalidTagException, not InvalidInputException (spec 4.7).
 _TAG_SHAPES = ("TagKey", "TagValue")
-#: Locations may be local paths and file:// URIs as well as s3:// URIs; storage.locations checks them.
-_LOCAL_OR_S3 = ("S3Url",)
+#: Locations may be local paths and file:// URIs as well as s3:// URIs (storage.locations checks them), and
+#: endpoint URLs point at this server, not at amazonaws.com (spec 1.3).
+_LOCAL_OR_S3 = ("S3Url", "VipURL")
 
 
 @functools.cache

@@ -1,0 +1,325 @@
+"""``emrml serve`` and the ``emrml users`` / ``emrml keys`` commands (who may call the HTTP API).
+
+``register(app)`` adds them to the main Typer app. They read the main app's ``--home`` and ``--output``
+options from the root context, so they behave like every other emrml command.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from emrml.config import Settings
+from emrml.errors import AmazonMLError
+
+if TYPE_CHECKING:
+    from emrml.service.identity import Identities
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+users_app = typer.Typer(help="Users of the HTTP API (each with access keys).", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Access keys: what boto3 and the aws CLI sign requests with.", no_args_is_help=True
+)
+DEFAULT_REGION = "us-east-1"
+_DEFAULT_PUBLIC_URL = next(f.default for f in dataclasses.fields(Settings) if f.name == "public_url")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve``, ``users`` and ``keys`` to the emrml command line."""
+    app.command("serve")(serve)
+    app.add_typer(users_app, name="users")
+    app.add_typer(keys_app, name="keys")
+
+
+def _reports_errors(function: Callable[P, R]) -> Callable[P, R]:
+    """Service errors become one ``error: <Type>: <message>`` line on stderr and their exit code."""
+
+    @functools.wraps(function)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return function(*args, **kwargs)
+        except AmazonMLError as exc:
+            typer.echo(f"error: {exc.type_name}: {' '.join(exc.message.splitlines())}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+
+    return run
+
+
+def _root_option(ctx: typer.Context, name: str) -> Any:
+    return ctx.find_root().params.get(name)
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    return Settings.load(home=_root_option(ctx, "home"))
+
+
+def _json_output(ctx: typer.Context) -> bool:
+    return str(_root_option(ctx, "output") or "table") == "json"
+
+
+def _identities(ctx: typer.Context) -> Identities:
+    from emrml.service.identity import Identities
+    from emrml.service.metastore import migrate, open_engine, session_factory
+
+    settings = _settings(ctx)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    engine = open_engine(settings.database_url)
+    migrate(engine)
+    ctx.call_on_close(engine.dispose)
+    return Identities(session_factory(engine), settings.home)
+
+
+def _time(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _user_arn(ctx: typer.Context, name: str) -> str:
+    from emrml.service.auth import user_arn
+
+    return user_arn(_settings(ctx).account_id, name)
+
+
+# ---------------------------------------------------------------------------------------------- users
+
+
+@users_app.command("create")
+@_reports_errors
+def users_create(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="User name: letters, digits and + = , . @ _ - (at most 64)."),
+) -> None:
+    """Create a user (then give it a key with: emrml keys create NAME)."""
+    user = _identities(ctx).create_user(name)
+    arn = _user_arn(ctx, user.name)
+    if _json_output(ctx):
+        typer.echo(json.dumps({"UserName": user.name, "Arn": arn, "CreatedAt": user.created_at}, indent=2))
+        return
+    typer.echo(f"Created user {user.name} ({arn}). Give it an access key: emrml keys create {user.name}")
+
+
+@users_app.command("list")
+@_reports_errors
+def users_list(ctx: typer.Context) -> None:
+    """List the users and how many access keys each has."""
+    users = _identities(ctx).list_users()
+    if _json_output(ctx):
+        rows = [
+            {
+                "UserName": user.name,
+                "Arn": _user_arn(ctx, user.name),
+                "CreatedAt": user.created_at,
+                "AccessKeys": user.access_keys,
+            }
+            for user in users
+        ]
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not users:
+        typer.echo("No users.")
+        return
+    table = Table("User", "ARN", "Created", "Access keys")
+    for user in users:
+        table.add_row(user.name, _user_arn(ctx, user.name), _time(user.created_at), str(user.access_keys))
+    Console().print(table)
+
+
+@users_app.command("delete")
+@_reports_errors
+def users_delete(ctx: typer.Context, name: str = typer.Argument(..., help="User name.")) -> None:
+    """Delete a user and its access keys (servers stop accepting them within seconds)."""
+    removed = _identities(ctx).delete_user(name)
+    typer.echo(f"Deleted user {name} and {removed} access key(s).")
+
+
+# ---------------------------------------------------------------------------------------------- keys
+
+
+@keys_app.command("create")
+@_reports_errors
+def keys_create(
+    ctx: typer.Context, user: str = typer.Argument(..., help="The user the key belongs to.")
+) -> None:
+    """Create an access key for a user and show its secret — the only time it is shown."""
+    key = _identities(ctx).create_key(user)
+    if _json_output(ctx):
+        document = {
+            "UserName": key.user_name,
+            "AccessKeyId": key.access_key_id,
+            "SecretAccessKey": key.secret_access_key,
+            "CreatedAt": key.created_at,
+        }
+        typer.echo(json.dumps(document, indent=2))
+        return
+    typer.echo(f"Access key for user {key.user_name}:")
+    typer.echo(f"  aws_access_key_id     = {key.access_key_id}")
+    typer.echo(f"  aws_secret_access_key = {key.secret_access_key}")
+    typer.echo("Store the secret now: it is not shown again.")
+
+
+@keys_app.command("list")
+@_reports_errors
+def keys_list(
+    ctx: typer.Context, user: str | None = typer.Option(None, "--user", help="Only this user's keys.")
+) -> None:
+    """List access keys (ids and owners; secrets are never shown)."""
+    keys = _identities(ctx).list_keys(user)
+    if _json_output(ctx):
+        rows = [
+            {"AccessKeyId": key.access_key_id, "UserName": key.user_name, "CreatedAt": key.created_at}
+            for key in keys
+        ]
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not keys:
+        typer.echo("No access keys.")
+        return
+    table = Table("Access key id", "User", "Created")
+    for key in keys:
+        table.add_row(key.access_key_id, key.user_name, _time(key.created_at))
+    Console().print(table)
+
+
+@keys_app.command("delete")
+@_reports_errors
+def keys_delete(ctx: typer.Context, access_key_id: str = typer.Argument(..., help="Access key id.")) -> None:
+    """Delete an access key (servers stop accepting it within seconds)."""
+    _identities(ctx).delete_key(access_key_id)
+    typer.echo(f"Deleted access key {access_key_id}.")
+
+
+# ---------------------------------------------------------------------------------------------- serve
+
+
+def _url_host(host: str) -> str:
+    """``host`` as it goes in a URL: a wildcard becomes 127.0.0.1, an IPv6 address gets brackets."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def _configure_logging() -> None:
+    """emrml's logs as ``level name: message`` lines and the access log as bare JSON lines, on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    emrml_logger = logging.getLogger("emrml")
+    emrml_logger.addHandler(handler)
+    emrml_logger.setLevel(logging.INFO)
+    access = logging.getLogger("emrml.access")
+    access_handler = logging.StreamHandler(sys.stderr)
+    access_handler.setFormatter(logging.Formatter("%(message)s"))
+    access.addHandler(access_handler)
+    access.propagate = False
+
+
+def _first_start_help(credentials_file: Path, url: str) -> None:
+    """How to use the admin key just created; printed unwrapped so the commands can be copied."""
+    with credentials_file.open() as handle:
+        access_key_id = json.load(handle)["aws_access_key_id"]
+    read_secret = (
+        f'python3 -c \'import json; print(json.load(open("{credentials_file}"))["aws_secret_access_key"])\''
+    )
+    lines = [
+        "",
+        "First start: created user 'admin' with an access key. Its credentials are in",
+        f"    {credentials_file}",
+        "(readable by you only). Keep them secret. More users: emrml users create NAME, then",
+        "emrml keys create NAME.",
+        "",
+        "AWS CLI profile:",
+        f"    aws configure set aws_access_key_id {access_key_id} --profile emrml",
+        f'    aws configure set aws_secret_access_key "$({read_secret})" --profile emrml',
+        f"    aws configure set region {DEFAULT_REGION} --profile emrml",
+        f"    aws machinelearning describe-data-sources --profile emrml --endpoint-url {url}",
+        "",
+        "boto3:",
+        "    import json, boto3",
+        f'    credentials = json.load(open("{credentials_file}"))',
+        f'    ml = boto3.client("machinelearning", endpoint_url="{url}", region_name="{DEFAULT_REGION}",',
+        "                      **credentials)",
+        "",
+    ]
+    typer.echo("\n".join(lines), err=True)
+
+
+def serve(
+    ctx: typer.Context,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(8080, "--port", min=1, max=65535, help="TCP port."),
+    no_auth: bool = typer.Option(
+        False, "--no-auth", help="Accept unsigned requests from anyone (local experiments only)."
+    ),
+    workers_jobs: int | None = typer.Option(
+        None,
+        "--workers-jobs",
+        min=0,
+        help="Jobs run at once (default: the max_concurrent_jobs setting, 25); 0 runs none.",
+    ),
+    public_url: str | None = typer.Option(
+        None,
+        "--public-url",
+        help="URL clients reach this server at, returned as real-time EndpointUrl "
+        "(default: the public_url setting, else http://HOST:PORT).",
+    ),
+    max_request_bytes: int = typer.Option(
+        1024 * 1024, "--max-request-bytes", min=1024, help="Largest request body accepted (413 beyond)."
+    ),
+) -> None:
+    """Serve the Amazon ML API (boto3, aws CLI) with SigV4 authentication and run queued jobs."""
+    from emrml.service.app import EmrML
+    from emrml.service.auth import ensure_admin
+    from emrml.service.identity import Identities
+    from emrml.web import server
+
+    console = Console(stderr=True, highlight=False)
+    settings = _settings(ctx)
+    # A public_url left at its default follows --host and --port.
+    configured = settings.public_url != _DEFAULT_PUBLIC_URL and settings.public_url
+    url = public_url or configured or f"http://{_url_host(host)}:{port}"
+    settings = dataclasses.replace(settings, public_url=url)
+    _configure_logging()
+    try:
+        service = EmrML(settings)
+    except AmazonMLError as exc:
+        typer.echo(f"error: {exc.type_name}: {exc.message}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    if no_auth:
+        console.print(
+            f"WARNING: Authentication is OFF: anyone who can reach {host}:{port} can read, create and delete "
+            "everything, as the account's root user. Use --no-auth for local experiments only.",
+            style="bold red",
+            markup=False,
+            soft_wrap=True,
+        )
+    else:
+        created = ensure_admin(Identities(service.sessions, settings.home), settings.home)
+        if created is not None:
+            _first_start_help(created[1], url)
+    slots = settings.max_concurrent_jobs if workers_jobs is None else workers_jobs
+    console.print(
+        f"emrml API at {url} (listening on {host}:{port}; "
+        f"{'no authentication' if no_auth else 'SigV4 authentication'}; up to {slots} job(s) at once)",
+        markup=False,
+        soft_wrap=True,
+    )
+    app = server.create_app(service, auth=not no_auth, max_body_bytes=max_request_bytes, job_slots=slots)
+    try:
+        server.serve(app, host, port)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.close()

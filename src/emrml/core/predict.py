@@ -1,0 +1,236 @@
+"""Scoring with a trained model: one record for the Predict API, or a batch of records.
+
+``Predictor`` wraps a ``ModelArtifact``: ``predict(record)`` answers the Predict API's ``Prediction`` member
+(spec 10.2) in microseconds — everything that does not depend on the record is prepared in ``__init__`` —
+and ``score_batch(batch)`` scores an Arrow batch vectorized. Both paths use the same fitted
+``FeatureSpace`` and weights and agree to 1e-12 (a property test holds them to it).
+
+``java_floats`` writes numbers the way Amazon ML's batch prediction files do (spec 9): Java-style
+scientific notation with at most 7 significant digits, e.g. ``1.237027E-1``, ``1.02535E-2``,
+``-1.526385E1``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from emrml.core.features import FeatureSpace
+from emrml.core.model import ModelArtifact, load_artifact
+from emrml.core.schema import Schema, parse_schema
+from emrml.errors import InvalidInputException
+
+#: The cut-off of a BINARY model whose artifact records none (spec 7.3).
+DEFAULT_THRESHOLD = 0.5
+#: Significant digits of ``java_floats`` (the real result files have at most 7: ``1.237027E-1``).
+SIGNIFICANT_DIGITS = 7
+_MANTISSA_LOW = 10.0 ** (SIGNIFICANT_DIGITS - 1)
+_MANTISSA_HIGH = 10.0**SIGNIFICANT_DIGITS
+# Largest power of ten applied in one multiplication: 10**300 is finite, so scaling a subnormal number up
+# to its 7-digit mantissa takes two steps instead of overflowing.
+_SCALE_STEP = 300
+_POWERS = np.power(10.0, np.arange(-_SCALE_STEP, _SCALE_STEP + 1, dtype=np.float64))
+
+
+def _sigmoid(z: float) -> float:
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+class Predictor:
+    """A loaded model ready to score records and batches.
+
+    ``model_type`` is BINARY, MULTICLASS or REGRESSION; ``labels`` the MULTICLASS class names in output order
+    (sorted), else None; ``schema`` the training schema; ``score_threshold`` the BINARY cut-off (score ≥
+    threshold → label "1"), None for other types; ``size_in_bytes`` the artifact file's size when loaded
+    from a file, else None. Immutable after construction and safe to share between threads.
+    """
+
+    def __init__(self, artifact: ModelArtifact, *, score_threshold: float | None = None) -> None:
+        self.artifact = artifact
+        self.model_type: str = artifact.model_type
+        self.labels: list[str] | None = list(artifact.labels) if artifact.labels is not None else None
+        self.schema: Schema = parse_schema(artifact.schema_json, source="the model's schema")
+        self.space = FeatureSpace.from_dict(artifact.feature_space, self.schema)
+        self.score_threshold: float | None = None
+        if self.model_type == "BINARY":
+            if score_threshold is None:
+                score_threshold = artifact.score_threshold
+            self.score_threshold = DEFAULT_THRESHOLD if score_threshold is None else float(score_threshold)
+        self.size_in_bytes: int | None = None
+        linear = artifact.linear
+        # The real-time path indexes a Python list of floats: faster per item than numpy or a memoryview.
+        self._weights: list[float] = linear.weights[:, 0].tolist() if linear.n_outputs == 1 else []
+        self._bias = float(linear.bias[0])
+        self._inputs = tuple(attribute.name for attribute in self.schema.input_attributes)
+
+    @classmethod
+    def load(cls, path: Path, *, score_threshold: float | None = None) -> Predictor:
+        """Load a model artifact file (``InvalidInputException`` naming it when it is not usable)."""
+        predictor = cls(load_artifact(Path(path)), score_threshold=score_threshold)
+        predictor.size_in_bytes = Path(path).stat().st_size
+        return predictor
+
+    def predict(self, record: Mapping[str, str]) -> dict[str, Any]:
+        """The Predict API's ``Prediction`` member for one record (attribute name → string value).
+
+        Unknown keys are ignored, a key left out is a missing value, the target is ignored. Raises
+        ``InvalidInputException`` naming the key when a value is not a string.
+        """
+        try:
+            "".join(record.values())
+        except (TypeError, AttributeError):
+            raise _not_strings(record) from None
+        return self.predict_strings(record)
+
+    def predict_strings(self, record: Mapping[str, str]) -> dict[str, Any]:
+        """:meth:`predict` for a record whose values are known to be strings (a caller that has checked
+        them, like the Predict operation, skips checking them twice)."""
+        indices, values = self.space.transform_record(record)
+        kind = self.model_type
+        if kind == "MULTICLASS":
+            probabilities = self.artifact.linear.score_one(indices, values)
+            assert isinstance(probabilities, list) and self.labels is not None
+            scores = dict(zip(self.labels, probabilities, strict=True))
+            best = self.labels[probabilities.index(max(probabilities))]
+            return {
+                "details": {"PredictiveModelType": kind, "Algorithm": "SGD"},
+                "predictedLabel": best,
+                "predictedScores": scores,
+            }
+        weights = self._weights
+        total = 0.0
+        for index, value in zip(indices, values, strict=True):
+            total += value * weights[index]
+        z = total + self._bias
+        if kind == "REGRESSION":
+            return {"details": {"PredictiveModelType": kind, "Algorithm": "SGD"}, "predictedValue": z}
+        score = _sigmoid(z)
+        assert self.score_threshold is not None
+        label = "1" if score >= self.score_threshold else "0"
+        return {
+            "details": {"PredictiveModelType": kind, "Algorithm": "SGD"},
+            "predictedLabel": label,
+            "predictedScores": {label: score},
+        }
+
+    def score_batch(self, batch: pa.RecordBatch) -> np.ndarray:
+        """Scores of every row of a batch of string columns named as the schema's attributes.
+
+        BINARY: ``(n,)`` probability of class 1; MULTICLASS: ``(n, K)`` class probabilities in ``labels``
+        order; REGRESSION: ``(n,)`` predicted values. A model input the batch lacks counts as missing in
+        every row, extra columns are ignored.
+        """
+        absent = [name for name in self._inputs if batch.schema.get_field_index(name) < 0]
+        if absent:
+            empty = pa.array([""] * batch.num_rows, pa.string())
+            batch = pa.RecordBatch.from_arrays(
+                [*batch.columns, *([empty] * len(absent))], names=[*batch.schema.names, *absent]
+            )
+        return self.artifact.linear.predict_scores(self.space.transform(batch))
+
+
+def _not_strings(record: object) -> InvalidInputException:
+    if not isinstance(record, Mapping):
+        return InvalidInputException(
+            f"Record must map attribute names to strings, not {type(record).__name__}"
+        )
+    for key, value in record.items():
+        if not isinstance(value, str):
+            return InvalidInputException(
+                f"Record[{key!r}] must be a string (every value is a string, whatever the attribute "
+                f"type), not {type(value).__name__}"
+            )
+    return InvalidInputException("Record values must be strings")
+
+
+def java_floats(values: np.ndarray) -> pa.Array:
+    """Numbers as Java-style scientific notation strings, vectorized: ``(n,)`` float → ``(n,)`` strings.
+
+    The value is rounded to 7 significant digits and written as ``d.dddddd`` + ``E`` + exponent, trailing
+    zeros of the fraction dropped but one digit kept: ``0.1237027`` → ``1.237027E-1``, ``0.0102535`` →
+    ``1.02535E-2``, ``-15.26385`` → ``-1.526385E1``, ``100`` → ``1.0E2``; zero is ``0.0E0``; NaN and
+    infinities are Java's ``NaN``, ``Infinity``, ``-Infinity``. ``float(text)`` gives the value back to 7
+    significant digits.
+    """
+    v = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
+    finite = np.isfinite(v)
+    zero = v == 0
+    magnitude = np.where(finite & ~zero, np.abs(v), 1.0)
+    exponent = np.floor(np.log10(magnitude)).astype(np.int64)
+    mantissa = _scaled(magnitude, exponent)
+    # log10 may land one off next to a power of ten, and rounding may carry to 10**7: fix both.
+    off = (mantissa >= _MANTISSA_HIGH - 0.5).astype(np.int64) - (mantissa < _MANTISSA_LOW - 0.5)
+    if off.any():
+        exponent += off
+        mantissa = _scaled(magnitude, exponent)
+        carried = mantissa >= _MANTISSA_HIGH
+        exponent += carried
+        mantissa[carried] = _MANTISSA_LOW
+    text = _layout(mantissa.astype(np.int32), exponent, v < 0)
+    if zero.any() or not finite.all():
+        special = np.where(np.isnan(v), "NaN", np.where(v > 0, "Infinity", "-Infinity"))
+        special = np.where(zero, "0.0E0", special)
+        text = pc.if_else(pa.array(zero | ~finite), pa.array(special), text)
+    return text
+
+
+def _scaled(magnitude: np.ndarray, exponent: np.ndarray) -> np.ndarray:
+    """``round(magnitude * 10**(6 - exponent))``, in two steps where one power of ten would overflow."""
+    shift = SIGNIFICANT_DIGITS - 1 - exponent
+    first = np.clip(shift, -_SCALE_STEP, _SCALE_STEP)
+    scaled = magnitude * _POWERS[first + _SCALE_STEP]
+    rest = shift - first
+    if rest.any():
+        scaled *= _POWERS[rest + _SCALE_STEP]
+    return np.rint(scaled)
+
+
+# Character columns of one number: sign, first digit, ".", six fraction digits, "E", exponent sign, three
+# exponent digits. Each row keeps the columns its text needs, so the kept cells, read row by row, are the
+# strings one after another: the Arrow data buffer.
+_WIDTH = 14
+_ZERO = ord("0")
+
+
+def _layout(mantissa: np.ndarray, exponent: np.ndarray, negative: np.ndarray) -> pa.Array:
+    """Strings of ``mantissa`` (7-digit integers) × 10**(exponent - 6), negated where ``negative``."""
+    n = len(mantissa)
+    chars = np.empty((n, _WIDTH), dtype=np.uint8)
+    keep = np.ones((n, _WIDTH), dtype=bool)
+    chars[:, 0] = ord("-")
+    keep[:, 0] = negative
+    chars[:, 1] = mantissa // 1_000_000 + _ZERO
+    chars[:, 2] = ord(".")
+    fraction = mantissa % 1_000_000
+    # Trailing zeros of the six fraction digits, counting at most five: one digit is always kept.
+    trailing_zeros = np.zeros(n, dtype=np.int32)
+    for place in range(6):
+        chars[:, 3 + place] = fraction // 10 ** (5 - place) % 10 + _ZERO
+        if place < 5:
+            trailing_zeros += fraction % 10 ** (place + 1) == 0
+    # Fraction digits up to the last non-zero one, at least one ("1.0E2").
+    kept = 6 - trailing_zeros
+    for place in range(1, 6):
+        keep[:, 3 + place] = kept > place
+    chars[:, 9] = ord("E")
+    chars[:, 10] = ord("-")
+    keep[:, 10] = exponent < 0
+    power = np.abs(exponent).astype(np.int32)
+    chars[:, 11] = power // 100 + _ZERO
+    chars[:, 12] = power // 10 % 10 + _ZERO
+    chars[:, 13] = power % 10 + _ZERO
+    keep[:, 11] = power >= 100
+    keep[:, 12] = power >= 10
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(keep.sum(axis=1, dtype=np.int32), out=offsets[1:])
+    data = np.compress(keep.reshape(-1), chars.reshape(-1))
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))

@@ -1,0 +1,87 @@
+"""Trained models in Python without a server: ``load_model`` and ``score``::
+
+model = emrml.load_model("ml-bank")              # an MLModel id in $EMRML_HOME's metastore, or a .zip
+model.predict({"age": "32", "job": "services"})  # the Predict API's Prediction member
+emrml.score(model, table)                        # the scores of every row of an Arrow table
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from emrml.config import Settings
+from emrml.core.predict import Predictor
+from emrml.errors import InvalidInputException, ResourceNotFoundException
+from emrml.service.metastore import MLModel, open_engine, session_factory
+
+#: An MLModel id (the API's EntityId shape).
+_MODEL_ID = re.compile(r"[a-zA-Z0-9_.-]{1,64}")
+
+
+def load_model(source: str | os.PathLike[str], *, home: str | os.PathLike[str] | None = None) -> Predictor:
+    """A trained model ready to score records (``predict``) and Arrow batches (``score_batch``).
+
+    ``source`` is either a model artifact file (the ``.zip`` training writes; scored with the threshold it
+    was saved with) or the id of a COMPLETED MLModel in the metastore of ``home`` (default ``EMRML_HOME``,
+    else ``~/.emrml``), scored with the model's current ``ScoreThreshold``. A path object, or a string
+    naming an existing file, is a file; any other string of id characters is an id.
+
+    Raises ``InvalidInputException`` for an unusable file or a model that is not COMPLETED, and
+    ``ResourceNotFoundException`` for an id that is not in the metastore.
+    """
+    if isinstance(source, os.PathLike) or Path(source).is_file() or not _MODEL_ID.fullmatch(source):
+        return Predictor.load(Path(source))
+    return _load_from_metastore(source, Settings.load(home=None if home is None else str(home)))
+
+
+def _load_from_metastore(model_id: str, settings: Settings) -> Predictor:
+    if not settings.metastore_url and not (settings.home / "metastore.db").is_file():
+        raise ResourceNotFoundException(
+            f"MLModel {model_id!r} does not exist: there is no metastore in {settings.home} "
+            "(and no file of that name)"
+        )
+    engine = open_engine(settings.database_url)
+    try:
+        with session_factory(engine)() as session:
+            model = session.get(MLModel, model_id)
+    finally:
+        engine.dispose()
+    if model is None:
+        raise ResourceNotFoundException(
+            f"MLModel {model_id!r} does not exist in {settings.home} (and there is no file of that name)"
+        )
+    if model.status != "COMPLETED" or not model.artifact_location:
+        reason = f": {model.message}" if model.status == "FAILED" and model.message else ""
+        raise InvalidInputException(f"MLModel {model_id!r} is {model.status}{reason}; it cannot predict")
+    return Predictor.load(Path(model.artifact_location), score_threshold=model.score_threshold)
+
+
+def score(model: Predictor, data: pa.Table | pa.RecordBatch | Any) -> np.ndarray:
+    """Scores of every row of ``data``, in order, batch by batch (see ``Predictor.score_batch``).
+
+    ``data`` is an Arrow ``Table`` or ``RecordBatch``, or a pandas ``DataFrame`` when pandas is installed,
+    with a column per model input (other columns are ignored, a missing input is missing in every row).
+    Values may be strings or numbers. Returns ``(n,)`` probabilities of class 1 (BINARY), ``(n, K)``
+    class probabilities in ``model.labels`` order (MULTICLASS) or ``(n,)`` values (REGRESSION).
+    """
+    if isinstance(data, pa.RecordBatch):
+        batches = [data]
+    elif isinstance(data, pa.Table):
+        batches = data.to_batches()
+    elif type(data).__module__.startswith("pandas"):
+        batches = pa.Table.from_pandas(data, preserve_index=False).to_batches()
+    else:
+        raise InvalidInputException(
+            f"score() takes an Arrow Table or RecordBatch or a pandas DataFrame, not {type(data).__name__}"
+        )
+    parts = [model.score_batch(batch) for batch in batches if batch.num_rows]
+    if parts:
+        return np.concatenate(parts)
+    width = len(model.labels or ()) if model.model_type == "MULTICLASS" else 0
+    return np.zeros((0, width)) if width else np.zeros(0)

@@ -1,0 +1,342 @@
+"""AWS Signature Version 4 verification of API requests against the metastore's access keys.
+
+Clients (boto3, the aws CLI, any AWS SDK) sign each request with
+``Authorization: AWS4-HMAC-SHA256 Credential=<key id>/<yyyymmdd>/<region>/machinelearning/aws4_request,
+SignedHeaders=<h1;h2;...>, Signature=<hex>``. The server rebuilds the canonical request from what it
+received, exactly as botocore builds it before sending, recomputes the HMAC chain with the key's secret and
+compares. Failures answer the errors AWS's JSON services answer (all HTTP 400):
+
+* no ``Authorization`` header → ``MissingAuthenticationTokenException``;
+* a header that cannot be parsed, or no date → ``IncompleteSignatureException``;
+* an unknown access key id, or a session token (emrml issues none) → ``UnrecognizedClientException``;
+* a signature that does not match, a timestamp more than 15 minutes from the server's clock, a scope for
+  another service or date → ``InvalidSignatureException``.
+
+Within the 15-minute window a captured request can be replayed, as with AWS; use TLS in front of emrml.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from urllib.parse import quote
+
+from botocore.utils import normalize_url_path
+
+from emrml.errors import AmazonMLError
+from emrml.service.identity import Credential, Identities, NewAccessKey
+
+SERVICE = "machinelearning"
+ALGORITHM = "AWS4-HMAC-SHA256"
+#: How far a request's timestamp may be from the server's clock (AWS: 15 minutes).
+MAX_CLOCK_SKEW_SECONDS = 15 * 60
+#: Headers a signature must cover: without x-amz-target, a signed GetDataSource body could be replayed
+#: as a DeleteDataSource with the same id.
+REQUIRED_SIGNED_HEADERS = ("host", "x-amz-target")
+ADMIN_USER = "admin"
+ADMIN_CREDENTIALS_FILE = "admin-credentials.json"
+_TIMESTAMP = "%Y%m%dT%H%M%SZ"
+_ACCESS_KEY_ID = re.compile(r"[A-Za-z0-9]{16,128}")
+_HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class MissingAuthenticationTokenException(AmazonMLError):
+    type_name = "MissingAuthenticationTokenException"
+    http_status = 400
+
+
+class IncompleteSignatureException(AmazonMLError):
+    type_name = "IncompleteSignatureException"
+    http_status = 400
+
+
+class InvalidSignatureException(AmazonMLError):
+    type_name = "InvalidSignatureException"
+    http_status = 400
+
+
+class UnrecognizedClientException(AmazonMLError):
+    type_name = "UnrecognizedClientException"
+    http_status = 400
+
+
+_INVALID_TOKEN = "The security token included in the request is invalid."
+_MISMATCH = (
+    "The request signature we calculated does not match the signature you provided. "
+    "Check your AWS Secret Access Key and signing method."
+)
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """What verification reads of a request. ``headers`` keeps every (lower-case name, value) as received."""
+
+    method: str
+    raw_path: str
+    query_string: str
+    headers: Sequence[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    def header_values(self, name: str) -> list[str]:
+        return [value for key, value in self.headers if key == name]
+
+
+@dataclass(frozen=True)
+class SignatureClaim:
+    """A parsed, well-formed, timely SigV4 Authorization header, not yet checked against a secret."""
+
+    access_key_id: str
+    date: str
+    region: str
+    signed_headers: tuple[str, ...]
+    signature: str
+    timestamp: str
+    string_to_sign: str
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated caller."""
+
+    user_name: str
+    access_key_id: str
+
+
+def user_arn(account_id: str, user_name: str) -> str:
+    return f"arn:aws:iam::{account_id}:user/{user_name}"
+
+
+def _authorization_parts(header: str) -> dict[str, str]:
+    algorithm, _, rest = header.strip().partition(" ")
+    if algorithm != ALGORITHM:
+        raise IncompleteSignatureException(
+            f"Unsupported authorization algorithm {algorithm[:40]!r}: only {ALGORITHM} (Signature Version 4)"
+        )
+    parts: dict[str, str] = {}
+    for item in rest.split(","):
+        name, equals, value = item.strip().partition("=")
+        if equals:
+            parts[name] = value
+    missing = [name for name in ("Credential", "SignedHeaders", "Signature") if not parts.get(name)]
+    if missing:
+        raise IncompleteSignatureException(
+            " ".join(f"Authorization header requires '{name}' parameter." for name in missing)
+            + f" Authorization={header[:200]}"
+        )
+    return parts
+
+
+def _request_time(request: HttpRequest) -> tuple[str, datetime]:
+    amz_date = request.header("x-amz-date")
+    if amz_date is not None:
+        try:
+            moment = datetime.strptime(amz_date.strip(), _TIMESTAMP).replace(tzinfo=UTC)
+        except ValueError:
+            raise IncompleteSignatureException(
+                f"Date must be in ISO-8601 'basic format' (yyyyMMdd'T'HHmmss'Z'). Got {amz_date[:40]!r}."
+            ) from None
+        return amz_date.strip(), moment
+    http_date = request.header("date")
+    if http_date is None:
+        raise IncompleteSignatureException(
+            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."
+        )
+    try:
+        moment = parsedate_to_datetime(http_date).astimezone(UTC)
+    except (TypeError, ValueError):
+        raise IncompleteSignatureException(f"Date header {http_date[:60]!r} is not an HTTP date") from None
+    return moment.strftime(_TIMESTAMP), moment
+
+
+def _check_clock(moment: datetime, now: datetime) -> None:
+    skew = timedelta(seconds=MAX_CLOCK_SKEW_SECONDS)
+    stamp = moment.strftime(_TIMESTAMP)
+    if moment < now - skew:
+        raise InvalidSignatureException(
+            f"Signature expired: {stamp} is now earlier than {(now - skew).strftime(_TIMESTAMP)} "
+            f"({now.strftime(_TIMESTAMP)} - 15 min.)"
+        )
+    if moment > now + skew:
+        raise InvalidSignatureException(
+            f"Signature not yet current: {stamp} is still later than {(now + skew).strftime(_TIMESTAMP)} "
+            f"({now.strftime(_TIMESTAMP)} + 15 min.)"
+        )
+
+
+def _canonical_query(query_string: str) -> str:
+    # As botocore builds it from the URL it sends: pairs sorted, not re-encoded.
+    if not query_string:
+        return ""
+    pairs = [pair.partition("=")[::2] for pair in query_string.split("&")]
+    return "&".join(f"{key}={value}" for key, value in sorted(pairs))
+
+
+def _payload_hash(request: HttpRequest) -> str:
+    digest = hashlib.sha256(request.body).hexdigest()
+    declared = request.header("x-amz-content-sha256")
+    if declared is not None and declared != digest:
+        # The declared hash is what the signature covers; the body must be the one it describes.
+        reason = (
+            "is not a SHA-256 hex digest"
+            if not _HEX_SHA256.fullmatch(declared)
+            else "does not match the body"
+        )
+        raise InvalidSignatureException(f"x-amz-content-sha256 {reason}")
+    return digest
+
+
+def canonical_request(request: HttpRequest, signed_headers: Sequence[str]) -> str:
+    """The SigV4 canonical request for the headers named in ``signed_headers`` (lower case, sorted)."""
+    lines = []
+    for name in signed_headers:
+        values = request.header_values(name)
+        if not values:
+            raise InvalidSignatureException(f"The signed header {name!r} is not in the request.")
+        lines.append(f"{name}:{','.join(' '.join(value.split()) for value in values)}")
+    return "\n".join(
+        (
+            request.method.upper(),
+            quote(normalize_url_path(request.raw_path), safe="/~"),
+            _canonical_query(request.query_string),
+            "\n".join(lines) + "\n",
+            ";".join(signed_headers),
+            _payload_hash(request),
+        )
+    )
+
+
+def parse_signature(request: HttpRequest, now: float) -> SignatureClaim:
+    """Check the form and timeliness of a request's SigV4 signature; the secret is checked by ``verify``."""
+    header = request.header("authorization")
+    if header is None:
+        raise MissingAuthenticationTokenException("Request is missing Authentication Token")
+    if request.header("x-amz-security-token") is not None:
+        raise UnrecognizedClientException(_INVALID_TOKEN)
+    parts = _authorization_parts(header)
+    scope = parts["Credential"].split("/")
+    if len(scope) != 5 or scope[4] != "aws4_request":
+        raise IncompleteSignatureException(
+            f"Credential {parts['Credential'][:120]!r} must be <access key id>/<yyyymmdd>/<region>/"
+            f"{SERVICE}/aws4_request"
+        )
+    access_key_id, date, region, service, _ = scope
+    if service != SERVICE:
+        raise InvalidSignatureException(f"Credential should be scoped to correct service: '{SERVICE}'.")
+    signed_headers = tuple(parts["SignedHeaders"].split(";"))
+    for name in REQUIRED_SIGNED_HEADERS:
+        if name not in signed_headers:
+            raise IncompleteSignatureException(f"'{name}' must be a 'SignedHeader' in the AWS Authorization.")
+    if not _HEX_SHA256.fullmatch(parts["Signature"]):
+        raise IncompleteSignatureException("Signature must be 64 lower-case hexadecimal characters.")
+    timestamp, moment = _request_time(request)
+    if date != timestamp[:8]:
+        raise InvalidSignatureException(
+            f"Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: "
+            f"'{date[:16]}' != '{timestamp[:8]}', from '{timestamp}'."
+        )
+    _check_clock(moment, datetime.fromtimestamp(now, UTC))
+    credential_scope = f"{date}/{region}/{SERVICE}/aws4_request"
+    canonical = canonical_request(request, signed_headers)
+    string_to_sign = "\n".join(
+        (ALGORITHM, timestamp, credential_scope, hashlib.sha256(canonical.encode()).hexdigest())
+    )
+    return SignatureClaim(
+        access_key_id, date, region, signed_headers, parts["Signature"], timestamp, string_to_sign
+    )
+
+
+def _hmac(key: bytes, message: str) -> bytes:
+    return hmac.new(key, message.encode(), hashlib.sha256).digest()
+
+
+def signing_key(secret: str, date: str, region: str) -> bytes:
+    return _hmac(_hmac(_hmac(_hmac(f"AWS4{secret}".encode(), date), region), SERVICE), "aws4_request")
+
+
+def verify(claim: SignatureClaim, credential: Credential | None) -> Caller:
+    """Check the claim's signature with the key's secret; ``credential`` None means an unknown key."""
+    if credential is None:
+        raise UnrecognizedClientException(_INVALID_TOKEN)
+    key = signing_key(credential.secret_access_key, claim.date, claim.region)
+    expected = hmac.new(key, claim.string_to_sign.encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, claim.signature):
+        raise InvalidSignatureException(_MISMATCH)
+    return Caller(credential.user_name, credential.access_key_id)
+
+
+class CredentialCache:
+    """Access keys by id, remembered for ``ttl`` seconds so most requests need no metastore query.
+
+    A deleted key stops working within ``ttl`` seconds (it may have been deleted by another process).
+    Unknown ids are remembered too, so a stream of bad keys costs one query per id and period.
+    """
+
+    def __init__(
+        self, identities: Identities, ttl: float = 5.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.identities = identities
+        self.ttl = ttl
+        self.clock = clock
+        self._entries: dict[str, tuple[float, Credential | None]] = {}
+        self._lock = threading.Lock()
+        self._max_entries = 10_000
+
+    def cached(self, access_key_id: str) -> tuple[bool, Credential | None]:
+        """(True, the credential or None for an unknown key) if remembered and fresh, else (False, None)."""
+        entry = self._entries.get(access_key_id)
+        if entry is None or entry[0] < self.clock():
+            return False, None
+        return True, entry[1]
+
+    def load(self, access_key_id: str) -> Credential | None:
+        """Look the key up in the metastore (blocking) and remember the answer."""
+        credential = (
+            self.identities.credential(access_key_id) if _ACCESS_KEY_ID.fullmatch(access_key_id) else None
+        )
+        with self._lock:
+            if len(self._entries) >= self._max_entries:
+                self._entries.clear()
+            self._entries[access_key_id] = (self.clock() + self.ttl, credential)
+        return credential
+
+
+def write_private_json(path: Path, document: dict[str, str]) -> None:
+    """Write ``document`` to a new file only its owner can read (mode 0600)."""
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        json.dump(document, handle, indent=2)
+        handle.write("\n")
+
+
+def ensure_admin(identities: Identities, home: Path) -> tuple[NewAccessKey, Path] | None:
+    """On a metastore without users, create user ``admin`` with one access key.
+
+    The key is written to ``<home>/admin-credentials.json`` (mode 0600) as ``aws_access_key_id`` and
+    ``aws_secret_access_key``; returns it and the file, or None when users already exist.
+    """
+    if identities.count_users() > 0:
+        return None
+    identities.create_user(ADMIN_USER)
+    key = identities.create_key(ADMIN_USER)
+    path = home / ADMIN_CREDENTIALS_FILE
+    write_private_json(
+        path, {"aws_access_key_id": key.access_key_id, "aws_secret_access_key": key.secret_access_key}
+    )
+    return key, path

@@ -1,0 +1,214 @@
+"""Who may call the API: users and their access keys, kept in the metastore (tables of migration 0002).
+
+A user is an IAM-style name; ``arn:aws:iam::<account>:user/<name>`` is what the objects it creates show as
+``CreatedByIamUser``. An access key pairs a public id with a secret. SigV4 verification needs the secret in
+plain text, so it is stored encrypted with Fernet under a key-encryption key that never enters the
+metastore: the file ``$EMRML_HOME/secrets.key`` (mode 0600). Every server sharing one metastore needs a copy
+of that file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+from sqlalchemy import Float, ForeignKey, String, Text, delete, func, select
+from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
+
+from emrml.errors import InternalServerException, InvalidInputException, ResourceNotFoundException
+from emrml.service.metastore import Base, now
+
+log = logging.getLogger(__name__)
+
+#: IAM's rule for user names.
+USER_NAME = re.compile(r"[A-Za-z0-9+=,.@_-]{1,64}")
+#: Access key ids look like AWS's (20 upper-case characters) but start with EMRL, so that secret scanners
+#: looking for AWS keys (``AKIA…``) do not mistake them for Amazon credentials.
+ACCESS_KEY_PREFIX = "EMRL"
+_KEY_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+KEY_FILE_NAME = "secrets.key"
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class AccessKey(Base):
+    __tablename__ = "access_keys"
+
+    access_key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_name: Mapped[str] = mapped_column(
+        String(64), ForeignKey("users.name", ondelete="CASCADE"), index=True
+    )
+    #: The secret access key, Fernet-encrypted with the key-encryption key (URL-safe base64 text).
+    secret_encrypted: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    name: str
+    created_at: float
+    access_keys: int
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """An access key without its secret (listings)."""
+
+    access_key_id: str
+    user_name: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class NewAccessKey:
+    """A freshly created key: the only time its secret is handed out."""
+
+    access_key_id: str
+    secret_access_key: str
+    user_name: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Credential:
+    """What SigV4 verification needs about a key: its secret and its owner."""
+
+    access_key_id: str
+    secret_access_key: str
+    user_name: str
+
+
+class SecretBox:
+    """Encrypts secrets with the key-encryption key in ``key_file``, creating it (mode 0600) on first use."""
+
+    def __init__(self, key_file: Path) -> None:
+        self.key_file = key_file
+        self._fernet = Fernet(self._load_or_create())
+
+    def _load_or_create(self) -> bytes:
+        try:
+            descriptor = os.open(self.key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            mode = self.key_file.stat().st_mode
+            if mode & 0o077:
+                log.warning(
+                    "%s is readable by other users (mode %o); chmod 600 it", self.key_file, mode & 0o777
+                )
+            return self.key_file.read_bytes().strip()
+        key = Fernet.generate_key()
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(key + b"\n")
+        return key
+
+    def encrypt(self, secret: str) -> str:
+        return self._fernet.encrypt(secret.encode()).decode()
+
+    def decrypt(self, token: str) -> str:
+        try:
+            return self._fernet.decrypt(token.encode()).decode()
+        except InvalidToken:
+            # Not the caller's fault: the metastore's keys were encrypted under another key file.
+            raise InternalServerException(
+                f"cannot decrypt an access key secret with {self.key_file}: the metastore's keys were "
+                "created with another secrets.key (copy that file to this server)"
+            ) from None
+
+
+def _new_access_key_id() -> str:
+    return ACCESS_KEY_PREFIX + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(16))
+
+
+def _check_user_name(name: str) -> None:
+    if not USER_NAME.fullmatch(name):
+        raise InvalidInputException(
+            f"user name {name!r} must be 1-64 characters from letters, digits and + = , . @ _ -"
+        )
+
+
+class Identities:
+    """Users and access keys of one metastore."""
+
+    def __init__(self, sessions: sessionmaker, home: Path) -> None:
+        self.sessions = sessions
+        self.box = SecretBox(home / KEY_FILE_NAME)
+
+    def create_user(self, name: str) -> UserInfo:
+        _check_user_name(name)
+        with self.sessions() as session, session.begin():
+            if session.get(User, name) is not None:
+                raise InvalidInputException(f"user {name!r} already exists")
+            user = User(name=name, created_at=now())
+            session.add(user)
+        return UserInfo(user.name, user.created_at, 0)
+
+    def list_users(self) -> list[UserInfo]:
+        counts = (
+            select(AccessKey.user_name, func.count().label("keys")).group_by(AccessKey.user_name).subquery()
+        )
+        query = (
+            select(User.name, User.created_at, func.coalesce(counts.c["keys"], 0))
+            .outerjoin(counts, counts.c.user_name == User.name)
+            .order_by(User.name)
+        )
+        with self.sessions() as session:
+            return [UserInfo(name, created, keys) for name, created, keys in session.execute(query)]
+
+    def count_users(self) -> int:
+        with self.sessions() as session:
+            return session.scalar(select(func.count()).select_from(User)) or 0
+
+    def delete_user(self, name: str) -> int:
+        """Delete a user and its access keys; returns how many keys went with it."""
+        with self.sessions() as session, session.begin():
+            if session.get(User, name) is None:
+                raise ResourceNotFoundException(f"user {name!r} does not exist")
+            # Explicit, not left to ON DELETE CASCADE: SQLite enforces foreign keys only when asked to.
+            removed = session.execute(delete(AccessKey).where(AccessKey.user_name == name)).rowcount
+            session.execute(delete(User).where(User.name == name))
+        return removed
+
+    def create_key(self, user_name: str) -> NewAccessKey:
+        secret = secrets.token_urlsafe(30)
+        with self.sessions() as session, session.begin():
+            if session.get(User, user_name) is None:
+                raise ResourceNotFoundException(f"user {user_name!r} does not exist")
+            key = AccessKey(
+                access_key_id=_new_access_key_id(),
+                user_name=user_name,
+                secret_encrypted=self.box.encrypt(secret),
+                created_at=now(),
+            )
+            session.add(key)
+        return NewAccessKey(key.access_key_id, secret, user_name, key.created_at)
+
+    def list_keys(self, user_name: str | None = None) -> list[KeyInfo]:
+        query = select(AccessKey.access_key_id, AccessKey.user_name, AccessKey.created_at)
+        if user_name is not None:
+            query = query.where(AccessKey.user_name == user_name)
+        with self.sessions() as session:
+            rows = session.execute(query.order_by(AccessKey.user_name, AccessKey.created_at))
+            return [KeyInfo(*row) for row in rows]
+
+    def delete_key(self, access_key_id: str) -> None:
+        with self.sessions() as session, session.begin():
+            removed = session.execute(delete(AccessKey).where(AccessKey.access_key_id == access_key_id))
+            if removed.rowcount == 0:
+                raise ResourceNotFoundException(f"access key {access_key_id!r} does not exist")
+
+    def credential(self, access_key_id: str) -> Credential | None:
+        """The key's decrypted secret and owner, or None for an unknown key."""
+        with self.sessions() as session:
+            key = session.get(AccessKey, access_key_id)
+            if key is None:
+                return None
+            return Credential(key.access_key_id, self.box.decrypt(key.secret_encrypted), key.user_name)

@@ -1,0 +1,263 @@
+"""The real-time endpoints this process serves: trained models held in memory for ``Predict``.
+
+``Predict`` answers in microseconds, so its hot path never reads the metastore. Instead:
+
+* ``CreateRealtimeEndpoint`` loads the model here (:meth:`MountedModels.load`); ``DeleteRealtimeEndpoint``
+  and ``DeleteMLModel`` drop it (:meth:`MountedModels.unmount`).
+* A model whose endpoint is READY in the metastore but which this process has not loaded (after a restart,
+  or when another process such as the CLI created the endpoint) is loaded by its first ``Predict``.
+* The metastore row of a loaded model is read again by the first ``Predict`` that comes
+  ``REVALIDATE_SECONDS`` (1 s) or more after the last reading. So an endpoint deleted by another process
+  stops answering here within about a second, and one deleted and created again (perhaps with another
+  ``ScoreThreshold``) is reloaded.
+
+Admission is two token buckets, one per endpoint (its ``PeakRequestsPerSecond``) and one for the whole
+process (``Settings.total_requests_per_second``); each admits bursts of up to one second's requests. The
+limits hold per process: several server processes each admit their own share.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from emrml.core.predict import Predictor
+from emrml.errors import (
+    InvalidInputException,
+    LimitExceededException,
+    PredictorNotMountedException,
+    ResourceNotFoundException,
+)
+from emrml.service.metastore import MLModel
+
+#: Seconds a loaded model is trusted before its metastore row is read again.
+REVALIDATE_SECONDS = 1.0
+
+Clock = Callable[[], float]
+
+
+def normalized_url(url: str) -> str:
+    """An endpoint URL as compared: without trailing slashes."""
+    return url.rstrip("/")
+
+
+class TokenBucket:
+    """Admits ``rate`` requests per second on average, in bursts of at most ``rate`` requests.
+
+    Lock-free: a lock would cost more than the rest of the check. Threads that interleave inside
+    :meth:`admit` may each take the same token, so under contention a bucket can admit a few requests more
+    than its rate, never fewer.
+    """
+
+    __slots__ = ("rate", "tokens", "updated")
+
+    def __init__(self, rate: float, now: float) -> None:
+        self.rate = float(rate)
+        self.tokens = self.rate
+        self.updated = now
+
+    def admit(self, now: float) -> bool:
+        """Take one token at time ``now`` (seconds, monotonic); False when none is left."""
+        tokens = self.tokens + (now - self.updated) * self.rate
+        if tokens > self.rate:
+            tokens = self.rate
+        self.updated = now
+        if tokens < 1.0:
+            self.tokens = tokens
+            return False
+        self.tokens = tokens - 1.0
+        return True
+
+
+class EndpointState(NamedTuple):
+    """The metastore columns that decide whether and how a model is served."""
+
+    status: str
+    endpoint_status: str
+    endpoint_url: str | None
+    endpoint_created_at: float | None
+    peak_requests_per_second: int
+    artifact_location: str | None
+    score_threshold: float | None
+    message: str | None
+
+    @property
+    def version(self) -> tuple[object, ...]:
+        """What a loaded model depends on: a change means the endpoint was created again."""
+        return (
+            self.endpoint_url,
+            self.endpoint_created_at,
+            self.peak_requests_per_second,
+            self.artifact_location,
+            self.score_threshold,
+        )
+
+
+_STATE_COLUMNS = (
+    MLModel.status,
+    MLModel.endpoint_status,
+    MLModel.endpoint_url,
+    MLModel.endpoint_created_at,
+    MLModel.peak_requests_per_second,
+    MLModel.artifact_location,
+    MLModel.score_threshold,
+    MLModel.message,
+)
+
+
+def read_state(session: Session, model_id: str) -> EndpointState | None:
+    """The model's endpoint state, None when there is no such model."""
+    row = session.execute(select(*_STATE_COLUMNS).where(MLModel.id == model_id)).first()
+    return None if row is None else EndpointState(*row)
+
+
+@dataclass(eq=False, slots=True)
+class Mount:
+    """A model served by this process. ``predictor`` is None when its artifact could not be loaded;
+    ``problem`` then says why."""
+
+    model_id: str
+    predictor: Predictor | None
+    endpoint_url: str  # normalized
+    bucket: TokenBucket
+    version: tuple[object, ...]
+    checked_at: float
+    problem: str | None = None
+
+
+class MountedModels:
+    """The models this process serves, by id. Safe to use from several threads.
+
+    ``clock`` (monotonic seconds) is injectable so tests can move time on.
+    """
+
+    def __init__(
+        self, sessions: sessionmaker, *, total_requests_per_second: int, clock: Clock = time.monotonic
+    ) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self._mounts: dict[str, Mount] = {}
+        # Serializes loading and metastore reads; the hot path of a loaded, fresh model takes no lock.
+        self._lock = threading.Lock()
+        self._total = TokenBucket(total_requests_per_second, clock())
+
+    def __contains__(self, model_id: str) -> bool:
+        return model_id in self._mounts
+
+    def fresh(self, model_id: str) -> bool:
+        """Whether :meth:`get` would answer for the model without reading the metastore (an event loop may
+        then run Predict itself)."""
+        mount = self._mounts.get(model_id)
+        return mount is not None and self._clock() - mount.checked_at < REVALIDATE_SECONDS
+
+    def load(self, model_id: str, state: EndpointState) -> Mount:
+        """Load the model of a READY (or becoming READY) ``state`` and serve it.
+
+        Raises ``InvalidInputException`` naming the file when the artifact is missing or unusable; nothing
+        is served then.
+        """
+        with self._lock:
+            mount = _load(model_id, state, self._clock())
+            if mount.predictor is None:
+                assert mount.problem is not None
+                raise InvalidInputException(mount.problem)
+            self._mounts[model_id] = mount
+        return mount
+
+    def unmount(self, model_id: str) -> None:
+        """Stop serving the model here (another process's copy goes within ``REVALIDATE_SECONDS``)."""
+        with self._lock:
+            self._mounts.pop(model_id, None)
+
+    def get(self, model_id: str) -> Mount:
+        """The served model, checked against the metastore when it is not loaded or was checked
+        ``REVALIDATE_SECONDS`` ago.
+
+        Raises ``ResourceNotFoundException`` for an unknown model and ``PredictorNotMountedException`` when
+        its endpoint is not READY (none, UPDATING, FAILED, or the model is DELETED) or its artifact could
+        not be loaded here.
+        """
+        mount = self._mounts.get(model_id)
+        if mount is None or self._clock() - mount.checked_at >= REVALIDATE_SECONDS:
+            mount = self._refresh(model_id)
+        if mount.predictor is None:
+            raise PredictorNotMountedException(
+                f"the real-time endpoint of MLModel {model_id!r} cannot serve: {mount.problem}"
+            )
+        return mount
+
+    def admit(self, mount: Mount) -> None:
+        """Count one request against the endpoint's and the process's rates, or raise
+        ``LimitExceededException``."""
+        now = self._clock()
+        if not mount.bucket.admit(now):
+            raise LimitExceededException(
+                f"MLModel {mount.model_id!r}: more than {mount.bucket.rate:g} requests per second "
+                "for its real-time endpoint (PeakRequestsPerSecond)"
+            )
+        if not self._total.admit(now):
+            raise LimitExceededException(
+                f"more than {self._total.rate:g} real-time prediction requests per second in total"
+            )
+
+    def _refresh(self, model_id: str) -> Mount:
+        # Under the lock throughout: a model is loaded once however many threads ask for it.
+        with self._lock:
+            now = self._clock()
+            mount = self._mounts.get(model_id)
+            if mount is not None and now - mount.checked_at < REVALIDATE_SECONDS:
+                return mount  # another thread refreshed it meanwhile
+            with self._sessions() as session:
+                state = read_state(session, model_id)
+            if state is None:
+                self._mounts.pop(model_id, None)
+                raise ResourceNotFoundException(f"MLModel {model_id!r} does not exist")
+            if state.status == "DELETED" or state.endpoint_status != "READY":
+                self._mounts.pop(model_id, None)
+                raise PredictorNotMountedException(not_mounted_reason(model_id, state))
+            if mount is not None and mount.predictor is not None and mount.version == state.version:
+                mount.checked_at = now
+                return mount
+            # Not loaded here yet, created again since, or its artifact failed to load a second ago: (re)load.
+            # A failure is kept for REVALIDATE_SECONDS so a broken artifact is not reread on every request.
+            mount = _load(model_id, state, now)
+            self._mounts[model_id] = mount
+            return mount
+
+
+def _load(model_id: str, state: EndpointState, now: float) -> Mount:
+    problem = None
+    predictor: Predictor | None = None
+    try:
+        if not state.artifact_location:
+            raise InvalidInputException(f"MLModel {model_id!r} has no model artifact")
+        predictor = Predictor.load(Path(state.artifact_location), score_threshold=state.score_threshold)
+    except InvalidInputException as exc:
+        problem = exc.message
+    return Mount(
+        model_id=model_id,
+        predictor=predictor,
+        endpoint_url=normalized_url(state.endpoint_url or ""),
+        bucket=TokenBucket(state.peak_requests_per_second, now),
+        version=state.version,
+        checked_at=now,
+        problem=problem,
+    )
+
+
+def not_mounted_reason(model_id: str, state: EndpointState) -> str:
+    """Why ``Predict`` cannot use the model: a message for ``PredictorNotMountedException``."""
+    if state.status == "DELETED":
+        return f"MLModel {model_id!r} is DELETED; its real-time endpoint was removed with it"
+    if state.endpoint_status == "NONE":
+        return f"MLModel {model_id!r} has no real-time endpoint; call CreateRealtimeEndpoint first"
+    if state.endpoint_status == "FAILED":
+        return f"the real-time endpoint of MLModel {model_id!r} FAILED: {state.message}"
+    return f"the real-time endpoint of MLModel {model_id!r} is {state.endpoint_status}, not READY yet"

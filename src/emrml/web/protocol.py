@@ -1,0 +1,108 @@
+"""The AWS JSON 1.1 protocol of Amazon ML: ``X-Amz-Target`` names the operation, bodies are JSON objects.
+
+Requests are ``POST /`` with ``X-Amz-Target: AmazonML_20141212.<Operation>`` and a JSON object of the
+operation's input members. Answers are HTTP 200 with the output members, or the error's HTTP status with
+``{"__type": "<ErrorType>", "message": "..."}``, always as ``application/x-amz-json-1.1``. The errors of
+the protocol itself, beside the operations' own:
+
+* a target that is missing, outside the ``AmazonML_20141212.`` prefix or names no operation →
+  400 ``UnknownOperationException``;
+* a body that is not a JSON object (malformed, ``NaN``, nested too deep, invalid UTF-8, lone surrogates)
+  → 400 ``SerializationException``, the error AWS's JSON services give for unparsable bodies;
+* a body over the server's limit → 413 ``RequestEntityTooLargeException``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from emrml.errors import AmazonMLError, InvalidInputException
+from emrml.service.operations import OPERATIONS
+
+TARGET_PREFIX = "AmazonML_20141212."
+CONTENT_TYPE = "application/x-amz-json-1.1"
+#: Default request body limit: ten times the 100 KB record limit of Predict, whose JSON escapes can take up
+#: to six bytes per character, and eight times the largest schema or recipe (131,071 characters).
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+# The escapes of NUL and of UTF-16 surrogates: only they make json.loads produce a string that PostgreSQL
+# cannot store or that is not valid Unicode.
+_SUSPICIOUS_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+
+
+class UnknownOperationException(AmazonMLError):
+    type_name = "UnknownOperationException"
+    http_status = 400
+
+
+class SerializationException(AmazonMLError):
+    type_name = "SerializationException"
+    http_status = 400
+
+
+class RequestEntityTooLargeException(AmazonMLError):
+    type_name = "RequestEntityTooLargeException"
+    http_status = 413
+
+
+def operation_name(target: str | None) -> str:
+    """The operation an ``X-Amz-Target`` header names; UnknownOperationException if it names none."""
+    if not target:
+        raise UnknownOperationException("the X-Amz-Target header is missing")
+    prefix, dot, name = target.partition(".")
+    if not dot or prefix + dot != TARGET_PREFIX or name not in OPERATIONS:
+        raise UnknownOperationException(f"unknown operation {target[:120]!r}")
+    return name
+
+
+def _reject_constant(name: str) -> Any:
+    raise SerializationException(f"{name} is not a JSON number")
+
+
+def _check_strings(request: dict[str, Any]) -> None:
+    """Refuse strings with NUL characters or unpaired surrogates anywhere in the request."""
+    pending: list[Any] = [request]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, str):
+            if "\x00" in value:
+                # PostgreSQL cannot store NUL characters; no Amazon ML value needs one.
+                raise InvalidInputException("strings in the request must not contain the NUL character")
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise SerializationException(
+                    "the request body has a \\u escape of an unpaired UTF-16 surrogate"
+                ) from None
+
+
+def decode_request(body: bytes) -> dict[str, Any]:
+    """The request object of a JSON body; an empty body is ``{}``."""
+    if not body.strip():
+        return {}
+    try:
+        request = json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers JSONDecodeError and UnicodeDecodeError.
+        raise SerializationException(f"the request body is not valid JSON: {str(exc)[:200]}") from None
+    if not isinstance(request, dict):
+        raise SerializationException(f"the request body must be a JSON object, not {type(request).__name__}")
+    # Only a \u escape can put a NUL or a lone surrogate in a string: look closer only then.
+    if _SUSPICIOUS_ESCAPE.search(body):
+        _check_strings(request)
+    return request
+
+
+def encode_response(response: dict[str, Any]) -> bytes:
+    return json.dumps(response, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
+def encode_error(error: AmazonMLError) -> bytes:
+    return json.dumps(error.to_wire(), ensure_ascii=False, separators=(",", ":")).encode()

@@ -1,0 +1,330 @@
+"""The HTTP server: the Amazon ML API on ``POST /``, a health check, a JSON access log, background jobs.
+
+``create_app`` builds the Starlette application around one ``EmrML``:
+
+* ``POST /`` — the Amazon ML API (``web.protocol``), every request SigV4-verified unless auth is off.
+  Operations run in Starlette's thread pool; ``Predict`` on a model this process already serves runs on
+  the event loop, since it reads no database row and answers in microseconds.
+* ``GET /health`` — ``{"status": "ok", ...}`` while the metastore answers, 503 otherwise.
+* the access log — one JSON object per request on the ``emrml.access`` logger: time, request id, method,
+  path, operation, status, duration, access key id, client address. Never bodies or signatures.
+* a ``JobScheduler`` that runs queued jobs while the server lives; stopping the server stops it.
+
+``serve`` runs the app with uvicorn until SIGINT or SIGTERM: in-flight requests finish (up to
+``graceful_seconds``), then running jobs get ``job_shutdown_seconds`` to end. ``BackgroundServer`` runs the
+app in a thread on a socket the caller bound (tests, benchmarks).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+import uvicorn
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from emrml.errors import AmazonMLError, InternalServerException
+from emrml.service.app import EmrML
+from emrml.service.auth import (
+    Caller,
+    CredentialCache,
+    HttpRequest,
+    parse_signature,
+    user_arn,
+    verify,
+)
+from emrml.service.identity import Identities
+from emrml.web.protocol import (
+    CONTENT_TYPE,
+    DEFAULT_MAX_BODY_BYTES,
+    RequestEntityTooLargeException,
+    decode_request,
+    encode_error,
+    encode_response,
+    operation_name,
+)
+from emrml.web.scheduler import JobScheduler
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("emrml.access")
+#: Where the access-log fields of a request are collected (a dict in the ASGI scope).
+LOG_FIELDS = "emrml.access"
+_INTERNAL_MESSAGE = "An internal error occurred; the server log has the details under request id {}."
+#: Create operations that queue a job: the scheduler looks for it at once instead of at its next poll.
+_QUEUEING = frozenset(
+    {
+        "CreateDataSourceFromS3",
+        "CreateDataSourceFromRDS",
+        "CreateDataSourceFromRedshift",
+        "CreateMLModel",
+        "CreateEvaluation",
+        "CreateBatchPrediction",
+    }
+)
+
+
+class AccessLog:
+    """ASGI middleware writing one JSON line per HTTP request to the ``emrml.access`` logger."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        fields: dict[str, Any] = {"request_id": str(uuid.uuid4())}
+        scope[LOG_FIELDS] = fields
+        status = 500
+
+        async def send_and_note_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note_status)
+        finally:
+            if access_log.isEnabledFor(logging.INFO):
+                client = scope.get("client")
+                record = {
+                    "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                    "request_id": fields["request_id"],
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "target": fields.get("target"),
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                    "access_key_id": fields.get("access_key_id"),
+                    "client": f"{client[0]}:{client[1]}" if client else None,
+                }
+                access_log.info(json.dumps(record))
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
+    """The request body, or None if the client went away; RequestEntityTooLargeException past ``limit``."""
+    too_large = RequestEntityTooLargeException(f"the request body is larger than {limit} bytes")
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+class ApiHandler:
+    """The Amazon ML JSON API as an ASGI app. ``credentials`` None turns authentication off."""
+
+    def __init__(
+        self,
+        service: EmrML,
+        credentials: CredentialCache | None,
+        max_body_bytes: int,
+        scheduler: JobScheduler | None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.service = service
+        self.credentials = credentials
+        self.max_body_bytes = max_body_bytes
+        self.scheduler = scheduler
+        self.clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fields = scope.setdefault(LOG_FIELDS, {"request_id": str(uuid.uuid4())})
+        request_id = fields["request_id"]
+        headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]]
+        target = next((value for name, value in headers if name == "x-amz-target"), None)
+        fields["target"] = target[:200] if target else None
+        try:
+            body = await _read_body(scope, receive, self.max_body_bytes)
+            if body is None:
+                return
+            caller = await self._authenticate(scope, headers, body) if self.credentials else None
+            if caller is not None:
+                fields["access_key_id"] = caller.access_key_id
+            name = operation_name(target)
+            response = await self._run(name, decode_request(body), caller)
+            status, payload, error_type = 200, encode_response(response), None
+        except AmazonMLError as exc:
+            error = exc
+            if exc.http_status >= 500:
+                log.error("request %s (%s) failed: %s", request_id, target, exc.message)
+                error = InternalServerException(_INTERNAL_MESSAGE.format(request_id))
+            status, payload, error_type = error.http_status, encode_error(error), error.type_name
+        except Exception:
+            log.exception("request %s (%s) failed", request_id, target)
+            error = InternalServerException(_INTERNAL_MESSAGE.format(request_id))
+            status, payload, error_type = 500, encode_error(error), error.type_name
+        response_headers = [
+            (b"content-type", CONTENT_TYPE.encode()),
+            (b"content-length", str(len(payload)).encode()),
+            (b"x-amzn-requestid", request_id.encode()),
+        ]
+        if error_type is not None:
+            response_headers.append((b"x-amzn-errortype", error_type.encode()))
+        await send({"type": "http.response.start", "status": status, "headers": response_headers})
+        await send({"type": "http.response.body", "body": payload})
+
+    async def _authenticate(self, scope: Scope, headers: list[tuple[str, str]], body: bytes) -> Caller:
+        assert self.credentials is not None
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        request = HttpRequest(
+            method=scope["method"],
+            raw_path=raw_path.decode("latin-1"),
+            query_string=scope.get("query_string", b"").decode("latin-1"),
+            headers=headers,
+            body=body,
+        )
+        claim = parse_signature(request, self.clock())
+        known, credential = self.credentials.cached(claim.access_key_id)
+        if not known:
+            credential = await run_in_threadpool(self.credentials.load, claim.access_key_id)
+        return verify(claim, credential)
+
+    async def _run(self, name: str, request: dict[str, Any], caller: Caller | None) -> dict[str, Any]:
+        arn = user_arn(self.service.settings.account_id, caller.user_name) if caller else None
+        model_id = request.get("MLModelId")
+        if name == "Predict" and isinstance(model_id, str) and model_id in self.service.mounted:
+            return self.service.call(name, request, arn)
+        response = await run_in_threadpool(self.service.call, name, request, arn)
+        if name in _QUEUEING and self.scheduler is not None:
+            self.scheduler.wake()
+        return response
+
+
+def create_app(
+    service: EmrML,
+    *,
+    auth: bool = True,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    job_slots: int | None = None,
+    job_shutdown_seconds: float = 30.0,
+    credential_ttl_seconds: float = 5.0,
+) -> ASGIApp:
+    """The ASGI application serving ``service``.
+
+    ``job_slots`` jobs run at once in the background (None: none are run, e.g. when another process runs
+    them); ``auth`` False accepts unsigned requests as the account's root user. A deleted access key stops
+    working within ``credential_ttl_seconds``.
+    """
+    scheduler = JobScheduler(service, job_slots) if job_slots else None
+    credentials = (
+        CredentialCache(Identities(service.sessions, service.settings.home), ttl=credential_ttl_seconds)
+        if auth
+        else None
+    )
+    api = ApiHandler(service, credentials, max_body_bytes, scheduler)
+
+    async def health(request: Request) -> JSONResponse:
+        def ping() -> None:
+            with service.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+
+        try:
+            await run_in_threadpool(ping)
+        except Exception:
+            log.exception("health check: the metastore does not answer")
+            return JSONResponse({"status": "unavailable", "reason": "the metastore does not answer"}, 503)
+        return JSONResponse(
+            {
+                "status": "ok",
+                "auth": auth,
+                "jobs_running": len(scheduler.running) if scheduler else 0,
+                "job_slots": job_slots or 0,
+            }
+        )
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if scheduler is not None:
+            scheduler.start()
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                await run_in_threadpool(scheduler.stop, job_shutdown_seconds)
+
+    routes = [Route("/", api, methods=["POST"]), Route("/health", health, methods=["GET"])]
+    return AccessLog(Starlette(routes=routes, lifespan=lifespan))
+
+
+def serve(app: ASGIApp, host: str, port: int, *, graceful_seconds: int = 30) -> None:
+    """Serve ``app`` with uvicorn until SIGINT/SIGTERM; in-flight requests get ``graceful_seconds``."""
+    config = uvicorn.Config(
+        app, host=host, port=port, lifespan="on", access_log=False, timeout_graceful_shutdown=graceful_seconds
+    )
+    uvicorn.Server(config).run()
+
+
+def reserve_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A listening-ready TCP socket bound to ``host:port`` (port 0: a free one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto must say TCP: asyncio sets TCP_NODELAY on accepted connections only then, and without it every
+    # response (headers and body written separately) waits ~40 ms for the client's delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
+
+
+class BackgroundServer:
+    """Runs ``app`` with uvicorn in a thread on ``sock`` while the ``with`` block lasts."""
+
+    def __init__(self, app: ASGIApp, sock: socket.socket, *, startup_seconds: float = 30.0) -> None:
+        host, port = sock.getsockname()[:2]
+        self.url = f"http://{host}:{port}"
+        self._sock = sock
+        self._startup_seconds = startup_seconds
+        config = uvicorn.Config(app, lifespan="on", access_log=False, log_level="warning")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="emrml-http", daemon=True
+        )
+
+    def __enter__(self) -> BackgroundServer:
+        self._thread.start()
+        deadline = time.monotonic() + self._startup_seconds
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the HTTP server did not start on {self.url}")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self._server.should_exit = True
+        self._thread.join()
+        self._sock.close()

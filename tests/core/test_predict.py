@@ -1,0 +1,294 @@
+"""Predictor: the Predict API's answer per model type, the record and batch paths agreeing, java_floats."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from emrml.core.features import FeatureSpace
+from emrml.core.learn import LinearModel
+from emrml.core.model import ModelArtifact, save_artifact
+from emrml.core.predict import Predictor, java_floats
+from emrml.core.recipe.grammar import parse_recipe
+from emrml.core.recipe.suggest import suggest_recipe
+from emrml.core.schema import AttributeType, Schema, parse_schema
+from emrml.errors import InvalidInputException
+
+RECORDS = 1000
+#: Java-style scientific notation as Amazon ML wrote it: one digit, a fraction without trailing zeros.
+JAVA_FLOAT = re.compile(r"-?[1-9]\.([0-9]*[1-9]|0)E(0|-?[1-9][0-9]{0,2})")
+
+
+@pytest.fixture(scope="module")
+def bank(shared_datasets: Path) -> tuple[Schema, pa.Table]:
+    directory = shared_datasets / "bank_marketing"
+    schema = parse_schema((directory / "data.csv.schema").read_text())
+    options = pcsv.ConvertOptions(column_types={name: pa.string() for name in schema.names})
+    return schema, pcsv.read_csv(directory / "data.csv", convert_options=options)
+
+
+@pytest.fixture(scope="module")
+def bank_space(bank: tuple[Schema, pa.Table]) -> FeatureSpace:
+    """The suggested recipe with the extras (quantile bins, one-hot, normalize, n-grams) on bank data."""
+    schema, table = bank
+    recipe = suggest_recipe(schema, table.slice(0, 5000), AttributeType.BINARY, extras=True)
+    return FeatureSpace.fit(parse_recipe(recipe, schema), schema, table.to_batches(max_chunksize=16384))
+
+
+LABELS = ["admin.", "blue-collar", "retired", "student"]
+
+
+def _artifact(schema: Schema, space: FeatureSpace, kind: str, seed: int = 0) -> ModelArtifact:
+    """A model of ``kind`` over the bank features with random weights: scoring does not care how they
+    were learned, and random weights reach every feature."""
+    rng = np.random.default_rng(seed)
+    outputs = len(LABELS) if kind == "MULTICLASS" else 1
+    linear = LinearModel(kind, rng.normal(0, 0.15, (space.n_features, outputs)), rng.normal(0, 0.5, outputs))  # type: ignore[arg-type]
+    return ModelArtifact(
+        model_type=kind,
+        schema_json=schema.to_json(),
+        recipe="{}",
+        feature_space=space.to_dict(),
+        linear=linear,
+        labels=LABELS if kind == "MULTICLASS" else None,
+        score_threshold=0.5 if kind == "BINARY" else None,
+        parameters={},
+        report={},
+    )
+
+
+@pytest.fixture(scope="module")
+def predictors(bank: tuple[Schema, pa.Table], bank_space: FeatureSpace) -> dict[str, Predictor]:
+    schema, _ = bank
+    return {
+        kind: Predictor(_artifact(schema, bank_space, kind))
+        for kind in ("BINARY", "MULTICLASS", "REGRESSION")
+    }
+
+
+# --- random records ------------------------------------------------------------------------------------
+
+NUMBER_TEXTS = ["0", "-0", "1e5", "1.3E4", ".5", "-2", " 42 ", "NaN", "inf", "1,000", "0x10", "1e400", "+7"]
+CHARACTERS = [*"abcxyz ,.;:!?-_'\"\t", "é", "ß", "İ", "Ω", "中", "😀", "\xa0", "\u2028", "\x1c", "ﬁ"]
+
+
+def _random_value(rng: np.random.Generator, column: pa.ChunkedArray) -> str | None:
+    """A value for one attribute: a real one, empty, a number in odd spellings, random text, or none."""
+    kind = rng.integers(0, 8)
+    if kind <= 2:
+        return column[int(rng.integers(0, len(column)))].as_py()
+    if kind == 3:
+        return ["", " ", "  \t"][int(rng.integers(0, 3))]
+    if kind == 4:
+        return str(NUMBER_TEXTS[int(rng.integers(0, len(NUMBER_TEXTS)))])
+    if kind == 5:
+        return f"{rng.normal() * 10.0 ** int(rng.integers(-3, 6)):.{int(rng.integers(0, 6))}f}"
+    if kind == 6:
+        size = int(rng.integers(0, 12))
+        return "".join(CHARACTERS[int(i)] for i in rng.integers(0, len(CHARACTERS), size))
+    return None  # the key is left out: a missing value
+
+
+def _random_records(table: pa.Table, count: int, seed: int) -> list[dict[str, str]]:
+    rng = np.random.default_rng(seed)
+    records = []
+    for _ in range(count):
+        record = {}
+        for name in table.column_names:
+            value = _random_value(rng, table.column(name))
+            if value is not None:
+                record[name] = value
+        if rng.random() < 0.2:
+            record["not an attribute"] = "ignored"
+        records.append(record)
+    return records
+
+
+def _batch_of(records: list[dict[str, str]], names: list[str]) -> pa.RecordBatch:
+    # A key left out of a record is an empty field in a file: both are missing values.
+    return pa.RecordBatch.from_pydict(
+        {name: pa.array([r.get(name, "") for r in records], pa.string()) for name in names}
+    )
+
+
+def _record_scores(predictor: Predictor, record: dict[str, str]) -> list[float]:
+    prediction = predictor.predict(record)
+    if predictor.model_type == "REGRESSION":
+        return [prediction["predictedValue"]]
+    scores = prediction["predictedScores"]
+    if predictor.model_type == "BINARY":
+        return list(scores.values())
+    return [scores[label] for label in LABELS]
+
+
+@pytest.mark.parametrize("kind", ["BINARY", "MULTICLASS", "REGRESSION"])
+def test_batch_and_record_paths_agree_on_random_records(
+    kind: str, bank: tuple[Schema, pa.Table], predictors: dict[str, Predictor]
+) -> None:
+    schema, table = bank
+    predictor = predictors[kind]
+    records = _random_records(table, RECORDS, seed=len(kind))
+    batch_scores = predictor.score_batch(_batch_of(records, schema.names)).reshape(RECORDS, -1)
+    record_scores = np.array([_record_scores(predictor, record) for record in records])
+    assert record_scores.shape == batch_scores.shape
+    assert np.max(np.abs(batch_scores - record_scores)) <= 1e-12
+    # The random records are not all alike: the model sees different features.
+    assert np.unique(np.round(batch_scores, 6), axis=0).shape[0] > RECORDS // 3
+
+
+def test_real_records_agree_and_the_target_is_ignored(
+    bank: tuple[Schema, pa.Table], predictors: dict[str, Predictor]
+) -> None:
+    _, table = bank
+    rows = table.slice(1000, 500).to_pylist()
+    predictor = predictors["BINARY"]
+    batch = table.slice(1000, 500).combine_chunks().to_batches()[0]
+    scores = predictor.score_batch(batch)
+    flipped = [dict(row, y="1" if row["y"] == "0" else "0") for row in rows]
+    for row, changed, score in zip(rows, flipped, scores.tolist(), strict=True):
+        assert _record_scores(predictor, row) == _record_scores(predictor, changed)
+        assert abs(_record_scores(predictor, row)[0] - score) <= 1e-12
+
+
+def test_binary_prediction_shape_and_threshold(
+    bank: tuple[Schema, pa.Table], bank_space: FeatureSpace
+) -> None:
+    schema, table = bank
+    artifact = _artifact(schema, bank_space, "BINARY")
+    record = table.slice(7, 1).to_pylist()[0]
+    score = Predictor(artifact).predict(record)["predictedScores"]
+    (value,) = score.values()
+    low = Predictor(artifact, score_threshold=value).predict(record)
+    high = Predictor(artifact, score_threshold=min(1.0, value + 1e-9)).predict(record)
+    # Score >= threshold is "1" (spec 7.3); the single score is keyed by the label and is P(1) either way.
+    assert low == {
+        "details": {"PredictiveModelType": "BINARY", "Algorithm": "SGD"},
+        "predictedLabel": "1",
+        "predictedScores": {"1": value},
+    }
+    assert high["predictedLabel"] == "0" and high["predictedScores"] == {"0": value}
+    assert Predictor(artifact).score_threshold == 0.5
+    assert Predictor(artifact, score_threshold=0.25).score_threshold == 0.25
+
+
+def test_multiclass_and_regression_prediction_shapes(predictors: dict[str, Predictor], bank: tuple) -> None:
+    _, table = bank
+    record = table.slice(3, 1).to_pylist()[0]
+    multiclass = predictors["MULTICLASS"].predict(record)
+    scores = multiclass["predictedScores"]
+    assert multiclass["details"] == {"PredictiveModelType": "MULTICLASS", "Algorithm": "SGD"}
+    assert list(scores) == LABELS and math.isclose(sum(scores.values()), 1.0)
+    assert multiclass["predictedLabel"] == max(scores, key=scores.__getitem__)
+    regression = predictors["REGRESSION"].predict(record)
+    assert set(regression) == {"details", "predictedValue"} and isinstance(
+        regression["predictedValue"], float
+    )
+    assert predictors["MULTICLASS"].labels == LABELS and predictors["REGRESSION"].score_threshold is None
+
+
+def test_missing_keys_are_missing_values(predictors: dict[str, Predictor], bank: tuple) -> None:
+    schema, table = bank
+    record = table.slice(11, 1).to_pylist()[0]
+    without = {k: v for k, v in record.items() if k not in ("age", "job")}
+    assert predictors["BINARY"].predict(without) == predictors["BINARY"].predict(
+        dict(without, age="", job=" ")
+    )
+    assert predictors["BINARY"].predict(without) != predictors["BINARY"].predict(record)
+    # A batch lacking columns the model uses reads them as missing too.
+    narrow = _batch_of([without], [n for n in schema.names if n not in ("age", "job")])
+    assert predictors["BINARY"].score_batch(narrow)[0] == pytest.approx(
+        _record_scores(predictors["BINARY"], without)[0], abs=1e-12
+    )
+
+
+def test_values_must_be_strings(predictors: dict[str, Predictor]) -> None:
+    with pytest.raises(InvalidInputException, match=r"Record\['age'\] must be a string.*int"):
+        predictors["BINARY"].predict({"job": "admin.", "age": 41})
+    with pytest.raises(InvalidInputException, match=r"Record\['job'\] must be a string.*NoneType"):
+        predictors["BINARY"].predict({"job": None})
+    with pytest.raises(InvalidInputException, match="must map attribute names to strings"):
+        predictors["BINARY"].predict(["age", "41"])  # type: ignore[arg-type]
+
+
+def test_load_from_a_file(tmp_path: Path, bank: tuple[Schema, pa.Table], bank_space: FeatureSpace) -> None:
+    schema, table = bank
+    artifact = _artifact(schema, bank_space, "BINARY", seed=5)
+    artifact.score_threshold = 0.3
+    path = tmp_path / "model.zip"
+    size = save_artifact(artifact, path)
+    loaded = Predictor.load(path)
+    assert loaded.size_in_bytes == size and loaded.score_threshold == 0.3 and loaded.schema == schema
+    assert Predictor.load(path, score_threshold=0.9).score_threshold == 0.9
+    record = table.slice(0, 1).to_pylist()[0]
+    assert loaded.predict(record)["predictedScores"] == Predictor(artifact).predict(record)["predictedScores"]
+    with pytest.raises(InvalidInputException, match="not a usable emrml model"):
+        Predictor.load(tmp_path / "missing.zip")
+
+
+# --- java_floats ---------------------------------------------------------------------------------------
+
+
+def _reference(value: float) -> str:
+    """Correctly rounded 7 significant digits in the same layout, from Python's formatting."""
+    mantissa, exponent = f"{value:.6E}".split("E")
+    mantissa = mantissa.rstrip("0")
+    return f"{mantissa}0E{int(exponent)}" if mantissa.endswith(".") else f"{mantissa}E{int(exponent)}"
+
+
+def test_java_floats_examples() -> None:
+    values = [8.7642e-3, 0.7899012, -15.26385, 100.0, 1.0, 0.0, -0.0, 0.5, 123456789.0, 9999999.5, 5e-324]
+    assert java_floats(np.array(values)).to_pylist() == [
+        "8.7642E-3", "7.899012E-1", "-1.526385E1", "1.0E2", "1.0E0", "0.0E0", "0.0E0", "5.0E-1", "1.234568E8",
+        "1.0E7", "4.940656E-324",
+    ]  # fmt: skip
+    assert java_floats(np.array([np.nan, np.inf, -np.inf])).to_pylist() == ["NaN", "Infinity", "-Infinity"]
+    assert java_floats(np.zeros(0)).to_pylist() == []
+
+
+def test_java_floats_match_a_real_amazon_ml_result_file(shared_datasets: Path) -> None:
+    path = shared_datasets / "bank_marketing" / "aml-tutorial" / "bp-sp7EvkPwfHS-banking-batch.csv"
+    lines = path.read_text().splitlines()
+    texts = [line.split(",")[1] for line in lines[1:] if line]
+    assert len(texts) == 443
+    # Every score Amazon ML wrote reads back as a float that is written again exactly as it was.
+    assert java_floats(np.array([float(text) for text in texts])).to_pylist() == texts
+
+
+def test_java_floats_round_to_seven_digits_like_formatting() -> None:
+    rng = np.random.default_rng(11)
+    values = np.concatenate(
+        [
+            rng.random(20_000),
+            rng.normal(size=20_000) * 10.0 ** rng.integers(-300, 300, 20_000),
+            -rng.random(100),
+        ]
+    )
+    texts = java_floats(values).to_pylist()
+    assert texts == [_reference(value) for value in values.tolist()]
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_java_floats_round_trip(value: float) -> None:
+    (text,) = java_floats(np.array([value])).to_pylist()
+    if value == 0:
+        assert text == "0.0E0"
+        return
+    assert JAVA_FLOAT.fullmatch(text), text
+    assert math.isclose(float(text), value, rel_tol=5.0001e-7)
+
+
+def test_predict_output_is_json_ready(predictors: dict[str, Predictor], bank: tuple) -> None:
+    _, table = bank
+    record = table.slice(5, 1).to_pylist()[0]
+    for predictor in predictors.values():
+        prediction = predictor.predict(record)
+        assert json.loads(json.dumps(prediction)) == prediction

@@ -1,0 +1,544 @@
+"""Real-time endpoints and Predict through the operations, on models trained by the real jobs."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from emrml.config import Settings
+from emrml.core.predict import Predictor
+from emrml.errors import (
+    AmazonMLError,
+    InvalidInputException,
+    LimitExceededException,
+    PredictorNotMountedException,
+    ResourceNotFoundException,
+)
+from emrml.service.app import EmrML
+from emrml.service.endpoints import serve_predict
+from emrml.service.metastore import MLModel
+from emrml.service.mounted import REVALIDATE_SECONDS, MountedModels, TokenBucket
+from emrml.service.validation import validate_request
+
+URL = "http://127.0.0.1:8080"
+BANK = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "bank_marketing"
+TUTORIAL_RECORD = (
+    "32,services,divorced,basic.9y,no,unknown,yes,cellular,dec,mon,110,1,11,0,nonexistent,-1.8,94.465,"
+    "-36.1,0.883,5228.1"
+)
+
+
+def _schema(target: str, *attributes: tuple[str, str]) -> str:
+    return json.dumps(
+        {
+            "version": "1.0",
+            "targetAttributeName": target,
+            "dataFileContainsHeader": True,
+            "attributes": [{"attributeName": n, "attributeType": t} for n, t in attributes],
+        }
+    )
+
+
+#: Small generated datasets: (folder name, model type, schema, CSV text).
+DATASETS = {
+    "binary": (
+        "BINARY",
+        _schema("y", ("x", "NUMERIC"), ("words", "TEXT"), ("y", "BINARY")),
+        "x,words,y\n" + "".join(f"{i},{'good day' if i % 2 else 'bad day'},{i % 2}\n" for i in range(300)),
+    ),
+    "multiclass": (
+        "MULTICLASS",
+        _schema("fruit", ("x", "NUMERIC"), ("colour", "CATEGORICAL"), ("fruit", "CATEGORICAL")),
+        "x,colour,fruit\n"
+        + "".join(
+            f"{i},{colour},{fruit}\n"
+            for i in range(100)
+            for colour, fruit in (("red", "apple"), ("green", "pear"), ("blue", "plum"))
+        ),
+    ),
+    "regression": (
+        "REGRESSION",
+        _schema("y", ("x", "NUMERIC"), ("y", "NUMERIC")),
+        "x,y\n" + "".join(f"{i},{3 * i + 10}\n" for i in range(300)),
+    ),
+}
+
+
+def _datasource(app: EmrML, entity_id: str, location: Path, schema: str) -> None:
+    app.call(
+        "CreateDataSourceFromS3",
+        {
+            "DataSourceId": entity_id,
+            "DataSpec": {"DataLocationS3": str(location), "DataSchema": schema},
+            "ComputeStatistics": True,
+        },
+    )
+
+
+def train_small(app: EmrML, folder: Path, name: str, recipe: str | None = None) -> str:
+    """Create the datasource and model of a generated dataset (jobs not run); returns the model id."""
+    model_type, schema, text = DATASETS[name]
+    (folder / f"{name}.csv").write_text(text)
+    _datasource(app, f"ds-{name}", folder / f"{name}.csv", schema)
+    request = {"MLModelId": f"ml-{name}", "MLModelType": model_type, "TrainingDataSourceId": f"ds-{name}"}
+    if recipe is not None:
+        request["Recipe"] = recipe
+    app.call("CreateMLModel", request)
+    return f"ml-{name}"
+
+
+@dataclass
+class Trained:
+    app: EmrML
+    home: Path
+    bank_header: list[str] | None
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
+    """One SQLite installation with a BINARY, a MULTICLASS, a REGRESSION and (when the shared datasets are
+    there) a bank-marketing model, all COMPLETED."""
+    folder = tmp_path_factory.mktemp("endpoints")
+    app = EmrML(Settings.load(environ={}, home=folder / "home"))
+    train_small(app, folder, "binary")
+    train_small(app, folder, "multiclass")
+    train_small(app, folder, "regression", recipe='{"outputs": ["normalize(x)"]}')
+    header = None
+    if BANK.is_dir():
+        _datasource(app, "ds-bank", BANK / "data.csv", (BANK / "data.csv.schema").read_text())
+        app.call(
+            "CreateMLModel",
+            {"MLModelId": "ml-bank", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-bank"},
+        )
+        header = (BANK / "data.csv").open().readline().strip().split(",")
+    app.jobs.run_pending()
+    for model in app.call("DescribeMLModels", {})["Results"]:
+        assert model["Status"] == "COMPLETED", model.get("Message")
+    yield Trained(app, folder / "home", header)
+    app.close()
+
+
+@pytest.fixture
+def endpoint(trained: Trained, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A READY endpoint on the model named by the test's parameter (default ml-binary), removed after."""
+    model_id = getattr(request, "param", "ml-binary")
+    trained.app.call("CreateRealtimeEndpoint", {"MLModelId": model_id})
+    yield model_id
+    trained.app.call("DeleteRealtimeEndpoint", {"MLModelId": model_id})
+
+
+def predict(app: EmrML, model_id: str, record: dict[str, Any], endpoint: str = URL) -> dict[str, Any]:
+    response = app.call("Predict", {"MLModelId": model_id, "Record": record, "PredictEndpoint": endpoint})
+    assert list(response) == ["Prediction"]
+    return response["Prediction"]
+
+
+def batch_scores(app: EmrML, model_id: str, records: list[dict[str, str]]) -> np.ndarray:
+    """The batch path's scores for the same records: Predict must agree with it."""
+    with app.sessions() as session:
+        location = session.get(MLModel, model_id).artifact_location
+    predictor = Predictor.load(Path(location))
+    names = [a.name for a in predictor.schema.attributes]
+    batch = pa.RecordBatch.from_pydict({n: [r.get(n, "") for r in records] for n in names})
+    return predictor.score_batch(batch)
+
+
+# --- Lifecycle -----------------------------------------------------------------------------------------
+
+
+def test_endpoint_lifecycle(app: EmrML, tmp_path: Path) -> None:
+    model_id = train_small(app, tmp_path, "binary")
+    with pytest.raises(PredictorNotMountedException, match="no real-time endpoint"):
+        predict(app, model_id, {"x": "1"})  # the model is still PENDING
+    assert app.wait("MLModel", model_id)["EndpointInfo"] == {
+        "EndpointStatus": "NONE",
+        "PeakRequestsPerSecond": 0,
+    }
+    with pytest.raises(PredictorNotMountedException, match="call CreateRealtimeEndpoint first"):
+        predict(app, model_id, {"x": "1"})
+
+    before = time.time()
+    created = app.call("CreateRealtimeEndpoint", {"MLModelId": model_id})
+    assert list(created) == ["MLModelId", "RealtimeEndpointInfo"] and created["MLModelId"] == model_id
+    info = created["RealtimeEndpointInfo"]
+    assert info == {
+        "EndpointStatus": "READY",
+        "PeakRequestsPerSecond": 200,
+        "EndpointUrl": URL,
+        "CreatedAt": info["CreatedAt"],
+    }
+    assert before - 1 <= info["CreatedAt"] <= time.time() + 1
+    assert app.call("GetMLModel", {"MLModelId": model_id})["EndpointInfo"] == info
+    assert app.call("DescribeMLModels", {})["Results"][0]["EndpointInfo"] == info
+    assert app.call("CreateRealtimeEndpoint", {"MLModelId": model_id}) == created  # the current info
+
+    with pytest.raises(InvalidInputException, match="real-time endpoint"):
+        app.call("UpdateMLModel", {"MLModelId": model_id, "ScoreThreshold": 0.9})
+    app.call("UpdateMLModel", {"MLModelId": model_id, "MLModelName": "renamed"})
+    good = predict(app, model_id, {"x": "7", "words": "good day"})
+    assert good["predictedLabel"] == "1"
+
+    none = {"EndpointStatus": "NONE", "PeakRequestsPerSecond": 0}
+    deleted = app.call("DeleteRealtimeEndpoint", {"MLModelId": model_id})
+    assert deleted == {"MLModelId": model_id, "RealtimeEndpointInfo": none}
+    assert app.call("GetMLModel", {"MLModelId": model_id})["EndpointInfo"] == none
+    with pytest.raises(PredictorNotMountedException):
+        predict(app, model_id, {"x": "7", "words": "good day"})
+    assert app.call("DeleteRealtimeEndpoint", {"MLModelId": model_id}) == deleted
+
+    # With the endpoint gone the threshold may change, and a new endpoint predicts with it.
+    app.call("UpdateMLModel", {"MLModelId": model_id, "ScoreThreshold": 0.999})
+    app.call("CreateRealtimeEndpoint", {"MLModelId": model_id})
+    strict = predict(app, model_id, {"x": "7", "words": "good day"})
+    (score,) = strict["predictedScores"].values()
+    assert score == pytest.approx(good["predictedScores"]["1"]) and score < 0.999
+    assert strict["predictedLabel"] == "0" and list(strict["predictedScores"]) == ["0"]
+
+    # A deleted model takes its endpoint along at once (open question 25).
+    app.call("DeleteMLModel", {"MLModelId": model_id})
+    with pytest.raises(PredictorNotMountedException, match="DELETED"):
+        predict(app, model_id, {"x": "7"})
+    assert app.call("GetMLModel", {"MLModelId": model_id})["EndpointInfo"] == none
+    with pytest.raises(InvalidInputException, match="is DELETED"):
+        app.call("CreateRealtimeEndpoint", {"MLModelId": model_id})
+
+
+def clone_model(app: EmrML, model_id: str, artifact: Path, **columns: Any) -> None:
+    """A copy of ml-binary's metastore row under ``model_id`` with its own artifact file: a model to break
+    without breaking the shared one."""
+    with app.sessions() as session, session.begin():
+        model = session.get(MLModel, "ml-binary")
+        values = {c.name: getattr(model, c.name) for c in MLModel.__table__.columns}
+        artifact.write_bytes(Path(model.artifact_location).read_bytes())
+        values.update(id=model_id, artifact_location=str(artifact), **columns)
+        session.add(MLModel(**values))
+
+
+def test_unusable_artifact_fails_the_endpoint(trained: Trained, tmp_path: Path) -> None:
+    app = trained.app
+    clone_model(app, "ml-broken", tmp_path / "broken.zip")
+    (tmp_path / "broken.zip").write_bytes(b"not a zip")
+    info = app.call("CreateRealtimeEndpoint", {"MLModelId": "ml-broken"})["RealtimeEndpointInfo"]
+    assert info["EndpointStatus"] == "FAILED"
+    model = app.call("GetMLModel", {"MLModelId": "ml-broken"})
+    assert model["Status"] == "COMPLETED" and "not a zip archive" in model["Message"]
+    with pytest.raises(PredictorNotMountedException, match="FAILED: the real-time endpoint could not load"):
+        predict(app, "ml-broken", {"x": "1"})
+    app.call("DeleteRealtimeEndpoint", {"MLModelId": "ml-broken"})
+    assert "Message" not in app.call("GetMLModel", {"MLModelId": "ml-broken"})
+
+
+def test_artifact_damaged_after_the_endpoint_was_created(trained: Trained, tmp_path: Path) -> None:
+    app = trained.app
+    clone_model(app, "ml-damaged", tmp_path / "damaged.zip")
+    app.call("CreateRealtimeEndpoint", {"MLModelId": "ml-damaged"})
+    served = predict(app, "ml-damaged", {"x": "7"})
+    (tmp_path / "damaged.zip").write_bytes(b"PK damaged")
+    assert predict(app, "ml-damaged", {"x": "7"}) == served  # this process holds it in memory
+    other = EmrML(Settings.load(environ={}, home=trained.home))
+    try:
+        with pytest.raises(PredictorNotMountedException, match=r"cannot serve: .*damaged\.zip"):
+            predict(other, "ml-damaged", {"x": "7"})
+    finally:
+        other.close()
+        app.call("DeleteRealtimeEndpoint", {"MLModelId": "ml-damaged"})
+
+
+def test_create_endpoint_on_a_failed_model(trained: Trained, tmp_path: Path) -> None:
+    app = trained.app
+    clone_model(app, "ml-failed", tmp_path / "failed.zip", status="FAILED", message="the data was bad")
+    with pytest.raises(
+        InvalidInputException, match="'ml-failed' is FAILED: the data was bad; only a COMPLETED"
+    ):
+        app.call("CreateRealtimeEndpoint", {"MLModelId": "ml-failed"})
+
+
+def test_create_endpoint_needs_a_completed_model(trained: Trained, tmp_path: Path) -> None:
+    app = trained.app
+    with pytest.raises(ResourceNotFoundException, match="ml-none"):
+        app.call("CreateRealtimeEndpoint", {"MLModelId": "ml-none"})
+    with pytest.raises(ResourceNotFoundException, match="ml-none"):
+        app.call("DeleteRealtimeEndpoint", {"MLModelId": "ml-none"})
+    app.call(
+        "CreateMLModel",
+        {"MLModelId": "ml-queued", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-binary"},
+    )
+    with pytest.raises(InvalidInputException, match="'ml-queued' is PENDING; only a COMPLETED model"):
+        app.call("CreateRealtimeEndpoint", {"MLModelId": "ml-queued"})
+    assert app.call("GetMLModel", {"MLModelId": "ml-queued"})["EndpointInfo"]["EndpointStatus"] == "NONE"
+    with pytest.raises(InvalidInputException, match="MLModelId"):
+        app.call("CreateRealtimeEndpoint", {"MLModelId": "bad id!"})
+
+
+# --- Predict ---------------------------------------------------------------------------------------------
+
+
+def test_binary_prediction(trained: Trained, endpoint: str) -> None:
+    app = trained.app
+    records = [{"x": "7", "words": "good day"}, {"x": "8", "words": "bad day"}, {"x": "9"}]
+    expected = batch_scores(app, endpoint, records)
+    for record, score in zip(records, expected, strict=True):
+        prediction = predict(app, endpoint, record)
+        label = "1" if score >= 0.5 else "0"
+        assert prediction == {
+            "details": {"PredictiveModelType": "BINARY", "Algorithm": "SGD"},
+            "predictedLabel": label,
+            "predictedScores": {label: pytest.approx(score, abs=1e-12)},
+        }
+    assert predict(app, endpoint, records[0])["predictedLabel"] == "1"
+    assert predict(app, endpoint, records[1])["predictedLabel"] == "0"
+
+
+@pytest.mark.parametrize("endpoint", ["ml-multiclass"], indirect=True)
+def test_multiclass_prediction(trained: Trained, endpoint: str) -> None:
+    app = trained.app
+    records = [{"x": "5", "colour": "blue"}, {"x": "5", "colour": "red"}, {"colour": "mauve"}]
+    expected = batch_scores(app, endpoint, records)
+    for record, scores in zip(records, expected, strict=True):
+        prediction = predict(app, endpoint, record)
+        assert list(prediction) == ["details", "predictedLabel", "predictedScores"]
+        assert prediction["details"] == {"PredictiveModelType": "MULTICLASS", "Algorithm": "SGD"}
+        assert list(prediction["predictedScores"]) == ["apple", "pear", "plum"]
+        assert list(prediction["predictedScores"].values()) == pytest.approx(scores, abs=1e-12)
+        best = max(prediction["predictedScores"], key=prediction["predictedScores"].get)
+        assert prediction["predictedLabel"] == best
+    assert predict(app, endpoint, records[0])["predictedLabel"] == "plum"
+    assert predict(app, endpoint, records[1])["predictedLabel"] == "apple"
+
+
+@pytest.mark.parametrize("endpoint", ["ml-regression"], indirect=True)
+def test_regression_prediction(trained: Trained, endpoint: str) -> None:
+    app = trained.app
+    prediction = predict(app, endpoint, {"x": "150"})
+    assert list(prediction) == ["details", "predictedValue"]
+    assert prediction["details"] == {"PredictiveModelType": "REGRESSION", "Algorithm": "SGD"}
+    assert prediction["predictedValue"] == pytest.approx(batch_scores(app, endpoint, [{"x": "150"}])[0])
+    assert prediction["predictedValue"] == pytest.approx(3 * 150 + 10, rel=0.05)
+    assert isinstance(prediction["predictedValue"], float)
+
+
+def test_record_attributes(trained: Trained, endpoint: str) -> None:
+    app = trained.app
+    record = {"x": "7", "words": "good day"}
+    plain = predict(app, endpoint, record)
+    # Unknown attributes and the target are ignored.
+    assert predict(app, endpoint, {**record, "colour": "red", "y": "0"}) == plain
+    # Missing attributes are missing values, like empty ones.
+    missing = predict(app, endpoint, {})
+    assert missing == predict(app, endpoint, {"x": "", "words": ""})
+    assert missing["predictedScores"] != plain["predictedScores"]
+
+
+def test_predict_errors(trained: Trained, endpoint: str) -> None:
+    app = trained.app
+    record = {"x": "7", "words": "good day"}
+    with pytest.raises(ResourceNotFoundException, match="ml-none"):
+        predict(app, "ml-none", record)
+    with pytest.raises(PredictorNotMountedException, match="ml-multiclass"):
+        predict(app, "ml-multiclass", record)
+    with pytest.raises(InvalidInputException, match="PredictEndpoint 'http://localhost:9090' is not the"):
+        predict(app, endpoint, record, endpoint="http://localhost:9090")
+    assert predict(app, endpoint, record, endpoint=URL + "/") == predict(app, endpoint, record)
+    for value in (7, None, ["a"], 1.5):
+        with pytest.raises(InvalidInputException, match=r"Record\['x'\] must be a string"):
+            predict(app, endpoint, {**record, "x": value})
+    for bad in (
+        {"Record": record},
+        {"MLModelId": endpoint, "Record": record, "PredictEndpoint": URL, "Extra": 1},
+    ):
+        with pytest.raises(InvalidInputException):
+            app.call("Predict", bad)
+
+
+def test_record_size_limit(trained: Trained, endpoint: str) -> None:
+    app = trained.app
+    limit = app.settings.max_record_bytes
+    overhead = len(json.dumps({"x": "7", "words": ""}, separators=(",", ":")))
+    fits = {"x": "7", "words": "a" * (limit - overhead)}
+    assert len(json.dumps(fits, separators=(",", ":"))) == limit
+    assert predict(app, endpoint, fits)["predictedLabel"] in ("0", "1")
+    with pytest.raises(InvalidInputException, match=f"larger than {limit} bytes"):
+        predict(app, endpoint, {**fits, "words": fits["words"] + "a"})
+    # The limit counts UTF-8 bytes, not characters.
+    with pytest.raises(InvalidInputException, match="larger than"):
+        predict(app, endpoint, {"x": "7", "words": "é" * (limit // 2)})
+
+
+def test_predict_endpoint_check_can_be_lenient(trained: Trained, endpoint: str) -> None:
+    lenient = EmrML(Settings.load(environ={}, home=trained.home, predict_endpoint_check="lenient"))
+    try:
+        record = {"x": "7", "words": "good day"}
+        assert predict(lenient, endpoint, record, "https://elsewhere.example") == predict(
+            trained.app, endpoint, record
+        )
+    finally:
+        lenient.close()
+    with pytest.raises(InvalidInputException, match="predict_endpoint_check"):
+        Settings.load(environ={}, home=trained.home, predict_endpoint_check="sometimes")
+
+
+# --- Request checking: the Predict fast path gives the generic validator's errors ------------------------
+
+
+GOOD = {"MLModelId": "ml-binary", "Record": {"x": "1"}, "PredictEndpoint": "https://a.amazonaws.com"}
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        {},
+        [],
+        "text",
+        {k: v for k, v in GOOD.items() if k != "Record"},
+        {k: v for k, v in GOOD.items() if k != "MLModelId"},
+        {**GOOD, "Extra": "x"},
+        {**GOOD, "MLModelId": None},
+        {**GOOD, "MLModelId": 7},
+        {**GOOD, "MLModelId": ""},
+        {**GOOD, "MLModelId": "bad id!"},
+        {**GOOD, "MLModelId": "m" * 65},
+        {**GOOD, "Record": []},
+        {**GOOD, "Record": "x=1"},
+        {**GOOD, "Record": {"x": 1}},
+        {**GOOD, "Record": {"x": None}},
+        {**GOOD, "Record": {1: "x"}},
+        {**GOOD, "PredictEndpoint": 80},
+        {**GOOD, "PredictEndpoint": "https://a.amazonaws.com/" + "p" * 2048},
+    ],
+)
+def test_fast_request_check_matches_the_generic_validator(trained: Trained, request_: Any) -> None:
+    with pytest.raises(AmazonMLError) as generic:
+        validate_request("Predict", request_)
+    with pytest.raises(type(generic.value)) as fast:
+        serve_predict(trained.app, request_)
+    assert fast.value.message == generic.value.message
+
+
+# --- Admission -------------------------------------------------------------------------------------------
+
+
+def test_token_bucket() -> None:
+    bucket = TokenBucket(5, now=100.0)
+    assert [bucket.admit(100.0) for _ in range(6)] == [True] * 5 + [False]
+    assert bucket.admit(100.1) is False  # half a token
+    assert bucket.admit(100.2) is True
+    assert [bucket.admit(200.0) for _ in range(6)] == [True] * 5 + [False]  # bursts stay within the rate
+
+
+def _burst(app: EmrML, model_id: str, calls: int) -> tuple[int, float, LimitExceededException | None]:
+    record = {"x": "7", "words": "good day"}
+    admitted, refused = 0, None
+    started = time.monotonic()
+    for _ in range(calls):
+        try:
+            predict(app, model_id, record)
+            admitted += 1
+        except LimitExceededException as exc:
+            refused = exc
+    return admitted, time.monotonic() - started, refused
+
+
+def test_rate_limit_per_endpoint(trained: Trained, endpoint: str) -> None:
+    admitted, seconds, refused = _burst(trained.app, endpoint, 400)
+    # 200 at once, then 200 per second.
+    assert refused is not None and "more than 200 requests per second" in refused.message
+    assert 200 <= admitted <= 200 + 200 * seconds + 1
+
+
+def test_rate_limits_are_settings(trained: Trained) -> None:
+    small = EmrML(Settings.load(environ={}, home=trained.home, peak_requests_per_second=5))
+    try:
+        small.call("DeleteRealtimeEndpoint", {"MLModelId": "ml-binary"})
+        info = small.call("CreateRealtimeEndpoint", {"MLModelId": "ml-binary"})["RealtimeEndpointInfo"]
+        assert info["PeakRequestsPerSecond"] == 5
+        admitted, _, refused = _burst(small, "ml-binary", 8)
+        assert admitted == 5 and refused is not None
+        time.sleep(0.25)  # one token back
+        assert _burst(small, "ml-binary", 2)[0] == 1
+        small.call("DeleteRealtimeEndpoint", {"MLModelId": "ml-binary"})
+    finally:
+        small.close()
+    total = EmrML(Settings.load(environ={}, home=trained.home, total_requests_per_second=3))
+    try:
+        total.call("CreateRealtimeEndpoint", {"MLModelId": "ml-binary"})
+        admitted, _, refused = _burst(total, "ml-binary", 5)
+        assert admitted == 3 and refused is not None and "in total" in refused.message
+        total.call("DeleteRealtimeEndpoint", {"MLModelId": "ml-binary"})
+    finally:
+        total.close()
+
+
+# --- Several processes ----------------------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_another_process_sees_endpoint_changes(trained: Trained) -> None:
+    """A second installation object on the same home stands for another server process or the CLI."""
+    app = trained.app
+    other = EmrML(Settings.load(environ={}, home=trained.home))
+    clock = FakeClock()
+    other.mounted = MountedModels(other.sessions, total_requests_per_second=10_000, clock=clock)
+    record = {"x": "7", "words": "good day"}
+    try:
+        app.call("CreateRealtimeEndpoint", {"MLModelId": "ml-binary"})
+        served = predict(other, "ml-binary", record)  # loaded on first use
+        assert served == predict(app, "ml-binary", record) and "ml-binary" in other.mounted
+
+        app.call("DeleteRealtimeEndpoint", {"MLModelId": "ml-binary"})
+        assert predict(other, "ml-binary", record) == served  # trusted for up to a second
+        assert other.mounted.fresh("ml-binary") and not other.mounted.fresh("ml-multiclass")
+        clock.now += REVALIDATE_SECONDS
+        assert not other.mounted.fresh("ml-binary")
+        with pytest.raises(PredictorNotMountedException):
+            predict(other, "ml-binary", record)
+        assert "ml-binary" not in other.mounted
+
+        # Created again here: loaded there on first use. Then created again with another threshold:
+        # reloaded with it after the next check.
+        other.call("CreateRealtimeEndpoint", {"MLModelId": "ml-binary"})
+        assert predict(app, "ml-binary", record) == served
+        app.call("DeleteRealtimeEndpoint", {"MLModelId": "ml-binary"})
+        app.call("UpdateMLModel", {"MLModelId": "ml-binary", "ScoreThreshold": 0.9999})
+        app.call("CreateRealtimeEndpoint", {"MLModelId": "ml-binary"})
+        assert predict(other, "ml-binary", record) == served
+        clock.now += REVALIDATE_SECONDS
+        assert predict(other, "ml-binary", record)["predictedLabel"] == "0"
+    finally:
+        app.call("DeleteRealtimeEndpoint", {"MLModelId": "ml-binary"})
+        app.call("UpdateMLModel", {"MLModelId": "ml-binary", "ScoreThreshold": 0.5})
+        other.close()
+
+
+# --- The banking tutorial ------------------------------------------------------------------------------
+
+
+def test_tutorial_record_through_the_bank_model(trained: Trained) -> None:
+    if trained.bank_header is None:
+        pytest.skip("the shared datasets are not beside the checkout")
+    app = trained.app
+    record = dict(zip(trained.bank_header[:-1], TUTORIAL_RECORD.split(","), strict=True))
+    info = app.call("CreateRealtimeEndpoint", {"MLModelId": "ml-bank"})["RealtimeEndpointInfo"]
+    try:
+        prediction = predict(app, "ml-bank", record, info["EndpointUrl"])
+    finally:
+        app.call("DeleteRealtimeEndpoint", {"MLModelId": "ml-bank"})
+    # Amazon ML's tutorial model answered label 0 with score 0.0335.
+    assert prediction["predictedLabel"] == "0"
+    (score,) = prediction["predictedScores"].values()
+    assert 0.0 < score < 0.2
+    assert score == pytest.approx(batch_scores(app, "ml-bank", [record])[0], abs=1e-12)

@@ -1,0 +1,30 @@
+"""A real emrml HTTP server on a free loopback port, shared by the web tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from web_helpers import LiveServer
+
+from emrml.config import Settings
+from emrml.service.app import EmrML
+from emrml.service.identity import Identities
+from emrml.web.server import BackgroundServer, create_app, reserve_socket
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The API with SigV4 auth and up to 4 background jobs, as user ``tester``."""
+    home = tmp_path_factory.mktemp("live-server")
+    sock = reserve_socket()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    service = EmrML(Settings.load(environ={}, home=home, public_url=url))
+    identities = Identities(service.sessions, home)
+    identities.create_user("tester")
+    key = identities.create_key("tester")
+    app = create_app(service, job_slots=4, credential_ttl_seconds=1.0)
+    with BackgroundServer(app, sock) as server:
+        assert server.url == url
+        yield LiveServer(url, service, identities, key)
+    service.close()

@@ -1,0 +1,448 @@
+"""Authentication: users and access keys at rest, SigV4 verification exactly as botocore signs, the AWS
+auth errors over raw HTTP and boto3, the first-start admin key, and the users/keys commands."""
+
+from __future__ import annotations
+
+import json
+import signal
+import stat
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from unittest.mock import patch
+
+import pytest
+import typer
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from botocore.exceptions import ClientError
+from typer.testing import CliRunner
+from web_helpers import post, sign
+
+from emrml.cli_server import register
+from emrml.errors import InvalidInputException, ResourceNotFoundException
+from emrml.service.auth import (
+    CredentialCache,
+    HttpRequest,
+    ensure_admin,
+    parse_signature,
+    verify,
+)
+from emrml.service.identity import Identities
+from emrml.service.metastore import Base, migrate, open_engine, session_factory
+
+BODY = b'{"Limit": 1}'
+
+
+@pytest.fixture
+def identities(tmp_path: Path) -> Identities:
+    engine = open_engine(f"sqlite:///{tmp_path / 'metastore.db'}")
+    migrate(engine)
+    return Identities(session_factory(engine), tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------- at rest
+
+
+def test_migration_matches_the_identity_tables(identities: Identities) -> None:
+    with identities.sessions() as session:
+        differences = compare_metadata(MigrationContext.configure(session.connection()), Base.metadata)
+    ours = [d for d in differences if "users" in repr(d) or "access_keys" in repr(d)]
+    assert ours == []
+
+
+def test_users_and_keys_crud(identities: Identities) -> None:
+    identities.create_user("alice")
+    with pytest.raises(InvalidInputException, match="already exists"):
+        identities.create_user("alice")
+    with pytest.raises(InvalidInputException, match="user name"):
+        identities.create_user("no spaces")
+    with pytest.raises(ResourceNotFoundException):
+        identities.create_key("bob")
+    first, second = identities.create_key("alice"), identities.create_key("alice")
+    assert first.access_key_id != second.access_key_id and len(first.access_key_id) == 20
+    assert first.access_key_id.startswith("EMRL") and len(first.secret_access_key) == 40
+    assert [u.access_keys for u in identities.list_users()] == [2]
+    assert {k.access_key_id for k in identities.list_keys("alice")} == {
+        first.access_key_id,
+        second.access_key_id,
+    }
+    credential = identities.credential(first.access_key_id)
+    assert credential is not None and credential.secret_access_key == first.secret_access_key
+    identities.delete_key(first.access_key_id)
+    assert identities.credential(first.access_key_id) is None
+    with pytest.raises(ResourceNotFoundException):
+        identities.delete_key(first.access_key_id)
+    assert identities.delete_user("alice") == 1
+    assert identities.list_users() == [] and identities.list_keys() == []
+
+
+def test_secrets_are_encrypted_at_rest_with_a_private_key_file(
+    identities: Identities, tmp_path: Path
+) -> None:
+    identities.create_user("alice")
+    key = identities.create_key("alice")
+    # The SQLite file and its write-ahead log hold every byte the metastore stored.
+    database = b"".join(path.read_bytes() for path in tmp_path.glob("metastore.db*"))
+    assert key.access_key_id.encode() in database
+    assert key.secret_access_key.encode() not in database
+    key_file = tmp_path / "secrets.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    # Another key file cannot decrypt the stored secret: the error says what to do, not the secret.
+    key_file.unlink()
+    other = Identities(identities.sessions, tmp_path)
+    with pytest.raises(Exception, match=r"secrets\.key"):
+        other.credential(key.access_key_id)
+
+
+def test_first_start_creates_an_admin_key_file(identities: Identities, tmp_path: Path) -> None:
+    created = ensure_admin(identities, tmp_path)
+    assert created is not None
+    key, path = created
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert json.loads(path.read_text()) == {
+        "aws_access_key_id": key.access_key_id,
+        "aws_secret_access_key": key.secret_access_key,
+    }
+    assert [user.name for user in identities.list_users()] == ["admin"]
+    assert ensure_admin(identities, tmp_path) is None
+
+
+def test_credential_cache_forgets_after_its_ttl(identities: Identities) -> None:
+    identities.create_user("alice")
+    key = identities.create_key("alice")
+    now = [0.0]
+    cache = CredentialCache(identities, ttl=5.0, clock=lambda: now[0])
+    assert cache.cached(key.access_key_id) == (False, None)
+    assert cache.load(key.access_key_id) is not None
+    known, credential = cache.cached(key.access_key_id)
+    assert known and credential is not None and credential.user_name == "alice"
+    identities.delete_key(key.access_key_id)
+    assert cache.cached(key.access_key_id)[1] is not None  # still trusted within the TTL
+    now[0] = 6.0
+    assert cache.cached(key.access_key_id) == (False, None)
+    assert cache.load(key.access_key_id) is None
+    assert cache.cached(key.access_key_id) == (True, None)  # unknown ids are remembered too
+    assert cache.load("not a key id!") is None
+
+
+# ---------------------------------------------------------------------------------------------- SigV4
+
+
+def _as_received(headers: dict[str, str], body: bytes, path: str = "/", query: str = "") -> HttpRequest:
+    received = [(name.lower(), value) for name, value in headers.items()]
+    received.append(("host", "127.0.0.1:8080"))
+    return HttpRequest("POST", path, query, received, body)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"X-Amz-Content-SHA256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+        {"X-Custom": "  spaced   value  ", "X-Other": "a"},
+    ],
+)
+def test_verification_reproduces_botocore_signatures(extra: dict[str, str]) -> None:
+    body = b"" if "X-Amz-Content-SHA256" in extra else BODY
+    headers = sign(
+        "http://127.0.0.1:8080", "DescribeDataSources", body, "EMRLKEY0000000000001", "s3cret", headers=extra
+    )
+    claim = parse_signature(_as_received(headers, body), time.time())
+    from emrml.service.identity import Credential
+
+    caller = verify(claim, Credential("EMRLKEY0000000000001", "s3cret", "alice"))
+    assert caller.user_name == "alice"
+    with pytest.raises(Exception, match="does not match"):
+        verify(claim, Credential("EMRLKEY0000000000001", "other", "alice"))
+
+
+def test_path_and_query_are_canonicalized_like_botocore() -> None:
+    from emrml.service.identity import Credential
+
+    url = "http://127.0.0.1:8080/a b/./c/?z=1&a=2"
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(method="POST", url=url, data=BODY, headers={"X-Amz-Target": "AmazonML_20141212.X"})
+    SigV4Auth(Credentials("EMRLKEY0000000000001", "k"), "machinelearning", "eu-west-1").add_auth(request)
+    prepared = request.prepare()
+    path, _, query = prepared.url.split("8080", 1)[1].partition("?")
+    claim = parse_signature(_as_received(dict(prepared.headers.items()), BODY, path, query), time.time())
+    assert verify(claim, Credential("EMRLKEY0000000000001", "k", "bob")).user_name == "bob"
+
+
+# ---------------------------------------------------------------------------------------------- over HTTP
+
+
+def _error(response: Any) -> tuple[int, str, str]:
+    body = response.json()
+    return response.status, body["__type"], body["message"]
+
+
+def test_a_signed_request_is_served_as_its_user(live_server: Any) -> None:
+    headers = sign(
+        live_server.url,
+        "DescribeDataSources",
+        BODY,
+        live_server.key.access_key_id,
+        live_server.key.secret_access_key,
+    )
+    response = post(live_server.url, headers, BODY)
+    assert response.status == 200 and "Results" in response.json()
+    assert response.headers["content-type"] == "application/x-amz-json-1.1"
+    assert len(response.headers["x-amzn-requestid"]) == 36
+
+
+def _with(headers: dict[str, str], **changes: str | None) -> dict[str, str]:
+    updated = dict(headers)
+    for name, value in changes.items():
+        updated.pop(name.replace("_", "-"), None)
+        if value is not None:
+            updated[name.replace("_", "-")] = value
+    return updated
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "error_type", "message"),
+    [
+        ("unsigned", 400, "MissingAuthenticationTokenException", "missing Authentication Token"),
+        ("expired", 400, "InvalidSignatureException", "Signature expired"),
+        ("future", 400, "InvalidSignatureException", "Signature not yet current"),
+        ("wrong secret", 400, "InvalidSignatureException", "does not match"),
+        (
+            "unknown key",
+            400,
+            "UnrecognizedClientException",
+            "security token included in the request is invalid",
+        ),
+        ("not sigv4", 400, "IncompleteSignatureException", "Unsupported"),
+        ("no signature", 400, "IncompleteSignatureException", "requires 'Signature'"),
+        ("target unsigned", 400, "IncompleteSignatureException", "x-amz-target"),
+        ("other service", 400, "InvalidSignatureException", "correct service"),
+        ("no date", 400, "IncompleteSignatureException", "X-Amz-Date"),
+        ("body changed", 400, "InvalidSignatureException", "does not match"),
+        ("target changed", 400, "InvalidSignatureException", "does not match"),
+        ("session token", 400, "UnrecognizedClientException", "security token"),
+    ],
+)
+def test_auth_errors_over_raw_http(
+    live_server: Any, case: str, status: int, error_type: str, message: str
+) -> None:
+    key, secret = live_server.key.access_key_id, live_server.key.secret_access_key
+    body = BODY
+    now = datetime.now(UTC)
+    headers = sign(live_server.url, "DescribeDataSources", body, key, secret)
+    authorization = headers["Authorization"]
+    if case == "unsigned":
+        headers = _with(headers, Authorization=None)
+    elif case in ("expired", "future"):
+        when = now + timedelta(minutes=-20 if case == "expired" else 20)
+        headers = sign(live_server.url, "DescribeDataSources", body, key, secret, when=when)
+    elif case == "wrong secret":
+        headers = sign(live_server.url, "DescribeDataSources", body, key, secret + "x")
+    elif case == "unknown key":
+        headers = sign(live_server.url, "DescribeDataSources", body, "EMRLNOSUCHKEY0000000", secret)
+    elif case == "not sigv4":
+        headers = _with(headers, Authorization="AWS " + key + ":c2lnbmF0dXJl")
+    elif case == "no signature":
+        headers = _with(headers, Authorization=authorization.split(", Signature=")[0])
+    elif case == "target unsigned":
+        headers = _with(headers, Authorization=authorization.replace(";x-amz-target", ""))
+    elif case == "other service":
+        headers = _with(headers, Authorization=authorization.replace("/machinelearning/", "/dynamodb/"))
+    elif case == "no date":
+        headers = _with(headers, X_Amz_Date=None)
+    elif case == "body changed":
+        body = b'{"Limit": 2}'
+    elif case == "target changed":
+        headers = _with(headers, X_Amz_Target="AmazonML_20141212.DescribeMLModels")
+    elif case == "session token":
+        headers = _with(headers, X_Amz_Security_Token="FwoGZXIvYXdzE")
+    response = post(live_server.url, headers, body)
+    got_status, got_type, got_message = _error(response)
+    assert (got_status, got_type) == (status, error_type)
+    assert message in got_message
+    assert response.headers["x-amzn-errortype"] == error_type
+
+
+def test_auth_errors_through_boto3(live_server: Any) -> None:
+    cases = [
+        (live_server.client(secret="not-the-secret-" * 3), "InvalidSignatureException"),
+        (live_server.client(access_key_id="EMRLNOSUCHKEY0000000"), "UnrecognizedClientException"),
+    ]
+    for client, code in cases:
+        with pytest.raises(ClientError) as raised:
+            client.describe_data_sources()
+        assert raised.value.response["Error"]["Code"] == code
+        assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    client = live_server.client()
+    long_ago = datetime.now(UTC) - timedelta(minutes=20)
+    with (
+        patch("botocore.auth.get_current_datetime", return_value=long_ago),
+        pytest.raises(ClientError) as raised,
+    ):
+        client.describe_data_sources()
+    assert raised.value.response["Error"]["Code"] == "InvalidSignatureException"
+    assert "Signature expired" in raised.value.response["Error"]["Message"]
+
+
+def test_a_new_key_works_at_once_and_a_deleted_key_stops_working(live_server: Any) -> None:
+    live_server.identities.create_user("carol")
+    key = live_server.identities.create_key("carol")
+    client = live_server.client(key.access_key_id, key.secret_access_key)
+    client.create_data_source_from_s3(
+        DataSourceId="auth-carol", DataSpec={"DataLocationS3": "/no/such/file.csv"}
+    )
+    created_by = live_server.service.call("GetDataSource", {"DataSourceId": "auth-carol"})["CreatedByIamUser"]
+    assert created_by == "arn:aws:iam::000000000000:user/carol"
+    live_server.identities.delete_user("carol")
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            client.describe_data_sources(Limit=1)
+        except ClientError as exc:
+            assert exc.response["Error"]["Code"] == "UnrecognizedClientException"
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("a deleted key was still accepted after 15 s")
+
+
+# ---------------------------------------------------------------------------------------------- commands
+
+
+def _root_app() -> typer.Typer:
+    """A root app with the main command line's --home and --output options, plus ours."""
+    app = typer.Typer()
+
+    @app.callback()
+    def main(
+        home: Path = typer.Option(..., "--home"),
+        output: str = typer.Option("table", "--output"),
+    ) -> None:
+        """emrml"""
+
+    register(app)
+    return app
+
+
+def test_users_and_keys_commands(tmp_path: Path) -> None:
+    app, runner, home = _root_app(), CliRunner(), ["--home", str(tmp_path)]
+    created = runner.invoke(app, [*home, "users", "create", "dana"])
+    assert created.exit_code == 0 and "arn:aws:iam::000000000000:user/dana" in created.output
+    duplicate = runner.invoke(app, [*home, "users", "create", "dana"])
+    assert duplicate.exit_code == 2 and "InvalidInputException" in duplicate.output
+    key = json.loads(runner.invoke(app, [*home, "--output", "json", "keys", "create", "dana"]).output)
+    assert key["UserName"] == "dana" and len(key["SecretAccessKey"]) == 40
+    listing = runner.invoke(app, [*home, "--output", "json", "keys", "list"]).output
+    assert key["AccessKeyId"] in listing and key["SecretAccessKey"] not in listing
+    users = json.loads(runner.invoke(app, [*home, "--output", "json", "users", "list"]).output)
+    assert users == [
+        {
+            "UserName": "dana",
+            "Arn": "arn:aws:iam::000000000000:user/dana",
+            "CreatedAt": users[0]["CreatedAt"],
+            "AccessKeys": 1,
+        }
+    ]
+    assert runner.invoke(app, [*home, "keys", "delete", "EMRLNOSUCHKEY0000000"]).exit_code == 3
+    deleted = runner.invoke(app, [*home, "users", "delete", "dana"])
+    assert deleted.exit_code == 0 and "1 access key" in deleted.output
+    assert "No users." in runner.invoke(app, [*home, "users", "list"]).output
+
+
+def test_serve_prints_first_start_help_once_and_warns_without_auth(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from emrml.web import server
+
+    served: list[tuple[str, int]] = []
+    monkeypatch.setattr(server, "serve", lambda app, host, port, **_: served.append((host, port)))
+    app, runner = _root_app(), CliRunner()
+    first = runner.invoke(app, ["--home", str(tmp_path), "serve", "--port", "8123", "--workers-jobs", "0"])
+    assert first.exit_code == 0, first.output
+    credentials_file = tmp_path / "admin-credentials.json"
+    credentials = json.loads(credentials_file.read_text())
+    assert str(credentials_file) in first.output and credentials["aws_secret_access_key"] not in first.output
+    assert (
+        "aws machinelearning describe-data-sources --profile emrml --endpoint-url http://127.0.0.1:8123"
+        in (first.output)
+    )
+    assert 'boto3.client("machinelearning", endpoint_url="http://127.0.0.1:8123"' in first.output
+    again = runner.invoke(app, ["--home", str(tmp_path), "serve", "--port", "8123", "--workers-jobs", "0"])
+    assert again.exit_code == 0 and "First start" not in again.output
+    assert json.loads(credentials_file.read_text()) == credentials
+    open_home = tmp_path / "open"
+    no_auth = runner.invoke(app, ["--home", str(open_home), "serve", "--no-auth", "--host", "0.0.0.0"])
+    assert no_auth.exit_code == 0 and "WARNING: Authentication is OFF" in no_auth.output
+    assert not (open_home / "admin-credentials.json").exists()
+    assert served == [("127.0.0.1", 8123), ("127.0.0.1", 8123), ("0.0.0.0", 8080)]
+
+
+SERVE_SCRIPT = """
+import typer
+from pathlib import Path
+from emrml.cli_server import register
+app = typer.Typer()
+@app.callback()
+def main(home: Path = typer.Option(..., "--home"), output: str = typer.Option("table", "--output")) -> None:
+    "emrml"
+register(app)
+app()
+"""
+
+
+def test_serve_runs_signed_requests_logs_them_and_stops_on_sigint(tmp_path: Path) -> None:
+    from urllib.request import urlopen
+
+    import boto3
+
+    from emrml.web.server import reserve_socket
+
+    sock = reserve_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    command = [sys.executable, "-c", SERVE_SCRIPT, "--home", str(tmp_path), "serve", "--port", str(port)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, process.communicate()[0]
+            assert time.monotonic() < deadline, "emrml serve did not become healthy"
+            try:
+                with urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+                    health = json.loads(response.read())
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert health == {"status": "ok", "auth": True, "jobs_running": 0, "job_slots": 25}
+        credentials = json.loads((tmp_path / "admin-credentials.json").read_text())
+        client = boto3.client(
+            "machinelearning", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1", **credentials
+        )
+        assert client.describe_data_sources()["Results"] == []
+    finally:
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=60)[0]
+    assert process.returncode == 0, output
+    assert "Application shutdown complete" in output
+    access = [json.loads(line) for line in output.splitlines() if line.startswith('{"time"')]
+    [logged] = [line for line in access if line["target"] == "AmazonML_20141212.DescribeDataSources"]
+    assert logged["status"] == 200 and logged["access_key_id"] == credentials["aws_access_key_id"]
+    assert set(logged) == {
+        "time",
+        "request_id",
+        "method",
+        "path",
+        "target",
+        "status",
+        "duration_ms",
+        "access_key_id",
+        "client",
+    }
+    assert credentials["aws_secret_access_key"] not in output

@@ -1,0 +1,359 @@
+"""The JSON 1.1 protocol: targets, bodies, error shapes and statuses, limits, the health check, the access
+log and the background job scheduler — in-process through the ASGI app, and over HTTP where it matters."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import botocore.session
+import pytest
+from botocore.exceptions import ClientError
+from botocore.parsers import create_parser
+from web_helpers import RawResponse, asgi_request, post, sign
+
+from emrml.config import Settings
+from emrml.service.app import EmrML
+from emrml.service.metastore import DataSource, now
+from emrml.service.operations import OPERATIONS
+from emrml.web.protocol import TARGET_PREFIX
+from emrml.web.scheduler import JobScheduler
+from emrml.web.server import create_app
+
+SCHEMA = json.dumps(
+    {
+        "version": "1.0",
+        "targetAttributeName": "y",
+        "dataFormat": "CSV",
+        "dataFileContainsHeader": True,
+        "attributes": [
+            {"attributeName": "x", "attributeType": "NUMERIC"},
+            {"attributeName": "y", "attributeType": "BINARY"},
+        ],
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmrML]:
+    application = EmrML(Settings.load(environ={}, home=tmp_path_factory.mktemp("protocol")))
+    yield application
+    application.close()
+
+
+@pytest.fixture(scope="module")
+def app(service: EmrML) -> Any:
+    return create_app(service, auth=False, max_body_bytes=64 * 1024)
+
+
+def request(app: Any, target: str | None, body: bytes | dict, **headers: str) -> RawResponse:
+    payload = json.dumps(body).encode() if isinstance(body, dict) else body
+    sent = {"Content-Type": "application/x-amz-json-1.1", **headers}
+    if target is not None:
+        sent["X-Amz-Target"] = target if "." in target else TARGET_PREFIX + target
+    return asyncio.run(asgi_request(app, sent, payload))
+
+
+def error(response: RawResponse) -> tuple[int, str, str]:
+    body = response.json()
+    assert set(body) == {"__type", "message"}
+    assert response.headers["content-type"] == "application/x-amz-json-1.1"
+    assert response.headers["x-amzn-errortype"] == body["__type"]
+    return response.status, body["__type"], body["message"]
+
+
+def _nulls(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(item is None or _nulls(item) for item in value.values())
+    if isinstance(value, list):
+        return any(item is None or _nulls(item) for item in value)
+    return False
+
+
+def test_success_has_the_json_1_1_shape(app: Any) -> None:
+    created = request(
+        app, "CreateDataSourceFromS3", {"DataSourceId": "p-ds", "DataSpec": {"DataLocationS3": "/x.csv"}}
+    )
+    assert created.status == 200 and created.json() == {"DataSourceId": "p-ds"}
+    assert created.headers["content-type"] == "application/x-amz-json-1.1"
+    assert str(uuid.UUID(created.headers["x-amzn-requestid"])) == created.headers["x-amzn-requestid"]
+    got = request(app, "GetDataSource", {"DataSourceId": "p-ds", "Verbose": True}).json()
+    assert got["Status"] == "PENDING" and "StartedAt" not in got and not _nulls(got)
+    assert isinstance(got["CreatedAt"], float)
+    assert request(app, "DescribeDataSources", b"").json()["Results"][0]["DataSourceId"] == "p-ds"
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        None,
+        "",
+        "AmazonML_20141212",
+        "AmazonML_20141212.",
+        "AmazonML_20141212.NoSuchThing",
+        "DynamoDB_20120810.Scan",
+    ],
+)
+def test_unknown_targets(app: Any, target: str | None) -> None:
+    status, kind, message = error(request(app, target, {}))
+    assert (status, kind) == (400, "UnknownOperationException")
+    assert message
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (b"{", "not valid JSON"),
+        (b"[1, 2]", "JSON object"),
+        (b'"text"', "JSON object"),
+        (b'{"Limit": NaN}', "NaN"),
+        (b'{"Limit": Infinity}', "Infinity"),
+        (b"\xff\xfe{}", "not valid JSON"),
+        (b"[" * 5000 + b"]" * 5000, "not valid JSON"),
+        (b'{"Prefix": "\\ud800"}', "surrogate"),
+        (b'{"a": 1} trailing', "not valid JSON"),
+    ],
+)
+def test_malformed_bodies_are_serialization_errors(app: Any, body: bytes, fragment: str) -> None:
+    status, kind, message = error(request(app, "DescribeDataSources", body))
+    assert (status, kind) == (400, "SerializationException")
+    assert fragment in message
+
+
+def test_botocore_parses_our_serialization_error() -> None:
+    model = botocore.session.get_session().get_service_model("machinelearning")
+    shape = model.operation_model("DescribeDataSources").output_shape
+    response = {
+        "status_code": 400,
+        "headers": {"x-amzn-requestid": "r"},
+        "body": b'{"__type":"SerializationException","message":"the request body is not valid JSON"}',
+    }
+    parsed = create_parser("json").parse(response, shape)
+    assert parsed["Error"] == {
+        "Code": "SerializationException",
+        "Message": "the request body is not valid JSON",
+    }
+
+
+def test_boto3_sees_a_serialization_error_for_a_corrupted_body(live_server: Any) -> None:
+    client = live_server.client()
+
+    def corrupt(request: Any, **_: Any) -> None:
+        request.data = b'{"Limit": 1'
+
+    client.meta.events.register("before-sign.machinelearning.DescribeDataSources", corrupt)
+    with pytest.raises(ClientError) as raised:
+        client.describe_data_sources(Limit=1)
+    assert raised.value.response["Error"]["Code"] == "SerializationException"
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+@pytest.mark.parametrize(
+    ("target", "body", "error_type", "fragment"),
+    [
+        ("GetDataSource", {}, "InvalidInputException", "DataSourceId is required"),
+        ("GetDataSource", {"DataSourceId": 5}, "InvalidInputException", "must be a string"),
+        ("GetDataSource", {"DataSourceId": ["a"]}, "InvalidInputException", "must be a string"),
+        ("GetDataSource", {"DataSourceId": "bad id!"}, "InvalidInputException", "pattern"),
+        ("GetDataSource", {"DataSourceId": "x" * 65}, "InvalidInputException", "at most 64"),
+        (
+            "GetDataSource",
+            {"DataSourceId": "p-ds", "Verbose": "yes"},
+            "InvalidInputException",
+            "true or false",
+        ),
+        ("GetDataSource", {"DataSourceId": "p-ds", "Extra": 1}, "InvalidInputException", "not a member"),
+        ("DescribeMLModels", {"Limit": 0}, "InvalidInputException", "at least 1"),
+        ("DescribeMLModels", {"Limit": 101}, "InvalidInputException", "at most 100"),
+        ("DescribeMLModels", {"Limit": 1.5}, "InvalidInputException", "integer"),
+        ("DescribeMLModels", {"SortOrder": "up"}, "InvalidInputException", "asc, dsc"),
+        ("DescribeMLModels", {"EQ": "x"}, "InvalidInputException", "FilterVariable"),
+        ("DescribeTags", {"ResourceId": "p-ds", "ResourceType": "Table"}, "InvalidInputException", "one of"),
+        (
+            "AddTags",
+            {"ResourceId": "p-ds", "ResourceType": "DataSource", "Tags": [{"Key": "k" * 129}]},
+            "InvalidTagException",
+            "at most 128",
+        ),
+        (
+            "UpdateDataSource",
+            {"DataSourceId": "nope", "DataSourceName": "n"},
+            "ResourceNotFoundException",
+            "nope",
+        ),
+        ("GetDataSource", {"DataSourceId": "p-ds", "Name": "\u0000"}, "InvalidInputException", "NUL"),
+    ],
+)
+def test_invalid_requests_name_the_member(
+    app: Any, target: str, body: dict, error_type: str, fragment: str
+) -> None:
+    request(app, "CreateDataSourceFromS3", {"DataSourceId": "p-ds", "DataSpec": {"DataLocationS3": "/x.csv"}})
+    status, kind, message = error(request(app, target, body))
+    assert (status, kind) == (400, error_type)
+    assert fragment in message
+
+
+def test_bodies_over_the_limit_are_refused(app: Any) -> None:
+    big = json.dumps(
+        {"DataSourceId": "p-big", "DataSpec": {"DataLocationS3": "/x", "DataSchema": "s" * 70000}}
+    )
+    status, kind, message = error(request(app, "CreateDataSourceFromS3", big.encode()))
+    assert (status, kind) == (413, "RequestEntityTooLargeException")
+    assert "65536 bytes" in message
+    status, kind, _ = error(request(app, "CreateDataSourceFromS3", b"{}", **{"Content-Length": "999999999"}))
+    assert (status, kind) == (413, "RequestEntityTooLargeException")
+
+
+def test_an_oversized_body_over_http(live_server: Any) -> None:
+    body = b'{"Prefix": "' + b"a" * (1024 * 1024) + b'"}'
+    headers = sign(live_server.url, "DescribeDataSources", body, live_server.key.access_key_id, "irrelevant")
+    response = post(live_server.url, headers, body)
+    assert response.status == 413 and response.json()["__type"] == "RequestEntityTooLargeException"
+
+
+def test_unexpected_failures_are_generic_500s_logged_with_the_request_id(
+    app: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(_app: Any, _request: Any) -> dict:
+        raise RuntimeError("password=hunter2 in /srv/secret/path")
+
+    monkeypatch.setitem(OPERATIONS, "GetDataSource", broken)
+    with caplog.at_level(logging.ERROR, logger="emrml.web.server"):
+        response = request(app, "GetDataSource", {"DataSourceId": "p-ds"})
+    status, kind, message = error(response)
+    assert (status, kind) == (500, "InternalServerException")
+    assert "hunter2" not in response.body.decode() and "Traceback" not in response.body.decode()
+    request_id = response.headers["x-amzn-requestid"]
+    assert request_id in message
+    assert any(request_id in record.getMessage() and record.exc_info for record in caplog.records)
+
+
+def test_extension_operations_are_served(app: Any, shared_datasets: Path) -> None:
+    data = shared_datasets / "wine_quality" / "data.csv"
+    inferred = request(
+        app, "InferDataSchema", {"DataLocationS3": str(data), "TargetAttributeName": "quality"}
+    )
+    assert inferred.status == 200
+    schema = json.loads(inferred.json()["DataSchema"])
+    assert schema["targetAttributeName"] == "quality" and len(schema["attributes"]) > 5
+    status, kind, _ = error(request(app, "GetDataSourceStatistics", {"DataSourceId": "nope"}))
+    assert (status, kind) == (400, "ResourceNotFoundException")
+    status, kind, _ = error(request(app, "GetMLModelInsights", {"MLModelId": 7}))
+    assert (status, kind) == (400, "InvalidInputException")
+
+
+def test_health_and_other_paths(app: Any) -> None:
+    health = asyncio.run(asgi_request(app, {}, b"", method="GET", path="/health"))
+    assert health.status == 200 and health.json() == {
+        "status": "ok",
+        "auth": False,
+        "jobs_running": 0,
+        "job_slots": 0,
+    }
+    assert asyncio.run(asgi_request(app, {}, b"", method="GET", path="/")).status == 405
+    assert asyncio.run(asgi_request(app, {}, b"{}", method="POST", path="/other")).status == 404
+
+
+def test_access_log_is_one_json_line_without_bodies(app: Any, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="emrml.access"):
+        response = request(app, "UpdateDataSource", {"DataSourceId": "p-ds", "DataSourceName": "secret-name"})
+    [record] = [r for r in caplog.records if r.name == "emrml.access"]
+    line = json.loads(record.getMessage())
+    assert line["request_id"] == response.headers["x-amzn-requestid"]
+    assert line["target"] == TARGET_PREFIX + "UpdateDataSource" and line["status"] == 200
+    assert line["method"] == "POST" and line["path"] == "/" and line["duration_ms"] > 0
+    assert line["access_key_id"] is None and line["client"] == "127.0.0.1:50000"
+    assert "secret-name" not in record.getMessage()
+
+
+# ---------------------------------------------------------------------------------------------- scheduler
+
+
+class FakeJobs:
+    """Stands in for JobRunner: records which jobs were run; a job ends when the test releases it."""
+
+    def __init__(self, pending: list[tuple[str, str]]) -> None:
+        self.queue = pending
+        self.started: list[tuple[str, str]] = []
+        self.release = threading.Event()
+        self.recovered = 0
+
+    def pending(self) -> list[tuple[str, str]]:
+        return [job for job in self.queue if job not in self.started]
+
+    def recover(self) -> None:
+        self.recovered += 1
+
+    def wait(self, kind: str, entity_id: str) -> None:
+        self.started.append((kind, entity_id))
+        self.release.wait(10)
+
+
+def _until(condition: Any, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_scheduler_respects_slots_and_dependencies(tmp_path: Path) -> None:
+    service = EmrML(Settings.load(environ={}, home=tmp_path))
+    try:
+        for entity_id in ("s-ds1", "s-ds2"):
+            service.call(
+                "CreateDataSourceFromS3",
+                {
+                    "DataSourceId": entity_id,
+                    "DataSpec": {"DataLocationS3": "/x", "DataSchema": SCHEMA},
+                    "ComputeStatistics": True,
+                },
+            )
+        service.call(
+            "CreateMLModel",
+            {"MLModelId": "s-model", "MLModelType": "BINARY", "TrainingDataSourceId": "s-ds1"},
+        )
+        fake = FakeJobs([("DataSource", "s-ds1"), ("DataSource", "s-ds2"), ("MLModel", "s-model")])
+        service.jobs = fake  # type: ignore[assignment]
+        scheduler = JobScheduler(service, slots=1, poll_seconds=0.05)
+        scheduler.start()
+        assert _until(lambda: fake.started == [("DataSource", "s-ds1")])
+        time.sleep(0.2)
+        assert fake.started == [("DataSource", "s-ds1")]  # one slot: the second job waits
+        assert scheduler.running == [("DataSource", "s-ds1")] and fake.recovered >= 1
+        fake.release.set()
+        # The model's datasource is still PENDING in the metastore, so only the other datasource starts.
+        assert _until(lambda: ("DataSource", "s-ds2") in fake.started)
+        assert ("MLModel", "s-model") not in fake.started
+        with service.sessions() as session, session.begin():
+            entity = session.get(DataSource, "s-ds1")
+            entity.status, entity.finished_at = "COMPLETED", now()
+        scheduler.wake()
+        assert _until(lambda: ("MLModel", "s-model") in fake.started)
+        assert scheduler.stop(timeout=5) == []
+    finally:
+        service.close()
+
+
+def test_scheduler_stop_returns_jobs_still_running(tmp_path: Path) -> None:
+    service = EmrML(Settings.load(environ={}, home=tmp_path))
+    try:
+        fake = FakeJobs([("DataSource", "x-1")])
+        service.jobs = fake  # type: ignore[assignment]
+        scheduler = JobScheduler(service, slots=2, poll_seconds=0.05)
+        scheduler.start()
+        assert _until(lambda: fake.started == [("DataSource", "x-1")])
+        started = time.monotonic()
+        assert scheduler.stop(timeout=0.3) == [("DataSource", "x-1")]
+        assert time.monotonic() - started < 2
+        fake.release.set()
+    finally:
+        service.close()

@@ -129,10 +129,14 @@ evaluation_app = typer.Typer(
     help="Evaluate models on held-out data; list, show, rename and delete evaluations.", no_args_is_help=True
 )
 tags_app = typer.Typer(help="Add, list and delete tags of an object.", no_args_is_help=True)
+batch_app = typer.Typer(help="Score a datasource into CSV result files.", no_args_is_help=True)
+endpoint_app = typer.Typer(help="Mount a model for real-time predictions.", no_args_is_help=True)
 app.add_typer(datasource_app, name="datasource")
 app.add_typer(model_app, name="model")
 app.add_typer(evaluation_app, name="evaluation")
 app.add_typer(tags_app, name="tags")
+app.add_typer(batch_app, name="batch-prediction")
+app.add_typer(endpoint_app, name="endpoint")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -506,6 +510,154 @@ def evaluation_delete(
 # ---------------------------------------------------------------------------------------------- quickstart
 
 
+# ------------------------------------------------------------------------------------------ batch prediction
+
+
+@batch_app.command("create")
+@_reports_errors
+def batch_prediction_create(
+    ctx: typer.Context,
+    prediction_id: str = typer.Option(..., "--id", help="Batch prediction id (letters, digits, - _ .)."),
+    model_id: str = typer.Option(..., "--model", help="The model that scores."),
+    datasource_id: str = typer.Option(..., "--datasource", help="The datasource to score."),
+    output: str = typer.Option(
+        ..., "--output", help="Folder (local path, file:// or s3:// URI) for the results and the manifest."
+    ),
+    name: str | None = typer.Option(None, "--name", help="Batch prediction name."),
+    no_wait: bool = typer.Option(False, "--no-wait", help="Return once the request is accepted."),
+) -> None:
+    """Score every record of a datasource; results appear under OUTPUT/batch-prediction/ when complete."""
+    state = _state(ctx)
+    location = output if "://" in output else str(Path(output).expanduser().resolve())
+    request = {
+        "BatchPredictionId": prediction_id,
+        "MLModelId": model_id,
+        "BatchPredictionDataSourceId": datasource_id,
+        "OutputUri": location,
+        "BatchPredictionName": name,
+    }
+    created = state.service().call("CreateBatchPrediction", _present(request))
+    _created(state, "BatchPrediction", prediction_id, created, no_wait)
+
+
+@batch_app.command("wait")
+@_reports_errors
+def batch_prediction_wait(
+    ctx: typer.Context, prediction_id: str = typer.Argument(..., help="Batch prediction id.")
+) -> None:
+    """Run or await a batch prediction's job (e.g. after create --no-wait), then show it."""
+    _wait_and_show(_state(ctx), "BatchPrediction", prediction_id)
+
+
+@batch_app.command("show")
+@_reports_errors
+def batch_prediction_show(
+    ctx: typer.Context, prediction_id: str = typer.Argument(..., help="Batch prediction id.")
+) -> None:
+    """Show a batch prediction: status, progress, total and invalid records, output manifest."""
+    _show(_state(ctx), "BatchPrediction", prediction_id)
+
+
+@batch_app.command("list")
+@_reports_errors
+def batch_prediction_list(
+    ctx: typer.Context,
+    model_id: str | None = typer.Option(None, "--model", help="Only batch predictions of this model."),
+    status: Status | None = typer.Option(None, "--status", help="Only batch predictions with this status."),
+    sort: SortOrder = typer.Option(SortOrder.asc, "--sort", help="Creation time order."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Show at most this many."),
+) -> None:
+    """List batch predictions (DELETED ones only with --status DELETED)."""
+    request = _list_request(
+        sort,
+        {
+            "--model": ("MLModelId", "EQ", model_id),
+            "--status": ("Status", "EQ", status.value if status else None),
+        },
+    )
+    _list(
+        _state(ctx),
+        "DescribeBatchPredictions",
+        request,
+        limit,
+        render.batch_prediction_table,
+        "No batch predictions.",
+    )
+
+
+@batch_app.command("update")
+@_reports_errors
+def batch_prediction_update(
+    ctx: typer.Context,
+    prediction_id: str = typer.Argument(..., help="Batch prediction id."),
+    name: str = typer.Option(..., "--name", help="The new name."),
+) -> None:
+    """Rename a batch prediction."""
+    request = {"BatchPredictionId": prediction_id, "BatchPredictionName": name}
+    _call_and_report(_state(ctx), "UpdateBatchPrediction", request, f"Renamed {prediction_id}.")
+
+
+@batch_app.command("delete")
+@_reports_errors
+def batch_prediction_delete(
+    ctx: typer.Context, prediction_id: str = typer.Argument(..., help="Batch prediction id.")
+) -> None:
+    """Mark a batch prediction DELETED (its result files stay where they are)."""
+    request = {"BatchPredictionId": prediction_id}
+    _call_and_report(_state(ctx), "DeleteBatchPrediction", request, f"Deleted {prediction_id}.")
+
+
+# ----------------------------------------------------------------------------------- real-time predictions
+
+
+@endpoint_app.command("create")
+@_reports_errors
+def endpoint_create(ctx: typer.Context, model_id: str = typer.Argument(..., help="Model id.")) -> None:
+    """Mount a COMPLETED model for real-time predictions."""
+    _endpoint_call(_state(ctx), "CreateRealtimeEndpoint", model_id)
+
+
+@endpoint_app.command("delete")
+@_reports_errors
+def endpoint_delete(ctx: typer.Context, model_id: str = typer.Argument(..., help="Model id.")) -> None:
+    """Unmount a model's real-time endpoint."""
+    _endpoint_call(_state(ctx), "DeleteRealtimeEndpoint", model_id)
+
+
+def _endpoint_call(state: _State, operation: str, model_id: str) -> None:
+    result = state.service().call(operation, {"MLModelId": model_id})
+    if state.json:
+        _print_json(result)
+    else:
+        state.console.print(render.endpoint_view(model_id, result["RealtimeEndpointInfo"]))
+
+
+@app.command("predict")
+@_reports_errors
+def predict(
+    ctx: typer.Context,
+    model_id: str = typer.Argument(..., help="Model id (its real-time endpoint must be READY)."),
+    record: str = typer.Option(..., "--record", help='The record as a JSON object, e.g. \'{"age": "41"}\'.'),
+) -> None:
+    """Predict one record through the model's real-time endpoint."""
+    state = _state(ctx)
+    try:
+        values = json.loads(record)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputException(f"--record is not valid JSON: {exc}") from None
+    if not isinstance(values, dict):
+        raise InvalidInputException("--record must be a JSON object of attribute names to values")
+    service = state.service()
+    model = service.call("GetMLModel", {"MLModelId": model_id})
+    endpoint = (model.get("EndpointInfo") or {}).get("EndpointUrl", "")
+    request = {"MLModelId": model_id, "Record": values, "PredictEndpoint": endpoint}
+    result = service.call("Predict", request)
+    if state.json:
+        _print_json(result)
+    else:
+        state.console.print(render.prediction_view(result["Prediction"]))
+
+
 @app.command("quickstart")
 @_reports_errors
 def quickstart(ctx: typer.Context) -> None:
@@ -729,6 +881,10 @@ def _all_pages(service: EmrML, operation: str, request: dict[str, Any], limit: i
 # ---------------------------------------------------------------------------------------------- objects
 
 
+def _describe_batch_prediction(service: EmrML, prediction_id: str) -> dict[str, Any]:
+    return {"GetBatchPrediction": service.call("GetBatchPrediction", {"BatchPredictionId": prediction_id})}
+
+
 def _describe_datasource(service: EmrML, datasource_id: str) -> dict[str, Any]:
     return {
         "GetDataSource": service.call("GetDataSource", {"DataSourceId": datasource_id, "Verbose": True}),
@@ -773,6 +929,12 @@ _KINDS = {
     ),
     "Evaluation": _Kind(
         "evaluation", _describe_evaluation, render.evaluation_view, render.evaluation_summary
+    ),
+    "BatchPrediction": _Kind(
+        "batch-prediction",
+        _describe_batch_prediction,
+        lambda described, _width: render.batch_prediction_view(described),
+        render.batch_prediction_summary,
     ),
 }
 

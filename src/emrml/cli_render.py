@@ -253,6 +253,84 @@ def evaluation_table(results: list[dict[str, Any]]) -> Table:
     return table
 
 
+def batch_prediction_table(results: list[dict[str, Any]]) -> Table:
+    """DescribeBatchPredictions results, one row each."""
+    table = _list_table("Id", "Name", "Status", "Created", "Model", "Datasource", "Records", "Output")
+    for item in results:
+        table.add_row(
+            item.get("BatchPredictionId"),
+            item.get("Name", ""),
+            _status(item),
+            format_time(item.get("CreatedAt")),
+            item.get("MLModelId", ""),
+            item.get("BatchPredictionDataSourceId", ""),
+            _records(item),
+            item.get("OutputUri", ""),
+        )
+    return table
+
+
+def _records(item: dict[str, Any]) -> str:
+    if item.get("TotalRecordCount") is None:
+        return ""
+    return f"{item['TotalRecordCount']:,} ({item.get('InvalidRecordCount') or 0:,} invalid)"
+
+
+def batch_prediction_view(described: dict[str, Any]) -> list[RenderableType]:
+    """``GetBatchPrediction``: status, progress, record counts and where the results are."""
+    prediction = described["GetBatchPrediction"]
+    return [
+        key_values(
+            f"Batch prediction {prediction.get('BatchPredictionId')}",
+            [
+                ("Name", prediction.get("Name")),
+                ("Status", _status(prediction)),
+                ("Message", prediction.get("Message")),
+                ("Model", prediction.get("MLModelId")),
+                ("Datasource", prediction.get("BatchPredictionDataSourceId")),
+                ("Input", prediction.get("InputDataLocationS3")),
+                ("Records", _records(prediction) or None),
+                ("Output", prediction.get("OutputUri")),
+                ("Manifest", prediction.get("ManifestLocation")),
+                *_timing(prediction),
+            ],
+        )
+    ]
+
+
+def batch_prediction_summary(described: dict[str, Any]) -> str:
+    prediction = described["GetBatchPrediction"]
+    records = _records(prediction)
+    return f"Batch prediction {prediction['BatchPredictionId']}: {_status(prediction)}" + (
+        f", {records}" if records else ""
+    )
+
+
+def endpoint_view(model_id: str, info: dict[str, Any]) -> Table:
+    """A model's real-time endpoint: status, URL, capacity."""
+    return key_values(
+        f"Real-time endpoint of {model_id}",
+        [
+            ("Status", info.get("EndpointStatus")),
+            ("URL", info.get("EndpointUrl")),
+            ("Requests per second", info.get("PeakRequestsPerSecond")),
+            ("Created", format_time(info.get("CreatedAt"))),
+        ],
+    )
+
+
+def prediction_view(prediction: dict[str, Any]) -> Table:
+    """One Predict answer: the label or value, and the scores."""
+    rows: list[tuple[str, Any]] = []
+    if "predictedLabel" in prediction:
+        rows.append(("Predicted label", prediction["predictedLabel"]))
+    if "predictedValue" in prediction:
+        rows.append(("Predicted value", format_number(prediction["predictedValue"], 6)))
+    for label, score in (prediction.get("predictedScores") or {}).items():
+        rows.append((f"Score {label}", format_number(score, 6)))
+    return key_values("Prediction", rows)
+
+
 def tags_table(tags: list[dict[str, str]]) -> Table:
     """DescribeTags tags, one row each."""
     table = Table("Key", "Value", box=None, header_style="bold")

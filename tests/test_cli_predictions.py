@@ -1,0 +1,63 @@
+"""The ``emrml`` batch-prediction, endpoint and predict commands, against the real service."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from test_cli_models import cli, cli_json, error_line
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, shared_datasets: Path) -> Path:
+    """A home with the SMS spam data as a datasource and a BINARY model trained on it."""
+    home = tmp_path_factory.mktemp("predictions")
+    folder = shared_datasets / "sms_spam"
+    data, schema = str(folder / "data.csv"), str(folder / "data.csv.schema")
+    cli(home, "datasource", "create", "--id", "ds-sms", "--data", data, "--schema", schema)
+    cli(home, "model", "create", "--id", "ml-sms", "--type", "BINARY", "--datasource", "ds-sms")
+    return home
+
+
+def test_batch_prediction_writes_results_and_manifest(trained: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    shown = cli_json(
+        trained,
+        "batch-prediction",
+        "create",
+        "--id",
+        "bp-1",
+        "--model",
+        "ml-sms",
+        "--datasource",
+        "ds-sms",
+        "--output",
+        str(out),
+    )["GetBatchPrediction"]
+    assert shown["Status"] == "COMPLETED" and shown["TotalRecordCount"] == 5_574
+    manifest = json.loads(Path(shown["ManifestLocation"]).read_text())
+    result = Path(next(iter(manifest.values())))
+    assert result.parent == out / "batch-prediction" / "result"
+    lines = gzip.decompress(result.read_bytes()).decode().splitlines()
+    assert lines[0] == "trueLabel,bestAnswer,score" and len(lines) == 5_575
+    table = cli(trained, "batch-prediction", "show", "bp-1").stdout
+    assert "5,574" in table and "COMPLETED" in table
+    assert "bp-1" in cli(trained, "batch-prediction", "list").stdout
+
+
+def test_endpoint_and_predict(trained: Path) -> None:
+    record = json.dumps({"message": "WINNER!! Claim your free prize now, call 09061701461"})
+    refused = cli(trained, "predict", "ml-sms", "--record", record, code=6)
+    assert "PredictorNotMountedException" in error_line(refused)
+    info = cli_json(trained, "endpoint", "create", "ml-sms")["RealtimeEndpointInfo"]
+    assert info["EndpointStatus"] == "READY" and info["PeakRequestsPerSecond"] == 200
+    # Another process (this invocation) mounts the endpoint from the metastore.
+    prediction = cli_json(trained, "predict", "ml-sms", "--record", record)["Prediction"]
+    assert prediction["predictedLabel"] == "1" and prediction["details"]["PredictiveModelType"] == "BINARY"
+    assert "Predicted label" in cli(trained, "predict", "ml-sms", "--record", record).stdout
+    assert "valid JSON" in error_line(cli(trained, "predict", "ml-sms", "--record", "{nope", code=2))
+    cli(trained, "endpoint", "delete", "ml-sms")
+    cli(trained, "predict", "ml-sms", "--record", record, code=6)

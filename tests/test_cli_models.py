@@ -18,6 +18,7 @@ from typer.testing import CliRunner, Result
 
 from emrml.cli import (
     JOB_FAILED_EXIT_CODE,
+    QUICKSTART_BATCH_ID,
     QUICKSTART_EVAL_ID,
     QUICKSTART_EVALUATION_ID,
     QUICKSTART_ID,
@@ -108,7 +109,20 @@ def test_quickstart_builds_trains_evaluates_and_is_idempotent(
         QUICKSTART_EVAL_ID,
         QUICKSTART_MODEL_ID,
         QUICKSTART_EVALUATION_ID,
+        QUICKSTART_BATCH_ID,
+        "CreateRealtimeEndpoint",
+        "Predict",
     ]
+    # It ends with the held-out rows scored into a result file, and one real-time prediction.
+    batch = again[QUICKSTART_BATCH_ID]["GetBatchPrediction"]
+    assert (
+        batch["Status"] == "COMPLETED"
+        and batch["TotalRecordCount"]
+        == again[QUICKSTART_EVAL_ID]["GetDataSourceStatistics"]["TotalRecordCount"]
+    )
+    assert Path(batch["ManifestLocation"]).is_file()
+    assert again["CreateRealtimeEndpoint"]["RealtimeEndpointInfo"]["EndpointStatus"] == "READY"
+    assert again["Predict"]["Prediction"]["predictedLabel"] in ("0", "1")
     assert ids(home, "datasource") == [QUICKSTART_ID, QUICKSTART_TRAIN_ID, QUICKSTART_EVAL_ID]
     assert QUICKSTART_MODEL_ID in ids(home, "model") and QUICKSTART_EVALUATION_ID in ids(home, "evaluation")
     shown = cli_json(home, "evaluation", "show", QUICKSTART_EVALUATION_ID)["GetEvaluation"]

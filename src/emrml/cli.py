@@ -8,6 +8,7 @@ exit code tells scripts what happened (see ``EXIT_CODES_HELP``).
 
 from __future__ import annotations
 
+import csv
 import functools
 import json
 from collections.abc import Callable, Iterable, Mapping
@@ -49,6 +50,7 @@ QUICKSTART_TRAIN_ID = "ds-quickstart-train"
 QUICKSTART_EVAL_ID = "ds-quickstart-eval"
 QUICKSTART_MODEL_ID = "ml-quickstart-bank"
 QUICKSTART_EVALUATION_ID = "ev-quickstart-bank"
+QUICKSTART_BATCH_ID = "bp-quickstart-bank"
 QUICKSTART_ROWS = 5_000
 #: The quickstart's random split: this seed, the first QUICKSTART_TRAIN_PERCENT % to train on.
 QUICKSTART_SEED = "emrml-quickstart"
@@ -665,7 +667,9 @@ def quickstart(ctx: typer.Context) -> None:
 
     Writes a 5,000-row sample and creates the datasources ds-quickstart-bank (all rows, shown with its
     statistics), ds-quickstart-train and ds-quickstart-eval (a random 70/30 split), the model
-    ml-quickstart-bank (suggested recipe) and the evaluation ev-quickstart-bank, which it shows. Safe to
+    ml-quickstart-bank (suggested recipe) and the evaluation ev-quickstart-bank, which it shows; then scores
+    the held-out rows with the batch prediction bp-quickstart-bank (results under
+    <home>/quickstart-output/), mounts the model's real-time endpoint and predicts one record. Safe to
     run again: the sample is rewritten with identical bytes and every object is reused.
     """
     state = _state(ctx)
@@ -714,14 +718,43 @@ def quickstart(ctx: typer.Context) -> None:
         }
         service.call("CreateEvaluation", evaluation_request)
         _quickstart_step(state, "Evaluation", QUICKSTART_EVALUATION_ID, outputs, full=True)
+        batch_request = {
+            "BatchPredictionId": QUICKSTART_BATCH_ID,
+            "MLModelId": QUICKSTART_MODEL_ID,
+            "BatchPredictionDataSourceId": QUICKSTART_EVAL_ID,
+            "OutputUri": str(service.settings.home / "quickstart-output") + "/",
+            "BatchPredictionName": "Bank marketing sample, held-out 30 %",
+        }
+        service.call("CreateBatchPrediction", batch_request)
+        _quickstart_step(state, "BatchPrediction", QUICKSTART_BATCH_ID, outputs, full=True)
+        outputs["CreateRealtimeEndpoint"] = service.call(
+            "CreateRealtimeEndpoint", {"MLModelId": QUICKSTART_MODEL_ID}
+        )
+        record = _first_record(sample)
+        endpoint = outputs["CreateRealtimeEndpoint"]["RealtimeEndpointInfo"]["EndpointUrl"]
+        predict_request = {"MLModelId": QUICKSTART_MODEL_ID, "Record": record, "PredictEndpoint": endpoint}
+        outputs["Predict"] = service.call("Predict", predict_request)
+        if not state.json:
+            state.console.print(f"Real-time prediction for the first sample record {json.dumps(record)}:")
+            state.console.print(render.prediction_view(outputs["Predict"]["Prediction"]))
     finally:
         if state.json:
             _print_json(outputs)
     if not state.json:
         state.console.print(
             f"Next: `emrml model show {QUICKSTART_MODEL_ID}`, "
-            f"`emrml evaluation show {QUICKSTART_EVALUATION_ID} --threshold 0.3`."
+            f"`emrml evaluation show {QUICKSTART_EVALUATION_ID} --threshold 0.3`, "
+            f'`emrml predict {QUICKSTART_MODEL_ID} --record \'{{"age": "41"}}\'`.'
         )
+
+
+def _first_record(sample: Path) -> dict[str, str]:
+    """The first data record of the sample CSV as a Predict ``Record`` (target left out)."""
+    with sample.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        row = next(reader)
+    target = bank_sample_schema().target
+    return {name: value for name, value in row.items() if name != target}
 
 
 def _quickstart_split(*, complement: bool) -> str:

@@ -213,16 +213,19 @@ def _url_host(host: str) -> str:
 
 
 def _configure_logging() -> None:
-    """emrml's logs as ``level name: message`` lines and the access log as bare JSON lines, on stderr."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    emrml_logger = logging.getLogger("emrml")
-    emrml_logger.addHandler(handler)
-    emrml_logger.setLevel(logging.INFO)
-    access = logging.getLogger("emrml.access")
-    access_handler = logging.StreamHandler(sys.stderr)
-    access_handler.setFormatter(logging.Formatter("%(message)s"))
-    access.addHandler(access_handler)
+    """emrml's logs as ``LEVEL name: message`` lines and the access log as bare JSON lines, on stderr.
+
+    Idempotent: a second ``serve`` in one process (tests) does not duplicate the handlers.
+    """
+    emrml_logger, access = logging.getLogger("emrml"), logging.getLogger("emrml.access")
+    if any(getattr(handler, "emrml_serve", False) for handler in emrml_logger.handlers):
+        return
+    for logger, pattern in ((emrml_logger, "%(levelname)s %(name)s: %(message)s"), (access, "%(message)s")):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(pattern))
+        handler.emrml_serve = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
     access.propagate = False
 
 

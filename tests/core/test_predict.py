@@ -292,3 +292,11 @@ def test_predict_output_is_json_ready(predictors: dict[str, Predictor], bank: tu
     for predictor in predictors.values():
         prediction = predictor.predict(record)
         assert json.loads(json.dumps(prediction)) == prediction
+
+
+def test_an_empty_batch(predictors: dict[str, Predictor], bank: tuple) -> None:
+    schema, _ = bank
+    empty = _batch_of([], schema.names)
+    assert predictors["BINARY"].score_batch(empty).shape == (0,)
+    assert predictors["MULTICLASS"].score_batch(empty).shape == (0, len(LABELS))
+    assert java_floats(predictors["REGRESSION"].score_batch(empty)).to_pylist() == []

@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 from typer.testing import CliRunner
 from web_helpers import post, sign
 
+from emrml import cli_server
 from emrml.cli_server import register
 from emrml.errors import InvalidInputException, ResourceNotFoundException
 from emrml.service.auth import (
@@ -363,6 +364,8 @@ def test_serve_prints_first_start_help_once_and_warns_without_auth(
 
     served: list[tuple[str, int]] = []
     monkeypatch.setattr(server, "serve", lambda app, host, port, **_: served.append((host, port)))
+    # The real serve logs to stderr; here stderr is the runner's capture, closed after each invoke.
+    monkeypatch.setattr(cli_server, "_configure_logging", lambda: None)
     app, runner = _root_app(), CliRunner()
     first = runner.invoke(app, ["--home", str(tmp_path), "serve", "--port", "8123", "--workers-jobs", "0"])
     assert first.exit_code == 0, first.output
@@ -387,6 +390,7 @@ def test_serve_prints_first_start_help_once_and_warns_without_auth(
 SERVE_SCRIPT = """
 import typer
 from pathlib import Path
+from emrml import cli_server
 from emrml.cli_server import register
 app = typer.Typer()
 @app.callback()

@@ -62,7 +62,7 @@ from emrml.engine.local import open_data
 from emrml.engine.training import DatasourceData, evaluation_schema
 from emrml.errors import DataError, InvalidInputException
 from emrml.storage.codecs import HEAD_BYTES, codec_of
-from emrml.storage.locations import FileRef, _local_path, atomic_write, exists, list_files, open_binary
+from emrml.storage.locations import FileRef, atomic_write, exists, list_files, local_path, open_binary
 from emrml.storage.records import count_records, read_chunks
 
 Progress = Callable[[float, str | None], None]
@@ -82,8 +82,8 @@ class Parallelism:
     """How a batch prediction spreads over processes.
 
     ``workers`` processes run the units when the input holds at least ``min_bytes`` and more than one unit;
-    plain-text files of at least ``2 * range_bytes`` are cut into ranges of about ``range_bytes`` (a
-    multiple of ``workers`` of them).
+    plain-text files of at least ``min_bytes`` are cut into a multiple of ``workers`` ranges of at most
+    about ``range_bytes``.
     """
 
     workers: int = 2
@@ -452,14 +452,16 @@ def _is_plain(file: FileRef) -> bool:
 
 
 def _cut_points(files: list[FileRef], parallelism: Parallelism) -> dict[int, list[int]]:
-    """Where to cut each large plain file (by file index) before resynchronizing: into a multiple of
-    ``workers`` pieces of about ``range_bytes``; files under ``2 * range_bytes`` stay whole."""
+    """Where to cut each plain file of at least ``min_bytes`` (by file index) before resynchronizing: into
+    pieces of at most about ``range_bytes``, a multiple of ``workers`` of them."""
     cuts = {}
     for i, file in enumerate(files):
-        if file.size >= 2 * parallelism.range_bytes and _is_plain(file):
-            pieces = math.ceil(file.size / parallelism.range_bytes)
+        if file.size and file.size >= parallelism.min_bytes and _is_plain(file):
+            pieces = max(parallelism.workers, math.ceil(file.size / parallelism.range_bytes))
             pieces = math.ceil(pieces / parallelism.workers) * parallelism.workers
-            cuts[i] = [file.size * k // pieces for k in range(1, pieces)]
+            points = sorted({file.size * k // pieces for k in range(1, pieces)} - {0})
+            if points:
+                cuts[i] = points
     return cuts
 
 
@@ -583,7 +585,7 @@ def _output_directory(prefix: str) -> Path:
         raise InvalidInputException(
             f"OutputUri '{prefix}': this engine writes batch predictions to local directories only"
         )
-    return Path(_local_path(prefix))
+    return Path(local_path(prefix))
 
 
 def result_names(files: list[FileRef], batch_prediction_id: str) -> list[str]:

@@ -131,7 +131,7 @@ def schema_location_for(data_location: str) -> str:
     """
     if data_location.endswith("/"):
         return data_location + SCHEMA_SUFFIX
-    if isinstance(_backend(data_location), LocalBackend) and os.path.isdir(_local_path(data_location)):
+    if isinstance(_backend(data_location), LocalBackend) and os.path.isdir(local_path(data_location)):
         return data_location + "/" + SCHEMA_SUFFIX
     return data_location + SCHEMA_SUFFIX
 
@@ -152,7 +152,7 @@ class LocalBackend:
     """Files on a local (or mounted) file system."""
 
     def list(self, location: str) -> list[FileRef]:
-        root = _local_path(location)
+        root = local_path(location)
         if not os.path.isdir(root):
             if location.endswith("/"):
                 raise NotADirectoryError(20, "Not a directory", root)
@@ -175,18 +175,18 @@ class LocalBackend:
         return files
 
     def open(self, location: str) -> BinaryIO:
-        path = _local_path(location)
+        path = local_path(location)
         if location.endswith("/") or os.path.isdir(path):
             raise IsADirectoryError(21, "Is a directory", path)
         return open(path, "rb", buffering=BUFFER_BYTES)
 
     def exists(self, location: str) -> bool:
-        path = _local_path(location)
+        path = local_path(location)
         return os.path.isdir(path) if location.endswith("/") else os.path.exists(path)
 
     @contextmanager
     def atomic_write(self, location: str) -> Iterator[BinaryIO]:
-        target = _local_path(location)
+        target = local_path(location)
         directory, name = os.path.split(target)
         temporary = os.path.join(directory, f".{name}.{secrets.token_hex(8)}.tmp")
         try:
@@ -247,7 +247,7 @@ def _backend(location: str) -> Backend:
     return _LOCAL
 
 
-def _local_path(location: str) -> str:
+def local_path(location: str) -> str:
     """The absolute path of a local location (``~`` expanded, relative to the working directory)."""
     if location.startswith("file://"):
         # Split by hand: urlsplit would cut a '#' or '?' that is part of a file name.

@@ -153,12 +153,15 @@ class ApiHandler:
         credentials: CredentialCache | None,
         max_body_bytes: int,
         scheduler: JobScheduler | None,
+        *,
+        inline_predict: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.service = service
         self.credentials = credentials
         self.max_body_bytes = max_body_bytes
         self.scheduler = scheduler
+        self.inline_predict = inline_predict
         self.clock = clock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -216,7 +219,12 @@ class ApiHandler:
     async def _run(self, name: str, request: dict[str, Any], caller: Caller | None) -> dict[str, Any]:
         arn = user_arn(self.service.settings.account_id, caller.user_name) if caller else None
         model_id = request.get("MLModelId")
-        if name == "Predict" and isinstance(model_id, str) and model_id in self.service.mounted:
+        if (
+            self.inline_predict
+            and name == "Predict"
+            and isinstance(model_id, str)
+            and model_id in self.service.mounted
+        ):
             return self.service.call(name, request, arn)
         response = await run_in_threadpool(self.service.call, name, request, arn)
         if name in _QUEUEING and self.scheduler is not None:
@@ -232,12 +240,14 @@ def create_app(
     job_slots: int | None = None,
     job_shutdown_seconds: float = 30.0,
     credential_ttl_seconds: float = 5.0,
+    inline_predict: bool = True,
 ) -> ASGIApp:
     """The ASGI application serving ``service``.
 
     ``job_slots`` jobs run at once in the background (None: none are run, e.g. when another process runs
     them); ``auth`` False accepts unsigned requests as the account's root user. A deleted access key stops
-    working within ``credential_ttl_seconds``.
+    working within ``credential_ttl_seconds``. ``inline_predict`` False sends Predict through the thread
+    pool like every other operation (for measurements).
     """
     scheduler = JobScheduler(service, job_slots) if job_slots else None
     credentials = (
@@ -245,7 +255,7 @@ def create_app(
         if auth
         else None
     )
-    api = ApiHandler(service, credentials, max_body_bytes, scheduler)
+    api = ApiHandler(service, credentials, max_body_bytes, scheduler, inline_predict=inline_predict)
 
     async def health(request: Request) -> JSONResponse:
         def ping() -> None:

@@ -60,6 +60,19 @@ def _command(*args: str) -> str:
     return subprocess.run(args, check=True, capture_output=True, text=True, env=environment).stdout.strip()
 
 
+def emrml_source() -> str:
+    """Where the measured emrml code came from: its folder, and its git commit when it is a checkout."""
+    import emrml
+
+    package = Path(emrml.__file__).resolve().parent
+    try:
+        commit = _command("git", "-C", str(package), "rev-parse", "--short", "HEAD")
+        changed = _command("git", "-C", str(package), "status", "--porcelain", "--", ".")
+    except subprocess.CalledProcessError:
+        return f"emrml from `{package}`"
+    return f"emrml from `{package}` (commit {commit}{', with local changes' if changed else ''})"
+
+
 def machine_report() -> str:
     """Markdown lines describing the machine and the versions that matter, for the README."""
     memory = _command("free", "-h").splitlines()[1].split()
@@ -72,7 +85,7 @@ def machine_report() -> str:
     return (
         f"- machine: `nproc` = {_command('nproc')} ({cpu}), `free -h`: {memory[1]} total, "
         f"{memory[6]} available; {platform.platform()}\n"
-        f"- Python {platform.python_version()}, {versions}\n"
+        f"- Python {platform.python_version()}, {versions}; {emrml_source()}\n"
         f"- native thread pools limited to 1 thread ({', '.join(THREAD_VARIABLES[:3])}, ... = 1)"
     )
 

@@ -212,13 +212,17 @@ def read_rows(
 
 
 def sklearn_pipeline() -> tuple[object, object]:
-    """(featurizer, classifier): the scikit-learn pipeline's two halves, unfitted."""
+    """The scikit-learn pipeline, unfitted: ((number bins, category one-hot, word hashing), classifier)."""
     from sklearn.feature_extraction.text import HashingVectorizer
     from sklearn.linear_model import SGDClassifier
     from sklearn.preprocessing import KBinsDiscretizer, OneHotEncoder
 
     bins = KBinsDiscretizer(
-        n_bins=10, encode="onehot", strategy="quantile", quantile_method="averaged_inverted_cdf"
+        n_bins=10,
+        encode="onehot",
+        strategy="quantile",
+        quantile_method="averaged_inverted_cdf",
+        random_state=0,  # quantiles come from a random subsample of 200,000 rows
     )
     categories = OneHotEncoder(handle_unknown="ignore")
     words = HashingVectorizer(
@@ -231,6 +235,8 @@ def sklearn_pipeline() -> tuple[object, object]:
 def featurize(
     featurizers: tuple, numeric: np.ndarray, categorical: np.ndarray, text: np.ndarray, fit: bool
 ) -> sp.csr_matrix:
+    """The sparse feature matrix (rows × bins + categories + 2^20 hashed words); ``fit`` fits the bins and
+    the one-hot encoder first (the hashing needs no fitting)."""
     bins, categories, words = featurizers
     if fit:
         bins.fit(numeric)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import emrml
-from emrml import library
+from emrml import library, loading
 from emrml.errors import InvalidInputException, ResourceNotFoundException
 from emrml.samples import bank_sample_schema, write_bank_sample
 
@@ -32,8 +32,17 @@ def client(tmp_path: Path) -> Iterator[emrml.Client]:
 
 
 def test_the_public_names_are_the_library_s() -> None:
-    assert emrml.__all__ == ["Client", "DataSource", "Evaluation", "JobFailed", "Model"]
+    assert emrml.__all__ == [
+        "Client",
+        "DataSource",
+        "Evaluation",
+        "JobFailed",
+        "Model",
+        "load_model",
+        "score",
+    ]
     assert emrml.Client is library.Client and emrml.JobFailed is library.JobFailed
+    assert emrml.load_model is loading.load_model and emrml.score is loading.score
     assert issubclass(emrml.JobFailed, InvalidInputException)
     with pytest.raises(AttributeError, match="no attribute 'Predictor'"):
         _ = emrml.Predictor  # type: ignore[attr-defined]

@@ -29,6 +29,7 @@ from rich.progress import (
 )
 
 from emrml import cli_render as render
+from emrml import cli_server
 from emrml.config import Settings
 from emrml.core.schema import parse_schema
 from emrml.errors import AmazonMLError, InvalidInputException
@@ -139,6 +140,7 @@ app.add_typer(evaluation_app, name="evaluation")
 app.add_typer(tags_app, name="tags")
 app.add_typer(batch_app, name="batch-prediction")
 app.add_typer(endpoint_app, name="endpoint")
+cli_server.register(app)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -662,7 +664,14 @@ def predict(
 
 @app.command("quickstart")
 @_reports_errors
-def quickstart(ctx: typer.Context) -> None:
+def quickstart(
+    ctx: typer.Context,
+    serve: bool = typer.Option(
+        False,
+        "--serve",
+        help="Then serve the Amazon ML API with the sample model mounted (as `emrml serve`).",
+    ),
+) -> None:
     """Build a bank-marketing sample, train a BINARY model on a random 70 % and evaluate it on the rest.
 
     Writes a 5,000-row sample and creates the datasources ds-quickstart-bank (all rows, shown with its
@@ -740,12 +749,50 @@ def quickstart(ctx: typer.Context) -> None:
     finally:
         if state.json:
             _print_json(outputs)
+    if serve:
+        _print_quickstart_snippets(state.service().settings, outputs["Predict"])
+        state.close()
+        cli_server.serve(
+            ctx,
+            host="127.0.0.1",
+            port=8080,
+            no_auth=False,
+            workers_jobs=None,
+            public_url=None,
+            max_request_bytes=cli_server.DEFAULT_MAX_REQUEST_BYTES,
+        )
+        return
     if not state.json:
         state.console.print(
             f"Next: `emrml model show {QUICKSTART_MODEL_ID}`, "
             f"`emrml evaluation show {QUICKSTART_EVALUATION_ID} --threshold 0.3`, "
             f'`emrml predict {QUICKSTART_MODEL_ID} --record \'{{"age": "41"}}\'`.'
         )
+
+
+def _print_quickstart_snippets(settings: Settings, predicted: dict[str, Any]) -> None:
+    """Ready-to-paste boto3 and aws CLI calls against the server about to start."""
+    credentials = settings.home / "admin-credentials.json"
+    url = settings.public_url
+    lines = [
+        "",
+        "The API is starting with ml-quickstart-bank mounted. From another terminal (credentials: the file",
+        f"{credentials}, written by the first start):",
+        "",
+        "    import json, boto3",
+        f'    ml = boto3.client("machinelearning", endpoint_url="{url}", region_name="us-east-1",',
+        f'                      **json.load(open("{credentials}")))',
+        '    print(ml.describe_ml_models()["Results"][0]["MLModelId"])',
+        f'    print(ml.predict(MLModelId="{QUICKSTART_MODEL_ID}", Record={{"age": "41", "job": "admin."}},',
+        f'                     PredictEndpoint="{url}")["Prediction"])',
+        "",
+        "    AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... aws machinelearning describe-ml-models \\",
+        f"        --region us-east-1 --endpoint-url {url}",
+        "",
+        f"(the quickstart's own prediction: {json.dumps(predicted['Prediction'])})",
+        "",
+    ]
+    typer.echo("\n".join(lines), err=True)
 
 
 def _first_record(sample: Path) -> dict[str, str]:

@@ -34,6 +34,7 @@ keys_app = typer.Typer(
     help="Access keys: what boto3 and the aws CLI sign requests with.", no_args_is_help=True
 )
 DEFAULT_REGION = "us-east-1"
+DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
 _DEFAULT_PUBLIC_URL = next(f.default for f in dataclasses.fields(Settings) if f.name == "public_url")
 
 
@@ -279,7 +280,10 @@ def serve(
         "(default: the public_url setting, else http://HOST:PORT).",
     ),
     max_request_bytes: int = typer.Option(
-        1024 * 1024, "--max-request-bytes", min=1024, help="Largest request body accepted (413 beyond)."
+        DEFAULT_MAX_REQUEST_BYTES,
+        "--max-request-bytes",
+        min=1024,
+        help="Largest request body accepted (413 beyond).",
     ),
 ) -> None:
     """Serve the Amazon ML API (boto3, aws CLI) with SigV4 authentication and run queued jobs."""

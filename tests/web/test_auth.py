@@ -13,27 +13,35 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from unittest.mock import patch
+from urllib.request import urlopen
 
+import boto3
 import pytest
 import typer
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from typer.testing import CliRunner
 from web_helpers import post, sign
 
 from emrml import cli_server
 from emrml.cli_server import register
-from emrml.errors import InvalidInputException, ResourceNotFoundException
+from emrml.errors import InternalServerException, InvalidInputException, ResourceNotFoundException
 from emrml.service.auth import (
     CredentialCache,
     HttpRequest,
+    InvalidSignatureException,
     ensure_admin,
     parse_signature,
     verify,
 )
-from emrml.service.identity import Identities
+from emrml.service.identity import Credential, Identities
 from emrml.service.metastore import Base, migrate, open_engine, session_factory
+from emrml.web import server
+from emrml.web.server import reserve_socket
 
 BODY = b'{"Limit": 1}'
 
@@ -95,7 +103,7 @@ def test_secrets_are_encrypted_at_rest_with_a_private_key_file(
     # Another key file cannot decrypt the stored secret: the error says what to do, not the secret.
     key_file.unlink()
     other = Identities(identities.sessions, tmp_path)
-    with pytest.raises(Exception, match=r"secrets\.key"):
+    with pytest.raises(InternalServerException, match=r"secrets\.key"):
         other.credential(key.access_key_id)
 
 
@@ -153,22 +161,14 @@ def test_verification_reproduces_botocore_signatures(extra: dict[str, str]) -> N
         "http://127.0.0.1:8080", "DescribeDataSources", body, "EMRLKEY0000000000001", "s3cret", headers=extra
     )
     claim = parse_signature(_as_received(headers, body), time.time())
-    from emrml.service.identity import Credential
-
     caller = verify(claim, Credential("EMRLKEY0000000000001", "s3cret", "alice"))
     assert caller.user_name == "alice"
-    with pytest.raises(Exception, match="does not match"):
+    with pytest.raises(InvalidSignatureException, match="does not match"):
         verify(claim, Credential("EMRLKEY0000000000001", "other", "alice"))
 
 
 def test_path_and_query_are_canonicalized_like_botocore() -> None:
-    from emrml.service.identity import Credential
-
     url = "http://127.0.0.1:8080/a b/./c/?z=1&a=2"
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-
     request = AWSRequest(method="POST", url=url, data=BODY, headers={"X-Amz-Target": "AmazonML_20141212.X"})
     SigV4Auth(Credentials("EMRLKEY0000000000001", "k"), "machinelearning", "eu-west-1").add_auth(request)
     prepared = request.prepare()
@@ -360,8 +360,6 @@ def test_users_and_keys_commands(tmp_path: Path) -> None:
 def test_serve_prints_first_start_help_once_and_warns_without_auth(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from emrml.web import server
-
     served: list[tuple[str, int]] = []
     monkeypatch.setattr(server, "serve", lambda app, host, port, **_: served.append((host, port)))
     # The real serve logs to stderr; here stderr is the runner's capture, closed after each invoke.
@@ -402,12 +400,6 @@ app()
 
 
 def test_serve_runs_signed_requests_logs_them_and_stops_on_sigint(tmp_path: Path) -> None:
-    from urllib.request import urlopen
-
-    import boto3
-
-    from emrml.web.server import reserve_socket
-
     sock = reserve_socket()
     port = sock.getsockname()[1]
     sock.close()

@@ -17,6 +17,7 @@ Within the 15-minute window a captured request can be replayed, as with AWS; use
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -46,6 +47,7 @@ REQUIRED_SIGNED_HEADERS = ("host", "x-amz-target")
 ADMIN_USER = "admin"
 ADMIN_CREDENTIALS_FILE = "admin-credentials.json"
 _TIMESTAMP = "%Y%m%dT%H%M%SZ"
+_TIMESTAMP_PATTERN = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z")
 _ACCESS_KEY_ID = re.compile(r"[A-Za-z0-9]{16,128}")
 _HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -87,14 +89,19 @@ class HttpRequest:
     headers: Sequence[tuple[str, str]]
     body: bytes
 
+    @functools.cached_property
+    def _by_name(self) -> dict[str, list[str]]:
+        values: dict[str, list[str]] = {}
+        for name, value in self.headers:
+            values.setdefault(name, []).append(value)
+        return values
+
     def header(self, name: str) -> str | None:
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
+        values = self._by_name.get(name)
+        return values[0] if values else None
 
     def header_values(self, name: str) -> list[str]:
-        return [value for key, value in self.headers if key == name]
+        return self._by_name.get(name, [])
 
 
 @dataclass(frozen=True)
@@ -145,13 +152,18 @@ def _authorization_parts(header: str) -> dict[str, str]:
 def _request_time(request: HttpRequest) -> tuple[str, datetime]:
     amz_date = request.header("x-amz-date")
     if amz_date is not None:
+        stamp = amz_date.strip()
+        match = _TIMESTAMP_PATTERN.fullmatch(stamp)
         try:
-            moment = datetime.strptime(amz_date.strip(), _TIMESTAMP).replace(tzinfo=UTC)
+            if match is None:
+                raise ValueError(stamp)
+            # Faster than strptime, which would cost a fifth of the whole verification.
+            moment = datetime(*map(int, match.groups()), tzinfo=UTC)
         except ValueError:
             raise IncompleteSignatureException(
                 f"Date must be in ISO-8601 'basic format' (yyyyMMdd'T'HHmmss'Z'). Got {amz_date[:40]!r}."
             ) from None
-        return amz_date.strip(), moment
+        return stamp, moment
     http_date = request.header("date")
     if http_date is None:
         raise IncompleteSignatureException(
@@ -166,16 +178,15 @@ def _request_time(request: HttpRequest) -> tuple[str, datetime]:
 
 def _check_clock(moment: datetime, now: datetime) -> None:
     skew = timedelta(seconds=MAX_CLOCK_SKEW_SECONDS)
-    stamp = moment.strftime(_TIMESTAMP)
     if moment < now - skew:
         raise InvalidSignatureException(
-            f"Signature expired: {stamp} is now earlier than {(now - skew).strftime(_TIMESTAMP)} "
-            f"({now.strftime(_TIMESTAMP)} - 15 min.)"
+            f"Signature expired: {moment.strftime(_TIMESTAMP)} is now earlier than "
+            f"{(now - skew).strftime(_TIMESTAMP)} ({now.strftime(_TIMESTAMP)} - 15 min.)"
         )
     if moment > now + skew:
         raise InvalidSignatureException(
-            f"Signature not yet current: {stamp} is still later than {(now + skew).strftime(_TIMESTAMP)} "
-            f"({now.strftime(_TIMESTAMP)} + 15 min.)"
+            f"Signature not yet current: {moment.strftime(_TIMESTAMP)} is still later than "
+            f"{(now + skew).strftime(_TIMESTAMP)} ({now.strftime(_TIMESTAMP)} + 15 min.)"
         )
 
 
@@ -262,10 +273,12 @@ def parse_signature(request: HttpRequest, now: float) -> SignatureClaim:
 
 
 def _hmac(key: bytes, message: str) -> bytes:
-    return hmac.new(key, message.encode(), hashlib.sha256).digest()
+    return hmac.digest(key, message.encode(), "sha256")
 
 
+@functools.lru_cache(maxsize=1024)
 def signing_key(secret: str, date: str, region: str) -> bytes:
+    """The SigV4 key of ``secret`` for one day and region; remembered, since it changes once a day."""
     return _hmac(_hmac(_hmac(_hmac(f"AWS4{secret}".encode(), date), region), SERVICE), "aws4_request")
 
 
@@ -274,7 +287,7 @@ def verify(claim: SignatureClaim, credential: Credential | None) -> Caller:
     if credential is None:
         raise UnrecognizedClientException(_INVALID_TOKEN)
     key = signing_key(credential.secret_access_key, claim.date, claim.region)
-    expected = hmac.new(key, claim.string_to_sign.encode(), hashlib.sha256).hexdigest()
+    expected = _hmac(key, claim.string_to_sign).hex()
     if not hmac.compare_digest(expected, claim.signature):
         raise InvalidSignatureException(_MISMATCH)
     return Caller(credential.user_name, credential.access_key_id)

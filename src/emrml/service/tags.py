@@ -25,6 +25,8 @@ def _tags(session: Session, kind: str, entity_id: str) -> list[Tag]:
 def put_tags(session: Session, kind: str, entity_id: str, tags: list[dict[str, str]]) -> None:
     """Add or overwrite tags, keeping at most 50 on the object."""
     for tag in tags:
+        if not tag.get("Key"):
+            raise InvalidTagException("every tag needs a Key")
         if tag["Key"].lower().startswith("aws:"):
             raise InvalidTagException(f"tag key {tag['Key']!r}: keys starting with 'aws:' are reserved")
     existing = {tag.key: tag for tag in _tags(session, kind, entity_id)}

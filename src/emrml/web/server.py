@@ -165,7 +165,7 @@ class ApiHandler:
         self.clock = clock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        fields = scope.setdefault(LOG_FIELDS, {"request_id": str(uuid.uuid4())})
+        fields = scope.get(LOG_FIELDS) or scope.setdefault(LOG_FIELDS, {"request_id": str(uuid.uuid4())})
         request_id = fields["request_id"]
         headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]]
         target = next((value for name, value in headers if name == "x-amz-target"), None)

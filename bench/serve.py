@@ -25,8 +25,8 @@ Servers:
   raised out of the way: this measures capacity, not the quota;
 * the same with ``inline_predict=False`` (Predict through the thread pool like the other operations), to
   show why the server runs it on the event loop;
-* the same while the server's job runner trains a model on ``bench/data/bank-1m.csv`` (1,000,000 rows) in
-  a worker process;
+* the same while the server's job runner trains models on ``bench/data/bank-1m.csv`` (1,000,000 rows) in
+  a worker process, one after the other for the whole measurement;
 * **MLflow** (with ``--mlflow-python``, an interpreter with ``mlflow`` and ``scikit-learn``): ``mlflow
   models serve`` of a scikit-learn pipeline (one-hot categoricals, standardized numbers, logistic
   regression) fitted on the same file, ``POST /invocations`` of the same records one row at a time, no
@@ -46,6 +46,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -324,6 +325,47 @@ def _client(port: int, key: tuple[str, str]) -> Any:
     )
 
 
+class TrainingLoad:
+    """Keeps one training job on the 1M-row datasource running in the server while the block lasts."""
+
+    def __init__(self, port: int, key: tuple[str, str]) -> None:
+        self.client = _client(port, key)
+        self.prefix = f"ml-big-{port}"
+        self.started = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _start_one(self) -> str:
+        model_id = f"{self.prefix}-{self.started}"
+        self.client.create_ml_model(MLModelId=model_id, MLModelType="BINARY", TrainingDataSourceId="ds-big")
+        self.started += 1
+        return model_id
+
+    def _status(self, model_id: str) -> str:
+        return self.client.get_ml_model(MLModelId=model_id)["Status"]
+
+    def _keep_training(self, model_id: str) -> None:
+        while not self._stop.wait(0.5):
+            if self._status(model_id) in ("COMPLETED", "FAILED"):
+                model_id = self._start_one()
+
+    def __enter__(self) -> TrainingLoad:
+        model_id = self._start_one()
+        deadline = time.monotonic() + 120
+        while self._status(model_id) == "PENDING":
+            if time.monotonic() > deadline:
+                raise SystemExit("the training job did not start")
+            time.sleep(0.2)
+        self._thread = threading.Thread(target=self._keep_training, args=(model_id,), daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
 def bench_emrml(
     home: Path, key: tuple[str, str], records: list[dict[str, str]], args: argparse.Namespace
 ) -> list[Result]:
@@ -331,7 +373,7 @@ def bench_emrml(
     for label, inline, training in (
         ("emrml Predict (SigV4)", True, False),
         ("emrml Predict (SigV4), through the thread pool", False, False),
-        ("emrml Predict (SigV4) while a model trains on 1M rows", True, True),
+        ("emrml Predict (SigV4) while models train on 1M rows", True, True),
     ):
         port = _free_port()
         command = [
@@ -348,26 +390,13 @@ def bench_emrml(
             url = client.get_ml_model(MLModelId="ml-bank")["EndpointInfo"]["EndpointUrl"]
             assert url == f"http://127.0.0.1:{port}", url
             requests = _signed_predicts(port, "ml-bank", key, records)
-            model_id = None
             if training:
-                model_id = f"ml-big-{port}"
-                client.create_ml_model(
-                    MLModelId=model_id,
-                    MLModelType="BINARY",
-                    TrainingDataSourceId="ds-big",
-                    Parameters={"sgd.maxPasses": "30"},
-                )
-                deadline = time.monotonic() + 120
-                while client.get_ml_model(MLModelId=model_id)["Status"] == "PENDING":
-                    if time.monotonic() > deadline:
-                        raise SystemExit("the training job did not start")
-                    time.sleep(0.2)
-            result = load(label, port, requests, args.connections, args.seconds)
-            if model_id is not None:
-                status = client.get_ml_model(MLModelId=model_id)["Status"]
-                print(f"  training job status at the end of the measurement: {status}", flush=True)
-                result = dataclasses.replace(result, name=f"{label} (job {status} at the end)")
-                client.delete_ml_model(MLModelId=model_id)
+                with TrainingLoad(port, key) as trainer:
+                    result = load(label, port, requests, args.connections, args.seconds)
+                name = f"{label} ({trainer.started} training job(s) started, one at a time)"
+                result = dataclasses.replace(result, name=name)
+            else:
+                result = load(label, port, requests, args.connections, args.seconds)
             client.delete_realtime_endpoint(MLModelId="ml-bank")
             results.append(result)
     return results

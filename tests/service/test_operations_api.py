@@ -167,6 +167,8 @@ def test_describe_filters_sort_and_pages(app: EmrML) -> None:
     assert len(iso["Results"]) == 5
     with pytest.raises(InvalidInputException, match="epoch seconds or ISO-8601"):
         app.call("DescribeDataSources", {"FilterVariable": "CreatedAt", "GT": "yesterday"})
+    with pytest.raises(InvalidInputException, match="Prefix compares text"):
+        app.call("DescribeDataSources", {"FilterVariable": "CreatedAt", "Prefix": "17"})
     with pytest.raises(InvalidInputException, match="FilterVariable"):
         app.call("DescribeDataSources", {"EQ": "x"})
     with pytest.raises(InvalidInputException, match="FilterVariable must be one of"):

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -47,10 +48,21 @@ BODY = b'{"Limit": 1}'
 
 
 @pytest.fixture
-def identities(tmp_path: Path) -> Identities:
+def identities(tmp_path: Path, metastore_url: str) -> Iterator[Identities]:
+    """Users and keys on each supported metastore (SQLite and PostgreSQL)."""
+    engine = open_engine(metastore_url)
+    migrate(engine)
+    yield Identities(session_factory(engine), tmp_path)
+    engine.dispose()
+
+
+@pytest.fixture
+def sqlite_identities(tmp_path: Path) -> Iterator[Identities]:
+    """Users and keys in a SQLite file, whose bytes a test can inspect."""
     engine = open_engine(f"sqlite:///{tmp_path / 'metastore.db'}")
     migrate(engine)
-    return Identities(session_factory(engine), tmp_path)
+    yield Identities(session_factory(engine), tmp_path)
+    engine.dispose()
 
 
 # ---------------------------------------------------------------------------------------------- at rest
@@ -90,8 +102,9 @@ def test_users_and_keys_crud(identities: Identities) -> None:
 
 
 def test_secrets_are_encrypted_at_rest_with_a_private_key_file(
-    identities: Identities, tmp_path: Path
+    sqlite_identities: Identities, tmp_path: Path
 ) -> None:
+    identities = sqlite_identities
     identities.create_user("alice")
     key = identities.create_key("alice")
     # The SQLite file and its write-ahead log hold every byte the metastore stored.

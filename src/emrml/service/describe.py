@@ -86,9 +86,11 @@ def _conditions(kind: str, request: Request) -> tuple[Any, list[ColumnElement[bo
     if variable == "Name":
         column = func.coalesce(column, "")
     conditions: list[ColumnElement[bool]] = []
+    if variable in TIME_VARIABLES and "Prefix" in used:
+        raise InvalidInputException(f"Prefix compares text; {variable} is a time (use GT, GE, LT or LE)")
     for comparator in used:
         value: Any = request[comparator]
-        if variable in TIME_VARIABLES and comparator != "Prefix":
+        if variable in TIME_VARIABLES:
             value = _time_value(value, comparator)
         conditions.append(
             {

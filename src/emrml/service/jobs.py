@@ -113,6 +113,10 @@ def run_job_in_this_process(settings: Settings, kind: str, entity_id: str) -> No
     """Worker-process entry point: run one claimed job and record its outcome."""
     from emrml.service import tasks  # noqa: F401  (registers the job functions)
 
+    # Ctrl-C in the terminal of `emrml serve` is for the server: it stops taking work, and a job in
+    # progress finishes (or is retried after a restart) rather than dying with it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     engine = open_engine(settings.database_url)
     context = JobContext(settings, kind, entity_id, session_factory(engine))
     table = ENTITY_CLASSES[kind]

@@ -24,7 +24,7 @@ from emrml.service.operations import (
     register_rename,
     timing_members,
 )
-from emrml.service.validation import require_string
+from emrml.service.validation import optional_string, require_string
 
 if TYPE_CHECKING:
     from emrml.service.app import EmrML
@@ -140,7 +140,6 @@ register_delete("DeleteDataSource", "DataSource")
 @operation("GetDataSourceStatistics")
 def get_data_source_statistics(app: EmrML, request: Request) -> Response:
     entity_id = require_string(request, "DataSourceId")
-    assert entity_id is not None
     with app.sessions() as session:
         entity = find(session, "DataSource", entity_id)
     members: Response = {"DataSourceId": entity.id, "Status": entity.status}
@@ -158,14 +157,13 @@ def infer_data_schema(app: EmrML, request: Request) -> Response:
     from emrml.engine.local import infer_location_schema
 
     location = require_string(request, "DataLocationS3")
-    assert location is not None
     has_header = request.get("DataFileContainsHeader", True)
     if not isinstance(has_header, bool):
         raise InvalidInputException("DataFileContainsHeader must be true or false")
     schema = infer_location_schema(
         location,
-        target=require_string(request, "TargetAttributeName", optional=True),
-        row_id=require_string(request, "RowId", optional=True),
+        target=optional_string(request, "TargetAttributeName"),
+        row_id=optional_string(request, "RowId"),
         has_header=has_header,
         settings=app.settings,
     )

@@ -80,7 +80,6 @@ register_delete("DeleteEvaluation", "Evaluation")
 @operation("GetEvaluationInsights")
 def get_evaluation_insights(app: EmrML, request: Request) -> Response:
     evaluation_id = require_string(request, "EvaluationId")
-    assert evaluation_id is not None
     with app.sessions() as session:
         entity = find(session, "Evaluation", evaluation_id)
         model = session.get(MLModel, entity.ml_model_id)

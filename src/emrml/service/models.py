@@ -190,7 +190,6 @@ def get_ml_model_insights(app: EmrML, request: Request) -> Response:
     from emrml.service.tasks import model_insights
 
     model_id = require_string(request, "MLModelId")
-    assert model_id is not None
     with app.sessions() as session:
         entity = find(session, "MLModel", model_id)
     members: dict[str, Any] = {"MLModelId": entity.id, "Status": entity.status}

@@ -138,13 +138,17 @@ def validate_request(operation: str, request: Any) -> dict[str, Any]:
     return request
 
 
-def require_string(request: dict[str, Any], member: str, *, optional: bool = False) -> str | None:
-    """For the extension operations: a string member, required unless ``optional``."""
+def optional_string(request: dict[str, Any], member: str) -> str | None:
+    """For the extension operations: a string member, or None when absent."""
     value = request.get(member)
-    if value is None:
-        if optional:
-            return None
-        raise InvalidInputException(f"{member} is required")
-    if not isinstance(value, str):
+    if value is not None and not isinstance(value, str):
         raise InvalidInputException(f"{member} must be a string")
+    return value
+
+
+def require_string(request: dict[str, Any], member: str) -> str:
+    """For the extension operations: a string member that must be there."""
+    value = optional_string(request, member)
+    if value is None:
+        raise InvalidInputException(f"{member} is required")
     return value

@@ -236,6 +236,50 @@ def test_batch_prediction(client: Any, workflow: dict, tmp_path: Path) -> None:
     assert batch["Status"] == "COMPLETED"
     assert batch["TotalRecordCount"] > 10_000 and batch["InvalidRecordCount"] == 0
     assert any(output.rglob("*")), "the batch prediction wrote no output"
+    listed = client.describe_batch_predictions(FilterVariable="MLModelId", EQ="b3-model")["Results"]
+    assert [item["BatchPredictionId"] for item in listed] == ["b3-batch"]
+    client.update_batch_prediction(BatchPredictionId="b3-batch", BatchPredictionName="renamed")
+    assert client.get_batch_prediction(BatchPredictionId="b3-batch")["Name"] == "renamed"
+    client.delete_batch_prediction(BatchPredictionId="b3-batch")
+    assert client.get_batch_prediction(BatchPredictionId="b3-batch")["Status"] == "DELETED"
+
+
+def test_sql_datasources_are_accepted_and_fail_without_a_connector(client: Any, tmp_path: Path) -> None:
+    credentials = {"Username": "analyst", "Password": "secret-password"}
+    client.create_data_source_from_rds(
+        DataSourceId="b3-rds",
+        RDSData={
+            "DatabaseInformation": {"InstanceIdentifier": "bank-db", "DatabaseName": "bank"},
+            "SelectSqlQuery": "SELECT * FROM calls",
+            "DatabaseCredentials": credentials,
+            "S3StagingLocation": str(tmp_path) + "/",
+            "ResourceRole": "DataPipelineDefaultResourceRole",
+            "ServiceRole": "DataPipelineDefaultRole",
+            "SubnetId": "subnet-1",
+            "SecurityGroupIds": ["sg-1"],
+        },
+        RoleARN="arn:aws:iam::000000000000:role/ml",
+    )
+    client.create_data_source_from_redshift(
+        DataSourceId="b3-redshift",
+        DataSpec={
+            "DatabaseInformation": {"DatabaseName": "bank", "ClusterIdentifier": "bank-cluster"},
+            "SelectSqlQuery": "SELECT * FROM calls",
+            "DatabaseCredentials": credentials,
+            "S3StagingLocation": str(tmp_path) + "/",
+        },
+        RoleARN="arn:aws:iam::000000000000:role/ml",
+    )
+    for entity_id in ("b3-rds", "b3-redshift"):
+        with pytest.raises(Exception, match="Waiter"):
+            client.get_waiter("data_source_available").wait(
+                FilterVariable="DataLocationS3", EQ=str(tmp_path) + "/", WaiterConfig=WAIT
+            )
+        source = client.get_data_source(DataSourceId=entity_id, Verbose=True)
+        assert source["Status"] == "FAILED" and "no SQL connector" in source["Message"]
+        assert "Password" not in json.dumps(source, default=str)
+    assert client.get_data_source(DataSourceId="b3-rds", Verbose=True)["RDSMetadata"]["SelectSqlQuery"]
+    assert "SelectSqlQuery" not in client.get_data_source(DataSourceId="b3-redshift")["RedshiftMetadata"]
 
 
 def test_deletes_mark_objects_deleted(client: Any, workflow: dict) -> None:

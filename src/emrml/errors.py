@@ -71,6 +71,49 @@ class InternalServerException(AmazonMLError):
     exit_code = 1
 
 
+class UnknownOperationException(AmazonMLError):
+    """The X-Amz-Target names no operation."""
+
+    type_name = "UnknownOperationException"
+    http_status = 400
+    exit_code = 2
+
+
+class SerializationException(AmazonMLError):
+    """The request body is not a JSON object."""
+
+    type_name = "SerializationException"
+    http_status = 400
+    exit_code = 2
+
+
+class RequestEntityTooLargeException(AmazonMLError):
+    type_name = "RequestEntityTooLargeException"
+    http_status = 413
+    exit_code = 2
+
+
+# Authentication errors, as AWS's JSON services answer them (all 400).
+class MissingAuthenticationTokenException(AmazonMLError):
+    type_name = "MissingAuthenticationTokenException"
+    http_status = 400
+
+
+class IncompleteSignatureException(AmazonMLError):
+    type_name = "IncompleteSignatureException"
+    http_status = 400
+
+
+class InvalidSignatureException(AmazonMLError):
+    type_name = "InvalidSignatureException"
+    http_status = 400
+
+
+class UnrecognizedClientException(AmazonMLError):
+    type_name = "UnrecognizedClientException"
+    http_status = 400
+
+
 class DataError(InvalidInputException):
     """Input data that cannot be used (unreadable file, bad codec, schema/column mismatch).
 
@@ -89,5 +132,12 @@ ERROR_TYPES: dict[str, type[AmazonMLError]] = {
         LimitExceededException,
         PredictorNotMountedException,
         InternalServerException,
+        UnknownOperationException,
+        SerializationException,
+        RequestEntityTooLargeException,
+        MissingAuthenticationTokenException,
+        IncompleteSignatureException,
+        InvalidSignatureException,
+        UnrecognizedClientException,
     )
 }

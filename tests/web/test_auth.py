@@ -30,11 +30,15 @@ from web_helpers import post, sign
 
 from emrml import cli_server
 from emrml.cli_server import register
-from emrml.errors import InternalServerException, InvalidInputException, ResourceNotFoundException
+from emrml.errors import (
+    InternalServerException,
+    InvalidInputException,
+    InvalidSignatureException,
+    ResourceNotFoundException,
+)
 from emrml.service.auth import (
     CredentialCache,
     HttpRequest,
-    InvalidSignatureException,
     ensure_admin,
     parse_signature,
     verify,

@@ -32,38 +32,16 @@ from emrml.config import Settings
 from emrml.errors import ERROR_TYPES
 from emrml.samples import bank_sample_schema, write_bank_sample
 from emrml.service.app import EmrML
-from emrml.service.auth import (
-    IncompleteSignatureException,
-    InvalidSignatureException,
-    MissingAuthenticationTokenException,
-    UnrecognizedClientException,
-)
 from emrml.service.identity import Identities
 from emrml.service.operations import ID_MEMBER, OPERATIONS
-from emrml.web.protocol import (
-    TARGET_PREFIX,
-    RequestEntityTooLargeException,
-    SerializationException,
-    UnknownOperationException,
-)
+from emrml.web.protocol import TARGET_PREFIX
 from emrml.web.server import BackgroundServer, create_app, reserve_socket
 
 pytestmark = pytest.mark.slow
 
 MODEL = botocore.session.get_session().get_service_model("machinelearning")
 EXTENSIONS = ("GetDataSourceStatistics", "GetMLModelInsights", "GetEvaluationInsights", "InferDataSchema")
-KNOWN_ERRORS = set(ERROR_TYPES) | {
-    cls.type_name
-    for cls in (
-        UnknownOperationException,
-        SerializationException,
-        RequestEntityTooLargeException,
-        MissingAuthenticationTokenException,
-        IncompleteSignatureException,
-        InvalidSignatureException,
-        UnrecognizedClientException,
-    )
-}
+KNOWN_ERRORS = set(ERROR_TYPES)
 IN_PROCESS_BATCHES, BATCH_SIZE = 104, 100
 OVER_HTTP_BATCHES = 10
 ID_POOL = ("fz-ds", "fz-model", "fz-a", "fz-b", "fz-c", "fz.d_1", "fz-evaluation")

@@ -34,7 +34,12 @@ from urllib.parse import quote
 
 from botocore.utils import normalize_url_path
 
-from emrml.errors import AmazonMLError
+from emrml.errors import (
+    IncompleteSignatureException,
+    InvalidSignatureException,
+    MissingAuthenticationTokenException,
+    UnrecognizedClientException,
+)
 from emrml.service.identity import Credential, Identities, NewAccessKey
 
 SERVICE = "machinelearning"
@@ -50,26 +55,6 @@ _TIMESTAMP = "%Y%m%dT%H%M%SZ"
 _TIMESTAMP_PATTERN = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z")
 _ACCESS_KEY_ID = re.compile(r"[A-Za-z0-9]{16,128}")
 _HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-class MissingAuthenticationTokenException(AmazonMLError):
-    type_name = "MissingAuthenticationTokenException"
-    http_status = 400
-
-
-class IncompleteSignatureException(AmazonMLError):
-    type_name = "IncompleteSignatureException"
-    http_status = 400
-
-
-class InvalidSignatureException(AmazonMLError):
-    type_name = "InvalidSignatureException"
-    http_status = 400
-
-
-class UnrecognizedClientException(AmazonMLError):
-    type_name = "UnrecognizedClientException"
-    http_status = 400
 
 
 _INVALID_TOKEN = "The security token included in the request is invalid."

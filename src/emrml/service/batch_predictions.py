@@ -23,6 +23,7 @@ from emrml.service.operations import (
     mark_deleted,
     operation,
     rename,
+    result_members,
     timing_members,
     usable,
 )
@@ -114,10 +115,7 @@ def describe_batch_prediction(entity: BatchPrediction) -> Response:
         "OutputUri": entity.output_uri,
     }
     members.update(timing_members(entity))
-    if entity.input_data_location:
-        members["InputDataLocationS3"] = entity.input_data_location
-    if entity.status == "COMPLETED" and entity.compute_time is not None:
-        members["ComputeTime"] = entity.compute_time
+    members.update(result_members(entity))
     if entity.total_records is not None:
         members["TotalRecordCount"] = entity.total_records
         members["InvalidRecordCount"] = entity.invalid_records

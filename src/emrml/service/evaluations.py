@@ -20,6 +20,7 @@ from emrml.service.operations import (
     operation,
     register_delete,
     register_rename,
+    result_members,
     timing_members,
     usable,
 )
@@ -58,12 +59,9 @@ def describe_evaluation(entity: Evaluation) -> Response:
         "EvaluationDataSourceId": entity.evaluation_data_source_id,
     }
     members.update(timing_members(entity))
-    if entity.input_data_location:
-        members["InputDataLocationS3"] = entity.input_data_location
+    members.update(result_members(entity))
     if entity.performance_metrics:
         members["PerformanceMetrics"] = {"Properties": json.loads(entity.performance_metrics)}
-    if entity.status == "COMPLETED" and entity.compute_time is not None:
-        members["ComputeTime"] = entity.compute_time
     return members
 
 

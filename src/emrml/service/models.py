@@ -22,6 +22,7 @@ from emrml.service.operations import (
     find_live,
     mark_deleted,
     operation,
+    result_members,
     timing_members,
     usable,
 )
@@ -120,16 +121,13 @@ def describe_ml_model(entity: MLModel) -> Response:
         "EndpointInfo": endpoint_info(entity),
     }
     members.update(timing_members(entity))
-    if entity.input_data_location:
-        members["InputDataLocationS3"] = entity.input_data_location
+    members.update(result_members(entity))
     if entity.size_in_bytes is not None:
         members["SizeInBytes"] = entity.size_in_bytes
     if entity.score_threshold is not None:
         members["ScoreThreshold"] = entity.score_threshold
     if entity.score_threshold_updated_at is not None:
         members["ScoreThresholdLastUpdatedAt"] = entity.score_threshold_updated_at
-    if entity.status == "COMPLETED" and entity.compute_time is not None:
-        members["ComputeTime"] = entity.compute_time
     return members
 
 

@@ -138,6 +138,16 @@ def timing_members(entity: Any) -> Response:
     return members
 
 
+def result_members(entity: Any) -> Response:
+    """What models, evaluations and batch predictions report of their job: the data read, the CPU spent."""
+    members: Response = {}
+    if entity.input_data_location:
+        members["InputDataLocationS3"] = entity.input_data_location
+    if entity.status == "COMPLETED" and entity.compute_time is not None:
+        members["ComputeTime"] = entity.compute_time
+    return members
+
+
 def rename(session: Session, kind: str, entity_id: str, name: str) -> None:
     entity = find_live(session, kind, entity_id)
     entity.name = name

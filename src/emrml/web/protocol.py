@@ -18,7 +18,12 @@ import json
 import re
 from typing import Any
 
-from emrml.errors import AmazonMLError, InvalidInputException
+from emrml.errors import (
+    AmazonMLError,
+    InvalidInputException,
+    SerializationException,
+    UnknownOperationException,
+)
 from emrml.service.operations import OPERATIONS
 
 TARGET_PREFIX = "AmazonML_20141212."
@@ -30,21 +35,6 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 # The escapes of NUL and of UTF-16 surrogates: only they make json.loads produce a string that PostgreSQL
 # cannot store or that is not valid Unicode.
 _SUSPICIOUS_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
-
-
-class UnknownOperationException(AmazonMLError):
-    type_name = "UnknownOperationException"
-    http_status = 400
-
-
-class SerializationException(AmazonMLError):
-    type_name = "SerializationException"
-    http_status = 400
-
-
-class RequestEntityTooLargeException(AmazonMLError):
-    type_name = "RequestEntityTooLargeException"
-    http_status = 413
 
 
 def operation_name(target: str | None) -> str:

@@ -37,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from emrml.errors import AmazonMLError, InternalServerException
+from emrml.errors import AmazonMLError, InternalServerException, RequestEntityTooLargeException
 from emrml.service.app import EmrML
 from emrml.service.auth import (
     Caller,
@@ -51,7 +51,6 @@ from emrml.service.identity import Identities
 from emrml.web.protocol import (
     CONTENT_TYPE,
     DEFAULT_MAX_BODY_BYTES,
-    RequestEntityTooLargeException,
     decode_request,
     encode_error,
     encode_response,

@@ -11,6 +11,9 @@ import pytest
 from emrml.config import Settings
 from emrml.service.app import EmrML
 
+#: Under CI a skipped test fails the run (tests/require_all.py).
+pytest_plugins = ["require_all", "pytester"]
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
 POSTGRES_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

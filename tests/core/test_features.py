@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
@@ -430,15 +429,12 @@ def test_sms_spam_text_features(shared_datasets: Path) -> None:
         assert space.transform_record(record) == row
 
 
-def test_bank_marketing_speed(bank: tuple[Schema, pa.Table], bank_space: FeatureSpace) -> None:
-    """Loose floors (10x below the measured speeds) so a pathological slowdown fails even on a busy CI."""
+def test_bank_marketing_batch_and_records_agree(
+    bank: tuple[Schema, pa.Table], bank_space: FeatureSpace
+) -> None:
+    """Speed is measured in bench/micro.py; here, the real file's rows featurize the same both ways."""
     _, table = bank
-    batch = table.combine_chunks().to_batches()[0]
-    started = time.perf_counter()
-    bank_space.transform(batch)
-    assert batch.num_rows / (time.perf_counter() - started) > 50_000
-    records = batch.slice(0, 2000).to_pylist()
-    started = time.perf_counter()
-    for record in records:
-        bank_space.transform_record(record)
-    assert (time.perf_counter() - started) / len(records) < 200e-6
+    batch = table.combine_chunks().to_batches()[0].slice(0, 2000)
+    matrix = bank_space.transform(batch)
+    for record, row in zip(batch.to_pylist(), _rows_of(matrix), strict=True):
+        assert bank_space.transform_record(record) == row

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 import zipfile
 from pathlib import Path
 
@@ -133,16 +132,13 @@ def test_mostly_zero_weights_are_compressed(tmp_path: Path) -> None:
     assert load_artifact(tmp_path / "pruned.zip") == pruned
 
 
-def test_a_million_feature_model_loads_in_under_100_ms(tmp_path: Path) -> None:
+def test_a_million_feature_model_round_trips(tmp_path: Path) -> None:
+    """How fast it loads is measured in bench/micro.py; here, that it loads whole."""
     big = artifact(n_features=1_000_000, feature_names=None)
     save_artifact(big, tmp_path / "big.zip")
-    timings = []
-    for _ in range(3):  # best of three: the bound is about the format, not a busy machine
-        start = time.perf_counter()
-        loaded = load_artifact(tmp_path / "big.zip")
-        timings.append(time.perf_counter() - start)
-    assert min(timings) < 0.1
+    loaded = load_artifact(tmp_path / "big.zip")
     assert loaded.linear.weights.shape == (1_000_000, 1)
+    assert loaded == big
 
 
 # ------------------------------------------------------------------------------------------ refused files

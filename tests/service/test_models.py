@@ -182,6 +182,25 @@ def test_model_lifecycle_and_idempotency(app: EmrML, small: Path) -> None:
         )
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"MLModelType": "REGRESSION"},  # invalid for this target, but the id's reuse is checked first
+        {"Parameters": {"sgd.maxPasses": "0"}},
+        {"Recipe": "{not json"},
+        {"TrainingDataSourceId": "ds-none"},
+    ],
+)
+def test_a_reused_id_is_a_mismatch_before_the_request_is_validated(
+    app: EmrML, small: Path, change: dict
+) -> None:
+    request = {"MLModelId": "ml-1", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-small"}
+    app.call("CreateMLModel", request)
+    with pytest.raises(IdempotentParameterMismatchException, match="ml-1"):
+        app.call("CreateMLModel", {**request, **change})
+    assert app.call("GetMLModel", {"MLModelId": "ml-1"})["MLModelType"] == "BINARY"
+
+
 def test_datasource_without_statistics_or_target(app: EmrML, tmp_path: Path) -> None:
     (tmp_path / "data.csv").write_text("x,words,y\n1,a b,1\n2,c d,0\n")
     no_target = {**SMALL_SCHEMA, "targetAttributeName": None}

@@ -64,6 +64,18 @@ def test_identical_create_is_a_safe_retry_and_a_different_one_a_mismatch(app: Em
         create(app, "ds-1")  # a member missing in one of the two calls differs too
 
 
+def test_a_reused_id_is_checked_before_the_rest_of_the_request(app: EmrML) -> None:
+    create(app, "ds-1", "same")
+    bad_split = {"DataLocationS3": "/data/x.csv", "DataSchema": SCHEMA, "DataRearrangement": "{nope"}
+    with pytest.raises(IdempotentParameterMismatchException, match="ds-1"):
+        app.call("CreateDataSourceFromS3", {"DataSourceId": "ds-1", "DataSpec": bad_split})
+    with pytest.raises(IdempotentParameterMismatchException, match="ds-1"):
+        create(app, "ds-1", "same", Bogus=1)
+    # A new id with the same bad request is refused for what is wrong with it.
+    with pytest.raises(InvalidInputException, match="DataRearrangement"):
+        app.call("CreateDataSourceFromS3", {"DataSourceId": "ds-2", "DataSpec": bad_split})
+
+
 @pytest.mark.parametrize(
     ("request_body", "message"),
     [

@@ -17,7 +17,7 @@ from emrml.service import (  # noqa: F401  (register their operations)
 from emrml.service.jobs import JobRunner, ProgressCallback
 from emrml.service.metastore import migrate, open_engine, session_factory
 from emrml.service.mounted import MountedModels
-from emrml.service.operations import CALLER, ID_MEMBER, OPERATIONS
+from emrml.service.operations import CALLER, ID_MEMBER, OPERATIONS, reused_id
 from emrml.service.validation import validate_request
 
 
@@ -57,7 +57,11 @@ class EmrML:
         function = OPERATIONS.get(operation)
         if function is None:
             raise InvalidInputException(f"unknown operation {operation!r}")
-        return function(self, validate_request(operation, request or {}))
+        request = request or {}
+        retry = reused_id(self, operation, request)
+        if retry is not None:
+            return retry
+        return function(self, validate_request(operation, request))
 
     def wait(self, kind: str, entity_id: str, progress: ProgressCallback | None = None) -> dict[str, Any]:
         """Run or await the entity's job until it ends; returns its Get* description."""

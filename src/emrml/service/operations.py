@@ -36,6 +36,16 @@ ID_MEMBER = {
     "BatchPrediction": "BatchPredictionId",
 }
 
+#: The kind of object each Create* operation makes.
+CREATE_OPERATIONS = {
+    "CreateDataSourceFromS3": "DataSource",
+    "CreateDataSourceFromRDS": "DataSource",
+    "CreateDataSourceFromRedshift": "DataSource",
+    "CreateMLModel": "MLModel",
+    "CreateEvaluation": "Evaluation",
+    "CreateBatchPrediction": "BatchPrediction",
+}
+
 E = TypeVar("E")
 
 
@@ -85,21 +95,44 @@ def usable(session: Session, kind: str, entity_id: str, member: str) -> Any:
     return entity
 
 
+def _same_request(kind: str, existing: Any, request: Request) -> None:
+    """A Create* naming an existing id must repeat its parameters exactly (spec 4.4)."""
+    if existing.request != canonical(request):
+        raise IdempotentParameterMismatchException(
+            f"{kind} {existing.id!r} already exists with different parameters"
+        )
+
+
+def reused_id(app: EmrML, operation_name: str, request: Request) -> Response | None:
+    """The answer to a Create* whose id exists, or None when the id is new (or the call no Create*).
+
+    Spec 4.4's check comes before any other: a safe retry answers at once, and a reused id with other
+    parameters is IdempotentParameterMismatchException, whatever else may be wrong with the new request.
+    """
+    kind = CREATE_OPERATIONS.get(operation_name)
+    entity_id = request.get(ID_MEMBER[kind]) if kind else None
+    if kind is None or not isinstance(entity_id, str):
+        return None
+    with app.sessions() as session:
+        existing = session.get(ENTITY_CLASSES[kind], entity_id)
+        if existing is None:
+            return None
+        _same_request(kind, existing, request)
+    return {ID_MEMBER[kind]: entity_id}
+
+
 def create_entity(session: Session, kind: str, request: Request, **columns: Any) -> tuple[Any, bool]:
     """Insert a PENDING entity for a Create* request; returns (entity, created).
 
     Repeating a Create with the same id and identical parameters is a safe retry (created False, nothing new
-    happens); any difference is IdempotentParameterMismatchException (spec 4.4).
+    happens); any difference is IdempotentParameterMismatchException (spec 4.4). ``reused_id`` answers most
+    repeats before the request is validated; this covers two Creates racing for one id.
     """
     entity_id = request[ID_MEMBER[kind]]
     table = ENTITY_CLASSES[kind]
     existing = session.get(table, entity_id)
-    text = canonical(request)
     if existing is not None:
-        if existing.request != text:
-            raise IdempotentParameterMismatchException(
-                f"{kind} {entity_id!r} already exists with different parameters"
-            )
+        _same_request(kind, existing, request)
         return existing, False
     moment = now()
     entity = table(
@@ -107,7 +140,7 @@ def create_entity(session: Session, kind: str, request: Request, **columns: Any)
         status="PENDING",
         created_at=moment,
         last_updated_at=moment,
-        request=text,
+        request=canonical(request),
         progress=0.0,
         attempts=0,
         **columns,

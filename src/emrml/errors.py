@@ -93,25 +93,25 @@ class RequestEntityTooLargeException(AmazonMLError):
     exit_code = 2
 
 
-# Authentication errors, as AWS's JSON services answer them (all 400).
+# Authentication errors, as AWS answers them: HTTP 403 Forbidden (a client retrying unchanged cannot succeed).
 class MissingAuthenticationTokenException(AmazonMLError):
     type_name = "MissingAuthenticationTokenException"
-    http_status = 400
+    http_status = 403
 
 
 class IncompleteSignatureException(AmazonMLError):
     type_name = "IncompleteSignatureException"
-    http_status = 400
+    http_status = 403
 
 
 class InvalidSignatureException(AmazonMLError):
     type_name = "InvalidSignatureException"
-    http_status = 400
+    http_status = 403
 
 
 class UnrecognizedClientException(AmazonMLError):
     type_name = "UnrecognizedClientException"
-    http_status = 400
+    http_status = 403
 
 
 class DataError(InvalidInputException):

@@ -228,24 +228,24 @@ def _with(headers: dict[str, str], **changes: str | None) -> dict[str, str]:
 @pytest.mark.parametrize(
     ("case", "status", "error_type", "message"),
     [
-        ("unsigned", 400, "MissingAuthenticationTokenException", "missing Authentication Token"),
-        ("expired", 400, "InvalidSignatureException", "Signature expired"),
-        ("future", 400, "InvalidSignatureException", "Signature not yet current"),
-        ("wrong secret", 400, "InvalidSignatureException", "does not match"),
+        ("unsigned", 403, "MissingAuthenticationTokenException", "missing Authentication Token"),
+        ("expired", 403, "InvalidSignatureException", "Signature expired"),
+        ("future", 403, "InvalidSignatureException", "Signature not yet current"),
+        ("wrong secret", 403, "InvalidSignatureException", "does not match"),
         (
             "unknown key",
-            400,
+            403,
             "UnrecognizedClientException",
             "security token included in the request is invalid",
         ),
-        ("not sigv4", 400, "IncompleteSignatureException", "Unsupported"),
-        ("no signature", 400, "IncompleteSignatureException", "requires 'Signature'"),
-        ("target unsigned", 400, "IncompleteSignatureException", "x-amz-target"),
-        ("other service", 400, "InvalidSignatureException", "correct service"),
-        ("no date", 400, "IncompleteSignatureException", "X-Amz-Date"),
-        ("body changed", 400, "InvalidSignatureException", "does not match"),
-        ("target changed", 400, "InvalidSignatureException", "does not match"),
-        ("session token", 400, "UnrecognizedClientException", "security token"),
+        ("not sigv4", 403, "IncompleteSignatureException", "Unsupported"),
+        ("no signature", 403, "IncompleteSignatureException", "requires 'Signature'"),
+        ("target unsigned", 403, "IncompleteSignatureException", "x-amz-target"),
+        ("other service", 403, "InvalidSignatureException", "correct service"),
+        ("no date", 403, "IncompleteSignatureException", "X-Amz-Date"),
+        ("body changed", 403, "InvalidSignatureException", "does not match"),
+        ("target changed", 403, "InvalidSignatureException", "does not match"),
+        ("session token", 403, "UnrecognizedClientException", "security token"),
     ],
 )
 def test_auth_errors_over_raw_http(
@@ -297,7 +297,7 @@ def test_auth_errors_through_boto3(live_server: Any) -> None:
         with pytest.raises(ClientError) as raised:
             client.describe_data_sources()
         assert raised.value.response["Error"]["Code"] == code
-        assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
     client = live_server.client()
     long_ago = datetime.now(UTC) - timedelta(minutes=20)
     with (

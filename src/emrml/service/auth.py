@@ -4,7 +4,7 @@ Clients (boto3, the aws CLI, any AWS SDK) sign each request with
 ``Authorization: AWS4-HMAC-SHA256 Credential=<key id>/<yyyymmdd>/<region>/machinelearning/aws4_request,
 SignedHeaders=<h1;h2;...>, Signature=<hex>``. The server rebuilds the canonical request from what it
 received, exactly as botocore builds it before sending, recomputes the HMAC chain with the key's secret and
-compares. Failures answer the errors AWS's JSON services answer (all HTTP 400):
+compares. Failures answer the errors AWS's JSON services answer (all HTTP 403 Forbidden):
 
 * no ``Authorization`` header → ``MissingAuthenticationTokenException``;
 * a header that cannot be parsed, or no date → ``IncompleteSignatureException``;

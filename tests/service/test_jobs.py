@@ -123,3 +123,29 @@ def test_a_job_whose_whole_runner_died_is_recovered_after_restart(
     assert result["Status"] == "COMPLETED", result.get("Message")
     assert result["TotalRecordCount"] == 8 * 41_188
     app.close()
+
+
+def test_an_internal_failure_tells_the_user_what_failed_and_logs_the_details(
+    app: EmrML, shared_datasets: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from emrml.service import jobs, tasks  # noqa: F401  (tasks registers the job functions)
+
+    def broken(_context: jobs.JobContext) -> dict:
+        raise RuntimeError("root:$6$secret-hash:19000:0:99999:7:::")  # e.g. a line of a file read by mistake
+
+    create_bank(app, "ds-broken", shared_datasets / "bank_marketing" / "data.csv", shared_datasets)
+    assert app.jobs.claim("DataSource", "ds-broken")
+    monkeypatch.setitem(jobs.JOB_FUNCTIONS, "DataSource", broken)
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        jobs.run_job_in_this_process(app.settings, "DataSource", "ds-broken")
+    finally:
+        signal.signal(signal.SIGINT, sigint)
+    failed = app.call("GetDataSource", {"DataSourceId": "ds-broken"})
+    assert failed["Status"] == "FAILED"
+    message = failed["Message"]
+    assert message.startswith("Reading the data and computing its statistics failed with an internal error")
+    assert "secret-hash" not in message and "RuntimeError" not in message
+    reference = message.rsplit("reference ", 1)[1]
+    logged = [record for record in caplog.records if reference in record.getMessage()]
+    assert logged and "secret-hash" in logged[0].getMessage()

@@ -142,9 +142,8 @@ def run_job_in_this_process(settings: Settings, kind: str, entity_id: str) -> No
         }
     except AmazonMLError as exc:
         values = {"status": "FAILED", "message": exc.message}
-    except Exception as exc:
-        log.error("job %s %s failed:\n%s", kind, entity_id, traceback.format_exc())
-        values = {"status": "FAILED", "message": f"internal error: {type(exc).__name__}: {exc}"}
+    except Exception:
+        values = {"status": "FAILED", "message": internal_failure(kind, entity_id)}
     finally:
         stop.set()
     finished = now()
@@ -155,6 +154,27 @@ def run_job_in_this_process(settings: Settings, kind: str, entity_id: str) -> No
             .values(finished_at=finished, last_updated_at=finished, worker=None, **values)
         )
     engine.dispose()
+
+
+#: What each kind of job does, in the words a user knows it by.
+JOB_WORK = {
+    "DataSource": "Reading the data and computing its statistics",
+    "MLModel": "Training the model",
+    "Evaluation": "Evaluating the model",
+    "BatchPrediction": "Scoring the batch prediction",
+}
+
+
+def internal_failure(kind: str, entity_id: str) -> str:
+    """Log the exception being handled with a new reference; return the message the user sees.
+
+    Exception text can carry paths, SQL or other users' data: it goes to the server log only, and the
+    message says what failed and the reference that finds the log entry.
+    """
+    reference = uuid.uuid4().hex[:12]
+    log.error("job %s %s failed (reference %s):\n%s", kind, entity_id, reference, traceback.format_exc())
+    work = JOB_WORK.get(kind, f"The {kind} job")
+    return f"{work} failed with an internal error; the server log has the details under reference {reference}"
 
 
 def _describe_exit(exitcode: int | None) -> str:

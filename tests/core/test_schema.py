@@ -413,12 +413,40 @@ def test_check_columns() -> None:
         check_columns(one, 1000, file="f", line=3)
 
 
-def test_check_header_ignores_names() -> None:
+def test_check_header_accepts_the_schemas_names_in_order() -> None:
     schema = dataset_schema("wine_quality")
     header, _ = dataset_sample("wine_quality")
     check_header(schema, header, file="data.csv")
-    check_header(schema, [f"c{i}" for i in range(13)], file="data.csv")
-    check_header(schema, [h for h in header if h != "pH"] + ["colour"], file="data.csv")
+    check_header(schema, [f" {h} " for h in header], file="data.csv")  # spaces around names are not names
+
+
+def test_check_header_names_each_column_that_differs() -> None:
+    schema = dataset_schema("wine_quality")
+    header, _ = dataset_sample("wine_quality")
+    renamed = [h for h in header if h != "pH"] + ["colour"]
+    with pytest.raises(DataError) as info:
+        check_header(schema, renamed, file="w.csv")
+    message = info.value.message
+    assert message.startswith("file w.csv line 1: the header's column names differ from the schema's")
+    assert "column 10 is 'sulphates' in the header but 'pH' in the schema" in message
+    assert "column 13 is 'colour' in the header but" in message
+    assert message.endswith("or set dataFileContainsHeader to false if the first line is data")
+    with pytest.raises(DataError, match=r"column 1 is 'C0' in the header but 'c0'.*and 8 more\."):
+        check_header(
+            Schema(tuple(Attribute(f"c{i}", N) for i in range(13))), [f"C{i}" for i in range(13)], file="x"
+        )
+
+
+def test_check_header_in_another_order_says_to_reorder() -> None:
+    schema = dataset_schema("wine_quality")
+    header, _ = dataset_sample("wine_quality")
+    swapped = [header[1], header[0], *header[2:]]
+    with pytest.raises(DataError) as info:
+        check_header(schema, swapped, file="w.csv")
+    assert info.value.message.endswith(
+        "list the schema's attributes in the header's order (columns map to attributes by position)"
+    )
+    assert "column 1 is " in info.value.message and "column 3" not in info.value.message
 
 
 def test_check_header_count_mismatch_names_the_gap() -> None:

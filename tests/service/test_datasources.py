@@ -219,7 +219,17 @@ def test_files_with_different_headers(app: EmrML, tmp_path: Path) -> None:
     folder.mkdir()
     write(folder / "a.csv", "x,colour,y\n1,red,0\n")
     write(folder / "b.csv", "x,color,y\n2,red,1\n")
-    assert "different header" in failed(build(app, "ds-x", folder))
+    message = failed(build(app, "ds-x", folder))
+    assert f"file {folder / 'b.csv'} line 1: the header's column names differ" in message
+    assert "column 2 is 'color' in the header but 'colour' in the schema" in message
+
+
+def test_a_header_from_another_schema_fails_the_datasource(app: EmrML, tmp_path: Path) -> None:
+    """Right number of columns, entirely different names: accepted silently before, refused now."""
+    data = write(tmp_path / "other.csv", "price,rooms,sold\n1,red,0\n2,blue,1\n")
+    message = failed(build(app, "ds-other", data))
+    assert "column 1 is 'price' in the header but 'x' in the schema" in message
+    assert "give the schema's attributes the header's names" in message
 
 
 def test_failed_datasource_touches_nothing_else(app: EmrML, small_csv: Path, tmp_path: Path) -> None:

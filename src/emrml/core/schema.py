@@ -428,25 +428,48 @@ def check_columns(schema: Schema, column_count: int, *, file: str, line: int) ->
 
 
 def check_header(schema: Schema, header: Sequence[str], *, file: str) -> None:
-    """Raise ``DataError`` unless ``file``'s header line has one column per attribute.
+    """Raise ``DataError`` unless ``file``'s header line names the schema's attributes, in order.
 
-    Columns map to attributes by position, so names need not match (spec open question 5); when the
-    counts differ the message lists the names on either side that have no counterpart, to locate the gap.
+    Columns map to attributes by position, so a header whose names differ from the schema's (another
+    spelling, another order, another file's schema) would silently feed each attribute the wrong column.
+    Surrounding whitespace is ignored; case is not. When the counts differ the message lists the names on
+    either side that have no counterpart; when they agree it lists each column whose name differs.
     """
     expected = len(schema.attributes)
-    if len(header) == expected:
+    names = [h.strip() for h in header]
+    if names == list(schema.names):
         return
-    heading = {h.strip() for h in header}
-    unknown = [h for h in header if h.strip() not in schema]
-    absent = [n for n in schema.names if n not in heading]
-    details = ""
-    if unknown:
-        details += f"; header columns not in the schema: {_listing(unknown)}"
-    if absent:
-        details += f"; attributes not in the header: {_listing(absent)}"
+    if len(header) != expected:
+        heading = set(names)
+        unknown = [h for h in header if h.strip() not in schema]
+        absent = [n for n in schema.names if n not in heading]
+        details = ""
+        if unknown:
+            details += f"; header columns not in the schema: {_listing(unknown)}"
+        if absent:
+            details += f"; attributes not in the header: {_listing(absent)}"
+        raise DataError(
+            f"file {file} line 1: the schema has {_plural(expected, 'attribute')} "
+            f"but the header has {_plural(len(header), 'column')}{details}"
+        )
+    differences = [
+        f"column {i + 1} is {name!r} in the header but {attribute!r} in the schema"
+        for i, (name, attribute) in enumerate(zip(names, schema.names, strict=True))
+        if name != attribute
+    ]
+    shown = "; ".join(differences[:5]) + (
+        f"; and {len(differences) - 5} more" if len(differences) > 5 else ""
+    )
+    if sorted(names) == sorted(schema.names):
+        fix = "list the schema's attributes in the header's order (columns map to attributes by position)"
+    else:
+        fix = (
+            "give the schema's attributes the header's names, in the header's order, or set "
+            "dataFileContainsHeader to false if the first line is data"
+        )
     raise DataError(
-        f"file {file} line 1: the schema has {_plural(expected, 'attribute')} "
-        f"but the header has {_plural(len(header), 'column')}{details}"
+        f"file {file} line 1: the header's column names differ from the schema's attribute names: "
+        f"{shown}. To fix it, {fix}"
     )
 
 

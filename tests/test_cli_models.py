@@ -95,9 +95,9 @@ def test_quickstart_builds_trains_evaluates_and_is_idempotent(
     auc = float(
         again[QUICKSTART_EVALUATION_ID]["GetEvaluation"]["PerformanceMetrics"]["Properties"]["BinaryAUC"]
     )
-    # The random split hashes each record's file key, which includes the home's path, so the held-out rows
-    # (and the AUC, 0.84-0.89 seen) differ from one home to another.
-    assert auc > 0.8
+    # The random split hashes file names relative to the datasource location, not the home's path, so
+    # every home holds out the same rows and gets the same AUC (0.8479 with the learner of this writing).
+    assert auc > 0.84
     headline = re.search(r"^BinaryAUC (0\.\d+) \(baseline 0\.5: random scores\)$", out, re.MULTILINE)
     assert headline is not None, out
     assert float(headline.group(1)) == pytest.approx(auc, abs=5e-5)

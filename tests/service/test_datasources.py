@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import cramjam
+import numpy as np
 import pytest
 import zstandard
 
@@ -149,6 +150,64 @@ def test_too_many_invalid_records_reject_the_file(app: EmrML, tmp_path: Path) ->
     path = write(tmp_path / "bad.csv", "x,colour,y\n" + "1,red\n" * 10_001 + "1,red,0\n")
     message = failed(build(app, "ds-bad", path))
     assert "more than 10,000 records are invalid" in message and str(path) in message
+
+
+def test_a_random_split_does_not_move_with_the_data(app: EmrML, small_csv: Path, tmp_path: Path) -> None:
+    """The same file in another folder, and a folder of files moved elsewhere, split the same rows."""
+    split = json.dumps(
+        {"splitting": {"percentEnd": 40, "strategy": "random", "strategyParams": {"randomSeed": "s"}}}
+    )
+    moved = tmp_path / "elsewhere" / "deeper" / "renamed.csv"
+    moved.parent.mkdir(parents=True)
+    moved.write_bytes(small_csv.read_bytes())
+    here = build(app, "ds-here", small_csv, DataRearrangement=split)
+    there = build(app, "ds-there", moved, DataRearrangement=split)
+    assert here["Status"] == there["Status"] == "COMPLETED"
+    assert 0 < here["TotalRecordCount"] == there["TotalRecordCount"] < 200
+    statistics = [
+        app.call("GetDataSourceStatistics", {"DataSourceId": i})["Statistics"]
+        for i in ("ds-here", "ds-there")
+    ]
+    assert statistics[0] == statistics[1]
+    folders = []
+    for root in (tmp_path / "a", tmp_path / "b" / "c"):
+        (root / "data").mkdir(parents=True)
+        for part in range(3):
+            write(root / "data" / f"part-{part}.csv", small_csv.read_text())
+        folders.append(build(app, f"ds-{root.name}", f"{root / 'data'}/", DataRearrangement=split))
+    assert folders[0]["TotalRecordCount"] == folders[1]["TotalRecordCount"]
+
+
+def test_a_datasource_recorded_with_absolute_keys_keeps_its_split(app: EmrML, small_csv: Path) -> None:
+    """Datasources from before relative keys hash the absolute object key, as they were split then."""
+    from emrml.core.rearrange import parse_rearrangement, select
+    from emrml.service.metastore import DataSource
+    from emrml.service.tasks import rearrangement_of
+
+    text = json.dumps(
+        {"splitting": {"percentEnd": 50, "strategy": "random", "strategyParams": {"randomSeed": "s"}}}
+    )
+    build(app, "ds-new", small_csv, DataRearrangement=text)
+    with app.sessions() as session, session.begin():
+        session.add(
+            DataSource(
+                **{**_columns(session.get(DataSource, "ds-new")), "id": "ds-old", "split_keys": "absolute"}
+            )
+        )
+    with app.sessions() as session:
+        new, old = (
+            rearrangement_of(session.get(DataSource, "ds-new")),
+            rearrangement_of(session.get(DataSource, "ds-old")),
+        )
+    assert new is not None and new.relative_keys and old is not None and not old.relative_keys
+    offsets = np.arange(0, 5000, 17)
+    absolute = select(parse_rearrangement(text), str(small_csv).lstrip("/"), offsets, offsets, None)
+    assert np.array_equal(select(old, str(small_csv).lstrip("/"), offsets, offsets, None), absolute)
+    assert not np.array_equal(select(new, "", offsets, offsets, None), absolute)
+
+
+def _columns(entity: object) -> dict:
+    return {column.key: getattr(entity, column.key) for column in entity.__mapper__.column_attrs}  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(

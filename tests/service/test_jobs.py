@@ -149,3 +149,7 @@ def test_an_internal_failure_tells_the_user_what_failed_and_logs_the_details(
     reference = message.rsplit("reference ", 1)[1]
     logged = [record for record in caplog.records if reference in record.getMessage()]
     assert logged and "secret-hash" in logged[0].getMessage()
+    log_file = app.settings.home / "logs" / "jobs.log"
+    assert str(log_file) in message
+    assert f"reference {reference}" in log_file.read_text() and "RuntimeError" in log_file.read_text()
+    assert log_file.stat().st_mode & 0o777 == 0o600

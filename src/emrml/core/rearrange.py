@@ -7,7 +7,10 @@ order, header lines excluded, valid and invalid records alike.
 
 * sequential: with N records, keep record indices i with floor(N·b/100) ≤ i < floor(N·e/100).
 * random: u = 100 · h / 2^64 with h the first 8 bytes (big-endian) of
-  SHA-256(seed ‖ 0x00 ‖ object key ‖ 0x00 ‖ decimal byte offset of the record); keep b ≤ u < e.
+  SHA-256(seed ‖ 0x00 ‖ file key ‖ 0x00 ‖ decimal byte offset of the record); keep b ≤ u < e. The file key
+  is the file's path relative to the datasource location (empty when the location is the file itself), so
+  the same data splits the same wherever it is stored; datasources recorded before this rule keep theirs,
+  the absolute object key (``relative_keys`` False).
 * complement keeps exactly the records the same split without complement drops, so a split and its
   complement partition the data.
 
@@ -46,6 +49,9 @@ class Rearrangement:
     complement: bool = False
     strategy: Literal["sequential", "random"] = "sequential"
     seed: str = ""
+    #: Random splits hash each file's path relative to the datasource location (True), or its absolute
+    #: object key (False: how datasources recorded before relative keys were split).
+    relative_keys: bool = True
 
     @property
     def needs_total(self) -> bool:
@@ -57,9 +63,10 @@ class Rearrangement:
         )
 
 
-def parse_rearrangement(text: str | None) -> Rearrangement | None:
+def parse_rearrangement(text: str | None, *, relative_keys: bool = True) -> Rearrangement | None:
     """Parse and validate a DataRearrangement JSON string; None or "" means no rearrangement.
 
+    ``relative_keys`` is the datasource's recorded key scheme (see ``Rearrangement.relative_keys``).
     Raises ``InvalidInputException`` naming the offending member.
     """
     if not text:
@@ -106,7 +113,14 @@ def parse_rearrangement(text: str | None) -> Rearrangement | None:
         complement=_complement(splitting.get("complement", False)),
         strategy=strategy,
         seed=_seed(splitting.get("strategyParams"), strategy),
+        relative_keys=relative_keys,
     )
+
+
+def file_key(r: Rearrangement | None, key: str, name: str) -> str:
+    """The key a random split hashes for one file: ``name`` (its path relative to the datasource
+    location) or, for datasources recorded before relative keys, ``key`` (its absolute object key)."""
+    return key if r is not None and not r.relative_keys else name
 
 
 def _percent(splitting: dict[str, Any], key: str, default: int) -> int:

@@ -55,7 +55,7 @@ import pyarrow.compute as pc
 
 from emrml.config import Settings
 from emrml.core.predict import Predictor, java_floats
-from emrml.core.rearrange import Rearrangement, select
+from emrml.core.rearrange import Rearrangement, file_key, select
 from emrml.core.schema import Schema, parse_schema
 from emrml.core.values import parse_binary
 from emrml.engine.local import open_data
@@ -224,7 +224,8 @@ class Unit:
 
     file_index: int
     uri: str
-    key: str
+    #: The key a random split hashes for the unit's file (``core.rearrange.file_key``).
+    split_key: str
     start: int
     stop: int | None
     part: int
@@ -284,7 +285,7 @@ class _RangeReader(io.RawIOBase):
 def _open_unit(unit: Unit) -> Iterator[tuple[BinaryIO, BinaryIO]]:
     """(raw, records): the raw file, whose position measures progress, and the bytes to parse."""
     if unit.stop is None:
-        with open_data(FileRef(unit.uri, unit.key, 0)) as (raw, stream):
+        with open_data(unit.uri) as (raw, stream):
             yield raw, stream
         return
     with open_binary(unit.uri) as raw:
@@ -357,7 +358,9 @@ def run_unit(job: Job, unit: Unit, report: Callable[[int], None] | None = None) 
             max_record_bytes=job.max_record_bytes,
         ):
             offsets = unit.start + chunk.offsets
-            keep = select(job.rearrangement, unit.key, offsets, unit.base_index + chunk.indices, job.total)
+            keep = select(
+                job.rearrangement, unit.split_key, offsets, unit.base_index + chunk.indices, job.total
+            )
             batch = chunk.batch if keep.all() else chunk.batch.filter(pa.array(keep))
             bad = [r for r in chunk.invalid if _selected(job, unit, r.offset, r.index)]
             lines = formatter.lines(batch)
@@ -377,7 +380,7 @@ def run_unit(job: Job, unit: Unit, report: Callable[[int], None] | None = None) 
 
 def _selected(job: Job, unit: Unit, offset: int, index: int) -> bool:
     position, record = np.array([unit.start + offset]), np.array([unit.base_index + index])
-    return bool(select(job.rearrangement, unit.key, position, record, job.total)[0])
+    return bool(select(job.rearrangement, unit.split_key, position, record, job.total)[0])
 
 
 def count_unit(job: Job, unit: Unit, report: Callable[[int], None] | None = None) -> int:
@@ -465,7 +468,9 @@ def _cut_points(files: list[FileRef], parallelism: Parallelism) -> dict[int, lis
     return cuts
 
 
-def _units(files: list[FileRef], cuts: dict[int, list[int]], runner: _Runner) -> list[Unit]:
+def _units(
+    files: list[FileRef], cuts: dict[int, list[int]], runner: _Runner, rearrangement: Rearrangement | None
+) -> list[Unit]:
     """The units of work: whole files, and record-aligned ranges of the files in ``cuts``."""
     segments = [
         (files[i].uri, start, stop)
@@ -482,11 +487,12 @@ def _units(files: list[FileRef], cuts: dict[int, list[int]], runner: _Runner) ->
             if begin is not None and begin > starts[-1]:
                 starts.append(begin)
         if len(starts) == 1:
-            units.append(Unit(i, file.uri, file.key, 0, None, 0))
+            units.append(Unit(i, file.uri, file_key(rearrangement, file.key, file.name), 0, None, 0))
             continue
         stops = [*starts[1:], file.size]
+        split_key = file_key(rearrangement, file.key, file.name)
         units.extend(
-            Unit(i, file.uri, file.key, start, stop, part)
+            Unit(i, file.uri, split_key, start, stop, part)
             for part, (start, stop) in enumerate(zip(starts, stops, strict=True))
         )
     return units
@@ -696,7 +702,7 @@ def batch_predict(
             output_uri=output_uri,
         )
         with _Runner(parallelism.workers if parallel else 1, total_bytes, progress) as runner:
-            units = _units(files, cuts if parallel else {}, runner)
+            units = _units(files, cuts if parallel else {}, runner, data.rearrangement)
             if data.rearrangement is not None and data.rearrangement.needs_total:
                 arguments = [(job, unit) for unit in units]
                 counts = runner.map(count_unit, arguments, "counting records for the split", (0.02, 0.1))

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from emrml.config import Settings
-from emrml.core.rearrange import Rearrangement, select
+from emrml.core.rearrange import Rearrangement, file_key, select
 from emrml.core.schema import AttributeType, Schema, check_header, generated_names, infer_schema
 from emrml.core.stats import StatisticsAccumulator
 from emrml.errors import DataError
@@ -46,16 +46,16 @@ class DatasourceSummary:
 
 
 @contextmanager
-def open_data(file: FileRef) -> Iterator[tuple[BinaryIO, BinaryIO]]:
+def open_data(uri: str) -> Iterator[tuple[BinaryIO, BinaryIO]]:
     """(raw, decompressed) streams of one data file; ``raw.tell()`` measures progress."""
-    with open_binary(file.uri) as raw:
-        yield raw, open_decompressed(raw, file.uri)
+    with open_binary(uri) as raw:
+        yield raw, open_decompressed(raw, uri)
 
 
 def _check_headers(files: list[FileRef], schema: Schema) -> None:
     """Every file's header must name the schema's attributes in order, so all files share one layout."""
     for file in files:
-        with open_data(file) as (_, stream):
+        with open_data(file.uri) as (_, stream):
             header = read_header(stream, file.uri)
         if header:
             check_header(schema, header, file=file.uri)
@@ -68,7 +68,7 @@ def _count_total(
     size = sum(file.size for file in files) or 1
     low, high = progress_range
     for file in files:
-        with open_data(file) as (_, stream):
+        with open_data(file.uri) as (_, stream):
             total += count_records(stream, schema.has_header)
         done += file.size
         if progress is not None:
@@ -163,7 +163,8 @@ def read_selected(
         low += (high - low) / 5
     size, done, base_index = sum(f.size for f in files) or 1, 0, 0
     for file_index, file in enumerate(files):
-        with open_data(file) as (raw, stream):
+        key = file_key(rearrangement, file.key, file.name)
+        with open_data(file.uri) as (raw, stream):
             for chunk in read_chunks(
                 stream,
                 file.uri,
@@ -172,10 +173,8 @@ def read_selected(
                 block_bytes=settings.batch_bytes,
                 max_record_bytes=settings.max_record_bytes,
             ):
-                keep = select(rearrangement, file.key, chunk.offsets, base_index + chunk.indices, total)
-                invalid = [
-                    r for r in chunk.invalid if _selected(rearrangement, file.key, r, base_index, total)
-                ]
+                keep = select(rearrangement, key, chunk.offsets, base_index + chunk.indices, total)
+                invalid = [r for r in chunk.invalid if _selected(rearrangement, key, r, base_index, total)]
                 everything = bool(keep.all())
                 yield SelectedBatch(
                     file_index,
@@ -296,15 +295,15 @@ def infer_location_schema(
 ) -> Schema:
     """Guess a schema from the first records of the first file of ``location``."""
     file = list_files(location)[0]
-    with open_data(file) as (_, stream):
+    with open_data(file.uri) as (_, stream):
         header = read_header(stream, file.uri) if has_header else None
     if has_header and not header:
         raise DataError(f"file {file.uri} is empty: there is no header line to name the attributes")
-    with open_data(file) as (_, stream):
+    with open_data(file.uri) as (_, stream):
         width = len(header) if header else len(_first_record(stream, file.uri))
     names = header or generated_names(width)
     rows: list[list[str]] = []
-    with open_data(file) as (_, stream):
+    with open_data(file.uri) as (_, stream):
         for chunk in read_chunks(
             stream, file.uri, names, has_header, max_record_bytes=settings.max_record_bytes
         ):

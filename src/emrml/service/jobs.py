@@ -21,7 +21,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,7 +143,7 @@ def run_job_in_this_process(settings: Settings, kind: str, entity_id: str) -> No
     except AmazonMLError as exc:
         values = {"status": "FAILED", "message": exc.message}
     except Exception:
-        values = {"status": "FAILED", "message": internal_failure(kind, entity_id)}
+        values = {"status": "FAILED", "message": internal_failure(settings, kind, entity_id)}
     finally:
         stop.set()
     finished = now()
@@ -165,16 +165,27 @@ JOB_WORK = {
 }
 
 
-def internal_failure(kind: str, entity_id: str) -> str:
-    """Log the exception being handled with a new reference; return the message the user sees.
+def internal_failure(settings: Settings, kind: str, entity_id: str) -> str:
+    """Log the exception being handled under a new reference; return the message the user sees.
 
-    Exception text can carry paths, SQL or other users' data: it goes to the server log only, and the
-    message says what failed and the reference that finds the log entry.
+    Exception text can carry paths, SQL or other users' data: it goes to the log only (the process's log
+    and ``<home>/logs/jobs.log``, owner-only, which a CLI user without a server reads too), and the
+    message says what failed and the reference that finds the entry.
     """
     reference = uuid.uuid4().hex[:12]
-    log.error("job %s %s failed (reference %s):\n%s", kind, entity_id, reference, traceback.format_exc())
+    entry = f"job {kind} {entity_id} failed (reference {reference}):\n{traceback.format_exc()}"
+    log.error("%s", entry)
+    folder = settings.home / "logs"
+    with suppress(OSError):
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        descriptor = os.open(folder / "jobs.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(descriptor, "a", encoding="utf-8") as stream:
+            stream.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {entry}\n")
     work = JOB_WORK.get(kind, f"The {kind} job")
-    return f"{work} failed with an internal error; the server log has the details under reference {reference}"
+    return (
+        f"{work} failed with an internal error; the log ({folder / 'jobs.log'} on the machine that ran it) "
+        f"has the details under reference {reference}"
+    )
 
 
 def _describe_exit(exitcode: int | None) -> str:

@@ -71,6 +71,9 @@ class DataSource(Entity, Base):
     invalid_records: Mapped[int | None] = mapped_column(BigInteger)
     invalid_examples: Mapped[str | None] = mapped_column(Text)
     statistics: Mapped[str | None] = mapped_column(Text)
+    #: What a random split hashes for each file: "relative" (its path below the location) or "absolute"
+    #: (its object key: datasources recorded before relative keys keep the split they had).
+    split_keys: Mapped[str] = mapped_column(String(16), default="relative")
 
 
 class MLModel(Entity, Base):

@@ -13,7 +13,7 @@ from pyarrow import ipc
 from emrml.config import Settings
 from emrml.core.learn import TrainingParameters
 from emrml.core.model import load_artifact
-from emrml.core.rearrange import parse_rearrangement
+from emrml.core.rearrange import Rearrangement, parse_rearrangement
 from emrml.core.schema import Schema, parse_schema
 from emrml.engine.local import build_datasource
 from emrml.engine.training import DatasourceData, evaluate_model, train_model
@@ -51,6 +51,11 @@ def _datasource_schema(entity: Any) -> Schema:
     return parse_schema(read_text(location, what="DataSchemaLocationS3"), source=f"schema file {location}")
 
 
+def rearrangement_of(source: DataSource) -> Rearrangement | None:
+    """The datasource's split, hashing file keys by the scheme recorded with it."""
+    return parse_rearrangement(source.data_rearrangement, relative_keys=source.split_keys == "relative")
+
+
 @job("DataSource")
 def build(context: JobContext) -> dict[str, Any]:
     entity = context.load()
@@ -63,7 +68,7 @@ def build(context: JobContext) -> dict[str, Any]:
     summary = build_datasource(
         entity.data_location,
         schema,
-        parse_rearrangement(entity.data_rearrangement),
+        rearrangement_of(entity),
         compute_statistics=entity.compute_statistics,
         settings=context.settings,
         progress=context.progress,
@@ -89,7 +94,7 @@ def _datasource_data(source: DataSource) -> DatasourceData:
     return DatasourceData(
         source.data_location,
         parse_schema(source.data_schema or "", source=f"datasource {source.id} schema"),
-        parse_rearrangement(source.data_rearrangement),
+        rearrangement_of(source),
     )
 
 

@@ -35,14 +35,16 @@ _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 class FileRef:
     """One file of a location.
 
-    ``uri`` names it as the user would (for local files, the absolute path); ``key`` is its object key, the
-    stable name random splits and manifests use: ``k`` for ``s3://bucket/k``, the absolute path without its
-    leading ``/`` for local files. ``size`` is in bytes.
+    ``uri`` names it as the user would (for local files, the absolute path); ``key`` is its object key:
+    ``k`` for ``s3://bucket/k``, the absolute path without its leading ``/`` for local files. ``name`` is
+    its path relative to the location that listed it ("" when the location is the file itself): what
+    random splits hash, so data split in one folder splits the same in another. ``size`` is in bytes.
     """
 
     uri: str
     key: str
     size: int
+    name: str = ""
 
 
 class Backend(Protocol):
@@ -157,7 +159,7 @@ class LocalBackend:
             if location.endswith("/"):
                 raise NotADirectoryError(20, "Not a directory", root)
             info = os.stat(root)
-            return [_file_ref(root, info)] if stat.S_ISREG(info.st_mode) else []
+            return [_file_ref(root, info, "")] if stat.S_ISREG(info.st_mode) else []
         files = []
         for directory, subdirectories, names in os.walk(root, onerror=_raise):
             subdirectories[:] = [d for d in subdirectories if not d.startswith(".")]
@@ -170,7 +172,7 @@ class LocalBackend:
                 except FileNotFoundError:  # a dangling symbolic link, or removed while listing
                     continue
                 if stat.S_ISREG(info.st_mode):
-                    files.append(_file_ref(path, info))
+                    files.append(_file_ref(path, info, os.path.relpath(path, root).replace(os.sep, "/")))
         files.sort(key=lambda ref: ref.key)
         return files
 
@@ -260,8 +262,8 @@ def local_path(location: str) -> str:
     return os.path.abspath(os.path.expanduser(location))
 
 
-def _file_ref(path: str, info: os.stat_result) -> FileRef:
-    return FileRef(uri=path, key=path.lstrip("/"), size=info.st_size)
+def _file_ref(path: str, info: os.stat_result, name: str) -> FileRef:
+    return FileRef(uri=path, key=path.lstrip("/"), size=info.st_size, name=name)
 
 
 def _raise(error: OSError) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from emrml.config import Settings
 from emrml.service.app import EmrML
+from emrml.service.jobs import TERMINAL
 from emrml.service.metastore import DataSource
 
 BANK_SCHEMA_NAME = "data.csv.schema"
@@ -134,11 +135,11 @@ def test_an_internal_failure_tells_the_user_what_failed_and_logs_the_details(
         raise RuntimeError("root:$6$secret-hash:19000:0:99999:7:::")  # e.g. a line of a file read by mistake
 
     create_bank(app, "ds-broken", shared_datasets / "bank_marketing" / "data.csv", shared_datasets)
-    assert app.jobs.claim("DataSource", "ds-broken")
+    attempt = app.jobs.claim("DataSource", "ds-broken")
     monkeypatch.setitem(jobs.JOB_FUNCTIONS, "DataSource", broken)
     sigint = signal.getsignal(signal.SIGINT)
     try:
-        jobs.run_job_in_this_process(app.settings, "DataSource", "ds-broken")
+        jobs.run_job_in_this_process(app.settings, "DataSource", "ds-broken", attempt)
     finally:
         signal.signal(signal.SIGINT, sigint)
     failed = app.call("GetDataSource", {"DataSourceId": "ds-broken"})
@@ -153,3 +154,113 @@ def test_an_internal_failure_tells_the_user_what_failed_and_logs_the_details(
     assert str(log_file) in message
     assert f"reference {reference}" in log_file.read_text() and "RuntimeError" in log_file.read_text()
     assert log_file.stat().st_mode & 0o777 == 0o600
+
+
+def _pending_bank(app: EmrML, entity_id: str, shared_datasets: Path) -> None:
+    create_bank(app, entity_id, shared_datasets / "bank_marketing" / "data.csv", shared_datasets)
+
+
+def test_a_stale_attempt_writes_nothing(app: EmrML, shared_datasets: Path) -> None:
+    """After a lease runs out and the job is claimed again, the first attempt's writes change nothing."""
+    from emrml.service.jobs import JobContext
+
+    _pending_bank(app, "ds-fenced", shared_datasets)
+    first = app.jobs.claim("DataSource", "ds-fenced")
+    assert first == 1
+    stale = JobContext(app.settings, "DataSource", "ds-fenced", app.sessions, first)
+    assert app.jobs._retry_or_fail("DataSource", "ds-fenced", first, "the worker stopped responding")
+    second = app.jobs.claim("DataSource", "ds-fenced")
+    assert second == 2
+    assert not stale.write(status="COMPLETED", total_records=1, message=None)
+    stale.progress(1.0, "done")  # refused quietly as well
+    with app.sessions() as session:
+        row = session.get(DataSource, "ds-fenced")
+        assert (row.status, row.attempts, row.total_records, row.progress) == ("INPROGRESS", 2, None, 0.0)
+    # A late "the worker died" from the first attempt's runner does not requeue the second attempt either.
+    assert not app.jobs._retry_or_fail("DataSource", "ds-fenced", first, "the worker process died")
+    current = JobContext(app.settings, "DataSource", "ds-fenced", app.sessions, second)
+    assert current.write(status="COMPLETED", total_records=7, message=None)
+    assert app.call("GetDataSource", {"DataSourceId": "ds-fenced"})["Status"] == "COMPLETED"
+
+
+def test_recovery_retries_at_once_when_the_owner_is_known_dead(
+    app: EmrML, shared_datasets: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import socket
+
+    _pending_bank(app, "ds-orphan", shared_datasets)
+    _pending_bank(app, "ds-remote", shared_datasets)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that no longer exists
+    with app.sessions() as session, session.begin():
+        for entity_id, worker in (
+            ("ds-orphan", f"{socket.gethostname()}:{gone.pid}:0123abcd pid={gone.pid}"),
+            ("ds-remote", "another-host:4242:0123abcd pid=4243"),  # can't be checked: wait for its lease
+        ):
+            row = session.get(DataSource, entity_id)
+            row.status, row.attempts, row.worker, row.heartbeat_at = "INPROGRESS", 1, worker, time.time()
+    with caplog.at_level("WARNING", logger="emrml.service.jobs"):
+        app.jobs.recover()
+    assert app.call("GetDataSource", {"DataSourceId": "ds-orphan"})["Status"] == "PENDING"
+    assert app.call("GetDataSource", {"DataSourceId": "ds-remote"})["Status"] == "INPROGRESS"
+    [logged] = [r.getMessage() for r in caplog.records if "ds-orphan" in r.getMessage()]
+    assert "is gone on attempt 1 of 2; the job will be retried" in logged
+
+
+def _serve(home: Path, port: int) -> subprocess.Popen:
+    command = [sys.executable, "-m", "emrml", "--home", str(home), "serve", "--port", str(port), "--no-auth"]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+@pytest.mark.slow
+def test_a_killed_server_leaves_no_worker_and_its_restart_retries_the_job(
+    tmp_path: Path, big_bank_csv: Path, shared_datasets: Path
+) -> None:
+    home = tmp_path / "home"
+    app = EmrML(Settings.load(environ={}, home=home))
+    create_bank(app, "ds-big", big_bank_csv, shared_datasets)
+    server = _serve(home, _free_port())
+    try:
+        pid = worker_pid(app, "ds-big", timeout=120)
+        server.kill()  # SIGKILL: no shutdown code runs
+        server.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(pid), "the worker outlived its server"
+        assert app.call("GetDataSource", {"DataSourceId": "ds-big"})["Status"] == "INPROGRESS"
+    finally:
+        if server.poll() is None:
+            server.kill()
+    restarted = _serve(home, _free_port())
+    try:
+        # The restarted server finds the job and runs it; the test only watches (app.wait would run it here).
+        deadline = time.monotonic() + 240
+        while (result := app.call("GetDataSource", {"DataSourceId": "ds-big"}))["Status"] not in TERMINAL:
+            assert time.monotonic() < deadline and restarted.poll() is None, result
+            time.sleep(0.2)
+    finally:
+        restarted.send_signal(signal.SIGINT)
+        output = restarted.communicate(timeout=60)[0]
+    assert result["Status"] == "COMPLETED", result.get("Message")
+    assert result["TotalRecordCount"] == 8 * 41_188
+    with app.sessions() as session:
+        assert session.get(DataSource, "ds-big").attempts == 2
+    assert "ds-big: the process running this job" in output and "is gone on attempt 1 of 2" in output
+    app.close()

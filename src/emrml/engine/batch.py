@@ -61,6 +61,7 @@ from emrml.core.values import parse_binary
 from emrml.engine.local import open_data
 from emrml.engine.training import DatasourceData, evaluation_schema
 from emrml.errors import DataError, InvalidInputException
+from emrml.lifetime import die_with_parent
 from emrml.storage.codecs import HEAD_BYTES, codec_of
 from emrml.storage.locations import FileRef, atomic_write, exists, list_files, local_path, open_binary
 from emrml.storage.records import count_records, read_chunks
@@ -565,6 +566,7 @@ _shared_read: Any = None
 def _init_worker(counter: Any) -> None:
     global _shared_read
     _shared_read = counter
+    die_with_parent()  # a pool process ends with the job's worker, which ends with its server
 
 
 def _report_shared(delta: int) -> None:

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from emrml.config import Settings
 from emrml.errors import AmazonMLError
+from emrml.lifetime import exit_with, process_exists
 from emrml.service.metastore import ENTITY_CLASSES, now, open_engine, session_factory
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class JobContext:
     kind: str
     entity_id: str
     sessions: sessionmaker
+    #: The attempt this worker runs (the ``attempts`` count its claim set): every write is fenced by it.
+    attempt: int = 0
     _last_report: float = field(default=0.0, repr=False)
 
     @contextmanager
@@ -59,19 +62,30 @@ class JobContext:
         with self.session() as session:
             return session.get(ENTITY_CLASSES[self.kind], self.entity_id)
 
+    def write(self, **values: Any) -> bool:
+        """Update the job's row if this attempt still holds it; False (nothing written) if it does not.
+
+        After a lease runs out the job is queued and claimed again, raising ``attempts``: a worker of the
+        earlier attempt that is still alive then writes nothing, so two attempts never both record results.
+        """
+        table = ENTITY_CLASSES[self.kind]
+        with self.session() as session:
+            written = session.execute(
+                update(table)
+                .where(
+                    table.id == self.entity_id, table.status == "INPROGRESS", table.attempts == self.attempt
+                )
+                .values(**values)
+            )
+            return written.rowcount == 1
+
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Record progress in [0, 1]; throttled to a few writes per second."""
         moment = time.monotonic()
         if moment - self._last_report < 0.25 and fraction < 1.0:
             return
         self._last_report = moment
-        table = ENTITY_CLASSES[self.kind]
-        with self.session() as session:
-            session.execute(
-                update(table)
-                .where(table.id == self.entity_id, table.status == "INPROGRESS")
-                .values(progress=min(max(fraction, 0.0), 1.0), progress_message=message, heartbeat_at=now())
-            )
+        self.write(progress=min(max(fraction, 0.0), 1.0), progress_message=message, heartbeat_at=now())
 
 
 #: Job functions by entity kind. Each returns the columns to store with status COMPLETED.
@@ -93,14 +107,8 @@ def job(kind: str, depends_on: Dependencies | None = None) -> Callable[[JobFunct
 
 
 def _heartbeat(context: JobContext, stop: threading.Event) -> None:
-    table = ENTITY_CLASSES[context.kind]
     while not stop.wait(context.settings.job_lease_seconds / 4):
-        with context.session() as session:
-            session.execute(
-                update(table)
-                .where(table.id == context.entity_id, table.status == "INPROGRESS")
-                .values(heartbeat_at=now())
-            )
+        context.write(heartbeat_at=now())
 
 
 def _cpu_seconds() -> float:
@@ -109,24 +117,23 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def run_job_in_this_process(settings: Settings, kind: str, entity_id: str) -> None:
-    """Worker-process entry point: run one claimed job and record its outcome."""
+def run_job_in_this_process(settings: Settings, kind: str, entity_id: str, attempt: int) -> None:
+    """Run one claimed attempt of a job in this process and record its outcome."""
     from emrml.service import tasks  # noqa: F401  (registers the job functions)
 
-    # Ctrl-C in the terminal of `emrml serve` is for the server: it stops taking work, and a job in
-    # progress finishes (or is retried after a restart) rather than dying with it.
+    # Ctrl-C in the terminal of `emrml serve` is for the server, which stops taking work and stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     engine = open_engine(settings.database_url)
-    context = JobContext(settings, kind, entity_id, session_factory(engine))
+    context = JobContext(settings, kind, entity_id, session_factory(engine), attempt)
     table = ENTITY_CLASSES[kind]
-    with context.session() as session:
-        # The worker's pid beside the runner's id tells an operator which process holds the job.
-        session.execute(
-            update(table)
-            .where(table.id == entity_id, table.status == "INPROGRESS")
-            .values(worker=func.coalesce(table.worker, "") + f" pid={os.getpid()}")
+    # The worker's pid beside the runner's id tells an operator, and recovery, which process holds the job.
+    if not context.write(worker=func.coalesce(table.worker, "") + f" pid={os.getpid()}"):
+        log.warning(
+            "%s %s attempt %d: the job was taken over before it started; exiting", kind, entity_id, attempt
         )
+        engine.dispose()
+        return
     stop = threading.Event()
     threading.Thread(target=_heartbeat, args=(context, stop), daemon=True).start()
     cpu_start = _cpu_seconds()
@@ -147,13 +154,22 @@ def run_job_in_this_process(settings: Settings, kind: str, entity_id: str) -> No
     finally:
         stop.set()
     finished = now()
-    with context.session() as session:
-        session.execute(
-            update(table)
-            .where(table.id == entity_id, table.status == "INPROGRESS")
-            .values(finished_at=finished, last_updated_at=finished, worker=None, **values)
+    if not context.write(finished_at=finished, last_updated_at=finished, worker=None, **values):
+        log.warning(
+            "%s %s attempt %d: the job was taken over by a later attempt; its %s outcome was not recorded",
+            kind,
+            entity_id,
+            attempt,
+            values["status"],
         )
     engine.dispose()
+
+
+def _worker_main(settings: Settings, kind: str, entity_id: str, attempt: int, runner_pid: int) -> None:
+    """Worker-process entry point. The worker ends with the server or CLI that started it (``runner_pid``):
+    a killed server leaves no orphan working behind its back, and its next start retries the job."""
+    exit_with(runner_pid)
+    run_job_in_this_process(settings, kind, entity_id, attempt)
 
 
 #: What each kind of job does, in the words a user knows it by.
@@ -219,6 +235,23 @@ def _start_without_main(process: multiprocessing.process.BaseProcess) -> None:
             main.__dict__.update(saved)
 
 
+def _known_dead(worker: str | None) -> bool:
+    """Whether the runner and worker named in a job's ``worker`` column are known to be gone.
+
+    The column reads ``host:runner-pid:nonce pid=worker-pid``. Only processes of this machine can be
+    checked; a pid that exists may have been reused, so "alive" is not proven, only "dead" is.
+    """
+    if not worker:
+        return False
+    runner, _, rest = worker.partition(" ")
+    host, _, runner_pid = runner.partition(":")
+    runner_pid = runner_pid.partition(":")[0]
+    if host != socket.gethostname() or not runner_pid.isdigit():
+        return False
+    pids = [int(runner_pid)] + [int(p) for p in rest.replace("pid=", " ").split() if p.isdigit()]
+    return not any(process_exists(pid) for pid in pids)
+
+
 class JobRunner:
     """Claims queued jobs and runs each in a worker process; recovers jobs whose worker died."""
 
@@ -235,8 +268,9 @@ class JobRunner:
         with self.sessions() as session:
             return session.get(ENTITY_CLASSES[kind], entity_id)
 
-    def claim(self, kind: str, entity_id: str) -> bool:
-        """Move a PENDING job to INPROGRESS for this runner; False if someone else got it first."""
+    def claim(self, kind: str, entity_id: str) -> int:
+        """Move a PENDING job to INPROGRESS for this runner; returns the attempt's number, or 0 if
+        someone else got it first."""
         table = ENTITY_CLASSES[kind]
         moment = now()
         with self.sessions() as session, session.begin():
@@ -253,50 +287,70 @@ class JobRunner:
                     attempts=table.attempts + 1,
                 )
             )
-            return claimed.rowcount == 1
+            if claimed.rowcount != 1:
+                return 0
+            return int(session.scalar(select(table.attempts).where(table.id == entity_id)))
 
-    def _retry_or_fail(self, kind: str, entity_id: str, what_happened: str) -> None:
-        """A worker vanished without recording an outcome: queue the job again or give up."""
+    def _retry_or_fail(self, kind: str, entity_id: str, attempt: int, what_happened: str) -> bool:
+        """Attempt ``attempt`` ended without recording an outcome: queue the job again or give up.
+
+        Fenced like the workers' writes: nothing changes unless that attempt still holds the job.
+        Returns whether it did.
+        """
         table = ENTITY_CLASSES[kind]
+        limit = self.settings.job_max_attempts
+        moment = now()
+        values: dict[str, Any] = {
+            "worker": None,
+            "progress": 0.0,
+            "progress_message": None,
+            "last_updated_at": moment,
+        }
+        if attempt < limit:
+            message = f"{what_happened} on attempt {attempt} of {limit}; the job will be retried"
+            values.update(status="PENDING", message=message, started_at=None)
+        else:
+            message = (
+                f"{what_happened} on attempt {attempt} of {limit}; giving up (no partial result was kept)"
+            )
+            values.update(status="FAILED", message=message, finished_at=moment)
         with self.sessions() as session, session.begin():
-            entity = session.get(table, entity_id)
-            if entity is None or entity.status != "INPROGRESS":
-                return
-            moment = now()
-            attempts, limit = entity.attempts, self.settings.job_max_attempts
-            if attempts < limit:
-                entity.status = "PENDING"
-                entity.message = f"{what_happened} on attempt {attempts} of {limit}; the job will be retried"
-                entity.started_at = None
-            else:
-                entity.status = "FAILED"
-                entity.message = (
-                    f"{what_happened} on attempt {attempts} of {limit}; "
-                    "giving up (no partial result was kept)"
-                )
-                entity.finished_at = moment
-            entity.worker = None
-            entity.progress = 0.0
-            entity.progress_message = None
-            entity.last_updated_at = moment
+            changed = session.execute(
+                update(table)
+                .where(table.id == entity_id, table.status == "INPROGRESS", table.attempts == attempt)
+                .values(**values)
+            )
+        if changed.rowcount == 1:
+            log.warning("%s %s: %s", kind, entity_id, message)
+        return changed.rowcount == 1
 
     def recover(self) -> None:
-        """Requeue (or fail) jobs whose worker stopped sending heartbeats, e.g. after a crash or restart."""
+        """Requeue (or fail) jobs whose worker is gone: at once when its runner was on this machine and
+        its processes no longer exist (a crash, a kill), otherwise once its heartbeats stop for a lease."""
         deadline = now() - self.settings.job_lease_seconds
         for kind, table in ENTITY_CLASSES.items():
             with self.sessions() as session:
-                stale = session.scalars(
-                    select(table.id).where(table.status == "INPROGRESS", table.heartbeat_at < deadline)
+                running = session.execute(
+                    select(table.id, table.attempts, table.worker, table.heartbeat_at).where(
+                        table.status == "INPROGRESS"
+                    )
                 ).all()
-            for entity_id in stale:
-                self._retry_or_fail(kind, entity_id, "the worker running this job stopped responding")
+            for entity_id, attempt, worker, heartbeat_at in running:
+                if _known_dead(worker):
+                    self._retry_or_fail(
+                        kind, entity_id, attempt, f"the process running this job ({worker}) is gone"
+                    )
+                elif heartbeat_at is not None and heartbeat_at < deadline:
+                    self._retry_or_fail(
+                        kind, entity_id, attempt, "the worker running this job stopped responding"
+                    )
 
     def run(self, kind: str, entity_id: str, progress: ProgressCallback | None = None) -> None:
         """Run one PENDING job to its end in worker processes, retrying after a worker dies."""
-        while self.claim(kind, entity_id):
+        while attempt := self.claim(kind, entity_id):
             process = self._spawn.Process(
-                target=run_job_in_this_process,
-                args=(self.settings, kind, entity_id),
+                target=_worker_main,
+                args=(self.settings, kind, entity_id, attempt, os.getpid()),
                 name=f"emrml-{kind}-{entity_id}",
                 daemon=False,
             )
@@ -309,15 +363,27 @@ class JobRunner:
                         progress(entity.progress, entity.progress_message)
             if process.exitcode != 0:
                 self._retry_or_fail(
-                    kind, entity_id, f"the worker process died ({_describe_exit(process.exitcode)})"
+                    kind, entity_id, attempt, f"the worker process died ({_describe_exit(process.exitcode)})"
                 )
 
-    def _dependencies_met(self, kind: str, entity: Any, progress: ProgressCallback | None) -> bool:
-        """Finish what the job depends on first; fail the job if a dependency did not complete."""
+    def dependencies_settled(self, kind: str, entity: Any) -> bool:
+        """False while an object the job needs is still PENDING or INPROGRESS."""
+        for dependency_kind, dependency_id in self._dependencies(kind, entity):
+            dependency = self._status(dependency_kind, dependency_id)
+            if dependency is not None and dependency.status in ("PENDING", "INPROGRESS"):
+                return False
+        return True
+
+    @staticmethod
+    def _dependencies(kind: str, entity: Any) -> list[tuple[str, str]]:
         from emrml.service import tasks  # noqa: F401  (registers the dependencies)
 
         depends_on = JOB_DEPENDENCIES.get(kind)
-        for dependency_kind, dependency_id in depends_on(entity) if depends_on else []:
+        return depends_on(entity) if depends_on else []
+
+    def _dependencies_met(self, kind: str, entity: Any, progress: ProgressCallback | None) -> bool:
+        """Finish what the job depends on first; fail the job if a dependency did not complete."""
+        for dependency_kind, dependency_id in self._dependencies(kind, entity):
             self.wait(dependency_kind, dependency_id, progress)
             dependency = self._status(dependency_kind, dependency_id)
             if dependency is None or dependency.status != "COMPLETED":

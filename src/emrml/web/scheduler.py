@@ -8,8 +8,7 @@ does not hold a slot while it waits. Every ``lease`` seconds the dispatcher also
 worker stopped sending heartbeats (a crash, or a server stopped mid-job).
 
 Stopping stops dispatching and waits up to a timeout for the jobs running here. A job still running after
-that keeps running in its worker process, which records the result itself; if that process is killed too,
-the next start requeues the job once its lease expires.
+that ends with the server (its worker process dies with it), and the next start requeues it at once.
 """
 
 from __future__ import annotations
@@ -19,8 +18,6 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from emrml.service import tasks  # noqa: F401  (registers the job functions and their dependencies)
-from emrml.service.jobs import JOB_DEPENDENCIES
 from emrml.service.metastore import ENTITY_CLASSES
 
 if TYPE_CHECKING:
@@ -70,7 +67,7 @@ class JobScheduler:
         left = self.running
         if left:
             log.warning(
-                "%d job(s) still running in their worker processes, which will record the result: %s",
+                "%d job(s) still running end with the server and are retried at its next start: %s",
                 len(left),
                 ", ".join(f"{kind} {entity_id}" for kind, entity_id in left),
             )
@@ -109,20 +106,10 @@ class JobScheduler:
                 return
 
     def _dependencies_settled(self, job: Job) -> bool:
-        """False while an object the job needs is still PENDING or INPROGRESS."""
         kind, entity_id = job
-        depends_on = JOB_DEPENDENCIES.get(kind)
-        if depends_on is None:
-            return True
         with self.service.sessions() as session:
             entity = session.get(ENTITY_CLASSES[kind], entity_id)
-            if entity is None:
-                return True
-            for dependency_kind, dependency_id in depends_on(entity):
-                dependency = session.get(ENTITY_CLASSES[dependency_kind], dependency_id)
-                if dependency is not None and dependency.status in ("PENDING", "INPROGRESS"):
-                    return False
-        return True
+        return entity is None or self.service.jobs.dependencies_settled(kind, entity)
 
     def _run(self, kind: str, entity_id: str) -> None:
         try:

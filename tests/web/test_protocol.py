@@ -298,6 +298,9 @@ class FakeJobs:
     def recover(self) -> None:
         self.recovered += 1
 
+    def dependencies_settled(self, kind: str, entity: Any) -> bool:
+        return True
+
     def wait(self, kind: str, entity_id: str) -> None:
         self.started.append((kind, entity_id))
         self.release.wait(10)

@@ -269,6 +269,8 @@ def test_failed_job_exits_non_zero_with_its_message(
     line = error_line(result)
     assert "ds-f is FAILED" in line
     assert "FAILED" in result.stdout  # the show view, with the job's message
+    # It asked for statistics but has none: the view says so rather than "computed".
+    assert "none (the datasource is FAILED)" in result.stdout and "computed" not in result.stdout
     message = run_json(runner, "datasource", "show", "ds-f")["GetDataSource"]["Message"]
     assert message and message.split()[0] in line
 
@@ -308,3 +310,76 @@ def test_home_option_selects_the_home_folder(tmp_path: Path, runner: CliRunner) 
     result = run(runner, "--home", str(other), "--output", "json", "datasource", "list")
     assert json.loads(result.stdout) == {"Results": []}
     assert (other / "metastore.db").is_file()
+
+
+def test_output_is_accepted_before_or_after_the_subcommand(
+    home: Path, runner: CliRunner, sample: tuple[Path, Path]
+) -> None:
+    data, schema = sample
+    run(
+        runner,
+        "datasource",
+        "create",
+        "--id",
+        "ds-o",
+        "--data",
+        str(data),
+        "--schema",
+        str(schema),
+        "--no-wait",
+    )
+    before = json.loads(run(runner, "--output", "json", "datasource", "list").stdout)
+    for after in (["--output", "json"], ["-o", "json"], ["--output=json"], ["-ojson"]):
+        assert json.loads(run(runner, "datasource", "list", *after).stdout) == before
+    shown = json.loads(run(runner, "datasource", "show", "ds-o", "--output", "json").stdout)
+    assert shown["GetDataSource"]["DataSourceId"] == "ds-o"
+    other = home.parent / "other-home"
+    listed = json.loads(run(runner, "datasource", "list", "--home", str(other), "-o", "json").stdout)
+    assert listed == {"Results": []}
+
+
+def test_lists_stay_readable_at_80_columns(home: Path, runner: CliRunner, sample: tuple[Path, Path]) -> None:
+    data, schema = sample
+    long_id = "ds-" + "quarterly-retail-banking-campaign-" * 1 + "2026"
+    name = "A long descriptive name of the marketing campaign data for the fourth quarter"
+    for entity_id in (long_id, "ds-short"):
+        run(
+            runner,
+            "datasource",
+            "create",
+            "--id",
+            entity_id,
+            "--name",
+            name,
+            "--data",
+            str(data),
+            "--schema",
+            str(schema),
+            "--no-wait",
+        )
+    narrow = CliRunner().invoke(app, ["datasource", "list"], env={"COLUMNS": "80"}, terminal_width=80)
+    assert narrow.exit_code == 0, narrow.output
+    lines = narrow.stdout.rstrip("\n").splitlines()
+    assert len(lines) == 3 and all(len(line) <= 80 for line in lines), narrow.stdout
+    assert long_id in narrow.stdout and "ds-short" in narrow.stdout  # ids whole, one line per object
+    assert "PENDING" in narrow.stdout and str(data) not in narrow.stdout  # the location gave way
+    wide = CliRunner().invoke(app, ["datasource", "list"], env={"COLUMNS": "250"}, terminal_width=250)
+    assert str(data) in wide.stdout and name in wide.stdout
+
+
+def test_every_exit_code_is_documented() -> None:
+    """The README's table and `emrml --help` name every exit code an error can end a command with."""
+    import re
+
+    from emrml import errors
+    from emrml.cli_common import EXIT_CODES_HELP
+
+    codes = {
+        cls.exit_code
+        for cls in vars(errors).values()
+        if isinstance(cls, type) and issubclass(cls, errors.AmazonMLError)
+    } | {0}
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = {int(code) for code in re.findall(r"^\| (\d) \| ", readme, re.MULTILINE)}
+    assert codes <= table, sorted(codes - table)
+    assert codes <= {int(code) for code in re.findall(r"(\d) [a-z]", EXIT_CODES_HELP)}

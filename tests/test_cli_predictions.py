@@ -34,7 +34,7 @@ def test_batch_prediction_writes_results_and_manifest(trained: Path, tmp_path: P
         "ml-sms",
         "--datasource",
         "ds-sms",
-        "--output",
+        "--output-uri",
         str(out),
     )["GetBatchPrediction"]
     assert shown["Status"] == "COMPLETED" and shown["TotalRecordCount"] == 5_574

@@ -2,80 +2,63 @@
 
 Every command builds an Amazon ML request, calls the service and prints either rich tables and charts
 (``--output table``, the default; drawn by ``emrml.cli_render``) or the operations' raw JSON output
-(``--output json``, for scripts). Errors are one line on stderr, ``error: <ErrorType>: <message>``, and the
-exit code tells scripts what happened (see ``EXIT_CODES_HELP``).
+(``--output json``, for scripts), as ``emrml.cli_common`` describes. This module holds the app and the
+commands particular to one kind of object (``create`` and the like); ``emrml.cli_objects`` adds the ones
+every kind has (wait, show, list, update, delete) from its table of kinds, ``emrml.cli_quickstart`` the
+quickstart and ``emrml.cli_server`` the server, its users and keys.
 """
 
 from __future__ import annotations
 
-import csv
-import functools
 import json
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+import click
 import typer
-from rich.console import Console, RenderableType
-from rich.progress import (
-    BarColumn,
-    Progress,
-    SpinnerColumn,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from typer.core import TyperGroup
 
+from emrml import cli_objects, cli_quickstart, cli_server
 from emrml import cli_render as render
-from emrml import cli_server
+from emrml.cli_common import (
+    EXIT_CODES_HELP,
+    JOB_FAILED_EXIT_CODE,
+    Output,
+    State,
+    call_and_report,
+    hoist_global_options,
+    present,
+    print_json,
+    print_sections,
+    reports_errors,
+    state,
+)
+from emrml.cli_objects import KINDS, ModelType, report_created
+from emrml.cli_quickstart import (  # noqa: F401  (the quickstart's object ids, for scripts and tests)
+    QUICKSTART_BATCH_ID,
+    QUICKSTART_EVAL_ID,
+    QUICKSTART_EVALUATION_ID,
+    QUICKSTART_ID,
+    QUICKSTART_MODEL_ID,
+    QUICKSTART_ROWS,
+    QUICKSTART_SEED,
+    QUICKSTART_TRAIN_ID,
+    QUICKSTART_TRAIN_PERCENT,
+)
 from emrml.config import Settings
 from emrml.core.schema import parse_schema
-from emrml.errors import AmazonMLError, InvalidInputException
+from emrml.errors import InvalidInputException
 from emrml.library import absolute_location
-from emrml.samples import bank_sample_schema, write_bank_sample
 
-if TYPE_CHECKING:
-    from emrml.service.app import EmrML
-
-#: Exit code when the request was accepted but its job ended FAILED (or the object is DELETED): the
-#: same as for invalid input, since a failed job means its data, schema or recipe cannot be used.
-JOB_FAILED_EXIT_CODE = InvalidInputException.exit_code
-EXIT_CODES_HELP = (
-    "Exit codes: 0 success, 1 internal error, 2 invalid input (including an object whose job ended FAILED), "
-    "3 object not found, 4 idempotency mismatch, 5 limit exceeded."
-)
-QUICKSTART_ID = "ds-quickstart-bank"
-QUICKSTART_TRAIN_ID = "ds-quickstart-train"
-QUICKSTART_EVAL_ID = "ds-quickstart-eval"
-QUICKSTART_MODEL_ID = "ml-quickstart-bank"
-QUICKSTART_EVALUATION_ID = "ev-quickstart-bank"
-QUICKSTART_BATCH_ID = "bp-quickstart-bank"
-QUICKSTART_ROWS = 5_000
-#: The quickstart's random split: this seed, the first QUICKSTART_TRAIN_PERCENT % to train on.
-QUICKSTART_SEED = "emrml-quickstart"
-QUICKSTART_TRAIN_PERCENT = 70
-#: Largest page the Describe* operations return.
-PAGE_LIMIT = 100
+__all__ = ["JOB_FAILED_EXIT_CODE", "app"]
 
 
-class Output(StrEnum):
-    table = "table"
-    json = "json"
+class _Root(TyperGroup):
+    """The root command: accepts ``--output`` and ``--home`` after the sub-command too, as the aws CLI."""
 
-
-class Status(StrEnum):
-    PENDING = "PENDING"
-    INPROGRESS = "INPROGRESS"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    DELETED = "DELETED"
-
-
-class SortOrder(StrEnum):
-    asc = "asc"
-    dsc = "dsc"
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(args))
 
 
 class ResourceType(StrEnum):
@@ -85,41 +68,9 @@ class ResourceType(StrEnum):
     BatchPrediction = "BatchPrediction"
 
 
-class ModelType(StrEnum):
-    BINARY = "BINARY"
-    MULTICLASS = "MULTICLASS"
-    REGRESSION = "REGRESSION"
-
-
-@dataclass
-class _State:
-    """Per-invocation options and the service, opened on first use and closed when the command ends."""
-
-    output: Output
-    home: Path | None
-    # No markup: names and messages are user text and may contain square brackets.
-    console: Console = field(default_factory=lambda: Console(markup=False))
-    _service: EmrML | None = None
-
-    @property
-    def json(self) -> bool:
-        return self.output is Output.json
-
-    def service(self) -> EmrML:
-        if self._service is None:
-            # Imported here so that --help and argument errors do not pay for the service's imports.
-            from emrml.service.app import EmrML
-
-            self._service = EmrML(Settings.load(home=self.home))
-        return self._service
-
-    def close(self) -> None:
-        if self._service is not None:
-            self._service.close()
-
-
 app = typer.Typer(
     name="emrml",
+    cls=_Root,
     help="emrml: a self-hosted Amazon Machine Learning.",
     epilog=EXIT_CODES_HELP,
     no_args_is_help=True,
@@ -131,47 +82,21 @@ model_app = typer.Typer(help="Train, list, show, update and delete ML models.", 
 evaluation_app = typer.Typer(
     help="Evaluate models on held-out data; list, show, rename and delete evaluations.", no_args_is_help=True
 )
-tags_app = typer.Typer(help="Add, list and delete tags of an object.", no_args_is_help=True)
 batch_app = typer.Typer(help="Score a datasource into CSV result files.", no_args_is_help=True)
+tags_app = typer.Typer(help="Add, list and delete tags of an object.", no_args_is_help=True)
 endpoint_app = typer.Typer(help="Mount a model for real-time predictions.", no_args_is_help=True)
-app.add_typer(datasource_app, name="datasource")
-app.add_typer(model_app, name="model")
-app.add_typer(evaluation_app, name="evaluation")
+_GROUPS = {
+    "DataSource": datasource_app,
+    "MLModel": model_app,
+    "Evaluation": evaluation_app,
+    "BatchPrediction": batch_app,
+}
+for _kind, _group in _GROUPS.items():
+    app.add_typer(_group, name=KINDS[_kind].label)
 app.add_typer(tags_app, name="tags")
-app.add_typer(batch_app, name="batch-prediction")
 app.add_typer(endpoint_app, name="endpoint")
+app.command("quickstart")(cli_quickstart.quickstart)
 cli_server.register(app)
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _fail(message: str, exit_code: int) -> typer.Exit:
-    """Print ``error: <message>`` as one stderr line; return the Exit for the caller to raise."""
-    # Plain echo, not rich: rich would wrap a long message over several lines.
-    typer.echo(f"error: {' '.join(message.splitlines())}", err=True)
-    return typer.Exit(exit_code)
-
-
-def _reports_errors(function: Callable[P, R]) -> Callable[P, R]:
-    """Turn service errors into one stderr line and their exit code; never show a traceback."""
-
-    @functools.wraps(function)
-    def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return function(*args, **kwargs)
-        except (typer.Exit, typer.Abort, typer.BadParameter):
-            raise
-        except AmazonMLError as exc:
-            raise _fail(f"{exc.type_name}: {exc.message}", exc.exit_code) from None
-        except Exception as exc:
-            raise _fail(f"internal error: {type(exc).__name__}: {exc}", 1) from None
-
-    return run
-
-
-def _state(ctx: typer.Context) -> _State:
-    return ctx.obj
 
 
 @app.callback()
@@ -188,16 +113,17 @@ def main(
         file_okay=False,
     ),
 ) -> None:
-    state = _State(output=output, home=home)
-    ctx.obj = state
-    ctx.call_on_close(state.close)
+    current = State(output=output, home=home)
+    ctx.obj = current
+    ctx.call_on_close(current.close)
 
 
-# ---------------------------------------------------------------------------------------------- datasource
+# ---------------------------------------------------------------------------------------------- create and
+# the commands particular to one kind
 
 
 @datasource_app.command("create")
-@_reports_errors
+@reports_errors
 def datasource_create(
     ctx: typer.Context,
     datasource_id: str = typer.Option(..., "--id", help="Datasource id (letters, digits, - _ .)."),
@@ -214,94 +140,31 @@ def datasource_create(
     no_wait: bool = typer.Option(False, "--no-wait", help="Return once the request is accepted."),
 ) -> None:
     """Create a datasource from a CSV file, wait for it (with a progress bar) and show it."""
-    state = _state(ctx)
+    current = state(ctx)
     location = absolute_location(data, what="--data")
     if (schema is None) == (not infer_schema):
         raise InvalidInputException("give exactly one of --schema FILE and --infer-schema")
     if not infer_schema and (target or row_id):
         raise InvalidInputException("--target and --row-id go with --infer-schema; a schema file names them")
-    service = state.service()
+    service = current.service()
     if schema is not None:
         schema_text = _read_schema_file(schema, service.settings)
     else:
         request = {"DataLocationS3": location, "TargetAttributeName": target, "RowId": row_id}
-        schema_text = service.call("InferDataSchema", _present(request))["DataSchema"]
+        schema_text = service.call("InferDataSchema", present(request))["DataSchema"]
     spec = {"DataLocationS3": location, "DataSchema": schema_text, "DataRearrangement": rearrangement}
     request = {
         "DataSourceId": datasource_id,
         "DataSourceName": name,
-        "DataSpec": _present(spec),
+        "DataSpec": present(spec),
         "ComputeStatistics": not no_statistics,
     }
-    created = service.call("CreateDataSourceFromS3", _present(request))
-    _created(state, "DataSource", datasource_id, created, no_wait)
-
-
-@datasource_app.command("wait")
-@_reports_errors
-def datasource_wait(
-    ctx: typer.Context, datasource_id: str = typer.Argument(..., help="Datasource id.")
-) -> None:
-    """Run or await a datasource's job (e.g. after create --no-wait), then show it."""
-    _wait_and_show(_state(ctx), "DataSource", datasource_id)
-
-
-@datasource_app.command("list")
-@_reports_errors
-def datasource_list(
-    ctx: typer.Context,
-    status: Status | None = typer.Option(None, "--status", help="Only datasources with this status."),
-    name_prefix: str | None = typer.Option(None, "--name-prefix", help="Only names starting with this."),
-    sort: SortOrder = typer.Option(
-        SortOrder.asc, "--sort", help="Order by the filtered field (creation time without a filter)."
-    ),
-    limit: int | None = typer.Option(None, "--limit", min=1, help="Show at most this many."),
-) -> None:
-    """List datasources (all pages), oldest first."""
-    request = _list_request(
-        sort, {"--status": ("Status", "EQ", status), "--name-prefix": ("Name", "Prefix", name_prefix)}
-    )
-    _list(_state(ctx), "DescribeDataSources", request, limit, render.datasource_table, "No datasources.")
-
-
-@datasource_app.command("show")
-@_reports_errors
-def datasource_show(
-    ctx: typer.Context, datasource_id: str = typer.Argument(..., help="Datasource id.")
-) -> None:
-    """Show a datasource: status, schema, record counts, invalid records and statistics."""
-    _show(_state(ctx), "DataSource", datasource_id)
-
-
-@datasource_app.command("update")
-@_reports_errors
-def datasource_update(
-    ctx: typer.Context,
-    datasource_id: str = typer.Argument(..., help="Datasource id."),
-    name: str = typer.Option(..., "--name", help="The new name."),
-) -> None:
-    """Rename a datasource."""
-    request = {"DataSourceId": datasource_id, "DataSourceName": name}
-    _call_and_report(
-        _state(ctx), "UpdateDataSource", request, f"Renamed datasource {datasource_id} to {name!r}."
-    )
-
-
-@datasource_app.command("delete")
-@_reports_errors
-def datasource_delete(
-    ctx: typer.Context, datasource_id: str = typer.Argument(..., help="Datasource id.")
-) -> None:
-    """Delete a datasource (its status becomes DELETED; the id stays reserved)."""
-    request = {"DataSourceId": datasource_id}
-    _call_and_report(_state(ctx), "DeleteDataSource", request, f"Deleted datasource {datasource_id}.")
-
-
-# ---------------------------------------------------------------------------------------------- model
+    response = service.call("CreateDataSourceFromS3", present(request))
+    report_created(current, "DataSource", datasource_id, response, no_wait)
 
 
 @model_app.command("create")
-@_reports_errors
+@reports_errors
 def model_create(
     ctx: typer.Context,
     model_id: str = typer.Option(..., "--id", help="Model id (letters, digits, - _ .)."),
@@ -319,7 +182,7 @@ def model_create(
     no_wait: bool = typer.Option(False, "--no-wait", help="Return once the request is accepted."),
 ) -> None:
     """Train a model on a datasource, wait for it (with a progress bar) and show it."""
-    state = _state(ctx)
+    current = state(ctx)
     parameters = _parse_parameters(params or [])
     recipe_file = recipe if recipe is not None and not recipe.lstrip().startswith("{") else None
     recipe_text = _read_recipe_file(recipe_file) if recipe_file is not None else recipe
@@ -332,49 +195,17 @@ def model_create(
         "Recipe": recipe_text,
     }
     try:
-        created = state.service().call("CreateMLModel", _present(request))
+        response = current.service().call("CreateMLModel", present(request))
     except InvalidInputException as exc:
         # The service speaks of "Recipe"; the user knows the file.
         if recipe_file is not None and exc.message.startswith("Recipe"):
             raise InvalidInputException(f"--recipe {recipe_file}: {exc.message}") from None
         raise
-    _created(state, "MLModel", model_id, created, no_wait)
-
-
-@model_app.command("wait")
-@_reports_errors
-def model_wait(ctx: typer.Context, model_id: str = typer.Argument(..., help="Model id.")) -> None:
-    """Run or await a model's training (e.g. after create --no-wait), then show it."""
-    _wait_and_show(_state(ctx), "MLModel", model_id)
-
-
-@model_app.command("show")
-@_reports_errors
-def model_show(ctx: typer.Context, model_id: str = typer.Argument(..., help="Model id.")) -> None:
-    """Show a model: parameters, size, training time and losses, the recipe used and its top features."""
-    _show(_state(ctx), "MLModel", model_id)
-
-
-@model_app.command("list")
-@_reports_errors
-def model_list(
-    ctx: typer.Context,
-    status: Status | None = typer.Option(None, "--status", help="Only models with this status."),
-    model_type: ModelType | None = typer.Option(None, "--type", help="Only models of this type."),
-    sort: SortOrder = typer.Option(
-        SortOrder.asc, "--sort", help="Order by the filtered field (creation time without a filter)."
-    ),
-    limit: int | None = typer.Option(None, "--limit", min=1, help="Show at most this many."),
-) -> None:
-    """List models (all pages), oldest first."""
-    request = _list_request(
-        sort, {"--status": ("Status", "EQ", status), "--type": ("MLModelType", "EQ", model_type)}
-    )
-    _list(_state(ctx), "DescribeMLModels", request, limit, render.model_table, "No models.")
+    report_created(current, "MLModel", model_id, response, no_wait)
 
 
 @model_app.command("update")
-@_reports_errors
+@reports_errors
 def model_update(
     ctx: typer.Context,
     model_id: str = typer.Argument(..., help="Model id."),
@@ -393,21 +224,11 @@ def model_update(
         changes.append(f"score threshold {score_threshold}")
     request = {"MLModelId": model_id, "MLModelName": name, "ScoreThreshold": score_threshold}
     message = f"Updated model {model_id}: {', '.join(changes)}."
-    _call_and_report(_state(ctx), "UpdateMLModel", _present(request), message)
-
-
-@model_app.command("delete")
-@_reports_errors
-def model_delete(ctx: typer.Context, model_id: str = typer.Argument(..., help="Model id.")) -> None:
-    """Delete a model (its status becomes DELETED; the id stays reserved)."""
-    _call_and_report(_state(ctx), "DeleteMLModel", {"MLModelId": model_id}, f"Deleted model {model_id}.")
-
-
-# ---------------------------------------------------------------------------------------------- evaluation
+    call_and_report(state(ctx), "UpdateMLModel", present(request), message)
 
 
 @evaluation_app.command("create")
-@_reports_errors
+@reports_errors
 def evaluation_create(
     ctx: typer.Context,
     evaluation_id: str = typer.Option(..., "--id", help="Evaluation id (letters, digits, - _ .)."),
@@ -419,28 +240,19 @@ def evaluation_create(
     no_wait: bool = typer.Option(False, "--no-wait", help="Return once the request is accepted."),
 ) -> None:
     """Evaluate a model on a datasource, wait for it (with a progress bar) and show the results."""
-    state = _state(ctx)
+    current = state(ctx)
     request = {
         "EvaluationId": evaluation_id,
         "MLModelId": model_id,
         "EvaluationDataSourceId": datasource_id,
         "EvaluationName": name,
     }
-    created = state.service().call("CreateEvaluation", _present(request))
-    _created(state, "Evaluation", evaluation_id, created, no_wait)
-
-
-@evaluation_app.command("wait")
-@_reports_errors
-def evaluation_wait(
-    ctx: typer.Context, evaluation_id: str = typer.Argument(..., help="Evaluation id.")
-) -> None:
-    """Run or await an evaluation's job (e.g. after create --no-wait), then show it."""
-    _wait_and_show(_state(ctx), "Evaluation", evaluation_id)
+    response = current.service().call("CreateEvaluation", present(request))
+    report_created(current, "Evaluation", evaluation_id, response, no_wait)
 
 
 @evaluation_app.command("show")
-@_reports_errors
+@reports_errors
 def evaluation_show(
     ctx: typer.Context,
     evaluation_id: str = typer.Argument(..., help="Evaluation id."),
@@ -457,82 +269,40 @@ def evaluation_show(
     BINARY: the score histograms of actual 1s and 0s with the cut-off, and the trade-off table.
     MULTICLASS: the confusion matrix with per-class F1. REGRESSION: the residual histogram.
     """
-    state = _state(ctx)
-    described = _describe_evaluation(state.service(), evaluation_id)
+    current = state(ctx)
+    described = KINDS["Evaluation"].describe(current.service(), evaluation_id)
     model_type = described["GetEvaluationInsights"].get("MLModelType")
     if threshold is not None and model_type != "BINARY":
         raise InvalidInputException(
             f"--threshold applies to BINARY models; {evaluation_id} evaluates a {model_type} model"
         )
-    if state.json:
-        _print_json(described)
+    if current.json:
+        print_json(described)
     else:
-        _print_sections(state, render.evaluation_view(described, state.console.width, threshold))
-
-
-@evaluation_app.command("list")
-@_reports_errors
-def evaluation_list(
-    ctx: typer.Context,
-    model_id: str | None = typer.Option(None, "--model", help="Only evaluations of this model."),
-    status: Status | None = typer.Option(None, "--status", help="Only evaluations with this status."),
-    sort: SortOrder = typer.Option(
-        SortOrder.asc, "--sort", help="Order by the filtered field (creation time without a filter)."
-    ),
-    limit: int | None = typer.Option(None, "--limit", min=1, help="Show at most this many."),
-) -> None:
-    """List evaluations (all pages) with their metric, oldest first."""
-    request = _list_request(
-        sort, {"--model": ("MLModelId", "EQ", model_id), "--status": ("Status", "EQ", status)}
-    )
-    _list(_state(ctx), "DescribeEvaluations", request, limit, render.evaluation_table, "No evaluations.")
-
-
-@evaluation_app.command("update")
-@_reports_errors
-def evaluation_update(
-    ctx: typer.Context,
-    evaluation_id: str = typer.Argument(..., help="Evaluation id."),
-    name: str = typer.Option(..., "--name", help="The new name."),
-) -> None:
-    """Rename an evaluation."""
-    request = {"EvaluationId": evaluation_id, "EvaluationName": name}
-    message = f"Renamed evaluation {evaluation_id} to {name!r}."
-    _call_and_report(_state(ctx), "UpdateEvaluation", request, message)
-
-
-@evaluation_app.command("delete")
-@_reports_errors
-def evaluation_delete(
-    ctx: typer.Context, evaluation_id: str = typer.Argument(..., help="Evaluation id.")
-) -> None:
-    """Delete an evaluation (its status becomes DELETED; the id stays reserved)."""
-    request = {"EvaluationId": evaluation_id}
-    _call_and_report(_state(ctx), "DeleteEvaluation", request, f"Deleted evaluation {evaluation_id}.")
-
-
-# ---------------------------------------------------------------------------------------------- quickstart
+        print_sections(current, render.evaluation_view(described, current.console.width, threshold))
 
 
 # ------------------------------------------------------------------------------------------ batch prediction
 
 
 @batch_app.command("create")
-@_reports_errors
+@reports_errors
 def batch_prediction_create(
     ctx: typer.Context,
     prediction_id: str = typer.Option(..., "--id", help="Batch prediction id (letters, digits, - _ .)."),
     model_id: str = typer.Option(..., "--model", help="The model that scores."),
     datasource_id: str = typer.Option(..., "--datasource", help="The datasource to score."),
-    output: str = typer.Option(
-        ..., "--output", help="Folder (local path, file:// or s3:// URI) for the results and the manifest."
+    output_uri: str = typer.Option(
+        ...,
+        "--output-uri",
+        help="Folder (local path, file:// or s3:// URI) for the results and the manifest.",
     ),
     name: str | None = typer.Option(None, "--name", help="Batch prediction name."),
     no_wait: bool = typer.Option(False, "--no-wait", help="Return once the request is accepted."),
 ) -> None:
-    """Score every record of a datasource; results appear under OUTPUT/batch-prediction/ when complete."""
-    state = _state(ctx)
-    location = output if "://" in output else str(Path(output).expanduser().resolve())
+    """Score every record of a datasource; results appear under OUTPUT_URI/batch-prediction/ when complete."""
+    current = state(ctx)
+    location = output_uri if "://" in output_uri else str(Path(output_uri).expanduser().resolve())
     request = {
         "BatchPredictionId": prediction_id,
         "MLModelId": model_id,
@@ -540,303 +310,66 @@ def batch_prediction_create(
         "OutputUri": location,
         "BatchPredictionName": name,
     }
-    created = state.service().call("CreateBatchPrediction", _present(request))
-    _created(state, "BatchPrediction", prediction_id, created, no_wait)
-
-
-@batch_app.command("wait")
-@_reports_errors
-def batch_prediction_wait(
-    ctx: typer.Context, prediction_id: str = typer.Argument(..., help="Batch prediction id.")
-) -> None:
-    """Run or await a batch prediction's job (e.g. after create --no-wait), then show it."""
-    _wait_and_show(_state(ctx), "BatchPrediction", prediction_id)
-
-
-@batch_app.command("show")
-@_reports_errors
-def batch_prediction_show(
-    ctx: typer.Context, prediction_id: str = typer.Argument(..., help="Batch prediction id.")
-) -> None:
-    """Show a batch prediction: status, progress, total and invalid records, output manifest."""
-    _show(_state(ctx), "BatchPrediction", prediction_id)
-
-
-@batch_app.command("list")
-@_reports_errors
-def batch_prediction_list(
-    ctx: typer.Context,
-    model_id: str | None = typer.Option(None, "--model", help="Only batch predictions of this model."),
-    status: Status | None = typer.Option(None, "--status", help="Only batch predictions with this status."),
-    sort: SortOrder = typer.Option(SortOrder.asc, "--sort", help="Creation time order."),
-    limit: int | None = typer.Option(None, "--limit", min=1, help="Show at most this many."),
-) -> None:
-    """List batch predictions (DELETED ones only with --status DELETED)."""
-    request = _list_request(
-        sort,
-        {
-            "--model": ("MLModelId", "EQ", model_id),
-            "--status": ("Status", "EQ", status.value if status else None),
-        },
-    )
-    _list(
-        _state(ctx),
-        "DescribeBatchPredictions",
-        request,
-        limit,
-        render.batch_prediction_table,
-        "No batch predictions.",
-    )
-
-
-@batch_app.command("update")
-@_reports_errors
-def batch_prediction_update(
-    ctx: typer.Context,
-    prediction_id: str = typer.Argument(..., help="Batch prediction id."),
-    name: str = typer.Option(..., "--name", help="The new name."),
-) -> None:
-    """Rename a batch prediction."""
-    request = {"BatchPredictionId": prediction_id, "BatchPredictionName": name}
-    _call_and_report(_state(ctx), "UpdateBatchPrediction", request, f"Renamed {prediction_id}.")
-
-
-@batch_app.command("delete")
-@_reports_errors
-def batch_prediction_delete(
-    ctx: typer.Context, prediction_id: str = typer.Argument(..., help="Batch prediction id.")
-) -> None:
-    """Mark a batch prediction DELETED (its result files stay where they are)."""
-    request = {"BatchPredictionId": prediction_id}
-    _call_and_report(_state(ctx), "DeleteBatchPrediction", request, f"Deleted {prediction_id}.")
+    response = current.service().call("CreateBatchPrediction", present(request))
+    report_created(current, "BatchPrediction", prediction_id, response, no_wait)
 
 
 # ----------------------------------------------------------------------------------- real-time predictions
 
 
 @endpoint_app.command("create")
-@_reports_errors
+@reports_errors
 def endpoint_create(ctx: typer.Context, model_id: str = typer.Argument(..., help="Model id.")) -> None:
     """Mount a COMPLETED model for real-time predictions."""
-    _endpoint_call(_state(ctx), "CreateRealtimeEndpoint", model_id)
+    _endpoint_call(state(ctx), "CreateRealtimeEndpoint", model_id)
 
 
 @endpoint_app.command("delete")
-@_reports_errors
+@reports_errors
 def endpoint_delete(ctx: typer.Context, model_id: str = typer.Argument(..., help="Model id.")) -> None:
     """Unmount a model's real-time endpoint."""
-    _endpoint_call(_state(ctx), "DeleteRealtimeEndpoint", model_id)
+    _endpoint_call(state(ctx), "DeleteRealtimeEndpoint", model_id)
 
 
-def _endpoint_call(state: _State, operation: str, model_id: str) -> None:
-    result = state.service().call(operation, {"MLModelId": model_id})
-    if state.json:
-        _print_json(result)
+def _endpoint_call(current: State, operation: str, model_id: str) -> None:
+    result = current.service().call(operation, {"MLModelId": model_id})
+    if current.json:
+        print_json(result)
     else:
-        state.console.print(render.endpoint_view(model_id, result["RealtimeEndpointInfo"]))
+        current.console.print(render.endpoint_view(model_id, result["RealtimeEndpointInfo"]))
 
 
 @app.command("predict")
-@_reports_errors
+@reports_errors
 def predict(
     ctx: typer.Context,
     model_id: str = typer.Argument(..., help="Model id (its real-time endpoint must be READY)."),
     record: str = typer.Option(..., "--record", help='The record as a JSON object, e.g. \'{"age": "41"}\'.'),
 ) -> None:
     """Predict one record through the model's real-time endpoint."""
-    state = _state(ctx)
+    current = state(ctx)
     try:
         values = json.loads(record)
     except json.JSONDecodeError as exc:
         raise InvalidInputException(f"--record is not valid JSON: {exc}") from None
     if not isinstance(values, dict):
         raise InvalidInputException("--record must be a JSON object of attribute names to values")
-    service = state.service()
+    service = current.service()
     model = service.call("GetMLModel", {"MLModelId": model_id})
     endpoint = (model.get("EndpointInfo") or {}).get("EndpointUrl", "")
     request = {"MLModelId": model_id, "Record": values, "PredictEndpoint": endpoint}
     result = service.call("Predict", request)
-    if state.json:
-        _print_json(result)
+    if current.json:
+        print_json(result)
     else:
-        state.console.print(render.prediction_view(result["Prediction"]))
-
-
-@app.command("quickstart")
-@_reports_errors
-def quickstart(
-    ctx: typer.Context,
-    serve: bool = typer.Option(
-        False,
-        "--serve",
-        help="Then serve the Amazon ML API with the sample model mounted (as `emrml serve`).",
-    ),
-) -> None:
-    """Build a bank-marketing sample, train a BINARY model on a random 70 % and evaluate it on the rest.
-
-    Writes a 5,000-row sample and creates the datasources ds-quickstart-bank (all rows, shown with its
-    statistics), ds-quickstart-train and ds-quickstart-eval (a random 70/30 split), the model
-    ml-quickstart-bank (suggested recipe) and the evaluation ev-quickstart-bank, which it shows; then scores
-    the held-out rows with the batch prediction bp-quickstart-bank (results under
-    <home>/quickstart-output/), mounts the model's real-time endpoint and predicts one record. Safe to
-    run again: the sample is rewritten with identical bytes and every object is reused.
-    """
-    state = _state(ctx)
-    service = state.service()
-    sample = write_bank_sample(service.settings.home / "samples" / "bank-sample.csv", QUICKSTART_ROWS)
-    if not state.json:
-        state.console.print(f"Sample data: {sample} ({QUICKSTART_ROWS:,} rows)")
-    schema = bank_sample_schema().to_json()
-    outputs: dict[str, Any] = {}
-    try:
-        for datasource_id, name, rearrangement in (
-            (QUICKSTART_ID, "Bank marketing sample", None),
-            (
-                QUICKSTART_TRAIN_ID,
-                "Bank marketing sample, training 70 %",
-                _quickstart_split(complement=False),
-            ),
-            (
-                QUICKSTART_EVAL_ID,
-                "Bank marketing sample, evaluation 30 %",
-                _quickstart_split(complement=True),
-            ),
-        ):
-            spec = {"DataLocationS3": str(sample), "DataSchema": schema, "DataRearrangement": rearrangement}
-            request = {
-                "DataSourceId": datasource_id,
-                "DataSourceName": name,
-                "DataSpec": _present(spec),
-                "ComputeStatistics": True,
-            }
-            service.call("CreateDataSourceFromS3", request)
-            _quickstart_step(state, "DataSource", datasource_id, outputs, full=datasource_id == QUICKSTART_ID)
-        model_request = {
-            "MLModelId": QUICKSTART_MODEL_ID,
-            "MLModelType": "BINARY",
-            "TrainingDataSourceId": QUICKSTART_TRAIN_ID,
-            "MLModelName": "Bank marketing sample",
-        }
-        service.call("CreateMLModel", model_request)
-        _quickstart_step(state, "MLModel", QUICKSTART_MODEL_ID, outputs, full=False)
-        evaluation_request = {
-            "EvaluationId": QUICKSTART_EVALUATION_ID,
-            "MLModelId": QUICKSTART_MODEL_ID,
-            "EvaluationDataSourceId": QUICKSTART_EVAL_ID,
-            "EvaluationName": "Bank marketing sample, held-out 30 %",
-        }
-        service.call("CreateEvaluation", evaluation_request)
-        _quickstart_step(state, "Evaluation", QUICKSTART_EVALUATION_ID, outputs, full=True)
-        batch_request = {
-            "BatchPredictionId": QUICKSTART_BATCH_ID,
-            "MLModelId": QUICKSTART_MODEL_ID,
-            "BatchPredictionDataSourceId": QUICKSTART_EVAL_ID,
-            "OutputUri": str(service.settings.home / "quickstart-output") + "/",
-            "BatchPredictionName": "Bank marketing sample, held-out 30 %",
-        }
-        service.call("CreateBatchPrediction", batch_request)
-        _quickstart_step(state, "BatchPrediction", QUICKSTART_BATCH_ID, outputs, full=True)
-        outputs["CreateRealtimeEndpoint"] = service.call(
-            "CreateRealtimeEndpoint", {"MLModelId": QUICKSTART_MODEL_ID}
-        )
-        record = _first_record(sample)
-        endpoint = outputs["CreateRealtimeEndpoint"]["RealtimeEndpointInfo"]["EndpointUrl"]
-        predict_request = {"MLModelId": QUICKSTART_MODEL_ID, "Record": record, "PredictEndpoint": endpoint}
-        outputs["Predict"] = service.call("Predict", predict_request)
-        if not state.json:
-            state.console.print(f"Real-time prediction for the first sample record {json.dumps(record)}:")
-            state.console.print(render.prediction_view(outputs["Predict"]["Prediction"]))
-    finally:
-        if state.json:
-            _print_json(outputs)
-    if serve:
-        _print_quickstart_snippets(state.service().settings, outputs["Predict"])
-        state.close()
-        cli_server.serve(
-            ctx,
-            host="127.0.0.1",
-            port=8080,
-            no_auth=False,
-            workers_jobs=None,
-            public_url=None,
-            max_request_bytes=cli_server.DEFAULT_MAX_REQUEST_BYTES,
-        )
-        return
-    if not state.json:
-        state.console.print(
-            f"Next: `emrml model show {QUICKSTART_MODEL_ID}`, "
-            f"`emrml evaluation show {QUICKSTART_EVALUATION_ID} --threshold 0.3`, "
-            f'`emrml predict {QUICKSTART_MODEL_ID} --record \'{{"age": "41"}}\'`.'
-        )
-
-
-def _print_quickstart_snippets(settings: Settings, predicted: dict[str, Any]) -> None:
-    """Ready-to-paste boto3 and aws CLI calls against the server about to start."""
-    credentials = settings.home / "admin-credentials.json"
-    url = settings.public_url
-    lines = [
-        "",
-        "The API is starting with ml-quickstart-bank mounted. From another terminal (credentials: the file",
-        f"{credentials}, written by the first start):",
-        "",
-        "    import json, boto3",
-        f'    ml = boto3.client("machinelearning", endpoint_url="{url}", region_name="us-east-1",',
-        f'                      **json.load(open("{credentials}")))',
-        '    print(ml.describe_ml_models()["Results"][0]["MLModelId"])',
-        f'    print(ml.predict(MLModelId="{QUICKSTART_MODEL_ID}", Record={{"age": "41", "job": "admin."}},',
-        f'                     PredictEndpoint="{url}")["Prediction"])',
-        "",
-        "    AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... aws machinelearning describe-ml-models \\",
-        f"        --region us-east-1 --endpoint-url {url}",
-        "",
-        f"(the quickstart's own prediction: {json.dumps(predicted['Prediction'])})",
-        "",
-    ]
-    typer.echo("\n".join(lines), err=True)
-
-
-def _first_record(sample: Path) -> dict[str, str]:
-    """The first data record of the sample CSV as a Predict ``Record`` (target left out)."""
-    with sample.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        row = next(reader)
-    target = bank_sample_schema().target
-    return {name: value for name, value in row.items() if name != target}
-
-
-def _quickstart_split(*, complement: bool) -> str:
-    splitting: dict[str, Any] = {
-        "percentBegin": 0,
-        "percentEnd": QUICKSTART_TRAIN_PERCENT,
-        "strategy": "random",
-        "strategyParams": {"randomSeed": QUICKSTART_SEED},
-    }
-    if complement:
-        splitting["complement"] = True
-    return json.dumps({"splitting": splitting})
-
-
-def _quickstart_step(
-    state: _State, kind: str, entity_id: str, outputs: dict[str, Any], *, full: bool
-) -> None:
-    """Wait for one object; print its full view or a one-line summary; stop unless it COMPLETED."""
-    _wait(state, kind, entity_id)
-    described = _KINDS[kind].describe(state.service(), entity_id)
-    outputs[entity_id] = described
-    if not state.json:
-        if full:
-            _print_sections(state, _KINDS[kind].view(described, state.console.width))
-            state.console.print()
-        else:
-            state.console.print(_KINDS[kind].summary(described))
-    _require_completed(kind, entity_id, described)
+        current.console.print(render.prediction_view(result["Prediction"]))
 
 
 # ---------------------------------------------------------------------------------------------- tags
 
 
 @tags_app.command("add")
-@_reports_errors
+@reports_errors
 def tags_add(
     ctx: typer.Context,
     resource_id: str = typer.Option(..., "--id", help="Object id."),
@@ -846,32 +379,32 @@ def tags_add(
     """Add tags to an object; an existing key gets the new value."""
     request = {"ResourceId": resource_id, "ResourceType": resource_type.value, "Tags": _parse_tags(tags)}
     message = f"Tagged {resource_type.value} {resource_id} with {len(tags)} tag(s)."
-    _call_and_report(_state(ctx), "AddTags", request, message)
+    call_and_report(state(ctx), "AddTags", request, message)
 
 
 @tags_app.command("list")
-@_reports_errors
+@reports_errors
 def tags_list(
     ctx: typer.Context,
     resource_id: str = typer.Option(..., "--id", help="Object id."),
     resource_type: ResourceType = typer.Option(ResourceType.DataSource, "--type", help="Object type."),
 ) -> None:
     """List an object's tags."""
-    state = _state(ctx)
-    result = state.service().call(
+    current = state(ctx)
+    result = current.service().call(
         "DescribeTags", {"ResourceId": resource_id, "ResourceType": resource_type.value}
     )
-    if state.json:
-        _print_json(result)
+    if current.json:
+        print_json(result)
         return
     tags = result.get("Tags", [])
-    state.console.print(
+    current.console.print(
         render.tags_table(tags) if tags else f"{resource_type.value} {resource_id} has no tags."
     )
 
 
 @tags_app.command("delete")
-@_reports_errors
+@reports_errors
 def tags_delete(
     ctx: typer.Context,
     resource_id: str = typer.Option(..., "--id", help="Object id."),
@@ -881,15 +414,10 @@ def tags_delete(
     """Delete tags of an object by key."""
     request = {"ResourceId": resource_id, "ResourceType": resource_type.value, "TagKeys": keys}
     message = f"Removed {len(keys)} tag key(s) from {resource_type.value} {resource_id}."
-    _call_and_report(_state(ctx), "DeleteTags", request, message)
+    call_and_report(state(ctx), "DeleteTags", request, message)
 
 
 # ---------------------------------------------------------------------------------------------- requests
-
-
-def _present(members: Mapping[str, Any]) -> dict[str, Any]:
-    """The members that have a value: absent and None mean different things to the API."""
-    return {key: value for key, value in members.items() if value is not None}
 
 
 def _read_schema_file(path: Path, settings: Settings) -> str:
@@ -931,184 +459,4 @@ def _parse_tags(pairs: Iterable[str]) -> list[dict[str, str]]:
     return tags
 
 
-def _list_request(sort: SortOrder, filters: Mapping[str, tuple[str, str, str | None]]) -> dict[str, Any]:
-    """A Describe* request from the list options: ``filters`` maps an option to (FilterVariable,
-    comparator, value or None). The API filters on one variable, so at most one option may be given."""
-    given = [(option, spec) for option, spec in filters.items() if spec[2] is not None]
-    if len(given) > 1:
-        options = " and ".join(option for option, _ in given)
-        raise InvalidInputException(f"{options} cannot be combined: filter on one field")
-    request: dict[str, Any] = {"SortOrder": sort.value}
-    for _, (variable, comparator, value) in given:
-        request |= {"FilterVariable": variable, comparator: str(value)}
-    return request
-
-
-def _all_pages(service: EmrML, operation: str, request: dict[str, Any], limit: int | None) -> list[Any]:
-    """Follow NextToken until the last page (pages may be short or empty) or ``limit`` results."""
-    results: list[Any] = []
-    token: str | None = None
-    while limit is None or len(results) < limit:
-        page_limit = PAGE_LIMIT if limit is None else min(PAGE_LIMIT, limit - len(results))
-        page = service.call(operation, _present({**request, "Limit": page_limit, "NextToken": token}))
-        results.extend(page.get("Results", []))
-        token = page.get("NextToken")
-        if not token:
-            break
-    return results if limit is None else results[:limit]
-
-
-# ---------------------------------------------------------------------------------------------- objects
-
-
-def _describe_batch_prediction(service: EmrML, prediction_id: str) -> dict[str, Any]:
-    return {"GetBatchPrediction": service.call("GetBatchPrediction", {"BatchPredictionId": prediction_id})}
-
-
-def _describe_datasource(service: EmrML, datasource_id: str) -> dict[str, Any]:
-    return {
-        "GetDataSource": service.call("GetDataSource", {"DataSourceId": datasource_id, "Verbose": True}),
-        "GetDataSourceStatistics": service.call("GetDataSourceStatistics", {"DataSourceId": datasource_id}),
-    }
-
-
-def _describe_model(service: EmrML, model_id: str) -> dict[str, Any]:
-    return {
-        "GetMLModel": service.call("GetMLModel", {"MLModelId": model_id, "Verbose": True}),
-        "GetMLModelInsights": service.call("GetMLModelInsights", {"MLModelId": model_id}),
-    }
-
-
-def _describe_evaluation(service: EmrML, evaluation_id: str) -> dict[str, Any]:
-    return {
-        "GetEvaluation": service.call("GetEvaluation", {"EvaluationId": evaluation_id}),
-        "GetEvaluationInsights": service.call("GetEvaluationInsights", {"EvaluationId": evaluation_id}),
-    }
-
-
-@dataclass(frozen=True)
-class _Kind:
-    """How the CLI fetches and draws one kind of object."""
-
-    label: str  # in messages and as the command group: "model"
-    #: The raw outputs ``show`` renders, keyed by operation name (also the JSON output).
-    describe: Callable[[EmrML, str], dict[str, Any]]
-    view: Callable[[dict[str, Any], int], list[RenderableType]]
-    summary: Callable[[dict[str, Any]], str]
-
-
-_KINDS = {
-    "DataSource": _Kind(
-        "datasource",
-        _describe_datasource,
-        lambda described, _width: render.datasource_view(described),
-        render.datasource_summary,
-    ),
-    "MLModel": _Kind(
-        "model", _describe_model, lambda described, _width: render.model_view(described), render.model_summary
-    ),
-    "Evaluation": _Kind(
-        "evaluation", _describe_evaluation, render.evaluation_view, render.evaluation_summary
-    ),
-    "BatchPrediction": _Kind(
-        "batch-prediction",
-        _describe_batch_prediction,
-        lambda described, _width: render.batch_prediction_view(described),
-        render.batch_prediction_summary,
-    ),
-}
-
-
-def _created(state: _State, kind: str, entity_id: str, created: dict[str, Any], no_wait: bool) -> None:
-    """After a Create*: report the accepted request (``--no-wait``) or wait for the job and show it."""
-    if not no_wait:
-        _wait_and_show(state, kind, entity_id)
-    elif state.json:
-        _print_json(created)
-    else:
-        label = _KINDS[kind].label
-        state.console.print(f"Accepted {label} {entity_id}; `emrml {label} wait {entity_id}` runs it.")
-
-
-def _wait(state: _State, kind: str, entity_id: str) -> None:
-    """Run or await the object's job (and the jobs it depends on) with a progress bar on stderr."""
-    label = f"{_KINDS[kind].label} {entity_id}"
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}", markup=False),
-        BarColumn(),
-        TaskProgressColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-        disable=state.json,
-    )
-    with progress:
-        task = progress.add_task(label, total=1.0)
-
-        def report(fraction: float, message: str | None) -> None:
-            progress.update(task, completed=fraction, description=f"{label}: {message}" if message else label)
-
-        state.service().wait(kind, entity_id, progress=report)
-
-
-def _wait_and_show(state: _State, kind: str, entity_id: str) -> None:
-    """Wait for the object's job, show the object, and fail unless it COMPLETED."""
-    _wait(state, kind, entity_id)
-    described = _KINDS[kind].describe(state.service(), entity_id)
-    _print_view(state, kind, described)
-    _require_completed(kind, entity_id, described)
-
-
-def _require_completed(kind: str, entity_id: str, described: dict[str, Any]) -> None:
-    entity = described[f"Get{kind}"]
-    if entity.get("Status") != "COMPLETED":
-        detail = f": {entity['Message']}" if entity.get("Message") else ""
-        message = f"{_KINDS[kind].label} {entity_id} is {entity.get('Status')}{detail}"
-        raise _fail(message, JOB_FAILED_EXIT_CODE)
-
-
-def _show(state: _State, kind: str, entity_id: str) -> None:
-    _print_view(state, kind, _KINDS[kind].describe(state.service(), entity_id))
-
-
-def _print_view(state: _State, kind: str, described: dict[str, Any]) -> None:
-    if state.json:
-        _print_json(described)
-    else:
-        _print_sections(state, _KINDS[kind].view(described, state.console.width))
-
-
-def _list(
-    state: _State,
-    operation: str,
-    request: dict[str, Any],
-    limit: int | None,
-    table: Callable[[list[dict[str, Any]]], RenderableType],
-    empty: str,
-) -> None:
-    results = _all_pages(state.service(), operation, request, limit)
-    if state.json:
-        _print_json({"Results": results})
-    else:
-        state.console.print(table(results) if results else empty)
-
-
-def _call_and_report(state: _State, operation: str, request: dict[str, Any], message: str) -> None:
-    """Call an operation that changes an object; print its output (json) or ``message``."""
-    result = state.service().call(operation, request)
-    if state.json:
-        _print_json(result)
-    else:
-        state.console.print(message)
-
-
-def _print_sections(state: _State, sections: list[RenderableType]) -> None:
-    for position, section in enumerate(sections):
-        if position:
-            state.console.print()
-        state.console.print(section)
-
-
-def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2))
+cli_objects.register(_GROUPS)

@@ -10,6 +10,7 @@ import itertools
 import json
 import math
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -188,86 +189,111 @@ def _timing(entity: dict[str, Any]) -> list[tuple[str, Any]]:
 # ---------------------------------------------------------------------------------------------- lists
 
 
-def _list_table(*columns: str, whole: Iterable[str] = ("Id", "Status", "Created")) -> Table:
-    """A borderless table of Describe* results; the ``whole`` columns never wrap (others fold first)."""
-    table = Table(box=None, header_style="bold")
-    kept = set(whole)
-    for column in columns:
-        table.add_column(column, no_wrap=column in kept)
-    return table
+@dataclass(frozen=True)
+class Column:
+    """One column of a list: its header, how to read a cell from a Describe* result, and its priority
+    (0: always shown; on a narrow terminal the largest numbers are dropped first)."""
+
+    header: str
+    value: Callable[[dict[str, Any]], str]
+    priority: int = 1
 
 
-def datasource_table(results: list[dict[str, Any]]) -> Table:
-    """DescribeDataSources results, one row each."""
-    table = _list_table("Id", "Name", "Status", "Created", "Location", "Size")
-    for item in results:
-        table.add_row(
-            item.get("DataSourceId"),
-            item.get("Name", ""),
-            _status(item),
-            format_time(item.get("CreatedAt")),
-            item.get("DataLocationS3", ""),
-            format_bytes(item.get("DataSizeInBytes")),
-        )
-    return table
+#: Spaces between the columns of a list.
+_GAP = 2
+#: The narrowest a column that does not fit whole is shown, ellipsis included.
+_MIN_SHORTENED = 12
 
 
-def model_table(results: list[dict[str, Any]]) -> Table:
-    """DescribeMLModels results, one row each."""
-    table = _list_table("Id", "Name", "Type", "Status", "Created", "Training data", "Size")
-    for item in results:
-        table.add_row(
-            item.get("MLModelId"),
-            item.get("Name", ""),
-            item.get("MLModelType", ""),
-            _status(item),
-            format_time(item.get("CreatedAt")),
-            item.get("TrainingDataSourceId", ""),
-            format_bytes(item.get("SizeInBytes")),
-        )
-    return table
+def list_table(columns: Sequence[Column], results: list[dict[str, Any]], width: int) -> Table:
+    """Describe* results, one line per object, fitted to ``width`` terminal columns.
 
-
-def evaluation_table(results: list[dict[str, Any]]) -> Table:
-    """DescribeEvaluations results, one row each."""
-    table = _list_table(
-        "Id",
-        "Name",
-        "Status",
-        "Created",
-        "Model",
-        "Datasource",
-        "Metric",
-        whole=("Id", "Created", "Metric"),
+    Columns are kept by priority while their contents fit; cells that are still too long end in an
+    ellipsis, the first column (the id) last of all, so every row stays one readable line.
+    """
+    cells = [[column.value(item) or "" for column in columns] for item in results]
+    widths = [max([len(column.header)] + [len(row[i]) for row in cells]) for i, column in enumerate(columns)]
+    kept: set[int] = set()
+    used = 0
+    for i in sorted(range(len(columns)), key=lambda i: (columns[i].priority, i)):
+        needed = widths[i] + (_GAP if kept else 0)
+        if columns[i].priority == 0 or used + needed <= width:
+            kept.add(i)
+            used += needed
+    dropped = [
+        i for i in sorted(range(len(columns)), key=lambda i: (columns[i].priority, i)) if i not in kept
+    ]
+    if dropped and width - used - _GAP >= _MIN_SHORTENED:
+        # The most important column that did not fit whole still shows its beginning.
+        widths[dropped[0]] = width - used - _GAP
+        kept.add(dropped[0])
+        used = width
+    shown = sorted(kept)
+    table = Table(
+        box=None, header_style="bold", padding=(0, _GAP, 0, 0), pad_edge=False, width=min(used, width)
     )
-    for item in results:
-        table.add_row(
-            item.get("EvaluationId"),
-            item.get("Name", ""),
-            _status(item),
-            format_time(item.get("CreatedAt")),
-            item.get("MLModelId", ""),
-            item.get("EvaluationDataSourceId", ""),
-            format_metric((item.get("PerformanceMetrics") or {}).get("Properties")),
+    for position, i in enumerate(shown):
+        table.add_column(
+            columns[i].header,
+            no_wrap=True,
+            overflow="ellipsis",
+            min_width=widths[i] if position == 0 else None,
+            max_width=widths[i],
         )
+    for row in cells:
+        table.add_row(*(row[i] for i in shown))
     return table
 
 
-def batch_prediction_table(results: list[dict[str, Any]]) -> Table:
-    """DescribeBatchPredictions results, one row each."""
-    table = _list_table("Id", "Name", "Status", "Created", "Model", "Datasource", "Records", "Output")
-    for item in results:
-        table.add_row(
-            item.get("BatchPredictionId"),
-            item.get("Name", ""),
-            _status(item),
-            format_time(item.get("CreatedAt")),
-            item.get("MLModelId", ""),
-            item.get("BatchPredictionDataSourceId", ""),
-            _records(item),
-            item.get("OutputUri", ""),
-        )
-    return table
+def _metric(item: dict[str, Any]) -> str:
+    return format_metric((item.get("PerformanceMetrics") or {}).get("Properties"))
+
+
+def _get(member: str) -> Callable[[dict[str, Any]], str]:
+    return lambda item: str(item.get(member) or "")
+
+
+def _created(item: dict[str, Any]) -> str:
+    return format_time(item.get("CreatedAt"))
+
+
+#: The columns of each kind's list, in display order.
+DATASOURCE_COLUMNS = (
+    Column("Id", _get("DataSourceId"), 0),
+    Column("Name", _get("Name"), 2),
+    Column("Status", _status, 0),
+    Column("Created", _created, 1),
+    Column("Location", _get("DataLocationS3"), 4),
+    Column("Size", lambda item: format_bytes(item.get("DataSizeInBytes")), 3),
+)
+MODEL_COLUMNS = (
+    Column("Id", _get("MLModelId"), 0),
+    Column("Name", _get("Name"), 3),
+    Column("Type", _get("MLModelType"), 1),
+    Column("Status", _status, 0),
+    Column("Created", _created, 2),
+    Column("Training data", _get("TrainingDataSourceId"), 4),
+    Column("Size", lambda item: format_bytes(item.get("SizeInBytes")), 5),
+)
+EVALUATION_COLUMNS = (
+    Column("Id", _get("EvaluationId"), 0),
+    Column("Name", _get("Name"), 3),
+    Column("Status", _status, 0),
+    Column("Created", _created, 4),
+    Column("Model", _get("MLModelId"), 2),
+    Column("Datasource", _get("EvaluationDataSourceId"), 5),
+    Column("Metric", _metric, 1),
+)
+BATCH_PREDICTION_COLUMNS = (
+    Column("Id", _get("BatchPredictionId"), 0),
+    Column("Name", _get("Name"), 4),
+    Column("Status", _status, 0),
+    Column("Created", _created, 3),
+    Column("Model", _get("MLModelId"), 2),
+    Column("Datasource", _get("BatchPredictionDataSourceId"), 5),
+    Column("Records", lambda item: _records(item), 1),
+    Column("Output", _get("OutputUri"), 6),
+)
 
 
 def _records(item: dict[str, Any]) -> str:
@@ -382,10 +408,22 @@ def _datasource_overview(source: dict[str, Any], stats: dict[str, Any]) -> Table
             ("Records", records),
             ("Size", format_bytes(source.get("DataSizeInBytes"))),
             ("Files", source.get("NumberOfFiles")),
-            ("Statistics", "computed" if source.get("ComputeStatistics") else "not computed"),
+            ("Statistics", _statistics_state(source)),
             *_timing(source),
         ],
     )
+
+
+def _statistics_state(source: dict[str, Any]) -> str:
+    """Whether statistics exist: only a COMPLETED datasource that was asked for them has any."""
+    if not source.get("ComputeStatistics"):
+        return "not requested"
+    status = source.get("Status")
+    if status == "COMPLETED":
+        return "computed"
+    if status in ("PENDING", "INPROGRESS"):
+        return "requested (computed when the job completes)"
+    return f"none (the datasource is {status})"
 
 
 def _schema_table(schema_json: str) -> Table:

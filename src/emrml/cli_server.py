@@ -7,11 +7,9 @@ options from the root context, so they behave like every other emrml command.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import logging
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -20,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from emrml.cli_common import reports_errors
 from emrml.config import Settings
 from emrml.errors import AmazonMLError
 
@@ -43,20 +42,6 @@ def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
     app.add_typer(users_app, name="users")
     app.add_typer(keys_app, name="keys")
-
-
-def _reports_errors(function: Callable[P, R]) -> Callable[P, R]:
-    """Service errors become one ``error: <Type>: <message>`` line on stderr and their exit code."""
-
-    @functools.wraps(function)
-    def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return function(*args, **kwargs)
-        except AmazonMLError as exc:
-            typer.echo(f"error: {exc.type_name}: {' '.join(exc.message.splitlines())}", err=True)
-            raise typer.Exit(exc.exit_code) from None
-
-    return run
 
 
 def _root_option(ctx: typer.Context, name: str) -> Any:
@@ -97,7 +82,7 @@ def _user_arn(ctx: typer.Context, name: str) -> str:
 
 
 @users_app.command("create")
-@_reports_errors
+@reports_errors
 def users_create(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="User name: letters, digits and + = , . @ _ - (at most 64)."),
@@ -112,7 +97,7 @@ def users_create(
 
 
 @users_app.command("list")
-@_reports_errors
+@reports_errors
 def users_list(ctx: typer.Context) -> None:
     """List the users and how many access keys each has."""
     users = _identities(ctx).list_users()
@@ -138,7 +123,7 @@ def users_list(ctx: typer.Context) -> None:
 
 
 @users_app.command("delete")
-@_reports_errors
+@reports_errors
 def users_delete(ctx: typer.Context, name: str = typer.Argument(..., help="User name.")) -> None:
     """Delete a user and its access keys (servers stop accepting them within seconds)."""
     removed = _identities(ctx).delete_user(name)
@@ -149,7 +134,7 @@ def users_delete(ctx: typer.Context, name: str = typer.Argument(..., help="User 
 
 
 @keys_app.command("create")
-@_reports_errors
+@reports_errors
 def keys_create(
     ctx: typer.Context, user: str = typer.Argument(..., help="The user the key belongs to.")
 ) -> None:
@@ -171,7 +156,7 @@ def keys_create(
 
 
 @keys_app.command("list")
-@_reports_errors
+@reports_errors
 def keys_list(
     ctx: typer.Context, user: str | None = typer.Option(None, "--user", help="Only this user's keys.")
 ) -> None:
@@ -194,7 +179,7 @@ def keys_list(
 
 
 @keys_app.command("delete")
-@_reports_errors
+@reports_errors
 def keys_delete(ctx: typer.Context, access_key_id: str = typer.Argument(..., help="Access key id.")) -> None:
     """Delete an access key (servers stop accepting it within seconds)."""
     _identities(ctx).delete_key(access_key_id)

@@ -19,8 +19,6 @@ class Settings:
     home: Path = field(default_factory=lambda: Path("~/.emrml").expanduser())
     #: SQLAlchemy URL; empty means the SQLite file ``<home>/metastore.db``.
     metastore_url: str = ""
-    engine: str = "local"
-    s3_endpoint_url: str = ""
     #: Account id used in ``CreatedByIamUser`` ARNs.
     account_id: str = "000000000000"
     #: Amazon ML limits (spec section 11); all adjustable.
@@ -48,7 +46,6 @@ class Settings:
 
     def __post_init__(self) -> None:
         choices = {
-            "engine": ("local",),
             "training_defaults": ("api", "console"),
             "predict_endpoint_check": ("strict", "lenient"),
         }

@@ -292,8 +292,8 @@ def _discard(stream: BinaryIO, temporary: str) -> None:
 
 def _s3_unavailable(location: str) -> InvalidInputException:
     return InvalidInputException(
-        "s3:// locations need an S3 endpoint: set EMRML_S3_ENDPOINT_URL to an S3-compatible service "
-        f"(cannot reach '{location}')"
+        f"'{location}': this emrml reads and writes local files only; s3:// locations are not supported yet "
+        "(copy the data to a local folder)"
     )
 
 

@@ -1,0 +1,151 @@
+"""What every ``emrml`` command shares: options, the service handle, errors and output.
+
+Errors are one line on stderr, ``error: <ErrorType>: <message>``, and the exit code tells scripts what
+happened (``EXIT_CODES_HELP``). ``--output table`` (the default) draws rich tables and charts
+(``emrml.cli_render``); ``--output json`` prints the operations' raw output for scripts.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console, RenderableType
+
+from emrml.config import Settings
+from emrml.errors import AmazonMLError, InvalidInputException
+
+if TYPE_CHECKING:
+    from emrml.service.app import EmrML
+
+#: Exit code when the request was accepted but its job ended FAILED (or the object is DELETED): the
+#: same as for invalid input, since a failed job means its data, schema or recipe cannot be used.
+JOB_FAILED_EXIT_CODE = InvalidInputException.exit_code
+EXIT_CODES_HELP = (
+    "Exit codes: 0 success, 1 internal error, 2 invalid input (including an object whose job ended FAILED), "
+    "3 object not found, 4 idempotency mismatch, 5 limit exceeded, 6 model not mounted for predictions."
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Output(StrEnum):
+    table = "table"
+    json = "json"
+
+
+@dataclass
+class State:
+    """Per-invocation options and the service, opened on first use and closed when the command ends."""
+
+    output: Output
+    home: Path | None
+    # No markup: names and messages are user text and may contain square brackets.
+    console: Console = field(default_factory=lambda: Console(markup=False))
+    _service: EmrML | None = None
+
+    @property
+    def json(self) -> bool:
+        return self.output is Output.json
+
+    def service(self) -> EmrML:
+        if self._service is None:
+            # Imported here so that --help and argument errors do not pay for the service's imports.
+            from emrml.service.app import EmrML
+
+            self._service = EmrML(Settings.load(home=self.home))
+        return self._service
+
+    def close(self) -> None:
+        if self._service is not None:
+            self._service.close()
+
+
+def state(ctx: typer.Context) -> State:
+    """The root command's state, from any sub-command's context."""
+    return ctx.find_root().obj
+
+
+def fail(message: str, exit_code: int) -> typer.Exit:
+    """Print ``error: <message>`` as one stderr line; return the Exit for the caller to raise."""
+    # Plain echo, not rich: rich would wrap a long message over several lines.
+    typer.echo(f"error: {' '.join(message.splitlines())}", err=True)
+    return typer.Exit(exit_code)
+
+
+def reports_errors(function: Callable[P, R]) -> Callable[P, R]:
+    """Turn service errors into one stderr line and their exit code; never show a traceback."""
+
+    @functools.wraps(function)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return function(*args, **kwargs)
+        except (typer.Exit, typer.Abort, typer.BadParameter):
+            raise
+        except AmazonMLError as exc:
+            raise fail(f"{exc.type_name}: {exc.message}", exc.exit_code) from None
+        except Exception as exc:
+            raise fail(f"internal error: {type(exc).__name__}: {exc}", 1) from None
+
+    return run
+
+
+def present(members: Mapping[str, Any]) -> dict[str, Any]:
+    """The members that have a value: absent and None mean different things to the API."""
+    return {key: value for key, value in members.items() if value is not None}
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2))
+
+
+def print_sections(current: State, sections: list[RenderableType]) -> None:
+    for position, section in enumerate(sections):
+        if position:
+            current.console.print()
+        current.console.print(section)
+
+
+def call_and_report(current: State, operation: str, request: dict[str, Any], message: str) -> None:
+    """Call an operation that changes an object; print its output (json) or ``message``."""
+    result = current.service().call(operation, request)
+    if current.json:
+        print_json(result)
+    else:
+        current.console.print(message)
+
+
+#: Options of the root command that may also be written after the sub-command, as the aws CLI allows.
+GLOBAL_OPTIONS = ("--output", "-o", "--home")
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move the root's options (and their values) found anywhere before ``--`` to the front, so that
+    ``emrml datasource show ID --output json`` means ``emrml --output json datasource show ID``."""
+    front: list[str] = []
+    rest: list[str] = []
+    position = 0
+    while position < len(args):
+        arg = args[position]
+        if arg == "--":
+            rest.extend(args[position:])
+            break
+        name = arg.split("=", 1)[0]
+        if name in GLOBAL_OPTIONS and "=" in arg:
+            front.append(arg)
+        elif arg in GLOBAL_OPTIONS and position + 1 < len(args):
+            front += [arg, args[position + 1]]
+            position += 1
+        elif arg.startswith("-o") and len(arg) > 2 and not arg.startswith("--"):
+            front.append(arg)  # -ojson
+        else:
+            rest.append(arg)
+        position += 1
+    return front + rest

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from emrml.core.learn import MODEL_KINDS, LinearModel
+from emrml.core.schema import AttributeType, Schema
 from emrml.errors import InvalidInputException
 
 FORMAT = "emrml-model"
@@ -271,3 +272,53 @@ def _artifact_from(
     except ValueError as exc:
         raise _invalid(path, str(exc)) from None
     return artifact
+
+
+# --- What a model type needs, and what a trained model tells -------------------------------------------
+
+#: The target type each model type learns (spec 7.1).
+TARGET_TYPES = {
+    "BINARY": AttributeType.BINARY,
+    "MULTICLASS": AttributeType.CATEGORICAL,
+    "REGRESSION": AttributeType.NUMERIC,
+}
+
+
+def check_target(schema: Schema, model_type: str, *, what: str = "the training datasource") -> None:
+    """The schema must name a target whose type fits the model type."""
+    if schema.target is None:
+        raise InvalidInputException(f"{what} has no targetAttributeName: a model needs a target to learn")
+    actual = schema.attribute(schema.target).type
+    expected = TARGET_TYPES[model_type]
+    if actual != expected:
+        raise InvalidInputException(
+            f"a {model_type} model needs a {expected} target, but {what}'s target "
+            f"{schema.target!r} is {actual}"
+        )
+
+
+#: How many of a model's features ``insights`` lists.
+TOP_FEATURES = 20
+
+
+def insights(artifact: ModelArtifact) -> dict[str, Any]:
+    """The training report and the ``TOP_FEATURES`` features with the largest weights (GetMLModelInsights)."""
+    weights = artifact.linear.weights
+    strength = np.abs(weights).max(axis=1) if weights.size else np.zeros(0)
+    order = np.argsort(-strength, kind="stable")[:TOP_FEATURES]
+    names = artifact.feature_names or [f"feature {i}" for i in range(weights.shape[0])]
+    top = []
+    for i in order:
+        if strength[i] == 0:
+            break
+        row = weights[i]
+        weight: Any = float(row[0])
+        if weights.shape[1] > 1:
+            weight = {label: float(w) for label, w in zip(artifact.labels or [], row, strict=True)}
+        top.append({"feature": names[i], "weight": weight})
+    return {
+        "TrainingReport": artifact.report,
+        "TopFeatures": top,
+        "FeatureCount": int(weights.shape[0]),
+        "Labels": artifact.labels,
+    }

@@ -17,17 +17,13 @@ from emrml.service import describe
 from emrml.service.operations import (
     Request,
     Response,
-    create_entity,
-    created_by,
     find,
-    mark_deleted,
     operation,
-    rename,
+    register_lifecycle,
     result_members,
     timing_members,
-    usable,
 )
-from emrml.service.tags import inherit_tags
+from emrml.service.scoring import create_scoring
 
 if TYPE_CHECKING:
     from emrml.service.app import EmrML
@@ -83,27 +79,7 @@ def _check_schemas(model: MLModel, source: DataSource) -> None:
 @operation("CreateBatchPrediction")
 def create_batch_prediction(app: EmrML, request: Request) -> Response:
     output = check_output_uri(request["OutputUri"])
-    with app.sessions() as session, session.begin():
-        model = usable(session, "MLModel", request["MLModelId"], "MLModelId")
-        source = usable(
-            session, "DataSource", request["BatchPredictionDataSourceId"], "BatchPredictionDataSourceId"
-        )
-        _check_schemas(model, source)
-        _, created = create_entity(
-            session,
-            "BatchPrediction",
-            request,
-            name=request.get("BatchPredictionName"),
-            created_by=created_by(app),
-            ml_model_id=model.id,
-            batch_prediction_data_source_id=source.id,
-            input_data_location=source.data_location,
-            output_uri=output,
-        )
-        if created:
-            parents = [("DataSource", source.id), ("MLModel", model.id)]
-            inherit_tags(session, ("BatchPrediction", request["BatchPredictionId"]), parents)
-    return {"BatchPredictionId": request["BatchPredictionId"]}
+    return create_scoring(app, "BatchPrediction", request, _check_schemas, output_uri=output)
 
 
 def describe_batch_prediction(entity: BatchPrediction) -> Response:
@@ -132,18 +108,5 @@ def get_batch_prediction(app: EmrML, request: Request) -> Response:
     return members
 
 
-@operation("UpdateBatchPrediction")
-def update_batch_prediction(app: EmrML, request: Request) -> Response:
-    with app.sessions() as session, session.begin():
-        rename(session, "BatchPrediction", request["BatchPredictionId"], request["BatchPredictionName"])
-    return {"BatchPredictionId": request["BatchPredictionId"]}
-
-
-@operation("DeleteBatchPrediction")
-def delete_batch_prediction(app: EmrML, request: Request) -> Response:
-    with app.sessions() as session, session.begin():
-        mark_deleted(session, "BatchPrediction", request["BatchPredictionId"])
-    return {"BatchPredictionId": request["BatchPredictionId"]}
-
-
+register_lifecycle("BatchPrediction")
 describe.register("DescribeBatchPredictions", "BatchPrediction", describe_batch_prediction)

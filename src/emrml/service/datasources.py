@@ -20,8 +20,7 @@ from emrml.service.operations import (
     created_by,
     find,
     operation,
-    register_delete,
-    register_rename,
+    register_lifecycle,
     timing_members,
 )
 from emrml.service.validation import optional_string, require_string
@@ -133,8 +132,7 @@ def get_data_source(app: EmrML, request: Request) -> Response:
         return members
 
 
-register_rename("UpdateDataSource", "DataSource", "DataSourceName")
-register_delete("DeleteDataSource", "DataSource")
+register_lifecycle("DataSource")
 
 
 @operation("GetDataSourceStatistics")

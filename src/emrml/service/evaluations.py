@@ -14,17 +14,13 @@ from emrml.service.metastore import Evaluation, MLModel
 from emrml.service.operations import (
     Request,
     Response,
-    create_entity,
-    created_by,
     find,
     operation,
-    register_delete,
-    register_rename,
+    register_lifecycle,
     result_members,
     timing_members,
-    usable,
 )
-from emrml.service.tags import inherit_tags
+from emrml.service.scoring import create_scoring
 from emrml.service.validation import require_string
 
 if TYPE_CHECKING:
@@ -33,23 +29,7 @@ if TYPE_CHECKING:
 
 @operation("CreateEvaluation")
 def create_evaluation(app: EmrML, request: Request) -> Response:
-    with app.sessions() as session, session.begin():
-        model = usable(session, "MLModel", request["MLModelId"], "MLModelId")
-        source = usable(session, "DataSource", request["EvaluationDataSourceId"], "EvaluationDataSourceId")
-        _, created = create_entity(
-            session,
-            "Evaluation",
-            request,
-            name=request.get("EvaluationName"),
-            created_by=created_by(app),
-            ml_model_id=model.id,
-            evaluation_data_source_id=source.id,
-            input_data_location=source.data_location,
-        )
-        if created:
-            parents = [("DataSource", source.id), ("MLModel", model.id)]
-            inherit_tags(session, ("Evaluation", request["EvaluationId"]), parents)
-    return {"EvaluationId": request["EvaluationId"]}
+    return create_scoring(app, "Evaluation", request)
 
 
 def describe_evaluation(entity: Evaluation) -> Response:
@@ -71,8 +51,7 @@ def get_evaluation(app: EmrML, request: Request) -> Response:
         return describe_evaluation(find(session, "Evaluation", request["EvaluationId"]))
 
 
-register_rename("UpdateEvaluation", "Evaluation", "EvaluationName")
-register_delete("DeleteEvaluation", "Evaluation")
+register_lifecycle("Evaluation")
 
 
 @operation("GetEvaluationInsights")

@@ -76,13 +76,19 @@ class DataSource(Entity, Base):
     split_keys: Mapped[str] = mapped_column(String(16), default="relative")
 
 
-class MLModel(Entity, Base):
+class ReadsDatasource:
+    """Columns of the objects whose job reads a datasource: models, evaluations, batch predictions."""
+
+    #: The datasource's location when the object was created (the API's ``InputDataLocationS3``).
+    input_data_location: Mapped[str | None] = mapped_column(Text)
+
+
+class MLModel(Entity, ReadsDatasource, Base):
     __tablename__ = "ml_models"
     kind = "MLModel"
 
     model_type: Mapped[str] = mapped_column(String(16))
     training_data_source_id: Mapped[str] = mapped_column(ENTITY_ID, index=True)
-    input_data_location: Mapped[str | None] = mapped_column(Text)
     training_parameters: Mapped[str] = mapped_column(Text)
     recipe: Mapped[str | None] = mapped_column(Text)
     recipe_uri: Mapped[str | None] = mapped_column(Text)
@@ -97,24 +103,22 @@ class MLModel(Entity, Base):
     peak_requests_per_second: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class Evaluation(Entity, Base):
+class Evaluation(Entity, ReadsDatasource, Base):
     __tablename__ = "evaluations"
     kind = "Evaluation"
 
     ml_model_id: Mapped[str] = mapped_column(ENTITY_ID, index=True)
     evaluation_data_source_id: Mapped[str] = mapped_column(ENTITY_ID, index=True)
-    input_data_location: Mapped[str | None] = mapped_column(Text)
     performance_metrics: Mapped[str | None] = mapped_column(Text)
     insights: Mapped[str | None] = mapped_column(Text)
 
 
-class BatchPrediction(Entity, Base):
+class BatchPrediction(Entity, ReadsDatasource, Base):
     __tablename__ = "batch_predictions"
     kind = "BatchPrediction"
 
     ml_model_id: Mapped[str] = mapped_column(ENTITY_ID, index=True)
     batch_prediction_data_source_id: Mapped[str] = mapped_column(ENTITY_ID, index=True)
-    input_data_location: Mapped[str | None] = mapped_column(Text)
     output_uri: Mapped[str] = mapped_column(Text)
     total_records: Mapped[int | None] = mapped_column(BigInteger)
     invalid_records: Mapped[int | None] = mapped_column(BigInteger)

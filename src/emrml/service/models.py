@@ -6,11 +6,13 @@ Extension: ``GetMLModelInsights`` returns the training report and the features w
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emrml.core.learn import TrainingParameters
+from emrml.core.model import check_target, insights, load_artifact
 from emrml.core.recipe.grammar import parse_recipe
-from emrml.core.schema import AttributeType, Schema, parse_schema
+from emrml.core.schema import parse_schema
 from emrml.errors import InvalidInputException
 from emrml.service import describe
 from emrml.service.operations import (
@@ -32,26 +34,6 @@ from emrml.service.validation import require_string
 if TYPE_CHECKING:
     from emrml.service.app import EmrML
     from emrml.service.metastore import MLModel
-
-#: The target type each model type learns (spec 7.1).
-TARGET_TYPES = {
-    "BINARY": AttributeType.BINARY,
-    "MULTICLASS": AttributeType.CATEGORICAL,
-    "REGRESSION": AttributeType.NUMERIC,
-}
-
-
-def check_target(schema: Schema, model_type: str, *, what: str = "the training datasource") -> None:
-    """The schema must name a target whose type fits the model type."""
-    if schema.target is None:
-        raise InvalidInputException(f"{what} has no targetAttributeName: a model needs a target to learn")
-    actual = schema.attribute(schema.target).type
-    expected = TARGET_TYPES[model_type]
-    if actual != expected:
-        raise InvalidInputException(
-            f"a {model_type} model needs a {expected} target, but {what}'s target "
-            f"{schema.target!r} is {actual}"
-        )
 
 
 @operation("CreateMLModel")
@@ -185,14 +167,12 @@ def delete_ml_model(app: EmrML, request: Request) -> Response:
 
 @operation("GetMLModelInsights")
 def get_ml_model_insights(app: EmrML, request: Request) -> Response:
-    from emrml.service.tasks import model_insights
-
     model_id = require_string(request, "MLModelId")
     with app.sessions() as session:
         entity = find(session, "MLModel", model_id)
     members: dict[str, Any] = {"MLModelId": entity.id, "Status": entity.status}
     if entity.status == "COMPLETED" and entity.artifact_location:
-        members.update(model_insights(entity.artifact_location))
+        members.update(insights(load_artifact(Path(entity.artifact_location))))
     return members
 
 

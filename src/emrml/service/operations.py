@@ -181,12 +181,6 @@ def result_members(entity: Any) -> Response:
     return members
 
 
-def rename(session: Session, kind: str, entity_id: str, name: str) -> None:
-    entity = find_live(session, kind, entity_id)
-    entity.name = name
-    entity.last_updated_at = now()
-
-
 def mark_deleted(session: Session, kind: str, entity_id: str) -> Any:
     entity = find(session, kind, entity_id)
     if entity.status != "DELETED":
@@ -195,23 +189,31 @@ def mark_deleted(session: Session, kind: str, entity_id: str) -> Any:
     return entity
 
 
-def register_rename(operation_name: str, kind: str, name_member: str) -> None:
-    """Register an Update* operation that changes only the object's name (spec 4.5)."""
+#: The name member of each entity kind in Create* and Update* requests.
+NAME_MEMBER = {
+    "DataSource": "DataSourceName",
+    "MLModel": "MLModelName",
+    "Evaluation": "EvaluationName",
+    "BatchPrediction": "BatchPredictionName",
+}
 
-    def run(app: EmrML, request: Request) -> Response:
+
+def register_lifecycle(kind: str) -> None:
+    """Register ``Update<kind>``, a rename (spec 4.5), and ``Delete<kind>``: the object is marked DELETED
+    and stays visible to Get. (Models have their own: a threshold to update, an endpoint to unmount.)"""
+    id_member = ID_MEMBER[kind]
+
+    def update(app: EmrML, request: Request) -> Response:
         with app.sessions() as session, session.begin():
-            rename(session, kind, request[ID_MEMBER[kind]], request[name_member])
-        return {ID_MEMBER[kind]: request[ID_MEMBER[kind]]}
+            entity = find_live(session, kind, request[id_member])
+            entity.name = request[NAME_MEMBER[kind]]
+            entity.last_updated_at = now()
+        return {id_member: request[id_member]}
 
-    operation(operation_name)(run)
-
-
-def register_delete(operation_name: str, kind: str) -> None:
-    """Register a Delete* operation: the object is marked DELETED and stays visible to Get (spec 4.5)."""
-
-    def run(app: EmrML, request: Request) -> Response:
+    def delete(app: EmrML, request: Request) -> Response:
         with app.sessions() as session, session.begin():
-            mark_deleted(session, kind, request[ID_MEMBER[kind]])
-        return {ID_MEMBER[kind]: request[ID_MEMBER[kind]]}
+            mark_deleted(session, kind, request[id_member])
+        return {id_member: request[id_member]}
 
-    operation(operation_name)(run)
+    operation(f"Update{kind}")(update)
+    operation(f"Delete{kind}")(delete)

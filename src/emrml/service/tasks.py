@@ -6,13 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 from pyarrow import ipc
 
 from emrml.config import Settings
 from emrml.core.learn import TrainingParameters
-from emrml.core.model import load_artifact
+from emrml.core.model import check_target
 from emrml.core.rearrange import Rearrangement, parse_rearrangement
 from emrml.core.schema import Schema, parse_schema
 from emrml.engine.local import build_datasource
@@ -100,8 +99,6 @@ def _datasource_data(source: DataSource) -> DatasourceData:
 
 @job("MLModel", depends_on=lambda model: [("DataSource", model.training_data_source_id)])
 def train(context: JobContext) -> dict[str, Any]:
-    from emrml.service.models import check_target
-
     model = context.load()
     with context.session() as session:
         source = session.get(DataSource, model.training_data_source_id)
@@ -152,34 +149,6 @@ def evaluate(context: JobContext) -> dict[str, Any]:
     return {
         "performance_metrics": json.dumps(result.performance_metrics),
         "insights": json.dumps(result.insights),
-    }
-
-
-#: How many of a model's features ``model_insights`` lists.
-TOP_FEATURES = 20
-
-
-def model_insights(artifact_location: str) -> dict[str, Any]:
-    """The training report and the features with the largest weights of a trained model."""
-    artifact = load_artifact(Path(artifact_location))
-    weights = artifact.linear.weights
-    strength = np.abs(weights).max(axis=1) if weights.size else np.zeros(0)
-    order = np.argsort(-strength, kind="stable")[:TOP_FEATURES]
-    names = artifact.feature_names or [f"feature {i}" for i in range(weights.shape[0])]
-    top = []
-    for i in order:
-        if strength[i] == 0:
-            break
-        row = weights[i]
-        weight: Any = float(row[0])
-        if weights.shape[1] > 1:
-            weight = {label: float(w) for label, w in zip(artifact.labels or [], row, strict=True)}
-        top.append({"feature": names[i], "weight": weight})
-    return {
-        "TrainingReport": artifact.report,
-        "TopFeatures": top,
-        "FeatureCount": int(weights.shape[0]),
-        "Labels": artifact.labels,
     }
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from cli_helpers import error_line, invoke, invoke_json
 from emrml.cli import JOB_FAILED_EXIT_CODE, app
 from emrml.samples import bank_sample_schema, write_bank_sample
 
@@ -37,24 +38,11 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def run(runner: CliRunner, *args: str, code: int = 0) -> Result:
-    result = runner.invoke(app, list(args))
-    assert result.exit_code == code, (
-        f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    )
-    return result
+    return invoke(*args, code=code)
 
 
 def run_json(runner: CliRunner, *args: str, code: int = 0) -> Any:
-    return json.loads(run(runner, "--output", "json", *args, code=code).stdout)
-
-
-def error_line(result: Result) -> str:
-    """The single line a failing command prints on stderr."""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in result.output
-    return lines[0]
+    return invoke_json(*args, code=code)
 
 
 def test_create_with_schema_file_on_the_bank_dataset(

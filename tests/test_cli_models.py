@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
+from cli_helpers import error_line, invoke, invoke_json
 from emrml.cli import (
     JOB_FAILED_EXIT_CODE,
     QUICKSTART_BATCH_ID,
@@ -26,31 +27,16 @@ from emrml.cli import (
     QUICKSTART_ROWS,
     QUICKSTART_SEED,
     QUICKSTART_TRAIN_ID,
-    app,
 )
 from emrml.samples import write_bank_sample
 
 
 def cli(home: Path, *args: str, code: int = 0, columns: int | None = None) -> Result:
-    env = {"COLUMNS": str(columns)} if columns else None
-    result = CliRunner().invoke(app, ["--home", str(home), *args], env=env)
-    assert result.exit_code == code, (
-        f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    )
-    return result
+    return invoke("--home", str(home), *args, code=code, columns=columns)
 
 
 def cli_json(home: Path, *args: str, code: int = 0) -> Any:
-    return json.loads(cli(home, "--output", "json", *args, code=code).stdout)
-
-
-def error_line(result: Result) -> str:
-    """The single line a failing command prints on stderr."""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in result.output
-    return lines[0]
+    return invoke_json("--home", str(home), *args, code=code)
 
 
 def ids(home: Path, command: str, *args: str) -> list[str]:

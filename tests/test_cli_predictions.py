@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from test_cli_models import cli, cli_json, error_line
+from cli_helpers import error_line
+from test_cli_models import cli, cli_json
 
 
 @pytest.fixture(scope="module")

@@ -58,7 +58,14 @@ def test_endpoint_and_predict(trained: Path) -> None:
     # Another process (this invocation) mounts the endpoint from the metastore.
     prediction = cli_json(trained, "predict", "ml-sms", "--record", record)["Prediction"]
     assert prediction["predictedLabel"] == "1" and prediction["details"]["PredictiveModelType"] == "BINARY"
-    assert "Predicted label" in cli(trained, "predict", "ml-sms", "--record", record).stdout
+    shown = cli(trained, "predict", "ml-sms", "--record", record)
+    assert "Predicted label" in shown.stdout and "warning" not in shown.stderr
+    # A record naming no attribute of the schema is answered, with a warning on stderr.
+    stranger = cli(trained, "predict", "ml-sms", "--record", '{"msg": "hello"}')
+    assert "Predicted label" in stranger.stdout
+    assert stranger.stderr.startswith("warning: the record names none of the model's attributes")
+    flagged = cli_json(trained, "predict", "ml-sms", "--record", '{"msg": "hello"}')["Prediction"]
+    assert flagged["details"]["NoSchemaAttributes"] == "true"
     assert "valid JSON" in error_line(cli(trained, "predict", "ml-sms", "--record", "{nope", code=2))
     cli(trained, "endpoint", "delete", "ml-sms")
     cli(trained, "predict", "ml-sms", "--record", record, code=6)

@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import click
 import typer
@@ -363,6 +364,23 @@ def predict(
         print_json(result)
     else:
         current.console.print(render.prediction_view(result["Prediction"]))
+    for line in prediction_warnings(result["Prediction"]):
+        typer.echo(f"warning: {line}", err=True)
+
+
+def prediction_warnings(prediction: dict[str, Any]) -> list[str]:
+    """What the ``details`` of a prediction say is wrong with the record, one sentence each."""
+    details = prediction.get("details", {})
+    warnings = []
+    if details.get("NoSchemaAttributes") == "true":
+        warnings.append(
+            "the record names none of the model's attributes: this is the prediction for a record of "
+            "missing values (check the attribute names)"
+        )
+    if details.get("UnparsedAttributes"):
+        names = details["UnparsedAttributes"].replace(",", ", ")
+        warnings.append(f"values of {names} could not be read as their type and count as missing")
+    return warnings
 
 
 # ---------------------------------------------------------------------------------------------- tags

@@ -712,3 +712,54 @@ def test_bank_marketing_sequential_split_raises_the_target_alert() -> None:
     shuffled = np.random.default_rng(42).permutation(labels)
     random_split = alerts(training_target=shares(shuffled[:cut]), evaluation_target=shares(shuffled[cut:]))
     assert random_split["Distribution of target variable"]["passed"]
+
+
+# --- emrml's own alerts ------------------------------------------------------------------------------------
+
+
+def _by_name(alerts: list[dict]) -> dict[str, dict]:
+    return {alert["name"]: alert for alert in alerts}
+
+
+def test_a_rising_loss_is_flagged() -> None:
+    from emrml.core.metrics import quality_alerts
+
+    rising = _by_name(quality_alerts("REGRESSION", {}, [0.1057, 0.1201]))["Training converged"]
+    assert (
+        not rising["passed"] and "0.1201" in rising["message"] and "sgd.shuffleType=auto" in rising["message"]
+    )
+    falling = _by_name(quality_alerts("REGRESSION", {}, [0.3, 0.2, 0.2005]))["Training converged"]
+    assert falling["passed"]
+    assert "Training converged" not in _by_name(quality_alerts("BINARY", {}, [0.3]))
+
+
+@pytest.mark.parametrize(
+    ("model_type", "result", "passed"),
+    [
+        ("BINARY", {"BinaryAUC": 0.93, "baseline": 0.5}, True),
+        ("BINARY", {"BinaryAUC": 0.503, "baseline": 0.5}, False),
+        ("MULTICLASS", {"MulticlassAvgFScore": 0.2, "baseline": 0.21}, False),
+        ("REGRESSION", {"RegressionRMSE": 99.5, "baseline": 181.0}, True),
+        ("REGRESSION", {"RegressionRMSE": 180.0, "baseline": 181.0}, False),
+    ],
+)
+def test_a_metric_no_better_than_its_baseline_is_flagged(model_type: str, result: dict, passed: bool) -> None:
+    from emrml.core.metrics import quality_alerts
+
+    alert = _by_name(quality_alerts(model_type, result, []))["Better than the baseline"]
+    assert alert["passed"] is passed
+
+
+def test_regression_predictions_outside_the_target_range_are_flagged() -> None:
+    from emrml.core.metrics import quality_alerts
+
+    result = {"RegressionRMSE": 1.0, "baseline": 2.0, "count": 16_219}
+    negative = _by_name(quality_alerts("REGRESSION", result, [], (12.0, 500.0), (341, 341)))
+    alert = negative["Predictions in the target's range"]
+    assert not alert["passed"]
+    assert (
+        "341 of 16219 predictions" in alert["message"]
+        and "negative for a target that never was" in alert["message"]
+    )
+    few = _by_name(quality_alerts("REGRESSION", result, [], (-5.0, 500.0), (10, 3)))
+    assert few["Predictions in the target's range"]["passed"]  # 0.06 %, and the target itself went negative

@@ -300,3 +300,21 @@ def test_an_empty_batch(predictors: dict[str, Predictor], bank: tuple) -> None:
     assert predictors["BINARY"].score_batch(empty).shape == (0,)
     assert predictors["MULTICLASS"].score_batch(empty).shape == (0, len(LABELS))
     assert java_floats(predictors["REGRESSION"].score_batch(empty)).to_pylist() == []
+
+
+def test_unusable_records_are_flagged_in_the_details(predictors: dict[str, Predictor], bank: tuple) -> None:
+    _, table = bank
+    record = table.slice(5, 1).to_pylist()[0]
+    for kind, predictor in predictors.items():
+        assert set(predictor.predict(record)["details"]) == {"PredictiveModelType", "Algorithm"}, kind
+        nothing = predictor.predict({})["details"]
+        assert nothing["NoSchemaAttributes"] == "true", kind
+        strangers = predictor.predict({"colour": "red", "height": "3"})["details"]
+        assert strangers["NoSchemaAttributes"] == "true"
+    binary = predictors["BINARY"]
+    heavy = binary.predict(dict(record, age="heavy", duration="inf", campaign=" 2 "))
+    assert heavy["details"]["UnparsedAttributes"] == "age,duration"
+    assert "NoSchemaAttributes" not in heavy["details"]
+    # Unparsed values count as missing: the same prediction as leaving them out.
+    missing = binary.predict(dict(record, age="", duration="", campaign="2"))
+    assert heavy["predictedScores"] == missing["predictedScores"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -107,9 +108,16 @@ def test_regression_model_on_california(sqlite_app: EmrML, shared_datasets: Path
         sqlite_app, shared_datasets / "california_housing", "REGRESSION", Parameters={"sgd.maxPasses": "5"}
     )
     rmse = float(evaluation["PerformanceMetrics"]["Properties"]["RegressionRMSE"])
-    insights = sqlite_app.call("GetEvaluationInsights", {"EvaluationId": "ev-1"})["Insights"]["metrics"]
+    everything = sqlite_app.call("GetEvaluationInsights", {"EvaluationId": "ev-1"})["Insights"]
+    insights = everything["metrics"]
     assert rmse < 0.7 * insights["baseline"]
     assert sum(insights["residualHistogram"]["counts"]) > 0
+    alerts = {alert["name"]: alert for alert in everything["alerts"]}
+    assert alerts["Better than the baseline"]["passed"]
+    assert alerts["Training converged"]["passed"], alerts["Training converged"]
+    # The linear model predicts some house values beyond the training range; the alert counts them.
+    in_range = alerts["Predictions in the target's range"]
+    assert re.search(r"^\d+ of \d+ predictions fall outside the training target's range", in_range["message"])
 
 
 SMALL_SCHEMA = {

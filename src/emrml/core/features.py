@@ -370,7 +370,7 @@ def _assemble(parts: list[_Single | _Bag], num_rows: int, num_features: int) -> 
 # --- Record evaluation ----------------------------------------------------------------------------------
 
 
-def _number(text: str | None) -> float | None:
+def record_number(text: str | None) -> float | None:
     """``numeric_value(text)``, or None when the value is missing or invalid."""
     if text is None:
         return None
@@ -391,7 +391,7 @@ def _number(text: str | None) -> float | None:
         return None
 
 
-def _flag(text: str | None) -> float | None:
+def record_flag(text: str | None) -> float | None:
     if text is None:
         return None
     try:
@@ -418,7 +418,7 @@ class _RecordCompiler:
             labels = [tf.bin_label(i) for i in range(len(edges) + 1)]
 
             def binned(record: Record) -> str | None:
-                value = _number(record.get(name))
+                value = record_number(record.get(name))
                 return None if value is None else labels[bisect_left(edges, value)]
 
             return binned
@@ -451,7 +451,7 @@ class _RecordCompiler:
             if expression.type == ValueType.BINARY:
 
                 def flag(record: Record) -> list[str]:
-                    value = _flag(record.get(name))
+                    value = record_flag(record.get(name))
                     return [] if value is None else ["1" if value else "0"]
 
                 return flag
@@ -516,7 +516,7 @@ class _RecordCompiler:
             edges = self.parameters.edges_of(expression)
 
             def binned(record: Record, indices: list[int], values: list[float]) -> None:
-                value = _number(record.get(name))
+                value = record_number(record.get(name))
                 if value is not None:
                     indices.append(start + bisect_left(edges, value))
                     values.append(1.0)
@@ -525,7 +525,7 @@ class _RecordCompiler:
                     values.append(1.0)
 
             return binned
-        parse = _flag if output.kind == OutputKind.BINARY else _number
+        parse = record_flag if output.kind == OutputKind.BINARY else record_number
         mean, std = self.parameters.moments.get(name, (0.0, 1.0))
         scaled = isinstance(expression, Transformation)
 

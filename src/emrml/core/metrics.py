@@ -771,3 +771,75 @@ def evaluation_alerts(
         ),
         _target_alert(training_target, evaluation_target),
     ]
+
+
+#: A training whose last pass ends above its best loss by more than this share "stopped with the loss
+#: rising"; a model no better than its baseline by this share is "no better than the baseline".
+LOSS_RISE_SHARE = 0.01
+BASELINE_MARGIN = 0.01
+#: Regression predictions outside the training target's range, as a share of the records, tolerated.
+OUT_OF_RANGE_SHARE = 0.01
+
+
+def quality_alerts(
+    model_type: str,
+    result: Mapping[str, Any],
+    losses: Sequence[float],
+    target_range: tuple[float, float] | None = None,
+    out_of_range: tuple[int, int] = (0, 0),
+) -> list[dict[str, Any]]:
+    """Alerts emrml adds to the console's five, for results that look right but are doubtful.
+
+    * Training converged: the last pass's loss is within ``LOSS_RISE_SHARE`` of the best pass's; a rising
+      loss usually means rows in a meaningful order without shuffling, or a learning rate too large.
+    * Better than the baseline: the metric beats its baseline (AUC 0.5; the majority class's F1; the RMSE
+      of always predicting the training mean) by ``BASELINE_MARGIN`` of the baseline.
+    * Predictions in the target's range (REGRESSION, when ``target_range`` is known): at most
+      ``OUT_OF_RANGE_SHARE`` of the predictions fall outside the training target's [min, max], and none is
+      negative for a target that never was. ``out_of_range`` is (predictions outside, of which negative).
+    """
+    alerts = []
+    if len(losses) >= 2:
+        best, last = min(losses), losses[-1]
+        rising = last > best + LOSS_RISE_SHARE * abs(best)
+        alerts.append(
+            _alert(
+                "Training converged",
+                not rising,
+                f"Training ended with the loss rising: {last:.6g} after the last pass against {best:.6g} "
+                f"at its best (pass {list(losses).index(best) + 1} of {len(losses)}). Shuffle the rows "
+                "(sgd.shuffleType=auto) or give more passes."
+                if rising
+                else f"The loss fell to {last:.6g} over {len(losses)} passes.",
+            )
+        )
+    key = MODEL_METRIC.get(model_type)
+    if key in result and "baseline" in result:
+        metric, baseline = float(result[key]), float(result["baseline"])
+        lower_is_better = model_type == "REGRESSION"
+        better = (
+            metric < baseline * (1 - BASELINE_MARGIN)
+            if lower_is_better
+            else metric > baseline + BASELINE_MARGIN * abs(baseline)
+        )
+        alerts.append(
+            _alert(
+                "Better than the baseline",
+                better,
+                f"{key} {metric:.6g} against the baseline's {baseline:.6g}: the model "
+                + ("predicts better than the baseline." if better else "is no better than the baseline."),
+            )
+        )
+    if model_type == "REGRESSION" and target_range is not None:
+        low, high = target_range
+        outside, negative = out_of_range
+        count = int(result.get("count", 0)) or 1
+        passed = outside <= OUT_OF_RANGE_SHARE * count and not (negative and low >= 0)
+        detail = (
+            f"{outside} of {count} predictions fall outside the training target's range "
+            f"[{low:.6g}, {high:.6g}]"
+        )
+        if negative and low >= 0:
+            detail += f", {negative} of them negative for a target that never was"
+        alerts.append(_alert("Predictions in the target's range", passed, detail + "."))
+    return alerts

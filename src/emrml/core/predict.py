@@ -21,9 +21,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from emrml.core.features import FeatureSpace
+from emrml.core.features import FeatureSpace, record_flag, record_number
 from emrml.core.model import ModelArtifact, load_artifact
-from emrml.core.schema import Schema, parse_schema
+from emrml.core.schema import AttributeType, Schema, parse_schema
 from emrml.errors import InvalidInputException
 
 #: The cut-off of a BINARY model whose artifact records none (spec 7.3).
@@ -71,6 +71,12 @@ class Predictor:
         self._weights: list[float] = linear.weights[:, 0].tolist() if linear.n_outputs == 1 else []
         self._bias = float(linear.bias[0])
         self._inputs = tuple(attribute.name for attribute in self.schema.input_attributes)
+        # Values that can be unparsable: numbers and flags (a category or a text is whatever it says).
+        self._parsed = tuple(
+            (attribute.name, record_number if attribute.type is AttributeType.NUMERIC else record_flag)
+            for attribute in self.schema.input_attributes
+            if attribute.type in (AttributeType.NUMERIC, AttributeType.BINARY)
+        )
 
     @classmethod
     def load(cls, path: Path, *, score_threshold: float | None = None) -> Predictor:
@@ -101,26 +107,44 @@ class Predictor:
             assert isinstance(probabilities, list) and self.labels is not None
             scores = dict(zip(self.labels, probabilities, strict=True))
             best = self.labels[probabilities.index(max(probabilities))]
-            return {
-                "details": {"PredictiveModelType": kind, "Algorithm": "SGD"},
-                "predictedLabel": best,
-                "predictedScores": scores,
-            }
+            return {"details": self._details(record), "predictedLabel": best, "predictedScores": scores}
         weights = self._weights
         total = 0.0
         for index, value in zip(indices, values, strict=True):
             total += value * weights[index]
         z = total + self._bias
+        details = self._details(record)
         if kind == "REGRESSION":
-            return {"details": {"PredictiveModelType": kind, "Algorithm": "SGD"}, "predictedValue": z}
+            return {"details": details, "predictedValue": z}
         score = _sigmoid(z)
         assert self.score_threshold is not None
         label = "1" if score >= self.score_threshold else "0"
-        return {
-            "details": {"PredictiveModelType": kind, "Algorithm": "SGD"},
-            "predictedLabel": label,
-            "predictedScores": {label: score},
-        }
+        return {"details": details, "predictedLabel": label, "predictedScores": {label: score}}
+
+    def _details(self, record: Mapping[str, str]) -> dict[str, str]:
+        """The ``details`` member: the model's type and algorithm, and the record's problems if it has any.
+
+        ``NoSchemaAttributes`` ("true") says the record named none of the model's attributes, so the
+        prediction is the one for a record of missing values; ``UnparsedAttributes`` lists (comma-separated)
+        the attributes whose values could not be read as their type (a NUMERIC "heavy" or "inf", a BINARY
+        "maybe") and counted as missing. The usual record costs one lookup and one parse per NUMERIC or
+        BINARY attribute.
+        """
+        details = {"PredictiveModelType": self.model_type, "Algorithm": "SGD"}
+        for name in self._inputs:
+            if name in record:
+                break
+        else:
+            details["NoSchemaAttributes"] = "true"
+            return details
+        unparsed = [
+            name
+            for name, parse in self._parsed
+            if (text := record.get(name)) and text.strip() and parse(text) is None
+        ]
+        if unparsed:
+            details["UnparsedAttributes"] = ",".join(unparsed)
+        return details
 
     def score_batch(self, batch: pa.RecordBatch) -> np.ndarray:
         """Scores of every row of a batch of string columns named as the schema's attributes.

@@ -7,6 +7,7 @@ the cache, so extra passes cost no CSV parsing. Memory is bounded by the batch s
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -29,6 +30,7 @@ from emrml.core.metrics import (
     RegressionEvaluation,
     evaluation_alerts,
     performance_metrics,
+    quality_alerts,
 )
 from emrml.core.model import ModelArtifact, load_artifact, save_artifact
 from emrml.core.rearrange import Rearrangement
@@ -77,11 +79,16 @@ class TargetSummary:
     count: int = 0
     total: float = 0.0
     total_squares: float = 0.0
+    minimum: float = math.inf
+    maximum: float = -math.inf
 
     def add_numbers(self, values: np.ndarray) -> None:
         self.count += len(values)
         self.total += float(values.sum())
         self.total_squares += float(np.square(values).sum())
+        if len(values):
+            self.minimum = min(self.minimum, float(values.min()))
+            self.maximum = max(self.maximum, float(values.max()))
 
     @property
     def mean(self) -> float:
@@ -96,7 +103,8 @@ class TargetSummary:
     def to_dict(self) -> dict[str, Any]:
         if self.class_counts:
             return {"classCounts": self.class_counts}
-        return {"count": self.count, "mean": self.mean, "std": self.std}
+        extremes = {"min": self.minimum, "max": self.maximum} if self.count else {}
+        return {"count": self.count, "mean": self.mean, "std": self.std, **extremes}
 
 
 def parse_target(batch: pa.RecordBatch, schema: Schema, model_type: str) -> Targets:
@@ -353,6 +361,8 @@ def evaluate_model(
     index = {label: i for i, label in enumerate(labels)}
     records = invalid = 0
     evaluation_target = TargetSummary()
+    target_range = _target_range(training_target) if kind == "REGRESSION" else None
+    outside = negative = 0
     source = DatasourceBatches(DatasourceData(data.location, schema, data.rearrangement), settings)
     for batch in source.with_progress(progress, 0.0, 1.0):
         records += batch.num_rows
@@ -382,6 +392,11 @@ def evaluate_model(
         else:
             accumulator.update(scores, values, weights)  # type: ignore[call-arg]
             evaluation_target.add_numbers(values)
+            if target_range is not None:
+                predicted = scores.reshape(-1)
+                beyond = (predicted < target_range[0]) | (predicted > target_range[1])
+                outside += int(beyond.sum())
+                negative += int((predicted < 0).sum())
     if isinstance(accumulator, BinaryEvaluation):
         result = accumulator.result()
     elif isinstance(accumulator, MulticlassEvaluation):
@@ -406,9 +421,23 @@ def evaluate_model(
         invalid_evaluation_records=invalid,
         training_target=train_target,
         evaluation_target=eval_target,
-    )
+    ) + quality_alerts(kind, result, _pass_losses(artifact.report), target_range, (outside, negative))
     insights = {"metrics": result, "alerts": alerts, "records": records, "invalidRecords": invalid}
     return EvaluationResult(performance_metrics(kind, result), insights)
+
+
+def _pass_losses(report: dict[str, Any]) -> list[float]:
+    """The loss after each training pass: on the held-out validation rows when there were some; a loss
+    that overflowed (recorded as None) counts as infinite."""
+    losses = report.get("validation_losses") or report.get("losses") or []
+    return [math.inf if loss is None else float(loss) for loss in losses]
+
+
+def _target_range(training_target: dict[str, Any]) -> tuple[float, float] | None:
+    """The training target's [min, max] (models trained before it was recorded have none)."""
+    if "min" not in training_target or "max" not in training_target:
+        return None
+    return float(training_target["min"]), float(training_target["max"])
 
 
 def _count_classes(summary: TargetSummary, values: np.ndarray) -> None:

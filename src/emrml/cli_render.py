@@ -302,6 +302,13 @@ def _records(item: dict[str, Any]) -> str:
     return f"{item['TotalRecordCount']:,} ({item.get('InvalidRecordCount') or 0:,} invalid)"
 
 
+def _unparsed(prediction: dict[str, Any]) -> str | None:
+    count = prediction.get("UnparsedRecordCount")
+    if not count:
+        return None
+    return f"{count:,} records had a value not readable as its type; it was scored as missing"
+
+
 def batch_prediction_view(described: dict[str, Any]) -> list[RenderableType]:
     """``GetBatchPrediction``: status, progress, record counts and where the results are."""
     prediction = described["GetBatchPrediction"]
@@ -316,6 +323,7 @@ def batch_prediction_view(described: dict[str, Any]) -> list[RenderableType]:
                 ("Datasource", prediction.get("BatchPredictionDataSourceId")),
                 ("Input", prediction.get("InputDataLocationS3")),
                 ("Records", _records(prediction) or None),
+                ("Unreadable values", _unparsed(prediction)),
                 ("Output", prediction.get("OutputUri")),
                 ("Manifest", prediction.get("ManifestLocation")),
                 *_timing(prediction),

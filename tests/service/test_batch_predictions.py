@@ -550,6 +550,7 @@ def test_threshold_is_the_models_at_job_start(app: EmrML, bank: dict, workspace:
     for threshold in (0.5, 0.05):
         app.call("UpdateMLModel", {"MLModelId": "ml-bank", "ScoreThreshold": threshold})
         description = _create(app, f"bp-threshold-{threshold}", workspace / f"threshold-{threshold}")
+        assert description["UnparsedRecordCount"] == 0  # the real bank file has no unreadable value
         (location,) = json.loads(Path(description["ManifestLocation"]).read_text()).values()
         scores[threshold] = [
             (line.split(",")[0], float(line.split(",")[1])) for line in _lines(location)[1:-1]
@@ -662,3 +663,20 @@ def test_create_checks(app: EmrML, bank: dict, workspace: Path) -> None:
             "CreateBatchPrediction",
             {**request, "BatchPredictionId": "bp-n", "BatchPredictionDataSourceId": "ds-narrow"},
         )
+
+
+def test_records_with_unreadable_values_are_counted(
+    workspace: Path, settings: Settings, models: dict[str, Path]
+) -> None:
+    rows = _rows("BINARY", 200, seed=4)
+    for i in (3, 50, 51, 199):
+        rows[i]["x"] = ("heavy", "inf", "1e999", "n/a")[i % 4]
+    schema = _schema("BINARY")
+    data = workspace / "unreadable.csv"
+    data.write_text(_csv(rows, schema.names))
+    result = _predict(settings, models["BINARY"], data, schema, workspace / "out-unreadable")
+    assert result.total_records == 200 and result.invalid_records == 0
+    assert result.unparsed_records == 4
+    clean = workspace / "clean.csv"
+    clean.write_text(_csv(_rows("BINARY", 200, seed=4), schema.names))
+    assert _predict(settings, models["BINARY"], clean, schema, workspace / "out-clean").unparsed_records == 0

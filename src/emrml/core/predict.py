@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 from emrml.core.features import FeatureSpace, record_flag, record_number
 from emrml.core.model import ModelArtifact, load_artifact
 from emrml.core.schema import AttributeType, Schema, parse_schema
+from emrml.core.values import parse_binary, parse_numeric
 from emrml.errors import InvalidInputException
 
 #: The cut-off of a BINARY model whose artifact records none (spec 7.3).
@@ -145,6 +146,17 @@ class Predictor:
         if unparsed:
             details["UnparsedAttributes"] = ",".join(unparsed)
         return details
+
+    def count_unparsed(self, batch: pa.RecordBatch) -> int:
+        """How many rows of a batch of string columns have a NUMERIC or BINARY input value that cannot be
+        read as its type (scored as missing; Predict reports them as ``UnparsedAttributes``)."""
+        unparsed = np.zeros(batch.num_rows, dtype=bool)
+        for name, parse in self._parsed:
+            index = batch.schema.get_field_index(name)
+            if index >= 0:
+                column = batch.column(index)
+                unparsed |= (parse_numeric if parse is record_number else parse_binary)(column).invalid
+        return int(unparsed.sum())
 
     def score_batch(self, batch: pa.RecordBatch) -> np.ndarray:
         """Scores of every row of a batch of string columns named as the schema's attributes.

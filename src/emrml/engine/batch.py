@@ -98,6 +98,8 @@ class BatchResult:
 
     total_records: int
     invalid_records: int
+    #: Records scored with a NUMERIC or BINARY value that could not be read (counted as missing).
+    unparsed_records: int
     manifest_location: str
     results: dict[str, str]
 
@@ -261,6 +263,8 @@ class Job:
 class UnitResult:
     records: int
     invalid: int
+    #: Records with a value unreadable as its attribute's type (scored as missing).
+    unparsed: int = 0
 
 
 class _RangeReader(io.RawIOBase):
@@ -345,7 +349,7 @@ def run_unit(job: Job, unit: Unit, report: Callable[[int], None] | None = None) 
     predictor = _predictor(job.model_path, job.score_threshold)
     schema = parse_schema(job.schema_json)
     formatter = ResultFormatter(predictor, schema)
-    records = invalid = 0
+    records = invalid = unparsed = 0
     with _Part(job, unit) as part, _open_unit(unit) as (raw, stream):
         if unit.first:
             part.write(formatter.header)
@@ -365,6 +369,7 @@ def run_unit(job: Job, unit: Unit, report: Callable[[int], None] | None = None) 
             batch = chunk.batch if keep.all() else chunk.batch.filter(pa.array(keep))
             bad = [r for r in chunk.invalid if _selected(job, unit, r.offset, r.index)]
             lines = formatter.lines(batch)
+            unparsed += predictor.count_unparsed(batch)
             if bad:
                 lines = _with_empty_lines(
                     lines, offsets[keep], np.array([unit.start + r.offset for r in bad], dtype=np.int64)
@@ -376,7 +381,7 @@ def run_unit(job: Job, unit: Unit, report: Callable[[int], None] | None = None) 
                 position = raw.tell()
                 report(position - reported)
                 reported = position
-    return UnitResult(records, invalid)
+    return UnitResult(records, invalid, unparsed)
 
 
 def _selected(job: Job, unit: Unit, offset: int, index: int) -> bool:
@@ -727,6 +732,7 @@ def batch_predict(
     return BatchResult(
         total_records=sum(result.records for result in results),
         invalid_records=sum(result.invalid for result in results),
+        unparsed_records=sum(result.unparsed for result in results),
         manifest_location=location,
         results=manifest,
     )

@@ -95,6 +95,9 @@ def describe_batch_prediction(entity: BatchPrediction) -> Response:
     if entity.total_records is not None:
         members["TotalRecordCount"] = entity.total_records
         members["InvalidRecordCount"] = entity.invalid_records
+    if entity.unparsed_records is not None:
+        # Not an Amazon ML member (boto3 ignores it): records scored with an unreadable value as missing.
+        members["UnparsedRecordCount"] = entity.unparsed_records
     return members
 
 

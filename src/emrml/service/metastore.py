@@ -122,6 +122,8 @@ class BatchPrediction(Entity, ReadsDatasource, Base):
     output_uri: Mapped[str] = mapped_column(Text)
     total_records: Mapped[int | None] = mapped_column(BigInteger)
     invalid_records: Mapped[int | None] = mapped_column(BigInteger)
+    #: Records scored although a NUMERIC or BINARY value could not be read (it counted as missing).
+    unparsed_records: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Tag(Base):

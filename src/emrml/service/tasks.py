@@ -177,4 +177,8 @@ def predict_batch(context: JobContext) -> dict[str, Any]:
         settings=context.settings,
         progress=context.progress,
     )
-    return {"total_records": result.total_records, "invalid_records": result.invalid_records}
+    return {
+        "total_records": result.total_records,
+        "invalid_records": result.invalid_records,
+        "unparsed_records": result.unparsed_records,
+    }

@@ -31,9 +31,10 @@ class Settings:
     job_max_attempts: int = 2
     #: Bytes of CSV per Arrow record batch when streaming data; bounds memory.
     batch_bytes: int = 4 * 1024 * 1024
-    #: Training parameters a CreateMLModel leaves out: "api" (Amazon ML API defaults: 10 passes, no
-    #: shuffle, no regularization, 32 MiB) or "console" (the console's: shuffle auto, L2 1e-6, 100 MiB).
-    training_defaults: str = "api"
+    #: Training parameters a CreateMLModel leaves out: "console" (the Amazon ML console's: shuffle auto,
+    #: L2 1e-6, 100 MiB; the default, since rows in a meaningful order train badly unshuffled) or "api"
+    #: (the Amazon ML API's, strictly: 10 passes, no shuffle, no regularization, 32 MiB).
+    training_defaults: str = "console"
     #: The base URL clients reach this server at: returned as a real-time endpoint's ``EndpointUrl``, which
     #: boto3 sends ``Predict`` to (spec 1.3).
     public_url: str = "http://127.0.0.1:8080"

@@ -26,24 +26,24 @@ Algorithm
   regression trains on ``(y - mean) / std`` with mean and std estimated on the calibration sample (below),
   then folds them into the stored weights, so a target in the 1e5 range trains like one in the unit range.
   The bias is never regularized; it starts at the prior (log-odds / log class frequencies / 0).
-* **Learning rate** (spec: "chosen automatically"; open question 24): the first up to
-  ``CALIBRATION_ROWS`` rows of the data are read once; 10 % of them are held back at random, a fresh model is
+* **Learning rate** (spec: "chosen automatically"; open question 24): a uniform random sample of up to
+  ``CALIBRATION_ROWS`` rows is drawn while reading the data once (not the first rows: data sorted by the
+  target would misjudge its scale); 10 % of it is held back at random, a fresh model is
   trained on the rest with each rate of ``LEARNING_RATES`` the way training runs (a pass, then a pass
   averaged), and the rate whose model has the lowest held-back loss wins; rates within ``RATE_TOLERANCE``
-  (1 %) of it count as ties, won by the largest (it keeps converging over more passes, and averaging
-  tames its noise). Training then starts over on all data. Too small a sample (no held-back weight) uses
-  the middle candidate.
+  (1 %) of it count as ties, won by the smallest (as good on held-back rows, and less noisy). Training
+  then starts over on all data. Too small a sample (no held-back weight) uses the middle candidate.
 * **Mini-batch size** ``rows_per_step = clamp(calibration rows // 128, 32, 1024)``: small data still gets
   about 128 steps per pass, large data gets the throughput of large mini-batches.
-* **Shuffle** ``auto``: the source yields batches in data order; each pass visits them through a window of
-  ``SHUFFLE_WINDOW`` batches drawn in random order and permutes the rows inside each batch (a new order
-  every pass, derived from the seed). Shuffling across the whole data set is the caller's concern.
-  ``none`` keeps data order.
-* **Early stop**: after each pass the training objective of the model (the average) on the calibration
-  sample, or the validation loss when a validation source is given, is compared with the previous pass;
-  training stops when it improved by less than ``EARLY_STOP_TOLERANCE`` relatively. The sample (all the
-  data when it is small) is fixed, so the measure is free of the step noise that makes the progressive
-  loss (each mini-batch's loss before its step) rise and fall once training has converged.
+* **Shuffle** ``auto``: the source yields batches in data order (the training engine's source yields them
+  in a new random order every pass); each pass mixes the rows of ``SHUFFLE_WINDOW`` batches at a time
+  and deals them out again (a new order every pass, derived from the seed). ``none`` keeps data order.
+* **Early stop and the kept model**: after each pass the training objective of the model (the average)
+  on the calibration sample, or the validation loss when a validation source is given, is compared with
+  the best so far; a pass better by less than ``EARLY_STOP_TOLERANCE`` relatively does not count, and
+  ``PATIENCE`` such passes in a row stop training. The model of the best pass is the one returned, so one
+  bad pass neither stops training nor is kept. The sample is fixed, so the measure is free of the step
+  noise that makes the progressive loss (each mini-batch's loss before its step) rise and fall.
 * **Model size** (open question 23): a stored feature is estimated at 8 bytes of key plus 8 bytes per
   output (16 bytes for BINARY and REGRESSION). When the non-zero rows of ``W`` exceed
   ``max_model_size``, the rows with the smallest L2 norm are zeroed until the estimate fits.
@@ -87,8 +87,10 @@ RATE_TOLERANCE = 0.01
 CALIBRATION_ROWS = 65_536
 #: Fraction of the calibration rows held back to score the candidate rates.
 HOLDOUT_FRACTION = 0.1
-#: Relative improvement of the loss between passes below which training stops (open question 24).
+#: Relative improvement of the loss below which a pass does not count as better (open question 24) ...
 EARLY_STOP_TOLERANCE = 1e-4
+#: ... and how many passes in a row that are not better stop training (the best model is kept).
+PATIENCE = 2
 #: Fewest weight snapshots per pass averaged into the model (sparse mode).
 MIN_SNAPSHOTS = 16
 #: Source batches held at once to randomize their order when shuffling.
@@ -359,6 +361,8 @@ class TrainingReport:
     progressive_losses: list[float] = field(default_factory=list)
     validation_losses: list[float] = field(default_factory=list)
     stopped_early: bool = False
+    #: The pass whose model was kept: the one with the lowest loss (0 before any pass).
+    best_pass: int = 0
     nonzero_features: int = 0
     pruned_features: int = 0
     estimated_size_bytes: int = 0
@@ -625,28 +629,34 @@ class _Checker:
         return X, y, weight
 
 
-def _calibration_sample(source: BatchSource, check: _Checker, rows: int) -> Batch:
-    """The first ``rows`` rows of the source (or all of them), in data order."""
-    parts: list[Batch] = []
-    have = 0
-    batches = source()
-    try:
-        for batch in batches:
-            X, y, weight = check(batch)
-            take = min(X.shape[0], rows - have)
-            if take:
-                parts.append((X[:take], y[:take], weight[:take]))
-                have += take
-            if have >= rows:
-                break
-    finally:
-        close = getattr(batches, "close", None)
-        if close is not None:
-            close()
-    if not parts:
+def _calibration_sample(source: BatchSource, check: _Checker, rows: int, rng: np.random.Generator) -> Batch:
+    """A uniform random sample of ``rows`` rows of the source (all of them when it has fewer), in data order.
+
+    Every row gets a random key and the ``rows`` smallest keys win (a bottom-k sample, kept while reading):
+    the first rows would misjudge the target's scale and the learning rate for data in a meaningful order,
+    such as rows sorted by the target. Memory holds at most ``rows`` rows beside one batch.
+    """
+    kept: Batch | None = None
+    keys = np.zeros(0)
+    for batch in source():
+        X, y, weight = check(batch)
+        batch_keys = rng.random(X.shape[0])
+        if kept is None:
+            kept, keys = (X, y, weight), batch_keys
+        else:
+            kept = (
+                sp.vstack([kept[0], X], format="csr"),
+                np.concatenate([kept[1], y]),
+                np.concatenate([kept[2], weight]),
+            )
+            keys = np.concatenate([keys, batch_keys])
+        if len(keys) > rows:
+            chosen = np.sort(np.argpartition(keys, rows)[:rows])
+            kept = (kept[0][chosen], kept[1][chosen], kept[2][chosen])
+            keys = keys[chosen]
+    if kept is None:
         return sp.csr_matrix((0, check.n_features)), np.zeros(0), np.zeros(0)
-    X = sp.vstack([p[0] for p in parts], format="csr")
-    return X, np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
+    return kept
 
 
 def _target_scale(y: np.ndarray, weight: np.ndarray) -> tuple[float, float]:
@@ -714,16 +724,18 @@ def _choose_rate(
     best = min(losses)
     if not math.isfinite(best):
         return LEARNING_RATES[0], trials
-    # Near-ties go to the larger rate: it keeps converging over more passes, and averaging tames its noise.
+    # Near-ties go to the smaller rate: its model is as good on held-back rows and less noisy, and it is
+    # the safer choice when the sample is not like the rest of the data.
     near = [
         r for r, loss in zip(LEARNING_RATES, losses, strict=True) if loss <= best + RATE_TOLERANCE * abs(best)
     ]
-    rate = max(near)
+    rate = min(near)
     return rate, trials
 
 
 def _pass_batches(source: BatchSource, check: _Checker, rng: np.random.Generator | None) -> Iterator[Batch]:
-    """One pass over the source; with ``rng``, batch order randomized in a window and rows permuted."""
+    """One pass over the source; with ``rng``, rows are shuffled across windows of ``SHUFFLE_WINDOW``
+    batches (the rows of a window are mixed together and dealt out again as batches of the same sizes)."""
     if rng is None:
         for batch in source():
             yield check(batch)
@@ -732,15 +744,27 @@ def _pass_batches(source: BatchSource, check: _Checker, rng: np.random.Generator
     for batch in source():
         window.append(check(batch))
         if len(window) == SHUFFLE_WINDOW:
-            yield _permuted(window.pop(int(rng.integers(len(window)))), rng)
-    while window:
-        yield _permuted(window.pop(int(rng.integers(len(window)))), rng)
+            yield from _mixed(window, rng)
+            window = []
+    if window:
+        yield from _mixed(window, rng)
 
 
-def _permuted(batch: Batch, rng: np.random.Generator) -> Batch:
-    X, y, weight = batch
+def _mixed(window: list[Batch], rng: np.random.Generator) -> Iterator[Batch]:
+    if len(window) == 1:
+        X, y, weight = window[0]
+        order = rng.permutation(X.shape[0])
+        yield X[order], y[order], weight[order]
+        return
+    X = sp.vstack([b[0] for b in window], format="csr")
+    y = np.concatenate([b[1] for b in window])
+    weight = np.concatenate([b[2] for b in window])
     order = rng.permutation(X.shape[0])
-    return X[order], y[order], weight[order]
+    start = 0
+    for size in rng.permutation([b[0].shape[0] for b in window]):
+        rows = order[start : start + size]
+        start += size
+        yield X[rows], y[rows], weight[rows]
 
 
 def _average_every(state: _DualAveraging, steps_per_pass: int, nnz_per_pass: int) -> int:
@@ -793,7 +817,7 @@ def train(
     calibration_rng = np.random.default_rng(seeds[0])
     shuffle_rng = np.random.default_rng(seeds[1]) if params.shuffle == "auto" else None
 
-    raw = _calibration_sample(source, _Checker(kind, n_features, k), CALIBRATION_ROWS)
+    raw = _calibration_sample(source, _Checker(kind, n_features, k), CALIBRATION_ROWS, calibration_rng)
     if kind == "REGRESSION":
         mean, std = _target_scale(raw[1], raw[2])
         sample: Batch = (raw[0], (raw[1] - mean) / std, raw[2])
@@ -813,7 +837,7 @@ def train(
     state = _DualAveraging(kind, n_features, bias, rate, params.l1, params.l2, dense)
 
     batches_per_pass: int | None = None
-    previous = math.inf
+    best_loss, best_model, worse_passes = math.inf, None, 0
     if sample[0].shape[0]:
         for pass_index in range(params.max_passes):
             loss_total = weight_total = 0.0
@@ -840,12 +864,18 @@ def train(
                 report.validation_losses.append(current)
             if progress is not None:
                 progress(report.passes / params.max_passes)
-            if math.isfinite(previous) and previous - current < EARLY_STOP_TOLERANCE * abs(previous):
-                report.stopped_early = report.passes < params.max_passes
-                break
-            previous = current
+            if current < best_loss - EARLY_STOP_TOLERANCE * abs(best_loss) or best_model is None:
+                best_loss, worse_passes = current, 0
+                best_model = tuple(part.copy() for part in state.model())
+                report.best_pass = report.passes
+            else:
+                worse_passes += 1
+                if worse_passes >= PATIENCE:
+                    report.stopped_early = report.passes < params.max_passes
+                    break
 
-    weights, bias_out = state.model()
+    # The best pass's model, not the last: a pass that made the loss worse is not kept.
+    weights, bias_out = best_model if best_model is not None else state.model()
     weights = weights * std
     bias_out = bias_out * std
     if kind == "REGRESSION":

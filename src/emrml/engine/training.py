@@ -155,12 +155,18 @@ class DatasourceBatches:
 SparseBatch = tuple[sp.csr_matrix, np.ndarray, np.ndarray | None]
 
 
-def _sparse_cache(folder: Path, labels: list[str]) -> Callable[[], Iterator[SparseBatch]]:
-    """A BatchSource reading featurized batches back from ``folder`` in the order they were written."""
+def _sparse_cache(
+    folder: Path, labels: list[str], shuffle_seed: int | None = None
+) -> Callable[[], Iterator[SparseBatch]]:
+    """A BatchSource reading featurized batches back from ``folder``: in the order they were written, or,
+    with ``shuffle_seed``, in a new random order every pass (the learner then mixes rows across batches),
+    so data stored in a meaningful order (sorted by the target, by time) trains like shuffled data."""
     sorted_labels = np.array(labels)
+    paths = sorted(folder.glob("batch-*.npz"))
+    rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
 
     def batches() -> Iterator[SparseBatch]:
-        for path in sorted(folder.glob("batch-*.npz")):
+        for path in paths if rng is None else [paths[i] for i in rng.permutation(len(paths))]:
             with np.load(path, allow_pickle=False) as stored:
                 matrix = sp.csr_matrix(
                     (stored["data"], stored["indices"], stored["indptr"]), shape=tuple(stored["shape"])
@@ -218,7 +224,7 @@ def train_model(
 
         linear, report = train(
             model_type,  # type: ignore[arg-type]
-            _sparse_cache(scratch, labels),
+            _sparse_cache(scratch, labels, 0 if parameters.shuffle == "auto" else None),
             space.n_features,
             len(labels) if model_type == "MULTICLASS" else None,
             parameters,

@@ -348,7 +348,7 @@ def test_record_number_parsing_matches_numeric_value(text: str) -> None:
         expected = numeric_value(text)
     except InvalidValue:
         expected = None
-    assert features._number(text) == expected
+    assert features.record_number(text) == expected
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -333,8 +333,11 @@ def test_record_attributes(trained: Trained, endpoint: str) -> None:
     assert predict(app, endpoint, {**record, "colour": "red", "y": "0"}) == plain
     # Missing attributes are missing values, like empty ones.
     missing = predict(app, endpoint, {})
-    assert missing == predict(app, endpoint, {"x": "", "words": ""})
+    empty = predict(app, endpoint, {"x": "", "words": ""})
+    assert missing["predictedScores"] == empty["predictedScores"]
     assert missing["predictedScores"] != plain["predictedScores"]
+    # ... but a record naming no attribute at all is flagged in the details (an empty value is not).
+    assert missing["details"]["NoSchemaAttributes"] == "true" and "NoSchemaAttributes" not in empty["details"]
 
 
 def test_predict_errors(trained: Trained, endpoint: str) -> None:

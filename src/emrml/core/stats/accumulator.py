@@ -1,0 +1,298 @@
+"""The accumulator of a datasource's statistics: the deterministic row sample and the per-attribute
+statistics, fed batch by batch and merged across partitions."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from emrml.core.schema import AttributeType, Schema
+from emrml.core.stats.columns import (
+    BinaryStats,
+    CategoricalStats,
+    ColumnStats,
+    NumericStats,
+    TextStats,
+    as_strings,
+)
+from emrml.core.stats.constants import FORMAT, U64
+from emrml.core.stats.correlation import (
+    attribute_codes,
+    mutual_information,
+    target_codes,
+    word_correlations,
+)
+from emrml.core.stats.sketches import b64, splitmix64, unb64
+
+# ------------------------------------------------------------------------------------------ the sample
+
+
+class _BottomKSample:
+    """The rows with the ``size`` smallest splitmix64(row key) hashes.
+
+    Candidates are buffered and compacted when the buffer reaches ``size`` rows, so memory stays within
+    about twice the sample plus one batch. Once full, rows hashing above the current largest kept hash are
+    skipped before any of their strings are touched. Rows are kept in arrival order (gathering rows in
+    position order is much faster than in hash order) and put in hash order only when read.
+    """
+
+    def __init__(self, size: int, arrow_schema: pa.Schema) -> None:
+        self.size = size
+        self.arrow_schema = arrow_schema
+        self.hashes = np.zeros(0, dtype=U64)
+        self.table = arrow_schema.empty_table()
+        self.pending: list[tuple[np.ndarray, pa.Table]] = []
+        self.pending_rows = 0
+        self.threshold: np.uint64 | None = None
+
+    def offer(self, hashes: np.ndarray, batch: pa.RecordBatch) -> None:
+        if self.threshold is not None:
+            chosen = np.flatnonzero(hashes < self.threshold)
+            if chosen.size == 0:
+                return
+            hashes = hashes[chosen]
+            batch = batch.take(pa.array(chosen))
+        self.add(hashes, pa.Table.from_batches([batch], schema=self.arrow_schema))
+
+    def add(self, hashes: np.ndarray, table: pa.Table) -> None:
+        self.pending.append((hashes, table))
+        self.pending_rows += len(hashes)
+        if self.pending_rows >= self.size:
+            self.compact()
+
+    def compact(self) -> None:
+        if not self.pending:
+            return
+        hashes = np.concatenate([self.hashes, *(h for h, _ in self.pending)])
+        table = pa.concat_tables([self.table, *(t for _, t in self.pending)])
+        self.pending, self.pending_rows = [], 0
+        if len(hashes) > self.size:
+            chosen = np.sort(np.argpartition(hashes, self.size - 1)[: self.size])
+            hashes, table = hashes[chosen], table.take(pa.array(chosen))
+        if len(hashes) == self.size:
+            self.threshold = hashes.max()
+        self.hashes, self.table = hashes, table.combine_chunks()
+
+    def sorted(self) -> tuple[np.ndarray, pa.Table]:
+        """Hashes and rows in hash order."""
+        self.compact()
+        order = np.argsort(self.hashes)
+        return self.hashes[order], self.table.take(pa.array(order))
+
+    def merge(self, other: _BottomKSample) -> None:
+        other.compact()
+        self.add(other.hashes, other.table)
+        self.compact()
+
+    def to_state(self) -> dict[str, str]:
+        hashes, table = self.sorted()
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, self.arrow_schema) as writer:
+            writer.write_table(table)
+        return {
+            "hashes": b64(hashes.astype("<u8").tobytes()),
+            "table": b64(sink.getvalue().to_pybytes()),
+        }
+
+    def load_state(self, state: dict[str, str]) -> None:
+        hashes = np.frombuffer(unb64(state["hashes"]), dtype="<u8").astype(U64)
+        with pa.ipc.open_stream(unb64(state["table"])) as reader:
+            table = reader.read_all()
+        if not table.schema.equals(self.arrow_schema) or table.num_rows != len(hashes):
+            raise ValueError("statistics state: the row sample does not match the schema")
+        self.add(hashes, table)
+        self.compact()
+
+
+# ------------------------------------------------------------------------------------ the accumulator
+
+
+class StatisticsAccumulator:
+    """Mergeable one-pass statistics of a datasource. Feed it Arrow batches of string columns.
+
+    ``sample_size`` rows (default 20,000) are kept for target correlations; ``top_k`` (default 10) bounds
+    the lists of top/least frequent values and prominent words. See the module docstring for ``result()``.
+    """
+
+    def __init__(self, schema: Schema, *, sample_size: int = 20_000, top_k: int = 10) -> None:
+        if sample_size < 1 or top_k < 1:
+            raise ValueError("sample_size and top_k must be positive")
+        self.schema = schema
+        self.sample_size = sample_size
+        self.top_k = top_k
+        self.record_count = 0
+        self._columns: dict[str, ColumnStats] = {a.name: self._new_stats(a.type) for a in schema.attributes}
+        sampled = {a.name for a in schema.input_attributes}
+        if schema.target is not None:
+            sampled.add(schema.target)
+        self._sample_names = [name for name in schema.names if name in sampled]
+        self._sample = _BottomKSample(
+            sample_size, pa.schema([pa.field(name, pa.string()) for name in self._sample_names])
+        )
+
+    def _new_stats(self, attribute_type: AttributeType) -> ColumnStats:
+        if attribute_type is AttributeType.NUMERIC:
+            return NumericStats()
+        if attribute_type is AttributeType.BINARY:
+            return BinaryStats()
+        if attribute_type is AttributeType.CATEGORICAL:
+            return CategoricalStats(self.top_k)
+        return TextStats(self.top_k)
+
+    def update(self, batch: pa.RecordBatch, row_keys: np.ndarray) -> None:
+        """Add a batch: one string column per schema attribute, named as in ``schema.names``.
+
+        ``row_keys`` (uint64, one per row) must be stable and unique across the whole datasource; the
+        engine passes ``(file_index << 40) | byte_offset``.
+        """
+        keys = np.asarray(row_keys)
+        if keys.shape != (batch.num_rows,) or not np.issubdtype(keys.dtype, np.integer):
+            raise ValueError(
+                f"row_keys must be {batch.num_rows} integers (one per row), got shape {keys.shape} "
+                f"of {keys.dtype}"
+            )
+        missing = [name for name in self.schema.names if batch.schema.get_field_index(name) < 0]
+        if missing:
+            raise ValueError(f"batch has no column for attribute(s) {', '.join(missing)}")
+        if batch.num_rows == 0:
+            return
+        self.record_count += batch.num_rows
+        columns = {name: as_strings(batch.column(name)) for name in self.schema.names}
+        for name, stats in self._columns.items():
+            stats.update(columns[name])
+        sampled = pa.RecordBatch.from_arrays(
+            [columns[name] for name in self._sample_names], schema=self._sample.arrow_schema
+        )
+        self._sample.offer(splitmix64(keys.astype(U64, copy=False)), sampled)
+
+    def merge(self, other: StatisticsAccumulator) -> None:
+        """Fold ``other`` (same schema, sample size and top_k) into this accumulator."""
+        if other.schema != self.schema or (other.sample_size, other.top_k) != (self.sample_size, self.top_k):
+            raise ValueError("cannot merge statistics of different schemas or settings")
+        self.record_count += other.record_count
+        for name, stats in self._columns.items():
+            stats.merge(other._columns[name])  # type: ignore[arg-type]
+        self._sample.merge(other._sample)
+
+    def sample_table(self) -> pa.Table:
+        """The sampled rows (target and input attributes, string columns, in schema order), by row hash."""
+        return self._sample.sorted()[1]
+
+    def to_bytes(self) -> bytes:
+        """The state as UTF-8 JSON (sketches and sample as base64 of their own serialized forms)."""
+        state = {
+            "format": FORMAT,
+            "names": self.schema.names,
+            "sampleSize": self.sample_size,
+            "topK": self.top_k,
+            "recordCount": self.record_count,
+            "columns": {name: stats.to_state() for name, stats in self._columns.items()},
+            "sample": self._sample.to_state(),
+        }
+        return json.dumps(state, separators=(",", ":")).encode("utf-8")
+
+    @classmethod
+    def from_bytes(cls, schema: Schema, data: bytes) -> StatisticsAccumulator:
+        """Rebuild an accumulator from :meth:`to_bytes` output for the same ``schema``."""
+        try:
+            state = json.loads(data.decode("utf-8"))
+            if state.get("format") != FORMAT or state.get("names") != schema.names:
+                raise ValueError("not statistics of this schema")
+            accumulator = cls(schema, sample_size=int(state["sampleSize"]), top_k=int(state["topK"]))
+            accumulator.record_count = int(state["recordCount"])
+            for attribute in schema.attributes:
+                accumulator._columns[attribute.name] = accumulator._stats_from_state(
+                    attribute.type, state["columns"][attribute.name]
+                )
+            accumulator._sample.load_state(state["sample"])
+        except (KeyError, TypeError, ValueError, pa.ArrowException) as error:
+            raise ValueError(f"invalid statistics state: {error}") from error
+        return accumulator
+
+    def _stats_from_state(self, attribute_type: AttributeType, state: dict[str, Any]) -> ColumnStats:
+        if attribute_type is AttributeType.NUMERIC:
+            return NumericStats.from_state(state)
+        if attribute_type is AttributeType.BINARY:
+            return BinaryStats.from_state(state)
+        if attribute_type is AttributeType.CATEGORICAL:
+            return CategoricalStats.from_state(state, self.top_k)
+        return TextStats.from_state(state, self.top_k)
+
+    def _role(self, name: str) -> str:
+        schema = self.schema
+        if name == schema.target:
+            return "target"
+        if name == schema.row_id:
+            return "rowId"
+        if name == schema.row_weight:
+            return "rowWeight"
+        if name in schema.excluded:
+            return "excluded"
+        return "input"
+
+    def _correlations(self) -> tuple[dict[str, float | None], dict[str, dict[str, float]]]:
+        """Target correlation per input attribute, and per candidate word of each TEXT input attribute."""
+        schema = self.schema
+        inputs = schema.input_attributes
+        target = schema.target
+        if target is None or schema.attribute(target).type is AttributeType.TEXT:
+            return {a.name: None for a in inputs}, {}
+        sample = self.sample_table()
+        y = target_codes(sample.column(target), schema.attribute(target).type)
+        usable = y >= 0
+        if not usable.any():
+            return {a.name: None for a in inputs}, {}
+        y = y[usable]
+        rows = pa.array(usable)
+        attribute_scores: dict[str, float | None] = {}
+        word_scores: dict[str, dict[str, float]] = {}
+        for attribute in inputs:
+            strings = as_strings(sample.column(attribute.name)).filter(rows)
+            if attribute.type is AttributeType.TEXT:
+                stats = self._columns[attribute.name]
+                assert isinstance(stats, TextStats)
+                word_scores[attribute.name] = word_correlations(strings, stats.candidate_words(), y)
+                attribute_scores[attribute.name] = max(word_scores[attribute.name].values(), default=0.0)
+            else:
+                attribute_scores[attribute.name] = mutual_information(
+                    attribute_codes(strings, attribute.type), y
+                )
+        return attribute_scores, word_scores
+
+    def result(self) -> dict[str, Any]:
+        """The statistics as a JSON-serializable dict (structure in the module docstring)."""
+        attribute_scores, word_scores = self._correlations()
+        type_counts = {t.value: 0 for t in AttributeType}
+        attributes = []
+        for attribute in self.schema.attributes:
+            type_counts[attribute.type.value] += 1
+            stats = self._columns[attribute.name]
+            role = self._role(attribute.name)
+            entry: dict[str, Any] = {"name": attribute.name, "type": attribute.type.value, "role": role}
+            if isinstance(stats, TextStats):
+                entry.update(stats.result(word_scores.get(attribute.name) if role == "input" else None))
+            else:
+                entry.update(stats.result())
+            if role == "input":
+                entry["targetCorrelation"] = attribute_scores[attribute.name]
+            attributes.append(entry)
+        target = None
+        if self.schema.target is not None:
+            position = self.schema.position(self.schema.target)
+            distribution = {
+                k: v for k, v in attributes[position].items() if k not in ("name", "type", "role")
+            }
+            target = {
+                "name": self.schema.target,
+                "type": attributes[position]["type"],
+                "distribution": distribution,
+            }
+        return {
+            "recordCount": self.record_count,
+            "attributeTypeCounts": type_counts,
+            "target": target,
+            "attributes": attributes,
+        }

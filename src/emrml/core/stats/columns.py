@@ -1,0 +1,454 @@
+"""Per-type statistics of one attribute (NUMERIC, BINARY, CATEGORICAL, TEXT), built on the sketches."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import datasketches
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from emrml.core.stats.constants import (
+    EXACT_NUMERIC_LIMIT,
+    FEED_CHUNK,
+    HISTOGRAM_BINS,
+    KLL_K,
+    MI_TOP_WORDS,
+    QUANTILE_RANKS,
+    TOKEN_PUNCTUATION,
+)
+from emrml.core.stats.sketches import Moments, ValueCounter, b64, empty_mask, unb64, value_list
+from emrml.core.values import Parsed, parse_binary, parse_numeric
+
+# ---------------------------------------------------------------------------------- column statistics
+
+
+def as_strings(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
+        column = column.cast(pa.string())
+    return column
+
+
+def parse_numbers(strings: pa.Array) -> Parsed:
+    """``parse_numeric`` with a fast path: a column that casts as it is needs no trimming or masks."""
+    if strings.null_count == 0:
+        try:
+            values = pc.cast(strings, pa.float64()).to_numpy(zero_copy_only=False, writable=True)
+        except pa.ArrowInvalid:
+            return parse_numeric(strings)
+        invalid = ~np.isfinite(values)
+        values[invalid] = np.nan
+        return Parsed(values, np.zeros(len(values), dtype=bool), invalid)
+    return parse_numeric(strings)
+
+
+def _value_counts(column: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    counted = pc.value_counts(column)
+    return counted.field("values"), counted.field("counts").to_numpy(zero_copy_only=False)
+
+
+def _feed_kll(sketch: datasketches.kll_doubles_sketch, values: np.ndarray, counts: np.ndarray) -> None:
+    # Repeat in bounded chunks: a value may stand for many millions of rows.
+    for value, count in zip(values.tolist(), counts.tolist(), strict=True):
+        while count > 0:
+            step = min(count, FEED_CHUNK)
+            sketch.update(np.full(step, value, dtype=np.float64))
+            count -= step
+
+
+def _exact_quantiles(values: np.ndarray, counts: np.ndarray, ranks: Sequence[float]) -> list[float]:
+    """Quantiles of the multiset {values[i] x counts[i]} (sorted values), numpy's linear interpolation."""
+    cumulative = np.cumsum(counts)
+    total = int(cumulative[-1])
+    out = []
+    for rank in ranks:
+        position = rank * (total - 1)
+        low = math.floor(position)
+        below = values[np.searchsorted(cumulative, low, side="right")]
+        above = values[np.searchsorted(cumulative, min(low + 1, total - 1), side="right")]
+        out.append(float(below + (position - low) * (above - below)))
+    return out
+
+
+class NumericStats:
+    """NUMERIC statistics.
+
+    Exact mode: a value -> count map (sorted distinct values, int64 counts) from which moments, quantiles and
+    the histogram are computed when asked. When the map would exceed :data:`EXACT_NUMERIC_LIMIT` values it is
+    poured into a KLL sketch, and from then on each batch updates the sketch and running moments.
+    """
+
+    def __init__(self) -> None:
+        self.missing = 0
+        self.invalid = 0
+        self.values: np.ndarray | None = np.zeros(0, dtype=np.float64)
+        self.counts = np.zeros(0, dtype=np.int64)
+        self.kll: datasketches.kll_doubles_sketch | None = None
+        self.moments = Moments()  # sketch mode only
+
+    def update(self, column: pa.Array) -> None:
+        if self.kll is not None:
+            parsed = parse_numbers(column)
+            self.missing += int(np.count_nonzero(parsed.missing))
+            self.invalid += int(np.count_nonzero(parsed.invalid))
+            bad = parsed.missing | parsed.invalid
+            valid = parsed.values[~bad] if bad.any() else parsed.values
+            self.moments.add(valid)
+            self.kll.update(valid)
+            return
+        # Exact mode parses each distinct string once.
+        strings, counts = _value_counts(column)
+        parsed = parse_numbers(strings)
+        bad = parsed.missing | parsed.invalid
+        if bad.any():
+            self.missing += int(counts[parsed.missing].sum())
+            self.invalid += int(counts[parsed.invalid].sum())
+            self._add_exact(parsed.values[~bad], counts[~bad])
+        else:
+            self._add_exact(parsed.values, counts)
+
+    def _add_exact(self, values: np.ndarray, counts: np.ndarray) -> None:
+        if self.values is None:
+            assert self.kll is not None
+            self.moments.add(values, counts)
+            _feed_kll(self.kll, values, counts)
+            return
+        known = self.values
+        if known.size and values.size:
+            at = np.minimum(np.searchsorted(known, values), known.size - 1)
+            if np.array_equal(known[at], values):
+                np.add.at(self.counts, at, counts)
+                return
+        merged, inverse = np.unique(np.concatenate([known, values]), return_inverse=True)
+        totals = np.zeros(merged.size, dtype=np.int64)
+        # add.at, unlike bincount with weights, keeps the counts integral; repeated indices are summed.
+        np.add.at(totals, inverse, np.concatenate([self.counts, counts]))
+        if merged.size > EXACT_NUMERIC_LIMIT:
+            self._to_sketch(merged, totals)
+        else:
+            self.values, self.counts = merged, totals
+
+    def _to_sketch(self, values: np.ndarray, counts: np.ndarray) -> None:
+        self.kll = datasketches.kll_doubles_sketch(KLL_K)
+        self.moments = Moments()
+        self.values, self.counts = None, np.zeros(0, dtype=np.int64)
+        self._add_exact(values, counts)
+
+    def merge(self, other: NumericStats) -> None:
+        self.missing += other.missing
+        self.invalid += other.invalid
+        if other.values is not None:
+            self._add_exact(other.values, other.counts)
+            return
+        if self.values is not None:
+            self._to_sketch(self.values, self.counts)
+        assert self.kll is not None and other.kll is not None
+        self.moments.merge(other.moments)
+        self.kll.merge(other.kll)
+
+    def _all_moments(self) -> Moments:
+        if self.values is None:
+            return self.moments
+        moments = Moments()
+        moments.add(self.values, self.counts)
+        return moments
+
+    def result(self) -> dict[str, Any]:
+        moments = self._all_moments()
+        out: dict[str, Any] = {
+            "missingCount": self.missing,
+            "invalidCount": self.invalid,
+            "validCount": moments.count,
+            "exact": self.values is not None,
+        }
+        if moments.count == 0:
+            out.update(
+                min=None,
+                max=None,
+                mean=None,
+                median=None,
+                stddev=None,
+                quantiles={str(rank): None for rank in QUANTILE_RANKS},
+                histogram={"edges": [], "counts": []},
+            )
+            return out
+        if self.values is not None:
+            quantiles = _exact_quantiles(self.values, self.counts, QUANTILE_RANKS)
+            median = _exact_quantiles(self.values, self.counts, (0.5,))[0]
+        else:
+            assert self.kll is not None
+            quantiles = [float(v) for v in self.kll.get_quantiles(list(QUANTILE_RANKS))]
+            median = float(self.kll.get_quantile(0.5))
+        out.update(
+            min=moments.min,
+            max=moments.max,
+            mean=moments.mean,
+            median=median,
+            stddev=math.sqrt(moments.m2 / moments.count),
+            quantiles={str(rank): value for rank, value in zip(QUANTILE_RANKS, quantiles, strict=True)},
+            histogram=self._histogram(moments),
+        )
+        return out
+
+    def _histogram(self, moments: Moments) -> dict[str, list[Any]]:
+        low, high, total = moments.min, moments.max, moments.count
+        if low == high:
+            return {"edges": [low, high], "counts": [total]}
+        edges = np.linspace(low, high, HISTOGRAM_BINS + 1)
+        if self.values is not None:
+            weighted, _ = np.histogram(self.values, bins=edges, weights=self.counts)
+            counts = np.rint(weighted).astype(np.int64)
+        else:
+            assert self.kll is not None
+            cdf = np.asarray(self.kll.get_cdf(edges[1:-1].tolist()), dtype=np.float64)
+            cumulative = np.rint(np.concatenate([[0.0], cdf[:-1], [1.0]]) * total).astype(np.int64)
+            counts = np.diff(cumulative)
+        return {"edges": edges.tolist(), "counts": counts.tolist()}
+
+    def to_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"missing": self.missing, "invalid": self.invalid}
+        if self.values is not None:
+            state["values"] = self.values.tolist()
+            state["counts"] = self.counts.tolist()
+        else:
+            assert self.kll is not None
+            state["moments"] = self.moments.to_state()
+            state["kll"] = b64(self.kll.serialize())
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> NumericStats:
+        stats = cls()
+        stats.missing, stats.invalid = int(state["missing"]), int(state["invalid"])
+        if "kll" in state:
+            stats.kll = datasketches.kll_doubles_sketch.deserialize(unb64(state["kll"]))
+            stats.moments = Moments.from_state(state["moments"])
+            stats.values = None
+        else:
+            values = np.asarray(state["values"], dtype=np.float64)
+            counts = np.asarray(state["counts"], dtype=np.int64)
+            if values.shape != counts.shape or values.ndim != 1 or np.any(np.diff(values) <= 0):
+                raise ValueError("numeric value counts are malformed")
+            stats.values, stats.counts = values, counts
+        return stats
+
+
+class BinaryStats:
+    def __init__(self) -> None:
+        self.zeros = 0
+        self.ones = 0
+        self.missing = 0
+        self.invalid = 0
+
+    def update(self, column: pa.Array) -> None:
+        strings, counts = _value_counts(column)
+        parsed = parse_binary(strings)
+        self.zeros += int(counts[parsed.values == 0.0].sum())
+        self.ones += int(counts[parsed.values == 1.0].sum())
+        self.missing += int(counts[parsed.missing].sum())
+        self.invalid += int(counts[parsed.invalid].sum())
+
+    def merge(self, other: BinaryStats) -> None:
+        self.zeros += other.zeros
+        self.ones += other.ones
+        self.missing += other.missing
+        self.invalid += other.invalid
+
+    def result(self) -> dict[str, Any]:
+        valid = self.zeros + self.ones
+        return {
+            "missingCount": self.missing,
+            "invalidCount": self.invalid,
+            "counts": {"0": self.zeros, "1": self.ones},
+            "percentTrue": 100.0 * self.ones / valid if valid else None,
+        }
+
+    def to_state(self) -> dict[str, Any]:
+        return {"zeros": self.zeros, "ones": self.ones, "missing": self.missing, "invalid": self.invalid}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> BinaryStats:
+        stats = cls()
+        stats.zeros, stats.ones = int(state["zeros"]), int(state["ones"])
+        stats.missing, stats.invalid = int(state["missing"]), int(state["invalid"])
+        return stats
+
+
+class CategoricalStats:
+    def __init__(self, top_k: int) -> None:
+        self.top_k = top_k
+        self.missing = 0
+        self.present = 0
+        self.counter = ValueCounter()
+
+    def update(self, column: pa.Array) -> None:
+        strings, counts = _value_counts(column)
+        empty = self.counter.add(strings, counts)
+        self.missing += empty
+        self.present += int(counts.sum()) - empty
+
+    def merge(self, other: CategoricalStats) -> None:
+        self.missing += other.missing
+        self.present += other.present
+        self.counter.merge(other.counter)
+
+    def result(self) -> dict[str, Any]:
+        items = self.counter.items()
+        top = items[: self.top_k]
+        exact = self.counter.exact
+        return {
+            "missingCount": self.missing,
+            "distinctCount": self.counter.distinct_count(items),
+            "distinctCountExact": exact,
+            "topValues": value_list(top),
+            "otherCount": max(0, self.present - sum(count for _, count in top)),
+            "leastFrequent": value_list(sorted(items, key=lambda e: (e[1], e[0]))[: self.top_k])
+            if exact
+            else [],
+        }
+
+    def to_state(self) -> dict[str, Any]:
+        return {"missing": self.missing, "present": self.present, "counter": self.counter.to_state()}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], top_k: int) -> CategoricalStats:
+        stats = cls(top_k)
+        stats.missing, stats.present = int(state["missing"]), int(state["present"])
+        stats.counter = ValueCounter.from_state(state["counter"])
+        return stats
+
+
+def normalized_tokens(column: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
+    """The statistics tokenizer (spec 5.5) over a string column.
+
+    Returns ``(tokens, rows)``: the non-empty normalized tokens (lower-cased, whitespace-split, leading and
+    trailing :data:`TOKEN_PUNCTUATION` stripped) in order, and for each token the index (int64) of its row.
+    """
+    words = pc.utf8_split_whitespace(pc.utf8_lower(as_strings(column)))
+    rows = np.asarray(pc.list_parent_indices(words).to_numpy(zero_copy_only=False), dtype=np.int64)
+    # pyarrow 26's utf8_split_whitespace can leave a trailing space on the last token of a non-ASCII
+    # string, so whitespace is trimmed as well as punctuation.
+    tokens = pc.utf8_trim(pc.utf8_trim_whitespace(pc.list_flatten(words)), characters=TOKEN_PUNCTUATION)
+    keep = np.asarray(pc.not_equal(tokens, "").to_numpy(zero_copy_only=False), dtype=bool)
+    if not keep.all():
+        tokens, rows = tokens.filter(pa.array(keep)), rows[keep]
+    return tokens, rows
+
+
+class TextStats:
+    def __init__(self, top_k: int) -> None:
+        self.top_k = top_k
+        self.rows = 0
+        self.missing = 0
+        self.total_words = 0
+        self.words_per_row = [math.inf, -math.inf]
+        self.word_length = [math.inf, -math.inf]
+        self.counter = ValueCounter()
+
+    def update(self, column: pa.Array) -> None:
+        size = len(column)
+        if size == 0:
+            return
+        self.rows += size
+        self.missing += int(np.count_nonzero(empty_mask(column)))
+        tokens, rows = normalized_tokens(column)
+        per_row = np.bincount(rows, minlength=size)
+        self.words_per_row = [
+            min(self.words_per_row[0], int(per_row.min())),
+            max(self.words_per_row[1], int(per_row.max())),
+        ]
+        if len(tokens) == 0:
+            return
+        self.total_words += len(tokens)
+        lengths = pc.min_max(pc.utf8_length(tokens))
+        self.word_length = [
+            min(self.word_length[0], lengths["min"].as_py()),
+            max(self.word_length[1], lengths["max"].as_py()),
+        ]
+        words, counts = _value_counts(tokens)
+        self.counter.add(words, counts)
+
+    def merge(self, other: TextStats) -> None:
+        self.rows += other.rows
+        self.missing += other.missing
+        self.total_words += other.total_words
+        self.words_per_row = [
+            min(self.words_per_row[0], other.words_per_row[0]),
+            max(self.words_per_row[1], other.words_per_row[1]),
+        ]
+        self.word_length = [
+            min(self.word_length[0], other.word_length[0]),
+            max(self.word_length[1], other.word_length[1]),
+        ]
+        self.counter.merge(other.counter)
+
+    def candidate_words(self) -> list[str]:
+        """The :data:`MI_TOP_WORDS` most frequent words, candidates for the prominent words."""
+        return [word for word, _ in self.counter.items()[:MI_TOP_WORDS]]
+
+    def result(self, word_correlations: dict[str, float] | None) -> dict[str, Any]:
+        items = self.counter.items()
+        candidates = items[:MI_TOP_WORDS]
+        if word_correlations is not None:
+            candidates = sorted(candidates, key=lambda e: (-word_correlations.get(e[0], 0.0), -e[1], e[0]))
+        prominent = [
+            {
+                "word": word,
+                "count": count,
+                "targetCorrelation": None if word_correlations is None else word_correlations.get(word),
+            }
+            for word, count in candidates[: self.top_k]
+        ]
+        return {
+            "missingCount": self.missing,
+            "totalWords": self.total_words,
+            "uniqueWords": self.counter.distinct_count(items),
+            "uniqueWordsExact": self.counter.exact,
+            "wordsPerRow": {
+                "min": _finite_or_none(self.words_per_row[0]),
+                "max": _finite_or_none(self.words_per_row[1]),
+                "mean": self.total_words / self.rows if self.rows else None,
+            },
+            "wordLength": {
+                "min": _finite_or_none(self.word_length[0]),
+                "max": _finite_or_none(self.word_length[1]),
+            },
+            "prominentWords": prominent,
+        }
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "missing": self.missing,
+            "totalWords": self.total_words,
+            "wordsPerRow": [_finite_or_none(v) for v in self.words_per_row],
+            "wordLength": [_finite_or_none(v) for v in self.word_length],
+            "counter": self.counter.to_state(),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], top_k: int) -> TextStats:
+        stats = cls(top_k)
+        stats.rows, stats.missing = int(state["rows"]), int(state["missing"])
+        stats.total_words = int(state["totalWords"])
+        stats.words_per_row = _range_from_state(state["wordsPerRow"])
+        stats.word_length = _range_from_state(state["wordLength"])
+        stats.counter = ValueCounter.from_state(state["counter"])
+        return stats
+
+
+def _finite_or_none(value: float) -> int | None:
+    return int(value) if math.isfinite(value) else None
+
+
+def _range_from_state(state: Sequence[int | None]) -> list[float]:
+    low, high = state
+    return [math.inf if low is None else low, -math.inf if high is None else high]
+
+
+ColumnStats = NumericStats | BinaryStats | CategoricalStats | TextStats

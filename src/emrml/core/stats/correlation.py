@@ -1,0 +1,132 @@
+"""Correlation to the target: mutual information between coded attributes and the target classes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from emrml.core.schema import AttributeType
+from emrml.core.stats.columns import as_strings, empty_mask, normalized_tokens, parse_numbers
+from emrml.core.stats.constants import MI_BINS, MI_TOP_CATEGORIES
+from emrml.core.values import parse_binary
+
+# --------------------------------------------------------------------------------- mutual information
+
+
+def mutual_information(x: np.ndarray, y: np.ndarray, *, miller_madow: bool = True) -> float:
+    """Mutual information in nats between two equally long arrays of integer codes (any integer values).
+
+    With ``miller_madow`` the plug-in estimate is bias-corrected (Miller-Madow on each entropy term) and
+    clipped at 0, so that an attribute independent of the target scores about 0 whatever its number of
+    codes.
+    """
+    size = len(x)
+    if size == 0:
+        return 0.0
+    _, x_codes = np.unique(x, return_inverse=True)
+    y_values, y_codes = np.unique(y, return_inverse=True)
+    joint = np.bincount(x_codes * len(y_values) + y_codes).astype(np.float64)
+    x_counts = np.bincount(x_codes).astype(np.float64)
+    y_counts = np.bincount(y_codes).astype(np.float64)
+
+    def entropy(counts: np.ndarray) -> float:
+        p = counts[counts > 0] / size
+        return float(-(p * np.log(p)).sum())
+
+    information = entropy(x_counts) + entropy(y_counts) - entropy(joint)
+    if miller_madow:
+        cells = np.count_nonzero(joint) - np.count_nonzero(x_counts) - np.count_nonzero(y_counts) + 1
+        information -= float(cells) / (2 * size)
+    return max(information, 0.0)
+
+
+def quantile_codes(values: np.ndarray, n_bins: int) -> np.ndarray:
+    """Quantile-bin codes (int64) of finite ``values``: edges at the k/n quantiles, duplicates merged, a value
+    going to the first bin whose upper edge is >= it (open question 14)."""
+    if values.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    edges = np.unique(np.quantile(values, np.arange(1, n_bins) / n_bins))
+    return np.searchsorted(edges, values, side="left").astype(np.int64)
+
+
+def target_codes(column: pa.Array | pa.ChunkedArray, attribute_type: AttributeType) -> np.ndarray:
+    """Class codes (int64) of a target column for mutual information; -1 where missing or invalid.
+
+    BINARY: 0/1; CATEGORICAL: one code per value (empty -> -1); NUMERIC: :data:`MI_BINS` quantile bins
+    (:func:`quantile_codes`). A TEXT target has no classes (``ValueError``).
+    """
+    strings = as_strings(column)
+    if attribute_type is AttributeType.BINARY:
+        return _binary_codes(strings)
+    if attribute_type is AttributeType.CATEGORICAL:
+        codes = _dictionary_codes(strings)
+        codes[empty_mask(strings)] = -1
+        return codes
+    if attribute_type is AttributeType.NUMERIC:
+        return _numeric_codes(strings, lambda values: quantile_codes(values, MI_BINS))
+    raise ValueError(f"a {attribute_type} attribute cannot be a target")
+
+
+def _binary_codes(strings: pa.Array) -> np.ndarray:
+    parsed = parse_binary(strings)
+    return np.where(parsed.missing | parsed.invalid, -1, np.nan_to_num(parsed.values)).astype(np.int64)
+
+
+def _numeric_codes(strings: pa.Array, binning: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``binning`` of the valid values; -1 where missing or invalid."""
+    parsed = parse_numbers(strings)
+    valid = ~(parsed.missing | parsed.invalid)
+    codes = np.full(len(strings), -1, dtype=np.int64)
+    codes[valid] = binning(parsed.values[valid])
+    return codes
+
+
+def _mass_point_codes(values: np.ndarray) -> np.ndarray:
+    """:data:`MI_BINS` quantile bins, with values equal to a bin edge in codes of their own.
+
+    Heavily repeated values (a 999 "never contacted" sentinel, zeros) make quantile edges coincide; keeping
+    such a mass point apart from the rest of its bin preserves what it says about the target.
+    """
+    if values.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    edges = np.unique(np.quantile(values, np.arange(1, MI_BINS) / MI_BINS))
+    bins = np.searchsorted(edges, values, side="left")
+    on_edge = edges[np.minimum(bins, edges.size - 1)] == values
+    return (2 * bins + on_edge).astype(np.int64)
+
+
+def _dictionary_codes(strings: pa.Array) -> np.ndarray:
+    """One code per distinct value (nulls get -2)."""
+    encoded = pc.dictionary_encode(strings)
+    return np.asarray(pc.fill_null(encoded.indices, -2).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def attribute_codes(strings: pa.Array, attribute_type: AttributeType) -> np.ndarray:
+    """Simplified codes of a non-TEXT input attribute for mutual information with the target."""
+    if attribute_type is AttributeType.NUMERIC:
+        return _numeric_codes(strings, _mass_point_codes)
+    if attribute_type is AttributeType.BINARY:
+        return _binary_codes(strings)
+    codes = _dictionary_codes(strings)
+    counts = np.bincount(codes[codes >= 0])
+    if counts.size > MI_TOP_CATEGORIES:
+        kept = np.zeros(counts.size, dtype=bool)
+        kept[np.argsort(-counts, kind="stable")[:MI_TOP_CATEGORIES]] = True
+        codes = np.where((codes >= 0) & ~kept[np.maximum(codes, 0)], -1, codes)
+    return codes
+
+
+def word_correlations(strings: pa.Array, words: Sequence[str], y: np.ndarray) -> dict[str, float]:
+    """Mutual information between the presence of each word in a row and the target codes ``y``."""
+    if not words:
+        return {}
+    tokens, rows = normalized_tokens(strings)
+    index = pc.index_in(tokens, value_set=pa.array(list(words), type=pa.string()))
+    codes = np.asarray(pc.fill_null(index, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    hit = codes >= 0
+    presence = np.zeros((len(strings), len(words)), dtype=np.int64)
+    presence[rows[hit], codes[hit]] = 1
+    return {word: mutual_information(presence[:, j], y) for j, word in enumerate(words)}

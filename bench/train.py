@@ -60,7 +60,6 @@ from common import (
 )
 from emrml.config import Settings
 from emrml.core import learn
-from emrml.core.learn import TrainingParameters
 from emrml.core.rearrange import parse_rearrangement
 from emrml.core.schema import AttributeType, Schema
 from emrml.core.values import parse_binary, parse_numeric
@@ -68,6 +67,7 @@ from emrml.engine import training as training_module
 from emrml.engine.training import DatasourceBatches, DatasourceData, train_model
 from emrml.samples import bank_sample_schema, write_bank_sample
 from emrml.service.app import EmrML
+from emrml.service.parameters import parse_parameters
 from emrml.service.tasks import read_sample
 
 DATA = BENCH_DIR / "data" / "bank-1m.csv"
@@ -329,7 +329,7 @@ def _train_in_process(path: Path, settings: Settings) -> None:
         data=DatasourceData(str(path), schema, parse_rearrangement(json.dumps(TRAIN_SPLIT))),
         recipe_text=None,
         sample=read_sample(settings, "ds-train"),
-        parameters=TrainingParameters.from_api(PARAMETERS),
+        parameters=parse_parameters(PARAMETERS),
         settings=settings,
         progress=lambda *_: None,
     )

@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from emrml.core import features
-from emrml.core.features import FeatureSpace
+from emrml.core.features import FeatureSpace, fitting
+from emrml.core.features.layout import walk
 from emrml.core.recipe.grammar import parse_recipe
 from emrml.core.recipe.suggest import suggest_recipe
 from emrml.core.schema import Attribute, AttributeType, Schema, parse_schema
@@ -146,7 +147,7 @@ def test_quantile_edges_from_the_sketch_beyond_the_exact_limit(monkeypatch: pyte
     values = np.random.default_rng(7).normal(size=60_000)
     rows = [{"age": repr(float(v))} for v in values]
     exact = _small(["quantile_bin(age,20)"], rows=rows).to_dict()["quantile_edges"]["quantile_bin(age,20)"]
-    monkeypatch.setattr(features, "EXACT_DISTINCT_LIMIT", 1000)
+    monkeypatch.setattr(fitting, "EXACT_DISTINCT_LIMIT", 1000)
     sketched = _small(["quantile_bin(age,20)"], rows=rows).to_dict()["quantile_edges"]["quantile_bin(age,20)"]
     assert len(sketched) == len(exact) == 19
     ranks = np.searchsorted(np.sort(values), sketched) / len(values)
@@ -362,7 +363,7 @@ def test_property_space_exercises_every_transformation() -> None:
     functions = {
         node.function
         for output in space.outputs
-        for node in features._walk(output.expression)
+        for node in walk(output.expression)
         if hasattr(node, "function")
     }
     assert functions == {"lowercase", "no_punct", "ngram", "osb", "quantile_bin", "normalize", "cartesian"}

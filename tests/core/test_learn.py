@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 from emrml.core import learn
 from emrml.core.learn import LinearModel, TrainingParameters, train
-from emrml.errors import DataError, InvalidInputException
+from emrml.errors import DataError
 
 DATASETS = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
 
@@ -77,88 +77,6 @@ def logistic_data(seed: int = 0, n: int = 20_000, d: int = 20, active: int = 10)
 
 
 # --------------------------------------------------------------------------------------------- parameters
-
-
-def test_missing_parameters_take_the_api_defaults() -> None:
-    expected = TrainingParameters(max_passes=10, shuffle="none", l1=0.0, l2=0.0, max_model_size=33_554_432)
-    assert TrainingParameters.from_api(None) == expected
-    assert TrainingParameters.from_api({}) == expected
-
-
-def test_parameters_parse_every_key_and_echo_them() -> None:
-    given = {
-        "sgd.maxPasses": "100",
-        "sgd.shuffleType": "auto",
-        "sgd.l2RegularizationAmount": "1e-4",
-        "sgd.maxMLModelSizeInBytes": "104857600",
-    }
-    params = TrainingParameters.from_api(given)
-    assert params == TrainingParameters(max_passes=100, shuffle="auto", l2=1e-4, max_model_size=104_857_600)
-    assert params.to_api() == {
-        "algorithm": "sgd",
-        "sgd.maxMLModelSizeInBytes": "104857600",
-        "sgd.maxPasses": "100",
-        "sgd.shuffleType": "auto",
-        "sgd.l1RegularizationAmount": "0.0",
-        "sgd.l2RegularizationAmount": "0.0001",
-    }
-    # GetMLModel's echo (with "algorithm") is accepted back unchanged.
-    assert TrainingParameters.from_api(params.to_api()) == params
-    assert (
-        TrainingParameters.from_api({"sgd.l1RegularizationAmount": "1e-6"}).to_api()[
-            "sgd.l1RegularizationAmount"
-        ]
-        == "1e-6"
-    )
-
-
-def test_console_defaults_fill_missing_keys_when_asked() -> None:
-    params = TrainingParameters.from_api({"sgd.maxPasses": "3"}, defaults=TrainingParameters.console())
-    assert params == TrainingParameters(max_passes=3, shuffle="auto", l2=1e-6, max_model_size=104_857_600)
-
-
-@pytest.mark.parametrize(
-    ("parameters", "message"),
-    [
-        ({"sgd.maxPass": "10"}, "unknown key 'sgd.maxPass'"),
-        ({"algorithm": "xgboost"}, "algorithm must be 'sgd'"),
-        ({"sgd.maxPasses": "ten"}, "sgd.maxPasses must be an integer from 1 to 10,000"),
-        ({"sgd.maxPasses": "2.5"}, "sgd.maxPasses must be an integer from 1 to 10,000"),
-        ({"sgd.maxPasses": "0"}, "sgd.maxPasses must be from 1 to 10,000; got 0"),
-        ({"sgd.maxPasses": "10001"}, "sgd.maxPasses must be from 1 to 10,000; got 10,001"),
-        (
-            {"sgd.maxMLModelSizeInBytes": "99999"},
-            "sgd.maxMLModelSizeInBytes must be from 100,000 to 2,147,483,648",
-        ),
-        ({"sgd.maxMLModelSizeInBytes": "2147483649"}, "sgd.maxMLModelSizeInBytes must be from 100,000"),
-        ({"sgd.maxMLModelSizeInBytes": "1e6"}, "sgd.maxMLModelSizeInBytes must be an integer"),
-        ({"sgd.shuffleType": "random"}, "sgd.shuffleType must be 'auto' or 'none'"),
-        ({"sgd.l1RegularizationAmount": "-1e-6"}, "sgd.l1RegularizationAmount must be a number from 0"),
-        ({"sgd.l1RegularizationAmount": "abc"}, "sgd.l1RegularizationAmount must be a number from 0"),
-        ({"sgd.l2RegularizationAmount": "NaN"}, "sgd.l2RegularizationAmount must be a number from 0"),
-        ({"sgd.l2RegularizationAmount": "inf"}, "sgd.l2RegularizationAmount must be a number from 0"),
-        ({"sgd.l2RegularizationAmount": "1e400"}, "sgd.l2RegularizationAmount must be a number from 0"),
-        (
-            {"sgd.l1RegularizationAmount": "1e-6", "sgd.l2RegularizationAmount": "1e-6"},
-            "cannot both be non-zero",
-        ),
-    ],
-)
-def test_invalid_parameters_name_the_key_and_range(parameters: dict[str, str], message: str) -> None:
-    with pytest.raises(InvalidInputException, match=message.replace("(", r"\(")):
-        TrainingParameters.from_api(parameters)
-
-
-def test_boundary_values_are_accepted() -> None:
-    low = TrainingParameters.from_api({"sgd.maxPasses": "1", "sgd.maxMLModelSizeInBytes": "100000"})
-    high = TrainingParameters.from_api({"sgd.maxPasses": "10000", "sgd.maxMLModelSizeInBytes": "2147483648"})
-    assert (low.max_passes, low.max_model_size) == (1, 100_000)
-    assert (high.max_passes, high.max_model_size) == (10_000, 2_147_483_648)
-    both_zero = {"sgd.l1RegularizationAmount": "0", "sgd.l2RegularizationAmount": "0.0"}
-    assert TrainingParameters.from_api(both_zero) == TrainingParameters()
-
-
-# ---------------------------------------------------------------------------------- recovery of known models
 
 
 def test_logistic_regression_recovers_known_weights() -> None:

@@ -18,7 +18,6 @@ import pyarrow as pa
 import pytest
 
 from emrml.config import Settings
-from emrml.core.learn import TrainingParameters
 from emrml.core.predict import Predictor
 from emrml.core.rearrange import parse_rearrangement
 from emrml.core.schema import Attribute, AttributeType, Schema
@@ -26,6 +25,7 @@ from emrml.engine.batch import Parallelism, batch_predict, record_start
 from emrml.engine.training import DatasourceBatches, DatasourceData, train_model
 from emrml.errors import DataError, IdempotentParameterMismatchException, InvalidInputException
 from emrml.service.app import EmrML
+from emrml.service.parameters import parse_parameters
 
 T = AttributeType
 SEQUENTIAL = Parallelism(workers=1)
@@ -99,7 +99,7 @@ def _train(settings: Settings, kind: str, path: Path, model_id: str) -> Path:
         data=DatasourceData(str(path), _schema(kind), None),
         recipe_text=recipe,
         sample=pa.table({}),
-        parameters=TrainingParameters.from_api({"sgd.maxPasses": "3"}),
+        parameters=parse_parameters({"sgd.maxPasses": "3"}),
         settings=settings,
         progress=lambda *_: None,
     )

@@ -65,8 +65,7 @@ model after zero passes.
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -74,7 +73,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit
 
-from emrml.errors import DataError, InvalidInputException
+from emrml.errors import DataError
 
 ModelKind = Literal["BINARY", "MULTICLASS", "REGRESSION"]
 MODEL_KINDS: tuple[str, ...] = ("BINARY", "MULTICLASS", "REGRESSION")
@@ -103,8 +102,6 @@ WEIGHT_BYTES = 8
 DENSE_RATIO = 12
 # Keeps 0 / 0 out of the weight of a coordinate that has had no gradient yet.
 _EPSILON = 1e-12
-_INT_RE = re.compile(r"^\+?[0-9]+$")
-_FLOAT_RE = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
 
 
 # --------------------------------------------------------------------------------------------- parameters
@@ -117,11 +114,8 @@ KEY_MAX_SIZE = "sgd.maxMLModelSizeInBytes"
 KEY_ALGORITHM = "algorithm"
 PARAMETER_KEYS: tuple[str, ...] = (KEY_MAX_SIZE, KEY_MAX_PASSES, KEY_SHUFFLE, KEY_L1, KEY_L2)
 
-MAX_PASSES_RANGE = (1, 10_000)
-MAX_SIZE_RANGE = (100_000, 2_147_483_648)
 
-
-def _format_float(value: float) -> str:
+def format_float(value: float) -> str:
     """Shortest round-tripping text, exponent without padding (``1e-6`` as in AWS's echo, not ``1e-06``)."""
     text = repr(float(value))
     if "e" in text:
@@ -130,32 +124,12 @@ def _format_float(value: float) -> str:
     return text
 
 
-def _parse_int(key: str, text: str, low: int, high: int) -> int:
-    stripped = text.strip()
-    if not _INT_RE.match(stripped):
-        raise InvalidInputException(
-            f"Parameters: {key} must be an integer from {low:,} to {high:,}; got {text!r}"
-        )
-    value = int(stripped)
-    if not low <= value <= high:
-        raise InvalidInputException(f"Parameters: {key} must be from {low:,} to {high:,}; got {value:,}")
-    return value
-
-
-def _parse_amount(key: str, text: str) -> float:
-    stripped = text.strip()
-    value = float(stripped) if _FLOAT_RE.match(stripped) else math.nan
-    if not math.isfinite(value) or value < 0:
-        raise InvalidInputException(
-            f"Parameters: {key} must be a number from 0 to {_format_float(np.finfo(np.float64).max)}; "
-            f"got {text!r}"
-        )
-    return value
-
-
 @dataclass(frozen=True)
 class TrainingParameters:
-    """The ``sgd.*`` training parameters (spec 7.2). Defaults are the API's (spec 14)."""
+    """What training is told (spec 7.2): passes, shuffle, L1 or L2 amount, largest model in bytes.
+
+    Defaults are the Amazon ML API's (spec 14); ``service.parameters`` reads the API's ``sgd.*``
+    strings, ``to_api`` writes them."""
 
     max_passes: int = 10
     shuffle: Literal["auto", "none"] = "none"
@@ -168,50 +142,6 @@ class TrainingParameters:
         """The defaults the AWS console sent: 100 MiB, shuffle ``auto``, L2 1e-6 (spec 14)."""
         return cls(shuffle="auto", l2=1e-6, max_model_size=104_857_600)
 
-    @classmethod
-    def from_api(
-        cls, parameters: Mapping[str, str] | None, defaults: TrainingParameters | None = None
-    ) -> TrainingParameters:
-        """Parse CreateMLModel's ``Parameters`` map; missing keys take ``defaults`` (the API defaults).
-
-        ``"algorithm": "sgd"`` (echoed by GetMLModel) is accepted and ignored. Raises
-        ``InvalidInputException`` naming the key for unknown keys, values that are not numbers, values out of
-        range, and L1 and L2 both non-zero.
-        """
-        base = defaults or cls()
-        given = dict(parameters or {})
-        for key, value in given.items():
-            if not isinstance(value, str):
-                raise InvalidInputException(f"Parameters: the value of {key} must be a string")
-        unknown = sorted(set(given) - {*PARAMETER_KEYS, KEY_ALGORITHM})
-        if unknown:
-            raise InvalidInputException(
-                f"Parameters: unknown key {unknown[0]!r}; allowed keys: {', '.join(PARAMETER_KEYS)}"
-            )
-        if KEY_ALGORITHM in given and given[KEY_ALGORITHM].strip() != "sgd":
-            raise InvalidInputException(f"Parameters: algorithm must be 'sgd'; got {given[KEY_ALGORITHM]!r}")
-        max_passes = base.max_passes
-        if KEY_MAX_PASSES in given:
-            max_passes = _parse_int(KEY_MAX_PASSES, given[KEY_MAX_PASSES], *MAX_PASSES_RANGE)
-        max_size = base.max_model_size
-        if KEY_MAX_SIZE in given:
-            max_size = _parse_int(KEY_MAX_SIZE, given[KEY_MAX_SIZE], *MAX_SIZE_RANGE)
-        shuffle = base.shuffle
-        if KEY_SHUFFLE in given:
-            text = given[KEY_SHUFFLE].strip()
-            if text not in ("auto", "none"):
-                raise InvalidInputException(
-                    f"Parameters: {KEY_SHUFFLE} must be 'auto' or 'none'; got {given[KEY_SHUFFLE]!r}"
-                )
-            shuffle = "auto" if text == "auto" else "none"
-        l1 = _parse_amount(KEY_L1, given[KEY_L1]) if KEY_L1 in given else base.l1
-        l2 = _parse_amount(KEY_L2, given[KEY_L2]) if KEY_L2 in given else base.l2
-        if l1 > 0 and l2 > 0:
-            raise InvalidInputException(
-                f"Parameters: {KEY_L1} and {KEY_L2} cannot both be non-zero; set one of them to 0"
-            )
-        return cls(max_passes=max_passes, shuffle=shuffle, l1=l1, l2=l2, max_model_size=max_size)
-
     def to_api(self) -> dict[str, str]:
         """The effective parameters as GetMLModel echoes them: five ``sgd.*`` keys and ``algorithm``."""
         return {
@@ -219,8 +149,8 @@ class TrainingParameters:
             KEY_MAX_SIZE: str(self.max_model_size),
             KEY_MAX_PASSES: str(self.max_passes),
             KEY_SHUFFLE: self.shuffle,
-            KEY_L1: _format_float(self.l1),
-            KEY_L2: _format_float(self.l2),
+            KEY_L1: format_float(self.l1),
+            KEY_L2: format_float(self.l2),
         }
 
 

@@ -28,6 +28,7 @@ from emrml.service.operations import (
     timing_members,
     usable,
 )
+from emrml.service.parameters import parse_parameters
 from emrml.service.tags import inherit_tags
 from emrml.service.validation import require_string
 
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 def create_ml_model(app: EmrML, request: Request) -> Response:
     model_type = request["MLModelType"]
     defaults = TrainingParameters.console() if app.settings.training_defaults == "console" else None
-    parameters = TrainingParameters.from_api(request.get("Parameters"), defaults)
+    parameters = parse_parameters(request.get("Parameters"), defaults)
     recipe, recipe_uri = request.get("Recipe") or None, request.get("RecipeUri") or None
     if recipe and recipe_uri:
         raise InvalidInputException("give either Recipe or RecipeUri, not both")

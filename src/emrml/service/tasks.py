@@ -10,7 +10,6 @@ import pyarrow as pa
 from pyarrow import ipc
 
 from emrml.config import Settings
-from emrml.core.learn import TrainingParameters
 from emrml.core.model import check_target
 from emrml.core.rearrange import Rearrangement, parse_rearrangement
 from emrml.core.schema import Schema, parse_schema
@@ -19,6 +18,7 @@ from emrml.engine.training import DatasourceData, evaluate_model, train_model
 from emrml.errors import DataError, InvalidInputException
 from emrml.service.jobs import JobContext, job
 from emrml.service.metastore import DataSource, MLModel
+from emrml.service.parameters import parse_parameters
 from emrml.storage.locations import atomic_write, exists, read_text, schema_location_for
 
 
@@ -113,7 +113,7 @@ def train(context: JobContext) -> dict[str, Any]:
         data=data,
         recipe_text=recipe,
         sample=read_sample(context.settings, source.id),
-        parameters=TrainingParameters.from_api(json.loads(model.training_parameters)),
+        parameters=parse_parameters(json.loads(model.training_parameters)),
         settings=context.settings,
         progress=context.progress,
     )

@@ -1,0 +1,156 @@
+"""Fitting a feature space: the statistics a recipe's outputs learn from training batches."""
+
+from __future__ import annotations
+
+import math
+
+import datasketches
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from emrml.core.features.batch import BatchValues, Numbers, codes_of, distinct_per_row
+from emrml.core.features.layout import COUNTER_HEADROOM, COUNTER_PENDING, EXACT_DISTINCT_LIMIT, KLL_K
+from emrml.core.recipe import transforms as tf
+from emrml.core.recipe.grammar import (
+    Output,
+    OutputKind,
+)
+
+# --- Fitting --------------------------------------------------------------------------------------------
+
+
+class NumericStats:
+    """One NUMERIC attribute over the training data: absent values seen, moments, quantiles."""
+
+    def __init__(self) -> None:
+        self.absent_seen = False
+        self.count = 0
+        self.mean = 0.0
+        self.m2 = 0.0
+        self.sketch: datasketches.kll_doubles_sketch | None = None
+        self.distinct: np.ndarray | None = None
+        self.distinct_counts = np.empty(0, dtype=np.int64)
+
+    def track_quantiles(self) -> None:
+        if self.sketch is None:
+            self.sketch = datasketches.kll_doubles_sketch(KLL_K)
+            self.distinct = np.empty(0)
+
+    def update(self, numbers: Numbers) -> None:
+        values, absent = numbers.per_row()
+        self.absent_seen = self.absent_seen or bool(absent.any())
+        values = values[~absent]
+        if not len(values):
+            return
+        # Chan et al.'s pairwise update: batch moments merged into the running ones.
+        batch_mean = float(values.mean())
+        batch_m2 = float(((values - batch_mean) ** 2).sum())
+        total = self.count + len(values)
+        delta = batch_mean - self.mean
+        self.mean += delta * len(values) / total
+        self.m2 += batch_m2 + delta * delta * self.count * len(values) / total
+        self.count = total
+        if self.sketch is None:
+            return
+        self.sketch.update(values)
+        if self.distinct is not None:
+            merged, inverse = np.unique(np.concatenate((self.distinct, values)), return_inverse=True)
+            weights = np.concatenate((self.distinct_counts, np.ones(len(values), dtype=np.int64)))
+            if len(merged) > EXACT_DISTINCT_LIMIT:
+                self.distinct = None
+            else:
+                self.distinct = merged
+                self.distinct_counts = np.bincount(inverse, weights=weights, minlength=len(merged)).astype(
+                    np.int64
+                )
+
+    def edges(self, n: int) -> tuple[float, ...]:
+        if self.distinct is not None:
+            return tuple(tf.quantile_edges(self.distinct, self.distinct_counts, n))
+        assert self.sketch is not None
+        if self.sketch.is_empty():
+            return ()
+        quantiles = np.asarray(self.sketch.get_quantiles([k / n for k in range(1, n)], True))
+        edges = np.unique(quantiles)
+        return tuple(float(edge) for edge in edges[edges < self.sketch.get_max_value()])
+
+    def moments(self) -> tuple[float, float]:
+        std = math.sqrt(self.m2 / self.count) if self.count else 0.0
+        # A constant attribute normalizes to 0 everywhere; dividing by 1 keeps that finite.
+        return self.mean, std if std > 0 else 1.0
+
+
+class Counter:
+    """Document frequencies of one vocabulary output's strings, merged across batches."""
+
+    def __init__(self, max_vocabulary: int) -> None:
+        self.keep = COUNTER_HEADROOM * max_vocabulary
+        self.chunks: list[pa.Table] = []
+        self.pending = 0
+
+    def update(self, strings: pa.Array, counts: np.ndarray) -> None:
+        self.chunks.append(pa.table({"value": strings, "count": pa.array(counts, pa.int64())}))
+        self.pending += len(strings)
+        if self.pending > COUNTER_PENDING:
+            self._merge()
+
+    def _merge(self) -> None:
+        if not self.chunks:
+            self.chunks = [pa.table({"value": pa.array([], pa.string()), "count": pa.array([], pa.int64())})]
+        table = pa.concat_tables(self.chunks)
+        table = table.group_by("value").aggregate([("count", "sum")]).rename_columns(["value", "count"])
+        table = table.sort_by([("count", "descending"), ("value", "ascending")])
+        if len(table) > self.keep:
+            table = table.slice(0, self.keep)
+        self.chunks = [table]
+        self.pending = len(table)
+
+    def result(self, min_count: int) -> tuple[pa.Array, np.ndarray]:
+        """Strings by descending count, ties by string, with counts >= ``min_count``."""
+        self._merge()
+        table = self.chunks[0]
+        counts = table.column("count").to_numpy()
+        kept = int(np.searchsorted(-counts, -min_count, side="right"))
+        return table.column("value").combine_chunks().slice(0, kept), counts[:kept]
+
+
+def count_into(counter: Counter, values: BatchValues, output: Output) -> None:
+    if output.kind == OutputKind.CATEGORICAL:
+        categories = values.categories(output.expression)
+        counts = np.bincount(categories.codes[categories.codes >= 0], minlength=len(categories.labels))
+        # Labels may repeat (" a" and "a" both trim to "a"): the counter adds them up.
+        keep = np.asarray(pc.is_valid(categories.labels).to_numpy(zero_copy_only=False), dtype=bool) & (
+            counts > 0
+        )
+        counter.update(categories.labels.filter(pa.array(keep)), counts[keep])
+        return
+    tokens = values.tokens(output.expression)
+    if not len(tokens.tokens):
+        return
+    encoded = pc.dictionary_encode(tokens.tokens)
+    width = len(encoded.dictionary)
+    _, ids = distinct_per_row(tokens.row_ids(), codes_of(encoded), width)
+    counter.update(encoded.dictionary, np.bincount(ids, minlength=width))
+
+
+def select_vocabularies(
+    results: list[tuple[pa.Array, np.ndarray]], max_vocabulary: int
+) -> list[tuple[str, ...]]:
+    """Each output's vocabulary: the most frequent strings over all outputs, at most ``max_vocabulary``.
+
+    Ties are broken by output order, then by the string.
+    """
+    sizes = [len(strings) for strings, _ in results]
+    if sum(sizes) > max_vocabulary:
+        counts = np.concatenate([c for _, c in results]) if results else np.empty(0, dtype=np.int64)
+        owners = np.repeat(np.arange(len(results)), sizes)
+        ranks = (
+            np.concatenate([np.arange(size) for size in sizes]) if results else np.empty(0, dtype=np.int64)
+        )
+        chosen = np.lexsort((ranks, owners, -counts))[:max_vocabulary]
+        sizes = list(np.bincount(owners[chosen], minlength=len(results)))
+    return [
+        tuple(strings.slice(0, int(size)).to_pylist())
+        for (strings, _), size in zip(results, sizes, strict=True)
+    ]

@@ -1,0 +1,87 @@
+"""What a fitted feature space knows beside its outputs: constants, the layout of each output's
+features and the learned parameters (vocabularies, bin edges, moments), and helpers over recipe
+expressions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from emrml.core.recipe.grammar import (
+    Expression,
+    Output,
+    OutputKind,
+    Transformation,
+    Variable,
+)
+
+#: Version of the ``to_dict`` layout.
+FORMAT_VERSION = 1
+#: KLL sketch size for quantile bin edges: normalized rank error about 0.3 %.
+KLL_K = 1000
+#: Distinct values per numeric attribute counted exactly; beyond this the KLL sketch gives the edges.
+EXACT_DISTINCT_LIMIT = 65_536
+# A vocabulary counter keeps at most this many times max_vocabulary distinct entries (the most frequent).
+COUNTER_HEADROOM = 4
+# Counted entries held before merging them.
+COUNTER_PENDING = 2_000_000
+
+Record = Mapping[str, str]
+# The tokens of a BINARY value inside cartesian (open question 12).
+BINARY_LABELS = pa.array(["0", "1"])
+
+
+def walk(expression: Expression) -> Iterator[Expression]:
+    yield expression
+    if isinstance(expression, Transformation):
+        for arg in expression.args:
+            yield from walk(arg)
+
+
+def is_bins(expression: Expression) -> bool:
+    return isinstance(expression, Transformation) and expression.function == "quantile_bin"
+
+
+def is_top_bins(output: Output) -> bool:
+    """Whether the output is a ``quantile_bin``, whose features are its bins rather than a vocabulary."""
+    return is_bins(output.expression)
+
+
+def uses_vocabulary(output: Output) -> bool:
+    return output.kind in (OutputKind.CATEGORICAL, OutputKind.TOKENS) and not is_top_bins(output)
+
+
+def attribute(expression: Expression) -> str:
+    """The attribute of a NUMERIC/BINARY output or a ``quantile_bin``/``normalize`` node."""
+    if isinstance(expression, Variable):
+        return expression.name
+    argument = expression.args[0]
+    assert isinstance(argument, Variable)  # the grammar allows these on attributes only
+    return argument.name
+
+
+# --- Learned parameters ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one output's features sit. ``start`` is its first feature index."""
+
+    output: Output
+    start: int
+    size: int
+    missing_indicator: bool
+    vocabulary: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Parameters:
+    """What fitting learned besides vocabularies."""
+
+    edges: Mapping[str, tuple[float, ...]]  # quantile_bin node text → upper bin edges
+    moments: Mapping[str, tuple[float, float]]  # attribute → (mean, std) for normalize
+
+    def edges_of(self, expression: Transformation) -> tuple[float, ...]:
+        return self.edges[expression.text]

@@ -1,0 +1,203 @@
+"""The single-record compiler: plain-Python functions that featurize one record exactly as the batch
+featurizer does its row (real-time predictions)."""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections.abc import Callable, Mapping
+
+from emrml.core.features.layout import (
+    Layout,
+    Parameters,
+    Record,
+    attribute,
+    is_top_bins,
+    uses_vocabulary,
+)
+from emrml.core.recipe import transforms as tf
+from emrml.core.recipe.grammar import (
+    Expression,
+    OutputKind,
+    Transformation,
+    ValueType,
+    Variable,
+)
+from emrml.core.values import InvalidValue, binary_value, numeric_value
+
+# --- Record evaluation ----------------------------------------------------------------------------------
+
+
+def record_number(text: str | None) -> float | None:
+    """``numeric_value(text)``, or None when the value is missing or invalid."""
+    if text is None:
+        return None
+    stripped = text.strip()
+    if not stripped:
+        return None
+    # For ASCII without "_", float() accepts exactly the NUMERIC grammar plus the inf/nan spellings, which
+    # are invalid anyway: a fast path for the common case (a test holds it to numeric_value).
+    if stripped.isascii() and "_" not in stripped:
+        try:
+            value = float(stripped)
+        except ValueError:
+            return None
+        return value if math.isfinite(value) else None
+    try:
+        return numeric_value(stripped)
+    except InvalidValue:
+        return None
+
+
+def record_flag(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return binary_value(text)
+    except InvalidValue:
+        return None
+
+
+_Emit = Callable[[Record, list[int], list[float]], None]
+
+
+class RecordCompiler:
+    """Plain-Python functions of one record for each expression, mirroring :class:`BatchValues`."""
+
+    def __init__(self, parameters: Parameters) -> None:
+        self.parameters = parameters
+
+    def category(self, expression: Expression) -> Callable[[Record], str | None]:
+        if isinstance(expression, Variable):
+            name = expression.name
+            return lambda record: tf.category_value(record.get(name) or "")
+        if expression.function == "quantile_bin":
+            name, edges = attribute(expression), self.parameters.edges_of(expression)
+            labels = [tf.bin_label(i) for i in range(len(edges) + 1)]
+
+            def binned(record: Record) -> str | None:
+                value = record_number(record.get(name))
+                return None if value is None else labels[bisect_left(edges, value)]
+
+            return binned
+        inner = self.category(expression.args[0])
+        if expression.function == "lowercase":
+
+            def lowered(record: Record) -> str | None:
+                value = inner(record)
+                return None if value is None else value.lower()
+
+            return lowered
+
+        def stripped(record: Record) -> str | None:
+            value = inner(record)
+            return None if value is None else tf.category_no_punct(value)
+
+        return stripped
+
+    def tokens(self, expression: Expression) -> Callable[[Record], list[str]]:
+        if expression.type == ValueType.CATEGORICAL:
+            category = self.category(expression)
+
+            def single(record: Record) -> list[str]:
+                value = category(record)
+                return [] if value is None else [value]
+
+            return single
+        if isinstance(expression, Variable):
+            name = expression.name
+            if expression.type == ValueType.BINARY:
+
+                def flag(record: Record) -> list[str]:
+                    value = record_flag(record.get(name))
+                    return [] if value is None else ["1" if value else "0"]
+
+                return flag
+            return lambda record: (record.get(name) or "").split()
+        function = expression.function
+        if function == "cartesian":
+            parts = [self.tokens(arg) for arg in expression.args]
+            return lambda record: tf.cartesian(*(part(record) for part in parts))
+        inner = self.tokens(expression.args[0])
+        if function == "lowercase":
+            return lambda record: [token.lower() for token in inner(record)]
+        if function == "no_punct":
+            return lambda record: tf.no_punct(inner(record))
+        n = expression.parameter
+        assert n is not None
+        if function == "ngram":
+            return lambda record: tf.ngrams(inner(record), n)
+        return lambda record: tf.osb(inner(record), n)
+
+    def emitter(self, layout: Layout, lookup: Mapping[str, int]) -> _Emit:
+        """The function adding ``layout``'s features of a record; ``lookup`` maps a vocabulary string to its
+        feature index."""
+        output = layout.output
+        expression = output.expression
+        start, indicator = layout.start, layout.missing_indicator
+        if uses_vocabulary(output):
+            if output.kind == OutputKind.CATEGORICAL and isinstance(expression, Variable):
+                name = expression.name
+
+                def raw_one_hot(record: Record, indices: list[int], values: list[float]) -> None:
+                    # tf.category_value inlined: this is the commonest output on the hot path.
+                    text = record.get(name)
+                    index = lookup.get(text.strip()) if text else None
+                    if index is not None:
+                        indices.append(index)
+                        values.append(1.0)
+
+                return raw_one_hot
+            if output.kind == OutputKind.CATEGORICAL:
+                category = self.category(expression)
+
+                def one_hot(record: Record, indices: list[int], values: list[float]) -> None:
+                    value = category(record)
+                    index = None if value is None else lookup.get(value)
+                    if index is not None:
+                        indices.append(index)
+                        values.append(1.0)
+
+                return one_hot
+            tokens = self.tokens(expression)
+
+            def bag(record: Record, indices: list[int], values: list[float]) -> None:
+                found = sorted({lookup[t] for t in tokens(record) if t in lookup})
+                indices.extend(found)
+                values.extend([1.0] * len(found))
+
+            return bag
+        name = attribute(expression)
+        missing = start + layout.size - 1
+        if is_top_bins(output):
+            assert isinstance(expression, Transformation)
+            edges = self.parameters.edges_of(expression)
+
+            def binned(record: Record, indices: list[int], values: list[float]) -> None:
+                value = record_number(record.get(name))
+                if value is not None:
+                    indices.append(start + bisect_left(edges, value))
+                    values.append(1.0)
+                elif indicator:
+                    indices.append(missing)
+                    values.append(1.0)
+
+            return binned
+        parse = record_flag if output.kind == OutputKind.BINARY else record_number
+        mean, std = self.parameters.moments.get(name, (0.0, 1.0))
+        scaled = isinstance(expression, Transformation)
+
+        def number(record: Record, indices: list[int], values: list[float]) -> None:
+            value = parse(record.get(name))
+            if value is None:
+                if indicator:
+                    indices.append(missing)
+                    values.append(1.0)
+                return
+            if scaled:
+                value = (value - mean) / std
+            if value != 0:
+                indices.append(start)
+                values.append(value)
+
+        return number

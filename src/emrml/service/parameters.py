@@ -1,0 +1,97 @@
+"""Reading the ``sgd.*`` training parameters as the Amazon ML API spells them (spec 7.2): CreateMLModel's
+``Parameters`` map of strings into ``core.learn.TrainingParameters``, with an error naming the key for
+anything out of place. (``TrainingParameters.to_api`` writes GetMLModel's echo.)"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+
+import numpy as np
+
+from emrml.core.learn import (
+    KEY_ALGORITHM,
+    KEY_L1,
+    KEY_L2,
+    KEY_MAX_PASSES,
+    KEY_MAX_SIZE,
+    KEY_SHUFFLE,
+    PARAMETER_KEYS,
+    TrainingParameters,
+    format_float,
+)
+from emrml.errors import InvalidInputException
+
+_INT_RE = re.compile(r"^\+?[0-9]+$")
+_FLOAT_RE = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
+
+MAX_PASSES_RANGE = (1, 10_000)
+MAX_SIZE_RANGE = (100_000, 2_147_483_648)
+
+
+def _parse_int(key: str, text: str, low: int, high: int) -> int:
+    stripped = text.strip()
+    if not _INT_RE.match(stripped):
+        raise InvalidInputException(
+            f"Parameters: {key} must be an integer from {low:,} to {high:,}; got {text!r}"
+        )
+    value = int(stripped)
+    if not low <= value <= high:
+        raise InvalidInputException(f"Parameters: {key} must be from {low:,} to {high:,}; got {value:,}")
+    return value
+
+
+def _parse_amount(key: str, text: str) -> float:
+    stripped = text.strip()
+    value = float(stripped) if _FLOAT_RE.match(stripped) else math.nan
+    if not math.isfinite(value) or value < 0:
+        raise InvalidInputException(
+            f"Parameters: {key} must be a number from 0 to {format_float(np.finfo(np.float64).max)}; "
+            f"got {text!r}"
+        )
+    return value
+
+
+def parse_parameters(
+    parameters: Mapping[str, str] | None, defaults: TrainingParameters | None = None
+) -> TrainingParameters:
+    """Parse CreateMLModel's ``Parameters`` map; missing keys take ``defaults`` (the API defaults).
+
+    ``"algorithm": "sgd"`` (echoed by GetMLModel) is accepted and ignored. Raises
+    ``InvalidInputException`` naming the key for unknown keys, values that are not numbers, values out of
+    range, and L1 and L2 both non-zero.
+    """
+    base = defaults or TrainingParameters()
+    given = dict(parameters or {})
+    for key, value in given.items():
+        if not isinstance(value, str):
+            raise InvalidInputException(f"Parameters: the value of {key} must be a string")
+    unknown = sorted(set(given) - {*PARAMETER_KEYS, KEY_ALGORITHM})
+    if unknown:
+        raise InvalidInputException(
+            f"Parameters: unknown key {unknown[0]!r}; allowed keys: {', '.join(PARAMETER_KEYS)}"
+        )
+    if KEY_ALGORITHM in given and given[KEY_ALGORITHM].strip() != "sgd":
+        raise InvalidInputException(f"Parameters: algorithm must be 'sgd'; got {given[KEY_ALGORITHM]!r}")
+    max_passes = base.max_passes
+    if KEY_MAX_PASSES in given:
+        max_passes = _parse_int(KEY_MAX_PASSES, given[KEY_MAX_PASSES], *MAX_PASSES_RANGE)
+    max_size = base.max_model_size
+    if KEY_MAX_SIZE in given:
+        max_size = _parse_int(KEY_MAX_SIZE, given[KEY_MAX_SIZE], *MAX_SIZE_RANGE)
+    shuffle = base.shuffle
+    if KEY_SHUFFLE in given:
+        text = given[KEY_SHUFFLE].strip()
+        if text not in ("auto", "none"):
+            raise InvalidInputException(
+                f"Parameters: {KEY_SHUFFLE} must be 'auto' or 'none'; got {given[KEY_SHUFFLE]!r}"
+            )
+        shuffle = "auto" if text == "auto" else "none"
+    l1 = _parse_amount(KEY_L1, given[KEY_L1]) if KEY_L1 in given else base.l1
+    l2 = _parse_amount(KEY_L2, given[KEY_L2]) if KEY_L2 in given else base.l2
+    if l1 > 0 and l2 > 0:
+        raise InvalidInputException(
+            f"Parameters: {KEY_L1} and {KEY_L2} cannot both be non-zero; set one of them to 0"
+        )
+    return TrainingParameters(max_passes=max_passes, shuffle=shuffle, l1=l1, l2=l2, max_model_size=max_size)

@@ -17,8 +17,8 @@ import pytest
 from typer.testing import Result
 
 from cli_helpers import error_line, invoke, invoke_json
-from emrml.cli import (
-    JOB_FAILED_EXIT_CODE,
+from emrml.cli_common import JOB_FAILED_EXIT_CODE
+from emrml.cli_quickstart import (
     QUICKSTART_BATCH_ID,
     QUICKSTART_EVAL_ID,
     QUICKSTART_EVALUATION_ID,

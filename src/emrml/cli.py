@@ -36,17 +36,6 @@ from emrml.cli_common import (
     state,
 )
 from emrml.cli_objects import KINDS, ModelType, report_created
-from emrml.cli_quickstart import (  # noqa: F401  (the quickstart's object ids, for scripts and tests)
-    QUICKSTART_BATCH_ID,
-    QUICKSTART_EVAL_ID,
-    QUICKSTART_EVALUATION_ID,
-    QUICKSTART_ID,
-    QUICKSTART_MODEL_ID,
-    QUICKSTART_ROWS,
-    QUICKSTART_SEED,
-    QUICKSTART_TRAIN_ID,
-    QUICKSTART_TRAIN_PERCENT,
-)
 from emrml.config import Settings
 from emrml.core.schema import parse_schema
 from emrml.errors import InvalidInputException

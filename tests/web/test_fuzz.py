@@ -33,7 +33,7 @@ from emrml.errors import ERROR_TYPES
 from emrml.samples import bank_sample_schema, write_bank_sample
 from emrml.service.app import EmrML
 from emrml.service.identity import Identities
-from emrml.service.operations import ID_MEMBER, OPERATIONS
+from emrml.service.operations import CREATE_OPERATIONS, ID_MEMBER, OPERATIONS
 from emrml.web.protocol import TARGET_PREFIX
 from emrml.web.server import BackgroundServer, create_app, reserve_socket
 
@@ -230,14 +230,7 @@ def api_requests(world: FuzzWorld, garbage: bool) -> st.SearchStrategy[tuple[str
 
 
 _TRACEBACK = re.compile(rb'Traceback|File "|\.py", line')
-_CREATES = {
-    "CreateDataSourceFromS3": "DataSource",
-    "CreateDataSourceFromRDS": "DataSource",
-    "CreateDataSourceFromRedshift": "DataSource",
-    "CreateMLModel": "MLModel",
-    "CreateEvaluation": "Evaluation",
-    "CreateBatchPrediction": "BatchPrediction",
-}
+_CREATES = CREATE_OPERATIONS
 _DELETES = {f"Delete{kind}": kind for kind in ID_MEMBER}
 
 

@@ -24,14 +24,13 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from emrml.core.alerts import NumericTarget, evaluation_alerts
 from emrml.core.metrics import (
     SCORE_EDGES,
     THRESHOLD_METRICS,
     BinaryEvaluation,
     MulticlassEvaluation,
-    NumericTarget,
     RegressionEvaluation,
-    evaluation_alerts,
     performance_metrics,
 )
 from emrml.errors import DataError, InvalidInputException
@@ -722,7 +721,7 @@ def _by_name(alerts: list[dict]) -> dict[str, dict]:
 
 
 def test_a_rising_loss_is_flagged() -> None:
-    from emrml.core.metrics import quality_alerts
+    from emrml.core.alerts import quality_alerts
 
     rising = _by_name(quality_alerts("REGRESSION", {}, [0.1057, 0.1201]))["Training converged"]
     assert (
@@ -744,14 +743,14 @@ def test_a_rising_loss_is_flagged() -> None:
     ],
 )
 def test_a_metric_no_better_than_its_baseline_is_flagged(model_type: str, result: dict, passed: bool) -> None:
-    from emrml.core.metrics import quality_alerts
+    from emrml.core.alerts import quality_alerts
 
     alert = _by_name(quality_alerts(model_type, result, []))["Better than the baseline"]
     assert alert["passed"] is passed
 
 
 def test_regression_predictions_outside_the_target_range_are_flagged() -> None:
-    from emrml.core.metrics import quality_alerts
+    from emrml.core.alerts import quality_alerts
 
     result = {"RegressionRMSE": 1.0, "baseline": 2.0, "count": 16_219}
     negative = _by_name(quality_alerts("REGRESSION", result, [], (12.0, 500.0), (341, 341)))

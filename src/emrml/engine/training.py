@@ -21,16 +21,14 @@ import pyarrow.compute as pc
 import scipy.sparse as sp
 
 from emrml.config import Settings
+from emrml.core.alerts import NumericTarget, evaluation_alerts, quality_alerts
 from emrml.core.features import FeatureSpace
 from emrml.core.learn import TrainingParameters, train
 from emrml.core.metrics import (
     BinaryEvaluation,
     MulticlassEvaluation,
-    NumericTarget,
     RegressionEvaluation,
-    evaluation_alerts,
     performance_metrics,
-    quality_alerts,
 )
 from emrml.core.model import ModelArtifact, load_artifact, save_artifact
 from emrml.core.rearrange import Rearrangement

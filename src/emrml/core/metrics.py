@@ -1,5 +1,6 @@
-"""Evaluation metrics and the console's model insights (spec 8, 7.3, open questions 1 and 15); the alerts are in
-``core/alerts``.
+"""Evaluation metrics and the console's model insights (spec 8, 7.3, open questions 1 and 15).
+
+The evaluation alerts built from these results are in ``core.alerts``.
 
 Predictions arrive batch by batch. Each model type has an accumulator with ``update`` (one batch),
 ``merge`` (another accumulator over other rows: a worker process or Spark partition) and ``result``

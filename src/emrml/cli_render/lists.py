@@ -1,0 +1,124 @@
+"""``list`` tables that fit the terminal, dropping the least important columns first."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rich.table import Table
+
+from emrml.cli_render.parts import (
+    format_bytes,
+    format_metric,
+    format_time,
+    records_text,
+    status_text,
+)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a list: its header, how to read a cell from a Describe* result, and its priority
+    (0: always shown; on a narrow terminal the largest numbers are dropped first)."""
+
+    header: str
+    value: Callable[[dict[str, Any]], str]
+    priority: int = 1
+
+
+#: Spaces between the columns of a list.
+_GAP = 2
+#: The narrowest a column that does not fit whole is shown, ellipsis included.
+_MIN_SHORTENED = 12
+
+
+def list_table(columns: Sequence[Column], results: list[dict[str, Any]], width: int) -> Table:
+    """Describe* results, one line per object, fitted to ``width`` terminal columns.
+
+    Columns are kept by priority while their contents fit; cells that are still too long end in an
+    ellipsis, the first column (the id) last of all, so every row stays one readable line.
+    """
+    cells = [[column.value(item) or "" for column in columns] for item in results]
+    widths = [max([len(column.header)] + [len(row[i]) for row in cells]) for i, column in enumerate(columns)]
+    kept: set[int] = set()
+    used = 0
+    for i in sorted(range(len(columns)), key=lambda i: (columns[i].priority, i)):
+        needed = widths[i] + (_GAP if kept else 0)
+        if columns[i].priority == 0 or used + needed <= width:
+            kept.add(i)
+            used += needed
+    dropped = [
+        i for i in sorted(range(len(columns)), key=lambda i: (columns[i].priority, i)) if i not in kept
+    ]
+    if dropped and width - used - _GAP >= _MIN_SHORTENED:
+        # The most important column that did not fit whole still shows its beginning.
+        widths[dropped[0]] = width - used - _GAP
+        kept.add(dropped[0])
+        used = width
+    shown = sorted(kept)
+    table = Table(
+        box=None, header_style="bold", padding=(0, _GAP, 0, 0), pad_edge=False, width=min(used, width)
+    )
+    for position, i in enumerate(shown):
+        table.add_column(
+            columns[i].header,
+            no_wrap=True,
+            overflow="ellipsis",
+            min_width=widths[i] if position == 0 else None,
+            max_width=widths[i],
+        )
+    for row in cells:
+        table.add_row(*(row[i] for i in shown))
+    return table
+
+
+def _metric(item: dict[str, Any]) -> str:
+    return format_metric((item.get("PerformanceMetrics") or {}).get("Properties"))
+
+
+def _get(member: str) -> Callable[[dict[str, Any]], str]:
+    return lambda item: str(item.get(member) or "")
+
+
+def _created(item: dict[str, Any]) -> str:
+    return format_time(item.get("CreatedAt"))
+
+
+#: The columns of each kind's list, in display order.
+DATASOURCE_COLUMNS = (
+    Column("Id", _get("DataSourceId"), 0),
+    Column("Name", _get("Name"), 2),
+    Column("Status", status_text, 0),
+    Column("Created", _created, 1),
+    Column("Location", _get("DataLocationS3"), 4),
+    Column("Size", lambda item: format_bytes(item.get("DataSizeInBytes")), 3),
+)
+MODEL_COLUMNS = (
+    Column("Id", _get("MLModelId"), 0),
+    Column("Name", _get("Name"), 3),
+    Column("Type", _get("MLModelType"), 1),
+    Column("Status", status_text, 0),
+    Column("Created", _created, 2),
+    Column("Training data", _get("TrainingDataSourceId"), 4),
+    Column("Size", lambda item: format_bytes(item.get("SizeInBytes")), 5),
+)
+EVALUATION_COLUMNS = (
+    Column("Id", _get("EvaluationId"), 0),
+    Column("Name", _get("Name"), 3),
+    Column("Status", status_text, 0),
+    Column("Created", _created, 4),
+    Column("Model", _get("MLModelId"), 2),
+    Column("Datasource", _get("EvaluationDataSourceId"), 5),
+    Column("Metric", _metric, 1),
+)
+BATCH_PREDICTION_COLUMNS = (
+    Column("Id", _get("BatchPredictionId"), 0),
+    Column("Name", _get("Name"), 4),
+    Column("Status", status_text, 0),
+    Column("Created", _created, 3),
+    Column("Model", _get("MLModelId"), 2),
+    Column("Datasource", _get("BatchPredictionDataSourceId"), 5),
+    Column("Records", lambda item: records_text(item), 1),
+    Column("Output", _get("OutputUri"), 6),
+)

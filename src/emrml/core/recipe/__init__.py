@@ -1,8 +1,9 @@
 """Amazon ML recipes (spec 6): the grammar, the transformations, and the suggested recipe.
 
-``grammar.parse_recipe`` turns recipe JSON into resolved outputs, ``transforms`` holds the text and bin
-transformations (one record and vectorized), ``suggest.suggest_recipe`` writes the default recipe. The
-fitted featurizer built from a recipe is ``emrml.core.features.FeatureSpace``.
+``grammar.parse_recipe`` turns recipe JSON into resolved outputs (``syntax`` reads each expression),
+``transforms`` holds the text and bin transformations (one record and vectorized),
+``suggest.suggest_recipe`` writes the default recipe. The fitted featurizer built from a recipe is
+``emrml.core.features.FeatureSpace``.
 """
 
 from emrml.core.recipe.grammar import Output, OutputKind, Recipe, parse_recipe

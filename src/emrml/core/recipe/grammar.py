@@ -15,10 +15,21 @@ from __future__ import annotations
 import difflib
 import itertools
 import json
-import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from emrml.core.recipe.syntax import (
+    FUNCTIONS,
+    GROUP_FUNCTIONS,
+    SPACE,
+    Call,
+    Located,
+    Name,
+    Node,
+    Parser,
+    quote_name,
+    split_comment,
+)
 from emrml.core.schema import AttributeType, Schema
 from emrml.errors import InvalidInputException
 
@@ -42,12 +53,7 @@ _GROUP_TYPES = {
 }
 
 # A bare name: a letter, then anything but , ' " tab CR LF ( ) \ (surrounding spaces trimmed).
-_BARE_NAME = re.compile(r"[A-Za-z][^,'\"\t\r\n()\\]*")
-_SPACE = " \t\r\n"
-_INTEGER = re.compile(r"[+-]?[0-9]+")
-_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 # How much of an expression an error message quotes.
-_SHOWN_CHARS = 120
 
 
 class ValueType(StrEnum):
@@ -76,13 +82,6 @@ _KIND_OF_TYPE = {
     ValueType.TEXT: OutputKind.TOKENS,
     ValueType.TOKENS: OutputKind.TOKENS,
 }
-
-
-def quote_name(name: str) -> str:
-    """``name`` as written in a canonical expression: bare when it parses back unchanged, else quoted."""
-    if _BARE_NAME.fullmatch(name) and name == name.strip(_SPACE) and "//" not in name:
-        return name
-    return f'"{name}"' if "'" in name else f"'{name}'"
 
 
 @dataclass(frozen=True)
@@ -131,211 +130,6 @@ class Recipe:
 
     text: str
     outputs: tuple[Output, ...]
-
-
-@dataclass(frozen=True)
-class _Function:
-    min_args: int
-    max_args: int | None  # None: no upper bound
-    parameter: tuple[str, int, int] | None  # (name, lowest, highest)
-    usage: str
-
-
-_FUNCTIONS = {
-    "group": _Function(1, None, None, "group(a, b, ...)"),
-    "group_remove": _Function(2, None, None, "group_remove(GROUP, a, ...)"),
-    "lowercase": _Function(1, 1, None, "lowercase(x)"),
-    "no_punct": _Function(1, 1, None, "no_punct(x)"),
-    "ngram": _Function(1, 1, ("n", 2, 10), "ngram(x, n)"),
-    "osb": _Function(1, 1, ("n", 2, 10), "osb(x, n)"),
-    "quantile_bin": _Function(1, 1, ("n", 5, 1000), "quantile_bin(x, n)"),
-    "normalize": _Function(1, 1, None, "normalize(x)"),
-    "cartesian": _Function(2, None, None, "cartesian(a, b, ...)"),
-}
-_GROUP_FUNCTIONS = ("group", "group_remove")
-
-
-# --- Expression syntax ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Name:
-    name: str
-    column: int
-
-
-@dataclass(frozen=True)
-class _Number:
-    value: int
-    column: int
-
-
-@dataclass(frozen=True)
-class _Call:
-    function: str
-    args: tuple[_Name | _Call, ...]
-    parameter: _Number | None
-    column: int
-
-
-_Node = _Name | _Call
-
-
-class _Located:
-    """Where an expression sits in the recipe, for error messages."""
-
-    def __init__(self, section: str, entry: str, text: str) -> None:
-        self.section = section
-        self.entry = entry
-        self.text = text
-
-    def error(self, column: int | None, message: str) -> InvalidInputException:
-        shown = self.text if len(self.text) <= _SHOWN_CHARS else self.text[:_SHOWN_CHARS] + "…"
-        at = f": column {column}" if column is not None else ""
-        return InvalidInputException(
-            f"Recipe {self.entry} {json.dumps(shown, ensure_ascii=False)}{at}: {message}"
-        )
-
-
-class _Parser:
-    """Recursive descent over ``expr := name | fname "(" expr ("," expr)* ("," INT)? ")"``."""
-
-    def __init__(self, text: str, end: int, where: _Located) -> None:
-        self.text = text
-        self.end = end  # the expression stops here (a comment may follow)
-        self.pos = 0
-        self.where = where
-
-    def parse(self) -> _Node:
-        self._skip_space()
-        if self.pos >= self.end:
-            raise self.where.error(None, "the expression is empty")
-        node = self._expression()
-        self._skip_space()
-        if self.pos < self.end:
-            char = self.text[self.pos]
-            if char == ")":
-                raise self._error("unexpected ')': the parentheses are unbalanced (no '(' to close)")
-            raise self._error(f"unexpected {char!r} after the end of the expression")
-        return node
-
-    def _error(self, message: str, column: int | None = None) -> InvalidInputException:
-        return self.where.error(column if column is not None else self.pos + 1, message)
-
-    def _skip_space(self) -> None:
-        while self.pos < self.end and self.text[self.pos] in _SPACE:
-            self.pos += 1
-
-    def _expression(self) -> _Node:
-        self._skip_space()
-        if self.pos >= self.end:
-            raise self._error("expected a name or a transformation but the expression ended")
-        char = self.text[self.pos]
-        if char in "'\"":
-            return self._quoted()
-        if char.isascii() and char.isalpha():
-            start = self.pos
-            match = _BARE_NAME.match(self.text, self.pos, self.end)
-            assert match is not None  # the first character is a letter
-            self.pos = match.end()
-            name = match.group().rstrip(" ")
-            self._skip_space()
-            if self.pos < self.end and self.text[self.pos] == "(":
-                return self._call(name, start)
-            return _Name(name, start + 1)
-        if char in "0123456789+-.":
-            word = self._word()
-            raise self._error(
-                f"{word!r} is not a name: names that do not start with a letter must be quoted ('{word}')",
-                self.pos - len(word) + 1,
-            )
-        if char in ",)":
-            raise self._error(f"expected a name or a transformation but found {char!r}")
-        if char == "(":
-            raise self._error("unexpected '(': only a transformation name may precede '('")
-        raise self._error(f"unexpected {char!r}: quote names that contain it")
-
-    def _word(self) -> str:
-        start = self.pos
-        while self.pos < self.end and self.text[self.pos] not in ",()" + _SPACE:
-            self.pos += 1
-        return self.text[start : self.pos]
-
-    def _quoted(self) -> _Name:
-        quote = self.text[self.pos]
-        start = self.pos
-        close = self.text.find(quote, start + 1, self.end)
-        if close < 0:
-            raise self._error(f"unterminated quote: the name starting with {quote} has no closing {quote}")
-        name = self.text[start + 1 : close]
-        if not name:
-            raise self._error("empty quoted name")
-        self.pos = close + 1
-        self._skip_space()
-        if self.pos < self.end and self.text[self.pos] == "(":
-            raise self._error("unexpected '(': a quoted name is not a transformation")
-        return _Name(name, start + 1)
-
-    def _call(self, function: str, start: int) -> _Call:
-        self.pos += 1  # the "("
-        args: list[_Node] = []
-        while True:
-            self._skip_space()
-            if self.pos < self.end and self.text[self.pos] in "0123456789+-.":
-                parameter = self._parameter(function)
-                self._skip_space()
-                if self.pos >= self.end:
-                    raise self._error("expected ')' but the expression ended")
-                if self.text[self.pos] == ",":
-                    raise self._error(
-                        f"the integer parameter {parameter.value} must be the last argument", parameter.column
-                    )
-                if self.text[self.pos] != ")":
-                    raise self._error(f"expected ')' but found {self.text[self.pos]!r}")
-                self.pos += 1
-                return _Call(function, tuple(args), parameter, start + 1)
-            args.append(self._expression())
-            self._skip_space()
-            if self.pos >= self.end:
-                raise self._error("expected ',' or ')' but the expression ended")
-            char = self.text[self.pos]
-            self.pos += 1
-            if char == ")":
-                return _Call(function, tuple(args), None, start + 1)
-            if char != ",":
-                raise self._error(f"expected ',' or ')' but found {char!r}", self.pos)
-
-    def _parameter(self, function: str) -> _Number:
-        column = self.pos + 1
-        word = self._word()
-        spec = _FUNCTIONS.get(function)
-        wanted = "a parameter must be an integer"
-        if spec is not None and spec.parameter is not None:
-            name, low, high = spec.parameter
-            wanted = f"{function}'s {name} must be an integer from {low} to {high}"
-        if _INTEGER.fullmatch(word):
-            return _Number(int(word), column)
-        if _DECIMAL.fullmatch(word):
-            raise self._error(f"{wanted}, got {word!r}", column)
-        raise self._error(
-            f"{word!r} is neither an integer nor a name "
-            "(names that do not start with a letter must be quoted)",
-            column,
-        )
-
-
-def _split_comment(text: str) -> int:
-    """Index where a ``//`` comment outside quotes starts, or ``len(text)``."""
-    quote = None
-    for index, char in enumerate(text):
-        if quote is not None:
-            if char == quote:
-                quote = None
-        elif char in "'\"":
-            quote = char
-        elif char == "/" and text.startswith("//", index):
-            return index
-    return len(text)
 
 
 # --- Resolution against the schema ------------------------------------------------------------------------
@@ -426,7 +220,7 @@ class _Resolver:
             raise InvalidInputException(f"{where}: the name is defined {place}")
         self.declared[name] = section
 
-    def lookup(self, node: _Name, where: _Located) -> list[Expression]:
+    def lookup(self, node: Name, where: Located) -> list[Expression]:
         name = node.name
         if name in self.assignments:
             return list(self.assignments[name])
@@ -454,15 +248,15 @@ class _Resolver:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise where.error(node.column, f"unknown variable {name!r}{hint}")
 
-    def group(self, node: _Node, where: _Located) -> list[Variable]:
+    def group(self, node: Node, where: Located) -> list[Variable]:
         """The members of a ``group(...)`` or ``group_remove(...)`` definition, in order, each once."""
-        if not isinstance(node, _Call) or node.function not in _GROUP_FUNCTIONS:
+        if not isinstance(node, Call) or node.function not in GROUP_FUNCTIONS:
             raise where.error(1, "a group is defined with group(...) or group_remove(...)")
         self._check_call(node, where)
         if node.function == "group":
             return list(dict.fromkeys(v for arg in node.args for v in self._members(arg, where)))
         first, *rest = node.args
-        if isinstance(first, _Name) and first.name not in self.groups and first.name not in self.predefined:
+        if isinstance(first, Name) and first.name not in self.groups and first.name not in self.predefined:
             self.lookup(first, where)  # unknown names and roles get their own message first
             raise where.error(
                 first.column, f"group_remove's first argument must be a group, not {first.name!r}"
@@ -470,19 +264,19 @@ class _Resolver:
         removed = {v for arg in rest for v in self._members(arg, where)}
         return [v for v in dict.fromkeys(self._members(first, where)) if v not in removed]
 
-    def _members(self, node: _Node, where: _Located) -> list[Variable]:
-        if not isinstance(node, _Name):
+    def _members(self, node: Node, where: Located) -> list[Variable]:
+        if not isinstance(node, Name):
             raise where.error(
                 node.column, "a group lists names of attributes and groups, not transformations"
             )
         # Only attributes and groups are defined while groups are read, so every value is a Variable.
         return [v for v in self.lookup(node, where) if isinstance(v, Variable)]
 
-    def value(self, node: _Node, where: _Located) -> list[Expression]:
+    def value(self, node: Node, where: Located) -> list[Expression]:
         """Every single-attribute expression ``node`` stands for (a group yields one per member)."""
-        if isinstance(node, _Name):
+        if isinstance(node, Name):
             return self.lookup(node, where)
-        if node.function in _GROUP_FUNCTIONS:
+        if node.function in GROUP_FUNCTIONS:
             raise where.error(
                 node.column, f"{node.function}(...) may only define a group in the groups section"
             )
@@ -506,13 +300,13 @@ class _Resolver:
         except _TypeMismatch as exc:
             raise where.error(node.column, str(exc)) from None
 
-    def _check_call(self, node: _Call, where: _Located) -> None:
-        spec = _FUNCTIONS.get(node.function)
+    def _check_call(self, node: Call, where: Located) -> None:
+        spec = FUNCTIONS.get(node.function)
         if spec is None:
-            close = difflib.get_close_matches(node.function.lower(), list(_FUNCTIONS), n=1, cutoff=0.6)
+            close = difflib.get_close_matches(node.function.lower(), list(FUNCTIONS), n=1, cutoff=0.6)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise where.error(
-                node.column, f"unknown transformation {node.function!r}{hint}; known: {', '.join(_FUNCTIONS)}"
+                node.column, f"unknown transformation {node.function!r}{hint}; known: {', '.join(FUNCTIONS)}"
             )
         count = len(node.args)
         if count < spec.min_args or (spec.max_args is not None and count > spec.max_args):
@@ -640,15 +434,15 @@ def _output_strings(found: dict[str, object]) -> list[str]:
     return outputs
 
 
-def _parse_entry(section: str, entry: str, text: str) -> tuple[_Node, _Located]:
+def _parse_entry(section: str, entry: str, text: str) -> tuple[Node, Located]:
     """The syntax tree of one entry's expression, and its place for later messages."""
-    where = _Located(section, entry, text)
-    end = _split_comment(text)
+    where = Located(section, entry, text)
+    end = split_comment(text)
     if end < len(text) and section != "outputs":
         raise where.error(end + 1, "comments ('//') are only allowed at the end of an output")
-    if end < len(text) and not text[:end].strip(_SPACE):
+    if end < len(text) and not text[:end].strip(SPACE):
         raise where.error(end + 1, "malformed comment: an expression must come before '//'")
-    return _Parser(text, end, where).parse(), where
+    return Parser(text, end, where).parse(), where
 
 
 def parse_recipe(text: str, schema: Schema, *, max_outputs: int = DEFAULT_MAX_OUTPUTS) -> Recipe:

@@ -1,8 +1,8 @@
 """The metastore: one SQLAlchemy table per Amazon ML entity, plus tags.
 
 Times are epoch seconds (floats), as the API speaks them. JSON documents (schemas, statistics, parameters)
-are stored as text so the same tables work on SQLite and PostgreSQL. The schema is created and upgraded by
-the Alembic migrations in ``migrations/``; never by ``create_all``.
+are stored as text so the same tables work on SQLite, PostgreSQL and MySQL / MariaDB. The schema is created
+and upgraded by the Alembic migrations in ``migrations/``; never by ``create_all``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,12 @@ from sqlalchemy import (
     create_engine,
     event,
 )
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.schema import CreateTable
+
+from emrml.errors import InvalidInputException
 
 ENTITY_ID = String(64)
 STATUS = String(16)
@@ -157,13 +162,33 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.close()
 
 
+# MySQL and MariaDB, unlike the others, read FLOAT as 4 bytes (epoch seconds would lose minutes) and compare
+# text case-insensitively (ids "a" and "A" would collide): every float is a DOUBLE there, and every table
+# compares bytes. Hooks on the DDL compiler, so each migration (and each new one) gets them.
+@compiles(Float, "mysql", "mariadb")
+def _double(_type: Float, _compiler: object, **_kw: object) -> str:
+    return "DOUBLE"
+
+
+@compiles(CreateTable, "mysql", "mariadb")
+def _binary_collation(create: CreateTable, compiler: object, **kw: object) -> str:
+    sql = compiler.visit_create_table(create, **kw)  # type: ignore[attr-defined]
+    return f"{sql.rstrip()} DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+
+
 def open_engine(url: str) -> Engine:
     """Create the SQLAlchemy engine for ``url`` (SQLite gets WAL mode and a busy timeout)."""
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_engine(url, pool_pre_ping=True)
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"timeout": 30})
+            event.listen(engine, "connect", _sqlite_pragmas)
+            return engine
+        return create_engine(url, pool_pre_ping=True)
+    except (ImportError, ArgumentError) as exc:
+        raise InvalidInputException(
+            f"setting metastore_url: {exc}. Supported: sqlite:///PATH, postgresql+psycopg://..., and "
+            "mysql+pymysql://... (pip install 'emrml[mysql]')"
+        ) from None
 
 
 def migrate(engine: Engine) -> None:

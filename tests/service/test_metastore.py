@@ -1,0 +1,52 @@
+"""What every metastore must keep exactly: ids that differ only in case, times to the millisecond."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from emrml.config import Settings
+from emrml.errors import InvalidInputException
+from emrml.service.app import EmrML
+from emrml.service.metastore import now
+
+SCHEMA = json.dumps(
+    {
+        "version": "1.0",
+        "dataFormat": "CSV",
+        "dataFileContainsHeader": True,
+        "attributes": [{"attributeName": "x", "attributeType": "NUMERIC"}],
+    }
+)
+
+
+def test_ids_differing_in_case_are_two_objects(app: EmrML, tmp_path: Path) -> None:
+    for entity_id, rows in (("ds-case", "1\n2\n"), ("DS-CASE", "1\n2\n3\n")):
+        data = tmp_path / f"{entity_id}.csv"
+        data.write_text("x\n" + rows)
+        spec = {"DataLocationS3": str(data), "DataSchema": SCHEMA}
+        app.call("CreateDataSourceFromS3", {"DataSourceId": entity_id, "DataSpec": spec})
+    lower, upper = app.wait("DataSource", "ds-case"), app.wait("DataSource", "DS-CASE")
+    assert lower["DataLocationS3"].endswith("ds-case.csv")
+    assert upper["DataLocationS3"].endswith("DS-CASE.csv")
+    assert (lower["Status"], upper["Status"]) == ("COMPLETED", "COMPLETED")
+
+
+def test_times_keep_milliseconds(app: EmrML, tmp_path: Path) -> None:
+    data = tmp_path / "data.csv"
+    data.write_text("x\n1\n")
+    before = now()
+    spec = {"DataLocationS3": str(data), "DataSchema": SCHEMA}
+    app.call("CreateDataSourceFromS3", {"DataSourceId": "ds-time", "DataSpec": spec})
+    created = app.call("GetDataSource", {"DataSourceId": "ds-time"})["CreatedAt"]
+    # A 4-byte float holds an epoch time only to about two minutes.
+    assert before <= created <= now()
+    assert created == round(created, 3)
+
+
+@pytest.mark.parametrize("url", ["mysql+mysqldb://root@127.0.0.1/x", "postgresql+nosuchdriver://x/y", "x"])
+def test_a_metastore_url_without_a_driver_is_refused(tmp_path: Path, url: str) -> None:
+    with pytest.raises(InvalidInputException, match=r"setting metastore_url: .*pip install 'emrml\[mysql\]'"):
+        EmrML(Settings.load(environ={}, home=tmp_path, metastore_url=url))

@@ -50,3 +50,21 @@ def test_times_keep_milliseconds(app: EmrML, tmp_path: Path) -> None:
 def test_a_metastore_url_without_a_driver_is_refused(tmp_path: Path, url: str) -> None:
     with pytest.raises(InvalidInputException, match=r"setting metastore_url: .*pip install 'emrml\[mysql\]'"):
         EmrML(Settings.load(environ={}, home=tmp_path, metastore_url=url))
+
+
+def test_the_migrated_schema_is_the_models_schema(app: EmrML) -> None:
+    """Migrations and the SQLAlchemy models describe the same tables, columns, types and indexes."""
+    import importlib
+    import pkgutil
+
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    import emrml.service
+    from emrml.service.metastore import Base
+
+    for module in pkgutil.iter_modules(emrml.service.__path__):  # every module that declares tables
+        importlib.import_module(f"emrml.service.{module.name}")
+    with app.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert differences == []

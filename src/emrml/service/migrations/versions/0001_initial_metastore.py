@@ -13,15 +13,9 @@ branch_labels = None
 depends_on = None
 
 
-def upgrade() -> None:
-    op.create_table(
-        "batch_predictions",
-        sa.Column("ml_model_id", sa.String(length=64), nullable=False),
-        sa.Column("batch_prediction_data_source_id", sa.String(length=64), nullable=False),
-        sa.Column("input_data_location", sa.Text(), nullable=True),
-        sa.Column("output_uri", sa.Text(), nullable=False),
-        sa.Column("total_records", sa.BigInteger(), nullable=True),
-        sa.Column("invalid_records", sa.BigInteger(), nullable=True),
+def _entity_columns() -> list[sa.Column | sa.PrimaryKeyConstraint]:
+    """The columns the four entity tables share, after their own: id, name, status and the job's state."""
+    return [
         sa.Column("id", sa.String(length=64), nullable=False),
         sa.Column("name", sa.Text(), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
@@ -39,6 +33,19 @@ def upgrade() -> None:
         sa.Column("heartbeat_at", sa.Float(), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
+    ]
+
+
+def upgrade() -> None:
+    op.create_table(
+        "batch_predictions",
+        sa.Column("ml_model_id", sa.String(length=64), nullable=False),
+        sa.Column("batch_prediction_data_source_id", sa.String(length=64), nullable=False),
+        sa.Column("input_data_location", sa.Text(), nullable=True),
+        sa.Column("output_uri", sa.Text(), nullable=False),
+        sa.Column("total_records", sa.BigInteger(), nullable=True),
+        sa.Column("invalid_records", sa.BigInteger(), nullable=True),
+        *_entity_columns(),
     )
     with op.batch_alter_table("batch_predictions", schema=None) as batch_op:
         batch_op.create_index(
@@ -65,23 +72,7 @@ def upgrade() -> None:
         sa.Column("invalid_records", sa.BigInteger(), nullable=True),
         sa.Column("invalid_examples", sa.Text(), nullable=True),
         sa.Column("statistics", sa.Text(), nullable=True),
-        sa.Column("id", sa.String(length=64), nullable=False),
-        sa.Column("name", sa.Text(), nullable=True),
-        sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("message", sa.Text(), nullable=True),
-        sa.Column("created_by", sa.String(length=256), nullable=False),
-        sa.Column("created_at", sa.Float(), nullable=False),
-        sa.Column("last_updated_at", sa.Float(), nullable=False),
-        sa.Column("started_at", sa.Float(), nullable=True),
-        sa.Column("finished_at", sa.Float(), nullable=True),
-        sa.Column("compute_time", sa.BigInteger(), nullable=True),
-        sa.Column("request", sa.Text(), nullable=False),
-        sa.Column("progress", sa.Float(), nullable=False),
-        sa.Column("progress_message", sa.Text(), nullable=True),
-        sa.Column("worker", sa.String(length=128), nullable=True),
-        sa.Column("heartbeat_at", sa.Float(), nullable=True),
-        sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("id"),
+        *_entity_columns(),
     )
     with op.batch_alter_table("data_sources", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_data_sources_created_at"), ["created_at"], unique=False)
@@ -94,23 +85,7 @@ def upgrade() -> None:
         sa.Column("input_data_location", sa.Text(), nullable=True),
         sa.Column("performance_metrics", sa.Text(), nullable=True),
         sa.Column("insights", sa.Text(), nullable=True),
-        sa.Column("id", sa.String(length=64), nullable=False),
-        sa.Column("name", sa.Text(), nullable=True),
-        sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("message", sa.Text(), nullable=True),
-        sa.Column("created_by", sa.String(length=256), nullable=False),
-        sa.Column("created_at", sa.Float(), nullable=False),
-        sa.Column("last_updated_at", sa.Float(), nullable=False),
-        sa.Column("started_at", sa.Float(), nullable=True),
-        sa.Column("finished_at", sa.Float(), nullable=True),
-        sa.Column("compute_time", sa.BigInteger(), nullable=True),
-        sa.Column("request", sa.Text(), nullable=False),
-        sa.Column("progress", sa.Float(), nullable=False),
-        sa.Column("progress_message", sa.Text(), nullable=True),
-        sa.Column("worker", sa.String(length=128), nullable=True),
-        sa.Column("heartbeat_at", sa.Float(), nullable=True),
-        sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("id"),
+        *_entity_columns(),
     )
     with op.batch_alter_table("evaluations", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_evaluations_created_at"), ["created_at"], unique=False)
@@ -139,23 +114,7 @@ def upgrade() -> None:
         sa.Column("endpoint_url", sa.Text(), nullable=True),
         sa.Column("endpoint_created_at", sa.Float(), nullable=True),
         sa.Column("peak_requests_per_second", sa.Integer(), nullable=False),
-        sa.Column("id", sa.String(length=64), nullable=False),
-        sa.Column("name", sa.Text(), nullable=True),
-        sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("message", sa.Text(), nullable=True),
-        sa.Column("created_by", sa.String(length=256), nullable=False),
-        sa.Column("created_at", sa.Float(), nullable=False),
-        sa.Column("last_updated_at", sa.Float(), nullable=False),
-        sa.Column("started_at", sa.Float(), nullable=True),
-        sa.Column("finished_at", sa.Float(), nullable=True),
-        sa.Column("compute_time", sa.BigInteger(), nullable=True),
-        sa.Column("request", sa.Text(), nullable=False),
-        sa.Column("progress", sa.Float(), nullable=False),
-        sa.Column("progress_message", sa.Text(), nullable=True),
-        sa.Column("worker", sa.String(length=128), nullable=True),
-        sa.Column("heartbeat_at", sa.Float(), nullable=True),
-        sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("id"),
+        *_entity_columns(),
     )
     with op.batch_alter_table("ml_models", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_ml_models_created_at"), ["created_at"], unique=False)

@@ -14,9 +14,8 @@ import json
 from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -37,9 +36,11 @@ from emrml.cli_common import (
 )
 from emrml.cli_objects import KINDS, ModelType, report_created
 from emrml.config import Settings
-from emrml.core.schema import parse_schema
 from emrml.errors import InvalidInputException
 from emrml.library import absolute_location
+
+if TYPE_CHECKING:
+    import click
 
 __all__ = ["JOB_FAILED_EXIT_CODE", "app"]
 
@@ -136,10 +137,13 @@ def datasource_create(
         raise InvalidInputException("give exactly one of --schema FILE and --infer-schema")
     if not infer_schema and (target or row_id):
         raise InvalidInputException("--target and --row-id go with --infer-schema; a schema file names them")
-    service = current.service()
+    service = current.service(runs_jobs=not no_wait)
     if schema is not None:
         schema_text = _read_schema_file(schema, service.settings)
     else:
+        from emrml.core.arrow import skip_pandas_probe
+
+        skip_pandas_probe()  # the inference reads a sample of the data with Arrow, in this process
         request = {"DataLocationS3": location, "TargetAttributeName": target, "RowId": row_id}
         schema_text = service.call("InferDataSchema", present(request))["DataSchema"]
     spec = {"DataLocationS3": location, "DataSchema": schema_text, "DataRearrangement": rearrangement}
@@ -185,7 +189,7 @@ def model_create(
         "Recipe": recipe_text,
     }
     try:
-        response = current.service().call("CreateMLModel", present(request))
+        response = current.service(runs_jobs=not no_wait).call("CreateMLModel", present(request))
     except InvalidInputException as exc:
         # The service speaks of "Recipe"; the user knows the file.
         if recipe_file is not None and exc.message.startswith("Recipe"):
@@ -237,7 +241,7 @@ def evaluation_create(
         "EvaluationDataSourceId": datasource_id,
         "EvaluationName": name,
     }
-    response = current.service().call("CreateEvaluation", present(request))
+    response = current.service(runs_jobs=not no_wait).call("CreateEvaluation", present(request))
     report_created(current, "Evaluation", evaluation_id, response, no_wait)
 
 
@@ -300,7 +304,7 @@ def batch_prediction_create(
         "OutputUri": location,
         "BatchPredictionName": name,
     }
-    response = current.service().call("CreateBatchPrediction", present(request))
+    response = current.service(runs_jobs=not no_wait).call("CreateBatchPrediction", present(request))
     report_created(current, "BatchPrediction", prediction_id, response, no_wait)
 
 
@@ -429,6 +433,8 @@ def tags_delete(
 
 def _read_schema_file(path: Path, settings: Settings) -> str:
     """The schema file's text, checked before anything is created so a mistake costs no job."""
+    from emrml.core.schema import parse_schema  # imports Arrow: only commands that read a schema pay
+
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

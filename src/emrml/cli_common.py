@@ -55,8 +55,14 @@ class State:
     def json(self) -> bool:
         return self.output is Output.json
 
-    def service(self) -> EmrML:
+    def service(self, *, runs_jobs: bool = False) -> EmrML:
+        """The service, opened on first use. ``runs_jobs``: the command will run a job, so the job fork
+        server starts first and imports the job code while this process imports the service."""
         if self._service is None:
+            if runs_jobs:
+                from emrml.service import forkserver
+
+                forkserver.start_early()
             # Imported here so that --help and argument errors do not pay for the service's imports.
             from emrml.service.app import EmrML
 

@@ -16,14 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console, RenderableType
-from rich.progress import (
-    BarColumn,
-    Progress,
-    SpinnerColumn,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 from emrml import cli_render as render
 from emrml.cli_common import (
@@ -316,7 +308,17 @@ def report_created(
 
 def wait(current: State, kind: str, entity_id: str) -> None:
     """Run or await the object's job (and the jobs it depends on) with a progress bar on stderr."""
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        SpinnerColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     label = f"{KINDS[kind].label} {entity_id}"
+
     progress = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}", markup=False),

@@ -19,7 +19,6 @@ from emrml import cli_server
 from emrml.cli_common import State, present, print_json, print_sections, reports_errors, state
 from emrml.cli_objects import KINDS, require_completed, wait
 from emrml.config import Settings
-from emrml.samples import bank_sample_schema, write_bank_sample
 
 QUICKSTART_ID = "ds-quickstart-bank"
 QUICKSTART_TRAIN_ID = "ds-quickstart-train"
@@ -51,8 +50,12 @@ def quickstart(
     <home>/quickstart-output/), mounts the model's real-time endpoint and predicts one record. Safe to
     run again: the sample is rewritten with identical bytes and every object is reused.
     """
+    from emrml.core.arrow import skip_pandas_probe
+    from emrml.samples import bank_sample_schema, write_bank_sample  # numpy and Arrow: not at start
+
+    skip_pandas_probe()  # the sample is written with Arrow, in this process
     current = state(ctx)
-    service = current.service()
+    service = current.service(runs_jobs=True)
     sample = write_bank_sample(service.settings.home / "samples" / "bank-sample.csv", QUICKSTART_ROWS)
     if not current.json:
         current.console.print(f"Sample data: {sample} ({QUICKSTART_ROWS:,} rows)")
@@ -172,6 +175,8 @@ def _first_record(sample: Path) -> dict[str, str]:
     with sample.open(newline="") as handle:
         reader = csv.DictReader(handle)
         row = next(reader)
+    from emrml.samples import bank_sample_schema
+
     target = bank_sample_schema().target
     return {name: value for name, value in row.items() if name != target}
 

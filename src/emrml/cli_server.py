@@ -272,11 +272,13 @@ def serve(
     ),
 ) -> None:
     """Serve the Amazon ML API (boto3, aws CLI) with SigV4 authentication and run queued jobs."""
+    from emrml.core.arrow import skip_pandas_probe
     from emrml.service.app import EmrML
     from emrml.service.auth import ensure_admin
     from emrml.service.identity import Identities
     from emrml.web import server
 
+    skip_pandas_probe()
     console = Console(stderr=True, highlight=False)
     settings = _settings(ctx)
     # A public_url left at its default follows --host and --port.

@@ -12,6 +12,7 @@ Rows are produced in chunks of ``CHUNK_ROWS``, so memory stays bounded for any r
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,7 +180,13 @@ _NEGATIVE_WORDS = (
     "voicemail",
     "unreachable",
 )
-_VOCABULARY = pa.array(_NEUTRAL_WORDS + _POSITIVE_WORDS + _NEGATIVE_WORDS)
+
+
+@functools.cache
+def _vocabulary() -> pa.Array:
+    return pa.array(_NEUTRAL_WORDS + _POSITIVE_WORDS + _NEGATIVE_WORDS)
+
+
 _LEANING_SHARE = 0.15  # share of words drawn from a leaning list
 _MATCHING_SHARE = 0.7  # share of leaning words that lean towards the row's actual outcome
 # Tuned so that about 11 % of rows are positive.
@@ -346,5 +353,5 @@ def _notes(rng: np.random.Generator, y: np.ndarray) -> pa.Array:
     negative = len(_NEUTRAL_WORDS) + len(_POSITIVE_WORDS) + rng.integers(0, len(_NEGATIVE_WORDS), total)
     word = np.where(leaning, np.where(towards_positive, positive, negative), neutral)
     offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int32)
-    words = pa.ListArray.from_arrays(pa.array(offsets), _VOCABULARY.take(pa.array(word)))
+    words = pa.ListArray.from_arrays(pa.array(offsets), _vocabulary().take(pa.array(word)))
     return pc.binary_join(words, " ")

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from emrml.core.values import BINARY_FALSE, BINARY_TRUE, NUMBER_PATTERN
+from emrml.core.values import NUMBER_PATTERN, binary_spellings
 from emrml.errors import DataError, InvalidInputException
 
 #: Longest attribute name, in characters (spec 5.2).
@@ -481,9 +481,6 @@ TEXT_MEAN_WORDS = 3.0
 TEXT_MIN_MEAN_WORDS_IF_DISTINCT = 2.0
 TEXT_DISTINCT_RATIO = 0.5
 
-_BINARY_FALSE_SET = pa.array(BINARY_FALSE)
-_BINARY_TRUE_SET = pa.array(BINARY_TRUE)
-
 
 def infer_type(values: Sequence[str | None] | pa.Array | pa.ChunkedArray) -> AttributeType:
     """The attribute type of one column of sampled string values; rules in :func:`infer_schema`."""
@@ -494,8 +491,9 @@ def infer_type(values: Sequence[str | None] | pa.Array | pa.ChunkedArray) -> Att
     if len(present) == 0:
         return AttributeType.CATEGORICAL
     spellings = pc.unique(pc.utf8_lower(present))
-    false_forms = pc.sum(pc.is_in(spellings, value_set=_BINARY_FALSE_SET)).as_py() or 0
-    true_forms = pc.sum(pc.is_in(spellings, value_set=_BINARY_TRUE_SET)).as_py() or 0
+    false_set, true_set = binary_spellings()
+    false_forms = pc.sum(pc.is_in(spellings, value_set=false_set)).as_py() or 0
+    true_forms = pc.sum(pc.is_in(spellings, value_set=true_set)).as_py() or 0
     if false_forms == 1 and true_forms == 1 and len(spellings) == 2:
         return AttributeType.BINARY
     if _all_numeric(present):

@@ -8,6 +8,7 @@ any case. Both paths share these rules so batch and single-record parsing agree.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -20,8 +21,12 @@ NUMBER_PATTERN = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 _NUMBER_RE = re.compile(NUMBER_PATTERN)
 BINARY_FALSE = ("0", "n", "no", "f", "false")
 BINARY_TRUE = ("1", "y", "yes", "t", "true")
-_BINARY_FALSE_SET = pa.array(BINARY_FALSE)
-_BINARY_TRUE_SET = pa.array(BINARY_TRUE)
+
+
+@functools.cache
+def binary_spellings() -> tuple[pa.Array, pa.Array]:
+    """The (false, true) spellings as Arrow arrays, built on first use: no Arrow call at import."""
+    return pa.array(BINARY_FALSE, pa.string()), pa.array(BINARY_TRUE, pa.string())
 
 
 @dataclass(frozen=True)
@@ -71,8 +76,9 @@ def parse_binary(column: pa.Array | pa.ChunkedArray) -> Parsed:
     """Parse a string column as BINARY: 0.0 / 1.0, NaN where missing or invalid."""
     normalized = pc.utf8_lower(pc.utf8_trim_whitespace(_as_array(column)))
     missing = _missing_mask(normalized)
-    is_true = np.asarray(pc.is_in(normalized, value_set=_BINARY_TRUE_SET).to_numpy(zero_copy_only=False))
-    is_false = np.asarray(pc.is_in(normalized, value_set=_BINARY_FALSE_SET).to_numpy(zero_copy_only=False))
+    false_set, true_set = binary_spellings()
+    is_true = np.asarray(pc.is_in(normalized, value_set=true_set).to_numpy(zero_copy_only=False))
+    is_false = np.asarray(pc.is_in(normalized, value_set=false_set).to_numpy(zero_copy_only=False))
     invalid = ~missing & ~is_true & ~is_false
     out = np.where(is_true, 1.0, np.where(is_false, 0.0, np.nan))
     return Parsed(out, missing, invalid)

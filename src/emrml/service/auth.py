@@ -32,8 +32,6 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import quote
 
-from botocore.utils import normalize_url_path
-
 from emrml.errors import (
     IncompleteSignatureException,
     InvalidSignatureException,
@@ -173,6 +171,26 @@ def _check_clock(moment: datetime, now: datetime) -> None:
             f"Signature not yet current: {moment.strftime(_TIMESTAMP)} is still later than "
             f"{(now + skew).strftime(_TIMESTAMP)} ({now.strftime(_TIMESTAMP)} + 15 min.)"
         )
+
+
+def normalize_url_path(path: str) -> str:
+    """The path as botocore signs it: dot segments resolved (RFC 3986, 5.2.4) and empty segments dropped.
+
+    The same steps as ``botocore.utils.normalize_url_path``, written out because importing botocore for
+    them would cost every server start half a second.
+    """
+    if not path:
+        return "/"
+    segments: list[str] = []
+    for segment in path.split("/"):
+        if segment == "..":
+            if segments:
+                segments.pop()
+        elif segment and segment != ".":
+            segments.append(segment)
+    first = "/" if path.startswith("/") else ""
+    last = "/" if path.endswith("/") and segments else ""
+    return first + "/".join(segments) + last
 
 
 def _canonical_query(query_string: str) -> str:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from emrml.core.schema import parse_schema
-from emrml.engine.batch import manifest_location, output_prefix
 from emrml.errors import InvalidInputException
 from emrml.service import describe
 from emrml.service.operations import (
@@ -60,6 +58,8 @@ def check_output_uri(uri: str) -> str:
     for forbidden in ("/./", "/../"):
         if forbidden in padded:
             raise InvalidInputException(f"OutputUri '{uri}': the key part must not contain '{forbidden}'")
+    from emrml.engine.batch import output_prefix  # the engine's imports are paid by jobs, not requests
+
     return output_prefix(uri)
 
 
@@ -67,6 +67,8 @@ def _check_schemas(model: MLModel, source: DataSource) -> None:
     """With both schemas known, a datasource lacking attributes the model uses is refused now."""
     if not (model.data_schema and source.data_schema):
         return
+    from emrml.core.schema import parse_schema
+
     model_schema, data_schema = parse_schema(model.data_schema), parse_schema(source.data_schema)
     missing = [a.name for a in model_schema.input_attributes if a.name not in data_schema]
     if missing:
@@ -107,6 +109,8 @@ def get_batch_prediction(app: EmrML, request: Request) -> Response:
         entity = find(session, "BatchPrediction", request["BatchPredictionId"])
     members = describe_batch_prediction(entity)
     if entity.status == "COMPLETED":
+        from emrml.engine.batch import manifest_location
+
         members["ManifestLocation"] = manifest_location(entity.output_uri, entity.id)
     return members
 

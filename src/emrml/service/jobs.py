@@ -10,12 +10,10 @@ that dies (killed, out of memory) or stops sending heartbeats has its job retrie
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import resource
 import signal
 import socket
-import sys
 import threading
 import time
 import traceback
@@ -31,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from emrml.config import Settings
 from emrml.errors import AmazonMLError
 from emrml.lifetime import exit_with, process_exists
+from emrml.service import forkserver
 from emrml.service.metastore import ENTITY_CLASSES, now, open_engine, session_factory
 
 log = logging.getLogger(__name__)
@@ -91,16 +90,18 @@ class JobContext:
 #: Job functions by entity kind. Each returns the columns to store with status COMPLETED.
 JobFunction = Callable[[JobContext], dict[str, Any]]
 JOB_FUNCTIONS: dict[str, JobFunction] = {}
-#: The objects a job needs COMPLETED before it can start (spec 4.3), by entity kind.
-Dependencies = Callable[[Any], list[tuple[str, str]]]
-JOB_DEPENDENCIES: dict[str, Dependencies] = {}
+#: The objects a job needs COMPLETED before it can start (spec 4.3), by entity kind: the kind of each and
+#: the entity column holding its id. A table here, not in ``tasks``: waiting must not import the job code.
+JOB_DEPENDENCIES: dict[str, tuple[tuple[str, str], ...]] = {
+    "MLModel": (("DataSource", "training_data_source_id"),),
+    "Evaluation": (("MLModel", "ml_model_id"), ("DataSource", "evaluation_data_source_id")),
+    "BatchPrediction": (("MLModel", "ml_model_id"), ("DataSource", "batch_prediction_data_source_id")),
+}
 
 
-def job(kind: str, depends_on: Dependencies | None = None) -> Callable[[JobFunction], JobFunction]:
+def job(kind: str) -> Callable[[JobFunction], JobFunction]:
     def register(function: JobFunction) -> JobFunction:
         JOB_FUNCTIONS[kind] = function
-        if depends_on is not None:
-            JOB_DEPENDENCIES[kind] = depends_on
         return function
 
     return register
@@ -213,28 +214,6 @@ def _describe_exit(exitcode: int | None) -> str:
     return f"exit code {exitcode}"
 
 
-_MAIN_LOCK = threading.Lock()
-
-
-def _start_without_main(process: multiprocessing.process.BaseProcess) -> None:
-    """Start a worker without making it re-run the caller's ``__main__`` script.
-
-    multiprocessing re-imports the parent's main script in every forkserver child, so a user script that
-    calls emrml at top level (no ``if __name__ == "__main__"`` guard) would run again inside each worker.
-    Workers need nothing from ``__main__``; hiding its file while the start request is built avoids that.
-    """
-    main = sys.modules["__main__"]
-    with _MAIN_LOCK:
-        saved = {name: main.__dict__[name] for name in ("__file__", "__spec__") if name in main.__dict__}
-        main.__dict__.pop("__file__", None)
-        main.__spec__ = None
-        try:
-            process.start()
-        finally:
-            main.__dict__.pop("__spec__", None)
-            main.__dict__.update(saved)
-
-
 def _known_dead(worker: str | None) -> bool:
     """Whether the runner and worker named in a job's ``worker`` column are known to be gone.
 
@@ -259,10 +238,7 @@ class JobRunner:
         self.settings = settings
         self.sessions = sessions
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        # A fork server starts clean (no database connections or threads of ours), imports the job code
-        # once, and then forks each worker from itself: workers start in milliseconds, not seconds.
-        self._spawn = multiprocessing.get_context("forkserver")
-        self._spawn.set_forkserver_preload(["emrml.service.tasks"])
+        self._spawn = forkserver.context()
 
     def _status(self, kind: str, entity_id: str) -> Any:
         with self.sessions() as session:
@@ -354,7 +330,8 @@ class JobRunner:
                 name=f"emrml-{kind}-{entity_id}",
                 daemon=False,
             )
-            _start_without_main(process)
+            with forkserver.main_hidden():
+                process.start()
             while process.is_alive():
                 process.join(0.2)
                 if progress is not None:
@@ -376,10 +353,7 @@ class JobRunner:
 
     @staticmethod
     def _dependencies(kind: str, entity: Any) -> list[tuple[str, str]]:
-        from emrml.service import tasks  # noqa: F401  (registers the dependencies)
-
-        depends_on = JOB_DEPENDENCIES.get(kind)
-        return depends_on(entity) if depends_on else []
+        return [(other, getattr(entity, column)) for other, column in JOB_DEPENDENCIES.get(kind, ())]
 
     def _dependencies_met(self, kind: str, entity: Any, progress: ProgressCallback | None) -> bool:
         """Finish what the job depends on first; fail the job if a dependency did not complete."""

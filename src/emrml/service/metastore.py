@@ -7,6 +7,8 @@ and upgraded by the Alembic migrations in ``migrations/``; never by ``create_all
 
 from __future__ import annotations
 
+import functools
+import re
 import time
 from pathlib import Path
 
@@ -20,8 +22,9 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    text,
 )
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 from sqlalchemy.schema import CreateTable
@@ -191,9 +194,43 @@ def open_engine(url: str) -> Engine:
         ) from None
 
 
+@functools.cache
+def head_revision() -> str | None:
+    """The newest migration's revision, read from the migration files' ``revision`` and ``down_revision``
+    lines (None unless they form one chain with one head: then Alembic decides and explains)."""
+    revisions, parents = set(), set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        revision = re.search(r'^revision\s*=\s*"([^"]+)"', source, re.MULTILINE)
+        parent = re.search(r'^down_revision\s*=\s*"([^"]+)"', source, re.MULTILINE)
+        if revision is None:
+            return None
+        revisions.add(revision.group(1))
+        if parent is not None:
+            parents.add(parent.group(1))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def schema_is_current(engine: Engine) -> bool:
+    """Whether the database is at the newest revision: one query, no Alembic import."""
+    head = head_revision()
+    if head is None:
+        return False
+    try:
+        with engine.connect() as connection:
+            versions = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    except DBAPIError:  # no alembic_version table yet: a new database
+        return False
+    return versions == [head]
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the database schema to the latest Alembic revision."""
-    # Imported here: Alembic is slow to import and only the process that opens the app migrates.
+    """Bring the database schema to the latest Alembic revision (nothing to do, and no Alembic import,
+    when it is there already: every CLI command and server start opens the metastore)."""
+    if schema_is_current(engine):
+        return
+    # Imported here: Alembic takes most of a second to import and is needed only to upgrade.
     from alembic import command
     from alembic.config import Config
 

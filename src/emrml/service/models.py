@@ -9,10 +9,6 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from emrml.core.learn import TrainingParameters
-from emrml.core.model import check_target, insights, load_artifact
-from emrml.core.recipe.grammar import parse_recipe
-from emrml.core.schema import parse_schema
 from emrml.errors import InvalidInputException
 from emrml.service import describe
 from emrml.service.operations import (
@@ -28,7 +24,6 @@ from emrml.service.operations import (
     timing_members,
     usable,
 )
-from emrml.service.parameters import parse_parameters
 from emrml.service.tags import inherit_tags
 from emrml.service.validation import require_string
 
@@ -39,6 +34,13 @@ if TYPE_CHECKING:
 
 @operation("CreateMLModel")
 def create_ml_model(app: EmrML, request: Request) -> Response:
+    # The learner, recipe and schema code (numpy, Arrow) load with the first CreateMLModel, not at start.
+    from emrml.core.learn import TrainingParameters
+    from emrml.core.model import check_target
+    from emrml.core.recipe.grammar import parse_recipe
+    from emrml.core.schema import parse_schema
+    from emrml.service.parameters import parse_parameters
+
     model_type = request["MLModelType"]
     defaults = TrainingParameters.console() if app.settings.training_defaults == "console" else None
     parameters = parse_parameters(request.get("Parameters"), defaults)
@@ -173,6 +175,8 @@ def get_ml_model_insights(app: EmrML, request: Request) -> Response:
         entity = find(session, "MLModel", model_id)
     members: dict[str, Any] = {"MLModelId": entity.id, "Status": entity.status}
     if entity.status == "COMPLETED" and entity.artifact_location:
+        from emrml.core.model import insights, load_artifact
+
         members.update(insights(load_artifact(Path(entity.artifact_location))))
     return members
 

@@ -23,12 +23,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from emrml.core.predict import Predictor
 from emrml.errors import (
     InvalidInputException,
     LimitExceededException,
@@ -36,6 +35,9 @@ from emrml.errors import (
     ResourceNotFoundException,
 )
 from emrml.service.metastore import MLModel
+
+if TYPE_CHECKING:
+    from emrml.core.predict import Predictor
 
 #: Seconds a loaded model is trusted before its metastore row is read again.
 REVALIDATE_SECONDS = 1.0
@@ -233,6 +235,8 @@ class MountedModels:
 
 
 def _load(model_id: str, state: EndpointState, now: float) -> Mount:
+    from emrml.core.predict import Predictor  # the scoring code loads with the first mounted model
+
     problem = None
     predictor: Predictor | None = None
     try:

@@ -1,25 +1,30 @@
-"""What each kind of job does, between the metastore row and the engine."""
+"""What each kind of job does, between the metastore row and the engine.
+
+The datasource job's code is imported with this module (every flow starts with a datasource); training,
+evaluation and batch prediction import theirs when they run, or when the fork server preloads them
+(``emrml.service.forkserver``), so a CLI command that builds a datasource does not wait for the learner.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from pyarrow import ipc
 
 from emrml.config import Settings
-from emrml.core.model import check_target
 from emrml.core.rearrange import Rearrangement, parse_rearrangement
 from emrml.core.schema import Schema, parse_schema
 from emrml.engine.local import build_datasource
-from emrml.engine.training import DatasourceData, evaluate_model, train_model
 from emrml.errors import DataError, InvalidInputException
 from emrml.service.jobs import JobContext, job
 from emrml.service.metastore import DataSource, MLModel
-from emrml.service.parameters import parse_parameters
 from emrml.storage.locations import atomic_write, exists, read_text, schema_location_for
+
+if TYPE_CHECKING:
+    from emrml.engine.training import DatasourceData
 
 
 def sample_path(settings: Settings, data_source_id: str) -> Path:
@@ -90,6 +95,8 @@ def build(context: JobContext) -> dict[str, Any]:
 
 
 def _datasource_data(source: DataSource) -> DatasourceData:
+    from emrml.engine.training import DatasourceData
+
     return DatasourceData(
         source.data_location,
         parse_schema(source.data_schema or "", source=f"datasource {source.id} schema"),
@@ -97,8 +104,12 @@ def _datasource_data(source: DataSource) -> DatasourceData:
     )
 
 
-@job("MLModel", depends_on=lambda model: [("DataSource", model.training_data_source_id)])
+@job("MLModel")
 def train(context: JobContext) -> dict[str, Any]:
+    from emrml.core.model import check_target
+    from emrml.engine.training import train_model
+    from emrml.service.parameters import parse_parameters
+
     model = context.load()
     with context.session() as session:
         source = session.get(DataSource, model.training_data_source_id)
@@ -125,14 +136,10 @@ def train(context: JobContext) -> dict[str, Any]:
     }
 
 
-@job(
-    "Evaluation",
-    depends_on=lambda evaluation: [
-        ("MLModel", evaluation.ml_model_id),
-        ("DataSource", evaluation.evaluation_data_source_id),
-    ],
-)
+@job("Evaluation")
 def evaluate(context: JobContext) -> dict[str, Any]:
+    from emrml.engine.training import evaluate_model
+
     evaluation = context.load()
     with context.session() as session:
         model = session.get(MLModel, evaluation.ml_model_id)
@@ -152,13 +159,7 @@ def evaluate(context: JobContext) -> dict[str, Any]:
     }
 
 
-@job(
-    "BatchPrediction",
-    depends_on=lambda prediction: [
-        ("MLModel", prediction.ml_model_id),
-        ("DataSource", prediction.batch_prediction_data_source_id),
-    ],
-)
+@job("BatchPrediction")
 def predict_batch(context: JobContext) -> dict[str, Any]:
     from emrml.engine.batch import batch_predict
 

@@ -3,17 +3,20 @@
 boto3 checks only required members, JSON types and minimums (spec 1.2); the server must enforce every
 constraint of the model (lengths, patterns, enums, ranges) and answer ``InvalidInputException`` naming the
 member. Reading the constraints from botocore's own service model keeps us exact for all 28 operations.
+The model's JSON file is read directly: importing botocore to parse it would cost every command and every
+server start about half a second.
 """
 
 from __future__ import annotations
 
 import functools
+import gzip
+import importlib.util
+import json
 import re
 import unicodedata
+from pathlib import Path
 from typing import Any
-
-import botocore.session
-from botocore.model import OperationModel, Shape
 
 from emrml.errors import InvalidInputException, InvalidTagException
 
@@ -23,16 +26,27 @@ _TAG_SHAPES = ("TagKey", "TagValue")
 #: Locations may be local paths and file:// URIs as well as s3:// URIs (storage.locations checks them), and
 #: endpoint URLs point at this server, not at amazonaws.com (spec 1.3).
 _LOCAL_OR_S3 = ("S3Url", "VipURL")
+#: A shape of the service model as its JSON has it: ``type``, and per type ``members`` / ``required``,
+#: ``member``, ``key`` / ``value``, ``enum``, ``min`` / ``max``, ``pattern``.
+Shape = dict[str, Any]
 
 
 @functools.cache
-def service_model() -> Any:
-    return botocore.session.get_session().get_service_model("machinelearning")
+def service_model() -> dict[str, Any]:
+    """botocore's ``machinelearning`` service model (``service-2.json``), newest API version."""
+    spec = importlib.util.find_spec("botocore")  # finds the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("botocore is not installed: its Amazon ML service model is needed")
+    folder = Path(spec.submodule_search_locations[0]) / "data" / "machinelearning"
+    path = max(folder.glob("*/service-2.json*"))
+    data = path.read_bytes()
+    return json.loads(gzip.decompress(data) if path.suffix == ".gz" else data)
 
 
-def operation_model(name: str) -> OperationModel | None:
-    model = service_model()
-    return model.operation_model(name) if name in model.operation_names else None
+def input_shape(operation: str) -> str | None:
+    """The name of an operation's input shape; None for operations the model does not have."""
+    found = service_model()["operations"].get(operation)
+    return None if found is None or "input" not in found else found["input"]["shape"]
 
 
 def _tag_text(value: str) -> bool:
@@ -52,48 +66,51 @@ def _matches(pattern: str, value: str) -> bool:
 
 
 def _check_range(shape: Shape, value: Any, where: str) -> None:
-    metadata = shape.metadata
-    if shape.type_name in ("string", "list", "map"):
-        size, unit = len(value), "characters" if shape.type_name == "string" else "items"
-        if "min" in metadata and size < metadata["min"]:
-            raise InvalidInputException(f"{where} must have at least {metadata['min']} {unit}")
-        if "max" in metadata and size > metadata["max"]:
-            raise InvalidInputException(f"{where} must have at most {metadata['max']} {unit}")
-    elif shape.type_name in ("integer", "long", "float", "double"):
-        if "min" in metadata and value < metadata["min"]:
-            raise InvalidInputException(f"{where} must be at least {metadata['min']}")
-        if "max" in metadata and value > metadata["max"]:
-            raise InvalidInputException(f"{where} must be at most {metadata['max']}")
+    kind = shape["type"]
+    if kind in ("string", "list", "map"):
+        size, unit = len(value), "characters" if kind == "string" else "items"
+        if "min" in shape and size < shape["min"]:
+            raise InvalidInputException(f"{where} must have at least {shape['min']} {unit}")
+        if "max" in shape and size > shape["max"]:
+            raise InvalidInputException(f"{where} must have at most {shape['max']} {unit}")
+    elif kind in ("integer", "long", "float", "double"):
+        if "min" in shape and value < shape["min"]:
+            raise InvalidInputException(f"{where} must be at least {shape['min']}")
+        if "max" in shape and value > shape["max"]:
+            raise InvalidInputException(f"{where} must be at most {shape['max']}")
 
 
-def _validate(shape: Shape, value: Any, where: str) -> None:
-    kind = shape.type_name
+def _validate(name: str, value: Any, where: str) -> None:
+    shape = service_model()["shapes"][name]
+    kind = shape["type"]
     if kind == "structure":
         if not isinstance(value, dict):
             raise InvalidInputException(f"{where} must be an object")
-        for name in shape.required_members:
-            if value.get(name) is None:
-                raise InvalidInputException(f"{_join(where, name)} is required")
-        for name, member_value in value.items():
-            if name not in shape.members:
-                raise InvalidInputException(f"{_join(where, name)} is not a member of {shape.name}")
+        members = shape.get("members", {})
+        for member in shape.get("required", ()):
+            if value.get(member) is None:
+                raise InvalidInputException(f"{_join(where, member)} is required")
+        for member, member_value in value.items():
+            if member not in members:
+                raise InvalidInputException(f"{_join(where, member)} is not a member of {name}")
             if member_value is not None:
-                _validate(shape.members[name], member_value, _join(where, name))
+                _validate(members[member]["shape"], member_value, _join(where, member))
         return
     if kind == "string":
         if not isinstance(value, str):
             raise InvalidInputException(f"{where} must be a string")
-        if shape.enum and value not in shape.enum:
-            raise InvalidInputException(f"{where} must be one of {', '.join(shape.enum)} (got {value!r})")
+        enum = shape.get("enum")
+        if enum and value not in enum:
+            raise InvalidInputException(f"{where} must be one of {', '.join(enum)} (got {value!r})")
         try:
             _check_range(shape, value, where)
         except InvalidInputException as exc:
-            if shape.name in _TAG_SHAPES:
+            if name in _TAG_SHAPES:
                 raise InvalidTagException(exc.message) from None
             raise
-        pattern = shape.metadata.get("pattern")
-        if pattern and shape.name not in _LOCAL_OR_S3 and not _matches(pattern, value):
-            error = InvalidTagException if shape.name in _TAG_SHAPES else InvalidInputException
+        pattern = shape.get("pattern")
+        if pattern and name not in _LOCAL_OR_S3 and not _matches(pattern, value):
+            error = InvalidTagException if name in _TAG_SHAPES else InvalidInputException
             raise error(f"{where} {value[:80]!r} does not match the pattern {pattern}")
     elif kind in ("integer", "long"):
         if isinstance(value, bool) or not isinstance(value, int):
@@ -114,14 +131,14 @@ def _validate(shape: Shape, value: Any, where: str) -> None:
             raise InvalidInputException(f"{where} must be a list")
         _check_range(shape, value, where)
         for i, item in enumerate(value):
-            _validate(shape.member, item, f"{where}[{i}]")
+            _validate(shape["member"]["shape"], item, f"{where}[{i}]")
     elif kind == "map":
         if not isinstance(value, dict):
             raise InvalidInputException(f"{where} must be an object")
         _check_range(shape, value, where)
         for key, item in value.items():
-            _validate(shape.key, key, f"{where} key")
-            _validate(shape.value, item, f"{where}[{key!r}]")
+            _validate(shape["key"]["shape"], key, f"{where} key")
+            _validate(shape["value"]["shape"], item, f"{where}[{key!r}]")
 
 
 def _join(where: str, name: str) -> str:
@@ -130,11 +147,11 @@ def _join(where: str, name: str) -> str:
 
 def validate_request(operation: str, request: Any) -> dict[str, Any]:
     """Check ``request`` against the input shape of an Amazon ML operation; returns it unchanged."""
-    model = operation_model(operation)
+    shape = input_shape(operation)
     if not isinstance(request, dict):
         raise InvalidInputException(f"the {operation} request must be a JSON object")
-    if model is not None and model.input_shape is not None:
-        _validate(model.input_shape, request, "")
+    if shape is not None:
+        _validate(shape, request, "")
     return request
 
 

@@ -18,6 +18,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from emrml.service import forkserver
 from emrml.service.metastore import ENTITY_CLASSES
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ class JobScheduler:
         return [job for job, thread in list(self._running.items()) if thread.is_alive()]
 
     def start(self) -> None:
+        # A server runs many jobs: its fork server (started with the first job) imports every engine once.
+        forkserver.preload_every_engine()
         self._dispatcher = threading.Thread(target=self._loop, name="emrml-job-dispatcher", daemon=True)
         self._dispatcher.start()
 

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse
 
-from emrml.core.features.layout import BINARY_LABELS, Layout, Parameters, attribute
+from emrml.core.features.layout import Layout, Parameters, attribute, binary_labels
 from emrml.core.recipe import transforms as tf
 from emrml.core.recipe.grammar import (
     Expression,
@@ -139,7 +139,7 @@ class BatchValues:
                 if expression.type == ValueType.BINARY:
                     values, absent = self.binary(expression.name).per_row()
                     index = pa.array(np.where(absent, 0, values).astype(np.int64), mask=absent)
-                    return tf.single_tokens(BINARY_LABELS.take(index))
+                    return tf.single_tokens(binary_labels().take(index))
                 return tf.tokenize_array(self.column(expression.name))
             function = expression.function
             if function == "cartesian":

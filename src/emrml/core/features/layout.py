@@ -4,6 +4,7 @@ expressions."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -29,8 +30,12 @@ COUNTER_HEADROOM = 4
 COUNTER_PENDING = 2_000_000
 
 Record = Mapping[str, str]
-# The tokens of a BINARY value inside cartesian (open question 12).
-BINARY_LABELS = pa.array(["0", "1"])
+
+
+@functools.cache
+def binary_labels() -> pa.Array:
+    """The tokens of a BINARY value inside cartesian (open question 12); built on first use."""
+    return pa.array(["0", "1"], pa.string())
 
 
 def walk(expression: Expression) -> Iterator[Expression]:

@@ -1,0 +1,42 @@
+"""Arrow set-up shared by emrml's own processes (CLI, server, job workers).
+
+pyarrow looks for pandas twice, importing it if it is installed (about a second): ``pyarrow.array()`` on
+its first call, and the first conversion to numpy that is not zero-copy (the C++ converter's one-time
+set-up). emrml never hands pandas objects to Arrow, so its processes settle both once, with pandas hidden.
+Library users (notebooks) are left alone: ``emrml.loading.score`` accepts pandas data frames, and pyarrow's
+own pandas conversions still import pandas when they are called.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from importlib.machinery import ModuleSpec
+from types import ModuleType
+
+
+class _NoPandas:
+    """A meta-path finder that makes ``import pandas`` fail while it is installed."""
+
+    def find_spec(
+        self, name: str, path: Sequence[str] | None = None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+def skip_pandas_probe() -> None:
+    """Settle pyarrow's "is pandas installed?" probe without importing pandas (a no-op once pandas is
+    imported, or once the probe has run)."""
+    if "pandas" in sys.modules:
+        return
+    import pyarrow as pa
+
+    finder = _NoPandas()
+    sys.meta_path.insert(0, finder)
+    try:
+        # The first array() call runs the Python probe, the first copying to_numpy() the C++ one.
+        pa.array([None], pa.int64()).to_numpy(zero_copy_only=False)
+    finally:
+        sys.meta_path.remove(finder)

@@ -1,0 +1,65 @@
+"""The job fork server: a clean process that imports the job code once and forks one worker per job.
+
+A fork server starts clean (no database connections or threads of ours), so workers forked from it start
+in milliseconds, not seconds. ``start_early`` starts it before the caller imports the service: a CLI
+command that will run a job lets the fork server import the job code on one core while it imports the
+service on the other. This module imports nothing heavy for that reason.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from multiprocessing import forkserver
+from multiprocessing.context import ForkServerContext
+
+#: What the fork server imports before forking workers: the job code (the datasource job's engine with it)
+#: and Arrow set up. A CLI command runs a job or two and ends, so the other engines load in the workers
+#: that need them; a server forks many workers and preloads them all (``preload_every_engine``).
+PRELOAD = ["emrml.service.preload"]
+PRELOAD_EVERY_ENGINE = [*PRELOAD, "emrml.engine.training", "emrml.engine.batch"]
+_preload = PRELOAD
+_MAIN_LOCK = threading.Lock()
+
+
+def preload_every_engine() -> None:
+    """Make the fork server, when it starts, import the training and batch engines too (a server)."""
+    global _preload
+    _preload = PRELOAD_EVERY_ENGINE
+
+
+def context() -> ForkServerContext:
+    """The multiprocessing context whose processes are forked from the job fork server."""
+    spawn = multiprocessing.get_context("forkserver")
+    spawn.set_forkserver_preload(_preload)
+    return spawn
+
+
+@contextmanager
+def main_hidden() -> Iterator[None]:
+    """Start the fork server or a worker without making it re-run the caller's ``__main__`` script.
+
+    multiprocessing re-imports the parent's main script in the fork server, so a user script that calls
+    emrml at top level (no ``if __name__ == "__main__"`` guard) would run again there. Workers need
+    nothing from ``__main__``; hiding its file while the start request is built avoids that.
+    """
+    main = sys.modules["__main__"]
+    with _MAIN_LOCK:
+        saved = {name: main.__dict__[name] for name in ("__file__", "__spec__") if name in main.__dict__}
+        main.__dict__.pop("__file__", None)
+        main.__spec__ = None
+        try:
+            yield
+        finally:
+            main.__dict__.pop("__spec__", None)
+            main.__dict__.update(saved)
+
+
+def start_early() -> None:
+    """Start the fork server now, without waiting for it to import the job code."""
+    context()
+    with main_hidden():
+        forkserver.ensure_running()

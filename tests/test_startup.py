@@ -1,0 +1,129 @@
+"""Commands start without heavy imports; the metastore is migrated only when it is behind.
+
+Each check runs a fresh interpreter with ``-X importtime`` (one line per module imported), so it sees
+exactly what a user's ``emrml`` process imports.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import botocore.utils
+import pytest
+import sqlalchemy
+from alembic import command
+from alembic.config import Config
+from hypothesis import given
+from hypothesis import strategies as st
+
+from emrml.service import metastore
+from emrml.service.auth import normalize_url_path
+
+#: What no command may import unless it needs it (and importing the CLI needs none of them).
+HEAVY = ("pandas", "alembic", "botocore", "sqlalchemy", "numpy", "pyarrow", "scipy")
+
+
+def imported_modules(*args: str, env: dict[str, str] | None = None) -> set[str]:
+    """The top-level packages ``python -X importtime ARGS`` imports."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        check=True,
+    )
+    names = set()
+    for line in result.stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            name = line.rsplit("|", 1)[1].strip()
+            names.add(name.split(".")[0])
+    assert "emrml" in names, result.stderr[-2000:]
+    return names
+
+
+def test_importing_the_cli_imports_nothing_heavy() -> None:
+    heavy = imported_modules("-c", "import emrml.cli") & set(HEAVY)
+    assert heavy == set()
+
+
+def test_help_imports_nothing_heavy() -> None:
+    heavy = imported_modules("-m", "emrml", "--help") & set(HEAVY)
+    assert heavy == set()
+
+
+def test_a_command_on_a_current_metastore_imports_no_alembic_pandas_or_botocore(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = {"EMRML_HOME": str(home)}
+    # The first command creates and migrates the metastore: Alembic is needed then.
+    assert "alembic" in imported_modules("-m", "emrml", "datasource", "list", env=env)
+    again = imported_modules("-m", "emrml", "datasource", "list", env=env)
+    assert "sqlalchemy" in again  # the command did open the metastore
+    assert again & {"alembic", "pandas", "botocore", "numpy", "pyarrow", "scipy"} == set()
+
+
+def test_arrow_use_after_the_probe_is_settled_imports_no_pandas() -> None:
+    code = (
+        "import sys, numpy as np, pyarrow as pa, pyarrow.compute as pc\n"
+        "from emrml.core.arrow import skip_pandas_probe\n"
+        "skip_pandas_probe()\n"
+        "counts = pc.value_counts(pa.array(['a', 'b', 'a'])).field('counts')\n"
+        "counts.to_numpy(zero_copy_only=False)\n"
+        "pa.array(np.array([1.5, 2.0])).to_numpy(zero_copy_only=False)\n"
+        "assert 'pandas' not in sys.modules, 'pandas was imported'\n"
+    )
+    # Not -X importtime: it also lists the import that the probe saw fail.
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_pandas_still_works_after_the_probe_is_settled() -> None:
+    pandas = pytest.importorskip("pandas")
+    code = (
+        "import pyarrow as pa\n"
+        "from emrml.core.arrow import skip_pandas_probe\n"
+        "skip_pandas_probe()\n"
+        "import pandas\n"
+        "frame = pa.table({'x': [1, None]}).to_pandas()\n"
+        "assert list(frame['x'].isna()) == [False, True]\n"
+        "back = pa.Table.from_pandas(pandas.DataFrame({'y': ['a']}), preserve_index=False)\n"
+        "assert back.column('y').to_pylist() == ['a']\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert pandas is not None
+
+
+def test_head_revision_is_the_newest_migration() -> None:
+    versions = sorted((metastore.MIGRATIONS / "versions").glob("[0-9]*.py"))
+    assert metastore.head_revision() == versions[-1].name.split("_")[0]
+
+
+def test_schema_is_current_only_after_migrating(tmp_path: Path) -> None:
+    engine = metastore.open_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    try:
+        assert not metastore.schema_is_current(engine)  # no alembic_version table
+        config = Config()
+        config.set_main_option("script_location", str(metastore.MIGRATIONS))
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0001")  # an old metastore
+        assert not metastore.schema_is_current(engine)
+        metastore.migrate(engine)
+        assert metastore.schema_is_current(engine)
+        with engine.connect() as connection:
+            version = connection.execute(sqlalchemy.text("SELECT version_num FROM alembic_version"))
+            assert version.scalar_one() == metastore.head_revision()
+    finally:
+        engine.dispose()
+
+
+_SEGMENTS = st.sampled_from(["a", "b", ".", "..", "", "x y", "%2E", "~"])
+
+
+@given(st.lists(_SEGMENTS, max_size=8), st.booleans(), st.booleans())
+def test_url_paths_are_normalized_as_botocore_signs_them(
+    segments: list[str], leading: bool, trailing: bool
+) -> None:
+    path = ("/" if leading else "") + "/".join(segments) + ("/" if trailing else "")
+    assert normalize_url_path(path) == botocore.utils.normalize_url_path(path)

@@ -141,14 +141,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def signed_predict(port: int, model_id: str, key: tuple[str, str], record: dict[str, str]) -> bytes:
-    """A raw HTTP/1.1 Predict request signed for ``127.0.0.1:port`` (valid for 15 minutes)."""
+def signed_predict(
+    port: int, model_id: str, endpoint: str, key: tuple[str, str], record: dict[str, str]
+) -> bytes:
+    """A raw HTTP/1.1 Predict request signed for ``127.0.0.1:port`` (valid for 15 minutes); ``endpoint`` is
+    the model's EndpointUrl, as boto3 sends it."""
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
     url = f"http://127.0.0.1:{port}"
-    body = json.dumps({"MLModelId": model_id, "Record": record, "PredictEndpoint": url}).encode()
+    body = json.dumps({"MLModelId": model_id, "Record": record, "PredictEndpoint": endpoint}).encode()
     headers = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "AmazonML_20141212.Predict"}
     request = AWSRequest(method="POST", url=url + "/", data=body, headers=headers)
     SigV4Auth(Credentials(*key), "machinelearning", REGION).add_auth(request)
@@ -194,8 +197,9 @@ def first_answer(
             process.kill()
 
 
-def prepare_home(home: Path) -> tuple[str, tuple[str, str], dict[str, str]]:
-    """A home with a BINARY model on bank_marketing behind a READY endpoint; (model id, key, a record)."""
+def prepare_home(home: Path) -> tuple[str, str, tuple[str, str], dict[str, str]]:
+    """A home with a BINARY model on bank_marketing behind a READY endpoint; (model id, its EndpointUrl,
+    an access key, a record)."""
     import csv
 
     from emrml.config import Settings
@@ -212,15 +216,16 @@ def prepare_home(home: Path) -> tuple[str, tuple[str, str], dict[str, str]]:
         service.call("CreateMLModel", request)
         if service.wait("MLModel", "ml-bank")["Status"] != "COMPLETED":
             raise SystemExit("the benchmark model did not train")
-        service.call("CreateRealtimeEndpoint", {"MLModelId": "ml-bank"})
+        created = service.call("CreateRealtimeEndpoint", {"MLModelId": "ml-bank"})
+        endpoint = created["RealtimeEndpointInfo"]["EndpointUrl"]
         identities = Identities(service.sessions, home)
         identities.create_user("bench")
-        created = identities.create_key("bench")
+        key = identities.create_key("bench")
     finally:
         service.close()
     with (SHARED / "data.csv").open(newline="") as handle:
         record = {k: v for k, v in next(csv.DictReader(handle)).items() if k != "y"}
-    return "ml-bank", (created.access_key_id, created.secret_access_key), record
+    return "ml-bank", endpoint, (key.access_key_id, key.secret_access_key), record
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -267,12 +272,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="emrml-bench-startup-") as work:
         home = Path(work) / "home"
         print("preparing a model with a READY endpoint ...", flush=True)
-        model_id, key, record = prepare_home(home)
+        model_id, endpoint, key, record = prepare_home(home)
 
         def emrml_serve(_: int, environment: dict[str, str]) -> float:
             port = free_port()
             command = [EMRML, "--home", str(home), "serve", "--port", str(port), "--workers-jobs", "0"]
-            return first_answer(command, port, signed_predict(port, model_id, key, record), environment)
+            request = signed_predict(port, model_id, endpoint, key, record)
+            return first_answer(command, port, request, environment)
 
         def noop_serve(_: int, environment: dict[str, str]) -> float:
             port = free_port()

@@ -197,16 +197,22 @@ def first_answer(
             process.kill()
 
 
-def prepare_home(home: Path) -> tuple[str, str, tuple[str, str], dict[str, str]]:
-    """A home with a BINARY model on bank_marketing behind a READY endpoint; (model id, its EndpointUrl,
-    an access key, a record)."""
+def prepare_home(
+    home: Path, peak_requests_per_second: int | None = None
+) -> tuple[str, str, tuple[str, str], dict[str, str]]:
+    """A home with a BINARY model on bank_marketing behind a READY endpoint (admitting
+    ``peak_requests_per_second``, default the setting's); (model id, its EndpointUrl, an access key, a
+    record)."""
     import csv
 
     from emrml.config import Settings
     from emrml.service.app import EmrML
     from emrml.service.identity import Identities
 
-    service = EmrML(Settings.load(environ={}, home=home))
+    overrides = (
+        {} if peak_requests_per_second is None else {"peak_requests_per_second": peak_requests_per_second}
+    )
+    service = EmrML(Settings.load(environ={}, home=home, **overrides))
     try:
         schema = (SHARED / "data.csv.schema").read_text()
         spec = {"DataLocationS3": str(SHARED / "data.csv"), "DataSchema": schema}

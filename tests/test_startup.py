@@ -64,6 +64,11 @@ def test_a_command_on_a_current_metastore_imports_no_alembic_pandas_or_botocore(
     assert again & {"alembic", "pandas", "botocore", "numpy", "pyarrow", "scipy"} == set()
 
 
+def test_the_predict_path_imports_no_scipy() -> None:
+    # A server scoring single records needs the record compiler, not the batch featurizer or the learner.
+    assert "scipy" not in imported_modules("-c", "from emrml.core.predict import Predictor")
+
+
 def test_arrow_use_after_the_probe_is_settled_imports_no_pandas() -> None:
     code = (
         "import sys, numpy as np, pyarrow as pa, pyarrow.compute as pc\n"

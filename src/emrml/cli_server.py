@@ -270,6 +270,13 @@ def serve(
         min=1024,
         help="Largest request body accepted (413 beyond).",
     ),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        min=1,
+        help="Server processes on the port, each with the mounted models; rate limits and job slots are "
+        "shared out among them.",
+    ),
 ) -> None:
     """Serve the Amazon ML API (boto3, aws CLI) with SigV4 authentication and run queued jobs."""
     from emrml.core.arrow import skip_pandas_probe
@@ -305,11 +312,23 @@ def serve(
             _first_start_help(created[1], url)
     slots = settings.max_concurrent_jobs if workers_jobs is None else workers_jobs
     console.print(
-        f"emrml API at {url} (listening on {host}:{port}; "
+        f"emrml API at {url} (listening on {host}:{port}"
+        f"{f' with {workers} processes' if workers > 1 else ''}; "
         f"{'no authentication' if no_auth else 'SigV4 authentication'}; up to {slots} job(s) at once)",
         markup=False,
         soft_wrap=True,
     )
+    if workers > 1:
+        service.close()
+        options = {
+            "home": str(settings.home),
+            "public_url": url,
+            "auth": not no_auth,
+            "max_body_bytes": max_request_bytes,
+            "job_slots": slots,
+        }
+        server.serve_workers(options, host, port, workers)
+        return
     app = server.create_app(service, auth=not no_auth, max_body_bytes=max_request_bytes, job_slots=slots)
     try:
         server.serve(app, host, port)

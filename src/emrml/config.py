@@ -41,6 +41,11 @@ class Settings:
     #: Requests per second one real-time endpoint admits, and all endpoints of this process together.
     peak_requests_per_second: int = 200
     total_requests_per_second: int = 10_000
+    #: The server's access log, one JSON line per request: lines are written this many at a time (and at
+    #: least once a second), so a request costs no write; 1 writes every line at once, 0 turns it off.
+    access_log_batch: int = 256
+    #: The share of requests the access log records (1.0 all, 0.01 one in a hundred at random).
+    access_log_sample: float = 1.0
     #: "strict": a ``Predict`` whose ``PredictEndpoint`` is not the model's ``EndpointUrl`` is refused;
     #: "lenient": ``PredictEndpoint`` is not checked (spec open question 20).
     predict_endpoint_check: str = "strict"

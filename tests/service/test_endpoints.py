@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -525,6 +527,72 @@ def test_another_process_sees_endpoint_changes(trained: Trained) -> None:
         app.call("DeleteRealtimeEndpoint", {"MLModelId": "ml-binary"})
         app.call("UpdateMLModel", {"MLModelId": "ml-binary", "ScoreThreshold": 0.5})
         other.close()
+
+
+def test_a_server_keeps_models_fresh_off_the_request_path(trained: Trained) -> None:
+    """``keep_fresh`` (a server's background thread) loads READY endpoints at start and is the only reader
+    of the metastore afterwards; a change by another process still takes effect within a second."""
+    app = trained.app
+    other = EmrML(Settings.load(environ={}, home=trained.home))
+    readers: list[str] = []
+    sessions = other.mounted._sessions
+
+    def recording_sessions() -> Any:
+        readers.append(threading.current_thread().name)
+        return sessions()
+
+    other.mounted._sessions = recording_sessions  # type: ignore[assignment]
+    record = {"x": "7", "words": "good day"}
+    stop = threading.Event()
+    keeper = threading.Thread(target=other.mounted.keep_fresh, args=(stop, 0.05), name="keeper")
+    app.call("CreateRealtimeEndpoint", {"MLModelId": "ml-binary"})
+    frozen = gc.get_freeze_count()
+    try:
+        keeper.start()
+        deadline = time.monotonic() + 30
+        while "ml-binary" not in other.mounted:  # loaded at start, before any request
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert gc.get_freeze_count() > frozen  # the loaded model is out of the collector's way
+        served = predict(other, "ml-binary", record)
+        until = time.monotonic() + 1.5 * REVALIDATE_SECONDS
+        while time.monotonic() < until:
+            assert predict(other, "ml-binary", record) == served
+            time.sleep(0.01)  # under the endpoint's 200 requests per second
+        assert readers and set(readers) == {"keeper"}
+
+        app.call("DeleteRealtimeEndpoint", {"MLModelId": "ml-binary"})
+        deadline = time.monotonic() + 10
+        while "ml-binary" in other.mounted:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        with pytest.raises(PredictorNotMountedException):
+            predict(other, "ml-binary", record)
+    finally:
+        stop.set()
+        keeper.join()
+        gc.unfreeze()
+        app.call("DeleteRealtimeEndpoint", {"MLModelId": "ml-binary"})
+        other.close()
+
+
+def test_each_of_n_processes_admits_its_share_of_the_rates(trained: Trained) -> None:
+    app = trained.app
+    share = EmrML(Settings.load(environ={}, home=trained.home), rate_share=0.25)
+    app.call("CreateRealtimeEndpoint", {"MLModelId": "ml-binary"})  # PeakRequestsPerSecond 200
+    try:
+        admitted = 0
+        for _ in range(120):
+            try:
+                predict(share, "ml-binary", {"x": "1"})
+                admitted += 1
+            except LimitExceededException as exc:
+                assert "more than 200 requests per second" in exc.message  # the endpoint's own rate
+                break
+        assert 50 <= admitted <= 52  # a quarter of 200, plus what refilled meanwhile
+    finally:
+        app.call("DeleteRealtimeEndpoint", {"MLModelId": "ml-binary"})
+        share.close()
 
 
 # --- The banking tutorial ------------------------------------------------------------------------------

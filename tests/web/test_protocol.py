@@ -25,7 +25,7 @@ from emrml.service.metastore import DataSource, now
 from emrml.service.operations import OPERATIONS
 from emrml.web.protocol import TARGET_PREFIX
 from emrml.web.scheduler import JobScheduler
-from emrml.web.server import create_app
+from emrml.web.server import AccessLog, create_app
 
 SCHEMA = json.dumps(
     {
@@ -270,7 +270,10 @@ def test_health_and_other_paths(app: Any) -> None:
 
 def test_access_log_is_one_json_line_without_bodies(app: Any, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="emrml.access"):
+        app.flush()
+        caplog.clear()
         response = request(app, "UpdateDataSource", {"DataSourceId": "p-ds", "DataSourceName": "secret-name"})
+        app.flush()  # lines are written in batches: the server flushes every second
     [record] = [r for r in caplog.records if r.name == "emrml.access"]
     line = json.loads(record.getMessage())
     assert line["request_id"] == response.headers["x-amzn-requestid"]
@@ -278,6 +281,34 @@ def test_access_log_is_one_json_line_without_bodies(app: Any, caplog: pytest.Log
     assert line["method"] == "POST" and line["path"] == "/" and line["duration_ms"] > 0
     assert line["access_key_id"] is None and line["client"] == "127.0.0.1:50000"
     assert "secret-name" not in record.getMessage()
+
+
+def test_access_log_writes_batches_and_samples(caplog: pytest.LogCaptureFixture) -> None:
+    async def ok(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    def records() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name == "emrml.access"]
+
+    with caplog.at_level(logging.INFO, logger="emrml.access"):
+        batched = AccessLog(ok, batch=3)
+        for _ in range(2):
+            asyncio.run(asgi_request(batched, {}, b"{}"))
+        assert records() == []  # kept until the batch is full
+        asyncio.run(asgi_request(batched, {}, b"{}"))
+        [record] = records()  # three requests, one write
+        lines = record.getMessage().splitlines()
+        assert len(lines) == 3 and all(json.loads(line)["status"] == 200 for line in lines)
+        caplog.clear()
+        asyncio.run(asgi_request(batched, {}, b"{}"))
+        batched.flush()
+        assert len(records()) == 1 and len(records()[0].getMessage().splitlines()) == 1
+        caplog.clear()
+        for logged in (AccessLog(ok, batch=1, sample=0.0), AccessLog(ok, batch=0)):
+            asyncio.run(asgi_request(logged, {}, b"{}"))
+            logged.flush()
+        assert records() == []
 
 
 # ---------------------------------------------------------------------------------------------- scheduler

@@ -72,14 +72,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.special import expit
 
-from emrml.core import least_squares
 from emrml.errors import DataError
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+# scipy is imported where it is used: a server that only scores single records never needs it.
 
 ModelKind = Literal["BINARY", "MULTICLASS", "REGRESSION"]
 MODEL_KINDS: tuple[str, ...] = ("BINARY", "MULTICLASS", "REGRESSION")
@@ -250,6 +251,8 @@ class LinearModel:
         """BINARY: ``(n,)`` probability of 1; MULTICLASS: ``(n, K)`` probabilities; REGRESSION: ``(n,)``."""
         z = self.decision(X)
         if self.kind == "BINARY":
+            from scipy.special import expit
+
             return expit(z)
         if self.kind == "MULTICLASS":
             e = np.exp(z - z.max(axis=1, keepdims=True))
@@ -326,12 +329,14 @@ def _finite_or_none(value: Any) -> Any:
 
 # ---------------------------------------------------------------------------------------------- learning
 
-Batch = tuple[sp.csr_matrix, np.ndarray, np.ndarray]
+Batch = tuple["sp.csr_matrix", np.ndarray, np.ndarray]
 
 
 def _losses_and_gradient(kind: str, z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-row loss ``(m,)`` and d loss / d z (shaped like ``z``): ``z`` is ``(m,)``, or ``(m, K)`` logits."""
     if kind == "BINARY":
+        from scipy.special import expit
+
         return np.logaddexp(0.0, z) - y * z, expit(z) - y
     if kind == "MULTICLASS":
         top = z.max(axis=1, keepdims=True)
@@ -457,6 +462,8 @@ class _DualAveraging:
 
     def step(self, X: sp.csr_array, y: np.ndarray, weight: np.ndarray) -> float:
         """One step on a mini-batch; returns its weighted loss sum taken before the step."""
+        import scipy.sparse as sp
+
         m = X.shape[0]
         if self.dense:
             columns = None
@@ -505,6 +512,8 @@ class _DualAveraging:
 
     def fit_rows(self, X: sp.csr_matrix, y: np.ndarray, weight: np.ndarray, rows_per_step: int) -> float:
         """Steps over the rows of ``X`` in order; returns the weighted progressive loss sum."""
+        import scipy.sparse as sp
+
         total = 0.0
         indptr = X.indptr
         for start in range(0, X.shape[0], rows_per_step):
@@ -538,6 +547,8 @@ class _Checker:
         self.std = std
 
     def __call__(self, batch: tuple[sp.csr_matrix, np.ndarray, np.ndarray | None]) -> Batch:
+        import scipy.sparse as sp
+
         X, y, weight = batch
         if not sp.issparse(X) or X.format != "csr":
             raise ValueError(f"a batch must be a CSR matrix; got {type(X).__name__}")
@@ -578,6 +589,8 @@ def _calibration_sample(source: BatchSource, check: _Checker, rows: int, rng: np
     the first rows would misjudge the target's scale and the learning rate for data in a meaningful order,
     such as rows sorted by the target. Memory holds at most ``rows`` rows beside one batch.
     """
+    import scipy.sparse as sp
+
     kept: Batch | None = None
     keys = np.zeros(0)
     for batch in source():
@@ -698,6 +711,8 @@ def _mixed(window: list[Batch], rng: np.random.Generator) -> Iterator[Batch]:
         order = rng.permutation(X.shape[0])
         yield X[order], y[order], weight[order]
         return
+    import scipy.sparse as sp
+
     X = sp.vstack([b[0] for b in window], format="csr")
     y = np.concatenate([b[1] for b in window])
     weight = np.concatenate([b[2] for b in window])
@@ -858,6 +873,8 @@ def _refine(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The regression objective's exact minimum from the SGD model (``core.least_squares``): in memory
     when the calibration sample holds every row, else in at most ``max_passes`` more passes."""
+    from emrml.core import least_squares
+
     in_memory = report.rows <= sample[0].shape[0]
     solution = least_squares.refine(
         (lambda: (sample,)) if in_memory else (lambda: _pass_batches(source, check, None)),

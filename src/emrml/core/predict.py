@@ -13,7 +13,7 @@ scientific notation with at most 7 significant digits, e.g. ``1.237027E-1``, ``1
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +68,6 @@ class Predictor:
             self.score_threshold = DEFAULT_THRESHOLD if score_threshold is None else float(score_threshold)
         self.size_in_bytes: int | None = None
         linear = artifact.linear
-        # The real-time path indexes a Python list of floats: faster per item than numpy or a memoryview.
-        self._weights: list[float] = linear.weights[:, 0].tolist() if linear.n_outputs == 1 else []
         self._bias = float(linear.bias[0])
         self._inputs = tuple(attribute.name for attribute in self.schema.input_attributes)
         # Values that can be unparsable: numbers and flags (a category or a text is whatever it says).
@@ -78,6 +76,14 @@ class Predictor:
             for attribute in self.schema.input_attributes
             if attribute.type in (AttributeType.NUMERIC, AttributeType.BINARY)
         )
+        # BINARY and REGRESSION: featurizing, the dot product and the unparsed-value check fused, weights
+        # folded into the record compiler's functions; only the numbers and flags that no output reads are
+        # checked apart. MULTICLASS: transform_record, then the K dot products.
+        self._score: Callable[[Mapping[str, str], list[str]], float] | None = None
+        self._unscored = self._parsed
+        if linear.n_outputs == 1:
+            self._score, checked = self.space.record_scorer(linear.weights[:, 0].tolist())
+            self._unscored = tuple((name, parse) for name, parse in self._parsed if name not in checked)
 
     @classmethod
     def load(cls, path: Path, *, score_threshold: float | None = None) -> Predictor:
@@ -101,20 +107,17 @@ class Predictor:
     def predict_strings(self, record: Mapping[str, str]) -> dict[str, Any]:
         """:meth:`predict` for a record whose values are known to be strings (a caller that has checked
         them, like the Predict operation, skips checking them twice)."""
-        indices, values = self.space.transform_record(record)
         kind = self.model_type
-        if kind == "MULTICLASS":
-            probabilities = self.artifact.linear.score_one(indices, values)
+        unparsed: list[str] = []
+        if self._score is None:  # MULTICLASS
+            probabilities = self.artifact.linear.score_one(*self.space.transform_record(record))
             assert isinstance(probabilities, list) and self.labels is not None
             scores = dict(zip(self.labels, probabilities, strict=True))
             best = self.labels[probabilities.index(max(probabilities))]
-            return {"details": self._details(record), "predictedLabel": best, "predictedScores": scores}
-        weights = self._weights
-        total = 0.0
-        for index, value in zip(indices, values, strict=True):
-            total += value * weights[index]
-        z = total + self._bias
-        details = self._details(record)
+            details = self._details(record, unparsed)
+            return {"details": details, "predictedLabel": best, "predictedScores": scores}
+        z = self._score(record, unparsed) + self._bias
+        details = self._details(record, unparsed)
         if kind == "REGRESSION":
             return {"details": details, "predictedValue": z}
         score = _sigmoid(z)
@@ -122,14 +125,14 @@ class Predictor:
         label = "1" if score >= self.score_threshold else "0"
         return {"details": details, "predictedLabel": label, "predictedScores": {label: score}}
 
-    def _details(self, record: Mapping[str, str]) -> dict[str, str]:
+    def _details(self, record: Mapping[str, str], unparsed: list[str]) -> dict[str, str]:
         """The ``details`` member: the model's type and algorithm, and the record's problems if it has any.
 
         ``NoSchemaAttributes`` ("true") says the record named none of the model's attributes, so the
         prediction is the one for a record of missing values; ``UnparsedAttributes`` lists (comma-separated)
         the attributes whose values could not be read as their type (a NUMERIC "heavy" or "inf", a BINARY
         "maybe") and counted as missing. The usual record costs one lookup and one parse per NUMERIC or
-        BINARY attribute.
+        BINARY attribute, made while scoring; ``unparsed`` holds the attributes the scoring found unreadable.
         """
         details = {"PredictiveModelType": self.model_type, "Algorithm": "SGD"}
         for name in self._inputs:
@@ -138,12 +141,25 @@ class Predictor:
         else:
             details["NoSchemaAttributes"] = "true"
             return details
-        unparsed = [
-            name
-            for name, parse in self._parsed
-            if (text := record.get(name)) and text.strip() and parse(text) is None
-        ]
+        for name, parse in self._unscored:
+            text = record.get(name)
+            if not text:
+                continue
+            if parse is record_number:
+                # The usual case, a plain finite ASCII number, without a call (as in the record compiler).
+                try:
+                    value = float(text)
+                except ValueError:
+                    pass
+                else:
+                    if value - value == 0.0 and text.isascii() and "_" not in text:
+                        continue
+            if text.strip() and parse(text) is None:
+                unparsed.append(name)
         if unparsed:
+            if len(unparsed) > 1:  # in schema order, once each (an attribute may feed several outputs)
+                found = set(unparsed)
+                unparsed = [name for name, _ in self._parsed if name in found]
             details["UnparsedAttributes"] = ",".join(unparsed)
         return details
 

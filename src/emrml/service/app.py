@@ -28,7 +28,9 @@ class EmrML:
     its JSON response; the CLI, the HTTP API and the console are thin callers of it.
     """
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *, rate_share: float = 1.0) -> None:
+        """``rate_share``: the part of every real-time rate limit this process admits (1/N of N server
+        processes)."""
         self.settings = settings or Settings.load()
         self.settings.home.mkdir(parents=True, exist_ok=True)
         self.engine = open_engine(self.settings.database_url)
@@ -37,7 +39,9 @@ class EmrML:
         self.jobs = JobRunner(self.settings, self.sessions)
         #: The models whose real-time endpoints this process serves.
         self.mounted = MountedModels(
-            self.sessions, total_requests_per_second=self.settings.total_requests_per_second
+            self.sessions,
+            total_requests_per_second=self.settings.total_requests_per_second,
+            share=rate_share,
         )
 
     def call(

@@ -10,14 +10,22 @@
   ``REVALIDATE_SECONDS`` (1 s) or more after the last reading. So an endpoint deleted by another process
   stops answering here within about a second, and one deleted and created again (perhaps with another
   ``ScoreThreshold``) is reloaded.
+* A server does that reading in the background instead (:meth:`MountedModels.keep_fresh`, on a thread of
+  its own): it loads the models of every READY endpoint at start and checks each loaded model every half
+  second, so no request ever waits for the metastore or a model file; a request meanwhile is served by
+  the model loaded last. A slow metastore then delays changes, never predictions.
 
 Admission is two token buckets, one per endpoint (its ``PeakRequestsPerSecond``) and one for the whole
-process (``Settings.total_requests_per_second``); each admits bursts of up to one second's requests. The
-limits hold per process: several server processes each admit their own share.
+process (``Settings.total_requests_per_second``); each admits bursts of up to one second's requests. A
+server of N worker processes (``emrml serve --workers N``) gives each process ``1/N`` of both rates
+(``share``), so together they never admit more than the limits: the kernel spreads connections over the
+processes, so under uneven load a process may refuse a request while another still has room.
 """
 
 from __future__ import annotations
 
+import gc
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +37,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from emrml.errors import (
+    AmazonMLError,
     InvalidInputException,
     LimitExceededException,
     PredictorNotMountedException,
@@ -41,6 +50,8 @@ if TYPE_CHECKING:
 
 #: Seconds a loaded model is trusted before its metastore row is read again.
 REVALIDATE_SECONDS = 1.0
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 
@@ -141,14 +152,23 @@ class MountedModels:
     """
 
     def __init__(
-        self, sessions: sessionmaker, *, total_requests_per_second: int, clock: Clock = time.monotonic
+        self,
+        sessions: sessionmaker,
+        *,
+        total_requests_per_second: int,
+        clock: Clock = time.monotonic,
+        share: float = 1.0,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
         self._mounts: dict[str, Mount] = {}
         # Serializes loading and metastore reads; the hot path of a loaded, fresh model takes no lock.
         self._lock = threading.Lock()
-        self._total = TokenBucket(total_requests_per_second, clock())
+        #: This process's part of every rate (1/N of N server processes).
+        self.share = share
+        self._total = TokenBucket(total_requests_per_second * share, clock())
+        #: Set while ``keep_fresh`` runs: loaded models are then checked by it, never by a request.
+        self._kept_fresh = False
 
     def __contains__(self, model_id: str) -> bool:
         return model_id in self._mounts
@@ -166,7 +186,7 @@ class MountedModels:
         is served then.
         """
         with self._lock:
-            mount = _load(model_id, state, self._clock())
+            mount = _load(model_id, state, self._clock(), self.share)
             if mount.predictor is None:
                 assert mount.problem is not None
                 raise InvalidInputException(mount.problem)
@@ -180,14 +200,16 @@ class MountedModels:
 
     def get(self, model_id: str) -> Mount:
         """The served model, checked against the metastore when it is not loaded or was checked
-        ``REVALIDATE_SECONDS`` ago.
+        ``REVALIDATE_SECONDS`` ago (unless ``keep_fresh`` checks it).
 
         Raises ``ResourceNotFoundException`` for an unknown model and ``PredictorNotMountedException`` when
         its endpoint is not READY (none, UPDATING, FAILED, or the model is DELETED) or its artifact could
         not be loaded here.
         """
         mount = self._mounts.get(model_id)
-        if mount is None or self._clock() - mount.checked_at >= REVALIDATE_SECONDS:
+        if mount is None or (
+            not self._kept_fresh and self._clock() - mount.checked_at >= REVALIDATE_SECONDS
+        ):
             mount = self._refresh(model_id)
         if mount.predictor is None:
             raise PredictorNotMountedException(
@@ -200,21 +222,51 @@ class MountedModels:
         ``LimitExceededException``."""
         now = self._clock()
         if not mount.bucket.admit(now):
+            rate = mount.bucket.rate / self.share
             raise LimitExceededException(
-                f"MLModel {mount.model_id!r}: more than {mount.bucket.rate:g} requests per second "
+                f"MLModel {mount.model_id!r}: more than {rate:g} requests per second "
                 "for its real-time endpoint (PeakRequestsPerSecond)"
             )
         if not self._total.admit(now):
+            rate = self._total.rate / self.share
             raise LimitExceededException(
-                f"more than {self._total.rate:g} real-time prediction requests per second in total"
+                f"more than {rate:g} real-time prediction requests per second in total"
             )
 
-    def _refresh(self, model_id: str) -> Mount:
+    def keep_fresh(self, stop: threading.Event, period: float = REVALIDATE_SECONDS / 2) -> None:
+        """Load the model of every READY endpoint, then check each loaded model against the metastore
+        every ``period`` seconds until ``stop`` is set (a server's background thread)."""
+        self._kept_fresh = True
+        try:
+            self._mount_ready()
+            while not stop.wait(period):
+                for model_id in list(self._mounts):
+                    try:
+                        self._refresh(model_id, max_age=period)
+                    except AmazonMLError:
+                        pass  # no longer served: the next Predict says why
+                    except Exception:
+                        log.exception("checking the endpoint of %s failed; it is served as loaded", model_id)
+        finally:
+            self._kept_fresh = False
+
+    def _mount_ready(self) -> None:
+        with self._sessions() as session:
+            ready = session.scalars(
+                select(MLModel.id).where(MLModel.endpoint_status == "READY", MLModel.status != "DELETED")
+            ).all()
+        for model_id in ready:
+            try:
+                self._refresh(model_id)
+            except AmazonMLError as exc:
+                log.warning("real-time endpoint of %s not served: %s", model_id, exc.message)
+
+    def _refresh(self, model_id: str, max_age: float = REVALIDATE_SECONDS) -> Mount:
         # Under the lock throughout: a model is loaded once however many threads ask for it.
         with self._lock:
             now = self._clock()
             mount = self._mounts.get(model_id)
-            if mount is not None and now - mount.checked_at < REVALIDATE_SECONDS:
+            if mount is not None and now - mount.checked_at < max_age:
                 return mount  # another thread refreshed it meanwhile
             with self._sessions() as session:
                 state = read_state(session, model_id)
@@ -229,12 +281,16 @@ class MountedModels:
                 return mount
             # Not loaded here yet, created again since, or its artifact failed to load a second ago: (re)load.
             # A failure is kept for REVALIDATE_SECONDS so a broken artifact is not reread on every request.
-            mount = _load(model_id, state, now)
+            mount = _load(model_id, state, now, self.share)
             self._mounts[model_id] = mount
+            if self._kept_fresh:
+                # A server's models live as long as it does: the collector need not scan them again,
+                # which keeps its pauses out of the requests' tail latency.
+                gc.freeze()
             return mount
 
 
-def _load(model_id: str, state: EndpointState, now: float) -> Mount:
+def _load(model_id: str, state: EndpointState, now: float, share: float = 1.0) -> Mount:
     from emrml.core.predict import Predictor  # the scoring code loads with the first mounted model
 
     problem = None
@@ -249,7 +305,7 @@ def _load(model_id: str, state: EndpointState, now: float) -> Mount:
         model_id=model_id,
         predictor=predictor,
         endpoint_url=normalized_url(state.endpoint_url or ""),
-        bucket=TokenBucket(state.peak_requests_per_second, now),
+        bucket=TokenBucket(state.peak_requests_per_second * share, now),
         version=state.version,
         checked_at=now,
         problem=problem,

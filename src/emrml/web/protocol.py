@@ -18,6 +18,8 @@ import json
 import re
 from typing import Any
 
+import orjson
+
 from emrml.errors import (
     AmazonMLError,
     InvalidInputException,
@@ -47,10 +49,6 @@ def operation_name(target: str | None) -> str:
     return name
 
 
-def _reject_constant(name: str) -> Any:
-    raise SerializationException(f"{name} is not a JSON number")
-
-
 def _check_strings(request: dict[str, Any]) -> None:
     """Refuse strings with NUL characters or unpaired surrogates anywhere in the request."""
     pending: list[Any] = [request]
@@ -78,10 +76,14 @@ def decode_request(body: bytes) -> dict[str, Any]:
     if not body.strip():
         return {}
     try:
-        request = json.loads(body, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        # ValueError covers JSONDecodeError and UnicodeDecodeError.
-        raise SerializationException(f"the request body is not valid JSON: {str(exc)[:200]}") from None
+        # orjson: strict JSON (no NaN or Infinity, no number out of float range, valid UTF-8, no lone
+        # surrogate, at most 1024 levels), and several times faster than the json module.
+        request = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        near = body[exc.pos : exc.pos + 24].decode("utf-8", "replace")
+        raise SerializationException(
+            f"the request body is not valid JSON: {exc.msg} at byte {exc.pos} (near {near!r})"
+        ) from None
     if not isinstance(request, dict):
         raise SerializationException(f"the request body must be a JSON object, not {type(request).__name__}")
     # Only a \u escape can put a NUL or a lone surrogate in a string: look closer only then.

@@ -7,18 +7,30 @@
   the event loop, since it reads no database row and answers in microseconds.
 * ``GET /health`` — ``{"status": "ok", ...}`` while the metastore answers, 503 otherwise.
 * the access log — one JSON object per request on the ``emrml.access`` logger: time, request id, method,
-  path, operation, status, duration, access key id, client address. Never bodies or signatures.
+  path, operation, status, duration, access key id, client address. Never bodies or signatures. Lines are
+  written in batches (``Settings.access_log_batch``, and at least once a second) and may be sampled
+  (``Settings.access_log_sample``), so logging costs a request no write.
 * a ``JobScheduler`` that runs queued jobs while the server lives; stopping the server stops it.
+* a thread keeping the mounted models fresh (``MountedModels.keep_fresh``): it loads the model of every
+  READY endpoint at start and re-reads their metastore rows in the background, so neither the event
+  loop nor a request ever waits for the metastore or a model file.
 
-``serve`` runs the app with uvicorn until SIGINT or SIGTERM: in-flight requests finish (up to
-``graceful_seconds``), then running jobs get ``job_shutdown_seconds`` to end. ``BackgroundServer`` runs the
-app in a thread on a socket the caller bound (tests, benchmarks).
+``serve`` runs the app with uvicorn (httptools and uvloop, installed with emrml) until SIGINT or SIGTERM:
+in-flight requests finish (up to ``graceful_seconds``), then running jobs get ``job_shutdown_seconds`` to
+end. ``serve_workers`` runs N worker processes on one port instead, each with its own ``EmrML`` built by
+``worker_app`` from the options in ``$EMRML_SERVE_OPTIONS``: each loads the mounted models itself, admits
+``1/N`` of every real-time rate limit (``MountedModels.share``) and runs ``1/N`` of the job slots (jobs are
+claimed atomically in the metastore, so no job runs twice). ``BackgroundServer`` runs the app in a thread
+on a socket the caller bound (tests, benchmarks).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import os
+import random
 import socket
 import threading
 import time
@@ -26,9 +38,11 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import orjson
 import uvicorn
 from sqlalchemy import text
 from starlette.applications import Starlette
@@ -37,6 +51,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from emrml.config import Settings
 from emrml.errors import AmazonMLError, InternalServerException, RequestEntityTooLargeException
 from emrml.service.app import EmrML
 from emrml.service.auth import (
@@ -83,10 +98,18 @@ _QUEUEING = frozenset(
 
 
 class AccessLog:
-    """ASGI middleware writing one JSON line per HTTP request to the ``emrml.access`` logger."""
+    """ASGI middleware writing one JSON line per HTTP request to the ``emrml.access`` logger.
 
-    def __init__(self, app: ASGIApp) -> None:
+    Lines are kept and written ``batch`` at a time as one log record (lines separated by newlines), and by
+    :meth:`flush`, which the server calls every second and at shutdown; ``batch`` 1 writes each line at
+    once and 0 writes none. ``sample`` < 1 logs that share of the requests, chosen at random.
+    """
+
+    def __init__(self, app: ASGIApp, *, batch: int = 1, sample: float = 1.0) -> None:
         self.app = app
+        self.batch = batch
+        self.sample = sample
+        self._lines: list[str] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -106,7 +129,11 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_and_note_status)
         finally:
-            if access_log.isEnabledFor(logging.INFO):
+            if (
+                self.batch
+                and (self.sample >= 1.0 or random.random() < self.sample)
+                and access_log.isEnabledFor(logging.INFO)
+            ):
                 client = scope.get("client")
                 record = {
                     "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
@@ -119,7 +146,15 @@ class AccessLog:
                     "access_key_id": fields.get("access_key_id"),
                     "client": f"{client[0]}:{client[1]}" if client else None,
                 }
-                access_log.info(json.dumps(record))
+                self._lines.append(orjson.dumps(record).decode())
+                if len(self._lines) >= self.batch:
+                    self.flush()
+
+    def flush(self) -> None:
+        """Write the lines kept so far (from any thread: appends of the event loop are not lost)."""
+        lines, self._lines = self._lines, []
+        if lines:
+            access_log.info("\n".join(lines))
 
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
@@ -240,13 +275,14 @@ def create_app(
     job_shutdown_seconds: float = 30.0,
     credential_ttl_seconds: float = 5.0,
     inline_predict: bool = True,
-) -> ASGIApp:
+) -> AccessLog:
     """The ASGI application serving ``service``.
 
     ``job_slots`` jobs run at once in the background (None: none are run, e.g. when another process runs
     them); ``auth`` False accepts unsigned requests as the account's root user. A deleted access key stops
     working within ``credential_ttl_seconds``. ``inline_predict`` False sends Predict through the thread
-    pool like every other operation (for measurements).
+    pool like every other operation (for measurements). Its lifespan starts the scheduler, the thread
+    keeping mounted models fresh and the access log's periodic flush.
     """
     scheduler = JobScheduler(service, job_slots) if job_slots else None
     credentials = (
@@ -277,16 +313,38 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        stop = threading.Event()
+        for target, name in (
+            (service.mounted.keep_fresh, "emrml-mounted-models"),
+            (lambda stop: _every(1.0, access.flush, stop), "emrml-access-log"),
+        ):
+            threading.Thread(target=target, args=(stop,), name=name, daemon=True).start()
         if scheduler is not None:
             scheduler.start()
         try:
             yield
         finally:
+            stop.set()
             if scheduler is not None:
                 await run_in_threadpool(scheduler.stop, job_shutdown_seconds)
+            access.flush()
 
     routes = [Route("/", api, methods=["POST"]), Route("/health", health, methods=["GET"])]
-    return AccessLog(Starlette(routes=routes, lifespan=lifespan))
+    settings = service.settings
+    access = AccessLog(
+        Starlette(routes=routes, lifespan=lifespan),
+        batch=settings.access_log_batch,
+        sample=settings.access_log_sample,
+    )
+    return access
+
+
+def _every(seconds: float, action: Callable[[], None], stop: threading.Event) -> None:
+    while not stop.wait(seconds):
+        try:
+            action()
+        except Exception:
+            log.exception("%s failed", getattr(action, "__qualname__", action))
 
 
 def serve(app: ASGIApp, host: str, port: int, *, graceful_seconds: int = 30) -> None:
@@ -295,6 +353,40 @@ def serve(app: ASGIApp, host: str, port: int, *, graceful_seconds: int = 30) -> 
         app, host=host, port=port, lifespan="on", access_log=False, timeout_graceful_shutdown=graceful_seconds
     )
     uvicorn.Server(config).run()
+
+
+#: The environment variable that hands ``serve_workers``'s options to its worker processes (JSON).
+WORKER_OPTIONS = "EMRML_SERVE_OPTIONS"
+
+
+def serve_workers(
+    options: dict[str, Any], host: str, port: int, workers: int, *, graceful_seconds: int = 30
+) -> None:
+    """Serve with ``workers`` uvicorn worker processes on one port until SIGINT/SIGTERM. ``options``:
+    ``home``, ``public_url``, ``auth``, ``max_body_bytes``, ``job_slots`` (for all workers together)."""
+    os.environ[WORKER_OPTIONS] = json.dumps({**options, "workers": workers})
+    uvicorn.run(
+        "emrml.web.server:worker_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        lifespan="on",
+        access_log=False,
+        timeout_graceful_shutdown=graceful_seconds,
+    )
+
+
+def worker_app() -> AccessLog:
+    """The app of one worker process of ``serve_workers`` (uvicorn calls it in each worker)."""
+    options = json.loads(os.environ[WORKER_OPTIONS])
+    workers = int(options["workers"])
+    settings = Settings.load(home=Path(options["home"]), public_url=options["public_url"])
+    service = EmrML(settings, rate_share=1.0 / workers)
+    slots = math.ceil(int(options["job_slots"]) / workers)
+    return create_app(
+        service, auth=bool(options["auth"]), max_body_bytes=int(options["max_body_bytes"]), job_slots=slots
+    )
 
 
 def reserve_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:

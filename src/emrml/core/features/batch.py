@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import scipy.sparse
 
 from emrml.core.features.layout import Layout, Parameters, attribute, binary_labels
 from emrml.core.recipe import transforms as tf
@@ -23,6 +22,9 @@ from emrml.core.recipe.grammar import (
 )
 from emrml.core.values import Parsed, parse_binary, parse_numeric
 from emrml.errors import DataError
+
+if TYPE_CHECKING:
+    import scipy.sparse
 
 # --- Vectorized evaluation ------------------------------------------------------------------------------
 
@@ -224,6 +226,7 @@ def _block(
     parts: list[Single] | Bag, num_rows: int, num_features: int, index_type: type[np.integer]
 ) -> scipy.sparse.csr_matrix:
     """The CSR matrix of consecutive single-feature outputs, or of one token output."""
+    import scipy.sparse  # here: a server scoring single records never loads scipy
     if isinstance(parts, Bag):
         per_row = np.bincount(parts.rows, minlength=num_rows)
         indices, data = parts.columns.astype(index_type), np.ones(len(parts.columns))
@@ -248,6 +251,7 @@ def _block(
 
 def assemble(parts: list[Single | Bag], num_rows: int, num_features: int) -> scipy.sparse.csr_matrix:
     """One CSR matrix from per-output parts whose column ranges increase with the output order."""
+    import scipy.sparse
     index_type = np.int32 if num_features < 2**31 else np.int64
     groups: list[list[Single] | Bag] = []
     for part in parts:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import scipy.sparse
 
 from emrml.core.features.batch import (
     Bag,
@@ -33,7 +32,7 @@ from emrml.core.features.layout import (
     uses_vocabulary,
     walk,
 )
-from emrml.core.features.record import RecordCompiler
+from emrml.core.features.record import RecordCompiler, scored_attribute
 from emrml.core.recipe import transforms as tf
 from emrml.core.recipe.grammar import (
     Output,
@@ -45,6 +44,9 @@ from emrml.core.recipe.grammar import (
 )
 from emrml.core.schema import Schema
 from emrml.errors import InvalidInputException
+
+if TYPE_CHECKING:
+    import scipy.sparse
 
 # --- The feature space ----------------------------------------------------------------------------------
 
@@ -180,6 +182,31 @@ class FeatureSpace:
         for emit in self._emitters:
             emit(record, indices, values)
         return indices, values
+
+    def record_scorer(
+        self, weights: Sequence[float]
+    ) -> tuple[Callable[[Record, list[str]], float], frozenset[str]]:
+        """``record → Σ value × weights[index]`` over the record's features (``weights``: one per feature):
+        :meth:`transform_record` and a dot product in one pass, for a one-output linear model. The function
+        also adds to its list argument the attributes (among those of the returned set) whose value in the
+        record could not be read as a number or flag."""
+        compiler = RecordCompiler(self._parameters)
+        parts = tuple(
+            compiler.scorer(layout, lookup, weights)
+            for layout, lookup in zip(self._layouts, self._lookups, strict=True)
+            if layout.size
+        )
+        checked = frozenset(
+            name for layout in self._layouts if layout.size and (name := scored_attribute(layout))
+        )
+
+        def score(record: Record, unparsed: list[str]) -> float:
+            total = 0.0
+            for part in parts:
+                total += part(record, unparsed)
+            return total
+
+        return score, checked
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe description; :meth:`from_dict` rebuilds an identical feature space from it."""

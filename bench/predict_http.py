@@ -1,0 +1,260 @@
+"""HTTP throughput with ``wrk``: SigV4-signed ``Predict`` on ``emrml serve`` against a no-op Starlette app.
+
+Run by hand from the repository root (not part of the tests; needs ``wrk``, Debian's ``apt install wrk``)::
+
+    uv run --group bench python bench/predict_http.py     # 5 pairs of 10 s runs; writes the README section
+    uv run --group bench python bench/predict_http.py --pairs 3 --seconds 5 --no-readme
+
+Both servers run alone in their own process on the same uvicorn configuration (uvicorn's defaults, which
+pick httptools and uvloop, both installed with emrml):
+
+* **no-op**: Starlette answering ``POST /`` with ``{}``;
+* **emrml Predict**: ``emrml serve --workers-jobs 0`` (SigV4 on, access log at its defaults) with a BINARY
+  model trained on ``../shared/datasets/bank_marketing`` behind a READY real-time endpoint, its rate limits
+  raised out of the way (this measures capacity, not the quota).
+
+The load is ``wrk`` (one thread, ``--connections`` keep-alive connections) running a Lua script that
+replays requests built and signed by this script just before each run: 64 Predicts of different records
+of the bank file, each signed with botocore's SigV4 signer, which the server accepts again within the
+signature's 15-minute validity, as AWS does; the no-op side gets one plain ``POST /``. The two sides
+alternate (the order swaps every pair), so a change in the machine's load hits both; the table gives each
+side's median and the median of the pair ratios. Every emrml answer must be a 200 (``wrk`` counts the
+others).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from common import load_average, machine_report, write_readme_section
+from startup import EMRML, NOOP_SERVER, REGION, SHARED, free_port, prepare_home
+
+RECORDS = 64
+LUA = """
+local requests = {}
+local count = 0
+%s
+local i = 0
+request = function()
+  i = i %% count + 1
+  return requests[i]
+end
+"""
+
+
+@dataclass
+class Run:
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def _lua_string(text: str) -> str:
+    return "[==[" + text + "]==]"
+
+
+def lua_script(requests: list[tuple[dict[str, str], bytes]], path: Path) -> Path:
+    """A wrk script replaying ``requests`` (headers, body) in turn on ``POST /``."""
+    lines = []
+    for headers, body in requests:
+        # "[ [==[" with spaces: "[[" would open a Lua long string.
+        table = ", ".join(f"[ {_lua_string(k)} ] = {_lua_string(v)}" for k, v in headers.items())
+        lines.append(
+            f'count = count + 1; requests[count] = wrk.format("POST", "/", {{{table}}}, '
+            f"{_lua_string(body.decode())})"
+        )
+    path.write_text(LUA % "\n".join(lines))
+    return path
+
+
+def signed_requests(
+    port: int, model_id: str, endpoint: str, key: tuple[str, str], records: list[dict[str, str]]
+) -> list[tuple[dict[str, str], bytes]]:
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    signer = SigV4Auth(Credentials(*key), "machinelearning", REGION)
+    out = []
+    for record in records:
+        body = json.dumps({"MLModelId": model_id, "Record": record, "PredictEndpoint": endpoint}).encode()
+        headers = {
+            "Content-Type": "application/x-amz-json-1.1",
+            "X-Amz-Target": "AmazonML_20141212.Predict",
+        }
+        request = AWSRequest(method="POST", url=f"http://127.0.0.1:{port}/", data=body, headers=headers)
+        signer.add_auth(request)
+        # The signed Host header, given outright: wrk adds its own only after the script has run.
+        out.append(({**dict(request.headers.items()), "Host": f"127.0.0.1:{port}"}, body))
+    return out
+
+
+def wrk(port: int, script: Path, connections: int, seconds: float) -> Run:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{round(seconds)}s", "--latency", "-s", str(script)]
+    output = subprocess.run(
+        [*command, f"http://127.0.0.1:{port}/"], check=True, capture_output=True, text=True
+    ).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    percentiles = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", output, re.MULTILINE))
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    failed = int(errors.group(1)) if errors else 0
+    if socket_errors:
+        failed += sum(int(n) for n in socket_errors.groups())
+    return Run(rate, _ms(percentiles["50"]), _ms(percentiles["99"]), failed)
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+
+class Server:
+    """A server process, started and waited for until ``POST /`` answers; stopped with ``stop``."""
+
+    def __init__(self, command: list[str], port: int, environment: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment
+        )
+        deadline = time.monotonic() + 180
+        while True:
+            if self.process.poll() is not None:
+                raise SystemExit(f"{command} exited")
+            try:
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/", data=b"{}", method="POST")
+                urllib.request.urlopen(request, timeout=2).close()
+                break
+            except urllib.error.HTTPError:
+                break  # answered (the API refuses an unsigned request)
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise SystemExit(f"{command} did not start") from None
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--no-readme", action="store_true")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (apt install wrk)")
+    environment = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    environment["EMRML_TOTAL_REQUESTS_PER_SECOND"] = "1000000000"
+    before = load_average()
+    print(f"load average {before}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="emrml-bench-http-") as work:
+        home = Path(work) / "home"
+        print("preparing a model with a READY endpoint ...", flush=True)
+        model_id, endpoint, key, _ = prepare_home(home, peak_requests_per_second=1_000_000_000)
+        with (SHARED / "data.csv").open(newline="") as handle:
+            rows = [row for _, row in zip(range(RECORDS), csv.DictReader(handle), strict=False)]
+        records = [{k: v for k, v in row.items() if k != "y"} for row in rows]
+        emrml_port, noop_port = free_port(), free_port()
+        emrml = Server(
+            [EMRML, "--home", str(home), "serve", "--port", str(emrml_port), "--workers-jobs", "0"],
+            emrml_port,
+            environment,
+        )
+        noop = Server([sys.executable, "-c", NOOP_SERVER, str(noop_port)], noop_port, environment)
+        noop_script = lua_script(
+            [({"Content-Type": "application/x-amz-json-1.1", "Host": f"127.0.0.1:{noop_port}"}, b"{}")],
+            Path(work) / "noop.lua",
+        )
+        runs: dict[str, list[Run]] = {"emrml": [], "noop": []}
+        try:
+            for i in range(args.pairs):
+                order = ["noop", "emrml"] if i % 2 == 0 else ["emrml", "noop"]
+                for side in order:
+                    if side == "emrml":
+                        # Signed now: valid for the next 15 minutes, far longer than a run.
+                        requests = signed_requests(emrml_port, model_id, endpoint, key, records)
+                        script = lua_script(requests, Path(work) / "predict.lua")
+                        runs[side].append(wrk(emrml_port, script, args.connections, args.seconds))
+                    else:
+                        runs[side].append(wrk(noop_port, noop_script, args.connections, args.seconds))
+                print(
+                    f"  pair {i + 1}: emrml {runs['emrml'][-1].requests_per_second:,.0f} req/s "
+                    f"(p99 {runs['emrml'][-1].p99_ms:.2f} ms, {runs['emrml'][-1].errors} errors), no-op "
+                    f"{runs['noop'][-1].requests_per_second:,.0f} req/s "
+                    f"(p99 {runs['noop'][-1].p99_ms:.2f} ms); "
+                    f"load {load_average()}",
+                    flush=True,
+                )
+        finally:
+            emrml.stop()
+            noop.stop()
+    body = report(runs, args, before, load_average())
+    print(body)
+    if not args.no_readme:
+        write_readme_section("http", body)
+
+
+def report(runs: dict[str, list[Run]], args: argparse.Namespace, before: str, after: str) -> str:
+    emrml, noop = runs["emrml"], runs["noop"]
+    throughput = statistics.median(
+        e.requests_per_second / n.requests_per_second for e, n in zip(emrml, noop, strict=True)
+    )
+    tail = statistics.median(e.p99_ms / n.p99_ms for e, n in zip(emrml, noop, strict=True))
+    errors = sum(run.errors for run in emrml)
+    lines = [
+        "## HTTP API with wrk (`bench/predict_http.py`)",
+        "",
+        "```",
+        "uv run --group bench python bench/predict_http.py",
+        "```",
+        "",
+        f"Measured {datetime.now():%Y-%m-%d %H:%M}; load average (1, 5, 15 min) {before} before, {after} "
+        f"after; {args.pairs} interleaved pairs of {args.seconds:g} s `wrk -t1 -c{args.connections}` runs "
+        "(the script's "
+        "docstring says what each side includes).",
+        "",
+        machine_report(),
+        "",
+        "| server | req/s (median) | p50 ms | p99 ms | non-200 answers |",
+        "|---|---:|---:|---:|---:|",
+        _row("no-op Starlette (same uvicorn configuration)", noop),
+        _row("emrml Predict, SigV4", emrml),
+        "",
+        f"Median of pair ratios emrml / no-op: throughput **{throughput:.2f}×** (goal ≥ 0.75×), p99 "
+        f"**{tail:.2f}×** (goal ≤ 1.5×); {errors} emrml answers were not 200.",
+    ]
+    return "\n".join(lines)
+
+
+def _row(name: str, runs: list[Run]) -> str:
+    return (
+        f"| {name} | {statistics.median(r.requests_per_second for r in runs):,.0f} | "
+        f"{statistics.median(r.p50_ms for r in runs):.2f} | "
+        f"{statistics.median(r.p99_ms for r in runs):.2f} | "
+        f"{sum(r.errors for r in runs)} |"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""``emrml serve --workers N``: several processes on one port, each serving the mounted models, sharing the
+real-time rate limits out among them."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.request import urlopen
+
+from emrml.config import Settings
+from emrml.service.app import EmrML
+from emrml.web.server import reserve_socket
+
+SCHEMA = json.dumps(
+    {
+        "version": "1.0",
+        "targetAttributeName": "y",
+        "dataFormat": "CSV",
+        "dataFileContainsHeader": True,
+        "attributes": [
+            {"attributeName": "x", "attributeType": "NUMERIC"},
+            {"attributeName": "y", "attributeType": "BINARY"},
+        ],
+    }
+)
+PEAK = 10
+
+
+def _home_with_endpoint(home: Path, data: Path) -> str:
+    data.write_text("x,y\n" + "".join(f"{i},{int(i > 50)}\n" for i in range(100)))
+    app = EmrML(Settings.load(environ={"EMRML_PEAK_REQUESTS_PER_SECOND": str(PEAK)}, home=home))
+    try:
+        spec = {"DataLocationS3": str(data), "DataSchema": SCHEMA}
+        request = {"DataSourceId": "ds", "DataSpec": spec, "ComputeStatistics": True}
+        app.call("CreateDataSourceFromS3", request)
+        app.call("CreateMLModel", {"MLModelId": "ml", "MLModelType": "BINARY", "TrainingDataSourceId": "ds"})
+        assert app.wait("MLModel", "ml")["Status"] == "COMPLETED"
+        info = app.call("CreateRealtimeEndpoint", {"MLModelId": "ml"})["RealtimeEndpointInfo"]
+        assert info["PeakRequestsPerSecond"] == PEAK
+        return info["EndpointUrl"]
+    finally:
+        app.close()
+
+
+def _post(port: int, body: bytes) -> tuple[int, bytes]:
+    head = (
+        f"POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len(body)}\r\n"
+        "Content-Type: application/x-amz-json-1.1\r\nX-Amz-Target: AmazonML_20141212.Predict\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(head.encode() + body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return int(answer.split(b" ", 2)[1]), answer.partition(b"\r\n\r\n")[2]
+
+
+def test_workers_serve_predict_within_the_shared_rate(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    endpoint = _home_with_endpoint(home, tmp_path / "data.csv")
+    sock = reserve_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    command = [sys.executable, "-m", "emrml", "--home", str(home), "serve", "--no-auth", "--port", str(port)]
+    command += ["--workers", "2", "--workers-jobs", "0"]
+    environment = {**os.environ, "EMRML_ACCESS_LOG_BATCH": "1"}
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert process.poll() is None, process.communicate()[0]
+            assert time.monotonic() < deadline, "the workers did not become healthy"
+            try:
+                with urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+                    assert json.loads(response.read())["status"] == "ok"
+                break
+            except OSError:
+                time.sleep(0.2)
+        body = json.dumps({"MLModelId": "ml", "Record": {"x": "70"}, "PredictEndpoint": endpoint}).encode()
+        status, answer = _post(port, body)
+        assert status == 200 and json.loads(answer)["Prediction"]["predictedLabel"] == "1"
+        time.sleep(1.5)  # both processes' buckets full again
+        started = time.monotonic()
+        statuses = [_post(port, body)[0] for _ in range(4 * PEAK)]
+        elapsed = time.monotonic() - started
+        admitted = statuses.count(200)
+        assert set(statuses) <= {200, 400}
+        # Each process admits PEAK / 2 at once and PEAK / 2 per second after: together at most the
+        # endpoint's rate, where two processes each holding the whole rate would admit twice as many.
+        assert 1 <= admitted <= PEAK + PEAK * elapsed + 1, (admitted, elapsed)
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=60)[0]
+    assert "with 2 processes" in output

@@ -27,6 +27,7 @@ from emrml.cli_common import (
     Output,
     State,
     call_and_report,
+    command_group,
     hoist_global_options,
     present,
     print_json,
@@ -59,7 +60,7 @@ class ResourceType(StrEnum):
     BatchPrediction = "BatchPrediction"
 
 
-app = typer.Typer(
+app = command_group(
     name="emrml",
     cls=_Root,
     help="emrml: a self-hosted Amazon Machine Learning.",
@@ -68,14 +69,16 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-datasource_app = typer.Typer(help="Create, list, show, rename and delete datasources.", no_args_is_help=True)
-model_app = typer.Typer(help="Train, list, show, update and delete ML models.", no_args_is_help=True)
-evaluation_app = typer.Typer(
+datasource_app = command_group(
+    help="Create, list, show, rename and delete datasources.", no_args_is_help=True
+)
+model_app = command_group(help="Train, list, show, update and delete ML models.", no_args_is_help=True)
+evaluation_app = command_group(
     help="Evaluate models on held-out data; list, show, rename and delete evaluations.", no_args_is_help=True
 )
-batch_app = typer.Typer(help="Score a datasource into CSV result files.", no_args_is_help=True)
-tags_app = typer.Typer(help="Add, list and delete tags of an object.", no_args_is_help=True)
-endpoint_app = typer.Typer(help="Mount a model for real-time predictions.", no_args_is_help=True)
+batch_app = command_group(help="Score a datasource into CSV result files.", no_args_is_help=True)
+tags_app = command_group(help="Add, list and delete tags of an object.", no_args_is_help=True)
+endpoint_app = command_group(help="Mount a model for real-time predictions.", no_args_is_help=True)
 _GROUPS = {
     "DataSource": datasource_app,
     "MLModel": model_app,

@@ -36,6 +36,13 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def command_group(**options: Any) -> typer.Typer:
+    """A Typer app (the root or a group of commands) whose help and usage errors click prints as plain text:
+    Typer's rich formatting imports rich's Markdown and syntax highlighting, which would cost every
+    ``--help`` and every mistyped option about as long as the rest of the start."""
+    return typer.Typer(rich_markup_mode=None, **options)
+
+
 class Output(StrEnum):
     table = "table"
     json = "json"

@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from emrml.cli_common import reports_errors
+from emrml.cli_common import command_group, reports_errors
 from emrml.config import Settings
 from emrml.errors import AmazonMLError
 
@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
-users_app = typer.Typer(help="Users of the HTTP API (each with access keys).", no_args_is_help=True)
-keys_app = typer.Typer(
+users_app = command_group(help="Users of the HTTP API (each with access keys).", no_args_is_help=True)
+keys_app = command_group(
     help="Access keys: what boto3 and the aws CLI sign requests with.", no_args_is_help=True
 )
 DEFAULT_REGION = "us-east-1"

@@ -170,6 +170,11 @@ class MountedModels:
         #: Set while ``keep_fresh`` runs: loaded models are then checked by it, never by a request.
         self._kept_fresh = False
 
+    @property
+    def kept_fresh(self) -> bool:
+        """Whether ``keep_fresh`` is running (a request then never reads the metastore for a loaded model)."""
+        return self._kept_fresh
+
     def __contains__(self, model_id: str) -> bool:
         return model_id in self._mounts
 

@@ -24,6 +24,7 @@ from emrml.errors import AmazonMLError
 
 if TYPE_CHECKING:
     from emrml.service.identity import Identities
+    from emrml.web.tls import TlsSettings
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -215,6 +216,17 @@ def _configure_logging() -> None:
     access.propagate = False
 
 
+def _transport(tls: TlsSettings | None) -> str:
+    if tls is None:
+        return "plain HTTP"
+    clients = {
+        "none": "",
+        "optional": ", client certificates verified",
+        "required": ", client certificates required",
+    }
+    return f"HTTPS{clients[tls.client_auth]}"
+
+
 def _first_start_help(credentials_file: Path, url: str) -> None:
     """How to use the admin key just created; printed unwrapped so the commands can be copied."""
     with credentials_file.open() as handle:
@@ -242,6 +254,12 @@ def _first_start_help(credentials_file: Path, url: str) -> None:
         "                      **credentials)",
         "",
     ]
+    if url.startswith("https://"):
+        lines += [
+            'A certificate from a private CA: add --ca-bundle CA.pem to aws commands and verify="CA.pem" to',
+            "boto3.client (client certificates: config=botocore.config.Config(client_cert=(CERT, KEY))).",
+            "",
+        ]
     typer.echo("\n".join(lines), err=True)
 
 
@@ -277,6 +295,19 @@ def serve(
         help="Server processes on the port, each with the mounted models; rate limits and job slots are "
         "shared out among them.",
     ),
+    tls_cert: str | None = typer.Option(
+        None, "--tls-cert", help="Serve HTTPS with this PEM certificate chain (needs --tls-key)."
+    ),
+    tls_key: str | None = typer.Option(None, "--tls-key", help="The certificate's PEM private key."),
+    tls_client_ca: str | None = typer.Option(
+        None, "--tls-client-ca", help="PEM CA certificate(s) that sign client certificates (mTLS)."
+    ),
+    tls_client_auth: str | None = typer.Option(
+        None,
+        "--tls-client-auth",
+        help="none, optional (a certificate, if sent, must verify) or required (clients without one are "
+        "refused); default: required when --tls-client-ca is given.",
+    ),
 ) -> None:
     """Serve the Amazon ML API (boto3, aws CLI) with SigV4 authentication and run queued jobs."""
     from emrml.core.arrow import skip_pandas_probe
@@ -284,13 +315,29 @@ def serve(
     from emrml.service.auth import ensure_admin
     from emrml.service.identity import Identities
     from emrml.web import server
+    from emrml.web.tls import TlsSettings
 
     skip_pandas_probe()
     console = Console(stderr=True, highlight=False)
     settings = _settings(ctx)
+    try:
+        tls = TlsSettings.from_options(
+            tls_cert or settings.tls_cert,
+            tls_key or settings.tls_key,
+            tls_client_ca or settings.tls_client_ca,
+            tls_client_auth or settings.tls_client_auth,
+        )
+    except AmazonMLError as exc:
+        typer.echo(f"error: {exc.type_name}: {exc.message}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    if tls is not None and workers > 1:
+        typer.echo(
+            "error: InvalidInputException: HTTPS (--tls-*) is served by one process: drop --workers", err=True
+        )
+        raise typer.Exit(2)
     # A public_url left at its default follows --host and --port.
     configured = settings.public_url != _DEFAULT_PUBLIC_URL and settings.public_url
-    url = public_url or configured or f"http://{_url_host(host)}:{port}"
+    url = public_url or configured or f"{'https' if tls else 'http'}://{_url_host(host)}:{port}"
     settings = dataclasses.replace(settings, public_url=url)
     _configure_logging()
     try:
@@ -313,7 +360,7 @@ def serve(
     slots = settings.max_concurrent_jobs if workers_jobs is None else workers_jobs
     console.print(
         f"emrml API at {url} (listening on {host}:{port}"
-        f"{f' with {workers} processes' if workers > 1 else ''}; "
+        f"{f' with {workers} processes' if workers > 1 else ''}; {_transport(tls)}; "
         f"{'no authentication' if no_auth else 'SigV4 authentication'}; up to {slots} job(s) at once)",
         markup=False,
         soft_wrap=True,
@@ -331,7 +378,7 @@ def serve(
         return
     app = server.create_app(service, auth=not no_auth, max_body_bytes=max_request_bytes, job_slots=slots)
     try:
-        server.serve(app, host, port)
+        server.serve(app, host, port, tls=tls)
     except KeyboardInterrupt:
         pass
     finally:

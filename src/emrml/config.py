@@ -49,6 +49,13 @@ class Settings:
     #: "strict": a ``Predict`` whose ``PredictEndpoint`` is not the model's ``EndpointUrl`` is refused;
     #: "lenient": ``PredictEndpoint`` is not checked (spec open question 20).
     predict_endpoint_check: str = "strict"
+    #: ``emrml serve`` over HTTPS: PEM certificate chain and key; client certificates signed by
+    #: ``tls_client_ca`` are asked for when ``tls_client_auth`` is "optional", demanded when "required"
+    #: (default: "required" when a client CA is given). ``--tls-*`` options override these.
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    tls_client_auth: str = ""
 
     def __post_init__(self) -> None:
         choices = {

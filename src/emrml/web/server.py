@@ -72,6 +72,7 @@ from emrml.web.protocol import (
     operation_name,
 )
 from emrml.web.scheduler import JobScheduler
+from emrml.web.tls import SecureTransport, TlsSettings
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -347,10 +348,21 @@ def _every(seconds: float, action: Callable[[], None], stop: threading.Event) ->
             log.exception("%s failed", getattr(action, "__qualname__", action))
 
 
-def serve(app: ASGIApp, host: str, port: int, *, graceful_seconds: int = 30) -> None:
-    """Serve ``app`` with uvicorn until SIGINT/SIGTERM; in-flight requests get ``graceful_seconds``."""
+def serve(
+    app: ASGIApp, host: str, port: int, *, graceful_seconds: int = 30, tls: TlsSettings | None = None
+) -> None:
+    """Serve ``app`` with uvicorn until SIGINT/SIGTERM; in-flight requests get ``graceful_seconds``.
+
+    With ``tls``, over HTTPS only (with HSTS and Secure cookies).
+    """
     config = uvicorn.Config(
-        app, host=host, port=port, lifespan="on", access_log=False, timeout_graceful_shutdown=graceful_seconds
+        SecureTransport(app) if tls else app,
+        host=host,
+        port=port,
+        lifespan="on",
+        access_log=False,
+        timeout_graceful_shutdown=graceful_seconds,
+        **(tls.uvicorn_options() if tls else {}),
     )
     uvicorn.Server(config).run()
 
@@ -403,12 +415,25 @@ def reserve_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
 class BackgroundServer:
     """Runs ``app`` with uvicorn in a thread on ``sock`` while the ``with`` block lasts."""
 
-    def __init__(self, app: ASGIApp, sock: socket.socket, *, startup_seconds: float = 30.0) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        sock: socket.socket,
+        *,
+        startup_seconds: float = 30.0,
+        tls: TlsSettings | None = None,
+    ) -> None:
         host, port = sock.getsockname()[:2]
-        self.url = f"http://{host}:{port}"
+        self.url = f"{'https' if tls else 'http'}://{host}:{port}"
         self._sock = sock
         self._startup_seconds = startup_seconds
-        config = uvicorn.Config(app, lifespan="on", access_log=False, log_level="warning")
+        config = uvicorn.Config(
+            SecureTransport(app) if tls else app,
+            lifespan="on",
+            access_log=False,
+            log_level="warning",
+            **(tls.uvicorn_options() if tls else {}),
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, name="emrml-http", daemon=True

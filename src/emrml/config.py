@@ -6,6 +6,7 @@ emrml runs with no configuration at all: home ``~/.emrml``, a SQLite metastore i
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -56,6 +57,11 @@ class Settings:
     tls_key: str = ""
     tls_client_ca: str = ""
     tls_client_auth: str = ""
+    #: SQL datasources: each RDS InstanceIdentifier / Redshift ClusterIdentifier a request may name, mapped to
+    #: a connection URL without credentials (the request brings them), e.g. ``{"sales-db":
+    #: "mysql://db.internal:3306", "warehouse": "postgresql://dw.internal:5439"}``: a ``[sql_connections]``
+    #: table in emrml.toml, a JSON object in EMRML_SQL_CONNECTIONS.
+    sql_connections: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         choices = {
@@ -110,8 +116,22 @@ def _coerce(values: dict[str, object]) -> dict[str, object]:
                 out[name] = int(value)  # type: ignore[call-overload]
             elif kind == "float":
                 out[name] = float(value)  # type: ignore[arg-type]
+            elif kind.startswith("dict"):
+                out[name] = _mapping(name, value)
             else:
                 out[name] = str(value)
         except ValueError:
             raise InvalidInputException(f"setting {name}: {value!r} is not a valid {kind}") from None
     return out
+
+
+def _mapping(name: str, value: object) -> dict[str, str]:
+    """A table of strings: a dict (emrml.toml) or a JSON object (environment)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise InvalidInputException(f"setting {name}: not a JSON object ({exc})") from None
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise InvalidInputException(f"setting {name}: expected a table of strings, got {value!r}")
+    return {str(k): v for k, v in value.items()}

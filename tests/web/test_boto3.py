@@ -247,7 +247,7 @@ def test_batch_prediction(client: Any, workflow: dict, tmp_path: Path) -> None:
     assert client.get_batch_prediction(BatchPredictionId="b3-batch")["Status"] == "DELETED"
 
 
-def test_sql_datasources_are_accepted_and_fail_without_a_connector(client: Any, tmp_path: Path) -> None:
+def test_sql_datasources_fail_without_a_configured_connection(client: Any, tmp_path: Path) -> None:
     credentials = {"Username": "analyst", "Password": "secret-password"}
     client.create_data_source_from_rds(
         DataSourceId="b3-rds",
@@ -276,10 +276,10 @@ def test_sql_datasources_are_accepted_and_fail_without_a_connector(client: Any, 
     for entity_id in ("b3-rds", "b3-redshift"):
         with pytest.raises(Exception, match="Waiter"):
             client.get_waiter("data_source_available").wait(
-                FilterVariable="DataLocationS3", EQ=str(tmp_path) + "/", WaiterConfig=WAIT
+                FilterVariable="DataLocationS3", EQ=f"{tmp_path}/{entity_id}.csv.gz", WaiterConfig=WAIT
             )
         source = client.get_data_source(DataSourceId=entity_id, Verbose=True)
-        assert source["Status"] == "FAILED" and "no SQL connector" in source["Message"]
+        assert source["Status"] == "FAILED" and "is not a configured connection" in source["Message"]
         assert "Password" not in json.dumps(source, default=str)
     assert client.get_data_source(DataSourceId="b3-rds", Verbose=True)["RDSMetadata"]["SelectSqlQuery"]
     assert "SelectSqlQuery" not in client.get_data_source(DataSourceId="b3-redshift")["RedshiftMetadata"]

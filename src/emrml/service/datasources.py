@@ -23,6 +23,7 @@ from emrml.service.operations import (
     timing_members,
 )
 from emrml.service.validation import optional_string, require_string
+from emrml.storage.sql import staged_location
 
 if TYPE_CHECKING:
     from emrml.service.app import EmrML
@@ -69,7 +70,7 @@ def create_data_source_from_rds(app: EmrML, request: Request) -> Response:
     return _create(
         app,
         request,
-        spec["S3StagingLocation"],
+        staged_location(spec["S3StagingLocation"], request["DataSourceId"]),
         spec,
         role_arn=request["RoleARN"],
         rds_metadata=json.dumps(metadata),
@@ -87,7 +88,7 @@ def create_data_source_from_redshift(app: EmrML, request: Request) -> Response:
     return _create(
         app,
         request,
-        spec["S3StagingLocation"],
+        staged_location(spec["S3StagingLocation"], request["DataSourceId"]),
         spec,
         role_arn=request["RoleARN"],
         redshift_metadata=json.dumps(metadata),

@@ -18,9 +18,10 @@ from emrml.config import Settings
 from emrml.core.rearrange import Rearrangement, parse_rearrangement
 from emrml.core.schema import Schema, parse_schema
 from emrml.engine.local import build_datasource
-from emrml.errors import DataError, InvalidInputException
+from emrml.errors import InvalidInputException
 from emrml.service.jobs import JobContext, job
 from emrml.service.metastore import DataSource, MLModel
+from emrml.storage import sql
 from emrml.storage.locations import atomic_write, exists, read_text, schema_location_for
 
 if TYPE_CHECKING:
@@ -39,20 +40,41 @@ def read_sample(settings: Settings, data_source_id: str) -> pa.Table:
         return reader.read_all()
 
 
-def _datasource_schema(entity: Any) -> Schema:
-    """The schema from DataSchema, DataSchemaLocationS3, or ``<data>.schema`` (spec open question 6)."""
+def _datasource_schema(entity: Any, inferred: Schema | None = None) -> Schema:
+    """The schema from DataSchema, DataSchemaLocationS3 (DataSchemaUri), else ``inferred`` (a SQL query's,
+    from its column types), else ``<data>.schema`` (spec open question 6)."""
     request = json.loads(entity.request)
     spec = request.get("DataSpec") or request.get("RDSData") or {}
     if spec.get("DataSchema"):
         return parse_schema(spec["DataSchema"], source="DataSchema")
     location = spec.get("DataSchemaLocationS3") or spec.get("DataSchemaUri")
     if not location:
+        if inferred is not None:
+            return inferred
         location = schema_location_for(entity.data_location)
         if not exists(location):
             raise InvalidInputException(
                 f"no DataSchema was given and there is no schema file {location} beside the data"
             )
     return parse_schema(read_text(location, what="DataSchemaLocationS3"), source=f"schema file {location}")
+
+
+def _stage_sql(entity: DataSource, context: JobContext) -> Schema:
+    """Run an RDS or Redshift datasource's SelectSqlQuery into its staged file; the schema its types give."""
+    request = json.loads(entity.request)
+    api, spec = ("RDS", request["RDSData"]) if entity.rds_metadata else ("Redshift", request["DataSpec"])
+    database = spec["DatabaseInformation"]
+    credentials = spec["DatabaseCredentials"]
+    source = sql.resolve(
+        context.settings.sql_connections,
+        api,
+        database["InstanceIdentifier" if api == "RDS" else "ClusterIdentifier"],
+        database["DatabaseName"],
+        credentials["Username"],
+        credentials["Password"],
+    )
+    staged = sql.stage_query(source, spec["SelectSqlQuery"], entity.data_location, context.progress)
+    return staged.schema
 
 
 def rearrangement_of(source: DataSource) -> Rearrangement | None:
@@ -63,19 +85,22 @@ def rearrangement_of(source: DataSource) -> Rearrangement | None:
 @job("DataSource")
 def build(context: JobContext) -> dict[str, Any]:
     entity = context.load()
+    progress, inferred = context.progress, None
     if entity.rds_metadata or entity.redshift_metadata:
-        raise DataError(
-            "this emrml has no SQL connector for RDS or Redshift queries; stage the query result as CSV "
-            "and use CreateDataSourceFromS3"
-        )
-    schema = _datasource_schema(entity)
+        # The query's result is staged first; reading the staged file is the second half of the job.
+        inferred = _stage_sql(entity, context)
+
+        def progress(fraction: float, message: str | None) -> None:
+            context.progress(0.5 + fraction / 2, message)
+
+    schema = _datasource_schema(entity, inferred)
     summary = build_datasource(
         entity.data_location,
         schema,
         rearrangement_of(entity),
         compute_statistics=entity.compute_statistics,
         settings=context.settings,
-        progress=context.progress,
+        progress=progress,
     )
     if summary.sample is not None:
         with (

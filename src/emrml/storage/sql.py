@@ -1,0 +1,352 @@
+"""SQL datasources: a query's result, read as Arrow batches, staged as one gzip CSV file.
+
+Amazon ML ran an RDS (MySQL) or Redshift query into ``S3StagingLocation`` and made a datasource of the
+staged CSV; emrml does the same. The instance or cluster identifier of the request names a connection of
+the ``sql_connections`` setting (``{"my-instance": "mysql://db.example.com:3306"}``); the request's
+database name and credentials complete it. Reads are Arrow-native — connectorx for MySQL / MariaDB, the
+ADBC PostgreSQL driver for the PostgreSQL wire protocol — and run in a read-only transaction, so a query
+that would write fails instead. Both drivers are the optional extra ``emrml[sql]``.
+
+Memory is bounded by the batch size: batches stream from the driver through pyarrow's CSV writer and a
+gzip stream into ``storage.locations.atomic_write``, so the staged file appears whole or not at all.
+"""
+
+from __future__ import annotations
+
+import csv as python_csv
+import io
+import re
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyarrow import csv
+
+from emrml.core.schema import MAX_NAME_LENGTH, Attribute, AttributeType, Schema, infer_type
+from emrml.errors import DataError
+from emrml.storage.locations import atomic_write
+
+#: Rows per Arrow batch read from the database.
+BATCH_ROWS = 65_536
+#: Seconds to wait for the database to accept a connection.
+CONNECT_TIMEOUT = 10
+#: The schemes a connection URL may have, by the API that may use it.
+SCHEMES = {"RDS": ("mysql", "mariadb"), "Redshift": ("postgresql", "postgres", "redshift")}
+#: Staged files are written with gzip level 1: the staged file is read back at once (statistics, training),
+#: so compression speed matters more than size.
+GZIP_LEVEL = 1
+
+Progress = Callable[[float, str | None], None]
+
+
+@dataclass(frozen=True)
+class SqlSource:
+    """Where a SelectSqlQuery runs: the API ("RDS" or "Redshift"), the identifier, a database, a user."""
+
+    api: str
+    identifier: str
+    url: str
+    database: str
+    user: str
+    password: str
+
+    @property
+    def what(self) -> str:
+        noun = "RDS instance" if self.api == "RDS" else "Redshift cluster"
+        return f"{noun} {self.identifier!r} ({self.url}, database {self.database!r}, user {self.user!r})"
+
+    def driver_url(self) -> str:
+        """The connection URL with database and credentials filled in (never logged or shown)."""
+        parts = urlsplit(self.url)
+        scheme = "mysql" if parts.scheme in SCHEMES["RDS"] else "postgresql"
+        credentials = f"{quote(self.user, safe='')}:{quote(self.password, safe='')}@"
+        query = f"?{parts.query}" if parts.query else ""
+        return f"{scheme}://{credentials}{parts.netloc}/{quote(self.database, safe='')}{query}"
+
+
+def resolve(
+    connections: dict[str, str], api: str, identifier: str, database: str, user: str, password: str
+) -> SqlSource:
+    """The configured connection for ``identifier``; DataError when there is none or it is of another kind."""
+    url = connections.get(identifier)
+    member = "InstanceIdentifier" if api == "RDS" else "ClusterIdentifier"
+    if url is None:
+        configured = ", ".join(sorted(connections)) or "none"
+        raise DataError(
+            f"DatabaseInformation.{member} {identifier!r} is not a configured connection (setting "
+            f"sql_connections maps identifiers to URLs such as mysql://host:3306; configured: {configured})"
+        )
+    parts = urlsplit(url)
+    if parts.scheme not in SCHEMES[api] or not parts.hostname:
+        raise DataError(
+            f"setting sql_connections[{identifier!r}] = {url!r}: a {api} connection is "
+            f"{' or '.join(f'{s}://host:port' for s in SCHEMES[api])}"
+        )
+    return SqlSource(api, identifier, url, database, user, password)
+
+
+_FIRST_WORD = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/|\()*(\w*)", re.DOTALL)
+
+
+def check_select(query: str) -> None:
+    """A SelectSqlQuery must be a query: SELECT or WITH (the read-only transaction is the real guard)."""
+    match = _FIRST_WORD.match(query)
+    word = match.group(1) if match else ""
+    if word.upper() not in ("SELECT", "WITH"):
+        found = f"it starts with {word.upper()!r}" if word else "it is empty"
+        raise DataError(f"SelectSqlQuery must be a SELECT statement ({found}); it runs read-only")
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+def _missing_driver(package: str) -> DataError:
+    return DataError(f"SQL datasources need the {package} package: pip install 'emrml[sql]'")
+
+
+def _clean(error: BaseException) -> str:
+    """A driver's error as one line, without stack traces or the driver's wrapping."""
+    text = str(error)
+    for pattern in (r"ERROR \d+ \([0-9A-Z]+\): [^}]*", r"ERROR:\s+[^\n]*"):
+        found = re.search(pattern, text)
+        if found:
+            text = found.group(0)
+            break
+    return " ".join(text.replace(" }", "").split())[:500]
+
+
+@contextmanager
+def _mysql_batches(source: SqlSource, query: str) -> Iterator[pa.RecordBatchReader]:
+    try:
+        import connectorx
+        import pymysql
+    except ImportError as exc:
+        raise _missing_driver(exc.name or "connectorx") from None
+    # connectorx retries a refused login for half a minute and only then says why; a direct connection
+    # first answers at once, with the server's reason.
+    parts = urlsplit(source.url)
+    try:
+        pymysql.connect(
+            host=parts.hostname,
+            port=parts.port or 3306,
+            user=source.user,
+            password=source.password,
+            database=source.database,
+            connect_timeout=CONNECT_TIMEOUT,
+        ).close()
+    except pymysql.Error as exc:
+        reason = exc.args[1] if len(exc.args) == 2 else str(exc)  # pymysql's args: (code, message)
+        raise DataError(f"cannot connect to {source.what}: {reason}") from None
+    try:
+        reader = connectorx.read_sql(
+            source.driver_url(),
+            query,
+            return_type="arrow_stream",
+            batch_size=BATCH_ROWS,
+            # Every later transaction of the session, the query's included, is read-only.
+            pre_execution_query=["SET SESSION TRANSACTION READ ONLY"],
+        )
+    # connectorx raises RuntimeError for a query the server refuses, and a pyo3 PanicException (a
+    # BaseException) for one that fails while running.
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        raise DataError(f"SelectSqlQuery failed on {source.what}: {_clean(exc)}") from None
+    yield _guarded(reader, source)
+
+
+@contextmanager
+def _postgresql_batches(source: SqlSource, query: str) -> Iterator[pa.RecordBatchReader]:
+    try:
+        import adbc_driver_postgresql.dbapi as adbc
+    except ImportError:
+        raise _missing_driver("adbc-driver-postgresql") from None
+    # default_transaction_read_only: the driver's transaction, and any other, is read-only.
+    url = source.driver_url()
+    options = "options=-c%20default_transaction_read_only%3Don"
+    url += ("&" if "?" in url else "?") + options + f"&connect_timeout={CONNECT_TIMEOUT}"
+    try:
+        connection = adbc.connect(url)
+    except adbc.Error as exc:
+        raise DataError(f"cannot connect to {source.what}: {_clean(exc)}") from None
+    try:
+        with connection.cursor() as cursor:
+            try:
+                cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(16 << 20)})
+                cursor.execute(query)
+                reader = cursor.fetch_record_batch()
+            except adbc.Error as exc:
+                raise DataError(f"SelectSqlQuery failed on {source.what}: {_clean(exc)}") from None
+            yield _guarded(reader, source)
+    finally:
+        connection.close()
+
+
+def _guarded(reader: pa.RecordBatchReader, source: SqlSource) -> pa.RecordBatchReader:
+    """``reader`` whose errors while streaming become DataError naming the source."""
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        try:
+            yield from reader
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
+                raise
+            raise DataError(f"SelectSqlQuery failed on {source.what}: {_clean(exc)}") from None
+
+    return pa.RecordBatchReader.from_batches(reader.schema, batches())
+
+
+def read_query(source: SqlSource, query: str) -> AbstractContextManager[pa.RecordBatchReader]:
+    """The query's rows as Arrow batches, read in a read-only transaction; errors are DataError."""
+    check_select(query)
+    return _mysql_batches(source, query) if source.api == "RDS" else _postgresql_batches(source, query)
+
+
+# ---------------------------------------------------------------------------------------------- types
+
+
+@dataclass(frozen=True)
+class Column:
+    """A result column: its name, the Amazon ML type its SQL type gives (None: inferred from the values
+    as for a CSV column), and the Arrow type its values are written to CSV as."""
+
+    name: str
+    type: AttributeType | None
+    csv_type: pa.DataType
+
+
+def _sql_type(field: pa.Field) -> str:
+    metadata = field.metadata or {}
+    name = metadata.get(b"POSTGRESQL:type") or metadata.get(b"ADBC:postgresql:typname")
+    return name.decode() if name else str(field.type)
+
+
+def _column(field: pa.Field) -> Column:
+    kind = field.type
+    storage = kind.storage_type if isinstance(kind, pa.ExtensionType) else kind
+    if isinstance(kind, pa.ExtensionType) and _sql_type(field) == "numeric":
+        return Column(field.name, AttributeType.NUMERIC, pa.string())  # PostgreSQL NUMERIC, as text
+    if pa.types.is_boolean(kind):
+        return Column(field.name, AttributeType.BINARY, kind)
+    if pa.types.is_integer(kind):
+        return Column(field.name, None, kind)  # BINARY when it holds only 0 and 1 (MySQL's BOOLEAN)
+    if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        return Column(field.name, AttributeType.NUMERIC, kind)
+    if pa.types.is_string(storage) or pa.types.is_large_string(storage) or pa.types.is_null(kind):
+        return Column(field.name, None, pa.string())
+    if pa.types.is_date(kind) or pa.types.is_time(kind) or pa.types.is_timestamp(kind):
+        return Column(field.name, AttributeType.CATEGORICAL, pa.string())
+    raise DataError(
+        f"SelectSqlQuery column {field.name!r} has SQL type {_sql_type(field)}, which no Amazon ML attribute "
+        "type holds (BINARY, CATEGORICAL, NUMERIC, TEXT); convert it in the query, e.g. CAST(... AS CHAR) "
+        "or a hex encoding"
+    )
+
+
+def result_columns(schema: pa.Schema) -> list[Column]:
+    """The columns of a query result; DataError for a type without an Amazon ML type, or a bad name."""
+    seen: set[str] = set()
+    columns = []
+    for field in schema:
+        name = field.name
+        if not name.strip() or len(name) > MAX_NAME_LENGTH:
+            raise DataError(
+                f"SelectSqlQuery column {name!r}: an attribute name has 1 to {MAX_NAME_LENGTH} characters; "
+                "rename it in the query (AS ...)"
+            )
+        if name in seen:
+            raise DataError(
+                f"SelectSqlQuery returns two columns named {name!r}; give them distinct names (AS)"
+            )
+        seen.add(name)
+        columns.append(_column(field))
+    return columns
+
+
+def _as_csv(batch: pa.RecordBatch, columns: list[Column]) -> pa.RecordBatch:
+    arrays = []
+    for array, column in zip(batch.columns, columns, strict=True):
+        if isinstance(array.type, pa.ExtensionType):
+            array = array.storage
+        if pa.types.is_null(array.type) or array.type != column.csv_type:
+            array = pc.cast(array, column.csv_type)
+        arrays.append(array)
+    return pa.RecordBatch.from_arrays(arrays, names=[c.name for c in columns])
+
+
+def inferred_schema(columns: list[Column], sample: pa.RecordBatch | None) -> Schema:
+    """The datasource schema when none is given: types from SQL, strings (and 0/1 integers) by value."""
+    attributes = []
+    for index, column in enumerate(columns):
+        kind = column.type
+        if kind is None:
+            values = (
+                pa.array([], pa.string()) if sample is None else pc.cast(sample.column(index), pa.string())
+            )
+            guessed = infer_type(values)
+            if pa.types.is_integer(column.csv_type):
+                kind = AttributeType.BINARY if guessed == AttributeType.BINARY else AttributeType.NUMERIC
+            else:
+                # Digits in a text column are codes (zip codes, ids), not quantities.
+                kind = AttributeType.CATEGORICAL if guessed == AttributeType.NUMERIC else guessed
+        attributes.append(Attribute(column.name, kind))
+    return Schema(tuple(attributes), has_header=True)
+
+
+# ---------------------------------------------------------------------------------------------- staging
+
+
+@dataclass(frozen=True)
+class Staged:
+    location: str
+    rows: int
+    schema: Schema
+
+
+def staged_location(staging: str, data_source_id: str) -> str:
+    """The file a datasource's query result is staged as: ``<S3StagingLocation>/<id>.csv.gz``."""
+    return f"{staging.rstrip('/')}/{data_source_id}.csv.gz"
+
+
+def stage(reader: pa.RecordBatchReader, location: str, progress: Progress | None = None) -> Staged:
+    """Write the rows of ``reader`` to ``location`` as gzip CSV with a header; DataError when there are none.
+
+    The file appears only if every row was written; the schema is inferred from the column types and the
+    first batch.
+    """
+    columns = result_columns(reader.schema)
+    rows, sample = 0, None
+    # zlib, not pyarrow's gzip stream, which has no compression level; zlib releases the GIL as it works.
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # wbits 31: the gzip format
+    options = csv.WriteOptions(include_header=False)
+    with atomic_write(location) as out:
+        # The header by hand: pyarrow quotes every name, where a name needs quotes only as a value would.
+        names = io.StringIO()
+        python_csv.writer(names, lineterminator="\n").writerow(c.name for c in columns)
+        out.write(compressor.compress(names.getvalue().encode()))
+        for batch in reader:
+            if not batch.num_rows:
+                continue
+            sample = sample or batch
+            text = pa.BufferOutputStream()
+            csv.write_csv(_as_csv(batch, columns), text, options)
+            out.write(compressor.compress(text.getvalue()))
+            rows += batch.num_rows
+            if progress is not None:
+                progress(0.0, f"staged {rows:,} rows of the query result")
+        if rows == 0:
+            raise DataError("SelectSqlQuery returned no rows: there is nothing to make a datasource of")
+        out.write(compressor.flush())
+    return Staged(location, rows, inferred_schema(columns, sample))
+
+
+def stage_query(source: SqlSource, query: str, location: str, progress: Progress | None = None) -> Staged:
+    """Run ``query`` on ``source`` read-only and stage its result at ``location``."""
+    if progress is not None:
+        progress(0.0, f"running SelectSqlQuery on {source.what}")
+    with read_query(source, query) as reader:
+        return stage(reader, location, progress)

@@ -1,0 +1,327 @@
+"""RDS and Redshift datasources against the MariaDB and PostgreSQL servers of the machine.
+
+The module makes its own database on each server (and a MariaDB user with a password, since the API
+demands one), fills it with a million rows, and drops everything afterwards. Every failure must leave a
+FAILED datasource with a clear message, no staged file, and the database as it was.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy
+
+from emrml.config import Settings
+from emrml.service.app import EmrML
+from metastores import MARIADB_ADMIN, POSTGRES_ADMIN
+
+ROWS = 1_000_000
+PASSWORD = "sql-datasource-test-1"
+RDS = "test-mariadb"
+REDSHIFT = "test-postgres"
+
+# One row per number n: every type an ML datasource needs, from expressions both servers understand.
+_COLUMNS = """
+    n AS id,
+    18 + MOD(n, 60) AS age,
+    MOD(n * 37, 1000) * 12.5 AS income,
+    CASE MOD(n, 4) WHEN 0 THEN 'red' WHEN 1 THEN 'green' WHEN 2 THEN 'blue' ELSE 'amber' END AS colour,
+    CONCAT('note ', MOD(n, 13), ' about client ', MOD(n, 101), ' ', MOD(n, 7)) AS note,
+    MOD(n, 3) = 0 AS churned
+"""
+
+
+@dataclass
+class Databases:
+    name: str
+    mariadb_user: str
+
+    def count(self, engine_url: str, table: str) -> int:
+        engine = sqlalchemy.create_engine(engine_url)
+        try:
+            with engine.connect() as connection:
+                return connection.exec_driver_sql(f"SELECT COUNT(*) FROM {table}").scalar_one()
+        finally:
+            engine.dispose()
+
+    @property
+    def mariadb(self) -> str:
+        return f"{MARIADB_ADMIN}{self.name}"
+
+    @property
+    def postgres(self) -> str:
+        return POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{self.name}"
+
+
+def _mariadb(name: str, user: str) -> None:
+    admin = sqlalchemy.create_engine(MARIADB_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        run = connection.exec_driver_sql
+        run(f"CREATE DATABASE {name}")
+        # Every privilege on its database: only the read-only transaction keeps the queries from writing.
+        run(f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}'")
+        run(f"GRANT ALL PRIVILEGES ON {name}.* TO '{user}'@'127.0.0.1'")
+        run(f"USE {name}")
+        run(
+            "CREATE TABLE customers (id INT PRIMARY KEY, age INT, income DOUBLE, colour VARCHAR(10), "
+            "note TEXT, churned BOOLEAN)"
+        )
+        run(f"INSERT INTO customers SELECT {_COLUMNS} FROM (SELECT seq AS n FROM seq_1_to_{ROWS}) AS numbers")
+        run("CREATE TABLE files (id INT, payload BLOB)")
+        run("INSERT INTO files VALUES (1, 'abc')")
+        run("CREATE TABLE audit (id INT)")
+        run(
+            "CREATE FUNCTION touch() RETURNS INT MODIFIES SQL DATA BEGIN INSERT INTO audit VALUES (1); "
+            "RETURN 1; END"
+        )
+    admin.dispose()
+
+
+def _postgres(name: str) -> None:
+    admin = sqlalchemy.create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"CREATE DATABASE {name}")
+    admin.dispose()
+    engine = sqlalchemy.create_engine(
+        POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{name}", isolation_level="AUTOCOMMIT"
+    )
+    with engine.connect() as connection:
+        run = connection.exec_driver_sql
+        run(
+            "CREATE TABLE customers (id INT PRIMARY KEY, age INT, income DOUBLE PRECISION, "
+            "colour VARCHAR(10), note TEXT, churned BOOLEAN)"
+        )
+        run(f"INSERT INTO customers SELECT {_COLUMNS} FROM generate_series(1, {ROWS}) AS n")
+        run("CREATE TABLE files (id INT, payload BYTEA)")
+        run("INSERT INTO files VALUES (1, 'abc')")
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def databases() -> Iterator[Databases]:
+    suffix = uuid.uuid4().hex[:12]
+    name, user = f"emrmlsql{suffix}", f"emrml_{suffix}"
+    try:
+        _mariadb(name, user)
+        _postgres(name)
+    except sqlalchemy.exc.OperationalError as exc:
+        pytest.skip(f"MariaDB (127.0.0.1:3306) and PostgreSQL (127.0.0.1:5432) are needed: {exc.orig}")
+    try:
+        yield Databases(name, user)
+    finally:
+        admin = sqlalchemy.create_engine(MARIADB_ADMIN, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+            connection.exec_driver_sql(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
+        admin.dispose()
+        admin = sqlalchemy.create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
+
+
+@pytest.fixture
+def sql_app(tmp_path: Path) -> Iterator[EmrML]:
+    connections = {RDS: "mysql://127.0.0.1:3306", REDSHIFT: "postgresql://127.0.0.1:5432"}
+    application = EmrML(Settings.load(environ={}, home=tmp_path / "home", sql_connections=connections))
+    yield application
+    application.close()
+
+
+@pytest.fixture
+def staging(tmp_path: Path) -> Path:
+    return tmp_path / "staging"
+
+
+def from_rds(
+    app: EmrML, databases: Databases, staging: Path, entity_id: str, query: str, **options: Any
+) -> dict[str, Any]:
+    spec = {
+        "DatabaseInformation": {
+            "InstanceIdentifier": options.pop("instance", RDS),
+            "DatabaseName": databases.name,
+        },
+        "SelectSqlQuery": query,
+        "DatabaseCredentials": {
+            "Username": databases.mariadb_user,
+            "Password": options.pop("password", PASSWORD),
+        },
+        "S3StagingLocation": f"{staging}/",
+        "ResourceRole": "DataPipelineDefaultResourceRole",
+        "ServiceRole": "DataPipelineDefaultRole",
+        "SubnetId": "subnet-1",
+        "SecurityGroupIds": ["sg-1"],
+        **options,
+    }
+    request = {"DataSourceId": entity_id, "RDSData": spec, "RoleARN": "arn:aws:iam::000000000000:role/ml"}
+    app.call("CreateDataSourceFromRDS", {**request, "ComputeStatistics": True})
+    return app.wait("DataSource", entity_id)
+
+
+def from_redshift(
+    app: EmrML, databases: Databases, staging: Path, entity_id: str, query: str, **options: Any
+) -> dict[str, Any]:
+    spec = {
+        "DatabaseInformation": {
+            "ClusterIdentifier": options.pop("cluster", REDSHIFT),
+            "DatabaseName": databases.name,
+        },
+        "SelectSqlQuery": query,
+        "DatabaseCredentials": {"Username": options.pop("user", "postgres"), "Password": PASSWORD},
+        "S3StagingLocation": f"{staging}/",
+        **options,
+    }
+    request = {"DataSourceId": entity_id, "DataSpec": spec, "RoleARN": "arn:aws:iam::000000000000:role/ml"}
+    app.call("CreateDataSourceFromRedshift", {**request, "ComputeStatistics": True})
+    return app.wait("DataSource", entity_id)
+
+
+def failed(app: EmrML, result: dict[str, Any], staging: Path) -> str:
+    """The FAILED datasource's message, having checked that nothing was staged or returned secretly."""
+    assert result["Status"] == "FAILED", result
+    assert not staging.exists() or not any(staging.iterdir()), "a failed query left a staged file"
+    verbose = app.call("GetDataSource", {"DataSourceId": result["DataSourceId"], "Verbose": True})
+    assert PASSWORD not in json.dumps(verbose) and PASSWORD not in result["Message"]
+    return result["Message"]
+
+
+def _check_staged_datasource(app: EmrML, result: dict[str, Any], staging: Path) -> None:
+    assert result["Status"] == "COMPLETED", result
+    assert result["TotalRecordCount"] == ROWS and result["InvalidRecordCount"] == 0
+    staged = staging / f"{result['DataSourceId']}.csv.gz"
+    assert result["DataLocationS3"] == str(staged)
+    with gzip.open(staged, "rt") as text:
+        assert text.readline().strip() == "id,age,income,colour,note,churned"
+        first = next(csv.reader(text))
+    assert first[:4] == ["1", "19", "462.5", "green"] and first[5] in ("false", "0")
+    verbose = app.call("GetDataSource", {"DataSourceId": result["DataSourceId"], "Verbose": True})
+    schema = json.loads(verbose["DataSourceSchema"])
+    types = {a["attributeName"]: a["attributeType"] for a in schema["attributes"]}
+    assert types == {
+        "id": "NUMERIC",
+        "age": "NUMERIC",
+        "income": "NUMERIC",
+        "colour": "CATEGORICAL",
+        "note": "TEXT",
+        "churned": "BINARY",
+    }
+    statistics = app.call("GetDataSourceStatistics", {"DataSourceId": result["DataSourceId"]})["Statistics"]
+    by_name = {a["name"]: a for a in statistics["attributes"]}
+    assert by_name["age"]["min"] == 18 and by_name["age"]["max"] == 77
+    assert PASSWORD not in json.dumps(verbose)
+
+
+def test_a_million_rows_from_mariadb(sql_app: EmrML, databases: Databases, staging: Path) -> None:
+    result = from_rds(sql_app, databases, staging, "rds-million", "SELECT * FROM customers ORDER BY id")
+    _check_staged_datasource(sql_app, result, staging)
+    metadata = sql_app.call("GetDataSource", {"DataSourceId": "rds-million", "Verbose": True})["RDSMetadata"]
+    assert metadata["DatabaseUserName"] == databases.mariadb_user
+    assert metadata["SelectSqlQuery"] == "SELECT * FROM customers ORDER BY id"
+
+
+def test_a_million_rows_from_postgresql(sql_app: EmrML, databases: Databases, staging: Path) -> None:
+    result = from_redshift(
+        sql_app, databases, staging, "redshift-million", "SELECT * FROM customers ORDER BY id"
+    )
+    _check_staged_datasource(sql_app, result, staging)
+
+
+def test_a_given_schema_names_the_target(sql_app: EmrML, databases: Databases, staging: Path) -> None:
+    schema = {
+        "version": "1.0",
+        "targetAttributeName": "churned",
+        "dataFormat": "CSV",
+        "dataFileContainsHeader": True,
+        "attributes": [
+            {"attributeName": "age", "attributeType": "NUMERIC"},
+            {"attributeName": "colour", "attributeType": "CATEGORICAL"},
+            {"attributeName": "churned", "attributeType": "BINARY"},
+        ],
+    }
+    query = "SELECT age, colour, churned FROM customers WHERE id <= 1000"
+    for result in (
+        from_rds(sql_app, databases, staging, "rds-schema", query, DataSchema=json.dumps(schema)),
+        from_redshift(sql_app, databases, staging, "redshift-schema", query, DataSchema=json.dumps(schema)),
+    ):
+        assert result["Status"] == "COMPLETED" and result["TotalRecordCount"] == 1000, result
+        verbose = sql_app.call("GetDataSource", {"DataSourceId": result["DataSourceId"], "Verbose": True})
+        assert json.loads(verbose["DataSourceSchema"])["targetAttributeName"] == "churned"
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        (
+            "SELECT * FROM no_such_table",
+            r"SelectSqlQuery failed on RDS instance 'test-mariadb'.*doesn't exist",
+        ),
+        ("SELECT id FROM customers WHERE id < 0", "SelectSqlQuery returned no rows"),
+        ("DELETE FROM customers", r"SelectSqlQuery must be a SELECT statement \(it starts with 'DELETE'\)"),
+        ("SELECT touch() AS t", "READ ONLY transaction"),
+        ("SELECT * FROM files", "column 'payload' has SQL type .*which no Amazon ML attribute type holds"),
+        ("SELECT id, id FROM customers", "two columns named 'id'"),
+    ],
+)
+def test_bad_queries_on_mariadb_fail_the_datasource(
+    sql_app: EmrML, databases: Databases, staging: Path, query: str, expected: str
+) -> None:
+    message = failed(sql_app, from_rds(sql_app, databases, staging, "rds-bad", query), staging)
+    assert re.search(expected, message), message
+    assert databases.count(databases.mariadb, "customers") == ROWS
+    assert databases.count(databases.mariadb, "audit") == 0
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        (
+            "SELECT * FROM no_such_table",
+            r"SelectSqlQuery failed on Redshift cluster 'test-postgres'.*does not exist",
+        ),
+        ("SELECT id FROM customers WHERE id < 0", "SelectSqlQuery returned no rows"),
+        ("  -- clean up\n  DROP TABLE customers", r"must be a SELECT statement \(it starts with 'DROP'\)"),
+        (
+            "WITH gone AS (DELETE FROM customers WHERE id = 1 RETURNING id) SELECT * FROM gone",
+            "cannot execute SELECT in a read-only transaction",
+        ),
+        ("SELECT * FROM files", "column 'payload' has SQL type bytea"),
+    ],
+)
+def test_bad_queries_on_postgresql_fail_the_datasource(
+    sql_app: EmrML, databases: Databases, staging: Path, query: str, expected: str
+) -> None:
+    message = failed(sql_app, from_redshift(sql_app, databases, staging, "redshift-bad", query), staging)
+    assert re.search(expected, message), message
+    assert databases.count(databases.postgres, "customers") == ROWS
+
+
+def test_wrong_credentials_and_unknown_identifiers_fail_the_datasource(
+    sql_app: EmrML, databases: Databases, staging: Path
+) -> None:
+    query = "SELECT * FROM customers"
+    wrong = failed(
+        sql_app, from_rds(sql_app, databases, staging, "rds-pw", query, password="not-the-password"), staging
+    )
+    assert "cannot connect to RDS instance 'test-mariadb'" in wrong and "Access denied" in wrong
+    assert "not-the-password" not in wrong
+    # PostgreSQL here trusts local connections: an unknown role is what it refuses.
+    nobody = failed(
+        sql_app, from_redshift(sql_app, databases, staging, "redshift-user", query, user="nobody"), staging
+    )
+    assert (
+        "cannot connect to Redshift cluster 'test-postgres'" in nobody and '"nobody" does not exist' in nobody
+    )
+    unknown = failed(
+        sql_app, from_rds(sql_app, databases, staging, "rds-unknown", query, instance="elsewhere"), staging
+    )
+    assert "InstanceIdentifier 'elsewhere' is not a configured connection" in unknown
+    assert "sql_connections" in unknown

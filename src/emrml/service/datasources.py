@@ -23,7 +23,6 @@ from emrml.service.operations import (
     timing_members,
 )
 from emrml.service.validation import optional_string, require_string
-from emrml.storage.sql import staged_location
 
 if TYPE_CHECKING:
     from emrml.service.app import EmrML
@@ -57,6 +56,13 @@ def create_data_source_from_s3(app: EmrML, request: Request) -> Response:
     return _create(app, request, spec["DataLocationS3"], spec)
 
 
+def _staged_location(staging: str, data_source_id: str) -> str:
+    # Imported here: storage.sql loads Arrow, which commands that only read the metastore do without.
+    from emrml.storage import sql
+
+    return sql.staged_location(staging, data_source_id)
+
+
 @operation("CreateDataSourceFromRDS")
 def create_data_source_from_rds(app: EmrML, request: Request) -> Response:
     spec = request["RDSData"]
@@ -70,7 +76,7 @@ def create_data_source_from_rds(app: EmrML, request: Request) -> Response:
     return _create(
         app,
         request,
-        staged_location(spec["S3StagingLocation"], request["DataSourceId"]),
+        _staged_location(spec["S3StagingLocation"], request["DataSourceId"]),
         spec,
         role_arn=request["RoleARN"],
         rds_metadata=json.dumps(metadata),
@@ -88,7 +94,7 @@ def create_data_source_from_redshift(app: EmrML, request: Request) -> Response:
     return _create(
         app,
         request,
-        staged_location(spec["S3StagingLocation"], request["DataSourceId"]),
+        _staged_location(spec["S3StagingLocation"], request["DataSourceId"]),
         spec,
         role_arn=request["RoleARN"],
         redshift_metadata=json.dumps(metadata),

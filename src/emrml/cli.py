@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from typer.core import TyperGroup
 
-from emrml import cli_objects, cli_quickstart, cli_server
+from emrml import cli_objects, cli_quickstart, cli_server, cli_stream
 from emrml import cli_render as render
 from emrml.cli_common import (
     EXIT_CODES_HELP,
@@ -91,6 +91,7 @@ app.add_typer(tags_app, name="tags")
 app.add_typer(endpoint_app, name="endpoint")
 app.command("quickstart")(cli_quickstart.quickstart)
 cli_server.register(app)
+cli_stream.register(app)
 
 
 @app.callback()

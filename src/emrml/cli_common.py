@@ -137,6 +137,7 @@ def call_and_report(current: State, operation: str, request: dict[str, Any], mes
 
 #: Options of the root command that may also be written after the sub-command, as the aws CLI allows.
 GLOBAL_OPTIONS = ("--output", "-o", "--home")
+_FORMATS = {item.value for item in Output}
 
 
 def hoist_global_options(args: list[str]) -> list[str]:
@@ -151,7 +152,11 @@ def hoist_global_options(args: list[str]) -> list[str]:
             rest.extend(args[position:])
             break
         name = arg.split("=", 1)[0]
-        if name in GLOBAL_OPTIONS and "=" in arg:
+        following = args[position + 1] if position + 1 < len(args) else ""
+        value = arg.partition("=")[2] if "=" in arg else following
+        if name in ("--output", "-o") and value not in _FORMATS:
+            rest.append(arg)  # not an output format: a sub-command's own --output (emrml stream start)
+        elif name in GLOBAL_OPTIONS and "=" in arg:
             front.append(arg)
         elif arg in GLOBAL_OPTIONS and position + 1 < len(args):
             front += [arg, args[position + 1]]

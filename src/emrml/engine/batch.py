@@ -133,7 +133,7 @@ def batch_schema(model_schema: Schema, data_schema: Schema) -> Schema:
 # --- result lines ---------------------------------------------------------------------------------------
 
 
-def _csv_text(values: pa.Array) -> pa.Array:
+def csv_text(values: pa.Array) -> pa.Array:
     """Strings quoted where RFC 4180 needs it (a comma, quote or line break inside)."""
     needs = pc.match_substring_regex(values, '[,"\r\n]')
     if not pc.any(needs).as_py():
@@ -164,14 +164,16 @@ class ResultFormatter:
             names.append("score")
         self.header = (",".join(names) + "\n").encode()
 
-    def lines(self, batch: pa.RecordBatch) -> pa.Array:
-        """One line per row (terminated by ``\\n``), as a string array."""
+    def lines(self, batch: pa.RecordBatch, scores: np.ndarray | None = None) -> pa.Array:
+        """One line per row (terminated by ``\\n``), as a string array; ``scores`` are the predictor's
+        scores of ``batch`` when the caller has them already."""
         columns: list[pa.Array | str] = []
         if self.tag:
-            columns.append(_csv_text(batch.column(self.tag)))
+            columns.append(csv_text(batch.column(self.tag)))
         if self.target:
             columns.append(self._true_label(batch.column(self.target)))
-        scores = self.predictor.score_batch(batch)
+        if scores is None:
+            scores = self.predictor.score_batch(batch)
         kind = self.predictor.model_type
         if kind == "BINARY":
             assert self.predictor.score_threshold is not None
@@ -195,11 +197,11 @@ class ResultFormatter:
             values = parse_binary(distinct).values
             labels = pa.array(np.where(np.isnan(values), "", np.where(values == 1.0, "1", "0")))
         else:
-            labels = _csv_text(pc.utf8_trim_whitespace(distinct))
+            labels = csv_text(pc.utf8_trim_whitespace(distinct))
         return labels.take(encoded.indices)
 
 
-def _data(lines: pa.Array) -> memoryview:
+def line_bytes(lines: pa.Array) -> memoryview:
     """The bytes of a string array's values, one after another."""
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)[lines.offset : lines.offset + len(lines) + 1]
     buffer = lines.buffers()[2]
@@ -374,7 +376,7 @@ def run_unit(job: Job, unit: Unit, report: Callable[[int], None] | None = None) 
                 lines = _with_empty_lines(
                     lines, offsets[keep], np.array([unit.start + r.offset for r in bad], dtype=np.int64)
                 )
-            part.write(_data(lines))
+            part.write(line_bytes(lines))
             records += len(lines)
             invalid += len(bad)
             if report is not None:

@@ -12,6 +12,7 @@ from emrml.service import (  # noqa: F401  (register their operations)
     endpoints,
     evaluations,
     models,
+    streams,
     tags,
 )
 from emrml.service.jobs import JobRunner, ProgressCallback

@@ -30,7 +30,7 @@ from emrml.config import Settings
 from emrml.errors import AmazonMLError
 from emrml.lifetime import exit_with, process_exists
 from emrml.service import forkserver
-from emrml.service.metastore import ENTITY_CLASSES, now, open_engine, session_factory
+from emrml.service.metastore import ENTITY_CLASSES, fenced_update, now, open_engine, session_factory
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +68,9 @@ class JobContext:
         earlier attempt that is still alive then writes nothing, so two attempts never both record results.
         """
         table = ENTITY_CLASSES[self.kind]
+        where = [table.id == self.entity_id, table.status == "INPROGRESS", table.attempts == self.attempt]
         with self.session() as session:
-            written = session.execute(
-                update(table)
-                .where(
-                    table.id == self.entity_id, table.status == "INPROGRESS", table.attempts == self.attempt
-                )
-                .values(**values)
-            )
-            return written.rowcount == 1
+            return fenced_update(session, table, where, values)
 
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Record progress in [0, 1]; throttled to a few writes per second."""
@@ -290,15 +284,12 @@ class JobRunner:
                 f"{what_happened} on attempt {attempt} of {limit}; giving up (no partial result was kept)"
             )
             values.update(status="FAILED", message=message, finished_at=moment)
+        where = [table.id == entity_id, table.status == "INPROGRESS", table.attempts == attempt]
         with self.sessions() as session, session.begin():
-            changed = session.execute(
-                update(table)
-                .where(table.id == entity_id, table.status == "INPROGRESS", table.attempts == attempt)
-                .values(**values)
-            )
-        if changed.rowcount == 1:
+            changed = fenced_update(session, table, where, values)
+        if changed:
             log.warning("%s %s: %s", kind, entity_id, message)
-        return changed.rowcount == 1
+        return changed
 
     def recover(self) -> None:
         """Requeue (or fail) jobs whose worker is gone: at once when its runner was on this machine and

@@ -11,6 +11,7 @@ import functools
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -23,10 +24,11 @@ from sqlalchemy import (
     create_engine,
     event,
     text,
+    update,
 )
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.schema import CreateTable
 
 from emrml.errors import InvalidInputException
@@ -145,6 +147,79 @@ class Tag(Base):
     position: Mapped[int] = mapped_column(Integer)
 
 
+class Stream(Base):
+    """A stream scoring: consumers score the records of a Kinesis stream with a model (``emrml.stream``).
+
+    ``status``: RUNNING (consumers should run), STOPPING (consumers finish their batch, checkpoint and
+    exit), STOPPED. Not an Amazon ML entity: it has no job; its consumers are processes of their own.
+    """
+
+    __tablename__ = "streams"
+
+    id: Mapped[str] = mapped_column(ENTITY_ID, primary_key=True)
+    name: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(STATUS, index=True)
+    message: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[float] = mapped_column(Float)
+    last_updated_at: Mapped[float] = mapped_column(Float)
+    #: The start request as canonical JSON: a repeated start with other parameters is a mismatch.
+    request: Mapped[str] = mapped_column(Text)
+    ml_model_id: Mapped[str] = mapped_column(ENTITY_ID, index=True)
+    input_uri: Mapped[str] = mapped_column(Text)
+    output_uri: Mapped[str] = mapped_column(Text)
+    dead_letter_uri: Mapped[str] = mapped_column(Text)
+    #: TRIM_HORIZON, LATEST or AT_TIMESTAMP: where a shard without a checkpoint starts.
+    starting_position: Mapped[str] = mapped_column(String(16))
+    starting_timestamp: Mapped[float | None] = mapped_column(Float)
+    #: "auto", "json" or "csv": how records are read.
+    record_format: Mapped[str] = mapped_column(String(8))
+
+
+class StreamLease(Base):
+    """One shard of a stream: who holds it, its lease counter and checkpoint (KCL's lease table).
+
+    An owner renews by raising ``counter``; another consumer takes the lease over once it has seen the
+    counter unchanged for a lease time on its own clock, so no two machines need agreeing clocks.
+    ``checkpoint`` is the sequence number of the last record whose outputs are durable, or ``SHARD_END``.
+    """
+
+    __tablename__ = "stream_leases"
+
+    stream_id: Mapped[str] = mapped_column(ENTITY_ID, primary_key=True)
+    shard_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    #: The shard's parents as a JSON list (a split has one, a merge two): consumed only once they end.
+    parents: Mapped[str] = mapped_column(Text)
+    owner: Mapped[str | None] = mapped_column(String(128))
+    counter: Mapped[int] = mapped_column(BigInteger, default=0)
+    checkpoint: Mapped[str | None] = mapped_column(String(128))
+    checkpointed_at: Mapped[float | None] = mapped_column(Float)
+    renewed_at: Mapped[float | None] = mapped_column(Float)
+    #: How often the lease was taken from a live or expired owner (takeovers and steals).
+    owner_switches: Mapped[int] = mapped_column(Integer, default=0)
+    records_in: Mapped[int] = mapped_column(BigInteger, default=0)
+    records_out: Mapped[int] = mapped_column(BigInteger, default=0)
+    records_failed: Mapped[int] = mapped_column(BigInteger, default=0)
+    millis_behind_latest: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class StreamConsumer(Base):
+    """A consumer process of a stream, as it last reported itself."""
+
+    __tablename__ = "stream_consumers"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    stream_id: Mapped[str] = mapped_column(ENTITY_ID, index=True)
+    host: Mapped[str] = mapped_column(String(256))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[float] = mapped_column(Float)
+    heartbeat_at: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(STATUS)
+    #: Records per second scored over the last reporting interval.
+    records_per_second: Mapped[float] = mapped_column(Float, default=0.0)
+    message: Mapped[str | None] = mapped_column(Text)
+
+
 ENTITY_CLASSES: dict[str, type[DataSource | MLModel | Evaluation | BatchPrediction]] = {
     cls.kind: cls for cls in (DataSource, MLModel, Evaluation, BatchPrediction)
 }
@@ -239,6 +314,16 @@ def migrate(engine: Engine) -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+def fenced_update(session: Session, table: type[Base], where: list[Any], values: dict[str, Any]) -> bool:
+    """``UPDATE table SET values WHERE where`` and whether exactly one row changed.
+
+    The metastore's one way to change a row that several processes may race for (a job's claim, a
+    stream's shard lease): the condition states what the writer believes, and a writer whose belief is
+    out of date writes nothing.
+    """
+    return session.execute(update(table).where(*where).values(**values)).rowcount == 1
 
 
 def session_factory(engine: Engine) -> sessionmaker:

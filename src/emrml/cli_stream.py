@@ -1,0 +1,202 @@
+"""``emrml stream``: score every record of a Kinesis stream with a model (docs/streams.md).
+
+``start`` records the stream and spawns consumer processes in the background; ``run`` is one consumer in
+the foreground (Ctrl-C stops it cleanly: it finishes its batch, checkpoints and gives its leases up), the
+way to add consumers on other machines that share the metastore; ``list``, ``show`` and ``stop`` call the
+same operations as the API (StartStream, GetStream, DescribeStreams, StopStream).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from emrml.cli_common import present, print_json, print_sections, reports_errors, state
+
+stream_app = typer.Typer(help="Score every record of a Kinesis stream with a model.", no_args_is_help=True)
+
+
+class Position(StrEnum):
+    TRIM_HORIZON = "TRIM_HORIZON"
+    LATEST = "LATEST"
+    AT_TIMESTAMP = "AT_TIMESTAMP"
+
+
+class RecordFormat(StrEnum):
+    auto = "auto"
+    json = "json"
+    csv = "csv"
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(stream_app, name="stream")
+
+
+@stream_app.command("start")
+@reports_errors
+def start(
+    ctx: typer.Context,
+    stream_id: str = typer.Option(..., "--id", help="Stream id (letters, digits, _ . -)."),
+    model_id: str = typer.Option(..., "--model", help="A COMPLETED model to score with."),
+    input_uri: str = typer.Option(..., "--input", help="kinesis://NAME: the stream to read."),
+    output_uri: str = typer.Option(
+        ..., "--output", help="kinesis://NAME, or a directory (path, file://, s3://) for gzip CSV parts."
+    ),
+    dead_letter: str | None = typer.Option(
+        None, "--dead-letter", help="Where unreadable records go (default: <home>/streams/ID/dead-letter/)."
+    ),
+    position: Position = typer.Option(Position.TRIM_HORIZON, "--position", help="Where a new shard starts."),
+    timestamp: float | None = typer.Option(None, "--timestamp", help="Epoch seconds, for AT_TIMESTAMP."),
+    record_format: RecordFormat = typer.Option(RecordFormat.auto, "--format", help="How records are read."),
+    consumers: int = typer.Option(1, "--consumers", help="Consumer processes to start here (0: none)."),
+    name: str | None = typer.Option(None, "--name", help="A name for people."),
+) -> None:
+    """Start scoring a stream (or resume a stopped one from its checkpoints)."""
+    request = present(
+        {
+            "StreamId": stream_id,
+            "MLModelId": model_id,
+            "InputStream": input_uri,
+            "OutputUri": output_uri,
+            "DeadLetterUri": dead_letter,
+            "StartingPosition": position.value,
+            "StartingTimestamp": timestamp,
+            "RecordFormat": record_format.value,
+            "Consumers": consumers,
+            "StreamName": name,
+        }
+    )
+    current = state(ctx)
+    result = current.service().call("StartStream", request)
+    if current.json:
+        print_json(result)
+    else:
+        current.console.print(
+            f"Stream {stream_id} is RUNNING with {consumers} consumer process(es) here; "
+            f"see it with: emrml stream show {stream_id}"
+        )
+
+
+@stream_app.command("run")
+@reports_errors
+def run(ctx: typer.Context, stream_id: str = typer.Argument(..., help="Stream id.")) -> None:
+    """Run one consumer of a started stream in the foreground until the stream stops or Ctrl-C."""
+    from emrml.stream.consumer import Consumer
+
+    current = state(ctx)
+    service = current.service()
+    service.call("GetStream", {"StreamId": stream_id})  # a clear error for an unknown stream
+    consumer = Consumer(service.settings, stream_id, sessions=service.sessions)
+    previous = signal.signal(signal.SIGINT, lambda *_: consumer.stop())
+    try:
+        current.console.print(f"Consumer {consumer.id} of stream {stream_id}: Ctrl-C stops it.")
+        consumer.run()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    current.console.print(f"Consumer {consumer.id} stopped.")
+
+
+@stream_app.command("stop")
+@reports_errors
+def stop(
+    ctx: typer.Context,
+    stream_id: str = typer.Argument(..., help="Stream id."),
+    wait: float = typer.Option(60.0, "--wait", help="Seconds to wait for the consumers to stop (0: none)."),
+) -> None:
+    """Stop a stream: consumers finish their batch, checkpoint and exit."""
+    current = state(ctx)
+    service = current.service()
+    result = service.call("StopStream", {"StreamId": stream_id})
+    deadline = time.monotonic() + wait
+    status = service.call("GetStream", {"StreamId": stream_id})["Status"]
+    while status == "STOPPING" and time.monotonic() < deadline:
+        time.sleep(0.25)
+        status = service.call("GetStream", {"StreamId": stream_id})["Status"]
+    if current.json:
+        print_json({**result, "Status": status})
+    else:
+        current.console.print(f"Stream {stream_id} is {status}.")
+
+
+@stream_app.command("list")
+@reports_errors
+def list_streams(ctx: typer.Context) -> None:
+    """List the streams: status, consumers, records in/out/failed, throughput and lag."""
+    current = state(ctx)
+    results = current.service().call("DescribeStreams", {})["Results"]
+    if current.json:
+        print_json(results)
+        return
+    if not results:
+        current.console.print("No streams.")
+        return
+    table = Table(
+        "Id", "Status", "Model", "Input", "Consumers", "In", "Out", "Failed", "Records/s", "Lag (ms)"
+    )
+    for item in results:
+        table.add_row(
+            item["StreamId"],
+            item["Status"],
+            item["MLModelId"],
+            item["InputStream"],
+            str(item["Consumers"]),
+            str(item["RecordsIn"]),
+            str(item["RecordsOut"]),
+            str(item["RecordsFailed"]),
+            f"{item['RecordsPerSecond']:g}",
+            str(item.get("MillisBehindLatest", "")),
+        )
+    current.console.print(table)
+
+
+def _time(epoch: float | None) -> str:
+    return "" if epoch is None else datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@stream_app.command("show")
+@reports_errors
+def show(ctx: typer.Context, stream_id: str = typer.Argument(..., help="Stream id.")) -> None:
+    """Show a stream: totals, each shard's lease and checkpoint, the live consumers."""
+    current = state(ctx)
+    item: dict[str, Any] = current.service().call("GetStream", {"StreamId": stream_id})
+    if current.json:
+        print_json(item)
+        return
+    summary = Table.grid(padding=(0, 2))
+    for key in ("StreamId", "Status", "Message", "MLModelId", "InputStream", "OutputUri", "DeadLetterUri",
+                "StartingPosition", "RecordFormat", "RecordsIn", "RecordsOut", "RecordsFailed",
+                "RecordsPerSecond", "MillisBehindLatest"):  # fmt: skip
+        if key in item:
+            summary.add_row(key, str(item[key]))
+    shards = Table(
+        "Shard", "Parents", "Owner", "Checkpoint", "Checkpointed", "Lag (ms)", "In", "Out", "Failed"
+    )
+    for lease in item["ShardLeases"]:
+        shards.add_row(
+            lease["ShardId"],
+            ", ".join(lease["ParentShardIds"]),
+            lease.get("Owner", ""),
+            lease.get("Checkpoint", ""),
+            _time(lease.get("CheckpointedAt")),
+            str(lease.get("MillisBehindLatest", "")),
+            str(lease["RecordsIn"]),
+            str(lease["RecordsOut"]),
+            str(lease["RecordsFailed"]),
+        )
+    consumers = Table("Consumer", "Host", "Pid", "Leases", "Records/s", "Last heartbeat")
+    for consumer in item["ConsumerProcesses"]:
+        consumers.add_row(
+            consumer["ConsumerId"],
+            consumer["Host"],
+            str(consumer["Pid"]),
+            str(consumer["Leases"]),
+            f"{consumer['RecordsPerSecond']:g}",
+            _time(consumer["LastHeartbeatAt"]),
+        )
+    print_sections(current, [summary, shards, consumers])

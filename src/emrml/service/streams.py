@@ -1,0 +1,298 @@
+"""Stream scoring operations (extensions of the Amazon ML API): StartStream, StopStream, GetStream,
+DescribeStreams. The consumers themselves are processes of their own (``emrml.stream``).
+
+``StartStream`` checks everything it can before anything starts — the model (COMPLETED, with its schema
+and artifact), the input stream and a Kinesis output stream exist, the output directories are locations
+emrml writes — records the stream RUNNING and spawns ``Consumers`` consumer processes on this machine
+(more can join from any machine sharing the metastore: ``emrml stream run ID``). Starting a STOPPED
+stream again with the same parameters resumes it from its checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select, update
+
+from emrml.errors import (
+    IdempotentParameterMismatchException,
+    InvalidInputException,
+    ResourceNotFoundException,
+)
+from emrml.service.batch_predictions import check_output_uri
+from emrml.service.metastore import MLModel, Stream, StreamConsumer, StreamLease, now
+from emrml.service.operations import Request, Response, canonical, created_by, operation
+from emrml.service.validation import optional_string, require_string
+from emrml.stream.consumer import live_consumers, settle_stopping
+from emrml.stream.kinesis import SCHEME, Kinesis, stream_name
+from emrml.stream.scoring import FORMATS
+
+if TYPE_CHECKING:
+    from emrml.config import Settings
+    from emrml.service.app import EmrML
+
+POSITIONS = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
+MAX_CONSUMERS = 64
+_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+def _stream_id(request: Request) -> str:
+    stream_id = require_string(request, "StreamId")
+    if not (1 <= len(stream_id) <= 64) or not set(stream_id) <= _ID_CHARS:
+        raise InvalidInputException("StreamId must be 1-64 letters, digits, '_', '.' or '-'")
+    return stream_id
+
+
+def _model(app: EmrML, model_id: str) -> MLModel:
+    """The model a stream scores with: COMPLETED, with its schema and artifact."""
+    with app.sessions() as session:
+        model = session.get(MLModel, model_id)
+    if model is None or model.status == "DELETED":
+        raise InvalidInputException(f"MLModelId {model_id!r}: no such MLModel")
+    if model.status != "COMPLETED":
+        raise InvalidInputException(
+            f"MLModelId {model_id!r} is {model.status}; a stream needs a COMPLETED model"
+        )
+    if not model.data_schema or not model.artifact_location or not os.path.isfile(model.artifact_location):
+        raise InvalidInputException(f"MLModelId {model_id!r} has no schema or model file to score with")
+    return model
+
+
+def _kinesis_stream(kinesis: Kinesis, uri: str, member: str) -> None:
+    name = stream_name(uri, member)
+    try:
+        status = kinesis.describe(name)["StreamStatus"]
+    except ResourceNotFoundException:
+        raise InvalidInputException(f"{member} '{uri}': the Kinesis stream {name!r} does not exist") from None
+    if status not in ("ACTIVE", "UPDATING"):
+        raise InvalidInputException(f"{member} '{uri}': the Kinesis stream {name!r} is {status}")
+
+
+def _destination(kinesis: Kinesis, uri: str, member: str) -> str:
+    if uri.startswith(SCHEME):
+        _kinesis_stream(kinesis, uri, member)
+        return uri
+    try:
+        return check_output_uri(uri)
+    except InvalidInputException as exc:
+        raise InvalidInputException(exc.message.replace("OutputUri", member)) from None
+
+
+def kinesis_client(settings: Settings) -> Kinesis:
+    return Kinesis(settings.kinesis_endpoint_url, settings.kinesis_region)
+
+
+@operation("StartStream")
+def start_stream(app: EmrML, request: Request) -> Response:
+    stream_id = _stream_id(request)
+    consumers = request.get("Consumers", 1)
+    if isinstance(consumers, bool) or not isinstance(consumers, int) or not 0 <= consumers <= MAX_CONSUMERS:
+        raise InvalidInputException(f"Consumers must be an integer from 0 to {MAX_CONSUMERS}")
+    parameters = {key: value for key, value in request.items() if key != "Consumers"}
+    with app.sessions() as session, session.begin():
+        existing = session.get(Stream, stream_id)
+        if existing is not None:
+            if existing.request != canonical(parameters):
+                raise IdempotentParameterMismatchException(
+                    f"stream {stream_id!r} already exists with different parameters"
+                )
+            if existing.status == "RUNNING":
+                return {"StreamId": stream_id}
+    model = _model(app, require_string(request, "MLModelId"))
+    position = optional_string(request, "StartingPosition") or "TRIM_HORIZON"
+    if position not in POSITIONS:
+        raise InvalidInputException(
+            f"StartingPosition must be one of {', '.join(POSITIONS)} (got {position!r})"
+        )
+    timestamp = request.get("StartingTimestamp")
+    if position == "AT_TIMESTAMP" and (isinstance(timestamp, bool) or not isinstance(timestamp, int | float)):
+        raise InvalidInputException("StartingTimestamp (epoch seconds) is required with AT_TIMESTAMP")
+    record_format = optional_string(request, "RecordFormat") or "auto"
+    if record_format not in FORMATS:
+        raise InvalidInputException(
+            f"RecordFormat must be one of {', '.join(FORMATS)} (got {record_format!r})"
+        )
+    kinesis = kinesis_client(app.settings)
+    input_uri = require_string(request, "InputStream")
+    _kinesis_stream(kinesis, input_uri, "InputStream")
+    output = _destination(kinesis, require_string(request, "OutputUri"), "OutputUri")
+    dead_letter = optional_string(request, "DeadLetterUri") or str(
+        app.settings.home / "streams" / stream_id / "dead-letter"
+    )
+    dead_letter = _destination(kinesis, dead_letter, "DeadLetterUri")
+    moment = now()
+    with app.sessions() as session, session.begin():
+        existing = session.get(Stream, stream_id)
+        if existing is None:
+            session.add(
+                Stream(
+                    id=stream_id,
+                    name=optional_string(request, "StreamName"),
+                    status="RUNNING",
+                    created_by=created_by(app),
+                    created_at=moment,
+                    last_updated_at=moment,
+                    request=canonical(parameters),
+                    ml_model_id=model.id,
+                    input_uri=input_uri,
+                    output_uri=output,
+                    dead_letter_uri=dead_letter,
+                    starting_position=position,
+                    starting_timestamp=float(timestamp) if position == "AT_TIMESTAMP" else None,
+                    record_format=record_format,
+                )
+            )
+        else:
+            existing.status, existing.message, existing.last_updated_at = "RUNNING", None, moment
+    for _ in range(consumers):
+        spawn_consumer(app.settings, stream_id)
+    return {"StreamId": stream_id}
+
+
+def consumer_environment(settings: Settings) -> dict[str, str]:
+    """The environment of a consumer process: this one's, with every setting as its ``EMRML_*`` variable."""
+    env = dict(os.environ)
+    for item in dataclasses.fields(settings):
+        env[f"EMRML_{item.name.upper()}"] = str(getattr(settings, item.name))
+    env["EMRML_METASTORE_URL"] = settings.database_url
+    return env
+
+
+def spawn_consumer(settings: Settings, stream_id: str) -> int:
+    """Start a consumer process, detached (it outlives the CLI or server that started it), logging to
+    ``<home>/logs/stream-<id>.log``; returns its pid."""
+    folder = settings.home / "logs"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open(folder / f"stream-{stream_id}.log", "ab") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "emrml.stream", stream_id],
+            env=consumer_environment(settings),
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return process.pid
+
+
+@operation("StopStream")
+def stop_stream(app: EmrML, request: Request) -> Response:
+    """Ask the consumers to finish their batch, checkpoint and exit; STOPPED once none is left."""
+    stream_id = _stream_id(request)
+    with app.sessions() as session, session.begin():
+        _find(session, stream_id)
+        session.execute(
+            update(Stream)
+            .where(Stream.id == stream_id, Stream.status == "RUNNING")
+            .values(status="STOPPING", last_updated_at=now())
+        )
+    settle_stopping(app.sessions, stream_id, app.settings.stream_lease_seconds)
+    return {"StreamId": stream_id}
+
+
+def _find(session: Any, stream_id: str) -> Stream:
+    stream = session.get(Stream, stream_id)
+    if stream is None:
+        raise ResourceNotFoundException(f"stream {stream_id!r} does not exist")
+    return stream
+
+
+def _summary(stream: Stream, leases: list[StreamLease], consumers: list[StreamConsumer]) -> Response:
+    lags = [lease.millis_behind_latest for lease in leases if lease.millis_behind_latest is not None]
+    members: Response = {
+        "StreamId": stream.id,
+        "MLModelId": stream.ml_model_id,
+        "InputStream": stream.input_uri,
+        "OutputUri": stream.output_uri,
+        "DeadLetterUri": stream.dead_letter_uri,
+        "StartingPosition": stream.starting_position,
+        "RecordFormat": stream.record_format,
+        "Status": stream.status,
+        "CreatedByIamUser": stream.created_by,
+        "CreatedAt": stream.created_at,
+        "LastUpdatedAt": stream.last_updated_at,
+        "Consumers": len(consumers),
+        "Shards": len(leases),
+        "RecordsIn": sum(lease.records_in for lease in leases),
+        "RecordsOut": sum(lease.records_out for lease in leases),
+        "RecordsFailed": sum(lease.records_failed for lease in leases),
+        "RecordsPerSecond": round(sum(c.records_per_second for c in consumers), 1),
+    }
+    if lags:
+        members["MillisBehindLatest"] = max(lags)
+    if stream.name is not None:
+        members["Name"] = stream.name
+    if stream.message:
+        members["Message"] = stream.message
+    return members
+
+
+def _load(app: EmrML, session: Any, stream: Stream) -> tuple[list[StreamLease], list[StreamConsumer]]:
+    leases = list(
+        session.scalars(
+            select(StreamLease).where(StreamLease.stream_id == stream.id).order_by(StreamLease.shard_id)
+        )
+    )
+    return leases, live_consumers(session, stream.id, app.settings.stream_lease_seconds)
+
+
+@operation("GetStream")
+def get_stream(app: EmrML, request: Request) -> Response:
+    """The stream's totals, each shard's lease and checkpoint, and its live consumers."""
+    stream_id = _stream_id(request)
+    settle_stopping(app.sessions, stream_id, app.settings.stream_lease_seconds)
+    with app.sessions() as session:
+        stream = _find(session, stream_id)
+        leases, consumers = _load(app, session, stream)
+    members = _summary(stream, leases, consumers)
+    members["ShardLeases"] = [
+        {
+            key: value
+            for key, value in {
+                "ShardId": lease.shard_id,
+                "ParentShardIds": json.loads(lease.parents),
+                "Owner": lease.owner,
+                "Checkpoint": lease.checkpoint,
+                "CheckpointedAt": lease.checkpointed_at,
+                "MillisBehindLatest": lease.millis_behind_latest,
+                "RecordsIn": lease.records_in,
+                "RecordsOut": lease.records_out,
+                "RecordsFailed": lease.records_failed,
+                "OwnerSwitches": lease.owner_switches,
+            }.items()
+            if value is not None
+        }
+        for lease in leases
+    ]
+    members["ConsumerProcesses"] = [
+        {
+            "ConsumerId": consumer.id,
+            "Host": consumer.host,
+            "Pid": consumer.pid,
+            "StartedAt": consumer.started_at,
+            "LastHeartbeatAt": consumer.heartbeat_at,
+            "RecordsPerSecond": consumer.records_per_second,
+            "Leases": sum(1 for lease in leases if lease.owner == consumer.id),
+        }
+        for consumer in consumers
+    ]
+    return members
+
+
+@operation("DescribeStreams")
+def describe_streams(app: EmrML, request: Request) -> Response:
+    with app.sessions() as session:
+        streams = list(session.scalars(select(Stream).order_by(Stream.created_at)))
+    for stream in streams:
+        if stream.status == "STOPPING":
+            settle_stopping(app.sessions, stream.id, app.settings.stream_lease_seconds)
+    results = []
+    with app.sessions() as session:
+        for stream in session.scalars(select(Stream).order_by(Stream.created_at)):
+            results.append(_summary(stream, *_load(app, session, stream)))
+    return {"Results": results}

@@ -1,0 +1,385 @@
+"""A stream consumer: holds shard leases, reads their records, scores and writes them, checkpoints.
+
+One consumer is one process with one thread: it goes round its shards, reading each at most 5 times a
+second (the Kinesis limit) and less often while a shard is idle; a micro-batch is one GetRecords answer.
+Every ``lease_seconds / 3`` it renews its leases, adds the leases of new shards (resharding), takes or
+steals leases to balance them (``leases``), reports itself in ``stream_consumers`` and reads the stream's
+status: STOPPING makes it finish the batch in hand, make its outputs durable, checkpoint, give its leases
+up and exit. SIGTERM and SIGINT (Ctrl-C) do the same.
+
+**Nothing lost.** A shard's checkpoint moves to a sequence number only once every output of the records up
+to it is durable. A consumer that dies loses nothing but its unfinished outputs; whoever takes its leases
+starts after their checkpoints, so the records since then are scored again: a duplicate looks like the
+same input ``(ShardId, SequenceNumber)`` appearing twice in the outputs, at most one micro-batch (or, for
+file outputs, one unrolled part) per takeover.
+
+**Order.** A child shard (after a split or merge) is read only when each of its parents is finished
+(checkpointed ``SHARD_END``), so the records of a partition key come out in the order they went in.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import sessionmaker
+
+from emrml.config import Settings
+from emrml.core.predict import Predictor
+from emrml.errors import InvalidInputException
+from emrml.service.metastore import MLModel, Stream, StreamConsumer, now, open_engine, session_factory
+from emrml.stream.kinesis import MAX_BACKOFF, MIN_READ_INTERVAL, Kinesis, KinesisError, stream_name
+from emrml.stream.leases import SHARD_END, Lease, LeaseTable
+from emrml.stream.outputs import open_sink
+from emrml.stream.scoring import MicroBatchScorer, Record
+
+log = logging.getLogger(__name__)
+#: Shards are listed again (to find the children of a split or merge) every this many renewals.
+SHARD_SYNC_EVERY = 3
+
+
+@dataclass
+class ShardState:
+    """What a consumer knows of a shard whose lease it holds."""
+
+    counter: int
+    checkpoint: str | None
+    parents: tuple[str, ...]
+    iterator: str | None = None
+    #: The last record read: where to resume when an iterator expires.
+    last_read: str | None = None
+    #: The last record written (to sinks that may not have made it durable yet).
+    pending: str | None = None
+    #: No record will come: the shard is closed and read to its end.
+    ended: bool = False
+    counts: list[int] = field(default_factory=lambda: [0, 0, 0])
+    millis_behind: int | None = None
+    next_read: float = 0.0
+
+
+def consumer_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Consumer:
+    """One consumer of stream ``stream_id``; ``run()`` consumes until the stream stops or ``stop()``."""
+
+    def __init__(self, settings: Settings, stream_id: str, *, sessions: sessionmaker | None = None) -> None:
+        self.settings = settings
+        self.stream_id = stream_id
+        self.id = consumer_id()
+        self._engine = None
+        if sessions is None:
+            self._engine = open_engine(settings.database_url)
+            sessions = session_factory(self._engine)
+        self.sessions = sessions
+        self.lease_seconds = settings.stream_lease_seconds
+        self.leases = LeaseTable(sessions, stream_id, self.id, self.lease_seconds)
+        self.held: dict[str, ShardState] = {}
+        self.finished: set[str] = set()
+        self.known: set[str] = set()
+        self.valid_until = 0.0
+        self._stop = threading.Event()
+        self._renewals = 0
+        self._records = 0
+        self._rate_since = time.monotonic()
+
+    def stop(self) -> None:
+        """Ask the consumer to finish its batch, checkpoint, give its leases up and return (thread-safe)."""
+        self._stop.set()
+
+    # --- set-up ------------------------------------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        with self.sessions() as session:
+            stream = session.get(Stream, self.stream_id)
+            if stream is None:
+                raise InvalidInputException(f"stream {self.stream_id!r} does not exist")
+            model = session.get(MLModel, stream.ml_model_id)
+        if model is None or model.status != "COMPLETED" or not model.artifact_location:
+            raise InvalidInputException(
+                f"stream {self.stream_id!r}: model {stream.ml_model_id!r} is not usable"
+            )
+        self.stream = stream
+        predictor = Predictor.load(Path(model.artifact_location), score_threshold=model.score_threshold)
+        self.scorer = MicroBatchScorer(predictor, model.id, stream.record_format)
+        settings = self.settings
+        self.kinesis = Kinesis(settings.kinesis_endpoint_url, settings.kinesis_region)
+        self.input = stream_name(stream.input_uri, "input")
+        short = self.id.rsplit(":", 1)[-1]
+        sinks = (stream.output_uri, stream.dead_letter_uri)
+        self.output, self.dead_letter = (
+            open_sink(uri, self.kinesis, short, settings.stream_roll_bytes, settings.stream_roll_seconds)
+            for uri in sinks
+        )
+        moment = now()
+        with self.sessions() as session, session.begin():
+            session.add(
+                StreamConsumer(
+                    id=self.id,
+                    stream_id=self.stream_id,
+                    host=socket.gethostname(),
+                    pid=os.getpid(),
+                    started_at=moment,
+                    heartbeat_at=moment,
+                    status="RUNNING",
+                    records_per_second=0.0,
+                )
+            )
+
+    # --- the loop ----------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self._prepare()
+        log.info("consumer %s of stream %s started", self.id, self.stream_id)
+        try:
+            self._loop()
+        finally:
+            self._shutdown()
+
+    def _loop(self) -> None:
+        interval = max(self.lease_seconds / 3, 0.05)
+        next_maintenance = 0.0
+        while not self._stop.is_set():
+            moment = time.monotonic()
+            if moment >= next_maintenance or moment >= self.valid_until:
+                self._maintain()
+                next_maintenance = time.monotonic() + interval
+                if self._stop.is_set():
+                    break
+            worked = False
+            if time.monotonic() < self.valid_until:
+                for shard_id, state in list(self.held.items()):
+                    if self._stop.is_set():
+                        break
+                    if state.ended or state.next_read > time.monotonic() or not self._parents_done(state):
+                        continue
+                    try:
+                        worked = self._read(shard_id, state) or worked
+                    except KinesisError as exc:
+                        # Reading failed after the client's retries: this shard waits, the others go on.
+                        log.warning("consumer %s: shard %s: %s", self.id, shard_id, exc.message)
+                        state.iterator = None
+                        state.next_read = time.monotonic() + MAX_BACKOFF
+                self._commit()
+            if not worked:
+                upcoming = [s.next_read for s in self.held.values() if not s.ended] + [next_maintenance]
+                self._stop.wait(min(max(min(upcoming) - time.monotonic(), 0.01), 0.5))
+
+    def _parents_done(self, state: ShardState) -> bool:
+        # A parent without a lease has left the stream (past its retention): nothing of it is left to read.
+        return all(parent in self.finished or parent not in self.known for parent in state.parents)
+
+    def _iterator(self, shard_id: str, state: ShardState) -> str | None:
+        if state.last_read or (state.checkpoint and state.checkpoint != SHARD_END):
+            after = state.last_read or state.checkpoint
+            return self.kinesis.iterator(
+                self.input, shard_id, "AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=after
+            )
+        position = self.stream.starting_position
+        if state.parents:
+            position = "TRIM_HORIZON"  # a child holds only records written after its parents ended
+        if position == "AT_TIMESTAMP":
+            timestamp = datetime.fromtimestamp(self.stream.starting_timestamp or 0.0, UTC)
+            return self.kinesis.iterator(self.input, shard_id, position, Timestamp=timestamp)
+        return self.kinesis.iterator(self.input, shard_id, position)
+
+    def _read(self, shard_id: str, state: ShardState) -> bool:
+        """Read, score and write one micro-batch of a shard; whether it had records."""
+        if state.iterator is None:
+            state.iterator = self._iterator(shard_id, state)
+            if state.iterator is None:
+                state.ended = True  # the shard is gone
+                return False
+        try:
+            answer = self.kinesis.call(
+                "get_records", ShardIterator=state.iterator, Limit=self.settings.stream_batch_records
+            )
+        except KinesisError as exc:
+            if exc.code != "ExpiredIteratorException":
+                raise
+            state.iterator = None
+            return False
+        records = [
+            Record(
+                shard_id,
+                item["SequenceNumber"],
+                item["PartitionKey"],
+                item["Data"],
+                item["ApproximateArrivalTimestamp"].timestamp(),
+            )
+            for item in answer["Records"]
+        ]
+        state.millis_behind = answer.get("MillisBehindLatest")
+        moment = time.monotonic()
+        if records:
+            scored, dead = self.scorer.score(records)
+            self.output.predictions(self.scorer, scored)
+            self.dead_letter.dead_letters(dead)
+            state.last_read = state.pending = records[-1].sequence_number
+            state.counts[0] += len(records)
+            state.counts[1] += len(scored.records)
+            state.counts[2] += len(dead)
+            self._records += len(records)
+            state.next_read = moment + MIN_READ_INTERVAL
+        else:
+            state.next_read = moment + max(self.settings.stream_idle_seconds, MIN_READ_INTERVAL)
+        # Moved on only once the batch is written: a failure above reads the same records again.
+        state.iterator = answer.get("NextShardIterator")
+        if state.iterator is None:
+            state.ended = True
+        return bool(records)
+
+    def _commit(self, force: bool = False) -> None:
+        """Checkpoint every shard whose outputs are durable (all are, or none: the sinks are shared)."""
+        due = [(s, st) for s, st in self.held.items() if st.pending or st.ended or any(st.counts)]
+        if not due:
+            return
+        if not (self.output.durable(force) & self.dead_letter.durable(force)):
+            return
+        for shard_id, state in due:
+            sequence = SHARD_END if state.ended else state.pending
+            if sequence is None:
+                continue
+            counter = self.leases.checkpoint(
+                shard_id,
+                state.counter,
+                sequence,
+                tuple(state.counts),
+                state.millis_behind,  # type: ignore[arg-type]
+            )
+            if counter is None:
+                log.warning("consumer %s lost the lease of %s before its checkpoint", self.id, shard_id)
+                del self.held[shard_id]
+                continue
+            state.counter, state.checkpoint, state.pending, state.counts = counter, sequence, None, [0, 0, 0]
+            if state.ended:
+                self.finished.add(shard_id)
+                self.leases.release(shard_id, counter)
+                del self.held[shard_id]
+
+    # --- leases ------------------------------------------------------------------------------------------
+
+    def _maintain(self) -> None:
+        """Renew, balance and find new shards; a metastore that does not answer ends the leases' validity
+        (``valid_until`` is not moved), so the consumer stops reading before anyone can take over."""
+        started = time.monotonic()
+        try:
+            self._check_status()
+            for shard_id, state in list(self.held.items()):
+                counter = self.leases.renew(shard_id, state.counter, state.millis_behind)
+                if counter is None:
+                    log.warning("consumer %s lost the lease of %s", self.id, shard_id)
+                    del self.held[shard_id]
+                else:
+                    state.counter = counter
+            if self._renewals % SHARD_SYNC_EVERY == 0 or any(s.ended for s in self.held.values()):
+                self.leases.add_shards(self.kinesis.shards(self.input))
+            self._renewals += 1
+            self._balance(self.leases.leases())
+            self._heartbeat()
+        except SQLAlchemyError as exc:
+            log.warning(
+                "consumer %s cannot reach the metastore (%s); its leases lapse",
+                self.id,
+                exc.__class__.__name__,
+            )
+            return
+        self.valid_until = started + self.lease_seconds / 2
+
+    def _check_status(self) -> None:
+        with self.sessions() as session:
+            status = session.scalar(select(Stream.status).where(Stream.id == self.stream_id))
+        if status != "RUNNING":
+            self._stop.set()
+
+    def _balance(self, leases: list[Lease]) -> None:
+        self.known = {lease.shard_id for lease in leases}
+        self.finished |= {lease.shard_id for lease in leases if lease.finished}
+        for lease in leases:
+            if lease.shard_id in self.held and lease.owner != self.id:
+                del self.held[lease.shard_id]
+        if self._stop.is_set():
+            return
+        for lease in self.leases.to_take(leases):
+            counter = self.leases.take(lease)
+            if counter is not None:
+                log.info("consumer %s took the lease of %s (from %s)", self.id, lease.shard_id, lease.owner)
+                self.held[lease.shard_id] = ShardState(counter, lease.checkpoint, lease.parents)
+
+    def _heartbeat(self) -> None:
+        moment = time.monotonic()
+        rate = self._records / max(moment - self._rate_since, 1e-9)
+        self._records, self._rate_since = 0, moment
+        with self.sessions() as session, session.begin():
+            session.execute(
+                update(StreamConsumer)
+                .where(StreamConsumer.id == self.id)
+                .values(heartbeat_at=now(), records_per_second=round(rate, 1))
+            )
+
+    # --- stopping ----------------------------------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        """Make outputs durable, checkpoint, give the leases up, and record that this consumer stopped."""
+        try:
+            try:
+                if time.monotonic() < self.valid_until:
+                    self._commit(force=True)
+            finally:
+                self.output.close()
+                self.dead_letter.close()
+            for shard_id, state in list(self.held.items()):
+                self.leases.release(shard_id, state.counter)
+            self.held.clear()
+            self._record_stop()
+        except SQLAlchemyError as exc:
+            log.warning("consumer %s stopped without reaching the metastore (%s)", self.id, exc)
+        finally:
+            if self._engine is not None:
+                self._engine.dispose()
+        log.info("consumer %s of stream %s stopped", self.id, self.stream_id)
+
+    def _record_stop(self) -> None:
+        with self.sessions() as session, session.begin():
+            session.execute(
+                update(StreamConsumer)
+                .where(StreamConsumer.id == self.id)
+                .values(status="STOPPED", heartbeat_at=now(), records_per_second=0.0)
+            )
+        settle_stopping(self.sessions, self.stream_id, self.lease_seconds)
+
+
+def live_consumers(session: Any, stream_id: str, lease_seconds: float) -> list[StreamConsumer]:
+    """Consumers of a stream that are running and reported within two lease times."""
+    horizon = now() - 2 * lease_seconds
+    return list(
+        session.scalars(
+            select(StreamConsumer).where(
+                StreamConsumer.stream_id == stream_id,
+                StreamConsumer.status == "RUNNING",
+                StreamConsumer.heartbeat_at >= horizon,
+            )
+        )
+    )
+
+
+def settle_stopping(sessions: sessionmaker, stream_id: str, lease_seconds: float) -> None:
+    """A STOPPING stream without live consumers is STOPPED."""
+    with sessions() as session, session.begin():
+        if not live_consumers(session, stream_id, lease_seconds):
+            session.execute(
+                update(Stream)
+                .where(Stream.id == stream_id, Stream.status == "STOPPING")
+                .values(status="STOPPED", last_updated_at=now())
+            )

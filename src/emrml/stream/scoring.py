@@ -1,0 +1,220 @@
+"""Micro-batches of stream records → predictions, through batch prediction's featurizer and model.
+
+A record is a JSON object in the Predict API's ``Record`` format (attribute name → string value) or a CSV
+line in the model's schema (every attribute in order, or every attribute but the target). ``auto`` (the
+default format) reads a record whose first non-blank character is ``{`` or ``[`` as JSON, any other as
+CSV. A record that cannot be read is set aside with the reason (``DeadLetter``): too large, not UTF-8,
+invalid JSON, JSON that is not an object or has a value that is not a string, a CSV line with the wrong
+number of fields. Values that are readable text but not of the attribute's type (a NUMERIC "heavy") are
+scored as missing, as Predict and batch prediction do.
+
+The readable records of a micro-batch become one Arrow batch of string columns, scored by
+``Predictor.score_batch`` and written by batch prediction's ``ResultFormatter``: a stream's predictions
+are the ones batch prediction gives for the same values.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from emrml.core.predict import Predictor
+from emrml.core.schema import Schema
+from emrml.engine.batch import ResultFormatter, csv_text
+
+#: A record over 1 MB (10^6 bytes; Kinesis itself takes up to 1 MiB) goes to the dead-letter output.
+MAX_RECORD_BYTES = 1_000_000
+FORMATS = ("auto", "json", "csv")
+
+
+@dataclass(frozen=True)
+class Record:
+    """A record read from a shard."""
+
+    shard_id: str
+    sequence_number: str
+    partition_key: str
+    data: bytes
+    #: When Kinesis received it (epoch seconds).
+    arrival: float
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    record: Record
+    reason: str
+
+    def to_json(self) -> bytes:
+        """One JSON object: where the record came from, why it was set aside, its bytes (base64)."""
+        return json.dumps(
+            {
+                "ShardId": self.record.shard_id,
+                "SequenceNumber": self.record.sequence_number,
+                "PartitionKey": self.record.partition_key,
+                "Reason": self.reason,
+                "Data": base64.b64encode(self.record.data).decode(),
+            }
+        ).encode()
+
+
+@dataclass
+class Scored:
+    """The readable records of a micro-batch, in order, with their scores."""
+
+    records: list[Record]
+    batch: pa.RecordBatch
+    scores: np.ndarray
+
+
+class MicroBatchScorer:
+    """Reads and scores micro-batches of records for one model (``record_format``: auto, json or csv)."""
+
+    def __init__(self, predictor: Predictor, model_id: str, record_format: str = "auto") -> None:
+        self.predictor = predictor
+        self.model_id = model_id
+        self.record_format = record_format
+        schema = predictor.schema
+        self.attributes = schema.names
+        target = schema.target
+        self.without_target = [name for name in schema.names if name != target]
+        # The output has the batch prediction columns without trueLabel: a stream has no known answers.
+        self.schema: Schema = replace(
+            schema, attributes=tuple(a for a in schema.attributes if a.name != target), target=None
+        )
+        self.formatter = ResultFormatter(predictor, self.schema)
+        self.columns = self.schema.names
+        self.header = b"shardId,sequenceNumber,partitionKey," + self.formatter.header
+
+    def score(self, records: list[Record]) -> tuple[Scored, list[DeadLetter]]:
+        """Read and score ``records``; returns the scored ones and the dead letters, each in order."""
+        rows: list[dict[str, str]] = []
+        good: list[Record] = []
+        dead: list[DeadLetter] = []
+        for record in records:
+            row = self._read(record)
+            if isinstance(row, str):
+                dead.append(DeadLetter(record, row))
+            else:
+                rows.append(row)
+                good.append(record)
+        arrays = [pa.array([row.get(name, "") for row in rows], pa.string()) for name in self.columns]
+        batch = pa.RecordBatch.from_arrays(arrays, names=self.columns)
+        scores = self.predictor.score_batch(batch) if rows else np.zeros(0)
+        return Scored(good, batch, scores), dead
+
+    def _read(self, record: Record) -> dict[str, str] | str:
+        """The record's values, or the reason it cannot be read."""
+        data = record.data
+        if len(data) > MAX_RECORD_BYTES:
+            return f"the record has {len(data)} bytes, over the {MAX_RECORD_BYTES}-byte (1 MB) limit"
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return f"the record is not valid UTF-8 (byte {exc.start})"
+        start = text.lstrip()[:1]
+        if self.record_format == "json" or (self.record_format == "auto" and start in ("{", "[")):
+            return _json_record(text)
+        return self._csv_record(text)
+
+    def _csv_record(self, text: str) -> dict[str, str] | str:
+        try:
+            lines = list(csv.reader(text.removesuffix("\n").removesuffix("\r").splitlines() or [""]))
+        except csv.Error as exc:
+            return f"the CSV line cannot be read: {exc}"
+        if len(lines) != 1:
+            return f"the record holds {len(lines)} CSV lines, not one"
+        fields = lines[0]
+        if len(fields) == len(self.attributes):
+            return dict(zip(self.attributes, fields, strict=True))
+        if len(fields) == len(self.without_target) and len(self.without_target) < len(self.attributes):
+            return dict(zip(self.without_target, fields, strict=True))
+        expected = f"{len(self.attributes)}"
+        if len(self.without_target) < len(self.attributes):
+            expected += f" (or {len(self.without_target)} without the target)"
+        return f"the CSV line has {len(fields)} fields; the model's schema has {expected}"
+
+    # --- outputs ----------------------------------------------------------------------------------------
+
+    def csv_lines(self, scored: Scored) -> pa.Array:
+        """Lines in the batch prediction format, after ``shardId,sequenceNumber,partitionKey``."""
+        if not scored.records:
+            return pa.array([], pa.string())
+        lines = self.formatter.lines(scored.batch, scores=scored.scores)
+        where = [
+            pa.array([r.shard_id for r in scored.records], pa.string()),
+            pa.array([r.sequence_number for r in scored.records], pa.string()),
+            csv_text(pa.array([r.partition_key for r in scored.records], pa.string())),
+        ]
+        return pc.binary_join_element_wise(where[0], ",", where[1], ",", where[2], ",", lines, "")
+
+    def json_records(self, scored: Scored) -> list[tuple[bytes, str]]:
+        """One JSON object per scored record with the Predict API's prediction members, keyed by its
+        input's partition key (so the output keeps the input's order per key)."""
+        kind = self.predictor.model_type
+        tag = self.schema.row_id
+        tags = scored.batch.column(tag).to_pylist() if tag else None
+        out = []
+        for i, record in enumerate(scored.records):
+            prediction: dict[str, object]
+            if kind == "REGRESSION":
+                prediction = {"predictedValue": float(scored.scores[i])}
+            elif kind == "MULTICLASS":
+                probabilities = scored.scores[i].tolist()
+                labels = self.predictor.labels or []
+                best = labels[int(np.argmax(scored.scores[i]))]
+                prediction = {
+                    "predictedLabel": best,
+                    "predictedScores": dict(zip(labels, probabilities, strict=True)),
+                }
+            else:
+                score = float(scored.scores[i])
+                assert self.predictor.score_threshold is not None
+                label = "1" if score >= self.predictor.score_threshold else "0"
+                prediction = {"predictedLabel": label, "predictedScores": {label: score}}
+            member: dict[str, object] = {
+                "MLModelId": self.model_id,
+                "ShardId": record.shard_id,
+                "SequenceNumber": record.sequence_number,
+                "PartitionKey": record.partition_key,
+            }
+            if tags is not None:
+                member["Tag"] = tags[i]
+            member["Prediction"] = prediction
+            out.append((json.dumps(member).encode(), record.partition_key))
+        return out
+
+
+def _json_record(text: str) -> dict[str, str] | str:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+    if not isinstance(value, dict):
+        return f"the JSON is not an object but {_json_kind(value)}"
+    for key, item in value.items():
+        if not isinstance(item, str):
+            return (
+                f"Record[{key!r}] must be a string (every value is a string, whatever the attribute type), "
+                f"not {_json_kind(item)}"
+            )
+    return value
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return "a string"

@@ -1,0 +1,97 @@
+"""Fixtures of the stream tests: a real Kinesis API server (kinesalite, from npm) shared by the session,
+and a trained BINARY model to score with."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from stream_helpers import KINESALITE, Kinesalite, train_binary
+
+from emrml.config import Settings
+from emrml.service.app import EmrML
+
+#: Credentials kinesalite accepts (any); consumer processes inherit them through the environment.
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "AKIDSTREAMTESTS",
+    "AWS_SECRET_ACCESS_KEY": "stream-tests",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def _install(folder: Path) -> None:
+    """``npm install`` beside the wrapper when ``.ci/run`` has not (a developer's first run)."""
+    if (folder / "node_modules" / "kinesalite").is_dir():
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.skip("npm is not installed: kinesalite cannot be installed")
+    subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=folder, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def kinesalite() -> Iterator[Kinesalite]:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: kinesalite cannot run")
+    _install(KINESALITE)
+    saved = {name: os.environ.get(name) for name in FAKE_CREDENTIALS}
+    os.environ.update(FAKE_CREDENTIALS)
+    process = subprocess.Popen(
+        [node, str(KINESALITE / "server.js"), "0"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert process.stdout is not None
+        port = json.loads(process.stdout.readline())["port"]
+        yield Kinesalite(f"http://127.0.0.1:{port}")
+    finally:
+        process.kill()
+        process.wait()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+def model_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home with the COMPLETED BINARY model ``ml-binary``, copied by each test that needs it."""
+    folder = tmp_path_factory.mktemp("stream-model")
+    app = EmrML(Settings.load(environ={}, home=folder / "home"))
+    try:
+        train_binary(app, folder)
+    finally:
+        app.close()
+    return folder / "home"
+
+
+@pytest.fixture
+def stream_settings(tmp_path: Path, model_home: Path, kinesalite: Kinesalite) -> Settings:
+    """Settings of a fresh home holding ``ml-binary``, pointing at kinesalite, with short leases."""
+    home = tmp_path / "home"
+    shutil.copytree(model_home, home)
+    return Settings.load(
+        environ={},
+        home=home,
+        kinesis_endpoint_url=kinesalite.endpoint,
+        stream_lease_seconds=3.0,
+        stream_idle_seconds=0.2,
+        stream_roll_seconds=1.0,
+        stream_batch_records=100,
+    )
+
+
+@pytest.fixture
+def stream_app(stream_settings: Settings) -> Iterator[EmrML]:
+    app = EmrML(stream_settings)
+    yield app
+    app.close()

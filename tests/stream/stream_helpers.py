@@ -1,0 +1,95 @@
+"""What the stream tests share: the kinesalite wrapper's folder, a client for it, a small trained model."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from emrml.service.app import EmrML
+from emrml.stream.kinesis import Kinesis
+
+KINESALITE = Path(__file__).resolve().parent / "kinesalite"
+SCHEMA = json.dumps(
+    {
+        "version": "1.0",
+        "targetAttributeName": "y",
+        "dataFileContainsHeader": True,
+        "attributes": [
+            {"attributeName": "x", "attributeType": "NUMERIC"},
+            {"attributeName": "words", "attributeType": "TEXT"},
+            {"attributeName": "y", "attributeType": "BINARY"},
+        ],
+    }
+)
+
+
+def train_binary(app: EmrML, folder: Path) -> None:
+    """``ml-binary``: y is 1 for odd x, told apart by its words too."""
+    data = folder / "binary.csv"
+    data.write_text(
+        "x,words,y\n" + "".join(f"{i},{'good day' if i % 2 else 'bad day'},{i % 2}\n" for i in range(300))
+    )
+    app.call(
+        "CreateDataSourceFromS3",
+        {
+            "DataSourceId": "ds-binary",
+            "DataSpec": {"DataLocationS3": str(data), "DataSchema": SCHEMA},
+            "ComputeStatistics": True,
+        },
+    )
+    app.call(
+        "CreateMLModel",
+        {"MLModelId": "ml-binary", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-binary"},
+    )
+    app.jobs.run_pending()
+    assert app.call("GetMLModel", {"MLModelId": "ml-binary"})["Status"] == "COMPLETED"
+
+
+def record(i: int) -> bytes:
+    return json.dumps({"x": str(i), "words": "good day" if i % 2 else "bad day"}).encode()
+
+
+@dataclass
+class Kinesalite:
+    endpoint: str
+
+    def client(self) -> Kinesis:
+        return Kinesis(self.endpoint, "us-east-1")
+
+    def create(self, name: str, shards: int) -> None:
+        kinesis = self.client()
+        kinesis.call("create_stream", StreamName=name, ShardCount=shards)
+        wait_until(lambda: kinesis.describe(name)["StreamStatus"] == "ACTIVE", 10)
+
+    def put(self, name: str, records: list[tuple[bytes, str]]) -> None:
+        self.client().put_records(name, records)
+
+    def read_all(self, name: str) -> list[dict[str, Any]]:
+        """Every record of every shard of a stream, from the start."""
+        kinesis = self.client()
+        out: list[dict[str, Any]] = []
+        for shard in kinesis.shards(name):
+            iterator = kinesis.iterator(name, shard.shard_id, "TRIM_HORIZON")
+            while iterator:
+                answer = kinesis.call("get_records", ShardIterator=iterator, Limit=10000)
+                out.extend(answer["Records"])
+                if not answer["Records"]:
+                    break
+                iterator = answer.get("NextShardIterator")
+        return out
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
+    """Poll ``condition`` until it is truthy (returned) or ``timeout`` seconds pass (AssertionError)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout} s: {condition}")
+        time.sleep(interval)

@@ -1,0 +1,218 @@
+"""One consumer against a real Kinesis API server: every record scored once, checkpoints, stop and
+resume, dead letters with their reasons, refusals before anything starts."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from stream_helpers import Kinesalite, record, wait_until
+
+from emrml.config import Settings
+from emrml.core.predict import Predictor
+from emrml.errors import (
+    IdempotentParameterMismatchException,
+    InvalidInputException,
+    ResourceNotFoundException,
+)
+from emrml.service.app import EmrML
+from emrml.stream.consumer import Consumer
+
+
+class Running:
+    """A consumer on a thread of the test process."""
+
+    def __init__(self, settings: Settings, stream_id: str) -> None:
+        self.consumer = Consumer(settings, stream_id)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.consumer.run()
+        except BaseException as exc:  # reported by join()
+            self.error = exc
+
+    def join(self, timeout: float = 30) -> None:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the consumer did not stop"
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.fixture
+def consumers(stream_settings: Settings) -> Iterator[list[Running]]:
+    started: list[Running] = []
+    yield started
+    for running in started:
+        running.consumer.stop()
+        running.thread.join(30)
+
+
+def _start(app: EmrML, stream_id: str, **members: object) -> None:
+    request = {"StreamId": stream_id, "MLModelId": "ml-binary", "Consumers": 0, **members}
+    assert app.call("StartStream", request) == {"StreamId": stream_id}
+
+
+def _outputs(kinesalite: Kinesalite, name: str) -> list[dict]:
+    return [json.loads(item["Data"]) for item in kinesalite.read_all(name)]
+
+
+def test_every_record_is_scored_as_batch_prediction_scores_it(
+    stream_app: EmrML, kinesalite: Kinesalite, consumers: list[Running], tmp_path: Path
+) -> None:
+    kinesalite.create("clicks-1", 2)
+    kinesalite.create("clicks-1-scored", 1)
+    inputs = [(record(i), f"key-{i % 7}") for i in range(150)]
+    inputs += [
+        (f"{i},{'good day' if i % 2 else 'bad day'}".encode(), f"key-{i % 7}") for i in range(150, 200)
+    ]
+    kinesalite.put("clicks-1", inputs)
+    _start(stream_app, "st-1", InputStream="kinesis://clicks-1", OutputUri="kinesis://clicks-1-scored")
+    consumers.append(Running(stream_app.settings, "st-1"))
+    wait_until(lambda: stream_app.call("GetStream", {"StreamId": "st-1"})["RecordsIn"] == 200, 30)
+
+    outputs = _outputs(kinesalite, "clicks-1-scored")
+    sent = {(item["ShardId"], item["SequenceNumber"]) for item in outputs}
+    assert len(outputs) == len(sent) == 200
+    source = {(r["SequenceNumber"]): r for r in kinesalite.read_all("clicks-1")}
+    predictor = Predictor.load(_artifact(stream_app))
+    right = 0
+    for item in outputs:
+        original = source[item["SequenceNumber"]]
+        assert item["PartitionKey"] == original["PartitionKey"]
+        assert item["MLModelId"] == "ml-binary"
+        data = original["Data"].decode()
+        values = (
+            json.loads(data)
+            if data.startswith("{")
+            else dict(zip(["x", "words"], data.split(","), strict=True))
+        )
+        expected = predictor.predict(values)
+        assert item["Prediction"]["predictedLabel"] == expected["predictedLabel"]
+        label = expected["predictedLabel"]
+        assert item["Prediction"]["predictedScores"][label] == pytest.approx(
+            expected["predictedScores"][label], abs=1e-9
+        )
+        right += item["Prediction"]["predictedLabel"] == str(int(values["x"]) % 2)
+    assert right >= 190  # the model learned the rule: the answers are right, not merely equal
+
+    described = stream_app.call("GetStream", {"StreamId": "st-1"})
+    assert described["RecordsOut"] == 200 and described["RecordsFailed"] == 0
+    checkpoints = {lease["ShardId"]: lease.get("Checkpoint") for lease in described["ShardLeases"]}
+    last = {}
+    for item in outputs:
+        last[item["ShardId"]] = max(last.get(item["ShardId"], 0), int(item["SequenceNumber"]))
+    assert {shard: int(seq) for shard, seq in checkpoints.items()} == last
+
+    stream_app.call("StopStream", {"StreamId": "st-1"})
+    consumers[0].join()
+    assert stream_app.call("GetStream", {"StreamId": "st-1"})["Status"] == "STOPPED"
+
+
+def _artifact(app: EmrML) -> Path:
+    from emrml.service.metastore import MLModel
+
+    with app.sessions() as session:
+        return Path(session.get(MLModel, "ml-binary").artifact_location)
+
+
+def test_stop_then_start_resumes_from_the_checkpoints(
+    stream_app: EmrML, kinesalite: Kinesalite, consumers: list[Running]
+) -> None:
+    kinesalite.create("clicks-2", 2)
+    kinesalite.create("clicks-2-scored", 1)
+    kinesalite.put("clicks-2", [(record(i), str(i)) for i in range(60)])
+    _start(stream_app, "st-2", InputStream="kinesis://clicks-2", OutputUri="kinesis://clicks-2-scored")
+    consumers.append(Running(stream_app.settings, "st-2"))
+    wait_until(lambda: stream_app.call("GetStream", {"StreamId": "st-2"})["RecordsIn"] == 60, 30)
+    stream_app.call("StopStream", {"StreamId": "st-2"})
+    consumers[-1].join()
+    described = stream_app.call("GetStream", {"StreamId": "st-2"})
+    assert described["Status"] == "STOPPED" and described["Consumers"] == 0
+    assert all("Owner" not in lease for lease in described["ShardLeases"])  # given up on stopping
+
+    kinesalite.put("clicks-2", [(record(i), str(i)) for i in range(60, 100)])
+    _start(stream_app, "st-2", InputStream="kinesis://clicks-2", OutputUri="kinesis://clicks-2-scored")
+    assert stream_app.call("GetStream", {"StreamId": "st-2"})["Status"] == "RUNNING"
+    consumers.append(Running(stream_app.settings, "st-2"))
+    wait_until(lambda: stream_app.call("GetStream", {"StreamId": "st-2"})["RecordsIn"] == 100, 30)
+    source = {item["SequenceNumber"]: json.loads(item["Data"]) for item in kinesalite.read_all("clicks-2")}
+    outputs = _outputs(kinesalite, "clicks-2-scored")
+    assert sorted(int(source[output["SequenceNumber"]]["x"]) for output in outputs) == list(range(100))
+
+
+def test_unreadable_records_go_to_the_dead_letter_output_with_the_reason(
+    stream_app: EmrML, kinesalite: Kinesalite, consumers: list[Running], tmp_path: Path
+) -> None:
+    kinesalite.create("clicks-3", 1)
+    kinesalite.create("clicks-3-scored", 1)
+    bad = {
+        b"x" * 1_000_100: "over the 1000000-byte (1 MB) limit",
+        b"\xff\xfe{}": "not valid UTF-8 (byte 0)",
+        b'["1", "good day"]': "the JSON is not an object but an array",
+        b'{"x": 1}': "Record['x'] must be a string",
+        b'{"x": "1"': "invalid JSON",
+        b"1,good day,1,extra": "the CSV line has 4 fields; the model's schema has 3 (or 2 without the target",
+    }
+    records = [(record(0), "a"), *[(data, "b") for data in bad], (b"5,good day", "c"), (b"6,bad day,0", "c")]
+    kinesalite.put("clicks-3", records)
+    dead_letters = tmp_path / "dead"
+    _start(
+        stream_app,
+        "st-3",
+        InputStream="kinesis://clicks-3",
+        OutputUri="kinesis://clicks-3-scored",
+        DeadLetterUri=str(dead_letters),
+    )
+    consumers.append(Running(stream_app.settings, "st-3"))
+    wait_until(lambda: stream_app.call("GetStream", {"StreamId": "st-3"})["RecordsIn"] == len(records), 30)
+    described = stream_app.call("GetStream", {"StreamId": "st-3"})
+    assert (described["RecordsOut"], described["RecordsFailed"]) == (3, len(bad))
+    assert len(_outputs(kinesalite, "clicks-3-scored")) == 3
+    letters = [
+        json.loads(line)
+        for part in sorted(dead_letters.glob("part-*.gz"))
+        for line in gzip.decompress(part.read_bytes()).splitlines()
+    ]
+    assert len(letters) == len(bad)
+    for letter in letters:
+        data = base64.b64decode(letter["Data"])
+        assert bad[data] in letter["Reason"], letter["Reason"]
+        assert letter["PartitionKey"] == "b"
+
+
+def test_bad_starts_are_refused_before_anything_starts(stream_app: EmrML, kinesalite: Kinesalite) -> None:
+    kinesalite.create("clicks-4", 1)
+    base = {"StreamId": "st-4", "MLModelId": "ml-binary", "Consumers": 0, "InputStream": "kinesis://clicks-4"}
+    cases = [
+        ({"MLModelId": "ml-nothing"}, "no such MLModel"),
+        ({"MLModelId": "ds-binary"}, "no such MLModel"),
+        ({"InputStream": "kinesis://no-such-stream"}, "does not exist"),
+        ({"InputStream": "clicks-4"}, "must be kinesis://NAME"),
+        ({"OutputUri": "kinesis://no-such-output"}, "does not exist"),
+        ({"OutputUri": "ftp://somewhere/"}, "use a local path"),
+        ({"StartingPosition": "AT_SEQUENCE"}, "StartingPosition must be one of"),
+        ({"StartingPosition": "AT_TIMESTAMP"}, "StartingTimestamp"),
+        ({"RecordFormat": "xml"}, "RecordFormat must be one of"),
+        ({"Consumers": 1000}, "Consumers must be"),
+        ({"StreamId": "bad id!"}, "StreamId must be"),
+    ]
+    for change, message in cases:
+        request = {**base, "OutputUri": "kinesis://clicks-4", **change}
+        with pytest.raises(InvalidInputException, match=message):
+            stream_app.call("StartStream", request)
+    assert stream_app.call("DescribeStreams", {})["Results"] == []
+    with pytest.raises(ResourceNotFoundException):
+        stream_app.call("GetStream", {"StreamId": "st-4"})
+    with pytest.raises(ResourceNotFoundException):
+        stream_app.call("StopStream", {"StreamId": "st-4"})
+    stream_app.call("StartStream", {**base, "OutputUri": "kinesis://clicks-4"})
+    with pytest.raises(IdempotentParameterMismatchException):
+        stream_app.call("StartStream", {**base, "OutputUri": str(Path("/tmp/elsewhere"))})

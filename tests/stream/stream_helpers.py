@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from emrml.config import Settings
 from emrml.service.app import EmrML
+from emrml.stream.consumer import Consumer
 from emrml.stream.kinesis import Kinesis
 
 KINESALITE = Path(__file__).resolve().parent / "kinesalite"
@@ -93,3 +96,25 @@ def wait_until(condition: Callable[[], Any], timeout: float, interval: float = 0
         if time.monotonic() > deadline:
             raise AssertionError(f"not true within {timeout} s: {condition}")
         time.sleep(interval)
+
+
+class Running:
+    """A consumer on a thread of the test process."""
+
+    def __init__(self, settings: Settings, stream_id: str, sessions: Any = None) -> None:
+        self.consumer = Consumer(settings, stream_id, sessions=sessions)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.consumer.run()
+        except BaseException as exc:  # reported by join()
+            self.error = exc
+
+    def join(self, timeout: float = 30) -> None:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the consumer did not stop"
+        if self.error is not None:
+            raise self.error

@@ -6,12 +6,11 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from stream_helpers import Kinesalite, record, wait_until
+from stream_helpers import Kinesalite, Running, record, wait_until
 
 from emrml.config import Settings
 from emrml.core.predict import Predictor
@@ -21,29 +20,6 @@ from emrml.errors import (
     ResourceNotFoundException,
 )
 from emrml.service.app import EmrML
-from emrml.stream.consumer import Consumer
-
-
-class Running:
-    """A consumer on a thread of the test process."""
-
-    def __init__(self, settings: Settings, stream_id: str) -> None:
-        self.consumer = Consumer(settings, stream_id)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.consumer.run()
-        except BaseException as exc:  # reported by join()
-            self.error = exc
-
-    def join(self, timeout: float = 30) -> None:
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "the consumer did not stop"
-        if self.error is not None:
-            raise self.error
 
 
 @pytest.fixture

@@ -7,15 +7,17 @@ import json
 import os
 import signal
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import select
-from stream_helpers import Kinesalite, record, wait_until
+from sqlalchemy import event, select
+from sqlalchemy.exc import OperationalError
+from stream_helpers import Kinesalite, Running, record, wait_until
 
 from emrml.service.app import EmrML
-from emrml.service.metastore import StreamConsumer
+from emrml.service.metastore import StreamConsumer, open_engine, session_factory
 
 
 @pytest.fixture
@@ -100,3 +102,118 @@ def test_two_consumers_share_four_shards_and_a_killed_one_loses_nothing(
 
     stream_app.call("StopStream", {"StreamId": "st-k"})
     wait_until(lambda: stream_app.call("GetStream", {"StreamId": "st-k"})["Status"] == "STOPPED", 30, 0.3)
+
+
+def test_a_split_is_followed_children_after_their_parent_in_key_order(
+    stream_app: EmrML, kinesalite: Kinesalite
+) -> None:
+    kinesalite.create("events-2", 1)
+    kinesalite.create("events-2-scored", 1)
+    keys = [f"key-{k}" for k in range(8)]
+    kinesalite.put("events-2", [(record(i), keys[i % 8]) for i in range(80)])
+    stream_app.call(
+        "StartStream",
+        {
+            "StreamId": "st-split",
+            "MLModelId": "ml-binary",
+            "InputStream": "kinesis://events-2",
+            "OutputUri": "kinesis://events-2-scored",
+            "Consumers": 0,
+        },
+    )
+    running = Running(stream_app.settings, "st-split")
+    try:
+        wait_until(lambda: stream_app.call("GetStream", {"StreamId": "st-split"})["RecordsIn"] >= 40, 30, 0.1)
+        kinesis = kinesalite.client()
+        parent = kinesis.shards("events-2")[0].shard_id
+        kinesis.call(
+            "split_shard", StreamName="events-2", ShardToSplit=parent, NewStartingHashKey=str(2**127)
+        )
+        wait_until(lambda: kinesis.describe("events-2")["StreamStatus"] == "ACTIVE", 10)
+        kinesalite.put("events-2", [(record(i), keys[i % 8]) for i in range(80, 200)])
+
+        def leases() -> dict[str, dict]:
+            described = stream_app.call("GetStream", {"StreamId": "st-split"})
+            return {lease["ShardId"]: lease for lease in described["ShardLeases"]}
+
+        wait_until(lambda: sum(lease["RecordsIn"] for lease in leases().values()) == 200, 60, 0.3)
+        shards = leases()
+        assert len(shards) == 3 and shards[parent]["Checkpoint"] == "SHARD_END"
+        children = [lease for shard_id, lease in shards.items() if shard_id != parent]
+        assert all(lease["ParentShardIds"] == [parent] for lease in children)
+        assert sum(lease["RecordsIn"] for lease in children) == 120
+    finally:
+        running.consumer.stop()
+        running.join()
+    source = {r["SequenceNumber"]: json.loads(r["Data"]) for r in kinesalite.read_all("events-2")}
+    order: dict[str, list[int]] = {}
+    for item in (json.loads(r["Data"]) for r in kinesalite.read_all("events-2-scored")):
+        order.setdefault(item["PartitionKey"], []).append(int(source[item["SequenceNumber"]]["x"]))
+    assert sorted(x for xs in order.values() for x in xs) == list(range(200))
+    for key, xs in order.items():
+        assert xs == sorted(xs), key  # each key's records come out in the order they went in
+
+
+def test_a_consumer_cut_off_from_the_metastore_stops_reading_before_its_leases_can_be_taken(
+    stream_app: EmrML, kinesalite: Kinesalite
+) -> None:
+    kinesalite.create("events-3", 2)
+    kinesalite.create("events-3-scored", 1)
+    kinesalite.put("events-3", [(record(i), f"k{i}") for i in range(50)])
+    stream_app.call(
+        "StartStream",
+        {
+            "StreamId": "st-cut",
+            "MLModelId": "ml-binary",
+            "InputStream": "kinesis://events-3",
+            "OutputUri": "kinesis://events-3-scored",
+            "Consumers": 0,
+        },
+    )
+    # Consumer A's metastore connection fails, at the driver, while `cut` is set.
+    settings = stream_app.settings
+    engine = open_engine(settings.database_url)
+    cut = threading.Event()
+
+    def drop(*_: object) -> None:
+        if cut.is_set():
+            raise OperationalError(
+                "SELECT", None, ConnectionResetError("connection to the metastore dropped")
+            )
+
+    event.listen(engine, "before_cursor_execute", drop)
+    a = Running(settings, "st-cut", sessions=session_factory(engine))
+    b: Running | None = None
+    try:
+        wait_until(lambda: stream_app.call("GetStream", {"StreamId": "st-cut"})["RecordsIn"] == 50, 30, 0.1)
+        reads: list[float] = []
+        original = a.consumer.kinesis.call
+
+        def counting(operation: str, **request: object) -> dict:
+            if operation == "get_records":
+                reads.append(time.monotonic())
+            return original(operation, **request)
+
+        a.consumer.kinesis.call = counting  # type: ignore[method-assign]
+        cut.set()
+        cut_at = time.monotonic()
+        b = Running(settings, "st-cut")
+
+        def b_holds_both() -> bool:
+            leases = stream_app.call("GetStream", {"StreamId": "st-cut"})["ShardLeases"]
+            return {lease.get("Owner") for lease in leases} == {b.consumer.id}
+
+        wait_until(b_holds_both, 30, 0.2)
+        kinesalite.put("events-3", [(record(i), f"k{i}") for i in range(50, 100)])
+        wait_until(lambda: stream_app.call("GetStream", {"StreamId": "st-cut"})["RecordsIn"] >= 100, 30, 0.2)
+        # A read nothing once another consumer could hold its shards (a lease time after the cut).
+        assert reads and max(reads) < cut_at + settings.stream_lease_seconds
+        scored = _scored(kinesalite, "events-3-scored")
+        assert len({seq for _, seq in scored}) == 100
+    finally:
+        cut.clear()
+        for running in (a, b):
+            if running is not None:
+                running.consumer.stop()
+                running.join()
+        engine.dispose()

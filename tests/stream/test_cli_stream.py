@@ -1,0 +1,94 @@
+"""``emrml stream``: start a consumer process, watch it, stop it; predictions in gzip CSV parts."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from stream_helpers import Kinesalite, record, wait_until
+
+from emrml.config import Settings
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from cli_helpers import error_line, invoke, invoke_json
+
+
+@pytest.fixture
+def cli_env(stream_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name, value in {
+        "EMRML_HOME": str(stream_settings.home),
+        "EMRML_KINESIS_ENDPOINT_URL": stream_settings.kinesis_endpoint_url,
+        "EMRML_STREAM_LEASE_SECONDS": "3",
+        "EMRML_STREAM_ROLL_SECONDS": "1",
+        "EMRML_STREAM_IDLE_SECONDS": "0.2",
+    }.items():
+        monkeypatch.setenv(name, value)
+    return stream_settings.home
+
+
+def test_start_show_list_stop_with_file_output(cli_env: Path, kinesalite: Kinesalite, tmp_path: Path) -> None:
+    kinesalite.create("cli-in", 2)
+    kinesalite.put("cli-in", [(record(i), f"k,{i}") for i in range(50)])
+    out = tmp_path / "scored"
+    invoke(
+        "stream",
+        "start",
+        "--id",
+        "st-cli",
+        "--model",
+        "ml-binary",
+        "--input",
+        "kinesis://cli-in",
+        "--output",
+        str(out),
+    )
+    try:
+        wait_until(lambda: invoke_json("stream", "show", "st-cli")["RecordsOut"] == 50, 60, 0.3)
+        shown = invoke("stream", "show", "st-cli", columns=200).stdout
+        assert "shardId-000000000000" in shown and "RUNNING" in shown
+        listed = invoke_json("stream", "list")
+        assert [(s["StreamId"], s["Status"], s["RecordsIn"]) for s in listed] == [("st-cli", "RUNNING", 50)]
+        assert "st-cli" in invoke("stream", "list").stdout
+    finally:
+        stopped = invoke_json("stream", "stop", "st-cli")
+    assert stopped["Status"] == "STOPPED"
+    parts = sorted(out.glob("part-*.gz"))
+    assert parts and not list(out.glob(".*"))  # published parts only, no temporaries left
+    lines = []
+    for part in parts:
+        text = gzip.decompress(part.read_bytes()).decode().splitlines()
+        assert text[0] == "shardId,sequenceNumber,partitionKey,bestAnswer,score"
+        lines += text[1:]
+    assert len(lines) == 50
+    source = {r["SequenceNumber"]: json.loads(r["Data"]) for r in kinesalite.read_all("cli-in")}
+    keys = set()
+    for line in lines:
+        _shard, sequence, rest = line.split(",", 2)
+        key, answer, score = rest.rsplit(",", 2)
+        keys.add(key)
+        assert answer == ("1" if float(score) >= 0.5 else "0")
+        assert answer == str(int(source[sequence]["x"]) % 2)
+    assert keys == {f'"k,{i}"' for i in range(50)}  # quoted as the batch prediction format quotes text
+
+
+def test_errors_are_one_line_with_their_exit_code(cli_env: Path, kinesalite: Kinesalite) -> None:
+    result = invoke("stream", "show", "st-none", code=3)
+    assert "ResourceNotFoundException" in error_line(result)
+    result = invoke(
+        "stream",
+        "start",
+        "--id",
+        "st-x",
+        "--model",
+        "ml-binary",
+        "--input",
+        "kinesis://nope",
+        "--output",
+        "kinesis://nope",
+        code=2,
+    )
+    assert "the Kinesis stream 'nope' does not exist" in error_line(result)
+    assert invoke_json("stream", "list") == []

@@ -1,0 +1,63 @@
+"""Micro-batch scoring without a stream: the vectorized JSON path and the record-by-record path agree with
+each other and with Predict; bad records are set aside with their reasons, the good ones still scored."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emrml.config import Settings
+from emrml.core.predict import Predictor
+from emrml.service.app import EmrML
+from emrml.service.metastore import MLModel
+from emrml.stream.scoring import MicroBatchScorer, Record
+
+
+@pytest.fixture(scope="module")
+def scorer(model_home: Path) -> MicroBatchScorer:
+    app = EmrML(Settings.load(environ={}, home=model_home))
+    with app.sessions() as session:
+        path = Path(session.get(MLModel, "ml-binary").artifact_location)
+    app.close()
+    return MicroBatchScorer(Predictor.load(path), "ml-binary")
+
+
+def _records(datas: list[bytes]) -> list[Record]:
+    return [Record("shardId-000000000000", str(i), f"k{i}", data, 0.0) for i, data in enumerate(datas)]
+
+
+def test_the_vectorized_and_the_record_by_record_paths_agree(scorer: MicroBatchScorer) -> None:
+    values = [{"x": str(i), "words": "good day" if i % 3 else "bad day", "extra": i} for i in range(50)]
+    values[7] = {"x": "heavy"}  # unparsable: scored as missing
+    values[8] = {"x": None, "words": "good day"}  # null: missing
+    datas = [json.dumps(v).encode() for v in values]
+    fast, dead = scorer.score(_records(datas))
+    assert scorer._json_batch(_records(datas)) is not None and dead == []
+    # A pretty-printed record takes the whole batch down the record-by-record path.
+    slow, dead = scorer.score(_records([*datas, b'{\n"x": "1"\n}']))
+    assert scorer._json_batch(_records([*datas, b'{\n"x": "1"\n}'])) is None and dead == []
+    np.testing.assert_allclose(slow.scores[:50], fast.scores, rtol=0, atol=1e-12)
+    for i, value in enumerate(values):
+        strings = {k: v for k, v in value.items() if isinstance(v, str)}
+        expected = scorer.predictor.predict(strings)["predictedScores"]
+        # Predict's score of a BINARY model is the probability of class 1, whatever the label.
+        assert float(fast.scores[i]) == pytest.approx(next(iter(expected.values())), abs=1e-9)
+    lines = scorer.csv_lines(fast).to_pylist()
+    assert lines[0].startswith("shardId-000000000000,0,k0,")
+    assert scorer.header == b"shardId,sequenceNumber,partitionKey,bestAnswer,score\n"
+
+
+def test_bad_records_are_set_aside_and_the_rest_scored(scorer: MicroBatchScorer) -> None:
+    datas = [b'{"x": "1"}', b'{"x": "\\ud800"}', b"[]", b"1,good day", b"1", b'{"x": 2}']
+    scored, dead = scorer.score(_records(datas))
+    assert [r.sequence_number for r in scored.records] == ["0", "3"]
+    reasons = {letter.record.sequence_number: letter.reason for letter in dead}
+    assert "unpaired surrogate" in reasons["1"]
+    assert "not an object but an array" in reasons["2"]
+    assert "has 1 fields" in reasons["4"]
+    assert "must be a string" in reasons["5"] and "a number" in reasons["5"]
+    payload = json.loads(dead[0].to_json())
+    assert payload["SequenceNumber"] == "1" and payload["PartitionKey"] == "k1"

@@ -184,6 +184,12 @@ def test_bad_starts_are_refused_before_anything_starts(stream_app: EmrML, kinesa
         request = {**base, "OutputUri": "kinesis://clicks-4", **change}
         with pytest.raises(InvalidInputException, match=message):
             stream_app.call("StartStream", request)
+    stream_app.call(
+        "CreateMLModel",
+        {"MLModelId": "ml-pending", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-binary"},
+    )
+    with pytest.raises(InvalidInputException, match="is PENDING; a stream needs a COMPLETED model"):
+        stream_app.call("StartStream", {**base, "MLModelId": "ml-pending", "OutputUri": "kinesis://clicks-4"})
     assert stream_app.call("DescribeStreams", {})["Results"] == []
     with pytest.raises(ResourceNotFoundException):
         stream_app.call("GetStream", {"StreamId": "st-4"})

@@ -28,17 +28,43 @@ from emrml.service.batch_predictions import check_output_uri
 from emrml.service.metastore import MLModel, Stream, StreamConsumer, StreamLease, now
 from emrml.service.operations import Request, Response, canonical, created_by, operation
 from emrml.service.validation import optional_string, require_string
-from emrml.stream.consumer import live_consumers, settle_stopping
-from emrml.stream.kinesis import SCHEME, Kinesis, stream_name
-from emrml.stream.scoring import FORMATS
+from emrml.stream import FORMATS, SCHEME, stream_name
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import sessionmaker
+
     from emrml.config import Settings
     from emrml.service.app import EmrML
+    from emrml.stream.kinesis import Kinesis
 
 POSITIONS = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
 MAX_CONSUMERS = 64
 _ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+def live_consumers(session: Any, stream_id: str, lease_seconds: float) -> list[StreamConsumer]:
+    """Consumers of a stream that are running and reported within two lease times."""
+    horizon = now() - 2 * lease_seconds
+    return list(
+        session.scalars(
+            select(StreamConsumer).where(
+                StreamConsumer.stream_id == stream_id,
+                StreamConsumer.status == "RUNNING",
+                StreamConsumer.heartbeat_at >= horizon,
+            )
+        )
+    )
+
+
+def settle_stopping(sessions: sessionmaker, stream_id: str, lease_seconds: float) -> None:
+    """A STOPPING stream without live consumers is STOPPED."""
+    with sessions() as session, session.begin():
+        if not live_consumers(session, stream_id, lease_seconds):
+            session.execute(
+                update(Stream)
+                .where(Stream.id == stream_id, Stream.status == "STOPPING")
+                .values(status="STOPPED", last_updated_at=now())
+            )
 
 
 def _stream_id(request: Request) -> str:
@@ -84,6 +110,8 @@ def _destination(kinesis: Kinesis, uri: str, member: str) -> str:
 
 
 def kinesis_client(settings: Settings) -> Kinesis:
+    from emrml.stream.kinesis import Kinesis  # botocore: imported by the operations that use it
+
     return Kinesis(settings.kinesis_endpoint_url, settings.kinesis_region)
 
 

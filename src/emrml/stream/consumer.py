@@ -28,7 +28,6 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -38,6 +37,7 @@ from emrml.config import Settings
 from emrml.core.predict import Predictor
 from emrml.errors import InvalidInputException
 from emrml.service.metastore import MLModel, Stream, StreamConsumer, now, open_engine, session_factory
+from emrml.service.streams import settle_stopping
 from emrml.stream.kinesis import MAX_BACKOFF, MIN_READ_INTERVAL, Kinesis, KinesisError, stream_name
 from emrml.stream.leases import SHARD_END, Lease, LeaseTable
 from emrml.stream.outputs import open_sink
@@ -284,7 +284,10 @@ class Consumer:
                 else:
                     state.counter = counter
             if self._renewals % SHARD_SYNC_EVERY == 0 or any(s.ended for s in self.held.values()):
-                self.leases.add_shards(self.kinesis.shards(self.input))
+                try:
+                    self.leases.add_shards(self.kinesis.shards(self.input))
+                except KinesisError as exc:  # Kinesis down a while: the shards known so far go on
+                    log.warning("consumer %s cannot list the shards: %s", self.id, exc.message)
             self._renewals += 1
             self._balance(self.leases.leases())
             self._heartbeat()
@@ -358,28 +361,3 @@ class Consumer:
                 .values(status="STOPPED", heartbeat_at=now(), records_per_second=0.0)
             )
         settle_stopping(self.sessions, self.stream_id, self.lease_seconds)
-
-
-def live_consumers(session: Any, stream_id: str, lease_seconds: float) -> list[StreamConsumer]:
-    """Consumers of a stream that are running and reported within two lease times."""
-    horizon = now() - 2 * lease_seconds
-    return list(
-        session.scalars(
-            select(StreamConsumer).where(
-                StreamConsumer.stream_id == stream_id,
-                StreamConsumer.status == "RUNNING",
-                StreamConsumer.heartbeat_at >= horizon,
-            )
-        )
-    )
-
-
-def settle_stopping(sessions: sessionmaker, stream_id: str, lease_seconds: float) -> None:
-    """A STOPPING stream without live consumers is STOPPED."""
-    with sessions() as session, session.begin():
-        if not live_consumers(session, stream_id, lease_seconds):
-            session.execute(
-                update(Stream)
-                .where(Stream.id == stream_id, Stream.status == "STOPPING")
-                .values(status="STOPPED", last_updated_at=now())
-            )

@@ -22,6 +22,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from emrml.errors import InvalidInputException, ResourceNotFoundException
+from emrml.stream import SCHEME, stream_name  # noqa: F401  (re-exported)
 
 T = TypeVar("T")
 #: At most 5 reads per second per shard (the Kinesis limit).
@@ -40,17 +41,6 @@ RETRYABLE = {
 #: PutRecords takes at most 500 records and 5 MiB per call.
 PUT_RECORDS_MAX = 500
 PUT_BYTES_MAX = 5 * 1024 * 1024
-SCHEME = "kinesis://"
-
-
-def stream_name(uri: str, member: str) -> str:
-    """The stream name of a ``kinesis://NAME`` URI (InvalidInputException naming ``member`` otherwise)."""
-    name = uri[len(SCHEME) :] if uri.startswith(SCHEME) else ""
-    if not (1 <= len(name) <= 128) or not all(c.isalnum() or c in "_.-" for c in name):
-        raise InvalidInputException(
-            f"{member} '{uri}' must be kinesis://NAME, NAME of 1-128 letters, digits, '_', '.' or '-'"
-        )
-    return name
 
 
 class KinesisError(InvalidInputException):

@@ -32,7 +32,6 @@ from emrml.engine.batch import ResultFormatter, csv_text
 
 #: A record over 1 MB (10^6 bytes; Kinesis itself takes up to 1 MiB) goes to the dead-letter output.
 MAX_RECORD_BYTES = 1_000_000
-FORMATS = ("auto", "json", "csv")
 
 
 @dataclass(frozen=True)

@@ -186,7 +186,8 @@ def consumer_environment(settings: Settings) -> dict[str, str]:
     """The environment of a consumer process: this one's, with every setting as its ``EMRML_*`` variable."""
     env = dict(os.environ)
     for item in dataclasses.fields(settings):
-        env[f"EMRML_{item.name.upper()}"] = str(getattr(settings, item.name))
+        value = getattr(settings, item.name)
+        env[f"EMRML_{item.name.upper()}"] = json.dumps(value) if isinstance(value, dict) else str(value)
     env["EMRML_METASTORE_URL"] = settings.database_url
     return env
 

@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from emrml.config import Settings
 from emrml.service.app import EmrML
 from metastores import empty_metastore
+from s3_server import S3Server
 
 #: Under CI a skipped test fails the run (tests/require_all.py).
 pytest_plugins = ["require_all", "pytester"]
+
+# S3 requests go to the loopback test server only, signed with throwaway credentials: set before any job
+# process (forked from a server started later) copies the environment, and so no real account is ever used.
+# A client given no endpoint (settings without s3_endpoint_url) meets a closed loopback port, never AWS.
+os.environ.update(
+    AWS_ENDPOINT_URL="http://127.0.0.1:9",
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_SESSION_TOKEN="testing",
+    AWS_DEFAULT_REGION="us-east-1",
+    AWS_CONFIG_FILE=os.devnull,
+    AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
@@ -50,3 +68,52 @@ def sqlite_app(tmp_path: Path) -> Iterator[EmrML]:
     application = EmrML(settings)
     yield application
     application.close()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's S3 API on a loopback port, shared by the session (tests use buckets of their own)."""
+    server = S3Server().start()
+    yield server
+    server.stop()
+
+
+@dataclass
+class S3:
+    """A fresh bucket on the test server, a boto3 client for it, and settings pointing emrml at it."""
+
+    endpoint_url: str
+    bucket: str
+    client: Any
+    settings: Settings
+
+    def uri(self, key: str = "") -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def put(self, key: str, body: bytes | str) -> str:
+        data = body.encode() if isinstance(body, str) else body
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
+        return self.uri(key)
+
+    def get(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def list_keys(self, prefix: str = "") -> list[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return [entry["Key"] for page in pages for entry in page.get("Contents", [])]
+
+
+@pytest.fixture
+def s3(s3_server: S3Server, tmp_path: Path) -> Iterator[S3]:
+    """A new bucket; emrml's storage layer is configured for the test server while the test runs."""
+    import boto3
+
+    from emrml.storage.locations import configure
+
+    client = boto3.client("s3", endpoint_url=s3_server.endpoint_url)
+    bucket = f"emrml-{uuid.uuid4().hex[:16]}"
+    client.create_bucket(Bucket=bucket)
+    settings = Settings.load(environ={}, home=tmp_path / "home", s3_endpoint_url=s3_server.endpoint_url)
+    configure(settings)
+    yield S3(s3_server.endpoint_url, bucket, client, settings)
+    configure(Settings.load(environ={}, home=tmp_path / "home"))

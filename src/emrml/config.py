@@ -73,11 +73,20 @@ class Settings:
     stream_roll_bytes: int = 64 * 1024 * 1024
     stream_roll_seconds: float = 60.0
     stream_idle_seconds: float = 0.5
+    #: S3 (storage/s3.py): an S3-compatible store's URL (empty: AWS), the region (empty: boto3's default),
+    #: server-side encryption of every object written ("" = the bucket's default, "AES256", "aws:kms" with
+    #: ``s3_sse_kms_key_id``, empty for the account's aws/s3 key) and the multipart part size.
+    s3_endpoint_url: str = ""
+    s3_region: str = ""
+    s3_sse: str = ""
+    s3_sse_kms_key_id: str = ""
+    s3_part_bytes: int = 16 * 1024 * 1024
 
     def __post_init__(self) -> None:
         choices = {
             "training_defaults": ("api", "console"),
             "predict_endpoint_check": ("strict", "lenient"),
+            "s3_sse": ("", "AES256", "aws:kms"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

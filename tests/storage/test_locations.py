@@ -1,4 +1,4 @@
-"""Storage by URI: listing, reading and atomic writing of local paths, file:// URIs and s3:// locations."""
+"""Storage by URI: listing, reading and atomic writing of local paths and file:// URIs (s3://: test_s3.py)."""
 
 from __future__ import annotations
 
@@ -102,24 +102,6 @@ def test_missing_and_empty_locations(tmp_path: Path) -> None:
         list_files(str(tmp_path / "gone") + "/", what="OutputUri")
 
 
-def test_s3_locations_need_an_endpoint() -> None:
-    for call in (list_files, open_binary, exists, read_text):
-        with pytest.raises(InvalidInputException, match="s3:// locations are not supported yet") as caught:
-            call("s3://bucket/path/data.csv")  # type: ignore[operator]
-        assert "s3://bucket/path/data.csv" in caught.value.message
-    with (
-        pytest.raises(InvalidInputException, match="s3:// locations are not supported yet"),
-        atomic_write("s3://b/out.csv"),
-    ):
-        pass
-
-
-@pytest.mark.parametrize("location", ["s3://", "s3:///key", "s3://bucket/key\n"])
-def test_invalid_s3_uris(location: str) -> None:
-    with pytest.raises(InvalidInputException, match="is not a valid S3 location"):
-        list_files(location)
-
-
 @pytest.mark.parametrize(
     "location", ["hdfs://namenode/data.csv", "https://example.com/data.csv", "file://host/x"]
 )
@@ -184,7 +166,6 @@ def test_schema_location_follows_the_console_convention(tmp_path: Path, shared_d
     assert schema_location_for(f"{folder}/") == f"{folder}/.schema"
     assert schema_location_for(f"file://{folder}") == f"file://{folder}/.schema"
     assert schema_location_for("s3://bucket/path/to/data/") == "s3://bucket/path/to/data/.schema"
-    assert schema_location_for("s3://bucket/input.csv") == "s3://bucket/input.csv.schema"
 
 
 def test_atomic_write_replaces_the_file_only_when_complete(tmp_path: Path) -> None:

@@ -13,10 +13,12 @@ Columns: ``[tag,][trueLabel,]`` then ``bestAnswer,score`` (BINARY), the class na
 missing or not a binary value; other types: the trimmed text). Text values are quoted as RFC 4180 asks;
 numbers are Java-style scientific notation (``core.predict.java_floats``).
 
-**Atomic.** Results are written under ``<out>/batch-prediction/.tmp-<id>/`` (hidden), renamed into
-``result/`` when all are complete, and the manifest is written last; on failure the temporaries (and any
-result already renamed) are removed, so a reader that sees the manifest sees every result whole. An output
-directory that cannot be written fails the job before any scoring.
+**Atomic.** Results are written under ``<out>/batch-prediction/.tmp-<id>/`` (hidden; for an output in
+S3, under the scratch folder), moved into ``result/`` when all are complete (renamed, or uploaded as whole
+objects), and the manifest is written last, as the commit marker; on failure the temporaries (and any
+result already moved) are removed, so a reader that sees the manifest sees every result whole. An output
+directory that cannot be written, or a bucket that is missing or refuses listing, fails the job before
+any scoring.
 
 **Parallel.** Work is cut into units — a whole input file, or a byte range of a large plain-text file — run
 by a pool of ``Parallelism.workers`` processes (each unit writes one gzip part; the parts of a file are
@@ -43,7 +45,7 @@ import shutil
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -63,7 +65,16 @@ from emrml.engine.training import DatasourceData, evaluation_schema
 from emrml.errors import DataError, InvalidInputException
 from emrml.lifetime import die_with_parent
 from emrml.storage.codecs import HEAD_BYTES, codec_of
-from emrml.storage.locations import FileRef, atomic_write, exists, list_files, local_path, open_binary
+from emrml.storage.locations import (
+    FileRef,
+    atomic_write,
+    delete,
+    exists,
+    list_files,
+    local_directory,
+    open_binary,
+    publish_file,
+)
 from emrml.storage.records import count_records, read_chunks
 
 Progress = Callable[[float, str | None], None]
@@ -593,14 +604,21 @@ def _output_error(output_uri: str, exc: OSError) -> InvalidInputException:
     return InvalidInputException(f"cannot write to OutputUri '{output_uri}': {exc.strerror or exc}{where}")
 
 
-def _output_directory(prefix: str) -> Path:
-    """The local directory of an output prefix (a path or ``file://`` URI)."""
-    if prefix.startswith("s3://"):
-        exists(prefix)  # the storage layer's error when no S3 endpoint is configured
-        raise InvalidInputException(
-            f"OutputUri '{prefix}': this engine writes batch predictions to local directories only"
-        )
-    return Path(local_path(prefix))
+def _scratch(prefix: str, settings: Settings, batch_prediction_id: str) -> Path:
+    """Where the parts are written and assembled: a hidden folder in a local output (results are then
+    renamed into place), the scratch folder for a remote store (results are then uploaded)."""
+    local = local_directory(prefix)
+    if local is not None:
+        return Path(local) / "batch-prediction" / f".tmp-{batch_prediction_id}"
+    exists(prefix, what="OutputUri")  # a missing or forbidden bucket fails here, before any scoring
+    return settings.scratch_dir / f"batch-{batch_prediction_id}"
+
+
+def _result_location(prefix: str, name: str) -> str:
+    local = local_directory(prefix)
+    if local is not None:
+        return os.path.join(local, "batch-prediction", "result", name)
+    return f"{prefix}batch-prediction/result/{name}"
 
 
 def result_names(files: list[FileRef], batch_prediction_id: str) -> list[str]:
@@ -635,16 +653,14 @@ def _publish(
     units: list[Unit],
     results: list[UnitResult],
     job: Job,
-    root: Path,
     prefix: str,
     batch_prediction_id: str,
-    published: list[Path],
+    published: list[str],
 ) -> dict[str, str]:
-    """Assemble each file's parts into its result and rename the results into ``result/``; returns the
-    manifest. ``published`` collects the renamed results, for removal if a later step fails."""
+    """Assemble each file's parts into its result and move the results into ``result/``; returns the
+    manifest. ``published`` collects the results in place, for removal if a later step fails."""
     names = result_names(files, batch_prediction_id)
     manifest: dict[str, str] = {}
-    staged: list[tuple[Path, Path]] = []
     for index, file in enumerate(files):
         mine = [
             (unit, result) for unit, result in zip(units, results, strict=True) if unit.file_index == index
@@ -653,16 +669,11 @@ def _publish(
             continue  # the datasource selects no record of this file: no result (open question 17)
         assembled = Path(job.folder) / names[index]
         _concatenate([job.part_path(unit) for unit, _ in mine], assembled, job.output_uri)
-        staged.append((assembled, root / "result" / names[index]))
+        location = _result_location(prefix, names[index])
+        publish_file(str(assembled), location)
+        published.append(location)
         name = quote(names[index]) if prefix.startswith("file://") else names[index]
         manifest[file.uri] = f"{prefix}batch-prediction/result/{name}"
-    try:
-        (root / "result").mkdir(exist_ok=True)
-        for assembled, target in staged:
-            os.replace(assembled, target)
-            published.append(target)
-    except OSError as exc:
-        raise _output_error(job.output_uri, exc) from None
     return manifest
 
 
@@ -687,14 +698,13 @@ def batch_predict(
     schema = batch_schema(predictor.schema, data.schema)
     files = list_files(data.location)
     prefix = output_prefix(output_uri)
-    root = _output_directory(prefix) / "batch-prediction"
-    scratch = root / f".tmp-{batch_prediction_id}"
+    scratch = _scratch(prefix, settings, batch_prediction_id)
     try:
         shutil.rmtree(scratch, ignore_errors=True)  # a previous attempt's leftovers
         scratch.mkdir(parents=True)
     except OSError as exc:
         raise _output_error(output_uri, exc) from None
-    published: list[Path] = []
+    published: list[str] = []
     try:
         total_bytes = sum(file.size for file in files)
         cuts = _cut_points(files, parallelism) if parallelism.workers > 1 else {}
@@ -720,13 +730,14 @@ def batch_predict(
                 job = replace(job, total=int(sum(counts)))
             results = runner.map(run_unit, [(job, unit) for unit in units], "scoring records", (0.1, 0.95))
         progress(0.95, "publishing the results")
-        manifest = _publish(files, units, results, job, root, prefix, batch_prediction_id, published)
+        manifest = _publish(files, units, results, job, prefix, batch_prediction_id, published)
         location = manifest_location(output_uri, batch_prediction_id)
         with atomic_write(location) as out:
             out.write(json.dumps(manifest, ensure_ascii=False).encode())
     except BaseException:
-        for path in published:
-            path.unlink(missing_ok=True)
+        for location in published:
+            with suppress(InvalidInputException):
+                delete(location)
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -20,6 +20,7 @@ from emrml.service.metastore import migrate, open_engine, session_factory
 from emrml.service.mounted import MountedModels
 from emrml.service.operations import CALLER, ID_MEMBER, OPERATIONS, reused_id
 from emrml.service.validation import validate_request
+from emrml.storage.locations import configure as configure_storage
 
 
 class EmrML:
@@ -34,6 +35,7 @@ class EmrML:
         processes)."""
         self.settings = settings or Settings.load()
         self.settings.home.mkdir(parents=True, exist_ok=True)
+        configure_storage(self.settings)
         self.engine = open_engine(self.settings.database_url)
         migrate(self.engine)
         self.sessions = session_factory(self.engine)

@@ -31,6 +31,7 @@ from emrml.errors import AmazonMLError
 from emrml.lifetime import exit_with, process_exists
 from emrml.service import forkserver
 from emrml.service.metastore import ENTITY_CLASSES, fenced_update, now, open_engine, session_factory
+from emrml.storage.locations import configure as configure_storage
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,7 @@ def run_job_in_this_process(settings: Settings, kind: str, entity_id: str, attem
     # Ctrl-C in the terminal of `emrml serve` is for the server, which stops taking work and stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
+    configure_storage(settings)
     engine = open_engine(settings.database_url)
     context = JobContext(settings, kind, entity_id, session_factory(engine), attempt)
     table = ENTITY_CLASSES[kind]

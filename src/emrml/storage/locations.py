@@ -8,17 +8,23 @@ pick one and turn its ``OSError`` into ``InvalidInputException`` naming the loca
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import secrets
+import shutil
 import stat
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 from urllib.parse import unquote
 
 from emrml.errors import InvalidInputException
+from emrml.storage.s3 import S3Settings, S3Store, split
+
+if TYPE_CHECKING:
+    from emrml.config import Settings
 
 #: Buffer size of the streams ``open_binary`` and ``atomic_write`` return.
 BUFFER_BYTES = 1 << 20
@@ -64,6 +70,12 @@ class Backend(Protocol):
         ...
 
     def exists(self, location: str) -> bool: ...
+
+    def delete(self, location: str) -> None: ...
+
+    def is_folder(self, location: str) -> bool:
+        """Whether ``location`` (not ending in ``/``) is a directory or S3 prefix rather than a file."""
+        ...
 
     def atomic_write(self, location: str) -> AbstractContextManager[BinaryIO]:
         """A writable stream whose bytes appear at ``location`` only when the block exits without error."""
@@ -118,12 +130,12 @@ def read_text(location: str, max_bytes: int = TEXT_MAX_BYTES, *, what: str = "lo
         ) from None
 
 
-def exists(location: str) -> bool:
+def exists(location: str, *, what: str = "location") -> bool:
     """Whether ``location`` names an existing file, or directory when it ends in ``/`` or is one."""
     try:
         return _backend(location).exists(location)
     except OSError as exc:
-        raise _os_error(exc, "location", location) from exc
+        raise _os_error(exc, what, location) from exc
 
 
 def schema_location_for(data_location: str) -> str:
@@ -133,9 +145,12 @@ def schema_location_for(data_location: str) -> str:
     """
     if data_location.endswith("/"):
         return data_location + SCHEMA_SUFFIX
-    if isinstance(_backend(data_location), LocalBackend) and os.path.isdir(local_path(data_location)):
-        return data_location + "/" + SCHEMA_SUFFIX
-    return data_location + SCHEMA_SUFFIX
+    backend = _backend(data_location)
+    try:
+        folder = backend.is_folder(data_location)
+    except OSError as exc:
+        raise _os_error(exc, "DataLocationS3", data_location) from exc
+    return data_location + ("/" if folder else "") + SCHEMA_SUFFIX
 
 
 @contextmanager
@@ -148,6 +163,39 @@ def atomic_write(location: str) -> Iterator[BinaryIO]:
     """
     with _backend(location).atomic_write(location) as stream:
         yield stream
+
+
+def publish_file(path: str, location: str) -> None:
+    """Move the local file ``path`` to ``location`` atomically: a rename when both are on one local file
+    system, else a copy (a multipart upload for S3) after which ``path`` is removed."""
+    if not location.startswith("s3://"):
+        target = local_path(location)
+        try:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.replace(path, target)
+            return
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise _write_error(location, exc) from exc
+    with open(path, "rb") as source, atomic_write(location) as out:
+        shutil.copyfileobj(source, out, BUFFER_BYTES)
+    os.unlink(path)
+
+
+def delete(location: str) -> None:
+    """Remove the file ``location``; a missing one is not an error."""
+    backend = _backend(location)
+    try:
+        backend.delete(location)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise InvalidInputException(f"cannot delete '{location}': {exc.strerror or exc}") from exc
+
+
+def local_directory(location: str) -> str | None:
+    """The local path of a location on this machine's file systems; None for remote stores."""
+    return None if isinstance(_backend(location), S3Backend) else local_path(location)
 
 
 class LocalBackend:
@@ -164,7 +212,7 @@ class LocalBackend:
         for directory, subdirectories, names in os.walk(root, onerror=_raise):
             subdirectories[:] = [d for d in subdirectories if not d.startswith(".")]
             for name in names:
-                if name.startswith(".") or name.endswith(SCHEMA_SUFFIX):
+                if not _visible(name):
                     continue
                 path = os.path.join(directory, name)
                 try:
@@ -181,6 +229,12 @@ class LocalBackend:
         if location.endswith("/") or os.path.isdir(path):
             raise IsADirectoryError(21, "Is a directory", path)
         return open(path, "rb", buffering=BUFFER_BYTES)
+
+    def delete(self, location: str) -> None:
+        os.unlink(local_path(location))
+
+    def is_folder(self, location: str) -> bool:
+        return os.path.isdir(local_path(location))
 
     def exists(self, location: str) -> bool:
         path = local_path(location)
@@ -215,23 +269,44 @@ class LocalBackend:
 
 
 class S3Backend:
-    """Objects of an S3-compatible store; needs an endpoint, which is not configured."""
+    """Objects of S3 or an S3-compatible store (``storage.s3``); a prefix is a "directory"."""
+
+    def __init__(self) -> None:
+        self.store = S3Store()
 
     def list(self, location: str) -> list[FileRef]:
-        raise _s3_unavailable(location)
+        return self.store.list(location, _visible)
 
     def open(self, location: str) -> BinaryIO:
-        raise _s3_unavailable(location)
+        return self.store.open(location, BUFFER_BYTES)
 
     def exists(self, location: str) -> bool:
-        raise _s3_unavailable(location)
+        return self.store.exists(location)
 
-    def atomic_write(self, location: str) -> AbstractContextManager[BinaryIO]:
-        raise _s3_unavailable(location)
+    def delete(self, location: str) -> None:
+        self.store.delete(location)
+
+    def is_folder(self, location: str) -> bool:
+        bucket, key = split(location)
+        return not key or (self.store.head(bucket, key) is None and self.store.exists(location))
+
+    @contextmanager
+    def atomic_write(self, location: str) -> Iterator[BinaryIO]:
+        try:
+            with self.store.atomic_write(location) as stream:
+                yield stream
+        except OSError as exc:
+            raise _write_error(location, exc) from exc
 
 
 _LOCAL = LocalBackend()
 _S3 = S3Backend()
+
+
+def configure(settings: Settings) -> None:
+    """Take the storage settings (S3 endpoint, encryption) from ``settings``, for this process and the
+    processes it forks."""
+    _S3.store = S3Store(S3Settings.from_settings(settings))
 
 
 def _backend(location: str) -> Backend:
@@ -266,6 +341,11 @@ def _file_ref(path: str, info: os.stat_result, name: str) -> FileRef:
     return FileRef(uri=path, key=path.lstrip("/"), size=info.st_size, name=name)
 
 
+def _visible(name: str) -> bool:
+    """Whether a file (by its path relative to the listed location) is data: not hidden, not a schema."""
+    return not any(part.startswith(".") for part in name.split("/")) and not name.endswith(SCHEMA_SUFFIX)
+
+
 def _raise(error: OSError) -> None:
     raise error
 
@@ -288,13 +368,6 @@ def _discard(stream: BinaryIO, temporary: str) -> None:
     stream.close()
     with suppress(FileNotFoundError):
         os.unlink(temporary)
-
-
-def _s3_unavailable(location: str) -> InvalidInputException:
-    return InvalidInputException(
-        f"'{location}': this emrml reads and writes local files only; s3:// locations are not supported yet "
-        "(copy the data to a local folder)"
-    )
 
 
 def _sync_and_close(stream: BinaryIO, path: str) -> None:

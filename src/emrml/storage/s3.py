@@ -1,0 +1,485 @@
+"""Objects of S3 and S3-compatible stores, through boto3.
+
+Credentials come from boto3's standard chain (environment, shared files, instance or container roles);
+``Settings.s3_endpoint_url`` (``EMRML_S3_ENDPOINT_URL``) points the client at an S3-compatible store.
+
+* **Reads stream.** ``open`` returns a seekable reader that issues one ranged ``GetObject`` from the
+  current position and reads its body as the caller consumes it; a seek starts a new range. A body that
+  breaks off is resumed from where it stopped, with backoff; every range is pinned to the object's ETag, so
+  an object replaced while it is read fails the read instead of mixing two versions.
+* **Listings page** through ``ListObjectsV2`` (1,000 keys a page) until the end.
+* **Writes are whole or absent.** An object is one ``PutObject`` when small, else a multipart upload of
+  ``part_bytes`` parts, a few in flight at once (memory: ``part_bytes`` × (in flight + 1)); a failed
+  block aborts the upload, so nothing appears and no parts are left behind.
+* **Retries** of every request (throttling, 5xx, broken connections) are botocore's "standard" mode:
+  exponential backoff with jitter, ``max_attempts`` tries.
+
+S3 errors become ``OSError`` subclasses whose message starts with S3's error code (``NoSuchBucket: …``),
+which ``storage.locations`` turns into the user's error naming the location.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from emrml.errors import InvalidInputException
+
+if TYPE_CHECKING:
+    from emrml.config import Settings
+    from emrml.storage.locations import FileRef
+
+#: The smallest part S3 accepts (all but the last part of a multipart upload).
+MIN_PART_BYTES = 5 << 20
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """How emrml reaches S3 and what it asks of every object it writes."""
+
+    endpoint_url: str = ""
+    region: str = ""
+    #: Server-side encryption of written objects: "" (the bucket's default), "AES256" or "aws:kms".
+    sse: str = ""
+    #: The KMS key for ``sse == "aws:kms"``; empty means the account's ``aws/s3`` key.
+    sse_kms_key_id: str = ""
+    #: Objects of at least this size are written by multipart upload, in parts of this size.
+    part_bytes: int = 16 << 20
+    #: Parts uploaded at once (each buffered in memory).
+    parts_in_flight: int = 4
+    #: Tries of each request (botocore's standard retry mode: exponential backoff with jitter).
+    max_attempts: int = 5
+    #: Client-side encryption (``storage.cse``): a provider, or None for none.
+    cse: Any = field(default=None, compare=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> S3Settings:
+        from emrml.storage.cse import provider_from_settings
+
+        return cls(
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            sse=settings.s3_sse,
+            sse_kms_key_id=settings.s3_sse_kms_key_id,
+            part_bytes=max(settings.s3_part_bytes, MIN_PART_BYTES),
+            cse=provider_from_settings(settings),
+        )
+
+    def write_arguments(self) -> dict[str, str]:
+        """The SSE members of PutObject / CreateMultipartUpload / CopyObject."""
+        if not self.sse:
+            return {}
+        arguments = {"ServerSideEncryption": self.sse}
+        if self.sse == "aws:kms" and self.sse_kms_key_id:
+            arguments["SSEKMSKeyId"] = self.sse_kms_key_id
+        return arguments
+
+
+class S3Error(OSError):
+    """An S3 request failed; ``code`` is S3's error code (``NoSuchBucket``, ``AccessDenied``…)."""
+
+    def __init__(self, code: str, message: str, number: int = errno.EIO) -> None:
+        super().__init__(number, f"{code}: {message}" if message else code)
+        self.code = code
+
+
+class S3NotFound(S3Error, FileNotFoundError):
+    pass
+
+
+class S3AccessDenied(S3Error, PermissionError):
+    pass
+
+
+def split(location: str) -> tuple[str, str]:
+    """``s3://bucket/key`` → (bucket, key); the key may be empty."""
+    bucket, _, key = location[len("s3://") :].partition("/")
+    return bucket, key
+
+
+def s3_error(exc: Exception, bucket: str = "", key: str = "") -> OSError:
+    """A botocore exception as an ``OSError`` carrying S3's error code."""
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode"))
+        message = str(error.get("Message") or "")
+        if code in ("404", "NoSuchKey"):
+            return S3NotFound("NoSuchKey", message or "The specified key does not exist.", errno.ENOENT)
+        if code == "NoSuchBucket" or (code == "404" and not key):
+            return S3Error("NoSuchBucket", message or f"The specified bucket {bucket} does not exist")
+        if code in ("403", "AccessDenied"):
+            return S3AccessDenied("AccessDenied", message or "Access Denied", errno.EACCES)
+        return S3Error(code, message)
+    if isinstance(exc, NoCredentialsError):
+        return S3Error("NoCredentials", "no AWS credentials found (environment, ~/.aws or instance role)")
+    if isinstance(exc, BotoCoreError):
+        return S3Error(type(exc).__name__, str(exc))
+    return S3Error(type(exc).__name__, str(exc))
+
+
+class S3Store:
+    """Lists, reads and writes objects; one boto3 client per process (clients do not survive a fork)."""
+
+    def __init__(self, settings: S3Settings | None = None) -> None:
+        self.settings = settings or S3Settings(endpoint_url=os.environ.get("EMRML_S3_ENDPOINT_URL", ""))
+        self._client: Any = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        if self._client is None or self._pid != os.getpid():
+            with self._lock:
+                if self._client is None or self._pid != os.getpid():
+                    self._client = self._new_client()
+                    self._pid = os.getpid()
+        return self._client
+
+    def _new_client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        config = Config(
+            retries={"max_attempts": self.settings.max_attempts, "mode": "standard"},
+            max_pool_connections=max(10, self.settings.parts_in_flight * 2),
+            s3={"addressing_style": "path"} if self.settings.endpoint_url else {},
+        )
+        session = boto3.session.Session()
+        region = self.settings.region or session.region_name or "us-east-1"
+        return session.client(
+            "s3", endpoint_url=self.settings.endpoint_url or None, region_name=region, config=config
+        )
+
+    def call(self, operation: str, bucket: str, key: str = "", **arguments: Any) -> Any:
+        """``client.<operation>(Bucket=bucket, [Key=key,] **arguments)``, errors as ``S3Error``."""
+        try:
+            if key:
+                arguments["Key"] = key
+            return getattr(self.client, operation)(Bucket=bucket, **arguments)
+        except Exception as exc:
+            if isinstance(exc, OSError | InvalidInputException):
+                raise
+            raise s3_error(exc, bucket, key) from exc
+
+    # --- listing ----------------------------------------------------------------------------------------
+
+    def iter_objects(self, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
+        """Every object under ``prefix``, in key order, following continuation tokens."""
+        token: str | None = None
+        while True:
+            page = self.call(
+                "list_objects_v2", bucket, Prefix=prefix, **({"ContinuationToken": token} if token else {})
+            )
+            yield from page.get("Contents", [])
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+
+    def list_page(
+        self, bucket: str, prefix: str, token: str | None = None, limit: int = 1000
+    ) -> tuple[list[str], list[dict[str, Any]], str | None]:
+        """One page of a folder view: (sub-prefixes, objects, next token or None)."""
+        page = self.call(
+            "list_objects_v2",
+            bucket,
+            Prefix=prefix,
+            Delimiter="/",
+            MaxKeys=limit,
+            **({"ContinuationToken": token} if token else {}),
+        )
+        folders = [entry["Prefix"] for entry in page.get("CommonPrefixes", [])]
+        return folders, page.get("Contents", []), page.get("NextContinuationToken")
+
+    def head(self, bucket: str, key: str) -> dict[str, Any] | None:
+        """The object's HeadObject response, or None when there is no such key."""
+        try:
+            return self.call("head_object", bucket, key)
+        except S3NotFound:
+            return None
+
+    def list(self, location: str, visible: Callable[[str], bool]) -> list[FileRef]:
+        from emrml.storage.locations import FileRef
+
+        bucket, key = split(location)
+        if key and not key.endswith("/"):
+            head = self.head(bucket, key)
+            if head is not None:
+                return [FileRef(uri=location, key=key, size=self.plain_size(head), name="")]
+            key += "/"
+        files = []
+        for entry in self.iter_objects(bucket, key):
+            name = entry["Key"][len(key) :]
+            if name and not name.endswith("/") and visible(name):
+                uri = f"s3://{bucket}/{entry['Key']}"
+                files.append(FileRef(uri=uri, key=entry["Key"], size=int(entry["Size"]), name=name))
+        return files
+
+    def plain_size(self, head: dict[str, Any]) -> int:
+        from emrml.storage.cse import plaintext_size
+
+        return plaintext_size(head)
+
+    def exists(self, location: str) -> bool:
+        bucket, key = split(location)
+        if key and not key.endswith("/") and self.head(bucket, key) is not None:
+            return True
+        prefix = key if not key or key.endswith("/") else key + "/"
+        page = self.call("list_objects_v2", bucket, Prefix=prefix, MaxKeys=1)
+        return bool(page.get("KeyCount") or page.get("Contents")) or (not key and page is not None)
+
+    # --- reading ----------------------------------------------------------------------------------------
+
+    def open(self, location: str, buffer_bytes: int) -> BinaryIO:
+        from emrml.storage.cse import open_decrypting
+
+        bucket, key = split(location)
+        if not key or key.endswith("/"):
+            raise IsADirectoryError(errno.EISDIR, "Is a directory (an S3 prefix)", location)
+        head = self.call("head_object", bucket, key)
+        raw = RangeReader(self, bucket, key, int(head["ContentLength"]), head.get("ETag"))
+        decrypted = open_decrypting(raw, head, location, self.settings.cse)
+        return io.BufferedReader(decrypted, buffer_bytes)  # type: ignore[arg-type,return-value]
+
+    # --- writing ----------------------------------------------------------------------------------------
+
+    @contextmanager
+    def atomic_write(self, location: str) -> Iterator[BinaryIO]:
+        from emrml.storage.cse import encrypting
+
+        bucket, key = split(location)
+        if not key or key.endswith("/"):
+            raise IsADirectoryError(errno.EISDIR, "it is an S3 prefix, not an object key", location)
+        upload = MultipartWriter(self, bucket, key)
+        with encrypting(upload, self.settings.cse, location) as stream:
+            try:
+                yield stream
+            except BaseException:
+                upload.abort()
+                raise
+        upload.finish()
+
+    def delete(self, location: str) -> None:
+        bucket, key = split(location)
+        self.call("delete_object", bucket, key)
+
+    def copy(self, source: str, target: str) -> None:
+        """A server-side copy (metadata, so client-side encryption envelopes, included)."""
+        source_bucket, source_key = split(source)
+        bucket, key = split(target)
+        try:
+            self.client.copy(
+                {"Bucket": source_bucket, "Key": source_key},
+                bucket,
+                key,
+                ExtraArgs=self.settings.write_arguments() or None,
+            )
+        except Exception as exc:
+            raise s3_error(exc, bucket, key) from exc
+
+
+# Errors of a body that broke off mid-stream, worth resuming from where it stopped.
+def _transient_read_errors() -> tuple[type[BaseException], ...]:
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from botocore.exceptions import IncompleteReadError, ReadTimeoutError, ResponseStreamingError
+    from urllib3.exceptions import HTTPError as Urllib3Error
+
+    return (
+        BotoConnectionError,
+        IncompleteReadError,
+        ReadTimeoutError,
+        ResponseStreamingError,
+        Urllib3Error,
+        ConnectionError,
+        TimeoutError,
+    )
+
+
+class RangeReader(io.RawIOBase):
+    """The bytes of one object version, read through ranged GETs from the current position."""
+
+    def __init__(self, store: S3Store, bucket: str, key: str, size: int, etag: str | None) -> None:
+        self.store = store
+        self.bucket, self.key, self.size, self.etag = bucket, key, size, etag
+        self.position = 0
+        self.body: Any = None
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
+        target = max(base + offset, 0)
+        if target != self.position:
+            self._drop_body()
+            self.position = target
+        return self.position
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        wanted = min(len(view), self.size - self.position)
+        if wanted <= 0:
+            return 0
+        transient = _transient_read_errors()
+        for attempt in range(self.store.settings.max_attempts):
+            try:
+                if self.body is None:
+                    self.body = self._get()
+                data = self.body.read(wanted)
+                if not data:
+                    raise ConnectionError("the object's body ended early")
+                break
+            except transient:
+                self._drop_body()
+                if attempt + 1 >= self.store.settings.max_attempts:
+                    raise S3Error(
+                        "ReadInterrupted", f"reading s3://{self.bucket}/{self.key} failed repeatedly"
+                    ) from None
+                time.sleep(min(0.1 * 2**attempt, 5.0))
+        view[: len(data)] = data
+        self.position += len(data)
+        return len(data)
+
+    def _get(self) -> Any:
+        arguments: dict[str, Any] = {"Range": f"bytes={self.position}-"}
+        if self.etag:
+            arguments["IfMatch"] = self.etag
+        try:
+            return self.store.call("get_object", self.bucket, self.key, **arguments)["Body"]
+        except S3Error as exc:
+            if exc.code == "PreconditionFailed":
+                raise S3Error("PreconditionFailed", "the object changed while it was being read") from None
+            raise
+
+    def _drop_body(self) -> None:
+        if self.body is not None:
+            self.body.close()
+            self.body = None
+
+    def close(self) -> None:
+        self._drop_body()
+        super().close()
+
+
+class MultipartWriter(io.RawIOBase):
+    """Bytes written become one object: a PutObject when small, else a multipart upload.
+
+    Nothing is visible until ``finish``; ``abort`` drops an upload under way. ``close`` by the caller (as
+    pyarrow sinks do) is harmless: the object is completed by the ``atomic_write`` block.
+    """
+
+    def __init__(self, store: S3Store, bucket: str, key: str) -> None:
+        self.store, self.bucket, self.key = store, bucket, key
+        self.part_bytes = store.settings.part_bytes
+        self.buffer = bytearray()
+        self.metadata: dict[str, str] = {}
+        self.upload_id: str | None = None
+        self.parts: list[Future[dict[str, Any]]] = []
+        self.pool: ThreadPoolExecutor | None = None
+        self.slots = threading.Semaphore(store.settings.parts_in_flight)
+        self.written = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def close(self) -> None:  # the object is finished or aborted by the atomic_write block only
+        pass
+
+    @property
+    def closed(self) -> bool:
+        return False
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        self.buffer += view
+        self.written += len(view)
+        while len(self.buffer) >= self.part_bytes:
+            part = bytes(self.buffer[: self.part_bytes])
+            del self.buffer[: self.part_bytes]
+            self._send_part(part)
+        return len(view)
+
+    def tell(self) -> int:
+        return self.written
+
+    def _send_part(self, data: bytes) -> None:
+        if self.upload_id is None:
+            started = self.store.call(
+                "create_multipart_upload",
+                self.bucket,
+                self.key,
+                Metadata=self.metadata,
+                **self.store.settings.write_arguments(),
+            )
+            self.upload_id = started["UploadId"]
+            self.pool = ThreadPoolExecutor(self.store.settings.parts_in_flight, "emrml-s3-upload")
+        assert self.pool is not None
+        for done in [part for part in self.parts if part.done()]:
+            done.result()  # an upload that failed fails the write now, not at the end
+        self.slots.acquire()
+        number = len(self.parts) + 1
+        future = self.pool.submit(self._upload_part, number, data)
+        future.add_done_callback(lambda _: self.slots.release())
+        self.parts.append(future)
+
+    def _upload_part(self, number: int, data: bytes) -> dict[str, Any]:
+        response = self.store.call(
+            "upload_part", self.bucket, self.key, UploadId=self.upload_id, PartNumber=number, Body=data
+        )
+        return {"PartNumber": number, "ETag": response["ETag"]}
+
+    def finish(self) -> None:
+        try:
+            if self.upload_id is None:
+                self.store.call(
+                    "put_object",
+                    self.bucket,
+                    self.key,
+                    Body=bytes(self.buffer),
+                    Metadata=self.metadata,
+                    **self.store.settings.write_arguments(),
+                )
+                return
+            if self.buffer or not self.parts:
+                self._send_part(bytes(self.buffer))
+            parts = [future.result() for future in self.parts]
+            self.store.call(
+                "complete_multipart_upload",
+                self.bucket,
+                self.key,
+                UploadId=self.upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            self.buffer = bytearray()
+            if self.pool is not None:
+                self.pool.shutdown(wait=True)
+
+    def abort(self) -> None:
+        """Drop the upload: no object appears, no parts are kept (best effort: S3 lifecycle rules for
+        incomplete multipart uploads catch what a lost connection leaves)."""
+        self.buffer = bytearray()
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.upload_id is not None:
+            with suppress(OSError):
+                self.store.call("abort_multipart_upload", self.bucket, self.key, UploadId=self.upload_id)
+            self.upload_id = None

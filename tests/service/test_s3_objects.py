@@ -1,0 +1,192 @@
+"""Amazon ML objects over s3:// locations, end to end against moto's S3 on loopback: a datasource with its
+schema beside it, a recipe, a batch prediction in parallel byte ranges written whole or not at all, and
+S3's errors recorded in FAILED objects."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import S3
+from emrml.engine.batch import Parallelism
+from emrml.service.app import EmrML
+
+
+@pytest.fixture
+def app(s3: S3) -> Iterator[EmrML]:
+    application = EmrML(s3.settings)
+    yield application
+    application.close()
+
+
+@pytest.fixture
+def bank(s3: S3, shared_datasets: Path) -> dict[str, str]:
+    """The first 3,000 bank marketing records and their schema, in the bucket."""
+    folder = shared_datasets / "bank_marketing"
+    with open(folder / "data.csv", encoding="utf-8") as source:
+        rows = "".join(line for _, line in zip(range(3001), source, strict=False))
+    return {
+        "data": s3.put("bank/train/data.csv", rows),
+        "schema": s3.put("bank/train/.schema", (folder / "data.csv.schema").read_bytes()),
+        "rows": rows,
+    }
+
+
+def test_datasource_model_and_batch_prediction_in_s3(app: EmrML, s3: S3, bank: dict[str, str]) -> None:
+    recipe = {"groups": {}, "assignments": {}, "outputs": ["ALL_CATEGORICAL", "quantile_bin(age,10)"]}
+    s3.put("recipes/bank.json", json.dumps(recipe))
+    app.call(
+        "CreateDataSourceFromS3",
+        {
+            "DataSourceId": "ds-s3",
+            "DataSpec": {"DataLocationS3": s3.uri("bank/train/")},  # a prefix; the schema is beside it
+            "ComputeStatistics": True,
+        },
+    )
+    source = app.wait("DataSource", "ds-s3")
+    assert source["Status"] == "COMPLETED", source.get("Message")
+    assert source["NumberOfFiles"] == 1 and source["DataSizeInBytes"] == len(bank["rows"].encode())
+    app.call(
+        "CreateMLModel",
+        {
+            "MLModelId": "ml-s3",
+            "MLModelType": "BINARY",
+            "TrainingDataSourceId": "ds-s3",
+            "RecipeUri": s3.uri("recipes/bank.json"),
+        },
+    )
+    model = app.wait("MLModel", "ml-s3")
+    assert model["Status"] == "COMPLETED", model.get("Message")
+    assert json.loads(app.call("GetMLModel", {"MLModelId": "ml-s3", "Verbose": True})["Recipe"]) == recipe
+
+    app.call(
+        "CreateBatchPrediction",
+        {
+            "BatchPredictionId": "bp-s3",
+            "MLModelId": "ml-s3",
+            "BatchPredictionDataSourceId": "ds-s3",
+            "OutputUri": s3.uri("predictions"),
+        },
+    )
+    prediction = app.wait("BatchPrediction", "bp-s3")
+    assert prediction["Status"] == "COMPLETED", prediction.get("Message")
+    manifest = json.loads(s3.get("predictions/batch-prediction/bp-s3.manifest"))
+    result = s3.uri("predictions/batch-prediction/result/bp-s3-data.csv.gz")
+    assert manifest == {bank["data"]: result}
+    lines = gzip.decompress(s3.get("predictions/batch-prediction/result/bp-s3-data.csv.gz")).splitlines()
+    assert lines[0] == b"trueLabel,bestAnswer,score" and len(lines) == 3001
+    assert sorted(s3.list_keys("predictions/")) == [
+        "predictions/batch-prediction/bp-s3.manifest",
+        "predictions/batch-prediction/result/bp-s3-data.csv.gz",
+    ]
+
+
+def test_parallel_ranges_of_an_s3_file_score_like_one_pass(s3: S3, shared_datasets: Path) -> None:
+    import pyarrow as pa
+
+    from emrml.config import Settings
+    from emrml.core.schema import parse_schema
+    from emrml.engine.batch import batch_predict
+    from emrml.engine.training import DatasourceData, train_model
+    from emrml.service.parameters import parse_parameters
+
+    folder = shared_datasets / "bank_marketing"
+    schema = parse_schema((folder / "data.csv.schema").read_text())
+    data = s3.put("all/data.csv", (folder / "data.csv").read_bytes())  # 4.8 MB
+    settings: Settings = s3.settings
+    trained = train_model(
+        model_id="ml-ranges",
+        model_type="BINARY",
+        data=DatasourceData(data, schema, None),
+        recipe_text=json.dumps({"outputs": ["ALL_CATEGORICAL", "quantile_bin(age,10)"]}),
+        sample=pa.table({}),
+        parameters=parse_parameters({"sgd.maxPasses": "1"}),
+        settings=settings,
+        progress=lambda *_: None,
+    )
+    outputs = {}
+    for name, parallelism in [
+        ("one", Parallelism(workers=1)),
+        ("ranges", Parallelism(workers=2, range_bytes=1 << 20, min_bytes=1 << 20)),
+    ]:
+        result = batch_predict(
+            batch_prediction_id=f"bp-{name}",
+            artifact_location=trained.artifact_path,
+            data=DatasourceData(data, schema, None),
+            output_uri=s3.uri(name),
+            score_threshold=None,
+            settings=settings,
+            progress=lambda *_: None,
+            parallelism=parallelism,
+        )
+        outputs[name] = gzip.decompress(s3.get(f"{name}/batch-prediction/result/bp-{name}-data.csv.gz"))
+        assert result.total_records == 41188
+    assert outputs["ranges"] == outputs["one"]
+
+
+def test_a_failed_batch_prediction_leaves_no_manifest_and_no_results(
+    app: EmrML, s3: S3, bank: dict[str, str]
+) -> None:
+    s3.put("bank/train/data.csv.schema", s3.get("bank/train/.schema"))
+    app.call(
+        "CreateDataSourceFromS3",
+        {"DataSourceId": "ds-f", "DataSpec": {"DataLocationS3": bank["data"]}, "ComputeStatistics": True},
+    )
+    app.call("CreateMLModel", {"MLModelId": "ml-f", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-f"})
+    assert app.wait("MLModel", "ml-f")["Status"] == "COMPLETED"
+    policy = {
+        "Statement": [
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:PutObject",
+                "Resource": f"arn:aws:s3:::{s3.bucket}/out/batch-prediction/*.manifest",
+            }
+        ]
+    }
+    s3.client.put_bucket_policy(Bucket=s3.bucket, Policy=json.dumps(policy))
+    app.call(
+        "CreateBatchPrediction",
+        {
+            "BatchPredictionId": "bp-f",
+            "MLModelId": "ml-f",
+            "BatchPredictionDataSourceId": "ds-f",
+            "OutputUri": s3.uri("out/"),
+        },
+    )
+    prediction = app.wait("BatchPrediction", "bp-f")
+    assert prediction["Status"] == "FAILED"
+    assert "AccessDenied" in prediction["Message"] and "bp-f.manifest" in prediction["Message"]
+    assert s3.list_keys("out/") == []  # the result written before the manifest was removed
+    assert not s3.client.list_multipart_uploads(Bucket=s3.bucket).get("Uploads")
+
+
+@pytest.mark.parametrize(
+    ("location", "expected"),
+    [
+        ("s3:///data.csv", "is not a valid S3 location"),
+        ("s3://emrml-missing-bucket-x/data.csv", "NoSuchBucket"),
+        ("DENIED", "AccessDenied"),
+    ],
+)
+def test_bad_s3_locations_fail_the_datasource_with_s3s_error(
+    app: EmrML, s3: S3, bank: dict[str, str], location: str, expected: str
+) -> None:
+    if location == "DENIED":
+        policy = {"Statement": [{"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": "*"}]}
+        s3.client.put_bucket_policy(Bucket=s3.bucket, Policy=json.dumps(policy))
+        location = bank["data"]
+    app.call(
+        "CreateDataSourceFromS3",
+        {
+            "DataSourceId": "ds-bad",
+            "DataSpec": {"DataLocationS3": location, "DataSchemaLocationS3": bank["schema"]},
+        },
+    )
+    source = app.wait("DataSource", "ds-bad")
+    assert source["Status"] == "FAILED"
+    assert expected in source["Message"]

@@ -1,0 +1,203 @@
+"""s3:// locations against a real S3 API (moto's server on loopback): listing, streaming reads, atomic
+writes, multipart uploads, and S3's errors in the user's messages."""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from conftest import S3
+from emrml.errors import InvalidInputException
+from emrml.storage import locations
+from emrml.storage.locations import (
+    FileRef,
+    atomic_write,
+    delete,
+    exists,
+    list_files,
+    open_binary,
+    publish_file,
+    read_text,
+    schema_location_for,
+)
+from emrml.storage.s3 import S3Settings, S3Store
+
+
+def deny(s3: S3, action: str, resource: str) -> None:
+    policy = {"Statement": [{"Effect": "Deny", "Principal": "*", "Action": action, "Resource": resource}]}
+    s3.client.put_bucket_policy(Bucket=s3.bucket, Policy=json.dumps(policy))
+
+
+def test_a_prefix_lists_every_visible_object_below_it(s3: S3) -> None:
+    for key in [
+        "in/z.csv",
+        "in/a/b.csv",
+        "in/a.csv",
+        "in/a/.hidden.csv",
+        "in/.staging/part-0.csv",
+        "in/part.csv.schema",
+        "in/.schema",
+        "in/deep/er/x.csv.gz",
+        "in/folder/",
+        "inside.csv",
+    ]:
+        s3.put(key, "a,b\n")
+    expected = ["in/a.csv", "in/a/b.csv", "in/deep/er/x.csv.gz", "in/z.csv"]
+    for location in (s3.uri("in"), s3.uri("in/")):
+        files = list_files(location)
+        assert [ref.key for ref in files] == expected
+        assert files[1] == FileRef(uri=s3.uri("in/a/b.csv"), key="in/a/b.csv", size=4, name="a/b.csv")
+    assert list_files(s3.uri("in/a.csv")) == [FileRef(uri=s3.uri("in/a.csv"), key="in/a.csv", size=4)]
+    assert exists(s3.uri("in")) and exists(s3.uri("in/")) and exists(s3.uri("in/a.csv"))
+    assert not exists(s3.uri("nothing")) and not exists(s3.uri("in/a.csv/"))
+    assert schema_location_for(s3.uri("in/a.csv")) == s3.uri("in/a.csv.schema")
+    assert schema_location_for(s3.uri("in")) == s3.uri("in/.schema")
+
+
+def test_listing_follows_pages_beyond_1000_keys(s3: S3) -> None:
+    keys = [f"many/part-{i:05d}.csv" for i in range(1203)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda key: s3.put(key, "x\n"), keys))
+    assert [ref.key for ref in list_files(s3.uri("many/"))] == keys
+
+
+def test_reads_stream_ranges_from_any_position(s3: S3) -> None:
+    data = os.urandom(3 << 20)
+    location = s3.put("blob.bin", data)
+    with open_binary(location) as stream:
+        assert stream.read(10) == data[:10]
+        stream.seek(2_000_000)
+        assert stream.tell() == 2_000_000
+        assert stream.read(5) == data[2_000_000:2_000_005]
+        stream.seek(-7, os.SEEK_END)
+        assert stream.read() == data[-7:]
+        stream.seek(0)
+        assert stream.read() == data
+    assert read_text(s3.put("schema.json", '\ufeff{"é": 1}'.encode())) == '{"é": 1}'
+
+
+def test_a_body_that_breaks_off_is_resumed_where_it_stopped(s3: S3, monkeypatch: pytest.MonkeyPatch) -> None:
+    from botocore.exceptions import ReadTimeoutError
+
+    data = os.urandom(1 << 20)
+    location = s3.put("flaky.bin", data)
+    store: S3Store = locations._S3.store
+    original = store.call
+    ranges: list[str] = []
+
+    class Breaking:
+        """A body that delivers 1,000 bytes and then times out, as a dropped connection does."""
+
+        def __init__(self, body: Any) -> None:
+            self.body, self.sent = body, 0
+
+        def read(self, amount: int) -> bytes:
+            if self.sent >= 1000:
+                raise ReadTimeoutError(endpoint_url="test")
+            chunk = self.body.read(min(amount, 1000 - self.sent))
+            self.sent += len(chunk)
+            return chunk
+
+        def close(self) -> None:
+            self.body.close()
+
+    def flaky(operation: str, *args: Any, **kwargs: Any) -> Any:
+        response = original(operation, *args, **kwargs)
+        if operation == "get_object":
+            ranges.append(kwargs["Range"])
+            if len(ranges) <= 2:
+                response["Body"] = Breaking(response["Body"])
+        return response
+
+    monkeypatch.setattr(store, "call", flaky)
+    with open_binary(location) as stream:
+        assert stream.read() == data
+    assert ranges == ["bytes=0-", "bytes=1000-", "bytes=2000-"]
+
+
+def test_an_object_replaced_while_read_fails_the_read(s3: S3) -> None:
+    location = s3.put("changing.bin", os.urandom(3 << 20))
+    with open_binary(location) as stream:
+        stream.read(10)
+        s3.put("changing.bin", b"other")
+        stream.seek(2 << 20)  # a new range: pinned to the first version's ETag
+        with pytest.raises(OSError, match="PreconditionFailed"):
+            stream.read(10)
+
+
+def test_small_writes_are_one_put_and_appear_only_when_complete(s3: S3) -> None:
+    location = s3.uri("out/result.csv")
+    with atomic_write(location) as stream:
+        stream.write(b"first\n")
+        assert not exists(location)
+        stream.write(b"second\n")
+    assert s3.get("out/result.csv") == b"first\nsecond\n"
+    with pytest.raises(RuntimeError), atomic_write(location) as stream:
+        stream.write(b"half")
+        raise RuntimeError("the writer failed")
+    assert s3.get("out/result.csv") == b"first\nsecond\n"
+
+
+def test_large_writes_are_multipart_and_a_failure_leaves_no_parts(s3: S3) -> None:
+    store = S3Store(S3Settings(endpoint_url=s3.endpoint_url, part_bytes=5 << 20, parts_in_flight=2))
+    data = os.urandom(12 << 20)
+    with store.atomic_write(s3.uri("big.bin")) as stream:
+        for start in range(0, len(data), 1 << 20):
+            stream.write(data[start : start + (1 << 20)])
+    assert s3.get("big.bin") == data
+    assert s3.client.head_object(Bucket=s3.bucket, Key="big.bin")["ETag"].endswith('-3"')  # three parts
+    with pytest.raises(RuntimeError), store.atomic_write(s3.uri("broken.bin")) as stream:
+        stream.write(data)
+        raise RuntimeError("the job failed")
+    assert "broken.bin" not in s3.list_keys()
+    assert not s3.client.list_multipart_uploads(Bucket=s3.bucket).get("Uploads")
+
+
+def test_publish_and_delete(s3: S3, tmp_path: Any) -> None:
+    local = tmp_path / "result.gz"
+    local.write_bytes(b"\x1f\x8b payload")
+    publish_file(str(local), s3.uri("results/result.gz"))
+    assert s3.get("results/result.gz") == b"\x1f\x8b payload" and not local.exists()
+    delete(s3.uri("results/result.gz"))
+    delete(s3.uri("results/result.gz"))  # already gone: not an error
+    assert s3.list_keys("results/") == []
+
+
+def test_s3_errors_carry_the_error_code(s3: S3) -> None:
+    with pytest.raises(InvalidInputException) as caught:
+        list_files("s3://emrml-no-such-bucket-here/data.csv")
+    assert "NoSuchBucket" in caught.value.message
+    assert "s3://emrml-no-such-bucket-here/data.csv" in caught.value.message
+    with pytest.raises(InvalidInputException, match=r"^DataLocationS3 's3://.*/missing.csv' does not exist$"):
+        list_files(s3.uri("missing.csv"))
+    s3.put("secret/data.csv", "a\n1\n")
+    deny(s3, "s3:*", f"arn:aws:s3:::{s3.bucket}*")
+    for call in (list_files, open_binary, read_text):
+        with pytest.raises(InvalidInputException, match="AccessDenied"):
+            call(s3.uri("secret/data.csv"))  # type: ignore[operator]
+    with (
+        pytest.raises(InvalidInputException, match=r"cannot write 's3://.*/out.csv': AccessDenied"),
+        atomic_write(s3.uri("out.csv")) as stream,
+    ):
+        stream.write(b"x")
+
+
+def test_an_unreachable_endpoint_is_named(s3: S3) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    store = S3Store(S3Settings(endpoint_url=f"http://127.0.0.1:{port}", max_attempts=1))
+    with pytest.raises(OSError, match=f"EndpointConnectionError.*127.0.0.1:{port}"):
+        store.exists(s3.uri("x"))
+
+
+@pytest.mark.parametrize("location", ["s3://", "s3:///key", "s3://bucket/key\n"])
+def test_invalid_s3_uris(location: str) -> None:
+    with pytest.raises(InvalidInputException, match="is not a valid S3 location"):
+        list_files(location)

@@ -5,16 +5,14 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from emrml.config import Settings
 from emrml.service.app import EmrML
 from metastores import empty_metastore
-from s3_server import S3Server
+from s3_server import S3, S3Server
 
 #: Under CI a skipped test fails the run (tests/require_all.py).
 pytest_plugins = ["require_all", "pytester"]
@@ -76,31 +74,6 @@ def s3_server() -> Iterator[S3Server]:
     server = S3Server().start()
     yield server
     server.stop()
-
-
-@dataclass
-class S3:
-    """A fresh bucket on the test server, a boto3 client for it, and settings pointing emrml at it."""
-
-    endpoint_url: str
-    bucket: str
-    client: Any
-    settings: Settings
-
-    def uri(self, key: str = "") -> str:
-        return f"s3://{self.bucket}/{key}"
-
-    def put(self, key: str, body: bytes | str) -> str:
-        data = body.encode() if isinstance(body, str) else body
-        self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
-        return self.uri(key)
-
-    def get(self, key: str) -> bytes:
-        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-
-    def list_keys(self, prefix: str = "") -> list[str]:
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
-        return [entry["Key"] for page in pages for entry in page.get("Contents", [])]
 
 
 @pytest.fixture

@@ -15,11 +15,14 @@ import fnmatch
 import json
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
+
+from emrml.config import Settings
 
 _CONDITION_HEADERS = {
     "s3:x-amz-server-side-encryption": "HTTP_X_AMZ_SERVER_SIDE_ENCRYPTION",
@@ -138,3 +141,28 @@ class S3Server:
         self.server.shutdown()
         self.thread.join()
         self.server.server_close()
+
+
+@dataclass
+class S3:
+    """A fresh bucket on the test server, a boto3 client for it, and settings pointing emrml at it."""
+
+    endpoint_url: str
+    bucket: str
+    client: Any
+    settings: Settings
+
+    def uri(self, key: str = "") -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def put(self, key: str, body: bytes | str) -> str:
+        data = body.encode() if isinstance(body, str) else body
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
+        return self.uri(key)
+
+    def get(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def list_keys(self, prefix: str = "") -> list[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return [entry["Key"] for page in pages for entry in page.get("Contents", [])]

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import S3
 from emrml.engine.batch import Parallelism
 from emrml.service.app import EmrML
+from s3_server import S3
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from conftest import S3
 from emrml.errors import InvalidInputException
 from emrml.storage import locations
 from emrml.storage.locations import (
@@ -25,6 +24,7 @@ from emrml.storage.locations import (
     schema_location_for,
 )
 from emrml.storage.s3 import S3Settings, S3Store
+from s3_server import S3
 
 
 def deny(s3: S3, action: str, resource: str) -> None:

@@ -81,6 +81,13 @@ class Settings:
     s3_sse: str = ""
     s3_sse_kms_key_id: str = ""
     s3_part_bytes: int = 16 * 1024 * 1024
+    #: Client-side encryption of S3 objects (storage/cse.py, docs/encryption.md): the key that encrypts
+    #: what emrml writes and decrypts what it reads ("aes:<key file>", "rsa:<PEM file>", "kms:<key id>",
+    #: "plugin:<module>:<factory>"; empty: none), older keys still accepted for reading (comma-separated,
+    #: same forms), and the KMS endpoint for kms: keys (empty: AWS).
+    s3_cse_key: str = ""
+    s3_cse_old_keys: str = ""
+    kms_endpoint_url: str = ""
 
     def __post_init__(self) -> None:
         choices = {

@@ -190,3 +190,76 @@ def test_bad_s3_locations_fail_the_datasource_with_s3s_error(
     source = app.wait("DataSource", "ds-bad")
     assert source["Status"] == "FAILED"
     assert expected in source["Message"]
+
+
+def test_encrypted_batch_prediction_into_a_bucket_that_requires_sse(
+    s3: S3, bank: dict[str, str], tmp_path: Path
+) -> None:
+    """Input and outputs encrypted on the client (CSE-Custom, AES key) and on the server (SSE-S3), into a
+    bucket whose policy refuses unencrypted PUTs."""
+    import base64
+    import dataclasses
+    import os
+
+    key = tmp_path / "aes.key"
+    key.write_text(base64.b64encode(os.urandom(32)).decode())
+    settings = dataclasses.replace(s3.settings, s3_sse="AES256", s3_cse_key=f"aes:{key}")
+    policy = {
+        "Statement": [
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:PutObject",
+                "Resource": f"arn:aws:s3:::{s3.bucket}/*",
+                "Condition": {"Null": {"s3:x-amz-server-side-encryption": "true"}},
+            }
+        ]
+    }
+    application = EmrML(settings)
+    try:
+        from emrml.storage.locations import atomic_write
+
+        with atomic_write(s3.uri("secure/data.csv")) as out:  # the input, encrypted
+            out.write(bank["rows"].encode())
+        s3.put("secure/data.csv.schema", s3.get("bank/train/.schema"))
+        s3.client.put_bucket_policy(Bucket=s3.bucket, Policy=json.dumps(policy))
+        application.call(
+            "CreateDataSourceFromS3",
+            {
+                "DataSourceId": "ds-enc",
+                "DataSpec": {"DataLocationS3": s3.uri("secure/data.csv")},
+                "ComputeStatistics": True,
+            },
+        )
+        source = application.wait("DataSource", "ds-enc")
+        assert source["Status"] == "COMPLETED", source.get("Message")
+        assert source["DataSizeInBytes"] == len(bank["rows"].encode())
+        application.call(
+            "CreateMLModel",
+            {"MLModelId": "ml-enc", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-enc"},
+        )
+        assert application.wait("MLModel", "ml-enc")["Status"] == "COMPLETED"
+        application.call(
+            "CreateBatchPrediction",
+            {
+                "BatchPredictionId": "bp-enc",
+                "MLModelId": "ml-enc",
+                "BatchPredictionDataSourceId": "ds-enc",
+                "OutputUri": s3.uri("enc-out/"),
+            },
+        )
+        prediction = application.wait("BatchPrediction", "bp-enc")
+        assert prediction["Status"] == "COMPLETED", prediction.get("Message")
+        from emrml.storage.locations import open_binary
+
+        for key_name in s3.list_keys("enc-out/"):
+            described = s3.client.head_object(Bucket=s3.bucket, Key=key_name)
+            assert described["ServerSideEncryption"] == "AES256"
+            assert described["Metadata"]["x-amz-wrap-alg"] == "AES/GCM"
+        with open_binary(s3.uri("enc-out/batch-prediction/bp-enc.manifest")) as stream:
+            manifest = json.loads(stream.read())
+        with open_binary(manifest[s3.uri("secure/data.csv")]) as stream:
+            lines = gzip.decompress(stream.read()).splitlines()
+        assert lines[0] == b"trueLabel,bestAnswer,score" and len(lines) == 3001
+    finally:
+        application.close()

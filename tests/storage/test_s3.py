@@ -15,9 +15,11 @@ from emrml.storage import locations
 from emrml.storage.locations import (
     FileRef,
     atomic_write,
+    copy,
     delete,
     exists,
     list_files,
+    list_folder,
     open_binary,
     publish_file,
     read_text,
@@ -201,3 +203,33 @@ def test_an_unreachable_endpoint_is_named(s3: S3) -> None:
 def test_invalid_s3_uris(location: str) -> None:
     with pytest.raises(InvalidInputException, match="is not a valid S3 location"):
         list_files(location)
+
+
+def test_list_folder_pages_sub_prefixes_and_objects(s3: S3, tmp_path: Any) -> None:
+    for key in ["top/a.csv", "top/b/c.csv", "top/b/d.csv", "top/.hidden", "top/z/e.csv"]:
+        s3.put(key, "x\n")
+    page = list_folder(s3.uri("top"), limit=2)
+    entries = [*page.folders, *(ref.uri for ref in page.files)]
+    assert page.next_token is not None and len(entries) == 2
+    rest = list_folder(s3.uri("top/"), token=page.next_token, limit=10)
+    assert rest.next_token is None
+    assert sorted([*entries, *rest.folders, *(ref.uri for ref in rest.files)]) == sorted(
+        [s3.uri("top/.hidden"), s3.uri("top/a.csv"), s3.uri("top/b/"), s3.uri("top/z/")]
+    )
+    local = tmp_path / "local"
+    (local / "sub").mkdir(parents=True)
+    (local / "f.csv").write_text("x\n")
+    listed = list_folder(str(local))
+    assert listed.folders == [f"{local}/sub/"] and [ref.name for ref in listed.files] == ["f.csv"]
+
+
+def test_copy_between_local_files_and_s3(s3: S3, tmp_path: Any) -> None:
+    source = tmp_path / "data.csv"
+    source.write_bytes(b"a,b\n1,2\n")
+    copy(str(source), s3.uri("copied/data.csv"))
+    copy(s3.uri("copied/data.csv"), s3.uri("copied/again.csv"))  # server-side
+    copy(s3.uri("copied/again.csv"), str(tmp_path / "back" / "data.csv"))
+    assert (tmp_path / "back" / "data.csv").read_bytes() == b"a,b\n1,2\n"
+    assert s3.get("copied/again.csv") == b"a,b\n1,2\n"
+    with pytest.raises(InvalidInputException, match=r"NoSuchKey|does not exist"):
+        copy(s3.uri("copied/none.csv"), s3.uri("copied/x.csv"))

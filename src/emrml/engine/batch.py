@@ -469,8 +469,10 @@ def record_start(uri: str, position: int, odd: bool) -> int | None:
 
 
 def _is_plain(file: FileRef) -> bool:
+    """Whether the file may be cut into byte ranges: uncompressed, and seekable (a file decrypted as it is
+    read is not: a range of it could not be authenticated)."""
     with open_binary(file.uri) as raw:
-        return codec_of(file.uri, raw.read(HEAD_BYTES)) == "none"
+        return raw.seekable() and codec_of(file.uri, raw.read(HEAD_BYTES)) == "none"
 
 
 def _cut_points(files: list[FileRef], parallelism: Parallelism) -> dict[int, list[int]]:

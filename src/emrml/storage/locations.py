@@ -77,6 +77,8 @@ class Backend(Protocol):
         """Whether ``location`` (not ending in ``/``) is a directory or S3 prefix rather than a file."""
         ...
 
+    def list_folder(self, location: str, token: str | None, limit: int) -> Folder: ...
+
     def atomic_write(self, location: str) -> AbstractContextManager[BinaryIO]:
         """A writable stream whose bytes appear at ``location`` only when the block exits without error."""
         ...
@@ -182,6 +184,46 @@ def publish_file(path: str, location: str) -> None:
     os.unlink(path)
 
 
+def copy(source: str, target: str) -> None:
+    """Copy the file ``source`` to ``target`` (any schemes), atomically at the target.
+
+    Bytes are streamed through this process, so an object encrypted on the client is decrypted with the
+    configured keys and written encrypted with the active one; between two S3 locations with no client-side
+    key configured, S3 copies server-side.
+    """
+    if source.startswith("s3://") and target.startswith("s3://") and _S3.store.settings.cse is None:
+        _backend(source)
+        _backend(target)
+        try:
+            _S3.store.copy(source, target)
+        except OSError as exc:
+            raise InvalidInputException(
+                f"cannot copy '{source}' to '{target}': {exc.strerror or exc}"
+            ) from exc
+        return
+    with open_binary(source, what="source") as stream, atomic_write(target) as out:
+        shutil.copyfileobj(stream, out, BUFFER_BYTES)
+
+
+@dataclass(frozen=True)
+class Folder:
+    """One page of a folder (a directory, or an S3 prefix up to the next ``/``), for browsing."""
+
+    folders: list[str]
+    files: list[FileRef]
+    #: Pass to ``list_folder`` for the next page; None on the last page.
+    next_token: str | None
+
+
+def list_folder(location: str, token: str | None = None, limit: int = 1000) -> Folder:
+    """The sub-folders (locations ending in ``/``) and files directly inside ``location``, a page at a time,
+    in name order; hidden entries included (a browser shows them)."""
+    try:
+        return _backend(location).list_folder(location, token, limit)
+    except OSError as exc:
+        raise _os_error(exc, "location", location) from exc
+
+
 def delete(location: str) -> None:
     """Remove the file ``location``; a missing one is not an error."""
     backend = _backend(location)
@@ -236,6 +278,22 @@ class LocalBackend:
     def is_folder(self, location: str) -> bool:
         return os.path.isdir(local_path(location))
 
+    def list_folder(self, location: str, token: str | None, limit: int) -> Folder:
+        root = local_path(location)
+        with os.scandir(root) as entries:
+            names = sorted((entry.name, entry.is_dir()) for entry in entries)
+        start = int(token or 0)
+        page = names[start : start + limit]
+        folders = [os.path.join(root, name) + "/" for name, is_dir in page if is_dir]
+        files = []
+        for name, is_dir in page:
+            if not is_dir:
+                path = os.path.join(root, name)
+                with suppress(OSError):
+                    files.append(_file_ref(path, os.stat(path), name))
+        more = start + limit < len(names)
+        return Folder(folders, files, str(start + limit) if more else None)
+
     def exists(self, location: str) -> bool:
         path = local_path(location)
         return os.path.isdir(path) if location.endswith("/") else os.path.exists(path)
@@ -289,6 +347,19 @@ class S3Backend:
     def is_folder(self, location: str) -> bool:
         bucket, key = split(location)
         return not key or (self.store.head(bucket, key) is None and self.store.exists(location))
+
+    def list_folder(self, location: str, token: str | None, limit: int) -> Folder:
+        bucket, key = split(location)
+        prefix = key if not key or key.endswith("/") else key + "/"
+        prefixes, objects, next_token = self.store.list_page(bucket, prefix, token, limit)
+        files = [
+            FileRef(
+                f"s3://{bucket}/{entry['Key']}", entry["Key"], int(entry["Size"]), entry["Key"][len(prefix) :]
+            )
+            for entry in objects
+            if entry["Key"] != prefix
+        ]
+        return Folder([f"s3://{bucket}/{p}" for p in prefixes], files, next_token)
 
     @contextmanager
     def atomic_write(self, location: str) -> Iterator[BinaryIO]:

@@ -1,0 +1,319 @@
+"""Encryption of what emrml writes to S3, against moto's S3 and KMS on loopback: server-side (SSE-S3,
+SSE-KMS, a bucket policy refusing unencrypted PUTs) and client-side (CSE-Custom with AES or RSA keys,
+CSE-KMS, a plug-in provider) in the Amazon S3 Encryption Client format, read back, rotated, and refused
+with clear errors when the key or the object is wrong."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from emrml.config import Settings
+from emrml.errors import InvalidInputException
+from emrml.storage import locations
+from emrml.storage.cse import AesKeyProvider, DecryptionError
+from emrml.storage.locations import atomic_write, list_files, open_binary, read_text
+from s3_server import S3
+
+INTEROP = Path(__file__).with_name("s3ec_interop.py")
+PLUGIN_KEY = os.urandom(32)
+
+
+def plugin_provider(settings: Settings) -> AesKeyProvider:
+    """The plug-in entry point the tests configure: ``plugin:test_s3_encryption:plugin_provider``."""
+    return AesKeyProvider(PLUGIN_KEY)
+
+
+@pytest.fixture
+def kms_key(s3: S3) -> str:
+    import boto3
+
+    kms = boto3.client("kms", endpoint_url=s3.endpoint_url)
+    return str(kms.create_key(Description="emrml tests")["KeyMetadata"]["KeyId"])
+
+
+def use(s3: S3, **settings: Any) -> Settings:
+    """Point emrml's storage at the test server with ``settings`` (S3's part size at its minimum)."""
+    configured = dataclasses.replace(
+        s3.settings, kms_endpoint_url=s3.endpoint_url, s3_part_bytes=5 << 20, **settings
+    )
+    locations.configure(configured)
+    return configured
+
+
+def write(location: str, data: bytes) -> None:
+    with atomic_write(location) as stream:
+        for start in range(0, len(data), 1 << 20):
+            stream.write(data[start : start + (1 << 20)])
+
+
+def read(location: str) -> bytes:
+    with open_binary(location) as stream:
+        return stream.read()
+
+
+def head(s3: S3, key: str) -> dict[str, Any]:
+    return s3.client.head_object(Bucket=s3.bucket, Key=key)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def aes_key_file(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "aes.key"
+    path.write_text(base64.b64encode(os.urandom(32)).decode())
+    yield path
+
+
+@pytest.fixture
+def rsa_key_file(tmp_path: Path) -> Path:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path = tmp_path / "rsa.pem"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return path
+
+
+# --- server-side encryption -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [1000, 11 << 20])  # one PutObject; a multipart upload
+def test_sse_s3_and_sse_kms_headers_on_every_object(s3: S3, kms_key: str, size: int) -> None:
+    data = os.urandom(size)
+    use(s3, s3_sse="AES256")
+    write(s3.uri("sse-s3.bin"), data)
+    assert head(s3, "sse-s3.bin")["ServerSideEncryption"] == "AES256"
+    use(s3, s3_sse="aws:kms", s3_sse_kms_key_id=kms_key)
+    write(s3.uri("sse-kms.bin"), data)
+    described = head(s3, "sse-kms.bin")
+    assert described["ServerSideEncryption"] == "aws:kms"
+    assert kms_key in described["SSEKMSKeyId"]
+    assert read(s3.uri("sse-kms.bin")) == data
+
+
+def test_a_bucket_refusing_unencrypted_puts_takes_emrmls_sse_writes(s3: S3) -> None:
+    policy = {
+        "Statement": [
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:PutObject",
+                "Resource": f"arn:aws:s3:::{s3.bucket}/*",
+                "Condition": {"StringNotEquals": {"s3:x-amz-server-side-encryption": "AES256"}},
+            }
+        ]
+    }
+    s3.client.put_bucket_policy(Bucket=s3.bucket, Policy=json.dumps(policy))
+    use(s3)
+    with pytest.raises(InvalidInputException, match="AccessDenied"):
+        write(s3.uri("plain.bin"), b"x")
+    use(s3, s3_sse="AES256")
+    for key, size in [("small.bin", 10), ("large.bin", 11 << 20)]:
+        write(s3.uri(key), os.urandom(size))
+        assert head(s3, key)["ServerSideEncryption"] == "AES256"
+
+
+# --- client-side encryption -----------------------------------------------------------------------------
+
+
+def test_cse_round_trips_with_each_provider(
+    s3: S3, kms_key: str, aes_key_file: Path, rsa_key_file: Path
+) -> None:
+    data = b"id,x\n" + b"".join(b"%d,%d\n" % (i, i * i) for i in range(700_000))  # ~9 MB: multipart
+    for name, spec in [
+        ("aes", f"aes:{aes_key_file}"),
+        ("rsa", f"rsa:{rsa_key_file}"),
+        ("kms", f"kms:{kms_key}"),
+        ("plugin", "plugin:test_s3_encryption:plugin_provider"),
+    ]:
+        use(s3, s3_cse_key=spec, s3_sse="AES256")
+        write(s3.uri(f"{name}/data.csv"), data)
+        stored = s3.get(f"{name}/data.csv")
+        assert len(stored) == len(data) + 16 and data[:1000] not in stored
+        metadata = head(s3, f"{name}/data.csv")["Metadata"]
+        assert metadata["x-amz-cek-alg"] == "AES/GCM/NoPadding" and metadata["x-amz-tag-len"] == "128"
+        assert metadata["x-amz-wrap-alg"] == {
+            "aes": "AES/GCM",
+            "rsa": "RSA-OAEP-SHA1",
+            "plugin": "AES/GCM",
+        }.get(name, "kms+context")
+        assert len(base64.b64decode(metadata["x-amz-iv"])) == 12 and metadata["x-amz-key-v2"]
+        assert read(s3.uri(f"{name}/data.csv")) == data
+        assert [ref.size for ref in list_files(s3.uri(f"{name}/data.csv"))] == [len(data)]
+    assert json.loads(head(s3, "kms/data.csv")["Metadata"]["x-amz-matdesc"]) == {
+        "aws:x-amz-cek-alg": "AES/GCM/NoPadding"
+    }
+
+
+def test_wrong_or_missing_key_fails_naming_the_object(s3: S3, tmp_path: Path, aes_key_file: Path) -> None:
+    use(s3, s3_cse_key=f"aes:{aes_key_file}")
+    write(s3.uri("secret.csv"), b"a,b\n1,2\n")
+    other = tmp_path / "other.key"
+    other.write_bytes(os.urandom(32))
+    use(s3, s3_cse_key=f"aes:{other}")
+    with pytest.raises(
+        DecryptionError, match=r"cannot decrypt 's3://.*/secret.csv': none of the configured keys"
+    ):
+        read(s3.uri("secret.csv"))
+    use(s3)
+    with pytest.raises(DecryptionError, match=r"'s3://.*/secret.csv' is encrypted .* no key is configured"):
+        read_text(s3.uri("secret.csv"))
+
+
+def test_key_rotation_reads_old_objects_and_writes_with_the_new_key(
+    s3: S3, tmp_path: Path, aes_key_file: Path, rsa_key_file: Path
+) -> None:
+    use(s3, s3_cse_key=f"aes:{aes_key_file}")
+    write(s3.uri("old.csv"), b"old\n")
+    use(s3, s3_cse_key=f"rsa:{rsa_key_file}", s3_cse_old_keys=f"aes:{aes_key_file}")
+    assert read(s3.uri("old.csv")) == b"old\n"
+    write(s3.uri("old.csv"), read(s3.uri("old.csv")))  # re-encrypt: the rotation recipe
+    assert head(s3, "old.csv")["Metadata"]["x-amz-wrap-alg"] == "RSA-OAEP-SHA1"
+    use(s3, s3_cse_key=f"rsa:{rsa_key_file}")
+    assert read(s3.uri("old.csv")) == b"old\n"
+
+
+def _tamper(s3: S3, key: str, body: bytes | None = None, drop: str | None = None) -> None:
+    described = head(s3, key)
+    metadata = {k: v for k, v in described["Metadata"].items() if k != drop}
+    s3.client.put_object(
+        Bucket=s3.bucket, Key=key, Body=body if body is not None else s3.get(key), Metadata=metadata
+    )
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("tag", "authentication failed"),
+        ("body", "authentication failed"),
+        ("truncated", "authentication failed"),
+        ("short", "shorter than its tag"),
+        ("iv", "lacks x-amz-iv"),
+        ("key", "lacks x-amz-key-v2"),
+    ],
+)
+def test_damaged_objects_fail_clearly(s3: S3, aes_key_file: Path, damage: str, message: str) -> None:
+    use(s3, s3_cse_key=f"aes:{aes_key_file}")
+    data = b"x,y\n" * 100_000
+    write(s3.uri("d.csv"), data)
+    stored = bytearray(s3.get("d.csv"))
+    if damage == "tag":
+        stored[-1] ^= 1
+        _tamper(s3, "d.csv", bytes(stored))
+    elif damage == "body":
+        stored[1000] ^= 1
+        _tamper(s3, "d.csv", bytes(stored))
+    elif damage == "truncated":
+        _tamper(s3, "d.csv", bytes(stored[:-100]))
+    elif damage == "short":
+        _tamper(s3, "d.csv", bytes(stored[:10]))
+    else:
+        _tamper(s3, "d.csv", drop={"iv": "x-amz-iv", "key": "x-amz-key-v2"}[damage])
+    with pytest.raises(DecryptionError, match=message) as caught:
+        read(s3.uri("d.csv"))
+    assert s3.uri("d.csv") in caught.value.message
+
+
+def test_a_datasource_over_a_damaged_object_fails_and_writes_nothing(
+    s3: S3, aes_key_file: Path, tmp_path: Path
+) -> None:
+    from emrml.service.app import EmrML
+
+    settings = use(s3, s3_cse_key=f"aes:{aes_key_file}")
+    write(s3.uri("in/data.csv"), b"a,b\n" + b"1,x\n" * 50_000)
+    stored = bytearray(s3.get("in/data.csv"))
+    stored[-5] ^= 1
+    _tamper(s3, "in/data.csv", bytes(stored))
+    schema = {
+        "version": "1.0",
+        "dataFileContainsHeader": True,
+        "attributes": [
+            {"attributeName": "a", "attributeType": "NUMERIC"},
+            {"attributeName": "b", "attributeType": "CATEGORICAL"},
+        ],
+    }
+    app = EmrML(settings)
+    try:
+        app.call(
+            "CreateDataSourceFromS3",
+            {
+                "DataSourceId": "ds-damaged",
+                "DataSpec": {"DataLocationS3": s3.uri("in/"), "DataSchema": json.dumps(schema)},
+                "ComputeStatistics": True,
+            },
+        )
+        source = app.wait("DataSource", "ds-damaged")
+    finally:
+        app.close()
+    assert source["Status"] == "FAILED" and "authentication failed" in source["Message"]
+    assert "s3://" in source["Message"]
+    assert not list((settings.home / "datasources").glob("ds-damaged*"))
+
+
+# --- interoperability with AWS's S3 Encryption Client ---------------------------------------------------
+
+
+def _client(s3: S3, kms_key: str, action: str, key: str, path: Path) -> None:
+    """AWS's amazon-s3-encryption-client-python, in an environment of its own (it pins cryptography<49)."""
+    command = [
+        "uv", "run", "--isolated", "--no-project", "--quiet",
+        "--with", "amazon-s3-encryption-client-python>=4,<5",
+        "python", str(INTEROP), s3.endpoint_url, s3.bucket, kms_key, action, key, str(path),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=os.environ.copy())
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.timeout(900)  # three runs of the client in its own environment, the first one installing it
+def test_the_aws_encryption_client_reads_emrmls_objects_and_emrml_reads_its_v2_and_v3(
+    s3: S3, kms_key: str, tmp_path: Path
+) -> None:
+    data = os.urandom(3 << 20)
+    use(s3, s3_cse_key=f"kms:{kms_key}")
+    write(s3.uri("by-emrml.bin"), data)
+    _client(s3, kms_key, "read", "by-emrml.bin", tmp_path / "read.bin")
+    assert (tmp_path / "read.bin").read_bytes() == data
+    (tmp_path / "source.bin").write_bytes(data)
+    for version in ("v2", "v3"):
+        _client(s3, kms_key, f"write-{version}", f"by-client-{version}.bin", tmp_path / "source.bin")
+        metadata = head(s3, f"by-client-{version}.bin")["Metadata"]
+        assert ("x-amz-key-v2" if version == "v2" else "x-amz-3") in metadata
+        assert read(s3.uri(f"by-client-{version}.bin")) == data
+    stored = bytearray(s3.get("by-client-v3.bin"))
+    metadata = head(s3, "by-client-v3.bin")["Metadata"]
+    metadata["x-amz-d"] = base64.b64encode(os.urandom(28)).decode()
+    s3.client.put_object(Bucket=s3.bucket, Key="by-client-v3.bin", Body=bytes(stored), Metadata=metadata)
+    with pytest.raises(DecryptionError, match="key commitment does not match"):
+        read(s3.uri("by-client-v3.bin"))
+
+
+@pytest.fixture(autouse=True)
+def _plugin_importable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    sys.modules.setdefault("test_s3_encryption", sys.modules[__name__])
+
+
+def test_bad_key_settings_are_named(s3: S3, tmp_path: Path) -> None:
+    short = tmp_path / "short.key"
+    short.write_bytes(b"\x01" * 7)
+    for spec, message in [
+        ("des:/x", "is not aes:<file>, rsa:<file>"),
+        (f"aes:{tmp_path / 'none.key'}", "cannot read"),
+        (f"aes:{short}", "neither a raw AES key nor one in base64"),
+        ("plugin:no_such_module_here:factory", "cannot load plug-in"),
+    ]:
+        with pytest.raises(InvalidInputException, match=message) as caught:
+            use(s3, s3_cse_key=spec)
+        assert "s3_cse_key" in caught.value.message

@@ -62,15 +62,18 @@ class S3Settings:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> S3Settings:
-        from emrml.storage.cse import provider_from_settings
+        cse = None
+        if settings.s3_cse_key:  # only then: the encryption code is not imported by every command
+            from emrml.storage.cse import provider_from_settings
 
+            cse = provider_from_settings(settings)
         return cls(
             endpoint_url=settings.s3_endpoint_url,
             region=settings.s3_region,
             sse=settings.s3_sse,
             sse_kms_key_id=settings.s3_sse_kms_key_id,
             part_bytes=max(settings.s3_part_bytes, MIN_PART_BYTES),
-            cse=provider_from_settings(settings),
+            cse=cse,
         )
 
     def write_arguments(self) -> dict[str, str]:

@@ -6,8 +6,9 @@ arrays (batches) — and the two give exactly the same tokens for the same input
 
 Definitions shared by both paths:
 
-* **Whitespace** is what ``str.isspace`` accepts (:data:`WHITESPACE`); the vectorized path splits on that
-  explicit set, and Arrow's ``utf8_trim_whitespace`` trims the same set (a test sweeps every code point).
+* **Whitespace** is what ``str.isspace`` accepts (:data:`WHITESPACE`); the vectorized path splits with
+  :func:`emrml.core.text.split_whitespace`, and Arrow's ``utf8_trim_whitespace`` trims the same set (a
+  test sweeps every code point).
   Tokens are the maximal runs of other characters; punctuation stays attached.
 * **Lowercasing** is Python's ``str.lower`` (full Unicode case mapping, Python's Unicode version). The
   vectorized path lowercases ASCII strings with Arrow and hands the rare non-ASCII strings to
@@ -33,6 +34,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from emrml.core.text import drop_empty, split_whitespace
+
 #: Every character ``str.isspace`` accepts (Python 3.11, Unicode 14).
 WHITESPACE = (
     "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
@@ -40,9 +43,6 @@ WHITESPACE = (
 )
 #: ASCII punctuation and symbols: categories P* and S* restricted to ASCII.
 ASCII_PUNCTUATION = string.punctuation
-# Runs of WHITESPACE as an RE2 pattern. Arrow's utf8_split_whitespace would be faster, but pyarrow 26
-# sometimes leaves a trailing space on the last token of a non-ASCII string (it reads past the value).
-_WHITESPACE_RUN = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in WHITESPACE) + "]+"
 
 
 @cache
@@ -214,22 +214,9 @@ def as_strings(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     return column
 
 
-def _drop_empty(tokens: pa.Array, offsets: np.ndarray) -> TokenArray:
-    keep = np.asarray(pc.greater(pc.binary_length(tokens), 0).to_numpy(zero_copy_only=False), dtype=bool)
-    if keep.all():
-        return TokenArray(tokens, offsets)
-    kept_before = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))
-    return TokenArray(tokens.filter(pa.array(keep)), kept_before[offsets])
-
-
 def tokenize_array(strings: pa.Array | pa.ChunkedArray) -> TokenArray:
     """:func:`tokenize` of every string; a null is an empty string (no tokens)."""
-    strings = pc.fill_null(as_strings(strings), "")
-    lists = pc.split_pattern_regex(strings, _WHITESPACE_RUN)
-    offsets = lists.offsets.to_numpy().astype(np.int64)
-    tokens = lists.values.slice(offsets[0], offsets[-1] - offsets[0])
-    # Leading, trailing and repeated whitespace leave empty strings between separators.
-    return _drop_empty(tokens, offsets - offsets[0])
+    return TokenArray(*split_whitespace(as_strings(strings)))
 
 
 def lowercase_array(strings: pa.Array) -> pa.Array:
@@ -249,7 +236,8 @@ def lowercase_tokens(tokens: TokenArray) -> TokenArray:
 
 def no_punct_array(tokens: TokenArray) -> TokenArray:
     """:func:`no_punct` of every row."""
-    return _drop_empty(pc.utf8_trim(tokens.tokens, characters=_punctuation_string()), tokens.offsets)
+    stripped = pc.utf8_trim(tokens.tokens, characters=_punctuation_string())
+    return TokenArray(*drop_empty(stripped, tokens.offsets))
 
 
 def category_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:

@@ -26,9 +26,9 @@ def mutual_information(x: np.ndarray, y: np.ndarray, *, miller_madow: bool = Tru
     size = len(x)
     if size == 0:
         return 0.0
-    _, x_codes = np.unique(x, return_inverse=True)
-    y_values, y_codes = np.unique(y, return_inverse=True)
-    joint = np.bincount(x_codes * len(y_values) + y_codes).astype(np.float64)
+    x_codes, _ = _dense_codes(x)
+    y_codes, y_size = _dense_codes(y)
+    joint = np.bincount(x_codes * y_size + y_codes).astype(np.float64)
     x_counts = np.bincount(x_codes).astype(np.float64)
     y_counts = np.bincount(y_codes).astype(np.float64)
 
@@ -41,6 +41,19 @@ def mutual_information(x: np.ndarray, y: np.ndarray, *, miller_madow: bool = Tru
         cells = np.count_nonzero(joint) - np.count_nonzero(x_counts) - np.count_nonzero(y_counts) + 1
         information -= float(cells) / (2 * size)
     return max(information, 0.0)
+
+
+def _dense_codes(a: np.ndarray) -> tuple[np.ndarray, int]:
+    """``(codes, size)``: codes in ``[0, size)`` with the order of ``a``'s values.
+
+    Codes of attributes and targets are small integers, so shifting them by their minimum is enough; the
+    unused codes count zero and drop out of every sum. Wider ranges take ``np.unique``.
+    """
+    low, high = int(a.min()), int(a.max())
+    if high - low <= 4 * a.size + 1024:
+        return (a - low).astype(np.int64, copy=False), high - low + 1
+    values, codes = np.unique(a, return_inverse=True)
+    return codes, len(values)
 
 
 def quantile_codes(values: np.ndarray, n_bins: int) -> np.ndarray:

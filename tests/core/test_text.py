@@ -1,0 +1,68 @@
+"""The whitespace splitter under both tokenizers: exactly ``str.split()``, whichever Arrow kernel it picks."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from emrml.core.recipe.transforms import WHITESPACE
+from emrml.core.stats import normalized_tokens
+from emrml.core.stats.constants import TOKEN_PUNCTUATION
+from emrml.core.text import is_plain_ascii, split_whitespace
+
+
+def _rows(tokens: pa.Array, offsets: object) -> list[list[str]]:
+    flat = tokens.to_pylist()
+    bounds = list(offsets)  # type: ignore[call-overload]
+    return [flat[bounds[i] : bounds[i + 1]] for i in range(len(bounds) - 1)]
+
+
+_ascii_separators = [c for c in WHITESPACE if c.isascii()]
+_ascii_pieces = st.sampled_from(["a", "Bc", "x,", "..", *_ascii_separators])
+_ascii_texts = st.lists(_ascii_pieces, max_size=15).map("".join)
+_words = st.sampled_from(["a", "The", "ΟΔΟΣ", "İ", "«y»", "😀", "naïve", "ß", "“Quoted”", "—"])
+_unicode_texts = st.one_of(
+    st.text(st.characters(exclude_categories=("Cs",)), max_size=25),
+    st.lists(st.tuples(_words, st.sampled_from(list(WHITESPACE))), max_size=8).map(
+        lambda pairs: "".join(w + s for w, s in pairs)
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.none(), _ascii_texts, _unicode_texts), min_size=1, max_size=10), st.data())
+def test_split_whitespace_is_str_split(texts: list[str | None], data: st.DataObject) -> None:
+    expected = [(text or "").split() for text in texts]
+    tokens, offsets = split_whitespace(pa.array(texts, pa.string()))
+    assert _rows(tokens, offsets) == expected
+    assert "" not in tokens.to_pylist()
+    # A slice of a larger array (a non-zero offset into the buffers), and a large_string array.
+    start = data.draw(st.integers(0, len(texts) - 1))
+    sliced = pa.array(["  pad  ", *texts, "tail  x"], pa.string()).slice(1 + start, len(texts) - start)
+    assert _rows(*split_whitespace(sliced)) == expected[start:]
+    assert _rows(*split_whitespace(pa.array(texts, pa.large_string()))) == expected
+
+
+def test_plain_ascii_excludes_what_arrow_ascii_kernels_misread() -> None:
+    assert is_plain_ascii(pa.array(["a b\tc\n", None, ""]))
+    assert not is_plain_ascii(pa.array(["a\x1cb"]))  # a separator to Python, not to Arrow's ASCII split
+    assert not is_plain_ascii(pa.array(["a", "naïve"]))
+    assert is_plain_ascii(pa.array(["naïve", "plain"]).slice(1))  # only the slice's bytes count
+    assert _rows(*split_whitespace(pa.array(["a\x1cb\x1fc d"]))) == [["a", "b", "c", "d"]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.none(), _ascii_texts, _unicode_texts), min_size=1, max_size=10))
+def test_statistics_tokens_on_both_paths(texts: list[str | None]) -> None:
+    # The statistics lower-case with Arrow's mapping; the rest is Python's split and strip.
+    lowered = pc.utf8_lower(pa.array(texts, pa.string())).to_pylist()
+    expected = [
+        (row, word)
+        for row, text in enumerate(lowered)
+        for token in (text or "").split()
+        if (word := token.strip(TOKEN_PUNCTUATION))
+    ]
+    tokens, rows = normalized_tokens(pa.array(texts, pa.string()))
+    assert list(zip(rows.tolist(), tokens.to_pylist(), strict=True)) == expected

@@ -1,8 +1,9 @@
 """Training and evaluation on the local engine: datasource batches → FeatureSpace → learner → artifact.
 
-Training reads the training datasource twice — once to fit the feature space (vocabularies, bin edges,
-moments) and once to featurize into a scratch cache of sparse batches — and then makes its SGD passes over
-the cache, so extra passes cost no CSV parsing. Memory is bounded by the batch size and the model.
+Training parses the training datasource once: the feature space's fit (vocabularies, bin edges, moments)
+reads the CSV and keeps the selected records in a scratch Arrow file; featurization reads them back and
+writes the featurized rows as raw arrays, over which the SGD passes run (``engine.scratch``). Memory is
+bounded by the batch size and the model.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import scipy.sparse as sp
 
 from emrml.config import Settings
 from emrml.core.alerts import NumericTarget, evaluation_alerts, quality_alerts
@@ -37,6 +37,7 @@ from emrml.core.recipe.suggest import suggest_recipe
 from emrml.core.schema import Attribute, Schema, parse_schema
 from emrml.core.values import parse_binary, parse_numeric
 from emrml.engine.local import Progress, read_selected
+from emrml.engine.scratch import FeatureCache, RecordCache
 from emrml.errors import DataError
 from emrml.storage.locations import list_files
 
@@ -150,34 +151,6 @@ class DatasourceBatches:
                 yield selected.batch
 
 
-SparseBatch = tuple[sp.csr_matrix, np.ndarray, np.ndarray | None]
-
-
-def _sparse_cache(
-    folder: Path, labels: list[str], shuffle_seed: int | None = None
-) -> Callable[[], Iterator[SparseBatch]]:
-    """A BatchSource reading featurized batches back from ``folder``: in the order they were written, or,
-    with ``shuffle_seed``, in a new random order every pass (the learner then mixes rows across batches),
-    so data stored in a meaningful order (sorted by the target, by time) trains like shuffled data."""
-    sorted_labels = np.array(labels)
-    paths = sorted(folder.glob("batch-*.npz"))
-    rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
-
-    def batches() -> Iterator[SparseBatch]:
-        for path in paths if rng is None else [paths[i] for i in rng.permutation(len(paths))]:
-            with np.load(path, allow_pickle=False) as stored:
-                matrix = sp.csr_matrix(
-                    (stored["data"], stored["indices"], stored["indptr"]), shape=tuple(stored["shape"])
-                )
-                y = stored["y"]
-                if labels:
-                    y = np.searchsorted(sorted_labels, y)
-                weights = stored["weights"] if "weights" in stored.files else None
-                yield matrix, y, weights
-
-    return batches
-
-
 def _row_weights(batch: pa.RecordBatch, schema: Schema) -> np.ndarray | None:
     """Per-record weights from the rowWeight attribute (open question 1): invalid or negative → 1."""
     if schema.row_weight is None:
@@ -203,12 +176,14 @@ def train_model(
     if recipe_text is None:
         recipe_text = suggest_recipe(schema, sample, schema.attribute(schema.target or "").type)
     recipe = parse_recipe(recipe_text, schema)
-    source = DatasourceBatches(data, settings)
-    progress(0.0, "fitting the feature space")
-    space = FeatureSpace.fit(recipe, schema, source)
     scratch = Path(tempfile.mkdtemp(prefix=f"train-{model_id}-", dir=_scratch(settings)))
     try:
-        summary, labels = _featurize(space, source, schema, model_type, scratch, progress)
+        batches = DatasourceBatches(data, settings)
+        source = RecordCache(lambda: batches.with_progress(progress, 0.0, 0.2), scratch / "records.arrow")
+        space = FeatureSpace.fit(recipe, schema, source)
+        features = FeatureCache(scratch, space.n_features, weighted=schema.row_weight is not None)
+        shuffle_seed = 0 if parameters.shuffle == "auto" else None
+        summary, labels = _featurize(space, source, schema, model_type, features, progress, shuffle_seed)
         if model_type == "BINARY" and len(summary.class_counts) < 2:
             only = next(iter(summary.class_counts), "none")
             raise DataError(
@@ -222,7 +197,7 @@ def train_model(
 
         linear, report = train(
             model_type,  # type: ignore[arg-type]
-            _sparse_cache(scratch, labels, 0 if parameters.shuffle == "auto" else None),
+            features,
             space.n_features,
             len(labels) if model_type == "MULTICLASS" else None,
             parameters,
@@ -250,19 +225,20 @@ def train_model(
 
 def _featurize(
     space: FeatureSpace,
-    source: DatasourceBatches,
+    source: RecordCache,
     schema: Schema,
     model_type: str,
-    scratch: Path,
+    cache: FeatureCache,
     progress: Progress,
+    shuffle_seed: int | None,
 ) -> tuple[TargetSummary, list[str]]:
-    """Featurize the training data into ``scratch``; returns the target summary and class labels.
+    """Featurize the training data into ``cache``; returns the target summary and class labels.
 
-    Multiclass targets are cached as strings and turned into class indices when read back, because the
-    class list is only complete after the last batch.
+    Multiclass targets are cached as codes in the order the classes appear, and mapped to class indices
+    (sorted labels) when read back, because the class list is only complete after the last batch.
     """
     summary = TargetSummary()
-    written = 0
+    codes: dict[str, int] = {}
     for batch in source.with_progress(progress, 0.2, 0.4):
         targets = parse_target(batch, schema, model_type)
         rows = batch.filter(pa.array(targets.keep))
@@ -271,31 +247,32 @@ def _featurize(
         if model_type == "REGRESSION":
             summary.add_numbers(targets.values)
             y = targets.values
+        elif model_type == "BINARY":
+            y = targets.values
+            for label, count in enumerate(np.bincount(y.astype(np.int64), minlength=2).tolist()):
+                if count:
+                    summary.class_counts[str(label)] = summary.class_counts.get(str(label), 0) + count
         else:
-            y = targets.values.astype(str) if model_type == "MULTICLASS" else targets.values
-            keys = y if model_type == "MULTICLASS" else y.astype(np.int64).astype(str)
-            _count_classes(summary, keys)
-            if model_type == "MULTICLASS" and len(summary.class_counts) > MAX_CLASSES:
+            labels, inverse = np.unique(targets.values.astype(str), return_inverse=True)
+            for label, count in zip(labels.tolist(), np.bincount(inverse).tolist(), strict=True):
+                summary.class_counts[label] = summary.class_counts.get(label, 0) + count
+                codes.setdefault(label, len(codes))
+            if len(summary.class_counts) > MAX_CLASSES:
                 raise DataError(
                     f"the target {schema.target!r} has more than {MAX_CLASSES} classes; "
                     f"a MULTICLASS model supports at most {MAX_CLASSES}"
                 )
-        matrix = space.transform(rows)
-        arrays: dict[str, np.ndarray] = {
-            "data": matrix.data,
-            "indices": matrix.indices,
-            "indptr": matrix.indptr,
-            "shape": np.array(matrix.shape),
-            "y": y,
-        }
-        weights = _row_weights(rows, schema)
-        if weights is not None:
-            arrays["weights"] = weights
-        np.savez(scratch / f"batch-{written:08d}.npz", **arrays)
-        written += 1
-    if not written:
+            y = np.array([codes[label] for label in labels.tolist()], dtype=np.float64)[inverse]
+        cache.append(space.transform(rows), y, _row_weights(rows, schema))
+    if not cache.extents:
         raise DataError(f"no training record has a valid value of the target {schema.target!r}")
     labels = sorted(summary.class_counts) if model_type == "MULTICLASS" else []
+    class_codes = None
+    if model_type == "MULTICLASS":
+        # codes[label] → the label's index in the sorted class list.
+        class_codes = np.empty(len(codes), dtype=np.int64)
+        class_codes[list(codes.values())] = np.searchsorted(np.array(labels), list(codes))
+    cache.close(class_codes, shuffle_seed)
     return summary, labels
 
 

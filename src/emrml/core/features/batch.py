@@ -222,36 +222,36 @@ def bin_part(layout: Layout, bins: np.ndarray) -> Single:
     return Single(np.where(bins < 0, missing, layout.start + bins), np.ones(len(bins)))
 
 
-def _block(
-    parts: list[Single] | Bag, num_rows: int, num_features: int, index_type: type[np.integer]
-) -> scipy.sparse.csr_matrix:
-    """The CSR matrix of consecutive single-feature outputs, or of one token output."""
-    import scipy.sparse  # here: a server scoring single records never loads scipy
+def _group_entries(
+    parts: list[Single] | Bag, num_rows: int, index_type: type[np.integer]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(per_row, columns, values)`` of consecutive single-feature outputs, or of one token output: the
+    entries in row order (columns increasing within a row) and how many each row has."""
     if isinstance(parts, Bag):
-        per_row = np.bincount(parts.rows, minlength=num_rows)
-        indices, data = parts.columns.astype(index_type), np.ones(len(parts.columns))
-    else:
-        indices = np.empty((num_rows, len(parts)), dtype=index_type)
-        data = np.empty((num_rows, len(parts)))
-        for j, part in enumerate(parts):
-            indices[:, j] = part.columns
-            data[:, j] = part.values
-        present = indices >= 0
-        if present.all():  # the usual case: no missing value, no zero
-            per_row = np.full(num_rows, len(parts))
-            indices, data = indices.ravel(), data.ravel()
-        else:
-            per_row = present.sum(axis=1)
-            indices, data = indices[present], data[present]
-    indptr = np.concatenate(([0], np.cumsum(per_row, dtype=np.int64))).astype(index_type)
-    matrix = scipy.sparse.csr_matrix((data, indices, indptr), shape=(num_rows, num_features))
-    matrix.has_sorted_indices = True
-    return matrix
+        return (
+            np.bincount(parts.rows, minlength=num_rows),
+            parts.columns.astype(index_type),
+            np.ones(len(parts.columns)),
+        )
+    columns = np.empty((num_rows, len(parts)), dtype=index_type)
+    values = np.empty((num_rows, len(parts)))
+    for j, part in enumerate(parts):
+        columns[:, j] = part.columns
+        values[:, j] = part.values
+    present = columns >= 0
+    if present.all():  # the usual case: no missing value, no zero
+        return np.full(num_rows, len(parts)), columns.ravel(), values.ravel()
+    return present.sum(axis=1), columns[present], values[present]
 
 
 def assemble(parts: list[Single | Bag], num_rows: int, num_features: int) -> scipy.sparse.csr_matrix:
-    """One CSR matrix from per-output parts whose column ranges increase with the output order."""
-    import scipy.sparse
+    """One CSR matrix from per-output parts whose column ranges increase with the output order.
+
+    Each group's entries are scattered straight into the CSR arrays: within a row, a group's entries
+    follow those of the groups before it, so the columns come out sorted without any sparse arithmetic.
+    """
+    import scipy.sparse  # here: a server scoring single records never loads scipy
+
     index_type = np.int32 if num_features < 2**31 else np.int64
     groups: list[list[Single] | Bag] = []
     for part in parts:
@@ -261,11 +261,30 @@ def assemble(parts: list[Single | Bag], num_rows: int, num_features: int) -> sci
             groups[-1].append(part)
         else:
             groups.append([part])
-    if not groups:
-        return scipy.sparse.csr_matrix((num_rows, num_features), dtype=np.float64)
-    matrices = [_block(group, num_rows, num_features, index_type) for group in groups]
-    # The blocks cover disjoint columns, so their sum merges them row by row (compiled, sorted result).
-    total = matrices[0]
-    for matrix in matrices[1:]:
-        total = total + matrix
-    return total
+    entries = [_group_entries(group, num_rows, index_type) for group in groups]
+    per_row = np.zeros(num_rows, dtype=np.int64)
+    for counts, _, _ in entries:
+        per_row += counts
+    indptr = np.zeros(num_rows + 1, dtype=np.int64)
+    np.cumsum(per_row, out=indptr[1:])
+    nnz = int(indptr[-1])
+    if len(entries) == 1:
+        _, indices, data = entries[0]
+    else:
+        indices = np.empty(nnz, dtype=index_type)
+        data = np.empty(nnz)
+        filled = indptr[:-1].copy()  # where each row's next entry goes
+        for counts, columns, values in entries:
+            # Entry i of the group, the r-th of its row, goes r places after the row's filled part.
+            group_start = np.zeros(num_rows, dtype=np.int64)
+            np.cumsum(counts[:-1], out=group_start[1:])
+            row_of = np.repeat(np.arange(num_rows), counts)
+            destinations = filled[row_of] + (np.arange(columns.size) - group_start[row_of])
+            indices[destinations] = columns
+            data[destinations] = values
+            filled = filled + counts
+    matrix = scipy.sparse.csr_matrix(
+        (data, indices, indptr.astype(index_type)), shape=(num_rows, num_features)
+    )
+    matrix.has_sorted_indices = True
+    return matrix

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -532,3 +533,34 @@ def test_numeric_target_is_discretised() -> None:
     assert attribute(result, "x")["targetCorrelation"] > 1.0
     assert attribute(result, "noise")["targetCorrelation"] < 0.02
     assert result["target"]["distribution"]["validCount"] == 5000
+
+
+# ------------------------------------------------------------------------------ a second thread
+
+
+def test_text_columns_on_a_second_thread_give_the_same_statistics() -> None:
+    schema, table = load_dataset("sms_spam")
+    plain, threaded = StatisticsAccumulator(schema), StatisticsAccumulator(schema)
+    keys = np.arange(table.num_rows, dtype=np.uint64)
+    with ThreadPoolExecutor(1) as executor:
+        for start in range(0, table.num_rows, 700):
+            batch = table.slice(start, 700).combine_chunks().to_batches()[0]
+            plain.update(batch, keys[start : start + batch.num_rows])
+            threaded.update(batch, keys[start : start + batch.num_rows], executor=executor)
+    assert threaded.result() == plain.result()
+
+
+def test_an_error_on_the_second_thread_reaches_the_caller() -> None:
+    schema = make_schema(("n", N), ("t", T))
+    accumulator = StatisticsAccumulator(schema)
+    batch = pa.record_batch({"n": pa.array(["1"]), "t": pa.array(["a b"])})
+
+    class Broken(ThreadPoolExecutor):
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            def fail() -> None:
+                raise RuntimeError("text statistics failed")
+
+            return super().submit(fail)
+
+    with Broken(1) as executor, pytest.raises(RuntimeError, match="text statistics failed"):
+        accumulator.update(batch, np.array([0], dtype=np.uint64), executor=executor)

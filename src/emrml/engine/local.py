@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from queue import Empty, Full, Queue
@@ -209,21 +210,23 @@ def build_datasource(
     records_per_file = [0] * len(files)
     invalid_per_file = [0] * len(files)
     batches = read_selected(files, schema, rearrangement, settings=settings, progress=progress)
-    for selected in prefetch(batches) if accumulator is not None else batches:
-        records_per_file[selected.file_index] += selected.records_in_block
-        bad = selected.invalid
-        invalid_per_file[selected.file_index] += len(bad)
-        summary.invalid_records += len(bad)
-        room = INVALID_EXAMPLES - len(summary.invalid_examples)
-        summary.invalid_examples.extend(_example(r) for r in bad[:room])
-        if invalid_per_file[selected.file_index] > settings.max_invalid_records:
-            raise DataError(
-                f"file {selected.file.uri}: more than {settings.max_invalid_records:,} records are invalid, "
-                f"so the file is rejected (first: line {bad[0].line}: {bad[0].reason})"
-            )
-        summary.total_records += selected.batch.num_rows + len(bad)
-        if accumulator is not None and selected.batch.num_rows:
-            accumulator.update(selected.batch, selected.row_keys())
+    # The statistics' second thread (see StatisticsAccumulator.update); the reader's is in prefetch.
+    with ThreadPoolExecutor(1, thread_name_prefix="emrml-statistics") as executor:
+        for selected in prefetch(batches) if accumulator is not None else batches:
+            records_per_file[selected.file_index] += selected.records_in_block
+            bad = selected.invalid
+            invalid_per_file[selected.file_index] += len(bad)
+            summary.invalid_records += len(bad)
+            room = INVALID_EXAMPLES - len(summary.invalid_examples)
+            summary.invalid_examples.extend(_example(r) for r in bad[:room])
+            if invalid_per_file[selected.file_index] > settings.max_invalid_records:
+                raise DataError(
+                    f"file {selected.file.uri}: more than {settings.max_invalid_records:,} records are "
+                    f"invalid, so the file is rejected (first: line {bad[0].line}: {bad[0].reason})"
+                )
+            summary.total_records += selected.batch.num_rows + len(bad)
+            if accumulator is not None and selected.batch.num_rows:
+                accumulator.update(selected.batch, selected.row_keys(), executor=executor)
     empty_files = [file for file, records in zip(files, records_per_file, strict=True) if records == 0]
     if summary.total_records - summary.invalid_records <= 0:
         raise DataError(_no_records_message(files, empty_files, summary, rearrangement))

@@ -4,6 +4,7 @@ statistics, fed batch by batch and merged across partitions."""
 from __future__ import annotations
 
 import json
+from concurrent.futures import Executor, wait
 from typing import Any
 
 import numpy as np
@@ -142,11 +143,16 @@ class StatisticsAccumulator:
             return CategoricalStats(self.top_k)
         return TextStats(self.top_k)
 
-    def update(self, batch: pa.RecordBatch, row_keys: np.ndarray) -> None:
+    def update(
+        self, batch: pa.RecordBatch, row_keys: np.ndarray, *, executor: Executor | None = None
+    ) -> None:
         """Add a batch: one string column per schema attribute, named as in ``schema.names``.
 
         ``row_keys`` (uint64, one per row) must be stable and unique across the whole datasource; the
-        engine passes ``(file_index << 40) | byte_offset``.
+        engine passes ``(file_index << 40) | byte_offset``. With an ``executor`` (a thread pool), the TEXT
+        columns, the costliest, are summarized there while this thread does the others: Arrow and numpy
+        release the GIL, so this uses a second core. Each column is still fed its batches in order, so
+        the statistics are the same.
         """
         keys = np.asarray(row_keys)
         if keys.shape != (batch.num_rows,) or not np.issubdtype(keys.dtype, np.integer):
@@ -161,12 +167,24 @@ class StatisticsAccumulator:
             return
         self.record_count += batch.num_rows
         columns = {name: as_strings(batch.column(name)) for name in self.schema.names}
-        for name, stats in self._columns.items():
-            stats.update(columns[name])
-        sampled = pa.RecordBatch.from_arrays(
-            [columns[name] for name in self._sample_names], schema=self._sample.arrow_schema
-        )
-        self._sample.offer(splitmix64(keys.astype(U64, copy=False)), sampled)
+        aside = {name for name, stats in self._columns.items() if isinstance(stats, TextStats)}
+        futures = []
+        if executor is not None and len(aside) < len(self._columns):
+            futures = [executor.submit(self._columns[name].update, columns[name]) for name in aside]
+        else:
+            aside = set()
+        try:
+            for name, stats in self._columns.items():
+                if name not in aside:
+                    stats.update(columns[name])
+            sampled = pa.RecordBatch.from_arrays(
+                [columns[name] for name in self._sample_names], schema=self._sample.arrow_schema
+            )
+            self._sample.offer(splitmix64(keys.astype(U64, copy=False)), sampled)
+        finally:
+            wait(futures)  # never leave a column being updated behind, even on an error here
+        for future in futures:
+            future.result()
 
     def merge(self, other: StatisticsAccumulator) -> None:
         """Fold ``other`` (same schema, sample size and top_k) into this accumulator."""

@@ -74,7 +74,8 @@ def emrml_source() -> str:
 
 
 def machine_report() -> str:
-    """Markdown lines describing the machine and the versions that matter, for the README."""
+    """Markdown lines describing the machine and the versions that matter, for the README; the last says
+    whether this process runs with the thread pools capped (:func:`single_threaded`)."""
     memory = _command("free", "-h").splitlines()[1].split()
     cpu = "unknown CPU"
     cpuinfo = Path("/proc/cpuinfo")
@@ -86,7 +87,11 @@ def machine_report() -> str:
         f"- machine: `nproc` = {_command('nproc')} ({cpu}), `free -h`: {memory[1]} total, "
         f"{memory[6]} available; {platform.platform()}\n"
         f"- Python {platform.python_version()}, {versions}; {emrml_source()}\n"
-        f"- native thread pools limited to 1 thread ({', '.join(THREAD_VARIABLES[:3])}, ... = 1)"
+        + (
+            f"- native thread pools limited to 1 thread ({', '.join(THREAD_VARIABLES[:3])}, ... = 1)"
+            if all(os.environ.get(name) == "1" for name in THREAD_VARIABLES)
+            else "- native thread pools at their defaults (both cores)"
+        )
     )
 
 

@@ -249,7 +249,8 @@ def _first_start_help(credentials_file: Path, url: str) -> None:
         "",
         "boto3:",
         "    import json, boto3",
-        f'    credentials = json.load(open("{credentials_file}"))',
+        f'    saved = json.load(open("{credentials_file}"))',
+        '    credentials = {name: saved[name] for name in ("aws_access_key_id", "aws_secret_access_key")}',
         f'    ml = boto3.client("machinelearning", endpoint_url="{url}", region_name="{DEFAULT_REGION}",',
         "                      **credentials)",
         "",
@@ -314,6 +315,7 @@ def serve(
     from emrml.service.app import EmrML
     from emrml.service.auth import ensure_admin
     from emrml.service.identity import Identities
+    from emrml.service.logins import Logins, ensure_admin_password
     from emrml.web import server
     from emrml.web.tls import TlsSettings
 
@@ -357,11 +359,18 @@ def serve(
         created = ensure_admin(Identities(service.sessions, settings.home), settings.home)
         if created is not None:
             _first_start_help(created[1], url)
+    ensure_admin_password(Logins(service.sessions), settings.home)
     slots = settings.max_concurrent_jobs if workers_jobs is None else workers_jobs
     console.print(
         f"emrml API at {url} (listening on {host}:{port}"
         f"{f' with {workers} processes' if workers > 1 else ''}; {_transport(tls)}; "
         f"{'no authentication' if no_auth else 'SigV4 authentication'}; up to {slots} job(s) at once)",
+        markup=False,
+        soft_wrap=True,
+    )
+    console.print(
+        f"console {url}/console/ (user admin; password in {settings.home / 'admin-credentials.json'}, "
+        "mode 0600)",
         markup=False,
         soft_wrap=True,
     )

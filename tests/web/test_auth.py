@@ -434,9 +434,14 @@ def test_serve_runs_signed_requests_logs_them_and_stops_on_sigint(tmp_path: Path
             except OSError:
                 time.sleep(0.2)
         assert health == {"status": "ok", "auth": True, "jobs_running": 0, "job_slots": 25}
-        credentials = json.loads((tmp_path / "admin-credentials.json").read_text())
+        credentials = saved = json.loads((tmp_path / "admin-credentials.json").read_text())
+        assert saved["console_user"] == "admin" and len(saved["console_password"]) >= 16
         client = boto3.client(
-            "machinelearning", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1", **credentials
+            "machinelearning",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            region_name="us-east-1",
+            aws_access_key_id=saved["aws_access_key_id"],
+            aws_secret_access_key=saved["aws_secret_access_key"],
         )
         assert client.describe_data_sources()["Results"] == []
     finally:

@@ -49,7 +49,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from emrml.config import Settings
 from emrml.errors import AmazonMLError, InternalServerException, RequestEntityTooLargeException
@@ -276,6 +276,7 @@ def create_app(
     job_shutdown_seconds: float = 30.0,
     credential_ttl_seconds: float = 5.0,
     inline_predict: bool = True,
+    console: bool = True,
 ) -> AccessLog:
     """The ASGI application serving ``service``.
 
@@ -283,7 +284,8 @@ def create_app(
     them); ``auth`` False accepts unsigned requests as the account's root user. A deleted access key stops
     working within ``credential_ttl_seconds``. ``inline_predict`` False sends Predict through the thread
     pool like every other operation (for measurements). Its lifespan starts the scheduler, the thread
-    keeping mounted models fresh and the access log's periodic flush.
+    keeping mounted models fresh and the access log's periodic flush. ``console`` serves the web console
+    under ``/console/`` (``GET /`` leads there).
     """
     scheduler = JobScheduler(service, job_slots) if job_slots else None
     credentials = (
@@ -330,7 +332,15 @@ def create_app(
                 await run_in_threadpool(scheduler.stop, job_shutdown_seconds)
             access.flush()
 
-    routes = [Route("/", api, methods=["POST"]), Route("/health", health, methods=["GET"])]
+    routes: list[BaseRoute] = [Route("/", api, methods=["POST"]), Route("/health", health, methods=["GET"])]
+    if console:
+        from emrml.console import create_console, redirect_to_console
+
+        wake = scheduler.wake if scheduler is not None else None
+        routes += [
+            Route("/", redirect_to_console(), methods=["GET"]),
+            Mount("/console", app=create_console(service, on_queued=wake)),
+        ]
     settings = service.settings
     access = AccessLog(
         Starlette(routes=routes, lifespan=lifespan),

@@ -1,0 +1,174 @@
+"""The web console, served by ``emrml serve`` under ``/console/`` beside the API.
+
+``create_console(service)`` returns the Starlette app; ``web.server`` mounts it. Templates and static files
+live beside the code (``templates/``, ``static/``); every page has a JSON twin (``?format=json``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from emrml.console import account, forms, jobs, objects
+from emrml.console.app import SECURITY_HEADERS, Console, View, Visit, page
+from emrml.errors import AmazonMLError, InvalidInputException, ResourceNotFoundException
+from emrml.service.app import EmrML
+from emrml.service.logins import SHAREABLE
+
+__all__ = ["create_console"]
+
+
+def _share(visit: Visit) -> View | Response:
+    """Create a share link for an evaluation or model the user can read, or revoke one."""
+    kind, object_id = visit.field("kind"), visit.field("object_id")
+    if kind not in SHAREABLE:
+        raise InvalidInputException("only evaluations and models can be shared")
+    getter, member = (
+        ("GetEvaluation", "EvaluationId") if kind == "Evaluation" else ("GetMLModel", "MLModelId")
+    )
+    # Reading it is the permission check: whoever cannot see the object cannot share it.
+    visit.call(getter, {member: object_id})
+    path = f"{objects.BY_KIND[kind].path}/{object_id}"
+    revoke = visit.field("revoke")
+    if revoke:
+        link = visit.console.logins.revoke(revoke)
+        if (link.kind, link.object_id) != (kind, object_id):
+            raise ResourceNotFoundException(f"share link {revoke!r} does not exist")
+        return visit.redirect(path)
+    expires = visit.field("expires").strip()
+    expires_at = None
+    if expires:
+        try:
+            expires_at = datetime.fromisoformat(expires).replace(tzinfo=UTC).timestamp()
+        except ValueError:
+            raise InvalidInputException(f"the expiry {expires!r} is not a date (YYYY-MM-DD)") from None
+    link_id, token = visit.console.logins.share(kind, object_id, visit.user, expires_at)
+    data = {
+        "LinkId": link_id,
+        "Url": str(visit.request.base_url).rstrip("/") + visit.console.url(f"shared/{token}"),
+        "Kind": kind,
+        "ObjectId": object_id,
+        "ExpiresAt": expires_at,
+    }
+    return View("shared_created.html", data, extra={"back": path})
+
+
+def _shared_endpoint(console: Console) -> Callable[[Request], Any]:
+    """A share link's page, without login: that one dashboard and nothing else."""
+
+    async def shared(request: Request) -> Response:
+        token = request.path_params["token"]
+
+        def load() -> View | None:
+            link = console.logins.shared(token)
+            if link is None:
+                return None
+            # Read as the user who shared it: a link never shows more than its creator could see.
+            visit = Visit(console, request, link.created_by, "")
+            visit.request.scope["path_params"] = {"entity_id": link.object_id}
+            try:
+                view = objects.evaluation(visit) if link.kind == "Evaluation" else objects.model(visit)
+            except AmazonMLError:
+                return None
+            status = (view.data.get("GetEvaluation") or view.data.get("GetMLModel") or {}).get("Status")
+            if status == "DELETED":
+                return None
+            view.data.pop("Evaluations", None)
+            view.extra.update(shared=True, links=[])
+            return view
+
+        view = await run_in_threadpool(load)
+        if view is None:
+            return console.error(
+                request, 404, "Not found", "This link does not exist, has expired or was revoked.", None
+            )
+        return console.render(request, view, None, shared=True)
+
+    return shared
+
+
+def _static_endpoint(console: Console) -> Callable[[Request], Any]:
+    async def static(request: Request) -> Response:
+        return console.static.response(request.path_params["name"])
+
+    return static
+
+
+def create_console(
+    service: EmrML, *, prefix: str = "/console", on_queued: Callable[[], None] | None = None
+) -> Starlette:
+    """The console app for ``service``, to be mounted at ``prefix``; ``on_queued`` wakes the job scheduler."""
+    console = Console(service, prefix=prefix, on_queued=on_queued)
+
+    def get(path: str, handler: Callable[[Visit], Any]) -> Route:
+        return Route(path, page(console, handler), methods=["GET"])
+
+    def post(path: str, handler: Callable[[Visit], Any]) -> Route:
+        return Route(path, page(console, handler), methods=["POST"])
+
+    def both(path: str, handler: Callable[[Visit], Any]) -> Route:
+        return Route(path, page(console, handler), methods=["GET", "POST"])
+
+    routes = [
+        get("/", objects.home),
+        Route("/login", account.login_endpoint(console), methods=["GET", "POST"]),
+        post("/logout", account.logout),
+        both("/account", account.account),
+        both("/datasources/new", forms.new_datasource),
+        both("/models/new", forms.new_model),
+        *(get(f"/{path}", objects.list_page(path)) for path in objects.KINDS),
+        get("/datasources/{entity_id}", objects.datasource),
+        get("/models/{entity_id}", objects.model),
+        post("/models/{entity_id}/threshold", forms.save_threshold),
+        post("/models/{entity_id}/endpoint", forms.endpoint),
+        both("/models/{entity_id}/predict", forms.predict),
+        get("/evaluations/{entity_id}", objects.evaluation),
+        get("/batch-predictions/{entity_id}", objects.batch_prediction),
+        get("/jobs", jobs.jobs),
+        post("/share", _share),
+        Route("/shared/{token}", _shared_endpoint(console), methods=["GET"]),
+        Route("/static/{name:path}", _static_endpoint(console), methods=["GET"]),
+    ]
+    app = Starlette(routes=routes)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return console.error(request, 404, "Not found", f"There is no page at {request.url.path}.", None)
+
+    app.add_exception_handler(404, not_found)
+    return SecurityHeaders(app)
+
+
+class SecurityHeaders:
+    """ASGI middleware adding ``SECURITY_HEADERS`` (and HSTS under TLS) to every console response."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extra = [(name.encode(), value.encode()) for name, value in SECURITY_HEADERS.items()]
+        if scope.get("scheme") == "https":
+            extra.append((b"strict-transport-security", b"max-age=31536000"))
+
+        async def send_with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def redirect_to_console(prefix: str = "/console") -> Callable[[Request], Any]:
+    async def redirect(request: Request) -> Response:
+        return RedirectResponse(prefix + "/", status_code=307)
+
+    return redirect

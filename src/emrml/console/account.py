@@ -1,0 +1,112 @@
+"""Logging in and out, and changing one's password."""
+
+from __future__ import annotations
+
+import hmac
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from emrml.console.app import (
+    CSRF_FIELD,
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    Console,
+    View,
+    Visit,
+    new_login_csrf,
+)
+from emrml.errors import InvalidInputException
+from emrml.service.logins import LoginRefused
+
+
+def _safe_next(console: Console, target: str | None) -> str:
+    """Only a path of this console: never an open redirect to another site."""
+    if target and target.startswith(console.prefix + "/") and not target.startswith("//"):
+        return target
+    return console.url("")
+
+
+def login_endpoint(console: Console):
+    async def login(request: Request) -> Response:
+        visitor = await run_in_threadpool(console.visitor, request)
+        next_url = _safe_next(console, request.query_params.get("next"))
+        if request.method == "GET":
+            if visitor is not None:
+                return RedirectResponse(next_url, status_code=303)
+            return _login_form(console, request, next_url, None, 200)
+        form = await request.form(max_files=0, max_fields=10)
+        expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+        supplied = form.get(CSRF_FIELD)
+        if not expected or not isinstance(supplied, str) or not hmac.compare_digest(supplied, expected):
+            return _login_form(console, request, next_url, "The form expired: please try again.", 403)
+        user, password = form.get("username"), form.get("password")
+        if not isinstance(user, str) or not isinstance(password, str) or not user or not password:
+            return _login_form(console, request, next_url, "Enter a user name and a password.", 400)
+        client = request.client.host if request.client else "unknown"
+        try:
+            session = await run_in_threadpool(console.logins.log_in, user[:64], password[:1024], client)
+        except LoginRefused as exc:
+            status = 429 if exc.retry_after is not None else 401
+            response = _login_form(console, request, next_url, exc.message, status)
+            if exc.retry_after is not None:
+                response.headers["retry-after"] = str(int(exc.retry_after) + 1)
+            return response
+        response = RedirectResponse(next_url, status_code=303)
+        console.set_session_cookie(response, request, session.token)
+        response.delete_cookie(LOGIN_CSRF_COOKIE, path=console.prefix + "/")
+        return response
+
+    return login
+
+
+def _login_form(
+    console: Console, request: Request, next_url: str, error: str | None, status: int
+) -> Response:
+    token = new_login_csrf()
+    view = View(
+        "login.html", {"error": error} if error else {}, status, {"login_csrf": token, "next": next_url}
+    )
+    response = console.render(request, view, None)
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path=console.prefix + "/",
+    )
+    return response
+
+
+def logout(visit: Visit) -> Response:
+    token = visit.request.cookies.get(SESSION_COOKIE, "")
+    visit.console.logins.log_out(token)
+    response = visit.redirect("login")
+    response.delete_cookie(SESSION_COOKIE, path=visit.console.prefix + "/")
+    return response
+
+
+def account(visit: Visit) -> View | Response:
+    """The user's page: change the password (the current one is asked again)."""
+    data = {"account": {"UserName": visit.user, "Arn": visit.arn}}
+    if visit.form is None:
+        return View("account.html", data)
+    current, new, again = (visit.field(name) for name in ("current", "new", "again"))
+    errors: dict[str, str] = {}
+    if not visit.console.logins.verify(visit.user, current):
+        errors["current"] = "This is not your current password."
+    elif new != again:
+        errors["again"] = "The two new passwords differ."
+    else:
+        try:
+            visit.console.logins.set_password(visit.user, new)
+        except InvalidInputException as exc:
+            errors["new"] = exc.message
+    if errors:
+        return View("account.html", data, 400, {"errors": errors})
+    # Changing the password ended every session, this one too: log in again with the new password.
+    response = visit.redirect("login")
+    response.delete_cookie(SESSION_COOKIE, path=visit.console.prefix + "/")
+    return response

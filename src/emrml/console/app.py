@@ -1,0 +1,242 @@
+"""The console's application object: sessions, CSRF, rendering, static files, errors.
+
+Every page is a plain function ``(visit) -> View`` that calls Amazon ML operations through
+``Visit.call`` — ``EmrML.call`` with the logged-in user as caller, so the console may do exactly what that
+user may do through the API — and returns the data it shows. ``page`` turns it into an endpoint: the HTML
+page, or its JSON twin (the same data) when the URL ends in ``?format=json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from emrml.console import formats
+from emrml.errors import AmazonMLError, ResourceNotFoundException
+from emrml.service.app import EmrML
+from emrml.service.auth import user_arn
+from emrml.service.logins import Logins, SessionInfo
+
+SESSION_COOKIE = "emrml_session"
+LOGIN_CSRF_COOKIE = "emrml_login_csrf"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+STATIC_DIR = Path(__file__).parent / "static"
+#: A year: static names carry their content's hash, so a changed file is a new URL.
+STATIC_MAX_AGE = 365 * 24 * 3600
+#: No inline script or style anywhere: page data travels in <script type="application/json"> blocks.
+SECURITY_HEADERS = {
+    "content-security-policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    ),
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+}
+
+
+@dataclass
+class View:
+    """What a page shows: a template and its data (the JSON twin is ``data``)."""
+
+    template: str
+    data: dict[str, Any]
+    status: int = 200
+    #: Extra template variables that are not part of the JSON twin (form state, errors).
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Visit:
+    """One request by a logged-in user: the form (POST), the path parameters, and the operations."""
+
+    console: Console
+    request: Request
+    user: str
+    csrf_token: str
+    form: FormData | None = None
+
+    @property
+    def arn(self) -> str:
+        return user_arn(self.console.service.settings.account_id, self.user)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.request.path_params)
+
+    @property
+    def query(self) -> dict[str, str]:
+        return dict(self.request.query_params)
+
+    def call(self, operation: str, request: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Run an Amazon ML operation as this user (the same check as a signed API request)."""
+        response = self.console.service.call(operation, request or {}, self.arn)
+        if operation.startswith("Create") and self.console.on_queued is not None:
+            self.console.on_queued()
+        return response
+
+    def field(self, name: str, default: str = "") -> str:
+        value = self.form.get(name) if self.form is not None else None
+        return value if isinstance(value, str) else default
+
+    def redirect(self, path: str) -> RedirectResponse:
+        return RedirectResponse(self.console.url(path), status_code=303)
+
+
+class StaticFiles:
+    """The package's static files under content-hashed names (``console.3f2a9c1e.js``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.hashed: dict[str, str] = {}
+        self.files: dict[str, Path] = {}
+        for path in sorted(root.rglob("*")):
+            if not path.is_file():
+                continue
+            name = path.relative_to(root).as_posix()
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+            stem, dot, suffix = name.rpartition(".")
+            hashed = f"{stem}.{digest}.{suffix}" if dot else f"{name}.{digest}"
+            self.hashed[name] = hashed
+            self.files[hashed] = path
+
+    def response(self, hashed: str) -> Response:
+        path = self.files.get(hashed)
+        if path is None:
+            raise HTTPException(404)
+        headers = {"cache-control": f"public, max-age={STATIC_MAX_AGE}, immutable"}
+        return FileResponse(path, headers=headers)
+
+
+class Console:
+    """The console of one ``EmrML`` under ``prefix``; ``on_queued`` is called after a Create operation."""
+
+    def __init__(
+        self, service: EmrML, *, prefix: str = "/console", on_queued: Callable[[], None] | None = None
+    ) -> None:
+        self.service = service
+        self.prefix = prefix
+        self.on_queued = on_queued
+        self.logins = Logins(service.sessions)
+        self.static = StaticFiles(STATIC_DIR)
+        self.templates = Environment(
+            loader=PackageLoader("emrml.console", "templates"),
+            autoescape=select_autoescape(default=True, default_for_string=True),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.templates.globals.update(url=self.url, static=self.static_url)
+        self.templates.filters.update(formats.FILTERS)
+
+    def url(self, path: str = "", **query: Any) -> str:
+        base = self.prefix + "/" + path.lstrip("/")
+        pairs = [(k, v) for k, v in query.items() if v not in (None, "")]
+        if pairs:
+            base += "?" + "&".join(f"{k}={quote(str(v), safe='')}" for k, v in pairs)
+        return base
+
+    def static_url(self, name: str) -> str:
+        return f"{self.prefix}/static/{self.static.hashed[name]}"
+
+    # ------------------------------------------------------------------------------------ rendering
+
+    def render(self, request: Request, view: View, visitor: SessionInfo | None, **extra: Any) -> Response:
+        if wants_json(request):
+            return JSONResponse(view.data, status_code=view.status)
+        context = {
+            **view.data,
+            **view.extra,
+            **extra,
+            "user": visitor.user_name if visitor else None,
+            "csrf_token": visitor.csrf_token if visitor else None,
+            "page_data": view.data,
+            "request_path": request.url.path,
+        }
+        html = self.templates.get_template(view.template).render(context)
+        return HTMLResponse(html, status_code=view.status)
+
+    def error(self, request: Request, status: int, title: str, message: str, visitor: SessionInfo | None):
+        data = {"error": {"status": status, "title": title, "message": message}}
+        return self.render(request, View("error.html", data, status), visitor)
+
+    # ------------------------------------------------------------------------------------ sessions
+
+    def visitor(self, request: Request) -> SessionInfo | None:
+        token = request.cookies.get(SESSION_COOKIE)
+        return self.logins.session(token) if token else None
+
+    def set_session_cookie(self, response: Response, request: Request, token: str) -> None:
+        response.set_cookie(
+            SESSION_COOKIE,
+            token,
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+            path=self.prefix + "/",
+        )
+
+
+def wants_json(request: Request) -> bool:
+    return request.query_params.get("format") == "json"
+
+
+def csrf_ok(expected: str, form: FormData | None, request: Request) -> bool:
+    supplied = request.headers.get(CSRF_HEADER) or (form.get(CSRF_FIELD) if form is not None else None)
+    return isinstance(supplied, str) and hmac.compare_digest(supplied.encode(), expected.encode())
+
+
+def page(console: Console, handler: Callable[[Visit], View | Response]) -> Callable[[Request], Any]:
+    """The endpoint of a page: the session required, CSRF checked on POST, errors as error pages."""
+
+    async def endpoint(request: Request) -> Response:
+        visitor = await run_in_threadpool(console.visitor, request)
+        if visitor is None:
+            if wants_json(request) or request.method != "GET":
+                return JSONResponse({"error": "log in first"}, status_code=401)
+            target = console.url(
+                "login", next=request.url.path + ("?" + request.url.query if request.url.query else "")
+            )
+            return RedirectResponse(target, status_code=303)
+        form = None
+        if request.method == "POST":
+            form = await request.form(max_files=0, max_fields=5000)
+            if not csrf_ok(visitor.csrf_token, form, request):
+                return console.error(
+                    request,
+                    403,
+                    "Refused",
+                    "The form's CSRF token is missing or wrong: reload the page.",
+                    visitor,
+                )
+        visit = Visit(console, request, visitor.user_name, visitor.csrf_token, form)
+        try:
+            result = await run_in_threadpool(handler, visit)
+        except ResourceNotFoundException as exc:
+            return console.error(request, 404, "Not found", exc.message, visitor)
+        except AmazonMLError as exc:
+            status = exc.http_status if exc.http_status < 500 else 500
+            title = "Refused" if status == 403 else exc.type_name
+            return console.error(request, status, title, exc.message, visitor)
+        if isinstance(result, Response):
+            return result
+        return console.render(request, result, visitor)
+
+    return endpoint
+
+
+def new_login_csrf() -> str:
+    return secrets.token_urlsafe(24)

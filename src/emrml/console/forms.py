@@ -1,0 +1,419 @@
+"""The pages that change things: the datasource wizard, new models (default or custom settings), the
+score threshold, real-time endpoints, batch predictions and share links.
+
+Each is an Amazon ML operation (or a few) called as the logged-in user; an operation's refusal is shown
+beside the form field it concerns.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+import time
+from typing import Any
+
+from starlette.responses import Response
+
+from emrml.console.app import View, Visit
+from emrml.errors import AmazonMLError, InvalidInputException
+
+ATTRIBUTE_TYPES = ("NUMERIC", "CATEGORICAL", "TEXT", "BINARY")
+MODEL_TYPES = ("BINARY", "MULTICLASS", "REGRESSION")
+SHUFFLE_TYPES = ("auto", "none")
+#: The default model's split, as the Amazon ML console made it: a random 70 % to train, the rest to evaluate.
+DEFAULT_TRAIN_PERCENT = 70
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(6)}"
+
+
+def _split(begin: int, end: int, strategy: str, seed: str, complement: bool = False) -> str:
+    splitting: dict[str, Any] = {"percentBegin": begin, "percentEnd": end, "strategy": strategy}
+    if strategy == "random":
+        splitting["strategyParams"] = {"randomSeed": seed}
+    if complement:
+        splitting["complement"] = True
+    return json.dumps({"splitting": splitting})
+
+
+# ---------------------------------------------------------------------------------------------- datasources
+
+
+def new_datasource(visit: Visit) -> View | Response:
+    """A wizard in two steps: a location (its schema is inferred), then the schema as an editable table."""
+    if visit.form is None or visit.field("step") != "create":
+        return _infer_step(visit)
+    return _create_step(visit)
+
+
+def _infer_step(visit: Visit) -> View:
+    location = visit.field("location", visit.query.get("location", "")).strip()
+    form = {"location": location, "target": visit.field("target").strip()}
+    if visit.form is None or not location:
+        errors = {"location": "Give the data's location."} if visit.form is not None else {}
+        return View(
+            "datasource_new.html",
+            {"step": "location"},
+            400 if errors else 200,
+            {"form": form, "errors": errors},
+        )
+    request: dict[str, Any] = {"DataLocationS3": location}
+    if form["target"]:
+        request["TargetAttributeName"] = form["target"]
+    try:
+        schema = json.loads(visit.call("InferDataSchema", request)["DataSchema"])
+    except InvalidInputException as exc:
+        return View(
+            "datasource_new.html",
+            {"step": "location"},
+            400,
+            {"form": form, "errors": {"location": exc.message}},
+        )
+    form["name"] = location.rstrip("/").rsplit("/", 1)[-1]
+    return View("datasource_new.html", {"step": "schema", "DataSchema": schema}, extra=_schema_extra(form))
+
+
+def _schema_extra(form: dict[str, Any], errors: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"form": form, "errors": errors or {}, "attribute_types": ATTRIBUTE_TYPES}
+
+
+def _edited_schema(visit: Visit) -> dict[str, Any]:
+    """The schema as the table's fields left it: types, target, row id, excluded attributes."""
+    try:
+        schema = json.loads(visit.field("schema"))
+        attributes = schema["attributes"]
+    except (ValueError, KeyError, TypeError):
+        raise InvalidInputException("the form's schema is damaged: start the wizard again") from None
+    excluded = set(visit.form.getlist("excluded")) if visit.form is not None else set()
+    for index, attribute in enumerate(attributes):
+        chosen = visit.field(f"type-{index}", attribute.get("attributeType", ""))
+        attribute["attributeType"] = chosen
+    names = [attribute.get("attributeName") for attribute in attributes]
+    target, row_id = visit.field("target_attribute"), visit.field("row_id")
+    schema["targetAttributeName"] = target if target in names else None
+    schema["rowId"] = row_id if row_id in names else None
+    schema["excludedAttributeNames"] = [name for name in names if name in excluded]
+    return schema
+
+
+def _create_step(visit: Visit) -> View | Response:
+    form = {
+        "location": visit.field("location"),
+        "name": visit.field("name"),
+        "split": visit.field("split", "all"),
+        "percent": visit.field("percent", str(DEFAULT_TRAIN_PERCENT)),
+        "strategy": visit.field("strategy", "random"),
+        "statistics": visit.field("statistics") == "on",
+    }
+    errors: dict[str, str] = {}
+    try:
+        schema = _edited_schema(visit)
+    except InvalidInputException as exc:
+        return View(
+            "datasource_new.html",
+            {"step": "location"},
+            400,
+            {"form": form, "errors": {"location": exc.message}},
+        )
+    rearrangement = None
+    if form["split"] in ("train", "evaluate"):
+        try:
+            percent = int(form["percent"])
+            if not 1 <= percent <= 99:
+                raise ValueError
+        except ValueError:
+            errors["percent"] = (
+                f"The training share is a whole percentage from 1 to 99 (got {form['percent']!r})."
+            )
+        else:
+            if form["strategy"] not in ("random", "sequential"):
+                errors["strategy"] = "The split is random or sequential."
+            rearrangement = _split(
+                0, percent, form["strategy"], form["location"], form["split"] == "evaluate"
+            )
+    if not errors:
+        source_id = new_id("ds")
+        spec: dict[str, Any] = {"DataLocationS3": form["location"], "DataSchema": json.dumps(schema)}
+        if rearrangement:
+            spec["DataRearrangement"] = rearrangement
+        request = {
+            "DataSourceId": source_id,
+            "DataSpec": spec,
+            "ComputeStatistics": form["statistics"],
+        }
+        if form["name"]:
+            request["DataSourceName"] = form["name"][:1024]
+        try:
+            visit.call("CreateDataSourceFromS3", request)
+        except InvalidInputException as exc:
+            field = "percent" if "Rearrangement" in exc.message else "schema"
+            errors[field] = exc.message
+        else:
+            return visit.redirect(f"datasources/{source_id}")
+    return View(
+        "datasource_new.html", {"step": "schema", "DataSchema": schema}, 400, _schema_extra(form, errors)
+    )
+
+
+# ---------------------------------------------------------------------------------------------- models
+
+
+def _training_sources(visit: Visit) -> list[dict[str, Any]]:
+    return visit.call(
+        "DescribeDataSources",
+        {"FilterVariable": "Status", "EQ": "COMPLETED", "Limit": 100, "SortOrder": "dsc"},
+    )["Results"]
+
+
+def new_model(visit: Visit) -> View | Response:
+    """Default settings (one form: data and type) or custom settings (recipe, parameters, evaluation)."""
+    mode = visit.field("mode", visit.query.get("mode", "default"))
+    mode = mode if mode in ("default", "custom") else "default"
+    form = {
+        "mode": mode,
+        "datasource": visit.field("datasource", visit.query.get("datasource", "")),
+        "type": visit.field("type", "BINARY"),
+        "name": visit.field("name"),
+        "recipe": visit.field("recipe"),
+        "passes": visit.field("passes", "10"),
+        "shuffle": visit.field("shuffle", "auto"),
+        "l1": visit.field("l1", "0"),
+        "l2": visit.field("l2", "1e-6"),
+        "size": visit.field("size", "100"),
+        "evaluation": visit.field("evaluation"),
+    }
+    extra = {"form": form, "errors": {}, "model_types": MODEL_TYPES, "shuffle_types": SHUFFLE_TYPES}
+    data = {"DataSources": _training_sources(visit)}
+    if visit.form is None:
+        return View("model_new.html", data, extra=extra)
+    errors: dict[str, str] = extra["errors"]
+    if form["type"] not in MODEL_TYPES:
+        errors["type"] = "Choose BINARY, MULTICLASS or REGRESSION."
+    if not form["datasource"]:
+        errors["datasource"] = "Choose the training data."
+    if errors:
+        return View("model_new.html", data, 400, extra)
+    try:
+        model_id = (_default_model if mode == "default" else _custom_model)(visit, form, errors)
+    except AmazonMLError as exc:
+        errors.setdefault("general", exc.message)
+        model_id = None
+    if model_id is None:
+        return View("model_new.html", data, 400, extra)
+    return visit.redirect(f"models/{model_id}")
+
+
+def _default_model(visit: Visit, form: dict[str, Any], errors: dict[str, str]) -> str | None:
+    """70/30 random split of the chosen data, the suggested recipe, and the evaluation queued behind the
+    training (the job waits for the model, so it appears by itself when training completes)."""
+    source = visit.call("GetDataSource", {"DataSourceId": form["datasource"], "Verbose": True})
+    if not source.get("DataSourceSchema"):
+        errors["datasource"] = "This datasource has no schema yet: wait until it is COMPLETED."
+        return None
+    label = form["name"] or source.get("Name") or source["DataSourceId"]
+    seed = secrets.token_hex(8)
+    ids = {}
+    for part, complement in (("training", False), ("evaluation", True)):
+        ids[part] = new_id("ds")
+        spec = {
+            "DataLocationS3": source["DataLocationS3"],
+            "DataSchema": source["DataSourceSchema"],
+            "DataRearrangement": _split(0, DEFAULT_TRAIN_PERCENT, "random", seed, complement),
+        }
+        share = DEFAULT_TRAIN_PERCENT if part == "training" else 100 - DEFAULT_TRAIN_PERCENT
+        visit.call(
+            "CreateDataSourceFromS3",
+            {
+                "DataSourceId": ids[part],
+                "DataSourceName": f"{label}: {part} {share} %"[:1024],
+                "DataSpec": spec,
+                "ComputeStatistics": part == "training",
+            },
+        )
+    model_id = new_id("ml")
+    try:
+        visit.call(
+            "CreateMLModel",
+            {
+                "MLModelId": model_id,
+                "MLModelName": label[:1024],
+                "MLModelType": form["type"],
+                "TrainingDataSourceId": ids["training"],
+            },
+        )
+    except InvalidInputException as exc:
+        errors["type"] = exc.message
+        return None
+    visit.call(
+        "CreateEvaluation",
+        {
+            "EvaluationId": new_id("ev"),
+            "EvaluationName": f"{label}: evaluation"[:1024],
+            "MLModelId": model_id,
+            "EvaluationDataSourceId": ids["evaluation"],
+        },
+    )
+    return model_id
+
+
+def _custom_model(visit: Visit, form: dict[str, Any], errors: dict[str, str]) -> str | None:
+    parameters: dict[str, str] = {"sgd.shuffleType": form["shuffle"]}
+    checks = (
+        ("passes", "sgd.maxPasses", int, 1, 100, "a whole number of passes from 1 to 100"),
+        ("l1", "sgd.l1RegularizationAmount", float, 0.0, 1.0, "a number from 0 to 1"),
+        ("l2", "sgd.l2RegularizationAmount", float, 0.0, 1.0, "a number from 0 to 1"),
+        ("size", "sgd.maxMLModelSizeInBytes", float, 0.1, 2048, "a size in MiB from 0.1 to 2048"),
+    )
+    for field, key, kind, low, high, says in checks:
+        try:
+            value = kind(form[field])
+            if not (math.isfinite(value) and low <= value <= high):
+                raise ValueError
+        except ValueError:
+            errors[field] = f"Give {says} (got {form[field]!r})."
+            continue
+        parameters[key] = str(int(value * 1024 * 1024)) if field == "size" else str(value)
+    if form["shuffle"] not in SHUFFLE_TYPES:
+        errors["shuffle"] = "Shuffle is auto or none."
+    if errors:
+        return None
+    model_id = new_id("ml")
+    request: dict[str, Any] = {
+        "MLModelId": model_id,
+        "MLModelType": form["type"],
+        "TrainingDataSourceId": form["datasource"],
+        "Parameters": parameters,
+    }
+    if form["name"]:
+        request["MLModelName"] = form["name"][:1024]
+    if form["recipe"].strip():
+        request["Recipe"] = form["recipe"]
+    try:
+        visit.call("CreateMLModel", request)
+    except InvalidInputException as exc:
+        message = exc.message
+        field = "recipe" if "ecipe" in message or "line" in message else "general"
+        if "Parameters" in message or "sgd." in message:
+            field = "general"
+        errors[field] = message
+        return None
+    if form["evaluation"]:
+        visit.call(
+            "CreateEvaluation",
+            {
+                "EvaluationId": new_id("ev"),
+                "MLModelId": model_id,
+                "EvaluationDataSourceId": form["evaluation"],
+            },
+        )
+    return model_id
+
+
+# ---------------------------------------------------------------------------------------------- model actions
+
+
+def save_threshold(visit: Visit) -> View | Response:
+    """UpdateMLModel's ScoreThreshold; back to the evaluation it was chosen on."""
+    model_id = visit.params["entity_id"]
+    back = visit.field("evaluation")
+    text = visit.field("threshold").strip()
+    try:
+        threshold = float(text)
+        if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
+            raise ValueError
+    except ValueError:
+        error = f"The threshold is a number from 0 to 1 (got {text!r})."
+    else:
+        try:
+            visit.call("UpdateMLModel", {"MLModelId": model_id, "ScoreThreshold": threshold})
+        except InvalidInputException as exc:
+            error = exc.message
+        else:
+            return visit.redirect(f"evaluations/{back}?saved=1" if back else f"models/{model_id}")
+    if back:
+        from emrml.console.objects import evaluation
+
+        visit.request.scope["path_params"] = {"entity_id": back}
+        view = evaluation(visit)
+        view.status, view.extra["threshold_error"], view.extra["threshold_text"] = 400, error, text
+        return view
+    raise InvalidInputException(error)
+
+
+def endpoint(visit: Visit) -> Response:
+    model_id = visit.params["entity_id"]
+    operation = "CreateRealtimeEndpoint" if visit.field("action") == "create" else "DeleteRealtimeEndpoint"
+    visit.call(operation, {"MLModelId": model_id})
+    return visit.redirect(f"models/{model_id}")
+
+
+def predict(visit: Visit) -> View:
+    """A record from the form generated from the model's schema, or pasted as JSON or one CSV line."""
+    model_id = visit.params["entity_id"]
+    model = visit.call("GetMLModel", {"MLModelId": model_id, "Verbose": True})
+    schema = json.loads(model.get("Schema") or "{}")
+    target = schema.get("targetAttributeName")
+    attributes = [a for a in schema.get("attributes", []) if a.get("attributeName") != target]
+    data: dict[str, Any] = {"GetMLModel": model}
+    extra: dict[str, Any] = {"attributes": attributes, "errors": {}, "values": {}}
+    if visit.form is None:
+        return View("predict.html", data, extra=extra)
+    pasted = visit.field("pasted").strip()
+    try:
+        record = (
+            _pasted_record(pasted, attributes)
+            if pasted
+            else {
+                a["attributeName"]: visit.field(f"a-{index}")
+                for index, a in enumerate(attributes)
+                if visit.field(f"a-{index}") != ""
+            }
+        )
+    except InvalidInputException as exc:
+        extra["errors"]["pasted"] = exc.message
+        return View("predict.html", data, 400, extra)
+    extra["values"] = record
+    endpoint_url = (model.get("EndpointInfo") or {}).get("EndpointUrl")
+    if not endpoint_url:
+        extra["errors"]["general"] = "Turn the model's real-time endpoint on first."
+        return View("predict.html", data, 400, extra)
+    started = time.perf_counter()
+    try:
+        answer = visit.call(
+            "Predict", {"MLModelId": model_id, "Record": record, "PredictEndpoint": endpoint_url}
+        )
+    except AmazonMLError as exc:
+        extra["errors"]["general"] = exc.message
+        return View("predict.html", data, 400, extra)
+    data["Record"] = record
+    data["Prediction"] = answer["Prediction"]
+    data["LatencyMilliseconds"] = round((time.perf_counter() - started) * 1000, 2)
+    return View("predict.html", data, extra=extra)
+
+
+def _pasted_record(text: str, attributes: list[dict[str, Any]]) -> dict[str, str]:
+    """A JSON object of strings, or one CSV line in the schema's attribute order (target left out)."""
+    if text.startswith("{"):
+        try:
+            record = json.loads(text)
+        except ValueError as exc:
+            raise InvalidInputException(f"the pasted record is not valid JSON: {exc}") from None
+        if not isinstance(record, dict):
+            raise InvalidInputException("the pasted JSON must be an object of attribute names to values")
+        return {
+            str(name): value if isinstance(value, str) else json.dumps(value)
+            for name, value in record.items()
+        }
+    import csv
+
+    rows = list(csv.reader([text]))
+    values = rows[0] if rows else []
+    names = [a["attributeName"] for a in attributes]
+    if len(values) != len(names):
+        raise InvalidInputException(
+            f"the pasted CSV line has {len(values)} values; the model's schema has {len(names)} attributes "
+            f"besides the target ({', '.join(names)})"
+        )
+    return {name: value for name, value in zip(names, values, strict=True) if value != ""}

@@ -1,0 +1,196 @@
+"""The pages that show objects: the home page, a list per kind (paged by Describe*), a detail page per kind.
+
+The kinds share one list page, driven by ``KINDS``; each detail page gathers the Get* operations of its
+object (and the insights behind its charts).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from emrml.console.app import View, Visit
+from emrml.console.thresholds import at_threshold
+from emrml.errors import InvalidInputException
+
+PAGE_SIZE = 25
+STATUSES = ("PENDING", "INPROGRESS", "COMPLETED", "FAILED")
+SORTS = {"newest": ("CreatedAt", "dsc"), "oldest": ("CreatedAt", "asc"), "name": ("Name", "asc")}
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of object as the console lists it."""
+
+    kind: str
+    path: str
+    title: str
+    id_member: str
+    describe: str
+    #: Columns of its list beside id, name, status and creation time: (member, heading).
+    columns: tuple[tuple[str, str], ...]
+
+
+KINDS = {
+    kind.path: kind
+    for kind in (
+        Kind(
+            "DataSource",
+            "datasources",
+            "Datasources",
+            "DataSourceId",
+            "DescribeDataSources",
+            (("TotalRecordCount", "Records"), ("DataLocationS3", "Location")),
+        ),
+        Kind(
+            "MLModel",
+            "models",
+            "ML models",
+            "MLModelId",
+            "DescribeMLModels",
+            (("MLModelType", "Type"), ("TrainingDataSourceId", "Training data")),
+        ),
+        Kind(
+            "Evaluation",
+            "evaluations",
+            "Evaluations",
+            "EvaluationId",
+            "DescribeEvaluations",
+            (("MLModelId", "Model"), ("EvaluationDataSourceId", "Evaluation data")),
+        ),
+        Kind(
+            "BatchPrediction",
+            "batch-predictions",
+            "Batch predictions",
+            "BatchPredictionId",
+            "DescribeBatchPredictions",
+            (("MLModelId", "Model"), ("OutputUri", "Output")),
+        ),
+    )
+}
+BY_KIND = {kind.kind: kind for kind in KINDS.values()}
+
+
+def describe_request(query: dict[str, str]) -> dict[str, Any]:
+    """The Describe* request of a list page's query: one filter (name prefix or status), sort, page
+    (``size`` objects, 1 to 100, default ``PAGE_SIZE``)."""
+    size = query.get("size", "")
+    limit = min(100, max(1, int(size))) if size.isdigit() else PAGE_SIZE
+    sort = SORTS.get(query.get("sort", "newest"), SORTS["newest"])
+    request: dict[str, Any] = {"Limit": limit, "SortOrder": sort[1]}
+    prefix, status = query.get("prefix", "").strip(), query.get("status", "")
+    if prefix:
+        request.update(FilterVariable="Name", Prefix=prefix)
+    elif status in STATUSES:
+        request.update(FilterVariable="Status", EQ=status)
+    elif sort[0] == "Name":
+        request.update(FilterVariable="Name", Prefix="")
+    else:
+        request["FilterVariable"] = "CreatedAt"
+        request["GE"] = "0"
+    if query.get("token"):
+        request["NextToken"] = query["token"]
+    return request
+
+
+def list_page(path: str):
+    kind = KINDS[path]
+
+    def show(visit: Visit) -> View:
+        query = visit.query
+        try:
+            result = visit.call(kind.describe, describe_request(query))
+        except InvalidInputException as exc:
+            # A stale or forged page token: start again from the first page, saying why.
+            query = {k: v for k, v in query.items() if k != "token"}
+            result = visit.call(kind.describe, describe_request(query))
+            result["Notice"] = exc.message
+        data = {"kind": kind.kind, "Results": result["Results"], "NextToken": result.get("NextToken")}
+        extra = {
+            "kind": kind,
+            "query": query,
+            "statuses": STATUSES,
+            "sorts": list(SORTS),
+            "notice": result.get("Notice"),
+        }
+        return View("list.html", data, extra=extra)
+
+    return show
+
+
+def home(visit: Visit) -> View:
+    """The latest objects of each kind and what to do next."""
+    recent = {
+        kind.kind: visit.call(
+            kind.describe, {"Limit": 5, "SortOrder": "dsc", "FilterVariable": "CreatedAt", "GE": "0"}
+        )["Results"]
+        for kind in KINDS.values()
+    }
+    return View("home.html", {"Recent": recent}, extra={"kinds": KINDS})
+
+
+def datasource(visit: Visit) -> View:
+    source_id = visit.params["entity_id"]
+    described = visit.call("GetDataSource", {"DataSourceId": source_id, "Verbose": True})
+    statistics = visit.call("GetDataSourceStatistics", {"DataSourceId": source_id})
+    schema = _json(described.get("DataSourceSchema"))
+    data = {"GetDataSource": described, "GetDataSourceStatistics": statistics}
+    return View("datasource.html", data, extra={"schema": schema})
+
+
+def model(visit: Visit) -> View:
+    model_id = visit.params["entity_id"]
+    described = visit.call("GetMLModel", {"MLModelId": model_id, "Verbose": True})
+    insights = visit.call("GetMLModelInsights", {"MLModelId": model_id})
+    evaluations = visit.call(
+        "DescribeEvaluations",
+        {"FilterVariable": "MLModelId", "EQ": model_id, "Limit": 20, "SortOrder": "dsc"},
+    )["Results"]
+    data = {"GetMLModel": described, "GetMLModelInsights": insights, "Evaluations": evaluations}
+    extra = {"recipe": described.get("Recipe"), "links": _links(visit, "MLModel", model_id)}
+    return View("model.html", data, extra=extra)
+
+
+def evaluation(visit: Visit) -> View:
+    evaluation_id = visit.params["entity_id"]
+    described = visit.call("GetEvaluation", {"EvaluationId": evaluation_id})
+    insights = visit.call("GetEvaluationInsights", {"EvaluationId": evaluation_id})
+    data: dict[str, Any] = {"GetEvaluation": described, "GetEvaluationInsights": insights}
+    metrics = (insights.get("Insights") or {}).get("metrics") or {}
+    extra: dict[str, Any] = {
+        "links": _links(visit, "Evaluation", evaluation_id),
+        "saved": "saved" in visit.query,
+    }
+    if insights.get("MLModelType") == "BINARY" and "thresholdTable" in metrics:
+        chosen = insights.get("ScoreThreshold", metrics.get("threshold", 0.5))
+        asked = visit.query.get("threshold")
+        if asked is not None:
+            try:
+                chosen = float(asked)
+                if not 0.0 <= chosen <= 1.0:
+                    raise ValueError
+            except ValueError:
+                extra["threshold_error"] = f"The threshold is a number from 0 to 1 (got {asked!r})."
+                extra["threshold_text"] = asked
+                chosen = insights.get("ScoreThreshold", 0.5)
+        data["AtThreshold"] = at_threshold(metrics, chosen)
+    return View("evaluation.html", data, extra=extra)
+
+
+def batch_prediction(visit: Visit) -> View:
+    described = visit.call("GetBatchPrediction", {"BatchPredictionId": visit.params["entity_id"]})
+    return View("batch_prediction.html", {"GetBatchPrediction": described})
+
+
+def _links(visit: Visit, kind: str, object_id: str) -> list[Any]:
+    return [link for link in visit.console.logins.links(kind, object_id) if link.revoked_at is None]
+
+
+def _json(text: Any) -> Any:
+    if not isinstance(text, str):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None

@@ -1,0 +1,269 @@
+// The console's charts, drawn with D3 from the page's JSON data (the page's JSON twin).
+// Every chart has a text equivalent on its page (tables, the threshold form), so it is decoration for
+// screen readers except the threshold line, which is a keyboard-operable slider.
+"use strict";
+(function () {
+  var WIDTH = 640, HEIGHT = 260, M = { top: 16, right: 20, bottom: 44, left: 56 };
+
+  // role "img" for pictures; "group" for a chart holding focusable parts (a picture cannot hold controls).
+  function svgIn(container, width, height, label, role) {
+    return d3.select(container).append("svg")
+      .attr("viewBox", "0 0 " + width + " " + height)
+      .attr("width", width).attr("height", height)
+      .attr("role", role || "img").attr("aria-label", label);
+  }
+
+  function fmt(n) { return Number(n).toLocaleString("en-US", { maximumFractionDigits: 4 }); }
+
+  // Horizontal bars: items [{label, value}], values may be negative (feature weights).
+  function bars(container, items, label) {
+    if (!items.length) return;
+    var rowHeight = 20, left = 190, width = WIDTH, height = items.length * rowHeight + 30;
+    var svg = svgIn(container, width, height, label);
+    var lo = Math.min(0, d3.min(items, function (d) { return d.value; }));
+    var hi = Math.max(0, d3.max(items, function (d) { return d.value; }));
+    var x = d3.scaleLinear().domain([lo, hi || 1]).nice().range([left, width - M.right]);
+    var y = d3.scaleBand().domain(items.map(function (d, i) { return i; })).range([4, height - 26]).padding(0.15);
+    svg.append("g").selectAll("rect").data(items).join("rect")
+      .attr("x", function (d) { return x(Math.min(0, d.value)); })
+      .attr("y", function (d, i) { return y(i); })
+      .attr("width", function (d) { return Math.abs(x(d.value) - x(0)); })
+      .attr("height", y.bandwidth())
+      .attr("fill", function (d) { return d.value < 0 ? "#b35900" : "#0b5cad"; })
+      .append("title").text(function (d) { return d.label + ": " + fmt(d.value); });
+    svg.append("g").selectAll("text").data(items).join("text")
+      .attr("x", left - 6).attr("y", function (d, i) { return y(i) + y.bandwidth() / 2; })
+      .attr("dy", "0.35em").attr("text-anchor", "end").attr("font-size", 11)
+      .text(function (d) { return d.label.length > 30 ? d.label.slice(0, 29) + "…" : d.label; });
+    svg.append("g").attr("class", "axis").attr("transform", "translate(0," + (height - 24) + ")")
+      .call(d3.axisBottom(x).ticks(6));
+  }
+
+  // A histogram of counts over bins given by their edges.
+  function histogram(container, edges, counts, label, xLabel) {
+    var svg = svgIn(container, WIDTH, HEIGHT, label);
+    var x = d3.scaleLinear().domain([edges[0], edges[edges.length - 1]]).range([M.left, WIDTH - M.right]);
+    var y = d3.scaleLinear().domain([0, d3.max(counts) || 1]).nice().range([HEIGHT - M.bottom, M.top]);
+    svg.append("g").selectAll("rect").data(counts).join("rect")
+      .attr("x", function (d, i) { return x(edges[i]) + 0.5; })
+      .attr("width", function (d, i) { return Math.max(0, x(edges[i + 1]) - x(edges[i]) - 1); })
+      .attr("y", function (d) { return y(d); })
+      .attr("height", function (d) { return y(0) - y(d); })
+      .attr("fill", "#0b5cad")
+      .append("title").text(function (d, i) { return fmt(edges[i]) + " to " + fmt(edges[i + 1]) + ": " + fmt(d); });
+    svg.append("g").attr("class", "axis").attr("transform", "translate(0," + (HEIGHT - M.bottom) + ")").call(d3.axisBottom(x).ticks(8));
+    svg.append("g").attr("class", "axis").attr("transform", "translate(" + M.left + ",0)").call(d3.axisLeft(y).ticks(5));
+    if (xLabel) svg.append("text").attr("x", WIDTH / 2).attr("y", HEIGHT - 8).attr("text-anchor", "middle").attr("font-size", 12).text(xLabel);
+  }
+
+  function figure(parent, title) {
+    var node = d3.select(parent).append("figure");
+    node.append("figcaption").text(title);
+    return node.node();
+  }
+
+  // ------------------------------------------------------------------------------------ datasource
+
+  function datasourceCharts(data) {
+    var statistics = (data.GetDataSourceStatistics || {}).Statistics;
+    if (!statistics) return;
+    var attributes = statistics.attributes || [];
+    var target = statistics.target;
+    var targetNode = document.getElementById("target-chart");
+    if (target && targetNode) {
+      var dist = target.distribution || {};
+      var heading = d3.select(targetNode).append("h3").text("Target: " + target.name + " (" + target.type + ")");
+      if (dist.counts) bars(targetNode, Object.keys(dist.counts).map(function (k) { return { label: k, value: dist.counts[k] }; }), "Target distribution");
+      else if (dist.histogram) histogram(targetNode, dist.histogram.edges, dist.histogram.counts, "Target distribution", target.name);
+      else heading.remove();
+    }
+    var ranked = attributes.filter(function (a) { return typeof a.targetCorrelation === "number"; })
+      .sort(function (a, b) { return b.targetCorrelation - a.targetCorrelation; });
+    var corr = document.getElementById("correlation-chart");
+    if (corr) bars(corr, ranked.map(function (a) { return { label: a.name, value: a.targetCorrelation }; }), "Attributes ranked by correlation with the target");
+    var list = document.getElementById("attribute-charts");
+    if (!list) return;
+    attributes.forEach(function (a) {
+      if (a.role === "target") return;
+      var node = figure(list, a.name + " (" + a.type + ")");
+      if (a.type === "NUMERIC" && a.histogram) histogram(node, a.histogram.edges, a.histogram.counts, "Histogram of " + a.name, a.name);
+      else if (a.type === "CATEGORICAL" && a.topValues) bars(node, a.topValues.map(function (v) { return { label: v.value, value: v.count }; }), "Top categories of " + a.name);
+      else if (a.type === "TEXT" && a.prominentWords) bars(node, a.prominentWords.slice(0, 15).map(function (v) { return { label: v.word, value: v.count }; }), "Top words of " + a.name);
+      else if (a.counts) bars(node, Object.keys(a.counts).map(function (k) { return { label: k, value: a.counts[k] }; }), "Values of " + a.name);
+    });
+  }
+
+  // ------------------------------------------------------------------------------------ model
+
+  function modelCharts(data) {
+    var insights = data.GetMLModelInsights || {};
+    var report = insights.TrainingReport;
+    var lossNode = document.getElementById("loss-chart");
+    if (report && lossNode && report.losses && report.losses.length) {
+      var losses = report.losses;
+      var svg = svgIn(lossNode, WIDTH, HEIGHT, "Training loss by pass");
+      var x = d3.scaleLinear().domain([1, Math.max(2, losses.length)]).range([M.left, WIDTH - M.right]);
+      var y = d3.scaleLinear().domain([0, d3.max(losses)]).nice().range([HEIGHT - M.bottom, M.top]);
+      svg.append("path").datum(losses).attr("fill", "none").attr("stroke", "#0b5cad").attr("stroke-width", 2)
+        .attr("d", d3.line().x(function (d, i) { return x(i + 1); }).y(function (d) { return y(d); }));
+      svg.append("g").selectAll("circle").data(losses).join("circle").attr("r", 3).attr("fill", "#0b5cad")
+        .attr("cx", function (d, i) { return x(i + 1); }).attr("cy", function (d) { return y(d); })
+        .append("title").text(function (d, i) { return "pass " + (i + 1) + ": " + fmt(d); });
+      svg.append("g").attr("class", "axis").attr("transform", "translate(0," + (HEIGHT - M.bottom) + ")").call(d3.axisBottom(x).ticks(Math.min(losses.length, 10)).tickFormat(d3.format("d")));
+      svg.append("g").attr("class", "axis").attr("transform", "translate(" + M.left + ",0)").call(d3.axisLeft(y).ticks(5));
+      svg.append("text").attr("x", WIDTH / 2).attr("y", HEIGHT - 8).attr("text-anchor", "middle").attr("font-size", 12).text("pass");
+    }
+    var featuresNode = document.getElementById("features-chart");
+    if (featuresNode && insights.TopFeatures) {
+      bars(featuresNode, insights.TopFeatures.slice(0, 20).map(function (f) { return { label: f.feature, value: f.weight }; }), "Largest feature weights");
+    }
+  }
+
+  // ------------------------------------------------------------------------------------ evaluation
+
+  // The same arithmetic as emrml/console/thresholds.py and `emrml evaluation show --threshold`.
+  function atThreshold(metrics, threshold) {
+    var table = metrics.thresholdTable, current = 0;
+    for (var i = 1; i < table.length; i++) {
+      if (Math.abs(table[i].threshold - threshold) < Math.abs(table[current].threshold - threshold)) current = i;
+    }
+    var row = table[current];
+    var positives = d3.sum(metrics.histograms.positive), negatives = d3.sum(metrics.histograms.negative);
+    var whole = Number.isInteger(positives) && Number.isInteger(negatives);
+    var tp = row.recall * positives, fp = row.falsePositiveRate * negatives;
+    // Python's round() rounds halves to even; these products are whole numbers up to float error.
+    function count(v) { return whole ? Math.round(v) : v; }
+    return {
+      threshold: row.threshold, truePositives: count(tp), falseNegatives: count(positives - tp),
+      falsePositives: count(fp), trueNegatives: count(negatives - fp), accuracy: row.accuracy,
+      precision: row.precision, recall: row.recall, falsePositiveRate: row.falsePositiveRate, f1: row.f1,
+      predictedPositiveRate: row.predictedPositiveRate
+    };
+  }
+  window.emrmlAtThreshold = atThreshold;
+
+  function showAt(at) {
+    var text = {
+      threshold: at.threshold.toFixed(2),
+      truePositives: fmt(at.truePositives), falseNegatives: fmt(at.falseNegatives),
+      falsePositives: fmt(at.falsePositives), trueNegatives: fmt(at.trueNegatives),
+      accuracy: at.accuracy.toFixed(3), precision: at.precision.toFixed(3), recall: at.recall.toFixed(3),
+      falsePositiveRate: at.falsePositiveRate.toFixed(3), f1: at.f1.toFixed(3),
+      predictedPositiveRate: (100 * at.predictedPositiveRate).toFixed(1) + "%"
+    };
+    Object.keys(text).forEach(function (key) {
+      document.querySelectorAll('[data-at="' + key + '"]').forEach(function (node) { node.textContent = text[key]; });
+    });
+  }
+
+  function scoreExplorer(node, metrics, start) {
+    var h = metrics.histograms, edges = h.edges;
+    var height = 300, svg = svgIn(node, WIDTH, height, "Score histograms of actual 1s and actual 0s with the threshold", "group");
+    var x = d3.scaleLinear().domain([0, 1]).range([M.left, WIDTH - M.right]);
+    var top = d3.max(h.positive.concat(h.negative)) || 1;
+    var y = d3.scaleSqrt().domain([0, top]).nice().range([height - M.bottom, M.top + 14]);
+    [["negative", "#b35900", "Actual 0s"], ["positive", "#0b5cad", "Actual 1s"]].forEach(function (series, s) {
+      svg.append("g").attr("fill", series[1]).attr("fill-opacity", 0.65).selectAll("rect").data(h[series[0]]).join("rect")
+        .attr("x", function (d, i) { return x(edges[i]) + 0.5; })
+        .attr("width", function (d, i) { return Math.max(0.5, x(edges[i + 1]) - x(edges[i]) - 1); })
+        .attr("y", function (d) { return y(d); }).attr("height", function (d) { return y(0) - y(d); })
+        .append("title").text(function (d, i) { return series[2] + " scoring " + edges[i].toFixed(2) + " to " + edges[i + 1].toFixed(2) + ": " + fmt(d); });
+      var legend = svg.append("g").attr("class", "legend").attr("transform", "translate(" + (WIDTH - 200 + s * 95) + "," + 4 + ")");
+      legend.append("rect").attr("width", 10).attr("height", 10).attr("fill", series[1]);
+      legend.append("text").attr("x", 14).attr("y", 9).text(series[2]);
+    });
+    svg.append("g").attr("class", "axis").attr("transform", "translate(0," + (height - M.bottom) + ")").call(d3.axisBottom(x).ticks(10));
+    svg.append("g").attr("class", "axis").attr("transform", "translate(" + M.left + ",0)").call(d3.axisLeft(y).ticks(5));
+    svg.append("text").attr("x", WIDTH / 2).attr("y", height - 8).attr("text-anchor", "middle").attr("font-size", 12).text("score (records per bin, square-root scale)");
+
+    var input = document.getElementById("threshold");
+    var handle = svg.append("g").attr("class", "threshold-handle").attr("id", "threshold-slider")
+      .attr("tabindex", 0).attr("role", "slider").attr("aria-label", "Score threshold")
+      .attr("aria-valuemin", 0).attr("aria-valuemax", 1);
+    handle.append("rect").attr("x", -8).attr("width", 16).attr("y", M.top).attr("height", height - M.bottom - M.top).attr("fill", "transparent");
+    handle.append("line").attr("class", "threshold-line").attr("y1", M.top).attr("y2", height - M.bottom);
+    handle.append("circle").attr("class", "threshold-knob").attr("r", 7).attr("cy", M.top + 2);
+    var value = start;
+
+    function set(t) {
+      t = Math.min(1, Math.max(0, Math.round(t * 100) / 100));
+      value = t;
+      handle.attr("transform", "translate(" + x(t) + ",0)").attr("aria-valuenow", t).attr("aria-valuetext", t.toFixed(2));
+      if (input && document.activeElement !== input) input.value = t.toFixed(2);
+      showAt(atThreshold(metrics, t));
+    }
+    handle.call(d3.drag().on("drag", function (event) { set(x.invert(event.x)); }));
+    svg.on("click", function (event) { set(x.invert(d3.pointer(event)[0])); });
+    handle.on("keydown", function (event) {
+      var steps = { ArrowRight: 0.01, ArrowUp: 0.01, ArrowLeft: -0.01, ArrowDown: -0.01, PageUp: 0.1, PageDown: -0.1 };
+      if (event.key in steps) set(value + steps[event.key]);
+      else if (event.key === "Home") set(0);
+      else if (event.key === "End") set(1);
+      else return;
+      event.preventDefault();
+    });
+    if (input) input.addEventListener("input", function () {
+      var t = Number(input.value);
+      if (input.value.trim() !== "" && isFinite(t) && t >= 0 && t <= 1) set(t);
+    });
+    set(start);
+  }
+
+  function heatMap(node, view) {
+    var classes = view.classes, n = classes.length, cell = Math.max(28, Math.min(48, Math.floor(520 / n)));
+    var left = 130, top = 90, width = left + n * cell + 20, height = top + n * cell + 20;
+    var svg = svgIn(node, width, height, "Confusion matrix heat map", "group");
+    var color = d3.scaleSequential(d3.interpolateBlues).domain([0, 1]);
+    var cells = [];
+    view.counts.forEach(function (row, r) {
+      var total = d3.sum(row) || 1;
+      row.forEach(function (count, c) { cells.push({ r: r, c: c, count: count, share: count / total }); });
+    });
+    var g = svg.append("g").selectAll("g").data(cells).join("g")
+      .attr("transform", function (d) { return "translate(" + (left + d.c * cell) + "," + (top + d.r * cell) + ")"; })
+      .attr("tabindex", 0).attr("role", "img").attr("class", "cell")
+      .attr("aria-label", function (d) { return "true " + classes[d.r] + ", predicted " + classes[d.c] + ": " + fmt(d.count) + " records"; });
+    g.append("rect").attr("width", cell - 1).attr("height", cell - 1).attr("fill", function (d) { return color(d.share); })
+      .append("title").text(function (d) { return "true " + classes[d.r] + ", predicted " + classes[d.c] + ": " + fmt(d.count); });
+    if (n <= 12) g.append("text").attr("class", "cell-label").attr("x", cell / 2).attr("y", cell / 2).attr("dy", "0.35em")
+      .attr("text-anchor", "middle").attr("fill", function (d) { return d.share > 0.5 ? "#fff" : "#000"; })
+      .text(function (d) { return fmt(d.count); });
+    svg.append("g").selectAll("text").data(classes).join("text").attr("font-size", 11)
+      .attr("x", left - 6).attr("y", function (d, i) { return top + i * cell + cell / 2; }).attr("dy", "0.35em").attr("text-anchor", "end")
+      .text(function (d) { return d.length > 18 ? d.slice(0, 17) + "…" : d; });
+    svg.append("g").selectAll("text").data(classes).join("text").attr("font-size", 11)
+      .attr("transform", function (d, i) { return "translate(" + (left + i * cell + cell / 2) + "," + (top - 6) + ") rotate(-45)"; })
+      .text(function (d) { return d.length > 18 ? d.slice(0, 17) + "…" : d; });
+  }
+
+  function evaluationCharts(data) {
+    var insights = data.GetEvaluationInsights || {};
+    var metrics = (insights.Insights || {}).metrics || {};
+    var scoreNode = document.getElementById("score-chart");
+    if (scoreNode && metrics.thresholdTable && data.AtThreshold) scoreExplorer(scoreNode, metrics, data.AtThreshold.threshold);
+    var matrixNode = document.getElementById("confusion-chart");
+    if (matrixNode && metrics.consoleView) heatMap(matrixNode, metrics.consoleView);
+    var residualNode = document.getElementById("residual-chart");
+    if (residualNode && metrics.residualHistogram) {
+      histogram(residualNode, metrics.residualHistogram.edges, metrics.residualHistogram.counts, "Residual histogram", "actual − predicted");
+    }
+  }
+
+  function predictionCharts(data) {
+    var node = document.getElementById("scores-chart");
+    var scores = data.Prediction && data.Prediction.predictedScores;
+    if (node && scores) bars(node, Object.keys(scores).map(function (k) { return { label: k, value: scores[k] }; }), "Predicted scores");
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    if (!window.d3) return;
+    var data = window.emrmlPageData ? window.emrmlPageData() : {};
+    var started = performance.now();
+    datasourceCharts(data);
+    modelCharts(data);
+    evaluationCharts(data);
+    predictionCharts(data);
+    document.documentElement.setAttribute("data-charts-ms", String(Math.round(performance.now() - started)));
+    document.documentElement.setAttribute("data-charts", "drawn");
+  });
+})();

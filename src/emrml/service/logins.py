@@ -1,0 +1,383 @@
+"""Console logins: passwords, browser sessions, failed-login throttling and share links (tables of 0005).
+
+The console authenticates people with a user name and a password; everything they do then goes through
+``EmrML.call`` as that user, exactly like a signed API request. This module keeps what that needs and
+nothing about HTML:
+
+* passwords, hashed with scrypt (the standard library's, backed by OpenSSL) under a random salt;
+* sessions: a random token in the browser's cookie, only its SHA-256 in the metastore, so a copy of the
+  metastore logs nobody in; each session has its own CSRF token and ends at logout or after
+  ``SESSION_SECONDS`` without use;
+* a throttle on failed logins per user name and per client address;
+* share links: read-only views of one evaluation or model opened by an unguessable token (stored hashed),
+  with an optional expiry, revocable.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Float, ForeignKey, String, Text, delete, select, update
+from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
+
+from emrml.errors import InvalidInputException, ResourceNotFoundException
+from emrml.service.auth import ADMIN_CREDENTIALS_FILE, ADMIN_USER, write_private_json
+from emrml.service.metastore import Base, now
+
+#: scrypt's cost: 2**15 × 8 × 128 bytes = 32 MiB and about 0.1 s per hash on one core (OWASP's minimum).
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 1024
+#: A session not used for this long has ended.
+SESSION_SECONDS = 12 * 3600
+#: Failed logins allowed per user name (and per client address) within the window before refusing.
+MAX_FAILURES = 5
+FAILURE_WINDOW_SECONDS = 15 * 60
+#: The kinds of object a share link can show.
+SHAREABLE = ("Evaluation", "MLModel")
+
+
+class Login(Base):
+    __tablename__ = "console_logins"
+
+    user_name: Mapped[str] = mapped_column(
+        String(64), ForeignKey("users.name", ondelete="CASCADE"), primary_key=True
+    )
+    password_hash: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class BrowserSession(Base):
+    __tablename__ = "console_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_name: Mapped[str] = mapped_column(
+        String(64), ForeignKey("users.name", ondelete="CASCADE"), index=True
+    )
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float)
+    last_seen_at: Mapped[float] = mapped_column(Float)
+
+
+class ShareLink(Base):
+    __tablename__ = "share_links"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: Shown in listings so a link can be told apart and revoked; the token itself is never stored.
+    link_id: Mapped[str] = mapped_column(String(16), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    object_id: Mapped[str] = mapped_column(String(64), index=True)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float | None] = mapped_column(Float)
+    revoked_at: Mapped[float | None] = mapped_column(Float)
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    user_name: str
+    csrf_token: str
+
+
+@dataclass(frozen=True)
+class NewSession:
+    token: str
+    csrf_token: str
+
+
+@dataclass(frozen=True)
+class ShareInfo:
+    link_id: str
+    kind: str
+    object_id: str
+    created_by: str
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+
+
+class LoginRefused(Exception):
+    """A login that did not succeed; ``retry_after`` is set when it was throttled."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def hash_password(password: str) -> str:
+    """``scrypt$N$r$p$salt$hash`` (base64) of ``password`` under a fresh 16-byte salt."""
+    salt = os.urandom(16)
+    key = hashlib.scrypt(
+        password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, maxmem=64 * 1024 * 1024, dklen=32
+    )
+    encode = base64.b64encode
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${encode(salt).decode()}${encode(key).decode()}"
+
+
+def check_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, key = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.b64decode(key)
+        actual = hashlib.scrypt(
+            password.encode(),
+            salt=base64.b64decode(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            maxmem=128 * 1024 * 1024,
+            dklen=len(expected),
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+def check_new_password(password: str) -> None:
+    if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
+        raise InvalidInputException(
+            f"a password has {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters (got {len(password)})"
+        )
+
+
+# A hash to check against when the user does not exist, so that the answer takes as long either way.
+_DECOY_HASH = hash_password(secrets.token_urlsafe(16))
+
+
+class LoginThrottle:
+    """Failed logins per key (a user name, a client address) in a sliding window, in this process."""
+
+    def __init__(
+        self, limit: int = MAX_FAILURES, window: float = FAILURE_WINDOW_SECONDS, clock=time.monotonic
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self.clock = clock
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def retry_after(self, *keys: str) -> float | None:
+        """Seconds until one more try is allowed for every key, or None if it is allowed now."""
+        moment = self.clock()
+        waits = []
+        with self._lock:
+            for key in keys:
+                failures = self._failures.get(key)
+                if failures is None:
+                    continue
+                while failures and failures[0] <= moment - self.window:
+                    failures.popleft()
+                if len(failures) >= self.limit:
+                    waits.append(failures[0] + self.window - moment)
+        return max(waits) if waits else None
+
+    def failed(self, *keys: str) -> None:
+        with self._lock:
+            if len(self._failures) > 100_000:
+                self._failures.clear()
+            for key in keys:
+                self._failures.setdefault(key, deque()).append(self.clock())
+
+    def succeeded(self, *keys: str) -> None:
+        with self._lock:
+            for key in keys:
+                self._failures.pop(key, None)
+
+
+class Logins:
+    """Passwords, sessions and share links in the metastore."""
+
+    def __init__(self, sessions: sessionmaker, throttle: LoginThrottle | None = None) -> None:
+        self.sessions = sessions
+        self.throttle = throttle or LoginThrottle()
+
+    # ------------------------------------------------------------------------------------ passwords
+
+    def set_password(self, user_name: str, password: str) -> None:
+        check_new_password(password)
+        from emrml.service.identity import User
+
+        hashed = hash_password(password)
+        with self.sessions() as session, session.begin():
+            if session.get(User, user_name) is None:
+                raise ResourceNotFoundException(f"user {user_name!r} does not exist")
+            login = session.get(Login, user_name)
+            if login is None:
+                session.add(Login(user_name=user_name, password_hash=hashed, updated_at=now()))
+            else:
+                login.password_hash, login.updated_at = hashed, now()
+            # A new password ends every other session of the user.
+            session.execute(delete(BrowserSession).where(BrowserSession.user_name == user_name))
+
+    def has_password(self, user_name: str) -> bool:
+        with self.sessions() as session:
+            return session.get(Login, user_name) is not None
+
+    def verify(self, user_name: str, password: str) -> bool:
+        with self.sessions() as session:
+            login = session.get(Login, user_name)
+            stored = login.password_hash if login is not None else None
+        if stored is None:
+            check_password(password, _DECOY_HASH)
+            return False
+        return check_password(password, stored)
+
+    def log_in(self, user_name: str, password: str, client: str) -> NewSession:
+        """A new session for a right user name and password; LoginRefused otherwise (or when throttled)."""
+        keys = (f"user:{user_name}", f"client:{client}")
+        wait = self.throttle.retry_after(*keys)
+        if wait is not None:
+            raise LoginRefused(
+                f"Too many failed logins: try again in {int(wait) + 1} seconds.", retry_after=wait
+            )
+        if not self.verify(user_name, password):
+            self.throttle.failed(*keys)
+            raise LoginRefused("Wrong user name or password.")
+        self.throttle.succeeded(*keys)
+        token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        moment = now()
+        with self.sessions() as session, session.begin():
+            session.add(
+                BrowserSession(
+                    token_hash=_digest(token),
+                    user_name=user_name,
+                    csrf_token=csrf,
+                    created_at=moment,
+                    last_seen_at=moment,
+                )
+            )
+        return NewSession(token, csrf)
+
+    # ------------------------------------------------------------------------------------ sessions
+
+    def session(self, token: str) -> SessionInfo | None:
+        """The live session of a cookie's token, or None (unknown, ended or expired)."""
+        if not token or len(token) > 100:
+            return None
+        moment = now()
+        with self.sessions() as session, session.begin():
+            found = session.get(BrowserSession, _digest(token))
+            if found is None:
+                return None
+            if found.last_seen_at < moment - SESSION_SECONDS:
+                session.delete(found)
+                return None
+            if found.last_seen_at < moment - 60:
+                # Written at most once a minute: page loads stay reads.
+                found.last_seen_at = moment
+            return SessionInfo(found.user_name, found.csrf_token)
+
+    def log_out(self, token: str) -> None:
+        with self.sessions() as session, session.begin():
+            session.execute(delete(BrowserSession).where(BrowserSession.token_hash == _digest(token)))
+
+    # ------------------------------------------------------------------------------------ share links
+
+    def share(self, kind: str, object_id: str, created_by: str, expires_at: float | None) -> tuple[str, str]:
+        """A new share link for one object: (link id, token). The token is shown once, stored hashed."""
+        if kind not in SHAREABLE:
+            raise InvalidInputException(f"only {' and '.join(SHAREABLE)} objects can be shared")
+        if expires_at is not None and expires_at <= now():
+            raise InvalidInputException("a share link's expiry must be in the future")
+        token, link_id = secrets.token_urlsafe(32), secrets.token_hex(8)
+        with self.sessions() as session, session.begin():
+            session.add(
+                ShareLink(
+                    token_hash=_digest(token),
+                    link_id=link_id,
+                    kind=kind,
+                    object_id=object_id,
+                    created_by=created_by,
+                    created_at=now(),
+                    expires_at=expires_at,
+                )
+            )
+        return link_id, token
+
+    def shared(self, token: str) -> ShareInfo | None:
+        """The live link of a token: None when unknown, revoked or expired."""
+        if not token or len(token) > 100:
+            return None
+        with self.sessions() as session:
+            link = session.get(ShareLink, _digest(token))
+            if link is None or link.revoked_at is not None:
+                return None
+            if link.expires_at is not None and link.expires_at <= now():
+                return None
+            return _share_info(link)
+
+    def links(self, kind: str, object_id: str) -> list[ShareInfo]:
+        with self.sessions() as session:
+            rows = session.scalars(
+                select(ShareLink)
+                .where(ShareLink.kind == kind, ShareLink.object_id == object_id)
+                .order_by(ShareLink.created_at)
+            )
+            return [_share_info(link) for link in rows]
+
+    def revoke(self, link_id: str) -> ShareInfo:
+        with self.sessions() as session, session.begin():
+            link = session.scalar(select(ShareLink).where(ShareLink.link_id == link_id))
+            if link is None:
+                raise ResourceNotFoundException(f"share link {link_id!r} does not exist")
+            session.execute(
+                update(ShareLink)
+                .where(ShareLink.link_id == link_id, ShareLink.revoked_at.is_(None))
+                .values(revoked_at=now())
+            )
+            return _share_info(link)
+
+
+def _share_info(link: ShareLink) -> ShareInfo:
+    return ShareInfo(
+        link.link_id,
+        link.kind,
+        link.object_id,
+        link.created_by,
+        link.created_at,
+        link.expires_at,
+        link.revoked_at,
+    )
+
+
+def ensure_admin_password(logins: Logins, home: Path) -> str | None:
+    """Give user ``admin`` a random console password if it has none; returns it, or None.
+
+    The password is added to ``<home>/admin-credentials.json`` (mode 0600) as ``console_user`` and
+    ``console_password``, beside the access key that file may already hold. Never a default password.
+    """
+    from emrml.service.identity import User
+
+    with logins.sessions() as session:
+        if session.get(User, ADMIN_USER) is None:
+            return None
+    if logins.has_password(ADMIN_USER):
+        return None
+    password = secrets.token_urlsafe(18)
+    logins.set_password(ADMIN_USER, password)
+    path = home / ADMIN_CREDENTIALS_FILE
+    document: dict[str, str] = {}
+    if path.is_file():
+        try:
+            document = json.loads(path.read_text())
+        except (OSError, ValueError):
+            document = {}
+    document.update({"console_user": ADMIN_USER, "console_password": password})
+    write_private_json(path, document)
+    return password

@@ -1,0 +1,169 @@
+"""The console on a real emrml: a home with users and a trained BINARY model, its app, a logged-in client,
+and (for the browser tests) the server on a loopback port with Debian's Chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emrml.config import Settings
+from emrml.samples import bank_sample_schema, write_bank_sample
+from emrml.service.app import EmrML
+from emrml.service.auth import ensure_admin
+from emrml.service.identity import Identities
+from emrml.service.logins import Logins, ensure_admin_password
+from emrml.web.server import BackgroundServer, create_app, reserve_socket
+
+CHROMIUM = Path("/usr/bin/chromium")
+AXE = Path(__file__).parent / "node_modules" / "axe-core" / "axe.min.js"
+BOB_PASSWORD = "bob-password-1"
+DATASOURCE, MODEL, EVALUATION = "ds-console-bank", "ml-console-bank", "ev-console-bank"
+
+
+@dataclass
+class Installation:
+    service: EmrML
+    home: Path
+    admin_password: str
+    sample: Path
+
+
+def _split(complement: bool) -> str:
+    splitting: dict[str, Any] = {
+        "percentBegin": 0,
+        "percentEnd": 70,
+        "strategy": "random",
+        "strategyParams": {"randomSeed": "console"},
+    }
+    if complement:
+        splitting["complement"] = True
+    return json.dumps({"splitting": splitting})
+
+
+@pytest.fixture(scope="session")
+def installation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installation]:
+    """admin (password in the credentials file), bob (a user of his own), and a trained, evaluated model."""
+    home = tmp_path_factory.mktemp("console-home")
+    service = EmrML(Settings.load(environ={}, home=home))
+    ensure_admin(Identities(service.sessions, home), home)
+    ensure_admin_password(Logins(service.sessions), home)
+    password = json.loads((home / "admin-credentials.json").read_text())["console_password"]
+    Identities(service.sessions, home).create_user("bob")
+    Logins(service.sessions).set_password("bob", BOB_PASSWORD)
+    sample = write_bank_sample(home / "data" / "bank.csv", 2000)
+    schema = bank_sample_schema().to_json()
+    for source_id, rearrangement in ((DATASOURCE, _split(False)), (f"{DATASOURCE}-eval", _split(True))):
+        spec = {"DataLocationS3": str(sample), "DataSchema": schema, "DataRearrangement": rearrangement}
+        service.call(
+            "CreateDataSourceFromS3",
+            {
+                "DataSourceId": source_id,
+                "DataSourceName": "Bank " + source_id,
+                "DataSpec": spec,
+                "ComputeStatistics": True,
+            },
+        )
+    service.call(
+        "CreateMLModel",
+        {
+            "MLModelId": MODEL,
+            "MLModelName": "Bank model",
+            "MLModelType": "BINARY",
+            "TrainingDataSourceId": DATASOURCE,
+        },
+    )
+    service.call(
+        "CreateEvaluation",
+        {"EvaluationId": EVALUATION, "MLModelId": MODEL, "EvaluationDataSourceId": f"{DATASOURCE}-eval"},
+    )
+    service.wait("Evaluation", EVALUATION)
+    yield Installation(service, home, password, sample)
+    service.close()
+
+
+def login_token(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+@pytest.fixture
+def anonymous(installation: Installation) -> Iterator[Any]:
+    from starlette.testclient import TestClient
+
+    with TestClient(create_app(installation.service), follow_redirects=False) as client:
+        yield client
+
+
+def log_in(client: Any, user: str, password: str) -> Any:
+    page = client.get("/console/login")
+    return client.post(
+        "/console/login",
+        data={"csrf_token": login_token(page.text), "username": user, "password": password},
+    )
+
+
+@pytest.fixture
+def admin(anonymous: Any, installation: Installation) -> Any:
+    """A client logged in as admin."""
+    assert log_in(anonymous, "admin", installation.admin_password).status_code == 303
+    return anonymous
+
+
+@dataclass
+class Served:
+    url: str
+    installation: Installation
+
+
+@pytest.fixture(scope="session")
+def served(installation: Installation) -> Iterator[Served]:
+    sock = reserve_socket()
+    app = create_app(installation.service, job_slots=2)
+    with BackgroundServer(app, sock) as server:
+        yield Served(server.url, installation)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.skip(f"Debian's chromium is not installed ({CHROMIUM}); .ci/run installs it")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    tab.set_default_timeout(20_000)
+    yield tab
+    context.close()
+
+
+@pytest.fixture(scope="session")
+def axe_source() -> str:
+    if not AXE.exists():
+        pytest.skip(f"axe-core is not installed ({AXE}): npm ci --prefix tests/console")
+    return AXE.read_text()

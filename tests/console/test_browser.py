@@ -1,0 +1,207 @@
+"""The console in Debian's Chromium, driven by Playwright against a real ``emrml serve`` app.
+
+Each page visited is checked with axe-core (no violation of impact serious or critical) and photographed
+into docs/console/ for docs/console.md.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import EVALUATION, MODEL, Served
+from emrml.cli import app as cli_app
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
+
+
+def check_accessibility(page: Any, axe_source: str) -> None:
+    page.evaluate(axe_source)
+    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
+    serious = [
+        f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:3]}"
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert not serious, "\n".join(serious)
+
+
+def screenshot(page: Any, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=False)
+
+
+def log_in(page: Any, served: Served, user: str = "admin", password: str | None = None) -> None:
+    page.goto(served.url + "/console/")
+    assert "/console/login" in page.url
+    page.fill("#username", user)
+    page.fill("#password", password or served.installation.admin_password)
+    page.click("button[type=submit]")
+    page.wait_for_url(served.url + "/console/")
+
+
+def cli_at(home: Path, threshold: float) -> dict[str, str]:
+    """What ``emrml evaluation show --threshold T`` prints: the counts and the current row's rates."""
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(
+        cli_app,
+        ["--home", str(home), "evaluation", "show", EVALUATION, "--threshold", str(threshold)],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    actual_1 = re.search(r"Actual 1\s+([\d,]+)\s+([\d,]+)", text)
+    actual_0 = re.search(r"Actual 0\s+([\d,]+)\s+([\d,]+)", text)
+    row = re.search(
+        r"([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+%)\s+◀ current", text
+    )
+    assert actual_1 and actual_0 and row, text
+    keys = (
+        "threshold",
+        "accuracy",
+        "precision",
+        "recall",
+        "falsePositiveRate",
+        "f1",
+        "predictedPositiveRate",
+    )
+    shown = dict(zip(keys, row.groups(), strict=True))
+    shown.update(
+        truePositives=actual_1.group(1),
+        falseNegatives=actual_1.group(2),
+        falsePositives=actual_0.group(1),
+        trueNegatives=actual_0.group(2),
+    )
+    return shown
+
+
+def page_at(page: Any) -> dict[str, str]:
+    return page.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll('[data-at]')]
+             .map(n => [n.dataset.at, n.textContent.trim()]))"""
+    )
+
+
+def test_login_wrong_password_and_logout(page: Any, served: Served, axe_source: str) -> None:
+    page.goto(served.url + "/console/")
+    check_accessibility(page, axe_source)
+    screenshot(page, "login")
+    page.fill("#username", "admin")
+    page.fill("#password", "not the password")
+    page.click("button[type=submit]")
+    assert page.locator("#login-error").inner_text() == "Wrong user name or password."
+    log_in(page, served)
+    assert page.locator(".who a").inner_text() == "admin"
+    check_accessibility(page, axe_source)
+    screenshot(page, "home")
+    page.click("text=Log out")
+    page.wait_for_url(re.compile(r".*/console/login.*"))
+    page.goto(served.url + "/console/models")
+    assert "/console/login" in page.url
+
+
+def test_threshold_explorer_by_drag_and_keyboard_matches_the_cli(
+    page: Any, served: Served, axe_source: str
+) -> None:
+    log_in(page, served)
+    page.goto(f"{served.url}/console/evaluations/{EVALUATION}")
+    page.wait_for_selector("html[data-charts=drawn]")
+    slider = page.locator("#threshold-slider")
+    assert slider.get_attribute("aria-valuenow") == "0.5"
+    check_accessibility(page, axe_source)
+    screenshot(page, "evaluation-binary")
+    home = served.installation.home
+
+    # Drag the line to about 0.3.
+    box = page.locator("#score-chart svg").bounding_box()
+    handle = slider.bounding_box()
+    svg_width = 640
+    scale = box["width"] / svg_width
+    target_x = box["x"] + (56 + 0.3 * (640 - 56 - 20)) * scale
+    page.mouse.move(handle["x"] + handle["width"] / 2, handle["y"] + handle["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(target_x, handle["y"] + handle["height"] / 2, steps=8)
+    page.mouse.up()
+    dragged = float(slider.get_attribute("aria-valuenow"))
+    assert abs(dragged - 0.3) <= 0.02
+    assert page_at(page) == cli_at(home, dragged)
+
+    # Keyboard: focus the line, move it.
+    slider.focus()
+    page.keyboard.press("PageUp")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    moved = float(slider.get_attribute("aria-valuenow"))
+    assert moved == pytest.approx(round(dragged + 0.12, 2))
+    assert page_at(page) == cli_at(home, moved)
+    page.keyboard.press("Home")
+    for _ in range(7):
+        page.keyboard.press("ArrowUp")
+    assert slider.get_attribute("aria-valuenow") == "0.07"
+    assert page_at(page) == cli_at(home, 0.07)
+    assert page.input_value("#threshold") == "0.07"
+
+    # Save: UpdateMLModel, and the page says so.
+    page.click("#save-threshold")
+    page.wait_for_url(re.compile(r".*saved=1.*"))
+    assert page.locator("#model-threshold").inner_text() == "0.07"
+    assert served.installation.service.call("GetMLModel", {"MLModelId": MODEL})["ScoreThreshold"] == 0.07
+    served.installation.service.call("UpdateMLModel", {"MLModelId": MODEL, "ScoreThreshold": 0.5})
+
+
+def test_datasource_model_and_list_pages_pass_axe(page: Any, served: Served, axe_source: str) -> None:
+    log_in(page, served)
+    for path, name in (
+        ("datasources", "datasources"),
+        ("datasources/ds-console-bank", "datasource"),
+        (f"models/{MODEL}", "model"),
+        ("models/new", "model-new"),
+        ("jobs", "jobs"),
+        ("evaluations", "evaluations"),
+        ("account", "account"),
+    ):
+        page.goto(f"{served.url}/console/{path}")
+        page.wait_for_selector("html[data-charts=drawn]")
+        check_accessibility(page, axe_source)
+        screenshot(page, name)
+    page.goto(f"{served.url}/console/datasources/ds-console-bank")
+    assert page.locator("#attribute-charts svg").count() >= 10
+
+
+def test_datasource_wizard_with_schema_edits(page: Any, served: Served, axe_source: str) -> None:
+    log_in(page, served)
+    page.goto(served.url + "/console/datasources/new")
+    page.fill("#location", str(served.installation.sample))
+    page.click("text=Next: the schema")
+    page.wait_for_selector("#schema-table")
+    check_accessibility(page, axe_source)
+    screenshot(page, "datasource-wizard")
+    page.fill("#name", "Wizard <b>bank</b>")
+    page.select_option("select[aria-label='Type of age']", "CATEGORICAL")
+    page.check("input[aria-label='y is the target']")
+    page.check("input[aria-label='Exclude notes']")
+    page.check("input[name=split][value=train]")
+    page.fill("#percent", "150")
+    page.click("text=Create the datasource")
+    assert "whole percentage from 1 to 99" in page.locator("#percent-error").inner_text()
+    page.check("input[name=split][value=train]")
+    page.fill("#percent", "60")
+    page.click("text=Create the datasource")
+    page.wait_for_url(re.compile(r".*/console/datasources/ds-[0-9a-f]+$"))
+    source_id = page.url.rsplit("/", 1)[1]
+    described = served.installation.service.wait("DataSource", source_id)
+    described = served.installation.service.call(
+        "GetDataSource", {"DataSourceId": source_id, "Verbose": True}
+    )
+    assert described["Status"] == "COMPLETED", described.get("Message")
+    assert described["Name"] == "Wizard <b>bank</b>"
+    assert '"percentEnd": 60' in described["DataRearrangement"]
+    schema = json.loads(described["DataSourceSchema"])
+    assert schema["targetAttributeName"] == "y"
+    assert schema["excludedAttributeNames"] == ["notes"]
+    assert {a["attributeName"]: a["attributeType"] for a in schema["attributes"]}["age"] == "CATEGORICAL"

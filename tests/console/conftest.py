@@ -167,3 +167,57 @@ def axe_source() -> str:
     if not AXE.exists():
         pytest.skip(f"axe-core is not installed ({AXE}): npm ci --prefix tests/console")
     return AXE.read_text()
+
+
+@dataclass
+class Evaluations:
+    multiclass: str
+    regression: str
+
+
+@pytest.fixture(scope="session")
+def more_evaluations(installation: Installation, shared_datasets: Path) -> Evaluations:
+    """A MULTICLASS model (wine quality) and a REGRESSION model (California housing), each evaluated."""
+    service = installation.service
+    made = {}
+    for name, folder, model_type in (
+        ("wine", "wine_quality", "MULTICLASS"),
+        ("housing", "california_housing", "REGRESSION"),
+    ):
+        data = shared_datasets / folder / "data.csv"
+        schema = (shared_datasets / folder / "data.csv.schema").read_text()
+        for part, complement in (("train", False), ("eval", True)):
+            spec = {
+                "DataLocationS3": str(data),
+                "DataSchema": schema,
+                "DataRearrangement": _split(complement),
+            }
+            service.call(
+                "CreateDataSourceFromS3",
+                {
+                    "DataSourceId": f"ds-{name}-{part}",
+                    "DataSourceName": f"{name} {part}",
+                    "DataSpec": spec,
+                    "ComputeStatistics": True,
+                },
+            )
+        service.call(
+            "CreateMLModel",
+            {
+                "MLModelId": f"ml-{name}",
+                "MLModelType": model_type,
+                "TrainingDataSourceId": f"ds-{name}-train",
+            },
+        )
+        service.call(
+            "CreateEvaluation",
+            {
+                "EvaluationId": f"ev-{name}",
+                "MLModelId": f"ml-{name}",
+                "EvaluationDataSourceId": f"ds-{name}-eval",
+            },
+        )
+        made[name] = f"ev-{name}"
+    for evaluation_id in made.values():
+        assert service.wait("Evaluation", evaluation_id)["Status"] == "COMPLETED"
+    return Evaluations(made["wine"], made["housing"])

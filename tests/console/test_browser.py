@@ -32,7 +32,9 @@ def check_accessibility(page: Any, axe_source: str) -> None:
 
 def screenshot(page: Any, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=False)
+    height = min(page.evaluate("() => document.documentElement.scrollHeight"), 1800)
+    clip = {"x": 0, "y": 0, "width": page.viewport_size["width"], "height": height}
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True, clip=clip)
 
 
 def log_in(page: Any, served: Served, user: str = "admin", password: str | None = None) -> None:

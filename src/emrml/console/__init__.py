@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from emrml.console import account, forms, jobs, objects
+from emrml.console import account, batches, forms, jobs, objects, samples
 from emrml.console.app import SECURITY_HEADERS, Console, View, Visit, page
 from emrml.errors import AmazonMLError, InvalidInputException, ResourceNotFoundException
 from emrml.service.app import EmrML
@@ -123,6 +123,7 @@ def create_console(
         both("/account", account.account),
         both("/datasources/new", forms.new_datasource),
         both("/models/new", forms.new_model),
+        both("/batch-predictions/new", batches.new_batch_prediction),
         *(get(f"/{path}", objects.list_page(path)) for path in objects.KINDS),
         get("/datasources/{entity_id}", objects.datasource),
         get("/models/{entity_id}", objects.model),
@@ -130,9 +131,11 @@ def create_console(
         post("/models/{entity_id}/endpoint", forms.endpoint),
         both("/models/{entity_id}/predict", forms.predict),
         get("/evaluations/{entity_id}", objects.evaluation),
-        get("/batch-predictions/{entity_id}", objects.batch_prediction),
+        get("/batch-predictions/{entity_id}", batches.batch_prediction),
+        get("/batch-predictions/{entity_id}/files/{index}", batches.download),
         get("/jobs", jobs.jobs),
         post("/share", _share),
+        post("/samples", samples.run_sample),
         Route("/shared/{token}", _shared_endpoint(console), methods=["GET"]),
         Route("/static/{name:path}", _static_endpoint(console), methods=["GET"]),
     ]

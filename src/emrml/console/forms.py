@@ -206,21 +206,31 @@ def new_model(visit: Visit) -> View | Response:
 
 
 def _default_model(visit: Visit, form: dict[str, Any], errors: dict[str, str]) -> str | None:
-    """70/30 random split of the chosen data, the suggested recipe, and the evaluation queued behind the
-    training (the job waits for the model, so it appears by itself when training completes)."""
     source = visit.call("GetDataSource", {"DataSourceId": form["datasource"], "Verbose": True})
     if not source.get("DataSourceSchema"):
         errors["datasource"] = "This datasource has no schema yet: wait until it is COMPLETED."
         return None
     label = form["name"] or source.get("Name") or source["DataSourceId"]
-    seed = secrets.token_hex(8)
-    ids = {}
+    try:
+        return default_model(
+            visit, source["DataLocationS3"], source["DataSourceSchema"], form["type"], label, new_id("x")[2:]
+        )
+    except InvalidInputException as exc:
+        errors["type"] = exc.message
+        return None
+
+
+def default_model(visit: Visit, location: str, schema: str, model_type: str, label: str, key: str) -> str:
+    """The default settings of the Amazon ML console: a 70/30 random split of the data, a model trained on
+    the 70 % with the suggested recipe, and its evaluation on the 30 % queued at once (its job waits for the
+    model, so it appears by itself when training completes). ``key`` names the objects (``ml-KEY``, ...)
+    and seeds the split: the same key again is a safe retry."""
+    ids = {"training": f"ds-{key}-train", "evaluation": f"ds-{key}-eval"}
     for part, complement in (("training", False), ("evaluation", True)):
-        ids[part] = new_id("ds")
         spec = {
-            "DataLocationS3": source["DataLocationS3"],
-            "DataSchema": source["DataSourceSchema"],
-            "DataRearrangement": _split(0, DEFAULT_TRAIN_PERCENT, "random", seed, complement),
+            "DataLocationS3": location,
+            "DataSchema": schema,
+            "DataRearrangement": _split(0, DEFAULT_TRAIN_PERCENT, "random", key, complement),
         }
         share = DEFAULT_TRAIN_PERCENT if part == "training" else 100 - DEFAULT_TRAIN_PERCENT
         visit.call(
@@ -232,24 +242,20 @@ def _default_model(visit: Visit, form: dict[str, Any], errors: dict[str, str]) -
                 "ComputeStatistics": part == "training",
             },
         )
-    model_id = new_id("ml")
-    try:
-        visit.call(
-            "CreateMLModel",
-            {
-                "MLModelId": model_id,
-                "MLModelName": label[:1024],
-                "MLModelType": form["type"],
-                "TrainingDataSourceId": ids["training"],
-            },
-        )
-    except InvalidInputException as exc:
-        errors["type"] = exc.message
-        return None
+    model_id = f"ml-{key}"
+    visit.call(
+        "CreateMLModel",
+        {
+            "MLModelId": model_id,
+            "MLModelName": label[:1024],
+            "MLModelType": model_type,
+            "TrainingDataSourceId": ids["training"],
+        },
+    )
     visit.call(
         "CreateEvaluation",
         {
-            "EvaluationId": new_id("ev"),
+            "EvaluationId": f"ev-{key}",
             "EvaluationName": f"{label}: evaluation"[:1024],
             "MLModelId": model_id,
             "EvaluationDataSourceId": ids["evaluation"],

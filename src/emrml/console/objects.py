@@ -127,7 +127,9 @@ def home(visit: Visit) -> View:
         )["Results"]
         for kind in KINDS.values()
     }
-    return View("home.html", {"Recent": recent}, extra={"kinds": KINDS})
+    from emrml.console.samples import SAMPLES
+
+    return View("home.html", {"Recent": recent}, extra={"kinds": KINDS, "samples": SAMPLES})
 
 
 def datasource(visit: Visit) -> View:
@@ -176,11 +178,6 @@ def evaluation(visit: Visit) -> View:
                 chosen = insights.get("ScoreThreshold", 0.5)
         data["AtThreshold"] = at_threshold(metrics, chosen)
     return View("evaluation.html", data, extra=extra)
-
-
-def batch_prediction(visit: Visit) -> View:
-    described = visit.call("GetBatchPrediction", {"BatchPredictionId": visit.params["entity_id"]})
-    return View("batch_prediction.html", {"GetBatchPrediction": described})
 
 
 def _links(visit: Visit, kind: str, object_id: str) -> list[Any]:

@@ -40,7 +40,14 @@
     window.setTimeout(refresh, 2000);
   }
 
+  // A detail page whose object (or one it lists) is still running reloads itself until all have ended.
+  function reloadWhileRunning() {
+    var running = document.querySelector('[data-live="object"][data-status="PENDING"], [data-live="object"][data-status="INPROGRESS"]');
+    if (running) window.setTimeout(function () { window.location.reload(); }, 3000);
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    reloadWhileRunning();
     var jobs = document.querySelector('[data-live="jobs"]');
     if (jobs) liveJobs(jobs);
   });

@@ -1,0 +1,199 @@
+"""Whole flows in the browser: a default model whose evaluation appears by itself, live jobs, predictions,
+batch predictions with download, share links, the multiclass and regression charts."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from test_browser import check_accessibility, log_in, screenshot
+
+from conftest import DATASOURCE, EVALUATION, MODEL, Evaluations, Served
+from emrml.samples import bank_sample_schema, write_bank_sample
+
+
+def test_default_model_gets_its_evaluation_by_itself(page: Any, served: Served, axe_source: str) -> None:
+    log_in(page, served)
+    page.goto(f"{served.url}/console/models/new?datasource={DATASOURCE}")
+    page.select_option("#type", "BINARY")
+    page.fill("#name", "Default bank")
+    page.click("form button:has-text('Train')")
+    page.wait_for_url(re.compile(r".*/console/models/ml-[0-9a-f]+$"))
+    model_id = page.url.rsplit("/", 1)[1]
+    # The page reloads itself while the model or its evaluation runs; the evaluation was never asked for.
+    page.wait_for_selector("li[data-status=COMPLETED] a[href*='/console/evaluations/']", timeout=180_000)
+    check_accessibility(page, axe_source)
+    evaluations = served.installation.service.call(
+        "DescribeEvaluations", {"FilterVariable": "MLModelId", "EQ": model_id}
+    )["Results"]
+    assert len(evaluations) == 1 and evaluations[0]["Status"] == "COMPLETED"
+    training = served.installation.service.call("GetMLModel", {"MLModelId": model_id})["TrainingDataSourceId"]
+    split = served.installation.service.call("GetDataSource", {"DataSourceId": training})["DataRearrangement"]
+    assert '"percentEnd": 70' in split and '"random"' in split
+    evaluated = served.installation.service.call(
+        "GetDataSource", {"DataSourceId": evaluations[0]["EvaluationDataSourceId"]}
+    )["DataRearrangement"]
+    assert '"complement": true' in evaluated
+
+
+def test_custom_model_shows_recipe_errors_at_the_editor(page: Any, served: Served) -> None:
+    log_in(page, served)
+    page.goto(f"{served.url}/console/models/new?mode=custom&datasource={DATASOURCE}")
+    page.fill("#recipe", '{"groups": {}, "assignments": {}, "outputs": ["no_such_attribute"]}')
+    page.fill("#passes", "0")
+    page.click("form button:has-text('Train')")
+    assert "whole number of passes" in page.locator("#passes-error").inner_text()
+    page.fill("#passes", "3")
+    page.fill("#recipe", '{"groups": {}, "assignments": {}, "outputs": ["no_such_attribute"]}')
+    page.click("form button:has-text('Train')")
+    error = page.locator("#recipe-error").inner_text()
+    assert "no_such_attribute" in error
+    assert page.locator("#recipe").get_attribute("aria-invalid") == "true"
+
+
+def test_jobs_page_shows_progress_change_without_reloading(
+    page: Any, served: Served, axe_source: str
+) -> None:
+    big = write_bank_sample(served.installation.home / "data" / "big.csv", 150_000)
+    log_in(page, served)
+    page.goto(f"{served.url}/console/jobs?kind=DataSource")
+    page.evaluate("() => { window.sameDocument = true; }")
+    served.installation.service.call(
+        "CreateDataSourceFromS3",
+        {
+            "DataSourceId": "ds-console-big",
+            "DataSpec": {"DataLocationS3": str(big), "DataSchema": bank_sample_schema().to_json()},
+            "ComputeStatistics": True,
+        },
+    )
+    served_scheduler_wakes = served.installation.service  # the server's scheduler polls for the new job
+    assert served_scheduler_wakes is not None
+    page.reload()
+    page.evaluate("() => { window.sameDocument = true; }")
+    row = page.locator('tr[data-id="DataSource/ds-console-big"]')
+    row.wait_for()
+    seen = set()
+    for _ in range(600):
+        status = row.locator('[data-field="Status"]').inner_text()
+        seen.add((status, row.locator('[data-field="ProgressText"]').inner_text()))
+        if status == "COMPLETED":
+            break
+        page.wait_for_timeout(100)
+    assert ("COMPLETED", "100 %") in seen
+    assert any(status in ("PENDING", "INPROGRESS") for status, _ in seen), seen
+    assert page.evaluate("() => window.sameDocument") is True
+    check_accessibility(page, axe_source)
+    screenshot(page, "jobs")
+
+
+def test_paste_a_record_prediction(page: Any, served: Served, axe_source: str) -> None:
+    log_in(page, served)
+    page.goto(f"{served.url}/console/models/{MODEL}")
+    if page.locator("text=Turn the real-time endpoint on").count():
+        page.click("text=Turn the real-time endpoint on")
+    page.goto(f"{served.url}/console/models/{MODEL}/predict")
+    page.fill("input[name=a-0]", "41")
+    page.click("button:has-text('Predict')")
+    assert page.locator("#predicted-label").inner_text() in ("0", "1")
+    assert page.locator("#scores-chart svg rect").count() >= 1
+    assert float(page.locator("#latency").inner_text()) > 0
+    check_accessibility(page, axe_source)
+    screenshot(page, "predict")
+    page.fill("#pasted", '{"age": "30", "job": "student"}')
+    page.click("button:has-text('Predict')")
+    assert page.locator("#predicted-label").inner_text() in ("0", "1")
+    page.fill("#pasted", "1,2,3")
+    page.click("button:has-text('Predict')")
+    assert "the pasted CSV line has 3 values" in page.locator("#pasted-error").inner_text()
+    page.fill("#pasted", "{not json")
+    page.click("button:has-text('Predict')")
+    assert "not valid JSON" in page.locator("#pasted-error").inner_text()
+
+
+def test_batch_prediction_with_download(page: Any, served: Served, tmp_path: Any) -> None:
+    log_in(page, served)
+    page.goto(f"{served.url}/console/batch-predictions/new?model={MODEL}")
+    page.select_option("#datasource", f"{DATASOURCE}-eval")
+    page.fill("#output", str(served.installation.home / "data" / "out"))
+    page.click("button:has-text('Create')")
+    page.wait_for_url(re.compile(r".*/console/batch-predictions/bp-[0-9a-f]+$"))
+    link = page.locator("#result-files a").first
+    link.wait_for(timeout=120_000)
+    screenshot(page, "batch-prediction")
+    with page.expect_download() as event:
+        link.click()
+    saved = tmp_path / "result.gz"
+    event.value.save_as(saved)
+    import gzip
+
+    lines = gzip.decompress(saved.read_bytes()).decode().splitlines()
+    assert lines[0].startswith("trueLabel,bestAnswer,score") or "bestAnswer" in lines[0]
+    assert len(lines) > 100
+
+
+def test_share_link_viewed_logged_out_then_revoked(page: Any, browser: Any, served: Served) -> None:
+    log_in(page, served)
+    page.goto(f"{served.url}/console/evaluations/{EVALUATION}")
+    page.click("text=Create a share link")
+    url = page.input_value("#share-url")
+    outsider = browser.new_context()
+    try:
+        shared = outsider.new_page()
+        shared.goto(url)
+        shared.wait_for_selector("html[data-charts=drawn]")
+        assert shared.locator("#threshold-slider").count() == 1
+        assert shared.locator("nav").count() == 0
+        assert shared.locator("a[href^='/console/']").count() == 0
+        screenshot(shared, "shared-evaluation")
+        page.goto(f"{served.url}/console/evaluations/{EVALUATION}")
+        page.locator(".share button:has-text('Revoke')").first.click()
+        response = shared.goto(url)
+        assert response is not None and response.status == 404
+    finally:
+        outsider.close()
+
+
+def test_multiclass_heat_map_and_regression_residuals(
+    page: Any, served: Served, more_evaluations: Evaluations, axe_source: str
+) -> None:
+    log_in(page, served)
+    page.goto(f"{served.url}/console/evaluations/{more_evaluations.multiclass}")
+    page.wait_for_selector("html[data-charts=drawn]")
+    data = page.evaluate("() => JSON.parse(document.getElementById('page-data').textContent)")
+    view = data["GetEvaluationInsights"]["Insights"]["metrics"]["consoleView"]
+    classes = len(view["classes"])
+    cells = page.locator("#confusion-chart g.cell")
+    assert cells.count() == classes * classes
+    first = cells.first.get_attribute("aria-label")
+    assert (
+        first
+        == f"true {view['classes'][0]}, predicted {view['classes'][0]}: {view['counts'][0][0]:,} records"
+    )
+    check_accessibility(page, axe_source)
+    screenshot(page, "evaluation-multiclass")
+    page.goto(f"{served.url}/console/evaluations/{more_evaluations.regression}")
+    page.wait_for_selector("html[data-charts=drawn]")
+    data = page.evaluate("() => JSON.parse(document.getElementById('page-data').textContent)")
+    counts = data["GetEvaluationInsights"]["Insights"]["metrics"]["residualHistogram"]["counts"]
+    assert page.locator("#residual-chart svg rect").count() == len(counts)
+    assert "RMSE" in page.locator(".headline").inner_text()
+    check_accessibility(page, axe_source)
+    screenshot(page, "evaluation-regression")
+
+
+def test_samples_train_and_evaluate_in_one_click(page: Any, served: Served) -> None:
+    log_in(page, served)
+    service = served.installation.service
+    for name, model_type in (
+        ("binary", "BINARY"),
+        ("multiclass", "MULTICLASS"),
+        ("regression", "REGRESSION"),
+    ):
+        page.goto(f"{served.url}/console/")
+        page.click(f"#sample-{name}")
+        page.wait_for_url(re.compile(rf".*/console/models/ml-sample-{name}$"))
+        assert service.call("GetMLModel", {"MLModelId": f"ml-sample-{name}"})["MLModelType"] == model_type
+    for name in ("binary", "multiclass", "regression"):
+        assert service.wait("Evaluation", f"ev-sample-{name}")["Status"] == "COMPLETED"
+    page.goto(f"{served.url}/console/")
+    screenshot(page, "home")

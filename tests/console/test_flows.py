@@ -108,6 +108,11 @@ def test_paste_a_record_prediction(page: Any, served: Served, axe_source: str) -
     page.fill("#pasted", "{not json")
     page.click("button:has-text('Predict')")
     assert "not valid JSON" in page.locator("#pasted-error").inner_text()
+    page.goto(f"{served.url}/console/models/{MODEL}")
+    page.click("text=Turn the real-time endpoint off")
+    page.wait_for_selector("text=Turn the real-time endpoint on")
+    endpoint = served.installation.service.call("GetMLModel", {"MLModelId": MODEL})["EndpointInfo"]
+    assert endpoint["EndpointStatus"] == "NONE"
 
 
 def test_batch_prediction_with_download(page: Any, served: Served, tmp_path: Any) -> None:

@@ -326,3 +326,11 @@ def anonymous_client_factory(installation: Installation) -> Any:
     yield make
     for client in clients:
         client.close()
+
+
+def test_two_evaluations_side_by_side(admin: Any) -> None:
+    twin = admin.get(f"/console/evaluations/compare?a={EVALUATION}&b={EVALUATION}&format=json").json()
+    assert [side["GetEvaluation"]["EvaluationId"] for side in twin["Evaluations"]] == [EVALUATION] * 2
+    page = admin.get(f"/console/evaluations/compare?a={EVALUATION}")
+    assert page.status_code == 200 and page.text.count('class="compare-side"') == 1
+    assert admin.get("/console/evaluations/compare?a=ev-nope").status_code == 404

@@ -191,3 +191,20 @@ def _json(text: Any) -> Any:
         return json.loads(text)
     except ValueError:
         return None
+
+
+def compare(visit: Visit) -> View:
+    """Two evaluations side by side (``?a=ID&b=ID``), e.g. two models on the same datasource."""
+    chosen = [visit.query.get(side, "") for side in ("a", "b")]
+    sides = []
+    for evaluation_id in chosen:
+        if not evaluation_id:
+            continue
+        described = visit.call("GetEvaluation", {"EvaluationId": evaluation_id})
+        insights = visit.call("GetEvaluationInsights", {"EvaluationId": evaluation_id})
+        sides.append({"GetEvaluation": described, "GetEvaluationInsights": insights})
+    choices = visit.call(
+        "DescribeEvaluations",
+        {"FilterVariable": "Status", "EQ": "COMPLETED", "Limit": 100, "SortOrder": "dsc"},
+    )["Results"]
+    return View("compare.html", {"Evaluations": sides}, extra={"choices": choices, "chosen": chosen})

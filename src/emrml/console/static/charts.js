@@ -249,6 +249,20 @@
     }
   }
 
+  // Side by side: each evaluation's main chart, drawn small.
+  function compareCharts(data) {
+    (data.Evaluations || []).forEach(function (side, index) {
+      var node = document.querySelector('.compare-chart[data-side="' + index + '"]');
+      var metrics = ((side.GetEvaluationInsights || {}).Insights || {}).metrics || {};
+      if (!node) return;
+      if (metrics.histograms) {
+        var h = metrics.histograms, sums = h.positive.map(function (p, i) { return p + h.negative[i]; });
+        histogram(node, h.edges, sums, "Score histogram", "score");
+      } else if (metrics.consoleView) heatMap(node, metrics.consoleView);
+      else if (metrics.residualHistogram) histogram(node, metrics.residualHistogram.edges, metrics.residualHistogram.counts, "Residual histogram", "actual − predicted");
+    });
+  }
+
   function predictionCharts(data) {
     var node = document.getElementById("scores-chart");
     var scores = data.Prediction && data.Prediction.predictedScores;
@@ -263,6 +277,7 @@
     modelCharts(data);
     evaluationCharts(data);
     predictionCharts(data);
+    compareCharts(data);
     document.documentElement.setAttribute("data-charts-ms", String(Math.round(performance.now() - started)));
     document.documentElement.setAttribute("data-charts", "drawn");
   });

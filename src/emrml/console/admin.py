@@ -1,0 +1,181 @@
+"""Users and groups (administrators): users, their console passwords, access keys and groups; groups and
+their permission statements.
+
+Every change goes through ``service.access`` with the logged-in user as caller, the same calls the
+``emrml users`` / ``emrml groups`` commands make, so the authorization model decides who may do it; a
+console password is set only by someone allowed ``iam:UpdateUser``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.responses import Response
+
+from emrml.console.app import View, Visit
+from emrml.errors import AmazonMLError, InvalidInputException
+
+
+def _user_row(user: Any) -> dict[str, Any]:
+    return {
+        "UserName": user.name,
+        "CreatedAt": user.created_at,
+        "Enabled": user.enabled,
+        "Groups": list(user.groups),
+        "AccessKeys": user.access_keys,
+    }
+
+
+def _statement(statement: Any) -> dict[str, Any]:
+    return {
+        "Sid": statement.sid,
+        "Effect": statement.effect,
+        "Action": list(statement.actions),
+        "Resource": list(statement.resources),
+        "Owner": statement.owner,
+    }
+
+
+def _group_row(group: Any) -> dict[str, Any]:
+    return {
+        "GroupName": group.name,
+        "Description": group.description,
+        "BuiltIn": group.builtin,
+        "CreatedAt": group.created_at,
+        "Members": list(group.members),
+        "Statements": [_statement(statement) for statement in group.statements],
+    }
+
+
+def users(visit: Visit) -> View | Response:
+    access = visit.console.service.access
+    errors: dict[str, str] = {}
+    created: dict[str, Any] | None = None
+    if visit.form is not None:
+        name, password = visit.field("name").strip(), visit.field("password")
+        groups = tuple(visit.form.getlist("groups")) if visit.form is not None else ()
+        try:
+            if password:
+                from emrml.service.logins import check_new_password
+
+                check_new_password(password)
+            access.create_user(name, tuple(str(g) for g in groups) or None, caller=visit.arn)
+        except AmazonMLError as exc:
+            errors["name" if "password" not in exc.message else "password"] = exc.message
+        else:
+            if password:
+                visit.console.logins.set_password(name, password)
+            created = {"UserName": name}
+    data = {
+        "Users": [_user_row(user) for user in access.list_users(caller=visit.arn)],
+        "Groups": [group.name for group in access.list_groups(caller=visit.arn)],
+    }
+    status = 400 if errors else 200
+    return View("users.html", data, status, {"errors": errors, "created": created})
+
+
+def user(visit: Visit) -> View | Response:
+    access = visit.console.service.access
+    name = visit.params["name"]
+    errors: dict[str, str] = {}
+    new_key = None
+    if visit.form is not None:
+        action = visit.field("action")
+        try:
+            new_key = _user_action(visit, name, action)
+        except AmazonMLError as exc:
+            errors[action or "general"] = exc.message
+        else:
+            if action == "delete":
+                return visit.redirect("users")
+            if new_key is None:
+                return visit.redirect(f"users/{name}")
+    info = access.get_user(name, caller=visit.arn)
+    data = {
+        "User": _user_row(info),
+        "AccessKeys": [
+            {"AccessKeyId": key.access_key_id, "CreatedAt": key.created_at}
+            for key in access.list_keys(name, caller=visit.arn)
+        ],
+        "Groups": [group.name for group in access.list_groups(caller=visit.arn)],
+        "HasPassword": visit.console.logins.has_password(name),
+    }
+    extra = {"errors": errors, "new_key": new_key}
+    return View("user.html", data, 400 if errors else 200, extra)
+
+
+def _user_action(visit: Visit, name: str, action: str) -> Any:
+    access, caller = visit.console.service.access, visit.arn
+    if action in ("enable", "disable"):
+        access.set_user_enabled(name, action == "enable", caller=caller)
+    elif action == "password":
+        access.check(caller, "iam:UpdateUser")
+        visit.console.logins.set_password(name, visit.field("password"))
+    elif action == "create-key":
+        return access.create_key(name, caller=caller)
+    elif action == "delete-key":
+        access.delete_key(visit.field("key"), caller=caller)
+    elif action == "join":
+        access.add_member(visit.field("group"), name, caller=caller)
+    elif action == "leave":
+        access.remove_member(visit.field("group"), name, caller=caller)
+    elif action == "delete":
+        if name == visit.user:
+            raise InvalidInputException("you cannot delete yourself")
+        access.delete_user(name, caller=caller)
+    else:
+        raise InvalidInputException(f"unknown action {action!r}")
+    return None
+
+
+def groups(visit: Visit) -> View | Response:
+    access = visit.console.service.access
+    errors: dict[str, str] = {}
+    if visit.form is not None:
+        try:
+            access.create_group(visit.field("name").strip(), visit.field("description"), caller=visit.arn)
+        except AmazonMLError as exc:
+            errors["name"] = exc.message
+        else:
+            return visit.redirect(f"groups/{visit.field('name').strip()}")
+    data = {"Groups": [_group_row(group) for group in access.list_groups(caller=visit.arn)]}
+    return View("groups.html", data, 400 if errors else 200, {"errors": errors})
+
+
+def group(visit: Visit) -> View | Response:
+    access = visit.console.service.access
+    name = visit.params["name"]
+    errors: dict[str, str] = {}
+    statement_text = ""
+    if visit.form is not None:
+        action = visit.field("action")
+        try:
+            if action == "add-statement":
+                statement_text = visit.field("statement")
+                try:
+                    document = json.loads(statement_text)
+                except ValueError as exc:
+                    raise InvalidInputException(f"the statement is not valid JSON: {exc}") from None
+                access.add_statement(name, document, caller=visit.arn)
+            elif action == "remove-statement":
+                access.remove_statement(name, int(visit.field("sid") or -1), caller=visit.arn)
+            elif action == "add-member":
+                access.add_member(name, visit.field("user"), caller=visit.arn)
+            elif action == "remove-member":
+                access.remove_member(name, visit.field("user"), caller=visit.arn)
+            elif action == "delete":
+                access.delete_group(name, caller=visit.arn)
+                return visit.redirect("groups")
+            else:
+                raise InvalidInputException(f"unknown action {action!r}")
+        except AmazonMLError as exc:
+            errors[action] = exc.message
+        else:
+            return visit.redirect(f"groups/{name}")
+    data = {
+        "Group": _group_row(access.get_group(name, caller=visit.arn)),
+        "Users": [user.name for user in access.list_users(caller=visit.arn)],
+    }
+    extra = {"errors": errors, "statement_text": statement_text}
+    return View("group.html", data, 400 if errors else 200, extra)

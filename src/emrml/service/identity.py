@@ -21,6 +21,7 @@ from sqlalchemy import Float, ForeignKey, String, Text, delete, func, select
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
 from emrml.errors import InternalServerException, InvalidInputException, ResourceNotFoundException
+from emrml.service.logins import BrowserSession, Login
 from emrml.service.metastore import Base, now
 
 log = logging.getLogger(__name__)
@@ -174,6 +175,9 @@ class Identities:
                 raise ResourceNotFoundException(f"user {name!r} does not exist")
             # Explicit, not left to ON DELETE CASCADE: SQLite enforces foreign keys only when asked to.
             removed = session.execute(delete(AccessKey).where(AccessKey.user_name == name)).rowcount
+            # The console's password and sessions go too: a new user of the same name starts with none.
+            session.execute(delete(Login).where(Login.user_name == name))
+            session.execute(delete(BrowserSession).where(BrowserSession.user_name == name))
             session.execute(delete(User).where(User.name == name))
         return removed
 

@@ -31,7 +31,6 @@ from sqlalchemy import Float, ForeignKey, String, Text, delete, select, update
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
 from emrml.errors import InvalidInputException, ResourceNotFoundException
-from emrml.service.auth import ADMIN_CREDENTIALS_FILE, ADMIN_USER, write_private_json
 from emrml.service.metastore import Base, now
 
 #: scrypt's cost: 2**15 × 8 × 128 bytes = 32 MiB and about 0.1 s per hash on one core (OWASP's minimum).
@@ -362,6 +361,7 @@ def ensure_admin_password(logins: Logins, home: Path) -> str | None:
     The password is added to ``<home>/admin-credentials.json`` (mode 0600) as ``console_user`` and
     ``console_password``, beside the access key that file may already hold. Never a default password.
     """
+    from emrml.service.auth import ADMIN_CREDENTIALS_FILE, ADMIN_USER, write_private_json
     from emrml.service.identity import User
 
     with logins.sessions() as session:

@@ -264,7 +264,10 @@ def test_health_and_other_paths(app: Any) -> None:
         "jobs_running": 0,
         "job_slots": 0,
     }
-    assert asyncio.run(asgi_request(app, {}, b"", method="GET", path="/")).status == 405
+    # GET / leads a browser to the console; the API itself answers POST only.
+    home = asyncio.run(asgi_request(app, {}, b"", method="GET", path="/"))
+    assert home.status == 307 and home.headers["location"] == "/console/"
+    assert asyncio.run(asgi_request(app, {}, b"", method="PUT", path="/")).status == 405
     assert asyncio.run(asgi_request(app, {}, b"{}", method="POST", path="/other")).status == 404
 
 

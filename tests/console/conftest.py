@@ -130,7 +130,9 @@ def served(installation: Installation) -> Iterator[Served]:
         yield Served(server.url, installation)
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API runs an asyncio loop in the main thread for as long as it is open, and
+# later tests that call asyncio.run() must not find it running.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.skip(f"Debian's chromium is not installed ({CHROMIUM}); .ci/run installs it")

@@ -136,7 +136,8 @@ def _client(url: str, credentials: dict[str, str], verify: Any, cert: tuple[Path
         region_name="us-east-1",
         verify=verify,
         config=config,
-        **credentials,
+        aws_access_key_id=credentials["aws_access_key_id"],
+        aws_secret_access_key=credentials["aws_secret_access_key"],
     )
 
 

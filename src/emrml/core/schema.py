@@ -145,7 +145,7 @@ def parse_schema(
     """
     document = _load_json(text, source)
     if not isinstance(document, dict):
-        raise InvalidInputException(f"{source} must be a JSON object, got {_json_type(document)}")
+        raise InvalidInputException(f"{source} must be a JSON object, got {json_type(document)}")
     top = _canonical_keys(document, _TOP_LEVEL_KEYS, _TOP_LEVEL_ALIASES, where=source)
     _expect_constant(top, "version", "1.0", source)
     _expect_constant(top, "dataFormat", "CSV", source)
@@ -300,7 +300,7 @@ def _parse_attributes(top: Mapping[str, object], source: str, max_attributes: in
         raise InvalidInputException(f"{source} is missing attributes (one entry per CSV column)")
     entries = top["attributes"]
     if not isinstance(entries, list):
-        raise InvalidInputException(f"{source} attributes must be a JSON array, got {_json_type(entries)}")
+        raise InvalidInputException(f"{source} attributes must be a JSON array, got {json_type(entries)}")
     if not entries:
         raise InvalidInputException(f"{source} attributes is empty: it needs one entry per CSV column")
     _check_attribute_count(len(entries), source, max_attributes)
@@ -309,14 +309,14 @@ def _parse_attributes(top: Mapping[str, object], source: str, max_attributes: in
 
 def _parse_attribute(entry: object, where: str) -> Attribute:
     if not isinstance(entry, dict):
-        raise InvalidInputException(f"{where} must be a JSON object, got {_json_type(entry)}")
+        raise InvalidInputException(f"{where} must be a JSON object, got {json_type(entry)}")
     fields = _canonical_keys(entry, _ATTRIBUTE_KEYS, _ATTRIBUTE_ALIASES, where=where)
     for key in _ATTRIBUTE_KEYS:
         if key not in fields:
             raise InvalidInputException(f"{where}: missing {key}")
     name = fields["attributeName"]
     if not isinstance(name, str):
-        raise InvalidInputException(f"{where}: attributeName must be a string, got {_json_type(name)}")
+        raise InvalidInputException(f"{where}: attributeName must be a string, got {json_type(name)}")
     if name.strip():
         where = f"{where} ({_quote_name(name)})"
     return Attribute(name, _attribute_type(fields["attributeType"], where))
@@ -324,7 +324,7 @@ def _parse_attribute(entry: object, where: str) -> Attribute:
 
 def _attribute_type(value: object, where: str) -> AttributeType:
     if not isinstance(value, str):
-        raise InvalidInputException(f"{where}: attributeType must be a string, got {_json_type(value)}")
+        raise InvalidInputException(f"{where}: attributeType must be a string, got {json_type(value)}")
     if value in _UNSUPPORTED_TYPES:
         raise InvalidInputException(
             f"{where}: attributeType {value} is not supported (expected {_TYPE_LIST}; "
@@ -342,7 +342,7 @@ def _parse_role(top: Mapping[str, object], key: str, source: str) -> str | None:
     value = top.get(key)
     if value is None or isinstance(value, str):
         return value
-    raise InvalidInputException(f"{source} {key} must be an attribute name or null, got {_json_type(value)}")
+    raise InvalidInputException(f"{source} {key} must be an attribute name or null, got {json_type(value)}")
 
 
 def _parse_excluded(top: Mapping[str, object], source: str) -> tuple[str, ...]:
@@ -352,12 +352,12 @@ def _parse_excluded(top: Mapping[str, object], source: str) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise InvalidInputException(
             f"{source} excludedAttributeNames must be a JSON array of attribute names, "
-            f"got {_json_type(value)}"
+            f"got {json_type(value)}"
         )
     for index, name in enumerate(value):
         if not isinstance(name, str):
             raise InvalidInputException(
-                f"{source} excludedAttributeNames[{index}] must be a string, got {_json_type(name)}"
+                f"{source} excludedAttributeNames[{index}] must be a string, got {json_type(name)}"
             )
     return tuple(value)
 
@@ -367,7 +367,8 @@ def _check_attribute_count(count: int, source: str, max_attributes: int) -> None
         raise InvalidInputException(f"{source} has {count} attributes; the limit is {max_attributes}")
 
 
-def _json_type(value: object) -> str:
+def json_type(value: object) -> str:
+    """How a JSON value is named in error messages: "an object", "a string", "null", ..."""
     if value is None:
         return "null"
     if isinstance(value, bool):

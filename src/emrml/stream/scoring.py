@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from emrml.core.predict import Predictor
-from emrml.core.schema import Schema
+from emrml.core.schema import Schema, json_type
 from emrml.engine.batch import ResultFormatter, csv_text
 
 #: A record over 1 MB (10^6 bytes; Kinesis itself takes up to 1 MiB) goes to the dead-letter output.
@@ -231,7 +231,7 @@ def _json_record(text: str, columns: list[str]) -> dict[str, str] | str:
     except json.JSONDecodeError as exc:
         return f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
     if not isinstance(value, dict):
-        return f"the JSON is not an object but {_json_kind(value)}"
+        return f"the JSON is not an object but {json_type(value)}"
     row = {}
     for key in columns:
         item = value.get(key)
@@ -240,7 +240,7 @@ def _json_record(text: str, columns: list[str]) -> dict[str, str] | str:
         if not isinstance(item, str):
             return (
                 f"Record[{key!r}] must be a string (every value is a string, whatever the attribute type), "
-                f"not {_json_kind(item)}"
+                f"not {json_type(item)}"
             )
         if not item.isascii():
             try:
@@ -250,16 +250,3 @@ def _json_record(text: str, columns: list[str]) -> dict[str, str] | str:
         row[key] = item
     return row
 
-
-def _json_kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return "a string"

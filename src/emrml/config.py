@@ -18,6 +18,10 @@ from emrml.errors import InvalidInputException
 @dataclass(frozen=True)
 class Settings:
     home: Path = field(default_factory=lambda: Path("~/.emrml").expanduser())
+    #: The folders whose files requests arriving through ``emrml serve`` (API and console) may read and write
+    #: (service/confinement.py); empty means ``<home>/data``. EMRML_DATA_ROOTS lists them separated by
+    #: ``os.pathsep`` (``:``), emrml.toml as an array. The CLI and library on their own home are not confined.
+    data_roots: tuple[Path, ...] = ()
     #: SQLAlchemy URL; empty means the SQLite file ``<home>/metastore.db``.
     metastore_url: str = ""
     #: Account id used in ``CreatedByIamUser`` ARNs.
@@ -90,6 +94,9 @@ class Settings:
     kms_endpoint_url: str = ""
 
     def __post_init__(self) -> None:
+        if not self.data_roots:
+            # A frozen dataclass: the default depends on the home, so it is filled in here.
+            object.__setattr__(self, "data_roots", (self.home / "data",))
         choices = {
             "training_defaults": ("api", "console"),
             "predict_endpoint_check": ("strict", "lenient"),
@@ -139,6 +146,8 @@ def _coerce(values: dict[str, object]) -> dict[str, object]:
         try:
             if kind == "Path":
                 out[name] = Path(str(value)).expanduser()
+            elif kind.startswith("tuple[Path"):
+                out[name] = _paths(value)
             elif kind == "int":
                 out[name] = int(value)  # type: ignore[call-overload]
             elif kind == "float":
@@ -150,6 +159,15 @@ def _coerce(values: dict[str, object]) -> dict[str, object]:
         except ValueError:
             raise InvalidInputException(f"setting {name}: {value!r} is not a valid {kind}") from None
     return out
+
+
+def _paths(value: object) -> tuple[Path, ...]:
+    """Folders: a list (emrml.toml) or one string of them separated by ``os.pathsep`` (environment); each
+    absolute (``~`` expanded, relative ones taken from the working directory)."""
+    items = value.split(os.pathsep) if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(item, str | Path) for item in items):
+        raise ValueError(value)
+    return tuple(Path(str(item)).expanduser().absolute() for item in items if str(item).strip())
 
 
 def _mapping(name: str, value: object) -> dict[str, str]:

@@ -65,6 +65,17 @@ class PredictorNotMountedException(AmazonMLError):
     exit_code = 6
 
 
+class AccessDeniedException(AmazonMLError):
+    """The caller may not do this: a location outside what it may read or write, an action it is not granted.
+
+    HTTP 400 with ``__type`` AccessDeniedException, as the AWS JSON protocol answers a refused request.
+    """
+
+    type_name = "AccessDeniedException"
+    http_status = 400
+    exit_code = 7
+
+
 class InternalServerException(AmazonMLError):
     type_name = "InternalServerException"
     http_status = 500
@@ -131,6 +142,7 @@ ERROR_TYPES: dict[str, type[AmazonMLError]] = {
         TagLimitExceededException,
         LimitExceededException,
         PredictorNotMountedException,
+        AccessDeniedException,
         InternalServerException,
         UnknownOperationException,
         SerializationException,

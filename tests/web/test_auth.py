@@ -313,9 +313,8 @@ def test_a_new_key_works_at_once_and_a_deleted_key_stops_working(live_server: An
     live_server.identities.create_user("carol")
     key = live_server.identities.create_key("carol")
     client = live_server.client(key.access_key_id, key.secret_access_key)
-    client.create_data_source_from_s3(
-        DataSourceId="auth-carol", DataSpec={"DataLocationS3": "/no/such/file.csv"}
-    )
+    missing = live_server.service.settings.data_roots[-1] / "no" / "such-file.csv"
+    client.create_data_source_from_s3(DataSourceId="auth-carol", DataSpec={"DataLocationS3": str(missing)})
     created_by = live_server.service.call("GetDataSource", {"DataSourceId": "auth-carol"})["CreatedByIamUser"]
     assert created_by == "arn:aws:iam::000000000000:user/carol"
     live_server.identities.delete_user("carol")

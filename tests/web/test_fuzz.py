@@ -79,7 +79,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzWorld]:
     home = tmp_path_factory.mktemp("fuzz")
     data = write_bank_sample(home / "bank.csv", 400)
     schema = bank_sample_schema().to_json()
-    service = EmrML(Settings.load(environ={}, home=home, public_url="http://127.0.0.1:8080"))
+    # Every folder is a data root (locations are fuzzed anywhere); the home's own files stay refused.
+    settings = Settings.load(
+        environ={}, home=home, public_url="http://127.0.0.1:8080", data_roots=(Path("/"),)
+    )
+    service = EmrML(settings)
     service.call(
         "CreateDataSourceFromS3",
         {

@@ -43,7 +43,9 @@ SCHEMA = json.dumps(
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmrML]:
-    application = EmrML(Settings.load(environ={}, home=tmp_path_factory.mktemp("protocol")))
+    # Every folder is a data root: these tests are about the protocol, and name files anywhere.
+    home = tmp_path_factory.mktemp("protocol")
+    application = EmrML(Settings.load(environ={}, home=home, data_roots=(Path("/"),)))
     yield application
     application.close()
 
@@ -350,7 +352,7 @@ def _until(condition: Any, seconds: float = 5.0) -> bool:
 
 
 def test_scheduler_respects_slots_and_dependencies(tmp_path: Path) -> None:
-    service = EmrML(Settings.load(environ={}, home=tmp_path))
+    service = EmrML(Settings.load(environ={}, home=tmp_path, data_roots=(Path("/"),)))
     try:
         for entity_id in ("s-ds1", "s-ds2"):
             service.call(
@@ -388,7 +390,7 @@ def test_scheduler_respects_slots_and_dependencies(tmp_path: Path) -> None:
 
 
 def test_scheduler_stop_returns_jobs_still_running(tmp_path: Path) -> None:
-    service = EmrML(Settings.load(environ={}, home=tmp_path))
+    service = EmrML(Settings.load(environ={}, home=tmp_path, data_roots=(Path("/"),)))
     try:
         fake = FakeJobs([("DataSource", "x-1")])
         service.jobs = fake  # type: ignore[assignment]

@@ -84,7 +84,7 @@ class Visit:
 
     def call(self, operation: str, request: dict[str, Any] | None = None) -> dict[str, Any]:
         """Run an Amazon ML operation as this user (the same check as a signed API request)."""
-        response = self.console.service.call(operation, request or {}, self.arn)
+        response = self.console.service.call(operation, request or {}, self.arn, remote=True)
         if operation.startswith("Create") and self.console.on_queued is not None:
             self.console.on_queued()
         return response

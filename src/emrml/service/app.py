@@ -18,7 +18,7 @@ from emrml.service import (  # noqa: F401  (register their operations)
 from emrml.service.jobs import JobRunner, ProgressCallback
 from emrml.service.metastore import migrate, open_engine, session_factory
 from emrml.service.mounted import MountedModels
-from emrml.service.operations import CALLER, ID_MEMBER, OPERATIONS, reused_id
+from emrml.service.operations import CALLER, ID_MEMBER, OPERATIONS, REMOTE, reused_id
 from emrml.service.validation import validate_request
 from emrml.storage.locations import configure as configure_storage
 
@@ -48,17 +48,28 @@ class EmrML:
         )
 
     def call(
-        self, operation: str, request: dict[str, Any] | None = None, caller: str | None = None
+        self,
+        operation: str,
+        request: dict[str, Any] | None = None,
+        caller: str | None = None,
+        *,
+        remote: bool = False,
     ) -> dict[str, Any]:
-        """Run one operation; ``caller`` is the ARN of the authenticated user (default: the root user)."""
+        """Run one operation; ``caller`` is the ARN of the authenticated user (default: the root user).
+
+        ``remote``: the request arrived through ``emrml serve`` (the HTTP API, the console), so the local
+        files it names must lie in the data roots (``service.confinement``); the CLI and the library working
+        on their own home leave it False and read any file their user can.
+        """
         if operation == "Predict":
-            # Latency-critical, and no caller identity is recorded: served by its own hand-checked path.
+            # Latency-critical, reads no file a request names, records no caller: its own hand-checked path.
             return endpoints.serve_predict(self, request or {})
-        token = CALLER.set(caller)
+        caller_token, remote_token = CALLER.set(caller), REMOTE.set(remote)
         try:
             return self._call(operation, request)
         finally:
-            CALLER.reset(token)
+            REMOTE.reset(remote_token)
+            CALLER.reset(caller_token)
 
     def _call(self, operation: str, request: dict[str, Any] | None) -> dict[str, Any]:
         function = OPERATIONS.get(operation)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from emrml.errors import InvalidInputException
 from emrml.service import describe
+from emrml.service.confinement import check_location
 from emrml.service.operations import (
     Request,
     Response,
@@ -81,6 +82,7 @@ def _check_schemas(model: MLModel, source: DataSource) -> None:
 @operation("CreateBatchPrediction")
 def create_batch_prediction(app: EmrML, request: Request) -> Response:
     output = check_output_uri(request["OutputUri"])
+    check_location(app, output, member="OutputUri", write=True)
     return create_scoring(app, "BatchPrediction", request, _check_schemas, output_uri=output)
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from emrml.errors import InvalidInputException
 from emrml.service import describe
+from emrml.service.confinement import check_location
 from emrml.service.operations import (
     Request,
     Response,
@@ -34,6 +35,9 @@ def _create(app: EmrML, request: Request, location: str, spec: dict[str, Any], *
     # the job, which records a FAILED datasource whose Message says what is wrong.
     from emrml.core.rearrange import parse_rearrangement  # numpy: loaded by the first create only
 
+    for member in ("DataSchemaLocationS3", "DataSchemaUri"):
+        if spec.get(member):
+            check_location(app, spec[member], member=member)
     parse_rearrangement(spec.get("DataRearrangement"))
     with app.sessions() as session, session.begin():
         create_entity(
@@ -53,13 +57,15 @@ def _create(app: EmrML, request: Request, location: str, spec: dict[str, Any], *
 @operation("CreateDataSourceFromS3")
 def create_data_source_from_s3(app: EmrML, request: Request) -> Response:
     spec = request["DataSpec"]
+    check_location(app, spec["DataLocationS3"], member="DataLocationS3")
     return _create(app, request, spec["DataLocationS3"], spec)
 
 
-def _staged_location(staging: str, data_source_id: str) -> str:
+def _staged_location(app: EmrML, staging: str, data_source_id: str) -> str:
     # Imported here: storage.sql loads Arrow, which commands that only read the metastore do without.
     from emrml.storage import sql
 
+    check_location(app, staging, member="S3StagingLocation", write=True)
     return sql.staged_location(staging, data_source_id)
 
 
@@ -76,7 +82,7 @@ def create_data_source_from_rds(app: EmrML, request: Request) -> Response:
     return _create(
         app,
         request,
-        _staged_location(spec["S3StagingLocation"], request["DataSourceId"]),
+        _staged_location(app, spec["S3StagingLocation"], request["DataSourceId"]),
         spec,
         role_arn=request["RoleARN"],
         rds_metadata=json.dumps(metadata),
@@ -94,7 +100,7 @@ def create_data_source_from_redshift(app: EmrML, request: Request) -> Response:
     return _create(
         app,
         request,
-        _staged_location(spec["S3StagingLocation"], request["DataSourceId"]),
+        _staged_location(app, spec["S3StagingLocation"], request["DataSourceId"]),
         spec,
         role_arn=request["RoleARN"],
         redshift_metadata=json.dumps(metadata),
@@ -163,6 +169,7 @@ def infer_data_schema(app: EmrML, request: Request) -> Response:
     from emrml.engine.local import infer_location_schema
 
     location = require_string(request, "DataLocationS3")
+    check_location(app, location, member="DataLocationS3")
     has_header = request.get("DataFileContainsHeader", True)
     if not isinstance(has_header, bool):
         raise InvalidInputException("DataFileContainsHeader must be true or false")

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    false,
     text,
     update,
 )
@@ -62,6 +63,9 @@ class Entity:
     worker: Mapped[str | None] = mapped_column(String(128))
     heartbeat_at: Mapped[float | None] = mapped_column(Float)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: Created by a request through ``emrml serve``: the job reads local files only inside the data roots
+    #: (``service.confinement``), checking each file again as it opens it.
+    confined: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class DataSource(Entity, Base):
@@ -75,6 +79,9 @@ class DataSource(Entity, Base):
     role_arn: Mapped[str | None] = mapped_column(String(110))
     redshift_metadata: Mapped[str | None] = mapped_column(Text)
     rds_metadata: Mapped[str | None] = mapped_column(Text)
+    #: An RDS or Redshift request's DatabaseCredentials.Password, encrypted with the home's secrets.key
+    #: (``service.identity.SecretBox``); ``request`` holds a keyed hash of it in its place.
+    database_password: Mapped[str | None] = mapped_column(Text)
     data_size: Mapped[int | None] = mapped_column(BigInteger)
     number_of_files: Mapped[int | None] = mapped_column(Integer)
     total_records: Mapped[int | None] = mapped_column(BigInteger)

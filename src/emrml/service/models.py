@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from emrml.errors import InvalidInputException
 from emrml.service import describe
+from emrml.service.confinement import check_location
 from emrml.service.operations import (
     Request,
     Response,
@@ -47,6 +48,8 @@ def create_ml_model(app: EmrML, request: Request) -> Response:
     recipe, recipe_uri = request.get("Recipe") or None, request.get("RecipeUri") or None
     if recipe and recipe_uri:
         raise InvalidInputException("give either Recipe or RecipeUri, not both")
+    if recipe_uri:
+        check_location(app, recipe_uri, member="RecipeUri")
     with app.sessions() as session, session.begin():
         source_id = request["TrainingDataSourceId"]
         source = usable(session, "DataSource", source_id, "TrainingDataSourceId")

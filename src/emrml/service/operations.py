@@ -65,6 +65,11 @@ def canonical(request: Request) -> str:
 CALLER: ContextVar[str | None] = ContextVar("emrml_caller", default=None)
 
 
+#: Whether the running request arrived through ``emrml serve`` (the HTTP API or the console; set by
+#: ``EmrML.call``): its local locations are confined to the data roots (``service.confinement``).
+REMOTE: ContextVar[bool] = ContextVar("emrml_remote", default=False)
+
+
 def created_by(app: EmrML) -> str:
     return CALLER.get() or f"arn:aws:iam::{app.settings.account_id}:root"
 
@@ -143,6 +148,7 @@ def create_entity(session: Session, kind: str, request: Request, **columns: Any)
         request=canonical(request),
         progress=0.0,
         attempts=0,
+        confined=REMOTE.get(),
         **columns,
     )
     session.add(entity)

@@ -25,6 +25,7 @@ from emrml.errors import (
     ResourceNotFoundException,
 )
 from emrml.service.batch_predictions import check_output_uri
+from emrml.service.confinement import check_location
 from emrml.service.metastore import MLModel, Stream, StreamConsumer, StreamLease, now
 from emrml.service.operations import Request, Response, canonical, created_by, operation
 from emrml.service.validation import optional_string, require_string
@@ -99,14 +100,16 @@ def _kinesis_stream(kinesis: Kinesis, uri: str, member: str) -> None:
         raise InvalidInputException(f"{member} '{uri}': the Kinesis stream {name!r} is {status}")
 
 
-def _destination(kinesis: Kinesis, uri: str, member: str) -> str:
+def _destination(app: EmrML, kinesis: Kinesis, uri: str, member: str) -> str:
     if uri.startswith(SCHEME):
         _kinesis_stream(kinesis, uri, member)
         return uri
     try:
-        return check_output_uri(uri)
+        folder = check_output_uri(uri)
     except InvalidInputException as exc:
         raise InvalidInputException(exc.message.replace("OutputUri", member)) from None
+    check_location(app, folder, member=member, write=True)
+    return folder
 
 
 def kinesis_client(settings: Settings) -> Kinesis:
@@ -148,11 +151,14 @@ def start_stream(app: EmrML, request: Request) -> Response:
     kinesis = kinesis_client(app.settings)
     input_uri = require_string(request, "InputStream")
     _kinesis_stream(kinesis, input_uri, "InputStream")
-    output = _destination(kinesis, require_string(request, "OutputUri"), "OutputUri")
-    dead_letter = optional_string(request, "DeadLetterUri") or str(
-        app.settings.home / "streams" / stream_id / "dead-letter"
+    output = _destination(app, kinesis, require_string(request, "OutputUri"), "OutputUri")
+    # The default dead-letter folder is emrml's own (in the home), not one the request names.
+    dead_letter = optional_string(request, "DeadLetterUri")
+    dead_letter = (
+        _destination(app, kinesis, dead_letter, "DeadLetterUri")
+        if dead_letter
+        else check_output_uri(str(app.settings.home / "streams" / stream_id / "dead-letter"))
     )
-    dead_letter = _destination(kinesis, dead_letter, "DeadLetterUri")
     moment = now()
     with app.sessions() as session, session.begin():
         existing = session.get(Stream, stream_id)
@@ -187,7 +193,12 @@ def consumer_environment(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     for item in dataclasses.fields(settings):
         value = getattr(settings, item.name)
-        env[f"EMRML_{item.name.upper()}"] = json.dumps(value) if isinstance(value, dict) else str(value)
+        if isinstance(value, dict):
+            env[f"EMRML_{item.name.upper()}"] = json.dumps(value)
+        elif isinstance(value, tuple):
+            env[f"EMRML_{item.name.upper()}"] = os.pathsep.join(str(path) for path in value)
+        else:
+            env[f"EMRML_{item.name.upper()}"] = str(value)
     env["EMRML_METASTORE_URL"] = settings.database_url
     return env
 

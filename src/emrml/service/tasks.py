@@ -19,6 +19,7 @@ from emrml.core.rearrange import Rearrangement, parse_rearrangement
 from emrml.core.schema import Schema, parse_schema
 from emrml.engine.local import build_datasource
 from emrml.errors import InvalidInputException
+from emrml.service.confinement import check_job_output, confined_job
 from emrml.service.jobs import JobContext, job
 from emrml.service.metastore import DataSource, MLModel
 from emrml.storage import sql
@@ -73,6 +74,8 @@ def _stage_sql(entity: DataSource, context: JobContext) -> Schema:
         credentials["Username"],
         credentials["Password"],
     )
+    if entity.confined:
+        check_job_output(context.settings, entity.data_location, member="S3StagingLocation")
     staged = sql.stage_query(source, spec["SelectSqlQuery"], entity.data_location, context.progress)
     return staged.schema
 
@@ -85,6 +88,11 @@ def rearrangement_of(source: DataSource) -> Rearrangement | None:
 @job("DataSource")
 def build(context: JobContext) -> dict[str, Any]:
     entity = context.load()
+    with confined_job(context.settings, entity.confined):
+        return _build(context, entity)
+
+
+def _build(context: JobContext, entity: DataSource) -> dict[str, Any]:
     progress, inferred = context.progress, None
     if entity.rds_metadata or entity.redshift_metadata:
         # The query's result is staged first; reading the staged file is the second half of the job.
@@ -140,19 +148,20 @@ def train(context: JobContext) -> dict[str, Any]:
         source = session.get(DataSource, model.training_data_source_id)
     data = _datasource_data(source)
     check_target(data.schema, model.model_type)
-    recipe = model.recipe
-    if recipe is None and model.recipe_uri:
-        recipe = read_text(model.recipe_uri, what="RecipeUri")
-    trained = train_model(
-        model_id=model.id,
-        model_type=model.model_type,
-        data=data,
-        recipe_text=recipe,
-        sample=read_sample(context.settings, source.id),
-        parameters=parse_parameters(json.loads(model.training_parameters)),
-        settings=context.settings,
-        progress=context.progress,
-    )
+    with confined_job(context.settings, model.confined or source.confined):
+        recipe = model.recipe
+        if recipe is None and model.recipe_uri:
+            recipe = read_text(model.recipe_uri, what="RecipeUri")
+        trained = train_model(
+            model_id=model.id,
+            model_type=model.model_type,
+            data=data,
+            recipe_text=recipe,
+            sample=read_sample(context.settings, source.id),
+            parameters=parse_parameters(json.loads(model.training_parameters)),
+            settings=context.settings,
+            progress=context.progress,
+        )
     return {
         "artifact_location": str(trained.artifact_path),
         "size_in_bytes": trained.size_in_bytes,
@@ -170,14 +179,15 @@ def evaluate(context: JobContext) -> dict[str, Any]:
         model = session.get(MLModel, evaluation.ml_model_id)
         source = session.get(DataSource, evaluation.evaluation_data_source_id)
         training = session.get(DataSource, model.training_data_source_id)
-    result = evaluate_model(
-        artifact_location=Path(model.artifact_location),
-        data=_datasource_data(source),
-        same_datasource=source.id == training.id,
-        training_records=(training.total_records or 0) - (training.invalid_records or 0),
-        settings=context.settings,
-        progress=context.progress,
-    )
+    with confined_job(context.settings, evaluation.confined or source.confined):
+        result = evaluate_model(
+            artifact_location=Path(model.artifact_location),
+            data=_datasource_data(source),
+            same_datasource=source.id == training.id,
+            training_records=(training.total_records or 0) - (training.invalid_records or 0),
+            settings=context.settings,
+            progress=context.progress,
+        )
     return {
         "performance_metrics": json.dumps(result.performance_metrics),
         "insights": json.dumps(result.insights),
@@ -194,15 +204,19 @@ def predict_batch(context: JobContext) -> dict[str, Any]:
         source = session.get(DataSource, prediction.batch_prediction_data_source_id)
     # The threshold is the model's at the start of the job (spec 9), read from the metastore: an
     # UpdateMLModel after training changes the row, not the artifact.
-    result = batch_predict(
-        batch_prediction_id=prediction.id,
-        artifact_location=Path(model.artifact_location),
-        data=_datasource_data(source),
-        output_uri=prediction.output_uri,
-        score_threshold=model.score_threshold,
-        settings=context.settings,
-        progress=context.progress,
-    )
+    if prediction.confined:
+        # Its results go to batch-prediction/ below the output folder: that folder is what must stay inside.
+        check_job_output(context.settings, prediction.output_uri + "batch-prediction/", member="OutputUri")
+    with confined_job(context.settings, prediction.confined or source.confined):
+        result = batch_predict(
+            batch_prediction_id=prediction.id,
+            artifact_location=Path(model.artifact_location),
+            data=_datasource_data(source),
+            output_uri=prediction.output_uri,
+            score_threshold=model.score_threshold,
+            settings=context.settings,
+            progress=context.progress,
+        )
     return {
         "total_records": result.total_records,
         "invalid_records": result.invalid_records,

@@ -14,7 +14,7 @@ import re
 import secrets
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Protocol
@@ -240,6 +240,34 @@ def local_directory(location: str) -> str | None:
     return None if isinstance(_backend(location), S3Backend) else local_path(location)
 
 
+#: A check every local file listed or opened must pass, or None (``guarded``). Process-wide, not a context
+#: variable: a job's reader threads and forked pool workers must see it too; a job has its process to itself.
+_GUARD: Callable[[str, str], None] | None = None
+
+
+@contextmanager
+def guarded(check: Callable[[str, str], None]) -> Iterator[None]:
+    """Within the block, every local file that ``list_files`` lists or ``open_binary`` opens is passed to
+    ``check(path, named)`` (its path; once open, again the path its descriptor resolves to, named as the
+    file), which raises to refuse it.
+
+    Confined jobs (``service.confinement``) read through it: a symbolic link, or a file swapped for one
+    after the request was checked, is refused before a byte of it is read.
+    """
+    global _GUARD
+    previous, _GUARD = _GUARD, check
+    try:
+        yield
+    finally:
+        _GUARD = previous
+
+
+def _opened_path(descriptor: int, path: str) -> str:
+    """The file an open descriptor is (Linux names it under /proc); ``path`` where that is not known."""
+    proc = f"/proc/self/fd/{descriptor}"
+    return proc if os.path.exists(proc) else path
+
+
 class LocalBackend:
     """Files on a local (or mounted) file system."""
 
@@ -248,6 +276,8 @@ class LocalBackend:
         if not os.path.isdir(root):
             if location.endswith("/"):
                 raise NotADirectoryError(20, "Not a directory", root)
+            if _GUARD is not None:
+                _GUARD(root, root)
             info = os.stat(root)
             return [_file_ref(root, info, "")] if stat.S_ISREG(info.st_mode) else []
         files = []
@@ -262,6 +292,8 @@ class LocalBackend:
                 except FileNotFoundError:  # a dangling symbolic link, or removed while listing
                     continue
                 if stat.S_ISREG(info.st_mode):
+                    if _GUARD is not None:
+                        _GUARD(path, path)
                     files.append(_file_ref(path, info, os.path.relpath(path, root).replace(os.sep, "/")))
         files.sort(key=lambda ref: ref.key)
         return files
@@ -270,7 +302,18 @@ class LocalBackend:
         path = local_path(location)
         if location.endswith("/") or os.path.isdir(path):
             raise IsADirectoryError(21, "Is a directory", path)
-        return open(path, "rb", buffering=BUFFER_BYTES)
+        if _GUARD is None:
+            return open(path, "rb", buffering=BUFFER_BYTES)
+        _GUARD(path, path)
+        stream = open(path, "rb", buffering=BUFFER_BYTES)  # noqa: SIM115  (returned open)
+        try:
+            # Checked again through the descriptor: the path may have been swapped for a symbolic link
+            # between the check and the open; what the descriptor is cannot change.
+            _GUARD(_opened_path(stream.fileno(), path), path)
+        except BaseException:
+            stream.close()
+            raise
+        return stream
 
     def delete(self, location: str) -> None:
         os.unlink(local_path(location))

@@ -260,8 +260,8 @@ class ApiHandler:
             and isinstance(model_id, str)
             and model_id in self.service.mounted
         ):
-            return self.service.call(name, request, arn)
-        response = await run_in_threadpool(self.service.call, name, request, arn)
+            return self.service.call(name, request, arn, remote=True)
+        response = await run_in_threadpool(self.service.call, name, request, arn, remote=True)
         if name in _QUEUEING and self.scheduler is not None:
             self.scheduler.wake()
         return response

@@ -1,0 +1,120 @@
+"""Which local files a request arriving through ``emrml serve`` may name: the one door for locations.
+
+Every operation that takes a location (a data file or prefix, a schema, a recipe, an output or staging
+folder) calls ``check_location`` with it before anything is read or recorded. The CLI and the library
+working on their own home read any file their user can; a request through the HTTP API or the console
+(``REMOTE``) may name local files only inside the data roots (``Settings.data_roots``, EMRML_DATA_ROOTS;
+default ``<home>/data``), after symbolic links and ``..`` are resolved, and never one of the home's own
+files (metastore, keys, credentials, scratch, samples of datasources, models, logs), whatever the roots
+say.
+
+Objects a remote request creates are recorded ``confined``: their jobs read files through
+``job_guard``, which checks each file again as it is listed and opened (a file swapped for a symbolic link
+after the request was checked is refused, never read). Refusals name the setting and the location, never
+anything read from a file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from emrml.errors import AccessDeniedException
+from emrml.service.operations import REMOTE
+from emrml.storage import locations
+
+if TYPE_CHECKING:
+    from emrml.config import Settings
+    from emrml.service.app import EmrML
+
+#: What emrml keeps in its home (besides the data roots a user puts there): never read or written through
+#: a request, whatever the roots say. ``metastore.db`` covers its ``-wal`` and ``-shm`` files too.
+HOME_FILES = (
+    "metastore.db",
+    "secrets.key",
+    "admin-credentials.json",
+    "emrml.toml",
+    "scratch",
+    "datasources",
+    "models",
+    "evaluations",
+    "logs",
+    "streams",
+)
+
+
+def check_location(app: EmrML, location: str, *, member: str, write: bool = False) -> None:
+    """Refuse ``location`` (the request's ``member``) with AccessDeniedException unless the running request
+    may read it (``write``: write below it).
+
+    Local locations of a remote request must resolve into a data root and not into the home's own files;
+    ``s3://`` locations and every location of the CLI or library on its own home pass.
+    """
+    if not REMOTE.get() or location.startswith("s3://"):
+        return
+    refusal = _refusal(app.settings, locations.local_path(location), write=write)
+    if refusal:
+        raise AccessDeniedException(f"{member} '{location}' {refusal}")
+
+
+def _refusal(settings: Settings, path: str, *, write: bool) -> str | None:
+    """Why the local ``path`` may not be used by a confined request; None when it may."""
+    # realpath resolves every symbolic link and '..' of the part of the path that exists; a part that does
+    # not exist yet (a new output folder) can hold no link.
+    resolved = os.path.realpath(path)
+    home = os.path.realpath(settings.home)
+    roots = [os.path.realpath(root) for root in settings.data_roots]
+    verb = "written" if write else "read"
+    if _inside(resolved, home):
+        relative = os.path.relpath(resolved, home)
+        first = relative.split(os.sep, 1)[0]
+        own = relative == "." or any(first == name or first.startswith(f"{name}-") for name in HOME_FILES)
+        # A data root inside the home (the default <home>/data) is the user's; the rest of the home is not.
+        in_home_root = any(_inside(resolved, root) and root != home and _inside(root, home) for root in roots)
+        if own or not in_home_root:
+            return f"is one of emrml's own files in its home, which cannot be {verb} through the server"
+    if not any(_inside(resolved, root) for root in roots):
+        listed = os.pathsep.join(str(root) for root in settings.data_roots)
+        return (
+            f"is outside the data roots ({listed}); the server may have files {verb} only there "
+            "(setting EMRML_DATA_ROOTS)"
+        )
+    return None
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def job_guard(settings: Settings) -> Callable[[str, str], None]:
+    """The check a confined job applies to each local file it lists or opens (``storage.locations``):
+    ``path`` is resolved, ``named`` is what the message calls the file."""
+
+    def guard(path: str, named: str) -> None:
+        refusal = _refusal(settings, path, write=False)
+        if refusal:
+            raise AccessDeniedException(f"the file '{named}' {refusal}; it was not read")
+
+    return guard
+
+
+def check_job_output(settings: Settings, location: str, *, member: str) -> None:
+    """A confined job's output folder, checked again when the job starts writing (a folder swapped for a
+    symbolic link since the request was checked is refused)."""
+    if location.startswith("s3://"):
+        return
+    refusal = _refusal(settings, locations.local_path(location), write=True)
+    if refusal:
+        raise AccessDeniedException(f"{member} '{location}' {refusal}")
+
+
+@contextmanager
+def confined_job(settings: Settings, confined: bool) -> Iterator[None]:
+    """Run a job's reads under ``job_guard`` when any object it works for was created by a remote request."""
+    if not confined:
+        yield
+        return
+    with locations.guarded(job_guard(settings)):
+        yield

@@ -1,0 +1,113 @@
+"""Confinement in the service layer: remote requests are checked once, their jobs again at every file.
+
+The probes through boto3 against a real server are in tests/web/test_confinement.py; these cover what a
+request cannot time: a file swapped for a symbolic link after its request was checked, and the CLI and
+library on their own home, which stay unconfined.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from cli_helpers import invoke_json
+from emrml.config import Settings
+from emrml.errors import AccessDeniedException
+from emrml.service.app import EmrML
+from emrml.service.confinement import job_guard
+from emrml.service.metastore import DataSource
+from emrml.storage import locations
+
+LINES_SCHEMA = json.dumps(
+    {
+        "version": "1.0",
+        "dataFormat": "CSV",
+        "dataFileContainsHeader": False,
+        "attributes": [{"attributeName": "line", "attributeType": "CATEGORICAL"}],
+    }
+)
+SECRET = "confidential-5d2e"
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A file outside the data roots (the default root is <home>/data, the home <tmp>/home)."""
+    secret = tmp_path / "elsewhere" / "secret.csv"
+    secret.parent.mkdir()
+    secret.write_text(f"{SECRET}\n{SECRET}\n")
+    return secret
+
+
+def _create(app: EmrML, entity_id: str, location: str, *, remote: bool) -> None:
+    spec = {"DataLocationS3": location, "DataSchema": LINES_SCHEMA}
+    request = {"DataSourceId": entity_id, "DataSpec": spec, "ComputeStatistics": True}
+    app.call("CreateDataSourceFromS3", request, remote=remote)
+
+
+def test_a_file_swapped_for_a_symlink_after_the_request_is_not_read(sqlite_app: EmrML, outside: Path) -> None:
+    root = sqlite_app.settings.data_roots[0]
+    assert root == sqlite_app.settings.home / "data"  # the default
+    data = root / "swapped.csv"
+    data.parent.mkdir(parents=True)
+    data.write_text("a\nb\n")
+    _create(sqlite_app, "ds-swapped", str(data), remote=True)  # checked: a plain file in the root
+    data.unlink()
+    data.symlink_to(outside)
+    described = sqlite_app.wait("DataSource", "ds-swapped")
+    assert described["Status"] == "FAILED"
+    assert "EMRML_DATA_ROOTS" in described["Message"] and str(data) in described["Message"]
+    statistics = sqlite_app.call("GetDataSourceStatistics", {"DataSourceId": "ds-swapped"})
+    assert SECRET not in json.dumps(described) + json.dumps(statistics)
+
+
+def test_objects_record_whether_a_remote_request_created_them(sqlite_app: EmrML, outside: Path) -> None:
+    data = sqlite_app.settings.data_roots[0] / "plain.csv"
+    data.parent.mkdir(parents=True)
+    data.write_text("a\n")
+    _create(sqlite_app, "ds-remote", str(data), remote=True)
+    _create(sqlite_app, "ds-local", str(data), remote=False)
+    with sqlite_app.sessions() as session:
+        assert session.get(DataSource, "ds-remote").confined is True
+        assert session.get(DataSource, "ds-local").confined is False
+
+
+def test_the_library_on_its_own_home_reads_any_file(sqlite_app: EmrML, outside: Path) -> None:
+    with pytest.raises(AccessDeniedException, match="EMRML_DATA_ROOTS"):
+        _create(sqlite_app, "ds-outside-remote", str(outside), remote=True)
+    _create(sqlite_app, "ds-outside", str(outside), remote=False)
+    assert sqlite_app.wait("DataSource", "ds-outside")["Status"] == "COMPLETED"
+
+
+def test_the_cli_on_its_own_home_reads_any_file(tmp_path: Path, outside: Path) -> None:
+    schema = tmp_path / "lines.schema"
+    schema.write_text(LINES_SCHEMA)
+    shown = invoke_json(
+        "--home", str(tmp_path / "home"), "datasource", "create", "--id", "ds-cli",
+        "--data", str(outside), "--schema", str(schema),
+    )  # fmt: skip
+    assert shown["GetDataSource"]["Status"] == "COMPLETED"
+    assert shown["GetDataSourceStatistics"]["TotalRecordCount"] == 2
+
+
+def test_the_opened_descriptor_is_checked_not_only_the_path(tmp_path: Path, outside: Path) -> None:
+    """A file swapped between the path's check and the open is refused through what was opened."""
+    settings = Settings.load(environ={}, home=tmp_path / "home", data_roots=(tmp_path / "root",))
+    data = tmp_path / "root" / "racy.csv"
+    data.parent.mkdir()
+    data.write_text("harmless\n")
+    guard, checked = job_guard(settings), []
+
+    def swap_after_the_first_check(path: str, named: str) -> None:
+        guard(path, named)
+        checked.append(path)
+        if len(checked) == 1:  # the race, made certain: the path passed, then becomes a link
+            data.unlink()
+            data.symlink_to(outside)
+
+    with locations.guarded(swap_after_the_first_check), pytest.raises(AccessDeniedException) as refused:
+        locations.open_binary(str(data))
+    assert str(data) in refused.value.message and SECRET not in refused.value.message
+    assert len(checked) == 1 and os.path.islink(data)

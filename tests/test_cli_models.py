@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import re
 from pathlib import Path
@@ -28,7 +29,10 @@ from emrml.cli_quickstart import (
     QUICKSTART_SEED,
     QUICKSTART_TRAIN_ID,
 )
+from emrml.config import Settings
+from emrml.errors import AccessDeniedException
 from emrml.samples import write_bank_sample
+from emrml.service.app import EmrML
 
 
 def cli(home: Path, *args: str, code: int = 0, columns: int | None = None) -> Result:
@@ -71,7 +75,7 @@ def test_quickstart_builds_trains_evaluates_and_is_idempotent(
     quickstart: tuple[Path, Result, dict[str, Any]],
 ) -> None:
     home, first, again = quickstart
-    sample = home / "samples" / "bank-sample.csv"
+    sample = home / "data" / "samples" / "bank-sample.csv"
     reference = write_bank_sample(home.parent / "reference.csv", QUICKSTART_ROWS)
     assert hashlib.sha256(sample.read_bytes()).digest() == hashlib.sha256(reference.read_bytes()).digest()
 
@@ -124,6 +128,58 @@ def test_quickstart_builds_trains_evaluates_and_is_idempotent(
     assert sum(sizes) == QUICKSTART_ROWS and 0.65 * QUICKSTART_ROWS < sizes[0] < 0.75 * QUICKSTART_ROWS
     model = again[QUICKSTART_MODEL_ID]["GetMLModel"]
     assert model["TrainingDataSourceId"] == QUICKSTART_TRAIN_ID
+
+
+def test_everything_the_quickstart_leaves_in_the_home_is_owner_only(
+    quickstart: tuple[Path, Result, dict[str, Any]],
+) -> None:
+    home = quickstart[0]
+    seen, shared = [], []
+    service = EmrML(Settings.load(environ={}, home=home))  # open: the metastore has its -wal and -shm files
+    try:
+        service.call("DescribeMLModels", {})
+        for folder, folders, files in os.walk(home):
+            for path in [folder, *(os.path.join(folder, name) for name in folders + files)]:
+                seen.append(os.path.relpath(path, home))
+                if os.lstat(path).st_mode & 0o077:
+                    shared.append(f"{os.path.relpath(path, home)} {oct(os.lstat(path).st_mode & 0o777)}")
+    finally:
+        service.close()
+    # The walk saw what matters: the metastore and its WAL, the sample, a datasource sample, a model, results.
+    for name in (
+        "metastore.db-wal",
+        "metastore.db-shm",
+        "data/samples/bank-sample.csv",
+        "models",
+        "datasources",
+    ):
+        assert name in seen, seen
+    assert any(name.startswith("data/quickstart-output/batch-prediction/result/") for name in seen)
+    assert not shared, shared
+
+
+def test_the_quickstart_sample_can_be_read_through_the_server(
+    quickstart: tuple[Path, Result, dict[str, Any]],
+) -> None:
+    """It lies in the default data root, so a request through `emrml serve` may name it."""
+    home = quickstart[0]
+    service = EmrML(Settings.load(environ={}, home=home))
+    try:
+        request = {
+            "DataSourceId": "ds-remote-sample",
+            "DataSpec": {"DataLocationS3": str(home / "data" / "samples" / "bank-sample.csv")},
+        }
+        assert service.call("CreateDataSourceFromS3", request, remote=True) == {
+            "DataSourceId": "ds-remote-sample"
+        }
+        with pytest.raises(AccessDeniedException):
+            request = {
+                "DataSourceId": "ds-remote-db",
+                "DataSpec": {"DataLocationS3": str(home / "metastore.db")},
+            }
+            service.call("CreateDataSourceFromS3", request, remote=True)
+    finally:
+        service.close()
 
 
 def test_binary_evaluation_draws_histograms_cutoff_and_tradeoffs(

@@ -47,16 +47,16 @@ def quickstart(
     statistics), ds-quickstart-train and ds-quickstart-eval (a random 70/30 split), the model
     ml-quickstart-bank (suggested recipe) and the evaluation ev-quickstart-bank, which it shows; then scores
     the held-out rows with the batch prediction bp-quickstart-bank (results under
-    <home>/quickstart-output/), mounts the model's real-time endpoint and predicts one record. Safe to
+    <home>/data/quickstart-output/), mounts the model's real-time endpoint and predicts one record. Safe to
     run again: the sample is rewritten with identical bytes and every object is reused.
     """
     from emrml.core.arrow import skip_pandas_probe
-    from emrml.samples import bank_sample_schema, write_bank_sample  # numpy and Arrow: not at start
+    from emrml.samples import bank_sample_schema, sample_path, write_bank_sample  # numpy, Arrow: not at start
 
     skip_pandas_probe()  # the sample is written with Arrow, in this process
     current = state(ctx)
     service = current.service(runs_jobs=True)
-    sample = write_bank_sample(service.settings.home / "samples" / "bank-sample.csv", QUICKSTART_ROWS)
+    sample = write_bank_sample(sample_path(service.settings.home), QUICKSTART_ROWS, private=True)
     if not current.json:
         current.console.print(f"Sample data: {sample} ({QUICKSTART_ROWS:,} rows)")
     schema = bank_sample_schema().to_json()
@@ -106,7 +106,7 @@ def quickstart(
             "BatchPredictionId": QUICKSTART_BATCH_ID,
             "MLModelId": QUICKSTART_MODEL_ID,
             "BatchPredictionDataSourceId": QUICKSTART_EVAL_ID,
-            "OutputUri": str(service.settings.home / "quickstart-output") + "/",
+            "OutputUri": str(service.settings.home / "data" / "quickstart-output") + "/",
             "BatchPredictionName": "Bank marketing sample, held-out 30 %",
         }
         service.call("CreateBatchPrediction", batch_request)

@@ -193,6 +193,12 @@ _MATCHING_SHARE = 0.7  # share of leaning words that lean towards the row's actu
 _INTERCEPT = -3.0
 
 
+def sample_path(home: Path) -> Path:
+    """Where the quickstart and the console's samples keep the bank sample: ``<home>/data/samples/``, in the
+    default data root, so requests through ``emrml serve`` may read it too."""
+    return home / "data" / "samples" / "bank-sample.csv"
+
+
 def bank_sample_schema() -> Schema:
     """The schema of ``write_bank_sample`` files: 21 columns, header row, target ``y``."""
     return Schema(
@@ -202,19 +208,28 @@ def bank_sample_schema() -> Schema:
     )
 
 
-def write_bank_sample(path: Path, rows: int, *, seed: int = 7, compression: str | None = None) -> Path:
+def write_bank_sample(
+    path: Path, rows: int, *, seed: int = 7, compression: str | None = None, private: bool = False
+) -> Path:
     """Write ``rows`` records (plus a header line) to ``path`` and return ``path``.
 
     ``compression`` is None for plain text or one of ``COMPRESSIONS``. The file appears atomically: it is
-    written under a temporary name and renamed, so an existing ``path`` is always complete.
+    written under a temporary name and renamed, so an existing ``path`` is always complete. ``private``:
+    the file is owner-only (0600), the folders created for it 0700 (a sample in emrml's home).
     """
     if rows < 0:
         raise ValueError(f"rows must be >= 0, got {rows}")
     if compression is not None and compression not in COMPRESSIONS:
         raise ValueError(f"compression must be one of {', '.join(COMPRESSIONS)} or None, got {compression!r}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
+    if private:  # each folder and the file created with its mode; Arrow then writes into the existing file
+        for folder in reversed(path.parents):
+            if not folder.is_dir():
+                folder.mkdir(mode=0o700, exist_ok=True)
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     periods = _Periods.draw(rng)
     options = pcsv.WriteOptions(include_header=False, quoting_style="none")

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from emrml.console.app import Visit
 from emrml.console.forms import default_model
 from emrml.errors import InvalidInputException
-from emrml.samples import bank_sample_schema, write_bank_sample
+from emrml.samples import bank_sample_schema, sample_path, write_bank_sample
 
 SAMPLE_ROWS = 5_000
 #: name: (target attribute, model type, title)
@@ -30,9 +30,9 @@ def run_sample(visit: Visit) -> Response:
     if name not in SAMPLES:
         raise InvalidInputException(f"no sample {name!r}: choose one of {', '.join(SAMPLES)}")
     target, model_type, title = SAMPLES[name]
-    path = visit.console.service.settings.home / "data" / "samples" / "bank-sample.csv"
+    path = sample_path(visit.console.service.settings.home)
     if not path.exists():
-        write_bank_sample(path, SAMPLE_ROWS)
+        write_bank_sample(path, SAMPLE_ROWS, private=True)
     schema = dataclasses.replace(bank_sample_schema(), target=target).to_json()
     model_id = default_model(visit, str(path), schema, model_type, title, f"sample-{name}")
     return visit.redirect(f"models/{model_id}")

@@ -15,6 +15,7 @@ from emrml.service import (  # noqa: F401  (register their operations)
     streams,
     tags,
 )
+from emrml.service.confinement import prepare_home
 from emrml.service.jobs import JobRunner, ProgressCallback
 from emrml.service.metastore import migrate, open_engine, session_factory
 from emrml.service.mounted import MountedModels
@@ -34,7 +35,7 @@ class EmrML:
         """``rate_share``: the part of every real-time rate limit this process admits (1/N of N server
         processes)."""
         self.settings = settings or Settings.load()
-        self.settings.home.mkdir(parents=True, exist_ok=True)
+        prepare_home(self.settings)
         configure_storage(self.settings)
         self.engine = open_engine(self.settings.database_url)
         migrate(self.engine)

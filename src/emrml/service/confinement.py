@@ -45,6 +45,31 @@ HOME_FILES = (
 )
 
 
+#: The umask of the processes that run jobs and stream consumers. Everything emrml creates in its home
+#: (metastore, keys, datasource samples, models, scratch, logs, dead letters) is then owner-only: files
+#: 0600, folders 0700, with no mode to get right at each of the many places that write. What those
+#: processes write outside the home (batch results, staged query results, stream outputs) is owner-only too:
+#: copies of data their owner could read, which on a shared machine should not become everyone's by default
+#: (as S3 objects are private to their account until shared); ``chmod`` shares them.
+OWNER_ONLY_UMASK = 0o077
+
+
+def prepare_home(settings: Settings) -> None:
+    """Create the home owner-only (0700), tightening one created before, and the SQLite metastore's file
+    0600 before SQLite opens it (SQLite gives its -wal and -shm files the database file's mode)."""
+    home = settings.home
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if home.stat().st_mode & 0o077 and home.stat().st_uid == os.getuid():
+        home.chmod(0o700)
+    if not settings.metastore_url:
+        database = home / "metastore.db"
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        for suffix in ("", "-wal", "-shm"):
+            path = home / f"metastore.db{suffix}"
+            if path.exists() and path.stat().st_mode & 0o077:
+                path.chmod(0o600)
+
+
 def check_location(app: EmrML, location: str, *, member: str, write: bool = False) -> None:
     """Refuse ``location`` (the request's ``member``) with AccessDeniedException unless the running request
     may read it (``write``: write below it).

@@ -30,6 +30,7 @@ from emrml.config import Settings
 from emrml.errors import AmazonMLError
 from emrml.lifetime import exit_with, process_exists
 from emrml.service import forkserver
+from emrml.service.confinement import OWNER_ONLY_UMASK
 from emrml.service.metastore import ENTITY_CLASSES, fenced_update, now, open_engine, session_factory
 from emrml.storage.locations import configure as configure_storage
 
@@ -119,6 +120,7 @@ def run_job_in_this_process(settings: Settings, kind: str, entity_id: str, attem
 
     # Ctrl-C in the terminal of `emrml serve` is for the server, which stops taking work and stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.umask(OWNER_ONLY_UMASK)  # what a job writes is owner-only (see the constant)
 
     configure_storage(settings)
     engine = open_engine(settings.database_url)

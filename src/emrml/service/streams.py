@@ -208,7 +208,8 @@ def spawn_consumer(settings: Settings, stream_id: str) -> int:
     ``<home>/logs/stream-<id>.log``; returns its pid."""
     folder = settings.home / "logs"
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with open(folder / f"stream-{stream_id}.log", "ab") as log_file:
+    descriptor = os.open(folder / f"stream-{stream_id}.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(descriptor, "ab") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "emrml.stream", stream_id],
             env=consumer_environment(settings),

@@ -5,11 +5,13 @@ environment (``EMRML_*``), as for every emrml process."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 
 from emrml.config import Settings
 from emrml.errors import AmazonMLError
+from emrml.service.confinement import OWNER_ONLY_UMASK
 from emrml.stream.consumer import Consumer
 
 
@@ -18,6 +20,7 @@ def main(argv: list[str]) -> int:
         print("usage: python -m emrml.stream STREAM_ID", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    os.umask(OWNER_ONLY_UMASK)  # its dead letters and outputs are owner-only, as a job's files
     consumer = Consumer(Settings.load(), argv[0])
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: consumer.stop())

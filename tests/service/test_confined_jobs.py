@@ -1,8 +1,8 @@
 """Confinement in the service layer: remote requests are checked once, their jobs again at every file.
 
-The probes through boto3 against a real server are in tests/web/test_confinement.py; these cover what a
-request cannot time: a file swapped for a symbolic link after its request was checked, and the CLI and
-library on their own home, which stay unconfined.
+The probes through boto3 against a real server are in tests/web/test_data_roots_through_boto3.py; these
+cover what a request cannot time: a file swapped for a symbolic link after its request was checked, and the
+CLI and library on their own home, which stay unconfined.
 """
 
 from __future__ import annotations

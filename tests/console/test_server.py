@@ -334,3 +334,43 @@ def test_two_evaluations_side_by_side(admin: Any) -> None:
     page = admin.get(f"/console/evaluations/compare?a={EVALUATION}")
     assert page.status_code == 200 and page.text.count('class="compare-side"') == 1
     assert admin.get("/console/evaluations/compare?a=ev-nope").status_code == 404
+
+
+def test_a_tampered_manifest_cannot_make_the_console_serve_other_files(
+    admin: Any, installation: Installation, tmp_path: Any
+) -> None:
+    """The manifest lies in the user's folder: whatever it names, only the batch prediction's own results
+    inside the data roots are listed and downloadable."""
+    import json
+
+    service = installation.service
+    output = installation.home / "data" / "tamper-out"
+    request = {
+        "BatchPredictionId": "bp-tamper",
+        "MLModelId": MODEL,
+        "BatchPredictionDataSourceId": f"{DATASOURCE}-eval",
+        "OutputUri": f"{output}/",
+    }
+    service.call("CreateBatchPrediction", request)
+    described = service.wait("BatchPrediction", "bp-tamper")
+    assert described["Status"] == "COMPLETED"
+    manifest = output / "batch-prediction" / "bp-tamper.manifest"
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not-for-the-console-3e1f")
+    results = output / "batch-prediction" / "result"
+    (results / "link.gz").symlink_to(secret)
+    manifest.write_text(
+        json.dumps(
+            {
+                "a": str(secret),
+                "b": str(installation.home / "secrets.key"),
+                "c": f"{results}/../../../../metastore.db",
+                "d": str(results / "link.gz"),
+            }
+        )
+    )
+    listed = admin.get("/console/batch-predictions/bp-tamper?format=json").json()["ResultFiles"]
+    assert listed == [str(results / "link.gz")]  # below the results, but a link to outside the roots
+    refused = admin.get("/console/batch-predictions/bp-tamper/files/0")
+    assert refused.status_code == 400 and "EMRML_DATA_ROOTS" in refused.text
+    assert "not-for-the-console" not in refused.text

@@ -21,7 +21,9 @@ import pytest
 import sqlalchemy
 
 from emrml.config import Settings
+from emrml.errors import IdempotentParameterMismatchException
 from emrml.service.app import EmrML
+from emrml.service.metastore import DataSource
 from metastores import MARIADB_ADMIN, POSTGRES_ADMIN
 
 ROWS = 1_000_000
@@ -325,3 +327,28 @@ def test_wrong_credentials_and_unknown_identifiers_fail_the_datasource(
     )
     assert "InstanceIdentifier 'elsewhere' is not a configured connection" in unknown
     assert "sql_connections" in unknown
+
+
+def test_passwords_are_encrypted_at_rest_and_a_retry_is_still_safe(
+    sql_app: EmrML, databases: Databases, staging: Path
+) -> None:
+    query = "SELECT age, colour FROM customers WHERE id <= 100"
+    rds = from_rds(sql_app, databases, staging, "rds-sealed", query)
+    redshift = from_redshift(sql_app, databases, staging, "redshift-sealed", query)
+    # The jobs decrypted the password: both queries ran.
+    assert rds["Status"] == redshift["Status"] == "COMPLETED", (rds, redshift)
+    home = sql_app.settings.home
+    stored = b"".join(path.read_bytes() for path in home.glob("metastore.db*"))
+    assert PASSWORD.encode() not in stored
+    with sql_app.sessions() as session:
+        for entity_id in ("rds-sealed", "redshift-sealed"):
+            row = session.get(DataSource, entity_id)
+            assert PASSWORD not in row.request and "hmac-sha256:" in row.request
+            assert row.database_password and PASSWORD not in row.database_password
+    for entity_id in ("rds-sealed", "redshift-sealed"):
+        described = sql_app.call("GetDataSource", {"DataSourceId": entity_id, "Verbose": True})
+        assert PASSWORD not in json.dumps(described)
+    # The same request again is a safe retry; another password is another request.
+    assert from_rds(sql_app, databases, staging, "rds-sealed", query)["CreatedAt"] == rds["CreatedAt"]
+    with pytest.raises(IdempotentParameterMismatchException):
+        from_rds(sql_app, databases, staging, "rds-sealed", query, password="another-password")

@@ -1,7 +1,8 @@
 """Batch predictions: the create form, and the result files of a COMPLETED one with download links.
 
 The files are the ones the batch prediction's manifest names (``GetBatchPrediction``'s ``ManifestLocation``),
-read only after ``GetBatchPrediction`` succeeded for the user: a user downloads exactly the results of the
+read only after ``GetBatchPrediction`` succeeded for the user, only below the batch prediction's output
+folder and inside the data roots (``service.confinement``): a user downloads exactly the results of the
 batch predictions they may read, and nothing else. Downloads are streamed in blocks, never read whole.
 """
 
@@ -16,8 +17,9 @@ from starlette.responses import Response, StreamingResponse
 
 from emrml.console.app import View, Visit
 from emrml.console.forms import new_id
-from emrml.errors import InvalidInputException, ResourceNotFoundException
-from emrml.storage import locations
+from emrml.errors import AccessDeniedException, InvalidInputException, ResourceNotFoundException
+from emrml.service.confinement import open_for_server
+from emrml.storage.locations import TEXT_MAX_BYTES
 
 BLOCK_BYTES = 1024 * 1024
 
@@ -69,35 +71,42 @@ def new_batch_prediction(visit: Visit) -> View | Response:
     return View("batch_prediction_new.html", data, 400, extra)
 
 
-def result_files(described: dict[str, Any]) -> list[str]:
-    """The result files a COMPLETED batch prediction's manifest names (empty otherwise)."""
+def result_files(visit: Visit, described: dict[str, Any]) -> list[str]:
+    """The result files a COMPLETED batch prediction's manifest names (empty otherwise): only those below
+    its output folder's results, and, as every file the server reads, inside the data roots."""
     manifest = described.get("ManifestLocation")
     if described.get("Status") != "COMPLETED" or not manifest:
         return []
     try:
-        document = json.loads(locations.read_text(manifest, what="ManifestLocation"))
-    except (InvalidInputException, ValueError):
+        with open_for_server(visit.console.service, manifest, member="ManifestLocation") as stream:
+            document = json.loads(stream.read(TEXT_MAX_BYTES).decode("utf-8-sig"))
+    except (InvalidInputException, AccessDeniedException, ValueError):
         return []
-    return [str(path) for path in document.values()] if isinstance(document, dict) else []
+    if not isinstance(document, dict):
+        return []
+    # The manifest is a file in the user's folder: it may have been edited to name any file at all.
+    results = described["OutputUri"] + "batch-prediction/result/"
+    named = [str(path) for path in document.values()]
+    return [path for path in named if path.startswith(results) and ".." not in path]
 
 
 def batch_prediction(visit: Visit) -> View:
     described = visit.call("GetBatchPrediction", {"BatchPredictionId": visit.params["entity_id"]})
-    files = result_files(described)
+    files = result_files(visit, described)
     data = {"GetBatchPrediction": described, "ResultFiles": files}
     return View("batch_prediction.html", data, extra={"files": list(enumerate(files))})
 
 
 def download(visit: Visit) -> Response:
     described = visit.call("GetBatchPrediction", {"BatchPredictionId": visit.params["entity_id"]})
-    files = result_files(described)
+    files = result_files(visit, described)
     index = visit.params["index"]
     if not index.isdigit() or int(index) >= len(files):
         raise ResourceNotFoundException(
             f"batch prediction {described['BatchPredictionId']!r} has no file {index}"
         )
     location = files[int(index)]
-    stream = locations.open_binary(location, what="result file")
+    stream = open_for_server(visit.console.service, location, member="result file")
 
     def blocks() -> Iterator[bytes]:
         with stream:

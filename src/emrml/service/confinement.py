@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from emrml.errors import AccessDeniedException
 from emrml.service.operations import REMOTE
@@ -70,18 +70,35 @@ def prepare_home(settings: Settings) -> None:
                 path.chmod(0o600)
 
 
-def check_location(app: EmrML, location: str, *, member: str, write: bool = False) -> None:
+def check_location(
+    app: EmrML, location: str, *, member: str, write: bool = False, remote: bool | None = None
+) -> None:
     """Refuse ``location`` (the request's ``member``) with AccessDeniedException unless the running request
-    may read it (``write``: write below it).
+    may read it (``write``: write below it). ``remote``: whether the request came through the server
+    (default: ``REMOTE``, which ``EmrML.call`` sets; the console passes True for files it reads itself).
 
     Local locations of a remote request must resolve into a data root and not into the home's own files;
     ``s3://`` locations and every location of the CLI or library on its own home pass.
     """
-    if not REMOTE.get() or location.startswith("s3://"):
+    if not (REMOTE.get() if remote is None else remote) or location.startswith("s3://"):
         return
     refusal = _refusal(app.settings, locations.local_path(location), write=write)
     if refusal:
         raise AccessDeniedException(f"{member} '{location}' {refusal}")
+
+
+def open_for_server(app: EmrML, location: str, *, member: str) -> BinaryIO:
+    """Open a file the server reads for a caller outside ``EmrML.call`` (the console's downloads): checked
+    by ``check_location``, then again through the opened descriptor, as confined jobs read."""
+    check_location(app, location, member=member, remote=True)
+    stream = locations.open_binary(location, what=member)
+    if not location.startswith("s3://"):
+        opened = locations.opened_path(stream.fileno(), locations.local_path(location))
+        refusal = _refusal(app.settings, opened, write=False)
+        if refusal:
+            stream.close()
+            raise AccessDeniedException(f"{member} '{location}' {refusal}")
+    return stream
 
 
 def _refusal(settings: Settings, path: str, *, write: bool) -> str | None:

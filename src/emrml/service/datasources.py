@@ -71,6 +71,9 @@ def _staged_location(app: EmrML, staging: str, data_source_id: str) -> str:
 
 @operation("CreateDataSourceFromRDS")
 def create_data_source_from_rds(app: EmrML, request: Request) -> Response:
+    from emrml.service.credentials import seal  # cryptography: loaded by SQL datasources only
+
+    stored, password = seal(app.settings, "CreateDataSourceFromRDS", request)
     spec = request["RDSData"]
     metadata = {
         "Database": spec["DatabaseInformation"],
@@ -81,16 +84,20 @@ def create_data_source_from_rds(app: EmrML, request: Request) -> Response:
     }
     return _create(
         app,
-        request,
+        stored,
         _staged_location(app, spec["S3StagingLocation"], request["DataSourceId"]),
         spec,
         role_arn=request["RoleARN"],
         rds_metadata=json.dumps(metadata),
+        database_password=password,
     )
 
 
 @operation("CreateDataSourceFromRedshift")
 def create_data_source_from_redshift(app: EmrML, request: Request) -> Response:
+    from emrml.service.credentials import seal  # cryptography: loaded by SQL datasources only
+
+    stored, password = seal(app.settings, "CreateDataSourceFromRedshift", request)
     spec = request["DataSpec"]
     metadata = {
         "RedshiftDatabase": spec["DatabaseInformation"],
@@ -99,11 +106,12 @@ def create_data_source_from_redshift(app: EmrML, request: Request) -> Response:
     }
     return _create(
         app,
-        request,
+        stored,
         _staged_location(app, spec["S3StagingLocation"], request["DataSourceId"]),
         spec,
         role_arn=request["RoleARN"],
         redshift_metadata=json.dumps(metadata),
+        database_password=password,
     )
 
 

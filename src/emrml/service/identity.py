@@ -9,6 +9,8 @@ of that file.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 import re
@@ -94,7 +96,10 @@ class SecretBox:
 
     def __init__(self, key_file: Path) -> None:
         self.key_file = key_file
-        self._fernet = Fernet(self._load_or_create())
+        key = self._load_or_create()
+        self._fernet = Fernet(key)
+        # A key of its own for digests, derived from the same file: a digest reveals nothing of the other.
+        self._digest_key = hmac.new(key, b"emrml secret digest", hashlib.sha256).digest()
 
     def _load_or_create(self) -> bytes:
         try:
@@ -110,6 +115,11 @@ class SecretBox:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(key + b"\n")
         return key
+
+    def digest(self, secret: str) -> str:
+        """A keyed hash (HMAC-SHA256) of ``secret``: equal secrets give equal digests, which only a holder of
+        the key file can compute (so a stolen metastore cannot be searched for guessed passwords)."""
+        return "hmac-sha256:" + hmac.new(self._digest_key, secret.encode(), hashlib.sha256).hexdigest()
 
     def encrypt(self, secret: str) -> str:
         return self._fernet.encrypt(secret.encode()).decode()

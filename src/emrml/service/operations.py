@@ -122,7 +122,10 @@ def reused_id(app: EmrML, operation_name: str, request: Request) -> Response | N
         existing = session.get(ENTITY_CLASSES[kind], entity_id)
         if existing is None:
             return None
-        _same_request(kind, existing, request)
+    # Stored requests hold a digest in place of a database password: the retry is compared the same way.
+    from emrml.service.credentials import seal  # the key file is read only by retries of SQL datasources
+
+    _same_request(kind, existing, seal(app.settings, operation_name, request)[0])
     return {ID_MEMBER[kind]: entity_id}
 
 

@@ -19,6 +19,7 @@ from emrml.core.rearrange import Rearrangement, parse_rearrangement
 from emrml.core.schema import Schema, parse_schema
 from emrml.engine.local import build_datasource
 from emrml.errors import InvalidInputException
+from emrml.service import credentials as sealed
 from emrml.service.confinement import check_job_output, confined_job
 from emrml.service.jobs import JobContext, job
 from emrml.service.metastore import DataSource, MLModel
@@ -72,7 +73,7 @@ def _stage_sql(entity: DataSource, context: JobContext) -> Schema:
         database["InstanceIdentifier" if api == "RDS" else "ClusterIdentifier"],
         database["DatabaseName"],
         credentials["Username"],
-        credentials["Password"],
+        sealed.password(context.settings, entity, credentials["Password"]),
     )
     if entity.confined:
         check_job_output(context.settings, entity.data_location, member="S3StagingLocation")

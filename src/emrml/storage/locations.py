@@ -262,7 +262,7 @@ def guarded(check: Callable[[str, str], None]) -> Iterator[None]:
         _GUARD = previous
 
 
-def _opened_path(descriptor: int, path: str) -> str:
+def opened_path(descriptor: int, path: str) -> str:
     """The file an open descriptor is (Linux names it under /proc); ``path`` where that is not known."""
     proc = f"/proc/self/fd/{descriptor}"
     return proc if os.path.exists(proc) else path
@@ -309,7 +309,7 @@ class LocalBackend:
         try:
             # Checked again through the descriptor: the path may have been swapped for a symbolic link
             # between the check and the open; what the descriptor is cannot change.
-            _GUARD(_opened_path(stream.fileno(), path), path)
+            _GUARD(opened_path(stream.fileno(), path), path)
         except BaseException:
             stream.close()
             raise

@@ -16,6 +16,7 @@ import pytest
 from cli_helpers import invoke_json
 from emrml.config import Settings
 from emrml.errors import AccessDeniedException
+from emrml.samples import bank_sample_schema, write_bank_sample
 from emrml.service.app import EmrML
 from emrml.service.confinement import job_guard
 from emrml.service.metastore import DataSource
@@ -111,3 +112,36 @@ def test_the_opened_descriptor_is_checked_not_only_the_path(tmp_path: Path, outs
         locations.open_binary(str(data))
     assert str(data) in refused.value.message and SECRET not in refused.value.message
     assert len(checked) == 1 and os.path.islink(data)
+
+
+def test_data_roots_come_from_the_environment_or_default_to_the_homes_data(tmp_path: Path) -> None:
+    default = Settings.load(environ={}, home=tmp_path / "home")
+    assert default.data_roots == (tmp_path / "home" / "data",)
+    listed = Settings.load(environ={"EMRML_DATA_ROOTS": f"/srv/a{os.pathsep}~/b"}, home=tmp_path / "home")
+    assert listed.data_roots == (Path("/srv/a"), Path("~/b").expanduser())
+
+
+def test_an_output_folder_swapped_for_a_symlink_is_not_written(sqlite_app: EmrML, tmp_path: Path) -> None:
+    root = sqlite_app.settings.data_roots[0]
+    data = write_bank_sample(root / "bank.csv", 300)
+    spec = {"DataLocationS3": str(data), "DataSchema": bank_sample_schema().to_json()}
+    sqlite_app.call(
+        "CreateDataSourceFromS3", {"DataSourceId": "ds-bank", "DataSpec": spec, "ComputeStatistics": True}
+    )
+    model = {"MLModelId": "ml-bank", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-bank"}
+    sqlite_app.call("CreateMLModel", model)
+    assert sqlite_app.wait("MLModel", "ml-bank")["Status"] == "COMPLETED"
+    request = {
+        "BatchPredictionId": "bp-swapped",
+        "MLModelId": "ml-bank",
+        "BatchPredictionDataSourceId": "ds-bank",
+        "OutputUri": f"{root}/out/",
+    }
+    sqlite_app.call("CreateBatchPrediction", request, remote=True)  # checked: a new folder in the root
+    elsewhere = tmp_path / "elsewhere-out"
+    elsewhere.mkdir()
+    (root / "out").symlink_to(elsewhere, target_is_directory=True)
+    described = sqlite_app.wait("BatchPrediction", "bp-swapped")
+    assert described["Status"] == "FAILED"
+    assert "OutputUri" in described["Message"] and "EMRML_DATA_ROOTS" in described["Message"]
+    assert not any(elsewhere.iterdir())

@@ -68,3 +68,30 @@ def test_the_migrated_schema_is_the_models_schema(app: EmrML) -> None:
     with app.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert differences == []
+
+
+def test_a_second_app_on_the_same_home_keeps_the_first_ones_sqlite_locks(tmp_path: Path) -> None:
+    """Opening a second EmrML on a home (the CLI run inside a notebook or a server process) must not open
+    and close the metastore file: closing any descriptor of a file drops all of the process's POSIX locks
+    on it, SQLite's included, and another process closing its last connection would then take the
+    database for unused and delete the WAL that this process still writes to (disk I/O errors)."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    first = EmrML(Settings.load(environ={}, home=tmp_path))
+    try:
+        first.call("DescribeDataSources", {})  # a pooled connection, holding its shared lock
+        wal = tmp_path / "metastore.db-wal"
+        assert wal.exists()
+        EmrML(Settings.load(environ={}, home=tmp_path)).close()
+        other_process = (
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+            "c.execute('select count(*) from sqlite_master').fetchall(); c.close()"
+        )
+        subprocess.run([sys.executable, "-c", other_process, str(tmp_path / "metastore.db")], check=True)
+        assert wal.exists(), "another process found the database unused and removed its WAL"
+        first.call("DescribeDataSources", {})
+    finally:
+        first.close()
+    assert sqlite3.connect(tmp_path / "metastore.db").execute("pragma integrity_check").fetchone() == ("ok",)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, BinaryIO
 
 from emrml.errors import AccessDeniedException
@@ -63,7 +63,11 @@ def prepare_home(settings: Settings) -> None:
         home.chmod(0o700)
     if not settings.metastore_url:
         database = home / "metastore.db"
-        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        # Only a missing file is opened: closing a descriptor of a database this process already has open
+        # (a second EmrML on the same home, the CLI run in-process) would drop every POSIX lock the process
+        # holds on it, SQLite's included, and break WAL locking for every other process.
+        with suppress(FileExistsError):
+            os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
         for suffix in ("", "-wal", "-shm"):
             path = home / f"metastore.db{suffix}"
             if path.exists() and path.stat().st_mode & 0o077:

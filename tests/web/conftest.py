@@ -10,6 +10,7 @@ from web_helpers import LiveServer
 
 from emrml.config import Settings
 from emrml.service.app import EmrML
+from emrml.service.groups import ADMINS
 from emrml.service.identity import Identities
 from emrml.web.server import BackgroundServer, create_app, reserve_socket
 
@@ -30,7 +31,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     roots = (SHARED_DATASETS, tmp_path_factory.getbasetemp())
     service = EmrML(Settings.load(environ={}, home=home, public_url=url, data_roots=roots))
     identities = Identities(service.sessions, home)
-    identities.create_user("tester")
+    identities.create_user("tester", groups=(ADMINS,))  # the API tests run as an administrator
     key = identities.create_key("tester")
     app = create_app(service, job_slots=4, credential_ttl_seconds=1.0)
     with BackgroundServer(app, sock) as server:

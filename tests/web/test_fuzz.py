@@ -32,6 +32,7 @@ from emrml.config import Settings
 from emrml.errors import ERROR_TYPES
 from emrml.samples import bank_sample_schema, write_bank_sample
 from emrml.service.app import EmrML
+from emrml.service.groups import ADMINS
 from emrml.service.identity import Identities
 from emrml.service.operations import CREATE_OPERATIONS, ID_MEMBER, OPERATIONS
 from emrml.web.protocol import TARGET_PREFIX
@@ -331,7 +332,7 @@ def test_fuzz_in_process_never_fails_the_server(world: FuzzWorld) -> None:
 
 def test_fuzz_signed_over_http(world: FuzzWorld) -> None:
     identities = Identities(world.service.sessions, world.service.settings.home)
-    identities.create_user("fuzzer")
+    identities.create_user("fuzzer", groups=(ADMINS,))  # every operation, so the fuzz reaches them
     key = identities.create_key("fuzzer")
     sock = reserve_socket()
     ledger = Ledger()

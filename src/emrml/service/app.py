@@ -15,6 +15,7 @@ from emrml.service import (  # noqa: F401  (register their operations)
     streams,
     tags,
 )
+from emrml.service.access import Access
 from emrml.service.confinement import prepare_home
 from emrml.service.jobs import JobRunner, ProgressCallback
 from emrml.service.metastore import migrate, open_engine, session_factory
@@ -47,6 +48,8 @@ class EmrML:
             total_requests_per_second=self.settings.total_requests_per_second,
             share=rate_share,
         )
+        #: Who may do what (``service.access``): every operation is authorized there.
+        self.access = Access(self)
 
     def call(
         self,
@@ -56,7 +59,8 @@ class EmrML:
         *,
         remote: bool = False,
     ) -> dict[str, Any]:
-        """Run one operation; ``caller`` is the ARN of the authenticated user (default: the root user).
+        """Run one operation; ``caller`` is the ARN of the authenticated user (default: the root user), whose
+        groups must allow it (``service.access``: AccessDeniedException otherwise).
 
         ``remote``: the request arrived through ``emrml serve`` (the HTTP API, the console), so the local
         files it names must lie in the data roots (``service.confinement``); the CLI and the library working
@@ -64,7 +68,7 @@ class EmrML:
         """
         if operation == "Predict":
             # Latency-critical, reads no file a request names, records no caller: its own hand-checked path.
-            return endpoints.serve_predict(self, request or {})
+            return endpoints.serve_predict(self, request or {}, caller)
         caller_token, remote_token = CALLER.set(caller), REMOTE.set(remote)
         try:
             return self._call(operation, request)
@@ -77,6 +81,7 @@ class EmrML:
         if function is None:
             raise InvalidInputException(f"unknown operation {operation!r}")
         request = request or {}
+        self.access.authorize(CALLER.get(), operation, request)
         retry = reused_id(self, operation, request)
         if retry is not None:
             return retry

@@ -38,6 +38,7 @@ from emrml.errors import (
     MissingAuthenticationTokenException,
     UnrecognizedClientException,
 )
+from emrml.service.groups import ADMINS
 from emrml.service.identity import Credential, Identities, NewAccessKey
 
 SERVICE = "machinelearning"
@@ -349,7 +350,7 @@ def ensure_admin(identities: Identities, home: Path) -> tuple[NewAccessKey, Path
     """
     if identities.count_users() > 0:
         return None
-    identities.create_user(ADMIN_USER)
+    identities.create_user(ADMIN_USER, groups=(ADMINS,))
     key = identities.create_key(ADMIN_USER)
     path = home / ADMIN_CREDENTIALS_FILE
     write_private_json(

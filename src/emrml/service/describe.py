@@ -130,9 +130,15 @@ def _offset(token: str | None, request: Request) -> int:
     return offset
 
 
-def describe(app: EmrML, kind: str, request: Request, view: Callable[[Any], Response]) -> Response:
+def describe(
+    app: EmrML, kind: str, request: Request, view: Callable[[Any], Response], operation_name: str = ""
+) -> Response:
     table = ENTITY_CLASSES[kind]
     column, conditions = _conditions(kind, request)
+    # Only what the caller may describe: others' objects are not there for it (service.access).
+    visible = app.access.visible(operation_name or f"Describe{kind}s", kind)
+    if visible is not None:
+        conditions.append(visible)
     limit = request.get("Limit", 100)
     offset = _offset(request.get("NextToken"), request)
     descending = request.get("SortOrder", "asc") == "dsc"
@@ -148,6 +154,6 @@ def describe(app: EmrML, kind: str, request: Request, view: Callable[[Any], Resp
 
 def register(operation_name: str, kind: str, view: Callable[[Any], Response]) -> None:
     def run(app: EmrML, request: Request) -> Response:
-        return describe(app, kind, request, view)
+        return describe(app, kind, request, view, operation_name)
 
     operation(operation_name)(run)

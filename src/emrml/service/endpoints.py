@@ -37,7 +37,7 @@ _BYTES_PER_CHARACTER = 6
 _BYTES_PER_ENTRY = 6
 
 
-def serve_predict(app: EmrML, request: Any) -> Response:
+def serve_predict(app: EmrML, request: Any, caller: str | None = None) -> Response:
     """Predict as ``EmrML.call`` runs it: ``predict(app, validate_request("Predict", request))``, with a
     hand-written check of a well-formed request's three members in place of the generic validator.
 
@@ -61,8 +61,11 @@ def serve_predict(app: EmrML, request: Any) -> Response:
             except TypeError:
                 pass
             else:
-                return predict_checked(app, model_id, record, endpoint, characters)
-    return predict(app, validate_request("Predict", request))
+                return predict_checked(app, model_id, record, endpoint, characters, caller)
+    request = validate_request("Predict", request)
+    record = request["Record"]
+    characters = sum(map(len, record)) + sum(map(len, record.values()))
+    return predict_checked(app, request["MLModelId"], record, request["PredictEndpoint"], characters, caller)
 
 
 @operation("Predict")
@@ -73,12 +76,19 @@ def predict(app: EmrML, request: Request) -> Response:
 
 
 def predict_checked(
-    app: EmrML, model_id: str, record: dict[str, str], endpoint: str, characters: int
+    app: EmrML,
+    model_id: str,
+    record: dict[str, str],
+    endpoint: str,
+    characters: int,
+    caller: str | None = None,
 ) -> Response:
     """Predict on a request whose members have been checked; ``characters`` is the length of the record's
-    keys and values together."""
+    keys and values together; ``caller`` the ARN of the user asking (None: the account's root)."""
     mounted, settings = app.mounted, app.settings
     mount = mounted.get(model_id)
+    if caller is not None:
+        app.access.check_predict(caller, model_id, mount.owner)
     if settings.predict_endpoint_check == "strict" and normalized_url(endpoint) != mount.endpoint_url:
         raise InvalidInputException(
             f"PredictEndpoint {endpoint!r} is not the EndpointUrl of MLModel {model_id!r} "
@@ -104,6 +114,7 @@ def _state(entity: MLModel) -> EndpointState:
         entity.artifact_location,
         entity.score_threshold,
         entity.message,
+        entity.created_by,
     )
 
 

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import Float, ForeignKey, String, Text, delete, func, select
+from sqlalchemy import Boolean, Float, ForeignKey, String, Text, delete, func, select, true
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
 from emrml.errors import InternalServerException, InvalidInputException, ResourceNotFoundException
+from emrml.service.groups import DEFAULT_GROUPS, GroupMember, find_group
 from emrml.service.logins import BrowserSession, Login
 from emrml.service.metastore import Base, now
 
@@ -42,6 +43,8 @@ class User(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     created_at: Mapped[float] = mapped_column(Float)
+    #: A disabled user's access keys, console logins and share links are refused (``service.access``).
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=true())
 
 
 class AccessKey(Base):
@@ -61,6 +64,8 @@ class UserInfo:
     name: str
     created_at: float
     access_keys: int
+    enabled: bool = True
+    groups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -153,26 +158,50 @@ class Identities:
         self.sessions = sessions
         self.box = SecretBox(home / KEY_FILE_NAME)
 
-    def create_user(self, name: str) -> UserInfo:
+    def create_user(self, name: str, groups: tuple[str, ...] = DEFAULT_GROUPS) -> UserInfo:
+        """A new user, member of ``groups`` (default: ``users``, which gives no storage access)."""
         _check_user_name(name)
         with self.sessions() as session, session.begin():
             if session.get(User, name) is not None:
                 raise InvalidInputException(f"user {name!r} already exists")
-            user = User(name=name, created_at=now())
+            for group in groups:
+                find_group(session, group)
+            user = User(name=name, created_at=now(), enabled=True)
             session.add(user)
-        return UserInfo(user.name, user.created_at, 0)
+            session.flush()
+            session.add_all(GroupMember(group_name=group, user_name=name) for group in set(groups))
+        return UserInfo(user.name, user.created_at, 0, True, tuple(sorted(set(groups))))
 
     def list_users(self) -> list[UserInfo]:
         counts = (
             select(AccessKey.user_name, func.count().label("keys")).group_by(AccessKey.user_name).subquery()
         )
         query = (
-            select(User.name, User.created_at, func.coalesce(counts.c["keys"], 0))
+            select(User.name, User.created_at, func.coalesce(counts.c["keys"], 0), User.enabled)
             .outerjoin(counts, counts.c.user_name == User.name)
             .order_by(User.name)
         )
         with self.sessions() as session:
-            return [UserInfo(name, created, keys) for name, created, keys in session.execute(query)]
+            memberships: dict[str, list[str]] = {}
+            for group, user in session.execute(select(GroupMember.group_name, GroupMember.user_name)):
+                memberships.setdefault(user, []).append(group)
+            return [
+                UserInfo(name, created, keys, enabled, tuple(sorted(memberships.get(name, []))))
+                for name, created, keys, enabled in session.execute(query)
+            ]
+
+    def get_user(self, name: str) -> UserInfo:
+        for user in self.list_users():
+            if user.name == name:
+                return user
+        raise ResourceNotFoundException(f"user {name!r} does not exist")
+
+    def set_enabled(self, name: str, enabled: bool) -> None:
+        with self.sessions() as session, session.begin():
+            user = session.get(User, name)
+            if user is None:
+                raise ResourceNotFoundException(f"user {name!r} does not exist")
+            user.enabled = enabled
 
     def count_users(self) -> int:
         with self.sessions() as session:
@@ -185,6 +214,7 @@ class Identities:
                 raise ResourceNotFoundException(f"user {name!r} does not exist")
             # Explicit, not left to ON DELETE CASCADE: SQLite enforces foreign keys only when asked to.
             removed = session.execute(delete(AccessKey).where(AccessKey.user_name == name)).rowcount
+            session.execute(delete(GroupMember).where(GroupMember.user_name == name))
             # The console's password and sessions go too: a new user of the same name starts with none.
             session.execute(delete(Login).where(Login.user_name == name))
             session.execute(delete(BrowserSession).where(BrowserSession.user_name == name))

@@ -100,6 +100,8 @@ class EndpointState(NamedTuple):
     artifact_location: str | None
     score_threshold: float | None
     message: str | None
+    #: The model's CreatedByIamUser: whether a caller predicts with a model of its own (``service.access``).
+    created_by: str
 
     @property
     def version(self) -> tuple[object, ...]:
@@ -122,6 +124,7 @@ _STATE_COLUMNS = (
     MLModel.artifact_location,
     MLModel.score_threshold,
     MLModel.message,
+    MLModel.created_by,
 )
 
 
@@ -143,6 +146,7 @@ class Mount:
     version: tuple[object, ...]
     checked_at: float
     problem: str | None = None
+    owner: str = ""
 
 
 class MountedModels:
@@ -314,6 +318,7 @@ def _load(model_id: str, state: EndpointState, now: float, share: float = 1.0) -
         version=state.version,
         checked_at=now,
         problem=problem,
+        owner=state.created_by,
     )
 
 

@@ -333,7 +333,11 @@ def describe_streams(app: EmrML, request: Request) -> Response:
         if stream.status == "STOPPING":
             settle_stopping(app.sessions, stream.id, app.settings.stream_lease_seconds)
     results = []
+    query = select(Stream).order_by(Stream.created_at)
+    visible = app.access.visible("DescribeStreams", "Stream")
+    if visible is not None:
+        query = query.where(visible)
     with app.sessions() as session:
-        for stream in session.scalars(select(Stream).order_by(Stream.created_at)):
+        for stream in session.scalars(query):
             results.append(_summary(stream, *_load(app, session, stream)))
     return {"Results": results}

@@ -1,0 +1,387 @@
+"""Who may do what: the one place every door's requests are authorized (``EmrML.call`` calls ``authorize``).
+
+``OPERATION_ACCESS`` says, for every operation, which object it acts on and which others it uses; the
+caller's policy (the statements of its groups, ``service.policy``) must allow the operation on each of
+them. Describe* results list only the objects the caller may describe (``visible``); the locations a
+request names need ``storage:Read`` / ``storage:Write`` (``check_storage``, called by
+``confinement.check_location``, the one door for locations). Users and groups are managed through the
+methods below, which need the matching ``iam:`` actions.
+
+The caller None is the account's root (the CLI and the library on their own home, a server without
+authentication): it may do everything. Policies are remembered for ``ttl`` seconds, so a change made by
+another process applies within that time; changes made through this object apply at once.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import ColumnElement, delete, select
+
+from emrml.errors import AccessDeniedException, InvalidInputException, ResourceNotFoundException
+from emrml.service import groups as grouping
+from emrml.service.groups import ADMINS, BUILTIN_GROUPS, Group, GroupInfo, GroupMember, GroupStatement
+from emrml.service.identity import Identities, KeyInfo, NewAccessKey, User, UserInfo
+from emrml.service.metastore import ENTITY_CLASSES, Stream
+from emrml.service.operations import CALLER, OPERATIONS
+from emrml.service.policy import IAM_ACTIONS, RESOURCE_KINDS, STORAGE_ACTIONS, Policy, Statement
+from emrml.storage import locations
+
+if TYPE_CHECKING:
+    from emrml.service.app import EmrML
+
+TABLES: dict[str, Any] = {**ENTITY_CLASSES, "Stream": Stream}
+#: Tag operations name their object by ResourceType and ResourceId.
+TAGGED = "ResourceType"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What an operation touches. ``kind``/``member``: the object it acts on and its id member (kind
+    ``TAGGED``: named by ResourceType); ``uses``: other objects it refers to, (kind, id member); ``listing``:
+    a Describe* whose results are filtered. An operation on no object (InferDataSchema) has kind None."""
+
+    kind: str | None
+    member: str | None = None
+    uses: tuple[tuple[str, str], ...] = ()
+    listing: bool = False
+
+
+def _lifecycle(kind: str, member: str) -> dict[str, Rule]:
+    return {f"{verb}{kind}": Rule(kind, member) for verb in ("Get", "Update", "Delete")}
+
+
+_MODEL = ("MLModel", "MLModelId")
+OPERATION_ACCESS: dict[str, Rule] = {
+    **_lifecycle("DataSource", "DataSourceId"),
+    **_lifecycle("MLModel", "MLModelId"),
+    **_lifecycle("Evaluation", "EvaluationId"),
+    **_lifecycle("BatchPrediction", "BatchPredictionId"),
+    **{f"Describe{kind}s": Rule(kind, listing=True) for kind in (*ENTITY_CLASSES, "Stream")},
+    "CreateDataSourceFromS3": Rule("DataSource", "DataSourceId"),
+    "CreateDataSourceFromRDS": Rule("DataSource", "DataSourceId"),
+    "CreateDataSourceFromRedshift": Rule("DataSource", "DataSourceId"),
+    "GetDataSourceStatistics": Rule("DataSource", "DataSourceId"),
+    "InferDataSchema": Rule(None),
+    "CreateMLModel": Rule(*_MODEL, uses=(("DataSource", "TrainingDataSourceId"),)),
+    "GetMLModelInsights": Rule(*_MODEL),
+    "CreateRealtimeEndpoint": Rule(*_MODEL),
+    "DeleteRealtimeEndpoint": Rule(*_MODEL),
+    "Predict": Rule(*_MODEL),
+    "CreateEvaluation": Rule(
+        "Evaluation", "EvaluationId", uses=(_MODEL, ("DataSource", "EvaluationDataSourceId"))
+    ),
+    "GetEvaluationInsights": Rule("Evaluation", "EvaluationId"),
+    "CreateBatchPrediction": Rule(
+        "BatchPrediction", "BatchPredictionId", uses=(_MODEL, ("DataSource", "BatchPredictionDataSourceId"))
+    ),
+    "AddTags": Rule(TAGGED, "ResourceId"),
+    "DescribeTags": Rule(TAGGED, "ResourceId"),
+    "DeleteTags": Rule(TAGGED, "ResourceId"),
+    "StartStream": Rule("Stream", "StreamId", uses=(_MODEL,)),
+    "StopStream": Rule("Stream", "StreamId"),
+    "GetStream": Rule("Stream", "StreamId"),
+}
+
+
+def known_actions() -> tuple[str, ...]:
+    return (*(f"machinelearning:{name}" for name in OPERATIONS), *STORAGE_ACTIONS, *IAM_ACTIONS)
+
+
+def user_name_of(caller: str) -> str | None:
+    """The user of an ARN ``arn:aws:iam::<account>:user/<name>``; None for the root."""
+    _, separator, name = caller.rpartition(":user/")
+    return name if separator else None
+
+
+class Access:
+    """Authorization for one installation: decisions, Describe filters and the management of users and
+    groups."""
+
+    def __init__(self, app: EmrML, ttl: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.app = app
+        self.ttl = ttl
+        self.clock = clock
+        self._policies: dict[str, tuple[float, Policy]] = {}
+        self._lock = threading.Lock()
+        self._identities: Identities | None = None
+
+    # --- decisions -------------------------------------------------------------------------------------
+
+    def policy(self, caller: str) -> Policy:
+        """The caller's policy, remembered for ``ttl`` seconds."""
+        entry = self._policies.get(caller)
+        if entry is not None and entry[0] > self.clock():
+            return entry[1]
+        name = user_name_of(caller) or ""
+        with self.app.sessions() as session:
+            user = session.get(User, name)
+            names = grouping.groups_of(session, name) if user is not None else []
+            statements = [s for group in grouping.statements_of(session, names).values() for s in group]
+        policy = Policy(name, caller, bool(user and user.enabled), statements)
+        with self._lock:
+            if len(self._policies) > 10_000:
+                self._policies.clear()
+            self._policies[caller] = (self.clock() + self.ttl, policy)
+        return policy
+
+    def forget(self) -> None:
+        """Drop every remembered policy (after a change to users or groups)."""
+        with self._lock:
+            self._policies.clear()
+
+    def check(self, caller: str | None, action: str, resource: str = "*", own: bool = False) -> None:
+        """Raise AccessDeniedException unless ``caller`` may do ``action`` on ``resource``."""
+        if caller is None or user_name_of(caller) is None:
+            return
+        policy = self.policy(caller)
+        if not policy.allows(action, resource, own):
+            raise _denied(policy, action, resource)
+
+    def authorize(self, caller: str | None, operation: str, request: dict[str, Any]) -> None:
+        """Raise AccessDeniedException unless ``caller`` may run ``operation`` with ``request`` (which is not
+        validated yet: ids of the wrong type are left to validation)."""
+        if caller is None or user_name_of(caller) is None:
+            return
+        rule = OPERATION_ACCESS.get(operation)
+        if rule is None:  # every registered operation has a rule (a test checks); refuse an unknown one
+            raise AccessDeniedException(f"operation {operation!r} has no authorization rule")
+        action = f"machinelearning:{operation}"
+        policy = self.policy(caller)
+        if rule.listing:
+            if not policy.may_ever(action):
+                raise _denied(policy, action, f"{RESOURCE_KINDS[rule.kind or '']}/*")
+            return
+        kind = request.get(TAGGED) if rule.kind == TAGGED else rule.kind
+        targets = [(kind, rule.member), *rule.uses] if kind is not None else []
+        if not targets:
+            if not policy.allows(action, "*", True):
+                raise _denied(policy, action, "*")
+            return
+        for target_kind, member in targets:
+            object_id = request.get(member) if member else None
+            if target_kind not in TABLES or not isinstance(object_id, str):
+                continue  # validation refuses the request
+            resource = f"{RESOURCE_KINDS[target_kind]}/{object_id}"
+            owner = self._owner(target_kind, object_id)
+            if not policy.allows(action, resource, owner is None or owner == caller):
+                raise _denied(policy, action, resource)
+
+    def _owner(self, kind: str, object_id: str) -> str | None:
+        table = TABLES[kind]
+        with self.app.sessions() as session:
+            return session.execute(select(table.created_by).where(table.id == object_id)).scalar()
+
+    def check_predict(self, caller: str, model_id: str, owner: str) -> None:
+        """Predict's check, on the hot path: a remembered policy and decision (about a microsecond)."""
+        if user_name_of(caller) is None:
+            return
+        policy = self.policy(caller)
+        resource = f"mlmodel/{model_id}"
+        if not policy.allows("machinelearning:Predict", resource, owner == caller):
+            raise _denied(policy, "machinelearning:Predict", resource)
+
+    def visible(self, operation: str, kind: str) -> ColumnElement[bool] | None:
+        """The SQL condition on ``kind``'s table selecting what the running request's caller may list with
+        ``operation``; None for the root (everything)."""
+        caller = CALLER.get()
+        if caller is None or user_name_of(caller) is None:
+            return None
+        table = TABLES[kind]
+        policy = self.policy(caller)
+        return policy.visible(f"machinelearning:{operation}", kind, table.id, table.created_by)
+
+    def check_storage(self, location: str, *, write: bool) -> None:
+        """``storage:Write`` (``write``) or ``storage:Read`` on ``location`` for the running request's
+        caller. Local paths are compared resolved (links and ``..`` followed), so no spelling escapes a
+        Deny."""
+        caller = CALLER.get()
+        if caller is None or user_name_of(caller) is None:
+            return
+        resource = location
+        if not location.startswith(("s3://", "kinesis://")):
+            resource = os.path.realpath(locations.local_path(location))
+        self.check(caller, "storage:Write" if write else "storage:Read", resource)
+
+    # --- users -----------------------------------------------------------------------------------------
+
+    @property
+    def identities(self) -> Identities:
+        if self._identities is None:
+            self._identities = Identities(self.app.sessions, self.app.settings.home)
+        return self._identities
+
+    def _arn(self, user: str) -> str:
+        from emrml.service.auth import user_arn
+
+        return user_arn(self.app.settings.account_id, user)
+
+    def _check_user(self, caller: str | None, action: str, user: str) -> None:
+        self.check(caller, action, f"user/{user}", own=caller is not None and caller == self._arn(user))
+
+    def list_users(self, *, caller: str | None = None) -> list[UserInfo]:
+        self.check(caller, "iam:ListUsers")
+        return self.identities.list_users()
+
+    def get_user(self, name: str, *, caller: str | None = None) -> UserInfo:
+        self._check_user(caller, "iam:GetUser", name)
+        return self.identities.get_user(name)
+
+    def create_user(
+        self, name: str, groups: tuple[str, ...] | None = None, *, caller: str | None = None
+    ) -> UserInfo:
+        """A new user in ``groups`` (default: ``users``)."""
+        self._check_user(caller, "iam:CreateUser", name)
+        chosen = grouping.DEFAULT_GROUPS if groups is None else groups
+        for group in chosen:
+            self.check(caller, "iam:AddUserToGroup", f"group/{group}")
+        created = self.identities.create_user(name, tuple(chosen))
+        self.forget()
+        return created
+
+    def set_user_enabled(self, name: str, enabled: bool, *, caller: str | None = None) -> None:
+        """Enable or disable a user: a disabled user's keys, console logins and share links are refused."""
+        self._check_user(caller, "iam:UpdateUser", name)
+        if not enabled:
+            self._keep_an_admin(leaving=name)
+        self.identities.set_enabled(name, enabled)
+        self.forget()
+
+    def delete_user(self, name: str, *, caller: str | None = None) -> int:
+        self._check_user(caller, "iam:DeleteUser", name)
+        self._keep_an_admin(leaving=name)
+        removed = self.identities.delete_user(name)
+        self.forget()
+        return removed
+
+    def list_keys(self, name: str | None = None, *, caller: str | None = None) -> list[KeyInfo]:
+        if name is None:
+            self.check(caller, "iam:ListAccessKeys", "user/*")
+        else:
+            self._check_user(caller, "iam:ListAccessKeys", name)
+        return self.identities.list_keys(name)
+
+    def create_key(self, name: str, *, caller: str | None = None) -> NewAccessKey:
+        self._check_user(caller, "iam:CreateAccessKey", name)
+        return self.identities.create_key(name)
+
+    def delete_key(self, access_key_id: str, *, caller: str | None = None) -> None:
+        owner = next(
+            (k.user_name for k in self.identities.list_keys() if k.access_key_id == access_key_id), None
+        )
+        if owner is None:
+            raise ResourceNotFoundException(f"access key {access_key_id!r} does not exist")
+        self._check_user(caller, "iam:DeleteAccessKey", owner)
+        self.identities.delete_key(access_key_id)
+
+    def _keep_an_admin(self, leaving: str, group: str = ADMINS) -> None:
+        """Refuse a change that would leave no enabled member of ``admins``: nobody could manage emrml."""
+        if group != ADMINS:
+            return
+        with self.app.sessions() as session:
+            admins = session.scalars(
+                select(User.name)
+                .join(GroupMember, GroupMember.user_name == User.name)
+                .where(GroupMember.group_name == ADMINS, User.enabled.is_(True))
+            ).all()
+        if list(admins) == [leaving]:
+            raise InvalidInputException(
+                f"{leaving!r} is the last enabled member of {ADMINS}: add or enable another admin first"
+            )
+
+    # --- groups ----------------------------------------------------------------------------------------
+
+    def list_groups(self, *, caller: str | None = None) -> list[GroupInfo]:
+        self.check(caller, "iam:ListGroups")
+        with self.app.sessions() as session:
+            return [
+                grouping.group_info(session, g) for g in session.scalars(select(Group).order_by(Group.name))
+            ]
+
+    def get_group(self, name: str, *, caller: str | None = None) -> GroupInfo:
+        self.check(caller, "iam:GetGroup", f"group/{name}")
+        with self.app.sessions() as session:
+            return grouping.group_info(session, grouping.find_group(session, name))
+
+    def create_group(self, name: str, description: str = "", *, caller: str | None = None) -> GroupInfo:
+        self.check(caller, "iam:CreateGroup", f"group/{name}")
+        with self.app.sessions() as session, session.begin():
+            group = grouping.create_group(session, name, description)
+            return grouping.group_info(session, group)
+
+    def delete_group(self, name: str, *, caller: str | None = None) -> None:
+        self.check(caller, "iam:DeleteGroup", f"group/{name}")
+        if name in BUILTIN_GROUPS:
+            raise InvalidInputException(f"{name!r} is a built-in group and cannot be deleted")
+        with self.app.sessions() as session, session.begin():
+            grouping.find_group(session, name)
+            # Explicit, not left to ON DELETE CASCADE: SQLite enforces foreign keys only when asked to.
+            session.execute(delete(GroupMember).where(GroupMember.group_name == name))
+            session.execute(delete(GroupStatement).where(GroupStatement.group_name == name))
+            session.execute(delete(Group).where(Group.name == name))
+        self.forget()
+
+    def add_member(self, group: str, user: str, *, caller: str | None = None) -> None:
+        self.check(caller, "iam:AddUserToGroup", f"group/{group}")
+        with self.app.sessions() as session, session.begin():
+            grouping.find_group(session, group)
+            if session.get(User, user) is None:
+                raise ResourceNotFoundException(f"user {user!r} does not exist")
+            if session.get(GroupMember, (group, user)) is None:
+                session.add(GroupMember(group_name=group, user_name=user))
+        self.forget()
+
+    def remove_member(self, group: str, user: str, *, caller: str | None = None) -> None:
+        self.check(caller, "iam:RemoveUserFromGroup", f"group/{group}")
+        self._keep_an_admin(leaving=user, group=group)
+        with self.app.sessions() as session, session.begin():
+            grouping.find_group(session, group)
+            removed = session.execute(
+                delete(GroupMember).where(GroupMember.group_name == group, GroupMember.user_name == user)
+            )
+            if removed.rowcount == 0:
+                raise ResourceNotFoundException(f"user {user!r} is not a member of {group!r}")
+        self.forget()
+
+    def add_statement(self, group: str, document: object, *, caller: str | None = None) -> int:
+        """Add a permission statement (a JSON document, see ``service.policy``); returns its sid."""
+        self.check(caller, "iam:PutGroupPolicy", f"group/{group}")
+        self._builtin_admins(group)
+        statement = Statement.parse(document, 0, known_actions())
+        with self.app.sessions() as session, session.begin():
+            grouping.find_group(session, group)
+            sid = grouping.add_statement(session, group, statement)
+        self.forget()
+        return sid
+
+    def remove_statement(self, group: str, sid: int, *, caller: str | None = None) -> None:
+        self.check(caller, "iam:DeleteGroupPolicy", f"group/{group}")
+        self._builtin_admins(group)
+        with self.app.sessions() as session, session.begin():
+            grouping.find_group(session, group)
+            removed = session.execute(
+                delete(GroupStatement).where(GroupStatement.group_name == group, GroupStatement.sid == sid)
+            )
+            if removed.rowcount == 0:
+                raise ResourceNotFoundException(f"group {group!r} has no statement {sid}")
+        self.forget()
+
+    @staticmethod
+    def _builtin_admins(group: str) -> None:
+        if group == ADMINS:
+            raise InvalidInputException(
+                f"the statements of {ADMINS!r} cannot be changed: it allows everything"
+            )
+
+
+def _denied(policy: Policy, action: str, resource: str) -> AccessDeniedException:
+    if not policy.enabled:
+        return AccessDeniedException(f"User: {policy.caller} is disabled or does not exist")
+    return AccessDeniedException(
+        f"User: {policy.caller} is not authorized to perform: {action} on resource: {resource}"
+    )

@@ -1,0 +1,274 @@
+"""Permission statements and how a user's statements decide a request, in the spirit of IAM policies.
+
+A statement is a small JSON document::
+
+    {"Effect": "Allow", "Action": ["machinelearning:Describe*", "Predict"], "Resource": ["mlmodel/ml-*"],
+     "Owner": "self"}
+
+* ``Effect``: ``Allow`` or ``Deny``.
+* ``Action``: action names or patterns (``*`` any characters, ``?`` one), compared without regard to case.
+  An action is ``<service>:<name>``: ``machinelearning:`` + an Amazon ML operation (the default service when
+  a name has none), ``storage:Read`` / ``storage:Write`` (a location a request names), or ``iam:`` + a
+  management action (``CreateUser``, ``AddUserToGroup``, ...).
+* ``Resource`` (default ``*``): what the action is on. Objects are ``<kind>/<id>`` (kinds ``datasource``,
+  ``mlmodel``, ``evaluation``, ``batchprediction``, ``stream``; IAM-style ARNs
+  ``arn:aws:machinelearning:<region>:<account>:mlmodel/<id>`` are accepted and mean the same), locations
+  are ``s3://bucket/key`` or absolute local paths, users ``user/<name>`` and groups ``group/<name>``. ``*``
+  crosses ``/``, as in IAM.
+* ``Owner`` (default ``any``): ``self`` restricts the statement to objects the caller created (their
+  ``CreatedByIamUser``) and, for ``iam:`` actions, to the caller's own user.
+
+A request is allowed when some Allow statement of the caller's groups matches it and no Deny statement
+does: an explicit deny wins, and nothing is allowed by default.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, false, not_, or_, true
+
+from emrml.errors import InvalidInputException
+
+EFFECTS = ("Allow", "Deny")
+OWNERS = ("any", "self")
+DEFAULT_SERVICE = "machinelearning"
+STORAGE_ACTIONS = ("storage:Read", "storage:Write")
+IAM_ACTIONS = tuple(
+    f"iam:{name}"
+    for name in (
+        "ListUsers",
+        "GetUser",
+        "CreateUser",
+        "UpdateUser",
+        "DeleteUser",
+        "ListAccessKeys",
+        "CreateAccessKey",
+        "DeleteAccessKey",
+        "ListGroups",
+        "GetGroup",
+        "CreateGroup",
+        "DeleteGroup",
+        "AddUserToGroup",
+        "RemoveUserFromGroup",
+        "PutGroupPolicy",
+        "DeleteGroupPolicy",
+    )
+)
+#: Object kinds as resources name them, by the API's kind name.
+RESOURCE_KINDS = {
+    "DataSource": "datasource",
+    "MLModel": "mlmodel",
+    "Evaluation": "evaluation",
+    "BatchPrediction": "batchprediction",
+    "Stream": "stream",
+}
+_NAME = re.compile(r"[A-Za-z0-9*?]+")
+_MAX_PATTERNS = 100
+_MAX_PATTERN_LENGTH = 1024
+_CACHE_LIMIT = 4096
+
+
+def glob_regex(pattern: str, *, ignore_case: bool = False) -> re.Pattern[str]:
+    """``*`` any run of characters (``/`` included), ``?`` one character, everything else literal."""
+    parts = (".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.compile("".join(parts), re.DOTALL | (re.IGNORECASE if ignore_case else 0))
+
+
+def _strings(document: dict[str, Any], member: str, default: str | None) -> tuple[str, ...]:
+    value = document.get(member, default)
+    if isinstance(value, str):
+        value = [value]
+    if (
+        not isinstance(value, list)
+        or not value
+        or len(value) > _MAX_PATTERNS
+        or not all(isinstance(item, str) and 0 < len(item) <= _MAX_PATTERN_LENGTH for item in value)
+    ):
+        raise InvalidInputException(
+            f"{member} must be a string or a list of 1-{_MAX_PATTERNS} non-empty strings "
+            f"of at most {_MAX_PATTERN_LENGTH} characters"
+        )
+    return tuple(value)
+
+
+def _action(pattern: str, known: Iterable[str]) -> str:
+    service, _, name = pattern.rpartition(":")
+    if pattern == "*":
+        return pattern
+    service = service or DEFAULT_SERVICE
+    if not _NAME.fullmatch(service) or not _NAME.fullmatch(name):
+        raise InvalidInputException(f"Action {pattern!r} is not <service>:<action name> (e.g. Describe*)")
+    full = f"{service}:{name}"
+    regex = glob_regex(full, ignore_case=True)
+    if not any(regex.fullmatch(action) for action in known):
+        raise InvalidInputException(
+            f"Action {pattern!r} matches no action of machinelearning, storage or iam"
+        )
+    return full
+
+
+def _resource(pattern: str) -> str:
+    if pattern.startswith("arn:"):
+        parts = pattern.split(":", 5)
+        if len(parts) != 6 or not glob_regex(parts[2]).fullmatch(DEFAULT_SERVICE):
+            raise InvalidInputException(
+                f"Resource {pattern!r}: an ARN must be arn:aws:machinelearning:<region>:<account>:<kind>/<id>"
+            )
+        return parts[5]
+    return pattern
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One permission statement of a group; ``sid`` numbers it within the group (from 1)."""
+
+    sid: int
+    effect: str
+    actions: tuple[str, ...]
+    resources: tuple[str, ...] = ("*",)
+    owner: str = "any"
+    _action_regexes: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
+    _resource_regexes: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "_action_regexes", tuple(glob_regex(a, ignore_case=True) for a in self.actions)
+        )
+        object.__setattr__(self, "_resource_regexes", tuple(glob_regex(r) for r in self.resources))
+
+    @classmethod
+    def parse(cls, document: object, sid: int, known_actions: Iterable[str]) -> Statement:
+        """Validate a statement document; ``known_actions`` are the full names an Action must match one of.
+        Raises InvalidInputException naming the member at fault."""
+        if not isinstance(document, dict):
+            raise InvalidInputException("a statement must be a JSON object with Effect, Action and Resource")
+        unknown = sorted(set(document) - {"Effect", "Action", "Resource", "Owner", "Sid"})
+        if unknown:
+            raise InvalidInputException(
+                f"unknown statement member {unknown[0]!r} (expected Effect, Action, Resource, Owner)"
+            )
+        effect = document.get("Effect")
+        if effect not in EFFECTS:
+            raise InvalidInputException(f"Effect must be Allow or Deny (got {effect!r})")
+        owner = document.get("Owner", "any")
+        if owner not in OWNERS:
+            raise InvalidInputException(f"Owner must be 'any' or 'self' (got {owner!r})")
+        known = tuple(known_actions)
+        actions = tuple(_action(a, known) for a in _strings(document, "Action", None))
+        resources = tuple(_resource(r) for r in _strings(document, "Resource", "*"))
+        return cls(sid, effect, actions, resources, owner)
+
+    def document(self) -> dict[str, Any]:
+        """The statement as JSON (what ``parse`` reads back)."""
+        return {
+            "Effect": self.effect,
+            "Action": list(self.actions),
+            "Resource": list(self.resources),
+            "Owner": self.owner,
+        }
+
+    def covers(self, action: str) -> bool:
+        return any(regex.fullmatch(action) for regex in self._action_regexes)
+
+    def matches(self, action: str, resource: str, own: bool) -> bool:
+        return (
+            (own or self.owner == "any")
+            and self.covers(action)
+            and any(regex.fullmatch(resource) for regex in self._resource_regexes)
+        )
+
+    def condition(self, kind: str, id_column: Any, owner_column: Any, caller: str) -> ColumnElement[bool]:
+        """The SQL condition selecting the rows of ``kind`` this statement matches (its action matched)."""
+        prefix = f"{RESOURCE_KINDS[kind]}/"
+        ids = [
+            _like(id_column, rest)
+            for pattern in self.resources
+            for rest in residual_patterns(pattern, prefix)
+        ]
+        matched = or_(*ids) if ids else false()
+        return and_(matched, owner_column == caller) if self.owner == "self" else matched
+
+
+def residual_patterns(pattern: str, prefix: str) -> set[str]:
+    """The patterns the rest of a string must match once ``prefix`` matched the start of ``pattern``.
+
+    ``mlmodel/ml-*`` after ``mlmodel/`` leaves ``ml-*``; ``*`` leaves ``*``; ``datasource/*`` leaves nothing.
+    A glob is a small automaton: run it over the prefix, keep every position it may be in.
+    """
+
+    def closure(positions: set[int]) -> set[int]:
+        result = set(positions)
+        for position in positions:
+            while position < len(pattern) and pattern[position] == "*":
+                position += 1
+                result.add(position)
+        return result
+
+    states = closure({0})
+    for character in prefix:
+        following = set()
+        for position in states:
+            if position < len(pattern):
+                token = pattern[position]
+                if token == "*":
+                    following.add(position)
+                elif token == "?" or token == character:
+                    following.add(position + 1)
+        states = closure(following)
+        if not states:
+            return set()
+    return {pattern[position:] for position in states}
+
+
+def _like(column: Any, pattern: str) -> ColumnElement[bool]:
+    if pattern.strip("*") == "" and pattern:
+        return true()
+    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return column.like(escaped.replace("*", "%").replace("?", "_"), escape="\\")
+
+
+class Policy:
+    """Everything one user may do: the statements of its groups. ``allows`` answers are remembered."""
+
+    def __init__(self, user_name: str, caller: str, enabled: bool, statements: Sequence[Statement]) -> None:
+        self.user_name = user_name
+        self.caller = caller
+        self.enabled = enabled
+        self.statements = tuple(statements)
+        self._decisions: dict[tuple[str, str, bool], bool] = {}
+
+    def allows(self, action: str, resource: str, own: bool) -> bool:
+        """Whether ``action`` on ``resource`` (the caller's own when ``own``) is allowed: an Allow
+        statement matches and no Deny statement does."""
+        key = (action, resource, own)
+        decision = self._decisions.get(key)
+        if decision is None:
+            matching = [s.effect for s in self.statements if s.matches(action, resource, own)]
+            decision = self.enabled and "Allow" in matching and "Deny" not in matching
+            if len(self._decisions) >= _CACHE_LIMIT:
+                self._decisions.clear()
+            self._decisions[key] = decision
+        return decision
+
+    def may_ever(self, action: str) -> bool:
+        """Whether some Allow statement names ``action`` (on whatever resource)."""
+        return self.enabled and any(s.effect == "Allow" and s.covers(action) for s in self.statements)
+
+    def visible(self, action: str, kind: str, id_column: Any, owner_column: Any) -> ColumnElement[bool]:
+        """The SQL condition selecting the objects of ``kind`` on which ``action`` is allowed."""
+        if not self.enabled:
+            return false()
+        conditions = {effect: [] for effect in EFFECTS}  # type: dict[str, list[ColumnElement[bool]]]
+        for statement in self.statements:
+            if statement.covers(action):
+                conditions[statement.effect].append(
+                    statement.condition(kind, id_column, owner_column, self.caller)
+                )
+        if not conditions["Allow"]:
+            return false()
+        allowed = or_(*conditions["Allow"])
+        return and_(allowed, not_(or_(*conditions["Deny"]))) if conditions["Deny"] else allowed

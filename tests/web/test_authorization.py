@@ -1,0 +1,223 @@
+"""Who may do what, probed through boto3 against the real server: groups, owners, deny, storage, disabled
+users (service.access, service.policy)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from web_helpers import LiveServer
+
+from emrml.config import Settings
+from emrml.errors import InvalidInputException
+from emrml.samples import bank_sample_schema, write_bank_sample
+from emrml.service.access import OPERATION_ACCESS
+from emrml.service.app import EmrML
+from emrml.service.auth import ensure_admin
+from emrml.service.groups import ADMINS, PREDICTORS, USERS, VIEWERS
+from emrml.service.identity import Identities
+from emrml.service.operations import OPERATIONS
+
+
+@pytest.fixture(scope="module")
+def owned(live_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A datasource and a model with a real-time endpoint, created by the root (not by the users below)."""
+    tag = uuid.uuid4().hex[:8]
+    sample = write_bank_sample(tmp_path_factory.mktemp("authz") / "bank.csv", 400)
+    service = live_server.service
+    source, model = f"ds-root-{tag}", f"ml-root-{tag}"
+    spec = {"DataLocationS3": str(sample), "DataSchema": bank_sample_schema().to_json()}
+    service.call(
+        "CreateDataSourceFromS3", {"DataSourceId": source, "DataSpec": spec, "ComputeStatistics": True}
+    )
+    service.call(
+        "CreateMLModel", {"MLModelId": model, "MLModelType": "BINARY", "TrainingDataSourceId": source}
+    )
+    service.wait("MLModel", model)
+    endpoint = service.call("CreateRealtimeEndpoint", {"MLModelId": model})["RealtimeEndpointInfo"]
+    return {"source": source, "model": model, "endpoint": endpoint["EndpointUrl"], "sample": str(sample)}
+
+
+@pytest.fixture
+def user(live_server: LiveServer) -> Iterator[Any]:
+    """A new user (groups chosen by the test, ``users`` by default) and a boto3 client signing as it."""
+    made: list[str] = []
+
+    def make(groups: tuple[str, ...] = (USERS,)) -> Any:
+        name = f"u-{uuid.uuid4().hex[:8]}"
+        live_server.service.access.create_user(name, groups)
+        key = live_server.identities.create_key(name)
+        made.append(name)
+        client = live_server.client(key.access_key_id, key.secret_access_key)
+        client.user_name = name
+        return client
+
+    yield make
+    for name in made:
+        live_server.service.access.delete_user(name)
+
+
+def denied(call: Any, **request: Any) -> str:
+    with pytest.raises(ClientError) as raised:
+        call(**request)
+    assert raised.value.response["Error"]["Code"] == "AccessDeniedException", raised.value.response
+    return str(raised.value.response["Error"]["Message"])
+
+
+def predict_request(owned: dict[str, str]) -> dict[str, Any]:
+    return {"MLModelId": owned["model"], "Record": {"age": "40"}, "PredictEndpoint": owned["endpoint"]}
+
+
+def test_every_operation_has_an_authorization_rule() -> None:
+    assert set(OPERATIONS) <= set(OPERATION_ACCESS)
+
+
+def test_a_user_sees_and_touches_nothing_of_others(user: Any, owned: dict[str, str]) -> None:
+    bob = user()
+    message = denied(bob.get_data_source, DataSourceId=owned["source"])
+    assert f"user/{bob.user_name} is not authorized to perform: machinelearning:GetDataSource" in message
+    assert f"datasource/{owned['source']}" in message
+    denied(bob.update_data_source, DataSourceId=owned["source"], DataSourceName="mine now")
+    denied(bob.delete_ml_model, MLModelId=owned["model"])
+    denied(bob.predict, **predict_request(owned))
+    denied(bob.describe_tags, ResourceId=owned["model"], ResourceType="MLModel")
+    # Listing is allowed, and lists none of the others' objects.
+    assert bob.describe_data_sources()["Results"] == []
+    assert bob.describe_ml_models()["Results"] == []
+
+
+def test_a_new_user_has_no_storage_until_a_group_grants_it(
+    live_server: LiveServer, user: Any, owned: dict[str, str]
+) -> None:
+    bob = user()
+    spec = {"DataLocationS3": owned["sample"], "DataSchema": bank_sample_schema().to_json()}
+    message = denied(bob.create_data_source_from_s3, DataSourceId=f"ds-{bob.user_name}", DataSpec=spec)
+    assert f"storage:Read on resource: {owned['sample']}" in message
+    access = live_server.service.access
+    group = f"readers-{bob.user_name}"
+    access.create_group(group, "reads the sample")
+    access.add_statement(group, {"Effect": "Allow", "Action": "storage:Read", "Resource": owned["sample"]})
+    access.add_member(group, bob.user_name)
+    bob.create_data_source_from_s3(DataSourceId=f"ds-{bob.user_name}", DataSpec=spec)
+    # His own objects: he lists them, renames them; the root's stay out of reach.
+    listed = [r["DataSourceId"] for r in bob.describe_data_sources()["Results"]]
+    assert listed == [f"ds-{bob.user_name}"]
+    bob.update_data_source(DataSourceId=f"ds-{bob.user_name}", DataSourceName="mine")
+    # Using another's datasource to train is refused too.
+    denied(
+        bob.create_ml_model,
+        MLModelId=f"ml-{bob.user_name}",
+        MLModelType="BINARY",
+        TrainingDataSourceId=owned["source"],
+    )
+    access.delete_group(group)
+
+
+def test_viewers_read_everything_and_change_nothing(user: Any, owned: dict[str, str]) -> None:
+    viewer = user((VIEWERS,))
+    assert viewer.get_data_source(DataSourceId=owned["source"])["DataSourceId"] == owned["source"]
+    listed = [r["MLModelId"] for r in viewer.describe_ml_models()["Results"]]
+    assert owned["model"] in listed
+    denied(viewer.update_ml_model, MLModelId=owned["model"], MLModelName="renamed")
+    denied(viewer.delete_data_source, DataSourceId=owned["source"])
+    denied(viewer.predict, **predict_request(owned))
+
+
+def test_predictors_only_predict(user: Any, owned: dict[str, str]) -> None:
+    predictor = user((PREDICTORS,))
+    assert "Prediction" in predictor.predict(**predict_request(owned))
+    denied(predictor.get_ml_model, MLModelId=owned["model"])
+    denied(predictor.describe_ml_models)
+
+
+def test_an_explicit_deny_wins(live_server: LiveServer, user: Any, owned: dict[str, str]) -> None:
+    viewer = user((VIEWERS,))
+    access = live_server.service.access
+    group = f"no-models-{viewer.user_name}"
+    access.create_group(group)
+    access.add_statement(group, {"Effect": "Deny", "Action": "Get*", "Resource": f"mlmodel/{owned['model']}"})
+    access.add_statement(
+        group, {"Effect": "Deny", "Action": "DescribeMLModels", "Resource": "mlmodel/ml-root-*"}
+    )
+    access.add_member(group, viewer.user_name)
+    denied(viewer.get_ml_model, MLModelId=owned["model"])
+    assert viewer.get_data_source(DataSourceId=owned["source"])["DataSourceId"] == owned["source"]
+    listed = [r["MLModelId"] for r in viewer.describe_ml_models()["Results"]]
+    assert owned["model"] not in listed
+    access.delete_group(group)
+
+
+def test_a_disabled_user_is_refused_and_can_be_enabled_again(
+    live_server: LiveServer, user: Any, owned: dict[str, str]
+) -> None:
+    predictor = user((PREDICTORS,))
+    access = live_server.service.access
+    access.set_user_enabled(predictor.user_name, False)
+    assert "is disabled" in denied(predictor.predict, **predict_request(owned))
+    access.set_user_enabled(predictor.user_name, True)
+    assert "Prediction" in predictor.predict(**predict_request(owned))
+
+
+def test_management_needs_iam_permissions_and_keeps_an_admin(live_server: LiveServer, user: Any) -> None:
+    access = live_server.service.access
+    bob = user()
+    bob_arn = f"arn:aws:iam::000000000000:user/{bob.user_name}"
+    with pytest.raises(Exception, match="not authorized to perform: iam:CreateUser"):
+        access.create_user("mallory", caller=bob_arn)
+    with pytest.raises(Exception, match="not authorized to perform: iam:AddUserToGroup"):
+        access.add_member(ADMINS, bob.user_name, caller=bob_arn)
+    # His own keys he manages; others' he does not.
+    assert [k.user_name for k in access.list_keys(bob.user_name, caller=bob_arn)] == [bob.user_name]
+    with pytest.raises(Exception, match="iam:ListAccessKeys"):
+        access.list_keys("tester", caller=bob_arn)
+    with pytest.raises(InvalidInputException, match="built-in"):
+        access.delete_group(VIEWERS)
+    with pytest.raises(InvalidInputException, match="cannot be changed"):
+        access.add_statement(ADMINS, {"Effect": "Deny", "Action": "*"})
+    with pytest.raises(InvalidInputException, match="matches no action"):
+        access.add_statement(USERS, {"Effect": "Allow", "Action": "Descrbe*"})
+
+
+def test_the_last_enabled_admin_stays(tmp_path: Path) -> None:
+    app = EmrML(Settings.load(environ={}, home=tmp_path))
+    try:
+        ensure_admin(Identities(app.sessions, tmp_path), tmp_path)
+        access = app.access
+        access.create_user("second", (ADMINS,))
+        access.set_user_enabled("second", False)
+        for refused in (
+            lambda: access.set_user_enabled("admin", False),
+            lambda: access.delete_user("admin"),
+            lambda: access.remove_member(ADMINS, "admin"),
+        ):
+            with pytest.raises(InvalidInputException, match="last enabled member of admins"):
+                refused()
+        access.set_user_enabled("second", True)
+        access.remove_member(ADMINS, "admin")
+        assert access.get_group(ADMINS).members == ("second",)
+    finally:
+        app.close()
+
+
+def test_group_statements_round_trip_as_json(live_server: LiveServer) -> None:
+    access = live_server.service.access
+    name = f"g-{uuid.uuid4().hex[:6]}"
+    access.create_group(name, "json")
+    sid = access.add_statement(name, {"Effect": "Allow", "Action": ["Get*"], "Resource": "datasource/ds-*"})
+    (statement,) = access.get_group(name).statements
+    assert statement.sid == sid
+    assert json.loads(json.dumps(statement.document())) == {
+        "Effect": "Allow",
+        "Action": ["machinelearning:Get*"],
+        "Resource": ["datasource/ds-*"],
+        "Owner": "any",
+    }
+    access.remove_statement(name, sid)
+    assert access.get_group(name).statements == ()
+    access.delete_group(name)
+    assert name not in [group.name for group in access.list_groups()]

@@ -43,6 +43,9 @@ def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
     app.add_typer(users_app, name="users")
     app.add_typer(keys_app, name="keys")
+    from emrml import cli_access
+
+    cli_access.register(users_app, app)
 
 
 def _root_option(ctx: typer.Context, name: str) -> Any:
@@ -87,9 +90,14 @@ def _user_arn(ctx: typer.Context, name: str) -> str:
 def users_create(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="User name: letters, digits and + = , . @ _ - (at most 64)."),
+    group: list[str] = typer.Option(
+        [], "--group", "-g", help="A group to join (repeat; default: users, which has no storage access)."
+    ),
 ) -> None:
     """Create a user (then give it a key with: emrml keys create NAME)."""
-    user = _identities(ctx).create_user(name)
+    from emrml.service.groups import DEFAULT_GROUPS
+
+    user = _identities(ctx).create_user(name, tuple(group) or DEFAULT_GROUPS)
     arn = _user_arn(ctx, user.name)
     if _json_output(ctx):
         typer.echo(json.dumps({"UserName": user.name, "Arn": arn, "CreatedAt": user.created_at}, indent=2))
@@ -109,6 +117,8 @@ def users_list(ctx: typer.Context) -> None:
                 "Arn": _user_arn(ctx, user.name),
                 "CreatedAt": user.created_at,
                 "AccessKeys": user.access_keys,
+                "Enabled": user.enabled,
+                "Groups": list(user.groups),
             }
             for user in users
         ]
@@ -117,9 +127,16 @@ def users_list(ctx: typer.Context) -> None:
     if not users:
         typer.echo("No users.")
         return
-    table = Table("User", "ARN", "Created", "Access keys")
+    table = Table("User", "ARN", "Groups", "Enabled", "Created", "Access keys")
     for user in users:
-        table.add_row(user.name, _user_arn(ctx, user.name), _time(user.created_at), str(user.access_keys))
+        table.add_row(
+            user.name,
+            _user_arn(ctx, user.name),
+            ", ".join(user.groups),
+            "yes" if user.enabled else "no",
+            _time(user.created_at),
+            str(user.access_keys),
+        )
     Console().print(table)
 
 

@@ -375,12 +375,46 @@ def test_users_and_keys_commands(tmp_path: Path) -> None:
             "Arn": "arn:aws:iam::000000000000:user/dana",
             "CreatedAt": users[0]["CreatedAt"],
             "AccessKeys": 1,
+            "Enabled": True,
+            "Groups": ["users"],
         }
     ]
     assert runner.invoke(app, [*home, "keys", "delete", "EMRLNOSUCHKEY0000000"]).exit_code == 3
     deleted = runner.invoke(app, [*home, "users", "delete", "dana"])
     assert deleted.exit_code == 0 and "1 access key" in deleted.output
     assert "No users." in runner.invoke(app, [*home, "users", "list"]).output
+
+
+def test_groups_commands_grant_and_take_permissions(tmp_path: Path) -> None:
+    app, runner, home = _root_app(), CliRunner(), ["--home", str(tmp_path)]
+
+    def ok(*args: str) -> str:
+        result = runner.invoke(app, [*home, *args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    ok("users", "create", "erin", "--group", "viewers")
+    ok("groups", "create", "data", "--description", "the shared folder")
+    ok("groups", "allow", "data", "-a", "storage:Read", "-r", "/srv/shared/*")
+    ok("groups", "deny", "data", "-a", "Delete*", "--owner", "self")
+    ok("users", "add-to-group", "erin", "data")
+    ok("users", "disable", "erin")
+    shown = json.loads(ok("--output", "json", "groups", "show", "data"))
+    assert shown["Members"] == ["erin"]
+    assert [(s["Sid"], s["Effect"], s["Action"], s["Resource"], s["Owner"]) for s in shown["Statements"]] == [
+        (1, "Allow", ["storage:Read"], ["/srv/shared/*"], "any"),
+        (2, "Deny", ["machinelearning:Delete*"], ["*"], "self"),
+    ]
+    (erin,) = json.loads(ok("--output", "json", "users", "list"))
+    assert erin["Groups"] == ["data", "viewers"] and erin["Enabled"] is False
+    typo = runner.invoke(app, [*home, "groups", "allow", "data", "-a", "Descrbe*"])
+    assert typo.exit_code == 2 and "matches no action" in typo.output
+    builtin = runner.invoke(app, [*home, "groups", "delete", "viewers"])
+    assert builtin.exit_code == 2 and "built-in" in builtin.output
+    ok("groups", "remove-statement", "data", "2")
+    ok("users", "remove-from-group", "erin", "data")
+    ok("groups", "delete", "data")
+    assert "data" not in ok("groups", "list")
 
 
 def test_serve_prints_first_start_help_once_and_warns_without_auth(

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy.orm import sessionmaker
 
 from emrml.errors import AccessDeniedException, InvalidInputException, ResourceNotFoundException
 from emrml.service import groups as grouping
@@ -33,7 +34,7 @@ from emrml.service.policy import IAM_ACTIONS, RESOURCE_KINDS, STORAGE_ACTIONS, P
 from emrml.storage import locations
 
 if TYPE_CHECKING:
-    from emrml.service.app import EmrML
+    from emrml.config import Settings
 
 TABLES: dict[str, Any] = {**ENTITY_CLASSES, "Stream": Stream}
 #: Tag operations name their object by ResourceType and ResourceId.
@@ -90,6 +91,9 @@ OPERATION_ACCESS: dict[str, Rule] = {
 
 
 def known_actions() -> tuple[str, ...]:
+    """Every action a statement may name (the operations register as their modules are imported)."""
+    import emrml.service.app  # noqa: F401  (registers every operation)
+
     return (*(f"machinelearning:{name}" for name in OPERATIONS), *STORAGE_ACTIONS, *IAM_ACTIONS)
 
 
@@ -103,8 +107,15 @@ class Access:
     """Authorization for one installation: decisions, Describe filters and the management of users and
     groups."""
 
-    def __init__(self, app: EmrML, ttl: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.app = app
+    def __init__(
+        self,
+        sessions: sessionmaker,
+        settings: Settings,
+        ttl: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sessions = sessions
+        self.settings = settings
         self.ttl = ttl
         self.clock = clock
         self._policies: dict[str, tuple[float, Policy]] = {}
@@ -119,7 +130,7 @@ class Access:
         if entry is not None and entry[0] > self.clock():
             return entry[1]
         name = user_name_of(caller) or ""
-        with self.app.sessions() as session:
+        with self.sessions() as session:
             user = session.get(User, name)
             names = grouping.groups_of(session, name) if user is not None else []
             statements = [s for group in grouping.statements_of(session, names).values() for s in group]
@@ -174,7 +185,7 @@ class Access:
 
     def _owner(self, kind: str, object_id: str) -> str | None:
         table = TABLES[kind]
-        with self.app.sessions() as session:
+        with self.sessions() as session:
             return session.execute(select(table.created_by).where(table.id == object_id)).scalar()
 
     def check_predict(self, caller: str, model_id: str, owner: str) -> None:
@@ -213,13 +224,13 @@ class Access:
     @property
     def identities(self) -> Identities:
         if self._identities is None:
-            self._identities = Identities(self.app.sessions, self.app.settings.home)
+            self._identities = Identities(self.sessions, self.settings.home)
         return self._identities
 
     def _arn(self, user: str) -> str:
         from emrml.service.auth import user_arn
 
-        return user_arn(self.app.settings.account_id, user)
+        return user_arn(self.settings.account_id, user)
 
     def _check_user(self, caller: str | None, action: str, user: str) -> None:
         self.check(caller, action, f"user/{user}", own=caller is not None and caller == self._arn(user))
@@ -283,7 +294,7 @@ class Access:
         """Refuse a change that would leave no enabled member of ``admins``: nobody could manage emrml."""
         if group != ADMINS:
             return
-        with self.app.sessions() as session:
+        with self.sessions() as session:
             admins = session.scalars(
                 select(User.name)
                 .join(GroupMember, GroupMember.user_name == User.name)
@@ -298,19 +309,19 @@ class Access:
 
     def list_groups(self, *, caller: str | None = None) -> list[GroupInfo]:
         self.check(caller, "iam:ListGroups")
-        with self.app.sessions() as session:
+        with self.sessions() as session:
             return [
                 grouping.group_info(session, g) for g in session.scalars(select(Group).order_by(Group.name))
             ]
 
     def get_group(self, name: str, *, caller: str | None = None) -> GroupInfo:
         self.check(caller, "iam:GetGroup", f"group/{name}")
-        with self.app.sessions() as session:
+        with self.sessions() as session:
             return grouping.group_info(session, grouping.find_group(session, name))
 
     def create_group(self, name: str, description: str = "", *, caller: str | None = None) -> GroupInfo:
         self.check(caller, "iam:CreateGroup", f"group/{name}")
-        with self.app.sessions() as session, session.begin():
+        with self.sessions() as session, session.begin():
             group = grouping.create_group(session, name, description)
             return grouping.group_info(session, group)
 
@@ -318,7 +329,7 @@ class Access:
         self.check(caller, "iam:DeleteGroup", f"group/{name}")
         if name in BUILTIN_GROUPS:
             raise InvalidInputException(f"{name!r} is a built-in group and cannot be deleted")
-        with self.app.sessions() as session, session.begin():
+        with self.sessions() as session, session.begin():
             grouping.find_group(session, name)
             # Explicit, not left to ON DELETE CASCADE: SQLite enforces foreign keys only when asked to.
             session.execute(delete(GroupMember).where(GroupMember.group_name == name))
@@ -328,7 +339,7 @@ class Access:
 
     def add_member(self, group: str, user: str, *, caller: str | None = None) -> None:
         self.check(caller, "iam:AddUserToGroup", f"group/{group}")
-        with self.app.sessions() as session, session.begin():
+        with self.sessions() as session, session.begin():
             grouping.find_group(session, group)
             if session.get(User, user) is None:
                 raise ResourceNotFoundException(f"user {user!r} does not exist")
@@ -339,7 +350,7 @@ class Access:
     def remove_member(self, group: str, user: str, *, caller: str | None = None) -> None:
         self.check(caller, "iam:RemoveUserFromGroup", f"group/{group}")
         self._keep_an_admin(leaving=user, group=group)
-        with self.app.sessions() as session, session.begin():
+        with self.sessions() as session, session.begin():
             grouping.find_group(session, group)
             removed = session.execute(
                 delete(GroupMember).where(GroupMember.group_name == group, GroupMember.user_name == user)
@@ -353,7 +364,7 @@ class Access:
         self.check(caller, "iam:PutGroupPolicy", f"group/{group}")
         self._builtin_admins(group)
         statement = Statement.parse(document, 0, known_actions())
-        with self.app.sessions() as session, session.begin():
+        with self.sessions() as session, session.begin():
             grouping.find_group(session, group)
             sid = grouping.add_statement(session, group, statement)
         self.forget()
@@ -362,7 +373,7 @@ class Access:
     def remove_statement(self, group: str, sid: int, *, caller: str | None = None) -> None:
         self.check(caller, "iam:DeleteGroupPolicy", f"group/{group}")
         self._builtin_admins(group)
-        with self.app.sessions() as session, session.begin():
+        with self.sessions() as session, session.begin():
             grouping.find_group(session, group)
             removed = session.execute(
                 delete(GroupStatement).where(GroupStatement.group_name == group, GroupStatement.sid == sid)

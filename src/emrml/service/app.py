@@ -49,7 +49,7 @@ class EmrML:
             share=rate_share,
         )
         #: Who may do what (``service.access``): every operation is authorized there.
-        self.access = Access(self)
+        self.access = Access(self.sessions, self.settings)
 
     def call(
         self,

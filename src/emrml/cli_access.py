@@ -1,0 +1,217 @@
+"""``emrml groups …`` and the group side of ``emrml users …``: who may do what (``service.access``).
+
+Like ``emrml users`` and ``emrml keys``, they work on the home's metastore as its owner (the root), so
+they can always repair access, including that of the last administrator.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from emrml.cli_common import command_group, reports_errors
+from emrml.errors import InvalidInputException
+
+if TYPE_CHECKING:
+    from emrml.service.access import Access
+    from emrml.service.groups import GroupInfo
+
+groups_app = command_group(
+    help="Groups of users and the permission statements they grant (see docs/security.md).",
+    no_args_is_help=True,
+)
+
+
+def _access(ctx: typer.Context) -> Access:
+    from emrml.cli_server import _identities, _settings
+    from emrml.service.access import Access
+
+    return Access(_identities(ctx).sessions, _settings(ctx))
+
+
+def _json_output(ctx: typer.Context) -> bool:
+    return str(ctx.find_root().params.get("output") or "table") == "json"
+
+
+def _group_document(group: GroupInfo) -> dict[str, Any]:
+    return {
+        "GroupName": group.name,
+        "Description": group.description,
+        "BuiltIn": group.builtin,
+        "Members": list(group.members),
+        "Statements": [{"Sid": s.sid, **s.document()} for s in group.statements],
+    }
+
+
+def register(users_app: typer.Typer, app: typer.Typer) -> None:
+    """Add ``groups`` to the command line and the membership commands to ``users``."""
+    app.add_typer(groups_app, name="groups")
+    users_app.command("enable")(users_enable)
+    users_app.command("disable")(users_disable)
+    users_app.command("add-to-group")(users_add_to_group)
+    users_app.command("remove-from-group")(users_remove_from_group)
+
+
+@reports_errors
+def users_enable(ctx: typer.Context, name: str = typer.Argument(..., help="User name.")) -> None:
+    """Enable a disabled user: its access keys and console login work again."""
+    _access(ctx).set_user_enabled(name, True)
+    typer.echo(f"Enabled user {name}.")
+
+
+@reports_errors
+def users_disable(ctx: typer.Context, name: str = typer.Argument(..., help="User name.")) -> None:
+    """Disable a user: its access keys, console logins and share links are refused (within seconds on
+    running servers); its objects stay."""
+    _access(ctx).set_user_enabled(name, False)
+    typer.echo(f"Disabled user {name}.")
+
+
+@reports_errors
+def users_add_to_group(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="User name."),
+    group: str = typer.Argument(..., help="Group name."),
+) -> None:
+    """Put a user in a group (it gets the group's permissions)."""
+    _access(ctx).add_member(group, name)
+    typer.echo(f"Added {name} to {group}.")
+
+
+@reports_errors
+def users_remove_from_group(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="User name."),
+    group: str = typer.Argument(..., help="Group name."),
+) -> None:
+    """Take a user out of a group."""
+    _access(ctx).remove_member(group, name)
+    typer.echo(f"Removed {name} from {group}.")
+
+
+@groups_app.command("list")
+@reports_errors
+def groups_list(ctx: typer.Context) -> None:
+    """List the groups, their members and how many statements each has."""
+    groups = _access(ctx).list_groups()
+    if _json_output(ctx):
+        typer.echo(json.dumps([_group_document(group) for group in groups], indent=2))
+        return
+    table = Table("Group", "Built-in", "Members", "Statements", "Description")
+    for group in groups:
+        table.add_row(
+            group.name,
+            "yes" if group.builtin else "",
+            ", ".join(group.members),
+            str(len(group.statements)),
+            group.description,
+        )
+    Console().print(table)
+
+
+@groups_app.command("show")
+@reports_errors
+def groups_show(ctx: typer.Context, name: str = typer.Argument(..., help="Group name.")) -> None:
+    """Show a group's members and permission statements (as JSON)."""
+    typer.echo(json.dumps(_group_document(_access(ctx).get_group(name)), indent=2))
+
+
+@groups_app.command("create")
+@reports_errors
+def groups_create(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Group name: letters, digits and + = , . @ _ - (at most 64)."),
+    description: str = typer.Option("", "--description", help="What the group is for."),
+) -> None:
+    """Create a group without statements (add them with: emrml groups allow / deny)."""
+    _access(ctx).create_group(name, description)
+    typer.echo(f"Created group {name}.")
+
+
+@groups_app.command("delete")
+@reports_errors
+def groups_delete(ctx: typer.Context, name: str = typer.Argument(..., help="Group name.")) -> None:
+    """Delete a group (not a built-in one); its members lose its permissions."""
+    _access(ctx).delete_group(name)
+    typer.echo(f"Deleted group {name}.")
+
+
+def _add(
+    ctx: typer.Context, effect: str, group: str, actions: list[str], resources: list[str], owner: str
+) -> None:
+    document = {"Effect": effect, "Action": actions, "Resource": resources or ["*"], "Owner": owner}
+    sid = _access(ctx).add_statement(group, document)
+    typer.echo(f"Added statement {sid} to {group}: {json.dumps(document)}")
+
+
+_ACTIONS = typer.Option(
+    ..., "--action", "-a", help="Action or pattern, e.g. Describe*, storage:Read (repeat)."
+)
+_RESOURCES = typer.Option(
+    [],
+    "--resource",
+    "-r",
+    help="Resource pattern, e.g. mlmodel/ml-*, s3://bucket/*, /data/* (repeat; default *).",
+)
+_OWNER = typer.Option("any", "--owner", help="any, or self: only the caller's own objects.")
+
+
+@groups_app.command("allow")
+@reports_errors
+def groups_allow(
+    ctx: typer.Context,
+    group: str = typer.Argument(..., help="Group name."),
+    action: list[str] = _ACTIONS,
+    resource: list[str] = _RESOURCES,
+    owner: str = _OWNER,
+) -> None:
+    """Add an Allow statement to a group."""
+    _add(ctx, "Allow", group, action, resource, owner)
+
+
+@groups_app.command("deny")
+@reports_errors
+def groups_deny(
+    ctx: typer.Context,
+    group: str = typer.Argument(..., help="Group name."),
+    action: list[str] = _ACTIONS,
+    resource: list[str] = _RESOURCES,
+    owner: str = _OWNER,
+) -> None:
+    """Add a Deny statement to a group (a deny wins over every allow)."""
+    _add(ctx, "Deny", group, action, resource, owner)
+
+
+@groups_app.command("add-statement")
+@reports_errors
+def groups_add_statement(
+    ctx: typer.Context,
+    group: str = typer.Argument(..., help="Group name."),
+    document: Path = typer.Argument(
+        ..., help="A JSON file holding one statement.", exists=True, dir_okay=False
+    ),
+) -> None:
+    """Add a statement written as JSON (Effect, Action, Resource, Owner)."""
+    try:
+        statement = json.loads(document.read_text())
+    except ValueError as exc:
+        raise InvalidInputException(f"{document} is not valid JSON: {exc}") from None
+    sid = _access(ctx).add_statement(group, statement)
+    typer.echo(f"Added statement {sid} to {group}.")
+
+
+@groups_app.command("remove-statement")
+@reports_errors
+def groups_remove_statement(
+    ctx: typer.Context,
+    group: str = typer.Argument(..., help="Group name."),
+    sid: int = typer.Argument(..., help="The statement's number (emrml groups show)."),
+) -> None:
+    """Remove a statement from a group."""
+    _access(ctx).remove_statement(group, sid)
+    typer.echo(f"Removed statement {sid} from {group}.")

@@ -1,0 +1,111 @@
+"""Statements and their evaluation (service.policy): the SQL filter of Describe* agrees with the decision of
+Get* on every object, deny wins, patterns behave as IAM's."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Column, MetaData, String, Table, create_engine, insert, select
+
+from emrml.errors import InvalidInputException
+from emrml.service.access import known_actions
+from emrml.service.policy import Policy, Statement, residual_patterns
+
+CALLER = "arn:aws:iam::000000000000:user/bob"
+OTHER = "arn:aws:iam::000000000000:user/ann"
+IDS = ["ml-1", "ml-2", "ml_x", "ml%y", "mlx", "other", "ds-1", "ml-1-old", "a*b"]
+
+
+def parse(document: dict[str, object], sid: int = 1) -> Statement:
+    return Statement.parse(document, sid, known_actions())
+
+
+@pytest.mark.parametrize(
+    ("pattern", "prefix", "rests"),
+    [
+        ("*", "mlmodel/", {"*", ""}),
+        ("mlmodel/ml-*", "mlmodel/", {"ml-*"}),
+        ("datasource/*", "mlmodel/", set()),
+        ("*/ml-?", "mlmodel/", {"*/ml-?", "/ml-?", "ml-?"}),
+        ("ml?odel/*", "mlmodel/", {"*", ""}),
+        ("mlmodel", "mlmodel/", set()),
+    ],
+)
+def test_residual_patterns(pattern: str, prefix: str, rests: set[str]) -> None:
+    assert residual_patterns(pattern, prefix) == rests
+
+
+STATEMENT_SETS = [
+    [{"Effect": "Allow", "Action": "Describe*", "Resource": "*"}],
+    [{"Effect": "Allow", "Action": "Describe*", "Resource": "*", "Owner": "self"}],
+    [{"Effect": "Allow", "Action": "*", "Resource": "mlmodel/ml-?"}],
+    [{"Effect": "Allow", "Action": "machinelearning:*", "Resource": ["mlmodel/ml_*", "mlmodel/ml%*"]}],
+    [
+        {"Effect": "Allow", "Action": "*", "Resource": "*"},
+        {
+            "Effect": "Deny",
+            "Action": "DescribeMLModels",
+            "Resource": "arn:aws:machinelearning:*:*:mlmodel/ml-1*",
+        },
+    ],
+    [
+        {"Effect": "Allow", "Action": "Describe*", "Resource": "*/a*"},
+        {"Effect": "Deny", "Action": "*", "Resource": "*", "Owner": "self"},
+    ],
+    [{"Effect": "Allow", "Action": "Get*", "Resource": "*"}],
+    [{"Effect": "Allow", "Action": "DescribeMLModels", "Resource": "datasource/*"}],
+]
+
+
+@pytest.mark.parametrize("documents", STATEMENT_SETS)
+def test_the_describe_filter_agrees_with_the_decision_on_each_object(
+    documents: list[dict[str, object]],
+) -> None:
+    table = Table("objects", MetaData(), Column("id", String), Column("created_by", String))
+    engine = create_engine("sqlite://")
+    table.metadata.create_all(engine)
+    rows = [{"id": object_id, "created_by": owner} for object_id in IDS for owner in (CALLER, OTHER)]
+    rows = [
+        {"id": f"{r['id']}{'' if r['created_by'] == CALLER else '+'}", **{"created_by": r["created_by"]}}
+        for r in rows
+    ]
+    policy = Policy("bob", CALLER, True, [parse(d, n) for n, d in enumerate(documents, 1)])
+    condition = policy.visible("machinelearning:DescribeMLModels", "MLModel", table.c.id, table.c.created_by)
+    with engine.begin() as connection:
+        connection.execute(insert(table), rows)
+        listed = set(connection.scalars(select(table.c.id).where(condition)))
+    expected = {
+        r["id"]
+        for r in rows
+        if policy.allows("machinelearning:DescribeMLModels", f"mlmodel/{r['id']}", r["created_by"] == CALLER)
+    }
+    assert listed == expected
+
+
+def test_deny_wins_and_nothing_is_allowed_by_default() -> None:
+    allow = parse({"Effect": "Allow", "Action": "Get*"})
+    deny = parse({"Effect": "Deny", "Action": "GetMLModel", "Resource": "mlmodel/secret-*"}, 2)
+    policy = Policy("bob", CALLER, True, [allow, deny])
+    assert policy.allows("machinelearning:GetMLModel", "mlmodel/public", False)
+    assert not policy.allows("machinelearning:GetMLModel", "mlmodel/secret-1", False)
+    assert not policy.allows("machinelearning:DeleteMLModel", "mlmodel/public", True)
+    assert not Policy("bob", CALLER, False, [allow]).allows("machinelearning:GetMLModel", "mlmodel/x", True)
+    assert policy.allows("machinelearning:getmlmodel", "mlmodel/public", False)  # actions ignore case
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ([], "JSON object"),
+        ({"Effect": "Maybe", "Action": "*"}, "Effect must be Allow or Deny"),
+        ({"Effect": "Allow"}, "Action must be"),
+        ({"Effect": "Allow", "Action": "Predikt"}, "matches no action"),
+        ({"Effect": "Allow", "Action": "s3:GetObject"}, "matches no action"),
+        ({"Effect": "Allow", "Action": "Predict", "Owner": "me"}, "Owner must be"),
+        ({"Effect": "Allow", "Action": "Predict", "Resource": []}, "Resource must be"),
+        ({"Effect": "Allow", "Action": "Predict", "Condition": {}}, "unknown statement member 'Condition'"),
+        ({"Effect": "Allow", "Action": "Predict", "Resource": "arn:aws:s3:::bucket/*"}, "an ARN must be"),
+    ],
+)
+def test_bad_statements_are_refused_with_the_member_at_fault(document: object, message: str) -> None:
+    with pytest.raises(InvalidInputException, match=message):
+        parse(document)  # type: ignore[arg-type]

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from emrml.console import account, batches, forms, jobs, objects, samples
+from emrml.console import account, admin, batches, forms, jobs, objects, samples
 from emrml.console.app import SECURITY_HEADERS, Console, View, Visit, page
 from emrml.errors import AmazonMLError, InvalidInputException, ResourceNotFoundException
 from emrml.service.app import EmrML
@@ -135,6 +135,10 @@ def create_console(
         get("/batch-predictions/{entity_id}", batches.batch_prediction),
         get("/batch-predictions/{entity_id}/files/{index}", batches.download),
         get("/jobs", jobs.jobs),
+        both("/users", admin.users),
+        both("/users/{name}", admin.user),
+        both("/groups", admin.groups),
+        both("/groups/{name}", admin.group),
         post("/share", _share),
         post("/samples", samples.run_sample),
         Route("/shared/{token}", _shared_endpoint(console), methods=["GET"]),

@@ -53,6 +53,9 @@ def login_endpoint(console: Console):
             if exc.retry_after is not None:
                 response.headers["retry-after"] = str(int(exc.retry_after) + 1)
             return response
+        if not await run_in_threadpool(console.service.access.enabled, user[:64]):
+            await run_in_threadpool(console.logins.log_out, session.token)
+            return _login_form(console, request, next_url, "This user is disabled.", 403)
         response = RedirectResponse(next_url, status_code=303)
         console.set_session_cookie(response, request, session.token)
         response.delete_cookie(LOGIN_CSRF_COOKIE, path=console.prefix + "/")

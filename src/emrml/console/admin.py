@@ -110,7 +110,7 @@ def _user_action(visit: Visit, name: str, action: str) -> Any:
     if action in ("enable", "disable"):
         access.set_user_enabled(name, action == "enable", caller=caller)
     elif action == "password":
-        access.check(caller, "iam:UpdateUser")
+        access.check(caller, "iam:UpdateUser", f"user/{name}")
         visit.console.logins.set_password(name, visit.field("password"))
     elif action == "create-key":
         return access.create_key(name, caller=caller)

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from emrml.console import formats
-from emrml.errors import AmazonMLError, ResourceNotFoundException
+from emrml.errors import AccessDeniedException, AmazonMLError, ResourceNotFoundException
 from emrml.service.app import EmrML
 from emrml.service.auth import user_arn
 from emrml.service.logins import Logins, SessionInfo
@@ -162,6 +162,7 @@ class Console:
             **view.extra,
             **extra,
             "user": visitor.user_name if visitor else None,
+            "administers": bool(visitor) and self.service.access.may(visitor.user_name, "iam:ListUsers"),
             "csrf_token": visitor.csrf_token if visitor else None,
             "page_data": view.data,
             "request_path": request.url.path,
@@ -177,7 +178,11 @@ class Console:
 
     def visitor(self, request: Request) -> SessionInfo | None:
         token = request.cookies.get(SESSION_COOKIE)
-        return self.logins.session(token) if token else None
+        visitor = self.logins.session(token) if token else None
+        # A disabled (or deleted) user's sessions end with it.
+        if visitor is not None and not self.service.access.enabled(visitor.user_name):
+            return None
+        return visitor
 
     def set_session_cookie(self, response: Response, request: Request, token: str) -> None:
         response.set_cookie(
@@ -228,7 +233,8 @@ def page(console: Console, handler: Callable[[Visit], View | Response]) -> Calla
         except ResourceNotFoundException as exc:
             return console.error(request, 404, "Not found", exc.message, visitor)
         except AmazonMLError as exc:
-            status = exc.http_status if exc.http_status < 500 else 500
+            # A refusal of authorization is a page the user may not see: 403, as the login's refusals.
+            status = 403 if isinstance(exc, AccessDeniedException) else min(exc.http_status, 500)
             title = "Refused" if status == 403 else exc.type_name
             return console.error(request, status, title, exc.message, visitor)
         if isinstance(result, Response):

@@ -141,6 +141,18 @@ class Access:
             self._policies[caller] = (self.clock() + self.ttl, policy)
         return policy
 
+    def enabled(self, user_name: str) -> bool:
+        """Whether the user exists and is enabled (console sessions and logins ask on every page)."""
+        from emrml.service.auth import user_arn
+
+        return self.policy(user_arn(self.settings.account_id, user_name)).enabled
+
+    def may(self, user_name: str, action: str) -> bool:
+        """Whether the user is allowed ``action`` on some resource (what the console offers it)."""
+        from emrml.service.auth import user_arn
+
+        return self.policy(user_arn(self.settings.account_id, user_name)).may_ever(action)
+
     def forget(self) -> None:
         """Drop every remembered policy (after a change to users or groups)."""
         with self._lock:

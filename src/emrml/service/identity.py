@@ -202,6 +202,8 @@ class Identities:
             if user is None:
                 raise ResourceNotFoundException(f"user {name!r} does not exist")
             user.enabled = enabled
+            if not enabled:  # its console sessions end now, and do not come back when it is enabled again
+                session.execute(delete(BrowserSession).where(BrowserSession.user_name == name))
 
     def count_users(self) -> int:
         with self.sessions() as session:

@@ -1,0 +1,97 @@
+"""Users and groups in the console: administrators manage them through the same service.access calls as
+the CLI; others are refused; a disabled user cannot log in and its session ends."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from conftest import BOB_PASSWORD, Installation, log_in, login_token
+
+
+def _token(client: Any, path: str) -> str:
+    return login_token(client.get(path).text)
+
+
+def test_an_admin_creates_a_user_puts_it_in_a_group_and_grants_storage(
+    admin: Any, installation: Installation
+) -> None:
+    name = f"dana-{uuid.uuid4().hex[:6]}"
+    created = admin.post(
+        "/console/users",
+        data={
+            "csrf_token": _token(admin, "/console/users"),
+            "name": name,
+            "password": "dana-password-1",
+            "groups": ["viewers"],
+        },
+    )
+    assert created.status_code == 200 and "Created user" in created.text
+    users = admin.get("/console/users?format=json").json()["Users"]
+    assert {"UserName": name, "Groups": ["viewers"], "Enabled": True}.items() <= next(
+        u for u in users if u["UserName"] == name
+    ).items()
+    group = f"data-{name}"
+    made = admin.post("/console/groups", data={"csrf_token": _token(admin, "/console/groups"), "name": group})
+    assert made.status_code == 303
+    token = _token(admin, f"/console/groups/{group}")
+    statement = '{"Effect": "Allow", "Action": "storage:Read", "Resource": "/srv/data/*"}'
+    added = admin.post(
+        f"/console/groups/{group}",
+        data={"csrf_token": token, "action": "add-statement", "statement": statement},
+    )
+    assert added.status_code == 303
+    bad = admin.post(
+        f"/console/groups/{group}",
+        data={
+            "csrf_token": token,
+            "action": "add-statement",
+            "statement": '{"Effect": "Allow", "Action": "Nope"}',
+        },
+    )
+    assert bad.status_code == 400 and "matches no action" in bad.text
+    admin.post(f"/console/groups/{group}", data={"csrf_token": token, "action": "add-member", "user": name})
+    shown = admin.get(f"/console/groups/{group}?format=json").json()["Group"]
+    assert shown["Members"] == [name]
+    assert shown["Statements"] == [
+        {"Sid": 1, "Effect": "Allow", "Action": ["storage:Read"], "Resource": ["/srv/data/*"], "Owner": "any"}
+    ]
+    assert installation.service.access.get_group(group).members == (name,)
+
+
+def test_users_who_are_not_admins_are_refused_the_admin_pages(anonymous: Any) -> None:
+    assert log_in(anonymous, "bob", BOB_PASSWORD).status_code == 303
+    home = anonymous.get("/console/")
+    assert home.status_code == 200 and "/console/users" not in home.text
+    for path in ("/console/users", "/console/groups", "/console/users/admin", "/console/groups/admins"):
+        refused = anonymous.get(path)
+        assert refused.status_code == 403, path
+        assert "iam:" in refused.text
+    token = _token(anonymous, "/console/account")
+    escalation = anonymous.post(
+        "/console/groups/admins", data={"csrf_token": token, "action": "add-member", "user": "bob"}
+    )
+    assert escalation.status_code == 403
+
+
+def test_a_disabled_user_cannot_log_in_and_its_session_ends(admin: Any, installation: Installation) -> None:
+    from starlette.testclient import TestClient
+
+    from emrml.service.logins import Logins
+    from emrml.web.server import create_app
+
+    name = f"erin-{uuid.uuid4().hex[:6]}"
+    access = installation.service.access
+    access.create_user(name)
+    Logins(installation.service.sessions).set_password(name, "erin-password-1")
+    with TestClient(create_app(installation.service), follow_redirects=False) as erin:
+        assert log_in(erin, name, "erin-password-1").status_code == 303
+        assert erin.get("/console/").status_code == 200
+        token = _token(admin, f"/console/users/{name}")
+        disabled = admin.post(f"/console/users/{name}", data={"csrf_token": token, "action": "disable"})
+        assert disabled.status_code == 303
+        assert erin.get("/console/").status_code == 303  # back to the login page
+        refused = log_in(erin, name, "erin-password-1")
+        assert refused.status_code == 403 and "disabled" in refused.text
+        access.set_user_enabled(name, True)
+        assert log_in(erin, name, "erin-password-1").status_code == 303

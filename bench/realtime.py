@@ -193,6 +193,7 @@ def trained_app(home: Path) -> tuple[EmrML, str]:
 
 NAMES = {
     "call": 'app.call("Predict", request)',
+    "authorized": 'app.call("Predict", request, caller) (a user of predictors: authorization checked)',
     "serve": "endpoints.serve_predict(app, request)",
     "checked": "endpoints.predict_checked(app, ...)",
     "predictor": "Predictor.predict(record)",
@@ -225,8 +226,11 @@ def run(calls: int, warmup: int, sklearn_calls: int) -> tuple[dict[str, Latency]
             while not app.mounted.kept_fresh:  # started: mounts are now checked off the calls
                 time.sleep(0.01)
             characters = sum(map(len, record)) + sum(map(len, record.values()))
+            app.access.create_user("bench", ("predictors",))
+            caller = f"arn:aws:iam::{app.settings.account_id}:user/bench"
             functions: dict[str, Callable[[], object]] = {
                 "call": lambda: app.call("Predict", request),
+                "authorized": lambda: app.call("Predict", request, caller),
                 "serve": lambda: serve_predict(app, request),
                 "checked": lambda: predict_checked(app, model_id, record, url, characters),
                 "predictor": lambda: predictor.predict(record),
@@ -289,6 +293,7 @@ def report(results: dict[str, Latency], facts: dict[str, object], load: str) -> 
     assert isinstance(prediction, dict)
     p50 = {key: latency.p50_us for key, latency in results.items()}
     parts = [
+        ("authorization of a user's call (`Access.check_predict`)", p50["authorized"] - p50["call"]),
         ("`EmrML.call` dispatch", p50["call"] - p50["serve"]),
         ("request check (`serve_predict`'s hand-written one)", p50["serve"] - p50["checked"]),
         (

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -19,7 +19,6 @@ from emrml.errors import InvalidInputException
 
 if TYPE_CHECKING:
     from emrml.service.access import Access
-    from emrml.service.groups import GroupInfo
 
 groups_app = command_group(
     help="Groups of users and the permission statements they grant (see docs/security.md).",
@@ -36,16 +35,6 @@ def _access(ctx: typer.Context) -> Access:
 
 def _json_output(ctx: typer.Context) -> bool:
     return str(ctx.find_root().params.get("output") or "table") == "json"
-
-
-def _group_document(group: GroupInfo) -> dict[str, Any]:
-    return {
-        "GroupName": group.name,
-        "Description": group.description,
-        "BuiltIn": group.builtin,
-        "Members": list(group.members),
-        "Statements": [{"Sid": s.sid, **s.document()} for s in group.statements],
-    }
 
 
 def register(users_app: typer.Typer, app: typer.Typer) -> None:
@@ -100,7 +89,7 @@ def groups_list(ctx: typer.Context) -> None:
     """List the groups, their members and how many statements each has."""
     groups = _access(ctx).list_groups()
     if _json_output(ctx):
-        typer.echo(json.dumps([_group_document(group) for group in groups], indent=2))
+        typer.echo(json.dumps([group.document() for group in groups], indent=2))
         return
     table = Table("Group", "Built-in", "Members", "Statements", "Description")
     for group in groups:
@@ -118,7 +107,7 @@ def groups_list(ctx: typer.Context) -> None:
 @reports_errors
 def groups_show(ctx: typer.Context, name: str = typer.Argument(..., help="Group name.")) -> None:
     """Show a group's members and permission statements (as JSON)."""
-    typer.echo(json.dumps(_group_document(_access(ctx).get_group(name)), indent=2))
+    typer.echo(json.dumps(_access(ctx).get_group(name).document(), indent=2))
 
 
 @groups_app.command("create")

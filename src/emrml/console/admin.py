@@ -27,27 +27,6 @@ def _user_row(user: Any) -> dict[str, Any]:
     }
 
 
-def _statement(statement: Any) -> dict[str, Any]:
-    return {
-        "Sid": statement.sid,
-        "Effect": statement.effect,
-        "Action": list(statement.actions),
-        "Resource": list(statement.resources),
-        "Owner": statement.owner,
-    }
-
-
-def _group_row(group: Any) -> dict[str, Any]:
-    return {
-        "GroupName": group.name,
-        "Description": group.description,
-        "BuiltIn": group.builtin,
-        "CreatedAt": group.created_at,
-        "Members": list(group.members),
-        "Statements": [_statement(statement) for statement in group.statements],
-    }
-
-
 def users(visit: Visit) -> View | Response:
     access = visit.console.service.access
     errors: dict[str, str] = {}
@@ -139,7 +118,7 @@ def groups(visit: Visit) -> View | Response:
             errors["name"] = exc.message
         else:
             return visit.redirect(f"groups/{visit.field('name').strip()}")
-    data = {"Groups": [_group_row(group) for group in access.list_groups(caller=visit.arn)]}
+    data = {"Groups": [group.document() for group in access.list_groups(caller=visit.arn)]}
     return View("groups.html", data, 400 if errors else 200, {"errors": errors})
 
 
@@ -174,7 +153,7 @@ def group(visit: Visit) -> View | Response:
         else:
             return visit.redirect(f"groups/{name}")
     data = {
-        "Group": _group_row(access.get_group(name, caller=visit.arn)),
+        "Group": access.get_group(name, caller=visit.arn).document(),
         "Users": [user.name for user in access.list_users(caller=visit.arn)],
     }
     extra = {"errors": errors, "statement_text": statement_text}

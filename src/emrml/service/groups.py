@@ -63,6 +63,17 @@ class GroupInfo:
     members: tuple[str, ...]
     statements: tuple[Statement, ...]
 
+    def document(self) -> dict[str, object]:
+        """The group as JSON (the CLI's ``--output json`` and the console's JSON twin)."""
+        return {
+            "GroupName": self.name,
+            "Description": self.description,
+            "BuiltIn": self.builtin,
+            "CreatedAt": self.created_at,
+            "Members": list(self.members),
+            "Statements": [{"Sid": s.sid, **s.document()} for s in self.statements],
+        }
+
 
 def statements_of(session: Session, group_names: list[str] | None = None) -> dict[str, list[Statement]]:
     """The statements of the named groups (all groups when None), by group, in sid order."""

@@ -188,7 +188,11 @@ class Access:
             return
         for target_kind, member in targets:
             object_id = request.get(member) if member else None
-            if target_kind not in TABLES or not isinstance(object_id, str):
+            if (
+                not isinstance(target_kind, str)
+                or target_kind not in TABLES
+                or not isinstance(object_id, str)
+            ):
                 continue  # validation refuses the request
             resource = f"{RESOURCE_KINDS[target_kind]}/{object_id}"
             owner = self._owner(target_kind, object_id)

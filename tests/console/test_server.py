@@ -372,5 +372,5 @@ def test_a_tampered_manifest_cannot_make_the_console_serve_other_files(
     listed = admin.get("/console/batch-predictions/bp-tamper?format=json").json()["ResultFiles"]
     assert listed == [str(results / "link.gz")]  # below the results, but a link to outside the roots
     refused = admin.get("/console/batch-predictions/bp-tamper/files/0")
-    assert refused.status_code == 400 and "EMRML_DATA_ROOTS" in refused.text
+    assert refused.status_code == 403 and "EMRML_DATA_ROOTS" in refused.text
     assert "not-for-the-console" not in refused.text

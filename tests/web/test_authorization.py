@@ -77,7 +77,9 @@ def test_every_operation_has_an_authorization_rule() -> None:
     assert set(OPERATIONS) <= set(OPERATION_ACCESS)
 
 
-def test_a_user_sees_and_touches_nothing_of_others(user: Any, owned: dict[str, str]) -> None:
+def test_a_user_sees_and_touches_nothing_of_others(
+    live_server: LiveServer, user: Any, owned: dict[str, str]
+) -> None:
     bob = user()
     message = denied(bob.get_data_source, DataSourceId=owned["source"])
     assert f"user/{bob.user_name} is not authorized to perform: machinelearning:GetDataSource" in message
@@ -86,6 +88,10 @@ def test_a_user_sees_and_touches_nothing_of_others(user: Any, owned: dict[str, s
     denied(bob.delete_ml_model, MLModelId=owned["model"])
     denied(bob.predict, **predict_request(owned))
     denied(bob.describe_tags, ResourceId=owned["model"], ResourceType="MLModel")
+    # Refused, and untouched.
+    source = live_server.service.call("GetDataSource", {"DataSourceId": owned["source"]})
+    assert source.get("Name") != "mine now" and source["Status"] != "DELETED"
+    assert live_server.service.call("GetMLModel", {"MLModelId": owned["model"]})["Status"] == "COMPLETED"
     # Listing is allowed, and lists none of the others' objects.
     assert bob.describe_data_sources()["Results"] == []
     assert bob.describe_ml_models()["Results"] == []

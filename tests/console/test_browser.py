@@ -1,13 +1,15 @@
 """The console in Debian's Chromium, driven by Playwright against a real ``emrml serve`` app.
 
 Each page visited is checked with axe-core (no violation of impact serious or critical) and photographed
-into docs/console/ for docs/console.md.
+for docs/console.md (into docs/console/ with EMRML_SCREENSHOTS=docs).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,13 @@ import pytest
 from conftest import EVALUATION, MODEL, Served
 from emrml.cli import app as cli_app
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
+#: Where the pages' screenshots go: docs/console (the documentation's pictures) when EMRML_SCREENSHOTS=docs,
+#: else a temporary folder, so that a test run leaves the checkout as it was.
+SCREENSHOTS = (
+    Path(__file__).resolve().parents[2] / "docs" / "console"
+    if os.environ.get("EMRML_SCREENSHOTS") == "docs"
+    else Path(tempfile.gettempdir()) / "emrml-console-screenshots"
+)
 
 
 def check_accessibility(page: Any, axe_source: str) -> None:
@@ -166,6 +174,10 @@ def test_datasource_model_and_list_pages_pass_axe(page: Any, served: Served, axe
         ("jobs", "jobs"),
         ("evaluations", "evaluations"),
         ("account", "account"),
+        ("users", "users"),
+        ("users/bob", "user"),
+        ("groups", "groups"),
+        ("groups/users", "group"),
     ):
         page.goto(f"{served.url}/console/{path}")
         page.wait_for_selector("html[data-charts=drawn]")

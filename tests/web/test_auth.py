@@ -43,7 +43,7 @@ from emrml.service.auth import (
     parse_signature,
     verify,
 )
-from emrml.service.identity import Credential, Identities
+from emrml.service.identity import Credential, Identities, SecretBox
 from emrml.service.metastore import Base, migrate, open_engine, session_factory
 from emrml.web import server
 from emrml.web.server import reserve_socket
@@ -507,3 +507,10 @@ def test_serve_runs_signed_requests_logs_them_and_stops_on_sigint(tmp_path: Path
         "client",
     }
     assert credentials["aws_secret_access_key"] not in output
+
+
+def test_a_secret_sealed_with_another_key_file_fails_naming_the_key_file(tmp_path: Path) -> None:
+    sealed = SecretBox(tmp_path / "one.key").encrypt("db-password")
+    with pytest.raises(InternalServerException, match=r"another secrets\.key") as raised:
+        SecretBox(tmp_path / "two.key").decrypt(sealed)
+    assert "two.key" in raised.value.message and "db-password" not in raised.value.message

@@ -133,10 +133,12 @@ class SecretBox:
         try:
             return self._fernet.decrypt(token.encode()).decode()
         except InvalidToken:
-            # Not the caller's fault: the metastore's keys were encrypted under another key file.
+            # Not the caller's fault: the metastore's secrets (access keys, database passwords) were
+            # encrypted under another key file.
             raise InternalServerException(
-                f"cannot decrypt an access key secret with {self.key_file}: the metastore's keys were "
-                "created with another secrets.key (copy that file to this server)"
+                f"cannot decrypt a stored secret (access key or database password) with {self.key_file}: "
+                "the metastore's secrets were encrypted with another secrets.key (copy that file to this "
+                "server)"
             ) from None
 
 

@@ -150,30 +150,23 @@ _RESOURCES = typer.Option(
 _OWNER = typer.Option("any", "--owner", help="any, or self: only the caller's own objects.")
 
 
-@groups_app.command("allow")
-@reports_errors
-def groups_allow(
-    ctx: typer.Context,
-    group: str = typer.Argument(..., help="Group name."),
-    action: list[str] = _ACTIONS,
-    resource: list[str] = _RESOURCES,
-    owner: str = _OWNER,
-) -> None:
-    """Add an Allow statement to a group."""
-    _add(ctx, "Allow", group, action, resource, owner)
+def _statement_command(effect: str, help_text: str) -> None:
+    """Register ``emrml groups allow`` or ``deny``: the same command with another Effect."""
+
+    @groups_app.command(effect.lower(), help=help_text)
+    @reports_errors
+    def command(
+        ctx: typer.Context,
+        group: str = typer.Argument(..., help="Group name."),
+        action: list[str] = _ACTIONS,
+        resource: list[str] = _RESOURCES,
+        owner: str = _OWNER,
+    ) -> None:
+        _add(ctx, effect, group, action, resource, owner)
 
 
-@groups_app.command("deny")
-@reports_errors
-def groups_deny(
-    ctx: typer.Context,
-    group: str = typer.Argument(..., help="Group name."),
-    action: list[str] = _ACTIONS,
-    resource: list[str] = _RESOURCES,
-    owner: str = _OWNER,
-) -> None:
-    """Add a Deny statement to a group (a deny wins over every allow)."""
-    _add(ctx, "Deny", group, action, resource, owner)
+_statement_command("Allow", "Add an Allow statement to a group.")
+_statement_command("Deny", "Add a Deny statement to a group (a deny wins over every allow).")
 
 
 @groups_app.command("add-statement")

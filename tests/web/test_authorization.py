@@ -38,9 +38,20 @@ def owned(live_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> 
     service.call(
         "CreateMLModel", {"MLModelId": model, "MLModelType": "BINARY", "TrainingDataSourceId": source}
     )
+    bare = f"ml-bare-{tag}"  # trained, without a real-time endpoint
+    service.call(
+        "CreateMLModel", {"MLModelId": bare, "MLModelType": "BINARY", "TrainingDataSourceId": source}
+    )
     service.wait("MLModel", model)
+    service.wait("MLModel", bare)
     endpoint = service.call("CreateRealtimeEndpoint", {"MLModelId": model})["RealtimeEndpointInfo"]
-    return {"source": source, "model": model, "endpoint": endpoint["EndpointUrl"], "sample": str(sample)}
+    return {
+        "source": source,
+        "model": model,
+        "bare": bare,
+        "endpoint": endpoint["EndpointUrl"],
+        "sample": str(sample),
+    }
 
 
 @pytest.fixture
@@ -88,6 +99,8 @@ def test_a_user_sees_and_touches_nothing_of_others(
     denied(bob.delete_ml_model, MLModelId=owned["model"])
     denied(bob.predict, **predict_request(owned))
     denied(bob.describe_tags, ResourceId=owned["model"], ResourceType="MLModel")
+    # A model without an endpoint: why it cannot answer is not his to know either.
+    denied(bob.predict, **{**predict_request(owned), "MLModelId": owned["bare"]})
     # Refused, and untouched.
     source = live_server.service.call("GetDataSource", {"DataSourceId": owned["source"]})
     assert source.get("Name") != "mine now" and source["Status"] != "DELETED"

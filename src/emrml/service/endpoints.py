@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import update
 
-from emrml.errors import InvalidInputException
+from emrml.errors import AmazonMLError, InvalidInputException
 from emrml.service.metastore import MLModel, now
 from emrml.service.models import endpoint_info
 from emrml.service.mounted import EndpointState, normalized_url
@@ -86,7 +86,12 @@ def predict_checked(
     """Predict on a request whose members have been checked; ``characters`` is the length of the record's
     keys and values together; ``caller`` the ARN of the user asking (None: the account's root)."""
     mounted, settings = app.mounted, app.settings
-    mount = mounted.get(model_id)
+    try:
+        mount = mounted.get(model_id)
+    except AmazonMLError:
+        # Why the model cannot answer is said only to a caller who may predict with it.
+        app.access.authorize(caller, "Predict", {"MLModelId": model_id})
+        raise
     if caller is not None:
         app.access.check_predict(caller, model_id, mount.owner)
     if settings.predict_endpoint_check == "strict" and normalized_url(endpoint) != mount.endpoint_url:

@@ -240,3 +240,26 @@ def test_group_statements_round_trip_as_json(live_server: LiveServer) -> None:
     assert access.get_group(name).statements == ()
     access.delete_group(name)
     assert name not in [group.name for group in access.list_groups()]
+
+
+def test_the_aws_cli_gets_the_same_refusal(
+    live_server: LiveServer, owned: dict[str, str], tmp_path: Path
+) -> None:
+    from types import SimpleNamespace
+
+    from test_awscli import aws_command, finish
+
+    name = f"u-{uuid.uuid4().hex[:8]}"
+    live_server.service.access.create_user(name)
+    key = live_server.identities.create_key(name)
+    as_bob = SimpleNamespace(url=live_server.url, key=key)
+    try:
+        code, _, stderr = finish(
+            aws_command(as_bob, tmp_path, ["delete-ml-model", "--ml-model-id", owned["model"]])
+        )
+        assert code != 0 and "AccessDeniedException" in stderr
+        assert f"machinelearning:DeleteMLModel on resource: mlmodel/{owned['model']}" in stderr
+        code, stdout, _ = finish(aws_command(as_bob, tmp_path, ["describe-ml-models"]))
+        assert code == 0 and json.loads(stdout)["Results"] == []
+    finally:
+        live_server.service.access.delete_user(name)

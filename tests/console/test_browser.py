@@ -174,6 +174,7 @@ def test_datasource_model_and_list_pages_pass_axe(page: Any, served: Served, axe
         ("jobs", "jobs"),
         ("evaluations", "evaluations"),
         ("account", "account"),
+        ("storage", "storage"),
         ("users", "users"),
         ("users/bob", "user"),
         ("groups", "groups"),

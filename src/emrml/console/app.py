@@ -204,8 +204,11 @@ def csrf_ok(expected: str, form: FormData | None, request: Request) -> bool:
     return isinstance(supplied, str) and hmac.compare_digest(supplied.encode(), expected.encode())
 
 
-def page(console: Console, handler: Callable[[Visit], View | Response]) -> Callable[[Request], Any]:
-    """The endpoint of a page: the session required, CSRF checked on POST, errors as error pages."""
+def page(
+    console: Console, handler: Callable[[Visit], View | Response], *, uploads: int = 0
+) -> Callable[[Request], Any]:
+    """The endpoint of a page: the session required, CSRF checked on POST, errors as error pages.
+    ``uploads``: how many files a form may carry (Starlette spools each to disk past 1 MiB)."""
 
     async def endpoint(request: Request) -> Response:
         visitor = await run_in_threadpool(console.visitor, request)
@@ -218,7 +221,7 @@ def page(console: Console, handler: Callable[[Visit], View | Response]) -> Calla
             return RedirectResponse(target, status_code=303)
         form = None
         if request.method == "POST":
-            form = await request.form(max_files=0, max_fields=5000)
+            form = await request.form(max_files=uploads, max_fields=5000)
             if not csrf_ok(visitor.csrf_token, form, request):
                 return console.error(
                     request,

@@ -1,0 +1,88 @@
+"""The storage browser: the data roots and S3 prefixes a user may read, a page at a time; download,
+upload, new folder, delete, copy and move. Every action is ``service.files``'s, as the logged-in user, so
+storage grants and the data roots decide (a user without storage access sees a refusal)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from starlette.concurrency import iterate_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.responses import Response, StreamingResponse
+
+from emrml.console.app import View, Visit
+from emrml.errors import AmazonMLError, InvalidInputException
+from emrml.service import files
+
+_BLOCK_BYTES = 1024 * 1024
+
+
+def _parent(location: str) -> str | None:
+    trimmed = location.rstrip("/")
+    head, separator, _ = trimmed.rpartition("/")
+    if not separator or head in ("", "s3:/") or head.endswith("s3:/"):
+        return None
+    return head + "/"
+
+
+def storage(visit: Visit) -> View | Response:
+    service = visit.console.service
+    roots = [str(root) for root in service.settings.data_roots]
+    location = visit.field("location") or visit.query.get("location") or (roots[0] if roots else "")
+    errors: dict[str, str] = {}
+    done = ""
+    if visit.form is not None:
+        action = visit.field("action")
+        try:
+            done = _act(visit, action, location)
+        except AmazonMLError as exc:
+            errors[action or "general"] = exc.message
+    folder = files.folder_location(location)
+    page = files.list_folder(service, visit.arn, folder, visit.query.get("token") or None)
+    data = {
+        "Location": folder,
+        # No way up out of a data root: above it everything is refused.
+        "Parent": None if folder.rstrip("/") in [r.rstrip("/") for r in roots] else _parent(folder),
+        "Roots": roots,
+        "Folders": page.folders,
+        "Files": [{"Location": f.uri, "Name": f.uri.rsplit("/", 1)[-1], "Size": f.size} for f in page.files],
+        "NextToken": page.next_token,
+    }
+    return View("storage.html", data, 400 if errors else 200, {"errors": errors, "done": done})
+
+
+def _act(visit: Visit, action: str, location: str) -> str:
+    service, caller = visit.console.service, visit.arn
+    if action == "upload":
+        upload = visit.form.get("file") if visit.form is not None else None
+        if not isinstance(upload, UploadFile) or not upload.filename:
+            raise InvalidInputException("choose a file to upload")
+        name = upload.filename.replace("\\", "/").rsplit("/", 1)[-1]
+        return "Uploaded " + files.upload(service, caller, location, name, upload.file)
+    if action == "mkdir":
+        return "Created " + files.make_folder(service, caller, location, visit.field("name").strip())
+    if action == "delete":
+        files.delete(service, caller, visit.field("file"))
+        return "Deleted " + visit.field("file")
+    if action in ("copy", "move"):
+        source, target = visit.field("file"), visit.field("target").strip()
+        files.copy(service, caller, source, target, move=action == "move")
+        return f"{'Moved' if action == 'move' else 'Copied'} {source} to {target}"
+    raise InvalidInputException(f"unknown action {action!r}")
+
+
+def download(visit: Visit) -> Response:
+    location = visit.query.get("location", "")
+    stream = files.open_file(visit.console.service, visit.arn, location)
+
+    def blocks() -> Iterator[bytes]:
+        with stream:
+            while block := stream.read(_BLOCK_BYTES):
+                yield block
+
+    name = location.rstrip("/").rsplit("/", 1)[-1].replace('"', "")
+    headers: dict[str, Any] = {"content-disposition": f'attachment; filename="{name}"'}
+    return StreamingResponse(
+        iterate_in_threadpool(blocks()), media_type="application/octet-stream", headers=headers
+    )

@@ -1,0 +1,124 @@
+"""The storage browser's operations: list, download, upload, create a folder, delete, copy and move.
+
+Each runs as its caller through the two doors every location passes (``confinement.check_location``):
+the caller's groups must grant ``storage:Read`` (listing, downloading, the source of a copy) or
+``storage:Write`` (the rest) on the location, and local locations must lie in the data roots and outside
+the home's own files. Reading and writing go through ``storage.locations``, so S3 and client-side
+encryption work as everywhere else: an upload is written encrypted when CSE is configured, a download is
+decrypted. Uploads and copies appear whole or not at all (``atomic_write``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, BinaryIO
+
+from emrml.errors import InvalidInputException
+from emrml.service.confinement import check_location, open_for_server
+from emrml.service.operations import CALLER, REMOTE
+from emrml.storage import locations
+
+if TYPE_CHECKING:
+    from emrml.service.app import EmrML
+
+#: Entries per page of a folder listing.
+PAGE_SIZE = 100
+_BLOCK_BYTES = 1024 * 1024
+_FORBIDDEN_NAME_CHARACTERS = set('/\\\x00"')
+
+
+@contextmanager
+def acting(caller: str | None) -> Iterator[None]:
+    """Run as ``caller`` through the server: what ``EmrML.call(..., caller, remote=True)`` sets."""
+    caller_token, remote_token = CALLER.set(caller), REMOTE.set(True)
+    try:
+        yield
+    finally:
+        REMOTE.reset(remote_token)
+        CALLER.reset(caller_token)
+
+
+def folder_location(location: str) -> str:
+    """``location`` as a folder (ending in ``/``); refuses what names no folder."""
+    location = location.strip()
+    if not location or not (location.startswith(("s3://", "/", "file://"))):
+        raise InvalidInputException(f"location '{location}' must be an absolute path or an s3:// URI")
+    return location if location.endswith("/") else location + "/"
+
+
+def check_name(name: str) -> str:
+    """A new file's or folder's name: one path part, not ``.`` or ``..``."""
+    if not name or name in (".", "..") or len(name) > 255 or set(name) & _FORBIDDEN_NAME_CHARACTERS:
+        raise InvalidInputException(
+            f"name {name!r} must be 1-255 characters without '/', '\\', '\"' and not '.' or '..'"
+        )
+    return name
+
+
+def list_folder(app: EmrML, caller: str | None, location: str, token: str | None = None) -> locations.Folder:
+    """One page of the folder: its sub-folders and files."""
+    folder = folder_location(location)
+    with acting(caller):
+        check_location(app, folder, member="location")
+    return locations.list_folder(folder, token, PAGE_SIZE)
+
+
+def open_file(app: EmrML, caller: str | None, location: str) -> BinaryIO:
+    """The file's bytes (decrypted), checked again through the opened descriptor for local files."""
+    with acting(caller):
+        return open_for_server(app, location, member="location")
+
+
+def upload(app: EmrML, caller: str | None, folder: str, name: str, source: BinaryIO) -> str:
+    """Write ``source`` as ``folder/name`` (whole or not at all); returns the new file's location."""
+    target = folder_location(folder) + check_name(name)
+    with acting(caller):
+        check_location(app, target, member="location", write=True)
+    with locations.atomic_write(target) as out:
+        shutil.copyfileobj(source, out, _BLOCK_BYTES)
+    return target
+
+
+def make_folder(app: EmrML, caller: str | None, parent: str, name: str) -> str:
+    """Create ``parent/name/``: a directory, or for S3 an empty ``name/`` object (S3 has no folders, the
+    console shows a prefix as one)."""
+    target = folder_location(parent) + check_name(name) + "/"
+    with acting(caller):
+        check_location(app, target, member="location", write=True)
+    if target.startswith("s3://"):
+        with locations.atomic_write(target):
+            pass
+    else:
+        try:
+            os.makedirs(locations.local_path(target), exist_ok=True)
+        except OSError as exc:
+            raise InvalidInputException(f"cannot create folder '{target}': {exc.strerror}") from None
+    return target
+
+
+def delete(app: EmrML, caller: str | None, location: str) -> None:
+    """Delete one file (folders are not deleted: empty them first)."""
+    if location.endswith("/"):
+        raise InvalidInputException(f"'{location}' is a folder: delete its files one by one")
+    with acting(caller):
+        check_location(app, location, member="location", write=True)
+    locations.delete(location)
+
+
+def copy(app: EmrML, caller: str | None, source: str, target: str, *, move: bool = False) -> None:
+    """Copy (``move``: then delete) one file between any two locations, local or S3."""
+    if source.endswith("/") or target.endswith("/"):
+        raise InvalidInputException("copy and move take one file and the new file's full location")
+    with acting(caller):
+        check_location(app, target, member="target", write=True)
+        if move:
+            check_location(app, source, member="source", write=True)
+        # Opened as downloads are: a local source is checked again through its descriptor.
+        stream = open_for_server(app, source, member="source")
+    with stream, locations.atomic_write(target) as out:
+        shutil.copyfileobj(stream, out, _BLOCK_BYTES)
+    if move:
+        locations.delete(source)

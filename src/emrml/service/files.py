@@ -10,7 +10,6 @@ decrypted. Uploads and copies appear whole or not at all (``atomic_write``).
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -88,14 +87,7 @@ def make_folder(app: EmrML, caller: str | None, parent: str, name: str) -> str:
     target = folder_location(parent) + check_name(name) + "/"
     with acting(caller):
         check_location(app, target, member="location", write=True)
-    if target.startswith("s3://"):
-        with locations.atomic_write(target):
-            pass
-    else:
-        try:
-            os.makedirs(locations.local_path(target), exist_ok=True)
-        except OSError as exc:
-            raise InvalidInputException(f"cannot create folder '{target}': {exc.strerror}") from None
+    locations.make_folder(target)
     return target
 
 

@@ -224,6 +224,20 @@ def list_folder(location: str, token: str | None = None, limit: int = 1000) -> F
         raise _os_error(exc, "location", location) from exc
 
 
+def make_folder(location: str) -> None:
+    """Create the folder ``location`` (ending in ``/``): a directory, or for S3 the empty ``prefix/`` object
+    the S3 console makes for a folder (S3 has none; listings show the prefix), with the SSE settings."""
+    backend = _backend(location)
+    try:
+        if backend is _S3:
+            bucket, key = split(location)
+            _S3.store.call("put_object", bucket, key, Body=b"", **_S3.store.settings.write_arguments())
+        else:
+            os.makedirs(local_path(location), exist_ok=True)
+    except OSError as exc:
+        raise InvalidInputException(f"cannot create folder '{location}': {exc.strerror or exc}") from exc
+
+
 def delete(location: str) -> None:
     """Remove the file ``location``; a missing one is not an error."""
     backend = _backend(location)

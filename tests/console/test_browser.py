@@ -220,3 +220,23 @@ def test_datasource_wizard_with_schema_edits(page: Any, served: Served, axe_sour
     assert schema["targetAttributeName"] == "y"
     assert schema["excludedAttributeNames"] == ["notes"]
     assert {a["attributeName"]: a["attributeType"] for a in schema["attributes"]}["age"] == "CATEGORICAL"
+
+
+def test_storage_browser_upload_open_and_download(page: Any, served: Served, tmp_path: Path) -> None:
+    log_in(page, served)
+    page.goto(f"{served.url}/console/storage")
+    folder = f"up-{tmp_path.name[-8:]}"
+    page.fill("#name", folder)
+    page.click("text=Create folder")
+    page.click(f"#entries a:text-is('{folder}/')")
+    local = tmp_path / "notes.csv"
+    local.write_text("a,b\n1,2\n")
+    page.set_input_files("#file", str(local))
+    page.click("button:text-is('Upload')")
+    assert "Uploaded" in page.locator("[role=status]").inner_text()
+    with page.expect_download() as download:
+        page.click("#entries a:text-is('notes.csv')")
+    saved = tmp_path / "downloaded.csv"
+    download.value.save_as(saved)
+    assert saved.read_text() == "a,b\n1,2\n"
+    assert (served.installation.home / "data" / folder / "notes.csv").read_text() == "a,b\n1,2\n"

@@ -26,7 +26,7 @@ groups_app = command_group(
 )
 
 
-def _access(ctx: typer.Context) -> Access:
+def access_of(ctx: typer.Context) -> Access:
     from emrml.cli_server import _identities, _settings
     from emrml.service.access import Access
 
@@ -49,7 +49,7 @@ def register(users_app: typer.Typer, app: typer.Typer) -> None:
 @reports_errors
 def users_enable(ctx: typer.Context, name: str = typer.Argument(..., help="User name.")) -> None:
     """Enable a disabled user: its access keys and console login work again."""
-    _access(ctx).set_user_enabled(name, True)
+    access_of(ctx).set_user_enabled(name, True)
     typer.echo(f"Enabled user {name}.")
 
 
@@ -57,7 +57,7 @@ def users_enable(ctx: typer.Context, name: str = typer.Argument(..., help="User 
 def users_disable(ctx: typer.Context, name: str = typer.Argument(..., help="User name.")) -> None:
     """Disable a user: its access keys, console logins and share links are refused (within seconds on
     running servers); its objects stay."""
-    _access(ctx).set_user_enabled(name, False)
+    access_of(ctx).set_user_enabled(name, False)
     typer.echo(f"Disabled user {name}.")
 
 
@@ -68,7 +68,7 @@ def users_add_to_group(
     group: str = typer.Argument(..., help="Group name."),
 ) -> None:
     """Put a user in a group (it gets the group's permissions)."""
-    _access(ctx).add_member(group, name)
+    access_of(ctx).add_member(group, name)
     typer.echo(f"Added {name} to {group}.")
 
 
@@ -79,7 +79,7 @@ def users_remove_from_group(
     group: str = typer.Argument(..., help="Group name."),
 ) -> None:
     """Take a user out of a group."""
-    _access(ctx).remove_member(group, name)
+    access_of(ctx).remove_member(group, name)
     typer.echo(f"Removed {name} from {group}.")
 
 
@@ -87,7 +87,7 @@ def users_remove_from_group(
 @reports_errors
 def groups_list(ctx: typer.Context) -> None:
     """List the groups, their members and how many statements each has."""
-    groups = _access(ctx).list_groups()
+    groups = access_of(ctx).list_groups()
     if _json_output(ctx):
         typer.echo(json.dumps([group.document() for group in groups], indent=2))
         return
@@ -107,7 +107,7 @@ def groups_list(ctx: typer.Context) -> None:
 @reports_errors
 def groups_show(ctx: typer.Context, name: str = typer.Argument(..., help="Group name.")) -> None:
     """Show a group's members and permission statements (as JSON)."""
-    typer.echo(json.dumps(_access(ctx).get_group(name).document(), indent=2))
+    typer.echo(json.dumps(access_of(ctx).get_group(name).document(), indent=2))
 
 
 @groups_app.command("create")
@@ -118,7 +118,7 @@ def groups_create(
     description: str = typer.Option("", "--description", help="What the group is for."),
 ) -> None:
     """Create a group without statements (add them with: emrml groups allow / deny)."""
-    _access(ctx).create_group(name, description)
+    access_of(ctx).create_group(name, description)
     typer.echo(f"Created group {name}.")
 
 
@@ -126,7 +126,7 @@ def groups_create(
 @reports_errors
 def groups_delete(ctx: typer.Context, name: str = typer.Argument(..., help="Group name.")) -> None:
     """Delete a group (not a built-in one); its members lose its permissions."""
-    _access(ctx).delete_group(name)
+    access_of(ctx).delete_group(name)
     typer.echo(f"Deleted group {name}.")
 
 
@@ -134,7 +134,7 @@ def _add(
     ctx: typer.Context, effect: str, group: str, actions: list[str], resources: list[str], owner: str
 ) -> None:
     document = {"Effect": effect, "Action": actions, "Resource": resources or ["*"], "Owner": owner}
-    sid = _access(ctx).add_statement(group, document)
+    sid = access_of(ctx).add_statement(group, document)
     typer.echo(f"Added statement {sid} to {group}: {json.dumps(document)}")
 
 
@@ -183,7 +183,7 @@ def groups_add_statement(
         statement = json.loads(document.read_text())
     except ValueError as exc:
         raise InvalidInputException(f"{document} is not valid JSON: {exc}") from None
-    sid = _access(ctx).add_statement(group, statement)
+    sid = access_of(ctx).add_statement(group, statement)
     typer.echo(f"Added statement {sid} to {group}.")
 
 
@@ -195,5 +195,5 @@ def groups_remove_statement(
     sid: int = typer.Argument(..., help="The statement's number (emrml groups show)."),
 ) -> None:
     """Remove a statement from a group."""
-    _access(ctx).remove_statement(group, sid)
+    access_of(ctx).remove_statement(group, sid)
     typer.echo(f"Removed statement {sid} from {group}.")

@@ -144,7 +144,9 @@ def users_list(ctx: typer.Context) -> None:
 @reports_errors
 def users_delete(ctx: typer.Context, name: str = typer.Argument(..., help="User name.")) -> None:
     """Delete a user and its access keys (servers stop accepting them within seconds)."""
-    removed = _identities(ctx).delete_user(name)
+    from emrml.cli_access import access_of
+
+    removed = access_of(ctx).delete_user(name)  # the last enabled admin stays
     typer.echo(f"Deleted user {name} and {removed} access key(s).")
 
 

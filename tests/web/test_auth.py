@@ -415,6 +415,9 @@ def test_groups_commands_grant_and_take_permissions(tmp_path: Path) -> None:
     ok("users", "remove-from-group", "erin", "data")
     ok("groups", "delete", "data")
     assert "data" not in ok("groups", "list")
+    ok("users", "create", "root-admin", "--group", "admins")
+    last = runner.invoke(app, [*home, "users", "delete", "root-admin"])
+    assert last.exit_code == 2 and "last enabled member of admins" in last.output
 
 
 def test_serve_prints_first_start_help_once_and_warns_without_auth(

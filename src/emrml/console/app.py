@@ -11,18 +11,25 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 from jinja2 import Environment, PackageLoader, select_autoescape
-from starlette.concurrency import run_in_threadpool
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 
 from emrml.console import formats
 from emrml.errors import AccessDeniedException, AmazonMLError, ResourceNotFoundException
@@ -197,6 +204,26 @@ class Console:
 
 def wants_json(request: Request) -> bool:
     return request.query_params.get("format") == "json"
+
+
+#: Downloads are streamed in blocks of this size, never read whole.
+DOWNLOAD_BLOCK_BYTES = 1024 * 1024
+
+
+def download_response(stream: BinaryIO, location: str) -> StreamingResponse:
+    """Stream the opened file ``stream`` as an attachment named after the last part of ``location``
+    (closed when sent or when the client goes away)."""
+
+    def blocks() -> Iterator[bytes]:
+        with stream:
+            while block := stream.read(DOWNLOAD_BLOCK_BYTES):
+                yield block
+
+    name = location.rstrip("/").rsplit("/", 1)[-1].replace('"', "")
+    headers = {"content-disposition": f'attachment; filename="{name}"'}
+    return StreamingResponse(
+        iterate_in_threadpool(blocks()), media_type="application/octet-stream", headers=headers
+    )
 
 
 def csrf_ok(expected: str, form: FormData | None, request: Request) -> bool:

@@ -9,19 +9,15 @@ batch predictions they may read, and nothing else. Downloads are streamed in blo
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-from starlette.concurrency import iterate_in_threadpool
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
-from emrml.console.app import View, Visit
+from emrml.console.app import View, Visit, download_response
 from emrml.console.forms import new_id
 from emrml.errors import AccessDeniedException, InvalidInputException, ResourceNotFoundException
 from emrml.service.confinement import open_for_server
 from emrml.storage.locations import TEXT_MAX_BYTES
-
-BLOCK_BYTES = 1024 * 1024
 
 
 def new_batch_prediction(visit: Visit) -> View | Response:
@@ -106,15 +102,4 @@ def download(visit: Visit) -> Response:
             f"batch prediction {described['BatchPredictionId']!r} has no file {index}"
         )
     location = files[int(index)]
-    stream = open_for_server(visit.console.service, location, member="result file")
-
-    def blocks() -> Iterator[bytes]:
-        with stream:
-            while block := stream.read(BLOCK_BYTES):
-                yield block
-
-    name = location.rstrip("/").rsplit("/", 1)[-1].replace('"', "")
-    headers = {"content-disposition": f'attachment; filename="{name}"'}
-    return StreamingResponse(
-        iterate_in_threadpool(blocks()), media_type="application/octet-stream", headers=headers
-    )
+    return download_response(open_for_server(visit.console.service, location, member="result file"), location)

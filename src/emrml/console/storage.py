@@ -4,24 +4,18 @@ storage grants and the data roots decide (a user without storage access sees a r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
-from starlette.concurrency import iterate_in_threadpool
 from starlette.datastructures import UploadFile
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
-from emrml.console.app import View, Visit
+from emrml.console.app import View, Visit, download_response
 from emrml.errors import AmazonMLError, InvalidInputException
 from emrml.service import files
-
-_BLOCK_BYTES = 1024 * 1024
 
 
 def _parent(location: str) -> str | None:
     trimmed = location.rstrip("/")
     head, separator, _ = trimmed.rpartition("/")
-    if not separator or head in ("", "s3:/") or head.endswith("s3:/"):
+    if not separator or head in ("", "s3:/"):
         return None
     return head + "/"
 
@@ -74,15 +68,4 @@ def _act(visit: Visit, action: str, location: str) -> str:
 
 def download(visit: Visit) -> Response:
     location = visit.query.get("location", "")
-    stream = files.open_file(visit.console.service, visit.arn, location)
-
-    def blocks() -> Iterator[bytes]:
-        with stream:
-            while block := stream.read(_BLOCK_BYTES):
-                yield block
-
-    name = location.rstrip("/").rsplit("/", 1)[-1].replace('"', "")
-    headers: dict[str, Any] = {"content-disposition": f'attachment; filename="{name}"'}
-    return StreamingResponse(
-        iterate_in_threadpool(blocks()), media_type="application/octet-stream", headers=headers
-    )
+    return download_response(files.open_file(visit.console.service, visit.arn, location), location)

@@ -143,15 +143,11 @@ class Access:
 
     def enabled(self, user_name: str) -> bool:
         """Whether the user exists and is enabled (console sessions and logins ask on every page)."""
-        from emrml.service.auth import user_arn
-
-        return self.policy(user_arn(self.settings.account_id, user_name)).enabled
+        return self.policy(self._arn(user_name)).enabled
 
     def may(self, user_name: str, action: str) -> bool:
         """Whether the user is allowed ``action`` on some resource (what the console offers it)."""
-        from emrml.service.auth import user_arn
-
-        return self.policy(user_arn(self.settings.account_id, user_name)).may_ever(action)
+        return self.policy(self._arn(user_name)).may_ever(action)
 
     def forget(self) -> None:
         """Drop every remembered policy (after a change to users or groups)."""
@@ -186,23 +182,20 @@ class Access:
             if not policy.allows(action, "*", True):
                 raise _denied(policy, action, "*")
             return
-        for target_kind, member in targets:
-            object_id = request.get(member) if member else None
-            if (
-                not isinstance(target_kind, str)
-                or target_kind not in TABLES
-                or not isinstance(object_id, str)
-            ):
-                continue  # validation refuses the request
-            resource = f"{RESOURCE_KINDS[target_kind]}/{object_id}"
-            owner = self._owner(target_kind, object_id)
-            if not policy.allows(action, resource, owner is None or owner == caller):
-                raise _denied(policy, action, resource)
-
-    def _owner(self, kind: str, object_id: str) -> str | None:
-        table = TABLES[kind]
         with self.sessions() as session:
-            return session.execute(select(table.created_by).where(table.id == object_id)).scalar()
+            for target_kind, member in targets:
+                object_id = request.get(member) if member else None
+                if (
+                    not isinstance(target_kind, str)
+                    or target_kind not in TABLES
+                    or not isinstance(object_id, str)
+                ):
+                    continue  # validation refuses the request
+                resource = f"{RESOURCE_KINDS[target_kind]}/{object_id}"
+                table = TABLES[target_kind]
+                owner = session.execute(select(table.created_by).where(table.id == object_id)).scalar()
+                if not policy.allows(action, resource, owner is None or owner == caller):
+                    raise _denied(policy, action, resource)
 
     def check_predict(self, caller: str, model_id: str, owner: str) -> None:
         """Predict's check, on the hot path: a remembered policy and decision (about a microsecond)."""

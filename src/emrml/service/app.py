@@ -20,7 +20,7 @@ from emrml.service.confinement import prepare_home
 from emrml.service.jobs import JobRunner, ProgressCallback
 from emrml.service.metastore import migrate, open_engine, session_factory
 from emrml.service.mounted import MountedModels
-from emrml.service.operations import CALLER, ID_MEMBER, OPERATIONS, REMOTE, reused_id
+from emrml.service.operations import CALLER, ID_MEMBER, OPERATIONS, reused_id, running_as
 from emrml.service.validation import validate_request
 from emrml.storage.locations import configure as configure_storage
 
@@ -67,14 +67,11 @@ class EmrML:
         on their own home leave it False and read any file their user can.
         """
         if operation == "Predict":
-            # Latency-critical, reads no file a request names, records no caller: its own hand-checked path.
+            # Latency-critical and reads no file a request names: its own hand-checked path, authorized
+            # from the mounted model's owner.
             return endpoints.serve_predict(self, request or {}, caller)
-        caller_token, remote_token = CALLER.set(caller), REMOTE.set(remote)
-        try:
+        with running_as(caller, remote=remote):
             return self._call(operation, request)
-        finally:
-            REMOTE.reset(remote_token)
-            CALLER.reset(caller_token)
 
     def _call(self, operation: str, request: dict[str, Any] | None) -> dict[str, Any]:
         function = OPERATIONS.get(operation)

@@ -62,17 +62,14 @@ def serve_predict(app: EmrML, request: Any, caller: str | None = None) -> Respon
                 pass
             else:
                 return predict_checked(app, model_id, record, endpoint, characters, caller)
-    request = validate_request("Predict", request)
-    record = request["Record"]
-    characters = sum(map(len, record)) + sum(map(len, record.values()))
-    return predict_checked(app, request["MLModelId"], record, request["PredictEndpoint"], characters, caller)
+    return predict(app, validate_request("Predict", request), caller)
 
 
 @operation("Predict")
-def predict(app: EmrML, request: Request) -> Response:
+def predict(app: EmrML, request: Request, caller: str | None = None) -> Response:
     record = request["Record"]
     characters = sum(map(len, record)) + sum(map(len, record.values()))
-    return predict_checked(app, request["MLModelId"], record, request["PredictEndpoint"], characters)
+    return predict_checked(app, request["MLModelId"], record, request["PredictEndpoint"], characters, caller)
 
 
 def predict_checked(

@@ -11,13 +11,12 @@ decrypted. Uploads and copies appear whole or not at all (``atomic_write``).
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, BinaryIO
 
 from emrml.errors import InvalidInputException
 from emrml.service.confinement import check_location, open_for_server
-from emrml.service.operations import CALLER, REMOTE
+from emrml.service.operations import running_as
 from emrml.storage import locations
 
 if TYPE_CHECKING:
@@ -29,15 +28,9 @@ _BLOCK_BYTES = 1024 * 1024
 _FORBIDDEN_NAME_CHARACTERS = set('/\\\x00"')
 
 
-@contextmanager
-def acting(caller: str | None) -> Iterator[None]:
+def acting(caller: str | None) -> AbstractContextManager[None]:
     """Run as ``caller`` through the server: what ``EmrML.call(..., caller, remote=True)`` sets."""
-    caller_token, remote_token = CALLER.set(caller), REMOTE.set(True)
-    try:
-        yield
-    finally:
-        REMOTE.reset(remote_token)
-        CALLER.reset(caller_token)
+    return running_as(caller, remote=True)
 
 
 def folder_location(location: str) -> str:

@@ -7,7 +7,8 @@ under its Amazon ML name. The HTTP protocol, the CLI and the console all call ``
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -68,6 +69,17 @@ CALLER: ContextVar[str | None] = ContextVar("emrml_caller", default=None)
 #: Whether the running request arrived through ``emrml serve`` (the HTTP API or the console; set by
 #: ``EmrML.call``): its local locations are confined to the data roots (``service.confinement``).
 REMOTE: ContextVar[bool] = ContextVar("emrml_remote", default=False)
+
+
+@contextmanager
+def running_as(caller: str | None, *, remote: bool) -> Iterator[None]:
+    """Set ``CALLER`` and ``REMOTE`` for the block: what a request through ``EmrML.call`` runs under."""
+    caller_token, remote_token = CALLER.set(caller), REMOTE.set(remote)
+    try:
+        yield
+    finally:
+        REMOTE.reset(remote_token)
+        CALLER.reset(caller_token)
 
 
 def created_by(app: EmrML) -> str:

@@ -262,7 +262,7 @@ class Policy:
         """The SQL condition selecting the objects of ``kind`` on which ``action`` is allowed."""
         if not self.enabled:
             return false()
-        conditions = {effect: [] for effect in EFFECTS}  # type: dict[str, list[ColumnElement[bool]]]
+        conditions: dict[str, list[ColumnElement[bool]]] = {effect: [] for effect in EFFECTS}
         for statement in self.statements:
             if statement.covers(action):
                 conditions[statement.effect].append(

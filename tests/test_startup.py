@@ -132,3 +132,36 @@ def test_url_paths_are_normalized_as_botocore_signs_them(
 ) -> None:
     path = ("/" if leading else "") + "/".join(segments) + ("/" if trailing else "")
     assert normalize_url_path(path) == botocore.utils.normalize_url_path(path)
+
+
+WORKER_PROBE = """
+import sys
+from pathlib import Path
+from emrml.config import Settings
+from emrml.service import forkserver
+from emrml.service.jobs import JobRunner
+
+JobRunner(Settings(home=Path(sys.argv[1]), s3_endpoint_url=sys.argv[2]), None)
+spawn = forkserver.context()
+with forkserver.main_hidden():
+    worker = spawn.Process(target=exec, args=("import sys; sys.exit(0 if 'boto3' in sys.modules else 3)",))
+    worker.start()
+worker.join()
+print(worker.exitcode)
+"""
+
+
+@pytest.mark.parametrize(("endpoint", "preloaded"), [("http://127.0.0.1:9", True), ("", False)])
+def test_job_workers_find_the_s3_client_loaded_only_when_s3_is_configured(
+    tmp_path: Path, endpoint: str, preloaded: bool
+) -> None:
+    # A worker forked for a job starts with boto3 in memory when S3 is configured (its first client costs
+    # tens of ms, not half a second), and without it otherwise (local jobs keep a small fork server).
+    result = subprocess.run(
+        [sys.executable, "-c", WORKER_PROBE, str(tmp_path), endpoint],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert result.stdout.split()[-1] == ("0" if preloaded else "3"), result.stderr[-2000:]

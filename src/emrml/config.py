@@ -116,6 +116,11 @@ class Settings:
     def scratch_dir(self) -> Path:
         return self.home / "scratch"
 
+    @property
+    def s3_configured(self) -> bool:
+        """An S3 setting is given, so jobs are likely to read or write S3 (their fork server preloads it)."""
+        return bool(self.s3_endpoint_url or self.s3_region or self.s3_sse or self.s3_cse_key)
+
     @classmethod
     def load(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
         """Build settings from ``emrml.toml`` in the home folder and ``EMRML_<FIELD>`` variables."""

@@ -61,3 +61,34 @@ def test_outside_the_grant_everything_is_refused(app: EmrML, s3: S3, tmp_path: P
     assert s3.get("other/secret.csv") == b"not carol's" and "team/stolen.csv" not in s3.list_keys()
     with pytest.raises(InvalidInputException, match="must be 1-255 characters"):
         files.make_folder(app, CAROL, s3.uri("team"), "a/b")
+
+
+def test_with_client_side_encryption_uploads_are_sealed_and_downloads_opened(
+    s3: S3, tmp_path: Path
+) -> None:
+    import base64
+    import dataclasses
+    import os
+
+    key_file = tmp_path / "aes.key"
+    key_file.write_text(base64.b64encode(os.urandom(32)).decode())
+    app = EmrML(dataclasses.replace(s3.settings, s3_cse_key=f"aes:{key_file}", data_roots=(tmp_path,)))
+    try:
+        app.access.create_user("carol")
+        app.access.create_group("team")
+        app.access.add_statement(
+            "team",
+            {"Effect": "Allow", "Action": ["storage:*"], "Resource": [s3.uri("team/*"), f"{tmp_path}/*"]},
+        )
+        app.access.add_member("team", "carol")
+        body = b"name,secret\n" + b"alice,hunter2\n" * 2000
+        uploaded = files.upload(app, CAROL, s3.uri("team"), "rows.csv", io.BytesIO(body))
+        stored = s3.client.get_object(Bucket=s3.bucket, Key="team/rows.csv")
+        # What S3 holds is the envelope's ciphertext, never the rows.
+        assert b"hunter2" not in stored["Body"].read() and "x-amz-key-v2" in stored["Metadata"]
+        with files.open_file(app, CAROL, uploaded) as stream:
+            assert stream.read() == body
+        files.copy(app, CAROL, uploaded, str(tmp_path / "plain.csv"))
+        assert (tmp_path / "plain.csv").read_bytes() == body
+    finally:
+        app.close()

@@ -20,7 +20,9 @@ from multiprocessing.context import ForkServerContext
 #: and Arrow set up. A CLI command runs a job or two and ends, so the other engines load in the workers
 #: that need them; a server forks many workers and preloads them all (``preload_every_engine``).
 PRELOAD = ["emrml.service.preload"]
-PRELOAD_EVERY_ENGINE = [*PRELOAD, "emrml.engine.training", "emrml.engine.batch"]
+#: boto3 and its S3 client code (0.5 s), for processes whose jobs may read or write S3.
+PRELOAD_S3 = "emrml.service.preload_s3"
+PRELOAD_EVERY_ENGINE = [*PRELOAD, "emrml.engine.training", "emrml.engine.batch", PRELOAD_S3]
 _preload = PRELOAD
 _MAIN_LOCK = threading.Lock()
 
@@ -29,6 +31,13 @@ def preload_every_engine() -> None:
     """Make the fork server, when it starts, import the training and batch engines too (a server)."""
     global _preload
     _preload = PRELOAD_EVERY_ENGINE
+
+
+def preload_s3() -> None:
+    """Make the fork server, when it starts, load the S3 client code too (S3 is configured)."""
+    global _preload
+    if PRELOAD_S3 not in _preload:
+        _preload = [*_preload, PRELOAD_S3]
 
 
 def context() -> ForkServerContext:

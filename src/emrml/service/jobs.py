@@ -236,6 +236,8 @@ class JobRunner:
         self.settings = settings
         self.sessions = sessions
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        if settings.s3_configured:
+            forkserver.preload_s3()
         self._spawn = forkserver.context()
 
     def _status(self, kind: str, entity_id: str) -> Any:

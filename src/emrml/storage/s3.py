@@ -163,6 +163,16 @@ class S3Store:
             "s3", endpoint_url=self.settings.endpoint_url or None, region_name=region, config=config
         )
 
+    def warm_up(self) -> None:
+        """Import boto3 and build one client that never sends a request, so that the modules a client
+        loads lazily (about 0.5 s) are in memory before the job fork server forks its workers. Explicit
+        credentials: resolving real ones could wait on an instance metadata service that is not there."""
+        import boto3
+
+        boto3.session.Session().client(
+            "s3", region_name="us-east-1", aws_access_key_id="-", aws_secret_access_key="-"
+        )
+
     def call(self, operation: str, bucket: str, key: str = "", **arguments: Any) -> Any:
         """``client.<operation>(Bucket=bucket, [Key=key,] **arguments)``, errors as ``S3Error``."""
         try:

@@ -68,12 +68,14 @@ class Settings:
     sql_connections: dict[str, str] = field(default_factory=dict)
     #: Stream scoring (``emrml stream``): the Kinesis endpoint (empty: AWS's, from the region), the region
     #: (empty: the AWS configuration's, else us-east-1); a consumer that has not renewed its shard leases
-    #: for ``stream_lease_seconds`` loses them to the others; records per GetRecords (micro-batch); file
-    #: outputs roll to a new part after this many bytes or seconds; an empty read waits this long.
+    #: for ``stream_lease_seconds`` loses them to the others; records per GetRecords (micro-batch: Kinesis's
+    #: maximum, the KCL's default: GetRecords returns what is there, so a large limit adds no latency, and
+    #: each micro-batch pays the featurizer's fixed cost of a few ms once); file outputs roll to a new part
+    #: after this many bytes or seconds; an empty read waits this long.
     kinesis_endpoint_url: str = ""
     kinesis_region: str = ""
     stream_lease_seconds: float = 10.0
-    stream_batch_records: int = 1000
+    stream_batch_records: int = 10_000
     stream_roll_bytes: int = 64 * 1024 * 1024
     stream_roll_seconds: float = 60.0
     stream_idle_seconds: float = 0.5

@@ -374,3 +374,51 @@ def test_a_tampered_manifest_cannot_make_the_console_serve_other_files(
     refused = admin.get("/console/batch-predictions/bp-tamper/files/0")
     assert refused.status_code == 403 and "EMRML_DATA_ROOTS" in refused.text
     assert "not-for-the-console" not in refused.text
+
+
+def test_the_jobs_page_lists_the_stream_consumers_each_user_may_see(
+    admin: Any, installation: Installation
+) -> None:
+    import time
+
+    from emrml.service.metastore import Stream, StreamLease
+
+    moment = time.time()
+    with installation.service.sessions() as session, session.begin():
+        session.add(
+            Stream(
+                id="st-console", name="<b>clicks</b>", status="RUNNING",
+                created_by="arn:aws:iam::000000000000:user/admin", created_at=moment,
+                last_updated_at=moment, request="{}", ml_model_id=MODEL,
+                input_uri="kinesis://clicks", output_uri="kinesis://scored", dead_letter_uri="",
+                starting_position="TRIM_HORIZON", record_format="auto",
+            )
+        )  # fmt: skip
+        session.add(
+            StreamLease(
+                stream_id="st-console", shard_id="shardId-000000000000", parents="[]", counter=3,
+                owner_switches=0, records_in=120, records_out=117, records_failed=3,
+                millis_behind_latest=1500,
+            )
+        )  # fmt: skip
+    try:
+        twin = admin.get("/console/jobs?format=json").json()
+        (stream,) = [s for s in twin["Streams"] if s["StreamId"] == "st-console"]
+        assert (stream["RecordsIn"], stream["RecordsOut"], stream["RecordsFailed"]) == (120, 117, 3)
+        assert stream["MillisBehindLatest"] == 1500 and stream["Status"] == "RUNNING"
+        page = admin.get("/console/jobs?kind=Stream").text
+        assert "120 / 117 / 3" in page and "&lt;b&gt;clicks&lt;/b&gt;" in page and "<b>clicks" not in page
+        assert 'id="jobs"' in page and f'data-id="MLModel/{MODEL}"' not in page  # streams only
+        assert admin.get("/console/jobs?status=STOPPED&format=json").json() == {"Jobs": [], "Streams": []}
+        assert "Streams" not in admin.get("/console/jobs?kind=MLModel&format=json").json()
+        from starlette.testclient import TestClient
+
+        from emrml.web.server import create_app
+
+        with TestClient(create_app(installation.service), follow_redirects=False) as bob:
+            assert log_in(bob, "bob", BOB_PASSWORD).status_code == 303
+            assert bob.get("/console/jobs?format=json").json()["Streams"] == []  # not his
+    finally:
+        with installation.service.sessions() as session, session.begin():
+            session.query(StreamLease).filter_by(stream_id="st-console").delete()
+            session.query(Stream).filter_by(id="st-console").delete()

@@ -1,4 +1,5 @@
-"""The jobs browser: every object's job (datasource, model, evaluation, batch prediction) in one list.
+"""The jobs browser: every object's job (datasource, model, evaluation, batch prediction) in one list, and
+the stream consumers (``emrml stream``) with their totals and lag.
 
 The page's JSON twin is what its script polls to move the progress bars without reloading.
 """
@@ -12,12 +13,32 @@ from emrml.console.objects import KINDS, STATUSES
 
 #: Most recent objects read per kind; the page shows the newest of all kinds together.
 JOBS_PER_KIND = 50
+#: The kind filter's value that shows only the stream consumers.
+STREAMS = "Stream"
+STREAM_MEMBERS = (
+    "StreamId", "Name", "MLModelId", "InputStream", "Status", "Consumers", "Shards", "RecordsIn",
+    "RecordsOut", "RecordsFailed", "RecordsPerSecond", "MillisBehindLatest", "CreatedAt", "Message",
+)  # fmt: skip
+
+
+def streams(visit: Visit, status: str) -> list[dict[str, Any]]:
+    """The streams the user may see (none, and no error, for one who may not list them)."""
+    if not visit.console.service.access.may(visit.user, "machinelearning:DescribeStreams"):
+        return []
+    found = visit.call("DescribeStreams")["Results"]
+    return [
+        {name: item.get(name) for name in STREAM_MEMBERS}
+        for item in reversed(found)
+        if not status or item.get("Status") == status
+    ]
 
 
 def jobs(visit: Visit) -> View:
     query = visit.query
     status = query.get("status", "")
     chosen = [kind for kind in KINDS.values() if query.get("kind", "") in ("", kind.kind)]
+    if status and status not in STATUSES:
+        chosen = []  # a stream's status (RUNNING, STOPPED...): no job has it
     rows: list[dict[str, Any]] = []
     for kind in chosen:
         request: dict[str, Any] = {"Limit": JOBS_PER_KIND, "SortOrder": "dsc"}
@@ -40,5 +61,8 @@ def jobs(visit: Visit) -> View:
                 }
             )
     rows.sort(key=lambda row: row["CreatedAt"] or 0, reverse=True)
-    extra = {"query": query, "statuses": STATUSES, "kinds": KINDS}
-    return View("jobs.html", {"Jobs": rows[: JOBS_PER_KIND * 2]}, extra=extra)
+    extra = {"query": query, "statuses": STATUSES, "kinds": KINDS, "stream_kind": STREAMS}
+    data: dict[str, Any] = {"Jobs": rows[: JOBS_PER_KIND * 2]}
+    if query.get("kind", "") in ("", STREAMS):
+        data["Streams"] = streams(visit, status)
+    return View("jobs.html", data, extra=extra)

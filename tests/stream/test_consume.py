@@ -8,6 +8,7 @@ import gzip
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from stream_helpers import Kinesalite, Running, record, wait_until
@@ -198,3 +199,38 @@ def test_bad_starts_are_refused_before_anything_starts(stream_app: EmrML, kinesa
     stream_app.call("StartStream", {**base, "OutputUri": "kinesis://clicks-4"})
     with pytest.raises(IdempotentParameterMismatchException):
         stream_app.call("StartStream", {**base, "OutputUri": str(Path("/tmp/elsewhere"))})
+
+
+def test_predictions_and_dead_letters_as_parts_on_s3(
+    stream_settings: Settings, kinesalite: Kinesalite, consumers: list[Running], s3: Any
+) -> None:
+    import dataclasses
+
+    settings = dataclasses.replace(stream_settings, s3_endpoint_url=s3.endpoint_url, s3_sse="AES256")
+    app = EmrML(settings)
+    try:
+        kinesalite.create("clicks-s3", 1)
+        records = [(record(i), f"key-{i}") for i in range(40)] + [(b'{"x": "1"', "bad")]
+        kinesalite.put("clicks-s3", records)
+        _start(
+            app,
+            "st-s3",
+            InputStream="kinesis://clicks-s3",
+            OutputUri=s3.uri("scored/"),
+            DeadLetterUri=s3.uri("dead/"),
+        )
+        consumers.append(Running(settings, "st-s3"))
+        wait_until(lambda: app.call("GetStream", {"StreamId": "st-s3"})["RecordsIn"] == len(records), 30)
+        app.call("StopStream", {"StreamId": "st-s3"})
+        consumers[0].join()
+        parts = s3.list_keys("scored/")
+        assert parts and all(key.rsplit("/", 1)[1].startswith("part-") for key in parts)
+        head = s3.client.head_object(Bucket=s3.bucket, Key=parts[0])
+        assert head["ServerSideEncryption"] == "AES256"
+        lines = [line for key in parts for line in gzip.decompress(s3.get(key)).decode().splitlines()]
+        rows = [line for line in lines if not line.startswith("shardId,")]
+        assert len(rows) == 40 and {row.split(",")[2] for row in rows} == {f"key-{i}" for i in range(40)}
+        (dead,) = [json.loads(gzip.decompress(s3.get(key))) for key in s3.list_keys("dead/")]
+        assert dead["PartitionKey"] == "bad" and "invalid JSON" in dead["Reason"]
+    finally:
+        app.close()

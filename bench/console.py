@@ -96,7 +96,8 @@ def installation(kind: str, count: int) -> Iterator[Any]:
             url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
         service = EmrML(Settings.load(environ={}, home=Path(home), metastore_url=url))
         try:
-            Identities(service.sessions, Path(home)).create_user("bench")
+            # An admin sees every object the pages list (a "users" member would see none of them).
+            Identities(service.sessions, Path(home)).create_user("bench", ("admins",))
             Logins(service.sessions).set_password("bench", PASSWORD)
             fill(service, count)
             with TestClient(create_app(service), follow_redirects=False) as client:

@@ -304,7 +304,7 @@ def prepare_home(home: Path) -> tuple[str, str]:
             if status != "COMPLETED":
                 raise SystemExit(f"{kind} {entity_id} is {status}")
         identities = Identities(service.sessions, home)
-        identities.create_user("bench")
+        identities.create_user("bench", ("admins",))  # its load also creates and describes objects
         key = identities.create_key("bench")
         return key.access_key_id, key.secret_access_key
     finally:

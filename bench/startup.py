@@ -225,7 +225,7 @@ def prepare_home(
         created = service.call("CreateRealtimeEndpoint", {"MLModelId": "ml-bank"})
         endpoint = created["RealtimeEndpointInfo"]["EndpointUrl"]
         identities = Identities(service.sessions, home)
-        identities.create_user("bench")
+        identities.create_user("bench", ("predictors",))  # Predict only, as a scoring client would
         key = identities.create_key("bench")
     finally:
         service.close()

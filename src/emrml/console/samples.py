@@ -14,7 +14,6 @@ from starlette.responses import Response
 from emrml.console.app import Visit
 from emrml.console.forms import default_model
 from emrml.errors import InvalidInputException
-from emrml.samples import bank_sample_schema, sample_path, write_bank_sample
 
 SAMPLE_ROWS = 5_000
 #: name: (target attribute, model type, title)
@@ -30,6 +29,9 @@ def run_sample(visit: Visit) -> Response:
     if name not in SAMPLES:
         raise InvalidInputException(f"no sample {name!r}: choose one of {', '.join(SAMPLES)}")
     target, model_type, title = SAMPLES[name]
+    # Imported here: the generator loads Arrow's compute kernels, which serving pages does not need.
+    from emrml.samples import bank_sample_schema, sample_path, write_bank_sample
+
     path = sample_path(visit.console.service.settings.home)
     if not path.exists():
         write_bank_sample(path, SAMPLE_ROWS, private=True)

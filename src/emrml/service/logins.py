@@ -16,6 +16,7 @@ nothing about HTML:
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -155,8 +156,11 @@ def check_new_password(password: str) -> None:
         )
 
 
-# A hash to check against when the user does not exist, so that the answer takes as long either way.
-_DECOY_HASH = hash_password(secrets.token_urlsafe(16))
+@functools.cache
+def _decoy_hash() -> str:
+    """A hash to check against when the user does not exist, so that the answer takes as long either way
+    (made on first use: a scrypt hash costs ~0.1 s, which every server start would otherwise pay)."""
+    return hash_password(secrets.token_urlsafe(16))
 
 
 class LoginThrottle:
@@ -233,7 +237,7 @@ class Logins:
             login = session.get(Login, user_name)
             stored = login.password_hash if login is not None else None
         if stored is None:
-            check_password(password, _DECOY_HASH)
+            check_password(password, _decoy_hash())
             return False
         return check_password(password, stored)
 

@@ -90,3 +90,17 @@ def s3(s3_server: S3Server, tmp_path: Path) -> Iterator[S3]:
     configure(settings)
     yield S3(s3_server.endpoint_url, bucket, client, settings)
     configure(Settings.load(environ={}, home=tmp_path / "home"))
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """One Spark application (``local[2]``) for the whole test session: a JVM starts in 10–30 s here."""
+    import shutil
+
+    if shutil.which("java") is None:
+        pytest.skip("Java is not installed: the Spark engine's tests need a Java 17 runtime")
+    from emrml.engine.spark import session
+
+    settings = Settings.load(environ={}, home=tmp_path_factory.mktemp("spark-home"), engine="spark")
+    yield session.spark_session(settings)
+    session.stop()

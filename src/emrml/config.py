@@ -94,6 +94,18 @@ class Settings:
     s3_cse_key: str = ""
     s3_cse_old_keys: str = ""
     kms_endpoint_url: str = ""
+    #: Where jobs run (engine/): "local" (this machine's processes) or "spark" (an Apache Spark application,
+    #: engine/spark/, docs/spark.md). ``spark_master``: the Spark master URL (``local[N]``,
+    #: ``spark://host:port``, ``yarn``, ``k8s://...``); ``spark_conf``: any ``spark.*`` settings passed
+    #: through (a ``[spark_conf]`` table in emrml.toml, a JSON object in EMRML_SPARK_CONF);
+    #: ``spark_encryption``: authentication and encryption between the driver and executors ("auto": on for
+    #: every master that is not ``local``, "on", "off"); a master that does not answer within
+    #: ``spark_connect_seconds`` fails the job rather than waiting.
+    engine: str = "local"
+    spark_master: str = "local[2]"
+    spark_conf: dict[str, str] = field(default_factory=dict)
+    spark_encryption: str = "auto"
+    spark_connect_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.data_roots:
@@ -103,6 +115,8 @@ class Settings:
             "training_defaults": ("api", "console"),
             "predict_endpoint_check": ("strict", "lenient"),
             "s3_sse": ("", "AES256", "aws:kms"),
+            "engine": ("local", "spark"),
+            "spark_encryption": ("auto", "on", "off"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -579,6 +579,15 @@ class _Runner:
         self.progress(low + (high - low) * done, message)
 
 
+def _runner(spark: Any, workers: int, total_bytes: int, progress: Progress) -> Any:
+    """A ``_Runner``, or its Spark twin (``engine.spark.runner.SparkRunner``) when given a session."""
+    if spark is None:
+        return _Runner(workers, total_bytes, progress)
+    from emrml.engine.spark.runner import SparkRunner
+
+    return SparkRunner(spark, progress)
+
+
 # Set in each worker process by the pool's initializer: raw input bytes read, shared with the parent.
 _shared_read: Any = None
 
@@ -689,11 +698,15 @@ def batch_predict(
     settings: Settings,
     progress: Progress,
     parallelism: Parallelism | None = None,
+    spark: Any = None,
 ) -> BatchResult:
     """Score the records ``data`` selects with a model and write the results and manifest (module doc).
 
-    ``score_threshold`` overrides the artifact's BINARY cut-off. Raises ``DataError`` when the datasource
-    lacks attributes the model uses, ``InvalidInputException`` when the output cannot be written.
+    ``score_threshold`` overrides the artifact's BINARY cut-off. ``spark``: a SparkSession whose executors
+    run the units instead of this machine's processes (engine/spark/): the same units, cut the same way
+    (``parallelism``), so the result files are byte for byte the local engine's. Raises ``DataError`` when
+    the datasource lacks attributes the model uses, ``InvalidInputException`` when the output cannot be
+    written.
     """
     parallelism = parallelism or Parallelism()
     predictor = _predictor(str(artifact_location), score_threshold)
@@ -722,7 +735,7 @@ def batch_predict(
             folder=str(scratch),
             output_uri=output_uri,
         )
-        with _Runner(parallelism.workers if parallel else 1, total_bytes, progress) as runner:
+        with _runner(spark, parallelism.workers if parallel else 1, total_bytes, progress) as runner:
             units = _units(files, cuts if parallel else {}, runner, data.rearrangement)
             if data.rearrangement is not None and data.rearrangement.needs_total:
                 arguments = [(job, unit) for unit in units]

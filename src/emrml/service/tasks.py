@@ -7,6 +7,7 @@ evaluation and batch prediction import theirs when they run, or when the fork se
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -81,6 +82,15 @@ def _stage_sql(entity: DataSource, context: JobContext) -> Schema:
     return staged.schema
 
 
+def spark_of(settings: Settings) -> Any:
+    """The process's SparkSession when jobs run on Spark (setting ``engine``), else None."""
+    if settings.engine != "spark":
+        return None
+    from emrml.engine.spark.session import spark_session
+
+    return spark_session(settings)
+
+
 def rearrangement_of(source: DataSource) -> Rearrangement | None:
     """The datasource's split, hashing file keys by the scheme recorded with it."""
     return parse_rearrangement(source.data_rearrangement, relative_keys=source.split_keys == "relative")
@@ -103,7 +113,13 @@ def _build(context: JobContext, entity: DataSource) -> dict[str, Any]:
             context.progress(0.5 + fraction / 2, message)
 
     schema = _datasource_schema(entity, inferred)
-    summary = build_datasource(
+    build = build_datasource
+    spark = spark_of(context.settings)
+    if spark is not None:
+        from emrml.engine.spark.datasource import build_datasource as build_on_spark
+
+        build = functools.partial(build_on_spark, spark=spark)
+    summary = build(
         entity.data_location,
         schema,
         rearrangement_of(entity),
@@ -217,6 +233,7 @@ def predict_batch(context: JobContext) -> dict[str, Any]:
             score_threshold=model.score_threshold,
             settings=context.settings,
             progress=context.progress,
+            spark=spark_of(context.settings),
         )
     return {
         "total_records": result.total_records,

@@ -1,0 +1,203 @@
+"""The datasource job on Spark: statistics of byte ranges, summarized by tasks and merged on the driver.
+
+The input is cut into the units batch prediction uses (``engine.batch``: whole files, and record-aligned
+byte ranges of large plain files); each task reads its unit with emrml's own record reader, applies the
+datasource's split to every record by its file-absolute byte offset and record index (so a row is in or
+out exactly as on the local engine), and returns a ``UnitSummary``: counts, its first invalid records,
+and the ``StatisticsAccumulator``'s serialized state. The driver folds the states together in unit order.
+
+Counts, missing and invalid counts, minima and maxima, exact value counts and the row sample (the rows
+with the smallest hashes of their keys, which do not depend on the cut) equal the local engine's; sketch
+answers (quantiles of many distinct values, distinct counts) stay within the sketches' stated error.
+Invalid-record examples keep the local engine's file, line and byte offset: a task reports lines within
+its range, and the driver adds the line breaks before the range for the few examples it keeps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from emrml.config import Settings
+from emrml.core.rearrange import Rearrangement, select
+from emrml.core.schema import Schema, parse_schema
+from emrml.core.stats import StatisticsAccumulator
+from emrml.engine.batch import Parallelism, Unit, _cut_points, _open_unit, _units
+from emrml.engine.local import (
+    INVALID_EXAMPLES,
+    DatasourceSummary,
+    Progress,
+    _check_headers,
+    _check_statistics,
+    _no_records_message,
+)
+from emrml.engine.spark.runner import SparkRunner
+from emrml.errors import DataError
+from emrml.storage.locations import FileRef, list_files, open_binary
+from emrml.storage.records import count_records, read_chunks
+
+_NEWLINE_BLOCK = 1 << 20
+
+
+@dataclass(frozen=True)
+class SummaryJob:
+    """What a task needs besides its unit."""
+
+    schema_json: str
+    rearrangement: Rearrangement | None
+    #: Records of the whole datasource, when a sequential split needs it.
+    total: int | None
+    compute_statistics: bool
+    block_bytes: int
+    max_record_bytes: int
+
+
+@dataclass(frozen=True)
+class UnitSummary:
+    #: Records of the unit before the split selects (valid and invalid), for "file has no records".
+    records: int
+    #: Selected records (valid and invalid) and selected invalid ones.
+    selected: int
+    invalid: int
+    #: The first selected invalid records: (unit-relative line, file-absolute offset, reason).
+    examples: tuple[tuple[int, int, str], ...]
+    #: ``StatisticsAccumulator.to_bytes()`` of the selected valid rows (None without statistics).
+    state: bytes | None
+
+
+def count_unit(job: SummaryJob, unit: Unit, report: Any = None) -> int:
+    """Records (valid and invalid) of a unit, for the global record indices of a sequential split."""
+    with _open_unit(unit) as (_, stream):
+        has_header = parse_schema(job.schema_json).has_header and unit.first
+        return count_records(stream, has_header, max_record_bytes=job.max_record_bytes)
+
+
+def summarize_unit(job: SummaryJob, unit: Unit, report: Any = None) -> UnitSummary:
+    """Read a unit, select its records by the split, and summarize the selected ones."""
+    schema = parse_schema(job.schema_json)
+    accumulator = StatisticsAccumulator(schema) if job.compute_statistics else None
+    records = selected = invalid = 0
+    examples: list[tuple[int, int, str]] = []
+    with _open_unit(unit) as (_, stream):
+        for chunk in read_chunks(
+            stream,
+            unit.uri,
+            schema.names,
+            schema.has_header and unit.first,
+            block_bytes=job.block_bytes,
+            max_record_bytes=job.max_record_bytes,
+        ):
+            offsets = unit.start + chunk.offsets
+            keep = select(
+                job.rearrangement, unit.split_key, offsets, unit.base_index + chunk.indices, job.total
+            )
+            bad = [
+                record
+                for record in chunk.invalid
+                if select(
+                    job.rearrangement,
+                    unit.split_key,
+                    np.array([unit.start + record.offset]),
+                    np.array([unit.base_index + record.index]),
+                    job.total,
+                )[0]
+            ]
+            records += len(chunk.indices) + len(chunk.invalid)
+            batch = chunk.batch if keep.all() else chunk.batch.filter(pa.array(keep))
+            selected += batch.num_rows + len(bad)
+            invalid += len(bad)
+            room = INVALID_EXAMPLES - len(examples)
+            examples.extend((r.line, unit.start + r.offset, r.reason) for r in bad[:room])
+            if accumulator is not None and batch.num_rows:
+                row_offsets = offsets[keep] if not keep.all() else offsets
+                keys = (np.uint64(unit.file_index) << np.uint64(40)) | row_offsets.astype(np.uint64)
+                accumulator.update(batch, keys)
+    state = accumulator.to_bytes() if accumulator is not None else None
+    return UnitSummary(records, selected, invalid, tuple(examples), state)
+
+
+def _newlines_before(uri: str, position: int) -> int:
+    """Line breaks in the first ``position`` bytes of a plain file."""
+    count = 0
+    with open_binary(uri) as raw:
+        remaining = position
+        while remaining > 0:
+            block = raw.read(min(_NEWLINE_BLOCK, remaining))
+            if not block:
+                break
+            count += block.count(b"\n")
+            remaining -= len(block)
+    return count
+
+
+def build_datasource(
+    location: str,
+    schema: Schema,
+    rearrangement: Rearrangement | None,
+    *,
+    compute_statistics: bool,
+    settings: Settings,
+    progress: Progress,
+    spark: Any,
+    parallelism: Parallelism | None = None,
+) -> DatasourceSummary:
+    """``engine.local.build_datasource`` with its pass over the data run as Spark tasks."""
+    files: list[FileRef] = list_files(location)
+    summary = DatasourceSummary(data_size=sum(f.size for f in files), number_of_files=len(files))
+    if schema.has_header:
+        _check_headers(files, schema)
+    job = SummaryJob(
+        schema.to_json(),
+        rearrangement,
+        None,
+        compute_statistics,
+        settings.batch_bytes,
+        settings.max_record_bytes,
+    )
+    runner = SparkRunner(spark, progress)
+    units = _units(files, _cut_points(files, parallelism or Parallelism()), runner, rearrangement)
+    if rearrangement is not None and rearrangement.needs_total:
+        counts = runner.map(count_unit, [(job, unit) for unit in units], "counting records", (0.02, 0.2))
+        bases = np.concatenate(([0], np.cumsum(counts)[:-1])).tolist()
+        units = [replace(unit, base_index=int(base)) for unit, base in zip(units, bases, strict=True)]
+        job = replace(job, total=int(sum(counts)))
+    results = runner.map(summarize_unit, [(job, unit) for unit in units], "reading records", (0.2, 0.95))
+    progress(0.95, "merging the statistics")
+    records_per_file, invalid_per_file = [0] * len(files), [0] * len(files)
+    accumulator: StatisticsAccumulator | None = None
+    for unit, result in zip(units, results, strict=True):
+        records_per_file[unit.file_index] += result.records
+        invalid_per_file[unit.file_index] += result.invalid
+        summary.total_records += result.selected
+        summary.invalid_records += result.invalid
+        room = INVALID_EXAMPLES - len(summary.invalid_examples)
+        if room > 0 and result.examples:
+            before = _newlines_before(unit.uri, unit.start) if unit.start else 0
+            summary.invalid_examples.extend(
+                {"File": unit.uri, "Line": before + line, "Offset": offset, "Reason": reason}
+                for line, offset, reason in result.examples[:room]
+            )
+        if result.state is not None:
+            part = StatisticsAccumulator.from_bytes(schema, result.state)
+            if accumulator is None:
+                accumulator = part
+            else:
+                accumulator.merge(part)
+    for file, bad in zip(files, invalid_per_file, strict=True):
+        if bad > settings.max_invalid_records:
+            raise DataError(
+                f"file {file.uri}: more than {settings.max_invalid_records:,} records are invalid, so the "
+                "file is rejected"
+            )
+    empty_files = [file for file, records in zip(files, records_per_file, strict=True) if records == 0]
+    if summary.total_records - summary.invalid_records <= 0:
+        raise DataError(_no_records_message(files, empty_files, summary, rearrangement))
+    if compute_statistics:
+        accumulator = accumulator or StatisticsAccumulator(schema)
+        summary.statistics = accumulator.result()
+        summary.sample = accumulator.sample_table()
+        _check_statistics(schema, summary.statistics)
+    return summary

@@ -1,0 +1,114 @@
+"""Run a function over argument tuples as one Spark job: the Spark twin of the local engine's process pool.
+
+``SparkRunner.map`` has the signature of ``engine.batch._Runner.map``: the engines plan the same units of
+work (whole files, record-aligned byte ranges) and run the same functions on them (``count_quotes``,
+``count_unit``, ``run_unit``, ``summarize_unit``); only where the functions run differs. Each tuple is one
+task; results come back in order. Progress is the share of the job's tasks done, read from Spark's status
+tracker on a thread while the driver waits.
+
+Spark ships the function and its arguments to the executors and the results back with its own
+serializer (pickle) over its own connections, authenticated and encrypted when ``spark_encryption`` is on
+(session.py); emrml itself unpickles nothing it reads from storage or the network. A failed task is
+retried by Spark (``spark.task.maxFailures``); a job that fails raises the error the task raised when it
+is one of emrml's (bad data stays a ``DataError`` with its message), else ``SparkEngineError`` with
+Spark's reason on one line.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from emrml import errors
+from emrml.engine.spark.session import SparkEngineError, one_line
+
+T = TypeVar("T")
+Progress = Callable[[float, str | None], None]
+
+#: "emrml.errors.DataError: message" as the last line of a task's Python traceback.
+_EMRML_ERROR = re.compile(r"emrml\.errors\.(\w+): (.*)")
+_POLL_SECONDS = 0.5
+
+
+def _call(function: Callable[..., T], arguments: tuple[Any, ...]) -> T:
+    return function(*arguments, report=None)
+
+
+class SparkRunner:
+    """Runs functions over argument tuples on a SparkSession's executors, one task per tuple."""
+
+    def __init__(self, session: Any, progress: Progress) -> None:
+        self.session = session
+        self.progress = progress
+        #: The Spark job ids this runner started, in order.
+        self.job_ids: list[int] = []
+
+    def __enter__(self) -> SparkRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    @property
+    def application_id(self) -> str:
+        return str(self.session.sparkContext.applicationId)
+
+    def map(
+        self,
+        function: Callable[..., T],
+        arguments: Sequence[tuple[Any, ...]],
+        message: str,
+        span: tuple[float, float],
+    ) -> list[T]:
+        """``function(*args, report=None)`` for each tuple, as the tasks of one Spark job."""
+        if not arguments:
+            return []
+        context = self.session.sparkContext
+        group = f"emrml-{uuid.uuid4().hex[:12]}"
+        context.setJobGroup(group, message, interruptOnCancel=True)
+        done = threading.Event()
+        watcher = threading.Thread(
+            target=self._watch, args=(group, message, span, done), name="emrml-spark-progress", daemon=True
+        )
+        watcher.start()
+        try:
+            rdd = context.parallelize(list(arguments), len(arguments))
+            return rdd.map(functools.partial(_call, function)).collect()  # type: ignore[no-any-return]
+        except Exception as exc:
+            raise _task_error(exc) from None
+        finally:
+            done.set()
+            watcher.join()
+            self.job_ids.extend(context.statusTracker().getJobIdsForGroup(group))
+            context.setLocalProperty("spark.jobGroup.id", None)
+
+    def _watch(self, group: str, message: str, span: tuple[float, float], done: threading.Event) -> None:
+        tracker = self.session.sparkContext.statusTracker()
+        low, high = span
+        while not done.wait(_POLL_SECONDS):
+            finished = total = 0
+            for job_id in tracker.getJobIdsForGroup(group):
+                job = tracker.getJobInfo(job_id)
+                for stage_id in job.stageIds if job is not None else []:
+                    stage = tracker.getStageInfo(stage_id)
+                    if stage is not None:
+                        finished += stage.numCompletedTasks
+                        total += stage.numTasks
+            if total:
+                self.progress(low + (high - low) * finished / total, message)
+
+
+def _task_error(exc: Exception) -> errors.AmazonMLError:
+    """The error a failed Spark job stands for: emrml's own when a task raised one, else Spark's reason."""
+    text = str(exc)
+    found = [match for line in text.splitlines() if (match := _EMRML_ERROR.search(line.strip()))]
+    if found:
+        name, message = found[-1].group(1), found[-1].group(2)
+        kind = getattr(errors, name, None)
+        if isinstance(kind, type) and issubclass(kind, errors.AmazonMLError):
+            return kind(message)  # type: ignore[no-any-return]
+    return SparkEngineError(f"the Spark job failed: {one_line(exc)}")

@@ -1,0 +1,170 @@
+"""The Spark application a process runs its jobs on, built from ``Settings`` (docs/spark.md).
+
+One ``SparkSession`` per process (Spark allows one ``SparkContext`` per JVM): ``spark_session`` creates
+it on first use and returns it afterwards, so a server keeps one application for all its jobs and a job
+worker pays the JVM's start once.
+
+Set up here, because the defaults do not fit emrml:
+
+* **Loopback.** For ``local[...]`` and ``spark://127.0.0.1...`` masters the driver binds and advertises
+  127.0.0.1 (``spark.driver.host``, ``SPARK_LOCAL_IP``): otherwise it advertises the machine's first
+  non-loopback address, which a sandbox or a laptop on a changing network may not route.
+* **The Python of the executors** is this interpreter (``spark.pyspark.python``), so that tasks import the
+  same emrml; on a real cluster set ``spark_conf`` ``spark.pyspark.python`` to the nodes' interpreter.
+* **Encryption in transit** (the origin's "Hadoop encrypted shuffle"): with ``spark_encryption`` "on", or
+  "auto" and a master that is not ``local``, ``spark.authenticate`` with a secret generated per
+  application, ``spark.network.crypto.enabled`` (AES between driver and executors, block transfers
+  included) and ``spark.io.encryption.enabled`` (shuffle and spill files encrypted on disk). SSL for the
+  web UIs is the user's ``spark.ssl.*`` settings in ``spark_conf``, which pass through unchanged.
+* **A master that does not answer** fails at once: its port is tried for ``spark_connect_seconds`` first,
+  instead of Spark's own minute of retries.
+
+``spark_conf`` comes last and overrides everything above.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import sys
+import threading
+from typing import Any
+from urllib.parse import urlsplit
+
+from emrml.config import Settings
+from emrml.errors import InternalServerException
+
+_LOCK = threading.Lock()
+_session: Any = None
+_key: tuple[Any, ...] | None = None
+
+#: What the error names when pyspark is missing.
+INSTALL_HINT = "pip install 'emrml[spark]' (and a Java 17 runtime)"
+
+
+class SparkEngineError(InternalServerException):
+    """The Spark engine cannot run the job: pyspark missing, the master unreachable, a Spark job failed."""
+
+
+def encryption_on(settings: Settings) -> bool:
+    """Whether the application authenticates and encrypts its traffic and local files."""
+    if settings.spark_encryption == "auto":
+        return not settings.spark_master.startswith("local")
+    return settings.spark_encryption == "on"
+
+
+def _loopback(master: str) -> bool:
+    if master.startswith("local"):
+        return True
+    host = urlsplit(master).hostname or ""
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
+def spark_conf(settings: Settings) -> dict[str, str]:
+    """Every setting the application gets (``spark.master`` included); pure, so it can be tested and shown
+    (``spark.authenticate.secret`` is generated afresh for each application)."""
+    conf = {
+        "spark.master": settings.spark_master,
+        "spark.app.name": f"emrml ({settings.home})",
+        "spark.pyspark.python": sys.executable,
+        "spark.pyspark.driver.python": sys.executable,
+        "spark.ui.showConsoleProgress": "false",
+        # Tasks return what they computed as plain values: collected, never cached by the JVM.
+        "spark.python.worker.reuse": "true",
+    }
+    if _loopback(settings.spark_master):
+        conf.update({"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"})
+    if encryption_on(settings):
+        conf.update(
+            {
+                "spark.authenticate": "true",
+                "spark.authenticate.secret": secrets.token_hex(32),
+                "spark.network.crypto.enabled": "true",
+                "spark.io.encryption.enabled": "true",
+            }
+        )
+    conf.update(settings.spark_conf)
+    return conf
+
+
+def check_master(settings: Settings) -> None:
+    """Fail at once, saying so, when a ``spark://`` master does not accept connections."""
+    master = settings.spark_master
+    if not master.startswith("spark://"):
+        return
+    for address in master[len("spark://") :].split(","):  # a standby list: host1:port1,host2:port2
+        host, _, port = address.rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=settings.spark_connect_seconds):
+                return
+        except (OSError, ValueError):
+            continue
+    raise SparkEngineError(
+        f"the Spark master {master} does not answer (tried for {settings.spark_connect_seconds:g} s): "
+        "check setting spark_master and that the master is running"
+    )
+
+
+def spark_session(settings: Settings) -> Any:
+    """The process's SparkSession for these settings (made on first use)."""
+    global _session, _key
+    key = (settings.spark_master, tuple(sorted(settings.spark_conf.items())), settings.spark_encryption)
+    with _LOCK:
+        if _session is not None and _key == key and not _stopped(_session):
+            return _session
+        try:
+            from pyspark import SparkConf
+            from pyspark.sql import SparkSession
+        except ImportError:
+            raise SparkEngineError(f"the Spark engine needs pyspark: {INSTALL_HINT}") from None
+        if _session is not None:
+            _session.stop()
+        check_master(settings)
+        if _loopback(settings.spark_master):
+            os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
+        conf = SparkConf().setAll(list(spark_conf(settings).items()))
+        try:
+            _session = SparkSession.builder.config(conf=conf).getOrCreate()
+        except Exception as exc:
+            raise SparkEngineError(f"the Spark application did not start: {one_line(exc)}") from None
+        _session.sparkContext.setLogLevel("ERROR")
+        _key = key
+        return _session
+
+
+def _stopped(session: Any) -> bool:
+    context = session.sparkContext
+    return context._jsc is None or context._jsc.sc().isStopped()
+
+
+def stop() -> None:
+    """Stop the process's application, if any (tests, and a server shutting down)."""
+    global _session, _key
+    with _LOCK:
+        if _session is not None:
+            _session.stop()
+        _session, _key = None, None
+
+
+def one_line(exc: BaseException) -> str:
+    """A Spark failure as one readable line: the Java exception's own message (the root cause's, when it
+    wraps one: a task's Python error travels as the text of a PythonException), without stack traces."""
+    java = getattr(exc, "java_exception", None)
+    text = ""
+    if java is not None:
+        try:
+            cause = java
+            while cause.getCause() is not None:
+                cause = cause.getCause()
+            text = str(cause.getMessage() or java.getMessage() or "")
+        except Exception:  # the JVM is gone: fall back to the Python side's text
+            text = ""
+    text = text or str(exc)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # A Python error inside a task ends its traceback with "Type: message": that is the reason.
+    reason = next(
+        (line for line in reversed(lines) if ": " in line and not line.startswith(("at ", "File "))),
+        lines[0] if lines else type(exc).__name__,
+    )
+    return reason[:500]

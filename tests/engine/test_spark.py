@@ -1,0 +1,163 @@
+"""The Spark engine on a real Spark application (``local[2]``, one JVM for the session): the datasource
+job's statistics and batch prediction's result files against the local engine's on the same data, and the
+settings, errors and failures around them."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emrml.config import Settings
+from emrml.core.rearrange import parse_rearrangement
+from emrml.engine import local
+from emrml.engine.batch import Parallelism, batch_predict
+from emrml.engine.spark import datasource as on_spark
+from emrml.engine.spark import session
+from emrml.engine.spark.runner import _task_error
+from emrml.engine.training import DatasourceData
+from emrml.errors import DataError
+from emrml.samples import bank_sample_schema, write_bank_sample
+from emrml.service.app import EmrML
+
+#: Small ranges, so that a few MB of data make several units of work (tasks) per file.
+CUT = Parallelism(workers=2, range_bytes=1 << 20, min_bytes=256 << 10)
+
+
+def quiet(*_: Any) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two files of the bank sample, the second with invalid records in its middle and at its end."""
+    folder = tmp_path_factory.mktemp("spark-data")
+    write_bank_sample(folder / "a.csv", 12_000)
+    write_bank_sample(folder / "b.csv", 20_000)
+    lines = (folder / "b.csv").read_bytes().splitlines(keepends=True)
+    lines.insert(9_000, b"1,2,3\n")
+    lines.insert(15_000, b'"an unclosed, quote\n')
+    (folder / "b.csv").write_bytes(b"".join([*lines, b"4,5\n"]))
+    return folder
+
+
+def settings_at(tmp_path: Path, **overrides: Any) -> Settings:
+    return Settings.load(environ={}, home=tmp_path / "home", **overrides)
+
+
+@pytest.mark.parametrize(
+    "split",
+    [None,
+     '{"splitting": {"percentBegin": 0, "percentEnd": 70, "strategy": "random", '
+     '"strategyParams": {"randomSeed": "s"}}}',
+     '{"splitting": {"percentBegin": 25, "percentEnd": 80}}'],
+    ids=["all", "random-70", "sequential-25-80"],
+)  # fmt: skip
+def test_statistics_counts_and_invalid_records_equal_the_local_engines(
+    spark: Any, data: Path, tmp_path: Path, split: str | None
+) -> None:
+    schema, settings = bank_sample_schema(), settings_at(tmp_path)
+    rearrangement = parse_rearrangement(split) if split else None
+    here = local.build_datasource(
+        str(data), schema, rearrangement, compute_statistics=True, settings=settings, progress=quiet
+    )
+    there = on_spark.build_datasource(
+        str(data), schema, rearrangement, compute_statistics=True, settings=settings, progress=quiet,
+        spark=spark, parallelism=CUT,
+    )  # fmt: skip
+    assert (there.total_records, there.invalid_records) == (here.total_records, here.invalid_records)
+    assert there.invalid_examples == here.invalid_examples
+    assert here.invalid_records >= 2 or split is not None  # the invalid records are in the data
+    assert there.statistics == here.statistics  # exact: no attribute has enough distinct values to sketch
+    assert there.sample is not None and here.sample is not None and there.sample.equals(here.sample)
+
+
+def test_batch_prediction_files_are_byte_for_byte_the_local_engines(
+    spark: Any, data: Path, tmp_path: Path
+) -> None:
+    from emrml.service.metastore import MLModel
+
+    app = EmrML(settings_at(tmp_path))
+    try:
+        spec = {"DataLocationS3": str(data / "a.csv"), "DataSchema": bank_sample_schema().to_json()}
+        request = {"DataSourceId": "ds-a", "DataSpec": spec, "ComputeStatistics": True}
+        app.call("CreateDataSourceFromS3", request)
+        request = {"MLModelId": "ml-a", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-a"}
+        app.call("CreateMLModel", request)
+        assert app.wait("MLModel", "ml-a")["Status"] == "COMPLETED"
+        with app.sessions() as metastore:
+            artifact = Path(metastore.get(MLModel, "ml-a").artifact_location)
+    finally:
+        app.close()
+    source = DatasourceData(str(data), bank_sample_schema(), None)
+    outputs, counts = {}, {}
+    for engine, session_or_none in (("local", None), ("spark", spark)):
+        result = batch_predict(
+            batch_prediction_id="bp", artifact_location=artifact, data=source,
+            output_uri=str(tmp_path / engine) + "/", score_threshold=None, settings=settings_at(tmp_path),
+            progress=quiet, parallelism=CUT, spark=session_or_none,
+        )  # fmt: skip
+        outputs[engine] = {
+            name: (tmp_path / engine / "batch-prediction" / "result" / name).read_bytes()
+            for name in ("bp-a.csv.gz", "bp-b.csv.gz")
+        }
+        counts[engine] = (result.total_records, result.invalid_records)
+    assert outputs["spark"] == outputs["local"] and counts["spark"] == counts["local"]
+    total, invalid = counts["spark"]
+    lines = sum(len(gzip.decompress(result).splitlines()) for result in outputs["spark"].values())
+    assert invalid >= 2 and lines == 2 + total  # a header each, then a line per record (empty if invalid)
+
+
+def test_the_settings_make_the_application(tmp_path: Path) -> None:
+    local_conf = session.spark_conf(settings_at(tmp_path))
+    assert local_conf["spark.master"] == "local[2]" and local_conf["spark.driver.host"] == "127.0.0.1"
+    assert "spark.authenticate" not in local_conf  # local: one JVM, nothing travels
+    cluster = settings_at(
+        tmp_path, spark_master="spark://10.1.2.3:7077", spark_conf={"spark.executor.memory": "6g"}
+    )
+    conf = session.spark_conf(cluster)
+    assert conf["spark.authenticate"] == conf["spark.network.crypto.enabled"] == "true"
+    assert conf["spark.io.encryption.enabled"] == "true" and len(conf["spark.authenticate.secret"]) == 64
+    assert conf["spark.executor.memory"] == "6g" and "spark.driver.host" not in conf
+    assert session.spark_conf(cluster)["spark.authenticate.secret"] != conf["spark.authenticate.secret"]
+    off = dataclasses.replace(cluster, spark_encryption="off", spark_conf={"spark.authenticate": "true"})
+    assert "spark.network.crypto.enabled" not in session.spark_conf(off)
+    assert session.spark_conf(off)["spark.authenticate"] == "true"  # spark_conf passes through, last
+
+
+def test_an_unreachable_master_fails_at_once_naming_the_setting(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed once the block ends: nothing listens there
+    settings = settings_at(tmp_path, spark_master=f"spark://127.0.0.1:{port}", spark_connect_seconds=2)
+    with pytest.raises(session.SparkEngineError, match=rf"master spark://127.0.0.1:{port} does not answer"):
+        session.check_master(settings)
+
+
+def test_without_pyspark_the_error_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pyspark", None)  # what an install without the extra has
+    with pytest.raises(session.SparkEngineError, match=r"pip install 'emrml\[spark\]'"):
+        session.spark_session(settings_at(tmp_path, spark_master="local[1]"))
+
+
+def test_a_tasks_own_error_comes_back_as_itself_and_spark_failures_as_one_line() -> None:
+    traceback = (
+        "An error occurred while calling o42.collectAndServe.\n"
+        ": org.apache.spark.SparkException: Job aborted due to stage failure: Task 1 in stage 3.0 failed\n"
+        "org.apache.spark.api.python.PythonException: Traceback (most recent call last):\n"
+        '  File "/x/emrml/engine/batch.py", line 10, in run_unit\n'
+        "emrml.errors.DataError: file s3://b/k.csv: more than 10,000 records are invalid\n"
+        "\tat org.apache.spark.api.python.BasePythonRunner.handlePythonException(PythonRunner.scala:1)\n"
+    )
+    error = _task_error(RuntimeError(traceback))
+    assert isinstance(error, DataError)
+    assert error.message == "file s3://b/k.csv: more than 10,000 records are invalid"
+    other = _task_error(RuntimeError("java.io.IOException: No space left on device\n\tat x.y(Z.java:1)\n"))
+    assert isinstance(other, session.SparkEngineError)
+    assert other.message == "the Spark job failed: java.io.IOException: No space left on device"

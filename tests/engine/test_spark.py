@@ -161,3 +161,28 @@ def test_a_tasks_own_error_comes_back_as_itself_and_spark_failures_as_one_line()
     other = _task_error(RuntimeError("java.io.IOException: No space left on device\n\tat x.y(Z.java:1)\n"))
     assert isinstance(other, session.SparkEngineError)
     assert other.message == "the Spark job failed: java.io.IOException: No space left on device"
+
+
+def test_jobs_run_on_spark_through_the_service(data: Path, tmp_path: Path) -> None:
+    # The real path: the service queues the jobs; each job's worker process runs its Spark application.
+    app = EmrML(settings_at(tmp_path, engine="spark"))
+    try:
+        spec = {"DataLocationS3": str(data / "a.csv"), "DataSchema": bank_sample_schema().to_json()}
+        request = {"DataSourceId": "ds-a", "DataSpec": spec, "ComputeStatistics": True}
+        app.call("CreateDataSourceFromS3", request)
+        source = app.wait("DataSource", "ds-a")
+        assert source["Status"] == "COMPLETED", source.get("Message")
+        request = {"MLModelId": "ml-a", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-a"}
+        app.call("CreateMLModel", request)
+        assert app.wait("MLModel", "ml-a")["Status"] == "COMPLETED"
+        out = tmp_path / "out"
+        request = {"BatchPredictionId": "bp-a", "MLModelId": "ml-a", "BatchPredictionDataSourceId": "ds-a",
+                   "OutputUri": str(out) + "/"}  # fmt: skip
+        app.call("CreateBatchPrediction", request)
+        prediction = app.wait("BatchPrediction", "bp-a")
+        assert prediction["Status"] == "COMPLETED", prediction.get("Message")
+        assert prediction["TotalRecordCount"] == 12_000
+        result = gzip.decompress((out / "batch-prediction" / "result" / "bp-a-a.csv.gz").read_bytes())
+        assert len(result.splitlines()) == 1 + 12_000
+    finally:
+        app.close()

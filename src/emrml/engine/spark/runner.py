@@ -70,6 +70,8 @@ class SparkRunner:
         context = self.session.sparkContext
         group = f"emrml-{uuid.uuid4().hex[:12]}"
         context.setJobGroup(group, message, interruptOnCancel=True)
+        # The job's progress message names the application, so the jobs browser shows where it runs.
+        message = f"{message} (Spark application {context.applicationId})"
         done = threading.Event()
         watcher = threading.Thread(
             target=self._watch, args=(group, message, span, done), name="emrml-spark-progress", daemon=True

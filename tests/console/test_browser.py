@@ -179,6 +179,7 @@ def test_datasource_model_and_list_pages_pass_axe(page: Any, served: Served, axe
         ("users/bob", "user"),
         ("groups", "groups"),
         ("groups/users", "group"),
+        ("capacity?nodes=10&disk=800GB&data=3TB", "capacity"),
     ):
         page.goto(f"{served.url}/console/{path}")
         page.wait_for_selector("html[data-charts=drawn]")

@@ -19,6 +19,7 @@ PAGES = [
     "/console/evaluations",
     "/console/batch-predictions",
     "/console/jobs",
+    "/console/capacity",
     "/console/account",
     "/console/datasources/new",
     "/console/models/new",
@@ -422,3 +423,17 @@ def test_the_jobs_page_lists_the_stream_consumers_each_user_may_see(
         with installation.service.sessions() as session, session.begin():
             session.query(StreamLease).filter_by(stream_id="st-console").delete()
             session.query(Stream).filter_by(id="st-console").delete()
+
+
+def test_the_capacity_page_plans_and_marks_the_refused_field(admin: Any) -> None:
+    query = "nodes=10&disk=800GB&data=3TB"
+    page = admin.get(f"/console/capacity?{query}")
+    assert page.status_code == 200
+    assert "Usable HDFS capacity: 8.00 TB / 3 = 2.67 TB" in page.text and "not enough space" in page.text
+    twin = admin.get(f"/console/capacity?{query}&format=json").json()
+    assert twin["Plan"]["replication"] == 3 and twin["Plan"]["smallest_nodes"] == 8
+    refused = admin.get("/console/capacity?nodes=10&disk=800+furlongs&data=3TB")
+    assert refused.status_code == 400
+    assert 'id="disk" name="disk" value="800 furlongs" required aria-invalid="true"' in refused.text
+    assert "unknown unit" in refused.text
+    assert admin.get("/console/capacity").status_code == 200  # the empty form

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from emrml.console import account, admin, batches, forms, jobs, objects, samples, storage
+from emrml.console import account, admin, batches, capacity, forms, jobs, objects, samples, storage
 from emrml.console.app import SECURITY_HEADERS, Console, View, Visit, page
 from emrml.errors import AmazonMLError, InvalidInputException, ResourceNotFoundException
 from emrml.service.app import EmrML
@@ -135,6 +135,7 @@ def create_console(
         get("/batch-predictions/{entity_id}", batches.batch_prediction),
         get("/batch-predictions/{entity_id}/files/{index}", batches.download),
         get("/jobs", jobs.jobs),
+        get("/capacity", capacity.capacity),
         Route("/storage", page(console, storage.storage, uploads=1), methods=["GET", "POST"]),
         get("/storage/download", storage.download),
         both("/users", admin.users),

@@ -69,6 +69,7 @@ OPERATION_ACCESS: dict[str, Rule] = {
     "CreateDataSourceFromRedshift": Rule("DataSource", "DataSourceId"),
     "GetDataSourceStatistics": Rule("DataSource", "DataSourceId"),
     "InferDataSchema": Rule(None),
+    "PlanCapacity": Rule(None),
     "CreateMLModel": Rule(*_MODEL, uses=(("DataSource", "TrainingDataSourceId"),)),
     "GetMLModelInsights": Rule(*_MODEL),
     "CreateRealtimeEndpoint": Rule(*_MODEL),

@@ -8,6 +8,7 @@ from emrml.config import Settings
 from emrml.errors import InvalidInputException
 from emrml.service import (  # noqa: F401  (register their operations)
     batch_predictions,
+    capacity,
     datasources,
     endpoints,
     evaluations,

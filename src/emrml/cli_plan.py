@@ -1,0 +1,63 @@
+"""``emrml plan``: HDFS capacity by EMR's replication rules, and what each codec does to the user's data
+(the ``PlanCapacity`` operation; core/capacity.py has the rules)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from emrml.cli_common import present, print_json, print_sections, reports_errors, state
+
+
+def register(app: typer.Typer) -> None:
+    app.command("plan")(plan)
+
+
+@reports_errors
+def plan(
+    ctx: typer.Context,
+    nodes: int = typer.Option(..., "--nodes", help="Core nodes in the cluster."),
+    disk_per_node: str = typer.Option(..., "--disk-per-node", help="HDFS disk per node, e.g. 800GB."),
+    data: str = typer.Option(..., "--data", help="The data to store, e.g. 3TB."),
+    codec: str | None = typer.Option(None, "--codec", help="Measure only this codec (gzip, bzip2, lzo…)."),
+    sample: str | None = typer.Option(None, "--sample", help="A file of your data to measure codecs on."),
+) -> None:
+    """Say whether data fits a cluster's HDFS, the smallest cluster that holds it, and what each codec
+    does to a sample of the data."""
+    from emrml.library import absolute_location
+
+    request = present(
+        {
+            "Nodes": nodes,
+            "DiskPerNode": disk_per_node,
+            "Data": data,
+            "Codec": codec,
+            "SampleLocation": absolute_location(sample) if sample else None,
+        }
+    )
+    current = state(ctx)
+    result = current.service().call("PlanCapacity", request)
+    if current.json:
+        print_json(result)
+        return
+    from emrml.core.capacity import plan_lines
+
+    sections: list[Any] = ["\n".join(plan_lines(result["Plan"]))]
+    if "Codecs" in result:
+        table = Table(title="Codecs on the sample")
+        columns = ("codec", "ratio", "compress MB/s", "decompress MB/s", "splittable", "parallel reading")
+        for column in columns:
+            table.add_column(column)
+        for row in result["Codecs"]:
+            table.add_row(
+                row["codec"],
+                f"{row['ratio']:.2f}",
+                f"{row['compress_mb_per_s']:.1f}",
+                f"{row['decompress_mb_per_s']:.1f}",
+                row["splittable"],
+                row["parallel_reading"],
+            )
+        sections.append(table)
+    print_sections(current, sections)

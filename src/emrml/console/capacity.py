@@ -1,0 +1,44 @@
+"""The Capacity page: the capacity planner (``PlanCapacity``) as a form, its answer as text and a table.
+
+A GET form (it changes nothing): the plan appears for the values in the query string; the JSON twin is
+the operation's answer. A value the operation refuses marks its field with the operation's message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from emrml.console.app import View, Visit
+from emrml.core.capacity import CODECS, plan_lines
+from emrml.errors import AccessDeniedException, InvalidInputException
+
+#: Form field → the PlanCapacity member it fills.
+FIELDS = {
+    "nodes": "Nodes",
+    "disk": "DiskPerNode",
+    "data": "Data",
+    "codec": "Codec",
+    "sample": "SampleLocation",
+}
+
+
+def capacity(visit: Visit) -> View:
+    query = visit.query
+    form = {name: query.get(name, "").strip() for name in FIELDS}
+    data: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    if form["nodes"] or form["disk"] or form["data"]:
+        request: dict[str, Any] = {FIELDS[name]: value for name, value in form.items() if value}
+        try:
+            request["Nodes"] = int(form["nodes"])
+        except ValueError:
+            errors["nodes"] = f"Nodes must be a positive integer (got {form['nodes']!r})"
+        if not errors:
+            try:
+                data = visit.call("PlanCapacity", request)
+            except (InvalidInputException, AccessDeniedException) as exc:
+                field = next((name for name, member in FIELDS.items() if member in exc.message), "general")
+                errors[field] = exc.message
+    lines = plan_lines(data["Plan"]) if "Plan" in data else []
+    extra = {"form": form, "errors": errors, "lines": lines, "codecs": CODECS}
+    return View("capacity.html", data, status=400 if errors else 200, extra=extra)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from typer.core import TyperGroup
 
-from emrml import cli_objects, cli_plan, cli_quickstart, cli_server, cli_stream
+from emrml import cli_objects, cli_plan, cli_quickstart, cli_run, cli_server, cli_stream
 from emrml import cli_render as render
 from emrml.cli_common import (
     EXIT_CODES_HELP,
@@ -93,6 +93,7 @@ app.command("quickstart")(cli_quickstart.quickstart)
 cli_server.register(app)
 cli_stream.register(app)
 cli_plan.register(app)
+cli_run.register(app)
 
 
 @app.callback()

@@ -1,0 +1,158 @@
+"""Pipelines (service/pipelines.py, ``emrml run``) and the cluster command lines (engine/spark/submit.py)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cli_helpers import error_line, invoke, invoke_json
+from emrml.config import Settings
+from emrml.engine.spark import submit
+from emrml.errors import IdempotentParameterMismatchException, InvalidInputException
+from emrml.samples import bank_sample_schema, write_bank_sample
+from emrml.service import pipelines
+from emrml.service.app import EmrML
+
+
+def pipeline(data: Path, out: Path) -> dict[str, Any]:
+    schema = bank_sample_schema().to_json()
+    split = '{"splitting": {"percentBegin": 0, "percentEnd": 70}}'
+    rest = '{"splitting": {"percentBegin": 70, "percentEnd": 100}}'
+    return {
+        "Comment": "train, evaluate, predict",
+        "Steps": [
+            {"CreateBatchPrediction": {"BatchPredictionId": "bp", "MLModelId": "ml", "OutputUri": f"{out}/",
+                                       "BatchPredictionDataSourceId": "ds-rest"}, "After": ["ev"]},
+            {"CreateEvaluation": {"EvaluationId": "ev", "MLModelId": "ml",
+                                  "EvaluationDataSourceId": "ds-rest"}},
+            {"CreateMLModel": {"MLModelId": "ml", "MLModelType": "BINARY",
+                               "TrainingDataSourceId": "ds-train"}},
+            {"CreateDataSourceFromS3": {"DataSourceId": "ds-train", "ComputeStatistics": True, "DataSpec": {
+                "DataLocationS3": str(data), "DataSchema": schema, "DataRearrangement": split}}},
+            {"CreateDataSourceFromS3": {"DataSourceId": "ds-rest", "DataSpec": {
+                "DataLocationS3": str(data), "DataSchema": schema, "DataRearrangement": rest}}},
+        ],
+    }  # fmt: skip
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> tuple[Path, Path, Path]:
+    data = write_bank_sample(tmp_path / "bank.csv", 3000)
+    out = tmp_path / "out"
+    path = tmp_path / "pipeline.json"
+    path.write_text(json.dumps(pipeline(data, out)))
+    return path, data, out
+
+
+def test_a_pipeline_runs_in_dependency_order_and_a_rerun_resumes(files: tuple[Path, Path, Path]) -> None:
+    path, _, out = files
+    home = str(path.parent / "home")
+    checked = invoke_json("--home", home, "run", str(path), "--check")
+    assert checked["Steps"] == ["ds-train", "ml", "ds-rest", "ev", "bp"]
+    ran = invoke_json("--home", home, "run", str(path))
+    assert [(step["Id"], step["Status"], step["Skipped"]) for step in ran] == [
+        (name, "COMPLETED", False) for name in checked["Steps"]
+    ]
+    assert (out / "batch-prediction" / "bp.manifest").exists()
+    # A re-run resumes: every object is the step done, nothing runs again.
+    again = invoke_json("--home", home, "run", str(path))
+    assert all(step["Skipped"] for step in again)
+
+
+def test_a_failed_step_stops_the_run_and_exits_non_zero(
+    files: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    path, _, out = files
+    broken = pipeline(tmp_path / "missing.csv", out)
+    path.write_text(json.dumps(broken))
+    result = invoke("--home", str(tmp_path / "home"), "run", str(path), code=1)
+    assert error_line(result).startswith("error: step 'ds-train' ended FAILED: ")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda p: p.update(Extra=1), "pipeline.json: unknown key 'Extra'"),
+        (lambda p: p["Steps"][0].update(Retry=3), r"pipeline.json: Steps\[0\]: unknown key 'Retry'"),
+        (lambda p: p["Steps"][2]["CreateMLModel"].update(TrainingDataSourceId="ds-nowhere"),
+         "step 'ml' needs 'ds-nowhere', which is neither a step nor an existing object"),
+        (lambda p: p["Steps"][3].update(After=["bp"]),
+         "the steps form a cycle: bp → ml → ds-train → bp"),
+        (lambda p: p["Steps"].append(p["Steps"][0]), "the id 'bp' is already a step"),
+        (lambda p: p.update(Steps=[]), "Steps must be a non-empty list"),
+    ],
+)  # fmt: skip
+def test_bad_pipelines_are_refused_before_anything_runs(
+    files: tuple[Path, Path, Path], tmp_path: Path, change: Any, message: str
+) -> None:
+    _, data, out = files
+    document = pipeline(data, out)
+    change(document)
+    app = EmrML(Settings.load(environ={}, home=tmp_path / "home"))
+    try:
+        with pytest.raises(InvalidInputException, match=message):
+            pipelines.plan(app, json.dumps(document), "pipeline.json")
+        assert app.call("DescribeDataSources", {})["Results"] == []  # nothing ran
+    finally:
+        app.close()
+
+
+def test_an_id_taken_by_a_different_object_is_refused_before_anything_runs(
+    files: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    path, data, _ = files
+    app = EmrML(Settings.load(environ={}, home=tmp_path / "home"))
+    try:
+        spec = {"DataLocationS3": str(data), "DataSchema": bank_sample_schema().to_json()}
+        app.call("CreateDataSourceFromS3", {"DataSourceId": "ds-rest", "DataSpec": spec})  # no split
+        with pytest.raises(IdempotentParameterMismatchException, match="step 'ds-rest'"):
+            pipelines.plan(app, path.read_text(), "pipeline.json")
+        results = app.call("DescribeDataSources", {})["Results"]
+        assert [item["DataSourceId"] for item in results] == ["ds-rest"]
+    finally:
+        app.close()
+
+
+def test_yarn_kubernetes_and_emr_step_command_lines(tmp_path: Path) -> None:
+    settings = Settings.load(
+        environ={}, home=tmp_path, metastore_url="mysql+pymysql://emrml@db.internal:3306/emrml",
+        spark_conf={"spark.executor.memory": "6g", "spark.authenticate.secret": "never-printed"},
+    )  # fmt: skip
+    entry = "/opt/emrml/__main__.py"
+    yarn = submit.yarn(settings, "s3://b/pipeline.json", deploy_mode="cluster", entry=entry)
+    assert yarn.arguments == [
+        "spark-submit", "--master", "yarn", "--deploy-mode", "cluster",
+        "--conf", "spark.authenticate=true", "--conf", "spark.network.crypto.enabled=true",
+        "--conf", "spark.io.encryption.enabled=true", "--conf", "spark.executor.memory=6g",
+        "--conf", "spark.yarn.appMasterEnv.EMRML_ENGINE=spark",
+        "--conf", "spark.yarn.appMasterEnv.EMRML_SPARK_MASTER=yarn",
+        "--conf", "spark.yarn.appMasterEnv.EMRML_METASTORE_URL=mysql+pymysql://emrml@db.internal:3306/emrml",
+        "/opt/emrml/__main__.py", "run", "s3://b/pipeline.json",
+    ]  # fmt: skip
+    assert yarn.notes == []
+    k8s = submit.kubernetes(settings, "s3://b/p.json", api_server="https://k8s.internal:443", image="emrml:1")
+    master = "k8s://https://k8s.internal:443"
+    assert k8s.arguments[:5] == ["spark-submit", "--master", master, "--deploy-mode", "cluster"]
+    assert "spark.kubernetes.container.image=emrml:1" in k8s.arguments
+    assert "spark.kubernetes.driverEnv.EMRML_SPARK_MASTER=k8s://https://k8s.internal:443" in k8s.arguments
+    assert not any("never-printed" in argument for argument in [*yarn.arguments, *k8s.arguments])
+    with pytest.raises(ValueError, match="https:// URL"):
+        submit.kubernetes(settings, "p.json", api_server="k8s.internal", image="emrml:1")
+    secret = Settings.load(environ={}, home=tmp_path, metastore_url="postgresql://u:hunter2@db/emrml")
+    step = submit.emr_step(secret, "s3://b/p.json")
+    assert step[0]["Jar"] == "command-runner.jar"
+    assert step[0]["Args"][:3] == ["spark-submit", "--master", "yarn"]
+    assert "hunter2" not in json.dumps(step) and "password" in submit.yarn(secret, "p.json").notes[0]
+
+
+def test_emrml_run_emr_step_prints_the_step_and_the_submit_line(tmp_path: Path) -> None:
+    result = invoke("--home", str(tmp_path), "run", "s3://bucket/pipeline.json", "--emr-step")
+    step_json = result.stdout.split("with step.json:\n", 1)[1].split("\n# the same", 1)[0]
+    step = json.loads(step_json)
+    line = result.stdout.strip().splitlines()[-1]
+    assert shlex.split(line) == step[0]["Args"] and line.endswith("run s3://bucket/pipeline.json")
+    assert "no metastore_url is set" in result.stderr

@@ -222,3 +222,43 @@ def test_shuffle_files_hold_the_data_in_clear_only_without_encryption(tmp_path: 
         seen[encryption] = json.loads(run.stdout.strip().splitlines()[-1])
     assert seen["off"]["files"] > 0 and seen["on"]["files"] > 0  # both wrote shuffle files
     assert seen["off"]["found"] and not seen["on"]["found"]
+
+
+@pytest.mark.parametrize(("target", "kind"), [("y", "BINARY"), ("job", "MULTICLASS"), ("age", "REGRESSION")])
+def test_evaluations_equal_the_local_engines(
+    spark: Any, data: Path, tmp_path: Path, target: str, kind: str
+) -> None:
+    from emrml.engine.evaluation import evaluate_model
+    from emrml.service.metastore import MLModel
+
+    schema = dataclasses.replace(bank_sample_schema(), target=target)
+    app = EmrML(settings_at(tmp_path))
+    try:
+        spec = {"DataLocationS3": str(data / "a.csv"), "DataSchema": schema.to_json()}
+        app.call(
+            "CreateDataSourceFromS3", {"DataSourceId": "ds", "DataSpec": spec, "ComputeStatistics": True}
+        )
+        app.call("CreateMLModel", {"MLModelId": "ml", "MLModelType": kind, "TrainingDataSourceId": "ds"})
+        assert app.wait("MLModel", "ml")["Status"] == "COMPLETED"
+        with app.sessions() as metastore:
+            artifact = Path(metastore.get(MLModel, "ml").artifact_location)
+    finally:
+        app.close()
+    split = parse_rearrangement('{"splitting": {"percentBegin": 10, "percentEnd": 90}}')
+    results = [
+        evaluate_model(
+            artifact_location=artifact,
+            data=DatasourceData(str(data), schema, split),
+            same_datasource=False,
+            training_records=12_000,
+            settings=settings_at(tmp_path),
+            progress=quiet,
+            spark=session_or_none,
+        )
+        for session_or_none in (None, spark)
+    ]
+    here, there = results
+    assert there.insights["records"] == here.insights["records"] > 20_000
+    assert there.insights["alerts"] == here.insights["alerts"]
+    for name, value in here.performance_metrics.items():
+        assert float(there.performance_metrics[name]) == pytest.approx(float(value), rel=1e-9), name

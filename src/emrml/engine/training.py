@@ -21,20 +21,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from emrml.config import Settings
-from emrml.core.alerts import NumericTarget, evaluation_alerts, quality_alerts
 from emrml.core.features import FeatureSpace
 from emrml.core.learn import TrainingParameters, train
-from emrml.core.metrics import (
-    BinaryEvaluation,
-    MulticlassEvaluation,
-    RegressionEvaluation,
-    performance_metrics,
-)
-from emrml.core.model import ModelArtifact, load_artifact, save_artifact
+from emrml.core.model import ModelArtifact, save_artifact
 from emrml.core.rearrange import Rearrangement
 from emrml.core.recipe.grammar import parse_recipe
 from emrml.core.recipe.suggest import suggest_recipe
-from emrml.core.schema import Attribute, Schema, parse_schema
+from emrml.core.schema import Attribute, Schema
 from emrml.core.values import parse_binary, parse_numeric
 from emrml.engine.local import Progress, read_selected
 from emrml.engine.scratch import FeatureCache, RecordCache
@@ -98,6 +91,15 @@ class TargetSummary:
         if not self.count:
             return 0.0
         return float(np.sqrt(max(self.total_squares / self.count - self.mean**2, 0.0)))
+
+    def merge(self, other: TargetSummary) -> None:
+        for label, count in other.class_counts.items():
+            self.class_counts[label] = self.class_counts.get(label, 0) + count
+        self.count += other.count
+        self.total += other.total
+        self.total_squares += other.total_squares
+        self.minimum = min(self.minimum, other.minimum)
+        self.maximum = max(self.maximum, other.maximum)
 
     def to_dict(self) -> dict[str, Any]:
         if self.class_counts:
@@ -307,121 +309,3 @@ def evaluation_schema(model_schema: Schema, data_schema: Schema) -> Schema:
         excluded=tuple(name for name in data_schema.excluded if name in data_schema),
         has_header=data_schema.has_header,
     )
-
-
-@dataclass
-class EvaluationResult:
-    performance_metrics: dict[str, str]
-    insights: dict[str, Any]
-
-
-def evaluate_model(
-    *,
-    artifact_location: Path,
-    data: DatasourceData,
-    same_datasource: bool,
-    training_records: int,
-    settings: Settings,
-    progress: Progress,
-) -> EvaluationResult:
-    """Score an evaluation datasource with a trained model and compute the metric and its insights."""
-    artifact = load_artifact(artifact_location)
-    model_schema = parse_schema(artifact.schema_json)
-    schema = evaluation_schema(model_schema, data.schema)
-    space = FeatureSpace.from_dict(artifact.feature_space, model_schema)
-    kind = artifact.model_type
-    training_target = artifact.report.get("trainingTarget", {})
-    accumulator: BinaryEvaluation | MulticlassEvaluation | RegressionEvaluation
-    labels = artifact.labels or []
-    if kind == "BINARY":
-        accumulator = BinaryEvaluation()
-    elif kind == "MULTICLASS":
-        accumulator = MulticlassEvaluation(labels)
-    else:
-        accumulator = RegressionEvaluation()
-    index = {label: i for i, label in enumerate(labels)}
-    records = invalid = 0
-    evaluation_target = TargetSummary()
-    target_range = _target_range(training_target) if kind == "REGRESSION" else None
-    outside = negative = 0
-    source = DatasourceBatches(DatasourceData(data.location, schema, data.rearrangement), settings)
-    for batch in source.with_progress(progress, 0.0, 1.0):
-        records += batch.num_rows
-        targets = parse_target(batch, schema, kind)
-        values = targets.values
-        keep = targets.keep
-        if kind == "MULTICLASS":
-            # A class the model never saw in training cannot be scored against; the record is not used.
-            known = np.fromiter((str(v) in index for v in values), dtype=bool, count=len(values))
-            kept_positions = np.flatnonzero(keep)
-            keep = keep.copy()
-            keep[kept_positions[~known]] = False
-            values = values[known]
-        invalid += int((~keep).sum())
-        rows = batch.filter(pa.array(keep))
-        if not rows.num_rows:
-            continue
-        scores = artifact.linear.predict_scores(space.transform(rows))
-        weights = _row_weights(rows, schema)
-        if kind == "BINARY":
-            accumulator.update(scores, values.astype(np.int64), weights)  # type: ignore[call-arg]
-            _count_classes(evaluation_target, values.astype(np.int64).astype(str))
-        elif kind == "MULTICLASS":
-            y = np.fromiter((index[str(v)] for v in values), dtype=np.int64, count=len(values))
-            accumulator.update(scores, y, weights)  # type: ignore[call-arg]
-            _count_classes(evaluation_target, values.astype(str))
-        else:
-            accumulator.update(scores, values, weights)  # type: ignore[call-arg]
-            evaluation_target.add_numbers(values)
-            if target_range is not None:
-                predicted = scores.reshape(-1)
-                beyond = (predicted < target_range[0]) | (predicted > target_range[1])
-                outside += int(beyond.sum())
-                negative += int((predicted < 0).sum())
-    if isinstance(accumulator, BinaryEvaluation):
-        result = accumulator.result()
-    elif isinstance(accumulator, MulticlassEvaluation):
-        result = accumulator.result(training_target.get("classCounts", {}))
-    else:
-        result = accumulator.result(float(training_target.get("mean", 0.0)))
-    if kind == "REGRESSION":
-        train_target: Any = NumericTarget(
-            float(training_target.get("mean", 0.0)), float(training_target.get("std", 0.0))
-        )
-        eval_target: Any = NumericTarget(evaluation_target.mean, evaluation_target.std)
-    else:
-        train_target = training_target.get("classCounts", {})
-        eval_target = evaluation_target.class_counts
-    alerts = evaluation_alerts(
-        training_datasource_id="training",
-        evaluation_datasource_id="training" if same_datasource else "evaluation",
-        training_records=training_records,
-        evaluation_records=records,
-        training_attributes={a.name for a in model_schema.attributes},
-        evaluation_attributes={a.name for a in data.schema.attributes},
-        invalid_evaluation_records=invalid,
-        training_target=train_target,
-        evaluation_target=eval_target,
-    ) + quality_alerts(kind, result, _pass_losses(artifact.report), target_range, (outside, negative))
-    insights = {"metrics": result, "alerts": alerts, "records": records, "invalidRecords": invalid}
-    return EvaluationResult(performance_metrics(kind, result), insights)
-
-
-def _pass_losses(report: dict[str, Any]) -> list[float]:
-    """The loss after each training pass: on the held-out validation rows when there were some; a loss
-    that overflowed (recorded as None) counts as infinite."""
-    losses = report.get("validation_losses") or report.get("losses") or []
-    return [math.inf if loss is None else float(loss) for loss in losses]
-
-
-def _target_range(training_target: dict[str, Any]) -> tuple[float, float] | None:
-    """The training target's [min, max] (models trained before it was recorded have none)."""
-    if "min" not in training_target or "max" not in training_target:
-        return None
-    return float(training_target["min"]), float(training_target["max"])
-
-
-def _count_classes(summary: TargetSummary, values: np.ndarray) -> None:
-    labels, counts = np.unique(values, return_counts=True)
-    for label, count in zip(labels, counts, strict=True):
-        summary.class_counts[str(label)] = summary.class_counts.get(str(label), 0) + int(count)

@@ -189,7 +189,7 @@ def train(context: JobContext) -> dict[str, Any]:
 
 @job("Evaluation")
 def evaluate(context: JobContext) -> dict[str, Any]:
-    from emrml.engine.training import evaluate_model
+    from emrml.engine.evaluation import evaluate_model
 
     evaluation = context.load()
     with context.session() as session:
@@ -204,6 +204,7 @@ def evaluate(context: JobContext) -> dict[str, Any]:
             training_records=(training.total_records or 0) - (training.invalid_records or 0),
             settings=context.settings,
             progress=context.progress,
+            spark=spark_of(context.settings),
         )
     return {
         "performance_metrics": json.dumps(result.performance_metrics),

@@ -15,6 +15,7 @@ its range, and the driver adds the line breaks before the range for the few exam
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -37,50 +38,42 @@ from emrml.engine.local import (
 from emrml.engine.spark.runner import SparkRunner
 from emrml.errors import DataError
 from emrml.storage.locations import FileRef, list_files, open_binary
-from emrml.storage.records import count_records, read_chunks
+from emrml.storage.records import InvalidRecord, count_records, read_chunks
 
 _NEWLINE_BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
-class SummaryJob:
+class UnitJob:
     """What a task needs besides its unit."""
 
     schema_json: str
     rearrangement: Rearrangement | None
     #: Records of the whole datasource, when a sequential split needs it.
     total: int | None
-    compute_statistics: bool
     block_bytes: int
     max_record_bytes: int
+    compute_statistics: bool = False
+    #: The model an evaluation scores with.
+    artifact: str = ""
 
 
 @dataclass(frozen=True)
-class UnitSummary:
-    #: Records of the unit before the split selects (valid and invalid), for "file has no records".
+class Selected:
+    """The records of one block of a unit that the split selects."""
+
+    batch: pa.RecordBatch
+    #: File-absolute byte offsets of the batch's rows.
+    offsets: np.ndarray
+    invalid: list[InvalidRecord]
+    #: Records of the block before selection (valid and invalid).
     records: int
-    #: Selected records (valid and invalid) and selected invalid ones.
-    selected: int
-    invalid: int
-    #: The first selected invalid records: (unit-relative line, file-absolute offset, reason).
-    examples: tuple[tuple[int, int, str], ...]
-    #: ``StatisticsAccumulator.to_bytes()`` of the selected valid rows (None without statistics).
-    state: bytes | None
 
 
-def count_unit(job: SummaryJob, unit: Unit, report: Any = None) -> int:
-    """Records (valid and invalid) of a unit, for the global record indices of a sequential split."""
-    with _open_unit(unit) as (_, stream):
-        has_header = parse_schema(job.schema_json).has_header and unit.first
-        return count_records(stream, has_header, max_record_bytes=job.max_record_bytes)
-
-
-def summarize_unit(job: SummaryJob, unit: Unit, report: Any = None) -> UnitSummary:
-    """Read a unit, select its records by the split, and summarize the selected ones."""
+def selected_batches(job: UnitJob, unit: Unit) -> Iterator[Selected]:
+    """A unit's records, block by block, as the datasource's split selects them: by each record's
+    file-absolute offset and global index, so exactly the local engine's rows."""
     schema = parse_schema(job.schema_json)
-    accumulator = StatisticsAccumulator(schema) if job.compute_statistics else None
-    records = selected = invalid = 0
-    examples: list[tuple[int, int, str]] = []
     with _open_unit(unit) as (_, stream):
         for chunk in read_chunks(
             stream,
@@ -105,18 +98,66 @@ def summarize_unit(job: SummaryJob, unit: Unit, report: Any = None) -> UnitSumma
                     job.total,
                 )[0]
             ]
-            records += len(chunk.indices) + len(chunk.invalid)
-            batch = chunk.batch if keep.all() else chunk.batch.filter(pa.array(keep))
-            selected += batch.num_rows + len(bad)
-            invalid += len(bad)
-            room = INVALID_EXAMPLES - len(examples)
-            examples.extend((r.line, unit.start + r.offset, r.reason) for r in bad[:room])
-            if accumulator is not None and batch.num_rows:
-                row_offsets = offsets[keep] if not keep.all() else offsets
-                keys = (np.uint64(unit.file_index) << np.uint64(40)) | row_offsets.astype(np.uint64)
-                accumulator.update(batch, keys)
+            everything = bool(keep.all())
+            yield Selected(
+                chunk.batch if everything else chunk.batch.filter(pa.array(keep)),
+                offsets if everything else offsets[keep],
+                bad,
+                len(chunk.indices) + len(chunk.invalid),
+            )
+
+
+@dataclass(frozen=True)
+class UnitSummary:
+    #: Records of the unit before the split selects (valid and invalid), for "file has no records".
+    records: int
+    #: Selected records (valid and invalid) and selected invalid ones.
+    selected: int
+    invalid: int
+    #: The first selected invalid records: (unit-relative line, file-absolute offset, reason).
+    examples: tuple[tuple[int, int, str], ...]
+    #: ``StatisticsAccumulator.to_bytes()`` of the selected valid rows (None without statistics).
+    state: bytes | None
+
+
+def count_unit(job: UnitJob, unit: Unit, report: Any = None) -> int:
+    """Records (valid and invalid) of a unit, for the global record indices of a sequential split."""
+    with _open_unit(unit) as (_, stream):
+        has_header = parse_schema(job.schema_json).has_header and unit.first
+        return count_records(stream, has_header, max_record_bytes=job.max_record_bytes)
+
+
+def summarize_unit(job: UnitJob, unit: Unit, report: Any = None) -> UnitSummary:
+    """Read a unit, select its records by the split, and summarize the selected ones."""
+    accumulator = StatisticsAccumulator(parse_schema(job.schema_json)) if job.compute_statistics else None
+    records = selected = invalid = 0
+    examples: list[tuple[int, int, str]] = []
+    for block in selected_batches(job, unit):
+        records += block.records
+        selected += block.batch.num_rows + len(block.invalid)
+        invalid += len(block.invalid)
+        room = INVALID_EXAMPLES - len(examples)
+        examples.extend((r.line, unit.start + r.offset, r.reason) for r in block.invalid[:room])
+        if accumulator is not None and block.batch.num_rows:
+            keys = (np.uint64(unit.file_index) << np.uint64(40)) | block.offsets.astype(np.uint64)
+            accumulator.update(block.batch, keys)
     state = accumulator.to_bytes() if accumulator is not None else None
     return UnitSummary(records, selected, invalid, tuple(examples), state)
+
+
+def plan_units(
+    files: list[FileRef], job: UnitJob, runner: SparkRunner, parallelism: Parallelism | None = None
+) -> tuple[list[Unit], UnitJob]:
+    """The local engine's units of ``files``, with global record indices when a sequential split needs
+    them (then ``job`` carries the total)."""
+    rearrangement = job.rearrangement
+    units = _units(files, _cut_points(files, parallelism or Parallelism()), runner, rearrangement)
+    if rearrangement is not None and rearrangement.needs_total:
+        counts = runner.map(count_unit, [(job, unit) for unit in units], "counting records", (0.02, 0.2))
+        bases = np.concatenate(([0], np.cumsum(counts)[:-1])).tolist()
+        units = [replace(unit, base_index=int(base)) for unit, base in zip(units, bases, strict=True)]
+        job = replace(job, total=int(sum(counts)))
+    return units, job
 
 
 def _newlines_before(uri: str, position: int) -> int:
@@ -149,21 +190,16 @@ def build_datasource(
     summary = DatasourceSummary(data_size=sum(f.size for f in files), number_of_files=len(files))
     if schema.has_header:
         _check_headers(files, schema)
-    job = SummaryJob(
+    job = UnitJob(
         schema.to_json(),
         rearrangement,
         None,
-        compute_statistics,
         settings.batch_bytes,
         settings.max_record_bytes,
+        compute_statistics=compute_statistics,
     )
     runner = SparkRunner(spark, progress)
-    units = _units(files, _cut_points(files, parallelism or Parallelism()), runner, rearrangement)
-    if rearrangement is not None and rearrangement.needs_total:
-        counts = runner.map(count_unit, [(job, unit) for unit in units], "counting records", (0.02, 0.2))
-        bases = np.concatenate(([0], np.cumsum(counts)[:-1])).tolist()
-        units = [replace(unit, base_index=int(base)) for unit, base in zip(units, bases, strict=True)]
-        job = replace(job, total=int(sum(counts)))
+    units, job = plan_units(files, job, runner, parallelism)
     results = runner.map(summarize_unit, [(job, unit) for unit in units], "reading records", (0.2, 0.95))
     progress(0.95, "merging the statistics")
     records_per_file, invalid_per_file = [0] * len(files), [0] * len(files)

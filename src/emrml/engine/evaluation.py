@@ -1,0 +1,231 @@
+"""The evaluation job: score an evaluation datasource with a trained model, then the metric, its insights
+and the validity alerts.
+
+``EvaluationPass`` holds what an evaluation accumulates over records (the metric's accumulator, record and
+invalid-target counts, the evaluation target's distribution, regression predictions outside the training
+target's range); passes over parts of the data merge, so the Spark engine scores byte ranges in its tasks
+(engine/spark/evaluation.py) and the driver folds their passes together before ``finish``, exactly as
+the local engine's single pass ends.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from emrml.config import Settings
+from emrml.core.alerts import NumericTarget, evaluation_alerts, quality_alerts
+from emrml.core.features import FeatureSpace
+from emrml.core.metrics import (
+    BinaryEvaluation,
+    MulticlassEvaluation,
+    RegressionEvaluation,
+    performance_metrics,
+)
+from emrml.core.model import ModelArtifact, load_artifact
+from emrml.core.schema import Schema, parse_schema
+from emrml.engine.local import Progress
+from emrml.engine.training import (
+    DatasourceBatches,
+    DatasourceData,
+    TargetSummary,
+    _row_weights,
+    evaluation_schema,
+    parse_target,
+)
+
+
+@dataclass
+class EvaluationResult:
+    performance_metrics: dict[str, str]
+    insights: dict[str, Any]
+
+
+@dataclass
+class Scorer:
+    """The model as an evaluation uses it: its kind, classes, featurizer and weights."""
+
+    artifact: ModelArtifact
+    schema: Schema
+    space: FeatureSpace = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.space = FeatureSpace.from_dict(
+            self.artifact.feature_space, parse_schema(self.artifact.schema_json)
+        )
+
+    @classmethod
+    def load(cls, artifact_location: Path, data_schema: Schema) -> Scorer:
+        artifact = load_artifact(artifact_location)
+        return cls(artifact, evaluation_schema(parse_schema(artifact.schema_json), data_schema))
+
+    def scores(self, rows: pa.RecordBatch) -> np.ndarray:
+        return self.artifact.linear.predict_scores(self.space.transform(rows))
+
+
+class EvaluationPass:
+    """What an evaluation accumulates over the records it reads (module doc); ``merge`` folds in another."""
+
+    def __init__(self, kind: str, labels: list[str], target_range: tuple[float, float] | None) -> None:
+        self.kind = kind
+        self.index = {label: i for i, label in enumerate(labels)}
+        self.accumulator: BinaryEvaluation | MulticlassEvaluation | RegressionEvaluation
+        if kind == "BINARY":
+            self.accumulator = BinaryEvaluation()
+        elif kind == "MULTICLASS":
+            self.accumulator = MulticlassEvaluation(labels)
+        else:
+            self.accumulator = RegressionEvaluation()
+        self.target_range = target_range
+        self.records = self.invalid = self.outside = self.negative = 0
+        self.target = TargetSummary()
+
+    @classmethod
+    def of(cls, artifact: ModelArtifact) -> EvaluationPass:
+        training_target = artifact.report.get("trainingTarget", {})
+        kind = artifact.model_type
+        return cls(
+            kind, artifact.labels or [], _target_range(training_target) if kind == "REGRESSION" else None
+        )
+
+    def update(
+        self, batch: pa.RecordBatch, schema: Schema, scores: Callable[[pa.RecordBatch], np.ndarray]
+    ) -> None:
+        kind, index = self.kind, self.index
+        self.records += batch.num_rows
+        targets = parse_target(batch, schema, kind)
+        values, keep = targets.values, targets.keep
+        if kind == "MULTICLASS":
+            # A class the model never saw in training cannot be scored against; the record is not used.
+            known = np.fromiter((str(v) in index for v in values), dtype=bool, count=len(values))
+            kept_positions = np.flatnonzero(keep)
+            keep = keep.copy()
+            keep[kept_positions[~known]] = False
+            values = values[known]
+        self.invalid += int((~keep).sum())
+        rows = batch.filter(pa.array(keep))
+        if not rows.num_rows:
+            return
+        predicted = scores(rows)
+        weights = _row_weights(rows, schema)
+        if isinstance(self.accumulator, BinaryEvaluation):
+            self.accumulator.update(predicted, values.astype(np.int64), weights)
+            _count_classes(self.target, values.astype(np.int64).astype(str))
+        elif isinstance(self.accumulator, MulticlassEvaluation):
+            y = np.fromiter((index[str(v)] for v in values), dtype=np.int64, count=len(values))
+            self.accumulator.update(predicted, y, weights)
+            _count_classes(self.target, values.astype(str))
+        else:
+            self.accumulator.update(predicted, values, weights)
+            self.target.add_numbers(values)
+            if self.target_range is not None:
+                flat = predicted.reshape(-1)
+                beyond = (flat < self.target_range[0]) | (flat > self.target_range[1])
+                self.outside += int(beyond.sum())
+                self.negative += int((flat < 0).sum())
+
+    def merge(self, other: EvaluationPass) -> None:
+        self.accumulator.merge(other.accumulator)  # type: ignore[arg-type]
+        self.records += other.records
+        self.invalid += other.invalid
+        self.outside += other.outside
+        self.negative += other.negative
+        self.target.merge(other.target)
+
+
+def evaluate_model(
+    *,
+    artifact_location: Path,
+    data: DatasourceData,
+    same_datasource: bool,
+    training_records: int,
+    settings: Settings,
+    progress: Progress,
+    spark: Any = None,
+) -> EvaluationResult:
+    """Score an evaluation datasource with a trained model and compute the metric and its insights
+    (``spark``: a SparkSession whose executors score the data, engine/spark/evaluation.py)."""
+    scorer = Scorer.load(artifact_location, data.schema)
+    if spark is not None:
+        from emrml.engine.spark.evaluation import evaluation_pass
+
+        state = evaluation_pass(scorer, str(artifact_location), data, settings, progress, spark)
+    else:
+        state = EvaluationPass.of(scorer.artifact)
+        source = DatasourceBatches(DatasourceData(data.location, scorer.schema, data.rearrangement), settings)
+        for batch in source.with_progress(progress, 0.0, 1.0):
+            state.update(batch, scorer.schema, scorer.scores)
+    return finish(state, scorer.artifact, data.schema, same_datasource, training_records)
+
+
+def finish(
+    state: EvaluationPass,
+    artifact: ModelArtifact,
+    data_schema: Schema,
+    same_datasource: bool,
+    training_records: int,
+) -> EvaluationResult:
+    """The metric, its insights and the alerts of a completed pass."""
+    kind, accumulator = artifact.model_type, state.accumulator
+    training_target = artifact.report.get("trainingTarget", {})
+    if isinstance(accumulator, BinaryEvaluation):
+        result = accumulator.result()
+    elif isinstance(accumulator, MulticlassEvaluation):
+        result = accumulator.result(training_target.get("classCounts", {}))
+    else:
+        result = accumulator.result(float(training_target.get("mean", 0.0)))
+    if kind == "REGRESSION":
+        train_target: Any = NumericTarget(
+            float(training_target.get("mean", 0.0)), float(training_target.get("std", 0.0))
+        )
+        eval_target: Any = NumericTarget(state.target.mean, state.target.std)
+    else:
+        train_target = training_target.get("classCounts", {})
+        eval_target = state.target.class_counts
+    model_schema = parse_schema(artifact.schema_json)
+    alerts = evaluation_alerts(
+        training_datasource_id="training",
+        evaluation_datasource_id="training" if same_datasource else "evaluation",
+        training_records=training_records,
+        evaluation_records=state.records,
+        training_attributes={a.name for a in model_schema.attributes},
+        evaluation_attributes={a.name for a in data_schema.attributes},
+        invalid_evaluation_records=state.invalid,
+        training_target=train_target,
+        evaluation_target=eval_target,
+    ) + quality_alerts(
+        kind, result, _pass_losses(artifact.report), state.target_range, (state.outside, state.negative)
+    )
+    insights = {
+        "metrics": result,
+        "alerts": alerts,
+        "records": state.records,
+        "invalidRecords": state.invalid,
+    }
+    return EvaluationResult(performance_metrics(kind, result), insights)
+
+
+def _pass_losses(report: dict[str, Any]) -> list[float]:
+    """The loss after each training pass: on the held-out validation rows when there were some; a loss
+    that overflowed (recorded as None) counts as infinite."""
+    losses = report.get("validation_losses") or report.get("losses") or []
+    return [math.inf if loss is None else float(loss) for loss in losses]
+
+
+def _target_range(training_target: dict[str, Any]) -> tuple[float, float] | None:
+    """The training target's [min, max] (models trained before it was recorded have none)."""
+    if "min" not in training_target or "max" not in training_target:
+        return None
+    return float(training_target["min"]), float(training_target["max"])
+
+
+def _count_classes(summary: TargetSummary, values: np.ndarray) -> None:
+    labels, counts = np.unique(values, return_counts=True)
+    for label, count in zip(labels, counts, strict=True):
+        summary.class_counts[str(label)] = summary.class_counts.get(str(label), 0) + int(count)

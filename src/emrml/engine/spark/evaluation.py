@@ -1,0 +1,58 @@
+"""The evaluation job on Spark: each task scores a unit's selected records with the model and returns its
+``EvaluationPass``; the driver merges them in unit order and ends as the local engine does
+(``engine.evaluation.finish``)."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+from emrml.config import Settings
+from emrml.engine.batch import Unit
+from emrml.engine.evaluation import EvaluationPass, Scorer
+from emrml.engine.local import Progress
+from emrml.engine.spark.datasource import UnitJob, plan_units, selected_batches
+from emrml.engine.spark.runner import SparkRunner
+from emrml.engine.training import DatasourceData
+from emrml.storage.locations import list_files
+
+
+@functools.lru_cache(maxsize=2)
+def _scorer(path: str, schema_json: str, version: tuple[int, int]) -> Scorer:
+    from emrml.core.schema import parse_schema
+
+    return Scorer.load(Path(path), parse_schema(schema_json))
+
+
+def evaluate_unit(job: UnitJob, unit: Unit, report: Any = None) -> EvaluationPass:
+    """Score a unit's selected records: the model is loaded once per executor process (and file version)."""
+    info = os.stat(job.artifact)
+    scorer = _scorer(job.artifact, job.schema_json, (info.st_mtime_ns, info.st_size))
+    state = EvaluationPass.of(scorer.artifact)
+    for block in selected_batches(job, unit):
+        if block.batch.num_rows:
+            state.update(block.batch, scorer.schema, scorer.scores)
+    return state
+
+
+def evaluation_pass(
+    scorer: Scorer, artifact: str, data: DatasourceData, settings: Settings, progress: Progress, spark: Any
+) -> EvaluationPass:
+    """The evaluation's pass over ``data``, run as Spark tasks and merged on the driver."""
+    job = UnitJob(
+        scorer.schema.to_json(),
+        data.rearrangement,
+        None,
+        settings.batch_bytes,
+        settings.max_record_bytes,
+        artifact=artifact,
+    )
+    runner = SparkRunner(spark, progress)
+    units, job = plan_units(list_files(data.location), job, runner)
+    passes = runner.map(evaluate_unit, [(job, unit) for unit in units], "scoring records", (0.1, 1.0))
+    state = EvaluationPass.of(scorer.artifact)
+    for part in passes:
+        state.merge(part)
+    return state

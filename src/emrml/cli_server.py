@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -315,6 +316,12 @@ def serve(
         help="Server processes on the port, each with the mounted models; rate limits and job slots are "
         "shared out among them.",
     ),
+    engine: str | None = typer.Option(
+        None,
+        "--engine",
+        help="local, or spark: run every job on one long-running Spark application (setting spark_master; "
+        "docs/spark.md).",
+    ),
     tls_cert: str | None = typer.Option(
         None, "--tls-cert", help="Serve HTTPS with this PEM certificate chain (needs --tls-key)."
     ),
@@ -360,6 +367,13 @@ def serve(
     configured = settings.public_url != _DEFAULT_PUBLIC_URL and settings.public_url
     url = public_url or configured or f"{'https' if tls else 'http'}://{_url_host(host)}:{port}"
     settings = dataclasses.replace(settings, public_url=url)
+    if engine is not None:
+        if engine not in ("local", "spark"):
+            message = f"--engine must be local or spark (got {engine!r})"
+            typer.echo(f"error: InvalidInputException: {message}", err=True)
+            raise typer.Exit(2)
+        settings = dataclasses.replace(settings, engine=engine)
+        os.environ["EMRML_ENGINE"] = engine  # the server processes of --workers read their settings anew
     _configure_logging()
     try:
         service = EmrML(settings)

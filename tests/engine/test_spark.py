@@ -262,3 +262,41 @@ def test_evaluations_equal_the_local_engines(
     assert there.insights["alerts"] == here.insights["alerts"]
     for name, value in here.performance_metrics.items():
         assert float(there.performance_metrics[name]) == pytest.approx(float(value), rel=1e-9), name
+
+
+def test_long_running_mode_runs_every_job_on_the_servers_one_application(
+    spark: Any, data: Path, tmp_path: Path
+) -> None:
+    # What `emrml serve --engine spark` does: jobs on the server's threads, on its one Spark application.
+    import os
+    import threading
+
+    from emrml.service.metastore import DataSource
+
+    app = EmrML(settings_at(tmp_path, engine="spark"))
+    app.jobs.in_process = True
+    seen: set[str] = set()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.02):
+            with app.sessions() as metastore:
+                row = metastore.get(DataSource, "ds-b")
+                if row is not None and row.worker and "pid=" in row.worker:
+                    seen.add(row.worker.rsplit("pid=", 1)[-1])
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        spec = {"DataLocationS3": str(data / "b.csv"), "DataSchema": bank_sample_schema().to_json()}
+        app.call(
+            "CreateDataSourceFromS3", {"DataSourceId": "ds-b", "DataSpec": spec, "ComputeStatistics": True}
+        )
+        described = app.wait("DataSource", "ds-b")
+    finally:
+        done.set()
+        watcher.join()
+        app.close()
+    assert described["Status"] == "COMPLETED", described.get("Message")
+    assert seen == {str(os.getpid())}  # run here, not in a worker process
+    assert session.spark_session(settings_at(tmp_path)) is spark  # the one application, still running

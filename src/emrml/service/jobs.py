@@ -114,15 +114,19 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def run_job_in_this_process(settings: Settings, kind: str, entity_id: str, attempt: int) -> None:
-    """Run one claimed attempt of a job in this process and record its outcome."""
+def run_job_in_this_process(
+    settings: Settings, kind: str, entity_id: str, attempt: int, *, worker: bool = True
+) -> None:
+    """Run one claimed attempt of a job in this process and record its outcome. ``worker``: this process
+    is the job's own worker; else the job runs on a thread of a server (the Spark engine's long-running
+    mode), whose signal handling, umask and storage settings are the server's."""
     from emrml.service import tasks  # noqa: F401  (registers the job functions)
 
-    # Ctrl-C in the terminal of `emrml serve` is for the server, which stops taking work and stops.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.umask(OWNER_ONLY_UMASK)  # what a job writes is owner-only (see the constant)
-
-    configure_storage(settings)
+    if worker:
+        # Ctrl-C in the terminal of `emrml serve` is for the server, which stops taking work and stops.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        os.umask(OWNER_ONLY_UMASK)  # what a job writes is owner-only (see the constant)
+        configure_storage(settings)
     engine = open_engine(settings.database_url)
     context = JobContext(settings, kind, entity_id, session_factory(engine), attempt)
     table = ENTITY_CLASSES[kind]
@@ -135,7 +139,8 @@ def run_job_in_this_process(settings: Settings, kind: str, entity_id: str, attem
         return
     stop = threading.Event()
     threading.Thread(target=_heartbeat, args=(context, stop), daemon=True).start()
-    cpu_start = _cpu_seconds()
+    cpu_seconds = _cpu_seconds if worker else time.thread_time  # a server's other threads are not the job's
+    cpu_start = cpu_seconds()
     try:
         fields = JOB_FUNCTIONS[kind](context)
         values = {
@@ -143,7 +148,7 @@ def run_job_in_this_process(settings: Settings, kind: str, entity_id: str, attem
             "message": None,
             "progress": 1.0,
             "progress_message": None,
-            "compute_time": int((_cpu_seconds() - cpu_start) * 1000),
+            "compute_time": int((cpu_seconds() - cpu_start) * 1000),
             **fields,
         }
     except AmazonMLError as exc:
@@ -236,6 +241,9 @@ class JobRunner:
         self.settings = settings
         self.sessions = sessions
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        #: Run jobs on the calling thread instead of a worker process: a server on the Spark engine keeps
+        #: one Spark application (a JVM per process) for all its jobs (``emrml serve --engine spark``).
+        self.in_process = False
         if settings.s3_configured:
             forkserver.preload_s3()
         self._spawn = forkserver.context()
@@ -319,8 +327,12 @@ class JobRunner:
                     )
 
     def run(self, kind: str, entity_id: str, progress: ProgressCallback | None = None) -> None:
-        """Run one PENDING job to its end in worker processes, retrying after a worker dies."""
+        """Run one PENDING job to its end in worker processes, retrying after a worker dies (or on this
+        thread, with ``in_process``)."""
         while attempt := self.claim(kind, entity_id):
+            if self.in_process:
+                run_job_in_this_process(self.settings, kind, entity_id, attempt, worker=False)
+                continue
             process = self._spawn.Process(
                 target=_worker_main,
                 args=(self.settings, kind, entity_id, attempt, os.getpid()),

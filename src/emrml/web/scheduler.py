@@ -49,6 +49,9 @@ class JobScheduler:
         return [job for job, thread in list(self._running.items()) if thread.is_alive()]
 
     def start(self) -> None:
+        if self.service.settings.engine == "spark":
+            # Long-running mode: one Spark application for every job, the jobs on this process's threads.
+            self.service.jobs.in_process = True
         # A server runs many jobs: its fork server (started with the first job) imports every engine once.
         forkserver.preload_every_engine()
         self._dispatcher = threading.Thread(target=self._loop, name="emrml-job-dispatcher", daemon=True)

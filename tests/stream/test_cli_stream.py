@@ -92,3 +92,34 @@ def test_errors_are_one_line_with_their_exit_code(cli_env: Path, kinesalite: Kin
     )
     assert "the Kinesis stream 'nope' does not exist" in error_line(result)
     assert invoke_json("stream", "list") == []
+
+
+def test_ctrl_c_stops_a_foreground_consumer_cleanly(
+    cli_env: Path, kinesalite: Kinesalite, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+
+    kinesalite.create("cli-ctrl-c", 1)
+    kinesalite.create("cli-ctrl-c-scored", 1)
+    kinesalite.put("cli-ctrl-c", [(record(i), str(i)) for i in range(30)])
+    invoke("stream", "start", "--id", "st-fg", "--model", "ml-binary", "--input", "kinesis://cli-ctrl-c",
+           "--output", "kinesis://cli-ctrl-c-scored", "--consumers", "0")  # fmt: skip
+    foreground = subprocess.Popen(
+        [sys.executable, "-m", "emrml", "stream", "run", "st-fg"], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
+    )  # fmt: skip
+    try:
+        wait_until(lambda: invoke_json("stream", "show", "st-fg")["RecordsIn"] == 30, 60, 0.3)
+    finally:
+        foreground.send_signal(signal.SIGINT)
+        out, err = foreground.communicate(timeout=60)
+    assert foreground.returncode == 0, err[-2000:]
+    assert "Ctrl-C stops it" in out and out.strip().endswith("stopped.") and "Traceback" not in err
+    shown = invoke_json("stream", "show", "st-fg")
+    (lease,) = shown["ShardLeases"]
+    assert "Owner" not in lease  # given up at once: another consumer may take it now
+    last = max(int(r["SequenceNumber"]) for r in kinesalite.read_all("cli-ctrl-c"))
+    assert int(lease["Checkpoint"]) == last and shown["RecordsOut"] == 30
+    invoke("stream", "stop", "st-fg")

@@ -234,3 +234,43 @@ def test_predictions_and_dead_letters_as_parts_on_s3(
         assert dead["PartitionKey"] == "bad" and "invalid JSON" in dead["Reason"]
     finally:
         app.close()
+
+
+def _lease_has_read(app: EmrML, stream_id: str) -> bool:
+    """Whether the consumer holds the shard's lease and has read it once (its lag is known)."""
+    leases = app.call("GetStream", {"StreamId": stream_id})["ShardLeases"]
+    return bool(leases) and all(lease.get("MillisBehindLatest") is not None for lease in leases)
+
+
+def test_latest_scores_only_what_arrives_after_the_start(
+    stream_app: EmrML, kinesalite: Kinesalite, consumers: list[Running]
+) -> None:
+    kinesalite.create("clicks-latest", 1)
+    kinesalite.create("clicks-latest-scored", 1)
+    kinesalite.put("clicks-latest", [(record(i), "before") for i in range(20)])
+    _start(stream_app, "st-latest", InputStream="kinesis://clicks-latest",
+           OutputUri="kinesis://clicks-latest-scored", StartingPosition="LATEST")  # fmt: skip
+    consumers.append(Running(stream_app.settings, "st-latest"))
+    wait_until(lambda: _lease_has_read(stream_app, "st-latest"), 30)
+    kinesalite.put("clicks-latest", [(record(i), "after") for i in range(100, 110)])
+    wait_until(lambda: stream_app.call("GetStream", {"StreamId": "st-latest"})["RecordsIn"] == 10, 30)
+    assert {item["PartitionKey"] for item in _outputs(kinesalite, "clicks-latest-scored")} == {"after"}
+
+
+def test_at_timestamp_scores_what_arrived_from_that_moment(
+    stream_app: EmrML, kinesalite: Kinesalite, consumers: list[Running]
+) -> None:
+    import time
+
+    kinesalite.create("clicks-time", 1)
+    kinesalite.create("clicks-time-scored", 1)
+    kinesalite.put("clicks-time", [(record(i), "early") for i in range(15)])
+    time.sleep(1.2)  # arrival times are kept to the millisecond: a clear gap between the two groups
+    moment = time.time()
+    time.sleep(0.2)
+    kinesalite.put("clicks-time", [(record(i), "late") for i in range(100, 108)])
+    _start(stream_app, "st-time", InputStream="kinesis://clicks-time", OutputUri="kinesis://clicks-time-scored",
+           StartingPosition="AT_TIMESTAMP", StartingTimestamp=moment)  # fmt: skip
+    consumers.append(Running(stream_app.settings, "st-time"))
+    wait_until(lambda: stream_app.call("GetStream", {"StreamId": "st-time"})["RecordsIn"] == 8, 30)
+    assert {item["PartitionKey"] for item in _outputs(kinesalite, "clicks-time-scored")} == {"late"}

@@ -217,3 +217,48 @@ def test_a_consumer_cut_off_from_the_metastore_stops_reading_before_its_leases_c
                 running.consumer.stop()
                 running.join()
         engine.dispose()
+
+
+def test_a_merge_is_followed_the_child_after_both_parents_in_key_order(
+    stream_app: EmrML, kinesalite: Kinesalite
+) -> None:
+    kinesalite.create("events-merge", 2)
+    kinesalite.create("events-merge-scored", 1)
+    keys = [f"key-{k}" for k in range(8)]
+    kinesalite.put("events-merge", [(record(i), keys[i % 8]) for i in range(80)])
+    stream_app.call(
+        "StartStream",
+        {"StreamId": "st-merge", "MLModelId": "ml-binary", "InputStream": "kinesis://events-merge",
+         "OutputUri": "kinesis://events-merge-scored", "Consumers": 0},
+    )  # fmt: skip
+    running = Running(stream_app.settings, "st-merge")
+    try:
+        wait_until(lambda: stream_app.call("GetStream", {"StreamId": "st-merge"})["RecordsIn"] >= 40, 30, 0.1)
+        kinesis = kinesalite.client()
+        first, second = sorted(shard.shard_id for shard in kinesis.shards("events-merge"))
+        kinesis.call(
+            "merge_shards", StreamName="events-merge", ShardToMerge=first, AdjacentShardToMerge=second
+        )
+        wait_until(lambda: kinesis.describe("events-merge")["StreamStatus"] == "ACTIVE", 10)
+        kinesalite.put("events-merge", [(record(i), keys[i % 8]) for i in range(80, 200)])
+
+        def leases() -> dict[str, dict]:
+            described = stream_app.call("GetStream", {"StreamId": "st-merge"})
+            return {lease["ShardId"]: lease for lease in described["ShardLeases"]}
+
+        wait_until(lambda: sum(lease["RecordsIn"] for lease in leases().values()) == 200, 60, 0.3)
+        shards = leases()
+        assert len(shards) == 3
+        assert shards[first]["Checkpoint"] == shards[second]["Checkpoint"] == "SHARD_END"
+        (child,) = [lease for shard_id, lease in shards.items() if shard_id not in (first, second)]
+        assert sorted(child["ParentShardIds"]) == [first, second] and child["RecordsIn"] == 120
+    finally:
+        running.consumer.stop()
+        running.join()
+    source = {r["SequenceNumber"]: json.loads(r["Data"]) for r in kinesalite.read_all("events-merge")}
+    order: dict[str, list[int]] = {}
+    for item in (json.loads(r["Data"]) for r in kinesalite.read_all("events-merge-scored")):
+        order.setdefault(item["PartitionKey"], []).append(int(source[item["SequenceNumber"]]["x"]))
+    assert sorted(x for xs in order.values() for x in xs) == list(range(200))
+    for key, xs in order.items():
+        assert xs == sorted(xs), key  # the child's records of a key come after its parent's

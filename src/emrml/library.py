@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from emrml.config import Settings
-from emrml.errors import InvalidInputException
+from emrml.errors import AmazonMLError, InvalidInputException
 from emrml.storage import locations
 
 if TYPE_CHECKING:
@@ -251,6 +251,12 @@ class DataSource:
         """``GetDataSourceStatistics``: record counts, invalid-record examples and the data insights."""
         return self.client.service.call("GetDataSourceStatistics", {"DataSourceId": self.id})
 
+    def _repr_html_(self) -> str:
+        """Jupyter's display: status, counts and the statistics' charts (emrml.notebook)."""
+        from emrml.notebook import datasource_html
+
+        return datasource_html(self.describe(), _completed(self.statistics))
+
 
 @dataclass(frozen=True)
 class Model:
@@ -273,6 +279,12 @@ class Model:
         """The features with the largest weights, strongest first: ``{"feature", "weight"}`` with a float
         weight, or one weight per class (``{label: float}``) for a MULTICLASS model."""
         return self.insights().get("TopFeatures", [])
+
+    def _repr_html_(self) -> str:
+        """Jupyter's display: type, size, loss by pass and top features (emrml.notebook)."""
+        from emrml.notebook import model_html
+
+        return model_html(self.describe(), _completed(self.insights))
 
     def evaluate(
         self,
@@ -313,3 +325,17 @@ class Evaluation:
         table, the confusion matrix or the residuals), ``alerts``, ``records``, ``invalidRecords``."""
         result = self.client.service.call("GetEvaluationInsights", {"EvaluationId": self.id})
         return result.get("Insights", {})
+
+    def _repr_html_(self) -> str:
+        """Jupyter's display: the metric, score histograms / confusion matrix / residuals, alerts."""
+        from emrml.notebook import evaluation_html
+
+        return evaluation_html(self.describe(), _completed(lambda: self.insights))
+
+
+def _completed(fetch: Any) -> Any:
+    """What ``fetch`` returns, or None while the object has none yet (not COMPLETED)."""
+    try:
+        return fetch()
+    except AmazonMLError:
+        return None

@@ -101,6 +101,23 @@ class Settings:
     #: ``spark_encryption``: authentication and encryption between the driver and executors ("auto": on for
     #: every master that is not ``local``, "on", "off"); a master that does not answer within
     #: ``spark_connect_seconds`` fails the job rather than waiting.
+    #: Console logins against an LDAP directory (service/directory.py, docs/security.md); empty ``ldap_url``
+    #: (``ldap://host:389``, ``ldaps://host:636``): local passwords only. A user's entry is the
+    #: ``ldap_user_dn`` pattern (``uid={user},ou=people,dc=example,dc=org``) or found under
+    #: ``ldap_search_base`` by ``ldap_search_filter`` after a bind as ``ldap_bind_dn``; ``ldap_start_tls``
+    #: "on" upgrades ldap:// with StartTLS. Groups: entries under ``ldap_group_base`` naming the user
+    #: (member, uniqueMember or memberUid); ``ldap_group_map`` maps their DNs to emrml groups, set at every
+    #: login.
+    ldap_url: str = ""
+    ldap_user_dn: str = ""
+    ldap_search_base: str = ""
+    ldap_search_filter: str = "(uid={user})"
+    ldap_bind_dn: str = ""
+    ldap_bind_password: str = ""
+    ldap_start_tls: str = "off"
+    ldap_group_base: str = ""
+    ldap_group_map: dict[str, str] = field(default_factory=dict)
+    ldap_timeout: float = 5.0
     engine: str = "local"
     spark_master: str = "local[2]"
     spark_conf: dict[str, str] = field(default_factory=dict)
@@ -117,6 +134,7 @@ class Settings:
             "s3_sse": ("", "AES256", "aws:kms"),
             "engine": ("local", "spark"),
             "spark_encryption": ("auto", "on", "off"),
+            "ldap_start_tls": ("off", "on"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -138,7 +138,13 @@ class Console:
         self.service = service
         self.prefix = prefix
         self.on_queued = on_queued
-        self.logins = Logins(service.sessions)
+        from emrml.service.directory import Directory
+
+        self.logins = Logins(
+            service.sessions,
+            directory=Directory.from_settings(service.settings),
+            on_directory_login=service.access.sync_directory_user,
+        )
         self.static = StaticFiles(STATIC_DIR)
         self.templates = Environment(
             loader=PackageLoader("emrml.console", "templates"),

@@ -14,6 +14,7 @@ another process applies within that time; changes made through this object apply
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -24,7 +25,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.orm import sessionmaker
 
-from emrml.errors import AccessDeniedException, InvalidInputException, ResourceNotFoundException
+from emrml.errors import (
+    AccessDeniedException,
+    AmazonMLError,
+    InvalidInputException,
+    ResourceNotFoundException,
+)
 from emrml.service import groups as grouping
 from emrml.service.groups import ADMINS, BUILTIN_GROUPS, Group, GroupInfo, GroupMember, GroupStatement
 from emrml.service.identity import Identities, KeyInfo, NewAccessKey, User, UserInfo
@@ -264,6 +270,24 @@ class Access:
         created = self.identities.create_user(name, tuple(chosen))
         self.forget()
         return created
+
+    def sync_directory_user(self, name: str, groups: tuple[str, ...], decided: set[str]) -> None:
+        """A user the directory (LDAP) vouched for: created on first login (in its mapped groups, or the
+        default ones), then in exactly the ``decided`` groups its directory groups map to; other groups'
+        memberships are left as administrators set them. The service's own act, not a caller's."""
+        with self.sessions() as session:
+            known = session.get(User, name) is not None
+        if not known:
+            self.identities.create_user(name, groups or grouping.DEFAULT_GROUPS)
+        with self.sessions() as session, session.begin():
+            current = set(grouping.groups_of(session, name))
+            for group in decided & set(groups) - current:
+                grouping.find_group(session, group)
+                session.add(GroupMember(group_name=group, user_name=name))
+        for group in (decided & current) - set(groups):
+            with contextlib.suppress(AmazonMLError):  # the last enabled admin stays one
+                self.remove_member(group, name)
+        self.forget()
 
     def set_user_enabled(self, name: str, enabled: bool, *, caller: str | None = None) -> None:
         """Enable or disable a user: a disabled user's keys, console logins and share links are refused."""

@@ -20,19 +20,27 @@ import functools
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Float, ForeignKey, String, Text, delete, select, update
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
 from emrml.errors import InvalidInputException, ResourceNotFoundException
 from emrml.service.metastore import Base, now
+
+if TYPE_CHECKING:
+    from emrml.service.directory import Directory
+
+log = logging.getLogger(__name__)
 
 #: scrypt's cost: 2**15 × 8 × 128 bytes = 32 MiB and about 0.1 s per hash on one core (OWASP's minimum).
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
@@ -206,9 +214,19 @@ class LoginThrottle:
 class Logins:
     """Passwords, sessions and share links in the metastore."""
 
-    def __init__(self, sessions: sessionmaker, throttle: LoginThrottle | None = None) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker,
+        throttle: LoginThrottle | None = None,
+        directory: Directory | None = None,
+        on_directory_login: Callable[[str, tuple[str, ...], set[str]], None] | None = None,
+    ) -> None:
+        """``directory``: an LDAP directory for users without a local password; ``on_directory_login``
+        (user, mapped groups, the groups the directory decides) creates the user and sets its groups."""
         self.sessions = sessions
         self.throttle = throttle or LoginThrottle()
+        self.directory = directory
+        self.on_directory_login = on_directory_login
 
     # ------------------------------------------------------------------------------------ passwords
 
@@ -249,7 +267,7 @@ class Logins:
             raise LoginRefused(
                 f"Too many failed logins: try again in {int(wait) + 1} seconds.", retry_after=wait
             )
-        if not self.verify(user_name, password):
+        if not self.verify(user_name, password) and not self._directory_login(user_name, password):
             self.throttle.failed(*keys)
             raise LoginRefused("Wrong user name or password.")
         self.throttle.succeeded(*keys)
@@ -268,6 +286,25 @@ class Logins:
         return NewSession(token, csrf)
 
     # ------------------------------------------------------------------------------------ sessions
+
+    def _directory_login(self, user_name: str, password: str) -> bool:
+        """Whether the directory knows the user (one without a local password) by this password; the user
+        is then created or updated with its groups. An unreachable directory is LoginRefused, not a failure
+        of the user's."""
+        if self.directory is None or self.has_password(user_name):
+            return False
+        from emrml.service.directory import DirectoryRefused, DirectoryUnavailable
+
+        try:
+            found = self.directory.authenticate(user_name, password)
+        except DirectoryRefused:
+            return False
+        except DirectoryUnavailable as exc:
+            log.warning("LDAP login of %r: %s", user_name, exc)
+            raise LoginRefused("The user directory (LDAP) cannot be reached: try again later.") from None
+        if self.on_directory_login is not None:
+            self.on_directory_login(user_name, found.groups, self.directory.mapped_groups)
+        return True
 
     def session(self, token: str) -> SessionInfo | None:
         """The live session of a cookie's token, or None (unknown, ended or expired)."""

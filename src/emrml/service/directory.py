@@ -1,0 +1,119 @@
+"""Console logins against an LDAP directory (``ldap3``; settings ``ldap_*``, docs/security.md).
+
+A user who has no local password is looked up in the directory: a simple bind as the user's entry checks
+the password (the entry from the ``ldap_user_dn`` pattern, or searched for under ``ldap_search_base`` after
+a bind as the service account), then the groups naming the entry (``member``, ``uniqueMember`` or
+``memberUid``) give the user's emrml groups through ``ldap_group_map``. The first login creates the user;
+every login sets the mapped groups again, so a change in the directory takes effect at the next login.
+
+User names are emrml's (``[A-Za-z0-9+=,.@_-]``, checked before anything is sent) and are escaped for DNs
+and filters all the same: nothing a user types changes the shape of a query.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from emrml.config import Settings
+from emrml.service.identity import USER_NAME
+
+
+class DirectoryRefused(Exception):
+    """The directory does not know the user or the password is wrong."""
+
+
+class DirectoryUnavailable(Exception):
+    """The directory cannot be reached or answered an error."""
+
+
+@dataclass(frozen=True)
+class DirectoryUser:
+    dn: str
+    #: The emrml groups the directory's groups map to.
+    groups: tuple[str, ...]
+
+
+class Directory:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.mapping = {dn.lower(): group for dn, group in settings.ldap_group_map.items()}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Directory | None:
+        return cls(settings) if settings.ldap_url else None
+
+    @property
+    def mapped_groups(self) -> set[str]:
+        """The emrml groups the directory decides (membership of the others is left alone)."""
+        return set(self.mapping.values())
+
+    def _connection(self, dn: str | None, password: str | None):  # type: ignore[no-untyped-def]
+        import ldap3
+
+        server = ldap3.Server(self.settings.ldap_url, connect_timeout=self.settings.ldap_timeout)
+        connection = ldap3.Connection(
+            server,
+            user=dn,
+            password=password,
+            receive_timeout=max(1, int(self.settings.ldap_timeout)),
+            raise_exceptions=True,
+        )
+        connection.open()
+        if self.settings.ldap_start_tls == "on":
+            connection.start_tls()
+        return connection
+
+    def authenticate(self, user: str, password: str) -> DirectoryUser:
+        """The user's entry and mapped groups, if the password is right; DirectoryRefused if not."""
+        from ldap3.core import exceptions
+        from ldap3.utils.conv import escape_filter_chars
+        from ldap3.utils.dn import escape_rdn
+
+        if not USER_NAME.fullmatch(user) or not password:
+            raise DirectoryRefused(user)
+        try:
+            if self.settings.ldap_user_dn:
+                dn = self.settings.ldap_user_dn.replace("{user}", escape_rdn(user))
+            else:
+                dn = self._search_user(escape_filter_chars(user))
+            try:
+                connection = self._connection(dn, password)
+                connection.bind()
+            except exceptions.LDAPInvalidCredentialsResult:
+                raise DirectoryRefused(user) from None
+            try:
+                groups = (
+                    self._groups(connection, dn, escape_filter_chars(user))
+                    if self.settings.ldap_group_base
+                    else []
+                )
+            finally:
+                connection.unbind()
+        except DirectoryRefused:
+            raise
+        except (exceptions.LDAPException, OSError) as exc:
+            raise DirectoryUnavailable(f"{type(exc).__name__}: {exc}") from None
+        mapped = tuple(sorted({self.mapping[g.lower()] for g in groups if g.lower() in self.mapping}))
+        return DirectoryUser(dn, mapped)
+
+    def _search_user(self, escaped: str) -> str:
+        connection = self._connection(
+            self.settings.ldap_bind_dn or None, self.settings.ldap_bind_password or None
+        )
+        try:
+            connection.bind()
+            query = self.settings.ldap_search_filter.replace("{user}", escaped)
+            connection.search(self.settings.ldap_search_base, query, attributes=[])
+            if len(connection.entries) != 1:
+                raise DirectoryRefused(escaped)
+            return str(connection.entries[0].entry_dn)
+        finally:
+            connection.unbind()
+
+    def _groups(self, connection, dn: str, escaped_user: str) -> list[str]:  # type: ignore[no-untyped-def]
+        from ldap3.utils.conv import escape_filter_chars
+
+        escaped_dn = escape_filter_chars(dn)
+        query = f"(|(member={escaped_dn})(uniqueMember={escaped_dn})(memberUid={escaped_user}))"
+        connection.search(self.settings.ldap_group_base, query, attributes=[])
+        return [str(entry.entry_dn) for entry in connection.entries]

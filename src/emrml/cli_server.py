@@ -185,7 +185,12 @@ def keys_list(
     keys = _identities(ctx).list_keys(user)
     if _json_output(ctx):
         rows = [
-            {"AccessKeyId": key.access_key_id, "UserName": key.user_name, "CreatedAt": key.created_at}
+            {
+                "AccessKeyId": key.access_key_id,
+                "UserName": key.user_name,
+                "CreatedAt": key.created_at,
+                "Status": "Active" if key.active else "Inactive",
+            }
             for key in keys
         ]
         typer.echo(json.dumps(rows, indent=2))
@@ -193,10 +198,32 @@ def keys_list(
     if not keys:
         typer.echo("No access keys.")
         return
-    table = Table("Access key id", "User", "Created")
+    table = Table("Access key id", "User", "Created", "Status")
     for key in keys:
-        table.add_row(key.access_key_id, key.user_name, _time(key.created_at))
+        table.add_row(
+            key.access_key_id, key.user_name, _time(key.created_at), "Active" if key.active else "Inactive"
+        )
     Console().print(table)
+
+
+@keys_app.command("deactivate")
+@reports_errors
+def keys_deactivate(
+    ctx: typer.Context, access_key_id: str = typer.Argument(..., help="Access key id.")
+) -> None:
+    """Deactivate an access key: refused like an unknown one (within seconds) until activated again."""
+    _identities(ctx).set_key_active(access_key_id, False)
+    typer.echo(f"Access key {access_key_id} is inactive.")
+
+
+@keys_app.command("activate")
+@reports_errors
+def keys_activate(
+    ctx: typer.Context, access_key_id: str = typer.Argument(..., help="Access key id.")
+) -> None:
+    """Make a deactivated access key work again."""
+    _identities(ctx).set_key_active(access_key_id, True)
+    typer.echo(f"Access key {access_key_id} is active.")
 
 
 @keys_app.command("delete")

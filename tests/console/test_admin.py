@@ -95,3 +95,25 @@ def test_a_disabled_user_cannot_log_in_and_its_session_ends(admin: Any, installa
         assert refused.status_code == 403 and "disabled" in refused.text
         access.set_user_enabled(name, True)
         assert log_in(erin, name, "erin-password-1").status_code == 303
+
+
+def test_an_admin_deactivates_and_activates_a_users_access_key(
+    admin: Any, installation: Installation
+) -> None:
+    name = "keyholder"
+    installation.service.access.create_user(name)
+    key = installation.service.access.create_key(name)
+    try:
+        token = _token(admin, f"/console/users/{name}")
+        form = {"csrf_token": token, "action": "deactivate-key", "key": key.access_key_id}
+        assert admin.post(f"/console/users/{name}", data=form).status_code == 303
+        (shown,) = admin.get(f"/console/users/{name}?format=json").json()["AccessKeys"]
+        assert shown == {"AccessKeyId": key.access_key_id, "CreatedAt": shown["CreatedAt"], "Active": False}
+        identities = installation.service.access.identities
+        assert identities.credential(key.access_key_id) is None  # refused from now on
+        assert "Inactive" in admin.get(f"/console/users/{name}").text
+        form["action"] = "activate-key"
+        assert admin.post(f"/console/users/{name}", data=form).status_code == 303
+        assert identities.credential(key.access_key_id) is not None
+    finally:
+        installation.service.access.delete_user(name)

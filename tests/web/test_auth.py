@@ -380,6 +380,15 @@ def test_users_and_keys_commands(tmp_path: Path) -> None:
         }
     ]
     assert runner.invoke(app, [*home, "keys", "delete", "EMRLNOSUCHKEY0000000"]).exit_code == 3
+    (listed,) = json.loads(runner.invoke(app, [*home, "--output", "json", "keys", "list"]).output)
+    key_id = listed["AccessKeyId"]
+    assert listed["Status"] == "Active"
+    assert runner.invoke(app, [*home, "keys", "deactivate", key_id]).exit_code == 0
+    (listed,) = json.loads(runner.invoke(app, [*home, "--output", "json", "keys", "list"]).output)
+    assert listed["Status"] == "Inactive"
+    assert "Inactive" in runner.invoke(app, [*home, "keys", "list"]).output
+    assert runner.invoke(app, [*home, "keys", "activate", key_id]).exit_code == 0
+    assert runner.invoke(app, [*home, "keys", "deactivate", "EMRLNOSUCHKEY0000000"]).exit_code == 3
     deleted = runner.invoke(app, [*home, "users", "delete", "dana"])
     assert deleted.exit_code == 0 and "1 access key" in deleted.output
     assert "No users." in runner.invoke(app, [*home, "users", "list"]).output
@@ -517,3 +526,36 @@ def test_a_secret_sealed_with_another_key_file_fails_naming_the_key_file(tmp_pat
     with pytest.raises(InternalServerException, match=r"another secrets\.key") as raised:
         SecretBox(tmp_path / "two.key").decrypt(sealed)
     assert "two.key" in raised.value.message and "db-password" not in raised.value.message
+
+
+def test_a_deactivated_key_is_refused_until_activated_again(live_server: Any) -> None:
+    live_server.identities.create_user("dave")
+    key = live_server.identities.create_key("dave")
+    client = live_server.client(key.access_key_id, key.secret_access_key)
+    client.describe_data_sources(Limit=1)
+    access = live_server.service.access
+    access.set_key_active(key.access_key_id, False)
+    assert [k.active for k in access.list_keys("dave")] == [False]
+
+    def refused() -> bool:
+        try:
+            client.describe_data_sources(Limit=1)
+        except ClientError as exc:
+            assert exc.response["Error"]["Code"] == "UnrecognizedClientException"
+            return True
+        return False
+
+    deadline = time.monotonic() + 15  # servers remember a key's answer for a few seconds
+    while not refused():
+        assert time.monotonic() < deadline, "an inactive key was still accepted after 15 s"
+        time.sleep(0.5)
+    access.set_key_active(key.access_key_id, True)
+    deadline = time.monotonic() + 15
+    while refused():
+        assert time.monotonic() < deadline, "an active key was still refused after 15 s"
+        time.sleep(0.5)
+    dave = "arn:aws:iam::000000000000:user/dave"
+    with pytest.raises(Exception, match="iam:UpdateAccessKey"):  # a user's own keys: only an admin
+        access.set_key_active(key.access_key_id, False, caller=dave)
+    with pytest.raises(ResourceNotFoundException):
+        access.set_key_active("AKIDNOSUCHKEY0000000", False)

@@ -74,7 +74,7 @@ def user(visit: Visit) -> View | Response:
     data = {
         "User": _user_row(info),
         "AccessKeys": [
-            {"AccessKeyId": key.access_key_id, "CreatedAt": key.created_at}
+            {"AccessKeyId": key.access_key_id, "CreatedAt": key.created_at, "Active": key.active}
             for key in access.list_keys(name, caller=visit.arn)
         ],
         "Groups": [group.name for group in access.list_groups(caller=visit.arn)],
@@ -95,6 +95,8 @@ def _user_action(visit: Visit, name: str, action: str) -> Any:
         return access.create_key(name, caller=caller)
     elif action == "delete-key":
         access.delete_key(visit.field("key"), caller=caller)
+    elif action in ("deactivate-key", "activate-key"):
+        access.set_key_active(visit.field("key"), action == "activate-key", caller=caller)
     elif action == "join":
         access.add_member(visit.field("group"), name, caller=caller)
     elif action == "leave":

@@ -315,6 +315,17 @@ class Access:
         self._check_user(caller, "iam:CreateAccessKey", name)
         return self.identities.create_key(name)
 
+    def set_key_active(self, access_key_id: str, active: bool, *, caller: str | None = None) -> None:
+        """Deactivate a key (refused like an unknown one, within the servers' credential cache time) or
+        make it active again."""
+        owner = next(
+            (k.user_name for k in self.identities.list_keys() if k.access_key_id == access_key_id), None
+        )
+        if owner is None:
+            raise ResourceNotFoundException(f"access key {access_key_id!r} does not exist")
+        self._check_user(caller, "iam:UpdateAccessKey", owner)
+        self.identities.set_key_active(access_key_id, active)
+
     def delete_key(self, access_key_id: str, *, caller: str | None = None) -> None:
         owner = next(
             (k.user_name for k in self.identities.list_keys() if k.access_key_id == access_key_id), None

@@ -57,6 +57,8 @@ class AccessKey(Base):
     #: The secret access key, Fernet-encrypted with the key-encryption key (URL-safe base64 text).
     secret_encrypted: Mapped[str] = mapped_column(Text)
     created_at: Mapped[float] = mapped_column(Float)
+    #: An inactive key is refused like an unknown one, and can be made active again (IAM's Inactive).
+    active: Mapped[bool] = mapped_column(Boolean, server_default=true())
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class KeyInfo:
     access_key_id: str
     user_name: str
     created_at: float
+    active: bool = True
 
 
 @dataclass(frozen=True)
@@ -240,7 +243,7 @@ class Identities:
         return NewAccessKey(key.access_key_id, secret, user_name, key.created_at)
 
     def list_keys(self, user_name: str | None = None) -> list[KeyInfo]:
-        query = select(AccessKey.access_key_id, AccessKey.user_name, AccessKey.created_at)
+        query = select(AccessKey.access_key_id, AccessKey.user_name, AccessKey.created_at, AccessKey.active)
         if user_name is not None:
             query = query.where(AccessKey.user_name == user_name)
         with self.sessions() as session:
@@ -253,10 +256,17 @@ class Identities:
             if removed.rowcount == 0:
                 raise ResourceNotFoundException(f"access key {access_key_id!r} does not exist")
 
-    def credential(self, access_key_id: str) -> Credential | None:
-        """The key's decrypted secret and owner, or None for an unknown key."""
-        with self.sessions() as session:
+    def set_key_active(self, access_key_id: str, active: bool) -> None:
+        with self.sessions() as session, session.begin():
             key = session.get(AccessKey, access_key_id)
             if key is None:
+                raise ResourceNotFoundException(f"access key {access_key_id!r} does not exist")
+            key.active = active
+
+    def credential(self, access_key_id: str) -> Credential | None:
+        """The key's decrypted secret and owner, or None for an unknown or inactive key."""
+        with self.sessions() as session:
+            key = session.get(AccessKey, access_key_id)
+            if key is None or not key.active:
                 return None
             return Credential(key.access_key_id, self.box.decrypt(key.secret_encrypted), key.user_name)

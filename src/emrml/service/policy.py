@@ -47,6 +47,7 @@ IAM_ACTIONS = tuple(
         "DeleteUser",
         "ListAccessKeys",
         "CreateAccessKey",
+        "UpdateAccessKey",
         "DeleteAccessKey",
         "ListGroups",
         "GetGroup",

@@ -21,8 +21,9 @@ from emrml.config import Settings
 from emrml.core.predict import Predictor
 from emrml.core.rearrange import parse_rearrangement
 from emrml.core.schema import Attribute, AttributeType, Schema
-from emrml.engine.batch import Parallelism, batch_predict, record_start
+from emrml.engine.batch import Parallelism, batch_predict
 from emrml.engine.training import DatasourceBatches, DatasourceData, train_model
+from emrml.engine.units import record_start
 from emrml.errors import DataError, IdempotentParameterMismatchException, InvalidInputException
 from emrml.service.app import EmrML
 from emrml.service.parameters import parse_parameters

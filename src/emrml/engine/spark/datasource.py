@@ -20,13 +20,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from emrml.config import Settings
-from emrml.core.rearrange import Rearrangement, select
+from emrml.core.rearrange import Rearrangement
 from emrml.core.schema import Schema, parse_schema
 from emrml.core.stats import StatisticsAccumulator
-from emrml.engine.batch import Parallelism, Unit, _cut_points, _open_unit, _units
 from emrml.engine.local import (
     INVALID_EXAMPLES,
     DatasourceSummary,
@@ -36,9 +34,18 @@ from emrml.engine.local import (
     _no_records_message,
 )
 from emrml.engine.spark.runner import SparkRunner
+from emrml.engine.units import (
+    Parallelism,
+    Selected,
+    Unit,
+    _cut_points,
+    _open_unit,
+    _units,
+    count_unit,
+    selected_blocks,
+)
 from emrml.errors import DataError
 from emrml.storage.locations import FileRef, list_files, open_binary
-from emrml.storage.records import InvalidRecord, count_records, read_chunks
 
 _NEWLINE_BLOCK = 1 << 20
 
@@ -58,53 +65,10 @@ class UnitJob:
     artifact: str = ""
 
 
-@dataclass(frozen=True)
-class Selected:
-    """The records of one block of a unit that the split selects."""
-
-    batch: pa.RecordBatch
-    #: File-absolute byte offsets of the batch's rows.
-    offsets: np.ndarray
-    invalid: list[InvalidRecord]
-    #: Records of the block before selection (valid and invalid).
-    records: int
-
-
 def selected_batches(job: UnitJob, unit: Unit) -> Iterator[Selected]:
-    """A unit's records, block by block, as the datasource's split selects them: by each record's
-    file-absolute offset and global index, so exactly the local engine's rows."""
-    schema = parse_schema(job.schema_json)
+    """A unit's selected records block by block (``engine.batch.selected_blocks`` on the unit's bytes)."""
     with _open_unit(unit) as (_, stream):
-        for chunk in read_chunks(
-            stream,
-            unit.uri,
-            schema.names,
-            schema.has_header and unit.first,
-            block_bytes=job.block_bytes,
-            max_record_bytes=job.max_record_bytes,
-        ):
-            offsets = unit.start + chunk.offsets
-            keep = select(
-                job.rearrangement, unit.split_key, offsets, unit.base_index + chunk.indices, job.total
-            )
-            bad = [
-                record
-                for record in chunk.invalid
-                if select(
-                    job.rearrangement,
-                    unit.split_key,
-                    np.array([unit.start + record.offset]),
-                    np.array([unit.base_index + record.index]),
-                    job.total,
-                )[0]
-            ]
-            everything = bool(keep.all())
-            yield Selected(
-                chunk.batch if everything else chunk.batch.filter(pa.array(keep)),
-                offsets if everything else offsets[keep],
-                bad,
-                len(chunk.indices) + len(chunk.invalid),
-            )
+        yield from selected_blocks(job, unit, stream)
 
 
 @dataclass(frozen=True)
@@ -118,13 +82,6 @@ class UnitSummary:
     examples: tuple[tuple[int, int, str], ...]
     #: ``StatisticsAccumulator.to_bytes()`` of the selected valid rows (None without statistics).
     state: bytes | None
-
-
-def count_unit(job: UnitJob, unit: Unit, report: Any = None) -> int:
-    """Records (valid and invalid) of a unit, for the global record indices of a sequential split."""
-    with _open_unit(unit) as (_, stream):
-        has_header = parse_schema(job.schema_json).has_header and unit.first
-        return count_records(stream, has_header, max_record_bytes=job.max_record_bytes)
 
 
 def summarize_unit(job: UnitJob, unit: Unit, report: Any = None) -> UnitSummary:

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from emrml.config import Settings
-from emrml.engine.batch import Unit
 from emrml.engine.evaluation import EvaluationPass, Scorer
 from emrml.engine.local import Progress
 from emrml.engine.spark.datasource import UnitJob, plan_units, selected_batches
 from emrml.engine.spark.runner import SparkRunner
 from emrml.engine.training import DatasourceData
+from emrml.engine.units import Unit
 from emrml.storage.locations import list_files
 
 

@@ -1,0 +1,365 @@
+"""Units of work over a datasource's files, and where they run: the parallel plan both engines share.
+
+A unit is a whole input file, or a byte range of a large plain-text file. A byte range must start at a
+real record start: quoted fields may hold line breaks, so the number of ``"`` before each cut is counted
+first (one parallel pass over the file counting quotes per range), and a cut moves to the first line break
+after it where that count is even — exactly the rule the CSV reader uses — and that ends a non-empty
+record (so the reader's "empty lines at the end are ignored" never applies inside the file) and is not
+followed by a byte order mark. Compressed files (bzip2 included) are read whole, one unit each. A
+sequential split needs global record indices: the records of every unit are counted first
+(``count_unit``, a cheap boundary-only pass). ``selected_blocks`` reads a unit's records as the
+datasource's split selects them, by file-absolute offsets and global indices: exactly a whole-file pass's.
+
+``_Runner`` runs a function over units in a pool of forked processes (the local engine);
+``engine.spark.runner.SparkRunner`` runs the same functions as the tasks of a Spark job (``_runner``
+picks). Batch prediction (engine/batch.py), and the Spark engine's statistics and evaluation, plan with
+these.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import multiprocessing
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Protocol, TypeVar
+
+import numpy as np
+import pyarrow as pa
+
+from emrml.core.rearrange import Rearrangement, file_key, select
+from emrml.core.schema import parse_schema
+from emrml.engine.local import open_data
+from emrml.lifetime import die_with_parent
+from emrml.storage.codecs import HEAD_BYTES, codec_of
+from emrml.storage.locations import FileRef, open_binary
+from emrml.storage.records import InvalidRecord, count_records, read_chunks
+
+Progress = Callable[[float, str | None], None]
+T = TypeVar("T")
+_BOM = b"\xef\xbb\xbf"
+_LF, _CR, _QUOTE = 10, 13, 34
+#: Bytes read at a time when looking for a record start after a cut.
+_SYNC_WINDOW = 1 << 20
+#: Bytes read at a time when counting quotes.
+_COUNT_BLOCK = 16 << 20
+
+
+@dataclass(frozen=True)
+class Parallelism:
+    """How a batch prediction spreads over processes.
+
+    ``workers`` processes run the units when the input holds at least ``min_bytes`` and more than one unit;
+    plain-text files of at least ``min_bytes`` are cut into a multiple of ``workers`` ranges of at most
+    about ``range_bytes``.
+    """
+
+    workers: int = 2
+    range_bytes: int = 64 << 20
+    min_bytes: int = 16 << 20
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A piece of one input file: the whole file (``stop`` None), or the bytes [start, stop) of a plain
+    file, which begin and end at record boundaries. The piece at ``start`` 0 holds the file's header."""
+
+    file_index: int
+    uri: str
+    #: The key a random split hashes for the unit's file (``core.rearrange.file_key``).
+    split_key: str
+    start: int
+    stop: int | None
+    part: int
+    #: Global index of the unit's first record, for sequential splits (set after counting).
+    base_index: int = 0
+
+    @property
+    def first(self) -> bool:
+        return self.start == 0
+
+
+class _RangeReader(io.RawIOBase):
+    """At most ``length`` bytes of ``raw``, from its current position."""
+
+    def __init__(self, raw: BinaryIO, length: int) -> None:
+        self.raw = raw
+        self.remaining = length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.remaining <= 0:
+            return 0
+        view = memoryview(buffer).cast("B")[: self.remaining]
+        count = self.raw.readinto(view) or 0  # type: ignore[attr-defined]
+        self.remaining -= count
+        return count
+
+
+@contextmanager
+def _open_unit(unit: Unit) -> Iterator[tuple[BinaryIO, BinaryIO]]:
+    """(raw, records): the raw file, whose position measures progress, and the bytes to parse."""
+    if unit.stop is None:
+        with open_data(unit.uri) as (raw, stream):
+            yield raw, stream
+        return
+    with open_binary(unit.uri) as raw:
+        raw.seek(unit.start)
+        yield raw, _RangeReader(raw, unit.stop - unit.start)  # type: ignore[misc]
+
+
+class ReadsUnits(Protocol):
+    """What reading a unit's records needs of a job (batch prediction's ``Job``, the Spark engine's)."""
+
+    schema_json: str
+    rearrangement: Rearrangement | None
+    total: int | None
+    block_bytes: int
+    max_record_bytes: int
+
+
+@dataclass(frozen=True)
+class Selected:
+    """The records of one block of a unit that the datasource's split selects."""
+
+    batch: pa.RecordBatch
+    #: File-absolute byte offsets of the batch's rows.
+    offsets: np.ndarray
+    invalid: list[InvalidRecord]
+    #: Records of the block before selection (valid and invalid).
+    records: int
+
+
+def selected_blocks(job: ReadsUnits, unit: Unit, stream: BinaryIO) -> Iterator[Selected]:
+    """A unit's records block by block, as the split selects them: by each record's file-absolute offset
+    and global index, so exactly the rows a whole-file pass selects."""
+    schema = parse_schema(job.schema_json)
+    for chunk in read_chunks(
+        stream,
+        unit.uri,
+        schema.names,
+        schema.has_header and unit.first,
+        block_bytes=job.block_bytes,
+        max_record_bytes=job.max_record_bytes,
+    ):
+        offsets = unit.start + chunk.offsets
+        keep = select(job.rearrangement, unit.split_key, offsets, unit.base_index + chunk.indices, job.total)
+        everything = bool(keep.all())
+        yield Selected(
+            chunk.batch if everything else chunk.batch.filter(pa.array(keep)),
+            offsets if everything else offsets[keep],
+            [r for r in chunk.invalid if _selected(job, unit, r.offset, r.index)],
+            len(chunk.indices) + len(chunk.invalid),
+        )
+
+
+def _selected(job: ReadsUnits, unit: Unit, offset: int, index: int) -> bool:
+    position, record = np.array([unit.start + offset]), np.array([unit.base_index + index])
+    return bool(select(job.rearrangement, unit.split_key, position, record, job.total)[0])
+
+
+def count_unit(job: ReadsUnits, unit: Unit, report: Callable[[int], None] | None = None) -> int:
+    """Records (valid and invalid) of a unit: the global record indices of a sequential split need them."""
+    with _open_unit(unit) as (raw, stream):
+        has_header = parse_schema(job.schema_json).has_header and unit.first
+        start = raw.tell()
+        count = count_records(stream, has_header, max_record_bytes=job.max_record_bytes)
+        if report is not None:
+            report(raw.tell() - start)
+        return count
+
+
+def count_quotes(uri: str, start: int, stop: int, report: Callable[[int], None] | None = None) -> int:
+    """The number of ``"`` bytes in [start, stop) of a plain file."""
+    count = 0
+    with open_binary(uri) as raw:
+        raw.seek(start)
+        remaining = stop - start
+        while remaining > 0:
+            block = raw.read(min(_COUNT_BLOCK, remaining))
+            if not block:
+                break
+            count += block.count(b'"')
+            remaining -= len(block)
+            if report is not None:
+                report(len(block))
+    return count
+
+
+def record_start(uri: str, position: int, odd: bool) -> int | None:
+    """The first record start after ``position`` that may begin a range; None when there is none.
+
+    ``odd``: whether an odd number of ``"`` precedes ``position`` in the file. The start follows a line break
+    outside quotes (an even number of quotes before it, the reader's rule) that ends a non-empty record, is
+    not the end of the file, and is not followed by a byte order mark (the reader would drop it there).
+    """
+    behind = min(position, 2)  # look-behind, to see whether the record before a line break is empty
+    with open_binary(uri) as raw:
+        raw.seek(position - behind)
+        base = position - behind  # file offset of buf[0]
+        buf = raw.read(behind + _SYNC_WINDOW)
+        parity = (int(odd) + buf[:behind].count(b'"')) & 1  # of the quotes before buf[0]
+        start = behind  # line breaks before this index of buf are not candidates (or were seen)
+        while True:
+            more = raw.read(_SYNC_WINDOW)
+            # A line break needs the bytes after it (a byte order mark?) unless the file ends there.
+            decided = len(buf) if not more else len(buf) - len(_BOM)
+            arr = np.frombuffer(buf, dtype=np.uint8)
+            newlines = np.flatnonzero(arr[:decided] == _LF)
+            newlines = newlines[newlines >= start]
+            quotes_before = np.searchsorted(np.flatnonzero(arr == _QUOTE), newlines)
+            for i in newlines[((parity + quotes_before) & 1) == 0].tolist():
+                last = i - 1 - int(arr[i - 1] == _CR)
+                if last >= 0 and arr[last] != _LF and i + 1 < len(buf) and not buf.startswith(_BOM, i + 1):
+                    return base + i + 1
+            if not more:
+                return None
+            dropped = len(buf) - len(_BOM) - 2
+            parity = (parity + buf[:dropped].count(b'"')) & 1
+            base += dropped
+            start = decided - dropped
+            buf = buf[dropped:] + more
+
+
+def _is_plain(file: FileRef) -> bool:
+    """Whether the file may be cut into byte ranges: uncompressed, and seekable (a file decrypted as it is
+    read is not: a range of it could not be authenticated)."""
+    with open_binary(file.uri) as raw:
+        return raw.seekable() and codec_of(file.uri, raw.read(HEAD_BYTES)) == "none"
+
+
+def _cut_points(files: list[FileRef], parallelism: Parallelism) -> dict[int, list[int]]:
+    """Where to cut each plain file of at least ``min_bytes`` (by file index) before resynchronizing: into
+    pieces of at most about ``range_bytes``, a multiple of ``workers`` of them."""
+    cuts = {}
+    for i, file in enumerate(files):
+        if file.size and file.size >= parallelism.min_bytes and _is_plain(file):
+            pieces = max(parallelism.workers, math.ceil(file.size / parallelism.range_bytes))
+            pieces = math.ceil(pieces / parallelism.workers) * parallelism.workers
+            points = sorted({file.size * k // pieces for k in range(1, pieces)} - {0})
+            if points:
+                cuts[i] = points
+    return cuts
+
+
+def _units(
+    files: list[FileRef], cuts: dict[int, list[int]], runner: _Runner, rearrangement: Rearrangement | None
+) -> list[Unit]:
+    """The units of work: whole files, and record-aligned ranges of the files in ``cuts``."""
+    segments = [
+        (files[i].uri, start, stop)
+        for i, points in cuts.items()
+        for start, stop in zip([0, *points[:-1]], points, strict=True)
+    ]
+    counts = iter(runner.map(count_quotes, segments, "finding record starts", (0.0, 0.02)))
+    units = []
+    for i, file in enumerate(files):
+        starts, quotes = [0], 0
+        for point in cuts.get(i, []):
+            quotes += next(counts)
+            begin = record_start(file.uri, point, odd=bool(quotes & 1))
+            if begin is not None and begin > starts[-1]:
+                starts.append(begin)
+        if len(starts) == 1:
+            units.append(Unit(i, file.uri, file_key(rearrangement, file.key, file.name), 0, None, 0))
+            continue
+        stops = [*starts[1:], file.size]
+        split_key = file_key(rearrangement, file.key, file.name)
+        units.extend(
+            Unit(i, file.uri, split_key, start, stop, part)
+            for part, (start, stop) in enumerate(zip(starts, stops, strict=True))
+        )
+    return units
+
+
+class _Runner:
+    """Runs a function over argument tuples, in order, in this process or in a pool of worker processes,
+    turning the raw input bytes the function reads into progress."""
+
+    def __init__(self, workers: int, total_bytes: int, progress: Progress) -> None:
+        self.total_bytes = max(total_bytes, 1)
+        self.progress = progress
+        self.pool: ProcessPoolExecutor | None = None
+        self.counter: Any = None
+        self._read = 0
+        self._phase: tuple[str, float, float, int] = ("", 0.0, 0.0, 0)
+        if workers > 1:
+            # Forked, not started from a fork server: a worker starts in milliseconds with the code and the
+            # loaded model (``_predictor``'s cache) already in memory, where a fresh interpreter spends
+            # seconds importing. The job process's only other thread is its heartbeat, and workers touch
+            # neither the metastore nor anything that thread may lock.
+            context = multiprocessing.get_context("fork")
+            self.counter = context.Value("q", 0)
+            self.pool = ProcessPoolExecutor(
+                max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(self.counter,)
+            )
+
+    def __enter__(self) -> _Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def map(
+        self,
+        function: Callable[..., T],
+        arguments: Sequence[tuple[Any, ...]],
+        message: str,
+        span: tuple[float, float],
+    ) -> list[T]:
+        """``function(*args, report=...)`` for each tuple; progress moves through ``span`` meanwhile."""
+        self._phase = (message, *span, self._bytes_read())
+        if self.pool is None:
+            return [function(*args, report=self._report) for args in arguments]
+        futures: list[Future[T]] = [self.pool.submit(_in_worker, function, *args) for args in arguments]
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+            for future in done:
+                if future.exception() is not None:
+                    raise future.exception()  # type: ignore[misc]
+            self._report(0)
+        return [future.result() for future in futures]
+
+    def _bytes_read(self) -> int:
+        return self._read if self.counter is None else int(self.counter.value)
+
+    def _report(self, delta: int) -> None:
+        self._read += delta
+        message, low, high, base = self._phase
+        done = min((self._bytes_read() - base) / self.total_bytes, 1.0)
+        self.progress(low + (high - low) * done, message)
+
+
+def _runner(spark: Any, workers: int, total_bytes: int, progress: Progress) -> Any:
+    """A ``_Runner``, or its Spark twin (``engine.spark.runner.SparkRunner``) when given a session."""
+    if spark is None:
+        return _Runner(workers, total_bytes, progress)
+    from emrml.engine.spark.runner import SparkRunner
+
+    return SparkRunner(spark, progress)
+
+
+# Set in each worker process by the pool's initializer: raw input bytes read, shared with the parent.
+_shared_read: Any = None
+
+
+def _init_worker(counter: Any) -> None:
+    global _shared_read
+    _shared_read = counter
+    die_with_parent()  # a pool process ends with the job's worker, which ends with its server
+
+
+def _report_shared(delta: int) -> None:
+    with _shared_read.get_lock():
+        _shared_read.value += delta
+
+
+def _in_worker(function: Callable[..., T], *args: Any) -> T:
+    return function(*args, report=_report_shared)

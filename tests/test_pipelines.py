@@ -134,11 +134,36 @@ def test_yarn_kubernetes_and_emr_step_command_lines(tmp_path: Path) -> None:
         "/opt/emrml/__main__.py", "run", "s3://b/pipeline.json",
     ]  # fmt: skip
     assert yarn.notes == []
-    k8s = submit.kubernetes(settings, "s3://b/p.json", api_server="https://k8s.internal:443", image="emrml:1")
+    # A packed virtualenv and extra files ship with the application; with encryption off, no switch is set.
+    plain = Settings.load(environ={}, home=tmp_path, spark_encryption="off")
+    shipped = submit.yarn(plain, "p.json", environment="s3://b/env.tar.gz", py_files=["a.zip", "b.py"])
+    assert shipped.arguments == [
+        "spark-submit", "--master", "yarn", "--deploy-mode", "client",
+        "--archives", "s3://b/env.tar.gz#environment",
+        "--conf", "spark.pyspark.python=./environment/bin/python",
+        "--conf", "spark.pyspark.driver.python=python3", "--py-files", "a.zip,b.py",
+        "--conf", "spark.executorEnv.EMRML_ENGINE=spark",
+        "--conf", "spark.executorEnv.EMRML_SPARK_MASTER=yarn",
+        submit.EMR_ENTRY_POINT, "run", "p.json",
+    ]  # fmt: skip
+    assert "no metastore_url" in shipped.notes[0]
+    k8s = submit.kubernetes(
+        settings, "s3://b/p.json", api_server="https://k8s.internal:443", image="emrml:1",
+        namespace="ml", service_account="emrml-driver", py_files=["s3://b/extra.zip"],
+    )  # fmt: skip
     master = "k8s://https://k8s.internal:443"
-    assert k8s.arguments[:5] == ["spark-submit", "--master", master, "--deploy-mode", "cluster"]
-    assert "spark.kubernetes.container.image=emrml:1" in k8s.arguments
-    assert "spark.kubernetes.driverEnv.EMRML_SPARK_MASTER=k8s://https://k8s.internal:443" in k8s.arguments
+    assert k8s.arguments == [
+        "spark-submit", "--master", master, "--deploy-mode", "cluster",
+        "--conf", "spark.kubernetes.container.image=emrml:1", "--conf", "spark.kubernetes.namespace=ml",
+        "--conf", "spark.kubernetes.authenticate.driver.serviceAccountName=emrml-driver",
+        "--py-files", "s3://b/extra.zip",
+        "--conf", "spark.authenticate=true", "--conf", "spark.network.crypto.enabled=true",
+        "--conf", "spark.io.encryption.enabled=true", "--conf", "spark.executor.memory=6g",
+        "--conf", "spark.kubernetes.driverEnv.EMRML_ENGINE=spark",
+        "--conf", f"spark.kubernetes.driverEnv.EMRML_SPARK_MASTER={master}",
+        "--conf", "spark.kubernetes.driverEnv.EMRML_METASTORE_URL=mysql+pymysql://emrml@db.internal:3306/emrml",
+        "local:///opt/emrml/__main__.py", "run", "s3://b/p.json",
+    ]  # fmt: skip
     assert not any("never-printed" in argument for argument in [*yarn.arguments, *k8s.arguments])
     with pytest.raises(ValueError, match="https:// URL"):
         submit.kubernetes(settings, "p.json", api_server="k8s.internal", image="emrml:1")
@@ -156,3 +181,11 @@ def test_emrml_run_emr_step_prints_the_step_and_the_submit_line(tmp_path: Path) 
     line = result.stdout.strip().splitlines()[-1]
     assert shlex.split(line) == step[0]["Args"] and line.endswith("run s3://bucket/pipeline.json")
     assert "no metastore_url is set" in result.stderr
+    shipped = invoke_json(
+        "--home", str(tmp_path), "run", "s3://b/p.json", "--emr-step", "--environment", "s3://b/env.tar.gz"
+    )
+    assert shipped["SparkSubmit"][5:7] == ["--archives", "s3://b/env.tar.gz#environment"]
+    refused = invoke("--home", str(tmp_path), "run", "p.json", "--environment", "env.tar.gz", code=2)
+    assert error_line(refused) == (
+        "error: --environment is for --emr-step: a local run uses this machine's Python"
+    )

@@ -25,6 +25,13 @@ def run(
         False, "--emr-step", help="Print the `aws emr add-steps` step and its spark-submit line; run nothing."
     ),
     check: bool = typer.Option(False, "--check", help="Check the pipeline and the metastore; run nothing."),
+    environment: str | None = typer.Option(
+        None,
+        "--environment",
+        metavar="ARCHIVE",
+        help="With --emr-step: a packed virtualenv (venv-pack, e.g. s3://bucket/emrml-env.tar.gz) shipped "
+        "to YARN's containers, whose Python runs the tasks.",
+    ),
 ) -> None:
     """Run a pipeline's steps (datasources, models, evaluations, batch predictions) in order and exit 0
     when every object COMPLETED; a re-run skips the completed ones."""
@@ -33,8 +40,11 @@ def run(
     from emrml.storage.locations import read_text
 
     current = state(ctx)
+    if environment and not emr_step:
+        raise fail("--environment is for --emr-step: a local run uses this machine's Python", 2)
     if emr_step:  # the file is read on the cluster, not here
-        _print_emr_step(current, pipeline if "://" in pipeline else str(Path(pipeline).resolve()))
+        location = pipeline if "://" in pipeline else str(Path(pipeline).resolve())
+        _print_emr_step(current, location, environment)
         return
     location = absolute_location(pipeline, what="pipeline")
     service = current.service()
@@ -90,17 +100,17 @@ def _run(current: Any, service: Any, steps: list[Any]) -> list[Any]:
         return pipelines.run(service, steps, on_step=on_step, progress=progress)
 
 
-def _print_emr_step(current: Any, location: str) -> None:
+def _print_emr_step(current: Any, location: str, environment: str | None) -> None:
     from emrml.config import Settings
     from emrml.engine.spark import submit
 
     settings = Settings.load(home=current.home)
-    step = submit.emr_step(settings, location)
+    step = submit.emr_step(settings, location, environment=environment)
     if current.json:
         print_json({"Steps": step, "SparkSubmit": step[0]["Args"]})
     else:
         typer.echo("# aws emr add-steps --cluster-id j-XXXXXXXX --steps file://step.json, with step.json:")
-        typer.echo(submit.emr_step_json(settings, location))
+        typer.echo(submit.emr_step_json(settings, location, environment=environment))
         typer.echo("# the same as a spark-submit line on the master node:")
         typer.echo(shlex.join(step[0]["Args"]))  # type: ignore[arg-type]
     for note in submit.yarn(settings, location).notes:

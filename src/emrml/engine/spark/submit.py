@@ -13,6 +13,7 @@ set ``EMRML_METASTORE_URL`` in the cluster's environment instead.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -67,8 +68,29 @@ def _conf(settings: Settings, env: dict[str, str], env_prefix: str) -> list[str]
     return arguments
 
 
+def _shipped(deploy_mode: str, environment: str | None, py_files: Sequence[str]) -> list[str]:
+    """The code shipped with the application: a packed virtualenv (``venv-pack``) unpacked as
+    ``./environment`` in each container, whose Python then runs the tasks (and the driver in cluster mode;
+    in client mode the driver is the master node's own ``python3``), and extra Python files."""
+    arguments: list[str] = []
+    if environment:
+        arguments += ["--archives", f"{environment}#environment"]
+        arguments += ["--conf", "spark.pyspark.python=./environment/bin/python"]
+        if deploy_mode == "client":
+            arguments += ["--conf", "spark.pyspark.driver.python=python3"]
+    if py_files:
+        arguments += ["--py-files", ",".join(py_files)]
+    return arguments
+
+
 def yarn(
-    settings: Settings, pipeline: str, *, deploy_mode: str = "client", entry: str = EMR_ENTRY_POINT
+    settings: Settings,
+    pipeline: str,
+    *,
+    deploy_mode: str = "client",
+    entry: str = EMR_ENTRY_POINT,
+    environment: str | None = None,
+    py_files: Sequence[str] = (),
 ) -> Submission:
     """``spark-submit`` on YARN running ``emrml run PIPELINE`` (client mode: the driver on the master)."""
     if deploy_mode not in ("client", "cluster"):
@@ -76,6 +98,7 @@ def yarn(
     env, notes = _environment(settings, "yarn")
     prefix = "spark.yarn.appMasterEnv." if deploy_mode == "cluster" else "spark.executorEnv."
     arguments = ["spark-submit", "--master", "yarn", "--deploy-mode", deploy_mode]
+    arguments += _shipped(deploy_mode, environment, py_files)
     arguments += _conf(settings, env, prefix)
     return Submission([*arguments, entry, "run", pipeline], notes)
 
@@ -89,6 +112,7 @@ def kubernetes(
     namespace: str = "default",
     service_account: str = "spark",
     entry: str = "local:///opt/emrml/__main__.py",
+    py_files: Sequence[str] = (),
 ) -> Submission:
     """``spark-submit`` on Kubernetes (cluster mode: the driver in a pod of ``image``)."""
     if not api_server.startswith(("https://", "http://")):
@@ -101,14 +125,17 @@ def kubernetes(
         "--conf", f"spark.kubernetes.namespace={namespace}",
         "--conf", f"spark.kubernetes.authenticate.driver.serviceAccountName={service_account}",
     ]  # fmt: skip
+    arguments += _shipped("cluster", None, py_files)  # the image carries emrml and its Python
     arguments += _conf(settings, env, "spark.kubernetes.driverEnv.")
     return Submission([*arguments, entry, "run", pipeline], notes)
 
 
-def emr_step(settings: Settings, pipeline: str, name: str = "emrml pipeline") -> list[dict[str, object]]:
+def emr_step(
+    settings: Settings, pipeline: str, name: str = "emrml pipeline", *, environment: str | None = None
+) -> list[dict[str, object]]:
     """The ``aws emr add-steps --steps file://STEPS.json`` definition: command-runner.jar running the YARN
     submission in client mode on the master node."""
-    submission = yarn(settings, pipeline)
+    submission = yarn(settings, pipeline, environment=environment)
     return [
         {
             "Type": "CUSTOM_JAR",
@@ -120,5 +147,5 @@ def emr_step(settings: Settings, pipeline: str, name: str = "emrml pipeline") ->
     ]
 
 
-def emr_step_json(settings: Settings, pipeline: str) -> str:
-    return json.dumps(emr_step(settings, pipeline), indent=2)
+def emr_step_json(settings: Settings, pipeline: str, *, environment: str | None = None) -> str:
+    return json.dumps(emr_step(settings, pipeline, environment=environment), indent=2)

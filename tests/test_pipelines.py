@@ -8,14 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from cli_helpers import error_line, invoke, invoke_json
+from emrml.cli import app as cli_app
 from emrml.config import Settings
 from emrml.engine.spark import submit
 from emrml.errors import IdempotentParameterMismatchException, InvalidInputException
 from emrml.samples import bank_sample_schema, write_bank_sample
 from emrml.service import pipelines
 from emrml.service.app import EmrML
+from metastores import empty_metastore
+from s3_server import S3
 
 
 def pipeline(data: Path, out: Path) -> dict[str, Any]:
@@ -189,3 +193,38 @@ def test_emrml_run_emr_step_prints_the_step_and_the_submit_line(tmp_path: Path) 
     assert error_line(refused) == (
         "error: --environment is for --emr-step: a local run uses this machine's Python"
     )
+
+
+def run_on(url: str, s3: S3, name: str, home: Path) -> list[tuple[str, bool]]:
+    """``emrml run s3://…/NAME`` on a machine whose environment names the metastore and the S3 endpoint."""
+    env = {"EMRML_METASTORE_URL": url, "EMRML_S3_ENDPOINT_URL": s3.endpoint_url}
+    arguments = ["--home", str(home), "--output", "json", "run", s3.uri(name)]
+    result = CliRunner().invoke(cli_app, arguments, env=env)
+    assert result.exit_code == 0, result.output
+    return [(step["Id"], step["Skipped"]) for step in json.loads(result.stdout)]
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
+def test_a_transient_run_reads_and_writes_s3_and_resumes_on_an_external_metastore(
+    kind: str, s3: S3, tmp_path: Path
+) -> None:
+    # A transient cluster: the pipeline, its data and its outputs on S3, the objects in a database that
+    # outlives the machine — a second machine (another home) resumes from what the first recorded.
+    data = s3.put("in/bank.csv", write_bank_sample(tmp_path / "bank.csv", 2000).read_bytes())
+    document = pipeline(Path("unused"), Path("unused"))
+    for step in document["Steps"]:
+        request = next(iter(step.values()))
+        if "DataSpec" in request:
+            request["DataSpec"]["DataLocationS3"] = data
+        if "OutputUri" in request:
+            request["OutputUri"] = s3.uri("out/")
+    # The first cluster ended after the model: only the model's two steps.
+    s3.put("first.json", json.dumps({**document, "Steps": document["Steps"][2:4]}))
+    s3.put("pipeline.json", json.dumps(document))
+    for url in empty_metastore(kind, tmp_path):
+        assert run_on(url, s3, "first.json", tmp_path / "one") == [("ds-train", False), ("ml", False)]
+        assert s3.list_keys("out/") == []
+        assert run_on(url, s3, "pipeline.json", tmp_path / "two") == [
+            ("ds-train", True), ("ml", True), ("ds-rest", False), ("ev", False), ("bp", False)
+        ]  # fmt: skip
+        assert "out/batch-prediction/bp.manifest" in s3.list_keys("out/")

@@ -70,6 +70,12 @@ def test_codecs_are_measured_on_the_sample_with_their_splittability() -> None:
     assert [m.codec for m in capacity.measure_codecs(sample, "zstd")] == ["zstd"]
 
 
+def test_a_codec_is_timed_by_its_best_of_several_runs_on_a_small_sample() -> None:
+    calls = []
+    result, seconds = capacity._timed(lambda: calls.append(1) or b"packed")
+    assert result == b"packed" and len(calls) > 1 and seconds < capacity.MEASURE_SECONDS
+
+
 def test_plan_capacity_through_the_api(sqlite_app: EmrML, tmp_path: Path) -> None:
     sample = sqlite_app.settings.home / "data" / "sample.csv.gz"
     sample.parent.mkdir(parents=True, exist_ok=True)
@@ -109,6 +115,9 @@ def test_emrml_plan(tmp_path: Path) -> None:
     answer = invoke_json("--home", home, "plan", "--nodes", "3", "--disk-per-node", "2TB", "--data", "1TB",
                          "--sample", str(data), "--codec", "bzip2")  # fmt: skip
     assert answer["Plan"]["fits"] is True and [row["codec"] for row in answer["Codecs"]] == ["bzip2"]
+    small = invoke("--home", home, "plan", "--nodes", "3", "--disk-per-node", "2TB", "--data", "1TB",
+                   columns=200).stdout  # fmt: skip
+    assert "Smallest cluster of these nodes that fits: 1 node (replication 1)" in small
     arguments = ("--nodes", "-1", "--disk-per-node", "1TB", "--data", "1TB")
     refused = invoke("--home", home, "plan", *arguments, code=2)
     assert error_line(refused) == "error: InvalidInputException: Nodes must be a positive integer (got -1)"

@@ -88,6 +88,10 @@ def test_a_failed_step_stops_the_run_and_exits_non_zero(
          "the steps form a cycle: bp → ml → ds-train → bp"),
         (lambda p: p["Steps"].append(p["Steps"][0]), "the id 'bp' is already a step"),
         (lambda p: p.update(Steps=[]), "Steps must be a non-empty list"),
+        (lambda p: p["Steps"][2]["CreateMLModel"].update(Bogus=1),
+         r"pipeline.json: Steps\[2\].CreateMLModel: Bogus is not a member of CreateMLModelInput"),
+        (lambda p: p["Steps"][2]["CreateMLModel"].update(MLModelType="TREE"),
+         r"pipeline.json: Steps\[2\].CreateMLModel: MLModelType"),
     ],
 )  # fmt: skip
 def test_bad_pipelines_are_refused_before_anything_runs(

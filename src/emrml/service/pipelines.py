@@ -12,11 +12,12 @@ optional ``After`` (ids of steps that must complete first)::
 
 A step waits for the steps whose ids its request names (``TrainingDataSourceId``, ``MLModelId``…) and for
 its ``After``. Everything is checked before anything runs: the file's shape (an unknown key is refused with
-its place in the file), that every reference names a step or an existing object, that the steps have no
-cycle, and each step against the metastore with the API's own idempotency rule — an object with the step's
-id and the same request is the step already done (a re-run resumes: completed objects are skipped), one
-with other parameters is ``IdempotentParameterMismatchException``. Steps then run in dependency order
-through ``EmrML.call``, as any other request; the first object that ends FAILED stops the run.
+its place in the file, and each request is checked as the API checks it), that every reference names a
+step or an existing object, that the steps have no cycle, and each step against the metastore with the
+API's own idempotency rule — an object with the step's id and the same request is the step already done (a
+re-run resumes: completed objects are skipped), one with other parameters is
+``IdempotentParameterMismatchException``. Steps then run in dependency order through ``EmrML.call``, as any
+other request; the first object that ends FAILED stops the run.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from emrml.errors import AmazonMLError, InvalidInputException
 from emrml.service.operations import CREATE_OPERATIONS, ID_MEMBER, reused_id
+from emrml.service.validation import validate_request
 
 if TYPE_CHECKING:
     from emrml.service.app import EmrML
@@ -107,6 +109,10 @@ def parse(text: str, source: str) -> list[Step]:
             raise InvalidInputException(f"{where}.{operations[0]} must be an object")
         if not isinstance(after, list) or not all(isinstance(name, str) for name in after):
             raise InvalidInputException(f"{where}.After must be a list of step ids")
+        try:  # the request as the API would check it, so a bad member stops the run before it starts
+            validate_request(operations[0], request)
+        except AmazonMLError as exc:
+            raise type(exc)(f"{where}.{operations[0]}: {exc.message}") from None
         step = Step(operations[0], request, after)
         if not isinstance(request.get(ID_MEMBER[step.kind]), str):
             raise InvalidInputException(f"{where}.{operations[0]}.{ID_MEMBER[step.kind]} is required")

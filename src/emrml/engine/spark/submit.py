@@ -116,7 +116,10 @@ def kubernetes(
 ) -> Submission:
     """``spark-submit`` on Kubernetes (cluster mode: the driver in a pod of ``image``)."""
     if not api_server.startswith(("https://", "http://")):
-        raise ValueError(f"the Kubernetes API server must be an https:// URL (got {api_server!r})")
+        raise ValueError(
+            f"the Kubernetes API server must be an https:// URL, or http:// through kubectl proxy "
+            f"(got {api_server!r})"
+        )
     master = f"k8s://{api_server}"
     env, notes = _environment(settings, master)
     arguments = ["spark-submit", "--master", master, "--deploy-mode", "cluster"]

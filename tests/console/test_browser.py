@@ -17,6 +17,7 @@ import pytest
 
 from conftest import EVALUATION, MODEL, Served
 from emrml.cli import app as cli_app
+from emrml.service.identity import Identities
 
 #: Where the pages' screenshots go: docs/console (the documentation's pictures) when EMRML_SCREENSHOTS=docs,
 #: else a temporary folder, so that a test run leaves the checkout as it was.
@@ -165,6 +166,10 @@ def test_threshold_explorer_by_drag_and_keyboard_matches_the_cli(
 
 
 def test_datasource_model_and_list_pages_pass_axe(page: Any, served: Served, axe_source: str) -> None:
+    # bob's page shows an active and a deactivated access key (their status column and buttons).
+    identities = Identities(served.installation.service.sessions, served.installation.home)
+    identities.create_key("bob")
+    identities.set_key_active(identities.create_key("bob").access_key_id, False)
     log_in(page, served)
     for path, name in (
         ("datasources", "datasources"),
@@ -185,6 +190,9 @@ def test_datasource_model_and_list_pages_pass_axe(page: Any, served: Served, axe
         page.wait_for_selector("html[data-charts=drawn]")
         check_accessibility(page, axe_source)
         screenshot(page, name)
+    page.goto(f"{served.url}/console/users/bob")
+    assert page.get_by_role("button", name="Deactivate", exact=True).count() == 1
+    assert page.get_by_role("button", name="Activate", exact=True).count() == 1
     page.goto(f"{served.url}/console/datasources/ds-console-bank")
     assert page.locator("#attribute-charts svg").count() >= 10
 

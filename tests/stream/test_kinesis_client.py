@@ -4,6 +4,7 @@ recorded, not slept."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,9 +21,11 @@ def refusal(code: str) -> ClientError:
 
 @pytest.fixture
 def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    # The client module's own names are replaced, not the time and random modules: other threads of the
+    # test process (earlier tests' consumers, servers) keep sleeping for real.
     recorded: list[float] = []
-    monkeypatch.setattr(kinesis.time, "sleep", recorded.append)
-    monkeypatch.setattr(kinesis.random, "random", lambda: 1.0)  # no jitter: the waits are the delays
+    monkeypatch.setattr(kinesis, "time", SimpleNamespace(sleep=recorded.append))
+    monkeypatch.setattr(kinesis, "random", SimpleNamespace(random=lambda: 1.0))  # no jitter
     return recorded
 
 

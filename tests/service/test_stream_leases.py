@@ -8,6 +8,7 @@ consumers' monotonic clock, moved by hand (``Clock``), never waited for.
 from __future__ import annotations
 
 from collections import Counter
+from types import SimpleNamespace
 
 import pytest
 
@@ -31,7 +32,8 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     clock = Clock()
-    monkeypatch.setattr(lease_module.time, "monotonic", clock)
+    # The lease module's own name is replaced, not time.monotonic: other threads keep the real clock.
+    monkeypatch.setattr(lease_module, "time", SimpleNamespace(monotonic=clock))
     return clock
 
 

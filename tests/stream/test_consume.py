@@ -274,3 +274,21 @@ def test_at_timestamp_scores_what_arrived_from_that_moment(
     consumers.append(Running(stream_app.settings, "st-time"))
     wait_until(lambda: stream_app.call("GetStream", {"StreamId": "st-time"})["RecordsIn"] == 8, 30)
     assert {item["PartitionKey"] for item in _outputs(kinesalite, "clicks-time-scored")} == {"late"}
+
+
+def test_a_model_without_its_model_file_is_refused_before_anything_starts(
+    stream_app: EmrML, kinesalite: Kinesalite
+) -> None:
+    kinesalite.create("clicks-nofile", 1)
+    artifact = _artifact(stream_app)
+    hidden = artifact.with_name(artifact.name + ".away")
+    artifact.rename(hidden)
+    try:
+        stream = "kinesis://clicks-nofile"
+        request = {"StreamId": "st-nofile", "MLModelId": "ml-binary", "Consumers": 0,
+                   "InputStream": stream, "OutputUri": stream}  # fmt: skip
+        with pytest.raises(InvalidInputException, match="has no schema or model file to score with"):
+            stream_app.call("StartStream", request)
+        assert stream_app.call("DescribeStreams", {})["Results"] == []
+    finally:
+        hidden.rename(artifact)

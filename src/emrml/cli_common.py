@@ -168,3 +168,27 @@ def hoist_global_options(args: list[str]) -> list[str]:
             rest.append(arg)
         position += 1
     return front + rest
+
+
+def job_progress(current: State) -> Any:
+    """The rich progress bar jobs are waited with: on stderr, gone when done, off for --output json."""
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        SpinnerColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+        disable=current.json,
+    )
+

@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console, RenderableType
+from rich.console import RenderableType
 
 from emrml import cli_render as render
 from emrml.cli_common import (
@@ -23,6 +23,7 @@ from emrml.cli_common import (
     State,
     call_and_report,
     fail,
+    job_progress,
     present,
     print_json,
     print_sections,
@@ -308,27 +309,8 @@ def report_created(
 
 def wait(current: State, kind: str, entity_id: str) -> None:
     """Run or await the object's job (and the jobs it depends on) with a progress bar on stderr."""
-    from rich.progress import (
-        BarColumn,
-        Progress,
-        SpinnerColumn,
-        TaskProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
     label = f"{KINDS[kind].label} {entity_id}"
-
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}", markup=False),
-        BarColumn(),
-        TaskProgressColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-        disable=current.json,
-    )
+    progress = job_progress(current)
     with progress:
         task = progress.add_task(label, total=1.0)
 

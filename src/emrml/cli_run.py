@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 
-from emrml.cli_common import fail, print_json, reports_errors, state
+from emrml.cli_common import fail, job_progress, print_json, reports_errors, state
 
 
 def register(app: typer.Typer) -> None:
@@ -71,19 +70,9 @@ def run(
 
 
 def _run(current: Any, service: Any, steps: list[Any]) -> list[Any]:
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
-
     from emrml.service import pipelines
 
-    bar = Progress(
-        TextColumn("{task.description}", markup=False),
-        BarColumn(),
-        TaskProgressColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-        disable=current.json,
-    )
+    bar = job_progress(current)
     tasks: dict[str, Any] = {}
 
     def on_step(step: Any, what: str) -> None:
@@ -109,7 +98,7 @@ def _print_emr_step(current: Any, location: str, environment: str | None) -> Non
     if current.json:
         print_json({"Steps": step, "SparkSubmit": step[0]["Args"]})
     else:
-        typer.echo("# aws emr add-steps --cluster-id j-XXXXXXXX --steps file://step.json, with step.json:")
+        typer.echo("# aws emr add-steps --cluster-id CLUSTER_ID --steps file://step.json, with step.json:")
         typer.echo(submit.emr_step_json(settings, location, environment=environment))
         typer.echo("# the same as a spark-submit line on the master node:")
         typer.echo(shlex.join(step[0]["Args"]))  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,21 +49,19 @@ class EvaluationResult:
 
 @dataclass
 class Scorer:
-    """The model as an evaluation uses it: its kind, classes, featurizer and weights."""
+    """The model as an evaluation uses it: its artifact, featurizer, and the schema the data is read with
+    (the model's, with the evaluation datasource's layout)."""
 
     artifact: ModelArtifact
     schema: Schema
-    space: FeatureSpace = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.space = FeatureSpace.from_dict(
-            self.artifact.feature_space, parse_schema(self.artifact.schema_json)
-        )
+    space: FeatureSpace
 
     @classmethod
     def load(cls, artifact_location: Path, data_schema: Schema) -> Scorer:
         artifact = load_artifact(artifact_location)
-        return cls(artifact, evaluation_schema(parse_schema(artifact.schema_json), data_schema))
+        model_schema = parse_schema(artifact.schema_json)
+        space = FeatureSpace.from_dict(artifact.feature_space, model_schema)
+        return cls(artifact, evaluation_schema(model_schema, data_schema), space)
 
     def scores(self, rows: pa.RecordBatch) -> np.ndarray:
         return self.artifact.linear.predict_scores(self.space.transform(rows))

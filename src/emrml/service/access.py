@@ -33,7 +33,7 @@ from emrml.errors import (
 )
 from emrml.service import groups as grouping
 from emrml.service.groups import ADMINS, BUILTIN_GROUPS, Group, GroupInfo, GroupMember, GroupStatement
-from emrml.service.identity import Identities, KeyInfo, NewAccessKey, User, UserInfo
+from emrml.service.identity import AccessKey, Identities, KeyInfo, NewAccessKey, User, UserInfo
 from emrml.service.metastore import ENTITY_CLASSES, Stream
 from emrml.service.operations import CALLER, OPERATIONS
 from emrml.service.policy import IAM_ACTIONS, RESOURCE_KINDS, STORAGE_ACTIONS, Policy, Statement
@@ -318,22 +318,19 @@ class Access:
     def set_key_active(self, access_key_id: str, active: bool, *, caller: str | None = None) -> None:
         """Deactivate a key (refused like an unknown one, within the servers' credential cache time) or
         make it active again."""
-        owner = next(
-            (k.user_name for k in self.identities.list_keys() if k.access_key_id == access_key_id), None
-        )
-        if owner is None:
-            raise ResourceNotFoundException(f"access key {access_key_id!r} does not exist")
-        self._check_user(caller, "iam:UpdateAccessKey", owner)
+        self._check_user(caller, "iam:UpdateAccessKey", self._key_owner(access_key_id))
         self.identities.set_key_active(access_key_id, active)
 
     def delete_key(self, access_key_id: str, *, caller: str | None = None) -> None:
-        owner = next(
-            (k.user_name for k in self.identities.list_keys() if k.access_key_id == access_key_id), None
-        )
-        if owner is None:
-            raise ResourceNotFoundException(f"access key {access_key_id!r} does not exist")
-        self._check_user(caller, "iam:DeleteAccessKey", owner)
+        self._check_user(caller, "iam:DeleteAccessKey", self._key_owner(access_key_id))
         self.identities.delete_key(access_key_id)
+
+    def _key_owner(self, access_key_id: str) -> str:
+        with self.sessions() as session:
+            key = session.get(AccessKey, access_key_id)
+        if key is None:
+            raise ResourceNotFoundException(f"access key {access_key_id!r} does not exist")
+        return key.user_name
 
     def _keep_an_admin(self, leaving: str, group: str = ADMINS) -> None:
         """Refuse a change that would leave no enabled member of ``admins``: nobody could manage emrml."""

@@ -70,7 +70,7 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.pyspark.python": sys.executable,
         "spark.pyspark.driver.python": sys.executable,
         "spark.ui.showConsoleProgress": "false",
-        # Tasks return what they computed as plain values: collected, never cached by the JVM.
+        # One Python worker per executor core for every task: the model and imports load once, not per task.
         "spark.python.worker.reuse": "true",
     }
     if _loopback(settings.spark_master):

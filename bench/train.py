@@ -312,7 +312,7 @@ PHASES = (
 TIMED = (
     (training_module.FeatureSpace, "fit", "feature space fit"),
     (training_module, "_featurize", "featurization pass"),
-    (learn, "_calibration_sample", "SGD: calibration sample"),
+    (learn, "calibration_sample", "SGD: calibration sample"),
     (learn, "_choose_rate", "SGD: learning-rate trial"),
     (training_module, "train", "SGD: everything (calibration, rate trial, passes)"),
     (training_module, "save_artifact", "saving the artifact"),

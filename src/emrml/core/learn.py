@@ -76,6 +76,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
+from emrml.core.sgd import DualAveraging, loss_sum
 from emrml.errors import DataError
 
 if TYPE_CHECKING:
@@ -109,8 +110,6 @@ WEIGHT_BYTES = 8
 
 #: Dense steps while n_features * n_outputs <= this * non-zeros per step (measured crossover: 10-15).
 DENSE_RATIO = 12
-# Keeps 0 / 0 out of the weight of a coordinate that has had no gradient yet.
-_EPSILON = 1e-12
 
 
 # --------------------------------------------------------------------------------------------- parameters
@@ -332,211 +331,7 @@ def _finite_or_none(value: Any) -> Any:
 Batch = tuple["sp.csr_matrix", np.ndarray, np.ndarray]
 
 
-def _losses_and_gradient(kind: str, z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row loss ``(m,)`` and d loss / d z (shaped like ``z``): ``z`` is ``(m,)``, or ``(m, K)`` logits."""
-    if kind == "BINARY":
-        from scipy.special import expit
-
-        return np.logaddexp(0.0, z) - y * z, expit(z) - y
-    if kind == "MULTICLASS":
-        top = z.max(axis=1, keepdims=True)
-        exps = np.exp(z - top)
-        sums = exps.sum(axis=1)
-        rows = np.arange(len(y))
-        classes = y.astype(np.intp)
-        losses = np.log(sums) + top[:, 0] - z[rows, classes]
-        gradient = exps / sums[:, None]
-        gradient[rows, classes] -= 1.0
-        return losses, gradient
-    residual = z - y
-    return 0.5 * residual * residual, residual
-
-
-def _row_items(a: np.ndarray) -> np.ndarray:
-    """A 1-D view of a C-contiguous ``(n, k)`` float64 array with one item per row.
-
-    For k = 1 the items are the floats; otherwise ``k * 8``-byte blocks, which numpy gathers and scatters
-    about twice as fast as rows of a 2-D array. Sparse matrix-vector products with 1-D vectors are also
-    about twice as fast as with one-column matrices.
-    """
-    if a.shape[1] == 1:
-        return a.reshape(-1)
-    return a.view(np.dtype((np.void, a.itemsize * a.shape[1]))).reshape(-1)
-
-
-class _DualAveraging:
-    """AdaGrad dual averaging: per-coordinate gradient sums, from which the weights follow in closed form.
-
-    With ``u`` the sum and ``H`` the sum of squares of a coordinate's gradients over the ``t`` steps so far,
-    its weight is ``-sign(u) * max(|u| - l1 * t, 0) / (l2 * t + (sqrt(H) + eps) / rate)``: the minimizer of
-    ``<u, w> + t * (l1 |w| + l2 / 2 w^2) + (sqrt(H) + eps) / (2 rate) w^2``. The regularization is therefore
-    exact at every step for every coordinate, yet costs nothing for coordinates a step does not touch: their
-    weight is only computed when read. The bias follows the same rule around its prior, unregularized.
-
-    Iterate averaging: after ``start_average``, the weights before every ``average_every``-th step are added
-    to a running sum (in dense mode the step has computed them all anyway; else they are computed).
-    """
-
-    def __init__(
-        self, kind: str, n_features: int, bias: np.ndarray, rate: float, l1: float, l2: float, dense: bool
-    ) -> None:
-        self.k = len(bias)
-        self.kind = kind
-        # Single-output kinds work on 1-D vectors; MULTICLASS on (n, K) even when K is 1.
-        self.single = kind != "MULTICLASS"
-        self.rate = rate
-        self.l1 = l1
-        self.l2 = l2
-        self.dense = dense
-        self.steps = 0
-        self.sums = np.zeros((n_features, self.k))
-        self.squares = np.zeros((n_features, self.k))
-        self.prior = bias.copy()
-        self.bias_sums = np.zeros(self.k)
-        self.bias_squares = np.zeros(self.k)
-        self._sum_items = _row_items(self.sums)
-        self._square_items = _row_items(self.squares)
-        # Scratch map feature -> column of the current mini-batch; only entries just written are read.
-        index_type = np.int32 if n_features < 2**31 else np.int64
-        self._position = np.zeros(0 if dense else n_features, dtype=index_type)
-        self.average_every = 0
-        self.average_weights = np.zeros((0, self.k))
-        self.average_bias = np.zeros(self.k)
-        self.average_count = 0
-
-    def _vectors(self, items: np.ndarray) -> np.ndarray:
-        """Items as vectors: ``(n,)`` for single-output kinds, ``(n, k)`` otherwise (a view, no copy)."""
-        return items if self.single else items.view(np.float64).reshape(len(items), self.k)
-
-    def _weights_of(self, sums: np.ndarray, squares: np.ndarray) -> np.ndarray:
-        scale = np.sqrt(squares)
-        scale += _EPSILON
-        scale /= self.rate
-        # Amounts up to MAX_DOUBLE overflow to inf, which correctly zeroes the weights.
-        with np.errstate(over="ignore", invalid="ignore"):
-            if self.l2 > 0:
-                scale += self.l2 * self.steps
-            if self.l1 > 0:
-                magnitude = np.abs(sums)
-                magnitude -= self.l1 * self.steps
-                np.maximum(magnitude, 0.0, out=magnitude)
-                np.copysign(magnitude, sums, out=magnitude)
-                numerator = magnitude
-            else:
-                numerator = sums
-            weights = np.divide(numerator, scale)
-        np.negative(weights, out=weights)
-        return weights
-
-    def weights(self) -> np.ndarray:
-        """The current weights ``(n_features, k)``."""
-        return self._weights_of(self.sums, self.squares)
-
-    def bias(self) -> np.ndarray:
-        return self.prior - self.rate * self.bias_sums / (np.sqrt(self.bias_squares) + _EPSILON)
-
-    def start_average(self, every: int) -> None:
-        """Average all iterates from now on, one snapshot every ``every`` steps."""
-        self.average_every = max(1, every)
-        self.average_weights = np.zeros_like(self.sums)
-
-    def model(self) -> tuple[np.ndarray, np.ndarray]:
-        """The weights and bias to keep: the average of the snapshots and the current iterate.
-
-        With L1 the average keeps the exact zeros of the current iterate (an average of sparse iterates is
-        not sparse, and the current support is where the mean gradient exceeds the L1 amount).
-        """
-        weights = self.weights()
-        if self.average_count == 0:
-            return weights, self.bias()
-        count = self.average_count + 1
-        averaged = (self.average_weights + weights) / count
-        if self.l1 > 0:
-            averaged[weights == 0.0] = 0.0
-        return averaged, (self.average_bias + self.bias()) / count
-
-    def _snapshot(self, weights: np.ndarray | None) -> None:
-        self.average_weights += self.weights() if weights is None else weights.reshape(self.sums.shape)
-        self.average_bias += self.bias()
-        self.average_count += 1
-
-    def step(self, X: sp.csr_array, y: np.ndarray, weight: np.ndarray) -> float:
-        """One step on a mini-batch; returns its weighted loss sum taken before the step."""
-        import scipy.sparse as sp
-
-        m = X.shape[0]
-        if self.dense:
-            columns = None
-            local = X
-            u = self._vectors(self._sum_items)
-            h = self._vectors(self._square_items)
-        else:
-            ordered = np.sort(X.indices)
-            keep = np.empty(len(ordered), dtype=bool)
-            keep[:1] = True
-            np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
-            columns = ordered[keep]
-            self._position[columns] = np.arange(len(columns), dtype=self._position.dtype)
-            local = sp.csr_array(
-                (X.data, self._position[X.indices], X.indptr), shape=(m, len(columns)), copy=False
-            )
-            u = self._vectors(np.take(self._sum_items, columns))
-            h = self._vectors(np.take(self._square_items, columns))
-        w = self._weights_of(u, h)
-        if self.average_every and self.steps % self.average_every == 0:
-            self._snapshot(w if self.dense else None)
-        bias = self.bias()
-        z = local @ w + (float(bias[0]) if self.single else bias)
-        losses, gradient = _losses_and_gradient(self.kind, z, y)
-        scale = weight / m
-        gradient *= scale if self.single else scale[:, None]
-        g = local.T @ gradient
-        u += g
-        h += g * g
-        if columns is not None:
-            self._sum_items[columns] = u.reshape(-1).view(self._sum_items.dtype)
-            self._square_items[columns] = h.reshape(-1).view(self._square_items.dtype)
-        gb = gradient.sum(axis=0)
-        self.bias_sums += gb
-        self.bias_squares += gb * gb
-        self.steps += 1
-        return float(losses @ weight)
-
-    def penalty(self, weights: np.ndarray) -> float:
-        """The regularization term of the objective for ``weights``."""
-        if self.l1 > 0:
-            return self.l1 * float(np.abs(weights).sum())
-        if self.l2 > 0:
-            return 0.5 * self.l2 * float(np.square(weights).sum())
-        return 0.0
-
-    def fit_rows(self, X: sp.csr_matrix, y: np.ndarray, weight: np.ndarray, rows_per_step: int) -> float:
-        """Steps over the rows of ``X`` in order; returns the weighted progressive loss sum."""
-        import scipy.sparse as sp
-
-        total = 0.0
-        indptr = X.indptr
-        for start in range(0, X.shape[0], rows_per_step):
-            stop = min(start + rows_per_step, X.shape[0])
-            lo, hi = indptr[start], indptr[stop]
-            part = sp.csr_array(
-                (X.data[lo:hi], X.indices[lo:hi], indptr[start : stop + 1] - lo),
-                shape=(stop - start, X.shape[1]),
-                copy=False,
-            )
-            total += self.step(part, y[start:stop], weight[start:stop])
-        return total
-
-
-def _loss_sum(
-    kind: str, weights: np.ndarray, bias: np.ndarray, X: sp.csr_matrix, y: np.ndarray, weight: np.ndarray
-) -> float:
-    z = X @ weights + bias if kind == "MULTICLASS" else X @ weights[:, 0] + float(bias[0])
-    losses, _ = _losses_and_gradient(kind, z, y)
-    return float(losses @ weight)
-
-
-class _Checker:
+class Checker:
     """Validates and normalizes the batches of a source for one model kind."""
 
     def __init__(self, kind: str, n_features: int, k: int, mean: float = 0.0, std: float = 1.0) -> None:
@@ -582,7 +377,7 @@ class _Checker:
         return X, y, weight
 
 
-def _calibration_sample(source: BatchSource, check: _Checker, rows: int, rng: np.random.Generator) -> Batch:
+def calibration_sample(source: BatchSource, check: Checker, rows: int, rng: np.random.Generator) -> Batch:
     """A uniform random sample of ``rows`` rows of the source (all of them when it has fewer), in data order.
 
     Every row gets a random key and the ``rows`` smallest keys win (a bottom-k sample, kept while reading):
@@ -669,11 +464,11 @@ def _choose_rate(
     trials: list[list[float | None]] = []
     losses: list[float] = []
     for rate in LEARNING_RATES:
-        state = _DualAveraging(kind, X.shape[1], bias, rate, params.l1, params.l2, dense)
+        state = DualAveraging(kind, X.shape[1], bias, rate, params.l1, params.l2, dense)
         state.fit_rows(X_fit, y_fit, w_fit, rows_per_step)
         state.start_average(_average_every(state, state.steps, X_fit.nnz))
         state.fit_rows(X_fit, y_fit, w_fit, rows_per_step)
-        loss = _loss_sum(kind, *state.model(), X_held, y_held, w_held) / held_weight
+        loss = loss_sum(kind, *state.model(), X_held, y_held, w_held) / held_weight
         losses.append(loss if math.isfinite(loss) else math.inf)
         trials.append([rate, loss if math.isfinite(loss) else None])
     best = min(losses)
@@ -688,7 +483,7 @@ def _choose_rate(
     return rate, trials
 
 
-def _pass_batches(source: BatchSource, check: _Checker, rng: np.random.Generator | None) -> Iterator[Batch]:
+def pass_batches(source: BatchSource, check: Checker, rng: np.random.Generator | None) -> Iterator[Batch]:
     """One pass over the source; with ``rng``, rows are shuffled across windows of ``SHUFFLE_WINDOW``
     batches (the rows of a window are mixed together and dealt out again as batches of the same sizes)."""
     if rng is None:
@@ -724,7 +519,7 @@ def _mixed(window: list[Batch], rng: np.random.Generator) -> Iterator[Batch]:
         yield X[rows], y[rows], weight[rows]
 
 
-def _average_every(state: _DualAveraging, steps_per_pass: int, nnz_per_pass: int) -> int:
+def _average_every(state: DualAveraging, steps_per_pass: int, nnz_per_pass: int) -> int:
     """Steps between weight snapshots for averaging: as many snapshots as keep their cost
     (``O(n_features * k)`` each) near a quarter of the pass's, at least ``MIN_SNAPSHOTS`` per pass.
 
@@ -769,86 +564,162 @@ def train(
     drives early stopping instead of the training loss. Raises ``ValueError`` for batches that break the
     ``BatchSource`` contract and ``DataError`` for a non-finite regression target.
     """
-    k = _n_outputs(kind, n_classes)
-    refining = kind == "REGRESSION" and params.l1 == 0
-    # SGD fills the first half of the progress bar when the refinement may take the second.
-    sgd_progress = _part_of(progress, 0.0, 0.5) if refining else progress
     seeds = np.random.SeedSequence(seed).spawn(2)
     calibration_rng = np.random.default_rng(seeds[0])
     shuffle_rng = np.random.default_rng(seeds[1]) if params.shuffle == "auto" else None
-
-    raw = _calibration_sample(source, _Checker(kind, n_features, k), CALIBRATION_ROWS, calibration_rng)
-    if kind == "REGRESSION":
-        mean, std = _target_scale(raw[1], raw[2])
-        sample: Batch = (raw[0], (raw[1] - mean) / std, raw[2])
-    else:
-        mean, std = 0.0, 1.0
-        sample = raw
-    check = _Checker(kind, n_features, k, mean, std)
-    rows_per_step = _rows_per_step(sample[0].shape[0])
-    dense = _use_dense(n_features, k, sample[0], rows_per_step)
-    bias = _initial_bias(kind, sample[1], sample[2], k)
-    rate, trials = _choose_rate(kind, sample, bias, params, rows_per_step, dense, calibration_rng)
-    report = TrainingReport(
-        passes=0, rows=0, rows_per_step=rows_per_step, learning_rate=rate, learning_rate_trials=trials
-    )
-    if kind == "REGRESSION":
-        report.target_mean, report.target_std = mean, std
-    state = _DualAveraging(kind, n_features, bias, rate, params.l1, params.l2, dense)
-
+    k = _n_outputs(kind, n_classes)
+    raw = calibration_sample(source, Checker(kind, n_features, k), CALIBRATION_ROWS, calibration_rng)
+    trainer = Trainer(kind, n_features, n_classes, params, raw, calibration_rng, progress)
     batches_per_pass: int | None = None
-    best_loss, best_model, worse_passes = math.inf, None, 0
-    if sample[0].shape[0]:
-        for pass_index in range(params.max_passes):
-            loss_total = weight_total = 0.0
-            rows = batches = nnz = 0
-            first_step = state.steps
-            for X, y, weight in _pass_batches(source, check, shuffle_rng):
-                loss_total += state.fit_rows(X, y, weight, rows_per_step)
-                weight_total += float(weight.sum())
-                rows += X.shape[0]
-                nnz += X.nnz
-                batches += 1
-                if sgd_progress is not None and batches_per_pass:
-                    sgd_progress(min(1.0, (pass_index + batches / batches_per_pass) / params.max_passes))
-            if pass_index == 0:
-                batches_per_pass = batches
-                state.start_average(_average_every(state, state.steps - first_step, nnz))
-            report.passes = pass_index + 1
-            report.rows = rows
-            report.progressive_losses.append(loss_total / weight_total if weight_total > 0 else 0.0)
-            current = _objective(kind, state, sample)
-            report.losses.append(current)
-            if validation is not None:
-                current = _validation_loss(kind, state, validation, check)
-                report.validation_losses.append(current)
-            if sgd_progress is not None:
-                sgd_progress(report.passes / params.max_passes)
-            if current < best_loss - EARLY_STOP_TOLERANCE * abs(best_loss) or best_model is None:
-                best_loss, worse_passes = current, 0
-                best_model = tuple(part.copy() for part in state.model())
-                report.best_pass = report.passes
-            else:
-                worse_passes += 1
-                if worse_passes >= PATIENCE:
-                    report.stopped_early = report.passes < params.max_passes
-                    break
+    for pass_index in trainer.passes():
+        done = PassTotals()
+        for X, y, weight in pass_batches(source, trainer.check, shuffle_rng):
+            done.loss += trainer.state.fit_rows(X, y, weight, trainer.rows_per_step)
+            done.add(X, weight)
+            if batches_per_pass:
+                trainer.sgd_progress((pass_index + done.batches / batches_per_pass) / params.max_passes)
+        batches_per_pass = done.batches
+        trainer.end_pass(done, validation)
+    return trainer.finish(source)
 
-    # The best pass's model, not the last: a pass that made the loss worse is not kept.
-    weights, bias_out = best_model if best_model is not None else state.model()
-    if refining and report.rows:
-        weights, bias_out = _refine(
-            source, check, sample, n_features, params, weights, bias_out, report, _part_of(progress, 0.5, 1.0)
-        )
-    weights = weights * std
-    bias_out = bias_out * std
-    if kind == "REGRESSION":
-        bias_out = bias_out + mean
-    weights, kept, pruned, size = _prune(weights, params.max_model_size)
-    report.nonzero_features, report.pruned_features, report.estimated_size_bytes = kept, pruned, size
-    if progress is not None:
-        progress(1.0)
-    return LinearModel(kind, weights, bias_out), report
+
+@dataclass
+class PassTotals:
+    """What one pass (or one part of it) went over: loss before each step, weight, rows, non-zeros."""
+
+    loss: float = 0.0
+    weight: float = 0.0
+    rows: int = 0
+    nnz: int = 0
+    batches: int = 0
+    steps: int = 0
+
+    def add(self, X: sp.csr_matrix, weight: np.ndarray) -> None:
+        self.weight += float(weight.sum())
+        self.rows += X.shape[0]
+        self.nnz += X.nnz
+        self.batches += 1
+
+    def merge(self, other: PassTotals) -> None:
+        for name in ("loss", "weight", "rows", "nnz", "batches", "steps"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+class Trainer:
+    """``train`` in steps, for an engine that runs each pass itself (the Spark engine runs parts of a pass
+    on its executors from ``state`` and mixes them back, engine/spark/training.py).
+
+    Built from the calibration sample (``calibration_sample``, in data order): it fixes the target's
+    scale, ``check`` (the batch validation and normalization every pass applies), ``rows_per_step``, the
+    dense mode, the prior and the learning rate. Then ``for i in passes(): ...; end_pass(totals)``, and
+    ``finish(source)`` returns the model and the report.
+    """
+
+    def __init__(
+        self,
+        kind: ModelKind,
+        n_features: int,
+        n_classes: int | None,
+        params: TrainingParameters,
+        raw: Batch,
+        rng: np.random.Generator,
+        progress: Callable[[float], None] | None = None,
+    ) -> None:
+        k = _n_outputs(kind, n_classes)
+        self.kind = kind
+        self.n_features = n_features
+        self.params = params
+        self.progress = progress
+        self.refining = kind == "REGRESSION" and params.l1 == 0
+        # SGD fills the first half of the progress bar when the refinement may take the second.
+        self._sgd_progress = _part_of(progress, 0.0, 0.5) if self.refining else progress
+        if kind == "REGRESSION":
+            self.mean, self.std = _target_scale(raw[1], raw[2])
+            self.sample: Batch = (raw[0], (raw[1] - self.mean) / self.std, raw[2])
+        else:
+            self.mean, self.std = 0.0, 1.0
+            self.sample = raw
+        self.check = Checker(kind, n_features, k, self.mean, self.std)
+        self.rows_per_step = _rows_per_step(self.sample[0].shape[0])
+        dense = _use_dense(n_features, k, self.sample[0], self.rows_per_step)
+        bias = _initial_bias(kind, self.sample[1], self.sample[2], k)
+        rate, trials = _choose_rate(kind, self.sample, bias, params, self.rows_per_step, dense, rng)
+        self.report = TrainingReport(passes=0, rows=0, rows_per_step=self.rows_per_step, learning_rate=rate)
+        self.report.learning_rate_trials = trials
+        if kind == "REGRESSION":
+            self.report.target_mean, self.report.target_std = self.mean, self.std
+        self.state = DualAveraging(kind, n_features, bias, rate, params.l1, params.l2, dense)
+        self._best_loss = math.inf
+        self._best_model: tuple[np.ndarray, np.ndarray] | None = None
+        self._worse_passes = 0
+        self._stopped = False
+
+    def passes(self) -> Iterator[int]:
+        """The indices of the passes to run: none without data, and none after an early stop."""
+        if not self.sample[0].shape[0]:
+            return
+        for pass_index in range(self.params.max_passes):
+            if self._stopped:
+                return
+            yield pass_index
+
+    def sgd_progress(self, fraction: float) -> None:
+        if self._sgd_progress is not None:
+            self._sgd_progress(min(1.0, fraction))
+
+    def end_pass(self, totals: PassTotals, validation: BatchSource | None = None) -> None:
+        """Record a pass ``state`` has made (``totals.steps``: its steps, when not counted by ``state``)."""
+        report = self.report
+        if report.passes == 0:
+            steps = totals.steps or self.state.steps
+            self.state.start_average(_average_every(self.state, steps, totals.nnz))
+        report.passes += 1
+        report.rows = totals.rows
+        report.progressive_losses.append(totals.loss / totals.weight if totals.weight > 0 else 0.0)
+        current = _objective(self.kind, self.state, self.sample)
+        report.losses.append(current)
+        if validation is not None:
+            current = _validation_loss(self.kind, self.state, validation, self.check)
+            report.validation_losses.append(current)
+        self.sgd_progress(report.passes / self.params.max_passes)
+        better = current < self._best_loss - EARLY_STOP_TOLERANCE * abs(self._best_loss)
+        if better or self._best_model is None:
+            self._best_loss, self._worse_passes = current, 0
+            weights, bias = self.state.model()
+            self._best_model = (weights.copy(), bias.copy())
+            report.best_pass = report.passes
+        else:
+            self._worse_passes += 1
+            if self._worse_passes >= PATIENCE:
+                report.stopped_early = report.passes < self.params.max_passes
+                self._stopped = True
+
+    def finish(self, source: BatchSource) -> tuple[LinearModel, TrainingReport]:
+        """The kept model, refined (REGRESSION: ``source`` is read again), rescaled and pruned."""
+        report, params = self.report, self.params
+        # The best pass's model, not the last: a pass that made the loss worse is not kept.
+        weights, bias_out = self._best_model if self._best_model is not None else self.state.model()
+        if self.refining and report.rows:
+            weights, bias_out = _refine(
+                source,
+                self.check,
+                self.sample,
+                self.n_features,
+                params,
+                weights,
+                bias_out,
+                report,
+                _part_of(self.progress, 0.5, 1.0),
+            )
+        weights = weights * self.std
+        bias_out = bias_out * self.std
+        if self.kind == "REGRESSION":
+            bias_out = bias_out + self.mean
+        weights, kept, pruned, size = _prune(weights, params.max_model_size)
+        report.nonzero_features, report.pruned_features, report.estimated_size_bytes = kept, pruned, size
+        if self.progress is not None:
+            self.progress(1.0)
+        return LinearModel(self.kind, weights, bias_out), report
 
 
 def _part_of(
@@ -862,7 +733,7 @@ def _part_of(
 
 def _refine(
     source: BatchSource,
-    check: _Checker,
+    check: Checker,
     sample: Batch,
     n_features: int,
     params: TrainingParameters,
@@ -877,7 +748,7 @@ def _refine(
 
     in_memory = report.rows <= sample[0].shape[0]
     solution = least_squares.refine(
-        (lambda: (sample,)) if in_memory else (lambda: _pass_batches(source, check, None)),
+        (lambda: (sample,)) if in_memory else (lambda: pass_batches(source, check, None)),
         n_features,
         params.l2,
         weights[:, 0],
@@ -890,20 +761,20 @@ def _refine(
     return solution.weights[:, None], np.array([solution.bias])
 
 
-def _objective(kind: str, state: _DualAveraging, sample: Batch) -> float:
+def _objective(kind: str, state: DualAveraging, sample: Batch) -> float:
     """Mean loss plus penalty of the model as it stands (the average, if any) on the calibration sample."""
     weights, bias = state.model()
     X, y, weight = sample
     total = float(weight.sum())
-    mean = _loss_sum(kind, weights, bias, X, y, weight) / total if total > 0 else 0.0
+    mean = loss_sum(kind, weights, bias, X, y, weight) / total if total > 0 else 0.0
     return mean + state.penalty(weights)
 
 
-def _validation_loss(kind: str, state: _DualAveraging, validation: BatchSource, check: _Checker) -> float:
+def _validation_loss(kind: str, state: DualAveraging, validation: BatchSource, check: Checker) -> float:
     weights, bias = state.model()
     total = weight_total = 0.0
     for batch in validation():
         X, y, weight = check(batch)
-        total += _loss_sum(kind, weights, bias, X, y, weight)
+        total += loss_sum(kind, weights, bias, X, y, weight)
         weight_total += float(weight.sum())
     return total / weight_total if weight_total > 0 else 0.0

@@ -439,3 +439,63 @@ def test_bank_marketing_batch_and_records_agree(
     matrix = bank_space.transform(batch)
     for record, row in zip(batch.to_pylist(), _rows_of(matrix), strict=True):
         assert bank_space.transform_record(record) == row
+
+
+# --- Fitting in parts (the Spark engine's tasks) ---------------------------------------------------------
+
+
+def test_fittings_of_parts_merge_into_the_fit_of_the_whole() -> None:
+    """Three parts fitted apart, sent as pickles (as Spark sends them) and merged, give the feature space of
+    one reading: the same vocabularies, bin edges, indicators and (to rounding) moments, including the
+    second pass that counts quantile bins crossed with a category."""
+    import pickle
+
+    rng = np.random.default_rng(7)
+    jobs = ["admin.", "technician", "retired", "student", ""]
+    words = ["great", "movie", "boring", "cast", "acting", "plot"]
+    rows = [
+        {
+            "age": "" if i % 17 == 0 else f"{rng.normal(40, 12):.1f}",
+            "smoker": ["yes", "no", "", "T"][i % 4],
+            "job": jobs[int(rng.integers(len(jobs)))],
+            "review": " ".join(rng.choice(words, size=int(rng.integers(0, 6)))),
+            "y": str(i % 2),
+        }
+        for i in range(600)
+    ]
+    outputs = [
+        "age",
+        "smoker",
+        "normalize(age)",
+        "quantile_bin(age,7)",
+        "cartesian(quantile_bin(age,5),job)",
+        "ngram(lowercase(review),2)",
+    ]
+    recipe = parse_recipe(json.dumps({"outputs": outputs}), SMALL)
+    parts = [_batch(SMALL, rows[:100]), _batch(SMALL, rows[100:450]), _batch(SMALL, rows[450:])]
+    whole = FeatureSpace.fit(recipe, SMALL, parts)
+
+    def shipped(fitting: features.Fitting) -> features.Fitting:
+        return pickle.loads(pickle.dumps(fitting))  # the test's own bytes, as Spark would send them
+
+    def fitted(part: pa.RecordBatch, into: features.Fitting) -> features.Fitting:
+        into.update(part)
+        return shipped(into)
+
+    merged = fitted(parts[0], features.Fitting(recipe, SMALL))
+    for part in parts[1:]:
+        merged.merge(fitted(part, features.Fitting(recipe, SMALL)))
+    assert merged.second_pass
+    merged.end_first_pass()
+    empty = merged.second_pass_part()
+    for part in parts:
+        merged.merge(fitted(part, shipped(empty)))
+    space = merged.space()
+
+    expected, got = whole.to_dict(), space.to_dict()
+    assert got["outputs"] == expected["outputs"]
+    assert got["quantile_edges"] == expected["quantile_edges"]
+    assert got["moments"].keys() == expected["moments"].keys()
+    for name, moments in expected["moments"].items():
+        assert got["moments"][name] == pytest.approx(moments, rel=1e-12)
+    assert space.feature_names == whole.feature_names

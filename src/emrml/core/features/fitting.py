@@ -54,16 +54,47 @@ class NumericStats:
         if self.sketch is None:
             return
         self.sketch.update(values)
-        if self.distinct is not None:
-            merged, inverse = np.unique(np.concatenate((self.distinct, values)), return_inverse=True)
-            weights = np.concatenate((self.distinct_counts, np.ones(len(values), dtype=np.int64)))
-            if len(merged) > EXACT_DISTINCT_LIMIT:
-                self.distinct = None
-            else:
-                self.distinct = merged
-                self.distinct_counts = np.bincount(inverse, weights=weights, minlength=len(merged)).astype(
-                    np.int64
-                )
+        self._add_distinct(values, np.ones(len(values), dtype=np.int64))
+
+    def _add_distinct(self, values: np.ndarray, counts: np.ndarray) -> None:
+        """Exact value counts while there are at most ``EXACT_DISTINCT_LIMIT`` distinct values."""
+        if self.distinct is None:
+            return
+        merged, inverse = np.unique(np.concatenate((self.distinct, values)), return_inverse=True)
+        if len(merged) > EXACT_DISTINCT_LIMIT:
+            self.distinct = None
+            return
+        weights = np.concatenate((self.distinct_counts, counts))
+        self.distinct = merged
+        self.distinct_counts = np.bincount(inverse, weights=weights, minlength=len(merged)).astype(np.int64)
+
+    def merge(self, other: NumericStats) -> None:
+        """Add the statistics of other values (Chan et al.'s pairwise merge of the moments)."""
+        self.absent_seen = self.absent_seen or other.absent_seen
+        if other.count:
+            total = self.count + other.count
+            delta = other.mean - self.mean
+            self.mean += delta * other.count / total
+            self.m2 += other.m2 + delta * delta * self.count * other.count / total
+            self.count = total
+        if self.sketch is None or other.sketch is None:
+            return
+        self.sketch.merge(other.sketch)
+        if other.distinct is None:
+            self.distinct = None
+        else:
+            self._add_distinct(other.distinct, other.distinct_counts)
+
+    def __getstate__(self) -> dict[str, object]:
+        # The sketch travels in its own documented binary form (a datasketches object does not pickle).
+        state = self.__dict__.copy()
+        state["sketch"] = None if self.sketch is None else self.sketch.serialize()
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        if isinstance(state["sketch"], bytes):
+            self.sketch = datasketches.kll_doubles_sketch.deserialize(state["sketch"])
 
     def edges(self, n: int) -> tuple[float, ...]:
         if self.distinct is not None:
@@ -92,6 +123,13 @@ class Counter:
     def update(self, strings: pa.Array, counts: np.ndarray) -> None:
         self.chunks.append(pa.table({"value": strings, "count": pa.array(counts, pa.int64())}))
         self.pending += len(strings)
+        if self.pending > COUNTER_PENDING:
+            self._merge()
+
+    def merge(self, other: Counter) -> None:
+        """Add the counts of ``other`` (of other rows)."""
+        self.chunks.extend(other.chunks)
+        self.pending += other.pending
         if self.pending > COUNTER_PENDING:
             self._merge()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -96,65 +97,19 @@ class FeatureSpace:
         outputs, the most frequent first (frequency = number of rows holding the string; ties by output
         order, then string); strings in fewer than ``min_count`` rows are dropped.
         """
-        _check_schema(recipe, schema)
-        outputs = list(recipe.outputs)
-        numeric: dict[str, NumericStats] = {}
-        binary_absent: dict[str, bool] = {}
-        for output in outputs:
-            if output.kind == OutputKind.BINARY:
-                binary_absent[attribute(output.expression)] = False
-            elif output.kind == OutputKind.NUMERIC or is_top_bins(output):
-                numeric.setdefault(attribute(output.expression), NumericStats())
-            for node in _transformations(output):
-                if node.function in ("quantile_bin", "normalize"):
-                    stats = numeric.setdefault(attribute(node), NumericStats())
-                    if node.function == "quantile_bin":
-                        stats.track_quantiles()
-        counters = {i: Counter(max_vocabulary) for i, output in enumerate(outputs) if uses_vocabulary(output)}
-        second_pass = {i for i in counters if any(is_bins(node) for node in walk(outputs[i].expression))}
-        if second_pass and iter(batches) is batches:
+        fitting = Fitting(recipe, schema, max_vocabulary)
+        if fitting.second_pass and iter(batches) is batches:
             raise TypeError(
                 "FeatureSpace.fit needs two passes over the data for a quantile_bin inside another "
                 "transformation; pass a re-iterable collection of batches, not an iterator"
             )
-        no_parameters = Parameters({}, {})
         for batch in batches:
-            values = BatchValues(batch, no_parameters)
-            for name, stats in numeric.items():
-                stats.update(values.numeric(name))
-            for name in binary_absent:
-                numbers = values.binary(name)
-                binary_absent[name] = binary_absent[name] or bool(numbers.absent[numbers.codes].any())
-            for i, counter in counters.items():
-                if i not in second_pass:
-                    count_into(counter, values, outputs[i])
-        edges: dict[str, tuple[float, ...]] = {}
-        moments: dict[str, tuple[float, float]] = {}
-        for output in outputs:
-            for node in _transformations(output):
-                if node.function == "quantile_bin":
-                    assert node.parameter is not None
-                    edges[node.text] = numeric[attribute(node)].edges(node.parameter)
-                elif node.function == "normalize":
-                    moments[attribute(node)] = numeric[attribute(node)].moments()
-        parameters = Parameters(edges, moments)
-        if second_pass:
+            fitting.update(batch)
+        if fitting.second_pass:
+            fitting.end_first_pass()
             for batch in batches:
-                values = BatchValues(batch, parameters)
-                for i in second_pass:
-                    count_into(counters[i], values, outputs[i])
-        order = sorted(counters)
-        selected = select_vocabularies([counters[i].result(min_count) for i in order], max_vocabulary)
-        vocabularies = dict(zip(order, selected, strict=True))
-        absent_seen = {name: stats.absent_seen for name, stats in numeric.items()} | binary_absent
-        layouts = []
-        start = 0
-        for i, output in enumerate(outputs):
-            indicator = not uses_vocabulary(output) and absent_seen[attribute(output.expression)]
-            layout = _layout(output, start, parameters, vocabularies.get(i, ()), indicator)
-            layouts.append(layout)
-            start += layout.size
-        return cls(layouts, parameters)
+                fitting.update(batch)
+        return fitting.space(min_count)
 
     def transform(self, batch: pa.RecordBatch) -> scipy.sparse.csr_matrix:
         """Features of every row of ``batch`` (string columns named as the schema's attributes): a CSR
@@ -312,3 +267,113 @@ def _feature_names(layout: Layout) -> list[str]:
     else:
         names = [text]
     return names + ([f"{text}:missing"] if layout.missing_indicator else [])
+
+
+# --- Fitting, in parts that merge --------------------------------------------------------------------------
+
+
+class Fitting:
+    """What ``FeatureSpace.fit`` learns from the batches it reads, kept so that the fittings of parts of
+    the data merge (the Spark engine fits each part of the data in a task and merges them on the driver).
+
+    Read every batch with ``update``; when ``second_pass`` is true, call ``end_first_pass`` (on the merged
+    fitting, whose bin edges the second pass must share) and ``update`` with every batch again, merging the
+    second-pass fittings into it; then ``space``. Merged counts and moments equal one reading's; quantile
+    edges beyond ``EXACT_DISTINCT_LIMIT`` distinct values come from merged KLL sketches (within their rank
+    error), and vocabularies beyond the counters' headroom keep the most frequent strings of each part.
+    """
+
+    def __init__(self, recipe: Recipe, schema: Schema, max_vocabulary: int = 1_000_000) -> None:
+        _check_schema(recipe, schema)
+        self.max_vocabulary = max_vocabulary
+        self.outputs = list(recipe.outputs)
+        self.numeric: dict[str, NumericStats] = {}
+        self.binary_absent: dict[str, bool] = {}
+        for output in self.outputs:
+            if output.kind == OutputKind.BINARY:
+                self.binary_absent[attribute(output.expression)] = False
+            elif output.kind == OutputKind.NUMERIC or is_top_bins(output):
+                self.numeric.setdefault(attribute(output.expression), NumericStats())
+            for node in _transformations(output):
+                if node.function in ("quantile_bin", "normalize"):
+                    stats = self.numeric.setdefault(attribute(node), NumericStats())
+                    if node.function == "quantile_bin":
+                        stats.track_quantiles()
+        self.counters = {
+            i: Counter(max_vocabulary) for i, output in enumerate(self.outputs) if uses_vocabulary(output)
+        }
+        #: Outputs whose strings depend on bin edges: counted in a second pass, once the edges are known.
+        self.second_pass = {
+            i for i in self.counters if any(is_bins(node) for node in walk(self.outputs[i].expression))
+        }
+        #: The edges and moments of the first pass, once it has ended (``end_first_pass``).
+        self.parameters: Parameters | None = None
+
+    def update(self, batch: pa.RecordBatch) -> None:
+        """Learn from a batch of string columns (of the first pass, or of the second once it has begun)."""
+        if self.parameters is not None:
+            values = BatchValues(batch, self.parameters)
+            for i in self.second_pass:
+                count_into(self.counters[i], values, self.outputs[i])
+            return
+        values = BatchValues(batch, Parameters({}, {}))
+        for name, stats in self.numeric.items():
+            stats.update(values.numeric(name))
+        for name in self.binary_absent:
+            numbers = values.binary(name)
+            self.binary_absent[name] = self.binary_absent[name] or bool(numbers.absent[numbers.codes].any())
+        for i, counter in self.counters.items():
+            if i not in self.second_pass:
+                count_into(counter, values, self.outputs[i])
+
+    def merge(self, other: Fitting) -> None:
+        """Add what ``other`` learned from other data (the same recipe, in the same pass)."""
+        if other.parameters is not None:  # a part of the second pass: its counters only
+            for i, counter in other.counters.items():
+                self.counters[i].merge(counter)
+            return
+        for name, stats in self.numeric.items():
+            stats.merge(other.numeric[name])
+        for name, absent in other.binary_absent.items():
+            self.binary_absent[name] = self.binary_absent[name] or absent
+        for i, counter in self.counters.items():
+            counter.merge(other.counters[i])
+
+    def end_first_pass(self) -> Parameters:
+        """Fix the bin edges and moments (on the merged first pass); later ``update`` calls count the
+        second pass's strings with them."""
+        edges: dict[str, tuple[float, ...]] = {}
+        moments: dict[str, tuple[float, float]] = {}
+        for output in self.outputs:
+            for node in _transformations(output):
+                if node.function == "quantile_bin":
+                    assert node.parameter is not None
+                    edges[node.text] = self.numeric[attribute(node)].edges(node.parameter)
+                elif node.function == "normalize":
+                    moments[attribute(node)] = self.numeric[attribute(node)].moments()
+        self.parameters = Parameters(edges, moments)
+        return self.parameters
+
+    def second_pass_part(self) -> Fitting:
+        """An empty fitting for a part of the second pass: the same edges, its own counters."""
+        part = copy.copy(self)
+        part.counters = {i: Counter(self.max_vocabulary) for i in self.second_pass}
+        return part
+
+    def space(self, min_count: int = 1) -> FeatureSpace:
+        """The fitted feature space."""
+        parameters = self.parameters or self.end_first_pass()
+        order = sorted(self.counters)
+        selected = select_vocabularies(
+            [self.counters[i].result(min_count) for i in order], self.max_vocabulary
+        )
+        vocabularies = dict(zip(order, selected, strict=True))
+        absent_seen = {name: stats.absent_seen for name, stats in self.numeric.items()} | self.binary_absent
+        layouts = []
+        start = 0
+        for i, output in enumerate(self.outputs):
+            indicator = not uses_vocabulary(output) and absent_seen[attribute(output.expression)]
+            layout = _layout(output, start, parameters, vocabularies.get(i, ()), indicator)
+            layouts.append(layout)
+            start += layout.size
+        return FeatureSpace(layouts, parameters)

@@ -312,6 +312,8 @@ class TrainingReport:
     #: it ran on the calibration sample, which then held every row) and its objective after each step.
     refinement_passes: int = 0
     refinement_objectives: list[float] = field(default_factory=list)
+    #: Parts of the data each pass ran on in parallel, mixed after the pass (the Spark engine); 1 here.
+    parallel_parts: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; a loss that overflowed to infinity or NaN becomes ``None``."""
@@ -384,6 +386,13 @@ def calibration_sample(source: BatchSource, check: Checker, rows: int, rng: np.r
     the first rows would misjudge the target's scale and the learning rate for data in a meaningful order,
     such as rows sorted by the target. Memory holds at most ``rows`` rows beside one batch.
     """
+    return keyed_sample(source, check, rows, rng)[0]
+
+
+def keyed_sample(
+    source: BatchSource, check: Checker, rows: int, rng: np.random.Generator
+) -> tuple[Batch, np.ndarray]:
+    """``calibration_sample`` with the rows' keys: samples of parts of the data merge (``merge_samples``)."""
     import scipy.sparse as sp
 
     kept: Batch | None = None
@@ -405,8 +414,26 @@ def calibration_sample(source: BatchSource, check: Checker, rows: int, rng: np.r
             kept = (kept[0][chosen], kept[1][chosen], kept[2][chosen])
             keys = keys[chosen]
     if kept is None:
-        return sp.csr_matrix((0, check.n_features)), np.zeros(0), np.zeros(0)
-    return kept
+        return (sp.csr_matrix((0, check.n_features)), np.zeros(0), np.zeros(0)), keys
+    return kept, keys
+
+
+def merge_samples(parts: Sequence[tuple[Batch, np.ndarray]], rows: int, n_features: int) -> Batch:
+    """The ``rows`` rows with the smallest keys of the parts' keyed samples, in part order then data order:
+    a uniform sample of the union when each part's keys were drawn independently."""
+    import scipy.sparse as sp
+
+    parts = [part for part in parts if len(part[1])]
+    if not parts:
+        return sp.csr_matrix((0, n_features)), np.zeros(0), np.zeros(0)
+    keys = np.concatenate([part[1] for part in parts])
+    X = sp.vstack([part[0][0] for part in parts], format="csr")
+    y = np.concatenate([part[0][1] for part in parts])
+    weight = np.concatenate([part[0][2] for part in parts])
+    if len(keys) > rows:
+        chosen = np.sort(np.argpartition(keys, rows)[:rows])
+        return X[chosen], y[chosen], weight[chosen]
+    return X, y, weight
 
 
 def _target_scale(y: np.ndarray, weight: np.ndarray) -> tuple[float, float]:
@@ -667,12 +694,14 @@ class Trainer:
         if self._sgd_progress is not None:
             self._sgd_progress(min(1.0, fraction))
 
-    def end_pass(self, totals: PassTotals, validation: BatchSource | None = None) -> None:
-        """Record a pass ``state`` has made (``totals.steps``: its steps, when not counted by ``state``)."""
+    def end_pass(self, totals: PassTotals, validation: BatchSource | None = None, parts: int = 1) -> None:
+        """Record a pass ``state`` has made: in one part, or in ``parts`` parts mixed into ``state``
+        (whose ``totals.steps`` then counts the parts' steps, which set each part's averaging schedule)."""
         report = self.report
+        report.parallel_parts = parts
         if report.passes == 0:
-            steps = totals.steps or self.state.steps
-            self.state.start_average(_average_every(self.state, steps, totals.nnz))
+            steps = totals.steps // parts if parts > 1 else self.state.steps
+            self.state.start_average(_average_every(self.state, steps, totals.nnz // parts))
         report.passes += 1
         report.rows = totals.rows
         report.progressive_losses.append(totals.loss / totals.weight if totals.weight > 0 else 0.0)

@@ -35,9 +35,9 @@ from emrml.engine.training import (
     DatasourceBatches,
     DatasourceData,
     TargetSummary,
-    _row_weights,
     evaluation_schema,
     parse_target,
+    row_weights,
 )
 
 
@@ -111,7 +111,7 @@ class EvaluationPass:
         if not rows.num_rows:
             return
         predicted = scores(rows)
-        weights = _row_weights(rows, schema)
+        weights = row_weights(rows, schema)
         if isinstance(self.accumulator, BinaryEvaluation):
             self.accumulator.update(predicted, values.astype(np.int64), weights)
             _count_classes(self.target, values.astype(np.int64).astype(str))

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -22,10 +22,10 @@ import pyarrow.compute as pc
 
 from emrml.config import Settings
 from emrml.core.features import FeatureSpace
-from emrml.core.learn import TrainingParameters, train
+from emrml.core.learn import LinearModel, TrainingParameters, TrainingReport, train
 from emrml.core.model import ModelArtifact, save_artifact
 from emrml.core.rearrange import Rearrangement
-from emrml.core.recipe.grammar import parse_recipe
+from emrml.core.recipe.grammar import Recipe, parse_recipe
 from emrml.core.recipe.suggest import suggest_recipe
 from emrml.core.schema import Attribute, Schema
 from emrml.core.values import parse_binary, parse_numeric
@@ -63,6 +63,16 @@ class TrainedModel:
     report: dict[str, Any]
 
 
+class Learned(NamedTuple):
+    """What training learned: the feature space, the target's summary and classes, the model, the report."""
+
+    space: FeatureSpace
+    summary: TargetSummary
+    labels: list[str]
+    linear: LinearModel
+    report: TrainingReport
+
+
 @dataclass
 class TargetSummary:
     """What the training target looked like: class counts, or mean and standard deviation."""
@@ -73,6 +83,8 @@ class TargetSummary:
     total_squares: float = 0.0
     minimum: float = math.inf
     maximum: float = -math.inf
+    #: The sorted distinct labels of the last MULTICLASS batch ``add`` counted.
+    batch_labels: list[str] = field(default_factory=list)
 
     def add_numbers(self, values: np.ndarray) -> None:
         self.count += len(values)
@@ -91,6 +103,45 @@ class TargetSummary:
         if not self.count:
             return 0.0
         return float(np.sqrt(max(self.total_squares / self.count - self.mean**2, 0.0)))
+
+    def add(self, model_type: str, values: np.ndarray, target: str | None = None) -> np.ndarray | None:
+        """Count a batch's parsed target values; MULTICLASS returns each row's index into the batch's
+        sorted labels (``np.unique``'s inverse), which the caller maps to its class codes."""
+        if model_type == "REGRESSION":
+            self.add_numbers(values)
+            return None
+        if model_type == "BINARY":
+            for label, count in enumerate(np.bincount(values.astype(np.int64), minlength=2).tolist()):
+                if count:
+                    self.class_counts[str(label)] = self.class_counts.get(str(label), 0) + count
+            return None
+        labels, inverse = np.unique(values.astype(str), return_inverse=True)
+        for label, count in zip(labels.tolist(), np.bincount(inverse).tolist(), strict=True):
+            self.class_counts[label] = self.class_counts.get(label, 0) + count
+        self.check_classes(target)
+        self.batch_labels = labels.tolist()
+        return np.asarray(inverse)
+
+    def check_classes(self, target: str | None) -> None:
+        if len(self.class_counts) > MAX_CLASSES:
+            raise DataError(
+                f"the target {target!r} has more than {MAX_CLASSES} classes; a MULTICLASS model supports "
+                f"at most {MAX_CLASSES}"
+            )
+
+    def check(self, model_type: str, target: str | None) -> None:
+        """Refuse training data a model of ``model_type`` cannot learn from."""
+        if model_type == "MULTICLASS":
+            self.check_classes(target)
+        if not self.count and not self.class_counts:
+            raise DataError(f"no training record has a valid value of the target {target!r}")
+        if model_type == "BINARY" and len(self.class_counts) < 2:
+            only = next(iter(self.class_counts), "none")
+            raise DataError(
+                f"the training data has only one target class ({only}): a BINARY model needs both"
+            )
+        if model_type == "MULTICLASS" and len(self.class_counts) < 2:
+            raise DataError("the training data has fewer than two target classes")
 
     def merge(self, other: TargetSummary) -> None:
         for label, count in other.class_counts.items():
@@ -153,7 +204,7 @@ class DatasourceBatches:
                 yield selected.batch
 
 
-def _row_weights(batch: pa.RecordBatch, schema: Schema) -> np.ndarray | None:
+def row_weights(batch: pa.RecordBatch, schema: Schema) -> np.ndarray | None:
     """Per-record weights from the rowWeight attribute (open question 1): invalid or negative → 1."""
     if schema.row_weight is None:
         return None
@@ -172,41 +223,29 @@ def train_model(
     parameters: TrainingParameters,
     settings: Settings,
     progress: Progress,
+    spark: Any = None,
 ) -> TrainedModel:
-    """Train a model on a datasource and save its artifact under ``<home>/models``."""
+    """Train a model on a datasource and save its artifact under ``<home>/models`` (``spark``: a
+    SparkSession whose executors fit, featurize and train, engine/spark/training.py)."""
     schema = data.schema
     if recipe_text is None:
         recipe_text = suggest_recipe(schema, sample, schema.attribute(schema.target or "").type)
     recipe = parse_recipe(recipe_text, schema)
-    scratch = Path(tempfile.mkdtemp(prefix=f"train-{model_id}-", dir=_scratch(settings)))
-    try:
-        batches = DatasourceBatches(data, settings)
-        source = RecordCache(lambda: batches.with_progress(progress, 0.0, 0.2), scratch / "records.arrow")
-        space = FeatureSpace.fit(recipe, schema, source)
-        features = FeatureCache(scratch, space.n_features, weighted=schema.row_weight is not None)
-        shuffle_seed = 0 if parameters.shuffle == "auto" else None
-        summary, labels = _featurize(space, source, schema, model_type, features, progress, shuffle_seed)
-        if model_type == "BINARY" and len(summary.class_counts) < 2:
-            only = next(iter(summary.class_counts), "none")
-            raise DataError(
-                f"the training data has only one target class ({only}): a BINARY model needs both"
-            )
-        if model_type == "MULTICLASS" and len(labels) < 2:
-            raise DataError("the training data has fewer than two target classes")
+    if spark is not None:
+        from emrml.engine.spark.training import train_on_spark
 
-        def training_progress(fraction: float) -> None:
-            progress(0.4 + 0.6 * fraction, "training")
-
-        linear, report = train(
-            model_type,  # type: ignore[arg-type]
-            features,
-            space.n_features,
-            len(labels) if model_type == "MULTICLASS" else None,
-            parameters,
-            progress=training_progress,
+        learned = train_on_spark(
+            model_type=model_type,
+            data=data,
+            recipe_text=recipe_text,
+            parameters=parameters,
+            settings=settings,
+            progress=progress,
+            spark=spark,
         )
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    else:
+        learned = _train_locally(model_id, model_type, data, recipe, parameters, settings, progress)
+    space, summary, labels, linear, report = learned
     report_dict = report.to_dict() | {"trainingTarget": summary.to_dict()}
     artifact = ModelArtifact(
         model_type=model_type,
@@ -223,6 +262,41 @@ def train_model(
     path = artifact_path(settings, model_id)
     size = save_artifact(artifact, path)
     return TrainedModel(path, size, recipe_text, report_dict)
+
+
+def _train_locally(
+    model_id: str,
+    model_type: str,
+    data: DatasourceData,
+    recipe: Recipe,
+    parameters: TrainingParameters,
+    settings: Settings,
+    progress: Progress,
+) -> Learned:
+    schema = data.schema
+    scratch = Path(tempfile.mkdtemp(prefix=f"train-{model_id}-", dir=_scratch(settings)))
+    try:
+        batches = DatasourceBatches(data, settings)
+        source = RecordCache(lambda: batches.with_progress(progress, 0.0, 0.2), scratch / "records.arrow")
+        space = FeatureSpace.fit(recipe, schema, source)
+        features = FeatureCache(scratch, space.n_features, weighted=schema.row_weight is not None)
+        shuffle_seed = 0 if parameters.shuffle == "auto" else None
+        summary, labels = _featurize(space, source, schema, model_type, features, progress, shuffle_seed)
+
+        def training_progress(fraction: float) -> None:
+            progress(0.4 + 0.6 * fraction, "training")
+
+        linear, report = train(
+            model_type,  # type: ignore[arg-type]
+            features,
+            space.n_features,
+            len(labels) if model_type == "MULTICLASS" else None,
+            parameters,
+            progress=training_progress,
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return Learned(space, summary, labels, linear, report)
 
 
 def _featurize(
@@ -246,28 +320,14 @@ def _featurize(
         rows = batch.filter(pa.array(targets.keep))
         if not rows.num_rows:
             continue
-        if model_type == "REGRESSION":
-            summary.add_numbers(targets.values)
-            y = targets.values
-        elif model_type == "BINARY":
-            y = targets.values
-            for label, count in enumerate(np.bincount(y.astype(np.int64), minlength=2).tolist()):
-                if count:
-                    summary.class_counts[str(label)] = summary.class_counts.get(str(label), 0) + count
-        else:
-            labels, inverse = np.unique(targets.values.astype(str), return_inverse=True)
-            for label, count in zip(labels.tolist(), np.bincount(inverse).tolist(), strict=True):
-                summary.class_counts[label] = summary.class_counts.get(label, 0) + count
+        inverse = summary.add(model_type, targets.values, schema.target)
+        y = targets.values
+        if inverse is not None:
+            for label in summary.batch_labels:
                 codes.setdefault(label, len(codes))
-            if len(summary.class_counts) > MAX_CLASSES:
-                raise DataError(
-                    f"the target {schema.target!r} has more than {MAX_CLASSES} classes; "
-                    f"a MULTICLASS model supports at most {MAX_CLASSES}"
-                )
-            y = np.array([codes[label] for label in labels.tolist()], dtype=np.float64)[inverse]
-        cache.append(space.transform(rows), y, _row_weights(rows, schema))
-    if not cache.extents:
-        raise DataError(f"no training record has a valid value of the target {schema.target!r}")
+            y = np.array([codes[label] for label in summary.batch_labels], dtype=np.float64)[inverse]
+        cache.append(space.transform(rows), y, row_weights(rows, schema))
+    summary.check(model_type, schema.target)
     labels = sorted(summary.class_counts) if model_type == "MULTICLASS" else []
     class_codes = None
     if model_type == "MULTICLASS":

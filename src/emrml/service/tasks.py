@@ -178,6 +178,7 @@ def train(context: JobContext) -> dict[str, Any]:
             parameters=parse_parameters(json.loads(model.training_parameters)),
             settings=context.settings,
             progress=context.progress,
+            spark=spark_of(context.settings),
         )
     return {
         "artifact_location": str(trained.artifact_path),

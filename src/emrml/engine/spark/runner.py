@@ -16,11 +16,12 @@ Spark's reason on one line.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from emrml import errors
@@ -67,6 +68,15 @@ class SparkRunner:
         """``function(*args, report=None)`` for each tuple, as the tasks of one Spark job."""
         if not arguments:
             return []
+        with self.job(message, span):
+            rdd = self.session.sparkContext.parallelize(list(arguments), len(arguments))
+            return rdd.map(functools.partial(_call, function)).collect()  # type: ignore[no-any-return]
+
+    @contextlib.contextmanager
+    def job(self, message: str, span: tuple[float, float] | None) -> Iterator[None]:
+        """Run the Spark jobs started inside as one step: progress (the share of their tasks done) mapped
+        onto ``span`` with ``message`` (none without a span: the caller reports it), their ids kept in
+        ``job_ids``, their failure turned into emrml's error."""
         context = self.session.sparkContext
         group = f"emrml-{uuid.uuid4().hex[:12]}"
         context.setJobGroup(group, message, interruptOnCancel=True)
@@ -76,15 +86,18 @@ class SparkRunner:
         watcher = threading.Thread(
             target=self._watch, args=(group, message, span, done), name="emrml-spark-progress", daemon=True
         )
-        watcher.start()
+        if span is not None:
+            watcher.start()
         try:
-            rdd = context.parallelize(list(arguments), len(arguments))
-            return rdd.map(functools.partial(_call, function)).collect()  # type: ignore[no-any-return]
+            yield
+        except errors.AmazonMLError:
+            raise
         except Exception as exc:
             raise _task_error(exc) from None
         finally:
             done.set()
-            watcher.join()
+            if span is not None:
+                watcher.join()
             self.job_ids.extend(context.statusTracker().getJobIdsForGroup(group))
             context.setLocalProperty("spark.jobGroup.id", None)
 

@@ -1,0 +1,256 @@
+"""Training on Spark: the feature space fitted in parts, the featurized rows kept by Spark, and
+data-parallel SGD passes mixed on the driver.
+
+1. **Fit.** Each task reads a unit of the training data (the local engine's units and record reader, so
+   the split selects exactly the same rows) and returns its ``Fitting`` and ``TargetSummary``; the driver
+   merges them in unit order (a second job counts bins inside other transformations with the merged
+   edges). The feature space is the local engine's for the same data: exact counts and moments; quantile
+   edges past ``EXACT_DISTINCT_LIMIT`` distinct values within the KLL sketches' error.
+2. **Featurize once.** One partition per executor core (``defaultParallelism``, at most one per unit), each
+   a run of consecutive units, featurized with the same ``FeatureSpace`` and persisted by Spark
+   (``MEMORY_AND_DISK``): later passes read the sparse batches, not the CSV. A lost executor's partitions
+   are featurized again from their units (Spark's lineage), so a task retry changes nothing.
+3. **Calibrate.** Each partition returns its bottom-k keyed sample (keys from a generator seeded by the
+   partition); the driver keeps the smallest keys (``core.learn.merge_samples``) and ``core.learn.Trainer``
+   chooses the target scale, mini-batch size and learning rate as on one machine.
+4. **Passes: iterative parameter mixing** (McDonald et al. 2010). The driver broadcasts the learner's
+   state; every partition runs a pass of the same mini-batch AdaGrad over its rows (shuffled within its
+   windows by a generator seeded by the seed, the pass and the partition) and returns its state; the
+   driver averages them (``core.sgd.DualAveraging.mix``) and ends the pass as ``train`` does: the
+   objective on the calibration sample, early stop, the best pass's model. A REGRESSION model's exact
+   refinement then reads the cached rows back through the driver (``toLocalIterator``), a partition at a
+   time.
+
+Deterministic for a seed and a partitioning: the parts are mixed in partition order, never in the order
+tasks finish. The driver holds the state once per partition while mixing (``n_features * n_outputs``
+floats, three arrays each), the calibration sample and one partition's batches during a refinement.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from emrml.config import Settings
+from emrml.core.features import FeatureSpace, Fitting
+from emrml.core.learn import (
+    CALIBRATION_ROWS,
+    Batch,
+    Checker,
+    PassTotals,
+    Trainer,
+    TrainingParameters,
+    keyed_sample,
+    merge_samples,
+    pass_batches,
+)
+from emrml.core.recipe.grammar import parse_recipe
+from emrml.core.schema import parse_schema
+from emrml.core.sgd import DualAveraging
+from emrml.engine.local import Progress
+from emrml.engine.spark.datasource import UnitJob, plan_units, selected_batches
+from emrml.engine.spark.runner import SparkRunner
+from emrml.engine.training import DatasourceData, Learned, TargetSummary, parse_target, row_weights
+from emrml.engine.units import Unit
+from emrml.storage.locations import list_files
+
+
+@dataclass
+class UnitFit:
+    """What a task learned from its unit: the fitting and the target's summary."""
+
+    fitting: Fitting
+    target: TargetSummary
+
+
+def fit_unit(job: UnitJob, unit: Unit, recipe_text: str, model_type: str, report: Any = None) -> UnitFit:
+    """First pass of the fit over a unit's selected records."""
+    schema = parse_schema(job.schema_json)
+    fitting = Fitting(parse_recipe(recipe_text, schema), schema)
+    target = TargetSummary()
+    for block in selected_batches(job, unit):
+        if block.batch.num_rows:
+            fitting.update(block.batch)
+            target.add(model_type, parse_target(block.batch, schema, model_type).values, schema.target)
+    target.batch_labels = []
+    return UnitFit(fitting, target)
+
+
+def count_unit_bins(job: UnitJob, unit: Unit, fitting: Fitting, report: Any = None) -> Fitting:
+    """Second pass of the fit over a unit: ``fitting`` is an empty second-pass part."""
+    for block in selected_batches(job, unit):
+        if block.batch.num_rows:
+            fitting.update(block.batch)
+    return fitting
+
+
+@dataclass(frozen=True)
+class Featurizing:
+    """What every partition needs to featurize its units (broadcast once)."""
+
+    space: dict[str, Any]
+    model_type: str
+    #: The sorted MULTICLASS labels: a target's feature is its index here.
+    labels: tuple[str, ...]
+
+
+@functools.lru_cache(maxsize=2)
+def _space(space_json: str, schema_json: str) -> FeatureSpace:
+    import json
+
+    return FeatureSpace.from_dict(json.loads(space_json), parse_schema(schema_json))
+
+
+def featurize_units(items: Iterable[tuple[UnitJob, Unit]], setup: Featurizing) -> Iterator[Batch]:
+    """The featurized training rows of a run of units: ``(X, y, weight)`` per block, as the local engine
+    caches them (rows without a usable target dropped)."""
+    import json
+
+    labels = np.array(setup.labels)
+    for job, unit in items:
+        schema = parse_schema(job.schema_json)
+        space = _space(json.dumps(setup.space, sort_keys=True), job.schema_json)
+        for block in selected_batches(job, unit):
+            if not block.batch.num_rows:
+                continue
+            targets = parse_target(block.batch, schema, setup.model_type)
+            rows = block.batch.filter(pa.array(targets.keep))
+            if not rows.num_rows:
+                continue
+            y = targets.values
+            if setup.model_type == "MULTICLASS":
+                y = np.searchsorted(labels, y.astype(str)).astype(np.float64)
+            weight = row_weights(rows, schema)
+            yield space.transform(rows), y, np.ones(rows.num_rows) if weight is None else weight
+
+
+@dataclass(frozen=True)
+class PassSetup:
+    """A pass as every partition starts it (broadcast once per pass)."""
+
+    state: DualAveraging
+    check: Checker
+    rows_per_step: int
+    seed: int
+    pass_index: int
+    shuffle: bool
+
+
+def run_pass(index: int, batches: Iterator[Batch], setup: Any) -> Iterator[tuple[DualAveraging, PassTotals]]:
+    """One partition's part of a pass, from the broadcast state: its own state and totals."""
+    pass_setup: PassSetup = setup.value
+    state = pass_setup.state
+    rng = None
+    if pass_setup.shuffle:
+        rng = np.random.default_rng([pass_setup.seed, pass_setup.pass_index, index])
+    totals = PassTotals()
+    before = state.steps
+    for X, y, weight in pass_batches(lambda: batches, pass_setup.check, rng):
+        totals.loss += state.fit_rows(X, y, weight, pass_setup.rows_per_step)
+        totals.add(X, weight)
+    totals.steps = state.steps - before
+    yield state, totals
+
+
+def sample_partition(index: int, batches: Iterator[Batch], check: Checker, seed: int) -> Iterator[Any]:
+    """A partition's bottom-k keyed sample for the calibration."""
+    rng = np.random.default_rng([seed, index])
+    yield keyed_sample(lambda: batches, check, CALIBRATION_ROWS, rng)
+
+
+def train_on_spark(
+    *,
+    model_type: str,
+    data: DatasourceData,
+    recipe_text: str,
+    parameters: TrainingParameters,
+    settings: Settings,
+    progress: Progress,
+    spark: Any,
+    seed: int = 0,
+) -> Learned:
+    """Fit, featurize and train on Spark's executors (see the module docstring)."""
+    schema = data.schema
+    job = UnitJob(
+        schema.to_json(), data.rearrangement, None, settings.batch_bytes, settings.max_record_bytes
+    )
+    runner = SparkRunner(spark, progress)
+    units, job = plan_units(list_files(data.location), job, runner)
+    fits = runner.map(
+        fit_unit, [(job, unit, recipe_text, model_type) for unit in units], "fitting the recipe", (0.0, 0.15)
+    )
+    fitting, summary = fits[0].fitting, fits[0].target
+    for part in fits[1:]:
+        fitting.merge(part.fitting)
+        summary.merge(part.target)
+    summary.check(model_type, schema.target)
+    if fitting.second_pass:
+        fitting.end_first_pass()
+        empty = fitting.second_pass_part()
+        arguments = [(job, unit, empty) for unit in units]
+        for part in runner.map(count_unit_bins, arguments, "counting bins", (0.15, 0.2)):
+            fitting.merge(part)
+    space = fitting.space()
+    labels = sorted(summary.class_counts) if model_type == "MULTICLASS" else []
+
+    context = spark.sparkContext
+    from pyspark import StorageLevel
+
+    partitions = max(1, min(len(units), context.defaultParallelism))
+    featurizing = context.broadcast(Featurizing(space.to_dict(), model_type, tuple(labels)))
+    rows = (
+        context.parallelize([(job, unit) for unit in units], partitions)
+        .mapPartitions(lambda items: featurize_units(items, featurizing.value))
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    try:
+        n_classes = len(labels) if model_type == "MULTICLASS" else None
+        raw_check = Checker(model_type, space.n_features, n_classes or 1)
+        with runner.job("featurizing the training data", (0.2, 0.4)):
+            sampling = functools.partial(sample_partition, check=raw_check, seed=seed)
+            parts = rows.mapPartitionsWithIndex(sampling).collect()
+        sample = merge_samples(parts, CALIBRATION_ROWS, space.n_features)
+
+        def training_progress(fraction: float) -> None:
+            progress(0.4 + 0.6 * fraction, "training")
+
+        rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+        trainer = Trainer(
+            model_type,  # type: ignore[arg-type]
+            space.n_features,
+            n_classes,
+            parameters,
+            sample,
+            rng,
+            training_progress,
+        )
+        for pass_index in trainer.passes():
+            setup = PassSetup(
+                trainer.state,
+                trainer.check,
+                trainer.rows_per_step,
+                seed,
+                pass_index,
+                parameters.shuffle == "auto",
+            )
+            shared = context.broadcast(setup)
+            with runner.job(f"training pass {pass_index + 1}", None):
+                results = rows.mapPartitionsWithIndex(functools.partial(run_pass, setup=shared)).collect()
+            shared.unpersist()
+            trainer.state = DualAveraging.mix([state for state, _ in results])
+            totals = PassTotals()
+            for _, part in results:
+                totals.merge(part)
+            trainer.end_pass(totals, parts=len(results))
+        with runner.job("refining the model", None):
+            linear, report = trainer.finish(rows.toLocalIterator)
+    finally:
+        rows.unpersist()
+        featurizing.unpersist()
+    return Learned(space, summary, labels, linear, report)
+

@@ -1,0 +1,120 @@
+"""Training on Spark (engine/spark/training.py): the same feature space as the local engine, data-parallel
+passes whose models score within the issue's tolerance of the local engine's, deterministic for a seed and
+a partitioning, and bad training data refused as on one machine."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from emrml.config import Settings
+from emrml.core.model import load_artifact
+from emrml.core.rearrange import parse_rearrangement
+from emrml.engine.evaluation import evaluate_model
+from emrml.engine.training import DatasourceData, train_model
+from emrml.errors import DataError
+from emrml.samples import bank_sample_schema, write_bank_sample
+from emrml.service.parameters import parse_parameters
+
+SPLIT = '{"splitting": {"percentBegin": 0, "percentEnd": 70, "strategy": "random", "complement": %s, "strategyParams": {"randomSeed": "s"}}}'  # noqa: E501
+
+
+def quiet(*_: Any) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Two files: two units, so the passes run on both partitions of local[2].
+    folder = tmp_path_factory.mktemp("spark-training")
+    write_bank_sample(folder / "a.csv", 20_000)
+    write_bank_sample(folder / "b.csv", 16_000)
+    return folder
+
+
+def _sample(folder: Path, names: list[str]) -> pa.Table:
+    import pyarrow.csv as pcsv
+
+    options = pcsv.ConvertOptions(column_types={name: pa.string() for name in names})
+    return pcsv.read_csv(folder / "a.csv", convert_options=options).slice(0, 2_000)
+
+
+def _train(folder: Path, tmp_path: Path, kind: str, target: str, spark: Any, model_id: str) -> Path:
+    """Train as the service does, on this machine or (``spark`` given) on Spark; returns the artifact."""
+    schema = dataclasses.replace(bank_sample_schema(), target=target)
+    trained = train_model(
+        model_id=model_id,
+        model_type=kind,
+        data=DatasourceData(str(folder), schema, parse_rearrangement(SPLIT % "false")),
+        recipe_text=None,
+        sample=_sample(folder, list(schema.names)),
+        parameters=parse_parameters({"sgd.shuffleType": "auto"}),
+        settings=Settings.load(environ={}, home=tmp_path / "home"),
+        progress=quiet,
+        spark=spark,
+    )
+    return trained.artifact_path
+
+
+def _metric(folder: Path, tmp_path: Path, artifact: Path, target: str) -> float:
+    schema = dataclasses.replace(bank_sample_schema(), target=target)
+    result = evaluate_model(
+        artifact_location=artifact,
+        data=DatasourceData(str(folder), schema, parse_rearrangement(SPLIT % "true")),
+        same_datasource=True,
+        training_records=25_000,
+        settings=Settings.load(environ={}, home=tmp_path / "home"),
+        progress=quiet,
+    )
+    (value,) = result.performance_metrics.values()
+    return float(value)
+
+
+@pytest.mark.parametrize(
+    ("target", "kind", "tolerance"),
+    [("y", "BINARY", 0.005), ("job", "MULTICLASS", 0.005), ("age", "REGRESSION", None)],
+)
+def test_models_trained_on_spark_score_as_the_local_engines(
+    spark: Any, data: Path, tmp_path: Path, target: str, kind: str, tolerance: float | None
+) -> None:
+    here = _train(data, tmp_path, kind, target, None, "local")
+    there = _train(data, tmp_path, kind, target, spark, "spark")
+    local, distributed = load_artifact(here), load_artifact(there)
+    # The same feature space (fitted in parts and merged), trained in parallel parts.
+    assert distributed.feature_space == local.feature_space
+    assert distributed.report["parallel_parts"] == 2 and local.report["parallel_parts"] == 1
+    assert distributed.report["passes"] >= 2
+    expected, got = _metric(data, tmp_path, here, target), _metric(data, tmp_path, there, target)
+    if tolerance is None:  # RMSE within 1 %
+        assert got == pytest.approx(expected, rel=0.01)
+    else:
+        assert abs(got - expected) <= tolerance, (got, expected)
+    assert not np.array_equal(distributed.linear.weights, local.linear.weights)  # really trained apart
+
+
+def test_training_on_spark_is_deterministic_for_a_seed_and_partitioning(
+    spark: Any, data: Path, tmp_path: Path
+) -> None:
+    first = load_artifact(_train(data, tmp_path, "BINARY", "y", spark, "first"))
+    second = load_artifact(_train(data, tmp_path, "BINARY", "y", spark, "second"))
+    assert np.array_equal(first.linear.weights, second.linear.weights)
+    assert np.array_equal(first.linear.bias, second.linear.bias)
+    assert first.report == second.report
+
+
+def test_training_data_a_model_cannot_learn_from_is_refused_on_spark(
+    spark: Any, tmp_path: Path
+) -> None:
+    folder = tmp_path / "one-class"
+    folder.mkdir()
+    write_bank_sample(folder / "a.csv", 3_000)
+    text = (folder / "a.csv").read_text().splitlines()
+    rows = [text[0]] + [line[: line.rindex(",")] + ",0" for line in text[1:]]
+    (folder / "a.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=r"only one target class \(0\)"):
+        _train(folder, tmp_path, "BINARY", "y", spark, "one")

@@ -438,3 +438,26 @@ def test_the_capacity_page_plans_and_marks_the_refused_field(admin: Any) -> None
     assert 'id="disk" name="disk" value="800 furlongs" required aria-invalid="true"' in refused.text
     assert "unknown unit" in refused.text
     assert admin.get("/console/capacity").status_code == 200  # the empty form
+
+
+def test_the_jobs_page_shows_the_spark_application_and_jobs_a_job_ran_on(
+    admin: Any, installation: Installation
+) -> None:
+    from emrml.service.metastore import MLModel
+
+    def mark(application: str | None, jobs: str | None) -> None:
+        with installation.service.sessions() as session, session.begin():
+            row = session.get(MLModel, MODEL)
+            row.spark_application, row.spark_jobs = application, jobs
+
+    mark("app-20261204060000-0001", "[3, 4, 5]")
+    try:
+        twin = admin.get("/console/jobs?kind=MLModel&format=json").json()
+        (job,) = [j for j in twin["Jobs"] if j["Id"] == MODEL]
+        assert job["SparkApplicationId"] == "app-20261204060000-0001" and job["SparkJobIds"] == [3, 4, 5]
+        page = admin.get("/console/jobs?kind=MLModel").text
+        assert "Spark application <code>app-20261204060000-0001</code>, jobs 3, 4, 5" in page
+    finally:
+        mark(None, None)
+    (job,) = [j for j in admin.get("/console/jobs?format=json").json()["Jobs"] if j["Id"] == MODEL]
+    assert job["SparkApplicationId"] is None and job["SparkJobIds"] == []

@@ -300,3 +300,6 @@ def test_long_running_mode_runs_every_job_on_the_servers_one_application(
     assert described["Status"] == "COMPLETED", described.get("Message")
     assert seen == {str(os.getpid())}  # run here, not in a worker process
     assert session.spark_session(settings_at(tmp_path)) is spark  # the one application, still running
+    # The job's row names the application and the Spark jobs it ran (the jobs browser shows them).
+    assert described["SparkApplicationId"] == spark.sparkContext.applicationId
+    assert described["SparkJobIds"] and all(isinstance(i, int) for i in described["SparkJobIds"])

@@ -57,6 +57,8 @@ def jobs(visit: Visit) -> View:
                     "StartedAt": item.get("StartedAt"),
                     "FinishedAt": item.get("FinishedAt"),
                     "ComputeTime": item.get("ComputeTime"),
+                    "SparkApplicationId": item.get("SparkApplicationId"),
+                    "SparkJobIds": item.get("SparkJobIds", []),
                     "Message": item.get("Message"),
                 }
             )

@@ -9,6 +9,7 @@ that dies (killed, out of memory) or stops sending heartbeats has its job retrie
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import resource
@@ -52,6 +53,7 @@ class JobContext:
     #: The attempt this worker runs (the ``attempts`` count its claim set): every write is fenced by it.
     attempt: int = 0
     _last_report: float = field(default=0.0, repr=False)
+    _spark_jobs: list[int] = field(default_factory=list, repr=False)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -73,6 +75,11 @@ class JobContext:
         where = [table.id == self.entity_id, table.status == "INPROGRESS", table.attempts == self.attempt]
         with self.session() as session:
             return fenced_update(session, table, where, values)
+
+    def record_spark_jobs(self, application: str, job_ids: list[int]) -> None:
+        """Add Spark jobs the job ran (on the Spark engine) to its row, with their application."""
+        self._spark_jobs.extend(job_ids)
+        self.write(spark_application=application, spark_jobs=json.dumps(self._spark_jobs))
 
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Record progress in [0, 1]; throttled to a few writes per second."""

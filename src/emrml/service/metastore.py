@@ -66,6 +66,9 @@ class Entity:
     #: Created by a request through ``emrml serve``: the job reads local files only inside the data roots
     #: (``service.confinement``), checking each file again as it opens it.
     confined: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: On the Spark engine: the application the job ran on and the Spark job ids it ran (a JSON list).
+    spark_application: Mapped[str | None] = mapped_column(String(128))
+    spark_jobs: Mapped[str | None] = mapped_column(Text)
 
 
 class DataSource(Entity, Base):

@@ -189,6 +189,10 @@ def timing_members(entity: Any) -> Response:
     if entity.status == "INPROGRESS":
         # Not an Amazon ML member (boto3 ignores it): the job's progress in percent for the CLI and console.
         members["Progress"] = round(100 * entity.progress, 1)
+    if entity.spark_application:
+        # Not Amazon ML members either: where the job ran on the Spark engine, for the jobs browser.
+        members["SparkApplicationId"] = entity.spark_application
+        members["SparkJobIds"] = json.loads(entity.spark_jobs or "[]")
     return members
 
 

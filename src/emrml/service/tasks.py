@@ -82,13 +82,16 @@ def _stage_sql(entity: DataSource, context: JobContext) -> Schema:
     return staged.schema
 
 
-def spark_of(settings: Settings) -> Any:
-    """The process's SparkSession when jobs run on Spark (setting ``engine``), else None."""
-    if settings.engine != "spark":
+def spark_of(context: JobContext) -> Any:
+    """The process's SparkSession when jobs run on Spark (setting ``engine``), else None; the Spark jobs
+    run for this job from here on are recorded in its row (the jobs browser shows them)."""
+    if context.settings.engine != "spark":
         return None
+    from emrml.engine.spark.runner import SPARK_JOBS
     from emrml.engine.spark.session import spark_session
 
-    return spark_session(settings)
+    SPARK_JOBS.set(context.record_spark_jobs)
+    return spark_session(context.settings)
 
 
 def rearrangement_of(source: DataSource) -> Rearrangement | None:
@@ -114,7 +117,7 @@ def _build(context: JobContext, entity: DataSource) -> dict[str, Any]:
 
     schema = _datasource_schema(entity, inferred)
     build = build_datasource
-    spark = spark_of(context.settings)
+    spark = spark_of(context)
     if spark is not None:
         from emrml.engine.spark.datasource import build_datasource as build_on_spark
 
@@ -178,7 +181,7 @@ def train(context: JobContext) -> dict[str, Any]:
             parameters=parse_parameters(json.loads(model.training_parameters)),
             settings=context.settings,
             progress=context.progress,
-            spark=spark_of(context.settings),
+            spark=spark_of(context),
         )
     return {
         "artifact_location": str(trained.artifact_path),
@@ -205,7 +208,7 @@ def evaluate(context: JobContext) -> dict[str, Any]:
             training_records=(training.total_records or 0) - (training.invalid_records or 0),
             settings=context.settings,
             progress=context.progress,
-            spark=spark_of(context.settings),
+            spark=spark_of(context),
         )
     return {
         "performance_metrics": json.dumps(result.performance_metrics),
@@ -235,7 +238,7 @@ def predict_batch(context: JobContext) -> dict[str, Any]:
             score_threshold=model.score_threshold,
             settings=context.settings,
             progress=context.progress,
-            spark=spark_of(context.settings),
+            spark=spark_of(context),
         )
     return {
         "total_records": result.total_records,

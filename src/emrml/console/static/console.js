@@ -32,6 +32,10 @@
             row.querySelector('[data-field="StartedAt"]').textContent = fmtTime(job.StartedAt);
             row.querySelector('[data-field="FinishedAt"]').textContent = fmtTime(job.FinishedAt);
             row.querySelector('[data-field="Message"]').textContent = job.Message || "";
+            var ids = job.SparkJobIds || [];
+            row.querySelector('[data-field="RanOn"]').textContent = job.SparkApplicationId
+              ? "Spark application " + job.SparkApplicationId + ", " + (ids.length === 1 ? "job " : "jobs ") + ids.join(", ")
+              : "";
           });
         })
         .catch(function () {})

@@ -22,6 +22,7 @@ import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from emrml import errors
@@ -29,6 +30,10 @@ from emrml.engine.spark.session import SparkEngineError, one_line
 
 T = TypeVar("T")
 Progress = Callable[[float, str | None], None]
+
+#: Where the runner reports the Spark jobs each step ran, with their application: set by the service for
+#: the job running on this thread (``service.tasks.spark_of``) so that its row records them.
+SPARK_JOBS: ContextVar[Callable[[str, list[int]], None] | None] = ContextVar("emrml_spark_jobs", default=None)
 
 #: "emrml.errors.DataError: message" as the last line of a task's Python traceback.
 _EMRML_ERROR = re.compile(r"emrml\.errors\.(\w+): (.*)")
@@ -98,8 +103,12 @@ class SparkRunner:
             done.set()
             if span is not None:
                 watcher.join()
-            self.job_ids.extend(context.statusTracker().getJobIdsForGroup(group))
+            job_ids = sorted(context.statusTracker().getJobIdsForGroup(group))
+            self.job_ids.extend(job_ids)
             context.setLocalProperty("spark.jobGroup.id", None)
+            record = SPARK_JOBS.get()
+            if record is not None and job_ids:
+                record(str(context.applicationId), job_ids)
 
     def _watch(self, group: str, message: str, span: tuple[float, float], done: threading.Event) -> None:
         tracker = self.session.sparkContext.statusTracker()

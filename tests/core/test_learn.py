@@ -504,3 +504,34 @@ def test_wine_quality_multiclass_beats_the_majority_class() -> None:
         precision, recall = tp / max(np.sum(predicted == c), 1), tp / np.sum(y[test] == c)
         f1.append(0.0 if tp == 0 else 2 * precision * recall / (precision + recall))
     assert np.mean(f1) > 0.22  # datasets README: trivial 0.087, sgd_aml 0.2324
+
+
+def test_mixing_states_averages_their_weights_and_a_pickled_state_keeps_learning() -> None:
+    import pickle
+
+    import scipy.sparse as sp
+
+    from emrml.core.sgd import DualAveraging
+
+    rng = np.random.default_rng(3)
+    X = sp.random(400, 30, density=0.2, format="csr", random_state=4)
+    y = (rng.random(400) < 0.5).astype(float)
+    start = DualAveraging("BINARY", 30, np.zeros(1), 0.3, 0.0, 0.0, dense=False)
+    start.fit_rows(X[:100], y[:100], np.ones(100), 32)
+    # A state sent to an executor and back (as Spark pickles it) still updates its own arrays.
+    left = pickle.loads(pickle.dumps(start))  # the test's own bytes
+    right = pickle.loads(pickle.dumps(start))
+    left.fit_rows(X[100:250], y[100:250], np.ones(150), 32)
+    right.fit_rows(X[250:], y[250:], np.ones(150), 32)
+    assert not np.array_equal(left.sums, start.sums) and not np.array_equal(left.sums, right.sums)
+    mixed = DualAveraging.mix([left, right])
+    assert np.allclose(mixed.sums, (left.sums + right.sums) / 2)
+    assert np.allclose(mixed.squares, (left.squares + right.squares) / 2)
+    assert mixed.steps == (left.steps + right.steps) // 2
+    # With equal squared sums the mixed weights are exactly the mean of the parts' weights.
+    right.squares[:] = left.squares
+    equal = DualAveraging.mix([left, right])
+    assert np.allclose(equal.weights(), (left.weights() + right.weights()) / 2)
+    # Adding up in groups and then dividing is the same mix.
+    grouped = DualAveraging.add_up([DualAveraging.add_up([left]), DualAveraging.add_up([right])]).mean()
+    assert np.array_equal(grouped.sums, equal.sums) and grouped.steps == equal.steps

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 # Keeps 0 / 0 out of the weight of a coordinate that has had no gradient yet.
 _EPSILON = 1e-12
+#: The arrays parameter mixing averages.
+_MIXED = ("sums", "squares", "bias_sums", "bias_squares", "average_weights", "average_bias")
 
 
 def losses_and_gradient(kind: str, z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -92,6 +94,8 @@ class DualAveraging:
         self.average_weights = np.zeros((0, self.k))
         self.average_bias = np.zeros(self.k)
         self.average_count: float = 0
+        #: How many states this one adds up (``add_up``); 1 for a learner's own state.
+        self.summed = 1
 
     def __getstate__(self) -> dict[str, Any]:
         # The item views share memory with ``sums`` and ``squares``; pickled, they would not.
@@ -116,16 +120,33 @@ class DualAveraging:
         the state stays one a single learner could have reached, so later passes continue from it.
         Deterministic: the parts are added in the order given.
         """
+        return cls.add_up(parts).mean()
+
+    @classmethod
+    def add_up(cls, parts: Sequence[DualAveraging]) -> DualAveraging:
+        """The sum of the states (of sums, in the order given): ``mix`` in steps, so that partial sums can
+        be added up where the parts are (a tree of sums) before ``mean`` divides by the states counted."""
         first = parts[0]
-        mixed = copy.copy(first)
-        for name in ("sums", "squares", "bias_sums", "bias_squares", "average_weights", "average_bias"):
-            total = getattr(first, name).copy()
+        total = copy.copy(first)
+        for name in _MIXED:
+            array = getattr(first, name).copy()
             for part in parts[1:]:
-                total += getattr(part, name)
-            total /= len(parts)
-            setattr(mixed, name, total)
-        mixed.steps = round(sum(part.steps for part in parts) / len(parts))
-        mixed.average_count = sum(part.average_count for part in parts) / len(parts)
+                array += getattr(part, name)
+            setattr(total, name, array)
+        total.steps = sum(part.steps for part in parts)
+        total.average_count = sum(part.average_count for part in parts)
+        total.summed = sum(part.summed for part in parts)
+        total.__setstate__({})
+        return total
+
+    def mean(self) -> DualAveraging:
+        """A sum of states (``add_up``) divided by the number of states in it."""
+        mixed = copy.copy(self)
+        for name in _MIXED:
+            setattr(mixed, name, getattr(self, name) / self.summed)
+        mixed.steps = round(self.steps / self.summed)
+        mixed.average_count = self.average_count / self.summed
+        mixed.summed = 1
         mixed.__setstate__({})
         return mixed
 

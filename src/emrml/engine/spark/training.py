@@ -16,14 +16,16 @@ data-parallel SGD passes mixed on the driver.
 4. **Passes: iterative parameter mixing** (McDonald et al. 2010). The driver broadcasts the learner's
    state; every partition runs a pass of the same mini-batch AdaGrad over its rows (shuffled within its
    windows by a generator seeded by the seed, the pass and the partition) and returns its state; the
-   driver averages them (``core.sgd.DualAveraging.mix``) and ends the pass as ``train`` does: the
+   driver averages them (``core.sgd.DualAveraging.mix``; past ``MIX_FAN_IN`` partitions, groups of them
+   are first added up on the executors) and ends the pass as ``train`` does: the
    objective on the calibration sample, early stop, the best pass's model. A REGRESSION model's exact
    refinement then reads the cached rows back through the driver (``toLocalIterator``), a partition at a
    time.
 
-Deterministic for a seed and a partitioning: the parts are mixed in partition order, never in the order
-tasks finish. The driver holds the state once per partition while mixing (``n_features * n_outputs``
-floats, three arrays each), the calibration sample and one partition's batches during a refinement.
+Deterministic for a seed and a partitioning: the parts are added up in partition order, never in the
+order tasks finish. The driver holds at most ``MIX_FAN_IN`` states while mixing (``n_features *
+n_outputs`` floats, three arrays each), the calibration sample, and one partition's batches during a
+refinement.
 """
 
 from __future__ import annotations
@@ -141,7 +143,7 @@ class PassSetup:
     shuffle: bool
 
 
-def run_pass(index: int, batches: Iterator[Batch], setup: Any) -> Iterator[tuple[DualAveraging, PassTotals]]:
+def run_pass(index: int, batches: Iterator[Batch], setup: Any) -> Iterator[Part]:
     """One partition's part of a pass, from the broadcast state: its own state and totals."""
     pass_setup: PassSetup = setup.value
     state = pass_setup.state
@@ -154,7 +156,40 @@ def run_pass(index: int, batches: Iterator[Batch], setup: Any) -> Iterator[tuple
         totals.loss += state.fit_rows(X, y, weight, pass_setup.rows_per_step)
         totals.add(X, weight)
     totals.steps = state.steps - before
-    yield state, totals
+    yield index, state, totals
+
+
+#: A partition's (or a group's) part of a pass: its index (group key), its state (sum), its totals.
+Part = tuple[int, DualAveraging, PassTotals]
+#: Parts the driver adds up itself; more are first added up in groups of this many on the executors, so
+#: the driver receives about ``partitions / MIX_FAN_IN`` states per pass instead of one per partition.
+MIX_FAN_IN = 32
+
+
+def mix_pass(parts: Any, partitions: int) -> tuple[DualAveraging, PassTotals]:
+    """The parts' states mixed and their totals added up, always in partition order (deterministic)."""
+    if partitions <= MIX_FAN_IN:
+        collected = parts.collect()
+    else:
+        fan_in = MIX_FAN_IN  # a value the executors get with the function (not their module's)
+        groups = -(-partitions // fan_in)
+        collected = (
+            parts.map(lambda part: (part[0] // fan_in, part))
+            .groupByKey(groups)
+            .map(lambda group: add_up(group[0], group[1]))
+            .collect()
+        )
+    _, state, totals = add_up(0, collected)
+    return state.mean(), totals
+
+
+def add_up(key: int, parts: Iterable[Part]) -> Part:
+    """The sum of parts, taken in the order of their indices."""
+    ordered = sorted(parts, key=lambda part: part[0])
+    totals = PassTotals()
+    for _, _, part_totals in ordered:
+        totals.merge(part_totals)
+    return key, DualAveraging.add_up([state for _, state, _ in ordered]), totals
 
 
 def sample_partition(index: int, batches: Iterator[Batch], check: Checker, seed: int) -> Iterator[Any]:
@@ -176,9 +211,7 @@ def train_on_spark(
 ) -> Learned:
     """Fit, featurize and train on Spark's executors (see the module docstring)."""
     schema = data.schema
-    job = UnitJob(
-        schema.to_json(), data.rearrangement, None, settings.batch_bytes, settings.max_record_bytes
-    )
+    job = UnitJob(schema.to_json(), data.rearrangement, None, settings.batch_bytes, settings.max_record_bytes)
     runner = SparkRunner(spark, progress)
     units, job = plan_units(list_files(data.location), job, runner)
     fits = runner.map(
@@ -240,17 +273,13 @@ def train_on_spark(
             )
             shared = context.broadcast(setup)
             with runner.job(f"training pass {pass_index + 1}", None):
-                results = rows.mapPartitionsWithIndex(functools.partial(run_pass, setup=shared)).collect()
+                passed = rows.mapPartitionsWithIndex(functools.partial(run_pass, setup=shared))
+                trainer.state, totals = mix_pass(passed, partitions)
             shared.unpersist()
-            trainer.state = DualAveraging.mix([state for state, _ in results])
-            totals = PassTotals()
-            for _, part in results:
-                totals.merge(part)
-            trainer.end_pass(totals, parts=len(results))
+            trainer.end_pass(totals, parts=partitions)
         with runner.job("refining the model", None):
             linear, report = trainer.finish(rows.toLocalIterator)
     finally:
         rows.unpersist()
         featurizing.unpersist()
     return Learned(space, summary, labels, linear, report)
-

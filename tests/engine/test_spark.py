@@ -303,3 +303,73 @@ def test_long_running_mode_runs_every_job_on_the_servers_one_application(
     # The job's row names the application and the Spark jobs it ran (the jobs browser shows them).
     assert described["SparkApplicationId"] == spark.sparkContext.applicationId
     assert described["SparkJobIds"] and all(isinstance(i, int) for i in described["SparkJobIds"])
+
+
+def test_sketched_statistics_stay_within_the_sketches_error_on_spark(spark: Any, tmp_path: Path) -> None:
+    """Past the exact limits (4,096 distinct numbers, 1,536 distinct categories) the statistics of the byte
+    ranges' sketches, merged, answer within the sketches' stated error: KLL ranks, HyperLogLog counts."""
+    import datasketches
+    import numpy as np
+
+    from emrml.core.schema import parse_schema
+    from emrml.core.stats.constants import KLL_K, QUANTILE_RANKS
+
+    rng = np.random.default_rng(11)
+    rows = 150_000
+    values = rng.lognormal(3.0, 1.0, rows)
+    categories = rng.integers(0, 40_000, rows)
+    lines = ["amount,code"] + [f"{v:.6f},c{c}" for v, c in zip(values, categories, strict=True)]
+    (tmp_path / "wide.csv").write_text("\n".join(lines) + "\n")
+    schema = parse_schema(
+        '{"version": "1.0", "dataFileContainsHeader": true, "attributes": ['
+        '{"attributeName": "amount", "attributeType": "NUMERIC"},'
+        '{"attributeName": "code", "attributeType": "CATEGORICAL"}]}'
+    )
+    summary = on_spark.build_datasource(
+        str(tmp_path / "wide.csv"), schema, None, compute_statistics=True, settings=settings_at(tmp_path),
+        progress=quiet, spark=spark, parallelism=Parallelism(workers=2, range_bytes=512 << 10, min_bytes=1),
+    )  # fmt: skip
+    assert summary.statistics is not None
+    amount, code = summary.statistics["attributes"]
+    assert not amount["exact"] and not code["distinctCountExact"]  # both answered by sketches
+    # Exact parts stay exact.
+    assert amount["validCount"] == rows
+    assert (amount["min"], amount["max"]) == (float(f"{values.min():.6f}"), float(f"{values.max():.6f}"))
+    # Each quantile's true rank is within twice KLL's stated (99 %) normalized rank error.
+    ordered = np.sort(np.array([float(f"{v:.6f}") for v in values]))
+    bound = 2 * datasketches.kll_doubles_sketch.get_normalized_rank_error(KLL_K, False)
+    for rank in QUANTILE_RANKS:
+        answer = amount["quantiles"][str(rank)]
+        true_rank = np.searchsorted(ordered, answer, side="right") / rows
+        assert abs(true_rank - rank) <= bound, (rank, answer, true_rank)
+    # The distinct count within three standard errors of HyperLogLog with 2^14 registers (0.81 %).
+    distinct = len(np.unique(categories))
+    assert abs(code["distinctCount"] - distinct) <= 3 * 0.0081 * distinct
+
+
+def test_statistics_and_training_read_s3_on_the_executors(spark: Any, s3: Any, data: Path) -> None:
+    """The executors read S3 byte ranges with the driver's storage settings (they load none themselves):
+    statistics equal the local engine's over the same objects, and a model trains from them."""
+    from emrml.engine.training import train_model
+    from emrml.service.parameters import parse_parameters
+
+    for name in ("a.csv", "b.csv"):
+        s3.client.upload_file(str(data / name), s3.bucket, f"data/{name}")
+    location = f"s3://{s3.bucket}/data/"
+    schema, settings = bank_sample_schema(), s3.settings
+    here = local.build_datasource(
+        location, schema, None, compute_statistics=True, settings=settings, progress=quiet
+    )
+    there = on_spark.build_datasource(
+        location, schema, None, compute_statistics=True, settings=settings, progress=quiet, spark=spark,
+        parallelism=CUT,
+    )  # fmt: skip
+    assert there.total_records == here.total_records > 20_000
+    assert there.invalid_examples == here.invalid_examples and there.statistics == here.statistics
+    trained = train_model(
+        model_id="from-s3", model_type="BINARY", data=DatasourceData(location, schema, None),
+        recipe_text=None, sample=here.sample, parameters=parse_parameters({}), settings=settings,
+        progress=quiet, spark=spark,
+    )  # fmt: skip
+    valid = here.total_records - here.invalid_records
+    assert trained.report["parallel_parts"] == 2 and trained.report["rows"] == valid

@@ -17,7 +17,8 @@ import stat
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 from urllib.parse import unquote
 
 from emrml.errors import InvalidInputException
@@ -388,6 +389,8 @@ class S3Backend:
 
     def __init__(self) -> None:
         self.store = S3Store()
+        #: The settings the store was made from (``STORAGE_SETTINGS``), to hand to other processes.
+        self.settings: dict[str, Any] = {}
 
     def list(self, location: str) -> list[FileRef]:
         return self.store.list(location, _visible)
@@ -431,10 +434,39 @@ _LOCAL = LocalBackend()
 _S3 = S3Backend()
 
 
+#: The settings storage is made from: what a process that did not load the settings (a Spark executor)
+#: needs to read and write the same locations.
+STORAGE_SETTINGS = (
+    "s3_endpoint_url", "s3_region", "s3_sse", "s3_sse_kms_key_id", "s3_part_bytes", "s3_cse_key",
+    "s3_cse_old_keys", "kms_endpoint_url",
+)  # fmt: skip
+
+
 def configure(settings: Settings) -> None:
     """Take the storage settings (S3 endpoint, encryption) from ``settings``, for this process and the
     processes it forks."""
-    _S3.store = S3Store(S3Settings.from_settings(settings))
+    configure_storage_settings({name: getattr(settings, name) for name in STORAGE_SETTINGS})
+
+
+def storage_settings() -> dict[str, Any]:
+    """This process's storage settings, for ``configure_storage_settings`` in another process (the
+    values only: key files are named, not read; each process reads them itself)."""
+    return dict(_S3.settings)
+
+
+def configure_storage_settings(values: dict[str, Any]) -> None:
+    """Use the storage settings another process handed over (``storage_settings``); cheap when they are
+    the ones in use already."""
+    if values == _S3.settings:
+        return
+    import dataclasses
+
+    from emrml.config import Settings
+
+    defaults = {f.name: f.default for f in dataclasses.fields(Settings) if f.name in STORAGE_SETTINGS}
+    settings = SimpleNamespace(**{**defaults, **values})
+    _S3.store = S3Store(S3Settings.from_settings(settings))  # type: ignore[arg-type]
+    _S3.settings = dict(values)
 
 
 def _backend(location: str) -> Backend:

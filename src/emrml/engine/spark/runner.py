@@ -6,6 +6,8 @@ work (whole files, record-aligned byte ranges) and run the same functions on the
 task; results come back in order. Progress is the share of the job's tasks done, read from Spark's status
 tracker on a thread while the driver waits.
 
+Every task first takes the driver's storage settings (the S3 endpoint, encryption; key files are
+named, each executor reads its own), so tasks read and write the same locations the driver names.
 Spark ships the function and its arguments to the executors and the results back with its own
 serializer (pickle) over its own connections, authenticated and encrypted when ``spark_encryption`` is on
 (session.py); emrml itself unpickles nothing it reads from storage or the network. A failed task is
@@ -27,6 +29,7 @@ from typing import Any, TypeVar
 
 from emrml import errors
 from emrml.engine.spark.session import SparkEngineError, one_line
+from emrml.storage.locations import configure_storage_settings, storage_settings
 
 T = TypeVar("T")
 Progress = Callable[[float, str | None], None]
@@ -40,7 +43,8 @@ _EMRML_ERROR = re.compile(r"emrml\.errors\.(\w+): (.*)")
 _POLL_SECONDS = 0.5
 
 
-def _call(function: Callable[..., T], arguments: tuple[Any, ...]) -> T:
+def _call(function: Callable[..., T], storage: dict[str, Any], arguments: tuple[Any, ...]) -> T:
+    configure_storage_settings(storage)  # the driver's S3 settings: an executor has loaded none
     return function(*arguments, report=None)
 
 
@@ -75,7 +79,8 @@ class SparkRunner:
             return []
         with self.job(message, span):
             rdd = self.session.sparkContext.parallelize(list(arguments), len(arguments))
-            return rdd.map(functools.partial(_call, function)).collect()  # type: ignore[no-any-return]
+            call = functools.partial(_call, function, storage_settings())
+            return rdd.map(call).collect()  # type: ignore[no-any-return]
 
     @contextlib.contextmanager
     def job(self, message: str, span: tuple[float, float] | None) -> Iterator[None]:

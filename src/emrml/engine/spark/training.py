@@ -59,7 +59,7 @@ from emrml.engine.spark.datasource import UnitJob, plan_units, selected_batches
 from emrml.engine.spark.runner import SparkRunner
 from emrml.engine.training import DatasourceData, Learned, TargetSummary, parse_target, row_weights
 from emrml.engine.units import Unit
-from emrml.storage.locations import list_files
+from emrml.storage.locations import configure_storage_settings, list_files, storage_settings
 
 
 @dataclass
@@ -99,6 +99,8 @@ class Featurizing:
     model_type: str
     #: The sorted MULTICLASS labels: a target's feature is its index here.
     labels: tuple[str, ...]
+    #: The driver's storage settings (``storage.locations.storage_settings``).
+    storage: dict[str, Any]
 
 
 @functools.lru_cache(maxsize=2)
@@ -113,6 +115,7 @@ def featurize_units(items: Iterable[tuple[UnitJob, Unit]], setup: Featurizing) -
     caches them (rows without a usable target dropped)."""
     import json
 
+    configure_storage_settings(setup.storage)
     labels = np.array(setup.labels)
     for job, unit in items:
         schema = parse_schema(job.schema_json)
@@ -235,7 +238,9 @@ def train_on_spark(
     from pyspark import StorageLevel
 
     partitions = max(1, min(len(units), context.defaultParallelism))
-    featurizing = context.broadcast(Featurizing(space.to_dict(), model_type, tuple(labels)))
+    featurizing = context.broadcast(
+        Featurizing(space.to_dict(), model_type, tuple(labels), storage_settings())
+    )
     rows = (
         context.parallelize([(job, unit) for unit in units], partitions)
         .mapPartitions(lambda items: featurize_units(items, featurizing.value))

@@ -297,12 +297,12 @@ def emrml_run(app: EmrML, model_id: str) -> Run:
 
 #: Functions whose cumulative time the profile table lists, as (module file suffix, function name, label).
 PHASES = (
-    ("emrml/core/features.py", "fit", "feature space fit (first read of the training data)"),
+    ("emrml/core/features/space.py", "fit", "feature space fit (first read of the training data)"),
     ("emrml/engine/training.py", "_featurize", "featurization pass (second read, writes the sparse cache)"),
-    ("emrml/core/learn.py", "_calibration_sample", "calibration sample (reads the cache)"),
-    ("emrml/core/learn.py", "_choose_rate", "learning-rate trial (4 rates x 2 passes over the sample)"),
-    ("emrml/core/learn.py", "_pass_batches", "SGD passes: reading the cache back"),
-    ("emrml/core/learn.py", "fit_rows", "SGD steps (all fit_rows calls, the rate trial's included)"),
+    ("emrml/core/calibration.py", "calibration_sample", "calibration sample (reads the cache)"),
+    ("emrml/core/calibration.py", "choose_rate", "learning-rate trial (4 rates x 2 passes over the sample)"),
+    ("emrml/core/learn.py", "pass_batches", "SGD passes: reading the cache back"),
+    ("emrml/core/sgd.py", "fit_rows", "SGD steps (all fit_rows calls, the rate trial's included)"),
     ("emrml/core/learn.py", "_objective", "early-stop objective after each pass"),
     ("emrml/core/rearrange.py", "random_mask", "random split: SHA-256 of every record (both reads)"),
     ("emrml/storage/records.py", "read_chunks", "CSV reading and parsing (both reads)"),
@@ -313,7 +313,7 @@ TIMED = (
     (training_module.FeatureSpace, "fit", "feature space fit"),
     (training_module, "_featurize", "featurization pass"),
     (learn, "calibration_sample", "SGD: calibration sample"),
-    (learn, "_choose_rate", "SGD: learning-rate trial"),
+    (learn, "choose_rate", "SGD: learning-rate trial"),
     (training_module, "train", "SGD: everything (calibration, rate trial, passes)"),
     (training_module, "save_artifact", "saving the artifact"),
 )

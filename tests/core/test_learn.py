@@ -14,7 +14,7 @@ import pyarrow.csv as pv
 import pytest
 import scipy.sparse as sp
 
-from emrml.core import learn
+from emrml.core import calibration, learn
 from emrml.core.learn import LinearModel, TrainingParameters, train
 from emrml.errors import DataError
 
@@ -89,8 +89,8 @@ def test_logistic_regression_recovers_known_weights() -> None:
     X_test, y_test, _ = logistic_data(seed=0, n=5000)  # same truth, fresh rows
     true_auc = auc(y_test, X_test @ truth)
     assert auc(y_test, model.predict_scores(X_test)) > true_auc - 0.005
-    assert report.learning_rate in learn.LEARNING_RATES
-    assert len(report.learning_rate_trials) == len(learn.LEARNING_RATES)
+    assert report.learning_rate in calibration.LEARNING_RATES
+    assert len(report.learning_rate_trials) == len(calibration.LEARNING_RATES)
     assert report.rows == 20_000 and report.passes == len(report.losses)
 
 
@@ -213,7 +213,7 @@ def test_dense_and_sparse_updates_give_bitwise_identical_models(monkeypatch: pyt
     params = TrainingParameters(shuffle="auto", max_passes=3, l1=1e-4)
     models = []
     for ratio in (0, 10**9):
-        monkeypatch.setattr(learn, "DENSE_RATIO", ratio)
+        monkeypatch.setattr(calibration, "DENSE_RATIO", ratio)
         models.append(train("MULTICLASS", source_of(X, y), 300, 3, params)[0])
     assert models[0] == models[1]
     assert np.count_nonzero(models[0].weights) > 0
@@ -484,8 +484,8 @@ def test_sms_spam_text_features_use_sparse_steps_and_reach_the_reference_auc() -
     X, raw, fit, test = featurize("sms_spam")
     y = raw.astype(float)
     source = source_of(X[fit], y[fit])
-    rows_per_step = learn._rows_per_step(len(fit))
-    assert not learn._use_dense(X.shape[1], 1, X[fit], rows_per_step)  # tens of thousands of n-grams
+    rows_per_step = calibration.rows_per_step(len(fit))
+    assert not calibration.use_dense(X.shape[1], 1, X[fit], rows_per_step)  # tens of thousands of n-grams
     model, _ = train("BINARY", source, X.shape[1], None, TrainingParameters.console())
     assert auc(y[test], model.predict_scores(X[test])) > 0.98  # datasets README: sgd_aml 0.9838
 

@@ -3,6 +3,10 @@
 Models: logistic regression (BINARY), multinomial logistic regression (MULTICLASS) and least squares
 (REGRESSION), all of the form ``z = x @ W + b`` with ``W`` of shape ``(n_features, n_outputs)``.
 
+The learner's state and step are in ``core.sgd``, the calibration sample and the choices made from it in
+``core.calibration``; this module validates batches, runs the passes (``train``, or ``Trainer`` for an
+engine that runs each pass itself) and keeps the best model.
+
 Algorithm
 ---------
 * **Mini-batch AdaGrad, dual-averaging form** (Duchi, Hazan and Singer 2011; the form of FTRL-Proximal).
@@ -76,7 +80,16 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
-from emrml.core.sgd import DualAveraging, loss_sum
+from emrml.core.calibration import (
+    CALIBRATION_ROWS,
+    calibration_sample,
+    choose_rate,
+    initial_bias,
+    rows_per_step,
+    target_scale,
+    use_dense,
+)
+from emrml.core.sgd import Batch, DualAveraging, average_every, loss_sum
 from emrml.errors import DataError
 
 if TYPE_CHECKING:
@@ -86,20 +99,10 @@ if TYPE_CHECKING:
 ModelKind = Literal["BINARY", "MULTICLASS", "REGRESSION"]
 MODEL_KINDS: tuple[str, ...] = ("BINARY", "MULTICLASS", "REGRESSION")
 
-#: Candidate base learning rates, tried on the calibration sample.
-LEARNING_RATES: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0)
-#: Candidates whose held-back loss is within this relative distance of the best count as ties.
-RATE_TOLERANCE = 0.01
-#: Rows read up front to choose the learning rate, the mini-batch size and the target scale.
-CALIBRATION_ROWS = 65_536
-#: Fraction of the calibration rows held back to score the candidate rates.
-HOLDOUT_FRACTION = 0.1
 #: Relative improvement of the loss below which a pass does not count as better (open question 24) ...
 EARLY_STOP_TOLERANCE = 1e-4
 #: ... and how many passes in a row that are not better stop training (the best model is kept).
 PATIENCE = 2
-#: Fewest weight snapshots per pass averaged into the model (sparse mode).
-MIN_SNAPSHOTS = 16
 #: Source batches held at once to randomize their order when shuffling.
 SHUFFLE_WINDOW = 4
 #: Most conjugate-gradient steps of the regression refinement when the data fits the calibration sample.
@@ -107,9 +110,6 @@ IN_MEMORY_REFINEMENT_STEPS = 200
 #: Estimated stored bytes of one feature key and of one weight (open question 23).
 KEY_BYTES = 8
 WEIGHT_BYTES = 8
-
-#: Dense steps while n_features * n_outputs <= this * non-zeros per step (measured crossover: 10-15).
-DENSE_RATIO = 12
 
 
 # --------------------------------------------------------------------------------------------- parameters
@@ -330,8 +330,6 @@ def _finite_or_none(value: Any) -> Any:
 
 # ---------------------------------------------------------------------------------------------- learning
 
-Batch = tuple["sp.csr_matrix", np.ndarray, np.ndarray]
-
 
 class Checker:
     """Validates and normalizes the batches of a source for one model kind."""
@@ -379,137 +377,6 @@ class Checker:
         return X, y, weight
 
 
-def calibration_sample(source: BatchSource, check: Checker, rows: int, rng: np.random.Generator) -> Batch:
-    """A uniform random sample of ``rows`` rows of the source (all of them when it has fewer), in data order.
-
-    Every row gets a random key and the ``rows`` smallest keys win (a bottom-k sample, kept while reading):
-    the first rows would misjudge the target's scale and the learning rate for data in a meaningful order,
-    such as rows sorted by the target. Memory holds at most ``rows`` rows beside one batch.
-    """
-    return keyed_sample(source, check, rows, rng)[0]
-
-
-def keyed_sample(
-    source: BatchSource, check: Checker, rows: int, rng: np.random.Generator
-) -> tuple[Batch, np.ndarray]:
-    """``calibration_sample`` with the rows' keys: samples of parts of the data merge (``merge_samples``)."""
-    import scipy.sparse as sp
-
-    kept: Batch | None = None
-    keys = np.zeros(0)
-    for batch in source():
-        X, y, weight = check(batch)
-        batch_keys = rng.random(X.shape[0])
-        if kept is None:
-            kept, keys = (X, y, weight), batch_keys
-        else:
-            kept = (
-                sp.vstack([kept[0], X], format="csr"),
-                np.concatenate([kept[1], y]),
-                np.concatenate([kept[2], weight]),
-            )
-            keys = np.concatenate([keys, batch_keys])
-        if len(keys) > rows:
-            chosen = np.sort(np.argpartition(keys, rows)[:rows])
-            kept = (kept[0][chosen], kept[1][chosen], kept[2][chosen])
-            keys = keys[chosen]
-    if kept is None:
-        return (sp.csr_matrix((0, check.n_features)), np.zeros(0), np.zeros(0)), keys
-    return kept, keys
-
-
-def merge_samples(parts: Sequence[tuple[Batch, np.ndarray]], rows: int, n_features: int) -> Batch:
-    """The ``rows`` rows with the smallest keys of the parts' keyed samples, in part order then data order:
-    a uniform sample of the union when each part's keys were drawn independently."""
-    import scipy.sparse as sp
-
-    parts = [part for part in parts if len(part[1])]
-    if not parts:
-        return sp.csr_matrix((0, n_features)), np.zeros(0), np.zeros(0)
-    keys = np.concatenate([part[1] for part in parts])
-    X = sp.vstack([part[0][0] for part in parts], format="csr")
-    y = np.concatenate([part[0][1] for part in parts])
-    weight = np.concatenate([part[0][2] for part in parts])
-    if len(keys) > rows:
-        chosen = np.sort(np.argpartition(keys, rows)[:rows])
-        return X[chosen], y[chosen], weight[chosen]
-    return X, y, weight
-
-
-def _target_scale(y: np.ndarray, weight: np.ndarray) -> tuple[float, float]:
-    total = weight.sum()
-    w = weight if total > 0 else np.ones_like(y)
-    mean = float(np.average(y, weights=w)) if len(y) else 0.0
-    std = float(np.sqrt(np.average((y - mean) ** 2, weights=w))) if len(y) else 0.0
-    if not std > 0:
-        std = abs(mean) if mean != 0 else 1.0
-    return mean, std
-
-
-def _initial_bias(kind: str, y: np.ndarray, weight: np.ndarray, k: int) -> np.ndarray:
-    """The prior as bias: smoothed log-odds / centred log class frequencies / 0 (standardized mean)."""
-    if kind == "BINARY":
-        p = (float(y @ weight) + 0.5) / (float(weight.sum()) + 1.0)
-        return np.array([math.log(p / (1.0 - p))])
-    if kind == "MULTICLASS":
-        counts = np.bincount(y.astype(np.intp), weights=weight, minlength=k) + 0.5
-        logs = np.log(counts / counts.sum())
-        return logs - logs.mean()
-    return np.zeros(1)
-
-
-def _rows_per_step(sample_rows: int) -> int:
-    return min(1024, max(32, sample_rows // 128))
-
-
-def _use_dense(n_features: int, k: int, sample: sp.csr_matrix, rows_per_step: int) -> bool:
-    """Dense vector updates beat gathering the touched features when the model is about one step's data."""
-    nnz_per_step = sample.nnz / max(sample.shape[0], 1) * rows_per_step
-    return n_features * k <= DENSE_RATIO * nnz_per_step
-
-
-def _choose_rate(
-    kind: str,
-    sample: Batch,
-    bias: np.ndarray,
-    params: TrainingParameters,
-    rows_per_step: int,
-    dense: bool,
-    rng: np.random.Generator,
-) -> tuple[float, list[list[float | None]]]:
-    X, y, weight = sample
-    held = rng.random(X.shape[0]) < HOLDOUT_FRACTION
-    fit_rows = np.flatnonzero(~held)
-    held_rows = np.flatnonzero(held)
-    if params.shuffle == "auto":
-        fit_rows = rng.permutation(fit_rows)
-    held_weight = float(weight[held_rows].sum())
-    if len(fit_rows) == 0 or held_weight <= 0:
-        return LEARNING_RATES[len(LEARNING_RATES) // 2], []
-    X_fit, y_fit, w_fit = X[fit_rows], y[fit_rows], weight[fit_rows]
-    X_held, y_held, w_held = X[held_rows], y[held_rows], weight[held_rows]
-    trials: list[list[float | None]] = []
-    losses: list[float] = []
-    for rate in LEARNING_RATES:
-        state = DualAveraging(kind, X.shape[1], bias, rate, params.l1, params.l2, dense)
-        state.fit_rows(X_fit, y_fit, w_fit, rows_per_step)
-        state.start_average(_average_every(state, state.steps, X_fit.nnz))
-        state.fit_rows(X_fit, y_fit, w_fit, rows_per_step)
-        loss = loss_sum(kind, *state.model(), X_held, y_held, w_held) / held_weight
-        losses.append(loss if math.isfinite(loss) else math.inf)
-        trials.append([rate, loss if math.isfinite(loss) else None])
-    best = min(losses)
-    if not math.isfinite(best):
-        return LEARNING_RATES[0], trials
-    # Near-ties go to the smaller rate: its model is as good on held-back rows and less noisy, and it is
-    # the safer choice when the sample is not like the rest of the data.
-    near = [
-        r for r, loss in zip(LEARNING_RATES, losses, strict=True) if loss <= best + RATE_TOLERANCE * abs(best)
-    ]
-    rate = min(near)
-    return rate, trials
-
-
 def pass_batches(source: BatchSource, check: Checker, rng: np.random.Generator | None) -> Iterator[Batch]:
     """One pass over the source; with ``rng``, rows are shuffled across windows of ``SHUFFLE_WINDOW``
     batches (the rows of a window are mixed together and dealt out again as batches of the same sizes)."""
@@ -544,16 +411,6 @@ def _mixed(window: list[Batch], rng: np.random.Generator) -> Iterator[Batch]:
         rows = order[start : start + size]
         start += size
         yield X[rows], y[rows], weight[rows]
-
-
-def _average_every(state: DualAveraging, steps_per_pass: int, nnz_per_pass: int) -> int:
-    """Steps between weight snapshots for averaging: as many snapshots as keep their cost
-    (``O(n_features * k)`` each) near a quarter of the pass's, at least ``MIN_SNAPSHOTS`` per pass.
-
-    The schedule does not depend on the dense mode, so both modes give the same model."""
-    affordable = nnz_per_pass // (4 * state.sums.size) if state.sums.size else steps_per_pass
-    snapshots = max(MIN_SNAPSHOTS, min(affordable, steps_per_pass))
-    return max(1, steps_per_pass // snapshots)
 
 
 def _prune(weights: np.ndarray, max_bytes: int) -> tuple[np.ndarray, int, int, int]:
@@ -661,16 +518,16 @@ class Trainer:
         # SGD fills the first half of the progress bar when the refinement may take the second.
         self._sgd_progress = _part_of(progress, 0.0, 0.5) if self.refining else progress
         if kind == "REGRESSION":
-            self.mean, self.std = _target_scale(raw[1], raw[2])
+            self.mean, self.std = target_scale(raw[1], raw[2])
             self.sample: Batch = (raw[0], (raw[1] - self.mean) / self.std, raw[2])
         else:
             self.mean, self.std = 0.0, 1.0
             self.sample = raw
         self.check = Checker(kind, n_features, k, self.mean, self.std)
-        self.rows_per_step = _rows_per_step(self.sample[0].shape[0])
-        dense = _use_dense(n_features, k, self.sample[0], self.rows_per_step)
-        bias = _initial_bias(kind, self.sample[1], self.sample[2], k)
-        rate, trials = _choose_rate(kind, self.sample, bias, params, self.rows_per_step, dense, rng)
+        self.rows_per_step = rows_per_step(self.sample[0].shape[0])
+        dense = use_dense(n_features, k, self.sample[0], self.rows_per_step)
+        bias = initial_bias(kind, self.sample[1], self.sample[2], k)
+        rate, trials = choose_rate(kind, self.sample, bias, params, self.rows_per_step, dense, rng)
         self.report = TrainingReport(passes=0, rows=0, rows_per_step=self.rows_per_step, learning_rate=rate)
         self.report.learning_rate_trials = trials
         if kind == "REGRESSION":
@@ -701,7 +558,7 @@ class Trainer:
         report.parallel_parts = parts
         if report.passes == 0:
             steps = totals.steps // parts if parts > 1 else self.state.steps
-            self.state.start_average(_average_every(self.state, steps, totals.nnz // parts))
+            self.state.start_average(average_every(self.state, steps, totals.nnz // parts))
         report.passes += 1
         report.rows = totals.rows
         report.progressive_losses.append(totals.loss / totals.weight if totals.weight > 0 else 0.0)

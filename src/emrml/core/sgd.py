@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 
 # Keeps 0 / 0 out of the weight of a coordinate that has had no gradient yet.
 _EPSILON = 1e-12
+#: Fewest weight snapshots per pass averaged into the model (sparse mode).
+MIN_SNAPSHOTS = 16
+#: A mini-batch source's batch after checking: features ``(m, n_features)`` CSR, targets ``(m,)``, weights.
+Batch = tuple["sp.csr_matrix", np.ndarray, np.ndarray]
 #: The arrays parameter mixing averages.
 _MIXED = ("sums", "squares", "bias_sums", "bias_squares", "average_weights", "average_bias")
 
@@ -280,3 +284,13 @@ def loss_sum(
     z = X @ weights + bias if kind == "MULTICLASS" else X @ weights[:, 0] + float(bias[0])
     losses, _ = losses_and_gradient(kind, z, y)
     return float(losses @ weight)
+
+
+def average_every(state: DualAveraging, steps_per_pass: int, nnz_per_pass: int) -> int:
+    """Steps between weight snapshots for averaging: as many snapshots as keep their cost
+    (``O(n_features * k)`` each) near a quarter of the pass's, at least ``MIN_SNAPSHOTS`` per pass.
+
+    The schedule does not depend on the dense mode, so both modes give the same model."""
+    affordable = nnz_per_pass // (4 * state.sums.size) if state.sums.size else steps_per_pass
+    snapshots = max(MIN_SNAPSHOTS, min(affordable, steps_per_pass))
+    return max(1, steps_per_pass // snapshots)

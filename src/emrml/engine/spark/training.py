@@ -39,21 +39,12 @@ import numpy as np
 import pyarrow as pa
 
 from emrml.config import Settings
+from emrml.core.calibration import CALIBRATION_ROWS, keyed_sample, merge_samples
 from emrml.core.features import FeatureSpace, Fitting
-from emrml.core.learn import (
-    CALIBRATION_ROWS,
-    Batch,
-    Checker,
-    PassTotals,
-    Trainer,
-    TrainingParameters,
-    keyed_sample,
-    merge_samples,
-    pass_batches,
-)
+from emrml.core.learn import Checker, PassTotals, Trainer, TrainingParameters, pass_batches
 from emrml.core.recipe.grammar import parse_recipe
 from emrml.core.schema import parse_schema
-from emrml.core.sgd import DualAveraging
+from emrml.core.sgd import Batch, DualAveraging
 from emrml.engine.local import Progress
 from emrml.engine.spark.datasource import UnitJob, plan_units, selected_batches
 from emrml.engine.spark.runner import SparkRunner

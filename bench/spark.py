@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,13 @@ def auc_of(artifact: Path, data: DatasourceData, settings: Settings) -> float:
         settings=settings, progress=quiet,
     )  # fmt: skip
     return float(result.performance_metrics["BinaryAUC"])
+
+
+def java_version() -> str:
+    import subprocess
+
+    run = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False)
+    return (run.stderr or run.stdout).splitlines()[0] if (run.stderr or run.stdout) else "java unknown"
 
 
 def median_ratio(pairs: list[tuple[float, float]]) -> float:
@@ -288,6 +296,7 @@ def report(
         f"Measured {started}; load average (1, 5, 15 min) {load_before} before, {load_after} after.",
         "",
         machine_report(),
+        f"- pyspark {metadata.version('pyspark')}, {java_version()}",
         "",
         f"Rows: {rows:,} (training: the random 70 %; scoring: the other {held_rows:,}). Spark application "
         f"(`local[2]`) start, once: {session_start:.1f} s.",

@@ -6,6 +6,7 @@ options from the root context, so they behave like every other emrml command.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -362,6 +363,11 @@ def serve(
         help="none, optional (a certificate, if sent, must verify) or required (clients without one are "
         "refused); default: required when --tls-client-ca is given.",
     ),
+    console_process: bool = typer.Option(
+        True,
+        "--console-process/--console-in-process",
+        help="Serve the console from a process of its own (default), so pages never slow the API down.",
+    ),
 ) -> None:
     """Serve the Amazon ML API (boto3, aws CLI) with SigV4 authentication and run queued jobs."""
     from emrml.core.arrow import skip_pandas_probe
@@ -434,21 +440,34 @@ def serve(
         markup=False,
         soft_wrap=True,
     )
-    if workers > 1:
-        service.close()
-        options = {
-            "home": str(settings.home),
-            "public_url": url,
-            "auth": not no_auth,
-            "max_body_bytes": max_request_bytes,
-            "job_slots": slots,
-        }
-        server.serve_workers(options, host, port, workers)
-        return
-    app = server.create_app(service, auth=not no_auth, max_body_bytes=max_request_bytes, job_slots=slots)
-    try:
-        server.serve(app, host, port, tls=tls)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        service.close()
+    with contextlib.ExitStack() as stack:
+        socket_path = None
+        if console_process:
+            from emrml.web.console_process import ConsoleProcess
+
+            socket_path = stack.enter_context(ConsoleProcess(settings.home, url)).socket_path
+        if workers > 1:
+            service.close()
+            options = {
+                "home": str(settings.home),
+                "public_url": url,
+                "auth": not no_auth,
+                "max_body_bytes": max_request_bytes,
+                "job_slots": slots,
+                "console_socket": socket_path,
+            }
+            server.serve_workers(options, host, port, workers)
+            return
+        app = server.create_app(
+            service,
+            auth=not no_auth,
+            max_body_bytes=max_request_bytes,
+            job_slots=slots,
+            console_socket=socket_path,
+        )
+        try:
+            server.serve(app, host, port, tls=tls)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            service.close()

@@ -277,6 +277,7 @@ def create_app(
     credential_ttl_seconds: float = 5.0,
     inline_predict: bool = True,
     console: bool = True,
+    console_socket: str | None = None,
 ) -> AccessLog:
     """The ASGI application serving ``service``.
 
@@ -285,7 +286,8 @@ def create_app(
     working within ``credential_ttl_seconds``. ``inline_predict`` False sends Predict through the thread
     pool like every other operation (for measurements). Its lifespan starts the scheduler, the thread
     keeping mounted models fresh and the access log's periodic flush. ``console`` serves the web console
-    under ``/console/`` (``GET /`` leads there).
+    under ``/console/`` (``GET /`` leads there): in this process, or, with ``console_socket``, by
+    forwarding to the console process serving on that Unix socket (``web.console_process``).
     """
     scheduler = JobScheduler(service, job_slots) if job_slots else None
     credentials = (
@@ -337,10 +339,13 @@ def create_app(
         from emrml.console import create_console, redirect_to_console
 
         wake = scheduler.wake if scheduler is not None else None
-        routes += [
-            Route("/", redirect_to_console(), methods=["GET"]),
-            Mount("/console", app=create_console(service, on_queued=wake)),
-        ]
+        if console_socket is not None:
+            from emrml.web.console_process import ConsoleProxy
+
+            console_app: ASGIApp = ConsoleProxy(console_socket)
+        else:
+            console_app = create_console(service, on_queued=wake)
+        routes += [Route("/", redirect_to_console(), methods=["GET"]), Mount("/console", app=console_app)]
     settings = service.settings
     access = AccessLog(
         Starlette(routes=routes, lifespan=lifespan),
@@ -407,7 +412,11 @@ def worker_app() -> AccessLog:
     service = EmrML(settings, rate_share=1.0 / workers)
     slots = math.ceil(int(options["job_slots"]) / workers)
     return create_app(
-        service, auth=bool(options["auth"]), max_body_bytes=int(options["max_body_bytes"]), job_slots=slots
+        service,
+        auth=bool(options["auth"]),
+        max_body_bytes=int(options["max_body_bytes"]),
+        job_slots=slots,
+        console_socket=options.get("console_socket"),
     )
 
 

@@ -28,6 +28,7 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from emrml import errors
+from emrml.core.arrow import skip_pandas_probe
 from emrml.engine.spark.session import SparkEngineError, one_line
 from emrml.storage.locations import configure_storage_settings, storage_settings
 
@@ -43,8 +44,15 @@ _EMRML_ERROR = re.compile(r"emrml\.errors\.(\w+): (.*)")
 _POLL_SECONDS = 0.5
 
 
+def in_executor(storage: dict[str, Any]) -> None:
+    """Set up an executor's Python worker for emrml's tasks: the driver's storage settings (an executor
+    has loaded none), and Arrow's pandas probe settled without importing pandas (a second per worker)."""
+    skip_pandas_probe()
+    configure_storage_settings(storage)
+
+
 def _call(function: Callable[..., T], storage: dict[str, Any], arguments: tuple[Any, ...]) -> T:
-    configure_storage_settings(storage)  # the driver's S3 settings: an executor has loaded none
+    in_executor(storage)
     return function(*arguments, report=None)
 
 

@@ -47,10 +47,10 @@ from emrml.core.schema import parse_schema
 from emrml.core.sgd import Batch, DualAveraging
 from emrml.engine.local import Progress
 from emrml.engine.spark.datasource import UnitJob, plan_units, selected_batches
-from emrml.engine.spark.runner import SparkRunner
+from emrml.engine.spark.runner import SparkRunner, in_executor
 from emrml.engine.training import DatasourceData, Learned, TargetSummary, parse_target, row_weights
 from emrml.engine.units import Unit
-from emrml.storage.locations import configure_storage_settings, list_files, storage_settings
+from emrml.storage.locations import list_files, storage_settings
 
 
 @dataclass
@@ -106,7 +106,7 @@ def featurize_units(items: Iterable[tuple[UnitJob, Unit]], setup: Featurizing) -
     caches them (rows without a usable target dropped)."""
     import json
 
-    configure_storage_settings(setup.storage)
+    in_executor(setup.storage)
     labels = np.array(setup.labels)
     for job, unit in items:
         schema = parse_schema(job.schema_json)

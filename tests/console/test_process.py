@@ -1,0 +1,124 @@
+"""`emrml serve` serves the console from a process of its own, through a proxy on the API's port: pages,
+login with CSRF and cookies, forms, static files; a console process that dies is started again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import login_token
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of the processes whose parent is ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append((int(entry.name), command))
+    return found
+
+
+def _console_pid(server: subprocess.Popen[bytes]) -> int:
+    (pid,) = [pid for pid, command in _children(server.pid) if "emrml.web.console_process" in command]
+    return pid
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]]:
+    folder = tmp_path_factory.mktemp("console-process")
+    home, log = folder / "home", (folder / "server.log").open("wb")
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "emrml", "--home", str(home), "serve", "--port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "EMRML_HOME": str(home)},
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    import httpx2
+
+    deadline = time.monotonic() + 60
+    while True:
+        assert process.poll() is None, (folder / "server.log").read_text()[-3000:]
+        try:
+            if httpx2.get(f"{url}/health", timeout=2).status_code == 200:
+                break
+        except httpx2.TransportError:
+            pass
+        assert time.monotonic() < deadline, "emrml serve did not start"
+        time.sleep(0.2)
+    yield url, home, process
+    process.send_signal(signal.SIGINT)
+    process.wait(30)
+    log.close()
+
+
+def _client(url: str) -> Any:
+    import httpx2
+
+    return httpx2.Client(base_url=url, follow_redirects=False, timeout=30)
+
+
+def test_the_console_is_served_by_its_own_process_through_the_api_port(server: Any) -> None:
+    url, home, process = server
+    console = _console_pid(process)
+    assert console != process.pid
+    password = json.loads((home / "admin-credentials.json").read_text())["console_password"]
+    with _client(url) as client:
+        assert client.get("/console/").status_code == 303  # not logged in: to the login page
+        page = client.get("/console/login")
+        assert page.status_code == 200 and "csrf_token" in page.text
+        assert page.headers["content-security-policy"].startswith("default-src 'self'")
+        assert len(page.headers.get_list("date")) == 1  # the API server's own, once
+        form = {"csrf_token": login_token(page.text), "username": "admin", "password": password}
+        answer = client.post("/console/login", data=form)
+        assert answer.status_code == 303 and "emrml_session=" in answer.headers["set-cookie"]
+        with _client(url) as stranger:  # the proxy keeps no cookies: one user's session is theirs alone
+            assert stranger.get("/console/login").status_code == 200
+            assert stranger.get("/console/?format=json").status_code == 401
+        home_page = client.get("/console/?format=json")
+        assert home_page.status_code == 200 and isinstance(home_page.json(), dict)
+        # A form without its CSRF token is refused by the console process, as in one process.
+        assert client.post("/console/logout", data={}).status_code == 403
+        static = [line for line in client.get("/console/").text.split('"') if "/console/static/" in line]
+        assert static and client.get(static[0]).status_code == 200
+
+
+def test_a_console_process_that_dies_is_started_again(server: Any) -> None:
+    url, _, process = server
+    first = _console_pid(process)
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    with _client(url) as client:
+        while True:
+            try:
+                if client.get("/console/login").status_code == 200:
+                    break
+            except Exception:
+                pass
+            assert time.monotonic() < deadline, "the console did not come back"
+            time.sleep(0.2)
+    assert _console_pid(process) != first
+    with _client(url) as client:
+        assert client.get("/health").status_code == 200  # the API never went away

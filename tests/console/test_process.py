@@ -122,3 +122,31 @@ def test_a_console_process_that_dies_is_started_again(server: Any) -> None:
     assert _console_pid(process) != first
     with _client(url) as client:
         assert client.get("/health").status_code == 200  # the API never went away
+
+
+def test_the_console_process_ends_with_a_server_killed_outright(tmp_path: Path) -> None:
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "emrml", "--home", str(tmp_path / "home"), "serve", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not [c for c in _children(server.pid) if "emrml.web.console_process" in c[1]]:
+            assert time.monotonic() < deadline and server.poll() is None, "no console process"
+            time.sleep(0.2)
+        console = _console_pid(server)
+    finally:
+        server.kill()
+        server.wait(30)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{console}").exists() and "zombie" not in _state(console):
+        assert time.monotonic() < deadline, "the console process outlived the server"
+        time.sleep(0.2)
+
+
+def _state(pid: int) -> str:
+    try:
+        return (Path(f"/proc/{pid}") / "status").read_text().split("State:", 1)[1].splitlines()[0].lower()
+    except (OSError, IndexError):
+        return "gone"

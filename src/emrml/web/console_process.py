@@ -33,7 +33,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-#: The environment variable that hands the child its options (JSON: home, public_url, fd).
+#: The environment variable that hands the child its options (JSON: home, public_url, fd, server_pid).
 OPTIONS = "EMRML_CONSOLE_OPTIONS"
 #: Request and response headers that belong to one connection, not to the message (RFC 9110, 7.6.1), and
 #: the forwarding headers only the proxy may set.
@@ -88,7 +88,12 @@ class ConsoleProcess:
         return self._child.pid if self._child is not None else None
 
     def _start(self) -> None:
-        options = {"home": str(self.home), "public_url": self.public_url, "fd": self._socket.fileno()}
+        options = {
+            "home": str(self.home),
+            "public_url": self.public_url,
+            "fd": self._socket.fileno(),
+            "server_pid": os.getpid(),
+        }
         self._child = subprocess.Popen(
             [sys.executable, "-m", "emrml.web.console_process"],
             env={**os.environ, OPTIONS: json.dumps(options)},
@@ -192,10 +197,12 @@ def main() -> None:
     from emrml.config import Settings
     from emrml.console import create_console
     from emrml.core.arrow import skip_pandas_probe
+    from emrml.lifetime import exit_with
     from emrml.service.app import EmrML
 
     skip_pandas_probe()
     options = json.loads(os.environ[OPTIONS])
+    exit_with(int(options["server_pid"]))  # never outlive the server, even one killed outright
     listening = socket.socket(fileno=int(options["fd"]))
     settings = Settings.load(home=Path(options["home"]), public_url=options["public_url"])
     service = EmrML(settings)

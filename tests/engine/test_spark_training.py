@@ -122,3 +122,17 @@ def test_training_data_a_model_cannot_learn_from_is_refused_on_spark(
     (folder / "a.csv").write_text("\n".join(rows) + "\n")
     with pytest.raises(DataError, match=r"only one target class \(0\)"):
         _train(folder, tmp_path, "BINARY", "y", spark, "one")
+
+
+def test_a_partition_without_usable_rows_is_left_out_of_the_mix(spark: Any, tmp_path: Path) -> None:
+    # Two files, two partitions; every record of the second lacks the target, so its partition trains on
+    # nothing: mixing its untouched state in would halve every pass's progress.
+    folder = tmp_path / "half-empty"
+    folder.mkdir()
+    write_bank_sample(folder / "a.csv", 12_000)
+    write_bank_sample(folder / "b.csv", 4_000)
+    header, *rows = (folder / "b.csv").read_text().splitlines()
+    (folder / "b.csv").write_text("\n".join([header, *(row[: row.rindex(",") + 1] for row in rows)]) + "\n")
+    learned = load_artifact(_train(folder, tmp_path, "BINARY", "y", spark, "half"))
+    assert learned.report["parallel_parts"] == 1
+    assert 8_000 < learned.report["rows"] < 8_800  # the 70 % of a.csv's rows

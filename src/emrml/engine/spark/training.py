@@ -150,7 +150,8 @@ def run_pass(index: int, batches: Iterator[Batch], setup: Any) -> Iterator[Part]
         totals.loss += state.fit_rows(X, y, weight, pass_setup.rows_per_step)
         totals.add(X, weight)
     totals.steps = state.steps - before
-    yield index, state, totals
+    if totals.rows:  # a partition without rows has nothing to add: mixing its state in would only dilute
+        yield index, state, totals
 
 
 #: A partition's (or a group's) part of a pass: its index (group key), its state (sum), its totals.
@@ -160,8 +161,9 @@ Part = tuple[int, DualAveraging, PassTotals]
 MIX_FAN_IN = 32
 
 
-def mix_pass(parts: Any, partitions: int) -> tuple[DualAveraging, PassTotals]:
-    """The parts' states mixed and their totals added up, always in partition order (deterministic)."""
+def mix_pass(parts: Any, partitions: int) -> tuple[DualAveraging, PassTotals, int]:
+    """The parts' states mixed, their totals added up and how many there were, always in partition order
+    (deterministic)."""
     if partitions <= MIX_FAN_IN:
         collected = parts.collect()
     else:
@@ -174,7 +176,7 @@ def mix_pass(parts: Any, partitions: int) -> tuple[DualAveraging, PassTotals]:
             .collect()
         )
     _, state, totals = add_up(0, collected)
-    return state.mean(), totals
+    return state.mean(), totals, state.summed
 
 
 def add_up(key: int, parts: Iterable[Part]) -> Part:
@@ -270,9 +272,9 @@ def train_on_spark(
             shared = context.broadcast(setup)
             with runner.job(f"training pass {pass_index + 1}", None):
                 passed = rows.mapPartitionsWithIndex(functools.partial(run_pass, setup=shared))
-                trainer.state, totals = mix_pass(passed, partitions)
+                trainer.state, totals, parts = mix_pass(passed, partitions)
             shared.unpersist()
-            trainer.end_pass(totals, parts=partitions)
+            trainer.end_pass(totals, parts=parts)
         with runner.job("refining the model", None):
             linear, report = trainer.finish(rows.toLocalIterator)
     finally:

@@ -83,10 +83,6 @@ class ConsoleProcess:
         self._socket.close()
         shutil.rmtree(self._folder, ignore_errors=True)
 
-    @property
-    def pid(self) -> int | None:
-        return self._child.pid if self._child is not None else None
-
     def _start(self) -> None:
         options = {
             "home": str(self.home),

@@ -15,9 +15,9 @@ apart. Every round runs each pair back to back, alternating which side goes firs
   on the 70 %, batch prediction of the whole file (``batch_predict``). Training's AUC (on the 30 %) and the
   batch result files (byte for byte) are compared.
 * **emrml on Spark vs MLlib** (``LogisticRegression(maxIter=10)``, L-BFGS) on the same rows and features:
-  emrml's feature space (of the local model) written once as LibSVM files, loaded and cached by Spark
-  beforehand (not measured); MLlib's time is its ``fit`` from the cached DataFrame, emrml's is training
-  from the CSV (it parses and featurizes too). Scoring: MLlib's ``transform`` + a CSV of the probabilities
+  emrml's feature space (of the local model) written once as LibSVM files (not measured); each side starts
+  from its file: MLlib's time is reading the LibSVM file and its ``fit``, emrml's is training from the CSV
+  (it parses, fits the recipe and featurizes too). Scoring: MLlib's ``transform`` + a CSV of the probabilities
   against emrml's Spark batch prediction of the same 30 % from a CSV of just those rows (it parses,
   featurizes and writes gzip-compressed results with the input's columns); MLlib reads the LibSVM file of
   those rows (featurized: no recipe to apply), as each side reads a file. Goals: training ≤ 1.0× MLlib, AUC
@@ -245,7 +245,14 @@ def main(argv: list[str] | None = None) -> None:
                 libsvm[name].count()
             libsvm["lr"] = LogisticRegression(maxIter=10)
             libsvm["auc"] = BinaryClassificationEvaluator(rawPredictionCol="rawPrediction")
-        mllib_time, fitted = timed(lambda: libsvm["lr"].fit(libsvm["train"]))
+
+        def mllib_training() -> Any:
+            # From the file, as emrml trains from its CSV (MLlib caches its instances itself while fitting).
+            path, width = libsvm["train-file"]
+            rows = spark.read.format("libsvm").option("numFeatures", width).load(str(path))
+            return libsvm["lr"].fit(rows)
+
+        mllib_time, fitted = timed(mllib_training)
         aucs["mllib"].append(libsvm["auc"].evaluate(fitted.transform(libsvm["test"])))
         csv_out = work / f"mllib-{round_index}"
 
@@ -327,7 +334,7 @@ def report(
         "",
         "| emrml on Spark vs MLlib | emrml s | MLlib s | ratio (median) | goal |",
         "|---|---|---|---:|---|",
-        f"| training (emrml from CSV, 10 passes; MLlib `fit`, 10 iterations, cached LibSVM) | "
+        f"| training (emrml from CSV, 10 passes; MLlib from LibSVM, `fit`, 10 iterations) | "
         f"{seconds([a for a, _ in mllib_pairs['training']])} | "
         f"{seconds([b for _, b in mllib_pairs['training']])} "
         f"| **{training_ratio:.2f}** | ≤ 1.0 ({'met' if training_ratio <= 1.0 else 'missed'}) |",

@@ -541,3 +541,43 @@ def test_regression_evaluation_draws_the_residuals(tmp_path: Path, shared_datase
 
     model = cli(home, "model", "show", "ml-h").stdout
     assert "Training target" in model and "mean" in model
+
+
+def test_quickstart_serve_prints_the_console_and_serves_it(
+    quickstart: tuple[Path, Result, dict[str, Any]], tmp_path: Path
+) -> None:
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx2
+
+    home = quickstart[0]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    output = (tmp_path / "out.txt").open("wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "emrml", "--home", str(home), "quickstart", "--serve", "--port", str(port)],
+        stdout=output, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, (tmp_path / "out.txt").read_text()[-3000:]
+            try:
+                if httpx2.get(f"http://127.0.0.1:{port}/console/login", timeout=2).status_code == 200:
+                    break
+            except httpx2.TransportError:
+                pass
+            assert time.monotonic() < deadline, (tmp_path / "out.txt").read_text()[-3000:]
+            time.sleep(0.3)
+        printed = (tmp_path / "out.txt").read_text()
+        assert f"console http://127.0.0.1:{port}/console/ (user admin; password in" in printed
+        assert f"--endpoint-url http://127.0.0.1:{port}" in printed  # the snippets follow the port
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(30)
+        output.close()

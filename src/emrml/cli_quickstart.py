@@ -8,6 +8,7 @@ one record, through the same operations as every other command; ``--serve`` then
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ def quickstart(
         "--serve",
         help="Then serve the Amazon ML API with the sample model mounted (as `emrml serve`).",
     ),
+    port: int = typer.Option(8080, "--port", min=1, max=65535, help="With --serve: the TCP port."),
 ) -> None:
     """Build a bank-marketing sample, train a BINARY model on a random 70 % and evaluate it on the rest.
 
@@ -125,17 +127,12 @@ def quickstart(
         if current.json:
             print_json(outputs)
     if serve:
-        _print_quickstart_snippets(current.service().settings, outputs["Predict"])
+        settings = current.service().settings
+        if settings.public_url == cli_server.DEFAULT_PUBLIC_URL:  # it follows the port, as emrml serve's does
+            settings = dataclasses.replace(settings, public_url=f"http://127.0.0.1:{port}")
+        _print_quickstart_snippets(settings, outputs["Predict"])
         current.close()
-        cli_server.serve(
-            ctx,
-            host="127.0.0.1",
-            port=8080,
-            no_auth=False,
-            workers_jobs=None,
-            public_url=None,
-            max_request_bytes=cli_server.DEFAULT_MAX_REQUEST_BYTES,
-        )
+        cli_server.start_server(ctx, host="127.0.0.1", port=port)
         return
     if not current.json:
         current.console.print(

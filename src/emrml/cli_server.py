@@ -37,7 +37,7 @@ keys_app = command_group(
 )
 DEFAULT_REGION = "us-east-1"
 DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
-_DEFAULT_PUBLIC_URL = next(f.default for f in dataclasses.fields(Settings) if f.name == "public_url")
+DEFAULT_PUBLIC_URL = next(f.default for f in dataclasses.fields(Settings) if f.name == "public_url")
 
 
 def register(app: typer.Typer) -> None:
@@ -370,6 +370,42 @@ def serve(
     ),
 ) -> None:
     """Serve the Amazon ML API (boto3, aws CLI) with SigV4 authentication and run queued jobs."""
+    start_server(
+        ctx,
+        host=host,
+        port=port,
+        no_auth=no_auth,
+        workers_jobs=workers_jobs,
+        public_url=public_url,
+        max_request_bytes=max_request_bytes,
+        workers=workers,
+        engine=engine,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        tls_client_ca=tls_client_ca,
+        tls_client_auth=tls_client_auth,
+        console_process=console_process,
+    )
+
+
+def start_server(
+    ctx: typer.Context,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    no_auth: bool = False,
+    workers_jobs: int | None = None,
+    public_url: str | None = None,
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    workers: int = 1,
+    engine: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    tls_client_ca: str | None = None,
+    tls_client_auth: str | None = None,
+    console_process: bool = True,
+) -> None:
+    """``emrml serve`` with its options as plain values (the quickstart's ``--serve`` calls it too)."""
     from emrml.core.arrow import skip_pandas_probe
     from emrml.service.app import EmrML
     from emrml.service.auth import ensure_admin
@@ -397,7 +433,7 @@ def serve(
         )
         raise typer.Exit(2)
     # A public_url left at its default follows --host and --port.
-    configured = settings.public_url != _DEFAULT_PUBLIC_URL and settings.public_url
+    configured = settings.public_url != DEFAULT_PUBLIC_URL and settings.public_url
     url = public_url or configured or f"{'https' if tls else 'http'}://{_url_host(host)}:{port}"
     settings = dataclasses.replace(settings, public_url=url)
     if engine is not None:

@@ -113,9 +113,11 @@ class SecureTransport:
 
         async def secure(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
+                # One HSTS header, this one: an app behind it (the console) may have set its own.
                 headers = [
                     (name, _secure_cookie(value) if name.lower() == b"set-cookie" else value)
                     for name, value in message.get("headers", [])
+                    if name.lower() != b"strict-transport-security"
                 ]
                 headers.append((b"strict-transport-security", HSTS))
                 message = {**message, "headers": headers}

@@ -83,8 +83,6 @@ class TargetSummary:
     total_squares: float = 0.0
     minimum: float = math.inf
     maximum: float = -math.inf
-    #: The sorted distinct labels of the last MULTICLASS batch ``add`` counted.
-    batch_labels: list[str] = field(default_factory=list)
 
     def add_numbers(self, values: np.ndarray) -> None:
         self.count += len(values)
@@ -104,9 +102,11 @@ class TargetSummary:
             return 0.0
         return float(np.sqrt(max(self.total_squares / self.count - self.mean**2, 0.0)))
 
-    def add(self, model_type: str, values: np.ndarray, target: str | None = None) -> np.ndarray | None:
-        """Count a batch's parsed target values; MULTICLASS returns each row's index into the batch's
-        sorted labels (``np.unique``'s inverse), which the caller maps to its class codes."""
+    def add(
+        self, model_type: str, values: np.ndarray, target: str | None = None
+    ) -> tuple[list[str], np.ndarray] | None:
+        """Count a batch's parsed target values; MULTICLASS returns the batch's sorted labels and each row's
+        index into them (``np.unique``'s inverse), which the caller maps to its class codes."""
         if model_type == "REGRESSION":
             self.add_numbers(values)
             return None
@@ -119,8 +119,7 @@ class TargetSummary:
         for label, count in zip(labels.tolist(), np.bincount(inverse).tolist(), strict=True):
             self.class_counts[label] = self.class_counts.get(label, 0) + count
         self.check_classes(target)
-        self.batch_labels = labels.tolist()
-        return np.asarray(inverse)
+        return labels.tolist(), np.asarray(inverse)
 
     def check_classes(self, target: str | None) -> None:
         if len(self.class_counts) > MAX_CLASSES:
@@ -320,12 +319,13 @@ def _featurize(
         rows = batch.filter(pa.array(targets.keep))
         if not rows.num_rows:
             continue
-        inverse = summary.add(model_type, targets.values, schema.target)
+        classes = summary.add(model_type, targets.values, schema.target)
         y = targets.values
-        if inverse is not None:
-            for label in summary.batch_labels:
+        if classes is not None:
+            batch_labels, inverse = classes
+            for label in batch_labels:
                 codes.setdefault(label, len(codes))
-            y = np.array([codes[label] for label in summary.batch_labels], dtype=np.float64)[inverse]
+            y = np.array([codes[label] for label in batch_labels], dtype=np.float64)[inverse]
         cache.append(space.transform(rows), y, row_weights(rows, schema))
     summary.check(model_type, schema.target)
     labels = sorted(summary.class_counts) if model_type == "MULTICLASS" else []

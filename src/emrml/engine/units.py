@@ -176,6 +176,13 @@ def count_unit(job: ReadsUnits, unit: Unit, report: Callable[[int], None] | None
 
 def count_quotes(uri: str, start: int, stop: int, report: Callable[[int], None] | None = None) -> int:
     """The number of ``"`` bytes in [start, stop) of a plain file."""
+    return count_byte(uri, start, stop, b'"', report)
+
+
+def count_byte(
+    uri: str, start: int, stop: int, byte: bytes, report: Callable[[int], None] | None = None
+) -> int:
+    """The number of ``byte`` in [start, stop) of a plain file, read in blocks."""
     count = 0
     with open_binary(uri) as raw:
         raw.seek(start)
@@ -184,7 +191,7 @@ def count_quotes(uri: str, start: int, stop: int, report: Callable[[int], None] 
             block = raw.read(min(_COUNT_BLOCK, remaining))
             if not block:
                 break
-            count += block.count(b'"')
+            count += block.count(byte)
             remaining -= len(block)
             if report is not None:
                 report(len(block))

@@ -41,13 +41,12 @@ from emrml.engine.units import (
     _cut_points,
     _open_unit,
     _units,
+    count_byte,
     count_unit,
     selected_blocks,
 )
 from emrml.errors import DataError
-from emrml.storage.locations import FileRef, list_files, open_binary
-
-_NEWLINE_BLOCK = 1 << 20
+from emrml.storage.locations import FileRef, list_files
 
 
 @dataclass(frozen=True)
@@ -117,20 +116,6 @@ def plan_units(
     return units, job
 
 
-def _newlines_before(uri: str, position: int) -> int:
-    """Line breaks in the first ``position`` bytes of a plain file."""
-    count = 0
-    with open_binary(uri) as raw:
-        remaining = position
-        while remaining > 0:
-            block = raw.read(min(_NEWLINE_BLOCK, remaining))
-            if not block:
-                break
-            count += block.count(b"\n")
-            remaining -= len(block)
-    return count
-
-
 def build_datasource(
     location: str,
     schema: Schema,
@@ -168,7 +153,7 @@ def build_datasource(
         summary.invalid_records += result.invalid
         room = INVALID_EXAMPLES - len(summary.invalid_examples)
         if room > 0 and result.examples:
-            before = _newlines_before(unit.uri, unit.start) if unit.start else 0
+            before = count_byte(unit.uri, 0, unit.start, b"\n") if unit.start else 0
             summary.invalid_examples.extend(
                 {"File": unit.uri, "Line": before + line, "Offset": offset, "Reason": reason}
                 for line, offset, reason in result.examples[:room]

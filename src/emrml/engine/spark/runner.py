@@ -62,18 +62,12 @@ class SparkRunner:
     def __init__(self, session: Any, progress: Progress) -> None:
         self.session = session
         self.progress = progress
-        #: The Spark job ids this runner started, in order.
-        self.job_ids: list[int] = []
 
     def __enter__(self) -> SparkRunner:
         return self
 
     def __exit__(self, *exc: object) -> None:
         pass
-
-    @property
-    def application_id(self) -> str:
-        return str(self.session.sparkContext.applicationId)
 
     def map(
         self,
@@ -93,8 +87,8 @@ class SparkRunner:
     @contextlib.contextmanager
     def job(self, message: str, span: tuple[float, float] | None) -> Iterator[None]:
         """Run the Spark jobs started inside as one step: progress (the share of their tasks done) mapped
-        onto ``span`` with ``message`` (none without a span: the caller reports it), their ids kept in
-        ``job_ids``, their failure turned into emrml's error."""
+        onto ``span`` with ``message`` (none without a span: the caller reports it), their ids recorded for
+        the job (``SPARK_JOBS``), their failure turned into emrml's error."""
         context = self.session.sparkContext
         group = f"emrml-{uuid.uuid4().hex[:12]}"
         context.setJobGroup(group, message, interruptOnCancel=True)
@@ -117,7 +111,6 @@ class SparkRunner:
             if span is not None:
                 watcher.join()
             job_ids = sorted(context.statusTracker().getJobIdsForGroup(group))
-            self.job_ids.extend(job_ids)
             context.setLocalProperty("spark.jobGroup.id", None)
             record = SPARK_JOBS.get()
             if record is not None and job_ids:

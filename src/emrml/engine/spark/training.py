@@ -70,7 +70,6 @@ def fit_unit(job: UnitJob, unit: Unit, recipe_text: str, model_type: str, report
         if block.batch.num_rows:
             fitting.update(block.batch)
             target.add(model_type, parse_target(block.batch, schema, model_type).values, schema.target)
-    target.batch_labels = []
     return UnitFit(fitting, target)
 
 
@@ -94,23 +93,16 @@ class Featurizing:
     storage: dict[str, Any]
 
 
-@functools.lru_cache(maxsize=2)
-def _space(space_json: str, schema_json: str) -> FeatureSpace:
-    import json
-
-    return FeatureSpace.from_dict(json.loads(space_json), parse_schema(schema_json))
-
-
 def featurize_units(items: Iterable[tuple[UnitJob, Unit]], setup: Featurizing) -> Iterator[Batch]:
     """The featurized training rows of a run of units: ``(X, y, weight)`` per block, as the local engine
     caches them (rows without a usable target dropped)."""
-    import json
-
     in_executor(setup.storage)
     labels = np.array(setup.labels)
+    space: FeatureSpace | None = None
     for job, unit in items:
         schema = parse_schema(job.schema_json)
-        space = _space(json.dumps(setup.space, sort_keys=True), job.schema_json)
+        if space is None:  # once per partition: its units share the job's schema
+            space = FeatureSpace.from_dict(setup.space, schema)
         for block in selected_batches(job, unit):
             if not block.batch.num_rows:
                 continue

@@ -358,6 +358,18 @@ def test_batch_and_record_paths_agree(records: list[dict[str, str]]) -> None:
     _assert_paths_agree(_property_space(), PROPERTY, records)
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_records, min_size=1, max_size=12), st.sampled_from([1, 3]))
+def test_product_equals_the_matrix_product(records: list[dict[str, str]], outputs: int) -> None:
+    # Scoring multiplies without building the matrix; the sums come out as the sparse product's.
+    space = _property_space()
+    batch = _batch(PROPERTY, records)
+    weights = np.random.default_rng(len(records)).normal(size=(space.n_features, outputs))
+    product = space.product(space.values(batch), weights)
+    assert product.shape == (len(records), outputs)
+    np.testing.assert_allclose(product, space.transform(batch) @ weights, rtol=1e-12, atol=1e-12)
+
+
 def test_property_space_exercises_every_transformation() -> None:
     space = _property_space()
     functions = {

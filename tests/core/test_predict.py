@@ -302,6 +302,27 @@ def test_an_empty_batch(predictors: dict[str, Predictor], bank: tuple) -> None:
     assert java_floats(predictors["REGRESSION"].score_batch(empty)).to_pylist() == []
 
 
+def test_batch_scores_count_rows_with_unreadable_values(
+    predictors: dict[str, Predictor], bank: tuple
+) -> None:
+    schema, table = bank
+    rows = table.slice(0, 40).to_pylist()
+    rows[3] |= {"age": "heavy"}
+    rows[7] |= {"age": "inf", "duration": "n/a"}  # two unreadable values, one row
+    rows[9] |= {"campaign": " 2 "}  # readable: spaces around a number are trimmed
+    rows[20] |= {"duration": "1e999"}
+    batch = _batch_of(rows, schema.names)
+    for kind, predictor in predictors.items():
+        scores, unparsed = predictor.score_and_check(batch)
+        assert unparsed == 3, kind
+        np.testing.assert_array_equal(scores, predictor.score_batch(batch))
+        expected = predictor.artifact.linear.predict_scores(predictor.space.transform(batch))
+        np.testing.assert_allclose(scores, expected, rtol=1e-12, atol=1e-15)
+    # A batch without an input column scores it as missing, and has nothing unreadable in it.
+    narrow = batch.drop_columns(["age", "duration"])
+    assert predictors["BINARY"].score_and_check(narrow)[1] == 0
+
+
 def test_unusable_records_are_flagged_in_the_details(predictors: dict[str, Predictor], bank: tuple) -> None:
     _, table = bank
     record = table.slice(5, 1).to_pylist()[0]

@@ -248,7 +248,11 @@ class LinearModel:
 
     def predict_scores(self, X: sp.csr_matrix) -> np.ndarray:
         """BINARY: ``(n,)`` probability of 1; MULTICLASS: ``(n, K)`` probabilities; REGRESSION: ``(n,)``."""
-        z = self.decision(X)
+        return self.link(self.decision(X))
+
+    def link(self, z: np.ndarray) -> np.ndarray:
+        """Scores from raw scores ``z`` (as :meth:`decision` gives them): the sigmoid (BINARY), the softmax
+        of each row (MULTICLASS), the values themselves (REGRESSION)."""
         if self.kind == "BINARY":
             from scipy.special import expit
 

@@ -21,10 +21,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from emrml.core.features import FeatureSpace, record_flag, record_number
+from emrml.core.features import BatchValues, FeatureSpace, record_flag, record_number
+from emrml.core.learn import LinearModel
 from emrml.core.model import ModelArtifact, load_artifact
 from emrml.core.schema import AttributeType, Schema, parse_schema
-from emrml.core.values import parse_binary, parse_numeric
 from emrml.errors import InvalidInputException
 
 #: The cut-off of a BINARY model whose artifact records none (spec 7.3).
@@ -163,17 +163,6 @@ class Predictor:
             details["UnparsedAttributes"] = ",".join(unparsed)
         return details
 
-    def count_unparsed(self, batch: pa.RecordBatch) -> int:
-        """How many rows of a batch of string columns have a NUMERIC or BINARY input value that cannot be
-        read as its type (scored as missing; Predict reports them as ``UnparsedAttributes``)."""
-        unparsed = np.zeros(batch.num_rows, dtype=bool)
-        for name, parse in self._parsed:
-            index = batch.schema.get_field_index(name)
-            if index >= 0:
-                column = batch.column(index)
-                unparsed |= (parse_numeric if parse is record_number else parse_binary)(column).invalid
-        return int(unparsed.sum())
-
     def score_batch(self, batch: pa.RecordBatch) -> np.ndarray:
         """Scores of every row of a batch of string columns named as the schema's attributes.
 
@@ -181,13 +170,34 @@ class Predictor:
         order; REGRESSION: ``(n,)`` predicted values. A model input the batch lacks counts as missing in
         every row, extra columns are ignored.
         """
-        absent = [name for name in self._inputs if batch.schema.get_field_index(name) < 0]
+        return self.score_and_check(batch)[0]
+
+    def score_and_check(self, batch: pa.RecordBatch) -> tuple[np.ndarray, int]:
+        """:meth:`score_batch`, and how many rows have a NUMERIC or BINARY input value that cannot be read
+        as its type (scored as missing; Predict reports them as ``UnparsedAttributes``): every value is
+        parsed once for both."""
+        names = batch.schema.names
+        absent = [name for name in self._inputs if name not in names]
         if absent:
             empty = pa.array([""] * batch.num_rows, pa.string())
             batch = pa.RecordBatch.from_arrays(
-                [*batch.columns, *([empty] * len(absent))], names=[*batch.schema.names, *absent]
+                [*batch.columns, *([empty] * len(absent))], names=[*names, *absent]
             )
-        return self.artifact.linear.predict_scores(self.space.transform(batch))
+        values = self.space.values(batch)
+        scores = batch_scores(self.space, self.artifact.linear, values)
+        unparsed = np.zeros(batch.num_rows, dtype=bool)
+        for name, parse in self._parsed:
+            if name in names:
+                numbers = values.numeric(name) if parse is record_number else values.binary(name)
+                unparsed |= numbers.invalid[numbers.codes]
+        return scores, int(np.count_nonzero(unparsed))
+
+
+def batch_scores(space: FeatureSpace, linear: LinearModel, values: BatchValues) -> np.ndarray:
+    """The scores of a batch (``LinearModel.predict_scores`` of its features), from the featurizer's
+    product with the weights: the feature matrix is never built."""
+    z = space.product(values, linear.weights) + linear.bias
+    return linear.link(z if linear.kind == "MULTICLASS" else z[:, 0])
 
 
 def _not_strings(record: object) -> InvalidInputException:

@@ -291,8 +291,9 @@ def run_unit(job: Job, unit: Unit, report: Callable[[int], None] | None = None) 
             part.write(formatter.header)
         reported = raw.tell()
         for block in selected_blocks(job, unit, stream):
-            lines = formatter.lines(block.batch)
-            unparsed += predictor.count_unparsed(block.batch)
+            scores, unreadable = predictor.score_and_check(block.batch)
+            lines = formatter.lines(block.batch, scores)
+            unparsed += unreadable
             if block.invalid:
                 positions = np.array([unit.start + r.offset for r in block.invalid], dtype=np.int64)
                 lines = _with_empty_lines(lines, block.offsets, positions)

@@ -29,6 +29,7 @@ from emrml.core.metrics import (
     performance_metrics,
 )
 from emrml.core.model import ModelArtifact, load_artifact
+from emrml.core.predict import batch_scores
 from emrml.core.schema import Schema, parse_schema
 from emrml.engine.local import Progress
 from emrml.engine.training import (
@@ -64,7 +65,7 @@ class Scorer:
         return cls(artifact, evaluation_schema(model_schema, data_schema), space)
 
     def scores(self, rows: pa.RecordBatch) -> np.ndarray:
-        return self.artifact.linear.predict_scores(self.space.transform(rows))
+        return batch_scores(self.space, self.artifact.linear, self.space.values(rows))
 
 
 class EvaluationPass:

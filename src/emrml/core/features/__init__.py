@@ -7,7 +7,10 @@ exactly (DESIGN idea 1):
 
 * ``transform(batch)``: an Arrow ``RecordBatch`` of string columns → ``scipy.sparse.csr_matrix``
   (rows × ``n_features``, float64, column indices sorted within each row), vectorized;
-* ``transform_record(record)``: one ``{attribute: string}`` record → ``(indices, values)``, plain Python.
+* ``transform_record(record)``: one ``{attribute: string}`` record → ``(indices, values)``, plain Python;
+
+and ``product(values(batch), weights)`` gives ``transform(batch) @ weights`` without building the matrix,
+which is all that scoring a batch needs.
 
 Features per output (names as in spec 6.3; ``docs/recipes.md`` has the full rules):
 
@@ -27,7 +30,8 @@ Unknown categories and tokens are dropped. Zero values are not stored (so a pres
 absent feature look the same, as in any sparse vector).
 """
 
+from emrml.core.features.batch import BatchValues
 from emrml.core.features.record import record_flag, record_number
 from emrml.core.features.space import FeatureSpace, Fitting
 
-__all__ = ["FeatureSpace", "Fitting", "record_flag", "record_number"]
+__all__ = ["BatchValues", "FeatureSpace", "Fitting", "record_flag", "record_number"]

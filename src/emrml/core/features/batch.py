@@ -55,11 +55,13 @@ def codes_of(encoded: pa.DictionaryArray) -> np.ndarray:
 @dataclass(frozen=True)
 class Numbers:
     """A NUMERIC or BINARY column parsed once per distinct string: row ``i`` has ``values[codes[i]]``,
-    absent (missing or invalid, value NaN) where ``absent[codes[i]]``. The last entry stands for nulls."""
+    absent (missing or invalid, value NaN) where ``absent[codes[i]]``, unreadable as its type where
+    ``invalid[codes[i]]``. The last entry stands for nulls."""
 
     codes: np.ndarray  # int64; -1 (a null) picks the last entry
     values: np.ndarray  # float64
     absent: np.ndarray  # bool
+    invalid: np.ndarray  # bool
 
     def per_row(self) -> tuple[np.ndarray, np.ndarray]:
         return self.values[self.codes], self.absent[self.codes]
@@ -72,6 +74,7 @@ def _numbers(column: pa.Array, parse: Callable[[pa.Array], Parsed]) -> Numbers:
         codes_of(encoded),
         np.append(distinct.values, np.nan),
         np.append(distinct.missing | distinct.invalid, True),
+        np.append(distinct.invalid, False),
     )
 
 
@@ -242,6 +245,30 @@ def _group_entries(
     if present.all():  # the usual case: no missing value, no zero
         return np.full(num_rows, len(parts)), columns.ravel(), values.ravel()
     return present.sum(axis=1), columns[present], values[present]
+
+
+def dot_parts(parts: list[Single | Bag], num_rows: int, weights: np.ndarray) -> np.ndarray:
+    """``assemble(parts, num_rows, n) @ weights`` without building the matrix: ``weights`` is float64
+    ``(n, k)``, the result ``(num_rows, k)``.
+
+    Scoring needs only this product, and the matrix costs several times more to assemble than the
+    product takes. Each row's terms are added in the matrix's column order, as the sparse product adds
+    them (a token output's terms are summed first, then added).
+    """
+    out = np.zeros((num_rows, weights.shape[1]))
+    for part in parts:
+        if isinstance(part, Bag):
+            if part.rows.size:
+                gathered = weights[part.columns]
+                for k in range(weights.shape[1]):
+                    out[:, k] += np.bincount(part.rows, weights=gathered[:, k], minlength=num_rows)
+            continue
+        present = part.columns >= 0
+        if present.all():
+            out += part.values[:, None] * weights[part.columns]
+        else:
+            out += np.where(present, part.values, 0.0)[:, None] * weights[np.where(present, part.columns, 0)]
+    return out
 
 
 def assemble(parts: list[Single | Bag], num_rows: int, num_features: int) -> scipy.sparse.csr_matrix:

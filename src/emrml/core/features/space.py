@@ -17,6 +17,7 @@ from emrml.core.features.batch import (
     assemble,
     bin_part,
     distinct_per_row,
+    dot_parts,
     label_ids,
     numeric_part,
     token_ids,
@@ -114,7 +115,19 @@ class FeatureSpace:
     def transform(self, batch: pa.RecordBatch) -> scipy.sparse.csr_matrix:
         """Features of every row of ``batch`` (string columns named as the schema's attributes): a CSR
         matrix of shape ``(batch.num_rows, n_features)``, float64, indices sorted within each row."""
-        values = BatchValues(batch, self._parameters)
+        return assemble(self._parts(self.values(batch)), batch.num_rows, self.n_features)
+
+    def values(self, batch: pa.RecordBatch) -> BatchValues:
+        """The batch's expressions, each evaluated once, for :meth:`product` (and the batch's parsed
+        numbers and flags, for their checks)."""
+        return BatchValues(batch, self._parameters)
+
+    def product(self, values: BatchValues, weights: np.ndarray) -> np.ndarray:
+        """``transform(batch) @ weights`` (float64 ``(n_features, k)`` → ``(rows, k)``) without building
+        the matrix: what scoring a batch needs."""
+        return dot_parts(self._parts(values), values.rows, weights)
+
+    def _parts(self, values: BatchValues) -> list[Single | Bag]:
         parts: list[Single | Bag] = []
         for layout, lookup in zip(self._layouts, self._lookups, strict=True):
             if not layout.size:
@@ -127,7 +140,7 @@ class FeatureSpace:
                 parts.append(bin_part(layout, values.bins(output.expression)))
             else:
                 parts.append(numeric_part(layout, *values.numbers(output)))
-        return assemble(parts, batch.num_rows, self.n_features)
+        return parts
 
     def transform_record(self, record: Record) -> tuple[list[int], list[float]]:
         """Features of one record (attribute → string; a missing key is a missing value): sorted unique

@@ -104,6 +104,14 @@ def test_text_statistics_follow_the_developer_guide_example() -> None:
     assert review["prominentWords"][0] == {"word": "movie", "count": 2, "targetCorrelation": None}
 
 
+def test_word_lengths_count_characters_not_bytes() -> None:
+    # Two bytes per character in Greek: lengths in bytes would be 8 and 10.
+    rows = ["Οδός, καφές!", "ab"]
+    review = attribute(stats_of(make_schema(("review", T)), {"review": rows}), "review")
+    assert review["wordLength"] == {"min": 2, "max": 5}
+    assert review["wordsPerRow"] == {"min": 1, "max": 2, "mean": 1.5}
+
+
 def test_normalized_tokens_strip_punctuation_and_case() -> None:
     tokens, rows = normalized_tokens(pa.array(['"Hello,', "world!!", None, " -- ", "e-mail  ME."]))
     assert tokens.to_pylist() == ["hello", "world", "e-mail", "me"]

@@ -23,15 +23,29 @@ import pyarrow.compute as pc
 _CHUNK = 1 << 18
 
 
+def _offsets(strings: pa.Array) -> np.ndarray:
+    """The value offsets of a string or large-string array (a zero-copy view, one longer than it)."""
+    width = np.int64 if pa.types.is_large_string(strings.type) else np.int32
+    buffer = strings.buffers()[1]
+    return np.frombuffer(
+        buffer, dtype=width, count=len(strings) + 1, offset=np.dtype(width).itemsize * strings.offset
+    )
+
+
+def byte_lengths(strings: pa.Array) -> np.ndarray:
+    """The UTF-8 length in bytes of every value of a string array without nulls (int64), read from its
+    offsets: no kernel, no new array of lengths from Arrow."""
+    if len(strings) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.diff(_offsets(strings)).astype(np.int64, copy=False)
+
+
 def value_bytes(strings: pa.Array) -> np.ndarray:
     """The UTF-8 bytes of all values of a string or large-string array, concatenated (a zero-copy view)."""
     if len(strings) == 0:
         return np.zeros(0, dtype=np.uint8)
-    width = np.int64 if pa.types.is_large_string(strings.type) else np.int32
-    _, offset_buffer, data = strings.buffers()
-    offsets = np.frombuffer(
-        offset_buffer, dtype=width, count=len(strings) + 1, offset=np.dtype(width).itemsize * strings.offset
-    )
+    data = strings.buffers()[2]
+    offsets = _offsets(strings)
     if data is None or offsets[-1] == offsets[0]:
         return np.zeros(0, dtype=np.uint8)
     return np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]
@@ -77,7 +91,7 @@ def split_whitespace(strings: pa.Array) -> tuple[pa.Array, np.ndarray]:
 
 def drop_empty(tokens: pa.Array, offsets: np.ndarray) -> tuple[pa.Array, np.ndarray]:
     """``(tokens, offsets)`` without the empty tokens, the offsets moved to match."""
-    keep = np.asarray(pc.greater(pc.binary_length(tokens), 0).to_numpy(zero_copy_only=False), dtype=bool)
+    keep = byte_lengths(tokens) > 0
     if keep.all():
         return tokens, offsets
     kept_before = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))

@@ -22,7 +22,7 @@ from emrml.core.stats.constants import (
     TOKEN_PUNCTUATION,
 )
 from emrml.core.stats.sketches import Moments, ValueCounter, b64, empty_mask, unb64, value_list
-from emrml.core.text import drop_empty, is_plain_ascii, split_whitespace
+from emrml.core.text import byte_lengths, drop_empty, is_plain_ascii, split_whitespace
 from emrml.core.values import Parsed, parse_binary, parse_numeric
 
 # ---------------------------------------------------------------------------------- column statistics
@@ -331,7 +331,14 @@ def normalized_tokens(column: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.
     Returns ``(tokens, rows)``: the non-empty normalized tokens (lower-cased, whitespace-split, leading and
     trailing :data:`TOKEN_PUNCTUATION` stripped) in order, and for each token the index (int64) of its row.
     """
-    strings = as_strings(column)
+    tokens, offsets, _ = _tokenized(as_strings(column))
+    return tokens, np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
+
+
+def _tokenized(strings: pa.Array) -> tuple[pa.Array, np.ndarray, bool]:
+    """:func:`normalized_tokens` as ``(tokens, offsets, plain)``: row ``i`` owns
+    ``tokens[offsets[i]:offsets[i + 1]]``; ``plain`` says the text is plain ASCII (then a token's length
+    in characters is its length in bytes)."""
     # Arrow's ASCII kernels are several times faster, and give the same answer on plain ASCII text.
     plain = is_plain_ascii(strings)
     tokens, offsets = split_whitespace(pc.ascii_lower(strings) if plain else pc.utf8_lower(strings))
@@ -340,7 +347,7 @@ def normalized_tokens(column: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.
     else:
         tokens = pc.utf8_trim(tokens, characters=TOKEN_PUNCTUATION)
     tokens, offsets = drop_empty(tokens, offsets)
-    return tokens, np.repeat(np.arange(len(strings), dtype=np.int64), np.diff(offsets))
+    return tokens, offsets, plain
 
 
 class TextStats:
@@ -359,8 +366,8 @@ class TextStats:
             return
         self.rows += size
         self.missing += int(np.count_nonzero(empty_mask(column)))
-        tokens, rows = normalized_tokens(column)
-        per_row = np.bincount(rows, minlength=size)
+        tokens, offsets, plain = _tokenized(as_strings(column))
+        per_row = np.diff(offsets)
         self.words_per_row = [
             min(self.words_per_row[0], int(per_row.min())),
             max(self.words_per_row[1], int(per_row.max())),
@@ -368,10 +375,10 @@ class TextStats:
         if len(tokens) == 0:
             return
         self.total_words += len(tokens)
-        lengths = pc.min_max(pc.utf8_length(tokens))
+        lengths = byte_lengths(tokens) if plain else pc.utf8_length(tokens).to_numpy(zero_copy_only=False)
         self.word_length = [
-            min(self.word_length[0], lengths["min"].as_py()),
-            max(self.word_length[1], lengths["max"].as_py()),
+            min(self.word_length[0], int(lengths.min())),
+            max(self.word_length[1], int(lengths.max())),
         ]
         words, counts = _value_counts(tokens)
         self.counter.add(words, counts)

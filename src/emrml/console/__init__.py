@@ -13,7 +13,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from emrml.console import account, admin, batches, capacity, forms, jobs, objects, samples, storage
@@ -176,10 +176,3 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-
-
-def redirect_to_console(prefix: str = "/console") -> Callable[[Request], Any]:
-    async def redirect(request: Request) -> Response:
-        return RedirectResponse(prefix + "/", status_code=307)
-
-    return redirect

@@ -34,7 +34,6 @@ import random
 import socket
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -48,7 +47,7 @@ from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from emrml.config import Settings
@@ -117,7 +116,7 @@ class AccessLog:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        fields: dict[str, Any] = {"request_id": str(uuid.uuid4())}
+        fields: dict[str, Any] = {"request_id": new_request_id()}
         scope[LOG_FIELDS] = fields
         status = 500
 
@@ -156,6 +155,31 @@ class AccessLog:
         lines, self._lines = self._lines, []
         if lines:
             access_log.info("\n".join(lines))
+
+
+def new_request_id() -> str:
+    """A random version-4 UUID for a request's ``x-amzn-RequestId``, from Python's generator (reseeded in
+    every forked process): ids must be unique, not secret, and ``uuid.uuid4`` reads the system's random
+    source on every call, several times the cost."""
+    bits = random.getrandbits(128) & ~(0xF000 << 64 | 0xC000 << 48) | (0x4000 << 64 | 0x8000 << 48)
+    text = f"{bits:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+class ApiFirst:
+    """Sends ``POST /`` (the API) straight to its handler and everything else to ``app``: the API's
+    requests skip Starlette's routing and error middleware, which the handler does not need (it answers
+    every error itself)."""
+
+    def __init__(self, api: ASGIApp, app: ASGIApp) -> None:
+        self.api = api
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/" and scope["method"] == "POST":
+            await self.api(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
@@ -200,7 +224,7 @@ class ApiHandler:
         self.clock = clock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        fields = scope.get(LOG_FIELDS) or scope.setdefault(LOG_FIELDS, {"request_id": str(uuid.uuid4())})
+        fields = scope.get(LOG_FIELDS) or scope.setdefault(LOG_FIELDS, {"request_id": new_request_id()})
         request_id = fields["request_id"]
         headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]]
         target = next((value for name, value in headers if name == "x-amz-target"), None)
@@ -334,25 +358,31 @@ def create_app(
                 await run_in_threadpool(scheduler.stop, job_shutdown_seconds)
             access.flush()
 
-    routes: list[BaseRoute] = [Route("/", api, methods=["POST"]), Route("/health", health, methods=["GET"])]
+    routes: list[BaseRoute] = [Route("/health", health, methods=["GET"])]
     if console:
-        from emrml.console import create_console, redirect_to_console
-
-        wake = scheduler.wake if scheduler is not None else None
+        # The console's code (templates, forms) loads only where it runs: a server with a console process
+        # just forwards to it.
         if console_socket is not None:
             from emrml.web.console_process import ConsoleProxy
 
             console_app: ASGIApp = ConsoleProxy(console_socket)
         else:
+            from emrml.console import create_console
+
+            wake = scheduler.wake if scheduler is not None else None
             console_app = create_console(service, on_queued=wake)
-        routes += [Route("/", redirect_to_console(), methods=["GET"]), Mount("/console", app=console_app)]
+        routes += [Route("/", _to_console, methods=["GET"]), Mount("/console", app=console_app)]
     settings = service.settings
     access = AccessLog(
-        Starlette(routes=routes, lifespan=lifespan),
+        ApiFirst(api, Starlette(routes=routes, lifespan=lifespan)),
         batch=settings.access_log_batch,
         sample=settings.access_log_sample,
     )
     return access
+
+
+async def _to_console(request: Request) -> Response:
+    return RedirectResponse("/console/", status_code=307)
 
 
 def _every(seconds: float, action: Callable[[], None], stop: threading.Event) -> None:

@@ -25,7 +25,8 @@ Measured, alternating, ``--repeat`` times on ``bank-1m.csv``:
 * **(c) bare pyarrow**: ``pyarrow.csv.open_csv`` over the file with every column a string, each batch
   written straight back with ``pyarrow.csv.write_csv`` to a plain CSV file: the floor of any reader + writer.
 
-Goals: emrml's rows/s at least 8× (b)'s and at least 0.25× (c)'s. All three may use both cores (pyarrow's
+Goals (issue #12): emrml's rows/s at least 12× (b)'s and at least 0.4× (c)'s, each the median of the
+ratios of the runs made together (the three alternate). All three may use both cores (pyarrow's
 reader threads; emrml's two worker processes); scikit-learn's featurizers and ``predict_proba`` run on one.
 
 Peak RSS (``--rss``, default on): the batch prediction job on ``bank-100mb.csv`` and ``bank-1gb.csv``; a
@@ -75,8 +76,8 @@ THROUGHPUT_INPUT = "bank-1m.csv"
 RSS_INPUTS = ("bank-100mb.csv", "bank-1gb.csv")
 MODEL_ID = "ml-bench-batch"
 SKLEARN_TRAINING_ROWS = 200_000
-GOAL_SKLEARN = 8.0
-GOAL_BARE = 0.25
+GOAL_SKLEARN = 12.0
+GOAL_BARE = 0.4
 POLL_SECONDS = 0.02
 MB = 1_000_000
 
@@ -345,20 +346,22 @@ def throughput_table(emrml: list[EmrmlRun], sklearn: list[Timing], bare: list[Ti
         "| pipeline | wall s (median) | runs, s | rows/s | CPU s (median) |",
         "|---|---:|---|---:|---:|",
     ]
-    walls, cpus = [], []
+    cpus = []
     for name, runs in passes:
         wall = statistics.median(w for w, _ in runs)
         cpu = statistics.median(c for _, c in runs)
-        walls.append(wall)
         cpus.append(cpu)
         listed = ", ".join(f"{w:.2f}" for w, _ in runs)
         lines.append(f"| {name} | {wall:.2f} | {listed} | {rows / wall:,.0f} | {cpu:.2f} |")
-    versus_sklearn, versus_bare = walls[1] / walls[0], walls[2] / walls[0]
+    # Rows/s ratios are time ratios the other way round; the median of the runs made together.
+    versus_sklearn = statistics.median(t.seconds / e.seconds for e, t in zip(emrml, sklearn, strict=True))
+    versus_bare = statistics.median(t.seconds / e.seconds for e, t in zip(emrml, bare, strict=True))
     sklearn_verdict = "met" if versus_sklearn >= GOAL_SKLEARN else "missed"
     bare_verdict = "met" if versus_bare >= GOAL_BARE else "missed"
     lines += [
         "",
-        f"emrml / scikit-learn rows/s: **{versus_sklearn:.1f}×** (goal ≥ {GOAL_SKLEARN:g}×: "
+        f"emrml / scikit-learn rows/s (median of the run ratios): **{versus_sklearn:.1f}×** "
+        f"(goal ≥ {GOAL_SKLEARN:g}×: "
         f"{sklearn_verdict}); emrml / bare pyarrow: **{versus_bare:.2f}×** "
         f"(goal ≥ {GOAL_BARE}×: {bare_verdict}).",
         f"By CPU seconds (independent of what else the machine runs): scikit-learn / emrml "

@@ -43,7 +43,7 @@ def lzop_bytes(
     lzop_filter: int = 0,
     extra: bytes | None = None,
 ) -> bytes:
-    """An lzop file as lzop 1.04 writes it (see emrml.storage.codecs._lzop_blocks for the layout)."""
+    """An lzop file as lzop 1.04 writes it (see emrml.storage.framing.lzop_blocks for the layout)."""
     header = bytearray(struct.pack(">HH", version, 0x20A0))
     if version >= 0x0940:
         header += struct.pack(">H", 0x0940)

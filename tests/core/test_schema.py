@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from emrml.core.inference import generated_names, infer_schema, infer_type
 from emrml.core.schema import (
     MAX_NAME_LENGTH,
     Attribute,
@@ -19,9 +20,6 @@ from emrml.core.schema import (
     Schema,
     check_columns,
     check_header,
-    generated_names,
-    infer_schema,
-    infer_type,
     parse_schema,
     validate_schema,
 )

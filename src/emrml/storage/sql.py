@@ -26,7 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyarrow import csv
 
-from emrml.core.schema import MAX_NAME_LENGTH, Attribute, AttributeType, Schema, infer_type
+from emrml.core.inference import infer_type
+from emrml.core.schema import MAX_NAME_LENGTH, Attribute, AttributeType, Schema
 from emrml.errors import DataError
 from emrml.storage.locations import atomic_write
 

@@ -1,0 +1,167 @@
+"""Schema inference from a sample of the data (spec 5.3; ``docs/schema.md`` states the rules): each
+attribute's type from its values, names from the header (or generated), the target and row id checked.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from emrml.core.schema import (
+    DEFAULT_MAX_ATTRIBUTES,
+    MAX_NAME_LENGTH,
+    Attribute,
+    AttributeType,
+    Schema,
+    did_you_mean,
+    name_listing,
+    shown_name,
+    validate_schema,
+)
+from emrml.core.values import NUMBER_PATTERN, binary_spellings
+from emrml.errors import InvalidInputException
+
+#: A column is TEXT when its values have more than this many whitespace-separated words on average ...
+TEXT_MEAN_WORDS = 3.0
+#: ... or at least this many words on average and more than ``TEXT_DISTINCT_RATIO`` of them distinct.
+TEXT_MIN_MEAN_WORDS_IF_DISTINCT = 2.0
+TEXT_DISTINCT_RATIO = 0.5
+
+
+def infer_type(values: Sequence[str | None] | pa.Array | pa.ChunkedArray) -> AttributeType:
+    """The attribute type of one column of sampled string values; rules in :func:`infer_schema`."""
+    column = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(values, pa.string())
+    trimmed = pc.utf8_trim_whitespace(column)
+    # Comparing a null yields null, which filter() drops: nulls and empty strings both go.
+    present = trimmed.filter(pc.not_equal(trimmed, ""))
+    if len(present) == 0:
+        return AttributeType.CATEGORICAL
+    spellings = pc.unique(pc.utf8_lower(present))
+    false_set, true_set = binary_spellings()
+    false_forms = pc.sum(pc.is_in(spellings, value_set=false_set)).as_py() or 0
+    true_forms = pc.sum(pc.is_in(spellings, value_set=true_set)).as_py() or 0
+    if false_forms == 1 and true_forms == 1 and len(spellings) == 2:
+        return AttributeType.BINARY
+    if _all_numeric(present):
+        return AttributeType.NUMERIC
+    mean_words = pc.mean(pc.list_value_length(pc.utf8_split_whitespace(present))).as_py()
+    distinct_ratio = pc.count_distinct(present).as_py() / len(present)
+    if mean_words > TEXT_MEAN_WORDS or (
+        mean_words >= TEXT_MIN_MEAN_WORDS_IF_DISTINCT and distinct_ratio > TEXT_DISTINCT_RATIO
+    ):
+        return AttributeType.TEXT
+    return AttributeType.CATEGORICAL
+
+
+def _all_numeric(trimmed: pa.Array) -> bool:
+    """Whether every (trimmed, non-null) value is a valid NUMERIC value: the ``emrml.core.values`` rules."""
+    if not pc.all(pc.match_substring_regex(trimmed, NUMBER_PATTERN)).as_py():
+        return False
+    # The pattern admits digit strings too long for a double; those overflow and are invalid.
+    return bool(np.isfinite(pc.cast(trimmed, pa.float64()).to_numpy(zero_copy_only=False)).all())
+
+
+def generated_names(count: int) -> list[str]:
+    """Names for the columns of a file without a header: ``Var01``, ``Var02``, … as the console showed.
+
+    Numbers are zero-padded to at least two digits, more when there are over 99 columns, so the names sort
+    in column order.
+    """
+    width = max(2, len(str(count)))
+    return [f"Var{i:0{width}d}" for i in range(1, count + 1)]
+
+
+def infer_schema(
+    columns: Sequence[str] | None,
+    rows: Sequence[Sequence[str]],
+    *,
+    target: str | None = None,
+    row_id: str | None = None,
+    has_header: bool | None = None,
+    max_attributes: int = DEFAULT_MAX_ATTRIBUTES,
+) -> Schema:
+    """Propose a schema from a header and a sample of rows (the caller passes up to ~10,000 rows).
+
+    ``columns`` is the header line's fields, or None for a file without one: the column count is then the
+    most common row length and the names are ``Var01``, ``Var02``, … (:func:`generated_names`). Header names
+    are trimmed (and a leading byte-order mark dropped); a blank name becomes its ``VarNN`` name, a name
+    over 64 characters is cut to 64, and a repeated name gets a ``_2``, ``_3``, … suffix, so the result is
+    always a valid schema. Rows with a different field count are ignored (reading would reject them).
+    ``has_header`` (default: whether ``columns`` was given) is recorded as ``dataFileContainsHeader``.
+
+    Types, per column, from its non-empty values (surrounding whitespace ignored):
+
+    1. no value at all → CATEGORICAL;
+    2. exactly two spellings, one false and one true form of BINARY (``0 n no f false`` /
+       ``1 y yes t true``, any case) → BINARY; so ``0``/``1`` columns are BINARY, while a column holding
+       only ``0`` is NUMERIC and one holding only ``no`` is CATEGORICAL;
+    3. every value a NUMERIC number (``emrml.core.values`` rules) → NUMERIC;
+    4. free text → TEXT: more than 3 whitespace-separated words per value on average, or at least 2 words
+       on average with more than half the values distinct;
+    5. otherwise → CATEGORICAL.
+
+    ``target`` and ``row_id`` must name columns; a target that would be TEXT becomes CATEGORICAL (a TEXT
+    target cannot be trained on). Raises ``InvalidInputException``.
+    """
+    if has_header is None:
+        has_header = columns is not None
+    elif has_header and columns is None:
+        raise InvalidInputException("has_header is true but no header columns were given")
+    if columns is not None:
+        width = len(columns)
+        if width == 0:
+            raise InvalidInputException("cannot infer a schema: the header has no columns")
+    elif rows:
+        width = Counter(len(row) for row in rows).most_common(1)[0][0]
+    else:
+        raise InvalidInputException("cannot infer a schema: there is no header and no sample row")
+    if width > max_attributes:
+        raise InvalidInputException(
+            f"cannot infer a schema: the data has {width} columns; the limit is {max_attributes} attributes"
+        )
+    names = _header_names(columns) if columns is not None else generated_names(width)
+    sample = [row for row in rows if len(row) == width]
+    if rows and not sample:
+        raise InvalidInputException(
+            f"cannot infer a schema: none of the {len(rows)} sample rows has the header's {width} columns "
+            f"(the first has {len(rows[0])})"
+        )
+    cells = list(zip(*sample, strict=True)) if sample else [() for _ in range(width)]
+    types = [infer_type(column) for column in cells]
+    for role, name in (("target", target), ("row_id", row_id)):
+        if name is not None and name not in names:
+            raise InvalidInputException(
+                f"{role} {shown_name(name)} is not one of the columns{did_you_mean(name, names)}; "
+                f"the columns are {name_listing(names)}"
+            )
+    if target is not None and types[names.index(target)] == AttributeType.TEXT:
+        types[names.index(target)] = AttributeType.CATEGORICAL
+    schema = Schema(
+        attributes=tuple(Attribute(n, t) for n, t in zip(names, types, strict=True)),
+        target=target,
+        row_id=row_id,
+        has_header=has_header,
+    )
+    validate_schema(schema, source="inferred schema", max_attributes=max_attributes)
+    return schema
+
+
+def _header_names(header: Sequence[str]) -> list[str]:
+    fallback = generated_names(len(header))
+    names: list[str] = []
+    taken: set[str] = set()
+    for index, raw in enumerate(header):
+        text = raw.removeprefix("\ufeff") if index == 0 else raw
+        base = text.strip()[:MAX_NAME_LENGTH] or fallback[index]
+        name, copy = base, 1
+        while name in taken:
+            copy += 1
+            suffix = f"_{copy}"
+            name = base[: MAX_NAME_LENGTH - len(suffix)] + suffix
+        taken.add(name)
+        names.append(name)
+    return names

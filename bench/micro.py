@@ -24,7 +24,7 @@ import pyarrow.csv as pcsv
 
 from common import load_average
 from emrml.core.features import FeatureSpace
-from emrml.core.learn import LinearModel, TrainingParameters
+from emrml.core.linear import LinearModel, TrainingParameters
 from emrml.core.metrics import BinaryEvaluation
 from emrml.core.model import ModelArtifact, load_artifact, save_artifact
 from emrml.core.recipe.grammar import parse_recipe

@@ -42,7 +42,7 @@ from typing import Any
 
 from common import BENCH_DIR, load_average, machine_report, write_readme_section
 from emrml.config import Settings
-from emrml.core.learn import TrainingParameters
+from emrml.core.linear import TrainingParameters
 from emrml.core.rearrange import parse_rearrangement
 from emrml.engine.batch import batch_predict
 from emrml.engine.evaluation import evaluate_model

@@ -15,7 +15,8 @@ import pytest
 import scipy.sparse as sp
 
 from emrml.core import calibration, learn
-from emrml.core.learn import LinearModel, TrainingParameters, train
+from emrml.core.learn import train
+from emrml.core.linear import LinearModel, TrainingParameters
 from emrml.errors import DataError
 
 DATASETS = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"

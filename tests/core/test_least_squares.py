@@ -8,7 +8,8 @@ import scipy.sparse as sp
 from test_learn import gaussian_rows, source_of
 
 from emrml.core import learn, least_squares
-from emrml.core.learn import TrainingParameters, train
+from emrml.core.learn import train
+from emrml.core.linear import TrainingParameters
 
 
 def exact(X: sp.csr_matrix, y: np.ndarray, w: np.ndarray, l2: float) -> np.ndarray:

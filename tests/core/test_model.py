@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from emrml.core.learn import LinearModel, TrainingParameters
+from emrml.core.linear import LinearModel, TrainingParameters
 from emrml.core.model import ModelArtifact, load_artifact, save_artifact
 from emrml.errors import InvalidInputException
 

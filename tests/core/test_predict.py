@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from emrml.core.features import FeatureSpace
-from emrml.core.learn import LinearModel
+from emrml.core.linear import LinearModel
 from emrml.core.model import ModelArtifact, save_artifact
 from emrml.core.predict import Predictor, java_floats
 from emrml.core.recipe.grammar import parse_recipe

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from emrml.core.learn import TrainingParameters
+from emrml.core.linear import TrainingParameters
 from emrml.errors import InvalidInputException
 from emrml.service.parameters import parse_parameters
 

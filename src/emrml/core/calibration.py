@@ -18,7 +18,8 @@ from emrml.core.sgd import Batch, DualAveraging, average_every, loss_sum
 if TYPE_CHECKING:
     import scipy.sparse as sp
 
-    from emrml.core.learn import Checker, TrainingParameters
+    from emrml.core.learn import Checker
+    from emrml.core.linear import TrainingParameters
 
 #: Candidate base learning rates, tried on the calibration sample.
 LEARNING_RATES: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0)
@@ -30,7 +31,7 @@ CALIBRATION_ROWS = 65_536
 HOLDOUT_FRACTION = 0.1
 #: Dense steps while n_features * n_outputs <= this * non-zeros per step (measured crossover: 10-15).
 DENSE_RATIO = 12
-#: A source of raw batches (``core.learn.BatchSource``).
+#: A source of raw batches (``core.linear.BatchSource``).
 Source = Callable[[], Iterable[tuple["sp.csr_matrix", np.ndarray, np.ndarray | None]]]
 
 

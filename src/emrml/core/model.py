@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from emrml.core.learn import MODEL_KINDS, LinearModel
+from emrml.core.linear import MODEL_KINDS, LinearModel
 from emrml.core.schema import AttributeType, Schema
 from emrml.errors import InvalidInputException
 

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from emrml.core.features import BatchValues, FeatureSpace, record_flag, record_number
-from emrml.core.learn import LinearModel
+from emrml.core.linear import LinearModel
 from emrml.core.model import ModelArtifact, load_artifact
 from emrml.core.schema import AttributeType, Schema, parse_schema
 from emrml.errors import InvalidInputException

@@ -22,7 +22,8 @@ import pyarrow.compute as pc
 
 from emrml.config import Settings
 from emrml.core.features import FeatureSpace
-from emrml.core.learn import LinearModel, TrainingParameters, TrainingReport, train
+from emrml.core.learn import train
+from emrml.core.linear import LinearModel, TrainingParameters, TrainingReport
 from emrml.core.model import ModelArtifact, save_artifact
 from emrml.core.rearrange import Rearrangement
 from emrml.core.recipe.grammar import Recipe, parse_recipe

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 @operation("CreateMLModel")
 def create_ml_model(app: EmrML, request: Request) -> Response:
     # The learner, recipe and schema code (numpy, Arrow) load with the first CreateMLModel, not at start.
-    from emrml.core.learn import TrainingParameters
+    from emrml.core.linear import TrainingParameters
     from emrml.core.model import check_target
     from emrml.core.recipe.grammar import parse_recipe
     from emrml.core.schema import parse_schema

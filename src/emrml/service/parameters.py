@@ -1,5 +1,5 @@
 """Reading the ``sgd.*`` training parameters as the Amazon ML API spells them (spec 7.2): CreateMLModel's
-``Parameters`` map of strings into ``core.learn.TrainingParameters``, with an error naming the key for
+``Parameters`` map of strings into ``core.linear.TrainingParameters``, with an error naming the key for
 anything out of place. (``TrainingParameters.to_api`` writes GetMLModel's echo.)"""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from emrml.core.learn import (
+from emrml.core.linear import (
     KEY_ALGORITHM,
     KEY_L1,
     KEY_L2,

@@ -42,10 +42,8 @@ import os
 import shutil
 import statistics
 import tempfile
-import threading
 import time
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +53,7 @@ import pyarrow.csv as pcsv
 
 from common import (
     BENCH_DIR,
+    ProcessMonitor,
     create_datasource,
     emrml_app,
     load_average,
@@ -78,7 +77,6 @@ MODEL_ID = "ml-bench-batch"
 SKLEARN_TRAINING_ROWS = 200_000
 GOAL_SKLEARN = 12.0
 GOAL_BARE = 0.4
-POLL_SECONDS = 0.02
 MB = 1_000_000
 
 
@@ -136,79 +134,9 @@ class EmrmlRun:
     total_rss_mb: float
 
 
-class Monitor:
-    """Peak RSS (``VmHWM``) and CPU time (``utime + stime``) of the processes that appear below this one
-    after it starts, polled from ``/proc`` every 20 ms (a process's last 20 ms may be missed)."""
-
-    def __init__(self) -> None:
-        self.existing = set(_descendants(os.getpid()))
-        self.peaks: dict[int, int] = {}
-        self.ticks: dict[int, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-
-    def __enter__(self) -> Monitor:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _poll(self) -> None:
-        while not self._stop.wait(POLL_SECONDS):
-            for pid in _descendants(os.getpid()):
-                if pid not in self.existing:
-                    self.peaks[pid] = max(self.peaks.get(pid, 0), _peak_kib(pid))
-                    self.ticks[pid] = max(self.ticks.get(pid, 0), _cpu_ticks(pid))
-
-    @property
-    def max_rss_mb(self) -> float:
-        return max(self.peaks.values(), default=0) * 1024 / MB
-
-    @property
-    def total_rss_mb(self) -> float:
-        return sum(self.peaks.values()) * 1024 / MB
-
-    @property
-    def cpu_seconds(self) -> float:
-        return sum(self.ticks.values()) / os.sysconf("SC_CLK_TCK")
-
-
-def _descendants(pid: int) -> Iterator[int]:
-    try:
-        for task in os.scandir(f"/proc/{pid}/task"):
-            with open(f"{task.path}/children") as stream:
-                for child in stream.read().split():
-                    yield int(child)
-                    yield from _descendants(int(child))
-    except FileNotFoundError:  # ended between two reads
-        return
-
-
-def _peak_kib(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as stream:
-            for line in stream:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except FileNotFoundError:
-        pass
-    return 0
-
-
-def _cpu_ticks(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat") as stream:
-            fields = stream.read().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return 0
-    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of the line)
-
-
 def emrml_run(app: EmrML, source_id: str, number: int, output: Path) -> EmrmlRun:
     prediction_id = f"bp-{source_id}-{time.strftime('%Y%m%d%H%M%S')}-{number}"
-    with Monitor() as monitor:
+    with ProcessMonitor() as monitor:
         started = time.perf_counter()
         app.call(
             "CreateBatchPrediction",

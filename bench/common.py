@@ -1,4 +1,4 @@
-"""Helpers shared by the model benchmarks (``quality.py``, ``train.py``): threads, machine facts, emrml calls.
+"""Helpers shared by the benchmarks: threads, machine facts, emrml calls, the job processes' memory and CPU.
 
 Not a library: the benchmarks run by hand from the repository root, with ``bench/`` on ``sys.path``.
 """
@@ -11,6 +11,7 @@ import platform
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +34,8 @@ THREAD_VARIABLES = (
 )
 #: Packages whose versions a result depends on.
 VERSIONED_PACKAGES = ("numpy", "pyarrow", "scipy", "scikit-learn", "lightgbm")
+#: Seconds between two reads of ``/proc`` by ``ProcessMonitor``.
+POLL_SECONDS = 0.02
 
 
 def single_threaded() -> None:
@@ -194,3 +197,75 @@ def _completed(description: dict[str, Any], what: str) -> dict[str, Any]:
     if description["Status"] != "COMPLETED":
         raise SystemExit(f"{what} ended {description['Status']}: {description.get('Message')}")
     return description
+
+
+class ProcessMonitor:
+    """Peak RSS (``VmHWM``) and CPU time (``utime + stime``) of the processes that appear below this one
+    after it starts (job workers forked by the fork server, their pools), polled from ``/proc`` every
+    20 ms (a process's last 20 ms may be missed). ``getrusage(RUSAGE_CHILDREN)`` would not see them: they
+    are the fork server's children, not this process's."""
+
+    def __init__(self) -> None:
+        self.existing = set(_descendants(os.getpid()))
+        self.peaks: dict[int, int] = {}
+        self.ticks: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> ProcessMonitor:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(POLL_SECONDS):
+            for pid in _descendants(os.getpid()):
+                if pid not in self.existing:
+                    self.peaks[pid] = max(self.peaks.get(pid, 0), _peak_kib(pid))
+                    self.ticks[pid] = max(self.ticks.get(pid, 0), _cpu_ticks(pid))
+
+    @property
+    def max_rss_mb(self) -> float:
+        return max(self.peaks.values(), default=0) * 1024 / 1_000_000
+
+    @property
+    def total_rss_mb(self) -> float:
+        return sum(self.peaks.values()) * 1024 / 1_000_000
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(self.ticks.values()) / os.sysconf("SC_CLK_TCK")
+
+
+def _descendants(pid: int) -> Iterator[int]:
+    try:
+        for task in os.scandir(f"/proc/{pid}/task"):
+            with open(f"{task.path}/children") as stream:
+                for child in stream.read().split():
+                    yield int(child)
+                    yield from _descendants(int(child))
+    except FileNotFoundError:  # ended between two reads
+        return
+
+
+def _peak_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as stream:
+            for line in stream:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except FileNotFoundError:
+        pass
+    return 0
+
+
+def _cpu_ticks(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as stream:
+            fields = stream.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of the line)

@@ -16,8 +16,9 @@ reused. Measurements, printed as markdown (and written between the ``datasource`
     and its start is reported on its own line, not in (b);
     (a) and (b) alternate, one pair per repetition; the result is the median of the per-pair ratios
     time (a) / time (b), with the 1-minute load average at the start of each pair;
-(c) peak RSS of the datasource job's worker process for the ~100 MB and ~1 GB inputs, each measured in a
-    fresh interpreter so nothing else inflates it.
+(c) peak RSS of the datasource job's worker process (the largest ``VmHWM`` of the processes the run
+    starts: the fork server and its worker) for the ~100 MB and ~1 GB inputs, each measured in a fresh
+    interpreter so nothing else inflates it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -38,7 +38,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
-from common import load_average, machine_report, write_readme_section
+from common import ProcessMonitor, load_average, machine_report, write_readme_section
 from emrml.config import Settings
 from emrml.samples import bank_sample_schema, write_bank_sample
 from emrml.service.app import EmrML
@@ -141,12 +141,12 @@ def _measure_rss_here(path: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="emrml-bench-") as home:
         app = EmrML(Settings.load(home=home))
         started = time.perf_counter()
-        _create_and_wait(app, path)
+        # The worker is the fork server's child, not this process's: polled from /proc, not getrusage.
+        with ProcessMonitor() as monitor:
+            _create_and_wait(app, path)
         seconds = time.perf_counter() - started
         app.close()
-    # Linux reports ru_maxrss in KiB; RUSAGE_CHILDREN covers every worker this process waited for.
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    print(json.dumps({"worker_peak_rss_mb": peak_kib * 1024 / MB, "seconds": seconds}))
+    print(json.dumps({"worker_peak_rss_mb": monitor.max_rss_mb, "seconds": seconds}))
 
 
 def warm_fork_server() -> float:

@@ -38,7 +38,6 @@ import os
 import pstats
 import statistics
 import tempfile
-import threading
 import time
 import warnings
 from collections.abc import Iterable, Iterator
@@ -52,6 +51,7 @@ import scipy.sparse as sp
 
 from common import (
     BENCH_DIR,
+    ProcessMonitor,
     create_datasource,
     emrml_app,
     evaluate,
@@ -87,8 +87,6 @@ TRAIN_SPLIT = {
 EVAL_SPLIT = {"splitting": TRAIN_SPLIT["splitting"] | {"complement": True}}
 PARAMETERS = {"sgd.maxPasses": "10"}
 GOAL_RATIO = 0.4
-#: Seconds between two reads of the worker's peak RSS.
-POLL_SECONDS = 0.02
 MB = 1_000_000
 
 
@@ -99,60 +97,6 @@ def ensure_input(path: Path) -> Path:
         write_bank_sample(DATA, ROWS)
         print(f"generated {DATA} ({ROWS:,} rows) in {time.perf_counter() - started:.1f} s", flush=True)
     return path
-
-
-def _children(pid: int) -> set[int]:
-    found: set[int] = set()
-    try:
-        for task in os.scandir(f"/proc/{pid}/task"):
-            with open(f"{task.path}/children") as stream:
-                found.update(int(child) for child in stream.read().split())
-    except FileNotFoundError:  # the process ended between two reads
-        pass
-    return found
-
-
-def _peak_kib(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as stream:
-            for line in stream:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except FileNotFoundError:
-        pass
-    return 0
-
-
-class WorkerPeakRss:
-    """Peak RSS of the job workers: the grandchildren of this process (the fork server's children).
-
-    A background thread reads each worker's ``VmHWM`` (its own high-water mark) every ``POLL_SECONDS``; only
-    growth in a worker's last interval before it exits can be missed.
-    """
-
-    def __init__(self) -> None:
-        self.peaks: dict[int, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-
-    def __enter__(self) -> WorkerPeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _poll(self) -> None:
-        me = os.getpid()
-        while not self._stop.wait(POLL_SECONDS):
-            for server in _children(me):
-                for worker in _children(server):
-                    self.peaks[worker] = max(self.peaks.get(worker, 0), _peak_kib(worker))
-
-    @property
-    def peak_mb(self) -> float:
-        return max(self.peaks.values(), default=0) * 1024 / MB
 
 
 def warm_fork_server() -> float:
@@ -290,12 +234,12 @@ def emrml_run(app: EmrML, model_id: str) -> Run:
 
     CPU seconds are the job's ``ComputeTime``: the worker process's CPU time (all its threads) for the job.
     """
-    with WorkerPeakRss() as rss:
+    with ProcessMonitor() as rss:
         trained = train(app, model_id, "BINARY", "ds-train", parameters=PARAMETERS)
     auc = evaluate(app, model_id, "ds-eval")
     report = app.call("GetMLModelInsights", {"MLModelId": model_id})["TrainingReport"]
     cpu_seconds = int(trained.description.get("ComputeTime", 0)) / 1000
-    return Run(trained.seconds, cpu_seconds, auc, rss.peak_mb, report)
+    return Run(trained.seconds, cpu_seconds, auc, rss.max_rss_mb, report)
 
 
 # ------------------------------------------------------------------------------------------------ profile
@@ -303,14 +247,14 @@ def emrml_run(app: EmrML, model_id: str) -> Run:
 #: Functions whose cumulative time the profile table lists, as (module file suffix, function name, label).
 PHASES = (
     ("emrml/core/features/space.py", "fit", "feature space fit (first read of the training data)"),
-    ("emrml/engine/training.py", "_featurize", "featurization pass (second read, writes the sparse cache)"),
+    ("emrml/engine/training.py", "_featurize", "featurization (the fit's record cache to the sparse cache)"),
     ("emrml/core/calibration.py", "calibration_sample", "calibration sample (reads the cache)"),
     ("emrml/core/calibration.py", "choose_rate", "learning-rate trial (4 rates x 2 passes over the sample)"),
     ("emrml/core/learn.py", "pass_batches", "SGD passes: reading the cache back"),
     ("emrml/core/sgd.py", "fit_rows", "SGD steps (all fit_rows calls, the rate trial's included)"),
     ("emrml/core/learn.py", "_objective", "early-stop objective after each pass"),
-    ("emrml/core/rearrange.py", "random_mask", "random split: SHA-256 of every record (both reads)"),
-    ("emrml/storage/records.py", "read_chunks", "CSV reading and parsing (both reads)"),
+    ("emrml/core/rearrange.py", "random_mask", "random split: SHA-256 of every record (the fit's read only)"),
+    ("emrml/storage/records.py", "read_chunks", "CSV reading and parsing (the fit's read)"),
 )
 #: Functions timed (wall) in a plain run: (module, attribute, label). ``train`` is the learner as the
 #: training module calls it; the rate trial and calibration are inside it.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import io
 import json
 import os
 import subprocess
@@ -22,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from emrml.config import Settings
 from emrml.errors import InvalidInputException
 from emrml.storage import locations
-from emrml.storage.cse import AesKeyProvider, DecryptionError
+from emrml.storage.cse import AesKeyProvider, DecryptingReader, DecryptionError, Envelope
 from emrml.storage.locations import atomic_write, list_files, open_binary, read_text
 from s3_server import S3
 
@@ -317,3 +318,27 @@ def test_bad_key_settings_are_named(s3: S3, tmp_path: Path) -> None:
         with pytest.raises(InvalidInputException, match=message) as caught:
             use(s3, s3_cse_key=spec)
         assert "s3_cse_key" in caught.value.message
+
+
+@pytest.mark.parametrize("buffer_size", [1, 15, 16, 17, 4096, 1 << 17])
+def test_decrypting_reader_gives_the_plaintext_whatever_the_read_size(buffer_size: int) -> None:
+    # Reads of more than 15 bytes decrypt straight into the caller's buffer; smaller ones go through a copy.
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    key, iv = os.urandom(32), os.urandom(12)
+    plain = os.urandom(70_000 + 123)
+    sealed = AESGCM(key).encrypt(iv, plain, None)
+    envelope = Envelope("AES/GCM/NoPadding", "AES/GCM", b"", {}, iv)
+
+    def read_all(body: bytes) -> bytes:
+        reader = DecryptingReader(io.BytesIO(body), len(body), key, envelope, "s3://b/k")  # type: ignore[arg-type]
+        target, parts = bytearray(buffer_size), []
+        while size := reader.readinto(target):
+            parts.append(bytes(target[:size]))
+        return b"".join(parts)
+
+    assert read_all(sealed) == plain
+    altered = bytearray(sealed)
+    altered[len(plain) // 2] ^= 1
+    with pytest.raises(DecryptionError, match="authentication failed"):
+        read_all(bytes(altered))

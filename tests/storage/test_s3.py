@@ -233,3 +233,49 @@ def test_copy_between_local_files_and_s3(s3: S3, tmp_path: Any) -> None:
     assert s3.get("copied/again.csv") == b"a,b\n1,2\n"
     with pytest.raises(InvalidInputException, match=r"NoSuchKey|does not exist"):
         copy(s3.uri("copied/none.csv"), s3.uri("copied/x.csv"))
+
+
+def test_a_datasource_reads_each_object_once(s3: S3, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    # The header is checked from the opening that reads the records: one GET per object, not two.
+    from emrml.config import Settings
+    from emrml.core.schema import parse_schema
+    from emrml.engine.local import build_datasource
+    from emrml.errors import DataError
+
+    rows = "a,b\n" + "".join(f"{i},x{i % 3}\n" for i in range(500))
+    s3.put("ds/one.csv", rows)
+    s3.put("ds/two.csv", rows)
+    schema = parse_schema(
+        json.dumps(
+            {
+                "version": "1.0",
+                "dataFormat": "CSV",
+                "dataFileContainsHeader": True,
+                "attributes": [
+                    {"attributeName": "a", "attributeType": "NUMERIC"},
+                    {"attributeName": "b", "attributeType": "CATEGORICAL"},
+                ],
+            }
+        )
+    )
+    store: S3Store = locations._S3.store
+    original = store.call
+    gets: list[str] = []
+
+    def counting(operation: str, *args: Any, **kwargs: Any) -> Any:
+        if operation == "get_object":
+            gets.append(args[1])
+        return original(operation, *args, **kwargs)
+
+    monkeypatch.setattr(store, "call", counting)
+    settings = Settings.load(environ={}, home=tmp_path)
+    summary = build_datasource(
+        s3.uri("ds/"), schema, None, compute_statistics=True, settings=settings, progress=lambda *_: None
+    )
+    assert summary.total_records == 1000 and summary.statistics is not None
+    assert sorted(gets) == ["ds/one.csv", "ds/two.csv"]
+    s3.put("ds/three.csv", "a,c\n1,x\n")
+    with pytest.raises(DataError, match=r"three\.csv"):
+        build_datasource(
+            s3.uri("ds/"), schema, None, compute_statistics=True, settings=settings, progress=lambda *_: None
+        )

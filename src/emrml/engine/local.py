@@ -1,8 +1,9 @@
 """The local engine: streams a datasource's files through the core functions in this process.
 
-``build_datasource`` is the datasource job: check headers, count records when a sequential split needs the
-total, then one streaming pass that selects the split's rows, counts invalid records and feeds the
-statistics sketches. Memory is bounded by the block size, not by the data.
+``build_datasource`` is the datasource job: count records when a sequential split needs the total, then
+one streaming pass that checks each file's header as it opens it (the same opening reads the records: one
+GET per S3 object), selects the split's rows, counts invalid records and feeds the statistics sketches.
+Memory is bounded by the block size, not by the data.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from emrml.core.stats import StatisticsAccumulator
 from emrml.errors import DataError
 from emrml.storage.codecs import open_decompressed
 from emrml.storage.locations import FileRef, list_files, open_binary
-from emrml.storage.records import InvalidRecord, count_records, read_chunks, read_header
+from emrml.storage.records import InvalidRecord, count_records, read_chunks, read_header, read_header_again
 
 Progress = Callable[[float, str | None], None]
 #: How many invalid records a datasource keeps as examples (file, line, reason).
@@ -153,10 +154,13 @@ def read_selected(
     settings: Settings,
     progress: Progress | None = None,
     progress_range: tuple[float, float] = (0.0, 1.0),
+    check_headers: bool = False,
 ) -> Iterator[SelectedBatch]:
     """Stream the records of a datasource's files, keeping those its DataRearrangement selects.
 
     A sequential split needs the total record count first; it is counted in a cheap extra pass.
+    ``check_headers``: each file's header must name the schema's attributes in order (``DataError``
+    otherwise), checked from the opening that reads the file.
     """
     low, high = progress_range
     total = None
@@ -167,6 +171,10 @@ def read_selected(
     for file_index, file in enumerate(files):
         key = file_key(rearrangement, file.key, file.name)
         with open_data(file.uri) as (raw, stream):
+            if check_headers and schema.has_header:
+                header, stream = read_header_again(stream, file.uri)
+                if header:
+                    check_header(schema, header, file=file.uri)
             for chunk in read_chunks(
                 stream,
                 file.uri,
@@ -205,12 +213,12 @@ def build_datasource(
     """Read every file of ``location`` once; raise DataError when the data cannot make a datasource."""
     files = list_files(location)
     summary = DatasourceSummary(data_size=sum(f.size for f in files), number_of_files=len(files))
-    if schema.has_header:
-        _check_headers(files, schema)
     accumulator = StatisticsAccumulator(schema) if compute_statistics else None
     records_per_file = [0] * len(files)
     invalid_per_file = [0] * len(files)
-    batches = read_selected(files, schema, rearrangement, settings=settings, progress=progress)
+    batches = read_selected(
+        files, schema, rearrangement, settings=settings, progress=progress, check_headers=True
+    )
     # The statistics' second thread (see StatisticsAccumulator.update); the reader's is in prefetch.
     with ThreadPoolExecutor(1, thread_name_prefix="emrml-statistics") as executor:
         for selected in prefetch(batches) if accumulator is not None else batches:

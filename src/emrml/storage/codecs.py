@@ -290,10 +290,10 @@ def _peek(raw: BinaryIO) -> tuple[bytes, BinaryIO]:
         raw.seek(start)
         return head, raw
     head = read_upto(raw, HEAD_BYTES)
-    return head, io.BufferedReader(_Replay(head, raw), buffer_size=BLOCK_BYTES)  # type: ignore[return-value]
+    return head, io.BufferedReader(Replay(head, raw), buffer_size=BLOCK_BYTES)  # type: ignore[return-value]
 
 
-class _Replay(io.RawIOBase):
+class Replay(io.RawIOBase):
     """``head`` again, then the rest of the non-seekable ``raw`` it was read from."""
 
     def __init__(self, head: bytes, raw: BinaryIO) -> None:

@@ -38,7 +38,7 @@ import queue
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -46,6 +46,7 @@ import pyarrow.csv as pacsv
 
 from emrml.errors import DataError
 from emrml.storage.boundaries import BOM, COMMA, Blanks, Block, has_stray_quotes, split_blocks
+from emrml.storage.codecs import Replay
 
 #: Size of the pieces pyarrow parses in parallel within one block.
 _PARSE_PIECE_BYTES = 512 << 10
@@ -103,6 +104,35 @@ def read_header(stream: BinaryIO, file: str, *, max_record_bytes: int = 102_400)
                 raise DataError(f"{file}: the header line is not valid UTF-8 (byte {exc.start})") from None
             return next(csv.reader(io.StringIO(text, newline="")), [""])
     return []
+
+
+def read_header_again(
+    stream: BinaryIO, file: str, *, max_record_bytes: int = 102_400
+) -> tuple[list[str], BinaryIO]:
+    """:func:`read_header`, and a stream of all of ``stream``'s bytes again from the first: those read for
+    the header, then the rest. One opening of a file then serves the header check and the reading (on S3,
+    one GET instead of two)."""
+    recording = _Recording(stream)
+    header = read_header(recording, file, max_record_bytes=max_record_bytes)  # type: ignore[arg-type]
+    return header, io.BufferedReader(Replay(bytes(recording.seen), stream))  # type: ignore[return-value]
+
+
+class _Recording(io.RawIOBase):
+    """Reads ``stream`` and keeps every byte read."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        super().__init__()
+        self.stream = stream
+        self.seen = bytearray()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.stream.read(len(buffer))
+        buffer[: len(data)] = data
+        self.seen += data
+        return len(data)
 
 
 def count_records(

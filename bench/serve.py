@@ -7,8 +7,8 @@ Run by hand from the repository root (not part of the tests)::
     uv run python bench/serve.py --seconds 10 --no-readme
     uv run python bench/serve.py --mlflow-python /tmp/mlflow-venv/bin/python   # adds MLflow
 
-Every server runs alone in its own process (one uvicorn worker, h11 and asyncio: the protocol and loop
-that ``uvicorn`` picks without its optional extras); the load comes from this process: an asyncio client
+Every server runs alone in its own process (one uvicorn worker with the protocol and loop it picks:
+httptools and uvloop, installed with emrml); the load comes from this process: an asyncio client
 with ``--connections`` keep-alive connections (TCP_NODELAY, as urllib3 sets it) that each send a request,
 read the whole answer, and send the next, for ``--seconds`` after a 2 s warm-up. The client writes
 hand-built HTTP/1.1 requests, so it costs little next to any server. Latency is per request, from the
@@ -118,6 +118,8 @@ def serve_emrml(port: int, home: Path, inline_predict: bool) -> None:
         public_url=f"http://127.0.0.1:{port}",
         peak_requests_per_second=10_000_000,
         total_requests_per_second=10_000_000,
+        # Jobs requested through the server read local files only under its data roots.
+        data_roots=(BIG_DATA.parent, SHARED),
     )
     app = server.create_app(EmrML(settings), job_slots=2, inline_predict=inline_predict)
     server.serve(app, "127.0.0.1", port)
@@ -332,6 +334,7 @@ class TrainingLoad:
         self.client = _client(port, key)
         self.prefix = f"ml-big-{port}"
         self.started = 0
+        self.failure: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -346,7 +349,12 @@ class TrainingLoad:
 
     def _keep_training(self, model_id: str) -> None:
         while not self._stop.wait(0.5):
-            if self._status(model_id) in ("COMPLETED", "FAILED"):
+            status = self._status(model_id)
+            if status == "FAILED":
+                # A load that fails at once is no load: say why instead of measuring without it.
+                self.failure = self.client.get_ml_model(MLModelId=model_id).get("Message", "")
+                return
+            if status == "COMPLETED":
                 model_id = self._start_one()
 
     def __enter__(self) -> TrainingLoad:
@@ -364,6 +372,8 @@ class TrainingLoad:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        if self.failure is not None:
+            raise SystemExit(f"a training job of the load failed: {self.failure}")
 
 
 def bench_emrml(
@@ -435,12 +445,21 @@ def bench_mlflow(python: str, records: list[dict[str, str]], args: argparse.Name
         )
 
 
+def _uvicorn_picks() -> str:
+    """The HTTP protocol and event loop uvicorn's ``auto`` settings choose here."""
+    import importlib.util
+
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return f"{http}, {loop}"
+
+
 def report(results: list[Result], args: argparse.Namespace) -> str:
     uvicorn_version = metadata.version("uvicorn")
     lines = [
         f"Measured {time.strftime('%Y-%m-%d')}: {args.connections} connections, {args.seconds:g} s per "
         "server after a 2 s warm-up, client and server on the same 2 cores. "
-        f"uvicorn {uvicorn_version} (h11, asyncio), starlette {metadata.version('starlette')}.",
+        f"uvicorn {uvicorn_version} ({_uvicorn_picks()}), starlette {metadata.version('starlette')}.",
         "",
         machine_report(),
         "",

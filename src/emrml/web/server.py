@@ -358,7 +358,9 @@ def create_app(
                 await run_in_threadpool(scheduler.stop, job_shutdown_seconds)
             access.flush()
 
-    routes: list[BaseRoute] = [Route("/health", health, methods=["GET"])]
+    # ApiFirst answers POST / before Starlette sees it; the route is here for Starlette's 405 answers to
+    # other methods on /, whose Allow header then lists POST.
+    routes: list[BaseRoute] = [Route("/", api, methods=["POST"]), Route("/health", health, methods=["GET"])]
     if console:
         # The console's code (templates, forms) loads only where it runs: a server with a console process
         # just forwards to it.

@@ -1,8 +1,13 @@
-"""Running the ``emrml`` command line in-process, as the CLI tests do."""
+"""Running the ``emrml`` command line: in-process, as the CLI tests do, or as a server in a process of its
+own (waiting for it to answer)."""
 
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import time
+from pathlib import Path
 from typing import Any
 
 from typer.testing import CliRunner, Result
@@ -31,3 +36,27 @@ def error_line(result: Result) -> str:
     assert lines[0].startswith("error: ")
     assert "Traceback" not in result.output
     return lines[0]
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface just now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_answered(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    """Poll ``url`` until it answers 200; fail with the end of the process's ``log`` if the process exits
+    or ``timeout`` seconds pass first."""
+    import httpx2
+
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, log.read_text()[-3000:]
+        try:
+            if httpx2.get(url, timeout=2).status_code == 200:
+                return
+        except httpx2.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"{url} did not answer: {log.read_text()[-3000:]}"
+        time.sleep(0.2)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from typer.testing import Result
 
-from cli_helpers import error_line, invoke, invoke_json
+from cli_helpers import error_line, free_port, invoke, invoke_json, wait_until_answered
 from emrml.cli_common import JOB_FAILED_EXIT_CODE
 from emrml.cli_quickstart import (
     QUICKSTART_BATCH_ID,
@@ -547,33 +547,18 @@ def test_quickstart_serve_prints_the_console_and_serves_it(
     quickstart: tuple[Path, Result, dict[str, Any]], tmp_path: Path
 ) -> None:
     import signal
-    import socket
     import subprocess
     import sys
-    import time
-
-    import httpx2
 
     home = quickstart[0]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     output = (tmp_path / "out.txt").open("wb")
     server = subprocess.Popen(
         [sys.executable, "-m", "emrml", "--home", str(home), "quickstart", "--serve", "--port", str(port)],
         stdout=output, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, (tmp_path / "out.txt").read_text()[-3000:]
-            try:
-                if httpx2.get(f"http://127.0.0.1:{port}/console/login", timeout=2).status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "out.txt").read_text()[-3000:]
-            time.sleep(0.3)
+        wait_until_answered(f"http://127.0.0.1:{port}/console/login", server, tmp_path / "out.txt", 120)
         printed = (tmp_path / "out.txt").read_text()
         assert f"console http://127.0.0.1:{port}/console/ (user admin; password in" in printed
         assert f"--endpoint-url http://127.0.0.1:{port}" in printed  # the snippets follow the port

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,13 +15,8 @@ from typing import Any
 
 import pytest
 
+from cli_helpers import free_port, wait_until_answered
 from conftest import login_token
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _children(pid: int) -> list[tuple[int, str]]:
@@ -50,24 +44,13 @@ def _console_pid(server: subprocess.Popen[bytes]) -> int:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]]:
     folder = tmp_path_factory.mktemp("console-process")
     home, log = folder / "home", (folder / "server.log").open("wb")
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "emrml", "--home", str(home), "serve", "--port", str(port)],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "EMRML_HOME": str(home)},
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    import httpx2
-
-    deadline = time.monotonic() + 60
-    while True:
-        assert process.poll() is None, (folder / "server.log").read_text()[-3000:]
-        try:
-            if httpx2.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx2.TransportError:
-            pass
-        assert time.monotonic() < deadline, "emrml serve did not start"
-        time.sleep(0.2)
+    wait_until_answered(f"{url}/health", process, folder / "server.log", 60)
     yield url, home, process
     process.send_signal(signal.SIGINT)
     process.wait(30)
@@ -125,7 +108,7 @@ def test_a_console_process_that_dies_is_started_again(server: Any) -> None:
 
 
 def test_the_console_process_ends_with_a_server_killed_outright(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "emrml", "--home", str(tmp_path / "home"), "serve", "--port", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

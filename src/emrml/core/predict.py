@@ -170,12 +170,24 @@ class Predictor:
         order; REGRESSION: ``(n,)`` predicted values. A model input the batch lacks counts as missing in
         every row, extra columns are ignored.
         """
-        return self.score_and_check(batch)[0]
+        return batch_scores(self.space, self.artifact.linear, self._values(batch))
 
     def score_and_check(self, batch: pa.RecordBatch) -> tuple[np.ndarray, int]:
         """:meth:`score_batch`, and how many rows have a NUMERIC or BINARY input value that cannot be read
         as its type (scored as missing; Predict reports them as ``UnparsedAttributes``): every value is
         parsed once for both."""
+        values = self._values(batch)
+        scores = batch_scores(self.space, self.artifact.linear, values)
+        names = batch.schema.names
+        unparsed = np.zeros(batch.num_rows, dtype=bool)
+        for name, parse in self._parsed:
+            if name in names:  # an input the batch lacks is missing, never unreadable
+                numbers = values.numeric(name) if parse is record_number else values.binary(name)
+                unparsed |= numbers.invalid[numbers.codes]
+        return scores, int(np.count_nonzero(unparsed))
+
+    def _values(self, batch: pa.RecordBatch) -> BatchValues:
+        """The featurizer's view of ``batch``, with an empty (missing) column for every input it lacks."""
         names = batch.schema.names
         absent = [name for name in self._inputs if name not in names]
         if absent:
@@ -183,14 +195,7 @@ class Predictor:
             batch = pa.RecordBatch.from_arrays(
                 [*batch.columns, *([empty] * len(absent))], names=[*names, *absent]
             )
-        values = self.space.values(batch)
-        scores = batch_scores(self.space, self.artifact.linear, values)
-        unparsed = np.zeros(batch.num_rows, dtype=bool)
-        for name, parse in self._parsed:
-            if name in names:
-                numbers = values.numeric(name) if parse is record_number else values.binary(name)
-                unparsed |= numbers.invalid[numbers.codes]
-        return scores, int(np.count_nonzero(unparsed))
+        return self.space.values(batch)
 
 
 def batch_scores(space: FeatureSpace, linear: LinearModel, values: BatchValues) -> np.ndarray:

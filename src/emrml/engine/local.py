@@ -59,9 +59,16 @@ def _check_headers(files: list[FileRef], schema: Schema) -> None:
     """Every file's header must name the schema's attributes in order, so all files share one layout."""
     for file in files:
         with open_data(file.uri) as (_, stream):
-            header = read_header(stream, file.uri)
-        if header:
-            check_header(schema, header, file=file.uri)
+            _header_checked(stream, file.uri, schema)
+
+
+def _header_checked(stream: BinaryIO, uri: str, schema: Schema) -> BinaryIO:
+    """Check the header that starts ``stream`` against ``schema`` (``DataError`` naming ``uri``); a stream
+    of all its bytes again, the header's included, for reading the records from the same opening."""
+    header, stream = read_header_again(stream, uri)
+    if header:
+        check_header(schema, header, file=uri)
+    return stream
 
 
 def _count_total(
@@ -172,9 +179,7 @@ def read_selected(
         key = file_key(rearrangement, file.key, file.name)
         with open_data(file.uri) as (raw, stream):
             if check_headers and schema.has_header:
-                header, stream = read_header_again(stream, file.uri)
-                if header:
-                    check_header(schema, header, file=file.uri)
+                stream = _header_checked(stream, file.uri, schema)
             for chunk in read_chunks(
                 stream,
                 file.uri,

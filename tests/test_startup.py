@@ -6,6 +6,7 @@ exactly what a user's ``emrml`` process imports.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -62,6 +63,31 @@ def test_a_command_on_a_current_metastore_imports_no_alembic_pandas_or_botocore(
     again = imported_modules("-m", "emrml", "datasource", "list", env=env)
     assert "sqlalchemy" in again  # the command did open the metastore
     assert again & {"alembic", "pandas", "botocore", "numpy", "pyarrow", "scipy"} == set()
+
+
+def test_a_create_request_imports_no_numpy_or_arrow(tmp_path: Path) -> None:
+    # Validating a Create (its DataRearrangement included) is metastore work; the job reads the data.
+    data = tmp_path / "data.csv"
+    data.write_text("x,y\n1,0\n2,1\n")
+    schema = tmp_path / "data.csv.schema"
+    attributes = [{"attributeName": n, "attributeType": "NUMERIC"} for n in ("x", "y")]
+    schema.write_text(
+        json.dumps(
+            {
+                "version": "1.0",
+                "targetAttributeName": "y",
+                "dataFormat": "CSV",
+                "dataFileContainsHeader": True,
+                "attributes": attributes,
+            }
+        )
+    )
+    env = {"EMRML_HOME": str(tmp_path / "home")}
+    command = ["-m", "emrml", "--output", "json", "datasource", "create", "--no-wait", "--data", str(data)]
+    command += ["--schema", str(schema), "--rearrangement", '{"splitting":{"percentEnd":70}}']
+    imported_modules(*command, "--id", "ds-1", env=env)  # creates and migrates the metastore
+    again = imported_modules(*command, "--id", "ds-2", env=env)
+    assert again & {"numpy", "pyarrow", "pandas", "scipy"} == set()
 
 
 def test_the_predict_path_imports_no_scipy() -> None:

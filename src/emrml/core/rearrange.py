@@ -29,11 +29,12 @@ import json
 import math
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Literal
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Literal
 
 from emrml.errors import InvalidInputException
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _SPLITTING_KEYS = ("percentBegin", "percentEnd", "complement", "strategy", "strategyParams")
 _STRATEGIES = ("sequential", "random")
@@ -180,6 +181,8 @@ def _seed(params: Any, strategy: str) -> str:
 
 def random_mask(r: Rearrangement, key: str, offsets: np.ndarray) -> np.ndarray:
     """Kept rows (bool, shape of ``offsets``) of a random split, for records of the object ``key``."""
+    import numpy as np  # here, as in the other selections: validating a request needs no numpy
+
     prefix = hashlib.sha256(r.seed.encode() + b"\0" + key.encode() + b"\0")
     fresh = prefix.copy
 
@@ -205,6 +208,8 @@ def sequential_mask(r: Rearrangement, total: int, indices: np.ndarray) -> np.nda
 
     ``indices`` are global record indices over all files of the datasource.
     """
+    import numpy as np
+
     low = math.floor(total * Fraction(r.percent_begin) / 100)
     high = math.floor(total * Fraction(r.percent_end) / 100)
     indices = np.asarray(indices, dtype=np.int64)
@@ -221,6 +226,8 @@ def select(
 ) -> np.ndarray:
     """Kept rows of one batch: ``offsets`` feed the random split, ``global_indices`` and ``total`` the
     sequential one (``total`` is needed only when ``r.needs_total``). No rearrangement keeps all."""
+    import numpy as np
+
     if r is None:
         return np.ones(len(offsets), dtype=bool)
     if r.strategy == "random":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from emrml.core.rearrange import parse_rearrangement
 from emrml.errors import InvalidInputException
 from emrml.service import describe
 from emrml.service.confinement import check_location
@@ -33,8 +34,6 @@ if TYPE_CHECKING:
 def _create(app: EmrML, request: Request, location: str, spec: dict[str, Any], **columns: Any) -> Response:
     # A malformed rearrangement is a bad request, refused at once; schema and data problems are found by
     # the job, which records a FAILED datasource whose Message says what is wrong.
-    from emrml.core.rearrange import parse_rearrangement  # numpy: loaded by the first create only
-
     for member in ("DataSchemaLocationS3", "DataSchemaUri"):
         if spec.get(member):
             check_location(app, spec[member], member=member)

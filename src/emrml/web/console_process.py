@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -107,12 +107,27 @@ class ConsoleProcess:
             self._start()
 
 
-class ConsoleProxy:
-    """ASGI app forwarding HTTP requests to the console process on ``socket_path``."""
+#: Methods that change nothing: every other console request may have queued a job.
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-    def __init__(self, socket_path: str, timeout_seconds: float = 120.0) -> None:
+
+class ConsoleProxy:
+    """ASGI app forwarding HTTP requests to the console process on ``socket_path``.
+
+    ``on_change`` is called once the console has answered a request that may have changed something (any
+    method but GET, HEAD and OPTIONS): the API process's job scheduler, which the console process cannot
+    reach, then looks for a job the request queued at once instead of at its next poll.
+    """
+
+    def __init__(
+        self,
+        socket_path: str,
+        timeout_seconds: float = 120.0,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
         self.socket_path = socket_path
         self.timeout_seconds = timeout_seconds
+        self.on_change = on_change
         self._connections: Any = None
 
     def _transport(self) -> Any:
@@ -172,9 +187,11 @@ class ConsoleProxy:
             )
             async for chunk in response.stream:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await response.aclose()
+        if self.on_change is not None and scope["method"] not in _SAFE_METHODS:
+            self.on_change()  # before the answer ends: whoever reads it finds the scheduler already woken
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _unavailable(send: Any) -> None:

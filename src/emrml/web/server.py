@@ -363,15 +363,15 @@ def create_app(
     routes: list[BaseRoute] = [Route("/", api, methods=["POST"]), Route("/health", health, methods=["GET"])]
     if console:
         # The console's code (templates, forms) loads only where it runs: a server with a console process
-        # just forwards to it.
+        # just forwards to it. Either way a job queued from the console wakes the scheduler.
+        wake = scheduler.wake if scheduler is not None else None
         if console_socket is not None:
             from emrml.web.console_process import ConsoleProxy
 
-            console_app: ASGIApp = ConsoleProxy(console_socket)
+            console_app: ASGIApp = ConsoleProxy(console_socket, on_change=wake)
         else:
             from emrml.console import create_console
 
-            wake = scheduler.wake if scheduler is not None else None
             console_app = create_console(service, on_queued=wake)
         routes += [Route("/", _to_console, methods=["GET"]), Mount("/console", app=console_app)]
     settings = service.settings

@@ -6,7 +6,6 @@ exactly what a user's ``emrml`` process imports.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from alembic.config import Config
 from hypothesis import given
 from hypothesis import strategies as st
 
+from emrml.samples import bank_sample_schema, write_bank_sample
 from emrml.service import metastore
 from emrml.service.auth import normalize_url_path
 
@@ -67,21 +67,9 @@ def test_a_command_on_a_current_metastore_imports_no_alembic_pandas_or_botocore(
 
 def test_a_create_request_imports_no_numpy_or_arrow(tmp_path: Path) -> None:
     # Validating a Create (its DataRearrangement included) is metastore work; the job reads the data.
-    data = tmp_path / "data.csv"
-    data.write_text("x,y\n1,0\n2,1\n")
-    schema = tmp_path / "data.csv.schema"
-    attributes = [{"attributeName": n, "attributeType": "NUMERIC"} for n in ("x", "y")]
-    schema.write_text(
-        json.dumps(
-            {
-                "version": "1.0",
-                "targetAttributeName": "y",
-                "dataFormat": "CSV",
-                "dataFileContainsHeader": True,
-                "attributes": attributes,
-            }
-        )
-    )
+    data = write_bank_sample(tmp_path / "bank.csv", 20)
+    schema = tmp_path / "bank.csv.schema"
+    schema.write_text(bank_sample_schema().to_json())
     env = {"EMRML_HOME": str(tmp_path / "home")}
     command = ["-m", "emrml", "--output", "json", "datasource", "create", "--no-wait", "--data", str(data)]
     command += ["--schema", str(schema), "--rearrangement", '{"splitting":{"percentEnd":70}}']

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 
-import datasketches
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from emrml.core.features.batch import BatchValues, Numbers, codes_of, distinct_per_row
 from emrml.core.features.layout import COUNTER_HEADROOM, COUNTER_PENDING, EXACT_DISTINCT_LIMIT, KLL_K
+from emrml.core.quantiles import QuantileSketch
 from emrml.core.recipe import transforms as tf
 from emrml.core.recipe.grammar import (
     Output,
@@ -28,13 +28,13 @@ class NumericStats:
         self.count = 0
         self.mean = 0.0
         self.m2 = 0.0
-        self.sketch: datasketches.kll_doubles_sketch | None = None
+        self.sketch: QuantileSketch | None = None
         self.distinct: np.ndarray | None = None
         self.distinct_counts = np.empty(0, dtype=np.int64)
 
     def track_quantiles(self) -> None:
         if self.sketch is None:
-            self.sketch = datasketches.kll_doubles_sketch(KLL_K)
+            self.sketch = QuantileSketch(KLL_K)
             self.distinct = np.empty(0)
 
     def update(self, numbers: Numbers) -> None:
@@ -85,26 +85,14 @@ class NumericStats:
         else:
             self._add_distinct(other.distinct, other.distinct_counts)
 
-    def __getstate__(self) -> dict[str, object]:
-        # The sketch travels in its own documented binary form (a datasketches object does not pickle).
-        state = self.__dict__.copy()
-        state["sketch"] = None if self.sketch is None else self.sketch.serialize()
-        return state
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.__dict__.update(state)
-        if isinstance(state["sketch"], bytes):
-            self.sketch = datasketches.kll_doubles_sketch.deserialize(state["sketch"])
-
     def edges(self, n: int) -> tuple[float, ...]:
         if self.distinct is not None:
             return tuple(tf.quantile_edges(self.distinct, self.distinct_counts, n))
         assert self.sketch is not None
         if self.sketch.is_empty():
             return ()
-        quantiles = np.asarray(self.sketch.get_quantiles([k / n for k in range(1, n)], True))
-        edges = np.unique(quantiles)
-        return tuple(float(edge) for edge in edges[edges < self.sketch.get_max_value()])
+        edges = np.unique(self.sketch.quantiles([k / n for k in range(1, n)]))
+        return tuple(float(edge) for edge in edges[edges < self.sketch.max])
 
     def moments(self) -> tuple[float, float]:
         std = math.sqrt(self.m2 / self.count) if self.count else 0.0

@@ -7,21 +7,20 @@ import string
 from collections.abc import Sequence
 from typing import Any
 
-import datasketches
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from emrml.core.quantiles import QuantileSketch
 from emrml.core.stats.constants import (
     EXACT_NUMERIC_LIMIT,
-    FEED_CHUNK,
     HISTOGRAM_BINS,
     KLL_K,
     MI_TOP_WORDS,
     QUANTILE_RANKS,
     TOKEN_PUNCTUATION,
 )
-from emrml.core.stats.sketches import Moments, ValueCounter, b64, empty_mask, unb64, value_list
+from emrml.core.stats.sketches import Moments, ValueCounter, empty_mask, value_list
 from emrml.core.text import byte_lengths, drop_empty, is_plain_ascii, split_whitespace
 from emrml.core.values import Parsed, parse_binary, parse_numeric
 
@@ -54,15 +53,6 @@ def _value_counts(column: pa.Array) -> tuple[pa.Array, np.ndarray]:
     return counted.field("values"), counted.field("counts").to_numpy(zero_copy_only=False)
 
 
-def _feed_kll(sketch: datasketches.kll_doubles_sketch, values: np.ndarray, counts: np.ndarray) -> None:
-    # Repeat in bounded chunks: a value may stand for many millions of rows.
-    for value, count in zip(values.tolist(), counts.tolist(), strict=True):
-        while count > 0:
-            step = min(count, FEED_CHUNK)
-            sketch.update(np.full(step, value, dtype=np.float64))
-            count -= step
-
-
 def _exact_quantiles(values: np.ndarray, counts: np.ndarray, ranks: Sequence[float]) -> list[float]:
     """Quantiles of the multiset {values[i] x counts[i]} (sorted values), numpy's linear interpolation."""
     cumulative = np.cumsum(counts)
@@ -82,7 +72,8 @@ class NumericStats:
 
     Exact mode: a value -> count map (sorted distinct values, int64 counts) from which moments, quantiles and
     the histogram are computed when asked. When the map would exceed :data:`EXACT_NUMERIC_LIMIT` values it is
-    poured into a KLL sketch, and from then on each batch updates the sketch and running moments.
+    poured into a quantile sketch (``core.quantiles``), and from then on each batch updates the sketch and
+    running moments.
     """
 
     def __init__(self) -> None:
@@ -90,18 +81,18 @@ class NumericStats:
         self.invalid = 0
         self.values: np.ndarray | None = np.zeros(0, dtype=np.float64)
         self.counts = np.zeros(0, dtype=np.int64)
-        self.kll: datasketches.kll_doubles_sketch | None = None
+        self.sketch: QuantileSketch | None = None
         self.moments = Moments()  # sketch mode only
 
     def update(self, column: pa.Array) -> None:
-        if self.kll is not None:
+        if self.sketch is not None:
             parsed = parse_numbers(column)
             self.missing += int(np.count_nonzero(parsed.missing))
             self.invalid += int(np.count_nonzero(parsed.invalid))
             bad = parsed.missing | parsed.invalid
             valid = parsed.values[~bad] if bad.any() else parsed.values
             self.moments.add(valid)
-            self.kll.update(valid)
+            self.sketch.update(valid)
             return
         # Exact mode parses each distinct string once.
         strings, counts = _value_counts(column)
@@ -116,9 +107,9 @@ class NumericStats:
 
     def _add_exact(self, values: np.ndarray, counts: np.ndarray) -> None:
         if self.values is None:
-            assert self.kll is not None
+            assert self.sketch is not None
             self.moments.add(values, counts)
-            _feed_kll(self.kll, values, counts)
+            self.sketch.update(values, counts)
             return
         known = self.values
         if known.size and values.size:
@@ -136,7 +127,7 @@ class NumericStats:
             self.values, self.counts = merged, totals
 
     def _to_sketch(self, values: np.ndarray, counts: np.ndarray) -> None:
-        self.kll = datasketches.kll_doubles_sketch(KLL_K)
+        self.sketch = QuantileSketch(KLL_K)
         self.moments = Moments()
         self.values, self.counts = None, np.zeros(0, dtype=np.int64)
         self._add_exact(values, counts)
@@ -149,9 +140,9 @@ class NumericStats:
             return
         if self.values is not None:
             self._to_sketch(self.values, self.counts)
-        assert self.kll is not None and other.kll is not None
+        assert self.sketch is not None and other.sketch is not None
         self.moments.merge(other.moments)
-        self.kll.merge(other.kll)
+        self.sketch.merge(other.sketch)
 
     def _all_moments(self) -> Moments:
         if self.values is None:
@@ -183,9 +174,9 @@ class NumericStats:
             quantiles = _exact_quantiles(self.values, self.counts, QUANTILE_RANKS)
             median = _exact_quantiles(self.values, self.counts, (0.5,))[0]
         else:
-            assert self.kll is not None
-            quantiles = [float(v) for v in self.kll.get_quantiles(list(QUANTILE_RANKS))]
-            median = float(self.kll.get_quantile(0.5))
+            assert self.sketch is not None
+            quantiles = self.sketch.quantiles(QUANTILE_RANKS)
+            (median,) = self.sketch.quantiles((0.5,))
         out.update(
             min=moments.min,
             max=moments.max,
@@ -206,8 +197,8 @@ class NumericStats:
             weighted, _ = np.histogram(self.values, bins=edges, weights=self.counts)
             counts = np.rint(weighted).astype(np.int64)
         else:
-            assert self.kll is not None
-            cdf = np.asarray(self.kll.get_cdf(edges[1:-1].tolist()), dtype=np.float64)
+            assert self.sketch is not None
+            cdf = np.asarray(self.sketch.cdf(edges[1:-1].tolist()), dtype=np.float64)
             cumulative = np.rint(np.concatenate([[0.0], cdf[:-1], [1.0]]) * total).astype(np.int64)
             counts = np.diff(cumulative)
         return {"edges": edges.tolist(), "counts": counts.tolist()}
@@ -218,17 +209,17 @@ class NumericStats:
             state["values"] = self.values.tolist()
             state["counts"] = self.counts.tolist()
         else:
-            assert self.kll is not None
+            assert self.sketch is not None
             state["moments"] = self.moments.to_state()
-            state["kll"] = b64(self.kll.serialize())
+            state["sketch"] = self.sketch.to_state()
         return state
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> NumericStats:
         stats = cls()
         stats.missing, stats.invalid = int(state["missing"]), int(state["invalid"])
-        if "kll" in state:
-            stats.kll = datasketches.kll_doubles_sketch.deserialize(unb64(state["kll"]))
+        if "sketch" in state:
+            stats.sketch = QuantileSketch.from_state(state["sketch"])
             stats.moments = Moments.from_state(state["moments"])
             stats.values = None
         else:

@@ -14,14 +14,13 @@ MI_TOP_WORDS = 50
 #: Stripped from both ends of a token by the statistics tokenizer.
 TOKEN_PUNCTUATION = string.punctuation + "“”‘’«»…–—¡¿"
 
-FORMAT = "emrml-statistics/1"
+FORMAT = "emrml-statistics/2"  # 2: numeric sketches are core.quantiles states
 EXACT_NUMERIC_LIMIT = 4096
 KLL_K = 200
 FREQUENT_LG_MAX_MAP = 11
 FREQUENT_CAPACITY = 3 << (FREQUENT_LG_MAX_MAP - 2)  # the sketch purges beyond 3/4 of its map
 FREQUENT_PER_BATCH = 256
 HLL_LG_REGISTERS = 14
-FEED_CHUNK = 1 << 20
 
 U64 = np.uint64
 GOLDEN = U64(0x9E3779B97F4A7C15)

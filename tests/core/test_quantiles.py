@@ -80,3 +80,5 @@ def test_the_state_is_plain_json_and_is_checked() -> None:
         QuantileSketch.from_state({**state, "n": state["n"] + 1})  # weights no longer add up
     with pytest.raises(ValueError, match="empty"):
         QuantileSketch().quantiles([0.5])
+    with pytest.raises(ValueError, match="finite"):
+        QuantileSketch().update(np.array([1.0, np.nan]))

@@ -54,6 +54,8 @@ class QuantileSketch:
         values = np.asarray(values, dtype=np.float64)
         if not values.size:
             return
+        if not np.isfinite(values).all():
+            raise ValueError("a quantile sketch takes finite numbers only")
         if counts is None:
             self._append(0, values)
             self.n += values.size

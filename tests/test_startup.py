@@ -19,9 +19,11 @@ from alembic.config import Config
 from hypothesis import given
 from hypothesis import strategies as st
 
+from emrml.config import Settings
 from emrml.samples import bank_sample_schema, write_bank_sample
-from emrml.service import metastore
+from emrml.service import credentials, metastore
 from emrml.service.auth import normalize_url_path
+from emrml.service.operations import canonical
 
 #: What no command may import unless it needs it (and importing the CLI needs none of them).
 HEAVY = ("pandas", "alembic", "botocore", "sqlalchemy", "numpy", "pyarrow", "scipy")
@@ -128,11 +130,48 @@ def test_schema_is_current_only_after_migrating(tmp_path: Path) -> None:
             config.attributes["connection"] = connection
             command.upgrade(config, "0001")  # an old metastore
         assert not metastore.schema_is_current(engine)
-        metastore.migrate(engine)
+        metastore.migrate(engine, tmp_path)
         assert metastore.schema_is_current(engine)
         with engine.connect() as connection:
             version = connection.execute(sqlalchemy.text("SELECT version_num FROM alembic_version"))
             assert version.scalar_one() == metastore.head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_passwords_stored_in_clear_by_earlier_versions_are_sealed_by_the_migration(tmp_path: Path) -> None:
+    engine = metastore.open_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    config = Config()
+    config.set_main_option("script_location", str(metastore.MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0010")  # a metastore of the last version before 0011
+    spec = {"DatabaseCredentials": {"Username": "u", "Password": "hunter2-in-clear"}, "SelectSqlQuery": "q"}
+    earlier = {
+        "rds-1": ("CreateDataSourceFromRDS", {"DataSourceId": "rds-1", "RDSData": spec}),
+        "rs-1": ("CreateDataSourceFromRedshift", {"DataSourceId": "rs-1", "DataSpec": spec}),
+    }
+    sessions = metastore.session_factory(engine)
+    try:
+        with sessions() as session, session.begin():
+            for entity_id, (operation, request) in earlier.items():
+                metadata = {"rds_metadata" if "RDS" in operation else "redshift_metadata": "{}"}
+                session.add(
+                    metastore.DataSource(
+                        id=entity_id, status="COMPLETED", created_by="root", created_at=1.0,
+                        last_updated_at=1.0, request=canonical(request), data_location="s3://b/k",
+                        **metadata,
+                    )
+                )  # fmt: skip
+        metastore.migrate(engine, tmp_path)
+        settings = Settings(home=tmp_path)
+        with sessions() as session:
+            for entity_id, (operation, request) in earlier.items():
+                row = session.get(metastore.DataSource, entity_id)
+                assert "hunter2-in-clear" not in row.request and "hmac-sha256:" in row.request
+                # What a new request would store: a retry of the same request still matches it.
+                assert row.request == canonical(credentials.seal(settings, operation, request)[0])
+                assert credentials.password(settings, row, "ignored") == "hunter2-in-clear"
     finally:
         engine.dispose()
 

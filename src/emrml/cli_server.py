@@ -69,7 +69,7 @@ def _identities(ctx: typer.Context) -> Identities:
     settings = _settings(ctx)
     settings.home.mkdir(parents=True, exist_ok=True)
     engine = open_engine(settings.database_url)
-    migrate(engine)
+    migrate(engine, settings.home)
     ctx.call_on_close(engine.dispose)
     return Identities(session_factory(engine), settings.home)
 

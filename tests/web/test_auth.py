@@ -55,7 +55,7 @@ BODY = b'{"Limit": 1}'
 def identities(tmp_path: Path, metastore_url: str) -> Iterator[Identities]:
     """Users and keys on each supported metastore (SQLite and PostgreSQL)."""
     engine = open_engine(metastore_url)
-    migrate(engine)
+    migrate(engine, tmp_path)
     yield Identities(session_factory(engine), tmp_path)
     engine.dispose()
 
@@ -64,7 +64,7 @@ def identities(tmp_path: Path, metastore_url: str) -> Iterator[Identities]:
 def sqlite_identities(tmp_path: Path) -> Iterator[Identities]:
     """Users and keys in a SQLite file, whose bytes a test can inspect."""
     engine = open_engine(f"sqlite:///{tmp_path / 'metastore.db'}")
-    migrate(engine)
+    migrate(engine, tmp_path)
     yield Identities(session_factory(engine), tmp_path)
     engine.dispose()
 

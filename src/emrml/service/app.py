@@ -40,7 +40,7 @@ class EmrML:
         prepare_home(self.settings)
         configure_storage(self.settings)
         self.engine = open_engine(self.settings.database_url)
-        migrate(self.engine)
+        migrate(self.engine, self.settings.home)
         self.sessions = session_factory(self.engine)
         self.jobs = JobRunner(self.settings, self.sessions)
         #: The models whose real-time endpoints this process serves.

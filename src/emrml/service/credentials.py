@@ -41,18 +41,23 @@ def seal(settings: Settings, operation: str, request: dict[str, Any]) -> tuple[d
     the request unchanged and None for an operation without a password."""
     if _credentials(operation, request) is None:
         return request, None
+    return seal_with(secret_box(settings), operation, request)
+
+
+def seal_with(box: SecretBox, operation: str, request: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """``seal`` with the home's key at hand (migration 0011 seals the requests recorded before 0007)."""
     stored = copy.deepcopy(request)
     credentials = _credentials(operation, stored)
-    assert credentials is not None
-    box = secret_box(settings)
+    if credentials is None:
+        return request, None
     password = credentials["Password"]
     credentials["Password"] = box.digest(password)
     return stored, box.encrypt(password)
 
 
 def password(settings: Settings, entity: DataSource, stored: str) -> str:
-    """The datasource's password for the job that runs its query. ``stored`` is the request's
-    Password member: the plain password of a datasource recorded before passwords were encrypted."""
+    """The datasource's password for the job that runs its query. ``stored`` is the request's Password
+    member, the password itself where no encrypted one is recorded (a request without a password string)."""
     if entity.database_password is None:
         return stored
     return secret_box(settings).decrypt(entity.database_password)

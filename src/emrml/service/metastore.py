@@ -310,9 +310,10 @@ def schema_is_current(engine: Engine) -> bool:
     return versions == [head]
 
 
-def migrate(engine: Engine) -> None:
+def migrate(engine: Engine, home: Path) -> None:
     """Bring the database schema to the latest Alembic revision (nothing to do, and no Alembic import,
-    when it is there already: every CLI command and server start opens the metastore)."""
+    when it is there already: every CLI command and server start opens the metastore). ``home`` holds the
+    key a data migration may need (0011 encrypts passwords stored in clear by earlier versions)."""
     if schema_is_current(engine):
         return
     # Imported here: Alembic takes most of a second to import and is needed only to upgrade.
@@ -323,6 +324,7 @@ def migrate(engine: Engine) -> None:
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
+        config.attributes["home"] = home
         command.upgrade(config, "head")
 
 

@@ -33,8 +33,9 @@ class NumericStats:
         self.distinct_counts = np.empty(0, dtype=np.int64)
 
     def track_quantiles(self) -> None:
-        if self.sketch is None:
-            self.sketch = QuantileSketch(KLL_K)
+        """Count the values from now on, for quantile bins: exactly while there are at most
+        ``EXACT_DISTINCT_LIMIT`` distinct ones, then in a sketch that starts from those counts."""
+        if self.distinct is None and self.sketch is None:
             self.distinct = np.empty(0)
 
     def update(self, numbers: Numbers) -> None:
@@ -51,22 +52,26 @@ class NumericStats:
         self.mean += delta * len(values) / total
         self.m2 += batch_m2 + delta * delta * self.count * len(values) / total
         self.count = total
-        if self.sketch is None:
-            return
-        self.sketch.update(values)
-        self._add_distinct(values, np.ones(len(values), dtype=np.int64))
+        if self.sketch is not None:
+            self.sketch.update(values)
+        elif self.distinct is not None:
+            self._add_distinct(values, np.ones(len(values), dtype=np.int64))
 
     def _add_distinct(self, values: np.ndarray, counts: np.ndarray) -> None:
-        """Exact value counts while there are at most ``EXACT_DISTINCT_LIMIT`` distinct values."""
-        if self.distinct is None:
-            return
+        assert self.distinct is not None
         merged, inverse = np.unique(np.concatenate((self.distinct, values)), return_inverse=True)
-        if len(merged) > EXACT_DISTINCT_LIMIT:
-            self.distinct = None
-            return
         weights = np.concatenate((self.distinct_counts, counts))
         self.distinct = merged
         self.distinct_counts = np.bincount(inverse, weights=weights, minlength=len(merged)).astype(np.int64)
+        if len(merged) > EXACT_DISTINCT_LIMIT:
+            self._to_sketch()
+
+    def _to_sketch(self) -> None:
+        """Pour the exact counts into a sketch (with their exact weights), which takes over from here."""
+        assert self.distinct is not None
+        self.sketch = QuantileSketch(KLL_K)
+        self.sketch.update(self.distinct, self.distinct_counts)
+        self.distinct, self.distinct_counts = None, np.empty(0, dtype=np.int64)
 
     def merge(self, other: NumericStats) -> None:
         """Add the statistics of other values (Chan et al.'s pairwise merge of the moments)."""
@@ -77,11 +82,18 @@ class NumericStats:
             self.mean += delta * other.count / total
             self.m2 += other.m2 + delta * delta * self.count * other.count / total
             self.count = total
-        if self.sketch is None or other.sketch is None:
+        tracking = self.sketch is not None or self.distinct is not None
+        if not tracking or (other.sketch is None and other.distinct is None):
             return
-        self.sketch.merge(other.sketch)
-        if other.distinct is None:
-            self.distinct = None
+        if other.sketch is not None:
+            if self.sketch is None:
+                self._to_sketch()
+            assert self.sketch is not None
+            self.sketch.merge(other.sketch)
+            return
+        assert other.distinct is not None
+        if self.sketch is not None:
+            self.sketch.update(other.distinct, other.distinct_counts)
         else:
             self._add_distinct(other.distinct, other.distinct_counts)
 

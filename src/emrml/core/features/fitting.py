@@ -52,10 +52,19 @@ class NumericStats:
         self.mean += delta * len(values) / total
         self.m2 += batch_m2 + delta * delta * self.count * len(values) / total
         self.count = total
+        if self.sketch is None and self.distinct is None:
+            return
+        # Counted per distinct string of the batch (``numbers`` is dictionary-encoded), not per row; a code
+        # of -1 (a null) is absent.
+        codes = numbers.codes
+        if codes.min() < 0:
+            codes = codes[codes >= 0]
+        counts = np.bincount(codes, minlength=len(numbers.values))
+        present = (counts > 0) & ~numbers.absent
         if self.sketch is not None:
-            self.sketch.update(values)
-        elif self.distinct is not None:
-            self._add_distinct(values, np.ones(len(values), dtype=np.int64))
+            self.sketch.update(numbers.values[present], counts[present])
+        else:
+            self._add_distinct(numbers.values[present], counts[present])
 
     def _add_distinct(self, values: np.ndarray, counts: np.ndarray) -> None:
         assert self.distinct is not None

@@ -28,6 +28,25 @@ _MIN_CAPACITY = 8
 _DECAY = 2 / 3
 
 
+def add_counts(
+    values: np.ndarray, counts: np.ndarray, more: np.ndarray, more_counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """An exact value -> count map (sorted distinct float64 ``values``, int64 ``counts``) with each of
+    ``more`` added ``more_counts`` times (``more`` may repeat a value): the new map. What statistics and
+    quantile bins keep while a column has few enough distinct numbers, before a sketch takes over."""
+    if values.size and more.size:
+        at = np.minimum(np.searchsorted(values, more), values.size - 1)
+        if np.array_equal(values[at], more):  # the usual batch: no number that is not known already
+            totals = counts.copy()
+            np.add.at(totals, at, more_counts)
+            return values, totals
+    merged, inverse = np.unique(np.concatenate([values, more]), return_inverse=True)
+    totals = np.zeros(merged.size, dtype=np.int64)
+    # add.at, unlike bincount with weights, keeps the counts integral; repeated indices are summed.
+    np.add.at(totals, inverse, np.concatenate([counts, more_counts]))
+    return merged, totals
+
+
 def _coin(level: int, compactions: int) -> int:
     """0 or 1: where the compaction number ``compactions`` of ``level`` starts taking every other item."""
     return hashlib.blake2b(b"%d:%d" % (level, compactions), digest_size=1).digest()[0] & 1

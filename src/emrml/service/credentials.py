@@ -46,10 +46,11 @@ def seal(settings: Settings, operation: str, request: dict[str, Any]) -> tuple[d
 
 def seal_with(box: SecretBox, operation: str, request: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     """``seal`` with the home's key at hand (migration 0011 seals the requests recorded before 0007)."""
+    if _credentials(operation, request) is None:
+        return request, None
     stored = copy.deepcopy(request)
     credentials = _credentials(operation, stored)
-    if credentials is None:
-        return request, None
+    assert credentials is not None
     password = credentials["Password"]
     credentials["Password"] = box.digest(password)
     return stored, box.encrypt(password)

@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 
 from emrml.core.features.batch import BatchValues, Numbers, codes_of, distinct_per_row
 from emrml.core.features.layout import COUNTER_HEADROOM, COUNTER_PENDING, EXACT_DISTINCT_LIMIT, KLL_K
-from emrml.core.quantiles import QuantileSketch
+from emrml.core.quantiles import QuantileSketch, add_counts
 from emrml.core.recipe import transforms as tf
 from emrml.core.recipe.grammar import (
     Output,
@@ -68,11 +68,8 @@ class NumericStats:
 
     def _add_distinct(self, values: np.ndarray, counts: np.ndarray) -> None:
         assert self.distinct is not None
-        merged, inverse = np.unique(np.concatenate((self.distinct, values)), return_inverse=True)
-        weights = np.concatenate((self.distinct_counts, counts))
-        self.distinct = merged
-        self.distinct_counts = np.bincount(inverse, weights=weights, minlength=len(merged)).astype(np.int64)
-        if len(merged) > EXACT_DISTINCT_LIMIT:
+        self.distinct, self.distinct_counts = add_counts(self.distinct, self.distinct_counts, values, counts)
+        if len(self.distinct) > EXACT_DISTINCT_LIMIT:
             self._to_sketch()
 
     def _to_sketch(self) -> None:

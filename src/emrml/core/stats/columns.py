@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from emrml.core.quantiles import QuantileSketch
+from emrml.core.quantiles import QuantileSketch, add_counts
 from emrml.core.stats.constants import (
     EXACT_NUMERIC_LIMIT,
     HISTOGRAM_BINS,
@@ -111,16 +111,7 @@ class NumericStats:
             self.moments.add(values, counts)
             self.sketch.update(values, counts)
             return
-        known = self.values
-        if known.size and values.size:
-            at = np.minimum(np.searchsorted(known, values), known.size - 1)
-            if np.array_equal(known[at], values):
-                np.add.at(self.counts, at, counts)
-                return
-        merged, inverse = np.unique(np.concatenate([known, values]), return_inverse=True)
-        totals = np.zeros(merged.size, dtype=np.int64)
-        # add.at, unlike bincount with weights, keeps the counts integral; repeated indices are summed.
-        np.add.at(totals, inverse, np.concatenate([self.counts, counts]))
+        merged, totals = add_counts(self.values, self.counts, values, counts)
         if merged.size > EXACT_NUMERIC_LIMIT:
             self._to_sketch(merged, totals)
         else:

@@ -13,6 +13,7 @@ scientific notation with at most 7 significant digits, e.g. ``1.237027E-1``, ``1
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,13 @@ _MANTISSA_HIGH = 10.0**SIGNIFICANT_DIGITS
 # to its 7-digit mantissa takes two steps instead of overflowing.
 _SCALE_STEP = 300
 _POWERS = np.power(10.0, np.arange(-_SCALE_STEP, _SCALE_STEP + 1, dtype=np.float64))
+
+
+def _overflow() -> InvalidInputException:
+    return InvalidInputException(
+        "Record: its NUMERIC values are too large for this model: the prediction overflows the range of "
+        "floating-point numbers"
+    )
 
 
 def _sigmoid(z: float) -> float:
@@ -96,7 +104,10 @@ class Predictor:
         """The Predict API's ``Prediction`` member for one record (attribute name → string value).
 
         Unknown keys are ignored, a key left out is a missing value, the target is ignored. Raises
-        ``InvalidInputException`` naming the key when a value is not a string.
+        ``InvalidInputException`` naming the key when a value is not a string. A REGRESSION value past the
+        float range (huge NUMERIC values on a raw numeric output) is the largest float of its sign, as JSON
+        has no infinity; a score that is no number at all (terms overflowing to infinities of both signs)
+        is an ``InvalidInputException``.
         """
         try:
             "".join(record.values())
@@ -112,11 +123,17 @@ class Predictor:
         if self._score is None:  # MULTICLASS
             probabilities = self.artifact.linear.score_one(*self.space.transform_record(record))
             assert isinstance(probabilities, list) and self.labels is not None
+            if any(p != p for p in probabilities):
+                raise _overflow()
             scores = dict(zip(self.labels, probabilities, strict=True))
             best = self.labels[probabilities.index(max(probabilities))]
             details = self._details(record, unparsed)
             return {"details": details, "predictedLabel": best, "predictedScores": scores}
         z = self._score(record, unparsed) + self._bias
+        if z - z != 0.0:  # not finite: JSON has no infinity, and an answer must be a JSON number
+            if z != z:
+                raise _overflow()
+            z = math.copysign(sys.float_info.max, z)
         details = self._details(record, unparsed)
         if kind == "REGRESSION":
             return {"details": details, "predictedValue": z}

@@ -197,7 +197,8 @@ from emrml.service.jobs import JobRunner
 JobRunner(Settings(home=Path(sys.argv[1]), s3_endpoint_url=sys.argv[2]), None)
 spawn = forkserver.context()
 with forkserver.main_hidden():
-    worker = spawn.Process(target=exec, args=("import sys; sys.exit(0 if 'boto3' in sys.modules else 3)",))
+    check = f"import sys; sys.exit(0 if {sys.argv[3]!r} in sys.modules else 3)"
+    worker = spawn.Process(target=exec, args=(check,))
     worker.start()
 worker.join()
 print(worker.exitcode)
@@ -210,11 +211,21 @@ def test_job_workers_find_the_s3_client_loaded_only_when_s3_is_configured(
 ) -> None:
     # A worker forked for a job starts with boto3 in memory when S3 is configured (its first client costs
     # tens of ms, not half a second), and without it otherwise (local jobs keep a small fork server).
+    assert _worker_has(tmp_path, endpoint, "boto3") is preloaded
+
+
+def test_job_workers_find_what_arrow_imports_on_first_use_loaded(tmp_path: Path) -> None:
+    # pyarrow imports numpy.ma on its first conversion of a numpy array: the fork server has paid it.
+    assert _worker_has(tmp_path, "", "numpy.ma")
+
+
+def _worker_has(home: Path, endpoint: str, module: str) -> bool:
+    """Whether a worker forked by the job runner's fork server starts with ``module`` imported."""
     result = subprocess.run(
-        [sys.executable, "-c", WORKER_PROBE, str(tmp_path), endpoint],
+        [sys.executable, "-c", WORKER_PROBE, str(home), endpoint, module],
         capture_output=True,
         text=True,
         check=True,
         timeout=120,
     )
-    assert result.stdout.split()[-1] == ("0" if preloaded else "3"), result.stderr[-2000:]
+    return result.stdout.split()[-1] == "0"

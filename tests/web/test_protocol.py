@@ -23,7 +23,7 @@ from emrml.config import Settings
 from emrml.service.app import EmrML
 from emrml.service.metastore import DataSource, now
 from emrml.service.operations import OPERATIONS
-from emrml.web.protocol import TARGET_PREFIX
+from emrml.web.protocol import TARGET_PREFIX, encode_response
 from emrml.web.scheduler import JobScheduler
 from emrml.web.server import AccessLog, create_app
 
@@ -404,3 +404,25 @@ def test_scheduler_stop_returns_jobs_still_running(tmp_path: Path) -> None:
         fake.release.set()
     finally:
         service.close()
+
+
+@pytest.mark.parametrize(
+    "prediction",
+    [
+        {"predictedLabel": "ñandú ✓", "predictedScores": {"ñandú ✓": 0.1, 'b"\\': 1e-300}},
+        {"predictedValue": 1e16},
+        {"predictedValue": -1.7976931348623157e308},
+        {"predictedLabel": "1", "predictedScores": {"1": 0.30000000000000004}},
+    ],
+)
+def test_predict_answers_encode_like_every_other_answer(prediction: dict[str, Any]) -> None:
+    # Predict's fast encoder must give the same JSON (same values, same UTF-8 text) as the others'.
+    answer = {"Prediction": {"details": {"PredictiveModelType": "BINARY", "Algorithm": "SGD"}, **prediction}}
+    fast, usual = encode_response(answer, "Predict"), encode_response(answer)
+    assert json.loads(fast) == json.loads(usual) == answer
+    assert ("ñandú".encode() in fast) == ("ñandú".encode() in usual)  # UTF-8, not \u escapes
+
+
+def test_a_number_that_is_not_finite_is_never_written_as_null() -> None:
+    with pytest.raises(ValueError):
+        encode_response({"Score": float("nan")}, "GetMLModel")

@@ -238,7 +238,7 @@ class ApiHandler:
                 fields["access_key_id"] = caller.access_key_id
             name = operation_name(target)
             response = await self._run(name, decode_request(body), caller)
-            status, payload, error_type = 200, encode_response(response), None
+            status, payload, error_type = 200, encode_response(response, name), None
         except AmazonMLError as exc:
             error = exc
             if exc.http_status >= 500:

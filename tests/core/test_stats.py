@@ -27,6 +27,7 @@ from emrml.core.stats import (
     splitmix64,
     target_codes,
 )
+from emrml.core.stats.accumulator import _BottomKSample
 
 DATASETS = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
 
@@ -432,6 +433,25 @@ def test_sample_is_independent_of_batches_and_order() -> None:
     assert all(sample.equals(samples[0]) for sample in samples[1:])
     # The sample is the 400 rows with the smallest key hashes, in hash order.
     assert samples[0].equals(table.take(np.argsort(splitmix64(keys))[:400]))
+
+
+@pytest.mark.parametrize("spill", [1, 2, 4])
+def test_the_sample_gathers_its_candidates_without_changing_them(spill: int) -> None:
+    # Whenever the candidates are gathered (every time past the sample's size, or never), the sample is
+    # the rows with the smallest hashes, and candidates never exceed spill + 1 samples.
+    rows = 20_000
+    table = pa.table({"i": pa.array([str(i) for i in range(rows)])})
+    hashes = splitmix64(np.arange(rows, dtype=np.uint64) * 31)
+    sample = _BottomKSample(300, table.schema, spill=spill)
+    most = 0
+    for start in range(0, rows, 700):
+        sample.offer(hashes[start : start + 700], table.slice(start, 700).to_batches()[0])
+        most = max(most, len(sample.hashes))
+    assert most <= (spill + 1) * 300 + 700
+    kept, rows_kept = sample.sorted()
+    best = np.argsort(hashes)[:300]
+    assert np.array_equal(kept, hashes[best])
+    assert rows_kept.equals(table.take(pa.array(best)))
 
 
 def test_state_stays_bounded_over_two_million_rows() -> None:

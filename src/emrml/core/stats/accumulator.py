@@ -34,19 +34,22 @@ from emrml.core.stats.sketches import b64, splitmix64, unb64
 class _BottomKSample:
     """The rows with the ``size`` smallest splitmix64(row key) hashes.
 
-    Candidates are buffered and compacted when the buffer reaches ``size`` rows, so memory stays within
-    about twice the sample plus one batch. Once full, rows hashing above the current largest kept hash are
-    skipped before any of their strings are touched. Rows are kept in arrival order (gathering rows in
-    position order is much faster than in hash order) and put in hash order only when read.
+    Candidate rows are kept as they arrive (a batch's candidates are one ``take``), with their hashes in one
+    array. Once ``size`` rows have been seen, the ``size``-th smallest hash is the threshold: later rows
+    hashing above it are skipped before any of their strings are touched, and it falls as rows come, from
+    the hashes alone. Candidates are gathered down to the ``size`` best only past ``spill * size`` rows
+    (about ``size * (1 + ln(rows / size))`` rows are ever candidates), so memory stays within ``spill + 1``
+    samples plus one batch and most datasources never gather before the end. Rows are kept in arrival
+    order (gathering rows in position order is much faster than in hash order) and put in hash order only
+    when read.
     """
 
-    def __init__(self, size: int, arrow_schema: pa.Schema) -> None:
+    def __init__(self, size: int, arrow_schema: pa.Schema, *, spill: int = 4) -> None:
         self.size = size
+        self.spill = spill
         self.arrow_schema = arrow_schema
-        self.hashes = np.zeros(0, dtype=U64)
-        self.table = arrow_schema.empty_table()
-        self.pending: list[tuple[np.ndarray, pa.Table]] = []
-        self.pending_rows = 0
+        self.hashes = np.zeros(0, dtype=U64)  # of the rows of self.tables, in order
+        self.tables: list[pa.Table] = []
         self.threshold: np.uint64 | None = None
 
     def offer(self, hashes: np.ndarray, batch: pa.RecordBatch) -> None:
@@ -59,33 +62,34 @@ class _BottomKSample:
         self.add(hashes, pa.Table.from_batches([batch], schema=self.arrow_schema))
 
     def add(self, hashes: np.ndarray, table: pa.Table) -> None:
-        self.pending.append((hashes, table))
-        self.pending_rows += len(hashes)
-        if self.pending_rows >= self.size:
+        if not len(hashes):
+            return
+        self.hashes = np.concatenate([self.hashes, hashes])
+        self.tables.append(table)
+        if len(self.hashes) >= self.size:
+            # The size-th smallest hash so far: any row above it is out of the sample for good.
+            self.threshold = np.partition(self.hashes, self.size - 1)[self.size - 1]
+        if len(self.hashes) > self.spill * self.size:
             self.compact()
 
     def compact(self) -> None:
-        if not self.pending:
-            return
-        hashes = np.concatenate([self.hashes, *(h for h, _ in self.pending)])
-        table = pa.concat_tables([self.table, *(t for _, t in self.pending)])
-        self.pending, self.pending_rows = [], 0
+        """Gather the candidates into one table of the ``size`` best rows (in arrival order)."""
+        table = pa.concat_tables([self.arrow_schema.empty_table(), *self.tables])
+        hashes = self.hashes
         if len(hashes) > self.size:
             chosen = np.sort(np.argpartition(hashes, self.size - 1)[: self.size])
             hashes, table = hashes[chosen], table.take(pa.array(chosen))
-        if len(hashes) == self.size:
-            self.threshold = hashes.max()
-        self.hashes, self.table = hashes, table.combine_chunks()
+        self.hashes, self.tables = hashes, [table.combine_chunks()]
 
     def sorted(self) -> tuple[np.ndarray, pa.Table]:
         """Hashes and rows in hash order."""
         self.compact()
         order = np.argsort(self.hashes)
-        return self.hashes[order], self.table.take(pa.array(order))
+        return self.hashes[order], self.tables[0].take(pa.array(order))
 
     def merge(self, other: _BottomKSample) -> None:
         other.compact()
-        self.add(other.hashes, other.table)
+        self.add(other.hashes, other.tables[0])
         self.compact()
 
     def to_state(self) -> dict[str, str]:

@@ -31,6 +31,7 @@ from web_helpers import post, sign
 from emrml import cli_server
 from emrml.cli_server import register
 from emrml.errors import (
+    IncompleteSignatureException,
     InternalServerException,
     InvalidInputException,
     InvalidSignatureException,
@@ -182,6 +183,26 @@ def test_verification_reproduces_botocore_signatures(extra: dict[str, str]) -> N
     assert caller.user_name == "alice"
     with pytest.raises(InvalidSignatureException, match="does not match"):
         verify(claim, Credential("EMRLKEY0000000000001", "other", "alice"))
+
+
+@pytest.mark.parametrize("layout", ["{c}, {h}, {s}", "{c},{h},{s}", " {c} ,  {h},{s} ", "{s}, {c}, {h}"])
+def test_authorization_headers_are_read_in_any_layout(layout: str) -> None:
+    # The SDKs' layout is read by one pattern; any other goes through the general parser, same answer.
+    headers = sign("http://127.0.0.1:8080", "DescribeDataSources", BODY, "EMRLKEY0000000000001", "s3cret")
+    algorithm, _, parts = headers["Authorization"].partition(" ")
+    c, h, s = parts.split(", ")
+    headers["Authorization"] = f"{algorithm} {layout.format(c=c, h=h, s=s)}"
+    claim = parse_signature(_as_received(headers, BODY), time.time())
+    assert verify(claim, Credential("EMRLKEY0000000000001", "s3cret", "alice")).user_name == "alice"
+
+
+@pytest.mark.parametrize("stamp", ["20261340T000000Z", "20260101T250000Z", "2026-01-01T00:00:00Z"])
+def test_a_timestamp_that_is_no_date_is_refused(stamp: str) -> None:
+    headers = sign("http://127.0.0.1:8080", "DescribeDataSources", BODY, "EMRLKEY0000000000001", "s3cret")
+    headers["X-Amz-Date"] = stamp
+    for _ in range(2):  # the second time from what the first remembered
+        with pytest.raises(IncompleteSignatureException, match="basic format"):
+            parse_signature(_as_received(headers, BODY), time.time())
 
 
 def test_path_and_query_are_canonicalized_like_botocore() -> None:

@@ -54,6 +54,10 @@ _TIMESTAMP = "%Y%m%dT%H%M%SZ"
 _TIMESTAMP_PATTERN = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z")
 _ACCESS_KEY_ID = re.compile(r"[A-Za-z0-9]{16,128}")
 _HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
+_USUAL_AUTHORIZATION = re.compile(
+    ALGORITHM + r" Credential=(?P<Credential>[^,\s]+), ?SignedHeaders=(?P<SignedHeaders>[^,\s]+), "
+    r"?Signature=(?P<Signature>[^,\s]+)"
+)
 
 
 _INVALID_TOKEN = "The security token included in the request is invalid."
@@ -114,6 +118,9 @@ def user_arn(account_id: str, user_name: str) -> str:
 
 
 def _authorization_parts(header: str) -> dict[str, str]:
+    usual = _USUAL_AUTHORIZATION.fullmatch(header)
+    if usual is not None:  # as every AWS SDK writes it: one match instead of splitting (a µs a request)
+        return usual.groupdict()
     algorithm, _, rest = header.strip().partition(" ")
     if algorithm != ALGORITHM:
         raise IncompleteSignatureException(
@@ -137,16 +144,11 @@ def _request_time(request: HttpRequest) -> tuple[str, datetime]:
     amz_date = request.header("x-amz-date")
     if amz_date is not None:
         stamp = amz_date.strip()
-        match = _TIMESTAMP_PATTERN.fullmatch(stamp)
-        try:
-            if match is None:
-                raise ValueError(stamp)
-            # Faster than strptime, which would cost a fifth of the whole verification.
-            moment = datetime(*map(int, match.groups()), tzinfo=UTC)
-        except ValueError:
+        moment = _basic_timestamp(stamp)
+        if moment is None:
             raise IncompleteSignatureException(
                 f"Date must be in ISO-8601 'basic format' (yyyyMMdd'T'HHmmss'Z'). Got {amz_date[:40]!r}."
-            ) from None
+            )
         return stamp, moment
     http_date = request.header("date")
     if http_date is None:
@@ -158,6 +160,18 @@ def _request_time(request: HttpRequest) -> tuple[str, datetime]:
     except (TypeError, ValueError):
         raise IncompleteSignatureException(f"Date header {http_date[:60]!r} is not an HTTP date") from None
     return moment.strftime(_TIMESTAMP), moment
+
+
+@functools.lru_cache(maxsize=64)
+def _basic_timestamp(stamp: str) -> datetime | None:
+    """``yyyyMMdd'T'HHmmss'Z'`` as a UTC datetime, None if it is not one. Remembered: the requests of one
+    second share their timestamp."""
+    match = _TIMESTAMP_PATTERN.fullmatch(stamp)
+    try:
+        # Faster than strptime, which would cost a fifth of the whole verification.
+        return None if match is None else datetime(*map(int, match.groups()), tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def _check_clock(moment: datetime, now: datetime) -> None:
@@ -194,6 +208,12 @@ def normalize_url_path(path: str) -> str:
     return first + "/".join(segments) + last
 
 
+@functools.lru_cache(maxsize=256)
+def _canonical_path(raw_path: str) -> str:
+    # Remembered: an API client sends every request to the same path ("/").
+    return quote(normalize_url_path(raw_path), safe="/~")
+
+
 def _canonical_query(query_string: str) -> str:
     # As botocore builds it from the URL it sends: pairs sorted, not re-encoded.
     if not query_string:
@@ -227,7 +247,7 @@ def canonical_request(request: HttpRequest, signed_headers: Sequence[str]) -> st
     return "\n".join(
         (
             request.method.upper(),
-            quote(normalize_url_path(request.raw_path), safe="/~"),
+            _canonical_path(request.raw_path),
             _canonical_query(request.query_string),
             "\n".join(lines) + "\n",
             ";".join(signed_headers),

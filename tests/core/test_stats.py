@@ -27,7 +27,7 @@ from emrml.core.stats import (
     splitmix64,
     target_codes,
 )
-from emrml.core.stats.accumulator import _BottomKSample
+from emrml.core.stats.accumulator import TEXT_BACKLOG, _BottomKSample
 
 DATASETS = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
 
@@ -592,5 +592,14 @@ def test_an_error_on_the_second_thread_reaches_the_caller() -> None:
 
             return super().submit(fail)
 
+    # The TEXT work may lag a few batches: its error comes out of a later update at the latest ...
     with Broken(1) as executor, pytest.raises(RuntimeError, match="text statistics failed"):
+        for key in range(TEXT_BACKLOG + 1):
+            accumulator.update(batch, np.array([key], dtype=np.uint64), executor=executor)
+        pytest.fail("the error did not reach the caller")
+    # ... or out of settle(), which the engine calls before reading the statistics.
+    accumulator = StatisticsAccumulator(schema)
+    with Broken(1) as executor:
         accumulator.update(batch, np.array([0], dtype=np.uint64), executor=executor)
+        with pytest.raises(RuntimeError, match="text statistics failed"):
+            accumulator.settle()

@@ -4,7 +4,8 @@ statistics, fed batch by batch and merged across partitions."""
 from __future__ import annotations
 
 import json
-from concurrent.futures import Executor, wait
+from collections import deque
+from concurrent.futures import Executor, Future, wait
 from typing import Any
 
 import numpy as np
@@ -115,6 +116,10 @@ class _BottomKSample:
 # ------------------------------------------------------------------------------------ the accumulator
 
 
+#: Batches whose TEXT statistics may still be running on the executor while the next batch starts.
+TEXT_BACKLOG = 2
+
+
 class StatisticsAccumulator:
     """Mergeable one-pass statistics of a datasource. Feed it Arrow batches of string columns.
 
@@ -137,6 +142,7 @@ class StatisticsAccumulator:
         self._sample = _BottomKSample(
             sample_size, pa.schema([pa.field(name, pa.string()) for name in self._sample_names])
         )
+        self._backlog: deque[list[Future[None]]] = deque()  # TEXT updates on the executor, per batch
 
     def _new_stats(self, attribute_type: AttributeType) -> ColumnStats:
         if attribute_type is AttributeType.NUMERIC:
@@ -153,10 +159,12 @@ class StatisticsAccumulator:
         """Add a batch: one string column per schema attribute, named as in ``schema.names``.
 
         ``row_keys`` (uint64, one per row) must be stable and unique across the whole datasource; the
-        engine passes ``(file_index << 40) | byte_offset``. With an ``executor`` (a thread pool), the TEXT
-        columns, the costliest, are summarized there while this thread does the others: Arrow and numpy
-        release the GIL, so this uses a second core. Each column is still fed its batches in order, so
-        the statistics are the same.
+        engine passes ``(file_index << 40) | byte_offset``. With an ``executor`` (one thread, which runs
+        tasks in the order given), the TEXT columns, the costliest, are summarized there while this thread
+        does the others: Arrow and numpy release the GIL, so this uses a second core. The TEXT work may
+        lag up to :data:`TEXT_BACKLOG` batches behind rather than hold this thread at every batch; each
+        column is still fed its batches in order, so the statistics are the same. Call :meth:`settle`
+        before the executor shuts down (reading the statistics settles too).
         """
         keys = np.asarray(row_keys)
         if keys.shape != (batch.num_rows,) or not np.issubdtype(keys.dtype, np.integer):
@@ -172,9 +180,10 @@ class StatisticsAccumulator:
         self.record_count += batch.num_rows
         columns = {name: as_strings(batch.column(name)) for name in self.schema.names}
         aside = {name for name, stats in self._columns.items() if isinstance(stats, TextStats)}
-        futures = []
         if executor is not None and len(aside) < len(self._columns):
-            futures = [executor.submit(self._columns[name].update, columns[name]) for name in aside]
+            self._backlog.append(
+                [executor.submit(self._columns[name].update, columns[name]) for name in aside]
+            )
         else:
             aside = set()
         try:
@@ -185,15 +194,32 @@ class StatisticsAccumulator:
                 [columns[name] for name in self._sample_names], schema=self._sample.arrow_schema
             )
             self._sample.offer(splitmix64(keys.astype(U64, copy=False)), sampled)
-        finally:
-            wait(futures)  # never leave a column being updated behind, even on an error here
-        for future in futures:
-            future.result()
+        except BaseException:
+            self.settle()  # never leave a column being updated behind, even on an error here
+            raise
+        self._settle(keep=TEXT_BACKLOG)
+
+    def settle(self) -> None:
+        """Wait for the TEXT work still running on the executor; raise the first error it met, if any."""
+        self._settle(keep=0)
+
+    def _settle(self, keep: int) -> None:
+        """Wait until at most ``keep`` batches' TEXT work is pending; after an error, wait for all of it
+        (no column is left being updated), then raise the error."""
+        error: BaseException | None = None
+        while len(self._backlog) > (0 if error else keep):
+            futures = self._backlog.popleft()
+            wait(futures)
+            error = error or next((e for f in futures if (e := f.exception()) is not None), None)
+        if error is not None:
+            raise error
 
     def merge(self, other: StatisticsAccumulator) -> None:
         """Fold ``other`` (same schema, sample size and top_k) into this accumulator."""
         if other.schema != self.schema or (other.sample_size, other.top_k) != (self.sample_size, self.top_k):
             raise ValueError("cannot merge statistics of different schemas or settings")
+        self.settle()
+        other.settle()
         self.record_count += other.record_count
         for name, stats in self._columns.items():
             stats.merge(other._columns[name])  # type: ignore[arg-type]
@@ -201,10 +227,12 @@ class StatisticsAccumulator:
 
     def sample_table(self) -> pa.Table:
         """The sampled rows (target and input attributes, string columns, in schema order), by row hash."""
+        self.settle()
         return self._sample.sorted()[1]
 
     def to_bytes(self) -> bytes:
         """The state as UTF-8 JSON (sketches and sample as base64 of their own serialized forms)."""
+        self.settle()
         state = {
             "format": FORMAT,
             "names": self.schema.names,
@@ -286,6 +314,7 @@ class StatisticsAccumulator:
 
     def result(self) -> dict[str, Any]:
         """The statistics as a JSON-serializable dict (structure in the module docstring)."""
+        self.settle()
         attribute_scores, word_scores = self._correlations()
         type_counts = {t.value: 0 for t in AttributeType}
         attributes = []

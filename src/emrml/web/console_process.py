@@ -173,6 +173,11 @@ class ConsoleProxy:
             log.warning("the console process did not answer: %s", exc)
             await _unavailable(send)
             return
+        if self.on_change is not None and scope["method"] not in _SAFE_METHODS:
+            # The console has handled the request once its answer starts (a job it queued is in the
+            # metastore): wake the scheduler before the first byte goes back, so that whoever reads the
+            # answer, even one whose length is known before its end, finds the scheduler already woken.
+            self.on_change()
         try:
             await send(
                 {
@@ -189,8 +194,6 @@ class ConsoleProxy:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         finally:
             await response.aclose()
-        if self.on_change is not None and scope["method"] not in _SAFE_METHODS:
-            self.on_change()  # before the answer ends: whoever reads it finds the scheduler already woken
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 

@@ -23,7 +23,7 @@ from emrml.core.rearrange import parse_rearrangement
 from emrml.core.schema import Attribute, AttributeType, Schema
 from emrml.engine.batch import Parallelism, batch_predict
 from emrml.engine.training import DatasourceBatches, DatasourceData, train_model
-from emrml.engine.units import record_start
+from emrml.engine.units import count_quotes, record_start
 from emrml.errors import DataError, IdempotentParameterMismatchException, InvalidInputException
 from emrml.service.app import EmrML
 from emrml.service.parameters import parse_parameters
@@ -396,6 +396,15 @@ def test_parallel_ranges_equal_one_sequential_pass(
         assert gzip.decompress(raw) == gzip.decompress(Path(location).read_bytes())
     # The big file was cut into ranges, written as several gzip members one after another.
     assert Path(parallel.results[str(data)]).read_bytes().count(b"\x1f\x8b\x08") > 4
+
+
+def test_quotes_are_counted_across_read_blocks(tmp_path: Path) -> None:
+    # Three and a half blocks of random bytes, counted from and to positions inside blocks.
+    content = np.random.default_rng(3).integers(32, 40, size=3_500_000, dtype=np.uint8).tobytes()
+    path = tmp_path / "quotes.csv"
+    path.write_bytes(content)
+    for start, stop in [(0, len(content)), (1, 1 << 20), (999_999, 2_100_001), (5, 5)]:
+        assert count_quotes(str(path), start, stop) == content[start:stop].count(b'"')
 
 
 def test_record_start_resynchronizes_after_a_cut(tmp_path: Path) -> None:

@@ -315,3 +315,33 @@ def test_tags_are_inherited(app: EmrML, small: Path) -> None:
     )
     tags = app.call("DescribeTags", {"ResourceId": "ev-1", "ResourceType": "Evaluation"})["Tags"]
     assert {t["Key"]: t["Value"] for t in tags} == {"team": "data", "x": "model"}
+
+
+def test_numbers_too_large_for_a_raw_numeric_output_fail_clearly(sqlite_app: EmrML, tmp_path: Path) -> None:
+    app = sqlite_app
+    # A raw NUMERIC output of 1e308 overflows SGD and the scores: a clear failure, not an internal error.
+    rows = "".join(f"{i % 10},{3 * (i % 10) + 1}\n" for i in range(200))
+    (tmp_path / "data.csv").write_text("x,y\n" + "1e308,5\n" * 5 + rows)
+    (tmp_path / "fine.csv").write_text("x,y\n" + rows)
+    attributes = [{"attributeName": n, "attributeType": "NUMERIC"} for n in ("x", "y")]
+    schema = json.dumps({**SMALL_SCHEMA, "attributes": attributes})
+    for entity_id, name in (("ds-huge", "data.csv"), ("ds-fine", "fine.csv")):
+        spec = {"DataLocationS3": str(tmp_path / name), "DataSchema": schema}
+        request = {"DataSourceId": entity_id, "DataSpec": spec, "ComputeStatistics": True}
+        app.call("CreateDataSourceFromS3", request)
+        created = app.wait("DataSource", entity_id)
+        assert created["Status"] == "COMPLETED", created.get("Message")
+    raw = json.dumps({"groups": {}, "assignments": {}, "outputs": ["x"]})
+    for model_id, source in (("ml-huge", "ds-huge"), ("ml-fine", "ds-fine")):
+        request = {"MLModelType": "REGRESSION", "TrainingDataSourceId": source, "Recipe": raw}
+        app.call("CreateMLModel", {"MLModelId": model_id, **request})
+    huge = app.wait("MLModel", "ml-huge")
+    assert huge["Status"] == "FAILED" and "training diverged" in huge["Message"], huge.get("Message")
+    assert app.wait("MLModel", "ml-fine")["Status"] == "COMPLETED"
+    app.call(
+        "CreateEvaluation",
+        {"EvaluationId": "ev-1", "MLModelId": "ml-fine", "EvaluationDataSourceId": "ds-huge"},
+    )
+    evaluation = app.wait("Evaluation", "ev-1")
+    assert evaluation["Status"] == "FAILED", evaluation
+    assert "too large for this model" in evaluation["Message"], evaluation["Message"]

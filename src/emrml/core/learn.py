@@ -392,6 +392,12 @@ class Trainer:
         bias_out = bias_out * self.std
         if self.kind == "REGRESSION":
             bias_out = bias_out + self.mean
+        if not (np.isfinite(weights).all() and np.isfinite(bias_out).all()):
+            raise DataError(
+                "training diverged: the model's weights overflowed the range of floating-point numbers. A "
+                "NUMERIC attribute used as a raw value in the recipe holds numbers too large for SGD; "
+                "normalize it or quantile_bin it instead"
+            )
         weights, kept, pruned, size = _prune(weights, params.max_model_size)
         report.nonzero_features, report.pruned_features, report.estimated_size_bytes = kept, pruned, size
         if self.progress is not None:

@@ -40,6 +40,7 @@ from emrml.engine.training import (
     parse_target,
     row_weights,
 )
+from emrml.errors import DataError
 
 
 @dataclass
@@ -112,6 +113,11 @@ class EvaluationPass:
         if not rows.num_rows:
             return
         predicted = scores(rows)
+        if not np.isfinite(predicted).all():
+            raise DataError(
+                "a record's NUMERIC values are too large for this model: its prediction overflows the range "
+                "of floating-point numbers, so the evaluation cannot score it"
+            )
         weights = row_weights(rows, schema)
         if isinstance(self.accumulator, BinaryEvaluation):
             self.accumulator.update(predicted, values.astype(np.int64), weights)

@@ -23,6 +23,7 @@ from emrml.core.recipe.grammar import parse_recipe
 from emrml.core.recipe.suggest import suggest_recipe
 from emrml.core.schema import AttributeType, Schema, parse_schema
 from emrml.errors import InvalidInputException
+from raw_models import raw_numbers_predictor
 
 RECORDS = 1000
 #: Java-style scientific notation as Amazon ML wrote it: one digit, a fraction without trailing zeros.
@@ -342,55 +343,19 @@ def test_unusable_records_are_flagged_in_the_details(predictors: dict[str, Predi
     assert heavy["predictedScores"] == missing["predictedScores"]
 
 
-def _raw_numbers_predictor(kind: str, weights: list[float]) -> Predictor:
-    """A model whose outputs are the raw NUMERIC values ``a`` and ``b``, with the given weights."""
-    schema = parse_schema(
-        json.dumps(
-            {
-                "version": "1.0",
-                "targetAttributeName": "y",
-                "dataFormat": "CSV",
-                "dataFileContainsHeader": True,
-                "attributes": [
-                    {"attributeName": "a", "attributeType": "NUMERIC"},
-                    {"attributeName": "b", "attributeType": "NUMERIC"},
-                    {"attributeName": "y", "attributeType": "NUMERIC" if kind == "REGRESSION" else "BINARY"},
-                ],
-            }
-        )
-    )
-    table = pa.table({"a": ["1", "2"], "b": ["3", "4"], "y": ["0", "1"]})
-    recipe = json.dumps({"groups": {}, "assignments": {}, "outputs": ["a", "b"]})
-    space = FeatureSpace.fit(parse_recipe(recipe, schema), schema, table.to_batches())
-    assert space.n_features == 2
-    linear = LinearModel(kind, np.array([[weights[0]], [weights[1]]]), np.zeros(1))  # type: ignore[arg-type]
-    artifact = ModelArtifact(
-        model_type=kind,
-        schema_json=schema.to_json(),
-        recipe=recipe,
-        feature_space=space.to_dict(),
-        linear=linear,
-        labels=None,
-        score_threshold=0.5 if kind == "BINARY" else None,
-        parameters={},
-        report={},
-    )
-    return Predictor(artifact)
-
-
 def test_a_prediction_past_the_float_range_is_still_a_json_number() -> None:
     """Huge NUMERIC values on raw numeric outputs overflow the sum: the answer must still encode as
     strict JSON (a 500 before), and a sum of infinities of both signs is the caller's error."""
-    regression = _raw_numbers_predictor("REGRESSION", [2.0, 2.0])
+    regression = raw_numbers_predictor("REGRESSION", [2.0, 2.0])
     high = regression.predict({"a": "1e308", "b": "1e308"})
     assert high["predictedValue"] == sys.float_info.max
     low = regression.predict({"a": "-1e308", "b": "-1e308"})
     assert low["predictedValue"] == -sys.float_info.max
     assert json.loads(json.dumps(high, allow_nan=False))["predictedValue"] == sys.float_info.max
     assert regression.predict({"a": "1", "b": "2"})["predictedValue"] == pytest.approx(6.0)
-    binary = _raw_numbers_predictor("BINARY", [2.0, 2.0])
+    binary = raw_numbers_predictor("BINARY", [2.0, 2.0])
     assert binary.predict({"a": "1e308", "b": "1e308"})["predictedScores"] == {"1": 1.0}
     for predictor in (regression, binary):
-        opposite = _raw_numbers_predictor(predictor.model_type, [2.0, -2.0])
+        opposite = raw_numbers_predictor(predictor.model_type, [2.0, -2.0])
         with pytest.raises(InvalidInputException, match="too large for this model"):
             opposite.predict({"a": "1e308", "b": "1e308"})

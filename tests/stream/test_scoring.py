@@ -4,6 +4,7 @@ each other and with Predict; bad records are set aside with their reasons, the g
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from emrml.core.predict import Predictor
 from emrml.service.app import EmrML
 from emrml.service.metastore import MLModel
 from emrml.stream.scoring import MicroBatchScorer, Record
+from raw_models import raw_numbers_predictor
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +63,13 @@ def test_bad_records_are_set_aside_and_the_rest_scored(scorer: MicroBatchScorer)
     assert "must be a string" in reasons["5"] and "a number" in reasons["5"]
     payload = json.loads(dead[0].to_json())
     assert payload["SequenceNumber"] == "1" and payload["PartitionKey"] == "k1"
+
+
+def test_a_regression_past_the_float_range_is_written_as_json_numbers() -> None:
+    # As Predict answers it: JSON has no infinity, so the largest float of its sign.
+    scorer = MicroBatchScorer(raw_numbers_predictor("REGRESSION", [2.0, 2.0]), "ml-raw")
+    datas = [b'{"a": "1e308", "b": "1e308"}', b'{"a": "-1e308", "b": "-1e308"}', b'{"a": "1", "b": "2"}']
+    scored, dead = scorer.score(_records(datas))
+    assert dead == []
+    values = [json.loads(data)["Prediction"]["predictedValue"] for data, _ in scorer.json_records(scored)]
+    assert values == [sys.float_info.max, -sys.float_info.max, pytest.approx(6.0)]

@@ -40,6 +40,12 @@ _SCALE_STEP = 300
 _POWERS = np.power(10.0, np.arange(-_SCALE_STEP, _SCALE_STEP + 1, dtype=np.float64))
 
 
+def in_float_range(value: float) -> float:
+    """``value`` with an infinity replaced by the largest float of its sign: what a JSON answer can carry
+    of a prediction that overflowed (huge NUMERIC values on a raw numeric output). NaN stays NaN."""
+    return max(-sys.float_info.max, min(value, sys.float_info.max)) if value == value else value
+
+
 def _overflow() -> InvalidInputException:
     return InvalidInputException(
         "Record: its NUMERIC values are too large for this model: the prediction overflows the range of "
@@ -133,7 +139,7 @@ class Predictor:
         if z - z != 0.0:  # not finite: JSON has no infinity, and an answer must be a JSON number
             if z != z:
                 raise _overflow()
-            z = math.copysign(sys.float_info.max, z)
+            z = in_float_range(z)
         details = self._details(record, unparsed)
         if kind == "REGRESSION":
             return {"details": details, "predictedValue": z}

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from emrml.core.predict import Predictor
+from emrml.core.predict import Predictor, in_float_range
 from emrml.core.schema import Schema, json_type
 from emrml.engine.batch import ResultFormatter, csv_text
 
@@ -197,7 +197,7 @@ class MicroBatchScorer:
         for i, record in enumerate(scored.records):
             prediction: dict[str, object]
             if kind == "REGRESSION":
-                prediction = {"predictedValue": float(scored.scores[i])}
+                prediction = {"predictedValue": in_float_range(float(scored.scores[i]))}
             elif kind == "MULTICLASS":
                 probabilities = scored.scores[i].tolist()
                 labels = self.predictor.labels or []

@@ -256,19 +256,26 @@ def dot_parts(parts: list[Single | Bag], num_rows: int, weights: np.ndarray) -> 
     them (a token output's terms are summed first, then added).
     """
     out = np.zeros((num_rows, weights.shape[1]))
-    for part in parts:
-        if isinstance(part, Bag):
-            if part.rows.size:
-                gathered = weights[part.columns]
-                for k in range(weights.shape[1]):
-                    out[:, k] += np.bincount(part.rows, weights=gathered[:, k], minlength=num_rows)
-            continue
-        present = part.columns >= 0
-        if present.all():
-            out += part.values[:, None] * weights[part.columns]
-        else:
-            out += np.where(present, part.values, 0.0)[:, None] * weights[np.where(present, part.columns, 0)]
+    # Huge raw NUMERIC values overflow to infinities, which the callers deal with: no warning per batch.
+    with np.errstate(over="ignore", invalid="ignore"):
+        for part in parts:
+            _add_part(out, part, weights, num_rows)
     return out
+
+
+def _add_part(out: np.ndarray, part: Single | Bag, weights: np.ndarray, num_rows: int) -> None:
+    """Add one output's terms to ``out`` (``dot_parts``)."""
+    if isinstance(part, Bag):
+        if part.rows.size:
+            gathered = weights[part.columns]
+            for k in range(weights.shape[1]):
+                out[:, k] += np.bincount(part.rows, weights=gathered[:, k], minlength=num_rows)
+        return
+    present = part.columns >= 0
+    if present.all():
+        out += part.values[:, None] * weights[part.columns]
+    else:
+        out += np.where(present, part.values, 0.0)[:, None] * weights[np.where(present, part.columns, 0)]
 
 
 def assemble(parts: list[Single | Bag], num_rows: int, num_features: int) -> scipy.sparse.csr_matrix:

@@ -1,0 +1,52 @@
+"""A hand-made model over raw NUMERIC outputs, whose sums overflow on purpose (shared by the tests of
+Predict and of stream scoring)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+
+from emrml.core.features import FeatureSpace
+from emrml.core.linear import LinearModel
+from emrml.core.model import ModelArtifact
+from emrml.core.predict import Predictor
+from emrml.core.recipe.grammar import parse_recipe
+from emrml.core.schema import parse_schema
+
+
+def raw_numbers_predictor(kind: str, weights: list[float]) -> Predictor:
+    """A model whose outputs are the raw NUMERIC values ``a`` and ``b``, with the given weights."""
+    schema = parse_schema(
+        json.dumps(
+            {
+                "version": "1.0",
+                "targetAttributeName": "y",
+                "dataFormat": "CSV",
+                "dataFileContainsHeader": True,
+                "attributes": [
+                    {"attributeName": "a", "attributeType": "NUMERIC"},
+                    {"attributeName": "b", "attributeType": "NUMERIC"},
+                    {"attributeName": "y", "attributeType": "NUMERIC" if kind == "REGRESSION" else "BINARY"},
+                ],
+            }
+        )
+    )
+    table = pa.table({"a": ["1", "2"], "b": ["3", "4"], "y": ["0", "1"]})
+    recipe = json.dumps({"groups": {}, "assignments": {}, "outputs": ["a", "b"]})
+    space = FeatureSpace.fit(parse_recipe(recipe, schema), schema, table.to_batches())
+    assert space.n_features == 2
+    linear = LinearModel(kind, np.array([[weights[0]], [weights[1]]]), np.zeros(1))  # type: ignore[arg-type]
+    artifact = ModelArtifact(
+        model_type=kind,
+        schema_json=schema.to_json(),
+        recipe=recipe,
+        feature_space=space.to_dict(),
+        linear=linear,
+        labels=None,
+        score_threshold=0.5 if kind == "BINARY" else None,
+        parameters={},
+        report={},
+    )
+    return Predictor(artifact)

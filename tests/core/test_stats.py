@@ -603,3 +603,23 @@ def test_an_error_on_the_second_thread_reaches_the_caller() -> None:
         accumulator.update(batch, np.array([0], dtype=np.uint64), executor=executor)
         with pytest.raises(RuntimeError, match="text statistics failed"):
             accumulator.settle()
+
+
+def test_numbers_near_the_float_range_give_json_statistics() -> None:
+    # Squares of 1e200 and the width of [-1.7e308, 1.7e308] overflow: those figures are None, the rest
+    # stay, and the whole result is strict JSON (GetDataSourceStatistics answered a 500 before).
+    schema = make_schema(("wide", N), ("square", N), ("y", B), target="y")
+    accumulator = StatisticsAccumulator(schema)
+    batch = pa.record_batch(
+        {
+            "wide": pa.array(["1.7e308", "-1.7e308", "1", "2"]),
+            "square": pa.array(["1e200", "-1e200", "3", "4"]),
+            "y": pa.array(["0", "1", "0", "1"]),
+        }
+    )
+    accumulator.update(batch, np.arange(4, dtype=np.uint64))
+    result = json.loads(json.dumps(accumulator.result(), allow_nan=False))
+    wide, square = result["attributes"][0], result["attributes"][1]
+    assert (wide["min"], wide["max"], wide["histogram"]) == (-1.7e308, 1.7e308, {"edges": [], "counts": []})
+    assert square["stddev"] is None and square["mean"] is not None
+    assert square["histogram"]["counts"] and sum(square["histogram"]["counts"]) == 4

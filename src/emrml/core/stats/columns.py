@@ -168,13 +168,17 @@ class NumericStats:
             assert self.sketch is not None
             quantiles = self.sketch.quantiles(QUANTILE_RANKS)
             (median,) = self.sketch.quantiles((0.5,))
+        # Numbers near the float range (a value of 1e200 has a square of infinity) can overflow a mean, a
+        # deviation or an interpolation: such a figure is None, as JSON has no infinity.
         out.update(
             min=moments.min,
             max=moments.max,
-            mean=moments.mean,
-            median=median,
-            stddev=math.sqrt(moments.m2 / moments.count),
-            quantiles={str(rank): value for rank, value in zip(QUANTILE_RANKS, quantiles, strict=True)},
+            mean=_real(moments.mean),
+            median=_real(median),
+            stddev=_real(math.sqrt(moments.m2 / moments.count)),
+            quantiles={
+                str(rank): _real(value) for rank, value in zip(QUANTILE_RANKS, quantiles, strict=True)
+            },
             histogram=self._histogram(moments),
         )
         return out
@@ -183,7 +187,10 @@ class NumericStats:
         low, high, total = moments.min, moments.max, moments.count
         if low == high:
             return {"edges": [low, high], "counts": [total]}
-        edges = np.linspace(low, high, HISTOGRAM_BINS + 1)
+        with np.errstate(over="ignore", invalid="ignore"):
+            edges = np.linspace(low, high, HISTOGRAM_BINS + 1)
+        if not np.isfinite(edges).all():  # the range is wider than the largest float
+            return {"edges": [], "counts": []}
         if self.values is not None:
             weighted, _ = np.histogram(self.values, bins=edges, weights=self.counts)
             counts = np.rint(weighted).astype(np.int64)
@@ -432,6 +439,10 @@ class TextStats:
         stats.word_length = _range_from_state(state["wordLength"])
         stats.counter = ValueCounter.from_state(state["counter"])
         return stats
+
+
+def _real(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 def _finite_or_none(value: float) -> int | None:

@@ -116,16 +116,19 @@ class Moments:
         if values.size == 0:
             return
         part = Moments()
-        if weights is None:
-            part.count = int(values.size)
-            part.mean = float(values.mean())
-            deviations = values - part.mean
-            part.m2 = float(deviations @ deviations)
-        else:
-            part.count = int(weights.sum())
-            part.mean = float(values @ weights) / part.count
-            deviations = values - part.mean
-            part.m2 = float((deviations * deviations) @ weights)
+        # Values near the float range overflow the sums to infinities, which the statistics report as
+        # unknown (stats.columns): no warning.
+        with np.errstate(over="ignore", invalid="ignore"):
+            if weights is None:
+                part.count = int(values.size)
+                part.mean = float(values.mean())
+                deviations = values - part.mean
+                part.m2 = float(deviations @ deviations)
+            else:
+                part.count = int(weights.sum())
+                part.mean = float(values @ weights) / part.count
+                deviations = values - part.mean
+                part.m2 = float((deviations * deviations) @ weights)
         part.min = float(values.min())
         part.max = float(values.max())
         self.merge(part)

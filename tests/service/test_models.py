@@ -319,7 +319,8 @@ def test_tags_are_inherited(app: EmrML, small: Path) -> None:
 
 def test_numbers_too_large_for_a_raw_numeric_output_fail_clearly(sqlite_app: EmrML, tmp_path: Path) -> None:
     app = sqlite_app
-    # A raw NUMERIC output of 1e308 overflows SGD and the scores: a clear failure, not an internal error.
+    # NUMERIC values of 1e308 overflow SGD on a raw output and the mean under normalize(), and the scores
+    # of a model: clear failures naming the way out, not internal errors. Quantile bins take them.
     rows = "".join(f"{i % 10},{3 * (i % 10) + 1}\n" for i in range(200))
     (tmp_path / "data.csv").write_text("x,y\n" + "1e308,5\n" * 5 + rows)
     (tmp_path / "fine.csv").write_text("x,y\n" + rows)
@@ -331,13 +332,23 @@ def test_numbers_too_large_for_a_raw_numeric_output_fail_clearly(sqlite_app: Emr
         app.call("CreateDataSourceFromS3", request)
         created = app.wait("DataSource", entity_id)
         assert created["Status"] == "COMPLETED", created.get("Message")
-    raw = json.dumps({"groups": {}, "assignments": {}, "outputs": ["x"]})
-    for model_id, source in (("ml-huge", "ds-huge"), ("ml-fine", "ds-fine")):
-        request = {"MLModelType": "REGRESSION", "TrainingDataSourceId": source, "Recipe": raw}
+    models = {
+        "ml-raw": ("ds-huge", "x", "training diverged"),
+        "ml-normalized": ("ds-huge", "normalize(x)", "too large for normalize()"),
+        "ml-binned": ("ds-huge", "quantile_bin(x,10)", None),
+        "ml-fine": ("ds-fine", "x", None),
+    }
+    for model_id, (source, output, _) in models.items():
+        recipe = json.dumps({"groups": {}, "assignments": {}, "outputs": [output]})
+        request = {"MLModelType": "REGRESSION", "TrainingDataSourceId": source, "Recipe": recipe}
         app.call("CreateMLModel", {"MLModelId": model_id, **request})
-    huge = app.wait("MLModel", "ml-huge")
-    assert huge["Status"] == "FAILED" and "training diverged" in huge["Message"], huge.get("Message")
-    assert app.wait("MLModel", "ml-fine")["Status"] == "COMPLETED"
+    for model_id, (_, _, failure) in models.items():
+        model = app.wait("MLModel", model_id)
+        if failure is None:
+            assert model["Status"] == "COMPLETED", model.get("Message")
+        else:
+            assert model["Status"] == "FAILED" and failure in model["Message"], model.get("Message")
+            assert "quantile_bin those attributes" in model["Message"]
     app.call(
         "CreateEvaluation",
         {"EvaluationId": "ev-1", "MLModelId": "ml-fine", "EvaluationDataSourceId": "ds-huge"},

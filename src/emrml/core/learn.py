@@ -144,7 +144,11 @@ class Checker:
         if X.shape[1] != self.n_features:
             raise ValueError(f"a batch has {X.shape[1]} features; expected {self.n_features}")
         if not np.isfinite(X.data).all():
-            raise ValueError("feature values must be finite")
+            raise DataError(
+                "a feature value overflowed the range of floating-point numbers: NUMERIC values near it "
+                "(such as 1e308) are too large for normalize() or a raw numeric output; quantile_bin those "
+                "attributes in the recipe instead"
+            )
         y = np.asarray(y, dtype=np.float64).reshape(-1)
         if len(y) != n:
             raise ValueError(f"a batch has {n} rows but {len(y)} targets")
@@ -394,9 +398,9 @@ class Trainer:
             bias_out = bias_out + self.mean
         if not (np.isfinite(weights).all() and np.isfinite(bias_out).all()):
             raise DataError(
-                "training diverged: the model's weights overflowed the range of floating-point numbers. A "
-                "NUMERIC attribute used as a raw value in the recipe holds numbers too large for SGD; "
-                "normalize it or quantile_bin it instead"
+                "training diverged: the model's weights overflowed the range of floating-point numbers. "
+                "NUMERIC values used as raw values in the recipe are too large for SGD; quantile_bin those "
+                "attributes instead"
             )
         weights, kept, pruned, size = _prune(weights, params.max_model_size)
         report.nonzero_features, report.pruned_features, report.estimated_size_bytes = kept, pruned, size

@@ -319,14 +319,16 @@ def test_tags_are_inherited(app: EmrML, small: Path) -> None:
 
 def test_numbers_too_large_for_a_raw_numeric_output_fail_clearly(sqlite_app: EmrML, tmp_path: Path) -> None:
     app = sqlite_app
-    # NUMERIC values of 1e308 overflow SGD on a raw output and the mean under normalize(), and the scores
-    # of a model: clear failures naming the way out, not internal errors. Quantile bins take them.
+    # NUMERIC values of 1e308 overflow SGD on a raw output, the mean under normalize() and the scores of a
+    # model, and a target of 1e200 its standard deviation: clear failures saying why (and what to use:
+    # quantile bins take such values), not internal errors.
     rows = "".join(f"{i % 10},{3 * (i % 10) + 1}\n" for i in range(200))
     (tmp_path / "data.csv").write_text("x,y\n" + "1e308,5\n" * 5 + rows)
     (tmp_path / "fine.csv").write_text("x,y\n" + rows)
+    (tmp_path / "target.csv").write_text("x,y\n" + "1,1e200\n" * 5 + rows)
     attributes = [{"attributeName": n, "attributeType": "NUMERIC"} for n in ("x", "y")]
     schema = json.dumps({**SMALL_SCHEMA, "attributes": attributes})
-    for entity_id, name in (("ds-huge", "data.csv"), ("ds-fine", "fine.csv")):
+    for entity_id, name in (("ds-huge", "data.csv"), ("ds-fine", "fine.csv"), ("ds-target", "target.csv")):
         spec = {"DataLocationS3": str(tmp_path / name), "DataSchema": schema}
         request = {"DataSourceId": entity_id, "DataSpec": spec, "ComputeStatistics": True}
         app.call("CreateDataSourceFromS3", request)
@@ -337,6 +339,7 @@ def test_numbers_too_large_for_a_raw_numeric_output_fail_clearly(sqlite_app: Emr
         "ml-normalized": ("ds-huge", "normalize(x)", "too large for normalize()"),
         "ml-binned": ("ds-huge", "quantile_bin(x,10)", None),
         "ml-fine": ("ds-fine", "x", None),
+        "ml-target": ("ds-target", "quantile_bin(x,10)", "target's values are too large to train on"),
     }
     for model_id, (source, output, _) in models.items():
         recipe = json.dumps({"groups": {}, "assignments": {}, "outputs": [output]})
@@ -348,7 +351,6 @@ def test_numbers_too_large_for_a_raw_numeric_output_fail_clearly(sqlite_app: Emr
             assert model["Status"] == "COMPLETED", model.get("Message")
         else:
             assert model["Status"] == "FAILED" and failure in model["Message"], model.get("Message")
-            assert "quantile_bin those attributes" in model["Message"]
     app.call(
         "CreateEvaluation",
         {"EvaluationId": "ev-1", "MLModelId": "ml-fine", "EvaluationDataSourceId": "ds-huge"},

@@ -313,7 +313,13 @@ class Trainer:
         # SGD fills the first half of the progress bar when the refinement may take the second.
         self._sgd_progress = _part_of(progress, 0.0, 0.5) if self.refining else progress
         if kind == "REGRESSION":
-            self.mean, self.std = target_scale(raw[1], raw[2])
+            with np.errstate(over="ignore", invalid="ignore"):
+                self.mean, self.std = target_scale(raw[1], raw[2])
+            if not (math.isfinite(self.mean) and math.isfinite(self.std)):
+                raise DataError(
+                    "the regression target's values are too large to train on: their mean or standard "
+                    "deviation overflows the range of floating-point numbers"
+                )
             self.sample: Batch = (raw[0], (raw[1] - self.mean) / self.std, raw[2])
         else:
             self.mean, self.std = 0.0, 1.0
@@ -399,8 +405,8 @@ class Trainer:
         if not (np.isfinite(weights).all() and np.isfinite(bias_out).all()):
             raise DataError(
                 "training diverged: the model's weights overflowed the range of floating-point numbers. "
-                "NUMERIC values used as raw values in the recipe are too large for SGD; quantile_bin those "
-                "attributes instead"
+                "NUMERIC values are too large for SGD, as raw values in the recipe (quantile_bin those "
+                "attributes instead) or as the regression target"
             )
         weights, kept, pruned, size = _prune(weights, params.max_model_size)
         report.nonzero_features, report.pruned_features, report.estimated_size_bytes = kept, pruned, size

@@ -319,17 +319,30 @@ def test_tags_are_inherited(app: EmrML, small: Path) -> None:
 
 def test_numbers_too_large_for_a_raw_numeric_output_fail_clearly(sqlite_app: EmrML, tmp_path: Path) -> None:
     app = sqlite_app
-    # NUMERIC values of 1e308 overflow SGD on a raw output, the mean under normalize() and the scores of a
-    # model, and a target of 1e200 its standard deviation: clear failures saying why (and what to use:
-    # quantile bins take such values), not internal errors.
+    # NUMERIC values of 1e308 overflow SGD on a raw output, the mean under normalize(), the scores of a
+    # model and, as row weights, the target's weighted moments; a target of 1e200 its standard deviation:
+    # clear failures saying why (and what to use: quantile bins take such values), not internal errors.
     rows = "".join(f"{i % 10},{3 * (i % 10) + 1}\n" for i in range(200))
     (tmp_path / "data.csv").write_text("x,y\n" + "1e308,5\n" * 5 + rows)
     (tmp_path / "fine.csv").write_text("x,y\n" + rows)
     (tmp_path / "target.csv").write_text("x,y\n" + "1,1e200\n" * 5 + rows)
     attributes = [{"attributeName": n, "attributeType": "NUMERIC"} for n in ("x", "y")]
     schema = json.dumps({**SMALL_SCHEMA, "attributes": attributes})
-    for entity_id, name in (("ds-huge", "data.csv"), ("ds-fine", "fine.csv"), ("ds-target", "target.csv")):
-        spec = {"DataLocationS3": str(tmp_path / name), "DataSchema": schema}
+    weights = [{"attributeName": "w", "attributeType": "NUMERIC"}]
+    weighted = json.dumps({**SMALL_SCHEMA, "attributes": attributes + weights, "rowWeight": "w"})
+    weighted_rows = "".join(
+        f"{x},{y},{'1e308' if i < 5 else 1}\n"
+        for i, (x, y) in enumerate(line.split(",") for line in rows.split())
+    )
+    (tmp_path / "weighted.csv").write_text("x,y,w\n" + weighted_rows)
+    sources = {
+        "ds-huge": ("data.csv", schema),
+        "ds-fine": ("fine.csv", schema),
+        "ds-target": ("target.csv", schema),
+        "ds-weighted": ("weighted.csv", weighted),
+    }
+    for entity_id, (name, data_schema) in sources.items():
+        spec = {"DataLocationS3": str(tmp_path / name), "DataSchema": data_schema}
         request = {"DataSourceId": entity_id, "DataSpec": spec, "ComputeStatistics": True}
         app.call("CreateDataSourceFromS3", request)
         created = app.wait("DataSource", entity_id)
@@ -339,7 +352,8 @@ def test_numbers_too_large_for_a_raw_numeric_output_fail_clearly(sqlite_app: Emr
         "ml-normalized": ("ds-huge", "normalize(x)", "too large for normalize()"),
         "ml-binned": ("ds-huge", "quantile_bin(x,10)", None),
         "ml-fine": ("ds-fine", "x", None),
-        "ml-target": ("ds-target", "quantile_bin(x,10)", "target's values are too large to train on"),
+        "ml-target": ("ds-target", "quantile_bin(x,10)", "target's values or the row weights are too large"),
+        "ml-weighted": ("ds-weighted", "quantile_bin(x,10)", "row weights"),
     }
     for model_id, (source, output, _) in models.items():
         recipe = json.dumps({"groups": {}, "assignments": {}, "outputs": [output]})

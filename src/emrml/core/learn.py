@@ -317,8 +317,9 @@ class Trainer:
                 self.mean, self.std = target_scale(raw[1], raw[2])
             if not (math.isfinite(self.mean) and math.isfinite(self.std)):
                 raise DataError(
-                    "the regression target's values are too large to train on: their mean or standard "
-                    "deviation overflows the range of floating-point numbers"
+                    "the regression target's values or the row weights are too large to train on: the "
+                    "target's weighted mean or standard deviation overflows the range of floating-point "
+                    "numbers"
                 )
             self.sample: Batch = (raw[0], (raw[1] - self.mean) / self.std, raw[2])
         else:
@@ -405,8 +406,8 @@ class Trainer:
         if not (np.isfinite(weights).all() and np.isfinite(bias_out).all()):
             raise DataError(
                 "training diverged: the model's weights overflowed the range of floating-point numbers. "
-                "NUMERIC values are too large for SGD, as raw values in the recipe (quantile_bin those "
-                "attributes instead) or as the regression target"
+                "NUMERIC values are too large for SGD: raw values in the recipe (quantile_bin those "
+                "attributes instead), the regression target or the row weights"
             )
         weights, kept, pruned, size = _prune(weights, params.max_model_size)
         report.nonzero_features, report.pruned_features, report.estimated_size_bytes = kept, pruned, size

@@ -461,3 +461,26 @@ def test_the_jobs_page_shows_the_spark_application_and_jobs_a_job_ran_on(
         mark(None, None)
     (job,) = [j for j in admin.get("/console/jobs?format=json").json()["Jobs"] if j["Id"] == MODEL]
     assert job["SparkApplicationId"] is None and job["SparkJobIds"] == []
+
+
+def test_a_datasource_with_numbers_near_the_float_range_renders(
+    admin: Any, installation: Installation
+) -> None:
+    # Its statistics have figures that overflowed (None): the page and its twin still render.
+    huge = installation.home / "data" / "huge.csv"
+    huge.write_text(
+        "x,y\n" + "".join(f"{v},{i % 2}\n" for i, v in enumerate(["1e200", "-1.7e308", "1.7e308", "3"] * 5))
+    )
+    attributes = [
+        {"attributeName": "x", "attributeType": "NUMERIC"},
+        {"attributeName": "y", "attributeType": "BINARY"},
+    ]
+    schema = {"version": "1.0", "dataFormat": "CSV", "dataFileContainsHeader": True, "attributes": attributes}
+    spec = {"DataLocationS3": str(huge), "DataSchema": json.dumps({**schema, "targetAttributeName": "y"})}
+    request = {"DataSourceId": "ds-huge", "DataSpec": spec, "ComputeStatistics": True}
+    installation.service.call("CreateDataSourceFromS3", request)
+    assert installation.service.wait("DataSource", "ds-huge")["Status"] == "COMPLETED"
+    page = admin.get("/console/datasources/ds-huge")
+    assert page.status_code == 200, page.text[:500]
+    twin = admin.get("/console/datasources/ds-huge?format=json")
+    assert twin.status_code == 200 and "Infinity" not in twin.text and "NaN" not in twin.text

@@ -13,6 +13,7 @@ import pytest
 import zstandard
 
 from emrml.service.app import EmrML
+from emrml.service.metastore import DataSource
 
 SCHEMA = {
     "version": "1.0",
@@ -305,3 +306,17 @@ def test_infer_schema(app: EmrML, shared_datasets: Path) -> None:
     expected = json.loads((shared_datasets / "bank_marketing" / "data.csv.schema").read_text())
     assert inferred["attributes"] == expected["attributes"]
     assert inferred["targetAttributeName"] == "y" and inferred["dataFileContainsHeader"] is True
+
+
+def test_statistics_stored_with_overflowed_figures_read_as_null(app: EmrML, tmp_path: Path) -> None:
+    # Earlier versions stored an overflowed standard deviation as Infinity: it reads as null, as today's.
+    assert (
+        build(app, "ds-old", write(tmp_path / "d.csv", "x,colour,y\n1,red,1\n2,blue,0\n"))["Status"]
+        == "COMPLETED"
+    )
+    with app.sessions() as session, session.begin():
+        row = session.get(DataSource, "ds-old")
+        row.statistics = row.statistics.replace('"stddev":', '"stddev":Infinity,"was":', 1)
+    statistics = app.call("GetDataSourceStatistics", {"DataSourceId": "ds-old"})["Statistics"]
+    assert statistics["attributes"][0]["stddev"] is None
+    assert "Infinity" not in json.dumps(statistics, allow_nan=False)

@@ -167,7 +167,9 @@ def get_data_source_statistics(app: EmrML, request: Request) -> Response:
         members["InvalidRecordCount"] = entity.invalid_records
         members["InvalidRecordExamples"] = json.loads(entity.invalid_examples or "[]")
     if entity.statistics:
-        members["Statistics"] = json.loads(entity.statistics)
+        # Statistics stored before figures that overflow became null may hold Infinity or NaN, which a
+        # JSON answer cannot carry: they read as null too.
+        members["Statistics"] = json.loads(entity.statistics, parse_constant=lambda _: None)
     return members
 
 

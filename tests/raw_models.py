@@ -13,26 +13,14 @@ from emrml.core.linear import LinearModel
 from emrml.core.model import ModelArtifact
 from emrml.core.predict import Predictor
 from emrml.core.recipe.grammar import parse_recipe
-from emrml.core.schema import parse_schema
+from emrml.core.schema import Attribute, AttributeType, Schema
 
 
 def raw_numbers_predictor(kind: str, weights: list[float]) -> Predictor:
     """A model whose outputs are the raw NUMERIC values ``a`` and ``b``, with the given weights."""
-    schema = parse_schema(
-        json.dumps(
-            {
-                "version": "1.0",
-                "targetAttributeName": "y",
-                "dataFormat": "CSV",
-                "dataFileContainsHeader": True,
-                "attributes": [
-                    {"attributeName": "a", "attributeType": "NUMERIC"},
-                    {"attributeName": "b", "attributeType": "NUMERIC"},
-                    {"attributeName": "y", "attributeType": "NUMERIC" if kind == "REGRESSION" else "BINARY"},
-                ],
-            }
-        )
-    )
+    target = AttributeType.NUMERIC if kind == "REGRESSION" else AttributeType.BINARY
+    columns = (("a", AttributeType.NUMERIC), ("b", AttributeType.NUMERIC), ("y", target))
+    schema = Schema(tuple(Attribute(name, type_) for name, type_ in columns), target="y", has_header=True)
     table = pa.table({"a": ["1", "2"], "b": ["3", "4"], "y": ["0", "1"]})
     recipe = json.dumps({"groups": {}, "assignments": {}, "outputs": ["a", "b"]})
     space = FeatureSpace.fit(parse_recipe(recipe, schema), schema, table.to_batches())

@@ -323,30 +323,21 @@ def test_numbers_too_large_for_a_raw_numeric_output_fail_clearly(sqlite_app: Emr
     # model and, as row weights, the target's weighted moments; a target of 1e200 its standard deviation:
     # clear failures saying why (and what to use: quantile bins take such values), not internal errors.
     rows = "".join(f"{i % 10},{3 * (i % 10) + 1}\n" for i in range(200))
-    (tmp_path / "data.csv").write_text("x,y\n" + "1e308,5\n" * 5 + rows)
-    (tmp_path / "fine.csv").write_text("x,y\n" + rows)
-    (tmp_path / "target.csv").write_text("x,y\n" + "1,1e200\n" * 5 + rows)
-    attributes = [{"attributeName": n, "attributeType": "NUMERIC"} for n in ("x", "y")]
-    schema = json.dumps({**SMALL_SCHEMA, "attributes": attributes})
-    weights = [{"attributeName": "w", "attributeType": "NUMERIC"}]
-    weighted = json.dumps({**SMALL_SCHEMA, "attributes": attributes + weights, "rowWeight": "w"})
-    weighted_rows = "".join(
-        f"{x},{y},{'1e308' if i < 5 else 1}\n"
-        for i, (x, y) in enumerate(line.split(",") for line in rows.split())
-    )
-    (tmp_path / "weighted.csv").write_text("x,y,w\n" + weighted_rows)
+    attributes = [{"attributeName": n, "attributeType": "NUMERIC"} for n in ("x", "y", "w")]
+    schema = json.dumps({**SMALL_SCHEMA, "attributes": attributes[:2]})
+    weighted = json.dumps({**SMALL_SCHEMA, "attributes": attributes, "rowWeight": "w"})
+    weighted_rows = "".join(f"{i % 10},{3 * (i % 10) + 1},{'1e308' if i < 5 else 1}\n" for i in range(200))
     sources = {
-        "ds-huge": ("data.csv", schema),
-        "ds-fine": ("fine.csv", schema),
-        "ds-target": ("target.csv", schema),
-        "ds-weighted": ("weighted.csv", weighted),
+        "ds-huge": ("x,y\n" + "1e308,5\n" * 5 + rows, schema),
+        "ds-fine": ("x,y\n" + rows, schema),
+        "ds-target": ("x,y\n" + "1,1e200\n" * 5 + rows, schema),
+        "ds-weighted": ("x,y,w\n" + weighted_rows, weighted),
     }
-    for entity_id, (name, data_schema) in sources.items():
-        spec = {"DataLocationS3": str(tmp_path / name), "DataSchema": data_schema}
-        request = {"DataSourceId": entity_id, "DataSpec": spec, "ComputeStatistics": True}
-        app.call("CreateDataSourceFromS3", request)
-        created = app.wait("DataSource", entity_id)
-        assert created["Status"] == "COMPLETED", created.get("Message")
+    for entity_id, (text, data_schema) in sources.items():
+        folder = tmp_path / entity_id
+        folder.mkdir()
+        (folder / "data.csv").write_text(text)
+        datasource(app, entity_id, folder, schema=data_schema)
     models = {
         "ml-raw": ("ds-huge", "x", "training diverged"),
         "ml-normalized": ("ds-huge", "normalize(x)", "too large for normalize()"),

@@ -192,9 +192,9 @@ class ConsoleProxy:
             )
             async for chunk in response.stream:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await response.aclose()
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _unavailable(send: Any) -> None:

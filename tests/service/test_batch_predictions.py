@@ -9,6 +9,8 @@ import gzip
 import io
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -690,3 +692,49 @@ def test_records_with_unreadable_values_are_counted(
     clean = workspace / "clean.csv"
     clean.write_text(_csv(_rows("BINARY", 200, seed=4), schema.names))
     assert _predict(settings, models["BINARY"], clean, schema, workspace / "out-clean").unparsed_records == 0
+
+
+POOL_PROBE = """
+import sys
+from pathlib import Path
+from emrml.config import Settings
+from emrml.core.schema import parse_schema
+from emrml.engine import batch
+from emrml.engine.training import DatasourceData
+
+forked_with = []
+runner = batch._runner
+
+def probing_runner(*args, **kwargs):
+    forked_with.append("scipy.special" in sys.modules)
+    return runner(*args, **kwargs)
+
+batch._runner = probing_runner
+model, data, schema, output = sys.argv[1:5]
+batch.batch_predict(
+    batch_prediction_id="bp-probe",
+    artifact_location=Path(model),
+    data=DatasourceData(data, parse_schema(Path(schema).read_text()), None),
+    output_uri=output,
+    score_threshold=None,
+    settings=Settings.load(environ={}, home=Path(output) / "home"),
+    progress=lambda *_: None,
+    parallelism=batch.Parallelism(workers=2, range_bytes=4_000, min_bytes=0),
+)
+print(forked_with)
+"""
+
+
+def test_pool_workers_start_with_the_sigmoid_loaded(workspace: Path, models: dict[str, Path]) -> None:
+    # scipy.special (the BINARY sigmoid) costs 0.15 s to import: the job loads it once before the pool
+    # forks, not each pool worker on its first batch. A fresh interpreter: this one has it already.
+    data = workspace / "probe.csv"
+    data.write_text(_csv(_rows("BINARY", 300, seed=5), _schema("BINARY").names))
+    schema = workspace / "probe.csv.schema"
+    schema.write_text(_schema("BINARY").to_json())
+    arguments = [str(models["BINARY"]), str(data), str(schema), str(workspace / "probe-out")]
+    result = subprocess.run(
+        [sys.executable, "-c", POOL_PROBE, *arguments], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-1] == "[True]"

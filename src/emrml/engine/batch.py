@@ -435,6 +435,10 @@ def batch_predict(
             folder=str(scratch),
             output_uri=output_uri,
         )
+        # The scorer's sigmoid (scipy.special, 0.15 s of imports) loads here, before the pool forks, rather
+        # than in every pool worker on its first batch.
+        import scipy.special  # noqa: F401
+
         with _runner(spark, parallelism.workers if parallel else 1, total_bytes, progress) as runner:
             units = _units(files, cuts if parallel else {}, runner, data.rearrangement)
             if data.rearrangement is not None and data.rearrangement.needs_total:

@@ -28,6 +28,7 @@ from emrml.core.stats import (
     target_codes,
 )
 from emrml.core.stats.accumulator import TEXT_BACKLOG, _BottomKSample
+from emrml.core.stats.constants import TOKEN_PUNCTUATION
 
 DATASETS = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
 
@@ -117,6 +118,34 @@ def test_normalized_tokens_strip_punctuation_and_case() -> None:
     tokens, rows = normalized_tokens(pa.array(['"Hello,', "world!!", None, " -- ", "e-mail  ME."]))
     assert tokens.to_pylist() == ["hello", "world", "e-mail", "me"]
     assert rows.tolist() == [0, 1, 4, 4]
+
+
+# Characters on which Python's and Arrow's lower-casing agree, with punctuation (ASCII and not), Arrow's
+# and Python's whitespace, and the ASCII separators only Python calls whitespace.
+_TEXT_ROWS = st.lists(st.text(alphabet="aAbBéÉΩ-,.!“”… \t\x1c", max_size=14), min_size=1, max_size=8)
+
+
+@given(_TEXT_ROWS)
+@settings(deadline=None)
+def test_text_statistics_equal_plain_python_counts(rows: list[str]) -> None:
+    # Tokens are normalized once per distinct token: the figures must equal normalizing every occurrence.
+    review = attribute(stats_of(make_schema(("review", T)), {"review": rows}), "review")
+    words = [[w for w in (t.strip(TOKEN_PUNCTUATION) for t in row.lower().split()) if w] for row in rows]
+    flat = [w for row in words for w in row]
+    assert review["totalWords"] == len(flat)
+    assert review["uniqueWords"] == len(set(flat))
+    assert (review["wordsPerRow"]["min"], review["wordsPerRow"]["max"]) == (
+        min(map(len, words)),
+        max(map(len, words)),
+    )
+    lengths = [len(w) for w in flat]
+    assert (review["wordLength"]["min"], review["wordLength"]["max"]) == (
+        (min(lengths), max(lengths)) if flat else (None, None)
+    )
+    counts = {w["word"]: w["count"] for w in review["prominentWords"]}
+    assert counts == {w: flat.count(w) for w in counts}
+    if len(set(flat)) <= 10:  # the default top_k: every word is listed
+        assert set(counts) == set(flat)
 
 
 def test_numeric_hand_computed() -> None:

@@ -320,23 +320,21 @@ def normalized_tokens(column: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.
     Returns ``(tokens, rows)``: the non-empty normalized tokens (lower-cased, whitespace-split, leading and
     trailing :data:`TOKEN_PUNCTUATION` stripped) in order, and for each token the index (int64) of its row.
     """
-    tokens, offsets, _ = _tokenized(as_strings(column))
-    return tokens, np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
+    tokens, offsets = split_whitespace(as_strings(column))
+    words, _ = _normalized(tokens)
+    words, offsets = drop_empty(words, offsets)
+    return words, np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
 
 
-def _tokenized(strings: pa.Array) -> tuple[pa.Array, np.ndarray, bool]:
-    """:func:`normalized_tokens` as ``(tokens, offsets, plain)``: row ``i`` owns
-    ``tokens[offsets[i]:offsets[i + 1]]``; ``plain`` says the text is plain ASCII (then a token's length
-    in characters is its length in bytes)."""
+def _normalized(tokens: pa.Array) -> tuple[pa.Array, bool]:
+    """``(words, plain)``: each whitespace token lower-cased and trimmed of :data:`TOKEN_PUNCTUATION`
+    (empty when it held only punctuation); ``plain`` says the tokens are plain ASCII (then a word's
+    length in characters is its length in bytes). Lower-casing never makes or removes whitespace, so
+    tokens normalized one by one are the tokens of the normalized text."""
     # Arrow's ASCII kernels are several times faster, and give the same answer on plain ASCII text.
-    plain = is_plain_ascii(strings)
-    tokens, offsets = split_whitespace(pc.ascii_lower(strings) if plain else pc.utf8_lower(strings))
-    if plain:
-        tokens = pc.ascii_trim(tokens, characters=string.punctuation)
-    else:
-        tokens = pc.utf8_trim(tokens, characters=TOKEN_PUNCTUATION)
-    tokens, offsets = drop_empty(tokens, offsets)
-    return tokens, offsets, plain
+    if is_plain_ascii(tokens):
+        return pc.ascii_trim(pc.ascii_lower(tokens), characters=string.punctuation), True
+    return pc.utf8_trim(pc.utf8_lower(tokens), characters=TOKEN_PUNCTUATION), False
 
 
 class TextStats:
@@ -355,22 +353,35 @@ class TextStats:
             return
         self.rows += size
         self.missing += int(np.count_nonzero(empty_mask(column)))
-        tokens, offsets, plain = _tokenized(as_strings(column))
+        tokens, offsets = split_whitespace(as_strings(column))
+        # Each distinct token is normalized once, not each occurrence: text repeats its words.
+        encoded = pc.dictionary_encode(tokens)
+        codes = encoded.indices.to_numpy(zero_copy_only=False)
+        words, plain = _normalized(encoded.dictionary)
+        lengths = byte_lengths(words) if plain else pc.utf8_length(words).to_numpy(zero_copy_only=False)
+        kept = lengths > 0  # a token of punctuation alone is no word
         per_row = np.diff(offsets)
+        if not kept.all():
+            rows = np.repeat(np.arange(size, dtype=np.int64), per_row)
+            per_row = per_row - np.bincount(rows[~kept[codes]], minlength=size)
         self.words_per_row = [
             min(self.words_per_row[0], int(per_row.min())),
             max(self.words_per_row[1], int(per_row.max())),
         ]
-        if len(tokens) == 0:
+        if not kept.any():
             return
-        self.total_words += len(tokens)
-        lengths = byte_lengths(tokens) if plain else pc.utf8_length(tokens).to_numpy(zero_copy_only=False)
+        occurrences = np.bincount(codes, minlength=len(words))[kept]
+        self.total_words += int(occurrences.sum())
         self.word_length = [
-            min(self.word_length[0], int(lengths.min())),
-            max(self.word_length[1], int(lengths.max())),
+            min(self.word_length[0], int(lengths[kept].min())),
+            max(self.word_length[1], int(lengths[kept].max())),
         ]
-        words, counts = _value_counts(tokens)
-        self.counter.add(words, counts)
+        # Tokens may normalize alike ("Rate," and "rate"): their counts add up. The words come in the order
+        # of their first appearance, as value counts of the words themselves would list them.
+        grouped = pc.dictionary_encode(words.filter(pa.array(kept)))
+        counts = np.zeros(len(grouped.dictionary), dtype=np.int64)
+        np.add.at(counts, grouped.indices.to_numpy(zero_copy_only=False), occurrences)
+        self.counter.add(grouped.dictionary, counts)
 
     def merge(self, other: TextStats) -> None:
         self.rows += other.rows

@@ -48,9 +48,6 @@ from emrml.errors import DataError
 from emrml.storage.boundaries import BOM, COMMA, Blanks, Block, has_stray_quotes, split_blocks
 from emrml.storage.codecs import Replay
 
-#: Size of the pieces pyarrow parses in parallel within one block.
-_PARSE_PIECE_BYTES = 512 << 10
-
 
 @dataclass(frozen=True)
 class InvalidRecord:
@@ -219,13 +216,7 @@ class _BlockParser:
         self.file = file
         self.max_record_bytes = max_record_bytes
         # Positional column names keep pyarrow away from duplicate or odd header names.
-        keys = [f"f{i}" for i in range(len(names))]
-        self._read_options = pacsv.ReadOptions(
-            column_names=keys,
-            autogenerate_column_names=False,
-            use_threads=False,
-            block_size=max(_PARSE_PIECE_BYTES, 2 * max_record_bytes),
-        )
+        self._keys = keys = [f"f{i}" for i in range(len(names))]
         self._parse_options = {
             multiline: pacsv.ParseOptions(newlines_in_values=multiline, ignore_empty_lines=False)
             for multiline in (False, True)
@@ -414,7 +405,7 @@ class _BlockParser:
         try:
             table = pacsv.read_csv(
                 pa.BufferReader(data),
-                read_options=self._read_options,
+                read_options=self._read_options(data.size),
                 parse_options=self._parse_options[block.multiline],
                 convert_options=self._convert_options[not block.buf.isascii()],
             )
@@ -423,6 +414,17 @@ class _BlockParser:
         if shielded:
             table = table.slice(1)
         return table if table.num_rows == len(records) else None
+
+    def _read_options(self, size: int) -> pacsv.ReadOptions:
+        # The whole block in one piece, on this thread: its columns come out in one chunk each (no copy to
+        # join them), and the callers already keep both cores busy. Pieces parsed on Arrow's threads cost
+        # a fifth more CPU.
+        return pacsv.ReadOptions(
+            column_names=self._keys,
+            autogenerate_column_names=False,
+            use_threads=False,
+            block_size=max(size + 1, 2 * self.max_record_bytes),
+        )
 
     def _empty_table(self) -> pa.Table:
         return pa.table({f"f{i}": pa.array([], pa.string()) for i in range(len(self.names))})

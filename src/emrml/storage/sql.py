@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv as python_csv
 import io
 import re
-import zlib
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from pyarrow import csv
 from emrml.core.inference import infer_type
 from emrml.core.schema import MAX_NAME_LENGTH, Attribute, AttributeType, Schema
 from emrml.errors import DataError
+from emrml.storage.gzipped import gzip_compressor
 from emrml.storage.locations import atomic_write
 
 #: Rows per Arrow batch read from the database.
@@ -37,9 +37,6 @@ BATCH_ROWS = 65_536
 CONNECT_TIMEOUT = 10
 #: The schemes a connection URL may have, by the API that may use it.
 SCHEMES = {"RDS": ("mysql", "mariadb"), "Redshift": ("postgresql", "postgres", "redshift")}
-#: Staged files are written with gzip level 1: the staged file is read back at once (statistics, training),
-#: so compression speed matters more than size.
-GZIP_LEVEL = 1
 
 Progress = Callable[[float, str | None], None]
 
@@ -321,8 +318,8 @@ def stage(reader: pa.RecordBatchReader, location: str, progress: Progress | None
     """
     columns = result_columns(reader.schema)
     rows, sample = 0, None
-    # zlib, not pyarrow's gzip stream, which has no compression level; zlib releases the GIL as it works.
-    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # wbits 31: the gzip format
+    # Not pyarrow's gzip stream, which has no compression level.
+    compressor = gzip_compressor()
     options = csv.WriteOptions(include_header=False)
     with atomic_write(location) as out:
         # The header by hand: pyarrow quotes every name, where a name needs quotes only as a value would.

@@ -15,13 +15,15 @@ checkpoints a shard only then, so a crash loses no record (it replays, at least 
 from __future__ import annotations
 
 import time
-import zlib
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import BinaryIO, Protocol
 
-from emrml.engine.batch import GZIP_LEVEL, line_bytes
+from isal import isal_zlib
+
+from emrml.engine.batch import line_bytes
 from emrml.errors import InvalidInputException
+from emrml.storage.gzipped import gzip_compressor
 from emrml.storage.locations import atomic_write
 from emrml.stream.kinesis import SCHEME, Kinesis, stream_name
 from emrml.stream.scoring import DeadLetter, MicroBatchScorer, Scored
@@ -70,7 +72,7 @@ class FileSink:
         self.parts = 0
         self._stack: ExitStack | None = None
         self._file: BinaryIO | None = None
-        self._compressor: zlib._Compress | None = None
+        self._compressor: isal_zlib.Compress | None = None
         self._size = 0
         self._opened = 0.0
 
@@ -80,7 +82,7 @@ class FileSink:
         location = f"{self.directory}part-{stamp}-{self.consumer}-{self.parts:06d}.gz"
         self._stack = ExitStack()
         self._file = self._stack.enter_context(atomic_write(location))
-        self._compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+        self._compressor = gzip_compressor()
         self._size = 0
         self._opened = time.monotonic()
         self._write(header)

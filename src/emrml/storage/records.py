@@ -221,8 +221,8 @@ class _BlockParser:
             multiline: pacsv.ParseOptions(newlines_in_values=multiline, ignore_empty_lines=False)
             for multiline in (False, True)
         }
-        # Arrow's UTF-8 check costs about 1 ms per MB of text, ``bytes.isascii`` 0.1: a block of ASCII
-        # (valid UTF-8) is parsed without the check, anything else with it (by whether it holds non-ASCII).
+        # Arrow's UTF-8 check costs about 1 ms per MB of text, ``bytes.isascii`` 0.1: a block that is all
+        # ASCII (valid UTF-8 by construction) is parsed without the check, any other block with it.
         self._convert_options = {
             non_ascii: pacsv.ConvertOptions(
                 column_types={key: pa.string() for key in keys},

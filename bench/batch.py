@@ -65,6 +65,7 @@ from emrml.core.schema import AttributeType, Schema
 from emrml.core.values import parse_binary, parse_numeric
 from emrml.errors import AmazonMLError
 from emrml.samples import bank_sample_schema, write_bank_sample
+from emrml.service import forkserver
 from emrml.service.app import EmrML
 
 DATA_DIR = BENCH_DIR / "data"
@@ -161,10 +162,8 @@ def emrml_run(app: EmrML, source_id: str, number: int, output: Path) -> EmrmlRun
 
 
 def warm_fork_server(app: EmrML) -> float:
-    """Start the job runner's fork server as a running server has it (every engine imported); seconds."""
-    from emrml.service import forkserver
-
-    forkserver.preload_every_engine()
+    """Start the job runner's fork server (``main`` asked for every engine to be preloaded, as a running
+    server does), if no set-up job has started it yet; seconds."""
     started = time.perf_counter()
     process = forkserver.context().Process(target=os.getpid)
     process.start()
@@ -306,6 +305,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-readme", action="store_true", help="print only, leave README.md alone")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
+    # As a server: the job fork server, whoever starts it first (a set-up job or the warm-up), imports every
+    # engine once. This must precede the app, whose job runner fixes the fork server's preload list.
+    forkserver.preload_every_engine()
     schema = bank_sample_schema()
     path = ensure_input(THROUGHPUT_INPUT)
     started, load_before = time.strftime("%Y-%m-%d %H:%M"), load_average()

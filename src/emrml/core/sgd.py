@@ -269,8 +269,8 @@ class DualAveraging:
         for start in range(0, X.shape[0], rows_per_step):
             stop = min(start + rows_per_step, X.shape[0])
             lo, hi = indptr[start], indptr[stop]
-            part = (X.data[lo:hi], X.indices[lo:hi], indptr[start : stop + 1] - lo)
-            total += self.step(*part, y[start:stop], weight[start:stop])
+            rows = (X.data[lo:hi], X.indices[lo:hi], indptr[start : stop + 1] - lo)
+            total += self.step(*rows, y[start:stop], weight[start:stop])
         return total
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from isal import isal_zlib
 
+#: What :func:`gzip_compressor` gives, for annotations: no other module imports ``isal``.
+Compressor = isal_zlib.Compress
 #: Speed matters more than size: the files are read back at once or downloaded, rarely kept compressed.
 LEVEL = 1
 
 
-def gzip_compressor() -> isal_zlib.Compress:
+def gzip_compressor() -> Compressor:
     """A compressor whose ``compress`` and ``flush`` outputs, joined, are one gzip member."""
     return isal_zlib.compressobj(LEVEL, isal_zlib.DEFLATED, 31)  # wbits 31: the gzip format

@@ -427,4 +427,4 @@ class _BlockParser:
         )
 
     def _empty_table(self) -> pa.Table:
-        return pa.table({f"f{i}": pa.array([], pa.string()) for i in range(len(self.names))})
+        return pa.table({key: pa.array([], pa.string()) for key in self._keys})

@@ -19,11 +19,9 @@ from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import BinaryIO, Protocol
 
-from isal import isal_zlib
-
 from emrml.engine.batch import line_bytes
 from emrml.errors import InvalidInputException
-from emrml.storage.gzipped import gzip_compressor
+from emrml.storage.gzipped import Compressor, gzip_compressor
 from emrml.storage.locations import atomic_write
 from emrml.stream.kinesis import SCHEME, Kinesis, stream_name
 from emrml.stream.scoring import DeadLetter, MicroBatchScorer, Scored
@@ -72,7 +70,7 @@ class FileSink:
         self.parts = 0
         self._stack: ExitStack | None = None
         self._file: BinaryIO | None = None
-        self._compressor: isal_zlib.Compress | None = None
+        self._compressor: Compressor | None = None
         self._size = 0
         self._opened = 0.0
 

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from emrml.core import features
 from emrml.core.features import FeatureSpace, fitting
+from emrml.core.features import batch as batch_features
 from emrml.core.features.layout import walk
 from emrml.core.recipe.grammar import parse_recipe
 from emrml.core.recipe.suggest import suggest_recipe
@@ -344,6 +345,17 @@ _records = st.fixed_dictionaries(
     {},
     optional={"num": _numbers, "flag": _flags, "cat": _categories, "text": _texts, "text2": _texts},
 )
+
+
+@given(st.lists(st.tuples(st.integers(0, 30), st.integers(0, 400))), st.integers(1, 400))
+def test_distinct_per_row_matches_plain_python(pairs: list[tuple[int, int]], width: int) -> None:
+    # Both ways of finding the pairs: a grid for narrow vocabularies, a sort for wide ones.
+    pairs = sorted((row, token % width) for row, token in pairs)
+    rows = np.array([row for row, _ in pairs], dtype=np.int64)
+    ids = np.array([token for _, token in pairs], dtype=np.int64)
+    got_rows, got_ids = batch_features.distinct_per_row(rows, ids, width)
+    assert got_rows.dtype == got_ids.dtype == np.int64
+    assert list(zip(got_rows.tolist(), got_ids.tolist(), strict=True)) == sorted(set(pairs))
 
 
 @given(_numbers)

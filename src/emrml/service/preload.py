@@ -29,8 +29,9 @@ def keep_freed_memory() -> None:
     Every batch allocates the same few-megabyte blocks (the CSV block read, numpy temporaries): by default
     each of them is a fresh mapping, or heap memory trimmed back after use, and the page faults of
     touching them again cost batch scoring about a tenth of its CPU time (two passes over a million rows:
-    170,000-200,000 minor page faults by default, 40,000 with these settings). What a process keeps is bounded by its largest batch, as before. Python has
-    no binding for ``mallopt``, hence ctypes; elsewhere than glibc this does nothing.
+    170,000-200,000 minor page faults by default, 40,000 with these settings). What a process keeps is
+    bounded by its largest batch, as before. Python has no binding for ``mallopt``, hence ctypes;
+    elsewhere than glibc this does nothing.
     """
     try:
         mallopt = ctypes.CDLL(None).mallopt

@@ -247,7 +247,7 @@ def _vocabulary_part(layout: Layout, lookup: Mapping[str, int], values: BatchVal
     if layout.output.kind == OutputKind.CATEGORICAL:
         categories = values.categories(layout.output.expression)
         mapping = np.append(label_ids(categories.labels, lookup), -1)  # code -1 → the appended -1
-        return Single(mapping[categories.codes], np.ones(values.rows))
+        return Single(mapping[categories.codes])
     tokens = values.tokens(layout.output.expression)
     ids = token_ids(tokens.tokens, lookup)
     known = ids >= 0

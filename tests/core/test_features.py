@@ -186,6 +186,19 @@ def test_vocabulary_limits_keep_the_most_frequent() -> None:
     assert space.feature_names == ["review=a", "review=b", "review=c", "review=d", "job=x"]
 
 
+def test_document_frequencies_count_words_alike_after_a_transformation_once_per_row() -> None:
+    # "Rate," and "RATE" are two tokens of row 0 but one word after no_punct and lowercase: two rows hold
+    # "rate", and "x" is in one row only (emptied "!!!" is no word).
+    rows = [{"review": "Rate, RATE x !!!"}, {"review": "rate."}, {"review": "!!!"}]
+    space = _small(["lowercase(no_punct(review))"], rows=rows, min_count=2)
+    assert space.feature_names == ["lowercase(no_punct(review))=rate"]
+    space = _small(["lowercase(no_punct(review))"], rows=rows, min_count=3)
+    assert space.feature_names == []
+    space = _small(["lowercase(no_punct(review))"], rows=rows)
+    assert space.feature_names == ["lowercase(no_punct(review))=rate", "lowercase(no_punct(review))=x"]
+    _assert_paths_agree(space, SMALL, rows)
+
+
 def test_cartesian_features() -> None:
     space = _small(["cartesian(job,smoker)", "cartesian(quantile_bin(age,5),job)"])
     names = space.feature_names
@@ -356,6 +369,14 @@ def test_distinct_per_row_matches_plain_python(pairs: list[tuple[int, int]], wid
     got_rows, got_ids = batch_features.distinct_per_row(rows, ids, width)
     assert got_rows.dtype == got_ids.dtype == np.int64
     assert list(zip(got_rows.tolist(), got_ids.tolist(), strict=True)) == sorted(set(pairs))
+
+
+def test_distinct_per_row_with_keys_beyond_32_bits() -> None:
+    width = 2**31
+    rows = np.array([0, 0, 1, 1, 1], dtype=np.int64)
+    ids = np.array([width - 1, 7, width - 1, width - 1, 0], dtype=np.int64)
+    got_rows, got_ids = batch_features.distinct_per_row(rows, ids, width)
+    assert got_rows.tolist() == [0, 0, 1, 1] and got_ids.tolist() == [7, width - 1, 0, width - 1]
 
 
 @given(_numbers)

@@ -182,10 +182,9 @@ def label_ids(labels: pa.Array, lookup: Mapping[str, int]) -> np.ndarray:
     )
 
 
-def token_ids(tokens: pa.Array, lookup: Mapping[str, int]) -> np.ndarray:
-    """``lookup[token]`` per token (int64), -1 for tokens not in ``lookup``."""
-    encoded = pc.dictionary_encode(tokens)
-    return label_ids(encoded.dictionary, lookup)[codes_of(encoded)]
+def token_ids(tokens: tf.TokenArray, lookup: Mapping[str, int]) -> np.ndarray:
+    """``lookup[token]`` per token (int64), -1 for tokens not in ``lookup``: one lookup per word."""
+    return label_ids(tokens.words, lookup)[tokens.codes]
 
 
 #: Up to this many grid cells per (row, id) pair, ``distinct_per_row`` marks a grid instead of sorting.
@@ -208,7 +207,8 @@ def distinct_per_row(rows: np.ndarray, ids: np.ndarray, width: int) -> tuple[np.
         keys = np.flatnonzero(grid)
         return np.divmod(keys, width)
     # np.sort plus a neighbour comparison: np.unique takes a path about 50 times slower on int64 keys.
-    keys = np.sort(keys)
+    # Keys that fit 32 bits sort as such, in about 60 % of the time.
+    keys = np.sort(keys.astype(np.int32)).astype(np.int64) if cells < 2**31 else np.sort(keys)
     keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
     return np.divmod(keys, width)
 

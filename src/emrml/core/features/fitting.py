@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from emrml.core.features.batch import BatchValues, Numbers, codes_of, distinct_per_row
+from emrml.core.features.batch import BatchValues, Numbers, distinct_per_row
 from emrml.core.features.layout import COUNTER_HEADROOM, COUNTER_PENDING, EXACT_DISTINCT_LIMIT, KLL_K
 from emrml.core.quantiles import QuantileSketch, add_counts
 from emrml.core.recipe import transforms as tf
@@ -170,12 +170,14 @@ def count_into(counter: Counter, values: BatchValues, output: Output) -> None:
         counter.update(categories.labels.filter(pa.array(keep)), counts[keep])
         return
     tokens = values.tokens(output.expression)
-    if not len(tokens.tokens):
+    if not len(tokens.codes):
         return
-    encoded = pc.dictionary_encode(tokens.tokens)
-    width = len(encoded.dictionary)
-    _, ids = distinct_per_row(tokens.row_ids(), codes_of(encoded), width)
-    counter.update(encoded.dictionary, np.bincount(ids, minlength=width))
+    # Document frequencies: each distinct word once per row (words repeat after some transformations).
+    words, codes = tokens.distinct_words()
+    _, ids = distinct_per_row(tokens.row_ids(), codes, len(words))
+    counts = np.bincount(ids, minlength=len(words))
+    seen = counts > 0  # words no token of this batch points to any more (emptied by no_punct) are not counted
+    counter.update(words.filter(pa.array(seen)), counts[seen])
 
 
 def select_vocabularies(

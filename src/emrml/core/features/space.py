@@ -249,7 +249,7 @@ def _vocabulary_part(layout: Layout, lookup: Mapping[str, int], values: BatchVal
         mapping = np.append(label_ids(categories.labels, lookup), -1)  # code -1 → the appended -1
         return Single(mapping[categories.codes])
     tokens = values.tokens(layout.output.expression)
-    ids = token_ids(tokens.tokens, lookup)
+    ids = token_ids(tokens, lookup)
     known = ids >= 0
     rows, local = distinct_per_row(tokens.row_ids()[known], ids[known] - layout.start, layout.size)
     return Bag(rows, layout.start + local)

@@ -6,6 +6,7 @@ exactly what a user's ``emrml`` process imports.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -81,9 +82,56 @@ def test_a_create_request_imports_no_numpy_or_arrow(tmp_path: Path) -> None:
     assert again & {"numpy", "pyarrow", "pandas", "scipy", "pydantic"} == set()
 
 
-def test_the_predict_path_imports_no_scipy() -> None:
-    # A server scoring single records needs the record compiler, not the batch featurizer or the learner.
-    assert "scipy" not in imported_modules("-c", "from emrml.core.predict import Predictor")
+def test_the_predict_path_imports_no_scipy_or_arrow(tmp_path: Path) -> None:
+    # A server scoring single records needs the record compiler and the weights: not the batch featurizer
+    # (Arrow, 0.1 s of a server's start), nor the learner (scipy).
+    path = tmp_path / "model.zip"
+    _save_small_model(path)
+    record = {"age": "41", "job": "admin.", "notes": "Called back, plan discussed!"}
+    code = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from emrml.core.predict import Predictor\n"
+        f"prediction = Predictor.load(Path({str(path)!r})).predict({record!r})\n"
+        "assert prediction['predictedLabel'] in ('0', '1'), prediction\n"
+        "print(json.dumps(sorted({name.split('.')[0] for name in sys.modules})))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(json.loads(result.stdout))
+    assert "numpy" in loaded and loaded & {"pyarrow", "pandas", "scipy"} == set()
+
+
+def _save_small_model(path: Path) -> None:
+    """A BINARY model on numbers, a category and n-grams of a text, saved to ``path``."""
+    import numpy as np
+    import pyarrow as pa
+
+    from emrml.core.features import FeatureSpace
+    from emrml.core.linear import LinearModel
+    from emrml.core.model import ModelArtifact, save_artifact
+    from emrml.core.recipe.grammar import parse_recipe
+    from emrml.core.schema import Attribute, AttributeType, Schema
+
+    types = {"age": AttributeType.NUMERIC, "job": AttributeType.CATEGORICAL, "notes": AttributeType.TEXT}
+    attributes = (*(Attribute(n, t) for n, t in types.items()), Attribute("y", AttributeType.BINARY))
+    schema = Schema(attributes, target="y", has_header=True)
+    columns = {"age": ["30", "41"], "job": ["admin.", "chef"], "notes": ["plan discussed", "called"]}
+    table = pa.table({**columns, "y": ["0", "1"]})
+    recipe = json.dumps({"outputs": ["quantile_bin(age,5)", "job", "ngram(lowercase(no_punct(notes)),2)"]})
+    space = FeatureSpace.fit(parse_recipe(recipe, schema), schema, table.to_batches())
+    weights = np.linspace(-1, 1, space.n_features)[:, None]
+    artifact = ModelArtifact(
+        model_type="BINARY",
+        schema_json=schema.to_json(),
+        recipe=recipe,
+        feature_space=space.to_dict(),
+        linear=LinearModel("BINARY", weights, np.zeros(1)),
+        labels=None,
+        score_threshold=0.5,
+        parameters={},
+        report={},
+    )
+    save_artifact(artifact, path)
 
 
 def test_arrow_use_after_the_probe_is_settled_imports_no_pandas() -> None:
@@ -97,6 +145,22 @@ def test_arrow_use_after_the_probe_is_settled_imports_no_pandas() -> None:
         "assert 'pandas' not in sys.modules, 'pandas was imported'\n"
     )
     # Not -X importtime: it also lists the import that the probe saw fail.
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_server_hides_pandas_without_loading_arrow() -> None:
+    # ``emrml serve`` may answer Predict without ever loading Arrow; when a request does, pyarrow's probes
+    # must not import pandas (a second) in the middle of it.
+    code = (
+        "import sys\n"
+        "from emrml.core.arrow import hide_pandas\n"
+        "hide_pandas()\n"
+        "assert 'pyarrow' not in sys.modules, 'pyarrow was imported'\n"
+        "import numpy as np, pyarrow as pa\n"
+        "pa.array(np.array([1.5, 2.0])).to_numpy(zero_copy_only=False)\n"
+        "pa.array([None, 'a']).to_numpy(zero_copy_only=False)\n"
+        "assert 'pandas' not in sys.modules, 'pandas was imported'\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

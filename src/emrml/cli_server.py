@@ -406,7 +406,7 @@ def start_server(
     console_process: bool = True,
 ) -> None:
     """``emrml serve`` with its options as plain values (the quickstart's ``--serve`` calls it too)."""
-    from emrml.core.arrow import skip_pandas_probe
+    from emrml.core.arrow import hide_pandas
     from emrml.service.app import EmrML
     from emrml.service.auth import ensure_admin
     from emrml.service.identity import Identities
@@ -414,7 +414,7 @@ def start_server(
     from emrml.web import server
     from emrml.web.tls import TlsSettings
 
-    skip_pandas_probe()
+    hide_pandas()
     console = Console(stderr=True, highlight=False)
     settings = _settings(ctx)
     try:

@@ -523,16 +523,16 @@ def test_fittings_of_parts_merge_into_the_fit_of_the_whole() -> None:
     parts = [_batch(SMALL, rows[:100]), _batch(SMALL, rows[100:450]), _batch(SMALL, rows[450:])]
     whole = FeatureSpace.fit(recipe, SMALL, parts)
 
-    def shipped(fitting: features.Fitting) -> features.Fitting:
-        return pickle.loads(pickle.dumps(fitting))  # the test's own bytes, as Spark would send them
+    def shipped(part: fitting.Fitting) -> fitting.Fitting:
+        return pickle.loads(pickle.dumps(part))  # the test's own bytes, as Spark would send them
 
-    def fitted(part: pa.RecordBatch, into: features.Fitting) -> features.Fitting:
+    def fitted(part: pa.RecordBatch, into: fitting.Fitting) -> fitting.Fitting:
         into.update(part)
         return shipped(into)
 
-    merged = fitted(parts[0], features.Fitting(recipe, SMALL))
+    merged = fitted(parts[0], fitting.Fitting(recipe, SMALL))
     for part in parts[1:]:
-        merged.merge(fitted(part, features.Fitting(recipe, SMALL)))
+        merged.merge(fitted(part, fitting.Fitting(recipe, SMALL)))
     assert merged.second_pass
     merged.end_first_pass()
     empty = merged.second_pass_part()

@@ -16,9 +16,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from emrml.core.features import FeatureSpace
+from emrml.core.floats import java_floats
 from emrml.core.linear import LinearModel
 from emrml.core.model import ModelArtifact, save_artifact
-from emrml.core.predict import Predictor, java_floats
+from emrml.core.predict import Predictor
 from emrml.core.recipe.grammar import parse_recipe
 from emrml.core.recipe.suggest import suggest_recipe
 from emrml.core.schema import AttributeType, Schema, parse_schema

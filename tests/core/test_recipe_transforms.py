@@ -12,11 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from emrml.core.recipe import arrays as ta
 from emrml.core.recipe import transforms as tf
 
 
 def _vectorized(texts: list[str | None], *steps: object) -> list[list[str]]:
-    tokens = tf.tokenize_array(pa.array(texts, pa.string()))
+    tokens = ta.tokenize_array(pa.array(texts, pa.string()))
     for step in steps:
         tokens = step(tokens)  # type: ignore[operator]
     return tokens.to_lists()
@@ -42,7 +43,7 @@ def test_ngram_example() -> None:
     text = "I really enjoyed reading this book"
     assert set(tf.ngrams(tf.tokenize(text), 2)) == expected
     assert len(tf.ngrams(tf.tokenize(text), 2)) == 11
-    assert _vectorized([text], lambda t: tf.ngrams_array(t, 2)) == [tf.ngrams(tf.tokenize(text), 2)]
+    assert _vectorized([text], lambda t: ta.ngrams_array(t, 2)) == [tf.ngrams(tf.tokenize(text), 2)]
 
 
 def test_ngram_keeps_punctuation_attached() -> None:
@@ -61,30 +62,30 @@ def test_osb_example() -> None:
     # 9 tokens: 8 + 7 + 6 pairs at distances 1, 2, 3; windows shrink at the end.
     assert len(pairs) == 21 and "fox___the" in pairs and "over___dog" in pairs
     assert not any(pair.count("_") > 3 for pair in pairs)
-    assert _vectorized([text], lambda t: tf.osb_array(t, 4)) == [pairs]
+    assert _vectorized([text], lambda t: ta.osb_array(t, 4)) == [pairs]
 
 
 def test_no_punct_example() -> None:
     text = "Welcome to AML - please fasten your seat-belts!"
     expected = ["Welcome", "to", "AML", "please", "fasten", "your", "seat-belts"]
     assert tf.no_punct(tf.tokenize(text)) == expected
-    assert _vectorized([text], tf.no_punct_array) == [expected]
+    assert _vectorized([text], ta.no_punct_array) == [expected]
 
 
 def test_no_punct_strips_unicode_punctuation_and_symbols() -> None:
     tokens = ["«film»", "$100", "100%", "😀hi😀", "¿qué?", "…", "a+b", "(x)", "—", "don't"]
     expected = ["film", "100", "100", "hi", "qué", "a+b", "x", "don't"]
     assert tf.no_punct(tokens) == expected
-    assert _vectorized([" ".join(tokens)], tf.no_punct_array) == [expected]
+    assert _vectorized([" ".join(tokens)], ta.no_punct_array) == [expected]
 
 
 def test_cartesian_examples() -> None:
     assert tf.cartesian(["university.degree"], ["technician"]) == ["university.degree_technician"]
     title = tf.no_punct(tf.tokenize("Fun With Problems"))
     assert tf.cartesian(title, ["Softcover"]) == ["Fun_Softcover", "With_Softcover", "Problems_Softcover"]
-    left = tf.tokenize_array(pa.array(["Fun With Problems", "", "a b"]))
-    right = tf.single_tokens(pa.array(["Softcover", "Hardcover", None]))
-    assert tf.cartesian_array(left, right).to_lists() == [
+    left = ta.tokenize_array(pa.array(["Fun With Problems", "", "a b"]))
+    right = ta.single_tokens(pa.array(["Softcover", "Hardcover", None]))
+    assert ta.cartesian_array(left, right).to_lists() == [
         ["Fun_Softcover", "With_Softcover", "Problems_Softcover"],
         [],
         [],
@@ -93,15 +94,15 @@ def test_cartesian_examples() -> None:
 
 def test_cartesian_of_three_varies_the_first_slowest() -> None:
     assert tf.cartesian(["a", "b"], ["x"], ["1", "2"]) == ["a_x_1", "a_x_2", "b_x_1", "b_x_2"]
-    arrays = [tf.tokenize_array(pa.array([text])) for text in ("a b", "x", "1 2")]
-    assert tf.cartesian_array(*arrays).to_lists() == [["a_x_1", "a_x_2", "b_x_1", "b_x_2"]]
+    arrays = [ta.tokenize_array(pa.array([text])) for text in ("a b", "x", "1 2")]
+    assert ta.cartesian_array(*arrays).to_lists() == [["a_x_1", "a_x_2", "b_x_1", "b_x_2"]]
 
 
 def test_lowercase_uses_full_unicode_case_mapping_in_both_paths() -> None:
     texts = ["İSTANBUL", "ΟΔΟΣ ΟΔΟΣ", "STRASSE Straße", "ǅ", "ABC"]
     expected = [text.lower() for text in texts]
     assert [tf.lowercase(text) for text in texts] == expected
-    assert tf.lowercase_array(pa.array([*texts, None])).to_pylist() == [*expected, None]
+    assert ta.lowercase_array(pa.array([*texts, None])).to_pylist() == [*expected, None]
 
 
 def test_categorical_values() -> None:
@@ -111,8 +112,8 @@ def test_categorical_values() -> None:
     assert tf.category_no_punct("high school!") == "high school"
     assert tf.category_no_punct("...") is None
     values = pa.array(["  admin. ", " \t", None, "x"])
-    assert tf.category_array(values).to_pylist() == ["admin.", None, None, "x"]
-    assert tf.category_no_punct_array(pa.array([" «admin.» ", "...", None])).to_pylist() == [
+    assert ta.category_array(values).to_pylist() == ["admin.", None, None, "x"]
+    assert ta.category_no_punct_array(pa.array([" «admin.» ", "...", None])).to_pylist() == [
         "admin",
         None,
         None,
@@ -126,7 +127,7 @@ def test_whitespace_is_exactly_what_python_and_arrow_agree_on() -> None:
     every = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
     assert set(tf.WHITESPACE) == {c for c in every if c.isspace()}
     # The vectorized tokenizer and Arrow's trim see the same set.
-    tokens = tf.tokenize_array(pa.array([f"a{c}b" for c in every]))
+    tokens = ta.tokenize_array(pa.array([f"a{c}b" for c in every]))
     split = {c for c, length in zip(every, tokens.lengths(), strict=True) if length == 2}
     assert split == set(tf.WHITESPACE)
     trimmed = pc.utf8_trim_whitespace(pa.array([f"{c}x" for c in every])).to_pylist()
@@ -145,7 +146,7 @@ def test_trailing_space_after_non_ascii_text_is_never_kept() -> None:
     # pyarrow 26's utf8_split_whitespace sometimes kept "... " here; the tokenizer must not.
     texts = ["", "naïve ", "Great  Great\tseat-belts! İstanbul Great seat-belts! ... "]
     for _ in range(200):
-        assert tf.tokenize_array(pa.array(texts)).to_lists() == [text.split() for text in texts]
+        assert ta.tokenize_array(pa.array(texts)).to_lists() == [text.split() for text in texts]
 
 
 # --- Quantile bins ----------------------------------------------------------------------------------------
@@ -184,19 +185,19 @@ _texts = st.one_of(
 @given(st.lists(st.one_of(st.none(), _texts), min_size=1, max_size=8), st.integers(2, 5))
 def test_vectorized_and_scalar_paths_agree(texts: list[str | None], n: int) -> None:
     scalar_tokens = [tf.tokenize(text or "") for text in texts]
-    tokens = tf.tokenize_array(pa.array(texts, pa.string()))
+    tokens = ta.tokenize_array(pa.array(texts, pa.string()))
     assert tokens.to_lists() == scalar_tokens
-    assert tf.lowercase_tokens(tokens).to_lists() == [[tf.lowercase(t) for t in ts] for ts in scalar_tokens]
-    stripped = tf.no_punct_array(tokens)
+    assert ta.lowercase_tokens(tokens).to_lists() == [[tf.lowercase(t) for t in ts] for ts in scalar_tokens]
+    stripped = ta.no_punct_array(tokens)
     assert stripped.to_lists() == [tf.no_punct(ts) for ts in scalar_tokens]
-    assert tf.ngrams_array(stripped, n).to_lists() == [tf.ngrams(tf.no_punct(ts), n) for ts in scalar_tokens]
-    assert tf.osb_array(tokens, n).to_lists() == [tf.osb(ts, n) for ts in scalar_tokens]
-    reversed_tokens = tf.tokenize_array(pa.array(texts[::-1], pa.string()))
-    assert tf.cartesian_array(tokens, reversed_tokens).to_lists() == [
+    assert ta.ngrams_array(stripped, n).to_lists() == [tf.ngrams(tf.no_punct(ts), n) for ts in scalar_tokens]
+    assert ta.osb_array(tokens, n).to_lists() == [tf.osb(ts, n) for ts in scalar_tokens]
+    reversed_tokens = ta.tokenize_array(pa.array(texts[::-1], pa.string()))
+    assert ta.cartesian_array(tokens, reversed_tokens).to_lists() == [
         tf.cartesian(a, b) for a, b in zip(scalar_tokens, scalar_tokens[::-1], strict=True)
     ]
-    categories = tf.category_no_punct_array(
-        tf.lowercase_array(tf.category_array(pa.array(texts, pa.string())))
+    categories = ta.category_no_punct_array(
+        ta.lowercase_array(ta.category_array(pa.array(texts, pa.string())))
     )
     expected = []
     for text in texts:
@@ -207,6 +208,6 @@ def test_vectorized_and_scalar_paths_agree(texts: list[str | None], n: int) -> N
 
 @pytest.mark.parametrize("n", [2, 10])
 def test_ngrams_of_rows_shorter_than_n(n: int) -> None:
-    tokens = tf.tokenize_array(pa.array(["", "one", "one two", None]))
-    assert tf.ngrams_array(tokens, n).to_lists() == [[], ["one"], ["one", "two", "one two"], []]
-    assert tf.osb_array(tokens, n).to_lists() == [[], [], ["one_two"], []]
+    tokens = ta.tokenize_array(pa.array(["", "one", "one two", None]))
+    assert ta.ngrams_array(tokens, n).to_lists() == [[], ["one"], ["one", "two", "one two"], []]
+    assert ta.osb_array(tokens, n).to_lists() == [[], [], ["one_two"], []]

@@ -5,9 +5,7 @@
 and ``score_batch(batch)`` scores an Arrow batch vectorized. Both paths use the same fitted
 ``FeatureSpace`` and weights and agree to 1e-12 (a property test holds them to it).
 
-``java_floats`` writes numbers the way Amazon ML's batch prediction files do (spec 9): Java-style
-scientific notation with at most 7 significant digits, e.g. ``1.237027E-1``, ``1.02535E-2``,
-``-1.526385E1``.
+The batch path imports pyarrow when first called: a server that only answers Predict loads no Arrow.
 """
 
 from __future__ import annotations
@@ -16,28 +14,23 @@ import math
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from emrml.core.features import BatchValues, FeatureSpace, record_flag, record_number
+from emrml.core.features import FeatureSpace, record_flag, record_number
 from emrml.core.linear import LinearModel
 from emrml.core.model import ModelArtifact, load_artifact
 from emrml.core.schema import AttributeType, Schema, parse_schema
 from emrml.errors import InvalidInputException
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from emrml.core.features.batch import BatchValues
+
 #: The cut-off of a BINARY model whose artifact records none (spec 7.3).
 DEFAULT_THRESHOLD = 0.5
-#: Significant digits of ``java_floats`` (the real result files have at most 7: ``1.237027E-1``).
-SIGNIFICANT_DIGITS = 7
-_MANTISSA_LOW = 10.0 ** (SIGNIFICANT_DIGITS - 1)
-_MANTISSA_HIGH = 10.0**SIGNIFICANT_DIGITS
-# Largest power of ten applied in one multiplication: 10**300 is finite, so scaling a subnormal number up
-# to its 7-digit mantissa takes two steps instead of overflowing.
-_SCALE_STEP = 300
-_POWERS = np.power(10.0, np.arange(-_SCALE_STEP, _SCALE_STEP + 1, dtype=np.float64))
 
 
 def in_float_range(value: float) -> float:
@@ -214,6 +207,8 @@ class Predictor:
         names = batch.schema.names
         absent = [name for name in self._inputs if name not in names]
         if absent:
+            import pyarrow as pa
+
             empty = pa.array([""] * batch.num_rows, pa.string())
             batch = pa.RecordBatch.from_arrays(
                 [*batch.columns, *([empty] * len(absent))], names=[*names, *absent]
@@ -240,87 +235,3 @@ def _not_strings(record: object) -> InvalidInputException:
                 f"type), not {type(value).__name__}"
             )
     return InvalidInputException("Record values must be strings")
-
-
-def java_floats(values: np.ndarray) -> pa.Array:
-    """Numbers as Java-style scientific notation strings, vectorized: ``(n,)`` float → ``(n,)`` strings.
-
-    The value is rounded to 7 significant digits and written as ``d.dddddd`` + ``E`` + exponent, trailing
-    zeros of the fraction dropped but one digit kept: ``0.1237027`` → ``1.237027E-1``, ``0.0102535`` →
-    ``1.02535E-2``, ``-15.26385`` → ``-1.526385E1``, ``100`` → ``1.0E2``; zero is ``0.0E0``; NaN and
-    infinities are Java's ``NaN``, ``Infinity``, ``-Infinity``. ``float(text)`` gives the value back to 7
-    significant digits.
-    """
-    v = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
-    finite = np.isfinite(v)
-    zero = v == 0
-    magnitude = np.where(finite & ~zero, np.abs(v), 1.0)
-    exponent = np.floor(np.log10(magnitude)).astype(np.int64)
-    mantissa = _scaled(magnitude, exponent)
-    # log10 may land one off next to a power of ten, and rounding may carry to 10**7: fix both.
-    off = (mantissa >= _MANTISSA_HIGH - 0.5).astype(np.int64) - (mantissa < _MANTISSA_LOW - 0.5)
-    if off.any():
-        exponent += off
-        mantissa = _scaled(magnitude, exponent)
-        carried = mantissa >= _MANTISSA_HIGH
-        exponent += carried
-        mantissa[carried] = _MANTISSA_LOW
-    text = _layout(mantissa.astype(np.int32), exponent, v < 0)
-    if zero.any() or not finite.all():
-        special = np.where(np.isnan(v), "NaN", np.where(v > 0, "Infinity", "-Infinity"))
-        special = np.where(zero, "0.0E0", special)
-        text = pc.if_else(pa.array(zero | ~finite), pa.array(special), text)
-    return text
-
-
-def _scaled(magnitude: np.ndarray, exponent: np.ndarray) -> np.ndarray:
-    """``round(magnitude * 10**(6 - exponent))``, in two steps where one power of ten would overflow."""
-    shift = SIGNIFICANT_DIGITS - 1 - exponent
-    first = np.clip(shift, -_SCALE_STEP, _SCALE_STEP)
-    scaled = magnitude * _POWERS[first + _SCALE_STEP]
-    rest = shift - first
-    if rest.any():
-        scaled *= _POWERS[rest + _SCALE_STEP]
-    return np.rint(scaled)
-
-
-# Character columns of one number: sign, first digit, ".", six fraction digits, "E", exponent sign, three
-# exponent digits. Each row keeps the columns its text needs, so the kept cells, read row by row, are the
-# strings one after another: the Arrow data buffer.
-_WIDTH = 14
-_ZERO = ord("0")
-
-
-def _layout(mantissa: np.ndarray, exponent: np.ndarray, negative: np.ndarray) -> pa.Array:
-    """Strings of ``mantissa`` (7-digit integers) × 10**(exponent - 6), negated where ``negative``."""
-    n = len(mantissa)
-    chars = np.empty((n, _WIDTH), dtype=np.uint8)
-    keep = np.ones((n, _WIDTH), dtype=bool)
-    chars[:, 0] = ord("-")
-    keep[:, 0] = negative
-    chars[:, 1] = mantissa // 1_000_000 + _ZERO
-    chars[:, 2] = ord(".")
-    fraction = mantissa % 1_000_000
-    # Trailing zeros of the six fraction digits, counting at most five: one digit is always kept.
-    trailing_zeros = np.zeros(n, dtype=np.int32)
-    for place in range(6):
-        chars[:, 3 + place] = fraction // 10 ** (5 - place) % 10 + _ZERO
-        if place < 5:
-            trailing_zeros += fraction % 10 ** (place + 1) == 0
-    # Fraction digits up to the last non-zero one, at least one ("1.0E2").
-    kept = 6 - trailing_zeros
-    for place in range(1, 6):
-        keep[:, 3 + place] = kept > place
-    chars[:, 9] = ord("E")
-    chars[:, 10] = ord("-")
-    keep[:, 10] = exponent < 0
-    power = np.abs(exponent).astype(np.int32)
-    chars[:, 11] = power // 100 + _ZERO
-    chars[:, 12] = power // 10 % 10 + _ZERO
-    chars[:, 13] = power % 10 + _ZERO
-    keep[:, 11] = power >= 100
-    keep[:, 12] = power >= 10
-    offsets = np.zeros(n + 1, dtype=np.int32)
-    np.cumsum(keep.sum(axis=1, dtype=np.int32), out=offsets[1:])
-    data = np.compress(keep.reshape(-1), chars.reshape(-1))
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))

@@ -4,6 +4,8 @@ Rules (spec 5.2, 5.3, open question 9): surrounding whitespace is ignored; an em
 NUMERIC accepts decimal and scientific notation (``1.3E4``, ``-2``, ``.5``) and nothing else (``NaN``,
 ``Inf`` and thousands separators are *invalid*); BINARY accepts ``0 n no f false`` / ``1 y yes t true`` in
 any case. Both paths share these rules so batch and single-record parsing agree.
+
+The vectorized functions import pyarrow when called: a server's single-record path loads no Arrow.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ import functools
 import math
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 NUMBER_PATTERN = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 _NUMBER_RE = re.compile(NUMBER_PATTERN)
@@ -26,6 +30,8 @@ BINARY_TRUE = ("1", "y", "yes", "t", "true")
 @functools.cache
 def binary_spellings() -> tuple[pa.Array, pa.Array]:
     """The (false, true) spellings as Arrow arrays, built on first use: no Arrow call at import."""
+    import pyarrow as pa
+
     return pa.array(BINARY_FALSE, pa.string()), pa.array(BINARY_TRUE, pa.string())
 
 
@@ -42,18 +48,25 @@ class Parsed:
 
 
 def _as_array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    import pyarrow as pa
+
     if isinstance(column, pa.ChunkedArray):
         return column.combine_chunks()
     return column
 
 
 def _missing_mask(trimmed: pa.Array) -> np.ndarray:
+    import pyarrow.compute as pc
+
     empty = pc.or_kleene(pc.is_null(trimmed), pc.equal(trimmed, ""))
     return np.asarray(pc.fill_null(empty, True).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def parse_numeric(column: pa.Array | pa.ChunkedArray) -> Parsed:
     """Parse a string column as NUMERIC."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     trimmed = pc.utf8_trim_whitespace(_as_array(column))
     missing = _missing_mask(trimmed)
     present = pc.if_else(pa.array(missing), pa.scalar(None, pa.string()), trimmed)
@@ -74,6 +87,8 @@ def parse_numeric(column: pa.Array | pa.ChunkedArray) -> Parsed:
 
 def parse_binary(column: pa.Array | pa.ChunkedArray) -> Parsed:
     """Parse a string column as BINARY: 0.0 / 1.0, NaN where missing or invalid."""
+    import pyarrow.compute as pc
+
     normalized = pc.utf8_lower(pc.utf8_trim_whitespace(_as_array(column)))
     missing = _missing_mask(normalized)
     false_set, true_set = binary_spellings()

@@ -11,7 +11,7 @@ Columns: ``[tag,][trueLabel,]`` then ``bestAnswer,score`` (BINARY), the class na
 (MULTICLASS), or ``score`` (REGRESSION). ``tag`` is the rowId attribute's value, when the schema has one;
 ``trueLabel`` the target's value when the datasource has the target (BINARY: ``0``/``1``, empty when
 missing or not a binary value; other types: the trimmed text). Text values are quoted as RFC 4180 asks;
-numbers are Java-style scientific notation (``core.predict.java_floats``).
+numbers are Java-style scientific notation (``core.floats.java_floats``).
 
 **Atomic.** Results are written under ``<out>/batch-prediction/.tmp-<id>/`` (hidden; for an output in
 S3, under the scratch folder), moved into ``result/`` when all are complete (renamed, or uploaded as whole
@@ -45,7 +45,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from emrml.config import Settings
-from emrml.core.predict import Predictor, java_floats
+from emrml.core.floats import java_floats
+from emrml.core.predict import Predictor
 from emrml.core.rearrange import Rearrangement
 from emrml.core.schema import Schema, parse_schema
 from emrml.core.values import parse_binary

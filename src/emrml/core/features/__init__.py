@@ -10,7 +10,8 @@ exactly (DESIGN idea 1):
 * ``transform_record(record)``: one ``{attribute: string}`` record → ``(indices, values)``, plain Python;
 
 and ``product(values(batch), weights)`` gives ``transform(batch) @ weights`` without building the matrix,
-which is all that scoring a batch needs.
+which is all that scoring a batch needs. ``record`` compiles the one-record path, ``batch`` holds the
+vectorized one (Arrow), ``fitting`` learns from batches (``Fitting``: in parts that merge).
 
 Features per output (names as in spec 6.3; ``docs/recipes.md`` has the full rules):
 
@@ -23,15 +24,14 @@ Features per output (names as in spec 6.3; ``docs/recipes.md`` has the full rule
 * token sets (TEXT, ``ngram``, ``osb``, ``cartesian``): a binary bag ``ngram(lowercase(review),2)=great
   movie`` — a token repeated in a row counts once.
 
-``Fitting`` is the fit in parts that merge: the Spark engine fits each part of the data in a task and
-merges the parts on the driver.
+``fitting.Fitting`` is the fit in parts that merge: the Spark engine fits each part of the data in a task
+and merges the parts on the driver.
 
 Unknown categories and tokens are dropped. Zero values are not stored (so a present value of 0 and an
 absent feature look the same, as in any sparse vector).
 """
 
-from emrml.core.features.batch import BatchValues
 from emrml.core.features.record import record_flag, record_number
-from emrml.core.features.space import FeatureSpace, Fitting
+from emrml.core.features.space import FeatureSpace
 
-__all__ = ["BatchValues", "FeatureSpace", "Fitting", "record_flag", "record_number"]
+__all__ = ["FeatureSpace", "record_flag", "record_number"]

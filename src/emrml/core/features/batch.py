@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -10,7 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from emrml.core.features.layout import Layout, Parameters, attribute, binary_labels
+from emrml.core.features.layout import Layout, Parameters, attribute, is_top_bins, uses_vocabulary
+from emrml.core.recipe import arrays as ta
 from emrml.core.recipe import transforms as tf
 from emrml.core.recipe.grammar import (
     Expression,
@@ -25,6 +27,13 @@ from emrml.errors import DataError
 
 if TYPE_CHECKING:
     import scipy.sparse
+
+
+@functools.cache
+def binary_labels() -> pa.Array:
+    """The tokens of a BINARY value inside cartesian (open question 12); built on first use."""
+    return pa.array(["0", "1"], pa.string())
+
 
 # --- Vectorized evaluation ------------------------------------------------------------------------------
 
@@ -98,7 +107,7 @@ class BatchValues:
             raise DataError(
                 f"the data has no column {name!r} (columns: {', '.join(self.batch.schema.names)})"
             )
-        return tf.as_strings(self.batch.column(index))
+        return ta.as_strings(self.batch.column(index))
 
     def numeric(self, name: str) -> Numbers:
         return self._cached(("numeric", name), lambda: _numbers(self.column(name), parse_numeric))
@@ -123,41 +132,41 @@ class BatchValues:
         def compute() -> _Codes:
             if isinstance(expression, Variable):
                 encoded = pc.dictionary_encode(self.column(expression.name))
-                return _Codes(codes_of(encoded), tf.category_array(encoded.dictionary))
+                return _Codes(codes_of(encoded), ta.category_array(encoded.dictionary))
             if expression.function == "quantile_bin":
                 count = len(self.parameters.edges_of(expression)) + 1
                 return _Codes(self.bins(expression), pa.array([tf.bin_label(i) for i in range(count)]))
             inner = self.categories(expression.args[0])
             if expression.function == "lowercase":
-                return _Codes(inner.codes, tf.lowercase_array(inner.labels))
-            return _Codes(inner.codes, tf.category_no_punct_array(inner.labels))
+                return _Codes(inner.codes, ta.lowercase_array(inner.labels))
+            return _Codes(inner.codes, ta.category_no_punct_array(inner.labels))
 
         return self._cached(("categories", expression.text), compute)
 
-    def tokens(self, expression: Expression) -> tf.TokenArray:
+    def tokens(self, expression: Expression) -> ta.TokenArray:
         """The token set of any non-NUMERIC expression per row."""
 
-        def compute() -> tf.TokenArray:
+        def compute() -> ta.TokenArray:
             if expression.type == ValueType.CATEGORICAL:
-                return tf.single_tokens(self.categories(expression).strings())
+                return ta.single_tokens(self.categories(expression).strings())
             if isinstance(expression, Variable):
                 if expression.type == ValueType.BINARY:
                     values, absent = self.binary(expression.name).per_row()
                     index = pa.array(np.where(absent, 0, values).astype(np.int64), mask=absent)
-                    return tf.single_tokens(binary_labels().take(index))
-                return tf.tokenize_array(self.column(expression.name))
+                    return ta.single_tokens(binary_labels().take(index))
+                return ta.tokenize_array(self.column(expression.name))
             function = expression.function
             if function == "cartesian":
-                return tf.cartesian_array(*(self.tokens(arg) for arg in expression.args))
+                return ta.cartesian_array(*(self.tokens(arg) for arg in expression.args))
             inner = self.tokens(expression.args[0])
             if function == "lowercase":
-                return tf.lowercase_tokens(inner)
+                return ta.lowercase_tokens(inner)
             if function == "no_punct":
-                return tf.no_punct_array(inner)
+                return ta.no_punct_array(inner)
             assert expression.parameter is not None
             if function == "ngram":
-                return tf.ngrams_array(inner, expression.parameter)
-            return tf.osb_array(inner, expression.parameter)
+                return ta.ngrams_array(inner, expression.parameter)
+            return ta.osb_array(inner, expression.parameter)
 
         return self._cached(("tokens", expression.text), compute)
 
@@ -182,7 +191,7 @@ def label_ids(labels: pa.Array, lookup: Mapping[str, int]) -> np.ndarray:
     )
 
 
-def token_ids(tokens: tf.TokenArray, lookup: Mapping[str, int]) -> np.ndarray:
+def token_ids(tokens: ta.TokenArray, lookup: Mapping[str, int]) -> np.ndarray:
     """``lookup[token]`` per token (int64), -1 for tokens not in ``lookup``: one lookup per word."""
     return label_ids(tokens.words, lookup)[tokens.codes]
 
@@ -240,6 +249,38 @@ def bin_part(layout: Layout, bins: np.ndarray) -> Single:
     # The missing indicator follows the bins.
     missing = layout.start + layout.size - 1 if layout.missing_indicator else -1
     return Single(np.where(bins < 0, missing, layout.start + bins))
+
+
+def feature_parts(
+    layouts: Sequence[Layout], lookups: Sequence[Mapping[str, int]], values: BatchValues
+) -> list[Single | Bag]:
+    """The features of a batch, one part per output with features (``FeatureSpace``'s layouts and their
+    string → feature lookups), in the layouts' order."""
+    parts: list[Single | Bag] = []
+    for layout, lookup in zip(layouts, lookups, strict=True):
+        if not layout.size:
+            continue
+        output = layout.output
+        if uses_vocabulary(output):
+            parts.append(_vocabulary_part(layout, lookup, values))
+        elif is_top_bins(output):
+            assert isinstance(output.expression, Transformation)
+            parts.append(bin_part(layout, values.bins(output.expression)))
+        else:
+            parts.append(numeric_part(layout, *values.numbers(output)))
+    return parts
+
+
+def _vocabulary_part(layout: Layout, lookup: Mapping[str, int], values: BatchValues) -> Single | Bag:
+    if layout.output.kind == OutputKind.CATEGORICAL:
+        categories = values.categories(layout.output.expression)
+        mapping = np.append(label_ids(categories.labels, lookup), -1)  # code -1 → the appended -1
+        return Single(mapping[categories.codes])
+    tokens = values.tokens(layout.output.expression)
+    ids = token_ids(tokens, lookup)
+    known = ids >= 0
+    rows, local = distinct_per_row(tokens.row_ids()[known], ids[known] - layout.start, layout.size)
+    return Bag(rows, layout.start + local)
 
 
 def _group_entries(

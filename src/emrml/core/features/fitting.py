@@ -1,7 +1,9 @@
-"""Fitting a feature space: the statistics a recipe's outputs learn from training batches."""
+"""Fitting a feature space: the statistics a recipe's outputs learn from training batches, in parts that
+merge (``Fitting``)."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -9,13 +11,26 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from emrml.core.features.batch import BatchValues, Numbers, distinct_per_row
-from emrml.core.features.layout import COUNTER_HEADROOM, COUNTER_PENDING, EXACT_DISTINCT_LIMIT, KLL_K
+from emrml.core.features.layout import (
+    COUNTER_HEADROOM,
+    COUNTER_PENDING,
+    EXACT_DISTINCT_LIMIT,
+    KLL_K,
+    Parameters,
+    attribute,
+    check_schema,
+    is_bins,
+    is_top_bins,
+    output_layout,
+    transformations,
+    uses_vocabulary,
+    walk,
+)
+from emrml.core.features.space import FeatureSpace
 from emrml.core.quantiles import QuantileSketch, add_counts
 from emrml.core.recipe import transforms as tf
-from emrml.core.recipe.grammar import (
-    Output,
-    OutputKind,
-)
+from emrml.core.recipe.grammar import Output, OutputKind, Recipe
+from emrml.core.schema import Schema
 
 # --- Fitting --------------------------------------------------------------------------------------------
 
@@ -200,3 +215,110 @@ def select_vocabularies(
         tuple(strings.slice(0, int(size)).to_pylist())
         for (strings, _), size in zip(results, sizes, strict=True)
     ]
+
+
+class Fitting:
+    """What ``FeatureSpace.fit`` learns from the batches it reads, kept so that the fittings of parts of
+    the data merge (the Spark engine fits each part of the data in a task and merges them on the driver).
+
+    Read every batch with ``update``; when ``second_pass`` is true, call ``end_first_pass`` (on the merged
+    fitting, whose bin edges the second pass must share) and ``update`` with every batch again, merging the
+    second-pass fittings into it; then ``space``. Merged counts and moments equal one reading's; quantile
+    edges beyond ``EXACT_DISTINCT_LIMIT`` distinct values come from merged KLL sketches (within their rank
+    error), and vocabularies beyond the counters' headroom keep the most frequent strings of each part.
+    """
+
+    def __init__(self, recipe: Recipe, schema: Schema, max_vocabulary: int = 1_000_000) -> None:
+        check_schema(recipe, schema)
+        self.max_vocabulary = max_vocabulary
+        self.outputs = list(recipe.outputs)
+        self.numeric: dict[str, NumericStats] = {}
+        self.binary_absent: dict[str, bool] = {}
+        for output in self.outputs:
+            if output.kind == OutputKind.BINARY:
+                self.binary_absent[attribute(output.expression)] = False
+            elif output.kind == OutputKind.NUMERIC or is_top_bins(output):
+                self.numeric.setdefault(attribute(output.expression), NumericStats())
+            for node in transformations(output):
+                if node.function in ("quantile_bin", "normalize"):
+                    stats = self.numeric.setdefault(attribute(node), NumericStats())
+                    if node.function == "quantile_bin":
+                        stats.track_quantiles()
+        self.counters = {
+            i: Counter(max_vocabulary) for i, output in enumerate(self.outputs) if uses_vocabulary(output)
+        }
+        #: Outputs whose strings depend on bin edges: counted in a second pass, once the edges are known.
+        self.second_pass = {
+            i for i in self.counters if any(is_bins(node) for node in walk(self.outputs[i].expression))
+        }
+        #: The edges and moments of the first pass, once it has ended (``end_first_pass``).
+        self.parameters: Parameters | None = None
+
+    def update(self, batch: pa.RecordBatch) -> None:
+        """Learn from a batch of string columns (of the first pass, or of the second once it has begun)."""
+        if self.parameters is not None:
+            values = BatchValues(batch, self.parameters)
+            for i in self.second_pass:
+                count_into(self.counters[i], values, self.outputs[i])
+            return
+        values = BatchValues(batch, Parameters({}, {}))
+        for name, stats in self.numeric.items():
+            stats.update(values.numeric(name))
+        for name in self.binary_absent:
+            numbers = values.binary(name)
+            self.binary_absent[name] = self.binary_absent[name] or bool(numbers.absent[numbers.codes].any())
+        for i, counter in self.counters.items():
+            if i not in self.second_pass:
+                count_into(counter, values, self.outputs[i])
+
+    def merge(self, other: Fitting) -> None:
+        """Add what ``other`` learned from other data (the same recipe, in the same pass)."""
+        if other.parameters is not None:  # a part of the second pass: its counters only
+            for i, counter in other.counters.items():
+                self.counters[i].merge(counter)
+            return
+        for name, stats in self.numeric.items():
+            stats.merge(other.numeric[name])
+        for name, absent in other.binary_absent.items():
+            self.binary_absent[name] = self.binary_absent[name] or absent
+        for i, counter in self.counters.items():
+            counter.merge(other.counters[i])
+
+    def end_first_pass(self) -> Parameters:
+        """Fix the bin edges and moments (on the merged first pass); later ``update`` calls count the
+        second pass's strings with them."""
+        edges: dict[str, tuple[float, ...]] = {}
+        moments: dict[str, tuple[float, float]] = {}
+        for output in self.outputs:
+            for node in transformations(output):
+                if node.function == "quantile_bin":
+                    assert node.parameter is not None
+                    edges[node.text] = self.numeric[attribute(node)].edges(node.parameter)
+                elif node.function == "normalize":
+                    moments[attribute(node)] = self.numeric[attribute(node)].moments()
+        self.parameters = Parameters(edges, moments)
+        return self.parameters
+
+    def second_pass_part(self) -> Fitting:
+        """An empty fitting for a part of the second pass: the same edges, its own counters."""
+        part = copy.copy(self)
+        part.counters = {i: Counter(self.max_vocabulary) for i in self.second_pass}
+        return part
+
+    def space(self, min_count: int = 1) -> FeatureSpace:
+        """The fitted feature space."""
+        parameters = self.parameters or self.end_first_pass()
+        order = sorted(self.counters)
+        selected = select_vocabularies(
+            [self.counters[i].result(min_count) for i in order], self.max_vocabulary
+        )
+        vocabularies = dict(zip(order, selected, strict=True))
+        absent_seen = {name: stats.absent_seen for name, stats in self.numeric.items()} | self.binary_absent
+        layouts = []
+        start = 0
+        for i, output in enumerate(self.outputs):
+            indicator = not uses_vocabulary(output) and absent_seen[attribute(output.expression)]
+            layout = output_layout(output, start, parameters, vocabularies.get(i, ()), indicator)
+            layouts.append(layout)
+            start += layout.size
+        return FeatureSpace(layouts, parameters)

@@ -4,19 +4,19 @@ expressions."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-
-import pyarrow as pa
 
 from emrml.core.recipe.grammar import (
     Expression,
     Output,
     OutputKind,
+    Recipe,
     Transformation,
     Variable,
 )
+from emrml.core.schema import Schema
+from emrml.errors import InvalidInputException
 
 #: Version of the ``to_dict`` layout.
 FORMAT_VERSION = 1
@@ -30,12 +30,6 @@ COUNTER_HEADROOM = 4
 COUNTER_PENDING = 2_000_000
 
 Record = Mapping[str, str]
-
-
-@functools.cache
-def binary_labels() -> pa.Array:
-    """The tokens of a BINARY value inside cartesian (open question 12); built on first use."""
-    return pa.array(["0", "1"], pa.string())
 
 
 def walk(expression: Expression) -> Iterator[Expression]:
@@ -90,3 +84,34 @@ class Parameters:
 
     def edges_of(self, expression: Transformation) -> tuple[float, ...]:
         return self.edges[expression.text]
+
+
+def check_schema(recipe: Recipe, schema: Schema) -> None:
+    """Refuse a recipe that uses an attribute as another type than ``schema`` declares."""
+    for output in recipe.outputs:
+        for node in walk(output.expression):
+            if isinstance(node, Variable) and (
+                node.name not in schema or schema.attribute(node.name).type.value != node.type.value
+            ):
+                raise InvalidInputException(
+                    f"the recipe's output {output.text} uses {node.name!r} as {node.type}, "
+                    "which this schema does not declare; parse the recipe with the training schema"
+                )
+
+
+def transformations(output: Output) -> Iterator[Transformation]:
+    """The transformations of an output's expression, outermost first."""
+    return (node for node in walk(output.expression) if isinstance(node, Transformation))
+
+
+def output_layout(
+    output: Output, start: int, parameters: Parameters, vocabulary: tuple[str, ...], indicator: bool
+) -> Layout:
+    """The layout of an output whose features start at ``start`` (``indicator``: with a missing one)."""
+    if uses_vocabulary(output):
+        return Layout(output, start, len(vocabulary), False, vocabulary)
+    if is_top_bins(output):
+        assert isinstance(output.expression, Transformation)
+        bins = len(parameters.edges_of(output.expression)) + 1
+        return Layout(output, start, bins + indicator, indicator)
+    return Layout(output, start, 1 + indicator, indicator)

@@ -1,54 +1,42 @@
-"""``FeatureSpace``: a recipe fitted to training data, with both ways to featurize."""
+"""``FeatureSpace``: a recipe fitted to training data, with both ways to featurize.
+
+The batch methods import the vectorized featurizer (``batch``, with Arrow) and ``fit`` the fitting code
+when first called: a process that only scores single records (a server answering Predict) loads neither.
+"""
 
 from __future__ import annotations
 
-import copy
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
 
-from emrml.core.features.batch import (
-    Bag,
-    BatchValues,
-    Single,
-    assemble,
-    bin_part,
-    distinct_per_row,
-    dot_parts,
-    label_ids,
-    numeric_part,
-    token_ids,
-)
-from emrml.core.features.fitting import Counter, NumericStats, count_into, select_vocabularies
 from emrml.core.features.layout import (
     FORMAT_VERSION,
     Layout,
     Parameters,
     Record,
-    attribute,
-    is_bins,
     is_top_bins,
+    output_layout,
+    transformations,
     uses_vocabulary,
-    walk,
 )
 from emrml.core.features.record import RecordCompiler, scored_attribute
 from emrml.core.recipe import transforms as tf
 from emrml.core.recipe.grammar import (
     Output,
-    OutputKind,
     Recipe,
-    Transformation,
-    Variable,
     parse_recipe,
 )
 from emrml.core.schema import Schema
 from emrml.errors import InvalidInputException
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     import scipy.sparse
+
+    from emrml.core.features.batch import BatchValues
 
 # --- The feature space ----------------------------------------------------------------------------------
 
@@ -72,7 +60,7 @@ class FeatureSpace:
             for layout, lookup in zip(layouts, self._lookups, strict=True)
             if layout.size
         ]
-        if any(node.function == "no_punct" for layout in layouts for node in _transformations(layout.output)):
+        if any(node.function == "no_punct" for layout in layouts for node in transformations(layout.output)):
             tf.punctuation_characters()  # built now rather than during the first prediction
 
     @property
@@ -98,6 +86,8 @@ class FeatureSpace:
         outputs, the most frequent first (frequency = number of rows holding the string; ties by output
         order, then string); strings in fewer than ``min_count`` rows are dropped.
         """
+        from emrml.core.features.fitting import Fitting
+
         fitting = Fitting(recipe, schema, max_vocabulary)
         if fitting.second_pass and iter(batches) is batches:
             raise TypeError(
@@ -115,32 +105,25 @@ class FeatureSpace:
     def transform(self, batch: pa.RecordBatch) -> scipy.sparse.csr_matrix:
         """Features of every row of ``batch`` (string columns named as the schema's attributes): a CSR
         matrix of shape ``(batch.num_rows, n_features)``, float64, indices sorted within each row."""
-        return assemble(self._parts(self.values(batch)), batch.num_rows, self.n_features)
+        from emrml.core.features import batch as vectorized
+
+        parts = vectorized.feature_parts(self._layouts, self._lookups, self.values(batch))
+        return vectorized.assemble(parts, batch.num_rows, self.n_features)
 
     def values(self, batch: pa.RecordBatch) -> BatchValues:
         """The batch's expressions, each evaluated once, for :meth:`product` (and the batch's parsed
         numbers and flags, for their checks)."""
+        from emrml.core.features.batch import BatchValues
+
         return BatchValues(batch, self._parameters)
 
     def product(self, values: BatchValues, weights: np.ndarray) -> np.ndarray:
         """``transform(batch) @ weights`` (float64 ``(n_features, k)`` → ``(rows, k)``) without building
         the matrix: what scoring a batch needs."""
-        return dot_parts(self._parts(values), values.rows, weights)
+        from emrml.core.features import batch as vectorized
 
-    def _parts(self, values: BatchValues) -> list[Single | Bag]:
-        parts: list[Single | Bag] = []
-        for layout, lookup in zip(self._layouts, self._lookups, strict=True):
-            if not layout.size:
-                continue
-            output = layout.output
-            if uses_vocabulary(output):
-                parts.append(_vocabulary_part(layout, lookup, values))
-            elif is_top_bins(output):
-                assert isinstance(output.expression, Transformation)
-                parts.append(bin_part(layout, values.bins(output.expression)))
-            else:
-                parts.append(numeric_part(layout, *values.numbers(output)))
-        return parts
+        parts = vectorized.feature_parts(self._layouts, self._lookups, values)
+        return vectorized.dot_parts(parts, values.rows, weights)
 
     def transform_record(self, record: Record) -> tuple[list[int], list[float]]:
         """Features of one record (attribute → string; a missing key is a missing value): sorted unique
@@ -223,52 +206,13 @@ class FeatureSpace:
             start = 0
             for output, entry in zip(recipe.outputs, entries, strict=True):
                 vocabulary = tuple(entry.get("vocabulary", ()))
-                layout = _layout(output, start, parameters, vocabulary, bool(entry["missing_indicator"]))
+                indicator = bool(entry["missing_indicator"])
+                layout = output_layout(output, start, parameters, vocabulary, indicator)
                 layouts.append(layout)
                 start += layout.size
             return cls(layouts, parameters)
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInputException(f"feature space description is malformed: {exc!r}") from None
-
-
-def _check_schema(recipe: Recipe, schema: Schema) -> None:
-    for output in recipe.outputs:
-        for node in walk(output.expression):
-            if isinstance(node, Variable) and (
-                node.name not in schema or schema.attribute(node.name).type.value != node.type.value
-            ):
-                raise InvalidInputException(
-                    f"the recipe's output {output.text} uses {node.name!r} as {node.type}, "
-                    "which this schema does not declare; parse the recipe with the training schema"
-                )
-
-
-def _vocabulary_part(layout: Layout, lookup: Mapping[str, int], values: BatchValues) -> Single | Bag:
-    if layout.output.kind == OutputKind.CATEGORICAL:
-        categories = values.categories(layout.output.expression)
-        mapping = np.append(label_ids(categories.labels, lookup), -1)  # code -1 → the appended -1
-        return Single(mapping[categories.codes])
-    tokens = values.tokens(layout.output.expression)
-    ids = token_ids(tokens, lookup)
-    known = ids >= 0
-    rows, local = distinct_per_row(tokens.row_ids()[known], ids[known] - layout.start, layout.size)
-    return Bag(rows, layout.start + local)
-
-
-def _transformations(output: Output) -> Iterator[Transformation]:
-    return (node for node in walk(output.expression) if isinstance(node, Transformation))
-
-
-def _layout(
-    output: Output, start: int, parameters: Parameters, vocabulary: tuple[str, ...], indicator: bool
-) -> Layout:
-    if uses_vocabulary(output):
-        return Layout(output, start, len(vocabulary), False, vocabulary)
-    if is_top_bins(output):
-        assert isinstance(output.expression, Transformation)
-        bins = len(parameters.edges_of(output.expression)) + 1
-        return Layout(output, start, bins + indicator, indicator)
-    return Layout(output, start, 1 + indicator, indicator)
 
 
 def _feature_names(layout: Layout) -> list[str]:
@@ -280,113 +224,3 @@ def _feature_names(layout: Layout) -> list[str]:
     else:
         names = [text]
     return names + ([f"{text}:missing"] if layout.missing_indicator else [])
-
-
-# --- Fitting, in parts that merge --------------------------------------------------------------------------
-
-
-class Fitting:
-    """What ``FeatureSpace.fit`` learns from the batches it reads, kept so that the fittings of parts of
-    the data merge (the Spark engine fits each part of the data in a task and merges them on the driver).
-
-    Read every batch with ``update``; when ``second_pass`` is true, call ``end_first_pass`` (on the merged
-    fitting, whose bin edges the second pass must share) and ``update`` with every batch again, merging the
-    second-pass fittings into it; then ``space``. Merged counts and moments equal one reading's; quantile
-    edges beyond ``EXACT_DISTINCT_LIMIT`` distinct values come from merged KLL sketches (within their rank
-    error), and vocabularies beyond the counters' headroom keep the most frequent strings of each part.
-    """
-
-    def __init__(self, recipe: Recipe, schema: Schema, max_vocabulary: int = 1_000_000) -> None:
-        _check_schema(recipe, schema)
-        self.max_vocabulary = max_vocabulary
-        self.outputs = list(recipe.outputs)
-        self.numeric: dict[str, NumericStats] = {}
-        self.binary_absent: dict[str, bool] = {}
-        for output in self.outputs:
-            if output.kind == OutputKind.BINARY:
-                self.binary_absent[attribute(output.expression)] = False
-            elif output.kind == OutputKind.NUMERIC or is_top_bins(output):
-                self.numeric.setdefault(attribute(output.expression), NumericStats())
-            for node in _transformations(output):
-                if node.function in ("quantile_bin", "normalize"):
-                    stats = self.numeric.setdefault(attribute(node), NumericStats())
-                    if node.function == "quantile_bin":
-                        stats.track_quantiles()
-        self.counters = {
-            i: Counter(max_vocabulary) for i, output in enumerate(self.outputs) if uses_vocabulary(output)
-        }
-        #: Outputs whose strings depend on bin edges: counted in a second pass, once the edges are known.
-        self.second_pass = {
-            i for i in self.counters if any(is_bins(node) for node in walk(self.outputs[i].expression))
-        }
-        #: The edges and moments of the first pass, once it has ended (``end_first_pass``).
-        self.parameters: Parameters | None = None
-
-    def update(self, batch: pa.RecordBatch) -> None:
-        """Learn from a batch of string columns (of the first pass, or of the second once it has begun)."""
-        if self.parameters is not None:
-            values = BatchValues(batch, self.parameters)
-            for i in self.second_pass:
-                count_into(self.counters[i], values, self.outputs[i])
-            return
-        values = BatchValues(batch, Parameters({}, {}))
-        for name, stats in self.numeric.items():
-            stats.update(values.numeric(name))
-        for name in self.binary_absent:
-            numbers = values.binary(name)
-            self.binary_absent[name] = self.binary_absent[name] or bool(numbers.absent[numbers.codes].any())
-        for i, counter in self.counters.items():
-            if i not in self.second_pass:
-                count_into(counter, values, self.outputs[i])
-
-    def merge(self, other: Fitting) -> None:
-        """Add what ``other`` learned from other data (the same recipe, in the same pass)."""
-        if other.parameters is not None:  # a part of the second pass: its counters only
-            for i, counter in other.counters.items():
-                self.counters[i].merge(counter)
-            return
-        for name, stats in self.numeric.items():
-            stats.merge(other.numeric[name])
-        for name, absent in other.binary_absent.items():
-            self.binary_absent[name] = self.binary_absent[name] or absent
-        for i, counter in self.counters.items():
-            counter.merge(other.counters[i])
-
-    def end_first_pass(self) -> Parameters:
-        """Fix the bin edges and moments (on the merged first pass); later ``update`` calls count the
-        second pass's strings with them."""
-        edges: dict[str, tuple[float, ...]] = {}
-        moments: dict[str, tuple[float, float]] = {}
-        for output in self.outputs:
-            for node in _transformations(output):
-                if node.function == "quantile_bin":
-                    assert node.parameter is not None
-                    edges[node.text] = self.numeric[attribute(node)].edges(node.parameter)
-                elif node.function == "normalize":
-                    moments[attribute(node)] = self.numeric[attribute(node)].moments()
-        self.parameters = Parameters(edges, moments)
-        return self.parameters
-
-    def second_pass_part(self) -> Fitting:
-        """An empty fitting for a part of the second pass: the same edges, its own counters."""
-        part = copy.copy(self)
-        part.counters = {i: Counter(self.max_vocabulary) for i in self.second_pass}
-        return part
-
-    def space(self, min_count: int = 1) -> FeatureSpace:
-        """The fitted feature space."""
-        parameters = self.parameters or self.end_first_pass()
-        order = sorted(self.counters)
-        selected = select_vocabularies(
-            [self.counters[i].result(min_count) for i in order], self.max_vocabulary
-        )
-        vocabularies = dict(zip(order, selected, strict=True))
-        absent_seen = {name: stats.absent_seen for name, stats in self.numeric.items()} | self.binary_absent
-        layouts = []
-        start = 0
-        for i, output in enumerate(self.outputs):
-            indicator = not uses_vocabulary(output) and absent_seen[attribute(output.expression)]
-            layout = _layout(output, start, parameters, vocabularies.get(i, ()), indicator)
-            layouts.append(layout)
-            start += layout.size
-        return FeatureSpace(layouts, parameters)

@@ -13,6 +13,7 @@ import json
 import numpy as np
 import pyarrow as pa
 
+from emrml.core.recipe import arrays as ta
 from emrml.core.recipe import transforms as tf
 from emrml.core.schema import AttributeType, Schema
 from emrml.core.values import parse_binary, parse_numeric
@@ -44,7 +45,7 @@ def _binned(values: np.ndarray, n: int) -> np.ndarray:
 def _target_codes(column: pa.Array, target_type: AttributeType) -> tuple[np.ndarray, np.ndarray]:
     """Class codes of the usable target values, and the mask of rows whose target is usable."""
     if target_type == AttributeType.CATEGORICAL:
-        labels = tf.category_array(column)
+        labels = ta.category_array(column)
         usable = np.asarray(labels.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
         _, codes = np.unique(np.asarray(labels.drop_null().to_pylist(), dtype=object), return_inverse=True)
         return codes.astype(np.int64), usable
@@ -115,7 +116,7 @@ def suggest_recipe(
     kind = _MODEL_TYPES.get(str(target_type)) or AttributeType(str(target_type))
     if schema.target not in sample.column_names:
         raise InvalidInputException(f"the sample has no column for the target {schema.target!r}")
-    target, usable = _target_codes(tf.as_strings(sample.column(schema.target)), kind)
+    target, usable = _target_codes(ta.as_strings(sample.column(schema.target)), kind)
     types = {a.type for a in schema.input_attributes}
     outputs = [
         group
@@ -132,7 +133,7 @@ def suggest_recipe(
             continue
         if attribute.name not in sample.column_names:
             raise InvalidInputException(f"the sample has no column for the attribute {attribute.name!r}")
-        parsed = parse_numeric(tf.as_strings(sample.column(attribute.name)))
+        parsed = parse_numeric(ta.as_strings(sample.column(attribute.name)))
         values = np.where(parsed.missing | parsed.invalid, np.nan, parsed.values)[usable]
         chosen.setdefault(best_bin_count(values, target), []).append(attribute.name)
     if not outputs and not chosen:

@@ -40,7 +40,8 @@ import pyarrow as pa
 
 from emrml.config import Settings
 from emrml.core.calibration import CALIBRATION_ROWS, keyed_sample, merge_samples
-from emrml.core.features import FeatureSpace, Fitting
+from emrml.core.features import FeatureSpace
+from emrml.core.features.fitting import Fitting
 from emrml.core.learn import Checker, PassTotals, Trainer, pass_batches
 from emrml.core.linear import TrainingParameters
 from emrml.core.recipe.grammar import parse_recipe

@@ -293,6 +293,7 @@ def test_a_servers_job_workers_find_the_scorer_and_its_sigmoid_loaded(
     # in memory; a command's single job loads only what it uses.
     assert _worker_has(tmp_path, "", "scipy.special", process) is preloaded
     assert _worker_has(tmp_path, "", "emrml.engine.batch", process) is preloaded
+    assert _worker_has(tmp_path, "", "emrml.core.features.batch", process) is preloaded
 
 
 MALLOC_PROBE = """

@@ -22,8 +22,16 @@ from multiprocessing.context import ForkServerContext
 PRELOAD = ["emrml.service.preload"]
 #: boto3 and its S3 client code (0.5 s), for processes whose jobs may read or write S3.
 PRELOAD_S3 = "emrml.service.preload_s3"
-#: scipy.special holds the sigmoid the learner and the batch scorer call (0.15 s of imports).
-PRELOAD_EVERY_ENGINE = [*PRELOAD, "emrml.engine.training", "emrml.engine.batch", "scipy.special", PRELOAD_S3]
+#: scipy.special holds the sigmoid the learner and the batch scorer call (0.15 s of imports); the
+#: featurizer's fitting and batch modules load only when a batch is featurized (a Predict needs neither).
+PRELOAD_EVERY_ENGINE = [
+    *PRELOAD,
+    "emrml.engine.training",
+    "emrml.engine.batch",
+    "emrml.core.features.fitting",
+    "scipy.special",
+    PRELOAD_S3,
+]
 _preload = PRELOAD
 _MAIN_LOCK = threading.Lock()
 

@@ -22,19 +22,29 @@ def raw_numbers_predictor(kind: str, weights: list[float]) -> Predictor:
     columns = (("a", AttributeType.NUMERIC), ("b", AttributeType.NUMERIC), ("y", target))
     schema = Schema(tuple(Attribute(name, type_) for name, type_ in columns), target="y", has_header=True)
     table = pa.table({"a": ["1", "2"], "b": ["3", "4"], "y": ["0", "1"]})
-    recipe = json.dumps({"groups": {}, "assignments": {}, "outputs": ["a", "b"]})
+    artifact = linear_artifact(kind, schema, ["a", "b"], table, np.array([[weights[0]], [weights[1]]]))
+    assert len(artifact.linear.weights) == 2
+    return Predictor(artifact)
+
+
+def linear_artifact(
+    kind: str, schema: Schema, outputs: list[str], table: pa.Table, weights: np.ndarray | None = None
+) -> ModelArtifact:
+    """A one-output model (BINARY or REGRESSION) of the recipe ``outputs`` fitted on ``table``, with the
+    given weights (``(n_features, 1)``; default: evenly spaced from -1 to 1) and no bias."""
+    recipe = json.dumps({"groups": {}, "assignments": {}, "outputs": outputs})
     space = FeatureSpace.fit(parse_recipe(recipe, schema), schema, table.to_batches())
-    assert space.n_features == 2
-    linear = LinearModel(kind, np.array([[weights[0]], [weights[1]]]), np.zeros(1))  # type: ignore[arg-type]
-    artifact = ModelArtifact(
+    if weights is None:
+        weights = np.linspace(-1, 1, space.n_features)[:, None]
+    assert space.n_features == len(weights)
+    return ModelArtifact(
         model_type=kind,
         schema_json=schema.to_json(),
         recipe=recipe,
         feature_space=space.to_dict(),
-        linear=linear,
+        linear=LinearModel(kind, weights, np.zeros(1)),  # type: ignore[arg-type]
         labels=None,
         score_threshold=0.5 if kind == "BINARY" else None,
         parameters={},
         report={},
     )
-    return Predictor(artifact)

@@ -103,35 +103,19 @@ def test_the_predict_path_imports_no_scipy_or_arrow(tmp_path: Path) -> None:
 
 def _save_small_model(path: Path) -> None:
     """A BINARY model on numbers, a category and n-grams of a text, saved to ``path``."""
-    import numpy as np
     import pyarrow as pa
 
-    from emrml.core.features import FeatureSpace
-    from emrml.core.linear import LinearModel
-    from emrml.core.model import ModelArtifact, save_artifact
-    from emrml.core.recipe.grammar import parse_recipe
+    from emrml.core.model import save_artifact
     from emrml.core.schema import Attribute, AttributeType, Schema
+    from raw_models import linear_artifact
 
     types = {"age": AttributeType.NUMERIC, "job": AttributeType.CATEGORICAL, "notes": AttributeType.TEXT}
     attributes = (*(Attribute(n, t) for n, t in types.items()), Attribute("y", AttributeType.BINARY))
     schema = Schema(attributes, target="y", has_header=True)
     columns = {"age": ["30", "41"], "job": ["admin.", "chef"], "notes": ["plan discussed", "called"]}
     table = pa.table({**columns, "y": ["0", "1"]})
-    recipe = json.dumps({"outputs": ["quantile_bin(age,5)", "job", "ngram(lowercase(no_punct(notes)),2)"]})
-    space = FeatureSpace.fit(parse_recipe(recipe, schema), schema, table.to_batches())
-    weights = np.linspace(-1, 1, space.n_features)[:, None]
-    artifact = ModelArtifact(
-        model_type="BINARY",
-        schema_json=schema.to_json(),
-        recipe=recipe,
-        feature_space=space.to_dict(),
-        linear=LinearModel("BINARY", weights, np.zeros(1)),
-        labels=None,
-        score_threshold=0.5,
-        parameters={},
-        report={},
-    )
-    save_artifact(artifact, path)
+    outputs = ["quantile_bin(age,5)", "job", "ngram(lowercase(no_punct(notes)),2)"]
+    save_artifact(linear_artifact("BINARY", schema, outputs, table), path)
 
 
 def test_arrow_use_after_the_probe_is_settled_imports_no_pandas() -> None:

@@ -52,15 +52,6 @@ class _Codes:
         return self.labels.take(pa.array(self.codes, mask=self.codes < 0))
 
 
-def codes_of(encoded: pa.DictionaryArray) -> np.ndarray:
-    indices = encoded.indices
-    codes = indices.to_numpy(zero_copy_only=False)
-    if indices.null_count:
-        valid = np.asarray(pc.is_valid(indices).to_numpy(zero_copy_only=False), dtype=bool)
-        return np.where(valid, np.nan_to_num(codes, nan=-1), -1).astype(np.int64)
-    return codes.astype(np.int64)
-
-
 @dataclass(frozen=True)
 class Numbers:
     """A NUMERIC or BINARY column parsed once per distinct string: row ``i`` has ``values[codes[i]]``,
@@ -80,7 +71,7 @@ def _numbers(column: pa.Array, parse: Callable[[pa.Array], Parsed]) -> Numbers:
     encoded = pc.dictionary_encode(column)
     distinct = parse(encoded.dictionary)
     return Numbers(
-        codes_of(encoded),
+        ta.codes_of(encoded),
         np.append(distinct.values, np.nan),
         np.append(distinct.missing | distinct.invalid, True),
         np.append(distinct.invalid, False),
@@ -132,7 +123,7 @@ class BatchValues:
         def compute() -> _Codes:
             if isinstance(expression, Variable):
                 encoded = pc.dictionary_encode(self.column(expression.name))
-                return _Codes(codes_of(encoded), ta.category_array(encoded.dictionary))
+                return _Codes(ta.codes_of(encoded), ta.category_array(encoded.dictionary))
             if expression.function == "quantile_bin":
                 count = len(self.parameters.edges_of(expression)) + 1
                 return _Codes(self.bins(expression), pa.array([tf.bin_label(i) for i in range(count)]))

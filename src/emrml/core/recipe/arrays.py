@@ -54,7 +54,7 @@ class TokenArray:
     def distinct_words(self) -> tuple[pa.Array, np.ndarray]:
         """``(words, codes)`` with each word once: the same tokens, codes into distinct words."""
         encoded = pc.dictionary_encode(self.words)
-        return encoded.dictionary, _codes(encoded)[self.codes]
+        return encoded.dictionary, codes_of(encoded)[self.codes]
 
     def to_lists(self) -> list[list[str]]:
         """Per-row token lists (for tests and debugging)."""
@@ -62,14 +62,19 @@ class TokenArray:
         return [flat[self.offsets[i] : self.offsets[i + 1]] for i in range(self.num_rows)]
 
 
-def _codes(encoded: pa.DictionaryArray) -> np.ndarray:
-    """The indices of a dictionary array without nulls, as int64."""
-    return np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+def codes_of(encoded: pa.DictionaryArray) -> np.ndarray:
+    """The indices of a dictionary array as int64, -1 for a null."""
+    indices = encoded.indices
+    codes = indices.to_numpy(zero_copy_only=False)
+    if indices.null_count:
+        valid = np.asarray(pc.is_valid(indices).to_numpy(zero_copy_only=False), dtype=bool)
+        return np.where(valid, np.nan_to_num(codes, nan=-1), -1).astype(np.int64)
+    return codes.astype(np.int64)
 
 
 def _encoded(tokens: pa.Array, offsets: np.ndarray) -> TokenArray:
     encoded = pc.dictionary_encode(tokens)
-    return TokenArray(encoded.dictionary, _codes(encoded), offsets)
+    return TokenArray(encoded.dictionary, codes_of(encoded), offsets)
 
 
 def as_strings(column: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -145,7 +150,7 @@ def _joined(
     words = pc.binary_join_element_wise(
         left.take(pa.array(distinct // len(right))), right.take(pa.array(distinct % len(right))), separator
     )
-    return words, _codes(encoded)
+    return words, codes_of(encoded)
 
 
 def _interleaved(
@@ -185,15 +190,16 @@ def ngrams_array(tokens: TokenArray, n: int) -> TokenArray:
     lengths = tokens.lengths()
     blocks = [(tokens.words, tokens.codes, tokens.row_ids())]
     counts = [lengths]
+    # An n-gram is the (n-1)-gram at its start joined to its last token, once per distinct such pair:
+    # ``words`` are the previous size's grams, ``at`` their codes by starting position.
+    words, at = tokens.words, tokens.codes
     for size in range(2, n + 1):
         starts, rows = _pairs(tokens, size - 1)
-        # An n-gram is its (n-1)-gram prefix joined to its last token: built once per distinct prefix and
-        # token pair.
-        words, codes = tokens.words, tokens.codes[starts]
-        for k in range(1, size):
-            words, codes = _joined(words, codes, tokens.words, tokens.codes[starts + k], " ")
+        words, codes = _joined(words, at[starts], tokens.words, tokens.codes[starts + size - 1], " ")
         blocks.append((words, codes, rows))
         counts.append(np.maximum(lengths - size + 1, 0))
+        at = np.zeros(len(tokens.codes), dtype=np.int64)
+        at[starts] = codes  # the next size's starts are among these
     return _interleaved(blocks, counts)
 
 

@@ -280,6 +280,21 @@ def test_a_servers_job_workers_find_the_scorer_and_its_sigmoid_loaded(
     assert _worker_has(tmp_path, "", "emrml.core.features.batch", process) is preloaded
 
 
+METASTORE_PROBE = """
+import sys
+from emrml.service.metastore import Base
+
+ready = "sqlalchemy.dialects.sqlite" in sys.modules and "sqlite3" in sys.modules
+sys.exit(0 if ready and all(mapper.configured for mapper in Base.registry.mappers) else 3)
+"""
+
+
+def test_job_workers_find_the_metastore_ready(tmp_path: Path) -> None:
+    # Every worker opens the metastore and writes its job's row first: the fork server has imported the
+    # embedded metastore's dialect and driver and configured the ORM's mappers (~70 ms a job otherwise).
+    assert _worker_passes(tmp_path, "", METASTORE_PROBE)
+
+
 MALLOC_PROBE = """
 import ctypes, sys
 

@@ -1,4 +1,5 @@
-"""Predictor: the Predict API's answer per model type, the record and batch paths agreeing, java_floats."""
+"""Predictor: the Predict API's answer per model type, the record and batch paths agreeing; Java-style
+numbers."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from emrml.core.features import FeatureSpace
-from emrml.core.floats import java_floats
+from emrml.core.floats import java_float_cells
 from emrml.core.linear import LinearModel
 from emrml.core.model import ModelArtifact, save_artifact
 from emrml.core.predict import Predictor
@@ -237,7 +238,11 @@ def test_load_from_a_file(tmp_path: Path, bank: tuple[Schema, pa.Table], bank_sp
         Predictor.load(tmp_path / "missing.zip")
 
 
-# --- java_floats ---------------------------------------------------------------------------------------
+# --- Java-style numbers ----------------------------------------------------------------------------------
+
+
+def _java(values: np.ndarray) -> list[str]:
+    return java_float_cells(values).strings().to_pylist()
 
 
 def _reference(value: float) -> str:
@@ -249,12 +254,12 @@ def _reference(value: float) -> str:
 
 def test_java_floats_examples() -> None:
     values = [8.7642e-3, 0.7899012, -15.26385, 100.0, 1.0, 0.0, -0.0, 0.5, 123456789.0, 9999999.5, 5e-324]
-    assert java_floats(np.array(values)).to_pylist() == [
+    assert _java(np.array(values)) == [
         "8.7642E-3", "7.899012E-1", "-1.526385E1", "1.0E2", "1.0E0", "0.0E0", "0.0E0", "5.0E-1", "1.234568E8",
         "1.0E7", "4.940656E-324",
     ]  # fmt: skip
-    assert java_floats(np.array([np.nan, np.inf, -np.inf])).to_pylist() == ["NaN", "Infinity", "-Infinity"]
-    assert java_floats(np.zeros(0)).to_pylist() == []
+    assert _java(np.array([np.nan, np.inf, -np.inf])) == ["NaN", "Infinity", "-Infinity"]
+    assert _java(np.zeros(0)) == []
 
 
 def test_java_floats_match_a_real_amazon_ml_result_file(shared_datasets: Path) -> None:
@@ -263,7 +268,7 @@ def test_java_floats_match_a_real_amazon_ml_result_file(shared_datasets: Path) -
     texts = [line.split(",")[1] for line in lines[1:] if line]
     assert len(texts) == 443
     # Every score Amazon ML wrote reads back as a float that is written again exactly as it was.
-    assert java_floats(np.array([float(text) for text in texts])).to_pylist() == texts
+    assert _java(np.array([float(text) for text in texts])) == texts
 
 
 def test_java_floats_round_to_seven_digits_like_formatting() -> None:
@@ -275,13 +280,13 @@ def test_java_floats_round_to_seven_digits_like_formatting() -> None:
             -rng.random(100),
         ]
     )
-    texts = java_floats(values).to_pylist()
+    texts = _java(values)
     assert texts == [_reference(value) for value in values.tolist()]
 
 
 @given(st.floats(allow_nan=False, allow_infinity=False))
 def test_java_floats_round_trip(value: float) -> None:
-    (text,) = java_floats(np.array([value])).to_pylist()
+    (text,) = _java(np.array([value]))
     if value == 0:
         assert text == "0.0E0"
         return
@@ -302,7 +307,7 @@ def test_an_empty_batch(predictors: dict[str, Predictor], bank: tuple) -> None:
     empty = _batch_of([], schema.names)
     assert predictors["BINARY"].score_batch(empty).shape == (0,)
     assert predictors["MULTICLASS"].score_batch(empty).shape == (0, len(LABELS))
-    assert java_floats(predictors["REGRESSION"].score_batch(empty)).to_pylist() == []
+    assert _java(predictors["REGRESSION"].score_batch(empty)) == []
 
 
 def test_batch_scores_count_rows_with_unreadable_values(

@@ -18,12 +18,16 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as run_settings
+from hypothesis import strategies as st
 
 from emrml.config import Settings
+from emrml.core.floats import java_float_cells
 from emrml.core.predict import Predictor
 from emrml.core.rearrange import parse_rearrangement
 from emrml.core.schema import Attribute, AttributeType, Schema
-from emrml.engine.batch import Parallelism, batch_predict
+from emrml.engine.batch import Parallelism, ResultFormatter, batch_predict
 from emrml.engine.training import DatasourceBatches, DatasourceData, train_model
 from emrml.engine.units import count_quotes, record_start
 from emrml.errors import DataError, IdempotentParameterMismatchException, InvalidInputException
@@ -200,6 +204,55 @@ def test_binary_results_with_tag_true_label_and_invalid_records(
         assert float(score) == pytest.approx(probability, rel=5e-7)
         assert best == ("1" if probability >= 0.5 else "0")
     assert {best for _, _, best, _ in scored} == {"0", "1"}
+
+
+_LABELS = st.sampled_from(["1", "0", "yes", " No ", "", "maybe", "3.5", "a,b", 'say "hi"', "low"])
+_SCORES = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([0.0, -0.0, 0.5, 1.0])
+
+
+@run_settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.sampled_from(["BINARY", "MULTICLASS", "REGRESSION"]),
+    st.lists(st.tuples(st.text(max_size=6), _LABELS, st.lists(_SCORES, min_size=3, max_size=3)), max_size=30),
+    st.booleans(),
+)
+def test_result_lines_are_the_columns_written_one_by_one(
+    models: dict[str, Path], kind: str, rows: list[tuple[str, str, list[float]]], target: bool
+) -> None:
+    # The lines are laid out column by column in fixed-width cells, the texts joined in front: the same
+    # text as writing each field and joining them with commas.
+    predictor = Predictor.load(models[kind])
+    schema = _schema(kind, target=target)
+    batch = pa.RecordBatch.from_pydict(
+        {"id": [tag for tag, _, _ in rows], "y": [label for _, label, _ in rows]},
+        schema=pa.schema([("id", pa.string()), ("y", pa.string())]),
+    )
+    width = len(predictor.labels or []) if kind == "MULTICLASS" else 1
+    scores = np.array([values[:width] for _, _, values in rows], dtype=np.float64).reshape(-1, width)
+    if kind != "MULTICLASS":
+        scores = scores[:, 0]
+    lines = ResultFormatter(predictor, schema).lines(batch, scores).to_pylist()
+
+    def quoted(text: str) -> str:
+        return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\r\n') else text
+
+    def number(value: float) -> str:
+        return java_float_cells(np.array([value])).strings()[0].as_py()
+
+    expected = []
+    for i, (tag, label, _) in enumerate(rows):
+        fields = [quoted(tag)]
+        if target and kind == "BINARY":
+            fields.append({"1": "1", "yes": "1", "0": "0", "no": "0"}.get(label.strip().lower(), ""))
+        elif target:
+            fields.append(quoted(label.strip()))
+        if kind == "BINARY":
+            assert predictor.score_threshold is not None
+            fields += ["1" if scores[i] >= predictor.score_threshold else "0", number(scores[i])]
+        else:
+            fields += [number(value) for value in np.atleast_1d(scores[i])]
+        expected.append(",".join(fields) + "\n")
+    assert lines == expected
 
 
 def test_multiclass_results_have_sorted_class_columns(

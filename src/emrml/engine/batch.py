@@ -11,7 +11,7 @@ Columns: ``[tag,][trueLabel,]`` then ``bestAnswer,score`` (BINARY), the class na
 (MULTICLASS), or ``score`` (REGRESSION). ``tag`` is the rowId attribute's value, when the schema has one;
 ``trueLabel`` the target's value when the datasource has the target (BINARY: ``0``/``1``, empty when
 missing or not a binary value; other types: the trimmed text). Text values are quoted as RFC 4180 asks;
-numbers are Java-style scientific notation (``core.floats.java_floats``).
+numbers are Java-style scientific notation (``core.floats.java_float_cells``).
 
 **Atomic.** Results are written under ``<out>/batch-prediction/.tmp-<id>/`` (hidden; for an output in
 S3, under the scratch folder), moved into ``result/`` when all are complete (renamed, or uploaded as whole
@@ -45,9 +45,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from emrml.config import Settings
-from emrml.core.floats import java_floats
+from emrml.core.floats import Cells, flag_cells, java_float_cells, join_cells
 from emrml.core.predict import Predictor
 from emrml.core.rearrange import Rearrangement
+from emrml.core.recipe.arrays import codes_of
 from emrml.core.schema import Schema, parse_schema
 from emrml.core.values import parse_binary
 from emrml.engine.training import DatasourceData, evaluation_schema
@@ -152,38 +153,42 @@ class ResultFormatter:
     def lines(self, batch: pa.RecordBatch, scores: np.ndarray | None = None) -> pa.Array:
         """One line per row (terminated by ``\\n``), as a string array; ``scores`` are the predictor's
         scores of ``batch`` when the caller has them already."""
-        columns: list[pa.Array | str] = []
-        if self.tag:
-            columns.append(csv_text(batch.column(self.tag)))
-        if self.target:
-            columns.append(self._true_label(batch.column(self.target)))
         if scores is None:
             scores = self.predictor.score_batch(batch)
         kind = self.predictor.model_type
+        # Texts of any length (the tag, a MULTICLASS or REGRESSION true label) are joined by Arrow in front
+        # of the rest, numbers and flags, which is laid out in fixed-width cells.
+        texts: list[pa.Array] = []
+        cells: list[Cells] = []
+        if self.tag:
+            texts.append(csv_text(batch.column(self.tag)))
+        if self.target and kind == "BINARY":
+            cells.append(self._binary_label(batch.column(self.target)))
+        elif self.target:
+            texts.append(self._true_label(batch.column(self.target)))
         if kind == "BINARY":
             assert self.predictor.score_threshold is not None
-            columns.append(pc.if_else(pa.array(scores >= self.predictor.score_threshold), "1", "0"))
-            columns.append(java_floats(scores))
+            cells += [flag_cells(scores >= self.predictor.score_threshold), java_float_cells(scores)]
         elif kind == "MULTICLASS":
-            columns.extend(java_floats(scores[:, k]) for k in range(scores.shape[1]))
+            cells.extend(java_float_cells(scores[:, k]) for k in range(scores.shape[1]))
         else:
-            columns.append(java_floats(scores))
-        pieces: list[pa.Array | str] = []
-        for column in columns:
-            pieces += [column, ","]
-        pieces[-1] = "\n"
-        return pc.binary_join_element_wise(*pieces, "")
+            cells.append(java_float_cells(scores))
+        lines = join_cells(cells).strings()
+        return pc.binary_join_element_wise(*texts, lines, ",") if texts else lines
 
-    def _true_label(self, column: pa.Array) -> pa.Array:
-        # Targets hold few distinct values: each is parsed or quoted once, then spread to the rows.
+    @staticmethod
+    def _binary_label(column: pa.Array) -> Cells:
+        # ``0``/``1``, empty when missing or not a binary value; each distinct value parsed once.
         encoded = pc.dictionary_encode(column)
-        distinct = encoded.dictionary
-        if self.predictor.model_type == "BINARY":
-            values = parse_binary(distinct).values
-            labels = pa.array(np.where(np.isnan(values), "", np.where(values == 1.0, "1", "0")))
-        else:
-            labels = csv_text(pc.utf8_trim_whitespace(distinct))
-        return labels.take(encoded.indices)
+        values = np.append(parse_binary(encoded.dictionary).values, np.nan)  # code -1 (a null) → NaN
+        codes = codes_of(encoded)
+        return flag_cells(values[codes] == 1.0, ~np.isnan(values)[codes])
+
+    @staticmethod
+    def _true_label(column: pa.Array) -> pa.Array:
+        # Targets hold few distinct values: each is quoted once, then spread to the rows.
+        encoded = pc.dictionary_encode(column)
+        return csv_text(pc.utf8_trim_whitespace(encoded.dictionary)).take(encoded.indices)
 
 
 def line_bytes(lines: pa.Array) -> memoryview:

@@ -27,6 +27,7 @@ from emrml.core.floats import java_float_cells
 from emrml.core.predict import Predictor
 from emrml.core.rearrange import parse_rearrangement
 from emrml.core.schema import Attribute, AttributeType, Schema
+from emrml.engine import batch as batch_module
 from emrml.engine.batch import Parallelism, ResultFormatter, batch_predict
 from emrml.engine.training import DatasourceBatches, DatasourceData, train_model
 from emrml.engine.units import count_quotes, record_start
@@ -215,12 +216,19 @@ _SCORES = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([0.0,
     st.sampled_from(["BINARY", "MULTICLASS", "REGRESSION"]),
     st.lists(st.tuples(st.text(max_size=6), _LABELS, st.lists(_SCORES, min_size=3, max_size=3)), max_size=30),
     st.booleans(),
+    st.sampled_from([1, 2, 4]),
 )
 def test_result_lines_are_the_columns_written_one_by_one(
-    models: dict[str, Path], kind: str, rows: list[tuple[str, str, list[float]]], target: bool
+    models: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+    rows: list[tuple[str, str, list[float]]],
+    target: bool,
+    numbers_at_once: int,
 ) -> None:
-    # The lines are laid out column by column in fixed-width cells, the texts joined in front: the same
-    # text as writing each field and joining them with commas.
+    # The lines are laid out in fixed-width cells, a few numbers at a time, the texts joined in front:
+    # the same text as writing each field and joining them with commas.
+    monkeypatch.setattr(batch_module, "_NUMBERS_AT_ONCE", numbers_at_once)
     predictor = Predictor.load(models[kind])
     schema = _schema(kind, target=target)
     batch = pa.RecordBatch.from_pydict(

@@ -44,15 +44,18 @@ class Cells:
         return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
 
 
-def join_cells(columns: Sequence[Cells], separator: str = ",", end: str = "\n") -> Cells:
-    """The columns side by side, ``separator`` between them and ``end`` after the last: one line per text."""
+def join_cells(columns: Sequence[Cells], separator: str = ",", end: str | None = "\n") -> Cells:
+    """The columns side by side, ``separator`` between them and ``end`` (if any) after the last."""
     n = columns[0].chars.shape[1]
     chars: list[np.ndarray] = []
     keep: list[np.ndarray] = []
     for i, column in enumerate(columns):
+        chars.append(column.chars)
+        keep.append(column.keep)
         mark = end if i == len(columns) - 1 else separator
-        chars += [column.chars, np.full((1, n), ord(mark), dtype=np.uint8)]
-        keep += [column.keep, np.ones((1, n), dtype=bool)]
+        if mark is not None:
+            chars.append(np.full((1, n), ord(mark), dtype=np.uint8))
+            keep.append(np.ones((1, n), dtype=bool))
     return Cells(np.concatenate(chars), np.concatenate(keep))
 
 

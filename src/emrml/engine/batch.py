@@ -132,6 +132,10 @@ def _csv_name(name: str) -> str:
     return f'"{name.replace(chr(34), chr(34) * 2)}"' if any(c in name for c in ',"\r\n') else name
 
 
+#: Numbers laid out in cells together (``ResultFormatter.lines``).
+_NUMBERS_AT_ONCE = 4
+
+
 class ResultFormatter:
     """Turns batches of records into result lines for one model and batch schema."""
 
@@ -157,7 +161,8 @@ class ResultFormatter:
             scores = self.predictor.score_batch(batch)
         kind = self.predictor.model_type
         # Texts of any length (the tag, a MULTICLASS or REGRESSION true label) are joined by Arrow in front
-        # of the rest, numbers and flags, which is laid out in fixed-width cells.
+        # of the numbers and flags, which are laid out in fixed-width cells a few columns at a time: cells
+        # take several times the bytes of the text they hold, and a model may have a hundred classes.
         texts: list[pa.Array] = []
         cells: list[Cells] = []
         if self.tag:
@@ -168,13 +173,17 @@ class ResultFormatter:
             texts.append(self._true_label(batch.column(self.target)))
         if kind == "BINARY":
             assert self.predictor.score_threshold is not None
-            cells += [flag_cells(scores >= self.predictor.score_threshold), java_float_cells(scores)]
-        elif kind == "MULTICLASS":
-            cells.extend(java_float_cells(scores[:, k]) for k in range(scores.shape[1]))
-        else:
-            cells.append(java_float_cells(scores))
-        lines = join_cells(cells).strings()
-        return pc.binary_join_element_wise(*texts, lines, ",") if texts else lines
+            cells.append(flag_cells(scores >= self.predictor.score_threshold))
+        numbers = scores if scores.ndim == 2 else scores[:, None]  # a column per class, else one
+        pieces = []
+        for start in range(0, numbers.shape[1], _NUMBERS_AT_ONCE):
+            stop = min(start + _NUMBERS_AT_ONCE, numbers.shape[1])
+            cells += [java_float_cells(numbers[:, k]) for k in range(start, stop)]
+            pieces.append(join_cells(cells, end="\n" if stop == numbers.shape[1] else None).strings())
+            cells = []
+        if len(texts) + len(pieces) == 1:
+            return pieces[0]
+        return pc.binary_join_element_wise(*texts, *pieces, ",")
 
     @staticmethod
     def _binary_label(column: pa.Array) -> Cells:

@@ -216,6 +216,7 @@ _SCORES = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([0.0,
     st.sampled_from(["BINARY", "MULTICLASS", "REGRESSION"]),
     st.lists(st.tuples(st.text(max_size=6), _LABELS, st.lists(_SCORES, min_size=3, max_size=3)), max_size=30),
     st.booleans(),
+    st.booleans(),
     st.sampled_from([1, 2, 4]),
 )
 def test_result_lines_are_the_columns_written_one_by_one(
@@ -224,6 +225,7 @@ def test_result_lines_are_the_columns_written_one_by_one(
     kind: str,
     rows: list[tuple[str, str, list[float]]],
     target: bool,
+    tagged: bool,
     numbers_at_once: int,
 ) -> None:
     # The lines are laid out in fixed-width cells, a few numbers at a time, the texts joined in front:
@@ -231,6 +233,8 @@ def test_result_lines_are_the_columns_written_one_by_one(
     monkeypatch.setattr(batch_module, "_NUMBERS_AT_ONCE", numbers_at_once)
     predictor = Predictor.load(models[kind])
     schema = _schema(kind, target=target)
+    if not tagged:
+        schema = replace(schema, row_id=None)
     batch = pa.RecordBatch.from_pydict(
         {"id": [tag for tag, _, _ in rows], "y": [label for _, label, _ in rows]},
         schema=pa.schema([("id", pa.string()), ("y", pa.string())]),
@@ -249,7 +253,7 @@ def test_result_lines_are_the_columns_written_one_by_one(
 
     expected = []
     for i, (tag, label, _) in enumerate(rows):
-        fields = [quoted(tag)]
+        fields = [quoted(tag)] if tagged else []
         if target and kind == "BINARY":
             fields.append({"1": "1", "yes": "1", "0": "0", "no": "0"}.get(label.strip().lower(), ""))
         elif target:

@@ -94,5 +94,9 @@ def drop_empty(tokens: pa.Array, offsets: np.ndarray) -> tuple[pa.Array, np.ndar
     keep = byte_lengths(tokens) > 0
     if keep.all():
         return tokens, offsets
-    kept_before = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))
-    return tokens.filter(pa.array(keep)), kept_before[offsets]
+    return tokens.filter(pa.array(keep)), kept_offsets(keep, offsets)
+
+
+def kept_offsets(keep: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Row offsets into a flat token array once the tokens where ``keep`` is false are dropped."""
+    return np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))[offsets]

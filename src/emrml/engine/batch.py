@@ -45,10 +45,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from emrml.config import Settings
+from emrml.core.features.batch import parsed_numbers
 from emrml.core.floats import Cells, flag_cells, java_float_cells, join_cells
 from emrml.core.predict import Predictor
 from emrml.core.rearrange import Rearrangement
-from emrml.core.recipe.arrays import codes_of
 from emrml.core.schema import Schema, parse_schema
 from emrml.core.values import parse_binary
 from emrml.engine.training import DatasourceData, evaluation_schema
@@ -187,11 +187,9 @@ class ResultFormatter:
 
     @staticmethod
     def _binary_label(column: pa.Array) -> Cells:
-        # ``0``/``1``, empty when missing or not a binary value; each distinct value parsed once.
-        encoded = pc.dictionary_encode(column)
-        values = np.append(parse_binary(encoded.dictionary).values, np.nan)  # code -1 (a null) → NaN
-        codes = codes_of(encoded)
-        return flag_cells(values[codes] == 1.0, ~np.isnan(values)[codes])
+        # ``0``/``1``, empty when missing or not a binary value.
+        values, absent = parsed_numbers(column, parse_binary).per_row()
+        return flag_cells(values == 1.0, ~absent)
 
     @staticmethod
     def _true_label(column: pa.Array) -> pa.Array:

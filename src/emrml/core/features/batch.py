@@ -67,7 +67,8 @@ class Numbers:
         return self.values[self.codes], self.absent[self.codes]
 
 
-def _numbers(column: pa.Array, parse: Callable[[pa.Array], Parsed]) -> Numbers:
+def parsed_numbers(column: pa.Array, parse: Callable[[pa.Array], Parsed]) -> Numbers:
+    """``column`` parsed by ``parse`` (``parse_numeric`` or ``parse_binary``) once per distinct string."""
     encoded = pc.dictionary_encode(column)
     distinct = parse(encoded.dictionary)
     return Numbers(
@@ -101,10 +102,10 @@ class BatchValues:
         return ta.as_strings(self.batch.column(index))
 
     def numeric(self, name: str) -> Numbers:
-        return self._cached(("numeric", name), lambda: _numbers(self.column(name), parse_numeric))
+        return self._cached(("numeric", name), lambda: parsed_numbers(self.column(name), parse_numeric))
 
     def binary(self, name: str) -> Numbers:
-        return self._cached(("binary", name), lambda: _numbers(self.column(name), parse_binary))
+        return self._cached(("binary", name), lambda: parsed_numbers(self.column(name), parse_binary))
 
     def bins(self, expression: Transformation) -> np.ndarray:
         """Bin index per row (int64), -1 where the value is missing or invalid."""
@@ -311,30 +312,30 @@ def dot_parts(parts: list[Single | Bag], num_rows: int, weights: np.ndarray) -> 
     # Huge raw NUMERIC values overflow to infinities, which the callers deal with: no warning per batch.
     with np.errstate(over="ignore", invalid="ignore"):
         for part in parts:
-            present = None if isinstance(part, Bag) else part.columns >= 0
+            if isinstance(part, Bag):
+                if part.rows.size:
+                    for k in range(len(columns)):
+                        out[k] += np.bincount(
+                            part.rows, weights=columns[k].take(part.columns), minlength=num_rows
+                        )
+                continue
+            index, scale = _gather(part)
             for k in range(len(columns)):
-                _add_part(out[k], part, present, columns[k], num_rows)
+                terms = columns[k].take(index)
+                if scale is not None:  # None: every value is 1.0, which leaves the weights as they are
+                    terms *= scale
+                out[k] += terms
     return out.T
 
 
-def _add_part(
-    out: np.ndarray, part: Single | Bag, present: np.ndarray | None, weights: np.ndarray, num_rows: int
-) -> None:
-    """Add one output's terms to ``out`` (``dot_parts``): ``weights`` and ``out`` are vectors,
-    ``present`` marks the rows of a ``Single`` that have a feature."""
-    if isinstance(part, Bag):
-        if part.rows.size:
-            out += np.bincount(part.rows, weights=weights.take(part.columns), minlength=num_rows)
-        return
-    assert present is not None
+def _gather(part: Single) -> tuple[np.ndarray, np.ndarray | None]:
+    """Where each row's weight is (``dot_parts``) and what multiplies it: rows without a feature read
+    column 0 and multiply it by 0."""
+    present = part.columns >= 0
     if present.all():
-        terms = weights.take(part.columns)
-        if part.values is not None:  # a value of 1.0 leaves its weight as it is
-            terms *= part.values
-    else:
-        terms = weights.take(np.where(present, part.columns, 0))
-        terms *= np.where(present, 1.0 if part.values is None else part.values, 0.0)
-    out += terms
+        return part.columns, part.values
+    values = 1.0 if part.values is None else part.values
+    return np.where(present, part.columns, 0), np.where(present, values, 0.0)
 
 
 def assemble(parts: list[Single | Bag], num_rows: int, num_features: int) -> scipy.sparse.csr_matrix:

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from emrml.core.recipe.transforms import WHITESPACE, punctuation_string
-from emrml.core.text import byte_lengths, split_whitespace
+from emrml.core.text import byte_lengths, kept_offsets, split_whitespace
 
 
 @dataclass(frozen=True)
@@ -114,8 +114,7 @@ def no_punct_array(tokens: TokenArray) -> TokenArray:
     if not emptied[tokens.codes].any():
         return TokenArray(words, tokens.codes, tokens.offsets)
     keep = ~emptied[tokens.codes]
-    kept_before = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))
-    return TokenArray(words, tokens.codes[keep], kept_before[tokens.offsets])
+    return TokenArray(words, tokens.codes[keep], kept_offsets(keep, tokens.offsets))
 
 
 def category_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:

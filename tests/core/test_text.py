@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from emrml.core.recipe.transforms import WHITESPACE
 from emrml.core.stats import normalized_tokens
 from emrml.core.stats.constants import TOKEN_PUNCTUATION
-from emrml.core.text import is_plain_ascii, split_whitespace
+from emrml.core.text import is_plain_ascii, split_encoded, split_whitespace
 
 
 def _rows(tokens: pa.Array, offsets: object) -> list[list[str]]:
@@ -43,6 +43,36 @@ def test_split_whitespace_is_str_split(texts: list[str | None], data: st.DataObj
     sliced = pa.array(["  pad  ", *texts, "tail  x"], pa.string()).slice(1 + start, len(texts) - start)
     assert _rows(*split_whitespace(sliced)) == expected[start:]
     assert _rows(*split_whitespace(pa.array(texts, pa.large_string()))) == expected
+
+
+def _encoded_rows(words: pa.Array, codes: object, offsets: object) -> list[list[str]]:
+    return _rows(words.take(pa.array(codes)), offsets)
+
+
+_ascii_rows = st.lists(st.one_of(st.none(), _ascii_texts), min_size=1, max_size=10)
+_any_rows = st.lists(st.one_of(st.none(), _ascii_texts, _unicode_texts), min_size=1, max_size=10)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_ascii_rows, _any_rows), st.data())
+def test_split_encoded_is_str_split(texts: list[str | None], data: st.DataObject) -> None:
+    # ASCII text is split over its own buffer (tokens read with their trailing whitespace, then trimmed
+    # once per distinct piece); other text through split_whitespace. Both must be str.split().
+    expected = [(text or "").split() for text in texts]
+    words, codes, offsets = split_encoded(pa.array(texts, pa.string()))
+    assert _encoded_rows(words, codes, offsets) == expected
+    assert "" not in words.to_pylist()
+    assert codes.dtype == offsets.dtype == "int64"
+    start = data.draw(st.integers(0, len(texts) - 1))
+    sliced = pa.array(["  pad  ", *texts, "tail  x"], pa.string()).slice(1 + start, len(texts) - start)
+    assert _encoded_rows(*split_encoded(sliced)) == expected[start:]
+    assert _encoded_rows(*split_encoded(pa.array(texts, pa.large_string()))) == expected
+
+
+def test_split_encoded_tokens_end_at_row_ends() -> None:
+    # The rows' bytes are contiguous: "ab" then "cd" must not read as the token "abcd".
+    words, codes, offsets = split_encoded(pa.array(["ab", "cd ", "", None, " \x1c", "cd\tab"]))
+    assert _encoded_rows(words, codes, offsets) == [["ab"], ["cd"], [], [], [], ["cd", "ab"]]
 
 
 def test_plain_ascii_excludes_what_arrow_ascii_kernels_misread() -> None:

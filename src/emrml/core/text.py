@@ -89,6 +89,55 @@ def split_whitespace(strings: pa.Array) -> tuple[pa.Array, np.ndarray]:
     return drop_empty(tokens, offsets)
 
 
+#: The ASCII bytes ``str.isspace`` accepts (tab to carriage return, the four separators, space).
+_ASCII_WHITESPACE = bytes([*range(0x09, 0x0E), *range(0x1C, 0x20), 0x20])
+_IS_ASCII_WHITESPACE = np.zeros(256, dtype=bool)
+_IS_ASCII_WHITESPACE[list(_ASCII_WHITESPACE)] = True
+
+
+def split_encoded(strings: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+    """``(words, codes, offsets)``: :func:`split_whitespace`'s tokens dictionary-encoded, token ``j`` being
+    ``words[codes[j]]`` and row ``i`` owning tokens ``offsets[i]`` to ``offsets[i + 1]`` (``codes`` and
+    ``offsets`` int64). A word may appear twice in ``words``; none is empty.
+
+    ASCII text is split without copying a byte: each token is read together with the whitespace that
+    follows it, up to the next token, as a string array over the text's own data buffer (only the token
+    offsets are new). Those pieces are dictionary-encoded, and only the distinct pieces are trimmed. Arrow's
+    split kernels copy every token into a new array first, which cost more than the encoding itself.
+    """
+    if strings.null_count:
+        strings = pc.fill_null(strings, "")
+    data = value_bytes(strings)
+    if data.size == 0:
+        return pa.array([], pa.string()), np.zeros(0, dtype=np.int64), np.zeros(len(strings) + 1, np.int64)
+    if int(data.max()) >= 0x80:
+        tokens, offsets = split_whitespace(strings)
+        encoded = pc.dictionary_encode(tokens)
+        return encoded.dictionary, encoded.indices.to_numpy().astype(np.int64), offsets
+    # Without tabs, line breaks or control characters (the usual text), space is the only whitespace.
+    blank = data == 0x20 if int(data.min()) >= 0x20 else _IS_ASCII_WHITESPACE[data]
+    rows = _offsets(strings)
+    base = int(rows[0])
+    rows = rows - base
+    # A token starts at a non-blank byte that follows a blank one or begins a row.
+    starts = ~blank
+    starts[1:] &= blank[:-1]
+    row_starts = rows[:-1][rows[:-1] < rows[1:]]
+    starts[row_starts] = ~blank[row_starts]
+    positions = np.flatnonzero(starts)
+    piece_offsets = np.empty(len(positions) + 1, dtype=rows.dtype)
+    piece_offsets[:-1] = positions
+    piece_offsets[-1] = data.size
+    piece_offsets += base
+    pieces = pa.Array.from_buffers(
+        strings.type, len(positions), [None, pa.py_buffer(piece_offsets), strings.buffers()[2]]
+    )
+    encoded = pc.dictionary_encode(pieces)
+    words = pc.ascii_rtrim(encoded.dictionary, characters=_ASCII_WHITESPACE.decode())
+    offsets = np.searchsorted(positions, rows).astype(np.int64, copy=False)
+    return words, encoded.indices.to_numpy().astype(np.int64), offsets
+
+
 def drop_empty(tokens: pa.Array, offsets: np.ndarray) -> tuple[pa.Array, np.ndarray]:
     """``(tokens, offsets)`` without the empty tokens, the offsets moved to match."""
     keep = byte_lengths(tokens) > 0

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from emrml.core.recipe.transforms import WHITESPACE, punctuation_string
-from emrml.core.text import byte_lengths, kept_offsets, split_whitespace
+from emrml.core.text import byte_lengths, kept_offsets, split_encoded
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def as_strings(column: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 def tokenize_array(strings: pa.Array | pa.ChunkedArray) -> TokenArray:
     """:func:`tokenize` of every string; a null is an empty string (no tokens)."""
-    return _encoded(*split_whitespace(as_strings(strings)))
+    return TokenArray(*split_encoded(as_strings(strings)))
 
 
 def lowercase_array(strings: pa.Array) -> pa.Array:

@@ -21,7 +21,7 @@ from emrml.core.stats.constants import (
     TOKEN_PUNCTUATION,
 )
 from emrml.core.stats.sketches import Moments, ValueCounter, empty_mask, value_list
-from emrml.core.text import byte_lengths, drop_empty, is_plain_ascii, split_whitespace
+from emrml.core.text import byte_lengths, drop_empty, is_plain_ascii, split_encoded, split_whitespace
 from emrml.core.values import Parsed, parse_binary, parse_numeric
 
 # ---------------------------------------------------------------------------------- column statistics
@@ -353,11 +353,9 @@ class TextStats:
             return
         self.rows += size
         self.missing += int(np.count_nonzero(empty_mask(column)))
-        tokens, offsets = split_whitespace(as_strings(column))
         # Each distinct token is normalized once, not each occurrence: text repeats its words.
-        encoded = pc.dictionary_encode(tokens)
-        codes = encoded.indices.to_numpy(zero_copy_only=False)
-        words, plain = _normalized(encoded.dictionary)
+        distinct, codes, offsets = split_encoded(as_strings(column))
+        words, plain = _normalized(distinct)
         lengths = byte_lengths(words) if plain else pc.utf8_length(words).to_numpy(zero_copy_only=False)
         kept = lengths > 0  # a token of punctuation alone is no word
         per_row = np.diff(offsets)

@@ -56,8 +56,8 @@ _any_rows = st.lists(st.one_of(st.none(), _ascii_texts, _unicode_texts), min_siz
 @settings(max_examples=300, deadline=None)
 @given(st.one_of(_ascii_rows, _any_rows), st.data())
 def test_split_encoded_is_str_split(texts: list[str | None], data: st.DataObject) -> None:
-    # ASCII text is split over its own buffer (tokens read with their trailing whitespace, then trimmed
-    # once per distinct piece); other text through split_whitespace. Both must be str.split().
+    # Text is split over its own buffer (tokens read with their trailing whitespace, then trimmed once
+    # per distinct piece): str.split(), with any whitespace Python knows.
     expected = [(text or "").split() for text in texts]
     words, codes, offsets = split_encoded(pa.array(texts, pa.string()))
     assert _encoded_rows(words, codes, offsets) == expected
@@ -73,6 +73,9 @@ def test_split_encoded_tokens_end_at_row_ends() -> None:
     # The rows' bytes are contiguous: "ab" then "cd" must not read as the token "abcd".
     words, codes, offsets = split_encoded(pa.array(["ab", "cd ", "", None, " \x1c", "cd\tab"]))
     assert _encoded_rows(words, codes, offsets) == [["ab"], ["cd"], [], [], [], ["cd", "ab"]]
+    # Whitespace of two and three UTF-8 bytes splits; a zero-width space (not whitespace) does not.
+    texts = ["a\u3000b", "\xa0c\u2029", "ΟΔΟΣ\x85d\u200bx", "\u205f"]
+    assert _encoded_rows(*split_encoded(pa.array(texts))) == [text.split() for text in texts]
 
 
 def test_plain_ascii_excludes_what_arrow_ascii_kernels_misread() -> None:

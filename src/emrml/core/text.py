@@ -12,6 +12,9 @@ and picks the cheapest Arrow kernel that gives it, after one look at the array's
   removes the stray characters and nothing else — much cheaper than splitting with a regular expression.
 
 Both leave empty strings where whitespace leads, trails or repeats; they are dropped.
+
+The featurizer and the statistics need the tokens dictionary-encoded: :func:`split_encoded` gives them so
+without either kernel (it finds the whitespace bytes itself, and reads the tokens where they lie).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from emrml.core.recipe.transforms import WHITESPACE
 
 _CHUNK = 1 << 18
 
@@ -90,9 +95,33 @@ def split_whitespace(strings: pa.Array) -> tuple[pa.Array, np.ndarray]:
 
 
 #: The ASCII bytes ``str.isspace`` accepts (tab to carriage return, the four separators, space).
-_ASCII_WHITESPACE = bytes([*range(0x09, 0x0E), *range(0x1C, 0x20), 0x20])
 _IS_ASCII_WHITESPACE = np.zeros(256, dtype=bool)
-_IS_ASCII_WHITESPACE[list(_ASCII_WHITESPACE)] = True
+_IS_ASCII_WHITESPACE[[ord(c) for c in WHITESPACE if c.isascii()]] = True
+#: The other whitespace characters in UTF-8 (two or three bytes each), by their first byte.
+_WIDE_WHITESPACE = [c.encode() for c in WHITESPACE if not c.isascii()]
+_IS_WIDE_LEAD = np.zeros(256, dtype=bool)
+_IS_WIDE_LEAD[[sequence[0] for sequence in _WIDE_WHITESPACE]] = True
+_WIDE_CODES = {
+    width: np.array([int.from_bytes(s, "big") for s in _WIDE_WHITESPACE if len(s) == width], dtype=np.int64)
+    for width in (2, 3)
+}
+
+
+def _blank_bytes(data: np.ndarray) -> np.ndarray:
+    """Whether each byte of UTF-8 text belongs to a whitespace character (``str.isspace``)."""
+    # Without tabs, line breaks or control characters (the usual text), space is the only ASCII whitespace.
+    blank = data == 0x20 if int(data.min()) >= 0x20 else _IS_ASCII_WHITESPACE[data]
+    if int(data.max()) < 0x80:
+        return blank
+    leads = np.flatnonzero(_IS_WIDE_LEAD[data])
+    last = data.size - 1
+    code = data[leads].astype(np.int64)
+    for width in (2, 3):
+        code = (code << 8) | data[np.minimum(leads + width - 1, last)]
+        found = leads[np.isin(code, _WIDE_CODES[width])]
+        for byte in range(width):
+            blank[found + byte] = True
+    return blank
 
 
 def split_encoded(strings: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarray]:
@@ -100,7 +129,7 @@ def split_encoded(strings: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarray]:
     ``words[codes[j]]`` and row ``i`` owning tokens ``offsets[i]`` to ``offsets[i + 1]`` (``codes`` and
     ``offsets`` int64). A word may appear twice in ``words``; none is empty.
 
-    ASCII text is split without copying a byte: each token is read together with the whitespace that
+    The text is split without copying a byte: each token is read together with the whitespace that
     follows it, up to the next token, as a string array over the text's own data buffer (only the token
     offsets are new). Those pieces are dictionary-encoded, and only the distinct pieces are trimmed. Arrow's
     split kernels copy every token into a new array first, which cost more than the encoding itself.
@@ -110,12 +139,7 @@ def split_encoded(strings: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarray]:
     data = value_bytes(strings)
     if data.size == 0:
         return pa.array([], pa.string()), np.zeros(0, dtype=np.int64), np.zeros(len(strings) + 1, np.int64)
-    if int(data.max()) >= 0x80:
-        tokens, offsets = split_whitespace(strings)
-        encoded = pc.dictionary_encode(tokens)
-        return encoded.dictionary, encoded.indices.to_numpy().astype(np.int64), offsets
-    # Without tabs, line breaks or control characters (the usual text), space is the only whitespace.
-    blank = data == 0x20 if int(data.min()) >= 0x20 else _IS_ASCII_WHITESPACE[data]
+    blank = _blank_bytes(data)
     rows = _offsets(strings)
     base = int(rows[0])
     rows = rows - base
@@ -133,7 +157,7 @@ def split_encoded(strings: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarray]:
         strings.type, len(positions), [None, pa.py_buffer(piece_offsets), strings.buffers()[2]]
     )
     encoded = pc.dictionary_encode(pieces)
-    words = pc.ascii_rtrim(encoded.dictionary, characters=_ASCII_WHITESPACE.decode())
+    words = pc.utf8_rtrim(encoded.dictionary, characters=WHITESPACE)
     offsets = np.searchsorted(positions, rows).astype(np.int64, copy=False)
     return words, encoded.indices.to_numpy().astype(np.int64), offsets
 

@@ -1,4 +1,4 @@
-"""The whitespace splitter under both tokenizers: exactly ``str.split()``, whichever Arrow kernel it picks."""
+"""The whitespace splitter under both tokenizers: exactly ``str.split()``, for any text."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from emrml.core.recipe.transforms import WHITESPACE
 from emrml.core.stats import normalized_tokens
 from emrml.core.stats.constants import TOKEN_PUNCTUATION
-from emrml.core.text import is_plain_ascii, split_encoded, split_whitespace
+from emrml.core.text import is_plain_ascii, split_encoded
 
 
 def _rows(tokens: pa.Array, offsets: object) -> list[list[str]]:
@@ -29,20 +29,6 @@ _unicode_texts = st.one_of(
         lambda pairs: "".join(w + s for w, s in pairs)
     ),
 )
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.lists(st.one_of(st.none(), _ascii_texts, _unicode_texts), min_size=1, max_size=10), st.data())
-def test_split_whitespace_is_str_split(texts: list[str | None], data: st.DataObject) -> None:
-    expected = [(text or "").split() for text in texts]
-    tokens, offsets = split_whitespace(pa.array(texts, pa.string()))
-    assert _rows(tokens, offsets) == expected
-    assert "" not in tokens.to_pylist()
-    # A slice of a larger array (a non-zero offset into the buffers), and a large_string array.
-    start = data.draw(st.integers(0, len(texts) - 1))
-    sliced = pa.array(["  pad  ", *texts, "tail  x"], pa.string()).slice(1 + start, len(texts) - start)
-    assert _rows(*split_whitespace(sliced)) == expected[start:]
-    assert _rows(*split_whitespace(pa.array(texts, pa.large_string()))) == expected
 
 
 def _encoded_rows(words: pa.Array, codes: object, offsets: object) -> list[list[str]]:
@@ -83,7 +69,7 @@ def test_plain_ascii_excludes_what_arrow_ascii_kernels_misread() -> None:
     assert not is_plain_ascii(pa.array(["a\x1cb"]))  # a separator to Python, not to Arrow's ASCII split
     assert not is_plain_ascii(pa.array(["a", "naïve"]))
     assert is_plain_ascii(pa.array(["naïve", "plain"]).slice(1))  # only the slice's bytes count
-    assert _rows(*split_whitespace(pa.array(["a\x1cb\x1fc d"]))) == [["a", "b", "c", "d"]]
+    assert _encoded_rows(*split_encoded(pa.array(["a\x1cb\x1fc d"]))) == [["a", "b", "c", "d"]]
 
 
 @settings(max_examples=300, deadline=None)

@@ -1,20 +1,13 @@
-"""Whitespace splitting of Arrow string arrays: the one tokenizer kernel under the recipe transformations
-(``core.recipe.transforms``) and the statistics (``core.stats``).
+"""Whitespace tokens of Arrow string arrays: the one tokenizer under the recipe transformations
+(``core.recipe.arrays``) and the statistics (``core.stats``).
 
-The result equals Python's ``str.split()`` of every string (whitespace is what ``str.isspace`` accepts),
-and picks the cheapest Arrow kernel that gives it, after one look at the array's bytes:
-
-* only ASCII and no ``\\x1c``-``\\x1f`` (the usual case): ``ascii_split_whitespace`` (about 12x faster
-  than a regular-expression split); Arrow's ASCII whitespace lacks those four separators;
-* anything else: ``utf8_split_whitespace`` (whose whitespace is exactly Python's), then every token
-  trimmed of whitespace. pyarrow 26 sometimes leaves the separator on the last token of a non-ASCII
-  string (or a separator alone as a token); a correctly split token holds no whitespace, so the trim
-  removes the stray characters and nothing else — much cheaper than splitting with a regular expression.
-
-Both leave empty strings where whitespace leads, trails or repeats; they are dropped.
-
-The featurizer and the statistics need the tokens dictionary-encoded: :func:`split_encoded` gives them so
-without either kernel (it finds the whitespace bytes itself, and reads the tokens where they lie).
+:func:`split_encoded` gives every string's tokens exactly as Python's ``str.split()`` does (whitespace is
+what ``str.isspace`` accepts, ``core.recipe.transforms.WHITESPACE``), dictionary-encoded, as both callers
+need them. It finds the whitespace bytes itself with numpy (ASCII through a table, the wider characters by
+their UTF-8 sequences) and reads each token where it lies, with the whitespace after it, as a string array
+over the text's own buffer. Arrow's split kernels copy every token into a list array first, which costs
+more than the encoding itself; besides, their ASCII whitespace lacks ``\\x1c``-``\\x1f``, and pyarrow 26's
+``utf8_split_whitespace`` sometimes leaves a separator on the last token of non-ASCII text.
 """
 
 from __future__ import annotations
@@ -76,24 +69,6 @@ def is_plain_ascii(strings: pa.Array) -> bool:
     return True
 
 
-def split_whitespace(strings: pa.Array) -> tuple[pa.Array, np.ndarray]:
-    """``(tokens, offsets)``: the whitespace tokens of every string, row ``i`` owning
-    ``tokens[offsets[i]:offsets[i + 1]]`` (``offsets`` int64, one longer than ``strings``).
-
-    ``strings`` is a ``pa.string()`` array; a null has no tokens. ``tokens`` holds no empty string.
-    """
-    if strings.null_count:
-        strings = pc.fill_null(strings, "")
-    plain = is_plain_ascii(strings)
-    lists = pc.ascii_split_whitespace(strings) if plain else pc.utf8_split_whitespace(strings)
-    offsets = np.asarray(lists.offsets.to_numpy(), dtype=np.int64)
-    tokens = lists.values.slice(offsets[0], offsets[-1] - offsets[0])
-    offsets -= offsets[0]
-    if not plain:
-        tokens = pc.utf8_trim_whitespace(tokens)
-    return drop_empty(tokens, offsets)
-
-
 #: The ASCII bytes ``str.isspace`` accepts (tab to carriage return, the four separators, space).
 _IS_ASCII_WHITESPACE = np.zeros(256, dtype=bool)
 _IS_ASCII_WHITESPACE[[ord(c) for c in WHITESPACE if c.isascii()]] = True
@@ -125,9 +100,9 @@ def _blank_bytes(data: np.ndarray) -> np.ndarray:
 
 
 def split_encoded(strings: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarray]:
-    """``(words, codes, offsets)``: :func:`split_whitespace`'s tokens dictionary-encoded, token ``j`` being
-    ``words[codes[j]]`` and row ``i`` owning tokens ``offsets[i]`` to ``offsets[i + 1]`` (``codes`` and
-    ``offsets`` int64). A word may appear twice in ``words``; none is empty.
+    """``(words, codes, offsets)``: the whitespace tokens of every string, dictionary-encoded: token ``j``
+    is ``words[codes[j]]``, and row ``i`` owns tokens ``offsets[i]`` to ``offsets[i + 1]`` (``codes`` and
+    ``offsets`` int64). A null has no tokens. A word may appear twice in ``words``; none is empty.
 
     The text is split without copying a byte: each token is read together with the whitespace that
     follows it, up to the next token, as a string array over the text's own data buffer (only the token
@@ -160,14 +135,6 @@ def split_encoded(strings: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarray]:
     words = pc.utf8_rtrim(encoded.dictionary, characters=WHITESPACE)
     offsets = np.searchsorted(positions, rows).astype(np.int64, copy=False)
     return words, encoded.indices.to_numpy().astype(np.int64), offsets
-
-
-def drop_empty(tokens: pa.Array, offsets: np.ndarray) -> tuple[pa.Array, np.ndarray]:
-    """``(tokens, offsets)`` without the empty tokens, the offsets moved to match."""
-    keep = byte_lengths(tokens) > 0
-    if keep.all():
-        return tokens, offsets
-    return tokens.filter(pa.array(keep)), kept_offsets(keep, offsets)
 
 
 def kept_offsets(keep: np.ndarray, offsets: np.ndarray) -> np.ndarray:

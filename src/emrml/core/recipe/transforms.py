@@ -8,7 +8,7 @@ for the same input, in the same order.
 Definitions shared by both paths:
 
 * **Whitespace** is what ``str.isspace`` accepts (:data:`WHITESPACE`); the vectorized path splits with
-  :func:`emrml.core.text.split_whitespace`, and Arrow's ``utf8_trim_whitespace`` trims the same set (a
+  :func:`emrml.core.text.split_encoded`, and Arrow's ``utf8_trim_whitespace`` trims the same set (a
   test sweeps every code point).
   Tokens are the maximal runs of other characters; punctuation stays attached.
 * **Lowercasing** is Python's ``str.lower`` (full Unicode case mapping, Python's Unicode version). The

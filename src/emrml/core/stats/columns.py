@@ -21,7 +21,7 @@ from emrml.core.stats.constants import (
     TOKEN_PUNCTUATION,
 )
 from emrml.core.stats.sketches import Moments, ValueCounter, empty_mask, value_list
-from emrml.core.text import byte_lengths, drop_empty, is_plain_ascii, split_encoded, split_whitespace
+from emrml.core.text import byte_lengths, is_plain_ascii, split_encoded
 from emrml.core.values import Parsed, parse_binary, parse_numeric
 
 # ---------------------------------------------------------------------------------- column statistics
@@ -320,10 +320,11 @@ def normalized_tokens(column: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.
     Returns ``(tokens, rows)``: the non-empty normalized tokens (lower-cased, whitespace-split, leading and
     trailing :data:`TOKEN_PUNCTUATION` stripped) in order, and for each token the index (int64) of its row.
     """
-    tokens, offsets = split_whitespace(as_strings(column))
-    words, _ = _normalized(tokens)
-    words, offsets = drop_empty(words, offsets)
-    return words, np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
+    words, codes, offsets = split_encoded(as_strings(column))
+    normalized, _ = _normalized(words)
+    keep = (byte_lengths(normalized) > 0)[codes]  # a token of punctuation alone is no word
+    rows = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
+    return normalized.take(pa.array(codes[keep])), rows[keep]
 
 
 def _normalized(tokens: pa.Array) -> tuple[pa.Array, bool]:

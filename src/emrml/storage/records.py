@@ -327,7 +327,8 @@ class _BlockParser:
             table = self._try_parse(block, valid)
             if table is None:
                 valid, table = self._bisect(block, valid, reasons)
-        arrays = [column.combine_chunks() for column in table.columns]
+        # A block parsed in one piece has one chunk per column: taken as it is (combine_chunks copies it).
+        arrays = [c.chunk(0) if c.num_chunks == 1 else c.combine_chunks() for c in table.columns]
         return pa.RecordBatch.from_arrays(arrays, names=self.names), valid, reasons
 
     @staticmethod

@@ -92,8 +92,9 @@ def _blank_bytes(data: np.ndarray) -> np.ndarray:
     last = data.size - 1
     code = data[leads].astype(np.int64)
     for width in (2, 3):
-        code = (code << 8) | data[np.minimum(leads + width - 1, last)]
-        found = leads[np.isin(code, _WIDE_CODES[width])]
+        end = leads + width - 1
+        code = (code << 8) | data[np.minimum(end, last)]
+        found = leads[np.isin(code, _WIDE_CODES[width]) & (end <= last)]
         for byte in range(width):
             blank[found + byte] = True
     return blank
@@ -106,8 +107,7 @@ def split_encoded(strings: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarray]:
 
     The text is split without copying a byte: each token is read together with the whitespace that
     follows it, up to the next token, as a string array over the text's own data buffer (only the token
-    offsets are new). Those pieces are dictionary-encoded, and only the distinct pieces are trimmed. Arrow's
-    split kernels copy every token into a new array first, which cost more than the encoding itself.
+    offsets are new). Those pieces are dictionary-encoded, and only the distinct pieces are trimmed.
     """
     if strings.null_count:
         strings = pc.fill_null(strings, "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from hypothesis import given, settings
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 from emrml.core.recipe.transforms import WHITESPACE
 from emrml.core.stats import normalized_tokens
 from emrml.core.stats.constants import TOKEN_PUNCTUATION
-from emrml.core.text import is_plain_ascii, split_encoded
+from emrml.core.text import _blank_bytes, is_plain_ascii, split_encoded
 
 
 def _rows(tokens: pa.Array, offsets: object) -> list[list[str]]:
@@ -62,6 +63,13 @@ def test_split_encoded_tokens_end_at_row_ends() -> None:
     # Whitespace of two and three UTF-8 bytes splits; a zero-width space (not whitespace) does not.
     texts = ["a\u3000b", "\xa0c\u2029", "ΟΔΟΣ\x85d\u200bx", "\u205f"]
     assert _encoded_rows(*split_encoded(pa.array(texts))) == [text.split() for text in texts]
+
+
+def test_whitespace_bytes_of_a_cut_sequence() -> None:
+    # The first two bytes of U+2000 at the very end (bytes cut from a longer text) are no whitespace,
+    # and looking for the third must not read or mark past the end.
+    assert not _blank_bytes(np.frombuffer(b"ab\xe2\x80", dtype=np.uint8)).any()
+    assert _blank_bytes(np.frombuffer("a\u2000b".encode(), dtype=np.uint8)).tolist() == [0, 1, 1, 1, 0]
 
 
 def test_plain_ascii_excludes_what_arrow_ascii_kernels_misread() -> None:

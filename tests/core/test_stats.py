@@ -29,6 +29,7 @@ from emrml.core.stats import (
 )
 from emrml.core.stats.accumulator import TEXT_BACKLOG, _BottomKSample
 from emrml.core.stats.constants import TOKEN_PUNCTUATION
+from emrml.core.stats.correlation import word_correlations
 
 DATASETS = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
 
@@ -515,6 +516,25 @@ def test_mutual_information_basics() -> None:
     assert mutual_information(x, x) == pytest.approx(math.log(4), abs=0.01)
     assert mutual_information(x, rng.integers(0, 2, 20_000)) < 0.001
     assert mutual_information(np.zeros(0), np.zeros(0)) == 0.0
+
+
+_sample_texts = st.lists(st.sampled_from(["Rate", "rate,", "fee", "FEE!", "the", "!!", "naïve"]), max_size=6)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(_sample_texts, st.integers(3, 6)), min_size=1, max_size=40))
+def test_word_correlations_are_each_words_mutual_information(rows: list[tuple[list[str], int]]) -> None:
+    # All words' tables are built at once; each score must be exactly the mutual information of that
+    # word's presence per row (a word twice in a row counts once) with the target codes.
+    texts = [" ".join(words) for words, _ in rows]
+    y = np.array([target for _, target in rows], dtype=np.int64)
+    words = ["rate", "fee", "the", "naïve", "absent"]
+    scores = word_correlations(pa.array(texts), words, y)
+    for word in words:
+        presence = np.array(
+            [word in [t.strip(TOKEN_PUNCTUATION) for t in text.lower().split()] for text in texts]
+        )
+        assert scores[word] == mutual_information(presence.astype(np.int64), y)
 
 
 def test_quantile_and_target_codes() -> None:

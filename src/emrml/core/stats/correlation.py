@@ -23,20 +23,24 @@ def mutual_information(x: np.ndarray, y: np.ndarray, *, miller_madow: bool = Tru
     clipped at 0, so that an attribute independent of the target scores about 0 whatever its number of
     codes.
     """
-    size = len(x)
-    if size == 0:
+    if len(x) == 0:
         return 0.0
-    x_codes, _ = _dense_codes(x)
+    x_codes, x_size = _dense_codes(x)
     y_codes, y_size = _dense_codes(y)
-    joint = np.bincount(x_codes * y_size + y_codes).astype(np.float64)
-    x_counts = np.bincount(x_codes).astype(np.float64)
-    y_counts = np.bincount(y_codes).astype(np.float64)
+    joint = np.bincount(x_codes * y_size + y_codes, minlength=x_size * y_size)
+    return _information(joint.reshape(x_size, y_size), miller_madow=miller_madow)
+
+
+def _information(joint: np.ndarray, *, miller_madow: bool = True) -> float:
+    """:func:`mutual_information` from the contingency table ``joint`` (int64 counts, shape (x, y))."""
+    size = int(joint.sum())
 
     def entropy(counts: np.ndarray) -> float:
         p = counts[counts > 0] / size
         return float(-(p * np.log(p)).sum())
 
-    information = entropy(x_counts) + entropy(y_counts) - entropy(joint)
+    x_counts, y_counts = joint.sum(axis=1), joint.sum(axis=0)
+    information = entropy(x_counts) + entropy(y_counts) - entropy(joint.ravel())
     if miller_madow:
         cells = np.count_nonzero(joint) - np.count_nonzero(x_counts) - np.count_nonzero(y_counts) + 1
         information -= float(cells) / (2 * size)
@@ -134,12 +138,19 @@ def attribute_codes(strings: pa.Array, attribute_type: AttributeType) -> np.ndar
 
 def word_correlations(strings: pa.Array, words: Sequence[str], y: np.ndarray) -> dict[str, float]:
     """Mutual information between the presence of each word in a row and the target codes ``y``."""
-    if not words:
-        return {}
+    if not words or len(y) == 0:
+        return dict.fromkeys(words, 0.0)
     tokens, rows = normalized_tokens(strings)
     index = pc.index_in(tokens, value_set=pa.array(list(words), type=pa.string()))
     codes = np.asarray(pc.fill_null(index, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
     hit = codes >= 0
-    presence = np.zeros((len(strings), len(words)), dtype=np.int64)
-    presence[rows[hit], codes[hit]] = 1
-    return {word: mutual_information(presence[:, j], y) for j, word in enumerate(words)}
+    presence = np.zeros((len(strings), len(words)), dtype=bool)
+    presence[rows[hit], codes[hit]] = True
+    # The tables of all words at once: per word, the target's counts in the rows holding it (row 1)
+    # and in the others (row 0).
+    y_codes, y_size = _dense_codes(y)
+    present_rows, present_words = np.nonzero(presence)
+    present = np.bincount(present_words * y_size + y_codes[present_rows], minlength=len(words) * y_size)
+    present = present.reshape(len(words), y_size)
+    absent = np.bincount(y_codes, minlength=y_size) - present
+    return {word: _information(np.stack([absent[j], present[j]])) for j, word in enumerate(words)}

@@ -42,6 +42,7 @@ from emrml.service.auth import (
     HttpRequest,
     ensure_admin,
     parse_signature,
+    received_headers,
     verify,
 )
 from emrml.service.identity import Credential, Identities, SecretBox
@@ -160,9 +161,9 @@ def test_credential_cache_forgets_after_its_ttl(identities: Identities) -> None:
 
 
 def _as_received(headers: dict[str, str], body: bytes, path: str = "/", query: str = "") -> HttpRequest:
-    received = [(name.lower(), value) for name, value in headers.items()]
-    received.append(("host", "127.0.0.1:8080"))
-    return HttpRequest("POST", path, query, received, body)
+    received = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+    received.append((b"host", b"127.0.0.1:8080"))
+    return HttpRequest("POST", path, query, received_headers(received), body)
 
 
 @pytest.mark.parametrize(
@@ -212,6 +213,25 @@ def test_path_and_query_are_canonicalized_like_botocore() -> None:
     prepared = request.prepare()
     path, _, query = prepared.url.split("8080", 1)[1].partition("?")
     claim = parse_signature(_as_received(dict(prepared.headers.items()), BODY, path, query), time.time())
+    assert verify(claim, Credential("EMRLKEY0000000000001", "k", "bob")).user_name == "bob"
+
+
+def test_a_header_sent_twice_is_verified_as_botocore_signs_it() -> None:
+    # Its values, each trimmed, joined by a comma: as botocore's canonical request has them.
+    request = AWSRequest(
+        method="POST",
+        url="http://127.0.0.1:8080/",
+        data=BODY,
+        headers={"X-Amz-Target": "AmazonML_20141212.X"},
+    )
+    request.headers["X-Custom"] = "  a   b "
+    request.headers["X-Custom"] = "c"
+    SigV4Auth(Credentials("EMRLKEY0000000000001", "k"), "machinelearning", "eu-west-1").add_auth(request)
+    received = [(name.lower().encode(), value.encode()) for name, value in request.headers.items()]
+    assert [name for name, _ in received].count(b"x-custom") == 2
+    headers = received_headers([*received, (b"host", b"127.0.0.1:8080")])
+    assert headers["x-custom"] == "a b,c"
+    claim = parse_signature(HttpRequest("POST", "/", "", headers, BODY), time.time())
     assert verify(claim, Credential("EMRLKEY0000000000001", "k", "bob")).user_name == "bob"
 
 

@@ -25,11 +25,11 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import quote
 
 from emrml.errors import (
@@ -67,33 +67,29 @@ _MISMATCH = (
 )
 
 
-@dataclass(frozen=True)
-class HttpRequest:
-    """What verification reads of a request. ``headers`` keeps every (lower-case name, value) as received."""
+class HttpRequest(NamedTuple):
+    """What verification reads of a request. ``headers``: lower-case name → value as received; a header
+    sent more than once has its values, each trimmed, joined by commas (as SigV4 reads them)."""
 
     method: str
     raw_path: str
     query_string: str
-    headers: Sequence[tuple[str, str]]
+    headers: Mapping[str, str]
     body: bytes
 
-    @functools.cached_property
-    def _by_name(self) -> dict[str, list[str]]:
-        values: dict[str, list[str]] = {}
-        for name, value in self.headers:
-            values.setdefault(name, []).append(value)
-        return values
 
-    def header(self, name: str) -> str | None:
-        values = self._by_name.get(name)
-        return values[0] if values else None
-
-    def header_values(self, name: str) -> list[str]:
-        return self._by_name.get(name, [])
+def received_headers(pairs: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:
+    """ASGI's ``(name, value)`` byte pairs (names in lower case) as :class:`HttpRequest`'s mapping."""
+    headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in pairs}
+    if len(headers) < len(pairs):  # a header sent more than once (rare): its values in one
+        headers = {}
+        for name, value in pairs:
+            key, text = name.decode("latin-1"), " ".join(value.decode("latin-1").split())
+            headers[key] = f"{headers[key]},{text}" if key in headers else text
+    return headers
 
 
-@dataclass(frozen=True)
-class SignatureClaim:
+class SignatureClaim(NamedTuple):
     """A parsed, well-formed, timely SigV4 Authorization header, not yet checked against a secret."""
 
     access_key_id: str
@@ -105,8 +101,7 @@ class SignatureClaim:
     string_to_sign: str
 
 
-@dataclass(frozen=True)
-class Caller:
+class Caller(NamedTuple):
     """An authenticated caller."""
 
     user_name: str
@@ -117,10 +112,11 @@ def user_arn(account_id: str, user_name: str) -> str:
     return f"arn:aws:iam::{account_id}:user/{user_name}"
 
 
-def _authorization_parts(header: str) -> dict[str, str]:
+def _authorization_parts(header: str) -> tuple[str, str, str]:
+    """(Credential, SignedHeaders, Signature) of an ``Authorization`` header."""
     usual = _USUAL_AUTHORIZATION.fullmatch(header)
     if usual is not None:  # as every AWS SDK writes it: one match instead of splitting (a µs a request)
-        return usual.groupdict()
+        return usual.groups()  # type: ignore[return-value]
     algorithm, _, rest = header.strip().partition(" ")
     if algorithm != ALGORITHM:
         raise IncompleteSignatureException(
@@ -131,17 +127,19 @@ def _authorization_parts(header: str) -> dict[str, str]:
         name, equals, value = item.strip().partition("=")
         if equals:
             parts[name] = value
-    missing = [name for name in ("Credential", "SignedHeaders", "Signature") if not parts.get(name)]
+    names = ("Credential", "SignedHeaders", "Signature")
+    missing = [name for name in names if not parts.get(name)]
     if missing:
         raise IncompleteSignatureException(
             " ".join(f"Authorization header requires '{name}' parameter." for name in missing)
             + f" Authorization={header[:200]}"
         )
-    return parts
+    return parts["Credential"], parts["SignedHeaders"], parts["Signature"]
 
 
-def _request_time(request: HttpRequest) -> tuple[str, datetime]:
-    amz_date = request.header("x-amz-date")
+def _request_time(headers: Mapping[str, str]) -> tuple[str, float]:
+    """The request's timestamp as signed (``yyyyMMdd'T'HHmmss'Z'``) and in seconds since the epoch."""
+    amz_date = headers.get("x-amz-date")
     if amz_date is not None:
         stamp = amz_date.strip()
         moment = _basic_timestamp(stamp)
@@ -150,7 +148,7 @@ def _request_time(request: HttpRequest) -> tuple[str, datetime]:
                 f"Date must be in ISO-8601 'basic format' (yyyyMMdd'T'HHmmss'Z'). Got {amz_date[:40]!r}."
             )
         return stamp, moment
-    http_date = request.header("date")
+    http_date = headers.get("date")
     if http_date is None:
         raise IncompleteSignatureException(
             "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."
@@ -159,33 +157,34 @@ def _request_time(request: HttpRequest) -> tuple[str, datetime]:
         moment = parsedate_to_datetime(http_date).astimezone(UTC)
     except (TypeError, ValueError):
         raise IncompleteSignatureException(f"Date header {http_date[:60]!r} is not an HTTP date") from None
-    return moment.strftime(_TIMESTAMP), moment
+    return moment.strftime(_TIMESTAMP), moment.timestamp()
 
 
 @functools.lru_cache(maxsize=64)
-def _basic_timestamp(stamp: str) -> datetime | None:
-    """``yyyyMMdd'T'HHmmss'Z'`` as a UTC datetime, None if it is not one. Remembered: the requests of one
-    second share their timestamp."""
+def _basic_timestamp(stamp: str) -> float | None:
+    """``yyyyMMdd'T'HHmmss'Z'`` in seconds since the epoch, None if it is not one. Remembered: the
+    requests of one second share their timestamp."""
     match = _TIMESTAMP_PATTERN.fullmatch(stamp)
     try:
         # Faster than strptime, which would cost a fifth of the whole verification.
-        return None if match is None else datetime(*map(int, match.groups()), tzinfo=UTC)
+        return None if match is None else datetime(*map(int, match.groups()), tzinfo=UTC).timestamp()
     except ValueError:
         return None
 
 
-def _check_clock(moment: datetime, now: datetime) -> None:
-    skew = timedelta(seconds=MAX_CLOCK_SKEW_SECONDS)
-    if moment < now - skew:
+def _check_clock(moment: float, now: float) -> None:
+    if abs(moment - now) <= MAX_CLOCK_SKEW_SECONDS:
+        return
+    stamp, clock = (datetime.fromtimestamp(t, UTC).strftime(_TIMESTAMP) for t in (moment, now))
+    if moment < now:
+        earliest = datetime.fromtimestamp(now - MAX_CLOCK_SKEW_SECONDS, UTC).strftime(_TIMESTAMP)
         raise InvalidSignatureException(
-            f"Signature expired: {moment.strftime(_TIMESTAMP)} is now earlier than "
-            f"{(now - skew).strftime(_TIMESTAMP)} ({now.strftime(_TIMESTAMP)} - 15 min.)"
+            f"Signature expired: {stamp} is now earlier than {earliest} ({clock} - 15 min.)"
         )
-    if moment > now + skew:
-        raise InvalidSignatureException(
-            f"Signature not yet current: {moment.strftime(_TIMESTAMP)} is still later than "
-            f"{(now + skew).strftime(_TIMESTAMP)} ({now.strftime(_TIMESTAMP)} + 15 min.)"
-        )
+    latest = datetime.fromtimestamp(now + MAX_CLOCK_SKEW_SECONDS, UTC).strftime(_TIMESTAMP)
+    raise InvalidSignatureException(
+        f"Signature not yet current: {stamp} is still later than {latest} ({clock} + 15 min.)"
+    )
 
 
 def normalize_url_path(path: str) -> str:
@@ -224,7 +223,7 @@ def _canonical_query(query_string: str) -> str:
 
 def _payload_hash(request: HttpRequest) -> str:
     digest = hashlib.sha256(request.body).hexdigest()
-    declared = request.header("x-amz-content-sha256")
+    declared = request.headers.get("x-amz-content-sha256")
     if declared is not None and declared != digest:
         # The declared hash is what the signature covers; the body must be the one it describes.
         reason = (
@@ -238,62 +237,57 @@ def _payload_hash(request: HttpRequest) -> str:
 
 def canonical_request(request: HttpRequest, signed_headers: Sequence[str]) -> str:
     """The SigV4 canonical request for the headers named in ``signed_headers`` (lower case, sorted)."""
-    lines = []
-    for name in signed_headers:
-        values = request.header_values(name)
-        if not values:
-            raise InvalidSignatureException(f"The signed header {name!r} is not in the request.")
-        lines.append(f"{name}:{','.join(' '.join(value.split()) for value in values)}")
-    return "\n".join(
-        (
-            request.method.upper(),
-            _canonical_path(request.raw_path),
-            _canonical_query(request.query_string),
-            "\n".join(lines) + "\n",
-            ";".join(signed_headers),
-            _payload_hash(request),
-        )
+    headers = request.headers
+    try:
+        lines = "".join([f"{name}:{' '.join(headers[name].split())}\n" for name in signed_headers])
+    except KeyError as missing:
+        raise InvalidSignatureException(
+            f"The signed header {missing.args[0]!r} is not in the request."
+        ) from None
+    return (
+        f"{request.method.upper()}\n{_canonical_path(request.raw_path)}\n"
+        f"{_canonical_query(request.query_string)}\n{lines}\n{';'.join(signed_headers)}\n"
+        f"{_payload_hash(request)}"
     )
 
 
 def parse_signature(request: HttpRequest, now: float) -> SignatureClaim:
     """Check the form and timeliness of a request's SigV4 signature; the secret is checked by ``verify``."""
-    header = request.header("authorization")
+    headers = request.headers
+    header = headers.get("authorization")
     if header is None:
         raise MissingAuthenticationTokenException("Request is missing Authentication Token")
-    if request.header("x-amz-security-token") is not None:
+    if "x-amz-security-token" in headers:
         raise UnrecognizedClientException(_INVALID_TOKEN)
-    parts = _authorization_parts(header)
-    scope = parts["Credential"].split("/")
+    credential, signed, signature = _authorization_parts(header)
+    scope = credential.split("/")
     if len(scope) != 5 or scope[4] != "aws4_request":
         raise IncompleteSignatureException(
-            f"Credential {parts['Credential'][:120]!r} must be <access key id>/<yyyymmdd>/<region>/"
+            f"Credential {credential[:120]!r} must be <access key id>/<yyyymmdd>/<region>/"
             f"{SERVICE}/aws4_request"
         )
     access_key_id, date, region, service, _ = scope
     if service != SERVICE:
         raise InvalidSignatureException(f"Credential should be scoped to correct service: '{SERVICE}'.")
-    signed_headers = tuple(parts["SignedHeaders"].split(";"))
+    signed_headers = tuple(signed.split(";"))
     for name in REQUIRED_SIGNED_HEADERS:
         if name not in signed_headers:
             raise IncompleteSignatureException(f"'{name}' must be a 'SignedHeader' in the AWS Authorization.")
-    if not _HEX_SHA256.fullmatch(parts["Signature"]):
+    if not _HEX_SHA256.fullmatch(signature):
         raise IncompleteSignatureException("Signature must be 64 lower-case hexadecimal characters.")
-    timestamp, moment = _request_time(request)
+    timestamp, moment = _request_time(headers)
     if date != timestamp[:8]:
         raise InvalidSignatureException(
             f"Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: "
             f"'{date[:16]}' != '{timestamp[:8]}', from '{timestamp}'."
         )
-    _check_clock(moment, datetime.fromtimestamp(now, UTC))
-    credential_scope = f"{date}/{region}/{SERVICE}/aws4_request"
+    _check_clock(moment, now)
     canonical = canonical_request(request, signed_headers)
-    string_to_sign = "\n".join(
-        (ALGORITHM, timestamp, credential_scope, hashlib.sha256(canonical.encode()).hexdigest())
+    string_to_sign = (
+        f"{ALGORITHM}\n{timestamp}\n{date}/{region}/{SERVICE}/aws4_request\n"
+        f"{hashlib.sha256(canonical.encode()).hexdigest()}"
     )
-    return SignatureClaim(
-        access_key_id, date, region, signed_headers, parts["Signature"], timestamp, string_to_sign
-    )
+    return SignatureClaim(access_key_id, date, region, signed_headers, signature, timestamp, string_to_sign)
 
 
 def _hmac(key: bytes, message: str) -> bytes:

@@ -58,6 +58,7 @@ from emrml.service.auth import (
     CredentialCache,
     HttpRequest,
     parse_signature,
+    received_headers,
     user_arn,
     verify,
 )
@@ -182,12 +183,11 @@ class ApiFirst:
             await self.app(scope, receive, send)
 
 
-async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
-    """The request body, or None if the client went away; RequestEntityTooLargeException past ``limit``."""
-    too_large = RequestEntityTooLargeException(f"the request body is larger than {limit} bytes")
-    for name, value in scope["headers"]:
-        if name == b"content-length" and value.isdigit() and int(value) > limit:
-            raise too_large
+async def _read_body(receive: Receive, length: str | None, limit: int) -> bytes | None:
+    """The request body, or None if the client went away; RequestEntityTooLargeException past ``limit``
+    (at once when the declared ``length``, the Content-Length header, says so)."""
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -197,10 +197,14 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise too_large
+            raise _too_large(limit)
         chunks.append(chunk)
         if not message.get("more_body", False):
-            return b"".join(chunks)
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _too_large(limit: int) -> RequestEntityTooLargeException:
+    return RequestEntityTooLargeException(f"the request body is larger than {limit} bytes")
 
 
 class ApiHandler:
@@ -226,11 +230,11 @@ class ApiHandler:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         fields = scope.get(LOG_FIELDS) or scope.setdefault(LOG_FIELDS, {"request_id": new_request_id()})
         request_id = fields["request_id"]
-        headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]]
-        target = next((value for name, value in headers if name == "x-amz-target"), None)
+        headers = received_headers(scope["headers"])
+        target = headers.get("x-amz-target")
         fields["target"] = target[:200] if target else None
         try:
-            body = await _read_body(scope, receive, self.max_body_bytes)
+            body = await _read_body(receive, headers.get("content-length"), self.max_body_bytes)
             if body is None:
                 return
             caller = await self._authenticate(scope, headers, body) if self.credentials else None
@@ -259,7 +263,7 @@ class ApiHandler:
         await send({"type": "http.response.start", "status": status, "headers": response_headers})
         await send({"type": "http.response.body", "body": payload})
 
-    async def _authenticate(self, scope: Scope, headers: list[tuple[str, str]], body: bytes) -> Caller:
+    async def _authenticate(self, scope: Scope, headers: dict[str, str], body: bytes) -> Caller:
         assert self.credentials is not None
         raw_path = scope.get("raw_path") or scope["path"].encode()
         request = HttpRequest(

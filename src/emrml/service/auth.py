@@ -294,10 +294,30 @@ def _hmac(key: bytes, message: str) -> bytes:
     return hmac.digest(key, message.encode(), "sha256")
 
 
+class _Hmac:
+    """HMAC-SHA256 under one key (RFC 2104) with the padded key hashed once. Written out because OpenSSL
+    3's one-shot HMAC, which ``hmac.digest`` calls, fetches its algorithm by name on every call: copying
+    these two hash states costs less than half as much, and the key serves a whole day of requests."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        block = key.ljust(64, b"\0")  # a SHA-256 key is 32 bytes, shorter than the 64-byte block
+        self._inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in block))
+        self._outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in block))
+
+    def hexdigest(self, message: bytes) -> str:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
+
+
 @functools.lru_cache(maxsize=1024)
-def signing_key(secret: str, date: str, region: str) -> bytes:
+def signing_key(secret: str, date: str, region: str) -> _Hmac:
     """The SigV4 key of ``secret`` for one day and region; remembered, since it changes once a day."""
-    return _hmac(_hmac(_hmac(_hmac(f"AWS4{secret}".encode(), date), region), SERVICE), "aws4_request")
+    return _Hmac(_hmac(_hmac(_hmac(_hmac(f"AWS4{secret}".encode(), date), region), SERVICE), "aws4_request"))
 
 
 def verify(claim: SignatureClaim, credential: Credential | None) -> Caller:
@@ -305,7 +325,7 @@ def verify(claim: SignatureClaim, credential: Credential | None) -> Caller:
     if credential is None:
         raise UnrecognizedClientException(_INVALID_TOKEN)
     key = signing_key(credential.secret_access_key, claim.date, claim.region)
-    expected = _hmac(key, claim.string_to_sign).hex()
+    expected = key.hexdigest(claim.string_to_sign.encode())
     if not hmac.compare_digest(expected, claim.signature):
         raise InvalidSignatureException(_MISMATCH)
     return Caller(credential.user_name, credential.access_key_id)

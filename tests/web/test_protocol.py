@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -25,7 +26,7 @@ from emrml.service.metastore import DataSource, now
 from emrml.service.operations import OPERATIONS
 from emrml.web.protocol import TARGET_PREFIX, encode_response
 from emrml.web.scheduler import JobScheduler
-from emrml.web.server import AccessLog, create_app
+from emrml.web.server import AccessLog, create_app, new_request_id
 
 SCHEMA = json.dumps(
     {
@@ -90,6 +91,24 @@ def test_success_has_the_json_1_1_shape(app: Any) -> None:
     assert got["Status"] == "PENDING" and "StartedAt" not in got and not _nulls(got)
     assert isinstance(got["CreatedAt"], float)
     assert request(app, "DescribeDataSources", b"").json()["Results"][0]["DataSourceId"] == "p-ds"
+
+
+def test_request_ids_are_distinct_uuids_and_a_forked_process_draws_its_own() -> None:
+    ids = [new_request_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert all(uuid.UUID(text).version == 4 and str(uuid.UUID(text)) == text for text in ids)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child writes its ids and leaves at once
+        os.write(write, " ".join(new_request_id() for _ in range(3)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    with os.fdopen(read) as pipe:
+        theirs = pipe.read().split()
+    mine = [new_request_id() for _ in range(3)]
+    assert len(theirs) == 3 and not set(theirs) & set(mine + ids)
+    assert {text[:24] for text in theirs}.isdisjoint({text[:24] for text in mine})
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -306,6 +307,8 @@ def test_access_log_is_one_json_line_without_bodies(app: Any, caplog: pytest.Log
     assert line["method"] == "POST" and line["path"] == "/" and line["duration_ms"] > 0
     assert line["access_key_id"] is None and line["client"] == "127.0.0.1:50000"
     assert "secret-name" not in record.getMessage()
+    logged = datetime.strptime(line["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    assert len(line["time"]) == 24 and abs(logged.timestamp() - time.time()) < 60
 
 
 def test_access_log_writes_batches_and_samples(caplog: pytest.LogCaptureFixture) -> None:

@@ -38,7 +38,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -112,13 +111,16 @@ class AccessLog:
         self.app = app
         self.batch = batch
         self.sample = sample
-        self._lines: list[str] = []
+        self._lines: list[bytes] = []
+        # The current second as the lines write it, formatted once per second rather than per request.
+        self._second = -1
+        self._stamp = ""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
+        started = time.perf_counter_ns()
         fields: dict[str, Any] = {"request_id": new_request_id()}
         scope[LOG_FIELDS] = fields
         status = 500
@@ -137,19 +139,26 @@ class AccessLog:
                 and (self.sample >= 1.0 or random.random() < self.sample)
                 and access_log.isEnabledFor(logging.INFO)
             ):
+                second, milliseconds = divmod(time.time_ns() // 1_000_000, 1000)
+                if second != self._second:
+                    self._second, self._stamp = (
+                        second,
+                        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)),
+                    )
                 client = scope.get("client")
                 record = {
-                    "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                    "time": f"{self._stamp}.{milliseconds:03d}Z",
                     "request_id": fields["request_id"],
                     "method": scope["method"],
                     "path": scope["path"],
                     "target": fields.get("target"),
                     "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                    # Whole microseconds, by integers: round() on a float costs a µs.
+                    "duration_ms": (time.perf_counter_ns() - started) // 1000 / 1000,
                     "access_key_id": fields.get("access_key_id"),
                     "client": f"{client[0]}:{client[1]}" if client else None,
                 }
-                self._lines.append(orjson.dumps(record).decode())
+                self._lines.append(orjson.dumps(record))
                 if len(self._lines) >= self.batch:
                     self.flush()
 
@@ -157,7 +166,7 @@ class AccessLog:
         """Write the lines kept so far (from any thread: appends of the event loop are not lost)."""
         lines, self._lines = self._lines, []
         if lines:
-            access_log.info("\n".join(lines))
+            access_log.info(b"\n".join(lines).decode())
 
 
 class _RequestIds:

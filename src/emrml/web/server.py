@@ -104,17 +104,18 @@ class AccessLog:
 
     Lines are kept and written ``batch`` at a time as one log record (lines separated by newlines), and by
     :meth:`flush`, which the server calls every second and at shutdown; ``batch`` 1 writes each line at
-    once and 0 writes none. ``sample`` < 1 logs that share of the requests, chosen at random.
+    once and 0 writes none. ``sample`` < 1 logs that share of the requests, chosen at random. A request
+    only notes its fields; they become JSON when written, a batch at a time (in a loop that stays in the
+    processor's caches, which costs a request less than formatting its own line among its other work).
     """
 
     def __init__(self, app: ASGIApp, *, batch: int = 1, sample: float = 1.0) -> None:
         self.app = app
         self.batch = batch
         self.sample = sample
-        self._lines: list[bytes] = []
-        # The current second as the lines write it, formatted once per second rather than per request.
-        self._second = -1
-        self._stamp = ""
+        self._entries: list[tuple[Any, ...]] = []
+        # (second, its text): the current second as the lines write it, formatted once per second.
+        self._second: tuple[int, str] = (-1, "")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -139,34 +140,56 @@ class AccessLog:
                 and (self.sample >= 1.0 or random.random() < self.sample)
                 and access_log.isEnabledFor(logging.INFO)
             ):
-                second, milliseconds = divmod(time.time_ns() // 1_000_000, 1000)
-                if second != self._second:
-                    self._second, self._stamp = (
-                        second,
-                        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)),
+                self._entries.append(
+                    (
+                        time.time_ns(),
+                        fields["request_id"],
+                        scope["method"],
+                        scope["path"],
+                        fields.get("target"),
+                        status,
+                        time.perf_counter_ns() - started,
+                        fields.get("access_key_id"),
+                        scope.get("client"),
                     )
-                client = scope.get("client")
-                record = {
-                    "time": f"{self._stamp}.{milliseconds:03d}Z",
-                    "request_id": fields["request_id"],
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "target": fields.get("target"),
-                    "status": status,
-                    # Whole microseconds, by integers: round() on a float costs a µs.
-                    "duration_ms": (time.perf_counter_ns() - started) // 1000 / 1000,
-                    "access_key_id": fields.get("access_key_id"),
-                    "client": f"{client[0]}:{client[1]}" if client else None,
-                }
-                self._lines.append(orjson.dumps(record))
-                if len(self._lines) >= self.batch:
+                )
+                if len(self._entries) >= self.batch:
                     self.flush()
 
     def flush(self) -> None:
         """Write the lines kept so far (from any thread: appends of the event loop are not lost)."""
-        lines, self._lines = self._lines, []
-        if lines:
-            access_log.info(b"\n".join(lines).decode())
+        entries, self._entries = self._entries, []
+        if entries:
+            access_log.info(b"\n".join([self._line(*entry) for entry in entries]).decode())
+
+    def _line(
+        self,
+        time_ns: int,
+        request_id: str,
+        method: str,
+        path: str,
+        target: str | None,
+        status: int,
+        duration_ns: int,
+        access_key_id: str | None,
+        client: tuple[str, int] | None,
+    ) -> bytes:
+        second, milliseconds = divmod(time_ns // 1_000_000, 1000)
+        cached = self._second
+        if second != cached[0]:
+            cached = self._second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+        record = {
+            "time": f"{cached[1]}.{milliseconds:03d}Z",
+            "request_id": request_id,
+            "method": method,
+            "path": path,
+            "target": target,
+            "status": status,
+            "duration_ms": duration_ns // 1000 / 1000,  # whole microseconds (round() costs a µs)
+            "access_key_id": access_key_id,
+            "client": f"{client[0]}:{client[1]}" if client else None,
+        }
+        return orjson.dumps(record)
 
 
 class _RequestIds:

@@ -13,6 +13,9 @@ pick httptools and uvloop, both installed with emrml):
   model trained on ``../shared/datasets/bank_marketing`` behind a READY real-time endpoint, its rate limits
   raised out of the way (this measures capacity, not the quota).
 
+``--workers N`` runs both with N server processes on the port (``emrml serve --workers N``; the no-op by
+``uvicorn --workers N``); the README's section holds the one-process runs.
+
 The load is ``wrk`` (one thread, ``--connections`` keep-alive connections) running a Lua script that
 replays requests built and signed by this script just before each run: 64 Predicts of different records
 of the bank file, each signed with botocore's SigV4 signer, which the server accepts again within the
@@ -41,7 +44,7 @@ from datetime import datetime
 from pathlib import Path
 
 from common import load_average, machine_report, write_readme_section
-from startup import EMRML, NOOP_SERVER, REGION, SHARED, free_port, prepare_home
+from startup import EMRML, NOOP_APP, NOOP_SERVER, REGION, SHARED, free_port, prepare_home
 
 RECORDS = 64
 LUA = """
@@ -160,6 +163,9 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--workers", type=int, default=1, help="server processes on each side (emrml serve --workers N)"
+    )
     parser.add_argument("--no-readme", action="store_true")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -176,12 +182,18 @@ def main() -> None:
             rows = [row for _, row in zip(range(RECORDS), csv.DictReader(handle), strict=False)]
         records = [{k: v for k, v in row.items() if k != "y"} for row in rows]
         emrml_port, noop_port = free_port(), free_port()
-        emrml = Server(
-            [EMRML, "--home", str(home), "serve", "--port", str(emrml_port), "--workers-jobs", "0"],
-            emrml_port,
-            environment,
-        )
-        noop = Server([sys.executable, "-c", NOOP_SERVER, str(noop_port)], noop_port, environment)
+        serve = [EMRML, "--home", str(home), "serve", "--port", str(emrml_port), "--workers-jobs", "0"]
+        emrml = Server([*serve, "--workers", str(args.workers)], emrml_port, environment)
+        if args.workers == 1:
+            noop_command = [sys.executable, "-c", NOOP_SERVER, str(noop_port)]
+        else:  # uvicorn's workers import the app by name
+            (Path(work) / "noop_app.py").write_text(NOOP_APP)
+            noop_command = [
+                sys.executable, "-m", "uvicorn", "noop_app:app", "--app-dir", work, "--host", "127.0.0.1",
+                "--port", str(noop_port), "--workers", str(args.workers), "--no-access-log",
+                "--log-level", "warning",
+            ]  # fmt: skip
+        noop = Server(noop_command, noop_port, environment)
         noop_script = lua_script(
             [({"Content-Type": "application/x-amz-json-1.1", "Host": f"127.0.0.1:{noop_port}"}, b"{}")],
             Path(work) / "noop.lua",
@@ -211,7 +223,9 @@ def main() -> None:
             noop.stop()
     body = report(runs, args, before, load_average())
     print(body)
-    if not args.no_readme:
+    if args.workers != 1:
+        print("(--workers: the README's section holds the one-process runs; not written)")
+    elif not args.no_readme:
         write_readme_section("http", body)
 
 
@@ -230,7 +244,8 @@ def report(runs: dict[str, list[Run]], args: argparse.Namespace, before: str, af
         "```",
         "",
         f"Measured {datetime.now():%Y-%m-%d %H:%M}; load average (1, 5, 15 min) {before} before, {after} "
-        f"after; {args.pairs} interleaved pairs of {args.seconds:g} s `wrk -t1 -c{args.connections}` runs "
+        f"after; {args.pairs} interleaved pairs of {args.seconds:g} s `wrk -t1 -c{args.connections}` runs, "
+        f"{args.workers} server process(es) on each side "
         "(the script's "
         "docstring says what each side includes).",
         "",

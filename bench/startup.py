@@ -53,9 +53,8 @@ from common import BENCH_DIR, load_average, machine_report, write_readme_section
 SHARED = BENCH_DIR.parent.parent / "shared" / "datasets" / "bank_marketing"
 REGION = "us-east-1"
 SAMPLE_ROWS = 5_000
-#: The anchor of the serve comparison: Starlette answering ``POST /`` with ``{}``, uvicorn's defaults.
-NOOP_SERVER = """
-import sys, uvicorn
+#: The anchor of the serve comparison: Starlette answering ``POST /`` with ``{}`` (as a module: ``app``) ...
+NOOP_APP = """
 from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
@@ -64,8 +63,15 @@ async def noop(request):
     return Response(b"{}", media_type="application/x-amz-json-1.1")
 
 app = Starlette(routes=[Route("/", noop, methods=["POST"])])
+"""
+#: ... and served by uvicorn with its defaults (``python -c NOOP_SERVER PORT``).
+NOOP_SERVER = (
+    NOOP_APP
+    + """
+import sys, uvicorn
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=False, log_level="warning")
 """
+)
 
 
 def _environment() -> dict[str, str]:

@@ -55,7 +55,6 @@ from emrml.config import Settings
 from emrml.errors import AmazonMLError, InternalServerException, RequestEntityTooLargeException
 from emrml.service.app import EmrML
 from emrml.service.auth import (
-    Caller,
     CredentialCache,
     HttpRequest,
     parse_signature,
@@ -284,11 +283,30 @@ class ApiHandler:
             body = await _read_body(receive, headers.get("content-length"), self.max_body_bytes)
             if body is None:
                 return
-            caller = await self._authenticate(scope, headers, body) if self.credentials else None
-            if caller is not None:
+            caller = None
+            if self.credentials is not None:
+                # Inline rather than in a coroutine of its own: the usual request awaits nothing here.
+                claim = parse_signature(_signed_request(scope, headers, body), self.clock())
+                known, credential = self.credentials.cached(claim.access_key_id)
+                if not known:
+                    credential = await run_in_threadpool(self.credentials.load, claim.access_key_id)
+                caller = verify(claim, credential)
                 fields["access_key_id"] = caller.access_key_id
             name = operation_name(target)
-            response = await self._run(name, decode_request(body), caller)
+            request = decode_request(body)
+            arn = user_arn(self.service.settings.account_id, caller.user_name) if caller else None
+            model_id = request.get("MLModelId")
+            if (
+                self.inline_predict
+                and name == "Predict"
+                and type(model_id) is str
+                and model_id in self.service.mounted
+            ):
+                response = self.service.call(name, request, arn, remote=True)
+            else:
+                response = await run_in_threadpool(self.service.call, name, request, arn, remote=True)
+                if name in _QUEUEING and self.scheduler is not None:
+                    self.scheduler.wake()
             status, payload, error_type = 200, encode_response(response, name), None
         except AmazonMLError as exc:
             error = exc
@@ -310,36 +328,16 @@ class ApiHandler:
         await send({"type": "http.response.start", "status": status, "headers": response_headers})
         await send({"type": "http.response.body", "body": payload})
 
-    async def _authenticate(self, scope: Scope, headers: dict[str, str], body: bytes) -> Caller:
-        assert self.credentials is not None
-        raw_path = scope.get("raw_path") or scope["path"].encode()
-        request = HttpRequest(
-            method=scope["method"],
-            raw_path=raw_path.decode("latin-1"),
-            query_string=scope.get("query_string", b"").decode("latin-1"),
-            headers=headers,
-            body=body,
-        )
-        claim = parse_signature(request, self.clock())
-        known, credential = self.credentials.cached(claim.access_key_id)
-        if not known:
-            credential = await run_in_threadpool(self.credentials.load, claim.access_key_id)
-        return verify(claim, credential)
 
-    async def _run(self, name: str, request: dict[str, Any], caller: Caller | None) -> dict[str, Any]:
-        arn = user_arn(self.service.settings.account_id, caller.user_name) if caller else None
-        model_id = request.get("MLModelId")
-        if (
-            self.inline_predict
-            and name == "Predict"
-            and isinstance(model_id, str)
-            and model_id in self.service.mounted
-        ):
-            return self.service.call(name, request, arn, remote=True)
-        response = await run_in_threadpool(self.service.call, name, request, arn, remote=True)
-        if name in _QUEUEING and self.scheduler is not None:
-            self.scheduler.wake()
-        return response
+def _signed_request(scope: Scope, headers: dict[str, str], body: bytes) -> HttpRequest:
+    raw_path = scope.get("raw_path") or scope["path"].encode()
+    return HttpRequest(
+        method=scope["method"],
+        raw_path=raw_path.decode("latin-1"),
+        query_string=scope.get("query_string", b"").decode("latin-1"),
+        headers=headers,
+        body=body,
+    )
 
 
 def create_app(

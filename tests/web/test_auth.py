@@ -30,6 +30,7 @@ from web_helpers import post, sign
 
 from emrml import cli_server
 from emrml.cli_server import register
+from emrml.config import Settings
 from emrml.errors import (
     IncompleteSignatureException,
     InternalServerException,
@@ -37,6 +38,7 @@ from emrml.errors import (
     InvalidSignatureException,
     ResourceNotFoundException,
 )
+from emrml.service.app import EmrML
 from emrml.service.auth import (
     CredentialCache,
     HttpRequest,
@@ -157,6 +159,32 @@ def test_credential_cache_forgets_after_its_ttl(identities: Identities) -> None:
     assert cache.load("not a key id!") is None
 
 
+def test_credential_cache_refresh_reloads_known_keys_only(identities: Identities) -> None:
+    identities.create_user("alice")
+    key = identities.create_key("alice")
+    now = [0.0]
+    queried: list[str] = []
+    lookup = identities.credential
+
+    def counted(access_key_id: str) -> Credential | None:
+        queried.append(access_key_id)
+        return lookup(access_key_id)
+
+    cache = CredentialCache(identities, ttl=5.0, clock=lambda: now[0])
+    with patch.object(identities, "credential", counted):
+        cache.load(key.access_key_id)
+        cache.load("EMRLUNKNOWN00000001")
+        now[0] = 4.0
+        cache.refresh()  # as the server's thread does every ttl / 2
+        assert queried == [key.access_key_id, "EMRLUNKNOWN00000001", key.access_key_id]
+        now[0] = 8.0  # past the first load's ttl, within the refresh's
+        assert cache.cached(key.access_key_id)[1] is not None
+        assert cache.cached("EMRLUNKNOWN00000001") == (False, None)  # unknown ids still expire
+        identities.delete_key(key.access_key_id)
+        cache.refresh()
+        assert cache.cached(key.access_key_id) == (True, None)  # a deleted key stops at the next refresh
+
+
 # ---------------------------------------------------------------------------------------------- SigV4
 
 
@@ -255,6 +283,24 @@ def test_a_signed_request_is_served_as_its_user(live_server: Any) -> None:
     assert response.status == 200 and "Results" in response.json()
     assert response.headers["content-type"] == "application/x-amz-json-1.1"
     assert len(response.headers["x-amzn-requestid"]) == 36
+
+
+def test_a_server_reloads_the_keys_in_use_before_they_expire(tmp_path: Path) -> None:
+    service = EmrML(Settings.load(environ={}, home=tmp_path))
+    identities = Identities(service.sessions, tmp_path)
+    identities.create_user("alice")
+    key = identities.create_key("alice")
+    app = server.create_app(service, console=False, credential_ttl_seconds=2.0)
+    cache = app.app.api.credentials
+    with server.BackgroundServer(app, reserve_socket()) as running:
+        headers = sign(running.url, "DescribeDataSources", BODY, key.access_key_id, key.secret_access_key)
+        assert post(running.url, headers, BODY).status == 200
+        first_expiry = cache._entries[key.access_key_id][0]
+        while time.monotonic() < first_expiry + 0.5:
+            time.sleep(0.1)
+        # No request since: the server's own thread (every ttl / 2) loaded it again.
+        assert cache.cached(key.access_key_id)[1] is not None
+    service.close()
 
 
 def _with(headers: dict[str, str], **changes: str | None) -> dict[str, str]:

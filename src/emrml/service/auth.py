@@ -355,6 +355,14 @@ class CredentialCache:
             return False, None
         return True, entry[1]
 
+    def refresh(self) -> None:
+        """Load every remembered key again (not the unknown ids): a server calls this every ``ttl / 2``
+        seconds from a thread of its own, so that a request with a known key never waits for the
+        metastore, nor do all the requests that meet an expired entry at once each query it."""
+        for access_key_id, (_, credential) in list(self._entries.items()):
+            if credential is not None:
+                self.load(access_key_id)
+
     def load(self, access_key_id: str) -> Credential | None:
         """Look the key up in the metastore (blocking) and remember the answer."""
         credential = (

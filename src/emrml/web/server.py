@@ -11,7 +11,8 @@
   written in batches (``Settings.access_log_batch``, and at least once a second) and may be sampled
   (``Settings.access_log_sample``), so logging costs a request no write.
 * a ``JobScheduler`` that runs queued jobs while the server lives; stopping the server stops it.
-* a thread keeping the mounted models fresh (``MountedModels.keep_fresh``): it loads the model of every
+* a thread reloading the remembered access keys before they expire (``CredentialCache.refresh``), and one
+  keeping the mounted models fresh (``MountedModels.keep_fresh``): it loads the model of every
   READY endpoint at start and re-reads their metastore rows in the background, so neither the event
   loop nor a request ever waits for the metastore or a model file.
 
@@ -392,10 +393,14 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         stop = threading.Event()
-        for target, name in (
+        threads: list[tuple[Callable[[threading.Event], None], str]] = [
             (service.mounted.keep_fresh, "emrml-mounted-models"),
             (lambda stop: _every(1.0, access.flush, stop), "emrml-access-log"),
-        ):
+        ]
+        if credentials is not None:
+            keys = credentials
+            threads.append((lambda stop: _every(keys.ttl / 2, keys.refresh, stop), "emrml-access-keys"))
+        for target, name in threads:
             threading.Thread(target=target, args=(stop,), name=name, daemon=True).start()
         if scheduler is not None:
             scheduler.start()

@@ -285,7 +285,7 @@ def test_a_signed_request_is_served_as_its_user(live_server: Any) -> None:
     assert len(response.headers["x-amzn-requestid"]) == 36
 
 
-def test_a_server_reloads_the_keys_in_use_before_they_expire(tmp_path: Path) -> None:
+def test_a_server_reloads_the_keys_and_policies_in_use_before_they_expire(tmp_path: Path) -> None:
     service = EmrML(Settings.load(environ={}, home=tmp_path))
     identities = Identities(service.sessions, tmp_path)
     identities.create_user("alice")
@@ -298,8 +298,11 @@ def test_a_server_reloads_the_keys_in_use_before_they_expire(tmp_path: Path) -> 
         first_expiry = cache._entries[key.access_key_id][0]
         while time.monotonic() < first_expiry + 0.5:
             time.sleep(0.1)
-        # No request since: the server's own thread (every ttl / 2) loaded it again.
+        # No request since: the server's own threads (every ttl / 2) loaded it, and alice's policy, again.
         assert cache.cached(key.access_key_id)[1] is not None
+        arn = f"arn:aws:iam::{service.settings.account_id}:user/alice"
+        with patch.object(service.access, "_load", side_effect=AssertionError("read on a request's path")):
+            assert service.access.policy(arn).enabled
     service.close()
 
 

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from botocore.exceptions import ClientError
@@ -16,7 +17,7 @@ from web_helpers import LiveServer
 from emrml.config import Settings
 from emrml.errors import InvalidInputException
 from emrml.samples import bank_sample_schema, write_bank_sample
-from emrml.service.access import OPERATION_ACCESS
+from emrml.service.access import OPERATION_ACCESS, Access
 from emrml.service.app import EmrML
 from emrml.service.auth import ensure_admin
 from emrml.service.groups import ADMINS, PREDICTORS, USERS, VIEWERS
@@ -219,6 +220,25 @@ def test_the_last_enabled_admin_stays(tmp_path: Path) -> None:
         access.set_user_enabled("second", True)
         access.remove_member(ADMINS, "admin")
         assert access.get_group(ADMINS).members == ("second",)
+    finally:
+        app.close()
+
+
+def test_refresh_reloads_remembered_policies_before_they_expire(tmp_path: Path) -> None:
+    app = EmrML(Settings.load(environ={}, home=tmp_path))
+    try:
+        app.access.create_user("carol", (PREDICTORS,))
+        now = [0.0]
+        access = Access(app.sessions, app.settings, ttl=2.0, clock=lambda: now[0])  # another process's
+        arn = f"arn:aws:iam::{app.settings.account_id}:user/carol"
+        assert access.policy(arn).enabled
+        app.access.set_user_enabled("carol", False)
+        now[0] = 1.0
+        assert access.policy(arn).enabled  # remembered
+        access.refresh()  # as a server's thread does every ttl / 2
+        now[0] = 2.5  # past the first reading's ttl, within the refresh's: no reading now
+        with patch.object(access, "_load", side_effect=AssertionError("read on the request's path")):
+            assert not access.policy(arn).enabled
     finally:
         app.close()
 

@@ -136,6 +136,16 @@ class Access:
         entry = self._policies.get(caller)
         if entry is not None and entry[0] > self.clock():
             return entry[1]
+        return self._load(caller)
+
+    def refresh(self) -> None:
+        """Load every remembered policy again: a server calls this every ``ttl / 2`` seconds from a thread
+        of its own, so that a caller seen before never waits for the metastore (``Predict`` is checked on
+        the event loop)."""
+        for caller in list(self._policies):
+            self._load(caller)
+
+    def _load(self, caller: str) -> Policy:
         name = user_name_of(caller) or ""
         with self.sessions() as session:
             user = session.get(User, name)

@@ -11,10 +11,10 @@
   written in batches (``Settings.access_log_batch``, and at least once a second) and may be sampled
   (``Settings.access_log_sample``), so logging costs a request no write.
 * a ``JobScheduler`` that runs queued jobs while the server lives; stopping the server stops it.
-* a thread reloading the remembered access keys before they expire (``CredentialCache.refresh``), and one
-  keeping the mounted models fresh (``MountedModels.keep_fresh``): it loads the model of every
-  READY endpoint at start and re-reads their metastore rows in the background, so neither the event
-  loop nor a request ever waits for the metastore or a model file.
+* threads that keep what a request reads fresh, so that neither the event loop nor a request waits for
+  the metastore or a model file: the mounted models (``MountedModels.keep_fresh``: it loads the model of
+  every READY endpoint at start and re-reads their metastore rows), the remembered access keys and
+  users' policies (``CredentialCache.refresh``, ``Access.refresh``), each reloaded before it expires.
 
 ``serve`` runs the app with uvicorn (httptools and uvloop, installed with emrml) until SIGINT or SIGTERM:
 in-flight requests finish (up to ``graceful_seconds``), then running jobs get ``job_shutdown_seconds`` to
@@ -396,6 +396,7 @@ def create_app(
         threads: list[tuple[Callable[[threading.Event], None], str]] = [
             (service.mounted.keep_fresh, "emrml-mounted-models"),
             (lambda stop: _every(1.0, access.flush, stop), "emrml-access-log"),
+            (lambda stop: _every(service.access.ttl / 2, service.access.refresh, stop), "emrml-policies"),
         ]
         if credentials is not None:
             keys = credentials

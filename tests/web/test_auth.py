@@ -214,9 +214,19 @@ def test_verification_reproduces_botocore_signatures(extra: dict[str, str]) -> N
         verify(claim, Credential("EMRLKEY0000000000001", "other", "alice"))
 
 
-@pytest.mark.parametrize("layout", ["{c}, {h}, {s}", "{c},{h},{s}", " {c} ,  {h},{s} ", "{s}, {c}, {h}"])
+@pytest.mark.parametrize(
+    "layout",
+    [
+        "{c}, {h}, {s}",
+        "{c},{h},{s}",
+        " {c} ,  {h},{s} ",
+        "{s}, {c}, {h}",
+        "{c}, {h}, {s},Extra=x",
+        "{c}\t, {h}, {s}",
+    ],
+)
 def test_authorization_headers_are_read_in_any_layout(layout: str) -> None:
-    # The SDKs' layout is read by one pattern; any other goes through the general parser, same answer.
+    # The SDKs' layout is read by partitions; any other goes through the general parser, same answer.
     headers = sign("http://127.0.0.1:8080", "DescribeDataSources", BODY, "EMRLKEY0000000000001", "s3cret")
     algorithm, _, parts = headers["Authorization"].partition(" ")
     c, h, s = parts.split(", ")

@@ -54,10 +54,7 @@ _TIMESTAMP = "%Y%m%dT%H%M%SZ"
 _TIMESTAMP_PATTERN = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z")
 _ACCESS_KEY_ID = re.compile(r"[A-Za-z0-9]{16,128}")
 _HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
-_USUAL_AUTHORIZATION = re.compile(
-    ALGORITHM + r" Credential=(?P<Credential>[^,\s]+), ?SignedHeaders=(?P<SignedHeaders>[^,\s]+), "
-    r"?Signature=(?P<Signature>[^,\s]+)"
-)
+_USUAL_PREFIX = f"{ALGORITHM} Credential="
 
 
 _INVALID_TOKEN = "The security token included in the request is invalid."
@@ -114,9 +111,14 @@ def user_arn(account_id: str, user_name: str) -> str:
 
 def _authorization_parts(header: str) -> tuple[str, str, str]:
     """(Credential, SignedHeaders, Signature) of an ``Authorization`` header."""
-    usual = _USUAL_AUTHORIZATION.fullmatch(header)
-    if usual is not None:  # as every AWS SDK writes it: one match instead of splitting (a µs a request)
-        return usual.groups()  # type: ignore[return-value]
+    if header.startswith(_USUAL_PREFIX):
+        # As every AWS SDK writes it, read by two partitions: a regular expression takes a µs more.
+        credential, _, rest = header[len(_USUAL_PREFIX) :].partition(", SignedHeaders=")
+        signed, _, signature = rest.partition(", Signature=")
+        parts = credential + signed + signature
+        # Each part non-empty, without commas or whitespace (one word when split).
+        if credential and signed and signature and "," not in parts and len(parts.split(maxsplit=1)) == 1:
+            return credential, signed, signature
     algorithm, _, rest = header.strip().partition(" ")
     if algorithm != ALGORITHM:
         raise IncompleteSignatureException(

@@ -339,6 +339,35 @@ def test_access_log_writes_batches_and_samples(caplog: pytest.LogCaptureFixture)
         assert records() == []
 
 
+def test_access_log_flushed_from_another_thread_writes_each_line_once(caplog: pytest.LogCaptureFixture) -> None:
+    async def ok(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    logged = AccessLog(ok, batch=1_000_000)
+    stop = threading.Event()
+
+    def flush_often() -> None:  # as the server's thread does every second
+        while not stop.is_set():
+            logged.flush()
+
+    async def requests() -> None:
+        for _ in range(2000):
+            await asgi_request(logged, {}, b"{}")
+
+    with caplog.at_level(logging.INFO, logger="emrml.access"):
+        flusher = threading.Thread(target=flush_often)
+        flusher.start()
+        try:
+            asyncio.run(requests())
+        finally:
+            stop.set()
+            flusher.join()
+        logged.flush()
+    ids = [json.loads(line)["request_id"] for r in caplog.records for line in r.getMessage().splitlines()]
+    assert len(ids) == len(set(ids)) == 2000
+
+
 # ---------------------------------------------------------------------------------------------- scheduler
 
 

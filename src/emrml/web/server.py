@@ -37,6 +37,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -113,7 +114,8 @@ class AccessLog:
         self.app = app
         self.batch = batch
         self.sample = sample
-        self._entries: list[tuple[Any, ...]] = []
+        # A deque: its appends (the event loop) and pops (any thread's flush) never lose an entry.
+        self._entries: deque[tuple[Any, ...]] = deque()
         # (second, its text): the current second as the lines write it, formatted once per second.
         self._second: tuple[int, str] = (-1, "")
 
@@ -157,8 +159,13 @@ class AccessLog:
                     self.flush()
 
     def flush(self) -> None:
-        """Write the lines kept so far (from any thread: appends of the event loop are not lost)."""
-        entries, self._entries = self._entries, []
+        """Write the lines kept so far (from any thread)."""
+        entries = []
+        try:
+            for _ in range(len(self._entries)):
+                entries.append(self._entries.popleft())
+        except IndexError:  # another thread's flush took the rest
+            pass
         if entries:
             access_log.info(b"\n".join([self._line(*entry) for entry in entries]).decode())
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
+from sqlalchemy import event
 
 from emrml.config import Settings
 from emrml.core.predict import Predictor
@@ -573,6 +574,34 @@ def test_a_server_keeps_models_fresh_off_the_request_path(trained: Trained) -> N
         keeper.join()
         gc.unfreeze()
         app.call("DeleteRealtimeEndpoint", {"MLModelId": "ml-binary"})
+        other.close()
+
+
+def test_one_query_checks_every_mounted_model(trained: Trained) -> None:
+    app = trained.app
+    models = ["ml-binary", "ml-multiclass", "ml-regression"]
+    other = EmrML(Settings.load(environ={}, home=trained.home))
+    statements: list[str] = []
+
+    def count(connection: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        statements.append(statement)
+
+    try:
+        for model_id in models:
+            app.call("CreateRealtimeEndpoint", {"MLModelId": model_id})
+            other.mounted.get(model_id)
+        app.call("DeleteRealtimeEndpoint", {"MLModelId": "ml-regression"})
+        event.listen(other.engine, "before_cursor_execute", count)
+        try:
+            other.mounted._check_all()  # what keep_fresh does every half second
+        finally:
+            event.remove(other.engine, "before_cursor_execute", count)
+        assert len(statements) == 1
+        assert "ml-binary" in other.mounted and "ml-multiclass" in other.mounted
+        assert "ml-regression" not in other.mounted  # its endpoint went: no longer served here
+    finally:
+        for model_id in models:
+            app.call("DeleteRealtimeEndpoint", {"MLModelId": model_id})
         other.close()
 
 

@@ -11,9 +11,10 @@
   stops answering here within about a second, and one deleted and created again (perhaps with another
   ``ScoreThreshold``) is reloaded.
 * A server does that reading in the background instead (:meth:`MountedModels.keep_fresh`, on a thread of
-  its own): it loads the models of every READY endpoint at start and checks each loaded model every half
-  second, so no request ever waits for the metastore or a model file; a request meanwhile is served by
-  the model loaded last. A slow metastore then delays changes, never predictions.
+  its own): it loads the models of every READY endpoint at start and checks the loaded models every half
+  second (their rows read by one query, however many they are), so no request ever waits for the
+  metastore or a model file; a request meanwhile is served by the model loaded last. A slow metastore
+  then delays changes, never predictions.
 
 Admission is two token buckets, one per endpoint (its ``PeakRequestsPerSecond``) and one for the whole
 process (``Settings.total_requests_per_second``); each admits bursts of up to one second's requests. A
@@ -134,6 +135,16 @@ def read_state(session: Session, model_id: str) -> EndpointState | None:
     return None if row is None else EndpointState(*row)
 
 
+def read_states(session: Session, model_ids: list[str]) -> dict[str, EndpointState]:
+    """The endpoint states of the models that exist among ``model_ids``, by id (one query per 500)."""
+    states: dict[str, EndpointState] = {}
+    for start in range(0, len(model_ids), 500):
+        chosen = model_ids[start : start + 500]
+        rows = session.execute(select(MLModel.id, *_STATE_COLUMNS).where(MLModel.id.in_(chosen)))
+        states.update((row[0], EndpointState(*row[1:])) for row in rows)
+    return states
+
+
 @dataclass(eq=False, slots=True)
 class Mount:
     """A model served by this process. ``predictor`` is None when its artifact could not be loaded;
@@ -216,9 +227,7 @@ class MountedModels:
         not be loaded here.
         """
         mount = self._mounts.get(model_id)
-        if mount is None or (
-            not self._kept_fresh and self._clock() - mount.checked_at >= REVALIDATE_SECONDS
-        ):
+        if mount is None or (not self._kept_fresh and self._clock() - mount.checked_at >= REVALIDATE_SECONDS):
             mount = self._refresh(model_id)
         if mount.predictor is None:
             raise PredictorNotMountedException(
@@ -249,13 +258,10 @@ class MountedModels:
         try:
             self._mount_ready()
             while not stop.wait(period):
-                for model_id in list(self._mounts):
-                    try:
-                        self._refresh(model_id, max_age=period)
-                    except AmazonMLError:
-                        pass  # no longer served: the next Predict says why
-                    except Exception:
-                        log.exception("checking the endpoint of %s failed; it is served as loaded", model_id)
+                try:
+                    self._check_all()
+                except Exception:
+                    log.exception("checking the mounted models failed; they are served as loaded")
         finally:
             self._kept_fresh = False
 
@@ -270,6 +276,23 @@ class MountedModels:
             except AmazonMLError as exc:
                 log.warning("real-time endpoint of %s not served: %s", model_id, exc.message)
 
+    def _check_all(self) -> None:
+        """Check every loaded model against the metastore, all read by one query (``keep_fresh``)."""
+        with self._lock:
+            model_ids = list(self._mounts)
+            if not model_ids:
+                return
+            now = self._clock()
+            with self._sessions() as session:
+                states = read_states(session, model_ids)
+            for model_id in model_ids:
+                try:
+                    self._apply(model_id, states.get(model_id), now)
+                except AmazonMLError:
+                    pass  # no longer served: the next Predict says why
+                except Exception:
+                    log.exception("checking the endpoint of %s failed; it is served as loaded", model_id)
+
     def _refresh(self, model_id: str, max_age: float = REVALIDATE_SECONDS) -> Mount:
         # Under the lock throughout: a model is loaded once however many threads ask for it.
         with self._lock:
@@ -279,24 +302,29 @@ class MountedModels:
                 return mount  # another thread refreshed it meanwhile
             with self._sessions() as session:
                 state = read_state(session, model_id)
-            if state is None:
-                self._mounts.pop(model_id, None)
-                raise ResourceNotFoundException(f"MLModel {model_id!r} does not exist")
-            if state.status == "DELETED" or state.endpoint_status != "READY":
-                self._mounts.pop(model_id, None)
-                raise PredictorNotMountedException(not_mounted_reason(model_id, state))
-            if mount is not None and mount.predictor is not None and mount.version == state.version:
-                mount.checked_at = now
-                return mount
-            # Not loaded here yet, created again since, or its artifact failed to load a second ago: (re)load.
-            # A failure is kept for REVALIDATE_SECONDS so a broken artifact is not reread on every request.
-            mount = _load(model_id, state, now, self.share)
-            self._mounts[model_id] = mount
-            if self._kept_fresh:
-                # A server's models live as long as it does: the collector need not scan them again,
-                # which keeps its pauses out of the requests' tail latency.
-                gc.freeze()
+            return self._apply(model_id, state, now)
+
+    def _apply(self, model_id: str, state: EndpointState | None, now: float) -> Mount:
+        """Serve the model as its metastore ``state`` (just read, at ``now``) says; under the lock."""
+        mount = self._mounts.get(model_id)
+        if state is None:
+            self._mounts.pop(model_id, None)
+            raise ResourceNotFoundException(f"MLModel {model_id!r} does not exist")
+        if state.status == "DELETED" or state.endpoint_status != "READY":
+            self._mounts.pop(model_id, None)
+            raise PredictorNotMountedException(not_mounted_reason(model_id, state))
+        if mount is not None and mount.predictor is not None and mount.version == state.version:
+            mount.checked_at = now
             return mount
+        # Not loaded here yet, created again since, or its artifact failed to load a second ago: (re)load.
+        # A failure is kept for REVALIDATE_SECONDS so a broken artifact is not reread on every request.
+        mount = _load(model_id, state, now, self.share)
+        self._mounts[model_id] = mount
+        if self._kept_fresh:
+            # A server's models live as long as it does: the collector need not scan them again,
+            # which keeps its pauses out of the requests' tail latency.
+            gc.freeze()
+        return mount
 
 
 def _load(model_id: str, state: EndpointState, now: float, share: float = 1.0) -> Mount:

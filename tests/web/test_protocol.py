@@ -339,7 +339,7 @@ def test_access_log_writes_batches_and_samples(caplog: pytest.LogCaptureFixture)
         assert records() == []
 
 
-def test_access_log_flushed_from_another_thread_writes_each_line_once(caplog: pytest.LogCaptureFixture) -> None:
+def test_access_log_flushed_from_a_thread_writes_each_line_once(caplog: pytest.LogCaptureFixture) -> None:
     async def ok(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"{}"})

@@ -13,6 +13,10 @@ pick httptools and uvloop, both installed with emrml):
   model trained on ``../shared/datasets/bank_marketing`` behind a READY real-time endpoint, its rate limits
   raised out of the way (this measures capacity, not the quota).
 
+``--floor`` adds a third side, ``bench/predict_floor.py``: uvicorn serving only the arithmetic of a signed
+Predict (the signature recomputed without a check around it, the scorer, orjson), what any Python
+handler doing this work pays; its non-200 answers would be signatures it computed wrong.
+
 ``--workers N`` runs both with N server processes on the port (``emrml serve --workers N``; the no-op by
 ``uvicorn --workers N``); the README's section holds the one-process runs.
 
@@ -166,8 +170,15 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=1, help="server processes on each side (emrml serve --workers N)"
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="add a third side: bench/predict_floor.py, only the arithmetic of a signed Predict (no checks)",
+    )
     parser.add_argument("--no-readme", action="store_true")
     args = parser.parse_args()
+    if args.floor and args.workers != 1:
+        raise SystemExit("--floor runs one process: leave --workers at 1")
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt install wrk)")
     environment = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
@@ -198,29 +209,38 @@ def main() -> None:
             [({"Content-Type": "application/x-amz-json-1.1", "Host": f"127.0.0.1:{noop_port}"}, b"{}")],
             Path(work) / "noop.lua",
         )
-        runs: dict[str, list[Run]] = {"emrml": [], "noop": []}
+        servers = {"emrml": emrml, "noop": noop}
+        ports = {"emrml": emrml_port, "noop": noop_port}
+        if args.floor:
+            ports["floor"] = free_port()
+            floor = [sys.executable, str(Path(__file__).with_name("predict_floor.py"))]
+            servers["floor"] = Server(
+                [*floor, str(home), model_id, key[1], str(ports["floor"])], ports["floor"], environment
+            )
+        runs: dict[str, list[Run]] = {side: [] for side in servers}
         try:
             for i in range(args.pairs):
-                order = ["noop", "emrml"] if i % 2 == 0 else ["emrml", "noop"]
-                for side in order:
-                    if side == "emrml":
-                        # Signed now: valid for the next 15 minutes, far longer than a run.
-                        requests = signed_requests(emrml_port, model_id, endpoint, key, records)
-                        script = lua_script(requests, Path(work) / "predict.lua")
-                        runs[side].append(wrk(emrml_port, script, args.connections, args.seconds))
-                    else:
+                for side in list(servers) if i % 2 == 0 else list(servers)[::-1]:
+                    if side == "noop":
                         runs[side].append(wrk(noop_port, noop_script, args.connections, args.seconds))
+                        continue
+                    # Signed now: valid for the next 15 minutes, far longer than a run.
+                    requests = signed_requests(ports[side], model_id, endpoint, key, records)
+                    script = lua_script(requests, Path(work) / f"{side}.lua")
+                    runs[side].append(wrk(ports[side], script, args.connections, args.seconds))
                 print(
-                    f"  pair {i + 1}: emrml {runs['emrml'][-1].requests_per_second:,.0f} req/s "
-                    f"(p99 {runs['emrml'][-1].p99_ms:.2f} ms, {runs['emrml'][-1].errors} errors), no-op "
-                    f"{runs['noop'][-1].requests_per_second:,.0f} req/s "
-                    f"(p99 {runs['noop'][-1].p99_ms:.2f} ms); "
-                    f"load {load_average()}",
+                    f"  pair {i + 1}: "
+                    + ", ".join(
+                        f"{side} {runs[side][-1].requests_per_second:,.0f} req/s "
+                        f"(p99 {runs[side][-1].p99_ms:.2f} ms, {runs[side][-1].errors} errors)"
+                        for side in servers
+                    )
+                    + f"; load {load_average()}",
                     flush=True,
                 )
         finally:
-            emrml.stop()
-            noop.stop()
+            for server in servers.values():
+                server.stop()
     body = report(runs, args, before, load_average())
     print(body)
     if args.workers != 1:
@@ -240,7 +260,7 @@ def report(runs: dict[str, list[Run]], args: argparse.Namespace, before: str, af
         "## HTTP API with wrk (`bench/predict_http.py`)",
         "",
         "```",
-        "uv run --group bench python bench/predict_http.py",
+        f"uv run --group bench python bench/predict_http.py{' --floor' if args.floor else ''}",
         "```",
         "",
         f"Measured {datetime.now():%Y-%m-%d %H:%M}; load average (1, 5, 15 min) {before} before, {after} "
@@ -255,10 +275,21 @@ def report(runs: dict[str, list[Run]], args: argparse.Namespace, before: str, af
         "|---|---:|---:|---:|---:|",
         _row("no-op Starlette (same uvicorn configuration)", noop),
         _row("emrml Predict, SigV4", emrml),
+    ]
+    if "floor" in runs:
+        lines.append(
+            _row("floor: a signed Predict's arithmetic only (`bench/predict_floor.py`)", runs["floor"])
+        )
+    lines += [
         "",
         f"Median of pair ratios emrml / no-op: throughput **{throughput:.2f}×** (goal ≥ 0.75×), p99 "
         f"**{tail:.2f}×** (goal ≤ 1.5×); {errors} emrml answers were not 200.",
     ]
+    if "floor" in runs:
+        floor = statistics.median(
+            f.requests_per_second / n.requests_per_second for f, n in zip(runs["floor"], noop, strict=True)
+        )
+        lines[-1] += f" The floor / no-op: **{floor:.2f}×**."
     return "\n".join(lines)
 
 

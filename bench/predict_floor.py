@@ -37,11 +37,12 @@ def floor_app(home: Path, model_id: str, secret: str) -> Any:
         headers = dict(scope["headers"])
         body = (await receive())["body"]
         credential, signed, signature = headers[b"authorization"].decode()[len(PREFIX) :].split(", ")
-        _, date, region, *_ = credential.split("/")
+        scope_parts = credential.split("/")
+        date, region, scope_text = scope_parts[1], scope_parts[2], "/".join(scope_parts[1:])
         names = signed[len("SignedHeaders=") :].split(";")
         lines = "".join(f"{name}:{headers[name.encode()].decode()}\n" for name in names)
         canonical = f"POST\n/\n\n{lines}\n{';'.join(names)}\n{hashlib.sha256(body).hexdigest()}"
-        stamp, scope_text = headers[b"x-amz-date"].decode(), "/".join(credential.split("/")[1:])
+        stamp = headers[b"x-amz-date"].decode()
         digest = hashlib.sha256(canonical.encode()).hexdigest()
         expected = signing_key(secret, date, region).hexdigest(
             f"AWS4-HMAC-SHA256\n{stamp}\n{scope_text}\n{digest}".encode()

@@ -115,9 +115,9 @@ def _authorization_parts(header: str) -> tuple[str, str, str]:
         # As every AWS SDK writes it, read by two partitions: a regular expression takes a µs more.
         credential, _, rest = header[len(_USUAL_PREFIX) :].partition(", SignedHeaders=")
         signed, _, signature = rest.partition(", Signature=")
-        parts = credential + signed + signature
+        joined = credential + signed + signature
         # Each part non-empty, without commas or whitespace (one word when split).
-        if credential and signed and signature and "," not in parts and len(parts.split(maxsplit=1)) == 1:
+        if credential and signed and signature and "," not in joined and len(joined.split(maxsplit=1)) == 1:
             return credential, signed, signature
     algorithm, _, rest = header.strip().partition(" ")
     if algorithm != ALGORITHM:
@@ -129,8 +129,7 @@ def _authorization_parts(header: str) -> tuple[str, str, str]:
         name, equals, value = item.strip().partition("=")
         if equals:
             parts[name] = value
-    names = ("Credential", "SignedHeaders", "Signature")
-    missing = [name for name in names if not parts.get(name)]
+    missing = [name for name in ("Credential", "SignedHeaders", "Signature") if not parts.get(name)]
     if missing:
         raise IncompleteSignatureException(
             " ".join(f"Authorization header requires '{name}' parameter." for name in missing)

@@ -293,12 +293,12 @@ class MountedModels:
                 except Exception:
                     log.exception("checking the endpoint of %s failed; it is served as loaded", model_id)
 
-    def _refresh(self, model_id: str, max_age: float = REVALIDATE_SECONDS) -> Mount:
+    def _refresh(self, model_id: str) -> Mount:
         # Under the lock throughout: a model is loaded once however many threads ask for it.
         with self._lock:
             now = self._clock()
             mount = self._mounts.get(model_id)
-            if mount is not None and now - mount.checked_at < max_age:
+            if mount is not None and now - mount.checked_at < REVALIDATE_SECONDS:
                 return mount  # another thread refreshed it meanwhile
             with self._sessions() as session:
                 state = read_state(session, model_id)

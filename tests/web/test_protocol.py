@@ -27,7 +27,7 @@ from emrml.service.metastore import DataSource, now
 from emrml.service.operations import OPERATIONS
 from emrml.web.protocol import TARGET_PREFIX, encode_response
 from emrml.web.scheduler import JobScheduler
-from emrml.web.server import AccessLog, create_app, new_request_id
+from emrml.web.server import AccessLog, LoggedRequests, create_app, new_request_id
 
 SCHEMA = json.dumps(
     {
@@ -296,10 +296,10 @@ def test_health_and_other_paths(app: Any) -> None:
 
 def test_access_log_is_one_json_line_without_bodies(app: Any, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="emrml.access"):
-        app.flush()
+        app.api.log.flush()
         caplog.clear()
         response = request(app, "UpdateDataSource", {"DataSourceId": "p-ds", "DataSourceName": "secret-name"})
-        app.flush()  # lines are written in batches: the server flushes every second
+        app.api.log.flush()  # lines are written in batches: the server flushes every second
     [record] = [r for r in caplog.records if r.name == "emrml.access"]
     line = json.loads(record.getMessage())
     assert line["request_id"] == response.headers["x-amzn-requestid"]
@@ -320,7 +320,8 @@ def test_access_log_writes_batches_and_samples(caplog: pytest.LogCaptureFixture)
         return [r for r in caplog.records if r.name == "emrml.access"]
 
     with caplog.at_level(logging.INFO, logger="emrml.access"):
-        batched = AccessLog(ok, batch=3)
+        log = AccessLog(batch=3)
+        batched = LoggedRequests(ok, log)
         for _ in range(2):
             asyncio.run(asgi_request(batched, {}, b"{}"))
         assert records() == []  # kept until the batch is full
@@ -330,12 +331,12 @@ def test_access_log_writes_batches_and_samples(caplog: pytest.LogCaptureFixture)
         assert len(lines) == 3 and all(json.loads(line)["status"] == 200 for line in lines)
         caplog.clear()
         asyncio.run(asgi_request(batched, {}, b"{}"))
-        batched.flush()
+        log.flush()
         assert len(records()) == 1 and len(records()[0].getMessage().splitlines()) == 1
         caplog.clear()
-        for logged in (AccessLog(ok, batch=1, sample=0.0), AccessLog(ok, batch=0)):
-            asyncio.run(asgi_request(logged, {}, b"{}"))
-            logged.flush()
+        for unlogged in (AccessLog(batch=1, sample=0.0), AccessLog(batch=0)):
+            asyncio.run(asgi_request(LoggedRequests(ok, unlogged), {}, b"{}"))
+            unlogged.flush()
         assert records() == []
 
 
@@ -344,12 +345,13 @@ def test_access_log_flushed_from_a_thread_writes_each_line_once(caplog: pytest.L
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"{}"})
 
-    logged = AccessLog(ok, batch=1_000_000)
+    log = AccessLog(batch=1_000_000)
+    logged = LoggedRequests(ok, log)
     stop = threading.Event()
 
     def flush_often() -> None:  # as the server's thread does every second
         while not stop.is_set():
-            logged.flush()
+            log.flush()
 
     async def requests() -> None:
         for _ in range(2000):
@@ -363,7 +365,7 @@ def test_access_log_flushed_from_a_thread_writes_each_line_once(caplog: pytest.L
         finally:
             stop.set()
             flusher.join()
-        logged.flush()
+        log.flush()
     ids = [json.loads(line)["request_id"] for r in caplog.records for line in r.getMessage().splitlines()]
     assert len(ids) == len(set(ids)) == 2000
 

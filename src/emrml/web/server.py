@@ -84,8 +84,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("emrml.access")
-#: Where the access-log fields of a request are collected (a dict in the ASGI scope).
-LOG_FIELDS = "emrml.access"
 _INTERNAL_MESSAGE = "An internal error occurred; the server log has the details under request id {}."
 #: Create operations that queue a job: the scheduler looks for it at once instead of at its next poll.
 _QUEUEING = frozenset(
@@ -101,17 +99,17 @@ _QUEUEING = frozenset(
 
 
 class AccessLog:
-    """ASGI middleware writing one JSON line per HTTP request to the ``emrml.access`` logger.
+    """The access log: one JSON line per HTTP request on the ``emrml.access`` logger.
 
     Lines are kept and written ``batch`` at a time as one log record (lines separated by newlines), and by
     :meth:`flush`, which the server calls every second and at shutdown; ``batch`` 1 writes each line at
     once and 0 writes none. ``sample`` < 1 logs that share of the requests, chosen at random. A request
-    only notes its fields; they become JSON when written, a batch at a time (in a loop that stays in the
-    processor's caches, which costs a request less than formatting its own line among its other work).
+    only notes its fields (:meth:`note`); they become JSON when written, a batch at a time (in a loop that
+    stays in the processor's caches, which costs a request less than formatting its own line among its
+    other work). The API handler notes its own requests; :class:`LoggedRequests` notes the others.
     """
 
-    def __init__(self, app: ASGIApp, *, batch: int = 1, sample: float = 1.0) -> None:
-        self.app = app
+    def __init__(self, *, batch: int = 1, sample: float = 1.0) -> None:
         self.batch = batch
         self.sample = sample
         # A deque: its appends (the event loop) and pops (any thread's flush) never lose an entry.
@@ -119,44 +117,37 @@ class AccessLog:
         # (second, its text): the current second as the lines write it, formatted once per second.
         self._second: tuple[int, str] = (-1, "")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter_ns()
-        fields: dict[str, Any] = {"request_id": new_request_id()}
-        scope[LOG_FIELDS] = fields
-        status = 500
-
-        async def send_and_note_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_note_status)
-        finally:
-            if (
-                self.batch
-                and (self.sample >= 1.0 or random.random() < self.sample)
-                and access_log.isEnabledFor(logging.INFO)
-            ):
-                self._entries.append(
-                    (
-                        time.time_ns(),
-                        fields["request_id"],
-                        scope["method"],
-                        scope["path"],
-                        fields.get("target"),
-                        status,
-                        time.perf_counter_ns() - started,
-                        fields.get("access_key_id"),
-                        scope.get("client"),
-                    )
+    def note(
+        self,
+        started_ns: int,
+        request_id: str,
+        scope: Scope,
+        target: str | None,
+        status: int,
+        access_key_id: str | None,
+    ) -> None:
+        """Keep the line of a request that started at ``started_ns`` (``time.perf_counter_ns()``) and has
+        just been answered with ``status``."""
+        if (
+            self.batch
+            and (self.sample >= 1.0 or random.random() < self.sample)
+            and access_log.isEnabledFor(logging.INFO)
+        ):
+            self._entries.append(
+                (
+                    time.time_ns(),
+                    request_id,
+                    scope["method"],
+                    scope["path"],
+                    target,
+                    status,
+                    time.perf_counter_ns() - started_ns,
+                    access_key_id,
+                    scope.get("client"),
                 )
-                if len(self._entries) >= self.batch:
-                    self.flush()
+            )
+            if len(self._entries) >= self.batch:
+                self.flush()
 
     def flush(self) -> None:
         """Write the lines kept so far (from any thread)."""
@@ -199,6 +190,32 @@ class AccessLog:
         return orjson.dumps(record)
 
 
+class LoggedRequests:
+    """ASGI middleware noting every HTTP request it passes to ``app`` in ``log``."""
+
+    def __init__(self, app: ASGIApp, log: AccessLog) -> None:
+        self.app = app
+        self.log = log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter_ns()
+        status = 500
+
+        async def send_and_note_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note_status)
+        finally:
+            self.log.note(started, new_request_id(), scope, None, status, None)
+
+
 class _RequestIds:
     """Request ids for ``x-amzn-RequestId``, shaped as version-4 UUIDs: a random UUID's first 80 bits,
     drawn once per process (again in a forked child), then a 48-bit counter. Ids must be unique, not
@@ -224,9 +241,9 @@ new_request_id = _RequestIds()
 class ApiFirst:
     """Sends ``POST /`` (the API) straight to its handler and everything else to ``app``: the API's
     requests skip Starlette's routing and error middleware, which the handler does not need (it answers
-    every error itself)."""
+    every error and notes its own access-log line)."""
 
-    def __init__(self, api: ASGIApp, app: ASGIApp) -> None:
+    def __init__(self, api: ApiHandler, app: ASGIApp) -> None:
         self.api = api
         self.app = app
 
@@ -272,9 +289,11 @@ class ApiHandler:
         scheduler: JobScheduler | None,
         *,
         inline_predict: bool = True,
+        log: AccessLog | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.service = service
+        self.log = log
         self.credentials = credentials
         self.max_body_bytes = max_body_bytes
         self.scheduler = scheduler
@@ -282,59 +301,67 @@ class ApiHandler:
         self.clock = clock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        fields = scope.get(LOG_FIELDS) or scope.setdefault(LOG_FIELDS, {"request_id": new_request_id()})
-        request_id = fields["request_id"]
+        started = time.perf_counter_ns()
+        request_id = new_request_id()
         headers = received_headers(scope["headers"])
         target = headers.get("x-amz-target")
-        fields["target"] = target[:200] if target else None
+        access_key_id = None
+        status = 500  # logged as such if no answer is sent (the client left, or the task was cancelled)
         try:
-            body = await _read_body(receive, headers.get("content-length"), self.max_body_bytes)
-            if body is None:
-                return
-            caller = None
-            if self.credentials is not None:
-                # Inline rather than in a coroutine of its own: the usual request awaits nothing here.
-                claim = parse_signature(_signed_request(scope, headers, body), self.clock())
-                known, credential = self.credentials.cached(claim.access_key_id)
-                if not known:
-                    credential = await run_in_threadpool(self.credentials.load, claim.access_key_id)
-                caller = verify(claim, credential)
-                fields["access_key_id"] = caller.access_key_id
-            name = operation_name(target)
-            request = decode_request(body)
-            arn = user_arn(self.service.settings.account_id, caller.user_name) if caller else None
-            model_id = request.get("MLModelId")
-            if (
-                self.inline_predict
-                and name == "Predict"
-                and type(model_id) is str
-                and model_id in self.service.mounted
-            ):
-                response = self.service.call(name, request, arn, remote=True)
-            else:
-                response = await run_in_threadpool(self.service.call, name, request, arn, remote=True)
-                if name in _QUEUEING and self.scheduler is not None:
-                    self.scheduler.wake()
-            status, payload, error_type = 200, encode_response(response, name), None
-        except AmazonMLError as exc:
-            error = exc
-            if exc.http_status >= 500:
-                log.error("request %s (%s) failed: %s", request_id, target, exc.message)
+            try:
+                body = await _read_body(receive, headers.get("content-length"), self.max_body_bytes)
+                if body is None:
+                    return
+                caller = None
+                if self.credentials is not None:
+                    # Inline rather than in a coroutine of its own: the usual request awaits nothing here.
+                    claim = parse_signature(_signed_request(scope, headers, body), self.clock())
+                    known, credential = self.credentials.cached(claim.access_key_id)
+                    if not known:
+                        credential = await run_in_threadpool(self.credentials.load, claim.access_key_id)
+                    caller = verify(claim, credential)
+                    access_key_id = caller.access_key_id
+                name = operation_name(target)
+                request = decode_request(body)
+                arn = user_arn(self.service.settings.account_id, caller.user_name) if caller else None
+                model_id = request.get("MLModelId")
+                if (
+                    self.inline_predict
+                    and name == "Predict"
+                    and type(model_id) is str
+                    and model_id in self.service.mounted
+                ):
+                    response = self.service.call(name, request, arn, remote=True)
+                else:
+                    response = await run_in_threadpool(self.service.call, name, request, arn, remote=True)
+                    if name in _QUEUEING and self.scheduler is not None:
+                        self.scheduler.wake()
+                answer, payload, error_type = 200, encode_response(response, name), None
+            except AmazonMLError as exc:
+                error = exc
+                if exc.http_status >= 500:
+                    log.error("request %s (%s) failed: %s", request_id, target, exc.message)
+                    error = InternalServerException(_INTERNAL_MESSAGE.format(request_id))
+                answer, payload, error_type = error.http_status, encode_error(error), error.type_name
+            except Exception:
+                log.exception("request %s (%s) failed", request_id, target)
                 error = InternalServerException(_INTERNAL_MESSAGE.format(request_id))
-            status, payload, error_type = error.http_status, encode_error(error), error.type_name
-        except Exception:
-            log.exception("request %s (%s) failed", request_id, target)
-            error = InternalServerException(_INTERNAL_MESSAGE.format(request_id))
-            status, payload, error_type = 500, encode_error(error), error.type_name
-        response_headers = [
-            (b"content-type", CONTENT_TYPE.encode()),
-            (b"content-length", str(len(payload)).encode()),
-            (b"x-amzn-requestid", request_id.encode()),
-        ]
-        if error_type is not None:
-            response_headers.append((b"x-amzn-errortype", error_type.encode()))
-        await send({"type": "http.response.start", "status": status, "headers": response_headers})
-        await send({"type": "http.response.body", "body": payload})
+                answer, payload, error_type = 500, encode_error(error), error.type_name
+            response_headers = [
+                (b"content-type", CONTENT_TYPE.encode()),
+                (b"content-length", str(len(payload)).encode()),
+                (b"x-amzn-requestid", request_id.encode()),
+            ]
+            if error_type is not None:
+                response_headers.append((b"x-amzn-errortype", error_type.encode()))
+            await send({"type": "http.response.start", "status": answer, "headers": response_headers})
+            status = answer
+            await send({"type": "http.response.body", "body": payload})
+        finally:
+            if self.log is not None:
+                self.log.note(
+                    started, request_id, scope, target[:200] if target else None, status, access_key_id
+                )
 
 
 def _signed_request(scope: Scope, headers: dict[str, str], body: bytes) -> HttpRequest:
@@ -359,7 +386,7 @@ def create_app(
     inline_predict: bool = True,
     console: bool = True,
     console_socket: str | None = None,
-) -> AccessLog:
+) -> ApiFirst:
     """The ASGI application serving ``service``.
 
     ``job_slots`` jobs run at once in the background (None: none are run, e.g. when another process runs
@@ -376,7 +403,11 @@ def create_app(
         if auth
         else None
     )
-    api = ApiHandler(service, credentials, max_body_bytes, scheduler, inline_predict=inline_predict)
+    settings = service.settings
+    access = AccessLog(batch=settings.access_log_batch, sample=settings.access_log_sample)
+    api = ApiHandler(
+        service, credentials, max_body_bytes, scheduler, inline_predict=inline_predict, log=access
+    )
 
     async def health(request: Request) -> JSONResponse:
         def ping() -> None:
@@ -436,13 +467,7 @@ def create_app(
 
             console_app = create_console(service, on_queued=wake)
         routes += [Route("/", _to_console, methods=["GET"]), Mount("/console", app=console_app)]
-    settings = service.settings
-    access = AccessLog(
-        ApiFirst(api, Starlette(routes=routes, lifespan=lifespan)),
-        batch=settings.access_log_batch,
-        sample=settings.access_log_sample,
-    )
-    return access
+    return ApiFirst(api, LoggedRequests(Starlette(routes=routes, lifespan=lifespan), access))
 
 
 async def _to_console(request: Request) -> Response:
@@ -498,7 +523,7 @@ def serve_workers(
     )
 
 
-def worker_app() -> AccessLog:
+def worker_app() -> ApiFirst:
     """The app of one worker process of ``serve_workers`` (uvicorn calls it in each worker)."""
     options = json.loads(os.environ[WORKER_OPTIONS])
     workers = int(options["workers"])

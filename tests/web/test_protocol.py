@@ -311,6 +311,24 @@ def test_access_log_is_one_json_line_without_bodies(app: Any, caplog: pytest.Log
     assert len(line["time"]) == 24 and abs(logged.timestamp() - time.time()) < 60
 
 
+def test_access_log_has_one_line_per_request_of_every_kind(app: Any, caplog: pytest.LogCaptureFixture) -> None:
+    # The API handler notes its own requests, the middleware the others: each request once, as answered.
+    with caplog.at_level(logging.INFO, logger="emrml.access"):
+        app.api.log.flush()
+        caplog.clear()
+        refused = request(app, "GetMLModel", {"MLModelId": "nope"})
+        health = asyncio.run(asgi_request(app, {}, b"", method="GET", path="/health"))
+        app.api.log.flush()
+    lines = [json.loads(line) for r in caplog.records for line in r.getMessage().splitlines()]
+    assert [(line["method"], line["path"], line["status"]) for line in lines] == [
+        ("POST", "/", 400),
+        ("GET", "/health", health.status),
+    ]
+    assert lines[0]["request_id"] == refused.headers["x-amzn-requestid"]
+    assert lines[0]["target"] == TARGET_PREFIX + "GetMLModel" and lines[1]["target"] is None
+    assert len({line["request_id"] for line in lines}) == 2
+
+
 def test_access_log_writes_batches_and_samples(caplog: pytest.LogCaptureFixture) -> None:
     async def ok(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})

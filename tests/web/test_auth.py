@@ -146,16 +146,16 @@ def test_credential_cache_forgets_after_its_ttl(identities: Identities) -> None:
     key = identities.create_key("alice")
     now = [0.0]
     cache = CredentialCache(identities, ttl=5.0, clock=lambda: now[0])
-    assert cache.cached(key.access_key_id) == (False, None)
+    assert cache.fresh(key.access_key_id) == (False, None)
     assert cache.load(key.access_key_id) is not None
-    known, credential = cache.cached(key.access_key_id)
+    known, credential = cache.fresh(key.access_key_id)
     assert known and credential is not None and credential.user_name == "alice"
     identities.delete_key(key.access_key_id)
-    assert cache.cached(key.access_key_id)[1] is not None  # still trusted within the TTL
+    assert cache.fresh(key.access_key_id)[1] is not None  # still trusted within the TTL
     now[0] = 6.0
-    assert cache.cached(key.access_key_id) == (False, None)
+    assert cache.fresh(key.access_key_id) == (False, None)
     assert cache.load(key.access_key_id) is None
-    assert cache.cached(key.access_key_id) == (True, None)  # unknown ids are remembered too
+    assert cache.fresh(key.access_key_id) == (True, None)  # unknown ids are remembered too
     assert cache.load("not a key id!") is None
 
 
@@ -178,11 +178,11 @@ def test_credential_cache_refresh_reloads_known_keys_only(identities: Identities
         cache.refresh()  # as the server's thread does every ttl / 2
         assert queried == [key.access_key_id, "EMRLUNKNOWN00000001", key.access_key_id]
         now[0] = 8.0  # past the first load's ttl, within the refresh's
-        assert cache.cached(key.access_key_id)[1] is not None
-        assert cache.cached("EMRLUNKNOWN00000001") == (False, None)  # unknown ids still expire
+        assert cache.fresh(key.access_key_id)[1] is not None
+        assert cache.fresh("EMRLUNKNOWN00000001") == (False, None)  # unknown ids still expire
         identities.delete_key(key.access_key_id)
         cache.refresh()
-        assert cache.cached(key.access_key_id) == (True, None)  # a deleted key stops at the next refresh
+        assert cache.fresh(key.access_key_id) == (True, None)  # a deleted key stops at the next refresh
 
 
 # ---------------------------------------------------------------------------------------------- SigV4
@@ -305,13 +305,15 @@ def test_a_server_reloads_the_keys_and_policies_in_use_before_they_expire(tmp_pa
     with server.BackgroundServer(app, reserve_socket()) as running:
         headers = sign(running.url, "DescribeDataSources", BODY, key.access_key_id, key.secret_access_key)
         assert post(running.url, headers, BODY).status == 200
-        first_expiry = cache._entries[key.access_key_id][0]
+        first_expiry = cache.expires_at(key.access_key_id)
+        assert first_expiry is not None
         while time.monotonic() < first_expiry + 0.5:
             time.sleep(0.1)
         # No request since: the server's own threads (every ttl / 2) loaded it, and alice's policy, again.
-        assert cache.cached(key.access_key_id)[1] is not None
+        assert cache.fresh(key.access_key_id)[1] is not None
         arn = f"arn:aws:iam::{service.settings.account_id}:user/alice"
-        with patch.object(service.access, "_load", side_effect=AssertionError("read on a request's path")):
+        policies = service.access.policies
+        with patch.object(policies, "read", side_effect=AssertionError("read on a request's path")):
             assert service.access.policy(arn).enabled
     service.close()
 

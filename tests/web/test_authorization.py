@@ -235,9 +235,9 @@ def test_refresh_reloads_remembered_policies_before_they_expire(tmp_path: Path) 
         app.access.set_user_enabled("carol", False)
         now[0] = 1.0
         assert access.policy(arn).enabled  # remembered
-        access.refresh()  # as a server's thread does every ttl / 2
+        access.policies.refresh()  # as a server's thread does every ttl / 2
         now[0] = 2.5  # past the first reading's ttl, within the refresh's: no reading now
-        with patch.object(access, "_load", side_effect=AssertionError("read on the request's path")):
+        with patch.object(access.policies, "read", side_effect=AssertionError("read on the request's path")):
             assert not access.policy(arn).enabled
     finally:
         app.close()

@@ -311,7 +311,9 @@ def test_access_log_is_one_json_line_without_bodies(app: Any, caplog: pytest.Log
     assert len(line["time"]) == 24 and abs(logged.timestamp() - time.time()) < 60
 
 
-def test_access_log_has_one_line_per_request_of_every_kind(app: Any, caplog: pytest.LogCaptureFixture) -> None:
+def test_access_log_has_one_line_per_request_of_every_kind(
+    app: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     # The API handler notes its own requests, the middleware the others: each request once, as answered.
     with caplog.at_level(logging.INFO, logger="emrml.access"):
         app.api.log.flush()

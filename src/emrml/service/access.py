@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from emrml.service.identity import AccessKey, Identities, KeyInfo, NewAccessKey,
 from emrml.service.metastore import ENTITY_CLASSES, Stream
 from emrml.service.operations import CALLER, OPERATIONS
 from emrml.service.policy import IAM_ACTIONS, RESOURCE_KINDS, STORAGE_ACTIONS, Policy, Statement
+from emrml.service.remembered import Remembered
 from emrml.storage import locations
 
 if TYPE_CHECKING:
@@ -123,40 +123,25 @@ class Access:
     ) -> None:
         self.sessions = sessions
         self.settings = settings
-        self.ttl = ttl
-        self.clock = clock
-        self._policies: dict[str, tuple[float, Policy]] = {}
-        self._lock = threading.Lock()
+        #: The users' policies by caller ARN; a server refreshes them every ``ttl / 2`` seconds from a
+        #: thread of its own, so that a caller seen before never waits for the metastore (``Predict`` is
+        #: checked on the event loop).
+        self.policies = Remembered(self._read_policy, ttl, clock)
         self._identities: Identities | None = None
 
     # --- decisions -------------------------------------------------------------------------------------
 
     def policy(self, caller: str) -> Policy:
         """The caller's policy, remembered for ``ttl`` seconds."""
-        entry = self._policies.get(caller)
-        if entry is not None and entry[0] > self.clock():
-            return entry[1]
-        return self._load(caller)
+        return self.policies.get(caller)
 
-    def refresh(self) -> None:
-        """Load every remembered policy again: a server calls this every ``ttl / 2`` seconds from a thread
-        of its own, so that a caller seen before never waits for the metastore (``Predict`` is checked on
-        the event loop)."""
-        for caller in list(self._policies):
-            self._load(caller)
-
-    def _load(self, caller: str) -> Policy:
+    def _read_policy(self, caller: str) -> Policy:
         name = user_name_of(caller) or ""
         with self.sessions() as session:
             user = session.get(User, name)
             names = grouping.groups_of(session, name) if user is not None else []
             statements = [s for group in grouping.statements_of(session, names).values() for s in group]
-        policy = Policy(name, caller, bool(user and user.enabled), statements)
-        with self._lock:
-            if len(self._policies) > 10_000:
-                self._policies.clear()
-            self._policies[caller] = (self.clock() + self.ttl, policy)
-        return policy
+        return Policy(name, caller, bool(user and user.enabled), statements)
 
     def enabled(self, user_name: str) -> bool:
         """Whether the user exists and is enabled (console sessions and logins ask on every page)."""
@@ -168,8 +153,7 @@ class Access:
 
     def forget(self) -> None:
         """Drop every remembered policy (after a change to users or groups)."""
-        with self._lock:
-            self._policies.clear()
+        self.policies.clear()
 
     def check(self, caller: str | None, action: str, resource: str = "*", own: bool = False) -> None:
         """Raise AccessDeniedException unless ``caller`` may do ``action`` on ``resource``."""
@@ -218,7 +202,7 @@ class Access:
         """Predict's check, on the hot path: a remembered policy and decision (about a microsecond)."""
         if user_name_of(caller) is None:
             return
-        policy = self.policy(caller)
+        policy = self.policies.get(caller)
         resource = f"mlmodel/{model_id}"
         if not policy.allows("machinelearning:Predict", resource, owner == caller):
             raise _denied(policy, "machinelearning:Predict", resource)

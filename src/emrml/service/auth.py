@@ -23,7 +23,6 @@ import hmac
 import json
 import os
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -40,6 +39,7 @@ from emrml.errors import (
 )
 from emrml.service.groups import ADMINS
 from emrml.service.identity import Credential, Identities, NewAccessKey
+from emrml.service.remembered import Remembered
 
 SERVICE = "machinelearning"
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -332,48 +332,28 @@ def verify(claim: SignatureClaim, credential: Credential | None) -> Caller:
     return Caller(credential.user_name, credential.access_key_id)
 
 
-class CredentialCache:
+class CredentialCache(Remembered[str, Credential | None]):
     """Access keys by id, remembered for ``ttl`` seconds so most requests need no metastore query.
 
     A deleted key stops working within ``ttl`` seconds (it may have been deleted by another process).
-    Unknown ids are remembered too, so a stream of bad keys costs one query per id and period.
+    Unknown ids are remembered too, so a stream of bad keys costs one query per id and period; a server's
+    :meth:`refresh` reloads the known keys only.
     """
 
     def __init__(
         self, identities: Identities, ttl: float = 5.0, clock: Callable[[], float] = time.monotonic
     ) -> None:
+        super().__init__(self._read, ttl, clock, reread=_known)
         self.identities = identities
-        self.ttl = ttl
-        self.clock = clock
-        self._entries: dict[str, tuple[float, Credential | None]] = {}
-        self._lock = threading.Lock()
-        self._max_entries = 10_000
 
-    def cached(self, access_key_id: str) -> tuple[bool, Credential | None]:
-        """(True, the credential or None for an unknown key) if remembered and fresh, else (False, None)."""
-        entry = self._entries.get(access_key_id)
-        if entry is None or entry[0] < self.clock():
-            return False, None
-        return True, entry[1]
+    def _read(self, access_key_id: str) -> Credential | None:
+        if not _ACCESS_KEY_ID.fullmatch(access_key_id):
+            return None
+        return self.identities.credential(access_key_id)
 
-    def refresh(self) -> None:
-        """Load every remembered key again (not the unknown ids): a server calls this every ``ttl / 2``
-        seconds from a thread of its own, so that a request with a known key never waits for the
-        metastore, nor do all the requests that meet an expired entry at once each query it."""
-        for access_key_id, (_, credential) in list(self._entries.items()):
-            if credential is not None:
-                self.load(access_key_id)
 
-    def load(self, access_key_id: str) -> Credential | None:
-        """Look the key up in the metastore (blocking) and remember the answer."""
-        credential = (
-            self.identities.credential(access_key_id) if _ACCESS_KEY_ID.fullmatch(access_key_id) else None
-        )
-        with self._lock:
-            if len(self._entries) >= self._max_entries:
-                self._entries.clear()
-            self._entries[access_key_id] = (self.clock() + self.ttl, credential)
-        return credential
+def _known(credential: Credential | None) -> bool:
+    return credential is not None
 
 
 def write_private_json(path: Path, document: dict[str, str]) -> None:

@@ -14,7 +14,7 @@
 * threads that keep what a request reads fresh, so that neither the event loop nor a request waits for
   the metastore or a model file: the mounted models (``MountedModels.keep_fresh``: it loads the model of
   every READY endpoint at start and re-reads their metastore rows), the remembered access keys and
-  users' policies (``CredentialCache.refresh``, ``Access.refresh``), each reloaded before it expires.
+  users' policies (``service.remembered``), each reloaded before it expires.
 
 ``serve`` runs the app with uvicorn (httptools and uvloop, installed with emrml) until SIGINT or SIGTERM:
 in-flight requests finish (up to ``graceful_seconds``), then running jobs get ``job_shutdown_seconds`` to
@@ -316,7 +316,7 @@ class ApiHandler:
                 if self.credentials is not None:
                     # Inline rather than in a coroutine of its own: the usual request awaits nothing here.
                     claim = parse_signature(_signed_request(scope, headers, body), self.clock())
-                    known, credential = self.credentials.cached(claim.access_key_id)
+                    known, credential = self.credentials.fresh(claim.access_key_id)
                     if not known:
                         credential = await run_in_threadpool(self.credentials.load, claim.access_key_id)
                     caller = verify(claim, credential)
@@ -431,10 +431,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         stop = threading.Event()
+        policies = service.access.policies
         threads: list[tuple[Callable[[threading.Event], None], str]] = [
             (service.mounted.keep_fresh, "emrml-mounted-models"),
             (lambda stop: _every(1.0, access.flush, stop), "emrml-access-log"),
-            (lambda stop: _every(service.access.ttl / 2, service.access.refresh, stop), "emrml-policies"),
+            (lambda stop: _every(policies.ttl / 2, policies.refresh, stop), "emrml-policies"),
         ]
         if credentials is not None:
             keys = credentials

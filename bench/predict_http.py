@@ -17,6 +17,10 @@ pick httptools and uvloop, both installed with emrml):
 Predict (the signature recomputed without a check around it, the scorer, orjson), what any Python
 handler doing this work pays; its non-200 answers would be signatures it computed wrong.
 
+``--before SRC`` (the ``src`` folder of another checkout, e.g. ``git worktree add --detach /tmp/emrml-before
+main``) adds the older code's ``emrml serve`` as one more side, run in turn with the others: before and after
+measured in one run, each against the same no-op (print only; the README's section holds the plain runs).
+
 ``--workers N`` runs both with N server processes on the port (``emrml serve --workers N``; the no-op by
 ``uvicorn --workers N``); the README's section holds the one-process runs.
 
@@ -175,6 +179,9 @@ def main() -> None:
         action="store_true",
         help="add a third side: bench/predict_floor.py, only the arithmetic of a signed Predict (no checks)",
     )
+    parser.add_argument(
+        "--before", type=Path, help="src folder of an older checkout: its emrml serve as one more side"
+    )
     parser.add_argument("--no-readme", action="store_true")
     args = parser.parse_args()
     if args.floor and args.workers != 1:
@@ -217,6 +224,14 @@ def main() -> None:
             servers["floor"] = Server(
                 [*floor, str(home), model_id, key[1], str(ports["floor"])], ports["floor"], environment
             )
+        if args.before is not None:
+            ports["before"] = free_port()
+            before_serve = [EMRML, "--home", str(home), "serve", "--port", str(ports["before"])]
+            servers["before"] = Server(
+                [*before_serve, "--workers-jobs", "0", "--workers", str(args.workers)],
+                ports["before"],
+                {**environment, "PYTHONPATH": str(args.before.resolve())},
+            )
         runs: dict[str, list[Run]] = {side: [] for side in servers}
         try:
             for i in range(args.pairs):
@@ -243,9 +258,15 @@ def main() -> None:
                 server.stop()
     body = report(runs, args, before, load_average())
     print(body)
-    if args.workers != 1:
+    if "before" in runs:
+        print(
+            "\n" + _row(f"before: emrml from {args.before}", runs["before"]) + "\nMedian of pair ratios "
+            f"after / before: **{_median_ratio(runs['emrml'], runs['before']):.2f}×**; before / no-op: "
+            f"**{_median_ratio(runs['before'], runs['noop']):.2f}×** (not written to the README)"
+        )
+    elif args.workers != 1:
         print("(--workers: the README's section holds the one-process runs; not written)")
-    elif not args.no_readme:
+    if args.workers == 1 and "before" not in runs and not args.no_readme:
         write_readme_section("http", body)
 
 
@@ -291,6 +312,12 @@ def report(runs: dict[str, list[Run]], args: argparse.Namespace, before: str, af
         )
         lines[-1] += f" The floor / no-op: **{floor:.2f}×**."
     return "\n".join(lines)
+
+
+def _median_ratio(these: list[Run], those: list[Run]) -> float:
+    return statistics.median(
+        a.requests_per_second / b.requests_per_second for a, b in zip(these, those, strict=True)
+    )
 
 
 def _row(name: str, runs: list[Run]) -> str:

@@ -272,9 +272,7 @@ def main() -> None:
 
 def report(runs: dict[str, list[Run]], args: argparse.Namespace, before: str, after: str) -> str:
     emrml, noop = runs["emrml"], runs["noop"]
-    throughput = statistics.median(
-        e.requests_per_second / n.requests_per_second for e, n in zip(emrml, noop, strict=True)
-    )
+    throughput = _median_ratio(emrml, noop)
     tail = statistics.median(e.p99_ms / n.p99_ms for e, n in zip(emrml, noop, strict=True))
     errors = sum(run.errors for run in emrml)
     lines = [
@@ -307,10 +305,7 @@ def report(runs: dict[str, list[Run]], args: argparse.Namespace, before: str, af
         f"**{tail:.2f}×** (goal ≤ 1.5×); {errors} emrml answers were not 200.",
     ]
     if "floor" in runs:
-        floor = statistics.median(
-            f.requests_per_second / n.requests_per_second for f, n in zip(runs["floor"], noop, strict=True)
-        )
-        lines[-1] += f" The floor / no-op: **{floor:.2f}×**."
+        lines[-1] += f" The floor / no-op: **{_median_ratio(runs['floor'], noop):.2f}×**."
     return "\n".join(lines)
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy import ColumnElement, bindparam, delete, select
 from sqlalchemy.orm import sessionmaker
 
 from emrml.errors import (
@@ -110,6 +110,19 @@ def user_name_of(caller: str) -> str | None:
     return name if separator else None
 
 
+#: A user's enabled flag and the statements of its groups, in group name and sid order: one row per
+#: statement (one row with no statement for a user without any; none for an unknown user). One query,
+#: built once: a server rereads every known caller's policy every second (``Access.policies``).
+_POLICY_ROWS = (
+    select(User.enabled, GroupStatement.sid, GroupStatement.document)
+    .select_from(User)
+    .outerjoin(GroupMember, GroupMember.user_name == User.name)
+    .outerjoin(GroupStatement, GroupStatement.group_name == GroupMember.group_name)
+    .where(User.name == bindparam("name"))
+    .order_by(GroupMember.group_name, GroupStatement.sid)
+)
+
+
 class Access:
     """Authorization for one installation: decisions, Describe filters and the management of users and
     groups."""
@@ -138,10 +151,9 @@ class Access:
     def _read_policy(self, caller: str) -> Policy:
         name = user_name_of(caller) or ""
         with self.sessions() as session:
-            user = session.get(User, name)
-            names = grouping.groups_of(session, name) if user is not None else []
-            statements = [s for group in grouping.statements_of(session, names).values() for s in group]
-        return Policy(name, caller, bool(user and user.enabled), statements)
+            rows = session.execute(_POLICY_ROWS, {"name": name}).all()
+        statements = [grouping.stored_statement(sid, text) for _, sid, text in rows if sid is not None]
+        return Policy(name, caller, bool(rows and rows[0][0]), statements)
 
     def enabled(self, user_name: str) -> bool:
         """Whether the user exists and is enabled (console sessions and logins ask on every page)."""

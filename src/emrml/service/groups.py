@@ -82,16 +82,16 @@ def statements_of(session: Session, group_names: list[str] | None = None) -> dic
         query = query.where(GroupStatement.group_name.in_(group_names))
     found: dict[str, list[Statement]] = {}
     for row in session.scalars(query):
-        document = json.loads(row.document)
-        statement = Statement(
-            row.sid,
-            document["Effect"],
-            tuple(document["Action"]),
-            tuple(document["Resource"]),
-            document["Owner"],
-        )
-        found.setdefault(row.group_name, []).append(statement)
+        found.setdefault(row.group_name, []).append(stored_statement(row.sid, row.document))
     return found
+
+
+def stored_statement(sid: int, document: str) -> Statement:
+    """A statement as the ``group_statements`` table stores it (its sid, its JSON document)."""
+    fields = json.loads(document)
+    return Statement(
+        sid, fields["Effect"], tuple(fields["Action"]), tuple(fields["Resource"]), fields["Owner"]
+    )
 
 
 def groups_of(session: Session, user_name: str) -> list[str]:

@@ -4,13 +4,21 @@ and (for the browser tests) the server on a loopback port with Debian's Chromium
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from console_helpers import (
+    BOB_PASSWORD,
+    DATASOURCE,
+    EVALUATION,
+    MODEL,
+    Evaluations,
+    Installation,
+    Served,
+    log_in,
+)
 
 from emrml.config import Settings
 from emrml.samples import bank_sample_schema, write_bank_sample
@@ -22,16 +30,6 @@ from emrml.web.server import BackgroundServer, create_app, reserve_socket
 
 CHROMIUM = Path("/usr/bin/chromium")
 AXE = Path(__file__).parent / "node_modules" / "axe-core" / "axe.min.js"
-BOB_PASSWORD = "bob-password-1"
-DATASOURCE, MODEL, EVALUATION = "ds-console-bank", "ml-console-bank", "ev-console-bank"
-
-
-@dataclass
-class Installation:
-    service: EmrML
-    home: Path
-    admin_password: str
-    sample: Path
 
 
 def _split(complement: bool) -> str:
@@ -87,12 +85,6 @@ def installation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installat
     service.close()
 
 
-def login_token(html: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert match, "no CSRF token in the page"
-    return match.group(1)
-
-
 @pytest.fixture
 def anonymous(installation: Installation) -> Iterator[Any]:
     from starlette.testclient import TestClient
@@ -101,25 +93,11 @@ def anonymous(installation: Installation) -> Iterator[Any]:
         yield client
 
 
-def log_in(client: Any, user: str, password: str) -> Any:
-    page = client.get("/console/login")
-    return client.post(
-        "/console/login",
-        data={"csrf_token": login_token(page.text), "username": user, "password": password},
-    )
-
-
 @pytest.fixture
 def admin(anonymous: Any, installation: Installation) -> Any:
     """A client logged in as admin."""
     assert log_in(anonymous, "admin", installation.admin_password).status_code == 303
     return anonymous
-
-
-@dataclass
-class Served:
-    url: str
-    installation: Installation
 
 
 @pytest.fixture(scope="session")
@@ -169,12 +147,6 @@ def axe_source() -> str:
     if not AXE.exists():
         pytest.skip(f"axe-core is not installed ({AXE}): npm ci --prefix tests/console")
     return AXE.read_text()
-
-
-@dataclass
-class Evaluations:
-    multiclass: str
-    regression: str
 
 
 @pytest.fixture(scope="session")

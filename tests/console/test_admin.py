@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from conftest import BOB_PASSWORD, Installation, log_in, login_token
+from console_helpers import BOB_PASSWORD, Installation, log_in, login_token
 
 
 def _token(client: Any, path: str) -> str:

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from console_helpers import EVALUATION, MODEL, Served
 
-from conftest import EVALUATION, MODEL, Served
 from emrml.cli import app as cli_app
 from emrml.service.identity import Identities
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from console_helpers import DATASOURCE, EVALUATION, MODEL, Evaluations, Served
 from test_browser import check_accessibility, log_in, screenshot
 
-from conftest import DATASOURCE, EVALUATION, MODEL, Evaluations, Served
 from emrml.samples import bank_sample_schema, write_bank_sample
 
 

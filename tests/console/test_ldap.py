@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from console_helpers import log_in, login_token
 
-from conftest import log_in, login_token
 from emrml.config import Settings
 from emrml.service.app import EmrML
 from emrml.service.groups import groups_of

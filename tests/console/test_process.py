@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from console_helpers import login_token
 
 from cli_helpers import free_port, wait_until_answered
-from conftest import login_token
 
 
 def _children(pid: int) -> list[tuple[int, str]]:

@@ -7,8 +7,8 @@ import re
 from typing import Any
 
 import pytest
+from console_helpers import BOB_PASSWORD, DATASOURCE, EVALUATION, MODEL, Installation, log_in, login_token
 
-from conftest import BOB_PASSWORD, DATASOURCE, EVALUATION, MODEL, Installation, log_in, login_token
 from emrml.console.thresholds import at_threshold
 from emrml.service.logins import LoginThrottle, check_password, hash_password
 

@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from conftest import BOB_PASSWORD, Installation, log_in, login_token
+from console_helpers import BOB_PASSWORD, Installation, log_in, login_token
 
 
 def _token(client: Any) -> str:

@@ -27,6 +27,7 @@ on a socket the caller bound (tests, benchmarks).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
@@ -65,6 +66,7 @@ from emrml.service.auth import (
     verify,
 )
 from emrml.service.identity import Identities
+from emrml.service.remembered import Remembered
 from emrml.web.protocol import (
     CONTENT_TYPE,
     DEFAULT_MAX_BODY_BYTES,
@@ -431,15 +433,15 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         stop = threading.Event()
-        policies = service.access.policies
+        # What the server remembers from the metastore is read again every half of its ttl.
+        remembered: list[tuple[Remembered[Any, Any], str]] = [(service.access.policies, "emrml-policies")]
+        if credentials is not None:
+            remembered.append((credentials, "emrml-access-keys"))
         threads: list[tuple[Callable[[threading.Event], None], str]] = [
             (service.mounted.keep_fresh, "emrml-mounted-models"),
-            (lambda stop: _every(1.0, access.flush, stop), "emrml-access-log"),
-            (lambda stop: _every(policies.ttl / 2, policies.refresh, stop), "emrml-policies"),
+            (functools.partial(_every, 1.0, access.flush), "emrml-access-log"),
+            *((functools.partial(_every, cache.ttl / 2, cache.refresh), name) for cache, name in remembered),
         ]
-        if credentials is not None:
-            keys = credentials
-            threads.append((lambda stop: _every(keys.ttl / 2, keys.refresh, stop), "emrml-access-keys"))
         for target, name in threads:
             threading.Thread(target=target, args=(stop,), name=name, daemon=True).start()
         if scheduler is not None:

@@ -42,3 +42,25 @@ def test_a_policy_holds_the_statements_of_every_group_of_its_user_in_order(setti
         assert not nobody.enabled and nobody.statements == ()
     finally:
         app.close()
+
+
+def test_a_reread_policy_that_says_the_same_keeps_its_remembered_decisions(settings: Settings) -> None:
+    app, other = EmrML(settings), EmrML(settings)  # other: a second process on the same metastore
+    try:
+        app.access.create_user("dora", ())
+        app.access.create_group("scorers")
+        app.access.add_member("scorers", "dora")
+        app.access.add_statement("scorers", {"Effect": "Allow", "Action": ["Predict"], "Resource": ["*"]})
+        caller = f"arn:aws:iam::{app.settings.account_id}:user/dora"
+        policy = app.access.policy(caller)
+        assert policy.allows("machinelearning:Predict", "mlmodel/m", False)
+        app.access.policies.refresh()  # what a server does every ttl / 2
+        assert app.access.policy(caller) is policy and policy._decisions
+        other.access.add_statement("scorers", {"Effect": "Deny", "Action": ["Predict"], "Resource": ["*"]})
+        app.access.policies.refresh()
+        changed = app.access.policy(caller)
+        assert changed is not policy and len(changed.statements) == 2
+        assert not changed.allows("machinelearning:Predict", "mlmodel/m", False)
+    finally:
+        app.close()
+        other.close()

@@ -49,3 +49,14 @@ def test_past_max_entries_everything_is_forgotten() -> None:
     assert [remembered.fresh(key)[0] for key in range(4)] == [False, False, False, True]
     remembered.clear()
     assert remembered.fresh(3) == (False, None)
+
+
+def test_a_reading_equal_to_the_remembered_value_keeps_the_remembered_object() -> None:
+    values = {"a": [1]}
+    remembered: Remembered[str, list[int]] = Remembered(lambda key: list(values[key]), ttl=5.0)
+    first = remembered.get("a")
+    remembered.refresh()
+    assert remembered.get("a") is first  # an equal reading: the object stays
+    values["a"] = [2]
+    remembered.refresh()
+    assert remembered.get("a") == [2] and remembered.get("a") is not first

@@ -7,6 +7,7 @@ group every new user joins), ``viewers`` (read-only) and ``predictors`` (Predict
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 
@@ -86,8 +87,10 @@ def statements_of(session: Session, group_names: list[str] | None = None) -> dic
     return found
 
 
+@functools.lru_cache(maxsize=4096)
 def stored_statement(sid: int, document: str) -> Statement:
-    """A statement as the ``group_statements`` table stores it (its sid, its JSON document)."""
+    """A statement as the ``group_statements`` table stores it (its sid, its JSON document). Remembered:
+    a server rereads its callers' statements every second, and a statement compiles its patterns."""
     fields = json.loads(document)
     return Statement(
         sid, fields["Effect"], tuple(fields["Action"]), tuple(fields["Resource"]), fields["Owner"]

@@ -242,6 +242,17 @@ class Policy:
         self.statements = tuple(statements)
         self._decisions: dict[tuple[str, str, bool], bool] = {}
 
+    def __eq__(self, other: object) -> bool:
+        """Policies are equal when they say the same (whatever decisions each has remembered)."""
+        if not isinstance(other, Policy):
+            return NotImplemented
+        return (self.user_name, self.caller, self.enabled, self.statements) == (
+            other.user_name,
+            other.caller,
+            other.enabled,
+            other.statements,
+        )
+
     def allows(self, action: str, resource: str, own: bool) -> bool:
         """Whether ``action`` on ``resource`` (the caller's own when ``own``) is allowed: an Allow
         statement matches and no Deny statement does."""

@@ -22,7 +22,8 @@ class Remembered(Generic[K, V]):
     :meth:`refresh` reads again the keys whose value ``reread`` accepts (default: all).
 
     Safe to use from several threads. Past ``max_entries`` keys everything is forgotten at once (a stream
-    of made-up keys must not grow the memory).
+    of made-up keys must not grow the memory). A reading equal (``==``) to the remembered value keeps the
+    remembered object, and so what it has remembered itself (a policy's decisions).
     """
 
     def __init__(
@@ -60,7 +61,10 @@ class Remembered(Generic[K, V]):
         """Read ``key`` now (blocking) and remember the answer."""
         value = self.read(key)
         with self._lock:
-            if len(self._entries) >= self.max_entries:
+            entry = self._entries.get(key)
+            if entry is not None and entry[1] == value:
+                value = entry[1]
+            elif len(self._entries) >= self.max_entries:
                 self._entries.clear()
             self._entries[key] = (self.clock() + self.ttl, value)
         return value

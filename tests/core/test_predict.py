@@ -86,8 +86,9 @@ CHARACTERS = [*"abcxyz ,.;:!?-_'\"\t", "é", "ß", "İ", "Ω", "中", "😀", "\
 
 
 def _random_value(rng: np.random.Generator, column: pa.ChunkedArray) -> str | None:
-    """A value for one attribute: a real one, empty, a number in odd spellings, random text, or none."""
-    kind = rng.integers(0, 8)
+    """A value for one attribute: a real one (as it is or padded with whitespace), empty, a number in odd
+    spellings, random text, or none."""
+    kind = rng.integers(0, 9)
     if kind <= 2:
         return column[int(rng.integers(0, len(column)))].as_py()
     if kind == 3:
@@ -99,6 +100,8 @@ def _random_value(rng: np.random.Generator, column: pa.ChunkedArray) -> str | No
     if kind == 6:
         size = int(rng.integers(0, 12))
         return "".join(CHARACTERS[int(i)] for i in rng.integers(0, len(CHARACTERS), size))
+    if kind == 7:
+        return f" {column[int(rng.integers(0, len(column)))].as_py()}\t"
     return None  # the key is left out: a missing value
 
 

@@ -141,22 +141,10 @@ class FeatureSpace:
         :meth:`transform_record` and a dot product in one pass, for a one-output linear model. The function
         also adds to its list argument the attributes (among those of the returned set) whose value in the
         record could not be read as a number or flag."""
-        compiler = RecordCompiler(self._parameters)
-        parts = tuple(
-            compiler.scorer(layout, lookup, weights)
-            for layout, lookup in zip(self._layouts, self._lookups, strict=True)
-            if layout.size
-        )
+        score = RecordCompiler(self._parameters).score(self._layouts, self._lookups, weights)
         checked = frozenset(
             name for layout in self._layouts if layout.size and (name := scored_attribute(layout))
         )
-
-        def score(record: Record, unparsed: list[str]) -> float:
-            total = 0.0
-            for part in parts:
-                total += part(record, unparsed)
-            return total
-
         return score, checked
 
     def to_dict(self) -> dict[str, Any]:

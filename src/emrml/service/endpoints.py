@@ -91,7 +91,11 @@ def predict_checked(
         raise
     if caller is not None:
         app.access.check_predict(caller, model_id, mount.owner)
-    if settings.predict_endpoint_check == "strict" and normalized_url(endpoint) != mount.endpoint_url:
+    if (
+        settings.predict_endpoint_check == "strict"
+        and endpoint != mount.endpoint_url  # the usual request names it exactly: no call
+        and normalized_url(endpoint) != mount.endpoint_url
+    ):
         raise InvalidInputException(
             f"PredictEndpoint {endpoint!r} is not the EndpointUrl of MLModel {model_id!r} "
             f"({mount.endpoint_url!r})"

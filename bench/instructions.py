@@ -196,7 +196,8 @@ def main() -> None:
             "",
             machine_report(),
             "",
-            f"{args.requests:,} requests per side after {WARMUP} untimed ones; instructions per request:",
+            f"{args.requests:,} requests per side after {WARMUP} untimed ones; instructions per request"
+            + (f" (before: `{args.before}`, commit {_commit(args.before)}):" if args.before else ":"),
             "",
             "| path | instructions |" + before_column,
             "|---|---:|" + ("---:|" if args.before is not None else ""),
@@ -209,6 +210,16 @@ def main() -> None:
     print(body)
     if not args.no_readme:
         write_readme_section("instructions", body)
+
+
+def _commit(source: Path) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(source), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip() or "unknown"
 
 
 def _cell(value: float, before: float | None) -> str:

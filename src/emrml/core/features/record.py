@@ -225,8 +225,8 @@ class RecordCompiler:
         names them).
 
         Consecutive raw one-hot outputs, and consecutive binned ones, are scored by one loop each: a call
-        per output, with a ``strip()``
-        per category, cost a fifth of the scorer's instructions on the tutorial's model (20 such outputs)."""
+        per output (and a ``strip()`` per category) cost a fifth of the scorer's instructions on the
+        tutorial's model, whose 20 outputs are of these two kinds."""
         parts = [self._part(layout, lookup, weights) for layout, lookup in zip(layouts, lookups, strict=True)]
         scorers: list[Score] = []
         for kind, run in itertools.groupby((part for part in parts if part is not None), key=itemgetter(0)):

@@ -11,7 +11,7 @@ change of a few percent is invisible to clocks unless measured for a long time. 
 instructions a request executes does not move with the load: each side below runs in a fresh interpreter
 under ``valgrind --tool=callgrind`` twice, once answering ``--requests`` requests after 200 untimed ones
 and once answering none, and the difference divided by ``--requests`` is its count per request (the
-repetitions agree within about 2 %, the hash seed fixed, nothing running in the background). Instructions
+repetitions agree within 2–5 %, the hash seed fixed, nothing running in the background). Instructions
 are not time — a cache miss costs more than an addition — but on this pure-Python path they track it.
 
 * **predict**: ``app.call("Predict", request)`` in process, the whole operation behind every interface;

@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import collections
 import itertools
+import json
 import os
 import re
 import shutil
@@ -57,9 +58,9 @@ def child(kind: str, home: Path, requests: int) -> None:
     from emrml.config import Settings
     from emrml.service.app import EmrML
 
-    info = (home / "bench.txt").read_text().split("\n")
-    model_id, endpoint, access_key_id, secret = info[:4]
-    record = dict(zip(info[4].split(","), info[5].split(","), strict=True))
+    side = json.loads((home / "bench.json").read_text())
+    model_id, endpoint, record = side["model_id"], side["endpoint"], side["record"]
+    access_key_id, secret = side["key"]
     settings = Settings.load(
         environ={}, home=home, peak_requests_per_second=10**9, total_requests_per_second=10**9
     )
@@ -167,11 +168,8 @@ def count(kind: str, home: Path, requests: int, source: Path | None) -> float:
 
 def prepare(home: Path) -> None:
     model_id, endpoint, key, record = prepare_home(home, peak_requests_per_second=10**9)
-    names, values = list(record), list(record.values())
-    if any("," in text or "\n" in text for text in names + values):
-        raise SystemExit("the benchmark record holds a comma or a newline")
-    lines = [model_id, endpoint, *key, ",".join(names), ",".join(values)]
-    (home / "bench.txt").write_text("\n".join(lines))
+    side = {"model_id": model_id, "endpoint": endpoint, "key": key, "record": record}
+    (home / "bench.json").write_text(json.dumps(side))
 
 
 def main() -> None:

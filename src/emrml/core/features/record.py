@@ -229,9 +229,9 @@ class RecordCompiler:
         tutorial's model, whose 20 outputs are of these two kinds."""
         parts = [self._part(layout, lookup, weights) for layout, lookup in zip(layouts, lookups, strict=True)]
         scorers: list[Score] = []
-        for kind, run in itertools.groupby((part for part in parts if part is not None), key=itemgetter(0)):
+        for loop, run in itertools.groupby((part for part in parts if part is not None), key=itemgetter(0)):
             specs = tuple(spec for _, spec in run)
-            scorers.extend(specs if kind == "other" else [_FUSED[kind](specs)])
+            scorers.extend(specs if loop is None else [loop(specs)])
         fixed = tuple(scorers)
 
         def score(record: Record, unparsed: list[str]) -> float:
@@ -244,10 +244,10 @@ class RecordCompiler:
 
     def _part(
         self, layout: Layout, lookup: Mapping[str, int], weights: Sequence[float]
-    ) -> tuple[str, Any] | None:
-        """``("categories", spec)`` or ``("bins", spec)`` for an output scored in a shared loop (the specs
-        :func:`_categories` and :func:`_bins` take), ``("other", its Score)`` for any other, None for an
-        output without features."""
+    ) -> tuple[Callable[[tuple[Any, ...]], Score] | None, Any] | None:
+        """``(loop, spec)`` for an output scored in a shared loop (:func:`_categories` or :func:`_bins`,
+        and the spec it takes), ``(None, its Score)`` for any other, None for an output without
+        features."""
         if not layout.size:
             return None
         output = layout.output
@@ -256,7 +256,7 @@ class RecordCompiler:
         if uses_vocabulary(output):
             weight_of = {token: weights[index] for token, index in lookup.items()}
             if output.kind == OutputKind.CATEGORICAL and isinstance(expression, Variable):
-                return "categories", (expression.name, weight_of)
+                return _categories, (expression.name, weight_of)
             if output.kind == OutputKind.CATEGORICAL:
                 category = self.category(expression)
 
@@ -264,7 +264,7 @@ class RecordCompiler:
                     value = category(record)
                     return total if value is None else total + weight_of.get(value, 0.0)
 
-                return "other", one_hot
+                return None, one_hot
             tokens = self.tokens(expression)
 
             def bag(record: Record, unparsed: list[str], total: float) -> float:
@@ -275,14 +275,14 @@ class RecordCompiler:
                     terms += weights[index]
                 return total + terms
 
-            return "other", bag
+            return None, bag
         name = attribute(expression)
         missing_weight = weights[start + layout.size - 1] if indicator else 0.0
         if is_top_bins(output):
             assert isinstance(expression, Transformation)
             edges = self.parameters.edges_of(expression)
             bin_weights = [weights[start + i] for i in range(len(edges) + 1)]
-            return "bins", (name, edges, bin_weights, missing_weight)
+            return _bins, (name, edges, bin_weights, missing_weight)
         parse = record_flag if output.kind == OutputKind.BINARY else record_number
         weight = weights[start]
         mean, std = self.parameters.moments.get(name, (0.0, 1.0))
@@ -297,7 +297,7 @@ class RecordCompiler:
                 return total + missing_weight
             return total + ((value - mean) / std if scaled else value) * weight
 
-        return "other", number
+        return None, number
 
 
 def _categories(specs: tuple[tuple[str, Mapping[str, float]], ...]) -> Score:
@@ -341,9 +341,6 @@ def _bins(specs: tuple[tuple[str, Sequence[float], Sequence[float], float], ...]
         return total
 
     return binned
-
-
-_FUSED: dict[str, Callable[[tuple[Any, ...]], Score]] = {"categories": _categories, "bins": _bins}
 
 
 def scored_attribute(layout: Layout) -> str | None:

@@ -245,6 +245,8 @@ def test_binary_evaluation_draws_histograms_cutoff_and_tradeoffs(
     assert max(len(line) for line in wide.splitlines()) <= 140
 
     cli(home, "evaluation", "show", QUICKSTART_EVALUATION_ID, "--threshold", "1.5", code=2)
+    not_a_number = cli(home, "evaluation", "show", QUICKSTART_EVALUATION_ID, "--threshold", "nan", code=2)
+    assert "nan is not a number from 0 to 1" in not_a_number.stderr
 
 
 def test_model_and_evaluation_lifecycle(

@@ -11,6 +11,7 @@ quickstart and ``emrml.cli_server`` the server, its users and keys.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
@@ -269,6 +270,8 @@ def evaluation_show(
     BINARY: the score histograms of actual 1s and 0s with the cut-off, and the trade-off table.
     MULTICLASS: the confusion matrix with per-class F1. REGRESSION: the residual histogram.
     """
+    if threshold is not None and math.isnan(threshold):  # click's range check lets NaN through
+        raise typer.BadParameter("nan is not a number from 0 to 1", param_hint="'--threshold'")
     current = state(ctx)
     described = KINDS["Evaluation"].describe(current.service(), evaluation_id)
     model_type = described["GetEvaluationInsights"].get("MLModelType")

@@ -310,6 +310,9 @@ class Replay(io.RawIOBase):
             buffer[:size] = self._head[:size]
             self._head = self._head[size:]
             return size
+        readinto = getattr(self._raw, "readinto", None)
+        if readinto is not None:  # straight into the caller's buffer: no copy held under the GIL
+            return readinto(buffer)
         data = self._raw.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)

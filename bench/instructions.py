@@ -187,8 +187,9 @@ def main() -> None:
         raise SystemExit("valgrind is not installed (apt install valgrind)")
     started = load_average()
     sides = [("predict", None), ("http", None), ("floor", None)]
-    if args.before is not None:
-        sides += [("predict", args.before.resolve()), ("http", args.before.resolve())]
+    before = args.before.resolve() if args.before is not None else None
+    if before is not None:
+        sides += [("predict", before), ("http", before)]
     with tempfile.TemporaryDirectory(prefix="emrml-bench-instructions-") as work:
         home = Path(work) / "home"
         print("preparing a model with a READY endpoint ...", flush=True)
@@ -200,8 +201,9 @@ def main() -> None:
             print(f"  {label}: {counts[kind, source]:,.0f} instructions per request", flush=True)
     predict, http, floor = (counts[kind, None] for kind in ("predict", "http", "floor"))
     rows = [
-        '| `app.call("Predict")` in process | ' + _cell(predict, counts.get(("predict", args.before))),
-        "| signed Predict through the ASGI app | " + _cell(http, counts.get(("http", args.before))),
+        # No before side: None (the key ("predict", None) is this checkout's own count).
+        '| `app.call("Predict")` in process | ' + _cell(predict, before and counts[("predict", before)]),
+        "| signed Predict through the ASGI app | " + _cell(http, before and counts[("http", before)]),
         "| the floor's ASGI app, same request | " + _cell(floor, None) + (" |" if args.before else ""),
     ]
     before_column = " before |" if args.before is not None else ""

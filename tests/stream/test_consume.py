@@ -177,6 +177,10 @@ def test_bad_starts_are_refused_before_anything_starts(stream_app: EmrML, kinesa
         ({"OutputUri": "ftp://somewhere/"}, "use a local path"),
         ({"StartingPosition": "AT_SEQUENCE"}, "StartingPosition must be one of"),
         ({"StartingPosition": "AT_TIMESTAMP"}, "StartingTimestamp"),
+        *(
+            ({"StartingPosition": "AT_TIMESTAMP", "StartingTimestamp": bad}, r"StartingTimestamp .*got")
+            for bad in (float("nan"), float("inf"), -1.0, "1700000000")
+        ),
         ({"RecordFormat": "xml"}, "RecordFormat must be one of"),
         ({"Consumers": 1000}, "Consumers must be"),
         ({"StreamId": "bad id!"}, "StreamId must be"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
@@ -141,8 +142,12 @@ def start_stream(app: EmrML, request: Request) -> Response:
             f"StartingPosition must be one of {', '.join(POSITIONS)} (got {position!r})"
         )
     timestamp = request.get("StartingTimestamp")
-    if position == "AT_TIMESTAMP" and (isinstance(timestamp, bool) or not isinstance(timestamp, int | float)):
-        raise InvalidInputException("StartingTimestamp (epoch seconds) is required with AT_TIMESTAMP")
+    if position == "AT_TIMESTAMP" and (
+        isinstance(timestamp, bool) or not isinstance(timestamp, int | float) or not 0 <= timestamp < math.inf
+    ):
+        raise InvalidInputException(
+            f"StartingTimestamp (epoch seconds, 0 or more) is required with AT_TIMESTAMP (got {timestamp!r})"
+        )
     record_format = optional_string(request, "RecordFormat") or "auto"
     if record_format not in FORMATS:
         raise InvalidInputException(

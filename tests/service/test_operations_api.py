@@ -177,8 +177,9 @@ def test_describe_filters_sort_and_pages(app: EmrML) -> None:
     assert ids(app.call("DescribeDataSources", {"FilterVariable": "CreatedAt", "GT": str(newest)})) == []
     iso = app.call("DescribeDataSources", {"FilterVariable": "CreatedAt", "GT": "2001-01-01T00:00:00Z"})
     assert len(iso["Results"]) == 5
-    with pytest.raises(InvalidInputException, match="epoch seconds or ISO-8601"):
-        app.call("DescribeDataSources", {"FilterVariable": "CreatedAt", "GT": "yesterday"})
+    for not_a_time in ("yesterday", "nan", "inf", "-1e400"):
+        with pytest.raises(InvalidInputException, match="epoch seconds or ISO-8601"):
+            app.call("DescribeDataSources", {"FilterVariable": "CreatedAt", "GT": not_a_time})
     with pytest.raises(InvalidInputException, match="Prefix compares text"):
         app.call("DescribeDataSources", {"FilterVariable": "CreatedAt", "Prefix": "17"})
     with pytest.raises(InvalidInputException, match="FilterVariable"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -56,16 +57,21 @@ FILTERS: dict[str, dict[str, str]] = {
 
 
 def _time_value(text: str, comparator: str) -> float:
+    problem = InvalidInputException(
+        f"{comparator} {text!r}: a time must be epoch seconds or ISO-8601 (e.g. 2024-05-01T12:00:00Z)"
+    )
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(seconds):  # "nan" or "inf" compare differently on each database
+            raise problem
+        return seconds
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise InvalidInputException(
-            f"{comparator} {text!r}: a time must be epoch seconds or ISO-8601 (e.g. 2024-05-01T12:00:00Z)"
-        ) from None
+        raise problem from None
     return moment.timestamp()
 
 

@@ -88,6 +88,21 @@ def test_create_with_inferred_schema(home: Path, runner: CliRunner, shared_datas
     assert shown["GetDataSourceStatistics"]["TotalRecordCount"] == 5_574
 
 
+def test_inferred_schema_of_a_header_it_had_to_repair_reads_the_file(
+    home: Path, runner: CliRunner, tmp_path: Path
+) -> None:
+    """A repeated or blank header name gets a new name in the inferred schema; the file still reads."""
+    data = tmp_path / "repeated.csv"
+    data.write_text("x,x,,y\n" + "".join(f"{i},{i % 3},k{i % 2},{i % 2}\n" for i in range(40)))
+    create = ["datasource", "create", "--id", "ds-rep", "--data", str(data), "--infer-schema"]
+    shown = run_json(runner, *create, "--target", "y")
+    described = shown["GetDataSource"]
+    assert described["Status"] == "COMPLETED", described.get("Message")
+    names = [a["attributeName"] for a in json.loads(described["DataSourceSchema"])["attributes"]]
+    assert names == ["x", "x_2", "Var03", "y"]
+    assert shown["GetDataSourceStatistics"]["TotalRecordCount"] == 40
+
+
 def test_split_with_rearrangement_partitions_the_rows(
     home: Path, runner: CliRunner, sample: tuple[Path, Path]
 ) -> None:

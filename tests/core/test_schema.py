@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emrml.core.inference import generated_names, infer_schema, infer_type
+from emrml.core.inference import infer_schema, infer_type
 from emrml.core.schema import (
     MAX_NAME_LENGTH,
     Attribute,
@@ -20,6 +20,8 @@ from emrml.core.schema import (
     Schema,
     check_columns,
     check_header,
+    generated_names,
+    header_names,
     parse_schema,
     validate_schema,
 )
@@ -433,6 +435,16 @@ def test_check_header_names_each_column_that_differs() -> None:
         check_header(
             Schema(tuple(Attribute(f"c{i}", N) for i in range(13))), [f"C{i}" for i in range(13)], file="x"
         )
+
+
+def test_check_header_accepts_the_names_inference_gives_a_header() -> None:
+    header = ["\ufeffx", "x", " ", "y"]
+    schema = infer_schema(header, [["1", "2", "a", "0"], ["3", "4", "b", "1"]], target="y")
+    assert schema.names == ["x", "x_2", "Var03", "y"]
+    check_header(schema, header, file="f.csv")  # no error
+    assert header_names(header) == schema.names
+    with pytest.raises(DataError, match="column 2 is 'x' in the header but 'x_3' in the schema"):
+        check_header(Schema(tuple(Attribute(n, N) for n in ["x", "x_3", "Var03", "y"])), header, file="f")
 
 
 def test_check_header_in_another_order_says_to_reorder() -> None:

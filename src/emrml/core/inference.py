@@ -13,11 +13,12 @@ import pyarrow.compute as pc
 
 from emrml.core.schema import (
     DEFAULT_MAX_ATTRIBUTES,
-    MAX_NAME_LENGTH,
     Attribute,
     AttributeType,
     Schema,
     did_you_mean,
+    generated_names,
+    header_names,
     name_listing,
     shown_name,
     validate_schema,
@@ -63,16 +64,6 @@ def _all_numeric(trimmed: pa.Array) -> bool:
         return False
     # The pattern admits digit strings too long for a double; those overflow and are invalid.
     return bool(np.isfinite(pc.cast(trimmed, pa.float64()).to_numpy(zero_copy_only=False)).all())
-
-
-def generated_names(count: int) -> list[str]:
-    """Names for the columns of a file without a header: ``Var01``, ``Var02``, … as the console showed.
-
-    Numbers are zero-padded to at least two digits, more when there are over 99 columns, so the names sort
-    in column order.
-    """
-    width = max(2, len(str(count)))
-    return [f"Var{i:0{width}d}" for i in range(1, count + 1)]
 
 
 def infer_schema(
@@ -123,7 +114,7 @@ def infer_schema(
         raise InvalidInputException(
             f"cannot infer a schema: the data has {width} columns; the limit is {max_attributes} attributes"
         )
-    names = _header_names(columns) if columns is not None else generated_names(width)
+    names = header_names(columns) if columns is not None else generated_names(width)
     sample = [row for row in rows if len(row) == width]
     if rows and not sample:
         raise InvalidInputException(
@@ -148,20 +139,3 @@ def infer_schema(
     )
     validate_schema(schema, source="inferred schema", max_attributes=max_attributes)
     return schema
-
-
-def _header_names(header: Sequence[str]) -> list[str]:
-    fallback = generated_names(len(header))
-    names: list[str] = []
-    taken: set[str] = set()
-    for index, raw in enumerate(header):
-        text = raw.removeprefix("\ufeff") if index == 0 else raw
-        base = text.strip()[:MAX_NAME_LENGTH] or fallback[index]
-        name, copy = base, 1
-        while name in taken:
-            copy += 1
-            suffix = f"_{copy}"
-            name = base[: MAX_NAME_LENGTH - len(suffix)] + suffix
-        taken.add(name)
-        names.append(name)
-    return names

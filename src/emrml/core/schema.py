@@ -422,18 +422,50 @@ def check_columns(schema: Schema, column_count: int, *, file: str, line: int) ->
         )
 
 
+def generated_names(count: int) -> list[str]:
+    """Names for the columns of a file without a header: ``Var01``, ``Var02``, … as the console showed.
+
+    Numbers are zero-padded to at least two digits, more when there are over 99 columns, so the names sort
+    in column order.
+    """
+    width = max(2, len(str(count)))
+    return [f"Var{i:0{width}d}" for i in range(1, count + 1)]
+
+
+def header_names(header: Sequence[str]) -> list[str]:
+    """The attribute names a header line's fields make: trimmed (a leading byte-order mark dropped), a blank
+    name its ``VarNN`` name (:func:`generated_names`), a name over :data:`MAX_NAME_LENGTH` characters cut,
+    and a repeated name given a ``_2``, ``_3``, … suffix, so that they are always valid and distinct."""
+    fallback = generated_names(len(header))
+    names: list[str] = []
+    taken: set[str] = set()
+    for index, raw in enumerate(header):
+        text = raw.removeprefix("\ufeff") if index == 0 else raw
+        base = text.strip()[:MAX_NAME_LENGTH] or fallback[index]
+        name, copy = base, 1
+        while name in taken:
+            copy += 1
+            suffix = f"_{copy}"
+            name = base[: MAX_NAME_LENGTH - len(suffix)] + suffix
+        taken.add(name)
+        names.append(name)
+    return names
+
+
 def check_header(schema: Schema, header: Sequence[str], *, file: str) -> None:
     """Raise ``DataError`` unless ``file``'s header line names the schema's attributes, in order.
 
     Columns map to attributes by position, so a header whose names differ from the schema's (another
     spelling, another order, another file's schema) would silently feed each attribute the wrong column.
-    Surrounding whitespace is ignored; case is not. When the counts differ the message lists the names on
-    either side that have no counterpart; when they agree it lists each column whose name differs.
+    Surrounding whitespace is ignored; case is not. The names :func:`header_names` makes of the header (a
+    repeated name with its ``_2`` suffix, a blank one as ``VarNN``: the names of a schema inferred from the
+    file) match too. When the counts differ the message lists the names on either side that have no
+    counterpart; when they agree it lists each column whose name differs.
     """
     expected = len(schema.attributes)
     names = [h.strip() for h in header]
-    if names == list(schema.names):
-        return
+    if names == list(schema.names) or header_names(header) == list(schema.names):
+        return  # the second: the names a schema inferred from this header gives its columns
     if len(header) != expected:
         heading = set(names)
         unknown = [h for h in header if h.strip() not in schema]

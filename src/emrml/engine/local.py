@@ -20,9 +20,9 @@ import numpy as np
 import pyarrow as pa
 
 from emrml.config import Settings
-from emrml.core.inference import generated_names, infer_schema
+from emrml.core.inference import infer_schema
 from emrml.core.rearrange import Rearrangement, file_key, select
-from emrml.core.schema import AttributeType, Schema, check_header
+from emrml.core.schema import AttributeType, Schema, check_header, generated_names
 from emrml.core.stats import StatisticsAccumulator
 from emrml.errors import DataError
 from emrml.storage.codecs import open_decompressed

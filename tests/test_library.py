@@ -105,6 +105,8 @@ def test_errors_surface_as_exceptions(
         client.datasource(tmp_path / "nowhere.csv", schema=schema)
     with pytest.raises(InvalidInputException, match="complement=True needs a split"):
         client.datasource(data, schema=schema, complement=True)
+    with pytest.raises(InvalidInputException, match="split must be a dict"):
+        client.datasource(data, schema=schema, split='{"percentEnd": 70}')  # type: ignore[arg-type]
     with pytest.raises(InvalidInputException, match=r"TrainingDataSourceId 'ds-none': no such DataSource"):
         client.train("ds-none", "BINARY")
     with pytest.raises(ResourceNotFoundException):

@@ -113,6 +113,10 @@ class Client:
         """
         if complement and split is None:
             raise InvalidInputException("complement=True needs a split: the complement of what?")
+        if split is not None and not isinstance(split, dict):
+            raise InvalidInputException(
+                f"split must be a dict of DataRearrangement splitting members, not {type(split).__name__}"
+            )
         location = absolute_location(data)
         datasource_id = id or _new_id("ds")
         spec: dict[str, Any] = {

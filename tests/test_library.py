@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 import emrml
@@ -33,6 +34,7 @@ def client(tmp_path: Path) -> Iterator[emrml.Client]:
 
 def test_the_public_names_are_the_library_s() -> None:
     assert emrml.__all__ == [
+        "BatchPrediction",
         "Client",
         "DataSource",
         "Evaluation",
@@ -87,6 +89,43 @@ def test_split_train_evaluate(client: emrml.Client, sample: tuple[Path, Path]) -
         alert for alert in insights["alerts"] if alert["name"] == "Evaluation done on held-out data"
     )
     assert held_out["passed"] is True
+
+
+def test_batch_and_single_predictions(
+    client: emrml.Client, sample: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data, schema = sample
+    train = client.datasource(data, schema=schema, split=SPLIT, id="ds-fit")
+    everything = client.datasource(data, schema=schema, statistics=False)
+    model = client.train(train, "BINARY", parameters={"sgd.maxPasses": 3}, id="ml-pred")
+
+    batch = model.batch_predict(everything, tmp_path / "out", id="bp-lib")
+    assert batch == emrml.BatchPrediction(client, "bp-lib")
+    described = batch.describe()
+    assert described["Status"] == "COMPLETED"
+    assert described["OutputUri"] == f"{(tmp_path / 'out').resolve()}/"
+    results = batch.results()
+    assert results.num_rows == ROWS == described["TotalRecordCount"]
+    assert results.column_names == ["trueLabel", "bestAnswer", "score"]
+    assert results.schema.types == [pa.string(), pa.string(), pa.float64()]
+    assert "bp-lib" in batch._repr_html_()
+
+    # Each record scored alone in this process gives the batch's row for it (rows are in input order).
+    names = bank_sample_schema().names
+    lines = data.read_text().splitlines()[1:51]
+    records = [dict(zip(names, line.split(","), strict=True)) for line in lines]
+    predictor = model.predictor()
+    for record, row in zip(records, results.slice(0, len(records)).to_pylist(), strict=True):
+        inputs = {key: value for key, value in record.items() if key != "y"}
+        predicted = predictor.predict(inputs)
+        assert predicted["predictedLabel"] == row["bestAnswer"] and row["trueLabel"] == record["y"]
+        assert predicted["predictedScores"][row["bestAnswer"]] == pytest.approx(row["score"], rel=1e-6)
+    assert model.predict(inputs) == predicted
+
+    with pytest.raises(InvalidInputException, match="DataSource or Model handle or an id, not int"):
+        model.batch_predict(42, tmp_path / "other")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputException, match="parameters must be a dict"):
+        client.train(train, "BINARY", parameters="sgd.maxPasses=3")  # type: ignore[arg-type]
 
 
 def test_inferred_schema_takes_the_target(client: emrml.Client, sample: tuple[Path, Path]) -> None:

@@ -1,9 +1,9 @@
 """emrml: a self-hosted Amazon Machine Learning.
 
-The Python API (``emrml.library``): ``Client`` creates datasources, trains models and evaluates them;
-``DataSource``, ``Model`` and ``Evaluation`` are handles to those objects; ``JobFailed`` is raised when an
-object's job ends FAILED. ``load_model`` loads a trained model (artifact file or model id) for scoring
-records (``Predictor.predict``) or tables (``score``).
+The Python API (``emrml.library``): ``Client`` creates datasources, trains models, evaluates them and runs
+batch predictions; ``DataSource``, ``Model``, ``Evaluation`` and ``BatchPrediction`` are handles to those
+objects; ``JobFailed`` is raised when an object's job ends FAILED. ``load_model`` loads a trained model
+(artifact file or model id) for scoring records (``Predictor.predict``) or tables (``score``).
 """
 
 from __future__ import annotations
@@ -11,11 +11,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Client", "DataSource", "Evaluation", "JobFailed", "Model", "load_model", "score"]
+__all__ = [
+    "BatchPrediction",
+    "Client",
+    "DataSource",
+    "Evaluation",
+    "JobFailed",
+    "Model",
+    "load_model",
+    "score",
+]
 _MODULES = {"load_model": "loading", "score": "loading"}
 
 if TYPE_CHECKING:
-    from emrml.library import Client, DataSource, Evaluation, JobFailed, Model
+    from emrml.library import BatchPrediction, Client, DataSource, Evaluation, JobFailed, Model
     from emrml.loading import load_model, score
 
 

@@ -1,4 +1,5 @@
-"""emrml from Python: datasources, models and evaluations as small handles, for notebooks and scripts.
+"""emrml from Python: datasources, models, evaluations and batch predictions as small handles, for notebooks
+and scripts.
 
 ::
 
@@ -11,6 +12,9 @@
     model = client.train(train, "BINARY", parameters={"sgd.maxPasses": 20})
     evaluation = model.evaluate(test)
     evaluation.metric  # BinaryAUC as a float
+    batch = model.batch_predict(test, "predictions/")
+    batch.results()  # an Arrow table: bestAnswer and score of each record, in input order
+    model.predict({"age": "41", "job": "admin."})  # one record, scored in this process
 
 Every call goes through the same Amazon ML operations as the CLI and the HTTP API (``EmrML.call``); the
 creating calls wait until the job has ended. Service errors are raised as they are (``emrml.errors``:
@@ -32,6 +36,9 @@ from emrml.errors import AmazonMLError, InvalidInputException
 from emrml.storage import locations
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from emrml.core.predict import Predictor
     from emrml.service.app import EmrML
 
 #: A data schema argument: a schema file, the schema as a dict, or None to infer one from the data.
@@ -161,6 +168,10 @@ class Client:
         }
         if name is not None:
             request["MLModelName"] = name
+        if parameters is not None and not isinstance(parameters, dict):
+            raise InvalidInputException(
+                f"parameters must be a dict of training parameters, not {type(parameters).__name__}"
+            )
         if parameters:
             request["Parameters"] = {key: str(value) for key, value in parameters.items()}
         if recipe is not None:
@@ -192,6 +203,35 @@ class Client:
         self.service.call("CreateEvaluation", request)
         self._wait("Evaluation", evaluation_id)
         return Evaluation(self, evaluation_id)
+
+    def batch_predict(
+        self,
+        model: Model | str,
+        datasource: DataSource | str,
+        output: str | Path,
+        *,
+        id: str | None = None,
+        name: str | None = None,
+    ) -> BatchPrediction:
+        """Score every record of a datasource with a model (handles or ids) into ``output`` and wait.
+
+        ``output``: a folder, a local path or an ``s3://`` URI; the results go to its
+        ``batch-prediction/result/`` (one gzip CSV per input file) with a manifest beside them, as Amazon ML
+        wrote them. ``id``: default ``"bp-"`` and 12 random hex digits.
+        """
+        batch_id = id or _new_id("bp")
+        text = str(output)
+        request = {
+            "BatchPredictionId": batch_id,
+            "MLModelId": _id_of(model),
+            "BatchPredictionDataSourceId": _id_of(datasource),
+            "OutputUri": text if "://" in text else str(Path(text).expanduser().resolve()),
+        }
+        if name is not None:
+            request["BatchPredictionName"] = name
+        self.service.call("CreateBatchPrediction", request)
+        self._wait("BatchPrediction", batch_id)
+        return BatchPrediction(self, batch_id)
 
     def _schema_text(self, location: str, schema: SchemaArgument, target: str | None) -> str:
         if schema is None:
@@ -226,7 +266,12 @@ class Client:
 
 
 def _id_of(handle: DataSource | Model | str) -> str:
-    return handle if isinstance(handle, str) else handle.id
+    if isinstance(handle, str):
+        return handle
+    if isinstance(handle, DataSource | Model):
+        return handle.id
+    kind = type(handle).__name__
+    raise InvalidInputException(f"expected a DataSource or Model handle or an id, not {kind}")
 
 
 def _recipe_text(recipe: str | Path | dict[str, Any]) -> str:
@@ -300,6 +345,30 @@ class Model:
         """Evaluate this model on a datasource and wait for the result (see ``Client.evaluate``)."""
         return self.client.evaluate(self, datasource, id=id, name=name)
 
+    def batch_predict(
+        self,
+        datasource: DataSource | str,
+        output: str | Path,
+        *,
+        id: str | None = None,
+        name: str | None = None,
+    ) -> BatchPrediction:
+        """Score a datasource with this model into ``output`` and wait (see ``Client.batch_predict``)."""
+        return self.client.batch_predict(self, datasource, output, id=id, name=name)
+
+    def predictor(self) -> Predictor:
+        """The trained model loaded into this process, with its current ``ScoreThreshold``
+        (``emrml.load_model``): ``predictor.predict(record)`` for many records without an endpoint."""
+        from emrml.loading import load_model
+
+        return load_model(self.id, home=self.client.service.settings.home)
+
+    def predict(self, record: dict[str, str]) -> dict[str, Any]:
+        """The Predict operation's ``Prediction`` for one record (attribute name → string value), scored in
+        this process: no real-time endpoint needed. Loads the model on each call; keep a
+        :meth:`predictor` to score many."""
+        return self.predictor().predict(record)
+
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -335,6 +404,66 @@ class Evaluation:
         from emrml.notebook import evaluation_html
 
         return evaluation_html(self.describe(), _completed(lambda: self.insights))
+
+
+@dataclass(frozen=True)
+class BatchPrediction:
+    """A batch prediction by id. ``describe()`` fetches its state, ``results()`` reads what it wrote."""
+
+    client: Client = field(repr=False)
+    id: str
+
+    def describe(self) -> dict[str, Any]:
+        """``GetBatchPrediction``: status, model, datasource, output, record counts, ``ManifestLocation``."""
+        return self.client.service.call("GetBatchPrediction", {"BatchPredictionId": self.id})
+
+    def results(self) -> pa.Table:
+        """The result rows of every input file, in input order, as one Arrow table.
+
+        Columns as Amazon ML wrote them: ``tag`` (the row id), ``trueLabel`` and ``bestAnswer`` as strings;
+        ``score`` (BINARY, REGRESSION) or one probability column per class (MULTICLASS) as float64.
+        """
+        import pyarrow as pa
+
+        described = self.describe()
+        if described.get("Status") != "COMPLETED":
+            raise InvalidInputException(
+                f"BatchPrediction {self.id!r} has no results: it is {described.get('Status')}"
+            )
+        # A manifest names each input file and its result: allow one for a datasource of many files.
+        text = locations.read_text(described["ManifestLocation"], 64 << 20, what="manifest")
+        manifest = json.loads(text)
+        tables = [_result_table(location) for location in manifest.values()]
+        return pa.concat_tables(tables) if tables else pa.table({})
+
+    def _repr_html_(self) -> str:
+        """Jupyter's display: status, model, datasource, output and record counts."""
+        from emrml.notebook import table
+
+        described = self.describe()
+        keys = ("Status", "MLModelId", "BatchPredictionDataSourceId", "OutputUri", "TotalRecordCount")
+        return f"<h4>BatchPrediction {self.id}</h4>" + table([(k, described.get(k, "")) for k in keys])
+
+
+#: Result columns that hold text (ids and labels); the others are numbers.
+_TEXT_RESULT_COLUMNS = ("tag", "trueLabel", "bestAnswer")
+
+
+def _result_table(location: str) -> pa.Table:
+    """One result file (gzip CSV) as a table, text columns as strings and the rest float64."""
+    import gzip
+
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    with locations.open_binary(location, what="result") as raw, gzip.GzipFile(fileobj=raw) as data:
+        options = pcsv.ConvertOptions(column_types=dict.fromkeys(_TEXT_RESULT_COLUMNS, pa.string()))
+        result = pcsv.read_csv(data, convert_options=options)
+    columns = [
+        column if name in _TEXT_RESULT_COLUMNS else column.cast(pa.float64())
+        for name, column in zip(result.column_names, result.columns, strict=True)
+    ]
+    return pa.table(columns, names=result.column_names)
 
 
 def _completed(fetch: Any) -> Any:

@@ -24,9 +24,12 @@ def test_the_tutorial_runs_in_a_kernel_and_shows_its_charts(tmp_path: Path) -> N
     text = "".join(output.get("text", "") for output in outputs if output.output_type == "stream")
     auc = float(re.search(r"AUC (\d\.\d+)", text).group(1))  # type: ignore[union-attr]
     assert 0.75 < auc <= 1.0
+    scored = int(re.search(r"(\d+) records; first rows: \[\{'trueLabel'", text).group(1))  # type: ignore[union-attr]
+    assert 1_300 < scored < 1_700  # the held-out 30 % of 5,000 rows
     html = [output["data"]["text/html"] for output in outputs if "text/html" in output.get("data", {})]
     assert any("<h4>DataSource ds-" in page and "<svg" in page for page in html)
     assert any("<h4>MLModel ml-" in page and "loss by pass" in page for page in html)
+    assert any("<h4>BatchPrediction bp-" in page and "COMPLETED" in page for page in html)
     evaluation = next(page for page in html if "<h4>Evaluation ev-" in page)
     assert "actual 1" in evaluation and evaluation.count("<rect") >= 100  # the two score histograms
     assert "http" not in evaluation.replace("http://www.w3.org/2000/svg", "")  # nothing to fetch

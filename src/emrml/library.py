@@ -421,7 +421,9 @@ class BatchPrediction:
         """The result rows of every input file, in input order, as one Arrow table.
 
         Columns as Amazon ML wrote them: ``tag`` (the row id), ``trueLabel`` and ``bestAnswer`` as strings;
-        ``score`` (BINARY, REGRESSION) or one probability column per class (MULTICLASS) as float64.
+        ``score`` (BINARY, REGRESSION) or one probability column per class (MULTICLASS) as float64. Every
+        row is loaded: for results larger than memory, read the files the manifest lists (its location is
+        ``describe()["ManifestLocation"]``) one at a time.
         """
         import pyarrow as pa
 

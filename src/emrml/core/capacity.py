@@ -48,8 +48,10 @@ def parse_size(text: str, what: str) -> int:
             f"{what} {text!r}: unknown unit {match.group(2)!r} (use B, KB, MB, GB, TB, PB or KiB…PiB)"
         )
     size = number * UNITS[unit]
-    if not math.isfinite(size) or size < 1:
-        raise ValueError(f"{what} {text!r} must be positive")
+    if not math.isfinite(size):
+        raise ValueError(f"{what} {text!r} is too large a size")
+    if size < 1:
+        raise ValueError(f"{what} {text!r} must be at least one byte")
     return int(size)
 
 

@@ -4,6 +4,7 @@ from top to bottom in a real Jupyter kernel (nbclient), its outputs checked."""
 from __future__ import annotations
 
 import re
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -16,11 +17,13 @@ TUTORIAL = Path(__file__).resolve().parents[1] / "docs" / "examples" / "tutorial
 
 def test_the_tutorial_runs_in_a_kernel_and_shows_its_charts(tmp_path: Path) -> None:
     notebook = nbformat.read(TUTORIAL, as_version=4)
+    homes_before = set(Path(tempfile.gettempdir()).glob("emrml-tutorial-*"))
     NotebookClient(
         notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     ).execute()
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
     assert not [output for output in outputs if output.output_type == "error"]
+    assert set(Path(tempfile.gettempdir()).glob("emrml-tutorial-*")) == homes_before  # cleaned up
     text = "".join(output.get("text", "") for output in outputs if output.output_type == "stream")
     auc = float(re.search(r"AUC (\d\.\d+)", text).group(1))  # type: ignore[union-attr]
     assert 0.75 < auc <= 1.0

@@ -1,4 +1,5 @@
-"""The notebook API (``import emrml``): datasources, training and evaluation through the real service."""
+"""The notebook API (``import emrml``): datasources, training, evaluation and predictions through the real
+service."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import emrml
 from emrml import library, loading
 from emrml.errors import InvalidInputException, ResourceNotFoundException
 from emrml.samples import bank_sample_schema, write_bank_sample
+from s3_server import S3
 
 ROWS = 3_000
 SPLIT = {"percentBegin": 0, "percentEnd": 70, "strategy": "random", "strategyParams": {"randomSeed": "lib"}}
@@ -126,6 +128,22 @@ def test_batch_and_single_predictions(
         model.batch_predict(42, tmp_path / "other")  # type: ignore[arg-type]
     with pytest.raises(InvalidInputException, match="parameters must be a dict"):
         client.train(train, "BINARY", parameters="sgd.maxPasses=3")  # type: ignore[arg-type]
+
+
+def test_batch_prediction_results_read_from_s3(
+    s3: S3, sample: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, schema = sample
+    monkeypatch.setenv("EMRML_S3_ENDPOINT_URL", s3.endpoint_url)
+    with emrml.Client(home=tmp_path / "s3-home") as client:
+        source = client.datasource(s3.put("in/bank.csv", data.read_bytes()), schema=schema, id="ds-s3")
+        model = client.train(source, "BINARY", parameters={"sgd.maxPasses": 2})
+        batch = model.batch_predict(source, s3.uri("out"))
+        assert batch.describe()["OutputUri"] == s3.uri("out/")
+        results = batch.results()
+    assert results.num_rows == ROWS and results.column_names == ["trueLabel", "bestAnswer", "score"]
+    truth = [line.rsplit(",", 1)[1] for line in data.read_text().splitlines()[1:]]
+    assert results.column("trueLabel").to_pylist() == truth
 
 
 def test_inferred_schema_takes_the_target(client: emrml.Client, sample: tuple[Path, Path]) -> None:

@@ -4,6 +4,7 @@ service."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -144,6 +145,21 @@ def test_batch_prediction_results_read_from_s3(
     assert results.num_rows == ROWS and results.column_names == ["trueLabel", "bestAnswer", "score"]
     truth = [line.rsplit(",", 1)[1] for line in data.read_text().splitlines()[1:]]
     assert results.column("trueLabel").to_pylist() == truth
+
+
+def test_progress_line_while_waiting(
+    sample: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, schema = sample
+    with emrml.Client(home=tmp_path / "home", progress=True) as client:
+        client.datasource(data, schema=schema, id="ds-shown")
+    shown = capsys.readouterr().err
+    assert shown.startswith("\rDataSource ds-shown: ") and shown.endswith("DataSource ds-shown: COMPLETED\n")
+    steps = [step.strip() for step in shown.strip().split("\r")]
+    assert all(re.fullmatch(r"DataSource ds-shown: (\d+%.*|COMPLETED)", step) for step in steps), steps
+    with emrml.Client(home=tmp_path / "home", progress=False) as client:
+        client.datasource(data, schema=schema, id="ds-quiet", statistics=False)
+    assert capsys.readouterr().err == ""
 
 
 def test_inferred_schema_takes_the_target(client: emrml.Client, sample: tuple[Path, Path]) -> None:

@@ -25,6 +25,7 @@ with the object's ``Message``.
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,16 +72,21 @@ class Client:
     """One emrml installation: its home folder and metastore.
 
     ``home``: the emrml home folder; default ``EMRML_HOME`` or ``~/.emrml``. Other settings come from the
-    environment and ``emrml.toml`` as for the CLI. ``client.service`` is the underlying ``EmrML`` for any
-    other operation (``client.service.call("DescribeMLModels", {...})``). Close the client (or use it as a
-    context manager) to release the metastore connections.
+    environment and ``emrml.toml`` as for the CLI. ``progress``: while a call waits for its job, keep one
+    line on stderr with the job's progress (``DataSource ds-…: 40% reading …``), ending with its status;
+    default (None): when stderr is a terminal or the client runs in a Jupyter kernel. ``client.service`` is
+    the underlying ``EmrML`` for any other operation (``client.service.call("DescribeMLModels", {...})``).
+    Close the client (or use it as a context manager) to release the metastore connections.
     """
 
-    def __init__(self, home: str | Path | None = None) -> None:
+    def __init__(self, home: str | Path | None = None, *, progress: bool | None = None) -> None:
         # Imported here so that ``import emrml`` stays light for the worker processes.
         from emrml.service.app import EmrML
 
         self.service: EmrML = EmrML(Settings.load(home=home))
+        if progress is None:
+            progress = "ipykernel" in sys.modules or sys.stderr.isatty()
+        self.progress = progress
 
     def __enter__(self) -> Client:
         return self
@@ -258,11 +264,37 @@ class Client:
 
     def _wait(self, kind: str, entity_id: str) -> dict[str, Any]:
         """Run or await the object's job; its Get* output, or ``JobFailed`` unless it COMPLETED."""
-        entity = self.service.wait(kind, entity_id)
+        line = _ProgressLine(f"{kind} {entity_id}") if self.progress else None
+        entity = self.service.wait(kind, entity_id, line.update if line else None)
+        if line is not None:
+            line.end(str(entity.get("Status")))
         if entity.get("Status") != "COMPLETED":
             detail = f": {entity['Message']}" if entity.get("Message") else ""
             raise JobFailed(f"{kind} {entity_id!r} is {entity.get('Status')}{detail}")
         return entity
+
+
+class _ProgressLine:
+    """One line of stderr rewritten in place (a carriage return, as terminals and Jupyter show it) with a
+    job's progress; ``end`` writes the final status and a newline."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.shown = ""
+
+    def update(self, fraction: float, message: str | None) -> None:
+        self._show(f"{self.label}: {fraction:.0%}" + (f" {message}" if message else ""))
+
+    def end(self, status: str) -> None:
+        self._show(f"{self.label}: {status}")
+        sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    def _show(self, text: str) -> None:
+        if text != self.shown:
+            sys.stderr.write("\r" + text.ljust(len(self.shown)))
+            sys.stderr.flush()
+            self.shown = text
 
 
 def _id_of(handle: DataSource | Model | str) -> str:

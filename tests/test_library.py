@@ -148,7 +148,10 @@ def test_batch_prediction_results_read_from_s3(
 
 
 def test_progress_line_while_waiting(
-    sample: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    sample: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     data, schema = sample
     with emrml.Client(home=tmp_path / "home", progress=True) as client:
@@ -160,6 +163,15 @@ def test_progress_line_while_waiting(
     with emrml.Client(home=tmp_path / "home", progress=False) as client:
         client.datasource(data, schema=schema, id="ds-quiet", statistics=False)
     assert capsys.readouterr().err == ""
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    with emrml.Client(home=tmp_path / "home", progress=True) as client:
+        monkeypatch.setattr(client.service, "wait", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            client.datasource(data, schema=schema, id="ds-stopped", statistics=False)
+    assert capsys.readouterr().err == "\rDataSource ds-stopped: interrupted\n"
 
 
 def test_inferred_schema_takes_the_target(client: emrml.Client, sample: tuple[Path, Path]) -> None:

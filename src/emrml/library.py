@@ -265,7 +265,12 @@ class Client:
     def _wait(self, kind: str, entity_id: str) -> dict[str, Any]:
         """Run or await the object's job; its Get* output, or ``JobFailed`` unless it COMPLETED."""
         line = _ProgressLine(f"{kind} {entity_id}") if self.progress else None
-        entity = self.service.wait(kind, entity_id, line.update if line else None)
+        try:
+            entity = self.service.wait(kind, entity_id, line.update if line else None)
+        except BaseException:  # an error or Ctrl-C: end the line, so what is printed next starts afresh
+            if line is not None:
+                line.end("interrupted")
+            raise
         if line is not None:
             line.end(str(entity.get("Status")))
         if entity.get("Status") != "COMPLETED":

@@ -39,7 +39,7 @@ from emrml.cli_common import (
 from emrml.cli_objects import KINDS, ModelType, report_created
 from emrml.config import Settings
 from emrml.errors import InvalidInputException
-from emrml.library import absolute_location
+from emrml.library import absolute_location, absolute_uri
 
 if TYPE_CHECKING:
     import click
@@ -305,7 +305,7 @@ def batch_prediction_create(
 ) -> None:
     """Score every record of a datasource; results appear under OUTPUT_URI/batch-prediction/ when complete."""
     current = state(ctx)
-    location = output_uri if "://" in output_uri else str(Path(output_uri).expanduser().resolve())
+    location = absolute_uri(output_uri)
     request = {
         "BatchPredictionId": prediction_id,
         "MLModelId": model_id,

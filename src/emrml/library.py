@@ -52,13 +52,19 @@ class JobFailed(InvalidInputException):
     """An object's job ended FAILED (or the object was deleted while waiting); the message says why."""
 
 
+def absolute_uri(location: str | Path) -> str:
+    """A URI unchanged, or a local path made absolute (jobs read and write it from other folders)."""
+    text = str(location)
+    return text if "://" in text else str(Path(text).expanduser().resolve())
+
+
 def absolute_location(data: str | Path, *, what: str = "data") -> str:
-    """A URI unchanged, or a local path made absolute (jobs read it from other folders).
+    """:func:`absolute_uri` of something that must exist.
 
     Raises ``InvalidInputException`` naming ``what`` when nothing is there, before any object is created.
     """
     text = str(data)
-    location = text if "://" in text else str(Path(text).expanduser().resolve())
+    location = absolute_uri(text)
     if not locations.exists(location):
         raise InvalidInputException(f"{what} {text}: no such file or folder")
     return location
@@ -226,12 +232,11 @@ class Client:
         wrote them. ``id``: default ``"bp-"`` and 12 random hex digits.
         """
         batch_id = id or _new_id("bp")
-        text = str(output)
         request = {
             "BatchPredictionId": batch_id,
             "MLModelId": _id_of(model),
             "BatchPredictionDataSourceId": _id_of(datasource),
-            "OutputUri": text if "://" in text else str(Path(text).expanduser().resolve()),
+            "OutputUri": absolute_uri(output),
         }
         if name is not None:
             request["BatchPredictionName"] = name
@@ -281,7 +286,8 @@ class Client:
 
 class _ProgressLine:
     """One line of stderr rewritten in place (a carriage return, as terminals and Jupyter show it) with a
-    job's progress; ``end`` writes the final status and a newline."""
+    job's progress; ``end`` writes the final status and a newline. Not the CLI's rich bar: in a Jupyter
+    kernel rich draws a live bar only through ipywidgets, which emrml does not depend on."""
 
     def __init__(self, label: str) -> None:
         self.label = label
@@ -490,12 +496,12 @@ _TEXT_RESULT_COLUMNS = ("tag", "trueLabel", "bestAnswer")
 
 def _result_table(location: str) -> pa.Table:
     """One result file (gzip CSV) as a table, text columns as strings and the rest float64."""
-    import gzip
-
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
-    with locations.open_binary(location, what="result") as raw, gzip.GzipFile(fileobj=raw) as data:
+    from emrml.storage.codecs import open_decompressed
+
+    with open_decompressed(locations.open_binary(location, what="result"), location) as data:
         options = pcsv.ConvertOptions(column_types=dict.fromkeys(_TEXT_RESULT_COLUMNS, pa.string()))
         result = pcsv.read_csv(data, convert_options=options)
     columns = [

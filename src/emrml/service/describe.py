@@ -57,22 +57,19 @@ FILTERS: dict[str, dict[str, str]] = {
 
 
 def _time_value(text: str, comparator: str) -> float:
-    problem = InvalidInputException(
-        f"{comparator} {text!r}: a time must be epoch seconds or ISO-8601 (e.g. 2024-05-01T12:00:00Z)"
-    )
     try:
         seconds = float(text)
     except ValueError:
-        pass
+        try:
+            return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            pass
     else:
-        if not math.isfinite(seconds):  # "nan" or "inf" compare differently on each database
-            raise problem
-        return seconds
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise problem from None
-    return moment.timestamp()
+        if math.isfinite(seconds):  # "nan" or "inf" would compare differently on each database
+            return seconds
+    raise InvalidInputException(
+        f"{comparator} {text!r}: a time must be epoch seconds or ISO-8601 (e.g. 2024-05-01T12:00:00Z)"
+    )
 
 
 def _escape_like(text: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,14 @@ def test_the_settings_make_the_application(tmp_path: Path) -> None:
     off = dataclasses.replace(cluster, spark_encryption="off", spark_conf={"spark.authenticate": "true"})
     assert "spark.network.crypto.enabled" not in session.spark_conf(off)
     assert session.spark_conf(off)["spark.authenticate"] == "true"  # spark_conf passes through, last
+
+
+def test_tasks_run_in_this_interpreter(spark: Any) -> None:
+    # Whatever "python3" the PATH holds (a virtual environment need not be activated), the tasks run this
+    # interpreter, the one whose emrml the driver imported.
+    assert spark.sparkContext.pythonExec == sys.executable
+    prefix = spark.sparkContext.parallelize([0], 1).map(lambda _: __import__("sys").prefix).collect()
+    assert prefix == [sys.prefix]
 
 
 def test_an_unreachable_master_fails_at_once_naming_the_setting(tmp_path: Path) -> None:

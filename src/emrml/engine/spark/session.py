@@ -9,8 +9,9 @@ Set up here, because the defaults do not fit emrml:
 * **Loopback.** For ``local[...]`` and ``spark://127.0.0.1...`` masters the driver binds and advertises
   127.0.0.1 (``spark.driver.host``, ``SPARK_LOCAL_IP``): otherwise it advertises the machine's first
   non-loopback address, which a sandbox or a laptop on a changing network may not route.
-* **The Python of the executors** is this interpreter (``spark.pyspark.python``), so that tasks import the
-  same emrml; on a real cluster set ``spark_conf`` ``spark.pyspark.python`` to the nodes' interpreter.
+* **The Python of the executors** is this interpreter (``spark.pyspark.python``, also put in
+  ``PYSPARK_PYTHON``, which is what a session made from Python reads), so that tasks import the same
+  emrml; on a real cluster set ``spark_conf`` ``spark.pyspark.python`` to the nodes' interpreter.
 * **Encryption in transit** (the origin's "Hadoop encrypted shuffle"): with ``spark_encryption`` "on", or
   "auto" and a master that is not ``local``, ``spark.authenticate`` with a secret generated per
   application, ``spark.network.crypto.enabled`` (AES between driver and executors, block transfers
@@ -123,7 +124,12 @@ def spark_session(settings: Settings) -> Any:
         check_master(settings)
         if _loopback(settings.spark_master):
             os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
-        conf = SparkConf().setAll(list(spark_conf(settings).items()))
+        effective = spark_conf(settings)
+        # A SparkContext made in a running Python takes its executors' interpreter from PYSPARK_PYTHON,
+        # else "python3" on the PATH: spark.pyspark.python is read only by spark-submit. Without this, an
+        # emrml run from a virtual environment that is not activated has tasks that cannot import emrml.
+        os.environ["PYSPARK_PYTHON"] = effective["spark.pyspark.python"]
+        conf = SparkConf().setAll(list(effective.items()))
         try:
             _session = SparkSession.builder.config(conf=conf).getOrCreate()
         except Exception as exc:

@@ -82,6 +82,24 @@ def test_a_create_request_imports_no_numpy_or_arrow(tmp_path: Path) -> None:
     assert again & {"numpy", "pyarrow", "pandas", "scipy", "pydantic"} == set()
 
 
+def test_a_batch_prediction_request_imports_no_engine(tmp_path: Path) -> None:
+    # CreateBatchPrediction and GetBatchPrediction name the output's files; scoring is the job's, and its
+    # imports (numpy, Arrow, scipy: a quarter of a second) are not every `batch-prediction` command's.
+    data = write_bank_sample(tmp_path / "bank.csv", 20)
+    schema = tmp_path / "bank.csv.schema"
+    schema.write_text(bank_sample_schema().to_json())
+    env = {"EMRML_HOME": str(tmp_path / "home")}
+    cli = ["-m", "emrml", "--output", "json"]
+    imported_modules(*cli, "datasource", "create", "--no-wait", "--id", "ds-1", "--data", str(data),
+                     "--schema", str(schema), env=env)  # fmt: skip
+    imported_modules(*cli, "model", "create", "--no-wait", "--id", "ml-1", "--type", "BINARY",
+                     "--datasource", "ds-1", env=env)  # fmt: skip
+    create = ["batch-prediction", "create", "--no-wait", "--id", "bp-1", "--model", "ml-1"]
+    create += ["--datasource", "ds-1", "--output-uri", str(tmp_path / "out")]
+    for words in (create, ["batch-prediction", "show", "bp-1"]):
+        assert imported_modules(*cli, *words, env=env) & {"numpy", "pyarrow", "pandas", "scipy"} == set()
+
+
 def test_the_predict_path_imports_no_scipy_or_arrow(tmp_path: Path) -> None:
     # A server scoring single records needs the record compiler and the weights: not the batch featurizer
     # (Arrow, 0.1 s of a server's start), nor the learner (scipy).

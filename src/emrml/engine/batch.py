@@ -51,6 +51,7 @@ from emrml.core.predict import Predictor
 from emrml.core.rearrange import Rearrangement
 from emrml.core.schema import Schema, parse_schema
 from emrml.core.values import parse_binary
+from emrml.engine.outputs import manifest_location, output_prefix, result_location
 from emrml.engine.training import DatasourceData, evaluation_schema
 from emrml.engine.units import (
     Parallelism,
@@ -88,15 +89,6 @@ class BatchResult:
     unparsed_records: int
     manifest_location: str
     results: dict[str, str]
-
-
-def output_prefix(output_uri: str) -> str:
-    """``OutputUri`` as a "directory": with a trailing ``/`` (spec 9 proposal)."""
-    return output_uri if output_uri.endswith("/") else output_uri + "/"
-
-
-def manifest_location(output_uri: str, batch_prediction_id: str) -> str:
-    return f"{output_prefix(output_uri)}batch-prediction/{batch_prediction_id}.manifest"
 
 
 def batch_schema(model_schema: Schema, data_schema: Schema) -> Schema:
@@ -340,7 +332,7 @@ def _result_location(prefix: str, name: str) -> str:
     local = local_directory(prefix)
     if local is not None:
         return os.path.join(local, "batch-prediction", "result", name)
-    return f"{prefix}batch-prediction/result/{name}"
+    return result_location(prefix, name)
 
 
 def result_names(files: list[FileRef], batch_prediction_id: str) -> list[str]:
@@ -395,7 +387,7 @@ def _publish(
         publish_file(str(assembled), location)
         published.append(location)
         name = quote(names[index]) if prefix.startswith("file://") else names[index]
-        manifest[file.uri] = f"{prefix}batch-prediction/result/{name}"
+        manifest[file.uri] = result_location(prefix, name)
     return manifest
 
 

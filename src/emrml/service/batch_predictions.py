@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from emrml.engine.outputs import manifest_location, output_prefix
 from emrml.errors import InvalidInputException
 from emrml.service import describe
 from emrml.service.confinement import check_location
@@ -59,8 +60,6 @@ def check_output_uri(uri: str) -> str:
     for forbidden in ("/./", "/../"):
         if forbidden in padded:
             raise InvalidInputException(f"OutputUri '{uri}': the key part must not contain '{forbidden}'")
-    from emrml.engine.batch import output_prefix  # the engine's imports are paid by jobs, not requests
-
     return output_prefix(uri)
 
 
@@ -111,8 +110,6 @@ def get_batch_prediction(app: EmrML, request: Request) -> Response:
         entity = find(session, "BatchPrediction", request["BatchPredictionId"])
     members = describe_batch_prediction(entity)
     if entity.status == "COMPLETED":
-        from emrml.engine.batch import manifest_location
-
         members["ManifestLocation"] = manifest_location(entity.output_uri, entity.id)
     return members
 

@@ -131,6 +131,34 @@ def test_batch_and_single_predictions(
         client.train(train, "BINARY", parameters="sgd.maxPasses=3")  # type: ignore[arg-type]
 
 
+def test_batch_results_keep_unreadable_records_in_their_place(
+    client: emrml.Client, sample: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # The result file has an empty line for each record that could not be read (spec 9); results() must
+    # keep it as a row, or every later row would sit beside the wrong input record.
+    data, schema = sample
+    model = client.train(client.datasource(data, schema=schema), "BINARY", parameters={"sgd.maxPasses": 1})
+    lines = data.read_text().splitlines()[:8]
+    lines[3:3] = ["not,a,record"]
+    lines.append('"unterminated')
+    odd = tmp_path / "odd.csv"
+    odd.write_text("\n".join(lines) + "\n")
+    batch = model.batch_predict(client.datasource(odd, schema=schema, statistics=False), tmp_path / "out")
+    results = batch.results().to_pylist()
+    assert len(results) == len(lines) - 1 == batch.describe()["TotalRecordCount"]
+    unread = {"trueLabel": None, "bestAnswer": None, "score": None}
+    assert results[2] == unread and results[-1] == unread
+    names = bank_sample_schema().names
+    predictor = model.predictor()
+    for line, row in zip(lines[1:], results, strict=True):
+        if row != unread:
+            record = dict(zip(names, line.split(","), strict=True))
+            assert row["trueLabel"] == record.pop("y")
+            predicted = predictor.predict(record)
+            assert predicted["predictedLabel"] == row["bestAnswer"]
+            assert predicted["predictedScores"][row["bestAnswer"]] == pytest.approx(row["score"], rel=1e-6)
+
+
 def test_batch_prediction_results_read_from_s3(
     s3: S3, sample: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

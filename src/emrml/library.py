@@ -461,7 +461,8 @@ class BatchPrediction:
         return self.client.service.call("GetBatchPrediction", {"BatchPredictionId": self.id})
 
     def results(self) -> pa.Table:
-        """The result rows of every input file, in input order, as one Arrow table.
+        """The result rows of every input file, in input order, as one Arrow table: row ``n`` of a file's
+        results is its record ``n``, and a record that could not be read is a row of nulls.
 
         Columns as Amazon ML wrote them: ``tag`` (the row id), ``trueLabel`` and ``bestAnswer`` as strings;
         ``score`` (BINARY, REGRESSION) or one probability column per class (MULTICLASS) as float64. Every
@@ -495,20 +496,46 @@ _TEXT_RESULT_COLUMNS = ("tag", "trueLabel", "bestAnswer")
 
 
 def _result_table(location: str) -> pa.Table:
-    """One result file (gzip CSV) as a table, text columns as strings and the rest float64."""
+    """One result file (gzip CSV) as a table, text columns as strings and the rest float64; a record that
+    could not be scored (an empty line, spec 9) is a row of nulls, so that row ``n`` is input record ``n``."""
+    import io
+
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
     from emrml.storage.codecs import open_decompressed
 
     with open_decompressed(locations.open_binary(location, what="result"), location) as data:
+        raw = data.read()
+    if b"\n\n" in raw:  # Arrow's CSV reader skips empty lines, which would shift every later row
+        result = _table_keeping_empty_lines(raw.decode("utf-8"))
+    else:
         options = pcsv.ConvertOptions(column_types=dict.fromkeys(_TEXT_RESULT_COLUMNS, pa.string()))
-        result = pcsv.read_csv(data, convert_options=options)
+        result = pcsv.read_csv(io.BytesIO(raw), convert_options=options)
     columns = [
         column if name in _TEXT_RESULT_COLUMNS else column.cast(pa.float64())
         for name, column in zip(result.column_names, result.columns, strict=True)
     ]
     return pa.table(columns, names=result.column_names)
+
+
+def _table_keeping_empty_lines(text: str) -> pa.Table:
+    """A result file with unscored records, read by the csv module (which gives an empty line as an empty
+    row): only such files take this slower path."""
+    import csv
+    import io
+
+    import pyarrow as pa
+
+    header, *rows = csv.reader(io.StringIO(text, newline=""))
+    columns: dict[str, pa.Array] = {}
+    for index, name in enumerate(header):
+        cells = [row[index] if row else None for row in rows]
+        if name in _TEXT_RESULT_COLUMNS:
+            columns[name] = pa.array(cells, pa.string())
+        else:
+            columns[name] = pa.array([float(cell) if cell else None for cell in cells], pa.float64())
+    return pa.table(columns)
 
 
 def _completed(fetch: Any) -> Any:

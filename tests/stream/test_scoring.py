@@ -65,6 +65,18 @@ def test_bad_records_are_set_aside_and_the_rest_scored(scorer: MicroBatchScorer)
     assert payload["SequenceNumber"] == "1" and payload["PartitionKey"] == "k1"
 
 
+def test_a_csv_record_keeps_the_line_breaks_of_its_quoted_fields(scorer: MicroBatchScorer) -> None:
+    # As a CSV file's reader does: "good\nday" is the words good and day, not "goodday".
+    scored, dead = scorer.score(_records([b'1,"good\nday"', b'1,"good\r\nday"\r\n', b"1,good\n2,day"]))
+    assert [r.sequence_number for r in scored.records] == ["0", "1"]
+    assert "holds 2 CSV lines" in dead[0].reason
+    for text, score in zip(("good\nday", "good\r\nday"), scored.scores, strict=True):
+        expected = scorer.predictor.predict({"x": "1", "words": text})["predictedScores"]
+        assert float(score) == pytest.approx(next(iter(expected.values())), abs=1e-9)
+    joined = scorer.predictor.predict({"x": "1", "words": "goodday"})["predictedScores"]
+    assert float(scored.scores[0]) != pytest.approx(next(iter(joined.values())), abs=1e-9)
+
+
 def test_a_regression_past_the_float_range_is_written_as_json_numbers() -> None:
     # As Predict answers it: JSON has no infinity, so the largest float of its sign.
     scorer = MicroBatchScorer(raw_numbers_predictor("REGRESSION", [2.0, 2.0]), "ml-raw")

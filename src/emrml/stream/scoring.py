@@ -158,7 +158,8 @@ class MicroBatchScorer:
 
     def _csv_record(self, text: str) -> dict[str, str] | str:
         try:
-            lines = list(csv.reader(text.removesuffix("\n").removesuffix("\r").splitlines() or [""]))
+            # A stream, not str.splitlines(): a quoted field keeps its line breaks, as in a CSV file.
+            lines = list(csv.reader(io.StringIO(text.removesuffix("\n").removesuffix("\r"), newline="")))
         except csv.Error as exc:
             return f"the CSV line cannot be read: {exc}"
         if len(lines) != 1:

@@ -105,6 +105,9 @@ def test_paste_a_record_prediction(page: Any, served: Served, axe_source: str) -
     page.fill("#pasted", "1,2,3")
     page.click("button:has-text('Predict')")
     assert "the pasted CSV line has 3 values" in page.locator("#pasted-error").inner_text()
+    page.fill("#pasted", "41,student\n30,admin.")  # two records: refused, not a server error
+    page.click("button:has-text('Predict')")
+    assert "holds 2 CSV lines" in page.locator("#pasted-error").inner_text()
     page.fill("#pasted", "{not json")
     page.click("button:has-text('Predict')")
     assert "not valid JSON" in page.locator("#pasted-error").inner_text()

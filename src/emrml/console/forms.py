@@ -16,6 +16,7 @@ from typing import Any
 from starlette.responses import Response
 
 from emrml.console.app import View, Visit
+from emrml.core.schema import record_fields
 from emrml.errors import AmazonMLError, InvalidInputException
 
 ATTRIBUTE_TYPES = ("NUMERIC", "CATEGORICAL", "TEXT", "BINARY")
@@ -412,10 +413,10 @@ def _pasted_record(text: str, attributes: list[dict[str, Any]]) -> dict[str, str
             str(name): value if isinstance(value, str) else json.dumps(value)
             for name, value in record.items()
         }
-    import csv
-
-    rows = list(csv.reader([text]))
-    values = rows[0] if rows else []
+    try:
+        values = record_fields(text)
+    except ValueError as exc:
+        raise InvalidInputException(f"the pasted record: {exc}") from None
     names = [a["attributeName"] for a in attributes]
     if len(values) != len(names):
         raise InvalidInputException(

@@ -452,6 +452,22 @@ def header_names(header: Sequence[str]) -> list[str]:
     return names
 
 
+def record_fields(text: str) -> list[str]:
+    """The fields of one record given as a CSV line (a stream's record, a record pasted in the console), read
+    as a CSV file's records are: a quoted field may hold commas, quotes and line breaks. One line break at
+    the end is allowed; raises ``ValueError`` with the reason when the text holds more than one record."""
+    import csv
+    import io
+
+    try:
+        rows = list(csv.reader(io.StringIO(text.removesuffix("\n").removesuffix("\r"), newline="")))
+    except csv.Error as exc:
+        raise ValueError(f"the CSV line cannot be read: {exc}") from None
+    if len(rows) > 1:
+        raise ValueError(f"the text holds {len(rows)} CSV lines, not one record")
+    return rows[0] if rows else []
+
+
 def check_header(schema: Schema, header: Sequence[str], *, file: str) -> None:
     """Raise ``DataError`` unless ``file``'s header line names the schema's attributes, in order.
 

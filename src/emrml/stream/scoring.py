@@ -16,7 +16,6 @@ are the ones batch prediction gives for the same values.
 from __future__ import annotations
 
 import base64
-import csv
 import io
 import json
 from dataclasses import dataclass, replace
@@ -27,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from emrml.core.predict import Predictor, in_float_range
-from emrml.core.schema import Schema, json_type
+from emrml.core.schema import Schema, json_type, record_fields
 from emrml.engine.batch import ResultFormatter, csv_text
 
 #: A record over 1 MB (10^6 bytes; Kinesis itself takes up to 1 MiB) goes to the dead-letter output.
@@ -158,13 +157,9 @@ class MicroBatchScorer:
 
     def _csv_record(self, text: str) -> dict[str, str] | str:
         try:
-            # A stream, not str.splitlines(): a quoted field keeps its line breaks, as in a CSV file.
-            lines = list(csv.reader(io.StringIO(text.removesuffix("\n").removesuffix("\r"), newline="")))
-        except csv.Error as exc:
-            return f"the CSV line cannot be read: {exc}"
-        if len(lines) != 1:
-            return f"the record holds {len(lines)} CSV lines, not one"
-        fields = lines[0]
+            fields = record_fields(text)
+        except ValueError as exc:
+            return str(exc)
         if len(fields) == len(self.attributes):
             return dict(zip(self.attributes, fields, strict=True))
         if len(fields) == len(self.without_target) and len(self.without_target) < len(self.attributes):

@@ -57,6 +57,10 @@ def test_an_admin_creates_a_user_puts_it_in_a_group_and_grants_storage(
         {"Sid": 1, "Effect": "Allow", "Action": ["storage:Read"], "Resource": ["/srv/data/*"], "Owner": "any"}
     ]
     assert installation.service.access.get_group(group).members == (name,)
+    for sid in ("x", "\u00b2", "9" * 30):  # not a statement number: refused, not a server error
+        data = {"csrf_token": token, "action": "remove-statement", "sid": sid}
+        odd = admin.post(f"/console/groups/{group}", data=data)
+        assert odd.status_code == 400 and "has no statement" in odd.text
 
 
 def test_users_who_are_not_admins_are_refused_the_admin_pages(anonymous: Any) -> None:

@@ -246,6 +246,25 @@ def test_list_pages_page_through_describe(admin: Any, installation: Installation
     assert [item["DataSourceId"] for item in prefixed["Results"]] == [f"{DATASOURCE}-eval"]
 
 
+def test_numbers_in_urls_that_python_calls_digits_but_int_refuses_are_not_errors(
+    admin: Any, installation: Installation
+) -> None:
+    # "\u00b2" (superscript two) passes str.isdigit() but not int().
+    listed = admin.get("/console/datasources", params={"size": "\u00b2", "format": "json"})
+    assert listed.status_code == 200 and listed.json()["Results"]
+    request = {
+        "BatchPredictionId": "bp-digits",
+        "MLModelId": MODEL,
+        "BatchPredictionDataSourceId": f"{DATASOURCE}-eval",
+        "OutputUri": f"{installation.home / 'data' / 'digits-out'}/",
+    }
+    installation.service.call("CreateBatchPrediction", request)
+    assert installation.service.wait("BatchPrediction", "bp-digits")["Status"] == "COMPLETED"
+    assert admin.get("/console/batch-predictions/bp-digits/files/0").status_code == 200
+    missing = admin.get("/console/batch-predictions/bp-digits/files/\u00b2")
+    assert missing.status_code == 404 and "has no file" in missing.text
+
+
 def test_password_change_asks_for_the_current_one(anonymous: Any, installation: Installation) -> None:
     from emrml.service.identity import Identities
     from emrml.service.logins import Logins

@@ -140,7 +140,10 @@ def group(visit: Visit) -> View | Response:
                     raise InvalidInputException(f"the statement is not valid JSON: {exc}") from None
                 access.add_statement(name, document, caller=visit.arn)
             elif action == "remove-statement":
-                access.remove_statement(name, int(visit.field("sid") or -1), caller=visit.arn)
+                sid = visit.field("sid")
+                if not (sid.isascii() and sid.isdigit() and len(sid) < 10):
+                    raise InvalidInputException(f"group {name!r} has no statement {sid!r}")
+                access.remove_statement(name, int(sid), caller=visit.arn)
             elif action == "add-member":
                 access.add_member(name, visit.field("user"), caller=visit.arn)
             elif action == "remove-member":

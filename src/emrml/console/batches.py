@@ -97,7 +97,7 @@ def download(visit: Visit) -> Response:
     described = visit.call("GetBatchPrediction", {"BatchPredictionId": visit.params["entity_id"]})
     files = result_files(visit, described)
     index = visit.params["index"]
-    if not index.isdigit() or int(index) >= len(files):
+    if not (index.isascii() and index.isdigit()) or int(index) >= len(files):
         raise ResourceNotFoundException(
             f"batch prediction {described['BatchPredictionId']!r} has no file {index}"
         )

@@ -76,7 +76,7 @@ def describe_request(query: dict[str, str]) -> dict[str, Any]:
     """The Describe* request of a list page's query: one filter (name prefix or status), sort, page
     (``size`` objects, 1 to 100, default ``PAGE_SIZE``)."""
     size = query.get("size", "")
-    limit = min(100, max(1, int(size))) if size.isdigit() else PAGE_SIZE
+    limit = min(100, max(1, int(size))) if size.isascii() and size.isdigit() else PAGE_SIZE
     sort = SORTS.get(query.get("sort", "newest"), SORTS["newest"])
     request: dict[str, Any] = {"Limit": limit, "SortOrder": sort[1]}
     prefix, status = query.get("prefix", "").strip(), query.get("status", "")

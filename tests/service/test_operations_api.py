@@ -212,6 +212,59 @@ def test_describe_filters_sort_and_pages(app: EmrML) -> None:
     assert len(ids(app.call("DescribeDataSources", {"FilterVariable": "Status", "EQ": "PENDING"}))) == 4
 
 
+def _walk(app: EmrML, request: dict, limit: int, each_page=None) -> list[str]:
+    """Every id the pages of DescribeDataSources list, calling ``each_page(ids)`` between pages."""
+    seen: list[str] = []
+    token = None
+    while True:
+        page = app.call(
+            "DescribeDataSources", request | {"Limit": limit} | ({"NextToken": token} if token else {})
+        )
+        seen += ids(page)
+        if each_page is not None:
+            each_page(ids(page))
+        token = page.get("NextToken")
+        if not token:
+            return seen
+
+
+@pytest.mark.parametrize("sort", ["asc", "dsc"])
+def test_pages_never_skip_objects_when_the_list_changes_between_calls(app: EmrML, sort: str) -> None:
+    """NextToken continues after the last object listed, not at a position: deleting what each page
+    listed (the usual cleanup loop) deletes everything, and creating objects on the way skips none."""
+    for i in range(10):
+        create(app, f"ds-{i}", "same name" if i % 2 else None)
+
+    def delete_page(listed: list[str]) -> None:
+        for entity_id in listed:
+            app.call("DeleteDataSource", {"DataSourceId": entity_id})
+
+    deleted = _walk(app, {"SortOrder": sort}, 3, delete_page)
+    assert sorted(deleted) == [f"ds-{i}" for i in range(10)]
+    assert ids(app.call("DescribeDataSources", {})) == []
+
+    # Sorted by a column with ties (half the names equal, half absent): the id breaks them, page after page.
+    for i in range(10, 20):
+        create(app, f"ds-{i}", "same name" if i % 2 else None)
+    order = ids(app.call("DescribeDataSources", {"FilterVariable": "Name", "SortOrder": sort}))
+    late: list[str] = []
+
+    def create_one(listed: list[str]) -> None:
+        late.append(f"ds-late-{len(late)}")
+        create(app, late[-1], "same name")
+
+    walked = _walk(app, {"FilterVariable": "Name", "SortOrder": sort}, 3, create_one)
+    assert [entity_id for entity_id in walked if entity_id not in late] == order
+    # and a page that starts after a deleted object still starts where it should
+    first = app.call("DescribeDataSources", {"FilterVariable": "Name", "Limit": 2})
+    app.call("DeleteDataSource", {"DataSourceId": ids(first)[-1]})
+    second = app.call(
+        "DescribeDataSources", {"FilterVariable": "Name", "Limit": 2, "NextToken": first["NextToken"]}
+    )
+    everything = ids(app.call("DescribeDataSources", {"FilterVariable": "Name"}))
+    assert ids(second) == everything[1:3]
+
+
 def test_unknown_operation(app: EmrML) -> None:
     with pytest.raises(InvalidInputException, match="unknown operation"):
         app.call("CreateBucket", {})

@@ -190,6 +190,25 @@ def test_model_lifecycle_and_idempotency(app: EmrML, small: Path) -> None:
         )
 
 
+def test_l1_alone_trains_without_the_default_l2(app: EmrML, small: Path) -> None:
+    """Keys left out take the console defaults, L2 1e-6 among them; a caller asking for L1 alone gets L1
+    without L2, not a refusal for setting both."""
+    app.call(
+        "CreateMLModel",
+        {
+            "MLModelId": "ml-l1",
+            "MLModelType": "BINARY",
+            "TrainingDataSourceId": "ds-small",
+            "Parameters": {"sgd.l1RegularizationAmount": "1e-6"},
+        },
+    )
+    model = app.wait("MLModel", "ml-l1")
+    assert model["Status"] == "COMPLETED", model.get("Message")
+    parameters = model["TrainingParameters"]
+    assert parameters["sgd.l1RegularizationAmount"] == "1e-6"
+    assert parameters["sgd.l2RegularizationAmount"] == "0.0" and parameters["sgd.shuffleType"] == "auto"
+
+
 @pytest.mark.parametrize(
     "change",
     [

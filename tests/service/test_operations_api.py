@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from emrml.errors import (
     ResourceNotFoundException,
     TagLimitExceededException,
 )
+from emrml.service import operations, tags
 from emrml.service.app import EmrML
 
 SCHEMA = json.dumps(
@@ -74,6 +77,58 @@ def test_a_reused_id_is_checked_before_the_rest_of_the_request(app: EmrML) -> No
     # A new id with the same bad request is refused for what is wrong with it.
     with pytest.raises(InvalidInputException, match="DataRearrangement"):
         app.call("CreateDataSourceFromS3", {"DataSourceId": "ds-2", "DataSpec": bad_split})
+
+
+def _in_step(function):
+    """``function`` made to wait, the first time each of two threads calls it, until both have called it:
+    two requests then both pass their "does it exist yet?" check before either writes."""
+    barrier, local = threading.Barrier(2, timeout=10), threading.local()
+
+    def stepped(*args, **kwargs):
+        if not getattr(local, "waited", False):
+            local.waited = True
+            barrier.wait()
+        return function(*args, **kwargs)
+
+    return stepped
+
+
+def _together(*calls):
+    """Run the calls on two threads at once; each one's result, or the exception it raised."""
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(call) for call in calls]
+        return [future.exception() or future.result() for future in futures]
+
+
+def test_creates_racing_for_one_id_get_the_answers_of_a_retry(app: EmrML, monkeypatch) -> None:
+    """Two Creates of one new id that both find it free: the loser of the insert is answered as a retry
+    of the winner (the same response, or IdempotentParameterMismatchException), never an internal error."""
+    monkeypatch.setattr(operations, "now", _in_step(operations.now))
+    assert (
+        _together(lambda: create(app, "ds-1", "same"), lambda: create(app, "ds-1", "same"))
+        == [{"DataSourceId": "ds-1"}] * 2
+    )
+    answers = _together(lambda: create(app, "ds-2", "one"), lambda: create(app, "ds-2", "other"))
+    assert {"DataSourceId": "ds-2"} in answers
+    assert any(isinstance(answer, IdempotentParameterMismatchException) for answer in answers), answers
+    monkeypatch.undo()
+    assert len(ids(app.call("DescribeDataSources", {}))) == 2
+
+
+def test_tags_racing_for_one_key_overwrite_it(app: EmrML, monkeypatch) -> None:
+    create(app, "ds-1")
+    target = {"ResourceId": "ds-1", "ResourceType": "DataSource"}
+    monkeypatch.setattr(tags, "_tags", _in_step(tags._tags))
+
+    def tag(value: str):
+        return lambda: app.call("AddTags", {**target, "Tags": [{"Key": "team", "Value": value}]})
+
+    assert _together(tag("risk"), tag("growth")) == [target] * 2
+    monkeypatch.undo()
+    assert app.call("DescribeTags", target)["Tags"] in (
+        [{"Key": "team", "Value": "risk"}],
+        [{"Key": "team", "Value": "growth"}],
+    )
 
 
 @pytest.mark.parametrize(
@@ -210,6 +265,59 @@ def test_describe_filters_sort_and_pages(app: EmrML) -> None:
     assert "ds-3" not in ids(app.call("DescribeDataSources", {}))
     assert ids(app.call("DescribeDataSources", {"FilterVariable": "Status", "EQ": "DELETED"})) == ["ds-3"]
     assert len(ids(app.call("DescribeDataSources", {"FilterVariable": "Status", "EQ": "PENDING"}))) == 4
+
+
+def _walk(app: EmrML, request: dict, limit: int, each_page=None) -> list[str]:
+    """Every id the pages of DescribeDataSources list, calling ``each_page(ids)`` between pages."""
+    seen: list[str] = []
+    token = None
+    while True:
+        page = app.call(
+            "DescribeDataSources", request | {"Limit": limit} | ({"NextToken": token} if token else {})
+        )
+        seen += ids(page)
+        if each_page is not None:
+            each_page(ids(page))
+        token = page.get("NextToken")
+        if not token:
+            return seen
+
+
+@pytest.mark.parametrize("sort", ["asc", "dsc"])
+def test_pages_never_skip_objects_when_the_list_changes_between_calls(app: EmrML, sort: str) -> None:
+    """NextToken continues after the last object listed, not at a position: deleting what each page
+    listed (the usual cleanup loop) deletes everything, and creating objects on the way skips none."""
+    for i in range(10):
+        create(app, f"ds-{i}", "same name" if i % 2 else None)
+
+    def delete_page(listed: list[str]) -> None:
+        for entity_id in listed:
+            app.call("DeleteDataSource", {"DataSourceId": entity_id})
+
+    deleted = _walk(app, {"SortOrder": sort}, 3, delete_page)
+    assert sorted(deleted) == [f"ds-{i}" for i in range(10)]
+    assert ids(app.call("DescribeDataSources", {})) == []
+
+    # Sorted by a column with ties (half the names equal, half absent): the id breaks them, page after page.
+    for i in range(10, 20):
+        create(app, f"ds-{i}", "same name" if i % 2 else None)
+    order = ids(app.call("DescribeDataSources", {"FilterVariable": "Name", "SortOrder": sort}))
+    late: list[str] = []
+
+    def create_one(listed: list[str]) -> None:
+        late.append(f"ds-late-{len(late)}")
+        create(app, late[-1], "same name")
+
+    walked = _walk(app, {"FilterVariable": "Name", "SortOrder": sort}, 3, create_one)
+    assert [entity_id for entity_id in walked if entity_id not in late] == order
+    # and a page that starts after a deleted object still starts where it should
+    first = app.call("DescribeDataSources", {"FilterVariable": "Name", "Limit": 2})
+    app.call("DeleteDataSource", {"DataSourceId": ids(first)[-1]})
+    second = app.call(
+        "DescribeDataSources", {"FilterVariable": "Name", "Limit": 2, "NextToken": first["NextToken"]}
+    )
+    everything = ids(app.call("DescribeDataSources", {"FilterVariable": "Name"}))
+    assert ids(second) == everything[1:3]
 
 
 def test_unknown_operation(app: EmrML) -> None:

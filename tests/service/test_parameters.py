@@ -45,6 +45,19 @@ def test_console_defaults_fill_missing_keys_when_asked() -> None:
     assert params == TrainingParameters(max_passes=3, shuffle="auto", l2=1e-6, max_model_size=104_857_600)
 
 
+def test_a_chosen_regularization_is_not_refused_for_the_default_of_the_other() -> None:
+    """Under the console defaults (L2 1e-6), asking for L1 alone trains with L1 and no L2."""
+    console = TrainingParameters.console()
+    l1_only = parse_parameters({"sgd.l1RegularizationAmount": "1e-6"}, defaults=console)
+    assert (l1_only.l1, l1_only.l2, l1_only.shuffle) == (1e-6, 0.0, "auto")
+    assert parse_parameters({"sgd.l2RegularizationAmount": "1e-4"}, defaults=console).l2 == 1e-4
+    assert parse_parameters({"sgd.l1RegularizationAmount": "0"}, defaults=console).l2 == 1e-6
+    with pytest.raises(InvalidInputException, match="cannot both be non-zero"):
+        parse_parameters(
+            {"sgd.l1RegularizationAmount": "1e-6", "sgd.l2RegularizationAmount": "1e-6"}, defaults=console
+        )
+
+
 @pytest.mark.parametrize(
     ("parameters", "message"),
     [

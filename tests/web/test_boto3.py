@@ -125,6 +125,23 @@ def test_describe_filters_sort_and_paginator(client: Any, workflow: dict) -> Non
     )
 
 
+def test_a_cleanup_loop_over_the_paginator_deletes_every_object(client: Any, tmp_path: Path) -> None:
+    """Deleting what each page lists must not make the next page skip objects."""
+    spec = {"DataLocationS3": str(tmp_path / "none.csv"), "DataSchema": "{}"}
+    for i in range(7):
+        client.create_data_source_from_s3(
+            DataSourceId=f"b3-clean-{i}", DataSourceName="b3 clean", DataSpec=spec
+        )
+    paginator = client.get_paginator("describe_data_sources")
+    deleted = []
+    for page in paginator.paginate(FilterVariable="Name", EQ="b3 clean", PaginationConfig={"PageSize": 2}):
+        for item in page["Results"]:
+            client.delete_data_source(DataSourceId=item["DataSourceId"])
+            deleted.append(item["DataSourceId"])
+    assert sorted(deleted) == [f"b3-clean-{i}" for i in range(7)]
+    assert client.describe_data_sources(FilterVariable="Name", EQ="b3 clean")["Results"] == []
+
+
 def test_tags_roundtrip(client: Any, workflow: dict) -> None:
     client.add_tags(
         ResourceId="b3-model",

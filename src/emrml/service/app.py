@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from emrml.config import Settings
 from emrml.errors import InvalidInputException
 from emrml.service import (  # noqa: F401  (register their operations)
@@ -83,7 +85,15 @@ class EmrML:
         retry = reused_id(self, operation, request)
         if retry is not None:
             return retry
-        return function(self, validate_request(operation, request))
+        request = validate_request(operation, request)
+        try:
+            return function(self, request)
+        except IntegrityError:
+            # Another request inserted the same row between this one's check and its commit: a Create* of
+            # the same id, an AddTags of the same key. Run again, seeing that row: the Create* is then a
+            # safe retry or IdempotentParameterMismatchException (spec 4.4), the tag an overwrite.
+            retry = reused_id(self, operation, request)
+            return retry if retry is not None else function(self, request)
 
     def wait(self, kind: str, entity_id: str, progress: ProgressCallback | None = None) -> dict[str, Any]:
         """Run or await the entity's job until it ends; returns its Get* description."""

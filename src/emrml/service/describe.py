@@ -1,6 +1,10 @@
 """Describe*: filter, sort and page through entities (spec 4.8).
 
 One generic implementation; each entity module registers its operation with ``register``.
+
+``NextToken`` names the last object of the page (its sort value and id), not a position: the next page
+starts after that object, so objects deleted, created or changed between two calls never make a page skip
+others (a loop deleting what each page lists, the usual cleanup, deletes every object).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, and_, func, literal, select
+from sqlalchemy import ColumnElement, and_, func, literal, or_, select
 
 from emrml.errors import InvalidInputException
 from emrml.service.metastore import ENTITY_CLASSES
@@ -86,7 +90,8 @@ def _conditions(kind: str, request: Request) -> tuple[Any, list[ColumnElement[bo
         return table.created_at, [table.status != "DELETED"]
     column_name = FILTERS[kind][variable]
     column: Any = getattr(table, column_name) if column_name else literal("sgd")
-    if variable == "Name":
+    if column_name and table.__table__.c[column_name].nullable:
+        # An object without a name (or location) sorts and compares as "": NULL would match no comparison.
         column = func.coalesce(column, "")
     conditions: list[ColumnElement[bool]] = []
     if variable in TIME_VARIABLES and "Prefix" in used:
@@ -112,25 +117,34 @@ def _conditions(kind: str, request: Request) -> tuple[Any, list[ColumnElement[bo
     return column, conditions
 
 
-def _token(offset: int, request: Request) -> str:
-    query = {k: v for k, v in request.items() if k not in ("NextToken", "Limit")}
-    payload = json.dumps({"offset": offset, "query": canonical(query)})
+def _query(request: Request) -> str:
+    """The arguments a NextToken is tied to: all but the token and the page size."""
+    return canonical({k: v for k, v in request.items() if k not in ("NextToken", "Limit")})
+
+
+def _token(last: tuple[Any, str], request: Request) -> str:
+    payload = json.dumps({"after": list(last), "query": _query(request)})
     return base64.urlsafe_b64encode(payload.encode()).decode()
 
 
-def _offset(token: str | None, request: Request) -> int:
+def _after(token: str | None, request: Request) -> tuple[Any, str] | None:
+    """The sort value and id of the object the previous page ended with; None for the first page."""
     if not token:
-        return 0
+        return None
     try:
         payload = json.loads(base64.urlsafe_b64decode(token.encode()))
-        offset = int(payload["offset"])
+        value, last_id = payload["after"]
         query = payload["query"]
     except (ValueError, KeyError, TypeError, binascii.Error):
         raise InvalidInputException("NextToken is not a token returned by a previous call") from None
-    expected = canonical({k: v for k, v in request.items() if k not in ("NextToken", "Limit")})
-    if query != expected or offset < 0:
+    if (
+        not isinstance(last_id, str)
+        or isinstance(value, bool)
+        or not isinstance(value, str | int | float)
+        or query != _query(request)
+    ):
         raise InvalidInputException("NextToken belongs to a request with other filter or sort arguments")
-    return offset
+    return value, last_id
 
 
 def describe(
@@ -143,15 +157,22 @@ def describe(
     if visible is not None:
         conditions.append(visible)
     limit = request.get("Limit", 100)
-    offset = _offset(request.get("NextToken"), request)
     descending = request.get("SortOrder", "asc") == "dsc"
+    after = _after(request.get("NextToken"), request)
+    if after is not None:
+        value, last_id = after
+        if descending:
+            conditions.append(or_(column < value, and_(column == value, table.id < last_id)))
+        else:
+            conditions.append(or_(column > value, and_(column == value, table.id > last_id)))
     order = [column.desc(), table.id.desc()] if descending else [column.asc(), table.id.asc()]
-    query = select(table).where(and_(*conditions)).order_by(*order).offset(offset).limit(limit + 1)
+    query = select(table, column).where(and_(*conditions)).order_by(*order).limit(limit + 1)
     with app.sessions() as session:
-        rows = list(session.scalars(query))
-    response: Response = {"Results": [view(row) for row in rows[:limit]]}
+        rows = list(session.execute(query))
+    response: Response = {"Results": [view(entity) for entity, _ in rows[:limit]]}
     if len(rows) > limit:
-        response["NextToken"] = _token(offset + limit, request)
+        last, value = rows[limit - 1]
+        response["NextToken"] = _token((value, last.id), request)
     return response
 
 

@@ -146,7 +146,8 @@ def create_entity(session: Session, kind: str, request: Request, **columns: Any)
 
     Repeating a Create with the same id and identical parameters is a safe retry (created False, nothing new
     happens); any difference is IdempotentParameterMismatchException (spec 4.4). ``reused_id`` answers most
-    repeats before the request is validated; this covers two Creates racing for one id.
+    repeats before the request is validated; this covers a Create that committed since. (Of two Creates that
+    both find the id free, the one whose insert fails is answered by ``EmrML.call`` as a retry.)
     """
     entity_id = request[ID_MEMBER[kind]]
     table = ENTITY_CLASSES[kind]

@@ -56,7 +56,8 @@ def _parse_amount(key: str, text: str) -> float:
 def parse_parameters(
     parameters: Mapping[str, str] | None, defaults: TrainingParameters | None = None
 ) -> TrainingParameters:
-    """Parse CreateMLModel's ``Parameters`` map; missing keys take ``defaults`` (the API defaults).
+    """Parse CreateMLModel's ``Parameters`` map; missing keys take ``defaults`` (the API defaults), except
+    that a regularization amount the caller set non-zero makes the other one 0 unless given too.
 
     ``"algorithm": "sgd"`` (echoed by GetMLModel) is accepted and ignored. Raises
     ``InvalidInputException`` naming the key for unknown keys, values that are not numbers, values out of
@@ -90,6 +91,12 @@ def parse_parameters(
         shuffle = "auto" if text == "auto" else "none"
     l1 = _parse_amount(KEY_L1, given[KEY_L1]) if KEY_L1 in given else base.l1
     l2 = _parse_amount(KEY_L2, given[KEY_L2]) if KEY_L2 in given else base.l2
+    # A default amount never conflicts with the one the caller chose: asking for L1 alone under the console
+    # defaults (L2 1e-6) means L1 without L2, as the console's own L1 choice did.
+    if KEY_L1 in given and KEY_L2 not in given and l1 > 0:
+        l2 = 0.0
+    if KEY_L2 in given and KEY_L1 not in given and l2 > 0:
+        l1 = 0.0
     if l1 > 0 and l2 > 0:
         raise InvalidInputException(
             f"Parameters: {KEY_L1} and {KEY_L2} cannot both be non-zero; set one of them to 0"

@@ -225,11 +225,18 @@ def download_response(stream: BinaryIO, location: str) -> StreamingResponse:
             while block := stream.read(DOWNLOAD_BLOCK_BYTES):
                 yield block
 
-    name = location.rstrip("/").rsplit("/", 1)[-1].replace('"', "")
-    headers = {"content-disposition": f'attachment; filename="{name}"'}
+    name = location.rstrip("/").rsplit("/", 1)[-1]
+    headers = {"content-disposition": content_disposition(name)}
     return StreamingResponse(
         iterate_in_threadpool(blocks()), media_type="application/octet-stream", headers=headers
     )
+
+
+def content_disposition(name: str) -> str:
+    """An attachment named ``name``: header values are Latin-1, so the name travels as RFC 6266's
+    ``filename*`` (UTF-8, percent-encoded) beside a plain ASCII ``filename`` for older clients."""
+    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 def csrf_ok(expected: str, form: FormData | None, request: Request) -> bool:

@@ -64,7 +64,7 @@ def user(visit: Visit) -> View | Response:
         try:
             new_key = _user_action(visit, name, action)
         except AmazonMLError as exc:
-            errors[action or "general"] = exc.message
+            errors[action if action in USER_ACTIONS else "general"] = exc.message
         else:
             if action == "delete":
                 return visit.redirect("users")
@@ -82,6 +82,15 @@ def user(visit: Visit) -> View | Response:
     }
     extra = {"errors": errors, "new_key": new_key}
     return View("user.html", data, 400 if errors else 200, extra)
+
+
+#: The user page's forms, each showing its own error; any other error shows at the top of the page.
+USER_ACTIONS = frozenset(
+    {"enable", "disable", "password", "create-key", "delete-key", "deactivate-key", "activate-key", "join",
+     "leave", "delete"}
+)  # fmt: skip
+#: The group page's forms, likewise.
+GROUP_ACTIONS = frozenset({"add-statement", "remove-statement", "add-member", "remove-member", "delete"})
 
 
 def _user_action(visit: Visit, name: str, action: str) -> Any:
@@ -140,7 +149,10 @@ def group(visit: Visit) -> View | Response:
                     raise InvalidInputException(f"the statement is not valid JSON: {exc}") from None
                 access.add_statement(name, document, caller=visit.arn)
             elif action == "remove-statement":
-                access.remove_statement(name, int(visit.field("sid") or -1), caller=visit.arn)
+                sid = visit.field("sid").strip()
+                if not sid.isdigit():
+                    raise InvalidInputException(f"statement number {sid!r} is not a whole number")
+                access.remove_statement(name, int(sid), caller=visit.arn)
             elif action == "add-member":
                 access.add_member(name, visit.field("user"), caller=visit.arn)
             elif action == "remove-member":
@@ -151,7 +163,7 @@ def group(visit: Visit) -> View | Response:
             else:
                 raise InvalidInputException(f"unknown action {action!r}")
         except AmazonMLError as exc:
-            errors[action] = exc.message
+            errors[action if action in GROUP_ACTIONS else "general"] = exc.message
         else:
             return visit.redirect(f"groups/{name}")
     data = {

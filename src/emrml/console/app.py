@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ from emrml.errors import AccessDeniedException, AmazonMLError, ResourceNotFoundE
 from emrml.service.app import EmrML
 from emrml.service.auth import user_arn
 from emrml.service.logins import Logins, SessionInfo
+
+log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "emrml_session"
 LOGIN_CSRF_COOKIE = "emrml_login_csrf"
@@ -280,11 +283,25 @@ def page(
             status = 403 if isinstance(exc, AccessDeniedException) else min(exc.http_status, 500)
             title = "Refused" if status == 403 else exc.type_name
             return console.error(request, status, title, exc.message, visitor)
+        except Exception:
+            return _internal_error(console, request, visitor)
         if isinstance(result, Response):
             return result
-        return console.render(request, result, visitor)
+        try:
+            return console.render(request, result, visitor)
+        except Exception:
+            return _internal_error(console, request, visitor)
 
     return endpoint
+
+
+def _internal_error(console: Console, request: Request, visitor: SessionInfo) -> Response:
+    """The console's 500 page for a bug, answered rather than raised: an exception that reaches the
+    server makes it close the connection after its 500, and behind the API server's proxy the next
+    request sent on that pooled connection (anyone's) then failed with a 503."""
+    log.exception("console page %s %s failed", request.method, request.url.path)
+    message = "The console could not answer this request; the server's log says why."
+    return console.error(request, 500, "Internal error", message, visitor)
 
 
 def new_login_csrf() -> str:

@@ -81,14 +81,19 @@ def _schema_extra(form: dict[str, Any], errors: dict[str, str] | None = None) ->
 
 def _edited_schema(visit: Visit) -> dict[str, Any]:
     """The schema as the table's fields left it: types, target, row id, excluded attributes."""
+    damaged = InvalidInputException("the form's schema is damaged: start the wizard again")
     try:
         schema = json.loads(visit.field("schema"))
         attributes = schema["attributes"]
     except (ValueError, KeyError, TypeError):
-        raise InvalidInputException("the form's schema is damaged: start the wizard again") from None
+        raise damaged from None
+    if not isinstance(attributes, list) or not all(isinstance(a, dict) for a in attributes):
+        raise damaged
     excluded = set(visit.form.getlist("excluded")) if visit.form is not None else set()
     for index, attribute in enumerate(attributes):
         chosen = visit.field(f"type-{index}", attribute.get("attributeType", ""))
+        if chosen not in ATTRIBUTE_TYPES:
+            raise damaged
         attribute["attributeType"] = chosen
     names = [attribute.get("attributeName") for attribute in attributes]
     target, row_id = visit.field("target_attribute"), visit.field("row_id")
@@ -367,6 +372,7 @@ def predict(visit: Visit) -> View:
     if visit.form is None:
         return View("predict.html", data, extra=extra)
     pasted = visit.field("pasted").strip()
+    extra["pasted"] = pasted
     try:
         record = (
             _pasted_record(pasted, attributes)
@@ -414,7 +420,10 @@ def _pasted_record(text: str, attributes: list[dict[str, Any]]) -> dict[str, str
         }
     import csv
 
-    rows = list(csv.reader([text]))
+    try:
+        rows = list(csv.reader([text]))
+    except csv.Error as exc:  # a field longer than the csv module's limit (128 KiB)
+        raise InvalidInputException(f"the pasted CSV line cannot be read: {exc}") from None
     values = rows[0] if rows else []
     names = [a["attributeName"] for a in attributes]
     if len(values) != len(names):

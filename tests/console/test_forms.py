@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 import pytest
-from console_helpers import MODEL, Installation, log_in, login_token
+from console_helpers import DATASOURCE, EVALUATION, MODEL, Installation, log_in, login_token
 
 from emrml.console import objects
 from emrml.web.server import create_app
@@ -94,3 +94,84 @@ def test_group_forms_refuse_forged_values_with_a_message(admin: Any) -> None:
 def test_an_unknown_user_action_says_so(admin: Any) -> None:
     refused = admin.post("/console/users/bob", data={"csrf_token": _token(admin), "action": "bogus"})
     assert refused.status_code == 400 and "unknown action 'bogus'" in _errors(refused)
+
+
+def test_revoking_names_the_links_own_object(admin: Any) -> None:
+    # Reading the object named in the form is the permission check: a link of another object named
+    # with it was revoked before the mismatch was noticed.
+    token = _token(admin, f"/console/models/{MODEL}")
+    admin.post("/console/share", data={"csrf_token": token, "kind": "MLModel", "object_id": MODEL})
+    links = re.findall(r'name="revoke" value="([0-9a-f]+)"', admin.get(f"/console/models/{MODEL}").text)
+    assert links
+    refused = admin.post(
+        "/console/share",
+        data={"csrf_token": token, "kind": "Evaluation", "object_id": EVALUATION, "revoke": links[-1]},
+    )
+    assert refused.status_code == 404
+    assert links[-1] in admin.get(f"/console/models/{MODEL}").text
+    revoked = admin.post(
+        "/console/share",
+        data={"csrf_token": token, "kind": "MLModel", "object_id": MODEL, "revoke": links[-1]},
+    )
+    assert revoked.status_code == 303 and links[-1] not in admin.get(f"/console/models/{MODEL}").text
+
+
+def test_compare_selects_each_sides_own_choice(admin: Any) -> None:
+    page = admin.get(f"/console/evaluations/compare?a={EVALUATION}")
+    side_a, side_b = re.findall(r'<select id="side-[ab]".*?</select>', page.text, re.S)
+    assert f'<option value="{EVALUATION}" selected>' in side_a
+    assert "selected" not in side_b
+
+
+def test_a_refused_evaluation_datasource_creates_no_model(admin: Any) -> None:
+    before = admin.get("/console/models?format=json&size=100").json()["Results"]
+    refused = admin.post(
+        "/console/models/new",
+        data={
+            "csrf_token": _token(admin),
+            "mode": "custom",
+            "datasource": DATASOURCE,
+            "type": "BINARY",
+            "evaluation": "ds-nope",
+        },
+    )
+    assert refused.status_code == 400 and 'id="evaluation-error"' in refused.text
+    assert admin.get("/console/models?format=json&size=100").json()["Results"] == before
+
+
+def test_a_name_of_spaces_is_no_name(admin: Any, installation: Installation) -> None:
+    token = _token(admin)
+    inferred = admin.post(
+        "/console/datasources/new",
+        data={"csrf_token": token, "step": "infer", "location": str(installation.sample), "target": "y"},
+    )
+    schema = html.unescape(re.search(r'name="schema" value="([^"]*)"', inferred.text).group(1))
+    created = admin.post(
+        "/console/datasources/new",
+        data={
+            "csrf_token": token,
+            "step": "create",
+            "location": str(installation.sample),
+            "schema": schema,
+            "target_attribute": "y",
+            "name": "   ",
+        },
+    )
+    assert created.status_code == 303, _errors(created)
+    described = admin.get(created.headers["location"] + "?format=json").json()["GetDataSource"]
+    assert not described.get("Name")
+
+
+def test_a_location_outside_the_data_roots_is_the_fields_error(admin: Any) -> None:
+    token = _token(admin)
+    wizard = admin.post(
+        "/console/datasources/new", data={"csrf_token": token, "step": "infer", "location": "/etc/passwd"}
+    )
+    assert wizard.status_code == 403 and 'id="location-error"' in wizard.text
+    assert 'value="/etc/passwd"' in wizard.text and "outside the data roots" in wizard.text
+    batch = admin.post(
+        "/console/batch-predictions/new",
+        data={"csrf_token": token, "model": MODEL, "datasource": DATASOURCE, "output": "/etc/out/"},
+    )
+    assert batch.status_code == 403 and 'id="output-error"' in batch.text
+    assert 'value="/etc/out/"' in batch.text

@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from emrml.console import account, admin, batches, capacity, forms, jobs, objects, samples, storage
 from emrml.console.app import SECURITY_HEADERS, Console, View, Visit, page
-from emrml.errors import AmazonMLError, InvalidInputException, ResourceNotFoundException
+from emrml.errors import AmazonMLError, InvalidInputException
 from emrml.service.app import EmrML
 from emrml.service.logins import SHAREABLE
 
@@ -38,9 +38,8 @@ def _share(visit: Visit) -> View | Response:
     path = f"{objects.BY_KIND[kind].path}/{object_id}"
     revoke = visit.field("revoke")
     if revoke:
-        link = visit.console.logins.revoke(revoke)
-        if (link.kind, link.object_id) != (kind, object_id):
-            raise ResourceNotFoundException(f"share link {revoke!r} does not exist")
+        # Only a link of the object just read: naming one's own object must not revoke another's links.
+        visit.console.logins.revoke(revoke, kind, object_id)
         return visit.redirect(path)
     expires = visit.field("expires").strip()
     expires_at = None

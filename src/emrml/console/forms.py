@@ -16,7 +16,12 @@ from typing import Any
 from starlette.responses import Response
 
 from emrml.console.app import View, Visit
-from emrml.errors import AmazonMLError, InvalidInputException
+from emrml.errors import (
+    AccessDeniedException,
+    AmazonMLError,
+    InvalidInputException,
+    ResourceNotFoundException,
+)
 
 ATTRIBUTE_TYPES = ("NUMERIC", "CATEGORICAL", "TEXT", "BINARY")
 MODEL_TYPES = ("BINARY", "MULTICLASS", "REGRESSION")
@@ -64,15 +69,21 @@ def _infer_step(visit: Visit) -> View:
         request["TargetAttributeName"] = form["target"]
     try:
         schema = json.loads(visit.call("InferDataSchema", request)["DataSchema"])
-    except InvalidInputException as exc:
+    except (InvalidInputException, AccessDeniedException) as exc:
+        # A location outside the data roots is refused (403) but is the field's error all the same.
         return View(
             "datasource_new.html",
             {"step": "location"},
-            400,
+            _status(exc),
             {"form": form, "errors": {"location": exc.message}},
         )
     form["name"] = location.rstrip("/").rsplit("/", 1)[-1]
     return View("datasource_new.html", {"step": "schema", "DataSchema": schema}, extra=_schema_extra(form))
+
+
+def _status(exc: AmazonMLError) -> int:
+    """A form refused by an operation: 403 for an authorization's refusal, else 400."""
+    return 403 if isinstance(exc, AccessDeniedException) else 400
 
 
 def _schema_extra(form: dict[str, Any], errors: dict[str, str] | None = None) -> dict[str, Any]:
@@ -106,13 +117,15 @@ def _edited_schema(visit: Visit) -> dict[str, Any]:
 def _create_step(visit: Visit) -> View | Response:
     form = {
         "location": visit.field("location"),
-        "name": visit.field("name"),
+        # Stripped: a name of spaces only is refused by the operation, and means no name.
+        "name": visit.field("name").strip(),
         "split": visit.field("split", "all"),
         "percent": visit.field("percent", str(DEFAULT_TRAIN_PERCENT)),
         "strategy": visit.field("strategy", "random"),
         "statistics": visit.field("statistics") == "on",
     }
     errors: dict[str, str] = {}
+    status = 400
     try:
         schema = _edited_schema(visit)
     except InvalidInputException as exc:
@@ -152,13 +165,13 @@ def _create_step(visit: Visit) -> View | Response:
             request["DataSourceName"] = form["name"][:1024]
         try:
             visit.call("CreateDataSourceFromS3", request)
-        except InvalidInputException as exc:
+        except (InvalidInputException, AccessDeniedException) as exc:
             field = "percent" if "Rearrangement" in exc.message else "schema"
-            errors[field] = exc.message
+            errors[field], status = exc.message, _status(exc)
         else:
             return visit.redirect(f"datasources/{source_id}")
     return View(
-        "datasource_new.html", {"step": "schema", "DataSchema": schema}, 400, _schema_extra(form, errors)
+        "datasource_new.html", {"step": "schema", "DataSchema": schema}, status, _schema_extra(form, errors)
     )
 
 
@@ -180,7 +193,7 @@ def new_model(visit: Visit) -> View | Response:
         "mode": mode,
         "datasource": visit.field("datasource", visit.query.get("datasource", "")),
         "type": visit.field("type", "BINARY"),
-        "name": visit.field("name"),
+        "name": visit.field("name").strip(),
         "recipe": visit.field("recipe"),
         "passes": visit.field("passes", "10"),
         "shuffle": visit.field("shuffle", "auto"),
@@ -288,6 +301,17 @@ def _custom_model(visit: Visit, form: dict[str, Any], errors: dict[str, str]) ->
         parameters[key] = str(int(value * 1024 * 1024)) if field == "size" else str(value)
     if form["shuffle"] not in SHUFFLE_TYPES:
         errors["shuffle"] = "Shuffle is auto or none."
+    if form["evaluation"]:
+        # Checked first: a refused evaluation after CreateMLModel left a model the page said was not made.
+        try:
+            evaluation_source = visit.call("GetDataSource", {"DataSourceId": form["evaluation"]})
+        except (InvalidInputException, AccessDeniedException, ResourceNotFoundException) as exc:
+            errors["evaluation"] = exc.message
+        else:
+            if evaluation_source.get("Status") in ("FAILED", "DELETED"):
+                errors["evaluation"] = (
+                    f"DataSource {form['evaluation']!r} is {evaluation_source['Status']}: choose another"
+                )
     if errors:
         return None
     model_id = new_id("ml")

@@ -117,3 +117,18 @@ def test_an_admin_deactivates_and_activates_a_users_access_key(
         assert identities.credential(key.access_key_id) is not None
     finally:
         installation.service.access.delete_user(name)
+
+
+def test_names_that_paths_resolve_away_are_refused(admin: Any) -> None:
+    # /console/users/.. is /console/ to a browser: a user or group named so could never be opened.
+    for path, form in (
+        ("/console/users", lambda name: {"name": name, "password": ""}),
+        ("/console/groups", lambda name: {"name": name, "description": ""}),
+    ):
+        token = _token(admin, path)
+        for name in (".", ".."):
+            refused = admin.post(path, data={"csrf_token": token, **form(name)})
+            assert refused.status_code == 400 and "not . or .." in refused.text, (path, name)
+    users = [user["UserName"] for user in admin.get("/console/users?format=json").json()["Users"]]
+    groups = [group["GroupName"] for group in admin.get("/console/groups?format=json").json()["Groups"]]
+    assert not {".", ".."} & {*users, *groups}

@@ -175,3 +175,11 @@ def test_a_location_outside_the_data_roots_is_the_fields_error(admin: Any) -> No
     )
     assert batch.status_code == 403 and 'id="output-error"' in batch.text
     assert 'value="/etc/out/"' in batch.text
+
+
+def test_the_first_page_link_keeps_the_page_size(admin: Any) -> None:
+    token = admin.get("/console/datasources?format=json&size=1").json()["NextToken"]
+    second = admin.get(f"/console/datasources?size=1&token={token}")
+    first = html.unescape(re.search(r'href="([^"]*)">First page', second.text).group(1))
+    assert "size=1" in first and "token" not in first
+    assert len(admin.get(first + "&format=json").json()["Results"]) == 1

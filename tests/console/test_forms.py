@@ -4,6 +4,7 @@ the message beside the form (never a 500), and what was typed is still there to 
 from __future__ import annotations
 
 import html
+import json
 import re
 from typing import Any
 
@@ -183,3 +184,26 @@ def test_the_first_page_link_keeps_the_page_size(admin: Any) -> None:
     first = html.unescape(re.search(r'href="([^"]*)">First page', second.text).group(1))
     assert "size=1" in first and "token" not in first
     assert len(admin.get(first + "&format=json").json()["Results"]) == 1
+
+
+def test_a_refused_threshold_save_shows_the_counts_at_the_tried_threshold(
+    admin: Any, installation: Installation
+) -> None:
+    service = installation.service
+    endpoint = service.call("GetMLModel", {"MLModelId": MODEL})["EndpointInfo"]
+    had_endpoint = endpoint["EndpointStatus"] == "READY"
+    if not had_endpoint:
+        service.call("CreateRealtimeEndpoint", {"MLModelId": MODEL})
+    try:
+        # A model with an endpoint keeps its threshold: the save is refused, the page shows 0.42 anyway.
+        refused = admin.post(
+            f"/console/models/{MODEL}/threshold",
+            data={"csrf_token": _token(admin), "threshold": "0.42", "evaluation": EVALUATION},
+        )
+    finally:
+        if not had_endpoint:
+            service.call("DeleteRealtimeEndpoint", {"MLModelId": MODEL})
+    assert refused.status_code == 400 and 'id="threshold-error"' in refused.text
+    data = json.loads(html.unescape(re.search(r'id="page-data">(.*?)</script>', refused.text, re.S).group(1)))
+    assert data["AtThreshold"]["threshold"] == 0.42
+    assert 'data-at="threshold">0.42<' in refused.text and 'value="0.42"' in refused.text

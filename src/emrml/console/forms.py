@@ -354,6 +354,7 @@ def save_threshold(visit: Visit) -> View | Response:
     model_id = visit.params["entity_id"]
     back = visit.field("evaluation")
     text = visit.field("threshold").strip()
+    tried = None
     try:
         threshold = float(text)
         if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
@@ -361,6 +362,7 @@ def save_threshold(visit: Visit) -> View | Response:
     except ValueError:
         error = f"The threshold is a number from 0 to 1 (got {text!r})."
     else:
+        tried = threshold
         try:
             visit.call("UpdateMLModel", {"MLModelId": model_id, "ScoreThreshold": threshold})
         except InvalidInputException as exc:
@@ -371,7 +373,8 @@ def save_threshold(visit: Visit) -> View | Response:
         from emrml.console.objects import evaluation
 
         visit.request.scope["path_params"] = {"entity_id": back}
-        view = evaluation(visit)
+        # The counts at the threshold that was typed, beside it, not at the model's unchanged one.
+        view = evaluation(visit, threshold=tried)
         view.status, view.extra["threshold_error"], view.extra["threshold_text"] = 400, error, text
         return view
     raise InvalidInputException(error)

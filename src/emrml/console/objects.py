@@ -154,7 +154,9 @@ def model(visit: Visit) -> View:
     return View("model.html", data, extra=extra)
 
 
-def evaluation(visit: Visit) -> View:
+def evaluation(visit: Visit, threshold: float | None = None) -> View:
+    """An evaluation; a BINARY one at ``?threshold=`` (or ``threshold``: a save that failed shows the
+    counts at the threshold it tried), else at the model's."""
     evaluation_id = visit.params["entity_id"]
     described = visit.call("GetEvaluation", {"EvaluationId": evaluation_id})
     insights = visit.call("GetEvaluationInsights", {"EvaluationId": evaluation_id})
@@ -167,7 +169,9 @@ def evaluation(visit: Visit) -> View:
     if insights.get("MLModelType") == "BINARY" and "thresholdTable" in metrics:
         chosen = insights.get("ScoreThreshold", metrics.get("threshold", 0.5))
         asked = visit.query.get("threshold")
-        if asked is not None:
+        if threshold is not None:
+            chosen = threshold
+        elif asked is not None:
             try:
                 chosen = float(asked)
                 if not 0.0 <= chosen <= 1.0:

@@ -207,3 +207,12 @@ def test_a_refused_threshold_save_shows_the_counts_at_the_tried_threshold(
     data = json.loads(html.unescape(re.search(r'id="page-data">(.*?)</script>', refused.text, re.S).group(1)))
     assert data["AtThreshold"]["threshold"] == 0.42
     assert 'data-at="threshold">0.42<' in refused.text and 'value="0.42"' in refused.text
+
+
+def test_pages_name_their_icon(anonymous: Any) -> None:
+    # Else every browser asks for /favicon.ico, the API's 404, on the first page it opens.
+    login = anonymous.get("/console/login").text
+    icon = re.search(r'<link rel="icon" href="(/console/static/icon\.[0-9a-f]{12}\.svg)"', login)
+    assert icon, "no icon"
+    served = anonymous.get(icon.group(1))
+    assert served.status_code == 200 and served.headers["content-type"].startswith("image/svg+xml")

@@ -216,3 +216,10 @@ def test_pages_name_their_icon(anonymous: Any) -> None:
     assert icon, "no icon"
     served = anonymous.get(icon.group(1))
     assert served.status_code == 200 and served.headers["content-type"].startswith("image/svg+xml")
+
+
+def test_a_forms_address_opened_as_a_page_is_a_console_page(admin: Any) -> None:
+    for path in ("/console/logout", "/console/share", f"/console/models/{MODEL}/threshold"):
+        page = admin.get(path)
+        assert page.status_code == 405 and page.headers["allow"] == "POST", path
+        assert "Not a page" in page.text and 'href="/console/models"' in page.text, path

@@ -151,7 +151,18 @@ def create_console(
     async def not_found(request: Request, exc: Exception) -> Response:
         return console.error(request, 404, "Not found", f"There is no page at {request.url.path}.", None)
 
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        # A form's address opened as a page (a bookmarked /console/logout): the console's page, not bare text.
+        visitor = await run_in_threadpool(console.visitor, request)
+        message = f"{request.url.path} is a form's address: it takes no {request.method}."
+        response = console.error(request, 405, "Not a page", message, visitor)
+        allowed = (getattr(exc, "headers", None) or {}).get("Allow")
+        if allowed:
+            response.headers["allow"] = allowed
+        return response
+
     app.add_exception_handler(404, not_found)
+    app.add_exception_handler(405, not_allowed)
     return SecurityHeaders(app)
 
 

@@ -223,3 +223,10 @@ def test_a_forms_address_opened_as_a_page_is_a_console_page(admin: Any) -> None:
         page = admin.get(path)
         assert page.status_code == 405 and page.headers["allow"] == "POST", path
         assert "Not a page" in page.text and 'href="/console/models"' in page.text, path
+
+
+def test_a_list_says_which_of_two_filters_applies(admin: Any) -> None:
+    both = admin.get("/console/datasources?prefix=Bank&status=FAILED")
+    assert both.status_code == 200
+    assert "One filter at a time: these are the names starting with 'Bank', of any status." in _errors(both)
+    assert not _errors(admin.get("/console/datasources?status=FAILED"))

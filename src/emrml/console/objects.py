@@ -107,12 +107,19 @@ def list_page(path: str):
             result = visit.call(kind.describe, describe_request(query))
             result["Notice"] = exc.message
         data = {"kind": kind.kind, "Results": result["Results"], "NextToken": result.get("NextToken")}
+        notices = [result["Notice"]] if "Notice" in result else []
+        if query.get("prefix", "").strip() and query.get("status") in STATUSES:
+            # Describe* filters on one variable: the list must not look filtered by both.
+            notices.append(
+                f"One filter at a time: these are the names starting with {query['prefix'].strip()!r}, "
+                "of any status."
+            )
         extra = {
             "kind": kind,
             "query": query,
             "statuses": STATUSES,
             "sorts": list(SORTS),
-            "notice": result.get("Notice"),
+            "notice": " ".join(notices),
         }
         return View("list.html", data, extra=extra)
 

@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 import pytest
-from console_helpers import DATASOURCE, EVALUATION, MODEL, Installation, log_in, login_token
+from console_helpers import BOB_PASSWORD, DATASOURCE, EVALUATION, MODEL, Installation, log_in, login_token
 
 from emrml.console import objects
 from emrml.web.server import create_app
@@ -230,3 +230,24 @@ def test_a_list_says_which_of_two_filters_applies(admin: Any) -> None:
     assert both.status_code == 200
     assert "One filter at a time: these are the names starting with 'Bank', of any status." in _errors(both)
     assert not _errors(admin.get("/console/datasources?status=FAILED"))
+
+
+def test_samples_are_offered_to_those_who_may_read_them(
+    anonymous: Any, installation: Installation, tmp_path: Any
+) -> None:
+    from emrml.console.samples import sample_location
+    from emrml.samples import sample_path
+
+    assert sample_location(tmp_path) == sample_path(tmp_path)
+    assert log_in(anonymous, "bob", BOB_PASSWORD).status_code == 303
+    # bob has no storage grant: his datasources could not read the sample, so no button leads there.
+    home = anonymous.get("/console/")
+    assert home.status_code == 200 and 'id="sample-binary"' not in home.text
+    refused = anonymous.post(
+        "/console/samples", data={"csrf_token": login_token(home.text), "sample": "binary"}
+    )
+    assert refused.status_code == 403 and "storage:Read" in refused.text
+
+
+def test_admins_are_offered_the_samples(admin: Any) -> None:
+    assert 'id="sample-binary"' in admin.get("/console/").text

@@ -134,9 +134,10 @@ def home(visit: Visit) -> View:
         )["Results"]
         for kind in KINDS.values()
     }
-    from emrml.console.samples import SAMPLES
+    from emrml.console.samples import SAMPLES, may_run
 
-    return View("home.html", {"Recent": recent}, extra={"kinds": KINDS, "samples": SAMPLES})
+    samples = SAMPLES if may_run(visit) else {}
+    return View("home.html", {"Recent": recent}, extra={"kinds": KINDS, "samples": samples})
 
 
 def datasource(visit: Visit) -> View:

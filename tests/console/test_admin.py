@@ -57,10 +57,11 @@ def test_an_admin_creates_a_user_puts_it_in_a_group_and_grants_storage(
         {"Sid": 1, "Effect": "Allow", "Action": ["storage:Read"], "Resource": ["/srv/data/*"], "Owner": "any"}
     ]
     assert installation.service.access.get_group(group).members == (name,)
-    for sid in ("x", "\u00b2", "9" * 30):  # not a statement number: refused, not a server error
+    refusals = (("x", "not a whole number"), ("\u00b2", "not a whole number"), ("9" * 30, "no statement"))
+    for sid, says in refusals:
         data = {"csrf_token": token, "action": "remove-statement", "sid": sid}
-        odd = admin.post(f"/console/groups/{group}", data=data)
-        assert odd.status_code == 400 and "has no statement" in odd.text
+        odd = admin.post(f"/console/groups/{group}", data=data)  # refused, not a server error
+        assert odd.status_code == 400 and says in odd.text
 
 
 def test_users_who_are_not_admins_are_refused_the_admin_pages(anonymous: Any) -> None:
@@ -121,3 +122,18 @@ def test_an_admin_deactivates_and_activates_a_users_access_key(
         assert identities.credential(key.access_key_id) is not None
     finally:
         installation.service.access.delete_user(name)
+
+
+def test_names_that_paths_resolve_away_are_refused(admin: Any) -> None:
+    # /console/users/.. is /console/ to a browser: a user or group named so could never be opened.
+    for path, form in (
+        ("/console/users", lambda name: {"name": name, "password": ""}),
+        ("/console/groups", lambda name: {"name": name, "description": ""}),
+    ):
+        token = _token(admin, path)
+        for name in (".", ".."):
+            refused = admin.post(path, data={"csrf_token": token, **form(name)})
+            assert refused.status_code == 400 and "not . or .." in refused.text, (path, name)
+    users = [user["UserName"] for user in admin.get("/console/users?format=json").json()["Users"]]
+    groups = [group["GroupName"] for group in admin.get("/console/groups?format=json").json()["Groups"]]
+    assert not {".", ".."} & {*users, *groups}

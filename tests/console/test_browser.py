@@ -165,6 +165,21 @@ def test_threshold_explorer_by_drag_and_keyboard_matches_the_cli(
     served.installation.service.call("UpdateMLModel", {"MLModelId": MODEL, "ScoreThreshold": 0.5})
 
 
+def test_a_refused_threshold_stays_in_its_box_beside_the_error(page: Any, served: Served) -> None:
+    # The chart's first drawing wrote the model's threshold over it, leaving an error that quotes a value
+    # no longer on the page.
+    log_in(page, served)
+    page.goto(f"{served.url}/console/evaluations/{EVALUATION}?threshold=abc")
+    page.wait_for_selector("html[data-charts=drawn]")
+    assert page.input_value("#threshold") == "abc"
+    assert "(got 'abc')" in page.locator("#threshold-error").inner_text()
+    assert page.locator("#threshold-slider").get_attribute("aria-valuenow") == "0.5"
+    # Moving the line afterwards writes its value, as always.
+    page.locator("#threshold-slider").focus()
+    page.keyboard.press("ArrowRight")
+    assert page.input_value("#threshold") == "0.51"
+
+
 def test_datasource_model_and_list_pages_pass_axe(page: Any, served: Served, axe_source: str) -> None:
     # bob's page shows an active and a deactivated access key (their status column and buttons).
     identities = Identities(served.installation.service.sessions, served.installation.home)

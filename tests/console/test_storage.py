@@ -94,3 +94,73 @@ def test_a_user_without_storage_grants_is_refused(anonymous: Any, installation: 
     sample: Path = installation.sample
     download = anonymous.get(f"/console/storage/download?location={sample}")
     assert download.status_code == 403
+
+
+def _folder_with(installation: Installation, name: str, body: bytes) -> Path:
+    folder = installation.home / "data" / f"edge-{uuid.uuid4().hex[:6]}"
+    folder.mkdir()
+    (folder / name).write_bytes(body)
+    return folder
+
+
+def test_moving_a_file_onto_itself_keeps_it(admin: Any, installation: Installation) -> None:
+    # The move form's target starts as the file's own location: "Move" clicked without changing it (or
+    # naming the same file another way) must not copy the file onto itself and then delete it.
+    folder = _folder_with(installation, "keep.csv", b"a,b\n1,2\n")
+    token = _token(admin)
+    for target in (f"{folder}/keep.csv", f"file://{folder}/keep.csv", f"{folder}/./keep.csv"):
+        moved = admin.post(
+            "/console/storage",
+            data={
+                "csrf_token": token,
+                "action": "move",
+                "location": str(folder),
+                "file": f"{folder}/keep.csv",
+                "target": target,
+            },
+        )
+        assert moved.status_code == 400 and "same file" in moved.text, target
+        assert (folder / "keep.csv").read_bytes() == b"a,b\n1,2\n", target
+    # A copy onto itself changes nothing either, and says so.
+    copied = admin.post(
+        "/console/storage",
+        data={
+            "csrf_token": token,
+            "action": "copy",
+            "location": str(folder),
+            "file": f"{folder}/keep.csv",
+            "target": f"{folder}/keep.csv",
+        },
+    )
+    assert copied.status_code == 400 and (folder / "keep.csv").read_bytes() == b"a,b\n1,2\n"
+
+
+def test_an_error_shows_once_beside_its_own_form(admin: Any, installation: Installation) -> None:
+    # errors['copy'] in a template is the dict's copy method when the error is another action's.
+    refused = admin.post(
+        "/console/storage",
+        data={"csrf_token": _token(admin), "action": "mkdir", "location": f"{installation.home}/data"},
+    )
+    assert refused.status_code == 400
+    assert "built-in method" not in refused.text
+    assert refused.text.count('class="error field-error"') == 1 and 'id="mkdir-error"' in refused.text
+
+
+def test_a_forged_page_token_starts_again_from_the_first_page(admin: Any, installation: Installation) -> None:
+    folder = _folder_with(installation, "one.csv", b"1\n")
+    for token in ("garbage", "-1"):
+        page = admin.get(f"/console/storage?format=json&location={folder}&token={token}")
+        assert page.status_code == 200, page.text
+        assert [f["Name"] for f in page.json()["Files"]] == ["one.csv"]
+        html = admin.get(f"/console/storage?location={folder}&token={token}")
+        assert html.status_code == 200 and "not a page token" in html.text
+
+
+def test_files_with_any_unicode_name_download(admin: Any, installation: Installation) -> None:
+    # Header values are Latin-1: the name travels as RFC 6266's filename* (UTF-8), with an ASCII fallback.
+    folder = _folder_with(installation, "日本 €.csv", b"x\n")
+    downloaded = admin.get(f"/console/storage/download?location={folder}/日本 €.csv")
+    assert downloaded.status_code == 200 and downloaded.content == b"x\n"
+    disposition = downloaded.headers["content-disposition"]
+    assert "filename*=UTF-8''%E6%97%A5%E6%9C%AC%20%E2%82%AC.csv" in disposition
+    assert disposition.isascii()

@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from emrml.console import account, admin, batches, capacity, forms, jobs, objects, samples, storage
 from emrml.console.app import SECURITY_HEADERS, Console, View, Visit, page
-from emrml.errors import AmazonMLError, InvalidInputException, ResourceNotFoundException
+from emrml.errors import AmazonMLError, InvalidInputException
 from emrml.service.app import EmrML
 from emrml.service.logins import SHAREABLE
 
@@ -38,9 +38,8 @@ def _share(visit: Visit) -> View | Response:
     path = f"{objects.BY_KIND[kind].path}/{object_id}"
     revoke = visit.field("revoke")
     if revoke:
-        link = visit.console.logins.revoke(revoke)
-        if (link.kind, link.object_id) != (kind, object_id):
-            raise ResourceNotFoundException(f"share link {revoke!r} does not exist")
+        # Only a link of the object just read: naming one's own object must not revoke another's links.
+        visit.console.logins.revoke(revoke, kind, object_id)
         return visit.redirect(path)
     expires = visit.field("expires").strip()
     expires_at = None
@@ -152,7 +151,18 @@ def create_console(
     async def not_found(request: Request, exc: Exception) -> Response:
         return console.error(request, 404, "Not found", f"There is no page at {request.url.path}.", None)
 
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        # A form's address opened as a page (a bookmarked /console/logout): the console's page, not bare text.
+        visitor = await run_in_threadpool(console.visitor, request)
+        message = f"{request.url.path} is a form's address: it takes no {request.method}."
+        response = console.error(request, 405, "Not a page", message, visitor)
+        allowed = (getattr(exc, "headers", None) or {}).get("Allow")
+        if allowed:
+            response.headers["allow"] = allowed
+        return response
+
     app.add_exception_handler(404, not_found)
+    app.add_exception_handler(405, not_allowed)
     return SecurityHeaders(app)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from starlette.responses import Response
 
 from emrml.console.app import View, Visit
-from emrml.errors import AmazonMLError, InvalidInputException
+from emrml.errors import AmazonMLError, InvalidInputException, ResourceNotFoundException
 
 
 def _user_row(user: Any) -> dict[str, Any]:
@@ -64,7 +64,7 @@ def user(visit: Visit) -> View | Response:
         try:
             new_key = _user_action(visit, name, action)
         except AmazonMLError as exc:
-            errors[action or "general"] = exc.message
+            errors[action if action in USER_ACTIONS else "general"] = exc.message
         else:
             if action == "delete":
                 return visit.redirect("users")
@@ -82,6 +82,15 @@ def user(visit: Visit) -> View | Response:
     }
     extra = {"errors": errors, "new_key": new_key}
     return View("user.html", data, 400 if errors else 200, extra)
+
+
+#: The user page's forms, each showing its own error; any other error shows at the top of the page.
+USER_ACTIONS = frozenset(
+    {"enable", "disable", "password", "create-key", "delete-key", "deactivate-key", "activate-key", "join",
+     "leave", "delete"}
+)  # fmt: skip
+#: The group page's forms, likewise.
+GROUP_ACTIONS = frozenset({"add-statement", "remove-statement", "add-member", "remove-member", "delete"})
 
 
 def _user_action(visit: Visit, name: str, action: str) -> Any:
@@ -140,9 +149,11 @@ def group(visit: Visit) -> View | Response:
                     raise InvalidInputException(f"the statement is not valid JSON: {exc}") from None
                 access.add_statement(name, document, caller=visit.arn)
             elif action == "remove-statement":
-                sid = visit.field("sid")
-                if not (sid.isascii() and sid.isdigit() and len(sid) < 10):
-                    raise InvalidInputException(f"group {name!r} has no statement {sid!r}")
+                sid = visit.field("sid").strip()
+                if not (sid.isascii() and sid.isdigit()):  # "\u00b2" is a digit to isdigit(), not to int()
+                    raise InvalidInputException(f"statement number {sid!r} is not a whole number")
+                if len(sid) > 9:  # past every statement's number and past the database's integers
+                    raise ResourceNotFoundException(f"group {name!r} has no statement {sid}")
                 access.remove_statement(name, int(sid), caller=visit.arn)
             elif action == "add-member":
                 access.add_member(name, visit.field("user"), caller=visit.arn)
@@ -154,7 +165,7 @@ def group(visit: Visit) -> View | Response:
             else:
                 raise InvalidInputException(f"unknown action {action!r}")
         except AmazonMLError as exc:
-            errors[action] = exc.message
+            errors[action if action in GROUP_ACTIONS else "general"] = exc.message
         else:
             return visit.redirect(f"groups/{name}")
     data = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ from emrml.errors import AccessDeniedException, AmazonMLError, ResourceNotFoundE
 from emrml.service.app import EmrML
 from emrml.service.auth import user_arn
 from emrml.service.logins import Logins, SessionInfo
+
+log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "emrml_session"
 LOGIN_CSRF_COOKIE = "emrml_login_csrf"
@@ -225,11 +228,18 @@ def download_response(stream: BinaryIO, location: str) -> StreamingResponse:
             while block := stream.read(DOWNLOAD_BLOCK_BYTES):
                 yield block
 
-    name = location.rstrip("/").rsplit("/", 1)[-1].replace('"', "")
-    headers = {"content-disposition": f'attachment; filename="{name}"'}
+    name = location.rstrip("/").rsplit("/", 1)[-1]
+    headers = {"content-disposition": content_disposition(name)}
     return StreamingResponse(
         iterate_in_threadpool(blocks()), media_type="application/octet-stream", headers=headers
     )
+
+
+def content_disposition(name: str) -> str:
+    """An attachment named ``name``: header values are Latin-1, so the name travels as RFC 6266's
+    ``filename*`` (UTF-8, percent-encoded) beside a plain ASCII ``filename`` for older clients."""
+    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 def csrf_ok(expected: str, form: FormData | None, request: Request) -> bool:
@@ -273,11 +283,25 @@ def page(
             status = 403 if isinstance(exc, AccessDeniedException) else min(exc.http_status, 500)
             title = "Refused" if status == 403 else exc.type_name
             return console.error(request, status, title, exc.message, visitor)
+        except Exception:
+            return _internal_error(console, request, visitor)
         if isinstance(result, Response):
             return result
-        return console.render(request, result, visitor)
+        try:
+            return console.render(request, result, visitor)
+        except Exception:
+            return _internal_error(console, request, visitor)
 
     return endpoint
+
+
+def _internal_error(console: Console, request: Request, visitor: SessionInfo) -> Response:
+    """The console's 500 page for a bug, answered rather than raised: an exception that reaches the
+    server makes it close the connection after its 500, and behind the API server's proxy the next
+    request sent on that pooled connection (anyone's) then failed with a 503."""
+    log.exception("console page %s %s failed", request.method, request.url.path)
+    message = "The console could not answer this request; the server's log says why."
+    return console.error(request, 500, "Internal error", message, visitor)
 
 
 def new_login_csrf() -> str:

@@ -25,7 +25,7 @@ def new_batch_prediction(visit: Visit) -> View | Response:
         "model": visit.field("model", visit.query.get("model", "")),
         "datasource": visit.field("datasource"),
         "output": visit.field("output").strip(),
-        "name": visit.field("name"),
+        "name": visit.field("name").strip(),
     }
     data = {
         "MLModels": visit.call(
@@ -41,6 +41,7 @@ def new_batch_prediction(visit: Visit) -> View | Response:
     if visit.form is None:
         return View("batch_prediction_new.html", data, extra=extra)
     errors = extra["errors"]
+    status = 400
     for field, says in (
         ("model", "Choose a model."),
         ("datasource", "Choose the data."),
@@ -60,11 +61,13 @@ def new_batch_prediction(visit: Visit) -> View | Response:
             request["BatchPredictionName"] = form["name"][:1024]
         try:
             visit.call("CreateBatchPrediction", request)
-        except InvalidInputException as exc:
+        except (InvalidInputException, AccessDeniedException) as exc:
+            # An output folder outside the data roots is refused (403) but is the field's error all the same.
             errors["output" if "OutputUri" in exc.message else "general"] = exc.message
+            status = 403 if isinstance(exc, AccessDeniedException) else 400
         else:
             return visit.redirect(f"batch-predictions/{batch_id}")
-    return View("batch_prediction_new.html", data, 400, extra)
+    return View("batch_prediction_new.html", data, status, extra)
 
 
 def result_files(visit: Visit, described: dict[str, Any]) -> list[str]:

@@ -17,7 +17,12 @@ from starlette.responses import Response
 
 from emrml.console.app import View, Visit
 from emrml.core.schema import record_fields
-from emrml.errors import AmazonMLError, InvalidInputException
+from emrml.errors import (
+    AccessDeniedException,
+    AmazonMLError,
+    InvalidInputException,
+    ResourceNotFoundException,
+)
 
 ATTRIBUTE_TYPES = ("NUMERIC", "CATEGORICAL", "TEXT", "BINARY")
 MODEL_TYPES = ("BINARY", "MULTICLASS", "REGRESSION")
@@ -65,15 +70,21 @@ def _infer_step(visit: Visit) -> View:
         request["TargetAttributeName"] = form["target"]
     try:
         schema = json.loads(visit.call("InferDataSchema", request)["DataSchema"])
-    except InvalidInputException as exc:
+    except (InvalidInputException, AccessDeniedException) as exc:
+        # A location outside the data roots is refused (403) but is the field's error all the same.
         return View(
             "datasource_new.html",
             {"step": "location"},
-            400,
+            _status(exc),
             {"form": form, "errors": {"location": exc.message}},
         )
     form["name"] = location.rstrip("/").rsplit("/", 1)[-1]
     return View("datasource_new.html", {"step": "schema", "DataSchema": schema}, extra=_schema_extra(form))
+
+
+def _status(exc: AmazonMLError) -> int:
+    """A form refused by an operation: 403 for an authorization's refusal, else 400."""
+    return 403 if isinstance(exc, AccessDeniedException) else 400
 
 
 def _schema_extra(form: dict[str, Any], errors: dict[str, str] | None = None) -> dict[str, Any]:
@@ -82,14 +93,19 @@ def _schema_extra(form: dict[str, Any], errors: dict[str, str] | None = None) ->
 
 def _edited_schema(visit: Visit) -> dict[str, Any]:
     """The schema as the table's fields left it: types, target, row id, excluded attributes."""
+    damaged = InvalidInputException("the form's schema is damaged: start the wizard again")
     try:
         schema = json.loads(visit.field("schema"))
         attributes = schema["attributes"]
     except (ValueError, KeyError, TypeError):
-        raise InvalidInputException("the form's schema is damaged: start the wizard again") from None
+        raise damaged from None
+    if not isinstance(attributes, list) or not all(isinstance(a, dict) for a in attributes):
+        raise damaged
     excluded = set(visit.form.getlist("excluded")) if visit.form is not None else set()
     for index, attribute in enumerate(attributes):
         chosen = visit.field(f"type-{index}", attribute.get("attributeType", ""))
+        if chosen not in ATTRIBUTE_TYPES:
+            raise damaged
         attribute["attributeType"] = chosen
     names = [attribute.get("attributeName") for attribute in attributes]
     target, row_id = visit.field("target_attribute"), visit.field("row_id")
@@ -102,13 +118,15 @@ def _edited_schema(visit: Visit) -> dict[str, Any]:
 def _create_step(visit: Visit) -> View | Response:
     form = {
         "location": visit.field("location"),
-        "name": visit.field("name"),
+        # Stripped: a name of spaces only is refused by the operation, and means no name.
+        "name": visit.field("name").strip(),
         "split": visit.field("split", "all"),
         "percent": visit.field("percent", str(DEFAULT_TRAIN_PERCENT)),
         "strategy": visit.field("strategy", "random"),
         "statistics": visit.field("statistics") == "on",
     }
     errors: dict[str, str] = {}
+    status = 400
     try:
         schema = _edited_schema(visit)
     except InvalidInputException as exc:
@@ -148,13 +166,13 @@ def _create_step(visit: Visit) -> View | Response:
             request["DataSourceName"] = form["name"][:1024]
         try:
             visit.call("CreateDataSourceFromS3", request)
-        except InvalidInputException as exc:
+        except (InvalidInputException, AccessDeniedException) as exc:
             field = "percent" if "Rearrangement" in exc.message else "schema"
-            errors[field] = exc.message
+            errors[field], status = exc.message, _status(exc)
         else:
             return visit.redirect(f"datasources/{source_id}")
     return View(
-        "datasource_new.html", {"step": "schema", "DataSchema": schema}, 400, _schema_extra(form, errors)
+        "datasource_new.html", {"step": "schema", "DataSchema": schema}, status, _schema_extra(form, errors)
     )
 
 
@@ -176,7 +194,7 @@ def new_model(visit: Visit) -> View | Response:
         "mode": mode,
         "datasource": visit.field("datasource", visit.query.get("datasource", "")),
         "type": visit.field("type", "BINARY"),
-        "name": visit.field("name"),
+        "name": visit.field("name").strip(),
         "recipe": visit.field("recipe"),
         "passes": visit.field("passes", "10"),
         "shuffle": visit.field("shuffle", "auto"),
@@ -284,6 +302,17 @@ def _custom_model(visit: Visit, form: dict[str, Any], errors: dict[str, str]) ->
         parameters[key] = str(int(value * 1024 * 1024)) if field == "size" else str(value)
     if form["shuffle"] not in SHUFFLE_TYPES:
         errors["shuffle"] = "Shuffle is auto or none."
+    if form["evaluation"]:
+        # Checked first: a refused evaluation after CreateMLModel left a model the page said was not made.
+        try:
+            evaluation_source = visit.call("GetDataSource", {"DataSourceId": form["evaluation"]})
+        except (InvalidInputException, AccessDeniedException, ResourceNotFoundException) as exc:
+            errors["evaluation"] = exc.message
+        else:
+            if evaluation_source.get("Status") in ("FAILED", "DELETED"):
+                errors["evaluation"] = (
+                    f"DataSource {form['evaluation']!r} is {evaluation_source['Status']}: choose another"
+                )
     if errors:
         return None
     model_id = new_id("ml")
@@ -326,6 +355,7 @@ def save_threshold(visit: Visit) -> View | Response:
     model_id = visit.params["entity_id"]
     back = visit.field("evaluation")
     text = visit.field("threshold").strip()
+    tried = None
     try:
         threshold = float(text)
         if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
@@ -333,6 +363,7 @@ def save_threshold(visit: Visit) -> View | Response:
     except ValueError:
         error = f"The threshold is a number from 0 to 1 (got {text!r})."
     else:
+        tried = threshold
         try:
             visit.call("UpdateMLModel", {"MLModelId": model_id, "ScoreThreshold": threshold})
         except InvalidInputException as exc:
@@ -343,7 +374,8 @@ def save_threshold(visit: Visit) -> View | Response:
         from emrml.console.objects import evaluation
 
         visit.request.scope["path_params"] = {"entity_id": back}
-        view = evaluation(visit)
+        # The counts at the threshold that was typed, beside it, not at the model's unchanged one.
+        view = evaluation(visit, threshold=tried)
         view.status, view.extra["threshold_error"], view.extra["threshold_text"] = 400, error, text
         return view
     raise InvalidInputException(error)
@@ -368,6 +400,7 @@ def predict(visit: Visit) -> View:
     if visit.form is None:
         return View("predict.html", data, extra=extra)
     pasted = visit.field("pasted").strip()
+    extra["pasted"] = pasted
     try:
         record = (
             _pasted_record(pasted, attributes)
@@ -413,7 +446,7 @@ def _pasted_record(text: str, attributes: list[dict[str, Any]]) -> dict[str, str
             str(name): value if isinstance(value, str) else json.dumps(value)
             for name, value in record.items()
         }
-    try:
+    try:  # a field over the csv module's limit (128 KiB) cannot be read either
         values = record_fields(text)
     except ValueError as exc:
         raise InvalidInputException(f"the pasted record: {exc}") from None

@@ -107,12 +107,19 @@ def list_page(path: str):
             result = visit.call(kind.describe, describe_request(query))
             result["Notice"] = exc.message
         data = {"kind": kind.kind, "Results": result["Results"], "NextToken": result.get("NextToken")}
+        notices = [result["Notice"]] if "Notice" in result else []
+        if query.get("prefix", "").strip() and query.get("status") in STATUSES:
+            # Describe* filters on one variable: the list must not look filtered by both.
+            notices.append(
+                f"One filter at a time: these are the names starting with {query['prefix'].strip()!r}, "
+                "of any status."
+            )
         extra = {
             "kind": kind,
             "query": query,
             "statuses": STATUSES,
             "sorts": list(SORTS),
-            "notice": result.get("Notice"),
+            "notice": " ".join(notices),
         }
         return View("list.html", data, extra=extra)
 
@@ -127,9 +134,10 @@ def home(visit: Visit) -> View:
         )["Results"]
         for kind in KINDS.values()
     }
-    from emrml.console.samples import SAMPLES
+    from emrml.console.samples import SAMPLES, may_run
 
-    return View("home.html", {"Recent": recent}, extra={"kinds": KINDS, "samples": SAMPLES})
+    samples = SAMPLES if may_run(visit) else {}
+    return View("home.html", {"Recent": recent}, extra={"kinds": KINDS, "samples": samples})
 
 
 def datasource(visit: Visit) -> View:
@@ -154,7 +162,9 @@ def model(visit: Visit) -> View:
     return View("model.html", data, extra=extra)
 
 
-def evaluation(visit: Visit) -> View:
+def evaluation(visit: Visit, threshold: float | None = None) -> View:
+    """An evaluation; a BINARY one at ``?threshold=`` (or ``threshold``: a save that failed shows the
+    counts at the threshold it tried), else at the model's."""
     evaluation_id = visit.params["entity_id"]
     described = visit.call("GetEvaluation", {"EvaluationId": evaluation_id})
     insights = visit.call("GetEvaluationInsights", {"EvaluationId": evaluation_id})
@@ -167,7 +177,9 @@ def evaluation(visit: Visit) -> View:
     if insights.get("MLModelType") == "BINARY" and "thresholdTable" in metrics:
         chosen = insights.get("ScoreThreshold", metrics.get("threshold", 0.5))
         asked = visit.query.get("threshold")
-        if asked is not None:
+        if threshold is not None:
+            chosen = threshold
+        elif asked is not None:
             try:
                 chosen = float(asked)
                 if not 0.0 <= chosen <= 1.0:

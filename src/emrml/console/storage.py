@@ -33,7 +33,16 @@ def storage(visit: Visit) -> View | Response:
         except AmazonMLError as exc:
             errors[action or "general"] = exc.message
     folder = files.folder_location(location)
-    page = files.list_folder(service, visit.arn, folder, visit.query.get("token") or None)
+    token = visit.query.get("token") or None
+    notice = ""
+    try:
+        page = files.list_folder(service, visit.arn, folder, token)
+    except InvalidInputException as exc:
+        if token is None:
+            raise
+        # A stale or forged page token: the folder's first page, saying why (as the list pages do).
+        page = files.list_folder(service, visit.arn, folder, None)
+        notice = exc.message
     data = {
         "Location": folder,
         # No way up out of a data root: above it everything is refused.
@@ -43,7 +52,8 @@ def storage(visit: Visit) -> View | Response:
         "Files": [{"Location": f.uri, "Name": f.uri.rsplit("/", 1)[-1], "Size": f.size} for f in page.files],
         "NextToken": page.next_token,
     }
-    return View("storage.html", data, 400 if errors else 200, {"errors": errors, "done": done})
+    extra = {"errors": errors, "done": done, "notice": notice}
+    return View("storage.html", data, 400 if errors else 200, extra)
 
 
 def _act(visit: Visit, action: str, location: str) -> str:

@@ -10,6 +10,7 @@ decrypted. Uploads and copies appear whole or not at all (``atomic_write``).
 
 from __future__ import annotations
 
+import os
 import shutil
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, BinaryIO
@@ -97,6 +98,9 @@ def copy(app: EmrML, caller: str | None, source: str, target: str, *, move: bool
     """Copy (``move``: then delete) one file between any two locations, local or S3."""
     if source.endswith("/") or target.endswith("/"):
         raise InvalidInputException("copy and move take one file and the new file's full location")
+    if _same_file(source, target):
+        # A move would write the file onto itself and then delete it.
+        raise InvalidInputException(f"'{target}' is the same file as '{source}': give another location")
     with acting(caller):
         check_location(app, target, member="target", write=True)
         if move:
@@ -107,3 +111,16 @@ def copy(app: EmrML, caller: str | None, source: str, target: str, *, move: bool
         shutil.copyfileobj(stream, out, _BLOCK_BYTES)
     if move:
         locations.delete(source)
+
+
+def _same_file(source: str, target: str) -> bool:
+    """Whether two locations name one file (``file://``, ``./`` and links resolved for local files)."""
+    if source.startswith("s3://") or target.startswith("s3://"):
+        return source == target
+    first, second = locations.local_path(source), locations.local_path(target)
+    if first == second:
+        return True
+    try:
+        return os.path.samefile(first, second)
+    except OSError:  # the target does not exist yet
+        return False

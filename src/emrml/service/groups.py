@@ -126,7 +126,8 @@ def create_group(session: Session, name: str, description: str) -> Group:
 
     if not USER_NAME.fullmatch(name):
         raise InvalidInputException(
-            f"group name {name!r} must be 1-64 characters from letters, digits and + = , . @ _ -"
+            f"group name {name!r} must be 1-64 characters from letters, digits and + = , . @ _ -, "
+            "and not . or .."
         )
     if len(description) > 1000:
         raise InvalidInputException("a group's description must be at most 1000 characters")

@@ -29,8 +29,9 @@ from emrml.service.metastore import Base, now
 
 log = logging.getLogger(__name__)
 
-#: IAM's rule for user names.
-USER_NAME = re.compile(r"[A-Za-z0-9+=,.@_-]{1,64}")
+#: IAM's rule for user names, less "." and "..": a name is a part of the console's paths
+#: (``/console/users/NAME``), and browsers resolve those two parts away, leaving the user's page unreachable.
+USER_NAME = re.compile(r"(?!\.\.?\Z)[A-Za-z0-9+=,.@_-]{1,64}")
 #: Access key ids look like AWS's (20 upper-case characters) but start with EMRL, so that secret scanners
 #: looking for AWS keys (``AKIA…``) do not mistake them for Amazon credentials.
 ACCESS_KEY_PREFIX = "EMRL"
@@ -152,7 +153,8 @@ def _new_access_key_id() -> str:
 def _check_user_name(name: str) -> None:
     if not USER_NAME.fullmatch(name):
         raise InvalidInputException(
-            f"user name {name!r} must be 1-64 characters from letters, digits and + = , . @ _ -"
+            f"user name {name!r} must be 1-64 characters from letters, digits and + = , . @ _ -, "
+            "and not . or .."
         )
 
 

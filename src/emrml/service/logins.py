@@ -371,9 +371,15 @@ class Logins:
             )
             return [_share_info(link) for link in rows]
 
-    def revoke(self, link_id: str) -> ShareInfo:
+    def revoke(self, link_id: str, kind: str, object_id: str) -> ShareInfo:
+        """Revoke a link of the object ``kind``/``object_id`` (whoever may read that object may revoke its
+        links; a link of another object is not found, and stays as it was)."""
         with self.sessions() as session, session.begin():
-            link = session.scalar(select(ShareLink).where(ShareLink.link_id == link_id))
+            link = session.scalar(
+                select(ShareLink).where(
+                    ShareLink.link_id == link_id, ShareLink.kind == kind, ShareLink.object_id == object_id
+                )
+            )
             if link is None:
                 raise ResourceNotFoundException(f"share link {link_id!r} does not exist")
             session.execute(

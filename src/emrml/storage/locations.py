@@ -340,6 +340,8 @@ class LocalBackend:
         root = local_path(location)
         with os.scandir(root) as entries:
             names = sorted((entry.name, entry.is_dir()) for entry in entries)
+        if token and not token.isdigit():
+            raise InvalidInputException(f"{token!r} is not a page token of folder '{location}'")
         start = int(token or 0)
         page = names[start : start + limit]
         folders = [os.path.join(root, name) + "/" for name, is_dir in page if is_dir]

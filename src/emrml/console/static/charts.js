@@ -185,11 +185,12 @@
     handle.append("circle").attr("class", "threshold-knob").attr("r", 7).attr("cy", M.top + 2);
     var value = start;
 
-    function set(t) {
+    // keepInput: the first drawing leaves a refused value in the box, beside the error that quotes it.
+    function set(t, keepInput) {
       t = Math.min(1, Math.max(0, Math.round(t * 100) / 100));
       value = t;
       handle.attr("transform", "translate(" + x(t) + ",0)").attr("aria-valuenow", t).attr("aria-valuetext", t.toFixed(2));
-      if (input && document.activeElement !== input) input.value = t.toFixed(2);
+      if (input && !keepInput && document.activeElement !== input) input.value = t.toFixed(2);
       showAt(atThreshold(metrics, t));
     }
     handle.call(d3.drag().on("drag", function (event) { set(x.invert(event.x)); }));
@@ -206,7 +207,7 @@
       var t = Number(input.value);
       if (input.value.trim() !== "" && isFinite(t) && t >= 0 && t <= 1) set(t);
     });
-    set(start);
+    set(start, input && input.getAttribute("aria-invalid") === "true");
   }
 
   function heatMap(node, view) {

@@ -1,0 +1,253 @@
+"""The console's forms given what a user may type or a client may forge: every refusal is a 4xx page with
+the message beside the form (never a 500), and what was typed is still there to correct."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from typing import Any
+
+import pytest
+from console_helpers import BOB_PASSWORD, DATASOURCE, EVALUATION, MODEL, Installation, log_in, login_token
+
+from emrml.console import objects
+from emrml.web.server import create_app
+
+
+def _token(client: Any, path: str = "/console/account") -> str:
+    return login_token(client.get(path).text)
+
+
+def _errors(page: Any) -> list[str]:
+    return [html.unescape(text) for text in re.findall(r'class="error[^"]*"[^>]*>([^<]*)<', page.text)]
+
+
+def test_a_failing_page_answers_the_consoles_500_page(
+    installation: Installation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An exception that reached the server made it close the connection after its 500; behind the API
+    # server's proxy, the next request on that pooled connection (anyone's) then got a 503.
+    from starlette.testclient import TestClient
+
+    def broken(visit: Any) -> Any:
+        raise RuntimeError("a bug in a page")
+
+    monkeypatch.setattr(objects, "home", broken)
+    with TestClient(create_app(installation.service), follow_redirects=False) as client:
+        assert log_in(client, "admin", installation.admin_password).status_code == 303
+        page = client.get("/console/")
+        assert page.status_code == 500 and "Internal error" in page.text
+        assert "a bug in a page" not in page.text and 'href="/console/models"' in page.text
+        twin = client.get("/console/?format=json")
+        assert twin.status_code == 500 and twin.json()["error"]["title"] == "Internal error"
+        assert client.get("/console/models").status_code == 200
+
+
+FORGED_SCHEMAS = [
+    '{"attributes": 5}',
+    "[]",
+    '{"attributes": [1, 2]}',
+    '{"attributes": [{"attributeName": "a"}]}',
+]
+
+
+@pytest.mark.parametrize("schema", FORGED_SCHEMAS)
+def test_a_forged_wizard_schema_is_refused(admin: Any, installation: Installation, schema: str) -> None:
+    refused = admin.post(
+        "/console/datasources/new",
+        data={
+            "csrf_token": _token(admin),
+            "step": "create",
+            "location": str(installation.sample),
+            "schema": schema,
+        },
+    )
+    assert refused.status_code == 400
+    assert "the form's schema is damaged: start the wizard again" in _errors(refused)
+
+
+def test_a_pasted_record_is_kept_and_a_huge_one_refused(admin: Any) -> None:
+    path = f"/console/models/{MODEL}/predict"
+    token = _token(admin, path)
+    bad = admin.post(path, data={"csrf_token": token, "pasted": '{"age": 41,'})
+    assert bad.status_code == 400 and any("not valid JSON" in e for e in _errors(bad))
+    # The message points into the text: the text is still in the box to correct.
+    assert "{&#34;age&#34;: 41,</textarea>" in bad.text
+    huge = admin.post(path, data={"csrf_token": token, "pasted": "x" * 200_000})
+    assert huge.status_code == 400 and any("cannot be read" in e for e in _errors(huge))
+
+
+def test_group_forms_refuse_forged_values_with_a_message(admin: Any) -> None:
+    path = "/console/groups/users"
+    token = _token(admin, path)
+    for form, says in (
+        ({"action": "remove-statement", "sid": "abc"}, "statement number 'abc' is not a whole number"),
+        ({"action": "remove-statement", "sid": ""}, "statement number '' is not a whole number"),
+        ({"action": "bogus"}, "unknown action 'bogus'"),
+        ({"action": "delete"}, "built-in"),
+    ):
+        refused = admin.post(path, data={"csrf_token": token, **form})
+        assert refused.status_code == 400, form
+        assert any(says in e for e in _errors(refused)), (form, _errors(refused))
+
+
+def test_an_unknown_user_action_says_so(admin: Any) -> None:
+    refused = admin.post("/console/users/bob", data={"csrf_token": _token(admin), "action": "bogus"})
+    assert refused.status_code == 400 and "unknown action 'bogus'" in _errors(refused)
+
+
+def test_revoking_names_the_links_own_object(admin: Any) -> None:
+    # Reading the object named in the form is the permission check: a link of another object named
+    # with it was revoked before the mismatch was noticed.
+    token = _token(admin, f"/console/models/{MODEL}")
+    admin.post("/console/share", data={"csrf_token": token, "kind": "MLModel", "object_id": MODEL})
+    links = re.findall(r'name="revoke" value="([0-9a-f]+)"', admin.get(f"/console/models/{MODEL}").text)
+    assert links
+    refused = admin.post(
+        "/console/share",
+        data={"csrf_token": token, "kind": "Evaluation", "object_id": EVALUATION, "revoke": links[-1]},
+    )
+    assert refused.status_code == 404
+    assert links[-1] in admin.get(f"/console/models/{MODEL}").text
+    revoked = admin.post(
+        "/console/share",
+        data={"csrf_token": token, "kind": "MLModel", "object_id": MODEL, "revoke": links[-1]},
+    )
+    assert revoked.status_code == 303 and links[-1] not in admin.get(f"/console/models/{MODEL}").text
+
+
+def test_compare_selects_each_sides_own_choice(admin: Any) -> None:
+    page = admin.get(f"/console/evaluations/compare?a={EVALUATION}")
+    side_a, side_b = re.findall(r'<select id="side-[ab]".*?</select>', page.text, re.S)
+    assert f'<option value="{EVALUATION}" selected>' in side_a
+    assert "selected" not in side_b
+
+
+def test_a_refused_evaluation_datasource_creates_no_model(admin: Any) -> None:
+    before = admin.get("/console/models?format=json&size=100").json()["Results"]
+    refused = admin.post(
+        "/console/models/new",
+        data={
+            "csrf_token": _token(admin),
+            "mode": "custom",
+            "datasource": DATASOURCE,
+            "type": "BINARY",
+            "evaluation": "ds-nope",
+        },
+    )
+    assert refused.status_code == 400 and 'id="evaluation-error"' in refused.text
+    assert admin.get("/console/models?format=json&size=100").json()["Results"] == before
+
+
+def test_a_name_of_spaces_is_no_name(admin: Any, installation: Installation) -> None:
+    token = _token(admin)
+    inferred = admin.post(
+        "/console/datasources/new",
+        data={"csrf_token": token, "step": "infer", "location": str(installation.sample), "target": "y"},
+    )
+    schema = html.unescape(re.search(r'name="schema" value="([^"]*)"', inferred.text).group(1))
+    created = admin.post(
+        "/console/datasources/new",
+        data={
+            "csrf_token": token,
+            "step": "create",
+            "location": str(installation.sample),
+            "schema": schema,
+            "target_attribute": "y",
+            "name": "   ",
+        },
+    )
+    assert created.status_code == 303, _errors(created)
+    described = admin.get(created.headers["location"] + "?format=json").json()["GetDataSource"]
+    assert not described.get("Name")
+
+
+def test_a_location_outside_the_data_roots_is_the_fields_error(admin: Any) -> None:
+    token = _token(admin)
+    wizard = admin.post(
+        "/console/datasources/new", data={"csrf_token": token, "step": "infer", "location": "/etc/passwd"}
+    )
+    assert wizard.status_code == 403 and 'id="location-error"' in wizard.text
+    assert 'value="/etc/passwd"' in wizard.text and "outside the data roots" in wizard.text
+    batch = admin.post(
+        "/console/batch-predictions/new",
+        data={"csrf_token": token, "model": MODEL, "datasource": DATASOURCE, "output": "/etc/out/"},
+    )
+    assert batch.status_code == 403 and 'id="output-error"' in batch.text
+    assert 'value="/etc/out/"' in batch.text
+
+
+def test_the_first_page_link_keeps_the_page_size(admin: Any) -> None:
+    token = admin.get("/console/datasources?format=json&size=1").json()["NextToken"]
+    second = admin.get(f"/console/datasources?size=1&token={token}")
+    first = html.unescape(re.search(r'href="([^"]*)">First page', second.text).group(1))
+    assert "size=1" in first and "token" not in first
+    assert len(admin.get(first + "&format=json").json()["Results"]) == 1
+
+
+def test_a_refused_threshold_save_shows_the_counts_at_the_tried_threshold(
+    admin: Any, installation: Installation
+) -> None:
+    service = installation.service
+    endpoint = service.call("GetMLModel", {"MLModelId": MODEL})["EndpointInfo"]
+    had_endpoint = endpoint["EndpointStatus"] == "READY"
+    if not had_endpoint:
+        service.call("CreateRealtimeEndpoint", {"MLModelId": MODEL})
+    try:
+        # A model with an endpoint keeps its threshold: the save is refused, the page shows 0.42 anyway.
+        refused = admin.post(
+            f"/console/models/{MODEL}/threshold",
+            data={"csrf_token": _token(admin), "threshold": "0.42", "evaluation": EVALUATION},
+        )
+    finally:
+        if not had_endpoint:
+            service.call("DeleteRealtimeEndpoint", {"MLModelId": MODEL})
+    assert refused.status_code == 400 and 'id="threshold-error"' in refused.text
+    data = json.loads(html.unescape(re.search(r'id="page-data">(.*?)</script>', refused.text, re.S).group(1)))
+    assert data["AtThreshold"]["threshold"] == 0.42
+    assert 'data-at="threshold">0.42<' in refused.text and 'value="0.42"' in refused.text
+
+
+def test_pages_name_their_icon(anonymous: Any) -> None:
+    # Else every browser asks for /favicon.ico, the API's 404, on the first page it opens.
+    login = anonymous.get("/console/login").text
+    icon = re.search(r'<link rel="icon" href="(/console/static/icon\.[0-9a-f]{12}\.svg)"', login)
+    assert icon, "no icon"
+    served = anonymous.get(icon.group(1))
+    assert served.status_code == 200 and served.headers["content-type"].startswith("image/svg+xml")
+
+
+def test_a_forms_address_opened_as_a_page_is_a_console_page(admin: Any) -> None:
+    for path in ("/console/logout", "/console/share", f"/console/models/{MODEL}/threshold"):
+        page = admin.get(path)
+        assert page.status_code == 405 and page.headers["allow"] == "POST", path
+        assert "Not a page" in page.text and 'href="/console/models"' in page.text, path
+
+
+def test_a_list_says_which_of_two_filters_applies(admin: Any) -> None:
+    both = admin.get("/console/datasources?prefix=Bank&status=FAILED")
+    assert both.status_code == 200
+    assert "One filter at a time: these are the names starting with 'Bank', of any status." in _errors(both)
+    assert not _errors(admin.get("/console/datasources?status=FAILED"))
+
+
+def test_samples_are_offered_to_those_who_may_read_them(
+    anonymous: Any, installation: Installation, tmp_path: Any
+) -> None:
+    from emrml.console.samples import sample_location
+    from emrml.samples import sample_path
+
+    assert sample_location(tmp_path) == sample_path(tmp_path)
+    assert log_in(anonymous, "bob", BOB_PASSWORD).status_code == 303
+    # bob has no storage grant: his datasources could not read the sample, so no button leads there.
+    home = anonymous.get("/console/")
+    assert home.status_code == 200 and 'id="sample-binary"' not in home.text
+    refused = anonymous.post(
+        "/console/samples", data={"csrf_token": login_token(home.text), "sample": "binary"}
+    )
+    assert refused.status_code == 403 and "storage:Read" in refused.text
+
+
+def test_admins_are_offered_the_samples(admin: Any) -> None:
+    assert 'id="sample-binary"' in admin.get("/console/").text

@@ -340,7 +340,7 @@ class LocalBackend:
         root = local_path(location)
         with os.scandir(root) as entries:
             names = sorted((entry.name, entry.is_dir()) for entry in entries)
-        if token and not token.isdigit():
+        if token and not (token.isascii() and token.isdigit()):
             raise InvalidInputException(f"{token!r} is not a page token of folder '{location}'")
         start = int(token or 0)
         page = names[start : start + limit]

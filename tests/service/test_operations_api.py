@@ -320,6 +320,27 @@ def test_pages_never_skip_objects_when_the_list_changes_between_calls(app: EmrML
     assert ids(second) == everything[1:3]
 
 
+@pytest.mark.parametrize("variable", ["Algorithm", "TrainingDataURI", "MLModelType", "LastUpdatedAt"])
+def test_pages_sorted_by_any_filter_variable_list_each_object_once(app: EmrML, variable: str) -> None:
+    """Constant (Algorithm), text and time sort values, one object per page, both orders."""
+    create(app, "ds-1", ComputeStatistics=True)
+    for i in range(4):
+        app.call(
+            "CreateMLModel", {"MLModelId": f"ml-{i}", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-1"}
+        )
+    for sort in ("asc", "dsc"):
+        seen, token = [], None
+        while True:
+            request = {"FilterVariable": variable, "SortOrder": sort, "Limit": 1}
+            page = app.call("DescribeMLModels", request | ({"NextToken": token} if token else {}))
+            seen += [model["MLModelId"] for model in page["Results"]]
+            token = page.get("NextToken")
+            if not token:
+                break
+        expected = [f"ml-{i}" for i in range(4)]
+        assert seen == (expected if sort == "asc" else expected[::-1])
+
+
 def test_unknown_operation(app: EmrML) -> None:
     with pytest.raises(InvalidInputException, match="unknown operation"):
         app.call("CreateBucket", {})

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -339,6 +341,22 @@ def test_pages_sorted_by_any_filter_variable_list_each_object_once(app: EmrML, v
                 break
         expected = [f"ml-{i}" for i in range(4)]
         assert seen == (expected if sort == "asc" else expected[::-1])
+
+
+def test_a_time_filter_without_an_offset_is_utc(app: EmrML, monkeypatch) -> None:
+    """ "2024-05-01T12:00:00" compares as UTC whatever the server's time zone."""
+    create(app, "ds-1")
+    created = app.call("GetDataSource", {"DataSourceId": "ds-1"})["CreatedAt"]
+    just_before = datetime.fromtimestamp(created - 60, UTC).replace(tzinfo=None).isoformat()
+    monkeypatch.setenv("TZ", "America/Los_Angeles")  # 7 or 8 hours behind UTC
+    time.tzset()
+    try:
+        after = {"FilterVariable": "CreatedAt", "GT": just_before}
+        assert ids(app.call("DescribeDataSources", after)) == ["ds-1"]
+        assert ids(app.call("DescribeDataSources", {"FilterVariable": "CreatedAt", "LT": just_before})) == []
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_unknown_operation(app: EmrML) -> None:

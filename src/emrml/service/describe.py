@@ -14,7 +14,7 @@ import binascii
 import json
 import math
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, and_, func, literal, or_, select
@@ -65,9 +65,12 @@ def _time_value(text: str, comparator: str) -> float:
         seconds = float(text)
     except ValueError:
         try:
-            return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             pass
+        else:
+            # A time without an offset is UTC, as every time of the API is: not the server's local time.
+            return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
     else:
         if math.isfinite(seconds):  # "nan" or "inf" would compare differently on each database
             return seconds

@@ -359,6 +359,38 @@ def test_a_time_filter_without_an_offset_is_utc(app: EmrML, monkeypatch) -> None
         time.tzset()
 
 
+def test_prefix_matches_the_start_exactly_on_every_metastore(app: EmrML) -> None:
+    """Prefix is as case-sensitive as EQ (SQLite's LIKE was not), and % _ \\ are plain characters."""
+    names = ["Train", "train-2", "50%_off", "50 percent", "a\\b", "ab", "😀 smile", "😀"]
+    for i, name in enumerate(names):
+        create(app, f"ds-{i}", name)
+
+    def named(prefix: str) -> list[str]:
+        found = app.call("DescribeDataSources", {"FilterVariable": "Name", "Prefix": prefix})["Results"]
+        return [item["Name"] for item in found]
+
+    assert named("train") == ["train-2"]
+    assert named("Train") == ["Train"]
+    assert named("TRAIN") == []
+    assert named("50%") == ["50%_off"] and named("50%_") == ["50%_off"] and named("5_") == []
+    assert named("a\\") == ["a\\b"]
+    assert named("😀 ") == ["😀 smile"] and named("😀") == ["😀", "😀 smile"]
+    assert len(named("")) == len(names)
+    # Algorithm, the same "sgd" for every model, compares as exactly.
+    create(app, "ds-stats", ComputeStatistics=True)
+    app.call(
+        "CreateMLModel", {"MLModelId": "ml-1", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-stats"}
+    )
+    for comparators, found in (
+        ({"Prefix": "sg"}, 1),
+        ({"Prefix": "SG"}, 0),
+        ({"EQ": "SGD"}, 0),
+        ({"GT": "s"}, 1),
+    ):
+        request = {"FilterVariable": "Algorithm", **comparators}
+        assert len(app.call("DescribeMLModels", request)["Results"]) == found, comparators
+
+
 def test_unknown_operation(app: EmrML) -> None:
     with pytest.raises(InvalidInputException, match="unknown operation"):
         app.call("CreateBucket", {})

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -318,6 +320,75 @@ def test_pages_never_skip_objects_when_the_list_changes_between_calls(app: EmrML
     )
     everything = ids(app.call("DescribeDataSources", {"FilterVariable": "Name"}))
     assert ids(second) == everything[1:3]
+
+
+@pytest.mark.parametrize("variable", ["Algorithm", "TrainingDataURI", "MLModelType", "LastUpdatedAt"])
+def test_pages_sorted_by_any_filter_variable_list_each_object_once(app: EmrML, variable: str) -> None:
+    """Constant (Algorithm), text and time sort values, one object per page, both orders."""
+    create(app, "ds-1", ComputeStatistics=True)
+    for i in range(4):
+        app.call(
+            "CreateMLModel", {"MLModelId": f"ml-{i}", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-1"}
+        )
+    for sort in ("asc", "dsc"):
+        seen, token = [], None
+        while True:
+            request = {"FilterVariable": variable, "SortOrder": sort, "Limit": 1}
+            page = app.call("DescribeMLModels", request | ({"NextToken": token} if token else {}))
+            seen += [model["MLModelId"] for model in page["Results"]]
+            token = page.get("NextToken")
+            if not token:
+                break
+        expected = [f"ml-{i}" for i in range(4)]
+        assert seen == (expected if sort == "asc" else expected[::-1])
+
+
+def test_a_time_filter_without_an_offset_is_utc(app: EmrML, monkeypatch) -> None:
+    """ "2024-05-01T12:00:00" compares as UTC whatever the server's time zone."""
+    create(app, "ds-1")
+    created = app.call("GetDataSource", {"DataSourceId": "ds-1"})["CreatedAt"]
+    just_before = datetime.fromtimestamp(created - 60, UTC).replace(tzinfo=None).isoformat()
+    monkeypatch.setenv("TZ", "America/Los_Angeles")  # 7 or 8 hours behind UTC
+    time.tzset()
+    try:
+        after = {"FilterVariable": "CreatedAt", "GT": just_before}
+        assert ids(app.call("DescribeDataSources", after)) == ["ds-1"]
+        assert ids(app.call("DescribeDataSources", {"FilterVariable": "CreatedAt", "LT": just_before})) == []
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_prefix_matches_the_start_exactly_on_every_metastore(app: EmrML) -> None:
+    """Prefix is as case-sensitive as EQ (SQLite's LIKE was not), and % _ \\ are plain characters."""
+    names = ["Train", "train-2", "50%_off", "50 percent", "a\\b", "ab", "😀 smile", "😀"]
+    for i, name in enumerate(names):
+        create(app, f"ds-{i}", name)
+
+    def named(prefix: str) -> list[str]:
+        found = app.call("DescribeDataSources", {"FilterVariable": "Name", "Prefix": prefix})["Results"]
+        return [item["Name"] for item in found]
+
+    assert named("train") == ["train-2"]
+    assert named("Train") == ["Train"]
+    assert named("TRAIN") == []
+    assert named("50%") == ["50%_off"] and named("50%_") == ["50%_off"] and named("5_") == []
+    assert named("a\\") == ["a\\b"]
+    assert named("😀 ") == ["😀 smile"] and named("😀") == ["😀", "😀 smile"]
+    assert len(named("")) == len(names)
+    # Algorithm, the same "sgd" for every model, compares as exactly.
+    create(app, "ds-stats", ComputeStatistics=True)
+    app.call(
+        "CreateMLModel", {"MLModelId": "ml-1", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-stats"}
+    )
+    for comparators, found in (
+        ({"Prefix": "sg"}, 1),
+        ({"Prefix": "SG"}, 0),
+        ({"EQ": "SGD"}, 0),
+        ({"GT": "s"}, 1),
+    ):
+        request = {"FilterVariable": "Algorithm", **comparators}
+        assert len(app.call("DescribeMLModels", request)["Results"]) == found, comparators
 
 
 def test_unknown_operation(app: EmrML) -> None:

@@ -168,7 +168,6 @@ def test_a_failed_batch_prediction_leaves_no_manifest_and_no_results(
 @pytest.mark.parametrize(
     ("location", "expected"),
     [
-        ("s3:///data.csv", "is not a valid S3 location"),
         ("s3://emrml-missing-bucket-x/data.csv", "NoSuchBucket"),
         ("DENIED", "AccessDenied"),
     ],

@@ -172,3 +172,34 @@ def test_outputs_recipes_and_schemas_are_confined_too(live_server: Any, outside:
         client, str(live_server.service.settings.data_roots[0]), DataSchemaLocationS3="/etc/shadow"
     )
     assert "DataSchemaLocationS3" in message
+
+
+@pytest.mark.parametrize(
+    ("location", "message"),
+    [
+        ("", "must not be empty"),
+        ("http://example.com/data.csv", "unsupported scheme 'http'"),
+        ("S3://bucket/data.csv", "unsupported scheme 'S3'"),
+        ("s3:///data.csv", "is not a valid S3 location"),
+        ("file://elsewhere/data.csv", "is not a local file URI"),
+    ],
+)
+def test_a_malformed_location_is_invalid_input_not_access_denied(
+    live_server: Any, tmp_path: Path, location: str, message: str
+) -> None:
+    """A location no storage can serve is refused for what is wrong with it, naming the member, before any
+    data-root check (which called it "outside the data roots" and sent the caller after permissions)."""
+    client = live_server.client()
+    # An empty schema location or recipe URI means none (the schema beside the data, the suggested recipe).
+    for member in ("DataLocationS3", "DataSchemaLocationS3") if location else ("DataLocationS3",):
+        spec = {"DataLocationS3": str(tmp_path / "d.csv"), member: location}
+        with pytest.raises(client.exceptions.InvalidInputException, match=f"{member}: .*{message}"):
+            client.create_data_source_from_s3(DataSourceId=f"conf-{uuid.uuid4().hex[:8]}", DataSpec=spec)
+    if location:
+        with pytest.raises(client.exceptions.InvalidInputException, match=f"RecipeUri: .*{message}"):
+            client.create_ml_model(
+                MLModelId=f"conf-{uuid.uuid4().hex[:8]}",
+                MLModelType="BINARY",
+                TrainingDataSourceId="x",
+                RecipeUri=location,
+            )

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, BinaryIO
 
-from emrml.errors import AccessDeniedException
+from emrml.errors import AccessDeniedException, InvalidInputException
 from emrml.service.operations import REMOTE
 from emrml.storage import locations
 
@@ -77,13 +77,19 @@ def prepare_home(settings: Settings) -> None:
 def check_location(
     app: EmrML, location: str, *, member: str, write: bool = False, remote: bool | None = None
 ) -> None:
-    """Refuse ``location`` (the request's ``member``) with AccessDeniedException unless the running request
-    may read it (``write``: write below it). ``remote``: whether the request came through the server
-    (default: ``REMOTE``, which ``EmrML.call`` sets; the console passes True for files it reads itself).
+    """Refuse ``location`` (the request's ``member``) with InvalidInputException if it is malformed, and
+    with AccessDeniedException unless the running request may read it (``write``: write below it).
+    ``remote``: whether the request came through the server (default: ``REMOTE``, which ``EmrML.call``
+    sets; the console passes True for files it reads itself).
 
     Local locations of a remote request must resolve into a data root and not into the home's own files;
     ``s3://`` locations and every location of the CLI or library on its own home pass.
     """
+    try:
+        # A malformed location (empty, another scheme, s3:// without a bucket) is bad input, whoever asks.
+        locations.check_syntax(location)
+    except InvalidInputException as exc:
+        raise InvalidInputException(f"{member}: {exc.message}") from None
     # Whether the caller's groups grant storage there (a user's, through the server; the root may).
     app.access.check_storage(location, write=write)
     if not (REMOTE.get() if remote is None else remote) or location.startswith("s3://"):

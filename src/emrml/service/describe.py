@@ -13,11 +13,12 @@ import base64
 import binascii
 import json
 import math
+import operator
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, and_, func, literal, or_, select
+from sqlalchemy import ColumnElement, String, and_, false, func, literal, or_, select, true
 
 from emrml.errors import InvalidInputException
 from emrml.service.metastore import ENTITY_CLASSES
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from emrml.service.app import EmrML
 
 COMPARATORS = ("EQ", "NE", "GT", "GE", "LT", "LE", "Prefix")
+ALGORITHM = "sgd"
 TIME_VARIABLES = ("CreatedAt", "LastUpdatedAt")
 COMMON_FILTERS = {
     "CreatedAt": "created_at",
@@ -42,7 +44,7 @@ FILTERS: dict[str, dict[str, str]] = {
         "TrainingDataSourceId": "training_data_source_id",
         "RealtimeEndpointStatus": "endpoint_status",
         "MLModelType": "model_type",
-        "Algorithm": "",  # every model is "sgd"
+        "Algorithm": "",  # every model's is ALGORITHM
         "TrainingDataURI": "input_data_location",
     },
     "Evaluation": {
@@ -65,9 +67,12 @@ def _time_value(text: str, comparator: str) -> float:
         seconds = float(text)
     except ValueError:
         try:
-            return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             pass
+        else:
+            # A time without an offset is UTC, as every time of the API is: not the server's local time.
+            return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
     else:
         if math.isfinite(seconds):  # "nan" or "inf" would compare differently on each database
             return seconds
@@ -76,8 +81,26 @@ def _time_value(text: str, comparator: str) -> float:
     )
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+def _starts_with(column: Any, prefix: str) -> ColumnElement[bool]:
+    """Whether ``column`` starts with ``prefix``, as exactly as EQ compares on every metastore: not LIKE,
+    which SQLite applies without regard to case; and a character after both sides, as MariaDB ignores
+    trailing spaces when it compares text."""
+    start = func.substr(column, 1, len(prefix), type_=String)
+    return start.concat(".") == prefix + "."
+
+
+#: Each comparator, for a column and a value (or, for Algorithm, two strings).
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "EQ": operator.eq,
+    "NE": operator.ne,
+    "GT": operator.gt,
+    "GE": operator.ge,
+    "LT": operator.lt,
+    "LE": operator.le,
+    "Prefix": lambda left, prefix: (
+        left.startswith(prefix) if isinstance(left, str) else _starts_with(left, prefix)
+    ),
+}
 
 
 def _conditions(kind: str, request: Request) -> tuple[Any, list[ColumnElement[bool]]]:
@@ -89,7 +112,7 @@ def _conditions(kind: str, request: Request) -> tuple[Any, list[ColumnElement[bo
             raise InvalidInputException(f"{', '.join(used)} needs a FilterVariable to compare with")
         return table.created_at, [table.status != "DELETED"]
     column_name = FILTERS[kind][variable]
-    column: Any = getattr(table, column_name) if column_name else literal("sgd")
+    column: Any = getattr(table, column_name) if column_name else literal(ALGORITHM)
     if column_name and table.__table__.c[column_name].nullable:
         # An object without a name (or location) sorts and compares as "": NULL would match no comparison.
         column = func.coalesce(column, "")
@@ -100,17 +123,12 @@ def _conditions(kind: str, request: Request) -> tuple[Any, list[ColumnElement[bo
         value: Any = request[comparator]
         if variable in TIME_VARIABLES:
             value = _time_value(value, comparator)
-        conditions.append(
-            {
-                "EQ": lambda c, v: c == v,
-                "NE": lambda c, v: c != v,
-                "GT": lambda c, v: c > v,
-                "GE": lambda c, v: c >= v,
-                "LT": lambda c, v: c < v,
-                "LE": lambda c, v: c <= v,
-                "Prefix": lambda c, v: c.like(_escape_like(v) + "%", escape="\\"),
-            }[comparator](column, value)
-        )
+        if not column_name:
+            # Algorithm: every model's is "sgd", so the comparison holds for all or none, decided here rather
+            # than by each database's rules for comparing two constants (MariaDB's ignore case).
+            conditions.append(true() if _COMPARE[comparator](ALGORITHM, value) else false())
+        else:
+            conditions.append(_COMPARE[comparator](column, value))
     # DELETED objects stay hidden unless asked for by status, so that waiters can see them (spec 4.8).
     if not (variable == "Status" and request.get("EQ") == "DELETED"):
         conditions.append(table.status != "DELETED")

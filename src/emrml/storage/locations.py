@@ -85,6 +85,13 @@ class Backend(Protocol):
         ...
 
 
+def check_syntax(location: str) -> None:
+    """InvalidInputException unless ``location`` is a local path, a ``file://`` URI of this machine or an
+    ``s3://bucket[/key]`` URI; nothing is read."""
+    if _backend(location) is _LOCAL and location.startswith("file://"):
+        local_path(location)
+
+
 def list_files(location: str, *, what: str = "DataLocationS3") -> list[FileRef]:
     """The data files ``location`` names, sorted by key.
 

@@ -208,6 +208,32 @@ def _prefetched(blocks: Iterator[Block]) -> Iterator[Block]:
 # --- record boundaries -------------------------------------------------------------------------------
 
 
+def _lines(block: Block, position: int) -> int:
+    """The physical lines record ``position`` of ``block`` spans (line breaks in quoted fields join them)."""
+    if not block.multiline:
+        return 1
+    start, end = int(block.starts[position]), int(block.ends[position])
+    # A record left open at the end of the file keeps the file's final line break.
+    end -= block.buf[end - 1 : end] == b"\n"
+    return block.buf.count(b"\n", start, end) + 1
+
+
+def _spanning(lines: int, unterminated: bool) -> str:
+    """What an invalid record's reason adds when the record runs over several lines: most often a quote
+    left open, which makes the following lines part of its field (RFC 4180) and so hides their records."""
+    unbalanced = "an unbalanced '\"'?"
+    if unterminated and lines == 1:
+        return f"; a quoted field opened in it never closes before the end of the file ({unbalanced})"
+    if unterminated:
+        return (
+            f"; a quoted field opened in it never closes, so all {lines:,} lines from there to the end of "
+            f"the file were read as this one record ({unbalanced})"
+        )
+    if lines > 1:
+        return f" (the record spans {lines:,} lines: a quoted field holds their line breaks; {unbalanced})"
+    return ""
+
+
 class _BlockParser:
     """Turns blocks of records into chunks: classifies records, parses the valid ones with pyarrow."""
 
@@ -243,7 +269,11 @@ class _BlockParser:
             skipped = block.oversize
             invalid.append(
                 InvalidRecord(
-                    self.file, skipped.line, skipped.offset, skipped.index, self._oversize(skipped.size)
+                    self.file,
+                    skipped.line,
+                    skipped.offset,
+                    skipped.index,
+                    self._oversize(skipped.size) + _spanning(skipped.lines, skipped.unterminated),
                 )
             )
         if block.blanks is not None:
@@ -305,10 +335,14 @@ class _BlockParser:
         reasons: dict[int, str] = {}
         bad = sizes > self.max_record_bytes
         for position in np.flatnonzero(bad).tolist():
-            reasons[position] = self._oversize(int(sizes[position]))
+            reasons[position] = self._oversize(int(sizes[position])) + _spanning(
+                _lines(block, position), block.unterminated and position == len(bad) - 1
+            )
         if block.unterminated and not bad[-1]:
             bad[-1] = True
-            reasons[len(bad) - 1] = "unterminated quoted field at end of file"
+            reasons[len(bad) - 1] = "unterminated quoted field at end of file" + _spanning(
+                _lines(block, len(bad) - 1), False
+            )
         # When every quote sits where RFC 4180 allows it, pyarrow splits records and fields exactly as
         # the quote parity does, so its own column-count check is exact and fields are counted only
         # after a failed parse.
@@ -347,7 +381,8 @@ class _BlockParser:
         counts = np.searchsorted(commas, block.ends) - np.searchsorted(commas, block.starts) + 1
         wrong = (counts != columns) & ~bad
         for position in np.flatnonzero(wrong).tolist():
-            reasons[position] = f"expected {columns} fields, found {int(counts[position])}"
+            found = f"expected {columns} fields, found {int(counts[position])}"
+            reasons[position] = found + _spanning(_lines(block, position), False)
         bad |= wrong
 
     def _check_utf8(self, block: Block, bad: np.ndarray, reasons: dict[int, str]) -> None:

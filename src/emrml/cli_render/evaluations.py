@@ -87,7 +87,11 @@ def _evaluation_overview(evaluation: dict[str, Any], model_type: str | None, dat
     model = evaluation.get("MLModelId", "")
     records = None
     if "records" in data:
-        records = f"{data['records']:,} used, {data.get('invalidRecords', 0):,} invalid"
+        # ``records`` counts every record read; the invalid ones (no usable target) were left out.
+        invalid = data.get("invalidRecords") or 0
+        records = f"{data['records'] - invalid:,} used" + (
+            f", {invalid:,} left out (no usable target)" if invalid else ""
+        )
     return key_values(
         f"Evaluation {evaluation.get('EvaluationId')}",
         [

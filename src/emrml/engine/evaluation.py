@@ -153,6 +153,7 @@ def evaluate_model(
     settings: Settings,
     progress: Progress,
     spark: Any = None,
+    datasource_id: str | None = None,
 ) -> EvaluationResult:
     """Score an evaluation datasource with a trained model and compute the metric and its insights
     (``spark``: a SparkSession whose executors score the data, engine/spark/evaluation.py)."""
@@ -166,7 +167,7 @@ def evaluate_model(
         source = DatasourceBatches(DatasourceData(data.location, scorer.schema, data.rearrangement), settings)
         for batch in source.with_progress(progress, 0.0, 1.0):
             state.update(batch, scorer.schema, scorer.scores)
-    return finish(state, scorer.artifact, data.schema, same_datasource, training_records)
+    return finish(state, scorer.artifact, data.schema, same_datasource, training_records, datasource_id)
 
 
 def finish(
@@ -175,8 +176,10 @@ def finish(
     data_schema: Schema,
     same_datasource: bool,
     training_records: int,
+    datasource_id: str | None = None,
 ) -> EvaluationResult:
-    """The metric, its insights and the alerts of a completed pass."""
+    """The metric, its insights and the alerts of a completed pass (``datasource_id``: the evaluation
+    datasource's id, named by the alert when it is also the training datasource)."""
     kind, accumulator = artifact.model_type, state.accumulator
     training_target = artifact.report.get("trainingTarget", {})
     if isinstance(accumulator, BinaryEvaluation):
@@ -194,11 +197,13 @@ def finish(
         train_target = training_target.get("classCounts", {})
         eval_target = state.target.class_counts
     model_schema = parse_schema(artifact.schema_json)
+    training_id = datasource_id or "the training datasource"
     alerts = evaluation_alerts(
-        training_datasource_id="training",
-        evaluation_datasource_id="training" if same_datasource else "evaluation",
+        training_datasource_id=training_id,
+        evaluation_datasource_id=training_id if same_datasource else "evaluation",
         training_records=training_records,
-        evaluation_records=state.records,
+        # The records scored: those left out (a missing or invalid target) are not evaluation data.
+        evaluation_records=state.records - state.invalid,
         training_attributes={a.name for a in model_schema.attributes},
         evaluation_attributes={a.name for a in data_schema.attributes},
         invalid_evaluation_records=state.invalid,

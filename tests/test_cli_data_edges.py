@@ -294,3 +294,85 @@ def test_a_quote_left_open_is_explained_in_full_at_80_columns(tmp_path: Path) ->
     assert "…" not in section
     for text in ("record is", "never closes", "4,997", "unbalanced"):
         assert text in section, (text, section)
+
+
+def test_the_first_record_of_a_file_without_a_header_is_only_a_record(tmp_path: Path) -> None:
+    """Checking that a headerless file does not start with a header must not judge its first record as a
+    header: one too long or not UTF-8 is an invalid record, as any other."""
+    home = tmp_path / "home"
+    no_header = binary_schema(tmp_path / "schema.json", header=False)
+    body = write_binary_data(tmp_path / "data.csv", 40).read_bytes().split(b"\n", 1)[1]
+    for name, first in (("latin1", b"1.5,caf\xe9,1\n"), ("long", b"1.5," + b"c" * 200_000 + b",1\n")):
+        data = tmp_path / f"{name}.csv"
+        data.write_bytes(first + body)
+        shown = cli_json(
+            home,
+            "datasource",
+            "create",
+            "--id",
+            f"ds-{name}",
+            "--data",
+            str(data),
+            "--schema",
+            str(no_header),
+        )
+        stats = shown["GetDataSourceStatistics"]
+        assert (stats["TotalRecordCount"], stats["InvalidRecordCount"]) == (41, 1)
+        assert stats["InvalidRecordExamples"][0]["Line"] == 1
+
+
+def test_files_in_another_encoding_or_empty_once_decompressed_are_named_as_such(tmp_path: Path) -> None:
+    import gzip
+
+    home = tmp_path / "home"
+    schema = binary_schema(tmp_path / "schema.json")
+    text = write_binary_data(tmp_path / "data.csv", 30).read_text()
+    for name, encoding in (("bom", "utf-16"), ("le", "utf-16-le")):
+        data = tmp_path / f"{name}.csv"
+        data.write_bytes(text.encode(encoding))
+        failed = cli(
+            home,
+            "datasource",
+            "create",
+            "--id",
+            f"ds-{name}",
+            "--data",
+            str(data),
+            "--schema",
+            str(schema),
+            code=JOB_FAILED_EXIT_CODE,
+        )
+        assert f"{data}: the file looks UTF-16 encoded" in failed.stderr
+        assert "convert it, e.g. iconv -f UTF-16 -t UTF-8" in failed.stderr
+        inferred = cli(
+            home,
+            "datasource",
+            "create",
+            "--id",
+            f"ds-i-{name}",
+            "--data",
+            str(data),
+            "--infer-schema",
+            code=2,
+        )
+        assert "the file looks UTF-16 encoded" in inferred.stderr
+
+    empty = tmp_path / "empty.csv.gz"
+    empty.write_bytes(gzip.compress(b""))
+    failed = cli(
+        home,
+        "datasource",
+        "create",
+        "--id",
+        "ds-empty",
+        "--data",
+        str(empty),
+        "--schema",
+        str(schema),
+        code=JOB_FAILED_EXIT_CODE,
+    )
+    assert f"file {empty} is empty: the datasource has no records" in failed.stderr
+    inferred = cli(
+        home, "datasource", "create", "--id", "ds-i-empty", "--data", str(empty), "--infer-schema", code=2
+    )
+    assert f"file {empty} is empty: there is no header line to name the attributes" in inferred.stderr

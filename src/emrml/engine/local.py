@@ -67,7 +67,8 @@ def _header_checked(stream: BinaryIO, uri: str, schema: Schema) -> BinaryIO:
     """Check the header that starts ``stream`` against ``schema`` (``DataError`` naming ``uri``), or for a
     schema without a header that the first line is not one; a stream of all its bytes again, the first
     line's included, for reading the records from the same opening."""
-    first, stream = read_header_again(stream, uri)
+    # Without a header the first line is a record: one too long or not UTF-8 is reported as invalid.
+    first, stream = read_header_again(stream, uri, strict=schema.has_header)
     if first and schema.has_header:
         check_header(schema, first, file=uri)
     elif first:
@@ -272,7 +273,7 @@ def _no_records_message(
 ) -> str:
     if len(empty_files) == len(files):
         file = files[0]
-        if file.size == 0:
+        if file.size == 0 or (len(files) == 1 and not _has_a_line(file)):
             return f"file {file.uri} is empty: the datasource has no records"
         return (
             f"file {file.uri} has no records (only a header line)"
@@ -331,7 +332,7 @@ def infer_location_schema(
     if len(files) > 1:
         raise DataError(f"none of the {len(files)} files under {location} has records to infer a schema from")
     first = files[0]
-    if has_header and first.size == 0:
+    if has_header and (first.size == 0 or not _has_a_line(first)):
         raise DataError(f"file {first.uri} is empty: there is no header line to name the attributes")
     raise DataError(f"file {first.uri} has no records to infer a schema from")
 
@@ -359,6 +360,12 @@ def _sample_file(
             if len(rows) >= sample_rows:
                 break
     return header, rows[:sample_rows]
+
+
+def _has_a_line(file: FileRef) -> bool:
+    """Whether a file holds anything once decompressed (a compressed empty file is not 0 bytes long)."""
+    with open_data(file.uri) as (_, stream):
+        return bool(stream.read(1))
 
 
 def _first_record(stream: BinaryIO, file: str) -> list[str]:

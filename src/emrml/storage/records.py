@@ -77,40 +77,62 @@ class Chunk:
     bytes_consumed: int  # decompressed bytes read from this file so far (progress)
 
 
-def read_header(stream: BinaryIO, file: str, *, max_record_bytes: int = 102_400) -> list[str]:
+def read_header(
+    stream: BinaryIO, file: str, *, max_record_bytes: int = 102_400, strict: bool = True
+) -> list[str]:
     """The fields of the first record of ``stream`` (BOM stripped); ``[]`` for an empty file.
 
-    Consumes the stream. Raises ``DataError`` naming ``file`` when that record is too long or not UTF-8.
+    Consumes the stream. Raises ``DataError`` naming ``file`` when the file looks UTF-16 encoded, and when
+    that record is too long or not UTF-8; with ``strict=False`` (the first record of a file without a
+    header, which reading reports as an invalid record) returns ``[]`` for those two instead.
     """
     for block in split_blocks(stream, False, 64 << 10, max_record_bytes):
         if block.blanks is not None:
             return [""]
         if block.oversize is not None:
+            if not strict:
+                return []
             raise DataError(
                 f"{file}: the header line is {block.oversize.size:,} bytes (limit {max_record_bytes:,})"
             )
         if len(block.starts):
             start, end = int(block.starts[0]), int(block.ends[0])
+            line = block.buf[start:end]
+            if line.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in line:
+                # Excel's "Unicode text" and Windows tools write UTF-16: every other byte of ASCII is NUL.
+                raise DataError(
+                    f"{file}: the file looks UTF-16 encoded (a UTF-16 byte-order mark or NUL bytes in its "
+                    "first line); emrml reads UTF-8 text: convert it, e.g. iconv -f UTF-16 -t UTF-8"
+                )
             if end - start > max_record_bytes:
+                if not strict:
+                    return []
                 raise DataError(
                     f"{file}: the header line is {end - start:,} bytes (limit {max_record_bytes:,})"
                 )
             try:
-                text = block.buf[start:end].decode("utf-8")
+                text = line.decode("utf-8")
             except UnicodeDecodeError as exc:
+                if not strict:
+                    return []
                 raise DataError(f"{file}: the header line is not valid UTF-8 (byte {exc.start})") from None
             return next(csv.reader(io.StringIO(text, newline="")), [""])
     return []
 
 
 def read_header_again(
-    stream: BinaryIO, file: str, *, max_record_bytes: int = 102_400
+    stream: BinaryIO, file: str, *, max_record_bytes: int = 102_400, strict: bool = True
 ) -> tuple[list[str], BinaryIO]:
     """:func:`read_header`, and a stream of all of ``stream``'s bytes again from the first: those read for
     the header, then the rest. One opening of a file then serves the header check and the reading (on S3,
     one GET instead of two)."""
     recording = _Recording(stream)
-    header = read_header(recording, file, max_record_bytes=max_record_bytes)  # type: ignore[arg-type]
+    header = read_header(
+        recording,  # type: ignore[arg-type]
+        file,
+        max_record_bytes=max_record_bytes,
+        strict=strict,
+    )
     return header, io.BufferedReader(Replay(bytes(recording.seen), stream))  # type: ignore[return-value]
 
 

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import Result
 
 from cli_helpers import invoke, invoke_json
@@ -376,3 +377,50 @@ def test_files_in_another_encoding_or_empty_once_decompressed_are_named_as_such(
         home, "datasource", "create", "--id", "ds-i-empty", "--data", str(empty), "--infer-schema", code=2
     )
     assert f"file {empty} is empty: there is no header line to name the attributes" in inferred.stderr
+
+
+def test_evaluation_records_of_a_class_the_model_never_saw_count_as_missed(tmp_path: Path) -> None:
+    """Rare classes go missing from a training split: the evaluation still holds them. Leaving their
+    records out made the macro F1 look better than the same model evaluated with them."""
+    home = tmp_path / "home"
+    rng = random.Random(11)
+
+    def rows(count: int, classes: str) -> list[str]:
+        out = []
+        for _ in range(count):
+            label = rng.choice(classes)
+            out.append(f"{ord(label) - ord('a') + rng.gauss(0, 0.6):.3f},{label}")
+        return out
+
+    train, held_out = tmp_path / "train.csv", tmp_path / "eval.csv"
+    train.write_text("\n".join(["x,k", *rows(300, "abc")]) + "\n")
+    held_out.write_text("\n".join(["x,k", *rows(120, "abc"), *rows(30, "d")]) + "\n")
+    schema = tmp_path / "schema.json"
+    schema.write_text(
+        json.dumps(
+            {
+                "version": "1.0",
+                "targetAttributeName": "k",
+                "dataFormat": "CSV",
+                "dataFileContainsHeader": True,
+                "attributes": [
+                    {"attributeName": "x", "attributeType": "NUMERIC"},
+                    {"attributeName": "k", "attributeType": "CATEGORICAL"},
+                ],
+            }
+        )
+    )
+    cli(home, "datasource", "create", "--id", "ds-train", "--data", str(train), "--schema", str(schema))
+    cli(home, "datasource", "create", "--id", "ds-eval", "--data", str(held_out), "--schema", str(schema))
+    cli(home, "model", "create", "--id", "ml", "--type", "MULTICLASS", "--datasource", "ds-train")
+    out = cli(home, "evaluation", "create", "--id", "ev", "--model", "ml", "--datasource", "ds-eval").stdout
+
+    insights = cli_json(home, "evaluation", "show", "ev")["GetEvaluationInsights"]["Insights"]
+    metrics = insights["metrics"]
+    assert insights["invalidRecords"] == 0
+    per_class = {entry["class"]: entry for entry in metrics["perClass"]}
+    assert per_class["d"]["trueCount"] == 30 and per_class["d"]["f1"] == 0.0 and per_class["d"]["inAverage"]
+    known = [per_class[c]["f1"] for c in "abc"]
+    assert metrics["MulticlassAvgFScore"] == pytest.approx((sum(known) + 0.0) / 4)
+    assert re.search(r"Records\s+150 used\s*$", out, re.MULTILINE)
+    assert re.search(r"^d\s+\d+\s+\d+\s+\d+\s+0\s+0\.000", out, re.MULTILINE)

@@ -461,7 +461,8 @@ class BatchPrediction:
         return self.client.service.call("GetBatchPrediction", {"BatchPredictionId": self.id})
 
     def results(self) -> pa.Table:
-        """The result rows of every input file, in input order, as one Arrow table.
+        """The result rows of every input file, in input order, as one Arrow table: one row per record of
+        the datasource, a row of nulls for a record that could not be read.
 
         Columns as Amazon ML wrote them: ``tag`` (the row id), ``trueLabel`` and ``bestAnswer`` as strings;
         ``score`` (BINARY, REGRESSION) or one probability column per class (MULTICLASS) as float64. Every
@@ -495,20 +496,45 @@ _TEXT_RESULT_COLUMNS = ("tag", "trueLabel", "bestAnswer")
 
 
 def _result_table(location: str) -> pa.Table:
-    """One result file (gzip CSV) as a table, text columns as strings and the rest float64."""
+    """One result file (gzip CSV) as a table, text columns as strings and the rest float64; a record that
+    could not be read (an empty line in the file) is a row of nulls, so that rows stay aligned with the
+    input's records."""
+    import io
+
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
     from emrml.storage.codecs import open_decompressed
 
     with open_decompressed(locations.open_binary(location, what="result"), location) as data:
-        options = pcsv.ConvertOptions(column_types=dict.fromkeys(_TEXT_RESULT_COLUMNS, pa.string()))
-        result = pcsv.read_csv(data, convert_options=options)
+        raw = data.read()
+    if b"\n\n" in raw:
+        return _result_table_with_gaps(raw)
+    options = pcsv.ConvertOptions(column_types=dict.fromkeys(_TEXT_RESULT_COLUMNS, pa.string()))
+    result = pcsv.read_csv(io.BytesIO(raw), convert_options=options)
     columns = [
         column if name in _TEXT_RESULT_COLUMNS else column.cast(pa.float64())
         for name, column in zip(result.column_names, result.columns, strict=True)
     ]
     return pa.table(columns, names=result.column_names)
+
+
+def _result_table_with_gaps(raw: bytes) -> pa.Table:
+    """:func:`_result_table` of a file with empty lines (pyarrow's reader would skip them): read record by
+    record, each empty line a row of nulls."""
+    import csv
+    import io
+
+    import pyarrow as pa
+
+    reader = csv.reader(io.StringIO(raw.decode("utf-8"), newline=""))
+    names = next(reader, [])
+    rows = list(reader)
+    columns = []
+    for position, name in enumerate(names):
+        values = pa.array([row[position] if row else None for row in rows], pa.string())
+        columns.append(values if name in _TEXT_RESULT_COLUMNS else values.cast(pa.float64()))
+    return pa.table(columns, names=names)
 
 
 def _completed(fetch: Any) -> Any:

@@ -424,3 +424,30 @@ def test_evaluation_records_of_a_class_the_model_never_saw_count_as_missed(tmp_p
     assert metrics["MulticlassAvgFScore"] == pytest.approx((sum(known) + 0.0) / 4)
     assert re.search(r"Records\s+150 used\s*$", out, re.MULTILINE)
     assert re.search(r"^d\s+\d+\s+\d+\s+\d+\s+0\s+0\.000", out, re.MULTILINE)
+
+
+def test_residual_chart_leaves_no_range_out_between_below_and_the_bins() -> None:
+    """Empty end bins are trimmed, but not between the "below"/"above" rows and the first/last non-empty
+    bin: the chart would jump from "below -100" to "-80 to -60" as if -100 to -80 were not a range."""
+    from rich.console import Console
+
+    from emrml.cli_render import evaluation_view
+
+    edges = [-100.0 + 10 * k for k in range(21)]  # 20 stored bins of 10, drawn two at a time
+    counts = [0, 0, 0, 0, 5, 5, 9, 9, 20, 20, 20, 20, 9, 9, 3, 3, 0, 0, 0, 0]
+    metrics = {
+        "RegressionRMSE": 30.0,
+        "baseline": 50.0,
+        "meanResidual": 1.0,
+        "residualHistogram": {"edges": edges, "counts": counts, "below": 4, "above": 0},
+    }
+    described = {
+        "GetEvaluation": {"EvaluationId": "ev", "Status": "COMPLETED"},
+        "GetEvaluationInsights": {"MLModelType": "REGRESSION", "Insights": {"metrics": metrics}},
+    }
+    console = Console(width=100, record=True)
+    for section in evaluation_view(described, 100):
+        console.print(section)
+    labels = [line.split(" │")[0].strip() for line in console.export_text().splitlines() if " │" in line]
+    assert labels[:3] == ["below -100", "-100 to -80", "-80 to -60"]
+    assert labels[-1] == "40 to 60"  # no "above" records: the empty bins past the last are trimmed

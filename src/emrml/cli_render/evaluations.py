@@ -204,9 +204,12 @@ def _regression_sections(metrics: dict[str, Any], width: int) -> list[Renderable
     edges, counts = histogram["edges"], histogram["counts"]
     spans = [(i, min(i + RESIDUAL_BIN_GROUP, len(counts))) for i in range(0, len(counts), RESIDUAL_BIN_GROUP)]
     merged = [sum(counts[low:high]) for low, high in spans]
-    # Empty bins at the ends add rows without information: the labels show the range anyway.
+    # Empty bins at the ends add rows without information: the labels show the range anyway. Not next to
+    # a "below" or "above" row, though: the chart would skip a range between the two.
     used = [i for i, count in enumerate(merged) if count > 0] or [0]
-    spans, merged = spans[used[0] : used[-1] + 1], merged[used[0] : used[-1] + 1]
+    first = 0 if histogram.get("below") else used[0]
+    last = len(merged) - 1 if histogram.get("above") else used[-1]
+    spans, merged = spans[first : last + 1], merged[first : last + 1]
     digits = max(0, 1 - math.floor(math.log10(edges[spans[0][1]] - edges[spans[0][0]])))
     labels = [f"{edges[low]:,.{digits}f} to {edges[high]:,.{digits}f}" for low, high in spans]
     if histogram.get("below"):

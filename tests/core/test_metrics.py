@@ -359,6 +359,29 @@ def test_classes_absent_from_true_labels_are_left_out_of_the_average() -> None:
     assert result["MulticlassAvgFScore"] == pytest.approx((2 / 3 + 1.0) / 2)
 
 
+def test_classes_the_model_never_saw_join_the_average_as_missed() -> None:
+    """Records of a class absent from training are true labels the model can never predict: F1 0 for
+    their class, false positives for the classes predicted instead, as scikit-learn counts them."""
+    true = ["a", "a", "b", "b", "z", "z", "y"]  # z and y: classes the model does not have
+    predicted = ["a", "b", "b", "b", "a", "b", "a"]
+    known = [k for k, label in enumerate(true) if label in ("a", "b")]
+    index = {"a": 0, "b": 1}
+    evaluation = multiclass(["a", "b"], [index[predicted[k]] for k in known], [index[true[k]] for k in known])
+    grown = evaluation.with_unseen({"z": [1, 1], "y": [1, 0]}, records=3)
+    result = grown.result({"a": 2, "b": 2})
+    assert grown.classes == ("a", "b", "z", "y")
+    expected = f1_score(true, predicted, labels=["a", "b", "z", "y"], average="macro", zero_division=0)
+    assert result["MulticlassAvgFScore"] == pytest.approx(expected)
+    assert result["count"] == 7
+    assert result["confusionMatrix"]["counts"] == [[1, 1, 0, 0], [0, 2, 0, 0], [1, 1, 0, 0], [1, 0, 0, 0]]
+    # Left out, the two unseen classes would have raised the score.
+    assert evaluation.result({"a": 2, "b": 2})["MulticlassAvgFScore"] > expected
+    with pytest.raises(InvalidInputException, match="unseen classes must not be classes of the model"):
+        evaluation.with_unseen({"a": [1, 0]}, records=1)
+    with pytest.raises(DataError, match="needs 2 predicted counts"):
+        evaluation.with_unseen({"z": [1, 0, 0]}, records=1)
+
+
 def test_baseline_equals_the_score_of_the_constant_predictor() -> None:
     rng = np.random.default_rng(5)
     labels = rng.integers(0, 5, 500)

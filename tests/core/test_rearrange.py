@@ -123,6 +123,53 @@ def test_invalid_rearrangements_name_the_member(text: str, named: str) -> None:
     assert "DataRearrangement" in caught.value.message
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '{"splitting": {"percentEnd": null}}',
+            "DataRearrangement member 'splitting.percentEnd' must be a whole number from 0 to 100, got null",
+        ),
+        (
+            '{"splitting": {"percentEnd": true}}',
+            "DataRearrangement member 'splitting.percentEnd' must be a whole number from 0 to 100, got true",
+        ),
+        (
+            '{"splitting": {"percentEnd": "70.5"}}',
+            "DataRearrangement member 'splitting.percentEnd' must be a whole number from 0 to 100, "
+            'got "70.5"',
+        ),
+        (
+            '{"splitting": {"complement": "yes"}}',
+            "DataRearrangement member 'splitting.complement' must be true or false, got \"yes\"",
+        ),
+        (
+            '{"splitting": {"strategy": "random", "strategyParams": {"randomSeed": null}}}',
+            "DataRearrangement member 'splitting.strategyParams.randomSeed' must be a string, got null",
+        ),
+        (
+            '{"splitting": {"percentEnd": 70, "complement": true, "complement": false}}',
+            "DataRearrangement has the member 'complement' twice",
+        ),
+        (
+            '{"splitting": {"percentEnd": 70}, "splitting": {"percentEnd": 30}}',
+            "DataRearrangement has the member 'splitting' twice",
+        ),
+        (
+            '{"split": {"percentEnd": 70}}',
+            'DataRearrangement must be a JSON object {"splitting": {...}}, e.g. '
+            '{"splitting":{"percentBegin":0,"percentEnd":70}}; it has the unknown member \'split\' instead',
+        ),
+    ],
+)
+def test_invalid_values_are_spelled_as_json_and_repeated_members_refused(text: str, message: str) -> None:
+    """The request is JSON: its values are quoted as JSON spells them (not Python's None or True), and a
+    member given twice, of which JSON parsers keep the last, is refused rather than silently half-read."""
+    with pytest.raises(InvalidInputException) as caught:
+        parse_rearrangement(text)
+    assert caught.value.message == message
+
+
 def test_needs_total() -> None:
     assert Rearrangement(0, 70).needs_total
     assert Rearrangement(70, 100, complement=True).needs_total

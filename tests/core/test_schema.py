@@ -19,6 +19,7 @@ from emrml.core.schema import (
     AttributeType,
     Schema,
     check_columns,
+    check_first_record,
     check_header,
     generated_names,
     header_names,
@@ -435,6 +436,38 @@ def test_check_header_names_each_column_that_differs() -> None:
         check_header(
             Schema(tuple(Attribute(f"c{i}", N) for i in range(13))), [f"C{i}" for i in range(13)], file="x"
         )
+
+
+def test_check_header_of_a_file_separated_by_another_character_says_so() -> None:
+    schema = dataset_schema("wine_quality")
+    header, _ = dataset_sample("wine_quality")
+    for separator, name in ((";", "';'"), ("\t", "tab"), ("|", "'|'")):
+        with pytest.raises(DataError) as info:
+            check_header(schema, [separator.join(header)], file="w.csv")
+        assert info.value.message.startswith(
+            "file w.csv line 1: the schema has 13 attributes but the header has 1 column (the line looks "
+            f"{name}-separated: emrml reads comma-separated files, as Amazon ML did; convert the file to CSV)"
+        )
+    # A header short of columns for another reason gets no such guess.
+    with pytest.raises(DataError) as info:
+        check_header(schema, header[:5], file="w.csv")
+    assert "separated" not in info.value.message
+    with pytest.raises(InvalidInputException, match="the line looks ';'-separated"):
+        infer_schema([";".join(header)], [], target="quality")
+
+
+def test_check_first_record_refuses_a_header_the_schema_does_not_announce() -> None:
+    schema = Schema(tuple(Attribute(n, t) for n, t in (("x", N), ("c", C), ("y", B))), target="y")
+    with pytest.raises(DataError) as info:
+        check_first_record(schema, ["\ufeffx", " c", "y"], file="d.csv")
+    assert info.value.message == (
+        "file d.csv line 1 is a header (its fields are the schema's attribute names), but the schema's "
+        "dataFileContainsHeader is false: set it to true, or the header would be read as a record"
+    )
+    check_first_record(schema, ["1.5", "a", "1"], file="d.csv")  # data: no error
+    check_first_record(schema, ["x", "c"], file="d.csv")  # another width: the record check reports it
+    with_header = Schema(schema.attributes, target="y", has_header=True)
+    check_first_record(with_header, ["x", "c", "y"], file="d.csv")  # check_header's business
 
 
 def test_check_header_accepts_the_names_inference_gives_a_header() -> None:

@@ -193,6 +193,32 @@ def test_categorical_hand_computed() -> None:
     assert c["leastFrequent"] == [{"value": "pink", "count": 1}, {"value": "green", "count": 2}]
 
 
+def test_categorical_values_are_counted_as_training_reads_them() -> None:
+    """Training and prediction trim a CATEGORICAL value (" red" is "red", " " is missing): so do the
+    statistics, or a blank-padded target shows classes that training then drops."""
+    values = ["red", " red", "red ", "blue", "blue\t", " ", "  ", "", "green"]
+    c = attribute(stats_of(make_schema(("c", C)), {"c": values}), "c")
+    assert c["missingCount"] == 3
+    assert c["distinctCount"] == 3
+    assert c["topValues"] == [
+        {"value": "red", "count": 3},
+        {"value": "blue", "count": 2},
+        {"value": "green", "count": 1},
+    ]
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 3000)
+    schema = make_schema(("x", C), ("y", C), target="y")
+    padded = {
+        "x": [f" x{v} " if k % 2 else f"x{v}" for k, v in enumerate(y)],
+        "y": [" " if k % 7 == 0 else (f"c{v} " if k % 3 else f"c{v}") for k, v in enumerate(y)],
+    }
+    result = stats_of(schema, padded)
+    distribution = result["target"]["distribution"]
+    assert distribution["distinctCount"] == 2 and distribution["missingCount"] == len(range(0, 3000, 7))
+    # The padded and plain spellings are one value, so x still determines y (log 2 nats).
+    assert attribute(result, "x")["targetCorrelation"] == pytest.approx(math.log(2), abs=0.01)
+
+
 def test_roles_type_counts_and_target_distribution() -> None:
     schema = make_schema(
         ("id", C),

@@ -246,7 +246,10 @@ def test_oversize_record_with_quoted_newlines_keeps_line_numbers(block_bytes: in
     result = read(data, ["a", "b"], block_bytes=block_bytes, max_record_bytes=50)
     assert result.rows == [("1", "2"), ("3", "4")]
     assert result.lines == [1, 23]
-    reason = f"record is {len(big)} bytes (limit 50)"
+    reason = (
+        f"record is {len(big)} bytes (limit 50) (the record spans 21 lines: a quoted field holds their "
+        "line breaks; an unbalanced '\"'?)"
+    )
     assert result.invalid == [bad(2, 4, 1, reason), bad(23 + 1, 4 + len(big) + 5, 3, reason)]
     assert count_records(io.BytesIO(data), False, block_bytes=block_bytes, max_record_bytes=50) == 4
 
@@ -275,7 +278,54 @@ def test_invalid_utf8_invalidates_only_its_record(block_bytes: int) -> None:
 def test_unterminated_quote_at_end_of_file() -> None:
     result = read(b'1,2\n3,"open\n4,5\n', ["a", "b"])
     assert result.rows == [("1", "2")]
-    assert result.invalid == [bad(2, 4, 1, "unterminated quoted field at end of file")]
+    assert result.invalid == [
+        bad(
+            2,
+            4,
+            1,
+            "unterminated quoted field at end of file (the record spans 2 lines: a quoted field "
+            "holds their line breaks; an unbalanced '\"'?)",
+        )
+    ]
+
+
+@pytest.mark.parametrize("block_bytes", [7, 64, 4 << 20])
+def test_a_quote_left_open_says_how_many_lines_it_swallowed(block_bytes: int) -> None:
+    """An opening quote that never closes makes every following line part of its field (RFC 4180): the
+    records of the rest of the file are lost in one invalid record, whose reason must say so."""
+    rest = b"".join(b'%d,"text %d"\n' % (i, i) for i in range(3, 40))
+    data = b'a,b\n1,x\n2,"open\n' + rest
+    result = read(data, ["a", "b"], True, block_bytes=block_bytes, max_record_bytes=100)
+    assert result.rows == [("1", "x")]
+    [invalid] = result.invalid
+    assert (invalid.line, invalid.offset, invalid.index) == (3, 8, 1)
+    assert invalid.reason == (
+        f"record is {len(data) - 8:,} bytes (limit 100); a quoted field opened in it never closes, so "
+        "all 38 lines from there to the end of the file were read as this one record (an unbalanced '\"'?)"
+    )
+    # Short of the size limit, the record is unterminated at the end of the file.
+    short = read(b'a,b\n1,x\n2,"open\n3,y\n4,z\n', ["a", "b"], True, block_bytes=block_bytes)
+    assert short.invalid == [
+        bad(
+            3,
+            8,
+            1,
+            "unterminated quoted field at end of file (the record spans 3 lines: a quoted field "
+            "holds their line breaks; an unbalanced '\"'?)",
+        )
+    ]
+    # A stray quote closed by a later one: the lines between are one record of the wrong width.
+    stray = read(b'a,b\n1,x\n2,"open\n3,y\n4,z",w\n5,v\n', ["a", "b"], True, block_bytes=block_bytes)
+    assert stray.rows == [("1", "x"), ("5", "v")]
+    assert stray.invalid == [
+        bad(
+            3,
+            8,
+            1,
+            "expected 2 fields, found 3 (the record spans 3 lines: a quoted field holds their "
+            "line breaks; an unbalanced '\"'?)",
+        )
+    ]
 
 
 def test_quotes_inside_unquoted_fields_are_text() -> None:
@@ -424,12 +474,19 @@ def _expected(
     for index, record in enumerate(encoded):
         content = record.removesuffix(b"\n").removesuffix(b"\r")
         fields = next(csv.reader(io.StringIO(content.decode(), newline="")), [""])
+        spans = content.count(b"\n") + 1
+        spanning = (
+            f" (the record spans {spans:,} lines: a quoted field holds their line breaks; "
+            "an unbalanced '\"'?)"
+            if spans > 1
+            else ""
+        )
         if len(content) > max_record_bytes:
-            invalid.append(
-                bad(line, offset, index, f"record is {len(content):,} bytes (limit {max_record_bytes:,})")
-            )
+            size = f"record is {len(content):,} bytes (limit {max_record_bytes:,})"
+            invalid.append(bad(line, offset, index, size + spanning))
         elif len(fields) != len(names):
-            invalid.append(bad(line, offset, index, f"expected {len(names)} fields, found {len(fields)}"))
+            found = f"expected {len(names)} fields, found {len(fields)}"
+            invalid.append(bad(line, offset, index, found + spanning))
         else:
             rows.append(tuple(fields))
             offsets.append(offset)

@@ -12,6 +12,7 @@ from rich.table import Table
 from emrml.cli_render.parts import (
     format_bytes,
     format_number,
+    keep_numbers_whole,
     key_values,
     sparkline,
     status_text,
@@ -103,7 +104,7 @@ def _invalid_records_table(examples: list[dict[str, Any]], count: int | None) ->
             format_number(example.get("Offset")),
             str(example.get("Reason", "")),
         )
-    return table
+    return keep_numbers_whole(table)
 
 
 def _statistics_tables(statistics: dict[str, Any]) -> list[Table]:
@@ -142,7 +143,11 @@ def _target_table(target: dict[str, Any]) -> Table:
         for item in counts:
             count = item.get("count", 0)
             table.add_row(str(item.get("value")), format_number(count), f"{100 * count / total:.1f} %")
-        return table
+        # Records without a usable target are not in the shares: training and evaluation leave them out.
+        for label, key in (("(missing)", "missingCount"), ("(invalid)", "invalidCount")):
+            if distribution.get(key):
+                table.add_row(label, format_number(distribution[key]), "left out", style="dim")
+        return keep_numbers_whole(table)
     scalars = [(key, value) for key, value in distribution.items() if not isinstance(value, dict | list)]
     return key_values(title, scalars)
 
@@ -165,11 +170,11 @@ def _numeric_table(attributes: list[dict[str, Any]]) -> Table:
             format_number(a.get("targetCorrelation"), 2),
             sparkline((a.get("histogram") or {}).get("counts") or []),
         )
-    return table
+    return keep_numbers_whole(table)
 
 
 def _binary_table(attributes: list[dict[str, Any]]) -> Table:
-    numbers = ["0", "1", "% true", "Invalid", "MI"]
+    numbers = ["0", "1", "% true", "Miss/inv", "MI"]
     table = titled_table("BINARY attributes", "Attribute", *numbers, right=numbers)
     for a in attributes:
         counts = a.get("counts") or {}
@@ -178,10 +183,10 @@ def _binary_table(attributes: list[dict[str, Any]]) -> Table:
             format_number(counts.get("0")),
             format_number(counts.get("1")),
             format_number(a.get("percentTrue")),
-            format_number(a.get("invalidCount")),
+            f"{format_number(a.get('missingCount') or 0)}/{format_number(a.get('invalidCount') or 0)}",
             format_number(a.get("targetCorrelation"), 2),
         )
-    return table
+    return keep_numbers_whole(table)
 
 
 def _categorical_table(attributes: list[dict[str, Any]]) -> Table:
@@ -201,7 +206,7 @@ def _categorical_table(attributes: list[dict[str, Any]]) -> Table:
             format_number(a.get("targetCorrelation"), 2),
             ", ".join(f"{v.get('value')} ({format_number(v.get('count'))})" for v in top),
         )
-    return table
+    return keep_numbers_whole(table)
 
 
 def _text_table(attributes: list[dict[str, Any]]) -> Table:
@@ -219,7 +224,7 @@ def _text_table(attributes: list[dict[str, Any]]) -> Table:
             format_number(a.get("targetCorrelation"), 2),
             ", ".join(words[:6]),
         )
-    return table
+    return keep_numbers_whole(table)
 
 
 _ATTRIBUTE_TABLES: dict[str, Callable[[list[dict[str, Any]]], Table]] = {

@@ -87,7 +87,11 @@ def _evaluation_overview(evaluation: dict[str, Any], model_type: str | None, dat
     model = evaluation.get("MLModelId", "")
     records = None
     if "records" in data:
-        records = f"{data['records']:,} used, {data.get('invalidRecords', 0):,} invalid"
+        # ``records`` counts every record read; the invalid ones (no usable target) were left out.
+        invalid = data.get("invalidRecords") or 0
+        records = f"{data['records'] - invalid:,} used" + (
+            f", {invalid:,} left out (no usable target)" if invalid else ""
+        )
     return key_values(
         f"Evaluation {evaluation.get('EvaluationId')}",
         [
@@ -200,9 +204,12 @@ def _regression_sections(metrics: dict[str, Any], width: int) -> list[Renderable
     edges, counts = histogram["edges"], histogram["counts"]
     spans = [(i, min(i + RESIDUAL_BIN_GROUP, len(counts))) for i in range(0, len(counts), RESIDUAL_BIN_GROUP)]
     merged = [sum(counts[low:high]) for low, high in spans]
-    # Empty bins at the ends add rows without information: the labels show the range anyway.
+    # Empty bins at the ends add rows without information: the labels show the range anyway. Not next to
+    # a "below" or "above" row, though: the chart would skip a range between the two.
     used = [i for i, count in enumerate(merged) if count > 0] or [0]
-    spans, merged = spans[used[0] : used[-1] + 1], merged[used[0] : used[-1] + 1]
+    first = 0 if histogram.get("below") else used[0]
+    last = len(merged) - 1 if histogram.get("above") else used[-1]
+    spans, merged = spans[first : last + 1], merged[first : last + 1]
     digits = max(0, 1 - math.floor(math.log10(edges[spans[0][1]] - edges[spans[0][0]])))
     labels = [f"{edges[low]:,.{digits}f} to {edges[high]:,.{digits}f}" for low, high in spans]
     if histogram.get("below"):

@@ -147,6 +147,19 @@ def titled_table(title: str, *columns: str, right: Iterable[str] = ()) -> Table:
     return table
 
 
+def keep_numbers_whole(table: Table) -> Table:
+    """Once its rows are in, keep every cell of ``table``'s right-aligned (numeric) columns whole: a narrow
+    terminal folds the first column (a name or a path) instead of cutting numbers to ``0.0…``. Call after
+    the rows are added."""
+    for position, column in enumerate(table.columns):
+        if column.justify == "right":
+            cells = [str(column.header), *(str(cell) for cell in column.cells)]
+            column.min_width = max(len(cell) for cell in cells)
+        elif position == 0:
+            column.no_wrap, column.overflow = False, "fold"
+    return table
+
+
 def status_text(entity: dict[str, Any]) -> str:
     status = entity.get("Status", "")
     if "Progress" in entity:

@@ -20,6 +20,7 @@ from emrml.core.schema import (
     generated_names,
     header_names,
     name_listing,
+    separator_hint,
     shown_name,
     validate_schema,
 )
@@ -125,9 +126,10 @@ def infer_schema(
     types = [infer_type(column) for column in cells]
     for role, name in (("target", target), ("row_id", row_id)):
         if name is not None and name not in names:
+            hint = separator_hint(columns) if columns is not None and len(columns) == 1 else ""
             raise InvalidInputException(
                 f"{role} {shown_name(name)} is not one of the columns{did_you_mean(name, names)}; "
-                f"the columns are {name_listing(names)}"
+                f"the columns are {name_listing(names)}{hint}"
             )
     if target is not None and types[names.index(target)] == AttributeType.TEXT:
         types[names.index(target)] = AttributeType.CATEGORICAL

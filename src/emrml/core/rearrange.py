@@ -73,15 +73,17 @@ def parse_rearrangement(text: str | None, *, relative_keys: bool = True) -> Rear
     if not text:
         return None
     try:
-        document = json.loads(text)
+        document = json.loads(text, object_pairs_hook=_members)
     except json.JSONDecodeError as exc:
         raise InvalidInputException(
             f"DataRearrangement is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
         ) from None
     if not isinstance(document, dict) or "splitting" not in document:
+        others = sorted(document) if isinstance(document, dict) else []
         raise InvalidInputException(
             'DataRearrangement must be a JSON object {"splitting": {...}}, e.g. '
             '{"splitting":{"percentBegin":0,"percentEnd":70}}'
+            + (f"; it has the unknown member {others[0]!r} instead" if others else "")
         )
     unknown = sorted(set(document) - {"splitting"})
     if unknown:
@@ -106,7 +108,7 @@ def parse_rearrangement(text: str | None, *, relative_keys: bool = True) -> Rear
     if strategy not in _STRATEGIES:
         raise InvalidInputException(
             f"DataRearrangement member 'splitting.strategy' must be 'sequential' or 'random', "
-            f"got {strategy!r}"
+            f"got {_shown(strategy)}"
         )
     return Rearrangement(
         percent_begin=float(begin),
@@ -116,6 +118,25 @@ def parse_rearrangement(text: str | None, *, relative_keys: bool = True) -> Rear
         seed=_seed(splitting.get("strategyParams"), strategy),
         relative_keys=relative_keys,
     )
+
+
+def _members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's members; a member given twice is refused rather than the last one silently kept
+    (``"complement": true`` then ``false`` would select the other side of the split)."""
+    members: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in members:
+            raise InvalidInputException(f"DataRearrangement has the member {key!r} twice")
+        members[key] = value
+    return members
+
+
+def _shown(value: Any) -> str:
+    """A member's value as the request's JSON spells it (``null``, ``true``, ``"70"``)."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 def file_key(r: Rearrangement | None, key: str, name: str) -> str:
@@ -136,7 +157,8 @@ def _percent(splitting: dict[str, Any], key: str, default: int) -> int:
             number = None
     if number is None or number.denominator != 1 or not 0 <= number <= 100:
         raise InvalidInputException(
-            f"DataRearrangement member 'splitting.{key}' must be a whole number from 0 to 100, got {value!r}"
+            f"DataRearrangement member 'splitting.{key}' must be a whole number from 0 to 100, "
+            f"got {_shown(value)}"
         )
     return int(number)
 
@@ -147,7 +169,7 @@ def _complement(value: Any) -> bool:
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
     raise InvalidInputException(
-        f"DataRearrangement member 'splitting.complement' must be true or false, got {value!r}"
+        f"DataRearrangement member 'splitting.complement' must be true or false, got {_shown(value)}"
     )
 
 
@@ -174,7 +196,8 @@ def _seed(params: Any, strategy: str) -> str:
         )
     if not isinstance(seed, str):
         raise InvalidInputException(
-            f"DataRearrangement member 'splitting.strategyParams.randomSeed' must be a string, got {seed!r}"
+            "DataRearrangement member 'splitting.strategyParams.randomSeed' must be a string, "
+            f"got {_shown(seed)}"
         )
     return seed
 

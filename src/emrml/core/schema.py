@@ -468,6 +468,41 @@ def record_fields(text: str) -> list[str]:
     return rows[0] if rows else []
 
 
+#: Separators of delimited files that are not CSV, with the names messages give them.
+OTHER_SEPARATORS = {";": "';'", "\t": "tab", "|": "'|'"}
+
+
+def separator_hint(fields: Sequence[str], expected: int | None = None) -> str:
+    """A sentence for a message about a line of ``fields`` (parsed as CSV) that looks separated by another
+    character: it has fewer fields than ``expected`` (or than 2), and splitting them by ';', a tab or '|'
+    gives ``expected`` fields (or more than one per field). Empty when nothing points to that."""
+    if expected is not None and len(fields) >= expected:
+        return ""
+    for separator, name in OTHER_SEPARATORS.items():
+        count = sum(len(field.split(separator)) for field in fields)
+        if count > len(fields) and (expected is None or count == expected):
+            return (
+                f" (the line looks {name}-separated: emrml reads comma-separated files, as Amazon ML did; "
+                "convert the file to CSV)"
+            )
+    return ""
+
+
+def check_first_record(schema: Schema, record: Sequence[str], *, file: str) -> None:
+    """Raise ``DataError`` when the first record of a file the schema says has no header is a header: its
+    fields are the schema's attribute names, in order. Read as data it would be one more record, of
+    invalid numbers and an invalid target, that nothing reports."""
+    if schema.has_header or len(record) != len(schema.attributes):
+        return
+    names = [field.strip() for field in record]
+    names[0] = names[0].removeprefix("\ufeff").strip()
+    if names == list(schema.names):
+        raise DataError(
+            f"file {file} line 1 is a header (its fields are the schema's attribute names), but the schema's "
+            "dataFileContainsHeader is false: set it to true, or the header would be read as a record"
+        )
+
+
 def check_header(schema: Schema, header: Sequence[str], *, file: str) -> None:
     """Raise ``DataError`` unless ``file``'s header line names the schema's attributes, in order.
 
@@ -493,7 +528,7 @@ def check_header(schema: Schema, header: Sequence[str], *, file: str) -> None:
             details += f"; attributes not in the header: {name_listing(absent)}"
         raise DataError(
             f"file {file} line 1: the schema has {_plural(expected, 'attribute')} "
-            f"but the header has {_plural(len(header), 'column')}{details}"
+            f"but the header has {_plural(len(header), 'column')}{separator_hint(header, expected)}{details}"
         )
     differences = [
         f"column {i + 1} is {name!r} in the header but {attribute!r} in the schema"

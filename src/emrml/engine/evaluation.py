@@ -85,6 +85,9 @@ class EvaluationPass:
         self.target_range = target_range
         self.records = self.invalid = self.outside = self.negative = 0
         self.target = TargetSummary()
+        # MULTICLASS: records of classes the model never saw, per class: their counts per predicted class.
+        self.unseen: dict[str, np.ndarray] = {}
+        self.unseen_records = 0
 
     @classmethod
     def of(cls, artifact: ModelArtifact) -> EvaluationPass:
@@ -101,13 +104,6 @@ class EvaluationPass:
         self.records += batch.num_rows
         targets = parse_target(batch, schema, kind)
         values, keep = targets.values, targets.keep
-        if kind == "MULTICLASS":
-            # A class the model never saw in training cannot be scored against; the record is not used.
-            known = np.fromiter((str(v) in index for v in values), dtype=bool, count=len(values))
-            kept_positions = np.flatnonzero(keep)
-            keep = keep.copy()
-            keep[kept_positions[~known]] = False
-            values = values[known]
         self.invalid += int((~keep).sum())
         rows = batch.filter(pa.array(keep))
         if not rows.num_rows:
@@ -123,9 +119,17 @@ class EvaluationPass:
             self.accumulator.update(predicted, values.astype(np.int64), weights)
             _count_classes(self.target, values.astype(np.int64).astype(str))
         elif isinstance(self.accumulator, MulticlassEvaluation):
-            y = np.fromiter((index[str(v)] for v in values), dtype=np.int64, count=len(values))
-            self.accumulator.update(predicted, y, weights)
-            _count_classes(self.target, values.astype(str))
+            labels = values.astype(str)
+            known = np.fromiter((label in index for label in labels), dtype=bool, count=len(labels))
+            y = np.fromiter((index[label] for label in labels[known]), dtype=np.int64, count=int(known.sum()))
+            self.accumulator.update(predicted[known], y, None if weights is None else weights[known])
+            if not known.all():
+                # A class the model never saw in training is still a true class of the data: its records
+                # are scored (and misclassified) rather than left out, which would flatter the average.
+                self._add_unseen(
+                    labels[~known], predicted[~known], None if weights is None else weights[~known]
+                )
+            _count_classes(self.target, labels)
         else:
             self.accumulator.update(predicted, values, weights)
             self.target.add_numbers(values)
@@ -135,7 +139,20 @@ class EvaluationPass:
                 self.outside += int(beyond.sum())
                 self.negative += int((flat < 0).sum())
 
+    def _add_unseen(self, labels: np.ndarray, predicted: np.ndarray, weights: np.ndarray | None) -> None:
+        size = predicted.shape[1]
+        choices = np.argmax(predicted, axis=1)
+        self.unseen_records += len(labels)
+        weight = np.ones(len(labels)) if weights is None else np.asarray(weights, dtype=np.float64)
+        for label in np.unique(labels).tolist():
+            mine = labels == label
+            counts = np.bincount(choices[mine], weights=weight[mine], minlength=size)
+            self.unseen[label] = self.unseen.get(label, np.zeros(size)) + counts
+
     def merge(self, other: EvaluationPass) -> None:
+        for label, counts in other.unseen.items():
+            self.unseen[label] = self.unseen.get(label, np.zeros(len(counts))) + counts
+        self.unseen_records += other.unseen_records
         self.accumulator.merge(other.accumulator)  # type: ignore[arg-type]
         self.records += other.records
         self.invalid += other.invalid
@@ -153,6 +170,7 @@ def evaluate_model(
     settings: Settings,
     progress: Progress,
     spark: Any = None,
+    datasource_id: str | None = None,
 ) -> EvaluationResult:
     """Score an evaluation datasource with a trained model and compute the metric and its insights
     (``spark``: a SparkSession whose executors score the data, engine/spark/evaluation.py)."""
@@ -166,7 +184,7 @@ def evaluate_model(
         source = DatasourceBatches(DatasourceData(data.location, scorer.schema, data.rearrangement), settings)
         for batch in source.with_progress(progress, 0.0, 1.0):
             state.update(batch, scorer.schema, scorer.scores)
-    return finish(state, scorer.artifact, data.schema, same_datasource, training_records)
+    return finish(state, scorer.artifact, data.schema, same_datasource, training_records, datasource_id)
 
 
 def finish(
@@ -175,13 +193,18 @@ def finish(
     data_schema: Schema,
     same_datasource: bool,
     training_records: int,
+    datasource_id: str | None = None,
 ) -> EvaluationResult:
-    """The metric, its insights and the alerts of a completed pass."""
+    """The metric, its insights and the alerts of a completed pass (``datasource_id``: the evaluation
+    datasource's id, named by the alert when it is also the training datasource)."""
     kind, accumulator = artifact.model_type, state.accumulator
     training_target = artifact.report.get("trainingTarget", {})
     if isinstance(accumulator, BinaryEvaluation):
         result = accumulator.result()
     elif isinstance(accumulator, MulticlassEvaluation):
+        if state.unseen:
+            unseen = {label: state.unseen[label] for label in sorted(state.unseen)}
+            accumulator = accumulator.with_unseen(unseen, state.unseen_records)
         result = accumulator.result(training_target.get("classCounts", {}))
     else:
         result = accumulator.result(float(training_target.get("mean", 0.0)))
@@ -194,11 +217,13 @@ def finish(
         train_target = training_target.get("classCounts", {})
         eval_target = state.target.class_counts
     model_schema = parse_schema(artifact.schema_json)
+    training_id = datasource_id or "the training datasource"
     alerts = evaluation_alerts(
-        training_datasource_id="training",
-        evaluation_datasource_id="training" if same_datasource else "evaluation",
+        training_datasource_id=training_id,
+        evaluation_datasource_id=training_id if same_datasource else "evaluation",
         training_records=training_records,
-        evaluation_records=state.records,
+        # The records scored: those left out (a missing or invalid target) are not evaluation data.
+        evaluation_records=state.records - state.invalid,
         training_attributes={a.name for a in model_schema.attributes},
         evaluation_attributes={a.name for a in data_schema.attributes},
         invalid_evaluation_records=state.invalid,

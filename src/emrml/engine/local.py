@@ -22,7 +22,7 @@ import pyarrow as pa
 from emrml.config import Settings
 from emrml.core.inference import infer_schema
 from emrml.core.rearrange import Rearrangement, file_key, select
-from emrml.core.schema import AttributeType, Schema, check_header, generated_names
+from emrml.core.schema import AttributeType, Schema, check_first_record, check_header, generated_names
 from emrml.core.stats import StatisticsAccumulator
 from emrml.errors import DataError
 from emrml.storage.codecs import open_decompressed
@@ -56,18 +56,23 @@ def open_data(uri: str) -> Iterator[tuple[BinaryIO, BinaryIO]]:
 
 
 def _check_headers(files: list[FileRef], schema: Schema) -> None:
-    """Every file's header must name the schema's attributes in order, so all files share one layout."""
+    """Every file's header must name the schema's attributes in order, so all files share one layout; with
+    a schema without a header, no file may start with one (``_header_checked``)."""
     for file in files:
         with open_data(file.uri) as (_, stream):
             _header_checked(stream, file.uri, schema)
 
 
 def _header_checked(stream: BinaryIO, uri: str, schema: Schema) -> BinaryIO:
-    """Check the header that starts ``stream`` against ``schema`` (``DataError`` naming ``uri``); a stream
-    of all its bytes again, the header's included, for reading the records from the same opening."""
-    header, stream = read_header_again(stream, uri)
-    if header:
-        check_header(schema, header, file=uri)
+    """Check the header that starts ``stream`` against ``schema`` (``DataError`` naming ``uri``), or for a
+    schema without a header that the first line is not one; a stream of all its bytes again, the first
+    line's included, for reading the records from the same opening."""
+    # Without a header the first line is a record: one too long or not UTF-8 is reported as invalid.
+    first, stream = read_header_again(stream, uri, strict=schema.has_header)
+    if first and schema.has_header:
+        check_header(schema, first, file=uri)
+    elif first:
+        check_first_record(schema, first, file=uri)
     return stream
 
 
@@ -178,7 +183,7 @@ def read_selected(
     for file_index, file in enumerate(files):
         key = file_key(rearrangement, file.key, file.name)
         with open_data(file.uri) as (raw, stream):
-            if check_headers and schema.has_header:
+            if check_headers:
                 stream = _header_checked(stream, file.uri, schema)
             for chunk in read_chunks(
                 stream,
@@ -268,7 +273,7 @@ def _no_records_message(
 ) -> str:
     if len(empty_files) == len(files):
         file = files[0]
-        if file.size == 0:
+        if file.size == 0 or (len(files) == 1 and not _has_a_line(file)):
             return f"file {file.uri} is empty: the datasource has no records"
         return (
             f"file {file.uri} has no records (only a header line)"
@@ -276,7 +281,9 @@ def _no_records_message(
             else (f"none of the {len(files)} files under the location holds a record")
         )
     if summary.invalid_records:
-        return f"all {summary.invalid_records:,} records are invalid (see the invalid record examples)"
+        first = summary.invalid_examples[0] if summary.invalid_examples else None
+        where = f"the first, line {first['Line']} of {first['File']}: {first['Reason']}; " if first else ""
+        return f"all {summary.invalid_records:,} records are invalid ({where}see the invalid record examples)"
     if rearrangement is not None:
         return "the DataRearrangement selects no records of this data"
     return "the datasource has no records"
@@ -312,12 +319,34 @@ def infer_location_schema(
     settings: Settings,
     sample_rows: int = 10_000,
 ) -> Schema:
-    """Guess a schema from the first records of the first file of ``location``."""
-    file = list_files(location)[0]
+    """Guess a schema from the first records of the first file of ``location`` that holds one.
+
+    Files without a record (empty, a header line only, or markers such as Hadoop's ``_SUCCESS``) are
+    passed over, as reading the datasource passes over them.
+    """
+    files = list_files(location)
+    for file in files:
+        header, rows = _sample_file(file, has_header, settings, sample_rows)
+        if rows:
+            return infer_schema(header, rows, target=target, row_id=row_id, has_header=has_header)
+    if len(files) > 1:
+        raise DataError(f"none of the {len(files)} files under {location} has records to infer a schema from")
+    first = files[0]
+    if has_header and (first.size == 0 or not _has_a_line(first)):
+        raise DataError(f"file {first.uri} is empty: there is no header line to name the attributes")
+    raise DataError(f"file {first.uri} has no records to infer a schema from")
+
+
+def _sample_file(
+    file: FileRef, has_header: bool, settings: Settings, sample_rows: int
+) -> tuple[list[str] | None, list[list[str]]]:
+    """The header (None without one) and up to ``sample_rows`` first records of one file."""
+    if file.size == 0:
+        return None, []
     with open_data(file.uri) as (_, stream):
         header = read_header(stream, file.uri) if has_header else None
     if has_header and not header:
-        raise DataError(f"file {file.uri} is empty: there is no header line to name the attributes")
+        return None, []
     with open_data(file.uri) as (_, stream):
         width = len(header) if header else len(_first_record(stream, file.uri))
     names = header or generated_names(width)
@@ -330,9 +359,13 @@ def infer_location_schema(
             rows.extend(list(row) for row in zip(*columns, strict=True))
             if len(rows) >= sample_rows:
                 break
-    if not rows:
-        raise DataError(f"file {file.uri} has no records to infer a schema from")
-    return infer_schema(header, rows[:sample_rows], target=target, row_id=row_id, has_header=has_header)
+    return header, rows[:sample_rows]
+
+
+def _has_a_line(file: FileRef) -> bool:
+    """Whether a file holds anything once decompressed (a compressed empty file is not 0 bytes long)."""
+    with open_data(file.uri) as (_, stream):
+        return bool(stream.read(1))
 
 
 def _first_record(stream: BinaryIO, file: str) -> list[str]:

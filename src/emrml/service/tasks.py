@@ -205,6 +205,7 @@ def evaluate(context: JobContext) -> dict[str, Any]:
             artifact_location=Path(model.artifact_location),
             data=_datasource_data(source),
             same_datasource=source.id == training.id,
+            datasource_id=source.id,
             training_records=(training.total_records or 0) - (training.invalid_records or 0),
             settings=context.settings,
             progress=context.progress,

@@ -38,6 +38,8 @@ class Skipped:
     line: int
     index: int
     size: int
+    lines: int = 1  # physical lines the record spans
+    unterminated: bool = False  # it ends inside a quoted field, at the end of the file
 
 
 @dataclass
@@ -71,6 +73,7 @@ class _Skip:
     parity: int  # quotes seen so far, mod 2
     newlines: int  # quoted line breaks seen so far
     last: int  # last byte seen
+    unterminated: bool = False  # the file ended inside one of its quoted fields
 
     def feed(self, data: bytes, eof: bool) -> int | None:
         """Scan the next bytes; the position just past the record's terminator, or None if it goes on."""
@@ -91,6 +94,7 @@ class _Skip:
             self.last = data[-1]
         if eof:
             self.size -= self.last == CR
+            self.unterminated = self.parity == 1
             return len(data)
         return None
 
@@ -163,7 +167,16 @@ def split_blocks(
             if skip.index is None:
                 header = False
             else:
-                oversize = Skipped(skip.offset, skip.line, skip.index, skip.size)
+                unterminated = skip.unterminated
+                oversize = Skipped(
+                    skip.offset,
+                    skip.line,
+                    skip.index,
+                    skip.size,
+                    # The file's final line break ends its last line rather than starting one.
+                    lines=skip.newlines + 1 - int(unterminated and skip.last == LF),
+                    unterminated=unterminated,
+                )
             line = skip.line + skip.newlines + 1
             data = data[end:]
             data_offset += end

@@ -77,40 +77,62 @@ class Chunk:
     bytes_consumed: int  # decompressed bytes read from this file so far (progress)
 
 
-def read_header(stream: BinaryIO, file: str, *, max_record_bytes: int = 102_400) -> list[str]:
+def read_header(
+    stream: BinaryIO, file: str, *, max_record_bytes: int = 102_400, strict: bool = True
+) -> list[str]:
     """The fields of the first record of ``stream`` (BOM stripped); ``[]`` for an empty file.
 
-    Consumes the stream. Raises ``DataError`` naming ``file`` when that record is too long or not UTF-8.
+    Consumes the stream. Raises ``DataError`` naming ``file`` when the file looks UTF-16 encoded, and when
+    that record is too long or not UTF-8; with ``strict=False`` (the first record of a file without a
+    header, which reading reports as an invalid record) returns ``[]`` for those two instead.
     """
     for block in split_blocks(stream, False, 64 << 10, max_record_bytes):
         if block.blanks is not None:
             return [""]
         if block.oversize is not None:
+            if not strict:
+                return []
             raise DataError(
                 f"{file}: the header line is {block.oversize.size:,} bytes (limit {max_record_bytes:,})"
             )
         if len(block.starts):
             start, end = int(block.starts[0]), int(block.ends[0])
+            line = block.buf[start:end]
+            if line.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in line:
+                # Excel's "Unicode text" and Windows tools write UTF-16: every other byte of ASCII is NUL.
+                raise DataError(
+                    f"{file}: the file looks UTF-16 encoded (a UTF-16 byte-order mark or NUL bytes in its "
+                    "first line); emrml reads UTF-8 text: convert it, e.g. iconv -f UTF-16 -t UTF-8"
+                )
             if end - start > max_record_bytes:
+                if not strict:
+                    return []
                 raise DataError(
                     f"{file}: the header line is {end - start:,} bytes (limit {max_record_bytes:,})"
                 )
             try:
-                text = block.buf[start:end].decode("utf-8")
+                text = line.decode("utf-8")
             except UnicodeDecodeError as exc:
+                if not strict:
+                    return []
                 raise DataError(f"{file}: the header line is not valid UTF-8 (byte {exc.start})") from None
             return next(csv.reader(io.StringIO(text, newline="")), [""])
     return []
 
 
 def read_header_again(
-    stream: BinaryIO, file: str, *, max_record_bytes: int = 102_400
+    stream: BinaryIO, file: str, *, max_record_bytes: int = 102_400, strict: bool = True
 ) -> tuple[list[str], BinaryIO]:
     """:func:`read_header`, and a stream of all of ``stream``'s bytes again from the first: those read for
     the header, then the rest. One opening of a file then serves the header check and the reading (on S3,
     one GET instead of two)."""
     recording = _Recording(stream)
-    header = read_header(recording, file, max_record_bytes=max_record_bytes)  # type: ignore[arg-type]
+    header = read_header(
+        recording,  # type: ignore[arg-type]
+        file,
+        max_record_bytes=max_record_bytes,
+        strict=strict,
+    )
     return header, io.BufferedReader(Replay(bytes(recording.seen), stream))  # type: ignore[return-value]
 
 
@@ -208,6 +230,32 @@ def _prefetched(blocks: Iterator[Block]) -> Iterator[Block]:
 # --- record boundaries -------------------------------------------------------------------------------
 
 
+def _lines(block: Block, position: int) -> int:
+    """The physical lines record ``position`` of ``block`` spans (line breaks in quoted fields join them)."""
+    if not block.multiline:
+        return 1
+    start, end = int(block.starts[position]), int(block.ends[position])
+    # A record left open at the end of the file keeps the file's final line break.
+    end -= block.buf[end - 1 : end] == b"\n"
+    return block.buf.count(b"\n", start, end) + 1
+
+
+def _spanning(lines: int, unterminated: bool) -> str:
+    """What an invalid record's reason adds when the record runs over several lines: most often a quote
+    left open, which makes the following lines part of its field (RFC 4180) and so hides their records."""
+    unbalanced = "an unbalanced '\"'?"
+    if unterminated and lines == 1:
+        return f"; a quoted field opened in it never closes before the end of the file ({unbalanced})"
+    if unterminated:
+        return (
+            f"; a quoted field opened in it never closes, so all {lines:,} lines from there to the end of "
+            f"the file were read as this one record ({unbalanced})"
+        )
+    if lines > 1:
+        return f" (the record spans {lines:,} lines: a quoted field holds their line breaks; {unbalanced})"
+    return ""
+
+
 class _BlockParser:
     """Turns blocks of records into chunks: classifies records, parses the valid ones with pyarrow."""
 
@@ -243,7 +291,11 @@ class _BlockParser:
             skipped = block.oversize
             invalid.append(
                 InvalidRecord(
-                    self.file, skipped.line, skipped.offset, skipped.index, self._oversize(skipped.size)
+                    self.file,
+                    skipped.line,
+                    skipped.offset,
+                    skipped.index,
+                    self._oversize(skipped.size) + _spanning(skipped.lines, skipped.unterminated),
                 )
             )
         if block.blanks is not None:
@@ -305,10 +357,14 @@ class _BlockParser:
         reasons: dict[int, str] = {}
         bad = sizes > self.max_record_bytes
         for position in np.flatnonzero(bad).tolist():
-            reasons[position] = self._oversize(int(sizes[position]))
+            reasons[position] = self._oversize(int(sizes[position])) + _spanning(
+                _lines(block, position), block.unterminated and position == len(bad) - 1
+            )
         if block.unterminated and not bad[-1]:
             bad[-1] = True
-            reasons[len(bad) - 1] = "unterminated quoted field at end of file"
+            reasons[len(bad) - 1] = "unterminated quoted field at end of file" + _spanning(
+                _lines(block, len(bad) - 1), False
+            )
         # When every quote sits where RFC 4180 allows it, pyarrow splits records and fields exactly as
         # the quote parity does, so its own column-count check is exact and fields are counted only
         # after a failed parse.
@@ -347,7 +403,8 @@ class _BlockParser:
         counts = np.searchsorted(commas, block.ends) - np.searchsorted(commas, block.starts) + 1
         wrong = (counts != columns) & ~bad
         for position in np.flatnonzero(wrong).tolist():
-            reasons[position] = f"expected {columns} fields, found {int(counts[position])}"
+            found = f"expected {columns} fields, found {int(counts[position])}"
+            reasons[position] = found + _spanning(_lines(block, position), False)
         bad |= wrong
 
     def _check_utf8(self, block: Block, bad: np.ndarray, reasons: dict[int, str]) -> None:

@@ -71,6 +71,27 @@ class MulticlassEvaluation:
         self._records += n
         self._weighted = self._weighted or weight is not None
 
+    def with_unseen(self, rows: Mapping[str, Sequence[float]], records: int) -> MulticlassEvaluation:
+        """This evaluation with more true classes: ``rows`` maps a class the model does not know (it never
+        saw it in training, so it can never predict it) to the counts (weights, with row weights) of its
+        ``records`` records per predicted class, in ``classes`` order. Such records are misclassified by
+        construction: their class joins the average with F1 0 and they count against the precision of the
+        classes predicted for them, as they would in a model that knew the class and never predicted it."""
+        size = len(self.classes)
+        extra = [name for name in rows if name not in self.classes]
+        if len(extra) != len(rows):
+            raise InvalidInputException("unseen classes must not be classes of the model")
+        grown = MulticlassEvaluation([*self.classes, *extra])
+        grown._matrix[:size, :size] = self._matrix
+        for position, name in enumerate(extra, start=size):
+            counts = np.asarray(rows[name], dtype=np.float64)
+            if counts.shape != (size,):
+                raise DataError(f"unseen class {name!r} needs {size} predicted counts, got {counts.shape}")
+            grown._matrix[position, :size] = counts
+        grown._records = self._records + records
+        grown._weighted = self._weighted
+        return grown
+
     def merge(self, other: MulticlassEvaluation) -> None:
         """Add every record ``other`` has seen; both must have the same classes in the same order."""
         if other.classes != self.classes:

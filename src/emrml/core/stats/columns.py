@@ -53,6 +53,17 @@ def _value_counts(column: pa.Array) -> tuple[pa.Array, np.ndarray]:
     return counted.field("values"), counted.field("counts").to_numpy(zero_copy_only=False)
 
 
+def _trimmed(strings: pa.Array, counts: np.ndarray) -> tuple[pa.Array, np.ndarray]:
+    """Distinct values and their counts with surrounding whitespace removed, as training and prediction
+    read a CATEGORICAL value (``" a"`` is ``"a"``, ``" "`` is missing); values that become equal are added
+    up. Trims only the distinct values, so a column costs one pass whatever its length."""
+    trimmed = pc.utf8_trim_whitespace(strings)
+    if pc.all(pc.equal(trimmed, strings)).as_py() is not False:
+        return strings, counts
+    summed = pa.table({"value": trimmed, "count": counts}).group_by("value").aggregate([("count", "sum")])
+    return summed.column("value").combine_chunks(), summed.column("count_sum").to_numpy()
+
+
 def _exact_quantiles(values: np.ndarray, counts: np.ndarray, ranks: Sequence[float]) -> list[float]:
     """Quantiles of the multiset {values[i] x counts[i]} (sorted values), numpy's linear interpolation."""
     cumulative = np.cumsum(counts)
@@ -278,7 +289,7 @@ class CategoricalStats:
         self.counter = ValueCounter()
 
     def update(self, column: pa.Array) -> None:
-        strings, counts = _value_counts(column)
+        strings, counts = _trimmed(*_value_counts(column))
         empty = self.counter.add(strings, counts)
         self.missing += empty
         self.present += int(counts.sum()) - empty

@@ -79,8 +79,9 @@ def target_codes(column: pa.Array | pa.ChunkedArray, attribute_type: AttributeTy
     if attribute_type is AttributeType.BINARY:
         return _binary_codes(strings)
     if attribute_type is AttributeType.CATEGORICAL:
-        codes = _dictionary_codes(strings)
-        codes[empty_mask(strings)] = -1
+        trimmed = pc.utf8_trim_whitespace(strings)
+        codes = _dictionary_codes(trimmed)
+        codes[empty_mask(trimmed)] = -1
         return codes
     if attribute_type is AttributeType.NUMERIC:
         return _numeric_codes(strings, lambda values: quantile_codes(values, MI_BINS))
@@ -127,7 +128,8 @@ def attribute_codes(strings: pa.Array, attribute_type: AttributeType) -> np.ndar
         return _numeric_codes(strings, _mass_point_codes)
     if attribute_type is AttributeType.BINARY:
         return _binary_codes(strings)
-    codes = _dictionary_codes(strings)
+    # Values as training reads them: " a" is "a", and " " is missing like "".
+    codes = _dictionary_codes(pc.utf8_trim_whitespace(strings))
     counts = np.bincount(codes[codes >= 0])
     if counts.size > MI_TOP_CATEGORIES:
         kept = np.zeros(counts.size, dtype=bool)

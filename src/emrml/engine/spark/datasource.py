@@ -130,8 +130,7 @@ def build_datasource(
     """``engine.local.build_datasource`` with its pass over the data run as Spark tasks."""
     files: list[FileRef] = list_files(location)
     summary = DatasourceSummary(data_size=sum(f.size for f in files), number_of_files=len(files))
-    if schema.has_header:
-        _check_headers(files, schema)
+    _check_headers(files, schema)
     job = UnitJob(
         schema.to_json(),
         rearrangement,

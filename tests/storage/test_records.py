@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emrml.errors import DataError
-from emrml.storage.records import InvalidRecord, count_records, read_chunks, read_header
+from emrml.storage.records import InvalidRecord, count_records, read_chunks, read_header, read_header_again
 
 
 @dataclass
@@ -203,6 +203,24 @@ def test_read_header() -> None:
         read_header(io.BytesIO(b"a,\xff\n1,2\n"), "s3://b/k.csv")
     with pytest.raises(DataError, match=r"f: the header line is 300 bytes \(limit 100\)"):
         read_header(io.BytesIO(b"x" * 300 + b"\n1\n"), "f", max_record_bytes=100)
+
+
+def test_read_header_names_files_of_another_encoding_or_line_ending() -> None:
+    for data in ("a,b\n1,2\n".encode("utf-16"), "a,b\n1,2\n".encode("utf-16-le")):
+        with pytest.raises(DataError, match=r"^f: the file looks UTF-16 encoded .*iconv -f UTF-16 -t UTF-8$"):
+            read_header(io.BytesIO(data), "f")
+    # Classic Mac OS line endings: no record ever ends, so the header would be the whole file.
+    for size in (3, 70_000):
+        data = b"a,b\r" + b"1,2\r" * size
+        with pytest.raises(DataError, match=r"^f: its lines end with a carriage return alone"):
+            read_header(io.BytesIO(data), "f")
+    # Without a header, a first record that is too long or not UTF-8 is the reader's to report.
+    assert read_header(io.BytesIO(b"x" * 300 + b"\n1\n"), "f", max_record_bytes=100, strict=False) == []
+    assert read_header(io.BytesIO(b"a,\xff\n1,2\n"), "f", strict=False) == []
+    # The lines a header check reads are replayed whole: long files keep their bytes.
+    long = b"a,b\r\n" + b"1,2\r\n" * 40_000
+    header, again = read_header_again(io.BytesIO(long), "f")
+    assert header == ["a", "b"] and again.read() == long
 
 
 # --- invalid records ---------------------------------------------------------------------------------

@@ -86,6 +86,14 @@ def read_header(
     that record is too long or not UTF-8; with ``strict=False`` (the first record of a file without a
     header, which reading reports as an invalid record) returns ``[]`` for those two instead.
     """
+    head = _read_up_to(stream, 64 << 10)
+    if b"\r" in head and b"\n" not in head:
+        # Classic Mac OS (and Excel's "CSV (Macintosh)") ends lines with a lone CR: the file is one line.
+        raise DataError(
+            f"{file}: its lines end with a carriage return alone (classic Mac OS line endings), which does "
+            "not end a record: the whole file reads as one line; convert the line endings to \\n or \\r\\n"
+        )
+    stream = io.BufferedReader(Replay(head, stream))  # type: ignore[arg-type,assignment]
     for block in split_blocks(stream, False, 64 << 10, max_record_bytes):
         if block.blanks is not None:
             return [""]
@@ -118,6 +126,18 @@ def read_header(
                 raise DataError(f"{file}: the header line is not valid UTF-8 (byte {exc.start})") from None
             return next(csv.reader(io.StringIO(text, newline="")), [""])
     return []
+
+
+def _read_up_to(stream: BinaryIO, size: int) -> bytes:
+    """``size`` bytes of ``stream``, fewer only at its end (a read may return less than asked)."""
+    parts, got = [], 0
+    while got < size:
+        data = stream.read(size - got)
+        if not data:
+            break
+        parts.append(bytes(data))
+        got += len(data)
+    return b"".join(parts)
 
 
 def read_header_again(

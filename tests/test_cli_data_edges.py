@@ -451,3 +451,27 @@ def test_residual_chart_leaves_no_range_out_between_below_and_the_bins() -> None
     labels = [line.split(" │")[0].strip() for line in console.export_text().splitlines() if " │" in line]
     assert labels[:3] == ["below -100", "-100 to -80", "-80 to -60"]
     assert labels[-1] == "40 to 60"  # no "above" records: the empty bins past the last are trimmed
+
+
+def test_huge_numbers_are_written_in_scientific_notation(tmp_path: Path) -> None:
+    """1e308 is a valid NUMERIC value: written out in full it took 309 digits, which no 80-column table
+    can hold."""
+    from emrml.cli_render.parts import format_number
+
+    assert [format_number(v) for v in (1e308, -1.7e308, 2.5e15, 1e14, 12345.678, 3)] == [
+        "1e+308",
+        "-1.7e+308",
+        "2.5e+15",
+        "100,000,000,000,000",
+        "12,346",
+        "3",
+    ]
+    home = tmp_path / "home"
+    data = tmp_path / "big.csv"
+    rows = ["x,big,y", *(f"{k / 100},{('1e308', '-1e308', '5')[k % 3]},{k % 2}" for k in range(90))]
+    data.write_text("\n".join(rows) + "\n")
+    cli(home, "datasource", "create", "--id", "ds", "--data", str(data), "--infer-schema", "--target", "y")
+    out = cli(home, "datasource", "show", "ds", columns=80).stdout
+    assert max(len(line) for line in out.splitlines()) <= 80
+    line = next(line for line in out.splitlines() if line.startswith("big "))
+    assert line.split()[:4] == ["big", "0/0", "-1e+308", "5"]

@@ -257,3 +257,21 @@ def test_big_endian_weights_are_read_in_native_order(tmp_path: Path) -> None:
     loaded = load_artifact(path)
     assert loaded == original
     assert loaded.linear.weights.dtype == np.float64 and loaded.linear.weights.dtype.isnative
+
+
+def test_a_target_of_another_type_says_which_model_it_makes_and_how_to_get_the_one_asked_for() -> None:
+    from emrml.core.model import check_target
+    from emrml.core.schema import Attribute, AttributeType, Schema
+
+    schema = Schema(
+        (Attribute("x", AttributeType.NUMERIC), Attribute("quality", AttributeType.NUMERIC)), "quality"
+    )
+    with pytest.raises(InvalidInputException) as caught:
+        check_target(schema, "MULTICLASS")
+    assert caught.value.message == (
+        "a MULTICLASS model needs a CATEGORICAL target, but the training datasource's target 'quality' is "
+        "NUMERIC; a NUMERIC target makes a REGRESSION model. For a MULTICLASS model, give the datasource a "
+        "schema that types 'quality' as CATEGORICAL (inference types a column of numbers NUMERIC and one of "
+        "two values such as 0/1 BINARY)"
+    )
+    check_target(schema, "REGRESSION")  # no error

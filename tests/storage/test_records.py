@@ -332,6 +332,19 @@ def test_a_quote_left_open_says_how_many_lines_it_swallowed(block_bytes: int) ->
             "holds their line breaks; an unbalanced '\"'?)",
         )
     ]
+    # A quote closed lines later and followed by text: one record of the right width, whose value would
+    # hold the lines between (their records lost without a trace); it is invalid, and says why.
+    joined = read(b'a,b\n1,x\n2,"open\n3,y\n4,z" w\n5,v\n', ["a", "b"], True, block_bytes=block_bytes)
+    assert joined.rows == [("1", "x"), ("5", "v")]
+    assert joined.invalid == [
+        bad(
+            3,
+            8,
+            1,
+            "a quote out of place in a record of 3 lines: a quoted field opened on its first line closes "
+            "lines later, joining them into one value (an unbalanced '\"'?)",
+        )
+    ]
     # A stray quote closed by a later one: the lines between are one record of the wrong width.
     stray = read(b'a,b\n1,x\n2,"open\n3,y\n4,z",w\n5,v\n', ["a", "b"], True, block_bytes=block_bytes)
     assert stray.rows == [("1", "x"), ("5", "v")]

@@ -308,18 +308,18 @@ def _scan(buf: bytes, eof: bool) -> _Scan:
     )
 
 
-def has_stray_quotes(block: Block) -> bool:
-    """Whether a quote of the block's records is not where RFC 4180 puts one.
+def stray_quotes(block: Block) -> np.ndarray:
+    """Positions in ``block.buf`` of the quotes of the block's records that are not where RFC 4180 puts one.
 
     Quotes alternate opening and closing (the buffer starts outside quotes); a closing quote directly
     followed by an opening one is an escaped ``""``. Other opening quotes must start a field, other
     closing quotes must end one.
     """
     if block.quotes is None or not len(block.stops):
-        return False
+        return _NO_POSITIONS
     quotes = block.quotes[: np.searchsorted(block.quotes, block.stops[-1])]
     if not len(quotes):
-        return False
+        return _NO_POSITIONS
     arr = np.frombuffer(block.buf, dtype=np.uint8)
     closing = (np.arange(len(quotes)) & 1).astype(bool)
     escaped = np.zeros(len(quotes) + 1, dtype=bool)
@@ -327,8 +327,6 @@ def has_stray_quotes(block: Block) -> bool:
     opening = ~closing & ~escaped[np.arange(len(quotes)) - 1]
     before = arr[np.maximum(quotes - 1, 0)]
     field_start = (quotes == 0) | (before == COMMA) | (before == LF)
-    if np.any(opening & ~field_start):
-        return True
     last = len(arr) - 1
     after = arr[np.minimum(quotes + 1, last)]
     after_next = arr[np.minimum(quotes + 2, last)]
@@ -338,7 +336,7 @@ def has_stray_quotes(block: Block) -> bool:
         | (after == LF)
         | ((after == CR) & ((quotes + 1 == last) | (after_next == LF)))
     )
-    return bool(np.any(closing & ~escaped[:-1] & ~field_end))
+    return quotes[(opening & ~field_start) | (closing & ~escaped[:-1] & ~field_end)]
 
 
 # --- parsing -----------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from emrml.errors import DataError
-from emrml.storage.boundaries import BOM, COMMA, Blanks, Block, has_stray_quotes, split_blocks
+from emrml.storage.boundaries import BOM, COMMA, Blanks, Block, split_blocks, stray_quotes
 from emrml.storage.codecs import Replay
 
 
@@ -388,9 +388,11 @@ class _BlockParser:
         # When every quote sits where RFC 4180 allows it, pyarrow splits records and fields exactly as
         # the quote parity does, so its own column-count check is exact and fields are counted only
         # after a failed parse.
-        careful = block.quotes is not None and has_stray_quotes(block)
+        strays = stray_quotes(block) if block.quotes is not None else None
+        careful = strays is not None and len(strays) > 0
         if careful:
             self._check_fields(block, bad, reasons)
+            self._check_joined_lines(block, strays, bad, reasons)
         elif columns > 1:
             self._mark(bad, reasons, (sizes == 0) & ~bad, f"expected {columns} fields, found 1")
         valid = np.flatnonzero(~bad)
@@ -426,6 +428,25 @@ class _BlockParser:
             found = f"expected {columns} fields, found {int(counts[position])}"
             reasons[position] = found + _spanning(_lines(block, position), False)
         bad |= wrong
+
+    def _check_joined_lines(
+        self, block: Block, strays: np.ndarray, bad: np.ndarray, reasons: dict[int, str]
+    ) -> None:
+        """Mark records that hold line breaks and a quote out of place: a quote left open in one line ran
+        on to a quote some lines later (``2,"open`` … ``4,z" w``), which a CSV parser reads as one long
+        field, and the records of the lines between would vanish without a trace."""
+        if not block.multiline:
+            return
+        records = np.unique(np.searchsorted(block.stops, strays, side="right"))
+        for position in records[records < len(bad)].tolist():
+            lines = _lines(block, position)
+            if bad[position] or lines < 2:
+                continue
+            bad[position] = True
+            reasons[position] = (
+                f"a quote out of place in a record of {lines:,} lines: a quoted field opened on its first "
+                "line closes lines later, joining them into one value (an unbalanced '\"'?)"
+            )
 
     def _check_utf8(self, block: Block, bad: np.ndarray, reasons: dict[int, str]) -> None:
         """Mark records holding bytes that are not UTF-8 (slow path, after a failed parse)."""

@@ -287,9 +287,10 @@ def test_invalid_utf8_invalidates_only_its_record(block_bytes: int) -> None:
     result = read(data, ["a", "b"], True, block_bytes=block_bytes)
     assert result.rows == [("1", "é"), ("3", "€"), ("5", "ok")]
     assert result.indices == [0, 2, 4]
+    hint = ": a file in Latin-1 or Windows-1252 must be converted, e.g. iconv -f WINDOWS-1252 -t UTF-8)"
     assert result.invalid == [
-        bad(3, 9, 1, "invalid UTF-8 at byte 3 of the record"),
-        bad(5, 20, 3, "invalid UTF-8 at byte 2 of the record"),
+        bad(3, 9, 1, f"invalid UTF-8 at byte 3 of the record (0xff{hint}"),
+        bad(5, 20, 3, f"invalid UTF-8 at byte 2 of the record (0xe2{hint}"),
     ]
 
 

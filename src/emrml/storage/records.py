@@ -464,7 +464,11 @@ class _BlockParser:
                 if not bad[record]:
                     bad[record] = True
                     start = int(block.starts[record])
-                    reasons[record] = f"invalid UTF-8 at byte {at - start} of the record"
+                    # Such bytes most often come from a file saved as Latin-1 or Windows-1252: say so.
+                    reasons[record] = (
+                        f"invalid UTF-8 at byte {at - start} of the record (0x{block.buf[at]:02x}: a file in "
+                        "Latin-1 or Windows-1252 must be converted, e.g. iconv -f WINDOWS-1252 -t UTF-8)"
+                    )
                 position = int(block.stops[record])
 
     def _bisect(

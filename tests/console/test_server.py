@@ -10,6 +10,7 @@ import pytest
 from console_helpers import BOB_PASSWORD, DATASOURCE, EVALUATION, MODEL, Installation, log_in, login_token
 
 from emrml.console.thresholds import at_threshold
+from emrml.samples import bank_sample_schema
 from emrml.service.logins import LoginThrottle, check_password, hash_password
 
 PAGES = [
@@ -263,6 +264,24 @@ def test_numbers_in_urls_that_python_calls_digits_but_int_refuses_are_not_errors
     assert admin.get("/console/batch-predictions/bp-digits/files/0").status_code == 200
     missing = admin.get("/console/batch-predictions/bp-digits/files/\u00b2")
     assert missing.status_code == 404 and "has no file" in missing.text
+
+
+def test_an_evaluation_counts_the_records_without_a_target_as_left_out(
+    admin: Any, installation: Installation
+) -> None:
+    lines = installation.sample.read_text().splitlines()[:301]
+    for position in range(1, 301, 3):  # every third record without its target (the last field)
+        lines[position] = lines[position].rsplit(",", 1)[0] + ","
+    partial = installation.home / "data" / "partial-target.csv"
+    partial.write_text("\n".join(lines) + "\n")
+    service = installation.service
+    spec = {"DataLocationS3": str(partial), "DataSchema": bank_sample_schema().to_json()}
+    service.call("CreateDataSourceFromS3", {"DataSourceId": "ds-partial", "DataSpec": spec})
+    request = {"EvaluationId": "ev-partial", "MLModelId": MODEL, "EvaluationDataSourceId": "ds-partial"}
+    service.call("CreateEvaluation", request)
+    assert service.wait("Evaluation", "ev-partial")["Status"] == "COMPLETED"
+    page = admin.get("/console/evaluations/ev-partial")
+    assert "200 used, 100 left out (no usable target)" in page.text
 
 
 def test_password_change_asks_for_the_current_one(anonymous: Any, installation: Installation) -> None:

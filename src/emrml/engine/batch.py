@@ -240,7 +240,11 @@ class UnitResult:
 
 def _predictor(path: str, threshold: float | None) -> Predictor:
     """The model, loaded once per process (and file version): forked workers find it loaded already."""
-    info = os.stat(path)
+    try:
+        info = os.stat(path)
+    except OSError:
+        # A missing or unreadable model file: loading it raises the error naming the file and the problem.
+        return Predictor.load(Path(path), score_threshold=threshold)
     return _load_predictor(path, threshold, (info.st_mtime_ns, info.st_size))
 
 

@@ -15,7 +15,7 @@ import pytest
 from emrml.config import Settings
 from emrml.service.app import EmrML
 from emrml.service.jobs import TERMINAL
-from emrml.service.metastore import DataSource
+from emrml.service.metastore import DataSource, MLModel
 
 BANK_SCHEMA_NAME = "data.csv.schema"
 
@@ -42,12 +42,12 @@ def create_bank(app: EmrML, entity_id: str, location: Path, shared_datasets: Pat
     )
 
 
-def worker_pid(app: EmrML, entity_id: str, timeout: float = 60) -> int:
+def worker_pid(app: EmrML, entity_id: str, timeout: float = 60, table: type = DataSource) -> int:
     """Wait until the job's worker process is busy reading, and return its pid."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with app.sessions() as session:
-            entity = session.get(DataSource, entity_id)
+            entity = session.get(table, entity_id)
             if entity.status == "INPROGRESS" and entity.progress > 0.05 and "pid=" in (entity.worker or ""):
                 return int(entity.worker.rsplit("pid=", 1)[1])
         time.sleep(0.05)
@@ -81,6 +81,25 @@ def test_killed_worker_is_retried_and_no_partial_result_is_visible(
     assert result["TotalRecordCount"] == 8 * 41_188
     with app.sessions() as session:
         assert session.get(DataSource, "ds-big").attempts == 2
+
+
+def test_a_killed_training_leaves_no_scratch_files_behind(
+    app: EmrML, big_bank_csv: Path, shared_datasets: Path
+) -> None:
+    create_bank(app, "ds-big", big_bank_csv, shared_datasets)
+    assert app.wait("DataSource", "ds-big")["Status"] == "COMPLETED"
+    request = {"MLModelId": "ml-big", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-big"}
+    app.call("CreateMLModel", request)
+    runner = threading.Thread(target=app.jobs.run, args=("MLModel", "ml-big"))
+    runner.start()
+    # The first attempt is killed once it has copied records into its scratch folder; the retry removes it.
+    os.kill(worker_pid(app, "ml-big", table=MLModel), signal.SIGKILL)
+    runner.join(timeout=300)
+    result = app.call("GetMLModel", {"MLModelId": "ml-big"})
+    assert result["Status"] == "COMPLETED", result.get("Message")
+    with app.sessions() as session:
+        assert session.get(MLModel, "ml-big").attempts == 2
+    assert list(app.settings.scratch_dir.iterdir()) == []
 
 
 def test_worker_killed_on_the_last_attempt_fails_the_job_with_a_clear_message(

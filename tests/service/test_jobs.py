@@ -15,7 +15,7 @@ import pytest
 from emrml.config import Settings
 from emrml.service.app import EmrML
 from emrml.service.jobs import TERMINAL
-from emrml.service.metastore import DataSource, MLModel
+from emrml.service.metastore import BatchPrediction, DataSource, MLModel
 
 BANK_SCHEMA_NAME = "data.csv.schema"
 
@@ -177,6 +177,34 @@ def test_an_internal_failure_tells_the_user_what_failed_and_logs_the_details(
 
 def _pending_bank(app: EmrML, entity_id: str, shared_datasets: Path) -> None:
     create_bank(app, entity_id, shared_datasets / "bank_marketing" / "data.csv", shared_datasets)
+
+
+def test_a_batch_prediction_given_up_after_its_worker_died_leaves_no_partial_results(
+    settings: Settings, big_bank_csv: Path, shared_datasets: Path, tmp_path: Path
+) -> None:
+    app = EmrML(Settings(**{**settings.__dict__, "job_max_attempts": 1}))
+    create_bank(app, "ds-big", big_bank_csv, shared_datasets)
+    request = {"MLModelId": "ml-bank", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-big"}
+    app.call("CreateMLModel", request)
+    assert app.wait("MLModel", "ml-bank")["Status"] == "COMPLETED"
+    out = tmp_path / "out"
+    app.call(
+        "CreateBatchPrediction",
+        {
+            "BatchPredictionId": "bp-big",
+            "MLModelId": "ml-bank",
+            "BatchPredictionDataSourceId": "ds-big",
+            "OutputUri": str(out),
+        },
+    )
+    runner = threading.Thread(target=app.jobs.run, args=("BatchPrediction", "bp-big"))
+    runner.start()
+    os.kill(worker_pid(app, "bp-big", table=BatchPrediction), signal.SIGKILL)
+    runner.join(timeout=120)
+    result = app.call("GetBatchPrediction", {"BatchPredictionId": "bp-big"})
+    assert result["Status"] == "FAILED" and "no partial result was kept" in result["Message"]
+    # The dead worker's part files are gone with it: the output holds nothing of the job.
+    assert [path.name for path in (out / "batch-prediction").rglob("*")] == []
 
 
 def test_a_stale_attempt_writes_nothing(app: EmrML, shared_datasets: Path) -> None:

@@ -386,3 +386,27 @@ def test_every_exit_code_is_documented() -> None:
     table = {int(code) for code in re.findall(r"^\| (\d) \| ", readme, re.MULTILINE)}
     assert codes <= table, sorted(codes - table)
     assert codes <= {int(code) for code in re.findall(r"(\d) [a-z]", EXIT_CODES_HELP)}
+
+
+def test_commands_started_at_once_on_a_new_home_all_work(tmp_path: Path) -> None:
+    """Each of them finds the metastore missing: one creates it, the others wait and use it. (Before, all
+    ran the migrations and most failed with "table ... already exists"; several homes make that race
+    certain to show.)"""
+    import os
+    import subprocess
+    import sys
+
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "emrml", "--home", str(tmp_path / f"home-{home}"), "datasource", "list"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=environment,
+        )
+        for home in range(3)
+        for _ in range(4)
+    ]
+    for process in processes:
+        _, errors = process.communicate(timeout=120)
+        assert process.returncode == 0, errors.decode()

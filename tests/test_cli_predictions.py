@@ -69,3 +69,17 @@ def test_endpoint_and_predict(trained: Path) -> None:
     assert "valid JSON" in error_line(cli(trained, "predict", "ml-sms", "--record", "{nope", code=2))
     cli(trained, "endpoint", "delete", "ml-sms")
     cli(trained, "predict", "ml-sms", "--record", record, code=6)
+
+
+def test_batch_prediction_of_a_model_whose_file_is_gone(trained: Path, tmp_path: Path) -> None:
+    """A model file removed from the home fails the job with an error naming the file, not an internal one."""
+    artifact = trained / "models" / "ml-sms.zip"
+    aside = tmp_path / "model.zip"
+    artifact.rename(aside)
+    try:
+        args = ("--model", "ml-sms", "--datasource", "ds-sms", "--output-uri", str(tmp_path / "out"))
+        failed = cli(trained, "batch-prediction", "create", "--id", "bp-gone", *args, code=2)
+    finally:
+        aside.rename(artifact)
+    assert f"{artifact} is not a usable emrml model: the file does not exist" in error_line(failed)
+    assert not (tmp_path / "out" / "batch-prediction").exists()

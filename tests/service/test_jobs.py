@@ -15,7 +15,7 @@ import pytest
 from emrml.config import Settings
 from emrml.service.app import EmrML
 from emrml.service.jobs import TERMINAL
-from emrml.service.metastore import DataSource
+from emrml.service.metastore import BatchPrediction, DataSource, MLModel
 
 BANK_SCHEMA_NAME = "data.csv.schema"
 
@@ -42,12 +42,12 @@ def create_bank(app: EmrML, entity_id: str, location: Path, shared_datasets: Pat
     )
 
 
-def worker_pid(app: EmrML, entity_id: str, timeout: float = 60) -> int:
+def worker_pid(app: EmrML, entity_id: str, timeout: float = 60, table: type = DataSource) -> int:
     """Wait until the job's worker process is busy reading, and return its pid."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with app.sessions() as session:
-            entity = session.get(DataSource, entity_id)
+            entity = session.get(table, entity_id)
             if entity.status == "INPROGRESS" and entity.progress > 0.05 and "pid=" in (entity.worker or ""):
                 return int(entity.worker.rsplit("pid=", 1)[1])
         time.sleep(0.05)
@@ -81,6 +81,25 @@ def test_killed_worker_is_retried_and_no_partial_result_is_visible(
     assert result["TotalRecordCount"] == 8 * 41_188
     with app.sessions() as session:
         assert session.get(DataSource, "ds-big").attempts == 2
+
+
+def test_a_killed_training_leaves_no_scratch_files_behind(
+    app: EmrML, big_bank_csv: Path, shared_datasets: Path
+) -> None:
+    create_bank(app, "ds-big", big_bank_csv, shared_datasets)
+    assert app.wait("DataSource", "ds-big")["Status"] == "COMPLETED"
+    request = {"MLModelId": "ml-big", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-big"}
+    app.call("CreateMLModel", request)
+    runner = threading.Thread(target=app.jobs.run, args=("MLModel", "ml-big"))
+    runner.start()
+    # The first attempt is killed once it has copied records into its scratch folder; the retry removes it.
+    os.kill(worker_pid(app, "ml-big", table=MLModel), signal.SIGKILL)
+    runner.join(timeout=300)
+    result = app.call("GetMLModel", {"MLModelId": "ml-big"})
+    assert result["Status"] == "COMPLETED", result.get("Message")
+    with app.sessions() as session:
+        assert session.get(MLModel, "ml-big").attempts == 2
+    assert list(app.settings.scratch_dir.iterdir()) == []
 
 
 def test_worker_killed_on_the_last_attempt_fails_the_job_with_a_clear_message(
@@ -158,6 +177,34 @@ def test_an_internal_failure_tells_the_user_what_failed_and_logs_the_details(
 
 def _pending_bank(app: EmrML, entity_id: str, shared_datasets: Path) -> None:
     create_bank(app, entity_id, shared_datasets / "bank_marketing" / "data.csv", shared_datasets)
+
+
+def test_a_batch_prediction_given_up_after_its_worker_died_leaves_no_partial_results(
+    settings: Settings, big_bank_csv: Path, shared_datasets: Path, tmp_path: Path
+) -> None:
+    app = EmrML(Settings(**{**settings.__dict__, "job_max_attempts": 1}))
+    create_bank(app, "ds-big", big_bank_csv, shared_datasets)
+    request = {"MLModelId": "ml-bank", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-big"}
+    app.call("CreateMLModel", request)
+    assert app.wait("MLModel", "ml-bank")["Status"] == "COMPLETED"
+    out = tmp_path / "out"
+    app.call(
+        "CreateBatchPrediction",
+        {
+            "BatchPredictionId": "bp-big",
+            "MLModelId": "ml-bank",
+            "BatchPredictionDataSourceId": "ds-big",
+            "OutputUri": str(out),
+        },
+    )
+    runner = threading.Thread(target=app.jobs.run, args=("BatchPrediction", "bp-big"))
+    runner.start()
+    os.kill(worker_pid(app, "bp-big", table=BatchPrediction), signal.SIGKILL)
+    runner.join(timeout=120)
+    result = app.call("GetBatchPrediction", {"BatchPredictionId": "bp-big"})
+    assert result["Status"] == "FAILED" and "no partial result was kept" in result["Message"]
+    # The dead worker's part files are gone with it: the output holds nothing of the job.
+    assert [path.name for path in (out / "batch-prediction").rglob("*")] == []
 
 
 def test_a_stale_attempt_writes_nothing(app: EmrML, shared_datasets: Path) -> None:

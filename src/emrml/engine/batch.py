@@ -240,7 +240,11 @@ class UnitResult:
 
 def _predictor(path: str, threshold: float | None) -> Predictor:
     """The model, loaded once per process (and file version): forked workers find it loaded already."""
-    info = os.stat(path)
+    try:
+        info = os.stat(path)
+    except OSError:
+        # A missing or unreadable model file: loading it raises the error naming the file and the problem.
+        return Predictor.load(Path(path), score_threshold=threshold)
     return _load_predictor(path, threshold, (info.st_mtime_ns, info.st_size))
 
 
@@ -321,11 +325,23 @@ def _output_error(output_uri: str, exc: OSError) -> InvalidInputException:
 def _scratch(prefix: str, settings: Settings, batch_prediction_id: str) -> Path:
     """Where the parts are written and assembled: a hidden folder in a local output (results are then
     renamed into place), the scratch folder for a remote store (results are then uploaded)."""
+    if local_directory(prefix) is None:
+        exists(prefix, what="OutputUri")  # a missing or forbidden bucket fails here, before any scoring
+    return _scratch_location(prefix, settings, batch_prediction_id)
+
+
+def _scratch_location(prefix: str, settings: Settings, batch_prediction_id: str) -> Path:
     local = local_directory(prefix)
     if local is not None:
         return Path(local) / "batch-prediction" / f".tmp-{batch_prediction_id}"
-    exists(prefix, what="OutputUri")  # a missing or forbidden bucket fails here, before any scoring
     return settings.scratch_dir / f"batch-{batch_prediction_id}"
+
+
+def discard_partial_results(output_uri: str, settings: Settings, batch_prediction_id: str) -> None:
+    """Remove the temporaries of an attempt whose worker died (it ran no cleanup code) once the job is
+    given up: no retry will, and in a local output they would sit beside the results for good."""
+    scratch = _scratch_location(output_prefix(output_uri), settings, batch_prediction_id)
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _result_location(prefix: str, name: str) -> str:

@@ -9,7 +9,9 @@ bounded by the batch size and the model.
 from __future__ import annotations
 
 import math
+import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ from emrml.core.values import parse_binary, parse_numeric
 from emrml.engine.local import Progress, read_selected
 from emrml.engine.scratch import FeatureCache, RecordCache
 from emrml.errors import DataError
+from emrml.lifetime import process_exists
 from emrml.storage.locations import list_files
 
 #: A multiclass target may have at most this many classes (spec 11).
@@ -274,7 +277,7 @@ def _train_locally(
     progress: Progress,
 ) -> Learned:
     schema = data.schema
-    scratch = Path(tempfile.mkdtemp(prefix=f"train-{model_id}-", dir=_scratch(settings)))
+    scratch = _training_scratch(settings, model_id)
     try:
         batches = DatasourceBatches(data, settings)
         source = RecordCache(lambda: batches.with_progress(progress, 0.0, 0.2), scratch / "records.arrow")
@@ -342,6 +345,29 @@ def _featurize(
 def _scratch(settings: Settings) -> Path:
     settings.scratch_dir.mkdir(parents=True, exist_ok=True)
     return settings.scratch_dir
+
+
+#: In a training scratch folder: "<host> <pid>" of the process that made it.
+SCRATCH_OWNER = "owner"
+
+
+def _training_scratch(settings: Settings, model_id: str) -> Path:
+    """A new scratch folder for one training, marked with its process; folders of trainings whose process
+    is gone are removed first. A killed worker runs no cleanup code, and its folder holds a copy of the
+    training data: without this, every killed training would leave that much disk taken for good."""
+    folder = _scratch(settings)
+    host = socket.gethostname()
+    for entry in folder.glob("train-*"):
+        try:
+            owner_host, pid = (entry / SCRATCH_OWNER).read_text().split()
+        except (OSError, ValueError):
+            continue  # being created right now, or not a training folder
+        # Only this machine's processes can be checked: a home may be shared by several machines.
+        if owner_host == host and pid.isdigit() and not process_exists(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f"train-{model_id}-", dir=folder))
+    (scratch / SCRATCH_OWNER).write_text(f"{host} {os.getpid()}")
+    return scratch
 
 
 def artifact_path(settings: Settings, model_id: str) -> Path:

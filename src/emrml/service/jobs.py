@@ -310,7 +310,22 @@ class JobRunner:
             changed = fenced_update(session, table, where, values)
         if changed:
             log.warning("%s %s: %s", kind, entity_id, message)
+            if attempt >= limit:
+                self._discard_partial_results(kind, entity_id)
         return changed
+
+    def _discard_partial_results(self, kind: str, entity_id: str) -> None:
+        """What a dead attempt of a job given up left on disk (a retry would have replaced it)."""
+        if kind != "BatchPrediction":
+            return  # other jobs' leftovers are in the scratch folder, which training sweeps
+        with self.sessions() as session:
+            output_uri = session.get(ENTITY_CLASSES[kind], entity_id).output_uri
+        from emrml.engine.batch import discard_partial_results  # the job code: only now it is needed
+
+        try:
+            discard_partial_results(output_uri, self.settings, entity_id)
+        except Exception:  # the job's outcome is recorded already; an output gone unwritable must not undo it
+            log.exception("%s %s: could not remove the partial results of its dead attempt", kind, entity_id)
 
     def recover(self) -> None:
         """Requeue (or fail) jobs whose worker is gone: at once when its runner was on this machine and

@@ -8,6 +8,7 @@ and upgraded by the Alembic migrations in ``migrations/``; never by ``create_all
 # No ``from __future__ import annotations`` here: SQLAlchemy reads the ``Mapped[...]`` annotations of every
 # column when a class is declared, and string annotations must be evaluated first (9 ms of every start that
 # opens the metastore, a fifth of this module's import).
+import fcntl
 import functools
 import re
 import time
@@ -323,10 +324,18 @@ def migrate(engine: Engine, home: Path) -> None:
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        config.attributes["home"] = home
-        command.upgrade(config, "head")
+    # Processes started at once on a new home (two CLI commands, a server) would all run the migrations,
+    # and all but one fail with "table ... already exists" (SQLite runs DDL outside the transaction):
+    # one upgrades at a time, and the next finds the schema current.
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / ".migrate.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if schema_is_current(engine):
+            return
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            config.attributes["home"] = home
+            command.upgrade(config, "head")
 
 
 def fenced_update(session: Session, table: type[Base], where: list[Any], values: dict[str, Any]) -> bool:

@@ -10,6 +10,7 @@ and upgraded by the Alembic migrations in ``migrations/``; never by ``create_all
 # opens the metastore, a fifth of this module's import).
 import fcntl
 import functools
+import os
 import re
 import time
 from pathlib import Path
@@ -327,8 +328,10 @@ def migrate(engine: Engine, home: Path) -> None:
     # Processes started at once on a new home (two CLI commands, a server) would all run the migrations,
     # and all but one fail with "table ... already exists" (SQLite runs DDL outside the transaction):
     # one upgrades at a time, and the next finds the schema current.
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / ".migrate.lock", "a") as lock:
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Owner-only, as every file of the home (it holds nothing, but a shared machine need not see it either).
+    descriptor = os.open(home / ".migrate.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    with os.fdopen(descriptor, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if schema_is_current(engine):
             return

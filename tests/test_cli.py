@@ -278,6 +278,27 @@ def test_failed_job_exits_non_zero_with_its_message(
     assert message and message.split()[0] in line
 
 
+def test_an_interrupted_wait_says_how_to_resume(
+    home: Path, runner: CliRunner, sample: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from emrml.service.app import EmrML
+
+    data, schema = sample
+    waiting = EmrML.wait
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt  # Ctrl-C while the progress bar runs
+
+    monkeypatch.setattr(EmrML, "wait", interrupted)
+    args = ("datasource", "create", "--id", "ds-int", "--data", str(data), "--schema", str(schema))
+    result = run(runner, *args, code=130)
+    line = error_line(result)
+    assert "interrupted: datasource ds-int is not finished" in line
+    assert "`emrml datasource wait ds-int` runs it again" in line
+    monkeypatch.setattr(EmrML, "wait", waiting)
+    assert "COMPLETED" in run(runner, "datasource", "wait", "ds-int").stdout
+
+
 def test_service_errors_map_to_their_exit_codes(
     home: Path, runner: CliRunner, sample: tuple[Path, Path]
 ) -> None:

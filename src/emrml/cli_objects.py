@@ -317,7 +317,14 @@ def wait(current: State, kind: str, entity_id: str) -> None:
         def report(fraction: float, message: str | None) -> None:
             progress.update(task, completed=fraction, description=f"{label}: {message}" if message else label)
 
-        current.service().wait(kind, entity_id, progress=report)
+        try:
+            current.service().wait(kind, entity_id, progress=report)
+        except KeyboardInterrupt:
+            # The job's worker ends with this process; its object stays where it was, and is run again by
+            # the next wait (the runner requeues a job whose processes are gone).
+            progress.stop()
+            command = f"emrml {KINDS[kind].label} wait {entity_id}"
+            raise fail(f"interrupted: {label} is not finished; `{command}` runs it again", 130) from None
 
 
 def wait_and_show(current: State, kind: str, entity_id: str) -> None:

@@ -90,6 +90,19 @@ def resolve(
 _FIRST_WORD = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/|\()*(\w*)", re.DOTALL)
 
 
+def for_copy(query: str) -> str:
+    """``query`` made safe to wrap in parentheses, as the PostgreSQL driver does (``COPY (query) TO STDOUT``).
+
+    Trailing semicolons and blanks go (``SELECT ...;`` followed by a newline was a syntax error at the
+    ``;``) and a newline ends the query, so that a last line ending in a ``-- comment`` does not comment
+    out the closing parenthesis.
+    """
+    text = query.rstrip()
+    while text.endswith(";"):
+        text = text[:-1].rstrip()
+    return text + "\n"
+
+
 def check_select(query: str) -> None:
     """A SelectSqlQuery must be a query: SELECT or WITH (the read-only transaction is the real guard)."""
     match = _FIRST_WORD.match(query)
@@ -114,7 +127,17 @@ def _clean(error: BaseException) -> str:
         if found:
             text = found.group(0)
             break
-    return " ".join(text.replace(" }", "").split())[:500]
+    text = " ".join(text.replace(" }", "").split())[:500]
+    # connectorx cannot read some MySQL values (a zero date '0000-00-00', a TIME beyond 24 hours or
+    # negative) or types (a column of NULL literals): say what the user can do about it.
+    if "Couldn't convert the value" in text:
+        text += (
+            " (a value the MySQL driver cannot read, such as a zero date or a TIME outside 00:00-24:00: "
+            "convert the column in the query, e.g. CAST(... AS CHAR))"
+        )
+    elif "MYSQL_TYPE_NULL" in text:
+        text += " (a column of NULL literals: give it a type in the query, e.g. CAST(NULL AS CHAR))"
+    return text
 
 
 @contextmanager
@@ -175,7 +198,7 @@ def _postgresql_batches(source: SqlSource, query: str) -> Iterator[pa.RecordBatc
         with connection.cursor() as cursor:
             try:
                 cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(16 << 20)})
-                cursor.execute(query)
+                cursor.execute(for_copy(query))
                 reader = cursor.fetch_record_batch()
             except adbc.Error as exc:
                 raise DataError(f"SelectSqlQuery failed on {source.what}: {_clean(exc)}") from None
@@ -215,6 +238,8 @@ class Column:
     name: str
     type: AttributeType | None
     csv_type: pa.DataType
+    #: A PostgreSQL date, timestamp or time, whose special values the driver reads as overflowed numbers.
+    postgresql_temporal: bool = False
 
 
 def _sql_type(field: pa.Field) -> str:
@@ -225,19 +250,30 @@ def _sql_type(field: pa.Field) -> str:
 
 def _column(field: pa.Field) -> Column:
     kind = field.type
-    storage = kind.storage_type if isinstance(kind, pa.ExtensionType) else kind
-    if isinstance(kind, pa.ExtensionType) and _sql_type(field) == "numeric":
+    # The ADBC driver reads NUMERIC as pyarrow's OpaqueType of text storage: a C++ extension type, which
+    # is a pa.BaseExtensionType but not a pa.ExtensionType (those are defined in Python). Other extension
+    # types (json, uuid, inet, ...) hold no Amazon ML type.
+    storage = kind.storage_type if isinstance(kind, pa.BaseExtensionType) else kind
+    sql_type = _sql_type(field)
+    if sql_type == "numeric" and pa.types.is_string(storage):
         return Column(field.name, AttributeType.NUMERIC, pa.string())  # PostgreSQL NUMERIC, as text
+    if sql_type == "money":
+        # Read as an integer count of cents (of the server's lc_monetary), so 12.34 would be 1234.
+        raise DataError(
+            f"SelectSqlQuery column {field.name!r} has SQL type money, which is read as a whole number of "
+            f"cents; convert it in the query, e.g. {field.name}::numeric"
+        )
     if pa.types.is_boolean(kind):
         return Column(field.name, AttributeType.BINARY, kind)
     if pa.types.is_integer(kind):
         return Column(field.name, None, kind)  # BINARY when it holds only 0 and 1 (MySQL's BOOLEAN)
     if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
         return Column(field.name, AttributeType.NUMERIC, kind)
-    if pa.types.is_string(storage) or pa.types.is_large_string(storage) or pa.types.is_null(kind):
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind):
         return Column(field.name, None, pa.string())
     if pa.types.is_date(kind) or pa.types.is_time(kind) or pa.types.is_timestamp(kind):
-        return Column(field.name, AttributeType.CATEGORICAL, pa.string())
+        postgresql = bool(field.metadata and b"POSTGRESQL:type" in field.metadata)
+        return Column(field.name, AttributeType.CATEGORICAL, pa.string(), postgresql_temporal=postgresql)
     raise DataError(
         f"SelectSqlQuery column {field.name!r} has SQL type {_sql_type(field)}, which no Amazon ML attribute "
         "type holds (BINARY, CATEGORICAL, NUMERIC, TEXT); convert it in the query, e.g. CAST(... AS CHAR) "
@@ -265,11 +301,51 @@ def result_columns(schema: pa.Schema) -> list[Column]:
     return columns
 
 
+def _wrapped(value: int, bits: int) -> int:
+    """``value`` as a two's complement integer of ``bits`` bits would hold it after overflowing."""
+    return (value + (1 << (bits - 1))) % (1 << bits) - (1 << (bits - 1))
+
+
+#: PostgreSQL counts from 2000-01-01; the ADBC driver adds this offset (in days, in microseconds) to move
+#: to the Unix epoch, so its 'infinity' (the type's largest value) and '-infinity' (the smallest) overflow.
+_PG_EPOCH_DAYS, _PG_EPOCH_MICROSECONDS = 10_957, 946_684_800_000_000
+
+
+def _postgresql_temporal_text(array: pa.Array) -> pa.Array:
+    """A PostgreSQL date, timestamp or time column as text, its special values spelled as PostgreSQL does.
+
+    Read through pyarrow's cast, 'infinity' became ``<value out of range: -9222425352054775809>`` (or a date
+    in the year -28134) and the time ``24:00:00`` ``<value out of range: 86400000000>``.
+    """
+    special: dict[int, str] = {}
+    if pa.types.is_timestamp(array.type) and array.type.unit == "us":
+        bits, offset = 64, _PG_EPOCH_MICROSECONDS
+    elif pa.types.is_date32(array.type):
+        bits, offset = 32, _PG_EPOCH_DAYS
+    else:
+        bits, offset = 0, 0
+    if bits:
+        special[_wrapped((1 << (bits - 1)) - 1 + offset, bits)] = "infinity"
+        special[_wrapped(-(1 << (bits - 1)) + offset, bits)] = "-infinity"
+    elif pa.types.is_time64(array.type) and array.type.unit == "us":
+        special[86_400_000_000] = "24:00:00.000000"
+    if not special:
+        return pc.cast(array, pa.string())
+    numbers = array.view(pa.int32() if bits == 32 else pa.int64())
+    text = pc.cast(array, pa.string())
+    for number, spelling in special.items():
+        matches = pc.fill_null(pc.equal(numbers, pa.scalar(number, numbers.type)), False)
+        text = pc.if_else(matches, pa.scalar(spelling, pa.string()), text)
+    return text
+
+
 def _as_csv(batch: pa.RecordBatch, columns: list[Column]) -> pa.RecordBatch:
     arrays = []
     for array, column in zip(batch.columns, columns, strict=True):
-        if isinstance(array.type, pa.ExtensionType):
+        if isinstance(array.type, pa.BaseExtensionType):
             array = array.storage
+        if column.postgresql_temporal:
+            array = _postgresql_temporal_text(array)
         if pa.types.is_null(array.type) or array.type != column.csv_type:
             array = pc.cast(array, column.csv_type)
         arrays.append(array)

@@ -148,6 +148,18 @@ def job_guard(settings: Settings) -> Callable[[str, str], None]:
     return guard
 
 
+def job_write_guard(settings: Settings) -> Callable[[str, str], None]:
+    """The check a confined job applies to each local file it writes (``storage.locations``): ``path`` is
+    the file in its folder as opened, ``named`` what the message calls the file."""
+
+    def guard(path: str, named: str) -> None:
+        refusal = _refusal(settings, path, write=True)
+        if refusal:
+            raise AccessDeniedException(f"the file '{named}' {refusal}; it was not written")
+
+    return guard
+
+
 def check_job_output(settings: Settings, location: str, *, member: str) -> None:
     """A confined job's output folder, checked again when the job starts writing (a folder swapped for a
     symbolic link since the request was checked is refused)."""
@@ -165,4 +177,17 @@ def confined_job(settings: Settings, confined: bool) -> Iterator[None]:
         yield
         return
     with locations.guarded(job_guard(settings)):
+        yield
+
+
+@contextmanager
+def confined_writes(settings: Settings, confined: bool) -> Iterator[None]:
+    """Run a job's writes under ``job_write_guard`` when the object it writes for (a batch prediction, a
+    SQL datasource's staged result) was created by a remote request: every local file is checked in the
+    folder it is written to, as that folder is when written (a ``result/`` folder that is a symbolic link
+    into the home, or one swapped for a link while the job ran, is refused)."""
+    if not confined:
+        yield
+        return
+    with locations.guarded_writes(job_write_guard(settings)):
         yield

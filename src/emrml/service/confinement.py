@@ -82,11 +82,12 @@ def check_location(
     (default: ``REMOTE``, which ``EmrML.call`` sets; the console passes True for files it reads itself).
 
     Local locations of a remote request must resolve into a data root and not into the home's own files;
-    ``s3://`` locations and every location of the CLI or library on its own home pass.
+    ``s3://`` locations, Kinesis streams (``kinesis://NAME``) and every location of the CLI or library on
+    its own home pass.
     """
     # Whether the caller's groups grant storage there (a user's, through the server; the root may).
     app.access.check_storage(location, write=write)
-    if not (REMOTE.get() if remote is None else remote) or location.startswith("s3://"):
+    if not (REMOTE.get() if remote is None else remote) or location.startswith(("s3://", "kinesis://")):
         return
     refusal = _refusal(app.settings, locations.local_path(location), write=write)
     if refusal:

@@ -462,3 +462,18 @@ def test_postgresql_queries_may_end_in_a_comment_or_a_semicolon(
         from_rds(sql_app, databases, staging, "rds-ending", query),
     ):
         assert result["Status"] == "COMPLETED" and result["TotalRecordCount"] == 10, result
+
+
+def test_column_names_that_need_quoting_or_trimming_make_a_datasource(
+    sql_app: EmrML, databases: Databases, staging: Path
+) -> None:
+    # A name with blanks around it was written to the staged header as is, and the header check, which
+    # trims names as for any CSV file, then failed the datasource ("column 3 is 'e' in the header but ' e '
+    # in the schema"), telling to fix a schema the user never gave.
+    query = (
+        'SELECT age AS "a,b", age AS "c""d", age AS " e ", age AS "f\ng", churned '
+        "FROM customers WHERE id <= 5"
+    )
+    result = from_redshift(sql_app, databases, staging, "redshift-names", query)
+    assert result["Status"] == "COMPLETED" and result["TotalRecordCount"] == 5, result
+    assert list(_types(sql_app, "redshift-names")) == ["a,b", 'c"d', "e", "f\ng", "churned"]

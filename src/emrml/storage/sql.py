@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from pyarrow import csv
 
 from emrml.core.inference import infer_type
-from emrml.core.schema import MAX_NAME_LENGTH, Attribute, AttributeType, Schema
+from emrml.core.schema import MAX_NAME_LENGTH, Attribute, AttributeType, Schema, header_names
 from emrml.errors import DataError
 from emrml.storage.gzipped import gzip_compressor
 from emrml.storage.locations import atomic_write
@@ -353,8 +353,10 @@ def _as_csv(batch: pa.RecordBatch, columns: list[Column]) -> pa.RecordBatch:
 
 
 def inferred_schema(columns: list[Column], sample: pa.RecordBatch | None) -> Schema:
-    """The datasource schema when none is given: types from SQL, strings (and 0/1 integers) by value."""
+    """The datasource schema when none is given: types from SQL, strings (and 0/1 integers) by value; names
+    as the staged file's header gives them, as for any CSV file (a name with blanks around it trimmed)."""
     attributes = []
+    names = header_names([column.name for column in columns])
     for index, column in enumerate(columns):
         kind = column.type
         if kind is None:
@@ -367,7 +369,7 @@ def inferred_schema(columns: list[Column], sample: pa.RecordBatch | None) -> Sch
             else:
                 # Digits in a text column are codes (zip codes, ids), not quantities.
                 kind = AttributeType.CATEGORICAL if guessed == AttributeType.NUMERIC else guessed
-        attributes.append(Attribute(column.name, kind))
+        attributes.append(Attribute(names[index], kind))
     return Schema(tuple(attributes), has_header=True)
 
 

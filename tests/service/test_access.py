@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from emrml.config import Settings
+from emrml.errors import AccessDeniedException
 from emrml.service.app import EmrML
 
 
@@ -64,3 +69,42 @@ def test_a_reread_policy_that_says_the_same_keeps_its_remembered_decisions(setti
     finally:
         app.close()
         other.close()
+
+
+def test_describe_lists_only_what_get_allows_whatever_the_case_of_the_ids(settings: Settings) -> None:
+    # Ids are case-sensitive (SECRET-ds and secret-ds are two objects), and so are resource patterns: but
+    # SQLite's LIKE ignores case, so on the default metastore DescribeDataSources listed SECRET-ds (its
+    # name, location, owner...) to a user whose statements allow only datasource/secret-*.
+    app = EmrML(settings)
+    try:
+        schema = json.dumps(
+            {
+                "version": "1.0",
+                "dataFormat": "CSV",
+                "attributes": [{"attributeName": "a", "attributeType": "NUMERIC"}],
+            }
+        )
+        for entity_id in ("SECRET-ds", "secret-ds"):
+            spec = {"DataLocationS3": f"/srv/{entity_id}.csv", "DataSchema": schema}
+            request = {"DataSourceId": entity_id, "DataSourceName": f"name of {entity_id}", "DataSpec": spec}
+            app.call("CreateDataSourceFromS3", request)
+        access = app.access
+        access.create_user("dora", ())
+        access.create_group("team")
+        access.add_member("team", "dora")
+        access.add_statement(
+            "team", {"Effect": "Allow", "Action": ["Describe*", "Get*"], "Resource": ["datasource/secret-*"]}
+        )
+        caller = f"arn:aws:iam::{app.settings.account_id}:user/dora"
+        listed = app.call("DescribeDataSources", {}, caller=caller)["Results"]
+        assert [d["DataSourceId"] for d in listed] == ["secret-ds"]
+        app.call("GetDataSource", {"DataSourceId": "secret-ds"}, caller=caller)
+        with pytest.raises(AccessDeniedException):
+            app.call("GetDataSource", {"DataSourceId": "SECRET-ds"}, caller=caller)
+        # The Prefix filter compares as the ids and names are, on every metastore.
+        prefixed = app.call("DescribeDataSources", {"FilterVariable": "Name", "Prefix": "name of S"})[
+            "Results"
+        ]
+        assert [d["DataSourceId"] for d in prefixed] == ["SECRET-ds"]
+    finally:
+        app.close()

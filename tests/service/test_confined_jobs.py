@@ -145,3 +145,43 @@ def test_an_output_folder_swapped_for_a_symlink_is_not_written(sqlite_app: EmrML
     assert described["Status"] == "FAILED"
     assert "OutputUri" in described["Message"] and "EMRML_DATA_ROOTS" in described["Message"]
     assert not any(elsewhere.iterdir())
+
+
+def _bank_model(app: EmrML) -> Path:
+    root = app.settings.data_roots[0]
+    data = write_bank_sample(root / "bank.csv", 300)
+    spec = {"DataLocationS3": str(data), "DataSchema": bank_sample_schema().to_json()}
+    request = {"DataSourceId": "ds-bank", "DataSpec": spec, "ComputeStatistics": True}
+    app.call("CreateDataSourceFromS3", request)
+    model = {"MLModelId": "ml-bank", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-bank"}
+    app.call("CreateMLModel", model)
+    assert app.wait("MLModel", "ml-bank")["Status"] == "COMPLETED"
+    return root
+
+
+def test_a_result_folder_that_links_into_the_home_is_not_written(sqlite_app: EmrML) -> None:
+    # The job checked <OutputUri>/batch-prediction/ only: a result/ folder below it that is a symbolic link
+    # took the results into the home's own files.
+    root = _bank_model(sqlite_app)
+    home_folder = sqlite_app.settings.home / "evaluations"
+    home_folder.mkdir(exist_ok=True)
+    before = sorted(os.listdir(home_folder))
+    (root / "out" / "batch-prediction").mkdir(parents=True)
+    (root / "out" / "batch-prediction" / "result").symlink_to(home_folder, target_is_directory=True)
+    request = {
+        "BatchPredictionId": "bp-linked",
+        "MLModelId": "ml-bank",
+        "BatchPredictionDataSourceId": "ds-bank",
+        "OutputUri": f"{root}/out/",
+    }
+    sqlite_app.call("CreateBatchPrediction", request, remote=True)
+    described = sqlite_app.wait("BatchPrediction", "bp-linked")
+    assert described["Status"] == "FAILED", described
+    assert "one of emrml's own files in its home" in described["Message"]
+    assert "result/bp-linked-bank.csv.gz" in described["Message"] and "not written" in described["Message"]
+    assert sorted(os.listdir(home_folder)) == before
+    assert not (root / "out" / "batch-prediction" / "bp-linked.manifest").exists()
+    # The CLI and library on their own home are not confined: the same request of theirs writes.
+    sqlite_app.call("CreateBatchPrediction", {**request, "BatchPredictionId": "bp-local"})
+    assert sqlite_app.wait("BatchPrediction", "bp-local")["Status"] == "COMPLETED"
+    assert "bp-local-bank.csv.gz" in os.listdir(home_folder)

@@ -271,6 +271,12 @@ def test_a_given_schema_names_the_target(sql_app: EmrML, databases: Databases, s
         ("SELECT touch() AS t", "READ ONLY transaction"),
         ("SELECT * FROM files", "column 'payload' has SQL type .*which no Amazon ML attribute type holds"),
         ("SELECT id, id FROM customers", "two columns named 'id'"),
+        # Values and types the driver cannot read fail with what to do about it, not only the driver's words.
+        (
+            "SELECT CAST('100:00:00' AS TIME) AS duration",
+            r"cannot read, such as a zero date or a TIME outside .*CAST\(\.\.\. AS CHAR\)",
+        ),
+        ("SELECT NULL AS nothing", r"a column of NULL literals: .*CAST\(NULL AS CHAR\)"),
     ],
 )
 def test_bad_queries_on_mariadb_fail_the_datasource(
@@ -296,6 +302,10 @@ def test_bad_queries_on_mariadb_fail_the_datasource(
             "cannot execute SELECT in a read-only transaction",
         ),
         ("SELECT * FROM files", "column 'payload' has SQL type bytea"),
+        ("SELECT '1 day'::interval AS wait", "column 'wait' has SQL type interval"),
+        ("SELECT '{}'::jsonb AS document", "column 'document' has SQL type jsonb"),
+        # money arrives as a whole number of cents: 12.34 would have been staged as 1234.
+        ("SELECT 12.34::money AS price", r"column 'price' has SQL type money.*price::numeric"),
     ],
 )
 def test_bad_queries_on_postgresql_fail_the_datasource(
@@ -352,3 +362,118 @@ def test_passwords_are_encrypted_at_rest_and_a_retry_is_still_safe(
     assert from_rds(sql_app, databases, staging, "rds-sealed", query)["CreatedAt"] == rds["CreatedAt"]
     with pytest.raises(IdempotentParameterMismatchException):
         from_rds(sql_app, databases, staging, "rds-sealed", query, password="another-password")
+
+
+def _staged_rows(result: dict[str, Any]) -> list[list[str]]:
+    with gzip.open(result["DataLocationS3"], "rt", newline="") as text:
+        return list(csv.reader(text))
+
+
+def _types(app: EmrML, entity_id: str) -> dict[str, str]:
+    verbose = app.call("GetDataSource", {"DataSourceId": entity_id, "Verbose": True})
+    schema = json.loads(verbose["DataSourceSchema"])
+    return {a["attributeName"]: a["attributeType"] for a in schema["attributes"]}
+
+
+def test_postgresql_numeric_columns_are_numeric(sql_app: EmrML, databases: Databases, staging: Path) -> None:
+    # NUMERIC is what PostgreSQL gives decimal columns, decimal literals, AVG and SUM of integers: the driver
+    # reads it as an opaque extension type, which every such query used to fail as "no Amazon ML type".
+    query = (
+        "SELECT age, income::numeric(12, 2) AS income, 1.5 AS ratio, churned FROM customers "
+        "WHERE id <= 100 ORDER BY id"
+    )
+    result = from_redshift(sql_app, databases, staging, "redshift-numeric", query)
+    assert result["Status"] == "COMPLETED", result
+    assert _types(sql_app, "redshift-numeric") == {
+        "age": "NUMERIC",
+        "income": "NUMERIC",
+        "ratio": "NUMERIC",
+        "churned": "BINARY",
+    }
+    rows = _staged_rows(result)
+    assert rows[0] == ["age", "income", "ratio", "churned"]
+    assert rows[1][:3] == ["19", "462.50", "1.5"]
+    statistics = sql_app.call("GetDataSourceStatistics", {"DataSourceId": "redshift-numeric"})["Statistics"]
+    income = next(a for a in statistics["attributes"] if a["name"] == "income")
+    assert income["invalidCount"] == 0
+    assert income["max"] == max(((n * 37) % 1000) * 12.5 for n in range(1, 101))
+    # And a given schema reads them too: a model trains on a NUMERIC column.
+    schema = {
+        "version": "1.0",
+        "targetAttributeName": "churned",
+        "dataFormat": "CSV",
+        "dataFileContainsHeader": True,
+        "attributes": [
+            {"attributeName": "income", "attributeType": "NUMERIC"},
+            {"attributeName": "churned", "attributeType": "BINARY"},
+        ],
+    }
+    given = from_redshift(
+        sql_app,
+        databases,
+        staging,
+        "redshift-numeric-schema",
+        "SELECT SUM(age) AS income, bool_or(churned) AS churned FROM customers WHERE id <= 100 GROUP BY age",
+        DataSchema=json.dumps(schema),
+    )
+    assert given["Status"] == "COMPLETED" and given["TotalRecordCount"] == 60, given
+
+
+def test_postgresql_special_dates_and_times_are_spelled_as_postgresql_does(
+    sql_app: EmrML, databases: Databases, staging: Path
+) -> None:
+    # The driver reads 'infinity' as an overflowed number: pyarrow spelled it '<value out of range: ...>'
+    # or as a date in the year -28134, and the time 24:00 as '<value out of range: 86400000000>'.
+    query = """
+        SELECT id,
+               CASE id WHEN 1 THEN 'infinity'::timestamp WHEN 2 THEN '-infinity'::timestamp
+                       ELSE '2024-01-02 03:04:05' END AS seen,
+               CASE id WHEN 1 THEN '-infinity'::timestamptz WHEN 2 THEN 'infinity'::timestamptz
+                       ELSE '2024-01-02 03:04:05+00' END AS seen_utc,
+               CASE id WHEN 1 THEN 'infinity'::date WHEN 2 THEN '-infinity'::date
+                       ELSE '2024-01-02' END AS day,
+               CASE id WHEN 1 THEN '24:00'::time ELSE '23:59:59.999999'::time END AS closing
+        FROM customers WHERE id <= 3 ORDER BY id
+    """
+    result = from_redshift(sql_app, databases, staging, "redshift-infinity", query)
+    assert result["Status"] == "COMPLETED", result
+    assert _staged_rows(result)[1:] == [
+        ["1", "infinity", "-infinity", "infinity", "24:00:00.000000"],
+        ["2", "-infinity", "infinity", "-infinity", "23:59:59.999999"],
+        ["3", "2024-01-02 03:04:05.000000", "2024-01-02 03:04:05.000000Z", "2024-01-02", "23:59:59.999999"],
+    ]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT age, colour FROM customers WHERE id <= 10 -- the first ten",
+        "SELECT age, colour FROM customers WHERE id <= 10;\n",
+        "SELECT age, colour\nFROM customers\nWHERE id <= 10 ;  \n\n",
+    ],
+)
+def test_postgresql_queries_may_end_in_a_comment_or_a_semicolon(
+    sql_app: EmrML, databases: Databases, staging: Path, query: str
+) -> None:
+    # The driver runs COPY (<query>) TO STDOUT: a last line's comment hid the closing parenthesis, and a
+    # semicolon followed by a newline was a syntax error.
+    for result in (
+        from_redshift(sql_app, databases, staging, "redshift-ending", query),
+        from_rds(sql_app, databases, staging, "rds-ending", query),
+    ):
+        assert result["Status"] == "COMPLETED" and result["TotalRecordCount"] == 10, result
+
+
+def test_column_names_that_need_quoting_or_trimming_make_a_datasource(
+    sql_app: EmrML, databases: Databases, staging: Path
+) -> None:
+    # A name with blanks around it was written to the staged header as is, and the header check, which
+    # trims names as for any CSV file, then failed the datasource ("column 3 is 'e' in the header but ' e '
+    # in the schema"), telling to fix a schema the user never gave.
+    query = (
+        'SELECT age AS "a,b", age AS "c""d", age AS " e ", age AS "f\ng", churned '
+        "FROM customers WHERE id <= 5"
+    )
+    result = from_redshift(sql_app, databases, staging, "redshift-names", query)
+    assert result["Status"] == "COMPLETED" and result["TotalRecordCount"] == 5, result
+    assert list(_types(sql_app, "redshift-names")) == ["a,b", 'c"d', "e", "f\ng", "churned"]

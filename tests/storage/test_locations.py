@@ -13,8 +13,10 @@ from emrml.storage.locations import (
     FileRef,
     atomic_write,
     exists,
+    guarded_writes,
     list_files,
     open_binary,
+    publish_file,
     read_text,
     schema_location_for,
 )
@@ -230,3 +232,57 @@ def test_atomic_write_to_a_directory_is_refused(tmp_path: Path) -> None:
     ):
         pass
     assert os.listdir(tmp_path) == ["file"]
+
+
+class Refused(Exception):
+    """What the test's write guard raises (as confinement's raises AccessDeniedException)."""
+
+
+def test_guarded_writes_check_each_file_in_its_folder_as_opened(tmp_path: Path) -> None:
+    """The write guard sees the file in its folder resolved as opened (a link followed), and the file is
+    written in that folder even if its path is swapped for a link to elsewhere right after the check."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "linked").symlink_to(outside, target_is_directory=True)
+    checked: list[tuple[str, str]] = []
+
+    def refuse_outside(path: str, named: str) -> None:
+        checked.append((os.path.realpath(path), named))
+        if os.path.realpath(path).startswith(str(outside)):
+            raise Refused(f"{named} is outside")
+
+    with guarded_writes(refuse_outside):
+        for write in (
+            lambda target: atomic_write(target).__enter__(),
+            lambda target: publish_file(str(make(tmp_path, "made.gz")), target),
+        ):
+            with pytest.raises(Refused, match="is outside"):
+                write(str(tmp_path / "linked" / "x.gz"))
+    assert not any(outside.iterdir())
+    assert checked[0] == (str(outside / "x.gz"), str(tmp_path / "linked" / "x.gz"))
+
+    def swap_after_the_check(path: str, named: str) -> None:
+        refuse_outside(path, named)
+        folder = tmp_path / "out"
+        folder.rename(tmp_path / "out-checked")
+        folder.symlink_to(outside, target_is_directory=True)
+
+    for number, write in enumerate(
+        (
+            lambda target: _write_through(atomic_write(target)),
+            lambda target: publish_file(str(make(tmp_path, "made.gz")), target),
+        )
+    ):
+        (tmp_path / "out").unlink(missing_ok=True)
+        (tmp_path / "out").mkdir()
+        with guarded_writes(swap_after_the_check):
+            write(str(tmp_path / "out" / f"{number}.gz"))
+        assert not any(outside.iterdir())
+        assert (tmp_path / "out-checked" / f"{number}.gz").exists()
+        (tmp_path / "out-checked" / f"{number}.gz").rename(tmp_path / f"kept-{number}.gz")
+        (tmp_path / "out-checked").rmdir()
+
+
+def _write_through(writer: object) -> None:
+    with writer as stream:  # type: ignore[attr-defined]
+        stream.write(b"data\n")

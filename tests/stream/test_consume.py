@@ -16,6 +16,7 @@ from stream_helpers import Kinesalite, Running, record, wait_until
 from emrml.config import Settings
 from emrml.core.predict import Predictor
 from emrml.errors import (
+    AccessDeniedException,
     IdempotentParameterMismatchException,
     InvalidInputException,
     ResourceNotFoundException,
@@ -296,3 +297,50 @@ def test_a_model_without_its_model_file_is_refused_before_anything_starts(
         assert stream_app.call("DescribeStreams", {})["Results"] == []
     finally:
         hidden.rename(artifact)
+
+
+def test_a_user_reads_and_writes_kinesis_streams_only_where_storage_is_granted(
+    stream_app: EmrML, kinesalite: Kinesalite
+) -> None:
+    # Kinesis streams are storage: without a grant a user could read any stream the server's credentials
+    # can (copying it to a stream or file of theirs) and write into any other.
+    kinesalite.create("payroll", 1)
+    kinesalite.create("mine-scored", 1)
+    access = stream_app.access
+    access.create_user("mallory", ("users",))
+    access.create_group("streamers")
+    access.add_member("streamers", "mallory")
+    access.add_statement("streamers", {"Effect": "Allow", "Action": ["StartStream"], "Resource": ["*"]})
+    caller = f"arn:aws:iam::{stream_app.settings.account_id}:user/mallory"
+    base = {"StreamId": "st-grants", "MLModelId": "ml-binary", "Consumers": 0}
+
+    def refusal(**members: str) -> str:
+        with pytest.raises(AccessDeniedException) as refused:
+            stream_app.call("StartStream", {**base, **members}, caller=caller, remote=True)
+        return refused.value.message
+
+    read = refusal(InputStream="kinesis://payroll", OutputUri="kinesis://mine-scored")
+    assert read.endswith("storage:Read on resource: kinesis://payroll"), read
+    # Refused before the stream is looked up: a missing stream is refused the same way.
+    missing = refusal(InputStream="kinesis://no-such-stream", OutputUri="kinesis://mine-scored")
+    assert missing.endswith("storage:Read on resource: kinesis://no-such-stream"), missing
+    access.add_statement(
+        "streamers", {"Effect": "Allow", "Action": ["storage:Read"], "Resource": ["kinesis://payroll"]}
+    )
+    write = refusal(InputStream="kinesis://payroll", OutputUri="kinesis://mine-scored")
+    assert write.endswith("storage:Write on resource: kinesis://mine-scored"), write
+    access.add_statement(
+        "streamers", {"Effect": "Allow", "Action": ["storage:Write"], "Resource": ["kinesis://mine-*"]}
+    )
+    dead = refusal(
+        InputStream="kinesis://payroll", OutputUri="kinesis://mine-scored", DeadLetterUri="kinesis://payroll"
+    )
+    assert dead.endswith("storage:Write on resource: kinesis://payroll"), dead
+    assert stream_app.call("DescribeStreams", {})["Results"] == []
+    started = stream_app.call(
+        "StartStream",
+        {**base, "InputStream": "kinesis://payroll", "OutputUri": "kinesis://mine-scored"},
+        caller=caller,
+        remote=True,
+    )
+    assert started == {"StreamId": "st-grants"}

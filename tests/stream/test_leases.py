@@ -3,6 +3,8 @@ of a killed consumer's shards with nothing lost, resharding followed in order.""
 
 from __future__ import annotations
 
+import dataclasses
+import gzip
 import json
 import os
 import signal
@@ -10,12 +12,14 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import event, select
 from sqlalchemy.exc import OperationalError
 from stream_helpers import Kinesalite, Running, record, wait_until
 
+from emrml.config import Settings
 from emrml.service.app import EmrML
 from emrml.service.metastore import StreamConsumer, open_engine, session_factory
 
@@ -262,3 +266,51 @@ def test_a_merge_is_followed_the_child_after_both_parents_in_key_order(
     assert sorted(x for xs in order.values() for x in xs) == list(range(200))
     for key, xs in order.items():
         assert xs == sorted(xs), key  # the child's records of a key come after its parent's
+
+
+def test_a_lease_stolen_to_balance_leaves_no_duplicate_in_file_outputs(
+    stream_settings: Settings, kinesalite: Kinesalite, tmp_path: Path
+) -> None:
+    # A consumer that had scored a shard into its open part and then lost the lease (a second consumer
+    # stole it to balance) published that part anyway, and the new owner scored the shard again from its
+    # checkpoint: every such record came twice, on every rebalance.
+    settings = dataclasses.replace(stream_settings, stream_roll_seconds=60.0)
+    app = EmrML(settings)
+    output = tmp_path / "scored"
+    try:
+        kinesalite.create("events-steal", 2)
+        inputs = [(record(i), f"k{i}") for i in range(120)]
+        kinesalite.put("events-steal", inputs)
+        request = {
+            "StreamId": "st-steal",
+            "MLModelId": "ml-binary",
+            "InputStream": "kinesis://events-steal",
+            "OutputUri": str(output),
+            "DeadLetterUri": str(tmp_path / "dead"),
+            "Consumers": 0,
+        }
+        app.call("StartStream", request)
+        first = Running(settings, "st-steal")
+        # The first consumer holds both shards and has every record in its open, unpublished part.
+        wait_until(lambda: sum(s.counts[0] for s in list(first.consumer.held.values())) == len(inputs), 30)
+        assert not list(output.glob("part-*"))
+        second = Running(settings, "st-steal")
+        wait_until(lambda: _leases_per_consumer(app, "st-steal") == [1, 1], 30, 0.2)
+
+        def read_since_checkpoints() -> int:
+            states = [*first.consumer.held.values(), *second.consumer.held.values()]
+            return sum(state.counts[0] for state in states)
+
+        wait_until(lambda: read_since_checkpoints() == len(inputs), 30)
+        app.call("StopStream", {"StreamId": "st-steal"})
+        first.join()
+        second.join()
+        scored = Counter()
+        for part in output.glob("part-*.gz"):
+            lines = gzip.decompress(part.read_bytes()).decode().splitlines()
+            scored.update(tuple(line.split(",")[:2]) for line in lines[1:])
+        assert sum(scored.values()) == len(inputs) and set(scored.values()) == {1}, scored.most_common(3)
+        described = app.call("GetStream", {"StreamId": "st-steal"})
+        assert described["RecordsIn"] == described["RecordsOut"] == len(inputs), described
+    finally:
+        app.close()

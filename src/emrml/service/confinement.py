@@ -83,7 +83,8 @@ def check_location(
     sets; the console passes True for files it reads itself).
 
     Local locations of a remote request must resolve into a data root and not into the home's own files;
-    ``s3://`` locations and every location of the CLI or library on its own home pass.
+    ``s3://`` locations, Kinesis streams (``kinesis://NAME``) and every location of the CLI or library on
+    its own home pass.
     """
     try:
         # A malformed location (empty, another scheme, s3:// without a bucket) is bad input, whoever asks.
@@ -92,7 +93,7 @@ def check_location(
         raise InvalidInputException(f"{member}: {exc.message}") from None
     # Whether the caller's groups grant storage there (a user's, through the server; the root may).
     app.access.check_storage(location, write=write)
-    if not (REMOTE.get() if remote is None else remote) or location.startswith("s3://"):
+    if not (REMOTE.get() if remote is None else remote) or location.startswith(("s3://", "kinesis://")):
         return
     refusal = _refusal(app.settings, locations.local_path(location), write=write)
     if refusal:
@@ -154,6 +155,18 @@ def job_guard(settings: Settings) -> Callable[[str, str], None]:
     return guard
 
 
+def job_write_guard(settings: Settings) -> Callable[[str, str], None]:
+    """The check a confined job applies to each local file it writes (``storage.locations``): ``path`` is
+    the file in its folder as opened, ``named`` what the message calls the file."""
+
+    def guard(path: str, named: str) -> None:
+        refusal = _refusal(settings, path, write=True)
+        if refusal:
+            raise AccessDeniedException(f"the file '{named}' {refusal}; it was not written")
+
+    return guard
+
+
 def check_job_output(settings: Settings, location: str, *, member: str) -> None:
     """A confined job's output folder, checked again when the job starts writing (a folder swapped for a
     symbolic link since the request was checked is refused)."""
@@ -171,4 +184,17 @@ def confined_job(settings: Settings, confined: bool) -> Iterator[None]:
         yield
         return
     with locations.guarded(job_guard(settings)):
+        yield
+
+
+@contextmanager
+def confined_writes(settings: Settings, confined: bool) -> Iterator[None]:
+    """Run a job's writes under ``job_write_guard`` when the object it writes for (a batch prediction, a
+    SQL datasource's staged result) was created by a remote request: every local file is checked in the
+    folder it is written to, as that folder is when written (a ``result/`` folder that is a symbolic link
+    into the home, or one swapped for a link while the job ran, is refused)."""
+    if not confined:
+        yield
+        return
+    with locations.guarded_writes(job_write_guard(settings)):
         yield

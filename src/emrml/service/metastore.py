@@ -250,6 +250,9 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # LIKE compares as ids and names are, case and all, as on PostgreSQL and MariaDB (utf8mb4_bin): the
+    # Describe* filters that statements' resource patterns become, and the Prefix filter, rely on it.
+    cursor.execute("PRAGMA case_sensitive_like=ON")
     cursor.close()
 
 

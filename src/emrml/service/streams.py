@@ -91,8 +91,12 @@ def _model(app: EmrML, model_id: str) -> MLModel:
     return model
 
 
-def _kinesis_stream(kinesis: Kinesis, uri: str, member: str) -> None:
+def _kinesis_stream(app: EmrML, kinesis: Kinesis, uri: str, member: str, *, write: bool) -> None:
     name = stream_name(uri, member)
+    # A Kinesis stream is storage, as an S3 location is: reading it (InputStream) needs storage:Read on
+    # kinesis://NAME and writing it (a Kinesis OutputUri or DeadLetterUri) storage:Write, checked before
+    # the stream is looked up so that a refusal tells nothing of which streams exist.
+    check_location(app, uri, member=member, write=write)
     try:
         status = kinesis.describe(name)["StreamStatus"]
     except ResourceNotFoundException:
@@ -103,7 +107,7 @@ def _kinesis_stream(kinesis: Kinesis, uri: str, member: str) -> None:
 
 def _destination(app: EmrML, kinesis: Kinesis, uri: str, member: str) -> str:
     if uri.startswith(SCHEME):
-        _kinesis_stream(kinesis, uri, member)
+        _kinesis_stream(app, kinesis, uri, member, write=True)
         return uri
     try:
         folder = check_output_uri(uri)
@@ -155,7 +159,7 @@ def start_stream(app: EmrML, request: Request) -> Response:
         )
     kinesis = kinesis_client(app.settings)
     input_uri = require_string(request, "InputStream")
-    _kinesis_stream(kinesis, input_uri, "InputStream")
+    _kinesis_stream(app, kinesis, input_uri, "InputStream", write=False)
     output = _destination(app, kinesis, require_string(request, "OutputUri"), "OutputUri")
     # The default dead-letter folder is emrml's own (in the home), not one the request names.
     dead_letter = optional_string(request, "DeadLetterUri")

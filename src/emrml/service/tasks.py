@@ -21,7 +21,7 @@ from emrml.core.schema import Schema, parse_schema
 from emrml.engine.local import build_datasource
 from emrml.errors import InvalidInputException
 from emrml.service import credentials as sealed
-from emrml.service.confinement import check_job_output, confined_job
+from emrml.service.confinement import check_job_output, confined_job, confined_writes
 from emrml.service.jobs import JobContext, job
 from emrml.service.metastore import DataSource, MLModel
 from emrml.storage import sql
@@ -78,7 +78,8 @@ def _stage_sql(entity: DataSource, context: JobContext) -> Schema:
     )
     if entity.confined:
         check_job_output(context.settings, entity.data_location, member="S3StagingLocation")
-    staged = sql.stage_query(source, spec["SelectSqlQuery"], entity.data_location, context.progress)
+    with confined_writes(context.settings, entity.confined):
+        staged = sql.stage_query(source, spec["SelectSqlQuery"], entity.data_location, context.progress)
     return staged.schema
 
 
@@ -230,7 +231,10 @@ def predict_batch(context: JobContext) -> dict[str, Any]:
     if prediction.confined:
         # Its results go to batch-prediction/ below the output folder: that folder is what must stay inside.
         check_job_output(context.settings, prediction.output_uri + "batch-prediction/", member="OutputUri")
-    with confined_job(context.settings, prediction.confined or source.confined):
+    with (
+        confined_job(context.settings, prediction.confined or source.confined),
+        confined_writes(context.settings, prediction.confined),
+    ):
         result = batch_predict(
             batch_prediction_id=prediction.id,
             artifact_location=Path(model.artifact_location),

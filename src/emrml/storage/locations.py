@@ -180,9 +180,14 @@ def publish_file(path: str, location: str) -> None:
     system, else a copy (a multipart upload for S3) after which ``path`` is removed."""
     if not location.startswith("s3://"):
         target = local_path(location)
+        directory, name = os.path.split(target)
         try:
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            os.replace(path, target)
+            os.makedirs(directory, exist_ok=True)
+            folder = _open_folder(directory, name, target)
+            try:
+                os.replace(path, name, dst_dir_fd=folder)
+            finally:
+                os.close(folder)
             return
         except OSError as exc:
             if exc.errno != errno.EXDEV:
@@ -284,6 +289,42 @@ def guarded(check: Callable[[str, str], None]) -> Iterator[None]:
         _GUARD = previous
 
 
+#: The check every local file written (``atomic_write``, ``publish_file``) must pass, or None
+#: (``guarded_writes``); process-wide for the same reason as ``_GUARD``.
+_WRITE_GUARD: Callable[[str, str], None] | None = None
+
+
+@contextmanager
+def guarded_writes(check: Callable[[str, str], None]) -> Iterator[None]:
+    """Within the block, every local file that ``atomic_write`` or ``publish_file`` writes is passed to
+    ``check(path, named)`` first: ``path`` is the file in the folder that was opened to write it (through its
+    descriptor, so resolved as it is, links and all), ``named`` the file as the caller named it.
+
+    The file is then created and renamed relative to that open folder, so a folder swapped for a symbolic
+    link after the check cannot redirect the write. Confined jobs write through it: a result folder that is
+    (or becomes) a link into emrml's home or out of the data roots is refused before a byte is written.
+    """
+    global _WRITE_GUARD
+    previous, _WRITE_GUARD = _WRITE_GUARD, check
+    try:
+        yield
+    finally:
+        _WRITE_GUARD = previous
+
+
+def _open_folder(directory: str, name: str, target: str) -> int:
+    """A descriptor of the folder ``directory`` that the file ``name`` is about to be written in, having
+    passed the write guard (if any) with the file's path as that descriptor resolves it."""
+    folder = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    if _WRITE_GUARD is not None:
+        try:
+            _WRITE_GUARD(os.path.join(opened_path(folder, directory), name), target)
+        except BaseException:
+            os.close(folder)
+            raise
+    return folder
+
+
 def opened_path(descriptor: int, path: str) -> str:
     """The file an open descriptor is (Linux names it under /proc); ``path`` where that is not known."""
     proc = f"/proc/self/fd/{descriptor}"
@@ -369,28 +410,38 @@ class LocalBackend:
     def atomic_write(self, location: str) -> Iterator[BinaryIO]:
         target = local_path(location)
         directory, name = os.path.split(target)
-        temporary = os.path.join(directory, f".{name}.{secrets.token_hex(8)}.tmp")
+        temporary = f".{name}.{secrets.token_hex(8)}.tmp"
         try:
             if location.endswith("/") or os.path.isdir(target):
                 raise IsADirectoryError(21, "it is a directory", target)
             os.makedirs(directory, exist_ok=True)
-            # os.open with 0o666 (not mkstemp's 0o600) so the umask decides the final permissions.
-            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            # The temporary file is made, and renamed, in the folder as opened (and checked) now.
+            folder = _open_folder(directory, name, target)
         except OSError as exc:
             raise _write_error(location, exc) from exc
-        stream = os.fdopen(descriptor, "wb", buffering=BUFFER_BYTES)
         try:
-            yield stream
-        except BaseException:
-            _discard(stream, temporary)
-            raise
-        try:
-            _sync_and_close(stream, temporary)
-            os.replace(temporary, target)
-        except OSError as exc:
-            _discard(stream, temporary)
-            raise _write_error(location, exc) from exc
-        _sync_directory(directory)
+            try:
+                # os.open with 0o666 (not mkstemp's 0o600) so the umask decides the final permissions.
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+                descriptor = os.open(temporary, flags, 0o666, dir_fd=folder)
+            except OSError as exc:
+                raise _write_error(location, exc) from exc
+            stream = os.fdopen(descriptor, "wb", buffering=BUFFER_BYTES)
+            try:
+                yield stream
+            except BaseException:
+                _discard(stream, temporary, folder)
+                raise
+            try:
+                _sync_and_close(stream, temporary, folder)
+                os.replace(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
+            except OSError as exc:
+                _discard(stream, temporary, folder)
+                raise _write_error(location, exc) from exc
+            with suppress(OSError):  # make the rename durable, where the file system can
+                os.fsync(folder)
+        finally:
+            os.close(folder)
 
 
 class S3Backend:
@@ -533,27 +584,20 @@ def _write_error(location: str, exc: OSError) -> InvalidInputException:
     return InvalidInputException(f"cannot write '{location}': {exc.strerror or exc}")
 
 
-def _discard(stream: BinaryIO, temporary: str) -> None:
+def _discard(stream: BinaryIO, temporary: str, folder: int) -> None:
     stream.close()
     with suppress(FileNotFoundError):
-        os.unlink(temporary)
+        os.unlink(temporary, dir_fd=folder)
 
 
-def _sync_and_close(stream: BinaryIO, path: str) -> None:
+def _sync_and_close(stream: BinaryIO, path: str, folder: int) -> None:
     if stream.closed:  # the writer closed it (pyarrow sinks do): sync through a fresh descriptor
-        with open(path, "rb") as reopened:
-            os.fsync(reopened.fileno())
+        reopened = os.open(path, os.O_RDONLY | os.O_CLOEXEC, dir_fd=folder)
+        try:
+            os.fsync(reopened)
+        finally:
+            os.close(reopened)
         return
     stream.flush()
     os.fsync(stream.fileno())
     stream.close()
-
-
-def _sync_directory(directory: str) -> None:
-    """Make the rename durable; file systems that cannot sync a directory are left as they are."""
-    with suppress(OSError):
-        descriptor = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)

@@ -7,8 +7,10 @@ database name and credentials complete it. Reads are Arrow-native — connectorx
 ADBC PostgreSQL driver for the PostgreSQL wire protocol — and run in a read-only transaction, so a query
 that would write fails instead. Both drivers are the optional extra ``emrml[sql]``.
 
-Memory is bounded by the batch size: batches stream from the driver through pyarrow's CSV writer and a
-gzip stream into ``storage.locations.atomic_write``, so the staged file appears whole or not at all.
+Memory is bounded by the batch size, whatever the width of the rows: batches stream from the driver (about
+16 MiB each from PostgreSQL, ``BATCH_ROWS`` rows from MySQL), a slice of at most ``SLICE_BYTES`` at a time
+through pyarrow's CSV writer and a gzip stream into ``storage.locations.atomic_write``, so the staged file
+appears whole or not at all.
 """
 
 from __future__ import annotations
@@ -26,13 +28,21 @@ import pyarrow.compute as pc
 from pyarrow import csv
 
 from emrml.core.inference import infer_type
-from emrml.core.schema import MAX_NAME_LENGTH, Attribute, AttributeType, Schema
+from emrml.core.schema import MAX_NAME_LENGTH, Attribute, AttributeType, Schema, header_names
 from emrml.errors import DataError
 from emrml.storage.gzipped import gzip_compressor
 from emrml.storage.locations import atomic_write
 
-#: Rows per Arrow batch read from the database.
-BATCH_ROWS = 65_536
+#: Rows per Arrow batch read from MySQL / MariaDB (connectorx counts batches in rows; the PostgreSQL driver
+#: is asked for about 16 MiB instead). Few enough that wide rows stay small in memory (4,096 rows of 20 KB
+#: are 80 MB, where 65,536 of them held 1.3 GB, and about ten times that while staged); narrow rows read
+#: no slower.
+BATCH_ROWS = 4_096
+#: Staged a slice of at most this many bytes of a batch at a time: the CSV text of a slice is in memory.
+SLICE_BYTES = 8 << 20
+#: Schema inference looks at the first rows of the result: this many, or fewer within ``SAMPLE_BYTES``.
+SAMPLE_ROWS = 65_536
+SAMPLE_BYTES = 32 << 20
 #: Seconds to wait for the database to accept a connection.
 CONNECT_TIMEOUT = 10
 #: The schemes a connection URL may have, by the API that may use it.
@@ -90,6 +100,19 @@ def resolve(
 _FIRST_WORD = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/|\()*(\w*)", re.DOTALL)
 
 
+def for_copy(query: str) -> str:
+    """``query`` made safe to wrap in parentheses, as the PostgreSQL driver does (``COPY (query) TO STDOUT``).
+
+    Trailing semicolons and blanks go (``SELECT ...;`` followed by a newline was a syntax error at the
+    ``;``) and a newline ends the query, so that a last line ending in a ``-- comment`` does not comment
+    out the closing parenthesis.
+    """
+    text = query.rstrip()
+    while text.endswith(";"):
+        text = text[:-1].rstrip()
+    return text + "\n"
+
+
 def check_select(query: str) -> None:
     """A SelectSqlQuery must be a query: SELECT or WITH (the read-only transaction is the real guard)."""
     match = _FIRST_WORD.match(query)
@@ -114,7 +137,17 @@ def _clean(error: BaseException) -> str:
         if found:
             text = found.group(0)
             break
-    return " ".join(text.replace(" }", "").split())[:500]
+    text = " ".join(text.replace(" }", "").split())[:500]
+    # connectorx cannot read some MySQL values (a zero date '0000-00-00', a TIME beyond 24 hours or
+    # negative) or types (a column of NULL literals): say what the user can do about it.
+    if "Couldn't convert the value" in text:
+        text += (
+            " (a value the MySQL driver cannot read, such as a zero date or a TIME outside 00:00-24:00: "
+            "convert the column in the query, e.g. CAST(... AS CHAR))"
+        )
+    elif "MYSQL_TYPE_NULL" in text:
+        text += " (a column of NULL literals: give it a type in the query, e.g. CAST(NULL AS CHAR))"
+    return text
 
 
 @contextmanager
@@ -175,7 +208,7 @@ def _postgresql_batches(source: SqlSource, query: str) -> Iterator[pa.RecordBatc
         with connection.cursor() as cursor:
             try:
                 cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(16 << 20)})
-                cursor.execute(query)
+                cursor.execute(for_copy(query))
                 reader = cursor.fetch_record_batch()
             except adbc.Error as exc:
                 raise DataError(f"SelectSqlQuery failed on {source.what}: {_clean(exc)}") from None
@@ -215,6 +248,8 @@ class Column:
     name: str
     type: AttributeType | None
     csv_type: pa.DataType
+    #: A PostgreSQL date, timestamp or time, whose special values the driver reads as overflowed numbers.
+    postgresql_temporal: bool = False
 
 
 def _sql_type(field: pa.Field) -> str:
@@ -225,19 +260,30 @@ def _sql_type(field: pa.Field) -> str:
 
 def _column(field: pa.Field) -> Column:
     kind = field.type
-    storage = kind.storage_type if isinstance(kind, pa.ExtensionType) else kind
-    if isinstance(kind, pa.ExtensionType) and _sql_type(field) == "numeric":
+    # The ADBC driver reads NUMERIC as pyarrow's OpaqueType of text storage: a C++ extension type, which
+    # is a pa.BaseExtensionType but not a pa.ExtensionType (those are defined in Python). Other extension
+    # types (json, uuid, inet, ...) hold no Amazon ML type.
+    storage = kind.storage_type if isinstance(kind, pa.BaseExtensionType) else kind
+    sql_type = _sql_type(field)
+    if sql_type == "numeric" and pa.types.is_string(storage):
         return Column(field.name, AttributeType.NUMERIC, pa.string())  # PostgreSQL NUMERIC, as text
+    if sql_type == "money":
+        # Read as an integer count of cents (of the server's lc_monetary), so 12.34 would be 1234.
+        raise DataError(
+            f"SelectSqlQuery column {field.name!r} has SQL type money, which is read as a whole number of "
+            f"cents; convert it in the query, e.g. {field.name}::numeric"
+        )
     if pa.types.is_boolean(kind):
         return Column(field.name, AttributeType.BINARY, kind)
     if pa.types.is_integer(kind):
         return Column(field.name, None, kind)  # BINARY when it holds only 0 and 1 (MySQL's BOOLEAN)
     if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
         return Column(field.name, AttributeType.NUMERIC, kind)
-    if pa.types.is_string(storage) or pa.types.is_large_string(storage) or pa.types.is_null(kind):
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind):
         return Column(field.name, None, pa.string())
     if pa.types.is_date(kind) or pa.types.is_time(kind) or pa.types.is_timestamp(kind):
-        return Column(field.name, AttributeType.CATEGORICAL, pa.string())
+        postgresql = bool(field.metadata and b"POSTGRESQL:type" in field.metadata)
+        return Column(field.name, AttributeType.CATEGORICAL, pa.string(), postgresql_temporal=postgresql)
     raise DataError(
         f"SelectSqlQuery column {field.name!r} has SQL type {_sql_type(field)}, which no Amazon ML attribute "
         "type holds (BINARY, CATEGORICAL, NUMERIC, TEXT); convert it in the query, e.g. CAST(... AS CHAR) "
@@ -265,20 +311,62 @@ def result_columns(schema: pa.Schema) -> list[Column]:
     return columns
 
 
+def _wrapped(value: int, bits: int) -> int:
+    """``value`` as a two's complement integer of ``bits`` bits would hold it after overflowing."""
+    return (value + (1 << (bits - 1))) % (1 << bits) - (1 << (bits - 1))
+
+
+#: PostgreSQL counts from 2000-01-01; the ADBC driver adds this offset (in days, in microseconds) to move
+#: to the Unix epoch, so its 'infinity' (the type's largest value) and '-infinity' (the smallest) overflow.
+_PG_EPOCH_DAYS, _PG_EPOCH_MICROSECONDS = 10_957, 946_684_800_000_000
+
+
+def _postgresql_temporal_text(array: pa.Array) -> pa.Array:
+    """A PostgreSQL date, timestamp or time column as text, its special values spelled as PostgreSQL does.
+
+    Read through pyarrow's cast, 'infinity' became ``<value out of range: -9222425352054775809>`` (or a date
+    in the year -28134) and the time ``24:00:00`` ``<value out of range: 86400000000>``.
+    """
+    special: dict[int, str] = {}
+    if pa.types.is_timestamp(array.type) and array.type.unit == "us":
+        bits, offset = 64, _PG_EPOCH_MICROSECONDS
+    elif pa.types.is_date32(array.type):
+        bits, offset = 32, _PG_EPOCH_DAYS
+    else:
+        bits, offset = 0, 0
+    if bits:
+        special[_wrapped((1 << (bits - 1)) - 1 + offset, bits)] = "infinity"
+        special[_wrapped(-(1 << (bits - 1)) + offset, bits)] = "-infinity"
+    elif pa.types.is_time64(array.type) and array.type.unit == "us":
+        special[86_400_000_000] = "24:00:00.000000"
+    if not special:
+        return pc.cast(array, pa.string())
+    numbers = array.view(pa.int32() if bits == 32 else pa.int64())
+    text = pc.cast(array, pa.string())
+    for number, spelling in special.items():
+        matches = pc.fill_null(pc.equal(numbers, pa.scalar(number, numbers.type)), False)
+        text = pc.if_else(matches, pa.scalar(spelling, pa.string()), text)
+    return text
+
+
 def _as_csv(batch: pa.RecordBatch, columns: list[Column]) -> pa.RecordBatch:
     arrays = []
     for array, column in zip(batch.columns, columns, strict=True):
-        if isinstance(array.type, pa.ExtensionType):
+        if isinstance(array.type, pa.BaseExtensionType):
             array = array.storage
+        if column.postgresql_temporal:
+            array = _postgresql_temporal_text(array)
         if pa.types.is_null(array.type) or array.type != column.csv_type:
             array = pc.cast(array, column.csv_type)
         arrays.append(array)
     return pa.RecordBatch.from_arrays(arrays, names=[c.name for c in columns])
 
 
-def inferred_schema(columns: list[Column], sample: pa.RecordBatch | None) -> Schema:
-    """The datasource schema when none is given: types from SQL, strings (and 0/1 integers) by value."""
+def inferred_schema(columns: list[Column], sample: pa.RecordBatch | pa.Table | None) -> Schema:
+    """The datasource schema when none is given: types from SQL, strings (and 0/1 integers) by value; names
+    as the staged file's header gives them, as for any CSV file (a name with blanks around it trimmed)."""
     attributes = []
+    names = header_names([column.name for column in columns])
     for index, column in enumerate(columns):
         kind = column.type
         if kind is None:
@@ -291,7 +379,7 @@ def inferred_schema(columns: list[Column], sample: pa.RecordBatch | None) -> Sch
             else:
                 # Digits in a text column are codes (zip codes, ids), not quantities.
                 kind = AttributeType.CATEGORICAL if guessed == AttributeType.NUMERIC else guessed
-        attributes.append(Attribute(column.name, kind))
+        attributes.append(Attribute(names[index], kind))
     return Schema(tuple(attributes), has_header=True)
 
 
@@ -310,14 +398,45 @@ def staged_location(staging: str, data_source_id: str) -> str:
     return f"{staging.rstrip('/')}/{data_source_id}.csv.gz"
 
 
+def _slices(batch: pa.RecordBatch, limit: int) -> Iterator[pa.RecordBatch]:
+    """``batch`` cut into consecutive slices of about ``limit`` bytes each (one row at least)."""
+    per_row = max(batch.nbytes / batch.num_rows, 1.0)
+    step = max(int(limit / per_row), 1)
+    for start in range(0, batch.num_rows, step):
+        yield batch.slice(start, step)
+
+
+class _Sample:
+    """The first rows of the result, for schema inference: ``SAMPLE_ROWS`` of them or ``SAMPLE_BYTES``."""
+
+    def __init__(self) -> None:
+        self.batches: list[pa.RecordBatch] = []
+        self.rows = self.bytes = 0
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        if self.rows >= SAMPLE_ROWS or self.bytes >= SAMPLE_BYTES:
+            return
+        per_row = max(batch.nbytes / batch.num_rows, 1.0)
+        wanted = min(SAMPLE_ROWS - self.rows, max(int((SAMPLE_BYTES - self.bytes) / per_row), 1))
+        # A copy: a slice would keep the whole batch (its buffers) alive while the rest is staged.
+        taken = batch.take(pa.array(range(wanted), pa.int64())) if wanted < batch.num_rows else batch
+        self.batches.append(taken)
+        self.rows += taken.num_rows
+        self.bytes += taken.nbytes
+
+    def table(self) -> pa.Table | None:
+        return pa.Table.from_batches(self.batches) if self.batches else None
+
+
 def stage(reader: pa.RecordBatchReader, location: str, progress: Progress | None = None) -> Staged:
     """Write the rows of ``reader`` to ``location`` as gzip CSV with a header; DataError when there are none.
 
     The file appears only if every row was written; the schema is inferred from the column types and the
-    first batch.
+    first rows. Memory holds one batch of the driver's and the CSV text of one slice of it (``SLICE_BYTES``),
+    whatever the width of the rows.
     """
     columns = result_columns(reader.schema)
-    rows, sample = 0, None
+    rows, sample = 0, _Sample()
     # Not pyarrow's gzip stream, which has no compression level.
     compressor = gzip_compressor()
     options = csv.WriteOptions(include_header=False)
@@ -329,17 +448,20 @@ def stage(reader: pa.RecordBatchReader, location: str, progress: Progress | None
         for batch in reader:
             if not batch.num_rows:
                 continue
-            sample = sample or batch
-            text = pa.BufferOutputStream()
-            csv.write_csv(_as_csv(batch, columns), text, options)
-            out.write(compressor.compress(text.getvalue()))
+            sample.add(batch)
+            for piece in _slices(batch, SLICE_BYTES):
+                text = pa.BufferOutputStream()
+                csv.write_csv(_as_csv(piece, columns), text, options)
+                out.write(compressor.compress(text.getvalue()))
+                del text
             rows += batch.num_rows
+            del batch
             if progress is not None:
                 progress(0.0, f"staged {rows:,} rows of the query result")
         if rows == 0:
             raise DataError("SelectSqlQuery returned no rows: there is nothing to make a datasource of")
         out.write(compressor.flush())
-    return Staged(location, rows, inferred_schema(columns, sample))
+    return Staged(location, rows, inferred_schema(columns, sample.table()))
 
 
 def stage_query(source: SqlSource, query: str, location: str, progress: Progress | None = None) -> Staged:

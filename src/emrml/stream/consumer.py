@@ -60,6 +60,11 @@ class ShardState:
     last_read: str | None = None
     #: The last record written (to sinks that may not have made it durable yet).
     pending: str | None = None
+    #: The first record written since the last checkpoint: where to read again from if the outputs not yet
+    #: durable are dropped (``Consumer._lose``).
+    first_pending: str | None = None
+    #: Read again from this record (inclusive) at the next iterator: set when those outputs were dropped.
+    resume_at: str | None = None
     #: No record will come: the shard is closed and read to its end.
     ended: bool = False
     counts: list[int] = field(default_factory=lambda: [0, 0, 0])
@@ -181,6 +186,10 @@ class Consumer:
         return all(parent in self.finished or parent not in self.known for parent in state.parents)
 
     def _iterator(self, shard_id: str, state: ShardState) -> str | None:
+        if state.resume_at and not state.last_read:
+            return self.kinesis.iterator(
+                self.input, shard_id, "AT_SEQUENCE_NUMBER", StartingSequenceNumber=state.resume_at
+            )
         if state.last_read or (state.checkpoint and state.checkpoint != SHARD_END):
             after = state.last_read or state.checkpoint
             return self.kinesis.iterator(
@@ -226,7 +235,9 @@ class Consumer:
             scored, dead = self.scorer.score(records)
             self.output.predictions(self.scorer, scored)
             self.dead_letter.dead_letters(dead)
+            state.first_pending = state.first_pending or records[0].sequence_number
             state.last_read = state.pending = records[-1].sequence_number
+            state.resume_at = None
             state.counts[0] += len(records)
             state.counts[1] += len(scored.records)
             state.counts[2] += len(dead)
@@ -263,6 +274,7 @@ class Consumer:
                 del self.held[shard_id]
                 continue
             state.counter, state.checkpoint, state.pending, state.counts = counter, sequence, None, [0, 0, 0]
+            state.first_pending = None
             if state.ended:
                 self.finished.add(shard_id)
                 self.leases.release(shard_id, counter)
@@ -280,7 +292,7 @@ class Consumer:
                 counter = self.leases.renew(shard_id, state.counter, state.millis_behind)
                 if counter is None:
                     log.warning("consumer %s lost the lease of %s", self.id, shard_id)
-                    del self.held[shard_id]
+                    self._lose(shard_id)
                 else:
                     state.counter = counter
             if self._renewals % SHARD_SYNC_EVERY == 0 or any(s.ended for s in self.held.values()):
@@ -311,7 +323,7 @@ class Consumer:
         self.finished |= {lease.shard_id for lease in leases if lease.finished}
         for lease in leases:
             if lease.shard_id in self.held and lease.owner != self.id:
-                del self.held[lease.shard_id]
+                self._lose(lease.shard_id)
         if self._stop.is_set():
             return
         for lease in self.leases.to_take(leases):
@@ -319,6 +331,30 @@ class Consumer:
             if counter is not None:
                 log.info("consumer %s took the lease of %s (from %s)", self.id, lease.shard_id, lease.owner)
                 self.held[lease.shard_id] = ShardState(counter, lease.checkpoint, lease.parents)
+
+    def _lose(self, shard_id: str) -> None:
+        """Forget a shard whose lease another consumer holds now (it stole it to balance, or took it over).
+
+        Its records written since its checkpoint may wait in an output part not yet published: published
+        later, they would come twice, since the new owner reads them again from the checkpoint. The parts
+        not yet durable are dropped instead, and each shard still held is read again from the first record
+        they held of it (nothing of it was checkpointed past that), so every record comes once.
+        """
+        state = self.held.pop(shard_id)
+        if state.first_pending is None:
+            return  # nothing of it is waiting in the outputs
+        dropped = self.output.discard()
+        dropped = self.dead_letter.discard() or dropped
+        if not dropped:
+            return  # Kinesis outputs: what was written is out; the new owner may repeat one micro-batch
+        log.info("consumer %s dropped its unpublished outputs holding records of %s", self.id, shard_id)
+        for other in self.held.values():
+            if other.first_pending is not None:
+                other.resume_at = other.first_pending
+                other.iterator = other.last_read = other.pending = other.first_pending = None
+                other.counts = [0, 0, 0]
+                other.ended = False
+                other.next_read = 0.0
 
     def _heartbeat(self) -> None:
         moment = time.monotonic()

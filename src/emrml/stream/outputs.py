@@ -36,6 +36,10 @@ class Sink(Protocol):
         """Make what was written durable if due (or ``force``); whether all of it is durable now."""
         ...
 
+    def discard(self) -> bool:
+        """Drop what is not durable yet; whether there was anything to drop."""
+        ...
+
     def close(self) -> None:
         """Drop what is not durable (a consumer that lost its leases, or is failing)."""
         ...
@@ -56,6 +60,9 @@ class KinesisSink:
 
     def durable(self, force: bool = False) -> bool:
         return True
+
+    def discard(self) -> bool:
+        return False  # what PutRecords took is out already
 
     def close(self) -> None:
         pass
@@ -114,11 +121,16 @@ class FileSink:
         stack.close()  # renames the part into place
         return True
 
+    def discard(self) -> bool:
+        if self._stack is None:
+            return False
+        stack, self._stack, self._file = self._stack, None, None
+        # Leaving the atomic write with an error removes the temporary part.
+        stack.__exit__(InvalidInputException, InvalidInputException("abandoned"), None)
+        return True
+
     def close(self) -> None:
-        if self._stack is not None:
-            stack, self._stack, self._file = self._stack, None, None
-            # Leaving the atomic write with an error removes the temporary part.
-            stack.__exit__(InvalidInputException, InvalidInputException("abandoned"), None)
+        self.discard()
 
 
 def open_sink(uri: str, kinesis: Kinesis, consumer: str, roll_bytes: int, roll_seconds: float) -> Sink:

@@ -88,7 +88,9 @@ def check_location(
     """
     try:
         # A malformed location (empty, another scheme, s3:// without a bucket) is bad input, whoever asks.
-        locations.check_syntax(location)
+        # A Kinesis stream is no file location: its name was checked by the stream's own validation.
+        if not location.startswith("kinesis://"):
+            locations.check_syntax(location)
     except InvalidInputException as exc:
         raise InvalidInputException(f"{member}: {exc.message}") from None
     # Whether the caller's groups grant storage there (a user's, through the server; the root may).

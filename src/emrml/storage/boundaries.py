@@ -121,7 +121,7 @@ class _Deferred:
         return Blanks(offsets, self.first_line + steps, first_index + steps)
 
 
-def _read(stream: BinaryIO, size: int) -> bytes:
+def read_up_to(stream: BinaryIO, size: int) -> bytes:
     """Exactly ``size`` bytes, fewer only at end of stream (streams may return short reads)."""
     data = stream.read(size)
     if len(data) >= size or not data:
@@ -144,7 +144,7 @@ def split_blocks(
     if block_bytes < 1:
         raise ValueError("block_bytes must be positive")
     first_read = max(block_bytes, len(BOM))
-    data = _read(stream, first_read)
+    data = read_up_to(stream, first_read)
     eof = len(data) < first_read
     consumed = len(data)
     if data.startswith(BOM):
@@ -160,7 +160,7 @@ def split_blocks(
         if skip is not None:
             end = skip.feed(data, eof)
             if end is None:
-                data = _read(stream, block_bytes)
+                data = read_up_to(stream, block_bytes)
                 eof = len(data) < block_bytes
                 consumed += len(data)
                 continue
@@ -235,7 +235,7 @@ def split_blocks(
         if eof:
             return
         line += scan.tail_newlines
-        data = _read(stream, block_bytes)
+        data = read_up_to(stream, block_bytes)
         eof = len(data) < block_bytes
         consumed += len(data)
 

@@ -45,7 +45,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from emrml.errors import DataError
-from emrml.storage.boundaries import BOM, COMMA, Blanks, Block, split_blocks, stray_quotes
+from emrml.storage.boundaries import BOM, COMMA, Blanks, Block, read_up_to, split_blocks, stray_quotes
 from emrml.storage.codecs import Replay
 
 
@@ -86,7 +86,7 @@ def read_header(
     that record is too long or not UTF-8; with ``strict=False`` (the first record of a file without a
     header, which reading reports as an invalid record) returns ``[]`` for those two instead.
     """
-    head = _read_up_to(stream, 64 << 10)
+    head = read_up_to(stream, 64 << 10)
     if b"\r" in head and b"\n" not in head:
         # Classic Mac OS (and Excel's "CSV (Macintosh)") ends lines with a lone CR: the file is one line.
         raise DataError(
@@ -126,18 +126,6 @@ def read_header(
                 raise DataError(f"{file}: the header line is not valid UTF-8 (byte {exc.start})") from None
             return next(csv.reader(io.StringIO(text, newline="")), [""])
     return []
-
-
-def _read_up_to(stream: BinaryIO, size: int) -> bytes:
-    """``size`` bytes of ``stream``, fewer only at its end (a read may return less than asked)."""
-    parts, got = [], 0
-    while got < size:
-        data = stream.read(size - got)
-        if not data:
-            break
-        parts.append(bytes(data))
-        got += len(data)
-    return b"".join(parts)
 
 
 def read_header_again(

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, String, and_, false, func, literal, or_, select, true
+from sqlalchemy import ColumnElement, and_, false, func, literal, or_, select, true
 
 from emrml.errors import InvalidInputException
 from emrml.service.metastore import ENTITY_CLASSES
@@ -81,12 +81,14 @@ def _time_value(text: str, comparator: str) -> float:
     )
 
 
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _starts_with(column: Any, prefix: str) -> ColumnElement[bool]:
-    """Whether ``column`` starts with ``prefix``, as exactly as EQ compares on every metastore: not LIKE,
-    which SQLite applies without regard to case; and a character after both sides, as MariaDB ignores
-    trailing spaces when it compares text."""
-    start = func.substr(column, 1, len(prefix), type_=String)
-    return start.concat(".") == prefix + "."
+    """Whether ``column`` starts with ``prefix``, case and trailing blanks included, on every metastore:
+    LIKE is exact on PostgreSQL and MariaDB, and on SQLite with ``case_sensitive_like`` (metastore)."""
+    return column.like(_escape_like(prefix) + "%", escape="\\")
 
 
 #: Each comparator, for a column and a value (or, for Algorithm, two strings).

@@ -20,7 +20,7 @@ from emrml.samples import bank_sample_schema, write_bank_sample
 from emrml.service.app import EmrML
 from emrml.service.confinement import job_guard
 from emrml.service.metastore import DataSource
-from emrml.storage import locations
+from emrml.storage import local, locations
 
 LINES_SCHEMA = json.dumps(
     {
@@ -108,7 +108,7 @@ def test_the_opened_descriptor_is_checked_not_only_the_path(tmp_path: Path, outs
             data.unlink()
             data.symlink_to(outside)
 
-    with locations.guarded(swap_after_the_first_check), pytest.raises(AccessDeniedException) as refused:
+    with local.guarded(swap_after_the_first_check), pytest.raises(AccessDeniedException) as refused:
         locations.open_binary(str(data))
     assert str(data) in refused.value.message and SECRET not in refused.value.message
     assert len(checked) == 1 and os.path.islink(data)

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from emrml.errors import InvalidInputException
+from emrml.storage.local import guarded_writes
 from emrml.storage.locations import (
     FileRef,
     atomic_write,
     exists,
-    guarded_writes,
     list_files,
     open_binary,
     publish_file,

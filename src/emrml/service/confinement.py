@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from emrml.errors import AccessDeniedException, InvalidInputException
 from emrml.service.operations import REMOTE
-from emrml.storage import locations
+from emrml.storage import local, locations
 
 if TYPE_CHECKING:
     from emrml.config import Settings
@@ -108,7 +108,7 @@ def open_for_server(app: EmrML, location: str, *, member: str) -> BinaryIO:
     check_location(app, location, member=member, remote=True)
     stream = locations.open_binary(location, what=member)
     if not location.startswith("s3://"):
-        opened = locations.opened_path(stream.fileno(), locations.local_path(location))
+        opened = local.opened_path(stream.fileno(), locations.local_path(location))
         refusal = _refusal(app.settings, opened, write=False)
         if refusal:
             stream.close()
@@ -185,7 +185,7 @@ def confined_job(settings: Settings, confined: bool) -> Iterator[None]:
     if not confined:
         yield
         return
-    with locations.guarded(job_guard(settings)):
+    with local.guarded(job_guard(settings)):
         yield
 
 
@@ -198,5 +198,5 @@ def confined_writes(settings: Settings, confined: bool) -> Iterator[None]:
     if not confined:
         yield
         return
-    with locations.guarded_writes(job_write_guard(settings)):
+    with local.guarded_writes(job_write_guard(settings)):
         yield

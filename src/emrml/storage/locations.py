@@ -8,81 +8,35 @@ pick one and turn its ``OSError`` into ``InvalidInputException`` naming the loca
 
 from __future__ import annotations
 
-import errno
 import os
 import re
-import secrets
 import shutil
-import stat
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, suppress
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
-from urllib.parse import unquote
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from emrml.errors import InvalidInputException
+from emrml.storage.backend import (
+    BUFFER_BYTES,
+    SCHEMA_SUFFIX,
+    Backend,
+    FileRef,
+    Folder,
+    visible,
+    write_error,
+)
+from emrml.storage.local import LocalBackend, local_path
 from emrml.storage.s3 import S3Settings, S3Store, split
 
 if TYPE_CHECKING:
     from emrml.config import Settings
 
-#: Buffer size of the streams ``open_binary`` and ``atomic_write`` return.
-BUFFER_BYTES = 1 << 20
 #: A schema (or recipe) may hold 131,071 characters; UTF-8 needs up to 4 bytes for each.
 TEXT_MAX_BYTES = 131071 * 4
-#: The console puts a data file's schema beside it as ``<data>.schema``.
-SCHEMA_SUFFIX = ".schema"
 
 _S3_URI = re.compile(r"s3://([^/]+)(/.*)?")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
-
-
-@dataclass(frozen=True)
-class FileRef:
-    """One file of a location.
-
-    ``uri`` names it as the user would (for local files, the absolute path); ``key`` is its object key:
-    ``k`` for ``s3://bucket/k``, the absolute path without its leading ``/`` for local files. ``name`` is
-    its path relative to the location that listed it ("" when the location is the file itself): what
-    random splits hash, so data split in one folder splits the same in another. ``size`` is in bytes.
-    """
-
-    uri: str
-    key: str
-    size: int
-    name: str = ""
-
-
-class Backend(Protocol):
-    """Access to one kind of location.
-
-    Reading methods raise ``FileNotFoundError`` for a missing file and another ``OSError`` for one that
-    cannot be read; ``atomic_write`` raises ``InvalidInputException`` when the file cannot be written, and
-    lets the exceptions of the writing block through unchanged.
-    """
-
-    def list(self, location: str) -> list[FileRef]:
-        """The data files of ``location``: itself if it is a file, else every visible file below it."""
-        ...
-
-    def open(self, location: str) -> BinaryIO:
-        """The file's raw bytes as a buffered stream."""
-        ...
-
-    def exists(self, location: str) -> bool: ...
-
-    def delete(self, location: str) -> None: ...
-
-    def is_folder(self, location: str) -> bool:
-        """Whether ``location`` (not ending in ``/``) is a directory or S3 prefix rather than a file."""
-        ...
-
-    def list_folder(self, location: str, token: str | None, limit: int) -> Folder: ...
-
-    def atomic_write(self, location: str) -> AbstractContextManager[BinaryIO]:
-        """A writable stream whose bytes appear at ``location`` only when the block exits without error."""
-        ...
 
 
 def check_syntax(location: str) -> None:
@@ -178,20 +132,8 @@ def atomic_write(location: str) -> Iterator[BinaryIO]:
 def publish_file(path: str, location: str) -> None:
     """Move the local file ``path`` to ``location`` atomically: a rename when both are on one local file
     system, else a copy (a multipart upload for S3) after which ``path`` is removed."""
-    if not location.startswith("s3://"):
-        target = local_path(location)
-        directory, name = os.path.split(target)
-        try:
-            os.makedirs(directory, exist_ok=True)
-            folder = _open_folder(directory, name, target)
-            try:
-                os.replace(path, name, dst_dir_fd=folder)
-            finally:
-                os.close(folder)
-            return
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise _write_error(location, exc) from exc
+    if not location.startswith("s3://") and _LOCAL.move_in(path, location):
+        return
     with open(path, "rb") as source, atomic_write(location) as out:
         shutil.copyfileobj(source, out, BUFFER_BYTES)
     os.unlink(path)
@@ -216,16 +158,6 @@ def copy(source: str, target: str) -> None:
         return
     with open_binary(source, what="source") as stream, atomic_write(target) as out:
         shutil.copyfileobj(stream, out, BUFFER_BYTES)
-
-
-@dataclass(frozen=True)
-class Folder:
-    """One page of a folder (a directory, or an S3 prefix up to the next ``/``), for browsing."""
-
-    folders: list[str]
-    files: list[FileRef]
-    #: Pass to ``list_folder`` for the next page; None on the last page.
-    next_token: str | None
 
 
 def list_folder(location: str, token: str | None = None, limit: int = 1000) -> Folder:
@@ -267,183 +199,6 @@ def local_directory(location: str) -> str | None:
     return None if isinstance(_backend(location), S3Backend) else local_path(location)
 
 
-#: A check every local file listed or opened must pass, or None (``guarded``). Process-wide, not a context
-#: variable: a job's reader threads and forked pool workers must see it too; a job has its process to itself.
-_GUARD: Callable[[str, str], None] | None = None
-
-
-@contextmanager
-def guarded(check: Callable[[str, str], None]) -> Iterator[None]:
-    """Within the block, every local file that ``list_files`` lists or ``open_binary`` opens is passed to
-    ``check(path, named)`` (its path; once open, again the path its descriptor resolves to, named as the
-    file), which raises to refuse it.
-
-    Confined jobs (``service.confinement``) read through it: a symbolic link, or a file swapped for one
-    after the request was checked, is refused before a byte of it is read.
-    """
-    global _GUARD
-    previous, _GUARD = _GUARD, check
-    try:
-        yield
-    finally:
-        _GUARD = previous
-
-
-#: The check every local file written (``atomic_write``, ``publish_file``) must pass, or None
-#: (``guarded_writes``); process-wide for the same reason as ``_GUARD``.
-_WRITE_GUARD: Callable[[str, str], None] | None = None
-
-
-@contextmanager
-def guarded_writes(check: Callable[[str, str], None]) -> Iterator[None]:
-    """Within the block, every local file that ``atomic_write`` or ``publish_file`` writes is passed to
-    ``check(path, named)`` first: ``path`` is the file in the folder that was opened to write it (through its
-    descriptor, so resolved as it is, links and all), ``named`` the file as the caller named it.
-
-    The file is then created and renamed relative to that open folder, so a folder swapped for a symbolic
-    link after the check cannot redirect the write. Confined jobs write through it: a result folder that is
-    (or becomes) a link into emrml's home or out of the data roots is refused before a byte is written.
-    """
-    global _WRITE_GUARD
-    previous, _WRITE_GUARD = _WRITE_GUARD, check
-    try:
-        yield
-    finally:
-        _WRITE_GUARD = previous
-
-
-def _open_folder(directory: str, name: str, target: str) -> int:
-    """A descriptor of the folder ``directory`` that the file ``name`` is about to be written in, having
-    passed the write guard (if any) with the file's path as that descriptor resolves it."""
-    folder = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    if _WRITE_GUARD is not None:
-        try:
-            _WRITE_GUARD(os.path.join(opened_path(folder, directory), name), target)
-        except BaseException:
-            os.close(folder)
-            raise
-    return folder
-
-
-def opened_path(descriptor: int, path: str) -> str:
-    """The file an open descriptor is (Linux names it under /proc); ``path`` where that is not known."""
-    proc = f"/proc/self/fd/{descriptor}"
-    return proc if os.path.exists(proc) else path
-
-
-class LocalBackend:
-    """Files on a local (or mounted) file system."""
-
-    def list(self, location: str) -> list[FileRef]:
-        root = local_path(location)
-        if not os.path.isdir(root):
-            if location.endswith("/"):
-                raise NotADirectoryError(20, "Not a directory", root)
-            if _GUARD is not None:
-                _GUARD(root, root)
-            info = os.stat(root)
-            return [_file_ref(root, info, "")] if stat.S_ISREG(info.st_mode) else []
-        files = []
-        for directory, subdirectories, names in os.walk(root, onerror=_raise):
-            subdirectories[:] = [d for d in subdirectories if not d.startswith(".")]
-            for name in names:
-                if not _visible(name):
-                    continue
-                path = os.path.join(directory, name)
-                try:
-                    info = os.stat(path)
-                except FileNotFoundError:  # a dangling symbolic link, or removed while listing
-                    continue
-                if stat.S_ISREG(info.st_mode):
-                    if _GUARD is not None:
-                        _GUARD(path, path)
-                    files.append(_file_ref(path, info, os.path.relpath(path, root).replace(os.sep, "/")))
-        files.sort(key=lambda ref: ref.key)
-        return files
-
-    def open(self, location: str) -> BinaryIO:
-        path = local_path(location)
-        if location.endswith("/") or os.path.isdir(path):
-            raise IsADirectoryError(21, "Is a directory", path)
-        if _GUARD is None:
-            return open(path, "rb", buffering=BUFFER_BYTES)
-        _GUARD(path, path)
-        stream = open(path, "rb", buffering=BUFFER_BYTES)  # noqa: SIM115  (returned open)
-        try:
-            # Checked again through the descriptor: the path may have been swapped for a symbolic link
-            # between the check and the open; what the descriptor is cannot change.
-            _GUARD(opened_path(stream.fileno(), path), path)
-        except BaseException:
-            stream.close()
-            raise
-        return stream
-
-    def delete(self, location: str) -> None:
-        os.unlink(local_path(location))
-
-    def is_folder(self, location: str) -> bool:
-        return os.path.isdir(local_path(location))
-
-    def list_folder(self, location: str, token: str | None, limit: int) -> Folder:
-        root = local_path(location)
-        with os.scandir(root) as entries:
-            names = sorted((entry.name, entry.is_dir()) for entry in entries)
-        if token and not (token.isascii() and token.isdigit()):
-            raise InvalidInputException(f"{token!r} is not a page token of folder '{location}'")
-        start = int(token or 0)
-        page = names[start : start + limit]
-        folders = [os.path.join(root, name) + "/" for name, is_dir in page if is_dir]
-        files = []
-        for name, is_dir in page:
-            if not is_dir:
-                path = os.path.join(root, name)
-                with suppress(OSError):
-                    files.append(_file_ref(path, os.stat(path), name))
-        more = start + limit < len(names)
-        return Folder(folders, files, str(start + limit) if more else None)
-
-    def exists(self, location: str) -> bool:
-        path = local_path(location)
-        return os.path.isdir(path) if location.endswith("/") else os.path.exists(path)
-
-    @contextmanager
-    def atomic_write(self, location: str) -> Iterator[BinaryIO]:
-        target = local_path(location)
-        directory, name = os.path.split(target)
-        temporary = f".{name}.{secrets.token_hex(8)}.tmp"
-        try:
-            if location.endswith("/") or os.path.isdir(target):
-                raise IsADirectoryError(21, "it is a directory", target)
-            os.makedirs(directory, exist_ok=True)
-            # The temporary file is made, and renamed, in the folder as opened (and checked) now.
-            folder = _open_folder(directory, name, target)
-        except OSError as exc:
-            raise _write_error(location, exc) from exc
-        try:
-            try:
-                # os.open with 0o666 (not mkstemp's 0o600) so the umask decides the final permissions.
-                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-                descriptor = os.open(temporary, flags, 0o666, dir_fd=folder)
-            except OSError as exc:
-                raise _write_error(location, exc) from exc
-            stream = os.fdopen(descriptor, "wb", buffering=BUFFER_BYTES)
-            try:
-                yield stream
-            except BaseException:
-                _discard(stream, temporary, folder)
-                raise
-            try:
-                _sync_and_close(stream, temporary, folder)
-                os.replace(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
-            except OSError as exc:
-                _discard(stream, temporary, folder)
-                raise _write_error(location, exc) from exc
-            with suppress(OSError):  # make the rename durable, where the file system can
-                os.fsync(folder)
-        finally:
-            os.close(folder)
-
-
 class S3Backend:
     """Objects of S3 or an S3-compatible store (``storage.s3``); a prefix is a "directory"."""
 
@@ -453,7 +208,7 @@ class S3Backend:
         self.settings: dict[str, Any] = {}
 
     def list(self, location: str) -> list[FileRef]:
-        return self.store.list(location, _visible)
+        return self.store.list(location, visible)
 
     def open(self, location: str) -> BinaryIO:
         return self.store.open(location, BUFFER_BYTES)
@@ -487,7 +242,7 @@ class S3Backend:
             with self.store.atomic_write(location) as stream:
                 yield stream
         except OSError as exc:
-            raise _write_error(location, exc) from exc
+            raise write_error(location, exc) from exc
 
 
 _LOCAL = LocalBackend()
@@ -544,32 +299,6 @@ def _backend(location: str) -> Backend:
     return _LOCAL
 
 
-def local_path(location: str) -> str:
-    """The absolute path of a local location (``~`` expanded, relative to the working directory)."""
-    if location.startswith("file://"):
-        # Split by hand: urlsplit would cut a '#' or '?' that is part of a file name.
-        host, slash, path = location[len("file://") :].partition("/")
-        if host not in ("", "localhost") or not slash:
-            raise InvalidInputException(
-                f"'{location}' is not a local file URI (expected file:///absolute/path)"
-            )
-        return os.path.abspath("/" + unquote(path))
-    return os.path.abspath(os.path.expanduser(location))
-
-
-def _file_ref(path: str, info: os.stat_result, name: str) -> FileRef:
-    return FileRef(uri=path, key=path.lstrip("/"), size=info.st_size, name=name)
-
-
-def _visible(name: str) -> bool:
-    """Whether a file (by its path relative to the listed location) is data: not hidden, not a schema."""
-    return not any(part.startswith(".") for part in name.split("/")) and not name.endswith(SCHEMA_SUFFIX)
-
-
-def _raise(error: OSError) -> None:
-    raise error
-
-
 def _os_error(exc: OSError, what: str, location: str) -> InvalidInputException:
     if isinstance(exc, FileNotFoundError):
         return InvalidInputException(f"{what} '{location}' does not exist")
@@ -578,26 +307,3 @@ def _os_error(exc: OSError, what: str, location: str) -> InvalidInputException:
     if isinstance(exc, NotADirectoryError):
         return InvalidInputException(f"{what} '{location}' is not a directory")
     return InvalidInputException(f"{what} '{location}' cannot be read: {exc.strerror or exc}")
-
-
-def _write_error(location: str, exc: OSError) -> InvalidInputException:
-    return InvalidInputException(f"cannot write '{location}': {exc.strerror or exc}")
-
-
-def _discard(stream: BinaryIO, temporary: str, folder: int) -> None:
-    stream.close()
-    with suppress(FileNotFoundError):
-        os.unlink(temporary, dir_fd=folder)
-
-
-def _sync_and_close(stream: BinaryIO, path: str, folder: int) -> None:
-    if stream.closed:  # the writer closed it (pyarrow sinks do): sync through a fresh descriptor
-        reopened = os.open(path, os.O_RDONLY | os.O_CLOEXEC, dir_fd=folder)
-        try:
-            os.fsync(reopened)
-        finally:
-            os.close(reopened)
-        return
-    stream.flush()
-    os.fsync(stream.fileno())
-    stream.close()

@@ -1,0 +1,251 @@
+"""Files on this machine's file systems: the local ``Backend``, and the guards confined jobs read and
+write through (``guarded``, ``guarded_writes``) so that a path swapped for a symbolic link between a check
+and its use cannot redirect the read or the write."""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import stat
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import BinaryIO
+from urllib.parse import unquote
+
+from emrml.errors import InvalidInputException
+from emrml.storage.backend import BUFFER_BYTES, FileRef, Folder, visible, write_error
+
+#: A check every local file listed or opened must pass, or None (``guarded``). Process-wide, not a context
+#: variable: a job's reader threads and forked pool workers must see it too; a job has its process to itself.
+_GUARD: Callable[[str, str], None] | None = None
+
+
+@contextmanager
+def guarded(check: Callable[[str, str], None]) -> Iterator[None]:
+    """Within the block, every local file that ``list_files`` lists or ``open_binary`` opens is passed to
+    ``check(path, named)`` (its path; once open, again the path its descriptor resolves to, named as the
+    file), which raises to refuse it.
+
+    Confined jobs (``service.confinement``) read through it: a symbolic link, or a file swapped for one
+    after the request was checked, is refused before a byte of it is read.
+    """
+    global _GUARD
+    previous, _GUARD = _GUARD, check
+    try:
+        yield
+    finally:
+        _GUARD = previous
+
+
+#: The check every local file written (``atomic_write``, ``publish_file``) must pass, or None
+#: (``guarded_writes``); process-wide for the same reason as ``_GUARD``.
+_WRITE_GUARD: Callable[[str, str], None] | None = None
+
+
+@contextmanager
+def guarded_writes(check: Callable[[str, str], None]) -> Iterator[None]:
+    """Within the block, every local file that ``atomic_write`` or ``publish_file`` writes is passed to
+    ``check(path, named)`` first: ``path`` is the file in the folder that was opened to write it (through its
+    descriptor, so resolved as it is, links and all), ``named`` the file as the caller named it.
+
+    The file is then created and renamed relative to that open folder, so a folder swapped for a symbolic
+    link after the check cannot redirect the write. Confined jobs write through it: a result folder that is
+    (or becomes) a link into emrml's home or out of the data roots is refused before a byte is written.
+    """
+    global _WRITE_GUARD
+    previous, _WRITE_GUARD = _WRITE_GUARD, check
+    try:
+        yield
+    finally:
+        _WRITE_GUARD = previous
+
+
+def _open_folder(directory: str, name: str, target: str) -> int:
+    """A descriptor of the folder ``directory`` that the file ``name`` is about to be written in, having
+    passed the write guard (if any) with the file's path as that descriptor resolves it."""
+    folder = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    if _WRITE_GUARD is not None:
+        try:
+            _WRITE_GUARD(os.path.join(opened_path(folder, directory), name), target)
+        except BaseException:
+            os.close(folder)
+            raise
+    return folder
+
+
+def opened_path(descriptor: int, path: str) -> str:
+    """The file an open descriptor is (Linux names it under /proc); ``path`` where that is not known."""
+    proc = f"/proc/self/fd/{descriptor}"
+    return proc if os.path.exists(proc) else path
+
+
+class LocalBackend:
+    """Files on a local (or mounted) file system."""
+
+    def list(self, location: str) -> list[FileRef]:
+        root = local_path(location)
+        if not os.path.isdir(root):
+            if location.endswith("/"):
+                raise NotADirectoryError(20, "Not a directory", root)
+            if _GUARD is not None:
+                _GUARD(root, root)
+            info = os.stat(root)
+            return [_file_ref(root, info, "")] if stat.S_ISREG(info.st_mode) else []
+        files = []
+        for directory, subdirectories, names in os.walk(root, onerror=_raise):
+            subdirectories[:] = [d for d in subdirectories if not d.startswith(".")]
+            for name in names:
+                if not visible(name):
+                    continue
+                path = os.path.join(directory, name)
+                try:
+                    info = os.stat(path)
+                except FileNotFoundError:  # a dangling symbolic link, or removed while listing
+                    continue
+                if stat.S_ISREG(info.st_mode):
+                    if _GUARD is not None:
+                        _GUARD(path, path)
+                    files.append(_file_ref(path, info, os.path.relpath(path, root).replace(os.sep, "/")))
+        files.sort(key=lambda ref: ref.key)
+        return files
+
+    def open(self, location: str) -> BinaryIO:
+        path = local_path(location)
+        if location.endswith("/") or os.path.isdir(path):
+            raise IsADirectoryError(21, "Is a directory", path)
+        if _GUARD is None:
+            return open(path, "rb", buffering=BUFFER_BYTES)
+        _GUARD(path, path)
+        stream = open(path, "rb", buffering=BUFFER_BYTES)  # noqa: SIM115  (returned open)
+        try:
+            # Checked again through the descriptor: the path may have been swapped for a symbolic link
+            # between the check and the open; what the descriptor is cannot change.
+            _GUARD(opened_path(stream.fileno(), path), path)
+        except BaseException:
+            stream.close()
+            raise
+        return stream
+
+    def delete(self, location: str) -> None:
+        os.unlink(local_path(location))
+
+    def is_folder(self, location: str) -> bool:
+        return os.path.isdir(local_path(location))
+
+    def list_folder(self, location: str, token: str | None, limit: int) -> Folder:
+        root = local_path(location)
+        with os.scandir(root) as entries:
+            names = sorted((entry.name, entry.is_dir()) for entry in entries)
+        if token and not (token.isascii() and token.isdigit()):
+            raise InvalidInputException(f"{token!r} is not a page token of folder '{location}'")
+        start = int(token or 0)
+        page = names[start : start + limit]
+        folders = [os.path.join(root, name) + "/" for name, is_dir in page if is_dir]
+        files = []
+        for name, is_dir in page:
+            if not is_dir:
+                path = os.path.join(root, name)
+                with suppress(OSError):
+                    files.append(_file_ref(path, os.stat(path), name))
+        more = start + limit < len(names)
+        return Folder(folders, files, str(start + limit) if more else None)
+
+    def exists(self, location: str) -> bool:
+        path = local_path(location)
+        return os.path.isdir(path) if location.endswith("/") else os.path.exists(path)
+
+    def move_in(self, path: str, location: str) -> bool:
+        """Rename the local file ``path`` to ``location`` (in the folder as opened and checked, as
+        ``atomic_write`` does); False when the two are on different file systems and it must be copied."""
+        target = local_path(location)
+        directory, name = os.path.split(target)
+        try:
+            os.makedirs(directory, exist_ok=True)
+            folder = _open_folder(directory, name, target)
+            try:
+                os.replace(path, name, dst_dir_fd=folder)
+            finally:
+                os.close(folder)
+        except OSError as exc:
+            if exc.errno == errno.EXDEV:
+                return False
+            raise write_error(location, exc) from exc
+        return True
+
+    @contextmanager
+    def atomic_write(self, location: str) -> Iterator[BinaryIO]:
+        target = local_path(location)
+        directory, name = os.path.split(target)
+        temporary = f".{name}.{secrets.token_hex(8)}.tmp"
+        try:
+            if location.endswith("/") or os.path.isdir(target):
+                raise IsADirectoryError(21, "it is a directory", target)
+            os.makedirs(directory, exist_ok=True)
+            # The temporary file is made, and renamed, in the folder as opened (and checked) now.
+            folder = _open_folder(directory, name, target)
+        except OSError as exc:
+            raise write_error(location, exc) from exc
+        try:
+            try:
+                # os.open with 0o666 (not mkstemp's 0o600) so the umask decides the final permissions.
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+                descriptor = os.open(temporary, flags, 0o666, dir_fd=folder)
+            except OSError as exc:
+                raise write_error(location, exc) from exc
+            stream = os.fdopen(descriptor, "wb", buffering=BUFFER_BYTES)
+            try:
+                yield stream
+            except BaseException:
+                _discard(stream, temporary, folder)
+                raise
+            try:
+                _sync_and_close(stream, temporary, folder)
+                os.replace(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
+            except OSError as exc:
+                _discard(stream, temporary, folder)
+                raise write_error(location, exc) from exc
+            with suppress(OSError):  # make the rename durable, where the file system can
+                os.fsync(folder)
+        finally:
+            os.close(folder)
+
+
+def local_path(location: str) -> str:
+    """The absolute path of a local location (``~`` expanded, relative to the working directory)."""
+    if location.startswith("file://"):
+        # Split by hand: urlsplit would cut a '#' or '?' that is part of a file name.
+        host, slash, path = location[len("file://") :].partition("/")
+        if host not in ("", "localhost") or not slash:
+            raise InvalidInputException(
+                f"'{location}' is not a local file URI (expected file:///absolute/path)"
+            )
+        return os.path.abspath("/" + unquote(path))
+    return os.path.abspath(os.path.expanduser(location))
+
+
+def _file_ref(path: str, info: os.stat_result, name: str) -> FileRef:
+    return FileRef(uri=path, key=path.lstrip("/"), size=info.st_size, name=name)
+
+
+def _raise(error: OSError) -> None:
+    raise error
+
+
+def _discard(stream: BinaryIO, temporary: str, folder: int) -> None:
+    stream.close()
+    with suppress(FileNotFoundError):
+        os.unlink(temporary, dir_fd=folder)
+
+
+def _sync_and_close(stream: BinaryIO, path: str, folder: int) -> None:
+    if stream.closed:  # the writer closed it (pyarrow sinks do): sync through a fresh descriptor
+        reopened = os.open(path, os.O_RDONLY | os.O_CLOEXEC, dir_fd=folder)
+        try:
+            os.fsync(reopened)
+        finally:
+            os.close(reopened)
+        return
+    stream.flush()
+    os.fsync(stream.fileno())
+    stream.close()

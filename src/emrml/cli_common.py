@@ -191,4 +191,3 @@ def job_progress(current: State) -> Any:
         transient=True,
         disable=current.json,
     )
-

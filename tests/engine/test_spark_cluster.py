@@ -59,8 +59,10 @@ class Cluster:
         # Encryption in transit is on for a spark:// master (spark_encryption "auto"): the daemons share the
         # application's secret, as a standalone cluster's spark-defaults.conf would give it (docs/spark.md).
         self.secret = os.urandom(16).hex()
-        options = f"-Dspark.authenticate=true -Dspark.authenticate.secret={self.secret} " \
+        options = (
+            f"-Dspark.authenticate=true -Dspark.authenticate.secret={self.secret} "
             "-Dspark.network.crypto.enabled=true"
+        )
         self.env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_WORKER_DIR": str(folder / "work"),
                     "SPARK_DAEMON_JAVA_OPTS": options}  # fmt: skip
         self.processes: list[subprocess.Popen[bytes]] = []

@@ -111,9 +111,7 @@ def test_training_on_spark_is_deterministic_and_the_tree_of_sums_changes_nothing
     assert first.report == second.report
 
 
-def test_training_data_a_model_cannot_learn_from_is_refused_on_spark(
-    spark: Any, tmp_path: Path
-) -> None:
+def test_training_data_a_model_cannot_learn_from_is_refused_on_spark(spark: Any, tmp_path: Path) -> None:
     folder = tmp_path / "one-class"
     folder.mkdir()
     write_bank_sample(folder / "a.csv", 3_000)

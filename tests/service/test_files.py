@@ -63,9 +63,7 @@ def test_outside_the_grant_everything_is_refused(app: EmrML, s3: S3, tmp_path: P
         files.make_folder(app, CAROL, s3.uri("team"), "a/b")
 
 
-def test_with_client_side_encryption_uploads_are_sealed_and_downloads_opened(
-    s3: S3, tmp_path: Path
-) -> None:
+def test_with_client_side_encryption_uploads_are_sealed_and_downloads_opened(s3: S3, tmp_path: Path) -> None:
     import base64
     import dataclasses
     import os

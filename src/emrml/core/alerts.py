@@ -19,6 +19,7 @@ CLASS_SHIFT_DISTANCE = 0.1
 NUMERIC_SHIFT_STDS = 0.5
 NUMERIC_SPREAD_RATIO = 2.0
 
+
 @dataclass(frozen=True)
 class NumericTarget:
     """Summary of a NUMERIC target's distribution (regression models)."""

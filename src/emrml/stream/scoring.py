@@ -246,4 +246,3 @@ def _json_record(text: str, columns: list[str]) -> dict[str, str] | str:
                 return f"Record[{key!r}] holds an unpaired surrogate escape (not text)"
         row[key] = item
     return row
-

@@ -190,6 +190,10 @@ def test_tags(app: EmrML) -> None:
     assert app.call("DescribeTags", target)["Tags"] == [{"Key": "team", "Value": "growth"}]
     with pytest.raises(InvalidTagException, match="reserved"):
         app.call("AddTags", {**target, "Tags": [{"Key": "aws:x", "Value": "v"}]})
+    # DeleteTags refuses the reserved prefix as AddTags does, and deletes nothing then.
+    with pytest.raises(InvalidTagException, match="'AWS:x': keys starting with 'aws:' are reserved"):
+        app.call("DeleteTags", {**target, "TagKeys": ["team", "AWS:x"]})
+    assert app.call("DescribeTags", target)["Tags"] == [{"Key": "team", "Value": "growth"}]
     with pytest.raises(InvalidTagException, match="Key"):
         app.call("AddTags", {**target, "Tags": [{"Key": "bad{key}", "Value": "v"}]})
     with pytest.raises(InvalidTagException, match="Value"):

@@ -22,13 +22,18 @@ def _tags(session: Session, kind: str, entity_id: str) -> list[Tag]:
     return list(session.scalars(query))
 
 
+def _check_key(key: str) -> None:
+    """Amazon reserves the ``aws:`` prefix (spec 4.7): such keys are neither added nor deleted."""
+    if key.lower().startswith("aws:"):
+        raise InvalidTagException(f"tag key {key!r}: keys starting with 'aws:' are reserved")
+
+
 def put_tags(session: Session, kind: str, entity_id: str, tags: list[dict[str, str]]) -> None:
     """Add or overwrite tags, keeping at most 50 on the object."""
     for tag in tags:
         if not tag.get("Key"):
             raise InvalidTagException("every tag needs a Key")
-        if tag["Key"].lower().startswith("aws:"):
-            raise InvalidTagException(f"tag key {tag['Key']!r}: keys starting with 'aws:' are reserved")
+        _check_key(tag["Key"])
     existing = {tag.key: tag for tag in _tags(session, kind, entity_id)}
     new_keys = {tag["Key"] for tag in tags} - existing.keys()
     if len(existing) + len(new_keys) > MAX_TAGS:
@@ -85,6 +90,8 @@ def delete_tags(app: EmrML, request: Request) -> Response:
     kind, entity_id = request["ResourceType"], request["ResourceId"]
     with app.sessions() as session, session.begin():
         find_live(session, kind, entity_id)
+        for key in request["TagKeys"]:
+            _check_key(key)
         session.execute(
             delete(Tag).where(
                 Tag.resource_type == kind, Tag.resource_id == entity_id, Tag.key.in_(request["TagKeys"])

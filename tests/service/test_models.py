@@ -370,6 +370,18 @@ def test_tags_are_inherited(app: EmrML, small: Path) -> None:
     )
     tags = app.call("DescribeTags", {"ResourceId": "ev-1", "ResourceType": "Evaluation"})["Tags"]
     assert {t["Key"]: t["Value"] for t in tags} == {"team": "data", "x": "model"}
+    # Over the limit of 50 together, the model's tags are kept before the datasource's (they win a
+    # conflict, and were dropped first when a datasource with 50 tags was evaluated).
+    datasource(app, "ds-tagged", small)
+    many = [{"Key": f"d{i:02d}", "Value": "ds"} for i in range(49)] + [{"Key": "x", "Value": "ds"}]
+    app.call("AddTags", {"ResourceId": "ds-tagged", "ResourceType": "DataSource", "Tags": many})
+    app.call(
+        "CreateEvaluation",
+        {"EvaluationId": "ev-2", "MLModelId": "ml-1", "EvaluationDataSourceId": "ds-tagged"},
+    )
+    tags = app.call("DescribeTags", {"ResourceId": "ev-2", "ResourceType": "Evaluation"})["Tags"]
+    values = {t["Key"]: t["Value"] for t in tags}
+    assert len(values) == 50 and values["team"] == "data" and values["x"] == "model"
 
 
 def test_numbers_too_large_for_a_raw_numeric_output_fail_clearly(sqlite_app: EmrML, tmp_path: Path) -> None:

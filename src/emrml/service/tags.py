@@ -57,10 +57,12 @@ def put_tags(session: Session, kind: str, entity_id: str, tags: list[dict[str, s
 
 
 def inherit_tags(session: Session, child: tuple[str, str], parents: list[tuple[str, str]]) -> None:
-    """Copy the parents' tags to a new object; later parents win on key conflicts (spec 4.7)."""
+    """Copy the parents' tags to a new object; later parents win on key conflicts (spec 4.7), and, when
+    together they have more than the child may hold, keep theirs before the earlier parents'."""
     merged: dict[str, str | None] = {}
-    for kind, entity_id in parents:
-        merged.update({tag.key: tag.value for tag in _tags(session, kind, entity_id)})
+    for kind, entity_id in reversed(parents):
+        for tag in _tags(session, kind, entity_id):
+            merged.setdefault(tag.key, tag.value)
     put_tags(session, *child, [{"Key": key, "Value": value} for key, value in merged.items()][:MAX_TAGS])
 
 

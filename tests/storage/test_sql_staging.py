@@ -83,3 +83,20 @@ def test_mysql_bytes_are_refused_with_the_conversion_a_bit_column_needs(tmp_path
     assert "CAST(`is active` AS UNSIGNED) (BIT(1) then reads as 0 and 1" in str(refused.value)
     assert "HEX(`is active`)" in str(refused.value)
     assert not (tmp_path / "flags.csv.gz").exists()
+
+
+@pytest.mark.parametrize(
+    ("api", "member", "example"),
+    [
+        ("RDS", "InstanceIdentifier", "mysql://host:3306"),
+        ("Redshift", "ClusterIdentifier", "postgresql://host:5432"),
+    ],
+)
+def test_an_unknown_identifier_is_told_a_connection_of_its_kind(api: str, member: str, example: str) -> None:
+    # A Redshift cluster was told to configure a connection such as mysql://host:3306, which Redshift
+    # datasources refuse.
+    with pytest.raises(DataError) as refused:
+        sql.resolve({"other": "mysql://db:3306"}, api, "mine", "d", "u", "password1")
+    message = str(refused.value)
+    assert f"DatabaseInformation.{member} 'mine' is not a configured connection" in message
+    assert f"such as {example}; configured: other" in message

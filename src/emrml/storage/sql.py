@@ -84,9 +84,10 @@ def resolve(
     member = "InstanceIdentifier" if api == "RDS" else "ClusterIdentifier"
     if url is None:
         configured = ", ".join(sorted(connections)) or "none"
+        example = "mysql://host:3306" if api == "RDS" else "postgresql://host:5432"
         raise DataError(
             f"DatabaseInformation.{member} {identifier!r} is not a configured connection (setting "
-            f"sql_connections maps identifiers to URLs such as mysql://host:3306; configured: {configured})"
+            f"sql_connections maps identifiers to URLs such as {example}; configured: {configured})"
         )
     parts = urlsplit(url)
     if parts.scheme not in SCHEMES[api] or not parts.hostname:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -106,5 +108,58 @@ def test_describe_lists_only_what_get_allows_whatever_the_case_of_the_ids(settin
             "Results"
         ]
         assert [d["DataSourceId"] for d in prefixed] == ["SECRET-ds"]
+    finally:
+        app.close()
+
+
+def test_the_schema_beside_the_data_needs_its_own_storage_grant(settings: Settings, tmp_path: Path) -> None:
+    # A datasource given no schema reads <data>.schema (or <folder>/.schema): its job read that file for
+    # a caller whose grant covered only the data, so a schema the caller may not read was used and shown
+    # (GetDataSource's DataSourceSchema). The request now needs storage:Read there too.
+    app = EmrML(settings)
+    try:
+        data = tmp_path / "data.csv"
+        data.write_text("a\n1\n")
+        folder = tmp_path / "parts"
+        folder.mkdir()
+        access = app.access
+        access.create_user("dora")  # in users: her own objects, no storage
+        access.create_group("readers")
+        access.add_member("readers", "dora")
+        grants = [str(data), str(folder), "s3://bucket/data.csv", "s3://bucket/parts/", "s3://other"]
+        access.add_statement("readers", {"Effect": "Allow", "Action": ["storage:Read"], "Resource": grants})
+        caller = f"arn:aws:iam::{app.settings.account_id}:user/dora"
+
+        def create(entity_id: str, location: str) -> None:
+            request = {"DataSourceId": entity_id, "DataSpec": {"DataLocationS3": location}}
+            app.call("CreateDataSourceFromS3", request, caller=caller)
+
+        for entity_id, location, schema in [
+            ("ds-file", str(data), f"{data}.schema"),
+            ("ds-folder", str(folder), f"{folder}/.schema"),
+            ("ds-s3-file", "s3://bucket/data.csv", "s3://bucket/data.csv.schema"),
+            ("ds-s3-prefix", "s3://bucket/parts/", "s3://bucket/parts/.schema"),
+            ("ds-bucket", "s3://other", "s3://other/.schema"),
+        ]:
+            with pytest.raises(
+                AccessDeniedException, match=f"storage:Read on resource: {re.escape(schema)}$"
+            ):
+                create(entity_id, location)
+        # Given the schema, or granted the file beside, the same requests are accepted.
+        schema = json.dumps({"attributes": [{"attributeName": "a", "attributeType": "NUMERIC"}]})
+        request = {
+            "DataSourceId": "ds-given",
+            "DataSpec": {"DataLocationS3": str(data), "DataSchema": schema},
+        }
+        app.call("CreateDataSourceFromS3", request, caller=caller)
+        beside = [f"{data}.schema", f"{folder}/.schema", "s3://bucket/data.csv*", "s3://bucket/parts/.schema"]
+        access.add_statement("readers", {"Effect": "Allow", "Action": ["storage:Read"], "Resource": beside})
+        for entity_id, location in [
+            ("ds-file", str(data)),
+            ("ds-folder", str(folder)),
+            ("ds-s3-file", "s3://bucket/data.csv"),
+            ("ds-s3-prefix", "s3://bucket/parts/"),
+        ]:
+            create(entity_id, location)
     finally:
         app.close()

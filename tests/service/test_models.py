@@ -274,7 +274,12 @@ def test_too_many_classes_fail_the_model(app: EmrML, tmp_path: Path) -> None:
     assert model["Status"] == "FAILED" and "more than 100 classes" in model["Message"]
 
 
-def test_evaluation_datasource_with_another_schema_fails(app: EmrML, small: Path, tmp_path: Path) -> None:
+def test_a_datasource_lacking_model_attributes_is_refused_alike_by_evaluations_and_batches(
+    app: EmrML, small: Path, tmp_path: Path
+) -> None:
+    # CreateBatchPrediction refused such a datasource at once while CreateEvaluation accepted it and
+    # failed in its job: both now refuse it as soon as both schemas are known (here the model is still
+    # training: its schema is its training datasource's), and their jobs check when it is not.
     app.call(
         "CreateMLModel", {"MLModelId": "ml-1", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-small"}
     )
@@ -284,14 +289,45 @@ def test_evaluation_datasource_with_another_schema_fails(app: EmrML, small: Path
     schema = {**SMALL_SCHEMA, "attributes": [SMALL_SCHEMA["attributes"][0], SMALL_SCHEMA["attributes"][2]]}
     (other / "data.csv.schema").write_text(json.dumps(schema))
     datasource(app, "ds-other", other)
+    evaluation = {"EvaluationId": "ev-1", "MLModelId": "ml-1", "EvaluationDataSourceId": "ds-other"}
+    batch = {
+        "BatchPredictionId": "bp-1",
+        "MLModelId": "ml-1",
+        "BatchPredictionDataSourceId": "ds-other",
+        "OutputUri": str(tmp_path / "out") + "/",
+    }
+    for operation, request, member in [
+        ("CreateEvaluation", evaluation, "EvaluationDataSourceId"),
+        ("CreateBatchPrediction", batch, "BatchPredictionDataSourceId"),
+    ]:
+        expected = f"{member} 'ds-other' lacks attributes the model 'ml-1' uses: words"
+        with pytest.raises(InvalidInputException, match=expected):
+            app.call(operation, request)
+    # Without the target, a datasource may be scored but not evaluated.
+    untargeted = tmp_path / "untargeted"
+    untargeted.mkdir()
+    (untargeted / "data.csv").write_text("x,words\n1,good day\n")
+    schema = {**SMALL_SCHEMA, "attributes": SMALL_SCHEMA["attributes"][:2], "targetAttributeName": None}
+    datasource(app, "ds-untargeted", untargeted, schema=json.dumps(schema))
+    with pytest.raises(
+        InvalidInputException, match="'ds-untargeted' lacks attributes the model 'ml-1' uses: y"
+    ):
+        app.call("CreateEvaluation", {**evaluation, "EvaluationDataSourceId": "ds-untargeted"})
+    app.call("CreateBatchPrediction", {**batch, "BatchPredictionDataSourceId": "ds-untargeted"})
+    assert app.wait("BatchPrediction", "bp-1")["Status"] == "COMPLETED"
+
+    # A datasource whose schema is not known yet is accepted; the jobs fail, saying the same.
+    spec = {"DataLocationS3": str(other / "data.csv"), "DataSchema": (other / "data.csv.schema").read_text()}
+    app.call("CreateDataSourceFromS3", {"DataSourceId": "ds-later", "DataSpec": spec})
+    app.call("CreateEvaluation", {**evaluation, "EvaluationId": "ev-2", "EvaluationDataSourceId": "ds-later"})
     app.call(
-        "CreateEvaluation",
-        {"EvaluationId": "ev-1", "MLModelId": "ml-1", "EvaluationDataSourceId": "ds-other"},
+        "CreateBatchPrediction",
+        {**batch, "BatchPredictionId": "bp-2", "BatchPredictionDataSourceId": "ds-later"},
     )
-    evaluation = app.wait("Evaluation", "ev-1")
-    assert (
-        evaluation["Status"] == "FAILED" and "lacks attributes the model uses: words" in evaluation["Message"]
-    )
+    for kind, entity_id in [("Evaluation", "ev-2"), ("BatchPrediction", "bp-2")]:
+        failed = app.wait(kind, entity_id)
+        assert failed["Status"] == "FAILED", failed
+        assert "datasource's schema lacks attributes the model uses: words" in failed["Message"]
 
 
 def test_a_failed_model_cannot_be_evaluated(app: EmrML, small: Path) -> None:
@@ -334,6 +370,18 @@ def test_tags_are_inherited(app: EmrML, small: Path) -> None:
     )
     tags = app.call("DescribeTags", {"ResourceId": "ev-1", "ResourceType": "Evaluation"})["Tags"]
     assert {t["Key"]: t["Value"] for t in tags} == {"team": "data", "x": "model"}
+    # Over the limit of 50 together, the model's tags are kept before the datasource's (they win a
+    # conflict, and were dropped first when a datasource with 50 tags was evaluated).
+    datasource(app, "ds-tagged", small)
+    many = [{"Key": f"d{i:02d}", "Value": "ds"} for i in range(49)] + [{"Key": "x", "Value": "ds"}]
+    app.call("AddTags", {"ResourceId": "ds-tagged", "ResourceType": "DataSource", "Tags": many})
+    app.call(
+        "CreateEvaluation",
+        {"EvaluationId": "ev-2", "MLModelId": "ml-1", "EvaluationDataSourceId": "ds-tagged"},
+    )
+    tags = app.call("DescribeTags", {"ResourceId": "ev-2", "ResourceType": "Evaluation"})["Tags"]
+    values = {t["Key"]: t["Value"] for t in tags}
+    assert len(values) == 50 and values["team"] == "data" and values["x"] == "model"
 
 
 def test_numbers_too_large_for_a_raw_numeric_output_fail_clearly(sqlite_app: EmrML, tmp_path: Path) -> None:

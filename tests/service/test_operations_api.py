@@ -180,6 +180,17 @@ def test_get_update_delete(app: EmrML) -> None:
         create(app, "ds-1", "new")
 
 
+def test_a_deleted_object_named_by_a_create_is_said_to_be_deleted(app: EmrML) -> None:
+    # It was refused as if it did not exist ("no such DataSource"), though GetDataSource shows it DELETED.
+    create(app, "ds-1", ComputeStatistics=True)
+    app.call("DeleteDataSource", {"DataSourceId": "ds-1"})
+    request = {"MLModelId": "ml-1", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-1"}
+    with pytest.raises(InvalidInputException, match="TrainingDataSourceId 'ds-1': the DataSource is DELETED"):
+        app.call("CreateMLModel", request)
+    with pytest.raises(InvalidInputException, match="TrainingDataSourceId 'ds-2': no such DataSource"):
+        app.call("CreateMLModel", {**request, "TrainingDataSourceId": "ds-2"})
+
+
 def test_tags(app: EmrML) -> None:
     create(app, "ds-1")
     target = {"ResourceId": "ds-1", "ResourceType": "DataSource"}
@@ -190,6 +201,10 @@ def test_tags(app: EmrML) -> None:
     assert app.call("DescribeTags", target)["Tags"] == [{"Key": "team", "Value": "growth"}]
     with pytest.raises(InvalidTagException, match="reserved"):
         app.call("AddTags", {**target, "Tags": [{"Key": "aws:x", "Value": "v"}]})
+    # DeleteTags refuses the reserved prefix as AddTags does, and deletes nothing then.
+    with pytest.raises(InvalidTagException, match="'AWS:x': keys starting with 'aws:' are reserved"):
+        app.call("DeleteTags", {**target, "TagKeys": ["team", "AWS:x"]})
+    assert app.call("DescribeTags", target)["Tags"] == [{"Key": "team", "Value": "growth"}]
     with pytest.raises(InvalidTagException, match="Key"):
         app.call("AddTags", {**target, "Tags": [{"Key": "bad{key}", "Value": "v"}]})
     with pytest.raises(InvalidTagException, match="Value"):

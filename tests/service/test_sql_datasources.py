@@ -80,6 +80,8 @@ def _mariadb(name: str, user: str) -> None:
         run(f"INSERT INTO customers SELECT {_COLUMNS} FROM (SELECT seq AS n FROM seq_1_to_{ROWS}) AS numbers")
         run("CREATE TABLE files (id INT, payload BLOB)")
         run("INSERT INTO files VALUES (1, 'abc')")
+        run("CREATE TABLE flags (id INT, active BIT(1))")
+        run("INSERT INTO flags VALUES (1, b'1'), (2, b'0'), (3, b'1'), (4, NULL)")
         run("CREATE TABLE audit (id INT)")
         run(
             "CREATE FUNCTION touch() RETURNS INT MODIFIES SQL DATA BEGIN INSERT INTO audit VALUES (1); "
@@ -269,7 +271,9 @@ def test_a_given_schema_names_the_target(sql_app: EmrML, databases: Databases, s
         ("SELECT id FROM customers WHERE id < 0", "SelectSqlQuery returned no rows"),
         ("DELETE FROM customers", r"SelectSqlQuery must be a SELECT statement \(it starts with 'DELETE'\)"),
         ("SELECT touch() AS t", "READ ONLY transaction"),
-        ("SELECT * FROM files", "column 'payload' has SQL type .*which no Amazon ML attribute type holds"),
+        ("SELECT * FROM files", "column 'payload' holds bytes .*which no Amazon ML attribute type holds"),
+        # BIT(1) reads as bytes too; CAST(... AS CHAR) would stage its 1 as the control character 0x01.
+        ("SELECT * FROM flags", r"column 'active' holds bytes \(a MySQL BIT.*CAST\(`active` AS UNSIGNED\)"),
         ("SELECT id, id FROM customers", "two columns named 'id'"),
         # Values and types the driver cannot read fail with what to do about it, not only the driver's words.
         (
@@ -286,6 +290,21 @@ def test_bad_queries_on_mariadb_fail_the_datasource(
     assert re.search(expected, message), message
     assert databases.count(databases.mariadb, "customers") == ROWS
     assert databases.count(databases.mariadb, "audit") == 0
+
+
+def test_a_mysql_bit_column_converted_as_the_refusal_says_is_binary(
+    sql_app: EmrML, databases: Databases, staging: Path
+) -> None:
+    query = "SELECT id, CAST(active AS UNSIGNED) AS active FROM flags ORDER BY id"
+    result = from_rds(sql_app, databases, staging, "rds-flags", query)
+    assert result["Status"] == "COMPLETED", result
+    with gzip.open(staging / "rds-flags.csv.gz", "rt") as text:
+        assert text.read().split() == ["id,active", "1,1", "2,0", "3,1", "4,"]
+    verbose = sql_app.call("GetDataSource", {"DataSourceId": "rds-flags", "Verbose": True})
+    types = {
+        a["attributeName"]: a["attributeType"] for a in json.loads(verbose["DataSourceSchema"])["attributes"]
+    }
+    assert types == {"id": "NUMERIC", "active": "BINARY"}
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from emrml.errors import DataError
 from emrml.storage import sql
 
 
@@ -64,3 +65,38 @@ def test_the_inference_sample_spans_batches_up_to_its_row_limit(tmp_path: Path) 
     staged = sql.stage(reader, str(tmp_path / "codes.csv.gz"))
     assert staged.rows == 510
     assert staged.schema.attributes[0].type.value == "NUMERIC"
+
+
+def test_mysql_bytes_are_refused_with_the_conversion_a_bit_column_needs(tmp_path: Path) -> None:
+    # The MySQL driver reads BIT(1) as one byte, b"\x01" or b"\x00". It was refused as "SQL type
+    # large_binary" with the hint CAST(... AS CHAR), which stages the control character 0x01, not 1.
+    schema = pa.schema([("id", pa.int32()), ("is active", pa.large_binary())])
+    batch = pa.record_batch(
+        [pa.array([1, 2]), pa.array([b"\x01", b"\x00"], pa.large_binary())], schema=schema
+    )
+    reader = pa.RecordBatchReader.from_batches(schema, [batch])
+    with pytest.raises(DataError) as refused:
+        sql.stage(reader, str(tmp_path / "flags.csv.gz"))
+    assert "column 'is active' holds bytes (a MySQL BIT, BINARY, VARBINARY or BLOB column)" in str(
+        refused.value
+    )
+    assert "CAST(`is active` AS UNSIGNED) (BIT(1) then reads as 0 and 1" in str(refused.value)
+    assert "HEX(`is active`)" in str(refused.value)
+    assert not (tmp_path / "flags.csv.gz").exists()
+
+
+@pytest.mark.parametrize(
+    ("api", "member", "example"),
+    [
+        ("RDS", "InstanceIdentifier", "mysql://host:3306"),
+        ("Redshift", "ClusterIdentifier", "postgresql://host:5432"),
+    ],
+)
+def test_an_unknown_identifier_is_told_a_connection_of_its_kind(api: str, member: str, example: str) -> None:
+    # A Redshift cluster was told to configure a connection such as mysql://host:3306, which Redshift
+    # datasources refuse.
+    with pytest.raises(DataError) as refused:
+        sql.resolve({"other": "mysql://db:3306"}, api, "mine", "d", "u", "password1")
+    message = str(refused.value)
+    assert f"DatabaseInformation.{member} 'mine' is not a configured connection" in message
+    assert f"such as {example}; configured: other" in message

@@ -27,7 +27,7 @@ from emrml.service.scoring import create_scoring
 
 if TYPE_CHECKING:
     from emrml.service.app import EmrML
-    from emrml.service.metastore import BatchPrediction, DataSource, MLModel
+    from emrml.service.metastore import BatchPrediction
 
 _S3 = re.compile(r"s3://([^/]+)(/.*)?")
 
@@ -63,26 +63,11 @@ def check_output_uri(uri: str) -> str:
     return output_prefix(uri)
 
 
-def _check_schemas(model: MLModel, source: DataSource) -> None:
-    """With both schemas known, a datasource lacking attributes the model uses is refused now."""
-    if not (model.data_schema and source.data_schema):
-        return
-    from emrml.core.schema import parse_schema
-
-    model_schema, data_schema = parse_schema(model.data_schema), parse_schema(source.data_schema)
-    missing = [a.name for a in model_schema.input_attributes if a.name not in data_schema]
-    if missing:
-        raise InvalidInputException(
-            f"BatchPredictionDataSourceId {source.id!r} lacks attributes the model {model.id!r} uses: "
-            + ", ".join(missing)
-        )
-
-
 @operation("CreateBatchPrediction")
 def create_batch_prediction(app: EmrML, request: Request) -> Response:
     output = check_output_uri(request["OutputUri"])
     check_location(app, output, member="OutputUri", write=True)
-    return create_scoring(app, "BatchPrediction", request, _check_schemas, output_uri=output)
+    return create_scoring(app, "BatchPrediction", request, output_uri=output)
 
 
 def describe_batch_prediction(entity: BatchPrediction) -> Response:

@@ -102,6 +102,24 @@ def check_location(
         raise AccessDeniedException(f"{member} '{location}' {refusal}")
 
 
+def check_schema_beside(app: EmrML, data_location: str) -> None:
+    """``check_location`` for the schema a datasource given no schema reads beside its data (spec open
+    question 6): the request does not name that file, but its job reads it for the caller all the same.
+
+    Which of ``<file>.schema`` and ``<prefix>/.schema`` the job reads depends on whether the data is a
+    file or a folder: a local path is looked at; an S3 location is not asked (the request would wait on
+    the store, or fail where the job fails with a FAILED datasource), so both must be readable.
+    """
+    if data_location.endswith("/") or not data_location.startswith("s3://"):
+        candidates = [locations.schema_location_for(data_location)]
+    elif "/" not in data_location[len("s3://") :]:
+        candidates = [f"{data_location}/{locations.SCHEMA_SUFFIX}"]  # a bucket is a folder
+    else:
+        candidates = [data_location + locations.SCHEMA_SUFFIX, f"{data_location}/{locations.SCHEMA_SUFFIX}"]
+    for candidate in candidates:
+        check_location(app, candidate, member="the schema file beside DataLocationS3 (no DataSchema given)")
+
+
 def open_for_server(app: EmrML, location: str, *, member: str) -> BinaryIO:
     """Open a file the server reads for a caller outside ``EmrML.call`` (the console's downloads): checked
     by ``check_location``, then again through the opened descriptor, as confined jobs read."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from emrml.core.rearrange import parse_rearrangement
 from emrml.errors import InvalidInputException
 from emrml.service import describe
-from emrml.service.confinement import check_location
+from emrml.service.confinement import check_location, check_schema_beside
 from emrml.service.operations import (
     Request,
     Response,
@@ -57,6 +57,8 @@ def _create(app: EmrML, request: Request, location: str, spec: dict[str, Any], *
 def create_data_source_from_s3(app: EmrML, request: Request) -> Response:
     spec = request["DataSpec"]
     check_location(app, spec["DataLocationS3"], member="DataLocationS3")
+    if not (spec.get("DataSchema") or spec.get("DataSchemaLocationS3")):
+        check_schema_beside(app, spec["DataLocationS3"])
     return _create(app, request, spec["DataLocationS3"], spec)
 
 

@@ -22,13 +22,18 @@ def _tags(session: Session, kind: str, entity_id: str) -> list[Tag]:
     return list(session.scalars(query))
 
 
+def _check_key(key: str) -> None:
+    """Amazon reserves the ``aws:`` prefix (spec 4.7): such keys are neither added nor deleted."""
+    if key.lower().startswith("aws:"):
+        raise InvalidTagException(f"tag key {key!r}: keys starting with 'aws:' are reserved")
+
+
 def put_tags(session: Session, kind: str, entity_id: str, tags: list[dict[str, str]]) -> None:
     """Add or overwrite tags, keeping at most 50 on the object."""
     for tag in tags:
         if not tag.get("Key"):
             raise InvalidTagException("every tag needs a Key")
-        if tag["Key"].lower().startswith("aws:"):
-            raise InvalidTagException(f"tag key {tag['Key']!r}: keys starting with 'aws:' are reserved")
+        _check_key(tag["Key"])
     existing = {tag.key: tag for tag in _tags(session, kind, entity_id)}
     new_keys = {tag["Key"] for tag in tags} - existing.keys()
     if len(existing) + len(new_keys) > MAX_TAGS:
@@ -52,10 +57,12 @@ def put_tags(session: Session, kind: str, entity_id: str, tags: list[dict[str, s
 
 
 def inherit_tags(session: Session, child: tuple[str, str], parents: list[tuple[str, str]]) -> None:
-    """Copy the parents' tags to a new object; later parents win on key conflicts (spec 4.7)."""
+    """Copy the parents' tags to a new object; later parents win on key conflicts (spec 4.7), and, when
+    together they have more than the child may hold, keep theirs before the earlier parents'."""
     merged: dict[str, str | None] = {}
-    for kind, entity_id in parents:
-        merged.update({tag.key: tag.value for tag in _tags(session, kind, entity_id)})
+    for kind, entity_id in reversed(parents):
+        for tag in _tags(session, kind, entity_id):
+            merged.setdefault(tag.key, tag.value)
     put_tags(session, *child, [{"Key": key, "Value": value} for key, value in merged.items()][:MAX_TAGS])
 
 
@@ -85,6 +92,8 @@ def delete_tags(app: EmrML, request: Request) -> Response:
     kind, entity_id = request["ResourceType"], request["ResourceId"]
     with app.sessions() as session, session.begin():
         find_live(session, kind, entity_id)
+        for key in request["TagKeys"]:
+            _check_key(key)
         session.execute(
             delete(Tag).where(
                 Tag.resource_type == kind, Tag.resource_id == entity_id, Tag.key.in_(request["TagKeys"])

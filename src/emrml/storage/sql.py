@@ -84,9 +84,10 @@ def resolve(
     member = "InstanceIdentifier" if api == "RDS" else "ClusterIdentifier"
     if url is None:
         configured = ", ".join(sorted(connections)) or "none"
+        example = "mysql://host:3306" if api == "RDS" else "postgresql://host:5432"
         raise DataError(
             f"DatabaseInformation.{member} {identifier!r} is not a configured connection (setting "
-            f"sql_connections maps identifiers to URLs such as mysql://host:3306; configured: {configured})"
+            f"sql_connections maps identifiers to URLs such as {example}; configured: {configured})"
         )
     parts = urlsplit(url)
     if parts.scheme not in SCHEMES[api] or not parts.hostname:
@@ -281,9 +282,19 @@ def _column(field: pa.Field) -> Column:
         return Column(field.name, AttributeType.NUMERIC, kind)
     if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind):
         return Column(field.name, None, pa.string())
+    postgresql = bool(field.metadata and b"POSTGRESQL:type" in field.metadata)
     if pa.types.is_date(kind) or pa.types.is_time(kind) or pa.types.is_timestamp(kind):
-        postgresql = bool(field.metadata and b"POSTGRESQL:type" in field.metadata)
         return Column(field.name, AttributeType.CATEGORICAL, pa.string(), postgresql_temporal=postgresql)
+    if (pa.types.is_binary(kind) or pa.types.is_large_binary(kind)) and not postgresql:
+        # The MySQL driver reads BIT(n) as bytes, like BINARY and BLOB, and says nothing more of the type:
+        # CAST(... AS CHAR) would stage BIT(1)'s 1 as the control character 0x01, so say how to get 0 and 1.
+        quoted = "`" + field.name.replace("`", "``") + "`"
+        raise DataError(
+            f"SelectSqlQuery column {field.name!r} holds bytes (a MySQL BIT, BINARY, VARBINARY or BLOB "
+            "column), which no Amazon ML attribute type holds; convert it in the query: a BIT column with "
+            f"CAST({quoted} AS UNSIGNED) (BIT(1) then reads as 0 and 1, a BINARY attribute), other bytes "
+            f"with HEX({quoted})"
+        )
     raise DataError(
         f"SelectSqlQuery column {field.name!r} has SQL type {_sql_type(field)}, which no Amazon ML attribute "
         "type holds (BINARY, CATEGORICAL, NUMERIC, TEXT); convert it in the query, e.g. CAST(... AS CHAR) "

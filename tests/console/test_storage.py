@@ -4,6 +4,8 @@ or the roots do not allow."""
 
 from __future__ import annotations
 
+import html
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -164,3 +166,31 @@ def test_files_with_any_unicode_name_download(admin: Any, installation: Installa
     disposition = downloaded.headers["content-disposition"]
     assert "filename*=UTF-8''%E6%97%A5%E6%9C%AC%20%E2%82%AC.csv" in disposition
     assert disposition.isascii()
+
+
+def _link(page: str, text: str) -> str | None:
+    found = re.search(rf'<a (?:rel="\w+" )?href="([^"]*)">{text}</a>', page)
+    return html.unescape(found.group(1)) if found else None
+
+
+def test_a_folder_pages_forward_and_back(admin: Any, installation: Installation) -> None:
+    folder = installation.home / "data" / f"pages-{uuid.uuid4().hex[:6]}"
+    folder.mkdir()
+    for number in range(250):  # three pages of 100
+        (folder / f"f{number:03}.csv").write_bytes(b"1\n")
+    first = admin.get(f"/console/storage?location={folder}")
+    assert _link(first.text, "Previous page") is None and _link(first.text, "First page") is None
+    pages = [first.text]
+    for _ in range(2):
+        following = _link(pages[-1], "Next page")
+        assert following is not None
+        pages.append(admin.get(following).text)
+    assert _link(pages[-1], "Next page") is None and "f249.csv" in pages[-1]
+    for expected in ("f100.csv", "f000.csv"):
+        previous = _link(pages[-1], "Previous page")
+        assert previous is not None
+        pages.append(admin.get(previous).text)
+        assert f">{expected}</a>" in pages[-1]
+    # Back on the first page: nothing before it, and "Next page" still leads on.
+    assert _link(pages[-1], "Previous page") is None
+    assert ">f100.csv</a>" in admin.get(_link(pages[-1], "Next page")).text

@@ -159,8 +159,15 @@ class Console:
         self.templates.filters.update(formats.FILTERS)
 
     def url(self, path: str = "", **query: Any) -> str:
+        """The console's ``path`` with ``query``: empty values left out, a list's items repeated (each
+        kept, even "")."""
         base = self.prefix + "/" + path.lstrip("/")
-        pairs = [(k, v) for k, v in query.items() if v not in (None, "")]
+        pairs = []
+        for key, value in query.items():
+            if isinstance(value, list):
+                pairs.extend((key, item) for item in value)
+            elif value not in (None, ""):
+                pairs.append((key, value))
         if pairs:
             base += "?" + "&".join(f"{k}={quote(str(v), safe='')}" for k, v in pairs)
         return base

@@ -317,6 +317,35 @@ def test_password_change_asks_for_the_current_one(anonymous: Any, installation: 
     assert log_in(anonymous, "carol", "n3w-password").status_code == 303
 
 
+def test_wrong_current_passwords_are_throttled_as_logins_are(
+    anonymous: Any, installation: Installation
+) -> None:
+    from emrml.service.identity import Identities
+    from emrml.service.logins import MAX_FAILURES, Logins
+
+    Identities(installation.service.sessions, installation.home).create_user("dave")
+    Logins(installation.service.sessions).set_password("dave", "dave-password")
+    assert log_in(anonymous, "dave", "dave-password").status_code == 303
+    token = login_token(anonymous.get("/console/account").text)
+
+    def change(current: str) -> Any:
+        form = {"csrf_token": token, "current": current, "new": "n3w-password", "again": "n3w-password"}
+        return anonymous.post("/console/account", data=form)
+
+    for attempt in range(MAX_FAILURES):
+        wrong = change(f"guess-{attempt}")
+        assert wrong.status_code == 400 and "not your current password" in wrong.text
+    # Even the right password now waits: guessing through an open session is as slow as at the login form.
+    throttled = change("dave-password")
+    assert throttled.status_code == 429 and "Too many failed logins" in throttled.text
+    assert int(throttled.headers["retry-after"]) > 0
+    assert 'aria-invalid="true"' in throttled.text
+    assert Logins(installation.service.sessions).verify("dave", "dave-password")
+    # The failures count for the login form too (same user, same client).
+    anonymous.cookies.clear()
+    assert log_in(anonymous, "dave", "dave-password").status_code == 429
+
+
 def test_share_links_show_one_dashboard_until_revoked(admin: Any, anonymous_client_factory: Any) -> None:
     page = admin.get(f"/console/evaluations/{EVALUATION}")
     created = admin.post(

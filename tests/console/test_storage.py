@@ -12,6 +12,8 @@ from typing import Any
 
 from console_helpers import BOB_PASSWORD, Installation, log_in, login_token
 
+from emrml.service import files
+
 
 def _token(client: Any) -> str:
     return login_token(client.get("/console/storage").text)
@@ -194,3 +196,52 @@ def test_a_folder_pages_forward_and_back(admin: Any, installation: Installation)
     # Back on the first page: nothing before it, and "Next page" still leads on.
     assert _link(pages[-1], "Previous page") is None
     assert ">f100.csv</a>" in admin.get(_link(pages[-1], "Next page")).text
+
+
+def _swapped_after_the_check(monkeypatch: Any, folder: Path, outside: Path) -> None:
+    """The folder becomes a symbolic link out of the data roots right after its location passed the
+    check: what a local user racing the server could do."""
+    checked = files.check_location
+
+    def check_then_swap(app: Any, location: str, **kwargs: Any) -> None:
+        checked(app, location, **kwargs)
+        if location.startswith(str(folder)) and not folder.is_symlink():
+            folder.rename(folder.with_name(folder.name + "-real"))
+            folder.symlink_to(outside, target_is_directory=True)
+
+    monkeypatch.setattr(files, "check_location", check_then_swap)
+
+
+def test_a_folder_swapped_for_a_link_after_the_check_is_not_used(
+    admin: Any, installation: Installation, tmp_path: Path, monkeypatch: Any
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim.csv").write_bytes(b"keep me\n")
+    (outside / "secret-name.csv").write_bytes(b"s\n")
+    source = _folder_with(installation, "source.csv", b"copied\n")
+    token = _token(admin)
+    actions = {
+        "delete": {"file": "{folder}/victim.csv"},
+        "upload": {},
+        "mkdir": {"name": "made"},
+        "copy": {"file": f"{source}/source.csv", "target": "{folder}/copied.csv"},
+    }
+    for action, fields in actions.items():
+        folder = _folder_with(installation, "victim.csv", b"mine\n")
+        with monkeypatch.context() as patch:
+            _swapped_after_the_check(patch, folder, outside)
+            form = {name: value.format(folder=folder) for name, value in fields.items()}
+            admin.post(
+                "/console/storage",
+                data={"csrf_token": token, "action": action, "location": str(folder), **form},
+                files={"file": ("uploaded.csv", b"x\n", "text/csv")} if action == "upload" else None,
+            )
+        assert folder.is_symlink(), action  # the race happened
+        assert sorted(p.name for p in outside.iterdir()) == ["secret-name.csv", "victim.csv"], action
+        assert (outside / "victim.csv").read_bytes() == b"keep me\n", action
+    folder = _folder_with(installation, "mine.csv", b"mine\n")
+    with monkeypatch.context() as patch:
+        _swapped_after_the_check(patch, folder, outside)
+        listed = admin.get(f"/console/storage?format=json&location={folder}")
+    assert listed.status_code == 403 and "secret-name" not in listed.text

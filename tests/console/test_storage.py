@@ -10,9 +10,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from console_helpers import BOB_PASSWORD, Installation, log_in, login_token
 
+from emrml.errors import AccessDeniedException
+from emrml.samples import bank_sample_schema
 from emrml.service import files
+from emrml.service.auth import user_arn
+from emrml.service.identity import Identities
+from emrml.service.logins import Logins
 
 
 def _token(client: Any) -> str:
@@ -245,3 +251,41 @@ def test_a_folder_swapped_for_a_link_after_the_check_is_not_used(
         _swapped_after_the_check(patch, folder, outside)
         listed = admin.get(f"/console/storage?format=json&location={folder}")
     assert listed.status_code == 403 and "secret-name" not in listed.text
+
+
+def test_a_grant_of_a_folders_contents_covers_the_folder_and_a_deny_its_spellings(
+    anonymous: Any, installation: Installation
+) -> None:
+    access, tag = installation.service.access, uuid.uuid4().hex[:6]
+    granted = installation.home / "data" / f"granted-{tag}"
+    (granted / "private").mkdir(parents=True)
+    (granted / "open.csv").write_bytes(b"a\n1\n")
+    (granted / "private" / "secret.csv").write_bytes(b"a\n42\n")
+    user, group = f"erin-{tag}", f"readers-{tag}"
+    Identities(installation.service.sessions, installation.home).create_user(user)
+    Logins(installation.service.sessions).set_password(user, "erin-password-1")
+    access.create_group(group)
+    access.add_statement(group, {"Effect": "Allow", "Action": "storage:Read", "Resource": f"{granted}/*"})
+    access.add_statement(
+        group, {"Effect": "Deny", "Action": "storage:Read", "Resource": f"{granted}/private/*"}
+    )
+    access.add_member(group, user)
+    assert log_in(anonymous, user, "erin-password-1").status_code == 303
+    # The folder the grant is about opens, with or without its slash.
+    for location in (f"{granted}/", str(granted)):
+        listed = anonymous.get("/console/storage", params={"location": location, "format": "json"})
+        assert listed.status_code == 200, listed.text
+        assert [f["Name"] for f in listed.json()["Files"]] == ["open.csv"]
+    # The denied folder's names stay hidden, however it is spelled.
+    for location in (f"{granted}/private/", f"{granted}/private", f"{granted}/private/../private"):
+        refused = anonymous.get("/console/storage", params={"location": location})
+        assert refused.status_code == 403 and "secret.csv" not in refused.text, location
+    # Nor may a datasource read it whole: the folder without its slash was not denied.
+    spec = {"DataLocationS3": f"{granted}/private", "DataSchema": bank_sample_schema().to_json()}
+    with pytest.raises(AccessDeniedException, match="storage:Read"):
+        installation.service.call(
+            "CreateDataSourceFromS3",
+            {"DataSourceId": f"ds-private-{tag}", "DataSpec": spec},
+            user_arn(installation.service.settings.account_id, user),
+            remote=True,
+        )

@@ -86,6 +86,41 @@ def test_jobs_page_shows_progress_change_without_reloading(
     screenshot(page, "jobs")
 
 
+def test_jobs_page_shows_jobs_created_after_it_loaded(page: Any, served: Served, axe_source: str) -> None:
+    log_in(page, served)
+    page.goto(f"{served.url}/console/jobs?kind=DataSource")
+    page.evaluate("() => { window.sameDocument = true; }")
+    source_id = "ds-console-late"
+    served.installation.service.call(
+        "CreateDataSourceFromS3",
+        {
+            "DataSourceId": source_id,
+            "DataSourceName": "<b>late</b> & new",
+            "DataSpec": {
+                "DataLocationS3": str(served.installation.sample),
+                "DataSchema": bank_sample_schema().to_json(),
+            },
+        },
+    )
+    row = page.locator(f'tr[data-id="DataSource/{source_id}"]')
+    row.wait_for(timeout=10_000)
+    assert page.evaluate("() => window.sameDocument") is True
+    # Newest first, named as text (never markup), linked to its page.
+    assert page.locator("#jobs tbody tr").first.get_attribute("data-id") == f"DataSource/{source_id}"
+    link = row.locator("a")
+    assert link.inner_text() == "<b>late</b> & new" and row.locator("b").count() == 0
+    assert link.get_attribute("href") == f"/console/datasources/{source_id}"
+    status = row.locator('[data-field="Status"]')
+    for _ in range(300):
+        if status.inner_text() == "COMPLETED":
+            break
+        page.wait_for_timeout(100)
+    assert row.locator('[data-field="ProgressText"]').inner_text() == "100 %"
+    check_accessibility(page, axe_source)
+    link.click()
+    page.wait_for_url(f"**/console/datasources/{source_id}")
+
+
 def test_paste_a_record_prediction(page: Any, served: Served, axe_source: str) -> None:
     log_in(page, served)
     page.goto(f"{served.url}/console/models/{MODEL}")

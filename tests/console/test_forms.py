@@ -186,6 +186,23 @@ def test_the_first_page_link_keeps_the_page_size(admin: Any) -> None:
     assert len(admin.get(first + "&format=json").json()["Results"]) == 1
 
 
+def test_a_list_pages_back_to_the_page_before(admin: Any) -> None:
+    def link(page: str, text: str) -> str | None:
+        found = re.search(rf'<a (?:rel="\w+" )?href="([^"]*)">{text}</a>', page)
+        return html.unescape(found.group(1)) if found else None
+
+    def ids(address: str) -> list[str]:
+        return [item["DataSourceId"] for item in admin.get(address + "&format=json").json()["Results"]]
+
+    first = admin.get("/console/datasources?size=1&sort=oldest")
+    second = admin.get(link(first.text, "Next page")).text
+    previous = link(second, "Previous page")
+    assert previous is not None and "size=1" in previous and "sort=oldest" in previous
+    assert ids(previous) == ids("/console/datasources?size=1&sort=oldest")
+    # The previous page is the first: one link for it, not two.
+    assert link(second, "First page") is None
+
+
 def test_a_refused_threshold_save_shows_the_counts_at_the_tried_threshold(
     admin: Any, installation: Installation
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
 import pytest
@@ -317,6 +318,35 @@ def test_password_change_asks_for_the_current_one(anonymous: Any, installation: 
     assert log_in(anonymous, "carol", "n3w-password").status_code == 303
 
 
+def test_wrong_current_passwords_are_throttled_as_logins_are(
+    anonymous: Any, installation: Installation
+) -> None:
+    from emrml.service.identity import Identities
+    from emrml.service.logins import MAX_FAILURES, Logins
+
+    Identities(installation.service.sessions, installation.home).create_user("dave")
+    Logins(installation.service.sessions).set_password("dave", "dave-password")
+    assert log_in(anonymous, "dave", "dave-password").status_code == 303
+    token = login_token(anonymous.get("/console/account").text)
+
+    def change(current: str) -> Any:
+        form = {"csrf_token": token, "current": current, "new": "n3w-password", "again": "n3w-password"}
+        return anonymous.post("/console/account", data=form)
+
+    for attempt in range(MAX_FAILURES):
+        wrong = change(f"guess-{attempt}")
+        assert wrong.status_code == 400 and "not your current password" in wrong.text
+    # Even the right password now waits: guessing through an open session is as slow as at the login form.
+    throttled = change("dave-password")
+    assert throttled.status_code == 429 and "Too many failed logins" in throttled.text
+    assert int(throttled.headers["retry-after"]) > 0
+    assert 'aria-invalid="true"' in throttled.text
+    assert Logins(installation.service.sessions).verify("dave", "dave-password")
+    # The failures count for the login form too (same user, same client).
+    anonymous.cookies.clear()
+    assert log_in(anonymous, "dave", "dave-password").status_code == 429
+
+
 def test_share_links_show_one_dashboard_until_revoked(admin: Any, anonymous_client_factory: Any) -> None:
     page = admin.get(f"/console/evaluations/{EVALUATION}")
     created = admin.post(
@@ -347,6 +377,33 @@ def test_share_links_show_one_dashboard_until_revoked(admin: Any, anonymous_clie
             data={"csrf_token": token, "kind": "Evaluation", "object_id": EVALUATION, "revoke": link},
         )
     assert outsider.get(path).status_code == 404
+
+
+def test_a_share_link_works_for_the_chosen_time_from_now(
+    admin: Any, anonymous_client_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import emrml.service.logins as logins
+
+    page = admin.get(f"/console/models/{MODEL}")
+    assert '<option value="3600">1 hour</option>' in page.text
+    form = {"csrf_token": login_token(page.text), "kind": "MLModel", "object_id": MODEL}
+    before = time.time()
+    created = admin.post("/console/share?format=json", data={**form, "expires_in": "3600"})
+    assert created.status_code == 200, created.text
+    # An hour from now, not a midnight: a link made at 23:30 for an hour must not end at 00:00.
+    assert before + 3600 <= created.json()["ExpiresAt"] <= time.time() + 3600
+    path = created.json()["Url"][created.json()["Url"].index("/console/") :]
+    outsider = anonymous_client_factory()
+    assert outsider.get(path).status_code == 200
+    clock = logins.now
+    monkeypatch.setattr(logins, "now", lambda: clock() + 3550)
+    assert outsider.get(path).status_code == 200
+    monkeypatch.setattr(logins, "now", lambda: clock() + 3610)
+    assert outsider.get(path).status_code == 404
+    forever = admin.post("/console/share?format=json", data={**form, "expires_in": ""})
+    assert forever.status_code == 200 and forever.json()["ExpiresAt"] is None
+    forged = admin.post("/console/share", data={**form, "expires_in": "2026-12-31"})
+    assert forged.status_code == 400 and "none of the lifetimes offered" in forged.text
 
 
 @pytest.fixture

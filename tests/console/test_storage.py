@@ -4,11 +4,21 @@ or the roots do not allow."""
 
 from __future__ import annotations
 
+import html
+import re
 import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from console_helpers import BOB_PASSWORD, Installation, log_in, login_token
+
+from emrml.errors import AccessDeniedException
+from emrml.samples import bank_sample_schema
+from emrml.service import files
+from emrml.service.auth import user_arn
+from emrml.service.identity import Identities
+from emrml.service.logins import Logins
 
 
 def _token(client: Any) -> str:
@@ -164,3 +174,118 @@ def test_files_with_any_unicode_name_download(admin: Any, installation: Installa
     disposition = downloaded.headers["content-disposition"]
     assert "filename*=UTF-8''%E6%97%A5%E6%9C%AC%20%E2%82%AC.csv" in disposition
     assert disposition.isascii()
+
+
+def _link(page: str, text: str) -> str | None:
+    found = re.search(rf'<a (?:rel="\w+" )?href="([^"]*)">{text}</a>', page)
+    return html.unescape(found.group(1)) if found else None
+
+
+def test_a_folder_pages_forward_and_back(admin: Any, installation: Installation) -> None:
+    folder = installation.home / "data" / f"pages-{uuid.uuid4().hex[:6]}"
+    folder.mkdir()
+    for number in range(250):  # three pages of 100
+        (folder / f"f{number:03}.csv").write_bytes(b"1\n")
+    first = admin.get(f"/console/storage?location={folder}")
+    assert _link(first.text, "Previous page") is None and _link(first.text, "First page") is None
+    pages = [first.text]
+    for _ in range(2):
+        following = _link(pages[-1], "Next page")
+        assert following is not None
+        pages.append(admin.get(following).text)
+    assert _link(pages[-1], "Next page") is None and "f249.csv" in pages[-1]
+    for expected in ("f100.csv", "f000.csv"):
+        previous = _link(pages[-1], "Previous page")
+        assert previous is not None
+        pages.append(admin.get(previous).text)
+        assert f">{expected}</a>" in pages[-1]
+    # Back on the first page: nothing before it, and "Next page" still leads on.
+    assert _link(pages[-1], "Previous page") is None
+    assert ">f100.csv</a>" in admin.get(_link(pages[-1], "Next page")).text
+
+
+def _swapped_after_the_check(monkeypatch: Any, folder: Path, outside: Path) -> None:
+    """The folder becomes a symbolic link out of the data roots right after its location passed the
+    check: what a local user racing the server could do."""
+    checked = files.check_location
+
+    def check_then_swap(app: Any, location: str, **kwargs: Any) -> None:
+        checked(app, location, **kwargs)
+        if location.startswith(str(folder)) and not folder.is_symlink():
+            folder.rename(folder.with_name(folder.name + "-real"))
+            folder.symlink_to(outside, target_is_directory=True)
+
+    monkeypatch.setattr(files, "check_location", check_then_swap)
+
+
+def test_a_folder_swapped_for_a_link_after_the_check_is_not_used(
+    admin: Any, installation: Installation, tmp_path: Path, monkeypatch: Any
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim.csv").write_bytes(b"keep me\n")
+    (outside / "secret-name.csv").write_bytes(b"s\n")
+    source = _folder_with(installation, "source.csv", b"copied\n")
+    token = _token(admin)
+    actions = {
+        "delete": {"file": "{folder}/victim.csv"},
+        "upload": {},
+        "mkdir": {"name": "made"},
+        "copy": {"file": f"{source}/source.csv", "target": "{folder}/copied.csv"},
+    }
+    for action, fields in actions.items():
+        folder = _folder_with(installation, "victim.csv", b"mine\n")
+        with monkeypatch.context() as patch:
+            _swapped_after_the_check(patch, folder, outside)
+            form = {name: value.format(folder=folder) for name, value in fields.items()}
+            admin.post(
+                "/console/storage",
+                data={"csrf_token": token, "action": action, "location": str(folder), **form},
+                files={"file": ("uploaded.csv", b"x\n", "text/csv")} if action == "upload" else None,
+            )
+        assert folder.is_symlink(), action  # the race happened
+        assert sorted(p.name for p in outside.iterdir()) == ["secret-name.csv", "victim.csv"], action
+        assert (outside / "victim.csv").read_bytes() == b"keep me\n", action
+    folder = _folder_with(installation, "mine.csv", b"mine\n")
+    with monkeypatch.context() as patch:
+        _swapped_after_the_check(patch, folder, outside)
+        listed = admin.get(f"/console/storage?format=json&location={folder}")
+    assert listed.status_code == 403 and "secret-name" not in listed.text
+
+
+def test_a_grant_of_a_folders_contents_covers_the_folder_and_a_deny_its_spellings(
+    anonymous: Any, installation: Installation
+) -> None:
+    access, tag = installation.service.access, uuid.uuid4().hex[:6]
+    granted = installation.home / "data" / f"granted-{tag}"
+    (granted / "private").mkdir(parents=True)
+    (granted / "open.csv").write_bytes(b"a\n1\n")
+    (granted / "private" / "secret.csv").write_bytes(b"a\n42\n")
+    user, group = f"erin-{tag}", f"readers-{tag}"
+    Identities(installation.service.sessions, installation.home).create_user(user)
+    Logins(installation.service.sessions).set_password(user, "erin-password-1")
+    access.create_group(group)
+    access.add_statement(group, {"Effect": "Allow", "Action": "storage:Read", "Resource": f"{granted}/*"})
+    access.add_statement(
+        group, {"Effect": "Deny", "Action": "storage:Read", "Resource": f"{granted}/private/*"}
+    )
+    access.add_member(group, user)
+    assert log_in(anonymous, user, "erin-password-1").status_code == 303
+    # The folder the grant is about opens, with or without its slash.
+    for location in (f"{granted}/", str(granted)):
+        listed = anonymous.get("/console/storage", params={"location": location, "format": "json"})
+        assert listed.status_code == 200, listed.text
+        assert [f["Name"] for f in listed.json()["Files"]] == ["open.csv"]
+    # The denied folder's names stay hidden, however it is spelled.
+    for location in (f"{granted}/private/", f"{granted}/private", f"{granted}/private/../private"):
+        refused = anonymous.get("/console/storage", params={"location": location})
+        assert refused.status_code == 403 and "secret.csv" not in refused.text, location
+    # Nor may a datasource read it whole: the folder without its slash was not denied.
+    spec = {"DataLocationS3": f"{granted}/private", "DataSchema": bank_sample_schema().to_json()}
+    with pytest.raises(AccessDeniedException, match="storage:Read"):
+        installation.service.call(
+            "CreateDataSourceFromS3",
+            {"DataSourceId": f"ds-private-{tag}", "DataSpec": spec},
+            user_arn(installation.service.settings.account_id, user),
+            remote=True,
+        )

@@ -9,12 +9,15 @@ from pathlib import Path
 import pytest
 
 from emrml.errors import InvalidInputException
-from emrml.storage.local import guarded_writes
+from emrml.storage.local import guarded_here, guarded_writes
 from emrml.storage.locations import (
     FileRef,
     atomic_write,
+    delete,
     exists,
     list_files,
+    list_folder,
+    make_folder,
     open_binary,
     publish_file,
     read_text,
@@ -286,3 +289,43 @@ def test_guarded_writes_check_each_file_in_its_folder_as_opened(tmp_path: Path) 
 def _write_through(writer: object) -> None:
     with writer as stream:  # type: ignore[attr-defined]
         stream.write(b"data\n")
+
+
+def test_a_requests_guards_are_its_own(tmp_path: Path) -> None:
+    """``guarded_here`` checks one context's reads and writes only: another thread of the same server,
+    serving another request, neither sees the checks nor has them ended under it."""
+    import threading
+
+    make(tmp_path, "a.csv")
+    refused: list[str] = []
+
+    def refuse(path: str, named: str) -> None:
+        refused.append(named)
+        raise Refused(f"{named} refused")
+
+    entered, release = threading.Event(), threading.Event()
+    seen_elsewhere: list[object] = []
+
+    def other_request() -> None:
+        entered.wait()
+        with open_binary(str(tmp_path / "a.csv")) as stream:
+            seen_elsewhere.append(stream.read())
+        release.set()
+
+    thread = threading.Thread(target=other_request)
+    thread.start()
+    with guarded_here(refuse, refuse):
+        entered.set()
+        release.wait()
+        for use in (
+            lambda: open_binary(str(tmp_path / "a.csv")),
+            lambda: list_folder(str(tmp_path)),
+            lambda: make_folder(str(tmp_path / "new") + "/"),
+            lambda: delete(str(tmp_path / "a.csv")),
+        ):
+            with pytest.raises(Refused):
+                use()
+    thread.join()
+    assert seen_elsewhere == [b"a,b\n"]
+    assert (tmp_path / "a.csv").exists() and not (tmp_path / "new").exists()
+    assert len(refused) == 4

@@ -6,8 +6,8 @@ live beside the code (``templates/``, ``static/``); every page has a JSON twin (
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.applications import Starlette
@@ -23,6 +23,17 @@ from emrml.service.app import EmrML
 from emrml.service.logins import SHAREABLE
 
 __all__ = ["create_console"]
+
+_DAY = 24 * 3600
+#: How long a share link works, as the share form offers it: value → (label, seconds; None: until revoked).
+SHARE_LIFETIMES: dict[str, tuple[str, int | None]] = {
+    "": ("until revoked", None),
+    str(3600): ("1 hour", 3600),
+    str(_DAY): ("1 day", _DAY),
+    str(7 * _DAY): ("7 days", 7 * _DAY),
+    str(30 * _DAY): ("30 days", 30 * _DAY),
+    str(90 * _DAY): ("90 days", 90 * _DAY),
+}
 
 
 def _share(visit: Visit) -> View | Response:
@@ -41,13 +52,13 @@ def _share(visit: Visit) -> View | Response:
         # Only a link of the object just read: naming one's own object must not revoke another's links.
         visit.console.logins.revoke(revoke, kind, object_id)
         return visit.redirect(path)
-    expires = visit.field("expires").strip()
-    expires_at = None
-    if expires:
-        try:
-            expires_at = datetime.fromisoformat(expires).replace(tzinfo=UTC).timestamp()
-        except ValueError:
-            raise InvalidInputException(f"the expiry {expires!r} is not a date (YYYY-MM-DD)") from None
+    lifetime = visit.field("expires_in")
+    if lifetime not in SHARE_LIFETIMES:
+        choices = ", ".join(repr(value) for value in SHARE_LIFETIMES)
+        raise InvalidInputException(f"expires_in {lifetime!r} is none of the lifetimes offered ({choices})")
+    seconds = SHARE_LIFETIMES[lifetime][1]
+    # From now: a link for a day works for 24 hours, whatever the time of day or the viewer's time zone.
+    expires_at = None if seconds is None else time.time() + seconds
     link_id, token = visit.console.logins.share(kind, object_id, visit.user, expires_at)
     data = {
         "LinkId": link_id,
@@ -105,6 +116,7 @@ def create_console(
 ) -> Starlette:
     """The console app for ``service``, to be mounted at ``prefix``; ``on_queued`` wakes the job scheduler."""
     console = Console(service, prefix=prefix, on_queued=on_queued)
+    console.templates.globals["share_lifetimes"] = SHARE_LIFETIMES
 
     def get(path: str, handler: Callable[[Visit], Any]) -> Route:
         return Route(path, page(console, handler), methods=["GET"])

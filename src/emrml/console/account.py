@@ -98,9 +98,15 @@ def account(visit: Visit) -> View | Response:
         return View("account.html", data)
     current, new, again = (visit.field(name) for name in ("current", "new", "again"))
     errors: dict[str, str] = {}
-    if not visit.console.logins.verify(visit.user, current):
-        errors["current"] = "This is not your current password."
-    elif new != again:
+    client = visit.request.client.host if visit.request.client else "unknown"
+    try:
+        visit.console.logins.check_current_password(visit.user, current[:1024], client)
+    except LoginRefused as exc:
+        view = View("account.html", data, 400, {"errors": {"current": exc.message}})
+        if exc.retry_after is not None:
+            view.status, view.headers = 429, {"retry-after": str(int(exc.retry_after) + 1)}
+        return view
+    if new != again:
         errors["again"] = "The two new passwords differ."
     else:
         try:

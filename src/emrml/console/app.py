@@ -68,6 +68,8 @@ class View:
     status: int = 200
     #: Extra template variables that are not part of the JSON twin (form state, errors).
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Response headers of the page and its twin (a throttled form's Retry-After).
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -159,8 +161,15 @@ class Console:
         self.templates.filters.update(formats.FILTERS)
 
     def url(self, path: str = "", **query: Any) -> str:
+        """The console's ``path`` with ``query``: empty values left out, a list's items repeated (each
+        kept, even "")."""
         base = self.prefix + "/" + path.lstrip("/")
-        pairs = [(k, v) for k, v in query.items() if v not in (None, "")]
+        pairs = []
+        for key, value in query.items():
+            if isinstance(value, list):
+                pairs.extend((key, item) for item in value)
+            elif value not in (None, ""):
+                pairs.append((key, value))
         if pairs:
             base += "?" + "&".join(f"{k}={quote(str(v), safe='')}" for k, v in pairs)
         return base
@@ -172,7 +181,7 @@ class Console:
 
     def render(self, request: Request, view: View, visitor: SessionInfo | None, **extra: Any) -> Response:
         if wants_json(request):
-            return JSONResponse(view.data, status_code=view.status)
+            return JSONResponse(view.data, status_code=view.status, headers=view.headers)
         context = {
             **view.data,
             **view.extra,
@@ -184,7 +193,7 @@ class Console:
             "request_path": request.url.path,
         }
         html = self.templates.get_template(view.template).render(context)
-        return HTMLResponse(html, status_code=view.status)
+        return HTMLResponse(html, status_code=view.status, headers=view.headers)
 
     def error(self, request: Request, status: int, title: str, message: str, visitor: SessionInfo | None):
         data = {"error": {"status": status, "title": title, "message": message}}

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from emrml.console.app import View, Visit
+from emrml.console.paging import pager
 from emrml.console.thresholds import at_threshold
 from emrml.errors import InvalidInputException
 
@@ -114,9 +115,11 @@ def list_page(path: str):
                 f"One filter at a time: these are the names starting with {query['prefix'].strip()!r}, "
                 "of any status."
             )
+        kept = {name: query.get(name) for name in ("prefix", "status", "sort", "size")}
         extra = {
             "kind": kind,
             "query": query,
+            "pager": pager(visit, kind.path, kept, query.get("token"), result.get("NextToken")),
             "statuses": STATUSES,
             "sorts": list(SORTS),
             "notice": " ".join(notices),

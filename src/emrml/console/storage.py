@@ -8,6 +8,7 @@ from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
 from emrml.console.app import View, Visit, download_response
+from emrml.console.paging import pager
 from emrml.errors import AmazonMLError, InvalidInputException
 from emrml.service import files
 
@@ -42,7 +43,7 @@ def storage(visit: Visit) -> View | Response:
             raise
         # A stale or forged page token: the folder's first page, saying why (as the list pages do).
         page = files.list_folder(service, visit.arn, folder, None)
-        notice = exc.message
+        notice, token = exc.message, None
     data = {
         "Location": folder,
         # No way up out of a data root: above it everything is refused.
@@ -52,7 +53,12 @@ def storage(visit: Visit) -> View | Response:
         "Files": [{"Location": f.uri, "Name": f.uri.rsplit("/", 1)[-1], "Size": f.size} for f in page.files],
         "NextToken": page.next_token,
     }
-    extra = {"errors": errors, "done": done, "notice": notice}
+    extra = {
+        "errors": errors,
+        "done": done,
+        "notice": notice,
+        "pager": pager(visit, "storage", {"location": folder}, token, page.next_token),
+    }
     return View("storage.html", data, 400 if errors else 200, extra)
 
 

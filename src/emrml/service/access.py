@@ -167,12 +167,15 @@ class Access:
         """Drop every remembered policy (after a change to users or groups)."""
         self.policies.clear()
 
-    def check(self, caller: str | None, action: str, resource: str = "*", own: bool = False) -> None:
-        """Raise AccessDeniedException unless ``caller`` may do ``action`` on ``resource``."""
+    def check(
+        self, caller: str | None, action: str, resource: str = "*", own: bool = False, *spellings: str
+    ) -> None:
+        """Raise AccessDeniedException unless ``caller`` may do ``action`` on ``resource`` (also named
+        ``spellings``: ``Policy.allows``)."""
         if caller is None or user_name_of(caller) is None:
             return
         policy = self.policy(caller)
-        if not policy.allows(action, resource, own):
+        if not policy.allows(action, resource, own, *spellings):
             raise _denied(policy, action, resource)
 
     def authorize(self, caller: str | None, operation: str, request: dict[str, Any]) -> None:
@@ -239,7 +242,11 @@ class Access:
         resource = location
         if not location.startswith(("s3://", "kinesis://")):
             resource = os.path.realpath(locations.local_path(location))
-        self.check(caller, "storage:Write" if write else "storage:Read", resource)
+        # A location names a folder (everything below it) with or without its trailing slash, and
+        # realpath drops the slash: both spellings are matched, so a grant of 'folder/*' covers the folder
+        # itself, and a Deny of 'folder/*' is not passed by naming the folder (without its slash).
+        other = resource[:-1] if resource.endswith("/") else resource + "/"
+        self.check(caller, "storage:Write" if write else "storage:Read", resource, False, other)
 
     # --- users -----------------------------------------------------------------------------------------
 

@@ -5,7 +5,8 @@ the caller's groups must grant ``storage:Read`` (listing, downloading, the sourc
 ``storage:Write`` (the rest) on the location, and local locations must lie in the data roots and outside
 the home's own files. Reading and writing go through ``storage.locations``, so S3 and client-side
 encryption work as everywhere else: an upload is written encrypted when CSE is configured, a download is
-decrypted. Uploads and copies appear whole or not at all (``atomic_write``).
+decrypted. Uploads and copies appear whole or not at all (``atomic_write``). Local files are checked a
+second time as they are used, through the descriptors opened to use them (``checked_as_opened``).
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, BinaryIO
 
 from emrml.errors import InvalidInputException
-from emrml.service.confinement import check_location, open_for_server
+from emrml.service.confinement import check_location, job_guard, job_write_guard, open_for_server
 from emrml.service.operations import running_as
-from emrml.storage import locations
+from emrml.storage import local, locations
 
 if TYPE_CHECKING:
     from emrml.service.app import EmrML
@@ -51,12 +52,20 @@ def check_name(name: str) -> str:
     return name
 
 
+def checked_as_opened(app: EmrML) -> AbstractContextManager[None]:
+    """Local files read, written, listed, created or deleted within are checked again as opened (through
+    descriptors, as confined jobs are): a location passes ``check_location``, but the folder it names may
+    be swapped for a symbolic link out of the data roots before it is used."""
+    return local.guarded_here(job_guard(app.settings), job_write_guard(app.settings))
+
+
 def list_folder(app: EmrML, caller: str | None, location: str, token: str | None = None) -> locations.Folder:
     """One page of the folder: its sub-folders and files."""
     folder = folder_location(location)
     with acting(caller):
         check_location(app, folder, member="location")
-    return locations.list_folder(folder, token, PAGE_SIZE)
+    with checked_as_opened(app):
+        return locations.list_folder(folder, token, PAGE_SIZE)
 
 
 def open_file(app: EmrML, caller: str | None, location: str) -> BinaryIO:
@@ -70,7 +79,7 @@ def upload(app: EmrML, caller: str | None, folder: str, name: str, source: Binar
     target = folder_location(folder) + check_name(name)
     with acting(caller):
         check_location(app, target, member="location", write=True)
-    with locations.atomic_write(target) as out:
+    with checked_as_opened(app), locations.atomic_write(target) as out:
         shutil.copyfileobj(source, out, _BLOCK_BYTES)
     return target
 
@@ -81,7 +90,8 @@ def make_folder(app: EmrML, caller: str | None, parent: str, name: str) -> str:
     target = folder_location(parent) + check_name(name) + "/"
     with acting(caller):
         check_location(app, target, member="location", write=True)
-    locations.make_folder(target)
+    with checked_as_opened(app):
+        locations.make_folder(target)
     return target
 
 
@@ -91,7 +101,8 @@ def delete(app: EmrML, caller: str | None, location: str) -> None:
         raise InvalidInputException(f"'{location}' is a folder: delete its files one by one")
     with acting(caller):
         check_location(app, location, member="location", write=True)
-    locations.delete(location)
+    with checked_as_opened(app):
+        locations.delete(location)
 
 
 def copy(app: EmrML, caller: str | None, source: str, target: str, *, move: bool = False) -> None:
@@ -107,10 +118,11 @@ def copy(app: EmrML, caller: str | None, source: str, target: str, *, move: bool
             check_location(app, source, member="source", write=True)
         # Opened as downloads are: a local source is checked again through its descriptor.
         stream = open_for_server(app, source, member="source")
-    with stream, locations.atomic_write(target) as out:
-        shutil.copyfileobj(stream, out, _BLOCK_BYTES)
-    if move:
-        locations.delete(source)
+    with checked_as_opened(app):
+        with stream, locations.atomic_write(target) as out:
+            shutil.copyfileobj(stream, out, _BLOCK_BYTES)
+        if move:
+            locations.delete(source)
 
 
 def _same_file(source: str, target: str) -> bool:

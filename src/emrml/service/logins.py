@@ -259,18 +259,35 @@ class Logins:
             return False
         return check_password(password, stored)
 
-    def log_in(self, user_name: str, password: str, client: str) -> NewSession:
-        """A new session for a right user name and password; LoginRefused otherwise (or when throttled)."""
+    def _attempt(self, user_name: str, client: str, right: Callable[[], bool], wrong: str) -> None:
+        """Pass if ``right()``; LoginRefused(``wrong``) otherwise, counted as a failure of the user and of
+        the client; LoginRefused with ``retry_after``, without trying, while either has failed too often."""
         keys = (f"user:{user_name}", f"client:{client}")
         wait = self.throttle.retry_after(*keys)
         if wait is not None:
             raise LoginRefused(
                 f"Too many failed logins: try again in {int(wait) + 1} seconds.", retry_after=wait
             )
-        if not self.verify(user_name, password) and not self._directory_login(user_name, password):
+        if not right():
             self.throttle.failed(*keys)
-            raise LoginRefused("Wrong user name or password.")
+            raise LoginRefused(wrong)
         self.throttle.succeeded(*keys)
+
+    def check_current_password(self, user_name: str, password: str, client: str) -> None:
+        """LoginRefused unless ``password`` is the user's, throttled as logins are (and counted with them):
+        a session left open must not become a way to guess the password it was opened with."""
+        self._attempt(
+            user_name, client, lambda: self.verify(user_name, password), "This is not your current password."
+        )
+
+    def log_in(self, user_name: str, password: str, client: str) -> NewSession:
+        """A new session for a right user name and password; LoginRefused otherwise (or when throttled)."""
+        self._attempt(
+            user_name,
+            client,
+            lambda: self.verify(user_name, password) or self._directory_login(user_name, password),
+            "Wrong user name or password.",
+        )
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         moment = now()
         with self.sessions() as session, session.begin():

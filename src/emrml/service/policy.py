@@ -240,7 +240,7 @@ class Policy:
         self.caller = caller
         self.enabled = enabled
         self.statements = tuple(statements)
-        self._decisions: dict[tuple[str, str, bool], bool] = {}
+        self._decisions: dict[tuple[str, str, bool, tuple[str, ...]], bool] = {}
 
     def __eq__(self, other: object) -> bool:
         """Policies are equal when they say the same (whatever decisions each has remembered)."""
@@ -253,13 +253,16 @@ class Policy:
             other.statements,
         )
 
-    def allows(self, action: str, resource: str, own: bool) -> bool:
+    def allows(self, action: str, resource: str, own: bool, *spellings: str) -> bool:
         """Whether ``action`` on ``resource`` (the caller's own when ``own``) is allowed: an Allow
-        statement matches and no Deny statement does."""
-        key = (action, resource, own)
+        statement matches and no Deny statement does. ``spellings``: other names of the same resource (a
+        location with and without its trailing slash), each matched too: an Allow may match any, a Deny
+        matching any refuses."""
+        key = (action, resource, own, spellings)
         decision = self._decisions.get(key)
         if decision is None:
-            matching = [s.effect for s in self.statements if s.matches(action, resource, own)]
+            names = (resource, *spellings)
+            matching = [s.effect for s in self.statements for n in names if s.matches(action, n, own)]
             decision = self.enabled and "Allow" in matching and "Deny" not in matching
             if len(self._decisions) >= _CACHE_LIMIT:
                 self._decisions.clear()

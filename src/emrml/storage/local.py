@@ -10,6 +10,7 @@ import secrets
 import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from typing import BinaryIO
 from urllib.parse import unquote
 
@@ -61,13 +62,42 @@ def guarded_writes(check: Callable[[str, str], None]) -> Iterator[None]:
         _WRITE_GUARD = previous
 
 
+Check = Callable[[str, str], None]
+#: One request's own (read, write) checks (``guarded_here``), before the process-wide ones: a context
+#: variable, so a threaded server's requests neither see nor end each other's.
+_HERE: ContextVar[tuple[Check, Check] | None] = ContextVar("storage_guards", default=None)
+
+
+@contextmanager
+def guarded_here(check: Check, write_check: Check) -> Iterator[None]:
+    """``guarded(check)`` and ``guarded_writes(write_check)`` for this context only (a server's request),
+    which also covers ``list_folder`` (the folder as opened), ``make_folder`` and ``delete`` (each in its
+    parent folder as opened, through ``write_check``)."""
+    reset = _HERE.set((check, write_check))
+    try:
+        yield
+    finally:
+        _HERE.reset(reset)
+
+
+def _read_guard() -> Check | None:
+    here = _HERE.get()
+    return here[0] if here is not None else _GUARD
+
+
+def _write_guard() -> Check | None:
+    here = _HERE.get()
+    return here[1] if here is not None else _WRITE_GUARD
+
+
 def _open_folder(directory: str, name: str, target: str) -> int:
     """A descriptor of the folder ``directory`` that the file ``name`` is about to be written in, having
     passed the write guard (if any) with the file's path as that descriptor resolves it."""
     folder = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    if _WRITE_GUARD is not None:
+    guard = _write_guard()
+    if guard is not None:
         try:
-            _WRITE_GUARD(os.path.join(opened_path(folder, directory), name), target)
+            guard(os.path.join(opened_path(folder, directory), name), target)
         except BaseException:
             os.close(folder)
             raise
@@ -88,11 +118,13 @@ class LocalBackend:
         if not os.path.isdir(root):
             if location.endswith("/"):
                 raise NotADirectoryError(20, "Not a directory", root)
-            if _GUARD is not None:
-                _GUARD(root, root)
+            guard = _read_guard()
+            if guard is not None:
+                guard(root, root)
             info = os.stat(root)
             return [_file_ref(root, info, "")] if stat.S_ISREG(info.st_mode) else []
         files = []
+        guard = _read_guard()
         for directory, subdirectories, names in os.walk(root, onerror=_raise):
             subdirectories[:] = [d for d in subdirectories if not d.startswith(".")]
             for name in names:
@@ -104,8 +136,8 @@ class LocalBackend:
                 except FileNotFoundError:  # a dangling symbolic link, or removed while listing
                     continue
                 if stat.S_ISREG(info.st_mode):
-                    if _GUARD is not None:
-                        _GUARD(path, path)
+                    if guard is not None:
+                        guard(path, path)
                     files.append(_file_ref(path, info, os.path.relpath(path, root).replace(os.sep, "/")))
         files.sort(key=lambda ref: ref.key)
         return files
@@ -114,40 +146,70 @@ class LocalBackend:
         path = local_path(location)
         if location.endswith("/") or os.path.isdir(path):
             raise IsADirectoryError(21, "Is a directory", path)
-        if _GUARD is None:
+        guard = _read_guard()
+        if guard is None:
             return open(path, "rb", buffering=BUFFER_BYTES)
-        _GUARD(path, path)
+        guard(path, path)
         stream = open(path, "rb", buffering=BUFFER_BYTES)  # noqa: SIM115  (returned open)
         try:
             # Checked again through the descriptor: the path may have been swapped for a symbolic link
             # between the check and the open; what the descriptor is cannot change.
-            _GUARD(opened_path(stream.fileno(), path), path)
+            guard(opened_path(stream.fileno(), path), path)
         except BaseException:
             stream.close()
             raise
         return stream
 
     def delete(self, location: str) -> None:
-        os.unlink(local_path(location))
+        target = local_path(location)
+        directory, name = os.path.split(target)
+        folder = _open_folder(directory, name, target)
+        try:
+            os.unlink(name, dir_fd=folder)
+        finally:
+            os.close(folder)
+
+    def make_folder(self, location: str) -> None:
+        """Create the directory ``location`` (and its parents), in its parent folder as opened and checked."""
+        target = local_path(location)
+        directory, name = os.path.split(target.rstrip("/"))
+        os.makedirs(directory, exist_ok=True)
+        folder = _open_folder(directory, name, target)
+        try:
+            os.mkdir(name, dir_fd=folder)
+        except FileExistsError:
+            if not stat.S_ISDIR(os.stat(name, dir_fd=folder).st_mode):
+                raise
+        finally:
+            os.close(folder)
 
     def is_folder(self, location: str) -> bool:
         return os.path.isdir(local_path(location))
 
     def list_folder(self, location: str, token: str | None, limit: int) -> Folder:
         root = local_path(location)
-        with os.scandir(root) as entries:
-            names = sorted((entry.name, entry.is_dir()) for entry in entries)
-        if token and not (token.isascii() and token.isdigit()):
-            raise InvalidInputException(f"{token!r} is not a page token of folder '{location}'")
-        start = int(token or 0)
-        page = names[start : start + limit]
-        folders = [os.path.join(root, name) + "/" for name, is_dir in page if is_dir]
-        files = []
-        for name, is_dir in page:
-            if not is_dir:
-                path = os.path.join(root, name)
-                with suppress(OSError):
-                    files.append(_file_ref(path, os.stat(path), name))
+        # Listed through a descriptor, checked as opened: a folder swapped for a link after a request's
+        # check lists nothing of where the link leads.
+        folder = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            guard = _read_guard()
+            if guard is not None:
+                guard(opened_path(folder, root), location)
+            with os.scandir(folder) as entries:
+                names = sorted((entry.name, entry.is_dir()) for entry in entries)
+            if token and not (token.isascii() and token.isdigit()):
+                raise InvalidInputException(f"{token!r} is not a page token of folder '{location}'")
+            start = int(token or 0)
+            page = names[start : start + limit]
+            folders = [os.path.join(root, name) + "/" for name, is_dir in page if is_dir]
+            files = []
+            for name, is_dir in page:
+                if not is_dir:
+                    with suppress(OSError):
+                        info = os.stat(name, dir_fd=folder)
+                        files.append(_file_ref(os.path.join(root, name), info, name))
+        finally:
+            os.close(folder)
         more = start + limit < len(names)
         return Folder(folders, files, str(start + limit) if more else None)
 

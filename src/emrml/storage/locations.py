@@ -178,7 +178,7 @@ def make_folder(location: str) -> None:
             bucket, key = split(location)
             _S3.store.call("put_object", bucket, key, Body=b"", **_S3.store.settings.write_arguments())
         else:
-            os.makedirs(local_path(location), exist_ok=True)
+            _LOCAL.make_folder(location)
     except OSError as exc:
         raise InvalidInputException(f"cannot create folder '{location}': {exc.strerror or exc}") from exc
 

@@ -12,32 +12,91 @@
     return new Date(epoch * 1000).toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
   }
 
-  // The jobs table refreshes from its JSON twin every two seconds.
+  function fmtMillis(value) {
+    if (typeof value !== "number") return "";
+    return (value / 1000).toLocaleString("en-US", { minimumFractionDigits: 1, maximumFractionDigits: 1 }) + " s";
+  }
+
+  function cell(row, field) {
+    var td = document.createElement("td");
+    if (field) td.setAttribute("data-field", field);
+    row.appendChild(td);
+    return td;
+  }
+
+  // A row for a job the page did not have when it loaded, built as the template builds its rows
+  // (text only: names are untrusted).
+  function jobRow(table, job) {
+    var row = document.createElement("tr");
+    row.setAttribute("data-id", job.Kind + "/" + job.Id);
+    var link = document.createElement("a");
+    link.href = table.getAttribute("data-base") + job.Path + "/" + encodeURIComponent(job.Id);
+    link.textContent = job.Name || job.Id;
+    cell(row).appendChild(link);
+    cell(row).textContent = job.Kind;
+    cell(row, "Status");
+    var progress = document.createElement("progress");
+    progress.max = 100;
+    progress.setAttribute("data-field", "Progress");
+    progress.setAttribute("aria-label", "progress of " + job.Id);
+    var td = cell(row);
+    td.appendChild(progress);
+    td.appendChild(document.createTextNode(" "));
+    var text = document.createElement("span");
+    text.setAttribute("data-field", "ProgressText");
+    td.appendChild(text);
+    ["StartedAt", "FinishedAt", "ComputeTime", "RanOn", "Message"].forEach(function (field) { cell(row, field); });
+    return row;
+  }
+
+  function fill(row, job) {
+    var progress = row.querySelector('[data-field="Progress"]');
+    progress.value = job.Progress || 0;
+    progress.textContent = (job.Progress || 0) + " %";
+    row.querySelector('[data-field="ProgressText"]').textContent = Math.round(job.Progress || 0) + " %";
+    row.querySelector('[data-field="Status"]').textContent = job.Status;
+    row.querySelector('[data-field="StartedAt"]').textContent = fmtTime(job.StartedAt);
+    row.querySelector('[data-field="FinishedAt"]').textContent = fmtTime(job.FinishedAt);
+    row.querySelector('[data-field="ComputeTime"]').textContent = fmtMillis(job.ComputeTime);
+    row.querySelector('[data-field="Message"]').textContent = job.Message || "";
+    var ids = job.SparkJobIds || [];
+    row.querySelector('[data-field="RanOn"]').textContent = job.SparkApplicationId
+      ? "Spark application " + job.SparkApplicationId + ", " + (ids.length === 1 ? "job " : "jobs ") + ids.join(", ")
+      : "";
+  }
+
+  // The jobs table follows its JSON twin every two seconds: rows update, jobs created since the page
+  // loaded appear in their place (newest first) and jobs no longer listed go. Rows are moved only when
+  // the order changed, so a focused link keeps its focus.
   function liveJobs(table) {
+    var body = table.tBodies[0];
+    function update(jobs) {
+      var cursor = body.firstElementChild;
+      jobs.forEach(function (job) {
+        var row = body.querySelector('tr[data-id="' + CSS.escape(job.Kind + "/" + job.Id) + '"]') || jobRow(table, job);
+        fill(row, job);
+        if (row === cursor) cursor = cursor.nextElementSibling;
+        else body.insertBefore(row, cursor);
+      });
+      while (cursor) {
+        var stale = cursor;
+        cursor = cursor.nextElementSibling;
+        if (jobs.length || stale.hasAttribute("data-id")) body.removeChild(stale);
+      }
+      if (!body.firstElementChild) {
+        var empty = document.createElement("tr");
+        var td = cell(empty);
+        td.colSpan = 9;
+        td.textContent = "No jobs.";
+        body.appendChild(empty);
+      }
+    }
     function refresh() {
       var url = new URL(window.location.href);
       url.searchParams.set("format", "json");
       fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
         .then(function (r) { return r.ok ? r.json() : null; })
-        .then(function (data) {
-          if (!data) return;
-          data.Jobs.forEach(function (job) {
-            var row = table.querySelector('tr[data-id="' + CSS.escape(job.Kind + "/" + job.Id) + '"]');
-            if (!row) return;
-            var progress = row.querySelector('[data-field="Progress"]');
-            progress.value = job.Progress || 0;
-            progress.textContent = (job.Progress || 0) + " %";
-            row.querySelector('[data-field="ProgressText"]').textContent = Math.round(job.Progress || 0) + " %";
-            row.querySelector('[data-field="Status"]').textContent = job.Status;
-            row.querySelector('[data-field="StartedAt"]').textContent = fmtTime(job.StartedAt);
-            row.querySelector('[data-field="FinishedAt"]').textContent = fmtTime(job.FinishedAt);
-            row.querySelector('[data-field="Message"]').textContent = job.Message || "";
-            var ids = job.SparkJobIds || [];
-            row.querySelector('[data-field="RanOn"]').textContent = job.SparkApplicationId
-              ? "Spark application " + job.SparkApplicationId + ", " + (ids.length === 1 ? "job " : "jobs ") + ids.join(", ")
-              : "";
-          });
-        })
+        .then(function (data) { if (data) update(data.Jobs); })
         .catch(function () {})
         .finally(function () { window.setTimeout(refresh, 2000); });
     }

@@ -135,6 +135,28 @@ def test_batch_and_single_predictions(
         client.train(train, "BINARY", parameters="sgd.maxPasses=3")  # type: ignore[arg-type]
 
 
+def test_predict_loads_the_model_once_until_its_threshold_changes_or_it_is_deleted(
+    client: emrml.Client, sample: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, schema = sample
+    model = client.train(client.datasource(data, schema=schema), "BINARY", parameters={"sgd.maxPasses": 1})
+    loads: list[str] = []
+    original = loading.load_model
+    monkeypatch.setattr(loading, "load_model", lambda *a, **k: loads.append(a[0]) or original(*a, **k))
+    record = {"age": "41", "job": "admin."}
+    first = model.predict(record)
+    assert all(model.predict(record) == first for _ in range(5))
+    assert emrml.Model(client, model.id).predict(record) == first  # another handle, the same client
+    assert len(loads) == 1
+    for threshold, label in ((0.0, "1"), (1.0, "0")):
+        client.service.call("UpdateMLModel", {"MLModelId": model.id, "ScoreThreshold": threshold})
+        assert model.predict(record)["predictedLabel"] == label
+    assert len(loads) == 3
+    client.service.call("DeleteMLModel", {"MLModelId": model.id})
+    with pytest.raises(InvalidInputException, match="DELETED"):
+        model.predict(record)
+
+
 @pytest.mark.parametrize("model_type", ["BINARY", "REGRESSION"])
 def test_batch_results_keep_a_row_for_each_record_that_could_not_be_read(
     client: emrml.Client,

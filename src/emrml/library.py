@@ -29,6 +29,7 @@ import io
 import json
 import sys
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
 SchemaArgument = str | Path | dict[str, Any] | None
 #: A recipe argument: recipe JSON text, a recipe file, the recipe as a dict, or None for the suggested one.
 RecipeArgument = str | Path | dict[str, Any] | None
+#: How many loaded models a client keeps for ``Model.predict`` (the most recently used).
+PREDICTORS_KEPT = 8
 
 
 class JobFailed(InvalidInputException):
@@ -96,6 +99,9 @@ class Client:
         if progress is None:
             progress = "ipykernel" in sys.modules or sys.stderr.isatty()
         self.progress = progress
+        # Model.predict's loaded models, most recently used last, each with the GetMLModel members it
+        # was loaded under: a model is read from its file again only when those change.
+        self._predictors: OrderedDict[str, tuple[tuple[Any, ...], Predictor]] = OrderedDict()
 
     def __enter__(self) -> Client:
         return self
@@ -411,9 +417,23 @@ class Model:
 
     def predict(self, record: dict[str, str]) -> dict[str, Any]:
         """The Predict operation's ``Prediction`` for one record (attribute name → string value), scored in
-        this process: no real-time endpoint needed. Loads the model on each call; keep a
-        :meth:`predictor` to score many."""
-        return self.predictor().predict(record)
+        this process: no real-time endpoint needed. The model is loaded on the first call and kept by the
+        client while its status and ``ScoreThreshold`` stay as they were (each call checks them: a model
+        deleted or given another threshold meanwhile is not scored as it was); :meth:`predictor` scores
+        many records without that check."""
+        described = self.client.service.call("GetMLModel", {"MLModelId": self.id})
+        version = tuple(
+            described.get(member)
+            for member in ("CreatedAt", "Status", "ScoreThreshold", "ScoreThresholdLastUpdatedAt")
+        )
+        cache = self.client._predictors
+        cached = cache.pop(self.id, None)
+        if cached is None or cached[0] != version:
+            cached = (version, self.predictor())  # raises for a model that is not COMPLETED
+        cache[self.id] = cached
+        while len(cache) > PREDICTORS_KEPT:
+            cache.popitem(last=False)
+        return cached[1].predict(record)
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,15 @@ service."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.csv  # loaded before the memory of reading results is traced
 import pytest
 
 import emrml
@@ -111,6 +114,7 @@ def test_batch_and_single_predictions(
     assert results.num_rows == ROWS == described["TotalRecordCount"]
     assert results.column_names == ["trueLabel", "bestAnswer", "score"]
     assert results.schema.types == [pa.string(), pa.string(), pa.float64()]
+    assert pa.Table.from_batches(list(batch.iter_results())).equals(results)
     assert "bp-lib" in batch._repr_html_()
 
     # Each record scored alone in this process gives the batch's row for it (rows are in input order).
@@ -131,9 +135,35 @@ def test_batch_and_single_predictions(
         client.train(train, "BINARY", parameters="sgd.maxPasses=3")  # type: ignore[arg-type]
 
 
+def test_predict_loads_the_model_once_until_its_threshold_changes_or_it_is_deleted(
+    client: emrml.Client, sample: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, schema = sample
+    model = client.train(client.datasource(data, schema=schema), "BINARY", parameters={"sgd.maxPasses": 1})
+    loads: list[str] = []
+    original = loading.load_model
+    monkeypatch.setattr(loading, "load_model", lambda *a, **k: loads.append(a[0]) or original(*a, **k))
+    record = {"age": "41", "job": "admin."}
+    first = model.predict(record)
+    assert all(model.predict(record) == first for _ in range(5))
+    assert emrml.Model(client, model.id).predict(record) == first  # another handle, the same client
+    assert len(loads) == 1
+    for threshold, label in ((0.0, "1"), (1.0, "0")):
+        client.service.call("UpdateMLModel", {"MLModelId": model.id, "ScoreThreshold": threshold})
+        assert model.predict(record)["predictedLabel"] == label
+    assert len(loads) == 3
+    client.service.call("DeleteMLModel", {"MLModelId": model.id})
+    with pytest.raises(InvalidInputException, match="DELETED"):
+        model.predict(record)
+
+
 @pytest.mark.parametrize("model_type", ["BINARY", "REGRESSION"])
 def test_batch_results_keep_a_row_for_each_record_that_could_not_be_read(
-    client: emrml.Client, sample: tuple[Path, Path], tmp_path: Path, model_type: str
+    client: emrml.Client,
+    sample: tuple[Path, Path],
+    tmp_path: Path,
+    model_type: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The result file has an empty line for a record that could not be read; a reader skipping it would
     shift every later row against the input (and lose the ones at the end)."""
@@ -148,8 +178,12 @@ def test_batch_results_keep_a_row_for_each_record_that_could_not_be_read(
         client.datasource(data, schema=schema, target=target), model_type, parameters={"sgd.maxPasses": 1}
     )
     source = client.datasource(broken, schema=schema, target=target, statistics=False)
-    results = model.batch_predict(source, tmp_path / "out").results()
+    batch = model.batch_predict(source, tmp_path / "out")
+    results = batch.results()
     assert results.num_rows == 40
+    monkeypatch.setattr(library, "RESULT_BLOCK_BYTES", 64)  # many batches, some starting with empty lines
+    streamed = list(batch.iter_results())
+    assert len(streamed) > 4 and pa.Table.from_batches(streamed).equals(results)
     position = bank_sample_schema().names.index(target)
     for index, row in enumerate(results.to_pylist()):
         if index in bad:
@@ -157,6 +191,29 @@ def test_batch_results_keep_a_row_for_each_record_that_could_not_be_read(
         else:
             assert row["trueLabel"] == body[index].split(",")[position] and row["score"] is not None
     assert results.column("score").type == pa.float64()
+
+
+def test_result_files_are_read_a_block_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Streaming the results holds about one block of a file, not the file (nor a decoded copy of it)."""
+    path = tmp_path / "bp-result.gz"
+    rows = 800_000  # 25 MB decompressed
+    with gzip.open(path, "wt", compresslevel=1) as out:
+        out.write("tag,trueLabel,bestAnswer,score\n")
+        out.writelines(f'"r{i}\n",{i % 2},{i % 2},0.{i:06d}\n' if i % 1000 else "\n" for i in range(rows))
+    monkeypatch.setattr(library, "RESULT_BLOCK_BYTES", 256 << 10)
+    tracemalloc.start()
+    try:
+        count = unscored = 0
+        arrow_peak = 0
+        for batch in library._result_batches(str(path)):
+            count += batch.num_rows
+            unscored += batch.column("score").null_count
+            arrow_peak = max(arrow_peak, pa.total_allocated_bytes())
+        _, python_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (count, unscored) == (rows, rows // 1000)
+    assert python_peak < 8 << 20 and arrow_peak < 8 << 20
 
 
 def test_batch_prediction_results_read_from_s3(

@@ -14,6 +14,7 @@ and scripts.
     evaluation.metric  # BinaryAUC as a float
     batch = model.batch_predict(test, "predictions/")
     batch.results()  # an Arrow table: bestAnswer and score of each record, in input order
+    batch.iter_results()  # the same rows in Arrow record batches, for results larger than memory
     model.predict({"age": "41", "job": "admin."})  # one record, scored in this process
 
 Every call goes through the same Amazon ML operations as the CLI and the HTTP API (``EmrML.call``); the
@@ -24,13 +25,16 @@ with the object's ``Message``.
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 import uuid
+from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from emrml.config import Settings
 from emrml.errors import AmazonMLError, InvalidInputException
@@ -46,6 +50,8 @@ if TYPE_CHECKING:
 SchemaArgument = str | Path | dict[str, Any] | None
 #: A recipe argument: recipe JSON text, a recipe file, the recipe as a dict, or None for the suggested one.
 RecipeArgument = str | Path | dict[str, Any] | None
+#: How many loaded models a client keeps for ``Model.predict`` (the most recently used).
+PREDICTORS_KEPT = 8
 
 
 class JobFailed(InvalidInputException):
@@ -93,6 +99,9 @@ class Client:
         if progress is None:
             progress = "ipykernel" in sys.modules or sys.stderr.isatty()
         self.progress = progress
+        # Model.predict's loaded models, most recently used last, each with the GetMLModel members it
+        # was loaded under: a model is read from its file again only when those change.
+        self._predictors: OrderedDict[str, tuple[tuple[Any, ...], Predictor]] = OrderedDict()
 
     def __enter__(self) -> Client:
         return self
@@ -408,9 +417,23 @@ class Model:
 
     def predict(self, record: dict[str, str]) -> dict[str, Any]:
         """The Predict operation's ``Prediction`` for one record (attribute name → string value), scored in
-        this process: no real-time endpoint needed. Loads the model on each call; keep a
-        :meth:`predictor` to score many."""
-        return self.predictor().predict(record)
+        this process: no real-time endpoint needed. The model is loaded on the first call and kept by the
+        client while its status and ``ScoreThreshold`` stay as they were (each call checks them: a model
+        deleted or given another threshold meanwhile is not scored as it was); :meth:`predictor` scores
+        many records without that check."""
+        described = self.client.service.call("GetMLModel", {"MLModelId": self.id})
+        version = tuple(
+            described.get(member)
+            for member in ("CreatedAt", "Status", "ScoreThreshold", "ScoreThresholdLastUpdatedAt")
+        )
+        cache = self.client._predictors
+        cached = cache.pop(self.id, None)
+        if cached is None or cached[0] != version:
+            cached = (version, self.predictor())  # raises for a model that is not COMPLETED
+        cache[self.id] = cached
+        while len(cache) > PREDICTORS_KEPT:
+            cache.popitem(last=False)
+        return cached[1].predict(record)
 
 
 @dataclass(frozen=True)
@@ -466,11 +489,27 @@ class BatchPrediction:
 
         Columns as Amazon ML wrote them: ``tag`` (the row id), ``trueLabel`` and ``bestAnswer`` as strings;
         ``score`` (BINARY, REGRESSION) or one probability column per class (MULTICLASS) as float64. Every
-        row is loaded: for results larger than memory, read the files the manifest lists (its location is
-        ``describe()["ManifestLocation"]``) one at a time.
+        row is loaded: for results larger than memory, use :meth:`iter_results`.
         """
         import pyarrow as pa
 
+        tables = [pa.Table.from_batches(list(_result_batches(location))) for location in self._locations()]
+        return pa.concat_tables(tables) if tables else pa.table({})
+
+    def iter_results(self) -> Iterator[pa.RecordBatch]:
+        """The rows of :meth:`results`, as Arrow record batches of a few MB each, one file after the other:
+        memory holds one batch, whatever the size of the results. Every file gives at least one batch
+        (empty when it has no rows); the batches of a file have the same columns, files of a datasource
+        too::
+
+            for batch in batch_prediction.iter_results():
+                positives += pc.sum(pc.greater(batch.column("score"), 0.5)).as_py()
+        """
+        for location in self._locations():
+            yield from _result_batches(location)
+
+    def _locations(self) -> list[str]:
+        """The result file of each input file, in the manifest's order (the input files' order)."""
         described = self.describe()
         if described.get("Status") != "COMPLETED":
             raise InvalidInputException(
@@ -478,9 +517,7 @@ class BatchPrediction:
             )
         # A manifest names each input file and its result: allow one for a datasource of many files.
         text = locations.read_text(described["ManifestLocation"], 64 << 20, what="manifest")
-        manifest = json.loads(text)
-        tables = [_result_table(location) for location in manifest.values()]
-        return pa.concat_tables(tables) if tables else pa.table({})
+        return list(json.loads(text).values())
 
     def _repr_html_(self) -> str:
         """Jupyter's display: status, model, datasource, output and record counts."""
@@ -493,49 +530,78 @@ class BatchPrediction:
 
 #: Result columns that hold text (ids and labels); the others are numbers.
 _TEXT_RESULT_COLUMNS = ("tag", "trueLabel", "bestAnswer")
+#: Decompressed bytes of a result file parsed at a time: what one batch of ``iter_results`` costs.
+RESULT_BLOCK_BYTES = 4 << 20
 
 
-def _result_table(location: str) -> pa.Table:
-    """One result file (gzip CSV) as a table, text columns as strings and the rest float64; a record that
-    could not be scored (an empty line, spec 9) is a row of nulls, so that row ``n`` is input record ``n``."""
-    import io
-
+def _result_batches(location: str) -> Iterator[pa.RecordBatch]:
+    """The rows of one result file (gzip CSV) in batches of about :data:`RESULT_BLOCK_BYTES`, text
+    columns as strings and the rest float64, and at least one batch (empty for a file of no rows), so
+    that its schema is known. A record that could not be scored (an empty line, spec 9) is a row of nulls,
+    so that row ``n`` is input record ``n``."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
     from emrml.storage.codecs import open_decompressed
 
+    # Arrow's own streaming reader reads blocks ahead of the consumer, up to the whole file: the file is
+    # cut here into pieces of whole records instead, each parsed on its own.
+    parse = pcsv.ParseOptions(ignore_empty_lines=False, newlines_in_values=True)  # empty lines stay rows
+    convert = pcsv.ConvertOptions(column_types=dict.fromkeys(_TEXT_RESULT_COLUMNS, pa.string()))
+    names: list[str] | None = None  # from the header, which the first piece starts with
     with open_decompressed(locations.open_binary(location, what="result"), location) as data:
-        raw = data.read()
-    if b"\n\n" in raw:  # Arrow's CSV reader skips empty lines, which would shift every later row
-        result = _table_keeping_empty_lines(raw.decode("utf-8"))
-    else:
-        options = pcsv.ConvertOptions(column_types=dict.fromkeys(_TEXT_RESULT_COLUMNS, pa.string()))
-        result = pcsv.read_csv(io.BytesIO(raw), convert_options=options)
-    columns = [
-        column if name in _TEXT_RESULT_COLUMNS else column.cast(pa.float64())
-        for name, column in zip(result.column_names, result.columns, strict=True)
-    ]
-    return pa.table(columns, names=result.column_names)
+        for piece in _record_pieces(data, RESULT_BLOCK_BYTES):
+            options = pcsv.ReadOptions(column_names=names, use_threads=False)
+            table = pcsv.read_csv(io.BytesIO(piece), options, parse, convert)
+            columns = [
+                column if name in _TEXT_RESULT_COLUMNS else column.cast(pa.float64())
+                for name, column in zip(table.column_names, table.columns, strict=True)
+            ]
+            table = pa.table(columns, names=table.column_names).combine_chunks()
+            if names is None:
+                names = table.column_names
+                if table.num_rows == 0:
+                    yield pa.record_batch([pa.array([], c.type) for c in columns], schema=table.schema)
+            for batch in table.to_batches():
+                yield _nulls_for_empty_lines(batch)
 
 
-def _table_keeping_empty_lines(text: str) -> pa.Table:
-    """A result file with unscored records, read by the csv module (which gives an empty line as an empty
-    row): only such files take this slower path."""
-    import csv
-    import io
+def _record_pieces(stream: BinaryIO, block_bytes: int) -> Iterator[bytes]:
+    """``stream`` in pieces of about ``block_bytes`` that end where a record does: after a line break
+    outside quotes (tags and labels may hold line breaks inside quotes; ``""`` counts twice)."""
+    import numpy as np
 
+    rest = b""
+    while True:
+        more = stream.read(block_bytes)
+        if not more:
+            if rest:
+                yield rest
+            return
+        data = rest + more
+        codes = np.frombuffer(data, dtype=np.uint8)
+        # The parity of the quotes so far says whether a byte is inside quotes (uint8 wraps, keeping it).
+        inside = np.cumsum(codes == ord('"'), dtype=np.uint8) & 1
+        ends = np.flatnonzero((codes == ord("\n")) & (inside == 0))
+        if len(ends) == 0:
+            rest = data
+            continue
+        cut = int(ends[-1]) + 1
+        yield data[:cut]
+        rest = data[cut:]
+
+
+def _nulls_for_empty_lines(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The batch with the rows of empty lines all null. Arrow reads an empty line as empty text and null
+    numbers; a scored record always has its last column (a score), so a null there marks one."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
-    header, *rows = csv.reader(io.StringIO(text, newline=""))
-    columns: dict[str, pa.Array] = {}
-    for index, name in enumerate(header):
-        cells = [row[index] if row else None for row in rows]
-        if name in _TEXT_RESULT_COLUMNS:
-            columns[name] = pa.array(cells, pa.string())
-        else:
-            columns[name] = pa.array([float(cell) if cell else None for cell in cells], pa.float64())
-    return pa.table(columns)
+    if batch.num_columns == 0 or batch.column(batch.num_columns - 1).null_count == 0:
+        return batch
+    unscored = batch.column(batch.num_columns - 1).is_null()
+    columns = [pc.if_else(unscored, pa.scalar(None, column.type), column) for column in batch.columns]
+    return pa.record_batch(columns, schema=batch.schema)
 
 
 def _completed(fetch: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import tracemalloc
 from functools import cache
 from itertools import pairwise
 from pathlib import Path
@@ -33,6 +34,7 @@ from emrml.core.metrics import (
     RegressionEvaluation,
     performance_metrics,
 )
+from emrml.core.metrics import binary as binary_metrics
 from emrml.errors import DataError, InvalidInputException
 
 DATASETS = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
@@ -59,6 +61,63 @@ def split_points(cuts: list[int], n: int) -> list[int]:
 
 
 # ------------------------------------------------------------------------------------------ binary
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("rounding", [None, 3])
+def test_scores_spilled_to_scratch_files_give_the_same_result(
+    monkeypatch: pytest.MonkeyPatch, weighted: bool, rounding: int | None
+) -> None:
+    # Spilled runs are merged back a slice at a time (slices far smaller than a run); two evaluations
+    # that spilled merge as well. Ties (rounded scores) and scores of exactly 0 and 1 cross the slices.
+    rng = np.random.default_rng(8)
+    batches = []
+    for _ in range(14):
+        scores = rng.random(2_000)
+        scores = scores if rounding is None else np.round(scores, rounding)
+        scores[:5], scores[5:10] = 0.0, 1.0
+        labels = (rng.random(2_000) < scores).astype(int)
+        batches.append((scores, labels, rng.random(2_000) * 3 if weighted else None))
+    in_memory = BinaryEvaluation()
+    for batch in batches:
+        in_memory.update(*batch)
+    expected = in_memory.result(0.37)
+    monkeypatch.setattr(binary_metrics, "SPILL_SCORES", 500)
+    monkeypatch.setattr(binary_metrics, "MERGE_ENTRIES", 1_000)
+    left, right = BinaryEvaluation(), BinaryEvaluation()
+    for index, batch in enumerate(batches):
+        (left if index < 9 else right).update(*batch)
+    left.merge(right)
+    assert left._spilled and right._spilled
+    result = left.result(0.37)
+    if weighted:  # sums of weights in another order: equal to rounding
+        assert result["BinaryAUC"] == pytest.approx(expected["BinaryAUC"], rel=1e-12)
+        for key in ("positive", "negative"):
+            assert result["histograms"][key] == pytest.approx(expected["histograms"][key], abs=1e-9)
+    else:
+        assert result == expected
+    assert left.threshold_for("f1", 0.6) == in_memory.threshold_for("f1", 0.6)
+
+
+def test_memory_of_a_binary_evaluation_is_bounded_by_the_spill_not_the_records(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 2,000,000 distinct scores would take 48 MB in memory; spilled past 65,536, memory stays a few MB.
+    monkeypatch.setattr(binary_metrics, "SPILL_SCORES", 1 << 16)
+    monkeypatch.setattr(binary_metrics, "MERGE_ENTRIES", 1 << 16)
+    rng = np.random.default_rng(9)
+    evaluation = BinaryEvaluation()
+    tracemalloc.start()
+    try:
+        for _ in range(40):
+            scores = rng.random(50_000)
+            evaluation.update(scores, (rng.random(50_000) < scores).astype(int))
+        result = evaluation.result()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result["count"] == 2_000_000 and 0.8 < result["BinaryAUC"] < 0.9
+    assert peak < 16 << 20
 
 
 def test_auc_hand_computed_and_confusion_at_default_threshold() -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pytest
 from hypothesis import given, settings
@@ -28,7 +29,7 @@ from emrml.core.stats import (
     target_codes,
 )
 from emrml.core.stats.accumulator import TEXT_BACKLOG, _BottomKSample
-from emrml.core.stats.constants import TOKEN_PUNCTUATION
+from emrml.core.stats.constants import SAMPLE_BYTES, TOKEN_PUNCTUATION
 from emrml.core.stats.correlation import word_correlations
 
 DATASETS = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
@@ -508,6 +509,55 @@ def test_the_sample_gathers_its_candidates_without_changing_them(spill: int) -> 
     best = np.argsort(hashes)[:300]
     assert np.array_equal(kept, hashes[best])
     assert rows_kept.equals(table.take(pa.array(best)))
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    widths=st.lists(st.integers(0, 400), min_size=1, max_size=300),
+    cut=st.integers(0, 300),
+    batch_rows=st.integers(1, 80),
+    max_bytes=st.integers(1, 6_000),
+)
+def test_the_sample_is_the_hash_prefix_within_its_byte_bound_however_fed(
+    widths: list[int], cut: int, batch_rows: int, max_bytes: int
+) -> None:
+    # Wide rows fill the byte bound before the row bound: the sample is the longest prefix in hash order
+    # within both (at least one row), the same when fed in other batches or as two merged partitions.
+    table = pa.table({"t": pa.array(["x" * width for width in widths])})
+    hashes = splitmix64(np.arange(len(widths), dtype=np.uint64) * 7)
+    order = np.argsort(hashes)
+    fitting = int(np.searchsorted(np.cumsum(np.array(widths)[order]), max_bytes, side="right"))
+    expected = order[: max(1, min(fitting, 50))]
+
+    def fed(rows: range) -> _BottomKSample:
+        sample = _BottomKSample(50, table.schema, max_bytes=max_bytes, spill=2)
+        for start in range(rows.start, rows.stop, batch_rows):
+            stop = min(start + batch_rows, rows.stop)
+            sample.offer(hashes[start:stop], table.slice(start, stop - start).to_batches()[0])
+        return sample
+
+    whole = fed(range(len(widths)))
+    left, right = fed(range(min(cut, len(widths)))), fed(range(min(cut, len(widths)), len(widths)))
+    left.merge(right)
+    for sample in (whole, left):
+        kept, rows_kept = sample.sorted()
+        assert np.array_equal(kept, hashes[expected])
+        assert rows_kept.equals(table.take(pa.array(expected)))
+
+
+def test_a_sample_of_wide_text_rows_is_bounded_by_bytes_not_rows() -> None:
+    # 1,000 rows of 20 KB: a sample of 20,000 rows would hold them all (20 MB) and more as data grows.
+    schema = make_schema(("t", T), ("y", B), target="y")
+    text = " ".join(f"w{i}" for i in range(4_000))[:20_000]
+    acc = StatisticsAccumulator(schema)
+    for start in range(0, 1_000, 100):
+        batch = pa.record_batch({"t": pa.array([text] * 100), "y": pa.array(["1", "0"] * 50)})
+        acc.update(batch, np.arange(start, start + 100, dtype=np.uint64))
+    sample = acc.sample_table()
+    assert 0 < sample.num_rows < 1_000
+    values = sum(pc.sum(pc.binary_length(column)).as_py() for column in sample.columns)
+    assert values <= SAMPLE_BYTES
+    assert acc.result()["recordCount"] == 1_000
 
 
 def test_state_stays_bounded_over_two_million_rows() -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,11 @@ THRESHOLD_METRICS = ("accuracy", "precision", "recall", "falsePositiveRate", "f1
 #: Score histograms: 100 equal bins over [0, 1] (AWS cost-analysis sample); bin k is [k/100, (k+1)/100),
 #: the last one closed. The threshold table uses the same 101 edges as cut-offs.
 SCORE_EDGES = np.arange(101) / 100
+#: Distinct scores an evaluation keeps in memory (24 bytes each, about 50 MB): past that, its largest run
+#: moves to a scratch file, memory-mapped, so memory is bounded by this and the batch, not the data.
+SPILL_SCORES = 1 << 21
+#: Entries of all runs together that the result's merge reads at a time.
+MERGE_ENTRIES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -70,17 +76,79 @@ class _ScoreRun:
         below_negative = np.concatenate(([0.0], np.cumsum(self.negative)))
         return below_positive, below_negative
 
+    def spilled(self) -> _ScoreRun:
+        """The run in an anonymous scratch file, memory-mapped: its pages are the file's, which the kernel
+        writes out and drops as it needs, not the process's memory. The file goes with the mapping."""
+        with tempfile.TemporaryFile() as file:
+            for values in (self.scores, self.positive, self.negative):
+                np.ascontiguousarray(values, dtype=np.float64).tofile(file)
+            file.flush()
+            table = np.memmap(file, dtype=np.float64, mode="r", shape=(3, self.scores.size))
+        return _ScoreRun(table[0], table[1], table[2])
+
+    def part(self, start: int, stop: int) -> _ScoreRun:
+        return _ScoreRun(self.scores[start:stop], self.positive[start:stop], self.negative[start:stop])
+
+
+def _merged_slices(runs: Sequence[_ScoreRun]) -> Iterator[_ScoreRun]:
+    """The runs merged in increasing score order, about :data:`MERGE_ENTRIES` entries at a time; the
+    entries of one score are always in the same slice."""
+    step = max(1024, MERGE_ENTRIES // max(1, len(runs)))
+    starts = [0] * len(runs)
+    while True:
+        live = [i for i, run in enumerate(runs) if starts[i] < run.scores.size]
+        if not live:
+            return
+        # Every score up to the lowest of the runs' next-step ends is read from every run now: a run's
+        # entries up to it all lie within its next step.
+        frontier = min(runs[i].scores[min(starts[i] + step, runs[i].scores.size) - 1] for i in live)
+        parts = []
+        for i in live:
+            window = runs[i].scores[starts[i] : starts[i] + step]
+            stop = starts[i] + int(np.searchsorted(window, frontier, side="right"))
+            parts.append(runs[i].part(starts[i], stop))
+            starts[i] = stop
+        yield _ScoreRun.merged(parts)
+
+
+@dataclass(frozen=True)
+class _Sweep:
+    """What one pass over the scores found: twice the AUC's numerator (positive-negative pairs ordered
+    right, ties counting half; an int when unweighted), the positive and negative weight in all, and
+    below each cut-off (running sums, with their totals appended)."""
+
+    twice_wins: float
+    positive: float
+    negative: float
+    below_positive: np.ndarray
+    below_negative: np.ndarray
+
+    @property
+    def auc(self) -> float:
+        if isinstance(self.twice_wins, int):
+            return self.twice_wins / (2 * round(self.positive) * round(self.negative))
+        return self.twice_wins / (2.0 * self.positive * self.negative)
+
+    def confusion(self, cuts: slice) -> dict[str, np.ndarray]:
+        """tp/fp/tn/fn at the cut-offs ``cuts`` selects: predicted 1 from the cut-off up."""
+        fn, tn = self.below_positive[cuts], self.below_negative[cuts]
+        return {"tp": self.below_positive[-1] - fn, "fp": self.below_negative[-1] - tn, "tn": tn, "fn": fn}
+
 
 class BinaryEvaluation:
     """Accumulates scores (probability of label 1) and true labels for ``BinaryAUC`` and the insights.
 
     Records with score ≥ threshold are predicted 1 (spec 7.3). The scores are kept as sorted runs of
     distinct values, merged whenever the previous run is at most twice the size of the newest, so there are
-    O(log n) runs and each value is re-merged O(log n) times.
+    O(log n) runs and each value is re-merged O(log n) times. A run of :data:`SPILL_SCORES` values or more
+    moves to a scratch file, so memory holds at most a few spills' worth whatever the number of records;
+    the result then reads the files back merged a slice at a time, to the same metrics (with weights, sums
+    taken in another order may differ in their last bits). Only :meth:`threshold_for` loads every score.
     """
 
     def __init__(self) -> None:
         self._runs: list[_ScoreRun] = []
+        self._spilled: list[_ScoreRun] = []  # runs of SPILL_SCORES or more, in scratch files
         self._records = 0
         self._weighted = False
 
@@ -118,9 +186,11 @@ class BinaryEvaluation:
         self._records += n
 
     def merge(self, other: BinaryEvaluation) -> None:
-        """Add every record ``other`` has seen; ``other`` is left unchanged."""
-        if other._runs:
-            self._push(other._run())
+        """Add every record ``other`` has seen; ``other`` is left unchanged (its scratch files are shared:
+        they are read only)."""
+        self._spilled.extend(other._spilled)
+        for run in other._runs:
+            self._push(run)
         self._records += other._records
         self._weighted = self._weighted or other._weighted
 
@@ -129,11 +199,52 @@ class BinaryEvaluation:
         while len(self._runs) > 1 and self._runs[-2].scores.size <= 2 * self._runs[-1].scores.size:
             newest = self._runs.pop()
             self._runs[-1] = _ScoreRun.merged([self._runs[-1], newest])
+        if self._runs[0].scores.size >= SPILL_SCORES:  # the oldest run is the largest
+            self._spilled.append(self._runs.pop(0).spilled())
 
     def _run(self) -> _ScoreRun:
-        if len(self._runs) > 1:
-            self._runs = [_ScoreRun.merged(self._runs)]
-        return self._runs[0] if self._runs else _ScoreRun(np.empty(0), np.empty(0), np.empty(0))
+        """Every score in one run, in memory (scratch files read back): for :meth:`threshold_for`."""
+        runs = [*self._spilled, *self._runs]
+        if not runs:
+            return _ScoreRun(np.empty(0), np.empty(0), np.empty(0))
+        if len(runs) > 1:
+            runs = [_ScoreRun.merged(runs)]
+            self._spilled, self._runs = [], runs
+        return runs[0]
+
+    def _sweep(self, cuts: np.ndarray) -> _Sweep:
+        """One pass over every score in order, a slice at a time: the AUC's numerator and the weight below
+        each cut-off. Raises ``DataError`` unless there are records of both labels."""
+        below_positive, below_negative = np.zeros(cuts.size + 1), np.zeros(cuts.size + 1)
+        twice_wins: float = 0.0 if self._weighted else 0
+        negative_before: float = 0.0 if self._weighted else 0
+        positive_total = negative_total = 0.0
+        # In memory, the runs merge into one (as large as the spill allows); a slice at a time from files.
+        slices = _merged_slices([*self._spilled, *self._runs]) if self._spilled else [self._run()]
+        for run in slices:
+            cumulative_positive, cumulative_negative = run.cumulative()
+            index = np.append(np.searchsorted(run.scores, cuts, side="left"), run.scores.size)
+            below_positive += cumulative_positive[index]
+            below_negative += cumulative_negative[index]
+            positive_total += float(run.positive.sum())
+            negative_total += float(run.negative.sum())
+            if self._weighted:
+                below = negative_before + np.concatenate(([0.0], np.cumsum(run.negative)[:-1]))
+                twice_wins += float(np.dot(run.positive, 2.0 * below + run.negative))
+                negative_before += float(run.negative.sum())
+            else:  # in integers, rounded once at the end (exact for up to ~4·10⁹ records)
+                positive = np.rint(run.positive).astype(np.int64)
+                negative = np.rint(run.negative).astype(np.int64)
+                below_counts = negative_before + np.concatenate(([0], np.cumsum(negative)[:-1]))
+                twice_wins += int(np.dot(positive, 2 * below_counts + negative))
+                negative_before += int(negative.sum())
+        if below_positive[-1] <= 0 or below_negative[-1] <= 0:
+            missing = "label 1" if below_positive[-1] <= 0 else "label 0"
+            raise DataError(
+                f"the evaluation data has no records with {missing} ({self._records} records in all); "
+                "BinaryAUC needs records of both labels"
+            )
+        return _Sweep(twice_wins, positive_total, negative_total, below_positive, below_negative)
 
     def _checked_run(self) -> _ScoreRun:
         run = self._run()
@@ -150,22 +261,12 @@ class BinaryEvaluation:
 
         Unweighted, it is computed in integers and rounded once (exact for up to ~4·10⁹ records).
         """
-        run = self._checked_run()
-        if self._weighted:
-            below = np.concatenate(([0.0], np.cumsum(run.negative)[:-1]))
-            twice_wins = float(np.dot(run.positive, 2.0 * below + run.negative))
-            return twice_wins / (2.0 * float(run.positive.sum()) * float(run.negative.sum()))
-        positive = np.rint(run.positive).astype(np.int64)
-        negative = np.rint(run.negative).astype(np.int64)
-        below = np.concatenate(([0], np.cumsum(negative)[:-1]))
-        twice_wins = int(np.dot(positive, 2 * below + negative))
-        return twice_wins / (2 * int(positive.sum()) * int(negative.sum()))
+        return self._sweep(np.empty(0)).auc
 
     def _confusion(self, run: _ScoreRun, thresholds: np.ndarray) -> dict[str, np.ndarray]:
         below_positive, below_negative = run.cumulative()
-        index = np.searchsorted(run.scores, thresholds, side="left")
-        fn, tn = below_positive[index], below_negative[index]
-        return {"tp": below_positive[-1] - fn, "fp": below_negative[-1] - tn, "tn": tn, "fn": fn}
+        index = np.append(np.searchsorted(run.scores, thresholds, side="left"), run.scores.size)
+        return _Sweep(0, 0.0, 0.0, below_positive[index], below_negative[index]).confusion(slice(None, -1))
 
     @staticmethod
     def _rates(confusion: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -189,16 +290,17 @@ class BinaryEvaluation:
         """
         if not math.isfinite(threshold):
             raise InvalidInputException(f"threshold must be a finite number, got {threshold}")
-        run = self._checked_run()
-        confusion = self._confusion(run, np.array([threshold], dtype=np.float64))
+        # Cut-offs: the threshold, then the edges; the sweep appends the totals.
+        sweep = self._sweep(np.concatenate(([threshold], SCORE_EDGES)))
+        confusion = sweep.confusion(slice(0, 1))
         rates = self._rates(confusion)
-        below_positive, below_negative = run.cumulative()
-        bounds = np.searchsorted(run.scores, SCORE_EDGES, side="left")
-        bounds[-1] = run.scores.size  # the last bin is closed: scores of exactly 1.0 belong to it
-        table_confusion = self._confusion(run, SCORE_EDGES)
-        table_rates = {name: values.tolist() for name, values in self._rates(table_confusion).items()}
+        table = self._rates(sweep.confusion(slice(1, -1)))
+        table_rates = {name: values.tolist() for name, values in table.items()}
+        # The last bin is closed: scores of exactly 1.0 belong to it, so its upper bound is the totals.
+        below_positive = np.append(sweep.below_positive[1:-2], sweep.below_positive[-1])
+        below_negative = np.append(sweep.below_negative[1:-2], sweep.below_negative[-1])
         return {
-            "BinaryAUC": self.auc(),
+            "BinaryAUC": sweep.auc,
             "baseline": 0.5,
             "count": self._records,
             "threshold": float(threshold),
@@ -206,8 +308,8 @@ class BinaryEvaluation:
             **{name: float(values[0]) for name, values in rates.items()},
             "histograms": {
                 "edges": SCORE_EDGES.tolist(),
-                "positive": json_counts(np.diff(below_positive[bounds]), self._weighted),
-                "negative": json_counts(np.diff(below_negative[bounds]), self._weighted),
+                "positive": json_counts(np.diff(below_positive), self._weighted),
+                "negative": json_counts(np.diff(below_negative), self._weighted),
             },
             "thresholdTable": [
                 {"threshold": cut, **{name: table_rates[name][i] for name in THRESHOLD_METRICS}}

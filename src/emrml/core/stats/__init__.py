@@ -27,9 +27,10 @@ Per attribute type (missing and invalid values follow spec 5.3 and open question
 
 Correlation to the target is the Miller-Madow bias-corrected mutual information, in nats and clipped at 0,
 between a simplified form of the attribute and the target, measured on a deterministic bottom-k row sample
-(the ``sample_size`` rows with the smallest splitmix64 hash of their row key: independent of batch
-boundaries, order and partitioning). The target becomes classes: BINARY 0/1, CATEGORICAL values, NUMERIC
-10 quantile bins; sampled rows with a missing or invalid target are left out. Attributes become codes:
+(the ``sample_size`` rows with the smallest splitmix64 hash of their row key, fewer when their values
+would pass 16 MiB, as wide text rows do: independent of batch boundaries, order and partitioning).
+The target becomes classes: BINARY 0/1, CATEGORICAL values, NUMERIC 10 quantile bins; sampled rows
+with a missing or invalid target are left out. Attributes become codes:
 NUMERIC 10 quantile bins (values equal to a bin edge, such as a 999 sentinel, apart from the rest of their
 bin) plus one code for missing/invalid, BINARY 0/1/missing-or-invalid, CATEGORICAL its
 50 most frequent sample values plus "other". A TEXT attribute is scored per word, as the presence of each

@@ -21,6 +21,8 @@ FREQUENT_LG_MAX_MAP = 11
 FREQUENT_CAPACITY = 3 << (FREQUENT_LG_MAX_MAP - 2)  # the sketch purges beyond 3/4 of its map
 FREQUENT_PER_BATCH = 256
 HLL_LG_REGISTERS = 14
+#: The most bytes of values the row sample for target correlations holds (rows of 800 bytes fill 20,000).
+SAMPLE_BYTES = 16 << 20
 
 U64 = np.uint64
 GOLDEN = U64(0x9E3779B97F4A7C15)

@@ -287,6 +287,9 @@ def test_model_and_evaluation_lifecycle(
     table = cli(home, "model", "show", "ml-small").stdout
     assert "quantile_bin(ALL_NUMERIC,10)" in table and "small model" in table
     assert features[0] in table and "sgd.maxPasses" in table
+    # The training data's alerts, passed here: no attribute of the sample gives its target away.
+    assert [alert["passed"] for alert in insights["Alerts"]] == [True]
+    assert "Alerts" in table and "No attribute predicts the target" in table
 
     assert ids(home, "model") == [QUICKSTART_MODEL_ID, "ml-small"]
     assert ids(home, "model", "--sort", "dsc") == ["ml-small", QUICKSTART_MODEL_ID]

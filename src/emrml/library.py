@@ -372,7 +372,7 @@ class Model:
 
     def insights(self) -> dict[str, Any]:
         """``GetMLModelInsights``: ``TrainingReport`` (passes, losses, ...), ``TopFeatures``,
-        ``FeatureCount``, ``Labels``."""
+        ``FeatureCount``, ``Labels``, ``Alerts`` (about the training data)."""
         return self.client.service.call("GetMLModelInsights", {"MLModelId": self.id})
 
     @property

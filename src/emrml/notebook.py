@@ -136,7 +136,16 @@ def model_html(described: dict[str, Any], insights: dict[str, Any] | None) -> st
                     title="top features (|weight|)",
                 )
             )
+        parts += _alert_list(insights.get("Alerts") or [])
     return _section(f"MLModel {described.get('MLModelId', '')}", *parts)
+
+
+def _alert_list(alerts: list[dict[str, Any]]) -> list[str]:
+    """The alerts' messages as one list (none: nothing)."""
+    if not alerts:
+        return []
+    items = "".join(f"<li>{escape(str(a.get('message', a)))}</li>" for a in alerts)
+    return [f"<ul>{items}</ul>"]
 
 
 def evaluation_html(described: dict[str, Any], insights: dict[str, Any] | None) -> str:
@@ -157,8 +166,5 @@ def evaluation_html(described: dict[str, Any], insights: dict[str, Any] | None) 
         residuals = metrics["residualHistogram"]
         edges = [f"{e:.3g}" for e in residuals["edges"]]
         parts.append(bars([residuals["counts"]], edges, title="residuals (actual − predicted)"))
-    alerts = (insights or {}).get("alerts") or []
-    if alerts:
-        items = "".join(f"<li>{escape(str(a.get('message', a)))}</li>" for a in alerts)
-        parts.append(f"<ul>{items}</ul>")
+    parts += _alert_list((insights or {}).get("alerts") or [])
     return _section(f"Evaluation {described.get('EvaluationId', '')}", *parts)

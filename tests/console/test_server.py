@@ -157,6 +157,13 @@ def test_unknown_ids_and_paths_are_404_pages(admin: Any) -> None:
         )
 
 
+def test_model_and_evaluation_pages_show_the_training_data_alert(admin: Any) -> None:
+    for path in (f"/console/models/{MODEL}", f"/console/evaluations/{EVALUATION}"):
+        page = admin.get(path)
+        assert '<table class="alerts">' in page.text
+        assert "No attribute predicts the target by itself" in page.text, path
+
+
 def test_threshold_form_marks_bad_values_and_saves_good_ones(admin: Any) -> None:
     page = admin.get(f"/console/evaluations/{EVALUATION}")
     token = login_token(page.text)

@@ -844,3 +844,38 @@ def test_regression_predictions_outside_the_target_range_are_flagged() -> None:
     )
     few = _by_name(quality_alerts("REGRESSION", result, [], (-5.0, 500.0), (10, 3)))
     assert few["Predictions in the target's range"]["passed"]  # 0.06 %, and the target itself went negative
+
+
+def _statistics(entropy: float | None, **correlations: float) -> dict:
+    """Datasource statistics (``core.stats``) with these input attributes' target correlations."""
+    attributes = [
+        {"name": name, "role": "input", "targetCorrelation": mi} for name, mi in correlations.items()
+    ]
+    attributes.append({"name": "cnt", "role": "target"})
+    return {"target": {"name": "cnt", "entropy": entropy}, "attributes": attributes}
+
+
+def test_an_attribute_that_predicts_the_target_by_itself_is_a_possible_leak() -> None:
+    from emrml.core.alerts import leak_alert
+
+    # bike_sharing_hourly with `casual` and `registered` left in (their sum is the target): the figures
+    # of its statistics, in nats, against the target's 10 bins' entropy.
+    statistics = _statistics(2.3026, hr=0.549, casual=0.663, registered=1.558)
+    alert = leak_alert(statistics)
+    assert alert is not None and not alert["passed"]
+    assert "Possible target leak: 'registered' (68%) alone carries" in alert["message"]
+    assert "'casual'" not in alert["message"] and "excludedAttributeNames" in alert["message"]
+    # A recipe that leaves `registered` out cannot leak it; the strongest remaining attribute is named.
+    honest = leak_alert(statistics, used={"hr", "casual"})
+    assert honest is not None and honest["passed"] and "'casual', carries 29%" in honest["message"]
+    both = leak_alert(_statistics(1.0, a=0.9, b=0.5))
+    assert both is not None and "'a' (90%), 'b' (50%) alone carry" in both["message"]
+
+
+def test_no_leak_alert_without_correlations() -> None:
+    from emrml.core.alerts import leak_alert
+
+    assert leak_alert(_statistics(None, x=0.3)) is None  # statistics from before the target's entropy
+    assert leak_alert(_statistics(0.0, x=0.0)) is None  # a constant target
+    assert leak_alert({"target": None, "attributes": []}) is None
+    assert leak_alert({"target": {"name": "y", "entropy": 0.7}, "attributes": []}) is None

@@ -254,6 +254,7 @@ def test_roles_type_counts_and_target_distribution() -> None:
             "counts": {"0": 2, "1": 2},
             "percentTrue": 50.0,
         },
+        "entropy": pytest.approx(math.log(2) + 1 / 8),
     }
     json.dumps(result, allow_nan=False)
 
@@ -264,6 +265,7 @@ def test_without_usable_target_there_are_no_correlations() -> None:
     assert attribute(result, "x")["targetCorrelation"] is None
     text_target = stats_of(make_schema(("x", N), ("t", T), target="t"), {"x": ["1", "2"], "t": ["a b", "c"]})
     assert attribute(text_target, "x")["targetCorrelation"] is None
+    assert text_target["target"]["entropy"] is None
     assert text_target["target"]["distribution"]["totalWords"] == 3
 
 
@@ -674,6 +676,12 @@ def test_categorical_target() -> None:
     assert 0.3 < attribute(result, "flag")["targetCorrelation"] < math.log(3)
     assert attribute(result, "noise")["targetCorrelation"] < 0.005
     assert result["target"]["distribution"]["distinctCount"] == 3
+    # The target's entropy on the sample (Miller-Madow, as the correlations): what "same", which
+    # determines it, reaches.
+    shares = np.bincount(y) / len(y)
+    plug_in = -(shares * np.log(shares)).sum()
+    assert result["target"]["entropy"] == pytest.approx(plug_in + 2 / (2 * len(y)))
+    assert attribute(result, "same")["targetCorrelation"] == pytest.approx(result["target"]["entropy"])
 
 
 def test_numeric_target_is_discretised() -> None:
@@ -688,6 +696,9 @@ def test_numeric_target_is_discretised() -> None:
     assert attribute(result, "x")["targetCorrelation"] > 1.0
     assert attribute(result, "noise")["targetCorrelation"] < 0.02
     assert result["target"]["distribution"]["validCount"] == 5000
+    # Ten quantile bins of the target, equally full: log 10 nats, of which the nearly exact x has most.
+    assert result["target"]["entropy"] == pytest.approx(math.log(10) + 9 / 10_000)
+    assert attribute(result, "x")["targetCorrelation"] > 0.5 * result["target"]["entropy"]
 
 
 # ------------------------------------------------------------------------------ a second thread

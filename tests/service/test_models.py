@@ -120,6 +120,48 @@ def test_regression_model_on_california(sqlite_app: EmrML, shared_datasets: Path
     assert re.search(r"^\d+ of \d+ predictions fall outside the training target's range", in_range["message"])
 
 
+def test_a_target_leak_is_an_alert_of_the_model_and_its_evaluations(
+    sqlite_app: EmrML, shared_datasets: Path
+) -> None:
+    # bike_sharing_hourly's schema excludes `casual` and `registered`, which sum to the target `cnt`; an
+    # inferred schema would keep them.
+    app, folder = sqlite_app, shared_datasets / "bike_sharing_hourly"
+    given = (folder / "data.csv.schema").read_text()
+    document = json.loads(given)
+    document["excludedAttributeNames"].remove("registered")
+    leaky = json.dumps(document)
+    datasource(app, "ds-leaky", folder, random_split(False), leaky)
+    datasource(app, "ds-given", folder, random_split(False), given)
+    datasource(app, "ds-eval", folder, random_split(True), leaky)
+    for model_id, source_id in (("ml-leaky", "ds-leaky"), ("ml-given", "ds-given")):
+        app.call(
+            "CreateMLModel",
+            {
+                "MLModelId": model_id,
+                "MLModelType": "REGRESSION",
+                "TrainingDataSourceId": source_id,
+                "Parameters": {"sgd.maxPasses": "2"},
+            },
+        )
+    app.call(
+        "CreateEvaluation",
+        {"EvaluationId": "ev-leaky", "MLModelId": "ml-leaky", "EvaluationDataSourceId": "ds-eval"},
+    )
+    assert app.wait("Evaluation", "ev-leaky")["Status"] == "COMPLETED"
+    assert app.wait("MLModel", "ml-given")["Status"] == "COMPLETED"
+
+    name = "No attribute predicts the target by itself"
+    leak = app.call("GetMLModelInsights", {"MLModelId": "ml-leaky"})["Alerts"]
+    assert [(alert["name"], alert["passed"]) for alert in leak] == [(name, False)]
+    assert leak[0]["message"].startswith("Possible target leak: 'registered' (")
+    # Every evaluation of the model repeats it, next to the evaluation's own alerts.
+    assert leak[0] in app.call("GetEvaluationInsights", {"EvaluationId": "ev-leaky"})["Insights"]["alerts"]
+    # As given, the hour is the most informative attribute, far below the alert.
+    honest = app.call("GetMLModelInsights", {"MLModelId": "ml-given"})["Alerts"]
+    assert [(alert["name"], alert["passed"]) for alert in honest] == [(name, True)]
+    assert "'hr', carries" in honest[0]["message"]
+
+
 SMALL_SCHEMA = {
     "version": "1.0",
     "targetAttributeName": "y",

@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from emrml.cli_render.parts import (
+    alerts_table,
     bar_chart,
     format_metric,
     format_number,
@@ -54,7 +55,7 @@ def evaluation_view(
     elif model_type == "REGRESSION" and "residualHistogram" in metrics:
         sections += _regression_sections(metrics, width)
     if data.get("alerts"):
-        sections.append(_alerts_table(data["alerts"]))
+        sections.append(alerts_table(data["alerts"]))
     return sections
 
 
@@ -225,12 +226,3 @@ def _regression_sections(metrics: dict[str, Any], width: int) -> list[Renderable
         ),
         bar_chart(labels, [("Records", merged)], width),
     ]
-
-
-def _alerts_table(alerts: list[dict[str, Any]]) -> Table:
-    table = titled_table("Alerts", "", "Check", "Detail")
-    for alert in alerts:
-        passed = alert.get("passed")
-        mark = Text("✓" if passed else "✗ alert", style="green" if passed else "bold red")
-        table.add_row(mark, alert.get("name", ""), alert.get("message", ""))
-    return table

@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from emrml.cli_render.parts import (
+    alerts_table,
     format_bytes,
     format_milliseconds,
     format_number,
@@ -24,8 +25,8 @@ TOP_FEATURES_SHOWN = 20
 
 
 def model_view(described: dict[str, Any]) -> list[RenderableType]:
-    """``GetMLModel`` (verbose) and ``GetMLModelInsights``: overview, parameters, training report, recipe
-    and the features with the largest weights."""
+    """``GetMLModel`` (verbose) and ``GetMLModelInsights``: overview, parameters, training report, recipe,
+    the features with the largest weights and the alerts about the training data."""
     model = described["GetMLModel"]
     insights = described.get("GetMLModelInsights") or {}
     parameters = model.get("TrainingParameters") or {}
@@ -39,6 +40,8 @@ def model_view(described: dict[str, Any]) -> list[RenderableType]:
         sections.append(Text.assemble(("Recipe", "bold"), "\n", model["Recipe"]))
     if insights.get("TopFeatures"):
         sections.append(_top_features_table(insights["TopFeatures"]))
+    if insights.get("Alerts"):
+        sections.append(alerts_table(insights["Alerts"]))
     return sections
 
 

@@ -135,6 +135,16 @@ def key_values(title: str, rows: Iterable[tuple[str, Any]]) -> Table:
     return table
 
 
+def alerts_table(alerts: list[dict[str, Any]]) -> Table:
+    """Alerts (``core.alerts``: name, passed, message), one row each, failed ones marked."""
+    table = titled_table("Alerts", "", "Check", "Detail")
+    for alert in alerts:
+        passed = alert.get("passed")
+        mark = Text("✓" if passed else "✗ alert", style="green" if passed else "bold red")
+        table.add_row(mark, alert.get("name", ""), alert.get("message", ""))
+    return table
+
+
 def titled_table(title: str, *columns: str, right: Iterable[str] = ()) -> Table:
     """A table with a left-aligned bold title. The first column and the ``right`` (numeric) columns, which
     are right-aligned, never wrap."""

@@ -306,7 +306,8 @@ TOP_FEATURES = 20
 
 
 def insights(artifact: ModelArtifact) -> dict[str, Any]:
-    """The training report and the ``TOP_FEATURES`` features with the largest weights (GetMLModelInsights)."""
+    """The training report, the ``TOP_FEATURES`` features with the largest weights and the alerts about the
+    training data (GetMLModelInsights)."""
     weights = artifact.linear.weights
     strength = np.abs(weights).max(axis=1) if weights.size else np.zeros(0)
     order = np.argsort(-strength, kind="stable")[:TOP_FEATURES]
@@ -325,4 +326,5 @@ def insights(artifact: ModelArtifact) -> dict[str, Any]:
         "TopFeatures": top,
         "FeatureCount": int(weights.shape[0]),
         "Labels": artifact.labels,
+        "Alerts": artifact.report.get("alerts", []),
     }

@@ -232,6 +232,8 @@ def finish(
     ) + quality_alerts(
         kind, result, _pass_losses(artifact.report), state.target_range, (state.outside, state.negative)
     )
+    # The training data's alerts (a target leak) hold for every evaluation of the model.
+    alerts += artifact.report.get("alerts", [])
     insights = {
         "metrics": result,
         "alerts": alerts,

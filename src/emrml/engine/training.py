@@ -13,7 +13,7 @@ import os
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -23,12 +23,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from emrml.config import Settings
+from emrml.core.alerts import leak_alert
 from emrml.core.features import FeatureSpace
 from emrml.core.learn import train
 from emrml.core.linear import LinearModel, TrainingParameters, TrainingReport
 from emrml.core.model import ModelArtifact, save_artifact
 from emrml.core.rearrange import Rearrangement
-from emrml.core.recipe.grammar import Recipe, parse_recipe
+from emrml.core.recipe.grammar import Recipe, Variable, parse_recipe
 from emrml.core.recipe.suggest import suggest_recipe
 from emrml.core.schema import Attribute, Schema
 from emrml.core.values import parse_binary, parse_numeric
@@ -227,9 +228,12 @@ def train_model(
     settings: Settings,
     progress: Progress,
     spark: Any = None,
+    statistics: Mapping[str, Any] | None = None,
 ) -> TrainedModel:
     """Train a model on a datasource and save its artifact under ``<home>/models`` (``spark``: a
-    SparkSession whose executors fit, featurize and train, engine/spark/training.py)."""
+    SparkSession whose executors fit, featurize and train, engine/spark/training.py). ``statistics``: the
+    datasource's, whose alerts about the training data the report keeps (``alerts``) for the model's
+    insights and its evaluations."""
     schema = data.schema
     if recipe_text is None:
         recipe_text = suggest_recipe(schema, sample, schema.attribute(schema.target or "").type)
@@ -250,6 +254,9 @@ def train_model(
         learned = _train_locally(model_id, model_type, data, recipe, parameters, settings, progress)
     space, summary, labels, linear, report = learned
     report_dict = report.to_dict() | {"trainingTarget": summary.to_dict()}
+    leak = leak_alert(statistics, _recipe_attributes(recipe)) if statistics else None
+    if leak is not None:
+        report_dict["alerts"] = [leak]
     artifact = ModelArtifact(
         model_type=model_type,
         schema_json=schema.to_json(),
@@ -265,6 +272,19 @@ def train_model(
     path = artifact_path(settings, model_id)
     size = save_artifact(artifact, path)
     return TrainedModel(path, size, recipe_text, report_dict)
+
+
+def _recipe_attributes(recipe: Recipe) -> set[str]:
+    """The attributes the recipe's outputs read: an attribute left out of the recipe cannot leak."""
+    names: set[str] = set()
+    pending = [output.expression for output in recipe.outputs]
+    while pending:
+        expression = pending.pop()
+        if isinstance(expression, Variable):
+            names.add(expression.name)
+        else:
+            pending.extend(expression.args)
+    return names
 
 
 def _train_locally(

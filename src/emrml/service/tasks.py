@@ -171,6 +171,8 @@ def train(context: JobContext) -> dict[str, Any]:
     check_target(data.schema, model.model_type)
     with confined_job(context.settings, model.confined or source.confined):
         recipe = model.recipe
+        # Read as GetDataSourceStatistics reads them: a NaN stored in them counts as unknown.
+        statistics = json.loads(source.statistics or "null", parse_constant=lambda _: None)
         if recipe is None and model.recipe_uri:
             recipe = read_text(model.recipe_uri, what="RecipeUri")
         trained = train_model(
@@ -183,6 +185,7 @@ def train(context: JobContext) -> dict[str, Any]:
             settings=context.settings,
             progress=context.progress,
             spark=spark_of(context),
+            statistics=statistics,
         )
     return {
         "artifact_location": str(trained.artifact_path),

@@ -44,7 +44,9 @@ without valid values)::
       "recordCount": int,                   # rows fed to update()
       "attributeTypeCounts": {"BINARY": int, "CATEGORICAL": int, "NUMERIC": int, "TEXT": int},
       "target": null | {"name": str, "type": str,
-                        "distribution": {...}},   # the target's per-type fields listed below
+                        "distribution": {...},    # the target's per-type fields listed below
+                        "entropy": float | null}, # nats, of the target's classes on the correlation
+                                                  # sample: the ceiling of every targetCorrelation
       "attributes": [                        # one object per schema attribute, in column order
         {
           "name": str, "type": str,

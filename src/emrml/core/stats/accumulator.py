@@ -24,6 +24,7 @@ from emrml.core.stats.columns import (
 from emrml.core.stats.constants import FORMAT, SAMPLE_BYTES, U64
 from emrml.core.stats.correlation import (
     attribute_codes,
+    entropy,
     mutual_information,
     target_codes,
     word_correlations,
@@ -322,18 +323,19 @@ class StatisticsAccumulator:
             return "excluded"
         return "input"
 
-    def _correlations(self) -> tuple[dict[str, float | None], dict[str, dict[str, float]]]:
-        """Target correlation per input attribute, and per candidate word of each TEXT input attribute."""
+    def _correlations(self) -> tuple[dict[str, float | None], dict[str, dict[str, float]], float | None]:
+        """Target correlation per input attribute, per candidate word of each TEXT input attribute, and the
+        entropy of the target's classes on the sample (the most any correlation can reach)."""
         schema = self.schema
         inputs = schema.input_attributes
         target = schema.target
         if target is None or schema.attribute(target).type is AttributeType.TEXT:
-            return {a.name: None for a in inputs}, {}
+            return {a.name: None for a in inputs}, {}, None
         sample = self.sample_table()
         y = target_codes(sample.column(target), schema.attribute(target).type)
         usable = y >= 0
         if not usable.any():
-            return {a.name: None for a in inputs}, {}
+            return {a.name: None for a in inputs}, {}, None
         y = y[usable]
         rows = pa.array(usable)
         attribute_scores: dict[str, float | None] = {}
@@ -349,12 +351,12 @@ class StatisticsAccumulator:
                 attribute_scores[attribute.name] = mutual_information(
                     attribute_codes(strings, attribute.type), y
                 )
-        return attribute_scores, word_scores
+        return attribute_scores, word_scores, entropy(y)
 
     def result(self) -> dict[str, Any]:
         """The statistics as a JSON-serializable dict (structure in the module docstring)."""
         self.settle()
-        attribute_scores, word_scores = self._correlations()
+        attribute_scores, word_scores, target_entropy = self._correlations()
         type_counts = {t.value: 0 for t in AttributeType}
         attributes = []
         for attribute in self.schema.attributes:
@@ -379,6 +381,7 @@ class StatisticsAccumulator:
                 "name": self.schema.target,
                 "type": attributes[position]["type"],
                 "distribution": distribution,
+                "entropy": target_entropy,
             }
         return {
             "recordCount": self.record_count,

@@ -69,6 +69,7 @@ from emrml.storage.gzipped import gzip_compressor
 from emrml.storage.locations import (
     FileRef,
     atomic_write,
+    check_unchanged,
     delete,
     exists,
     list_files,
@@ -492,6 +493,7 @@ def batch_predict(
                 units = [replace(unit, base_index=int(base)) for unit, base in zip(units, bases, strict=True)]
                 job = replace(job, total=int(sum(counts)))
             results = runner.map(run_unit, [(job, unit) for unit in units], "scoring records", (0.1, 0.95))
+        check_unchanged(files)  # a file cut short while scored would give a result short of records
         progress(0.95, "publishing the results")
         manifest = _publish(files, units, results, job, prefix, batch_prediction_id, published)
         location = manifest_location(output_uri, batch_prediction_id)

@@ -16,12 +16,12 @@ import shutil
 import stat
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 from urllib.parse import unquote
 
-from emrml.errors import InvalidInputException
+from emrml.errors import DataError, InvalidInputException
 from emrml.storage.s3 import S3Settings, S3Store, split
 
 if TYPE_CHECKING:
@@ -45,13 +45,16 @@ class FileRef:
     ``uri`` names it as the user would (for local files, the absolute path); ``key`` is its object key:
     ``k`` for ``s3://bucket/k``, the absolute path without its leading ``/`` for local files. ``name`` is
     its path relative to the location that listed it ("" when the location is the file itself): what
-    random splits hash, so data split in one folder splits the same in another. ``size`` is in bytes.
+    random splits hash, so data split in one folder splits the same in another. ``size`` is in bytes;
+    ``modified_ns`` a local file's modification time when listed (0 for S3 objects), for
+    ``check_unchanged``.
     """
 
     uri: str
     key: str
     size: int
     name: str = ""
+    modified_ns: int = field(default=0, compare=False)
 
 
 class Backend(Protocol):
@@ -146,6 +149,27 @@ def exists(location: str, *, what: str = "location") -> bool:
         return _backend(location).exists(location)
     except OSError as exc:
         raise _os_error(exc, what, location) from exc
+
+
+def check_unchanged(files: list[FileRef]) -> None:
+    """``DataError`` naming the first local file whose size or modification time is no longer what its
+    listing found: it was truncated, appended to or rewritten while a job read it, so the records read are
+    not the file's. (An S3 object is replaced whole, and a GET reads one version of it.)"""
+    for file in files:
+        if not file.modified_ns:
+            continue
+        try:
+            info = os.stat(local_path(file.uri))
+        except FileNotFoundError:
+            raise DataError(f"file {file.uri} was removed while it was being read") from None
+        except OSError:
+            continue  # unreadable now: whatever reads it next says so
+        if (info.st_size, info.st_mtime_ns) != (file.size, file.modified_ns):
+            now = f"{info.st_size:,} bytes now" if info.st_size != file.size else "the same size, rewritten"
+            raise DataError(
+                f"file {file.uri} changed while it was being read ({file.size:,} bytes when the job started, "
+                f"{now}): its records cannot be counted on; run the job again once the file is complete"
+            )
 
 
 def schema_location_for(data_location: str) -> str:
@@ -558,7 +582,7 @@ def local_path(location: str) -> str:
 
 
 def _file_ref(path: str, info: os.stat_result, name: str) -> FileRef:
-    return FileRef(uri=path, key=path.lstrip("/"), size=info.st_size, name=name)
+    return FileRef(uri=path, key=path.lstrip("/"), size=info.st_size, name=name, modified_ns=info.st_mtime_ns)
 
 
 def _visible(name: str) -> bool:

@@ -394,3 +394,36 @@ def test_jobs_queued_behind_a_deleted_object_fail_naming_it(
     assert not (app.settings.home / "datasources" / "ds-big.sample.arrow").exists()
     model = app.call("GetMLModel", {"MLModelId": "ml-behind"})
     assert model["Status"] == "FAILED" and "DataSource 'ds-big' is DELETED" in model["Message"]
+
+
+def test_a_job_short_of_disk_space_fails_saying_so_and_leaves_no_scratch(
+    tmp_path: Path, shared_datasets: Path
+) -> None:
+    """A file size limit (RLIMIT_FSIZE) stands for a full disk: training's scratch copy of the records does
+    not fit, and the model fails with what to do, not an internal error to look up in the log."""
+    import resource
+
+    home = tmp_path / "home"
+    app = EmrML(Settings.load(environ={}, home=home))
+    _pending_bank(app, "ds-room", shared_datasets)
+    assert app.wait("DataSource", "ds-room")["Status"] == "COMPLETED"
+    app.call(
+        "CreateMLModel", {"MLModelId": "ml-room", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-room"}
+    )
+    script = (
+        "import sys; from emrml.config import Settings; from emrml.service.app import EmrML; "
+        "EmrML(Settings.load(environ={}, home=sys.argv[1])).jobs.run('MLModel', 'ml-room')"
+    )
+    limit = 2 << 20  # the metastore fits; the records' scratch copy (about 5 MB) does not
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    subprocess.run([sys.executable, "-c", script, str(home)], preexec_fn=limited, check=True, timeout=300)
+    result = app.call("GetMLModel", {"MLModelId": "ml-room"})
+    assert result["Status"] == "FAILED"
+    assert result["Message"].startswith("Training the model failed: File too large")
+    assert f"scratch folder ({app.settings.scratch_dir}) is full or past a size limit" in result["Message"]
+    assert list(app.settings.scratch_dir.iterdir()) == []
+    assert not (home / "models" / "ml-room.zip").exists()
+    app.close()

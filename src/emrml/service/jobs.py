@@ -15,6 +15,7 @@ FAILED, given up, deleted — leaves none of its results behind.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -220,6 +221,8 @@ def run_job_in_this_process(
         pass
     except AmazonMLError as exc:
         values = {"status": "FAILED", "message": exc.message}
+    except OSError as exc:
+        values = {"status": "FAILED", "message": _system_failure(settings, kind, entity_id, exc)}
     except Exception:
         values = {"status": "FAILED", "message": internal_failure(settings, kind, entity_id)}
     finally:
@@ -293,6 +296,29 @@ def internal_failure(settings: Settings, kind: str, entity_id: str) -> str:
         f"{work} failed with an internal error; the log ({folder / 'jobs.log'} on the machine that ran it) "
         f"has the details under reference {reference}"
     )
+
+
+#: Errors of a disk that is full or past a limit (a quota, a file size limit): no bug, no retry helps.
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+#: Errors of a folder the job may not write (read-only file system, permissions).
+_NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _system_failure(settings: Settings, kind: str, entity_id: str, exc: OSError) -> str:
+    """The message of a job that failed for want of disk space or of a writable folder, telling what to
+    do; any other system error is an internal failure (logged, with a reference)."""
+    if exc.errno not in _NO_ROOM | _NOT_WRITABLE:
+        return internal_failure(settings, kind, entity_id)
+    log.warning("%s %s failed: %s", kind, entity_id, exc)
+    work = JOB_WORK.get(kind, f"The {kind} job")
+    where = f" ({exc.filename})" if exc.filename else ""
+    reason = f"{os.strerror(exc.errno)}{where}"
+    if exc.errno in _NO_ROOM:
+        return (
+            f"{work} failed: {reason}: the disk of the emrml home ({settings.home}) or of its scratch folder "
+            f"({settings.scratch_dir}) is full or past a size limit; free some space and run it again"
+        )
+    return f"{work} failed: a file could not be written: {reason}"
 
 
 def _describe_exit(exitcode: int | None) -> str:

@@ -264,7 +264,10 @@ def discard_sample(settings: Settings, source: DataSource) -> None:
 def discard_model(settings: Settings, model: MLModel) -> None:
     from emrml.engine.training import artifact_path, sweep_training_scratch
 
-    artifact_path(settings, model.id).unlink(missing_ok=True)
+    path = artifact_path(settings, model.id)
+    path.unlink(missing_ok=True)
+    for temporary in path.parent.glob(f".{path.name}.*.tmp"):  # a worker killed while saving the model
+        temporary.unlink(missing_ok=True)
     sweep_training_scratch(settings)  # a killed worker's copy of the training data
 
 

@@ -427,3 +427,29 @@ def test_a_job_short_of_disk_space_fails_saying_so_and_leaves_no_scratch(
     assert list(app.settings.scratch_dir.iterdir()) == []
     assert not (home / "models" / "ml-room.zip").exists()
     app.close()
+
+
+def test_a_server_stopping_during_a_job_queues_it_again_without_using_an_attempt(
+    settings: Settings, big_bank_csv: Path, shared_datasets: Path
+) -> None:
+    """A restart is no failure of the job's: with one attempt allowed, a job interrupted by the server's
+    stop still runs to its end at the next start."""
+    from emrml.web.scheduler import JobScheduler
+
+    app = EmrML(Settings(**{**settings.__dict__, "job_max_attempts": 1}))
+    create_bank(app, "ds-big", big_bank_csv, shared_datasets)
+    scheduler = JobScheduler(app, slots=1, poll_seconds=0.1)
+    scheduler.start()
+    pid = worker_pid(app, "ds-big")
+    assert scheduler.stop(timeout=0) == [("DataSource", "ds-big")]
+    assert not _alive(pid)
+    interrupted = app.call("GetDataSource", {"DataSourceId": "ds-big"})
+    assert interrupted["Status"] == "PENDING" and "server running this job stopped" in interrupted["Message"]
+    with app.sessions() as session:
+        assert session.get(DataSource, "ds-big").attempts == 0
+    restarted = EmrML(app.settings)  # the next start
+    result = restarted.wait("DataSource", "ds-big")
+    assert result["Status"] == "COMPLETED", result.get("Message")
+    assert result["TotalRecordCount"] == 8 * 41_188
+    restarted.close()
+    app.close()

@@ -241,7 +241,7 @@ def run_job_in_this_process(
 
 def _not_recorded(context: JobContext, what: str) -> None:
     """A job that ended without recording its outcome: deleted while it ran (what it wrote is removed), or
-    taken over by a later attempt (which owns the results: they stay)."""
+    taken over by a later attempt or stopped by its stopping runner (the next attempt owns the results)."""
     entity = context.load()
     kind, entity_id, attempt = context.kind, context.entity_id, context.attempt
     if entity is None or entity.status == "DELETED":
@@ -255,7 +255,11 @@ def _not_recorded(context: JobContext, what: str) -> None:
         discard_results(context.settings, kind, entity)
     else:
         log.warning(
-            "%s %s attempt %d: the job was taken over by a later attempt (%s)", kind, entity_id, attempt, what
+            "%s %s attempt %d: the job was taken over by a later attempt, or its runner is stopping (%s)",
+            kind,
+            entity_id,
+            attempt,
+            what,
         )
 
 
@@ -360,6 +364,11 @@ class JobRunner:
         if settings.s3_configured:
             forkserver.preload_s3()
         self._spawn = forkserver.context()
+        #: The worker processes running here, with their attempts, by job (``interrupt`` stops them).
+        self._workers: dict[tuple[str, str], tuple[Any, int]] = {}
+        self._lock = threading.Lock()
+        #: Set by ``interrupt``: no more jobs are claimed here.
+        self.stopping = threading.Event()
 
     def _status(self, kind: str, entity_id: str) -> Any:
         with self.sessions() as session:
@@ -449,7 +458,7 @@ class JobRunner:
     def run(self, kind: str, entity_id: str, progress: ProgressCallback | None = None) -> None:
         """Run one PENDING job to its end in worker processes, retrying after a worker dies (or on this
         thread, with ``in_process``)."""
-        while attempt := self.claim(kind, entity_id):
+        while not self.stopping.is_set() and (attempt := self.claim(kind, entity_id)):
             if self.in_process:
                 run_job_in_this_process(self.settings, kind, entity_id, attempt, worker=False)
                 continue
@@ -459,14 +468,64 @@ class JobRunner:
                 name=f"emrml-{kind}-{entity_id}",
                 daemon=False,
             )
-            with forkserver.main_hidden():
-                process.start()
-            if self._watch(process, kind, entity_id, attempt, progress):
-                continue  # stopped: deleted (the claim finds nothing to run) or taken over
-            if process.exitcode != 0:
+            with self._lock:
+                if self.stopping.is_set():
+                    self._requeue(kind, entity_id, attempt)
+                    return
+                self._workers[kind, entity_id] = (process, attempt)
+            try:
+                with forkserver.main_hidden():
+                    process.start()
+                if self._watch(process, kind, entity_id, attempt, progress):
+                    continue  # stopped: deleted (the claim finds nothing to run), taken over, or interrupted
+            finally:
+                with self._lock:
+                    self._workers.pop((kind, entity_id), None)
+            if process.exitcode != 0 and not self.stopping.is_set():  # (``interrupt`` queues it again)
                 self._retry_or_fail(
                     kind, entity_id, attempt, f"the worker process died ({_describe_exit(process.exitcode)})"
                 )
+
+    def interrupt(self) -> list[tuple[str, str]]:
+        """Stop the jobs running here and queue them again, their attempts not counted: the server is
+        stopping (a restart is no failure of the job's, and two restarts during a long training must not use
+        up its attempts). Each worker is asked to stop (it removes its temporaries as it does), killed after
+        ``STOP_GRACE_SECONDS``, and only then is its job queued again, so that no worker of an attempt is
+        left when the same attempt number is claimed anew. Returns the jobs queued again."""
+        with self._lock:
+            self.stopping.set()
+            running = dict(self._workers)
+        for process, _attempt in running.values():
+            if process.is_alive():
+                with suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for process, _attempt in running.values():
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join()
+        return [job for job, (_process, attempt) in running.items() if self._requeue(*job, attempt)]
+
+    def _requeue(self, kind: str, entity_id: str, attempt: int) -> bool:
+        """Queue again a job whose attempt here was interrupted, as if it had not been claimed."""
+        table = ENTITY_CLASSES[kind]
+        where = [table.id == entity_id, table.status == "INPROGRESS", table.attempts == attempt]
+        values = {
+            "status": "PENDING",
+            "attempts": attempt - 1,
+            "worker": None,
+            "progress": 0.0,
+            "progress_message": None,
+            "started_at": None,
+            "last_updated_at": now(),
+            "message": "the server running this job stopped before it ended; the job will run again",
+        }
+        with self.sessions() as session, session.begin():
+            requeued = fenced_update(session, table, where, values)
+        if requeued:
+            log.warning("%s %s: interrupted by the server's stop; queued again", kind, entity_id)
+        return requeued
 
     def _watch(
         self, process: Any, kind: str, entity_id: str, attempt: int, progress: ProgressCallback | None
@@ -491,8 +550,9 @@ class JobRunner:
         """Stop a worker whose job is no longer its attempt's: SIGTERM, which it answers at its next progress
         point, then SIGKILL after ``STOP_GRACE_SECONDS``. A deleted job's results are then removed (a killed
         worker ran no cleanup code)."""
-        with suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGTERM)
+        if process.is_alive():
+            with suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGTERM)
         process.join(STOP_GRACE_SECONDS)
         if process.is_alive():
             log.warning(
@@ -543,7 +603,7 @@ class JobRunner:
 
     def wait(self, kind: str, entity_id: str, progress: ProgressCallback | None = None) -> None:
         """Block until the entity is COMPLETED, FAILED or DELETED, running it here if it is queued."""
-        while True:
+        while not self.stopping.is_set():
             self.recover()
             entity = self._status(kind, entity_id)
             if entity is None or entity.status in TERMINAL:

@@ -77,8 +77,16 @@ def start(
     if current.json:
         print_json(result)
     else:
+        started = result.get("ConsumersStarted", consumers)
+        why = ""
+        if started < consumers:
+            why = (
+                " (it was RUNNING already)"
+                if not started
+                else " (one per open shard of the input stream: more would have no shard to read)"
+            )
         current.console.print(
-            f"Stream {stream_id} is RUNNING with {consumers} consumer process(es) here; "
+            f"Stream {stream_id} is RUNNING with {started} consumer process(es) started here{why}; "
             f"see it with: emrml stream show {stream_id}"
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 from emrml.config import Settings
 from emrml.service.app import EmrML
 from emrml.service.jobs import TERMINAL
-from emrml.service.metastore import DataSource, MLModel
+from emrml.service.metastore import BatchPrediction, DataSource, MLModel
 
 BANK_SCHEMA_NAME = "data.csv.schema"
 
@@ -183,8 +184,10 @@ def test_a_batch_prediction_given_up_after_its_worker_died_leaves_no_partial_res
     settings: Settings, shared_datasets: Path, tmp_path: Path
 ) -> None:
     """A worker killed mid-scoring runs no cleanup: when its job is given up (its last attempt), the runner
-    removes the part files the attempt left in the output. The attempt's death is the runner's own report
-    of it, so that the test does not race a real worker to kill it in the middle of its scoring."""
+    removes the part files the attempt left in the output, and the results and manifest of an attempt
+    killed after publishing them (a FAILED batch prediction leaves no output that looks complete). The
+    attempt's death is the runner's own report of it, so that the test does not race a real worker to kill
+    it in the middle of its scoring."""
     app = EmrML(Settings(**{**settings.__dict__, "job_max_attempts": 1}))
     _pending_bank(app, "ds-dead", shared_datasets)
     request = {"MLModelId": "ml-dead", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-dead"}
@@ -196,14 +199,22 @@ def test_a_batch_prediction_given_up_after_its_worker_died_leaves_no_partial_res
     parts = out / "batch-prediction" / ".tmp-bp-dead"  # what a killed attempt leaves (engine/batch.py)
     parts.mkdir(parents=True)
     (parts / "part-00000.gz").write_bytes(b"partial")
+    # ...or, killed after publishing but before its status was set, the whole output: a FAILED job keeps none.
+    (out / "batch-prediction" / "result").mkdir()
+    result = out / "batch-prediction" / "result" / "bp-dead-data.csv.gz"
+    result.write_bytes(b"whole")
+    manifest = out / "batch-prediction" / "bp-dead.manifest"
+    manifest.write_text(json.dumps({"data.csv": str(result)}))
+    (out / "batch-prediction" / "result" / "bp-other-data.csv.gz").write_bytes(b"not this job's")
     assert app.jobs._retry_or_fail("BatchPrediction", "bp-dead", attempt, "the worker process died")
     assert app.call("GetBatchPrediction", {"BatchPredictionId": "bp-dead"})["Status"] == "FAILED"
-    assert [path.name for path in (out / "batch-prediction").rglob("*")] == []
+    left = [path.name for path in (out / "batch-prediction").rglob("*") if not path.is_dir()]
+    assert left == ["bp-other-data.csv.gz"]
 
 
 def test_a_stale_attempt_writes_nothing(app: EmrML, shared_datasets: Path) -> None:
     """After a lease runs out and the job is claimed again, the first attempt's writes change nothing."""
-    from emrml.service.jobs import JobContext
+    from emrml.service.jobs import JobContext, JobStopped
 
     _pending_bank(app, "ds-fenced", shared_datasets)
     first = app.jobs.claim("DataSource", "ds-fenced")
@@ -213,7 +224,8 @@ def test_a_stale_attempt_writes_nothing(app: EmrML, shared_datasets: Path) -> No
     second = app.jobs.claim("DataSource", "ds-fenced")
     assert second == 2
     assert not stale.write(status="COMPLETED", total_records=1, message=None)
-    stale.progress(1.0, "done")  # refused quietly as well
+    with pytest.raises(JobStopped):  # refused too, and the stale worker is told to stop
+        stale.progress(1.0, "done")
     with app.sessions() as session:
         row = session.get(DataSource, "ds-fenced")
         assert (row.status, row.attempts, row.total_records, row.progress) == ("INPROGRESS", 2, None, 0.0)
@@ -304,4 +316,140 @@ def test_a_killed_server_leaves_no_worker_and_its_restart_retries_the_job(
     with app.sessions() as session:
         assert session.get(DataSource, "ds-big").attempts == 2
     assert "ds-big: the process running this job" in output and "is gone on attempt 1 of 2" in output
+    app.close()
+
+
+def test_a_job_stops_at_its_next_progress_point_once_its_object_is_deleted(
+    app: EmrML, shared_datasets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker notices the delete at a progress point, unwinds through the job's cleanup, records nothing
+    and removes what it wrote: the object stays DELETED."""
+    from emrml.service import jobs, tasks  # noqa: F401  (tasks registers the job functions)
+
+    unwound: list[str] = []
+
+    def endless(context: jobs.JobContext) -> dict:
+        try:
+            while True:
+                context.progress(0.5, "working")
+                time.sleep(0.05)
+        finally:
+            unwound.append("cleanup ran")
+
+    removed: list[str] = []
+    _pending_bank(app, "ds-doomed", shared_datasets)
+    attempt = app.jobs.claim("DataSource", "ds-doomed")
+    monkeypatch.setitem(jobs.JOB_FUNCTIONS, "DataSource", endless)
+    monkeypatch.setitem(jobs.JOB_DISCARDS, "DataSource", lambda _settings, entity: removed.append(entity.id))
+    deleter = threading.Timer(0.5, app.call, ("DeleteDataSource", {"DataSourceId": "ds-doomed"}))
+    deleter.start()
+    started = time.monotonic()
+    jobs.run_job_in_this_process(app.settings, "DataSource", "ds-doomed", attempt, worker=False)
+    assert time.monotonic() - started < 5
+    assert unwound == ["cleanup ran"] and removed == ["ds-doomed"]
+    result = app.call("GetDataSource", {"DataSourceId": "ds-doomed"})
+    assert result["Status"] == "DELETED" and "TotalRecordCount" not in result
+
+
+def test_deleting_a_batch_prediction_while_it_runs_stops_its_worker_and_leaves_no_output(
+    app: EmrML, big_bank_csv: Path, shared_datasets: Path, tmp_path: Path
+) -> None:
+    _pending_bank(app, "ds-small", shared_datasets)
+    request = {"MLModelId": "ml-small", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-small"}
+    app.call("CreateMLModel", request)
+    assert app.wait("MLModel", "ml-small")["Status"] == "COMPLETED"
+    create_bank(app, "ds-big", big_bank_csv, shared_datasets)
+    assert app.wait("DataSource", "ds-big")["Status"] == "COMPLETED"
+    out = tmp_path / "out"
+    request = {"BatchPredictionId": "bp-doomed", "MLModelId": "ml-small", "OutputUri": str(out)}
+    app.call("CreateBatchPrediction", {**request, "BatchPredictionDataSourceId": "ds-big"})
+    runner = threading.Thread(target=app.jobs.run, args=("BatchPrediction", "bp-doomed"))
+    runner.start()
+    pid = worker_pid(app, "bp-doomed", table=BatchPrediction)
+    app.call("DeleteBatchPrediction", {"BatchPredictionId": "bp-doomed"})
+    deleted = time.monotonic()
+    runner.join(timeout=60)
+    assert not runner.is_alive() and time.monotonic() - deleted < 15
+    assert not _alive(pid), "the worker went on after the delete"
+    result = app.call("GetBatchPrediction", {"BatchPredictionId": "bp-doomed"})
+    assert result["Status"] == "DELETED", result
+    assert [path.name for path in out.rglob("*") if not path.is_dir()] == []
+    with app.sessions() as session:
+        assert session.get(BatchPrediction, "bp-doomed").total_records is None
+
+
+def test_jobs_queued_behind_a_deleted_object_fail_naming_it(
+    app: EmrML, big_bank_csv: Path, shared_datasets: Path
+) -> None:
+    create_bank(app, "ds-big", big_bank_csv, shared_datasets)
+    request = {"MLModelId": "ml-behind", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-big"}
+    app.call("CreateMLModel", request)
+    runner = threading.Thread(target=app.jobs.wait, args=("MLModel", "ml-behind"))
+    runner.start()
+    pid = worker_pid(app, "ds-big")
+    app.call("DeleteDataSource", {"DataSourceId": "ds-big"})
+    runner.join(timeout=60)
+    assert not runner.is_alive() and not _alive(pid)
+    assert app.call("GetDataSource", {"DataSourceId": "ds-big"})["Status"] == "DELETED"
+    assert not (app.settings.home / "datasources" / "ds-big.sample.arrow").exists()
+    model = app.call("GetMLModel", {"MLModelId": "ml-behind"})
+    assert model["Status"] == "FAILED" and "DataSource 'ds-big' is DELETED" in model["Message"]
+
+
+def test_a_job_short_of_disk_space_fails_saying_so_and_leaves_no_scratch(
+    tmp_path: Path, shared_datasets: Path
+) -> None:
+    """A file size limit (RLIMIT_FSIZE) stands for a full disk: training's scratch copy of the records does
+    not fit, and the model fails with what to do, not an internal error to look up in the log."""
+    import resource
+
+    home = tmp_path / "home"
+    app = EmrML(Settings.load(environ={}, home=home))
+    _pending_bank(app, "ds-room", shared_datasets)
+    assert app.wait("DataSource", "ds-room")["Status"] == "COMPLETED"
+    app.call(
+        "CreateMLModel", {"MLModelId": "ml-room", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-room"}
+    )
+    script = (
+        "import sys; from emrml.config import Settings; from emrml.service.app import EmrML; "
+        "EmrML(Settings.load(environ={}, home=sys.argv[1])).jobs.run('MLModel', 'ml-room')"
+    )
+    limit = 2 << 20  # the metastore fits; the records' scratch copy (about 5 MB) does not
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    subprocess.run([sys.executable, "-c", script, str(home)], preexec_fn=limited, check=True, timeout=300)
+    result = app.call("GetMLModel", {"MLModelId": "ml-room"})
+    assert result["Status"] == "FAILED"
+    assert result["Message"].startswith("Training the model failed: File too large")
+    assert f"scratch folder ({app.settings.scratch_dir}) is full or past a size limit" in result["Message"]
+    assert list(app.settings.scratch_dir.iterdir()) == []
+    assert not (home / "models" / "ml-room.zip").exists()
+    app.close()
+
+
+def test_a_server_stopping_during_a_job_queues_it_again_without_using_an_attempt(
+    settings: Settings, big_bank_csv: Path, shared_datasets: Path
+) -> None:
+    """A restart is no failure of the job's: with one attempt allowed, a job interrupted by the server's
+    stop still runs to its end at the next start."""
+    from emrml.web.scheduler import JobScheduler
+
+    app = EmrML(Settings(**{**settings.__dict__, "job_max_attempts": 1}))
+    create_bank(app, "ds-big", big_bank_csv, shared_datasets)
+    scheduler = JobScheduler(app, slots=1, poll_seconds=0.1)
+    scheduler.start()
+    pid = worker_pid(app, "ds-big")
+    assert scheduler.stop(timeout=0) == [("DataSource", "ds-big")]
+    assert not _alive(pid)
+    interrupted = app.call("GetDataSource", {"DataSourceId": "ds-big"})
+    assert interrupted["Status"] == "PENDING" and "server running this job stopped" in interrupted["Message"]
+    with app.sessions() as session:
+        assert session.get(DataSource, "ds-big").attempts == 0
+    restarted = EmrML(app.settings)  # the next start
+    result = restarted.wait("DataSource", "ds-big")
+    assert result["Status"] == "COMPLETED", result.get("Message")
+    assert result["TotalRecordCount"] == 8 * 41_188
+    restarted.close()
     app.close()

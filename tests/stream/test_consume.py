@@ -35,7 +35,7 @@ def consumers(stream_settings: Settings) -> Iterator[list[Running]]:
 
 def _start(app: EmrML, stream_id: str, **members: object) -> None:
     request = {"StreamId": stream_id, "MLModelId": "ml-binary", "Consumers": 0, **members}
-    assert app.call("StartStream", request) == {"StreamId": stream_id}
+    assert app.call("StartStream", request) == {"StreamId": stream_id, "ConsumersStarted": 0}
 
 
 def _outputs(kinesalite: Kinesalite, name: str) -> list[dict]:
@@ -343,4 +343,4 @@ def test_a_user_reads_and_writes_kinesis_streams_only_where_storage_is_granted(
         caller=caller,
         remote=True,
     )
-    assert started == {"StreamId": "st-grants"}
+    assert started == {"StreamId": "st-grants", "ConsumersStarted": 0}

@@ -108,6 +108,28 @@ def test_two_consumers_share_four_shards_and_a_killed_one_loses_nothing(
     wait_until(lambda: stream_app.call("GetStream", {"StreamId": "st-k"})["Status"] == "STOPPED", 30, 0.3)
 
 
+def test_more_consumers_than_shards_start_one_per_shard_and_score_everything(
+    stream_app: EmrML, kinesalite: Kinesalite, cleanup: None
+) -> None:
+    kinesalite.create("events-few", 2)
+    kinesalite.create("events-few-scored", 1)
+    kinesalite.put("events-few", [(record(i), f"k{i}") for i in range(60)])
+    request = {
+        "StreamId": "st-few",
+        "MLModelId": "ml-binary",
+        "InputStream": "kinesis://events-few",
+        "OutputUri": "kinesis://events-few-scored",
+        "Consumers": 6,
+    }
+    assert stream_app.call("StartStream", request) == {"StreamId": "st-few", "ConsumersStarted": 2}
+    wait_until(lambda: _leases_per_consumer(stream_app, "st-few") == [1, 1], 60, 0.3)
+    wait_until(lambda: stream_app.call("GetStream", {"StreamId": "st-few"})["RecordsIn"] == 60, 60, 0.3)
+    # Started again while RUNNING (a retry): no more consumers, and the answer says so.
+    assert stream_app.call("StartStream", request) == {"StreamId": "st-few", "ConsumersStarted": 0}
+    stream_app.call("StopStream", {"StreamId": "st-few"})
+    wait_until(lambda: stream_app.call("GetStream", {"StreamId": "st-few"})["Status"] == "STOPPED", 30, 0.3)
+
+
 def test_a_split_is_followed_children_after_their_parent_in_key_order(
     stream_app: EmrML, kinesalite: Kinesalite
 ) -> None:

@@ -69,11 +69,13 @@ from emrml.storage.gzipped import gzip_compressor
 from emrml.storage.locations import (
     FileRef,
     atomic_write,
+    check_unchanged,
     delete,
     exists,
     list_files,
     local_directory,
     publish_file,
+    read_text,
 )
 
 T = TypeVar("T")
@@ -337,11 +339,32 @@ def _scratch_location(prefix: str, settings: Settings, batch_prediction_id: str)
     return settings.scratch_dir / f"batch-{batch_prediction_id}"
 
 
-def discard_partial_results(output_uri: str, settings: Settings, batch_prediction_id: str) -> None:
-    """Remove the temporaries of an attempt whose worker died (it ran no cleanup code) once the job is
-    given up: no retry will, and in a local output they would sit beside the results for good."""
-    scratch = _scratch_location(output_prefix(output_uri), settings, batch_prediction_id)
-    shutil.rmtree(scratch, ignore_errors=True)
+def discard_output(
+    output_uri: str, settings: Settings, batch_prediction_id: str, data_location: str | None
+) -> None:
+    """Remove everything a batch prediction that did not complete may have written: the manifest first (so
+    no reader takes what remains for complete results), the results it lists and those named after the
+    datasource's files (``data_location``; a worker may die between publishing results and writing the
+    manifest), and the temporaries. For a job given up after its worker died (which ran no cleanup code),
+    a job deleted while it ran, and a failed job whose earlier attempt died after publishing."""
+    prefix = output_prefix(output_uri)
+    manifest = manifest_location(output_uri, batch_prediction_id)
+    locations: set[str] = set()
+    with suppress(InvalidInputException, ValueError):
+        if exists(manifest):
+            results = json.loads(read_text(manifest, what="the batch prediction manifest"))
+            if isinstance(results, dict):
+                mine = result_location(prefix, batch_prediction_id + "-")
+                locations.update(str(value) for value in results.values() if str(value).startswith(mine))
+            delete(manifest)
+    if data_location:
+        with suppress(InvalidInputException, DataError):
+            names = result_names(list_files(data_location), batch_prediction_id)
+            locations.update(_result_location(prefix, name) for name in names)
+    for location in sorted(locations):
+        with suppress(InvalidInputException):
+            delete(location)
+    shutil.rmtree(_scratch_location(prefix, settings, batch_prediction_id), ignore_errors=True)
 
 
 def _result_location(prefix: str, name: str) -> str:
@@ -438,6 +461,9 @@ def batch_predict(
         scratch.mkdir(parents=True)
     except OSError as exc:
         raise _output_error(output_uri, exc) from None
+    # A previous attempt that died after writing its manifest: the manifest goes until this one's replaces
+    # it, so that nobody takes the old results, about to be written again, for the job's.
+    delete(manifest_location(output_uri, batch_prediction_id))
     published: list[str] = []
     try:
         total_bytes = sum(file.size for file in files)
@@ -467,6 +493,7 @@ def batch_predict(
                 units = [replace(unit, base_index=int(base)) for unit, base in zip(units, bases, strict=True)]
                 job = replace(job, total=int(sum(counts)))
             results = runner.map(run_unit, [(job, unit) for unit in units], "scoring records", (0.1, 0.95))
+        check_unchanged(files)  # a file cut short while scored would give a result short of records
         progress(0.95, "publishing the results")
         manifest = _publish(files, units, results, job, prefix, batch_prediction_id, published)
         location = manifest_location(output_uri, batch_prediction_id)

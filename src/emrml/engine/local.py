@@ -26,7 +26,7 @@ from emrml.core.schema import AttributeType, Schema, check_first_record, check_h
 from emrml.core.stats import StatisticsAccumulator
 from emrml.errors import DataError
 from emrml.storage.codecs import open_decompressed
-from emrml.storage.locations import FileRef, list_files, open_binary
+from emrml.storage.locations import FileRef, check_unchanged, list_files, open_binary
 from emrml.storage.records import InvalidRecord, count_records, read_chunks, read_header, read_header_again
 
 Progress = Callable[[float, str | None], None]
@@ -208,6 +208,7 @@ def read_selected(
                 if progress is not None:
                     fraction = (done + raw.tell()) / size
                     progress(low + (high - low) * fraction, f"reading {file.uri}")
+        check_unchanged([file])  # a file cut short while read would otherwise give fewer records, silently
         done += file.size
 
 

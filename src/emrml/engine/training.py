@@ -373,8 +373,17 @@ SCRATCH_OWNER = "owner"
 
 def _training_scratch(settings: Settings, model_id: str) -> Path:
     """A new scratch folder for one training, marked with its process; folders of trainings whose process
-    is gone are removed first. A killed worker runs no cleanup code, and its folder holds a copy of the
-    training data: without this, every killed training would leave that much disk taken for good."""
+    is gone are removed first (``sweep_training_scratch``)."""
+    folder = sweep_training_scratch(settings)
+    scratch = Path(tempfile.mkdtemp(prefix=f"train-{model_id}-", dir=folder))
+    (scratch / SCRATCH_OWNER).write_text(f"{socket.gethostname()} {os.getpid()}")
+    return scratch
+
+
+def sweep_training_scratch(settings: Settings) -> Path:
+    """Remove the scratch folders of trainings whose process is gone; returns the scratch folder. A killed
+    worker runs no cleanup code, and its folder holds a copy of the training data: without this, every
+    killed training would leave that much disk taken for good."""
     folder = _scratch(settings)
     host = socket.gethostname()
     for entry in folder.glob("train-*"):
@@ -385,9 +394,7 @@ def _training_scratch(settings: Settings, model_id: str) -> Path:
         # Only this machine's processes can be checked: a home may be shared by several machines.
         if owner_host == host and pid.isdigit() and not process_exists(int(pid)):
             shutil.rmtree(entry, ignore_errors=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f"train-{model_id}-", dir=folder))
-    (scratch / SCRATCH_OWNER).write_text(f"{host} {os.getpid()}")
-    return scratch
+    return folder
 
 
 def artifact_path(settings: Settings, model_id: str) -> Path:

@@ -317,8 +317,14 @@ class _Runner:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.pool is None:
+            return
+        if exc[0] is not None:
+            # Failed or stopped (its object deleted): the units still running are of no use, and would hold
+            # the job for as long as they take. (``ProcessPoolExecutor`` has no public way to end them.)
+            for process in list((self.pool._processes or {}).values()):
+                process.kill()
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
     def map(
         self,

@@ -5,10 +5,17 @@ reports progress and a heartbeat through the metastore and writes its results in
 marks the entity COMPLETED — so no partial result is ever visible. The runner watches its workers: a worker
 that dies (killed, out of memory) or stops sending heartbeats has its job retried, up to
 ``Settings.job_max_attempts`` tries, then failed with a message saying what happened.
+
+A job whose object is deleted while it runs stops: its runner, which watches the row, asks the worker to stop
+(SIGTERM), and the worker stops at its next progress point (``JobStopped``), unwinding through the job's own
+cleanup; a worker that has not stopped after ``STOP_GRACE_SECONDS`` is killed. Either way what the job
+wrote is removed (``discard_results``) and the object stays DELETED. A job that ends without completing —
+FAILED, given up, deleted — leaves none of its results behind.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -40,6 +47,17 @@ log = logging.getLogger(__name__)
 #: Called by a job's worker with (fraction done, message).
 ProgressCallback = Callable[[float, str | None], None]
 TERMINAL = ("COMPLETED", "FAILED", "DELETED")
+#: Seconds a worker asked to stop (its object was deleted) has to reach a progress point before it is killed.
+STOP_GRACE_SECONDS = 10.0
+#: Seconds between a runner's looks at the row of a job its worker runs (was it deleted?).
+WATCH_SECONDS = 1.0
+
+
+class JobStopped(BaseException):
+    """Raised in a job's worker at a progress point once its row is no longer this attempt's: the object was
+    deleted, or a later attempt took the job over. A BaseException, like KeyboardInterrupt, so that no
+    ``except Exception`` of the job code turns it into a failure: the job unwinds, running its cleanup, and
+    records nothing."""
 
 
 @dataclass
@@ -54,6 +72,8 @@ class JobContext:
     attempt: int = 0
     _last_report: float = field(default=0.0, repr=False)
     _spark_jobs: list[int] = field(default_factory=list, repr=False)
+    #: Set once a write found the row no longer this attempt's, or the runner asked the worker to stop.
+    stopped: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -74,7 +94,10 @@ class JobContext:
         table = ENTITY_CLASSES[self.kind]
         where = [table.id == self.entity_id, table.status == "INPROGRESS", table.attempts == self.attempt]
         with self.session() as session:
-            return fenced_update(session, table, where, values)
+            written = fenced_update(session, table, where, values)
+        if not written:
+            self.stopped.set()
+        return written
 
     def record_spark_jobs(self, application: str, job_ids: list[int]) -> None:
         """Add Spark jobs the job ran (on the Spark engine) to its row, with their application."""
@@ -82,17 +105,27 @@ class JobContext:
         self.write(spark_application=application, spark_jobs=json.dumps(self._spark_jobs))
 
     def progress(self, fraction: float, message: str | None = None) -> None:
-        """Record progress in [0, 1]; throttled to a few writes per second."""
+        """Record progress in [0, 1]; throttled to a few writes per second. Raises ``JobStopped`` when the
+        job is to stop: its object was deleted, or the job was taken over."""
+        if self.stopped.is_set():
+            raise JobStopped
         moment = time.monotonic()
         if moment - self._last_report < 0.25 and fraction < 1.0:
             return
         self._last_report = moment
-        self.write(progress=min(max(fraction, 0.0), 1.0), progress_message=message, heartbeat_at=now())
+        if not self.write(
+            progress=min(max(fraction, 0.0), 1.0), progress_message=message, heartbeat_at=now()
+        ):
+            raise JobStopped
 
 
 #: Job functions by entity kind. Each returns the columns to store with status COMPLETED.
 JobFunction = Callable[[JobContext], dict[str, Any]]
 JOB_FUNCTIONS: dict[str, JobFunction] = {}
+#: By entity kind: removes what a job of that kind may have written outside the metastore (a datasource's
+#: sample, a model's file, a batch prediction's output), for a job that ended without completing.
+JobDiscard = Callable[[Settings, Any], None]
+JOB_DISCARDS: dict[str, JobDiscard] = {}
 #: The objects a job needs COMPLETED before it can start (spec 4.3), by entity kind: the kind of each and
 #: the entity column holding its id. A table here, not in ``tasks``: waiting must not import the job code.
 JOB_DEPENDENCIES: dict[str, tuple[tuple[str, str], ...]] = {
@@ -110,9 +143,32 @@ def job(kind: str) -> Callable[[JobFunction], JobFunction]:
     return register
 
 
+def discards(kind: str) -> Callable[[JobDiscard], JobDiscard]:
+    def register(function: JobDiscard) -> JobDiscard:
+        JOB_DISCARDS[kind] = function
+        return function
+
+    return register
+
+
+def discard_results(settings: Settings, kind: str, entity: Any) -> None:
+    """Remove what the job of ``entity`` wrote outside the metastore; never raises (the job's outcome is
+    recorded already, and an output gone unwritable must not undo it)."""
+    from emrml.service import tasks  # noqa: F401  (registers the discard functions; the job code loads late)
+
+    discard = JOB_DISCARDS.get(kind)
+    if discard is None or entity is None:
+        return
+    try:
+        discard(settings, entity)
+    except Exception:
+        log.exception("%s %s: could not remove the results of its unfinished job", kind, entity.id)
+
+
 def _heartbeat(context: JobContext, stop: threading.Event) -> None:
     while not stop.wait(context.settings.job_lease_seconds / 4):
-        context.write(heartbeat_at=now())
+        if not context.write(heartbeat_at=now()):
+            return  # the job is no longer this attempt's: its next progress point stops it
 
 
 def _cpu_seconds() -> float:
@@ -129,13 +185,15 @@ def run_job_in_this_process(
     mode), whose signal handling, umask and storage settings are the server's."""
     from emrml.service import tasks  # noqa: F401  (registers the job functions)
 
+    engine = open_engine(settings.database_url)
+    context = JobContext(settings, kind, entity_id, session_factory(engine), attempt)
     if worker:
         # Ctrl-C in the terminal of `emrml serve` is for the server, which stops taking work and stops.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # The runner's request to stop (the object was deleted): the next progress point raises JobStopped.
+        signal.signal(signal.SIGTERM, lambda _signal, _frame: context.stopped.set())
         os.umask(OWNER_ONLY_UMASK)  # what a job writes is owner-only (see the constant)
         configure_storage(settings)
-    engine = open_engine(settings.database_url)
-    context = JobContext(settings, kind, entity_id, session_factory(engine), attempt)
     table = ENTITY_CLASSES[kind]
     # The worker's pid beside the runner's id tells an operator, and recovery, which process holds the job.
     if not context.write(worker=func.coalesce(table.worker, "") + f" pid={os.getpid()}"):
@@ -148,6 +206,7 @@ def run_job_in_this_process(
     threading.Thread(target=_heartbeat, args=(context, stop), daemon=True).start()
     cpu_seconds = _cpu_seconds if worker else time.thread_time  # a server's other threads are not the job's
     cpu_start = cpu_seconds()
+    values: dict[str, Any] | None = None
     try:
         fields = JOB_FUNCTIONS[kind](context)
         values = {
@@ -158,22 +217,50 @@ def run_job_in_this_process(
             "compute_time": int((cpu_seconds() - cpu_start) * 1000),
             **fields,
         }
+    except JobStopped:
+        pass
     except AmazonMLError as exc:
         values = {"status": "FAILED", "message": exc.message}
+    except OSError as exc:
+        values = {"status": "FAILED", "message": _system_failure(settings, kind, entity_id, exc)}
     except Exception:
         values = {"status": "FAILED", "message": internal_failure(settings, kind, entity_id)}
     finally:
         stop.set()
     finished = now()
-    if not context.write(finished_at=finished, last_updated_at=finished, worker=None, **values):
-        log.warning(
-            "%s %s attempt %d: the job was taken over by a later attempt; its %s outcome was not recorded",
+    if values is not None and context.write(
+        finished_at=finished, last_updated_at=finished, worker=None, **values
+    ):
+        if values["status"] == "FAILED":
+            # An earlier attempt that died may have left results this one did not replace.
+            discard_results(settings, kind, context.load())
+    else:
+        _not_recorded(context, "stopped" if values is None else f"{values['status']} outcome not recorded")
+    engine.dispose()
+
+
+def _not_recorded(context: JobContext, what: str) -> None:
+    """A job that ended without recording its outcome: deleted while it ran (what it wrote is removed), or
+    taken over by a later attempt or stopped by its stopping runner (the next attempt owns the results)."""
+    entity = context.load()
+    kind, entity_id, attempt = context.kind, context.entity_id, context.attempt
+    if entity is None or entity.status == "DELETED":
+        log.info(
+            "%s %s attempt %d: deleted while its job ran (%s); its results are removed",
             kind,
             entity_id,
             attempt,
-            values["status"],
+            what,
         )
-    engine.dispose()
+        discard_results(context.settings, kind, entity)
+    else:
+        log.warning(
+            "%s %s attempt %d: the job was taken over by a later attempt, or its runner is stopping (%s)",
+            kind,
+            entity_id,
+            attempt,
+            what,
+        )
 
 
 def _worker_main(settings: Settings, kind: str, entity_id: str, attempt: int, runner_pid: int) -> None:
@@ -215,6 +302,29 @@ def internal_failure(settings: Settings, kind: str, entity_id: str) -> str:
     )
 
 
+#: Errors of a disk that is full or past a limit (a quota, a file size limit): no bug, no retry helps.
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+#: Errors of a folder the job may not write (read-only file system, permissions).
+_NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _system_failure(settings: Settings, kind: str, entity_id: str, exc: OSError) -> str:
+    """The message of a job that failed for want of disk space or of a writable folder, telling what to
+    do; any other system error is an internal failure (logged, with a reference)."""
+    if exc.errno not in _NO_ROOM | _NOT_WRITABLE:
+        return internal_failure(settings, kind, entity_id)
+    log.warning("%s %s failed: %s", kind, entity_id, exc)
+    work = JOB_WORK.get(kind, f"The {kind} job")
+    where = f" ({exc.filename})" if exc.filename else ""
+    reason = f"{os.strerror(exc.errno)}{where}"
+    if exc.errno in _NO_ROOM:
+        return (
+            f"{work} failed: {reason}: the disk of the emrml home ({settings.home}) or of its scratch folder "
+            f"({settings.scratch_dir}) is full or past a size limit; free some space and run it again"
+        )
+    return f"{work} failed: a file could not be written: {reason}"
+
+
 def _describe_exit(exitcode: int | None) -> str:
     if exitcode is not None and exitcode < 0:
         try:
@@ -254,6 +364,11 @@ class JobRunner:
         if settings.s3_configured:
             forkserver.preload_s3()
         self._spawn = forkserver.context()
+        #: The worker processes running here, with their attempts, by job (``interrupt`` stops them).
+        self._workers: dict[tuple[str, str], tuple[Any, int]] = {}
+        self._lock = threading.Lock()
+        #: Set by ``interrupt``: no more jobs are claimed here.
+        self.stopping = threading.Event()
 
     def _status(self, kind: str, entity_id: str) -> Any:
         with self.sessions() as session:
@@ -315,17 +430,9 @@ class JobRunner:
         return changed
 
     def _discard_partial_results(self, kind: str, entity_id: str) -> None:
-        """What a dead attempt of a job given up left on disk (a retry would have replaced it)."""
-        if kind != "BatchPrediction":
-            return  # other jobs' leftovers are in the scratch folder, which training sweeps
-        with self.sessions() as session:
-            output_uri = session.get(ENTITY_CLASSES[kind], entity_id).output_uri
-        from emrml.engine.batch import discard_partial_results  # the job code: only now it is needed
-
-        try:
-            discard_partial_results(output_uri, self.settings, entity_id)
-        except Exception:  # the job's outcome is recorded already; an output gone unwritable must not undo it
-            log.exception("%s %s: could not remove the partial results of its dead attempt", kind, entity_id)
+        """What a dead attempt of a job given up or deleted left (a retry would have replaced it): it ran no
+        cleanup code, and its results must not outlive a job that did not complete."""
+        discard_results(self.settings, kind, self._status(kind, entity_id))
 
     def recover(self) -> None:
         """Requeue (or fail) jobs whose worker is gone: at once when its runner was on this machine and
@@ -351,7 +458,7 @@ class JobRunner:
     def run(self, kind: str, entity_id: str, progress: ProgressCallback | None = None) -> None:
         """Run one PENDING job to its end in worker processes, retrying after a worker dies (or on this
         thread, with ``in_process``)."""
-        while attempt := self.claim(kind, entity_id):
+        while not self.stopping.is_set() and (attempt := self.claim(kind, entity_id)):
             if self.in_process:
                 run_job_in_this_process(self.settings, kind, entity_id, attempt, worker=False)
                 continue
@@ -361,18 +468,102 @@ class JobRunner:
                 name=f"emrml-{kind}-{entity_id}",
                 daemon=False,
             )
-            with forkserver.main_hidden():
-                process.start()
-            while process.is_alive():
-                process.join(0.2)
-                if progress is not None:
-                    entity = self._status(kind, entity_id)
-                    if entity is not None and entity.status == "INPROGRESS":
-                        progress(entity.progress, entity.progress_message)
-            if process.exitcode != 0:
+            with self._lock:
+                if self.stopping.is_set():
+                    self._requeue(kind, entity_id, attempt)
+                    return
+                self._workers[kind, entity_id] = (process, attempt)
+            try:
+                with forkserver.main_hidden():
+                    process.start()
+                if self._watch(process, kind, entity_id, attempt, progress):
+                    continue  # stopped: deleted (the claim finds nothing to run), taken over, or interrupted
+            finally:
+                with self._lock:
+                    self._workers.pop((kind, entity_id), None)
+            if process.exitcode != 0 and not self.stopping.is_set():  # (``interrupt`` queues it again)
                 self._retry_or_fail(
                     kind, entity_id, attempt, f"the worker process died ({_describe_exit(process.exitcode)})"
                 )
+
+    def interrupt(self) -> list[tuple[str, str]]:
+        """Stop the jobs running here and queue them again, their attempts not counted: the server is
+        stopping (a restart is no failure of the job's, and two restarts during a long training must not use
+        up its attempts). Each worker is asked to stop (it removes its temporaries as it does), killed after
+        ``STOP_GRACE_SECONDS``, and only then is its job queued again, so that no worker of an attempt is
+        left when the same attempt number is claimed anew. Returns the jobs queued again."""
+        with self._lock:
+            self.stopping.set()
+            running = dict(self._workers)
+        for process, _attempt in running.values():
+            if process.is_alive():
+                with suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for process, _attempt in running.values():
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join()
+        return [job for job, (_process, attempt) in running.items() if self._requeue(*job, attempt)]
+
+    def _requeue(self, kind: str, entity_id: str, attempt: int) -> bool:
+        """Queue again a job whose attempt here was interrupted, as if it had not been claimed."""
+        table = ENTITY_CLASSES[kind]
+        where = [table.id == entity_id, table.status == "INPROGRESS", table.attempts == attempt]
+        values = {
+            "status": "PENDING",
+            "attempts": attempt - 1,
+            "worker": None,
+            "progress": 0.0,
+            "progress_message": None,
+            "started_at": None,
+            "last_updated_at": now(),
+            "message": "the server running this job stopped before it ended; the job will run again",
+        }
+        with self.sessions() as session, session.begin():
+            requeued = fenced_update(session, table, where, values)
+        if requeued:
+            log.warning("%s %s: interrupted by the server's stop; queued again", kind, entity_id)
+        return requeued
+
+    def _watch(
+        self, process: Any, kind: str, entity_id: str, attempt: int, progress: ProgressCallback | None
+    ) -> bool:
+        """Wait for a worker to end, reporting progress; stop it when its job is no longer this attempt's
+        (the object was deleted, or a later attempt took the job over). Returns whether it was stopped."""
+        next_look = 0.0
+        while process.is_alive():
+            process.join(0.2)
+            if progress is None and time.monotonic() < next_look:
+                continue
+            next_look = time.monotonic() + WATCH_SECONDS
+            entity = self._status(kind, entity_id)
+            if entity is None or entity.status == "DELETED" or entity.attempts != attempt:
+                self._stop(process, kind, entity_id, attempt)
+                return True
+            if progress is not None and entity.status == "INPROGRESS":
+                progress(entity.progress, entity.progress_message)
+        return False
+
+    def _stop(self, process: Any, kind: str, entity_id: str, attempt: int) -> None:
+        """Stop a worker whose job is no longer its attempt's: SIGTERM, which it answers at its next progress
+        point, then SIGKILL after ``STOP_GRACE_SECONDS``. A deleted job's results are then removed (a killed
+        worker ran no cleanup code)."""
+        if process.is_alive():
+            with suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGTERM)
+        process.join(STOP_GRACE_SECONDS)
+        if process.is_alive():
+            log.warning(
+                "%s %s attempt %d: the worker did not stop when asked; killing it", kind, entity_id, attempt
+            )
+            process.kill()
+            process.join()
+        entity = self._status(kind, entity_id)
+        if entity is None or entity.status == "DELETED":
+            log.info("%s %s: deleted while its job ran; the job was stopped", kind, entity_id)
+            self._discard_partial_results(kind, entity_id)
 
     def dependencies_settled(self, kind: str, entity: Any) -> bool:
         """False while an object the job needs is still PENDING or INPROGRESS."""
@@ -412,7 +603,7 @@ class JobRunner:
 
     def wait(self, kind: str, entity_id: str, progress: ProgressCallback | None = None) -> None:
         """Block until the entity is COMPLETED, FAILED or DELETED, running it here if it is queued."""
-        while True:
+        while not self.stopping.is_set():
             self.recover()
             entity = self._status(kind, entity_id)
             if entity is None or entity.status in TERMINAL:

@@ -91,18 +91,21 @@ def _model(app: EmrML, model_id: str) -> MLModel:
     return model
 
 
-def _kinesis_stream(app: EmrML, kinesis: Kinesis, uri: str, member: str, *, write: bool) -> None:
+def _kinesis_stream(app: EmrML, kinesis: Kinesis, uri: str, member: str, *, write: bool) -> dict[str, Any]:
+    """The stream's summary (DescribeStreamSummary), once the caller may use it and it is ACTIVE."""
     name = stream_name(uri, member)
     # A Kinesis stream is storage, as an S3 location is: reading it (InputStream) needs storage:Read on
     # kinesis://NAME and writing it (a Kinesis OutputUri or DeadLetterUri) storage:Write, checked before
     # the stream is looked up so that a refusal tells nothing of which streams exist.
     check_location(app, uri, member=member, write=write)
     try:
-        status = kinesis.describe(name)["StreamStatus"]
+        summary = kinesis.describe(name)
     except ResourceNotFoundException:
         raise InvalidInputException(f"{member} '{uri}': the Kinesis stream {name!r} does not exist") from None
+    status = summary["StreamStatus"]
     if status not in ("ACTIVE", "UPDATING"):
         raise InvalidInputException(f"{member} '{uri}': the Kinesis stream {name!r} is {status}")
+    return summary
 
 
 def _destination(app: EmrML, kinesis: Kinesis, uri: str, member: str) -> str:
@@ -138,7 +141,7 @@ def start_stream(app: EmrML, request: Request) -> Response:
                     f"stream {stream_id!r} already exists with different parameters"
                 )
             if existing.status == "RUNNING":
-                return {"StreamId": stream_id}
+                return {"StreamId": stream_id, "ConsumersStarted": 0}
     model = _model(app, require_string(request, "MLModelId"))
     position = optional_string(request, "StartingPosition") or "TRIM_HORIZON"
     if position not in POSITIONS:
@@ -159,7 +162,7 @@ def start_stream(app: EmrML, request: Request) -> Response:
         )
     kinesis = kinesis_client(app.settings)
     input_uri = require_string(request, "InputStream")
-    _kinesis_stream(app, kinesis, input_uri, "InputStream", write=False)
+    input_summary = _kinesis_stream(app, kinesis, input_uri, "InputStream", write=False)
     output = _destination(app, kinesis, require_string(request, "OutputUri"), "OutputUri")
     # The default dead-letter folder is emrml's own (in the home), not one the request names.
     dead_letter = optional_string(request, "DeadLetterUri")
@@ -192,9 +195,12 @@ def start_stream(app: EmrML, request: Request) -> Response:
             )
         else:
             existing.status, existing.message, existing.last_updated_at = "RUNNING", None, moment
-    for _ in range(consumers):
+    # A shard is read by one consumer at a time: consumers beyond the open shards would only wait, each a
+    # process holding the model, so no more than that start here (on other machines, more may join).
+    started = min(consumers, max(int(input_summary.get("OpenShardCount") or 0), 1))
+    for _ in range(started):
         spawn_consumer(app.settings, stream_id)
-    return {"StreamId": stream_id}
+    return {"StreamId": stream_id, "ConsumersStarted": started}
 
 
 def consumer_environment(settings: Settings) -> dict[str, str]:

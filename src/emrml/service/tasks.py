@@ -22,8 +22,8 @@ from emrml.engine.local import build_datasource
 from emrml.errors import InvalidInputException
 from emrml.service import credentials as sealed
 from emrml.service.confinement import check_job_output, confined_job, confined_writes
-from emrml.service.jobs import JobContext, job
-from emrml.service.metastore import DataSource, MLModel
+from emrml.service.jobs import JobContext, discards, job
+from emrml.service.metastore import BatchPrediction, DataSource, MLModel
 from emrml.storage import sql
 from emrml.storage.locations import atomic_write, exists, read_text, schema_location_for
 
@@ -253,3 +253,31 @@ def predict_batch(context: JobContext) -> dict[str, Any]:
         "invalid_records": result.invalid_records,
         "unparsed_records": result.unparsed_records,
     }
+
+
+# --- what a job that did not complete leaves, removed (service.jobs.discard_results) ---------------------
+
+
+@discards("DataSource")
+def discard_sample(settings: Settings, source: DataSource) -> None:
+    sample_path(settings, source.id).unlink(missing_ok=True)
+
+
+@discards("MLModel")
+def discard_model(settings: Settings, model: MLModel) -> None:
+    from emrml.engine.training import artifact_path, sweep_training_scratch
+
+    path = artifact_path(settings, model.id)
+    path.unlink(missing_ok=True)
+    for temporary in path.parent.glob(f".{path.name}.*.tmp"):  # a worker killed while saving the model
+        temporary.unlink(missing_ok=True)
+    sweep_training_scratch(settings)  # a killed worker's copy of the training data
+
+
+@discards("BatchPrediction")
+def discard_batch_output(settings: Settings, prediction: BatchPrediction) -> None:
+    from emrml.engine.batch import discard_output
+
+    # Unguarded (the guards are process-wide, and this may run in a server): only the files this batch
+    # prediction writes, by name, are removed.
+    discard_output(prediction.output_uri, settings, prediction.id, prediction.input_data_location)

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
 from emrml.errors import InvalidInputException
@@ -23,13 +23,16 @@ class FileRef:
     ``uri`` names it as the user would (for local files, the absolute path); ``key`` is its object key:
     ``k`` for ``s3://bucket/k``, the absolute path without its leading ``/`` for local files. ``name`` is
     its path relative to the location that listed it ("" when the location is the file itself): what
-    random splits hash, so data split in one folder splits the same in another. ``size`` is in bytes.
+    random splits hash, so data split in one folder splits the same in another. ``size`` is in bytes;
+    ``modified_ns`` a local file's modification time when listed (0 for S3 objects), for
+    ``locations.check_unchanged``.
     """
 
     uri: str
     key: str
     size: int
     name: str = ""
+    modified_ns: int = field(default=0, compare=False)
 
 
 class Backend(Protocol):

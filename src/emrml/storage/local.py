@@ -287,7 +287,7 @@ def local_path(location: str) -> str:
 
 
 def _file_ref(path: str, info: os.stat_result, name: str) -> FileRef:
-    return FileRef(uri=path, key=path.lstrip("/"), size=info.st_size, name=name)
+    return FileRef(uri=path, key=path.lstrip("/"), size=info.st_size, name=name, modified_ns=info.st_mtime_ns)
 
 
 def _raise(error: OSError) -> None:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from emrml.errors import InvalidInputException
+from emrml.errors import DataError, InvalidInputException
 from emrml.storage.backend import (
     BUFFER_BYTES,
     SCHEMA_SUFFIX,
@@ -100,6 +100,27 @@ def exists(location: str, *, what: str = "location") -> bool:
         return _backend(location).exists(location)
     except OSError as exc:
         raise _os_error(exc, what, location) from exc
+
+
+def check_unchanged(files: list[FileRef]) -> None:
+    """``DataError`` naming the first local file whose size or modification time is no longer what its
+    listing found: it was truncated, appended to or rewritten while a job read it, so the records read are
+    not the file's. (An S3 object is replaced whole, and a GET reads one version of it.)"""
+    for file in files:
+        if not file.modified_ns:
+            continue
+        try:
+            info = os.stat(local_path(file.uri))
+        except FileNotFoundError:
+            raise DataError(f"file {file.uri} was removed while it was being read") from None
+        except OSError:
+            continue  # unreadable now: whatever reads it next says so
+        if (info.st_size, info.st_mtime_ns) != (file.size, file.modified_ns):
+            now = f"{info.st_size:,} bytes now" if info.st_size != file.size else "the same size, rewritten"
+            raise DataError(
+                f"file {file.uri} changed while it was being read ({file.size:,} bytes when the job started, "
+                f"{now}): its records cannot be counted on; run the job again once the file is complete"
+            )
 
 
 def schema_location_for(data_location: str) -> str:

@@ -8,7 +8,9 @@ does not hold a slot while it waits. Every ``lease`` seconds the dispatcher also
 worker stopped sending heartbeats (a crash, or a server stopped mid-job).
 
 Stopping stops dispatching and waits up to a timeout for the jobs running here. A job still running after
-that ends with the server (its worker process dies with it), and the next start requeues it at once.
+that is stopped and queued again without counting its attempt (``JobRunner.interrupt``): the next start
+runs it anew. (A server killed outright takes its workers with it; its next start retries their jobs at
+once, and that attempt counts.)
 """
 
 from __future__ import annotations
@@ -72,11 +74,15 @@ class JobScheduler:
             thread.join(max(0.0, deadline - time.monotonic()))
         left = self.running
         if left:
+            # Stopped and queued again, the attempt not counted: a restart is no failure of the job's.
+            requeued = self.service.jobs.interrupt()
             log.warning(
-                "%d job(s) still running end with the server and are retried at its next start: %s",
+                "%d job(s) still running were stopped and run again at the next start: %s",
                 len(left),
-                ", ".join(f"{kind} {entity_id}" for kind, entity_id in left),
+                ", ".join(f"{kind} {entity_id}" for kind, entity_id in requeued or left),
             )
+            for thread in list(self._running.values()):
+                thread.join(1.0)
         return left
 
     def _loop(self) -> None:

@@ -204,12 +204,18 @@ def test_a_batch_prediction_given_up_after_its_worker_died_leaves_no_partial_res
     result = out / "batch-prediction" / "result" / "bp-dead-data.csv.gz"
     result.write_bytes(b"whole")
     manifest = out / "batch-prediction" / "bp-dead.manifest"
-    manifest.write_text(json.dumps({"data.csv": str(result)}))
+    # The manifest lies in the user's folder: an entry leading out of the results by '..' is not removed.
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("keep")
+    (out / "batch-prediction" / "result" / "bp-dead-").mkdir()
+    sneaky = f"{out}/batch-prediction/result/bp-dead-/../../../../elsewhere.txt"
+    manifest.write_text(json.dumps({"data.csv": str(result), "x.csv": sneaky}))
     (out / "batch-prediction" / "result" / "bp-other-data.csv.gz").write_bytes(b"not this job's")
     assert app.jobs._retry_or_fail("BatchPrediction", "bp-dead", attempt, "the worker process died")
     assert app.call("GetBatchPrediction", {"BatchPredictionId": "bp-dead"})["Status"] == "FAILED"
     left = [path.name for path in (out / "batch-prediction").rglob("*") if not path.is_dir()]
     assert left == ["bp-other-data.csv.gz"]
+    assert elsewhere.read_text() == "keep"
 
 
 def test_a_stale_attempt_writes_nothing(app: EmrML, shared_datasets: Path) -> None:

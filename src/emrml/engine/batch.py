@@ -354,8 +354,15 @@ def discard_output(
         if exists(manifest):
             results = json.loads(read_text(manifest, what="the batch prediction manifest"))
             if isinstance(results, dict):
+                # Only names this batch prediction gives its results (``result_names``: one path segment
+                # after its own prefix): the manifest lies in the user's folder, and an entry such as
+                # ``…/result/<id>-/../../elsewhere`` must not make the server delete another file.
                 mine = result_location(prefix, batch_prediction_id + "-")
-                locations.update(str(value) for value in results.values() if str(value).startswith(mine))
+                locations.update(
+                    value
+                    for value in map(str, results.values())
+                    if value.startswith(mine) and "/" not in value[len(mine) :]
+                )
             delete(manifest)
     if data_location:
         with suppress(InvalidInputException, DataError):

@@ -105,8 +105,10 @@ def find_live(session: Session, kind: str, entity_id: str) -> Any:
 def usable(session: Session, kind: str, entity_id: str, member: str) -> Any:
     """An object a Create* call refers to: it must exist, not be DELETED and not have FAILED."""
     entity = session.get(ENTITY_CLASSES[kind], entity_id)
-    if entity is None or entity.status == "DELETED":
+    if entity is None:
         raise InvalidInputException(f"{member} {entity_id!r}: no such {kind}")
+    if entity.status == "DELETED":
+        raise InvalidInputException(f"{member} {entity_id!r}: the {kind} is DELETED and cannot be used")
     if entity.status == "FAILED":
         raise InvalidInputException(f"{member} {entity_id!r} is FAILED: {entity.message}")
     return entity

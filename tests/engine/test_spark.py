@@ -138,6 +138,32 @@ def test_tasks_run_in_this_interpreter(spark: Any) -> None:
     assert prefix == [sys.prefix]
 
 
+def _slow_task(seconds: float, report: Any = None) -> float:
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+def test_a_progress_callback_that_stops_the_job_cancels_its_spark_tasks(spark: Any) -> None:
+    """A job deleted while it runs on Spark: the progress callback raises (``service.jobs.JobStopped``, on
+    the progress watcher's thread), the Spark job is cancelled, and the caller gets that exception."""
+    import time
+
+    from emrml.engine.spark.runner import SparkRunner
+
+    class Stopped(BaseException):
+        pass
+
+    def progress(_fraction: float, _message: str | None) -> None:
+        raise Stopped
+
+    started = time.monotonic()
+    with pytest.raises(Stopped):
+        SparkRunner(spark, progress).map(_slow_task, [(60.0,), (60.0,)], "sleeping", (0.0, 1.0))
+    assert time.monotonic() - started < 30
+
+
 def test_an_unreachable_master_fails_at_once_naming_the_setting(tmp_path: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

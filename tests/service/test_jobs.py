@@ -459,3 +459,32 @@ def test_a_server_stopping_during_a_job_queues_it_again_without_using_an_attempt
     assert result["TotalRecordCount"] == 8 * 41_188
     restarted.close()
     app.close()
+
+
+def test_a_job_deleted_after_its_runner_died_has_its_leftovers_removed_by_recovery(
+    app: EmrML, shared_datasets: Path, tmp_path: Path
+) -> None:
+    import socket
+
+    _pending_bank(app, "ds-orphan", shared_datasets)
+    request = {"MLModelId": "ml-orphan", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-orphan"}
+    app.call("CreateMLModel", request)
+    out = tmp_path / "out"
+    request = {"BatchPredictionId": "bp-orphan", "MLModelId": "ml-orphan", "OutputUri": str(out)}
+    app.call("CreateBatchPrediction", {**request, "BatchPredictionDataSourceId": "ds-orphan"})
+    app.jobs.claim("BatchPrediction", "bp-orphan")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    with app.sessions() as session, session.begin():
+        session.get(
+            BatchPrediction, "bp-orphan"
+        ).worker = f"{socket.gethostname()}:{gone.pid}:0 pid={gone.pid}"
+    parts = out / "batch-prediction" / ".tmp-bp-orphan"  # what the dead attempt left
+    parts.mkdir(parents=True)
+    (parts / "part-000000-000000.gz").write_bytes(b"partial")
+    app.call("DeleteBatchPrediction", {"BatchPredictionId": "bp-orphan"})
+    app.jobs.recover()
+    assert [path for path in out.rglob("*") if not path.is_dir()] == []
+    with app.sessions() as session:
+        row = session.get(BatchPrediction, "bp-orphan")
+        assert (row.status, row.worker) == ("DELETED", None)

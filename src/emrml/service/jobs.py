@@ -31,7 +31,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from emrml.config import Settings
@@ -441,12 +441,19 @@ class JobRunner:
         for kind, table in ENTITY_CLASSES.items():
             with self.sessions() as session:
                 running = session.execute(
-                    select(table.id, table.attempts, table.worker, table.heartbeat_at).where(
-                        table.status == "INPROGRESS"
+                    select(table.id, table.status, table.attempts, table.worker, table.heartbeat_at).where(
+                        or_(
+                            table.status == "INPROGRESS",
+                            # Deleted while it ran, and not yet settled: its runner died meanwhile.
+                            and_(table.status == "DELETED", table.worker.is_not(None)),
+                        )
                     )
                 ).all()
-            for entity_id, attempt, worker, heartbeat_at in running:
-                if _known_dead(worker):
+            for entity_id, status, attempt, worker, heartbeat_at in running:
+                if status == "DELETED":
+                    if _known_dead(worker) or (heartbeat_at is not None and heartbeat_at < deadline):
+                        self._settle_deleted(kind, entity_id)
+                elif _known_dead(worker):
                     self._retry_or_fail(
                         kind, entity_id, attempt, f"the process running this job ({worker}) is gone"
                     )
@@ -544,7 +551,8 @@ class JobRunner:
                 return True
             if progress is not None and entity.status == "INPROGRESS":
                 progress(entity.progress, entity.progress_message)
-        return False
+        # Deleted as the worker stopped by itself (it saw the delete first): its results go all the same.
+        return self._settle_deleted(kind, entity_id)
 
     def _stop(self, process: Any, kind: str, entity_id: str, attempt: int) -> None:
         """Stop a worker whose job is no longer its attempt's: SIGTERM, which it answers at its next progress
@@ -560,10 +568,20 @@ class JobRunner:
             )
             process.kill()
             process.join()
-        entity = self._status(kind, entity_id)
-        if entity is None or entity.status == "DELETED":
+        if self._settle_deleted(kind, entity_id):
             log.info("%s %s: deleted while its job ran; the job was stopped", kind, entity_id)
-            self._discard_partial_results(kind, entity_id)
+
+    def _settle_deleted(self, kind: str, entity_id: str) -> bool:
+        """Once its worker is gone, remove what the job of an object deleted while it ran wrote; returns
+        whether the object was such a one. A DELETED row that still names a worker is one (a job that
+        completed or failed cleared it): clearing it first makes one runner, exactly, remove the results."""
+        table = ENTITY_CLASSES[kind]
+        where = [table.id == entity_id, table.status == "DELETED", table.worker.is_not(None)]
+        with self.sessions() as session, session.begin():
+            if not fenced_update(session, table, where, {"worker": None}):
+                return False
+        self._discard_partial_results(kind, entity_id)
+        return True
 
     def dependencies_settled(self, kind: str, entity: Any) -> bool:
         """False while an object the job needs is still PENDING or INPROGRESS."""

@@ -46,7 +46,7 @@ from emrml.engine.units import (
     selected_blocks,
 )
 from emrml.errors import DataError
-from emrml.storage.locations import FileRef, list_files
+from emrml.storage.locations import FileRef, check_unchanged, list_files
 
 
 @dataclass(frozen=True)
@@ -144,6 +144,7 @@ def build_datasource(
     runner = SparkRunner(spark, progress)
     units, job = plan_units(files, job, runner, parallelism)
     results = runner.map(summarize_unit, [(job, unit) for unit in units], "reading records", (0.2, 0.95))
+    check_unchanged(files)  # read by the executors: a file cut short meanwhile gives fewer records
     progress(0.95, "merging the statistics")
     records_per_file, invalid_per_file = [0] * len(files), [0] * len(files)
     accumulator: StatisticsAccumulator | None = None

@@ -16,7 +16,7 @@ from emrml.engine.spark.datasource import UnitJob, plan_units, selected_batches
 from emrml.engine.spark.runner import SparkRunner
 from emrml.engine.training import DatasourceData
 from emrml.engine.units import Unit
-from emrml.storage.locations import list_files
+from emrml.storage.locations import check_unchanged, list_files
 
 
 @functools.lru_cache(maxsize=2)
@@ -50,8 +50,10 @@ def evaluation_pass(
         artifact=artifact,
     )
     runner = SparkRunner(spark, progress)
-    units, job = plan_units(list_files(data.location), job, runner)
+    files = list_files(data.location)
+    units, job = plan_units(files, job, runner)
     passes = runner.map(evaluate_unit, [(job, unit) for unit in units], "scoring records", (0.1, 1.0))
+    check_unchanged(files)  # a file cut short while scored would leave records out of the metrics
     state = EvaluationPass.of(scorer.artifact)
     for part in passes:
         state.merge(part)

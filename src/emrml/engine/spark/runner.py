@@ -95,16 +95,22 @@ class SparkRunner:
         # The job's progress message names the application, so the jobs browser shows where it runs.
         message = f"{message} (Spark application {context.applicationId})"
         done = threading.Event()
-        watcher = threading.Thread(
-            target=self._watch, args=(group, message, span, done), name="emrml-spark-progress", daemon=True
-        )
+        stopped: list[BaseException] = []  # what the progress callback raised: the job is to stop
         if span is not None:
+            watcher = threading.Thread(
+                target=self._watch,
+                args=(group, message, span, done, stopped),
+                name="emrml-spark-progress",
+                daemon=True,
+            )
             watcher.start()
         try:
             yield
         except errors.AmazonMLError:
             raise
         except Exception as exc:
+            if stopped:  # the Spark job was cancelled for it
+                raise stopped[0] from None
             raise _task_error(exc) from None
         finally:
             done.set()
@@ -116,7 +122,26 @@ class SparkRunner:
             if record is not None and job_ids:
                 record(str(context.applicationId), job_ids)
 
-    def _watch(self, group: str, message: str, span: tuple[float, float], done: threading.Event) -> None:
+    def _watch(
+        self,
+        group: str,
+        message: str,
+        span: tuple[float, float],
+        done: threading.Event,
+        stopped: list[BaseException],
+    ) -> None:
+        """Report the group's progress until ``done``; a progress callback that raises (the job was deleted:
+        ``service.jobs.JobStopped``) cancels the group's Spark jobs, and its exception is kept in ``stopped``
+        for the caller to raise."""
+        try:
+            self._report_until(group, message, span, done)
+        except BaseException as exc:
+            stopped.append(exc)
+            self.session.sparkContext.cancelJobGroup(group)
+
+    def _report_until(
+        self, group: str, message: str, span: tuple[float, float], done: threading.Event
+    ) -> None:
         tracker = self.session.sparkContext.statusTracker()
         low, high = span
         while not done.wait(_POLL_SECONDS):

@@ -52,7 +52,7 @@ from emrml.engine.spark.datasource import UnitJob, plan_units, selected_batches
 from emrml.engine.spark.runner import SparkRunner, in_executor
 from emrml.engine.training import DatasourceData, Learned, TargetSummary, parse_target, row_weights
 from emrml.engine.units import Unit
-from emrml.storage.locations import list_files, storage_settings
+from emrml.storage.locations import check_unchanged, list_files, storage_settings
 
 
 @dataclass
@@ -203,7 +203,8 @@ def train_on_spark(
     schema = data.schema
     job = UnitJob(schema.to_json(), data.rearrangement, None, settings.batch_bytes, settings.max_record_bytes)
     runner = SparkRunner(spark, progress)
-    units, job = plan_units(list_files(data.location), job, runner)
+    files = list_files(data.location)
+    units, job = plan_units(files, job, runner)
     fits = runner.map(
         fit_unit, [(job, unit, recipe_text, model_type) for unit in units], "fitting the recipe", (0.0, 0.15)
     )
@@ -274,4 +275,5 @@ def train_on_spark(
     finally:
         rows.unpersist()
         featurizing.unpersist()
+    check_unchanged(files)  # the passes read the files again: one cut short meanwhile trained on less
     return Learned(space, summary, labels, linear, report)

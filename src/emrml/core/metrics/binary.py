@@ -19,9 +19,9 @@ THRESHOLD_METRICS = ("accuracy", "precision", "recall", "falsePositiveRate", "f1
 #: Score histograms: 100 equal bins over [0, 1] (AWS cost-analysis sample); bin k is [k/100, (k+1)/100),
 #: the last one closed. The threshold table uses the same 101 edges as cut-offs.
 SCORE_EDGES = np.arange(101) / 100
-#: Distinct scores an evaluation keeps in memory (24 bytes each, about 50 MB): past that, its largest run
+#: Distinct scores an evaluation keeps in memory (24 bytes each, about 25 MB): past that, its largest run
 #: moves to a scratch file, memory-mapped, so memory is bounded by this and the batch, not the data.
-SPILL_SCORES = 1 << 21
+SPILL_SCORES = 1 << 20
 #: Entries of all runs together that the result's merge reads at a time.
 MERGE_ENTRIES = 1 << 20
 

@@ -265,8 +265,9 @@ class BinaryEvaluation:
 
     def _confusion(self, run: _ScoreRun, thresholds: np.ndarray) -> dict[str, np.ndarray]:
         below_positive, below_negative = run.cumulative()
-        index = np.append(np.searchsorted(run.scores, thresholds, side="left"), run.scores.size)
-        return _Sweep(0, 0.0, 0.0, below_positive[index], below_negative[index]).confusion(slice(None, -1))
+        index = np.searchsorted(run.scores, thresholds, side="left")
+        fn, tn = below_positive[index], below_negative[index]
+        return {"tp": below_positive[-1] - fn, "fp": below_negative[-1] - tn, "tn": tn, "fn": fn}
 
     @staticmethod
     def _rates(confusion: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -19,9 +19,9 @@ THRESHOLD_METRICS = ("accuracy", "precision", "recall", "falsePositiveRate", "f1
 #: Score histograms: 100 equal bins over [0, 1] (AWS cost-analysis sample); bin k is [k/100, (k+1)/100),
 #: the last one closed. The threshold table uses the same 101 edges as cut-offs.
 SCORE_EDGES = np.arange(101) / 100
-#: Distinct scores an evaluation keeps in memory (24 bytes each, about 50 MB): past that, its largest run
+#: Distinct scores an evaluation keeps in memory (24 bytes each, about 25 MB): past that, its largest run
 #: moves to a scratch file, memory-mapped, so memory is bounded by this and the batch, not the data.
-SPILL_SCORES = 1 << 21
+SPILL_SCORES = 1 << 20
 #: Entries of all runs together that the result's merge reads at a time.
 MERGE_ENTRIES = 1 << 20
 
@@ -265,8 +265,9 @@ class BinaryEvaluation:
 
     def _confusion(self, run: _ScoreRun, thresholds: np.ndarray) -> dict[str, np.ndarray]:
         below_positive, below_negative = run.cumulative()
-        index = np.append(np.searchsorted(run.scores, thresholds, side="left"), run.scores.size)
-        return _Sweep(0, 0.0, 0.0, below_positive[index], below_negative[index]).confusion(slice(None, -1))
+        index = np.searchsorted(run.scores, thresholds, side="left")
+        fn, tn = below_positive[index], below_negative[index]
+        return {"tp": below_positive[-1] - fn, "fp": below_negative[-1] - tn, "tn": tn, "fn": fn}
 
     @staticmethod
     def _rates(confusion: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

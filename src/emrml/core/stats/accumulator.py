@@ -121,7 +121,8 @@ class _BottomKSample:
         other.compact()
         if other.threshold is not None:
             # Rows of this side above the other's threshold are out of the merged sample too.
-            self.threshold = min(other.threshold, self.threshold or other.threshold)
+            mine = self.threshold
+            self.threshold = other.threshold if mine is None else min(mine, other.threshold)
         self.add(other.hashes, other.sizes, other.tables[0])
         self.compact()
 

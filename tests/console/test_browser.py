@@ -17,6 +17,7 @@ import pytest
 from console_helpers import EVALUATION, MODEL, Served
 
 from emrml.cli import app as cli_app
+from emrml.samples import bank_sample_schema
 from emrml.service.identity import Identities
 
 #: Where the pages' screenshots go: docs/console (the documentation's pictures) when EMRML_SCREENSHOTS=docs,
@@ -210,6 +211,28 @@ def test_datasource_model_and_list_pages_pass_axe(page: Any, served: Served, axe
     assert page.get_by_role("button", name="Activate", exact=True).count() == 1
     page.goto(f"{served.url}/console/datasources/ds-console-bank")
     assert page.locator("#attribute-charts svg").count() >= 10
+
+
+def test_long_names_and_charts_stay_within_the_window(page: Any, served: Served) -> None:
+    # A name is one word of 1,024 letters at most; the datasource's charts sit in a grid of narrower columns.
+    long_name = "w" * 1024
+    served.installation.service.call(
+        "CreateDataSourceFromS3",
+        {
+            "DataSourceId": "ds-console-long",
+            "DataSourceName": long_name,
+            "DataSpec": {
+                "DataLocationS3": str(served.installation.sample),
+                "DataSchema": bank_sample_schema().to_json(),
+            },
+        },
+    )
+    log_in(page, served)
+    for path in ("", "datasources", "datasources/ds-console-long", "datasources/ds-console-bank", "jobs"):
+        page.goto(f"{served.url}/console/{path}")
+        page.wait_for_selector("html[data-charts=drawn]")
+        width = page.evaluate("() => document.documentElement.scrollWidth")
+        assert width <= page.viewport_size["width"], path
 
 
 def test_datasource_wizard_with_schema_edits(page: Any, served: Served, axe_source: str) -> None:

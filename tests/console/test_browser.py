@@ -235,6 +235,33 @@ def test_long_names_and_charts_stay_within_the_window(page: Any, served: Served)
         assert width <= page.viewport_size["width"], path
 
 
+def test_a_form_sent_after_logging_out_in_another_tab_leads_to_the_login_page(
+    page: Any, served: Served, axe_source: str
+) -> None:
+    log_in(page, served)
+    other = page.context.new_page()
+    other.goto(f"{served.url}/console/account")
+    page.click("text=Log out")
+    page.wait_for_url("**/console/login")
+    other.fill("#current", "wrong-but-never-checked")
+    other.fill("#new", "new-password-1")
+    other.fill("#again", "new-password-1")
+    other.click("main button[type=submit]")
+    other.wait_for_url("**/console/login?**")
+    assert "so nothing was sent" in other.locator("#login-error").inner_text()
+    check_accessibility(other, axe_source)
+    other.fill("#username", "admin")
+    other.fill("#password", served.installation.admin_password)
+    other.click("main button[type=submit]")
+    other.wait_for_url(f"{served.url}/console/account")
+    # A form whose address is no page (a share link's) comes back to the home page.
+    other.goto(f"{served.url}/console/evaluations/{EVALUATION}")
+    other.context.clear_cookies()
+    other.click("text=Create a share link")
+    other.wait_for_url("**/console/login?**")
+    assert "next=%2Fconsole%2F&" in other.url
+
+
 def test_datasource_wizard_with_schema_edits(page: Any, served: Served, axe_source: str) -> None:
     log_in(page, served)
     page.goto(served.url + "/console/datasources/new")

@@ -122,7 +122,7 @@ def create_console(
         return Route(path, page(console, handler), methods=["GET"])
 
     def post(path: str, handler: Callable[[Visit], Any]) -> Route:
-        return Route(path, page(console, handler), methods=["POST"])
+        return Route(path, page(console, handler, form_only=True), methods=["POST"])
 
     def both(path: str, handler: Callable[[Visit], Any]) -> Route:
         return Route(path, page(console, handler), methods=["GET", "POST"])

@@ -29,13 +29,16 @@ SCREENSHOTS = (
 )
 
 
-def check_accessibility(page: Any, axe_source: str) -> None:
+def check_accessibility(
+    page: Any, axe_source: str, impacts: tuple[str, ...] = ("serious", "critical")
+) -> None:
+    """No axe-core violation of these impacts on the page (all four: "minor", "moderate" too)."""
     page.evaluate(axe_source)
     result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
     serious = [
         f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:3]}"
         for v in result["violations"]
-        if v["impact"] in ("serious", "critical")
+        if v["impact"] in impacts
     ]
     assert not serious, "\n".join(serious)
 
@@ -260,6 +263,28 @@ def test_a_form_sent_after_logging_out_in_another_tab_leads_to_the_login_page(
     other.click("text=Create a share link")
     other.wait_for_url("**/console/login?**")
     assert "next=%2Fconsole%2F&" in other.url
+
+
+def test_the_other_pages_pass_axe_without_even_minor_violations(
+    page: Any, served: Served, axe_source: str
+) -> None:
+    every = ("minor", "moderate", "serious", "critical")
+    log_in(page, served)
+    for path in (
+        "",
+        "batch-predictions",
+        "batch-predictions/new",
+        f"evaluations/{EVALUATION}",
+        f"evaluations/compare?a={EVALUATION}&b={EVALUATION}",
+        "users/bob",
+        "groups/users",
+        "datasources/new",
+        "no-such-page",
+        f"models/{MODEL}/predict",
+    ):
+        page.goto(f"{served.url}/console/{path}")
+        page.wait_for_selector("html[data-charts=drawn]")
+        check_accessibility(page, axe_source, every)
 
 
 def test_datasource_wizard_with_schema_edits(page: Any, served: Served, axe_source: str) -> None:

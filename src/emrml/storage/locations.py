@@ -89,7 +89,7 @@ class Backend(Protocol):
 def check_syntax(location: str) -> None:
     """InvalidInputException unless ``location`` is a local path, a ``file://`` URI of this machine or an
     ``s3://bucket[/key]`` URI; nothing is read."""
-    if _backend(location) is _LOCAL and location.startswith("file://"):
+    if _backend(location) is _LOCAL:
         local_path(location)
 
 
@@ -604,6 +604,9 @@ def _backend(location: str) -> Backend:
 
 def local_path(location: str) -> str:
     """The absolute path of a local location (``~`` expanded, relative to the working directory)."""
+    if "\x00" in location:
+        # The OS takes no NUL in a path: refused here as bad input rather than a ValueError from os.*.
+        raise InvalidInputException(f"{location!r} holds a NUL character, which no file path may hold")
     if location.startswith("file://"):
         # Split by hand: urlsplit would cut a '#' or '?' that is part of a file name.
         host, slash, path = location[len("file://") :].partition("/")

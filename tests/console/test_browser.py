@@ -287,6 +287,20 @@ def test_the_other_pages_pass_axe_without_even_minor_violations(
         check_accessibility(page, axe_source, every)
 
 
+def test_back_after_logging_out_shows_no_page_of_the_session(page: Any, served: Served) -> None:
+    log_in(page, served)
+    page.goto(f"{served.url}/console/users")
+    page.goto(f"{served.url}/console/models/{MODEL}")
+    page.click("text=Log out")
+    page.wait_for_url("**/console/login")
+    page.go_back()
+    page.wait_for_url("**/console/login?next=**")
+    assert MODEL not in page.locator("main").inner_text()
+    # Static files keep their long cache lifetime.
+    css = page.request.get(served.url + page.locator("link[rel=stylesheet]").get_attribute("href"))
+    assert "immutable" in css.headers["cache-control"]
+
+
 def test_datasource_wizard_with_schema_edits(page: Any, served: Served, axe_source: str) -> None:
     log_in(page, served)
     page.goto(served.url + "/console/datasources/new")

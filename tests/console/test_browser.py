@@ -17,6 +17,7 @@ import pytest
 from console_helpers import EVALUATION, MODEL, Served
 
 from emrml.cli import app as cli_app
+from emrml.samples import bank_sample_schema
 from emrml.service.identity import Identities
 
 #: Where the pages' screenshots go: docs/console (the documentation's pictures) when EMRML_SCREENSHOTS=docs,
@@ -28,13 +29,16 @@ SCREENSHOTS = (
 )
 
 
-def check_accessibility(page: Any, axe_source: str) -> None:
+def check_accessibility(
+    page: Any, axe_source: str, impacts: tuple[str, ...] = ("serious", "critical")
+) -> None:
+    """No axe-core violation of these impacts on the page (all four: "minor", "moderate" too)."""
     page.evaluate(axe_source)
     result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
     serious = [
         f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:3]}"
         for v in result["violations"]
-        if v["impact"] in ("serious", "critical")
+        if v["impact"] in impacts
     ]
     assert not serious, "\n".join(serious)
 
@@ -210,6 +214,91 @@ def test_datasource_model_and_list_pages_pass_axe(page: Any, served: Served, axe
     assert page.get_by_role("button", name="Activate", exact=True).count() == 1
     page.goto(f"{served.url}/console/datasources/ds-console-bank")
     assert page.locator("#attribute-charts svg").count() >= 10
+
+
+def test_long_names_and_charts_stay_within_the_window(page: Any, served: Served) -> None:
+    # A name is one word of 1,024 letters at most; the datasource's charts sit in a grid of narrower columns.
+    long_name = "w" * 1024
+    served.installation.service.call(
+        "CreateDataSourceFromS3",
+        {
+            "DataSourceId": "ds-console-long",
+            "DataSourceName": long_name,
+            "DataSpec": {
+                "DataLocationS3": str(served.installation.sample),
+                "DataSchema": bank_sample_schema().to_json(),
+            },
+        },
+    )
+    log_in(page, served)
+    for path in ("", "datasources", "datasources/ds-console-long", "datasources/ds-console-bank", "jobs"):
+        page.goto(f"{served.url}/console/{path}")
+        page.wait_for_selector("html[data-charts=drawn]")
+        width = page.evaluate("() => document.documentElement.scrollWidth")
+        assert width <= page.viewport_size["width"], path
+
+
+def test_a_form_sent_after_logging_out_in_another_tab_leads_to_the_login_page(
+    page: Any, served: Served, axe_source: str
+) -> None:
+    log_in(page, served)
+    other = page.context.new_page()
+    other.goto(f"{served.url}/console/account")
+    page.click("text=Log out")
+    page.wait_for_url("**/console/login")
+    other.fill("#current", "wrong-but-never-checked")
+    other.fill("#new", "new-password-1")
+    other.fill("#again", "new-password-1")
+    other.click("main button[type=submit]")
+    other.wait_for_url("**/console/login?**")
+    assert "so nothing was sent" in other.locator("#login-error").inner_text()
+    check_accessibility(other, axe_source)
+    other.fill("#username", "admin")
+    other.fill("#password", served.installation.admin_password)
+    other.click("main button[type=submit]")
+    other.wait_for_url(f"{served.url}/console/account")
+    # A form whose address is no page (a share link's) comes back to the home page.
+    other.goto(f"{served.url}/console/evaluations/{EVALUATION}")
+    other.context.clear_cookies()
+    other.click("text=Create a share link")
+    other.wait_for_url("**/console/login?**")
+    assert "next=%2Fconsole%2F&" in other.url
+
+
+def test_the_other_pages_pass_axe_without_even_minor_violations(
+    page: Any, served: Served, axe_source: str
+) -> None:
+    every = ("minor", "moderate", "serious", "critical")
+    log_in(page, served)
+    for path in (
+        "",
+        "batch-predictions",
+        "batch-predictions/new",
+        f"evaluations/{EVALUATION}",
+        f"evaluations/compare?a={EVALUATION}&b={EVALUATION}",
+        "users/bob",
+        "groups/users",
+        "datasources/new",
+        "no-such-page",
+        f"models/{MODEL}/predict",
+    ):
+        page.goto(f"{served.url}/console/{path}")
+        page.wait_for_selector("html[data-charts=drawn]")
+        check_accessibility(page, axe_source, every)
+
+
+def test_back_after_logging_out_shows_no_page_of_the_session(page: Any, served: Served) -> None:
+    log_in(page, served)
+    page.goto(f"{served.url}/console/users")
+    page.goto(f"{served.url}/console/models/{MODEL}")
+    page.click("text=Log out")
+    page.wait_for_url("**/console/login")
+    page.go_back()
+    page.wait_for_url("**/console/login?next=**")
+    assert MODEL not in page.locator("main").inner_text()
+    # Static files keep their long cache lifetime.
+    css = page.request.get(served.url + page.locator("link[rel=stylesheet]").get_attribute("href"))
+    assert "immutable" in css.headers["cache-control"]
 
 
 def test_datasource_wizard_with_schema_edits(page: Any, served: Served, axe_source: str) -> None:

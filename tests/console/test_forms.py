@@ -268,3 +268,34 @@ def test_samples_are_offered_to_those_who_may_read_them(
 
 def test_admins_are_offered_the_samples(admin: Any) -> None:
     assert 'id="sample-binary"' in admin.get("/console/").text
+
+
+def test_a_nul_in_a_location_or_a_huge_whole_number_is_the_fields_error(
+    admin: Any, installation: Installation
+) -> None:
+    token = _token(admin)
+    data = installation.home / "data"
+    for path, form, field in (
+        ("/console/datasources/new", {"step": "infer", "location": f"{data}/a\x00b.csv"}, "location"),
+        (
+            "/console/batch-predictions/new",
+            {"model": MODEL, "datasource": DATASOURCE, "output": f"{data}/out\x00/"},
+            "output",
+        ),
+        (
+            "/console/models/new",
+            {"mode": "custom", "datasource": DATASOURCE, "type": "BINARY", "passes": "9" * 400},
+            "passes",
+        ),
+    ):
+        page = admin.post(path, data={"csrf_token": token, **form})
+        assert page.status_code == 400, (path, page.text[-600:])
+        assert f'id="{field}-error"' in page.text, path
+    for response in (
+        admin.get("/console/storage/download", params={"location": f"{data}/a\x00b.csv"}),
+        admin.post(
+            "/console/storage",
+            data={"csrf_token": token, "action": "delete", "location": str(data), "file": f"{data}/\x00"},
+        ),
+    ):
+        assert response.status_code == 400 and "NUL character" in response.text

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from console_helpers import BOB_PASSWORD, Installation, log_in, login_token
+from starlette.testclient import TestClient
 
 from emrml.errors import AccessDeniedException
 from emrml.samples import bank_sample_schema
@@ -19,6 +20,7 @@ from emrml.service import files
 from emrml.service.auth import user_arn
 from emrml.service.identity import Identities
 from emrml.service.logins import Logins
+from emrml.web.server import create_app
 
 
 def _token(client: Any) -> str:
@@ -289,3 +291,27 @@ def test_a_grant_of_a_folders_contents_covers_the_folder_and_a_deny_its_spelling
             user_arn(installation.service.settings.account_id, user),
             remote=True,
         )
+
+
+def test_a_folder_that_cannot_be_listed_leaves_the_location_field_to_open_another(
+    admin: Any, installation: Installation
+) -> None:
+    data = installation.home / "data"
+    for location, status, says in (
+        (f"{data}/no-such-folder", 400, "does not exist"),
+        ("relative/path", 400, "must be an absolute path"),
+        (f"{installation.sample}", 400, "is not a directory"),
+        ("/etc", 403, "outside the data roots"),
+    ):
+        page = admin.get("/console/storage", params={"location": location})
+        assert page.status_code == status, location
+        assert 'id="location-error"' in page.text and says in html.unescape(page.text), location
+        assert 'aria-invalid="true"' in page.text and 'id="entries"' not in page.text
+        twin = admin.get("/console/storage", params={"location": location, "format": "json"})
+        assert twin.status_code == status and says in twin.json()["error"]["message"]
+    # A user without any storage grant lands on the first data root: refused, with the field still there.
+    with TestClient(create_app(installation.service), follow_redirects=False) as bob:
+        assert log_in(bob, "bob", BOB_PASSWORD).status_code == 303
+        landing = bob.get("/console/storage")
+    assert landing.status_code == 403 and "storage:Read" in landing.text
+    assert '<input id="location" name="location"' in landing.text

@@ -122,7 +122,7 @@ def create_console(
         return Route(path, page(console, handler), methods=["GET"])
 
     def post(path: str, handler: Callable[[Visit], Any]) -> Route:
-        return Route(path, page(console, handler), methods=["POST"])
+        return Route(path, page(console, handler, form_only=True), methods=["POST"])
 
     def both(path: str, handler: Callable[[Visit], Any]) -> Route:
         return Route(path, page(console, handler), methods=["GET", "POST"])
@@ -179,7 +179,8 @@ def create_console(
 
 
 class SecurityHeaders:
-    """ASGI middleware adding ``SECURITY_HEADERS`` (and HSTS under TLS) to every console response."""
+    """ASGI middleware adding ``SECURITY_HEADERS`` (and HSTS under TLS) to every console response, and
+    ``Cache-Control: no-store`` to those that set no caching of their own (all but static files)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -194,7 +195,12 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Any) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *extra]
+                headers = [*message.get("headers", []), *extra]
+                if not any(name.lower() == b"cache-control" for name, _ in headers):
+                    # Pages show what one user may see: kept by no cache, so that after logging out the
+                    # Back button asks the server again (and finds no session) instead of showing them.
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

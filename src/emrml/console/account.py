@@ -12,6 +12,7 @@ from emrml.console.app import (
     CSRF_FIELD,
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
+    SESSION_ENDED,
     Console,
     View,
     Visit,
@@ -35,7 +36,9 @@ def login_endpoint(console: Console):
         if request.method == "GET":
             if visitor is not None:
                 return RedirectResponse(next_url, status_code=303)
-            return _login_form(console, request, next_url, None, 200)
+            ended = SESSION_ENDED in request.query_params
+            notice = "Your session had ended (logged out elsewhere, or unused), so nothing was sent."
+            return _login_form(console, request, next_url, notice if ended else None, 200)
         form = await request.form(max_files=0, max_fields=10)
         expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
         supplied = form.get(CSRF_FIELD)

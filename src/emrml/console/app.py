@@ -256,21 +256,33 @@ def csrf_ok(expected: str, form: FormData | None, request: Request) -> bool:
     return isinstance(supplied, str) and hmac.compare_digest(supplied.encode(), expected.encode())
 
 
+#: The login page's query flag saying that a form was sent after its session had ended.
+SESSION_ENDED = "ended"
+
+
 def page(
-    console: Console, handler: Callable[[Visit], View | Response], *, uploads: int = 0
+    console: Console,
+    handler: Callable[[Visit], View | Response],
+    *,
+    uploads: int = 0,
+    form_only: bool = False,
 ) -> Callable[[Request], Any]:
     """The endpoint of a page: the session required, CSRF checked on POST, errors as error pages.
-    ``uploads``: how many files a form may carry (Starlette spools each to disk past 1 MiB)."""
+    ``uploads``: how many files a form may carry (Starlette spools each to disk past 1 MiB); ``form_only``:
+    the address takes only POST (no page to come back to after logging in)."""
 
     async def endpoint(request: Request) -> Response:
         visitor = await run_in_threadpool(console.visitor, request)
         if visitor is None:
-            if wants_json(request) or request.method != "GET":
+            if wants_json(request) or request.headers.get(CSRF_HEADER):
                 return JSONResponse({"error": "log in first"}, status_code=401)
-            target = console.url(
-                "login", next=request.url.path + ("?" + request.url.query if request.url.query else "")
-            )
-            return RedirectResponse(target, status_code=303)
+            if request.method == "GET":
+                query = "?" + request.url.query if request.url.query else ""
+                return RedirectResponse(console.url("login", next=request.url.path + query), 303)
+            # A form sent from a page left open after its session ended (logged out in another tab,
+            # unused for hours): the login page, saying so, then back to the form's page.
+            back = console.url("") if form_only else request.url.path
+            return RedirectResponse(console.url("login", next=back, **{SESSION_ENDED: 1}), 303)
         form = None
         if request.method == "POST":
             form = await request.form(max_files=uploads, max_fields=5000)

@@ -296,7 +296,7 @@ def _custom_model(visit: Visit, form: dict[str, Any], errors: dict[str, str]) ->
             value = kind(form[field])
             if not (math.isfinite(value) and low <= value <= high):
                 raise ValueError
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: a whole number too large for a float
             errors[field] = f"Give {says} (got {form[field]!r})."
             continue
         parameters[key] = str(int(value * 1024 * 1024)) if field == "size" else str(value)

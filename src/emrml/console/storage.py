@@ -4,13 +4,16 @@ storage grants and the data roots decide (a user without storage access sees a r
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
 from emrml.console.app import View, Visit, download_response
 from emrml.console.paging import pager
-from emrml.errors import AmazonMLError, InvalidInputException
+from emrml.errors import AccessDeniedException, AmazonMLError, InvalidInputException
 from emrml.service import files
+from emrml.storage.locations import Folder
 
 
 def _parent(location: str) -> str | None:
@@ -33,33 +36,52 @@ def storage(visit: Visit) -> View | Response:
             done = _act(visit, action, location)
         except AmazonMLError as exc:
             errors[action or "general"] = exc.message
-    folder = files.folder_location(location)
-    token = visit.query.get("token") or None
-    notice = ""
+    folder, token, notice = location.strip(), visit.query.get("token") or None, ""
+    listed, status = Folder([], [], None), 400 if errors else 200
     try:
-        page = files.list_folder(service, visit.arn, folder, token)
-    except InvalidInputException as exc:
-        if token is None:
-            raise
-        # A stale or forged page token: the folder's first page, saying why (as the list pages do).
-        page = files.list_folder(service, visit.arn, folder, None)
-        notice, token = exc.message, None
-    data = {
+        folder = files.folder_location(location)
+        listed, notice = _listing(visit, folder, token)
+    except AmazonMLError as exc:
+        # Said beside the location field, which stays to open another (a user granted only some folders
+        # lands on the first data root): an error page would leave no way on.
+        errors["location"] = exc.message
+        status = 403 if isinstance(exc, AccessDeniedException) else 400
+    if notice or "location" in errors:
+        token = None
+    top = "location" in errors or folder.rstrip("/") in [r.rstrip("/") for r in roots]
+    data: dict[str, Any] = {
         "Location": folder,
         # No way up out of a data root: above it everything is refused.
-        "Parent": None if folder.rstrip("/") in [r.rstrip("/") for r in roots] else _parent(folder),
+        "Parent": None if top else _parent(folder),
         "Roots": roots,
-        "Folders": page.folders,
-        "Files": [{"Location": f.uri, "Name": f.uri.rsplit("/", 1)[-1], "Size": f.size} for f in page.files],
-        "NextToken": page.next_token,
+        "Folders": listed.folders,
+        "Files": [
+            {"Location": f.uri, "Name": f.uri.rsplit("/", 1)[-1], "Size": f.size} for f in listed.files
+        ],
+        "NextToken": listed.next_token,
     }
+    if "location" in errors:
+        title = "Refused" if status == 403 else "InvalidInputException"
+        data["error"] = {"status": status, "title": title, "message": errors["location"]}
     extra = {
         "errors": errors,
         "done": done,
         "notice": notice,
-        "pager": pager(visit, "storage", {"location": folder}, token, page.next_token),
+        "pager": pager(visit, "storage", {"location": folder}, token, listed.next_token),
     }
-    return View("storage.html", data, 400 if errors else 200, extra)
+    return View("storage.html", data, status, extra)
+
+
+def _listing(visit: Visit, folder: str, token: str | None) -> tuple[Folder, str]:
+    """The page ``token`` of the folder, and a notice when the token was refused (then the first page)."""
+    service = visit.console.service
+    try:
+        return files.list_folder(service, visit.arn, folder, token), ""
+    except InvalidInputException as exc:
+        if token is None:
+            raise
+        # A stale or forged page token: the folder's first page, saying why (as the list pages do).
+        return files.list_folder(service, visit.arn, folder, None), exc.message
 
 
 def _act(visit: Visit, action: str, location: str) -> str:

@@ -275,6 +275,9 @@ class LocalBackend:
 
 def local_path(location: str) -> str:
     """The absolute path of a local location (``~`` expanded, relative to the working directory)."""
+    if "\x00" in location:
+        # The OS takes no NUL in a path: refused here as bad input rather than a ValueError from os.*.
+        raise InvalidInputException(f"{location!r} holds a NUL character, which no file path may hold")
     if location.startswith("file://"):
         # Split by hand: urlsplit would cut a '#' or '?' that is part of a file name.
         host, slash, path = location[len("file://") :].partition("/")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from emrml.config import Settings
 from emrml.errors import (
     IdempotentParameterMismatchException,
     InvalidInputException,
@@ -120,7 +121,8 @@ def test_creates_racing_for_one_id_get_the_answers_of_a_retry(app: EmrML, monkey
 def test_tags_racing_for_one_key_overwrite_it(app: EmrML, monkeypatch) -> None:
     create(app, "ds-1")
     target = {"ResourceId": "ds-1", "ResourceType": "DataSource"}
-    monkeypatch.setattr(tags, "_tags", _in_step(tags._tags))
+    # Both reach the lock that makes tag changes of one object wait for each other at once.
+    monkeypatch.setattr(tags, "_lock", _in_step(tags._lock))
 
     def tag(value: str):
         return lambda: app.call("AddTags", {**target, "Tags": [{"Key": "team", "Value": value}]})
@@ -219,6 +221,30 @@ def test_tags(app: EmrML) -> None:
     app.call("DeleteDataSource", {"DataSourceId": "ds-1"})
     with pytest.raises(InvalidInputException, match="DELETED"):
         app.call("AddTags", {**target, "Tags": [{"Key": "late", "Value": "v"}]})
+
+
+def test_concurrent_add_tags_keep_to_the_limit(settings: Settings, monkeypatch) -> None:
+    # Two AddTags of 30 new tags each, on an object without tags: each counted the tags before the other
+    # added its own, and both were accepted (60 tags). Reading the tags is slowed so that the calls overlap.
+    apps = [EmrML(settings), EmrML(settings)]
+    try:
+        create(apps[0], "ds-1")
+        target = {"ResourceId": "ds-1", "ResourceType": "DataSource"}
+        read = tags._tags
+        monkeypatch.setattr(tags, "_tags", lambda *args: (read(*args), time.sleep(0.5))[0])
+
+        def add(app: EmrML, prefix: str):
+            request = {**target, "Tags": [{"Key": f"{prefix}{k}", "Value": "v"} for k in range(30)]}
+            return lambda: app.call("AddTags", request)
+
+        answers = _together(add(apps[0], "a"), add(apps[1], "b"))
+        assert target in answers, answers
+        assert any(isinstance(answer, TagLimitExceededException) for answer in answers), answers
+        monkeypatch.undo()
+        assert len(apps[0].call("DescribeTags", target)["Tags"]) == 30
+    finally:
+        for app in apps:
+            app.close()
 
 
 def ids(response: dict) -> list[str]:

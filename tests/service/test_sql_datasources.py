@@ -321,7 +321,8 @@ def test_a_mysql_bit_column_converted_as_the_refusal_says_is_binary(
             "cannot execute SELECT in a read-only transaction",
         ),
         ("SELECT * FROM files", "column 'payload' has SQL type bytea"),
-        ("SELECT '1 day'::interval AS wait", "column 'wait' has SQL type interval"),
+        # CAST(... AS CHAR) would be CHAR(1) there: the conversion offered is PostgreSQL's own.
+        ("SELECT '1 day'::interval AS wait", r"column 'wait' has SQL type interval.*CAST\(\.\.\. AS TEXT\)"),
         ("SELECT '{}'::jsonb AS document", "column 'document' has SQL type jsonb"),
         # money arrives as a whole number of cents: 12.34 would have been staged as 1234.
         ("SELECT 12.34::money AS price", r"column 'price' has SQL type money.*price::numeric"),

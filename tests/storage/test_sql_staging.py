@@ -100,3 +100,21 @@ def test_an_unknown_identifier_is_told_a_connection_of_its_kind(api: str, member
     message = str(refused.value)
     assert f"DatabaseInformation.{member} 'mine' is not a configured connection" in message
     assert f"such as {example}; configured: other" in message
+
+
+def test_the_conversion_offered_for_a_type_without_an_attribute_type_is_the_database_s(
+    tmp_path: Path,
+) -> None:
+    # PostgreSQL columns were told to convert with CAST(... AS CHAR), which PostgreSQL reads as CHAR(1):
+    # an interval of '1 day' would have been staged as '1', every value cut to its first character.
+    interval = pa.field("wait", pa.month_day_nano_interval(), metadata={b"POSTGRESQL:type": b"interval"})
+    listed = pa.field("codes", pa.list_(pa.int32()))  # as the MySQL driver gives no type name
+    for field, conversion in [
+        (interval, "CAST(... AS TEXT) or encode(..., 'hex')"),
+        (listed, "CAST(... AS CHAR) or HEX(...)"),
+    ]:
+        schema = pa.schema([field])
+        reader = pa.RecordBatchReader.from_batches(schema, [])
+        with pytest.raises(DataError) as refused:
+            sql.stage(reader, str(tmp_path / "typed.csv.gz"))
+        assert f"convert it in the query, e.g. {conversion}" in str(refused.value)

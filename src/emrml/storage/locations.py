@@ -42,7 +42,7 @@ _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 def check_syntax(location: str) -> None:
     """InvalidInputException unless ``location`` is a local path, a ``file://`` URI of this machine or an
     ``s3://bucket[/key]`` URI; nothing is read."""
-    if _backend(location) is _LOCAL and location.startswith("file://"):
+    if _backend(location) is _LOCAL:
         local_path(location)
 
 

@@ -295,10 +295,11 @@ def _column(field: pa.Field) -> Column:
             f"CAST({quoted} AS UNSIGNED) (BIT(1) then reads as 0 and 1, a BINARY attribute), other bytes "
             f"with HEX({quoted})"
         )
+    # PostgreSQL's CHAR is CHAR(1): CAST(... AS CHAR) would stage '1 day' as '1', and every value cut so.
+    conversion = "CAST(... AS TEXT) or encode(..., 'hex')" if postgresql else "CAST(... AS CHAR) or HEX(...)"
     raise DataError(
         f"SelectSqlQuery column {field.name!r} has SQL type {_sql_type(field)}, which no Amazon ML attribute "
-        "type holds (BINARY, CATEGORICAL, NUMERIC, TEXT); convert it in the query, e.g. CAST(... AS CHAR) "
-        "or a hex encoding"
+        f"type holds (BINARY, CATEGORICAL, NUMERIC, TEXT); convert it in the query, e.g. {conversion}"
     )
 
 

@@ -21,6 +21,11 @@ from emrml.errors import InvalidInputException
 
 #: Bin counts a suggestion chooses from (the values seen in real suggested recipes).
 BIN_COUNTS = (5, 10, 20, 50, 100, 200, 500)
+#: Folds of the held-out score (``binning_score``): bins are counted on nine tenths of the sample, about
+#: as full as the model's bins will be. Two folds (counting on half) chose bins for half the data, too
+#: coarse: on the shared datasets ten folds gave every suggested model a metric as good or better
+#: (wine_quality macro F1 0.219 -> 0.225, california_housing RMSE 57,738 -> 57,352).
+SCORE_FOLDS = 10
 #: Quantile bins a NUMERIC (regression) target is cut into before measuring information.
 TARGET_BINS = 10
 # Scores closer than this are a tie (the smaller bin count wins).
@@ -60,24 +65,32 @@ def _target_codes(column: pa.Array, target_type: AttributeType) -> tuple[np.ndar
 def binning_score(x: np.ndarray, y: np.ndarray) -> float:
     """How well bin codes ``x`` predict target codes ``y`` on rows they were not counted on (nats per row).
 
-    Two-fold: the class frequencies of each bin (smoothed towards the overall class frequencies) are counted
-    on half of the rows and scored by log-likelihood on the other half, then the halves swap; the score is
-    the gain over predicting the overall frequencies. Bias-corrected mutual information (Miller–Madow, or
-    the chance level (Kx - 1)(Ky - 1) / 2N) still rewarded 500 bins on samples of a few thousand rows,
-    where most bins hold a handful of rows; held-out rows penalize exactly the bins too thin to learn from.
+    ``SCORE_FOLDS``-fold: the class frequencies of each bin (smoothed towards the overall class
+    frequencies) are counted on all folds but one and scored by log-likelihood on that one, each fold in
+    turn; the score is the gain over predicting the overall frequencies. Bias-corrected mutual information
+    (Miller–Madow, or the chance level (Kx - 1)(Ky - 1) / 2N) still rewarded 500 bins on samples of a few
+    thousand rows, where most bins hold a handful of rows; held-out rows penalize exactly the bins too thin
+    to learn from.
     """
     if len(x) < 2:
         return 0.0
     bins, classes = int(x.max()) + 1, int(y.max()) + 1
-    folds = np.arange(len(x)) % 2 == 0
+    fold = np.arange(len(x)) % SCORE_FOLDS
+    # Each fold's (bin, class) counts, in one pass; the counts a fold is scored against are the others'.
+    size = bins * classes
+    per_fold = np.bincount(fold * size + x * classes + y, minlength=SCORE_FOLDS * size)
+    per_fold = per_fold.reshape(SCORE_FOLDS, bins, classes)
+    total = per_fold.sum(axis=0)
     gain = 0.0
-    for counted in (folds, ~folds):
-        scored = ~counted
-        codes = x[counted] * classes + y[counted]
-        joint = np.bincount(codes, minlength=bins * classes).reshape(bins, classes)
-        prior = (np.bincount(y[counted], minlength=classes) + 1.0) / (counted.sum() + classes)
+    for held in range(SCORE_FOLDS):
+        scored = fold == held
+        if not scored.any():
+            break
+        joint = total - per_fold[held]
+        prior = (joint.sum(axis=0) + 1.0) / (joint.sum() + classes)
         conditional = (joint + prior) / (joint.sum(axis=1, keepdims=True) + 1.0)
-        gain += float(np.log(conditional[x[scored], y[scored]]).sum() - np.log(prior[y[scored]]).sum())
+        x_held, y_held = x[scored], y[scored]
+        gain += float(np.log(conditional[x_held, y_held]).sum() - np.log(prior[y_held]).sum())
     return gain / len(x)
 
 

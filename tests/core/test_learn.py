@@ -536,3 +536,33 @@ def test_mixing_states_averages_their_weights_and_a_pickled_state_keeps_learning
     # Adding up in groups and then dividing is the same mix.
     grouped = DualAveraging.add_up([DualAveraging.add_up([left]), DualAveraging.add_up([right])]).mean()
     assert np.array_equal(grouped.sums, equal.sums) and grouped.steps == equal.steps
+
+
+def test_the_calibration_sample_of_wide_rows_is_bounded_by_non_zeros_not_rows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Rows of long text have thousands of non-zeros: a sample of so many rows would grow with the data up
+    # to gigabytes. It keeps the smallest keys within the bound, the same read in one part or in several.
+    monkeypatch.setattr(calibration, "CALIBRATION_NONZEROS", 5_000)
+    rng = np.random.default_rng(12)
+    widths = rng.integers(1, 200, 600)
+    columns = np.concatenate([np.arange(width) for width in widths])
+    X = sp.csr_matrix((np.ones(columns.size), columns, np.r_[0, np.cumsum(widths)]), shape=(600, 200))
+    y = rng.integers(0, 2, 600).astype(float)
+    check = learn.Checker("BINARY", 200, 1)
+
+    def expected(keys: np.ndarray) -> sp.csr_matrix:
+        order = np.argsort(keys)
+        fitting = int(np.searchsorted(np.cumsum(widths[order]), 5_000, side="right"))
+        return X[np.sort(order[:fitting])]
+
+    whole = calibration.keyed_sample(source_of(X, y, batch=70), check, 1_000, np.random.default_rng(3))[0]
+    assert 0 < whole[0].shape[0] < 600 and whole[0].nnz <= 5_000
+    assert (whole[0] != expected(np.random.default_rng(3).random(600))).nnz == 0
+    parts = [
+        calibration.keyed_sample(source_of(X[i : i + 300], y[i : i + 300], batch=90), check, 1_000, rng)
+        for i, rng in ((0, np.random.default_rng(3)), (300, np.random.default_rng(4)))
+    ]
+    merged = calibration.merge_samples(parts, 1_000, 200)
+    keys = np.concatenate([np.random.default_rng(3).random(300), np.random.default_rng(4).random(300)])
+    assert merged[0].shape == expected(keys).shape and (merged[0] != expected(keys)).nnz == 0

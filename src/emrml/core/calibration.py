@@ -27,6 +27,9 @@ LEARNING_RATES: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0)
 RATE_TOLERANCE = 0.01
 #: Rows read up front to choose the learning rate, the mini-batch size and the target scale.
 CALIBRATION_ROWS = 65_536
+#: Non-zero values the calibration sample holds at most (12 bytes each, about 100 MB): rows of long text
+#: have thousands, and 65,536 of them would take gigabytes. Rows of tens of features never reach it.
+CALIBRATION_NONZEROS = 1 << 23
 #: Fraction of the calibration rows held back to score the candidate rates.
 HOLDOUT_FRACTION = 0.1
 #: Dense steps while n_features * n_outputs <= this * non-zeros per step (measured crossover: 10-15).
@@ -40,7 +43,8 @@ def calibration_sample(source: Source, check: Checker, rows: int, rng: np.random
 
     Every row gets a random key and the ``rows`` smallest keys win (a bottom-k sample, kept while reading):
     the first rows would misjudge the target's scale and the learning rate for data in a meaningful order,
-    such as rows sorted by the target. Memory holds at most ``rows`` rows beside one batch.
+    such as rows sorted by the target. Fewer win when their non-zero values would pass
+    :data:`CALIBRATION_NONZEROS` (``_smallest_keys``). Memory holds at most that sample beside one batch.
     """
     return keyed_sample(source, check, rows, rng)[0]
 
@@ -65,8 +69,8 @@ def keyed_sample(
                 np.concatenate([kept[2], weight]),
             )
             keys = np.concatenate([keys, batch_keys])
-        if len(keys) > rows:
-            chosen = np.sort(np.argpartition(keys, rows)[:rows])
+        chosen = _smallest_keys(keys, kept[0], rows)
+        if chosen is not None:
             kept = (kept[0][chosen], kept[1][chosen], kept[2][chosen])
             keys = keys[chosen]
     if kept is None:
@@ -74,9 +78,26 @@ def keyed_sample(
     return kept, keys
 
 
+def _smallest_keys(keys: np.ndarray, X: sp.csr_matrix, rows: int) -> np.ndarray | None:
+    """Indices, in data order, of the rows with the smallest keys: the most in key order that number at
+    most ``rows`` and hold at most :data:`CALIBRATION_NONZEROS` non-zero values (at least one row); None
+    when every row is within both. A row left out never comes back as rows are added, so the sample does
+    not depend on batch boundaries or partitioning."""
+    nonzeros = np.diff(X.indptr)
+    if len(keys) <= rows and int(nonzeros.sum()) <= CALIBRATION_NONZEROS:
+        return None
+    if len(keys) > rows:
+        chosen = np.argpartition(keys, rows)[:rows]
+        if int(nonzeros[chosen].sum()) <= CALIBRATION_NONZEROS:
+            return np.sort(chosen)
+    order = np.argsort(keys)
+    fitting = int(np.searchsorted(np.cumsum(nonzeros[order]), CALIBRATION_NONZEROS, side="right"))
+    return np.sort(order[: max(1, min(fitting, rows))])
+
+
 def merge_samples(parts: Sequence[tuple[Batch, np.ndarray]], rows: int, n_features: int) -> Batch:
-    """The ``rows`` rows with the smallest keys of the parts' keyed samples, in part order then data order:
-    a uniform sample of the union when each part's keys were drawn independently."""
+    """The rows with the smallest keys of the parts' keyed samples (``_smallest_keys``), in part order then
+    data order: a uniform sample of the union when each part's keys were drawn independently."""
     import scipy.sparse as sp
 
     parts = [part for part in parts if len(part[1])]
@@ -86,8 +107,8 @@ def merge_samples(parts: Sequence[tuple[Batch, np.ndarray]], rows: int, n_featur
     X = sp.vstack([part[0][0] for part in parts], format="csr")
     y = np.concatenate([part[0][1] for part in parts])
     weight = np.concatenate([part[0][2] for part in parts])
-    if len(keys) > rows:
-        chosen = np.sort(np.argpartition(keys, rows)[:rows])
+    chosen = _smallest_keys(keys, X, rows)
+    if chosen is not None:
         return X[chosen], y[chosen], weight[chosen]
     return X, y, weight
 

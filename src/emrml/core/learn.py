@@ -32,12 +32,13 @@ Algorithm
   then folds them into the stored weights, so a target in the 1e5 range trains like one in the unit range.
   The bias is never regularized; it starts at the prior (log-odds / log class frequencies / 0).
 * **Learning rate** (spec: "chosen automatically"; open question 24): a uniform random sample of up to
-  ``CALIBRATION_ROWS`` rows is drawn while reading the data once (not the first rows: data sorted by the
-  target would misjudge its scale); 10 % of it is held back at random, a fresh model is
-  trained on the rest with each rate of ``LEARNING_RATES`` the way training runs (a pass, then a pass
-  averaged), and the rate whose model has the lowest held-back loss wins; rates within ``RATE_TOLERANCE``
-  (1 %) of it count as ties, won by the smallest (as good on held-back rows, and less noisy). Training
-  then starts over on all data. Too small a sample (no held-back weight) uses the middle candidate.
+  ``CALIBRATION_ROWS`` rows (fewer for rows of long text, ``CALIBRATION_NONZEROS`` values in all) is drawn
+  while reading the data once (not the first rows: data sorted by the target would misjudge its scale);
+  10 % of it is held back at random, a fresh model is trained on the rest with each rate of
+  ``LEARNING_RATES`` the way training runs (a pass, then a pass averaged), and the rate whose model has
+  the lowest held-back loss wins; rates within ``RATE_TOLERANCE`` (1 %) of it count as ties, won by the
+  smallest (as good on held-back rows, and less noisy). Training then starts over on all data. Too small
+  a sample (no held-back weight) uses the middle candidate.
 * **Mini-batch size** ``rows_per_step = clamp(calibration rows // 128, 32, 1024)``: small data still gets
   about 128 steps per pass, large data gets the throughput of large mini-batches.
 * **Shuffle** ``auto``: the source yields batches in data order (the training engine's source yields them
@@ -60,7 +61,8 @@ Algorithm
 
 Everything is deterministic for a seed. Memory holds the model (three arrays of ``n_features *
 n_outputs``: gradient sums, squared sums, average), the calibration sample (at most ``CALIBRATION_ROWS``
-rows) and at most ``SHUFFLE_WINDOW`` source batches; the data is never concatenated.
+rows and ``CALIBRATION_NONZEROS`` non-zero values) and at most ``SHUFFLE_WINDOW`` source batches; the data
+is never concatenated.
 
 Why not scikit-learn's ``SGDClassifier`` / ``SGDRegressor``: they have no multinomial (softmax) SGD (only
 one-vs-rest), their fast per-sample updates use global learning-rate schedules only (constant,

@@ -563,6 +563,13 @@ def test_the_calibration_sample_of_wide_rows_is_bounded_by_non_zeros_not_rows(
         calibration.keyed_sample(source_of(X[i : i + 300], y[i : i + 300], batch=90), check, 1_000, rng)
         for i, rng in ((0, np.random.default_rng(3)), (300, np.random.default_rng(4)))
     ]
-    merged = calibration.merge_samples(parts, 1_000, 200)
+    merged, read = calibration.merge_samples(parts, 1_000, 200)
     keys = np.concatenate([np.random.default_rng(3).random(300), np.random.default_rng(4).random(300)])
     assert merged[0].shape == expected(keys).shape and (merged[0] != expected(keys)).nnz == 0
+    assert read == 600 and [part[2] for part in parts] == [300, 300]
+    # Steps are sized by the rows a sample stands for (here as if drawn from 50,000), not by its own number
+    # of rows, which the bound cut short.
+    params, rng = TrainingParameters(), np.random.default_rng(5)
+    trainer = learn.Trainer("BINARY", 200, None, params, merged, 50_000, rng)
+    own = calibration.rows_per_step(merged[0].shape[0])
+    assert trainer.rows_per_step == calibration.rows_per_step(50_000) > own

@@ -38,27 +38,34 @@ DENSE_RATIO = 12
 Source = Callable[[], Iterable[tuple["sp.csr_matrix", np.ndarray, np.ndarray | None]]]
 
 
-def calibration_sample(source: Source, check: Checker, rows: int, rng: np.random.Generator) -> Batch:
-    """A uniform random sample of ``rows`` rows of the source (all of them when it has fewer), in data order.
+def calibration_sample(
+    source: Source, check: Checker, rows: int, rng: np.random.Generator
+) -> tuple[Batch, int]:
+    """A uniform random sample of ``rows`` rows of the source (all of them when it has fewer), in data order,
+    and the number of rows it was drawn from.
 
     Every row gets a random key and the ``rows`` smallest keys win (a bottom-k sample, kept while reading):
     the first rows would misjudge the target's scale and the learning rate for data in a meaningful order,
     such as rows sorted by the target. Fewer win when their non-zero values would pass
     :data:`CALIBRATION_NONZEROS` (``_smallest_keys``). Memory holds at most that sample beside one batch.
     """
-    return keyed_sample(source, check, rows, rng)[0]
+    sample, _, read = keyed_sample(source, check, rows, rng)
+    return sample, read
 
 
 def keyed_sample(
     source: Source, check: Checker, rows: int, rng: np.random.Generator
-) -> tuple[Batch, np.ndarray]:
-    """``calibration_sample`` with the rows' keys: samples of parts of the data merge (``merge_samples``)."""
+) -> tuple[Batch, np.ndarray, int]:
+    """``calibration_sample`` with the rows' keys (between the sample and the rows read): samples of parts
+    of the data merge (``merge_samples``)."""
     import scipy.sparse as sp
 
     kept: Batch | None = None
     keys = np.zeros(0)
+    read = 0
     for batch in source():
         X, y, weight = check(batch)
+        read += X.shape[0]
         batch_keys = rng.random(X.shape[0])
         if kept is None:
             kept, keys = (X, y, weight), batch_keys
@@ -74,8 +81,8 @@ def keyed_sample(
             kept = (kept[0][chosen], kept[1][chosen], kept[2][chosen])
             keys = keys[chosen]
     if kept is None:
-        return (sp.csr_matrix((0, check.n_features)), np.zeros(0), np.zeros(0)), keys
-    return kept, keys
+        return (sp.csr_matrix((0, check.n_features)), np.zeros(0), np.zeros(0)), keys, read
+    return kept, keys, read
 
 
 def _smallest_keys(keys: np.ndarray, X: sp.csr_matrix, rows: int) -> np.ndarray | None:
@@ -95,22 +102,26 @@ def _smallest_keys(keys: np.ndarray, X: sp.csr_matrix, rows: int) -> np.ndarray 
     return np.sort(order[: max(1, min(fitting, rows))])
 
 
-def merge_samples(parts: Sequence[tuple[Batch, np.ndarray]], rows: int, n_features: int) -> Batch:
+def merge_samples(
+    parts: Sequence[tuple[Batch, np.ndarray, int]], rows: int, n_features: int
+) -> tuple[Batch, int]:
     """The rows with the smallest keys of the parts' keyed samples (``_smallest_keys``), in part order then
-    data order: a uniform sample of the union when each part's keys were drawn independently."""
+    data order: a uniform sample of the union when each part's keys were drawn independently; and the
+    number of rows read in all."""
     import scipy.sparse as sp
 
+    read = sum(part[2] for part in parts)
     parts = [part for part in parts if len(part[1])]
     if not parts:
-        return sp.csr_matrix((0, n_features)), np.zeros(0), np.zeros(0)
+        return (sp.csr_matrix((0, n_features)), np.zeros(0), np.zeros(0)), read
     keys = np.concatenate([part[1] for part in parts])
     X = sp.vstack([part[0][0] for part in parts], format="csr")
     y = np.concatenate([part[0][1] for part in parts])
     weight = np.concatenate([part[0][2] for part in parts])
     chosen = _smallest_keys(keys, X, rows)
     if chosen is not None:
-        return X[chosen], y[chosen], weight[chosen]
-    return X, y, weight
+        return (X[chosen], y[chosen], weight[chosen]), read
+    return (X, y, weight), read
 
 
 def target_scale(y: np.ndarray, weight: np.ndarray) -> tuple[float, float]:

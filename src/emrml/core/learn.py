@@ -249,8 +249,8 @@ def train(
     calibration_rng = np.random.default_rng(seeds[0])
     shuffle_rng = np.random.default_rng(seeds[1]) if params.shuffle == "auto" else None
     k = n_outputs_of(kind, n_classes)
-    raw = calibration_sample(source, Checker(kind, n_features, k), CALIBRATION_ROWS, calibration_rng)
-    trainer = Trainer(kind, n_features, n_classes, params, raw, calibration_rng, progress)
+    raw, read = calibration_sample(source, Checker(kind, n_features, k), CALIBRATION_ROWS, calibration_rng)
+    trainer = Trainer(kind, n_features, n_classes, params, raw, read, calibration_rng, progress)
     batches_per_pass: int | None = None
     for pass_index in trainer.passes():
         done = PassTotals()
@@ -303,6 +303,7 @@ class Trainer:
         n_classes: int | None,
         params: TrainingParameters,
         raw: Batch,
+        rows_read: int,
         rng: np.random.Generator,
         progress: Callable[[float], None] | None = None,
     ) -> None:
@@ -328,7 +329,9 @@ class Trainer:
             self.mean, self.std = 0.0, 1.0
             self.sample = raw
         self.check = Checker(kind, n_features, k, self.mean, self.std)
-        self.rows_per_step = rows_per_step(self.sample[0].shape[0])
+        # From the rows the sample stands for, not its own: a sample of long rows is cut short in non-zero
+        # values (``CALIBRATION_NONZEROS``), and its steps would be needlessly small.
+        self.rows_per_step = rows_per_step(min(rows_read, CALIBRATION_ROWS))
         dense = use_dense(n_features, k, self.sample[0], self.rows_per_step)
         bias = initial_bias(kind, self.sample[1], self.sample[2], k)
         rate, trials = choose_rate(kind, self.sample, bias, params, self.rows_per_step, dense, rng)

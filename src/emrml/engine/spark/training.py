@@ -240,7 +240,7 @@ def train_on_spark(
         with runner.job("featurizing the training data", (0.2, 0.4)):
             sampling = functools.partial(sample_partition, check=raw_check, seed=seed)
             parts = rows.mapPartitionsWithIndex(sampling).collect()
-        sample = merge_samples(parts, CALIBRATION_ROWS, space.n_features)
+        sample, rows_read = merge_samples(parts, CALIBRATION_ROWS, space.n_features)
 
         def training_progress(fraction: float) -> None:
             progress(0.4 + 0.6 * fraction, "training")
@@ -252,6 +252,7 @@ def train_on_spark(
             n_classes,
             parameters,
             sample,
+            rows_read,
             rng,
             training_progress,
         )

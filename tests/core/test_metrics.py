@@ -19,7 +19,6 @@ from sklearn.metrics import (
     confusion_matrix,
     f1_score,
     mean_squared_error,
-    precision_recall_curve,
     precision_score,
     recall_score,
     roc_auc_score,
@@ -96,7 +95,6 @@ def test_scores_spilled_to_scratch_files_give_the_same_result(
             assert result["histograms"][key] == pytest.approx(expected["histograms"][key], abs=1e-9)
     else:
         assert result == expected
-    assert left.threshold_for("f1", 0.6) == in_memory.threshold_for("f1", 0.6)
 
 
 def test_memory_of_a_binary_evaluation_is_bounded_by_the_spill_not_the_records(
@@ -268,52 +266,6 @@ def test_weights_scale_like_repeated_records() -> None:
     assert weighted["BinaryAUC"] == repeated["BinaryAUC"]
     assert weighted["confusion"] == {"tp": 3.0, "fp": 3.0, "tn": 1.0, "fn": 0.0}
     assert weighted["thresholdTable"] == repeated["thresholdTable"]
-
-
-def test_threshold_for_each_rule() -> None:
-    rng = np.random.default_rng(11)
-    labels = (rng.random(5000) < 0.2).astype(int)
-    scores = np.clip(rng.normal(0.35 + 0.3 * labels, 0.15), 0, 1)
-    evaluation = binary(scores, labels)
-    candidates = np.unique(scores)
-
-    cut = evaluation.threshold_for("falsePositiveRate", 0.01)
-    assert evaluation.result(cut)["falsePositiveRate"] <= 0.01
-    lower = candidates[np.searchsorted(candidates, cut) - 1]
-    assert evaluation.result(lower)["falsePositiveRate"] > 0.01
-
-    cut = evaluation.threshold_for("precision", 0.9)
-    assert evaluation.result(cut)["precision"] >= 0.9
-    assert all(evaluation.result(c)["precision"] < 0.9 for c in candidates[candidates < cut][-20:])
-
-    cut = evaluation.threshold_for("recall", 0.8)
-    assert evaluation.result(cut)["recall"] >= 0.8
-    higher = candidates[np.searchsorted(candidates, cut) + 1]
-    assert evaluation.result(higher)["recall"] < 0.8
-
-    cut = evaluation.threshold_for("predictedPositiveRate", 0.03)
-    assert evaluation.result(cut)["predictedPositiveRate"] == pytest.approx(0.03, abs=1 / 5000)
-
-    # Scores were clipped to 1.0, so predicting nothing needs a cut-off just above 1.
-    nothing = evaluation.threshold_for("predictedPositiveRate", 0.0)
-    assert nothing == np.nextafter(1.0, 2.0)
-    assert evaluation.result(nothing)["predictedPositiveRate"] == 0.0
-    assert binary([0.2, 0.7], [0, 1]).threshold_for("falsePositiveRate", 0.0) == 0.7
-    assert binary([0.2, 0.7], [1, 0]).threshold_for("falsePositiveRate", 0.0) == 1.0
-
-    precision, recall, _ = precision_recall_curve(labels, scores)
-    best_f1 = np.max(2 * precision * recall / np.maximum(precision + recall, 1e-300))
-    assert evaluation.result(evaluation.threshold_for("f1", 1.0))["f1"] == pytest.approx(best_f1, abs=1e-12)
-
-
-def test_threshold_for_rejects_bad_requests() -> None:
-    evaluation = binary([0.2, 0.4, 0.6, 0.8], [1, 0, 1, 0])
-    with pytest.raises(InvalidInputException, match=r"no cut-off reaches precision 0\.9"):
-        evaluation.threshold_for("precision", 0.9)
-    with pytest.raises(InvalidInputException, match="metric must be one of"):
-        evaluation.threshold_for("specificity", 0.5)
-    with pytest.raises(InvalidInputException, match=r"must be in \[0, 1\]"):
-        evaluation.threshold_for("recall", 1.5)
 
 
 @pytest.mark.parametrize(

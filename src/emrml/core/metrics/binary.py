@@ -143,7 +143,7 @@ class BinaryEvaluation:
     O(log n) runs and each value is re-merged O(log n) times. A run of :data:`SPILL_SCORES` values or more
     moves to a scratch file, so memory holds at most a few spills' worth whatever the number of records;
     the result then reads the files back merged a slice at a time, to the same metrics (with weights, sums
-    taken in another order may differ in their last bits). Only :meth:`threshold_for` loads every score.
+    taken in another order may differ in their last bits).
     """
 
     def __init__(self) -> None:
@@ -203,7 +203,8 @@ class BinaryEvaluation:
             self._spilled.append(self._runs.pop(0).spilled())
 
     def _run(self) -> _ScoreRun:
-        """Every score in one run, in memory (scratch files read back): for :meth:`threshold_for`."""
+        """Every score in one run, in memory (the runs not spilled: ``_sweep`` reads spilled ones a slice at
+        a time)."""
         runs = [*self._spilled, *self._runs]
         if not runs:
             return _ScoreRun(np.empty(0), np.empty(0), np.empty(0))
@@ -246,28 +247,12 @@ class BinaryEvaluation:
             )
         return _Sweep(twice_wins, positive_total, negative_total, below_positive, below_negative)
 
-    def _checked_run(self) -> _ScoreRun:
-        run = self._run()
-        if run.positive.sum() <= 0 or run.negative.sum() <= 0:
-            missing = "label 1" if run.positive.sum() <= 0 else "label 0"
-            raise DataError(
-                f"the evaluation data has no records with {missing} ({self._records} records in all); "
-                "BinaryAUC needs records of both labels"
-            )
-        return run
-
     def auc(self) -> float:
         """Area under the ROC curve: P(score of a positive > score of a negative) + ½·P(tie).
 
         Unweighted, it is computed in integers and rounded once (exact for up to ~4·10⁹ records).
         """
         return self._sweep(np.empty(0)).auc
-
-    def _confusion(self, run: _ScoreRun, thresholds: np.ndarray) -> dict[str, np.ndarray]:
-        below_positive, below_negative = run.cumulative()
-        index = np.searchsorted(run.scores, thresholds, side="left")
-        fn, tn = below_positive[index], below_negative[index]
-        return {"tp": below_positive[-1] - fn, "fp": below_negative[-1] - tn, "tn": tn, "fn": fn}
 
     @staticmethod
     def _rates(confusion: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -317,43 +302,3 @@ class BinaryEvaluation:
                 for i, cut in enumerate(SCORE_EDGES.tolist())
             ],
         }
-
-    def threshold_for(self, metric: str, target: float) -> float:
-        """The cut-off that meets a target value of one of ``THRESHOLD_METRICS`` (console "advanced" view).
-
-        Candidates are the distinct scores seen (predict 1 from that score up) and one cut-off above every
-        score (predict nothing: 1.0, or the next float above 1.0 when a score is exactly 1.0). Rules:
-
-        * ``falsePositiveRate``: the lowest cut-off with rate ≤ target, i.e. the most positives found within
-          the bound (always exists: predict nothing);
-        * ``precision``: the lowest cut-off with precision ≥ target, likewise;
-        * ``recall``: the highest cut-off with recall ≥ target, i.e. the fewest false positives;
-        * ``accuracy``, ``f1``, ``predictedPositiveRate``: the cut-off whose value is closest to target,
-          the highest such cut-off on ties.
-
-        Raises ``InvalidInputException`` for an unknown metric, a target outside [0, 1], or a precision
-        no cut-off reaches.
-        """
-        if metric not in THRESHOLD_METRICS:
-            raise InvalidInputException(
-                f"metric must be one of {', '.join(THRESHOLD_METRICS)}; got {metric!r}"
-            )
-        if not 0.0 <= target <= 1.0:
-            raise InvalidInputException(f"target for {metric} must be in [0, 1], got {target}")
-        run = self._checked_run()
-        above_all = 1.0 if run.scores[-1] < 1.0 else float(np.nextafter(1.0, 2.0))
-        candidates = np.concatenate((run.scores, [above_all]))
-        values = self._rates(self._confusion(run, candidates))[metric]
-        if metric == "falsePositiveRate":
-            return float(candidates[np.flatnonzero(values <= target)[0]])
-        if metric == "precision":
-            reaching = np.flatnonzero(values >= target)
-            if reaching.size == 0:
-                raise InvalidInputException(
-                    f"no cut-off reaches precision {target}; the highest is {float(values.max())}"
-                )
-            return float(candidates[reaching[0]])
-        if metric == "recall":
-            return float(candidates[np.flatnonzero(values >= target)[-1]])
-        distance = np.abs(values - target)
-        return float(candidates[np.flatnonzero(distance == distance.min())[-1]])

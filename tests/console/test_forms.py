@@ -10,8 +10,11 @@ from typing import Any
 
 import pytest
 from console_helpers import BOB_PASSWORD, DATASOURCE, EVALUATION, MODEL, Installation, log_in, login_token
+from starlette.testclient import TestClient
 
 from emrml.console import objects
+from emrml.service.identity import Identities
+from emrml.service.logins import Logins
 from emrml.web.server import create_app
 
 
@@ -299,3 +302,22 @@ def test_a_nul_in_a_location_or_a_huge_whole_number_is_the_fields_error(
         ),
     ):
         assert response.status_code == 400 and "NUL character" in response.text
+
+
+def test_an_output_folder_without_storage_write_is_the_fields_error(installation: Installation) -> None:
+    access, name = installation.service.access, "frank"
+    Identities(installation.service.sessions, installation.home).create_user(name)
+    Logins(installation.service.sessions).set_password(name, "frank-password-1")
+    access.create_group("ml-everything")
+    access.add_statement("ml-everything", {"Effect": "Allow", "Action": "machinelearning:*", "Resource": "*"})
+    access.add_member("ml-everything", name)
+    with TestClient(create_app(installation.service), follow_redirects=False) as client:
+        assert log_in(client, name, "frank-password-1").status_code == 303
+        output = f"{installation.home / 'data' / 'frank-out'}/"
+        form = {"model": MODEL, "datasource": DATASOURCE, "output": output}
+        batch = client.post(
+            "/console/batch-predictions/new",
+            data={"csrf_token": _token(client, "/console/batch-predictions/new"), **form},
+        )
+    assert batch.status_code == 403 and 'id="output-error"' in batch.text
+    assert "storage:Write" in batch.text and 'aria-invalid="true"' in batch.text

@@ -62,8 +62,10 @@ def new_batch_prediction(visit: Visit) -> View | Response:
         try:
             visit.call("CreateBatchPrediction", request)
         except (InvalidInputException, AccessDeniedException) as exc:
-            # An output folder outside the data roots is refused (403) but is the field's error all the same.
-            errors["output" if "OutputUri" in exc.message else "general"] = exc.message
+            # An output folder outside the data roots, or without the user's storage:Write, is refused (403)
+            # but is the field's error all the same.
+            field = "output" if "OutputUri" in exc.message or "storage:Write" in exc.message else "general"
+            errors[field] = exc.message
             status = 403 if isinstance(exc, AccessDeniedException) else 400
         else:
             return visit.redirect(f"batch-predictions/{batch_id}")

@@ -13,6 +13,7 @@ from console_helpers import BOB_PASSWORD, DATASOURCE, EVALUATION, MODEL, Install
 from starlette.testclient import TestClient
 
 from emrml.console import objects
+from emrml.samples import bank_sample_schema
 from emrml.service.identity import Identities
 from emrml.service.logins import Logins
 from emrml.web.server import create_app
@@ -321,3 +322,33 @@ def test_an_output_folder_without_storage_write_is_the_fields_error(installation
         )
     assert batch.status_code == 403 and 'id="output-error"' in batch.text
     assert "storage:Write" in batch.text and 'aria-invalid="true"' in batch.text
+
+
+def test_a_name_too_long_is_refused_beside_it_not_cut_short(admin: Any, installation: Installation) -> None:
+    token, name = _token(admin), "n" * 1025
+    before = installation.service.call("DescribeDataSources", {"Limit": 100})["Results"]
+    for path, form in (
+        (
+            "/console/datasources/new",
+            {
+                "step": "create",
+                "location": str(installation.sample),
+                "schema": bank_sample_schema().to_json(),
+                "name": name,
+            },
+        ),
+        ("/console/models/new", {"mode": "custom", "datasource": DATASOURCE, "type": "BINARY", "name": name}),
+        (
+            "/console/models/new",
+            {"mode": "default", "datasource": DATASOURCE, "type": "BINARY", "name": name},
+        ),
+        (
+            "/console/batch-predictions/new",
+            {"model": MODEL, "datasource": DATASOURCE, "output": "/tmp/out/", "name": name},
+        ),
+    ):
+        page = admin.post(path, data={"csrf_token": token, **form})
+        assert page.status_code == 400 and 'id="name-error"' in page.text, path
+        assert "at most 1,024 characters (this one has 1,025)" in page.text
+        assert f'value="{name}"' in page.text
+    assert installation.service.call("DescribeDataSources", {"Limit": 100})["Results"] == before

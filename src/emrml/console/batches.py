@@ -14,7 +14,7 @@ from typing import Any
 from starlette.responses import Response
 
 from emrml.console.app import View, Visit, download_response
-from emrml.console.forms import new_id
+from emrml.console.forms import check_name, new_id
 from emrml.errors import AccessDeniedException, InvalidInputException, ResourceNotFoundException
 from emrml.service.confinement import open_for_server
 from emrml.storage.locations import TEXT_MAX_BYTES
@@ -49,6 +49,7 @@ def new_batch_prediction(visit: Visit) -> View | Response:
     ):
         if not form[field]:
             errors[field] = says
+    check_name(form["name"], errors)
     if not errors:
         batch_id = new_id("bp")
         request = {
@@ -58,7 +59,7 @@ def new_batch_prediction(visit: Visit) -> View | Response:
             "OutputUri": form["output"],
         }
         if form["name"]:
-            request["BatchPredictionName"] = form["name"][:1024]
+            request["BatchPredictionName"] = form["name"]
         try:
             visit.call("CreateBatchPrediction", request)
         except (InvalidInputException, AccessDeniedException) as exc:

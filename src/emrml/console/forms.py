@@ -31,8 +31,18 @@ SHUFFLE_TYPES = ("auto", "none")
 DEFAULT_TRAIN_PERCENT = 70
 
 
+#: Amazon ML's longest object name.
+NAME_MAX = 1024
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(6)}"
+
+
+def check_name(name: str, errors: dict[str, str]) -> None:
+    """A typed name too long for Amazon ML is the name field's error (never cut short unseen)."""
+    if len(name) > NAME_MAX:
+        errors["name"] = f"A name has at most {NAME_MAX:,} characters (this one has {len(name):,})."
 
 
 def _split(begin: int, end: int, strategy: str, seed: str, complement: bool = False) -> str:
@@ -137,6 +147,7 @@ def _create_step(visit: Visit) -> View | Response:
             {"form": form, "errors": {"location": exc.message}},
         )
     rearrangement = None
+    check_name(form["name"], errors)
     if form["split"] in ("train", "evaluate"):
         try:
             percent = int(form["percent"])
@@ -163,7 +174,7 @@ def _create_step(visit: Visit) -> View | Response:
             "ComputeStatistics": form["statistics"],
         }
         if form["name"]:
-            request["DataSourceName"] = form["name"][:1024]
+            request["DataSourceName"] = form["name"]
         try:
             visit.call("CreateDataSourceFromS3", request)
         except (InvalidInputException, AccessDeniedException) as exc:
@@ -212,6 +223,7 @@ def new_model(visit: Visit) -> View | Response:
         errors["type"] = "Choose BINARY, MULTICLASS or REGRESSION."
     if not form["datasource"]:
         errors["datasource"] = "Choose the training data."
+    check_name(form["name"], errors)
     if errors:
         return View("model_new.html", data, 400, extra)
     try:
@@ -323,7 +335,7 @@ def _custom_model(visit: Visit, form: dict[str, Any], errors: dict[str, str]) ->
         "Parameters": parameters,
     }
     if form["name"]:
-        request["MLModelName"] = form["name"][:1024]
+        request["MLModelName"] = form["name"]
     if form["recipe"].strip():
         request["Recipe"] = form["recipe"]
     try:

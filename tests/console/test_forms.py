@@ -352,3 +352,64 @@ def test_a_name_too_long_is_refused_beside_it_not_cut_short(admin: Any, installa
         assert "at most 1,024 characters (this one has 1,025)" in page.text
         assert f'value="{name}"' in page.text
     assert installation.service.call("DescribeDataSources", {"Limit": 100})["Results"] == before
+
+
+def test_a_datasource_form_sent_twice_creates_one_datasource(admin: Any, installation: Installation) -> None:
+    location = str(installation.sample)
+    shown = admin.post(
+        "/console/datasources/new", data={"csrf_token": _token(admin), "step": "infer", "location": location}
+    )
+    object_id = re.search(r'name="object_id" value="(ds-[0-9a-f]+)"', shown.text).group(1)
+    form = {
+        "csrf_token": _token(admin),
+        "step": "create",
+        "location": location,
+        "schema": bank_sample_schema().to_json(),
+        "name": "sent twice",
+        "object_id": object_id,
+    }
+    # A double click, or Back and send again: one datasource, and both answers lead to it.
+    first, again = (admin.post("/console/datasources/new", data=form) for _ in range(2))
+    assert first.status_code == again.status_code == 303
+    assert first.headers["location"] == again.headers["location"] == f"/console/datasources/{object_id}"
+    named = installation.service.call(
+        "DescribeDataSources", {"FilterVariable": "Name", "Prefix": "sent twice", "Limit": 10}
+    )["Results"]
+    assert [item["DataSourceId"] for item in named] == [object_id]
+    # Sent again after a change, it is another datasource.
+    changed = admin.post("/console/datasources/new", data={**form, "name": "sent twice, changed"})
+    assert changed.status_code == 303 and changed.headers["location"] != first.headers["location"]
+
+
+def test_model_and_batch_forms_sent_twice_create_one_of_each(admin: Any, installation: Installation) -> None:
+    service, made = installation.service, []
+    for path, form, kind in (
+        (
+            "/console/models/new?mode=custom",
+            {
+                "mode": "custom",
+                "datasource": DATASOURCE,
+                "type": "BINARY",
+                "evaluation": f"{DATASOURCE}-eval",
+            },
+            "models",
+        ),
+        ("/console/models/new", {"mode": "default", "datasource": DATASOURCE, "type": "BINARY"}, "models"),
+        (
+            f"/console/batch-predictions/new?model={MODEL}",
+            {"model": MODEL, "datasource": DATASOURCE, "output": f"{installation.home / 'data' / 'twice'}/"},
+            "batch-predictions",
+        ),
+    ):
+        shown = admin.get(path).text
+        object_id = re.search(r'name="object_id" value="([a-z]+-[0-9a-f]+)"', shown).group(1)
+        data = {"csrf_token": login_token(shown), "object_id": object_id, **form}
+        first, again = (admin.post(path.split("?")[0], data=data) for _ in range(2))
+        assert first.status_code == again.status_code == 303, first.text[-500:]
+        assert first.headers["location"] == again.headers["location"] == f"/console/{kind}/{object_id}"
+        made.append(object_id)
+    # The custom model's evaluation was asked for twice too: one evaluation.
+    evaluations = service.call(
+        "DescribeEvaluations", {"FilterVariable": "MLModelId", "EQ": made[0], "Limit": 100}
+    )["Results"]
+    assert len(evaluations) == 1

@@ -413,3 +413,20 @@ def test_model_and_batch_forms_sent_twice_create_one_of_each(admin: Any, install
         "DescribeEvaluations", {"FilterVariable": "MLModelId", "EQ": made[0], "Limit": 100}
     )["Results"]
     assert len(evaluations) == 1
+
+
+def test_a_viewer_is_refused_the_threshold_save_beside_it(installation: Installation) -> None:
+    name = "gina-viewer"
+    Identities(installation.service.sessions, installation.home).create_user(name, ("viewers",))
+    Logins(installation.service.sessions).set_password(name, "gina-password-1")
+    before = installation.service.call("GetMLModel", {"MLModelId": MODEL})["ScoreThreshold"]
+    with TestClient(create_app(installation.service), follow_redirects=False) as client:
+        assert log_in(client, name, "gina-password-1").status_code == 303
+        token = _token(client, f"/console/evaluations/{EVALUATION}")
+        refused = client.post(
+            f"/console/models/{MODEL}/threshold",
+            data={"csrf_token": token, "threshold": "0.37", "evaluation": EVALUATION},
+        )
+    assert refused.status_code == 403 and 'id="threshold-error"' in refused.text
+    assert "UpdateMLModel" in refused.text and 'value="0.37"' in refused.text
+    assert installation.service.call("GetMLModel", {"MLModelId": MODEL})["ScoreThreshold"] == before

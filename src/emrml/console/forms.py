@@ -390,7 +390,7 @@ def save_threshold(visit: Visit) -> View | Response:
     model_id = visit.params["entity_id"]
     back = visit.field("evaluation")
     text = visit.field("threshold").strip()
-    tried = None
+    tried, status = None, 400
     try:
         threshold = float(text)
         if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
@@ -401,8 +401,10 @@ def save_threshold(visit: Visit) -> View | Response:
         tried = threshold
         try:
             visit.call("UpdateMLModel", {"MLModelId": model_id, "ScoreThreshold": threshold})
-        except InvalidInputException as exc:
-            error = exc.message
+        except (InvalidInputException, AccessDeniedException) as exc:
+            # A user who may read the evaluation but not change the model (a viewer) is told beside the
+            # threshold, which stays where it was moved to.
+            error, status = exc.message, _status(exc)
         else:
             return visit.redirect(f"evaluations/{back}?saved=1" if back else f"models/{model_id}")
     if back:
@@ -411,7 +413,7 @@ def save_threshold(visit: Visit) -> View | Response:
         visit.request.scope["path_params"] = {"entity_id": back}
         # The counts at the threshold that was typed, beside it, not at the model's unchanged one.
         view = evaluation(visit, threshold=tried)
-        view.status, view.extra["threshold_error"], view.extra["threshold_text"] = 400, error, text
+        view.status, view.extra["threshold_error"], view.extra["threshold_text"] = status, error, text
         return view
     raise InvalidInputException(error)
 

@@ -3,6 +3,8 @@ the CLI; others are refused; a disabled user cannot log in and its session ends.
 
 from __future__ import annotations
 
+import html
+import re
 import uuid
 from typing import Any
 
@@ -137,3 +139,32 @@ def test_names_that_paths_resolve_away_are_refused(admin: Any) -> None:
     users = [user["UserName"] for user in admin.get("/console/users?format=json").json()["Users"]]
     groups = [group["GroupName"] for group in admin.get("/console/groups?format=json").json()["Groups"]]
     assert not {".", ".."} & {*users, *groups}
+
+
+def test_refused_user_and_group_forms_keep_what_was_typed(admin: Any) -> None:
+    description = '<b>"analysts"</b> ' + "d" * 1000
+    group = admin.post(
+        "/console/groups",
+        data={
+            "csrf_token": _token(admin, "/console/groups"),
+            "name": "kept-group",
+            "description": description,
+        },
+    )
+    assert group.status_code == 400 and 'id="description-error"' in group.text
+    assert 'value="kept-group"' in group.text
+    kept = re.search(r'id="description" name="description" value="([^"]*)"', group.text)
+    assert kept is not None and html.unescape(kept.group(1)) == description
+    user = admin.post(
+        "/console/users",
+        data={
+            "csrf_token": _token(admin, "/console/users"),
+            "name": "kept-user",
+            "password": "short",
+            "groups": ["viewers", "predictors"],
+        },
+    )
+    assert user.status_code == 400 and 'id="password-error"' in user.text
+    assert 'value="kept-user"' in user.text
+    assert re.findall(r'value="(\w+)" checked', user.text) == ["predictors", "viewers"]
+    assert 'value="short"' not in user.text

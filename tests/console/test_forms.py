@@ -10,8 +10,12 @@ from typing import Any
 
 import pytest
 from console_helpers import BOB_PASSWORD, DATASOURCE, EVALUATION, MODEL, Installation, log_in, login_token
+from starlette.testclient import TestClient
 
 from emrml.console import objects
+from emrml.samples import bank_sample_schema
+from emrml.service.identity import Identities
+from emrml.service.logins import Logins
 from emrml.web.server import create_app
 
 
@@ -299,3 +303,130 @@ def test_a_nul_in_a_location_or_a_huge_whole_number_is_the_fields_error(
         ),
     ):
         assert response.status_code == 400 and "NUL character" in response.text
+
+
+def test_an_output_folder_without_storage_write_is_the_fields_error(installation: Installation) -> None:
+    access, name = installation.service.access, "frank"
+    Identities(installation.service.sessions, installation.home).create_user(name)
+    Logins(installation.service.sessions).set_password(name, "frank-password-1")
+    access.create_group("ml-everything")
+    access.add_statement("ml-everything", {"Effect": "Allow", "Action": "machinelearning:*", "Resource": "*"})
+    access.add_member("ml-everything", name)
+    with TestClient(create_app(installation.service), follow_redirects=False) as client:
+        assert log_in(client, name, "frank-password-1").status_code == 303
+        output = f"{installation.home / 'data' / 'frank-out'}/"
+        form = {"model": MODEL, "datasource": DATASOURCE, "output": output}
+        batch = client.post(
+            "/console/batch-predictions/new",
+            data={"csrf_token": _token(client, "/console/batch-predictions/new"), **form},
+        )
+    assert batch.status_code == 403 and 'id="output-error"' in batch.text
+    assert "storage:Write" in batch.text and 'aria-invalid="true"' in batch.text
+
+
+def test_a_name_too_long_is_refused_beside_it_not_cut_short(admin: Any, installation: Installation) -> None:
+    token, name = _token(admin), "n" * 1025
+    before = installation.service.call("DescribeDataSources", {"Limit": 100})["Results"]
+    for path, form in (
+        (
+            "/console/datasources/new",
+            {
+                "step": "create",
+                "location": str(installation.sample),
+                "schema": bank_sample_schema().to_json(),
+                "name": name,
+            },
+        ),
+        ("/console/models/new", {"mode": "custom", "datasource": DATASOURCE, "type": "BINARY", "name": name}),
+        (
+            "/console/models/new",
+            {"mode": "default", "datasource": DATASOURCE, "type": "BINARY", "name": name},
+        ),
+        (
+            "/console/batch-predictions/new",
+            {"model": MODEL, "datasource": DATASOURCE, "output": "/tmp/out/", "name": name},
+        ),
+    ):
+        page = admin.post(path, data={"csrf_token": token, **form})
+        assert page.status_code == 400 and 'id="name-error"' in page.text, path
+        assert "at most 1,024 characters (this one has 1,025)" in page.text
+        assert f'value="{name}"' in page.text
+    assert installation.service.call("DescribeDataSources", {"Limit": 100})["Results"] == before
+
+
+def test_a_datasource_form_sent_twice_creates_one_datasource(admin: Any, installation: Installation) -> None:
+    location = str(installation.sample)
+    shown = admin.post(
+        "/console/datasources/new", data={"csrf_token": _token(admin), "step": "infer", "location": location}
+    )
+    object_id = re.search(r'name="object_id" value="(ds-[0-9a-f]+)"', shown.text).group(1)
+    form = {
+        "csrf_token": _token(admin),
+        "step": "create",
+        "location": location,
+        "schema": bank_sample_schema().to_json(),
+        "name": "sent twice",
+        "object_id": object_id,
+    }
+    # A double click, or Back and send again: one datasource, and both answers lead to it.
+    first, again = (admin.post("/console/datasources/new", data=form) for _ in range(2))
+    assert first.status_code == again.status_code == 303
+    assert first.headers["location"] == again.headers["location"] == f"/console/datasources/{object_id}"
+    named = installation.service.call(
+        "DescribeDataSources", {"FilterVariable": "Name", "Prefix": "sent twice", "Limit": 10}
+    )["Results"]
+    assert [item["DataSourceId"] for item in named] == [object_id]
+    # Sent again after a change, it is another datasource.
+    changed = admin.post("/console/datasources/new", data={**form, "name": "sent twice, changed"})
+    assert changed.status_code == 303 and changed.headers["location"] != first.headers["location"]
+
+
+def test_model_and_batch_forms_sent_twice_create_one_of_each(admin: Any, installation: Installation) -> None:
+    service, made = installation.service, []
+    for path, form, kind in (
+        (
+            "/console/models/new?mode=custom",
+            {
+                "mode": "custom",
+                "datasource": DATASOURCE,
+                "type": "BINARY",
+                "evaluation": f"{DATASOURCE}-eval",
+            },
+            "models",
+        ),
+        ("/console/models/new", {"mode": "default", "datasource": DATASOURCE, "type": "BINARY"}, "models"),
+        (
+            f"/console/batch-predictions/new?model={MODEL}",
+            {"model": MODEL, "datasource": DATASOURCE, "output": f"{installation.home / 'data' / 'twice'}/"},
+            "batch-predictions",
+        ),
+    ):
+        shown = admin.get(path).text
+        object_id = re.search(r'name="object_id" value="([a-z]+-[0-9a-f]+)"', shown).group(1)
+        data = {"csrf_token": login_token(shown), "object_id": object_id, **form}
+        first, again = (admin.post(path.split("?")[0], data=data) for _ in range(2))
+        assert first.status_code == again.status_code == 303, first.text[-500:]
+        assert first.headers["location"] == again.headers["location"] == f"/console/{kind}/{object_id}"
+        made.append(object_id)
+    # The custom model's evaluation was asked for twice too: one evaluation.
+    evaluations = service.call(
+        "DescribeEvaluations", {"FilterVariable": "MLModelId", "EQ": made[0], "Limit": 100}
+    )["Results"]
+    assert len(evaluations) == 1
+
+
+def test_a_viewer_is_refused_the_threshold_save_beside_it(installation: Installation) -> None:
+    name = "gina-viewer"
+    Identities(installation.service.sessions, installation.home).create_user(name, ("viewers",))
+    Logins(installation.service.sessions).set_password(name, "gina-password-1")
+    before = installation.service.call("GetMLModel", {"MLModelId": MODEL})["ScoreThreshold"]
+    with TestClient(create_app(installation.service), follow_redirects=False) as client:
+        assert log_in(client, name, "gina-password-1").status_code == 303
+        token = _token(client, f"/console/evaluations/{EVALUATION}")
+        refused = client.post(
+            f"/console/models/{MODEL}/threshold",
+            data={"csrf_token": token, "threshold": "0.37", "evaluation": EVALUATION},
+        )
+    assert refused.status_code == 403 and 'id="threshold-error"' in refused.text
+    assert "UpdateMLModel" in refused.text and 'value="0.37"' in refused.text
+    assert installation.service.call("GetMLModel", {"MLModelId": MODEL})["ScoreThreshold"] == before

@@ -178,3 +178,21 @@ def test_an_unreachable_directory_is_said_so_on_the_login_page(tmp_path: Path) -
         assert refused.status_code == 401 and "The user directory (LDAP) cannot be reached" in refused.text
     finally:
         service.close()
+
+
+def test_a_directory_user_is_sent_to_the_directory_to_change_the_password(
+    console: tuple[Any, EmrML],
+) -> None:
+    client, _ = console
+    assert log_in(client, "alice", "alice-secret-1").status_code == 303
+    page = client.get("/console/account")
+    assert "change it there" in page.text and 'id="current"' not in page.text
+    assert client.get("/console/account?format=json").json()["account"]["PasswordFrom"] == "directory"
+    for _ in range(6):  # more than the throttle allows: none of them is a failed login
+        refused = client.post(
+            "/console/account",
+            data={"csrf_token": login_token(page.text), "current": "x", "new": "y" * 8, "again": "y" * 8},
+        )
+        assert refused.status_code == 400 and "directory&#39;s (LDAP): change it there" in refused.text
+    client.post("/console/logout", data={"csrf_token": login_token(page.text)})
+    assert log_in(client, "alice", "alice-secret-1").status_code == 303

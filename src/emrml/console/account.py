@@ -96,9 +96,20 @@ def logout(visit: Visit) -> Response:
 
 def account(visit: Visit) -> View | Response:
     """The user's page: change the password (the current one is asked again)."""
-    data = {"account": {"UserName": visit.user, "Arn": visit.arn}}
+    # A user without a console password logged in with the directory's (LDAP): it is changed there, and
+    # a wrong "current password" here must not count as a failed login.
+    local = visit.console.logins.has_password(visit.user)
+    data = {
+        "account": {
+            "UserName": visit.user,
+            "Arn": visit.arn,
+            "PasswordFrom": "console" if local else "directory",
+        }
+    }
     if visit.form is None:
         return View("account.html", data)
+    if not local:
+        raise InvalidInputException("your password is the user directory's (LDAP): change it there")
     current, new, again = (visit.field(name) for name in ("current", "new", "again"))
     errors: dict[str, str] = {}
     client = visit.request.client.host if visit.request.client else "unknown"

@@ -31,15 +31,15 @@ def users(visit: Visit) -> View | Response:
     access = visit.console.service.access
     errors: dict[str, str] = {}
     created: dict[str, Any] | None = None
+    name, password = visit.field("name").strip(), visit.field("password")
+    groups = tuple(str(g) for g in visit.form.getlist("groups")) if visit.form is not None else ()
     if visit.form is not None:
-        name, password = visit.field("name").strip(), visit.field("password")
-        groups = tuple(visit.form.getlist("groups")) if visit.form is not None else ()
         try:
             if password:
                 from emrml.service.logins import check_new_password
 
                 check_new_password(password)
-            access.create_user(name, tuple(str(g) for g in groups) or None, caller=visit.arn)
+            access.create_user(name, groups or None, caller=visit.arn)
         except AmazonMLError as exc:
             errors["name" if "password" not in exc.message else "password"] = exc.message
         else:
@@ -51,7 +51,9 @@ def users(visit: Visit) -> View | Response:
         "Groups": [group.name for group in access.list_groups(caller=visit.arn)],
     }
     status = 400 if errors else 200
-    return View("users.html", data, status, {"errors": errors, "created": created})
+    # A refused user's name and groups stay in the form (its password does not: it is typed again).
+    form = {"name": name, "groups": groups} if errors else {"name": "", "groups": ()}
+    return View("users.html", data, status, {"errors": errors, "created": created, "form": form})
 
 
 def user(visit: Visit) -> View | Response:
@@ -122,15 +124,17 @@ def _user_action(visit: Visit, name: str, action: str) -> Any:
 def groups(visit: Visit) -> View | Response:
     access = visit.console.service.access
     errors: dict[str, str] = {}
+    # Kept in the form when refused, to be corrected rather than typed again.
+    form = {"name": visit.field("name").strip(), "description": visit.field("description")}
     if visit.form is not None:
         try:
-            access.create_group(visit.field("name").strip(), visit.field("description"), caller=visit.arn)
+            access.create_group(form["name"], form["description"], caller=visit.arn)
         except AmazonMLError as exc:
-            errors["name"] = exc.message
+            errors["description" if "description" in exc.message else "name"] = exc.message
         else:
-            return visit.redirect(f"groups/{visit.field('name').strip()}")
+            return visit.redirect(f"groups/{form['name']}")
     data = {"Groups": [group.document() for group in access.list_groups(caller=visit.arn)]}
-    return View("groups.html", data, 400 if errors else 200, {"errors": errors})
+    return View("groups.html", data, 400 if errors else 200, {"errors": errors, "form": form})
 
 
 def group(visit: Visit) -> View | Response:

@@ -14,7 +14,7 @@ from typing import Any
 from starlette.responses import Response
 
 from emrml.console.app import View, Visit, download_response
-from emrml.console.forms import new_id
+from emrml.console.forms import check_name, create_once, form_id
 from emrml.errors import AccessDeniedException, InvalidInputException, ResourceNotFoundException
 from emrml.service.confinement import open_for_server
 from emrml.storage.locations import TEXT_MAX_BYTES
@@ -26,6 +26,7 @@ def new_batch_prediction(visit: Visit) -> View | Response:
         "datasource": visit.field("datasource"),
         "output": visit.field("output").strip(),
         "name": visit.field("name").strip(),
+        "object_id": form_id(visit, "bp"),
     }
     data = {
         "MLModels": visit.call(
@@ -49,21 +50,23 @@ def new_batch_prediction(visit: Visit) -> View | Response:
     ):
         if not form[field]:
             errors[field] = says
+    check_name(form["name"], errors)
     if not errors:
-        batch_id = new_id("bp")
         request = {
-            "BatchPredictionId": batch_id,
+            "BatchPredictionId": form["object_id"],
             "MLModelId": form["model"],
             "BatchPredictionDataSourceId": form["datasource"],
             "OutputUri": form["output"],
         }
         if form["name"]:
-            request["BatchPredictionName"] = form["name"][:1024]
+            request["BatchPredictionName"] = form["name"]
         try:
-            visit.call("CreateBatchPrediction", request)
+            batch_id = create_once(visit, "CreateBatchPrediction", request, "BatchPredictionId")
         except (InvalidInputException, AccessDeniedException) as exc:
-            # An output folder outside the data roots is refused (403) but is the field's error all the same.
-            errors["output" if "OutputUri" in exc.message else "general"] = exc.message
+            # An output folder outside the data roots, or without the user's storage:Write, is refused (403)
+            # but is the field's error all the same.
+            field = "output" if "OutputUri" in exc.message or "storage:Write" in exc.message else "general"
+            errors[field] = exc.message
             status = 403 if isinstance(exc, AccessDeniedException) else 400
         else:
             return visit.redirect(f"batch-predictions/{batch_id}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import secrets
 import time
 from typing import Any
@@ -20,6 +21,7 @@ from emrml.core.schema import record_fields
 from emrml.errors import (
     AccessDeniedException,
     AmazonMLError,
+    IdempotentParameterMismatchException,
     InvalidInputException,
     ResourceNotFoundException,
 )
@@ -31,8 +33,37 @@ SHUFFLE_TYPES = ("auto", "none")
 DEFAULT_TRAIN_PERCENT = 70
 
 
+#: Amazon ML's longest object name.
+NAME_MAX = 1024
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(6)}"
+
+
+def form_id(visit: Visit, prefix: str) -> str:
+    """The id a create form was given when shown, or a new one. The same form sent twice (a double click,
+    Back and send again) then names one object: Create* is idempotent for one id and the same parameters."""
+    given = visit.field("object_id")
+    return given if re.fullmatch(rf"{prefix}-[0-9a-f]{{12}}", given) else new_id(prefix)
+
+
+def create_once(visit: Visit, operation: str, request: dict[str, Any], member: str) -> str:
+    """Run ``operation``, whose ``request[member]`` is a ``form_id``; returns the id created. When the form
+    was sent again after a change, its id names the object the first sending made: the change is another
+    object, with a new id."""
+    try:
+        visit.call(operation, request)
+    except IdempotentParameterMismatchException:
+        request[member] = new_id(request[member].split("-", 1)[0])
+        visit.call(operation, request)
+    return str(request[member])
+
+
+def check_name(name: str, errors: dict[str, str]) -> None:
+    """A typed name too long for Amazon ML is the name field's error (never cut short unseen)."""
+    if len(name) > NAME_MAX:
+        errors["name"] = f"A name has at most {NAME_MAX:,} characters (this one has {len(name):,})."
 
 
 def _split(begin: int, end: int, strategy: str, seed: str, complement: bool = False) -> str:
@@ -79,6 +110,7 @@ def _infer_step(visit: Visit) -> View:
             {"form": form, "errors": {"location": exc.message}},
         )
     form["name"] = location.rstrip("/").rsplit("/", 1)[-1]
+    form["object_id"] = new_id("ds")
     return View("datasource_new.html", {"step": "schema", "DataSchema": schema}, extra=_schema_extra(form))
 
 
@@ -124,6 +156,7 @@ def _create_step(visit: Visit) -> View | Response:
         "percent": visit.field("percent", str(DEFAULT_TRAIN_PERCENT)),
         "strategy": visit.field("strategy", "random"),
         "statistics": visit.field("statistics") == "on",
+        "object_id": form_id(visit, "ds"),
     }
     errors: dict[str, str] = {}
     status = 400
@@ -137,6 +170,7 @@ def _create_step(visit: Visit) -> View | Response:
             {"form": form, "errors": {"location": exc.message}},
         )
     rearrangement = None
+    check_name(form["name"], errors)
     if form["split"] in ("train", "evaluate"):
         try:
             percent = int(form["percent"])
@@ -153,19 +187,18 @@ def _create_step(visit: Visit) -> View | Response:
                 0, percent, form["strategy"], form["location"], form["split"] == "evaluate"
             )
     if not errors:
-        source_id = new_id("ds")
         spec: dict[str, Any] = {"DataLocationS3": form["location"], "DataSchema": json.dumps(schema)}
         if rearrangement:
             spec["DataRearrangement"] = rearrangement
         request = {
-            "DataSourceId": source_id,
+            "DataSourceId": form["object_id"],
             "DataSpec": spec,
             "ComputeStatistics": form["statistics"],
         }
         if form["name"]:
-            request["DataSourceName"] = form["name"][:1024]
+            request["DataSourceName"] = form["name"]
         try:
-            visit.call("CreateDataSourceFromS3", request)
+            source_id = create_once(visit, "CreateDataSourceFromS3", request, "DataSourceId")
         except (InvalidInputException, AccessDeniedException) as exc:
             field = "percent" if "Rearrangement" in exc.message else "schema"
             errors[field], status = exc.message, _status(exc)
@@ -202,6 +235,7 @@ def new_model(visit: Visit) -> View | Response:
         "l2": visit.field("l2", "1e-6"),
         "size": visit.field("size", "100"),
         "evaluation": visit.field("evaluation"),
+        "object_id": form_id(visit, "ml"),
     }
     extra = {"form": form, "errors": {}, "model_types": MODEL_TYPES, "shuffle_types": SHUFFLE_TYPES}
     data = {"DataSources": _training_sources(visit)}
@@ -212,6 +246,7 @@ def new_model(visit: Visit) -> View | Response:
         errors["type"] = "Choose BINARY, MULTICLASS or REGRESSION."
     if not form["datasource"]:
         errors["datasource"] = "Choose the training data."
+    check_name(form["name"], errors)
     if errors:
         return View("model_new.html", data, 400, extra)
     try:
@@ -230,10 +265,13 @@ def _default_model(visit: Visit, form: dict[str, Any], errors: dict[str, str]) -
         errors["datasource"] = "This datasource has no schema yet: wait until it is COMPLETED."
         return None
     label = form["name"] or source.get("Name") or source["DataSourceId"]
+    location, schema = source["DataLocationS3"], source["DataSourceSchema"]
     try:
-        return default_model(
-            visit, source["DataLocationS3"], source["DataSourceSchema"], form["type"], label, new_id("x")[2:]
-        )
+        try:
+            return default_model(visit, location, schema, form["type"], label, form["object_id"][3:])
+        except IdempotentParameterMismatchException:
+            # The form sent again after a change (see create_once): other objects, under a new key.
+            return default_model(visit, location, schema, form["type"], label, new_id("x")[2:])
     except InvalidInputException as exc:
         errors["type"] = exc.message
         return None
@@ -315,19 +353,18 @@ def _custom_model(visit: Visit, form: dict[str, Any], errors: dict[str, str]) ->
                 )
     if errors:
         return None
-    model_id = new_id("ml")
     request: dict[str, Any] = {
-        "MLModelId": model_id,
+        "MLModelId": form["object_id"],
         "MLModelType": form["type"],
         "TrainingDataSourceId": form["datasource"],
         "Parameters": parameters,
     }
     if form["name"]:
-        request["MLModelName"] = form["name"][:1024]
+        request["MLModelName"] = form["name"]
     if form["recipe"].strip():
         request["Recipe"] = form["recipe"]
     try:
-        visit.call("CreateMLModel", request)
+        model_id = create_once(visit, "CreateMLModel", request, "MLModelId")
     except InvalidInputException as exc:
         message = exc.message
         field = "recipe" if "ecipe" in message or "line" in message else "general"
@@ -336,14 +373,12 @@ def _custom_model(visit: Visit, form: dict[str, Any], errors: dict[str, str]) ->
         errors[field] = message
         return None
     if form["evaluation"]:
-        visit.call(
-            "CreateEvaluation",
-            {
-                "EvaluationId": new_id("ev"),
-                "MLModelId": model_id,
-                "EvaluationDataSourceId": form["evaluation"],
-            },
-        )
+        evaluation = {
+            "EvaluationId": "ev-" + model_id.split("-", 1)[1],
+            "MLModelId": model_id,
+            "EvaluationDataSourceId": form["evaluation"],
+        }
+        create_once(visit, "CreateEvaluation", evaluation, "EvaluationId")
     return model_id
 
 
@@ -355,7 +390,7 @@ def save_threshold(visit: Visit) -> View | Response:
     model_id = visit.params["entity_id"]
     back = visit.field("evaluation")
     text = visit.field("threshold").strip()
-    tried = None
+    tried, status = None, 400
     try:
         threshold = float(text)
         if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
@@ -366,8 +401,10 @@ def save_threshold(visit: Visit) -> View | Response:
         tried = threshold
         try:
             visit.call("UpdateMLModel", {"MLModelId": model_id, "ScoreThreshold": threshold})
-        except InvalidInputException as exc:
-            error = exc.message
+        except (InvalidInputException, AccessDeniedException) as exc:
+            # A user who may read the evaluation but not change the model (a viewer) is told beside the
+            # threshold, which stays where it was moved to.
+            error, status = exc.message, _status(exc)
         else:
             return visit.redirect(f"evaluations/{back}?saved=1" if back else f"models/{model_id}")
     if back:
@@ -376,7 +413,7 @@ def save_threshold(visit: Visit) -> View | Response:
         visit.request.scope["path_params"] = {"entity_id": back}
         # The counts at the threshold that was typed, beside it, not at the model's unchanged one.
         view = evaluation(visit, threshold=tried)
-        view.status, view.extra["threshold_error"], view.extra["threshold_text"] = 400, error, text
+        view.status, view.extra["threshold_error"], view.extra["threshold_text"] = status, error, text
         return view
     raise InvalidInputException(error)
 

@@ -488,3 +488,35 @@ def test_a_job_deleted_after_its_runner_died_has_its_leftovers_removed_by_recove
     with app.sessions() as session:
         row = session.get(BatchPrediction, "bp-orphan")
         assert (row.status, row.worker) == ("DELETED", None)
+
+
+def test_a_batch_prediction_whose_pool_process_is_killed_is_retried(
+    app: EmrML, big_bank_csv: Path, shared_datasets: Path, tmp_path: Path
+) -> None:
+    """The kernel short of memory kills the largest process, often one of a batch prediction's pool: the
+    attempt died as surely as if its worker had, and is retried (it was an internal error, for good)."""
+    _pending_bank(app, "ds-small", shared_datasets)
+    request = {"MLModelId": "ml-small", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-small"}
+    app.call("CreateMLModel", request)
+    assert app.wait("MLModel", "ml-small")["Status"] == "COMPLETED"
+    create_bank(app, "ds-big", big_bank_csv, shared_datasets)
+    assert app.wait("DataSource", "ds-big")["Status"] == "COMPLETED"
+    out = tmp_path / "out"
+    request = {"BatchPredictionId": "bp-oom", "MLModelId": "ml-small", "OutputUri": str(out)}
+    app.call("CreateBatchPrediction", {**request, "BatchPredictionDataSourceId": "ds-big"})
+    runner = threading.Thread(target=app.jobs.run, args=("BatchPrediction", "bp-oom"))
+    runner.start()
+    pid = worker_pid(app, "bp-oom", table=BatchPrediction)
+    children: list[int] = []
+    deadline = time.monotonic() + 30
+    while not children and time.monotonic() < deadline:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            children += [int(child) for child in (task / "children").read_text().split()]
+        time.sleep(0.05)
+    os.kill(children[0], signal.SIGKILL)
+    runner.join(timeout=300)
+    result = app.call("GetBatchPrediction", {"BatchPredictionId": "bp-oom"})
+    assert result["Status"] == "COMPLETED", result.get("Message")
+    with app.sessions() as session:
+        assert session.get(BatchPrediction, "bp-oom").attempts == 2
+    assert result["TotalRecordCount"] == 8 * 41_188

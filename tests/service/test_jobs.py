@@ -498,6 +498,24 @@ def test_a_job_deleted_after_its_runner_died_has_its_leftovers_removed_by_recove
         assert (row.status, row.worker) == ("DELETED", None)
 
 
+def _pool_processes(pid: int) -> list[int]:
+    """The processes a worker forked for its pool (not multiprocessing's resource tracker, say)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        for child in children:
+            try:
+                command = Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"resource_tracker" not in command:
+                found.append(int(child))
+    return found
+
+
 def test_a_batch_prediction_whose_pool_process_is_killed_is_retried(
     app: EmrML, big_bank_csv: Path, shared_datasets: Path, tmp_path: Path
 ) -> None:
@@ -505,11 +523,8 @@ def test_a_batch_prediction_whose_pool_process_is_killed_is_retried(
     attempt died as surely as if its worker had, and is retried (it was an internal error, for good)."""
     out = tmp_path / "out"
     runner, pid = _start_big_batch_prediction(app, "bp-oom", out, big_bank_csv, shared_datasets)
-    children: list[int] = []
     deadline = time.monotonic() + 30
-    while not children and time.monotonic() < deadline:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            children += [int(child) for child in (task / "children").read_text().split()]
+    while not (children := _pool_processes(pid)) and time.monotonic() < deadline:
         time.sleep(0.05)
     os.kill(children[0], signal.SIGKILL)
     runner.join(timeout=300)

@@ -357,21 +357,29 @@ def test_a_job_stops_at_its_next_progress_point_once_its_object_is_deleted(
     assert result["Status"] == "DELETED" and "TotalRecordCount" not in result
 
 
-def test_deleting_a_batch_prediction_while_it_runs_stops_its_worker_and_leaves_no_output(
-    app: EmrML, big_bank_csv: Path, shared_datasets: Path, tmp_path: Path
-) -> None:
+def _start_big_batch_prediction(
+    app: EmrML, prediction_id: str, out: Path, big_bank_csv: Path, shared_datasets: Path
+) -> tuple[threading.Thread, int]:
+    """A batch prediction of the big bank data (scored by a pool of processes) running on a thread of the
+    test, once its worker is busy: the thread and the worker's pid."""
     _pending_bank(app, "ds-small", shared_datasets)
     request = {"MLModelId": "ml-small", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-small"}
     app.call("CreateMLModel", request)
     assert app.wait("MLModel", "ml-small")["Status"] == "COMPLETED"
     create_bank(app, "ds-big", big_bank_csv, shared_datasets)
     assert app.wait("DataSource", "ds-big")["Status"] == "COMPLETED"
-    out = tmp_path / "out"
-    request = {"BatchPredictionId": "bp-doomed", "MLModelId": "ml-small", "OutputUri": str(out)}
+    request = {"BatchPredictionId": prediction_id, "MLModelId": "ml-small", "OutputUri": str(out)}
     app.call("CreateBatchPrediction", {**request, "BatchPredictionDataSourceId": "ds-big"})
-    runner = threading.Thread(target=app.jobs.run, args=("BatchPrediction", "bp-doomed"))
+    runner = threading.Thread(target=app.jobs.run, args=("BatchPrediction", prediction_id))
     runner.start()
-    pid = worker_pid(app, "bp-doomed", table=BatchPrediction)
+    return runner, worker_pid(app, prediction_id, table=BatchPrediction)
+
+
+def test_deleting_a_batch_prediction_while_it_runs_stops_its_worker_and_leaves_no_output(
+    app: EmrML, big_bank_csv: Path, shared_datasets: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    runner, pid = _start_big_batch_prediction(app, "bp-doomed", out, big_bank_csv, shared_datasets)
     app.call("DeleteBatchPrediction", {"BatchPredictionId": "bp-doomed"})
     deleted = time.monotonic()
     runner.join(timeout=60)
@@ -488,3 +496,40 @@ def test_a_job_deleted_after_its_runner_died_has_its_leftovers_removed_by_recove
     with app.sessions() as session:
         row = session.get(BatchPrediction, "bp-orphan")
         assert (row.status, row.worker) == ("DELETED", None)
+
+
+def _pool_processes(pid: int) -> list[int]:
+    """The processes a worker forked for its pool (not multiprocessing's resource tracker, say)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        for child in children:
+            try:
+                command = Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"resource_tracker" not in command:
+                found.append(int(child))
+    return found
+
+
+def test_a_batch_prediction_whose_pool_process_is_killed_is_retried(
+    app: EmrML, big_bank_csv: Path, shared_datasets: Path, tmp_path: Path
+) -> None:
+    """The kernel short of memory kills the largest process, often one of a batch prediction's pool: the
+    attempt died as surely as if its worker had, and is retried (it was an internal error, for good)."""
+    out = tmp_path / "out"
+    runner, pid = _start_big_batch_prediction(app, "bp-oom", out, big_bank_csv, shared_datasets)
+    deadline = time.monotonic() + 30
+    while not (children := _pool_processes(pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(children[0], signal.SIGKILL)
+    runner.join(timeout=300)
+    result = app.call("GetBatchPrediction", {"BatchPredictionId": "bp-oom"})
+    assert result["Status"] == "COMPLETED", result.get("Message")
+    with app.sessions() as session:
+        assert session.get(BatchPrediction, "bp-oom").attempts == 2
+    assert result["TotalRecordCount"] == 8 * 41_188

@@ -22,11 +22,13 @@ import os
 import resource
 import signal
 import socket
+import sys
 import threading
 import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -219,6 +221,13 @@ def run_job_in_this_process(
         }
     except JobStopped:
         pass
+    except BrokenProcessPool:
+        # A process of the job's pool died: killed, most often by the kernel short of memory, which picks
+        # the largest process. The attempt died as surely as if the worker had: the runner retries it.
+        stop.set()
+        if worker:
+            sys.exit(POOL_DIED)
+        values = {"status": "FAILED", "message": f"{JOB_WORK[kind]} failed: {_describe_exit(POOL_DIED)}"}
     except AmazonMLError as exc:
         values = {"status": "FAILED", "message": exc.message}
     except OSError as exc:
@@ -325,7 +334,13 @@ def _system_failure(settings: Settings, kind: str, entity_id: str, exc: OSError)
     return f"{work} failed: a file could not be written: {reason}"
 
 
+#: The exit code of a worker whose pool lost a process (``run_job_in_this_process``).
+POOL_DIED = 75
+
+
 def _describe_exit(exitcode: int | None) -> str:
+    if exitcode == POOL_DIED:
+        return "one of its processes was killed, perhaps by the system short of memory"
     if exitcode is not None and exitcode < 0:
         try:
             return f"killed by signal {signal.Signals(-exitcode).name}"

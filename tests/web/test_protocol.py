@@ -401,6 +401,7 @@ class FakeJobs:
         self.started: list[tuple[str, str]] = []
         self.release = threading.Event()
         self.recovered = 0
+        self.interrupted: list[tuple[str, str]] = []
 
     def pending(self) -> list[tuple[str, str]]:
         return [job for job in self.queue if job not in self.started]
@@ -414,6 +415,12 @@ class FakeJobs:
     def wait(self, kind: str, entity_id: str) -> None:
         self.started.append((kind, entity_id))
         self.release.wait(10)
+
+    def interrupt(self) -> list[tuple[str, str]]:
+        """The server's stop: the jobs still running end (here, released) and are queued again."""
+        self.interrupted = [job for job in self.started if job in self.queue]
+        self.release.set()
+        return self.interrupted
 
 
 def _until(condition: Any, seconds: float = 5.0) -> bool:
@@ -474,7 +481,7 @@ def test_scheduler_stop_returns_jobs_still_running(tmp_path: Path) -> None:
         started = time.monotonic()
         assert scheduler.stop(timeout=0.3) == [("DataSource", "x-1")]
         assert time.monotonic() - started < 2
-        fake.release.set()
+        assert fake.interrupted == [("DataSource", "x-1")]  # stopped and queued again, not left running
     finally:
         service.close()
 

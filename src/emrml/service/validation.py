@@ -65,14 +65,18 @@ def _matches(pattern: str, value: str) -> bool:
     return _compiled(pattern).fullmatch(value) is not None
 
 
+def _counted(count: int, unit: str) -> str:
+    return f"{count} {unit}" if count == 1 else f"{count} {unit}s"
+
+
 def _check_range(shape: Shape, value: Any, where: str) -> None:
     kind = shape["type"]
     if kind in ("string", "list", "map"):
-        size, unit = len(value), "characters" if kind == "string" else "items"
+        size, unit = len(value), "character" if kind == "string" else "item"
         if "min" in shape and size < shape["min"]:
-            raise InvalidInputException(f"{where} must have at least {shape['min']} {unit}")
+            raise InvalidInputException(f"{where} must have at least {_counted(shape['min'], unit)}")
         if "max" in shape and size > shape["max"]:
-            raise InvalidInputException(f"{where} must have at most {shape['max']} {unit}")
+            raise InvalidInputException(f"{where} must have at most {_counted(shape['max'], unit)}")
     elif kind in ("integer", "long", "float", "double"):
         if "min" in shape and value < shape["min"]:
             raise InvalidInputException(f"{where} must be at least {shape['min']}")

@@ -247,6 +247,28 @@ def test_concurrent_add_tags_keep_to_the_limit(settings: Settings, monkeypatch) 
             app.close()
 
 
+@pytest.mark.parametrize(
+    ("operation", "member"),
+    [
+        ("GetDataSourceStatistics", "DataSourceId"),
+        ("GetMLModelInsights", "MLModelId"),
+        ("GetEvaluationInsights", "EvaluationId"),
+        ("GetStream", "StreamId"),
+        ("StopStream", "StreamId"),
+    ],
+)
+def test_extension_operations_check_ids_like_amazon_ones(app: EmrML, operation: str, member: str) -> None:
+    # A malformed id is bad input naming the member, as in GetDataSource, not a missing object.
+    with pytest.raises(InvalidInputException, match=f"{member} 'a/b' does not match the pattern"):
+        app.call(operation, {member: "a/b"})
+    with pytest.raises(InvalidInputException, match=f"{member} must have at most 64 characters"):
+        app.call(operation, {member: "x" * 65})
+    with pytest.raises(InvalidInputException, match=f"{member} must have at least 1 character"):
+        app.call(operation, {member: ""})
+    with pytest.raises(ResourceNotFoundException):
+        app.call(operation, {member: "well-formed"})
+
+
 def ids(response: dict) -> list[str]:
     return [result["DataSourceId"] for result in response["Results"]]
 

@@ -24,7 +24,7 @@ from emrml.service.operations import (
     register_lifecycle,
     timing_members,
 )
-from emrml.service.validation import optional_string, require_string
+from emrml.service.validation import optional_string, require_id, require_string
 
 if TYPE_CHECKING:
     from emrml.service.app import EmrML
@@ -160,7 +160,7 @@ register_lifecycle("DataSource")
 
 @operation("GetDataSourceStatistics")
 def get_data_source_statistics(app: EmrML, request: Request) -> Response:
-    entity_id = require_string(request, "DataSourceId")
+    entity_id = require_id(request, "DataSourceId")
     with app.sessions() as session:
         entity = find(session, "DataSource", entity_id)
     members: Response = {"DataSourceId": entity.id, "Status": entity.status}

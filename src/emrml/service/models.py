@@ -26,7 +26,7 @@ from emrml.service.operations import (
     usable,
 )
 from emrml.service.tags import inherit_tags
-from emrml.service.validation import require_string
+from emrml.service.validation import require_id
 
 if TYPE_CHECKING:
     from emrml.service.app import EmrML
@@ -173,7 +173,7 @@ def delete_ml_model(app: EmrML, request: Request) -> Response:
 
 @operation("GetMLModelInsights")
 def get_ml_model_insights(app: EmrML, request: Request) -> Response:
-    model_id = require_string(request, "MLModelId")
+    model_id = require_id(request, "MLModelId")
     with app.sessions() as session:
         entity = find(session, "MLModel", model_id)
     members: dict[str, Any] = {"MLModelId": entity.id, "Status": entity.status}

@@ -173,3 +173,11 @@ def require_string(request: dict[str, Any], member: str) -> str:
     if value is None:
         raise InvalidInputException(f"{member} is required")
     return value
+
+
+def require_id(request: dict[str, Any], member: str) -> str:
+    """For the extension operations: an object id, checked as the Amazon operations check theirs (the
+    EntityId shape), so that a malformed id is an input error naming the member, not a missing object."""
+    value = require_string(request, member)
+    _validate("EntityId", value, member)
+    return value

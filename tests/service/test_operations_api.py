@@ -54,7 +54,11 @@ def test_create_is_pending_and_get_shows_the_api_shape(app: EmrML) -> None:
     assert got["ComputeStatistics"] is False
     assert "StartedAt" not in got and "FinishedAt" not in got and "ComputeTime" not in got
     assert got["CreatedAt"] == got["LastUpdatedAt"]
-    assert "DataSourceSchema" not in got  # only once the job has validated it
+    assert got["DataSourceSchema"] == SCHEMA  # the request's, until the job has validated it
+    assert "DataSourceSchema" not in app.call("GetDataSource", {"DataSourceId": "ds-1"})
+    without_schema = {"DataSourceId": "ds-2", "DataSpec": {"DataLocationS3": "/data/x.csv"}}
+    app.call("CreateDataSourceFromS3", without_schema)
+    assert "DataSourceSchema" not in app.call("GetDataSource", {"DataSourceId": "ds-2", "Verbose": True})
 
 
 def test_identical_create_is_a_safe_retry_and_a_different_one_a_mismatch(app: EmrML) -> None:

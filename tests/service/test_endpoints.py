@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from emrml.errors import (
     PredictorNotMountedException,
     ResourceNotFoundException,
 )
+from emrml.service import models
 from emrml.service.app import EmrML
 from emrml.service.endpoints import serve_predict
 from emrml.service.metastore import MLModel
@@ -212,6 +214,34 @@ def test_endpoint_lifecycle(app: EmrML, tmp_path: Path) -> None:
     assert app.call("GetMLModel", {"MLModelId": model_id})["EndpointInfo"] == none
     with pytest.raises(InvalidInputException, match="is DELETED"):
         app.call("CreateRealtimeEndpoint", {"MLModelId": model_id})
+
+
+def test_threshold_change_and_endpoint_creation_do_not_interleave(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # UpdateMLModel found no endpoint, CreateRealtimeEndpoint then loaded the model with the old threshold,
+    # and UpdateMLModel changed it: an endpoint serving another threshold than the model's. Reading the
+    # model in UpdateMLModel is slowed so that CreateRealtimeEndpoint starts meanwhile.
+    apps = [EmrML(settings), EmrML(settings)]
+    try:
+        model_id = train_small(apps[0], tmp_path, "binary")
+        apps[0].wait("MLModel", model_id)
+        read = models.find_live
+        monkeypatch.setattr(models, "find_live", lambda *args: (read(*args), time.sleep(0.5))[0])
+        with ThreadPoolExecutor(1) as pool:
+            update = pool.submit(
+                apps[0].call, "UpdateMLModel", {"MLModelId": model_id, "ScoreThreshold": 0.999}
+            )
+            time.sleep(0.2)
+            apps[1].call("CreateRealtimeEndpoint", {"MLModelId": model_id})
+            update.result()  # the threshold changed before the endpoint was created
+        monkeypatch.undo()
+        model = apps[1].call("GetMLModel", {"MLModelId": model_id})
+        assert model["ScoreThresholdLastUpdatedAt"] <= model["EndpointInfo"]["CreatedAt"]
+        assert predict(apps[1], model_id, {"x": "7", "words": "good day"})["predictedLabel"] == "0"
+    finally:
+        for app in apps:
+            app.close()
 
 
 def clone_model(app: EmrML, model_id: str, artifact: Path, **columns: Any) -> None:

@@ -126,7 +126,7 @@ def test_tags_racing_for_one_key_overwrite_it(app: EmrML, monkeypatch) -> None:
     create(app, "ds-1")
     target = {"ResourceId": "ds-1", "ResourceType": "DataSource"}
     # Both reach the lock that makes tag changes of one object wait for each other at once.
-    monkeypatch.setattr(tags, "_lock", _in_step(tags._lock))
+    monkeypatch.setattr(tags, "lock_row", _in_step(tags.lock_row))
 
     def tag(value: str):
         return lambda: app.call("AddTags", {**target, "Tags": [{"Key": "team", "Value": value}]})

@@ -22,7 +22,7 @@ from emrml.errors import AmazonMLError, InvalidInputException
 from emrml.service.metastore import MLModel, now
 from emrml.service.models import endpoint_info
 from emrml.service.mounted import EndpointState, normalized_url
-from emrml.service.operations import Request, Response, find, operation
+from emrml.service.operations import Request, Response, find, lock_row, operation
 from emrml.service.validation import validate_request
 
 if TYPE_CHECKING:
@@ -136,6 +136,8 @@ def create_realtime_endpoint(app: EmrML, request: Request) -> Response:
     creator may have died) is created again."""
     model_id = request["MLModelId"]
     with app.sessions() as session, session.begin():
+        # Locked so that an UpdateMLModel changing the threshold is wholly before or after this.
+        lock_row(session, "MLModel", model_id)
         entity = find(session, "MLModel", model_id)
         if entity.status != "COMPLETED":
             reason = f": {entity.message}" if entity.status == "FAILED" and entity.message else ""

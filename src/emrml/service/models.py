@@ -19,6 +19,7 @@ from emrml.service.operations import (
     created_by,
     find,
     find_live,
+    lock_row,
     mark_deleted,
     operation,
     result_members,
@@ -138,6 +139,7 @@ def update_ml_model(app: EmrML, request: Request) -> Response:
     from emrml.service.metastore import now
 
     with app.sessions() as session, session.begin():
+        lock_row(session, "MLModel", request["MLModelId"])
         entity = find_live(session, "MLModel", request["MLModelId"])
         moment = now()
         if request.get("ScoreThreshold") is not None:

@@ -421,6 +421,29 @@ def test_predict_endpoint_check_can_be_lenient(trained: Trained, endpoint: str) 
         Settings.load(environ={}, home=trained.home, predict_endpoint_check="sometimes")
 
 
+def test_each_server_shows_and_accepts_its_own_endpoint_url(trained: Trained, endpoint: str) -> None:
+    # The endpoint was created by a process whose public URL is the default (as the CLI's is): a server at
+    # another URL showed that one, which does not reach it, and refused Predict naming its own.
+    server = EmrML(Settings.load(environ={}, home=trained.home, public_url="http://127.0.0.1:9123/"))
+    try:
+        shown = server.call("GetMLModel", {"MLModelId": endpoint})["EndpointInfo"]["EndpointUrl"]
+        assert shown == "http://127.0.0.1:9123"
+        (described,) = [
+            model["EndpointInfo"]["EndpointUrl"]
+            for model in server.call("DescribeMLModels", {})["Results"]
+            if model["MLModelId"] == endpoint
+        ]
+        assert described == shown
+        created = server.call("CreateRealtimeEndpoint", {"MLModelId": endpoint})
+        assert created["RealtimeEndpointInfo"]["EndpointUrl"] == shown
+        record = {"x": "7", "words": "good day"}
+        assert predict(server, endpoint, record, shown) == predict(trained.app, endpoint, record, URL)
+        with pytest.raises(InvalidInputException, match=r"\('http://127\.0\.0\.1:9123'\)"):
+            predict(server, endpoint, record, URL)
+    finally:
+        server.close()
+
+
 # --- Request checking: the Predict fast path gives the generic validator's errors ------------------------
 
 

@@ -195,7 +195,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="emrml-bench-http-") as work:
         home = Path(work) / "home"
         print("preparing a model with a READY endpoint ...", flush=True)
-        model_id, endpoint, key, _ = prepare_home(home, peak_requests_per_second=1_000_000_000)
+        model_id, _, key, _ = prepare_home(home, peak_requests_per_second=1_000_000_000)
         with (SHARED / "data.csv").open(newline="") as handle:
             rows = [row for _, row in zip(range(RECORDS), csv.DictReader(handle), strict=False)]
         records = [{k: v for k, v in row.items() if k != "y"} for row in rows]
@@ -240,7 +240,9 @@ def main() -> None:
                         runs[side].append(wrk(noop_port, noop_script, args.connections, args.seconds))
                         continue
                     # Signed now: valid for the next 15 minutes, far longer than a run.
-                    requests = signed_requests(ports[side], model_id, endpoint, key, records)
+                    # The EndpointUrl the server shows: its own URL, as boto3 would send it.
+                    url = f"http://127.0.0.1:{ports[side]}"
+                    requests = signed_requests(ports[side], model_id, url, key, records)
                     script = lua_script(requests, Path(work) / f"{side}.lua")
                     runs[side].append(wrk(ports[side], script, args.connections, args.seconds))
                 print(

@@ -296,12 +296,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="emrml-bench-startup-") as work:
         home = Path(work) / "home"
         print("preparing a model with a READY endpoint ...", flush=True)
-        model_id, endpoint, key, record = prepare_home(home)
+        model_id, _, key, record = prepare_home(home)
 
         def emrml_serve(_: int, environment: dict[str, str]) -> float:
             port = free_port()
             command = [EMRML, "--home", str(home), "serve", "--port", str(port), "--workers-jobs", "0"]
-            request = signed_predict(port, model_id, endpoint, key, record)
+            # The EndpointUrl this server shows: its own URL, as boto3 would send it.
+            request = signed_predict(port, model_id, f"http://127.0.0.1:{port}", key, record)
             return first_answer(command, port, request, environment)
 
         def noop_serve(_: int, environment: dict[str, str]) -> float:

@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from emrml.errors import (
     PredictorNotMountedException,
     ResourceNotFoundException,
 )
+from emrml.service import models
 from emrml.service.app import EmrML
 from emrml.service.endpoints import serve_predict
 from emrml.service.metastore import MLModel
@@ -214,6 +216,34 @@ def test_endpoint_lifecycle(app: EmrML, tmp_path: Path) -> None:
         app.call("CreateRealtimeEndpoint", {"MLModelId": model_id})
 
 
+def test_threshold_change_and_endpoint_creation_do_not_interleave(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # UpdateMLModel found no endpoint, CreateRealtimeEndpoint then loaded the model with the old threshold,
+    # and UpdateMLModel changed it: an endpoint serving another threshold than the model's. Reading the
+    # model in UpdateMLModel is slowed so that CreateRealtimeEndpoint starts meanwhile.
+    apps = [EmrML(settings), EmrML(settings)]
+    try:
+        model_id = train_small(apps[0], tmp_path, "binary")
+        apps[0].wait("MLModel", model_id)
+        read = models.find_live
+        monkeypatch.setattr(models, "find_live", lambda *args: (read(*args), time.sleep(0.5))[0])
+        with ThreadPoolExecutor(1) as pool:
+            update = pool.submit(
+                apps[0].call, "UpdateMLModel", {"MLModelId": model_id, "ScoreThreshold": 0.999}
+            )
+            time.sleep(0.2)
+            apps[1].call("CreateRealtimeEndpoint", {"MLModelId": model_id})
+            update.result()  # the threshold changed before the endpoint was created
+        monkeypatch.undo()
+        model = apps[1].call("GetMLModel", {"MLModelId": model_id})
+        assert model["ScoreThresholdLastUpdatedAt"] <= model["EndpointInfo"]["CreatedAt"]
+        assert predict(apps[1], model_id, {"x": "7", "words": "good day"})["predictedLabel"] == "0"
+    finally:
+        for app in apps:
+            app.close()
+
+
 def clone_model(app: EmrML, model_id: str, artifact: Path, **columns: Any) -> None:
     """A copy of ml-binary's metastore row under ``model_id`` with its own artifact file: a model to break
     without breaking the shared one."""
@@ -389,6 +419,29 @@ def test_predict_endpoint_check_can_be_lenient(trained: Trained, endpoint: str) 
         lenient.close()
     with pytest.raises(InvalidInputException, match="predict_endpoint_check"):
         Settings.load(environ={}, home=trained.home, predict_endpoint_check="sometimes")
+
+
+def test_each_server_shows_and_accepts_its_own_endpoint_url(trained: Trained, endpoint: str) -> None:
+    # The endpoint was created by a process whose public URL is the default (as the CLI's is): a server at
+    # another URL showed that one, which does not reach it, and refused Predict naming its own.
+    server = EmrML(Settings.load(environ={}, home=trained.home, public_url="http://127.0.0.1:9123/"))
+    try:
+        shown = server.call("GetMLModel", {"MLModelId": endpoint})["EndpointInfo"]["EndpointUrl"]
+        assert shown == "http://127.0.0.1:9123"
+        (described,) = [
+            model["EndpointInfo"]["EndpointUrl"]
+            for model in server.call("DescribeMLModels", {})["Results"]
+            if model["MLModelId"] == endpoint
+        ]
+        assert described == shown
+        created = server.call("CreateRealtimeEndpoint", {"MLModelId": endpoint})
+        assert created["RealtimeEndpointInfo"]["EndpointUrl"] == shown
+        record = {"x": "7", "words": "good day"}
+        assert predict(server, endpoint, record, shown) == predict(trained.app, endpoint, record, URL)
+        with pytest.raises(InvalidInputException, match=r"\('http://127\.0\.0\.1:9123'\)"):
+            predict(server, endpoint, record, URL)
+    finally:
+        server.close()
 
 
 # --- Request checking: the Predict fast path gives the generic validator's errors ------------------------

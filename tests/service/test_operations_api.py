@@ -54,7 +54,11 @@ def test_create_is_pending_and_get_shows_the_api_shape(app: EmrML) -> None:
     assert got["ComputeStatistics"] is False
     assert "StartedAt" not in got and "FinishedAt" not in got and "ComputeTime" not in got
     assert got["CreatedAt"] == got["LastUpdatedAt"]
-    assert "DataSourceSchema" not in got  # only once the job has validated it
+    assert got["DataSourceSchema"] == SCHEMA  # the request's, until the job has validated it
+    assert "DataSourceSchema" not in app.call("GetDataSource", {"DataSourceId": "ds-1"})
+    without_schema = {"DataSourceId": "ds-2", "DataSpec": {"DataLocationS3": "/data/x.csv"}}
+    app.call("CreateDataSourceFromS3", without_schema)
+    assert "DataSourceSchema" not in app.call("GetDataSource", {"DataSourceId": "ds-2", "Verbose": True})
 
 
 def test_identical_create_is_a_safe_retry_and_a_different_one_a_mismatch(app: EmrML) -> None:
@@ -122,7 +126,7 @@ def test_tags_racing_for_one_key_overwrite_it(app: EmrML, monkeypatch) -> None:
     create(app, "ds-1")
     target = {"ResourceId": "ds-1", "ResourceType": "DataSource"}
     # Both reach the lock that makes tag changes of one object wait for each other at once.
-    monkeypatch.setattr(tags, "_lock", _in_step(tags._lock))
+    monkeypatch.setattr(tags, "lock_row", _in_step(tags.lock_row))
 
     def tag(value: str):
         return lambda: app.call("AddTags", {**target, "Tags": [{"Key": "team", "Value": value}]})
@@ -245,6 +249,28 @@ def test_concurrent_add_tags_keep_to_the_limit(settings: Settings, monkeypatch) 
     finally:
         for app in apps:
             app.close()
+
+
+@pytest.mark.parametrize(
+    ("operation", "member"),
+    [
+        ("GetDataSourceStatistics", "DataSourceId"),
+        ("GetMLModelInsights", "MLModelId"),
+        ("GetEvaluationInsights", "EvaluationId"),
+        ("GetStream", "StreamId"),
+        ("StopStream", "StreamId"),
+    ],
+)
+def test_extension_operations_check_ids_like_amazon_ones(app: EmrML, operation: str, member: str) -> None:
+    # A malformed id is bad input naming the member, as in GetDataSource, not a missing object.
+    with pytest.raises(InvalidInputException, match=f"{member} 'a/b' does not match the pattern"):
+        app.call(operation, {member: "a/b"})
+    with pytest.raises(InvalidInputException, match=f"{member} must have at most 64 characters"):
+        app.call(operation, {member: "x" * 65})
+    with pytest.raises(InvalidInputException, match=f"{member} must have at least 1 character"):
+        app.call(operation, {member: ""})
+    with pytest.raises(ResourceNotFoundException):
+        app.call(operation, {member: "well-formed"})
 
 
 def ids(response: dict) -> list[str]:

@@ -184,7 +184,9 @@ def test_bad_starts_are_refused_before_anything_starts(stream_app: EmrML, kinesa
         ),
         ({"RecordFormat": "xml"}, "RecordFormat must be one of"),
         ({"Consumers": 1000}, "Consumers must be"),
-        ({"StreamId": "bad id!"}, "StreamId must be"),
+        ({"StreamId": "bad id!"}, "StreamId 'bad id!' does not match the pattern"),
+        ({"MLModelId": "ml/binary"}, "MLModelId 'ml/binary' does not match the pattern"),
+        ({"MLModelId": "m" * 65}, "MLModelId must have at most 64 characters"),
     ]
     for change, message in cases:
         request = {**base, "OutputUri": "kinesis://clicks-4", **change}

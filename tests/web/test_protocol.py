@@ -195,6 +195,9 @@ def test_boto3_sees_a_serialization_error_for_a_corrupted_body(live_server: Any)
         ("DescribeMLModels", {"Limit": 0}, "InvalidInputException", "at least 1"),
         ("DescribeMLModels", {"Limit": 101}, "InvalidInputException", "at most 100"),
         ("DescribeMLModels", {"Limit": 1.5}, "InvalidInputException", "integer"),
+        # Beyond 64 bits, an integer is still an integer, out of range.
+        ("DescribeMLModels", {"Limit": 10**30}, "InvalidInputException", "Limit must be at most 100"),
+        ("DescribeMLModels", {"Limit": -(10**20)}, "InvalidInputException", "Limit must be at least 1"),
         ("DescribeMLModels", {"SortOrder": "up"}, "InvalidInputException", "asc, dsc"),
         ("DescribeMLModels", {"EQ": "x"}, "InvalidInputException", "FilterVariable"),
         ("DescribeTags", {"ResourceId": "p-ds", "ResourceType": "Table"}, "InvalidInputException", "one of"),
@@ -202,7 +205,7 @@ def test_boto3_sees_a_serialization_error_for_a_corrupted_body(live_server: Any)
             "AddTags",
             {"ResourceId": "p-ds", "ResourceType": "DataSource", "Tags": [{"Key": "k" * 129}]},
             "InvalidTagException",
-            "at most 128",
+            "at most 128 characters",
         ),
         (
             "UpdateDataSource",
@@ -220,6 +223,15 @@ def test_invalid_requests_name_the_member(
     status, kind, message = error(request(app, target, body))
     assert (status, kind) == (400, error_type)
     assert fragment in message
+
+
+def test_a_count_of_one_is_singular(app: Any) -> None:
+    body = {"ResourceId": "p-ds", "ResourceType": "DataSource", "Tags": [{"Key": ""}]}
+    assert error(request(app, "AddTags", body)) == (
+        400,
+        "InvalidTagException",
+        "Tags[0].Key must have at least 1 character",
+    )
 
 
 def test_a_tag_without_key_is_a_client_error(app: Any) -> None:

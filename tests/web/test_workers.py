@@ -31,7 +31,7 @@ SCHEMA = json.dumps(
 PEAK = 10
 
 
-def _home_with_endpoint(home: Path, data: Path) -> str:
+def _home_with_endpoint(home: Path, data: Path) -> None:
     data.write_text("x,y\n" + "".join(f"{i},{int(i > 50)}\n" for i in range(100)))
     app = EmrML(Settings.load(environ={"EMRML_PEAK_REQUESTS_PER_SECOND": str(PEAK)}, home=home))
     try:
@@ -42,7 +42,6 @@ def _home_with_endpoint(home: Path, data: Path) -> str:
         assert app.wait("MLModel", "ml")["Status"] == "COMPLETED"
         info = app.call("CreateRealtimeEndpoint", {"MLModelId": "ml"})["RealtimeEndpointInfo"]
         assert info["PeakRequestsPerSecond"] == PEAK
-        return info["EndpointUrl"]
     finally:
         app.close()
 
@@ -63,7 +62,7 @@ def _post(port: int, body: bytes) -> tuple[int, bytes]:
 
 def test_workers_serve_predict_within_the_shared_rate(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    endpoint = _home_with_endpoint(home, tmp_path / "data.csv")
+    _home_with_endpoint(home, tmp_path / "data.csv")
     sock = reserve_socket()
     port = sock.getsockname()[1]
     sock.close()
@@ -84,6 +83,8 @@ def test_workers_serve_predict_within_the_shared_rate(tmp_path: Path) -> None:
                 break
             except OSError:
                 time.sleep(0.2)
+        # The endpoint, created in this process, is served at the server's own URL.
+        endpoint = f"http://127.0.0.1:{port}"
         body = json.dumps({"MLModelId": "ml", "Record": {"x": "70"}, "PredictEndpoint": endpoint}).encode()
         status, answer = _post(port, body)
         assert status == 200 and json.loads(answer)["Prediction"]["predictedLabel"] == "1"

@@ -24,7 +24,7 @@ from emrml.service.operations import (
     register_lifecycle,
     timing_members,
 )
-from emrml.service.validation import optional_string, require_string
+from emrml.service.validation import optional_string, require_id, require_string
 
 if TYPE_CHECKING:
     from emrml.service.app import EmrML
@@ -150,9 +150,19 @@ def get_data_source(app: EmrML, request: Request) -> Response:
         entity = find(session, "DataSource", request["DataSourceId"])
         verbose = bool(request.get("Verbose", False))
         members = describe_data_source(entity, verbose=verbose)
-        if verbose and entity.data_schema:
-            members["DataSourceSchema"] = entity.data_schema
+        if verbose:
+            schema = entity.data_schema or _requested_schema(entity)
+            if schema:
+                members["DataSourceSchema"] = schema
         return members
+
+
+def _requested_schema(entity: DataSource) -> str | None:
+    """The DataSchema text of the Create request: what is known of the schema until the job has validated
+    it (and re-serialized it into ``data_schema``), or when the job failed."""
+    request = json.loads(entity.request)
+    spec = request.get("DataSpec") or request.get("RDSData") or {}
+    return spec.get("DataSchema")
 
 
 register_lifecycle("DataSource")
@@ -160,7 +170,7 @@ register_lifecycle("DataSource")
 
 @operation("GetDataSourceStatistics")
 def get_data_source_statistics(app: EmrML, request: Request) -> Response:
-    entity_id = require_string(request, "DataSourceId")
+    entity_id = require_id(request, "DataSourceId")
     with app.sessions() as session:
         entity = find(session, "DataSource", entity_id)
     members: Response = {"DataSourceId": entity.id, "Status": entity.status}

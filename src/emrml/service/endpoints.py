@@ -2,7 +2,8 @@
 
 An endpoint is a state of its model's metastore row (``endpoint_*`` columns: NONE → UPDATING → READY or
 FAILED) plus the model loaded in the memory of each serving process (``service.mounted``). Its
-``EndpointUrl`` is ``Settings.public_url``, the address boto3 sends ``Predict`` to (spec 1.3).
+``EndpointUrl``, the address boto3 sends ``Predict`` to (spec 1.3), is the ``Settings.public_url`` of the
+process asked (``service.models.endpoint_url``).
 
 ``Predict`` is latency-critical: ``EmrML.call`` runs it through :func:`serve_predict`, which checks the
 request by hand instead of with the generic validator, and it reads no database row unless the model is
@@ -20,9 +21,9 @@ from sqlalchemy import update
 
 from emrml.errors import AmazonMLError, InvalidInputException
 from emrml.service.metastore import MLModel, now
-from emrml.service.models import endpoint_info
+from emrml.service.models import endpoint_info, endpoint_url
 from emrml.service.mounted import EndpointState, normalized_url
-from emrml.service.operations import Request, Response, find, operation
+from emrml.service.operations import Request, Response, find, lock_row, operation
 from emrml.service.validation import validate_request
 
 if TYPE_CHECKING:
@@ -92,15 +93,12 @@ def predict_checked(
         raise
     if caller is not None:
         app.access.check_predict(caller, model_id, mount.owner)
-    if (
-        settings.predict_endpoint_check == "strict"
-        and endpoint != mount.endpoint_url  # the usual request names it exactly: no call
-        and normalized_url(endpoint) != mount.endpoint_url
-    ):
-        raise InvalidInputException(
-            f"PredictEndpoint {endpoint!r} is not the EndpointUrl of MLModel {model_id!r} "
-            f"({mount.endpoint_url!r})"
-        )
+    if settings.predict_endpoint_check == "strict":
+        url = endpoint_url(app)
+        if endpoint != url and normalized_url(endpoint) != url:  # the usual request names it exactly
+            raise InvalidInputException(
+                f"PredictEndpoint {endpoint!r} is not the EndpointUrl of MLModel {model_id!r} ({url!r})"
+            )
     limit = settings.max_record_bytes
     if _BYTES_PER_CHARACTER * characters + _BYTES_PER_ENTRY * len(record) + 2 > limit and (
         len(json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()) > limit
@@ -115,7 +113,6 @@ def _state(entity: MLModel) -> EndpointState:
     return EndpointState(
         entity.status,
         entity.endpoint_status,
-        entity.endpoint_url,
         entity.endpoint_created_at,
         entity.peak_requests_per_second,
         entity.artifact_location,
@@ -125,8 +122,8 @@ def _state(entity: MLModel) -> EndpointState:
     )
 
 
-def _response(entity: MLModel) -> Response:
-    return {"MLModelId": entity.id, "RealtimeEndpointInfo": endpoint_info(entity)}
+def _response(app: EmrML, entity: MLModel) -> Response:
+    return {"MLModelId": entity.id, "RealtimeEndpointInfo": endpoint_info(entity, endpoint_url(app))}
 
 
 @operation("CreateRealtimeEndpoint")
@@ -136,6 +133,8 @@ def create_realtime_endpoint(app: EmrML, request: Request) -> Response:
     creator may have died) is created again."""
     model_id = request["MLModelId"]
     with app.sessions() as session, session.begin():
+        # Locked so that an UpdateMLModel changing the threshold is wholly before or after this.
+        lock_row(session, "MLModel", model_id)
         entity = find(session, "MLModel", model_id)
         if entity.status != "COMPLETED":
             reason = f": {entity.message}" if entity.status == "FAILED" and entity.message else ""
@@ -144,10 +143,9 @@ def create_realtime_endpoint(app: EmrML, request: Request) -> Response:
                 "only a COMPLETED model can have a real-time endpoint"
             )
         if entity.endpoint_status == "READY":
-            return _response(entity)
+            return _response(app, entity)
         created = now()
         entity.endpoint_status = "UPDATING"
-        entity.endpoint_url = normalized_url(app.settings.public_url)
         entity.endpoint_created_at = created
         entity.peak_requests_per_second = app.settings.peak_requests_per_second
         entity.message = None
@@ -172,7 +170,7 @@ def create_realtime_endpoint(app: EmrML, request: Request) -> Response:
         entity = find(session, "MLModel", model_id)
     if entity.endpoint_status != "READY" or entity.endpoint_created_at != created:
         app.mounted.unmount(model_id)
-    return _response(entity)
+    return _response(app, entity)
 
 
 @operation("DeleteRealtimeEndpoint")
@@ -185,9 +183,8 @@ def delete_realtime_endpoint(app: EmrML, request: Request) -> Response:
             if entity.endpoint_status == "FAILED":
                 entity.message = None  # the message told why the endpoint failed
             entity.endpoint_status = "NONE"
-            entity.endpoint_url = None
             entity.endpoint_created_at = None
             entity.peak_requests_per_second = 0
             entity.last_updated_at = now()
     app.mounted.unmount(model_id)
-    return _response(entity)
+    return _response(app, entity)

@@ -21,7 +21,7 @@ from emrml.service.operations import (
     timing_members,
 )
 from emrml.service.scoring import create_scoring
-from emrml.service.validation import require_string
+from emrml.service.validation import require_id
 
 if TYPE_CHECKING:
     from emrml.service.app import EmrML
@@ -56,7 +56,7 @@ register_lifecycle("Evaluation")
 
 @operation("GetEvaluationInsights")
 def get_evaluation_insights(app: EmrML, request: Request) -> Response:
-    evaluation_id = require_string(request, "EvaluationId")
+    evaluation_id = require_id(request, "EvaluationId")
     with app.sessions() as session:
         entity = find(session, "Evaluation", evaluation_id)
         model = session.get(MLModel, entity.ml_model_id)

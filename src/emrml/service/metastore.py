@@ -121,6 +121,8 @@ class MLModel(Entity, ReadsDatasource, Base):
     score_threshold: Mapped[float | None] = mapped_column(Float)
     score_threshold_updated_at: Mapped[float | None] = mapped_column(Float)
     endpoint_status: Mapped[str] = mapped_column(String(16), default="NONE")
+    #: No longer written (older versions kept the creating process's URL here): a model's EndpointUrl is
+    #: the public URL of the server asked (``service.models.endpoint_url``).
     endpoint_url: Mapped[str | None] = mapped_column(Text)
     endpoint_created_at: Mapped[float | None] = mapped_column(Float)
     peak_requests_per_second: Mapped[int] = mapped_column(Integer, default=0)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from emrml.errors import InvalidInputException
 from emrml.service import describe
 from emrml.service.confinement import check_location
+from emrml.service.mounted import normalized_url
 from emrml.service.operations import (
     Request,
     Response,
@@ -19,6 +20,7 @@ from emrml.service.operations import (
     created_by,
     find,
     find_live,
+    lock_row,
     mark_deleted,
     operation,
     result_members,
@@ -26,7 +28,7 @@ from emrml.service.operations import (
     usable,
 )
 from emrml.service.tags import inherit_tags
-from emrml.service.validation import require_string
+from emrml.service.validation import require_id
 
 if TYPE_CHECKING:
     from emrml.service.app import EmrML
@@ -85,20 +87,27 @@ def create_ml_model(app: EmrML, request: Request) -> Response:
     return {"MLModelId": request["MLModelId"]}
 
 
-def endpoint_info(entity: MLModel) -> Response:
+def endpoint_url(app: EmrML) -> str:
+    """A real-time endpoint's EndpointUrl as this process shows it and checks Predict's PredictEndpoint
+    against: its own public URL. Every server of an installation serves every endpoint, so the URL of the
+    server asked is one that reaches it, whichever process (another server, the CLI) created it."""
+    return normalized_url(app.settings.public_url)
+
+
+def endpoint_info(entity: MLModel, url: str) -> Response:
+    """``url``: this process's :func:`endpoint_url`."""
     info: Response = {
         "EndpointStatus": entity.endpoint_status,
         "PeakRequestsPerSecond": entity.peak_requests_per_second,
     }
     if entity.endpoint_status != "NONE":
-        if entity.endpoint_url:
-            info["EndpointUrl"] = entity.endpoint_url
+        info["EndpointUrl"] = url
         if entity.endpoint_created_at is not None:
             info["CreatedAt"] = entity.endpoint_created_at
     return info
 
 
-def describe_ml_model(entity: MLModel) -> Response:
+def describe_ml_model(entity: MLModel, url: str) -> Response:
     """The MLModel shape of DescribeMLModels (spec 4.2)."""
     members: Response = {
         "MLModelId": entity.id,
@@ -106,7 +115,7 @@ def describe_ml_model(entity: MLModel) -> Response:
         "MLModelType": entity.model_type,
         "Algorithm": "sgd",
         "TrainingParameters": json.loads(entity.training_parameters),
-        "EndpointInfo": endpoint_info(entity),
+        "EndpointInfo": endpoint_info(entity, url),
     }
     members.update(timing_members(entity))
     members.update(result_members(entity))
@@ -123,7 +132,7 @@ def describe_ml_model(entity: MLModel) -> Response:
 def get_ml_model(app: EmrML, request: Request) -> Response:
     with app.sessions() as session:
         entity = find(session, "MLModel", request["MLModelId"])
-    members = describe_ml_model(entity)
+    members = describe_ml_model(entity, endpoint_url(app))
     del members["Algorithm"]  # Describe-only member (spec 4.2)
     if request.get("Verbose"):
         if entity.recipe:
@@ -138,6 +147,7 @@ def update_ml_model(app: EmrML, request: Request) -> Response:
     from emrml.service.metastore import now
 
     with app.sessions() as session, session.begin():
+        lock_row(session, "MLModel", request["MLModelId"])
         entity = find_live(session, "MLModel", request["MLModelId"])
         moment = now()
         if request.get("ScoreThreshold") is not None:
@@ -173,7 +183,7 @@ def delete_ml_model(app: EmrML, request: Request) -> Response:
 
 @operation("GetMLModelInsights")
 def get_ml_model_insights(app: EmrML, request: Request) -> Response:
-    model_id = require_string(request, "MLModelId")
+    model_id = require_id(request, "MLModelId")
     with app.sessions() as session:
         entity = find(session, "MLModel", model_id)
     members: dict[str, Any] = {"MLModelId": entity.id, "Status": entity.status}
@@ -184,4 +194,9 @@ def get_ml_model_insights(app: EmrML, request: Request) -> Response:
     return members
 
 
-describe.register("DescribeMLModels", "MLModel", describe_ml_model)
+@operation("DescribeMLModels")
+def describe_ml_models(app: EmrML, request: Request) -> Response:
+    url = endpoint_url(app)
+    return describe.describe(
+        app, "MLModel", request, lambda entity: describe_ml_model(entity, url), "DescribeMLModels"
+    )

@@ -95,7 +95,6 @@ class EndpointState(NamedTuple):
 
     status: str
     endpoint_status: str
-    endpoint_url: str | None
     endpoint_created_at: float | None
     peak_requests_per_second: int
     artifact_location: str | None
@@ -108,7 +107,6 @@ class EndpointState(NamedTuple):
     def version(self) -> tuple[object, ...]:
         """What a loaded model depends on: a change means the endpoint was created again."""
         return (
-            self.endpoint_url,
             self.endpoint_created_at,
             self.peak_requests_per_second,
             self.artifact_location,
@@ -119,7 +117,6 @@ class EndpointState(NamedTuple):
 _STATE_COLUMNS = (
     MLModel.status,
     MLModel.endpoint_status,
-    MLModel.endpoint_url,
     MLModel.endpoint_created_at,
     MLModel.peak_requests_per_second,
     MLModel.artifact_location,
@@ -156,7 +153,6 @@ class Mount:
 
     model_id: str
     predictor: Predictor | None
-    endpoint_url: str  # normalized
     bucket: TokenBucket
     version: tuple[object, ...]
     checked_at: float
@@ -345,7 +341,6 @@ def _load(model_id: str, state: EndpointState, now: float, share: float = 1.0) -
     return Mount(
         model_id=model_id,
         predictor=predictor,
-        endpoint_url=normalized_url(state.endpoint_url or ""),
         bucket=TokenBucket(state.peak_requests_per_second * share, now),
         version=state.version,
         checked_at=now,

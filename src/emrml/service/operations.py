@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from emrml.errors import (
@@ -100,6 +101,19 @@ def find_live(session: Session, kind: str, entity_id: str) -> Any:
     if entity.status == "DELETED":
         raise InvalidInputException(f"{kind} {entity_id!r} is DELETED and cannot be changed")
     return entity
+
+
+def lock_row(session: Session, kind: str, entity_id: str) -> None:
+    """Make concurrent changes of one object wait for each other: AddTags counting the tags before adding
+    its own, UpdateMLModel checking there is no endpoint before changing the threshold the endpoint serves
+    with, CreateRealtimeEndpoint reading that threshold.
+
+    An UPDATE that changes nothing, as the transaction's first statement: it takes SQLite's write lock or
+    the row's lock on PostgreSQL and MariaDB, before MariaDB's first read fixes the transaction's snapshot
+    (which would otherwise not show what the other call committed while this one waited).
+    """
+    table = ENTITY_CLASSES[kind]
+    session.execute(update(table).where(table.id == entity_id).values(id=table.id))
 
 
 def usable(session: Session, kind: str, entity_id: str, member: str) -> Any:

@@ -29,7 +29,7 @@ from emrml.service.batch_predictions import check_output_uri
 from emrml.service.confinement import check_location
 from emrml.service.metastore import MLModel, Stream, StreamConsumer, StreamLease, now
 from emrml.service.operations import Request, Response, canonical, created_by, operation
-from emrml.service.validation import optional_string, require_string
+from emrml.service.validation import optional_string, require_id, require_string
 from emrml.stream import FORMATS, SCHEME, stream_name
 
 if TYPE_CHECKING:
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 
 POSITIONS = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
 MAX_CONSUMERS = 64
-_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 
 def live_consumers(session: Any, stream_id: str, lease_seconds: float) -> list[StreamConsumer]:
@@ -70,10 +69,7 @@ def settle_stopping(sessions: sessionmaker, stream_id: str, lease_seconds: float
 
 
 def _stream_id(request: Request) -> str:
-    stream_id = require_string(request, "StreamId")
-    if not (1 <= len(stream_id) <= 64) or not set(stream_id) <= _ID_CHARS:
-        raise InvalidInputException("StreamId must be 1-64 letters, digits, '_', '.' or '-'")
-    return stream_id
+    return require_id(request, "StreamId")
 
 
 def _model(app: EmrML, model_id: str) -> MLModel:
@@ -142,7 +138,7 @@ def start_stream(app: EmrML, request: Request) -> Response:
                 )
             if existing.status == "RUNNING":
                 return {"StreamId": stream_id, "ConsumersStarted": 0}
-    model = _model(app, require_string(request, "MLModelId"))
+    model = _model(app, require_id(request, "MLModelId"))
     position = optional_string(request, "StartingPosition") or "TRIM_HORIZON"
     if position not in POSITIONS:
         raise InvalidInputException(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from emrml.errors import InvalidTagException, TagLimitExceededException
-from emrml.service.metastore import ENTITY_CLASSES, Tag
-from emrml.service.operations import Request, Response, find, find_live, operation
+from emrml.service.metastore import Tag
+from emrml.service.operations import Request, Response, find, find_live, lock_row, operation
 
 if TYPE_CHECKING:
     from emrml.service.app import EmrML
@@ -66,23 +66,11 @@ def inherit_tags(session: Session, child: tuple[str, str], parents: list[tuple[s
     put_tags(session, *child, [{"Key": key, "Value": value} for key, value in merged.items()][:MAX_TAGS])
 
 
-def _lock(session: Session, kind: str, entity_id: str) -> None:
-    """Make concurrent tag changes of one object wait for each other, so that two AddTags cannot both
-    count the tags before either adds its own and together pass the limit.
-
-    An UPDATE that changes nothing, as the transaction's first statement: it takes SQLite's write lock or
-    the row's lock on PostgreSQL and MariaDB, before MariaDB's first read fixes the transaction's snapshot
-    (which would otherwise not show the tags the other call committed while this one waited).
-    """
-    table = ENTITY_CLASSES[kind]
-    session.execute(update(table).where(table.id == entity_id).values(id=table.id))
-
-
 @operation("AddTags")
 def add_tags(app: EmrML, request: Request) -> Response:
     kind, entity_id = request["ResourceType"], request["ResourceId"]
     with app.sessions() as session, session.begin():
-        _lock(session, kind, entity_id)
+        lock_row(session, kind, entity_id)
         find_live(session, kind, entity_id)
         put_tags(session, kind, entity_id, request["Tags"])
     return {"ResourceId": entity_id, "ResourceType": kind}

@@ -65,14 +65,18 @@ def _matches(pattern: str, value: str) -> bool:
     return _compiled(pattern).fullmatch(value) is not None
 
 
+def _counted(count: int, unit: str) -> str:
+    return f"{count} {unit}" if count == 1 else f"{count} {unit}s"
+
+
 def _check_range(shape: Shape, value: Any, where: str) -> None:
     kind = shape["type"]
     if kind in ("string", "list", "map"):
-        size, unit = len(value), "characters" if kind == "string" else "items"
+        size, unit = len(value), "character" if kind == "string" else "item"
         if "min" in shape and size < shape["min"]:
-            raise InvalidInputException(f"{where} must have at least {shape['min']} {unit}")
+            raise InvalidInputException(f"{where} must have at least {_counted(shape['min'], unit)}")
         if "max" in shape and size > shape["max"]:
-            raise InvalidInputException(f"{where} must have at most {shape['max']} {unit}")
+            raise InvalidInputException(f"{where} must have at most {_counted(shape['max'], unit)}")
     elif kind in ("integer", "long", "float", "double"):
         if "min" in shape and value < shape["min"]:
             raise InvalidInputException(f"{where} must be at least {shape['min']}")
@@ -168,4 +172,12 @@ def require_string(request: dict[str, Any], member: str) -> str:
     value = optional_string(request, member)
     if value is None:
         raise InvalidInputException(f"{member} is required")
+    return value
+
+
+def require_id(request: dict[str, Any], member: str) -> str:
+    """For the extension operations: an object id, checked as the Amazon operations check theirs (the
+    EntityId shape), so that a malformed id is an input error naming the member, not a missing object."""
+    value = require_string(request, member)
+    _validate("EntityId", value, member)
     return value

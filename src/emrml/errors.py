@@ -132,6 +132,12 @@ class DataError(InvalidInputException):
     """
 
 
+class JobAbandoned(Exception):
+    """The job's row is no longer this attempt's (the object was deleted, or a later attempt took it over):
+    raised by its progress reports so that the engine stops the work (a Spark job group is cancelled, a
+    batch prediction publishes nothing). Not an ``AmazonMLError``: no caller sees it, nothing is recorded."""
+
+
 ERROR_TYPES: dict[str, type[AmazonMLError]] = {
     cls.type_name: cls
     for cls in (

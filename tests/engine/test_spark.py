@@ -172,6 +172,27 @@ def test_a_tasks_own_error_comes_back_as_itself_and_spark_failures_as_one_line()
     assert other.message == "the Spark job failed: java.io.IOException: No space left on device"
 
 
+def test_a_deleted_jobs_progress_report_cancels_its_spark_jobs(spark: Any) -> None:
+    """The job's object was deleted: its next progress report raises JobAbandoned on the runner's watcher
+    thread, which cancels the step's Spark jobs (the executors are free for other jobs at once) and the
+    step raises it, rather than running every task to the end for a result nobody will record."""
+    import time
+
+    from emrml.engine.spark.runner import SparkRunner
+    from emrml.errors import JobAbandoned
+
+    def deleted(fraction: float, message: str | None) -> None:
+        raise JobAbandoned("BatchPrediction 'bp' attempt 1 no longer holds its job")
+
+    start = time.monotonic()
+    with pytest.raises(JobAbandoned):  # eight tasks of 3 s on two cores: 12 s if they all ran
+        SparkRunner(spark, deleted).map(
+            lambda seconds, report=None: __import__("time").sleep(seconds), [(3,)] * 8, "waiting", (0.0, 1.0)
+        )
+    assert time.monotonic() - start < 8
+    assert spark.sparkContext.parallelize(range(10), 2).count() == 10  # the application runs on
+
+
 def test_jobs_run_on_spark_through_the_service(data: Path, tmp_path: Path) -> None:
     # The real path: the service queues the jobs; each job's worker process runs its Spark application.
     app = EmrML(settings_at(tmp_path, engine="spark"))

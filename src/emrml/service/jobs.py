@@ -28,7 +28,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from emrml.config import Settings
-from emrml.errors import AmazonMLError
+from emrml.errors import AmazonMLError, JobAbandoned
 from emrml.lifetime import exit_with, process_exists
 from emrml.service import forkserver
 from emrml.service.confinement import OWNER_ONLY_UMASK
@@ -54,6 +54,8 @@ class JobContext:
     attempt: int = 0
     _last_report: float = field(default=0.0, repr=False)
     _spark_jobs: list[int] = field(default_factory=list, repr=False)
+    #: Set once a write finds the row no longer this attempt's (deleted, taken over): the work is stopped.
+    _abandoned: bool = field(default=False, repr=False)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -82,12 +84,22 @@ class JobContext:
         self.write(spark_application=application, spark_jobs=json.dumps(self._spark_jobs))
 
     def progress(self, fraction: float, message: str | None = None) -> None:
-        """Record progress in [0, 1]; throttled to a few writes per second."""
+        """Record progress in [0, 1]; throttled to a few writes per second. Raises ``JobAbandoned`` once the
+        row is no longer this attempt's: a deleted job stops instead of running on (and a batch prediction
+        publishing results for an object that is gone)."""
         moment = time.monotonic()
-        if moment - self._last_report < 0.25 and fraction < 1.0:
-            return
-        self._last_report = moment
-        self.write(progress=min(max(fraction, 0.0), 1.0), progress_message=message, heartbeat_at=now())
+        if moment - self._last_report >= 0.25 or fraction >= 1.0:
+            self._last_report = moment
+            values = {"progress": min(max(fraction, 0.0), 1.0), "progress_message": message}
+            if not self.write(**values, heartbeat_at=now()):
+                self._abandoned = True
+        if self._abandoned:
+            who = f"{self.kind} {self.entity_id!r} attempt {self.attempt}"
+            raise JobAbandoned(f"{who} no longer holds its job")
+
+    def heartbeat(self) -> None:
+        if not self.write(heartbeat_at=now()):
+            self._abandoned = True
 
 
 #: Job functions by entity kind. Each returns the columns to store with status COMPLETED.
@@ -112,7 +124,7 @@ def job(kind: str) -> Callable[[JobFunction], JobFunction]:
 
 def _heartbeat(context: JobContext, stop: threading.Event) -> None:
     while not stop.wait(context.settings.job_lease_seconds / 4):
-        context.write(heartbeat_at=now())
+        context.heartbeat()
 
 
 def _cpu_seconds() -> float:
@@ -148,6 +160,7 @@ def run_job_in_this_process(
     threading.Thread(target=_heartbeat, args=(context, stop), daemon=True).start()
     cpu_seconds = _cpu_seconds if worker else time.thread_time  # a server's other threads are not the job's
     cpu_start = cpu_seconds()
+    values: dict[str, Any] | None
     try:
         fields = JOB_FUNCTIONS[kind](context)
         values = {
@@ -160,14 +173,21 @@ def run_job_in_this_process(
         }
     except AmazonMLError as exc:
         values = {"status": "FAILED", "message": exc.message}
+    except JobAbandoned:
+        values = None
     except Exception:
         values = {"status": "FAILED", "message": internal_failure(settings, kind, entity_id)}
     finally:
         stop.set()
+    if values is None:
+        log.warning("%s %s attempt %d: deleted or taken over while it ran; stopped", kind, entity_id, attempt)
+        engine.dispose()
+        return
     finished = now()
     if not context.write(finished_at=finished, last_updated_at=finished, worker=None, **values):
         log.warning(
-            "%s %s attempt %d: the job was taken over by a later attempt; its %s outcome was not recorded",
+            "%s %s attempt %d: the job was deleted or taken over by a later attempt; its %s outcome was not "
+            "recorded",
             kind,
             entity_id,
             attempt,

@@ -13,7 +13,8 @@ serializer (pickle) over its own connections, authenticated and encrypted when `
 (session.py); emrml itself unpickles nothing it reads from storage or the network. A failed task is
 retried by Spark (``spark.task.maxFailures``); a job that fails raises the error the task raised when it
 is one of emrml's (bad data stays a ``DataError`` with its message), else ``SparkEngineError`` with
-Spark's reason on one line.
+Spark's reason on one line. A progress report that raises ``JobAbandoned`` (the job's object was deleted)
+cancels the step's Spark jobs, whose executors are then free for other jobs, and the step raises it.
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ class SparkRunner:
     def __init__(self, session: Any, progress: Progress) -> None:
         self.session = session
         self.progress = progress
+        #: What a progress report raised on the watcher thread: the step's jobs were cancelled for it.
+        self._abandoned: errors.JobAbandoned | None = None
 
     def __enter__(self) -> SparkRunner:
         return self
@@ -102,9 +105,11 @@ class SparkRunner:
             watcher.start()
         try:
             yield
-        except errors.AmazonMLError:
+        except (errors.AmazonMLError, errors.JobAbandoned):
             raise
         except Exception as exc:
+            if self._abandoned is not None:  # the jobs failed because they were cancelled
+                raise self._abandoned from None
             raise _task_error(exc) from None
         finally:
             done.set()
@@ -129,7 +134,12 @@ class SparkRunner:
                         finished += stage.numCompletedTasks
                         total += stage.numTasks
             if total:
-                self.progress(low + (high - low) * finished / total, message)
+                try:
+                    self.progress(low + (high - low) * finished / total, message)
+                except errors.JobAbandoned as abandoned:
+                    self._abandoned = abandoned
+                    self.session.sparkContext.cancelJobGroup(group)
+                    return
 
 
 def _task_error(exc: Exception) -> errors.AmazonMLError:

@@ -193,6 +193,25 @@ def test_a_deleted_jobs_progress_report_cancels_its_spark_jobs(spark: Any) -> No
     assert spark.sparkContext.parallelize(range(10), 2).count() == 10  # the application runs on
 
 
+def test_a_step_without_executors_fails_after_the_setting_instead_of_waiting_for_ever(
+    spark: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What an application whose only worker died sees: no executor, its tasks pending for ever. (The
+    executors are taken away here by the runner's probe: a local application always has its own.)"""
+    import time
+
+    from emrml.engine.spark import runner
+
+    monkeypatch.setattr(runner, "_has_executors", lambda context: False)
+    monkeypatch.setattr(session, "_executor_wait", 1.0)
+    start = time.monotonic()
+    with pytest.raises(session.SparkEngineError, match=r"no executor for 1 s .* spark_executor_wait"):
+        runner.SparkRunner(spark, quiet).map(
+            lambda seconds, report=None: __import__("time").sleep(seconds), [(3,)] * 8, "waiting", (0.0, 1.0)
+        )
+    assert time.monotonic() - start < 8  # eight tasks of 3 s on two cores: 12 s if they all ran
+
+
 def test_jobs_run_on_spark_through_the_service(data: Path, tmp_path: Path) -> None:
     # The real path: the service queues the jobs; each job's worker process runs its Spark application.
     app = EmrML(settings_at(tmp_path, engine="spark"))

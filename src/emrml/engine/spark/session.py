@@ -18,7 +18,8 @@ Set up here, because the defaults do not fit emrml:
   included) and ``spark.io.encryption.enabled`` (shuffle and spill files encrypted on disk). SSL for the
   web UIs is the user's ``spark.ssl.*`` settings in ``spark_conf``, which pass through unchanged.
 * **A master that does not answer** fails at once: its port is tried for ``spark_connect_seconds`` first,
-  instead of Spark's own minute of retries.
+  instead of Spark's own minute of retries. An application without an executor fails a job after
+  ``spark_executor_wait_seconds`` (runner.py) instead of waiting for one for ever.
 
 ``spark_conf`` comes last and overrides everything above.
 """
@@ -39,6 +40,7 @@ from emrml.errors import InternalServerException
 _LOCK = threading.Lock()
 _session: Any = None
 _key: tuple[Any, ...] | None = None
+_executor_wait = 300.0
 
 #: What the error names when pyspark is missing.
 INSTALL_HINT = "pip install 'emrml[spark]' (and a Java 17 runtime)"
@@ -109,7 +111,8 @@ def check_master(settings: Settings) -> None:
 
 def spark_session(settings: Settings) -> Any:
     """The process's SparkSession for these settings (made on first use)."""
-    global _session, _key
+    global _session, _key, _executor_wait
+    _executor_wait = settings.spark_executor_wait_seconds
     key = (settings.spark_master, tuple(sorted(settings.spark_conf.items())), settings.spark_encryption)
     with _LOCK:
         if _session is not None and _key == key and not _stopped(_session):
@@ -137,6 +140,12 @@ def spark_session(settings: Settings) -> Any:
         _session.sparkContext.setLogLevel("ERROR")
         _key = key
         return _session
+
+
+def executor_wait_seconds() -> float:
+    """How long a step of a job waits while the application has no executor (the settings' of the last
+    ``spark_session`` call: one application per process)."""
+    return _executor_wait
 
 
 def _stopped(session: Any) -> bool:

@@ -92,6 +92,13 @@ def test_a_failed_step_stops_the_run_and_exits_non_zero(
          r"pipeline.json: Steps\[2\].CreateMLModel: Bogus is not a member of CreateMLModelInput"),
         (lambda p: p["Steps"][2]["CreateMLModel"].update(MLModelType="TREE"),
          r"pipeline.json: Steps\[2\].CreateMLModel: MLModelType"),
+        (lambda p: p["Steps"][3]["CreateDataSourceFromS3"]["DataSpec"].update(
+            DataRearrangement='{"splitting": {"percentBegin": 0, "percentEnd": 170}}'),
+         r"Steps\[3\].CreateDataSourceFromS3: DataRearrangement member 'splitting.percentEnd'"),
+        (lambda p: p["Steps"][2]["CreateMLModel"].update(Parameters={"sgd.maxPasses": "abc"}),
+         r"pipeline.json: Steps\[2\].CreateMLModel: .*sgd.maxPasses"),
+        (lambda p: p["Steps"][0]["CreateBatchPrediction"].update(OutputUri="s3://bucket/a:b/"),
+         r"pipeline.json: Steps\[0\].CreateBatchPrediction: OutputUri 's3://bucket/a:b/'"),
     ],
 )  # fmt: skip
 def test_bad_pipelines_are_refused_before_anything_runs(
@@ -107,6 +114,20 @@ def test_bad_pipelines_are_refused_before_anything_runs(
         assert app.call("DescribeDataSources", {})["Results"] == []  # nothing ran
     finally:
         app.close()
+
+
+def test_a_request_refused_during_the_run_names_its_step(
+    files: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    # A recipe is checked against the training datasource's schema, known only once that step has run.
+    path, data, out = files
+    document = pipeline(data, out)
+    document["Steps"][2]["CreateMLModel"]["Recipe"] = "{not json"
+    path.write_text(json.dumps(document))
+    result = invoke("--home", str(tmp_path / "home"), "run", str(path), code=2)
+    assert error_line(result).startswith(
+        "error: InvalidInputException: step 'ml' (CreateMLModel): Recipe is not valid JSON"
+    )
 
 
 def test_an_id_taken_by_a_different_object_is_refused_before_anything_runs(

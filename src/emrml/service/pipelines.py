@@ -111,6 +111,7 @@ def parse(text: str, source: str) -> list[Step]:
             raise InvalidInputException(f"{where}.After must be a list of step ids")
         try:  # the request as the API would check it, so a bad member stops the run before it starts
             validate_request(operations[0], request)
+            _check_members(operations[0], request)
         except AmazonMLError as exc:
             raise type(exc)(f"{where}.{operations[0]}: {exc.message}") from None
         step = Step(operations[0], request, after)
@@ -120,6 +121,25 @@ def parse(text: str, source: str) -> list[Step]:
             raise InvalidInputException(f"{where}: the id {step.id!r} is already a step of the pipeline")
         steps.append(step)
     return steps
+
+
+def _check_members(operation: str, request: dict[str, Any]) -> None:
+    """The members the operation itself refuses before creating anything, checked with its own parsers
+    and needing neither the metastore nor the data: otherwise ``--check`` passes a pipeline whose run
+    stops at that step (a split past 100 %, a training parameter that is not a number, an output folder
+    whose key is refused)."""
+    if operation.startswith("CreateDataSourceFrom"):
+        from emrml.core.rearrange import parse_rearrangement
+
+        parse_rearrangement(request["DataSpec"].get("DataRearrangement"))
+    elif operation == "CreateMLModel":
+        from emrml.service.parameters import parse_parameters
+
+        parse_parameters(request.get("Parameters"))
+    elif operation == "CreateBatchPrediction":
+        from emrml.service.batch_predictions import check_output_uri
+
+        check_output_uri(request["OutputUri"])
 
 
 def order(steps: list[Step], exists: Callable[[str], bool], source: str) -> list[Step]:
@@ -195,7 +215,10 @@ def run(
             continue
         if on_step is not None:
             on_step(step, "running")
-        app.call(step.operation, step.request)
+        try:
+            app.call(step.operation, step.request)
+        except AmazonMLError as exc:  # refused by what only the run knows (a recipe against the schema)
+            raise type(exc)(f"step {step.id!r} ({step.operation}): {exc.message}") from None
         report = None
         if progress is not None:
 

@@ -77,6 +77,29 @@ def test_a_failed_step_stops_the_run_and_exits_non_zero(
     assert error_line(result).startswith("error: step 'ds-train' ended FAILED: ")
 
 
+def test_a_rerun_after_a_failure_runs_the_failed_steps_again(
+    files: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    # The evaluation data was missing; once it is there, the same pipeline re-run completes: the FAILED
+    # datasource runs again and the steps after it run, the completed datasource and model are reused.
+    path, data, out = files
+    home = str(tmp_path / "home")
+    missing = tmp_path / "later.csv"
+    document = pipeline(data, out)
+    document["Steps"][4]["CreateDataSourceFromS3"]["DataSpec"]["DataLocationS3"] = str(missing)
+    path.write_text(json.dumps(document))
+    invoke("--home", home, "run", str(path), code=1)
+    missing.write_bytes(data.read_bytes())
+    ran = invoke_json("--home", home, "run", str(path))
+    assert [(step["Id"], step["Status"], step["Skipped"]) for step in ran] == [
+        ("ds-train", "COMPLETED", True), ("ml", "COMPLETED", True), ("ds-rest", "COMPLETED", False),
+        ("ev", "COMPLETED", False), ("bp", "COMPLETED", False),
+    ]  # fmt: skip
+    invoke("--home", home, "datasource", "delete", "ds-rest")
+    result = invoke("--home", home, "run", str(path), "--check", code=2)
+    assert "step 'ds-rest': DataSource 'ds-rest' is DELETED and its id stays reserved" in error_line(result)
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -15,7 +15,7 @@ its ``After``. Everything is checked before anything runs: the file's shape (an 
 its place in the file, and each request is checked as the API checks it), that every reference names a
 step or an existing object, that the steps have no cycle, and each step against the metastore with the
 API's own idempotency rule — an object with the step's id and the same request is the step already done (a
-re-run resumes: completed objects are skipped), one with other parameters is
+re-run resumes: completed objects are skipped, FAILED ones run again), one with other parameters is
 ``IdempotentParameterMismatchException``. Steps then run in dependency order through ``EmrML.call``, as any
 other request; the first object that ends FAILED stops the run.
 """
@@ -188,7 +188,11 @@ def plan(app: EmrML, text: str, source: str) -> list[Step]:
     steps = order(parse(text, source), lambda entity_id: _exists(app, entity_id), source)
     for step in steps:
         try:
-            reused_id(app, step.operation, step.request)
+            if reused_id(app, step.operation, step.request) is not None:
+                status = app.call(f"Get{step.kind}", {ID_MEMBER[step.kind]: step.id})["Status"]
+                if status == "DELETED":
+                    reserved = f"{step.kind} {step.id!r} is DELETED and its id stays reserved"
+                    raise InvalidInputException(f"{reserved}: give the step a new id")
         except AmazonMLError as exc:
             raise type(exc)(f"{source}: step {step.id!r}: {exc.message}") from None
     return steps
@@ -215,6 +219,8 @@ def run(
             continue
         if on_step is not None:
             on_step(step, "running")
+        if before == "FAILED":  # a re-run retries what failed, with the same request
+            app.jobs.requeue_failed(kind, step.id)
         try:
             app.call(step.operation, step.request)
         except AmazonMLError as exc:  # refused by what only the run knows (a recipe against the schema)

@@ -130,6 +130,44 @@ def test_the_settings_make_the_application(tmp_path: Path) -> None:
     assert session.spark_conf(off)["spark.authenticate"] == "true"  # spark_conf passes through, last
 
 
+QUIET_DRIVER = """
+import os, pathlib, sys
+from emrml.config import Settings
+from emrml.engine.spark.session import spark_session
+
+home, marker = pathlib.Path(sys.argv[1]), sys.argv[2]
+settings = Settings.load(environ={}, home=home, spark_master="local[1,2]")  # a failed task is tried twice
+
+
+def fails_once(n):
+    if n == 3 and not os.path.exists(marker):
+        open(marker, "w").close()
+        return 1 // 0
+    return n
+
+
+assert spark_session(settings).sparkContext.parallelize(range(4), 2).map(fails_once).count() == 4
+"""
+
+
+def test_the_drivers_log_goes_to_the_homes_log_folder_not_the_terminal(tmp_path: Path) -> None:
+    import subprocess
+
+    run = subprocess.run(
+        [sys.executable, "-c", QUIET_DRIVER, str(tmp_path / "home"), str(tmp_path / "failed-once")],
+        capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    # Only the JVM's own notice of the vector module Spark loads is left (no option silences it).
+    lines = [line for line in run.stderr.splitlines() if "modules: jdk.incubator.vector" not in line]
+    assert lines == []
+    log = (tmp_path / "home" / "logs" / "spark.log").read_text()
+    assert "ZeroDivisionError" in log  # the failed task and its stack trace, for an operator
+    assert (tmp_path / "home" / "logs" / "spark-log4j2.properties").stat().st_mode & 0o077 == 0
+    settings = settings_at(tmp_path, spark_conf={"spark.driver.extraJavaOptions": "-Dx=1"})
+    assert session.spark_conf(settings)["spark.driver.extraJavaOptions"].endswith('.properties" -Dx=1')
+
+
 def test_tasks_run_in_this_interpreter(spark: Any) -> None:
     # Whatever "python3" the PATH holds (a virtual environment need not be activated), the tasks run this
     # interpreter, the one whose emrml the driver imported.

@@ -17,6 +17,9 @@ Set up here, because the defaults do not fit emrml:
   application, ``spark.network.crypto.enabled`` (AES between driver and executors, block transfers
   included) and ``spark.io.encryption.enabled`` (shuffle and spill files encrypted on disk). SSL for the
   web UIs is the user's ``spark.ssl.*`` settings in ``spark_conf``, which pass through unchanged.
+* **The driver's log** goes to ``<home>/logs/spark.log`` (warnings and errors: lost executors, task
+  failures with their stack traces), not to the terminal of the CLI or the server, where Spark's banner
+  and its log lines would stand among emrml's own messages (a job's failure is its Message, one line).
 * **A master that does not answer** fails at once: its port is tried for ``spark_connect_seconds`` first,
   instead of Spark's own minute of retries. An application without an executor fails a job after
   ``spark_executor_wait_seconds`` (runner.py) instead of waiting for one for ever.
@@ -31,6 +34,8 @@ import secrets
 import socket
 import sys
 import threading
+import warnings
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -64,6 +69,32 @@ def _loopback(master: str) -> bool:
     return host in ("127.0.0.1", "localhost", "::1")
 
 
+#: The driver JVM's log4j2 configuration: Spark's own default, sent to a file instead of the console.
+_LOG_CONFIG = """\
+rootLogger.level = warn
+rootLogger.appenderRef.file.ref = file
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = {log}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = %d{{yy/MM/dd HH:mm:ss}} %p %c{{1}}: %m%n%ex
+logger.jetty.name = org.sparkproject.jetty
+logger.jetty.level = error
+"""
+
+
+def log_config_path(settings: Settings) -> Path:
+    return settings.home / "logs" / "spark-log4j2.properties"
+
+
+def _write_log_config(settings: Settings) -> None:
+    path = log_config_path(settings)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+        out.write(_LOG_CONFIG.format(log=path.parent / "spark.log"))
+
+
 def spark_conf(settings: Settings) -> dict[str, str]:
     """Every setting the application gets (``spark.master`` included); pure, so it can be tested and shown
     (``spark.authenticate.secret`` is generated afresh for each application)."""
@@ -88,6 +119,11 @@ def spark_conf(settings: Settings) -> dict[str, str]:
             }
         )
     conf.update(settings.spark_conf)
+    # The log's place is added to the user's driver options rather than replaced by them (quoted: Spark
+    # splits the options as a shell does, and a home may hold a blank).
+    logging = f'"-Dlog4j2.configurationFile={log_config_path(settings)}"'
+    theirs = conf.get("spark.driver.extraJavaOptions", "")
+    conf["spark.driver.extraJavaOptions"] = f"{logging} {theirs}".strip()
     return conf
 
 
@@ -128,16 +164,18 @@ def spark_session(settings: Settings) -> Any:
         if _loopback(settings.spark_master):
             os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
         effective = spark_conf(settings)
+        _write_log_config(settings)
         # A SparkContext made in a running Python takes its executors' interpreter from PYSPARK_PYTHON,
         # else "python3" on the PATH: spark.pyspark.python is read only by spark-submit. Without this, an
         # emrml run from a virtual environment that is not activated has tasks that cannot import emrml.
         os.environ["PYSPARK_PYTHON"] = effective["spark.pyspark.python"]
         conf = SparkConf().setAll(list(effective.items()))
         try:
-            _session = SparkSession.builder.config(conf=conf).getOrCreate()
+            with warnings.catch_warnings():  # pyspark's about pandas versions: emrml's tasks use no pandas
+                warnings.simplefilter("ignore", FutureWarning)
+                _session = SparkSession.builder.config(conf=conf).getOrCreate()
         except Exception as exc:
             raise SparkEngineError(f"the Spark application did not start: {one_line(exc)}") from None
-        _session.sparkContext.setLogLevel("ERROR")
         _key = key
         return _session
 

@@ -185,6 +185,22 @@ def test_an_unreachable_master_fails_at_once_naming_the_setting(tmp_path: Path) 
         session.check_master(settings)
 
 
+def test_a_master_that_refuses_the_application_is_explained(tmp_path: Path) -> None:
+    # What pyspark raises when a standalone master answered but never registered the application (e.g. it
+    # has no secret, or another one): the message says what to set, not "stopped SparkContext" alone.
+    reason = "Cannot call methods on a stopped SparkContext."
+    secured = settings_at(tmp_path, spark_master="spark://127.0.0.1:7077")
+    message = session.start_failure(secured, reason)
+    assert message.startswith("the Spark master spark://127.0.0.1:7077 answered but did not register")
+    assert "spark.authenticate.secret in spark_conf and in the cluster's spark-defaults.conf" in message
+    assert message.endswith(f"the driver's log is {tmp_path / 'home' / 'logs' / 'spark.log'}")
+    plain = dataclasses.replace(secured, spark_encryption="off")
+    assert "secret" not in session.start_failure(plain, reason)
+    assert session.start_failure(secured, "Java gateway process exited").startswith(
+        "the Spark application did not start: Java gateway process exited; "
+    )
+
+
 def test_without_pyspark_the_error_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 

@@ -175,9 +175,28 @@ def spark_session(settings: Settings) -> Any:
                 warnings.simplefilter("ignore", FutureWarning)
                 _session = SparkSession.builder.config(conf=conf).getOrCreate()
         except Exception as exc:
-            raise SparkEngineError(f"the Spark application did not start: {one_line(exc)}") from None
+            raise SparkEngineError(start_failure(settings, one_line(exc))) from None
         _key = key
         return _session
+
+
+def start_failure(settings: Settings, reason: str) -> str:
+    """Why the application did not start, as the user can act on it. A standalone master that answers
+    (``check_master``) but refuses the application gives up after a minute of retries, and all pyspark
+    then says is that the context is stopped: most often the master lacks the application's secret."""
+    message = f"the Spark application did not start: {reason}"
+    if settings.spark_master.startswith("spark://") and "stopped SparkContext" in reason:
+        message = (
+            f"the Spark master {settings.spark_master} answered but did not register the application "
+            "(it gave up after about a minute)"
+        )
+        if encryption_on(settings):
+            message += (
+                ": with spark_encryption on, the master and its workers must have the application's secret, "
+                "spark.authenticate.secret in spark_conf and in the cluster's spark-defaults.conf (or set "
+                "spark_encryption off)"
+            )
+    return f"{message}; the driver's log is {settings.home / 'logs' / 'spark.log'}"
 
 
 def executor_wait_seconds() -> float:

@@ -189,13 +189,13 @@ def test_yarn_kubernetes_and_emr_step_command_lines(tmp_path: Path) -> None:
     # A packed virtualenv and extra files ship with the application; with encryption off, no switch is set.
     plain = Settings.load(environ={}, home=tmp_path, spark_encryption="off")
     shipped = submit.yarn(plain, "p.json", environment="s3://b/env.tar.gz", py_files=["a.zip", "b.py"])
+    # In client mode the driver is spark-submit's child here: emrml's settings are its environment.
     assert shipped.arguments == [
+        "env", "EMRML_ENGINE=spark", "EMRML_SPARK_MASTER=yarn",
         "spark-submit", "--master", "yarn", "--deploy-mode", "client",
         "--archives", "s3://b/env.tar.gz#environment",
         "--conf", "spark.pyspark.python=./environment/bin/python",
         "--conf", "spark.pyspark.driver.python=python3", "--py-files", "a.zip,b.py",
-        "--conf", "spark.executorEnv.EMRML_ENGINE=spark",
-        "--conf", "spark.executorEnv.EMRML_SPARK_MASTER=yarn",
         submit.EMR_ENTRY_POINT, "run", "p.json",
     ]  # fmt: skip
     assert "no metastore_url" in shipped.notes[0]
@@ -222,7 +222,8 @@ def test_yarn_kubernetes_and_emr_step_command_lines(tmp_path: Path) -> None:
     secret = Settings.load(environ={}, home=tmp_path, metastore_url="postgresql://u:hunter2@db/emrml")
     step = submit.emr_step(secret, "s3://b/p.json")
     assert step[0]["Jar"] == "command-runner.jar"
-    assert step[0]["Args"][:3] == ["spark-submit", "--master", "yarn"]
+    assert step[0]["Args"][:6] == ["env", "EMRML_ENGINE=spark", "EMRML_SPARK_MASTER=yarn", "spark-submit",
+                                   "--master", "yarn"]  # fmt: skip
     assert "hunter2" not in json.dumps(step) and "password" in submit.yarn(secret, "p.json").notes[0]
 
 
@@ -236,7 +237,7 @@ def test_emrml_run_emr_step_prints_the_step_and_the_submit_line(tmp_path: Path) 
     shipped = invoke_json(
         "--home", str(tmp_path), "run", "s3://b/p.json", "--emr-step", "--environment", "s3://b/env.tar.gz"
     )
-    assert shipped["SparkSubmit"][5:7] == ["--archives", "s3://b/env.tar.gz#environment"]
+    assert shipped["SparkSubmit"][8:10] == ["--archives", "s3://b/env.tar.gz#environment"]
     refused = invoke("--home", str(tmp_path), "run", "p.json", "--environment", "env.tar.gz", code=2)
     assert error_line(refused) == (
         "error: --environment is for --emr-step: a local run uses this machine's Python"

@@ -367,6 +367,32 @@ def test_evaluations_equal_the_local_engines(
         assert float(there.performance_metrics[name]) == pytest.approx(float(value), rel=1e-9), name
 
 
+def test_a_pipeline_run_on_spark_runs_every_job_on_one_application(
+    spark: Any, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Under spark-submit (the EMR step) a job per worker process failed from the second job on: each joined
+    # spark-submit's JVM, which holds one SparkContext. The run's jobs share this process's application.
+    import json
+
+    from cli_helpers import invoke_json
+
+    schema = bank_sample_schema().to_json()
+    spec = {"DataLocationS3": str(data / "a.csv"), "DataSchema": schema}
+    steps = [
+        {"CreateDataSourceFromS3": {"DataSourceId": "ds", "ComputeStatistics": True, "DataSpec": spec}},
+        {"CreateMLModel": {"MLModelId": "ml", "MLModelType": "BINARY", "TrainingDataSourceId": "ds",
+                           "Parameters": {"sgd.maxPasses": "2"}}},
+    ]  # fmt: skip
+    (tmp_path / "pipeline.json").write_text(json.dumps({"Steps": steps}))
+    monkeypatch.setenv("EMRML_ENGINE", "spark")
+    home = str(tmp_path / "home")
+    ran = invoke_json("--home", home, "run", str(tmp_path / "pipeline.json"))
+    assert [step["Status"] for step in ran] == ["COMPLETED", "COMPLETED"]
+    source = invoke_json("--home", home, "datasource", "show", "ds")["GetDataSource"]
+    model = invoke_json("--home", home, "model", "show", "ml")["GetMLModel"]
+    assert source["SparkApplicationId"] == model["SparkApplicationId"] == spark.sparkContext.applicationId
+
+
 def test_long_running_mode_runs_every_job_on_the_servers_one_application(
     spark: Any, data: Path, tmp_path: Path
 ) -> None:

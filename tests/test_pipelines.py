@@ -77,6 +77,29 @@ def test_a_failed_step_stops_the_run_and_exits_non_zero(
     assert error_line(result).startswith("error: step 'ds-train' ended FAILED: ")
 
 
+def test_a_rerun_after_a_failure_runs_the_failed_steps_again(
+    files: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    # The evaluation data was missing; once it is there, the same pipeline re-run completes: the FAILED
+    # datasource runs again and the steps after it run, the completed datasource and model are reused.
+    path, data, out = files
+    home = str(tmp_path / "home")
+    missing = tmp_path / "later.csv"
+    document = pipeline(data, out)
+    document["Steps"][4]["CreateDataSourceFromS3"]["DataSpec"]["DataLocationS3"] = str(missing)
+    path.write_text(json.dumps(document))
+    invoke("--home", home, "run", str(path), code=1)
+    missing.write_bytes(data.read_bytes())
+    ran = invoke_json("--home", home, "run", str(path))
+    assert [(step["Id"], step["Status"], step["Skipped"]) for step in ran] == [
+        ("ds-train", "COMPLETED", True), ("ml", "COMPLETED", True), ("ds-rest", "COMPLETED", False),
+        ("ev", "COMPLETED", False), ("bp", "COMPLETED", False),
+    ]  # fmt: skip
+    invoke("--home", home, "datasource", "delete", "ds-rest")
+    result = invoke("--home", home, "run", str(path), "--check", code=2)
+    assert "step 'ds-rest': DataSource 'ds-rest' is DELETED and its id stays reserved" in error_line(result)
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -92,6 +115,13 @@ def test_a_failed_step_stops_the_run_and_exits_non_zero(
          r"pipeline.json: Steps\[2\].CreateMLModel: Bogus is not a member of CreateMLModelInput"),
         (lambda p: p["Steps"][2]["CreateMLModel"].update(MLModelType="TREE"),
          r"pipeline.json: Steps\[2\].CreateMLModel: MLModelType"),
+        (lambda p: p["Steps"][3]["CreateDataSourceFromS3"]["DataSpec"].update(
+            DataRearrangement='{"splitting": {"percentBegin": 0, "percentEnd": 170}}'),
+         r"Steps\[3\].CreateDataSourceFromS3: DataRearrangement member 'splitting.percentEnd'"),
+        (lambda p: p["Steps"][2]["CreateMLModel"].update(Parameters={"sgd.maxPasses": "abc"}),
+         r"pipeline.json: Steps\[2\].CreateMLModel: .*sgd.maxPasses"),
+        (lambda p: p["Steps"][0]["CreateBatchPrediction"].update(OutputUri="s3://bucket/a:b/"),
+         r"pipeline.json: Steps\[0\].CreateBatchPrediction: OutputUri 's3://bucket/a:b/'"),
     ],
 )  # fmt: skip
 def test_bad_pipelines_are_refused_before_anything_runs(
@@ -107,6 +137,20 @@ def test_bad_pipelines_are_refused_before_anything_runs(
         assert app.call("DescribeDataSources", {})["Results"] == []  # nothing ran
     finally:
         app.close()
+
+
+def test_a_request_refused_during_the_run_names_its_step(
+    files: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    # A recipe is checked against the training datasource's schema, known only once that step has run.
+    path, data, out = files
+    document = pipeline(data, out)
+    document["Steps"][2]["CreateMLModel"]["Recipe"] = "{not json"
+    path.write_text(json.dumps(document))
+    result = invoke("--home", str(tmp_path / "home"), "run", str(path), code=2)
+    assert error_line(result).startswith(
+        "error: InvalidInputException: step 'ml' (CreateMLModel): Recipe is not valid JSON"
+    )
 
 
 def test_an_id_taken_by_a_different_object_is_refused_before_anything_runs(
@@ -145,13 +189,13 @@ def test_yarn_kubernetes_and_emr_step_command_lines(tmp_path: Path) -> None:
     # A packed virtualenv and extra files ship with the application; with encryption off, no switch is set.
     plain = Settings.load(environ={}, home=tmp_path, spark_encryption="off")
     shipped = submit.yarn(plain, "p.json", environment="s3://b/env.tar.gz", py_files=["a.zip", "b.py"])
+    # In client mode the driver is spark-submit's child here: emrml's settings are its environment.
     assert shipped.arguments == [
+        "env", "EMRML_ENGINE=spark", "EMRML_SPARK_MASTER=yarn",
         "spark-submit", "--master", "yarn", "--deploy-mode", "client",
         "--archives", "s3://b/env.tar.gz#environment",
         "--conf", "spark.pyspark.python=./environment/bin/python",
         "--conf", "spark.pyspark.driver.python=python3", "--py-files", "a.zip,b.py",
-        "--conf", "spark.executorEnv.EMRML_ENGINE=spark",
-        "--conf", "spark.executorEnv.EMRML_SPARK_MASTER=yarn",
         submit.EMR_ENTRY_POINT, "run", "p.json",
     ]  # fmt: skip
     assert "no metastore_url" in shipped.notes[0]
@@ -178,7 +222,8 @@ def test_yarn_kubernetes_and_emr_step_command_lines(tmp_path: Path) -> None:
     secret = Settings.load(environ={}, home=tmp_path, metastore_url="postgresql://u:hunter2@db/emrml")
     step = submit.emr_step(secret, "s3://b/p.json")
     assert step[0]["Jar"] == "command-runner.jar"
-    assert step[0]["Args"][:3] == ["spark-submit", "--master", "yarn"]
+    assert step[0]["Args"][:6] == ["env", "EMRML_ENGINE=spark", "EMRML_SPARK_MASTER=yarn", "spark-submit",
+                                   "--master", "yarn"]  # fmt: skip
     assert "hunter2" not in json.dumps(step) and "password" in submit.yarn(secret, "p.json").notes[0]
 
 
@@ -192,7 +237,7 @@ def test_emrml_run_emr_step_prints_the_step_and_the_submit_line(tmp_path: Path) 
     shipped = invoke_json(
         "--home", str(tmp_path), "run", "s3://b/p.json", "--emr-step", "--environment", "s3://b/env.tar.gz"
     )
-    assert shipped["SparkSubmit"][5:7] == ["--archives", "s3://b/env.tar.gz#environment"]
+    assert shipped["SparkSubmit"][8:10] == ["--archives", "s3://b/env.tar.gz#environment"]
     refused = invoke("--home", str(tmp_path), "run", "p.json", "--environment", "env.tar.gz", code=2)
     assert error_line(refused) == (
         "error: --environment is for --emr-step: a local run uses this machine's Python"

@@ -47,6 +47,12 @@ def run(
         return
     location = absolute_location(pipeline, what="pipeline")
     service = current.service()
+    if service.settings.engine == "spark":
+        # One Spark application for the whole run, its jobs on this process's thread, as `serve --engine
+        # spark` runs them: a worker process per job would start an application per job, and under
+        # spark-submit (the EMR step) each worker would join spark-submit's JVM, which holds one context
+        # only: the second job would fail. A crash stops the run; a re-run resumes it.
+        service.jobs.in_process = True
     steps = pipelines.plan(service, read_text(location, what="the pipeline file"), pipeline)
     if check:
         message = f"{pipeline}: {len(steps)} steps, in this order: " + ", ".join(s.id for s in steps)

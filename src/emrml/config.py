@@ -102,7 +102,8 @@ class Settings:
     #: through (a ``[spark_conf]`` table in emrml.toml, a JSON object in EMRML_SPARK_CONF);
     #: ``spark_encryption``: authentication and encryption between the driver and executors ("auto": on for
     #: every master that is not ``local``, "on", "off"); a master that does not answer within
-    #: ``spark_connect_seconds`` fails the job rather than waiting.
+    #: ``spark_connect_seconds`` fails the job rather than waiting, and so does a job whose application has
+    #: had no executor for ``spark_executor_wait_seconds`` (its only worker died, or none fits it).
     #: Console logins against an LDAP directory (service/directory.py, docs/security.md); empty ``ldap_url``
     #: (``ldap://host:389``, ``ldaps://host:636``): local passwords only. A user's entry is the
     #: ``ldap_user_dn`` pattern (``uid={user},ou=people,dc=example,dc=org``) or found under
@@ -125,6 +126,7 @@ class Settings:
     spark_conf: dict[str, str] = field(default_factory=dict)
     spark_encryption: str = "auto"
     spark_connect_seconds: float = 10.0
+    spark_executor_wait_seconds: float = 300.0
 
     def __post_init__(self) -> None:
         if not self.data_roots:

@@ -130,6 +130,44 @@ def test_the_settings_make_the_application(tmp_path: Path) -> None:
     assert session.spark_conf(off)["spark.authenticate"] == "true"  # spark_conf passes through, last
 
 
+QUIET_DRIVER = """
+import os, pathlib, sys
+from emrml.config import Settings
+from emrml.engine.spark.session import spark_session
+
+home, marker = pathlib.Path(sys.argv[1]), sys.argv[2]
+settings = Settings.load(environ={}, home=home, spark_master="local[1,2]")  # a failed task is tried twice
+
+
+def fails_once(n):
+    if n == 3 and not os.path.exists(marker):
+        open(marker, "w").close()
+        return 1 // 0
+    return n
+
+
+assert spark_session(settings).sparkContext.parallelize(range(4), 2).map(fails_once).count() == 4
+"""
+
+
+def test_the_drivers_log_goes_to_the_homes_log_folder_not_the_terminal(tmp_path: Path) -> None:
+    import subprocess
+
+    run = subprocess.run(
+        [sys.executable, "-c", QUIET_DRIVER, str(tmp_path / "home"), str(tmp_path / "failed-once")],
+        capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    # Only the JVM's own notice of the vector module Spark loads is left (no option silences it).
+    lines = [line for line in run.stderr.splitlines() if "modules: jdk.incubator.vector" not in line]
+    assert lines == []
+    log = (tmp_path / "home" / "logs" / "spark.log").read_text()
+    assert "ZeroDivisionError" in log  # the failed task and its stack trace, for an operator
+    assert (tmp_path / "home" / "logs" / "spark-log4j2.properties").stat().st_mode & 0o077 == 0
+    settings = settings_at(tmp_path, spark_conf={"spark.driver.extraJavaOptions": "-Dx=1"})
+    assert session.spark_conf(settings)["spark.driver.extraJavaOptions"].endswith('.properties" -Dx=1')
+
+
 def test_tasks_run_in_this_interpreter(spark: Any) -> None:
     # Whatever "python3" the PATH holds (a virtual environment need not be activated), the tasks run this
     # interpreter, the one whose emrml the driver imported.
@@ -173,6 +211,22 @@ def test_an_unreachable_master_fails_at_once_naming_the_setting(tmp_path: Path) 
         session.check_master(settings)
 
 
+def test_a_master_that_refuses_the_application_is_explained(tmp_path: Path) -> None:
+    # What pyspark raises when a standalone master answered but never registered the application (e.g. it
+    # has no secret, or another one): the message says what to set, not "stopped SparkContext" alone.
+    reason = "Cannot call methods on a stopped SparkContext."
+    secured = settings_at(tmp_path, spark_master="spark://127.0.0.1:7077")
+    message = session.start_failure(secured, reason)
+    assert message.startswith("the Spark master spark://127.0.0.1:7077 answered but did not register")
+    assert "spark.authenticate.secret in spark_conf and in the cluster's spark-defaults.conf" in message
+    assert message.endswith(f"the driver's log is {tmp_path / 'home' / 'logs' / 'spark.log'}")
+    plain = dataclasses.replace(secured, spark_encryption="off")
+    assert "secret" not in session.start_failure(plain, reason)
+    assert session.start_failure(secured, "Java gateway process exited").startswith(
+        "the Spark application did not start: Java gateway process exited; "
+    )
+
+
 def test_without_pyspark_the_error_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
@@ -196,6 +250,25 @@ def test_a_tasks_own_error_comes_back_as_itself_and_spark_failures_as_one_line()
     other = _task_error(RuntimeError("java.io.IOException: No space left on device\n\tat x.y(Z.java:1)\n"))
     assert isinstance(other, session.SparkEngineError)
     assert other.message == "the Spark job failed: java.io.IOException: No space left on device"
+
+
+def test_a_step_without_executors_fails_after_the_setting_instead_of_waiting_for_ever(
+    spark: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What an application whose only worker died sees: no executor, its tasks pending for ever. (The
+    executors are taken away here by the runner's probe: a local application always has its own.)"""
+    import time
+
+    from emrml.engine.spark import runner
+
+    monkeypatch.setattr(runner, "_has_executors", lambda context: False)
+    monkeypatch.setattr(session, "_executor_wait", 1.0)
+    start = time.monotonic()
+    with pytest.raises(session.SparkEngineError, match=r"no executor for 1 s .* spark_executor_wait"):
+        runner.SparkRunner(spark, quiet).map(
+            lambda seconds, report=None: __import__("time").sleep(seconds), [(3,)] * 8, "waiting", (0.0, 1.0)
+        )
+    assert time.monotonic() - start < 8  # eight tasks of 3 s on two cores: 12 s if they all ran
 
 
 def test_jobs_run_on_spark_through_the_service(data: Path, tmp_path: Path) -> None:
@@ -297,6 +370,32 @@ def test_evaluations_equal_the_local_engines(
     assert there.insights["alerts"] == here.insights["alerts"]
     for name, value in here.performance_metrics.items():
         assert float(there.performance_metrics[name]) == pytest.approx(float(value), rel=1e-9), name
+
+
+def test_a_pipeline_run_on_spark_runs_every_job_on_one_application(
+    spark: Any, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Under spark-submit (the EMR step) a job per worker process failed from the second job on: each joined
+    # spark-submit's JVM, which holds one SparkContext. The run's jobs share this process's application.
+    import json
+
+    from cli_helpers import invoke_json
+
+    schema = bank_sample_schema().to_json()
+    spec = {"DataLocationS3": str(data / "a.csv"), "DataSchema": schema}
+    steps = [
+        {"CreateDataSourceFromS3": {"DataSourceId": "ds", "ComputeStatistics": True, "DataSpec": spec}},
+        {"CreateMLModel": {"MLModelId": "ml", "MLModelType": "BINARY", "TrainingDataSourceId": "ds",
+                           "Parameters": {"sgd.maxPasses": "2"}}},
+    ]  # fmt: skip
+    (tmp_path / "pipeline.json").write_text(json.dumps({"Steps": steps}))
+    monkeypatch.setenv("EMRML_ENGINE", "spark")
+    home = str(tmp_path / "home")
+    ran = invoke_json("--home", home, "run", str(tmp_path / "pipeline.json"))
+    assert [step["Status"] for step in ran] == ["COMPLETED", "COMPLETED"]
+    source = invoke_json("--home", home, "datasource", "show", "ds")["GetDataSource"]
+    model = invoke_json("--home", home, "model", "show", "ml")["GetMLModel"]
+    assert source["SparkApplicationId"] == model["SparkApplicationId"] == spark.sparkContext.applicationId
 
 
 def test_long_running_mode_runs_every_job_on_the_servers_one_application(

@@ -218,6 +218,37 @@ def test_a_batch_prediction_given_up_after_its_worker_died_leaves_no_partial_res
     assert elsewhere.read_text() == "keep"
 
 
+def test_a_batch_prediction_deleted_while_it_runs_stops_and_publishes_nothing(
+    app: EmrML, shared_datasets: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DeleteBatchPrediction during the scoring: the job's next progress report finds its row gone and
+    stops the work, instead of running to the end and writing results and a manifest for a DELETED
+    object. (On a server thread, as ``serve --engine spark`` runs jobs; the delete comes from inside the
+    job's first scoring report, so that it cannot race the end of the job.)"""
+    from emrml.service.jobs import JobContext
+
+    _pending_bank(app, "ds-del", shared_datasets)
+    request = {"MLModelId": "ml-del", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-del"}
+    app.call("CreateMLModel", request)
+    app.wait("MLModel", "ml-del")
+    out = tmp_path / "out"
+    request = {"BatchPredictionId": "bp-del", "MLModelId": "ml-del", "OutputUri": str(out) + "/"}
+    app.call("CreateBatchPrediction", {**request, "BatchPredictionDataSourceId": "ds-del"})
+    report = JobContext.progress
+
+    def deleted_while_scoring(context: JobContext, fraction: float, message: str | None = None) -> None:
+        if context.kind == "BatchPrediction" and fraction > 0:
+            app.call("DeleteBatchPrediction", {"BatchPredictionId": "bp-del"})
+        report(context, fraction, message)
+
+    monkeypatch.setattr(JobContext, "progress", deleted_while_scoring)
+    app.jobs.in_process = True
+    app.wait("BatchPrediction", "bp-del")
+    described = app.call("GetBatchPrediction", {"BatchPredictionId": "bp-del"})
+    assert described["Status"] == "DELETED" and "TotalRecordCount" not in described
+    assert sorted(path.name for path in out.rglob("*") if path.is_file()) == []
+
+
 def test_a_stale_attempt_writes_nothing(app: EmrML, shared_datasets: Path) -> None:
     """After a lease runs out and the job is claimed again, the first attempt's writes change nothing."""
     from emrml.service.jobs import JobContext, JobStopped

@@ -412,6 +412,17 @@ class JobRunner:
                 return 0
             return int(session.scalar(select(table.attempts).where(table.id == entity_id)))
 
+    def requeue_failed(self, kind: str, entity_id: str) -> bool:
+        """Queue a FAILED job again, as new (a pipeline re-run retries what failed: a cluster lost, a file
+        mended since); whether it was FAILED. Its partial results went with the failure."""
+        table = ENTITY_CLASSES[kind]
+        values: dict[str, Any] = {
+            "status": "PENDING", "message": None, "progress": 0.0, "progress_message": None, "attempts": 0,
+            "started_at": None, "finished_at": None, "worker": None, "last_updated_at": now(),
+        }  # fmt: skip
+        with self.sessions() as session, session.begin():
+            return fenced_update(session, table, [table.id == entity_id, table.status == "FAILED"], values)
+
     def _retry_or_fail(self, kind: str, entity_id: str, attempt: int, what_happened: str) -> bool:
         """Attempt ``attempt`` ended without recording an outcome: queue the job again or give up.
 

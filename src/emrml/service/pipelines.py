@@ -15,7 +15,7 @@ its ``After``. Everything is checked before anything runs: the file's shape (an 
 its place in the file, and each request is checked as the API checks it), that every reference names a
 step or an existing object, that the steps have no cycle, and each step against the metastore with the
 API's own idempotency rule — an object with the step's id and the same request is the step already done (a
-re-run resumes: completed objects are skipped), one with other parameters is
+re-run resumes: completed objects are skipped, FAILED ones run again), one with other parameters is
 ``IdempotentParameterMismatchException``. Steps then run in dependency order through ``EmrML.call``, as any
 other request; the first object that ends FAILED stops the run.
 """
@@ -111,6 +111,7 @@ def parse(text: str, source: str) -> list[Step]:
             raise InvalidInputException(f"{where}.After must be a list of step ids")
         try:  # the request as the API would check it, so a bad member stops the run before it starts
             validate_request(operations[0], request)
+            _check_members(operations[0], request)
         except AmazonMLError as exc:
             raise type(exc)(f"{where}.{operations[0]}: {exc.message}") from None
         step = Step(operations[0], request, after)
@@ -120,6 +121,25 @@ def parse(text: str, source: str) -> list[Step]:
             raise InvalidInputException(f"{where}: the id {step.id!r} is already a step of the pipeline")
         steps.append(step)
     return steps
+
+
+def _check_members(operation: str, request: dict[str, Any]) -> None:
+    """The members the operation itself refuses before creating anything, checked with its own parsers
+    and needing neither the metastore nor the data: otherwise ``--check`` passes a pipeline whose run
+    stops at that step (a split past 100 %, a training parameter that is not a number, an output folder
+    whose key is refused)."""
+    if operation.startswith("CreateDataSourceFrom"):
+        from emrml.core.rearrange import parse_rearrangement
+
+        parse_rearrangement(request["DataSpec"].get("DataRearrangement"))
+    elif operation == "CreateMLModel":
+        from emrml.service.parameters import parse_parameters
+
+        parse_parameters(request.get("Parameters"))
+    elif operation == "CreateBatchPrediction":
+        from emrml.service.batch_predictions import check_output_uri
+
+        check_output_uri(request["OutputUri"])
 
 
 def order(steps: list[Step], exists: Callable[[str], bool], source: str) -> list[Step]:
@@ -168,7 +188,11 @@ def plan(app: EmrML, text: str, source: str) -> list[Step]:
     steps = order(parse(text, source), lambda entity_id: _exists(app, entity_id), source)
     for step in steps:
         try:
-            reused_id(app, step.operation, step.request)
+            if reused_id(app, step.operation, step.request) is not None:
+                status = app.call(f"Get{step.kind}", {ID_MEMBER[step.kind]: step.id})["Status"]
+                if status == "DELETED":
+                    reserved = f"{step.kind} {step.id!r} is DELETED and its id stays reserved"
+                    raise InvalidInputException(f"{reserved}: give the step a new id")
         except AmazonMLError as exc:
             raise type(exc)(f"{source}: step {step.id!r}: {exc.message}") from None
     return steps
@@ -195,7 +219,12 @@ def run(
             continue
         if on_step is not None:
             on_step(step, "running")
-        app.call(step.operation, step.request)
+        if before == "FAILED":  # a re-run retries what failed, with the same request
+            app.jobs.requeue_failed(kind, step.id)
+        try:
+            app.call(step.operation, step.request)
+        except AmazonMLError as exc:  # refused by what only the run knows (a recipe against the schema)
+            raise type(exc)(f"step {step.id!r} ({step.operation}): {exc.message}") from None
         report = None
         if progress is not None:
 

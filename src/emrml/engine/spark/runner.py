@@ -13,7 +13,12 @@ serializer (pickle) over its own connections, authenticated and encrypted when `
 (session.py); emrml itself unpickles nothing it reads from storage or the network. A failed task is
 retried by Spark (``spark.task.maxFailures``); a job that fails raises the error the task raised when it
 is one of emrml's (bad data stays a ``DataError`` with its message), else ``SparkEngineError`` with
-Spark's reason on one line.
+Spark's reason on one line. A progress report that raises (``service.jobs.JobStopped``: the job's object
+was deleted) cancels the step's Spark jobs, whose executors are then free for other jobs, and the step
+raises it. An
+application left without any executor (its only worker died, or no worker has the cores and memory it
+asks for) would wait for one for ever, the job INPROGRESS with its heartbeat going: after
+``spark_executor_wait_seconds`` the step's jobs are cancelled and it fails saying so.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import contextlib
 import functools
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
@@ -29,7 +35,7 @@ from typing import Any, TypeVar
 
 from emrml import errors
 from emrml.core.arrow import skip_pandas_probe
-from emrml.engine.spark.session import SparkEngineError, one_line
+from emrml.engine.spark.session import SparkEngineError, executor_wait_seconds, one_line
 from emrml.storage.locations import configure_storage_settings, storage_settings
 
 T = TypeVar("T")
@@ -62,6 +68,8 @@ class SparkRunner:
     def __init__(self, session: Any, progress: Progress) -> None:
         self.session = session
         self.progress = progress
+        #: Why the watcher thread cancelled the step's jobs (a deleted job, no executor): the step raises it.
+        self._stopped: BaseException | None = None
 
     def __enter__(self) -> SparkRunner:
         return self
@@ -95,27 +103,21 @@ class SparkRunner:
         # The job's progress message names the application, so the jobs browser shows where it runs.
         message = f"{message} (Spark application {context.applicationId})"
         done = threading.Event()
-        stopped: list[BaseException] = []  # what the progress callback raised: the job is to stop
-        if span is not None:
-            watcher = threading.Thread(
-                target=self._watch,
-                args=(group, message, span, done, stopped),
-                name="emrml-spark-progress",
-                daemon=True,
-            )
-            watcher.start()
+        watcher = threading.Thread(
+            target=self._watch, args=(group, message, span, done), name="emrml-spark-progress", daemon=True
+        )
+        watcher.start()
         try:
             yield
         except errors.AmazonMLError:
             raise
         except Exception as exc:
-            if stopped:  # the Spark job was cancelled for it
-                raise stopped[0] from None
+            if self._stopped is not None:  # the jobs failed because the watcher cancelled them
+                raise self._stopped from None
             raise _task_error(exc) from None
         finally:
             done.set()
-            if span is not None:
-                watcher.join()
+            watcher.join()
             job_ids = sorted(context.statusTracker().getJobIdsForGroup(group))
             context.setLocalProperty("spark.jobGroup.id", None)
             record = SPARK_JOBS.get()
@@ -123,28 +125,22 @@ class SparkRunner:
                 record(str(context.applicationId), job_ids)
 
     def _watch(
-        self,
-        group: str,
-        message: str,
-        span: tuple[float, float],
-        done: threading.Event,
-        stopped: list[BaseException],
+        self, group: str, message: str, span: tuple[float, float] | None, done: threading.Event
     ) -> None:
-        """Report the group's progress until ``done``; a progress callback that raises (the job was deleted:
-        ``service.jobs.JobStopped``) cancels the group's Spark jobs, and its exception is kept in ``stopped``
-        for the caller to raise."""
-        try:
-            self._report_until(group, message, span, done)
-        except BaseException as exc:
-            stopped.append(exc)
-            self.session.sparkContext.cancelJobGroup(group)
-
-    def _report_until(
-        self, group: str, message: str, span: tuple[float, float], done: threading.Event
-    ) -> None:
-        tracker = self.session.sparkContext.statusTracker()
-        low, high = span
+        context = self.session.sparkContext
+        tracker = context.statusTracker()
+        patience, seen = executor_wait_seconds(), time.monotonic()
         while not done.wait(_POLL_SECONDS):
+            if _has_executors(context):
+                seen = time.monotonic()
+            elif time.monotonic() - seen > patience:
+                self._stopped = SparkEngineError(
+                    f"the Spark application {context.applicationId} has had no executor for {patience:g} s "
+                    f"(its workers are gone, or none has the cores and memory it asks for), so the job was "
+                    f"stopped: check the cluster at {context.master} (setting spark_executor_wait_seconds)"
+                )
+                context.cancelJobGroup(group)
+                return
             finished = total = 0
             for job_id in tracker.getJobIdsForGroup(group):
                 job = tracker.getJobInfo(job_id)
@@ -153,8 +149,22 @@ class SparkRunner:
                     if stage is not None:
                         finished += stage.numCompletedTasks
                         total += stage.numTasks
-            if total:
-                self.progress(low + (high - low) * finished / total, message)
+            if total and span is not None:
+                low, high = span
+                try:
+                    self.progress(low + (high - low) * finished / total, message)
+                except BaseException as exc:  # the job is to stop (JobStopped, a BaseException)
+                    self._stopped = exc
+                    context.cancelJobGroup(group)
+                    return
+
+
+def _has_executors(context: Any) -> bool:
+    """Whether the application has an executor to run tasks on (a ``local`` master is its own)."""
+    if str(context.master).startswith("local"):
+        return True
+    # The block managers Spark knows: the driver's and one per live executor.
+    return int(context._jsc.sc().getExecutorMemoryStatus().size()) > 1
 
 
 def _task_error(exc: Exception) -> errors.AmazonMLError:

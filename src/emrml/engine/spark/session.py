@@ -17,8 +17,12 @@ Set up here, because the defaults do not fit emrml:
   application, ``spark.network.crypto.enabled`` (AES between driver and executors, block transfers
   included) and ``spark.io.encryption.enabled`` (shuffle and spill files encrypted on disk). SSL for the
   web UIs is the user's ``spark.ssl.*`` settings in ``spark_conf``, which pass through unchanged.
+* **The driver's log** goes to ``<home>/logs/spark.log`` (warnings and errors: lost executors, task
+  failures with their stack traces), not to the terminal of the CLI or the server, where Spark's banner
+  and its log lines would stand among emrml's own messages (a job's failure is its Message, one line).
 * **A master that does not answer** fails at once: its port is tried for ``spark_connect_seconds`` first,
-  instead of Spark's own minute of retries.
+  instead of Spark's own minute of retries. An application without an executor fails a job after
+  ``spark_executor_wait_seconds`` (runner.py) instead of waiting for one for ever.
 
 ``spark_conf`` comes last and overrides everything above.
 """
@@ -30,6 +34,8 @@ import secrets
 import socket
 import sys
 import threading
+import warnings
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -39,6 +45,7 @@ from emrml.errors import InternalServerException
 _LOCK = threading.Lock()
 _session: Any = None
 _key: tuple[Any, ...] | None = None
+_executor_wait = 300.0
 
 #: What the error names when pyspark is missing.
 INSTALL_HINT = "pip install 'emrml[spark]' (and a Java 17 runtime)"
@@ -60,6 +67,32 @@ def _loopback(master: str) -> bool:
         return True
     host = urlsplit(master).hostname or ""
     return host in ("127.0.0.1", "localhost", "::1")
+
+
+#: The driver JVM's log4j2 configuration: Spark's own default, sent to a file instead of the console.
+_LOG_CONFIG = """\
+rootLogger.level = warn
+rootLogger.appenderRef.file.ref = file
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = {log}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = %d{{yy/MM/dd HH:mm:ss}} %p %c{{1}}: %m%n%ex
+logger.jetty.name = org.sparkproject.jetty
+logger.jetty.level = error
+"""
+
+
+def log_config_path(settings: Settings) -> Path:
+    return settings.home / "logs" / "spark-log4j2.properties"
+
+
+def _write_log_config(settings: Settings) -> None:
+    path = log_config_path(settings)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+        out.write(_LOG_CONFIG.format(log=path.parent / "spark.log"))
 
 
 def spark_conf(settings: Settings) -> dict[str, str]:
@@ -86,6 +119,11 @@ def spark_conf(settings: Settings) -> dict[str, str]:
             }
         )
     conf.update(settings.spark_conf)
+    # The log's place is added to the user's driver options rather than replaced by them (quoted: Spark
+    # splits the options as a shell does, and a home may hold a blank).
+    logging = f'"-Dlog4j2.configurationFile={log_config_path(settings)}"'
+    theirs = conf.get("spark.driver.extraJavaOptions", "")
+    conf["spark.driver.extraJavaOptions"] = f"{logging} {theirs}".strip()
     return conf
 
 
@@ -109,7 +147,8 @@ def check_master(settings: Settings) -> None:
 
 def spark_session(settings: Settings) -> Any:
     """The process's SparkSession for these settings (made on first use)."""
-    global _session, _key
+    global _session, _key, _executor_wait
+    _executor_wait = settings.spark_executor_wait_seconds
     key = (settings.spark_master, tuple(sorted(settings.spark_conf.items())), settings.spark_encryption)
     with _LOCK:
         if _session is not None and _key == key and not _stopped(_session):
@@ -125,18 +164,45 @@ def spark_session(settings: Settings) -> Any:
         if _loopback(settings.spark_master):
             os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
         effective = spark_conf(settings)
+        _write_log_config(settings)
         # A SparkContext made in a running Python takes its executors' interpreter from PYSPARK_PYTHON,
         # else "python3" on the PATH: spark.pyspark.python is read only by spark-submit. Without this, an
         # emrml run from a virtual environment that is not activated has tasks that cannot import emrml.
         os.environ["PYSPARK_PYTHON"] = effective["spark.pyspark.python"]
         conf = SparkConf().setAll(list(effective.items()))
         try:
-            _session = SparkSession.builder.config(conf=conf).getOrCreate()
+            with warnings.catch_warnings():  # pyspark's about pandas versions: emrml's tasks use no pandas
+                warnings.simplefilter("ignore", FutureWarning)
+                _session = SparkSession.builder.config(conf=conf).getOrCreate()
         except Exception as exc:
-            raise SparkEngineError(f"the Spark application did not start: {one_line(exc)}") from None
-        _session.sparkContext.setLogLevel("ERROR")
+            raise SparkEngineError(start_failure(settings, one_line(exc))) from None
         _key = key
         return _session
+
+
+def start_failure(settings: Settings, reason: str) -> str:
+    """Why the application did not start, as the user can act on it. A standalone master that answers
+    (``check_master``) but refuses the application gives up after a minute of retries, and all pyspark
+    then says is that the context is stopped: most often the master lacks the application's secret."""
+    message = f"the Spark application did not start: {reason}"
+    if settings.spark_master.startswith("spark://") and "stopped SparkContext" in reason:
+        message = (
+            f"the Spark master {settings.spark_master} answered but did not register the application "
+            "(it gave up after about a minute)"
+        )
+        if encryption_on(settings):
+            message += (
+                ": with spark_encryption on, the master and its workers must have the application's secret, "
+                "spark.authenticate.secret in spark_conf and in the cluster's spark-defaults.conf (or set "
+                "spark_encryption off)"
+            )
+    return f"{message}; the driver's log is {settings.home / 'logs' / 'spark.log'}"
+
+
+def executor_wait_seconds() -> float:
+    """How long a step of a job waits while the application has no executor (the settings' of the last
+    ``spark_session`` call: one application per process)."""
+    return _executor_wait
 
 
 def _stopped(session: Any) -> bool:

@@ -96,11 +96,18 @@ def yarn(
     if deploy_mode not in ("client", "cluster"):
         raise ValueError(f"deploy mode must be client or cluster (got {deploy_mode!r})")
     env, notes = _environment(settings, "yarn")
-    prefix = "spark.yarn.appMasterEnv." if deploy_mode == "cluster" else "spark.executorEnv."
     arguments = ["spark-submit", "--master", "yarn", "--deploy-mode", deploy_mode]
     arguments += _shipped(deploy_mode, environment, py_files)
-    arguments += _conf(settings, env, prefix)
-    return Submission([*arguments, entry, "run", pipeline], notes)
+    if deploy_mode == "cluster":  # the driver runs in YARN's application master, which this sets up
+        return Submission(
+            [*arguments, *_conf(settings, env, "spark.yarn.appMasterEnv."), entry, "run", pipeline], notes
+        )
+    # In client mode the driver is spark-submit's own child on this node and reads emrml's settings from the
+    # environment spark-submit runs in (``spark.executorEnv.*`` would reach only the executors, which read
+    # none of them: tasks take the driver's storage settings); without them it would run every job on this
+    # node's local engine, against a SQLite metastore lost with the cluster.
+    variables = ["env", *(f"{name}={value}" for name, value in env.items())]
+    return Submission([*variables, *arguments, *_conf(settings, {}, ""), entry, "run", pipeline], notes)
 
 
 def kubernetes(

@@ -419,9 +419,11 @@ def test_a_new_key_works_at_once_and_a_deleted_key_stops_working(live_server: An
     # A new user reads no storage until a group grants it.
     access = live_server.service.access
     access.create_group("carol-storage", "carol's data")
-    access.add_statement(
-        "carol-storage", {"Effect": "Allow", "Action": "storage:Read", "Resource": f"{missing}"}
-    )
+    # The data and, with no schema given, the schema file beside it, which the job reads too.
+    for resource in (missing, f"{missing}.schema"):
+        access.add_statement(
+            "carol-storage", {"Effect": "Allow", "Action": "storage:Read", "Resource": f"{resource}"}
+        )
     access.add_member("carol-storage", "carol")
     client.create_data_source_from_s3(DataSourceId="auth-carol", DataSpec={"DataLocationS3": str(missing)})
     created_by = live_server.service.call("GetDataSource", {"DataSourceId": "auth-carol"})["CreatedByIamUser"]

@@ -240,3 +240,59 @@ def test_samples_train_and_evaluate_in_one_click(page: Any, served: Served) -> N
         assert service.wait("Evaluation", f"ev-sample-{name}")["Status"] == "COMPLETED"
     page.goto(f"{served.url}/console/")
     screenshot(page, "home")
+
+
+def test_a_running_objects_page_updates_in_place_and_reloads_once_it_ends(page: Any, served: Served) -> None:
+    """While a model and its evaluation run, the model's page follows its JSON twin without reloading (a
+    choice being made keeps its value and focus); once both have ended it reloads once, to show what their
+    end brought. The page and its first twins are shown as of a running model."""
+    log_in(page, served)
+    answered = {"page": 0, "json": 0}
+
+    def as_running(route: Any, request: Any) -> None:
+        response = route.fetch()
+        if "format=json" in request.url:
+            answered["json"] += 1
+            data = response.json()
+            if answered["json"] <= 2:
+                data["GetMLModel"].update(Status="INPROGRESS", Progress=20.0 * answered["json"])
+                for item in data["Evaluations"]:
+                    item["Status"] = "PENDING"
+            route.fulfill(response=response, json=data)
+            return
+        answered["page"] += 1
+        body = response.text()
+        if answered["page"] == 1:
+            body = re.sub(
+                r'(data-key="GetMLModel" data-status=")COMPLETED'
+                r'("><span class="status) status-completed">COMPLETED<',
+                r'\1INPROGRESS\2 status-inprogress">INPROGRESS<',
+                body,
+            )
+            body = body.replace(
+                f'data-id="{EVALUATION}" data-status="COMPLETED"',
+                f'data-id="{EVALUATION}" data-status="PENDING"',
+            )
+        route.fulfill(response=response, body=body)
+
+    page.route(re.compile(rf".*/console/models/{MODEL}(\?.*)?$"), as_running)
+    page.goto(f"{served.url}/console/models/{MODEL}")
+    model = page.locator('[data-key="GetMLModel"]')
+    assert model.get_attribute("data-status") == "INPROGRESS"
+    page.evaluate("() => { window.sameDocument = true; }")
+    chosen = page.locator("#expires_in option").nth(1).get_attribute("value")
+    page.select_option("#expires_in", chosen)
+    page.focus("#expires_in")
+    page.wait_for_function(
+        "() => document.querySelector('[data-key=\"GetMLModel\"] progress')?.value === 40", timeout=10_000
+    )
+    assert page.evaluate("() => window.sameDocument") is True
+    assert page.evaluate("() => document.activeElement.id") == "expires_in"
+    assert page.input_value("#expires_in") == chosen
+    assert model.locator(".status").inner_text() == "INPROGRESS"
+    assert page.locator(f'li[data-id="{EVALUATION}"]').get_attribute("data-status") == "PENDING"
+    # Both ended: one reload, after which the page is as served and stops following its twin.
+    page.wait_for_function("() => window.sameDocument === undefined", timeout=10_000)
+    assert model.get_attribute("data-status") == "COMPLETED"
+    assert page.locator(f'li[data-id="{EVALUATION}"]').get_attribute("data-status") == "COMPLETED"
+    assert answered["page"] == 2

@@ -430,3 +430,51 @@ def test_a_viewer_is_refused_the_threshold_save_beside_it(installation: Installa
     assert refused.status_code == 403 and 'id="threshold-error"' in refused.text
     assert "UpdateMLModel" in refused.text and 'value="0.37"' in refused.text
     assert installation.service.call("GetMLModel", {"MLModelId": MODEL})["ScoreThreshold"] == before
+
+
+def test_a_models_actions_the_user_may_not_take_are_disabled_or_left_out_saying_why(
+    admin: Any, installation: Installation
+) -> None:
+    """The model and evaluation pages ask the service which of their actions the user may take: one who
+    may only read and predict finds the endpoint and threshold buttons disabled and no batch prediction
+    link, with a note naming the permissions; the service still refuses the form if sent anyway."""
+    access, name = installation.service.access, "gail"
+    Identities(installation.service.sessions, installation.home).create_user(name)
+    Logins(installation.service.sessions).set_password(name, "gail-password-1")
+    access.create_group("ml-readers")
+    reads = [
+        "GetMLModel",
+        "GetMLModelInsights",
+        "DescribeEvaluations",
+        "GetEvaluation",
+        "GetEvaluationInsights",
+    ]
+    actions = [f"machinelearning:{operation}" for operation in (*reads, "Predict")]
+    access.add_statement("ml-readers", {"Effect": "Allow", "Action": actions, "Resource": "*"})
+    access.add_member("ml-readers", name)
+    with TestClient(create_app(installation.service), follow_redirects=False) as client:
+        assert log_in(client, name, "gail-password-1").status_code == 303
+        model = client.get(f"/console/models/{MODEL}")
+        evaluation = client.get(f"/console/evaluations/{EVALUATION}")
+        refused = client.post(
+            f"/console/models/{MODEL}/endpoint",
+            data={"csrf_token": login_token(model.text), "action": "create"},
+        )
+    assert model.status_code == 200 and evaluation.status_code == 200
+    button = re.search(r'<button type="submit"[^>]*id="endpoint-button"[^>]*>', model.text)
+    assert button and 'disabled aria-describedby="refused-note"' in button.group(0)
+    note = re.search(r'<p class="hint" id="refused-note">([^<]*)</p>', model.text)
+    assert note and "machinelearning:CreateBatchPrediction" in note.group(1)
+    assert "RealtimeEndpoint" in note.group(1) and "Predict," not in note.group(1)
+    assert f"/console/models/{MODEL}/predict" in model.text
+    assert "/console/batch-predictions/new" not in model.text
+    save = re.search(r'<button type="submit" id="save-threshold"[^>]*>', evaluation.text)
+    assert save and "disabled" in save.group(0)
+    assert "machinelearning:UpdateMLModel" in evaluation.text
+    assert refused.status_code == 403
+    # One who may: the same pages offer everything, with no note.
+    for page in (admin.get(f"/console/models/{MODEL}"), admin.get(f"/console/evaluations/{EVALUATION}")):
+        assert (
+            page.status_code == 200 and 'id="refused-note"' not in page.text and " disabled" not in page.text
+        )
+    assert "/console/batch-predictions/new" in admin.get(f"/console/models/{MODEL}").text

@@ -286,6 +286,46 @@ def test_guarded_writes_check_each_file_in_its_folder_as_opened(tmp_path: Path) 
         (tmp_path / "out-checked").rmdir()
 
 
+def test_missing_folders_are_made_one_level_at_a_time_through_the_guard(tmp_path: Path) -> None:
+    """A write or a new folder below missing folders makes each in its parent as opened and checked: through
+    a folder that is (or becomes, right after a check) a link to elsewhere, no folder is made there."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "linked").symlink_to(outside, target_is_directory=True)
+
+    def refuse_outside(path: str, named: str) -> None:
+        if os.path.realpath(path).startswith(str(outside)):
+            raise Refused(f"{named} is outside")
+
+    writes = (
+        lambda target: _write_through(atomic_write(target)),
+        lambda target: publish_file(str(make(tmp_path, "made.gz")), target),
+        lambda target: make_folder(target + "/"),
+    )
+    for number, write in enumerate(writes):
+        with guarded_writes(refuse_outside), pytest.raises(Refused, match="is outside"):
+            write(str(tmp_path / "linked" / "a" / "b" / f"{number}.gz"))
+        with guarded_here(refuse_outside, refuse_outside), pytest.raises(Refused, match="is outside"):
+            write(str(tmp_path / "linked" / "c" / f"{number}.gz"))
+    assert not any(outside.iterdir())
+
+    def swap_after_the_first_check(path: str, named: str) -> None:
+        refuse_outside(path, named)
+        folder = tmp_path / "out"
+        if not folder.is_symlink():
+            folder.rename(tmp_path / "out-checked")
+            folder.symlink_to(outside, target_is_directory=True)
+
+    for number, write in enumerate(writes):
+        (tmp_path / "out").unlink(missing_ok=True)
+        (tmp_path / "out").mkdir()
+        with guarded_here(refuse_outside, swap_after_the_first_check):
+            write(str(tmp_path / "out" / "a" / "b" / f"{number}.gz"))
+        assert not any(outside.iterdir())
+        assert (tmp_path / "out-checked" / "a" / "b" / f"{number}.gz").exists()
+        (tmp_path / "out-checked").rename(tmp_path / f"kept-{number}")
+
+
 def _write_through(writer: object) -> None:
     with writer as stream:  # type: ignore[attr-defined]
         stream.write(b"data\n")

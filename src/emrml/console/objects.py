@@ -161,7 +161,11 @@ def model(visit: Visit) -> View:
         {"FilterVariable": "MLModelId", "EQ": model_id, "Limit": 20, "SortOrder": "dsc"},
     )["Results"]
     data = {"GetMLModel": described, "GetMLModelInsights": insights, "Evaluations": evaluations}
-    extra = {"recipe": described.get("Recipe"), "links": _links(visit, "MLModel", model_id)}
+    extra = {
+        "recipe": described.get("Recipe"),
+        "links": _links(visit, "MLModel", model_id),
+        "refused": _refused(visit, MODEL_ACTIONS, {"MLModelId": model_id}),
+    }
     return View("model.html", data, extra=extra)
 
 
@@ -176,6 +180,7 @@ def evaluation(visit: Visit, threshold: float | None = None) -> View:
     extra: dict[str, Any] = {
         "links": _links(visit, "Evaluation", evaluation_id),
         "saved": "saved" in visit.query,
+        "refused": _refused(visit, THRESHOLD_ACTIONS, {"MLModelId": described.get("MLModelId")}),
     }
     if insights.get("MLModelType") == "BINARY" and "thresholdTable" in metrics:
         chosen = insights.get("ScoreThreshold", metrics.get("threshold", 0.5))
@@ -193,6 +198,28 @@ def evaluation(visit: Visit, threshold: float | None = None) -> View:
                 chosen = insights.get("ScoreThreshold", 0.5)
         data["AtThreshold"] = at_threshold(metrics, chosen)
     return View("evaluation.html", data, extra=extra)
+
+
+#: The operations behind a model page's actions, by action, with what each is called in the page's note.
+MODEL_ACTIONS = {
+    "CreateRealtimeEndpoint": "turn the real-time endpoint on",
+    "DeleteRealtimeEndpoint": "turn the real-time endpoint off",
+    "Predict": "predict a record",
+    "CreateBatchPrediction": "start a batch prediction",
+}
+#: The operation behind an evaluation page's "Save as the model's threshold".
+THRESHOLD_ACTIONS = {"UpdateMLModel": "save the model's threshold"}
+
+
+def _refused(visit: Visit, actions: dict[str, str], request: dict[str, Any]) -> dict[str, str]:
+    """Those of ``actions`` (operation: what it does) the service would refuse this user with ``request``,
+    as the service's access layer decides: the page disables or leaves them out, saying why."""
+    access = visit.console.service.access
+    return {
+        operation: does
+        for operation, does in actions.items()
+        if not access.allowed(visit.arn, operation, request)
+    }
 
 
 def _links(visit: Visit, kind: str, object_id: str) -> list[Any]:

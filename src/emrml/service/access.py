@@ -213,6 +213,15 @@ class Access:
                 if not policy.allows(action, resource, owner is None or owner == caller):
                     raise _denied(policy, action, resource)
 
+    def allowed(self, caller: str | None, operation: str, request: dict[str, Any]) -> bool:
+        """Whether ``authorize`` lets ``caller`` run ``operation`` with ``request`` (the console asks before
+        offering an action, so that a refusal is not the first the user learns of it)."""
+        try:
+            self.authorize(caller, operation, request)
+        except AccessDeniedException:
+            return False
+        return True
+
     def check_predict(self, caller: str, model_id: str, owner: str) -> None:
         """Predict's check, on the hot path: a remembered policy and decision (about a microsecond)."""
         if ":user/" not in caller:  # user_name_of(caller) is None (the root), without the call

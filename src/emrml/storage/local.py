@@ -90,10 +90,14 @@ def _write_guard() -> Check | None:
     return here[1] if here is not None else _WRITE_GUARD
 
 
-def _open_folder(directory: str, name: str, target: str) -> int:
+def _open_folder(directory: str, name: str, target: str, *, create: bool = False) -> int:
     """A descriptor of the folder ``directory`` that the file ``name`` is about to be written in, having
-    passed the write guard (if any) with the file's path as that descriptor resolves it."""
-    folder = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    passed the write guard (if any) with the file's path as that descriptor resolves it; with ``create``,
+    its missing parents are made first (``_make_folders``)."""
+    if create:
+        folder = _make_folders(directory, target)
+    else:
+        folder = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     guard = _write_guard()
     if guard is not None:
         try:
@@ -101,6 +105,40 @@ def _open_folder(directory: str, name: str, target: str) -> int:
         except BaseException:
             os.close(folder)
             raise
+    return folder
+
+
+def _make_folders(directory: str, target: str) -> int:
+    """A descriptor of the folder ``directory``, creating its missing folders one level at a time: each in
+    its parent as opened, after the write guard (if any) passed it there, and opened without following a
+    link, so a folder swapped for a symbolic link cannot have folders made outside what the guard allows."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+    directory = os.path.normpath(directory or ".")
+    missing: list[str] = []
+    existing = directory
+    while True:
+        try:
+            folder = os.open(existing, flags)
+            break
+        except FileNotFoundError:
+            parent, name = os.path.split(existing)
+            if not name or parent == existing:
+                raise
+            missing.append(name)
+            existing = parent or "."
+    guard = _write_guard()
+    try:
+        for name in reversed(missing):
+            if guard is not None:
+                guard(os.path.join(opened_path(folder, existing), name), target)
+            with suppress(FileExistsError):
+                os.mkdir(name, dir_fd=folder)
+            inner = os.open(name, flags | os.O_NOFOLLOW, dir_fd=folder)
+            os.close(folder)
+            folder, existing = inner, os.path.join(existing, name)
+    except BaseException:
+        os.close(folder)
+        raise
     return folder
 
 
@@ -173,8 +211,7 @@ class LocalBackend:
         """Create the directory ``location`` (and its parents), in its parent folder as opened and checked."""
         target = local_path(location)
         directory, name = os.path.split(target.rstrip("/"))
-        os.makedirs(directory, exist_ok=True)
-        folder = _open_folder(directory, name, target)
+        folder = _open_folder(directory, name, target, create=True)
         try:
             os.mkdir(name, dir_fd=folder)
         except FileExistsError:
@@ -223,8 +260,7 @@ class LocalBackend:
         target = local_path(location)
         directory, name = os.path.split(target)
         try:
-            os.makedirs(directory, exist_ok=True)
-            folder = _open_folder(directory, name, target)
+            folder = _open_folder(directory, name, target, create=True)
             try:
                 os.replace(path, name, dst_dir_fd=folder)
             finally:
@@ -243,9 +279,9 @@ class LocalBackend:
         try:
             if location.endswith("/") or os.path.isdir(target):
                 raise IsADirectoryError(21, "it is a directory", target)
-            os.makedirs(directory, exist_ok=True)
-            # The temporary file is made, and renamed, in the folder as opened (and checked) now.
-            folder = _open_folder(directory, name, target)
+            # The temporary file is made, and renamed, in the folder as opened (and checked) now, its
+            # missing parents made one level at a time in theirs.
+            folder = _open_folder(directory, name, target, create=True)
         except OSError as exc:
             raise write_error(location, exc) from exc
         try:

@@ -103,14 +103,79 @@
     window.setTimeout(refresh, 2000);
   }
 
-  // A detail page whose object (or one it lists) is still running reloads itself until all have ended.
-  function reloadWhileRunning() {
-    var running = document.querySelector('[data-live="object"][data-status="PENDING"], [data-live="object"][data-status="INPROGRESS"]');
-    if (running) window.setTimeout(function () { window.location.reload(); }, 3000);
+  var RUNNING = { PENDING: true, INPROGRESS: true };
+
+  // The object a live element shows, in its page's JSON twin: the twin's entry named by data-key, or in
+  // the list it names, the item whose data-id-field is data-id.
+  function liveObject(data, node) {
+    var entry = data[node.getAttribute("data-key")];
+    var field = node.getAttribute("data-id-field");
+    if (!field) return entry;
+    var id = node.getAttribute("data-id");
+    return (entry || []).filter(function (item) { return item[field] === id; })[0];
+  }
+
+  // A status as the template's status macro shows it: the status, and the progress while in progress.
+  function showStatus(node, item) {
+    node.setAttribute("data-status", item.Status);
+    var label = node.querySelector(".status");
+    label.className = "status status-" + String(item.Status || "").toLowerCase();
+    label.textContent = item.Status;
+    var progress = node.querySelector("progress");
+    if (item.Status === "INPROGRESS" && typeof item.Progress === "number") {
+      if (!progress) {
+        progress = document.createElement("progress");
+        progress.max = 100;
+        progress.setAttribute("aria-label", "progress");
+        label.parentNode.insertBefore(progress, label.nextSibling);
+        label.parentNode.insertBefore(document.createTextNode(" "), progress);
+      }
+      progress.value = item.Progress;
+      progress.textContent = item.Progress + " %";
+    } else if (progress) {
+      progress.parentNode.removeChild(progress);
+    }
+  }
+
+  // A detail page whose object (or one it lists) is still running follows its JSON twin every two
+  // seconds, updating each status and progress in place (focus, scroll and what is being typed stay);
+  // once all have ended, or the list gained an object, it reloads once to show what their end brought.
+  function liveObjects() {
+    var nodes = document.querySelectorAll('[data-live="object"]');
+    var running = Array.prototype.some.call(nodes, function (node) { return RUNNING[node.getAttribute("data-status")]; });
+    if (!running) return;
+    function update(data) {
+      var ended = true;
+      var changed = false;
+      Array.prototype.forEach.call(nodes, function (node) {
+        var item = liveObject(data, node);
+        if (!item) return;
+        if (item.Status !== node.getAttribute("data-status")) changed = true;
+        showStatus(node, item);
+        if (RUNNING[item.Status]) ended = false;
+      });
+      var grown = Array.prototype.some.call(document.querySelectorAll("[data-live-list]"), function (list) {
+        var listed = data[list.getAttribute("data-live-list")];
+        return Array.isArray(listed) && listed.length > list.querySelectorAll('[data-live="object"]').length;
+      });
+      if ((ended && changed) || grown) window.location.reload();
+      return ended;
+    }
+    function refresh() {
+      var url = new URL(window.location.href);
+      url.searchParams.set("format", "json");
+      var ended = false;
+      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (data) { if (data) ended = update(data); })
+        .catch(function () {})
+        .finally(function () { if (!ended) window.setTimeout(refresh, 2000); });
+    }
+    window.setTimeout(refresh, 2000);
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    reloadWhileRunning();
+    liveObjects();
     var jobs = document.querySelector('[data-live="jobs"]');
     if (jobs) liveJobs(jobs);
   });

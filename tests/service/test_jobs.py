@@ -176,6 +176,28 @@ def test_an_internal_failure_tells_the_user_what_failed_and_logs_the_details(
     assert log_file.stat().st_mode & 0o777 == 0o600
 
 
+def test_a_failed_job_keeps_no_progress_message(
+    app: EmrML, shared_datasets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job that fails after reporting what it was doing: FAILED beside "reading …" would tell the user
+    the job is still at it. Its progress message goes, as a completed job's does; its progress stays."""
+    from emrml.errors import InvalidInputException
+    from emrml.service import jobs, tasks  # noqa: F401  (tasks registers the job functions)
+
+    def failing(context: jobs.JobContext) -> dict:
+        context.progress(0.4, "reading data.csv")
+        raise InvalidInputException("the data was bad")
+
+    create_bank(app, "ds-failing", shared_datasets / "bank_marketing" / "data.csv", shared_datasets)
+    attempt = app.jobs.claim("DataSource", "ds-failing")
+    monkeypatch.setitem(jobs.JOB_FUNCTIONS, "DataSource", failing)
+    jobs.run_job_in_this_process(app.settings, "DataSource", "ds-failing", attempt, worker=False)
+    with app.sessions() as session:
+        failed = session.get(DataSource, "ds-failing")
+        assert (failed.status, failed.message) == ("FAILED", "the data was bad")
+        assert failed.progress_message is None and failed.progress == pytest.approx(0.4)
+
+
 def _pending_bank(app: EmrML, entity_id: str, shared_datasets: Path) -> None:
     create_bank(app, entity_id, shared_datasets / "bank_marketing" / "data.csv", shared_datasets)
 

@@ -271,6 +271,82 @@ def test_a_batch_prediction_deleted_while_it_runs_stops_and_publishes_nothing(
     assert sorted(path.name for path in out.rglob("*") if path.is_file()) == []
 
 
+def test_a_batch_prediction_deleted_while_it_publishes_leaves_no_results_and_no_manifest(
+    app: EmrML, shared_datasets: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DeleteBatchPrediction as the job publishes its results (after its last scoring report): the job
+    still writes the results and the manifest, then finds its row gone; neither stays in the output."""
+    from emrml.service.jobs import JobContext
+
+    _pending_bank(app, "ds-pub", shared_datasets)
+    request = {"MLModelId": "ml-pub", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-pub"}
+    app.call("CreateMLModel", request)
+    app.wait("MLModel", "ml-pub")
+    out = tmp_path / "out"
+    request = {"BatchPredictionId": "bp-pub", "MLModelId": "ml-pub", "OutputUri": str(out) + "/"}
+    app.call("CreateBatchPrediction", {**request, "BatchPredictionDataSourceId": "ds-pub"})
+    report = JobContext.progress
+    messages: list[str | None] = []
+
+    def deleted_while_publishing(context: JobContext, fraction: float, message: str | None = None) -> None:
+        report(context, fraction, message)
+        messages.append(message)
+        if context.kind == "BatchPrediction" and message == "publishing the results":
+            app.call("DeleteBatchPrediction", {"BatchPredictionId": "bp-pub"})
+
+    monkeypatch.setattr(JobContext, "progress", deleted_while_publishing)
+    app.jobs.in_process = True
+    app.wait("BatchPrediction", "bp-pub")
+    assert "publishing the results" in messages
+    described = app.call("GetBatchPrediction", {"BatchPredictionId": "bp-pub"})
+    assert described["Status"] == "DELETED" and "TotalRecordCount" not in described
+    assert sorted(path.name for path in out.rglob("*") if path.is_file()) == []
+
+
+def test_a_batch_prediction_stopped_after_publishing_removes_its_results_and_manifest(
+    app: EmrML, shared_datasets: Path, tmp_path: Path
+) -> None:
+    """The job's last progress point comes after the results and the manifest are written: a job stopped
+    there (its object deleted while it published) removes both itself, as it removes the results of any
+    step that fails after publishing."""
+    from emrml.core.schema import parse_schema
+    from emrml.engine.batch import batch_predict
+    from emrml.engine.training import DatasourceData
+    from emrml.service.jobs import JobStopped
+
+    _pending_bank(app, "ds-stop", shared_datasets)
+    request = {"MLModelId": "ml-stop", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-stop"}
+    app.call("CreateMLModel", request)
+    assert app.wait("MLModel", "ml-stop")["Status"] == "COMPLETED"
+    messages: list[str | None] = []
+
+    def stopped_at_the_end(fraction: float, message: str | None) -> None:
+        messages.append(message)
+        if fraction == 1.0:
+            assert sorted(path.name for path in out.rglob("*") if path.is_file()) == [
+                "bp-stop-data.csv.gz",
+                "bp-stop.manifest",
+            ]
+            raise JobStopped
+
+    out = tmp_path / "out"
+    schema = (shared_datasets / "bank_marketing" / BANK_SCHEMA_NAME).read_text()
+    with pytest.raises(JobStopped):
+        batch_predict(
+            batch_prediction_id="bp-stop",
+            artifact_location=app.settings.home / "models" / "ml-stop.zip",
+            data=DatasourceData(
+                str(shared_datasets / "bank_marketing" / "data.csv"), parse_schema(schema), None
+            ),
+            output_uri=str(out),
+            score_threshold=0.5,
+            settings=app.settings,
+            progress=stopped_at_the_end,
+        )
+    assert "publishing the results" in messages
+    assert sorted(path.name for path in out.rglob("*") if path.is_file()) == []
+
+
 def test_a_stale_attempt_writes_nothing(app: EmrML, shared_datasets: Path) -> None:
     """After a lease runs out and the job is claimed again, the first attempt's writes change nothing."""
     from emrml.service.jobs import JobContext, JobStopped

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -645,17 +646,62 @@ def _pool_processes(pid: int) -> list[int]:
     return found
 
 
+def _stopped(pid: int) -> bool:
+    """Whether a process is stopped (SIGSTOP), or gone."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state in ("T", "t", "Z", "X")
+
+
+def _holds_open(pid: int, path: Path) -> bool:
+    try:
+        descriptors = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for descriptor in descriptors:
+        with suppress(OSError):
+            if os.readlink(descriptor) == str(path):
+                return True
+    return False
+
+
+def _pool_stopped_in_a_unit(worker: int, data: Path) -> tuple[int, list[int]]:
+    """Stop (SIGSTOP) the pool processes of a worker at a moment one of them is in the middle of a unit,
+    reading ``data``: that unit's result is then certainly still to come, and killing that process breaks
+    the pool. Returns that process and all the pool's, stopped."""
+    while _alive(worker):
+        pool = _pool_processes(worker)
+        for process in pool:
+            with suppress(ProcessLookupError):
+                os.kill(process, signal.SIGSTOP)
+        while not all(_stopped(process) for process in pool):
+            time.sleep(0.001)
+        reading = [process for process in pool if _holds_open(process, data)]
+        if reading:
+            return reading[0], pool
+        for process in pool:
+            with suppress(ProcessLookupError):
+                os.kill(process, signal.SIGCONT)
+        time.sleep(0.01)
+    raise AssertionError("the worker ended before a pool process was seen scoring")
+
+
 def test_a_batch_prediction_whose_pool_process_is_killed_is_retried(
     app: EmrML, big_bank_csv: Path, shared_datasets: Path, tmp_path: Path
 ) -> None:
     """The kernel short of memory kills the largest process, often one of a batch prediction's pool: the
-    attempt died as surely as if its worker had, and is retried (it was an internal error, for good)."""
+    attempt died as surely as if its worker had, and is retried (it was an internal error, for good). The
+    pool is killed while a unit is certainly unfinished: a pool whose units have all returned is of no
+    more use, and its death breaks nothing."""
     out = tmp_path / "out"
     runner, pid = _start_big_batch_prediction(app, "bp-oom", out, big_bank_csv, shared_datasets)
-    deadline = time.monotonic() + 30
-    while not (children := _pool_processes(pid)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.kill(children[0], signal.SIGKILL)
+    victim, pool = _pool_stopped_in_a_unit(pid, big_bank_csv.resolve())
+    os.kill(victim, signal.SIGKILL)
+    for process in pool:
+        with suppress(ProcessLookupError):
+            os.kill(process, signal.SIGCONT)
     runner.join(timeout=300)
     result = app.call("GetBatchPrediction", {"BatchPredictionId": "bp-oom"})
     assert result["Status"] == "COMPLETED", result.get("Message")

@@ -26,7 +26,7 @@ from emrml.errors import (
     PredictorNotMountedException,
     ResourceNotFoundException,
 )
-from emrml.service import models
+from emrml.service import endpoints, models
 from emrml.service.app import EmrML
 from emrml.service.endpoints import serve_predict
 from emrml.service.metastore import MLModel
@@ -239,6 +239,32 @@ def test_threshold_change_and_endpoint_creation_do_not_interleave(
         model = apps[1].call("GetMLModel", {"MLModelId": model_id})
         assert model["ScoreThresholdLastUpdatedAt"] <= model["EndpointInfo"]["CreatedAt"]
         assert predict(apps[1], model_id, {"x": "7", "words": "good day"})["predictedLabel"] == "0"
+    finally:
+        for app in apps:
+            app.close()
+
+
+def test_endpoint_deletion_waits_for_an_endpoint_creation_under_way(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # DeleteRealtimeEndpoint read the model while CreateRealtimeEndpoint was marking the endpoint UPDATING,
+    # found no endpoint, and returned: the endpoint created meanwhile was READY after its deletion. Reading
+    # the model in CreateRealtimeEndpoint is slowed so that DeleteRealtimeEndpoint starts meanwhile.
+    apps = [EmrML(settings), EmrML(settings)]
+    try:
+        model_id = train_small(apps[0], tmp_path, "binary")
+        apps[0].wait("MLModel", model_id)
+        read = endpoints.find
+        monkeypatch.setattr(endpoints, "find", lambda *args: (read(*args), time.sleep(0.5))[0])
+        with ThreadPoolExecutor(1) as pool:
+            create = pool.submit(apps[1].call, "CreateRealtimeEndpoint", {"MLModelId": model_id})
+            time.sleep(0.2)
+            apps[0].call("DeleteRealtimeEndpoint", {"MLModelId": model_id})
+            create.result()  # the endpoint was created before it was deleted
+        monkeypatch.undo()
+        assert apps[1].call("GetMLModel", {"MLModelId": model_id})["EndpointInfo"]["EndpointStatus"] == "NONE"
+        with pytest.raises(PredictorNotMountedException):
+            predict(apps[1], model_id, {"x": "7"})
     finally:
         for app in apps:
             app.close()

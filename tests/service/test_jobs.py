@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -176,6 +177,28 @@ def test_an_internal_failure_tells_the_user_what_failed_and_logs_the_details(
     assert log_file.stat().st_mode & 0o777 == 0o600
 
 
+def test_a_failed_job_keeps_no_progress_message(
+    app: EmrML, shared_datasets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job that fails after reporting what it was doing: FAILED beside "reading …" would tell the user
+    the job is still at it. Its progress message goes, as a completed job's does; its progress stays."""
+    from emrml.errors import InvalidInputException
+    from emrml.service import jobs, tasks  # noqa: F401  (tasks registers the job functions)
+
+    def failing(context: jobs.JobContext) -> dict:
+        context.progress(0.4, "reading data.csv")
+        raise InvalidInputException("the data was bad")
+
+    create_bank(app, "ds-failing", shared_datasets / "bank_marketing" / "data.csv", shared_datasets)
+    attempt = app.jobs.claim("DataSource", "ds-failing")
+    monkeypatch.setitem(jobs.JOB_FUNCTIONS, "DataSource", failing)
+    jobs.run_job_in_this_process(app.settings, "DataSource", "ds-failing", attempt, worker=False)
+    with app.sessions() as session:
+        failed = session.get(DataSource, "ds-failing")
+        assert (failed.status, failed.message) == ("FAILED", "the data was bad")
+        assert failed.progress_message is None and failed.progress == pytest.approx(0.4)
+
+
 def _pending_bank(app: EmrML, entity_id: str, shared_datasets: Path) -> None:
     create_bank(app, entity_id, shared_datasets / "bank_marketing" / "data.csv", shared_datasets)
 
@@ -246,6 +269,82 @@ def test_a_batch_prediction_deleted_while_it_runs_stops_and_publishes_nothing(
     app.wait("BatchPrediction", "bp-del")
     described = app.call("GetBatchPrediction", {"BatchPredictionId": "bp-del"})
     assert described["Status"] == "DELETED" and "TotalRecordCount" not in described
+    assert sorted(path.name for path in out.rglob("*") if path.is_file()) == []
+
+
+def test_a_batch_prediction_deleted_while_it_publishes_leaves_no_results_and_no_manifest(
+    app: EmrML, shared_datasets: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DeleteBatchPrediction as the job publishes its results (after its last scoring report): the job
+    still writes the results and the manifest, then finds its row gone; neither stays in the output."""
+    from emrml.service.jobs import JobContext
+
+    _pending_bank(app, "ds-pub", shared_datasets)
+    request = {"MLModelId": "ml-pub", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-pub"}
+    app.call("CreateMLModel", request)
+    app.wait("MLModel", "ml-pub")
+    out = tmp_path / "out"
+    request = {"BatchPredictionId": "bp-pub", "MLModelId": "ml-pub", "OutputUri": str(out) + "/"}
+    app.call("CreateBatchPrediction", {**request, "BatchPredictionDataSourceId": "ds-pub"})
+    report = JobContext.progress
+    messages: list[str | None] = []
+
+    def deleted_while_publishing(context: JobContext, fraction: float, message: str | None = None) -> None:
+        report(context, fraction, message)
+        messages.append(message)
+        if context.kind == "BatchPrediction" and message == "publishing the results":
+            app.call("DeleteBatchPrediction", {"BatchPredictionId": "bp-pub"})
+
+    monkeypatch.setattr(JobContext, "progress", deleted_while_publishing)
+    app.jobs.in_process = True
+    app.wait("BatchPrediction", "bp-pub")
+    assert "publishing the results" in messages
+    described = app.call("GetBatchPrediction", {"BatchPredictionId": "bp-pub"})
+    assert described["Status"] == "DELETED" and "TotalRecordCount" not in described
+    assert sorted(path.name for path in out.rglob("*") if path.is_file()) == []
+
+
+def test_a_batch_prediction_stopped_after_publishing_removes_its_results_and_manifest(
+    app: EmrML, shared_datasets: Path, tmp_path: Path
+) -> None:
+    """The job's last progress point comes after the results and the manifest are written: a job stopped
+    there (its object deleted while it published) removes both itself, as it removes the results of any
+    step that fails after publishing."""
+    from emrml.core.schema import parse_schema
+    from emrml.engine.batch import batch_predict
+    from emrml.engine.training import DatasourceData
+    from emrml.service.jobs import JobStopped
+
+    _pending_bank(app, "ds-stop", shared_datasets)
+    request = {"MLModelId": "ml-stop", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-stop"}
+    app.call("CreateMLModel", request)
+    assert app.wait("MLModel", "ml-stop")["Status"] == "COMPLETED"
+    messages: list[str | None] = []
+
+    def stopped_at_the_end(fraction: float, message: str | None) -> None:
+        messages.append(message)
+        if fraction == 1.0:
+            assert sorted(path.name for path in out.rglob("*") if path.is_file()) == [
+                "bp-stop-data.csv.gz",
+                "bp-stop.manifest",
+            ]
+            raise JobStopped
+
+    out = tmp_path / "out"
+    schema = (shared_datasets / "bank_marketing" / BANK_SCHEMA_NAME).read_text()
+    with pytest.raises(JobStopped):
+        batch_predict(
+            batch_prediction_id="bp-stop",
+            artifact_location=app.settings.home / "models" / "ml-stop.zip",
+            data=DatasourceData(
+                str(shared_datasets / "bank_marketing" / "data.csv"), parse_schema(schema), None
+            ),
+            output_uri=str(out),
+            score_threshold=0.5,
+            settings=app.settings,
+            progress=stopped_at_the_end,
+        )
+    assert "publishing the results" in messages
     assert sorted(path.name for path in out.rglob("*") if path.is_file()) == []
 
 
@@ -547,17 +646,62 @@ def _pool_processes(pid: int) -> list[int]:
     return found
 
 
+def _stopped(pid: int) -> bool:
+    """Whether a process is stopped (SIGSTOP), or gone."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state in ("T", "t", "Z", "X")
+
+
+def _holds_open(pid: int, path: Path) -> bool:
+    try:
+        descriptors = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for descriptor in descriptors:
+        with suppress(OSError):
+            if os.readlink(descriptor) == str(path):
+                return True
+    return False
+
+
+def _pool_stopped_in_a_unit(worker: int, data: Path) -> tuple[int, list[int]]:
+    """Stop (SIGSTOP) the pool processes of a worker at a moment one of them is in the middle of a unit,
+    reading ``data``: that unit's result is then certainly still to come, and killing that process breaks
+    the pool. Returns that process and all the pool's, stopped."""
+    while _alive(worker):
+        pool = _pool_processes(worker)
+        for process in pool:
+            with suppress(ProcessLookupError):
+                os.kill(process, signal.SIGSTOP)
+        while not all(_stopped(process) for process in pool):
+            time.sleep(0.001)
+        reading = [process for process in pool if _holds_open(process, data)]
+        if reading:
+            return reading[0], pool
+        for process in pool:
+            with suppress(ProcessLookupError):
+                os.kill(process, signal.SIGCONT)
+        time.sleep(0.01)
+    raise AssertionError("the worker ended before a pool process was seen scoring")
+
+
 def test_a_batch_prediction_whose_pool_process_is_killed_is_retried(
     app: EmrML, big_bank_csv: Path, shared_datasets: Path, tmp_path: Path
 ) -> None:
     """The kernel short of memory kills the largest process, often one of a batch prediction's pool: the
-    attempt died as surely as if its worker had, and is retried (it was an internal error, for good)."""
+    attempt died as surely as if its worker had, and is retried (it was an internal error, for good). The
+    pool is killed while a unit is certainly unfinished: a pool whose units have all returned is of no
+    more use, and its death breaks nothing."""
     out = tmp_path / "out"
     runner, pid = _start_big_batch_prediction(app, "bp-oom", out, big_bank_csv, shared_datasets)
-    deadline = time.monotonic() + 30
-    while not (children := _pool_processes(pid)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.kill(children[0], signal.SIGKILL)
+    victim, pool = _pool_stopped_in_a_unit(pid, big_bank_csv.resolve())
+    os.kill(victim, signal.SIGKILL)
+    for process in pool:
+        with suppress(ProcessLookupError):
+            os.kill(process, signal.SIGCONT)
     runner.join(timeout=300)
     result = app.call("GetBatchPrediction", {"BatchPredictionId": "bp-oom"})
     assert result["Status"] == "COMPLETED", result.get("Message")

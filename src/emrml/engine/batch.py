@@ -506,6 +506,9 @@ def batch_predict(
         location = manifest_location(output_uri, batch_prediction_id)
         with atomic_write(location) as out:
             out.write(json.dumps(manifest, ensure_ascii=False).encode())
+        published.insert(0, location)  # removed first: no reader takes what remains for complete results
+        # The last progress point, where a job deleted while it published stops: what it wrote goes.
+        progress(1.0, None)
     except BaseException:
         for location in published:
             with suppress(InvalidInputException):
@@ -513,7 +516,6 @@ def batch_predict(
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    progress(1.0, None)
     return BatchResult(
         total_records=sum(result.records for result in results),
         invalid_records=sum(result.invalid for result in results),

@@ -178,6 +178,8 @@ def delete_realtime_endpoint(app: EmrML, request: Request) -> Response:
     """The endpoint goes at once (NONE); deleting a model's absent endpoint is not an error."""
     model_id = request["MLModelId"]
     with app.sessions() as session, session.begin():
+        # Locked so that a CreateRealtimeEndpoint under way is wholly before this (its endpoint goes too).
+        lock_row(session, "MLModel", model_id)
         entity = find(session, "MLModel", model_id)
         if entity.endpoint_status != "NONE":
             if entity.endpoint_status == "FAILED":

@@ -215,7 +215,6 @@ def run_job_in_this_process(
             "status": "COMPLETED",
             "message": None,
             "progress": 1.0,
-            "progress_message": None,
             "compute_time": int((cpu_seconds() - cpu_start) * 1000),
             **fields,
         }
@@ -237,8 +236,9 @@ def run_job_in_this_process(
     finally:
         stop.set()
     finished = now()
+    # An ended job is doing nothing: a FAILED one keeps how far it got, not what it was doing.
     if values is not None and context.write(
-        finished_at=finished, last_updated_at=finished, worker=None, **values
+        finished_at=finished, last_updated_at=finished, worker=None, progress_message=None, **values
     ):
         if values["status"] == "FAILED":
             # An earlier attempt that died may have left results this one did not replace.

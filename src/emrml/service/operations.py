@@ -106,7 +106,8 @@ def find_live(session: Session, kind: str, entity_id: str) -> Any:
 def lock_row(session: Session, kind: str, entity_id: str) -> None:
     """Make concurrent changes of one object wait for each other: AddTags counting the tags before adding
     its own, UpdateMLModel checking there is no endpoint before changing the threshold the endpoint serves
-    with, CreateRealtimeEndpoint reading that threshold.
+    with, CreateRealtimeEndpoint reading that threshold, DeleteRealtimeEndpoint removing an endpoint still
+    being created.
 
     An UPDATE that changes nothing, as the transaction's first statement: it takes SQLite's write lock or
     the row's lock on PostgreSQL and MariaDB, before MariaDB's first read fixes the transaction's snapshot

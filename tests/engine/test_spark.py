@@ -184,7 +184,7 @@ def _slow_task(seconds: float, report: Any = None) -> float:
 
 
 def test_a_progress_callback_that_stops_the_job_cancels_its_spark_tasks(spark: Any) -> None:
-    """A job deleted while it runs on Spark: the progress callback raises (``service.jobs.JobStopped``, on
+    """A job deleted while it runs on Spark: the progress callback raises (``service.worker.JobStopped``, on
     the progress watcher's thread), the Spark job is cancelled, and the caller gets that exception."""
     import time
 

@@ -11,38 +11,32 @@ A job whose object is deleted while it runs stops: its runner, which watches the
 cleanup; a worker that has not stopped after ``STOP_GRACE_SECONDS`` is killed. Either way what the job
 wrote is removed (``discard_results``) and the object stays DELETED. A job that ends without completing —
 FAILED, given up, deleted — leaves none of its results behind.
+
+This module is the runner's side; what runs in the worker (the job's context, its outcome) is
+``service.worker``.
 """
 
 from __future__ import annotations
 
-import errno
-import json
 import logging
 import os
-import resource
 import signal
 import socket
-import sys
 import threading
 import time
-import traceback
 import uuid
-from collections.abc import Callable, Iterator
-from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import sessionmaker
 
 from emrml.config import Settings
-from emrml.errors import AmazonMLError
-from emrml.lifetime import exit_with, process_exists
+from emrml.lifetime import process_exists
 from emrml.service import forkserver
-from emrml.service.confinement import OWNER_ONLY_UMASK
-from emrml.service.metastore import ENTITY_CLASSES, fenced_update, now, open_engine, session_factory
-from emrml.storage.locations import configure as configure_storage
+from emrml.service.metastore import ENTITY_CLASSES, fenced_update, now
+from emrml.service.worker import describe_exit, discard_results, run_job_in_this_process, worker_main
 
 log = logging.getLogger(__name__)
 
@@ -55,79 +49,6 @@ STOP_GRACE_SECONDS = 10.0
 WATCH_SECONDS = 1.0
 
 
-class JobStopped(BaseException):
-    """Raised in a job's worker at a progress point once its row is no longer this attempt's: the object was
-    deleted, or a later attempt took the job over. A BaseException, like KeyboardInterrupt, so that no
-    ``except Exception`` of the job code turns it into a failure: the job unwinds, running its cleanup, and
-    records nothing."""
-
-
-@dataclass
-class JobContext:
-    """What a job function gets: its entity's identity, settings, and a way to report progress."""
-
-    settings: Settings
-    kind: str
-    entity_id: str
-    sessions: sessionmaker
-    #: The attempt this worker runs (the ``attempts`` count its claim set): every write is fenced by it.
-    attempt: int = 0
-    _last_report: float = field(default=0.0, repr=False)
-    _spark_jobs: list[int] = field(default_factory=list, repr=False)
-    #: Set once a write found the row no longer this attempt's, or the runner asked the worker to stop.
-    stopped: threading.Event = field(default_factory=threading.Event, repr=False)
-
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        with self.sessions() as session, session.begin():
-            yield session
-
-    def load(self) -> Any:
-        """A detached copy of the job's entity row."""
-        with self.session() as session:
-            return session.get(ENTITY_CLASSES[self.kind], self.entity_id)
-
-    def write(self, **values: Any) -> bool:
-        """Update the job's row if this attempt still holds it; False (nothing written) if it does not.
-
-        After a lease runs out the job is queued and claimed again, raising ``attempts``: a worker of the
-        earlier attempt that is still alive then writes nothing, so two attempts never both record results.
-        """
-        table = ENTITY_CLASSES[self.kind]
-        where = [table.id == self.entity_id, table.status == "INPROGRESS", table.attempts == self.attempt]
-        with self.session() as session:
-            written = fenced_update(session, table, where, values)
-        if not written:
-            self.stopped.set()
-        return written
-
-    def record_spark_jobs(self, application: str, job_ids: list[int]) -> None:
-        """Add Spark jobs the job ran (on the Spark engine) to its row, with their application."""
-        self._spark_jobs.extend(job_ids)
-        self.write(spark_application=application, spark_jobs=json.dumps(self._spark_jobs))
-
-    def progress(self, fraction: float, message: str | None = None) -> None:
-        """Record progress in [0, 1]; throttled to a few writes per second. Raises ``JobStopped`` when the
-        job is to stop: its object was deleted, or the job was taken over."""
-        if self.stopped.is_set():
-            raise JobStopped
-        moment = time.monotonic()
-        if moment - self._last_report < 0.25 and fraction < 1.0:
-            return
-        self._last_report = moment
-        if not self.write(
-            progress=min(max(fraction, 0.0), 1.0), progress_message=message, heartbeat_at=now()
-        ):
-            raise JobStopped
-
-
-#: Job functions by entity kind. Each returns the columns to store with status COMPLETED.
-JobFunction = Callable[[JobContext], dict[str, Any]]
-JOB_FUNCTIONS: dict[str, JobFunction] = {}
-#: By entity kind: removes what a job of that kind may have written outside the metastore (a datasource's
-#: sample, a model's file, a batch prediction's output), for a job that ended without completing.
-JobDiscard = Callable[[Settings, Any], None]
-JOB_DISCARDS: dict[str, JobDiscard] = {}
 #: The objects a job needs COMPLETED before it can start (spec 4.3), by entity kind: the kind of each and
 #: the entity column holding its id. A table here, not in ``tasks``: waiting must not import the job code.
 JOB_DEPENDENCIES: dict[str, tuple[tuple[str, str], ...]] = {
@@ -135,218 +56,6 @@ JOB_DEPENDENCIES: dict[str, tuple[tuple[str, str], ...]] = {
     "Evaluation": (("MLModel", "ml_model_id"), ("DataSource", "evaluation_data_source_id")),
     "BatchPrediction": (("MLModel", "ml_model_id"), ("DataSource", "batch_prediction_data_source_id")),
 }
-
-
-def job(kind: str) -> Callable[[JobFunction], JobFunction]:
-    def register(function: JobFunction) -> JobFunction:
-        JOB_FUNCTIONS[kind] = function
-        return function
-
-    return register
-
-
-def discards(kind: str) -> Callable[[JobDiscard], JobDiscard]:
-    def register(function: JobDiscard) -> JobDiscard:
-        JOB_DISCARDS[kind] = function
-        return function
-
-    return register
-
-
-def discard_results(settings: Settings, kind: str, entity: Any) -> None:
-    """Remove what the job of ``entity`` wrote outside the metastore; never raises (the job's outcome is
-    recorded already, and an output gone unwritable must not undo it)."""
-    from emrml.service import tasks  # noqa: F401  (registers the discard functions; the job code loads late)
-
-    discard = JOB_DISCARDS.get(kind)
-    if discard is None or entity is None:
-        return
-    try:
-        discard(settings, entity)
-    except Exception:
-        log.exception("%s %s: could not remove the results of its unfinished job", kind, entity.id)
-
-
-def _heartbeat(context: JobContext, stop: threading.Event) -> None:
-    while not stop.wait(context.settings.job_lease_seconds / 4):
-        if not context.write(heartbeat_at=now()):
-            return  # the job is no longer this attempt's: its next progress point stops it
-
-
-def _cpu_seconds() -> float:
-    """CPU time of this process and of the helper processes it waited for (a job may use a pool)."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
-def run_job_in_this_process(
-    settings: Settings, kind: str, entity_id: str, attempt: int, *, worker: bool = True
-) -> None:
-    """Run one claimed attempt of a job in this process and record its outcome. ``worker``: this process
-    is the job's own worker; else the job runs on a thread of a server (the Spark engine's long-running
-    mode), whose signal handling, umask and storage settings are the server's."""
-    from emrml.service import tasks  # noqa: F401  (registers the job functions)
-
-    engine = open_engine(settings.database_url)
-    context = JobContext(settings, kind, entity_id, session_factory(engine), attempt)
-    if worker:
-        # Ctrl-C in the terminal of `emrml serve` is for the server, which stops taking work and stops.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        # The runner's request to stop (the object was deleted): the next progress point raises JobStopped.
-        signal.signal(signal.SIGTERM, lambda _signal, _frame: context.stopped.set())
-        os.umask(OWNER_ONLY_UMASK)  # what a job writes is owner-only (see the constant)
-        configure_storage(settings)
-    table = ENTITY_CLASSES[kind]
-    # The worker's pid beside the runner's id tells an operator, and recovery, which process holds the job.
-    if not context.write(worker=func.coalesce(table.worker, "") + f" pid={os.getpid()}"):
-        log.warning(
-            "%s %s attempt %d: the job was taken over before it started; exiting", kind, entity_id, attempt
-        )
-        engine.dispose()
-        return
-    stop = threading.Event()
-    threading.Thread(target=_heartbeat, args=(context, stop), daemon=True).start()
-    cpu_seconds = _cpu_seconds if worker else time.thread_time  # a server's other threads are not the job's
-    cpu_start = cpu_seconds()
-    values: dict[str, Any] | None = None
-    try:
-        fields = JOB_FUNCTIONS[kind](context)
-        values = {
-            "status": "COMPLETED",
-            "message": None,
-            "progress": 1.0,
-            "compute_time": int((cpu_seconds() - cpu_start) * 1000),
-            **fields,
-        }
-    except JobStopped:
-        pass
-    except BrokenProcessPool:
-        # A process of the job's pool died: killed, most often by the kernel short of memory, which picks
-        # the largest process. The attempt died as surely as if the worker had: the runner retries it.
-        stop.set()
-        if worker:
-            sys.exit(POOL_DIED)
-        values = {"status": "FAILED", "message": f"{JOB_WORK[kind]} failed: {_describe_exit(POOL_DIED)}"}
-    except AmazonMLError as exc:
-        values = {"status": "FAILED", "message": exc.message}
-    except OSError as exc:
-        values = {"status": "FAILED", "message": _system_failure(settings, kind, entity_id, exc)}
-    except Exception:
-        values = {"status": "FAILED", "message": internal_failure(settings, kind, entity_id)}
-    finally:
-        stop.set()
-    finished = now()
-    # An ended job is doing nothing: a FAILED one keeps how far it got, not what it was doing.
-    if values is not None and context.write(
-        finished_at=finished, last_updated_at=finished, worker=None, progress_message=None, **values
-    ):
-        if values["status"] == "FAILED":
-            # An earlier attempt that died may have left results this one did not replace.
-            discard_results(settings, kind, context.load())
-    else:
-        _not_recorded(context, "stopped" if values is None else f"{values['status']} outcome not recorded")
-    engine.dispose()
-
-
-def _not_recorded(context: JobContext, what: str) -> None:
-    """A job that ended without recording its outcome: deleted while it ran (what it wrote is removed), or
-    taken over by a later attempt or stopped by its stopping runner (the next attempt owns the results)."""
-    entity = context.load()
-    kind, entity_id, attempt = context.kind, context.entity_id, context.attempt
-    if entity is None or entity.status == "DELETED":
-        log.info(
-            "%s %s attempt %d: deleted while its job ran (%s); its results are removed",
-            kind,
-            entity_id,
-            attempt,
-            what,
-        )
-        discard_results(context.settings, kind, entity)
-    else:
-        log.warning(
-            "%s %s attempt %d: the job was taken over by a later attempt, or its runner is stopping (%s)",
-            kind,
-            entity_id,
-            attempt,
-            what,
-        )
-
-
-def _worker_main(settings: Settings, kind: str, entity_id: str, attempt: int, runner_pid: int) -> None:
-    """Worker-process entry point. The worker ends with the server or CLI that started it (``runner_pid``):
-    a killed server leaves no orphan working behind its back, and its next start retries the job."""
-    exit_with(runner_pid)
-    run_job_in_this_process(settings, kind, entity_id, attempt)
-
-
-#: What each kind of job does, in the words a user knows it by.
-JOB_WORK = {
-    "DataSource": "Reading the data and computing its statistics",
-    "MLModel": "Training the model",
-    "Evaluation": "Evaluating the model",
-    "BatchPrediction": "Scoring the batch prediction",
-}
-
-
-def internal_failure(settings: Settings, kind: str, entity_id: str) -> str:
-    """Log the exception being handled under a new reference; return the message the user sees.
-
-    Exception text can carry paths, SQL or other users' data: it goes to the log only (the process's log
-    and ``<home>/logs/jobs.log``, owner-only, which a CLI user without a server reads too), and the
-    message says what failed and the reference that finds the entry.
-    """
-    reference = uuid.uuid4().hex[:12]
-    entry = f"job {kind} {entity_id} failed (reference {reference}):\n{traceback.format_exc()}"
-    log.error("%s", entry)
-    folder = settings.home / "logs"
-    with suppress(OSError):
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        descriptor = os.open(folder / "jobs.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        with os.fdopen(descriptor, "a", encoding="utf-8") as stream:
-            stream.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {entry}\n")
-    work = JOB_WORK.get(kind, f"The {kind} job")
-    return (
-        f"{work} failed with an internal error; the log ({folder / 'jobs.log'} on the machine that ran it) "
-        f"has the details under reference {reference}"
-    )
-
-
-#: Errors of a disk that is full or past a limit (a quota, a file size limit): no bug, no retry helps.
-_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-#: Errors of a folder the job may not write (read-only file system, permissions).
-_NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}
-
-
-def _system_failure(settings: Settings, kind: str, entity_id: str, exc: OSError) -> str:
-    """The message of a job that failed for want of disk space or of a writable folder, telling what to
-    do; any other system error is an internal failure (logged, with a reference)."""
-    if exc.errno not in _NO_ROOM | _NOT_WRITABLE:
-        return internal_failure(settings, kind, entity_id)
-    log.warning("%s %s failed: %s", kind, entity_id, exc)
-    work = JOB_WORK.get(kind, f"The {kind} job")
-    where = f" ({exc.filename})" if exc.filename else ""
-    reason = f"{os.strerror(exc.errno)}{where}"
-    if exc.errno in _NO_ROOM:
-        return (
-            f"{work} failed: {reason}: the disk of the emrml home ({settings.home}) or of its scratch folder "
-            f"({settings.scratch_dir}) is full or past a size limit; free some space and run it again"
-        )
-    return f"{work} failed: a file could not be written: {reason}"
-
-
-#: The exit code of a worker whose pool lost a process (``run_job_in_this_process``).
-POOL_DIED = 75
-
-
-def _describe_exit(exitcode: int | None) -> str:
-    if exitcode == POOL_DIED:
-        return "one of its processes was killed, perhaps by the system short of memory"
-    if exitcode is not None and exitcode < 0:
-        try:
-            return f"killed by signal {signal.Signals(-exitcode).name}"
-        except ValueError:
-            return f"killed by signal {-exitcode}"
-    return f"exit code {exitcode}"
 
 
 def _known_dead(worker: str | None) -> bool:
@@ -496,7 +205,7 @@ class JobRunner:
                 run_job_in_this_process(self.settings, kind, entity_id, attempt, worker=False)
                 continue
             process = self._spawn.Process(
-                target=_worker_main,
+                target=worker_main,
                 args=(self.settings, kind, entity_id, attempt, os.getpid()),
                 name=f"emrml-{kind}-{entity_id}",
                 daemon=False,
@@ -516,7 +225,7 @@ class JobRunner:
                     self._workers.pop((kind, entity_id), None)
             if process.exitcode != 0 and not self.stopping.is_set():  # (``interrupt`` queues it again)
                 self._retry_or_fail(
-                    kind, entity_id, attempt, f"the worker process died ({_describe_exit(process.exitcode)})"
+                    kind, entity_id, attempt, f"the worker process died ({describe_exit(process.exitcode)})"
                 )
 
     def interrupt(self) -> list[tuple[str, str]]:

@@ -22,8 +22,8 @@ from emrml.engine.local import build_datasource
 from emrml.errors import InvalidInputException
 from emrml.service import credentials as sealed
 from emrml.service.confinement import check_job_output, confined_job, confined_writes
-from emrml.service.jobs import JobContext, discards, job
 from emrml.service.metastore import BatchPrediction, DataSource, MLModel
+from emrml.service.worker import JobContext, discards, job
 from emrml.storage import sql
 from emrml.storage.locations import atomic_write, exists, read_text, schema_location_for
 
@@ -255,7 +255,7 @@ def predict_batch(context: JobContext) -> dict[str, Any]:
     }
 
 
-# --- what a job that did not complete leaves, removed (service.jobs.discard_results) ---------------------
+# --- what a job that did not complete leaves, removed (service.worker.discard_results) ---------------------
 
 
 @discards("DataSource")

@@ -13,7 +13,7 @@ serializer (pickle) over its own connections, authenticated and encrypted when `
 (session.py); emrml itself unpickles nothing it reads from storage or the network. A failed task is
 retried by Spark (``spark.task.maxFailures``); a job that fails raises the error the task raised when it
 is one of emrml's (bad data stays a ``DataError`` with its message), else ``SparkEngineError`` with
-Spark's reason on one line. A progress report that raises (``service.jobs.JobStopped``: the job's object
+Spark's reason on one line. A progress report that raises (``service.worker.JobStopped``: the job's object
 was deleted) cancels the step's Spark jobs, whose executors are then free for other jobs, and the step
 raises it. An
 application left without any executor (its only worker died, or no worker has the cores and memory it

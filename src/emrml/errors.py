@@ -128,8 +128,14 @@ class UnrecognizedClientException(AmazonMLError):
 class DataError(InvalidInputException):
     """Input data that cannot be used (unreadable file, bad codec, schema/column mismatch).
 
-    Raised inside jobs; the job runner records the message on the FAILED entity.
+    Raised inside jobs; the job runner records the message on the FAILED entity. Deterministic: reading
+    the same data again fails the same way, so the Spark engine does not retry the task that raised it.
     """
+
+
+class ReadError(DataError):
+    """A data file whose read failed (an I/O error with an errno, not its content): reading it again may
+    succeed, so the Spark engine lets Spark retry the task (``spark.task.maxFailures``)."""
 
 
 ERROR_TYPES: dict[str, type[AmazonMLError]] = {

@@ -19,9 +19,9 @@ from emrml.engine import local
 from emrml.engine.batch import Parallelism, batch_predict
 from emrml.engine.spark import datasource as on_spark
 from emrml.engine.spark import session
-from emrml.engine.spark.runner import _task_error
+from emrml.engine.spark.runner import SPARK_JOBS, SparkRunner, _task_error
 from emrml.engine.training import DatasourceData
-from emrml.errors import DataError
+from emrml.errors import DataError, ReadError
 from emrml.samples import bank_sample_schema, write_bank_sample
 from emrml.service.app import EmrML
 
@@ -250,6 +250,64 @@ def test_a_tasks_own_error_comes_back_as_itself_and_spark_failures_as_one_line()
     other = _task_error(RuntimeError("java.io.IOException: No space left on device\n\tat x.y(Z.java:1)\n"))
     assert isinstance(other, session.SparkEngineError)
     assert other.message == "the Spark job failed: java.io.IOException: No space left on device"
+
+
+def _run_failing(spark: Any, error: Exception, attempts: Path) -> tuple[BaseException, list[str]]:
+    """Three units on Spark, the second raising ``error``; each run of a unit appends its index to
+    ``attempts``. Returns the error the step raised and the states of its Spark jobs."""
+    jobs: list[int] = []
+    token = SPARK_JOBS.set(lambda _application, ids: jobs.extend(ids))
+
+    def unit(index: int, report: Any = None) -> int:
+        with open(attempts, "a") as log:
+            log.write(f"{index}\n")
+        if index == 1:
+            raise error
+        return index
+
+    try:
+        with pytest.raises(DataError) as caught:
+            SparkRunner(spark, quiet).map(unit, [(0,), (1,), (2,)], "reading", (0.0, 1.0))
+    finally:
+        SPARK_JOBS.reset(token)
+    tracker = spark.sparkContext.statusTracker()
+    return caught.value, [str(tracker.getJobInfo(job).status) for job in jobs]
+
+
+def test_bad_data_fails_the_step_at_its_first_read_and_a_failed_read_is_left_to_sparks_retries(
+    spark: Any, tmp_path: Path
+) -> None:
+    # Bad data reads the same every time: the task returns its DataError instead of raising it, so Spark
+    # has no failed task to run again (spark.task.maxFailures), and the driver raises it after the job.
+    bad = tmp_path / "bad"
+    error, states = _run_failing(spark, DataError("file a.csv.gz: compressed data is truncated"), bad)
+    assert type(error) is DataError and error.message == "file a.csv.gz: compressed data is truncated"
+    assert states == ["SUCCEEDED"]  # no task failed
+    assert sorted(bad.read_text().split()) == ["0", "1", "2"]  # every unit read once
+    # A failed read (an I/O error) may succeed another time: the task raises it and Spark retries it (a
+    # local master tries a task once), and the job's failure still names it.
+    flaky = tmp_path / "flaky"
+    error, states = _run_failing(
+        spark, ReadError("file a.csv.gz: cannot be read (Input/output error)"), flaky
+    )
+    assert (
+        isinstance(error, ReadError) and error.message == "file a.csv.gz: cannot be read (Input/output error)"
+    )
+    assert states == ["FAILED"]
+
+
+def test_a_partitions_bad_data_comes_back_as_its_calibration_sample_instead_of_failing_its_task() -> None:
+    from emrml.core.learn import Checker
+    from emrml.engine.spark.runner import TaskFailure, raise_failures
+    from emrml.engine.spark.training import _rows, sample_partition
+
+    failure = TaskFailure("DataError", "file b.csv: more than 10,000 records are invalid")
+    (part,) = sample_partition(0, iter([failure]), Checker("BINARY", 3, 1), seed=0)
+    assert part == failure
+    with pytest.raises(DataError, match="more than 10,000 records"):
+        raise_failures(["a sample", part])
+    with pytest.raises(DataError, match="more than 10,000 records"):
+        list(_rows(iter([failure])))
 
 
 def test_a_step_without_executors_fails_after_the_setting_instead_of_waiting_for_ever(

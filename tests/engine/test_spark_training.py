@@ -44,7 +44,9 @@ def _sample(folder: Path, names: list[str]) -> pa.Table:
     return pcsv.read_csv(folder / "a.csv", convert_options=options).slice(0, 2_000)
 
 
-def _train(folder: Path, tmp_path: Path, kind: str, target: str, spark: Any, model_id: str) -> Path:
+def _train(
+    folder: Path, tmp_path: Path, kind: str, target: str, spark: Any, model_id: str, shuffle: str = "auto"
+) -> Path:
     """Train as the service does, on this machine or (``spark`` given) on Spark; returns the artifact."""
     schema = dataclasses.replace(bank_sample_schema(), target=target)
     trained = train_model(
@@ -53,7 +55,7 @@ def _train(folder: Path, tmp_path: Path, kind: str, target: str, spark: Any, mod
         data=DatasourceData(str(folder), schema, parse_rearrangement(SPLIT % "false")),
         recipe_text=None,
         sample=_sample(folder, list(schema.names)),
-        parameters=parse_parameters({"sgd.shuffleType": "auto"}),
+        parameters=parse_parameters({"sgd.shuffleType": shuffle}),
         settings=Settings.load(environ={}, home=tmp_path / "home"),
         progress=quiet,
         spark=spark,
@@ -95,6 +97,24 @@ def test_models_trained_on_spark_score_as_the_local_engines(
     else:
         assert abs(got - expected) <= tolerance, (got, expected)
     assert not np.array_equal(distributed.linear.weights, local.linear.weights)  # really trained apart
+
+
+@pytest.mark.parametrize(("target", "kind"), [("y", "BINARY"), ("job", "MULTICLASS"), ("age", "REGRESSION")])
+def test_on_one_partition_spark_trains_the_local_engines_model(
+    spark: Any, tmp_path: Path, target: str, kind: str
+) -> None:
+    """Without shuffling, one partition runs the local engine's passes over the same rows in the same order:
+    the same model, so what sets the engines' metrics apart is the mixing of parts (docs/spark.md)."""
+    folder = tmp_path / "one"
+    folder.mkdir()
+    write_bank_sample(folder / "a.csv", 8_000)  # one file below the range size: one unit, one partition
+    local = load_artifact(_train(folder, tmp_path, kind, target, None, "local", shuffle="none"))
+    distributed = load_artifact(_train(folder, tmp_path, kind, target, spark, "spark", shuffle="none"))
+    assert distributed.report["parallel_parts"] == 1
+    assert distributed.feature_space == local.feature_space
+    np.testing.assert_allclose(distributed.linear.weights, local.linear.weights, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(distributed.linear.bias, local.linear.bias, rtol=1e-9, atol=1e-12)
+    assert distributed.report["passes"] == local.report["passes"]
 
 
 def test_training_on_spark_is_deterministic_and_the_tree_of_sums_changes_nothing(

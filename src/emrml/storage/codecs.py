@@ -27,7 +27,7 @@ import cramjam
 import lzallright
 import zstandard
 
-from emrml.errors import DataError
+from emrml.errors import DataError, ReadError
 from emrml.storage.framing import (
     BLOCK_BYTES,
     LZOP_MAGIC,
@@ -184,9 +184,9 @@ def _data_error(exc: BaseException, name: str, codec: str) -> DataError:
     if isinstance(exc, Unsupported):
         return DataError(f"file {name}: {exc}")
     # Library decoders signal bad data with OSError subclasses that carry no errno (BadGzipFile, bz2's
-    # "Invalid data stream"); an errno means the underlying read itself failed.
+    # "Invalid data stream"); an errno means the underlying read itself failed: another read may succeed.
     if isinstance(exc, OSError) and exc.errno is not None:
-        return DataError(f"file {name}: cannot be read ({exc.strerror or exc})")
+        return ReadError(f"file {name}: cannot be read ({exc.strerror or exc})")
     if isinstance(exc, lzallright.LZOError):
         return DataError(f"file {name}: corrupt {codec} data (LZO block does not decompress: {exc})")
     return DataError(f"file {name}: corrupt {codec} data ({exc})")

@@ -10,10 +10,13 @@ Every task first takes the driver's storage settings (the S3 endpoint, encryptio
 named, each executor reads its own), so tasks read and write the same locations the driver names.
 Spark ships the function and its arguments to the executors and the results back with its own
 serializer (pickle) over its own connections, authenticated and encrypted when ``spark_encryption`` is on
-(session.py); emrml itself unpickles nothing it reads from storage or the network. A failed task is
-retried by Spark (``spark.task.maxFailures``); a job that fails raises the error the task raised when it
-is one of emrml's (bad data stays a ``DataError`` with its message), else ``SparkEngineError`` with
-Spark's reason on one line. A progress report that raises (``service.worker.JobStopped``: the job's object
+(session.py); emrml itself unpickles nothing it reads from storage or the network. Bad data fails the
+step at once: a task that meets a ``DataError`` (a truncated or corrupt file, invalid records past the
+limit) returns it as its result (``TaskFailure``), so Spark does not run it again, and the driver raises
+the first one in task order after the job. Any other failure, a ``ReadError`` (an I/O error reading a
+file) among them, is raised in the task and retried by Spark (``spark.task.maxFailures``); a job that
+fails raises the error the task raised when it is one of emrml's, else ``SparkEngineError`` with Spark's
+reason on one line. A progress report that raises (``service.worker.JobStopped``: the job's object
 was deleted) cancels the step's Spark jobs, whose executors are then free for other jobs, and the step
 raises it. An
 application left without any executor (its only worker died, or no worker has the cores and memory it
@@ -31,6 +34,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from emrml import errors
@@ -57,9 +61,46 @@ def in_executor(storage: dict[str, Any]) -> None:
     configure_storage_settings(storage)
 
 
-def _call(function: Callable[..., T], storage: dict[str, Any], arguments: tuple[Any, ...]) -> T:
+@dataclass(frozen=True)
+class TaskFailure:
+    """A task's ``DataError``, returned as its result instead of raised: Spark retries a task that raises,
+    and bad data fails the same way every time it is read."""
+
+    kind: str
+    message: str
+
+    def error(self) -> errors.DataError:
+        kind = getattr(errors, self.kind, None)
+        if isinstance(kind, type) and issubclass(kind, errors.DataError):
+            return kind(self.message)
+        return errors.DataError(self.message)
+
+
+def final(exc: BaseException) -> TaskFailure | None:
+    """The failure a task returns for ``exc`` when reading the data again cannot change it (a
+    ``DataError`` other than a ``ReadError``); ``None`` when the task should raise it (Spark retries)."""
+    if isinstance(exc, errors.DataError) and not isinstance(exc, errors.ReadError):
+        return TaskFailure(type(exc).__name__, exc.message)
+    return None
+
+
+def raise_failures(results: list[T]) -> list[T]:
+    """``results`` of a job's tasks, the first ``TaskFailure`` among them raised as its error."""
+    for result in results:
+        if isinstance(result, TaskFailure):
+            raise result.error()
+    return results
+
+
+def _call(function: Callable[..., T], storage: dict[str, Any], arguments: tuple[Any, ...]) -> T | TaskFailure:
     in_executor(storage)
-    return function(*arguments, report=None)
+    try:
+        return function(*arguments, report=None)
+    except errors.DataError as exc:
+        failure = final(exc)
+        if failure is None:
+            raise
+        return failure
 
 
 class SparkRunner:
@@ -90,7 +131,7 @@ class SparkRunner:
         with self.job(message, span):
             rdd = self.session.sparkContext.parallelize(list(arguments), len(arguments))
             call = functools.partial(_call, function, storage_settings())
-            return rdd.map(call).collect()  # type: ignore[no-any-return]
+            return raise_failures(rdd.map(call).collect())
 
     @contextlib.contextmanager
     def job(self, message: str, span: tuple[float, float] | None) -> Iterator[None]:

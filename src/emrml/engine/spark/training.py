@@ -49,9 +49,10 @@ from emrml.core.schema import parse_schema
 from emrml.core.sgd import Batch, DualAveraging
 from emrml.engine.local import Progress
 from emrml.engine.spark.datasource import UnitJob, plan_units, selected_batches
-from emrml.engine.spark.runner import SparkRunner, in_executor
+from emrml.engine.spark.runner import SparkRunner, TaskFailure, final, in_executor, raise_failures
 from emrml.engine.training import DatasourceData, Learned, TargetSummary, parse_target, row_weights
 from emrml.engine.units import Unit
+from emrml.errors import DataError
 from emrml.storage.locations import check_unchanged, list_files, storage_settings
 
 
@@ -95,10 +96,23 @@ class Featurizing:
     storage: dict[str, Any]
 
 
-def featurize_units(items: Iterable[tuple[UnitJob, Unit]], setup: Featurizing) -> Iterator[Batch]:
+def featurize_units(
+    items: Iterable[tuple[UnitJob, Unit]], setup: Featurizing
+) -> Iterator[Batch | TaskFailure]:
     """The featurized training rows of a run of units: ``(X, y, weight)`` per block, as the local engine
-    caches them (rows without a usable target dropped)."""
+    caches them (rows without a usable target dropped); bad data ends them with its ``TaskFailure`` (kept
+    with the rows, so Spark does not read the units again)."""
     in_executor(setup.storage)
+    try:
+        yield from _featurized(items, setup)
+    except DataError as exc:
+        failure = final(exc)
+        if failure is None:
+            raise
+        yield failure
+
+
+def _featurized(items: Iterable[tuple[UnitJob, Unit]], setup: Featurizing) -> Iterator[Batch]:
     labels = np.array(setup.labels)
     space: FeatureSpace | None = None
     for job, unit in items:
@@ -140,7 +154,7 @@ def run_pass(index: int, batches: Iterator[Batch], setup: Any) -> Iterator[Part]
         rng = np.random.default_rng([pass_setup.seed, pass_setup.pass_index, index])
     totals = PassTotals()
     before = state.steps
-    for X, y, weight in pass_batches(lambda: batches, pass_setup.check, rng):
+    for X, y, weight in pass_batches(lambda: _rows(batches), pass_setup.check, rng):
         totals.loss += state.fit_rows(X, y, weight, pass_setup.rows_per_step)
         totals.add(X, weight)
     totals.steps = state.steps - before
@@ -183,9 +197,28 @@ def add_up(key: int, parts: Iterable[Part]) -> Part:
 
 
 def sample_partition(index: int, batches: Iterator[Batch], check: Checker, seed: int) -> Iterator[Any]:
-    """A partition's bottom-k keyed sample for the calibration."""
+    """A partition's bottom-k keyed sample for the calibration, or its ``TaskFailure`` (bad data)."""
     rng = np.random.default_rng([seed, index])
-    yield keyed_sample(lambda: batches, check, CALIBRATION_ROWS, rng)
+    failures: list[TaskFailure] = []
+
+    def rows() -> Iterator[Batch]:
+        for item in batches:
+            if isinstance(item, TaskFailure):
+                failures.append(item)
+                return
+            yield item
+
+    sample = keyed_sample(rows, check, CALIBRATION_ROWS, rng)
+    yield failures[0] if failures else sample
+
+
+def _rows(items: Iterator[Batch | TaskFailure]) -> Iterator[Batch]:
+    """A partition's cached batches; its ``TaskFailure`` raised (the data went bad after the calibration
+    read it, when Spark featurized a lost partition again)."""
+    for item in items:
+        if isinstance(item, TaskFailure):
+            raise item.error()
+        yield item
 
 
 def train_on_spark(
@@ -239,7 +272,7 @@ def train_on_spark(
         raw_check = Checker(model_type, space.n_features, n_classes or 1)
         with runner.job("featurizing the training data", (0.2, 0.4)):
             sampling = functools.partial(sample_partition, check=raw_check, seed=seed)
-            parts = rows.mapPartitionsWithIndex(sampling).collect()
+            parts = raise_failures(rows.mapPartitionsWithIndex(sampling).collect())
         sample, rows_read = merge_samples(parts, CALIBRATION_ROWS, space.n_features)
 
         def training_progress(fraction: float) -> None:
@@ -272,7 +305,7 @@ def train_on_spark(
             shared.unpersist()
             trainer.end_pass(totals, parts=parts)
         with runner.job("refining the model", None):
-            linear, report = trainer.finish(rows.toLocalIterator)
+            linear, report = trainer.finish(lambda: _rows(rows.toLocalIterator()))
     finally:
         rows.unpersist()
         featurizing.unpersist()

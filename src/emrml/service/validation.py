@@ -31,6 +31,10 @@ _LOCAL_OR_S3 = ("S3Url", "VipURL")
 Shape = dict[str, Any]
 
 
+#: The smallest magnitude a JSON integer literal takes that orjson reads as a float (past int64).
+_BEYOND_INT64 = 2.0**63
+
+
 @functools.cache
 def service_model() -> dict[str, Any]:
     """botocore's ``machinelearning`` service model (``service-2.json``), newest API version."""
@@ -117,6 +121,11 @@ def _validate(name: str, value: Any, where: str) -> None:
             error = InvalidTagException if name in _TAG_SHAPES else InvalidInputException
             raise error(f"{where} {value[:80]!r} does not match the pattern {pattern}")
     elif kind in ("integer", "long"):
+        if isinstance(value, float) and abs(value) >= _BEYOND_INT64 and value.is_integer():
+            # The API's JSON reader (orjson) reads an integer beyond 64 bits as a float: such a number is
+            # out of every integer member's range, which says more than "not an integer". (Checked here,
+            # where a member is known to be an integer, rather than by scanning every request body.)
+            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise InvalidInputException(f"{where} must be an integer")
         _check_range(shape, value, where)

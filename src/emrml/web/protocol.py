@@ -37,9 +37,6 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 # The escapes of NUL and of UTF-16 surrogates: only they make json.loads produce a string that PostgreSQL
 # cannot store or that is not valid Unicode.
 _SUSPICIOUS_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
-# An integer literal of 19 digits or more, which may be beyond orjson's 64-bit integers: orjson makes such
-# a number a float, and ``Limit: 10**30`` would be "not an integer" rather than out of range.
-_LONG_INTEGER = re.compile(rb"(?<![\d.eE+-])-?\d{19,}(?![\d.eE])")
 
 
 def operation_name(target: str | None) -> str:
@@ -89,13 +86,6 @@ def decode_request(body: bytes) -> dict[str, Any]:
         ) from None
     if not isinstance(request, dict):
         raise SerializationException(f"the request body must be a JSON object, not {type(request).__name__}")
-    if _LONG_INTEGER.search(body):
-        # orjson has checked the body; the json module reads its integers as Python ints of any size (the
-        # ones orjson accepted have at most 309 digits, below Python's 4300-digit limit).
-        try:
-            request = json.loads(body)
-        except RecursionError:
-            raise SerializationException("the request body is nested too deeply") from None
     # Only a \u escape can put a NUL or a lone surrogate in a string: look closer only then.
     if _SUSPICIOUS_ESCAPE.search(body):
         _check_strings(request)

@@ -16,6 +16,7 @@ import pytest
 
 import emrml
 from emrml import library, loading
+from emrml import results as result_files
 from emrml.errors import InvalidInputException, ResourceNotFoundException
 from emrml.samples import bank_sample_schema, write_bank_sample
 from s3_server import S3
@@ -181,7 +182,8 @@ def test_batch_results_keep_a_row_for_each_record_that_could_not_be_read(
     batch = model.batch_predict(source, tmp_path / "out")
     results = batch.results()
     assert results.num_rows == 40
-    monkeypatch.setattr(library, "RESULT_BLOCK_BYTES", 64)  # many batches, some starting with empty lines
+    # Many batches, some starting with empty lines.
+    monkeypatch.setattr(result_files, "RESULT_BLOCK_BYTES", 64)
     streamed = list(batch.iter_results())
     assert len(streamed) > 4 and pa.Table.from_batches(streamed).equals(results)
     position = bank_sample_schema().names.index(target)
@@ -200,12 +202,12 @@ def test_result_files_are_read_a_block_at_a_time(tmp_path: Path, monkeypatch: py
     with gzip.open(path, "wt", compresslevel=1) as out:
         out.write("tag,trueLabel,bestAnswer,score\n")
         out.writelines(f'"r{i}\n",{i % 2},{i % 2},0.{i:06d}\n' if i % 1000 else "\n" for i in range(rows))
-    monkeypatch.setattr(library, "RESULT_BLOCK_BYTES", 256 << 10)
+    monkeypatch.setattr(result_files, "RESULT_BLOCK_BYTES", 256 << 10)
     tracemalloc.start()
     try:
         count = unscored = 0
         arrow_peak = 0
-        for batch in library._result_batches(str(path)):
+        for batch in result_files.result_batches(str(path)):
             count += batch.num_rows
             unscored += batch.column("score").null_count
             arrow_peak = max(arrow_peak, pa.total_allocated_bytes())

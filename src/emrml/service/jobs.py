@@ -36,7 +36,13 @@ from emrml.config import Settings
 from emrml.lifetime import process_exists
 from emrml.service import forkserver
 from emrml.service.metastore import ENTITY_CLASSES, fenced_update, now
-from emrml.service.worker import describe_exit, discard_results, run_job_in_this_process, worker_main
+from emrml.service.worker import (
+    describe_exit,
+    discard_results,
+    run_job_in_this_process,
+    settle_deleted,
+    worker_main,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +62,24 @@ JOB_DEPENDENCIES: dict[str, tuple[tuple[str, str], ...]] = {
     "Evaluation": (("MLModel", "ml_model_id"), ("DataSource", "evaluation_data_source_id")),
     "BatchPrediction": (("MLModel", "ml_model_id"), ("DataSource", "batch_prediction_data_source_id")),
 }
+
+
+def _terminate(processes: list[Any]) -> list[Any]:
+    """Ask worker processes to stop (SIGTERM: each stops at its next progress point, running its cleanup)
+    and kill those still running after ``STOP_GRACE_SECONDS``; returns the ones killed."""
+    for process in processes:
+        if process.is_alive():
+            with suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    killed = []
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
+            killed.append(process)
+    return killed
 
 
 def _known_dead(worker: str | None) -> bool:
@@ -237,16 +261,7 @@ class JobRunner:
         with self._lock:
             self.stopping.set()
             running = dict(self._workers)
-        for process, _attempt in running.values():
-            if process.is_alive():
-                with suppress(ProcessLookupError):
-                    os.kill(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for process, _attempt in running.values():
-            process.join(max(0.0, deadline - time.monotonic()))
-            if process.is_alive():
-                process.kill()
-                process.join()
+        _terminate([process for process, _attempt in running.values()])
         return [job for job, (_process, attempt) in running.items() if self._requeue(*job, attempt)]
 
     def _requeue(self, kind: str, entity_id: str, attempt: int) -> bool:
@@ -293,30 +308,14 @@ class JobRunner:
         """Stop a worker whose job is no longer its attempt's: SIGTERM, which it answers at its next progress
         point, then SIGKILL after ``STOP_GRACE_SECONDS``. A deleted job's results are then removed (a killed
         worker ran no cleanup code)."""
-        if process.is_alive():
-            with suppress(ProcessLookupError):
-                os.kill(process.pid, signal.SIGTERM)
-        process.join(STOP_GRACE_SECONDS)
-        if process.is_alive():
-            log.warning(
-                "%s %s attempt %d: the worker did not stop when asked; killing it", kind, entity_id, attempt
-            )
-            process.kill()
-            process.join()
+        if _terminate([process]):
+            log.warning("%s %s attempt %d: killed, not stopped when asked", kind, entity_id, attempt)
         if self._settle_deleted(kind, entity_id):
             log.info("%s %s: deleted while its job ran; the job was stopped", kind, entity_id)
 
     def _settle_deleted(self, kind: str, entity_id: str) -> bool:
-        """Once its worker is gone, remove what the job of an object deleted while it ran wrote; returns
-        whether the object was such a one. A DELETED row that still names a worker is one (a job that
-        completed or failed cleared it): clearing it first makes one runner, exactly, remove the results."""
-        table = ENTITY_CLASSES[kind]
-        where = [table.id == entity_id, table.status == "DELETED", table.worker.is_not(None)]
-        with self.sessions() as session, session.begin():
-            if not fenced_update(session, table, where, {"worker": None}):
-                return False
-        self._discard_partial_results(kind, entity_id)
-        return True
+        """Once its worker is gone, ``worker.settle_deleted`` (unless the worker did as it stopped)."""
+        return settle_deleted(self.settings, self.sessions, kind, entity_id)
 
     def dependencies_settled(self, kind: str, entity: Any) -> bool:
         """False while an object the job needs is still PENDING or INPROGRESS."""

@@ -231,14 +231,14 @@ def _not_recorded(context: JobContext, what: str) -> None:
     entity = context.load()
     kind, entity_id, attempt = context.kind, context.entity_id, context.attempt
     if entity is None or entity.status == "DELETED":
-        log.info(
-            "%s %s attempt %d: deleted while its job ran (%s); its results are removed",
-            kind,
-            entity_id,
-            attempt,
-            what,
-        )
-        discard_results(context.settings, kind, entity)
+        if settle_deleted(context.settings, context.sessions, kind, entity_id):
+            log.info(
+                "%s %s attempt %d: deleted while its job ran (%s); its results are removed",
+                kind,
+                entity_id,
+                attempt,
+                what,
+            )
     else:
         log.warning(
             "%s %s attempt %d: the job was taken over by a later attempt, or its runner is stopping (%s)",
@@ -247,6 +247,21 @@ def _not_recorded(context: JobContext, what: str) -> None:
             attempt,
             what,
         )
+
+
+def settle_deleted(settings: Settings, sessions: sessionmaker, kind: str, entity_id: str) -> bool:
+    """Remove what the job of an object deleted while it ran wrote; returns whether the object was such a
+    one. A DELETED row that still names a worker is one (a job that completed or failed cleared it):
+    clearing it first makes exactly one process remove the results, the job's worker as it stops or its
+    runner once the worker is gone (killed, it ran no cleanup code)."""
+    table = ENTITY_CLASSES[kind]
+    where = [table.id == entity_id, table.status == "DELETED", table.worker.is_not(None)]
+    with sessions() as session, session.begin():
+        if not fenced_update(session, table, where, {"worker": None}):
+            return False
+        entity = session.get(table, entity_id)
+    discard_results(settings, kind, entity)
+    return True
 
 
 def worker_main(settings: Settings, kind: str, entity_id: str, attempt: int, runner_pid: int) -> None:

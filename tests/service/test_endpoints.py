@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -216,18 +217,32 @@ def test_endpoint_lifecycle(app: EmrML, tmp_path: Path) -> None:
         app.call("CreateRealtimeEndpoint", {"MLModelId": model_id})
 
 
+@contextmanager
+def _two_servers_and_a_model(settings: Settings, tmp_path: Path) -> Iterator[tuple[list[EmrML], str]]:
+    """Two servers of one installation (two ``EmrML`` on one metastore) and a trained BINARY model."""
+    apps = [EmrML(settings), EmrML(settings)]
+    try:
+        model_id = train_small(apps[0], tmp_path, "binary")
+        apps[0].wait("MLModel", model_id)
+        yield apps, model_id
+    finally:
+        for app in apps:
+            app.close()
+
+
+def _slowed(function: Any) -> Any:
+    """``function`` taking half a second more: the other call of a race starts meanwhile."""
+    return lambda *args: (function(*args), time.sleep(0.5))[0]
+
+
 def test_threshold_change_and_endpoint_creation_do_not_interleave(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # UpdateMLModel found no endpoint, CreateRealtimeEndpoint then loaded the model with the old threshold,
     # and UpdateMLModel changed it: an endpoint serving another threshold than the model's. Reading the
     # model in UpdateMLModel is slowed so that CreateRealtimeEndpoint starts meanwhile.
-    apps = [EmrML(settings), EmrML(settings)]
-    try:
-        model_id = train_small(apps[0], tmp_path, "binary")
-        apps[0].wait("MLModel", model_id)
-        read = models.find_live
-        monkeypatch.setattr(models, "find_live", lambda *args: (read(*args), time.sleep(0.5))[0])
+    with _two_servers_and_a_model(settings, tmp_path) as (apps, model_id):
+        monkeypatch.setattr(models, "find_live", _slowed(models.find_live))
         with ThreadPoolExecutor(1) as pool:
             update = pool.submit(
                 apps[0].call, "UpdateMLModel", {"MLModelId": model_id, "ScoreThreshold": 0.999}
@@ -239,9 +254,6 @@ def test_threshold_change_and_endpoint_creation_do_not_interleave(
         model = apps[1].call("GetMLModel", {"MLModelId": model_id})
         assert model["ScoreThresholdLastUpdatedAt"] <= model["EndpointInfo"]["CreatedAt"]
         assert predict(apps[1], model_id, {"x": "7", "words": "good day"})["predictedLabel"] == "0"
-    finally:
-        for app in apps:
-            app.close()
 
 
 def test_endpoint_deletion_waits_for_an_endpoint_creation_under_way(
@@ -250,12 +262,8 @@ def test_endpoint_deletion_waits_for_an_endpoint_creation_under_way(
     # DeleteRealtimeEndpoint read the model while CreateRealtimeEndpoint was marking the endpoint UPDATING,
     # found no endpoint, and returned: the endpoint created meanwhile was READY after its deletion. Reading
     # the model in CreateRealtimeEndpoint is slowed so that DeleteRealtimeEndpoint starts meanwhile.
-    apps = [EmrML(settings), EmrML(settings)]
-    try:
-        model_id = train_small(apps[0], tmp_path, "binary")
-        apps[0].wait("MLModel", model_id)
-        read = endpoints.find
-        monkeypatch.setattr(endpoints, "find", lambda *args: (read(*args), time.sleep(0.5))[0])
+    with _two_servers_and_a_model(settings, tmp_path) as (apps, model_id):
+        monkeypatch.setattr(endpoints, "find", _slowed(endpoints.find))
         with ThreadPoolExecutor(1) as pool:
             create = pool.submit(apps[1].call, "CreateRealtimeEndpoint", {"MLModelId": model_id})
             time.sleep(0.2)
@@ -265,9 +273,6 @@ def test_endpoint_deletion_waits_for_an_endpoint_creation_under_way(
         assert apps[1].call("GetMLModel", {"MLModelId": model_id})["EndpointInfo"]["EndpointStatus"] == "NONE"
         with pytest.raises(PredictorNotMountedException):
             predict(apps[1], model_id, {"x": "7"})
-    finally:
-        for app in apps:
-            app.close()
 
 
 def clone_model(app: EmrML, model_id: str, artifact: Path, **columns: Any) -> None:

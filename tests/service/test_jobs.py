@@ -247,6 +247,17 @@ def test_a_batch_prediction_given_up_after_its_worker_died_leaves_no_partial_res
     assert elsewhere.read_text() == "keep"
 
 
+def _pending_batch_prediction(app: EmrML, tag: str, out: Path, shared_datasets: Path) -> None:
+    """The PENDING batch prediction ``bp-<tag>`` into ``out`` of a trained model (``ml-<tag>``) on the bank
+    data (``ds-<tag>``)."""
+    _pending_bank(app, f"ds-{tag}", shared_datasets)
+    request = {"MLModelId": f"ml-{tag}", "MLModelType": "BINARY", "TrainingDataSourceId": f"ds-{tag}"}
+    app.call("CreateMLModel", request)
+    app.wait("MLModel", f"ml-{tag}")
+    request = {"BatchPredictionId": f"bp-{tag}", "MLModelId": f"ml-{tag}", "OutputUri": str(out) + "/"}
+    app.call("CreateBatchPrediction", {**request, "BatchPredictionDataSourceId": f"ds-{tag}"})
+
+
 def test_a_batch_prediction_deleted_while_it_runs_stops_and_publishes_nothing(
     app: EmrML, shared_datasets: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -256,13 +267,8 @@ def test_a_batch_prediction_deleted_while_it_runs_stops_and_publishes_nothing(
     job's first scoring report, so that it cannot race the end of the job.)"""
     from emrml.service.worker import JobContext
 
-    _pending_bank(app, "ds-del", shared_datasets)
-    request = {"MLModelId": "ml-del", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-del"}
-    app.call("CreateMLModel", request)
-    app.wait("MLModel", "ml-del")
     out = tmp_path / "out"
-    request = {"BatchPredictionId": "bp-del", "MLModelId": "ml-del", "OutputUri": str(out) + "/"}
-    app.call("CreateBatchPrediction", {**request, "BatchPredictionDataSourceId": "ds-del"})
+    _pending_batch_prediction(app, "del", out, shared_datasets)
     report = JobContext.progress
 
     def deleted_while_scoring(context: JobContext, fraction: float, message: str | None = None) -> None:
@@ -285,13 +291,8 @@ def test_a_batch_prediction_deleted_while_it_publishes_leaves_no_results_and_no_
     still writes the results and the manifest, then finds its row gone; neither stays in the output."""
     from emrml.service.worker import JobContext
 
-    _pending_bank(app, "ds-pub", shared_datasets)
-    request = {"MLModelId": "ml-pub", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-pub"}
-    app.call("CreateMLModel", request)
-    app.wait("MLModel", "ml-pub")
     out = tmp_path / "out"
-    request = {"BatchPredictionId": "bp-pub", "MLModelId": "ml-pub", "OutputUri": str(out) + "/"}
-    app.call("CreateBatchPrediction", {**request, "BatchPredictionDataSourceId": "ds-pub"})
+    _pending_batch_prediction(app, "pub", out, shared_datasets)
     report = JobContext.progress
     messages: list[str | None] = []
 

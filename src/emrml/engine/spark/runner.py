@@ -12,8 +12,10 @@ Spark ships the function and its arguments to the executors and the results back
 serializer (pickle) over its own connections, authenticated and encrypted when ``spark_encryption`` is on
 (session.py); emrml itself unpickles nothing it reads from storage or the network. Bad data fails the
 step at once: a task that meets a ``DataError`` (a truncated or corrupt file, invalid records past the
-limit) returns it as its result (``TaskFailure``), so Spark does not run it again, and the driver raises
-the first one in task order after the job. Any other failure, a ``ReadError`` (an I/O error reading a
+limit) returns it as its result (``TaskFailure``), so Spark does not run it again, and adds it to the
+job's failures (an accumulator, which the driver sees as each task ends): the watcher thread then cancels
+the step's other tasks, which could only be wasted work, and the step raises the first failure to arrive
+(the first in task order when the job ended first). Any other failure, a ``ReadError`` (an I/O error reading a
 file) among them, is raised in the task and retried by Spark (``spark.task.maxFailures``); a job that
 fails raises the error the task raised when it is one of emrml's, else ``SparkEngineError`` with Spark's
 reason on one line. A progress report that raises (``service.worker.JobStopped``: the job's object
@@ -92,7 +94,20 @@ def raise_failures(results: list[T]) -> list[T]:
     return results
 
 
-def _call(function: Callable[..., T], storage: dict[str, Any], arguments: tuple[Any, ...]) -> T | TaskFailure:
+class _FirstFailures:
+    """How a job's failures add up as its tasks end (a ``pyspark.AccumulatorParam``, by its two methods:
+    this module imports no pyspark): the first one names the error and stops the job."""
+
+    def zero(self, value: list[TaskFailure]) -> list[TaskFailure]:
+        return []
+
+    def addInPlace(self, value1: list[TaskFailure], value2: list[TaskFailure]) -> list[TaskFailure]:
+        return value1 or value2
+
+
+def _call(
+    function: Callable[..., T], storage: dict[str, Any], failures: Any, arguments: tuple[Any, ...]
+) -> T | TaskFailure:
     in_executor(storage)
     try:
         return function(*arguments, report=None)
@@ -100,6 +115,7 @@ def _call(function: Callable[..., T], storage: dict[str, Any], arguments: tuple[
         failure = final(exc)
         if failure is None:
             raise
+        failures.add([failure])
         return failure
 
 
@@ -109,8 +125,11 @@ class SparkRunner:
     def __init__(self, session: Any, progress: Progress) -> None:
         self.session = session
         self.progress = progress
-        #: Why the watcher thread cancelled the step's jobs (a deleted job, no executor): the step raises it.
+        #: Why the watcher thread cancelled the step's jobs (a deleted job, no executor, bad data): the step
+        #: raises it.
         self._stopped: BaseException | None = None
+        #: The running job's ``TaskFailure``s, as its tasks end (an accumulator, made by ``job``).
+        self._failures: Any = None
 
     def __enter__(self) -> SparkRunner:
         return self
@@ -130,7 +149,7 @@ class SparkRunner:
             return []
         with self.job(message, span):
             rdd = self.session.sparkContext.parallelize(list(arguments), len(arguments))
-            call = functools.partial(_call, function, storage_settings())
+            call = functools.partial(_call, function, storage_settings(), self._failures)
             return raise_failures(rdd.map(call).collect())
 
     @contextlib.contextmanager
@@ -141,6 +160,7 @@ class SparkRunner:
         context = self.session.sparkContext
         group = f"emrml-{uuid.uuid4().hex[:12]}"
         context.setJobGroup(group, message, interruptOnCancel=True)
+        self._failures = context.accumulator([], _FirstFailures())
         # The job's progress message names the application, so the jobs browser shows where it runs.
         message = f"{message} (Spark application {context.applicationId})"
         done = threading.Event()
@@ -172,6 +192,11 @@ class SparkRunner:
         tracker = context.statusTracker()
         patience, seen = executor_wait_seconds(), time.monotonic()
         while not done.wait(_POLL_SECONDS):
+            failures = self._failures.value
+            if failures:  # bad data: the step fails with it whatever the other tasks find
+                self._stopped = failures[0].error()
+                context.cancelJobGroup(group)
+                return
             if _has_executors(context):
                 seen = time.monotonic()
             elif time.monotonic() - seen > patience:

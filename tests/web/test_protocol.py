@@ -4,6 +4,7 @@ log and the background job scheduler — in-process through the ASGI app, and ov
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import os
@@ -177,6 +178,12 @@ def test_boto3_sees_a_serialization_error_for_a_corrupted_body(live_server: Any)
     assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
 
 
+FORGED_DEEP = base64.urlsafe_b64encode(b"[" * 5_000 + b"]" * 5_000).decode()
+FORGED_INFINITE = base64.urlsafe_b64encode(
+    json.dumps({"after": [1e999, "x"], "query": json.dumps({})}).encode()
+).decode()
+
+
 @pytest.mark.parametrize(
     ("target", "body", "error_type", "fragment"),
     [
@@ -214,6 +221,9 @@ def test_boto3_sees_a_serialization_error_for_a_corrupted_body(live_server: Any)
             "nope",
         ),
         ("GetDataSource", {"DataSourceId": "p-ds", "Name": "\u0000"}, "InvalidInputException", "NUL"),
+        # Forged page tokens: JSON nested too deeply to read, a sort value past the float range.
+        ("DescribeMLModels", {"NextToken": FORGED_DEEP}, "InvalidInputException", "NextToken"),
+        ("DescribeMLModels", {"NextToken": FORGED_INFINITE}, "InvalidInputException", "NextToken"),
     ],
 )
 def test_invalid_requests_name_the_member(

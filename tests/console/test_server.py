@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -411,6 +412,34 @@ def test_a_share_link_works_for_the_chosen_time_from_now(
     assert forever.status_code == 200 and forever.json()["ExpiresAt"] is None
     forged = admin.post("/console/share", data={**form, "expires_in": "2026-12-31"})
     assert forged.status_code == 400 and "none of the lifetimes offered" in forged.text
+
+
+def test_a_deleted_users_share_links_stay_dead_when_a_user_of_that_name_is_created_again(
+    installation: Installation, anonymous_client_factory: Any
+) -> None:
+    from emrml.service.groups import VIEWERS
+    from emrml.service.logins import Logins
+
+    access, logins = installation.service.access, Logins(installation.service.sessions)
+    name = f"sharer-{uuid.uuid4().hex[:6]}"
+    access.create_user(name, (VIEWERS,))
+    logins.set_password(name, "sharer-password-1")
+    sharer, outsider = anonymous_client_factory(), anonymous_client_factory()
+    assert log_in(sharer, name, "sharer-password-1").status_code == 303
+    token = login_token(sharer.get(f"/console/evaluations/{EVALUATION}").text)
+    form = {"csrf_token": token, "kind": "Evaluation", "object_id": EVALUATION, "expires_in": ""}
+    created = sharer.post("/console/share?format=json", data=form)
+    assert created.status_code == 200, created.text
+    path = created.json()["Url"][created.json()["Url"].index("/console/") :]
+    assert outsider.get(path).status_code == 200
+    access.delete_user(name)
+    assert outsider.get(path).status_code == 404
+    # Another person given the freed name later must not bring the first one's links back to life.
+    access.create_user(name, (VIEWERS,))
+    try:
+        assert outsider.get(path).status_code == 404
+    finally:
+        access.delete_user(name)
 
 
 @pytest.fixture

@@ -508,6 +508,51 @@ def test_a_tampered_manifest_cannot_make_the_console_serve_other_files(
     assert "not-for-the-console" not in refused.text
 
 
+def test_a_result_linked_to_a_file_its_creator_may_not_read_is_not_downloaded(
+    admin: Any, anonymous_client_factory: Any, installation: Installation
+) -> None:
+    """bob may write his batch predictions' outputs in his folder, and nothing else of the data roots: a
+    result he replaces with a link to another file of the roots is no result of his, for him or anyone."""
+    from emrml.service.auth import user_arn
+
+    service, access = installation.service, installation.service.access
+    output = installation.home / "data" / f"bob-out-{uuid.uuid4().hex[:6]}"
+    private = installation.home / "data" / f"private-{uuid.uuid4().hex[:6]}.csv"
+    private.write_text("not-for-bob-7c2d\n")
+    group = f"batchers-{uuid.uuid4().hex[:6]}"
+    access.create_group(group)
+    access.add_statement(
+        group,
+        {"Effect": "Allow", "Action": ["CreateBatchPrediction", "GetBatchPrediction"], "Resource": "*"},
+    )
+    access.add_statement(group, {"Effect": "Allow", "Action": "storage:Write", "Resource": f"{output}/*"})
+    access.add_member(group, "bob")
+    try:
+        request = {
+            "BatchPredictionId": f"bp-{group}",
+            "MLModelId": MODEL,
+            "BatchPredictionDataSourceId": f"{DATASOURCE}-eval",
+            "OutputUri": f"{output}/",
+        }
+        service.call("CreateBatchPrediction", request, user_arn("000000000000", "bob"), remote=True)
+        assert service.wait("BatchPrediction", request["BatchPredictionId"])["Status"] == "COMPLETED"
+        page = f"/console/batch-predictions/{request['BatchPredictionId']}"
+        # His own results, where he may write: downloaded, by him and by whoever may read the object.
+        bob = anonymous_client_factory()
+        assert log_in(bob, "bob", BOB_PASSWORD).status_code == 303
+        for client in (bob, admin):
+            assert client.get(f"{page}/files/0").status_code == 200
+        (result,) = (output / "batch-prediction" / "result").iterdir()
+        result.unlink()
+        result.symlink_to(private)
+        for client in (bob, admin):
+            refused = client.get(f"{page}/files/0")
+            assert refused.status_code == 403 and "neither read nor write" in refused.text
+            assert "not-for-bob" not in refused.text
+    finally:
+        access.delete_group(group)
+
+
 def test_the_jobs_page_lists_the_stream_consumers_each_user_may_see(
     admin: Any, installation: Installation
 ) -> None:

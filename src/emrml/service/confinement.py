@@ -22,7 +22,7 @@ from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, BinaryIO
 
 from emrml.errors import AccessDeniedException, InvalidInputException
-from emrml.service.operations import REMOTE
+from emrml.service.operations import REMOTE, running_as
 from emrml.storage import local, locations
 
 if TYPE_CHECKING:
@@ -131,6 +131,31 @@ def open_for_server(app: EmrML, location: str, *, member: str) -> BinaryIO:
         if refusal:
             stream.close()
             raise AccessDeniedException(f"{member} '{location}' {refusal}")
+    return stream
+
+
+def open_output_for_server(app: EmrML, location: str, *, owner: str, member: str) -> BinaryIO:
+    """``open_for_server`` for a file a job wrote for ``owner`` (a batch prediction's manifest and results),
+    opened for anyone who may read that object (the console's downloads): the file, as opened, must also lie
+    where ``owner`` may read or write (``storage:Read`` or ``storage:Write``). Its folder is the owner's to
+    change: a result replaced by a link to a file in the data roots that the owner may not read must not be
+    handed to the owner, nor to anyone, as a result."""
+    stream = open_for_server(app, location, member=member)
+    opened = location
+    if not location.startswith("s3://"):
+        opened = local.opened_path(stream.fileno(), locations.local_path(location))
+    with running_as(owner, remote=True):
+        try:
+            try:
+                app.access.check_storage(opened, write=False)
+            except AccessDeniedException:
+                app.access.check_storage(opened, write=True)
+        except AccessDeniedException:
+            stream.close()
+            raise AccessDeniedException(
+                f"{member} '{location}' is a file where its batch prediction's creator may neither read nor "
+                "write (storage:Read, storage:Write); it was not read"
+            ) from None
     return stream
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from typing import TYPE_CHECKING, BinaryIO
 
 from emrml.errors import AccessDeniedException, InvalidInputException
@@ -118,6 +118,18 @@ def check_schema_beside(app: EmrML, data_location: str) -> None:
         candidates = [data_location + locations.SCHEMA_SUFFIX, f"{data_location}/{locations.SCHEMA_SUFFIX}"]
     for candidate in candidates:
         check_location(app, candidate, member="the schema file beside DataLocationS3 (no DataSchema given)")
+
+
+def checked_as_opened(app: EmrML, *, remote: bool | None = None) -> AbstractContextManager[None]:
+    """Local files a request through the server reads, writes, lists, creates or deletes itself within the
+    block (not through a job: InferDataSchema's and PlanCapacity's samples, the storage browser) are checked
+    again as opened, through descriptors, as confined jobs' are: a location passes ``check_location``, but
+    the folder it names may hold, or become, a symbolic link out of the data roots. ``remote``: whether the
+    request came through the server (default: ``REMOTE``); the CLI and the library on their own home read
+    any file their user can."""
+    if not (REMOTE.get() if remote is None else remote):
+        return nullcontext()
+    return local.guarded_here(job_guard(app.settings), job_write_guard(app.settings))
 
 
 def open_for_server(app: EmrML, location: str, *, member: str) -> BinaryIO:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -413,6 +414,34 @@ def test_a_share_link_works_for_the_chosen_time_from_now(
     assert forged.status_code == 400 and "none of the lifetimes offered" in forged.text
 
 
+def test_a_deleted_users_share_links_stay_dead_when_a_user_of_that_name_is_created_again(
+    installation: Installation, anonymous_client_factory: Any
+) -> None:
+    from emrml.service.groups import VIEWERS
+    from emrml.service.logins import Logins
+
+    access, logins = installation.service.access, Logins(installation.service.sessions)
+    name = f"sharer-{uuid.uuid4().hex[:6]}"
+    access.create_user(name, (VIEWERS,))
+    logins.set_password(name, "sharer-password-1")
+    sharer, outsider = anonymous_client_factory(), anonymous_client_factory()
+    assert log_in(sharer, name, "sharer-password-1").status_code == 303
+    token = login_token(sharer.get(f"/console/evaluations/{EVALUATION}").text)
+    form = {"csrf_token": token, "kind": "Evaluation", "object_id": EVALUATION, "expires_in": ""}
+    created = sharer.post("/console/share?format=json", data=form)
+    assert created.status_code == 200, created.text
+    path = created.json()["Url"][created.json()["Url"].index("/console/") :]
+    assert outsider.get(path).status_code == 200
+    access.delete_user(name)
+    assert outsider.get(path).status_code == 404
+    # Another person given the freed name later must not bring the first one's links back to life.
+    access.create_user(name, (VIEWERS,))
+    try:
+        assert outsider.get(path).status_code == 404
+    finally:
+        access.delete_user(name)
+
+
 @pytest.fixture
 def anonymous_client_factory(installation: Installation) -> Any:
     from starlette.testclient import TestClient
@@ -477,6 +506,51 @@ def test_a_tampered_manifest_cannot_make_the_console_serve_other_files(
     refused = admin.get("/console/batch-predictions/bp-tamper/files/0")
     assert refused.status_code == 403 and "EMRML_DATA_ROOTS" in refused.text
     assert "not-for-the-console" not in refused.text
+
+
+def test_a_result_linked_to_a_file_its_creator_may_not_read_is_not_downloaded(
+    admin: Any, anonymous_client_factory: Any, installation: Installation
+) -> None:
+    """bob may write his batch predictions' outputs in his folder, and nothing else of the data roots: a
+    result he replaces with a link to another file of the roots is no result of his, for him or anyone."""
+    from emrml.service.auth import user_arn
+
+    service, access = installation.service, installation.service.access
+    output = installation.home / "data" / f"bob-out-{uuid.uuid4().hex[:6]}"
+    private = installation.home / "data" / f"private-{uuid.uuid4().hex[:6]}.csv"
+    private.write_text("not-for-bob-7c2d\n")
+    group = f"batchers-{uuid.uuid4().hex[:6]}"
+    access.create_group(group)
+    access.add_statement(
+        group,
+        {"Effect": "Allow", "Action": ["CreateBatchPrediction", "GetBatchPrediction"], "Resource": "*"},
+    )
+    access.add_statement(group, {"Effect": "Allow", "Action": "storage:Write", "Resource": f"{output}/*"})
+    access.add_member(group, "bob")
+    try:
+        request = {
+            "BatchPredictionId": f"bp-{group}",
+            "MLModelId": MODEL,
+            "BatchPredictionDataSourceId": f"{DATASOURCE}-eval",
+            "OutputUri": f"{output}/",
+        }
+        service.call("CreateBatchPrediction", request, user_arn("000000000000", "bob"), remote=True)
+        assert service.wait("BatchPrediction", request["BatchPredictionId"])["Status"] == "COMPLETED"
+        page = f"/console/batch-predictions/{request['BatchPredictionId']}"
+        # His own results, where he may write: downloaded, by him and by whoever may read the object.
+        bob = anonymous_client_factory()
+        assert log_in(bob, "bob", BOB_PASSWORD).status_code == 303
+        for client in (bob, admin):
+            assert client.get(f"{page}/files/0").status_code == 200
+        (result,) = (output / "batch-prediction" / "result").iterdir()
+        result.unlink()
+        result.symlink_to(private)
+        for client in (bob, admin):
+            refused = client.get(f"{page}/files/0")
+            assert refused.status_code == 403 and "neither read nor write" in refused.text
+            assert "not-for-bob" not in refused.text
+    finally:
+        access.delete_group(group)
 
 
 def test_the_jobs_page_lists_the_stream_consumers_each_user_may_see(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,7 @@ from cli_helpers import invoke_json
 from emrml.config import Settings
 from emrml.errors import AccessDeniedException
 from emrml.samples import bank_sample_schema, write_bank_sample
+from emrml.service import capacity
 from emrml.service.app import EmrML
 from emrml.service.confinement import job_guard
 from emrml.service.metastore import DataSource
@@ -62,6 +64,38 @@ def test_a_file_swapped_for_a_symlink_after_the_request_is_not_read(sqlite_app: 
     assert "EMRML_DATA_ROOTS" in described["Message"] and str(data) in described["Message"]
     statistics = sqlite_app.call("GetDataSourceStatistics", {"DataSourceId": "ds-swapped"})
     assert SECRET not in json.dumps(described) + json.dumps(statistics)
+
+
+def test_what_a_request_reads_itself_is_checked_file_by_file_as_opened(
+    sqlite_app: EmrML, outside: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """InferDataSchema lists and reads a folder now, PlanCapacity reads a sample: a link in the folder to a
+    file out of the roots is refused, naming it, and nothing of it comes back (its header would be the
+    attribute names)."""
+    folder = sqlite_app.settings.data_roots[0] / "mine"
+    folder.mkdir(parents=True)
+    (folder / "a.csv").symlink_to(outside)
+    (folder / "b.csv").write_text("x,y\n1,2\n")
+    with pytest.raises(AccessDeniedException, match="EMRML_DATA_ROOTS") as refused:
+        sqlite_app.call("InferDataSchema", {"DataLocationS3": f"{folder}/"}, remote=True)
+    assert str(folder / "a.csv") in refused.value.message and SECRET not in refused.value.message
+    swapped = folder / "sample.csv"
+    swapped.write_text("x,y\n1,2\n")
+    request = {"Nodes": 1, "DiskPerNode": "1TB", "Data": "1GB", "SampleLocation": str(swapped)}
+    assert "Codecs" in sqlite_app.call("PlanCapacity", request, remote=True)
+    checked = capacity.check_location
+
+    def check_then_swap(*args: Any, **kwargs: Any) -> None:
+        checked(*args, **kwargs)
+        swapped.unlink()  # swapped for a link between the request's check and its read
+        swapped.symlink_to(outside)
+
+    monkeypatch.setattr(capacity, "check_location", check_then_swap)
+    with pytest.raises(AccessDeniedException, match="EMRML_DATA_ROOTS"):
+        sqlite_app.call("PlanCapacity", request, remote=True)
+    # The CLI and the library on their own home are not confined.
+    inferred = sqlite_app.call("InferDataSchema", {"DataLocationS3": f"{folder}/"})["DataSchema"]
+    assert SECRET in inferred
 
 
 def test_objects_record_whether_a_remote_request_created_them(sqlite_app: EmrML, outside: Path) -> None:

@@ -3,12 +3,16 @@ Get* on every object, deny wins, patterns behave as IAM's."""
 
 from __future__ import annotations
 
+import functools
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import Column, MetaData, String, Table, create_engine, insert, select
 
 from emrml.errors import InvalidInputException
 from emrml.service.access import known_actions
-from emrml.service.policy import Policy, Statement, residual_patterns
+from emrml.service.policy import Policy, Statement, glob_regex, residual_patterns
 
 CALLER = "arn:aws:iam::000000000000:user/bob"
 OTHER = "arn:aws:iam::000000000000:user/ann"
@@ -109,3 +113,35 @@ def test_deny_wins_and_nothing_is_allowed_by_default() -> None:
 def test_bad_statements_are_refused_with_the_member_at_fault(document: object, message: str) -> None:
     with pytest.raises(InvalidInputException, match=message):
         parse(document)  # type: ignore[arg-type]
+
+
+def _globbed(pattern: str, text: str) -> bool:
+    """What a pattern means, by the definition: ``*`` any run of characters, ``?`` one, others themselves."""
+
+    @functools.cache
+    def match(i: int, j: int) -> bool:
+        if i == len(pattern):
+            return j == len(text)
+        if pattern[i] == "*":
+            return match(i + 1, j) or (j < len(text) and match(i, j + 1))
+        return j < len(text) and pattern[i] in ("?", text[j]) and match(i + 1, j + 1)
+
+    return match(0, 0)
+
+
+@given(st.text(alphabet="ab/*?", max_size=10), st.text(alphabet="ab/", max_size=12))
+def test_patterns_match_what_they_mean(pattern: str, text: str) -> None:
+    assert (glob_regex(pattern).fullmatch(text) is not None) == _globbed(pattern, text)
+
+
+def test_a_long_location_is_decided_at_once_whatever_the_stars_of_the_statements() -> None:
+    # A caller names the location: "s3://a/a/a/..." against several stars made the regular expression
+    # engine try every way of splitting it among them (this one would have run for years).
+    statements = [
+        parse({"Effect": "Allow", "Action": "storage:Read", "Resource": "s3://*"}, 1),
+        parse({"Effect": "Deny", "Action": "storage:Read", "Resource": "s3://*/*/*/*/*/*/private/*"}, 2),
+    ]
+    policy = Policy("bob", CALLER, True, statements)
+    location = "s3://bucket/" + "a/" * 1000 + "data.csv"
+    assert policy.allows("storage:Read", location, False)
+    assert not policy.allows("storage:Read", location.replace("a/a/a/a/a/a/", "a/a/a/a/a/private/", 1), False)

@@ -65,6 +65,19 @@ def test_bad_records_are_set_aside_and_the_rest_scored(scorer: MicroBatchScorer)
     assert payload["SequenceNumber"] == "1" and payload["PartitionKey"] == "k1"
 
 
+def test_a_record_nested_too_deeply_is_a_dead_letter_and_the_others_are_scored(
+    scorer: MicroBatchScorer,
+) -> None:
+    # Any producer may put such a record on the stream: it must not stop the consumer reading it.
+    deep = b'{"x": "1", "extra": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    pretty = b'{\n"x": "2"\n}'  # takes the batch down the record-by-record path
+    scored, dead = scorer.score(_records([b'{"x": "1"}', deep, pretty]))
+    assert [r.sequence_number for r in scored.records] == ["0", "2"]
+    assert [(letter.record.sequence_number, letter.reason) for letter in dead] == [
+        ("1", "invalid JSON: it is nested too deeply")
+    ]
+
+
 def test_a_csv_record_keeps_the_line_breaks_of_its_quoted_fields(scorer: MicroBatchScorer) -> None:
     # As a CSV file's reader does: "good\nday" is the words good and day, not "goodday".
     scored, dead = scorer.score(_records([b'1,"good\nday"', b'1,"good\r\nday"\r\n', b"1,good\n2,day"]))

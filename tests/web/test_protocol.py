@@ -4,6 +4,7 @@ log and the background job scheduler — in-process through the ASGI app, and ov
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import os
@@ -27,7 +28,14 @@ from emrml.service.metastore import DataSource, now
 from emrml.service.operations import OPERATIONS
 from emrml.web.protocol import TARGET_PREFIX, encode_response
 from emrml.web.scheduler import JobScheduler
-from emrml.web.server import AccessLog, LoggedRequests, create_app, new_request_id
+from emrml.web.server import (
+    AccessLog,
+    BackgroundServer,
+    LoggedRequests,
+    create_app,
+    new_request_id,
+    reserve_socket,
+)
 
 SCHEMA = json.dumps(
     {
@@ -177,6 +185,12 @@ def test_boto3_sees_a_serialization_error_for_a_corrupted_body(live_server: Any)
     assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
 
 
+FORGED_DEEP = base64.urlsafe_b64encode(b"[" * 5_000 + b"]" * 5_000).decode()
+FORGED_INFINITE = base64.urlsafe_b64encode(
+    json.dumps({"after": [1e999, "x"], "query": json.dumps({})}).encode()
+).decode()
+
+
 @pytest.mark.parametrize(
     ("target", "body", "error_type", "fragment"),
     [
@@ -214,6 +228,9 @@ def test_boto3_sees_a_serialization_error_for_a_corrupted_body(live_server: Any)
             "nope",
         ),
         ("GetDataSource", {"DataSourceId": "p-ds", "Name": "\u0000"}, "InvalidInputException", "NUL"),
+        # Forged page tokens: JSON nested too deeply to read, a sort value past the float range.
+        ("DescribeMLModels", {"NextToken": FORGED_DEEP}, "InvalidInputException", "NextToken"),
+        ("DescribeMLModels", {"NextToken": FORGED_INFINITE}, "InvalidInputException", "NextToken"),
     ],
 )
 def test_invalid_requests_name_the_member(
@@ -257,6 +274,33 @@ def test_an_oversized_body_over_http(live_server: Any) -> None:
     headers = sign(live_server.url, "DescribeDataSources", body, live_server.key.access_key_id, "irrelevant")
     response = post(live_server.url, headers, body)
     assert response.status == 413 and response.json()["__type"] == "RequestEntityTooLargeException"
+
+
+def test_without_authentication_only_the_servers_own_host_names_are_answered(tmp_path: Path) -> None:
+    """DNS rebinding: a page of another site whose name now resolves to the server sends that name."""
+    sock = reserve_socket()
+    port = sock.getsockname()[1]
+    settings = Settings.load(environ={}, home=tmp_path, public_url=f"http://ml.example.org:{port}")
+    service = EmrML(settings)
+    body = b"{}"
+    try:
+        with BackgroundServer(create_app(service, auth=False, console=False), sock) as server:
+
+            def describe(host: str) -> RawResponse:
+                headers = {"Host": host, "Content-Type": "application/x-amz-json-1.1"}
+                headers["X-Amz-Target"] = TARGET_PREFIX + "DescribeDataSources"
+                return post(server.url, headers, body)
+
+            for host in ("rebound.attacker.example", "localhost.attacker.example", "ml.example.org.evil"):
+                refused = describe(f"{host}:{port}")
+                assert refused.status == 403, refused.body
+                assert refused.json()["__type"] == "MissingAuthenticationTokenException"
+                assert "DNS rebinding" in refused.json()["message"]
+            for host in ("127.0.0.1", "localhost", "[::1]", "ml.example.org", "ML.Example.Org.", "10.1.2.3"):
+                assert describe(f"{host}:{port}").status == 200, host
+            assert describe("localhost").status == 200
+    finally:
+        service.close()
 
 
 def test_unexpected_failures_are_generic_500s_logged_with_the_request_id(

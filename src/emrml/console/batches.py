@@ -2,8 +2,9 @@
 
 The files are the ones the batch prediction's manifest names (``GetBatchPrediction``'s ``ManifestLocation``),
 read only after ``GetBatchPrediction`` succeeded for the user, only below the batch prediction's output
-folder and inside the data roots (``service.confinement``): a user downloads exactly the results of the
-batch predictions they may read, and nothing else. Downloads are streamed in blocks, never read whole.
+folder, inside the data roots and, as opened, where its creator may read or write
+(``service.confinement.open_output_for_server``): a user downloads exactly the results of the batch
+predictions they may read, and nothing else. Downloads are streamed in blocks, never read whole.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from starlette.responses import Response
 from emrml.console.app import View, Visit, download_response
 from emrml.console.forms import check_name, create_once, form_id
 from emrml.errors import AccessDeniedException, InvalidInputException, ResourceNotFoundException
-from emrml.service.confinement import open_for_server
+from emrml.service.confinement import open_output_for_server
 from emrml.storage.locations import TEXT_MAX_BYTES
 
 
@@ -80,7 +81,9 @@ def result_files(visit: Visit, described: dict[str, Any]) -> list[str]:
     if described.get("Status") != "COMPLETED" or not manifest:
         return []
     try:
-        with open_for_server(visit.console.service, manifest, member="ManifestLocation") as stream:
+        with open_output_for_server(
+            visit.console.service, manifest, owner=described["CreatedByIamUser"], member="ManifestLocation"
+        ) as stream:
             document = json.loads(stream.read(TEXT_MAX_BYTES).decode("utf-8-sig"))
     except (InvalidInputException, AccessDeniedException, ValueError):
         return []
@@ -108,4 +111,6 @@ def download(visit: Visit) -> Response:
             f"batch prediction {described['BatchPredictionId']!r} has no file {index}"
         )
     location = files[int(index)]
-    return download_response(open_for_server(visit.console.service, location, member="result file"), location)
+    owner = described["CreatedByIamUser"]
+    stream = open_output_for_server(visit.console.service, location, owner=owner, member="result file")
+    return download_response(stream, location)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from emrml.core import capacity
 from emrml.errors import DataError, InvalidInputException
-from emrml.service.confinement import check_location
+from emrml.service.confinement import check_location, checked_as_opened
 from emrml.service.operations import Request, Response, operation
 from emrml.service.validation import optional_string, require_string
 
@@ -50,7 +50,7 @@ def plan_capacity(app: EmrML, request: Request) -> Response:
         check_location(app, location, member="SampleLocation")
         from emrml.engine.local import open_data
 
-        with open_data(location) as (_, stream):
+        with checked_as_opened(app), open_data(location) as (_, stream):
             sample = stream.read(SAMPLE_BYTES)
         if not sample:
             raise DataError(f"SampleLocation '{location}' is empty")

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from typing import TYPE_CHECKING, BinaryIO
 
 from emrml.errors import AccessDeniedException, InvalidInputException
-from emrml.service.operations import REMOTE
+from emrml.service.operations import REMOTE, running_as
 from emrml.storage import local, locations
 
 if TYPE_CHECKING:
@@ -120,6 +120,18 @@ def check_schema_beside(app: EmrML, data_location: str) -> None:
         check_location(app, candidate, member="the schema file beside DataLocationS3 (no DataSchema given)")
 
 
+def checked_as_opened(app: EmrML, *, remote: bool | None = None) -> AbstractContextManager[None]:
+    """Local files a request through the server reads, writes, lists, creates or deletes itself within the
+    block (not through a job: InferDataSchema's and PlanCapacity's samples, the storage browser) are checked
+    again as opened, through descriptors, as confined jobs' are: a location passes ``check_location``, but
+    the folder it names may hold, or become, a symbolic link out of the data roots. ``remote``: whether the
+    request came through the server (default: ``REMOTE``); the CLI and the library on their own home read
+    any file their user can."""
+    if not (REMOTE.get() if remote is None else remote):
+        return nullcontext()
+    return local.guarded_here(job_guard(app.settings), job_write_guard(app.settings))
+
+
 def open_for_server(app: EmrML, location: str, *, member: str) -> BinaryIO:
     """Open a file the server reads for a caller outside ``EmrML.call`` (the console's downloads): checked
     by ``check_location``, then again through the opened descriptor, as confined jobs read."""
@@ -131,6 +143,31 @@ def open_for_server(app: EmrML, location: str, *, member: str) -> BinaryIO:
         if refusal:
             stream.close()
             raise AccessDeniedException(f"{member} '{location}' {refusal}")
+    return stream
+
+
+def open_output_for_server(app: EmrML, location: str, *, owner: str, member: str) -> BinaryIO:
+    """``open_for_server`` for a file a job wrote for ``owner`` (a batch prediction's manifest and results),
+    opened for anyone who may read that object (the console's downloads): the file, as opened, must also lie
+    where ``owner`` may read or write (``storage:Read`` or ``storage:Write``). Its folder is the owner's to
+    change: a result replaced by a link to a file in the data roots that the owner may not read must not be
+    handed to the owner, nor to anyone, as a result."""
+    stream = open_for_server(app, location, member=member)
+    opened = location
+    if not location.startswith("s3://"):
+        opened = local.opened_path(stream.fileno(), locations.local_path(location))
+    with running_as(owner, remote=True):
+        try:
+            try:
+                app.access.check_storage(opened, write=False)
+            except AccessDeniedException:
+                app.access.check_storage(opened, write=True)
+        except AccessDeniedException:
+            stream.close()
+            raise AccessDeniedException(
+                f"{member} '{location}' is a file where its batch prediction's creator may neither read nor "
+                "write (storage:Read, storage:Write); it was not read"
+            ) from None
     return stream
 
 

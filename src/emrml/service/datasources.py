@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from emrml.core.rearrange import parse_rearrangement
 from emrml.errors import InvalidInputException
 from emrml.service import describe
-from emrml.service.confinement import check_location, check_schema_beside
+from emrml.service.confinement import check_location, check_schema_beside, checked_as_opened
 from emrml.service.operations import (
     Request,
     Response,
@@ -194,13 +194,15 @@ def infer_data_schema(app: EmrML, request: Request) -> Response:
     has_header = request.get("DataFileContainsHeader", True)
     if not isinstance(has_header, bool):
         raise InvalidInputException("DataFileContainsHeader must be true or false")
-    schema = infer_location_schema(
-        location,
-        target=optional_string(request, "TargetAttributeName"),
-        row_id=optional_string(request, "RowId"),
-        has_header=has_header,
-        settings=app.settings,
-    )
+    # A folder's files are listed and read now, not by a job: each is checked as a confined job's are.
+    with checked_as_opened(app):
+        schema = infer_location_schema(
+            location,
+            target=optional_string(request, "TargetAttributeName"),
+            row_id=optional_string(request, "RowId"),
+            has_header=has_header,
+            settings=app.settings,
+        )
     return {"DataSchema": schema.to_json()}
 
 

@@ -155,12 +155,15 @@ def _after(token: str | None, request: Request) -> tuple[Any, str] | None:
         payload = json.loads(base64.urlsafe_b64decode(token.encode()))
         value, last_id = payload["after"]
         query = payload["query"]
-    except (ValueError, KeyError, TypeError, binascii.Error):
+    except (ValueError, KeyError, TypeError, binascii.Error, RecursionError):
+        # RecursionError: a forged token of JSON nested too deeply to read.
         raise InvalidInputException("NextToken is not a token returned by a previous call") from None
     if (
         not isinstance(last_id, str)
         or isinstance(value, bool)
         or not isinstance(value, str | int | float)
+        # Never in a token this server made; a database would compare it by rules of its own, or refuse it.
+        or (isinstance(value, float) and not math.isfinite(value))
         or query != _query(request)
     ):
         raise InvalidInputException("NextToken belongs to a request with other filter or sort arguments")

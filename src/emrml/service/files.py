@@ -17,9 +17,9 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, BinaryIO
 
 from emrml.errors import InvalidInputException
-from emrml.service.confinement import check_location, job_guard, job_write_guard, open_for_server
+from emrml.service.confinement import check_location, checked_as_opened, open_for_server
 from emrml.service.operations import running_as
-from emrml.storage import local, locations
+from emrml.storage import locations
 
 if TYPE_CHECKING:
     from emrml.service.app import EmrML
@@ -52,19 +52,12 @@ def check_name(name: str) -> str:
     return name
 
 
-def checked_as_opened(app: EmrML) -> AbstractContextManager[None]:
-    """Local files read, written, listed, created or deleted within are checked again as opened (through
-    descriptors, as confined jobs are): a location passes ``check_location``, but the folder it names may
-    be swapped for a symbolic link out of the data roots before it is used."""
-    return local.guarded_here(job_guard(app.settings), job_write_guard(app.settings))
-
-
 def list_folder(app: EmrML, caller: str | None, location: str, token: str | None = None) -> locations.Folder:
     """One page of the folder: its sub-folders and files."""
     folder = folder_location(location)
     with acting(caller):
         check_location(app, folder, member="location")
-    with checked_as_opened(app):
+    with checked_as_opened(app, remote=True):
         return locations.list_folder(folder, token, PAGE_SIZE)
 
 
@@ -79,7 +72,7 @@ def upload(app: EmrML, caller: str | None, folder: str, name: str, source: Binar
     target = folder_location(folder) + check_name(name)
     with acting(caller):
         check_location(app, target, member="location", write=True)
-    with checked_as_opened(app), locations.atomic_write(target) as out:
+    with checked_as_opened(app, remote=True), locations.atomic_write(target) as out:
         shutil.copyfileobj(source, out, _BLOCK_BYTES)
     return target
 
@@ -90,7 +83,7 @@ def make_folder(app: EmrML, caller: str | None, parent: str, name: str) -> str:
     target = folder_location(parent) + check_name(name) + "/"
     with acting(caller):
         check_location(app, target, member="location", write=True)
-    with checked_as_opened(app):
+    with checked_as_opened(app, remote=True):
         locations.make_folder(target)
     return target
 
@@ -101,7 +94,7 @@ def delete(app: EmrML, caller: str | None, location: str) -> None:
         raise InvalidInputException(f"'{location}' is a folder: delete its files one by one")
     with acting(caller):
         check_location(app, location, member="location", write=True)
-    with checked_as_opened(app):
+    with checked_as_opened(app, remote=True):
         locations.delete(location)
 
 
@@ -118,7 +111,7 @@ def copy(app: EmrML, caller: str | None, source: str, target: str, *, move: bool
             check_location(app, source, member="source", write=True)
         # Opened as downloads are: a local source is checked again through its descriptor.
         stream = open_for_server(app, source, member="source")
-    with checked_as_opened(app):
+    with checked_as_opened(app, remote=True):
         with stream, locations.atomic_write(target) as out:
             shutil.copyfileobj(stream, out, _BLOCK_BYTES)
         if move:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
 from emrml.errors import InternalServerException, InvalidInputException, ResourceNotFoundException
 from emrml.service.groups import DEFAULT_GROUPS, GroupMember, find_group
-from emrml.service.logins import BrowserSession, Login
+from emrml.service.logins import BrowserSession, Login, ShareLink
 from emrml.service.metastore import Base, now
 
 log = logging.getLogger(__name__)
@@ -217,16 +217,19 @@ class Identities:
             return session.scalar(select(func.count()).select_from(User)) or 0
 
     def delete_user(self, name: str) -> int:
-        """Delete a user and its access keys; returns how many keys went with it."""
+        """Delete a user, its access keys, console password, sessions and share links; returns how many keys
+        went with it."""
         with self.sessions() as session, session.begin():
             if session.get(User, name) is None:
                 raise ResourceNotFoundException(f"user {name!r} does not exist")
             # Explicit, not left to ON DELETE CASCADE: SQLite enforces foreign keys only when asked to.
             removed = session.execute(delete(AccessKey).where(AccessKey.user_name == name)).rowcount
             session.execute(delete(GroupMember).where(GroupMember.user_name == name))
-            # The console's password and sessions go too: a new user of the same name starts with none.
+            # The console's password, sessions and share links go too: a new user of the same name starts
+            # with none (a link shows its object as its creator, so it would show it as the new user).
             session.execute(delete(Login).where(Login.user_name == name))
             session.execute(delete(BrowserSession).where(BrowserSession.user_name == name))
+            session.execute(delete(ShareLink).where(ShareLink.created_by == name))
             session.execute(delete(User).where(User.name == name))
         return removed
 

@@ -74,9 +74,24 @@ _CACHE_LIMIT = 4096
 
 
 def glob_regex(pattern: str, *, ignore_case: bool = False) -> re.Pattern[str]:
-    """``*`` any run of characters (``/`` included), ``?`` one character, everything else literal."""
-    parts = (".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.compile("".join(parts), re.DOTALL | (re.IGNORECASE if ignore_case else 0))
+    """``*`` any run of characters (``/`` included), ``?`` one character, everything else literal; for
+    ``fullmatch``.
+
+    Not one ``.*`` per star: with several stars the regular expression engine backtracks through every way
+    of splitting the text among them, and a long location (``s3://a/a/a/...`` against ``s3://*/*/*/*/x``)
+    held the server for minutes. A star followed by more pattern takes the first place where the text
+    between it and the next star matches, in an atomic group (as ``fnmatch`` does): that place leaves the
+    most text for the rest, which starts with a star too, so no other split can succeed where it failed.
+    """
+
+    def literal(text: str) -> str:
+        return "".join("." if c == "?" else re.escape(c) for c in text)
+
+    parts = pattern.split("*")
+    regex = literal(parts[0])
+    if len(parts) > 1:
+        regex += "".join(f"(?>.*?{literal(part)})" for part in parts[1:-1]) + ".*" + literal(parts[-1])
+    return re.compile(regex, re.DOTALL | (re.IGNORECASE if ignore_case else 0))
 
 
 def _strings(document: dict[str, Any], member: str, default: str | None) -> tuple[str, ...]:

@@ -227,6 +227,10 @@ def _json_record(text: str, columns: list[str]) -> dict[str, str] | str:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         return f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+    except RecursionError:
+        # Arrays or objects nested thousands deep: a dead letter like any unreadable record, not an error
+        # that stops the consumer (which would then read the same record again at every start).
+        return "invalid JSON: it is nested too deeply"
     if not isinstance(value, dict):
         return f"the JSON is not an object but {json_type(value)}"
     row = {}

@@ -67,6 +67,7 @@ from emrml.service.auth import (
 )
 from emrml.service.identity import Identities
 from emrml.service.remembered import Remembered
+from emrml.web.hosts import LocalHosts
 from emrml.web.protocol import (
     CONTENT_TYPE,
     DEFAULT_MAX_BODY_BYTES,
@@ -301,6 +302,7 @@ class ApiHandler:
         self.scheduler = scheduler
         self.inline_predict = inline_predict
         self.clock = clock
+        self.hosts = LocalHosts(service.settings.public_url) if credentials is None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter_ns()
@@ -323,6 +325,8 @@ class ApiHandler:
                         credential = await run_in_threadpool(self.credentials.load, claim.access_key_id)
                     caller = verify(claim, credential)
                     access_key_id = caller.access_key_id
+                elif self.hosts is not None:
+                    self.hosts.check(headers.get("host"))
                 name = operation_name(target)
                 request = decode_request(body)
                 arn = user_arn(self.service.settings.account_id, caller.user_name) if caller else None
@@ -392,12 +396,13 @@ def create_app(
     """The ASGI application serving ``service``.
 
     ``job_slots`` jobs run at once in the background (None: none are run, e.g. when another process runs
-    them); ``auth`` False accepts unsigned requests as the account's root user. A deleted access key stops
-    working within ``credential_ttl_seconds``. ``inline_predict`` False sends Predict through the thread
-    pool like every other operation (for measurements). Its lifespan starts the scheduler, the thread
-    keeping mounted models fresh and the access log's periodic flush. ``console`` serves the web console
-    under ``/console/`` (``GET /`` leads there): in this process, or, with ``console_socket``, by
-    forwarding to the console process serving on that Unix socket (``web.console_process``).
+    them); ``auth`` False accepts unsigned requests (to its own names, ``web.hosts``) as the account's root
+    user. A deleted access key stops working within ``credential_ttl_seconds``. ``inline_predict`` False
+    sends Predict through the thread pool like every other operation (for measurements). Its lifespan
+    starts the scheduler, the thread keeping mounted models fresh and the access log's periodic flush.
+    ``console`` serves the web console under ``/console/`` (``GET /`` leads there): in this process, or,
+    with ``console_socket``, by forwarding to the console process serving on that Unix socket
+    (``web.console_process``).
     """
     scheduler = JobScheduler(service, job_slots) if job_slots else None
     credentials = (

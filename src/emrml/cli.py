@@ -10,7 +10,6 @@ quickstart and ``emrml.cli_server`` the server, its users and keys.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable
 from enum import StrEnum
@@ -38,6 +37,7 @@ from emrml.cli_common import (
 )
 from emrml.cli_objects import KINDS, ModelType, report_created
 from emrml.config import Settings
+from emrml.core.json_text import load_json
 from emrml.errors import InvalidInputException
 from emrml.library import absolute_location, absolute_uri
 
@@ -351,10 +351,7 @@ def predict(
 ) -> None:
     """Predict one record through the model's real-time endpoint."""
     current = state(ctx)
-    try:
-        values = json.loads(record)
-    except json.JSONDecodeError as exc:
-        raise InvalidInputException(f"--record is not valid JSON: {exc}") from None
+    values = load_json(record, "--record")
     if not isinstance(values, dict):
         raise InvalidInputException("--record must be a JSON object of attribute names to values")
     service = current.service()

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from emrml.cli_common import command_group, reports_errors
-from emrml.errors import InvalidInputException
+from emrml.core.json_text import load_json
 
 if TYPE_CHECKING:
     from emrml.service.access import Access
@@ -179,10 +179,7 @@ def groups_add_statement(
     ),
 ) -> None:
     """Add a statement written as JSON (Effect, Action, Resource, Owner)."""
-    try:
-        statement = json.loads(document.read_text())
-    except ValueError as exc:
-        raise InvalidInputException(f"{document} is not valid JSON: {exc}") from None
+    statement = load_json(document.read_text(), str(document))
     sid = access_of(ctx).add_statement(group, statement)
     typer.echo(f"Added statement {sid} to {group}.")
 

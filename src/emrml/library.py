@@ -36,6 +36,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from emrml.config import Settings
+from emrml.core.json_text import load_json
 from emrml.errors import AmazonMLError, InvalidInputException
 from emrml.results import result_batches
 from emrml.storage import locations
@@ -268,10 +269,7 @@ class Client:
                 raise InvalidInputException(f"schema {schema}: cannot read the file ({exc})") from None
             if target is None:
                 return text  # as written: the service's errors then point into the file
-            try:
-                document = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise InvalidInputException(f"schema {schema}: not valid JSON ({exc})") from None
+            document = load_json(text, f"schema {schema}")
         if target is not None:
             document["targetAttributeName"] = target
         return json.dumps(document)

@@ -83,8 +83,12 @@ def test_random_without_params_uses_empty_seed() -> None:
 @pytest.mark.parametrize(
     ("text", "named"),
     [
-        ('{"splitting": {"percentBegin": 0,}}', "line 1, column"),
-        ("{\n  \"splitting\": {\n    'percentEnd': 70\n  }\n}", "line 3, column 5"),
+        ('{"splitting": {"percentBegin": 0,}}', "line 1 column"),
+        ("{\n  \"splitting\": {\n    'percentEnd': 70\n  }\n}", "line 3 column 5"),
+        (
+            '{"splitting": ' + "[" * 100_000 + "]" * 100_000 + "}",
+            "is not valid JSON: it is nested too deeply",
+        ),
         ("[]", '{"splitting"'),
         ('{"split": {}}', '{"splitting"'),
         ('{"splitting": {}, "extra": 1}', "'extra'"),

@@ -8,6 +8,7 @@ import re
 import pytest
 
 from emrml.core.recipe.grammar import MAX_RECIPE_CHARS, OutputKind, Recipe, parse_recipe
+from emrml.core.recipe.syntax import MAX_NESTING
 from emrml.core.schema import Attribute, AttributeType, Schema
 from emrml.errors import InvalidInputException
 
@@ -499,6 +500,25 @@ def test_recipe_size_limit() -> None:
     text = json.dumps({"outputs": ["age"] * (MAX_RECIPE_CHARS // 7 + 1)})
     with pytest.raises(InvalidInputException, match=f"the limit is {MAX_RECIPE_CHARS}"):
         parse_recipe(text, SCHEMA)
+
+
+def test_transformations_nest_at_most_the_limit_in_an_output_and_through_assignments() -> None:
+    def nested(depth: int) -> str:
+        return "lowercase(" * depth + "title" + ")" * depth
+
+    assert (
+        parse_recipe(json.dumps({"outputs": [nested(MAX_NESTING)]}), SCHEMA).outputs[0].expression.depth
+        == MAX_NESTING
+    )
+    # Deeper than Python's stack: refused at the column of the first transformation past the limit.
+    with pytest.raises(InvalidInputException, match=r"column 321: transformations are nested more than 32"):
+        parse_recipe(json.dumps({"outputs": [nested(10_000)]}), SCHEMA)
+    # A chain of assignments each nesting one more: every entry is shallow, the substituted output is not.
+    chain = {"a0": "title", **{f"a{i}": f"lowercase(a{i - 1})" for i in range(1, 3_000)}}
+    with pytest.raises(
+        InvalidInputException, match=r'assignments "a33" .*would nest transformations 33 deep'
+    ):
+        parse_recipe(json.dumps({"assignments": chain, "outputs": ["a2999"]}), SCHEMA)
 
 
 def test_a_long_expression_is_shortened_in_messages() -> None:

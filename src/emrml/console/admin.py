@@ -8,12 +8,12 @@ console password is set only by someone allowed ``iam:UpdateUser``.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.responses import Response
 
 from emrml.console.app import View, Visit
+from emrml.core.json_text import load_json
 from emrml.errors import AmazonMLError, InvalidInputException, ResourceNotFoundException
 
 
@@ -147,10 +147,7 @@ def group(visit: Visit) -> View | Response:
         try:
             if action == "add-statement":
                 statement_text = visit.field("statement")
-                try:
-                    document = json.loads(statement_text)
-                except ValueError as exc:
-                    raise InvalidInputException(f"the statement is not valid JSON: {exc}") from None
+                document = load_json(statement_text, "the statement")
                 access.add_statement(name, document, caller=visit.arn)
             elif action == "remove-statement":
                 sid = visit.field("sid").strip()

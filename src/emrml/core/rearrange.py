@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Literal
 
+from emrml.core.json_text import load_json
 from emrml.errors import InvalidInputException
 
 if TYPE_CHECKING:
@@ -72,12 +73,7 @@ def parse_rearrangement(text: str | None, *, relative_keys: bool = True) -> Rear
     """
     if not text:
         return None
-    try:
-        document = json.loads(text, object_pairs_hook=_members)
-    except json.JSONDecodeError as exc:
-        raise InvalidInputException(
-            f"DataRearrangement is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-        ) from None
+    document = load_json(text, "DataRearrangement", object_pairs_hook=_members)
     if not isinstance(document, dict) or "splitting" not in document:
         others = sorted(document) if isinstance(document, dict) else []
         raise InvalidInputException(

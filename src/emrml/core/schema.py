@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from emrml.core.json_text import load_json
 from emrml.errors import DataError, InvalidInputException
 
 #: Longest attribute name, in characters (spec 5.2).
@@ -235,15 +236,11 @@ def _check_roles(schema: Schema, source: str) -> None:
 def _load_json(text: str, source: str) -> object:
     try:
         # A byte-order mark is what some editors put before the JSON; it is not part of the document.
-        return json.loads(text.removeprefix("\ufeff"), object_pairs_hook=_object_without_duplicate_keys)
-    except json.JSONDecodeError as exc:
-        raise InvalidInputException(
-            f"{source} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
+        return load_json(
+            text.removeprefix("\ufeff"), source, object_pairs_hook=_object_without_duplicate_keys
+        )
     except _DuplicateKeyError as exc:
         raise InvalidInputException(f"{source} repeats the key {exc.key!r} within one object") from None
-    except RecursionError:
-        raise InvalidInputException(f"{source} is not valid JSON: it is nested too deeply") from None
 
 
 def _object_without_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:

@@ -22,11 +22,11 @@ other request; the first object that ends FAILED stops the run.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from emrml.core.json_text import load_json
 from emrml.errors import AmazonMLError, InvalidInputException
 from emrml.service.operations import CREATE_OPERATIONS, ID_MEMBER, reused_id
 from emrml.service.validation import validate_request
@@ -79,10 +79,7 @@ class Outcome:
 
 def parse(text: str, source: str) -> list[Step]:
     """The steps of a pipeline file (``source`` names it in errors), or InvalidInputException."""
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidInputException(f"{source}: not JSON ({exc})") from None
+    document = load_json(text, source)
     if not isinstance(document, dict) or set(document) - {"Steps", "Comment"}:
         unknown = sorted(set(document) - {"Steps", "Comment"}) if isinstance(document, dict) else []
         where = f"unknown key {unknown[0]!r}" if unknown else "not a JSON object"

@@ -18,9 +18,11 @@ import json
 from dataclasses import dataclass
 from enum import StrEnum
 
+from emrml.core.json_text import load_json
 from emrml.core.recipe.syntax import (
     FUNCTIONS,
     GROUP_FUNCTIONS,
+    MAX_NESTING,
     SPACE,
     Call,
     Located,
@@ -105,6 +107,8 @@ class Transformation:
     parameter: int | None
     type: ValueType
     text: str
+    #: Transformations nested here, this one included (at most ``MAX_NESTING``).
+    depth: int = 1
 
 
 Expression = Variable | Transformation
@@ -165,9 +169,15 @@ def _transformation(function: str, args: tuple[Expression, ...], parameter: int 
                     "bin a number first with quantile_bin(x, n)"
                 )
         result = ValueType.TOKENS
+    depth = 1 + max(arg.depth if isinstance(arg, Transformation) else 0 for arg in args)
+    if depth > MAX_NESTING:  # through assignments: each is checked alone when parsed
+        raise _TypeMismatch(
+            f"{function} would nest transformations {depth} deep through the assignments it uses; "
+            f"the limit is {MAX_NESTING}"
+        )
     suffix = f",{parameter}" if parameter is not None else ""
     text = f"{function}({','.join(arg.text for arg in args)}{suffix})"
-    return Transformation(function, args, parameter, result, text)
+    return Transformation(function, args, parameter, result, text, depth)
 
 
 class _TypeMismatch(Exception):
@@ -348,14 +358,7 @@ def _load(text: str) -> object:
         raise InvalidInputException(f"Recipe must be a string of JSON, got {type(text).__name__}")
     if len(text) > MAX_RECIPE_CHARS:
         raise InvalidInputException(f"Recipe is {len(text)} characters long; the limit is {MAX_RECIPE_CHARS}")
-    try:
-        return json.loads(text.removeprefix("\ufeff"), object_pairs_hook=_Object)
-    except json.JSONDecodeError as exc:
-        raise InvalidInputException(
-            f"Recipe is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
-    except RecursionError:
-        raise InvalidInputException("Recipe is not valid JSON: it is nested too deeply") from None
+    return load_json(text.removeprefix("\ufeff"), "Recipe", object_pairs_hook=_Object)
 
 
 def _json_type(value: object) -> str:

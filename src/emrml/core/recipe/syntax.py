@@ -71,6 +71,11 @@ class Call:
 Node = Name | Call
 
 
+#: Transformations nested in one output, assignments substituted: far more than any useful recipe (three
+#: or four), few enough that neither the recursive parser nor the featurizer runs out of stack.
+MAX_NESTING = 32
+
+
 class Located:
     """Where an expression sits in the recipe, for error messages."""
 
@@ -88,13 +93,15 @@ class Located:
 
 
 class Parser:
-    """Recursive descent over ``expr := name | fname "(" expr ("," expr)* ("," INT)? ")"``."""
+    """Recursive descent over ``expr := name | fname "(" expr ("," expr)* ("," INT)? ")"``, transformations
+    nested at most ``MAX_NESTING`` deep."""
 
     def __init__(self, text: str, end: int, where: Located) -> None:
         self.text = text
         self.end = end  # the expression stops here (a comment may follow)
         self.pos = 0
         self.where = where
+        self.depth = 0
 
     def parse(self) -> Node:
         self._skip_space()
@@ -167,6 +174,14 @@ class Parser:
         return Name(name, start + 1)
 
     def _call(self, function: str, start: int) -> Call:
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise self._error(f"transformations are nested more than {MAX_NESTING} deep", start + 1)
+        call = self._arguments(function, start)
+        self.depth -= 1
+        return call
+
+    def _arguments(self, function: str, start: int) -> Call:
         self.pos += 1  # the "("
         args: list[Node] = []
         while True:

@@ -1,0 +1,28 @@
+"""JSON text a caller wrote (a request member, a file, a form field), parsed with an error they can act on.
+
+Python's parser recurses into arrays and objects: nested a few thousand deep, a document raises
+``RecursionError``, which every caller would otherwise have to remember to turn into a 400.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from emrml.errors import InvalidInputException
+
+
+def load_json(
+    text: str | bytes, what: str, *, object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None
+) -> Any:
+    """``text`` parsed, or ``InvalidInputException`` naming ``what`` (e.g. ``DataRearrangement``) and
+    where the text stops being JSON: ``... is not valid JSON: Expecting value at line 1 column 9``."""
+    try:
+        return json.loads(text, object_pairs_hook=object_pairs_hook)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputException(
+            f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except RecursionError:
+        raise InvalidInputException(f"{what} is not valid JSON: it is nested too deeply") from None

@@ -6,8 +6,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from test_jobs import _pending_batch_prediction
+from test_jobs import _pending_bank, _pending_batch_prediction
 
+from cli_helpers import invoke
+from emrml.config import Settings
 from emrml.service.app import EmrML
 from emrml.service.metastore import BatchPrediction
 
@@ -66,3 +68,36 @@ def test_a_given_up_attempt_still_running_keeps_to_its_own_temporary_folder(
         "bp-two.manifest",
         "result",
     ]
+
+
+def test_a_job_given_up_by_its_runner_keeps_how_far_it_got_as_a_failed_job_does(
+    settings: Settings, shared_datasets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job that fails by itself keeps the progress it last reported; one its runner gives up (its worker
+    died on the last attempt) keeps it too, and the API and the CLI show both alike."""
+    from emrml.errors import InvalidInputException
+    from emrml.service import tasks, worker  # noqa: F401  (tasks registers the job functions)
+
+    app = EmrML(Settings(**{**settings.__dict__, "job_max_attempts": 1}))
+    _pending_bank(app, "ds-given-up", shared_datasets)
+    attempt = app.jobs.claim("DataSource", "ds-given-up")
+    worker.JobContext(app.settings, "DataSource", "ds-given-up", app.sessions, attempt).progress(
+        0.4, "reading"
+    )
+    assert app.jobs._retry_or_fail("DataSource", "ds-given-up", attempt, "the worker process died")
+
+    def failing(context: worker.JobContext) -> dict:
+        context.progress(0.4, "reading")
+        raise InvalidInputException("the data was bad")
+
+    _pending_bank(app, "ds-failed", shared_datasets)
+    attempt = app.jobs.claim("DataSource", "ds-failed")
+    monkeypatch.setitem(worker.JOB_FUNCTIONS, "DataSource", failing)
+    worker.run_job_in_this_process(app.settings, "DataSource", "ds-failed", attempt, worker=False)
+    monkeypatch.setenv("EMRML_HOME", str(app.settings.home))
+    monkeypatch.setenv("EMRML_METASTORE_URL", app.settings.database_url)
+    for entity_id in ("ds-given-up", "ds-failed"):
+        described = app.call("GetDataSource", {"DataSourceId": entity_id})
+        assert (described["Status"], described["Progress"]) == ("FAILED", 40.0)
+        assert "FAILED (40%)" in invoke("datasource", "show", entity_id).stdout
+    app.close()

@@ -100,4 +100,11 @@ def test_a_job_given_up_by_its_runner_keeps_how_far_it_got_as_a_failed_job_does(
         described = app.call("GetDataSource", {"DataSourceId": entity_id})
         assert (described["Status"], described["Progress"]) == ("FAILED", 40.0)
         assert "FAILED (40%)" in invoke("datasource", "show", entity_id).stdout
+    # A job failed before it ran (what it needed failed) got nowhere: it shows no progress.
+    request = {"MLModelId": "ml-never", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-never"}
+    _pending_bank(app, "ds-never", shared_datasets)
+    app.call("CreateMLModel", request)
+    app.jobs._fail_pending("MLModel", "ml-never", "DataSource 'ds-never' is FAILED")
+    never = app.call("GetMLModel", {"MLModelId": "ml-never"})
+    assert never["Status"] == "FAILED" and "Progress" not in never
     app.close()

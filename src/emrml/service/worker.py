@@ -255,6 +255,9 @@ def _record_outcome(context: JobContext, values: dict[str, Any]) -> str | None:
     except SQLAlchemyError as exc:
         if not is_full(exc):
             raise
+        log.warning(
+            "%s %s: no room in the metastore for the job's outcome: %s", context.kind, context.entity_id, exc
+        )
     failure = {"status": "FAILED", "message": metastore_full(context.settings, context.kind)}
     return "FAILED" if context.write(**ended, **failure) else None
 

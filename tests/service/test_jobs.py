@@ -225,7 +225,9 @@ def test_a_batch_prediction_given_up_after_its_worker_died_leaves_no_partial_res
     request = {"BatchPredictionId": "bp-dead", "MLModelId": "ml-dead", "OutputUri": str(out)}
     app.call("CreateBatchPrediction", {**request, "BatchPredictionDataSourceId": "ds-dead"})
     attempt = app.jobs.claim("BatchPrediction", "bp-dead")
-    parts = out / "batch-prediction" / ".tmp-bp-dead"  # what a killed attempt leaves (engine/batch.py)
+    parts = (
+        out / "batch-prediction" / ".tmp-bp-dead+attempt-1"
+    )  # what a killed attempt leaves (engine/batch.py)
     parts.mkdir(parents=True)
     (parts / "part-00000.gz").write_bytes(b"partial")
     # ...or, killed after publishing but before its status was set, the whole output: a FAILED job keeps none.
@@ -628,7 +630,7 @@ def test_a_job_deleted_after_its_runner_died_has_its_leftovers_removed_by_recove
         session.get(
             BatchPrediction, "bp-orphan"
         ).worker = f"{socket.gethostname()}:{gone.pid}:0 pid={gone.pid}"
-    parts = out / "batch-prediction" / ".tmp-bp-orphan"  # what the dead attempt left
+    parts = out / "batch-prediction" / ".tmp-bp-orphan+attempt-1"  # what the dead attempt left
     parts.mkdir(parents=True)
     (parts / "part-000000-000000.gz").write_bytes(b"partial")
     app.call("DeleteBatchPrediction", {"BatchPredictionId": "bp-orphan"})

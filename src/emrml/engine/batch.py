@@ -13,12 +13,13 @@ Columns: ``[tag,][trueLabel,]`` then ``bestAnswer,score`` (BINARY), the class na
 missing or not a binary value; other types: the trimmed text). Text values are quoted as RFC 4180 asks;
 numbers are Java-style scientific notation (``core.floats.java_float_cells``).
 
-**Atomic.** Results are written under ``<out>/batch-prediction/.tmp-<id>/`` (hidden; for an output in
-S3, under the scratch folder), moved into ``result/`` when all are complete (renamed, or uploaded as whole
-objects), and the manifest is written last, as the commit marker; on failure the temporaries (and any
-result already moved) are removed, so a reader that sees the manifest sees every result whole. An output
-directory that cannot be written, or a bucket that is missing or refuses listing, fails the job before
-any scoring.
+**Atomic.** Results are written under ``<out>/batch-prediction/.tmp-<id>+attempt-<n>/`` (hidden; for an
+output in S3, under the scratch folder), moved into ``result/`` when all are complete (renamed, or uploaded
+as whole objects), and the manifest is written last, as the commit marker; on failure the temporaries (and
+any result already moved) are removed, so a reader that sees the manifest sees every result whole. Each
+attempt of the job has its own folder: an attempt given up while its worker still runs never mixes its
+parts with the next attempt's, and removes only its own folder as it stops. An output directory that
+cannot be written, or a bucket that is missing or refuses listing, fails the job before any scoring.
 
 **Parallel.** Work is cut into units (engine/units.py: whole files, and record-aligned byte ranges of large
 plain-text files) run by a pool of ``Parallelism.workers`` processes, or as Spark tasks; each unit writes
@@ -324,19 +325,38 @@ def _output_error(output_uri: str, exc: OSError) -> InvalidInputException:
     return InvalidInputException(f"cannot write to OutputUri '{output_uri}': {exc.strerror or exc}{where}")
 
 
-def _scratch(prefix: str, settings: Settings, batch_prediction_id: str) -> Path:
-    """Where the parts are written and assembled: a hidden folder in a local output (results are then
-    renamed into place), the scratch folder for a remote store (results are then uploaded)."""
+def _scratch(prefix: str, settings: Settings, batch_prediction_id: str, attempt: int) -> Path:
+    """Where an attempt's parts are written and assembled: a hidden folder in a local output (results are
+    then renamed into place), the scratch folder for a remote store (results are then uploaded)."""
     if local_directory(prefix) is None:
         exists(prefix, what="OutputUri")  # a missing or forbidden bucket fails here, before any scoring
-    return _scratch_location(prefix, settings, batch_prediction_id)
+    stem = _scratch_location(prefix, settings, batch_prediction_id)
+    return stem.with_name(f"{stem.name}{_ATTEMPT}{attempt}")
+
+
+#: Between a batch prediction's temporary folder stem and its attempt number: ids never hold a "+", so no
+#: batch prediction's folders are taken for another's whose id starts the same.
+_ATTEMPT = "+attempt-"
 
 
 def _scratch_location(prefix: str, settings: Settings, batch_prediction_id: str) -> Path:
+    """The stem of the attempts' temporary folders (``_attempt_folders``)."""
     local = local_directory(prefix)
     if local is not None:
         return Path(local) / "batch-prediction" / f".tmp-{batch_prediction_id}"
     return settings.scratch_dir / f"batch-{batch_prediction_id}"
+
+
+def _attempt_folders(prefix: str, settings: Settings, batch_prediction_id: str) -> dict[int, Path]:
+    """The temporary folders of the batch prediction's attempts, by attempt number."""
+    stem = _scratch_location(prefix, settings, batch_prediction_id)
+    folders = {}
+    with suppress(OSError):
+        for entry in stem.parent.iterdir():
+            number = entry.name.removeprefix(stem.name + _ATTEMPT)
+            if number != entry.name and number.isdigit():
+                folders[int(number)] = entry
+    return folders
 
 
 def discard_output(
@@ -371,7 +391,8 @@ def discard_output(
     for location in sorted(locations):
         with suppress(InvalidInputException):
             delete(location)
-    shutil.rmtree(_scratch_location(prefix, settings, batch_prediction_id), ignore_errors=True)
+    for folder in _attempt_folders(prefix, settings, batch_prediction_id).values():
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _result_location(prefix: str, name: str) -> str:
@@ -448,9 +469,11 @@ def batch_predict(
     progress: Progress,
     parallelism: Parallelism | None = None,
     spark: Any = None,
+    attempt: int = 1,
 ) -> BatchResult:
     """Score the records ``data`` selects with a model and write the results and manifest (module doc).
 
+    ``attempt``: the job's attempt this run is, which names its temporary folder.
     ``score_threshold`` overrides the artifact's BINARY cut-off. ``spark``: a SparkSession whose executors
     run the units instead of this machine's processes (engine/spark/): the same units, cut the same way
     (``parallelism``), so the result files are byte for byte the local engine's. Raises ``DataError`` when
@@ -462,9 +485,14 @@ def batch_predict(
     schema = batch_schema(predictor.schema, data.schema)
     files = list_files(data.location)
     prefix = output_prefix(output_uri)
-    scratch = _scratch(prefix, settings, batch_prediction_id)
+    scratch = _scratch(prefix, settings, batch_prediction_id, attempt)
     try:
-        shutil.rmtree(scratch, ignore_errors=True)  # a previous attempt's leftovers
+        # What earlier attempts left (killed, they ran no cleanup code), and an interrupted run of this
+        # attempt's number (``JobRunner.interrupt`` queues it again under it): a later attempt's folder is
+        # not touched, should this attempt be one given up whose worker still runs.
+        for number, folder in _attempt_folders(prefix, settings, batch_prediction_id).items():
+            if number <= attempt:
+                shutil.rmtree(folder, ignore_errors=True)
         scratch.mkdir(parents=True)
     except OSError as exc:
         raise _output_error(output_uri, exc) from None

@@ -21,9 +21,10 @@ from __future__ import annotations
 import io
 import math
 import multiprocessing
+import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol, TypeVar
 
@@ -300,6 +301,8 @@ class _Runner:
         self.progress = progress
         self.pool: ProcessPoolExecutor | None = None
         self.counter: Any = None
+        self.abandoned: Any = None
+        self._pids = (-1, -1)
         self._read = 0
         self._phase: tuple[str, float, float, int] = ("", 0.0, 0.0, 0)
         if workers > 1:
@@ -309,8 +312,16 @@ class _Runner:
             # neither the metastore nor anything that thread may lock.
             context = multiprocessing.get_context("fork")
             self.counter = context.Value("q", 0)
+            # ``ProcessPoolExecutor`` has no public way to end its processes: each writes its pid to a pipe
+            # as it starts (``_init_worker``), and one that starts after its pool was given up ends at once.
+            # Neither takes a lock, which a process killed while holding it would keep for good.
+            self._pids = os.pipe()
+            self.abandoned = context.Value("b", 0, lock=False)
             self.pool = ProcessPoolExecutor(
-                max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(self.counter,)
+                max_workers=workers,
+                mp_context=context,
+                initializer=_init_worker,
+                initargs=(self.counter, self._pids[1], self.abandoned),
             )
 
     def __enter__(self) -> _Runner:
@@ -321,10 +332,29 @@ class _Runner:
             return
         if exc[0] is not None:
             # Failed or stopped (its object deleted): the units still running are of no use, and would hold
-            # the job for as long as they take. (``ProcessPoolExecutor`` has no public way to end them.)
-            for process in list((self.pool._processes or {}).values()):
-                process.kill()
+            # the job for as long as they take.
+            self._kill_pool()
         self.pool.shutdown(wait=True, cancel_futures=True)
+        for descriptor in self._pids:
+            os.close(descriptor)
+
+    def _kill_pool(self) -> None:
+        """Kill the pool's processes: those that wrote their pid, and (``abandoned``, set first) those yet to
+        start, which end in their initializer."""
+        self.abandoned.value = 1
+        os.set_blocking(self._pids[0], False)
+        written = b""
+        with suppress(BlockingIOError):
+            while chunk := os.read(self._pids[0], 1 << 12):
+                written += chunk
+        pids = {
+            int.from_bytes(written[i : i + _PID_BYTES], "little") for i in range(0, len(written), _PID_BYTES)
+        }
+        # By their ``multiprocessing`` objects, not their pids: the kill of a process already reaped (the pool
+        # reaps those of a broken pool) sends nothing, where a pid may have been reused meanwhile.
+        for process in multiprocessing.active_children():
+            if process.pid in pids:
+                process.kill()
 
     def map(
         self,
@@ -370,10 +400,17 @@ def _runner(spark: Any, workers: int, total_bytes: int, progress: Progress) -> A
 _shared_read: Any = None
 
 
-def _init_worker(counter: Any) -> None:
+#: The size of a pid written to a pool's pipe: far below ``PIPE_BUF``, so each write is whole (atomic).
+_PID_BYTES = 8
+
+
+def _init_worker(counter: Any, pids: int, abandoned: Any) -> None:
     global _shared_read
     _shared_read = counter
     die_with_parent()  # a pool process ends with the job's worker, which ends with its server
+    os.write(pids, os.getpid().to_bytes(_PID_BYTES, "little"))
+    if abandoned.value:  # given up before its parent could read the pid (``_Runner._kill_pool``)
+        os._exit(1)
 
 
 def _report_shared(delta: int) -> None:

@@ -165,16 +165,12 @@ class JobRunner:
         table = ENTITY_CLASSES[kind]
         limit = self.settings.job_max_attempts
         moment = now()
-        values: dict[str, Any] = {
-            "worker": None,
-            "progress": 0.0,
-            "progress_message": None,
-            "last_updated_at": moment,
-        }
+        values: dict[str, Any] = {"worker": None, "progress_message": None, "last_updated_at": moment}
         if attempt < limit:
             message = f"{what_happened} on attempt {attempt} of {limit}; the job will be retried"
-            values.update(status="PENDING", message=message, started_at=None)
+            values.update(status="PENDING", message=message, started_at=None, progress=0.0)
         else:
+            # Its progress stays, as a job that fails by itself keeps its own: how far it got.
             message = (
                 f"{what_happened} on attempt {attempt} of {limit}; giving up (no partial result was kept)"
             )

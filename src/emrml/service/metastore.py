@@ -12,6 +12,7 @@ import fcntl
 import functools
 import os
 import re
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -285,6 +286,12 @@ def open_engine(url: str) -> Engine:
             f"setting metastore_url: {exc}. Supported: sqlite:///PATH, postgresql+psycopg://..., and "
             "mysql+pymysql://... (pip install 'emrml[mysql]')"
         ) from None
+
+
+def is_full(exc: BaseException) -> bool:
+    """Whether a metastore statement failed for want of room: SQLite's "database or disk is full" (its disk
+    is full, or the file past a size limit). The statement's transaction is rolled back whole."""
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
 
 
 @functools.cache

@@ -204,8 +204,9 @@ def timing_members(entity: Any) -> Response:
         members["StartedAt"] = entity.started_at
     if entity.finished_at is not None and entity.status in ("COMPLETED", "FAILED"):
         members["FinishedAt"] = entity.finished_at
-    if entity.status == "INPROGRESS":
-        # Not an Amazon ML member (boto3 ignores it): the job's progress in percent for the CLI and console.
+    if entity.status == "INPROGRESS" or (entity.status == "FAILED" and entity.started_at is not None):
+        # Not an Amazon ML member (boto3 ignores it): the job's progress in percent for the CLI and console;
+        # a FAILED job's tells how far it got (none for one that failed before it ran: its input failed).
         members["Progress"] = round(100 * entity.progress, 1)
     if entity.spark_application:
         # Not Amazon ML members either: where the job ran on the Spark engine, for the jobs browser.

@@ -247,6 +247,7 @@ def predict_batch(context: JobContext) -> dict[str, Any]:
             settings=context.settings,
             progress=context.progress,
             spark=spark_of(context),
+            attempt=context.attempt,
         )
     return {
         "total_records": result.total_records,

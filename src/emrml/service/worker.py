@@ -27,13 +27,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from emrml.config import Settings
 from emrml.errors import AmazonMLError
 from emrml.lifetime import exit_with
 from emrml.service.confinement import OWNER_ONLY_UMASK
-from emrml.service.metastore import ENTITY_CLASSES, fenced_update, now, open_engine, session_factory
+from emrml.service.metastore import (
+    ENTITY_CLASSES,
+    fenced_update,
+    is_full,
+    now,
+    open_engine,
+    session_factory,
+)
 from emrml.storage.locations import configure as configure_storage
 
 log = logging.getLogger(__name__)
@@ -146,8 +155,15 @@ def discard_results(settings: Settings, kind: str, entity: Any) -> None:
 
 def _heartbeat(context: JobContext, stop: threading.Event) -> None:
     while not stop.wait(context.settings.job_lease_seconds / 4):
-        if not context.write(heartbeat_at=now()):
-            return  # the job is no longer this attempt's: its next progress point stops it
+        try:
+            if not context.write(heartbeat_at=now()):
+                return  # the job is no longer this attempt's: its next progress point stops it
+        except SQLAlchemyError as exc:
+            # The metastore full, or out of reach for a moment: the next beat tries again (the job's own
+            # writes fail the job if it lasts); a heartbeat thread ended would have the job taken over.
+            log.warning(
+                "%s %s: could not record the job's heartbeat: %s", context.kind, context.entity_id, exc
+            )
 
 
 def _cpu_seconds() -> float:
@@ -208,21 +224,42 @@ def run_job_in_this_process(
         values = {"status": "FAILED", "message": exc.message}
     except OSError as exc:
         values = {"status": "FAILED", "message": _system_failure(settings, kind, entity_id, exc)}
-    except Exception:
-        values = {"status": "FAILED", "message": internal_failure(settings, kind, entity_id)}
+    except Exception as exc:
+        if is_full(exc):  # a progress report, or a read the job made, found no room
+            log.warning("%s %s failed: %s", kind, entity_id, exc)
+            values = {"status": "FAILED", "message": metastore_full(settings, kind)}
+        else:
+            values = {"status": "FAILED", "message": internal_failure(settings, kind, entity_id)}
     finally:
         stop.set()
-    finished = now()
-    # An ended job is doing nothing: a FAILED one keeps how far it got, not what it was doing.
-    if values is not None and context.write(
-        finished_at=finished, last_updated_at=finished, worker=None, progress_message=None, **values
-    ):
-        if values["status"] == "FAILED":
-            # An earlier attempt that died may have left results this one did not replace.
-            discard_results(settings, kind, context.load())
-    else:
+    status = None if values is None else _record_outcome(context, values)
+    if status == "FAILED":
+        # An earlier attempt that died may have left results this one did not replace.
+        discard_results(settings, kind, context.load())
+    elif status is None:
         _not_recorded(context, "stopped" if values is None else f"{values['status']} outcome not recorded")
     engine.dispose()
+
+
+def _record_outcome(context: JobContext, values: dict[str, Any]) -> str | None:
+    """Record the job's outcome; returns its status, or None if the attempt no longer holds the job.
+
+    An outcome the metastore has no room for (results are the bulk of it; the write is rolled back whole)
+    is recorded as a failure saying so, a few bytes; should even that find no room, the error goes up (a
+    worker then ends with ``METASTORE_FULL``, for its runner to tell)."""
+    finished = now()
+    # An ended job is doing nothing: a FAILED one keeps how far it got, not what it was doing.
+    ended = {"finished_at": finished, "last_updated_at": finished, "worker": None, "progress_message": None}
+    try:
+        return values["status"] if context.write(**ended, **values) else None
+    except SQLAlchemyError as exc:
+        if not is_full(exc):
+            raise
+        log.warning(
+            "%s %s: no room in the metastore for the job's outcome: %s", context.kind, context.entity_id, exc
+        )
+    failure = {"status": "FAILED", "message": metastore_full(context.settings, context.kind)}
+    return "FAILED" if context.write(**ended, **failure) else None
 
 
 def _not_recorded(context: JobContext, what: str) -> None:
@@ -268,7 +305,14 @@ def worker_main(settings: Settings, kind: str, entity_id: str, attempt: int, run
     """Worker-process entry point. The worker ends with the server or CLI that started it (``runner_pid``):
     a killed server leaves no orphan working behind its back, and its next start retries the job."""
     exit_with(runner_pid)
-    run_job_in_this_process(settings, kind, entity_id, attempt)
+    try:
+        run_job_in_this_process(settings, kind, entity_id, attempt)
+    except SQLAlchemyError as exc:
+        if not is_full(exc):
+            raise
+        # No room even to record that: the runner, told by the exit code, retries the job or fails it.
+        log.error("%s %s attempt %d: %s", kind, entity_id, attempt, metastore_full(settings, kind))
+        sys.exit(METASTORE_FULL)
 
 
 #: What each kind of job does, in the words a user knows it by.
@@ -326,13 +370,27 @@ def _system_failure(settings: Settings, kind: str, entity_id: str, exc: OSError)
     return f"{work} failed: a file could not be written: {reason}"
 
 
+def metastore_full(settings: Settings, kind: str) -> str:
+    """The message of a job the metastore had no room for (``metastore.is_full``), naming it."""
+    work = JOB_WORK.get(kind, f"The {kind} job")
+    where = make_url(settings.database_url).render_as_string(hide_password=True)
+    return (
+        f"{work} failed: the metastore ({where}) is full: the disk it is on is full or past a size limit; "
+        "free some space and run it again"
+    )
+
+
 #: The exit code of a worker whose pool lost a process (``run_job_in_this_process``).
 POOL_DIED = 75
+#: The exit code of a worker that found no room in the metastore, not even to record that (``worker_main``).
+METASTORE_FULL = 76
 
 
 def describe_exit(exitcode: int | None) -> str:
     if exitcode == POOL_DIED:
         return "one of its processes was killed, perhaps by the system short of memory"
+    if exitcode == METASTORE_FULL:
+        return "the metastore was full: its disk is full or past a size limit"
     if exitcode is not None and exitcode < 0:
         try:
             return f"killed by signal {signal.Signals(-exitcode).name}"

@@ -1,0 +1,110 @@
+"""Two attempts of one job: an attempt the runner gave up while its worker still ran, and the next one."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from test_jobs import _pending_bank, _pending_batch_prediction
+
+from cli_helpers import invoke
+from emrml.config import Settings
+from emrml.service.app import EmrML
+from emrml.service.metastore import BatchPrediction
+
+
+def test_a_given_up_attempt_still_running_keeps_to_its_own_temporary_folder(
+    app: EmrML, shared_datasets: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attempt 1 of a batch prediction is given up while its worker scores (its heartbeats were lost, say),
+    and attempt 2 starts. Attempt 1 reaches its next progress point, stops and cleans up while attempt 2 is
+    in the middle of its scoring: it removes its own temporaries only, and attempt 2 completes with every
+    record and leaves no temporary behind. (Both attempts run on threads of the test, as ``serve --engine
+    spark`` runs jobs, so that events can order them.)"""
+    from emrml.service.worker import JobContext, run_job_in_this_process
+
+    out = tmp_path / "out"
+    _pending_batch_prediction(app, "two", out, shared_datasets)
+    report = JobContext.progress
+    first_scoring, second_scoring, first_done = threading.Event(), threading.Event(), threading.Event()
+
+    def interleaved(context: JobContext, fraction: float, message: str | None = None) -> None:
+        if context.kind == "BatchPrediction" and message == "scoring records" and fraction > 0.1:
+            if context.attempt == 1 and not first_scoring.is_set():
+                first_scoring.set()
+                assert second_scoring.wait(120)
+            elif context.attempt == 2 and not second_scoring.is_set():
+                second_scoring.set()
+                assert first_done.wait(120)
+        report(context, fraction, message)
+
+    monkeypatch.setattr(JobContext, "progress", interleaved)
+
+    def run(attempt: int, done: threading.Event | None = None) -> None:
+        try:
+            run_job_in_this_process(app.settings, "BatchPrediction", "bp-two", attempt, worker=False)
+        finally:
+            if done is not None:
+                done.set()
+
+    first = app.jobs.claim("BatchPrediction", "bp-two")
+    stale = threading.Thread(target=run, args=(first, first_done))
+    stale.start()
+    assert first_scoring.wait(120)
+    assert app.jobs._retry_or_fail("BatchPrediction", "bp-two", first, "the worker stopped responding")
+    second = app.jobs.claim("BatchPrediction", "bp-two")
+    assert second == 2
+    run(second)
+    stale.join(120)
+    result = app.call("GetBatchPrediction", {"BatchPredictionId": "bp-two"})
+    assert result["Status"] == "COMPLETED", result.get("Message")
+    assert result["TotalRecordCount"] == 41_188
+    with app.sessions() as session:
+        assert session.get(BatchPrediction, "bp-two").attempts == 2
+    assert sorted(path.name for path in out.rglob("*")) == [
+        "batch-prediction",
+        "bp-two-data.csv.gz",
+        "bp-two.manifest",
+        "result",
+    ]
+
+
+def test_a_job_given_up_by_its_runner_keeps_how_far_it_got_as_a_failed_job_does(
+    settings: Settings, shared_datasets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job that fails by itself keeps the progress it last reported; one its runner gives up (its worker
+    died on the last attempt) keeps it too, and the API and the CLI show both alike."""
+    from emrml.errors import InvalidInputException
+    from emrml.service import tasks, worker  # noqa: F401  (tasks registers the job functions)
+
+    app = EmrML(Settings(**{**settings.__dict__, "job_max_attempts": 1}))
+    _pending_bank(app, "ds-given-up", shared_datasets)
+    attempt = app.jobs.claim("DataSource", "ds-given-up")
+    worker.JobContext(app.settings, "DataSource", "ds-given-up", app.sessions, attempt).progress(
+        0.4, "reading"
+    )
+    assert app.jobs._retry_or_fail("DataSource", "ds-given-up", attempt, "the worker process died")
+
+    def failing(context: worker.JobContext) -> dict:
+        context.progress(0.4, "reading")
+        raise InvalidInputException("the data was bad")
+
+    _pending_bank(app, "ds-failed", shared_datasets)
+    attempt = app.jobs.claim("DataSource", "ds-failed")
+    monkeypatch.setitem(worker.JOB_FUNCTIONS, "DataSource", failing)
+    worker.run_job_in_this_process(app.settings, "DataSource", "ds-failed", attempt, worker=False)
+    monkeypatch.setenv("EMRML_HOME", str(app.settings.home))
+    monkeypatch.setenv("EMRML_METASTORE_URL", app.settings.database_url)
+    for entity_id in ("ds-given-up", "ds-failed"):
+        described = app.call("GetDataSource", {"DataSourceId": entity_id})
+        assert (described["Status"], described["Progress"]) == ("FAILED", 40.0)
+        assert "FAILED (40%)" in invoke("datasource", "show", entity_id).stdout
+    # A job failed before it ran (what it needed failed) got nowhere: it shows no progress.
+    request = {"MLModelId": "ml-never", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-never"}
+    _pending_bank(app, "ds-never", shared_datasets)
+    app.call("CreateMLModel", request)
+    app.jobs._fail_pending("MLModel", "ml-never", "DataSource 'ds-never' is FAILED")
+    never = app.call("GetMLModel", {"MLModelId": "ml-never"})
+    assert never["Status"] == "FAILED" and "Progress" not in never
+    app.close()

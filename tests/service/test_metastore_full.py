@@ -1,0 +1,197 @@
+"""A job whose SQLite metastore is full ("database or disk is full") fails saying so; no row is lost."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, event
+from test_jobs import _pending_bank
+
+from emrml.service.app import EmrML
+
+
+@pytest.fixture
+def full_for_the_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The job's own metastore connections may not grow the database (SQLite's ``max_page_count``): as if
+    its disk filled up as the job started. The test's connections are not limited."""
+    from emrml.service import worker
+
+    open_engine = worker.open_engine
+
+    def limited(url: str) -> Engine:
+        engine = open_engine(url)
+
+        def no_more_pages(connection: sqlite3.Connection, _record: object) -> None:
+            cursor = connection.cursor()
+            pages = cursor.execute("PRAGMA page_count").fetchone()[0]
+            cursor.execute(f"PRAGMA max_page_count={pages}")
+            cursor.close()
+
+        event.listen(engine, "connect", no_more_pages)
+        return engine
+
+    monkeypatch.setattr(worker, "open_engine", limited)
+
+
+def _metastore(app: EmrML) -> Path:
+    return app.settings.home / "metastore.db"
+
+
+def _run_in_process(app: EmrML, entity_id: str) -> None:
+    from emrml.service import worker
+
+    attempt = app.jobs.claim("DataSource", entity_id)
+    worker.run_job_in_this_process(app.settings, "DataSource", entity_id, attempt, worker=False)
+
+
+def test_a_job_whose_results_do_not_fit_in_the_metastore_fails_naming_it(
+    sqlite_app: EmrML, shared_datasets: Path, request: pytest.FixtureRequest
+) -> None:
+    """The datasource's statistics are the bulk of its outcome: the metastore has no room for them. The job
+    fails with a message naming the metastore (not an internal error, nor a worker dead of a traceback),
+    its sample goes with it, and the other rows are whole."""
+    app = sqlite_app
+    _pending_bank(app, "ds-kept", shared_datasets)
+    assert app.wait("DataSource", "ds-kept")["Status"] == "COMPLETED"
+    kept = app.call("GetDataSource", {"DataSourceId": "ds-kept"})
+    _pending_bank(app, "ds-full", shared_datasets)
+    request.getfixturevalue("full_for_the_job")
+    _run_in_process(app, "ds-full")
+    failed = app.call("GetDataSource", {"DataSourceId": "ds-full"})
+    assert failed["Status"] == "FAILED"
+    assert failed["Message"] == (
+        f"Reading the data and computing its statistics failed: the metastore (sqlite:///{_metastore(app)}) "
+        "is full: the disk it is on is full or past a size limit; free some space and run it again"
+    )
+    assert "TotalRecordCount" not in failed
+    assert not (app.settings.home / "datasources" / "ds-full.sample.arrow").exists()
+    assert app.call("GetDataSource", {"DataSourceId": "ds-kept"}) == kept
+    assert "Statistics" in app.call("GetDataSourceStatistics", {"DataSourceId": "ds-kept"})
+    with sqlite3.connect(_metastore(app)) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+
+
+def test_a_progress_report_the_metastore_has_no_room_for_fails_the_job_naming_it(
+    sqlite_app: EmrML, shared_datasets: Path, full_for_the_job: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from emrml.service import tasks, worker  # noqa: F401  (tasks registers the job functions first)
+
+    def reports_at_length(context: worker.JobContext) -> dict:
+        context.progress(0.3, "reading " + "a very long file name " * 10_000)
+        raise AssertionError("the progress report was recorded")
+
+    app = sqlite_app
+    _pending_bank(app, "ds-full", shared_datasets)
+    monkeypatch.setitem(worker.JOB_FUNCTIONS, "DataSource", reports_at_length)
+    _run_in_process(app, "ds-full")
+    failed = app.call("GetDataSource", {"DataSourceId": "ds-full"})
+    assert failed["Status"] == "FAILED"
+    assert failed["Message"].startswith(
+        "Reading the data and computing its statistics failed: the metastore (sqlite:///"
+    )
+    assert "internal error" not in failed["Message"]
+
+
+# A worker (``worker_main``) whose job fills the metastore: the page of its row first, so that not even the
+# failure saying so fits, then the disk (``max_page_count``, as above) with its results.
+_FILLING_WORKER = """
+import os, sys
+from sqlalchemy import event
+from sqlalchemy.exc import SQLAlchemyError
+from emrml.config import Settings
+from emrml.service import tasks, worker
+
+open_engine = worker.open_engine
+
+def limited(url):
+    engine = open_engine(url)
+
+    def no_more_pages(connection, _record):
+        pages = connection.execute("PRAGMA page_count").fetchone()[0]
+        connection.execute(f"PRAGMA max_page_count={pages}")
+
+    event.listen(engine, "connect", no_more_pages)
+    return engine
+
+def fills_the_metastore(context):
+    name = ""
+    try:
+        while True:
+            context.write(name=name + "n" * 16)
+            name += "n" * 16
+    except SQLAlchemyError:
+        pass
+    return {"statistics": "{}" + " " * 100_000}
+
+worker.open_engine = limited
+worker.JOB_FUNCTIONS["DataSource"] = fills_the_metastore
+settings = Settings.load(environ={}, home=sys.argv[1])
+worker.worker_main(settings, "DataSource", sys.argv[2], int(sys.argv[3]), os.getppid())
+"""
+
+
+def test_a_worker_that_finds_no_room_to_record_its_failure_ends_saying_so(
+    sqlite_app: EmrML, shared_datasets: Path
+) -> None:
+    """Not even the job's failure fits in the metastore: the worker ends with an exit code its runner tells
+    the user by (the job is retried, or failed, with that), having logged the message naming the
+    metastore; the row is as the job's last write left it, and the metastore whole."""
+    from emrml.service.worker import METASTORE_FULL, describe_exit
+
+    app = sqlite_app
+    _pending_bank(app, "ds-full", shared_datasets)
+    attempt = app.jobs.claim("DataSource", "ds-full")
+    ended = subprocess.run(
+        [sys.executable, "-c", _FILLING_WORKER, str(app.settings.home), "ds-full", str(attempt)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ended.returncode == METASTORE_FULL, ended.stderr
+    assert f"the metastore (sqlite:///{_metastore(app)}) is full" in ended.stderr
+    assert "Traceback" not in ended.stderr
+    assert describe_exit(ended.returncode) == "the metastore was full: its disk is full or past a size limit"
+    described = app.call("GetDataSource", {"DataSourceId": "ds-full"})
+    assert described["Status"] == "INPROGRESS" and "TotalRecordCount" not in described
+    with sqlite3.connect(_metastore(app)) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+
+
+def test_a_heartbeat_the_metastore_refused_is_tried_again(
+    tmp_path: Path, shared_datasets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A heartbeat the metastore refused (full for a moment) does not end the job's heartbeats: a job whose
+    heartbeats stopped would be taken over by another attempt while it still runs."""
+    from sqlalchemy.exc import OperationalError
+
+    from emrml.config import Settings
+    from emrml.service import tasks, worker  # noqa: F401  (tasks registers the job functions first)
+
+    app = EmrML(Settings.load(environ={}, home=tmp_path / "home", job_lease_seconds=0.2))
+    refused, beat_again = threading.Event(), threading.Event()
+    write = worker.JobContext.write
+
+    def refused_once(context: worker.JobContext, **values: object) -> bool:
+        if list(values) == ["heartbeat_at"]:
+            if not refused.is_set():
+                refused.set()
+                raise OperationalError("UPDATE", {}, sqlite3.OperationalError("database or disk is full"))
+            beat_again.set()
+        return write(context, **values)
+
+    def waits_for_a_heartbeat_after_the_refused_one(_context: worker.JobContext) -> dict:
+        assert beat_again.wait(60), "no heartbeat after the refused one"
+        return {}
+
+    monkeypatch.setattr(worker.JobContext, "write", refused_once)
+    monkeypatch.setitem(worker.JOB_FUNCTIONS, "DataSource", waits_for_a_heartbeat_after_the_refused_one)
+    _pending_bank(app, "ds-beating", shared_datasets)
+    _run_in_process(app, "ds-beating")
+    described = app.call("GetDataSource", {"DataSourceId": "ds-beating"})
+    assert described["Status"] == "COMPLETED", described.get("Message")
+    app.close()

@@ -123,6 +123,7 @@ def list_page(path: str):
             "statuses": STATUSES,
             "sorts": list(SORTS),
             "notice": " ".join(notices),
+            "offered": creatable(visit),
         }
         return View("list.html", data, extra=extra)
 
@@ -139,8 +140,11 @@ def home(visit: Visit) -> View:
     }
     from emrml.console.samples import SAMPLES, may_run
 
-    samples = SAMPLES if may_run(visit) else {}
-    return View("home.html", {"Recent": recent}, extra={"kinds": KINDS, "samples": samples})
+    offered = creatable(visit)
+    # A sample is a datasource split, a model and its evaluation: offered to who may train a model on it.
+    samples = SAMPLES if "MLModel" in offered and may_run(visit) else {}
+    extra = {"kinds": KINDS, "samples": samples, "offered": offered}
+    return View("home.html", {"Recent": recent}, extra=extra)
 
 
 def datasource(visit: Visit) -> View:
@@ -149,7 +153,8 @@ def datasource(visit: Visit) -> View:
     statistics = visit.call("GetDataSourceStatistics", {"DataSourceId": source_id})
     schema = _json(described.get("DataSourceSchema"))
     data = {"GetDataSource": described, "GetDataSourceStatistics": statistics}
-    return View("datasource.html", data, extra={"schema": schema})
+    refused = _refused(visit, DATASOURCE_ACTIONS, {"TrainingDataSourceId": source_id})
+    return View("datasource.html", data, extra={"schema": schema, "refused": refused})
 
 
 def model(visit: Visit) -> View:
@@ -207,8 +212,27 @@ MODEL_ACTIONS = {
     "Predict": "predict a record",
     "CreateBatchPrediction": "start a batch prediction",
 }
+#: The operation behind a datasource page's "Train a model on this data".
+DATASOURCE_ACTIONS = {"CreateMLModel": "train a model on it"}
 #: The operation behind an evaluation page's "Save as the model's threshold".
 THRESHOLD_ACTIONS = {"UpdateMLModel": "save the model's threshold"}
+
+
+#: The kinds the home and list pages offer to create, by the operation their form runs.
+CREATES = {
+    "DataSource": "CreateDataSourceFromS3",
+    "MLModel": "CreateMLModel",
+    "BatchPrediction": "CreateBatchPrediction",
+}
+
+
+def creatable(visit: Visit) -> set[str]:
+    """The kinds of ``CREATES`` the user may create at all (``Access.may``: allowed on some object), so
+    that a create button is not offered to who could only be refused."""
+    access = visit.console.service.access
+    return {
+        kind for kind, operation in CREATES.items() if access.may(visit.user, f"machinelearning:{operation}")
+    }
 
 
 def _refused(visit: Visit, actions: dict[str, str], request: dict[str, Any]) -> dict[str, str]:

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from console_helpers import DATASOURCE, Installation, log_in
+from console_helpers import DATASOURCE, EVALUATION, MODEL, Installation, Served, log_in
 from starlette.testclient import TestClient
+from test_browser import check_accessibility
 
 from emrml.service.identity import Identities
 from emrml.service.logins import Logins
@@ -18,14 +19,19 @@ from emrml.web.server import create_app
 VIEWER, VIEWER_PASSWORD = "vera-viewer", "vera-password-1"
 
 
-@pytest.fixture
-def viewer(installation: Installation) -> Iterator[Any]:
-    """A client logged in as a member of ``viewers`` (read-only)."""
+def ensure_viewer(installation: Installation) -> None:
+    """``VIEWER``, a member of ``viewers`` (read-only)."""
     service = installation.service
     if VIEWER not in [user.name for user in service.access.identities.list_users()]:
         Identities(service.sessions, installation.home).create_user(VIEWER, ("viewers",))
         Logins(service.sessions).set_password(VIEWER, VIEWER_PASSWORD)
-    with TestClient(create_app(service), follow_redirects=False) as client:
+
+
+@pytest.fixture
+def viewer(installation: Installation) -> Iterator[Any]:
+    """A client logged in as ``VIEWER``."""
+    ensure_viewer(installation)
+    with TestClient(create_app(installation.service), follow_redirects=False) as client:
         assert log_in(client, VIEWER, VIEWER_PASSWORD).status_code == 303
         yield client
 
@@ -53,3 +59,50 @@ def test_the_home_and_list_pages_offer_create_buttons_only_to_who_may_create(vie
         assert 'id="sample-binary"' not in shown.text
     offered = "".join(admin.get(path).text for path in pages)
     assert all(link in offered for link in CREATE_LINKS)
+
+
+def _browse_as_viewer(tab: Any, served: Served) -> None:
+    ensure_viewer(served.installation)
+    tab.set_default_timeout(20_000)
+    tab.goto(served.url + "/console/login")
+    tab.fill("#username", VIEWER)
+    tab.fill("#password", VIEWER_PASSWORD)
+    tab.press("#password", "Enter")
+    tab.wait_for_url(served.url + "/console/")
+    tab.goto(f"{served.url}/console/evaluations/{EVALUATION}")
+
+
+def test_enter_in_the_threshold_box_of_who_may_not_save_shows_the_counts_and_says_not_saved(
+    page: Any, served: Served, axe_source: str
+) -> None:
+    """The save button is disabled for a viewer: Enter in the box shows the counts at the typed value in
+    place (focus stays in the box) and says that nothing was saved; the box is described by the note."""
+    before = served.installation.service.call("GetMLModel", {"MLModelId": MODEL})["ScoreThreshold"]
+    _browse_as_viewer(page, served)
+    page.wait_for_selector("html[data-charts=drawn]")
+    address = page.url
+    page.fill("#threshold", "0.37")
+    page.press("#threshold", "Enter")
+    assert page.locator("#threshold-status").inner_text() == "Counts shown at 0.37; not saved."
+    assert page.url == address and page.evaluate("() => document.activeElement.id") == "threshold"
+    assert page.locator('[data-at="threshold"]').inner_text() == "0.37"
+    assert "refused-note" in (page.get_attribute("#threshold", "aria-describedby") or "")
+    assert "machinelearning:UpdateMLModel" in page.locator("#refused-note").inner_text()
+    check_accessibility(page, axe_source)
+    assert served.installation.service.call("GetMLModel", {"MLModelId": MODEL})["ScoreThreshold"] == before
+
+
+def test_enter_in_the_threshold_box_shows_the_counts_without_javascript_too(
+    browser: Any, served: Served
+) -> None:
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        tab = context.new_page()
+        _browse_as_viewer(tab, served)
+        tab.fill("#threshold", "0.37")
+        tab.press("#threshold", "Enter")
+        tab.wait_for_url(re.compile(r".*threshold=0\.37.*"))
+        assert tab.locator('[data-at="threshold"]').inner_text() == "0.37"
+        assert tab.input_value("#threshold") == "0.37"
+    finally:
+        context.close()

@@ -203,9 +203,24 @@
       else return;
       event.preventDefault();
     });
-    if (input) input.addEventListener("input", function () {
+    var status = document.getElementById("threshold-status");
+    function typed() {
       var t = Number(input.value);
-      if (input.value.trim() !== "" && isFinite(t) && t >= 0 && t <= 1) set(t);
+      return input.value.trim() !== "" && isFinite(t) && t >= 0 && t <= 1 ? t : null;
+    }
+    if (input) input.addEventListener("input", function () {
+      if (status) status.textContent = "";
+      if (typed() !== null) set(typed());
+    });
+    // A form that cannot save (a share link, a user without UpdateMLModel) shows the counts in place on
+    // Enter, focus staying in the box, and says so; a value out of range goes to the server, which says why.
+    var form = document.getElementById("threshold-form");
+    if (form && input && form.getAttribute("data-saves") === "no") form.addEventListener("submit", function (event) {
+      if (typed() === null) return;
+      event.preventDefault();
+      set(typed());
+      var saving = document.getElementById("save-threshold");
+      if (status) status.textContent = "Counts shown at " + value.toFixed(2) + (saving ? "; not saved." : ".");
     });
     set(start, input && input.getAttribute("aria-invalid") === "true");
   }

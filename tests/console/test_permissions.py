@@ -106,3 +106,42 @@ def test_enter_in_the_threshold_box_shows_the_counts_without_javascript_too(
         assert tab.input_value("#threshold") == "0.37"
     finally:
         context.close()
+
+
+def test_batch_prediction_results_are_offered_only_to_who_may_read_its_output(
+    viewer: Any, admin: Any, installation: Installation
+) -> None:
+    """Reading a batch prediction is not reading its output folder: a viewer without ``storage:Read``
+    there gets no result links (a note says why) and no download; granted it, the viewer gets both."""
+    service, batch_id = installation.service, "bp-permissions"
+    output = installation.home / "data" / "permissions-out"
+    request = {
+        "BatchPredictionId": batch_id,
+        "MLModelId": MODEL,
+        "BatchPredictionDataSourceId": f"{DATASOURCE}-eval",
+        "OutputUri": f"{output}/",
+    }
+    service.call("CreateBatchPrediction", request)
+    assert service.wait("BatchPrediction", batch_id)["Status"] == "COMPLETED"
+    path = f"/console/batch-predictions/{batch_id}"
+
+    page, twin = viewer.get(path), viewer.get(path + "?format=json").json()
+    assert page.status_code == 200 and f"{path}/files/" not in page.text
+    note = re.search(r'id="results-refused">([^<]*)</p>', page.text)
+    assert note and "storage:Read" in note.group(1)
+    assert twin["ResultFiles"] == [] and "storage:Read" in twin["ResultFilesRefused"]
+    refused = viewer.get(f"{path}/files/0")
+    assert refused.status_code == 403 and "storage:Read" in refused.text
+    assert f"{path}/files/0" in admin.get(path).text and admin.get(f"{path}/files/0").status_code == 200
+
+    access = service.access
+    access.create_group("permissions-out-readers")
+    grant = {"Effect": "Allow", "Action": ["storage:Read"], "Resource": [f"{output.resolve()}/*"]}
+    access.add_statement("permissions-out-readers", grant)
+    access.add_member("permissions-out-readers", VIEWER)
+    try:
+        granted = viewer.get(path)
+        assert f"{path}/files/0" in granted.text and 'id="results-refused"' not in granted.text
+        assert viewer.get(f"{path}/files/0").status_code == 200
+    finally:
+        access.delete_group("permissions-out-readers")

@@ -2,13 +2,16 @@
 
 The files are the ones the batch prediction's manifest names (``GetBatchPrediction``'s ``ManifestLocation``),
 read only after ``GetBatchPrediction`` succeeded for the user, only below the batch prediction's output
-folder and inside the data roots (``service.confinement``): a user downloads exactly the results of the
-batch predictions they may read, and nothing else. Downloads are streamed in blocks, never read whole.
+folder and inside the data roots. The manifest and every result file are read as the user, through the
+storage browser's door (``service.files``): reading the batch prediction is not reading its output, which
+needs the user's own ``storage:Read`` there, as in the storage browser. A user downloads exactly the
+results they may read, and nothing else. Downloads are streamed in blocks, never read whole.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.responses import Response
@@ -16,7 +19,7 @@ from starlette.responses import Response
 from emrml.console.app import View, Visit, download_response
 from emrml.console.forms import check_name, create_once, form_id
 from emrml.errors import AccessDeniedException, InvalidInputException, ResourceNotFoundException
-from emrml.service.confinement import open_for_server
+from emrml.service import files
 from emrml.storage.locations import TEXT_MAX_BYTES
 
 
@@ -73,39 +76,56 @@ def new_batch_prediction(visit: Visit) -> View | Response:
     return View("batch_prediction_new.html", data, status, extra)
 
 
-def result_files(visit: Visit, described: dict[str, Any]) -> list[str]:
-    """The result files a COMPLETED batch prediction's manifest names (empty otherwise): only those below
-    its output folder's results, and, as every file the server reads, inside the data roots."""
+@dataclass(frozen=True)
+class Results:
+    """The result files of a batch prediction the user may download, or why there are none to offer."""
+
+    files: list[str]
+    refusal: str = ""
+
+
+def result_files(visit: Visit, described: dict[str, Any]) -> Results:
+    """The result files a COMPLETED batch prediction's manifest names (none otherwise): only those below
+    its output folder's results that the user may read, and, as every file the server reads, inside the
+    data roots. ``refusal``: why the user may not read its manifest (its output folder)."""
     manifest = described.get("ManifestLocation")
     if described.get("Status") != "COMPLETED" or not manifest:
-        return []
+        return Results([])
+    service = visit.console.service
     try:
-        with open_for_server(visit.console.service, manifest, member="ManifestLocation") as stream:
+        with files.open_file(service, visit.arn, manifest) as stream:
             document = json.loads(stream.read(TEXT_MAX_BYTES).decode("utf-8-sig"))
-    except (InvalidInputException, AccessDeniedException, ValueError):
-        return []
+    except AccessDeniedException as exc:
+        return Results([], exc.message)
+    except (InvalidInputException, ValueError):
+        return Results([])
     if not isinstance(document, dict):
-        return []
+        return Results([])
     # The manifest is a file in the user's folder: it may have been edited to name any file at all.
     results = described["OutputUri"] + "batch-prediction/result/"
     named = [str(path) for path in document.values()]
-    return [path for path in named if path.startswith(results) and ".." not in path]
+    below = [path for path in named if path.startswith(results) and ".." not in path]
+    return Results([path for path in below if files.may_read(service, visit.arn, path)])
 
 
 def batch_prediction(visit: Visit) -> View:
     described = visit.call("GetBatchPrediction", {"BatchPredictionId": visit.params["entity_id"]})
-    files = result_files(visit, described)
-    data = {"GetBatchPrediction": described, "ResultFiles": files}
-    return View("batch_prediction.html", data, extra={"files": list(enumerate(files))})
+    found = result_files(visit, described)
+    data = {"GetBatchPrediction": described, "ResultFiles": found.files}
+    if found.refusal:
+        data["ResultFilesRefused"] = found.refusal
+    return View("batch_prediction.html", data, extra={"files": list(enumerate(found.files))})
 
 
 def download(visit: Visit) -> Response:
     described = visit.call("GetBatchPrediction", {"BatchPredictionId": visit.params["entity_id"]})
-    files = result_files(visit, described)
+    found = result_files(visit, described)
     index = visit.params["index"]
-    if not (index.isascii() and index.isdigit()) or int(index) >= len(files):
+    if found.refusal:
+        raise AccessDeniedException(found.refusal)
+    if not (index.isascii() and index.isdigit()) or int(index) >= len(found.files):
         raise ResourceNotFoundException(
             f"batch prediction {described['BatchPredictionId']!r} has no file {index}"
         )
-    location = files[int(index)]
-    return download_response(open_for_server(visit.console.service, location, member="result file"), location)
+    location = found.files[int(index)]
+    return download_response(files.open_file(visit.console.service, visit.arn, location), location)

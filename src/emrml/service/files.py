@@ -16,7 +16,7 @@ import shutil
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, BinaryIO
 
-from emrml.errors import InvalidInputException
+from emrml.errors import AccessDeniedException, InvalidInputException
 from emrml.service.confinement import check_location, job_guard, job_write_guard, open_for_server
 from emrml.service.operations import running_as
 from emrml.storage import local, locations
@@ -72,6 +72,17 @@ def open_file(app: EmrML, caller: str | None, location: str) -> BinaryIO:
     """The file's bytes (decrypted), checked again through the opened descriptor for local files."""
     with acting(caller):
         return open_for_server(app, location, member="location")
+
+
+def may_read(app: EmrML, caller: str | None, location: str) -> bool:
+    """Whether ``open_file`` would let ``caller`` open ``location`` by its first check (grants and data
+    roots; nothing is opened): what the console asks before offering a file to download."""
+    try:
+        with acting(caller):
+            check_location(app, location, member="location")
+    except (AccessDeniedException, InvalidInputException):
+        return False
+    return True
 
 
 def upload(app: EmrML, caller: str | None, folder: str, name: str, source: BinaryIO) -> str:

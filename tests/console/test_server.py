@@ -100,14 +100,14 @@ def test_a_login_without_its_csrf_cookie_is_refused(anonymous: Any, installation
 
 def test_failed_logins_are_throttled() -> None:
     moment = [0.0]
-    throttle = LoginThrottle(limit=3, window=60, clock=lambda: moment[0])
+    throttle = LoginThrottle({"account": 3}, window=60, clock=lambda: moment[0])
     for _ in range(3):
-        assert throttle.retry_after("user:a") is None
-        throttle.failed("user:a")
-    assert throttle.retry_after("user:a") == pytest.approx(60)
-    assert throttle.retry_after("user:b") is None
+        assert throttle.retry_after(("account", "a")) is None
+        throttle.failed(("account", "a"))
+    assert throttle.retry_after(("account", "a")) == pytest.approx(60)
+    assert throttle.retry_after(("account", "b")) is None
     moment[0] = 61
-    assert throttle.retry_after("user:a") is None
+    assert throttle.retry_after(("account", "a")) is None
 
 
 def test_the_login_form_answers_429_when_throttled(installation: Installation) -> None:

@@ -413,7 +413,7 @@ def save_threshold(visit: Visit) -> View | Response:
         visit.request.scope["path_params"] = {"entity_id": back}
         # The counts at the threshold that was typed, beside it, not at the model's unchanged one.
         view = evaluation(visit, threshold=tried)
-        view.status, view.extra["threshold_error"], view.extra["threshold_text"] = status, error, text
+        view.status, view.extra["errors"], view.extra["threshold_text"] = status, {"threshold": error}, text
         return view
     raise InvalidInputException(error)
 

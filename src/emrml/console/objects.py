@@ -176,7 +176,8 @@ def model(visit: Visit) -> View:
 
 def evaluation(visit: Visit, threshold: float | None = None) -> View:
     """An evaluation; a BINARY one at ``?threshold=`` (or ``threshold``: a save that failed shows the
-    counts at the threshold it tried), else at the model's."""
+    counts at the threshold it tried), else at the model's. A ``?threshold=`` out of range is the threshold
+    field's error (400), the counts at the model's."""
     evaluation_id = visit.params["entity_id"]
     described = visit.call("GetEvaluation", {"EvaluationId": evaluation_id})
     insights = visit.call("GetEvaluationInsights", {"EvaluationId": evaluation_id})
@@ -198,11 +199,11 @@ def evaluation(visit: Visit, threshold: float | None = None) -> View:
                 if not 0.0 <= chosen <= 1.0:
                     raise ValueError
             except ValueError:
-                extra["threshold_error"] = f"The threshold is a number from 0 to 1 (got {asked!r})."
+                extra["errors"] = {"threshold": f"The threshold is a number from 0 to 1 (got {asked!r})."}
                 extra["threshold_text"] = asked
                 chosen = insights.get("ScoreThreshold", 0.5)
         data["AtThreshold"] = at_threshold(metrics, chosen)
-    return View("evaluation.html", data, extra=extra)
+    return View("evaluation.html", data, 400 if extra.get("errors") else 200, extra=extra)
 
 
 #: The operations behind a model page's actions, by action, with what each is called in the page's note.

@@ -17,6 +17,7 @@ from typing import Any
 from starlette.responses import Response
 
 from emrml.console.app import View, Visit, download_response
+from emrml.console.choices import choices
 from emrml.console.forms import check_name, create_once, form_id
 from emrml.errors import AccessDeniedException, InvalidInputException, ResourceNotFoundException
 from emrml.service import files
@@ -32,14 +33,8 @@ def new_batch_prediction(visit: Visit) -> View | Response:
         "object_id": form_id(visit, "bp"),
     }
     data = {
-        "MLModels": visit.call(
-            "DescribeMLModels",
-            {"FilterVariable": "Status", "EQ": "COMPLETED", "Limit": 100, "SortOrder": "dsc"},
-        )["Results"],
-        "DataSources": visit.call(
-            "DescribeDataSources",
-            {"FilterVariable": "Status", "EQ": "COMPLETED", "Limit": 100, "SortOrder": "dsc"},
-        )["Results"],
+        "MLModels": choices(visit, "MLModel", form["model"]),
+        "DataSources": choices(visit, "DataSource", form["datasource"]),
     }
     extra: dict[str, Any] = {"form": form, "errors": {}}
     if visit.form is None:

@@ -17,6 +17,7 @@ from typing import Any
 from starlette.responses import Response
 
 from emrml.console.app import View, Visit
+from emrml.console.choices import choices
 from emrml.core.schema import record_fields
 from emrml.errors import (
     AccessDeniedException,
@@ -212,13 +213,6 @@ def _create_step(visit: Visit) -> View | Response:
 # ---------------------------------------------------------------------------------------------- models
 
 
-def _training_sources(visit: Visit) -> list[dict[str, Any]]:
-    return visit.call(
-        "DescribeDataSources",
-        {"FilterVariable": "Status", "EQ": "COMPLETED", "Limit": 100, "SortOrder": "dsc"},
-    )["Results"]
-
-
 def new_model(visit: Visit) -> View | Response:
     """Default settings (one form: data and type) or custom settings (recipe, parameters, evaluation)."""
     mode = visit.field("mode", visit.query.get("mode", "default"))
@@ -238,7 +232,7 @@ def new_model(visit: Visit) -> View | Response:
         "object_id": form_id(visit, "ml"),
     }
     extra = {"form": form, "errors": {}, "model_types": MODEL_TYPES, "shuffle_types": SHUFFLE_TYPES}
-    data = {"DataSources": _training_sources(visit)}
+    data = {"DataSources": choices(visit, "DataSource", form["datasource"], form["evaluation"])}
     if visit.form is None:
         return View("model_new.html", data, extra=extra)
     errors: dict[str, str] = extra["errors"]

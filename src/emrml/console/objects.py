@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from emrml.console.app import View, Visit
+from emrml.console.choices import choices
 from emrml.console.paging import pager
 from emrml.console.thresholds import at_threshold
 from emrml.errors import InvalidInputException
@@ -270,8 +271,5 @@ def compare(visit: Visit) -> View:
         described = visit.call("GetEvaluation", {"EvaluationId": evaluation_id})
         insights = visit.call("GetEvaluationInsights", {"EvaluationId": evaluation_id})
         sides.append({"GetEvaluation": described, "GetEvaluationInsights": insights})
-    choices = visit.call(
-        "DescribeEvaluations",
-        {"FilterVariable": "Status", "EQ": "COMPLETED", "Limit": 100, "SortOrder": "dsc"},
-    )["Results"]
-    return View("compare.html", {"Evaluations": sides}, extra={"choices": choices, "chosen": chosen})
+    offered = choices(visit, "Evaluation", *chosen)
+    return View("compare.html", {"Evaluations": sides}, extra={"choices": offered, "chosen": chosen})

@@ -1,11 +1,17 @@
 """Each page's JSON twin (``?format=json``) tells what its page tells: a refused form field or query value
-comes with its message, by field, beside the data, as the page shows it beside the field."""
+comes with its message, by field, beside the data, as the page shows it beside the field; lists page
+through everything they filter."""
 
 from __future__ import annotations
 
+import html
+import re
 from typing import Any
 
-from console_helpers import DATASOURCE, EVALUATION, login_token
+import pytest
+from console_helpers import DATASOURCE, EVALUATION, MODEL, Installation, login_token
+
+from emrml.console import objects
 
 
 def test_a_refused_query_value_is_in_the_twin_with_its_field(admin: Any) -> None:
@@ -27,3 +33,33 @@ def test_a_refused_form_sent_to_the_twin_says_which_field(admin: Any) -> None:
     refused = admin.post("/console/models/new?format=json", data=form, headers={"x-csrf-token": token})
     assert refused.status_code == 400
     assert refused.json()["Errors"] == {"passes": "Give a whole number of passes from 1 to 100 (got 'many')."}
+
+
+def test_a_models_evaluations_and_batch_predictions_are_listed_by_model(
+    admin: Any, installation: Installation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model page lists its newest evaluations and links to the list of all of them (paged, the filter
+    kept from page to page), and to its batch predictions."""
+    service = installation.service
+    request = {"EvaluationId": "ev-by-model", "MLModelId": MODEL, "EvaluationDataSourceId": DATASOURCE}
+    service.call("CreateEvaluation", request)
+    service.wait("Evaluation", "ev-by-model")
+    monkeypatch.setattr(objects, "MODEL_EVALUATIONS", 1)
+    page = admin.get(f"/console/models/{MODEL}").text
+    assert f'href="/console/evaluations?model={MODEL}">All evaluations of this model' in page
+    assert f'href="/console/batch-predictions?model={MODEL}"' in page
+    seen: list[str] = []
+    address = f"/console/evaluations?model={MODEL}&size=1"
+    while True:
+        listed, twin = admin.get(address), admin.get(address + "&format=json").json()
+        seen += [item["EvaluationId"] for item in twin["Results"]]
+        assert {item["MLModelId"] for item in twin["Results"]} == {MODEL}
+        following = re.search(r'<a rel="next" href="([^"]+)"', listed.text)
+        if not following:
+            break
+        address = html.unescape(following.group(1))
+        assert f"model={MODEL}" in address
+    assert {EVALUATION, "ev-by-model"} <= set(seen) and len(seen) == len(set(seen))
+    assert 'id="model-filter"' in listed.text
+    batches = admin.get(f"/console/batch-predictions?model={MODEL}&format=json").json()["Results"]
+    assert all(item["MLModelId"] == MODEL for item in batches)

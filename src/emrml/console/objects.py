@@ -74,15 +74,24 @@ KINDS = {
 BY_KIND = {kind.kind: kind for kind in KINDS.values()}
 
 
-def describe_request(query: dict[str, str]) -> dict[str, Any]:
-    """The Describe* request of a list page's query: one filter (name prefix or status), sort, page
-    (``size`` objects, 1 to 100, default ``PAGE_SIZE``)."""
+#: How many of its newest evaluations a model's page lists; the evaluations list (``?model=``) has them all.
+MODEL_EVALUATIONS = 20
+#: The kinds whose list filters by model (``?model=``: a model page's "All evaluations of this model").
+BY_MODEL = ("Evaluation", "BatchPrediction")
+
+
+def describe_request(query: dict[str, str], by_model: bool = False) -> dict[str, Any]:
+    """The Describe* request of a list page's query: one filter (the model, when ``by_model``; else the
+    name prefix or status), sort, page (``size`` objects, 1 to 100, default ``PAGE_SIZE``)."""
     size = query.get("size", "")
     limit = min(100, max(1, int(size))) if size.isascii() and size.isdigit() else PAGE_SIZE
     sort = SORTS.get(query.get("sort", "newest"), SORTS["newest"])
     request: dict[str, Any] = {"Limit": limit, "SortOrder": sort[1]}
     prefix, status = query.get("prefix", "").strip(), query.get("status", "")
-    if prefix:
+    model = query.get("model", "").strip() if by_model else ""
+    if model:
+        request.update(FilterVariable="MLModelId", EQ=model)
+    elif prefix:
         request.update(FilterVariable="Name", Prefix=prefix)
     elif status in STATUSES:
         request.update(FilterVariable="Status", EQ=status)
@@ -99,24 +108,29 @@ def describe_request(query: dict[str, str]) -> dict[str, Any]:
 def list_page(path: str):
     kind = KINDS[path]
 
+    by_model = kind.kind in BY_MODEL
+
     def show(visit: Visit) -> View:
         query = visit.query
         try:
-            result = visit.call(kind.describe, describe_request(query))
+            result = visit.call(kind.describe, describe_request(query, by_model))
         except InvalidInputException as exc:
             # A stale or forged page token: start again from the first page, saying why.
             query = {k: v for k, v in query.items() if k != "token"}
-            result = visit.call(kind.describe, describe_request(query))
+            result = visit.call(kind.describe, describe_request(query, by_model))
             result["Notice"] = exc.message
         data = {"kind": kind.kind, "Results": result["Results"], "NextToken": result.get("NextToken")}
         notices = [result["Notice"]] if "Notice" in result else []
-        if query.get("prefix", "").strip() and query.get("status") in STATUSES:
+        model = query.get("model", "").strip() if by_model else ""
+        if model and (query.get("prefix", "").strip() or query.get("status") in STATUSES):
+            notices.append(f"One filter at a time: these are all of model {model!r}, of any name and status.")
+        elif query.get("prefix", "").strip() and query.get("status") in STATUSES:
             # Describe* filters on one variable: the list must not look filtered by both.
             notices.append(
                 f"One filter at a time: these are the names starting with {query['prefix'].strip()!r}, "
                 "of any status."
             )
-        kept = {name: query.get(name) for name in ("prefix", "status", "sort", "size")}
+        kept = {name: query.get(name) for name in ("model", "prefix", "status", "sort", "size")}
         extra = {
             "kind": kind,
             "query": query,
@@ -125,6 +139,7 @@ def list_page(path: str):
             "sorts": list(SORTS),
             "notice": " ".join(notices),
             "offered": creatable(visit),
+            "model": model,
         }
         return View("list.html", data, extra=extra)
 
@@ -162,12 +177,13 @@ def model(visit: Visit) -> View:
     model_id = visit.params["entity_id"]
     described = visit.call("GetMLModel", {"MLModelId": model_id, "Verbose": True})
     insights = visit.call("GetMLModelInsights", {"MLModelId": model_id})
-    evaluations = visit.call(
+    listed = visit.call(
         "DescribeEvaluations",
-        {"FilterVariable": "MLModelId", "EQ": model_id, "Limit": 20, "SortOrder": "dsc"},
-    )["Results"]
-    data = {"GetMLModel": described, "GetMLModelInsights": insights, "Evaluations": evaluations}
+        {"FilterVariable": "MLModelId", "EQ": model_id, "Limit": MODEL_EVALUATIONS, "SortOrder": "dsc"},
+    )
+    data = {"GetMLModel": described, "GetMLModelInsights": insights, "Evaluations": listed["Results"]}
     extra = {
+        "more_evaluations": bool(listed.get("NextToken")),
         "recipe": described.get("Recipe"),
         "links": _links(visit, "MLModel", model_id),
         "refused": _refused(visit, MODEL_ACTIONS, {"MLModelId": model_id}),

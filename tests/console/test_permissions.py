@@ -145,3 +145,28 @@ def test_batch_prediction_results_are_offered_only_to_who_may_read_its_output(
         assert viewer.get(f"{path}/files/0").status_code == 200
     finally:
         access.delete_group("permissions-out-readers")
+
+
+def test_the_storage_browser_offers_changes_only_to_who_may_write_there(
+    viewer: Any, admin: Any, installation: Installation
+) -> None:
+    folder = installation.home / "data" / "read-only"
+    folder.mkdir(exist_ok=True)
+    (folder / "kept.csv").write_text("a\n1\n")
+    access = installation.service.access
+    access.create_group("read-only-readers")
+    grant = {"Effect": "Allow", "Action": ["storage:Read"], "Resource": [f"{folder.resolve()}/*"]}
+    access.add_statement("read-only-readers", grant)
+    access.add_member("read-only-readers", VIEWER)
+    try:
+        shown = viewer.get(f"/console/storage?location={folder}/")
+        assert shown.status_code == 200 and "kept.csv" in shown.text
+        assert 'value="delete"' not in shown.text and 'value="move"' not in shown.text
+        assert 'value="upload"' not in shown.text and 'value="mkdir"' not in shown.text
+        note = re.search(r'<p class="hint" id="refused-note">([^<]*)</p>', shown.text)
+        assert note and "storage:Write" in note.group(1)
+        offered = admin.get(f"/console/storage?location={folder}/").text
+        assert all(f'value="{action}"' in offered for action in ("delete", "move", "upload", "mkdir"))
+        assert 'id="refused-note"' not in offered
+    finally:
+        access.delete_group("read-only-readers")

@@ -100,7 +100,7 @@ def result_files(visit: Visit, described: dict[str, Any]) -> Results:
     results = described["OutputUri"] + "batch-prediction/result/"
     named = [str(path) for path in document.values()]
     below = [path for path in named if path.startswith(results) and ".." not in path]
-    return Results([path for path in below if files.may_read(service, visit.arn, path)])
+    return Results([path for path in below if files.may(service, visit.arn, path)])
 
 
 def batch_prediction(visit: Visit) -> View:

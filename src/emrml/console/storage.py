@@ -65,6 +65,8 @@ def storage(visit: Visit) -> View | Response:
         data["error"] = {"status": status, "title": title, "message": errors["location"]}
     extra = {
         "errors": errors,
+        # Upload, new folder, move and delete are offered to who may write here (copy: to anywhere).
+        "writable": "location" not in errors and files.may(service, visit.arn, folder, write=True),
         "done": done,
         "notice": notice,
         "pager": pager(visit, "storage", {"location": folder}, token, listed.next_token),

@@ -74,12 +74,13 @@ def open_file(app: EmrML, caller: str | None, location: str) -> BinaryIO:
         return open_for_server(app, location, member="location")
 
 
-def may_read(app: EmrML, caller: str | None, location: str) -> bool:
-    """Whether ``open_file`` would let ``caller`` open ``location`` by its first check (grants and data
-    roots; nothing is opened): what the console asks before offering a file to download."""
+def may(app: EmrML, caller: str | None, location: str, *, write: bool = False) -> bool:
+    """Whether ``caller`` passes the first check of reading (``open_file``) or, ``write``, changing
+    (upload, new folder, delete) ``location``: grants and data roots, nothing opened. What the console
+    asks before offering a download or a change, so that a refusal is not the first the user learns of it."""
     try:
         with acting(caller):
-            check_location(app, location, member="location")
+            check_location(app, location, member="location", write=write)
     except (AccessDeniedException, InvalidInputException):
         return False
     return True

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from console_helpers import DATASOURCE, EVALUATION, MODEL, Installation, login_token
 
-from emrml.console import objects
+from emrml.console import jobs, objects
 
 
 def test_a_refused_query_value_is_in_the_twin_with_its_field(admin: Any) -> None:
@@ -63,3 +63,13 @@ def test_a_models_evaluations_and_batch_predictions_are_listed_by_model(
     assert 'id="model-filter"' in listed.text
     batches = admin.get(f"/console/batch-predictions?model={MODEL}&format=json").json()["Results"]
     assert all(item["MLModelId"] == MODEL for item in batches)
+
+
+def test_the_jobs_page_says_when_older_jobs_are_left_out(admin: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jobs, "JOBS_PER_KIND", 1)
+    shown = admin.get("/console/jobs")
+    assert len(admin.get("/console/jobs?format=json").json()["Jobs"]) <= 2
+    note = re.search(r'<p class="hint" id="more-jobs">(.*?)</p>', shown.text, re.S)
+    assert note and 'href="/console/datasources"' in note.group(1)
+    monkeypatch.setattr(jobs, "JOBS_PER_KIND", 100)  # more than the installation has of any kind
+    assert 'id="more-jobs"' not in admin.get("/console/jobs").text

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from console_helpers import DATASOURCE, EVALUATION, MODEL, Installation, Served, log_in
+from console_helpers import DATASOURCE, EVALUATION, MODEL, Installation, Served, log_in, login_token
 from starlette.testclient import TestClient
 from test_browser import check_accessibility
 
@@ -170,3 +170,21 @@ def test_the_storage_browser_offers_changes_only_to_who_may_write_there(
         assert 'id="refused-note"' not in offered
     finally:
         access.delete_group("read-only-readers")
+
+
+def test_the_create_forms_say_so_to_who_may_not_create(viewer: Any, admin: Any) -> None:
+    forms = {
+        "/console/models/new": "machinelearning:CreateMLModel",
+        "/console/batch-predictions/new": "machinelearning:CreateBatchPrediction",
+    }
+    for path, operation in forms.items():
+        shown = viewer.get(path)
+        note = re.search(r'<p class="hint" id="refused-note">([^<]*)</p>', shown.text)
+        assert shown.status_code == 200 and note and operation in note.group(1), path
+        button = re.search(r'<button type="submit"[^>]*>', shown.text.split('id="refused-note"')[1])
+        assert button and 'disabled aria-describedby="refused-note"' in button.group(0), path
+        assert 'id="refused-note"' not in admin.get(path).text
+    wizard = viewer.post(
+        "/console/datasources/new", data={"csrf_token": login_token(viewer.get("/console/").text)}
+    )
+    assert "machinelearning:CreateDataSourceFromS3" in wizard.text

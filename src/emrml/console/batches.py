@@ -19,6 +19,7 @@ from starlette.responses import Response
 from emrml.console.app import View, Visit, download_response
 from emrml.console.choices import choices
 from emrml.console.forms import check_name, create_once, form_id
+from emrml.console.objects import refused_create
 from emrml.errors import AccessDeniedException, InvalidInputException, ResourceNotFoundException
 from emrml.service import files
 from emrml.storage.locations import TEXT_MAX_BYTES
@@ -36,7 +37,7 @@ def new_batch_prediction(visit: Visit) -> View | Response:
         "MLModels": choices(visit, "MLModel", form["model"]),
         "DataSources": choices(visit, "DataSource", form["datasource"]),
     }
-    extra: dict[str, Any] = {"form": form, "errors": {}}
+    extra: dict[str, Any] = {"form": form, "errors": {}, "refused": refused_create(visit, "BatchPrediction")}
     if visit.form is None:
         return View("batch_prediction_new.html", data, extra=extra)
     errors = extra["errors"]

@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from emrml.console.app import View, Visit
 from emrml.console.choices import choices
+from emrml.console.objects import refused_create
 from emrml.core.schema import record_fields
 from emrml.errors import (
     AccessDeniedException,
@@ -81,9 +82,12 @@ def _split(begin: int, end: int, strategy: str, seed: str, complement: bool = Fa
 
 def new_datasource(visit: Visit) -> View | Response:
     """A wizard in two steps: a location (its schema is inferred), then the schema as an editable table."""
-    if visit.form is None or visit.field("step") != "create":
-        return _infer_step(visit)
-    return _create_step(visit)
+    view = (
+        _infer_step(visit) if visit.form is None or visit.field("step") != "create" else _create_step(visit)
+    )
+    if isinstance(view, View):
+        view.extra["refused"] = refused_create(visit, "DataSource")
+    return view
 
 
 def _infer_step(visit: Visit) -> View:
@@ -231,7 +235,13 @@ def new_model(visit: Visit) -> View | Response:
         "evaluation": visit.field("evaluation"),
         "object_id": form_id(visit, "ml"),
     }
-    extra = {"form": form, "errors": {}, "model_types": MODEL_TYPES, "shuffle_types": SHUFFLE_TYPES}
+    extra = {
+        "form": form,
+        "errors": {},
+        "model_types": MODEL_TYPES,
+        "shuffle_types": SHUFFLE_TYPES,
+        "refused": refused_create(visit, "MLModel"),
+    }
     data = {"DataSources": choices(visit, "DataSource", form["datasource"], form["evaluation"])}
     if visit.form is None:
         return View("model_new.html", data, extra=extra)

@@ -244,6 +244,20 @@ CREATES = {
 }
 
 
+#: What the create forms call creating each kind, in their note to a user who may not.
+CREATE_DOES = {
+    "DataSource": "create datasources",
+    "MLModel": "train models",
+    "BatchPrediction": "create batch predictions",
+}
+
+
+def refused_create(visit: Visit, kind: str) -> dict[str, str]:
+    """The create form's action (operation: what it does) when the user may not create ``kind`` at all:
+    the form says so and its button is disabled. Empty when the user may."""
+    return {} if kind in creatable(visit) else {CREATES[kind]: CREATE_DOES[kind]}
+
+
 def creatable(visit: Visit) -> set[str]:
     """The kinds of ``CREATES`` the user may create at all (``Access.may``: allowed on some object), so
     that a create button is not offered to who could only be refused."""

@@ -73,3 +73,11 @@ def test_the_jobs_page_says_when_older_jobs_are_left_out(admin: Any, monkeypatch
     assert note and 'href="/console/datasources"' in note.group(1)
     monkeypatch.setattr(jobs, "JOBS_PER_KIND", 100)  # more than the installation has of any kind
     assert 'id="more-jobs"' not in admin.get("/console/jobs").text
+
+
+def test_a_lists_twin_says_why_its_token_or_a_filter_was_left_out(admin: Any) -> None:
+    forged = admin.get("/console/datasources?token=forged&format=json").json()
+    assert "NextToken is not a token" in forged["Notice"] and forged["Results"]
+    both = admin.get("/console/datasources?prefix=Bank&status=COMPLETED&format=json").json()
+    assert both["Notice"].startswith("One filter at a time")
+    assert "Notice" not in admin.get("/console/datasources?format=json").json()

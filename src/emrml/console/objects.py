@@ -130,6 +130,9 @@ def list_page(path: str):
                 f"One filter at a time: these are the names starting with {query['prefix'].strip()!r}, "
                 "of any status."
             )
+        if notices:
+            # The twin's reader learns too that its token was refused or a filter left out.
+            data["Notice"] = " ".join(notices)
         kept = {name: query.get(name) for name in ("model", "prefix", "status", "sort", "size")}
         extra = {
             "kind": kind,
@@ -137,7 +140,7 @@ def list_page(path: str):
             "pager": pager(visit, kind.path, kept, query.get("token"), result.get("NextToken")),
             "statuses": STATUSES,
             "sorts": list(SORTS),
-            "notice": " ".join(notices),
+            "notice": data.get("Notice", ""),
             "offered": creatable(visit),
             "model": model,
         }

@@ -68,11 +68,13 @@ def test_a_models_evaluations_and_batch_predictions_are_listed_by_model(
 def test_the_jobs_page_says_when_older_jobs_are_left_out(admin: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(jobs, "JOBS_PER_KIND", 1)
     shown = admin.get("/console/jobs")
-    assert len(admin.get("/console/jobs?format=json").json()["Jobs"]) <= 2
+    twin = admin.get("/console/jobs?format=json").json()
+    assert len(twin["Jobs"]) <= 2 and twin["OlderJobs"] is True
     note = re.search(r'<p class="hint" id="more-jobs">(.*?)</p>', shown.text, re.S)
     assert note and 'href="/console/datasources"' in note.group(1)
     monkeypatch.setattr(jobs, "JOBS_PER_KIND", 100)  # more than the installation has of any kind
     assert 'id="more-jobs"' not in admin.get("/console/jobs").text
+    assert admin.get("/console/jobs?format=json").json()["OlderJobs"] is False
 
 
 def test_a_lists_twin_says_why_its_token_or_a_filter_was_left_out(admin: Any) -> None:
@@ -81,3 +83,9 @@ def test_a_lists_twin_says_why_its_token_or_a_filter_was_left_out(admin: Any) ->
     both = admin.get("/console/datasources?prefix=Bank&status=COMPLETED&format=json").json()
     assert both["Notice"].startswith("One filter at a time")
     assert "Notice" not in admin.get("/console/datasources?format=json").json()
+
+
+def test_a_folders_twin_says_why_its_token_was_left_out(admin: Any, installation: Installation) -> None:
+    folder = installation.home / "data"
+    forged = admin.get(f"/console/storage?location={folder}/&token=forged&format=json").json()
+    assert "forged" in forged["Notice"] and forged["Location"] == f"{folder}/"

@@ -69,7 +69,7 @@ def jobs(visit: Visit) -> View:
     # Older jobs than these exist: the page says so, and each kind's list pages through all of them.
     more = more or len(rows) > JOBS_PER_KIND * 2
     extra = {"query": query, "statuses": STATUSES, "kinds": KINDS, "stream_kind": STREAMS, "more": more}
-    data: dict[str, Any] = {"Jobs": rows[: JOBS_PER_KIND * 2]}
+    data: dict[str, Any] = {"Jobs": rows[: JOBS_PER_KIND * 2], "OlderJobs": more}
     if query.get("kind", "") in ("", STREAMS):
         data["Streams"] = streams(visit, status)
     return View("jobs.html", data, extra=extra)

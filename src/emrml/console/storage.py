@@ -60,6 +60,8 @@ def storage(visit: Visit) -> View | Response:
         ],
         "NextToken": listed.next_token,
     }
+    if notice:
+        data["Notice"] = notice
     if "location" in errors:
         title = "Refused" if status == 403 else "InvalidInputException"
         data["error"] = {"status": status, "title": title, "message": errors["location"]}

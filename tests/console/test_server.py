@@ -514,7 +514,11 @@ def test_the_jobs_page_lists_the_stream_consumers_each_user_may_see(
         assert "<title>Jobs" in page and page.count("120 / 117 / 3") == 1  # in the page's body, once
         assert "120 / 117 / 3" in page and "&lt;b&gt;clicks&lt;/b&gt;" in page and "<b>clicks" not in page
         assert 'id="jobs"' in page and f'data-id="MLModel/{MODEL}"' not in page  # streams only
-        assert admin.get("/console/jobs?status=STOPPED&format=json").json() == {"Jobs": [], "Streams": []}
+        assert admin.get("/console/jobs?status=STOPPED&format=json").json() == {
+            "Jobs": [],
+            "OlderJobs": False,
+            "Streams": [],
+        }
         assert "Streams" not in admin.get("/console/jobs?kind=MLModel&format=json").json()
         from starlette.testclient import TestClient
 

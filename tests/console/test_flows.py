@@ -212,6 +212,16 @@ def test_multiclass_heat_map_and_regression_residuals(
         first
         == f"true {view['classes'][0]}, predicted {view['classes'][0]}: {view['counts'][0][0]:,} records"
     )
+    # Keyboard: the matrix is one tab stop; the arrow keys move between its cells.
+    assert page.locator("#confusion-chart g.cell[tabindex='0']").count() == 1
+    cells.first.focus()
+    for key in ("ArrowRight", "ArrowDown", "ArrowDown", "ArrowLeft", "End"):
+        page.keyboard.press(key)
+    label = page.evaluate("() => document.activeElement.getAttribute('aria-label')")
+    last = view["classes"][-1]
+    assert label == f"true {view['classes'][2]}, predicted {last}: {view['counts'][2][-1]:,} records"
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.closest('#confusion-chart')") is None
     check_accessibility(page, axe_source)
     screenshot(page, "evaluation-multiclass")
     page.goto(f"{served.url}/console/evaluations/{more_evaluations.regression}")

@@ -21,6 +21,7 @@ from emrml.storage.locations import (
     open_binary,
     publish_file,
     read_text,
+    schema_candidates,
     schema_location_for,
 )
 
@@ -171,6 +172,24 @@ def test_schema_location_follows_the_console_convention(tmp_path: Path, shared_d
     assert schema_location_for(f"{folder}/") == f"{folder}/.schema"
     assert schema_location_for(f"file://{folder}") == f"file://{folder}/.schema"
     assert schema_location_for("s3://bucket/path/to/data/") == "s3://bucket/path/to/data/.schema"
+
+
+def test_schema_candidates_are_told_from_the_spelling_alone(tmp_path: Path) -> None:
+    # Nothing exists at these locations and no S3 is running: the candidates need no store.
+    assert schema_candidates("s3://bucket/in/a.csv") == [
+        "s3://bucket/in/a.csv.schema",
+        "s3://bucket/in/a.csv/.schema",
+    ]
+    assert schema_candidates("s3://bucket/in/") == ["s3://bucket/in/.schema"]
+    assert schema_candidates("s3://bucket") == ["s3://bucket/.schema"]
+    missing = tmp_path / "missing"
+    assert schema_candidates(str(missing)) == [f"{missing}.schema", f"{missing}/.schema"]
+    assert schema_candidates(f"file://{missing}/") == [f"file://{missing}/.schema"]
+    # schema_location_for picks the candidate of what the location names.
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file.csv").write_text("a\n")
+    for name in ("folder", "file.csv"):
+        assert schema_location_for(str(tmp_path / name)) in schema_candidates(str(tmp_path / name))
 
 
 def test_atomic_write_replaces_the_file_only_when_complete(tmp_path: Path) -> None:

@@ -181,7 +181,10 @@ class Console:
 
     def render(self, request: Request, view: View, visitor: SessionInfo | None, **extra: Any) -> Response:
         if wants_json(request):
-            return JSONResponse(view.data, status_code=view.status, headers=view.headers)
+            # A form's or query's refused fields, by field, as the page shows them beside each.
+            errors = view.extra.get("errors")
+            data = {**view.data, "Errors": errors} if errors else view.data
+            return JSONResponse(data, status_code=view.status, headers=view.headers)
         context = {
             **view.data,
             **view.extra,

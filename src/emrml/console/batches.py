@@ -2,21 +2,26 @@
 
 The files are the ones the batch prediction's manifest names (``GetBatchPrediction``'s ``ManifestLocation``),
 read only after ``GetBatchPrediction`` succeeded for the user, only below the batch prediction's output
-folder, inside the data roots and, as opened, where its creator may read or write
-(``service.confinement.open_output_for_server``): a user downloads exactly the results of the batch
-predictions they may read, and nothing else. Downloads are streamed in blocks, never read whole.
+folder and inside the data roots. The manifest and every result file are read as the user, through the
+storage browser's door (``service.files``): reading the batch prediction is not reading its output, which
+needs the user's own ``storage:Read`` there, as in the storage browser. A user downloads exactly the
+results they may read, and nothing else. Downloads are streamed in blocks, never read whole.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, BinaryIO
 
 from starlette.responses import Response
 
 from emrml.console.app import View, Visit, download_response
+from emrml.console.choices import choices
 from emrml.console.forms import check_name, create_once, form_id
+from emrml.console.objects import refused_create
 from emrml.errors import AccessDeniedException, InvalidInputException, ResourceNotFoundException
+from emrml.service import files
 from emrml.service.confinement import open_output_for_server
 from emrml.storage.locations import TEXT_MAX_BYTES
 
@@ -30,16 +35,10 @@ def new_batch_prediction(visit: Visit) -> View | Response:
         "object_id": form_id(visit, "bp"),
     }
     data = {
-        "MLModels": visit.call(
-            "DescribeMLModels",
-            {"FilterVariable": "Status", "EQ": "COMPLETED", "Limit": 100, "SortOrder": "dsc"},
-        )["Results"],
-        "DataSources": visit.call(
-            "DescribeDataSources",
-            {"FilterVariable": "Status", "EQ": "COMPLETED", "Limit": 100, "SortOrder": "dsc"},
-        )["Results"],
+        "MLModels": choices(visit, "MLModel", form["model"]),
+        "DataSources": choices(visit, "DataSource", form["datasource"]),
     }
-    extra: dict[str, Any] = {"form": form, "errors": {}}
+    extra: dict[str, Any] = {"form": form, "errors": {}, "refused": refused_create(visit, "BatchPrediction")}
     if visit.form is None:
         return View("batch_prediction_new.html", data, extra=extra)
     errors = extra["errors"]
@@ -74,43 +73,67 @@ def new_batch_prediction(visit: Visit) -> View | Response:
     return View("batch_prediction_new.html", data, status, extra)
 
 
-def result_files(visit: Visit, described: dict[str, Any]) -> list[str]:
-    """The result files a COMPLETED batch prediction's manifest names (empty otherwise): only those below
-    its output folder's results, and, as every file the server reads, inside the data roots."""
+@dataclass(frozen=True)
+class Results:
+    """The result files of a batch prediction the user may download, or why there are none to offer."""
+
+    files: list[str]
+    refusal: str = ""
+
+
+def result_files(visit: Visit, described: dict[str, Any]) -> Results:
+    """The result files a COMPLETED batch prediction's manifest names (none otherwise): only those below
+    its output folder's results that the user may read, and, as every file the server reads, inside the
+    data roots. ``refusal``: why the user may not read its manifest (its output folder)."""
     manifest = described.get("ManifestLocation")
     if described.get("Status") != "COMPLETED" or not manifest:
-        return []
+        return Results([])
+    service = visit.console.service
     try:
-        with open_output_for_server(
-            visit.console.service, manifest, owner=described["CreatedByIamUser"], member="ManifestLocation"
-        ) as stream:
+        with _open_output(visit, described, manifest, "ManifestLocation") as stream:
             document = json.loads(stream.read(TEXT_MAX_BYTES).decode("utf-8-sig"))
-    except (InvalidInputException, AccessDeniedException, ValueError):
-        return []
+    except AccessDeniedException as exc:
+        return Results([], exc.message)
+    except (InvalidInputException, ValueError):
+        return Results([])
     if not isinstance(document, dict):
-        return []
+        return Results([])
     # The manifest is a file in the user's folder: it may have been edited to name any file at all.
     results = described["OutputUri"] + "batch-prediction/result/"
     named = [str(path) for path in document.values()]
-    return [path for path in named if path.startswith(results) and ".." not in path]
+    below = [path for path in named if path.startswith(results) and ".." not in path]
+    return Results([path for path in below if files.may(service, visit.arn, path)])
+
+
+def _open_output(visit: Visit, described: dict[str, Any], location: str, member: str) -> BinaryIO:
+    """A file the batch prediction's job wrote, opened as the user (who must be allowed to read it), and
+    only where, as opened, its creator may read or write: the folder is the creator's to change, and a
+    result replaced by a link to another file must not be handed out as a result
+    (``confinement.open_output_for_server``)."""
+    with files.acting(visit.arn):
+        return open_output_for_server(
+            visit.console.service, location, owner=described["CreatedByIamUser"], member=member
+        )
 
 
 def batch_prediction(visit: Visit) -> View:
     described = visit.call("GetBatchPrediction", {"BatchPredictionId": visit.params["entity_id"]})
-    files = result_files(visit, described)
-    data = {"GetBatchPrediction": described, "ResultFiles": files}
-    return View("batch_prediction.html", data, extra={"files": list(enumerate(files))})
+    found = result_files(visit, described)
+    data = {"GetBatchPrediction": described, "ResultFiles": found.files}
+    if found.refusal:
+        data["ResultFilesRefused"] = found.refusal
+    return View("batch_prediction.html", data, extra={"files": list(enumerate(found.files))})
 
 
 def download(visit: Visit) -> Response:
     described = visit.call("GetBatchPrediction", {"BatchPredictionId": visit.params["entity_id"]})
-    files = result_files(visit, described)
+    found = result_files(visit, described)
     index = visit.params["index"]
-    if not (index.isascii() and index.isdigit()) or int(index) >= len(files):
+    if found.refusal:
+        raise AccessDeniedException(found.refusal)
+    if not (index.isascii() and index.isdigit()) or int(index) >= len(found.files):
         raise ResourceNotFoundException(
             f"batch prediction {described['BatchPredictionId']!r} has no file {index}"
         )
-    location = files[int(index)]
-    owner = described["CreatedByIamUser"]
-    stream = open_output_for_server(visit.console.service, location, owner=owner, member="result file")
-    return download_response(stream, location)
+    location = found.files[int(index)]
+    return download_response(_open_output(visit, described, location, "result file"), location)

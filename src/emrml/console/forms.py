@@ -17,6 +17,8 @@ from typing import Any
 from starlette.responses import Response
 
 from emrml.console.app import View, Visit
+from emrml.console.choices import choices
+from emrml.console.objects import refused_create
 from emrml.core.schema import record_fields
 from emrml.errors import (
     AccessDeniedException,
@@ -80,9 +82,12 @@ def _split(begin: int, end: int, strategy: str, seed: str, complement: bool = Fa
 
 def new_datasource(visit: Visit) -> View | Response:
     """A wizard in two steps: a location (its schema is inferred), then the schema as an editable table."""
-    if visit.form is None or visit.field("step") != "create":
-        return _infer_step(visit)
-    return _create_step(visit)
+    view = (
+        _infer_step(visit) if visit.form is None or visit.field("step") != "create" else _create_step(visit)
+    )
+    if isinstance(view, View):
+        view.extra["refused"] = refused_create(visit, "DataSource")
+    return view
 
 
 def _infer_step(visit: Visit) -> View:
@@ -212,13 +217,6 @@ def _create_step(visit: Visit) -> View | Response:
 # ---------------------------------------------------------------------------------------------- models
 
 
-def _training_sources(visit: Visit) -> list[dict[str, Any]]:
-    return visit.call(
-        "DescribeDataSources",
-        {"FilterVariable": "Status", "EQ": "COMPLETED", "Limit": 100, "SortOrder": "dsc"},
-    )["Results"]
-
-
 def new_model(visit: Visit) -> View | Response:
     """Default settings (one form: data and type) or custom settings (recipe, parameters, evaluation)."""
     mode = visit.field("mode", visit.query.get("mode", "default"))
@@ -237,8 +235,14 @@ def new_model(visit: Visit) -> View | Response:
         "evaluation": visit.field("evaluation"),
         "object_id": form_id(visit, "ml"),
     }
-    extra = {"form": form, "errors": {}, "model_types": MODEL_TYPES, "shuffle_types": SHUFFLE_TYPES}
-    data = {"DataSources": _training_sources(visit)}
+    extra = {
+        "form": form,
+        "errors": {},
+        "model_types": MODEL_TYPES,
+        "shuffle_types": SHUFFLE_TYPES,
+        "refused": refused_create(visit, "MLModel"),
+    }
+    data = {"DataSources": choices(visit, "DataSource", form["datasource"], form["evaluation"])}
     if visit.form is None:
         return View("model_new.html", data, extra=extra)
     errors: dict[str, str] = extra["errors"]
@@ -413,7 +417,7 @@ def save_threshold(visit: Visit) -> View | Response:
         visit.request.scope["path_params"] = {"entity_id": back}
         # The counts at the threshold that was typed, beside it, not at the model's unchanged one.
         view = evaluation(visit, threshold=tried)
-        view.status, view.extra["threshold_error"], view.extra["threshold_text"] = status, error, text
+        view.status, view.extra["errors"], view.extra["threshold_text"] = status, {"threshold": error}, text
         return view
     raise InvalidInputException(error)
 

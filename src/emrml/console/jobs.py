@@ -40,11 +40,14 @@ def jobs(visit: Visit) -> View:
     if status and status not in STATUSES:
         chosen = []  # a stream's status (RUNNING, STOPPED...): no job has it
     rows: list[dict[str, Any]] = []
+    more = False
     for kind in chosen:
         request: dict[str, Any] = {"Limit": JOBS_PER_KIND, "SortOrder": "dsc"}
         if status in STATUSES:
             request.update(FilterVariable="Status", EQ=status)
-        for item in visit.call(kind.describe, request)["Results"]:
+        found = visit.call(kind.describe, request)
+        more = more or bool(found.get("NextToken"))
+        for item in found["Results"]:
             rows.append(
                 {
                     "Kind": kind.kind,
@@ -63,8 +66,10 @@ def jobs(visit: Visit) -> View:
                 }
             )
     rows.sort(key=lambda row: row["CreatedAt"] or 0, reverse=True)
-    extra = {"query": query, "statuses": STATUSES, "kinds": KINDS, "stream_kind": STREAMS}
-    data: dict[str, Any] = {"Jobs": rows[: JOBS_PER_KIND * 2]}
+    # Older jobs than these exist: the page says so, and each kind's list pages through all of them.
+    more = more or len(rows) > JOBS_PER_KIND * 2
+    extra = {"query": query, "statuses": STATUSES, "kinds": KINDS, "stream_kind": STREAMS, "more": more}
+    data: dict[str, Any] = {"Jobs": rows[: JOBS_PER_KIND * 2], "OlderJobs": more}
     if query.get("kind", "") in ("", STREAMS):
         data["Streams"] = streams(visit, status)
     return View("jobs.html", data, extra=extra)

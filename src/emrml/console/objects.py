@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from emrml.console.app import View, Visit
+from emrml.console.choices import choices
 from emrml.console.paging import pager
 from emrml.console.thresholds import at_threshold
 from emrml.errors import InvalidInputException
@@ -73,15 +74,24 @@ KINDS = {
 BY_KIND = {kind.kind: kind for kind in KINDS.values()}
 
 
-def describe_request(query: dict[str, str]) -> dict[str, Any]:
-    """The Describe* request of a list page's query: one filter (name prefix or status), sort, page
-    (``size`` objects, 1 to 100, default ``PAGE_SIZE``)."""
+#: How many of its newest evaluations a model's page lists; the evaluations list (``?model=``) has them all.
+MODEL_EVALUATIONS = 20
+#: The kinds whose list filters by model (``?model=``: a model page's "All evaluations of this model").
+BY_MODEL = ("Evaluation", "BatchPrediction")
+
+
+def describe_request(query: dict[str, str], by_model: bool = False) -> dict[str, Any]:
+    """The Describe* request of a list page's query: one filter (the model, when ``by_model``; else the
+    name prefix or status), sort, page (``size`` objects, 1 to 100, default ``PAGE_SIZE``)."""
     size = query.get("size", "")
     limit = min(100, max(1, int(size))) if size.isascii() and size.isdigit() else PAGE_SIZE
     sort = SORTS.get(query.get("sort", "newest"), SORTS["newest"])
     request: dict[str, Any] = {"Limit": limit, "SortOrder": sort[1]}
     prefix, status = query.get("prefix", "").strip(), query.get("status", "")
-    if prefix:
+    model = query.get("model", "").strip() if by_model else ""
+    if model:
+        request.update(FilterVariable="MLModelId", EQ=model)
+    elif prefix:
         request.update(FilterVariable="Name", Prefix=prefix)
     elif status in STATUSES:
         request.update(FilterVariable="Status", EQ=status)
@@ -98,31 +108,41 @@ def describe_request(query: dict[str, str]) -> dict[str, Any]:
 def list_page(path: str):
     kind = KINDS[path]
 
+    by_model = kind.kind in BY_MODEL
+
     def show(visit: Visit) -> View:
         query = visit.query
         try:
-            result = visit.call(kind.describe, describe_request(query))
+            result = visit.call(kind.describe, describe_request(query, by_model))
         except InvalidInputException as exc:
             # A stale or forged page token: start again from the first page, saying why.
             query = {k: v for k, v in query.items() if k != "token"}
-            result = visit.call(kind.describe, describe_request(query))
+            result = visit.call(kind.describe, describe_request(query, by_model))
             result["Notice"] = exc.message
         data = {"kind": kind.kind, "Results": result["Results"], "NextToken": result.get("NextToken")}
         notices = [result["Notice"]] if "Notice" in result else []
-        if query.get("prefix", "").strip() and query.get("status") in STATUSES:
+        model = query.get("model", "").strip() if by_model else ""
+        if model and (query.get("prefix", "").strip() or query.get("status") in STATUSES):
+            notices.append(f"One filter at a time: these are all of model {model!r}, of any name and status.")
+        elif query.get("prefix", "").strip() and query.get("status") in STATUSES:
             # Describe* filters on one variable: the list must not look filtered by both.
             notices.append(
                 f"One filter at a time: these are the names starting with {query['prefix'].strip()!r}, "
                 "of any status."
             )
-        kept = {name: query.get(name) for name in ("prefix", "status", "sort", "size")}
+        if notices:
+            # The twin's reader learns too that its token was refused or a filter left out.
+            data["Notice"] = " ".join(notices)
+        kept = {name: query.get(name) for name in ("model", "prefix", "status", "sort", "size")}
         extra = {
             "kind": kind,
             "query": query,
             "pager": pager(visit, kind.path, kept, query.get("token"), result.get("NextToken")),
             "statuses": STATUSES,
             "sorts": list(SORTS),
-            "notice": " ".join(notices),
+            "notice": data.get("Notice", ""),
+            "offered": creatable(visit),
+            "model": model,
         }
         return View("list.html", data, extra=extra)
 
@@ -139,8 +159,11 @@ def home(visit: Visit) -> View:
     }
     from emrml.console.samples import SAMPLES, may_run
 
-    samples = SAMPLES if may_run(visit) else {}
-    return View("home.html", {"Recent": recent}, extra={"kinds": KINDS, "samples": samples})
+    offered = creatable(visit)
+    # A sample is a datasource split, a model and its evaluation: offered to who may train a model on it.
+    samples = SAMPLES if "MLModel" in offered and may_run(visit) else {}
+    extra = {"kinds": KINDS, "samples": samples, "offered": offered}
+    return View("home.html", {"Recent": recent}, extra=extra)
 
 
 def datasource(visit: Visit) -> View:
@@ -149,19 +172,21 @@ def datasource(visit: Visit) -> View:
     statistics = visit.call("GetDataSourceStatistics", {"DataSourceId": source_id})
     schema = _json(described.get("DataSourceSchema"))
     data = {"GetDataSource": described, "GetDataSourceStatistics": statistics}
-    return View("datasource.html", data, extra={"schema": schema})
+    refused = _refused(visit, DATASOURCE_ACTIONS, {"TrainingDataSourceId": source_id})
+    return View("datasource.html", data, extra={"schema": schema, "refused": refused})
 
 
 def model(visit: Visit) -> View:
     model_id = visit.params["entity_id"]
     described = visit.call("GetMLModel", {"MLModelId": model_id, "Verbose": True})
     insights = visit.call("GetMLModelInsights", {"MLModelId": model_id})
-    evaluations = visit.call(
+    listed = visit.call(
         "DescribeEvaluations",
-        {"FilterVariable": "MLModelId", "EQ": model_id, "Limit": 20, "SortOrder": "dsc"},
-    )["Results"]
-    data = {"GetMLModel": described, "GetMLModelInsights": insights, "Evaluations": evaluations}
+        {"FilterVariable": "MLModelId", "EQ": model_id, "Limit": MODEL_EVALUATIONS, "SortOrder": "dsc"},
+    )
+    data = {"GetMLModel": described, "GetMLModelInsights": insights, "Evaluations": listed["Results"]}
     extra = {
+        "more_evaluations": bool(listed.get("NextToken")),
         "recipe": described.get("Recipe"),
         "links": _links(visit, "MLModel", model_id),
         "refused": _refused(visit, MODEL_ACTIONS, {"MLModelId": model_id}),
@@ -171,7 +196,8 @@ def model(visit: Visit) -> View:
 
 def evaluation(visit: Visit, threshold: float | None = None) -> View:
     """An evaluation; a BINARY one at ``?threshold=`` (or ``threshold``: a save that failed shows the
-    counts at the threshold it tried), else at the model's."""
+    counts at the threshold it tried), else at the model's. A ``?threshold=`` out of range is the threshold
+    field's error (400), the counts at the model's."""
     evaluation_id = visit.params["entity_id"]
     described = visit.call("GetEvaluation", {"EvaluationId": evaluation_id})
     insights = visit.call("GetEvaluationInsights", {"EvaluationId": evaluation_id})
@@ -193,11 +219,11 @@ def evaluation(visit: Visit, threshold: float | None = None) -> View:
                 if not 0.0 <= chosen <= 1.0:
                     raise ValueError
             except ValueError:
-                extra["threshold_error"] = f"The threshold is a number from 0 to 1 (got {asked!r})."
+                extra["errors"] = {"threshold": f"The threshold is a number from 0 to 1 (got {asked!r})."}
                 extra["threshold_text"] = asked
                 chosen = insights.get("ScoreThreshold", 0.5)
         data["AtThreshold"] = at_threshold(metrics, chosen)
-    return View("evaluation.html", data, extra=extra)
+    return View("evaluation.html", data, 400 if extra.get("errors") else 200, extra=extra)
 
 
 #: The operations behind a model page's actions, by action, with what each is called in the page's note.
@@ -207,8 +233,41 @@ MODEL_ACTIONS = {
     "Predict": "predict a record",
     "CreateBatchPrediction": "start a batch prediction",
 }
+#: The operation behind a datasource page's "Train a model on this data".
+DATASOURCE_ACTIONS = {"CreateMLModel": "train a model on it"}
 #: The operation behind an evaluation page's "Save as the model's threshold".
 THRESHOLD_ACTIONS = {"UpdateMLModel": "save the model's threshold"}
+
+
+#: The kinds the home and list pages offer to create, by the operation their form runs.
+CREATES = {
+    "DataSource": "CreateDataSourceFromS3",
+    "MLModel": "CreateMLModel",
+    "BatchPrediction": "CreateBatchPrediction",
+}
+
+
+#: What the create forms call creating each kind, in their note to a user who may not.
+CREATE_DOES = {
+    "DataSource": "create datasources",
+    "MLModel": "train models",
+    "BatchPrediction": "create batch predictions",
+}
+
+
+def refused_create(visit: Visit, kind: str) -> dict[str, str]:
+    """The create form's action (operation: what it does) when the user may not create ``kind`` at all:
+    the form says so and its button is disabled. Empty when the user may."""
+    return {} if kind in creatable(visit) else {CREATES[kind]: CREATE_DOES[kind]}
+
+
+def creatable(visit: Visit) -> set[str]:
+    """The kinds of ``CREATES`` the user may create at all (``Access.may``: allowed on some object), so
+    that a create button is not offered to who could only be refused."""
+    access = visit.console.service.access
+    return {
+        kind for kind, operation in CREATES.items() if access.may(visit.user, f"machinelearning:{operation}")
+    }
 
 
 def _refused(visit: Visit, actions: dict[str, str], request: dict[str, Any]) -> dict[str, str]:
@@ -245,8 +304,5 @@ def compare(visit: Visit) -> View:
         described = visit.call("GetEvaluation", {"EvaluationId": evaluation_id})
         insights = visit.call("GetEvaluationInsights", {"EvaluationId": evaluation_id})
         sides.append({"GetEvaluation": described, "GetEvaluationInsights": insights})
-    choices = visit.call(
-        "DescribeEvaluations",
-        {"FilterVariable": "Status", "EQ": "COMPLETED", "Limit": 100, "SortOrder": "dsc"},
-    )["Results"]
-    return View("compare.html", {"Evaluations": sides}, extra={"choices": choices, "chosen": chosen})
+    offered = choices(visit, "Evaluation", *chosen)
+    return View("compare.html", {"Evaluations": sides}, extra={"choices": offered, "chosen": chosen})

@@ -60,11 +60,15 @@ def storage(visit: Visit) -> View | Response:
         ],
         "NextToken": listed.next_token,
     }
+    if notice:
+        data["Notice"] = notice
     if "location" in errors:
         title = "Refused" if status == 403 else "InvalidInputException"
         data["error"] = {"status": status, "title": title, "message": errors["location"]}
     extra = {
         "errors": errors,
+        # Upload, new folder, move and delete are offered to who may write here (copy: to anywhere).
+        "writable": "location" not in errors and files.may(service, visit.arn, folder, write=True),
         "done": done,
         "notice": notice,
         "pager": pager(visit, "storage", {"location": folder}, token, listed.next_token),

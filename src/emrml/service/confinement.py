@@ -110,12 +110,10 @@ def check_schema_beside(app: EmrML, data_location: str) -> None:
     file or a folder: a local path is looked at; an S3 location is not asked (the request would wait on
     the store, or fail where the job fails with a FAILED datasource), so both must be readable.
     """
-    if data_location.endswith("/") or not data_location.startswith("s3://"):
-        candidates = [locations.schema_location_for(data_location)]
-    elif "/" not in data_location[len("s3://") :]:
-        candidates = [f"{data_location}/{locations.SCHEMA_SUFFIX}"]  # a bucket is a folder
+    if data_location.startswith("s3://"):
+        candidates = locations.schema_candidates(data_location)
     else:
-        candidates = [data_location + locations.SCHEMA_SUFFIX, f"{data_location}/{locations.SCHEMA_SUFFIX}"]
+        candidates = [locations.schema_location_for(data_location)]
     for candidate in candidates:
         check_location(app, candidate, member="the schema file beside DataLocationS3 (no DataSchema given)")
 

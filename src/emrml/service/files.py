@@ -16,7 +16,7 @@ import shutil
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, BinaryIO
 
-from emrml.errors import InvalidInputException
+from emrml.errors import AccessDeniedException, InvalidInputException
 from emrml.service.confinement import check_location, checked_as_opened, open_for_server
 from emrml.service.operations import running_as
 from emrml.storage import locations
@@ -65,6 +65,18 @@ def open_file(app: EmrML, caller: str | None, location: str) -> BinaryIO:
     """The file's bytes (decrypted), checked again through the opened descriptor for local files."""
     with acting(caller):
         return open_for_server(app, location, member="location")
+
+
+def may(app: EmrML, caller: str | None, location: str, *, write: bool = False) -> bool:
+    """Whether ``caller`` passes the first check of reading (``open_file``) or, ``write``, changing
+    (upload, new folder, delete) ``location``: grants and data roots, nothing opened. What the console
+    asks before offering a download or a change, so that a refusal is not the first the user learns of it."""
+    try:
+        with acting(caller):
+            check_location(app, location, member="location", write=write)
+    except (AccessDeniedException, InvalidInputException):
+        return False
+    return True
 
 
 def upload(app: EmrML, caller: str | None, folder: str, name: str, source: BinaryIO) -> str:

@@ -8,7 +8,8 @@ nothing about HTML:
 * sessions: a random token in the browser's cookie, only its SHA-256 in the metastore, so a copy of the
   metastore logs nobody in; each session has its own CSRF token and ends at logout or after
   ``SESSION_SECONDS`` without use;
-* a throttle on failed logins per user name and per client address;
+* a throttle on failed logins per account at one client address, with larger ceilings per client address
+  (guessing across accounts) and per account (guessing from many addresses);
 * share links: read-only views of one evaluation or model opened by an unguessable token (stored hashed),
   with an optional expiry, revocable.
 """
@@ -26,7 +27,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,9 +49,21 @@ MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024
 #: A session not used for this long has ended.
 SESSION_SECONDS = 12 * 3600
-#: Failed logins allowed per user name (and per client address) within the window before refusing.
+#: Failed logins allowed within the window before refusing, counted per account at one client address:
+#: one person mistyping locks only that account from that address, not everyone behind the same address
+#: (an office behind one NAT address).
 MAX_FAILURES = 5
+#: Ceilings on the failures of one client address, whatever the accounts tried (guessing passwords across
+#: accounts from one address), and of one account, whatever the addresses (guessing from many addresses).
+MAX_ADDRESS_FAILURES = 10 * MAX_FAILURES
+MAX_ACCOUNT_FAILURES = 5 * MAX_FAILURES
 FAILURE_WINDOW_SECONDS = 15 * 60
+#: What failures are counted against (the first part of a throttle key), and how many each allows.
+FAILURE_LIMITS = {
+    "account at address": MAX_FAILURES,
+    "address": MAX_ADDRESS_FAILURES,
+    "account": MAX_ACCOUNT_FAILURES,
+}
 #: The kinds of object a share link can show.
 SHAREABLE = ("Evaluation", "MLModel")
 
@@ -171,19 +184,27 @@ def _decoy_hash() -> str:
     return hash_password(secrets.token_urlsafe(16))
 
 
+#: A throttle key: what failures are counted against (a key of the throttle's limits), then its values.
+ThrottleKey = tuple[str, ...]
+
+
 class LoginThrottle:
-    """Failed logins per key (a user name, a client address) in a sliding window, in this process."""
+    """Failed logins per key (an account at an address, an address, an account) in a sliding window, in
+    this process. ``limits``: the failures each kind of key allows."""
 
     def __init__(
-        self, limit: int = MAX_FAILURES, window: float = FAILURE_WINDOW_SECONDS, clock=time.monotonic
+        self,
+        limits: Mapping[str, int] = FAILURE_LIMITS,
+        window: float = FAILURE_WINDOW_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.limit = limit
+        self.limits = dict(limits)
         self.window = window
         self.clock = clock
-        self._failures: dict[str, deque[float]] = {}
+        self._failures: dict[ThrottleKey, deque[float]] = {}
         self._lock = threading.Lock()
 
-    def retry_after(self, *keys: str) -> float | None:
+    def retry_after(self, *keys: ThrottleKey) -> float | None:
         """Seconds until one more try is allowed for every key, or None if it is allowed now."""
         moment = self.clock()
         waits = []
@@ -194,18 +215,20 @@ class LoginThrottle:
                     continue
                 while failures and failures[0] <= moment - self.window:
                     failures.popleft()
-                if len(failures) >= self.limit:
-                    waits.append(failures[0] + self.window - moment)
+                limit = self.limits[key[0]]
+                if len(failures) >= limit:
+                    # The oldest failure that still counts against the limit must leave the window.
+                    waits.append(failures[len(failures) - limit] + self.window - moment)
         return max(waits) if waits else None
 
-    def failed(self, *keys: str) -> None:
+    def failed(self, *keys: ThrottleKey) -> None:
         with self._lock:
             if len(self._failures) > 100_000:
                 self._failures.clear()
             for key in keys:
                 self._failures.setdefault(key, deque()).append(self.clock())
 
-    def succeeded(self, *keys: str) -> None:
+    def succeeded(self, *keys: ThrottleKey) -> None:
         with self._lock:
             for key in keys:
                 self._failures.pop(key, None)
@@ -260,9 +283,10 @@ class Logins:
         return check_password(password, stored)
 
     def _attempt(self, user_name: str, client: str, right: Callable[[], bool], wrong: str) -> None:
-        """Pass if ``right()``; LoginRefused(``wrong``) otherwise, counted as a failure of the user and of
-        the client; LoginRefused with ``retry_after``, without trying, while either has failed too often."""
-        keys = (f"user:{user_name}", f"client:{client}")
+        """Pass if ``right()``; LoginRefused(``wrong``) otherwise, counted as a failure of the user at the
+        client, of the client and of the user; LoginRefused with ``retry_after``, without trying, while any
+        of them has failed too often (``FAILURE_LIMITS``)."""
+        keys = (("account at address", user_name, client), ("address", client), ("account", user_name))
         wait = self.throttle.retry_after(*keys)
         if wait is not None:
             raise LoginRefused(
@@ -271,7 +295,9 @@ class Logins:
         if not right():
             self.throttle.failed(*keys)
             raise LoginRefused(wrong)
-        self.throttle.succeeded(*keys)
+        # A success forgives the user's own failures, not the address's: a guesser who knows one password
+        # must not reset the count of its guesses at the other accounts.
+        self.throttle.succeeded(keys[0], keys[2])
 
     def check_current_password(self, user_name: str, password: str, client: str) -> None:
         """LoginRefused unless ``password`` is the user's, throttled as logins are (and counted with them):

@@ -123,19 +123,30 @@ def check_unchanged(files: list[FileRef]) -> None:
             )
 
 
-def schema_location_for(data_location: str) -> str:
-    """Where the console keeps the schema of ``data_location``.
-
-    ``<file>.schema`` beside a file; ``<prefix>/.schema`` inside a directory or prefix (spec 5.1).
-    """
+def schema_candidates(data_location: str) -> list[str]:
+    """Where the schema of ``data_location`` may be, told from its spelling alone (no I/O): ``<file>.schema``
+    beside a file, ``<prefix>/.schema`` inside a directory or prefix (spec 5.1). One location when the
+    spelling says which (a trailing ``/``, an S3 bucket alone: folders); else both, the file's first."""
     if data_location.endswith("/"):
-        return data_location + SCHEMA_SUFFIX
+        return [data_location + SCHEMA_SUFFIX]
+    inside = f"{data_location}/{SCHEMA_SUFFIX}"
+    if data_location.startswith("s3://") and "/" not in data_location[len("s3://") :]:
+        return [inside]
+    return [data_location + SCHEMA_SUFFIX, inside]
+
+
+def schema_location_for(data_location: str) -> str:
+    """Where the console keeps the schema of ``data_location``: of its ``schema_candidates``, the one of
+    what it names (the store is asked whether a file or a folder when the spelling does not say)."""
+    candidates = schema_candidates(data_location)
+    if len(candidates) == 1:
+        return candidates[0]
     backend = _backend(data_location)
     try:
         folder = backend.is_folder(data_location)
     except OSError as exc:
         raise _os_error(exc, "DataLocationS3", data_location) from exc
-    return data_location + ("/" if folder else "") + SCHEMA_SUFFIX
+    return candidates[1 if folder else 0]
 
 
 @contextmanager

@@ -203,9 +203,24 @@
       else return;
       event.preventDefault();
     });
-    if (input) input.addEventListener("input", function () {
+    var status = document.getElementById("threshold-status");
+    function typed() {
       var t = Number(input.value);
-      if (input.value.trim() !== "" && isFinite(t) && t >= 0 && t <= 1) set(t);
+      return input.value.trim() !== "" && isFinite(t) && t >= 0 && t <= 1 ? t : null;
+    }
+    if (input) input.addEventListener("input", function () {
+      if (status) status.textContent = "";
+      if (typed() !== null) set(typed());
+    });
+    // A form that cannot save (a share link, a user without UpdateMLModel) shows the counts in place on
+    // Enter, focus staying in the box, and says so; a value out of range goes to the server, which says why.
+    var form = document.getElementById("threshold-form");
+    if (form && input && form.getAttribute("data-saves") === "no") form.addEventListener("submit", function (event) {
+      if (typed() === null) return;
+      event.preventDefault();
+      set(typed());
+      var saving = document.getElementById("save-threshold");
+      if (status) status.textContent = "Counts shown at " + value.toFixed(2) + (saving ? "; not saved." : ".");
     });
     set(start, input && input.getAttribute("aria-invalid") === "true");
   }
@@ -222,8 +237,24 @@
     });
     var g = svg.append("g").selectAll("g").data(cells).join("g")
       .attr("transform", function (d) { return "translate(" + (left + d.c * cell) + "," + (top + d.r * cell) + ")"; })
-      .attr("tabindex", 0).attr("role", "img").attr("class", "cell")
+      .attr("tabindex", function (d) { return d.r === 0 && d.c === 0 ? 0 : -1; }).attr("role", "img").attr("class", "cell")
       .attr("aria-label", function (d) { return "true " + classes[d.r] + ", predicted " + classes[d.c] + ": " + fmt(d.count) + " records"; });
+    // One tab stop for the whole matrix (a hundred cells would each be one otherwise): the arrow keys move
+    // between cells, Home and End along a row; Tab leaves the matrix from the cell last visited.
+    var nodes = g.nodes();
+    g.on("keydown", function (event, d) {
+      var moves = { ArrowRight: [0, 1], ArrowLeft: [0, -1], ArrowDown: [1, 0], ArrowUp: [-1, 0] };
+      var r = d.r, c = d.c;
+      if (event.key in moves) { r += moves[event.key][0]; c += moves[event.key][1]; }
+      else if (event.key === "Home") c = 0;
+      else if (event.key === "End") c = n - 1;
+      else return;
+      event.preventDefault();
+      var next = nodes[Math.min(n - 1, Math.max(0, r)) * n + Math.min(n - 1, Math.max(0, c))];
+      this.setAttribute("tabindex", -1);
+      next.setAttribute("tabindex", 0);
+      next.focus();
+    });
     g.append("rect").attr("width", cell - 1).attr("height", cell - 1).attr("fill", function (d) { return color(d.share); })
       .append("title").text(function (d) { return "true " + classes[d.r] + ", predicted " + classes[d.c] + ": " + fmt(d.count); });
     if (n <= 12) g.append("text").attr("class", "cell-label").attr("x", cell / 2).attr("y", cell / 2).attr("dy", "0.35em")

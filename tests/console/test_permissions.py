@@ -1,0 +1,190 @@
+"""What the console offers a user it would refuse: every action of a page is asked of the service's access
+layer first, and one the user may not take is left out or disabled, saying which permission is missing."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from console_helpers import DATASOURCE, EVALUATION, MODEL, Installation, Served, log_in, login_token
+from starlette.testclient import TestClient
+from test_browser import check_accessibility
+
+from emrml.service.identity import Identities
+from emrml.service.logins import Logins
+from emrml.web.server import create_app
+
+VIEWER, VIEWER_PASSWORD = "vera-viewer", "vera-password-1"
+
+
+def ensure_viewer(installation: Installation) -> None:
+    """``VIEWER``, a member of ``viewers`` (read-only)."""
+    service = installation.service
+    if VIEWER not in [user.name for user in service.access.identities.list_users()]:
+        Identities(service.sessions, installation.home).create_user(VIEWER, ("viewers",))
+        Logins(service.sessions).set_password(VIEWER, VIEWER_PASSWORD)
+
+
+@pytest.fixture
+def viewer(installation: Installation) -> Iterator[Any]:
+    """A client logged in as ``VIEWER``."""
+    ensure_viewer(installation)
+    with TestClient(create_app(installation.service), follow_redirects=False) as client:
+        assert log_in(client, VIEWER, VIEWER_PASSWORD).status_code == 303
+        yield client
+
+
+CREATE_LINKS = ("/console/datasources/new", "/console/models/new", "/console/batch-predictions/new")
+
+
+def test_a_viewer_is_not_offered_to_train_a_model_on_a_datasource(viewer: Any, admin: Any) -> None:
+    page = viewer.get(f"/console/datasources/{DATASOURCE}")
+    assert page.status_code == 200
+    assert "/console/models/new" not in page.text
+    note = re.search(r'<p class="hint" id="refused-note">([^<]*)</p>', page.text)
+    assert note and "machinelearning:CreateMLModel" in note.group(1)
+    offered = admin.get(f"/console/datasources/{DATASOURCE}")
+    assert f"/console/models/new?datasource={DATASOURCE}" in offered.text
+    assert 'id="refused-note"' not in offered.text
+
+
+def test_the_home_and_list_pages_offer_create_buttons_only_to_who_may_create(viewer: Any, admin: Any) -> None:
+    pages = ("/console/", "/console/datasources", "/console/models", "/console/batch-predictions")
+    for path in pages:
+        shown = viewer.get(path)
+        assert shown.status_code == 200, path
+        assert not [link for link in CREATE_LINKS if link in shown.text], path
+        assert 'id="sample-binary"' not in shown.text
+    offered = "".join(admin.get(path).text for path in pages)
+    assert all(link in offered for link in CREATE_LINKS)
+
+
+def _browse_as_viewer(tab: Any, served: Served) -> None:
+    ensure_viewer(served.installation)
+    tab.set_default_timeout(20_000)
+    tab.goto(served.url + "/console/login")
+    tab.fill("#username", VIEWER)
+    tab.fill("#password", VIEWER_PASSWORD)
+    tab.press("#password", "Enter")
+    tab.wait_for_url(served.url + "/console/")
+    tab.goto(f"{served.url}/console/evaluations/{EVALUATION}")
+
+
+def test_enter_in_the_threshold_box_of_who_may_not_save_shows_the_counts_and_says_not_saved(
+    page: Any, served: Served, axe_source: str
+) -> None:
+    """The save button is disabled for a viewer: Enter in the box shows the counts at the typed value in
+    place (focus stays in the box) and says that nothing was saved; the box is described by the note."""
+    before = served.installation.service.call("GetMLModel", {"MLModelId": MODEL})["ScoreThreshold"]
+    _browse_as_viewer(page, served)
+    page.wait_for_selector("html[data-charts=drawn]")
+    address = page.url
+    page.fill("#threshold", "0.37")
+    page.press("#threshold", "Enter")
+    assert page.locator("#threshold-status").inner_text() == "Counts shown at 0.37; not saved."
+    assert page.url == address and page.evaluate("() => document.activeElement.id") == "threshold"
+    assert page.locator('[data-at="threshold"]').inner_text() == "0.37"
+    assert "refused-note" in (page.get_attribute("#threshold", "aria-describedby") or "")
+    assert "machinelearning:UpdateMLModel" in page.locator("#refused-note").inner_text()
+    check_accessibility(page, axe_source)
+    assert served.installation.service.call("GetMLModel", {"MLModelId": MODEL})["ScoreThreshold"] == before
+
+
+def test_enter_in_the_threshold_box_shows_the_counts_without_javascript_too(
+    browser: Any, served: Served
+) -> None:
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        tab = context.new_page()
+        _browse_as_viewer(tab, served)
+        tab.fill("#threshold", "0.37")
+        tab.press("#threshold", "Enter")
+        tab.wait_for_url(re.compile(r".*threshold=0\.37.*"))
+        assert tab.locator('[data-at="threshold"]').inner_text() == "0.37"
+        assert tab.input_value("#threshold") == "0.37"
+    finally:
+        context.close()
+
+
+def test_batch_prediction_results_are_offered_only_to_who_may_read_its_output(
+    viewer: Any, admin: Any, installation: Installation
+) -> None:
+    """Reading a batch prediction is not reading its output folder: a viewer without ``storage:Read``
+    there gets no result links (a note says why) and no download; granted it, the viewer gets both."""
+    service, batch_id = installation.service, "bp-permissions"
+    output = installation.home / "data" / "permissions-out"
+    request = {
+        "BatchPredictionId": batch_id,
+        "MLModelId": MODEL,
+        "BatchPredictionDataSourceId": f"{DATASOURCE}-eval",
+        "OutputUri": f"{output}/",
+    }
+    service.call("CreateBatchPrediction", request)
+    assert service.wait("BatchPrediction", batch_id)["Status"] == "COMPLETED"
+    path = f"/console/batch-predictions/{batch_id}"
+
+    page, twin = viewer.get(path), viewer.get(path + "?format=json").json()
+    assert page.status_code == 200 and f"{path}/files/" not in page.text
+    note = re.search(r'id="results-refused">([^<]*)</p>', page.text)
+    assert note and "storage:Read" in note.group(1)
+    assert twin["ResultFiles"] == [] and "storage:Read" in twin["ResultFilesRefused"]
+    refused = viewer.get(f"{path}/files/0")
+    assert refused.status_code == 403 and "storage:Read" in refused.text
+    assert f"{path}/files/0" in admin.get(path).text and admin.get(f"{path}/files/0").status_code == 200
+
+    access = service.access
+    access.create_group("permissions-out-readers")
+    grant = {"Effect": "Allow", "Action": ["storage:Read"], "Resource": [f"{output.resolve()}/*"]}
+    access.add_statement("permissions-out-readers", grant)
+    access.add_member("permissions-out-readers", VIEWER)
+    try:
+        granted = viewer.get(path)
+        assert f"{path}/files/0" in granted.text and 'id="results-refused"' not in granted.text
+        assert viewer.get(f"{path}/files/0").status_code == 200
+    finally:
+        access.delete_group("permissions-out-readers")
+
+
+def test_the_storage_browser_offers_changes_only_to_who_may_write_there(
+    viewer: Any, admin: Any, installation: Installation
+) -> None:
+    folder = installation.home / "data" / "read-only"
+    folder.mkdir(exist_ok=True)
+    (folder / "kept.csv").write_text("a\n1\n")
+    access = installation.service.access
+    access.create_group("read-only-readers")
+    grant = {"Effect": "Allow", "Action": ["storage:Read"], "Resource": [f"{folder.resolve()}/*"]}
+    access.add_statement("read-only-readers", grant)
+    access.add_member("read-only-readers", VIEWER)
+    try:
+        shown = viewer.get(f"/console/storage?location={folder}/")
+        assert shown.status_code == 200 and "kept.csv" in shown.text
+        assert 'value="delete"' not in shown.text and 'value="move"' not in shown.text
+        assert 'value="upload"' not in shown.text and 'value="mkdir"' not in shown.text
+        note = re.search(r'<p class="hint" id="refused-note">([^<]*)</p>', shown.text)
+        assert note and "storage:Write" in note.group(1)
+        offered = admin.get(f"/console/storage?location={folder}/").text
+        assert all(f'value="{action}"' in offered for action in ("delete", "move", "upload", "mkdir"))
+        assert 'id="refused-note"' not in offered
+    finally:
+        access.delete_group("read-only-readers")
+
+
+def test_the_create_forms_say_so_to_who_may_not_create(viewer: Any, admin: Any) -> None:
+    forms = {
+        "/console/models/new": "machinelearning:CreateMLModel",
+        "/console/batch-predictions/new": "machinelearning:CreateBatchPrediction",
+    }
+    for path, operation in forms.items():
+        shown = viewer.get(path)
+        note = re.search(r'<p class="hint" id="refused-note">([^<]*)</p>', shown.text)
+        assert shown.status_code == 200 and note and operation in note.group(1), path
+        button = re.search(r'<button type="submit"[^>]*>', shown.text.split('id="refused-note"')[1])
+        assert button and 'disabled aria-describedby="refused-note"' in button.group(0), path
+        assert 'id="refused-note"' not in admin.get(path).text
+    wizard = viewer.post(
+        "/console/datasources/new", data={"csrf_token": login_token(viewer.get("/console/").text)}
+    )
+    assert "machinelearning:CreateDataSourceFromS3" in wizard.text

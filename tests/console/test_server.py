@@ -512,8 +512,9 @@ def test_a_tampered_manifest_cannot_make_the_console_serve_other_files(
 def test_a_result_linked_to_a_file_its_creator_may_not_read_is_not_downloaded(
     admin: Any, anonymous_client_factory: Any, installation: Installation
 ) -> None:
-    """bob may write his batch predictions' outputs in his folder, and nothing else of the data roots: a
-    result he replaces with a link to another file of the roots is no result of his, for him or anyone."""
+    """bob may read and write his batch predictions' outputs in his folder, and nothing else of the data
+    roots: a result he replaces with a link to another file of the roots is no result of his, for him or
+    anyone."""
     from emrml.service.auth import user_arn
 
     service, access = installation.service, installation.service.access
@@ -526,7 +527,9 @@ def test_a_result_linked_to_a_file_its_creator_may_not_read_is_not_downloaded(
         group,
         {"Effect": "Allow", "Action": ["CreateBatchPrediction", "GetBatchPrediction"], "Resource": "*"},
     )
-    access.add_statement(group, {"Effect": "Allow", "Action": "storage:Write", "Resource": f"{output}/*"})
+    access.add_statement(
+        group, {"Effect": "Allow", "Action": ["storage:Read", "storage:Write"], "Resource": f"{output}/*"}
+    )
     access.add_member(group, "bob")
     try:
         request = {
@@ -546,10 +549,13 @@ def test_a_result_linked_to_a_file_its_creator_may_not_read_is_not_downloaded(
         (result,) = (output / "batch-prediction" / "result").iterdir()
         result.unlink()
         result.symlink_to(private)
-        for client in (bob, admin):
-            refused = client.get(f"{page}/files/0")
-            assert refused.status_code == 403 and "neither read nor write" in refused.text
-            assert "not-for-bob" not in refused.text
+        # bob may not read where it leads: it is not offered to him. The admin may read anything, but not as
+        # bob's result.
+        refused = bob.get(f"{page}/files/0")
+        assert refused.status_code == 404 and "not-for-bob" not in refused.text
+        refused = admin.get(f"{page}/files/0")
+        assert refused.status_code == 403 and "neither read nor write" in refused.text
+        assert "not-for-bob" not in refused.text
     finally:
         access.delete_group(group)
 

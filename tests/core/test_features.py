@@ -215,6 +215,17 @@ def test_vocabulary_counters_hold_a_bounded_number_of_strings_and_keep_the_frequ
     assert space.feature_names == [f"review=common{i}" for i in range(9)] + ["job=job0", "job=job1"]
 
 
+def test_counts_of_many_small_batches_do_not_pile_up() -> None:
+    # A few categories a batch, over many batches (a large datasource): the waiting counts are added up
+    # every so many batches, not kept as one small table per batch until the end.
+    recipe = parse_recipe(json.dumps({"outputs": ["job"]}), SMALL)
+    fit = fitting.Fitting(recipe, SMALL)
+    for index in range(1_000):
+        fit.update(_batch(SMALL, [{"job": f"job{index % 3}"}, {"job": "admin."}]))
+    assert sum(len(counter.chunks) for counter in fit.counters.values()) <= 100
+    assert fit.space().feature_names == ["job=admin.", "job=job0", "job=job1", "job=job2"]
+
+
 def test_document_frequencies_count_words_alike_after_a_transformation_once_per_row() -> None:
     # "Rate," and "RATE" are two tokens of row 0 but one word after no_punct and lowercase: two rows hold
     # "rate", and "x" is in one row only (emptied "!!!" is no word).

@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 from emrml.core.features.batch import BatchValues, Numbers, distinct_per_row
 from emrml.core.features.layout import (
     COUNTER_BYTES,
+    COUNTER_CHUNKS,
     COUNTER_ENTRY_BYTES,
     COUNTER_PENDING_BYTES,
     EXACT_DISTINCT_LIMIT,
@@ -218,8 +219,9 @@ def bound_counters(counters: list[Counter], budget: int) -> None:
     string whose true count exceeds that total is always kept: the frequent strings a vocabulary is made of
     are kept whatever the number of rare ones, and data whose strings fit is counted exactly.
     """
-    if sum(counter.pending_bytes for counter in counters) > COUNTER_PENDING_BYTES:
-        for counter in counters:
+    pending = sum(counter.pending_bytes for counter in counters) > COUNTER_PENDING_BYTES
+    for counter in counters:
+        if pending or len(counter.chunks) > COUNTER_CHUNKS:
             counter.consolidate()
     if sum(counter.held_bytes for counter in counters) <= budget:
         return

@@ -27,8 +27,11 @@ EXACT_DISTINCT_LIMIT = 65_536
 #: Bytes of counted strings (their UTF-8 bytes plus ``COUNTER_ENTRY_BYTES`` each) the vocabulary counters
 #: of a fit hold together: about 1.5 million words of 8 letters, more than the default vocabulary.
 COUNTER_BYTES = 32 * 1024 * 1024
-#: Bytes of a batch's counts that wait before they are added up with the held ones.
+#: Bytes of the batches' counts that wait before they are added up with the held ones.
 COUNTER_PENDING_BYTES = 8 * 1024 * 1024
+#: Batches' counts that wait in one counter at most: a few categories a batch would otherwise wait as
+#: thousands of small tables (3 KB each) over a large datasource.
+COUNTER_CHUNKS = 64
 #: A counted string's cost beside its bytes: its offset (4) and count (8).
 COUNTER_ENTRY_BYTES = 12
 

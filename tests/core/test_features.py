@@ -186,6 +186,46 @@ def test_vocabulary_limits_keep_the_most_frequent() -> None:
     assert space.feature_names == ["review=a", "review=b", "review=c", "review=d", "job=x"]
 
 
+def test_vocabulary_counters_hold_a_bounded_number_of_strings_and_keep_the_frequent_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Wide text (every row brings new words) is counted within the counters' byte budget, whatever the
+    number of distinct words, and the frequent words still make the vocabulary, most frequent first."""
+    monkeypatch.setattr(fitting, "COUNTER_BYTES", 20_000)
+    monkeypatch.setattr(fitting, "COUNTER_PENDING_BYTES", 5_000)
+    rng = np.random.default_rng(3)
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    recipe = parse_recipe(json.dumps({"outputs": ["review", "job"]}), SMALL)
+    fit = fitting.Fitting(recipe, SMALL, max_vocabulary=11)
+    rows_per_batch, largest = 100, 0
+    for start in range(0, 20_000, rows_per_batch):
+        rows = []
+        for row in range(start, start + rows_per_batch):
+            # frequent word i is in every (i + 1)-th row; five new 8-letter words in each row
+            frequent = [f"common{i}" for i in range(10) if row % (i + 1) == 0]
+            rare = ["".join(rng.choice(letters, 8)) for _ in range(5)]
+            rows.append({"review": " ".join(frequent + rare), "job": f"job{row % 2}"})
+        fit.update(_batch(SMALL, rows))
+        held = sum(chunk.num_rows for counter in fit.counters.values() for chunk in counter.chunks)
+        largest = max(largest, held)
+    # 100,000 distinct words were counted; 20,000 bytes at 20 bytes a word, plus what waits, is far less.
+    assert largest < 2_000
+    space = fit.space()
+    # Eleven strings over both outputs: the least frequent, common9 (2,000 rows), is left out.
+    assert space.feature_names == [f"review=common{i}" for i in range(9)] + ["job=job0", "job=job1"]
+
+
+def test_counts_of_many_small_batches_do_not_pile_up() -> None:
+    # A few categories a batch, over many batches (a large datasource): the waiting counts are added up
+    # every so many batches, not kept as one small table per batch until the end.
+    recipe = parse_recipe(json.dumps({"outputs": ["job"]}), SMALL)
+    fit = fitting.Fitting(recipe, SMALL)
+    for index in range(1_000):
+        fit.update(_batch(SMALL, [{"job": f"job{index % 3}"}, {"job": "admin."}]))
+    assert sum(len(counter.chunks) for counter in fit.counters.values()) <= 100
+    assert fit.space().feature_names == ["job=admin.", "job=job0", "job=job1", "job=job2"]
+
+
 def test_document_frequencies_count_words_alike_after_a_transformation_once_per_row() -> None:
     # "Rate," and "RATE" are two tokens of row 0 but one word after no_punct and lowercase: two rows hold
     # "rate", and "x" is in one row only (emptied "!!!" is no word).

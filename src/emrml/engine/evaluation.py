@@ -39,6 +39,7 @@ from emrml.engine.training import (
     evaluation_schema,
     parse_target,
     row_weights,
+    scratch_folder,
 )
 from emrml.errors import DataError
 
@@ -72,12 +73,18 @@ class Scorer:
 class EvaluationPass:
     """What an evaluation accumulates over the records it reads (module doc); ``merge`` folds in another."""
 
-    def __init__(self, kind: str, labels: list[str], target_range: tuple[float, float] | None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        labels: list[str],
+        target_range: tuple[float, float] | None,
+        spill_folder: Path | None = None,
+    ) -> None:
         self.kind = kind
         self.index = {label: i for i, label in enumerate(labels)}
         self.accumulator: BinaryEvaluation | MulticlassEvaluation | RegressionEvaluation
         if kind == "BINARY":
-            self.accumulator = BinaryEvaluation()
+            self.accumulator = BinaryEvaluation(spill_folder)
         elif kind == "MULTICLASS":
             self.accumulator = MulticlassEvaluation(labels)
         else:
@@ -90,12 +97,13 @@ class EvaluationPass:
         self.unseen_records = 0
 
     @classmethod
-    def of(cls, artifact: ModelArtifact) -> EvaluationPass:
+    def of(cls, artifact: ModelArtifact, spill_folder: Path | None = None) -> EvaluationPass:
+        """An empty pass for ``artifact``'s model; ``spill_folder``: where a BINARY evaluation's scratch
+        files go (None: the system's temporary folder)."""
         training_target = artifact.report.get("trainingTarget", {})
         kind = artifact.model_type
-        return cls(
-            kind, artifact.labels or [], _target_range(training_target) if kind == "REGRESSION" else None
-        )
+        target_range = _target_range(training_target) if kind == "REGRESSION" else None
+        return cls(kind, artifact.labels or [], target_range, spill_folder)
 
     def update(
         self, batch: pa.RecordBatch, schema: Schema, scores: Callable[[pa.RecordBatch], np.ndarray]
@@ -180,7 +188,9 @@ def evaluate_model(
 
         state = evaluation_pass(scorer, str(artifact_location), data, settings, progress, spark)
     else:
-        state = EvaluationPass.of(scorer.artifact)
+        # The scores spill to the home's scratch folder, as training's files do: the system's temporary
+        # folder may be a small tmpfs, whose pages are memory.
+        state = EvaluationPass.of(scorer.artifact, scratch_folder(settings))
         source = DatasourceBatches(DatasourceData(data.location, scorer.schema, data.rearrangement), settings)
         for batch in source.with_progress(progress, 0.0, 1.0):
             state.update(batch, scorer.schema, scorer.scores)

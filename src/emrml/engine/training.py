@@ -362,7 +362,8 @@ def _featurize(
     return summary, labels
 
 
-def _scratch(settings: Settings) -> Path:
+def scratch_folder(settings: Settings) -> Path:
+    """The home's scratch folder (created if needed), where jobs keep their temporary files."""
     settings.scratch_dir.mkdir(parents=True, exist_ok=True)
     return settings.scratch_dir
 
@@ -384,7 +385,7 @@ def sweep_training_scratch(settings: Settings) -> Path:
     """Remove the scratch folders of trainings whose process is gone; returns the scratch folder. A killed
     worker runs no cleanup code, and its folder holds a copy of the training data: without this, every
     killed training would leave that much disk taken for good."""
-    folder = _scratch(settings)
+    folder = scratch_folder(settings)
     host = socket.gethostname()
     for entry in folder.glob("train-*"):
         try:

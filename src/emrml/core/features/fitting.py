@@ -12,8 +12,10 @@ import pyarrow.compute as pc
 
 from emrml.core.features.batch import BatchValues, Numbers, distinct_per_row
 from emrml.core.features.layout import (
-    COUNTER_HEADROOM,
-    COUNTER_PENDING,
+    COUNTER_BYTES,
+    COUNTER_CHUNKS,
+    COUNTER_ENTRY_BYTES,
+    COUNTER_PENDING_BYTES,
     EXACT_DISTINCT_LIMIT,
     KLL_K,
     Parameters,
@@ -134,44 +136,106 @@ class NumericStats:
 
 
 class Counter:
-    """Document frequencies of one vocabulary output's strings, merged across batches."""
+    """Document frequencies of one vocabulary output's strings: each batch's counts wait in ``chunks``
+    until ``consolidate`` adds them up into one table of (value, count)."""
 
-    def __init__(self, max_vocabulary: int) -> None:
-        self.keep = COUNTER_HEADROOM * max_vocabulary
+    def __init__(self) -> None:
         self.chunks: list[pa.Table] = []
-        self.pending = 0
+        self.pending_bytes = 0
+        self.held_bytes = 0
 
     def update(self, strings: pa.Array, counts: np.ndarray) -> None:
-        self.chunks.append(pa.table({"value": strings, "count": pa.array(counts, pa.int64())}))
-        self.pending += len(strings)
-        if self.pending > COUNTER_PENDING:
-            self._merge()
+        chunk = pa.table({"value": strings, "count": pa.array(counts, pa.int64())})
+        self.chunks.append(chunk)
+        self.pending_bytes += chunk.nbytes
 
     def merge(self, other: Counter) -> None:
         """Add the counts of ``other`` (of other rows)."""
         self.chunks.extend(other.chunks)
-        self.pending += other.pending
-        if self.pending > COUNTER_PENDING:
-            self._merge()
+        self.pending_bytes += other.pending_bytes + other.held_bytes
 
-    def _merge(self) -> None:
+    def consolidate(self) -> None:
+        """Add up the waiting counts with the held ones.
+
+        By sorting rather than Arrow's hash ``group_by``: its hash table costs about 135 bytes a string,
+        five times the sort's copies, and takes as long on millions of distinct words.
+        """
+        if len(self.chunks) == 1 and not self.pending_bytes:
+            return
         if not self.chunks:
             self.chunks = [pa.table({"value": pa.array([], pa.string()), "count": pa.array([], pa.int64())})]
         table = pa.concat_tables(self.chunks)
-        table = table.group_by("value").aggregate([("count", "sum")]).rename_columns(["value", "count"])
-        table = table.sort_by([("count", "descending"), ("value", "ascending")])
-        if len(table) > self.keep:
-            table = table.slice(0, self.keep)
-        self.chunks = [table]
-        self.pending = len(table)
+        self.chunks = []
+        order = pc.sort_indices(table.column("value"))
+        strings = table.column("value").take(order).combine_chunks()
+        counts = np.asarray(table.column("count").to_numpy(), dtype=np.int64)[order.to_numpy()]
+        del table, order
+        first = np.ones(len(strings), dtype=bool)  # the first of each run of equal strings
+        if len(strings) > 1:
+            same = pc.equal(strings.slice(1), strings.slice(0, len(strings) - 1))
+            first[1:] = ~np.asarray(same.to_numpy(zero_copy_only=False), dtype=bool)
+        starts = np.flatnonzero(first)
+        sums = np.add.reduceat(counts, starts) if len(starts) else counts
+        self.chunks = [pa.table({"value": strings.filter(pa.array(first)), "count": pa.array(sums)})]
+        self.pending_bytes = 0
+        self.held_bytes = int(self.entry_bytes().sum())
+
+    def entry_bytes(self) -> np.ndarray:
+        """What each held string costs (``COUNTER_BYTES``'s measure), once consolidated."""
+        (table,) = self.chunks
+        lengths = pc.binary_length(table.column("value")).to_numpy(zero_copy_only=False)
+        return np.asarray(lengths, dtype=np.int64) + COUNTER_ENTRY_BYTES
+
+    def counts(self) -> np.ndarray:
+        (table,) = self.chunks
+        return np.asarray(table.column("count").to_numpy(), dtype=np.int64)
+
+    def subtract(self, threshold: int) -> None:
+        """Take ``threshold`` off every held count, dropping the strings left with none."""
+        (table,) = self.chunks
+        count = table.column("count")
+        table = table.filter(pc.greater(count, threshold))
+        table = table.set_column(1, "count", pc.subtract(table.column("count"), threshold))
+        self.chunks = [table.combine_chunks()]
+        self.held_bytes = int(self.entry_bytes().sum())
 
     def result(self, min_count: int) -> tuple[pa.Array, np.ndarray]:
         """Strings by descending count, ties by string, with counts >= ``min_count``."""
-        self._merge()
-        table = self.chunks[0]
+        self.consolidate()
+        (table,) = self.chunks
+        table = table.sort_by([("count", "descending"), ("value", "ascending")])
         counts = table.column("count").to_numpy()
         kept = int(np.searchsorted(-counts, -min_count, side="right"))
         return table.column("value").combine_chunks().slice(0, kept), counts[:kept]
+
+
+def bound_counters(counters: list[Counter], budget: int) -> None:
+    """Keep what ``counters`` hold within ``budget`` bytes.
+
+    The Misra-Gries summary, merged as Agarwal et al.'s mergeable summaries do: when the held strings cost
+    more than ``budget``, the smallest count ``t`` such that the strings counted more than ``t`` fit is
+    taken off every count (of every output, so the outputs' vocabularies stay comparable) and the strings
+    left with none are dropped. Counts are then at most the total taken off below the true ones, and a
+    string whose true count exceeds that total is always kept: the frequent strings a vocabulary is made of
+    are kept whatever the number of rare ones, and data whose strings fit is counted exactly.
+    """
+    pending = sum(counter.pending_bytes for counter in counters) > COUNTER_PENDING_BYTES
+    for counter in counters:
+        if pending or len(counter.chunks) > COUNTER_CHUNKS:
+            counter.consolidate()
+    if sum(counter.held_bytes for counter in counters) <= budget:
+        return
+    for counter in counters:
+        counter.consolidate()
+    counts = np.concatenate([counter.counts() for counter in counters])
+    sizes = np.concatenate([counter.entry_bytes() for counter in counters])
+    values, inverse = np.unique(counts, return_inverse=True)
+    per_value = np.bincount(inverse, weights=sizes, minlength=len(values))
+    # above[i]: bytes of the strings counted more than values[i]; the last is 0, so one always fits.
+    above = per_value.sum() - np.cumsum(per_value)
+    threshold = int(values[int(np.argmax(above <= budget))])
+    for counter in counters:
+        counter.subtract(threshold)
 
 
 def count_into(counter: Counter, values: BatchValues, output: Output) -> None:
@@ -225,7 +289,8 @@ class Fitting:
     fitting, whose bin edges the second pass must share) and ``update`` with every batch again, merging the
     second-pass fittings into it; then ``space``. Merged counts and moments equal one reading's; quantile
     edges beyond ``EXACT_DISTINCT_LIMIT`` distinct values come from merged KLL sketches (within their rank
-    error), and vocabularies beyond the counters' headroom keep the most frequent strings of each part.
+    error), and strings beyond the counters' ``COUNTER_BYTES`` are counted by a mergeable Misra-Gries
+    summary (``bound_counters``), which keeps every string more frequent than its error.
     """
 
     def __init__(self, recipe: Recipe, schema: Schema, max_vocabulary: int = 1_000_000) -> None:
@@ -244,9 +309,7 @@ class Fitting:
                     stats = self.numeric.setdefault(attribute(node), NumericStats())
                     if node.function == "quantile_bin":
                         stats.track_quantiles()
-        self.counters = {
-            i: Counter(max_vocabulary) for i, output in enumerate(self.outputs) if uses_vocabulary(output)
-        }
+        self.counters = {i: Counter() for i, output in enumerate(self.outputs) if uses_vocabulary(output)}
         #: Outputs whose strings depend on bin edges: counted in a second pass, once the edges are known.
         self.second_pass = {
             i for i in self.counters if any(is_bins(node) for node in walk(self.outputs[i].expression))
@@ -260,6 +323,7 @@ class Fitting:
             values = BatchValues(batch, self.parameters)
             for i in self.second_pass:
                 count_into(self.counters[i], values, self.outputs[i])
+            self._bound()
             return
         values = BatchValues(batch, Parameters({}, {}))
         for name, stats in self.numeric.items():
@@ -270,12 +334,14 @@ class Fitting:
         for i, counter in self.counters.items():
             if i not in self.second_pass:
                 count_into(counter, values, self.outputs[i])
+        self._bound()
 
     def merge(self, other: Fitting) -> None:
         """Add what ``other`` learned from other data (the same recipe, in the same pass)."""
         if other.parameters is not None:  # a part of the second pass: its counters only
             for i, counter in other.counters.items():
                 self.counters[i].merge(counter)
+            self._bound()
             return
         for name, stats in self.numeric.items():
             stats.merge(other.numeric[name])
@@ -283,6 +349,10 @@ class Fitting:
             self.binary_absent[name] = self.binary_absent[name] or absent
         for i, counter in self.counters.items():
             counter.merge(other.counters[i])
+        self._bound()
+
+    def _bound(self) -> None:
+        bound_counters(list(self.counters.values()), COUNTER_BYTES)
 
     def end_first_pass(self) -> Parameters:
         """Fix the bin edges and moments (on the merged first pass); later ``update`` calls count the
@@ -302,7 +372,7 @@ class Fitting:
     def second_pass_part(self) -> Fitting:
         """An empty fitting for a part of the second pass: the same edges, its own counters."""
         part = copy.copy(self)
-        part.counters = {i: Counter(self.max_vocabulary) for i in self.second_pass}
+        part.counters = {i: Counter() for i in self.second_pass}
         return part
 
     def space(self, min_count: int = 1) -> FeatureSpace:

@@ -24,10 +24,16 @@ FORMAT_VERSION = 1
 KLL_K = 1000
 #: Distinct values per numeric attribute counted exactly; beyond this the KLL sketch gives the edges.
 EXACT_DISTINCT_LIMIT = 65_536
-# A vocabulary counter keeps at most this many times max_vocabulary distinct entries (the most frequent).
-COUNTER_HEADROOM = 4
-# Counted entries held before merging them.
-COUNTER_PENDING = 2_000_000
+#: Bytes of counted strings (their UTF-8 bytes plus ``COUNTER_ENTRY_BYTES`` each) the vocabulary counters
+#: of a fit hold together: about 1.5 million words of 8 letters, more than the default vocabulary.
+COUNTER_BYTES = 32 * 1024 * 1024
+#: Bytes of the batches' counts that wait before they are added up with the held ones.
+COUNTER_PENDING_BYTES = 8 * 1024 * 1024
+#: Batches' counts that wait in one counter at most: a few categories a batch would otherwise wait as
+#: thousands of small tables (3 KB each) over a large datasource.
+COUNTER_CHUNKS = 64
+#: A counted string's cost beside its bytes: its offset (4) and count (8).
+COUNTER_ENTRY_BYTES = 12
 
 Record = Mapping[str, str]
 

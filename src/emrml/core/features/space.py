@@ -84,7 +84,9 @@ class FeatureSpace:
         tokens can be counted); ``batches`` must then be re-iterable, e.g. a list or an object whose
         ``__iter__`` reopens the data. At most ``max_vocabulary`` category/token features are kept over all
         outputs, the most frequent first (frequency = number of rows holding the string; ties by output
-        order, then string); strings in fewer than ``min_count`` rows are dropped.
+        order, then string); strings in fewer than ``min_count`` rows are dropped. The counts are exact
+        while the distinct strings fit the counters' budget (``layout.COUNTER_BYTES``); beyond it, rare
+        strings are forgotten and every string frequent enough to matter is still kept (``fitting``).
         """
         from emrml.core.features.fitting import Fitting
 

@@ -6,6 +6,7 @@ import math
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -76,10 +77,11 @@ class _ScoreRun:
         below_negative = np.concatenate(([0.0], np.cumsum(self.negative)))
         return below_positive, below_negative
 
-    def spilled(self) -> _ScoreRun:
-        """The run in an anonymous scratch file, memory-mapped: its pages are the file's, which the kernel
-        writes out and drops as it needs, not the process's memory. The file goes with the mapping."""
-        with tempfile.TemporaryFile() as file:
+    def spilled(self, folder: Path | None) -> _ScoreRun:
+        """The run in an anonymous scratch file in ``folder`` (None: the system's temporary folder),
+        memory-mapped: its pages are the file's, which the kernel writes out and drops as it needs, not the
+        process's memory. The file goes with the mapping."""
+        with tempfile.TemporaryFile(dir=folder) as file:
             for values in (self.scores, self.positive, self.negative):
                 np.ascontiguousarray(values, dtype=np.float64).tofile(file)
             file.flush()
@@ -146,7 +148,10 @@ class BinaryEvaluation:
     taken in another order may differ in their last bits).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, spill_folder: Path | None = None) -> None:
+        """``spill_folder``: where the scratch files go (the job's scratch folder; None: the system's
+        temporary folder)."""
+        self._spill_folder = spill_folder
         self._runs: list[_ScoreRun] = []
         self._spilled: list[_ScoreRun] = []  # runs of SPILL_SCORES or more, in scratch files
         self._records = 0
@@ -200,7 +205,7 @@ class BinaryEvaluation:
             newest = self._runs.pop()
             self._runs[-1] = _ScoreRun.merged([self._runs[-1], newest])
         if self._runs[0].scores.size >= SPILL_SCORES:  # the oldest run is the largest
-            self._spilled.append(self._runs.pop(0).spilled())
+            self._spilled.append(self._runs.pop(0).spilled(self._spill_folder))
 
     def _run(self) -> _ScoreRun:
         """Every score in one run, in memory (the runs not spilled: ``_sweep`` reads spilled ones a slice at

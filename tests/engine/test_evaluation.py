@@ -1,0 +1,66 @@
+"""Local evaluation: where a BINARY evaluation's spilled scores go."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from emrml.config import Settings
+from emrml.core.metrics import binary as binary_metrics
+from emrml.core.schema import Attribute, AttributeType, Schema
+from emrml.engine.evaluation import evaluate_model
+from emrml.engine.training import DatasourceData, train_model
+from emrml.service.parameters import parse_parameters
+
+SCHEMA = Schema(
+    (Attribute("x", AttributeType.NUMERIC), Attribute("y", AttributeType.BINARY)), target="y", has_header=True
+)
+
+
+def _mapped_files_under(folder: Path) -> list[str]:
+    """The files of this process's memory maps that lie in ``folder`` (an unlinked one ends "(deleted)")."""
+    with open("/proc/self/maps") as maps:
+        paths = [line.split(maxsplit=5)[5].strip() for line in maps if len(line.split(maxsplit=5)) == 6]
+    return [path for path in paths if path.startswith(f"{folder}/")]
+
+
+def test_spilled_scores_of_an_evaluation_go_to_the_home_scratch_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings.load(environ={}, home=tmp_path / "home", batch_bytes=4096)
+    data = tmp_path / "data.csv"
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=3_000).tolist()
+    lines = [f"{value!r},{int(value + rng.normal() > 0)}" for value in x]
+    data.write_text("x,y\n" + "\n".join(lines) + "\n")
+    trained = train_model(
+        model_id="ml-spill",
+        model_type="BINARY",
+        data=DatasourceData(str(data), SCHEMA, None),
+        recipe_text=json.dumps({"outputs": ["x"]}),
+        sample=pa.table({}),
+        parameters=parse_parameters({"sgd.maxPasses": "2"}),
+        settings=settings,
+        progress=lambda *_: None,
+    )
+    # Past 256 distinct scores a run spills: 3,000 records spill several times.
+    monkeypatch.setattr(binary_metrics, "SPILL_SCORES", 256)
+    seen: list[str] = []
+
+    def progress(*_: object) -> None:  # called as the batches are read, while spilled runs are mapped
+        seen.extend(_mapped_files_under(settings.scratch_dir))
+
+    result = evaluate_model(
+        artifact_location=trained.artifact_path,
+        data=DatasourceData(str(data), SCHEMA, None),
+        same_datasource=True,
+        training_records=3_000,
+        settings=settings,
+        progress=progress,
+    )
+    assert seen and all(path.endswith("(deleted)") for path in seen)
+    assert float(result.performance_metrics["BinaryAUC"]) > 0.6

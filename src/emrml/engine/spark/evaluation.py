@@ -14,7 +14,7 @@ from emrml.engine.evaluation import EvaluationPass, Scorer
 from emrml.engine.local import Progress
 from emrml.engine.spark.datasource import UnitJob, plan_units, selected_batches
 from emrml.engine.spark.runner import SparkRunner
-from emrml.engine.training import DatasourceData
+from emrml.engine.training import DatasourceData, scratch_folder
 from emrml.engine.units import Unit
 from emrml.storage.locations import check_unchanged, list_files
 
@@ -54,7 +54,7 @@ def evaluation_pass(
     units, job = plan_units(files, job, runner)
     passes = runner.map(evaluate_unit, [(job, unit) for unit in units], "scoring records", (0.1, 1.0))
     check_unchanged(files)  # a file cut short while scored would leave records out of the metrics
-    state = EvaluationPass.of(scorer.artifact)
+    state = EvaluationPass.of(scorer.artifact, scratch_folder(settings))  # the driver's spill, as locally
     for part in passes:
         state.merge(part)
     return state

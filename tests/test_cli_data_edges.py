@@ -113,6 +113,42 @@ def test_infer_schema_over_a_folder_passes_over_files_without_records(tmp_path: 
     assert f"none of the 2 files under {folder} has records to infer a schema from" in failed.stderr
 
 
+def test_numbers_with_missing_markers_are_inferred_numeric(tmp_path: Path) -> None:
+    """R writes NA for a missing number, the UCI datasets ``?``: such a column was inferred CATEGORICAL,
+    every distinct age a category of its own. It is NUMERIC, the markers counted as invalid values."""
+    rng = random.Random(3)
+    lines = ["age,score,y"]
+    for i in range(500):
+        age = "NA" if i % 25 == 0 else str(rng.randint(18, 90))
+        score = "?" if i % 40 == 0 else f"{rng.random():.3f}"
+        lines.append(f"{age},{score},{i % 2}")
+    data = tmp_path / "data.csv"
+    data.write_text("\n".join(lines) + "\n")
+    shown = cli_json(
+        tmp_path / "home",
+        "datasource",
+        "create",
+        "--id",
+        "ds",
+        "--data",
+        str(data),
+        "--infer-schema",
+        "--target",
+        "y",
+    )
+    schema = json.loads(shown["GetDataSource"]["DataSourceSchema"])
+    assert [(a["attributeName"], a["attributeType"]) for a in schema["attributes"]] == [
+        ("age", "NUMERIC"),
+        ("score", "NUMERIC"),
+        ("y", "BINARY"),
+    ]
+    assert shown["GetDataSource"]["Status"] == "COMPLETED"
+    attributes = shown["GetDataSourceStatistics"]["Statistics"]["attributes"]
+    counts = {a["name"]: (a["validCount"], a["invalidCount"]) for a in attributes if a["type"] == "NUMERIC"}
+    assert counts == {"age": (480, 20), "score": (487, 13)}
+    cli(tmp_path / "home", "model", "create", "--id", "ml", "--type", "BINARY", "--datasource", "ds")
+
+
 def test_a_header_line_in_a_file_whose_schema_says_it_has_none_is_refused(tmp_path: Path) -> None:
     """Read as data, the header would be one more record of invalid values that nothing reports."""
     home = tmp_path / "home"

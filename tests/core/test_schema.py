@@ -558,7 +558,12 @@ def test_bike_sharing_inference() -> None:
         (["0", "1", "2"], N),
         (["0", "1", "yes"], C),
         ([" 1.5", "-2", ".5", "1.3E4", "", "+7"], N),
-        (["1", "NaN"], C),
+        (["1", "NaN"], C),  # half markers: not a column of numbers
+        (["41", "NA", "38", " n/a", "57"], N),  # R's NA and other missing markers among numbers
+        (["0.5", "?", "1.5", "2.5"], N),  # the UCI datasets' marker
+        (["3", "-", "4", "NULL", "#N/A", "7", "8"], N),
+        (["41", "NA", "38", "none given", "57"], C),  # text that is no marker
+        (["1", "NA", "?"], C),  # mostly markers
         (["1", "1e999"], C),
         (["1,000", "2"], C),
         (["0.0", "1.0"], N),

@@ -132,7 +132,8 @@ def _missing_driver(package: str) -> DataError:
 
 def _clean(error: BaseException) -> str:
     """A driver's error as one line, without stack traces or the driver's wrapping."""
-    text = str(error)
+    # connectorx's errors while reading carry the Rust stack after the message: of no use to the user.
+    text = str(error).split("Stack backtrace:", 1)[0]
     for pattern in (r"ERROR \d+ \([0-9A-Z]+\): [^}]*", r"ERROR:\s+[^\n]*"):
         found = re.search(pattern, text)
         if found:
@@ -145,6 +146,12 @@ def _clean(error: BaseException) -> str:
         text += (
             " (a value the MySQL driver cannot read, such as a zero date or a TIME outside 00:00-24:00: "
             "convert the column in the query, e.g. CAST(... AS CHAR))"
+        )
+    elif "decimal scale is not equal to expected scale" in text:
+        # The driver holds a DECIMAL in 28 digits with 10 after the point: 19 or more before it do not fit.
+        text += (
+            " (a DECIMAL value with more than 18 digits before the decimal point, more than the MySQL driver "
+            "reads: convert the column in the query, e.g. CAST(... AS DOUBLE))"
         )
     elif "MYSQL_TYPE_NULL" in text:
         text += " (a column of NULL literals: give it a type in the query, e.g. CAST(NULL AS CHAR))"

@@ -332,6 +332,11 @@ def test_a_mysql_bit_column_converted_as_the_refusal_says_is_binary(
         ("SELECT '{}'::jsonb AS document", "column 'document' has SQL type jsonb"),
         # money arrives as a whole number of cents: 12.34 would have been staged as 1234.
         ("SELECT 12.34::money AS price", r"column 'price' has SQL type money.*price::numeric"),
+        # It made a datasource, and then every model on it was refused for a DataSchema never given.
+        (
+            "SELECT " + ", ".join(f"age AS c{i}" for i in range(1_001)) + " FROM customers WHERE id <= 10",
+            "SelectSqlQuery returns 1,001 columns; a datasource has at most 1,000 attributes",
+        ),
     ],
 )
 def test_bad_queries_on_postgresql_fail_the_datasource(

@@ -28,7 +28,14 @@ import pyarrow.compute as pc
 from pyarrow import csv
 
 from emrml.core.inference import infer_type
-from emrml.core.schema import MAX_NAME_LENGTH, Attribute, AttributeType, Schema, header_names
+from emrml.core.schema import (
+    DEFAULT_MAX_ATTRIBUTES,
+    MAX_NAME_LENGTH,
+    Attribute,
+    AttributeType,
+    Schema,
+    header_names,
+)
 from emrml.errors import DataError
 from emrml.storage.gzipped import gzip_compressor
 from emrml.storage.locations import atomic_write
@@ -447,13 +454,26 @@ class _Sample:
         return pa.Table.from_batches(self.batches) if self.batches else None
 
 
-def stage(reader: pa.RecordBatchReader, location: str, progress: Progress | None = None) -> Staged:
-    """Write the rows of ``reader`` to ``location`` as gzip CSV with a header; DataError when there are none.
+def stage(
+    reader: pa.RecordBatchReader,
+    location: str,
+    progress: Progress | None = None,
+    *,
+    max_attributes: int = DEFAULT_MAX_ATTRIBUTES,
+) -> Staged:
+    """Write the rows of ``reader`` to ``location`` as gzip CSV with a header; DataError when there are none,
+    or more columns than a schema may have attributes (``max_attributes``).
 
     The file appears only if every row was written; the schema is inferred from the column types and the
     first rows. Memory holds one batch of the driver's and the CSV text of one slice of it (``SLICE_BYTES``),
     whatever the width of the rows.
     """
+    if len(reader.schema) > max_attributes:
+        # Refused before any row is read: a datasource of it would complete, and every model on it fail.
+        raise DataError(
+            f"SelectSqlQuery returns {len(reader.schema):,} columns; a datasource has at most "
+            f"{max_attributes:,} attributes: select fewer columns"
+        )
     columns = result_columns(reader.schema)
     rows, sample = 0, _Sample()
     # Not pyarrow's gzip stream, which has no compression level.
@@ -483,9 +503,16 @@ def stage(reader: pa.RecordBatchReader, location: str, progress: Progress | None
     return Staged(location, rows, inferred_schema(columns, sample.table()))
 
 
-def stage_query(source: SqlSource, query: str, location: str, progress: Progress | None = None) -> Staged:
+def stage_query(
+    source: SqlSource,
+    query: str,
+    location: str,
+    progress: Progress | None = None,
+    *,
+    max_attributes: int = DEFAULT_MAX_ATTRIBUTES,
+) -> Staged:
     """Run ``query`` on ``source`` read-only and stage its result at ``location``."""
     if progress is not None:
         progress(0.0, f"running SelectSqlQuery on {source.what}")
     with read_query(source, query) as reader:
-        return stage(reader, location, progress)
+        return stage(reader, location, progress, max_attributes=max_attributes)

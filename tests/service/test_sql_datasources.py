@@ -370,6 +370,22 @@ def test_wrong_credentials_and_unknown_identifiers_fail_the_datasource(
     assert "sql_connections" in unknown
 
 
+def test_a_connection_setting_holding_credentials_is_refused_without_showing_them(
+    databases: Databases, staging: Path, tmp_path: Path
+) -> None:
+    # The URL was shown in every message about the connection: a password written into the setting was
+    # told to every user whose datasource failed on it (and the driver's URL had two sets of credentials).
+    connections = {REDSHIFT: "postgresql://postgres:setting-secret-7@127.0.0.1:5432"}
+    app = EmrML(Settings.load(environ={}, home=tmp_path / "home", sql_connections=connections))
+    try:
+        result = from_redshift(app, databases, staging, "redshift-url", "SELECT * FROM no_such_table")
+        message = failed(app, result, staging)
+    finally:
+        app.close()
+    assert "setting-secret-7" not in message
+    assert f"setting sql_connections['{REDSHIFT}'] holds a user name or password" in message
+
+
 def test_passwords_are_encrypted_at_rest_and_a_retry_is_still_safe(
     sql_app: EmrML, databases: Databases, staging: Path
 ) -> None:

@@ -97,6 +97,14 @@ def resolve(
             f"sql_connections maps identifiers to URLs such as {example}; configured: {configured})"
         )
     parts = urlsplit(url)
+    if "@" in parts.netloc:
+        # Every message about the source names its URL, and a FAILED datasource's reaches whoever asked:
+        # a password there would be shown to every user of the connection. Not echoed here either.
+        raise DataError(
+            f"setting sql_connections[{identifier!r}] holds a user name or password (user:password@host): "
+            "a connection URL names the server only, the request's DatabaseCredentials sign in; remove "
+            "them from the setting"
+        )
     if parts.scheme not in SCHEMES[api] or not parts.hostname:
         raise DataError(
             f"setting sql_connections[{identifier!r}] = {url!r}: a {api} connection is "

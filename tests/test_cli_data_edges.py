@@ -149,6 +149,21 @@ def test_numbers_with_missing_markers_are_inferred_numeric(tmp_path: Path) -> No
     cli(tmp_path / "home", "model", "create", "--id", "ml", "--type", "BINARY", "--datasource", "ds")
 
 
+def test_inferring_from_records_that_are_all_invalid_says_why(tmp_path: Path) -> None:
+    """An export whose every row ends with a comma its header lacks: inference said the file had "no
+    records", as if it were empty."""
+    data = tmp_path / "export.csv"
+    data.write_text("a,b,y\n1,2,0,\n3,4,1,\n")
+    failed = cli(
+        tmp_path / "home", "datasource", "create", "--id", "ds", "--data", str(data), "--infer-schema", code=2
+    )
+    message = " ".join(failed.stderr.split())
+    assert (
+        f"cannot infer a schema: every record read is invalid (2 of them; the first, line 2 of {data}: "
+        "expected 3 fields, found 4)"
+    ) in message
+
+
 def test_a_header_line_in_a_file_whose_schema_says_it_has_none_is_refused(tmp_path: Path) -> None:
     """Read as data, the header would be one more record of invalid values that nothing reports."""
     home = tmp_path / "home"

@@ -326,10 +326,20 @@ def infer_location_schema(
     passed over, as reading the datasource passes over them.
     """
     files = list_files(location)
+    invalid: list[InvalidRecord] = []
     for file in files:
-        header, rows = _sample_file(file, has_header, settings, sample_rows)
+        header, rows, bad = _sample_file(file, has_header, settings, sample_rows)
         if rows:
             return infer_schema(header, rows, target=target, row_id=row_id, has_header=has_header)
+        invalid.extend(bad)
+    if invalid:
+        # Records there are, but none valid (e.g. each with a trailing comma the header lacks): saying
+        # "no records" would send the user looking for an empty file.
+        first = invalid[0]
+        raise DataError(
+            f"cannot infer a schema: every record read is invalid ({len(invalid):,} of them; the first, "
+            f"line {first.line} of {first.file}: {first.reason})"
+        )
     if len(files) > 1:
         raise DataError(f"none of the {len(files)} files under {location} has records to infer a schema from")
     first = files[0]
@@ -340,27 +350,31 @@ def infer_location_schema(
 
 def _sample_file(
     file: FileRef, has_header: bool, settings: Settings, sample_rows: int
-) -> tuple[list[str] | None, list[list[str]]]:
-    """The header (None without one) and up to ``sample_rows`` first records of one file."""
+) -> tuple[list[str] | None, list[list[str]], list[InvalidRecord]]:
+    """The header (None without one), up to ``sample_rows`` first valid records of one file, and the
+    invalid records met before them (reading stops after ``max_invalid_records``, which fail a file)."""
     if file.size == 0:
-        return None, []
+        return None, [], []
     with open_data(file.uri) as (_, stream):
         header = read_header(stream, file.uri) if has_header else None
     if has_header and not header:
-        return None, []
+        return None, [], []
     with open_data(file.uri) as (_, stream):
         width = len(header) if header else len(_first_record(stream, file.uri))
     names = header or generated_names(width)
     rows: list[list[str]] = []
+    invalid: list[InvalidRecord] = []
     with open_data(file.uri) as (_, stream):
         for chunk in read_chunks(
             stream, file.uri, names, has_header, max_record_bytes=settings.max_record_bytes
         ):
             columns = [column.to_pylist() for column in chunk.batch.columns]
             rows.extend(list(row) for row in zip(*columns, strict=True))
-            if len(rows) >= sample_rows:
+            if not rows:
+                invalid.extend(chunk.invalid)
+            if len(rows) >= sample_rows or len(invalid) > settings.max_invalid_records:
                 break
-    return header, rows[:sample_rows]
+    return header, rows[:sample_rows], invalid
 
 
 def _has_a_line(file: FileRef) -> bool:

@@ -430,6 +430,26 @@ def test_files_in_another_encoding_or_empty_once_decompressed_are_named_as_such(
     assert f"file {empty} is empty: there is no header line to name the attributes" in inferred.stderr
 
 
+def test_a_tar_archive_is_named_as_such(tmp_path: Path) -> None:
+    """A .tar.gz of CSV files was told it "looks UTF-16 encoded", with the advice to convert it with
+    iconv: its tar headers are full of NUL bytes."""
+    import tarfile
+
+    home = tmp_path / "home"
+    schema = binary_schema(tmp_path / "schema.json")
+    write_binary_data(tmp_path / "data.csv", 30)
+    archive = tmp_path / "export.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "data.csv", arcname="data.csv")
+    expected = f"{archive}: the file is a tar archive, not CSV text"
+    create = ["datasource", "create", "--data", str(archive)]
+    failed = cli(home, *create, "--id", "ds", "--schema", str(schema), code=JOB_FAILED_EXIT_CODE)
+    assert expected in " ".join(failed.stderr.split())
+    inferred = cli(home, *create, "--id", "ds-i", "--infer-schema", code=2)
+    assert expected in " ".join(inferred.stderr.split())
+    assert "extract its files" in inferred.stderr
+
+
 def test_evaluation_records_of_a_class_the_model_never_saw_count_as_missed(tmp_path: Path) -> None:
     """Rare classes go missing from a training split: the evaluation still holds them. Leaving their
     records out made the macro F1 look better than the same model evaluated with them."""

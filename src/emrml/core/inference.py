@@ -78,9 +78,28 @@ def _numeric(trimmed: pa.Array) -> bool:
     return bool(np.isfinite(pc.cast(trimmed, pa.float64()).to_numpy(zero_copy_only=False)).all())
 
 
+def _columns_of(
+    rows: Sequence[Sequence[str]] | pa.Table, width: int
+) -> Sequence[Sequence[str] | pa.ChunkedArray]:
+    """The sample's values column by column, leaving out rows of another width than ``width``."""
+    if isinstance(rows, pa.Table):
+        if rows.num_columns != width:
+            raise InvalidInputException(
+                f"cannot infer a schema: the sample has {rows.num_columns} columns and the header {width}"
+            )
+        return rows.columns
+    sample = [row for row in rows if len(row) == width]
+    if rows and not sample:
+        raise InvalidInputException(
+            f"cannot infer a schema: none of the {len(rows)} sample rows has the header's {width} columns "
+            f"(the first has {len(rows[0])})"
+        )
+    return list(zip(*sample, strict=True)) if sample else [() for _ in range(width)]
+
+
 def infer_schema(
     columns: Sequence[str] | None,
-    rows: Sequence[Sequence[str]],
+    rows: Sequence[Sequence[str]] | pa.Table,
     *,
     target: str | None = None,
     row_id: str | None = None,
@@ -94,6 +113,9 @@ def infer_schema(
     are trimmed (and a leading byte-order mark dropped); a blank name becomes its ``VarNN`` name, a name
     over 64 characters is cut to 64, and a repeated name gets a ``_2``, ``_3``, … suffix, so the result is
     always a valid schema. Rows with a different field count are ignored (reading would reject them).
+    ``rows`` may be an Arrow table of string columns instead, one per column (a file's sample as the reader
+    gives it: a tenth of the memory of Python lists of strings, which held 900 MB for 10,000 rows of 1,000
+    columns).
     ``has_header`` (default: whether ``columns`` was given) is recorded as ``dataFileContainsHeader``.
 
     Types, per column, from its non-empty values (surrounding whitespace ignored):
@@ -120,7 +142,9 @@ def infer_schema(
         width = len(columns)
         if width == 0:
             raise InvalidInputException("cannot infer a schema: the header has no columns")
-    elif rows:
+    elif isinstance(rows, pa.Table) and rows.num_columns:
+        width = rows.num_columns
+    elif not isinstance(rows, pa.Table) and rows:
         width = Counter(len(row) for row in rows).most_common(1)[0][0]
     else:
         raise InvalidInputException("cannot infer a schema: there is no header and no sample row")
@@ -129,14 +153,7 @@ def infer_schema(
             f"cannot infer a schema: the data has {width} columns; the limit is {max_attributes} attributes"
         )
     names = header_names(columns) if columns is not None else generated_names(width)
-    sample = [row for row in rows if len(row) == width]
-    if rows and not sample:
-        raise InvalidInputException(
-            f"cannot infer a schema: none of the {len(rows)} sample rows has the header's {width} columns "
-            f"(the first has {len(rows[0])})"
-        )
-    cells = list(zip(*sample, strict=True)) if sample else [() for _ in range(width)]
-    types = [infer_type(column) for column in cells]
+    types = [infer_type(column) for column in _columns_of(rows, width)]
     for role, name in (("target", target), ("row_id", row_id)):
         if name is not None and name not in names:
             hint = separator_hint(columns) if columns is not None and len(columns) == 1 else ""

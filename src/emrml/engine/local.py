@@ -329,7 +329,7 @@ def infer_location_schema(
     invalid: list[InvalidRecord] = []
     for file in files:
         header, rows, bad = _sample_file(file, has_header, settings, sample_rows)
-        if rows:
+        if rows is not None:
             return infer_schema(header, rows, target=target, row_id=row_id, has_header=has_header)
         invalid.extend(bad)
     if invalid:
@@ -350,31 +350,37 @@ def infer_location_schema(
 
 def _sample_file(
     file: FileRef, has_header: bool, settings: Settings, sample_rows: int
-) -> tuple[list[str] | None, list[list[str]], list[InvalidRecord]]:
-    """The header (None without one), up to ``sample_rows`` first valid records of one file, and the
-    invalid records met before them (reading stops after ``max_invalid_records``, which fail a file)."""
+) -> tuple[list[str] | None, pa.Table | None, list[InvalidRecord]]:
+    """The header (None without one), up to ``sample_rows`` first valid records of one file (None without
+    any), and the invalid records met before them (reading stops after ``max_invalid_records``, which
+    fail a file). The records stay Arrow string columns: as Python lists, 10,000 rows of 1,000 columns
+    held 900 MB."""
     if file.size == 0:
-        return None, [], []
+        return None, None, []
     with open_data(file.uri) as (_, stream):
         header = read_header(stream, file.uri) if has_header else None
     if has_header and not header:
-        return None, [], []
+        return None, None, []
     with open_data(file.uri) as (_, stream):
         width = len(header) if header else len(_first_record(stream, file.uri))
     names = header or generated_names(width)
-    rows: list[list[str]] = []
+    batches: list[pa.RecordBatch] = []
+    rows = 0
     invalid: list[InvalidRecord] = []
     with open_data(file.uri) as (_, stream):
         for chunk in read_chunks(
             stream, file.uri, names, has_header, max_record_bytes=settings.max_record_bytes
         ):
-            columns = [column.to_pylist() for column in chunk.batch.columns]
-            rows.extend(list(row) for row in zip(*columns, strict=True))
+            if chunk.batch.num_rows:
+                batches.append(chunk.batch)
+                rows += chunk.batch.num_rows
             if not rows:
                 invalid.extend(chunk.invalid)
-            if len(rows) >= sample_rows or len(invalid) > settings.max_invalid_records:
+            if rows >= sample_rows or len(invalid) > settings.max_invalid_records:
                 break
-    return header, rows[:sample_rows], invalid
+    if not rows:
+        return header, None, invalid
+    return header, pa.Table.from_batches(batches).slice(0, sample_rows), invalid
 
 
 def _has_a_line(file: FileRef) -> bool:

@@ -564,6 +564,9 @@ def test_bike_sharing_inference() -> None:
         (["3", "-", "4", "NULL", "#N/A", "7", "8"], N),
         (["41", "NA", "38", "none given", "57"], C),  # text that is no marker
         (["1", "NA", "?"], C),  # mostly markers
+        (["0", "1", "NA", "1", "0"], B),  # a flag with R's NA
+        (["yes", "no", "?", "no"], B),
+        (["0", "NA"], C),  # half markers
         (["1", "1e999"], C),
         (["1,000", "2"], C),
         (["0.0", "1.0"], N),

@@ -32,9 +32,9 @@ TEXT_MEAN_WORDS = 3.0
 #: ... or at least this many words on average and more than ``TEXT_DISTINCT_RATIO`` of them distinct.
 TEXT_MIN_MEAN_WORDS_IF_DISTINCT = 2.0
 TEXT_DISTINCT_RATIO = 0.5
-#: Spellings of "no value" that tools write into numeric columns (R's ``NA``, Excel's ``#N/A``, the UCI
-#: datasets' ``?``, SAS's ``.``). A column of numbers holding only these besides is NUMERIC, and reading
-#: counts them as invalid values, as Amazon ML did for non-numeric text in a NUMERIC attribute.
+#: Spellings of "no value" that tools write (R's ``NA``, Excel's ``#N/A``, the UCI datasets' ``?``, SAS's
+#: ``.``). A column of numbers, or of 0/1 flags, holding a minority of these besides is NUMERIC, or
+#: BINARY, and reading counts them as invalid values, as Amazon ML did for any other text there.
 MISSING_MARKERS = ("na", "n/a", "#n/a", "nan", "null", "none", "nil", "missing", "?", "-", "--", ".")
 
 
@@ -46,13 +46,14 @@ def infer_type(values: Sequence[str | None] | pa.Array | pa.ChunkedArray) -> Att
     present = trimmed.filter(pc.not_equal(trimmed, ""))
     if len(present) == 0:
         return AttributeType.CATEGORICAL
-    spellings = pc.unique(pc.utf8_lower(present))
+    values = _without_markers(present)
+    spellings = pc.unique(pc.utf8_lower(values))
     false_set, true_set = binary_spellings()
     false_forms = pc.sum(pc.is_in(spellings, value_set=false_set)).as_py() or 0
     true_forms = pc.sum(pc.is_in(spellings, value_set=true_set)).as_py() or 0
     if false_forms == 1 and true_forms == 1 and len(spellings) == 2:
         return AttributeType.BINARY
-    if _numeric(present):
+    if _all_numeric(values):
         return AttributeType.NUMERIC
     mean_words = pc.mean(pc.list_value_length(pc.utf8_split_whitespace(present))).as_py()
     distinct_ratio = pc.count_distinct(present).as_py() / len(present)
@@ -63,17 +64,21 @@ def infer_type(values: Sequence[str | None] | pa.Array | pa.ChunkedArray) -> Att
     return AttributeType.CATEGORICAL
 
 
-def _numeric(trimmed: pa.Array) -> bool:
-    """Whether the (trimmed, non-null) values are numbers by the ``emrml.core.values`` rules, save a
-    minority of missing markers (:data:`MISSING_MARKERS`)."""
-    numbers = pc.match_substring_regex(trimmed, NUMBER_PATTERN)
-    if not pc.all(numbers).as_py():
-        others = pc.utf8_lower(trimmed.filter(pc.invert(numbers)))
-        if not pc.all(pc.is_in(others, value_set=pa.array(MISSING_MARKERS))).as_py():
-            return False
-        if 2 * len(others) >= len(trimmed):
-            return False  # mostly markers: reading would count most values invalid and refuse the column
-        trimmed = trimmed.filter(numbers)
+def _without_markers(present: pa.Array) -> pa.Array:
+    """``present`` without its missing markers (:data:`MISSING_MARKERS`) when they are a minority: what
+    decides between BINARY and NUMERIC. Mostly markers, the values stay whole (reading would count most
+    of them invalid and refuse the attribute)."""
+    markers = pc.is_in(pc.utf8_lower(present), value_set=pa.array(MISSING_MARKERS))
+    count = pc.sum(markers).as_py() or 0
+    if count == 0 or 2 * count >= len(present):
+        return present
+    return present.filter(pc.invert(markers))
+
+
+def _all_numeric(trimmed: pa.Array) -> bool:
+    """Whether every (trimmed, non-null) value is a valid NUMERIC value: the ``emrml.core.values`` rules."""
+    if not pc.all(pc.match_substring_regex(trimmed, NUMBER_PATTERN)).as_py():
+        return False
     # The pattern admits digit strings too long for a double; those overflow and are invalid.
     return bool(np.isfinite(pc.cast(trimmed, pa.float64()).to_numpy(zero_copy_only=False)).all())
 
@@ -124,12 +129,13 @@ def infer_schema(
     2. exactly two spellings, one false and one true form of BINARY (``0 n no f false`` /
        ``1 y yes t true``, any case) → BINARY; so ``0``/``1`` columns are BINARY, while a column holding
        only ``0`` is NUMERIC and one holding only ``no`` is CATEGORICAL;
-    3. every value a NUMERIC number (``emrml.core.values`` rules), or all but a minority of missing markers
-       (``NA``, ``?``, ``null``, … :data:`MISSING_MARKERS`, which reading counts as invalid values) →
-       NUMERIC;
+    3. every value a NUMERIC number (``emrml.core.values`` rules) → NUMERIC;
     4. free text → TEXT: more than 3 whitespace-separated words per value on average, or at least 2 words
        on average with more than half the values distinct;
     5. otherwise → CATEGORICAL.
+
+    Rules 2 and 3 leave out a minority of missing markers (``NA``, ``?``, ``null``, …
+    :data:`MISSING_MARKERS`), which reading counts as invalid values.
 
     ``target`` and ``row_id`` must name columns; a target that would be TEXT becomes CATEGORICAL (a TEXT
     target cannot be trained on). Raises ``InvalidInputException``.

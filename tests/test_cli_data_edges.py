@@ -149,6 +149,42 @@ def test_numbers_with_missing_markers_are_inferred_numeric(tmp_path: Path) -> No
     cli(tmp_path / "home", "model", "create", "--id", "ml", "--type", "BINARY", "--datasource", "ds")
 
 
+def test_a_target_sorted_by_value_is_typed_from_more_than_the_sample(tmp_path: Path) -> None:
+    """Data sorted by its target, or one file per class: the sample (the first 10,000 records) held only
+    0s, the 0/1 target was typed NUMERIC, and a BINARY model on it was refused."""
+    home = tmp_path / "home"
+
+    def inferred_target(location: Path, datasource_id: str) -> str:
+        shown = cli_json(
+            home,
+            "datasource",
+            "create",
+            "--id",
+            datasource_id,
+            "--data",
+            str(location),
+            "--infer-schema",
+            "--target",
+            "y",
+            "--no-statistics",
+        )
+        schema = json.loads(shown["GetDataSource"]["DataSourceSchema"])
+        return next(a["attributeType"] for a in schema["attributes"] if a["attributeName"] == "y")
+
+    sorted_file = tmp_path / "sorted.csv"
+    sorted_file.write_text("x,y\n" + "".join(f"{i},{int(i >= 12_000)}\n" for i in range(12_500)))
+    assert inferred_target(sorted_file, "ds-sorted") == "BINARY"
+    by_class = tmp_path / "by-class"
+    by_class.mkdir()
+    (by_class / "negatives.csv").write_text("x,y\n" + "".join(f"{i},no\n" for i in range(10_500)))
+    (by_class / "positives.csv").write_text("x,y\n" + "".join(f"{i},yes\n" for i in range(300)))
+    assert inferred_target(by_class, "ds-by-class") == "BINARY"
+    # A count whose small values come first is still a number.
+    counts = tmp_path / "counts.csv"
+    counts.write_text("x,y\n" + "".join(f"{i},{max(0, i - 10_999)}\n" for i in range(11_003)))
+    assert inferred_target(counts, "ds-counts") == "NUMERIC"
+
+
 def test_inferring_from_records_that_are_all_invalid_says_why(tmp_path: Path) -> None:
     """An export whose every row ends with a comma its header lacks: inference said the file had "no
     records", as if it were empty."""

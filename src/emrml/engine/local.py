@@ -12,17 +12,25 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from queue import Empty, Full, Queue
 from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from emrml.config import Settings
-from emrml.core.inference import infer_schema
+from emrml.core.inference import infer_schema, infer_type
 from emrml.core.rearrange import Rearrangement, file_key, select
-from emrml.core.schema import AttributeType, Schema, check_first_record, check_header, generated_names
+from emrml.core.schema import (
+    Attribute,
+    AttributeType,
+    Schema,
+    check_first_record,
+    check_header,
+    generated_names,
+)
 from emrml.core.stats import StatisticsAccumulator
 from emrml.errors import DataError
 from emrml.storage.codecs import open_decompressed
@@ -327,10 +335,11 @@ def infer_location_schema(
     """
     files = list_files(location)
     invalid: list[InvalidRecord] = []
-    for file in files:
+    for index, file in enumerate(files):
         header, rows, bad = _sample_file(file, has_header, settings, sample_rows)
         if rows is not None:
-            return infer_schema(header, rows, target=target, row_id=row_id, has_header=has_header)
+            schema = infer_schema(header, rows, target=target, row_id=row_id, has_header=has_header)
+            return _target_looked_for_further(schema, rows, files[index:], settings)
         invalid.extend(bad)
     if invalid:
         # Records there are, but none valid (e.g. each with a trailing comma the header lacks): saying
@@ -346,6 +355,57 @@ def infer_location_schema(
     if has_header and (first.size == 0 or not _has_a_line(first)):
         raise DataError(f"file {first.uri} is empty: there is no header line to name the attributes")
     raise DataError(f"file {first.uri} has no records to infer a schema from")
+
+
+#: A target holding a single value in the sample is read on for others, up to this many records more.
+TARGET_SCAN_RECORDS = 1_000_000
+
+
+def _target_looked_for_further(
+    schema: Schema, sample: pa.Table, files: list[FileRef], settings: Settings
+) -> Schema:
+    """``schema``, its target typed from values past the sample too when the sample holds one value of it.
+
+    Data sorted by its target (every 0 before the first 1, or one file per class) gave the sample a single
+    target value: a 0/1 target was typed NUMERIC, and a BINARY model on it refused.
+    """
+    if schema.target is None:
+        return schema
+    position = schema.position(schema.target)
+    seen = _spellings(sample.column(position))
+    if len(seen) != 1:
+        return schema
+    others: set[str] = set()
+    records = 0
+    for number, file in enumerate(files):
+        skip = sample.num_rows if number == 0 else 0
+        with open_data(file.uri) as (_, stream):
+            for chunk in read_chunks(
+                stream, file.uri, schema.names, schema.has_header, max_record_bytes=settings.max_record_bytes
+            ):
+                values = chunk.batch.column(position).slice(min(skip, chunk.batch.num_rows))
+                skip -= min(skip, chunk.batch.num_rows)
+                others |= _spellings(values) - seen
+                records += len(values)
+                # Two more values tell a flag (0 and 1) from a count (0, 1 and 2).
+                if len(others) >= 2 or records >= TARGET_SCAN_RECORDS:
+                    break
+        if len(others) >= 2 or records >= TARGET_SCAN_RECORDS:
+            break
+    if not others:
+        return schema
+    column = pa.concat_arrays([*sample.column(position).chunks, pa.array(sorted(others), pa.string())])
+    kind = infer_type(column)
+    if kind == AttributeType.TEXT:
+        kind = AttributeType.CATEGORICAL  # as infer_schema types a target
+    attributes = tuple(Attribute(a.name, kind) if a.name == schema.target else a for a in schema.attributes)
+    return replace(schema, attributes=attributes)
+
+
+def _spellings(values: pa.Array | pa.ChunkedArray) -> set[str]:
+    """The distinct non-empty values, trimmed and lower-cased (as inference compares them)."""
+    spelled = pc.unique(pc.utf8_lower(pc.utf8_trim_whitespace(values))).to_pylist()
+    return {value for value in spelled if value}
 
 
 def _sample_file(

@@ -202,8 +202,14 @@ def test_read_header() -> None:
     assert read_header(io.BytesIO(b""), "f") == []
     assert read_header(io.BytesIO(b'"a,1",b\r\n1,2\n'), "f") == ["a,1", "b"]
     assert read_header(io.BytesIO(b'"multi\nline",b'), "f") == ["multi\nline", "b"]
-    with pytest.raises(DataError, match=r"s3://b/k\.csv: the header line is not valid UTF-8"):
-        read_header(io.BytesIO(b"a,\xff\n1,2\n"), "s3://b/k.csv")
+    # The header of a Windows-1252 file was told "not valid UTF-8 (byte 3)" without the advice its records
+    # get.
+    with pytest.raises(DataError) as refused:
+        read_header(io.BytesIO(b"caf\xe9,y\n1,2\n"), "s3://b/k.csv")
+    assert refused.value.message == (
+        "s3://b/k.csv: the header line is not valid UTF-8 at byte 3 (0xe9: a file in Latin-1 or "
+        "Windows-1252 must be converted, e.g. iconv -f WINDOWS-1252 -t UTF-8)"
+    )
     with pytest.raises(DataError, match=r"f: the header line is 300 bytes \(limit 100\)"):
         read_header(io.BytesIO(b"x" * 300 + b"\n1\n"), "f", max_record_bytes=100)
 

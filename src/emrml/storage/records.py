@@ -134,9 +134,21 @@ def read_header(
             except UnicodeDecodeError as exc:
                 if not strict:
                     return []
-                raise DataError(f"{file}: the header line is not valid UTF-8 (byte {exc.start})") from None
+                raise DataError(
+                    f"{file}: the header line is not valid UTF-8 at byte {exc.start} "
+                    f"{_not_utf8(line[exc.start])}"
+                ) from None
             return next(csv.reader(io.StringIO(text, newline="")), [""])
     return []
+
+
+def _not_utf8(byte: int) -> str:
+    """What to do about a byte that is not UTF-8, in parentheses."""
+    # Such bytes most often come from a file saved as Latin-1 or Windows-1252: say so.
+    return (
+        f"(0x{byte:02x}: a file in Latin-1 or Windows-1252 must be converted, e.g. iconv -f WINDOWS-1252 "
+        "-t UTF-8)"
+    )
 
 
 #: Files users point a datasource at by mistake, by their signature (offset, bytes): told by name, where
@@ -493,10 +505,8 @@ class _BlockParser:
                 if not bad[record]:
                     bad[record] = True
                     start = int(block.starts[record])
-                    # Such bytes most often come from a file saved as Latin-1 or Windows-1252: say so.
                     reasons[record] = (
-                        f"invalid UTF-8 at byte {at - start} of the record (0x{block.buf[at]:02x}: a file in "
-                        "Latin-1 or Windows-1252 must be converted, e.g. iconv -f WINDOWS-1252 -t UTF-8)"
+                        f"invalid UTF-8 at byte {at - start} of the record {_not_utf8(block.buf[at])}"
                     )
                 position = int(block.stops[record])
 

@@ -113,6 +113,93 @@ def test_infer_schema_over_a_folder_passes_over_files_without_records(tmp_path: 
     assert f"none of the 2 files under {folder} has records to infer a schema from" in failed.stderr
 
 
+def test_numbers_with_missing_markers_are_inferred_numeric(tmp_path: Path) -> None:
+    """R writes NA for a missing number, the UCI datasets ``?``: such a column was inferred CATEGORICAL,
+    every distinct age a category of its own. It is NUMERIC, the markers counted as invalid values."""
+    rng = random.Random(3)
+    lines = ["age,score,y"]
+    for i in range(500):
+        age = "NA" if i % 25 == 0 else str(rng.randint(18, 90))
+        score = "?" if i % 40 == 0 else f"{rng.random():.3f}"
+        lines.append(f"{age},{score},{i % 2}")
+    data = tmp_path / "data.csv"
+    data.write_text("\n".join(lines) + "\n")
+    shown = cli_json(
+        tmp_path / "home",
+        "datasource",
+        "create",
+        "--id",
+        "ds",
+        "--data",
+        str(data),
+        "--infer-schema",
+        "--target",
+        "y",
+    )
+    schema = json.loads(shown["GetDataSource"]["DataSourceSchema"])
+    assert [(a["attributeName"], a["attributeType"]) for a in schema["attributes"]] == [
+        ("age", "NUMERIC"),
+        ("score", "NUMERIC"),
+        ("y", "BINARY"),
+    ]
+    assert shown["GetDataSource"]["Status"] == "COMPLETED"
+    attributes = shown["GetDataSourceStatistics"]["Statistics"]["attributes"]
+    counts = {a["name"]: (a["validCount"], a["invalidCount"]) for a in attributes if a["type"] == "NUMERIC"}
+    assert counts == {"age": (480, 20), "score": (487, 13)}
+    cli(tmp_path / "home", "model", "create", "--id", "ml", "--type", "BINARY", "--datasource", "ds")
+
+
+def test_a_target_sorted_by_value_is_typed_from_more_than_the_sample(tmp_path: Path) -> None:
+    """Data sorted by its target, or one file per class: the sample (the first 10,000 records) held only
+    0s, the 0/1 target was typed NUMERIC, and a BINARY model on it was refused."""
+    home = tmp_path / "home"
+
+    def inferred_target(location: Path, datasource_id: str) -> str:
+        shown = cli_json(
+            home,
+            "datasource",
+            "create",
+            "--id",
+            datasource_id,
+            "--data",
+            str(location),
+            "--infer-schema",
+            "--target",
+            "y",
+            "--no-statistics",
+        )
+        schema = json.loads(shown["GetDataSource"]["DataSourceSchema"])
+        return next(a["attributeType"] for a in schema["attributes"] if a["attributeName"] == "y")
+
+    sorted_file = tmp_path / "sorted.csv"
+    sorted_file.write_text("x,y\n" + "".join(f"{i},{int(i >= 12_000)}\n" for i in range(12_500)))
+    assert inferred_target(sorted_file, "ds-sorted") == "BINARY"
+    by_class = tmp_path / "by-class"
+    by_class.mkdir()
+    (by_class / "negatives.csv").write_text("x,y\n" + "".join(f"{i},no\n" for i in range(10_500)))
+    (by_class / "positives.csv").write_text("x,y\n" + "".join(f"{i},yes\n" for i in range(300)))
+    assert inferred_target(by_class, "ds-by-class") == "BINARY"
+    # A count whose small values come first is still a number.
+    counts = tmp_path / "counts.csv"
+    counts.write_text("x,y\n" + "".join(f"{i},{max(0, i - 10_999)}\n" for i in range(11_003)))
+    assert inferred_target(counts, "ds-counts") == "NUMERIC"
+
+
+def test_inferring_from_records_that_are_all_invalid_says_why(tmp_path: Path) -> None:
+    """An export whose every row ends with a comma its header lacks: inference said the file had "no
+    records", as if it were empty."""
+    data = tmp_path / "export.csv"
+    data.write_text("a,b,y\n1,2,0,\n3,4,1,\n")
+    failed = cli(
+        tmp_path / "home", "datasource", "create", "--id", "ds", "--data", str(data), "--infer-schema", code=2
+    )
+    message = " ".join(failed.stderr.split())
+    assert (
+        f"cannot infer a schema: every record read is invalid (2 of them; the first, line 2 of {data}: "
+        "expected 3 fields, found 4)"
+    ) in message
+
+
 def test_a_header_line_in_a_file_whose_schema_says_it_has_none_is_refused(tmp_path: Path) -> None:
     """Read as data, the header would be one more record of invalid values that nothing reports."""
     home = tmp_path / "home"
@@ -377,6 +464,26 @@ def test_files_in_another_encoding_or_empty_once_decompressed_are_named_as_such(
         home, "datasource", "create", "--id", "ds-i-empty", "--data", str(empty), "--infer-schema", code=2
     )
     assert f"file {empty} is empty: there is no header line to name the attributes" in inferred.stderr
+
+
+def test_a_tar_archive_is_named_as_such(tmp_path: Path) -> None:
+    """A .tar.gz of CSV files was told it "looks UTF-16 encoded", with the advice to convert it with
+    iconv: its tar headers are full of NUL bytes."""
+    import tarfile
+
+    home = tmp_path / "home"
+    schema = binary_schema(tmp_path / "schema.json")
+    write_binary_data(tmp_path / "data.csv", 30)
+    archive = tmp_path / "export.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "data.csv", arcname="data.csv")
+    expected = f"{archive}: the file is a tar archive, not CSV text"
+    create = ["datasource", "create", "--data", str(archive)]
+    failed = cli(home, *create, "--id", "ds", "--schema", str(schema), code=JOB_FAILED_EXIT_CODE)
+    assert expected in " ".join(failed.stderr.split())
+    inferred = cli(home, *create, "--id", "ds-i", "--infer-schema", code=2)
+    assert expected in " ".join(inferred.stderr.split())
+    assert "extract its files" in inferred.stderr
 
 
 def test_evaluation_records_of_a_class_the_model_never_saw_count_as_missed(tmp_path: Path) -> None:

@@ -438,6 +438,22 @@ def test_check_header_names_each_column_that_differs() -> None:
         )
 
 
+def test_check_header_of_a_file_that_starts_with_a_record_says_to_add_the_header() -> None:
+    # A file cut out of a larger one (split -l) has no header: its first record was compared name by name
+    # and the advice was to set dataFileContainsHeader to false, which the other files' headers forbid.
+    schema = dataset_schema("wine_quality")
+    _, rows = dataset_sample("wine_quality")
+    with pytest.raises(DataError) as info:
+        check_header(schema, rows[5], file="part-ab")
+    message = info.value.message
+    assert message.startswith("file part-ab line 1: the header's column names differ")
+    assert message.endswith(
+        ". The line looks like a record (numbers under NUMERIC attributes, no attribute's name): when "
+        "dataFileContainsHeader is true every file starts with the header line, so add it to this file, "
+        "or remove it from every file and set dataFileContainsHeader to false"
+    )
+
+
 def test_check_header_of_a_file_separated_by_another_character_says_so() -> None:
     schema = dataset_schema("wine_quality")
     header, _ = dataset_sample("wine_quality")
@@ -558,7 +574,15 @@ def test_bike_sharing_inference() -> None:
         (["0", "1", "2"], N),
         (["0", "1", "yes"], C),
         ([" 1.5", "-2", ".5", "1.3E4", "", "+7"], N),
-        (["1", "NaN"], C),
+        (["1", "NaN"], C),  # half markers: not a column of numbers
+        (["41", "NA", "38", " n/a", "57"], N),  # R's NA and other missing markers among numbers
+        (["0.5", "?", "1.5", "2.5"], N),  # the UCI datasets' marker
+        (["3", "-", "4", "NULL", "#N/A", "7", "8"], N),
+        (["41", "NA", "38", "none given", "57"], C),  # text that is no marker
+        (["1", "NA", "?"], C),  # mostly markers
+        (["0", "1", "NA", "1", "0"], B),  # a flag with R's NA
+        (["yes", "no", "?", "no"], B),
+        (["0", "NA"], C),  # half markers
         (["1", "1e999"], C),
         (["1,000", "2"], C),
         (["0.0", "1.0"], N),

@@ -281,6 +281,11 @@ def test_a_given_schema_names_the_target(sql_app: EmrML, databases: Databases, s
             r"cannot read, such as a zero date or a TIME outside .*CAST\(\.\.\. AS CHAR\)",
         ),
         ("SELECT NULL AS nothing", r"a column of NULL literals: .*CAST\(NULL AS CHAR\)"),
+        # The driver failed with its Rust stack trace in the message, and no word of what to do.
+        (
+            "SELECT CAST(12345678901234567890.5 AS DECIMAL(30, 2)) AS balance",
+            r"DECIMAL value with more than 18 digits before the decimal point.*CAST\(\.\.\. AS DOUBLE\)\)$",
+        ),
     ],
 )
 def test_bad_queries_on_mariadb_fail_the_datasource(
@@ -288,6 +293,7 @@ def test_bad_queries_on_mariadb_fail_the_datasource(
 ) -> None:
     message = failed(sql_app, from_rds(sql_app, databases, staging, "rds-bad", query), staging)
     assert re.search(expected, message), message
+    assert "backtrace" not in message.lower()
     assert databases.count(databases.mariadb, "customers") == ROWS
     assert databases.count(databases.mariadb, "audit") == 0
 
@@ -326,6 +332,11 @@ def test_a_mysql_bit_column_converted_as_the_refusal_says_is_binary(
         ("SELECT '{}'::jsonb AS document", "column 'document' has SQL type jsonb"),
         # money arrives as a whole number of cents: 12.34 would have been staged as 1234.
         ("SELECT 12.34::money AS price", r"column 'price' has SQL type money.*price::numeric"),
+        # It made a datasource, and then every model on it was refused for a DataSchema never given.
+        (
+            "SELECT " + ", ".join(f"age AS c{i}" for i in range(1_001)) + " FROM customers WHERE id <= 10",
+            "SelectSqlQuery returns 1,001 columns; a datasource has at most 1,000 attributes",
+        ),
     ],
 )
 def test_bad_queries_on_postgresql_fail_the_datasource(
@@ -357,6 +368,22 @@ def test_wrong_credentials_and_unknown_identifiers_fail_the_datasource(
     )
     assert "InstanceIdentifier 'elsewhere' is not a configured connection" in unknown
     assert "sql_connections" in unknown
+
+
+def test_a_connection_setting_holding_credentials_is_refused_without_showing_them(
+    databases: Databases, staging: Path, tmp_path: Path
+) -> None:
+    # The URL was shown in every message about the connection: a password written into the setting was
+    # told to every user whose datasource failed on it (and the driver's URL had two sets of credentials).
+    connections = {REDSHIFT: "postgresql://postgres:setting-secret-7@127.0.0.1:5432"}
+    app = EmrML(Settings.load(environ={}, home=tmp_path / "home", sql_connections=connections))
+    try:
+        result = from_redshift(app, databases, staging, "redshift-url", "SELECT * FROM no_such_table")
+        message = failed(app, result, staging)
+    finally:
+        app.close()
+    assert "setting-secret-7" not in message
+    assert f"setting sql_connections['{REDSHIFT}'] holds a user name or password" in message
 
 
 def test_passwords_are_encrypted_at_rest_and_a_retry_is_still_safe(

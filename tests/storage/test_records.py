@@ -5,11 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import math
+import tarfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -199,8 +202,14 @@ def test_read_header() -> None:
     assert read_header(io.BytesIO(b""), "f") == []
     assert read_header(io.BytesIO(b'"a,1",b\r\n1,2\n'), "f") == ["a,1", "b"]
     assert read_header(io.BytesIO(b'"multi\nline",b'), "f") == ["multi\nline", "b"]
-    with pytest.raises(DataError, match=r"s3://b/k\.csv: the header line is not valid UTF-8"):
-        read_header(io.BytesIO(b"a,\xff\n1,2\n"), "s3://b/k.csv")
+    # The header of a Windows-1252 file was told "not valid UTF-8 (byte 3)" without the advice its records
+    # get.
+    with pytest.raises(DataError) as refused:
+        read_header(io.BytesIO(b"caf\xe9,y\n1,2\n"), "s3://b/k.csv")
+    assert refused.value.message == (
+        "s3://b/k.csv: the header line is not valid UTF-8 at byte 3 (0xe9: a file in Latin-1 or "
+        "Windows-1252 must be converted, e.g. iconv -f WINDOWS-1252 -t UTF-8)"
+    )
     with pytest.raises(DataError, match=r"f: the header line is 300 bytes \(limit 100\)"):
         read_header(io.BytesIO(b"x" * 300 + b"\n1\n"), "f", max_record_bytes=100)
 
@@ -209,6 +218,22 @@ def test_read_header_names_files_of_another_encoding_or_line_ending() -> None:
     for data in ("a,b\n1,2\n".encode("utf-16"), "a,b\n1,2\n".encode("utf-16-le")):
         with pytest.raises(DataError, match=r"^f: the file looks UTF-16 encoded .*iconv -f UTF-16 -t UTF-8$"):
             read_header(io.BytesIO(data), "f")
+    # Other formats' NUL bytes were taken for UTF-16, with the advice to convert the file with iconv.
+    parquet = io.BytesIO()
+    pq.write_table(pa.table({"a": [1, 2], "y": [0, 1]}), parquet)
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        member = tarfile.TarInfo("data.csv")
+        member.size = 8
+        tar.addfile(member, io.BytesIO(b"a,b\n1,2\n"))
+    for data, kind, advice in [
+        (parquet.getvalue(), "a Parquet file", "export the data as CSV"),
+        (archive.getvalue(), "a tar archive", "extract its files"),
+    ]:
+        with pytest.raises(DataError, match=rf"^f: the file is {kind}, not CSV text: .*; {advice}$"):
+            read_header(io.BytesIO(data), "f")
+    with pytest.raises(DataError, match=r"^f: the file holds binary data \(NUL bytes in its first line\)"):
+        read_header(io.BytesIO(b"a,b\x00\x00\x00\x00c\n1,2,3\n"), "f")
     # Classic Mac OS line endings: no record ever ends, so the header would be the whole file.
     for size in (3, 70_000):
         data = b"a,b\r" + b"1,2\r" * size

@@ -85,6 +85,25 @@ def test_mysql_bytes_are_refused_with_the_conversion_a_bit_column_needs(tmp_path
     assert not (tmp_path / "flags.csv.gz").exists()
 
 
+def test_a_result_wider_than_a_schema_is_refused_before_staging(tmp_path: Path) -> None:
+    # A query of 1,001 columns made a datasource whose every model was then refused ("DataSchema has 1001
+    # attributes"), naming a schema the user never gave.
+    schema = pa.schema([(f"c{i}", pa.int32()) for i in range(1_001)])
+    batch = pa.record_batch([pa.array([1, 0])] * 1_001, schema=schema)
+    with pytest.raises(DataError) as refused:
+        sql.stage(pa.RecordBatchReader.from_batches(schema, [batch]), str(tmp_path / "wide.csv.gz"))
+    assert "SelectSqlQuery returns 1,001 columns; a datasource has at most 1,000 attributes" in str(
+        refused.value
+    )
+    assert not (tmp_path / "wide.csv.gz").exists()
+    staged = sql.stage(
+        pa.RecordBatchReader.from_batches(schema, [batch]),
+        str(tmp_path / "wide.csv.gz"),
+        max_attributes=2_000,
+    )
+    assert len(staged.schema.attributes) == 1_001
+
+
 @pytest.mark.parametrize(
     ("api", "member", "example"),
     [

@@ -500,6 +500,23 @@ def check_first_record(schema: Schema, record: Sequence[str], *, file: str) -> N
         )
 
 
+def _looks_like_a_record(schema: Schema, names: Sequence[str]) -> bool:
+    """Whether a first line (of as many fields as attributes) names no attribute and holds a number under
+    some NUMERIC attribute: a record where a header was expected."""
+    from emrml.core.values import InvalidValue, numeric_value
+
+    if any(name in schema for name in names):
+        return False
+    for name, attribute in zip(names, schema.attributes, strict=True):
+        if attribute.type == AttributeType.NUMERIC and name:
+            try:
+                numeric_value(name)
+            except InvalidValue:
+                continue
+            return True
+    return False
+
+
 def check_header(schema: Schema, header: Sequence[str], *, file: str) -> None:
     """Raise ``DataError`` unless ``file``'s header line names the schema's attributes, in order.
 
@@ -536,13 +553,23 @@ def check_header(schema: Schema, header: Sequence[str], *, file: str) -> None:
         f"; and {len(differences) - 5} more" if len(differences) > 5 else ""
     )
     if sorted(names) == sorted(schema.names):
-        fix = "list the schema's attributes in the header's order (columns map to attributes by position)"
+        fix = (
+            "To fix it, list the schema's attributes in the header's order (columns map to attributes by "
+            "position)"
+        )
+    elif _looks_like_a_record(schema, names):
+        # A file cut out of a larger one (split -l) keeps the header in its first part only.
+        fix = (
+            "The line looks like a record (numbers under NUMERIC attributes, no attribute's name): when "
+            "dataFileContainsHeader is true every file starts with the header line, so add it to this "
+            "file, or remove it from every file and set dataFileContainsHeader to false"
+        )
     else:
         fix = (
-            "give the schema's attributes the header's names, in the header's order, or set "
+            "To fix it, give the schema's attributes the header's names, in the header's order, or set "
             "dataFileContainsHeader to false if the first line is data"
         )
     raise DataError(
         f"file {file} line 1: the header's column names differ from the schema's attribute names: "
-        f"{shown}. To fix it, {fix}"
+        f"{shown}. {fix}"
     )

@@ -79,7 +79,13 @@ def _stage_sql(entity: DataSource, context: JobContext) -> Schema:
     if entity.confined:
         check_job_output(context.settings, entity.data_location, member="S3StagingLocation")
     with confined_writes(context.settings, entity.confined):
-        staged = sql.stage_query(source, spec["SelectSqlQuery"], entity.data_location, context.progress)
+        staged = sql.stage_query(
+            source,
+            spec["SelectSqlQuery"],
+            entity.data_location,
+            context.progress,
+            max_attributes=context.settings.max_attributes,
+        )
     return staged.schema
 
 

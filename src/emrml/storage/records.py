@@ -87,6 +87,12 @@ def read_header(
     header, which reading reports as an invalid record) returns ``[]`` for those two instead.
     """
     head = read_up_to(stream, 64 << 10)
+    other = _other_format(head)
+    if other is not None:
+        advice = "extract its files" if other == "a tar archive" else "export the data as CSV"
+        raise DataError(
+            f"{file}: the file is {other}, not CSV text: emrml reads CSV files, plain or compressed; {advice}"
+        )
     if b"\r" in head and b"\n" not in head:
         # Classic Mac OS (and Excel's "CSV (Macintosh)") ends lines with a lone CR: the file is one line.
         raise DataError(
@@ -106,11 +112,16 @@ def read_header(
         if len(block.starts):
             start, end = int(block.starts[0]), int(block.ends[0])
             line = block.buf[start:end]
-            if line.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in line:
+            if line.startswith((b"\xff\xfe", b"\xfe\xff")) or _utf16_ascii(line):
                 # Excel's "Unicode text" and Windows tools write UTF-16: every other byte of ASCII is NUL.
                 raise DataError(
                     f"{file}: the file looks UTF-16 encoded (a UTF-16 byte-order mark or NUL bytes in its "
                     "first line); emrml reads UTF-8 text: convert it, e.g. iconv -f UTF-16 -t UTF-8"
+                )
+            if b"\x00" in line:
+                raise DataError(
+                    f"{file}: the file holds binary data (NUL bytes in its first line), not CSV text: emrml "
+                    "reads CSV files, plain or compressed"
                 )
             if end - start > max_record_bytes:
                 if not strict:
@@ -123,9 +134,51 @@ def read_header(
             except UnicodeDecodeError as exc:
                 if not strict:
                     return []
-                raise DataError(f"{file}: the header line is not valid UTF-8 (byte {exc.start})") from None
+                raise DataError(
+                    f"{file}: the header line is not valid UTF-8 at byte {exc.start} "
+                    f"{_not_utf8(line[exc.start])}"
+                ) from None
             return next(csv.reader(io.StringIO(text, newline="")), [""])
     return []
+
+
+def _not_utf8(byte: int) -> str:
+    """What to do about a byte that is not UTF-8, in parentheses."""
+    # Such bytes most often come from a file saved as Latin-1 or Windows-1252: say so.
+    return (
+        f"(0x{byte:02x}: a file in Latin-1 or Windows-1252 must be converted, e.g. iconv -f WINDOWS-1252 "
+        "-t UTF-8)"
+    )
+
+
+#: Files users point a datasource at by mistake, by their signature (offset, bytes): told by name, where
+#: their NUL bytes would have them taken for UTF-16 text and the advice to convert them with iconv.
+_OTHER_FORMATS = (
+    (0, b"PAR1", "a Parquet file"),
+    (0, b"ORC", "an ORC file"),
+    (0, b"Obj\x01", "an Avro file"),
+    (0, b"ARROW1", "an Arrow file"),
+    (0, b"SQLite format 3\x00", "an SQLite database"),
+    (0, b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Excel 97-2003 workbook (.xls) or another OLE document"),
+    (0, b"%PDF-", "a PDF document"),
+    (257, b"ustar", "a tar archive"),
+)
+
+
+def _other_format(head: bytes) -> str | None:
+    for offset, signature, name in _OTHER_FORMATS:
+        if head[offset : offset + len(signature)] == signature:
+            return name
+    return None
+
+
+def _utf16_ascii(line: bytes) -> bool:
+    """Whether ``line`` reads as UTF-16 without a byte-order mark: an ASCII character is a NUL byte and
+    the character, so at least half the pairs of bytes (a header is mostly ASCII) have a NUL, all on
+    the same side."""
+    sample = line[:4096]
+    even, odd = sample[0::2].count(0), sample[1::2].count(0)
+    return max(even, odd) * 4 >= len(sample) and min(even, odd) <= max(even, odd) // 10
 
 
 def read_header_again(
@@ -452,10 +505,8 @@ class _BlockParser:
                 if not bad[record]:
                     bad[record] = True
                     start = int(block.starts[record])
-                    # Such bytes most often come from a file saved as Latin-1 or Windows-1252: say so.
                     reasons[record] = (
-                        f"invalid UTF-8 at byte {at - start} of the record (0x{block.buf[at]:02x}: a file in "
-                        "Latin-1 or Windows-1252 must be converted, e.g. iconv -f WINDOWS-1252 -t UTF-8)"
+                        f"invalid UTF-8 at byte {at - start} of the record {_not_utf8(block.buf[at])}"
                     )
                 position = int(block.stops[record])
 

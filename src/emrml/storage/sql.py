@@ -28,7 +28,14 @@ import pyarrow.compute as pc
 from pyarrow import csv
 
 from emrml.core.inference import infer_type
-from emrml.core.schema import MAX_NAME_LENGTH, Attribute, AttributeType, Schema, header_names
+from emrml.core.schema import (
+    DEFAULT_MAX_ATTRIBUTES,
+    MAX_NAME_LENGTH,
+    Attribute,
+    AttributeType,
+    Schema,
+    header_names,
+)
 from emrml.errors import DataError
 from emrml.storage.gzipped import gzip_compressor
 from emrml.storage.locations import atomic_write
@@ -90,6 +97,14 @@ def resolve(
             f"sql_connections maps identifiers to URLs such as {example}; configured: {configured})"
         )
     parts = urlsplit(url)
+    if "@" in parts.netloc:
+        # Every message about the source names its URL, and a FAILED datasource's reaches whoever asked:
+        # a password there would be shown to every user of the connection. Not echoed here either.
+        raise DataError(
+            f"setting sql_connections[{identifier!r}] holds a user name or password (user:password@host): "
+            "a connection URL names the server only, the request's DatabaseCredentials sign in; remove "
+            "them from the setting"
+        )
     if parts.scheme not in SCHEMES[api] or not parts.hostname:
         raise DataError(
             f"setting sql_connections[{identifier!r}] = {url!r}: a {api} connection is "
@@ -132,7 +147,8 @@ def _missing_driver(package: str) -> DataError:
 
 def _clean(error: BaseException) -> str:
     """A driver's error as one line, without stack traces or the driver's wrapping."""
-    text = str(error)
+    # connectorx's errors while reading carry the Rust stack after the message: of no use to the user.
+    text = str(error).split("Stack backtrace:", 1)[0]
     for pattern in (r"ERROR \d+ \([0-9A-Z]+\): [^}]*", r"ERROR:\s+[^\n]*"):
         found = re.search(pattern, text)
         if found:
@@ -145,6 +161,12 @@ def _clean(error: BaseException) -> str:
         text += (
             " (a value the MySQL driver cannot read, such as a zero date or a TIME outside 00:00-24:00: "
             "convert the column in the query, e.g. CAST(... AS CHAR))"
+        )
+    elif "decimal scale is not equal to expected scale" in text:
+        # The driver holds a DECIMAL in 28 digits with 10 after the point: 19 or more before it do not fit.
+        text += (
+            " (a DECIMAL value with more than 18 digits before the decimal point, more than the MySQL driver "
+            "reads: convert the column in the query, e.g. CAST(... AS DOUBLE))"
         )
     elif "MYSQL_TYPE_NULL" in text:
         text += " (a column of NULL literals: give it a type in the query, e.g. CAST(NULL AS CHAR))"
@@ -440,13 +462,26 @@ class _Sample:
         return pa.Table.from_batches(self.batches) if self.batches else None
 
 
-def stage(reader: pa.RecordBatchReader, location: str, progress: Progress | None = None) -> Staged:
-    """Write the rows of ``reader`` to ``location`` as gzip CSV with a header; DataError when there are none.
+def stage(
+    reader: pa.RecordBatchReader,
+    location: str,
+    progress: Progress | None = None,
+    *,
+    max_attributes: int = DEFAULT_MAX_ATTRIBUTES,
+) -> Staged:
+    """Write the rows of ``reader`` to ``location`` as gzip CSV with a header; DataError when there are none,
+    or more columns than a schema may have attributes (``max_attributes``).
 
     The file appears only if every row was written; the schema is inferred from the column types and the
     first rows. Memory holds one batch of the driver's and the CSV text of one slice of it (``SLICE_BYTES``),
     whatever the width of the rows.
     """
+    if len(reader.schema) > max_attributes:
+        # Refused before any row is read: a datasource of it would complete, and every model on it fail.
+        raise DataError(
+            f"SelectSqlQuery returns {len(reader.schema):,} columns; a datasource has at most "
+            f"{max_attributes:,} attributes: select fewer columns"
+        )
     columns = result_columns(reader.schema)
     rows, sample = 0, _Sample()
     # Not pyarrow's gzip stream, which has no compression level.
@@ -476,9 +511,16 @@ def stage(reader: pa.RecordBatchReader, location: str, progress: Progress | None
     return Staged(location, rows, inferred_schema(columns, sample.table()))
 
 
-def stage_query(source: SqlSource, query: str, location: str, progress: Progress | None = None) -> Staged:
+def stage_query(
+    source: SqlSource,
+    query: str,
+    location: str,
+    progress: Progress | None = None,
+    *,
+    max_attributes: int = DEFAULT_MAX_ATTRIBUTES,
+) -> Staged:
     """Run ``query`` on ``source`` read-only and stage its result at ``location``."""
     if progress is not None:
         progress(0.0, f"running SelectSqlQuery on {source.what}")
     with read_query(source, query) as reader:
-        return stage(reader, location, progress)
+        return stage(reader, location, progress, max_attributes=max_attributes)

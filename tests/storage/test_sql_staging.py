@@ -137,3 +137,10 @@ def test_the_conversion_offered_for_a_type_without_an_attribute_type_is_the_data
         with pytest.raises(DataError) as refused:
             sql.stage(reader, str(tmp_path / "typed.csv.gz"))
         assert f"convert it in the query, e.g. {conversion}" in str(refused.value)
+
+
+def test_a_sources_password_is_not_in_its_representation() -> None:
+    # What a log line or a traceback's locals would show of the source.
+    source = sql.resolve({"db": "mysql://db:3306"}, "RDS", "db", "sales", "analyst", "s3cret-Pa55")
+    assert source.password == "s3cret-Pa55"
+    assert "s3cret" not in repr(source) and "'analyst'" in repr(source)

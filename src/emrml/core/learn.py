@@ -56,11 +56,12 @@ Algorithm
   minimum: on the calibration sample in memory when it holds every row, else in at most ``max_passes``
   further passes over the data.
 * **Classification refinement**: a BINARY or MULTICLASS model without L1 minimizes a smooth convex
-  objective too. When the calibration sample holds every row (at most ``CALIBRATION_ROWS``), L-BFGS
-  (``core.logistic_refinement``) takes the kept model to its minimum in memory, in at most
-  ``IN_MEMORY_REFINEMENT_STEPS`` steps: ten passes over a few thousand rows are too few SGD steps, above
-  all for rows in a meaningful order (``shuffle none``). Larger data gets many SGD steps a pass and is not
-  read again, so training time there is unchanged.
+  objective too, which ten passes of SGD over rows in a meaningful order (``shuffle none``) leave far
+  short of. When the calibration sample holds every row (at most ``CALIBRATION_ROWS``), L-BFGS
+  (``core.logistic_refinement``) takes the kept model towards the minimum in memory, for as many steps (at
+  most ``IN_MEMORY_REFINEMENT_STEPS``) as lower the loss of held-back rows: a model SGD brought near the
+  minimum is kept as it is, since the minimum itself may over-fit. Larger data gets many SGD steps a pass
+  and is not read again, so training time there is unchanged.
 * **Model size** (open question 23): a stored feature is estimated at 8 bytes of key plus 8 bytes per
   output (16 bytes for BINARY and REGRESSION). When the non-zero rows of ``W`` exceed
   ``max_model_size``, the rows with the smallest L2 norm are zeroed until the estimate fits.
@@ -342,6 +343,7 @@ class Trainer:
         dense = use_dense(n_features, k, self.sample[0], self.rows_per_step)
         bias = initial_bias(kind, self.sample[1], self.sample[2], k)
         rate, trials = choose_rate(kind, self.sample, bias, params, self.rows_per_step, dense, rng)
+        self.rng = rng
         self.report = TrainingReport(passes=0, rows=0, rows_per_step=self.rows_per_step, learning_rate=rate)
         self.report.learning_rate_trials = trials
         if kind == "REGRESSION":
@@ -403,7 +405,7 @@ class Trainer:
             from emrml.core import logistic_refinement
 
             solution = logistic_refinement.refine(
-                self.kind, self.sample, params.l2, weights, bias_out, IN_MEMORY_REFINEMENT_STEPS
+                self.kind, self.sample, params.l2, weights, bias_out, IN_MEMORY_REFINEMENT_STEPS, self.rng
             )
             weights, bias_out = solution.weights, solution.bias
             report.refinement_objectives = solution.objectives

@@ -343,7 +343,6 @@ class Trainer:
         dense = use_dense(n_features, k, self.sample[0], self.rows_per_step)
         bias = initial_bias(kind, self.sample[1], self.sample[2], k)
         rate, trials = choose_rate(kind, self.sample, bias, params, self.rows_per_step, dense, rng)
-        self.rng = rng
         self.report = TrainingReport(passes=0, rows=0, rows_per_step=self.rows_per_step, learning_rate=rate)
         self.report.learning_rate_trials = trials
         if kind == "REGRESSION":
@@ -405,7 +404,7 @@ class Trainer:
             from emrml.core import logistic_refinement
 
             solution = logistic_refinement.refine(
-                self.kind, self.sample, params.l2, weights, bias_out, IN_MEMORY_REFINEMENT_STEPS, self.rng
+                self.kind, self.sample, params.l2, weights, bias_out, IN_MEMORY_REFINEMENT_STEPS
             )
             weights, bias_out = solution.weights, solution.bias
             report.refinement_objectives = solution.objectives

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from emrml.core.sgd import Batch, losses_and_gradient
+from emrml.core.sgd import Batch, loss_sum, losses_and_gradient
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
@@ -75,18 +75,19 @@ def refine(
     kept = Solution(weights, bias, [], 0)
     start = np.concatenate([np.asarray(weights, dtype=np.float64).ravel(), np.asarray(bias, np.float64)])
     held = np.random.default_rng(HOLDOUT_SEED).random(X.shape[0]) < HOLDOUT_FRACTION
-    fit, scored = ~held, held
-    if not (float(weight[fit].sum()) > 0 and float(weight[scored].sum()) > 0):
+    held_rows = (X[held], y[held], weight[held])
+    held_weight = float(held_rows[2].sum())
+    if not (float(weight[~held].sum()) > 0 and held_weight > 0):
         return kept
-    held_objective = _objective(kind, X[scored], y[scored], weight[scored], 0.0, n, k)
-    losses = [held_objective(start)[0]]
+    losses: list[float] = []
 
     def score(x: np.ndarray) -> None:
-        losses.append(held_objective(x)[0])
+        losses.append(loss_sum(kind, x[: n * k].reshape(n, k), x[n * k :], *held_rows) / held_weight)
         if len(losses) - 1 - int(np.argmin(losses)) >= PATIENCE_STEPS:
-            raise StopIteration
+            raise StopIteration  # ends the search (scipy >= 1.11)
 
-    _minimize(_objective(kind, X[fit], y[fit], weight[fit], l2, n, k), start, max_steps, score)
+    score(start)
+    _minimize(_objective(kind, X[~held], y[~held], weight[~held], l2, n, k), start, max_steps, score)
     steps = int(np.argmin(losses))
     if steps == 0:
         return kept

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from emrml.core.schema import (
-    DEFAULT_MAX_ATTRIBUTES,
+    LIMIT_SETTING,
     Attribute,
     AttributeType,
     Schema,
@@ -109,7 +109,7 @@ def infer_schema(
     target: str | None = None,
     row_id: str | None = None,
     has_header: bool | None = None,
-    max_attributes: int = DEFAULT_MAX_ATTRIBUTES,
+    max_attributes: int | None = None,
 ) -> Schema:
     """Propose a schema from a header and a sample of rows (the caller passes up to ~10,000 rows).
 
@@ -122,6 +122,7 @@ def infer_schema(
     gives it: a tenth of the memory of Python lists of strings, which held 900 MB for 10,000 rows of 1,000
     columns).
     ``has_header`` (default: whether ``columns`` was given) is recorded as ``dataFileContainsHeader``.
+    ``max_attributes`` is the attribute limit (``Settings.max_attributes``), None for none.
 
     Types, per column, from its non-empty values (surrounding whitespace ignored):
 
@@ -154,9 +155,10 @@ def infer_schema(
         width = Counter(len(row) for row in rows).most_common(1)[0][0]
     else:
         raise InvalidInputException("cannot infer a schema: there is no header and no sample row")
-    if width > max_attributes:
+    if max_attributes is not None and width > max_attributes:
         raise InvalidInputException(
-            f"cannot infer a schema: the data has {width} columns; the limit is {max_attributes} attributes"
+            f"cannot infer a schema: the data has {width:,} columns; the limit is {max_attributes:,} "
+            f"attributes ({LIMIT_SETTING})"
         )
     names = header_names(columns) if columns is not None else generated_names(width)
     types = [infer_type(column) for column in _columns_of(rows, width)]
@@ -175,5 +177,5 @@ def infer_schema(
         row_id=row_id,
         has_header=has_header,
     )
-    validate_schema(schema, source="inferred schema", max_attributes=max_attributes)
+    validate_schema(schema, source="inferred schema")
     return schema

@@ -660,6 +660,40 @@ def test_explicit_names_for_headerless_data() -> None:
     assert schema.has_header is False
 
 
+@pytest.mark.parametrize("as_table", [False, True])
+def test_a_header_in_data_said_to_have_none_is_refused(as_table: bool) -> None:
+    # Read as a record, the header's words made every column under them CATEGORICAL.
+    rows = [["age", "job", "y"], ["30", "admin", "0"], ["41", "technician", "1"]]
+    sample = (
+        pa.table({str(i): list(column) for i, column in enumerate(zip(*rows, strict=True))})
+        if as_table
+        else rows
+    )
+    with pytest.raises(InvalidInputException) as info:
+        infer_schema(None, sample)
+    assert "its first record looks like one: its fields are names ('age', 'job', 'y')" in info.value.message
+    assert "column 1 (Var01, 'age' in that line) is NUMERIC below it but CATEGORICAL" in info.value.message
+    assert "Set DataFileContainsHeader to true" in info.value.message
+    assert [a.type for a in infer_schema(None, rows[1:]).attributes] == [N, C, B]
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        ["red", "small", "no"],  # every column holds words: nothing tells a header from a record
+        ["NA", "small", "yes"],  # a missing value, not a name
+        ["3", "small", "no"],  # a number, not a name
+        ["", "small", "no"],  # a blank field, not a name
+    ],
+)
+def test_a_first_record_that_need_not_be_a_header_is_kept(first: list[str]) -> None:
+    rows = [first, ["blue", "large", "yes"], ["green", "small", "no"]]
+    if first[0] != "red":
+        rows[1:] = [["4", "large", "yes"], ["5", "small", "no"]]
+    schema = infer_schema(None, rows)
+    assert schema.has_header is False and len(schema.attributes) == 3
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [

@@ -4,6 +4,7 @@ attribute's type from its values, names from the header (or generated), the targ
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 
@@ -81,6 +82,42 @@ def _all_numeric(trimmed: pa.Array) -> bool:
         return False
     # The pattern admits digit strings too long for a double; those overflow and are invalid.
     return bool(np.isfinite(pc.cast(trimmed, pa.float64()).to_numpy(zero_copy_only=False)).all())
+
+
+def _refuse_a_header_read_as_a_record(
+    values: Sequence[Sequence[str] | pa.ChunkedArray], types: list[AttributeType], names: list[str]
+) -> None:
+    """Raise ``InvalidInputException`` when the first sample row of data said to have no header looks like
+    a header line: every field a name (not blank, not a number, not a missing marker), and some column
+    NUMERIC or BINARY below it but not with it. Taken as a record, its words made every column they
+    spoiled CATEGORICAL (or TEXT), and the datasource then read the header as one more record."""
+    if not values or len(values[0]) < 2:
+        return
+    first = [_first_value(column) for column in values]
+    if not all(_looks_like_a_name(value) for value in first):
+        return
+    for index, (column, kind) in enumerate(zip(values, types, strict=True)):
+        if kind in (AttributeType.NUMERIC, AttributeType.BINARY):
+            continue
+        below = infer_type(column[1:])
+        if below in (AttributeType.NUMERIC, AttributeType.BINARY):
+            raise InvalidInputException(
+                "cannot infer a schema: the data is said to have no header line (DataFileContainsHeader "
+                f"false), but its first record looks like one: its fields are names ({name_listing(first)}), "
+                f"and column {index + 1} ({names[index]}, {first[index]!r} in that line) is {below} below "
+                f"it but {kind} with it. Set "
+                "DataFileContainsHeader to true to take the line as the column names (if it is a record, "
+                "write the schema yourself)"
+            )
+
+
+def _first_value(column: Sequence[str] | pa.ChunkedArray) -> str:
+    value = column[0].as_py() if isinstance(column, pa.ChunkedArray) else column[0]
+    return (value or "").strip()
+
+
+def _looks_like_a_name(value: str) -> bool:
+    return bool(value) and not re.match(NUMBER_PATTERN, value) and value.lower() not in MISSING_MARKERS
 
 
 def _columns_of(
@@ -161,7 +198,10 @@ def infer_schema(
             f"attributes ({LIMIT_SETTING})"
         )
     names = header_names(columns) if columns is not None else generated_names(width)
-    types = [infer_type(column) for column in _columns_of(rows, width)]
+    values = _columns_of(rows, width)
+    types = [infer_type(column) for column in values]
+    if not has_header:
+        _refuse_a_header_read_as_a_record(values, types, names)
     for role, name in (("target", target), ("row_id", row_id)):
         if name is not None and name not in names:
             hint = separator_hint(columns) if columns is not None and len(columns) == 1 else ""

@@ -101,11 +101,11 @@ def _refuse_a_header_read_as_a_record(
             continue
         below = infer_type(column[1:])
         if below in (AttributeType.NUMERIC, AttributeType.BINARY):
+            column_name = f"{names[index]}, {first[index]!r} in that line"
             raise InvalidInputException(
                 "cannot infer a schema: the data is said to have no header line (DataFileContainsHeader "
                 f"false), but its first record looks like one: its fields are names ({name_listing(first)}), "
-                f"and column {index + 1} ({names[index]}, {first[index]!r} in that line) is {below} below "
-                f"it but {kind} with it. Set "
+                f"and column {index + 1} ({column_name}) is {below} below it but {kind} with it. Set "
                 "DataFileContainsHeader to true to take the line as the column names (if it is a record, "
                 "write the schema yourself)"
             )

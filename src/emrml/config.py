@@ -12,6 +12,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emrml.core.schema import DEFAULT_MAX_ATTRIBUTES
 from emrml.errors import InvalidInputException
 
 
@@ -29,7 +30,9 @@ class Settings:
     #: Amazon ML limits (spec section 11); all adjustable.
     max_record_bytes: int = 100 * 1024
     max_invalid_records: int = 10_000
-    max_attributes: int = 1_000
+    #: The schemas users give (requests, schema files, inference, SQL queries) have at most this many
+    #: attributes; stored ones (a datasource's, a model's) load whatever their size (core/schema.py).
+    max_attributes: int = DEFAULT_MAX_ATTRIBUTES
     max_concurrent_jobs: int = 25
     #: A worker that has not reported for this long is presumed dead and its job is retried.
     job_lease_seconds: float = 60.0

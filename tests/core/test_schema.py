@@ -315,11 +315,14 @@ def test_name_longer_than_64_characters() -> None:
 
 def test_too_many_attributes() -> None:
     many = [{"attributeName": f"a{i}", "attributeType": "NUMERIC"} for i in range(1001)]
-    assert rejected(doc(attributes=many)) == "DataSchema has 1001 attributes; the limit is 1000"
-    assert len(parse_schema(doc(attributes=many[:1000])).attributes) == 1000
     assert (
-        rejected(doc(attributes=many[:3]), max_attributes=2) == "DataSchema has 3 attributes; the limit is 2"
+        rejected(doc(attributes=many), max_attributes=1000)
+        == "DataSchema has 1,001 attributes; the limit is 1,000 (the max_attributes setting)"
     )
+    assert len(parse_schema(doc(attributes=many[:1000]), max_attributes=1000).attributes) == 1000
+    assert rejected(doc(attributes=many[:3]), max_attributes=2).startswith("DataSchema has 3 attributes;")
+    # A stored schema, parsed without a limit, loads whatever the limit was when it was accepted.
+    assert len(parse_schema(doc(attributes=many)).attributes) == 1001
 
 
 @pytest.mark.parametrize(
@@ -657,6 +660,40 @@ def test_explicit_names_for_headerless_data() -> None:
     assert schema.has_header is False
 
 
+@pytest.mark.parametrize("as_table", [False, True])
+def test_a_header_in_data_said_to_have_none_is_refused(as_table: bool) -> None:
+    # Read as a record, the header's words made every column under them CATEGORICAL.
+    rows = [["age", "job", "y"], ["30", "admin", "0"], ["41", "technician", "1"]]
+    sample = (
+        pa.table({str(i): list(column) for i, column in enumerate(zip(*rows, strict=True))})
+        if as_table
+        else rows
+    )
+    with pytest.raises(InvalidInputException) as info:
+        infer_schema(None, sample)
+    assert "its first record looks like one: its fields are names ('age', 'job', 'y')" in info.value.message
+    assert "column 1 (Var01, 'age' in that line) is NUMERIC below it but CATEGORICAL" in info.value.message
+    assert "Set DataFileContainsHeader to true" in info.value.message
+    assert [a.type for a in infer_schema(None, rows[1:]).attributes] == [N, C, B]
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        ["red", "small", "no"],  # every column holds words: nothing tells a header from a record
+        ["NA", "small", "yes"],  # a missing value, not a name
+        ["3", "small", "no"],  # a number, not a name
+        ["", "small", "no"],  # a blank field, not a name
+    ],
+)
+def test_a_first_record_that_need_not_be_a_header_is_kept(first: list[str]) -> None:
+    rows = [first, ["blue", "large", "yes"], ["green", "small", "no"]]
+    if first[0] != "red":
+        rows[1:] = [["4", "large", "yes"], ["5", "small", "no"]]
+    schema = infer_schema(None, rows)
+    assert schema.has_header is False and len(schema.attributes) == 3
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [
@@ -679,8 +716,9 @@ def test_explicit_names_for_headerless_data() -> None:
             "cannot infer a schema: none of the 2 sample rows has the header's 2 columns (the first has 1)",
         ),
         (
-            lambda: infer_schema(None, [["1"] * 1001]),
-            "cannot infer a schema: the data has 1001 columns; the limit is 1000 attributes",
+            lambda: infer_schema(None, [["1"] * 1001], max_attributes=1000),
+            "cannot infer a schema: the data has 1,001 columns; the limit is 1,000 attributes "
+            "(the max_attributes setting)",
         ),
         (
             lambda: infer_schema(["a", "b"], [["1", "x"]], target="a", row_id="a"),

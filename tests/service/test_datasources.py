@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import zstandard
 
+from emrml.errors import InvalidInputException
 from emrml.service.app import EmrML
 from emrml.service.metastore import DataSource
 
@@ -306,6 +307,23 @@ def test_infer_schema(app: EmrML, shared_datasets: Path) -> None:
     expected = json.loads((shared_datasets / "bank_marketing" / "data.csv.schema").read_text())
     assert inferred["attributes"] == expected["attributes"]
     assert inferred["targetAttributeName"] == "y" and inferred["dataFileContainsHeader"] is True
+
+
+def test_inferring_a_header_as_a_record_is_refused(app: EmrML, shared_datasets: Path, tmp_path: Path) -> None:
+    data = shared_datasets / "bank_marketing" / "data.csv"
+    request = {"DataLocationS3": str(data), "DataFileContainsHeader": False}
+    with pytest.raises(InvalidInputException) as info:
+        app.call("InferDataSchema", request)
+    assert "its first record looks like one: its fields are names ('age', 'job'" in info.value.message
+    assert "Set DataFileContainsHeader to true" in info.value.message
+    # The same records without their header line are data: the names are generated, the types inferred.
+    with data.open() as lines:
+        next(lines)
+        headerless = write(tmp_path / "headerless.csv", "".join(next(lines) for _ in range(50)))
+    request["DataLocationS3"] = str(headerless)
+    inferred = json.loads(app.call("InferDataSchema", request)["DataSchema"])
+    assert inferred["dataFileContainsHeader"] is False
+    assert inferred["attributes"][0] == {"attributeName": "Var01", "attributeType": "NUMERIC"}
 
 
 def test_statistics_stored_with_overflowed_figures_read_as_null(app: EmrML, tmp_path: Path) -> None:

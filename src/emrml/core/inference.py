@@ -4,6 +4,7 @@ attribute's type from its values, names from the header (or generated), the targ
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 
@@ -12,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from emrml.core.schema import (
-    DEFAULT_MAX_ATTRIBUTES,
+    LIMIT_SETTING,
     Attribute,
     AttributeType,
     Schema,
@@ -83,6 +84,42 @@ def _all_numeric(trimmed: pa.Array) -> bool:
     return bool(np.isfinite(pc.cast(trimmed, pa.float64()).to_numpy(zero_copy_only=False)).all())
 
 
+def _refuse_a_header_read_as_a_record(
+    values: Sequence[Sequence[str] | pa.ChunkedArray], types: list[AttributeType], names: list[str]
+) -> None:
+    """Raise ``InvalidInputException`` when the first sample row of data said to have no header looks like
+    a header line: every field a name (not blank, not a number, not a missing marker), and some column
+    NUMERIC or BINARY below it but not with it. Taken as a record, its words made every column they
+    spoiled CATEGORICAL (or TEXT), and the datasource then read the header as one more record."""
+    if not values or len(values[0]) < 2:
+        return
+    first = [_first_value(column) for column in values]
+    if not all(_looks_like_a_name(value) for value in first):
+        return
+    for index, (column, kind) in enumerate(zip(values, types, strict=True)):
+        if kind in (AttributeType.NUMERIC, AttributeType.BINARY):
+            continue
+        below = infer_type(column[1:])
+        if below in (AttributeType.NUMERIC, AttributeType.BINARY):
+            column_name = f"{names[index]}, {first[index]!r} in that line"
+            raise InvalidInputException(
+                "cannot infer a schema: the data is said to have no header line (DataFileContainsHeader "
+                f"false), but its first record looks like one: its fields are names ({name_listing(first)}), "
+                f"and column {index + 1} ({column_name}) is {below} below it but {kind} with it. Set "
+                "DataFileContainsHeader to true to take the line as the column names (if it is a record, "
+                "write the schema yourself)"
+            )
+
+
+def _first_value(column: Sequence[str] | pa.ChunkedArray) -> str:
+    value = column[0].as_py() if isinstance(column, pa.ChunkedArray) else column[0]
+    return (value or "").strip()
+
+
+def _looks_like_a_name(value: str) -> bool:
+    return bool(value) and not re.match(NUMBER_PATTERN, value) and value.lower() not in MISSING_MARKERS
+
+
 def _columns_of(
     rows: Sequence[Sequence[str]] | pa.Table, width: int
 ) -> Sequence[Sequence[str] | pa.ChunkedArray]:
@@ -109,7 +146,7 @@ def infer_schema(
     target: str | None = None,
     row_id: str | None = None,
     has_header: bool | None = None,
-    max_attributes: int = DEFAULT_MAX_ATTRIBUTES,
+    max_attributes: int | None = None,
 ) -> Schema:
     """Propose a schema from a header and a sample of rows (the caller passes up to ~10,000 rows).
 
@@ -122,6 +159,7 @@ def infer_schema(
     gives it: a tenth of the memory of Python lists of strings, which held 900 MB for 10,000 rows of 1,000
     columns).
     ``has_header`` (default: whether ``columns`` was given) is recorded as ``dataFileContainsHeader``.
+    ``max_attributes`` is the attribute limit (``Settings.max_attributes``), None for none.
 
     Types, per column, from its non-empty values (surrounding whitespace ignored):
 
@@ -154,12 +192,16 @@ def infer_schema(
         width = Counter(len(row) for row in rows).most_common(1)[0][0]
     else:
         raise InvalidInputException("cannot infer a schema: there is no header and no sample row")
-    if width > max_attributes:
+    if max_attributes is not None and width > max_attributes:
         raise InvalidInputException(
-            f"cannot infer a schema: the data has {width} columns; the limit is {max_attributes} attributes"
+            f"cannot infer a schema: the data has {width:,} columns; the limit is {max_attributes:,} "
+            f"attributes ({LIMIT_SETTING})"
         )
     names = header_names(columns) if columns is not None else generated_names(width)
-    types = [infer_type(column) for column in _columns_of(rows, width)]
+    values = _columns_of(rows, width)
+    types = [infer_type(column) for column in values]
+    if not has_header:
+        _refuse_a_header_read_as_a_record(values, types, names)
     for role, name in (("target", target), ("row_id", row_id)):
         if name is not None and name not in names:
             hint = separator_hint(columns) if columns is not None and len(columns) == 1 else ""
@@ -175,5 +217,5 @@ def infer_schema(
         row_id=row_id,
         has_header=has_header,
     )
-    validate_schema(schema, source="inferred schema", max_attributes=max_attributes)
+    validate_schema(schema, source="inferred schema")
     return schema

@@ -22,8 +22,10 @@ from emrml.errors import DataError, InvalidInputException
 
 #: Longest attribute name, in characters (spec 5.2).
 MAX_NAME_LENGTH = 64
-#: Default attribute limit per schema (spec 11); ``Settings.max_attributes`` overrides it.
+#: Amazon ML's attribute limit per schema (spec 11): the default of ``Settings.max_attributes``.
 DEFAULT_MAX_ATTRIBUTES = 1000
+#: What an error about the limit points to: it is adjustable, and those who meet it may raise it.
+LIMIT_SETTING = "the max_attributes setting"
 
 
 class AttributeType(StrEnum):
@@ -128,13 +130,16 @@ class _DuplicateKeyError(Exception):
         self.key = key
 
 
-def parse_schema(
-    text: str, *, source: str = "DataSchema", max_attributes: int = DEFAULT_MAX_ATTRIBUTES
-) -> Schema:
+def parse_schema(text: str, *, source: str = "DataSchema", max_attributes: int | None = None) -> Schema:
     """Parse and validate a data schema JSON document (spec 5.2).
 
-    ``source`` starts every error message (e.g. the schema file's location); ``max_attributes`` is the
-    attribute limit (spec 11). Absent ``version``/``dataFormat`` default to ``"1.0"``/``"CSV"``, absent
+    ``source`` starts every error message (e.g. the schema file's location). ``max_attributes`` is the
+    attribute limit (spec 11, ``Settings.max_attributes``), given by the code that receives a schema from a
+    user (a request, a schema file, an inference, a SQL query); a stored schema (a datasource's, a
+    model's) was checked when it was accepted, and is parsed without one: a model trained under a higher
+    limit still loads after the setting is lowered.
+
+    Absent ``version``/``dataFormat`` default to ``"1.0"``/``"CSV"``, absent
     ``dataFileContainsHeader`` to false; absent or null ``rowId``/``rowWeight``/``targetAttributeName``
     mean unset and absent or null ``excludedAttributeNames`` means none. The API Reference's key aliases
     are accepted; any other key is an error. Raises ``InvalidInputException``.
@@ -157,11 +162,10 @@ def parse_schema(
     return schema
 
 
-def validate_schema(
-    schema: Schema, *, source: str = "DataSchema", max_attributes: int = DEFAULT_MAX_ATTRIBUTES
-) -> None:
+def validate_schema(schema: Schema, *, source: str = "DataSchema", max_attributes: int | None = None) -> None:
     """Check the rules a parsed or hand-built ``Schema`` must obey; raise ``InvalidInputException``.
 
+    ``max_attributes``: as for :func:`parse_schema`.
     Names: non-blank, at most 64 characters, unique. Roles: ``target``, ``row_id``, ``row_weight`` and every
     ``excluded`` entry name an attribute; excluded names are listed once; the row weight is NUMERIC; the
     target is not TEXT and is not also the row id, row weight or excluded; the row id is not the row weight.
@@ -287,7 +291,9 @@ def _parse_header_flag(value: object, source: str) -> bool:
     raise InvalidInputException(f"{source} dataFileContainsHeader must be true or false, got {_show(value)}")
 
 
-def _parse_attributes(top: Mapping[str, object], source: str, max_attributes: int) -> tuple[Attribute, ...]:
+def _parse_attributes(
+    top: Mapping[str, object], source: str, max_attributes: int | None
+) -> tuple[Attribute, ...]:
     if "attributes" not in top:
         raise InvalidInputException(f"{source} is missing attributes (one entry per CSV column)")
     entries = top["attributes"]
@@ -353,9 +359,11 @@ def _parse_excluded(top: Mapping[str, object], source: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _check_attribute_count(count: int, source: str, max_attributes: int) -> None:
-    if count > max_attributes:
-        raise InvalidInputException(f"{source} has {count} attributes; the limit is {max_attributes}")
+def _check_attribute_count(count: int, source: str, max_attributes: int | None) -> None:
+    if max_attributes is not None and count > max_attributes:
+        raise InvalidInputException(
+            f"{source} has {count:,} attributes; the limit is {max_attributes:,} ({LIMIT_SETTING})"
+        )
 
 
 def json_type(value: object) -> str:

@@ -338,7 +338,14 @@ def infer_location_schema(
     for index, file in enumerate(files):
         header, rows, bad = _sample_file(file, has_header, settings, sample_rows)
         if rows is not None:
-            schema = infer_schema(header, rows, target=target, row_id=row_id, has_header=has_header)
+            schema = infer_schema(
+                header,
+                rows,
+                target=target,
+                row_id=row_id,
+                has_header=has_header,
+                max_attributes=settings.max_attributes,
+            )
             return _target_looked_for_further(schema, rows, files[index:], settings)
         invalid.extend(bad)
     if invalid:

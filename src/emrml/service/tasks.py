@@ -43,13 +43,15 @@ def read_sample(settings: Settings, data_source_id: str) -> pa.Table:
         return reader.read_all()
 
 
-def _datasource_schema(entity: Any, inferred: Schema | None = None) -> Schema:
+def _datasource_schema(entity: Any, settings: Settings, inferred: Schema | None = None) -> Schema:
     """The schema from DataSchema, DataSchemaLocationS3 (DataSchemaUri), else ``inferred`` (a SQL query's,
-    from its column types), else ``<data>.schema`` (spec open question 6)."""
+    from its column types), else ``<data>.schema`` (spec open question 6). The user gave it: the
+    ``max_attributes`` setting applies."""
     request = json.loads(entity.request)
     spec = request.get("DataSpec") or request.get("RDSData") or {}
+    limit = settings.max_attributes
     if spec.get("DataSchema"):
-        return parse_schema(spec["DataSchema"], source="DataSchema")
+        return parse_schema(spec["DataSchema"], source="DataSchema", max_attributes=limit)
     location = spec.get("DataSchemaLocationS3") or spec.get("DataSchemaUri")
     if not location:
         if inferred is not None:
@@ -59,7 +61,8 @@ def _datasource_schema(entity: Any, inferred: Schema | None = None) -> Schema:
             raise InvalidInputException(
                 f"no DataSchema was given and there is no schema file {location} beside the data"
             )
-    return parse_schema(read_text(location, what="DataSchemaLocationS3"), source=f"schema file {location}")
+    text = read_text(location, what="DataSchemaLocationS3")
+    return parse_schema(text, source=f"schema file {location}", max_attributes=limit)
 
 
 def _stage_sql(entity: DataSource, context: JobContext) -> Schema:
@@ -122,7 +125,7 @@ def _build(context: JobContext, entity: DataSource) -> dict[str, Any]:
         def progress(fraction: float, message: str | None) -> None:
             context.progress(0.5 + fraction / 2, message)
 
-    schema = _datasource_schema(entity, inferred)
+    schema = _datasource_schema(entity, context.settings, inferred)
     build = build_datasource
     spark = spark_of(context)
     if spark is not None:

@@ -92,9 +92,10 @@ def test_a_result_wider_than_a_schema_is_refused_before_staging(tmp_path: Path) 
     batch = pa.record_batch([pa.array([1, 0])] * 1_001, schema=schema)
     with pytest.raises(DataError) as refused:
         sql.stage(pa.RecordBatchReader.from_batches(schema, [batch]), str(tmp_path / "wide.csv.gz"))
-    assert "SelectSqlQuery returns 1,001 columns; a datasource has at most 1,000 attributes" in str(
-        refused.value
-    )
+    assert (
+        "SelectSqlQuery returns 1,001 columns; a datasource has at most 1,000 attributes "
+        "(the max_attributes setting)"
+    ) in str(refused.value)
     assert not (tmp_path / "wide.csv.gz").exists()
     staged = sql.stage(
         pa.RecordBatchReader.from_batches(schema, [batch]),

@@ -481,7 +481,7 @@ def stage(
         # Refused before any row is read: a datasource of it would complete, and every model on it fail.
         raise DataError(
             f"SelectSqlQuery returns {len(reader.schema):,} columns; a datasource has at most "
-            f"{max_attributes:,} attributes: select fewer columns"
+            f"{max_attributes:,} attributes (the max_attributes setting): select fewer columns"
         )
     columns = result_columns(reader.schema)
     rows, sample = 0, _Sample()

@@ -118,8 +118,12 @@ def test_a_user_who_may_list_models_only_gets_them_on_the_home_and_jobs_pages(
         access.delete_group("model-listers")
 
 
-def test_a_capacity_plan_refused_for_its_permission_is_a_403(nobody: Any) -> None:
+def test_the_capacity_planner_says_who_may_not_plan_and_refuses_with_a_403(nobody: Any, admin: Any) -> None:
+    form = nobody.get("/console/capacity")
+    note = re.search(r'<p class="hint" id="refused-note">([^<]*)</p>', form.text)
+    assert form.status_code == 200 and note and "machinelearning:PlanCapacity" in note.group(1)
+    assert 'disabled aria-describedby="refused-note">Plan</button>' in form.text
+    assert 'id="refused-note"' not in admin.get("/console/capacity").text
     refused = nobody.get("/console/capacity?nodes=3&disk=800GB&data=1TB&format=json")
-    assert (
-        refused.status_code == 403 and "machinelearning:PlanCapacity" in refused.json()["Errors"]["general"]
-    )
+    assert refused.status_code == 403
+    assert "machinelearning:PlanCapacity" in refused.json()["Errors"]["general"]

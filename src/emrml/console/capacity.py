@@ -45,6 +45,14 @@ def capacity(visit: Visit) -> View:
                 # A user who may not plan is refused (403), not told its values are wrong.
                 refused = isinstance(exc, AccessDeniedException)
     lines = plan_lines(data["Plan"]) if "Plan" in data else []
-    extra = {"form": form, "errors": errors, "lines": lines, "codecs": CODECS}
+    # The planner is offered disabled, saying why, to a user it would refuse (no planning permission).
+    may = visit.console.service.access.may(visit.user, "machinelearning:PlanCapacity")
+    extra = {
+        "form": form,
+        "errors": errors,
+        "lines": lines,
+        "codecs": CODECS,
+        "refused": {} if may else {"PlanCapacity": "plan a cluster"},
+    }
     status = 403 if refused else 400 if errors else 200
     return View("capacity.html", data, status=status, extra=extra)

@@ -194,3 +194,26 @@ def test_a_job_added_to_an_open_jobs_page_links_only_what_the_reader_may_open(
         assert row.locator("a").count() == 0
         assert row.locator("td").first.inner_text() == f"late unreadable {NOTE}"
         check_accessibility(page, axe_source)
+
+
+def test_a_model_is_shown_to_who_may_read_it_but_not_list_evaluations(installation: Installation) -> None:
+    """Reading a model is not listing evaluations: its page shows the model, saying why no evaluations are
+    listed (and the twin says so), rather than refusing the whole page."""
+    service, access = installation.service, installation.service.access
+    access.create_group("model-only")
+    grant = {"Effect": "Allow", "Action": ["machinelearning:GetMLModel*"], "Resource": f"mlmodel/{MODEL}"}
+    access.add_statement("model-only", grant)
+    Identities(service.sessions, installation.home).create_user("mia-model", ("model-only",))
+    Logins(service.sessions).set_password("mia-model", "mia-password-1")
+    try:
+        with TestClient(create_app(service), follow_redirects=False) as client:
+            assert log_in(client, "mia-model", "mia-password-1").status_code == 303
+            shown = client.get(f"/console/models/{MODEL}")
+            assert shown.status_code == 200 and 'id="evaluations-refused"' in shown.text
+            assert "machinelearning:DescribeEvaluations" in shown.text
+            twin = client.get(f"/console/models/{MODEL}?format=json").json()
+            assert twin["Evaluations"] == []
+            assert twin["EvaluationsRefused"] == "machinelearning:DescribeEvaluations"
+    finally:
+        access.delete_user("mia-model")
+        access.delete_group("model-only")

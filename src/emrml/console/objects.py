@@ -199,20 +199,25 @@ def model(visit: Visit) -> View:
     model_id = visit.params["entity_id"]
     described = visit.call("GetMLModel", {"MLModelId": model_id, "Verbose": True})
     insights = visit.call("GetMLModelInsights", {"MLModelId": model_id})
-    listed = visit.call(
-        "DescribeEvaluations",
-        {"FilterVariable": "MLModelId", "EQ": model_id, "Limit": MODEL_EVALUATIONS, "SortOrder": "dsc"},
-    )
+    access = visit.console.service.access
+    # Reading a model is not listing evaluations: who may not list them gets the model, saying so.
+    lists_evaluations = access.may(visit.user, "machinelearning:DescribeEvaluations")
+    listed: dict[str, Any] = {"Results": []}
+    if lists_evaluations:
+        listed = visit.call(
+            "DescribeEvaluations",
+            {"FilterVariable": "MLModelId", "EQ": model_id, "Limit": MODEL_EVALUATIONS, "SortOrder": "dsc"},
+        )
     data = {"GetMLModel": described, "GetMLModelInsights": insights, "Evaluations": listed["Results"]}
+    if not lists_evaluations:
+        data["EvaluationsRefused"] = "machinelearning:DescribeEvaluations"
     extra = {
         "more_evaluations": bool(listed.get("NextToken")),
         "recipe": described.get("Recipe"),
         "links": _links(visit, "MLModel", model_id),
         "refused": _refused(visit, MODEL_ACTIONS, {"MLModelId": model_id}),
         "readable": readable(visit, _named("Evaluation", listed["Results"], described)),
-        "lists_batch_predictions": visit.console.service.access.may(
-            visit.user, "machinelearning:DescribeBatchPredictions"
-        ),
+        "lists_batch_predictions": access.may(visit.user, "machinelearning:DescribeBatchPredictions"),
     }
     return View("model.html", data, extra=extra)
 

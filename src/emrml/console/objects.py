@@ -168,11 +168,12 @@ def list_page(path: str):
 
 def home(visit: Visit) -> View:
     """The latest objects of each kind and what to do next."""
+    kinds = {kind.path: kind for kind in listable(visit)}
     recent = {
         kind.kind: visit.call(
             kind.describe, {"Limit": 5, "SortOrder": "dsc", "FilterVariable": "CreatedAt", "GE": "0"}
         )["Results"]
-        for kind in listable(visit)
+        for kind in kinds.values()
     }
     from emrml.console.samples import SAMPLES, may_run
 
@@ -180,7 +181,6 @@ def home(visit: Visit) -> View:
     # A sample is a datasource split, a model and its evaluation: offered to who may train a model on it.
     samples = SAMPLES if "MLModel" in offered and may_run(visit) else {}
     shown = [reference for kind, items in recent.items() for reference in _named(kind, items)]
-    kinds = {kind.path: kind for kind in listable(visit)}
     extra = {"kinds": kinds, "samples": samples, "offered": offered, "readable": readable(visit, shown)}
     return View("home.html", {"Recent": recent}, extra=extra)
 
@@ -235,7 +235,7 @@ def evaluation(visit: Visit, threshold: float | None = None) -> View:
         "links": _links(visit, "Evaluation", evaluation_id),
         "saved": "saved" in visit.query,
         "refused": _refused(visit, THRESHOLD_ACTIONS, {"MLModelId": described.get("MLModelId")}),
-        "readable": readable(visit, _named("Evaluation", [], described)),
+        "readable": readable(visit, referred(described)),
     }
     if insights.get("MLModelType") == "BINARY" and "thresholdTable" in metrics:
         chosen = insights.get("ScoreThreshold", metrics.get("threshold", 0.5))

@@ -112,6 +112,49 @@ def test_describe_lists_only_what_get_allows_whatever_the_case_of_the_ids(settin
         app.close()
 
 
+def test_readable_answers_as_get_would_for_every_id_at_once(settings: Settings) -> None:
+    """``Access.readable`` (the console's links) agrees with ``allowed`` on GetDataSource for each id: a
+    resource pattern (case-sensitive), an Owner self grant, a Deny, and an id that does not exist."""
+    app = EmrML(settings)
+    try:
+        access = app.access
+        access.create_user("dora", ())
+        access.create_group("team")
+        access.add_member("team", "dora")
+        statements = [
+            {"Effect": "Allow", "Action": ["GetDataSource"], "Resource": ["datasource/secret-*"]},
+            {"Effect": "Allow", "Action": ["GetDataSource", "CreateDataSourceFromS3"], "Owner": "self"},
+            {"Effect": "Allow", "Action": ["storage:Read"], "Resource": ["*"]},
+            {"Effect": "Deny", "Action": ["GetDataSource"], "Resource": ["datasource/secret-denied"]},
+        ]
+        for statement in statements:
+            access.add_statement("team", statement)
+        caller = f"arn:aws:iam::{app.settings.account_id}:user/dora"
+        schema = json.dumps(
+            {
+                "version": "1.0",
+                "dataFormat": "CSV",
+                "attributes": [{"attributeName": "a", "attributeType": "NUMERIC"}],
+            }
+        )
+        created = {"SECRET-ds": None, "secret-ds": None, "secret-denied": None, "other-ds": None}
+        created["dora-ds"] = caller
+        for entity_id, creator in created.items():
+            spec = {"DataLocationS3": f"/srv/{entity_id}.csv", "DataSchema": schema}
+            app.call("CreateDataSourceFromS3", {"DataSourceId": entity_id, "DataSpec": spec}, caller=creator)
+        ids = [*created, "unknown-ds"]
+        assert access.readable(caller, "DataSource", ids) == {"secret-ds", "dora-ds"}
+        existing = {i for i in ids if i in created}
+        assert {i for i in existing if access.allowed(caller, "GetDataSource", {"DataSourceId": i})} == {
+            "secret-ds",
+            "dora-ds",
+        }
+        assert access.readable(None, "DataSource", ids) == existing  # the root reads everything there is
+        assert access.readable(caller, "DataSource", []) == set()
+    finally:
+        app.close()
+
+
 def test_the_schema_beside_the_data_needs_its_own_storage_grant(settings: Settings, tmp_path: Path) -> None:
     # A datasource given no schema reads <data>.schema (or <folder>/.schema): its job read that file for
     # a caller whose grant covered only the data, so a schema the caller may not read was used and shown

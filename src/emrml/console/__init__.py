@@ -91,7 +91,9 @@ def _shared_endpoint(console: Console) -> Callable[[Request], Any]:
             if status == "DELETED":
                 return None
             view.data.pop("Evaluations", None)
-            view.extra.update(shared=True, links=[])
+            view.data.pop("EvaluationsRefused", None)
+            # The page names other objects by id only: a share link opens that one page.
+            view.extra.update(shared=True, links=[], readable=None)
             return view
 
         view = await run_in_threadpool(load)

@@ -8,7 +8,6 @@ beside the form field it concerns.
 from __future__ import annotations
 
 import json
-import math
 import re
 import secrets
 import time
@@ -18,7 +17,9 @@ from starlette.responses import Response
 
 from emrml.console.app import View, Visit
 from emrml.console.choices import choices
+from emrml.console.numbers import decimal, whole
 from emrml.console.objects import refused_create
+from emrml.console.thresholds import threshold_error, typed_threshold
 from emrml.core.schema import record_fields
 from emrml.errors import (
     AccessDeniedException,
@@ -177,11 +178,8 @@ def _create_step(visit: Visit) -> View | Response:
     rearrangement = None
     check_name(form["name"], errors)
     if form["split"] in ("train", "evaluate"):
-        try:
-            percent = int(form["percent"])
-            if not 1 <= percent <= 99:
-                raise ValueError
-        except ValueError:
+        percent = whole(form["percent"])
+        if percent is None or not 1 <= percent <= 99:
             errors["percent"] = (
                 f"The training share is a whole percentage from 1 to 99 (got {form['percent']!r})."
             )
@@ -328,17 +326,14 @@ def default_model(visit: Visit, location: str, schema: str, model_type: str, lab
 def _custom_model(visit: Visit, form: dict[str, Any], errors: dict[str, str]) -> str | None:
     parameters: dict[str, str] = {"sgd.shuffleType": form["shuffle"]}
     checks = (
-        ("passes", "sgd.maxPasses", int, 1, 100, "a whole number of passes from 1 to 100"),
-        ("l1", "sgd.l1RegularizationAmount", float, 0.0, 1.0, "a number from 0 to 1"),
-        ("l2", "sgd.l2RegularizationAmount", float, 0.0, 1.0, "a number from 0 to 1"),
-        ("size", "sgd.maxMLModelSizeInBytes", float, 0.1, 2048, "a size in MiB from 0.1 to 2048"),
+        ("passes", "sgd.maxPasses", whole, 1, 100, "a whole number of passes from 1 to 100"),
+        ("l1", "sgd.l1RegularizationAmount", decimal, 0.0, 1.0, "a number from 0 to 1"),
+        ("l2", "sgd.l2RegularizationAmount", decimal, 0.0, 1.0, "a number from 0 to 1"),
+        ("size", "sgd.maxMLModelSizeInBytes", decimal, 0.1, 2048, "a size in MiB from 0.1 to 2048"),
     )
-    for field, key, kind, low, high, says in checks:
-        try:
-            value = kind(form[field])
-            if not (math.isfinite(value) and low <= value <= high):
-                raise ValueError
-        except (ValueError, OverflowError):  # OverflowError: a whole number too large for a float
+    for field, key, read, low, high, says in checks:
+        value = read(form[field])
+        if value is None or not low <= value <= high:
             errors[field] = f"Give {says} (got {form[field]!r})."
             continue
         parameters[key] = str(int(value * 1024 * 1024)) if field == "size" else str(value)
@@ -393,14 +388,11 @@ def save_threshold(visit: Visit) -> View | Response:
     """UpdateMLModel's ScoreThreshold; back to the evaluation it was chosen on."""
     model_id = visit.params["entity_id"]
     back = visit.field("evaluation")
-    text = visit.field("threshold").strip()
+    text = visit.field("threshold")
     tried, status = None, 400
-    try:
-        threshold = float(text)
-        if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
-            raise ValueError
-    except ValueError:
-        error = f"The threshold is a number from 0 to 1 (got {text!r})."
+    threshold = typed_threshold(text)
+    if threshold is None:
+        error = threshold_error(text)
     else:
         tried = threshold
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from emrml.console.app import View, Visit
-from emrml.console.objects import KINDS, STATUSES
+from emrml.console.objects import STATUSES, listable, readable
 
 #: Most recent objects read per kind; the page shows the newest of all kinds together.
 JOBS_PER_KIND = 50
@@ -36,7 +36,8 @@ def streams(visit: Visit, status: str) -> list[dict[str, Any]]:
 def jobs(visit: Visit) -> View:
     query = visit.query
     status = query.get("status", "")
-    chosen = [kind for kind in KINDS.values() if query.get("kind", "") in ("", kind.kind)]
+    kinds = {kind.path: kind for kind in listable(visit)}
+    chosen = [kind for kind in kinds.values() if query.get("kind", "") in ("", kind.kind)]
     if status and status not in STATUSES:
         chosen = []  # a stream's status (RUNNING, STOPPED...): no job has it
     rows: list[dict[str, Any]] = []
@@ -68,8 +69,19 @@ def jobs(visit: Visit) -> View:
     rows.sort(key=lambda row: row["CreatedAt"] or 0, reverse=True)
     # Older jobs than these exist: the page says so, and each kind's list pages through all of them.
     more = more or len(rows) > JOBS_PER_KIND * 2
-    extra = {"query": query, "statuses": STATUSES, "kinds": KINDS, "stream_kind": STREAMS, "more": more}
-    data: dict[str, Any] = {"Jobs": rows[: JOBS_PER_KIND * 2], "OlderJobs": more}
+    rows = rows[: JOBS_PER_KIND * 2]
+    extra = {"query": query, "statuses": STATUSES, "kinds": kinds, "stream_kind": STREAMS, "more": more}
+    data: dict[str, Any] = {"Jobs": rows, "OlderJobs": more}
     if query.get("kind", "") in ("", STREAMS):
         data["Streams"] = streams(visit, status)
+    # A job's object may be listed to a user who may not open it: its row then names it without a link
+    # (the twin's Readable, for the rows the page's script adds).
+    shown = readable(
+        visit,
+        [(row["Kind"], row["Id"]) for row in rows]
+        + [("MLModel", stream["MLModelId"]) for stream in data.get("Streams", [])],
+    )
+    for row in rows:
+        row["Readable"] = f"{row['Path']}/{row['Id']}" in shown
+    extra["readable"] = shown
     return View("jobs.html", data, extra=extra)

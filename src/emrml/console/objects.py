@@ -7,13 +7,14 @@ object (and the insights behind its charts).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from emrml.console.app import View, Visit
 from emrml.console.choices import choices
 from emrml.console.paging import pager
-from emrml.console.thresholds import at_threshold
+from emrml.console.thresholds import at_threshold, threshold_error, typed_threshold
 from emrml.errors import InvalidInputException
 
 PAGE_SIZE = 25
@@ -72,12 +73,26 @@ KINDS = {
     )
 }
 BY_KIND = {kind.kind: kind for kind in KINDS.values()}
+#: The members naming another object, by the kind of what they name (a list's columns, a page's fields).
+REFERENCES = {
+    "MLModelId": "MLModel",
+    "TrainingDataSourceId": "DataSource",
+    "EvaluationDataSourceId": "DataSource",
+    "BatchPredictionDataSourceId": "DataSource",
+}
 
 
 #: How many of its newest evaluations a model's page lists; the evaluations list (``?model=``) has them all.
 MODEL_EVALUATIONS = 20
 #: The kinds whose list filters by model (``?model=``: a model page's "All evaluations of this model").
 BY_MODEL = ("Evaluation", "BatchPrediction")
+
+
+def listable(visit: Visit) -> list[Kind]:
+    """The kinds the user may list (``Describe*``): the home and jobs pages show those, so that a user who
+    may list some kinds (or none: a predictor) is not refused the whole page."""
+    access = visit.console.service.access
+    return [kind for kind in KINDS.values() if access.may(visit.user, f"machinelearning:{kind.describe}")]
 
 
 def describe_request(query: dict[str, str], by_model: bool = False) -> dict[str, Any]:
@@ -143,6 +158,8 @@ def list_page(path: str):
             "notice": data.get("Notice", ""),
             "offered": creatable(visit),
             "model": model,
+            "references": {member: BY_KIND[REFERENCES[member]].path for member in REFERENCES},
+            "readable": readable(visit, [("MLModel", model), *_named(kind.kind, result["Results"])]),
         }
         return View("list.html", data, extra=extra)
 
@@ -151,18 +168,20 @@ def list_page(path: str):
 
 def home(visit: Visit) -> View:
     """The latest objects of each kind and what to do next."""
+    kinds = {kind.path: kind for kind in listable(visit)}
     recent = {
         kind.kind: visit.call(
             kind.describe, {"Limit": 5, "SortOrder": "dsc", "FilterVariable": "CreatedAt", "GE": "0"}
         )["Results"]
-        for kind in KINDS.values()
+        for kind in kinds.values()
     }
     from emrml.console.samples import SAMPLES, may_run
 
     offered = creatable(visit)
     # A sample is a datasource split, a model and its evaluation: offered to who may train a model on it.
     samples = SAMPLES if "MLModel" in offered and may_run(visit) else {}
-    extra = {"kinds": KINDS, "samples": samples, "offered": offered}
+    shown = [reference for kind, items in recent.items() for reference in _named(kind, items)]
+    extra = {"kinds": kinds, "samples": samples, "offered": offered, "readable": readable(visit, shown)}
     return View("home.html", {"Recent": recent}, extra=extra)
 
 
@@ -180,16 +199,25 @@ def model(visit: Visit) -> View:
     model_id = visit.params["entity_id"]
     described = visit.call("GetMLModel", {"MLModelId": model_id, "Verbose": True})
     insights = visit.call("GetMLModelInsights", {"MLModelId": model_id})
-    listed = visit.call(
-        "DescribeEvaluations",
-        {"FilterVariable": "MLModelId", "EQ": model_id, "Limit": MODEL_EVALUATIONS, "SortOrder": "dsc"},
-    )
+    access = visit.console.service.access
+    # Reading a model is not listing evaluations: who may not list them gets the model, saying so.
+    lists_evaluations = access.may(visit.user, "machinelearning:DescribeEvaluations")
+    listed: dict[str, Any] = {"Results": []}
+    if lists_evaluations:
+        listed = visit.call(
+            "DescribeEvaluations",
+            {"FilterVariable": "MLModelId", "EQ": model_id, "Limit": MODEL_EVALUATIONS, "SortOrder": "dsc"},
+        )
     data = {"GetMLModel": described, "GetMLModelInsights": insights, "Evaluations": listed["Results"]}
+    if not lists_evaluations:
+        data["EvaluationsRefused"] = "machinelearning:DescribeEvaluations"
     extra = {
         "more_evaluations": bool(listed.get("NextToken")),
         "recipe": described.get("Recipe"),
         "links": _links(visit, "MLModel", model_id),
         "refused": _refused(visit, MODEL_ACTIONS, {"MLModelId": model_id}),
+        "readable": readable(visit, _named("Evaluation", listed["Results"], described)),
+        "lists_batch_predictions": access.may(visit.user, "machinelearning:DescribeBatchPredictions"),
     }
     return View("model.html", data, extra=extra)
 
@@ -207,6 +235,7 @@ def evaluation(visit: Visit, threshold: float | None = None) -> View:
         "links": _links(visit, "Evaluation", evaluation_id),
         "saved": "saved" in visit.query,
         "refused": _refused(visit, THRESHOLD_ACTIONS, {"MLModelId": described.get("MLModelId")}),
+        "readable": readable(visit, referred(described)),
     }
     if insights.get("MLModelType") == "BINARY" and "thresholdTable" in metrics:
         chosen = insights.get("ScoreThreshold", metrics.get("threshold", 0.5))
@@ -214,14 +243,13 @@ def evaluation(visit: Visit, threshold: float | None = None) -> View:
         if threshold is not None:
             chosen = threshold
         elif asked is not None:
-            try:
-                chosen = float(asked)
-                if not 0.0 <= chosen <= 1.0:
-                    raise ValueError
-            except ValueError:
-                extra["errors"] = {"threshold": f"The threshold is a number from 0 to 1 (got {asked!r})."}
+            typed = typed_threshold(asked)
+            if typed is None:
+                extra["errors"] = {"threshold": threshold_error(asked)}
                 extra["threshold_text"] = asked
                 chosen = insights.get("ScoreThreshold", 0.5)
+            else:
+                chosen = typed
         data["AtThreshold"] = at_threshold(metrics, chosen)
     return View("evaluation.html", data, 400 if extra.get("errors") else 200, extra=extra)
 
@@ -281,6 +309,39 @@ def _refused(visit: Visit, actions: dict[str, str], request: dict[str, Any]) -> 
     }
 
 
+def readable(visit: Visit, references: Iterable[tuple[str, Any]]) -> set[str]:
+    """The console paths (``models/ml-1``) of those ``references`` (kind, id) the user may open: a page
+    links another object only then, else shows its id as text (the template's ``ref``). One query per
+    kind, however many rows the page has."""
+    wanted: dict[str, set[str]] = {}
+    for kind, object_id in references:
+        if isinstance(object_id, str) and object_id:
+            wanted.setdefault(kind, set()).add(object_id)
+    access = visit.console.service.access
+    return {
+        f"{BY_KIND[kind].path}/{object_id}"
+        for kind, ids in wanted.items()
+        for object_id in access.readable(visit.arn, kind, ids)
+    }
+
+
+def _named(kind: str, items: Iterable[dict[str, Any]], *referring: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The objects ``items`` (of ``kind``) are, and those they and ``referring`` name (``REFERENCES``),
+    as ``readable`` takes them."""
+    named: list[tuple[str, Any]] = []
+    for item in items:
+        named.append((kind, item.get(BY_KIND[kind].id_member)))
+        named.extend(referred(item))
+    for item in referring:
+        named.extend(referred(item))
+    return named
+
+
+def referred(item: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The objects ``item`` names (``REFERENCES``), as ``readable`` takes them."""
+    return [(target, item.get(member)) for member, target in REFERENCES.items() if item.get(member)]
+
+
 def _links(visit: Visit, kind: str, object_id: str) -> list[Any]:
     return [link for link in visit.console.logins.links(kind, object_id) if link.revoked_at is None]
 
@@ -305,4 +366,6 @@ def compare(visit: Visit) -> View:
         insights = visit.call("GetEvaluationInsights", {"EvaluationId": evaluation_id})
         sides.append({"GetEvaluation": described, "GetEvaluationInsights": insights})
     offered = choices(visit, "Evaluation", *chosen)
-    return View("compare.html", {"Evaluations": sides}, extra={"choices": offered, "chosen": chosen})
+    shown = readable(visit, _named("Evaluation", [side["GetEvaluation"] for side in sides]))
+    extra = {"choices": offered, "chosen": chosen, "readable": shown}
+    return View("compare.html", {"Evaluations": sides}, extra=extra)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from emrml.console.numbers import decimal
+
 
 def at_threshold(metrics: dict[str, Any], threshold: float) -> dict[str, Any]:
     """The counts and rates at the stored cut-off nearest ``threshold`` (0 ≤ threshold ≤ 1)."""
@@ -34,3 +36,14 @@ def at_threshold(metrics: dict[str, Any], threshold: float) -> dict[str, Any]:
         **{key: row[key] for key in ("accuracy", "precision", "recall", "falsePositiveRate", "f1")},
         "predictedPositiveRate": row["predictedPositiveRate"],
     }
+
+
+def typed_threshold(text: str) -> float | None:
+    """A threshold typed into a form or a query (``numbers.decimal``, from 0 to 1), or None."""
+    value = decimal(text)
+    return value if value is not None and 0.0 <= value <= 1.0 else None
+
+
+def threshold_error(text: str) -> str:
+    """The threshold field's message for ``text`` that ``typed_threshold`` refused."""
+    return f"The threshold is a number from 0 to 1 (got {text!r})."

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -221,6 +221,22 @@ class Access:
         except AccessDeniedException:
             return False
         return True
+
+    def readable(self, caller: str | None, kind: str, ids: Iterable[str]) -> set[str]:
+        """Those of ``ids`` (of ``kind``) that exist and that ``caller`` may read (``Get<kind>``), in one
+        query: the console links a page's references only to what its reader may open."""
+        wanted = set(ids)
+        if not wanted:
+            return set()
+        table = TABLES[kind]
+        query = select(table.id).where(table.id.in_(wanted))
+        if caller is not None and user_name_of(caller) is not None:
+            policy = self.policy(caller)
+            query = query.where(
+                policy.visible(f"machinelearning:Get{kind}", kind, table.id, table.created_by)
+            )
+        with self.sessions() as session:
+            return set(session.scalars(query))
 
     def check_predict(self, caller: str, model_id: str, owner: str) -> None:
         """Predict's check, on the hot path: a remembered policy and decision (about a microsecond)."""

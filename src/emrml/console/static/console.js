@@ -29,10 +29,23 @@
   function jobRow(table, job) {
     var row = document.createElement("tr");
     row.setAttribute("data-id", job.Kind + "/" + job.Id);
-    var link = document.createElement("a");
-    link.href = table.getAttribute("data-base") + job.Path + "/" + encodeURIComponent(job.Id);
-    link.textContent = job.Name || job.Id;
-    cell(row).appendChild(link);
+    var named = cell(row);
+    if (job.Readable) {
+      var link = document.createElement("a");
+      link.href = table.getAttribute("data-base") + job.Path + "/" + encodeURIComponent(job.Id);
+      link.textContent = job.Name || job.Id;
+      named.appendChild(link);
+    } else {
+      // An object the user may list but not open: its name or id, as the template names it.
+      var code = document.createElement(job.Name ? "span" : "code");
+      code.textContent = job.Name || job.Id;
+      var note = document.createElement("small");
+      note.className = "unreadable";
+      note.textContent = "(you may not open it)";
+      named.appendChild(code);
+      named.appendChild(document.createTextNode(" "));
+      named.appendChild(note);
+    }
     cell(row).textContent = job.Kind;
     cell(row, "Status");
     var progress = document.createElement("progress");

@@ -1,0 +1,219 @@
+"""A page naming another object (an evaluation's model and data, a model's evaluations, a batch
+prediction's model, a list's or the jobs page's rows) links it only when the reader may open it; else it
+names it as text, saying so, rather than leading to a refusal."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from console_helpers import DATASOURCE, EVALUATION, MODEL, Installation, Served, log_in
+from starlette.testclient import TestClient
+from test_browser import check_accessibility
+
+from emrml.samples import bank_sample_schema
+from emrml.service.identity import Identities
+from emrml.service.logins import Logins
+from emrml.web.server import create_app
+
+NOTE = "(you may not open it)"
+BATCH = "bp-references"
+
+
+@contextlib.contextmanager
+def _granted(installation: Installation, name: str, readable: list[str]) -> Iterator[str]:
+    """The user ``name`` (its password yielded), who may list everything but read (Get*) only
+    ``readable``."""
+    service, access = installation.service, installation.service.access
+    group = f"{name}-group"
+    Identities(service.sessions, installation.home).create_user(name, ())
+    Logins(service.sessions).set_password(name, f"{name}-password-1")
+    access.create_group(group)
+    access.add_statement(group, {"Effect": "Allow", "Action": ["machinelearning:Describe*"], "Resource": "*"})
+    access.add_statement(group, {"Effect": "Allow", "Action": ["machinelearning:Get*"], "Resource": readable})
+    access.add_member(group, name)
+    try:
+        yield f"{name}-password-1"
+    finally:
+        access.delete_group(group)
+        access.delete_user(name)
+
+
+def _reader(installation: Installation, name: str, readable: list[str]) -> Iterator[Any]:
+    """A client logged in as ``name`` (``_granted``)."""
+    app = create_app(installation.service)
+    with (
+        _granted(installation, name, readable) as password,
+        TestClient(app, follow_redirects=False) as client,
+    ):
+        assert log_in(client, name, password).status_code == 303
+        yield client
+
+
+@pytest.fixture
+def evaluation_reader(installation: Installation) -> Iterator[Any]:
+    """May read evaluations and batch predictions, not models or datasources."""
+    yield from _reader(installation, "eve-reader", ["evaluation/*", "batchprediction/*"])
+
+
+@pytest.fixture
+def model_reader(installation: Installation) -> Iterator[Any]:
+    """May read models and datasources, not evaluations."""
+    yield from _reader(installation, "mo-reader", ["mlmodel/*", "datasource/*"])
+
+
+@pytest.fixture(scope="module")
+def batch(installation: Installation) -> str:
+    service = installation.service
+    request = {
+        "BatchPredictionId": BATCH,
+        "MLModelId": MODEL,
+        "BatchPredictionDataSourceId": f"{DATASOURCE}-eval",
+        "OutputUri": f"{installation.home / 'data' / 'references-out'}/",
+    }
+    service.call("CreateBatchPrediction", request)
+    assert service.wait("BatchPrediction", BATCH)["Status"] == "COMPLETED"
+    return BATCH
+
+
+def _links(html: str) -> set[str]:
+    return set(re.findall(r'href="(/console/[^"?]+)"', html))
+
+
+def test_an_evaluations_model_and_data_are_links_only_for_who_may_open_them(
+    evaluation_reader: Any, admin: Any
+) -> None:
+    path = f"/console/evaluations/{EVALUATION}"
+    shown = evaluation_reader.get(path)
+    assert shown.status_code == 200
+    assert f"/console/models/{MODEL}" not in _links(shown.text)
+    assert f"/console/datasources/{DATASOURCE}-eval" not in _links(shown.text)
+    assert f"<code>{MODEL}</code> <small" in shown.text and NOTE in shown.text
+    assert evaluation_reader.get(f"/console/models/{MODEL}").status_code == 403  # what the link led to
+    offered = admin.get(path).text
+    assert {f"/console/models/{MODEL}", f"/console/datasources/{DATASOURCE}-eval"} <= _links(offered)
+    assert NOTE not in offered
+
+
+def test_a_batch_predictions_model_and_data_are_links_only_for_who_may_open_them(
+    evaluation_reader: Any, admin: Any, batch: str
+) -> None:
+    path = f"/console/batch-predictions/{batch}"
+    shown = evaluation_reader.get(path)
+    assert shown.status_code == 200
+    assert not {f"/console/models/{MODEL}", f"/console/datasources/{DATASOURCE}-eval"} & _links(shown.text)
+    assert shown.text.count(NOTE) == 2
+    offered = admin.get(path).text
+    assert {f"/console/models/{MODEL}", f"/console/datasources/{DATASOURCE}-eval"} <= _links(offered)
+
+
+def test_a_models_evaluations_are_links_only_for_who_may_open_them(model_reader: Any, admin: Any) -> None:
+    path = f"/console/models/{MODEL}"
+    shown = model_reader.get(path)
+    assert shown.status_code == 200
+    assert f"/console/evaluations/{EVALUATION}" not in _links(shown.text)
+    assert f"/console/datasources/{DATASOURCE}" in _links(shown.text)  # its training data, readable
+    assert NOTE in shown.text
+    assert f"/console/evaluations/{EVALUATION}" in _links(admin.get(path).text)
+
+
+def test_list_rows_and_their_columns_link_only_what_the_reader_may_open(evaluation_reader: Any) -> None:
+    listed = evaluation_reader.get("/console/evaluations")
+    links = _links(listed.text)
+    assert f"/console/evaluations/{EVALUATION}" in links
+    assert not [link for link in links if link.startswith(("/console/models/", "/console/datasources/"))]
+    models = evaluation_reader.get("/console/models")
+    assert MODEL in models.text and f"/console/models/{MODEL}" not in _links(models.text)
+    by_model = evaluation_reader.get(f"/console/evaluations?model={MODEL}")
+    assert by_model.status_code == 200 and f"/console/models/{MODEL}" not in _links(by_model.text)
+
+
+def test_the_home_and_jobs_pages_link_only_what_the_reader_may_open(evaluation_reader: Any) -> None:
+    recent = evaluation_reader.get("/console/?format=json").json()["Recent"]
+    jobs = evaluation_reader.get("/console/jobs?format=json").json()["Jobs"]
+    for path, evaluation, model in (
+        ("/console/", recent["Evaluation"][0]["EvaluationId"], recent["MLModel"][0]["MLModelId"]),
+        (
+            "/console/jobs",
+            *(next(j["Id"] for j in jobs if j["Kind"] == kind) for kind in ("Evaluation", "MLModel")),
+        ),
+    ):
+        shown = evaluation_reader.get(path)
+        links = _links(shown.text)
+        assert shown.status_code == 200 and f"/console/evaluations/{evaluation}" in links, path
+        assert f"/console/models/{model}" not in links and NOTE in shown.text, path
+    # The twin says which rows link, for the rows its script adds to a page left open.
+    assert {job["Readable"] for job in jobs if job["Kind"] == "Evaluation"} == {True}
+    assert {job["Readable"] for job in jobs if job["Kind"] == "MLModel"} == {False}
+
+
+def test_a_share_links_page_names_other_objects_without_links_or_notes(
+    admin: Any, installation: Installation
+) -> None:
+    page = admin.get(f"/console/evaluations/{EVALUATION}")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token
+    created = admin.post(
+        "/console/share",
+        data={"csrf_token": token.group(1), "kind": "Evaluation", "object_id": EVALUATION},
+    )
+    url = re.search(r'value="(http[^"]+/console/shared/[^"]+)"', created.text)
+    assert url
+    with TestClient(create_app(installation.service), follow_redirects=False) as outsider:
+        shown = outsider.get(url.group(1)[url.group(1).index("/console/") :])
+    assert shown.status_code == 200 and MODEL in shown.text
+    assert f"/console/models/{MODEL}" not in _links(shown.text) and NOTE not in shown.text
+
+
+def test_a_job_added_to_an_open_jobs_page_links_only_what_the_reader_may_open(
+    page: Any, served: Served, axe_source: str
+) -> None:
+    """The jobs page's script adds the rows of jobs created since it loaded as the template writes them:
+    one whose object the reader may list but not open is named without a link."""
+    installation = served.installation
+    with _granted(installation, "jo-watcher", ["evaluation/*"]) as password:
+        page.goto(served.url + "/console/login")
+        page.fill("#username", "jo-watcher")
+        page.fill("#password", password)
+        page.press("#password", "Enter")
+        page.wait_for_url(served.url + "/console/")
+        page.goto(f"{served.url}/console/jobs?kind=DataSource")
+        page.evaluate("() => { window.sameDocument = true; }")
+        source_id = "ds-references-late"
+        spec = {"DataLocationS3": str(installation.sample), "DataSchema": bank_sample_schema().to_json()}
+        installation.service.call(
+            "CreateDataSourceFromS3",
+            {"DataSourceId": source_id, "DataSourceName": "late unreadable", "DataSpec": spec},
+        )
+        row = page.locator(f'tr[data-id="DataSource/{source_id}"]')
+        row.wait_for(timeout=10_000)
+        assert page.evaluate("() => window.sameDocument") is True
+        assert row.locator("a").count() == 0
+        assert row.locator("td").first.inner_text() == f"late unreadable {NOTE}"
+        check_accessibility(page, axe_source)
+
+
+def test_a_model_is_shown_to_who_may_read_it_but_not_list_evaluations(installation: Installation) -> None:
+    """Reading a model is not listing evaluations: its page shows the model, saying why no evaluations are
+    listed (and the twin says so), rather than refusing the whole page."""
+    service, access = installation.service, installation.service.access
+    access.create_group("model-only")
+    grant = {"Effect": "Allow", "Action": ["machinelearning:GetMLModel*"], "Resource": f"mlmodel/{MODEL}"}
+    access.add_statement("model-only", grant)
+    Identities(service.sessions, installation.home).create_user("mia-model", ("model-only",))
+    Logins(service.sessions).set_password("mia-model", "mia-password-1")
+    try:
+        with TestClient(create_app(service), follow_redirects=False) as client:
+            assert log_in(client, "mia-model", "mia-password-1").status_code == 303
+            shown = client.get(f"/console/models/{MODEL}")
+            assert shown.status_code == 200 and 'id="evaluations-refused"' in shown.text
+            assert "machinelearning:DescribeEvaluations" in shown.text
+            twin = client.get(f"/console/models/{MODEL}?format=json").json()
+            assert twin["Evaluations"] == []
+            assert twin["EvaluationsRefused"] == "machinelearning:DescribeEvaluations"
+    finally:
+        access.delete_user("mia-model")
+        access.delete_group("model-only")

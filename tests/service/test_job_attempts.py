@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_jobs import _pending_bank, _pending_batch_prediction
@@ -68,6 +69,93 @@ def test_a_given_up_attempt_still_running_keeps_to_its_own_temporary_folder(
         "bp-two.manifest",
         "result",
     ]
+
+
+def _stale_attempt_ends_after_the_next_completes(
+    app: EmrML, tag: str, held: threading.Event, done: threading.Event
+) -> None:
+    """Attempt 1 of ``bp-<tag>`` runs on a thread until it sets ``held`` (from a hook of the test's) and
+    waits there for ``done``; the runner gives it up, attempt 2 runs to COMPLETED, and only then (``done``)
+    does attempt 1 go on to its end. (Both attempts run on threads of the test, as ``serve --engine spark``
+    runs jobs.)"""
+    from emrml.service.worker import run_job_in_this_process
+
+    entity_id = f"bp-{tag}"
+    first = app.jobs.claim("BatchPrediction", entity_id)
+    stale = threading.Thread(
+        target=run_job_in_this_process,
+        args=(app.settings, "BatchPrediction", entity_id, first),
+        kwargs={"worker": False},
+        name="attempt-1",
+    )
+    stale.start()
+    try:
+        assert held.wait(120)
+        assert app.jobs._retry_or_fail("BatchPrediction", entity_id, first, "the worker stopped responding")
+        second = app.jobs.claim("BatchPrediction", entity_id)
+        assert second == first + 1
+        run_job_in_this_process(app.settings, "BatchPrediction", entity_id, second, worker=False)
+        completed = app.call("GetBatchPrediction", {"BatchPredictionId": entity_id})
+        assert completed["Status"] == "COMPLETED", completed.get("Message")
+    finally:
+        done.set()
+        stale.join(120)
+    assert not stale.is_alive()
+
+
+def _output(out: Path) -> list[str]:
+    return sorted(path.name for path in out.rglob("*"))
+
+
+def test_a_given_up_attempt_that_publishes_late_leaves_the_next_attempts_output_alone(
+    app: EmrML, shared_datasets: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attempt 1 is given up as it publishes its results (its worker stuck on a slow disk or upload, its
+    heartbeats lost), and attempt 2 completes the job. Attempt 1 then goes on: it must not
+    write its manifest over attempt 2's, nor remove, as it stops, the results and manifest that are then
+    attempt 2's (a COMPLETED batch prediction without its output)."""
+    from emrml.engine import batch
+
+    out = tmp_path / "out"
+    _pending_batch_prediction(app, "late", out, shared_datasets)
+    publish_file = batch.publish_file
+    held, done = threading.Event(), threading.Event()
+
+    def slow_when_stale(source: str, target: str) -> None:
+        publish_file(source, target)
+        if threading.current_thread().name == "attempt-1":
+            held.set()
+            assert done.wait(120)
+
+    monkeypatch.setattr(batch, "publish_file", slow_when_stale)
+    _stale_attempt_ends_after_the_next_completes(app, "late", held, done)
+    assert app.call("GetBatchPrediction", {"BatchPredictionId": "bp-late"})["Status"] == "COMPLETED"
+    assert _output(out) == ["batch-prediction", "bp-late-data.csv.gz", "bp-late.manifest", "result"]
+
+
+def test_a_given_up_attempt_that_starts_its_scoring_late_keeps_the_next_attempts_manifest(
+    app: EmrML, shared_datasets: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attempt 1 is given up before its scoring starts (its worker slow to start, its heartbeats lost), and
+    attempt 2 completes the job. Attempt 1's scoring then starts, which removes the manifest an earlier
+    attempt may have left: not the manifest of attempt 2, which tells readers its results are complete."""
+    from emrml.service import tasks
+
+    out = tmp_path / "out"
+    _pending_batch_prediction(app, "slow", out, shared_datasets)
+    datasource_data = tasks._datasource_data
+    held, done = threading.Event(), threading.Event()
+
+    def slow_when_stale(source: Any) -> Any:
+        if threading.current_thread().name == "attempt-1":
+            held.set()
+            assert done.wait(120)
+        return datasource_data(source)
+
+    monkeypatch.setattr(tasks, "_datasource_data", slow_when_stale)
+    _stale_attempt_ends_after_the_next_completes(app, "slow", held, done)
+    assert app.call("GetBatchPrediction", {"BatchPredictionId": "bp-slow"})["Status"] == "COMPLETED"
+    assert _output(out) == ["batch-prediction", "bp-slow-data.csv.gz", "bp-slow.manifest", "result"]
 
 
 def test_a_job_given_up_by_its_runner_keeps_how_far_it_got_as_a_failed_job_does(

@@ -196,3 +196,38 @@ def test_a_job_given_up_by_its_runner_keeps_how_far_it_got_as_a_failed_job_does(
     never = app.call("GetMLModel", {"MLModelId": "ml-never"})
     assert never["Status"] == "FAILED" and "Progress" not in never
     app.close()
+
+
+def test_a_failed_job_queued_again_gets_new_attempt_numbers_and_its_tries_anew(
+    settings: Settings, shared_datasets: Path
+) -> None:
+    """A pipeline re-run queues a FAILED job again (``requeue_failed``): its tries start anew, but its
+    attempts get numbers it never had, so that a worker of its first run still alive (given up, its
+    heartbeats lost) cannot record its outcome over the re-run's."""
+    from emrml.service import worker
+
+    app = EmrML(Settings(**{**settings.__dict__, "job_max_attempts": 2}))
+    _pending_bank(app, "ds-again", shared_datasets)
+    first = app.jobs.claim("DataSource", "ds-again")
+    stale = worker.JobContext(app.settings, "DataSource", "ds-again", app.sessions, first)
+    assert app.jobs._retry_or_fail("DataSource", "ds-again", first, "the worker stopped responding")
+    second = app.jobs.claim("DataSource", "ds-again")
+    assert app.jobs._retry_or_fail("DataSource", "ds-again", second, "the worker process died")
+    failed = app.call("GetDataSource", {"DataSourceId": "ds-again"})
+    assert failed["Status"] == "FAILED" and "on attempt 2 of 2; giving up" in failed["Message"]
+
+    assert app.jobs.requeue_failed("DataSource", "ds-again")
+    third = app.jobs.claim("DataSource", "ds-again")
+    assert third not in (first, second)
+    assert not stale.write(status="COMPLETED", message=None)  # the first run's worker records nothing
+    assert app.jobs._retry_or_fail("DataSource", "ds-again", third, "the worker process died")
+    retried = app.call("GetDataSource", {"DataSourceId": "ds-again"})
+    assert (
+        retried["Status"] == "PENDING" and "on attempt 1 of 2; the job will be retried" in retried["Message"]
+    )
+    fourth = app.jobs.claim("DataSource", "ds-again")
+    worker.run_job_in_this_process(app.settings, "DataSource", "ds-again", fourth, worker=False)
+    completed = app.call("GetDataSource", {"DataSourceId": "ds-again"})
+    assert completed["Status"] == "COMPLETED", completed.get("Message")
+    assert completed["NumberOfFiles"] == 1
+    app.close()

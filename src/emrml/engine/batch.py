@@ -506,9 +506,9 @@ def batch_predict(
     prefix = output_prefix(output_uri)
     scratch = _scratch(prefix, settings, batch_prediction_id, attempt)
     try:
-        # What earlier attempts left (killed, they ran no cleanup code), and an interrupted run of this
-        # attempt's number (``JobRunner.interrupt`` queues it again under it): a later attempt's folder is
-        # not touched, should this attempt be one given up whose worker still runs.
+        # What earlier attempts left (killed, they ran no cleanup code; a folder of this attempt's number
+        # only from a version that numbered attempts anew after a server's stop): a later attempt's folder
+        # is not touched, should this attempt be one given up whose worker still runs.
         for number, folder in _attempt_folders(prefix, settings, batch_prediction_id).items():
             if number <= attempt:
                 shutil.rmtree(folder, ignore_errors=True)

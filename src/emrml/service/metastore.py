@@ -61,12 +61,17 @@ class Entity:
     compute_time: Mapped[int | None] = mapped_column(BigInteger)
     #: The Create request as canonical JSON: a repeated Create with other parameters is a mismatch.
     request: Mapped[str] = mapped_column(Text)
-    # Job bookkeeping: fraction done, the worker holding the job, its last sign of life, tries so far.
+    # Job bookkeeping: fraction done, the worker holding the job, its last sign of life.
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     progress_message: Mapped[str | None] = mapped_column(Text)
     worker: Mapped[str | None] = mapped_column(String(128))
     heartbeat_at: Mapped[float | None] = mapped_column(Float)
+    #: The number of the job's latest attempt: it only grows (every write of a worker is fenced by it, and
+    #: a batch prediction's temporaries are named after it).
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: Tries since the job was last queued as new, for ``Settings.job_max_attempts``: a FAILED job queued
+    #: again starts anew, and a try interrupted by a server's stop does not count.
+    tries: Mapped[int] = mapped_column(Integer, default=0)
     #: Created by a request through ``emrml serve``: the job reads local files only inside the data roots
     #: (``service.confinement``), checking each file again as it opens it.
     confined: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

@@ -293,10 +293,29 @@ def open_engine(url: str) -> Engine:
         ) from None
 
 
+#: PostgreSQL's SQLSTATE disk_full. Not out_of_memory (53200): the server short of memory for a moment is
+#: no want of room that freeing disk space mends, and its message must not say it is.
+_POSTGRESQL_DISK_FULL = "53100"
+#: MySQL and MariaDB: ER_DISK_FULL (1021), and ER_RECORD_FILE_FULL (1114, "The table is full": its disk
+#: full, its tablespace or a MEMORY table past its size limit).
+_MYSQL_NO_ROOM = {1021, 1114}
+
+
 def is_full(exc: BaseException) -> bool:
-    """Whether a metastore statement failed for want of room: SQLite's "database or disk is full" (its disk
-    is full, or the file past a size limit). The statement's transaction is rolled back whole."""
-    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    """Whether a metastore statement failed for want of room: its disk is full, or the database (a file, a
+    table) past a size limit. The statement's transaction is rolled back whole."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    error = exc.orig
+    if getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return True
+    # psycopg names it ``sqlstate``, psycopg2 ``pgcode``.
+    if _POSTGRESQL_DISK_FULL in (getattr(error, "sqlstate", None), getattr(error, "pgcode", None)):
+        return True
+    # The MySQL drivers (PyMySQL, mysqlclient) give (error number, message); the others' first argument is
+    # their message.
+    arguments = getattr(error, "args", ())
+    return bool(arguments) and type(arguments[0]) is int and arguments[0] in _MYSQL_NO_ROOM
 
 
 @functools.cache

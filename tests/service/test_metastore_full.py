@@ -200,6 +200,52 @@ def test_a_heartbeat_the_metastore_refused_is_tried_again(
     app.close()
 
 
+#: A trigger refusing a datasource's outcome as large as its statistics, with the error the database
+#: sends when it has no room (provoking a disk really full is not cheap).
+_NO_ROOM_FOR_STATISTICS = {
+    "postgresql": [
+        """CREATE FUNCTION no_room() RETURNS trigger AS $$ BEGIN
+            IF length(NEW.statistics) > 1000 THEN
+                RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full';
+            END IF;
+            RETURN NEW;
+        END $$ LANGUAGE plpgsql""",
+        "CREATE TRIGGER no_room BEFORE UPDATE ON data_sources FOR EACH ROW EXECUTE FUNCTION no_room()",
+    ],
+    "mysql": [
+        """CREATE TRIGGER no_room BEFORE UPDATE ON data_sources FOR EACH ROW BEGIN
+            IF LENGTH(NEW.statistics) > 1000 THEN
+                SIGNAL SQLSTATE 'HY000' SET MYSQL_ERRNO = 1114, MESSAGE_TEXT = 'The table is full';
+            END IF;
+        END"""
+    ],
+}
+
+
+@pytest.mark.parametrize("metastore_url", ["postgresql", "mariadb"], indirect=True)
+def test_a_job_whose_results_do_not_fit_in_a_database_server_metastore_fails_naming_it(
+    app: EmrML, shared_datasets: Path
+) -> None:
+    """As on SQLite: a PostgreSQL or MariaDB metastore with no room for the job's outcome fails the job with
+    the message naming the metastore, not an internal error."""
+    from sqlalchemy.engine import make_url
+
+    _pending_bank(app, "ds-full", shared_datasets)
+    with app.engine.begin() as connection:
+        for statement in _NO_ROOM_FOR_STATISTICS[app.engine.dialect.name]:
+            connection.exec_driver_sql(statement)
+    _run_in_process(app, "ds-full")
+    failed = app.call("GetDataSource", {"DataSourceId": "ds-full"})
+    where = make_url(app.settings.database_url).render_as_string(hide_password=True)
+    assert failed["Status"] == "FAILED"
+    assert failed["Message"] == (
+        f"Reading the data and computing its statistics failed: the metastore ({where}) is full: the disk "
+        "it is on is full or past a size limit; free some space and run it again"
+    )
+    assert "TotalRecordCount" not in failed
+    assert not (app.settings.home / "datasources" / "ds-full.sample.arrow").exists()
+
+
 def _error(connection: Connection, statement: str) -> DBAPIError:
     """The error the database answers ``statement`` with, through its real driver."""
     with pytest.raises(DBAPIError) as raised:

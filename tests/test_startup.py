@@ -220,14 +220,16 @@ def test_passwords_stored_in_clear_by_earlier_versions_are_sealed_by_the_migrati
     }
     sessions = metastore.session_factory(engine)
     try:
-        with sessions() as session, session.begin():
+        # Rows as that version wrote them: into its table, which lacks the columns added since.
+        with engine.begin() as connection:
+            table = sqlalchemy.Table("data_sources", sqlalchemy.MetaData(), autoload_with=connection)
             for entity_id, (operation, request) in earlier.items():
                 metadata = {"rds_metadata" if "RDS" in operation else "redshift_metadata": "{}"}
-                session.add(
-                    metastore.DataSource(
+                connection.execute(
+                    table.insert().values(
                         id=entity_id, status="COMPLETED", created_by="root", created_at=1.0,
                         last_updated_at=1.0, request=canonical(request), data_location="s3://b/k",
-                        **metadata,
+                        progress=0.0, attempts=0, compute_statistics=False, **metadata,
                     )
                 )  # fmt: skip
         metastore.migrate(engine, tmp_path)
@@ -355,3 +357,29 @@ def _worker_passes(home: Path, endpoint: str, check: str, process: str = "comman
         timeout=120,
     )
     return result.stdout.split()[-1] == "0"
+
+
+def test_a_job_running_as_the_metastore_is_upgraded_keeps_its_tries(tmp_path: Path) -> None:
+    """0012 counts a job's tries apart from its attempt numbers: a job claimed twice before the upgrade has
+    had two tries (``job_max_attempts`` counts them)."""
+    engine = metastore.open_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    config = Config()
+    config.set_main_option("script_location", str(metastore.MIGRATIONS))
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0011")  # a metastore of the last version before 0012
+            table = sqlalchemy.Table("data_sources", sqlalchemy.MetaData(), autoload_with=connection)
+            connection.execute(
+                table.insert().values(
+                    id="ds-running", status="INPROGRESS", created_by="root", created_at=1.0,
+                    last_updated_at=1.0, request="{}", data_location="s3://b/k", progress=0.5,
+                    attempts=2, compute_statistics=False,
+                )
+            )  # fmt: skip
+        metastore.migrate(engine, tmp_path)
+        with metastore.session_factory(engine)() as session:
+            row = session.get(metastore.DataSource, "ds-running")
+            assert (row.attempts, row.tries) == (2, 2)
+    finally:
+        engine.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_jobs import _pending_bank, _pending_batch_prediction
@@ -70,6 +71,93 @@ def test_a_given_up_attempt_still_running_keeps_to_its_own_temporary_folder(
     ]
 
 
+def _stale_attempt_ends_after_the_next_completes(
+    app: EmrML, tag: str, held: threading.Event, done: threading.Event
+) -> None:
+    """Attempt 1 of ``bp-<tag>`` runs on a thread until it sets ``held`` (from a hook of the test's) and
+    waits there for ``done``; the runner gives it up, attempt 2 runs to COMPLETED, and only then (``done``)
+    does attempt 1 go on to its end. (Both attempts run on threads of the test, as ``serve --engine spark``
+    runs jobs.)"""
+    from emrml.service.worker import run_job_in_this_process
+
+    entity_id = f"bp-{tag}"
+    first = app.jobs.claim("BatchPrediction", entity_id)
+    stale = threading.Thread(
+        target=run_job_in_this_process,
+        args=(app.settings, "BatchPrediction", entity_id, first),
+        kwargs={"worker": False},
+        name="attempt-1",
+    )
+    stale.start()
+    try:
+        assert held.wait(120)
+        assert app.jobs._retry_or_fail("BatchPrediction", entity_id, first, "the worker stopped responding")
+        second = app.jobs.claim("BatchPrediction", entity_id)
+        assert second == first + 1
+        run_job_in_this_process(app.settings, "BatchPrediction", entity_id, second, worker=False)
+        completed = app.call("GetBatchPrediction", {"BatchPredictionId": entity_id})
+        assert completed["Status"] == "COMPLETED", completed.get("Message")
+    finally:
+        done.set()
+        stale.join(120)
+    assert not stale.is_alive()
+
+
+def _output(out: Path) -> list[str]:
+    return sorted(path.name for path in out.rglob("*"))
+
+
+def test_a_given_up_attempt_that_publishes_late_leaves_the_next_attempts_output_alone(
+    app: EmrML, shared_datasets: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attempt 1 is given up as it publishes its results (its worker stuck on a slow disk or upload, its
+    heartbeats lost), and attempt 2 completes the job. Attempt 1 then goes on: it must not
+    write its manifest over attempt 2's, nor remove, as it stops, the results and manifest that are then
+    attempt 2's (a COMPLETED batch prediction without its output)."""
+    from emrml.engine import batch
+
+    out = tmp_path / "out"
+    _pending_batch_prediction(app, "late", out, shared_datasets)
+    publish_file = batch.publish_file
+    held, done = threading.Event(), threading.Event()
+
+    def slow_when_stale(source: str, target: str) -> None:
+        publish_file(source, target)
+        if threading.current_thread().name == "attempt-1":
+            held.set()
+            assert done.wait(120)
+
+    monkeypatch.setattr(batch, "publish_file", slow_when_stale)
+    _stale_attempt_ends_after_the_next_completes(app, "late", held, done)
+    assert app.call("GetBatchPrediction", {"BatchPredictionId": "bp-late"})["Status"] == "COMPLETED"
+    assert _output(out) == ["batch-prediction", "bp-late-data.csv.gz", "bp-late.manifest", "result"]
+
+
+def test_a_given_up_attempt_that_starts_its_scoring_late_keeps_the_next_attempts_manifest(
+    app: EmrML, shared_datasets: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attempt 1 is given up before its scoring starts (its worker slow to start, its heartbeats lost), and
+    attempt 2 completes the job. Attempt 1's scoring then starts, which removes the manifest an earlier
+    attempt may have left: not the manifest of attempt 2, which tells readers its results are complete."""
+    from emrml.service import tasks
+
+    out = tmp_path / "out"
+    _pending_batch_prediction(app, "slow", out, shared_datasets)
+    datasource_data = tasks._datasource_data
+    held, done = threading.Event(), threading.Event()
+
+    def slow_when_stale(source: Any) -> Any:
+        if threading.current_thread().name == "attempt-1":
+            held.set()
+            assert done.wait(120)
+        return datasource_data(source)
+
+    monkeypatch.setattr(tasks, "_datasource_data", slow_when_stale)
+    _stale_attempt_ends_after_the_next_completes(app, "slow", held, done)
+    assert app.call("GetBatchPrediction", {"BatchPredictionId": "bp-slow"})["Status"] == "COMPLETED"
+    assert _output(out) == ["batch-prediction", "bp-slow-data.csv.gz", "bp-slow.manifest", "result"]
+
+
 def test_a_job_given_up_by_its_runner_keeps_how_far_it_got_as_a_failed_job_does(
     settings: Settings, shared_datasets: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -107,4 +195,39 @@ def test_a_job_given_up_by_its_runner_keeps_how_far_it_got_as_a_failed_job_does(
     app.jobs._fail_pending("MLModel", "ml-never", "DataSource 'ds-never' is FAILED")
     never = app.call("GetMLModel", {"MLModelId": "ml-never"})
     assert never["Status"] == "FAILED" and "Progress" not in never
+    app.close()
+
+
+def test_a_failed_job_queued_again_gets_new_attempt_numbers_and_its_tries_anew(
+    settings: Settings, shared_datasets: Path
+) -> None:
+    """A pipeline re-run queues a FAILED job again (``requeue_failed``): its tries start anew, but its
+    attempts get numbers it never had, so that a worker of its first run still alive (given up, its
+    heartbeats lost) cannot record its outcome over the re-run's."""
+    from emrml.service import worker
+
+    app = EmrML(Settings(**{**settings.__dict__, "job_max_attempts": 2}))
+    _pending_bank(app, "ds-again", shared_datasets)
+    first = app.jobs.claim("DataSource", "ds-again")
+    stale = worker.JobContext(app.settings, "DataSource", "ds-again", app.sessions, first)
+    assert app.jobs._retry_or_fail("DataSource", "ds-again", first, "the worker stopped responding")
+    second = app.jobs.claim("DataSource", "ds-again")
+    assert app.jobs._retry_or_fail("DataSource", "ds-again", second, "the worker process died")
+    failed = app.call("GetDataSource", {"DataSourceId": "ds-again"})
+    assert failed["Status"] == "FAILED" and "on attempt 2 of 2; giving up" in failed["Message"]
+
+    assert app.jobs.requeue_failed("DataSource", "ds-again")
+    third = app.jobs.claim("DataSource", "ds-again")
+    assert third not in (first, second)
+    assert not stale.write(status="COMPLETED", message=None)  # the first run's worker records nothing
+    assert app.jobs._retry_or_fail("DataSource", "ds-again", third, "the worker process died")
+    retried = app.call("GetDataSource", {"DataSourceId": "ds-again"})
+    assert (
+        retried["Status"] == "PENDING" and "on attempt 1 of 2; the job will be retried" in retried["Message"]
+    )
+    fourth = app.jobs.claim("DataSource", "ds-again")
+    worker.run_job_in_this_process(app.settings, "DataSource", "ds-again", fourth, worker=False)
+    completed = app.call("GetDataSource", {"DataSourceId": "ds-again"})
+    assert completed["Status"] == "COMPLETED", completed.get("Message")
+    assert completed["NumberOfFiles"] == 1
     app.close()

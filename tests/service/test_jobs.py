@@ -396,7 +396,8 @@ def test_recovery_retries_at_once_when_the_owner_is_known_dead(
             ("ds-remote", "another-host:4242:0123abcd pid=4243"),  # can't be checked: wait for its lease
         ):
             row = session.get(DataSource, entity_id)
-            row.status, row.attempts, row.worker, row.heartbeat_at = "INPROGRESS", 1, worker, time.time()
+            row.status, row.worker, row.heartbeat_at = "INPROGRESS", worker, time.time()
+            row.attempts = row.tries = 1  # claimed once
     with caplog.at_level("WARNING", logger="emrml.service.jobs"):
         app.jobs.recover()
     assert app.call("GetDataSource", {"DataSourceId": "ds-orphan"})["Status"] == "PENDING"
@@ -603,7 +604,8 @@ def test_a_server_stopping_during_a_job_queues_it_again_without_using_an_attempt
     interrupted = app.call("GetDataSource", {"DataSourceId": "ds-big"})
     assert interrupted["Status"] == "PENDING" and "server running this job stopped" in interrupted["Message"]
     with app.sessions() as session:
-        assert session.get(DataSource, "ds-big").attempts == 0
+        row = session.get(DataSource, "ds-big")
+        assert (row.attempts, row.tries) == (1, 0)  # the try is not counted; the attempt's number stays used
     restarted = EmrML(app.settings)  # the next start
     result = restarted.wait("DataSource", "ds-big")
     assert result["Status"] == "COMPLETED", result.get("Message")

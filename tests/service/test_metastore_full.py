@@ -1,4 +1,5 @@
-"""A job whose SQLite metastore is full ("database or disk is full") fails saying so; no row is lost."""
+"""A job whose metastore is full (SQLite's "database or disk is full", PostgreSQL's disk_full, MySQL and
+MariaDB's disk or table full) fails saying so; no row is lost."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine, event
+from sqlalchemy.exc import DBAPIError
 from test_jobs import _pending_bank
 
 from emrml.service.app import EmrML
+from emrml.service.metastore import is_full
 
 
 @pytest.fixture
@@ -195,3 +198,100 @@ def test_a_heartbeat_the_metastore_refused_is_tried_again(
     described = app.call("GetDataSource", {"DataSourceId": "ds-beating"})
     assert described["Status"] == "COMPLETED", described.get("Message")
     app.close()
+
+
+#: A trigger refusing a datasource's outcome as large as its statistics, with the error the database
+#: sends when it has no room (provoking a disk really full is not cheap).
+_NO_ROOM_FOR_STATISTICS = {
+    "postgresql": [
+        """CREATE FUNCTION no_room() RETURNS trigger AS $$ BEGIN
+            IF length(NEW.statistics) > 1000 THEN
+                RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full';
+            END IF;
+            RETURN NEW;
+        END $$ LANGUAGE plpgsql""",
+        "CREATE TRIGGER no_room BEFORE UPDATE ON data_sources FOR EACH ROW EXECUTE FUNCTION no_room()",
+    ],
+    "mysql": [
+        """CREATE TRIGGER no_room BEFORE UPDATE ON data_sources FOR EACH ROW BEGIN
+            IF LENGTH(NEW.statistics) > 1000 THEN
+                SIGNAL SQLSTATE 'HY000' SET MYSQL_ERRNO = 1114, MESSAGE_TEXT = 'The table is full';
+            END IF;
+        END"""
+    ],
+}
+
+
+@pytest.mark.parametrize("metastore_url", ["postgresql", "mariadb"], indirect=True)
+def test_a_job_whose_results_do_not_fit_in_a_database_server_metastore_fails_naming_it(
+    app: EmrML, shared_datasets: Path
+) -> None:
+    """As on SQLite: a PostgreSQL or MariaDB metastore with no room for the job's outcome fails the job with
+    the message naming the metastore, not an internal error."""
+    from sqlalchemy.engine import make_url
+
+    _pending_bank(app, "ds-full", shared_datasets)
+    with app.engine.begin() as connection:
+        for statement in _NO_ROOM_FOR_STATISTICS[app.engine.dialect.name]:
+            connection.exec_driver_sql(statement)
+    _run_in_process(app, "ds-full")
+    failed = app.call("GetDataSource", {"DataSourceId": "ds-full"})
+    where = make_url(app.settings.database_url).render_as_string(hide_password=True)
+    assert failed["Status"] == "FAILED"
+    assert failed["Message"] == (
+        f"Reading the data and computing its statistics failed: the metastore ({where}) is full: the disk "
+        "it is on is full or past a size limit; free some space and run it again"
+    )
+    assert "TotalRecordCount" not in failed
+    assert not (app.settings.home / "datasources" / "ds-full.sample.arrow").exists()
+
+
+def _error(connection: Connection, statement: str) -> DBAPIError:
+    """The error the database answers ``statement`` with, through its real driver."""
+    with pytest.raises(DBAPIError) as raised:
+        connection.exec_driver_sql(statement)
+    connection.rollback()
+    return raised.value
+
+
+def _fill(connection: Connection, table_statement: str, row: str) -> DBAPIError:
+    """Create a table with ``table_statement`` and insert ``row`` into it until the database has no room."""
+    connection.exec_driver_sql(table_statement)
+    for _ in range(100_000):
+        try:
+            connection.exec_driver_sql(f"INSERT INTO filler VALUES ({row})")
+        except DBAPIError as exc:
+            connection.rollback()
+            return exc
+    raise AssertionError("the table never filled up")
+
+
+def test_a_metastore_with_no_room_is_told_from_its_other_errors(app: EmrML) -> None:
+    """What each database answers when it has no room, through its real driver, is told as such (a job then
+    fails naming the metastore); its other errors (a duplicate key, a server short of memory) are not."""
+    with app.engine.connect() as connection:
+        dialect = app.engine.dialect.name
+        if dialect == "sqlite":
+            pages = connection.exec_driver_sql("PRAGMA page_count").scalar()
+            connection.exec_driver_sql(f"PRAGMA max_page_count={pages}")
+            full = [_fill(connection, "CREATE TABLE filler (x BLOB)", "zeroblob(4096)")]
+        elif dialect == "postgresql":
+            # A disk really full is not cheap to provoke: the server raises the error it would send.
+            raise_error = "DO $$ BEGIN RAISE EXCEPTION 'no room' USING ERRCODE = '{}'; END $$"
+            full = [_error(connection, raise_error.format("disk_full"))]
+            assert not is_full(_error(connection, raise_error.format("out_of_memory")))
+        else:
+            # A MEMORY table past max_heap_table_size: "The table 'filler' is full" (1114), as an InnoDB
+            # table whose disk is full; and ER_DISK_FULL (1021) as the server sends it.
+            connection.exec_driver_sql("SET SESSION max_heap_table_size = 16384")
+            table = "CREATE TEMPORARY TABLE filler (x VARCHAR(255)) ENGINE=MEMORY"
+            full = [
+                _fill(connection, table, "REPEAT('x', 255)"),
+                _error(
+                    connection, "SIGNAL SQLSTATE 'HY000' SET MYSQL_ERRNO = 1021, MESSAGE_TEXT = 'Disk full'"
+                ),
+            ]
+        assert all(is_full(error) for error in full), [str(error) for error in full]
+        connection.exec_driver_sql("CREATE TEMPORARY TABLE twice (x INTEGER PRIMARY KEY)")
+        connection.exec_driver_sql("INSERT INTO twice VALUES (1)")
+        assert not is_full(_error(connection, "INSERT INTO twice VALUES (1)"))

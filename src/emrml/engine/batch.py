@@ -18,8 +18,10 @@ output in S3, under the scratch folder), moved into ``result/`` when all are com
 as whole objects), and the manifest is written last, as the commit marker; on failure the temporaries (and
 any result already moved) are removed, so a reader that sees the manifest sees every result whole. Each
 attempt of the job has its own folder: an attempt given up while its worker still runs never mixes its
-parts with the next attempt's, and removes only its own folder as it stops. An output directory that
-cannot be written, or a bucket that is missing or refuses listing, fails the job before any scoring.
+parts with the next attempt's, and removes only its own folder as it stops; the names every attempt
+shares (the manifest, the results) are written or removed only after a look that the attempt still holds
+the job (``fence``). An output directory that cannot be written, or a bucket that is missing or refuses
+listing, fails the job before any scoring.
 
 **Parallel.** Work is cut into units (engine/units.py: whole files, and record-aligned byte ranges of large
 plain-text files) run by a pool of ``Parallelism.workers`` processes, or as Spark tasks; each unit writes
@@ -458,6 +460,19 @@ def _publish(
     return manifest
 
 
+def _withdraw(published: list[str], fence: Callable[[], None]) -> None:
+    """Remove the results (and manifest) a run published before it failed or was stopped, unless its
+    attempt no longer holds the job: the names are every attempt's, and they are then the next attempt's
+    output, or removed with the job deleted or given up (``discard_output``)."""
+    try:
+        fence()
+    except BaseException:
+        return
+    for location in published:
+        with suppress(InvalidInputException):
+            delete(location)
+
+
 def batch_predict(
     *,
     batch_prediction_id: str,
@@ -470,10 +485,14 @@ def batch_predict(
     parallelism: Parallelism | None = None,
     spark: Any = None,
     attempt: int = 1,
+    fence: Callable[[], None] = lambda: None,
 ) -> BatchResult:
     """Score the records ``data`` selects with a model and write the results and manifest (module doc).
 
-    ``attempt``: the job's attempt this run is, which names its temporary folder.
+    ``attempt``: the job's attempt this run is, which names its temporary folder. ``fence`` raises (ending
+    the run, as a progress report may) unless that attempt still holds the job: it is asked, unthrottled,
+    before the run writes or removes a name every attempt shares (the manifest, the results), so that an
+    attempt given up while its worker still ran never touches the output of the attempt after it.
     ``score_threshold`` overrides the artifact's BINARY cut-off. ``spark``: a SparkSession whose executors
     run the units instead of this machine's processes (engine/spark/): the same units, cut the same way
     (``parallelism``), so the result files are byte for byte the local engine's. Raises ``DataError`` when
@@ -487,20 +506,21 @@ def batch_predict(
     prefix = output_prefix(output_uri)
     scratch = _scratch(prefix, settings, batch_prediction_id, attempt)
     try:
-        # What earlier attempts left (killed, they ran no cleanup code), and an interrupted run of this
-        # attempt's number (``JobRunner.interrupt`` queues it again under it): a later attempt's folder is
-        # not touched, should this attempt be one given up whose worker still runs.
+        # What earlier attempts left (killed, they ran no cleanup code; a folder of this attempt's number
+        # only from a version that numbered attempts anew after a server's stop): a later attempt's folder
+        # is not touched, should this attempt be one given up whose worker still runs.
         for number, folder in _attempt_folders(prefix, settings, batch_prediction_id).items():
             if number <= attempt:
                 shutil.rmtree(folder, ignore_errors=True)
         scratch.mkdir(parents=True)
     except OSError as exc:
         raise _output_error(output_uri, exc) from None
-    # A previous attempt that died after writing its manifest: the manifest goes until this one's replaces
-    # it, so that nobody takes the old results, about to be written again, for the job's.
-    delete(manifest_location(output_uri, batch_prediction_id))
     published: list[str] = []
     try:
+        # A previous attempt that died after writing its manifest: the manifest goes until this one's
+        # replaces it, so that nobody takes the old results, about to be written again, for the job's.
+        fence()
+        delete(manifest_location(output_uri, batch_prediction_id))
         total_bytes = sum(file.size for file in files)
         cuts = _cut_points(files, parallelism) if parallelism.workers > 1 else {}
         parallel = total_bytes >= parallelism.min_bytes and (len(files) > 1 or bool(cuts))
@@ -530,17 +550,18 @@ def batch_predict(
             results = runner.map(run_unit, [(job, unit) for unit in units], "scoring records", (0.1, 0.95))
         check_unchanged(files)  # a file cut short while scored would give a result short of records
         progress(0.95, "publishing the results")
+        fence()
         manifest = _publish(files, units, results, job, prefix, batch_prediction_id, published)
         location = manifest_location(output_uri, batch_prediction_id)
+        fence()  # uploads to a store may have taken long
         with atomic_write(location) as out:
             out.write(json.dumps(manifest, ensure_ascii=False).encode())
         published.insert(0, location)  # removed first: no reader takes what remains for complete results
         # The last progress point, where a job deleted while it published stops: what it wrote goes.
         progress(1.0, None)
     except BaseException:
-        for location in published:
-            with suppress(InvalidInputException):
-                delete(location)
+        if published:
+            _withdraw(published, fence)
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -139,6 +139,7 @@ class JobRunner:
                     worker=self.worker_id,
                     progress=0.0,
                     attempts=table.attempts + 1,
+                    tries=table.tries + 1,
                 )
             )
             if claimed.rowcount != 1:
@@ -147,10 +148,11 @@ class JobRunner:
 
     def requeue_failed(self, kind: str, entity_id: str) -> bool:
         """Queue a FAILED job again, as new (a pipeline re-run retries what failed: a cluster lost, a file
-        mended since); whether it was FAILED. Its partial results went with the failure."""
+        mended since); whether it was FAILED. Its partial results went with the failure. Its tries start
+        anew; its attempt numbers go on from the last (a worker of an earlier attempt may still be alive)."""
         table = ENTITY_CLASSES[kind]
         values: dict[str, Any] = {
-            "status": "PENDING", "message": None, "progress": 0.0, "progress_message": None, "attempts": 0,
+            "status": "PENDING", "message": None, "progress": 0.0, "progress_message": None, "tries": 0,
             "started_at": None, "finished_at": None, "worker": None, "last_updated_at": now(),
         }  # fmt: skip
         with self.sessions() as session, session.begin():
@@ -160,27 +162,30 @@ class JobRunner:
         """Attempt ``attempt`` ended without recording an outcome: queue the job again or give up.
 
         Fenced like the workers' writes: nothing changes unless that attempt still holds the job.
-        Returns whether it did.
+        Returns whether it did. The job's tries, not its attempt number, count against the limit.
         """
         table = ENTITY_CLASSES[kind]
         limit = self.settings.job_max_attempts
         moment = now()
         values: dict[str, Any] = {"worker": None, "progress_message": None, "last_updated_at": moment}
-        if attempt < limit:
-            message = f"{what_happened} on attempt {attempt} of {limit}; the job will be retried"
-            values.update(status="PENDING", message=message, started_at=None, progress=0.0)
-        else:
-            # Its progress stays, as a job that fails by itself keeps its own: how far it got.
-            message = (
-                f"{what_happened} on attempt {attempt} of {limit}; giving up (no partial result was kept)"
-            )
-            values.update(status="FAILED", message=message, finished_at=moment)
         where = [table.id == entity_id, table.status == "INPROGRESS", table.attempts == attempt]
         with self.sessions() as session, session.begin():
-            changed = fenced_update(session, table, where, values)
+            tries = session.scalar(select(table.tries).where(*where))
+            if tries is None:
+                return False
+            if tries < limit:
+                message = f"{what_happened} on attempt {tries} of {limit}; the job will be retried"
+                values.update(status="PENDING", message=message, started_at=None, progress=0.0)
+            else:
+                # Its progress stays, as a job that fails by itself keeps its own: how far it got.
+                message = (
+                    f"{what_happened} on attempt {tries} of {limit}; giving up (no partial result was kept)"
+                )
+                values.update(status="FAILED", message=message, finished_at=moment)
+            changed = fenced_update(session, table, [*where, table.tries == tries], values)
         if changed:
             log.warning("%s %s: %s", kind, entity_id, message)
-            if attempt >= limit:
+            if tries >= limit:
                 self._discard_partial_results(kind, entity_id)
         return changed
 
@@ -252,8 +257,8 @@ class JobRunner:
         """Stop the jobs running here and queue them again, their attempts not counted: the server is
         stopping (a restart is no failure of the job's, and two restarts during a long training must not use
         up its attempts). Each worker is asked to stop (it removes its temporaries as it does), killed after
-        ``STOP_GRACE_SECONDS``, and only then is its job queued again, so that no worker of an attempt is
-        left when the same attempt number is claimed anew. Returns the jobs queued again."""
+        ``STOP_GRACE_SECONDS``, and only then is its job queued again, so that no worker of it is left
+        running beside the next attempt. Returns the jobs queued again."""
         with self._lock:
             self.stopping.set()
             running = dict(self._workers)
@@ -261,12 +266,13 @@ class JobRunner:
         return [job for job, (_process, attempt) in running.items() if self._requeue(*job, attempt)]
 
     def _requeue(self, kind: str, entity_id: str, attempt: int) -> bool:
-        """Queue again a job whose attempt here was interrupted, as if it had not been claimed."""
+        """Queue again a job whose attempt here was interrupted, its try not counted (its attempt number
+        stays used: the next attempt gets a new one)."""
         table = ENTITY_CLASSES[kind]
         where = [table.id == entity_id, table.status == "INPROGRESS", table.attempts == attempt]
         values = {
             "status": "PENDING",
-            "attempts": attempt - 1,
+            "tries": table.tries - 1,
             "worker": None,
             "progress": 0.0,
             "progress_message": None,

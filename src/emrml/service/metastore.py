@@ -61,12 +61,17 @@ class Entity:
     compute_time: Mapped[int | None] = mapped_column(BigInteger)
     #: The Create request as canonical JSON: a repeated Create with other parameters is a mismatch.
     request: Mapped[str] = mapped_column(Text)
-    # Job bookkeeping: fraction done, the worker holding the job, its last sign of life, tries so far.
+    # Job bookkeeping: fraction done, the worker holding the job, its last sign of life.
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     progress_message: Mapped[str | None] = mapped_column(Text)
     worker: Mapped[str | None] = mapped_column(String(128))
     heartbeat_at: Mapped[float | None] = mapped_column(Float)
+    #: The number of the job's latest attempt: it only grows (every write of a worker is fenced by it, and
+    #: a batch prediction's temporaries are named after it).
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: Tries since the job was last queued as new, for ``Settings.job_max_attempts``: a FAILED job queued
+    #: again starts anew, and a try interrupted by a server's stop does not count.
+    tries: Mapped[int] = mapped_column(Integer, default=0)
     #: Created by a request through ``emrml serve``: the job reads local files only inside the data roots
     #: (``service.confinement``), checking each file again as it opens it.
     confined: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
@@ -288,10 +293,29 @@ def open_engine(url: str) -> Engine:
         ) from None
 
 
+#: PostgreSQL's SQLSTATE disk_full. Not out_of_memory (53200): the server short of memory for a moment is
+#: no want of room that freeing disk space mends, and its message must not say it is.
+_POSTGRESQL_DISK_FULL = "53100"
+#: MySQL and MariaDB: ER_DISK_FULL (1021), and ER_RECORD_FILE_FULL (1114, "The table is full": its disk
+#: full, its tablespace or a MEMORY table past its size limit).
+_MYSQL_NO_ROOM = {1021, 1114}
+
+
 def is_full(exc: BaseException) -> bool:
-    """Whether a metastore statement failed for want of room: SQLite's "database or disk is full" (its disk
-    is full, or the file past a size limit). The statement's transaction is rolled back whole."""
-    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    """Whether a metastore statement failed for want of room: its disk is full, or the database (a file, a
+    table) past a size limit. The statement's transaction is rolled back whole."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    error = exc.orig
+    if getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return True
+    # psycopg names it ``sqlstate``, psycopg2 ``pgcode``.
+    if _POSTGRESQL_DISK_FULL in (getattr(error, "sqlstate", None), getattr(error, "pgcode", None)):
+        return True
+    # The MySQL drivers (PyMySQL, mysqlclient) give (error number, message); the others' first argument is
+    # their message.
+    arguments = getattr(error, "args", ())
+    return bool(arguments) and type(arguments[0]) is int and arguments[0] in _MYSQL_NO_ROOM
 
 
 @functools.cache

@@ -181,6 +181,7 @@ def create_entity(session: Session, kind: str, request: Request, **columns: Any)
         request=canonical(request),
         progress=0.0,
         attempts=0,
+        tries=0,
         confined=REMOTE.get(),
         **columns,
     )

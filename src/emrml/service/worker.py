@@ -26,7 +26,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -93,6 +93,20 @@ class JobContext:
         if not written:
             self.stopped.set()
         return written
+
+    def fence(self) -> None:
+        """Raise ``JobStopped`` unless this attempt still holds the job: an unthrottled look at its row (a
+        progress report may skip it), for a job about to write or remove what every attempt shares."""
+        table = ENTITY_CLASSES[self.kind]
+        with self.session() as session:
+            held = session.scalar(
+                select(table.id).where(
+                    table.id == self.entity_id, table.status == "INPROGRESS", table.attempts == self.attempt
+                )
+            )
+        if held is None:
+            self.stopped.set()
+            raise JobStopped
 
     def record_spark_jobs(self, application: str, job_ids: list[int]) -> None:
         """Add Spark jobs the job ran (on the Spark engine) to its row, with their application."""

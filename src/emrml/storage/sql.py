@@ -178,12 +178,12 @@ def _clean(error: BaseException) -> str:
     return text
 
 
-def _check_mysql_decimals(connection: Any, query: str) -> None:
+def _check_mysql_decimals(connection: Any, query: str) -> bool:
     """DataError for a DECIMAL result column with more digits after the point than the MySQL driver reads,
     which it would round off without a word (DECIMAL(38,20)'s 0.12345678901234567890 staged as 0.1234567890).
 
     The columns are described without running the query: as a derived table with LIMIT 0, which the server
-    answers from the query's plan.
+    answers from the query's plan. False when the query cannot be described so.
     """
     import pymysql
     from pymysql.constants import FIELD_TYPE
@@ -193,9 +193,10 @@ def _check_mysql_decimals(connection: Any, query: str) -> None:
         try:
             cursor.execute(f"SELECT * FROM ({for_copy(query)}) AS emrml_result LIMIT 0")
         except pymysql.Error:
-            # A derived table refuses some results the server gives (two columns of one name): the driver
-            # runs such a query as written, and its own error or the column checks speak for it.
-            return
+            # A derived table refuses some queries the server runs (two columns of one name, a semicolon
+            # followed by a comment): the driver runs such a query as written, and its own error or the
+            # column checks speak for it.
+            return False
         description = cursor.description or ()
     for name, type_code, _, _, _, scale, _ in description:
         if type_code in (FIELD_TYPE.DECIMAL, FIELD_TYPE.NEWDECIMAL) and scale > MYSQL_DECIMAL_SCALE:
@@ -206,6 +207,7 @@ def _check_mysql_decimals(connection: Any, query: str) -> None:
                 f"the query, e.g. CAST({quoted} AS DOUBLE) (NUMERIC values are read as 64-bit floats, "
                 f"about 16 significant digits, anyway) or ROUND({quoted}, {MYSQL_DECIMAL_SCALE})"
             )
+    return True
 
 
 @contextmanager
@@ -231,7 +233,7 @@ def _mysql_batches(source: SqlSource, query: str) -> Iterator[pa.RecordBatchRead
         reason = exc.args[1] if len(exc.args) == 2 else str(exc)  # pymysql's args: (code, message)
         raise DataError(f"cannot connect to {source.what}: {reason}") from None
     try:
-        _check_mysql_decimals(connection, query)
+        described = _check_mysql_decimals(connection, query)
     finally:
         connection.close()
     try:
@@ -249,6 +251,14 @@ def _mysql_batches(source: SqlSource, query: str) -> Iterator[pa.RecordBatchRead
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
         raise DataError(f"SelectSqlQuery failed on {source.what}: {_clean(exc)}") from None
+    decimal = next((field.name for field in reader.schema if pa.types.is_decimal(field.type)), None)
+    if not described and decimal is not None:
+        # Its digits after the point were not counted: it might be rounded off.
+        raise DataError(
+            f"SelectSqlQuery column {decimal!r} is a DECIMAL whose digits after the point could not be "
+            "counted, as the query cannot be read as a subquery (SELECT * FROM (query) AS q); without a "
+            "comment after its semicolon it can be, or convert the column, e.g. CAST(... AS DOUBLE)"
+        )
     yield _guarded(reader, source)
 
 

@@ -313,6 +313,55 @@ def test_a_mysql_bit_column_converted_as_the_refusal_says_is_binary(
     assert types == {"id": "NUMERIC", "active": "BINARY"}
 
 
+def test_mysql_decimals_are_staged_as_their_own_digits(
+    sql_app: EmrML, databases: Databases, staging: Path
+) -> None:
+    # The MySQL driver reads every DECIMAL with 10 digits after the point: 12.50 was staged as
+    # 12.5000000000, and a value under 10^-6 as 1E-7.
+    query = (
+        "SELECT id, CAST(income AS DECIMAL(12, 2)) AS income, CAST(id - 3 AS DECIMAL(10, 0)) AS shifted, "
+        "CAST(id / 10000000 AS DECIMAL(20, 10)) AS tiny, CAST(-income / 1000 AS DECIMAL(12, 4)) AS loss "
+        "FROM customers WHERE id <= 4 ORDER BY id"
+    )
+    result = from_rds(sql_app, databases, staging, "rds-decimals", query)
+    assert result["Status"] == "COMPLETED", result
+    assert _staged_rows(result) == [
+        ["id", "income", "shifted", "tiny", "loss"],
+        ["1", "462.5", "-2", "0.0000001", "-0.4625"],
+        ["2", "925", "-1", "0.0000002", "-0.925"],
+        ["3", "1387.5", "0", "0.0000003", "-1.3875"],
+        ["4", "1850", "1", "0.0000004", "-1.85"],
+    ]
+    assert set(_types(sql_app, "rds-decimals").values()) == {"NUMERIC"}
+    statistics = sql_app.call("GetDataSourceStatistics", {"DataSourceId": "rds-decimals"})["Statistics"]
+    assert all(a["invalidCount"] == 0 for a in statistics["attributes"])
+
+
+def test_a_mysql_decimal_with_more_digits_than_the_driver_reads_is_refused(
+    sql_app: EmrML, databases: Databases, staging: Path
+) -> None:
+    # DECIMAL(38,20)'s 0.12345678901234567890 was staged as 0.1234567890, the rest rounded off in silence.
+    value = "CAST('0.12345678901234567890' AS DECIMAL(38, 20))"
+    result = from_rds(sql_app, databases, staging, "rds-scale", f"SELECT id, {value} AS share FROM customers")
+    assert re.search(
+        r"column 'share' is a DECIMAL with 20 digits after the decimal point; the MySQL driver reads 10 "
+        r"and would round off the rest: .*CAST\(`share` AS DOUBLE\).* or ROUND\(`share`, 10\)$",
+        failed(sql_app, result, staging),
+    )
+    # A query that cannot be read as a subquery, where those digits cannot be counted, is refused too.
+    query = f"SELECT id, {value} AS share FROM customers; -- shares"
+    result = from_rds(sql_app, databases, staging, "rds-scale-unknown", query)
+    assert re.search(
+        r"column 'share' is a DECIMAL whose digits after the point could not be counted"
+        r".*CAST\(\.\.\. AS DOUBLE\)$",
+        failed(sql_app, result, staging),
+    )
+    # Rounded as the message offers, by the query's own choice.
+    query = f"SELECT id, ROUND({value}, 10) AS share FROM customers WHERE id = 1"
+    rounded = from_rds(sql_app, databases, staging, "rds-scale-rounded", query)
+    assert _staged_rows(rounded) == [["id", "share"], ["1", "0.123456789"]]
+
+
 @pytest.mark.parametrize(
     ("query", "expected"),
     [

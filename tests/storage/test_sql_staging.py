@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -145,3 +146,25 @@ def test_a_sources_password_is_not_in_its_representation() -> None:
     source = sql.resolve({"db": "mysql://db:3306"}, "RDS", "db", "sales", "analyst", "s3cret-Pa55")
     assert source.password == "s3cret-Pa55"
     assert "s3cret" not in repr(source) and "'analyst'" in repr(source)
+
+
+def test_decimals_are_staged_as_their_own_digits(tmp_path: Path) -> None:
+    # As the MySQL driver reads a DECIMAL: 10 digits after the point, whatever the column's scale. Staged
+    # as 12.5000000000 and 7.0000000000, and a value under 10^-6 as Arrow spells it, 0E-10 or -1.2E-9.
+    values = [
+        "12.5",
+        "7",
+        "0",
+        "-0.0000000012",
+        "0.0000001234",
+        "-100",
+        None,
+        "-1234567890123456789.0000000001",
+    ]
+    schema = pa.schema([("amount", pa.decimal128(38, 10))])
+    column = pa.array([None if v is None else Decimal(v) for v in values], pa.decimal128(38, 10))
+    reader = pa.RecordBatchReader.from_batches(schema, [pa.record_batch([column], schema=schema)])
+    staged = sql.stage(reader, str(tmp_path / "amounts.csv.gz"))
+    with gzip.open(tmp_path / "amounts.csv.gz", "rt", newline="") as text:
+        assert [row[0] if row else "" for row in csv.reader(text)][1:] == [v or "" for v in values]
+    assert staged.schema.attributes[0].type.value == "NUMERIC"

@@ -22,6 +22,8 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import pyarrow as pa
@@ -51,6 +53,8 @@ SLICE_BYTES = 8 << 20
 #: Schema inference looks at the first rows of the result: this many, or fewer within ``SAMPLE_BYTES``.
 SAMPLE_ROWS = 65_536
 SAMPLE_BYTES = 32 << 20
+#: The MySQL driver reads every DECIMAL with this many digits after the point, rounding off any more.
+MYSQL_DECIMAL_SCALE = 10
 #: Seconds to wait for the database to accept a connection.
 CONNECT_TIMEOUT = 10
 #: The schemes a connection URL may have, by the API that may use it.
@@ -174,6 +178,38 @@ def _clean(error: BaseException) -> str:
     return text
 
 
+def _check_mysql_decimals(connection: Any, query: str) -> bool:
+    """DataError for a DECIMAL result column with more digits after the point than the MySQL driver reads,
+    which it would round off without a word (DECIMAL(38,20)'s 0.12345678901234567890 staged as 0.1234567890).
+
+    The columns are described without running the query: as a derived table with LIMIT 0, which the server
+    answers from the query's plan. False when the query cannot be described so.
+    """
+    import pymysql
+    from pymysql.constants import FIELD_TYPE
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET SESSION TRANSACTION READ ONLY")
+        try:
+            cursor.execute(f"SELECT * FROM ({for_copy(query)}) AS emrml_result LIMIT 0")
+        except pymysql.Error:
+            # A derived table refuses some queries the server runs (two columns of one name, a semicolon
+            # followed by a comment): the driver runs such a query as written, and its own error or the
+            # column checks speak for it.
+            return False
+        description = cursor.description or ()
+    for name, type_code, _, _, _, scale, _ in description:
+        if type_code in (FIELD_TYPE.DECIMAL, FIELD_TYPE.NEWDECIMAL) and scale > MYSQL_DECIMAL_SCALE:
+            quoted = "`" + name.replace("`", "``") + "`"
+            raise DataError(
+                f"SelectSqlQuery column {name!r} is a DECIMAL with {scale} digits after the decimal point; "
+                f"the MySQL driver reads {MYSQL_DECIMAL_SCALE} and would round off the rest: convert it in "
+                f"the query, e.g. CAST({quoted} AS DOUBLE) (NUMERIC values are read as 64-bit floats, "
+                f"about 16 significant digits, anyway) or ROUND({quoted}, {MYSQL_DECIMAL_SCALE})"
+            )
+    return True
+
+
 @contextmanager
 def _mysql_batches(source: SqlSource, query: str) -> Iterator[pa.RecordBatchReader]:
     try:
@@ -185,17 +221,21 @@ def _mysql_batches(source: SqlSource, query: str) -> Iterator[pa.RecordBatchRead
     # first answers at once, with the server's reason.
     parts = urlsplit(source.url)
     try:
-        pymysql.connect(
+        connection = pymysql.connect(
             host=parts.hostname,
             port=parts.port or 3306,
             user=source.user,
             password=source.password,
             database=source.database,
             connect_timeout=CONNECT_TIMEOUT,
-        ).close()
+        )
     except pymysql.Error as exc:
         reason = exc.args[1] if len(exc.args) == 2 else str(exc)  # pymysql's args: (code, message)
         raise DataError(f"cannot connect to {source.what}: {reason}") from None
+    try:
+        described = _check_mysql_decimals(connection, query)
+    finally:
+        connection.close()
     try:
         reader = connectorx.read_sql(
             source.driver_url(),
@@ -211,6 +251,14 @@ def _mysql_batches(source: SqlSource, query: str) -> Iterator[pa.RecordBatchRead
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
         raise DataError(f"SelectSqlQuery failed on {source.what}: {_clean(exc)}") from None
+    decimal = next((field.name for field in reader.schema if pa.types.is_decimal(field.type)), None)
+    if not described and decimal is not None:
+        # Its digits after the point were not counted: it might be rounded off.
+        raise DataError(
+            f"SelectSqlQuery column {decimal!r} is a DECIMAL whose digits after the point could not be "
+            "counted, as the query cannot be read as a subquery (SELECT * FROM (query) AS q); without a "
+            "comment after its semicolon it can be, or convert the column, e.g. CAST(... AS DOUBLE)"
+        )
     yield _guarded(reader, source)
 
 
@@ -301,8 +349,10 @@ def _column(field: pa.Field) -> Column:
         return Column(field.name, AttributeType.BINARY, kind)
     if pa.types.is_integer(kind):
         return Column(field.name, None, kind)  # BINARY when it holds only 0 and 1 (MySQL's BOOLEAN)
-    if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+    if pa.types.is_floating(kind):
         return Column(field.name, AttributeType.NUMERIC, kind)
+    if pa.types.is_decimal(kind):
+        return Column(field.name, AttributeType.NUMERIC, pa.string())  # staged as its digits
     if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind):
         return Column(field.name, None, pa.string())
     postgresql = bool(field.metadata and b"POSTGRESQL:type" in field.metadata)
@@ -384,6 +434,29 @@ def _postgresql_temporal_text(array: pa.Array) -> pa.Array:
     return text
 
 
+#: A fixed-point number's trailing zeros after the point (and the point, when only zeros follow it).
+_TRAILING_ZEROS = r"^(-?[0-9]+)(?:\.0+|(\.[0-9]*[1-9])0+)$"
+
+
+def _decimal_text(array: pa.Array) -> pa.Array:
+    """A decimal column as the values' own digits: ``12.5`` and ``7``, not the MySQL driver's
+    ``12.5000000000`` and ``7.0000000000`` (it reads every DECIMAL with 10 digits after the point).
+
+    Arrow spells a value under 10⁻⁶ in scientific notation (``0E-10``, ``1.234E-7``); those are spelled from
+    1 + |value| instead (``1.0000001234`` gives ``0.0000001234``).
+    """
+    text = pc.cast(array, pa.string())
+    scientific = pc.fill_null(pc.match_substring(text, "E"), False)
+    if pc.any(scientific).as_py():
+        wider = pa.decimal256(min(array.type.precision + 1, 76), array.type.scale)
+        shifted = pc.add(pc.cast(pc.abs(array), wider), pa.scalar(Decimal(1), pa.decimal256(1, 0)))
+        fixed = pc.replace_substring_regex(pc.cast(shifted, pa.string()), "^1", "0")
+        signed = pc.binary_join_element_wise(pa.scalar("-"), fixed, pa.scalar(""))
+        fixed = pc.if_else(pc.less(array, pa.scalar(Decimal(0), array.type)), signed, fixed)
+        text = pc.if_else(scientific, fixed, text)
+    return pc.replace_substring_regex(text, _TRAILING_ZEROS, r"\1\2")
+
+
 def _as_csv(batch: pa.RecordBatch, columns: list[Column]) -> pa.RecordBatch:
     arrays = []
     for array, column in zip(batch.columns, columns, strict=True):
@@ -391,6 +464,8 @@ def _as_csv(batch: pa.RecordBatch, columns: list[Column]) -> pa.RecordBatch:
             array = array.storage
         if column.postgresql_temporal:
             array = _postgresql_temporal_text(array)
+        elif pa.types.is_decimal(array.type):
+            array = _decimal_text(array)
         if pa.types.is_null(array.type) or array.type != column.csv_type:
             array = pc.cast(array, column.csv_type)
         arrays.append(array)

@@ -46,3 +46,24 @@ def log_in(client: Any, user: str, password: str) -> Any:
         "/console/login",
         data={"csrf_token": login_token(page.text), "username": user, "password": password},
     )
+
+
+def completed_batch_prediction(
+    installation: Installation, batch_id: str, output: Path, caller: str | None = None
+) -> dict[str, Any]:
+    """A batch prediction of the console's model over its evaluation data into ``output``, run to COMPLETED
+    (as ``caller``, through the server's door, when given); its GetBatchPrediction."""
+    request = {
+        "BatchPredictionId": batch_id,
+        "MLModelId": MODEL,
+        "BatchPredictionDataSourceId": f"{DATASOURCE}-eval",
+        "OutputUri": f"{output}/",
+    }
+    service = installation.service
+    if caller is None:
+        service.call("CreateBatchPrediction", request)
+    else:
+        service.call("CreateBatchPrediction", request, caller, remote=True)
+    described = service.wait("BatchPrediction", batch_id)
+    assert described["Status"] == "COMPLETED", described
+    return described

@@ -8,7 +8,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from console_helpers import DATASOURCE, EVALUATION, MODEL, Installation, Served, log_in, login_token
+from console_helpers import (
+    DATASOURCE,
+    EVALUATION,
+    MODEL,
+    Installation,
+    Served,
+    completed_batch_prediction,
+    log_in,
+    login_token,
+)
 from starlette.testclient import TestClient
 from test_browser import check_accessibility
 
@@ -115,14 +124,7 @@ def test_batch_prediction_results_are_offered_only_to_who_may_read_its_output(
     there gets no result links (a note says why) and no download; granted it, the viewer gets both."""
     service, batch_id = installation.service, "bp-permissions"
     output = installation.home / "data" / "permissions-out"
-    request = {
-        "BatchPredictionId": batch_id,
-        "MLModelId": MODEL,
-        "BatchPredictionDataSourceId": f"{DATASOURCE}-eval",
-        "OutputUri": f"{output}/",
-    }
-    service.call("CreateBatchPrediction", request)
-    assert service.wait("BatchPrediction", batch_id)["Status"] == "COMPLETED"
+    completed_batch_prediction(installation, batch_id, output)
     path = f"/console/batch-predictions/{batch_id}"
 
     page, twin = viewer.get(path), viewer.get(path + "?format=json").json()

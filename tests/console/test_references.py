@@ -10,7 +10,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from console_helpers import DATASOURCE, EVALUATION, MODEL, Installation, Served, log_in
+from console_helpers import (
+    DATASOURCE,
+    EVALUATION,
+    MODEL,
+    Installation,
+    Served,
+    completed_batch_prediction,
+    log_in,
+)
 from starlette.testclient import TestClient
 from test_browser import check_accessibility
 
@@ -67,15 +75,7 @@ def model_reader(installation: Installation) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def batch(installation: Installation) -> str:
-    service = installation.service
-    request = {
-        "BatchPredictionId": BATCH,
-        "MLModelId": MODEL,
-        "BatchPredictionDataSourceId": f"{DATASOURCE}-eval",
-        "OutputUri": f"{installation.home / 'data' / 'references-out'}/",
-    }
-    service.call("CreateBatchPrediction", request)
-    assert service.wait("BatchPrediction", BATCH)["Status"] == "COMPLETED"
+    completed_batch_prediction(installation, BATCH, installation.home / "data" / "references-out")
     return BATCH
 
 

@@ -9,7 +9,16 @@ import uuid
 from typing import Any
 
 import pytest
-from console_helpers import BOB_PASSWORD, DATASOURCE, EVALUATION, MODEL, Installation, log_in, login_token
+from console_helpers import (
+    BOB_PASSWORD,
+    DATASOURCE,
+    EVALUATION,
+    MODEL,
+    Installation,
+    completed_batch_prediction,
+    log_in,
+    login_token,
+)
 
 from emrml.console.thresholds import at_threshold
 from emrml.samples import bank_sample_schema
@@ -262,14 +271,7 @@ def test_numbers_in_urls_that_python_calls_digits_but_int_refuses_are_not_errors
     # "\u00b2" (superscript two) passes str.isdigit() but not int().
     listed = admin.get("/console/datasources", params={"size": "\u00b2", "format": "json"})
     assert listed.status_code == 200 and listed.json()["Results"]
-    request = {
-        "BatchPredictionId": "bp-digits",
-        "MLModelId": MODEL,
-        "BatchPredictionDataSourceId": f"{DATASOURCE}-eval",
-        "OutputUri": f"{installation.home / 'data' / 'digits-out'}/",
-    }
-    installation.service.call("CreateBatchPrediction", request)
-    assert installation.service.wait("BatchPrediction", "bp-digits")["Status"] == "COMPLETED"
+    completed_batch_prediction(installation, "bp-digits", installation.home / "data" / "digits-out")
     assert admin.get("/console/batch-predictions/bp-digits/files/0").status_code == 200
     missing = admin.get("/console/batch-predictions/bp-digits/files/\u00b2")
     assert missing.status_code == 404 and "has no file" in missing.text
@@ -475,17 +477,8 @@ def test_a_tampered_manifest_cannot_make_the_console_serve_other_files(
     inside the data roots are listed and downloadable."""
     import json
 
-    service = installation.service
     output = installation.home / "data" / "tamper-out"
-    request = {
-        "BatchPredictionId": "bp-tamper",
-        "MLModelId": MODEL,
-        "BatchPredictionDataSourceId": f"{DATASOURCE}-eval",
-        "OutputUri": f"{output}/",
-    }
-    service.call("CreateBatchPrediction", request)
-    described = service.wait("BatchPrediction", "bp-tamper")
-    assert described["Status"] == "COMPLETED"
+    completed_batch_prediction(installation, "bp-tamper", output)
     manifest = output / "batch-prediction" / "bp-tamper.manifest"
     secret = tmp_path / "secret.txt"
     secret.write_text("not-for-the-console-3e1f")
@@ -517,7 +510,7 @@ def test_a_result_linked_to_a_file_its_creator_may_not_read_is_not_downloaded(
     anyone."""
     from emrml.service.auth import user_arn
 
-    service, access = installation.service, installation.service.access
+    access = installation.service.access
     output = installation.home / "data" / f"bob-out-{uuid.uuid4().hex[:6]}"
     private = installation.home / "data" / f"private-{uuid.uuid4().hex[:6]}.csv"
     private.write_text("not-for-bob-7c2d\n")
@@ -532,15 +525,9 @@ def test_a_result_linked_to_a_file_its_creator_may_not_read_is_not_downloaded(
     )
     access.add_member(group, "bob")
     try:
-        request = {
-            "BatchPredictionId": f"bp-{group}",
-            "MLModelId": MODEL,
-            "BatchPredictionDataSourceId": f"{DATASOURCE}-eval",
-            "OutputUri": f"{output}/",
-        }
-        service.call("CreateBatchPrediction", request, user_arn("000000000000", "bob"), remote=True)
-        assert service.wait("BatchPrediction", request["BatchPredictionId"])["Status"] == "COMPLETED"
-        page = f"/console/batch-predictions/{request['BatchPredictionId']}"
+        batch_id = f"bp-{group}"
+        completed_batch_prediction(installation, batch_id, output, user_arn("000000000000", "bob"))
+        page = f"/console/batch-predictions/{batch_id}"
         # His own results, where he may write: downloaded, by him and by whoever may read the object.
         bob = anonymous_client_factory()
         assert log_in(bob, "bob", BOB_PASSWORD).status_code == 303

@@ -9,8 +9,8 @@ For each server, K interleaved pairs of:
 
 - **bare**: the Arrow-native reader alone (connectorx for MariaDB, ADBC for PostgreSQL) reading the whole
   result as one table, then pyarrow's CSV writer and zlib (gzip, level 1, as emrml stages) into a file;
-- **stage**: ``emrml.storage.sql.stage_query``, the job's SQL part (read-only transaction, streaming batches,
-  atomic write of the gzip CSV);
+- **stage**: ``emrml.storage.sql_staging.stage_query``, the job's SQL part (read-only transaction,
+  streaming batches, atomic write of the gzip CSV);
 - **datasource**: ``CreateDataSourceFromRDS`` / ``FromRedshift`` and ``wait``, without statistics: staging
   plus the job's pass over the staged file (counting and validating every record) and the metastore writes.
 
@@ -35,7 +35,7 @@ from pyarrow import csv
 from common import load_average
 from emrml.config import Settings
 from emrml.service.app import EmrML
-from emrml.storage import sql
+from emrml.storage import gzipped, sql, sql_staging
 
 MARIADB = "mysql+pymysql://root@127.0.0.1:3306/"
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -107,7 +107,7 @@ def bare(source: sql.SqlSource, path: Path) -> int:
     )
     text = pa.BufferOutputStream()
     csv.write_csv(table, text)
-    compressor = zlib.compressobj(sql.GZIP_LEVEL, zlib.DEFLATED, 31)
+    compressor = zlib.compressobj(gzipped.LEVEL, zlib.DEFLATED, 31)
     with path.open("wb") as out:
         out.write(compressor.compress(text.getvalue()))
         out.write(compressor.flush())
@@ -189,7 +189,8 @@ def main() -> None:
                     seconds, rows = timed(bare, source, root / "bare.csv.gz")
                     assert rows == args.rows, rows
                     times["bare"].append(seconds)
-                    seconds, staged = timed(sql.stage_query, source, QUERY, str(root / "stage" / "s.csv.gz"))
+                    staged_at = str(root / "stage" / "s.csv.gz")
+                    seconds, staged = timed(sql_staging.stage_query, source, QUERY, staged_at)
                     assert staged.rows == args.rows  # type: ignore[attr-defined]
                     times["stage"].append(seconds)
                     entity = f"bench-{source.identifier}-{pair}"

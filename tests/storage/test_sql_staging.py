@@ -1,4 +1,4 @@
-"""Staging a query result (storage.sql.stage) without a database: Arrow batches in, gzip CSV out."""
+"""Staging a query result (storage.sql_staging.stage) without a database: Arrow batches in, gzip CSV out."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from emrml.errors import DataError
-from emrml.storage import sql
+from emrml.storage import sql, sql_staging
 
 
 def _wide_batches(rows: int, width: int, per_batch: int) -> pa.RecordBatchReader:
@@ -34,18 +34,18 @@ def test_wide_rows_are_staged_a_slice_at_a_time(tmp_path: Path, monkeypatch: pyt
     # A driver batch of wide rows was written to CSV whole: 65,536 rows of 20 KB held 1.3 GB, and about ten
     # times that while staged (10 GB for a 2 GB result from MariaDB). The CSV text is now made a slice of
     # at most SLICE_BYTES at a time, and the sample kept for schema inference is bounded too.
-    monkeypatch.setattr(sql, "SLICE_BYTES", 1 << 20)
-    monkeypatch.setattr(sql, "SAMPLE_BYTES", 2 << 20)
+    monkeypatch.setattr(sql_staging, "SLICE_BYTES", 1 << 20)
+    monkeypatch.setattr(sql_staging, "SAMPLE_BYTES", 2 << 20)
     written: list[int] = []
-    write_csv = sql.csv.write_csv
+    write_csv = sql_staging.csv.write_csv
 
     def recording(data: Any, *args: Any, **kwargs: Any) -> None:
         written.append(data.nbytes)
         write_csv(data, *args, **kwargs)
 
-    monkeypatch.setattr(sql.csv, "write_csv", recording)
+    monkeypatch.setattr(sql_staging.csv, "write_csv", recording)
     rows, width = 1_500, 10_000  # one driver batch of 15 MB
-    staged = sql.stage(_wide_batches(rows, width, per_batch=rows), str(tmp_path / "wide.csv.gz"))
+    staged = sql_staging.stage(_wide_batches(rows, width, per_batch=rows), str(tmp_path / "wide.csv.gz"))
     assert staged.rows == rows
     assert len(written) >= 14 and max(written) <= (1 << 20) + width + 64, written
     with gzip.open(tmp_path / "wide.csv.gz", "rt", newline="") as text:
@@ -63,7 +63,7 @@ def test_the_inference_sample_spans_batches_up_to_its_row_limit(tmp_path: Path) 
     batches = [pa.record_batch([pa.array([0, 1] * 50)], schema=schema) for _ in range(5)]
     batches.append(pa.record_batch([pa.array([2] * 10)], schema=schema))
     reader = pa.RecordBatchReader.from_batches(schema, batches)
-    staged = sql.stage(reader, str(tmp_path / "codes.csv.gz"))
+    staged = sql_staging.stage(reader, str(tmp_path / "codes.csv.gz"))
     assert staged.rows == 510
     assert staged.schema.attributes[0].type.value == "NUMERIC"
 
@@ -77,7 +77,7 @@ def test_mysql_bytes_are_refused_with_the_conversion_a_bit_column_needs(tmp_path
     )
     reader = pa.RecordBatchReader.from_batches(schema, [batch])
     with pytest.raises(DataError) as refused:
-        sql.stage(reader, str(tmp_path / "flags.csv.gz"))
+        sql_staging.stage(reader, str(tmp_path / "flags.csv.gz"))
     assert "column 'is active' holds bytes (a MySQL BIT, BINARY, VARBINARY or BLOB column)" in str(
         refused.value
     )
@@ -92,13 +92,13 @@ def test_a_result_wider_than_a_schema_is_refused_before_staging(tmp_path: Path) 
     schema = pa.schema([(f"c{i}", pa.int32()) for i in range(1_001)])
     batch = pa.record_batch([pa.array([1, 0])] * 1_001, schema=schema)
     with pytest.raises(DataError) as refused:
-        sql.stage(pa.RecordBatchReader.from_batches(schema, [batch]), str(tmp_path / "wide.csv.gz"))
+        sql_staging.stage(pa.RecordBatchReader.from_batches(schema, [batch]), str(tmp_path / "wide.csv.gz"))
     assert (
         "SelectSqlQuery returns 1,001 columns; a datasource has at most 1,000 attributes "
         "(the max_attributes setting)"
     ) in str(refused.value)
     assert not (tmp_path / "wide.csv.gz").exists()
-    staged = sql.stage(
+    staged = sql_staging.stage(
         pa.RecordBatchReader.from_batches(schema, [batch]),
         str(tmp_path / "wide.csv.gz"),
         max_attributes=2_000,
@@ -137,7 +137,7 @@ def test_the_conversion_offered_for_a_type_without_an_attribute_type_is_the_data
         schema = pa.schema([field])
         reader = pa.RecordBatchReader.from_batches(schema, [])
         with pytest.raises(DataError) as refused:
-            sql.stage(reader, str(tmp_path / "typed.csv.gz"))
+            sql_staging.stage(reader, str(tmp_path / "typed.csv.gz"))
         assert f"convert it in the query, e.g. {conversion}" in str(refused.value)
 
 
@@ -164,7 +164,7 @@ def test_decimals_are_staged_as_their_own_digits(tmp_path: Path) -> None:
     schema = pa.schema([("amount", pa.decimal128(38, 10))])
     column = pa.array([None if v is None else Decimal(v) for v in values], pa.decimal128(38, 10))
     reader = pa.RecordBatchReader.from_batches(schema, [pa.record_batch([column], schema=schema)])
-    staged = sql.stage(reader, str(tmp_path / "amounts.csv.gz"))
+    staged = sql_staging.stage(reader, str(tmp_path / "amounts.csv.gz"))
     with gzip.open(tmp_path / "amounts.csv.gz", "rt", newline="") as text:
         assert [row[0] if row else "" for row in csv.reader(text)][1:] == [v or "" for v in values]
     assert staged.schema.attributes[0].type.value == "NUMERIC"

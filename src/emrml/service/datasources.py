@@ -64,10 +64,10 @@ def create_data_source_from_s3(app: EmrML, request: Request) -> Response:
 
 def _staged_location(app: EmrML, staging: str, data_source_id: str) -> str:
     # Imported here: storage.sql loads Arrow, which commands that only read the metastore do without.
-    from emrml.storage import sql
+    from emrml.storage import sql_staging
 
     check_location(app, staging, member="S3StagingLocation", write=True)
-    return sql.staged_location(staging, data_source_id)
+    return sql_staging.staged_location(staging, data_source_id)
 
 
 @operation("CreateDataSourceFromRDS")

@@ -24,7 +24,7 @@ from emrml.service import credentials as sealed
 from emrml.service.confinement import check_job_output, confined_job, confined_writes
 from emrml.service.metastore import BatchPrediction, DataSource, MLModel
 from emrml.service.worker import JobContext, discards, job
-from emrml.storage import sql
+from emrml.storage import sql, sql_staging
 from emrml.storage.locations import atomic_write, exists, read_text, schema_location_for
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ def _stage_sql(entity: DataSource, context: JobContext) -> Schema:
     if entity.confined:
         check_job_output(context.settings, entity.data_location, member="S3StagingLocation")
     with confined_writes(context.settings, entity.confined):
-        staged = sql.stage_query(
+        staged = sql_staging.stage_query(
             source,
             spec["SelectSqlQuery"],
             entity.data_location,

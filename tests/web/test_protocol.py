@@ -26,16 +26,10 @@ from emrml.config import Settings
 from emrml.service.app import EmrML
 from emrml.service.metastore import DataSource, now
 from emrml.service.operations import OPERATIONS
+from emrml.web.access_log import AccessLog, LoggedRequests, new_request_id
 from emrml.web.protocol import TARGET_PREFIX, encode_response
 from emrml.web.scheduler import JobScheduler
-from emrml.web.server import (
-    AccessLog,
-    BackgroundServer,
-    LoggedRequests,
-    create_app,
-    new_request_id,
-    reserve_socket,
-)
+from emrml.web.server import BackgroundServer, create_app, reserve_socket
 
 SCHEMA = json.dumps(
     {

@@ -6,10 +6,10 @@
   Operations run in Starlette's thread pool; ``Predict`` on a model this process already serves runs on
   the event loop, since it reads no database row and answers in microseconds.
 * ``GET /health`` — ``{"status": "ok", ...}`` while the metastore answers, 503 otherwise.
-* the access log — one JSON object per request on the ``emrml.access`` logger: time, request id, method,
-  path, operation, status, duration, access key id, client address. Never bodies or signatures. Lines are
-  written in batches (``Settings.access_log_batch``, and at least once a second) and may be sampled
-  (``Settings.access_log_sample``), so logging costs a request no write.
+* the access log (``web.access_log``) — one JSON object per request on the ``emrml.access`` logger: time,
+  request id, method, path, operation, status, duration, access key id, client address. Never bodies or
+  signatures. Lines are written in batches (``Settings.access_log_batch``, and at least once a second)
+  and may be sampled (``Settings.access_log_sample``), so logging costs a request no write.
 * a ``JobScheduler`` that runs queued jobs while the server lives; stopping the server stops it.
 * threads that keep what a request reads fresh, so that neither the event loop nor a request waits for
   the metastore or a model file: the mounted models (``MountedModels.keep_fresh``: it loads the model of
@@ -28,24 +28,19 @@ on a socket the caller bound (tests, benchmarks).
 from __future__ import annotations
 
 import functools
-import itertools
 import json
 import logging
 import math
 import os
-import random
 import socket
 import threading
 import time
-import uuid
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import orjson
 import uvicorn
 from sqlalchemy import text
 from starlette.applications import Starlette
@@ -67,6 +62,15 @@ from emrml.service.auth import (
 )
 from emrml.service.identity import Identities
 from emrml.service.remembered import Remembered
+from emrml.web.access_log import (
+    AccessLog,
+    ASGIApp,
+    LoggedRequests,
+    Receive,
+    Scope,
+    Send,
+    new_request_id,
+)
 from emrml.web.hosts import LocalHosts
 from emrml.web.protocol import (
     CONTENT_TYPE,
@@ -79,14 +83,7 @@ from emrml.web.protocol import (
 from emrml.web.scheduler import JobScheduler
 from emrml.web.tls import SecureTransport, TlsSettings
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
 log = logging.getLogger(__name__)
-access_log = logging.getLogger("emrml.access")
 _INTERNAL_MESSAGE = "An internal error occurred; the server log has the details under request id {}."
 #: Create operations that queue a job: the scheduler looks for it at once instead of at its next poll.
 _QUEUEING = frozenset(
@@ -99,146 +96,6 @@ _QUEUEING = frozenset(
         "CreateBatchPrediction",
     }
 )
-
-
-class AccessLog:
-    """The access log: one JSON line per HTTP request on the ``emrml.access`` logger.
-
-    Lines are kept and written ``batch`` at a time as one log record (lines separated by newlines), and by
-    :meth:`flush`, which the server calls every second and at shutdown; ``batch`` 1 writes each line at
-    once and 0 writes none. ``sample`` < 1 logs that share of the requests, chosen at random. A request
-    only notes its fields (:meth:`note`); they become JSON when written, a batch at a time (in a loop that
-    stays in the processor's caches, which costs a request less than formatting its own line among its
-    other work). The API handler notes its own requests; :class:`LoggedRequests` notes the others.
-    """
-
-    def __init__(self, *, batch: int = 1, sample: float = 1.0) -> None:
-        self.batch = batch
-        self.sample = sample
-        # A deque: its appends (the event loop) and pops (any thread's flush) never lose an entry.
-        self._entries: deque[tuple[Any, ...]] = deque()
-        # (second, its text): the current second as the lines write it, formatted once per second.
-        self._second: tuple[int, str] = (-1, "")
-
-    def note(
-        self,
-        started_ns: int,
-        request_id: str,
-        scope: Scope,
-        target: str | None,
-        status: int,
-        access_key_id: str | None,
-    ) -> None:
-        """Keep the line of a request that started at ``started_ns`` (``time.perf_counter_ns()``) and has
-        just been answered with ``status``."""
-        if (
-            self.batch
-            and (self.sample >= 1.0 or random.random() < self.sample)
-            and access_log.isEnabledFor(logging.INFO)
-        ):
-            self._entries.append(
-                (
-                    time.time_ns(),
-                    request_id,
-                    scope["method"],
-                    scope["path"],
-                    target,
-                    status,
-                    time.perf_counter_ns() - started_ns,
-                    access_key_id,
-                    scope.get("client"),
-                )
-            )
-            if len(self._entries) >= self.batch:
-                self.flush()
-
-    def flush(self) -> None:
-        """Write the lines kept so far (from any thread)."""
-        entries = []
-        try:
-            for _ in range(len(self._entries)):
-                entries.append(self._entries.popleft())
-        except IndexError:  # another thread's flush took the rest
-            pass
-        if entries:
-            access_log.info(b"\n".join([self._line(*entry) for entry in entries]).decode())
-
-    def _line(
-        self,
-        time_ns: int,
-        request_id: str,
-        method: str,
-        path: str,
-        target: str | None,
-        status: int,
-        duration_ns: int,
-        access_key_id: str | None,
-        client: tuple[str, int] | None,
-    ) -> bytes:
-        second, milliseconds = divmod(time_ns // 1_000_000, 1000)
-        cached = self._second
-        if second != cached[0]:
-            cached = self._second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-        record = {
-            "time": f"{cached[1]}.{milliseconds:03d}Z",
-            "request_id": request_id,
-            "method": method,
-            "path": path,
-            "target": target,
-            "status": status,
-            "duration_ms": duration_ns // 1000 / 1000,  # whole microseconds (round() costs a µs)
-            "access_key_id": access_key_id,
-            "client": f"{client[0]}:{client[1]}" if client else None,
-        }
-        return orjson.dumps(record)
-
-
-class LoggedRequests:
-    """ASGI middleware noting every HTTP request it passes to ``app`` in ``log``."""
-
-    def __init__(self, app: ASGIApp, log: AccessLog) -> None:
-        self.app = app
-        self.log = log
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter_ns()
-        status = 500
-
-        async def send_and_note_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_note_status)
-        finally:
-            self.log.note(started, new_request_id(), scope, None, status, None)
-
-
-class _RequestIds:
-    """Request ids for ``x-amzn-RequestId``, shaped as version-4 UUIDs: a random UUID's first 80 bits,
-    drawn once per process (again in a forked child), then a 48-bit counter. Ids must be unique, not
-    secret; a random UUID per request would cost several times as much."""
-
-    def __init__(self) -> None:
-        self._renew()
-        os.register_at_fork(after_in_child=self._renew)
-
-    def _renew(self) -> None:
-        text = str(uuid.uuid4())
-        self._prefix = text[:24]
-        self._counter = itertools.count(int(text[24:], 16))
-
-    def __call__(self) -> str:
-        return f"{self._prefix}{next(self._counter) & 0xFFFFFFFFFFFF:012x}"
-
-
-#: A new request id (a str of 36 characters).
-new_request_id = _RequestIds()
 
 
 class ApiFirst:

@@ -370,6 +370,17 @@ class JobRunner:
                 progress(entity.progress, entity.progress_message)
             time.sleep(0.2)
 
+    def run_if_queued(self, kind: str, entity_id: str) -> None:
+        """Run the job here if it is still queued and what it needs has ended (failing it when something it
+        needs did not complete); return at once otherwise. A server's scheduler calls this for each job it
+        listed as queued: another process (a server of ``--workers``, a CLI) may claim it first, and waiting
+        for that process's run, as ``wait`` does, would hold one of this server's job slots all along."""
+        entity = self._status(kind, entity_id)
+        if entity is None or entity.status != "PENDING" or not self.dependencies_settled(kind, entity):
+            return
+        if self._dependencies_met(kind, entity, None):
+            self.run(kind, entity_id)
+
     def pending(self) -> list[tuple[str, str]]:
         """Queued jobs, oldest first."""
         jobs: list[tuple[float, str, str]] = []

@@ -1,11 +1,12 @@
 """The server's background job runner: starts queued jobs, at most ``slots`` at a time.
 
 A dispatcher thread polls the metastore for PENDING jobs (and is woken at once after a ``Create*``
-request). Each job it starts gets a daemon thread that calls ``JobRunner.wait``, which claims the job
-atomically and runs it in a worker process — so several servers (or a CLI) on one metastore never run a
-job twice. A job whose dependencies are still PENDING or INPROGRESS is left queued until they end, so it
-does not hold a slot while it waits. Every ``lease`` seconds the dispatcher also requeues jobs whose
-worker stopped sending heartbeats (a crash, or a server stopped mid-job).
+request). Each job it starts gets a daemon thread that calls ``JobRunner.run_if_queued``, which claims the
+job atomically and runs it in a worker process — so several servers (or a CLI) on one metastore never run a
+job twice — and ends at once when another process claimed it first. A job whose dependencies are still
+PENDING or INPROGRESS is left queued until they end, so it does not hold a slot while it waits. Every
+``lease`` seconds the dispatcher also requeues jobs whose worker stopped sending heartbeats (a crash, or a
+server stopped mid-job).
 
 Stopping stops dispatching and waits up to a timeout for the jobs running here. A job still running after
 that is stopped and queued again without counting its attempt (``JobRunner.interrupt``): the next start
@@ -125,6 +126,6 @@ class JobScheduler:
 
     def _run(self, kind: str, entity_id: str) -> None:
         try:
-            self.service.jobs.wait(kind, entity_id)
+            self.service.jobs.run_if_queued(kind, entity_id)
         except Exception:
             log.exception("running %s %s failed", kind, entity_id)

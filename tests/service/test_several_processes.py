@@ -4,7 +4,10 @@ so that the interleaving is the one under test."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -50,3 +53,73 @@ def test_a_job_claimed_by_another_process_holds_no_job_slot_here(
             session.get(DataSource, "ds-elsewhere").status = "FAILED"  # ends any thread still waiting on it
         scheduler.stop(timeout=30)
         app.close()
+
+
+#: A process opening the metastore of ``argv[1]`` with the home ``argv[2]``. After taking the migration lock
+#: it looks at the schema again, then waits (up to a few seconds) for the other process to get as far, so
+#: that without the lock both would migrate at once: ``argv[3]`` says it got there, ``argv[4]`` the other.
+_OPEN_AT_ONCE = """
+import sys, time
+from pathlib import Path
+from emrml.service import metastore
+
+url, home, here, there = sys.argv[1:]
+current, looks = metastore.schema_is_current, []
+
+def looked(engine):
+    answer = current(engine)
+    looks.append(answer)
+    if len(looks) == 2:
+        Path(here).touch()
+        deadline = time.monotonic() + 3
+        while not Path(there).exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+    return answer
+
+metastore.schema_is_current = looked
+metastore.migrate(metastore.open_engine(url), Path(home))
+"""
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
+def test_machines_sharing_a_database_migrate_it_one_at_a_time(kind: str, tmp_path: Path) -> None:
+    """Two processes, each with its own home (two machines), open one new PostgreSQL or MariaDB metastore at
+    once: one migrates it, the other waits and finds it current, and neither fails."""
+    from sqlalchemy import text
+
+    from emrml.service.metastore import open_engine, schema_is_current
+    from metastores import empty_metastore
+
+    metastore_urls = empty_metastore(kind, tmp_path)
+    url = next(metastore_urls)
+    try:
+        marks = [tmp_path / "looked-0", tmp_path / "looked-1"]
+        processes = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    _OPEN_AT_ONCE,
+                    url,
+                    str(tmp_path / f"home-{i}"),
+                    str(marks[i]),
+                    str(marks[1 - i]),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for i in range(2)
+        ]
+        outputs = [process.communicate(timeout=300)[0] for process in processes]
+        assert [process.returncode for process in processes] == [0, 0], outputs
+        engine = open_engine(url)
+        try:
+            assert schema_is_current(engine)
+            with engine.connect() as connection:
+                assert connection.execute(text("SELECT COUNT(*) FROM alembic_version")).scalar() == 1
+        finally:
+            engine.dispose()
+    finally:
+        with suppress(StopIteration):
+            next(metastore_urls)

@@ -10,10 +10,13 @@ and upgraded by the Alembic migrations in ``migrations/``; never by ``create_all
 # opens the metastore, a fifth of this module's import).
 import fcntl
 import functools
+import logging
 import os
 import re
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from sqlalchemy.schema import CreateTable
 
 from emrml.errors import InvalidInputException
+
+log = logging.getLogger(__name__)
 
 ENTITY_ID = String(64)
 STATUS = String(16)
@@ -361,20 +366,56 @@ def migrate(engine: Engine, home: Path) -> None:
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    # Processes started at once on a new home (two CLI commands, a server) would all run the migrations,
-    # and all but one fail with "table ... already exists" (SQLite runs DDL outside the transaction):
-    # one upgrades at a time, and the next finds the schema current.
-    home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # Owner-only, as every file of the home (it holds nothing, but a shared machine need not see it either).
-    descriptor = os.open(home / ".migrate.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    with os.fdopen(descriptor, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    # Processes started at once on a new or older metastore (two CLI commands, a server, the servers of
+    # several machines sharing one database) would all run the migrations, and all but one fail with "table
+    # ... already exists": one upgrades at a time, and the next finds the schema current.
+    with _migration_lock(engine, home):
         if schema_is_current(engine):
             return
         with engine.begin() as connection:
             config.attributes["connection"] = connection
             config.attributes["home"] = home
             command.upgrade(config, "head")
+
+
+#: PostgreSQL's advisory lock key of the migrations (advisory locks are per database): "emrml" in ASCII.
+_MIGRATION_LOCK_KEY = 0x656D726D6C
+#: Seconds of each wait for MariaDB's migration lock (the wait is logged, then goes on).
+_MIGRATION_LOCK_WAIT = 60
+
+
+@contextmanager
+def _migration_lock(engine: Engine, home: Path) -> Iterator[None]:
+    """Hold the metastore's migration lock: a lock of the database server's for PostgreSQL and MariaDB,
+    whose processes may be on several machines, each with its own home; for SQLite, a lock file in the home
+    of the database file. A process that dies releases it (its connection or its file closes)."""
+    dialect = engine.dialect.name
+    if dialect == "sqlite":
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Owner-only, as every file of the home (it holds nothing, but a shared machine need not see it).
+        descriptor = os.open(home / ".migrate.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        with os.fdopen(descriptor, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+        return
+    with engine.connect() as connection:
+        if dialect == "postgresql":
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+            release = text("SELECT pg_advisory_unlock(:key)").bindparams(key=_MIGRATION_LOCK_KEY)
+        else:
+            # MariaDB's lock names are the whole server's: this one names the database.
+            name = "SHA1(CONCAT('emrml-migrate:', DATABASE()))"
+            acquire = text(f"SELECT GET_LOCK({name}, :wait)").bindparams(wait=_MIGRATION_LOCK_WAIT)
+            while connection.execute(acquire).scalar() != 1:
+                log.warning("waiting for another process to finish migrating the metastore")
+            release = text(f"SELECT RELEASE_LOCK({name})")
+        connection.commit()
+        try:
+            yield
+        finally:
+            # Held by the connection, not a transaction: released before it goes back to the pool.
+            connection.execute(release)
+            connection.commit()
 
 
 def fenced_update(session: Session, table: type[Base], where: list[Any], values: dict[str, Any]) -> bool:

@@ -101,3 +101,18 @@ def test_workers_serve_predict_within_the_shared_rate(tmp_path: Path) -> None:
         process.terminate()
         output = process.communicate(timeout=60)[0]
     assert "with 2 processes" in output
+
+
+def test_workers_refuse_a_console_in_each_process(tmp_path: Path) -> None:
+    """Failed logins are counted in the process serving the console: N processes each serving it would
+    allow N times the failures, so the console of ``--workers`` is always the one console process."""
+    from cli_helpers import error_line, invoke
+
+    taken = reserve_socket()  # were the options accepted, the server would stop at once, its port taken
+    taken.listen()
+    port = str(taken.getsockname()[1])
+    with taken:
+        result = invoke(
+            "--home", str(tmp_path), "serve", "--port", port, "--workers", "2", "--console-in-process", code=2
+        )
+    assert "--console-in-process serves the console from one process only" in error_line(result)

@@ -617,6 +617,30 @@ def test_another_process_sees_endpoint_changes(trained: Trained) -> None:
         other.close()
 
 
+def test_a_worker_whose_share_of_the_rate_is_below_one_a_second_still_predicts(trained: Trained) -> None:
+    """``emrml serve --workers 4`` with PeakRequestsPerSecond 2: each process admits half a request a
+    second, one at a time, rather than refusing every Predict."""
+    worker = EmrML(Settings.load(environ={}, home=trained.home, peak_requests_per_second=2))
+    clock = FakeClock()
+    worker.mounted = MountedModels(worker.sessions, total_requests_per_second=10_000, clock=clock, share=0.25)
+    record = {"x": "7", "words": "good day"}
+    try:
+        worker.call("CreateRealtimeEndpoint", {"MLModelId": "ml-binary"})
+        admitted = []
+        for _ in range(8):  # four seconds, a request every half second
+            try:
+                predict(worker, "ml-binary", record)
+                admitted.append(True)
+            except LimitExceededException as exc:
+                assert "more than 2 requests per second" in exc.message
+                admitted.append(False)
+            clock.now += 0.5
+        assert admitted == [True, False, False, False, True, False, False, False]
+    finally:
+        worker.call("DeleteRealtimeEndpoint", {"MLModelId": "ml-binary"})
+        worker.close()
+
+
 def test_a_server_keeps_models_fresh_off_the_request_path(trained: Trained) -> None:
     """``keep_fresh`` (a server's background thread) loads READY endpoints at start and is the only reader
     of the metastore afterwards; a change by another process still takes effect within a second."""

@@ -19,8 +19,9 @@
 Admission is two token buckets, one per endpoint (its ``PeakRequestsPerSecond``) and one for the whole
 process (``Settings.total_requests_per_second``); each admits bursts of up to one second's requests. A
 server of N worker processes (``emrml serve --workers N``) gives each process ``1/N`` of both rates
-(``share``), so together they never admit more than the limits: the kernel spreads connections over the
-processes, so under uneven load a process may refuse a request while another still has room.
+(``share``), so together they never admit more than the limits on average: the kernel spreads connections
+over the processes, so under uneven load a process may refuse a request while another still has room. (A
+share below one request a second still admits one request at a time, at that rate.)
 """
 
 from __future__ import annotations
@@ -63,25 +64,28 @@ def normalized_url(url: str) -> str:
 
 
 class TokenBucket:
-    """Admits ``rate`` requests per second on average, in bursts of at most ``rate`` requests.
+    """Admits ``rate`` requests per second on average, in bursts of at most ``rate`` requests (one, when the
+    rate is below one a second: a process's share of a small limit, such as 1/4 of 2 a second).
 
     Lock-free: a lock would cost more than the rest of the check. Threads that interleave inside
     :meth:`admit` may each take the same token, so under contention a bucket can admit a few requests more
     than its rate, never fewer.
     """
 
-    __slots__ = ("rate", "tokens", "updated")
+    __slots__ = ("capacity", "rate", "tokens", "updated")
 
     def __init__(self, rate: float, now: float) -> None:
         self.rate = float(rate)
-        self.tokens = self.rate
+        # A bucket that could not hold a whole token would never admit anything.
+        self.capacity = max(self.rate, 1.0) if self.rate > 0 else 0.0
+        self.tokens = self.capacity
         self.updated = now
 
     def admit(self, now: float) -> bool:
         """Take one token at time ``now`` (seconds, monotonic); False when none is left."""
         tokens = self.tokens + (now - self.updated) * self.rate
-        if tokens > self.rate:
-            tokens = self.rate
+        if tokens > self.capacity:
+            tokens = self.capacity
         self.updated = now
         if tokens < 1.0:
             self.tokens = tokens

@@ -123,3 +123,30 @@ def test_machines_sharing_a_database_migrate_it_one_at_a_time(kind: str, tmp_pat
     finally:
         with suppress(StopIteration):
             next(metastore_urls)
+
+
+def test_two_processes_creating_the_home_key_at_once_share_one_whole_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second process (another server, a CLI command) that opens a new home while the first writes its
+    secrets.key reads a whole key, the same one, never a file created but not written yet."""
+    from cryptography.fernet import Fernet
+
+    from emrml.service.identity import SecretBox
+
+    key_file = tmp_path / "secrets.key"
+    other: list[SecretBox] = []
+    generate = Fernet.generate_key
+
+    def generate_while_another_starts() -> bytes:
+        monkeypatch.setattr(Fernet, "generate_key", generate)
+        other.append(SecretBox(key_file))  # the other process, as this one makes its key
+        return generate()
+
+    monkeypatch.setattr(Fernet, "generate_key", generate_while_another_starts)
+    first = SecretBox(key_file)
+    [second] = other
+    assert second.decrypt(first.encrypt("secret")) == "secret"
+    assert first.decrypt(second.encrypt("secret")) == "secret"
+    assert [path.name for path in tmp_path.iterdir()] == ["secrets.key"]
+    assert key_file.stat().st_mode & 0o777 == 0o600

@@ -112,17 +112,30 @@ class SecretBox:
 
     def _load_or_create(self) -> bytes:
         try:
-            descriptor = os.open(self.key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            mode = self.key_file.stat().st_mode
-            if mode & 0o077:
-                log.warning(
-                    "%s is readable by other users (mode %o); chmod 600 it", self.key_file, mode & 0o777
-                )
-            return self.key_file.read_bytes().strip()
+            return self._load()
+        except FileNotFoundError:
+            pass
         key = Fernet.generate_key()
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(key + b"\n")
+        # Written aside, then linked into place: a process starting at the same moment (a second server, a
+        # CLI command) reads a whole key or none, never a file created but not yet written; of two processes
+        # creating one, the first link wins and the other reads that key.
+        aside = self.key_file.with_name(f".{self.key_file.name}.{secrets.token_hex(8)}")
+        descriptor = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(key + b"\n")
+            os.link(aside, self.key_file)
+        except FileExistsError:
+            return self._load()
+        finally:
+            aside.unlink(missing_ok=True)
+        return key
+
+    def _load(self) -> bytes:
+        key = self.key_file.read_bytes().strip()
+        mode = self.key_file.stat().st_mode
+        if mode & 0o077:
+            log.warning("%s is readable by other users (mode %o); chmod 600 it", self.key_file, mode & 0o777)
         return key
 
     def digest(self, secret: str) -> str:

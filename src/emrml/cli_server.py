@@ -411,6 +411,7 @@ def start_server(
     from emrml.service.auth import ensure_admin
     from emrml.service.identity import Identities
     from emrml.service.logins import Logins, ensure_admin_password
+    from emrml.service.metastore import home_lock
     from emrml.web import server
     from emrml.web.tls import TlsSettings
 
@@ -466,11 +467,15 @@ def start_server(
             markup=False,
             soft_wrap=True,
         )
-    else:
-        created = ensure_admin(Identities(service.sessions, settings.home), settings.home)
-        if created is not None:
-            _first_start_help(created[1], url)
-    ensure_admin_password(Logins(service.sessions), settings.home)
+    # One server of a home at a time: two started at once on a new home would both write
+    # admin-credentials.json, the second's console password or access key replacing the first's.
+    with home_lock(settings.home, ".first-start.lock"):
+        created = (
+            None if no_auth else ensure_admin(Identities(service.sessions, settings.home), settings.home)
+        )
+        ensure_admin_password(Logins(service.sessions), settings.home)
+    if created is not None:
+        _first_start_help(created[1], url)
     slots = settings.max_concurrent_jobs if workers_jobs is None else workers_jobs
     console.print(
         f"emrml API at {url} (listening on {host}:{port}"

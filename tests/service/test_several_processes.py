@@ -4,6 +4,7 @@ so that the interleaving is the one under test."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -150,3 +151,36 @@ def test_two_processes_creating_the_home_key_at_once_share_one_whole_key(
     assert first.decrypt(second.encrypt("secret")) == "secret"
     assert [path.name for path in tmp_path.iterdir()] == ["secrets.key"]
     assert key_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_servers_of_two_machines_starting_at_once_on_a_new_metastore_make_one_admin(
+    app: EmrML, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each server of a new metastore shared by two machines (two homes) looks for users, finds none, and
+    sets out to create the admin: one creates it and its password and writes them to its home; the other
+    neither fails nor replaces the password the first wrote down."""
+    from emrml.service.auth import ADMIN_CREDENTIALS_FILE, ensure_admin
+    from emrml.service.identity import Identities
+    from emrml.service.logins import Logins, ensure_admin_password
+
+    homes = [tmp_path / "machine-a", tmp_path / "machine-b"]
+    for home in homes:
+        home.mkdir()
+    identities = [Identities(app.sessions, home) for home in homes]
+    logins = [Logins(app.sessions), Logins(app.sessions)]
+    # What the second server saw before the first created anything.
+    monkeypatch.setattr(identities[1], "count_users", iter([0, 1]).__next__)
+    monkeypatch.setattr(logins[1], "has_password", lambda _user: False)
+
+    created = ensure_admin(identities[0], homes[0])
+    assert created is not None
+    assert ensure_admin(identities[1], homes[1]) is None
+    password = ensure_admin_password(logins[0], homes[0])
+    assert password is not None
+    assert ensure_admin_password(logins[1], homes[1]) is None
+
+    written = json.loads((homes[0] / ADMIN_CREDENTIALS_FILE).read_text())
+    assert written["aws_access_key_id"] == created[0].access_key_id
+    assert logins[0].verify("admin", written["console_password"])
+    assert not (homes[1] / ADMIN_CREDENTIALS_FILE).exists()
+    assert [user.name for user in identities[0].list_users()] == ["admin"]

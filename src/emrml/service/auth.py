@@ -31,8 +31,11 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import quote
 
+from sqlalchemy.exc import IntegrityError
+
 from emrml.errors import (
     IncompleteSignatureException,
+    InvalidInputException,
     InvalidSignatureException,
     MissingAuthenticationTokenException,
     UnrecognizedClientException,
@@ -373,7 +376,12 @@ def ensure_admin(identities: Identities, home: Path) -> tuple[NewAccessKey, Path
     """
     if identities.count_users() > 0:
         return None
-    identities.create_user(ADMIN_USER, groups=(ADMINS,))
+    try:
+        identities.create_user(ADMIN_USER, groups=(ADMINS,))
+    except (InvalidInputException, IntegrityError):
+        if identities.count_users() > 0:
+            return None  # another process starting on this metastore created it first, and writes its key
+        raise
     key = identities.create_key(ADMIN_USER)
     path = home / ADMIN_CREDENTIALS_FILE
     write_private_json(

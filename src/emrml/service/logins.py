@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Float, ForeignKey, String, Text, delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
 from emrml.errors import InvalidInputException, ResourceNotFoundException
@@ -269,6 +270,19 @@ class Logins:
             # A new password ends every other session of the user.
             session.execute(delete(BrowserSession).where(BrowserSession.user_name == user_name))
 
+    def set_first_password(self, user_name: str, password: str) -> bool:
+        """Give the user ``password`` unless it has one; whether it did. Atomic: of processes starting at
+        once on one metastore (servers of several machines), one sets the password it then writes down."""
+        if self.has_password(user_name):
+            return False  # (no hashing for nothing on every start)
+        hashed = hash_password(password)
+        try:
+            with self.sessions() as session, session.begin():
+                session.add(Login(user_name=user_name, password_hash=hashed, updated_at=now()))
+        except IntegrityError:
+            return False
+        return True
+
     def has_password(self, user_name: str) -> bool:
         with self.sessions() as session:
             return session.get(Login, user_name) is not None
@@ -457,10 +471,9 @@ def ensure_admin_password(logins: Logins, home: Path) -> str | None:
     with logins.sessions() as session:
         if session.get(User, ADMIN_USER) is None:
             return None
-    if logins.has_password(ADMIN_USER):
-        return None
     password = secrets.token_urlsafe(18)
-    logins.set_password(ADMIN_USER, password)
+    if not logins.set_first_password(ADMIN_USER, password):
+        return None
     path = home / ADMIN_CREDENTIALS_FILE
     document: dict[str, str] = {}
     if path.is_file():

@@ -378,6 +378,18 @@ def migrate(engine: Engine, home: Path) -> None:
             command.upgrade(config, "head")
 
 
+@contextmanager
+def home_lock(home: Path, name: str) -> Iterator[None]:
+    """Hold the lock file ``name`` of ``home`` (created there): one process of the home at a time does
+    what it guards. A process that dies releases it."""
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Owner-only, as every file of the home (it holds nothing, but a shared machine need not see it either).
+    descriptor = os.open(home / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    with os.fdopen(descriptor, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 #: PostgreSQL's advisory lock key of the migrations (advisory locks are per database): "emrml" in ASCII.
 _MIGRATION_LOCK_KEY = 0x656D726D6C
 #: Seconds of each wait for MariaDB's migration lock (the wait is logged, then goes on).
@@ -391,11 +403,7 @@ def _migration_lock(engine: Engine, home: Path) -> Iterator[None]:
     of the database file. A process that dies releases it (its connection or its file closes)."""
     dialect = engine.dialect.name
     if dialect == "sqlite":
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # Owner-only, as every file of the home (it holds nothing, but a shared machine need not see it).
-        descriptor = os.open(home / ".migrate.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        with os.fdopen(descriptor, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with home_lock(home, ".migrate.lock"):
             yield
         return
     with engine.connect() as connection:

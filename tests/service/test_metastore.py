@@ -95,3 +95,58 @@ def test_a_second_app_on_the_same_home_keeps_the_first_ones_sqlite_locks(tmp_pat
     finally:
         first.close()
     assert sqlite3.connect(tmp_path / "metastore.db").execute("pragma integrity_check").fetchone() == ("ok",)
+
+
+#: A process that upgrades the metastore ``argv[1]`` (home ``argv[2]``) to 0011, then upgrades it on and
+#: is killed in the middle of 0012: after its first table, before the others and the new revision.
+_KILLED_AS_IT_MIGRATES = """
+import os, sys
+from pathlib import Path
+from alembic import command, op
+from alembic.config import Config
+from emrml.service import metastore
+
+url, home = sys.argv[1], Path(sys.argv[2])
+engine = metastore.open_engine(url)
+config = Config()
+config.set_main_option("script_location", str(metastore.MIGRATIONS))
+with engine.begin() as connection:
+    config.attributes["connection"] = connection
+    config.attributes["home"] = home
+    command.upgrade(config, "0011")
+execute = op.execute
+
+def killed(statement, *args, **kwargs):
+    if "UPDATE ml_models" in str(statement):
+        os._exit(9)
+    return execute(statement, *args, **kwargs)
+
+op.execute = killed
+metastore.migrate(engine, home)
+"""
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_process_killed_as_it_migrates_leaves_the_metastore_as_it_was(kind: str, tmp_path: Path) -> None:
+    """An older metastore whose upgrade was cut short (a server stopped, a machine down) is upgraded by the
+    next start, not refused with "duplicate column" forever. (MySQL and MariaDB commit each DDL statement by
+    itself: no migration there can be undone.)"""
+    import subprocess
+    import sys
+
+    from emrml.service.metastore import migrate, open_engine, schema_is_current
+    from metastores import empty_metastore
+
+    metastore_urls = empty_metastore(kind, tmp_path)
+    url = next(metastore_urls)
+    try:
+        command = [sys.executable, "-c", _KILLED_AS_IT_MIGRATES, url, str(tmp_path)]
+        assert subprocess.run(command, capture_output=True, text=True).returncode == 9
+        engine = open_engine(url)
+        try:
+            migrate(engine, tmp_path)
+            assert schema_is_current(engine)
+        finally:
+            engine.dispose()
+    finally:
+        next(metastore_urls, None)

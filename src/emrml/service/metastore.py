@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Connection,
     Engine,
     Float,
     Integer,
@@ -372,10 +373,35 @@ def migrate(engine: Engine, home: Path) -> None:
     with _migration_lock(engine, home):
         if schema_is_current(engine):
             return
-        with engine.begin() as connection:
+        with _migration_transaction(engine) as connection:
             config.attributes["connection"] = connection
             config.attributes["home"] = home
             command.upgrade(config, "head")
+
+
+@contextmanager
+def _migration_transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection whose statements, the migrations' DDL included, commit together or not at all.
+
+    Python's sqlite3 begins a transaction only before an INSERT, UPDATE or DELETE and commits each DDL
+    statement outside one by itself, so a process killed as it migrated (a server stopped, a machine down)
+    left a schema half upgraded under the old revision, and every later start failed ("duplicate column
+    name"). SQLite's DDL is transactional when the transaction is begun by hand, as here; PostgreSQL's is
+    anyway (MySQL and MariaDB commit each DDL statement whatever is done)."""
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as connection:
+            yield connection
+        return
+    with engine.connect() as connection:
+        # The driver then leaves transactions to us (the pool restores its default when it gets it back).
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            yield connection
+        except BaseException:
+            connection.exec_driver_sql("ROLLBACK")
+            raise
+        connection.exec_driver_sql("COMMIT")
 
 
 @contextmanager

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from urllib.request import urlopen
 
+import pytest
+
 from emrml.config import Settings
 from emrml.service.app import EmrML
 from emrml.web.server import reserve_socket
@@ -116,3 +118,32 @@ def test_workers_refuse_a_console_in_each_process(tmp_path: Path) -> None:
             "--home", str(tmp_path), "serve", "--port", port, "--workers", "2", "--console-in-process", code=2
         )
     assert "--console-in-process serves the console from one process only" in error_line(result)
+
+
+def test_workers_run_together_exactly_the_servers_job_slots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--workers-jobs 1 --workers 3`` runs one job at a time, and 25 slots over 4 processes are 25, not 28:
+    each worker process gets its part of the slots. The processes are played by calls of ``worker_app``
+    here (each holds its part for as long as it lives; these stay alive for the test)."""
+    from emrml.web import server
+
+    granted: list[int] = []
+    held: list[int] = []
+    monkeypatch.setattr(server, "_held_tickets", held)
+    monkeypatch.setattr(
+        server, "create_app", lambda _service, **options: granted.append(options["job_slots"])
+    )
+    monkeypatch.setattr(server, "EmrML", lambda settings, **_options: None)
+    for slots, workers in ((1, 3), (25, 4)):
+        tickets = tmp_path / f"tickets-{slots}-{workers}"
+        tickets.mkdir()
+        options = {"home": str(tmp_path / "home"), "public_url": "http://127.0.0.1:8080", "auth": True}
+        options |= {"max_body_bytes": 1 << 20, "job_slots": slots, "workers": workers, "console_socket": None}
+        monkeypatch.setenv(server.WORKER_OPTIONS, json.dumps({**options, "slot_tickets": str(tickets)}))
+        granted.clear()
+        for _ in range(workers):
+            server.worker_app()
+        assert sum(granted) == slots and max(granted) - min(granted) <= 1, granted
+    for descriptor in held:  # the processes end
+        os.close(descriptor)

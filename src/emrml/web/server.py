@@ -20,19 +20,22 @@
 in-flight requests finish (up to ``graceful_seconds``), then running jobs get ``job_shutdown_seconds`` to
 end. ``serve_workers`` runs N worker processes on one port instead, each with its own ``EmrML`` built by
 ``worker_app`` from the options in ``$EMRML_SERVE_OPTIONS``: each loads the mounted models itself, admits
-``1/N`` of every real-time rate limit (``MountedModels.share``) and runs ``1/N`` of the job slots (jobs are
-claimed atomically in the metastore, so no job runs twice). ``BackgroundServer`` runs the app in a thread
+``1/N`` of every real-time rate limit (``MountedModels.share``) and runs its part of the job slots
+(``job_slots_share``: together exactly the server's; jobs are claimed atomically in the metastore, so no job
+runs twice). ``BackgroundServer`` runs the app in a thread
 on a socket the caller bound (tests, benchmarks).
 """
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import json
 import logging
-import math
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -375,17 +378,47 @@ def serve_workers(
 ) -> None:
     """Serve with ``workers`` uvicorn worker processes on one port until SIGINT/SIGTERM. ``options``:
     ``home``, ``public_url``, ``auth``, ``max_body_bytes``, ``job_slots`` (for all workers together)."""
-    os.environ[WORKER_OPTIONS] = json.dumps({**options, "workers": workers})
-    uvicorn.run(
-        "emrml.web.server:worker_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        lifespan="on",
-        access_log=False,
-        timeout_graceful_shutdown=graceful_seconds,
-    )
+    tickets = tempfile.mkdtemp(prefix="emrml-job-slots-")
+    os.environ[WORKER_OPTIONS] = json.dumps({**options, "workers": workers, "slot_tickets": tickets})
+    try:
+        uvicorn.run(
+            "emrml.web.server:worker_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            lifespan="on",
+            access_log=False,
+            timeout_graceful_shutdown=graceful_seconds,
+        )
+    finally:
+        shutil.rmtree(tickets, ignore_errors=True)
+
+
+#: The ticket this worker process holds (``job_slots_share``), open as long as the process lives.
+_held_tickets: list[int] = []
+
+
+def job_slots_share(slots: int, workers: int, tickets: Path) -> int:
+    """This worker process's part of a server's ``slots``, so that its ``workers`` processes together run
+    exactly ``slots`` jobs at once (``--workers-jobs 1 --workers 4`` runs one job at a time, not four).
+
+    Each process takes the first of the numbered ticket files in ``tickets`` that no other holds (a lock
+    held as long as it lives: a worker that uvicorn starts in place of a dead one takes its ticket); ticket
+    ``i`` gets ``slots // workers`` slots, and one more when ``i < slots % workers``.
+    """
+    for index in range(workers):
+        descriptor = os.open(tickets / str(index), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            continue
+        _held_tickets.append(descriptor)
+        return slots // workers + (1 if index < slots % workers else 0)
+    # Only while the worker this one replaces is still ending: it runs no jobs rather than one too many.
+    log.warning("no job slot ticket free in %s: this server process runs no jobs", tickets)
+    return 0
 
 
 def worker_app() -> ApiFirst:
@@ -394,7 +427,7 @@ def worker_app() -> ApiFirst:
     workers = int(options["workers"])
     settings = Settings.load(home=Path(options["home"]), public_url=options["public_url"])
     service = EmrML(settings, rate_share=1.0 / workers)
-    slots = math.ceil(int(options["job_slots"]) / workers)
+    slots = job_slots_share(int(options["job_slots"]), workers, Path(options["slot_tickets"]))
     return create_app(
         service,
         auth=bool(options["auth"]),

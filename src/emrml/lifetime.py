@@ -14,9 +14,11 @@ out of the metastore. They keep the machine clean.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import select
 import signal
+import socket
 import sys
 import threading
 import time
@@ -65,6 +67,20 @@ def die_with_parent(sig: int = signal.SIGKILL) -> bool:
     if os.getppid() != parent:  # the parent exited before the request took effect
         os._exit(1)
     return arranged
+
+
+@functools.cache
+def machine() -> str:
+    """Where this process's pids mean something: the host name, and on Linux the pid namespace
+    (``myhost/4026531836``). Containers may share a host name (host networking, a replicated service given
+    one ``hostname``) but not pids: a process of another namespace must never be taken for gone because no
+    process of its pid exists here. Never contains ``:`` or a space (it starts the job and scratch owner
+    records)."""
+    host = socket.gethostname().replace(":", "_").replace(" ", "_")
+    try:
+        return f"{host}/{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return host
 
 
 def process_exists(pid: int) -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from emrml.config import Settings
+from emrml.lifetime import machine
 from emrml.service.app import EmrML
 from emrml.service.jobs import TERMINAL
 from emrml.service.metastore import BatchPrediction, DataSource, MLModel
@@ -384,7 +385,6 @@ def test_a_stale_attempt_writes_nothing(app: EmrML, shared_datasets: Path) -> No
 def test_recovery_retries_at_once_when_the_owner_is_known_dead(
     app: EmrML, shared_datasets: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import socket
 
     _pending_bank(app, "ds-orphan", shared_datasets)
     _pending_bank(app, "ds-remote", shared_datasets)
@@ -392,7 +392,7 @@ def test_recovery_retries_at_once_when_the_owner_is_known_dead(
     gone.wait()  # a pid that no longer exists
     with app.sessions() as session, session.begin():
         for entity_id, worker in (
-            ("ds-orphan", f"{socket.gethostname()}:{gone.pid}:0123abcd pid={gone.pid}"),
+            ("ds-orphan", f"{machine()}:{gone.pid}:0123abcd pid={gone.pid}"),
             ("ds-remote", "another-host:4242:0123abcd pid=4243"),  # can't be checked: wait for its lease
         ):
             row = session.get(DataSource, entity_id)
@@ -617,7 +617,6 @@ def test_a_server_stopping_during_a_job_queues_it_again_without_using_an_attempt
 def test_a_job_deleted_after_its_runner_died_has_its_leftovers_removed_by_recovery(
     app: EmrML, shared_datasets: Path, tmp_path: Path
 ) -> None:
-    import socket
 
     _pending_bank(app, "ds-orphan", shared_datasets)
     request = {"MLModelId": "ml-orphan", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-orphan"}
@@ -629,9 +628,7 @@ def test_a_job_deleted_after_its_runner_died_has_its_leftovers_removed_by_recove
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     with app.sessions() as session, session.begin():
-        session.get(
-            BatchPrediction, "bp-orphan"
-        ).worker = f"{socket.gethostname()}:{gone.pid}:0 pid={gone.pid}"
+        session.get(BatchPrediction, "bp-orphan").worker = f"{machine()}:{gone.pid}:0 pid={gone.pid}"
     parts = out / "batch-prediction" / ".tmp-bp-orphan+attempt-1"  # what the dead attempt left
     parts.mkdir(parents=True)
     (parts / "part-000000-000000.gz").write_bytes(b"partial")

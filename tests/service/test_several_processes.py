@@ -184,3 +184,30 @@ def test_servers_of_two_machines_starting_at_once_on_a_new_metastore_make_one_ad
     assert logins[0].verify("admin", written["console_password"])
     assert not (homes[1] / ADMIN_CREDENTIALS_FILE).exists()
     assert [user.name for user in identities[0].list_users()] == ["admin"]
+
+
+def test_a_job_of_a_container_with_the_same_host_name_is_not_taken_for_gone(
+    app: EmrML, shared_datasets: Path
+) -> None:
+    """Containers sharing a host name (host networking, replicas given one ``hostname``) do not share pids:
+    a job running in another one, whose pids do not exist here, is left to its lease, not retried at once
+    (which then, seen from there, made this one's jobs look gone too, until both failed)."""
+    import os
+    import socket
+
+    from emrml.lifetime import machine
+
+    host, _, namespace = machine().partition("/")
+    assert host == socket.gethostname() and namespace == str(os.stat("/proc/self/ns/pid").st_ino)
+    bank = shared_datasets / "bank_marketing" / "data.csv"
+    create_bank(app, "ds-next-door", bank, shared_datasets)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that no process here has
+    assert app.jobs.claim("DataSource", "ds-next-door") == 1
+    with app.sessions() as session, session.begin():
+        row = session.get(DataSource, "ds-next-door")
+        row.worker = f"{host}/{int(namespace) + 1}:{gone.pid}:0123abcd pid={gone.pid}"
+    app.jobs.recover()
+    with app.sessions() as session:
+        row = session.get(DataSource, "ds-next-door")
+        assert (row.status, row.attempts) == ("INPROGRESS", 1)

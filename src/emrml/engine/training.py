@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from emrml.core.values import parse_binary, parse_numeric
 from emrml.engine.local import Progress, read_selected
 from emrml.engine.scratch import FeatureCache, RecordCache
 from emrml.errors import DataError
-from emrml.lifetime import process_exists
+from emrml.lifetime import machine, process_exists
 from emrml.storage.locations import list_files
 
 #: A multiclass target may have at most this many classes (spec 11).
@@ -377,7 +376,7 @@ def _training_scratch(settings: Settings, model_id: str) -> Path:
     is gone are removed first (``sweep_training_scratch``)."""
     folder = sweep_training_scratch(settings)
     scratch = Path(tempfile.mkdtemp(prefix=f"train-{model_id}-", dir=folder))
-    (scratch / SCRATCH_OWNER).write_text(f"{socket.gethostname()} {os.getpid()}")
+    (scratch / SCRATCH_OWNER).write_text(f"{machine()} {os.getpid()}")
     return scratch
 
 
@@ -386,13 +385,14 @@ def sweep_training_scratch(settings: Settings) -> Path:
     worker runs no cleanup code, and its folder holds a copy of the training data: without this, every
     killed training would leave that much disk taken for good."""
     folder = scratch_folder(settings)
-    host = socket.gethostname()
+    host = machine()
     for entry in folder.glob("train-*"):
         try:
             owner_host, pid = (entry / SCRATCH_OWNER).read_text().split()
         except (OSError, ValueError):
             continue  # being created right now, or not a training folder
-        # Only this machine's processes can be checked: a home may be shared by several machines.
+        # Only this machine's processes can be checked: a home may be shared by several machines (and
+        # containers).
         if owner_host == host and pid.isdigit() and not process_exists(int(pid)):
             shutil.rmtree(entry, ignore_errors=True)
     return folder

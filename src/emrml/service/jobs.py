@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import threading
 import time
 import uuid
@@ -33,7 +32,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import sessionmaker
 
 from emrml.config import Settings
-from emrml.lifetime import process_exists
+from emrml.lifetime import machine, process_exists
 from emrml.service import forkserver
 from emrml.service.metastore import ENTITY_CLASSES, fenced_update, now
 from emrml.service.worker import (
@@ -85,15 +84,16 @@ def _terminate(processes: list[Any]) -> list[Any]:
 def _known_dead(worker: str | None) -> bool:
     """Whether the runner and worker named in a job's ``worker`` column are known to be gone.
 
-    The column reads ``host:runner-pid:nonce pid=worker-pid``. Only processes of this machine can be
-    checked; a pid that exists may have been reused, so "alive" is not proven, only "dead" is.
+    The column reads ``machine:runner-pid:nonce pid=worker-pid`` (``lifetime.machine``). Only processes of
+    this machine (and pid namespace) can be checked; a pid that exists may have been reused, so "alive" is
+    not proven, only "dead" is.
     """
     if not worker:
         return False
     runner, _, rest = worker.partition(" ")
     host, _, runner_pid = runner.partition(":")
     runner_pid = runner_pid.partition(":")[0]
-    if host != socket.gethostname() or not runner_pid.isdigit():
+    if host != machine() or not runner_pid.isdigit():
         return False
     pids = [int(runner_pid)] + [int(p) for p in rest.replace("pid=", " ").split() if p.isdigit()]
     return not any(process_exists(pid) for pid in pids)
@@ -105,7 +105,7 @@ class JobRunner:
     def __init__(self, settings: Settings, sessions: sessionmaker) -> None:
         self.settings = settings
         self.sessions = sessions
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.worker_id = f"{machine()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         #: Run jobs on the calling thread instead of a worker process: a server on the Spark engine keeps
         #: one Spark application (a JVM per process) for all its jobs (``emrml serve --engine spark``).
         self.in_process = False

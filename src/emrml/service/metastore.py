@@ -40,7 +40,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.schema import CreateTable
 
-from emrml.errors import InvalidInputException
+from emrml.errors import InternalServerException, InvalidInputException
 
 log = logging.getLogger(__name__)
 
@@ -440,8 +440,10 @@ def _migration_lock(engine: Engine, home: Path) -> Iterator[None]:
             # MariaDB's lock names are the whole server's: this one names the database.
             name = "SHA1(CONCAT('emrml-migrate:', DATABASE()))"
             acquire = text(f"SELECT GET_LOCK({name}, :wait)").bindparams(wait=_MIGRATION_LOCK_WAIT)
-            while connection.execute(acquire).scalar() != 1:
+            while (taken := connection.execute(acquire).scalar()) == 0:
                 log.warning("waiting for another process to finish migrating the metastore")
+            if taken != 1:  # NULL: an error, such as the thread being killed
+                raise InternalServerException("could not take the metastore's migration lock (GET_LOCK)")
             release = text(f"SELECT RELEASE_LOCK({name})")
         connection.commit()
         try:

@@ -6,6 +6,7 @@ emrml runs with no configuration at all: home ``~/.emrml``, a SQLite metastore i
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import tomllib
@@ -66,6 +67,11 @@ class Settings:
     tls_key: str = ""
     tls_client_ca: str = ""
     tls_client_auth: str = ""
+    #: The proxies in front of ``emrml serve`` whose ``X-Forwarded-For`` / ``X-Forwarded-Proto`` are
+    #: believed: IP addresses and networks, comma-separated (``"10.0.0.5, 10.1.0.0/16"``). Empty (the
+    #: default): none, so the client address the console's login throttle counts and the access log records
+    #: is the connection's own, which a client cannot choose. ``--forwarded-allow-ips`` overrides it.
+    forwarded_allow_ips: str = ""
     #: SQL datasources: each RDS InstanceIdentifier / Redshift ClusterIdentifier a request may name, mapped to
     #: a connection URL without credentials (the request brings them), e.g. ``{"sales-db":
     #: "mysql://db.internal:3306", "warehouse": "postgresql://dw.internal:5439"}``: a ``[sql_connections]``
@@ -148,6 +154,7 @@ class Settings:
                 raise InvalidInputException(
                     f"setting {name} must be one of {', '.join(allowed)} (got {getattr(self, name)!r})"
                 )
+        object.__setattr__(self, "forwarded_allow_ips", proxy_addresses(self.forwarded_allow_ips))
 
     @property
     def database_url(self) -> str:
@@ -205,6 +212,27 @@ def _coerce(values: dict[str, object]) -> dict[str, object]:
         except ValueError:
             raise InvalidInputException(f"setting {name}: {value!r} is not a valid {kind}") from None
     return out
+
+
+def proxy_addresses(value: str) -> str:
+    """``value`` (IP addresses and networks, comma-separated) in canonical form; InvalidInputException
+    naming the first entry that is neither. uvicorn would take such an entry for a host name that never
+    matches, and ``*`` (every peer) would hand the choice of client address back to the clients."""
+    entries = []
+    for entry in (item.strip() for item in value.split(",")):
+        if not entry:
+            continue
+        try:
+            if "/" in entry:
+                entries.append(str(ipaddress.ip_network(entry, strict=False)))
+            else:
+                entries.append(str(ipaddress.ip_address(entry)))
+        except ValueError:
+            raise InvalidInputException(
+                f"setting forwarded_allow_ips: {entry!r} is not an IP address or network (e.g. 10.0.0.5, "
+                "10.1.0.0/16)"
+            ) from None
+    return ",".join(entries)
 
 
 def _paths(value: object) -> tuple[Path, ...]:

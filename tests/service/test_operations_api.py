@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ from emrml.errors import (
 )
 from emrml.service import operations, tags
 from emrml.service.app import EmrML
+from emrml.service.validation import optional_string, validate_request
 
 SCHEMA = json.dumps(
     {
@@ -271,6 +273,55 @@ def test_extension_operations_check_ids_like_amazon_ones(app: EmrML, operation: 
         app.call(operation, {member: ""})
     with pytest.raises(ResourceNotFoundException):
         app.call(operation, {member: "well-formed"})
+
+
+_CREDENTIALS = {"Username": "analyst", "Password": "secret-password"}
+
+
+@pytest.mark.parametrize(
+    ("operation", "request_body", "member"),
+    [
+        ("UpdateDataSource", {"DataSourceId": "ds-1", "DataSourceName": "a\x00b"}, "DataSourceName"),
+        ("DescribeDataSources", {"FilterVariable": "Name", "EQ": "a\x00b"}, "EQ"),
+        ("DescribeDataSources", {"FilterVariable": "DataLocationS3", "Prefix": "\x00"}, "Prefix"),
+        (
+            "CreateDataSourceFromRDS",
+            {
+                "DataSourceId": "ds-rds",
+                "RoleARN": "arn:aws:iam::000000000000:role/ml",
+                "RDSData": {
+                    "DatabaseInformation": {"InstanceIdentifier": "db", "DatabaseName": "bank"},
+                    "SelectSqlQuery": "SELECT 1\x00",
+                    "DatabaseCredentials": _CREDENTIALS,
+                    "S3StagingLocation": "/data/",
+                    "ResourceRole": "r",
+                    "ServiceRole": "s",
+                    "SubnetId": "subnet-1",
+                    "SecurityGroupIds": ["sg-1"],
+                },
+            },
+            "RDSData.SelectSqlQuery",
+        ),
+    ],
+)
+def test_text_holding_a_nul_character_is_bad_input_on_every_metastore(
+    app: EmrML, operation: str, request_body: dict, member: str
+) -> None:
+    """PostgreSQL cannot store or compare text with NUL in it: refused before the metastore sees it, on
+    every metastore alike, naming the member."""
+    create(app, "ds-1", "before")
+    with pytest.raises(InvalidInputException, match=rf"^{re.escape(member)} holds a NUL character"):
+        app.call(operation, request_body)
+    with pytest.raises(InvalidInputException, match=r"^DataSourceName holds a NUL character"):
+        create(app, "ds-2", "a\x00b")
+    assert ids(app.call("DescribeDataSources", {})) == ["ds-1"]
+    assert app.call("GetDataSource", {"DataSourceId": "ds-1"})["Name"] == "before"
+    # A Predict record is scored and its endpoint compared, never stored: they are data, whatever they hold.
+    record = {"MLModelId": "ml-1", "Record": {"x\x00": "1\x00"}, "PredictEndpoint": "http://h\x00"}
+    assert validate_request("Predict", record) is record
+    # The extension operations' text is checked alike (CreateStream stores its StreamName).
+    with pytest.raises(InvalidInputException, match=r"^StreamName holds a NUL character"):
+        optional_string({"StreamName": "a\x00"}, "StreamName")
 
 
 def ids(response: dict) -> list[str]:

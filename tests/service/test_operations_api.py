@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
@@ -385,6 +386,47 @@ def test_describe_filters_sort_and_pages(app: EmrML) -> None:
     assert "ds-3" not in ids(app.call("DescribeDataSources", {}))
     assert ids(app.call("DescribeDataSources", {"FilterVariable": "Status", "EQ": "DELETED"})) == ["ds-3"]
     assert len(ids(app.call("DescribeDataSources", {"FilterVariable": "Status", "EQ": "PENDING"}))) == 4
+
+
+def _reforged(token: str, after: list) -> str:
+    """``token`` with another sort value and id: what anyone who decodes a token can send."""
+    payload = json.loads(base64.urlsafe_b64decode(token))
+    return base64.urlsafe_b64encode(json.dumps({**payload, "after": after}).encode()).decode()
+
+
+@pytest.mark.parametrize(
+    ("request_body", "after"),
+    [
+        ({}, ["a time?", "ds-1"]),  # text for the CreatedAt column
+        ({}, [1.5, 7]),  # an id that is not text
+        ({"FilterVariable": "Name"}, [5, "ds-1"]),  # a number for a text column
+        ({"FilterVariable": "Name"}, ["a\x00", "ds-1"]),
+        ({"FilterVariable": "DataLocationS3"}, ["/data/x.csv", "ds-\x00"]),
+    ],
+)
+def test_a_forged_page_token_is_bad_input_on_every_metastore(
+    app: EmrML, request_body: dict, after: list
+) -> None:
+    """A token's sort value must be what its column holds: PostgreSQL refuses to compare text with a number
+    (or to bind an integer past 64 bits, or text holding NUL), which was a 500."""
+    for i in range(3):
+        create(app, f"ds-{i}", f"n{i}")
+    token = app.call("DescribeDataSources", request_body | {"Limit": 1})["NextToken"]
+    with pytest.raises(InvalidInputException, match=r"^NextToken is not a token returned by a previous call"):
+        app.call("DescribeDataSources", request_body | {"NextToken": _reforged(token, after)})
+    assert ids(app.call("DescribeDataSources", request_body | {"NextToken": token})) == ["ds-1", "ds-2"]
+
+
+def test_a_page_token_continues_its_own_listing_only(app: EmrML) -> None:
+    for i in range(2):
+        create(app, f"ds-{i}", f"n{i}")
+    token = app.call("DescribeDataSources", {"Limit": 1})["NextToken"]
+    # Not a cursor for another kind of object, even with the same arguments.
+    with pytest.raises(InvalidInputException, match=r"^NextToken belongs to a request with other"):
+        app.call("DescribeMLModels", {"NextToken": token})
+    # A time past every database's integers is still a time: after it, nothing.
+    beyond = _reforged(token, [10**30, "ds-0"])
+    assert app.call("DescribeDataSources", {"NextToken": beyond}) == {"Results": []}
 
 
 def _walk(app: EmrML, request: dict, limit: int, each_page=None) -> list[str]:

@@ -9,9 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import logging
 import os
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -247,23 +245,6 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _configure_logging() -> None:
-    """emrml's logs as ``LEVEL name: message`` lines and the access log as bare JSON lines, on stderr.
-
-    Idempotent: a second ``serve`` in one process (tests) does not duplicate the handlers.
-    """
-    emrml_logger, access = logging.getLogger("emrml"), logging.getLogger("emrml.access")
-    if any(getattr(handler, "emrml_serve", False) for handler in emrml_logger.handlers):
-        return
-    for logger, pattern in ((emrml_logger, "%(levelname)s %(name)s: %(message)s"), (access, "%(message)s")):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(pattern))
-        handler.emrml_serve = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-    access.propagate = False
-
-
 def _transport(tls: TlsSettings | None) -> str:
     if tls is None:
         return "plain HTTP"
@@ -421,6 +402,7 @@ def start_server(
     from emrml.service.identity import Identities
     from emrml.service.logins import Logins, ensure_admin_password
     from emrml.web import server
+    from emrml.web.access_log import configure_logging
     from emrml.web.tls import TlsSettings
 
     hide_pandas()
@@ -454,7 +436,7 @@ def start_server(
             raise typer.Exit(2)
         settings = dataclasses.replace(settings, engine=engine)
         os.environ["EMRML_ENGINE"] = engine  # the server processes of --workers read their settings anew
-    _configure_logging()
+    configure_logging()
     try:
         service = EmrML(settings)
     except AmazonMLError as exc:

@@ -40,11 +40,13 @@ class Server:
         ("default", ()),
         ("option", ("--forwarded-allow-ips", "10.0.0.5, 127.0.0.1")),
         ("setting", ("--console-in-process",)),
+        ("workers", ("--workers", "2", "--forwarded-allow-ips", "127.0.0.1")),
     ]
 )
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Server]]:
-    """``emrml serve`` trusting no proxy, trusting 127.0.0.1 by its option (console process), or by the
-    setting in emrml.toml (console in the API process)."""
+    """``emrml serve`` trusting no proxy, trusting 127.0.0.1 by its option (console process), by the
+    setting in emrml.toml (console in the API process), or by its option in ``--workers`` processes (whose
+    access log is theirs to write)."""
     kind, options = request.param
     home, log_path = tmp_path / "home", tmp_path / "server.log"
     home.mkdir()

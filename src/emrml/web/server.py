@@ -69,6 +69,7 @@ from emrml.web.access_log import (
     Receive,
     Scope,
     Send,
+    configure_logging,
     new_request_id,
 )
 from emrml.web.hosts import LocalHosts
@@ -417,6 +418,7 @@ def serve_workers(
 
 def worker_app() -> ApiFirst:
     """The app of one worker process of ``serve_workers`` (uvicorn calls it in each worker)."""
+    configure_logging()  # a worker process is started anew: the server's log handlers are not there
     options = json.loads(os.environ[WORKER_OPTIONS])
     workers = int(options["workers"])
     settings = Settings.load(home=Path(options["home"]), public_url=options["public_url"])

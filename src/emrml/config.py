@@ -70,7 +70,8 @@ class Settings:
     #: The proxies in front of ``emrml serve`` whose ``X-Forwarded-For`` / ``X-Forwarded-Proto`` are
     #: believed: IP addresses and networks, comma-separated (``"10.0.0.5, 10.1.0.0/16"``). Empty (the
     #: default): none, so the client address the console's login throttle counts and the access log records
-    #: is the connection's own, which a client cannot choose. ``--forwarded-allow-ips`` overrides it.
+    #: is the connection's own, which a client cannot choose. emrml.toml may give an array;
+    #: ``--forwarded-allow-ips`` overrides it.
     forwarded_allow_ips: str = ""
     #: SQL datasources: each RDS InstanceIdentifier / Redshift ClusterIdentifier a request may name, mapped to
     #: a connection URL without credentials (the request brings them), e.g. ``{"sales-db":
@@ -189,6 +190,10 @@ class Settings:
         return cls(**_coerce(values))
 
 
+#: Comma-separated settings that emrml.toml may also give as an array, as it does the data roots.
+_COMMA_LISTS = ("forwarded_allow_ips",)
+
+
 def _coerce(values: dict[str, object]) -> dict[str, object]:
     types = {f.name: f.type for f in dataclasses.fields(Settings)}
     out: dict[str, object] = {}
@@ -207,6 +212,8 @@ def _coerce(values: dict[str, object]) -> dict[str, object]:
                 out[name] = float(value)  # type: ignore[arg-type]
             elif kind.startswith("dict"):
                 out[name] = _mapping(name, value)
+            elif name in _COMMA_LISTS and isinstance(value, list):
+                out[name] = ",".join(str(item) for item in value)
             else:
                 out[name] = str(value)
         except ValueError:

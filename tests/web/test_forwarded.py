@@ -107,6 +107,8 @@ def test_the_trusted_proxies_are_addresses_or_networks(tmp_path: Path) -> None:
     settings = Settings.load(environ={}, home=tmp_path, forwarded_allow_ips=" 10.0.0.5, 10.1.2.3/16,::1 ")
     assert settings.forwarded_allow_ips == "10.0.0.5,10.1.0.0/16,::1"
     assert Settings.load(environ={}, home=tmp_path).forwarded_allow_ips == ""
+    (tmp_path / "emrml.toml").write_text('forwarded_allow_ips = ["10.0.0.5", "fd00::/8"]\n')
+    assert Settings.load(environ={}, home=tmp_path).forwarded_allow_ips == "10.0.0.5,fd00::/8"
     for wrong in ("*", "proxy.internal", "10.0.0.300", "10.0.0.0/33"):
         with pytest.raises(InvalidInputException, match="forwarded_allow_ips"):
             Settings.load(environ={}, home=tmp_path, forwarded_allow_ips=wrong)

@@ -6,6 +6,7 @@ emrml runs with no configuration at all: home ``~/.emrml``, a SQLite metastore i
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import tomllib
@@ -66,6 +67,12 @@ class Settings:
     tls_key: str = ""
     tls_client_ca: str = ""
     tls_client_auth: str = ""
+    #: The proxies in front of ``emrml serve`` whose ``X-Forwarded-For`` / ``X-Forwarded-Proto`` are
+    #: believed: IP addresses and networks, comma-separated (``"10.0.0.5, 10.1.0.0/16"``). Empty (the
+    #: default): none, so the client address the console's login throttle counts and the access log records
+    #: is the connection's own, which a client cannot choose. emrml.toml may give an array;
+    #: ``--forwarded-allow-ips`` overrides it.
+    forwarded_allow_ips: str = ""
     #: SQL datasources: each RDS InstanceIdentifier / Redshift ClusterIdentifier a request may name, mapped to
     #: a connection URL without credentials (the request brings them), e.g. ``{"sales-db":
     #: "mysql://db.internal:3306", "warehouse": "postgresql://dw.internal:5439"}``: a ``[sql_connections]``
@@ -148,6 +155,7 @@ class Settings:
                 raise InvalidInputException(
                     f"setting {name} must be one of {', '.join(allowed)} (got {getattr(self, name)!r})"
                 )
+        object.__setattr__(self, "forwarded_allow_ips", proxy_addresses(self.forwarded_allow_ips))
 
     @property
     def database_url(self) -> str:
@@ -182,6 +190,10 @@ class Settings:
         return cls(**_coerce(values))
 
 
+#: Comma-separated settings that emrml.toml may also give as an array, as it does the data roots.
+_COMMA_LISTS = ("forwarded_allow_ips",)
+
+
 def _coerce(values: dict[str, object]) -> dict[str, object]:
     types = {f.name: f.type for f in dataclasses.fields(Settings)}
     out: dict[str, object] = {}
@@ -200,11 +212,34 @@ def _coerce(values: dict[str, object]) -> dict[str, object]:
                 out[name] = float(value)  # type: ignore[arg-type]
             elif kind.startswith("dict"):
                 out[name] = _mapping(name, value)
+            elif name in _COMMA_LISTS and isinstance(value, list):
+                out[name] = ",".join(str(item) for item in value)
             else:
                 out[name] = str(value)
         except ValueError:
             raise InvalidInputException(f"setting {name}: {value!r} is not a valid {kind}") from None
     return out
+
+
+def proxy_addresses(value: str) -> str:
+    """``value`` (IP addresses and networks, comma-separated) in canonical form; InvalidInputException
+    naming the first entry that is neither. uvicorn would take such an entry for a host name that never
+    matches, and ``*`` (every peer) would hand the choice of client address back to the clients."""
+    entries = []
+    for entry in (item.strip() for item in value.split(",")):
+        if not entry:
+            continue
+        try:
+            if "/" in entry:
+                entries.append(str(ipaddress.ip_network(entry, strict=False)))
+            else:
+                entries.append(str(ipaddress.ip_address(entry)))
+        except ValueError:
+            raise InvalidInputException(
+                f"setting forwarded_allow_ips: {entry!r} is not an IP address or network (e.g. 10.0.0.5, "
+                "10.1.0.0/16)"
+            ) from None
+    return ",".join(entries)
 
 
 def _paths(value: object) -> tuple[Path, ...]:

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from emrml.console.app import View, Visit
 from emrml.console.choices import choices
 from emrml.console.numbers import decimal, whole
-from emrml.console.objects import refused_create
+from emrml.console.objects import readable, refused_actions, refused_create
 from emrml.console.thresholds import threshold_error, typed_threshold
 from emrml.core.schema import record_fields
 from emrml.errors import (
@@ -421,15 +421,28 @@ def endpoint(visit: Visit) -> Response:
     return visit.redirect(f"models/{model_id}")
 
 
+#: The operation behind the predict page's button.
+PREDICT_ACTIONS = {"Predict": "predict with this model"}
+
+
 def predict(visit: Visit) -> View:
-    """A record from the form generated from the model's schema, or pasted as JSON or one CSV line."""
+    """A record from the form generated from the model's input attributes, or pasted as JSON or one CSV
+    line. The form is GetMLModelInputs, which whoever may Predict with the model may read: a user who may
+    predict but not read the model gets the form, and the model's name only a user who may read it."""
     model_id = visit.params["entity_id"]
-    model = visit.call("GetMLModel", {"MLModelId": model_id, "Verbose": True})
-    schema = json.loads(model.get("Schema") or "{}")
-    target = schema.get("targetAttributeName")
-    attributes = [a for a in schema.get("attributes", []) if a.get("attributeName") != target]
-    data: dict[str, Any] = {"GetMLModel": model}
-    extra: dict[str, Any] = {"attributes": attributes, "errors": {}, "values": {}}
+    inputs = visit.call("GetMLModelInputs", {"MLModelId": model_id})
+    attributes = inputs["Attributes"]
+    data: dict[str, Any] = {"GetMLModelInputs": inputs}
+    shown = readable(visit, [("MLModel", model_id)])
+    if f"models/{model_id}" in shown:
+        data["Name"] = visit.call("GetMLModel", {"MLModelId": model_id}).get("Name")
+    extra: dict[str, Any] = {
+        "attributes": attributes,
+        "errors": {},
+        "values": {},
+        "readable": shown,
+        "refused": refused_actions(visit, PREDICT_ACTIONS, {"MLModelId": model_id}),
+    }
     if visit.form is None:
         return View("predict.html", data, extra=extra)
     pasted = visit.field("pasted").strip()
@@ -448,7 +461,7 @@ def predict(visit: Visit) -> View:
         extra["errors"]["pasted"] = exc.message
         return View("predict.html", data, 400, extra)
     extra["values"] = record
-    endpoint_url = (model.get("EndpointInfo") or {}).get("EndpointUrl")
+    endpoint_url = inputs["EndpointInfo"].get("EndpointUrl")
     if not endpoint_url:
         extra["errors"]["general"] = "Turn the model's real-time endpoint on first."
         return View("predict.html", data, 400, extra)
@@ -459,7 +472,7 @@ def predict(visit: Visit) -> View:
         )
     except AmazonMLError as exc:
         extra["errors"]["general"] = exc.message
-        return View("predict.html", data, 400, extra)
+        return View("predict.html", data, _status(exc), extra)
     data["Record"] = record
     data["Prediction"] = answer["Prediction"]
     data["LatencyMilliseconds"] = round((time.perf_counter() - started) * 1000, 2)
@@ -467,7 +480,7 @@ def predict(visit: Visit) -> View:
 
 
 def _pasted_record(text: str, attributes: list[dict[str, Any]]) -> dict[str, str]:
-    """A JSON object of strings, or one CSV line in the schema's attribute order (target left out)."""
+    """A JSON object of strings, or one CSV line in the order of the model's input attributes."""
     if text.startswith("{"):
         try:
             record = json.loads(text)
@@ -486,7 +499,7 @@ def _pasted_record(text: str, attributes: list[dict[str, Any]]) -> dict[str, str
     names = [a["attributeName"] for a in attributes]
     if len(values) != len(names):
         raise InvalidInputException(
-            f"the pasted CSV line has {len(values)} values; the model's schema has {len(names)} attributes "
-            f"besides the target ({', '.join(names)})"
+            f"the pasted CSV line has {len(values)} values; the model reads {len(names)} attributes "
+            f"({', '.join(names)})"
         )
     return {name: value for name, value in zip(names, values, strict=True) if value != ""}

@@ -191,7 +191,7 @@ def datasource(visit: Visit) -> View:
     statistics = visit.call("GetDataSourceStatistics", {"DataSourceId": source_id})
     schema = _json(described.get("DataSourceSchema"))
     data = {"GetDataSource": described, "GetDataSourceStatistics": statistics}
-    refused = _refused(visit, DATASOURCE_ACTIONS, {"TrainingDataSourceId": source_id})
+    refused = refused_actions(visit, DATASOURCE_ACTIONS, {"TrainingDataSourceId": source_id})
     return View("datasource.html", data, extra={"schema": schema, "refused": refused})
 
 
@@ -215,7 +215,7 @@ def model(visit: Visit) -> View:
         "more_evaluations": bool(listed.get("NextToken")),
         "recipe": described.get("Recipe"),
         "links": _links(visit, "MLModel", model_id),
-        "refused": _refused(visit, MODEL_ACTIONS, {"MLModelId": model_id}),
+        "refused": refused_actions(visit, MODEL_ACTIONS, {"MLModelId": model_id}),
         "readable": readable(visit, _named("Evaluation", listed["Results"], described)),
         "lists_batch_predictions": access.may(visit.user, "machinelearning:DescribeBatchPredictions"),
     }
@@ -234,7 +234,7 @@ def evaluation(visit: Visit, threshold: float | None = None) -> View:
     extra: dict[str, Any] = {
         "links": _links(visit, "Evaluation", evaluation_id),
         "saved": "saved" in visit.query,
-        "refused": _refused(visit, THRESHOLD_ACTIONS, {"MLModelId": described.get("MLModelId")}),
+        "refused": refused_actions(visit, THRESHOLD_ACTIONS, {"MLModelId": described.get("MLModelId")}),
         "readable": readable(visit, referred(described)),
     }
     if insights.get("MLModelType") == "BINARY" and "thresholdTable" in metrics:
@@ -298,7 +298,7 @@ def creatable(visit: Visit) -> set[str]:
     }
 
 
-def _refused(visit: Visit, actions: dict[str, str], request: dict[str, Any]) -> dict[str, str]:
+def refused_actions(visit: Visit, actions: dict[str, str], request: dict[str, Any]) -> dict[str, str]:
     """Those of ``actions`` (operation: what it does) the service would refuse this user with ``request``,
     as the service's access layer decides: the page disables or leaves them out, saying why."""
     access = visit.console.service.access

@@ -284,6 +284,11 @@ class Policy:
             self._decisions[key] = decision
         return decision
 
+    def denies(self, action: str, resource: str, own: bool) -> bool:
+        """Whether a Deny statement matches ``action`` on ``resource`` (an explicit refusal, which no Allow
+        of another action lifts)."""
+        return any(s.effect == "Deny" and s.matches(action, resource, own) for s in self.statements)
+
     def may_ever(self, action: str) -> bool:
         """Whether some Allow statement names ``action`` (on whatever resource)."""
         return self.enabled and any(s.effect == "Allow" and s.covers(action) for s in self.statements)

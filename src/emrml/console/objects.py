@@ -15,7 +15,7 @@ from emrml.console.app import View, Visit
 from emrml.console.choices import choices
 from emrml.console.paging import pager
 from emrml.console.thresholds import at_threshold, threshold_error, typed_threshold
-from emrml.errors import InvalidInputException
+from emrml.errors import AccessDeniedException, InvalidInputException
 
 PAGE_SIZE = 25
 STATUSES = ("PENDING", "INPROGRESS", "COMPLETED", "FAILED")
@@ -185,12 +185,26 @@ def home(visit: Visit) -> View:
     return View("home.html", {"Recent": recent}, extra=extra)
 
 
+def part(visit: Visit, data: dict[str, Any], operation: str, request: dict[str, Any]) -> dict[str, Any]:
+    """A part of an object's page read by its own operation (statistics, insights), put in ``data`` under
+    the operation's name. A user who may read the object but not that part gets the page without it:
+    ``data`` then says, under ``<operation>Refused``, which permission is missing (the page's note where
+    the part would be), and the part is empty."""
+    try:
+        answer = visit.call(operation, request)
+    except AccessDeniedException:
+        data[f"{operation}Refused"] = f"machinelearning:{operation}"
+        return {}
+    data[operation] = answer
+    return answer
+
+
 def datasource(visit: Visit) -> View:
     source_id = visit.params["entity_id"]
     described = visit.call("GetDataSource", {"DataSourceId": source_id, "Verbose": True})
-    statistics = visit.call("GetDataSourceStatistics", {"DataSourceId": source_id})
     schema = _json(described.get("DataSourceSchema"))
-    data = {"GetDataSource": described, "GetDataSourceStatistics": statistics}
+    data = {"GetDataSource": described}
+    part(visit, data, "GetDataSourceStatistics", {"DataSourceId": source_id})
     refused = refused_actions(visit, DATASOURCE_ACTIONS, {"TrainingDataSourceId": source_id})
     return View("datasource.html", data, extra={"schema": schema, "refused": refused})
 
@@ -198,7 +212,8 @@ def datasource(visit: Visit) -> View:
 def model(visit: Visit) -> View:
     model_id = visit.params["entity_id"]
     described = visit.call("GetMLModel", {"MLModelId": model_id, "Verbose": True})
-    insights = visit.call("GetMLModelInsights", {"MLModelId": model_id})
+    data: dict[str, Any] = {"GetMLModel": described}
+    part(visit, data, "GetMLModelInsights", {"MLModelId": model_id})
     access = visit.console.service.access
     # Reading a model is not listing evaluations: who may not list them gets the model, saying so.
     lists_evaluations = access.may(visit.user, "machinelearning:DescribeEvaluations")
@@ -208,7 +223,7 @@ def model(visit: Visit) -> View:
             "DescribeEvaluations",
             {"FilterVariable": "MLModelId", "EQ": model_id, "Limit": MODEL_EVALUATIONS, "SortOrder": "dsc"},
         )
-    data = {"GetMLModel": described, "GetMLModelInsights": insights, "Evaluations": listed["Results"]}
+    data["Evaluations"] = listed["Results"]
     if not lists_evaluations:
         data["EvaluationsRefused"] = "machinelearning:DescribeEvaluations"
     extra = {
@@ -228,8 +243,8 @@ def evaluation(visit: Visit, threshold: float | None = None) -> View:
     field's error (400), the counts at the model's."""
     evaluation_id = visit.params["entity_id"]
     described = visit.call("GetEvaluation", {"EvaluationId": evaluation_id})
-    insights = visit.call("GetEvaluationInsights", {"EvaluationId": evaluation_id})
-    data: dict[str, Any] = {"GetEvaluation": described, "GetEvaluationInsights": insights}
+    data: dict[str, Any] = {"GetEvaluation": described}
+    insights = part(visit, data, "GetEvaluationInsights", {"EvaluationId": evaluation_id})
     metrics = (insights.get("Insights") or {}).get("metrics") or {}
     extra: dict[str, Any] = {
         "links": _links(visit, "Evaluation", evaluation_id),
@@ -362,9 +377,9 @@ def compare(visit: Visit) -> View:
     for evaluation_id in chosen:
         if not evaluation_id:
             continue
-        described = visit.call("GetEvaluation", {"EvaluationId": evaluation_id})
-        insights = visit.call("GetEvaluationInsights", {"EvaluationId": evaluation_id})
-        sides.append({"GetEvaluation": described, "GetEvaluationInsights": insights})
+        side = {"GetEvaluation": visit.call("GetEvaluation", {"EvaluationId": evaluation_id})}
+        part(visit, side, "GetEvaluationInsights", {"EvaluationId": evaluation_id})
+        sides.append(side)
     offered = choices(visit, "Evaluation", *chosen)
     shown = readable(visit, _named("Evaluation", [side["GetEvaluation"] for side in sides]))
     extra = {"choices": offered, "chosen": chosen, "readable": shown}

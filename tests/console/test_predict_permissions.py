@@ -156,3 +156,18 @@ def test_the_inputs_are_decided_in_the_service_for_every_door(installation: Inst
         for name in ("ivy-inputs", "ian-denied", "ina"):
             access.delete_user(name)
         access.delete_group("inputs-denied")
+
+
+def test_who_may_predict_but_not_list_models_opens_a_predict_page_by_its_id(
+    predictor: Any, nobody: Any, admin: Any
+) -> None:
+    home = predictor.get("/console/")
+    assert 'action="/console/predict"' in home.text and 'id="predict-model"' in home.text
+    opened = predictor.get("/console/predict", params={"model": f" {MODEL} "})
+    assert opened.status_code == 303 and opened.headers["location"] == PAGE
+    odd = predictor.get("/console/predict", params={"model": "a/b?c"})
+    assert odd.headers["location"] == "/console/models/a%2Fb%3Fc/predict"
+    assert predictor.get("/console/predict").status_code == 400
+    # Who lists the models opens their pages from the lists; who may not predict is offered nothing.
+    for other in (admin, nobody):
+        assert 'id="predict-model"' not in other.get("/console/").text

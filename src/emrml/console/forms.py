@@ -12,6 +12,7 @@ import re
 import secrets
 import time
 from typing import Any
+from urllib.parse import quote
 
 from starlette.responses import Response
 
@@ -477,6 +478,15 @@ def predict(visit: Visit) -> View:
     data["Prediction"] = answer["Prediction"]
     data["LatencyMilliseconds"] = round((time.perf_counter() - started) * 1000, 2)
     return View("predict.html", data, extra=extra)
+
+
+def predict_with(visit: Visit) -> Response:
+    """The home page's "Predict with a model" (``?model=ID``), for a user who may predict but not list the
+    models: that model's predict page, which says whether the user may use it."""
+    model_id = visit.query.get("model", "").strip()
+    if not model_id:
+        raise InvalidInputException("give the id of the model to predict with")
+    return visit.redirect(f"models/{quote(model_id, safe='')}/predict")
 
 
 def _pasted_record(text: str, attributes: list[dict[str, Any]]) -> dict[str, str]:

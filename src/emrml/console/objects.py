@@ -182,6 +182,9 @@ def home(visit: Visit) -> View:
     samples = SAMPLES if "MLModel" in offered and may_run(visit) else {}
     shown = [reference for kind, items in recent.items() for reference in _named(kind, items)]
     extra = {"kinds": kinds, "samples": samples, "offered": offered, "readable": readable(visit, shown)}
+    # Who may predict but not list the models (a predictor) opens a model's predict page by its id.
+    access = visit.console.service.access
+    extra["predicts_by_id"] = "models" not in kinds and access.may(visit.user, "machinelearning:Predict")
     return View("home.html", {"Recent": recent}, extra=extra)
 
 

@@ -183,6 +183,16 @@ class Access:
         if not policy.allows(action, resource, own, *spellings):
             raise _denied(policy, action, resource)
 
+    def permits(self, caller: str | None, action: str, resource: str = "*") -> bool:
+        """Whether ``check`` lets ``caller`` do ``action`` on ``resource``, a user's own ``user/NAME`` being
+        its own (as the user and key methods below check it): the console asks before offering a change."""
+        own = caller is not None and resource.startswith("user/") and caller == self._arn(resource[5:])
+        try:
+            self.check(caller, action, resource, own)
+        except AccessDeniedException:
+            return False
+        return True
+
     def authorize(self, caller: str | None, operation: str, request: dict[str, Any]) -> None:
         """Raise AccessDeniedException unless ``caller`` may run ``operation`` with ``request`` (which is not
         validated yet: ids of the wrong type are left to validation)."""

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from console_helpers import (
+    BOB_PASSWORD,
     DATASOURCE,
     EVALUATION,
     MODEL,
@@ -190,3 +191,40 @@ def test_the_create_forms_say_so_to_who_may_not_create(viewer: Any, admin: Any) 
         "/console/datasources/new", data={"csrf_token": login_token(viewer.get("/console/").text)}
     )
     assert "machinelearning:CreateDataSourceFromS3" in wizard.text
+
+
+def test_the_forms_that_need_storage_are_offered_only_with_a_storage_grant(
+    anonymous: Any, installation: Installation
+) -> None:
+    """A member of users may create datasources and batch predictions of its own but has no storage until a
+    group grants it: the data cannot be read nor the results written, so neither is offered, and the forms
+    say which permission is missing; granted it, both are offered."""
+    assert log_in(anonymous, "bob", BOB_PASSWORD).status_code == 303
+    forms = {"/console/datasources/new": "storage:Read", "/console/batch-predictions/new": "storage:Write"}
+    # Where each is offered: the home page and its kind's list.
+    offering = {
+        "/console/datasources/new": "/console/",
+        "/console/batch-predictions/new": "/console/batch-predictions",
+    }
+
+    def offered() -> set[str]:
+        return {path for path, page in offering.items() if path in anonymous.get(page).text}
+
+    assert offered() == set() and "/console/models/new" in anonymous.get("/console/").text
+    for path, action in forms.items():
+        shown = anonymous.get(path)
+        note = re.search(r'<p class="hint" id="refused-note">([^<]*)</p>', shown.text)
+        assert note and action in note.group(1) and "machinelearning:" not in note.group(1), path
+        assert 'disabled aria-describedby="refused-note"' in shown.text, path
+    access = installation.service.access
+    access.create_group("bob-storage")
+    folder = f"{(installation.home / 'data').resolve()}/*"
+    grant = {"Effect": "Allow", "Action": ["storage:Read", "storage:Write"], "Resource": [folder]}
+    access.add_statement("bob-storage", grant)
+    access.add_member("bob-storage", "bob")
+    try:
+        assert offered() == set(forms)
+        for path in forms:
+            assert 'id="refused-note"' not in anonymous.get(path).text, path
+    finally:
+        access.delete_group("bob-storage")

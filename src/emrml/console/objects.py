@@ -301,19 +301,33 @@ CREATE_DOES = {
 }
 
 
+#: The storage a create form needs besides its operation, and what it is for: a datasource reads its data,
+#: a batch prediction writes its results (``storage:`` grants; without any, the form could only fail).
+CREATE_STORAGE = {
+    "DataSource": ("storage:Read", "read the data"),
+    "BatchPrediction": ("storage:Write", "write the results"),
+}
+
+
 def refused_create(visit: Visit, kind: str) -> dict[str, str]:
-    """The create form's action (operation: what it does) when the user may not create ``kind`` at all:
-    the form says so and its button is disabled. Empty when the user may."""
-    return {} if kind in creatable(visit) else {CREATES[kind]: CREATE_DOES[kind]}
+    """What the user may not do at all (``Access.may``: allowed on nothing) of what creating ``kind`` needs,
+    by operation (or ``storage:`` action): what it does. The form then says so and its button is disabled;
+    empty when the user may."""
+    access = visit.console.service.access
+    refused = {}
+    if not access.may(visit.user, f"machinelearning:{CREATES[kind]}"):
+        refused[CREATES[kind]] = CREATE_DOES[kind]
+    if kind in CREATE_STORAGE:
+        action, does = CREATE_STORAGE[kind]
+        if not access.may(visit.user, action):
+            refused[action] = does
+    return refused
 
 
 def creatable(visit: Visit) -> set[str]:
-    """The kinds of ``CREATES`` the user may create at all (``Access.may``: allowed on some object), so
-    that a create button is not offered to who could only be refused."""
-    access = visit.console.service.access
-    return {
-        kind for kind, operation in CREATES.items() if access.may(visit.user, f"machinelearning:{operation}")
-    }
+    """The kinds of ``CREATES`` the user may create (``refused_create`` empty), so that a create button
+    is not offered to who could only be refused."""
+    return {kind for kind in CREATES if not refused_create(visit, kind)}
 
 
 def refused_actions(visit: Visit, actions: dict[str, str], request: dict[str, Any]) -> dict[str, str]:

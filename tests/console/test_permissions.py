@@ -228,3 +228,24 @@ def test_the_forms_that_need_storage_are_offered_only_with_a_storage_grant(
             assert 'id="refused-note"' not in anonymous.get(path).text, path
     finally:
         access.delete_group("bob-storage")
+
+
+def test_no_threshold_save_is_offered_while_the_models_endpoint_serves(
+    admin: Any, installation: Installation
+) -> None:
+    """UpdateMLModel refuses a threshold while the model has a real-time endpoint: the evaluation page
+    then offers no save (saying why) and still shows the counts at a typed threshold."""
+    service = installation.service
+    service.call("CreateRealtimeEndpoint", {"MLModelId": MODEL})
+    try:
+        page = admin.get(f"/console/evaluations/{EVALUATION}")
+        note = re.search(r'<p class="hint" id="refused-note">([^<]*)</p>', page.text)
+        assert page.status_code == 200 and note and "real-time endpoint is on" in note.group(1)
+        assert 'id="save-threshold" disabled aria-describedby="refused-note"' in page.text
+        assert 'data-saves="no"' in page.text and 'method="get"' in page.text
+        shown = admin.get(f"/console/evaluations/{EVALUATION}?threshold=0.4&format=json")
+        assert shown.status_code == 200 and shown.json()["AtThreshold"]["threshold"] == 0.4
+    finally:
+        service.call("DeleteRealtimeEndpoint", {"MLModelId": MODEL})
+    offered = admin.get(f"/console/evaluations/{EVALUATION}").text
+    assert 'data-saves="yes"' in offered and 'id="refused-note"' not in offered

@@ -253,6 +253,7 @@ def evaluation(visit: Visit, threshold: float | None = None) -> View:
         "links": _links(visit, "Evaluation", evaluation_id),
         "saved": "saved" in visit.query,
         "refused": refused_actions(visit, THRESHOLD_ACTIONS, {"MLModelId": described.get("MLModelId")}),
+        "endpoint_on": insights.get("MLModelEndpointStatus", "NONE") != "NONE",
         "readable": readable(visit, referred(described)),
     }
     if insights.get("MLModelType") == "BINARY" and "thresholdTable" in metrics:

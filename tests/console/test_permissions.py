@@ -3,6 +3,7 @@ layer first, and one the user may not take is left out or disabled, saying which
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -249,3 +250,29 @@ def test_no_threshold_save_is_offered_while_the_models_endpoint_serves(
         service.call("DeleteRealtimeEndpoint", {"MLModelId": MODEL})
     offered = admin.get(f"/console/evaluations/{EVALUATION}").text
     assert 'data-saves="yes"' in offered and 'id="refused-note"' not in offered
+
+
+def test_a_models_batch_prediction_is_offered_only_with_somewhere_to_write_its_results(
+    installation: Installation,
+) -> None:
+    service, access, name = installation.service, installation.service.access, "bea-batcher"
+    access.create_group(f"{name}-group")
+    allowed = ["machinelearning:Get*", "machinelearning:Describe*", "machinelearning:CreateBatchPrediction"]
+    access.add_statement(f"{name}-group", {"Effect": "Allow", "Action": allowed, "Resource": "*"})
+    Identities(service.sessions, installation.home).create_user(name, (f"{name}-group",))
+    Logins(service.sessions).set_password(name, f"{name}-password-1")
+    path, form = f"/console/models/{MODEL}", f"/console/batch-predictions/new?model={MODEL}"
+    try:
+        with TestClient(create_app(service), follow_redirects=False) as client:
+            assert log_in(client, name, f"{name}-password-1").status_code == 303
+            page = client.get(path).text
+            note = re.search(r'<p class="hint" id="refused-note">([^<]*)</p>', page)
+            assert form not in html.unescape(page)
+            assert note and "storage:Write on any location" in note.group(1)
+            grant = {"Effect": "Allow", "Action": "storage:Write", "Resource": "/srv/out/*"}
+            access.add_statement(f"{name}-group", grant)
+            page = client.get(path).text
+            assert form in html.unescape(page) and "storage:Write" not in page
+    finally:
+        access.delete_user(name)
+        access.delete_group(f"{name}-group")

@@ -233,7 +233,13 @@ def model(visit: Visit) -> View:
         "more_evaluations": bool(listed.get("NextToken")),
         "recipe": described.get("Recipe"),
         "links": _links(visit, "MLModel", model_id),
-        "refused": refused_actions(visit, MODEL_ACTIONS, {"MLModelId": model_id}),
+        "refused": refused_actions(visit, MODEL_ACTIONS, {"MLModelId": model_id})
+        # A batch prediction writes its results: without any storage:Write its form could only fail.
+        | {
+            action: does
+            for action, does in refused_create(visit, "BatchPrediction").items()
+            if action.startswith("storage:")
+        },
         "readable": readable(visit, _named("Evaluation", listed["Results"], described)),
         "lists_batch_predictions": access.may(visit.user, "machinelearning:DescribeBatchPredictions"),
     }
@@ -305,8 +311,8 @@ CREATE_DOES = {
 #: The storage a create form needs besides its operation, and what it is for: a datasource reads its data,
 #: a batch prediction writes its results (``storage:`` grants; without any, the form could only fail).
 CREATE_STORAGE = {
-    "DataSource": ("storage:Read", "read the data"),
-    "BatchPrediction": ("storage:Write", "write the results"),
+    "DataSource": ("storage:Read", "read data"),
+    "BatchPrediction": ("storage:Write", "write batch prediction results"),
 }
 
 

@@ -261,6 +261,13 @@ class Access:
         with self.sessions() as session:
             return set(session.scalars(query))
 
+    def storage_folders(self, caller: str | None, action: str = "storage:Read") -> list[str]:
+        """Where the caller's grants of a ``storage:`` action start (``Policy.granted_folders``): none for
+        the root, which may read everything."""
+        if caller is None or user_name_of(caller) is None:
+            return []
+        return self.policy(caller).granted_folders(action)
+
     def check_predict(self, caller: str, model_id: str, owner: str) -> None:
         """Predict's check, on the hot path: a remembered policy and decision (about a microsecond)."""
         if ":user/" not in caller:  # user_name_of(caller) is None (the root), without the call

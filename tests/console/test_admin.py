@@ -196,6 +196,7 @@ def test_a_member_of_users_manages_its_own_access_keys_from_its_account(
     assert deleted.status_code == 303
     assert anonymous.get("/console/users/bob?format=json").json()["AccessKeys"] == []
     assert anonymous.get("/console/users/admin").status_code == 403
+    assert 'href="/console/users"' not in page.text  # the list of users is not bob's to open
 
 
 def test_an_auditor_who_may_only_read_users_and_groups_is_offered_no_change(

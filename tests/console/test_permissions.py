@@ -276,3 +276,20 @@ def test_a_models_batch_prediction_is_offered_only_with_somewhere_to_write_its_r
     finally:
         access.delete_user(name)
         access.delete_group(f"{name}-group")
+
+
+def test_the_default_model_settings_are_offered_only_with_the_storage_they_read(
+    anonymous: Any, installation: Installation
+) -> None:
+    """The default settings split the data into two datasources (reading it) and evaluate: a member of
+    users without storage is sent to the custom settings, and the default form says what is missing."""
+    assert log_in(anonymous, "bob", BOB_PASSWORD).status_code == 303
+    home = anonymous.get("/console/").text
+    assert 'href="/console/models/new?mode=custom"' in home and 'href="/console/models/new"' not in home
+    listed = anonymous.get("/console/models").text
+    assert 'href="/console/models/new?mode=custom">Train a model' in listed
+    default = anonymous.get("/console/models/new").text
+    note = re.search(r'<p class="hint" id="refused-note">([^<]*)</p>', default)
+    assert note and "storage:Read" in note.group(1) and "CreateMLModel" not in note.group(1)
+    assert '<button type="submit" disabled aria-describedby="refused-note">Train</button>' in default
+    assert 'id="refused-note"' not in anonymous.get("/console/models/new?mode=custom").text

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from emrml.console.app import View, Visit
 from emrml.console.choices import choices
 from emrml.console.numbers import decimal, whole
-from emrml.console.objects import readable, refused_actions, refused_create
+from emrml.console.objects import readable, refused_actions, refused_create, refused_default_model
 from emrml.console.thresholds import threshold_error, typed_threshold
 from emrml.core.schema import record_fields
 from emrml.errors import (
@@ -239,7 +239,7 @@ def new_model(visit: Visit) -> View | Response:
         "errors": {},
         "model_types": MODEL_TYPES,
         "shuffle_types": SHUFFLE_TYPES,
-        "refused": refused_create(visit, "MLModel"),
+        "refused": refused_default_model(visit) if mode == "default" else refused_create(visit, "MLModel"),
     }
     data = {"DataSources": choices(visit, "DataSource", form["datasource"], form["evaluation"])}
     if visit.form is None:

@@ -157,6 +157,8 @@ def list_page(path: str):
             "sorts": list(SORTS),
             "notice": data.get("Notice", ""),
             "offered": creatable(visit),
+            # Who may not use the default settings (no storage to split the data) is sent to the custom ones.
+            "model_mode": "" if kind.kind != "MLModel" or not refused_default_model(visit) else "custom",
             "model": model,
             "references": {member: BY_KIND[REFERENCES[member]].path for member in REFERENCES},
             "readable": readable(visit, [("MLModel", model), *_named(kind.kind, result["Results"])]),
@@ -181,7 +183,13 @@ def home(visit: Visit) -> View:
     # A sample is a datasource split, a model and its evaluation: offered to who may train a model on it.
     samples = SAMPLES if "MLModel" in offered and may_run(visit) else {}
     shown = [reference for kind, items in recent.items() for reference in _named(kind, items)]
-    extra = {"kinds": kinds, "samples": samples, "offered": offered, "readable": readable(visit, shown)}
+    extra = {
+        "kinds": kinds,
+        "samples": samples,
+        "offered": offered,
+        "readable": readable(visit, shown),
+        "default_model": not refused_default_model(visit),
+    }
     # Who may predict but not list the models (a predictor) opens a model's predict page by its id.
     access = visit.console.service.access
     extra["predicts_by_id"] = "models" not in kinds and access.may(visit.user, "machinelearning:Predict")
@@ -209,7 +217,10 @@ def datasource(visit: Visit) -> View:
     data = {"GetDataSource": described}
     part(visit, data, "GetDataSourceStatistics", {"DataSourceId": source_id})
     refused = refused_actions(visit, DATASOURCE_ACTIONS, {"TrainingDataSourceId": source_id})
-    return View("datasource.html", data, extra={"schema": schema, "refused": refused})
+    # Who may not use the default settings (no storage to split the data) is sent to the custom ones.
+    model_mode = "custom" if refused_default_model(visit) else ""
+    extra = {"schema": schema, "refused": refused, "model_mode": model_mode}
+    return View("datasource.html", data, extra=extra)
 
 
 def model(visit: Visit) -> View:
@@ -328,6 +339,15 @@ def refused_create(visit: Visit, kind: str) -> dict[str, str]:
         action, does = CREATE_STORAGE[kind]
         if not access.may(visit.user, action):
             refused[action] = does
+    return refused
+
+
+def refused_default_model(visit: Visit) -> dict[str, str]:
+    """``refused_create`` of the default settings, which make more than the model: the two datasources of
+    the split (reading the data) and the evaluation. Custom settings need the model's alone."""
+    refused = refused_create(visit, "MLModel") | refused_create(visit, "DataSource")
+    if not visit.console.service.access.may(visit.user, "machinelearning:CreateEvaluation"):
+        refused["CreateEvaluation"] = "evaluate models"
     return refused
 
 

@@ -23,10 +23,10 @@ PAGE = f"/console/models/{MODEL}/predict"
 HIDDEN = ("Bank model", "Recipe", "TrainingParameters", "TrainingDataSourceId", "ds-console-bank", "Schema")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def endpoint(installation: Installation) -> Iterator[str]:
-    """The model's real-time endpoint, on for this module's tests (off again after: a model with an
-    endpoint keeps its threshold, which other modules change)."""
+    """The model's real-time endpoint, on for the test (off again after: a model with an endpoint keeps
+    its threshold, which other tests change)."""
     service = installation.service
     info = service.call("CreateRealtimeEndpoint", {"MLModelId": MODEL})["RealtimeEndpointInfo"]
     assert info["EndpointStatus"] == "READY", info
@@ -171,3 +171,14 @@ def test_who_may_predict_but_not_list_models_opens_a_predict_page_by_its_id(
     # Who lists the models opens their pages from the lists; who may not predict is offered nothing.
     for other in (admin, nobody):
         assert 'id="predict-model"' not in other.get("/console/").text
+
+
+def test_an_endpoint_that_is_off_is_turned_on_by_who_may(viewer: Any, admin: Any) -> None:
+    """Without an endpoint the page says how it gets one: from the model's page for who may turn it on,
+    else by asking (a viewer may read the model, not turn its endpoint on)."""
+    says = {
+        client: re.search(r'<p class="error" id="endpoint-off">([^<]*)</p>', client.get(PAGE).text)
+        for client in (viewer, admin)
+    }
+    assert says[admin] and "turn it on from the model's page" in says[admin].group(1)
+    assert says[viewer] and "ask the model's owner or an administrator" in says[viewer].group(1)

@@ -424,6 +424,8 @@ def endpoint(visit: Visit) -> Response:
 
 #: The operation behind the predict page's button.
 PREDICT_ACTIONS = {"Predict": "predict with this model"}
+#: The operation that turns the endpoint on, which the predict page may send the user to the model's page for.
+TURN_ON = {"CreateRealtimeEndpoint": "turn the real-time endpoint on"}
 
 
 def predict(visit: Visit) -> View:
@@ -437,12 +439,15 @@ def predict(visit: Visit) -> View:
     shown = readable(visit, [("MLModel", model_id)])
     if f"models/{model_id}" in shown:
         data["Name"] = visit.call("GetMLModel", {"MLModelId": model_id}).get("Name")
+    request = {"MLModelId": model_id}
     extra: dict[str, Any] = {
         "attributes": attributes,
         "errors": {},
         "values": {},
         "readable": shown,
-        "refused": refused_actions(visit, PREDICT_ACTIONS, {"MLModelId": model_id}),
+        "refused": refused_actions(visit, PREDICT_ACTIONS, request),
+        # An endpoint that is off: the page says to turn it on only to who may, from the model's page.
+        "turns_on": f"models/{model_id}" in shown and not refused_actions(visit, TURN_ON, request),
     }
     if visit.form is None:
         return View("predict.html", data, extra=extra)

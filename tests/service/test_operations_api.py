@@ -259,6 +259,7 @@ def test_concurrent_add_tags_keep_to_the_limit(settings: Settings, monkeypatch) 
     [
         ("GetDataSourceStatistics", "DataSourceId"),
         ("GetMLModelInsights", "MLModelId"),
+        ("GetMLModelInputs", "MLModelId"),
         ("GetEvaluationInsights", "EvaluationId"),
         ("GetStream", "StreamId"),
         ("StopStream", "StreamId"),

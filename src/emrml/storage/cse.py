@@ -62,7 +62,8 @@ _ENVELOPE_KEYS = (
 
 
 class DecryptionError(InvalidInputException):
-    """An encrypted object cannot be decrypted: wrong or missing key, altered envelope or body."""
+    """An encrypted object cannot be decrypted (wrong or missing key, altered envelope or body), or an
+    unencrypted one is refused because client-side encryption is configured."""
 
 
 class KeyProvider(Protocol):
@@ -190,6 +191,10 @@ class KeyProviders:
 
     active: KeyProvider
     readers: list[KeyProvider]
+    #: Whether an object without an envelope is read as it is (``s3_cse_allow_plaintext``). Off, it is
+    #: refused: nothing authenticates it, so anyone who can write to the bucket could have substituted it
+    #: (the AWS S3 Encryption Client v3 refuses such objects too).
+    allow_plaintext: bool = False
 
 
 def provider_from_spec(spec: str, settings: Settings) -> KeyProvider:
@@ -240,7 +245,7 @@ def provider_from_settings(settings: Settings) -> KeyProviders | None:
     older = [
         provider_from_spec(spec, settings) for spec in settings.s3_cse_old_keys.split(",") if spec.strip()
     ]
-    return KeyProviders(active, [active, *older])
+    return KeyProviders(active, [active, *older], bool(settings.s3_cse_allow_plaintext))
 
 
 # --- the envelope ---------------------------------------------------------------------------------------
@@ -448,8 +453,16 @@ class DecryptingReader(io.RawIOBase):
 
 
 def open_decrypting(raw: Any, head: dict[str, Any], location: str, providers: KeyProviders | None) -> Any:
-    """``raw`` itself for a plain object, else a stream of its plaintext."""
+    """``raw`` itself for a plain object, else a stream of its plaintext. Every read of an S3 object comes
+    here, so this is where an unencrypted object is refused when client-side encryption is configured."""
     if not is_encrypted(head):
+        if providers is not None and not providers.allow_plaintext:
+            raise DecryptionError(
+                f"'{location}' is not encrypted on the client side, and client-side encryption is "
+                "configured (setting s3_cse_key): an unencrypted object is refused, since anyone who can "
+                "write to the bucket could have put it there; to read unencrypted objects as well, set "
+                "s3_cse_allow_plaintext = true"
+            )
         return raw
     metadata = {name.lower(): value for name, value in (head.get("Metadata") or {}).items()}
     envelope = read_envelope(metadata, location)

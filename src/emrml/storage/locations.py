@@ -285,7 +285,7 @@ _S3 = S3Backend()
 #: needs to read and write the same locations.
 STORAGE_SETTINGS = (
     "s3_endpoint_url", "s3_region", "s3_sse", "s3_sse_kms_key_id", "s3_part_bytes", "s3_cse_key",
-    "s3_cse_old_keys", "kms_endpoint_url",
+    "s3_cse_old_keys", "s3_cse_allow_plaintext", "kms_endpoint_url",
 )  # fmt: skip
 
 

@@ -30,7 +30,8 @@ JOB_FAILED_EXIT_CODE = InvalidInputException.exit_code
 EXIT_CODES_HELP = (
     "Exit codes: 0 success, 1 internal error, 2 invalid input (including an object whose job ended FAILED), "
     "3 object not found, 4 idempotency mismatch, 5 limit exceeded, 6 model not mounted for predictions, "
-    "7 access denied, 130 interrupted while waiting for a job (its wait command runs it again)."
+    "7 access denied (by emrml, S3 or a file's permissions), "
+    "130 interrupted while waiting for a job (its wait command runs it again)."
 )
 
 P = ParamSpec("P")

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from emrml.config import Settings
-from emrml.errors import InvalidInputException
+from emrml.errors import AccessDeniedException, InvalidInputException
 from emrml.storage import locations
 from emrml.storage.cse import AesKeyProvider, DecryptingReader, DecryptionError, Envelope
 from emrml.storage.locations import atomic_write, list_files, open_binary, read_text
@@ -118,7 +118,7 @@ def test_a_bucket_refusing_unencrypted_puts_takes_emrmls_sse_writes(s3: S3) -> N
     }
     s3.client.put_bucket_policy(Bucket=s3.bucket, Policy=json.dumps(policy))
     use(s3)
-    with pytest.raises(InvalidInputException, match="AccessDenied"):
+    with pytest.raises(AccessDeniedException, match="AccessDenied"):
         write(s3.uri("plain.bin"), b"x")
     use(s3, s3_sse="AES256")
     for key, size in [("small.bin", 10), ("large.bin", 11 << 20)]:

@@ -3,7 +3,8 @@
 A location is a local path (absolute, relative to the working directory, or starting with ``~``), a
 ``file:///abs/path`` URI, or ``s3://bucket/key``. A location naming a directory, or ending in ``/``, means
 every file below it (Amazon ML's S3 prefix). Each scheme is served by a ``Backend``; the module functions
-pick one and turn its ``OSError`` into ``InvalidInputException`` naming the location.
+pick one and turn its ``OSError`` into ``InvalidInputException`` naming the location
+(``AccessDeniedException`` when the store refused access).
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from emrml.errors import DataError, InvalidInputException
+from emrml.errors import AmazonMLError, DataError, InvalidInputException
 from emrml.storage.backend import (
     BUFFER_BYTES,
     SCHEMA_SUFFIX,
     Backend,
     FileRef,
     Folder,
+    storage_error,
     visible,
     write_error,
 )
@@ -52,7 +54,8 @@ def list_files(location: str, *, what: str = "DataLocationS3") -> list[FileRef]:
     A file gives itself. A directory (or a location ending in ``/``) gives every regular file below it,
     recursively, except hidden ones (a name, or a directory below the location, starting with ``.``) and
     ``*.schema`` files. ``what`` names the field in error messages. Raises ``InvalidInputException`` when
-    the location does not exist, cannot be read, or holds no data files.
+    the location does not exist, cannot be read, or holds no data files (``AccessDeniedException`` when the
+    store refuses access).
     """
     backend = _backend(location)
     try:
@@ -184,9 +187,7 @@ def copy(source: str, target: str) -> None:
         try:
             _S3.store.copy(source, target)
         except OSError as exc:
-            raise InvalidInputException(
-                f"cannot copy '{source}' to '{target}': {exc.strerror or exc}"
-            ) from exc
+            raise storage_error(f"cannot copy '{source}' to '{target}'", exc) from exc
         return
     with open_binary(source, what="source") as stream, atomic_write(target) as out:
         shutil.copyfileobj(stream, out, BUFFER_BYTES)
@@ -212,7 +213,7 @@ def make_folder(location: str) -> None:
         else:
             _LOCAL.make_folder(location)
     except OSError as exc:
-        raise InvalidInputException(f"cannot create folder '{location}': {exc.strerror or exc}") from exc
+        raise storage_error(f"cannot create folder '{location}'", exc) from exc
 
 
 def delete(location: str) -> None:
@@ -223,7 +224,7 @@ def delete(location: str) -> None:
     except FileNotFoundError:
         pass
     except OSError as exc:
-        raise InvalidInputException(f"cannot delete '{location}': {exc.strerror or exc}") from exc
+        raise storage_error(f"cannot delete '{location}'", exc) from exc
 
 
 def local_directory(location: str) -> str | None:
@@ -331,11 +332,11 @@ def _backend(location: str) -> Backend:
     return _LOCAL
 
 
-def _os_error(exc: OSError, what: str, location: str) -> InvalidInputException:
+def _os_error(exc: OSError, what: str, location: str) -> AmazonMLError:
     if isinstance(exc, FileNotFoundError):
         return InvalidInputException(f"{what} '{location}' does not exist")
     if isinstance(exc, IsADirectoryError):
         return InvalidInputException(f"{what} '{location}' is a directory, not a file")
     if isinstance(exc, NotADirectoryError):
         return InvalidInputException(f"{what} '{location}' is not a directory")
-    return InvalidInputException(f"{what} '{location}' cannot be read: {exc.strerror or exc}")
+    return storage_error(f"{what} '{location}' cannot be read", exc)

@@ -364,6 +364,13 @@ def test_with_cse_an_unencrypted_object_is_refused_unless_allowed(s3: S3, aes_ke
     with pytest.raises(DecryptionError, match="s3_cse_allow_plaintext"):
         read_text(s3.uri("plain.csv"))
     assert read(s3.uri("sealed.csv")) == b"a,b\n3,4\n"
+    # Where every object read is encrypted, a prefix's listing counts their plaintext.
+    assert {ref.name: ref.size for ref in list_files(s3.uri(""))} == {
+        "plain.csv": 0,
+        "sealed.csv": 8,
+        "empty.csv": 0,
+    }
+    assert [f.size for f in locations.list_folder(s3.uri("")).files] == [0, 0, 8]
     use(s3, s3_cse_key=f"aes:{aes_key_file}", s3_cse_allow_plaintext=True)
     assert read(s3.uri("plain.csv")) == b"a,b\n1,2\n" and read(s3.uri("empty.csv")) == b""
     assert read(s3.uri("sealed.csv")) == b"a,b\n3,4\n"

@@ -262,7 +262,10 @@ class S3Backend:
         prefixes, objects, next_token = self.store.list_page(bucket, prefix, token, limit)
         files = [
             FileRef(
-                f"s3://{bucket}/{entry['Key']}", entry["Key"], int(entry["Size"]), entry["Key"][len(prefix) :]
+                f"s3://{bucket}/{entry['Key']}",
+                entry["Key"],
+                self.store.listed_size(entry),
+                entry["Key"][len(prefix) :],
             )
             for entry in objects
             if entry["Key"] != prefix

@@ -234,13 +234,25 @@ class S3Store:
             name = entry["Key"][len(key) :]
             if name and not name.endswith("/") and visible(name):
                 uri = f"s3://{bucket}/{entry['Key']}"
-                files.append(FileRef(uri=uri, key=entry["Key"], size=int(entry["Size"]), name=name))
+                files.append(FileRef(uri=uri, key=entry["Key"], size=self.listed_size(entry), name=name))
         return files
 
     def plain_size(self, head: dict[str, Any]) -> int:
         from emrml.storage.cse import plaintext_size
 
         return plaintext_size(head)
+
+    def listed_size(self, entry: dict[str, Any]) -> int:
+        """The size of a listed object's data. A listing does not say whether an object is encrypted on the
+        client; where every object read must be (client-side encryption without
+        ``s3_cse_allow_plaintext``), its data is its tag shorter. Else the stored size."""
+        stored = int(entry["Size"])
+        cse = self.settings.cse
+        if cse is None or cse.allow_plaintext:
+            return stored
+        from emrml.storage.cse import TAG_BYTES
+
+        return max(stored - TAG_BYTES, 0)
 
     def exists(self, location: str) -> bool:
         bucket, key = split(location)

@@ -189,31 +189,6 @@ def test_s3_errors_carry_the_error_code(s3: S3) -> None:
         stream.write(b"x")
 
 
-def test_the_cli_exits_7_when_s3_refuses_access(s3: S3, tmp_path: Any) -> None:
-    """Every access error has one exit code, whoever refuses: S3 refusing the schema inference's read of
-    the data, or emrml's own authorization."""
-    from cli_helpers import error_line, invoke
-
-    home = tmp_path / "cli"
-    home.mkdir()
-    (home / "emrml.toml").write_text(f's3_endpoint_url = "{s3.endpoint_url}"\n')
-    s3.put("in/data.csv", "x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(50)))
-    deny(s3, "s3:GetObject", f"arn:aws:s3:::{s3.bucket}/in/*")
-    create = (
-        "--home",
-        str(home),
-        "datasource",
-        "create",
-        "--id",
-        "ds-denied",
-        "--data",
-        s3.uri("in/data.csv"),
-    )
-    line = error_line(invoke(*create, "--infer-schema", "--target", "y", code=7))
-    assert line.startswith("error: AccessDeniedException: ") and "AccessDenied" in line
-    assert s3.uri("in/data.csv") in line
-
-
 def test_an_unreachable_endpoint_is_named(s3: S3) -> None:
     import socket
 

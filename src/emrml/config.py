@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,6 +151,14 @@ class Settings:
             if getattr(self, name) not in allowed:
                 raise InvalidInputException(
                     f"setting {name} must be one of {', '.join(allowed)} (got {getattr(self, name)!r})"
+                )
+        for name in ("s3_endpoint_url", "kms_endpoint_url"):
+            url = getattr(self, name)
+            # Else every read of S3 failed later with botocore's "ValueError: Invalid endpoint", unnamed.
+            if url and not re.fullmatch(r"https?://[^/?#\s]+(/\S*)?", url):
+                raise InvalidInputException(
+                    f"setting {name} must be an http:// or https:// URL, e.g. http://127.0.0.1:9000 "
+                    f"(got {url!r})"
                 )
 
     @property

@@ -280,3 +280,17 @@ def test_a_datasource_reads_each_object_once(s3: S3, monkeypatch: pytest.MonkeyP
         build_datasource(
             s3.uri("ds/"), schema, None, compute_statistics=True, settings=settings, progress=lambda *_: None
         )
+
+
+@pytest.mark.parametrize("name", ["s3_endpoint_url", "kms_endpoint_url"])
+def test_an_endpoint_that_is_not_a_url_is_named(name: str, tmp_path: Any) -> None:
+    # Every read of S3 failed with "cannot be read: ValueError: Invalid endpoint: minio:9000", naming
+    # neither the setting nor what it should be.
+    from emrml.config import Settings
+
+    environment = {f"EMRML_{name.upper()}": "minio:9000"}
+    with pytest.raises(InvalidInputException, match=f"setting {name} must be an http:// or https:// URL"):
+        Settings.load(environ=environment, home=tmp_path)
+    assert getattr(
+        Settings.load(environ={f"EMRML_{name.upper()}": "https://s3.example:9000/"}, home=tmp_path), name
+    )

@@ -15,6 +15,10 @@ that point are unauthenticated: every emrml job that reads data writes its outpu
 whose input fails the check ends FAILED and nothing derived from those bytes becomes visible. A decrypting
 stream cannot seek (a ranged read could not be authenticated), so batch prediction reads an encrypted file
 whole rather than in byte ranges.
+
+With a key configured, an object without an envelope is refused (``open_decrypting``) unless
+``s3_cse_allow_plaintext`` is set: nothing authenticates it, so it could have been put there by anyone
+allowed to write to the bucket.
 """
 
 from __future__ import annotations

@@ -31,8 +31,9 @@ class Databases:
     def mariadb(self, password: str = PASSWORD) -> sql.SqlSource:
         return sql.resolve(MYSQL, "RDS", "maria", self.name, self.user, password)
 
-    def postgres(self) -> sql.SqlSource:
-        return sql.resolve(POSTGRES, "Redshift", "pg", self.name, "postgres", "any")
+    def postgres(self, password: str = "any") -> sql.SqlSource:
+        # The server trusts loopback connections: the password is not checked, only carried.
+        return sql.resolve(POSTGRES, "Redshift", "pg", self.name, "postgres", password)
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +79,9 @@ def test_a_mysql_password_with_non_ascii_and_url_characters_signs_in(
     assert rows == [["x", "y"], ["1", "héllo, wörld"]]
     with pytest.raises(DataError, match=r"cannot connect to RDS instance 'maria' .*Access denied"):
         staged_rows(databases.mariadb("pässwörd"), "SELECT 1 AS x", tmp_path)
+    # The PostgreSQL driver's URL carries it too, without the URL's characters in it changing the URL.
+    rows, _ = staged_rows(databases.postgres(PASSWORD), "SELECT current_database() AS d", tmp_path)
+    assert rows == [["d"], [databases.name]]
 
 
 def test_credentials_that_are_not_unicode_text_are_refused_without_being_shown() -> None:

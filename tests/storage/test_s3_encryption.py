@@ -47,7 +47,7 @@ def kms_key(s3: S3) -> str:
 def use(s3: S3, **settings: Any) -> Settings:
     """Point emrml's storage at the test server with ``settings`` (S3's part size at its minimum)."""
     configured = dataclasses.replace(
-        s3.settings, kms_endpoint_url=s3.endpoint_url, s3_part_bytes=5 << 20, **settings
+        s3.settings, **{"kms_endpoint_url": s3.endpoint_url, "s3_part_bytes": 5 << 20, **settings}
     )
     locations.configure(configured)
     return configured
@@ -171,6 +171,19 @@ def test_wrong_or_missing_key_fails_naming_the_object(s3: S3, tmp_path: Path, ae
     use(s3)
     with pytest.raises(DecryptionError, match=r"'s3://.*/secret.csv' is encrypted .* no key is configured"):
         read_text(s3.uri("secret.csv"))
+
+
+def test_a_kms_that_cannot_be_reached_is_not_called_a_wrong_key(s3: S3, kms_key: str) -> None:
+    # An unreachable (or refusing) KMS was reported as "none of the configured keys opens its data key
+    # (wrong key, or the envelope was altered)", sending the user after the key instead of the service.
+    use(s3, s3_cse_key=f"kms:{kms_key}")
+    write(s3.uri("k.csv"), b"a,b\n1,2\n")
+    use(s3, s3_cse_key=f"kms:{kms_key}", kms_endpoint_url="http://127.0.0.1:9")
+    with pytest.raises(DecryptionError) as caught:
+        read(s3.uri("k.csv"))
+    message = caught.value.message
+    assert f"cannot decrypt '{s3.uri('k.csv')}': its data key could not be unwrapped" in message
+    assert "KMS Decrypt: Could not connect to the endpoint URL" in message and "wrong key" not in message
 
 
 def test_key_rotation_reads_old_objects_and_writes_with_the_new_key(

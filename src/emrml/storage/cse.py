@@ -70,13 +70,19 @@ class DecryptionError(InvalidInputException):
     unencrypted one is refused because client-side encryption is configured."""
 
 
+class KeyUnavailable(Exception):
+    """A key provider could not be asked to unwrap a data key (its key service refused or could not be
+    reached), as opposed to a key that does not fit, which any other exception of ``unwrap`` means."""
+
+
 class KeyProvider(Protocol):
     """Wraps and unwraps data keys, like an EMRFS encryption-materials provider.
 
     ``wrap_algorithms`` lists the ``x-amz-wrap-alg`` values it can unwrap; ``key_id`` identifies its key in
     ``x-amz-matdesc`` (empty for KMS, whose wrapped keys name their KMS key). ``new_data_key(cipher)``
     returns (plaintext data key, wrapped data key, wrap algorithm, material description) for content
-    encrypted with ``cipher``; ``unwrap`` reverses it and raises any exception when its key does not fit.
+    encrypted with ``cipher``; ``unwrap`` reverses it and raises any exception when its key does not fit,
+    ``KeyUnavailable`` when its key service cannot be asked (the user is told why, not "wrong key").
     """
 
     wrap_algorithms: Sequence[str]
@@ -184,7 +190,18 @@ class KmsKeyProvider:
         return response["Plaintext"], response["CiphertextBlob"], "kms+context", context
 
     def unwrap(self, wrap_algorithm: str, wrapped: bytes, description: dict[str, str], cipher: str) -> bytes:
-        response = self.client.decrypt(CiphertextBlob=wrapped, EncryptionContext=description)
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            response = self.client.decrypt(CiphertextBlob=wrapped, EncryptionContext=description)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code") or "")
+            if code in ("InvalidCiphertextException", "IncorrectKeyException"):
+                raise  # another key's (or an altered envelope): the next provider may open it
+            raise KeyUnavailable(f"KMS Decrypt: {code}: {error.get('Message') or exc}") from exc
+        except BotoCoreError as exc:
+            raise KeyUnavailable(f"KMS Decrypt: {exc}") from exc
         return response["Plaintext"]
 
 
@@ -358,15 +375,24 @@ def _data_key(envelope: Envelope, providers: KeyProviders | None, location: str)
         )
     named = envelope.description.get(KEY_ID)
     fitting.sort(key=lambda provider: provider.key_id != named)  # the key the object names first
+    unavailable: list[str] = []
     for provider in fitting:
         try:
             key = provider.unwrap(
                 envelope.wrap_algorithm, envelope.wrapped_key, envelope.description, envelope.cipher
             )
+        except KeyUnavailable as exc:
+            unavailable.append(str(exc))
+            continue
         except Exception:
             continue
         if len(key) == 32:
             return key
+    if unavailable:
+        raise DecryptionError(
+            f"cannot decrypt '{location}': its data key could not be unwrapped, the key service failing: "
+            + "; ".join(unavailable)
+        )
     raise DecryptionError(
         f"cannot decrypt '{location}': none of the configured keys opens its data key (wrong key, or the "
         "envelope was altered)"

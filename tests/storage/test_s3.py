@@ -294,3 +294,31 @@ def test_an_endpoint_that_is_not_a_url_is_named(name: str, tmp_path: Any) -> Non
     assert getattr(
         Settings.load(environ={f"EMRML_{name.upper()}": "https://s3.example:9000/"}, home=tmp_path), name
     )
+
+
+def test_an_object_replaced_or_removed_after_its_listing_fails_the_check(s3: S3) -> None:
+    # A job reads an object in several GETs (byte ranges read apart, training passes), each of one version:
+    # replaced between them, its records came from two versions, and check_unchanged called an S3 object
+    # unchanged whatever happened to it.
+    from emrml.errors import DataError
+    from emrml.storage.locations import check_unchanged
+
+    for name in ("a.csv", "b.csv", "c.csv"):
+        s3.put(f"data/{name}", "x\n1\n")
+    s3.put("database.csv", "x\n1\n")  # beside the prefix, outside the listing: not compared
+    files = list_files(s3.uri("data/"))
+    single = list_files(s3.uri("data/b.csv"))
+    assert all(file.etag for file in files + single)
+    check_unchanged(files)
+    check_unchanged(single)
+    s3.put("data/b.csv", "x\n2\n")  # the same size: only its version tells
+    s3.put("database.csv", "y\n")
+    for listed in (files, single):
+        with pytest.raises(
+            DataError, match=r"object s3://.*/data/b\.csv was replaced while it was being read"
+        ):
+            check_unchanged(listed)
+    s3.client.delete_object(Bucket=s3.bucket, Key="data/c.csv")
+    with pytest.raises(DataError, match=r"object s3://.*/data/c\.csv was removed while it was being read"):
+        check_unchanged([files[0], files[2]])
+    check_unchanged(list_files(s3.uri("data/")))

@@ -24,8 +24,8 @@ class FileRef:
     ``k`` for ``s3://bucket/k``, the absolute path without its leading ``/`` for local files. ``name`` is
     its path relative to the location that listed it ("" when the location is the file itself): what
     random splits hash, so data split in one folder splits the same in another. ``size`` is in bytes;
-    ``modified_ns`` a local file's modification time when listed (0 for S3 objects), for
-    ``locations.check_unchanged``.
+    ``modified_ns`` a local file's modification time when listed (0 for S3 objects), ``etag`` an S3
+    object's ETag when listed (its version; "" for local files), for ``locations.check_unchanged``.
     """
 
     uri: str
@@ -33,6 +33,7 @@ class FileRef:
     size: int
     name: str = ""
     modified_ns: int = field(default=0, compare=False)
+    etag: str = field(default="", compare=False)
 
 
 class Backend(Protocol):

@@ -106,9 +106,12 @@ def exists(location: str, *, what: str = "location") -> bool:
 
 
 def check_unchanged(files: list[FileRef]) -> None:
-    """``DataError`` naming the first local file whose size or modification time is no longer what its
-    listing found: it was truncated, appended to or rewritten while a job read it, so the records read are
-    not the file's. (An S3 object is replaced whole, and a GET reads one version of it.)"""
+    """``DataError`` naming the first file that is no longer what its listing found: a local file whose
+    size or modification time changed (truncated, appended to or rewritten), an S3 object whose ETag
+    changed (replaced) or that is gone, while a job read it, so the records read are not the file's. One
+    read of an S3 object is of one version, but a job reads an object in several (byte ranges read apart,
+    training passes), which could otherwise have read pieces of two versions."""
+    _check_objects_unchanged([file for file in files if file.etag])
     for file in files:
         if not file.modified_ns:
             continue
@@ -124,6 +127,26 @@ def check_unchanged(files: list[FileRef]) -> None:
                 f"file {file.uri} changed while it was being read ({file.size:,} bytes when the job started, "
                 f"{now}): its records cannot be counted on; run the job again once the file is complete"
             )
+
+
+def _check_objects_unchanged(files: list[FileRef]) -> None:
+    by_bucket: dict[str, list[FileRef]] = {}
+    for file in files:
+        by_bucket.setdefault(split(file.uri)[0], []).append(file)
+    for bucket, listed in by_bucket.items():
+        try:
+            now = _S3.store.current_etags(bucket, [file.key for file in listed])
+        except OSError as exc:
+            raise _os_error(exc, "location", listed[0].uri) from exc
+        for file in listed:
+            if file.key not in now:
+                raise DataError(f"object {file.uri} was removed while it was being read")
+            if now[file.key] != file.etag:
+                raise DataError(
+                    f"object {file.uri} was replaced while it was being read (its ETag was {file.etag} when "
+                    f"the job started, {now[file.key]} now): its records cannot be counted on; run the job "
+                    "again once the object is complete"
+                )
 
 
 def schema_candidates(data_location: str) -> list[str]:

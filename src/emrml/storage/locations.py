@@ -141,7 +141,8 @@ def _check_objects_unchanged(files: list[FileRef]) -> None:
         for file in listed:
             if file.key not in now:
                 raise DataError(f"object {file.uri} was removed while it was being read")
-            if now[file.key] != file.etag:
+            # Quotes aside: a listing and a HeadObject may spell one ETag differently on some stores.
+            if now[file.key].strip('"') != file.etag.strip('"'):
                 raise DataError(
                     f"object {file.uri} was replaced while it was being read (its ETag was {file.etag} when "
                     f"the job started, {now[file.key]} now): its records cannot be counted on; run the job "

@@ -322,3 +322,34 @@ def test_an_object_replaced_or_removed_after_its_listing_fails_the_check(s3: S3)
     with pytest.raises(DataError, match=r"object s3://.*/data/c\.csv was removed while it was being read"):
         check_unchanged([files[0], files[2]])
     check_unchanged(list_files(s3.uri("data/")))
+
+
+def test_a_datasource_over_objects_one_replaced_while_read_fails_naming_it(s3: S3, tmp_path: Any) -> None:
+    from emrml.config import Settings
+    from emrml.core.schema import parse_schema
+    from emrml.engine.local import build_datasource
+    from emrml.errors import DataError
+
+    for name in ("a", "b", "c"):
+        s3.put(f"ds/{name}.csv", "x\n" + "".join(f"{i}\n" for i in range(2000)))
+    schema = parse_schema(
+        json.dumps(
+            {
+                "version": "1.0",
+                "dataFileContainsHeader": True,
+                "attributes": [{"attributeName": "x", "attributeType": "NUMERIC"}],
+            }
+        )
+    )
+    replaced: list[str] = []
+
+    def progress(_fraction: float, _message: str | None) -> None:
+        if not replaced:  # while the first object is read, the last is replaced
+            s3.put("ds/c.csv", "x\n" + "".join(f"{i + 5000}\n" for i in range(2000)))
+            replaced.append("ds/c.csv")
+
+    settings = Settings.load(environ={}, home=tmp_path)
+    with pytest.raises(DataError, match=r"object s3://.*/ds/c\.csv was replaced while it was being read"):
+        build_datasource(
+            s3.uri("ds/"), schema, None, compute_statistics=True, settings=settings, progress=progress
+        )

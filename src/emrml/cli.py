@@ -39,7 +39,7 @@ from emrml.cli_objects import KINDS, ModelType, report_created
 from emrml.config import Settings
 from emrml.core.json_text import load_json
 from emrml.errors import InvalidInputException
-from emrml.library import absolute_location, absolute_uri
+from emrml.library import absolute_uri
 
 if TYPE_CHECKING:
     import click
@@ -139,7 +139,7 @@ def datasource_create(
 ) -> None:
     """Create a datasource from a CSV file, wait for it (with a progress bar) and show it."""
     current = state(ctx)
-    location = absolute_location(data, what="--data")
+    location = current.existing_location(data, what="--data")
     if (schema is None) == (not infer_schema):
         raise InvalidInputException("give exactly one of --schema FILE and --infer-schema")
     if not infer_schema and (target or row_id):

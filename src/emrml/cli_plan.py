@@ -26,18 +26,16 @@ def plan(
 ) -> None:
     """Say whether data fits a cluster's HDFS, the smallest cluster that holds it, and what each codec
     does to a sample of the data."""
-    from emrml.library import absolute_location
-
+    current = state(ctx)
     request = present(
         {
             "Nodes": nodes,
             "DiskPerNode": disk_per_node,
             "Data": data,
             "Codec": codec,
-            "SampleLocation": absolute_location(sample) if sample else None,
+            "SampleLocation": current.existing_location(sample, what="--sample") if sample else None,
         }
     )
-    current = state(ctx)
     result = current.service().call("PlanCapacity", request)
     if current.json:
         print_json(result)

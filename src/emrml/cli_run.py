@@ -34,7 +34,6 @@ def run(
 ) -> None:
     """Run a pipeline's steps (datasources, models, evaluations, batch predictions) in order and exit 0
     when every object COMPLETED; a re-run skips the completed ones."""
-    from emrml.library import absolute_location
     from emrml.service import pipelines
     from emrml.storage.locations import read_text
 
@@ -45,7 +44,7 @@ def run(
         location = pipeline if "://" in pipeline else str(Path(pipeline).resolve())
         _print_emr_step(current, location, environment)
         return
-    location = absolute_location(pipeline, what="pipeline")
+    location = current.existing_location(pipeline, what="pipeline")
     service = current.service()
     if service.settings.engine == "spark":
         # One Spark application for the whole run, its jobs on this process's thread, as `serve --engine

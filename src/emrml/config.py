@@ -9,6 +9,7 @@ import dataclasses
 import ipaddress
 import json
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,9 +103,12 @@ class Settings:
     #: Client-side encryption of S3 objects (storage/cse.py, docs/encryption.md): the key that encrypts
     #: what emrml writes and decrypts what it reads ("aes:<key file>", "rsa:<PEM file>", "kms:<key id>",
     #: "plugin:<module>:<factory>"; empty: none), older keys still accepted for reading (comma-separated,
-    #: same forms), and the KMS endpoint for kms: keys (empty: AWS).
+    #: same forms), and the KMS endpoint for kms: keys (empty: AWS). With a key set, an object without an
+    #: encryption envelope is refused (anyone who can write to the bucket could have put it there), unless
+    #: ``s3_cse_allow_plaintext`` is true (while migrating a bucket to client-side encryption).
     s3_cse_key: str = ""
     s3_cse_old_keys: str = ""
+    s3_cse_allow_plaintext: bool = False
     kms_endpoint_url: str = ""
     #: Where jobs run (engine/): "local" (this machine's processes) or "spark" (an Apache Spark application,
     #: engine/spark/, docs/spark.md). ``spark_master``: the Spark master URL (``local[N]``,
@@ -156,6 +160,14 @@ class Settings:
                     f"setting {name} must be one of {', '.join(allowed)} (got {getattr(self, name)!r})"
                 )
         object.__setattr__(self, "forwarded_allow_ips", proxy_addresses(self.forwarded_allow_ips))
+        for name in ("s3_endpoint_url", "kms_endpoint_url"):
+            url = getattr(self, name)
+            # Else every read of S3 failed later with botocore's "ValueError: Invalid endpoint", unnamed.
+            if url and not re.fullmatch(r"https?://[^/?#\s]+(/\S*)?", url):
+                raise InvalidInputException(
+                    f"setting {name} must be an http:// or https:// URL, e.g. http://127.0.0.1:9000 "
+                    f"(got {url!r})"
+                )
 
     @property
     def database_url(self) -> str:
@@ -206,6 +218,8 @@ def _coerce(values: dict[str, object]) -> dict[str, object]:
                 out[name] = Path(str(value)).expanduser()
             elif kind.startswith("tuple[Path"):
                 out[name] = _paths(value)
+            elif kind == "bool":
+                out[name] = _flag(value)
             elif kind == "int":
                 out[name] = int(value)  # type: ignore[call-overload]
             elif kind == "float":
@@ -240,6 +254,18 @@ def proxy_addresses(value: str) -> str:
                 "10.1.0.0/16)"
             ) from None
     return ",".join(entries)
+
+
+def _flag(value: object) -> bool:
+    """A true/false setting: a TOML boolean, or (environment) true/false, 1/0, yes/no, on/off."""
+    if isinstance(value, bool):
+        return value
+    spelled = str(value).strip().lower()
+    if spelled in ("true", "1", "yes", "on"):
+        return True
+    if spelled in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(value)
 
 
 def _paths(value: object) -> tuple[Path, ...]:

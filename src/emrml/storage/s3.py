@@ -227,20 +227,47 @@ class S3Store:
         if key and not key.endswith("/"):
             head = self.head(bucket, key)
             if head is not None:
-                return [FileRef(uri=location, key=key, size=self.plain_size(head), name="")]
+                etag = head.get("ETag") or ""
+                return [FileRef(uri=location, key=key, size=self.plain_size(head), name="", etag=etag)]
             key += "/"
         files = []
         for entry in self.iter_objects(bucket, key):
             name = entry["Key"][len(key) :]
             if name and not name.endswith("/") and visible(name):
                 uri = f"s3://{bucket}/{entry['Key']}"
-                files.append(FileRef(uri=uri, key=entry["Key"], size=int(entry["Size"]), name=name))
+                size, etag = self.listed_size(entry), entry.get("ETag") or ""
+                files.append(FileRef(uri=uri, key=entry["Key"], size=size, name=name, etag=etag))
         return files
+
+    def current_etags(self, bucket: str, keys: list[str]) -> dict[str, str]:
+        """The ETags the objects ``keys`` of ``bucket`` have now (a key missing now is left out): one
+        HeadObject for one key, else a listing of the keys' common prefix (a page a thousand keys)."""
+        if len(keys) == 1:
+            head = self.head(bucket, keys[0])
+            return {} if head is None else {keys[0]: head.get("ETag") or ""}
+        wanted = set(keys)
+        return {
+            entry["Key"]: entry.get("ETag") or ""
+            for entry in self.iter_objects(bucket, _common_prefix(keys))
+            if entry["Key"] in wanted
+        }
 
     def plain_size(self, head: dict[str, Any]) -> int:
         from emrml.storage.cse import plaintext_size
 
         return plaintext_size(head)
+
+    def listed_size(self, entry: dict[str, Any]) -> int:
+        """The size of a listed object's data. A listing does not say whether an object is encrypted on the
+        client; where every object read must be (client-side encryption without
+        ``s3_cse_allow_plaintext``), its data is its tag shorter. Else the stored size."""
+        stored = int(entry["Size"])
+        cse = self.settings.cse
+        if cse is None or cse.allow_plaintext:
+            return stored
+        from emrml.storage.cse import TAG_BYTES
+
+        return max(stored - TAG_BYTES, 0)
 
     def exists(self, location: str) -> bool:
         bucket, key = split(location)
@@ -298,6 +325,15 @@ class S3Store:
             )
         except Exception as exc:
             raise s3_error(exc, bucket, key) from exc
+
+
+def _common_prefix(keys: list[str]) -> str:
+    """The longest string every key starts with (S3 prefixes are strings, not paths)."""
+    first, last = min(keys), max(keys)
+    length = 0
+    while length < min(len(first), len(last)) and first[length] == last[length]:
+        length += 1
+    return first[:length]
 
 
 # Errors of a body that broke off mid-stream, worth resuming from where it stopped.

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_jobs import _pending_bank, _pending_batch_prediction
+from test_jobs import _pending_bank, _pending_batch_prediction, create_bank
 
 from cli_helpers import invoke
 from emrml.config import Settings
@@ -121,8 +123,8 @@ def test_a_given_up_attempt_that_publishes_late_leaves_the_next_attempts_output_
     publish_file = batch.publish_file
     held, done = threading.Event(), threading.Event()
 
-    def slow_when_stale(source: str, target: str) -> None:
-        publish_file(source, target)
+    def slow_when_stale(source: str, target: str, *commit: Any) -> None:
+        publish_file(source, target, *commit)
         if threading.current_thread().name == "attempt-1":
             held.set()
             assert done.wait(120)
@@ -131,6 +133,92 @@ def test_a_given_up_attempt_that_publishes_late_leaves_the_next_attempts_output_
     _stale_attempt_ends_after_the_next_completes(app, "late", held, done)
     assert app.call("GetBatchPrediction", {"BatchPredictionId": "bp-late"})["Status"] == "COMPLETED"
     assert _output(out) == ["batch-prediction", "bp-late-data.csv.gz", "bp-late.manifest", "result"]
+
+
+@pytest.mark.parametrize("store", ["local", "s3"])
+def test_a_given_up_attempt_past_its_look_at_the_job_cannot_publish_over_the_next_attempts_output(
+    store: str,
+    app: EmrML,
+    shared_datasets: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
+    """Attempt 1 has scored and found that it still holds the job; its last write is under way (the
+    manifest's on a slow disk, a result's upload to S3) when the runner gives it up. Meanwhile the model's
+    ScoreThreshold changes and a second file joins the data, and attempt 2 completes the job with both.
+    Attempt 1's write must then not land over attempt 2's output: the COMPLETED batch prediction's manifest
+    names the results of both files, and its results give the best answers of the new threshold."""
+    from emrml.engine import batch
+    from emrml.storage import s3 as s3_storage
+
+    if store == "s3":
+        s3 = request.getfixturevalue("s3")
+        out, read = s3.uri("out/"), lambda key: s3.get("out/" + key)
+    else:
+        folder = tmp_path / "out"
+        out, read = str(folder) + "/", lambda key: (folder / key).read_bytes()
+    data = tmp_path / "data"
+    data.mkdir()
+    with open(shared_datasets / "bank_marketing" / "data.csv", encoding="utf-8") as source:
+        rows = [line for _, line in zip(range(3001), source, strict=False)]
+    (data / "data.csv").write_text("".join(rows))
+    create_bank(app, "ds-late", data, shared_datasets)
+    request_model = {"MLModelId": "ml-late", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-late"}
+    app.call("CreateMLModel", request_model)
+    assert app.wait("MLModel", "ml-late")["Status"] == "COMPLETED"
+    app.call(
+        "CreateBatchPrediction",
+        {
+            "BatchPredictionId": "bp-late",
+            "MLModelId": "ml-late",
+            "BatchPredictionDataSourceId": "ds-late",
+            "OutputUri": out,
+        },
+    )
+    held, done = threading.Event(), threading.Event()
+
+    def hold_the_stale_attempt() -> None:
+        if threading.current_thread().name == "attempt-1" and not held.is_set():
+            # Attempt 1 read the threshold (0.5) and listed the data at its start; attempt 2 will not.
+            app.call("UpdateMLModel", {"MLModelId": "ml-late", "ScoreThreshold": 0.2})
+            (data / "more.csv").write_text(rows[0] + "".join(rows[1:101]))
+            held.set()
+            assert done.wait(120)
+
+    if store == "s3":
+        finish = s3_storage.MultipartWriter.finish
+
+        def slow_upload(writer: Any, *commit: Any) -> None:
+            hold_the_stale_attempt()
+            finish(writer, *commit)
+
+        monkeypatch.setattr(s3_storage.MultipartWriter, "finish", slow_upload)
+    else:
+        atomic_write = batch.atomic_write
+
+        def slow_disk(location: str, *commit: Any) -> Any:
+            hold_the_stale_attempt()
+            return atomic_write(location, *commit)
+
+        monkeypatch.setattr(batch, "atomic_write", slow_disk)
+    _stale_attempt_ends_after_the_next_completes(app, "late", held, done)
+
+    completed = app.call("GetBatchPrediction", {"BatchPredictionId": "bp-late"})
+    assert completed["Status"] == "COMPLETED" and completed["TotalRecordCount"] == 3100
+    results = out + "batch-prediction/result/"
+    manifest = json.loads(read("batch-prediction/bp-late.manifest"))
+    assert sorted(manifest.values()) == [results + "bp-late-data.csv.gz", results + "bp-late-more.csv.gz"]
+    lines = gzip.decompress(read("batch-prediction/result/bp-late-data.csv.gz")).decode().splitlines()
+    assert lines[0] == "trueLabel,bestAnswer,score" and len(lines) == 3001
+    answers = [line.split(",")[1:] for line in lines[1:]]
+    assert all(answer == ("1" if float(score) >= 0.2 else "0") for answer, score in answers)
+    # ...which the old threshold would not all have given.
+    assert any(answer != ("1" if float(score) >= 0.5 else "0") for answer, score in answers)
+    if store == "local":
+        assert _output(folder) == [
+            "batch-prediction", "bp-late-data.csv.gz", "bp-late-more.csv.gz", "bp-late.manifest", "result"
+        ]  # fmt: skip
 
 
 def test_a_given_up_attempt_that_starts_its_scoring_late_keeps_the_next_attempts_manifest(

@@ -257,7 +257,7 @@ def predict_batch(context: JobContext) -> dict[str, Any]:
             progress=context.progress,
             spark=spark_of(context),
             attempt=context.attempt,
-            fence=context.fence,
+            commit=context.fenced,
         )
     return {
         "total_records": result.total_records,

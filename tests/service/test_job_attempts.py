@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ from test_jobs import _pending_bank, _pending_batch_prediction, create_bank
 from cli_helpers import invoke
 from emrml.config import Settings
 from emrml.service.app import EmrML
-from emrml.service.metastore import BatchPrediction
+from emrml.service.metastore import ENTITY_CLASSES, BatchPrediction
 
 
 def test_a_given_up_attempt_still_running_keeps_to_its_own_temporary_folder(
@@ -74,31 +76,38 @@ def test_a_given_up_attempt_still_running_keeps_to_its_own_temporary_folder(
 
 
 def _stale_attempt_ends_after_the_next_completes(
-    app: EmrML, tag: str, held: threading.Event, done: threading.Event
+    app: EmrML,
+    tag: str,
+    held: threading.Event,
+    done: threading.Event,
+    kind: str = "BatchPrediction",
+    completed: Callable[[], None] = lambda: None,
 ) -> None:
-    """Attempt 1 of ``bp-<tag>`` runs on a thread until it sets ``held`` (from a hook of the test's) and
-    waits there for ``done``; the runner gives it up, attempt 2 runs to COMPLETED, and only then (``done``)
-    does attempt 1 go on to its end. (Both attempts run on threads of the test, as ``serve --engine spark``
-    runs jobs.)"""
+    """Attempt 1 of the job of ``kind`` ``<prefix>-<tag>`` runs on a thread until it sets ``held`` (from a
+    hook of the test's) and waits there for ``done``; the runner gives it up, attempt 2 runs to COMPLETED,
+    and only then (``done``, after a call of ``completed``) does attempt 1 go on to its end. (Both attempts
+    run on threads of the test, as ``serve --engine spark`` runs jobs.)"""
     from emrml.service.worker import run_job_in_this_process
 
-    entity_id = f"bp-{tag}"
-    first = app.jobs.claim("BatchPrediction", entity_id)
+    entity_id = {"BatchPrediction": "bp", "MLModel": "ml", "DataSource": "ds"}[kind] + f"-{tag}"
+    first = app.jobs.claim(kind, entity_id)
     stale = threading.Thread(
         target=run_job_in_this_process,
-        args=(app.settings, "BatchPrediction", entity_id, first),
+        args=(app.settings, kind, entity_id, first),
         kwargs={"worker": False},
         name="attempt-1",
     )
     stale.start()
     try:
         assert held.wait(120)
-        assert app.jobs._retry_or_fail("BatchPrediction", entity_id, first, "the worker stopped responding")
-        second = app.jobs.claim("BatchPrediction", entity_id)
+        assert app.jobs._retry_or_fail(kind, entity_id, first, "the worker stopped responding")
+        second = app.jobs.claim(kind, entity_id)
         assert second == first + 1
-        run_job_in_this_process(app.settings, "BatchPrediction", entity_id, second, worker=False)
-        completed = app.call("GetBatchPrediction", {"BatchPredictionId": entity_id})
-        assert completed["Status"] == "COMPLETED", completed.get("Message")
+        run_job_in_this_process(app.settings, kind, entity_id, second, worker=False)
+        with app.sessions() as session:
+            row = session.get(ENTITY_CLASSES[kind], entity_id)
+            assert row.status == "COMPLETED", row.message
+        completed()
     finally:
         done.set()
         stale.join(120)
@@ -244,6 +253,44 @@ def test_a_given_up_attempt_that_starts_its_scoring_late_keeps_the_next_attempts
     _stale_attempt_ends_after_the_next_completes(app, "slow", held, done)
     assert app.call("GetBatchPrediction", {"BatchPredictionId": "bp-slow"})["Status"] == "COMPLETED"
     assert _output(out) == ["batch-prediction", "bp-slow-data.csv.gz", "bp-slow.manifest", "result"]
+
+
+@pytest.mark.parametrize("kind", ["DataSource", "MLModel"])
+def test_a_given_up_attempt_cannot_replace_the_file_the_next_attempt_completed_with(
+    kind: str, app: EmrML, shared_datasets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A datasource's row sample and a model's file have one name for every attempt of the job. Attempt 1
+    is given up as it writes its file (the disk slow, its heartbeats lost), and attempt 2 completes the
+    job; attempt 1's file must then not replace attempt 2's, which the COMPLETED object was recorded with
+    (the model's size, the datasource's suggested recipe)."""
+    from emrml.engine import training
+    from emrml.service import tasks
+
+    module, name = (tasks, "atomic_write") if kind == "DataSource" else (training, "save_artifact")
+    write = getattr(module, name)
+    held, done = threading.Event(), threading.Event()
+    written: list[int] = []
+
+    def slow_when_stale(*arguments: Any) -> Any:
+        if threading.current_thread().name == "attempt-1":
+            held.set()
+            assert done.wait(120)
+        return write(*arguments)
+
+    if kind == "DataSource":
+        _pending_bank(app, "ds-file", shared_datasets)
+        path = lambda: tasks.sample_path(app.settings, "ds-file")  # noqa: E731
+    else:
+        _pending_bank(app, "ds-file", shared_datasets)
+        assert app.wait("DataSource", "ds-file")["Status"] == "COMPLETED"
+        request = {"MLModelId": "ml-file", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-file"}
+        app.call("CreateMLModel", request)
+        path = lambda: training.artifact_path(app.settings, "ml-file")  # noqa: E731
+    monkeypatch.setattr(module, name, slow_when_stale)
+    completed = lambda: written.append(os.stat(path()).st_ino)  # noqa: E731
+    _stale_attempt_ends_after_the_next_completes(app, "file", held, done, kind, completed)
+    assert os.stat(path()).st_ino == written[0]
+    assert [p.name for p in path().parent.iterdir() if p.name.startswith(".")] == []  # no temporary left
 
 
 def test_a_job_given_up_by_its_runner_keeps_how_far_it_got_as_a_failed_job_does(

@@ -88,6 +88,7 @@ def _stage_sql(entity: DataSource, context: JobContext) -> Schema:
             entity.data_location,
             context.progress,
             max_attributes=context.settings.max_attributes,
+            commit=context.fenced,
         )
     return staged.schema
 
@@ -141,8 +142,9 @@ def _build(context: JobContext, entity: DataSource) -> dict[str, Any]:
         progress=progress,
     )
     if summary.sample is not None:
+        # Through ``fenced``: an attempt given up must not replace the sample of the attempt after it.
         with (
-            atomic_write(str(sample_path(context.settings, entity.id))) as out,
+            atomic_write(str(sample_path(context.settings, entity.id)), context.fenced) as out,
             ipc.new_file(out, summary.sample.schema) as writer,
         ):
             writer.write_table(summary.sample)
@@ -195,6 +197,7 @@ def train(context: JobContext) -> dict[str, Any]:
             progress=context.progress,
             spark=spark_of(context),
             statistics=statistics,
+            commit=context.fenced,
         )
     return {
         "artifact_location": str(trained.artifact_path),

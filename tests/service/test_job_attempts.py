@@ -366,3 +366,28 @@ def test_a_failed_job_queued_again_gets_new_attempt_numbers_and_its_tries_anew(
     assert completed["Status"] == "COMPLETED", completed.get("Message")
     assert completed["NumberOfFiles"] == 1
     app.close()
+
+
+def test_the_temporary_files_of_a_killed_attempt_go_when_the_next_attempt_writes_the_file(
+    app: EmrML, shared_datasets: Path, tmp_path: Path
+) -> None:
+    """A worker killed while it wrote a datasource's sample, a model's file or a batch prediction's
+    manifest leaves a hidden temporary file beside it. The next attempt, which writes the file again and
+    completes the job, removes it: nothing of the killed attempt stays behind for good, in the home or in
+    the user's output folder."""
+    from emrml.engine.training import artifact_path
+    from emrml.service.tasks import sample_path
+
+    out = tmp_path / "out"
+    left = [
+        sample_path(app.settings, "ds-killed").with_name(".ds-killed.sample.arrow.0123456789abcdef.tmp"),
+        artifact_path(app.settings, "ml-killed").with_name(".ml-killed.zip.k1lled0_.tmp"),
+        out / "batch-prediction" / ".bp-killed.manifest.0123456789abcdef.tmp",
+    ]
+    for path in left:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half written")
+    _pending_batch_prediction(app, "killed", out, shared_datasets)
+    assert app.wait("BatchPrediction", "bp-killed")["Status"] == "COMPLETED"
+    assert [path for path in left if path.exists()] == []
+    assert _output(out) == ["batch-prediction", "bp-killed-data.csv.gz", "bp-killed.manifest", "result"]

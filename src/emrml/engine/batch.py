@@ -82,6 +82,7 @@ from emrml.storage.locations import (
     local_directory,
     publish_file,
     read_text,
+    remove_temporaries,
 )
 
 T = TypeVar("T")
@@ -389,6 +390,7 @@ def discard_output(
                     if value.startswith(mine) and "/" not in value[len(mine) :]
                 )
             delete(manifest)
+    remove_temporaries(manifest)
     if data_location:
         with suppress(InvalidInputException, DataError):
             names = result_names(list_files(data_location), batch_prediction_id)
@@ -529,6 +531,7 @@ def batch_predict(
         # replaces it, so that nobody takes the old results, about to be written again, for the job's.
         manifest_file = manifest_location(output_uri, batch_prediction_id)
         commit(lambda: delete(manifest_file))
+        remove_temporaries(manifest_file)  # an attempt killed while it wrote the manifest
         total_bytes = sum(file.size for file in files)
         cuts = _cut_points(files, parallelism) if parallelism.workers > 1 else {}
         parallel = total_bytes >= parallelism.min_bytes and (len(files) > 1 or bool(cuts))

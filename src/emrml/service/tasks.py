@@ -25,7 +25,13 @@ from emrml.service.confinement import check_job_output, confined_job, confined_w
 from emrml.service.metastore import BatchPrediction, DataSource, MLModel
 from emrml.service.worker import JobContext, discards, job
 from emrml.storage import sql, sql_staging
-from emrml.storage.locations import atomic_write, exists, read_text, schema_location_for
+from emrml.storage.locations import (
+    atomic_write,
+    exists,
+    read_text,
+    remove_temporaries,
+    schema_location_for,
+)
 
 if TYPE_CHECKING:
     from emrml.engine.training import DatasourceData
@@ -142,6 +148,7 @@ def _build(context: JobContext, entity: DataSource) -> dict[str, Any]:
         progress=progress,
     )
     if summary.sample is not None:
+        remove_temporaries(str(sample_path(context.settings, entity.id)))  # a killed attempt's
         # Through ``fenced``: an attempt given up must not replace the sample of the attempt after it.
         with (
             atomic_write(str(sample_path(context.settings, entity.id)), context.fenced) as out,
@@ -274,7 +281,9 @@ def predict_batch(context: JobContext) -> dict[str, Any]:
 
 @discards("DataSource")
 def discard_sample(settings: Settings, source: DataSource) -> None:
-    sample_path(settings, source.id).unlink(missing_ok=True)
+    path = sample_path(settings, source.id)
+    path.unlink(missing_ok=True)
+    remove_temporaries(str(path))  # a worker killed while writing it
 
 
 @discards("MLModel")
@@ -283,8 +292,7 @@ def discard_model(settings: Settings, model: MLModel) -> None:
 
     path = artifact_path(settings, model.id)
     path.unlink(missing_ok=True)
-    for temporary in path.parent.glob(f".{path.name}.*.tmp"):  # a worker killed while saving the model
-        temporary.unlink(missing_ok=True)
+    remove_temporaries(str(path))  # a worker killed while saving the model
     sweep_training_scratch(settings)  # a killed worker's copy of the training data
 
 

@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -228,6 +228,22 @@ def delete(location: str) -> None:
         pass
     except OSError as exc:
         raise InvalidInputException(f"cannot delete '{location}': {exc.strerror or exc}") from exc
+
+
+def remove_temporaries(location: str) -> None:
+    """Remove the hidden temporary files that writes of ``location`` whose process was killed left beside
+    it (``atomic_write``, and a model's file: ``.<name>.<random>.tmp``); a write under way then fails.
+    Nothing for S3, where an unfinished upload makes no object. For a job about to write the file again,
+    or whose results are discarded."""
+    directory = local_directory(location)
+    if directory is None:
+        return
+    folder, name = os.path.split(directory)
+    with suppress(OSError):
+        for entry in os.scandir(folder):
+            if entry.name.startswith(f".{name}.") and entry.name.endswith(".tmp") and entry.is_file():
+                with suppress(FileNotFoundError):
+                    os.unlink(entry.path)
 
 
 def local_directory(location: str) -> str | None:

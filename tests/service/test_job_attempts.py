@@ -391,3 +391,41 @@ def test_the_temporary_files_of_a_killed_attempt_go_when_the_next_attempt_writes
     assert app.wait("BatchPrediction", "bp-killed")["Status"] == "COMPLETED"
     assert [path for path in left if path.exists()] == []
     assert _output(out) == ["batch-prediction", "bp-killed-data.csv.gz", "bp-killed.manifest", "result"]
+
+
+def test_a_stopping_server_queues_again_the_jobs_it_runs_on_its_threads(
+    app: EmrML, shared_datasets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``serve --engine spark`` runs jobs on its own threads. A restart is no failure of a job's there
+    either: stopping the server stops them at their next progress point and queues them again, their try
+    not counted, as it does jobs in worker processes (two restarts during a long training must not fail
+    it, as the process's death would on the next start: 'the process running this job is gone')."""
+    from emrml.service.metastore import DataSource
+    from emrml.service.worker import JobContext
+
+    _pending_bank(app, "ds-restart", shared_datasets)
+    report = JobContext.progress
+    running = threading.Event()
+
+    def until_the_server_stops(context: JobContext, fraction: float, message: str | None = None) -> None:
+        if not running.is_set():
+            running.set()
+            context.stopped.wait(20)
+        report(context, fraction, message)
+
+    monkeypatch.setattr(JobContext, "progress", until_the_server_stops)
+    app.jobs.in_process = True
+    thread = threading.Thread(target=app.jobs.wait, args=("DataSource", "ds-restart"))
+    thread.start()
+    try:
+        assert running.wait(60)
+        assert app.jobs.interrupt() == [("DataSource", "ds-restart")]
+    finally:
+        thread.join(60)
+    assert not thread.is_alive()
+    described = app.call("GetDataSource", {"DataSourceId": "ds-restart"})
+    assert described["Status"] == "PENDING", described.get("Message")
+    assert "stopped before it ended" in described["Message"]
+    with app.sessions() as session:
+        row = session.get(DataSource, "ds-restart")
+        assert (row.tries, row.attempts, row.worker) == (0, 1, None)

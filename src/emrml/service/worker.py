@@ -193,15 +193,24 @@ def _cpu_seconds() -> float:
 
 
 def run_job_in_this_process(
-    settings: Settings, kind: str, entity_id: str, attempt: int, *, worker: bool = True
+    settings: Settings,
+    kind: str,
+    entity_id: str,
+    attempt: int,
+    *,
+    worker: bool = True,
+    stopped: threading.Event | None = None,
 ) -> None:
     """Run one claimed attempt of a job in this process and record its outcome. ``worker``: this process
     is the job's own worker; else the job runs on a thread of a server (the Spark engine's long-running
-    mode), whose signal handling, umask and storage settings are the server's."""
+    mode), whose signal handling, umask and storage settings are the server's, and ``stopped``, once set,
+    stops it at its next progress point (the server is stopping)."""
     from emrml.service import tasks  # noqa: F401  (registers the job functions)
 
     engine = open_engine(settings.database_url)
     context = JobContext(settings, kind, entity_id, session_factory(engine), attempt)
+    if stopped is not None:
+        context.stopped = stopped
     if worker:
         # Ctrl-C in the terminal of `emrml serve` is for the server, which stops taking work and stops.
         signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -531,7 +531,6 @@ def batch_predict(
         # replaces it, so that nobody takes the old results, about to be written again, for the job's.
         manifest_file = manifest_location(output_uri, batch_prediction_id)
         commit(lambda: delete(manifest_file))
-        remove_temporaries(manifest_file)  # an attempt killed while it wrote the manifest
         total_bytes = sum(file.size for file in files)
         cuts = _cut_points(files, parallelism) if parallelism.workers > 1 else {}
         parallel = total_bytes >= parallelism.min_bytes and (len(files) > 1 or bool(cuts))
@@ -565,6 +564,9 @@ def batch_predict(
         with atomic_write(manifest_file, commit) as out:
             out.write(json.dumps(manifest, ensure_ascii=False).encode())
         published.insert(0, manifest_file)  # removed first: no reader takes what remains for complete results
+        # What an attempt killed while it wrote the manifest left beside it: removed through ``commit``, so
+        # that no attempt given up removes the temporary of the manifest the job's attempt is writing.
+        commit(lambda: remove_temporaries(manifest_file))
         # The last progress point, where a job deleted while it published stops: what it wrote goes.
         progress(1.0, None)
     except BaseException:

@@ -38,7 +38,7 @@ from emrml.engine.scratch import FeatureCache, RecordCache
 from emrml.errors import DataError
 from emrml.lifetime import process_exists
 from emrml.storage.backend import Commit, commit_now
-from emrml.storage.locations import list_files, remove_temporaries
+from emrml.storage.locations import list_files
 
 #: A multiclass target may have at most this many classes (spec 11).
 MAX_CLASSES = 100
@@ -273,7 +273,6 @@ def train_model(
         feature_names=space.feature_names,
     )
     path = artifact_path(settings, model_id)
-    remove_temporaries(str(path))  # what an attempt killed while it saved the model left
     size = save_artifact(artifact, path, commit)
     return TrainedModel(path, size, recipe_text, report_dict)
 

@@ -148,13 +148,11 @@ def _build(context: JobContext, entity: DataSource) -> dict[str, Any]:
         progress=progress,
     )
     if summary.sample is not None:
-        remove_temporaries(str(sample_path(context.settings, entity.id)))  # a killed attempt's
+        sample = str(sample_path(context.settings, entity.id))
         # Through ``fenced``: an attempt given up must not replace the sample of the attempt after it.
-        with (
-            atomic_write(str(sample_path(context.settings, entity.id)), context.fenced) as out,
-            ipc.new_file(out, summary.sample.schema) as writer,
-        ):
+        with atomic_write(sample, context.fenced) as out, ipc.new_file(out, summary.sample.schema) as writer:
             writer.write_table(summary.sample)
+        _remove_temporaries(context, sample)
     return {
         "data_schema": schema.to_json(),
         "data_size": summary.data_size,
@@ -164,6 +162,12 @@ def _build(context: JobContext, entity: DataSource) -> dict[str, Any]:
         "invalid_examples": json.dumps(summary.invalid_examples),
         "statistics": json.dumps(summary.statistics) if summary.statistics is not None else None,
     }
+
+
+def _remove_temporaries(context: JobContext, location: str) -> None:
+    """Remove what attempts killed while they wrote ``location`` left beside it, once this attempt wrote
+    it: through ``fenced``, so that no attempt given up removes the temporary file of the one writing."""
+    context.fenced(lambda: remove_temporaries(location))
 
 
 def _datasource_data(source: DataSource) -> DatasourceData:
@@ -206,6 +210,7 @@ def train(context: JobContext) -> dict[str, Any]:
             statistics=statistics,
             commit=context.fenced,
         )
+    _remove_temporaries(context, str(trained.artifact_path))
     return {
         "artifact_location": str(trained.artifact_path),
         "size_in_bytes": trained.size_in_bytes,

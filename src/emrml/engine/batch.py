@@ -470,16 +470,18 @@ def _publish(
 def _withdraw(published: list[str], commit: Commit) -> None:
     """Remove the results (and manifest) a run published before it failed or was stopped, unless its
     attempt no longer holds the job (``commit`` refuses): the names are every attempt's, and they are then
-    the next attempt's output, or removed with the job deleted or given up (``discard_output``)."""
+    the next attempt's output, or removed with the job deleted or given up (``discard_output``). One
+    ``commit`` each, as they were published: the job is held for one request at a time."""
 
-    def remove() -> None:
-        for location in published:
-            with suppress(InvalidInputException):
-                delete(location)
+    def remove(location: str) -> None:
+        with suppress(InvalidInputException):
+            delete(location)
 
-    # Whatever ended the run is raised again by the caller; a refusal here only leaves the names alone.
-    with suppress(BaseException):
-        commit(remove)
+    for location in published:
+        try:
+            commit(functools.partial(remove, location))
+        except BaseException:  # what ended the run is raised again by the caller; a refusal ends this
+            return
 
 
 def batch_predict(

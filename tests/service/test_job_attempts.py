@@ -429,3 +429,30 @@ def test_a_stopping_server_queues_again_the_jobs_it_runs_on_its_threads(
     with app.sessions() as session:
         row = session.get(DataSource, "ds-restart")
         assert (row.tries, row.attempts, row.worker) == (0, 1, None)
+
+
+def test_a_worker_whose_job_was_given_up_and_queued_again_is_stopped_so_the_job_runs_again(
+    app: EmrML, shared_datasets: Path
+) -> None:
+    """A worker whose heartbeats stopped (hung on a disk, stopped by a signal) has its job given up and
+    queued again, while its runner still waits for it: the runner stops it, and so runs the next attempt,
+    rather than wait for it for good (the server's scheduler starts no other runner for a job it runs)."""
+    import multiprocessing
+    import time
+
+    _pending_bank(app, "ds-hung", shared_datasets)
+    attempt = app.jobs.claim("DataSource", "ds-hung")
+    hung = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(120,), daemon=True)
+    hung.start()
+    assert app.jobs._retry_or_fail("DataSource", "ds-hung", attempt, "the worker stopped responding")
+    stopped: list[bool] = []
+    watcher = threading.Thread(
+        target=lambda: stopped.append(app.jobs._watch(hung, "DataSource", "ds-hung", attempt, None))
+    )
+    watcher.start()
+    watcher.join(60)
+    try:
+        assert stopped == [True] and not hung.is_alive()
+    finally:
+        hung.kill()
+        watcher.join()

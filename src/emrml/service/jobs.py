@@ -320,7 +320,9 @@ class JobRunner:
         self, process: Any, kind: str, entity_id: str, attempt: int, progress: ProgressCallback | None
     ) -> bool:
         """Wait for a worker to end, reporting progress; stop it when its job is no longer this attempt's
-        (the object was deleted, or a later attempt took the job over). Returns whether it was stopped."""
+        (the object was deleted, or a later attempt took the job over), or is queued again (given up after
+        its heartbeats stopped: the next attempt is claimed here once this worker is gone, so one hung
+        would keep the job queued for good). Returns whether it was stopped."""
         next_look = 0.0
         while process.is_alive():
             process.join(0.2)
@@ -328,7 +330,7 @@ class JobRunner:
                 continue
             next_look = time.monotonic() + WATCH_SECONDS
             entity = self._status(kind, entity_id)
-            if entity is None or entity.status == "DELETED" or entity.attempts != attempt:
+            if entity is None or entity.status in ("DELETED", "PENDING") or entity.attempts != attempt:
                 self._stop(process, kind, entity_id, attempt)
                 return True
             if progress is not None and entity.status == "INPROGRESS":

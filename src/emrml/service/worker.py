@@ -95,9 +95,10 @@ class JobContext:
         return written
 
     def fenced(self, step: Callable[[], None]) -> None:
-        """Run ``step``, a change to what every attempt of the job shares (a batch prediction's manifest and
-        results), only while this attempt holds the job, and hold it meanwhile; raise ``JobStopped`` (the
-        step not run) when it no longer does.
+        """Run ``step``, a change to what every attempt of the job shares (a datasource's sample and staged
+        query result, a model's file, a batch prediction's manifest and results), only while this attempt
+        holds the job, and hold it meanwhile; raise ``JobStopped`` (the step not run) when it no longer
+        does.
 
         A look at the row before the step would not do: the runner could give the attempt up between the
         look and the step, and a later attempt publish its output before this one's step overwrote it. The

@@ -353,3 +353,35 @@ def test_a_datasource_over_objects_one_replaced_while_read_fails_naming_it(s3: S
         build_datasource(
             s3.uri("ds/"), schema, None, compute_statistics=True, settings=settings, progress=progress
         )
+
+
+class _Refused(BaseException):
+    """What a job's commit raises once its attempt no longer holds the job (``JobStopped``)."""
+
+
+def _refuse(step: Any) -> None:
+    raise _Refused
+
+
+def test_a_refused_commit_makes_no_object_appear_and_leaves_no_upload(s3: S3, tmp_path: Any) -> None:
+    """The request that makes an object appear (a PUT, or the completion of a multipart upload) runs
+    through the writer's ``commit``: refused, nothing appears, not even over an object there already, and
+    no multipart upload is left behind; allowed, it runs once, after every other part is sent."""
+    store = S3Store(S3Settings(endpoint_url=s3.endpoint_url, part_bytes=5 << 20))
+    s3.put("kept.bin", b"the next attempt's")
+    data = os.urandom(11 << 20)
+    for key, body in (("kept.bin", b"small"), ("big.bin", data)):
+        with pytest.raises(_Refused), store.atomic_write(s3.uri(key), _refuse) as stream:
+            stream.write(body)
+    assert s3.list_keys() == ["kept.bin"] and s3.get("kept.bin") == b"the next attempt's"
+    assert not s3.client.list_multipart_uploads(Bucket=s3.bucket).get("Uploads")
+    steps: list[str] = []
+
+    def allow(step: Any) -> None:
+        steps.append("commit")
+        step()
+
+    local = tmp_path / "result.gz"
+    local.write_bytes(data)
+    publish_file(str(local), s3.uri("big.bin"), allow)
+    assert steps == ["commit"] and s3.get("big.bin") == data and not local.exists()

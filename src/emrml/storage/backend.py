@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
@@ -12,6 +13,17 @@ from emrml.errors import AccessDeniedException, AmazonMLError, InvalidInputExcep
 
 #: Buffer size of the streams ``open_binary`` and ``atomic_write`` return.
 BUFFER_BYTES = 1 << 20
+#: Runs the one step that makes a write visible at its location (a rename, the completion of an upload):
+#: a job's attempt passes one that runs it only while the attempt still holds the job, holding it meanwhile
+#: (``service.worker.JobContext.fenced``), and raises instead when it no longer does.
+Commit = Callable[[Callable[[], None]], None]
+
+
+def commit_now(step: Callable[[], None]) -> None:
+    """The ``Commit`` of a write nobody else may race: the step runs at once."""
+    step()
+
+
 #: The console puts a data file's schema beside it as ``<data>.schema``.
 SCHEMA_SUFFIX = ".schema"
 
@@ -62,8 +74,9 @@ class Backend(Protocol):
 
     def list_folder(self, location: str, token: str | None, limit: int) -> Folder: ...
 
-    def atomic_write(self, location: str) -> AbstractContextManager[BinaryIO]:
-        """A writable stream whose bytes appear at ``location`` only when the block exits without error."""
+    def atomic_write(self, location: str, commit: Commit = commit_now) -> AbstractContextManager[BinaryIO]:
+        """A writable stream whose bytes appear at ``location`` only when the block exits without error;
+        the step that makes them appear (a rename, an upload's completion) runs through ``commit``."""
         ...
 
 

@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -22,8 +22,10 @@ from emrml.storage.backend import (
     BUFFER_BYTES,
     SCHEMA_SUFFIX,
     Backend,
+    Commit,
     FileRef,
     Folder,
+    commit_now,
     storage_error,
     visible,
     write_error,
@@ -177,23 +179,25 @@ def schema_location_for(data_location: str) -> str:
 
 
 @contextmanager
-def atomic_write(location: str) -> Iterator[BinaryIO]:
+def atomic_write(location: str, commit: Commit = commit_now) -> Iterator[BinaryIO]:
     """Write the file ``location`` all at once: readers see the old file or the complete new one.
 
     The bytes go to a hidden temporary file beside the target (so listings skip it), which is synced and
     renamed over the target when the block exits normally, and removed when it raises. Missing parent
-    directories are created.
+    directories are created. The step that makes the file appear (the rename; for S3, the one request that
+    completes the upload) runs through ``commit``, which may refuse it by raising (nothing then appears).
     """
-    with _backend(location).atomic_write(location) as stream:
+    with _backend(location).atomic_write(location, commit) as stream:
         yield stream
 
 
-def publish_file(path: str, location: str) -> None:
+def publish_file(path: str, location: str, commit: Commit = commit_now) -> None:
     """Move the local file ``path`` to ``location`` atomically: a rename when both are on one local file
-    system, else a copy (a multipart upload for S3) after which ``path`` is removed."""
-    if not location.startswith("s3://") and _LOCAL.move_in(path, location):
+    system, else a copy (a multipart upload for S3) after which ``path`` is removed. The step that makes
+    it appear runs through ``commit`` (``atomic_write``)."""
+    if not location.startswith("s3://") and _LOCAL.move_in(path, location, commit):
         return
-    with open(path, "rb") as source, atomic_write(location) as out:
+    with open(path, "rb") as source, atomic_write(location, commit) as out:
         shutil.copyfileobj(source, out, BUFFER_BYTES)
     os.unlink(path)
 
@@ -251,6 +255,22 @@ def delete(location: str) -> None:
         raise storage_error(f"cannot delete '{location}'", exc) from exc
 
 
+def remove_temporaries(location: str) -> None:
+    """Remove the hidden temporary files that writes of ``location`` whose process was killed left beside
+    it (``atomic_write``, and a model's file: ``.<name>.<random>.tmp``); a write under way then fails.
+    Nothing for S3, where an unfinished upload makes no object. For a job about to write the file again,
+    or whose results are discarded."""
+    directory = local_directory(location)
+    if directory is None:
+        return
+    folder, name = os.path.split(directory)
+    with suppress(OSError):
+        for entry in os.scandir(folder):
+            if entry.name.startswith(f".{name}.") and entry.name.endswith(".tmp") and entry.is_file():
+                with suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+
+
 def local_directory(location: str) -> str | None:
     """The local path of a location on this machine's file systems; None for remote stores."""
     return None if isinstance(_backend(location), S3Backend) else local_path(location)
@@ -297,9 +317,9 @@ class S3Backend:
         return Folder([f"s3://{bucket}/{p}" for p in prefixes], files, next_token)
 
     @contextmanager
-    def atomic_write(self, location: str) -> Iterator[BinaryIO]:
+    def atomic_write(self, location: str, commit: Commit = commit_now) -> Iterator[BinaryIO]:
         try:
-            with self.store.atomic_write(location) as stream:
+            with self.store.atomic_write(location, commit) as stream:
                 yield stream
         except OSError as exc:
             raise write_error(location, exc) from exc

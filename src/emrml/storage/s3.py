@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from emrml.errors import InvalidInputException
+from emrml.storage.backend import Commit, commit_now
 
 if TYPE_CHECKING:
     from emrml.config import Settings
@@ -293,7 +294,7 @@ class S3Store:
     # --- writing ----------------------------------------------------------------------------------------
 
     @contextmanager
-    def atomic_write(self, location: str) -> Iterator[BinaryIO]:
+    def atomic_write(self, location: str, commit: Commit = commit_now) -> Iterator[BinaryIO]:
         from emrml.storage.cse import encrypting
 
         bucket, key = split(location)
@@ -306,7 +307,7 @@ class S3Store:
             except BaseException:
                 upload.abort()
                 raise
-        upload.finish()
+        upload.finish(commit)
 
     def delete(self, location: str) -> None:
         bucket, key = split(location)
@@ -492,27 +493,34 @@ class MultipartWriter(io.RawIOBase):
         )
         return {"PartNumber": number, "ETag": response["ETag"]}
 
-    def finish(self) -> None:
+    def finish(self, commit: Commit = commit_now) -> None:
+        """Make the object appear: one request (its only part, or the upload's completion), run through
+        ``commit`` once every other part is sent."""
         try:
             if self.upload_id is None:
-                self.store.call(
-                    "put_object",
-                    self.bucket,
-                    self.key,
-                    Body=bytes(self.buffer),
-                    Metadata=self.metadata,
-                    **self.store.settings.write_arguments(),
+                body = bytes(self.buffer)
+                commit(
+                    lambda: self.store.call(
+                        "put_object",
+                        self.bucket,
+                        self.key,
+                        Body=body,
+                        Metadata=self.metadata,
+                        **self.store.settings.write_arguments(),
+                    )
                 )
                 return
             if self.buffer or not self.parts:
                 self._send_part(bytes(self.buffer))
             parts = [future.result() for future in self.parts]
-            self.store.call(
-                "complete_multipart_upload",
-                self.bucket,
-                self.key,
-                UploadId=self.upload_id,
-                MultipartUpload={"Parts": parts},
+            commit(
+                lambda: self.store.call(
+                    "complete_multipart_upload",
+                    self.bucket,
+                    self.key,
+                    UploadId=self.upload_id,
+                    MultipartUpload={"Parts": parts},
+                )
             )
         except BaseException:
             self.abort()

@@ -30,6 +30,7 @@ from emrml.core.schema import (
     header_names,
 )
 from emrml.errors import DataError
+from emrml.storage.backend import Commit, commit_now
 from emrml.storage.gzipped import gzip_compressor
 from emrml.storage.locations import atomic_write
 from emrml.storage.sql import Progress, SqlSource, read_query
@@ -310,6 +311,7 @@ def stage(
     progress: Progress | None = None,
     *,
     max_attributes: int = DEFAULT_MAX_ATTRIBUTES,
+    commit: Commit = commit_now,
 ) -> Staged:
     """Write the rows of ``reader`` to ``location`` as gzip CSV with a header; DataError when there are none,
     or more columns than a schema may have attributes (``max_attributes``).
@@ -329,7 +331,7 @@ def stage(
     # Not pyarrow's gzip stream, which has no compression level.
     compressor = gzip_compressor()
     options = csv.WriteOptions(include_header=False)
-    with atomic_write(location) as out:
+    with atomic_write(location, commit) as out:
         # The header by hand: pyarrow quotes every name, where a name needs quotes only as a value would.
         names = io.StringIO()
         python_csv.writer(names, lineterminator="\n").writerow(c.name for c in columns)
@@ -360,9 +362,11 @@ def stage_query(
     progress: Progress | None = None,
     *,
     max_attributes: int = DEFAULT_MAX_ATTRIBUTES,
+    commit: Commit = commit_now,
 ) -> Staged:
-    """Run ``query`` on ``source`` read-only and stage its result at ``location``."""
+    """Run ``query`` on ``source`` read-only and stage its result at ``location``; ``commit`` runs the step
+    that makes the staged file appear (``atomic_write``): every attempt of the job stages to one name."""
     if progress is not None:
         progress(0.0, f"running SelectSqlQuery on {source.what}")
     with read_query(source, query) as reader:
-        return stage(reader, location, progress, max_attributes=max_attributes)
+        return stage(reader, location, progress, max_attributes=max_attributes, commit=commit)

@@ -48,8 +48,9 @@ def evaluation_view(
     if metrics:
         sections.append(Text(evaluation_headline(model_type, metrics), style="bold"))
     if model_type == "BINARY" and "thresholdTable" in metrics:
-        chosen = threshold if threshold is not None else insights.get("ScoreThreshold", metrics["threshold"])
-        sections += _binary_sections(metrics, chosen, width)
+        model_threshold = insights.get("ScoreThreshold", metrics["threshold"])
+        chosen = threshold if threshold is not None else model_threshold
+        sections += _binary_sections(metrics, chosen, model_threshold, width)
     elif model_type == "MULTICLASS" and "consoleView" in metrics:
         sections += _multiclass_sections(metrics)
     elif model_type == "REGRESSION" and "residualHistogram" in metrics:
@@ -109,10 +110,16 @@ def _evaluation_overview(evaluation: dict[str, Any], model_type: str | None, dat
     )
 
 
-def _binary_sections(metrics: dict[str, Any], threshold: float, width: int) -> list[RenderableType]:
+def _binary_sections(
+    metrics: dict[str, Any], threshold: float, model_threshold: float, width: int
+) -> list[RenderableType]:
     table = metrics["thresholdTable"]
-    # The stored table has one row per hundredth; the nearest row stands for the requested cut-off.
-    current = min(range(len(table)), key=lambda i: abs(table[i]["threshold"] - threshold))
+
+    def nearest(cut_off: float) -> int:
+        # The stored table has one row per hundredth; the nearest row stands for a cut-off.
+        return min(range(len(table)), key=lambda i: abs(table[i]["threshold"] - cut_off))
+
+    current = nearest(threshold)
     cut = table[current]["threshold"]
     histograms = metrics["histograms"]
     hundredths = len(histograms["positive"])
@@ -134,7 +141,7 @@ def _binary_sections(metrics: dict[str, Any], threshold: float, width: int) -> l
         Text("Score distribution (records per score range)", style="bold"),
         chart,
         _confusion_table(table[current], sum(positives), sum(negatives)),
-        _threshold_table(table, current),
+        _threshold_table(table, current, nearest(model_threshold)),
     ]
 
 
@@ -159,17 +166,19 @@ def _confusion_table(row: dict[str, Any], positives: float, negatives: float) ->
     return table
 
 
-def _threshold_table(table: list[dict[str, Any]], current: int) -> Table:
+def _threshold_table(table: list[dict[str, Any]], shown: int, current: int) -> Table:
+    """Every tenth cut-off, the one drawn (``shown``, bold) and the model's score threshold (``current``):
+    a cut-off tried with ``--threshold`` is not the one predictions use, and the marks say which is which."""
     numbers = ["Cut-off", "Accuracy", "Precision", "Recall", "FPR", "F1", "Predicted 1"]
     out = titled_table("Trade-off by cut-off", *numbers, "", right=numbers)
-    for index in sorted({*range(0, len(table), THRESHOLD_TABLE_STEP), current}):
+    for index in sorted({*range(0, len(table), THRESHOLD_TABLE_STEP), shown, current}):
         row = table[index]
         out.add_row(
             f"{row['threshold']:.2f}",
             *(f"{row[key]:.3f}" for key in ("accuracy", "precision", "recall", "falsePositiveRate", "f1")),
             share_text(row["predictedPositiveRate"]),
-            "◀ current" if index == current else "",
-            style="bold" if index == current else None,
+            "◀ current" if index == current else "◀ --threshold" if index == shown else "",
+            style="bold" if index == shown else None,
         )
     return out
 

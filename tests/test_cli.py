@@ -88,6 +88,48 @@ def test_create_with_inferred_schema(home: Path, runner: CliRunner, shared_datas
     assert shown["GetDataSourceStatistics"]["TotalRecordCount"] == 5_574
 
 
+def test_an_inferred_schema_is_printed_to_edit_and_give_back(
+    home: Path, runner: CliRunner, shared_datasets: Path, tmp_path: Path
+) -> None:
+    """--infer-schema types wine's quality scores NUMERIC, and the MULTICLASS model it is meant for then
+    fails, saying to give a schema typing it CATEGORICAL: `datasource infer-schema` prints the inferred
+    schema to start that file from."""
+    data = shared_datasets / "wine_quality" / "data.csv"
+    printed = run(runner, "datasource", "infer-schema", "--data", str(data), "--target", "quality").stdout
+    schema = json.loads(printed)
+    assert schema["targetAttributeName"] == "quality" and schema["attributes"][1]["attributeName"] == (
+        "fixed acidity"
+    )
+    raw = run_json(runner, "datasource", "infer-schema", "--data", str(data), "--target", "quality")
+    assert json.loads(raw["DataSchema"]) == schema  # --output json: the operation's output
+    for attribute in schema["attributes"]:
+        if attribute["attributeName"] == "quality":
+            attribute["attributeType"] = "CATEGORICAL"
+    edited = tmp_path / "wine.schema"
+    edited.write_text(json.dumps(schema))
+    create = ["datasource", "create", "--id", "ds-wine", "--data", str(data), "--schema", str(edited)]
+    assert run_json(runner, *create)["GetDataSource"]["Status"] == "COMPLETED"
+    trained = run_json(
+        runner, "model", "create", "--id", "ml-wine", "--type", "MULTICLASS", "--datasource", "ds-wine"
+    )
+    assert trained["GetMLModel"]["Status"] == "COMPLETED"
+    missing = run(runner, "datasource", "infer-schema", "--data", str(tmp_path / "nope.csv"), code=2)
+    assert "--data" in error_line(missing) and "no such file or folder" in error_line(missing)
+
+
+def test_waiting_writes_nothing_on_a_stderr_that_is_not_a_terminal(
+    home: Path, runner: CliRunner, sample: tuple[Path, Path]
+) -> None:
+    """The progress bar is for a terminal: in a log or a pipe rich drew nothing but left an empty line on
+    stderr at every wait, which also pushed the shown object one line down in `2>&1` output."""
+    data, schema = sample
+    create = ["datasource", "create", "--id", "ds-quiet", "--data", str(data), "--schema", str(schema)]
+    created = run(runner, *create, "--no-statistics")
+    assert created.stderr == "" and created.stdout.startswith("Datasource ds-quiet")
+    missing = run(runner, "datasource", "wait", "ds-nope", code=3)
+    assert missing.stderr.startswith("error: ResourceNotFoundException")
+
+
 def test_inferred_schema_of_a_header_it_had_to_repair_reads_the_file(
     home: Path, runner: CliRunner, tmp_path: Path
 ) -> None:

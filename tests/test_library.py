@@ -271,6 +271,31 @@ def test_inferred_schema_takes_the_target(client: emrml.Client, sample: tuple[Pa
     assert len(schema["attributes"]) == 21
 
 
+def test_an_inferred_schema_can_be_edited_and_given_back(client: emrml.Client, shared_datasets: Path) -> None:
+    """Bike sharing: inference types the hour NUMERIC, cannot know that ``casual`` and ``registered`` add up
+    to the target, and ``instant`` is the row id. ``infer_schema`` gives the schema to change before the
+    datasource is made; ``row_id`` names the row id as ``target`` names the target."""
+    data = shared_datasets / "bike_sharing_hourly" / "data.csv"
+    schema = client.infer_schema(data, target="cnt", row_id="instant")
+    assert schema["targetAttributeName"] == "cnt" and schema["rowId"] == "instant"
+    schema["excludedAttributeNames"] = ["casual", "registered", "dteday"]
+    for attribute in schema["attributes"]:
+        if attribute["attributeName"] == "hr":
+            attribute["attributeType"] = "CATEGORICAL"
+    source = client.datasource(data, schema, statistics=False)
+    stored = json.loads(source.describe()["DataSourceSchema"])
+    assert stored["excludedAttributeNames"] == ["casual", "registered", "dteday"]
+    assert {"attributeName": "hr", "attributeType": "CATEGORICAL"} in stored["attributes"]
+    # Without a schema, row_id goes to the inference; with one, it replaces the schema's.
+    inferred = client.datasource(data, target="cnt", row_id="instant", statistics=False)
+    assert json.loads(inferred.describe()["DataSourceSchema"])["rowId"] == "instant"
+    schema["rowId"] = None
+    replaced = client.datasource(data, schema, row_id="instant", statistics=False)
+    assert json.loads(replaced.describe()["DataSourceSchema"])["rowId"] == "instant"
+    with pytest.raises(InvalidInputException, match="no such file or folder"):
+        client.infer_schema(data.parent / "nope.csv")
+
+
 def test_errors_surface_as_exceptions(
     client: emrml.Client, sample: tuple[Path, Path], tmp_path: Path
 ) -> None:

@@ -10,6 +10,7 @@ quickstart and ``emrml.cli_server`` the server, its users and keys.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable
 from enum import StrEnum
@@ -43,6 +44,8 @@ from emrml.library import absolute_location, absolute_uri
 
 if TYPE_CHECKING:
     import click
+
+    from emrml.service.app import EmrML
 
 __all__ = ["JOB_FAILED_EXIT_CODE", "app"]
 
@@ -148,11 +151,7 @@ def datasource_create(
     if schema is not None:
         schema_text = _read_schema_file(schema, service.settings)
     else:
-        from emrml.core.arrow import skip_pandas_probe
-
-        skip_pandas_probe()  # the inference reads a sample of the data with Arrow, in this process
-        request = {"DataLocationS3": location, "TargetAttributeName": target, "RowId": row_id}
-        schema_text = service.call("InferDataSchema", present(request))["DataSchema"]
+        schema_text = _infer_schema(service, location, target, row_id)["DataSchema"]
     spec = {"DataLocationS3": location, "DataSchema": schema_text, "DataRearrangement": rearrangement}
     request = {
         "DataSourceId": datasource_id,
@@ -162,6 +161,37 @@ def datasource_create(
     }
     response = service.call("CreateDataSourceFromS3", present(request))
     report_created(current, "DataSource", datasource_id, response, no_wait)
+
+
+@datasource_app.command("infer-schema")
+@reports_errors
+def datasource_infer_schema(
+    ctx: typer.Context,
+    data: str = typer.Option(..., "--data", help="CSV file or folder (a local path or an s3:// URI)."),
+    target: str | None = typer.Option(None, "--target", help="Target attribute."),
+    row_id: str | None = typer.Option(None, "--row-id", help="Row id attribute."),
+) -> None:
+    """Print the schema --infer-schema would use, to review and edit, then give with --schema FILE.
+
+    E.g. `emrml datasource infer-schema --data wine.csv --target quality > wine.schema`, change the
+    target's type to CATEGORICAL for a MULTICLASS model or list leaking columns in excludedAttributeNames,
+    then `emrml datasource create --id ds-wine --data wine.csv --schema wine.schema`.
+    """
+    current = state(ctx)
+    result = _infer_schema(current.service(), absolute_location(data, what="--data"), target, row_id)
+    if current.json:
+        print_json(result)
+    else:
+        # Not through rich: the output is a file's content, and rich would wrap and colour it.
+        typer.echo(json.dumps(json.loads(result["DataSchema"]), indent=2))
+
+
+def _infer_schema(service: EmrML, location: str, target: str | None, row_id: str | None) -> dict[str, Any]:
+    from emrml.core.arrow import skip_pandas_probe
+
+    skip_pandas_probe()  # the inference reads a sample of the data with Arrow, in this process
+    request = {"DataLocationS3": location, "TargetAttributeName": target, "RowId": row_id}
+    return service.call("InferDataSchema", present(request))
 
 
 @model_app.command("create")

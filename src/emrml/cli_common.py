@@ -171,7 +171,8 @@ def hoist_global_options(args: list[str]) -> list[str]:
 
 
 def job_progress(current: State) -> Any:
-    """The rich progress bar jobs are waited with: on stderr, gone when done, off for --output json."""
+    """The rich progress bar jobs are waited with: on stderr, gone when done, off for --output json and
+    when stderr is not a terminal (a log or a pipe: rich would draw nothing there but an empty line)."""
     from rich.progress import (
         BarColumn,
         Progress,
@@ -181,13 +182,14 @@ def job_progress(current: State) -> Any:
         TimeElapsedColumn,
     )
 
+    console = Console(stderr=True)
     return Progress(
         SpinnerColumn(),
         TextColumn("{task.description}", markup=False),
         BarColumn(),
         TaskProgressColumn(),
         TimeElapsedColumn(),
-        console=Console(stderr=True),
+        console=console,
         transient=True,
-        disable=current.json,
+        disable=current.json or not console.is_terminal,
     )

@@ -124,6 +124,7 @@ class Client:
         schema: SchemaArgument = None,
         *,
         target: str | None = None,
+        row_id: str | None = None,
         split: dict[str, Any] | None = None,
         complement: bool = False,
         id: str | None = None,
@@ -133,8 +134,9 @@ class Client:
         """Create a datasource over a CSV file (or every file of a folder) and wait until it is built.
 
         ``data``: a local path or an ``s3://`` URI. ``schema``: a schema file, the schema JSON as a dict,
-        or None (default) to infer one from the data. ``target``: the target attribute; with a given schema
-        it replaces the schema's ``targetAttributeName``. ``split``: the members of a DataRearrangement
+        or None (default) to infer one from the data (:meth:`infer_schema` shows it, to edit and pass here).
+        ``target``, ``row_id``: the target and row id attributes; with a given schema they replace its
+        ``targetAttributeName`` and ``rowId``. ``split``: the members of a DataRearrangement
         ``splitting`` (e.g. ``{"percentBegin": 0, "percentEnd": 70, "strategy": "random",
         "strategyParams": {"randomSeed": "k"}}``), or None (default) for every record; ``complement=True``
         takes the records the split leaves out. ``id``: default ``"ds-"`` and 12 random hex digits.
@@ -150,7 +152,7 @@ class Client:
         datasource_id = id or _new_id("ds")
         spec: dict[str, Any] = {
             "DataLocationS3": location,
-            "DataSchema": self._schema_text(location, schema, target),
+            "DataSchema": self._schema_text(location, schema, target, row_id),
         }
         if split is not None:
             spec["DataRearrangement"] = json.dumps({"splitting": {**split, "complement": complement}})
@@ -254,12 +256,27 @@ class Client:
         self._wait("BatchPrediction", batch_id)
         return BatchPrediction(self, batch_id)
 
-    def _schema_text(self, location: str, schema: SchemaArgument, target: str | None) -> str:
+    def infer_schema(
+        self, data: str | Path, *, target: str | None = None, row_id: str | None = None
+    ) -> dict[str, Any]:
+        """The schema :meth:`datasource` infers when given none (``InferDataSchema``), as a dict to review
+        and change before passing it as ``schema``: e.g. a number-coded class typed ``CATEGORICAL`` for a
+        MULTICLASS model, or a column that leaks the target listed in ``excludedAttributeNames``."""
+        return json.loads(self._inferred_schema(absolute_location(data), target, row_id))
+
+    def _inferred_schema(self, location: str, target: str | None, row_id: str | None) -> str:
+        request = {"DataLocationS3": location}
+        if target is not None:
+            request["TargetAttributeName"] = target
+        if row_id is not None:
+            request["RowId"] = row_id
+        return self.service.call("InferDataSchema", request)["DataSchema"]
+
+    def _schema_text(
+        self, location: str, schema: SchemaArgument, target: str | None, row_id: str | None
+    ) -> str:
         if schema is None:
-            request = {"DataLocationS3": location}
-            if target is not None:
-                request["TargetAttributeName"] = target
-            return self.service.call("InferDataSchema", request)["DataSchema"]
+            return self._inferred_schema(location, target, row_id)
         if isinstance(schema, dict):
             document = dict(schema)
         else:
@@ -267,11 +284,13 @@ class Client:
                 text = Path(schema).expanduser().read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 raise InvalidInputException(f"schema {schema}: cannot read the file ({exc})") from None
-            if target is None:
+            if target is None and row_id is None:
                 return text  # as written: the service's errors then point into the file
             document = load_json(text, f"schema {schema}")
         if target is not None:
             document["targetAttributeName"] = target
+        if row_id is not None:
+            document["rowId"] = row_id
         return json.dumps(document)
 
     def _wait(self, kind: str, entity_id: str) -> dict[str, Any]:

@@ -486,7 +486,9 @@ class Evaluation:
         """Jupyter's display: the metric, score histograms / confusion matrix / residuals, alerts."""
         from emrml.notebook import evaluation_html
 
-        return evaluation_html(self.describe(), _completed(lambda: self.insights))
+        request = {"EvaluationId": self.id}
+        result = _completed(lambda: self.client.service.call("GetEvaluationInsights", request)) or {}
+        return evaluation_html(self.describe(), result.get("Insights"), result.get("ScoreThreshold"))
 
 
 @dataclass(frozen=True)
@@ -538,11 +540,9 @@ class BatchPrediction:
 
     def _repr_html_(self) -> str:
         """Jupyter's display: status, model, datasource, output and record counts."""
-        from emrml.notebook import table
+        from emrml.notebook import batch_prediction_html
 
-        described = self.describe()
-        keys = ("Status", "MLModelId", "BatchPredictionDataSourceId", "OutputUri", "TotalRecordCount")
-        return f"<h4>BatchPrediction {self.id}</h4>" + table([(k, described.get(k, "")) for k in keys])
+        return batch_prediction_html(self.describe())
 
 
 def _completed(fetch: Any) -> Any:

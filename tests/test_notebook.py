@@ -147,3 +147,20 @@ def test_categories_and_features_are_labelled_and_numbers_readable() -> None:
         }
     )
     assert "<h4>BatchPrediction bp-1</h4>" in batch and "<td>12,225</td>" in batch
+
+
+def test_a_confusion_matrix_names_its_classes_and_writes_its_counts() -> None:
+    """The matrix was squares of shades only: which row was which class, and how many records, showed only
+    on hover. A MULTICLASS model's top features (a weight per class) were left out of its display."""
+    matrix = heat_map(
+        ["6", "5", "a very long class name"], [[620, 187, 52], [259, 393, 2], [3, 0, 1]], title="m"
+    )
+    assert re.search(r"<text [^>]*>6<title>true 6</title>", matrix)
+    assert re.search(r"<text [^>]*>5<title>predicted 5</title>", matrix)
+    assert re.search(r">a very long…<title>true a very long class name</title>", matrix)
+    assert re.findall(r"<text [^>]*fill='(?:white|black)'>([\d,]+)</text>", matrix) == [
+        "620", "187", "52", "259", "393", "2", "3", "0", "1",
+    ]  # fmt: skip
+    features = [{"feature": "quantile_bin(total sulfur dioxide,5)=bin_3", "weight": {"3": -2.03, "6": 0.1}}]
+    page = model_html({"MLModelId": "ml-w", "MLModelType": "MULTICLASS"}, {"TopFeatures": features})
+    assert ">quantile_bin(total…ioxide,5)=bin_3 → 3<title>" in page and ">-2.03</text>" in page

@@ -115,7 +115,8 @@ def labelled_bars(labels: Sequence[str], values: Sequence[float], *, title: str)
     rows = []
     for i, (label, value) in enumerate(zip(labels, values, strict=True)):
         y = 18 + i * ROW_HEIGHT
-        shown = label if len(label) <= 34 else label[:33] + "…"
+        # Long names lose their middle: a feature's end (its bin, its class) matters as much as its start.
+        shown = label if len(label) <= 38 else label[:18] + "…" + label[-19:]
         length = span * abs(float(value)) / peak
         color = BLUE if value >= 0 else ORANGE
         rows.append(
@@ -134,25 +135,43 @@ def labelled_bars(labels: Sequence[str], values: Sequence[float], *, title: str)
 
 
 def heat_map(classes: Sequence[str], counts: Sequence[Sequence[float]], *, title: str) -> str:
-    """A confusion matrix as SVG: rows true classes, columns predicted, darker for more."""
+    """A confusion matrix as SVG: rows true classes, columns predicted, darker for more, each cell's count
+    written in it and each row and column named (the classes' order is the API's, not sorted)."""
     size = len(counts)
     names = [*classes, *["others"] * (size - len(classes))]
-    cell = min(28.0, 300 / max(size, 1))
+    cell = max(22.0, min(36.0, 360 / max(size, 1)))
+    shown = [name if len(name) <= 12 else name[:11] + "…" for name in names]
+    margin = 8 + 7 * max((len(name) for name in shown), default=1)  # the row names, about 7 px a character
+    top = 34  # the title, then the column names
     peak = max((max(row, default=0) for row in counts), default=0) or 1
     shapes = []
+    for j, name in enumerate(shown):
+        x = margin + (j + 0.5) * cell
+        shapes.append(
+            f"<text x='{x:.1f}' y='{top - 4}' font-size='10' text-anchor='middle'>{escape(name)}"
+            f"<title>predicted {escape(names[j])}</title></text>"
+        )
     for i, row in enumerate(counts):
+        y = top + i * cell
+        shapes.append(
+            f"<text x='{margin - 4}' y='{y + cell / 2 + 4:.1f}' font-size='10' text-anchor='end'>"
+            f"{escape(shown[i])}<title>true {escape(names[i])}</title></text>"
+        )
         for j, value in enumerate(row):
-            shade = 0.08 + 0.92 * float(value) / peak
+            share = float(value) / peak
             tip = escape(f"true {names[i]}, predicted {names[j]}: {value:g}")
+            x = margin + j * cell
             shapes.append(
-                f"<rect x='{j * cell:.1f}' y='{i * cell:.1f}' width='{cell - 1:.1f}' height='{cell - 1:.1f}' "
-                f"fill='{BLUE}' fill-opacity='{shade:.3f}'><title>{tip}</title></rect>"
+                f"<rect x='{x:.1f}' y='{y:.1f}' width='{cell - 1:.1f}' height='{cell - 1:.1f}' "
+                f"fill='{BLUE}' fill-opacity='{0.08 + 0.92 * share:.3f}'><title>{tip}</title></rect>"
+                f"<text x='{x + cell / 2:.1f}' y='{y + cell / 2 + 3:.1f}' font-size='9' text-anchor='middle' "
+                f"fill='{'white' if share > 0.5 else 'black'}'>{_number(value)}</text>"
             )
-    side = size * cell
+    width, height = margin + size * cell + GAP, top + size * cell + 4
     return (
-        f"<svg xmlns='http://www.w3.org/2000/svg' width='{side + 10:.0f}' height='{side + 30:.0f}' "
-        f"role='img' aria-label='{escape(title)}'><text x='0' y='12' font-size='12'>{escape(title)}</text>"
-        f"<g transform='translate(0,18)'>{''.join(shapes)}</g></svg>"
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width:.0f}' height='{height:.0f}' role='img' "
+        f"style='{SVG_STYLE}' aria-label='{escape(title)}'>"
+        f"<text x='0' y='12' font-size='12'>{escape(title)}</text>{''.join(shapes)}</svg>"
     )
 
 
@@ -217,13 +236,21 @@ def model_html(described: dict[str, Any], insights: dict[str, Any] | None) -> st
         losses = [loss for loss in report.get("losses") or [] if loss is not None]
         if losses:
             parts.append(bars([losses], [f"pass {i + 1}" for i in range(len(losses))], title="loss by pass"))
-        top = [f for f in insights.get("TopFeatures") or [] if isinstance(f.get("weight"), int | float)][:15]
+        top = [_strongest(f) for f in (insights.get("TopFeatures") or [])[:15]]
         if top:
-            parts.append(
-                labelled_bars([f["feature"] for f in top], [f["weight"] for f in top], title="top features")
-            )
+            parts.append(labelled_bars([f for f, _ in top], [w for _, w in top], title="top features"))
         parts += _alert_list(insights.get("Alerts") or [])
     return _section(f"MLModel {described.get('MLModelId', '')}", *parts)
+
+
+def _strongest(feature: dict[str, Any]) -> tuple[str, float]:
+    """A top feature's name and weight; a MULTICLASS one has a weight per class: its largest in size, the
+    class named after the feature (as the CLI's Class column)."""
+    weight = feature.get("weight")
+    if isinstance(weight, dict):
+        label, value = max(weight.items(), key=lambda pair: abs(pair[1]))
+        return f"{feature.get('feature', '')} → {label}", float(value)
+    return str(feature.get("feature", "")), float(weight or 0)
 
 
 def _alert_list(alerts: list[dict[str, Any]]) -> list[str]:

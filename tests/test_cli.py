@@ -241,6 +241,12 @@ def test_tags_add_list_delete(home: Path, runner: CliRunner, sample: tuple[Path,
     assert run_json(runner, "tags", "list", "--id", "ds-t")["Tags"] == [{"Key": "team", "Value": "ml"}]
     reserved = run(runner, "tags", "add", "--id", "ds-t", "aws:x=1", code=2)
     assert error_line(reserved).startswith("error: InvalidTagException:")
+    # Without --type an id is looked for as a datasource: the error says so, since the id may be a model's.
+    unknown = error_line(run(runner, "tags", "list", "--id", "ml-t", code=3))
+    assert unknown.endswith("DataSource 'ml-t' does not exist (--type is DataSource unless given: MLModel, "
+                            "Evaluation or BatchPrediction for other objects)")  # fmt: skip
+    given = error_line(run(runner, "tags", "add", "--type", "MLModel", "--id", "ml-t", "k=v", code=3))
+    assert given.endswith("MLModel 'ml-t' does not exist")
 
 
 def test_bad_schema_file_is_one_line_naming_the_field(

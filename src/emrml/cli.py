@@ -39,7 +39,7 @@ from emrml.cli_common import (
 from emrml.cli_objects import KINDS, ModelType, report_created
 from emrml.config import Settings
 from emrml.core.json_text import load_json
-from emrml.errors import InvalidInputException
+from emrml.errors import InvalidInputException, ResourceNotFoundException
 from emrml.library import absolute_location, absolute_uri
 
 if TYPE_CHECKING:
@@ -415,18 +415,23 @@ def prediction_warnings(prediction: dict[str, Any]) -> list[str]:
 # ---------------------------------------------------------------------------------------------- tags
 
 
+TYPE_HELP = "Object type (default DataSource)."
+
+
 @tags_app.command("add")
 @reports_errors
 def tags_add(
     ctx: typer.Context,
     resource_id: str = typer.Option(..., "--id", help="Object id."),
-    resource_type: ResourceType = typer.Option(ResourceType.DataSource, "--type", help="Object type."),
+    resource_type: ResourceType | None = typer.Option(None, "--type", help=TYPE_HELP),
     tags: list[str] = typer.Argument(..., help="KEY=VALUE pairs (KEY alone: a tag without value)."),
 ) -> None:
     """Add tags to an object; an existing key gets the new value."""
+    resource_type = _tagged(ctx, resource_type)
     request = {"ResourceId": resource_id, "ResourceType": resource_type.value, "Tags": _parse_tags(tags)}
-    message = f"Tagged {resource_type.value} {resource_id} with {len(tags)} tag(s)."
-    call_and_report(state(ctx), "AddTags", request, message)
+    _tags_call(
+        ctx, "AddTags", request, f"Tagged {resource_type.value} {resource_id} with {len(tags)} tag(s)."
+    )
 
 
 @tags_app.command("list")
@@ -434,15 +439,13 @@ def tags_add(
 def tags_list(
     ctx: typer.Context,
     resource_id: str = typer.Option(..., "--id", help="Object id."),
-    resource_type: ResourceType = typer.Option(ResourceType.DataSource, "--type", help="Object type."),
+    resource_type: ResourceType | None = typer.Option(None, "--type", help=TYPE_HELP),
 ) -> None:
     """List an object's tags."""
+    resource_type = _tagged(ctx, resource_type)
     current = state(ctx)
-    result = current.service().call(
-        "DescribeTags", {"ResourceId": resource_id, "ResourceType": resource_type.value}
-    )
+    result = _tags_call(ctx, "DescribeTags", {"ResourceId": resource_id, "ResourceType": resource_type.value})
     if current.json:
-        print_json(result)
         return
     tags = result.get("Tags", [])
     current.console.print(
@@ -455,13 +458,44 @@ def tags_list(
 def tags_delete(
     ctx: typer.Context,
     resource_id: str = typer.Option(..., "--id", help="Object id."),
-    resource_type: ResourceType = typer.Option(ResourceType.DataSource, "--type", help="Object type."),
+    resource_type: ResourceType | None = typer.Option(None, "--type", help=TYPE_HELP),
     keys: list[str] = typer.Argument(..., help="Tag keys to remove (unknown keys are ignored)."),
 ) -> None:
     """Delete tags of an object by key."""
+    resource_type = _tagged(ctx, resource_type)
     request = {"ResourceId": resource_id, "ResourceType": resource_type.value, "TagKeys": keys}
-    message = f"Removed {len(keys)} tag key(s) from {resource_type.value} {resource_id}."
-    call_and_report(state(ctx), "DeleteTags", request, message)
+    _tags_call(
+        ctx,
+        "DeleteTags",
+        request,
+        f"Removed {len(keys)} tag key(s) from {resource_type.value} {resource_id}.",
+    )
+
+
+def _tagged(ctx: typer.Context, resource_type: ResourceType | None) -> ResourceType:
+    """The ``--type`` given, else DataSource (remembered as not given, for ``_tags_call``'s error)."""
+    ctx.meta["emrml.type_given"] = resource_type is not None
+    return resource_type or ResourceType.DataSource
+
+
+def _tags_call(
+    ctx: typer.Context, operation: str, request: dict[str, Any], message: str = ""
+) -> dict[str, Any]:
+    """Call a tags operation and print its output (json) or ``message``. ``--type`` defaults to DataSource:
+    a model's id given without it is "not found" as a datasource, and the error says which type was meant."""
+    current = state(ctx)
+    try:
+        result = current.service().call(operation, request)
+    except ResourceNotFoundException as exc:
+        if ctx.meta.get("emrml.type_given"):
+            raise
+        hint = "--type is DataSource unless given: MLModel, Evaluation or BatchPrediction for other objects"
+        raise ResourceNotFoundException(f"{exc.message} ({hint})") from None
+    if current.json:
+        print_json(result)
+    elif message:
+        current.console.print(message)
+    return result
 
 
 # ---------------------------------------------------------------------------------------------- requests

@@ -10,6 +10,7 @@ quickstart and ``emrml.cli_server`` the server, its users and keys.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 from collections.abc import Iterable
@@ -385,7 +386,7 @@ def predict(
     if not isinstance(values, dict):
         raise InvalidInputException("--record must be a JSON object of attribute names to values")
     service = current.service()
-    model = service.call("GetMLModel", {"MLModelId": model_id})
+    model = service.call("GetMLModel", {"MLModelId": model_id, "Verbose": True})
     endpoint = (model.get("EndpointInfo") or {}).get("EndpointUrl", "")
     request = {"MLModelId": model_id, "Record": values, "PredictEndpoint": endpoint}
     result = service.call("Predict", request)
@@ -393,8 +394,23 @@ def predict(
         print_json(result)
     else:
         current.console.print(render.prediction_view(result["Prediction"]))
-    for line in prediction_warnings(result["Prediction"]):
+    names = [a["attributeName"] for a in json.loads(model.get("Schema") or "{}").get("attributes", [])]
+    for line in prediction_warnings(result["Prediction"]) + unknown_attribute_warnings(values, names):
         typer.echo(f"warning: {line}", err=True)
+
+
+def unknown_attribute_warnings(record: dict[str, Any], names: list[str]) -> list[str]:
+    """The record's names that are none of the model's attributes: Predict ignores them without a word, so
+    a misspelt name scores as a missing value."""
+    if not names:
+        return []
+    warnings = []
+    for key in record:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            warnings.append(f"{key!r} is not an attribute of the model{hint}; it was ignored")
+    return warnings
 
 
 def prediction_warnings(prediction: dict[str, Any]) -> list[str]:

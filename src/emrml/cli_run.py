@@ -9,7 +9,14 @@ from typing import Any
 
 import typer
 
-from emrml.cli_common import fail, job_progress, print_json, reports_errors, state
+from emrml.cli_common import (
+    JOB_FAILED_EXIT_CODE,
+    fail,
+    job_progress,
+    print_json,
+    reports_errors,
+    state,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -33,7 +40,7 @@ def run(
     ),
 ) -> None:
     """Run a pipeline's steps (datasources, models, evaluations, batch predictions) in order and exit 0
-    when every object COMPLETED; a re-run skips the completed ones."""
+    when every object COMPLETED (2 at the first that ends FAILED); a re-run skips the completed ones."""
     from emrml.library import absolute_location
     from emrml.service import pipelines
     from emrml.storage.locations import read_text
@@ -64,7 +71,9 @@ def run(
     failed = [outcome for outcome in outcomes if outcome.status != "COMPLETED"]
     if failed:
         step = failed[0].step
-        raise fail(f"step {step.id!r} ended {failed[0].status}: {failed[0].message or ''}".rstrip(": "), 1)
+        message = f"step {step.id!r} ended {failed[0].status}: {failed[0].message or ''}".rstrip(": ")
+        # The exit code every command gives an object whose job ended FAILED, not 1 (an internal error).
+        raise fail(message, JOB_FAILED_EXIT_CODE)
     if not current.json:
         for outcome in outcomes:
             note = " (already)" if outcome.skipped else ""

@@ -79,6 +79,23 @@ def test_a_failed_step_stops_the_run_and_exits_non_zero(
     assert error_line(result).startswith("error: step 'ds-train' ended FAILED: ")
 
 
+def test_an_interrupted_run_says_how_to_resume(
+    files: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C during a run exited 130 without a word; it now says, as `wait` does, how to go on."""
+    path, data, out = files
+    path.write_text(json.dumps(pipeline(data, out)))
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt  # Ctrl-C while a step runs
+
+    monkeypatch.setattr(pipelines, "run", interrupted)
+    result = invoke("--home", str(tmp_path / "home"), "run", str(path), code=130)
+    assert error_line(result) == (
+        f"error: interrupted: the pipeline is not finished; `emrml run {path}` resumes it"
+    )
+
+
 def test_a_rerun_after_a_failure_runs_the_failed_steps_again(
     files: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:

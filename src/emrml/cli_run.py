@@ -65,7 +65,13 @@ def run(
         message = f"{pipeline}: {len(steps)} steps, in this order: " + ", ".join(s.id for s in steps)
         print_json({"Steps": [s.id for s in steps]}) if current.json else current.console.print(message)
         return
-    outcomes = _run(current, service, steps)
+    try:
+        outcomes = _run(current, service, steps)
+    except KeyboardInterrupt:
+        # As `wait` says for one object: the running step's worker ends with this process and its object
+        # is run again by the next run, which skips the steps already COMPLETED.
+        command = shlex.join(["emrml", "run", pipeline])
+        raise fail(f"interrupted: the pipeline is not finished; `{command}` resumes it", 130) from None
     if current.json:
         print_json([{"Id": o.step.id, "Status": o.status, "Skipped": o.skipped} for o in outcomes])
     failed = [outcome for outcome in outcomes if outcome.status != "COMPLETED"]

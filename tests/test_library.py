@@ -130,7 +130,7 @@ def test_batch_and_single_predictions(
         assert predicted["predictedScores"][row["bestAnswer"]] == pytest.approx(row["score"], rel=1e-6)
     assert model.predict(inputs) == predicted
 
-    with pytest.raises(InvalidInputException, match="DataSource or Model handle or an id, not int"):
+    with pytest.raises(InvalidInputException, match="expected a DataSource handle or its id, not int"):
         model.batch_predict(42, tmp_path / "other")  # type: ignore[arg-type]
     with pytest.raises(InvalidInputException, match="parameters must be a dict"):
         client.train(train, "BINARY", parameters="sgd.maxPasses=3")  # type: ignore[arg-type]
@@ -336,3 +336,22 @@ def test_errors_surface_as_exceptions(
         client.train("ds-plain", "BINARY", parameters={"sgd.bogus": 1})
     with pytest.raises(InvalidInputException, match=r"recipe .*missing\.json: cannot read the file"):
         client.train("ds-plain", "BINARY", recipe=tmp_path / "missing.json")
+
+
+def test_a_recipe_file_may_be_named_by_a_string_and_handles_go_where_they_belong(
+    client: emrml.Client, sample: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``recipe="bank.recipe"`` was sent as the recipe's text ("Recipe is not valid JSON ... column 1"), and a
+    datasource handle given as the model was sent as a model id ("MLModelId 'ds-…': no such MLModel")."""
+    data, schema = sample
+    source = client.datasource(data, schema=schema, id="ds-recipe")
+    (tmp_path / "bank.recipe").write_text('{"outputs": ["ALL_CATEGORICAL"]}')
+    monkeypatch.chdir(tmp_path)
+    model = client.train(source, "BINARY", recipe="bank.recipe", parameters={"sgd.maxPasses": 1})
+    assert json.loads(model.describe()["Recipe"])["outputs"] == ["ALL_CATEGORICAL"]
+    with pytest.raises(InvalidInputException, match=r"^recipe other\.recipe: cannot read the file"):
+        client.train(source, "BINARY", recipe="other.recipe")
+    with pytest.raises(InvalidInputException, match=r"^expected a Model handle or its id, not DataSource$"):
+        client.evaluate(source, source)
+    with pytest.raises(InvalidInputException, match=r"^expected a DataSource handle or its id, not Model$"):
+        model.batch_predict(model, tmp_path / "out")  # type: ignore[arg-type]

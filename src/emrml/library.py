@@ -180,7 +180,8 @@ class Client:
         """Train a model on a datasource (a handle or an id) and wait until it is trained.
 
         ``model_type``: ``"BINARY"``, ``"MULTICLASS"`` or ``"REGRESSION"``. ``recipe``: recipe JSON text, a
-        ``Path`` to a recipe file, a dict, or None (default) for the suggested recipe. ``parameters``: the
+        recipe file (a ``Path``, or a string not starting with ``{``), a dict, or None (default) for the
+        suggested recipe. ``parameters``: the
         training parameters, e.g. ``{"sgd.maxPasses": 20, "sgd.shuffleType": "auto"}`` (values are sent as
         strings); default: the service's defaults. ``id``: default ``"ml-"`` and 12 random hex digits.
         """
@@ -188,7 +189,7 @@ class Client:
         request: dict[str, Any] = {
             "MLModelId": model_id,
             "MLModelType": model_type,
-            "TrainingDataSourceId": _id_of(datasource),
+            "TrainingDataSourceId": _id_of(datasource, DataSource),
         }
         if name is not None:
             request["MLModelName"] = name
@@ -219,8 +220,8 @@ class Client:
         evaluation_id = id or _new_id("ev")
         request = {
             "EvaluationId": evaluation_id,
-            "MLModelId": _id_of(model),
-            "EvaluationDataSourceId": _id_of(datasource),
+            "MLModelId": _id_of(model, Model),
+            "EvaluationDataSourceId": _id_of(datasource, DataSource),
         }
         if name is not None:
             request["EvaluationName"] = name
@@ -246,8 +247,8 @@ class Client:
         batch_id = id or _new_id("bp")
         request = {
             "BatchPredictionId": batch_id,
-            "MLModelId": _id_of(model),
-            "BatchPredictionDataSourceId": _id_of(datasource),
+            "MLModelId": _id_of(model, Model),
+            "BatchPredictionDataSourceId": _id_of(datasource, DataSource),
             "OutputUri": absolute_uri(output),
         }
         if name is not None:
@@ -334,24 +335,27 @@ class _ProgressLine:
             self.shown = text
 
 
-def _id_of(handle: DataSource | Model | str) -> str:
+def _id_of(handle: DataSource | Model | str, kind: type[DataSource] | type[Model]) -> str:
+    """The id of a handle of ``kind``, or an id as given. A handle of the other kind (a datasource where the
+    model goes) is refused naming both, rather than sent as an id the service then cannot find."""
     if isinstance(handle, str):
         return handle
-    if isinstance(handle, DataSource | Model):
+    if isinstance(handle, kind):
         return handle.id
-    kind = type(handle).__name__
-    raise InvalidInputException(f"expected a DataSource or Model handle or an id, not {kind}")
+    raise InvalidInputException(f"expected a {kind.__name__} handle or its id, not {type(handle).__name__}")
 
 
 def _recipe_text(recipe: str | Path | dict[str, Any]) -> str:
+    """The recipe's JSON text. A string is recipe JSON when it starts with ``{``, else a file's path, as
+    ``emrml model create --recipe`` reads it: ``recipe="bank.recipe"`` failed as invalid JSON."""
     if isinstance(recipe, dict):
         return json.dumps(recipe)
-    if isinstance(recipe, Path):
-        try:
-            return recipe.expanduser().read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InvalidInputException(f"recipe {recipe}: cannot read the file ({exc})") from None
-    return recipe
+    if isinstance(recipe, str) and recipe.lstrip().startswith("{"):
+        return recipe
+    try:
+        return Path(recipe).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInputException(f"recipe {recipe}: cannot read the file ({exc})") from None
 
 
 @dataclass(frozen=True)

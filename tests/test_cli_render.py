@@ -11,6 +11,7 @@ from emrml.cli_render import (
     datasource_view,
     evaluation_view,
     list_table,
+    model_view,
     prediction_view,
 )
 
@@ -144,3 +145,19 @@ def test_lists_leave_out_empty_columns_and_keep_the_end_of_locations() -> None:
     assert lines[2].split()[4].endswith("quality/data.csv")
     named = [{**results[0], "Name": "bank"}, results[1]]
     assert drawn(list_table(DATASOURCE_COLUMNS, named, 120), width=120).split()[1] == "Name"
+
+
+def test_a_feature_name_longer_than_its_column_is_folded_not_cut() -> None:
+    """A 64-character attribute name made its features one long word: the column ended it in an ellipsis
+    and lost "=ouvrier", the part that told the feature from the next one of the same attribute."""
+    name = "catégorie_socio_professionnelle_très_longue_description_du_métie"
+    features = [
+        {"feature": f"{name}={value}", "weight": w} for value, w in (("ouvrier", -0.03), ("cadre", 0.02))
+    ]
+    described = {
+        "GetMLModel": {"MLModelId": "ml", "MLModelType": "BINARY", "Status": "COMPLETED"},
+        "GetMLModelInsights": {"TopFeatures": features},
+    }
+    text = drawn(*model_view(described), width=60)
+    assert all(len(line) <= 60 for line in text.splitlines())
+    assert "…" not in text and "=ouvrier" in text and "=cadre" in text

@@ -147,7 +147,8 @@ def alerts_table(alerts: list[dict[str, Any]]) -> Table:
 
 def titled_table(title: str, *columns: str, right: Iterable[str] = ()) -> Table:
     """A table with a left-aligned bold title. The first column and the ``right`` (numeric) columns, which
-    are right-aligned, never wrap."""
+    are right-aligned, never wrap; the other columns wrap, and fold a word longer than the column (a long
+    feature name) rather than end it in an ellipsis, which lost its end, often what told two rows apart."""
     table = Table(
         title=title,
         title_justify="left",
@@ -160,7 +161,12 @@ def titled_table(title: str, *columns: str, right: Iterable[str] = ()) -> Table:
     aligned = set(right)
     for position, column in enumerate(columns):
         numeric = column in aligned
-        table.add_column(column, justify="right" if numeric else "left", no_wrap=numeric or position == 0)
+        table.add_column(
+            column,
+            justify="right" if numeric else "left",
+            no_wrap=numeric or position == 0,
+            overflow="ellipsis" if numeric or position == 0 else "fold",
+        )
     return table
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rich.console import Console, RenderableType
@@ -161,3 +162,17 @@ def test_a_feature_name_longer_than_its_column_is_folded_not_cut() -> None:
     text = drawn(*model_view(described), width=60)
     assert all(len(line) <= 60 for line in text.splitlines())
     assert "…" not in text and "=ouvrier" in text and "=cadre" in text
+
+
+def test_a_narrow_terminal_keeps_the_marks_of_the_current_cut_off() -> None:
+    """Below 80 columns rich dropped the trade-off table's last column, the marks, and with it every sign
+    of which cut-off predictions use; the marks now go before the cut-off, with a caption saying what they
+    mean."""
+    text = drawn(*evaluation_view(_binary_evaluation(0.5), 64, 0.3), width=64)
+    assert all(len(line) <= 64 for line in text.splitlines())
+    rows = {line.split()[-7]: line for line in text.splitlines() if re.match(r"^ *[◀◁]? *[01]\.\d\d ", line)}
+    assert rows["0.30"].lstrip().startswith("◁ 0.30") and rows["0.50"].lstrip().startswith("◀ 0.50")
+    assert rows["0.40"].split()[0] == "0.40" and rows["0.30"].split()[2:8] == [
+        "0.500", "0.500", "0.700", "0.700", "0.500", "70.0%",
+    ]  # fmt: skip
+    assert "◀ the model's score threshold; ◁ the --threshold drawn" in text

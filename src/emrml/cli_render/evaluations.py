@@ -15,6 +15,7 @@ from emrml.cli_render.parts import (
     bar_chart,
     format_metric,
     format_number,
+    keep_numbers_whole,
     key_values,
     share_text,
     status_text,
@@ -141,7 +142,7 @@ def _binary_sections(
         Text("Score distribution (records per score range)", style="bold"),
         chart,
         _confusion_table(table[current], sum(positives), sum(negatives)),
-        _threshold_table(table, current, nearest(model_threshold)),
+        _threshold_table(table, current, nearest(model_threshold), width),
     ]
 
 
@@ -166,21 +167,40 @@ def _confusion_table(row: dict[str, Any], positives: float, negatives: float) ->
     return table
 
 
-def _threshold_table(table: list[dict[str, Any]], shown: int, current: int) -> Table:
+#: The marks of the trade-off table's rows: in words in a last column where the table leaves room for it,
+#: else one character before the cut-off, explained in a caption (rich drops a last column that does not
+#: fit, and with it the only sign of which row is current).
+_MARKS = {"current": "◀ current", "shown": "◀ --threshold"}
+_SHORT_MARKS = {"current": "◀", "shown": "◁"}
+#: The trade-off table's width without its marks column.
+_TRADE_OFF_WIDTH = 65
+
+
+def _threshold_table(table: list[dict[str, Any]], shown: int, current: int, width: int) -> Table:
     """Every tenth cut-off, the one drawn (``shown``, bold) and the model's score threshold (``current``):
     a cut-off tried with ``--threshold`` is not the one predictions use, and the marks say which is which."""
     numbers = ["Cut-off", "Accuracy", "Precision", "Recall", "FPR", "F1", "Predicted 1"]
-    out = titled_table("Trade-off by cut-off", *numbers, "", right=numbers)
+    words = width >= _TRADE_OFF_WIDTH + 2 + max(len(mark) for mark in _MARKS.values())
+    out = titled_table("Trade-off by cut-off", *numbers, *([""] if words else []), right=numbers)
     for index in sorted({*range(0, len(table), THRESHOLD_TABLE_STEP), shown, current}):
         row = table[index]
+        role = "current" if index == current else "shown" if index == shown else None
+        cut_off = f"{row['threshold']:.2f}"
+        if role and not words:
+            cut_off = f"{_SHORT_MARKS[role]} {cut_off}"
         out.add_row(
-            f"{row['threshold']:.2f}",
+            cut_off,
             *(f"{row[key]:.3f}" for key in ("accuracy", "precision", "recall", "falsePositiveRate", "f1")),
             share_text(row["predictedPositiveRate"]),
-            "◀ current" if index == current else "◀ --threshold" if index == shown else "",
+            *([_MARKS[role] if role else ""] if words else []),
             style="bold" if index == shown else None,
         )
-    return out
+    if not words:
+        legend = [f"{_SHORT_MARKS['current']} the model's score threshold"]
+        if shown != current:
+            legend.append(f"{_SHORT_MARKS['shown']} the --threshold drawn")
+        out.caption, out.caption_justify = "; ".join(legend), "left"
+    return keep_numbers_whole(out)
 
 
 def _multiclass_sections(metrics: dict[str, Any]) -> list[RenderableType]:

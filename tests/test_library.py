@@ -355,3 +355,20 @@ def test_a_recipe_file_may_be_named_by_a_string_and_handles_go_where_they_belong
         client.evaluate(source, source)
     with pytest.raises(InvalidInputException, match=r"^expected a DataSource handle or its id, not Model$"):
         model.batch_predict(model, tmp_path / "out")  # type: ignore[arg-type]
+
+
+def test_predict_warns_of_a_name_that_is_not_an_attribute(
+    client: emrml.Client, sample: tuple[Path, Path]
+) -> None:
+    """Predict ignores a name the model does not have, so ``{"Age": "41"}`` scored as a record without an age
+    and nothing said so; the library warns, naming the attribute meant, as ``emrml predict`` does."""
+    data, schema = sample
+    train = client.datasource(data, schema=schema, id="ds-warn")
+    model = client.train(train, "BINARY", parameters={"sgd.maxPasses": 1}, id="ml-warn")
+    with pytest.warns(UserWarning) as caught:
+        misspelt = model.predict({"Age": "41", "job": "admin.", "colour": "red"})
+    assert [str(w.message) for w in caught] == [
+        "ml-warn: 'Age' is not an attribute of the model (did you mean 'age'?); it was ignored",
+        "ml-warn: 'colour' is not an attribute of the model; it was ignored",
+    ]
+    assert misspelt == model.predict({"job": "admin."})  # the names were ignored

@@ -10,7 +10,6 @@ quickstart and ``emrml.cli_server`` the server, its users and keys.
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 from collections.abc import Iterable
@@ -41,7 +40,7 @@ from emrml.cli_objects import KINDS, ModelType, report_created
 from emrml.config import Settings
 from emrml.core.json_text import load_json
 from emrml.errors import InvalidInputException, ResourceNotFoundException
-from emrml.library import absolute_location, absolute_uri
+from emrml.library import absolute_location, absolute_uri, unknown_attribute_warnings
 
 if TYPE_CHECKING:
     import click
@@ -397,20 +396,6 @@ def predict(
     names = [a["attributeName"] for a in json.loads(model.get("Schema") or "{}").get("attributes", [])]
     for line in prediction_warnings(result["Prediction"]) + unknown_attribute_warnings(values, names):
         typer.echo(f"warning: {line}", err=True)
-
-
-def unknown_attribute_warnings(record: dict[str, Any], names: list[str]) -> list[str]:
-    """The record's names that are none of the model's attributes: Predict ignores them without a word, so
-    a misspelt name scores as a missing value."""
-    if not names:
-        return []
-    warnings = []
-    for key in record:
-        if key not in names:
-            close = difflib.get_close_matches(key, names, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            warnings.append(f"{key!r} is not an attribute of the model{hint}; it was ignored")
-    return warnings
 
 
 def prediction_warnings(prediction: dict[str, Any]) -> list[str]:

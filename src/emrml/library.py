@@ -25,9 +25,11 @@ with the object's ``Message``.
 
 from __future__ import annotations
 
+import difflib
 import json
 import sys
 import uuid
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -75,6 +77,20 @@ def absolute_location(data: str | Path, *, what: str = "data") -> str:
     if not locations.exists(location):
         raise InvalidInputException(f"{what} {text}: no such file or folder")
     return location
+
+
+def unknown_attribute_warnings(record: dict[str, Any], names: list[str]) -> list[str]:
+    """The record's names that are none of the model's attributes, one sentence each: Predict ignores them
+    without a word, so a misspelt name ('Age', 'mesage') scores as a missing value."""
+    if not names:
+        return []
+    found = []
+    for key in record:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            found.append(f"{key!r} is not an attribute of the model{hint}; it was ignored")
+    return found
 
 
 def _new_id(prefix: str) -> str:
@@ -441,7 +457,8 @@ class Model:
         this process: no real-time endpoint needed. The model is loaded on the first call and kept by the
         client while its status and ``ScoreThreshold`` stay as they were (each call checks them: a model
         deleted or given another threshold meanwhile is not scored as it was); :meth:`predictor` scores
-        many records without that check."""
+        many records without that check. A name that is not one of the model's attributes is ignored, as
+        Predict ignores it, with a warning naming the attribute it is closest to."""
         described = self.client.service.call("GetMLModel", {"MLModelId": self.id})
         version = tuple(
             described.get(member)
@@ -454,7 +471,10 @@ class Model:
         cache[self.id] = cached
         while len(cache) > PREDICTORS_KEPT:
             cache.popitem(last=False)
-        return cached[1].predict(record)
+        predictor = cached[1]
+        for message in unknown_attribute_warnings(record, predictor.schema.names):
+            warnings.warn(f"{self.id}: {message}", stacklevel=2)
+        return predictor.predict(record)
 
 
 @dataclass(frozen=True)

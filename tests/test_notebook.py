@@ -164,3 +164,14 @@ def test_a_confusion_matrix_names_its_classes_and_writes_its_counts() -> None:
     features = [{"feature": "quantile_bin(total sulfur dioxide,5)=bin_3", "weight": {"3": -2.03, "6": 0.1}}]
     page = model_html({"MLModelId": "ml-w", "MLModelType": "MULTICLASS"}, {"TopFeatures": features})
     assert ">quantile_bin(total…ioxide,5)=bin_3 → 3<title>" in page and ">-2.03</text>" in page
+
+
+def test_a_text_attribute_shows_its_prominent_words() -> None:
+    """A TEXT attribute had no chart: only numeric and categorical ones were drawn."""
+    words = [{"word": "free", "count": 206, "targetCorrelation": 0.05}, {"word": "£", "count": 97}]
+    statistics = {
+        "Statistics": {"attributes": [{"name": "message", "type": "TEXT", "prominentWords": words}]}
+    }
+    page = datasource_html({"DataSourceId": "ds-sms", "Status": "COMPLETED"}, statistics)
+    assert "aria-label='message (prominent words)'" in page
+    assert re.search(r">free<title>", page) and ">206</text>" in page and re.search(r">£<title>", page)

@@ -215,6 +215,16 @@ def datasource_html(described: dict[str, Any], statistics: dict[str, Any] | None
                     [str(v["value"]) for v in top], [v["count"] for v in top], title=f"{name} (top values)"
                 )
             )
+        elif attribute.get("prominentWords"):
+            # A TEXT attribute: its words most telling of the target (else most frequent), with their counts.
+            words = [w for w in attribute["prominentWords"][:10] if isinstance(w, dict)]
+            parts.append(
+                labelled_bars(
+                    [str(w.get("word", "")) for w in words],
+                    [w.get("count", 0) for w in words],
+                    title=f"{name} (prominent words)",
+                )
+            )
     return _section(f"DataSource {described.get('DataSourceId', '')}", *parts)
 
 

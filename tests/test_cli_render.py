@@ -176,3 +176,14 @@ def test_a_narrow_terminal_keeps_the_marks_of_the_current_cut_off() -> None:
         "0.500", "0.500", "0.700", "0.700", "0.500", "70.0%",
     ]  # fmt: skip
     assert "◀ the model's score threshold; ◁ the --threshold drawn" in text
+
+
+def test_feature_weights_keep_their_trailing_zeros() -> None:
+    """Weights were written like counts, trailing zeros dropped: -1.863 above -1.85 above -1.8, a column
+    that did not read digit under digit."""
+    weights = [-1.863, -1.85, -1.8, -0.9444, 157.0, 2.3e-05, 12_345.6]
+    features = [{"feature": f"f{i}", "weight": w} for i, w in enumerate(weights)]
+    described = {"GetMLModel": {"MLModelId": "ml"}, "GetMLModelInsights": {"TopFeatures": features}}
+    text = drawn(*model_view(described))
+    shown = [line.split()[-1] for line in text.splitlines() if re.match(r"^ *\d+  f\d", line)]
+    assert shown == ["-1.863", "-1.850", "-1.800", "-0.9444", "157.0", "2.300e-05", "12,346"]

@@ -187,3 +187,17 @@ def test_feature_weights_keep_their_trailing_zeros() -> None:
     text = drawn(*model_view(described))
     shown = [line.split()[-1] for line in text.splitlines() if re.match(r"^ *\d+  f\d", line)]
     assert shown == ["-1.863", "-1.850", "-1.800", "-0.9444", "157.0", "2.300e-05", "12,346"]
+
+
+def test_the_statistics_record_count_says_it_counts_the_valid_records() -> None:
+    """ "Records 9 total, 2 invalid" above, then "Records 7" in the data insights: two counts of records."""
+    described = {
+        "GetDataSource": {"DataSourceId": "ds", "Status": "COMPLETED"},
+        "GetDataSourceStatistics": {
+            "TotalRecordCount": 9,
+            "InvalidRecordCount": 2,
+            "Statistics": {"recordCount": 7, "attributeTypeCounts": {"NUMERIC": 2}},
+        },
+    }
+    shown = rows(drawn(*datasource_view(described)))
+    assert shown["Records"] == "9 total, 2 invalid" and shown["Valid records"] == "7"

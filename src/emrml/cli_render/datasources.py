@@ -114,7 +114,8 @@ def _statistics_tables(statistics: dict[str, Any]) -> list[Table]:
     tables = [
         key_values(
             "Data insights",
-            [("Records", statistics.get("recordCount"))]
+            # The statistics count the records that could be read: "Records 7" under "9 total, 2 invalid".
+            [("Valid records", statistics.get("recordCount"))]
             + [(f"{kind} attributes", count) for kind, count in type_counts.items()],
         )
     ]

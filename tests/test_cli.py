@@ -195,6 +195,9 @@ def test_list_show_update_delete(home: Path, runner: CliRunner, sample: tuple[Pa
         )
         assert created == {"DataSourceId": datasource_id}
     assert [r["Status"] for r in run_json(runner, "datasource", "list")["Results"]] == ["PENDING", "PENDING"]
+    # Without a server nothing runs an accepted job until its wait command: show says so while it is due.
+    pending = run(runner, "datasource", "show", "ds-a").stdout
+    assert pending.rstrip().endswith("`emrml datasource wait ds-a` runs or awaits its job.")
     waited = run_json(runner, "datasource", "wait", "ds-a")
     assert waited["GetDataSource"]["Status"] == "COMPLETED"
 
@@ -211,7 +214,8 @@ def test_list_show_update_delete(home: Path, runner: CliRunner, sample: tuple[Pa
 
     run(runner, "datasource", "update", "ds-a", "--name", "renamed")
     assert run_json(runner, "datasource", "show", "ds-a")["GetDataSource"]["Name"] == "renamed"
-    assert "renamed" in run(runner, "datasource", "show", "ds-a").stdout
+    shown = run(runner, "datasource", "show", "ds-a").stdout
+    assert "renamed" in shown and "runs or awaits" not in shown
 
     assert run_json(runner, "datasource", "delete", "ds-b") == {"DataSourceId": "ds-b"}
     assert ids() == ["ds-a"]

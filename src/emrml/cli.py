@@ -32,11 +32,10 @@ from emrml.cli_common import (
     hoist_global_options,
     present,
     print_json,
-    print_sections,
     reports_errors,
     state,
 )
-from emrml.cli_objects import KINDS, ModelType, report_created
+from emrml.cli_objects import KINDS, ModelType, print_view, report_created
 from emrml.config import Settings
 from emrml.core.json_text import load_json
 from emrml.errors import InvalidInputException, ResourceNotFoundException
@@ -309,10 +308,8 @@ def evaluation_show(
         raise InvalidInputException(
             f"--threshold applies to BINARY models; {evaluation_id} evaluates a {model_type} model"
         )
-    if current.json:
-        print_json(described)
-    else:
-        print_sections(current, render.evaluation_view(described, current.console.width, threshold))
+    sections = None if current.json else render.evaluation_view(described, current.console.width, threshold)
+    print_view(current, "Evaluation", described, sections)
 
 
 # ------------------------------------------------------------------------------------------ batch prediction

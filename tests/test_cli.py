@@ -378,7 +378,10 @@ def test_service_errors_map_to_their_exit_codes(
     split = '{"splitting":{"percentBegin":90,"percentEnd":10}}'
     create_j = ["datasource", "create", "--id", "ds-j", "--data", str(data), "--schema", str(schema)]
     bad_split = run(runner, *create_j, "--rearrangement", split, code=2)
-    assert error_line(bad_split).startswith("error: InvalidInputException:")
+    # The error names the option the user typed, then the API member it became.
+    assert error_line(bad_split).startswith(
+        "error: InvalidInputException: --rearrangement: DataRearrangement"
+    )
 
 
 def test_home_option_selects_the_home_folder(tmp_path: Path, runner: CliRunner) -> None:

@@ -158,7 +158,13 @@ def datasource_create(
         "DataSpec": present(spec),
         "ComputeStatistics": not no_statistics,
     }
-    response = service.call("CreateDataSourceFromS3", present(request))
+    try:
+        response = service.call("CreateDataSourceFromS3", present(request))
+    except InvalidInputException as exc:
+        # The service speaks of "DataRearrangement"; the user typed --rearrangement.
+        if rearrangement is not None and exc.message.startswith("DataRearrangement"):
+            raise InvalidInputException(f"--rearrangement: {exc.message}") from None
+        raise
     report_created(current, "DataSource", datasource_id, response, no_wait)
 
 

@@ -110,9 +110,10 @@ def test_an_inferred_schema_is_printed_to_edit_and_give_back(
     create = ["datasource", "create", "--id", "ds-wine", "--data", str(data), "--schema", str(edited)]
     assert run_json(runner, *create)["GetDataSource"]["Status"] == "COMPLETED"
     trained = run_json(
-        runner, "model", "create", "--id", "ml-wine", "--type", "MULTICLASS", "--datasource", "ds-wine"
+        runner, "model", "create", "--id", "ml-wine", "--type", "multiclass", "--datasource", "ds-wine"
     )
-    assert trained["GetMLModel"]["Status"] == "COMPLETED"
+    assert trained["GetMLModel"]["Status"] == "COMPLETED"  # --type in any case, as the enums of list
+    assert trained["GetMLModel"]["MLModelType"] == "MULTICLASS"
     missing = run(runner, "datasource", "infer-schema", "--data", str(tmp_path / "nope.csv"), code=2)
     assert "--data" in error_line(missing) and "no such file or folder" in error_line(missing)
 
@@ -208,7 +209,7 @@ def test_list_show_update_delete(home: Path, runner: CliRunner, sample: tuple[Pa
         return [r["DataSourceId"] for r in run_json(runner, "datasource", "list", *args)["Results"]]
 
     assert ids("--name-prefix", "beta") == ["ds-b"]
-    assert ids("--status", "COMPLETED") == ["ds-a"]
+    assert ids("--status", "COMPLETED") == ["ds-a"] == ids("--status", "completed")  # any case
     assert ids("--sort", "dsc") == ["ds-b", "ds-a"]
     assert ids("--limit", "1") == ["ds-a"]
 

@@ -204,7 +204,9 @@ def _infer_schema(service: EmrML, location: str, target: str | None, row_id: str
 def model_create(
     ctx: typer.Context,
     model_id: str = typer.Option(..., "--id", help="Model id (letters, digits, - _ .)."),
-    model_type: ModelType = typer.Option(..., "--type", help="What the target is: 0/1, a class, a number."),
+    model_type: ModelType = typer.Option(
+        ..., "--type", help="What the target is: 0/1, a class, a number.", case_sensitive=False
+    ),
     datasource_id: str = typer.Option(
         ..., "--datasource", help="Training datasource id (created with statistics)."
     ),

@@ -229,7 +229,11 @@ def _commands(kind: Kind) -> dict[str, Callable[..., None]]:
             inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
             *(
                 inspect.Parameter(
-                    f.parameter, keyword, annotation=f.type, default=typer.Option(None, f.option, help=f.help)
+                    f.parameter,
+                    keyword,
+                    annotation=f.type,
+                    # --type binary, --status completed: the values are the API's, any case accepted.
+                    default=typer.Option(None, f.option, help=f.help, case_sensitive=False),
                 )
                 for f in kind.filters
             ),

@@ -30,6 +30,7 @@ from emrml.cli_common import (
     call_and_report,
     command_group,
     hoist_global_options,
+    named_as_options,
     present,
     print_json,
     reports_errors,
@@ -158,13 +159,8 @@ def datasource_create(
         "DataSpec": present(spec),
         "ComputeStatistics": not no_statistics,
     }
-    try:
+    with named_as_options({"DataRearrangement": "--rearrangement"}):
         response = service.call("CreateDataSourceFromS3", present(request))
-    except InvalidInputException as exc:
-        # The service speaks of "DataRearrangement"; the user typed --rearrangement.
-        if rearrangement is not None and exc.message.startswith("DataRearrangement"):
-            raise InvalidInputException(f"--rearrangement: {exc.message}") from None
-        raise
     report_created(current, "DataSource", datasource_id, response, no_wait)
 
 

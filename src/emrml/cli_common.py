@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -109,6 +110,20 @@ def reports_errors(function: Callable[P, R]) -> Callable[P, R]:
             raise fail(f"internal error: {type(exc).__name__}: {exc}", 1) from None
 
     return run
+
+
+@contextmanager
+def named_as_options(options: Mapping[str, str]) -> Iterator[None]:
+    """Within: an invalid-input error about a request member the user gave as an option (``options`` maps
+    members to options) starts with that option, e.g. ``--disk-per-node: DiskPerNode '800XB': unknown
+    unit``: the service's messages name the API's members, which the user never typed."""
+    try:
+        yield
+    except InvalidInputException as exc:
+        for member, option in options.items():
+            if exc.message.startswith(f"{member} "):
+                raise InvalidInputException(f"{option}: {exc.message}") from None
+        raise
 
 
 def present(members: Mapping[str, Any]) -> dict[str, Any]:

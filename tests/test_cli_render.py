@@ -201,3 +201,16 @@ def test_the_statistics_record_count_says_it_counts_the_valid_records() -> None:
     }
     shown = rows(drawn(*datasource_view(described)))
     assert shown["Records"] == "9 total, 2 invalid" and shown["Valid records"] == "7"
+
+
+def test_a_chart_title_too_long_for_its_chart_ends_in_an_ellipsis() -> None:
+    """At 50 columns the histograms' titles were cut bare: "Actual 1s (1,385" read as a count of 1,385."""
+    described = _binary_evaluation(0.5)
+    metrics = described["GetEvaluationInsights"]["Insights"]["metrics"]
+    metrics["histograms"] = {"positive": [13_850] * 100, "negative": [108_400] * 100}
+    header = next(
+        line for line in drawn(*evaluation_view(described, 50), width=50).splitlines() if "Actual" in line
+    )
+    assert header.split() == ["Actual", "1s", "(1,385,…", "Actual", "0s", "(10,840…"]
+    wide = drawn(*evaluation_view(described, 100), width=100)
+    assert "Actual 1s (1,385,000)" in wide and "Actual 0s (10,840,000)" in wide

@@ -99,7 +99,9 @@ def bar_chart(
     spare = width - label_width - 2 - len(series) * (count_width + 3)
     bar_width = max(8, spare // len(series))
     cell = bar_width + count_width + 3
-    lines = [" " * (label_width + 2) + "".join(title[: cell - 1].ljust(cell) for title, _ in series)]
+    # A title longer than its chart ends in an ellipsis: cut bare, "Actual 1s (1,385" read as a number.
+    titles = [title if len(title) < cell else title[: cell - 2] + "…" for title, _ in series]
+    lines = [" " * (label_width + 2) + "".join(title.ljust(cell) for title in titles)]
     for row, label in enumerate(labels):
         if marker is not None and marker[0] == row:
             lines.append(_rule(marker[1], label_width, len(series) * cell))

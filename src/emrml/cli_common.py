@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -131,6 +132,20 @@ def reports_errors(function: Callable[P, R]) -> Callable[P, R]:
     return run
 
 
+@contextmanager
+def named_as_options(options: Mapping[str, str]) -> Iterator[None]:
+    """Within: an invalid-input error about a request member the user gave as an option (``options`` maps
+    members to options) starts with that option, e.g. ``--disk-per-node: DiskPerNode '800XB': unknown
+    unit``: the service's messages name the API's members, which the user never typed."""
+    try:
+        yield
+    except InvalidInputException as exc:
+        for member, option in options.items():
+            if exc.message.startswith(f"{member} "):
+                raise InvalidInputException(f"{option}: {exc.message}") from None
+        raise
+
+
 def present(members: Mapping[str, Any]) -> dict[str, Any]:
     """The members that have a value: absent and None mean different things to the API."""
     return {key: value for key, value in members.items() if value is not None}
@@ -191,7 +206,8 @@ def hoist_global_options(args: list[str]) -> list[str]:
 
 
 def job_progress(current: State) -> Any:
-    """The rich progress bar jobs are waited with: on stderr, gone when done, off for --output json."""
+    """The rich progress bar jobs are waited with: on stderr, gone when done, off for --output json and
+    when stderr is not a terminal (a log or a pipe: rich would draw nothing there but an empty line)."""
     from rich.progress import (
         BarColumn,
         Progress,
@@ -201,13 +217,14 @@ def job_progress(current: State) -> Any:
         TimeElapsedColumn,
     )
 
+    console = Console(stderr=True)
     return Progress(
         SpinnerColumn(),
         TextColumn("{task.description}", markup=False),
         BarColumn(),
         TaskProgressColumn(),
         TimeElapsedColumn(),
-        console=Console(stderr=True),
+        console=console,
         transient=True,
-        disable=current.json,
+        disable=current.json or not console.is_terminal,
     )

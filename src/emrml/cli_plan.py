@@ -8,7 +8,14 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from emrml.cli_common import present, print_json, print_sections, reports_errors, state
+from emrml.cli_common import (
+    named_as_options,
+    present,
+    print_json,
+    print_sections,
+    reports_errors,
+    state,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -36,7 +43,9 @@ def plan(
             "SampleLocation": current.existing_location(sample, what="--sample") if sample else None,
         }
     )
-    result = current.service().call("PlanCapacity", request)
+    options = {"Nodes": "--nodes", "DiskPerNode": "--disk-per-node", "Data": "--data", "Codec": "--codec"}
+    with named_as_options(options | {"SampleLocation": "--sample"}):
+        result = current.service().call("PlanCapacity", request)
     if current.json:
         print_json(result)
         return

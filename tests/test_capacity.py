@@ -120,4 +120,10 @@ def test_emrml_plan(tmp_path: Path) -> None:
     assert "Smallest cluster of these nodes that fits: 1 node (replication 1)" in small
     arguments = ("--nodes", "-1", "--disk-per-node", "1TB", "--data", "1TB")
     refused = invoke("--home", home, "plan", *arguments, code=2)
-    assert error_line(refused) == "error: InvalidInputException: Nodes must be a positive integer (got -1)"
+    # The error starts with the option the user typed, then the API member it became.
+    assert (
+        error_line(refused)
+        == "error: InvalidInputException: --nodes: Nodes must be a positive integer (got -1)"
+    )
+    unit = invoke("--home", home, "plan", "--nodes", "3", "--disk-per-node", "800XB", "--data", "1TB", code=2)
+    assert error_line(unit).startswith("error: InvalidInputException: --disk-per-node: DiskPerNode '800XB'")

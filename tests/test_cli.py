@@ -88,6 +88,49 @@ def test_create_with_inferred_schema(home: Path, runner: CliRunner, shared_datas
     assert shown["GetDataSourceStatistics"]["TotalRecordCount"] == 5_574
 
 
+def test_an_inferred_schema_is_printed_to_edit_and_give_back(
+    home: Path, runner: CliRunner, shared_datasets: Path, tmp_path: Path
+) -> None:
+    """--infer-schema types wine's quality scores NUMERIC, and the MULTICLASS model it is meant for then
+    fails, saying to give a schema typing it CATEGORICAL: `datasource infer-schema` prints the inferred
+    schema to start that file from."""
+    data = shared_datasets / "wine_quality" / "data.csv"
+    printed = run(runner, "datasource", "infer-schema", "--data", str(data), "--target", "quality").stdout
+    schema = json.loads(printed)
+    assert schema["targetAttributeName"] == "quality" and schema["attributes"][1]["attributeName"] == (
+        "fixed acidity"
+    )
+    raw = run_json(runner, "datasource", "infer-schema", "--data", str(data), "--target", "quality")
+    assert json.loads(raw["DataSchema"]) == schema  # --output json: the operation's output
+    for attribute in schema["attributes"]:
+        if attribute["attributeName"] == "quality":
+            attribute["attributeType"] = "CATEGORICAL"
+    edited = tmp_path / "wine.schema"
+    edited.write_text(json.dumps(schema))
+    create = ["datasource", "create", "--id", "ds-wine", "--data", str(data), "--schema", str(edited)]
+    assert run_json(runner, *create)["GetDataSource"]["Status"] == "COMPLETED"
+    trained = run_json(
+        runner, "model", "create", "--id", "ml-wine", "--type", "multiclass", "--datasource", "ds-wine"
+    )
+    assert trained["GetMLModel"]["Status"] == "COMPLETED"  # --type in any case, as the enums of list
+    assert trained["GetMLModel"]["MLModelType"] == "MULTICLASS"
+    missing = run(runner, "datasource", "infer-schema", "--data", str(tmp_path / "nope.csv"), code=2)
+    assert "--data" in error_line(missing) and "no such file or folder" in error_line(missing)
+
+
+def test_waiting_writes_nothing_on_a_stderr_that_is_not_a_terminal(
+    home: Path, runner: CliRunner, sample: tuple[Path, Path]
+) -> None:
+    """The progress bar is for a terminal: in a log or a pipe rich drew nothing but left an empty line on
+    stderr at every wait, which also pushed the shown object one line down in `2>&1` output."""
+    data, schema = sample
+    create = ["datasource", "create", "--id", "ds-quiet", "--data", str(data), "--schema", str(schema)]
+    created = run(runner, *create, "--no-statistics")
+    assert created.stderr == "" and created.stdout.startswith("Datasource ds-quiet")
+    missing = run(runner, "datasource", "wait", "ds-nope", code=3)
+    assert missing.stderr.startswith("error: ResourceNotFoundException")
+
+
 def test_inferred_schema_of_a_header_it_had_to_repair_reads_the_file(
     home: Path, runner: CliRunner, tmp_path: Path
 ) -> None:
@@ -153,6 +196,9 @@ def test_list_show_update_delete(home: Path, runner: CliRunner, sample: tuple[Pa
         )
         assert created == {"DataSourceId": datasource_id}
     assert [r["Status"] for r in run_json(runner, "datasource", "list")["Results"]] == ["PENDING", "PENDING"]
+    # Without a server nothing runs an accepted job until its wait command: show says so while it is due.
+    pending = run(runner, "datasource", "show", "ds-a").stdout
+    assert pending.rstrip().endswith("`emrml datasource wait ds-a` runs or awaits its job.")
     waited = run_json(runner, "datasource", "wait", "ds-a")
     assert waited["GetDataSource"]["Status"] == "COMPLETED"
 
@@ -163,13 +209,14 @@ def test_list_show_update_delete(home: Path, runner: CliRunner, sample: tuple[Pa
         return [r["DataSourceId"] for r in run_json(runner, "datasource", "list", *args)["Results"]]
 
     assert ids("--name-prefix", "beta") == ["ds-b"]
-    assert ids("--status", "COMPLETED") == ["ds-a"]
+    assert ids("--status", "COMPLETED") == ["ds-a"] == ids("--status", "completed")  # any case
     assert ids("--sort", "dsc") == ["ds-b", "ds-a"]
     assert ids("--limit", "1") == ["ds-a"]
 
     run(runner, "datasource", "update", "ds-a", "--name", "renamed")
     assert run_json(runner, "datasource", "show", "ds-a")["GetDataSource"]["Name"] == "renamed"
-    assert "renamed" in run(runner, "datasource", "show", "ds-a").stdout
+    shown = run(runner, "datasource", "show", "ds-a").stdout
+    assert "renamed" in shown and "runs or awaits" not in shown
 
     assert run_json(runner, "datasource", "delete", "ds-b") == {"DataSourceId": "ds-b"}
     assert ids() == ["ds-a"]
@@ -199,6 +246,12 @@ def test_tags_add_list_delete(home: Path, runner: CliRunner, sample: tuple[Path,
     assert run_json(runner, "tags", "list", "--id", "ds-t")["Tags"] == [{"Key": "team", "Value": "ml"}]
     reserved = run(runner, "tags", "add", "--id", "ds-t", "aws:x=1", code=2)
     assert error_line(reserved).startswith("error: InvalidTagException:")
+    # Without --type an id is looked for as a datasource: the error says so, since the id may be a model's.
+    unknown = error_line(run(runner, "tags", "list", "--id", "ml-t", code=3))
+    assert unknown.endswith("DataSource 'ml-t' does not exist (--type is DataSource unless given: MLModel, "
+                            "Evaluation or BatchPrediction for other objects)")  # fmt: skip
+    given = error_line(run(runner, "tags", "add", "--type", "MLModel", "--id", "ml-t", "k=v", code=3))
+    assert given.endswith("MLModel 'ml-t' does not exist")
 
 
 def test_bad_schema_file_is_one_line_naming_the_field(
@@ -326,7 +379,10 @@ def test_service_errors_map_to_their_exit_codes(
     split = '{"splitting":{"percentBegin":90,"percentEnd":10}}'
     create_j = ["datasource", "create", "--id", "ds-j", "--data", str(data), "--schema", str(schema)]
     bad_split = run(runner, *create_j, "--rearrangement", split, code=2)
-    assert error_line(bad_split).startswith("error: InvalidInputException:")
+    # The error names the option the user typed, then the API member it became.
+    assert error_line(bad_split).startswith(
+        "error: InvalidInputException: --rearrangement: DataRearrangement"
+    )
 
 
 def test_home_option_selects_the_home_folder(tmp_path: Path, runner: CliRunner) -> None:

@@ -228,7 +228,8 @@ def test_binary_evaluation_draws_histograms_cutoff_and_tradeoffs(
         "1.00",
     ]
     row = metrics["thresholdTable"][33]
-    assert "◀ current" in table["0.33"] and "◀" not in table["0.50"]
+    # 0.33 is the cut-off tried; predictions still use the model's 0.5.
+    assert "◀ --threshold" in table["0.33"] and "◀ current" in table["0.50"]
     assert table["0.33"].split()[1:7] == [
         *(f"{row[key]:.3f}" for key in ("accuracy", "precision", "recall", "falsePositiveRate", "f1")),
         f"{100 * row['predictedPositiveRate']:.1f}%",

@@ -64,6 +64,13 @@ def test_endpoint_and_predict(trained: Path) -> None:
     stranger = cli(trained, "predict", "ml-sms", "--record", '{"msg": "hello"}')
     assert "Predicted label" in stranger.stdout
     assert stranger.stderr.startswith("warning: the record names none of the model's attributes")
+    # A misspelt name is ignored by Predict without a word: the CLI names it, with the attribute meant.
+    misspelt = cli(trained, "predict", "ml-sms", "--record", '{"mesage": "hi", "other": "x"}').stderr
+    assert (
+        "warning: 'mesage' is not an attribute of the model (did you mean 'message'?); it was ignored\n"
+        in misspelt
+    )
+    assert "warning: 'other' is not an attribute of the model; it was ignored\n" in misspelt
     flagged = cli_json(trained, "predict", "ml-sms", "--record", '{"msg": "hello"}')["Prediction"]
     assert flagged["details"]["NoSchemaAttributes"] == "true"
     assert "valid JSON" in error_line(cli(trained, "predict", "ml-sms", "--record", "{nope", code=2))

@@ -130,7 +130,7 @@ def test_batch_and_single_predictions(
         assert predicted["predictedScores"][row["bestAnswer"]] == pytest.approx(row["score"], rel=1e-6)
     assert model.predict(inputs) == predicted
 
-    with pytest.raises(InvalidInputException, match="DataSource or Model handle or an id, not int"):
+    with pytest.raises(InvalidInputException, match="expected a DataSource handle or its id, not int"):
         model.batch_predict(42, tmp_path / "other")  # type: ignore[arg-type]
     with pytest.raises(InvalidInputException, match="parameters must be a dict"):
         client.train(train, "BINARY", parameters="sgd.maxPasses=3")  # type: ignore[arg-type]
@@ -271,6 +271,31 @@ def test_inferred_schema_takes_the_target(client: emrml.Client, sample: tuple[Pa
     assert len(schema["attributes"]) == 21
 
 
+def test_an_inferred_schema_can_be_edited_and_given_back(client: emrml.Client, shared_datasets: Path) -> None:
+    """Bike sharing: inference types the hour NUMERIC, cannot know that ``casual`` and ``registered`` add up
+    to the target, and ``instant`` is the row id. ``infer_schema`` gives the schema to change before the
+    datasource is made; ``row_id`` names the row id as ``target`` names the target."""
+    data = shared_datasets / "bike_sharing_hourly" / "data.csv"
+    schema = client.infer_schema(data, target="cnt", row_id="instant")
+    assert schema["targetAttributeName"] == "cnt" and schema["rowId"] == "instant"
+    schema["excludedAttributeNames"] = ["casual", "registered", "dteday"]
+    for attribute in schema["attributes"]:
+        if attribute["attributeName"] == "hr":
+            attribute["attributeType"] = "CATEGORICAL"
+    source = client.datasource(data, schema, statistics=False)
+    stored = json.loads(source.describe()["DataSourceSchema"])
+    assert stored["excludedAttributeNames"] == ["casual", "registered", "dteday"]
+    assert {"attributeName": "hr", "attributeType": "CATEGORICAL"} in stored["attributes"]
+    # Without a schema, row_id goes to the inference; with one, it replaces the schema's.
+    inferred = client.datasource(data, target="cnt", row_id="instant", statistics=False)
+    assert json.loads(inferred.describe()["DataSourceSchema"])["rowId"] == "instant"
+    schema["rowId"] = None
+    replaced = client.datasource(data, schema, row_id="instant", statistics=False)
+    assert json.loads(replaced.describe()["DataSourceSchema"])["rowId"] == "instant"
+    with pytest.raises(InvalidInputException, match="no such file or folder"):
+        client.infer_schema(data.parent / "nope.csv")
+
+
 def test_errors_surface_as_exceptions(
     client: emrml.Client, sample: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -311,3 +336,39 @@ def test_errors_surface_as_exceptions(
         client.train("ds-plain", "BINARY", parameters={"sgd.bogus": 1})
     with pytest.raises(InvalidInputException, match=r"recipe .*missing\.json: cannot read the file"):
         client.train("ds-plain", "BINARY", recipe=tmp_path / "missing.json")
+
+
+def test_a_recipe_file_may_be_named_by_a_string_and_handles_go_where_they_belong(
+    client: emrml.Client, sample: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``recipe="bank.recipe"`` was sent as the recipe's text ("Recipe is not valid JSON ... column 1"), and a
+    datasource handle given as the model was sent as a model id ("MLModelId 'ds-…': no such MLModel")."""
+    data, schema = sample
+    source = client.datasource(data, schema=schema, id="ds-recipe")
+    (tmp_path / "bank.recipe").write_text('{"outputs": ["ALL_CATEGORICAL"]}')
+    monkeypatch.chdir(tmp_path)
+    model = client.train(source, "BINARY", recipe="bank.recipe", parameters={"sgd.maxPasses": 1})
+    assert json.loads(model.describe()["Recipe"])["outputs"] == ["ALL_CATEGORICAL"]
+    with pytest.raises(InvalidInputException, match=r"^recipe other\.recipe: cannot read the file"):
+        client.train(source, "BINARY", recipe="other.recipe")
+    with pytest.raises(InvalidInputException, match=r"^expected a Model handle or its id, not DataSource$"):
+        client.evaluate(source, source)
+    with pytest.raises(InvalidInputException, match=r"^expected a DataSource handle or its id, not Model$"):
+        model.batch_predict(model, tmp_path / "out")  # type: ignore[arg-type]
+
+
+def test_predict_warns_of_a_name_that_is_not_an_attribute(
+    client: emrml.Client, sample: tuple[Path, Path]
+) -> None:
+    """Predict ignores a name the model does not have, so ``{"Age": "41"}`` scored as a record without an age
+    and nothing said so; the library warns, naming the attribute meant, as ``emrml predict`` does."""
+    data, schema = sample
+    train = client.datasource(data, schema=schema, id="ds-warn")
+    model = client.train(train, "BINARY", parameters={"sgd.maxPasses": 1}, id="ml-warn")
+    with pytest.warns(UserWarning) as caught:
+        misspelt = model.predict({"Age": "41", "job": "admin.", "colour": "red"})
+    assert [str(w.message) for w in caught] == [
+        "ml-warn: 'Age' is not an attribute of the model (did you mean 'age'?); it was ignored",
+        "ml-warn: 'colour' is not an attribute of the model; it was ignored",
+    ]
+    assert misspelt == model.predict({"job": "admin."})  # the names were ignored

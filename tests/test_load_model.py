@@ -115,8 +115,29 @@ def test_score_arrow_data(home: Path) -> None:
     numbers = pa.table({"x": list(range(10)), "words": words})
     np.testing.assert_allclose(score(model, numbers), expected, rtol=0, atol=1e-12)
     assert score(model, table.slice(0, 0)).shape == (0,)
-    with pytest.raises(InvalidInputException, match="not list"):
-        score(model, [RECORD])
+    with pytest.raises(InvalidInputException, match="or a list of records"):
+        score(model, RECORD)  # one record: predict's, or a list of one
+
+
+def test_score_records_without_arrow_or_pandas_at_hand(home: Path) -> None:
+    """Code without pandas had to build an Arrow table to score records it holds as dicts, the very
+    records ``predict`` takes; a list of them now scores as the table of their values would."""
+    model = load_model(artifact(home))
+    records = [{"x": "7", "words": "good day"}, {"x": 8, "words": "bad day", "other": "z"}, {"words": "day"}]
+    expected = score(model, pa.table({"x": ["7", "8", None], "words": ["good day", "bad day", "day"]}))
+    np.testing.assert_allclose(score(model, records), expected, rtol=0, atol=1e-12)
+    singles = [next(iter(model.predict(r)["predictedScores"].values())) for r in records[::2]]
+    np.testing.assert_allclose(score(model, records)[::2], singles, rtol=0, atol=1e-12)
+    assert score(model, []).shape == (0,)
+    with pytest.raises(InvalidInputException, match="attribute names are strings"):
+        score(model, [{1: "7"}])
+
+
+def test_a_loaded_model_says_what_it_is(home: Path) -> None:
+    """``model.predictor()`` in a notebook showed ``<emrml.core.predict.Predictor object at 0x…>``."""
+    assert (
+        repr(load_model("ml-1", home=home)) == "Predictor(BINARY, target='y', 2 inputs, score_threshold=0.9)"
+    )
 
 
 def test_score_pandas(home: Path) -> None:

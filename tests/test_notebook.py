@@ -10,7 +10,14 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from emrml.notebook import bars, evaluation_html, heat_map
+from emrml.notebook import (
+    bars,
+    batch_prediction_html,
+    datasource_html,
+    evaluation_html,
+    heat_map,
+    model_html,
+)
 
 TUTORIAL = Path(__file__).resolve().parents[1] / "docs" / "examples" / "tutorial.ipynb"
 
@@ -55,3 +62,116 @@ def test_displays_escape_the_datas_text_and_draw_each_type() -> None:
         },
     )
     assert "RegressionRMSE" in page and "residuals" in page and "&lt;b&gt;x&lt;/b&gt;" in page
+
+
+def test_score_histograms_are_drawn_one_per_class_each_to_its_own_scale() -> None:
+    """On one scale the actual 0s (ten times as many on bank marketing) flattened the 1s' bars to nothing;
+    each class now has its chart, its tallest bar full height, and the cut-off is marked on both."""
+    positive = [1] * 50 + [9] * 50
+    negative = [900] * 10 + [3] * 90
+    page = evaluation_html(
+        {
+            "EvaluationId": "ev-1",
+            "Status": "COMPLETED",
+            "PerformanceMetrics": {"Properties": {"BinaryAUC": "0.94"}},
+        },
+        {
+            "metrics": {
+                "threshold": 0.5,
+                "histograms": {
+                    "edges": [k / 100 for k in range(101)],
+                    "positive": positive,
+                    "negative": negative,
+                },
+            },
+            "alerts": [
+                {"name": "held-out", "passed": True, "message": "evaluated on held-out data"},
+                {"name": "leak", "passed": False, "message": "Possible target leak: 'registered'"},
+            ],
+        },
+        score_threshold=0.3,
+    )
+    charts = re.findall(r"<svg.*?</svg>", page)
+    assert [re.search(r"aria-label='([^']*)'", chart).group(1) for chart in charts] == [  # type: ignore[union-attr]
+        "scores of the actual 1s (500)",
+        "scores of the actual 0s (9,270)",
+    ]
+    for chart in charts:
+        heights = [float(h) for h in re.findall(r"<rect [^>]*height='([\d.]+)'", chart)]
+        assert max(heights) == 140  # HEIGHT: each chart is scaled to its own tallest bin
+        assert "cut-off 0.3: scores at or above it are predicted 1" in chart  # the model's threshold now
+    assert "<th style='text-align:left'>BinaryAUC</th><td>0.94</td>" in page
+    assert "✓ evaluated on held-out data" in page
+    assert "<b>✗ alert:</b> Possible target leak: &#x27;registered&#x27;" in page
+
+
+def test_categories_and_features_are_labelled_and_numbers_readable() -> None:
+    """Bars of categories and features showed their names only on hover; counts and sizes were raw API
+    numbers (``SizeInBytes 7007``)."""
+    statistics = {
+        "TotalRecordCount": 28_963,
+        "InvalidRecordCount": 0,
+        "Statistics": {
+            "target": {"name": "y", "type": "BINARY", "distribution": {"counts": {"0": 25_708, "1": 3_255}}},
+            "attributes": [
+                {
+                    "name": "job",
+                    "type": "CATEGORICAL",
+                    "topValues": [{"value": "blue-collar", "count": 6_523}],
+                },
+            ],
+        },
+    }
+    page = datasource_html(
+        {"DataSourceId": "ds-1", "Status": "COMPLETED", "DataSizeInBytes": 4_841_729}, statistics
+    )
+    assert "<th style='text-align:left'>Records</th><td>28,963</td>" in page
+    assert "<th style='text-align:left'>Size</th><td>4.8 MB</td>" in page
+    assert re.search(r"<text [^>]*>blue-collar<title>", page) and ">6,523</text>" in page
+    assert re.search(r"<text [^>]*>0<title>", page) and ">25,708</text>" in page
+    insights = {
+        "TopFeatures": [
+            {"feature": "duration=bin_0", "weight": -5.99},
+            {"feature": "month=mar", "weight": 1.2},
+        ]
+    }
+    model = model_html({"MLModelId": "ml-1", "Status": "COMPLETED", "SizeInBytes": 7_007}, insights)
+    assert "<td>7.0 KB</td>" in model and ">-5.99</text>" in model
+    assert re.search(r"<text [^>]*>duration=bin_0<title>", model) and "fill='#ff7f0e'" in model  # negative
+    batch = batch_prediction_html(
+        {
+            "BatchPredictionId": "bp-1",
+            "Status": "COMPLETED",
+            "TotalRecordCount": 12_225,
+            "InvalidRecordCount": 0,
+        }
+    )
+    assert "<h4>BatchPrediction bp-1</h4>" in batch and "<td>12,225</td>" in batch
+
+
+def test_a_confusion_matrix_names_its_classes_and_writes_its_counts() -> None:
+    """The matrix was squares of shades only: which row was which class, and how many records, showed only
+    on hover. A MULTICLASS model's top features (a weight per class) were left out of its display."""
+    matrix = heat_map(
+        ["6", "5", "a very long class name"], [[620, 187, 52], [259, 393, 2], [3, 0, 1]], title="m"
+    )
+    assert re.search(r"<text [^>]*>6<title>true 6</title>", matrix)
+    assert re.search(r"<text [^>]*>5<title>predicted 5</title>", matrix)
+    assert re.search(r">a very long…<title>true a very long class name</title>", matrix)
+    assert re.findall(r"<text [^>]*fill='(?:white|black)'>([\d,]+)</text>", matrix) == [
+        "620", "187", "52", "259", "393", "2", "3", "0", "1",
+    ]  # fmt: skip
+    features = [{"feature": "quantile_bin(total sulfur dioxide,5)=bin_3", "weight": {"3": -2.03, "6": 0.1}}]
+    page = model_html({"MLModelId": "ml-w", "MLModelType": "MULTICLASS"}, {"TopFeatures": features})
+    assert ">quantile_bin(total…ioxide,5)=bin_3 → 3<title>" in page and ">-2.03</text>" in page
+
+
+def test_a_text_attribute_shows_its_prominent_words() -> None:
+    """A TEXT attribute had no chart: only numeric and categorical ones were drawn."""
+    words = [{"word": "free", "count": 206, "targetCorrelation": 0.05}, {"word": "£", "count": 97}]
+    statistics = {
+        "Statistics": {"attributes": [{"name": "message", "type": "TEXT", "prominentWords": words}]}
+    }
+    page = datasource_html({"DataSourceId": "ds-sms", "Status": "COMPLETED"}, statistics)
+    assert "aria-label='message (prominent words)'" in page
+    assert re.search(r">free<title>", page) and ">206</text>" in page and re.search(r">£<title>", page)

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from cli_helpers import error_line, invoke, invoke_json
 from emrml.cli import app as cli_app
+from emrml.cli_common import JOB_FAILED_EXIT_CODE
 from emrml.config import Settings
 from emrml.engine.spark import submit
 from emrml.errors import IdempotentParameterMismatchException, InvalidInputException
@@ -73,8 +74,26 @@ def test_a_failed_step_stops_the_run_and_exits_non_zero(
     path, _, out = files
     broken = pipeline(tmp_path / "missing.csv", out)
     path.write_text(json.dumps(broken))
-    result = invoke("--home", str(tmp_path / "home"), "run", str(path), code=1)
+    # 2, as every command exits for a job that ended FAILED (1 is an internal error).
+    result = invoke("--home", str(tmp_path / "home"), "run", str(path), code=JOB_FAILED_EXIT_CODE)
     assert error_line(result).startswith("error: step 'ds-train' ended FAILED: ")
+
+
+def test_an_interrupted_run_says_how_to_resume(
+    files: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C during a run exited 130 without a word; it now says, as `wait` does, how to go on."""
+    path, data, out = files
+    path.write_text(json.dumps(pipeline(data, out)))
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt  # Ctrl-C while a step runs
+
+    monkeypatch.setattr(pipelines, "run", interrupted)
+    result = invoke("--home", str(tmp_path / "home"), "run", str(path), code=130)
+    assert error_line(result) == (
+        f"error: interrupted: the pipeline is not finished; `emrml run {path}` resumes it"
+    )
 
 
 def test_a_rerun_after_a_failure_runs_the_failed_steps_again(
@@ -88,7 +107,7 @@ def test_a_rerun_after_a_failure_runs_the_failed_steps_again(
     document = pipeline(data, out)
     document["Steps"][4]["CreateDataSourceFromS3"]["DataSpec"]["DataLocationS3"] = str(missing)
     path.write_text(json.dumps(document))
-    invoke("--home", home, "run", str(path), code=1)
+    invoke("--home", home, "run", str(path), code=JOB_FAILED_EXIT_CODE)
     missing.write_bytes(data.read_bytes())
     ran = invoke_json("--home", home, "run", str(path))
     assert [(step["Id"], step["Status"], step["Skipped"]) for step in ran] == [

@@ -10,6 +10,7 @@ quickstart and ``emrml.cli_server`` the server, its users and keys.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable
 from enum import StrEnum
@@ -29,20 +30,22 @@ from emrml.cli_common import (
     call_and_report,
     command_group,
     hoist_global_options,
+    named_as_options,
     present,
     print_json,
-    print_sections,
     reports_errors,
     state,
 )
-from emrml.cli_objects import KINDS, ModelType, report_created
+from emrml.cli_objects import KINDS, ModelType, print_view, report_created
 from emrml.config import Settings
 from emrml.core.json_text import load_json
-from emrml.errors import InvalidInputException
-from emrml.library import absolute_location, absolute_uri
+from emrml.errors import InvalidInputException, ResourceNotFoundException
+from emrml.library import absolute_uri, unknown_attribute_warnings
 
 if TYPE_CHECKING:
     import click
+
+    from emrml.service.app import EmrML
 
 __all__ = ["JOB_FAILED_EXIT_CODE", "app"]
 
@@ -139,7 +142,7 @@ def datasource_create(
 ) -> None:
     """Create a datasource from a CSV file, wait for it (with a progress bar) and show it."""
     current = state(ctx)
-    location = absolute_location(data, what="--data")
+    location = current.existing_location(data, what="--data")
     if (schema is None) == (not infer_schema):
         raise InvalidInputException("give exactly one of --schema FILE and --infer-schema")
     if not infer_schema and (target or row_id):
@@ -148,11 +151,7 @@ def datasource_create(
     if schema is not None:
         schema_text = _read_schema_file(schema, service.settings)
     else:
-        from emrml.core.arrow import skip_pandas_probe
-
-        skip_pandas_probe()  # the inference reads a sample of the data with Arrow, in this process
-        request = {"DataLocationS3": location, "TargetAttributeName": target, "RowId": row_id}
-        schema_text = service.call("InferDataSchema", present(request))["DataSchema"]
+        schema_text = _infer_schema(service, location, target, row_id)["DataSchema"]
     spec = {"DataLocationS3": location, "DataSchema": schema_text, "DataRearrangement": rearrangement}
     request = {
         "DataSourceId": datasource_id,
@@ -160,8 +159,40 @@ def datasource_create(
         "DataSpec": present(spec),
         "ComputeStatistics": not no_statistics,
     }
-    response = service.call("CreateDataSourceFromS3", present(request))
+    with named_as_options({"DataRearrangement": "--rearrangement"}):
+        response = service.call("CreateDataSourceFromS3", present(request))
     report_created(current, "DataSource", datasource_id, response, no_wait)
+
+
+@datasource_app.command("infer-schema")
+@reports_errors
+def datasource_infer_schema(
+    ctx: typer.Context,
+    data: str = typer.Option(..., "--data", help="CSV file or folder (a local path or an s3:// URI)."),
+    target: str | None = typer.Option(None, "--target", help="Target attribute."),
+    row_id: str | None = typer.Option(None, "--row-id", help="Row id attribute."),
+) -> None:
+    """Print the schema --infer-schema would use, to review and edit, then give with --schema FILE.
+
+    E.g. `emrml datasource infer-schema --data wine.csv --target quality > wine.schema`, change the
+    target's type to CATEGORICAL for a MULTICLASS model or list leaking columns in excludedAttributeNames,
+    then `emrml datasource create --id ds-wine --data wine.csv --schema wine.schema`.
+    """
+    current = state(ctx)
+    result = _infer_schema(current.service(), current.existing_location(data, what="--data"), target, row_id)
+    if current.json:
+        print_json(result)
+    else:
+        # Not through rich: the output is a file's content, and rich would wrap and colour it.
+        typer.echo(json.dumps(json.loads(result["DataSchema"]), indent=2))
+
+
+def _infer_schema(service: EmrML, location: str, target: str | None, row_id: str | None) -> dict[str, Any]:
+    from emrml.core.arrow import skip_pandas_probe
+
+    skip_pandas_probe()  # the inference reads a sample of the data with Arrow, in this process
+    request = {"DataLocationS3": location, "TargetAttributeName": target, "RowId": row_id}
+    return service.call("InferDataSchema", present(request))
 
 
 @model_app.command("create")
@@ -169,7 +200,9 @@ def datasource_create(
 def model_create(
     ctx: typer.Context,
     model_id: str = typer.Option(..., "--id", help="Model id (letters, digits, - _ .)."),
-    model_type: ModelType = typer.Option(..., "--type", help="What the target is: 0/1, a class, a number."),
+    model_type: ModelType = typer.Option(
+        ..., "--type", help="What the target is: 0/1, a class, a number.", case_sensitive=False
+    ),
     datasource_id: str = typer.Option(
         ..., "--datasource", help="Training datasource id (created with statistics)."
     ),
@@ -279,10 +312,8 @@ def evaluation_show(
         raise InvalidInputException(
             f"--threshold applies to BINARY models; {evaluation_id} evaluates a {model_type} model"
         )
-    if current.json:
-        print_json(described)
-    else:
-        print_sections(current, render.evaluation_view(described, current.console.width, threshold))
+    sections = None if current.json else render.evaluation_view(described, current.console.width, threshold)
+    print_view(current, "Evaluation", described, sections)
 
 
 # ------------------------------------------------------------------------------------------ batch prediction
@@ -355,7 +386,7 @@ def predict(
     if not isinstance(values, dict):
         raise InvalidInputException("--record must be a JSON object of attribute names to values")
     service = current.service()
-    model = service.call("GetMLModel", {"MLModelId": model_id})
+    model = service.call("GetMLModel", {"MLModelId": model_id, "Verbose": True})
     endpoint = (model.get("EndpointInfo") or {}).get("EndpointUrl", "")
     request = {"MLModelId": model_id, "Record": values, "PredictEndpoint": endpoint}
     result = service.call("Predict", request)
@@ -363,7 +394,8 @@ def predict(
         print_json(result)
     else:
         current.console.print(render.prediction_view(result["Prediction"]))
-    for line in prediction_warnings(result["Prediction"]):
+    names = [a["attributeName"] for a in json.loads(model.get("Schema") or "{}").get("attributes", [])]
+    for line in prediction_warnings(result["Prediction"]) + unknown_attribute_warnings(values, names):
         typer.echo(f"warning: {line}", err=True)
 
 
@@ -385,18 +417,23 @@ def prediction_warnings(prediction: dict[str, Any]) -> list[str]:
 # ---------------------------------------------------------------------------------------------- tags
 
 
+TYPE_HELP = "Object type (default DataSource)."
+
+
 @tags_app.command("add")
 @reports_errors
 def tags_add(
     ctx: typer.Context,
     resource_id: str = typer.Option(..., "--id", help="Object id."),
-    resource_type: ResourceType = typer.Option(ResourceType.DataSource, "--type", help="Object type."),
+    resource_type: ResourceType | None = typer.Option(None, "--type", help=TYPE_HELP),
     tags: list[str] = typer.Argument(..., help="KEY=VALUE pairs (KEY alone: a tag without value)."),
 ) -> None:
     """Add tags to an object; an existing key gets the new value."""
+    resource_type = _tagged(ctx, resource_type)
     request = {"ResourceId": resource_id, "ResourceType": resource_type.value, "Tags": _parse_tags(tags)}
-    message = f"Tagged {resource_type.value} {resource_id} with {len(tags)} tag(s)."
-    call_and_report(state(ctx), "AddTags", request, message)
+    _tags_call(
+        ctx, "AddTags", request, f"Tagged {resource_type.value} {resource_id} with {len(tags)} tag(s)."
+    )
 
 
 @tags_app.command("list")
@@ -404,15 +441,13 @@ def tags_add(
 def tags_list(
     ctx: typer.Context,
     resource_id: str = typer.Option(..., "--id", help="Object id."),
-    resource_type: ResourceType = typer.Option(ResourceType.DataSource, "--type", help="Object type."),
+    resource_type: ResourceType | None = typer.Option(None, "--type", help=TYPE_HELP),
 ) -> None:
     """List an object's tags."""
+    resource_type = _tagged(ctx, resource_type)
     current = state(ctx)
-    result = current.service().call(
-        "DescribeTags", {"ResourceId": resource_id, "ResourceType": resource_type.value}
-    )
+    result = _tags_call(ctx, "DescribeTags", {"ResourceId": resource_id, "ResourceType": resource_type.value})
     if current.json:
-        print_json(result)
         return
     tags = result.get("Tags", [])
     current.console.print(
@@ -425,13 +460,44 @@ def tags_list(
 def tags_delete(
     ctx: typer.Context,
     resource_id: str = typer.Option(..., "--id", help="Object id."),
-    resource_type: ResourceType = typer.Option(ResourceType.DataSource, "--type", help="Object type."),
+    resource_type: ResourceType | None = typer.Option(None, "--type", help=TYPE_HELP),
     keys: list[str] = typer.Argument(..., help="Tag keys to remove (unknown keys are ignored)."),
 ) -> None:
     """Delete tags of an object by key."""
+    resource_type = _tagged(ctx, resource_type)
     request = {"ResourceId": resource_id, "ResourceType": resource_type.value, "TagKeys": keys}
-    message = f"Removed {len(keys)} tag key(s) from {resource_type.value} {resource_id}."
-    call_and_report(state(ctx), "DeleteTags", request, message)
+    _tags_call(
+        ctx,
+        "DeleteTags",
+        request,
+        f"Removed {len(keys)} tag key(s) from {resource_type.value} {resource_id}.",
+    )
+
+
+def _tagged(ctx: typer.Context, resource_type: ResourceType | None) -> ResourceType:
+    """The ``--type`` given, else DataSource (remembered as not given, for ``_tags_call``'s error)."""
+    ctx.meta["emrml.type_given"] = resource_type is not None
+    return resource_type or ResourceType.DataSource
+
+
+def _tags_call(
+    ctx: typer.Context, operation: str, request: dict[str, Any], message: str = ""
+) -> dict[str, Any]:
+    """Call a tags operation and print its output (json) or ``message``. ``--type`` defaults to DataSource:
+    a model's id given without it is "not found" as a datasource, and the error says which type was meant."""
+    current = state(ctx)
+    try:
+        result = current.service().call(operation, request)
+    except ResourceNotFoundException as exc:
+        if ctx.meta.get("emrml.type_given"):
+            raise
+        hint = "--type is DataSource unless given: MLModel, Evaluation or BatchPrediction for other objects"
+        raise ResourceNotFoundException(f"{exc.message} ({hint})") from None
+    if current.json:
+        print_json(result)
+    elif message:
+        current.console.print(message)
+    return result
 
 
 # ---------------------------------------------------------------------------------------------- requests

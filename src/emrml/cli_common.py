@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -30,7 +31,8 @@ JOB_FAILED_EXIT_CODE = InvalidInputException.exit_code
 EXIT_CODES_HELP = (
     "Exit codes: 0 success, 1 internal error, 2 invalid input (including an object whose job ended FAILED), "
     "3 object not found, 4 idempotency mismatch, 5 limit exceeded, 6 model not mounted for predictions, "
-    "7 access denied, 130 interrupted while waiting for a job (its wait command runs it again)."
+    "7 access denied (by emrml, S3 or a file's permissions), "
+    "130 interrupted while waiting for a job (its wait command runs it again)."
 )
 
 P = ParamSpec("P")
@@ -58,10 +60,29 @@ class State:
     # No markup: names and messages are user text and may contain square brackets.
     console: Console = field(default_factory=lambda: Console(markup=False))
     _service: EmrML | None = None
+    _settings: Settings | None = None
 
     @property
     def json(self) -> bool:
         return self.output is Output.json
+
+    @property
+    def settings(self) -> Settings:
+        """The settings, loaded on first use."""
+        if self._settings is None:
+            self._settings = Settings.load(home=self.home)
+        return self._settings
+
+    def existing_location(self, data: str, *, what: str) -> str:
+        """``library.absolute_location`` of ``data`` (InvalidInputException naming ``what`` when nothing is
+        there). Storage (the S3 endpoint, encryption) is configured from the settings first: a command
+        checks its locations before it opens the service, which would configure it, and they must be
+        looked for where the service will read them, not in AWS's S3."""
+        from emrml.library import absolute_location
+        from emrml.storage.locations import configure
+
+        configure(self.settings)
+        return absolute_location(data, what=what)
 
     def service(self, *, runs_jobs: bool = False) -> EmrML:
         """The service, opened on first use. ``runs_jobs``: the command will run a job, so the job fork
@@ -74,7 +95,7 @@ class State:
             # Imported here so that --help and argument errors do not pay for the service's imports.
             from emrml.service.app import EmrML
 
-            self._service = EmrML(Settings.load(home=self.home))
+            self._service = EmrML(self.settings)
         return self._service
 
     def close(self) -> None:
@@ -109,6 +130,20 @@ def reports_errors(function: Callable[P, R]) -> Callable[P, R]:
             raise fail(f"internal error: {type(exc).__name__}: {exc}", 1) from None
 
     return run
+
+
+@contextmanager
+def named_as_options(options: Mapping[str, str]) -> Iterator[None]:
+    """Within: an invalid-input error about a request member the user gave as an option (``options`` maps
+    members to options) starts with that option, e.g. ``--disk-per-node: DiskPerNode '800XB': unknown
+    unit``: the service's messages name the API's members, which the user never typed."""
+    try:
+        yield
+    except InvalidInputException as exc:
+        for member, option in options.items():
+            if exc.message.startswith(f"{member} "):
+                raise InvalidInputException(f"{option}: {exc.message}") from None
+        raise
 
 
 def present(members: Mapping[str, Any]) -> dict[str, Any]:
@@ -171,7 +206,8 @@ def hoist_global_options(args: list[str]) -> list[str]:
 
 
 def job_progress(current: State) -> Any:
-    """The rich progress bar jobs are waited with: on stderr, gone when done, off for --output json."""
+    """The rich progress bar jobs are waited with: on stderr, gone when done, off for --output json and
+    when stderr is not a terminal (a log or a pipe: rich would draw nothing there but an empty line)."""
     from rich.progress import (
         BarColumn,
         Progress,
@@ -181,13 +217,14 @@ def job_progress(current: State) -> Any:
         TimeElapsedColumn,
     )
 
+    console = Console(stderr=True)
     return Progress(
         SpinnerColumn(),
         TextColumn("{task.description}", markup=False),
         BarColumn(),
         TaskProgressColumn(),
         TimeElapsedColumn(),
-        console=Console(stderr=True),
+        console=console,
         transient=True,
-        disable=current.json,
+        disable=current.json or not console.is_terminal,
     )

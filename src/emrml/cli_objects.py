@@ -229,7 +229,11 @@ def _commands(kind: Kind) -> dict[str, Callable[..., None]]:
             inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
             *(
                 inspect.Parameter(
-                    f.parameter, keyword, annotation=f.type, default=typer.Option(None, f.option, help=f.help)
+                    f.parameter,
+                    keyword,
+                    annotation=f.type,
+                    # --type binary, --status completed: the values are the API's, any case accepted.
+                    default=typer.Option(None, f.option, help=f.help, case_sensitive=False),
                 )
                 for f in kind.filters
             ),
@@ -343,8 +347,17 @@ def require_completed(kind: str, entity_id: str, described: dict[str, Any]) -> N
         raise fail(message, JOB_FAILED_EXIT_CODE)
 
 
-def print_view(current: State, kind: str, described: dict[str, Any]) -> None:
+def print_view(
+    current: State, kind: str, described: dict[str, Any], sections: list[RenderableType] | None = None
+) -> None:
+    """The object's JSON, or its ``sections`` (default: its kind's view) and, while its job has not ended,
+    how to run it: without a server, a job accepted with --no-wait waits for its ``wait`` command."""
     if current.json:
         print_json(described)
-    else:
-        print_sections(current, KINDS[kind].view(described, current.console.width))
+        return
+    print_sections(current, sections or KINDS[kind].view(described, current.console.width))
+    entity = described[f"Get{kind}"]
+    if entity.get("Status") in ("PENDING", "INPROGRESS"):
+        label = KINDS[kind].label
+        entity_id = entity.get(KINDS[kind].id_member)
+        current.console.print(f"\n`emrml {label} wait {entity_id}` runs or awaits its job.", style="dim")

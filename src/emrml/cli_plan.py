@@ -8,7 +8,14 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from emrml.cli_common import present, print_json, print_sections, reports_errors, state
+from emrml.cli_common import (
+    named_as_options,
+    present,
+    print_json,
+    print_sections,
+    reports_errors,
+    state,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -26,19 +33,19 @@ def plan(
 ) -> None:
     """Say whether data fits a cluster's HDFS, the smallest cluster that holds it, and what each codec
     does to a sample of the data."""
-    from emrml.library import absolute_location
-
+    current = state(ctx)
     request = present(
         {
             "Nodes": nodes,
             "DiskPerNode": disk_per_node,
             "Data": data,
             "Codec": codec,
-            "SampleLocation": absolute_location(sample) if sample else None,
+            "SampleLocation": current.existing_location(sample, what="--sample") if sample else None,
         }
     )
-    current = state(ctx)
-    result = current.service().call("PlanCapacity", request)
+    options = {"Nodes": "--nodes", "DiskPerNode": "--disk-per-node", "Data": "--data", "Codec": "--codec"}
+    with named_as_options(options | {"SampleLocation": "--sample"}):
+        result = current.service().call("PlanCapacity", request)
     if current.json:
         print_json(result)
         return

@@ -9,7 +9,14 @@ from typing import Any
 
 import typer
 
-from emrml.cli_common import fail, job_progress, print_json, reports_errors, state
+from emrml.cli_common import (
+    JOB_FAILED_EXIT_CODE,
+    fail,
+    job_progress,
+    print_json,
+    reports_errors,
+    state,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -33,8 +40,7 @@ def run(
     ),
 ) -> None:
     """Run a pipeline's steps (datasources, models, evaluations, batch predictions) in order and exit 0
-    when every object COMPLETED; a re-run skips the completed ones."""
-    from emrml.library import absolute_location
+    when every object COMPLETED (2 at the first that ends FAILED); a re-run skips the completed ones."""
     from emrml.service import pipelines
     from emrml.storage.locations import read_text
 
@@ -45,7 +51,7 @@ def run(
         location = pipeline if "://" in pipeline else str(Path(pipeline).resolve())
         _print_emr_step(current, location, environment)
         return
-    location = absolute_location(pipeline, what="pipeline")
+    location = current.existing_location(pipeline, what="pipeline")
     service = current.service()
     if service.settings.engine == "spark":
         # One Spark application for the whole run, its jobs on this process's thread, as `serve --engine
@@ -58,13 +64,21 @@ def run(
         message = f"{pipeline}: {len(steps)} steps, in this order: " + ", ".join(s.id for s in steps)
         print_json({"Steps": [s.id for s in steps]}) if current.json else current.console.print(message)
         return
-    outcomes = _run(current, service, steps)
+    try:
+        outcomes = _run(current, service, steps)
+    except KeyboardInterrupt:
+        # As `wait` says for one object: the running step's worker ends with this process and its object
+        # is run again by the next run, which skips the steps already COMPLETED.
+        command = shlex.join(["emrml", "run", pipeline])
+        raise fail(f"interrupted: the pipeline is not finished; `{command}` resumes it", 130) from None
     if current.json:
         print_json([{"Id": o.step.id, "Status": o.status, "Skipped": o.skipped} for o in outcomes])
     failed = [outcome for outcome in outcomes if outcome.status != "COMPLETED"]
     if failed:
         step = failed[0].step
-        raise fail(f"step {step.id!r} ended {failed[0].status}: {failed[0].message or ''}".rstrip(": "), 1)
+        message = f"step {step.id!r} ended {failed[0].status}: {failed[0].message or ''}".rstrip(": ")
+        # The exit code every command gives an object whose job ended FAILED, not 1 (an internal error).
+        raise fail(message, JOB_FAILED_EXIT_CODE)
     if not current.json:
         for outcome in outcomes:
             note = " (already)" if outcome.skipped else ""

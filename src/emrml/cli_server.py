@@ -9,9 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import logging
 import os
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -247,23 +245,6 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _configure_logging() -> None:
-    """emrml's logs as ``LEVEL name: message`` lines and the access log as bare JSON lines, on stderr.
-
-    Idempotent: a second ``serve`` in one process (tests) does not duplicate the handlers.
-    """
-    emrml_logger, access = logging.getLogger("emrml"), logging.getLogger("emrml.access")
-    if any(getattr(handler, "emrml_serve", False) for handler in emrml_logger.handlers):
-        return
-    for logger, pattern in ((emrml_logger, "%(levelname)s %(name)s: %(message)s"), (access, "%(message)s")):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(pattern))
-        handler.emrml_serve = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-    access.propagate = False
-
-
 def _transport(tls: TlsSettings | None) -> str:
     if tls is None:
         return "plain HTTP"
@@ -368,6 +349,13 @@ def serve(
         "--console-process/--console-in-process",
         help="Serve the console from a process of its own (default), so pages never slow the API down.",
     ),
+    forwarded_allow_ips: str | None = typer.Option(
+        None,
+        "--forwarded-allow-ips",
+        help="The proxies in front (IP addresses and networks, comma-separated) whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed (default: the forwarded_allow_ips setting, else none: the "
+        "connection's address is the client's).",
+    ),
 ) -> None:
     """Serve the Amazon ML API (boto3, aws CLI) with SigV4 authentication and run queued jobs."""
     start_server(
@@ -385,6 +373,7 @@ def serve(
         tls_client_ca=tls_client_ca,
         tls_client_auth=tls_client_auth,
         console_process=console_process,
+        forwarded_allow_ips=forwarded_allow_ips,
     )
 
 
@@ -404,6 +393,7 @@ def start_server(
     tls_client_ca: str | None = None,
     tls_client_auth: str | None = None,
     console_process: bool = True,
+    forwarded_allow_ips: str | None = None,
 ) -> None:
     """``emrml serve`` with its options as plain values (the quickstart's ``--serve`` calls it too)."""
     from emrml.core.arrow import hide_pandas
@@ -413,12 +403,15 @@ def start_server(
     from emrml.service.logins import Logins, ensure_admin_password
     from emrml.service.metastore import home_lock
     from emrml.web import server
+    from emrml.web.access_log import configure_logging
     from emrml.web.tls import TlsSettings
 
     hide_pandas()
     console = Console(stderr=True, highlight=False)
-    settings = _settings(ctx)
     try:
+        settings = _settings(ctx)
+        if forwarded_allow_ips is not None:
+            settings = dataclasses.replace(settings, forwarded_allow_ips=forwarded_allow_ips)
         tls = TlsSettings.from_options(
             tls_cert or settings.tls_cert,
             tls_key or settings.tls_key,
@@ -453,7 +446,7 @@ def start_server(
             raise typer.Exit(2)
         settings = dataclasses.replace(settings, engine=engine)
         os.environ["EMRML_ENGINE"] = engine  # the server processes of --workers read their settings anew
-    _configure_logging()
+    configure_logging()
     try:
         service = EmrML(settings)
     except AmazonMLError as exc:
@@ -477,10 +470,12 @@ def start_server(
     if created is not None:
         _first_start_help(created[1], url)
     slots = settings.max_concurrent_jobs if workers_jobs is None else workers_jobs
+    proxies = settings.forwarded_allow_ips
     console.print(
         f"emrml API at {url} (listening on {host}:{port}"
         f"{f' with {workers} processes' if workers > 1 else ''}; {_transport(tls)}; "
-        f"{'no authentication' if no_auth else 'SigV4 authentication'}; up to {slots} job(s) at once)",
+        f"{'no authentication' if no_auth else 'SigV4 authentication'}; up to {slots} job(s) at once"
+        f"{f'; X-Forwarded-For believed from {proxies}' if proxies else ''})",
         markup=False,
         soft_wrap=True,
     )
@@ -506,7 +501,9 @@ def start_server(
                 "job_slots": slots,
                 "console_socket": socket_path,
             }
-            server.serve_workers(options, host, port, workers)
+            server.serve_workers(
+                options, host, port, workers, forwarded_allow_ips=settings.forwarded_allow_ips
+            )
             return
         app = server.create_app(
             service,
@@ -516,7 +513,7 @@ def start_server(
             console_socket=socket_path,
         )
         try:
-            server.serve(app, host, port, tls=tls)
+            server.serve(app, host, port, tls=tls, forwarded_allow_ips=settings.forwarded_allow_ips)
         except KeyboardInterrupt:
             pass
         finally:

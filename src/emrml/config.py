@@ -6,8 +6,10 @@ emrml runs with no configuration at all: home ``~/.emrml``, a SQLite metastore i
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +68,12 @@ class Settings:
     tls_key: str = ""
     tls_client_ca: str = ""
     tls_client_auth: str = ""
+    #: The proxies in front of ``emrml serve`` whose ``X-Forwarded-For`` / ``X-Forwarded-Proto`` are
+    #: believed: IP addresses and networks, comma-separated (``"10.0.0.5, 10.1.0.0/16"``). Empty (the
+    #: default): none, so the client address the console's login throttle counts and the access log records
+    #: is the connection's own, which a client cannot choose. emrml.toml may give an array;
+    #: ``--forwarded-allow-ips`` overrides it.
+    forwarded_allow_ips: str = ""
     #: SQL datasources: each RDS InstanceIdentifier / Redshift ClusterIdentifier a request may name, mapped to
     #: a connection URL without credentials (the request brings them), e.g. ``{"sales-db":
     #: "mysql://db.internal:3306", "warehouse": "postgresql://dw.internal:5439"}``: a ``[sql_connections]``
@@ -95,9 +103,12 @@ class Settings:
     #: Client-side encryption of S3 objects (storage/cse.py, docs/encryption.md): the key that encrypts
     #: what emrml writes and decrypts what it reads ("aes:<key file>", "rsa:<PEM file>", "kms:<key id>",
     #: "plugin:<module>:<factory>"; empty: none), older keys still accepted for reading (comma-separated,
-    #: same forms), and the KMS endpoint for kms: keys (empty: AWS).
+    #: same forms), and the KMS endpoint for kms: keys (empty: AWS). With a key set, an object without an
+    #: encryption envelope is refused (anyone who can write to the bucket could have put it there), unless
+    #: ``s3_cse_allow_plaintext`` is true (while migrating a bucket to client-side encryption).
     s3_cse_key: str = ""
     s3_cse_old_keys: str = ""
+    s3_cse_allow_plaintext: bool = False
     kms_endpoint_url: str = ""
     #: Where jobs run (engine/): "local" (this machine's processes) or "spark" (an Apache Spark application,
     #: engine/spark/, docs/spark.md). ``spark_master``: the Spark master URL (``local[N]``,
@@ -148,6 +159,15 @@ class Settings:
                 raise InvalidInputException(
                     f"setting {name} must be one of {', '.join(allowed)} (got {getattr(self, name)!r})"
                 )
+        object.__setattr__(self, "forwarded_allow_ips", proxy_addresses(self.forwarded_allow_ips))
+        for name in ("s3_endpoint_url", "kms_endpoint_url"):
+            url = getattr(self, name)
+            # Else every read of S3 failed later with botocore's "ValueError: Invalid endpoint", unnamed.
+            if url and not re.fullmatch(r"https?://[^/?#\s]+(/\S*)?", url):
+                raise InvalidInputException(
+                    f"setting {name} must be an http:// or https:// URL, e.g. http://127.0.0.1:9000 "
+                    f"(got {url!r})"
+                )
 
     @property
     def database_url(self) -> str:
@@ -182,6 +202,10 @@ class Settings:
         return cls(**_coerce(values))
 
 
+#: Comma-separated settings that emrml.toml may also give as an array, as it does the data roots.
+_COMMA_LISTS = ("forwarded_allow_ips",)
+
+
 def _coerce(values: dict[str, object]) -> dict[str, object]:
     types = {f.name: f.type for f in dataclasses.fields(Settings)}
     out: dict[str, object] = {}
@@ -194,17 +218,54 @@ def _coerce(values: dict[str, object]) -> dict[str, object]:
                 out[name] = Path(str(value)).expanduser()
             elif kind.startswith("tuple[Path"):
                 out[name] = _paths(value)
+            elif kind == "bool":
+                out[name] = _flag(value)
             elif kind == "int":
                 out[name] = int(value)  # type: ignore[call-overload]
             elif kind == "float":
                 out[name] = float(value)  # type: ignore[arg-type]
             elif kind.startswith("dict"):
                 out[name] = _mapping(name, value)
+            elif name in _COMMA_LISTS and isinstance(value, list):
+                out[name] = ",".join(str(item) for item in value)
             else:
                 out[name] = str(value)
         except ValueError:
             raise InvalidInputException(f"setting {name}: {value!r} is not a valid {kind}") from None
     return out
+
+
+def proxy_addresses(value: str) -> str:
+    """``value`` (IP addresses and networks, comma-separated) in canonical form; InvalidInputException
+    naming the first entry that is neither. uvicorn would take such an entry for a host name that never
+    matches, and ``*`` (every peer) would hand the choice of client address back to the clients."""
+    entries = []
+    for entry in (item.strip() for item in value.split(",")):
+        if not entry:
+            continue
+        try:
+            if "/" in entry:
+                entries.append(str(ipaddress.ip_network(entry, strict=False)))
+            else:
+                entries.append(str(ipaddress.ip_address(entry)))
+        except ValueError:
+            raise InvalidInputException(
+                f"setting forwarded_allow_ips: {entry!r} is not an IP address or network (e.g. 10.0.0.5, "
+                "10.1.0.0/16)"
+            ) from None
+    return ",".join(entries)
+
+
+def _flag(value: object) -> bool:
+    """A true/false setting: a TOML boolean, or (environment) true/false, 1/0, yes/no, on/off."""
+    if isinstance(value, bool):
+        return value
+    spelled = str(value).strip().lower()
+    if spelled in ("true", "1", "yes", "on"):
+        return True
+    if spelled in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(value)
 
 
 def _paths(value: object) -> tuple[Path, ...]:

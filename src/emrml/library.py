@@ -25,9 +25,11 @@ with the object's ``Message``.
 
 from __future__ import annotations
 
+import difflib
 import json
 import sys
 import uuid
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -77,6 +79,20 @@ def absolute_location(data: str | Path, *, what: str = "data") -> str:
     return location
 
 
+def unknown_attribute_warnings(record: dict[str, Any], names: list[str]) -> list[str]:
+    """The record's names that are none of the model's attributes, one sentence each: Predict ignores them
+    without a word, so a misspelt name ('Age', 'mesage') scores as a missing value."""
+    if not names:
+        return []
+    found = []
+    for key in record:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            found.append(f"{key!r} is not an attribute of the model{hint}; it was ignored")
+    return found
+
+
 def _new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
@@ -124,6 +140,7 @@ class Client:
         schema: SchemaArgument = None,
         *,
         target: str | None = None,
+        row_id: str | None = None,
         split: dict[str, Any] | None = None,
         complement: bool = False,
         id: str | None = None,
@@ -133,8 +150,9 @@ class Client:
         """Create a datasource over a CSV file (or every file of a folder) and wait until it is built.
 
         ``data``: a local path or an ``s3://`` URI. ``schema``: a schema file, the schema JSON as a dict,
-        or None (default) to infer one from the data. ``target``: the target attribute; with a given schema
-        it replaces the schema's ``targetAttributeName``. ``split``: the members of a DataRearrangement
+        or None (default) to infer one from the data (:meth:`infer_schema` shows it, to edit and pass here).
+        ``target``, ``row_id``: the target and row id attributes; with a given schema they replace its
+        ``targetAttributeName`` and ``rowId``. ``split``: the members of a DataRearrangement
         ``splitting`` (e.g. ``{"percentBegin": 0, "percentEnd": 70, "strategy": "random",
         "strategyParams": {"randomSeed": "k"}}``), or None (default) for every record; ``complement=True``
         takes the records the split leaves out. ``id``: default ``"ds-"`` and 12 random hex digits.
@@ -150,7 +168,7 @@ class Client:
         datasource_id = id or _new_id("ds")
         spec: dict[str, Any] = {
             "DataLocationS3": location,
-            "DataSchema": self._schema_text(location, schema, target),
+            "DataSchema": self._schema_text(location, schema, target, row_id),
         }
         if split is not None:
             spec["DataRearrangement"] = json.dumps({"splitting": {**split, "complement": complement}})
@@ -178,7 +196,8 @@ class Client:
         """Train a model on a datasource (a handle or an id) and wait until it is trained.
 
         ``model_type``: ``"BINARY"``, ``"MULTICLASS"`` or ``"REGRESSION"``. ``recipe``: recipe JSON text, a
-        ``Path`` to a recipe file, a dict, or None (default) for the suggested recipe. ``parameters``: the
+        recipe file (a ``Path``, or a string not starting with ``{``), a dict, or None (default) for the
+        suggested recipe. ``parameters``: the
         training parameters, e.g. ``{"sgd.maxPasses": 20, "sgd.shuffleType": "auto"}`` (values are sent as
         strings); default: the service's defaults. ``id``: default ``"ml-"`` and 12 random hex digits.
         """
@@ -186,7 +205,7 @@ class Client:
         request: dict[str, Any] = {
             "MLModelId": model_id,
             "MLModelType": model_type,
-            "TrainingDataSourceId": _id_of(datasource),
+            "TrainingDataSourceId": _id_of(datasource, DataSource),
         }
         if name is not None:
             request["MLModelName"] = name
@@ -217,8 +236,8 @@ class Client:
         evaluation_id = id or _new_id("ev")
         request = {
             "EvaluationId": evaluation_id,
-            "MLModelId": _id_of(model),
-            "EvaluationDataSourceId": _id_of(datasource),
+            "MLModelId": _id_of(model, Model),
+            "EvaluationDataSourceId": _id_of(datasource, DataSource),
         }
         if name is not None:
             request["EvaluationName"] = name
@@ -244,8 +263,8 @@ class Client:
         batch_id = id or _new_id("bp")
         request = {
             "BatchPredictionId": batch_id,
-            "MLModelId": _id_of(model),
-            "BatchPredictionDataSourceId": _id_of(datasource),
+            "MLModelId": _id_of(model, Model),
+            "BatchPredictionDataSourceId": _id_of(datasource, DataSource),
             "OutputUri": absolute_uri(output),
         }
         if name is not None:
@@ -254,12 +273,27 @@ class Client:
         self._wait("BatchPrediction", batch_id)
         return BatchPrediction(self, batch_id)
 
-    def _schema_text(self, location: str, schema: SchemaArgument, target: str | None) -> str:
+    def infer_schema(
+        self, data: str | Path, *, target: str | None = None, row_id: str | None = None
+    ) -> dict[str, Any]:
+        """The schema :meth:`datasource` infers when given none (``InferDataSchema``), as a dict to review
+        and change before passing it as ``schema``: e.g. a number-coded class typed ``CATEGORICAL`` for a
+        MULTICLASS model, or a column that leaks the target listed in ``excludedAttributeNames``."""
+        return json.loads(self._inferred_schema(absolute_location(data), target, row_id))
+
+    def _inferred_schema(self, location: str, target: str | None, row_id: str | None) -> str:
+        request = {"DataLocationS3": location}
+        if target is not None:
+            request["TargetAttributeName"] = target
+        if row_id is not None:
+            request["RowId"] = row_id
+        return self.service.call("InferDataSchema", request)["DataSchema"]
+
+    def _schema_text(
+        self, location: str, schema: SchemaArgument, target: str | None, row_id: str | None
+    ) -> str:
         if schema is None:
-            request = {"DataLocationS3": location}
-            if target is not None:
-                request["TargetAttributeName"] = target
-            return self.service.call("InferDataSchema", request)["DataSchema"]
+            return self._inferred_schema(location, target, row_id)
         if isinstance(schema, dict):
             document = dict(schema)
         else:
@@ -267,11 +301,13 @@ class Client:
                 text = Path(schema).expanduser().read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 raise InvalidInputException(f"schema {schema}: cannot read the file ({exc})") from None
-            if target is None:
+            if target is None and row_id is None:
                 return text  # as written: the service's errors then point into the file
             document = load_json(text, f"schema {schema}")
         if target is not None:
             document["targetAttributeName"] = target
+        if row_id is not None:
+            document["rowId"] = row_id
         return json.dumps(document)
 
     def _wait(self, kind: str, entity_id: str) -> dict[str, Any]:
@@ -315,24 +351,27 @@ class _ProgressLine:
             self.shown = text
 
 
-def _id_of(handle: DataSource | Model | str) -> str:
+def _id_of(handle: DataSource | Model | str, kind: type[DataSource] | type[Model]) -> str:
+    """The id of a handle of ``kind``, or an id as given. A handle of the other kind (a datasource where the
+    model goes) is refused naming both, rather than sent as an id the service then cannot find."""
     if isinstance(handle, str):
         return handle
-    if isinstance(handle, DataSource | Model):
+    if isinstance(handle, kind):
         return handle.id
-    kind = type(handle).__name__
-    raise InvalidInputException(f"expected a DataSource or Model handle or an id, not {kind}")
+    raise InvalidInputException(f"expected a {kind.__name__} handle or its id, not {type(handle).__name__}")
 
 
 def _recipe_text(recipe: str | Path | dict[str, Any]) -> str:
+    """The recipe's JSON text. A string is recipe JSON when it starts with ``{``, else a file's path, as
+    ``emrml model create --recipe`` reads it: ``recipe="bank.recipe"`` failed as invalid JSON."""
     if isinstance(recipe, dict):
         return json.dumps(recipe)
-    if isinstance(recipe, Path):
-        try:
-            return recipe.expanduser().read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InvalidInputException(f"recipe {recipe}: cannot read the file ({exc})") from None
-    return recipe
+    if isinstance(recipe, str) and recipe.lstrip().startswith("{"):
+        return recipe
+    try:
+        return Path(recipe).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInputException(f"recipe {recipe}: cannot read the file ({exc})") from None
 
 
 @dataclass(frozen=True)
@@ -418,7 +457,8 @@ class Model:
         this process: no real-time endpoint needed. The model is loaded on the first call and kept by the
         client while its status and ``ScoreThreshold`` stay as they were (each call checks them: a model
         deleted or given another threshold meanwhile is not scored as it was); :meth:`predictor` scores
-        many records without that check."""
+        many records without that check. A name that is not one of the model's attributes is ignored, as
+        Predict ignores it, with a warning naming the attribute it is closest to."""
         described = self.client.service.call("GetMLModel", {"MLModelId": self.id})
         version = tuple(
             described.get(member)
@@ -431,7 +471,10 @@ class Model:
         cache[self.id] = cached
         while len(cache) > PREDICTORS_KEPT:
             cache.popitem(last=False)
-        return cached[1].predict(record)
+        predictor = cached[1]
+        for message in unknown_attribute_warnings(record, predictor.schema.names):
+            warnings.warn(f"{self.id}: {message}", stacklevel=2)
+        return predictor.predict(record)
 
 
 @dataclass(frozen=True)
@@ -467,7 +510,9 @@ class Evaluation:
         """Jupyter's display: the metric, score histograms / confusion matrix / residuals, alerts."""
         from emrml.notebook import evaluation_html
 
-        return evaluation_html(self.describe(), _completed(lambda: self.insights))
+        request = {"EvaluationId": self.id}
+        result = _completed(lambda: self.client.service.call("GetEvaluationInsights", request)) or {}
+        return evaluation_html(self.describe(), result.get("Insights"), result.get("ScoreThreshold"))
 
 
 @dataclass(frozen=True)
@@ -519,11 +564,9 @@ class BatchPrediction:
 
     def _repr_html_(self) -> str:
         """Jupyter's display: status, model, datasource, output and record counts."""
-        from emrml.notebook import table
+        from emrml.notebook import batch_prediction_html
 
-        described = self.describe()
-        keys = ("Status", "MLModelId", "BatchPredictionDataSourceId", "OutputUri", "TotalRecordCount")
-        return f"<h4>BatchPrediction {self.id}</h4>" + table([(k, described.get(k, "")) for k in keys])
+        return batch_prediction_html(self.describe())
 
 
 def _completed(fetch: Any) -> Any:

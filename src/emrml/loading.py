@@ -3,12 +3,14 @@
 model = emrml.load_model("ml-bank")              # an MLModel id in $EMRML_HOME's metastore, or a .zip
 model.predict({"age": "32", "job": "services"})  # the Predict API's Prediction member
 emrml.score(model, table)                        # the scores of every row of an Arrow table
+emrml.score(model, [{"age": "32"}, {"age": "41"}])  # or of records, without Arrow or pandas at hand
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +67,9 @@ def _load_from_metastore(model_id: str, settings: Settings) -> Predictor:
 def score(model: Predictor, data: pa.Table | pa.RecordBatch | Any) -> np.ndarray:
     """Scores of every row of ``data``, in order, batch by batch (see ``Predictor.score_batch``).
 
-    ``data`` is an Arrow ``Table`` or ``RecordBatch``, or a pandas ``DataFrame`` when pandas is installed,
-    with a column per model input (other columns are ignored, a missing input is missing in every row).
+    ``data`` is an Arrow ``Table`` or ``RecordBatch``, a pandas ``DataFrame`` when pandas is installed,
+    with a column per model input (other columns are ignored, a missing input is missing in every row), or
+    a list of records as ``predict`` takes them (attribute name → value; a name left out is missing).
     Values may be strings or numbers. Returns ``(n,)`` probabilities of class 1 (BINARY), ``(n, K)``
     class probabilities in ``model.labels`` order (MULTICLASS) or ``(n,)`` values (REGRESSION).
     """
@@ -76,12 +79,33 @@ def score(model: Predictor, data: pa.Table | pa.RecordBatch | Any) -> np.ndarray
         batches = data.to_batches()
     elif type(data).__module__.startswith("pandas"):
         batches = pa.Table.from_pandas(data, preserve_index=False).to_batches()
+    elif isinstance(data, list | tuple) and all(isinstance(record, Mapping) for record in data):
+        batches = _records_table(data).to_batches()
     else:
         raise InvalidInputException(
-            f"score() takes an Arrow Table or RecordBatch or a pandas DataFrame, not {type(data).__name__}"
+            "score() takes an Arrow Table or RecordBatch, a pandas DataFrame or a list of records (dicts), "
+            f"not {type(data).__name__}"
         )
     parts = [model.score_batch(batch) for batch in batches if batch.num_rows]
     if parts:
         return np.concatenate(parts)
     width = len(model.labels or ()) if model.model_type == "MULTICLASS" else 0
     return np.zeros((0, width)) if width else np.zeros(0)
+
+
+def _records_table(records: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """Records as one table of string columns, a column per name any record has (null where a record lacks
+    it). Values are written as text, as Predict receives them: a column of "41" in one record and 41 in
+    another is one column, which Arrow's own conversion refused."""
+    names = list(dict.fromkeys(name for record in records for name in record))
+    for name in names:
+        if not isinstance(name, str):
+            raise InvalidInputException(f"score(): attribute names are strings, not {type(name).__name__}")
+    columns = {name: pa.array([_text(record.get(name)) for record in records], pa.string()) for name in names}
+    return pa.table(columns)
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return str(value).lower() if isinstance(value, bool) else str(value)

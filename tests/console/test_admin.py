@@ -168,3 +168,57 @@ def test_refused_user_and_group_forms_keep_what_was_typed(admin: Any) -> None:
     assert 'value="kept-user"' in user.text
     assert re.findall(r'value="(\w+)" checked', user.text) == ["predictors", "viewers"]
     assert 'value="short"' not in user.text
+
+
+def test_a_member_of_users_manages_its_own_access_keys_from_its_account(
+    anonymous: Any, installation: Installation
+) -> None:
+    """users allows its members their own access keys (iam:GetUser, ListAccessKeys, CreateAccessKey,
+    DeleteAccessKey on themselves): the account page links their user page, which opens without
+    iam:ListGroups and offers those changes only, naming the others."""
+    assert log_in(anonymous, "bob", BOB_PASSWORD).status_code == 303
+    account = anonymous.get("/console/account")
+    assert 'href="/console/users/bob" id="own-user"' in account.text
+    page = anonymous.get("/console/users/bob")
+    assert page.status_code == 200
+    offered = set(re.findall(r'name="action" value="([\w-]+)"', page.text))
+    assert offered == {"create-key"}
+    note = re.search(r'<p class="hint" id="refused-note">([^<]*)</p>', page.text)
+    assert note and "iam:UpdateUser" in note.group(1) and "iam:CreateAccessKey" not in note.group(1)
+    token = login_token(page.text)
+    created = anonymous.post("/console/users/bob", data={"csrf_token": token, "action": "create-key"})
+    assert created.status_code == 200 and 'id="new-key-secret"' in created.text
+    (key,) = anonymous.get("/console/users/bob?format=json").json()["AccessKeys"]
+    assert 'value="delete-key"' in anonymous.get("/console/users/bob").text
+    deleted = anonymous.post(
+        "/console/users/bob", data={"csrf_token": token, "action": "delete-key", "key": key["AccessKeyId"]}
+    )
+    assert deleted.status_code == 303
+    assert anonymous.get("/console/users/bob?format=json").json()["AccessKeys"] == []
+    assert anonymous.get("/console/users/admin").status_code == 403
+    assert 'href="/console/users"' not in page.text  # the list of users is not bob's to open
+
+
+def test_an_auditor_who_may_only_read_users_and_groups_is_offered_no_change(
+    anonymous: Any, installation: Installation
+) -> None:
+    from emrml.service.logins import Logins
+
+    access, name = installation.service.access, f"audrey-{uuid.uuid4().hex[:6]}"
+    access.create_group(f"{name}-group")
+    reading = ["iam:ListUsers", "iam:GetUser", "iam:ListGroups", "iam:GetGroup"]
+    access.add_statement(f"{name}-group", {"Effect": "Allow", "Action": reading, "Resource": "*"})
+    access.create_user(name, (f"{name}-group",))
+    Logins(installation.service.sessions).set_password(name, f"{name}-password-1")
+    try:
+        assert log_in(anonymous, name, f"{name}-password-1").status_code == 303
+        for path in ("/console/users", "/console/groups", "/console/users/bob", "/console/groups/users"):
+            page = anonymous.get(path)
+            assert page.status_code == 200, path
+            assert 'method="post" class' not in page.text.split("</header>", 1)[1], path
+        keys = anonymous.get("/console/users/bob?format=json").json()
+        assert keys["AccessKeys"] == [] and keys["AccessKeysRefused"] == "iam:ListAccessKeys"
+        assert "iam:DeleteGroup" in anonymous.get("/console/groups/users").text
+    finally:
+        access.delete_user(name)
+        access.delete_group(f"{name}-group")

@@ -127,3 +127,32 @@ def test_the_capacity_planner_says_who_may_not_plan_and_refuses_with_a_403(nobod
     refused = nobody.get("/console/capacity?nodes=3&disk=800GB&data=1TB&format=json")
     assert refused.status_code == 403
     assert "machinelearning:PlanCapacity" in refused.json()["Errors"]["general"]
+
+
+#: The menu's pages that a user may be refused: the lists (Describe*) and the storage browser.
+MENU = {
+    "/console/datasources": "machinelearning:DescribeDataSources",
+    "/console/models": "machinelearning:DescribeMLModels",
+    "/console/evaluations": "machinelearning:DescribeEvaluations",
+    "/console/batch-predictions": "machinelearning:DescribeBatchPredictions",
+    "/console/storage": "storage:Read",
+}
+
+
+def _menu(client: Any) -> set[str]:
+    nav = re.search(r'<nav aria-label="Main">(.*?)</nav>', client.get("/console/").text, re.DOTALL)
+    assert nav
+    return set(re.findall(r'href="([^"]+)"', nav.group(1)))
+
+
+@pytest.mark.parametrize("who", ["nobody", "predictor", "admin"])
+def test_the_menu_offers_only_the_pages_the_user_may_open(who: str, request: pytest.FixtureRequest) -> None:
+    """A predictor's menu has no list it would be refused, a user without storage grants no storage
+    browser; every page the menu offers opens."""
+    client = request.getfixturevalue(who)
+    offered = _menu(client)
+    assert {"/console/", "/console/jobs", "/console/capacity"} <= offered
+    expected = set(MENU) if who == "admin" else set()
+    assert {path for path in MENU if path in offered} == expected
+    for path in offered:
+        assert client.get(path).status_code == 200, path

@@ -1,7 +1,7 @@
 """A number typed into a console form or query is read as the API reads numbers: ASCII digits (and for
-decimals a sign, a point and an exponent), nothing else. Python's spellings (``1_0``, surrounding spaces,
-other scripts' digits, ``inf``) are the field's error, named by field, never a value the user did not
-type."""
+decimals a sign, a point and an exponent), nothing else. Python's spellings (``1_0``, other scripts' digits,
+``inf``) are the field's error, named by field, never a value the user did not type. Whitespace around the
+number is left out, as the API strips its ``sgd.*`` parameters."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from console_helpers import DATASOURCE, EVALUATION, MODEL, Installation, login_t
 from emrml.samples import bank_sample_schema
 
 #: Spellings that ``int()`` or ``float()`` read as a number and the console must not.
-PYTHON_SPELLINGS = ["1_0", " 7 ", "٣", "7\n", "\u2007" + "5"]
+PYTHON_SPELLINGS = ["1_0", "٣", "7 7", "\u2007" + "٥"]
+#: Whitespace around a number, which the API's ``sgd.*`` parameters strip too: the number all the same.
+SURROUNDED = [" 7 ", "7\n", "\t7", "\u2007" + "7"]
 
 
 def _send(admin: Any, path: str, form: dict[str, str]) -> Any:
@@ -33,8 +35,8 @@ def test_a_custom_models_passes_are_ascii_digits_only(admin: Any, typed: str) ->
 
 #: Decimal fields' spellings: in the field's range as ``float()`` reads them, or no finite number.
 DECIMAL_SPELLINGS = [
-    *(("l1", typed) for typed in ("0_1", " 0.1 ", "٠.١", "0.1\n", "nan")),
-    *(("size", typed) for typed in ("1_0", " 7 ", "٣", "7\n", "inf", "1e999")),
+    *(("l1", typed) for typed in ("0_1", "٠.١", "0. 1", "nan")),
+    *(("size", typed) for typed in ("1_0", "٣", "7 7", "inf", "1e999")),
 ]
 
 
@@ -65,7 +67,7 @@ def test_a_datasource_splits_percentage_is_ascii_digits_only(
     }
 
 
-@pytest.mark.parametrize("typed", ["0_1", " 0.5 ", "٠.٥", "nan", ".5_0", "0.5\n"])
+@pytest.mark.parametrize("typed", ["0_1", "٠.٥", "nan", ".5_0", "0. 5"])
 def test_a_threshold_is_a_plain_decimal(admin: Any, installation: Installation, typed: str) -> None:
     before = installation.service.call("GetMLModel", {"MLModelId": MODEL})["ScoreThreshold"]
     saved = _send(admin, f"/console/models/{MODEL}/threshold", {"threshold": typed, "evaluation": EVALUATION})
@@ -85,4 +87,38 @@ def test_capacity_nodes_are_ascii_digits_only(admin: Any, typed: str) -> None:
     assert refused.status_code == 400
     assert refused.json()["Errors"] == {"nodes": f"Nodes must be a positive integer (got {typed!r})"}
     planned = admin.get("/console/capacity", params={**query, "nodes": "10"})
+    assert planned.status_code == 200 and "Plan" in planned.json()
+
+
+@pytest.mark.parametrize("around", SURROUNDED)
+def test_whitespace_around_a_number_is_left_out_as_the_api_strips_parameters(
+    admin: Any, installation: Installation, around: str
+) -> None:
+    """Each number field takes its number with whitespace around it: only the field given a bad value
+    (beside it in the same form) is refused, and a query's value is used."""
+    for field, typed, bad in (
+        ("passes", "7", "l1"),
+        ("l1", "0.1", "passes"),
+        ("l2", "1e-6", "passes"),
+        ("size", "7", "passes"),
+    ):
+        form = {"mode": "custom", "datasource": DATASOURCE, "type": "BINARY", bad: "many"}
+        form[field] = around.replace("7", typed)
+        refused = _send(admin, "/console/models/new", form)
+        assert refused.status_code == 400 and list(refused.json()["Errors"]) == [bad], (field, around)
+    split = {
+        "step": "create",
+        "location": str(installation.sample),
+        "schema": bank_sample_schema().to_json(),
+        "split": "train",
+        "percent": around,
+        "strategy": "bogus",
+    }
+    refused = _send(admin, "/console/datasources/new", split)
+    assert refused.status_code == 400 and list(refused.json()["Errors"]) == ["strategy"]
+    threshold = around.replace("7", "0.37")
+    shown = admin.get(f"/console/evaluations/{EVALUATION}", params={"threshold": threshold, "format": "json"})
+    assert shown.status_code == 200 and shown.json()["AtThreshold"]["threshold"] == 0.37
+    query = {"nodes": around, "disk": "800GB", "data": "3TB", "format": "json"}
+    planned = admin.get("/console/capacity", params=query)
     assert planned.status_code == 200 and "Plan" in planned.json()

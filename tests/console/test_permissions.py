@@ -3,12 +3,14 @@ layer first, and one the user may not take is left out or disabled, saying which
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from console_helpers import (
+    BOB_PASSWORD,
     DATASOURCE,
     EVALUATION,
     MODEL,
@@ -190,3 +192,104 @@ def test_the_create_forms_say_so_to_who_may_not_create(viewer: Any, admin: Any) 
         "/console/datasources/new", data={"csrf_token": login_token(viewer.get("/console/").text)}
     )
     assert "machinelearning:CreateDataSourceFromS3" in wizard.text
+
+
+def test_the_forms_that_need_storage_are_offered_only_with_a_storage_grant(
+    anonymous: Any, installation: Installation
+) -> None:
+    """A member of users may create datasources and batch predictions of its own but has no storage until a
+    group grants it: the data cannot be read nor the results written, so neither is offered, and the forms
+    say which permission is missing; granted it, both are offered."""
+    assert log_in(anonymous, "bob", BOB_PASSWORD).status_code == 303
+    forms = {"/console/datasources/new": "storage:Read", "/console/batch-predictions/new": "storage:Write"}
+    # Where each is offered: the home page and its kind's list.
+    offering = {
+        "/console/datasources/new": "/console/",
+        "/console/batch-predictions/new": "/console/batch-predictions",
+    }
+
+    def offered() -> set[str]:
+        return {path for path, page in offering.items() if path in anonymous.get(page).text}
+
+    assert offered() == set() and "/console/models/new" in anonymous.get("/console/").text
+    for path, action in forms.items():
+        shown = anonymous.get(path)
+        note = re.search(r'<p class="hint" id="refused-note">([^<]*)</p>', shown.text)
+        assert note and action in note.group(1) and "machinelearning:" not in note.group(1), path
+        assert 'disabled aria-describedby="refused-note"' in shown.text, path
+    access = installation.service.access
+    access.create_group("bob-storage")
+    folder = f"{(installation.home / 'data').resolve()}/*"
+    grant = {"Effect": "Allow", "Action": ["storage:Read", "storage:Write"], "Resource": [folder]}
+    access.add_statement("bob-storage", grant)
+    access.add_member("bob-storage", "bob")
+    try:
+        assert offered() == set(forms)
+        for path in forms:
+            assert 'id="refused-note"' not in anonymous.get(path).text, path
+    finally:
+        access.delete_group("bob-storage")
+
+
+def test_no_threshold_save_is_offered_while_the_models_endpoint_serves(
+    admin: Any, installation: Installation
+) -> None:
+    """UpdateMLModel refuses a threshold while the model has a real-time endpoint: the evaluation page
+    then offers no save (saying why) and still shows the counts at a typed threshold."""
+    service = installation.service
+    service.call("CreateRealtimeEndpoint", {"MLModelId": MODEL})
+    try:
+        page = admin.get(f"/console/evaluations/{EVALUATION}")
+        note = re.search(r'<p class="hint" id="refused-note">([^<]*)</p>', page.text)
+        assert page.status_code == 200 and note and "real-time endpoint is on" in note.group(1)
+        assert 'id="save-threshold" disabled aria-describedby="refused-note"' in page.text
+        assert 'data-saves="no"' in page.text and 'method="get"' in page.text
+        shown = admin.get(f"/console/evaluations/{EVALUATION}?threshold=0.4&format=json")
+        assert shown.status_code == 200 and shown.json()["AtThreshold"]["threshold"] == 0.4
+    finally:
+        service.call("DeleteRealtimeEndpoint", {"MLModelId": MODEL})
+    offered = admin.get(f"/console/evaluations/{EVALUATION}").text
+    assert 'data-saves="yes"' in offered and 'id="refused-note"' not in offered
+
+
+def test_a_models_batch_prediction_is_offered_only_with_somewhere_to_write_its_results(
+    installation: Installation,
+) -> None:
+    service, access, name = installation.service, installation.service.access, "bea-batcher"
+    access.create_group(f"{name}-group")
+    allowed = ["machinelearning:Get*", "machinelearning:Describe*", "machinelearning:CreateBatchPrediction"]
+    access.add_statement(f"{name}-group", {"Effect": "Allow", "Action": allowed, "Resource": "*"})
+    Identities(service.sessions, installation.home).create_user(name, (f"{name}-group",))
+    Logins(service.sessions).set_password(name, f"{name}-password-1")
+    path, form = f"/console/models/{MODEL}", f"/console/batch-predictions/new?model={MODEL}"
+    try:
+        with TestClient(create_app(service), follow_redirects=False) as client:
+            assert log_in(client, name, f"{name}-password-1").status_code == 303
+            page = client.get(path).text
+            note = re.search(r'<p class="hint" id="refused-note">([^<]*)</p>', page)
+            assert form not in html.unescape(page)
+            assert note and "storage:Write on any location" in note.group(1)
+            grant = {"Effect": "Allow", "Action": "storage:Write", "Resource": "/srv/out/*"}
+            access.add_statement(f"{name}-group", grant)
+            page = client.get(path).text
+            assert form in html.unescape(page) and "storage:Write" not in page
+    finally:
+        access.delete_user(name)
+        access.delete_group(f"{name}-group")
+
+
+def test_the_default_model_settings_are_offered_only_with_the_storage_they_read(
+    anonymous: Any, installation: Installation
+) -> None:
+    """The default settings split the data into two datasources (reading it) and evaluate: a member of
+    users without storage is sent to the custom settings, and the default form says what is missing."""
+    assert log_in(anonymous, "bob", BOB_PASSWORD).status_code == 303
+    home = anonymous.get("/console/").text
+    assert 'href="/console/models/new?mode=custom"' in home and 'href="/console/models/new"' not in home
+    listed = anonymous.get("/console/models").text
+    assert 'href="/console/models/new?mode=custom">Train a model' in listed
+    default = anonymous.get("/console/models/new").text
+    note = re.search(r'<p class="hint" id="refused-note">([^<]*)</p>', default)
+    assert note and "storage:Read" in note.group(1) and "CreateMLModel" not in note.group(1)
+    assert '<button type="submit" disabled aria-describedby="refused-note">Train</button>' in default
+    assert 'id="refused-note"' not in anonymous.get("/console/models/new?mode=custom").text

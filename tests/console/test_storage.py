@@ -9,6 +9,7 @@ import re
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from console_helpers import BOB_PASSWORD, Installation, log_in, login_token
@@ -282,6 +283,16 @@ def test_a_grant_of_a_folders_contents_covers_the_folder_and_a_deny_its_spelling
     for location in (f"{granted}/private/", f"{granted}/private", f"{granted}/private/../private"):
         refused = anonymous.get("/console/storage", params={"location": location})
         assert refused.status_code == 403 and "secret.csv" not in refused.text, location
+    # Granted one folder of a data root, the user lands in it, offered it and not the root it may not read.
+    landing = anonymous.get("/console/storage")
+    assert landing.status_code == 200 and "open.csv" in landing.text
+    twin = anonymous.get("/console/storage?format=json").json()
+    assert twin["Location"] == f"{granted}/" and twin["Roots"] == [] and twin["Granted"] == [f"{granted}/"]
+    links = re.findall(r'href="/console/storage\?location=([^"&]+)"', landing.text)
+    offered = {unquote(link) for link in links}
+    # Not its parent ("..": the data root) nor its denied subfolder, named as one the user may not open.
+    assert offered == {f"{granted}/"}
+    assert "private/ <small" in landing.text and "(you may not open it)" in landing.text
     # Nor may a datasource read it whole: the folder without its slash was not denied.
     spec = {"DataLocationS3": f"{granted}/private", "DataSchema": bank_sample_schema().to_json()}
     with pytest.raises(AccessDeniedException, match="storage:Read"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import json
+import re
 from pathlib import Path
 
 import cramjam
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import zstandard
 
-from emrml.errors import InvalidInputException
+from emrml.errors import InvalidInputException, ResourceNotFoundException
 from emrml.service.app import EmrML
 from emrml.service.metastore import DataSource
 
@@ -215,11 +216,7 @@ def _columns(entity: object) -> dict:
 @pytest.mark.parametrize(
     ("schema_text", "expected"),
     [
-        ('{"version": "1.0", "attributes": [', "not valid JSON"),
-        (
-            json.dumps({**SCHEMA, "attributes": [SCHEMA["attributes"][0], SCHEMA["attributes"][2]]}),
-            "2 attributes",
-        ),
+        ('{"version": "1.0", "attributes": [', "DataSchema is not valid JSON"),
         (
             json.dumps(
                 {
@@ -234,12 +231,22 @@ def _columns(entity: object) -> dict:
         ),
         (json.dumps({**SCHEMA, "targetAttributeName": "label"}), "label"),
     ],
-    ids=["malformed-json", "attribute-count", "unknown-type", "unknown-target"],
+    ids=["malformed-json", "unknown-type", "unknown-target"],
 )
-def test_schema_errors_fail_the_datasource(
+def test_a_malformed_data_schema_is_refused_at_once(
     app: EmrML, small_csv: Path, schema_text: str, expected: str
 ) -> None:
-    assert expected in failed(build(app, "ds-x", small_csv, schema_text))
+    """What the schema text alone shows wrong is a bad request (spec 1.1), as a malformed rearrangement
+    is: no datasource is left to fail later."""
+    with pytest.raises(InvalidInputException, match=re.escape(expected)):
+        build(app, "ds-x", small_csv, schema_text)
+    with pytest.raises(ResourceNotFoundException):
+        app.call("GetDataSource", {"DataSourceId": "ds-x"})
+
+
+def test_a_schema_that_does_not_fit_the_data_fails_the_datasource(app: EmrML, small_csv: Path) -> None:
+    two = json.dumps({**SCHEMA, "attributes": [SCHEMA["attributes"][0], SCHEMA["attributes"][2]]})
+    assert "2 attributes" in failed(build(app, "ds-x", small_csv, two))
 
 
 def test_target_column_entirely_missing(app: EmrML, tmp_path: Path) -> None:

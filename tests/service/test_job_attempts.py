@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import gzip
+import json
+import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_jobs import _pending_bank, _pending_batch_prediction
+from test_jobs import _pending_bank, _pending_batch_prediction, create_bank
 
 from cli_helpers import invoke
 from emrml.config import Settings
 from emrml.service.app import EmrML
-from emrml.service.metastore import BatchPrediction
+from emrml.service.metastore import ENTITY_CLASSES, BatchPrediction
 
 
 def test_a_given_up_attempt_still_running_keeps_to_its_own_temporary_folder(
@@ -72,31 +76,38 @@ def test_a_given_up_attempt_still_running_keeps_to_its_own_temporary_folder(
 
 
 def _stale_attempt_ends_after_the_next_completes(
-    app: EmrML, tag: str, held: threading.Event, done: threading.Event
+    app: EmrML,
+    tag: str,
+    held: threading.Event,
+    done: threading.Event,
+    kind: str = "BatchPrediction",
+    completed: Callable[[], None] = lambda: None,
 ) -> None:
-    """Attempt 1 of ``bp-<tag>`` runs on a thread until it sets ``held`` (from a hook of the test's) and
-    waits there for ``done``; the runner gives it up, attempt 2 runs to COMPLETED, and only then (``done``)
-    does attempt 1 go on to its end. (Both attempts run on threads of the test, as ``serve --engine spark``
-    runs jobs.)"""
+    """Attempt 1 of the job of ``kind`` ``<prefix>-<tag>`` runs on a thread until it sets ``held`` (from a
+    hook of the test's) and waits there for ``done``; the runner gives it up, attempt 2 runs to COMPLETED,
+    and only then (``done``, after a call of ``completed``) does attempt 1 go on to its end. (Both attempts
+    run on threads of the test, as ``serve --engine spark`` runs jobs.)"""
     from emrml.service.worker import run_job_in_this_process
 
-    entity_id = f"bp-{tag}"
-    first = app.jobs.claim("BatchPrediction", entity_id)
+    entity_id = {"BatchPrediction": "bp", "MLModel": "ml", "DataSource": "ds"}[kind] + f"-{tag}"
+    first = app.jobs.claim(kind, entity_id)
     stale = threading.Thread(
         target=run_job_in_this_process,
-        args=(app.settings, "BatchPrediction", entity_id, first),
+        args=(app.settings, kind, entity_id, first),
         kwargs={"worker": False},
         name="attempt-1",
     )
     stale.start()
     try:
         assert held.wait(120)
-        assert app.jobs._retry_or_fail("BatchPrediction", entity_id, first, "the worker stopped responding")
-        second = app.jobs.claim("BatchPrediction", entity_id)
+        assert app.jobs._retry_or_fail(kind, entity_id, first, "the worker stopped responding")
+        second = app.jobs.claim(kind, entity_id)
         assert second == first + 1
-        run_job_in_this_process(app.settings, "BatchPrediction", entity_id, second, worker=False)
-        completed = app.call("GetBatchPrediction", {"BatchPredictionId": entity_id})
-        assert completed["Status"] == "COMPLETED", completed.get("Message")
+        run_job_in_this_process(app.settings, kind, entity_id, second, worker=False)
+        with app.sessions() as session:
+            row = session.get(ENTITY_CLASSES[kind], entity_id)
+            assert row.status == "COMPLETED", row.message
+        completed()
     finally:
         done.set()
         stale.join(120)
@@ -121,8 +132,8 @@ def test_a_given_up_attempt_that_publishes_late_leaves_the_next_attempts_output_
     publish_file = batch.publish_file
     held, done = threading.Event(), threading.Event()
 
-    def slow_when_stale(source: str, target: str) -> None:
-        publish_file(source, target)
+    def slow_when_stale(source: str, target: str, *commit: Any) -> None:
+        publish_file(source, target, *commit)
         if threading.current_thread().name == "attempt-1":
             held.set()
             assert done.wait(120)
@@ -131,6 +142,92 @@ def test_a_given_up_attempt_that_publishes_late_leaves_the_next_attempts_output_
     _stale_attempt_ends_after_the_next_completes(app, "late", held, done)
     assert app.call("GetBatchPrediction", {"BatchPredictionId": "bp-late"})["Status"] == "COMPLETED"
     assert _output(out) == ["batch-prediction", "bp-late-data.csv.gz", "bp-late.manifest", "result"]
+
+
+@pytest.mark.parametrize("store", ["local", "s3"])
+def test_a_given_up_attempt_past_its_look_at_the_job_cannot_publish_over_the_next_attempts_output(
+    store: str,
+    app: EmrML,
+    shared_datasets: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
+    """Attempt 1 has scored and found that it still holds the job; its last write is under way (the
+    manifest's on a slow disk, a result's upload to S3) when the runner gives it up. Meanwhile the model's
+    ScoreThreshold changes and a second file joins the data, and attempt 2 completes the job with both.
+    Attempt 1's write must then not land over attempt 2's output: the COMPLETED batch prediction's manifest
+    names the results of both files, and its results give the best answers of the new threshold."""
+    from emrml.engine import batch
+    from emrml.storage import s3 as s3_storage
+
+    if store == "s3":
+        s3 = request.getfixturevalue("s3")
+        out, read = s3.uri("out/"), lambda key: s3.get("out/" + key)
+    else:
+        folder = tmp_path / "out"
+        out, read = str(folder) + "/", lambda key: (folder / key).read_bytes()
+    data = tmp_path / "data"
+    data.mkdir()
+    with open(shared_datasets / "bank_marketing" / "data.csv", encoding="utf-8") as source:
+        rows = [line for _, line in zip(range(3001), source, strict=False)]
+    (data / "data.csv").write_text("".join(rows))
+    create_bank(app, "ds-late", data, shared_datasets)
+    request_model = {"MLModelId": "ml-late", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-late"}
+    app.call("CreateMLModel", request_model)
+    assert app.wait("MLModel", "ml-late")["Status"] == "COMPLETED"
+    app.call(
+        "CreateBatchPrediction",
+        {
+            "BatchPredictionId": "bp-late",
+            "MLModelId": "ml-late",
+            "BatchPredictionDataSourceId": "ds-late",
+            "OutputUri": out,
+        },
+    )
+    held, done = threading.Event(), threading.Event()
+
+    def hold_the_stale_attempt() -> None:
+        if threading.current_thread().name == "attempt-1" and not held.is_set():
+            # Attempt 1 read the threshold (0.5) and listed the data at its start; attempt 2 will not.
+            app.call("UpdateMLModel", {"MLModelId": "ml-late", "ScoreThreshold": 0.2})
+            (data / "more.csv").write_text(rows[0] + "".join(rows[1:101]))
+            held.set()
+            assert done.wait(120)
+
+    if store == "s3":
+        finish = s3_storage.MultipartWriter.finish
+
+        def slow_upload(writer: Any, *commit: Any) -> None:
+            hold_the_stale_attempt()
+            finish(writer, *commit)
+
+        monkeypatch.setattr(s3_storage.MultipartWriter, "finish", slow_upload)
+    else:
+        atomic_write = batch.atomic_write
+
+        def slow_disk(location: str, *commit: Any) -> Any:
+            hold_the_stale_attempt()
+            return atomic_write(location, *commit)
+
+        monkeypatch.setattr(batch, "atomic_write", slow_disk)
+    _stale_attempt_ends_after_the_next_completes(app, "late", held, done)
+
+    completed = app.call("GetBatchPrediction", {"BatchPredictionId": "bp-late"})
+    assert completed["Status"] == "COMPLETED" and completed["TotalRecordCount"] == 3100
+    results = out + "batch-prediction/result/"
+    manifest = json.loads(read("batch-prediction/bp-late.manifest"))
+    assert sorted(manifest.values()) == [results + "bp-late-data.csv.gz", results + "bp-late-more.csv.gz"]
+    lines = gzip.decompress(read("batch-prediction/result/bp-late-data.csv.gz")).decode().splitlines()
+    assert lines[0] == "trueLabel,bestAnswer,score" and len(lines) == 3001
+    answers = [line.split(",")[1:] for line in lines[1:]]
+    assert all(answer == ("1" if float(score) >= 0.2 else "0") for answer, score in answers)
+    # ...which the old threshold would not all have given.
+    assert any(answer != ("1" if float(score) >= 0.5 else "0") for answer, score in answers)
+    if store == "local":
+        assert _output(folder) == [
+            "batch-prediction", "bp-late-data.csv.gz", "bp-late-more.csv.gz", "bp-late.manifest", "result"
+        ]  # fmt: skip
 
 
 def test_a_given_up_attempt_that_starts_its_scoring_late_keeps_the_next_attempts_manifest(
@@ -156,6 +253,44 @@ def test_a_given_up_attempt_that_starts_its_scoring_late_keeps_the_next_attempts
     _stale_attempt_ends_after_the_next_completes(app, "slow", held, done)
     assert app.call("GetBatchPrediction", {"BatchPredictionId": "bp-slow"})["Status"] == "COMPLETED"
     assert _output(out) == ["batch-prediction", "bp-slow-data.csv.gz", "bp-slow.manifest", "result"]
+
+
+@pytest.mark.parametrize("kind", ["DataSource", "MLModel"])
+def test_a_given_up_attempt_cannot_replace_the_file_the_next_attempt_completed_with(
+    kind: str, app: EmrML, shared_datasets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A datasource's row sample and a model's file have one name for every attempt of the job. Attempt 1
+    is given up as it writes its file (the disk slow, its heartbeats lost), and attempt 2 completes the
+    job; attempt 1's file must then not replace attempt 2's, which the COMPLETED object was recorded with
+    (the model's size, the datasource's suggested recipe)."""
+    from emrml.engine import training
+    from emrml.service import tasks
+
+    module, name = (tasks, "atomic_write") if kind == "DataSource" else (training, "save_artifact")
+    write = getattr(module, name)
+    held, done = threading.Event(), threading.Event()
+    written: list[int] = []
+
+    def slow_when_stale(*arguments: Any) -> Any:
+        if threading.current_thread().name == "attempt-1":
+            held.set()
+            assert done.wait(120)
+        return write(*arguments)
+
+    if kind == "DataSource":
+        _pending_bank(app, "ds-file", shared_datasets)
+        path = lambda: tasks.sample_path(app.settings, "ds-file")  # noqa: E731
+    else:
+        _pending_bank(app, "ds-file", shared_datasets)
+        assert app.wait("DataSource", "ds-file")["Status"] == "COMPLETED"
+        request = {"MLModelId": "ml-file", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-file"}
+        app.call("CreateMLModel", request)
+        path = lambda: training.artifact_path(app.settings, "ml-file")  # noqa: E731
+    monkeypatch.setattr(module, name, slow_when_stale)
+    completed = lambda: written.append(os.stat(path()).st_ino)  # noqa: E731
+    _stale_attempt_ends_after_the_next_completes(app, "file", held, done, kind, completed)
+    assert os.stat(path()).st_ino == written[0]
+    assert [p.name for p in path().parent.iterdir() if p.name.startswith(".")] == []  # no temporary left
 
 
 def test_a_job_given_up_by_its_runner_keeps_how_far_it_got_as_a_failed_job_does(
@@ -231,3 +366,93 @@ def test_a_failed_job_queued_again_gets_new_attempt_numbers_and_its_tries_anew(
     assert completed["Status"] == "COMPLETED", completed.get("Message")
     assert completed["NumberOfFiles"] == 1
     app.close()
+
+
+def test_the_temporary_files_of_a_killed_attempt_go_when_the_next_attempt_writes_the_file(
+    app: EmrML, shared_datasets: Path, tmp_path: Path
+) -> None:
+    """A worker killed while it wrote a datasource's sample, a model's file or a batch prediction's
+    manifest leaves a hidden temporary file beside it. The next attempt, which writes the file again and
+    completes the job, removes it: nothing of the killed attempt stays behind for good, in the home or in
+    the user's output folder."""
+    from emrml.engine.training import artifact_path
+    from emrml.service.tasks import sample_path
+
+    out = tmp_path / "out"
+    left = [
+        sample_path(app.settings, "ds-killed").with_name(".ds-killed.sample.arrow.0123456789abcdef.tmp"),
+        artifact_path(app.settings, "ml-killed").with_name(".ml-killed.zip.k1lled0_.tmp"),
+        out / "batch-prediction" / ".bp-killed.manifest.0123456789abcdef.tmp",
+    ]
+    for path in left:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half written")
+    _pending_batch_prediction(app, "killed", out, shared_datasets)
+    assert app.wait("BatchPrediction", "bp-killed")["Status"] == "COMPLETED"
+    assert [path for path in left if path.exists()] == []
+    assert _output(out) == ["batch-prediction", "bp-killed-data.csv.gz", "bp-killed.manifest", "result"]
+
+
+def test_a_stopping_server_queues_again_the_jobs_it_runs_on_its_threads(
+    app: EmrML, shared_datasets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``serve --engine spark`` runs jobs on its own threads. A restart is no failure of a job's there
+    either: stopping the server stops them at their next progress point and queues them again, their try
+    not counted, as it does jobs in worker processes (two restarts during a long training must not fail
+    it, as the process's death would on the next start: 'the process running this job is gone')."""
+    from emrml.service.metastore import DataSource
+    from emrml.service.worker import JobContext
+
+    _pending_bank(app, "ds-restart", shared_datasets)
+    report = JobContext.progress
+    running = threading.Event()
+
+    def until_the_server_stops(context: JobContext, fraction: float, message: str | None = None) -> None:
+        if not running.is_set():
+            running.set()
+            context.stopped.wait(20)
+        report(context, fraction, message)
+
+    monkeypatch.setattr(JobContext, "progress", until_the_server_stops)
+    app.jobs.in_process = True
+    thread = threading.Thread(target=app.jobs.wait, args=("DataSource", "ds-restart"))
+    thread.start()
+    try:
+        assert running.wait(60)
+        assert app.jobs.interrupt() == [("DataSource", "ds-restart")]
+    finally:
+        thread.join(60)
+    assert not thread.is_alive()
+    described = app.call("GetDataSource", {"DataSourceId": "ds-restart"})
+    assert described["Status"] == "PENDING", described.get("Message")
+    assert "stopped before it ended" in described["Message"]
+    with app.sessions() as session:
+        row = session.get(DataSource, "ds-restart")
+        assert (row.tries, row.attempts, row.worker) == (0, 1, None)
+
+
+def test_a_worker_whose_job_was_given_up_and_queued_again_is_stopped_so_the_job_runs_again(
+    app: EmrML, shared_datasets: Path
+) -> None:
+    """A worker whose heartbeats stopped (hung on a disk, stopped by a signal) has its job given up and
+    queued again, while its runner still waits for it: the runner stops it, and so runs the next attempt,
+    rather than wait for it for good (the server's scheduler starts no other runner for a job it runs)."""
+    import multiprocessing
+    import time
+
+    _pending_bank(app, "ds-hung", shared_datasets)
+    attempt = app.jobs.claim("DataSource", "ds-hung")
+    hung = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(120,), daemon=True)
+    hung.start()
+    assert app.jobs._retry_or_fail("DataSource", "ds-hung", attempt, "the worker stopped responding")
+    stopped: list[bool] = []
+    watcher = threading.Thread(
+        target=lambda: stopped.append(app.jobs._watch(hung, "DataSource", "ds-hung", attempt, None))
+    )
+    watcher.start()
+    watcher.join(60)
+    try:
+        assert stopped == [True] and not hung.is_alive()
+    finally:
+        hung.kill()
+        watcher.join()

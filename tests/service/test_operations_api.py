@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +23,7 @@ from emrml.errors import (
 )
 from emrml.service import operations, tags
 from emrml.service.app import EmrML
+from emrml.service.validation import optional_string, validate_request
 
 SCHEMA = json.dumps(
     {
@@ -256,6 +259,7 @@ def test_concurrent_add_tags_keep_to_the_limit(settings: Settings, monkeypatch) 
     [
         ("GetDataSourceStatistics", "DataSourceId"),
         ("GetMLModelInsights", "MLModelId"),
+        ("GetMLModelInputs", "MLModelId"),
         ("GetEvaluationInsights", "EvaluationId"),
         ("GetStream", "StreamId"),
         ("StopStream", "StreamId"),
@@ -271,6 +275,55 @@ def test_extension_operations_check_ids_like_amazon_ones(app: EmrML, operation: 
         app.call(operation, {member: ""})
     with pytest.raises(ResourceNotFoundException):
         app.call(operation, {member: "well-formed"})
+
+
+_CREDENTIALS = {"Username": "analyst", "Password": "secret-password"}
+
+
+@pytest.mark.parametrize(
+    ("operation", "request_body", "member"),
+    [
+        ("UpdateDataSource", {"DataSourceId": "ds-1", "DataSourceName": "a\x00b"}, "DataSourceName"),
+        ("DescribeDataSources", {"FilterVariable": "Name", "EQ": "a\x00b"}, "EQ"),
+        ("DescribeDataSources", {"FilterVariable": "DataLocationS3", "Prefix": "\x00"}, "Prefix"),
+        (
+            "CreateDataSourceFromRDS",
+            {
+                "DataSourceId": "ds-rds",
+                "RoleARN": "arn:aws:iam::000000000000:role/ml",
+                "RDSData": {
+                    "DatabaseInformation": {"InstanceIdentifier": "db", "DatabaseName": "bank"},
+                    "SelectSqlQuery": "SELECT 1\x00",
+                    "DatabaseCredentials": _CREDENTIALS,
+                    "S3StagingLocation": "/data/",
+                    "ResourceRole": "r",
+                    "ServiceRole": "s",
+                    "SubnetId": "subnet-1",
+                    "SecurityGroupIds": ["sg-1"],
+                },
+            },
+            "RDSData.SelectSqlQuery",
+        ),
+    ],
+)
+def test_text_holding_a_nul_character_is_bad_input_on_every_metastore(
+    app: EmrML, operation: str, request_body: dict, member: str
+) -> None:
+    """PostgreSQL cannot store or compare text with NUL in it: refused before the metastore sees it, on
+    every metastore alike, naming the member."""
+    create(app, "ds-1", "before")
+    with pytest.raises(InvalidInputException, match=rf"^{re.escape(member)} holds a NUL character"):
+        app.call(operation, request_body)
+    with pytest.raises(InvalidInputException, match=r"^DataSourceName holds a NUL character"):
+        create(app, "ds-2", "a\x00b")
+    assert ids(app.call("DescribeDataSources", {})) == ["ds-1"]
+    assert app.call("GetDataSource", {"DataSourceId": "ds-1"})["Name"] == "before"
+    # A Predict record is scored and its endpoint compared, never stored: they are data, whatever they hold.
+    record = {"MLModelId": "ml-1", "Record": {"x\x00": "1\x00"}, "PredictEndpoint": "http://h\x00"}
+    assert validate_request("Predict", record) is record
+    # The extension operations' text is checked alike (CreateStream stores its StreamName).
+    with pytest.raises(InvalidInputException, match=r"^StreamName holds a NUL character"):
+        optional_string({"StreamName": "a\x00"}, "StreamName")
 
 
 def ids(response: dict) -> list[str]:
@@ -334,6 +387,47 @@ def test_describe_filters_sort_and_pages(app: EmrML) -> None:
     assert "ds-3" not in ids(app.call("DescribeDataSources", {}))
     assert ids(app.call("DescribeDataSources", {"FilterVariable": "Status", "EQ": "DELETED"})) == ["ds-3"]
     assert len(ids(app.call("DescribeDataSources", {"FilterVariable": "Status", "EQ": "PENDING"}))) == 4
+
+
+def _reforged(token: str, after: list) -> str:
+    """``token`` with another sort value and id: what anyone who decodes a token can send."""
+    payload = json.loads(base64.urlsafe_b64decode(token))
+    return base64.urlsafe_b64encode(json.dumps({**payload, "after": after}).encode()).decode()
+
+
+@pytest.mark.parametrize(
+    ("request_body", "after"),
+    [
+        ({}, ["a time?", "ds-1"]),  # text for the CreatedAt column
+        ({}, [1.5, 7]),  # an id that is not text
+        ({"FilterVariable": "Name"}, [5, "ds-1"]),  # a number for a text column
+        ({"FilterVariable": "Name"}, ["a\x00", "ds-1"]),
+        ({"FilterVariable": "DataLocationS3"}, ["/data/x.csv", "ds-\x00"]),
+    ],
+)
+def test_a_forged_page_token_is_bad_input_on_every_metastore(
+    app: EmrML, request_body: dict, after: list
+) -> None:
+    """A token's sort value must be what its column holds: PostgreSQL refuses to compare text with a number
+    (or to bind an integer past 64 bits, or text holding NUL), which was a 500."""
+    for i in range(3):
+        create(app, f"ds-{i}", f"n{i}")
+    token = app.call("DescribeDataSources", request_body | {"Limit": 1})["NextToken"]
+    with pytest.raises(InvalidInputException, match=r"^NextToken is not a token returned by a previous call"):
+        app.call("DescribeDataSources", request_body | {"NextToken": _reforged(token, after)})
+    assert ids(app.call("DescribeDataSources", request_body | {"NextToken": token})) == ["ds-1", "ds-2"]
+
+
+def test_a_page_token_continues_its_own_listing_only(app: EmrML) -> None:
+    for i in range(2):
+        create(app, f"ds-{i}", f"n{i}")
+    token = app.call("DescribeDataSources", {"Limit": 1})["NextToken"]
+    # Not a cursor for another kind of object, even with the same arguments.
+    with pytest.raises(InvalidInputException, match=r"^NextToken belongs to a request with other"):
+        app.call("DescribeMLModels", {"NextToken": token})
+    # A time past every database's integers is still a time: after it, nothing.
+    beyond = _reforged(token, [10**30, "ds-0"])
+    assert app.call("DescribeDataSources", {"NextToken": beyond}) == {"Results": []}
 
 
 def _walk(app: EmrML, request: dict, limit: int, each_page=None) -> list[str]:

@@ -145,3 +145,17 @@ def test_a_long_location_is_decided_at_once_whatever_the_stars_of_the_statements
     location = "s3://bucket/" + "a/" * 1000 + "data.csv"
     assert policy.allows("storage:Read", location, False)
     assert not policy.allows("storage:Read", location.replace("a/a/a/a/a/a/", "a/a/a/a/a/private/", 1), False)
+
+
+def test_granted_folders_are_where_the_allows_of_an_action_start() -> None:
+    resources = ["/srv/data/results/*", "/srv/a/b*/c", "s3://bucket/pre*", "*", "s3://*", "/srv/file.csv"]
+    statements = [
+        parse({"Effect": "Allow", "Action": "storage:Read", "Resource": resources}),
+        parse({"Effect": "Allow", "Action": "storage:Write", "Resource": "/srv/out/*"}, 2),
+        parse({"Effect": "Deny", "Action": "storage:Read", "Resource": "/srv/denied/*"}, 3),
+    ]
+    policy = Policy("bob", CALLER, True, statements)
+    expected = ["/srv/", "/srv/a/", "/srv/data/results/", "s3://bucket/"]
+    assert policy.granted_folders("storage:Read") == expected
+    assert policy.granted_folders("storage:Write") == ["/srv/out/"]
+    assert Policy("bob", CALLER, False, statements).granted_folders("storage:Read") == []

@@ -220,7 +220,8 @@ def test_encrypted_batch_prediction_into_a_bucket_that_requires_sse(
 
         with atomic_write(s3.uri("secure/data.csv")) as out:  # the input, encrypted
             out.write(bank["rows"].encode())
-        s3.put("secure/data.csv.schema", s3.get("bank/train/.schema"))
+        with atomic_write(s3.uri("secure/data.csv.schema")) as out:  # an unencrypted schema is refused
+            out.write(s3.get("bank/train/.schema"))
         s3.client.put_bucket_policy(Bucket=s3.bucket, Policy=json.dumps(policy))
         application.call(
             "CreateDataSourceFromS3",

@@ -388,3 +388,26 @@ def test_a_requests_guards_are_its_own(tmp_path: Path) -> None:
     assert seen_elsewhere == [b"a,b\n"]
     assert (tmp_path / "a.csv").exists() and not (tmp_path / "new").exists()
     assert len(refused) == 4
+
+
+class _Refused(BaseException):
+    """What a job's commit raises once its attempt no longer holds the job (``JobStopped``)."""
+
+
+def test_a_refused_commit_leaves_the_file_there_and_no_temporary(tmp_path: Path) -> None:
+    """The rename that makes a written or published file appear runs through the writer's ``commit``:
+    refused, the file already at the location stays as it was and no temporary is left beside it."""
+
+    def refuse(step: object) -> None:
+        raise _Refused
+
+    target = tmp_path / "out" / "result.gz"
+    target.parent.mkdir()
+    target.write_bytes(b"the next attempt's")
+    with pytest.raises(_Refused), atomic_write(str(target), refuse) as stream:
+        stream.write(b"stale")
+    made = make(tmp_path, "made.gz")
+    with pytest.raises(_Refused):
+        publish_file(str(made), str(target), refuse)
+    assert sorted(os.listdir(target.parent)) == ["result.gz"] and target.read_bytes() == b"the next attempt's"
+    assert made.exists()  # still the run's own, removed with its temporary folder

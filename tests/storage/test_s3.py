@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from emrml.errors import InvalidInputException
+from emrml.errors import AccessDeniedException, InvalidInputException
 from emrml.storage import locations
 from emrml.storage.locations import (
     FileRef,
@@ -178,11 +178,12 @@ def test_s3_errors_carry_the_error_code(s3: S3) -> None:
         list_files(s3.uri("missing.csv"))
     s3.put("secret/data.csv", "a\n1\n")
     deny(s3, "s3:*", f"arn:aws:s3:::{s3.bucket}*")
+    # S3's refusals are access errors, as emrml's own are (the CLI exits 7 on them).
     for call in (list_files, open_binary, read_text):
-        with pytest.raises(InvalidInputException, match="AccessDenied"):
+        with pytest.raises(AccessDeniedException, match="AccessDenied"):
             call(s3.uri("secret/data.csv"))  # type: ignore[operator]
     with (
-        pytest.raises(InvalidInputException, match=r"cannot write 's3://.*/out.csv': AccessDenied"),
+        pytest.raises(AccessDeniedException, match=r"cannot write 's3://.*/out.csv': AccessDenied"),
         atomic_write(s3.uri("out.csv")) as stream,
     ):
         stream.write(b"x")
@@ -279,3 +280,108 @@ def test_a_datasource_reads_each_object_once(s3: S3, monkeypatch: pytest.MonkeyP
         build_datasource(
             s3.uri("ds/"), schema, None, compute_statistics=True, settings=settings, progress=lambda *_: None
         )
+
+
+@pytest.mark.parametrize("name", ["s3_endpoint_url", "kms_endpoint_url"])
+def test_an_endpoint_that_is_not_a_url_is_named(name: str, tmp_path: Any) -> None:
+    # Every read of S3 failed with "cannot be read: ValueError: Invalid endpoint: minio:9000", naming
+    # neither the setting nor what it should be.
+    from emrml.config import Settings
+
+    environment = {f"EMRML_{name.upper()}": "minio:9000"}
+    with pytest.raises(InvalidInputException, match=f"setting {name} must be an http:// or https:// URL"):
+        Settings.load(environ=environment, home=tmp_path)
+    assert getattr(
+        Settings.load(environ={f"EMRML_{name.upper()}": "https://s3.example:9000/"}, home=tmp_path), name
+    )
+
+
+def test_an_object_replaced_or_removed_after_its_listing_fails_the_check(s3: S3) -> None:
+    # A job reads an object in several GETs (byte ranges read apart, training passes), each of one version:
+    # replaced between them, its records came from two versions, and check_unchanged called an S3 object
+    # unchanged whatever happened to it.
+    from emrml.errors import DataError
+    from emrml.storage.locations import check_unchanged
+
+    for name in ("a.csv", "b.csv", "c.csv"):
+        s3.put(f"data/{name}", "x\n1\n")
+    s3.put("database.csv", "x\n1\n")  # beside the prefix, outside the listing: not compared
+    files = list_files(s3.uri("data/"))
+    single = list_files(s3.uri("data/b.csv"))
+    assert all(file.etag for file in files + single)
+    check_unchanged(files)
+    check_unchanged(single)
+    s3.put("data/b.csv", "x\n2\n")  # the same size: only its version tells
+    s3.put("database.csv", "y\n")
+    for listed in (files, single):
+        with pytest.raises(
+            DataError, match=r"object s3://.*/data/b\.csv was replaced while it was being read"
+        ):
+            check_unchanged(listed)
+    s3.client.delete_object(Bucket=s3.bucket, Key="data/c.csv")
+    with pytest.raises(DataError, match=r"object s3://.*/data/c\.csv was removed while it was being read"):
+        check_unchanged([files[0], files[2]])
+    check_unchanged(list_files(s3.uri("data/")))
+
+
+def test_a_datasource_over_objects_one_replaced_while_read_fails_naming_it(s3: S3, tmp_path: Any) -> None:
+    from emrml.config import Settings
+    from emrml.core.schema import parse_schema
+    from emrml.engine.local import build_datasource
+    from emrml.errors import DataError
+
+    for name in ("a", "b", "c"):
+        s3.put(f"ds/{name}.csv", "x\n" + "".join(f"{i}\n" for i in range(2000)))
+    schema = parse_schema(
+        json.dumps(
+            {
+                "version": "1.0",
+                "dataFileContainsHeader": True,
+                "attributes": [{"attributeName": "x", "attributeType": "NUMERIC"}],
+            }
+        )
+    )
+    replaced: list[str] = []
+
+    def progress(_fraction: float, _message: str | None) -> None:
+        if not replaced:  # while the first object is read, the last is replaced
+            s3.put("ds/c.csv", "x\n" + "".join(f"{i + 5000}\n" for i in range(2000)))
+            replaced.append("ds/c.csv")
+
+    settings = Settings.load(environ={}, home=tmp_path)
+    with pytest.raises(DataError, match=r"object s3://.*/ds/c\.csv was replaced while it was being read"):
+        build_datasource(
+            s3.uri("ds/"), schema, None, compute_statistics=True, settings=settings, progress=progress
+        )
+
+
+class _Refused(BaseException):
+    """What a job's commit raises once its attempt no longer holds the job (``JobStopped``)."""
+
+
+def _refuse(step: Any) -> None:
+    raise _Refused
+
+
+def test_a_refused_commit_makes_no_object_appear_and_leaves_no_upload(s3: S3, tmp_path: Any) -> None:
+    """The request that makes an object appear (a PUT, or the completion of a multipart upload) runs
+    through the writer's ``commit``: refused, nothing appears, not even over an object there already, and
+    no multipart upload is left behind; allowed, it runs once, after every other part is sent."""
+    store = S3Store(S3Settings(endpoint_url=s3.endpoint_url, part_bytes=5 << 20))
+    s3.put("kept.bin", b"the next attempt's")
+    data = os.urandom(11 << 20)
+    for key, body in (("kept.bin", b"small"), ("big.bin", data)):
+        with pytest.raises(_Refused), store.atomic_write(s3.uri(key), _refuse) as stream:
+            stream.write(body)
+    assert s3.list_keys() == ["kept.bin"] and s3.get("kept.bin") == b"the next attempt's"
+    assert not s3.client.list_multipart_uploads(Bucket=s3.bucket).get("Uploads")
+    steps: list[str] = []
+
+    def allow(step: Any) -> None:
+        steps.append("commit")
+        step()
+
+    local = tmp_path / "result.gz"
+    local.write_bytes(data)
+    publish_file(str(local), s3.uri("big.bin"), allow)
+    assert steps == ["commit"] and s3.get("big.bin") == data and not local.exists()

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from emrml.config import Settings
-from emrml.errors import InvalidInputException
+from emrml.errors import AccessDeniedException, InvalidInputException
 from emrml.storage import locations
 from emrml.storage.cse import AesKeyProvider, DecryptingReader, DecryptionError, Envelope
 from emrml.storage.locations import atomic_write, list_files, open_binary, read_text
@@ -47,7 +47,7 @@ def kms_key(s3: S3) -> str:
 def use(s3: S3, **settings: Any) -> Settings:
     """Point emrml's storage at the test server with ``settings`` (S3's part size at its minimum)."""
     configured = dataclasses.replace(
-        s3.settings, kms_endpoint_url=s3.endpoint_url, s3_part_bytes=5 << 20, **settings
+        s3.settings, **{"kms_endpoint_url": s3.endpoint_url, "s3_part_bytes": 5 << 20, **settings}
     )
     locations.configure(configured)
     return configured
@@ -118,7 +118,7 @@ def test_a_bucket_refusing_unencrypted_puts_takes_emrmls_sse_writes(s3: S3) -> N
     }
     s3.client.put_bucket_policy(Bucket=s3.bucket, Policy=json.dumps(policy))
     use(s3)
-    with pytest.raises(InvalidInputException, match="AccessDenied"):
+    with pytest.raises(AccessDeniedException, match="AccessDenied"):
         write(s3.uri("plain.bin"), b"x")
     use(s3, s3_sse="AES256")
     for key, size in [("small.bin", 10), ("large.bin", 11 << 20)]:
@@ -171,6 +171,19 @@ def test_wrong_or_missing_key_fails_naming_the_object(s3: S3, tmp_path: Path, ae
     use(s3)
     with pytest.raises(DecryptionError, match=r"'s3://.*/secret.csv' is encrypted .* no key is configured"):
         read_text(s3.uri("secret.csv"))
+
+
+def test_a_kms_that_cannot_be_reached_is_not_called_a_wrong_key(s3: S3, kms_key: str) -> None:
+    # An unreachable (or refusing) KMS was reported as "none of the configured keys opens its data key
+    # (wrong key, or the envelope was altered)", sending the user after the key instead of the service.
+    use(s3, s3_cse_key=f"kms:{kms_key}")
+    write(s3.uri("k.csv"), b"a,b\n1,2\n")
+    use(s3, s3_cse_key=f"kms:{kms_key}", kms_endpoint_url="http://127.0.0.1:9")
+    with pytest.raises(DecryptionError) as caught:
+        read(s3.uri("k.csv"))
+    message = caught.value.message
+    assert f"cannot decrypt '{s3.uri('k.csv')}': its data key could not be unwrapped" in message
+    assert "KMS Decrypt: Could not connect to the endpoint URL" in message and "wrong key" not in message
 
 
 def test_key_rotation_reads_old_objects_and_writes_with_the_new_key(
@@ -342,3 +355,112 @@ def test_decrypting_reader_gives_the_plaintext_whatever_the_read_size(buffer_siz
     altered[len(plain) // 2] ^= 1
     with pytest.raises(DecryptionError, match="authentication failed"):
         read_all(bytes(altered))
+
+
+# --- unencrypted objects under client-side encryption ---------------------------------------------------
+
+
+def test_with_cse_an_unencrypted_object_is_refused_unless_allowed(s3: S3, aes_key_file: Path) -> None:
+    """Nothing authenticates an object without an envelope: whoever can write to the bucket could have put
+    it there, so with a key configured it is refused (as the AWS S3 Encryption Client v3 does), unless
+    ``s3_cse_allow_plaintext`` says unencrypted objects are expected."""
+    s3.put("plain.csv", b"a,b\n1,2\n")
+    s3.put("empty.csv", b"")
+    use(s3, s3_cse_key=f"aes:{aes_key_file}")
+    write(s3.uri("sealed.csv"), b"a,b\n3,4\n")
+    for key in ("plain.csv", "empty.csv"):
+        with pytest.raises(DecryptionError) as caught:
+            read(s3.uri(key))
+        message = caught.value.message
+        assert f"'{s3.uri(key)}' is not encrypted on the client side" in message
+        assert "s3_cse_allow_plaintext = true" in message
+    with pytest.raises(DecryptionError, match="s3_cse_allow_plaintext"):
+        read_text(s3.uri("plain.csv"))
+    assert read(s3.uri("sealed.csv")) == b"a,b\n3,4\n"
+    # Where every object read is encrypted, a prefix's listing counts their plaintext.
+    assert {ref.name: ref.size for ref in list_files(s3.uri(""))} == {
+        "plain.csv": 0,
+        "sealed.csv": 8,
+        "empty.csv": 0,
+    }
+    assert [f.size for f in locations.list_folder(s3.uri("")).files] == [0, 0, 8]
+    use(s3, s3_cse_key=f"aes:{aes_key_file}", s3_cse_allow_plaintext=True)
+    assert read(s3.uri("plain.csv")) == b"a,b\n1,2\n" and read(s3.uri("empty.csv")) == b""
+    assert read(s3.uri("sealed.csv")) == b"a,b\n3,4\n"
+    use(s3)  # no key at all: plain objects are simply data
+    assert read(s3.uri("plain.csv")) == b"a,b\n1,2\n"
+
+
+def test_the_plaintext_setting_is_read_from_the_environment_and_emrml_toml(tmp_path: Path) -> None:
+    def allowed(environ: dict[str, str]) -> bool:
+        return Settings.load(environ=environ, home=tmp_path).s3_cse_allow_plaintext
+
+    assert allowed({"EMRML_S3_CSE_ALLOW_PLAINTEXT": "true"})
+    assert not allowed({"EMRML_S3_CSE_ALLOW_PLAINTEXT": "0"}) and not allowed({})
+    (tmp_path / "emrml.toml").write_text("s3_cse_allow_plaintext = true\n")
+    assert allowed({})
+    with pytest.raises(InvalidInputException, match="setting s3_cse_allow_plaintext: 'maybe'"):
+        Settings.load(environ={"EMRML_S3_CSE_ALLOW_PLAINTEXT": "maybe"}, home=tmp_path)
+
+
+def test_every_read_of_an_unencrypted_object_under_cse_is_refused(s3: S3, aes_key_file: Path) -> None:
+    """Datasource data, a .schema beside it, schema inference, batch prediction input and the storage
+    browser's download all read through the one check."""
+    from emrml.service import files
+    from emrml.service.app import EmrML
+
+    schema = {
+        "version": "1.0",
+        "dataFileContainsHeader": True,
+        "targetAttributeName": "b",
+        "attributes": [
+            {"attributeName": "a", "attributeType": "NUMERIC"},
+            {"attributeName": "b", "attributeType": "BINARY"},
+        ],
+    }
+    rows = b"a,b\n" + b"".join(b"%d,%d\n" % (i, i % 2) for i in range(200))
+    settings = use(s3, s3_cse_key=f"aes:{aes_key_file}")
+    write(s3.uri("sealed/data.csv"), rows)
+    s3.put("sealed/data.csv.schema", json.dumps(schema))  # planted beside encrypted data
+    s3.put("planted/data.csv", rows)
+    write(s3.uri("planted/data.csv.schema"), json.dumps(schema).encode())
+    app = EmrML(settings)
+    try:
+
+        def create(source_id: str, location: str, inline: bool = True) -> dict[str, Any]:
+            spec = {"DataLocationS3": location, **({"DataSchema": json.dumps(schema)} if inline else {})}
+            request = {"DataSourceId": source_id, "DataSpec": spec, "ComputeStatistics": True}
+            app.call("CreateDataSourceFromS3", request)
+            return app.wait("DataSource", source_id)
+
+        refused = f"'{s3.uri('planted/data.csv')}' is not encrypted on the client side"
+        source = create("ds-planted", s3.uri("planted/data.csv"))
+        assert source["Status"] == "FAILED" and refused in source["Message"]
+        source = create("ds-schema", s3.uri("sealed/data.csv"), inline=False)
+        assert source["Status"] == "FAILED"
+        assert f"'{s3.uri('sealed/data.csv.schema')}' is not encrypted" in source["Message"]
+        with pytest.raises(InvalidInputException, match=refused):
+            app.call("InferDataSchema", {"DataLocationS3": s3.uri("planted/data.csv")})
+        with pytest.raises(InvalidInputException, match=refused):
+            files.open_file(app, None, s3.uri("planted/data.csv")).read()
+        assert create("ds-sealed", s3.uri("sealed/data.csv"))["Status"] == "COMPLETED"
+        model = {"MLModelId": "ml-sealed", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-sealed"}
+        app.call("CreateMLModel", model)
+        assert app.wait("MLModel", "ml-sealed")["Status"] == "COMPLETED"
+        write(s3.uri("batch/data.csv"), rows)
+        assert create("ds-batch", s3.uri("batch/data.csv"))["Status"] == "COMPLETED"
+        s3.put("batch/data.csv", rows)  # replaced after the datasource was made
+        app.call(
+            "CreateBatchPrediction",
+            {
+                "BatchPredictionId": "bp-planted",
+                "MLModelId": "ml-sealed",
+                "BatchPredictionDataSourceId": "ds-batch",
+                "OutputUri": s3.uri("out/"),
+            },
+        )
+        prediction = app.wait("BatchPrediction", "bp-planted")
+    finally:
+        app.close()
+    assert prediction["Status"] == "FAILED"
+    assert f"'{s3.uri('batch/data.csv')}' is not encrypted on the client side" in prediction["Message"]

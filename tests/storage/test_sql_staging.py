@@ -131,7 +131,7 @@ def test_the_conversion_offered_for_a_type_without_an_attribute_type_is_the_data
     interval = pa.field("wait", pa.month_day_nano_interval(), metadata={b"POSTGRESQL:type": b"interval"})
     listed = pa.field("codes", pa.list_(pa.int32()))  # as the MySQL driver gives no type name
     for field, conversion in [
-        (interval, "CAST(... AS TEXT) or encode(..., 'hex')"),
+        (interval, "CAST(... AS TEXT)"),
         (listed, "CAST(... AS CHAR) or HEX(...)"),
     ]:
         schema = pa.schema([field])
@@ -168,3 +168,32 @@ def test_decimals_are_staged_as_their_own_digits(tmp_path: Path) -> None:
     with gzip.open(tmp_path / "amounts.csv.gz", "rt", newline="") as text:
         assert [row[0] if row else "" for row in csv.reader(text)][1:] == [v or "" for v in values]
     assert staged.schema.attributes[0].type.value == "NUMERIC"
+
+
+def test_the_staged_file_appears_through_the_jobs_commit(tmp_path: Path) -> None:
+    """Every attempt of a datasource's job stages its query to one name: the rename that puts the file in
+    place runs through the job's ``commit``, which refuses it for an attempt given up (the file staged by
+    the attempt after it then stays as it was)."""
+
+    class Refused(BaseException):
+        pass
+
+    def refuse(step: Any) -> None:
+        raise Refused
+
+    target = tmp_path / "staged.csv.gz"
+    target.write_bytes(b"the next attempt's")
+    with pytest.raises(Refused):
+        sql_staging.stage(_wide_batches(10, 5, per_batch=10), str(target), commit=refuse)
+    assert [p.name for p in tmp_path.iterdir()] == ["staged.csv.gz"]
+    assert target.read_bytes() == b"the next attempt's"
+    steps: list[str] = []
+
+    def allow(step: Any) -> None:
+        steps.append("rename")
+        step()
+
+    staged = sql_staging.stage(_wide_batches(10, 5, per_batch=10), str(target), commit=allow)
+    assert (
+        steps == ["rename"] and staged.rows == 10 and gzip.decompress(target.read_bytes()).count(b"\n") == 11
+    )

@@ -28,7 +28,6 @@ from botocore.exceptions import ClientError
 from typer.testing import CliRunner
 from web_helpers import post, sign
 
-from emrml import cli_server
 from emrml.cli_server import register
 from emrml.config import Settings
 from emrml.errors import (
@@ -49,7 +48,7 @@ from emrml.service.auth import (
 )
 from emrml.service.identity import Credential, Identities, SecretBox
 from emrml.service.metastore import Base, migrate, open_engine, session_factory
-from emrml.web import server
+from emrml.web import access_log, server
 from emrml.web.server import reserve_socket
 
 BODY = b'{"Limit": 1}'
@@ -539,7 +538,7 @@ def test_serve_prints_first_start_help_once_and_warns_without_auth(
     served: list[tuple[str, int]] = []
     monkeypatch.setattr(server, "serve", lambda app, host, port, **_: served.append((host, port)))
     # The real serve logs to stderr; here stderr is the runner's capture, closed after each invoke.
-    monkeypatch.setattr(cli_server, "_configure_logging", lambda: None)
+    monkeypatch.setattr(access_log, "configure_logging", lambda: None)
     app, runner = _root_app(), CliRunner()
     first = runner.invoke(app, ["--home", str(tmp_path), "serve", "--port", "8123", "--workers-jobs", "0"])
     assert first.exit_code == 0, first.output

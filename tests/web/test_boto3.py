@@ -125,9 +125,12 @@ def test_describe_filters_sort_and_paginator(client: Any, workflow: dict) -> Non
     )
 
 
-def test_a_cleanup_loop_over_the_paginator_deletes_every_object(client: Any, tmp_path: Path) -> None:
+def test_a_cleanup_loop_over_the_paginator_deletes_every_object(
+    client: Any, tmp_path: Path, shared_datasets: Path
+) -> None:
     """Deleting what each page lists must not make the next page skip objects."""
-    spec = {"DataLocationS3": str(tmp_path / "none.csv"), "DataSchema": "{}"}
+    schema = (shared_datasets / "bank_marketing" / "data.csv.schema").read_text()
+    spec = {"DataLocationS3": str(tmp_path / "none.csv"), "DataSchema": schema}
     for i in range(7):
         client.create_data_source_from_s3(
             DataSourceId=f"b3-clean-{i}", DataSourceName="b3 clean", DataSpec=spec

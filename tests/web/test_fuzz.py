@@ -41,7 +41,13 @@ from emrml.web.server import BackgroundServer, create_app, reserve_socket
 pytestmark = pytest.mark.slow
 
 MODEL = botocore.session.get_session().get_service_model("machinelearning")
-EXTENSIONS = ("GetDataSourceStatistics", "GetMLModelInsights", "GetEvaluationInsights", "InferDataSchema")
+EXTENSIONS = (
+    "GetDataSourceStatistics",
+    "GetMLModelInsights",
+    "GetMLModelInputs",
+    "GetEvaluationInsights",
+    "InferDataSchema",
+)
 KNOWN_ERRORS = set(ERROR_TYPES)
 IN_PROCESS_BATCHES, BATCH_SIZE = 104, 100
 OVER_HTTP_BATCHES = 10

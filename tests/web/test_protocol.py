@@ -221,7 +221,7 @@ FORGED_INFINITE = base64.urlsafe_b64encode(
             "ResourceNotFoundException",
             "nope",
         ),
-        ("GetDataSource", {"DataSourceId": "p-ds", "Name": "\u0000"}, "InvalidInputException", "NUL"),
+        ("GetDataSource", {"DataSourceId": "p-\u0000"}, "InvalidInputException", "DataSourceId holds a NUL"),
         # Forged page tokens: JSON nested too deeply to read, a sort value past the float range.
         ("DescribeMLModels", {"NextToken": FORGED_DEEP}, "InvalidInputException", "NextToken"),
         ("DescribeMLModels", {"NextToken": FORGED_INFINITE}, "InvalidInputException", "NextToken"),

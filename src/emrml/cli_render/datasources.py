@@ -114,7 +114,8 @@ def _statistics_tables(statistics: dict[str, Any]) -> list[Table]:
     tables = [
         key_values(
             "Data insights",
-            [("Records", statistics.get("recordCount"))]
+            # The statistics count the records that could be read: "Records 7" under "9 total, 2 invalid".
+            [("Valid records", statistics.get("recordCount"))]
             + [(f"{kind} attributes", count) for kind, count in type_counts.items()],
         )
     ]
@@ -148,8 +149,20 @@ def _target_table(target: dict[str, Any]) -> Table:
             if distribution.get(key):
                 table.add_row(label, format_number(distribution[key]), "left out", style="dim")
         return keep_numbers_whole(table)
-    scalars = [(key, value) for key, value in distribution.items() if not isinstance(value, dict | list)]
-    return key_values(title, scalars)
+    return key_values(title, [(label, distribution.get(key)) for key, label in _NUMERIC_TARGET_ROWS])
+
+
+#: A NUMERIC target's summary: the statistics' members, in the words of the NUMERIC attributes' table.
+_NUMERIC_TARGET_ROWS = (
+    ("validCount", "Values"),
+    ("missingCount", "Missing (left out)"),
+    ("invalidCount", "Invalid (left out)"),
+    ("min", "Min"),
+    ("median", "Median"),
+    ("mean", "Mean"),
+    ("max", "Max"),
+    ("stddev", "Standard deviation"),
+)
 
 
 def _name(attribute: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ from emrml.cli_render.parts import (
     bar_chart,
     format_metric,
     format_number,
+    keep_numbers_whole,
     key_values,
     share_text,
     status_text,
@@ -48,8 +49,9 @@ def evaluation_view(
     if metrics:
         sections.append(Text(evaluation_headline(model_type, metrics), style="bold"))
     if model_type == "BINARY" and "thresholdTable" in metrics:
-        chosen = threshold if threshold is not None else insights.get("ScoreThreshold", metrics["threshold"])
-        sections += _binary_sections(metrics, chosen, width)
+        model_threshold = insights.get("ScoreThreshold", metrics["threshold"])
+        chosen = threshold if threshold is not None else model_threshold
+        sections += _binary_sections(metrics, chosen, model_threshold, width)
     elif model_type == "MULTICLASS" and "consoleView" in metrics:
         sections += _multiclass_sections(metrics)
     elif model_type == "REGRESSION" and "residualHistogram" in metrics:
@@ -109,10 +111,16 @@ def _evaluation_overview(evaluation: dict[str, Any], model_type: str | None, dat
     )
 
 
-def _binary_sections(metrics: dict[str, Any], threshold: float, width: int) -> list[RenderableType]:
+def _binary_sections(
+    metrics: dict[str, Any], threshold: float, model_threshold: float, width: int
+) -> list[RenderableType]:
     table = metrics["thresholdTable"]
-    # The stored table has one row per hundredth; the nearest row stands for the requested cut-off.
-    current = min(range(len(table)), key=lambda i: abs(table[i]["threshold"] - threshold))
+
+    def nearest(cut_off: float) -> int:
+        # The stored table has one row per hundredth; the nearest row stands for a cut-off.
+        return min(range(len(table)), key=lambda i: abs(table[i]["threshold"] - cut_off))
+
+    current = nearest(threshold)
     cut = table[current]["threshold"]
     histograms = metrics["histograms"]
     hundredths = len(histograms["positive"])
@@ -134,7 +142,7 @@ def _binary_sections(metrics: dict[str, Any], threshold: float, width: int) -> l
         Text("Score distribution (records per score range)", style="bold"),
         chart,
         _confusion_table(table[current], sum(positives), sum(negatives)),
-        _threshold_table(table, current),
+        _threshold_table(table, current, nearest(model_threshold), width),
     ]
 
 
@@ -159,19 +167,40 @@ def _confusion_table(row: dict[str, Any], positives: float, negatives: float) ->
     return table
 
 
-def _threshold_table(table: list[dict[str, Any]], current: int) -> Table:
+#: The marks of the trade-off table's rows: in words in a last column where the table leaves room for it,
+#: else one character before the cut-off, explained in a caption (rich drops a last column that does not
+#: fit, and with it the only sign of which row is current).
+_MARKS = {"current": "◀ current", "shown": "◀ --threshold"}
+_SHORT_MARKS = {"current": "◀", "shown": "◁"}
+#: The trade-off table's width without its marks column.
+_TRADE_OFF_WIDTH = 65
+
+
+def _threshold_table(table: list[dict[str, Any]], shown: int, current: int, width: int) -> Table:
+    """Every tenth cut-off, the one drawn (``shown``, bold) and the model's score threshold (``current``):
+    a cut-off tried with ``--threshold`` is not the one predictions use, and the marks say which is which."""
     numbers = ["Cut-off", "Accuracy", "Precision", "Recall", "FPR", "F1", "Predicted 1"]
-    out = titled_table("Trade-off by cut-off", *numbers, "", right=numbers)
-    for index in sorted({*range(0, len(table), THRESHOLD_TABLE_STEP), current}):
+    words = width >= _TRADE_OFF_WIDTH + 2 + max(len(mark) for mark in _MARKS.values())
+    out = titled_table("Trade-off by cut-off", *numbers, *([""] if words else []), right=numbers)
+    for index in sorted({*range(0, len(table), THRESHOLD_TABLE_STEP), shown, current}):
         row = table[index]
+        role = "current" if index == current else "shown" if index == shown else None
+        cut_off = f"{row['threshold']:.2f}"
+        if role and not words:
+            cut_off = f"{_SHORT_MARKS[role]} {cut_off}"
         out.add_row(
-            f"{row['threshold']:.2f}",
+            cut_off,
             *(f"{row[key]:.3f}" for key in ("accuracy", "precision", "recall", "falsePositiveRate", "f1")),
             share_text(row["predictedPositiveRate"]),
-            "◀ current" if index == current else "",
-            style="bold" if index == current else None,
+            *([_MARKS[role] if role else ""] if words else []),
+            style="bold" if index == shown else None,
         )
-    return out
+    if not words:
+        legend = [f"{_SHORT_MARKS['current']} the model's score threshold"]
+        if shown != current:
+            legend.append(f"{_SHORT_MARKS['shown']} the --threshold drawn")
+        out.caption, out.caption_justify = "; ".join(legend), "left"
+    return keep_numbers_whole(out)
 
 
 def _multiclass_sections(metrics: dict[str, Any]) -> list[RenderableType]:

@@ -25,6 +25,9 @@ class Column:
     header: str
     value: Callable[[dict[str, Any]], str]
     priority: int = 1
+    #: Cut a cell that does not fit at its start, not its end: a path's last part (the file) tells
+    #: datasources apart, its first part (``/home/me/data/…``) is the same on every row.
+    keep_end: bool = False
 
 
 #: Spaces between the columns of a list.
@@ -37,19 +40,23 @@ def list_table(columns: Sequence[Column], results: list[dict[str, Any]], width: 
     """Describe* results, one line per object, fitted to ``width`` terminal columns.
 
     Columns are kept by priority while their contents fit; cells that are still too long end in an
-    ellipsis, the first column (the id) last of all, so every row stays one readable line.
+    ellipsis (``keep_end`` columns start with one), the first column (the id) last of all, so every row
+    stays one readable line. A column empty on every row (no object has a name) is left out.
     """
     cells = [[column.value(item) or "" for column in columns] for item in results]
     widths = [max([len(column.header)] + [len(row[i]) for row in cells]) for i, column in enumerate(columns)]
     kept: set[int] = set()
     used = 0
-    for i in sorted(range(len(columns)), key=lambda i: (columns[i].priority, i)):
+    empty = {i for i, column in enumerate(columns) if column.priority and not any(row[i] for row in cells)}
+    for i in sorted(set(range(len(columns))) - empty, key=lambda i: (columns[i].priority, i)):
         needed = widths[i] + (_GAP if kept else 0)
         if columns[i].priority == 0 or used + needed <= width:
             kept.add(i)
             used += needed
     dropped = [
-        i for i in sorted(range(len(columns)), key=lambda i: (columns[i].priority, i)) if i not in kept
+        i
+        for i in sorted(range(len(columns)), key=lambda i: (columns[i].priority, i))
+        if i not in kept and i not in empty
     ]
     if dropped and width - used - _GAP >= _MIN_SHORTENED:
         # The most important column that did not fit whole still shows its beginning.
@@ -69,8 +76,12 @@ def list_table(columns: Sequence[Column], results: list[dict[str, Any]], width: 
             max_width=widths[i],
         )
     for row in cells:
-        table.add_row(*(row[i] for i in shown))
+        table.add_row(*(_end_of(row[i], widths[i]) if columns[i].keep_end else row[i] for i in shown))
     return table
+
+
+def _end_of(text: str, width: int) -> str:
+    return text if len(text) <= width else "…" + text[len(text) - width + 1 :]
 
 
 def _metric(item: dict[str, Any]) -> str:
@@ -91,7 +102,7 @@ DATASOURCE_COLUMNS = (
     Column("Name", _get("Name"), 2),
     Column("Status", status_text, 0),
     Column("Created", _created, 1),
-    Column("Location", _get("DataLocationS3"), 4),
+    Column("Location", _get("DataLocationS3"), 4, keep_end=True),
     Column("Size", lambda item: format_bytes(item.get("DataSizeInBytes")), 3),
 )
 MODEL_COLUMNS = (
@@ -120,5 +131,5 @@ BATCH_PREDICTION_COLUMNS = (
     Column("Model", _get("MLModelId"), 2),
     Column("Datasource", _get("BatchPredictionDataSourceId"), 5),
     Column("Records", lambda item: records_text(item), 1),
-    Column("Output", _get("OutputUri"), 6),
+    Column("Output", _get("OutputUri"), 6, keep_end=True),
 )

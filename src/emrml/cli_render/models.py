@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rich.console import RenderableType
@@ -118,7 +119,15 @@ def _top_features_table(features: list[dict[str, Any]]) -> Table:
         weight = item.get("weight")
         if isinstance(weight, dict):
             label, value = max(weight.items(), key=lambda pair: abs(pair[1]))
-            table.add_row(str(position), item.get("feature", ""), label, format_number(value))
+            table.add_row(str(position), item.get("feature", ""), label, _weight(value))
         else:
-            table.add_row(str(position), item.get("feature", ""), format_number(weight))
+            table.add_row(str(position), item.get("feature", ""), _weight(weight))
     return table
+
+
+def _weight(value: Any) -> str:
+    """A weight with 4 significant digits, trailing zeros kept (-1.850 over -1.863, not -1.85), so that a
+    column of them reads digit under digit."""
+    if not isinstance(value, float) or not math.isfinite(value) or abs(value) >= 10_000:
+        return format_number(value)
+    return f"{value:#.4g}".rstrip(".")

@@ -99,7 +99,9 @@ def bar_chart(
     spare = width - label_width - 2 - len(series) * (count_width + 3)
     bar_width = max(8, spare // len(series))
     cell = bar_width + count_width + 3
-    lines = [" " * (label_width + 2) + "".join(title[: cell - 1].ljust(cell) for title, _ in series)]
+    # A title longer than its chart ends in an ellipsis: cut bare, "Actual 1s (1,385" read as a number.
+    titles = [title if len(title) < cell else title[: cell - 2] + "…" for title, _ in series]
+    lines = [" " * (label_width + 2) + "".join(title.ljust(cell) for title in titles)]
     for row, label in enumerate(labels):
         if marker is not None and marker[0] == row:
             lines.append(_rule(marker[1], label_width, len(series) * cell))
@@ -147,7 +149,8 @@ def alerts_table(alerts: list[dict[str, Any]]) -> Table:
 
 def titled_table(title: str, *columns: str, right: Iterable[str] = ()) -> Table:
     """A table with a left-aligned bold title. The first column and the ``right`` (numeric) columns, which
-    are right-aligned, never wrap."""
+    are right-aligned, never wrap; the other columns wrap, and fold a word longer than the column (a long
+    feature name) rather than end it in an ellipsis, which lost its end, often what told two rows apart."""
     table = Table(
         title=title,
         title_justify="left",
@@ -160,7 +163,12 @@ def titled_table(title: str, *columns: str, right: Iterable[str] = ()) -> Table:
     aligned = set(right)
     for position, column in enumerate(columns):
         numeric = column in aligned
-        table.add_column(column, justify="right" if numeric else "left", no_wrap=numeric or position == 0)
+        table.add_column(
+            column,
+            justify="right" if numeric else "left",
+            no_wrap=numeric or position == 0,
+            overflow="ellipsis" if numeric or position == 0 else "fold",
+        )
     return table
 
 

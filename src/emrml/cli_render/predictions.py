@@ -69,14 +69,21 @@ def endpoint_view(model_id: str, info: dict[str, Any]) -> Table:
 
 
 def prediction_view(prediction: dict[str, Any]) -> Table:
-    """One Predict answer: the label or value, and the scores."""
+    """One Predict answer: the label or value, and the scores.
+
+    A BINARY answer's one score is keyed by the predicted label but is always the probability of 1 (the
+    API's shape): shown as ``Score {label}`` it would read as the probability of a predicted 0."""
     rows: list[tuple[str, Any]] = []
     if "predictedLabel" in prediction:
         rows.append(("Predicted label", prediction["predictedLabel"]))
     if "predictedValue" in prediction:
         rows.append(("Predicted value", format_number(prediction["predictedValue"], 6)))
-    for label, score in (prediction.get("predictedScores") or {}).items():
-        rows.append((f"Score {label}", format_number(score, 6)))
+    scores = prediction.get("predictedScores") or {}
+    if (prediction.get("details") or {}).get("PredictiveModelType") == "BINARY":
+        rows += [("Score (probability of 1)", format_number(score, 6)) for score in scores.values()]
+    else:
+        ranked = sorted(scores.items(), key=lambda item: -item[1])
+        rows += [(f"Score {label}", format_number(score, 6)) for label, score in ranked]
     return key_values("Prediction", rows)
 
 

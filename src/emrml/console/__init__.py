@@ -143,6 +143,7 @@ def create_console(
         post("/models/{entity_id}/threshold", forms.save_threshold),
         post("/models/{entity_id}/endpoint", forms.endpoint),
         both("/models/{entity_id}/predict", forms.predict),
+        get("/predict", forms.predict_with),
         get("/evaluations/compare", objects.compare),
         get("/evaluations/{entity_id}", objects.evaluation),
         get("/batch-predictions/{entity_id}", batches.batch_prediction),

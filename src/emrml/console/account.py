@@ -106,8 +106,11 @@ def account(visit: Visit) -> View | Response:
             "PasswordFrom": "console" if local else "directory",
         }
     }
+    # The user's own page (groups, access keys) is linked to who may open it: a member of users manages
+    # its own access keys there.
+    own_page = visit.console.service.access.permits(visit.arn, "iam:GetUser", f"user/{visit.user}")
     if visit.form is None:
-        return View("account.html", data)
+        return View("account.html", data, extra={"own_page": own_page})
     if not local:
         raise InvalidInputException("your password is the user directory's (LDAP): change it there")
     current, new, again = (visit.field(name) for name in ("current", "new", "again"))

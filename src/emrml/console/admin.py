@@ -15,6 +15,7 @@ from starlette.responses import Response
 from emrml.console.app import View, Visit
 from emrml.core.json_text import load_json
 from emrml.errors import AmazonMLError, InvalidInputException, ResourceNotFoundException
+from emrml.service.groups import ADMINS
 
 
 def _user_row(user: Any) -> dict[str, Any]:
@@ -46,14 +47,32 @@ def users(visit: Visit) -> View | Response:
             if password:
                 visit.console.logins.set_password(name, password)
             created = {"UserName": name}
-    data = {
-        "Users": [_user_row(user) for user in access.list_users(caller=visit.arn)],
-        "Groups": [group.name for group in access.list_groups(caller=visit.arn)],
-    }
+    listed = access.list_users(caller=visit.arn)
+    data = {"Users": [_user_row(user) for user in listed], "Groups": _group_names(visit)}
     status = 400 if errors else 200
     # A refused user's name and groups stay in the form (its password does not: it is typed again).
     form = {"name": name, "groups": groups} if errors else {"name": "", "groups": ()}
-    return View("users.html", data, status, {"errors": errors, "created": created, "form": form})
+    extra = {
+        "errors": errors,
+        "created": created,
+        "form": form,
+        # Linked only when they open: a user's page needs iam:GetUser on it, the groups' iam:ListGroups.
+        "openable": {user.name for user in listed if _permits(visit, "iam:GetUser", f"user/{user.name}")},
+        "lists_groups": _permits(visit, "iam:ListGroups"),
+        "creates": access.may(visit.user, "iam:CreateUser"),
+    }
+    return View("users.html", data, status, extra)
+
+
+def _permits(visit: Visit, action: str, resource: str = "*") -> bool:
+    return visit.console.service.access.permits(visit.arn, action, resource)
+
+
+def _group_names(visit: Visit) -> list[str]:
+    """Every group's name, as a form offers them; none to who may not list the groups."""
+    if not _permits(visit, "iam:ListGroups"):
+        return []
+    return [group.name for group in visit.console.service.access.list_groups(caller=visit.arn)]
 
 
 def user(visit: Visit) -> View | Response:
@@ -73,17 +92,40 @@ def user(visit: Visit) -> View | Response:
             if new_key is None:
                 return visit.redirect(f"users/{name}")
     info = access.get_user(name, caller=visit.arn)
-    data = {
+    data: dict[str, Any] = {
         "User": _user_row(info),
-        "AccessKeys": [
-            {"AccessKeyId": key.access_key_id, "CreatedAt": key.created_at, "Active": key.active}
-            for key in access.list_keys(name, caller=visit.arn)
-        ],
-        "Groups": [group.name for group in access.list_groups(caller=visit.arn)],
+        "AccessKeys": [],
+        "Groups": _group_names(visit),
         "HasPassword": visit.console.logins.has_password(name),
     }
-    extra = {"errors": errors, "new_key": new_key}
+    resource = f"user/{name}"
+    if _permits(visit, "iam:ListAccessKeys", resource):
+        data["AccessKeys"] = [
+            {"AccessKeyId": key.access_key_id, "CreatedAt": key.created_at, "Active": key.active}
+            for key in access.list_keys(name, caller=visit.arn)
+        ]
+    else:
+        data["AccessKeysRefused"] = "iam:ListAccessKeys"
+    # The changes offered are those the user may make (a member of users: its own access keys), the others
+    # named in the page's note rather than refused once tried.
+    offered = {action: _permits(visit, f"iam:{action}", resource) for action in USER_CHANGES}
+    extra = {
+        "errors": errors,
+        "new_key": new_key,
+        "offered": offered,
+        "refused": [f"iam:{action}" for action, allowed in offered.items() if not allowed],
+        "joinable": [
+            group
+            for group in data["Groups"]
+            if group not in info.groups and _permits(visit, "iam:AddUserToGroup", f"group/{group}")
+        ],
+        "leavable": [g for g in info.groups if _permits(visit, "iam:RemoveUserFromGroup", f"group/{g}")],
+    }
     return View("user.html", data, 400 if errors else 200, extra)
+
+
+#: The changes of a user's page, by their iam: action on the user.
+USER_CHANGES = ("UpdateUser", "DeleteUser", "CreateAccessKey", "UpdateAccessKey", "DeleteAccessKey")
 
 
 #: The user page's forms, each showing its own error; any other error shows at the top of the page.
@@ -133,8 +175,15 @@ def groups(visit: Visit) -> View | Response:
             errors["description" if "description" in exc.message else "name"] = exc.message
         else:
             return visit.redirect(f"groups/{form['name']}")
-    data = {"Groups": [group.document() for group in access.list_groups(caller=visit.arn)]}
-    return View("groups.html", data, 400 if errors else 200, {"errors": errors, "form": form})
+    listed = access.list_groups(caller=visit.arn)
+    extra = {
+        "errors": errors,
+        "form": form,
+        "openable": {g.name for g in listed if _permits(visit, "iam:GetGroup", f"group/{g.name}")},
+        "creates": access.may(visit.user, "iam:CreateGroup"),
+    }
+    data = {"Groups": [group.document() for group in listed]}
+    return View("groups.html", data, 400 if errors else 200, extra)
 
 
 def group(visit: Visit) -> View | Response:
@@ -169,9 +218,27 @@ def group(visit: Visit) -> View | Response:
             errors[action if action in GROUP_ACTIONS else "general"] = exc.message
         else:
             return visit.redirect(f"groups/{name}")
+    lists_users = _permits(visit, "iam:ListUsers")
+    info = access.get_group(name, caller=visit.arn)
     data = {
-        "Group": access.get_group(name, caller=visit.arn).document(),
-        "Users": [user.name for user in access.list_users(caller=visit.arn)],
+        "Group": info.document(),
+        "Users": [user.name for user in access.list_users(caller=visit.arn)] if lists_users else [],
     }
-    extra = {"errors": errors, "statement_text": statement_text}
+    resource = f"group/{name}"
+    offered = {action: _permits(visit, f"iam:{action}", resource) for action in GROUP_CHANGES}
+    extra = {
+        "errors": errors,
+        "statement_text": statement_text,
+        "offered": offered,
+        "refused": [f"iam:{action}" for action, allowed in offered.items() if not allowed],
+        "openable": {member for member in info.members if _permits(visit, "iam:GetUser", f"user/{member}")},
+        # The statements of admins cannot be changed (service.access): no form offers to.
+        "fixed_statements": name == ADMINS,
+    }
     return View("group.html", data, 400 if errors else 200, extra)
+
+
+#: The changes of a group's page, by their iam: action on the group.
+GROUP_CHANGES = (
+    "AddUserToGroup", "RemoveUserFromGroup", "PutGroupPolicy", "DeleteGroupPolicy", "DeleteGroup",
+)  # fmt: skip

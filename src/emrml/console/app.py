@@ -191,6 +191,8 @@ class Console:
             **extra,
             "user": visitor.user_name if visitor else None,
             "administers": bool(visitor) and self.service.access.may(visitor.user_name, "iam:ListUsers"),
+            # The menu offers a page only to who may open it (a predictor lists nothing, a viewer no storage).
+            "may": lambda action: bool(visitor) and self.service.access.may(visitor.user_name, action),
             "csrf_token": visitor.csrf_token if visitor else None,
             "page_data": view.data,
             "request_path": request.url.path,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from emrml.console.app import Visit
-from emrml.errors import AmazonMLError
+from emrml.errors import AccessDeniedException, AmazonMLError
 
 #: How many of the newest COMPLETED objects a select lists.
 CHOICES = 100
@@ -18,9 +18,14 @@ CHOICES = 100
 
 def choices(visit: Visit, kind: str, *chosen: str) -> list[dict[str, Any]]:
     """The ``CHOICES`` newest COMPLETED objects of ``kind`` (DataSource, MLModel, Evaluation) the user may
-    see, then those of ``chosen`` not among them that the user may read and that are COMPLETED."""
+    see, then those of ``chosen`` not among them that the user may read and that are COMPLETED. A user who
+    may not list the kind at all is offered those of ``chosen`` (reading is not listing: the compare page
+    opened from an evaluation must not be refused for want of DescribeEvaluations)."""
     request = {"FilterVariable": "Status", "EQ": "COMPLETED", "Limit": CHOICES, "SortOrder": "dsc"}
-    listed: list[dict[str, Any]] = visit.call(f"Describe{kind}s", request)["Results"]
+    try:
+        listed: list[dict[str, Any]] = visit.call(f"Describe{kind}s", request)["Results"]
+    except AccessDeniedException:
+        listed = []
     member = f"{kind}Id"
     known = {item[member] for item in listed}
     for object_id in dict.fromkeys(chosen):

@@ -12,13 +12,14 @@ import re
 import secrets
 import time
 from typing import Any
+from urllib.parse import quote
 
 from starlette.responses import Response
 
 from emrml.console.app import View, Visit
 from emrml.console.choices import choices
 from emrml.console.numbers import decimal, whole
-from emrml.console.objects import refused_create
+from emrml.console.objects import readable, refused_actions, refused_create, refused_default_model
 from emrml.console.thresholds import threshold_error, typed_threshold
 from emrml.core.schema import record_fields
 from emrml.errors import (
@@ -238,7 +239,7 @@ def new_model(visit: Visit) -> View | Response:
         "errors": {},
         "model_types": MODEL_TYPES,
         "shuffle_types": SHUFFLE_TYPES,
-        "refused": refused_create(visit, "MLModel"),
+        "refused": refused_default_model(visit) if mode == "default" else refused_create(visit, "MLModel"),
     }
     data = {"DataSources": choices(visit, "DataSource", form["datasource"], form["evaluation"])}
     if visit.form is None:
@@ -421,15 +422,33 @@ def endpoint(visit: Visit) -> Response:
     return visit.redirect(f"models/{model_id}")
 
 
+#: The operation behind the predict page's button.
+PREDICT_ACTIONS = {"Predict": "predict with this model"}
+#: The operation that turns the endpoint on, which the predict page may send the user to the model's page for.
+TURN_ON = {"CreateRealtimeEndpoint": "turn the real-time endpoint on"}
+
+
 def predict(visit: Visit) -> View:
-    """A record from the form generated from the model's schema, or pasted as JSON or one CSV line."""
+    """A record from the form generated from the model's input attributes, or pasted as JSON or one CSV
+    line. The form is GetMLModelInputs, which whoever may Predict with the model may read: a user who may
+    predict but not read the model gets the form, and the model's name only a user who may read it."""
     model_id = visit.params["entity_id"]
-    model = visit.call("GetMLModel", {"MLModelId": model_id, "Verbose": True})
-    schema = json.loads(model.get("Schema") or "{}")
-    target = schema.get("targetAttributeName")
-    attributes = [a for a in schema.get("attributes", []) if a.get("attributeName") != target]
-    data: dict[str, Any] = {"GetMLModel": model}
-    extra: dict[str, Any] = {"attributes": attributes, "errors": {}, "values": {}}
+    inputs = visit.call("GetMLModelInputs", {"MLModelId": model_id})
+    attributes = inputs["Attributes"]
+    data: dict[str, Any] = {"GetMLModelInputs": inputs}
+    shown = readable(visit, [("MLModel", model_id)])
+    if f"models/{model_id}" in shown:
+        data["Name"] = visit.call("GetMLModel", {"MLModelId": model_id}).get("Name")
+    request = {"MLModelId": model_id}
+    extra: dict[str, Any] = {
+        "attributes": attributes,
+        "errors": {},
+        "values": {},
+        "readable": shown,
+        "refused": refused_actions(visit, PREDICT_ACTIONS, request),
+        # An endpoint that is off: the page says to turn it on only to who may, from the model's page.
+        "turns_on": f"models/{model_id}" in shown and not refused_actions(visit, TURN_ON, request),
+    }
     if visit.form is None:
         return View("predict.html", data, extra=extra)
     pasted = visit.field("pasted").strip()
@@ -448,7 +467,7 @@ def predict(visit: Visit) -> View:
         extra["errors"]["pasted"] = exc.message
         return View("predict.html", data, 400, extra)
     extra["values"] = record
-    endpoint_url = (model.get("EndpointInfo") or {}).get("EndpointUrl")
+    endpoint_url = inputs["EndpointInfo"].get("EndpointUrl")
     if not endpoint_url:
         extra["errors"]["general"] = "Turn the model's real-time endpoint on first."
         return View("predict.html", data, 400, extra)
@@ -459,15 +478,24 @@ def predict(visit: Visit) -> View:
         )
     except AmazonMLError as exc:
         extra["errors"]["general"] = exc.message
-        return View("predict.html", data, 400, extra)
+        return View("predict.html", data, _status(exc), extra)
     data["Record"] = record
     data["Prediction"] = answer["Prediction"]
     data["LatencyMilliseconds"] = round((time.perf_counter() - started) * 1000, 2)
     return View("predict.html", data, extra=extra)
 
 
+def predict_with(visit: Visit) -> Response:
+    """The home page's "Predict with a model" (``?model=ID``), for a user who may predict but not list the
+    models: that model's predict page, which says whether the user may use it."""
+    model_id = visit.query.get("model", "").strip()
+    if not model_id:
+        raise InvalidInputException("give the id of the model to predict with")
+    return visit.redirect(f"models/{quote(model_id, safe='')}/predict")
+
+
 def _pasted_record(text: str, attributes: list[dict[str, Any]]) -> dict[str, str]:
-    """A JSON object of strings, or one CSV line in the schema's attribute order (target left out)."""
+    """A JSON object of strings, or one CSV line in the order of the model's input attributes."""
     if text.startswith("{"):
         try:
             record = json.loads(text)
@@ -486,7 +514,7 @@ def _pasted_record(text: str, attributes: list[dict[str, Any]]) -> dict[str, str
     names = [a["attributeName"] for a in attributes]
     if len(values) != len(names):
         raise InvalidInputException(
-            f"the pasted CSV line has {len(values)} values; the model's schema has {len(names)} attributes "
-            f"besides the target ({', '.join(names)})"
+            f"the pasted CSV line has {len(values)} values; the model reads {len(names)} attributes "
+            f"({', '.join(names)})"
         )
     return {name: value for name, value in zip(names, values, strict=True) if value != ""}

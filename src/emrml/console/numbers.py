@@ -1,9 +1,10 @@
 """Numbers typed into the console's forms and queries, read as the API reads numbers: ASCII digits only.
 
-``int()`` and ``float()`` accept more than a number: ``1_0``, surrounding spaces, other scripts' digits
-(``٣``), ``inf`` and ``nan``. A form field that took those would send the API a value its user never
-typed, so a field's text is a number only in the plain spellings (``core.values.NUMBER_PATTERN`` for
-decimals, as data values are read), else the field says it is not one.
+``int()`` and ``float()`` accept more than a number: ``1_0``, other scripts' digits (``٣``), ``inf`` and
+``nan``. A form field that took those would send the API a value its user never typed, so a field's text
+is a number only in the plain spellings (``core.values.NUMBER_PATTERN`` for decimals, as data values are
+read), else the field says it is not one. Whitespace around the number is left out (``str.strip``), as the
+API strips its ``sgd.*`` parameters and data values: a space pasted with a number is not a different number.
 """
 
 from __future__ import annotations
@@ -20,13 +21,16 @@ _DECIMAL = re.compile(NUMBER_PATTERN)
 
 
 def whole(text: str) -> int | None:
-    """``text`` as a whole number (ASCII digits, nothing else), or None."""
-    return int(text) if len(text) <= _WHOLE_DIGITS and _WHOLE.fullmatch(text) else None
+    """``text`` as a whole number (ASCII digits, nothing else but surrounding whitespace), or None."""
+    digits = text.strip()
+    return int(digits) if len(digits) <= _WHOLE_DIGITS and _WHOLE.fullmatch(digits) else None
 
 
 def decimal(text: str) -> float | None:
-    """``text`` as a finite number (``2``, ``-0.5``, ``.5``, ``1e-3``), or None."""
-    if not _DECIMAL.fullmatch(text):
+    """``text`` as a finite number (``2``, ``-0.5``, ``.5``, ``1e-3``; surrounding whitespace left out), or
+    None."""
+    number = text.strip()
+    if not _DECIMAL.fullmatch(number):
         return None
-    value = float(text)
+    value = float(number)
     return value if math.isfinite(value) else None

@@ -15,7 +15,7 @@ from emrml.console.app import View, Visit
 from emrml.console.choices import choices
 from emrml.console.paging import pager
 from emrml.console.thresholds import at_threshold, threshold_error, typed_threshold
-from emrml.errors import InvalidInputException
+from emrml.errors import AccessDeniedException, InvalidInputException
 
 PAGE_SIZE = 25
 STATUSES = ("PENDING", "INPROGRESS", "COMPLETED", "FAILED")
@@ -157,6 +157,8 @@ def list_page(path: str):
             "sorts": list(SORTS),
             "notice": data.get("Notice", ""),
             "offered": creatable(visit),
+            # Who may not use the default settings (no storage to split the data) is sent to the custom ones.
+            "model_mode": "" if kind.kind != "MLModel" or not refused_default_model(visit) else "custom",
             "model": model,
             "references": {member: BY_KIND[REFERENCES[member]].path for member in REFERENCES},
             "readable": readable(visit, [("MLModel", model), *_named(kind.kind, result["Results"])]),
@@ -181,24 +183,51 @@ def home(visit: Visit) -> View:
     # A sample is a datasource split, a model and its evaluation: offered to who may train a model on it.
     samples = SAMPLES if "MLModel" in offered and may_run(visit) else {}
     shown = [reference for kind, items in recent.items() for reference in _named(kind, items)]
-    extra = {"kinds": kinds, "samples": samples, "offered": offered, "readable": readable(visit, shown)}
+    extra = {
+        "kinds": kinds,
+        "samples": samples,
+        "offered": offered,
+        "readable": readable(visit, shown),
+        "default_model": not refused_default_model(visit),
+    }
+    # Who may predict but not list the models (a predictor) opens a model's predict page by its id.
+    access = visit.console.service.access
+    extra["predicts_by_id"] = "models" not in kinds and access.may(visit.user, "machinelearning:Predict")
     return View("home.html", {"Recent": recent}, extra=extra)
+
+
+def part(visit: Visit, data: dict[str, Any], operation: str, request: dict[str, Any]) -> dict[str, Any]:
+    """A part of an object's page read by its own operation (statistics, insights), put in ``data`` under
+    the operation's name. A user who may read the object but not that part gets the page without it:
+    ``data`` then says, under ``<operation>Refused``, which permission is missing (the page's note where
+    the part would be), and the part is empty."""
+    try:
+        answer = visit.call(operation, request)
+    except AccessDeniedException:
+        data[f"{operation}Refused"] = f"machinelearning:{operation}"
+        return {}
+    data[operation] = answer
+    return answer
 
 
 def datasource(visit: Visit) -> View:
     source_id = visit.params["entity_id"]
     described = visit.call("GetDataSource", {"DataSourceId": source_id, "Verbose": True})
-    statistics = visit.call("GetDataSourceStatistics", {"DataSourceId": source_id})
     schema = _json(described.get("DataSourceSchema"))
-    data = {"GetDataSource": described, "GetDataSourceStatistics": statistics}
-    refused = _refused(visit, DATASOURCE_ACTIONS, {"TrainingDataSourceId": source_id})
-    return View("datasource.html", data, extra={"schema": schema, "refused": refused})
+    data = {"GetDataSource": described}
+    part(visit, data, "GetDataSourceStatistics", {"DataSourceId": source_id})
+    refused = refused_actions(visit, DATASOURCE_ACTIONS, {"TrainingDataSourceId": source_id})
+    # Who may not use the default settings (no storage to split the data) is sent to the custom ones.
+    model_mode = "custom" if refused_default_model(visit) else ""
+    extra = {"schema": schema, "refused": refused, "model_mode": model_mode}
+    return View("datasource.html", data, extra=extra)
 
 
 def model(visit: Visit) -> View:
     model_id = visit.params["entity_id"]
     described = visit.call("GetMLModel", {"MLModelId": model_id, "Verbose": True})
-    insights = visit.call("GetMLModelInsights", {"MLModelId": model_id})
+    data: dict[str, Any] = {"GetMLModel": described}
+    part(visit, data, "GetMLModelInsights", {"MLModelId": model_id})
     access = visit.console.service.access
     # Reading a model is not listing evaluations: who may not list them gets the model, saying so.
     lists_evaluations = access.may(visit.user, "machinelearning:DescribeEvaluations")
@@ -208,14 +237,20 @@ def model(visit: Visit) -> View:
             "DescribeEvaluations",
             {"FilterVariable": "MLModelId", "EQ": model_id, "Limit": MODEL_EVALUATIONS, "SortOrder": "dsc"},
         )
-    data = {"GetMLModel": described, "GetMLModelInsights": insights, "Evaluations": listed["Results"]}
+    data["Evaluations"] = listed["Results"]
     if not lists_evaluations:
         data["EvaluationsRefused"] = "machinelearning:DescribeEvaluations"
     extra = {
         "more_evaluations": bool(listed.get("NextToken")),
         "recipe": described.get("Recipe"),
         "links": _links(visit, "MLModel", model_id),
-        "refused": _refused(visit, MODEL_ACTIONS, {"MLModelId": model_id}),
+        "refused": refused_actions(visit, MODEL_ACTIONS, {"MLModelId": model_id})
+        # A batch prediction writes its results: without any storage:Write its form could only fail.
+        | {
+            action: does
+            for action, does in refused_create(visit, "BatchPrediction").items()
+            if action.startswith("storage:")
+        },
         "readable": readable(visit, _named("Evaluation", listed["Results"], described)),
         "lists_batch_predictions": access.may(visit.user, "machinelearning:DescribeBatchPredictions"),
     }
@@ -228,13 +263,14 @@ def evaluation(visit: Visit, threshold: float | None = None) -> View:
     field's error (400), the counts at the model's."""
     evaluation_id = visit.params["entity_id"]
     described = visit.call("GetEvaluation", {"EvaluationId": evaluation_id})
-    insights = visit.call("GetEvaluationInsights", {"EvaluationId": evaluation_id})
-    data: dict[str, Any] = {"GetEvaluation": described, "GetEvaluationInsights": insights}
+    data: dict[str, Any] = {"GetEvaluation": described}
+    insights = part(visit, data, "GetEvaluationInsights", {"EvaluationId": evaluation_id})
     metrics = (insights.get("Insights") or {}).get("metrics") or {}
     extra: dict[str, Any] = {
         "links": _links(visit, "Evaluation", evaluation_id),
         "saved": "saved" in visit.query,
-        "refused": _refused(visit, THRESHOLD_ACTIONS, {"MLModelId": described.get("MLModelId")}),
+        "refused": refused_actions(visit, THRESHOLD_ACTIONS, {"MLModelId": described.get("MLModelId")}),
+        "endpoint_on": insights.get("MLModelEndpointStatus", "NONE") != "NONE",
         "readable": readable(visit, referred(described)),
     }
     if insights.get("MLModelType") == "BINARY" and "thresholdTable" in metrics:
@@ -283,22 +319,45 @@ CREATE_DOES = {
 }
 
 
+#: The storage a create form needs besides its operation, and what it is for: a datasource reads its data,
+#: a batch prediction writes its results (``storage:`` grants; without any, the form could only fail).
+CREATE_STORAGE = {
+    "DataSource": ("storage:Read", "read data"),
+    "BatchPrediction": ("storage:Write", "write batch prediction results"),
+}
+
+
 def refused_create(visit: Visit, kind: str) -> dict[str, str]:
-    """The create form's action (operation: what it does) when the user may not create ``kind`` at all:
-    the form says so and its button is disabled. Empty when the user may."""
-    return {} if kind in creatable(visit) else {CREATES[kind]: CREATE_DOES[kind]}
+    """What the user may not do at all (``Access.may``: allowed on nothing) of what creating ``kind`` needs,
+    by operation (or ``storage:`` action): what it does. The form then says so and its button is disabled;
+    empty when the user may."""
+    access = visit.console.service.access
+    refused = {}
+    if not access.may(visit.user, f"machinelearning:{CREATES[kind]}"):
+        refused[CREATES[kind]] = CREATE_DOES[kind]
+    if kind in CREATE_STORAGE:
+        action, does = CREATE_STORAGE[kind]
+        if not access.may(visit.user, action):
+            refused[action] = does
+    return refused
+
+
+def refused_default_model(visit: Visit) -> dict[str, str]:
+    """``refused_create`` of the default settings, which make more than the model: the two datasources of
+    the split (reading the data) and the evaluation. Custom settings need the model's alone."""
+    refused = refused_create(visit, "MLModel") | refused_create(visit, "DataSource")
+    if not visit.console.service.access.may(visit.user, "machinelearning:CreateEvaluation"):
+        refused["CreateEvaluation"] = "evaluate models"
+    return refused
 
 
 def creatable(visit: Visit) -> set[str]:
-    """The kinds of ``CREATES`` the user may create at all (``Access.may``: allowed on some object), so
-    that a create button is not offered to who could only be refused."""
-    access = visit.console.service.access
-    return {
-        kind for kind, operation in CREATES.items() if access.may(visit.user, f"machinelearning:{operation}")
-    }
+    """The kinds of ``CREATES`` the user may create (``refused_create`` empty), so that a create button
+    is not offered to who could only be refused."""
+    return {kind for kind in CREATES if not refused_create(visit, kind)}
 
 
-def _refused(visit: Visit, actions: dict[str, str], request: dict[str, Any]) -> dict[str, str]:
+def refused_actions(visit: Visit, actions: dict[str, str], request: dict[str, Any]) -> dict[str, str]:
     """Those of ``actions`` (operation: what it does) the service would refuse this user with ``request``,
     as the service's access layer decides: the page disables or leaves them out, saying why."""
     access = visit.console.service.access
@@ -362,9 +421,9 @@ def compare(visit: Visit) -> View:
     for evaluation_id in chosen:
         if not evaluation_id:
             continue
-        described = visit.call("GetEvaluation", {"EvaluationId": evaluation_id})
-        insights = visit.call("GetEvaluationInsights", {"EvaluationId": evaluation_id})
-        sides.append({"GetEvaluation": described, "GetEvaluationInsights": insights})
+        side = {"GetEvaluation": visit.call("GetEvaluation", {"EvaluationId": evaluation_id})}
+        part(visit, side, "GetEvaluationInsights", {"EvaluationId": evaluation_id})
+        sides.append(side)
     offered = choices(visit, "Evaluation", *chosen)
     shown = readable(visit, _named("Evaluation", [side["GetEvaluation"] for side in sides]))
     extra = {"choices": offered, "chosen": chosen, "readable": shown}

@@ -27,7 +27,16 @@ def _parent(location: str) -> str | None:
 def storage(visit: Visit) -> View | Response:
     service = visit.console.service
     roots = [str(root) for root in service.settings.data_roots]
-    location = visit.field("location") or visit.query.get("location") or (roots[0] if roots else "")
+    # Offered as starting points: the data roots the user may read, and the folders its storage:Read grants
+    # start at (a user granted one folder of a root is not sent to the root, to be refused there).
+    readable_roots = [root for root in roots if files.may(service, visit.arn, root)]
+    granted = [
+        folder
+        for folder in service.access.storage_folders(visit.arn)
+        if folder not in readable_roots and files.may(service, visit.arn, folder)
+    ]
+    starts = readable_roots + granted or roots
+    location = visit.field("location") or visit.query.get("location") or (starts[0] if starts else "")
     errors: dict[str, str] = {}
     done = ""
     if visit.form is not None:
@@ -53,7 +62,8 @@ def storage(visit: Visit) -> View | Response:
         "Location": folder,
         # No way up out of a data root: above it everything is refused.
         "Parent": None if top else _parent(folder),
-        "Roots": roots,
+        "Roots": readable_roots,
+        "Granted": granted,
         "Folders": listed.folders,
         "Files": [
             {"Location": f.uri, "Name": f.uri.rsplit("/", 1)[-1], "Size": f.size} for f in listed.files
@@ -65,7 +75,13 @@ def storage(visit: Visit) -> View | Response:
     if "location" in errors:
         title = "Refused" if status == 403 else "InvalidInputException"
         data["error"] = {"status": status, "title": title, "message": errors["location"]}
+    if data["Parent"] and not files.may(service, visit.arn, data["Parent"]):
+        data["Parent"] = None  # a way up only to a folder the user may open
+    entries = [*listed.folders, *(f.uri for f in listed.files)]
     extra = {
+        # Folders linked and files offered for download only where the user may read them (a Deny of one
+        # file or subfolder of a granted folder): its name is shown, saying so.
+        "openable": {entry for entry in entries if files.may(service, visit.arn, entry)},
         "errors": errors,
         # Upload, new folder, move and delete are offered to who may write here (copy: to anywhere).
         "writable": "location" not in errors and files.may(service, visit.arn, folder, write=True),

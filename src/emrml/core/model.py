@@ -22,6 +22,7 @@ import os
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,8 +120,12 @@ def _weights_compression(linear: LinearModel) -> int:
     return zipfile.ZIP_STORED
 
 
-def save_artifact(artifact: ModelArtifact, path: Path) -> int:
-    """Write ``artifact`` to ``path`` atomically; returns the file size in bytes.
+def save_artifact(
+    artifact: ModelArtifact, path: Path, commit: Callable[[Callable[[], None]], None] | None = None
+) -> int:
+    """Write ``artifact`` to ``path`` atomically; returns the file size in bytes. ``commit`` runs the rename
+    that makes the file appear (a training job's attempt: only while it holds the job), and may refuse it
+    by raising, which leaves no file.
 
     Raises ``ValueError`` for an inconsistent artifact (type vs weights, labels, feature names, version) or
     values JSON cannot hold (NaN, infinity).
@@ -144,11 +149,16 @@ def save_artifact(artifact: ModelArtifact, path: Path) -> int:
                     archive.writestr(FEATURE_NAMES_MEMBER, names)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temporary, path)
+        size = os.stat(temporary).st_size
+        (commit or _now)(lambda: os.replace(temporary, path))
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    return path.stat().st_size
+    return size
+
+
+def _now(step: Callable[[], None]) -> None:
+    step()
 
 
 def _invalid(path: Path, problem: str) -> InvalidInputException:

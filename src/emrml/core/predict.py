@@ -92,6 +92,19 @@ class Predictor:
             self._score, checked = self.space.record_scorer(linear.weights[:, 0].tolist())
             self._unscored = tuple((name, parse) for name, parse in self._parsed if name not in checked)
 
+    def __repr__(self) -> str:
+        # What a notebook shows for ``model.predictor()``: the type, what it predicts, and from what.
+        detail = {
+            "BINARY": f"score_threshold={self.score_threshold}",
+            "MULTICLASS": f"labels={self.labels}",
+        }.get(self.model_type, "")
+        target = self.schema.target
+        return (
+            f"Predictor({self.model_type}, target={target!r}, {len(self._inputs)} inputs"
+            + (f", {detail}" if detail else "")
+            + ")"
+        )
+
     @classmethod
     def load(cls, path: Path, *, score_threshold: float | None = None) -> Predictor:
         """Load a model artifact file (``InvalidInputException`` naming it when it is not usable)."""

@@ -18,10 +18,12 @@ output in S3, under the scratch folder), moved into ``result/`` when all are com
 as whole objects), and the manifest is written last, as the commit marker; on failure the temporaries (and
 any result already moved) are removed, so a reader that sees the manifest sees every result whole. Each
 attempt of the job has its own folder: an attempt given up while its worker still runs never mixes its
-parts with the next attempt's, and removes only its own folder as it stops; the names every attempt
-shares (the manifest, the results) are written or removed only after a look that the attempt still holds
-the job (``fence``). An output directory that cannot be written, or a bucket that is missing or refuses
-listing, fails the job before any scoring.
+parts with the next attempt's, and removes only its own folder as it stops. The names every attempt
+shares (the manifest, the results) are written or removed only through the job's ``commit``, which runs
+each such step (a rename, the request that completes an upload, a removal) only while the attempt holds
+the job and keeps it held until the step is done: an attempt given up cannot write over, or remove, the
+output of an attempt after it. An output directory that cannot be written, or a bucket that is missing
+or refuses listing, fails the job before any scoring.
 
 **Parallel.** Work is cut into units (engine/units.py: whole files, and record-aligned byte ranges of large
 plain-text files) run by a pool of ``Parallelism.workers`` processes, or as Spark tasks; each unit writes
@@ -68,6 +70,7 @@ from emrml.engine.units import (
     selected_blocks,
 )
 from emrml.errors import DataError, InvalidInputException
+from emrml.storage.backend import Commit, commit_now
 from emrml.storage.gzipped import gzip_compressor
 from emrml.storage.locations import (
     FileRef,
@@ -79,6 +82,7 @@ from emrml.storage.locations import (
     local_directory,
     publish_file,
     read_text,
+    remove_temporaries,
 )
 
 T = TypeVar("T")
@@ -386,6 +390,7 @@ def discard_output(
                     if value.startswith(mine) and "/" not in value[len(mine) :]
                 )
             delete(manifest)
+    remove_temporaries(manifest)
     if data_location:
         with suppress(InvalidInputException, DataError):
             names = result_names(list_files(data_location), batch_prediction_id)
@@ -439,9 +444,11 @@ def _publish(
     prefix: str,
     batch_prediction_id: str,
     published: list[str],
+    commit: Commit,
 ) -> dict[str, str]:
-    """Assemble each file's parts into its result and move the results into ``result/``; returns the
-    manifest. ``published`` collects the results in place, for removal if a later step fails."""
+    """Assemble each file's parts into its result and move the results into ``result/``, each through
+    ``commit``; returns the manifest. ``published`` collects the results in place, for removal if a later
+    step fails."""
     names = result_names(files, batch_prediction_id)
     manifest: dict[str, str] = {}
     for index, file in enumerate(files):
@@ -453,24 +460,28 @@ def _publish(
         assembled = Path(job.folder) / names[index]
         _concatenate([job.part_path(unit) for unit, _ in mine], assembled, job.output_uri)
         location = _result_location(prefix, names[index])
-        publish_file(str(assembled), location)
+        publish_file(str(assembled), location, commit)
         published.append(location)
         name = quote(names[index]) if prefix.startswith("file://") else names[index]
         manifest[file.uri] = result_location(prefix, name)
     return manifest
 
 
-def _withdraw(published: list[str], fence: Callable[[], None]) -> None:
+def _withdraw(published: list[str], commit: Commit) -> None:
     """Remove the results (and manifest) a run published before it failed or was stopped, unless its
-    attempt no longer holds the job: the names are every attempt's, and they are then the next attempt's
-    output, or removed with the job deleted or given up (``discard_output``)."""
-    try:
-        fence()
-    except BaseException:
-        return
-    for location in published:
+    attempt no longer holds the job (``commit`` refuses): the names are every attempt's, and they are then
+    the next attempt's output, or removed with the job deleted or given up (``discard_output``). One
+    ``commit`` each, as they were published: the job is held for one request at a time."""
+
+    def remove(location: str) -> None:
         with suppress(InvalidInputException):
             delete(location)
+
+    for location in published:
+        try:
+            commit(functools.partial(remove, location))
+        except BaseException:  # what ended the run is raised again by the caller; a refusal ends this
+            return
 
 
 def batch_predict(
@@ -485,14 +496,15 @@ def batch_predict(
     parallelism: Parallelism | None = None,
     spark: Any = None,
     attempt: int = 1,
-    fence: Callable[[], None] = lambda: None,
+    commit: Commit = commit_now,
 ) -> BatchResult:
     """Score the records ``data`` selects with a model and write the results and manifest (module doc).
 
-    ``attempt``: the job's attempt this run is, which names its temporary folder. ``fence`` raises (ending
-    the run, as a progress report may) unless that attempt still holds the job: it is asked, unthrottled,
-    before the run writes or removes a name every attempt shares (the manifest, the results), so that an
-    attempt given up while its worker still ran never touches the output of the attempt after it.
+    ``attempt``: the job's attempt this run is, which names its temporary folder. ``commit`` runs each step
+    that writes or removes a name every attempt shares (the manifest, the results) only while that attempt
+    holds the job, holding it meanwhile, and raises (ending the run, as a progress report may) when it no
+    longer does: an attempt given up while its worker still ran never touches the output of the attempt
+    after it.
     ``score_threshold`` overrides the artifact's BINARY cut-off. ``spark``: a SparkSession whose executors
     run the units instead of this machine's processes (engine/spark/): the same units, cut the same way
     (``parallelism``), so the result files are byte for byte the local engine's. Raises ``DataError`` when
@@ -519,8 +531,8 @@ def batch_predict(
     try:
         # A previous attempt that died after writing its manifest: the manifest goes until this one's
         # replaces it, so that nobody takes the old results, about to be written again, for the job's.
-        fence()
-        delete(manifest_location(output_uri, batch_prediction_id))
+        manifest_file = manifest_location(output_uri, batch_prediction_id)
+        commit(lambda: delete(manifest_file))
         total_bytes = sum(file.size for file in files)
         cuts = _cut_points(files, parallelism) if parallelism.workers > 1 else {}
         parallel = total_bytes >= parallelism.min_bytes and (len(files) > 1 or bool(cuts))
@@ -550,18 +562,18 @@ def batch_predict(
             results = runner.map(run_unit, [(job, unit) for unit in units], "scoring records", (0.1, 0.95))
         check_unchanged(files)  # a file cut short while scored would give a result short of records
         progress(0.95, "publishing the results")
-        fence()
-        manifest = _publish(files, units, results, job, prefix, batch_prediction_id, published)
-        location = manifest_location(output_uri, batch_prediction_id)
-        fence()  # uploads to a store may have taken long
-        with atomic_write(location) as out:
+        manifest = _publish(files, units, results, job, prefix, batch_prediction_id, published, commit)
+        with atomic_write(manifest_file, commit) as out:
             out.write(json.dumps(manifest, ensure_ascii=False).encode())
-        published.insert(0, location)  # removed first: no reader takes what remains for complete results
+        published.insert(0, manifest_file)  # removed first: no reader takes what remains for complete results
+        # What an attempt killed while it wrote the manifest left beside it: removed through ``commit``, so
+        # that no attempt given up removes the temporary of the manifest the job's attempt is writing.
+        commit(lambda: remove_temporaries(manifest_file))
         # The last progress point, where a job deleted while it published stops: what it wrote goes.
         progress(1.0, None)
     except BaseException:
         if published:
-            _withdraw(published, fence)
+            _withdraw(published, commit)
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -569,6 +581,6 @@ def batch_predict(
         total_records=sum(result.records for result in results),
         invalid_records=sum(result.invalid for result in results),
         unparsed_records=sum(result.unparsed for result in results),
-        manifest_location=location,
+        manifest_location=manifest_file,
         results=manifest,
     )

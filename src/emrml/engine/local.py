@@ -216,8 +216,11 @@ def read_selected(
                 if progress is not None:
                     fraction = (done + raw.tell()) / size
                     progress(low + (high - low) * fraction, f"reading {file.uri}")
-        check_unchanged([file])  # a file cut short while read would otherwise give fewer records, silently
         done += file.size
+    # A file cut short (or an object replaced) while read would otherwise give other records, silently.
+    # Every file at once, after the last: for S3 objects one listing a thousand objects rather than a
+    # HeadObject each (which made a datasource of many small objects 70 % slower).
+    check_unchanged(files)
 
 
 def build_datasource(

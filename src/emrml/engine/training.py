@@ -36,6 +36,7 @@ from emrml.engine.local import Progress, read_selected
 from emrml.engine.scratch import FeatureCache, RecordCache
 from emrml.errors import DataError
 from emrml.lifetime import machine, process_exists
+from emrml.storage.backend import Commit, commit_now
 from emrml.storage.locations import list_files
 
 #: A multiclass target may have at most this many classes (spec 11).
@@ -228,11 +229,13 @@ def train_model(
     progress: Progress,
     spark: Any = None,
     statistics: Mapping[str, Any] | None = None,
+    commit: Commit = commit_now,
 ) -> TrainedModel:
     """Train a model on a datasource and save its artifact under ``<home>/models`` (``spark``: a
     SparkSession whose executors fit, featurize and train, engine/spark/training.py). ``statistics``: the
     datasource's, whose alerts about the training data the report keeps (``alerts``) for the model's
-    insights and its evaluations."""
+    insights and its evaluations. ``commit`` runs the rename that puts the artifact in place: the file every
+    attempt of the job writes, which one given up must not replace once a later attempt has written it."""
     schema = data.schema
     if recipe_text is None:
         recipe_text = suggest_recipe(schema, sample, schema.attribute(schema.target or "").type)
@@ -269,7 +272,7 @@ def train_model(
         feature_names=space.feature_names,
     )
     path = artifact_path(settings, model_id)
-    size = save_artifact(artifact, path)
+    size = save_artifact(artifact, path, commit)
     return TrainedModel(path, size, recipe_text, report_dict)
 
 

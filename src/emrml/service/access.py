@@ -51,12 +51,15 @@ TAGGED = "ResourceType"
 class Rule:
     """What an operation touches. ``kind``/``member``: the object it acts on and its id member (kind
     ``TAGGED``: named by ResourceType); ``uses``: other objects it refers to, (kind, id member); ``listing``:
-    a Describe* whose results are filtered. An operation on no object (InferDataSchema) has kind None."""
+    a Describe* whose results are filtered. An operation on no object (InferDataSchema) has kind None.
+    ``granted_by``: other operations whose permission on the object allows this one too (it answers part of
+    what they need or show), unless a statement denies this one itself."""
 
     kind: str | None
     member: str | None = None
     uses: tuple[tuple[str, str], ...] = ()
     listing: bool = False
+    granted_by: tuple[str, ...] = ()
 
 
 def _lifecycle(kind: str, member: str) -> dict[str, Rule]:
@@ -78,6 +81,8 @@ OPERATION_ACCESS: dict[str, Rule] = {
     "PlanCapacity": Rule(None),
     "CreateMLModel": Rule(*_MODEL, uses=(("DataSource", "TrainingDataSourceId"),)),
     "GetMLModelInsights": Rule(*_MODEL),
+    # What a record sent to Predict needs: whoever may predict with the model, or read it, may know that.
+    "GetMLModelInputs": Rule(*_MODEL, granted_by=("Predict", "GetMLModel")),
     "CreateRealtimeEndpoint": Rule(*_MODEL),
     "DeleteRealtimeEndpoint": Rule(*_MODEL),
     "Predict": Rule(*_MODEL),
@@ -178,6 +183,16 @@ class Access:
         if not policy.allows(action, resource, own, *spellings):
             raise _denied(policy, action, resource)
 
+    def permits(self, caller: str | None, action: str, resource: str = "*") -> bool:
+        """Whether ``check`` lets ``caller`` do ``action`` on ``resource``, a user's own ``user/NAME`` being
+        its own (as the user and key methods below check it): the console asks before offering a change."""
+        own = caller is not None and resource.startswith("user/") and caller == self._arn(resource[5:])
+        try:
+            self.check(caller, action, resource, own)
+        except AccessDeniedException:
+            return False
+        return True
+
     def authorize(self, caller: str | None, operation: str, request: dict[str, Any]) -> None:
         """Raise AccessDeniedException unless ``caller`` may run ``operation`` with ``request`` (which is not
         validated yet: ids of the wrong type are left to validation)."""
@@ -198,8 +213,11 @@ class Access:
             if not policy.allows(action, "*", True):
                 raise _denied(policy, action, "*")
             return
+        # On the object acted on: the operation's own action, or one granting it unless its own is denied; on
+        # the objects it uses, its own.
+        granting = tuple(f"machinelearning:{name}" for name in rule.granted_by)
         with self.sessions() as session:
-            for target_kind, member in targets:
+            for index, (target_kind, member) in enumerate(targets):
                 object_id = request.get(member) if member else None
                 if (
                     not isinstance(target_kind, str)
@@ -210,7 +228,12 @@ class Access:
                 resource = f"{RESOURCE_KINDS[target_kind]}/{object_id}"
                 table = TABLES[target_kind]
                 owner = session.execute(select(table.created_by).where(table.id == object_id)).scalar()
-                if not policy.allows(action, resource, owner is None or owner == caller):
+                own = owner is None or owner == caller
+                if not policy.allows(action, resource, own) and (
+                    index > 0
+                    or policy.denies(action, resource, own)
+                    or not any(policy.allows(other, resource, own) for other in granting)
+                ):
                     raise _denied(policy, action, resource)
 
     def allowed(self, caller: str | None, operation: str, request: dict[str, Any]) -> bool:
@@ -237,6 +260,13 @@ class Access:
             )
         with self.sessions() as session:
             return set(session.scalars(query))
+
+    def storage_folders(self, caller: str | None, action: str = "storage:Read") -> list[str]:
+        """Where the caller's grants of a ``storage:`` action start (``Policy.granted_folders``): none for
+        the root, which may read everything."""
+        if caller is None or user_name_of(caller) is None:
+            return []
+        return self.policy(caller).granted_folders(action)
 
     def check_predict(self, caller: str, model_id: str, owner: str) -> None:
         """Predict's check, on the hot path: a remembered policy and decision (about a microsecond)."""

@@ -11,6 +11,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from emrml.core.rearrange import parse_rearrangement
+from emrml.core.schema import parse_schema
 from emrml.errors import InvalidInputException
 from emrml.service import describe
 from emrml.service.confinement import check_location, check_schema_beside, checked_as_opened
@@ -32,12 +33,16 @@ if TYPE_CHECKING:
 
 
 def _create(app: EmrML, request: Request, location: str, spec: dict[str, Any], **columns: Any) -> Response:
-    # A malformed rearrangement is a bad request, refused at once; schema and data problems are found by
-    # the job, which records a FAILED datasource whose Message says what is wrong.
+    # A malformed rearrangement or DataSchema is a bad request, refused at once (spec 1.1); what needs the
+    # data or a file (a schema that does not fit the data, a schema file's content, the max_attributes
+    # limit, checked in one place for every way a schema arrives) is found by the job, which records a
+    # FAILED datasource whose Message says what is wrong.
     for member in ("DataSchemaLocationS3", "DataSchemaUri"):
         if spec.get(member):
             check_location(app, spec[member], member=member)
     parse_rearrangement(spec.get("DataRearrangement"))
+    if spec.get("DataSchema"):
+        parse_schema(spec["DataSchema"])
     with app.sessions() as session, session.begin():
         create_entity(
             session,

@@ -137,37 +137,52 @@ def _conditions(kind: str, request: Request) -> tuple[Any, list[ColumnElement[bo
     return column, conditions
 
 
-def _query(request: Request) -> str:
-    """The arguments a NextToken is tied to: all but the token and the page size."""
-    return canonical({k: v for k, v in request.items() if k not in ("NextToken", "Limit")})
+def _query(kind: str, request: Request) -> str:
+    """The arguments a NextToken is tied to: the kind of object listed and all but the token and the page
+    size (a token of one Describe operation is no cursor for another's objects)."""
+    return canonical({"kind": kind, **{k: v for k, v in request.items() if k not in ("NextToken", "Limit")}})
 
 
-def _token(last: tuple[Any, str], request: Request) -> str:
-    payload = json.dumps({"after": list(last), "query": _query(request)})
+def _token(kind: str, last: tuple[Any, str], request: Request) -> str:
+    payload = json.dumps({"after": list(last), "query": _query(kind, request)})
     return base64.urlsafe_b64encode(payload.encode()).decode()
 
 
-def _after(token: str | None, request: Request) -> tuple[Any, str] | None:
+def _sort_value(value: object, time_sorted: bool) -> float | str | None:
+    """A token's sort value as the sort column holds it, None when it cannot be one: a number for a time
+    column, text for the others, as this server writes them. Anything else is a forged token, which a
+    database would compare by rules of its own or refuse (PostgreSQL: an error for text against a number,
+    for an integer past 64 bits and for text holding NUL)."""
+    if time_sorted:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        try:
+            number = float(value)
+        except OverflowError:
+            return None
+        return number if math.isfinite(number) else None
+    return value if isinstance(value, str) and "\x00" not in value else None
+
+
+def _after(kind: str, token: str | None, request: Request) -> tuple[Any, str] | None:
     """The sort value and id of the object the previous page ended with; None for the first page."""
     if not token:
         return None
+    forged = InvalidInputException("NextToken is not a token returned by a previous call")
     try:
         payload = json.loads(base64.urlsafe_b64decode(token.encode()))
         value, last_id = payload["after"]
         query = payload["query"]
     except (ValueError, KeyError, TypeError, binascii.Error, RecursionError):
         # RecursionError: a forged token of JSON nested too deeply to read.
-        raise InvalidInputException("NextToken is not a token returned by a previous call") from None
-    if (
-        not isinstance(last_id, str)
-        or isinstance(value, bool)
-        or not isinstance(value, str | int | float)
-        # Never in a token this server made; a database would compare it by rules of its own, or refuse it.
-        or (isinstance(value, float) and not math.isfinite(value))
-        or query != _query(request)
-    ):
+        raise forged from None
+    if query != _query(kind, request):
         raise InvalidInputException("NextToken belongs to a request with other filter or sort arguments")
-    return value, last_id
+    time_sorted = request.get("FilterVariable") in (None, *TIME_VARIABLES)
+    sort_value = _sort_value(value, time_sorted)
+    if sort_value is None or not isinstance(last_id, str) or "\x00" in last_id:
+        raise forged
+    return sort_value, last_id
 
 
 def describe(
@@ -181,7 +196,7 @@ def describe(
         conditions.append(visible)
     limit = request.get("Limit", 100)
     descending = request.get("SortOrder", "asc") == "dsc"
-    after = _after(request.get("NextToken"), request)
+    after = _after(kind, request.get("NextToken"), request)
     if after is not None:
         value, last_id = after
         if descending:
@@ -195,7 +210,7 @@ def describe(
     response: Response = {"Results": [view(entity) for entity, _ in rows[:limit]]}
     if len(rows) > limit:
         last, value = rows[limit - 1]
-        response["NextToken"] = _token((value, last.id), request)
+        response["NextToken"] = _token(kind, (value, last.id), request)
     return response
 
 

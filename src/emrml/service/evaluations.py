@@ -65,6 +65,9 @@ def get_evaluation_insights(app: EmrML, request: Request) -> Response:
         members["MLModelType"] = model.model_type
         if model.score_threshold is not None:
             members["ScoreThreshold"] = model.score_threshold
+        # The threshold cannot change while an endpoint serves with it (UpdateMLModel): the console's
+        # threshold explorer then offers no save.
+        members["MLModelEndpointStatus"] = model.endpoint_status
     if entity.insights:
         members["Insights"] = json.loads(entity.insights)
     return members

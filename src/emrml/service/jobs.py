@@ -114,6 +114,9 @@ class JobRunner:
         self._spawn = forkserver.context()
         #: The worker processes running here, with their attempts, by job (``interrupt`` stops them).
         self._workers: dict[tuple[str, str], tuple[Any, int]] = {}
+        #: The jobs running on threads here (``in_process``), by job: the event that stops each at its next
+        #: progress point, the event set when its thread is done with it, and its attempt.
+        self._threads: dict[tuple[str, str], tuple[threading.Event, threading.Event, int]] = {}
         self._lock = threading.Lock()
         #: Set by ``interrupt``: no more jobs are claimed here.
         self.stopping = threading.Event()
@@ -227,7 +230,7 @@ class JobRunner:
         thread, with ``in_process``)."""
         while not self.stopping.is_set() and (attempt := self.claim(kind, entity_id)):
             if self.in_process:
-                run_job_in_this_process(self.settings, kind, entity_id, attempt, worker=False)
+                self._run_on_this_thread(kind, entity_id, attempt)
                 continue
             process = self._spawn.Process(
                 target=worker_main,
@@ -253,17 +256,44 @@ class JobRunner:
                     kind, entity_id, attempt, f"the worker process died ({describe_exit(process.exitcode)})"
                 )
 
+    def _run_on_this_thread(self, kind: str, entity_id: str, attempt: int) -> None:
+        """Run an attempt on the calling thread, where ``interrupt`` can stop it as it stops a worker."""
+        stop, done = threading.Event(), threading.Event()
+        with self._lock:
+            if self.stopping.is_set():
+                self._requeue(kind, entity_id, attempt)
+                return
+            self._threads[kind, entity_id] = (stop, done, attempt)
+        try:
+            run_job_in_this_process(self.settings, kind, entity_id, attempt, worker=False, stopped=stop)
+        finally:
+            with self._lock:
+                self._threads.pop((kind, entity_id), None)
+            done.set()
+
     def interrupt(self) -> list[tuple[str, str]]:
         """Stop the jobs running here and queue them again, their attempts not counted: the server is
         stopping (a restart is no failure of the job's, and two restarts during a long training must not use
         up its attempts). Each worker is asked to stop (it removes its temporaries as it does), killed after
         ``STOP_GRACE_SECONDS``, and only then is its job queued again, so that no worker of it is left
-        running beside the next attempt. Returns the jobs queued again."""
+        running beside the next attempt. A job on one of this process's threads (``in_process``) is asked
+        likewise, and queued again once it stopped or the grace ended. Returns the jobs queued again."""
         with self._lock:
             self.stopping.set()
-            running = dict(self._workers)
-        _terminate([process for process, _attempt in running.values()])
-        return [job for job, (_process, attempt) in running.items() if self._requeue(*job, attempt)]
+            running = {job: attempt for job, (_process, attempt) in self._workers.items()}
+            processes = [process for process, _attempt in self._workers.values()]
+            threads = dict(self._threads)
+        # Jobs on this process's threads (``in_process``) stop at their next progress point, as a worker
+        # does on SIGTERM; one still busy when the grace ends is queued again all the same: its writes,
+        # fenced by its attempt, find the job no longer INPROGRESS, and the process is about to end.
+        for stop, _done, _attempt in threads.values():
+            stop.set()
+        _terminate(processes)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for job, (_stop, done, attempt) in threads.items():
+            done.wait(max(0.0, deadline - time.monotonic()))
+            running[job] = attempt
+        return [job for job, attempt in running.items() if self._requeue(*job, attempt)]
 
     def _requeue(self, kind: str, entity_id: str, attempt: int) -> bool:
         """Queue again a job whose attempt here was interrupted, its try not counted (its attempt number
@@ -290,7 +320,9 @@ class JobRunner:
         self, process: Any, kind: str, entity_id: str, attempt: int, progress: ProgressCallback | None
     ) -> bool:
         """Wait for a worker to end, reporting progress; stop it when its job is no longer this attempt's
-        (the object was deleted, or a later attempt took the job over). Returns whether it was stopped."""
+        (the object was deleted, or a later attempt took the job over), or is queued again (given up after
+        its heartbeats stopped: the next attempt is claimed here once this worker is gone, so one hung
+        would keep the job queued for good). Returns whether it was stopped."""
         next_look = 0.0
         while process.is_alive():
             process.join(0.2)
@@ -298,7 +330,7 @@ class JobRunner:
                 continue
             next_look = time.monotonic() + WATCH_SECONDS
             entity = self._status(kind, entity_id)
-            if entity is None or entity.status == "DELETED" or entity.attempts != attempt:
+            if entity is None or entity.status in ("DELETED", "PENDING") or entity.attempts != attempt:
                 self._stop(process, kind, entity_id, attempt)
                 return True
             if progress is not None and entity.status == "INPROGRESS":

@@ -1,6 +1,7 @@
 """ML model operations: CreateMLModel, GetMLModel, UpdateMLModel, DeleteMLModel, DescribeMLModels.
 
-Extension: ``GetMLModelInsights`` returns the training report and the features with the largest weights.
+Extensions: ``GetMLModelInsights`` returns the training report and the features with the largest weights;
+``GetMLModelInputs`` what a Predict record needs, to whoever may predict with the model.
 """
 
 from __future__ import annotations
@@ -192,6 +193,32 @@ def get_ml_model_insights(app: EmrML, request: Request) -> Response:
 
         members.update(insights(load_artifact(Path(entity.artifact_location))))
     return members
+
+
+@operation("GetMLModelInputs")
+def get_ml_model_inputs(app: EmrML, request: Request) -> Response:
+    """What a record sent to Predict needs: the attributes the model reads (name and type, in column order),
+    its type and status, and its real-time endpoint. Whoever may Predict with the model (or read it) may ask
+    (``access.OPERATION_ACCESS``), so it tells nothing else of it: no name, recipe, parameters or data."""
+    from emrml.core.schema import parse_schema
+
+    model_id = require_id(request, "MLModelId")
+    with app.sessions() as session:
+        entity = find(session, "MLModel", model_id)
+    attributes = []
+    if entity.data_schema:
+        schema = parse_schema(entity.data_schema, source=f"model {entity.id} schema")
+        attributes = [
+            {"attributeName": attribute.name, "attributeType": attribute.type.value}
+            for attribute in schema.input_attributes
+        ]
+    return {
+        "MLModelId": entity.id,
+        "MLModelType": entity.model_type,
+        "Status": entity.status,
+        "Attributes": attributes,
+        "EndpointInfo": endpoint_info(entity, endpoint_url(app)),
+    }
 
 
 @operation("DescribeMLModels")

@@ -284,6 +284,27 @@ class Policy:
             self._decisions[key] = decision
         return decision
 
+    def denies(self, action: str, resource: str, own: bool) -> bool:
+        """Whether a Deny statement matches ``action`` on ``resource`` (an explicit refusal, which no Allow
+        of another action lifts)."""
+        return any(s.effect == "Deny" and s.matches(action, resource, own) for s in self.statements)
+
+    def granted_folders(self, action: str) -> list[str]:
+        """The folders where the Allow statements naming ``action`` start: each resource pattern up to its
+        first wildcard, cut back to its last ``/`` (``/srv/data/results/*`` gives ``/srv/data/results/``),
+        where a user granted only part of the storage may start browsing. Patterns starting with a
+        wildcard give none; Deny statements are not subtracted (the caller checks each folder)."""
+        folders = set()
+        for statement in self.statements:
+            if statement.effect != "Allow" or not statement.covers(action):
+                continue
+            for pattern in statement.resources:
+                literal = re.split(r"[*?]", pattern, maxsplit=1)[0]
+                folder = literal[: literal.rfind("/") + 1]
+                if folder and folder != "s3://":
+                    folders.add(folder)
+        return sorted(folders) if self.enabled else []
+
     def may_ever(self, action: str) -> bool:
         """Whether some Allow statement names ``action`` (on whatever resource)."""
         return self.enabled and any(s.effect == "Allow" and s.covers(action) for s in self.statements)

@@ -25,7 +25,13 @@ from emrml.service.confinement import check_job_output, confined_job, confined_w
 from emrml.service.metastore import BatchPrediction, DataSource, MLModel
 from emrml.service.worker import JobContext, discards, job
 from emrml.storage import sql, sql_staging
-from emrml.storage.locations import atomic_write, exists, read_text, schema_location_for
+from emrml.storage.locations import (
+    atomic_write,
+    exists,
+    read_text,
+    remove_temporaries,
+    schema_location_for,
+)
 
 if TYPE_CHECKING:
     from emrml.engine.training import DatasourceData
@@ -88,6 +94,7 @@ def _stage_sql(entity: DataSource, context: JobContext) -> Schema:
             entity.data_location,
             context.progress,
             max_attributes=context.settings.max_attributes,
+            commit=context.fenced,
         )
     return staged.schema
 
@@ -141,11 +148,11 @@ def _build(context: JobContext, entity: DataSource) -> dict[str, Any]:
         progress=progress,
     )
     if summary.sample is not None:
-        with (
-            atomic_write(str(sample_path(context.settings, entity.id))) as out,
-            ipc.new_file(out, summary.sample.schema) as writer,
-        ):
+        sample = str(sample_path(context.settings, entity.id))
+        # Through ``fenced``: an attempt given up must not replace the sample of the attempt after it.
+        with atomic_write(sample, context.fenced) as out, ipc.new_file(out, summary.sample.schema) as writer:
             writer.write_table(summary.sample)
+        _remove_temporaries(context, sample)
     return {
         "data_schema": schema.to_json(),
         "data_size": summary.data_size,
@@ -155,6 +162,12 @@ def _build(context: JobContext, entity: DataSource) -> dict[str, Any]:
         "invalid_examples": json.dumps(summary.invalid_examples),
         "statistics": json.dumps(summary.statistics) if summary.statistics is not None else None,
     }
+
+
+def _remove_temporaries(context: JobContext, location: str) -> None:
+    """Remove what attempts killed while they wrote ``location`` left beside it, once this attempt wrote
+    it: through ``fenced``, so that no attempt given up removes the temporary file of the one writing."""
+    context.fenced(lambda: remove_temporaries(location))
 
 
 def _datasource_data(source: DataSource) -> DatasourceData:
@@ -195,7 +208,9 @@ def train(context: JobContext) -> dict[str, Any]:
             progress=context.progress,
             spark=spark_of(context),
             statistics=statistics,
+            commit=context.fenced,
         )
+    _remove_temporaries(context, str(trained.artifact_path))
     return {
         "artifact_location": str(trained.artifact_path),
         "size_in_bytes": trained.size_in_bytes,
@@ -257,7 +272,7 @@ def predict_batch(context: JobContext) -> dict[str, Any]:
             progress=context.progress,
             spark=spark_of(context),
             attempt=context.attempt,
-            fence=context.fence,
+            commit=context.fenced,
         )
     return {
         "total_records": result.total_records,
@@ -271,7 +286,9 @@ def predict_batch(context: JobContext) -> dict[str, Any]:
 
 @discards("DataSource")
 def discard_sample(settings: Settings, source: DataSource) -> None:
-    sample_path(settings, source.id).unlink(missing_ok=True)
+    path = sample_path(settings, source.id)
+    path.unlink(missing_ok=True)
+    remove_temporaries(str(path))  # a worker killed while writing it
 
 
 @discards("MLModel")
@@ -280,8 +297,7 @@ def discard_model(settings: Settings, model: MLModel) -> None:
 
     path = artifact_path(settings, model.id)
     path.unlink(missing_ok=True)
-    for temporary in path.parent.glob(f".{path.name}.*.tmp"):  # a worker killed while saving the model
-        temporary.unlink(missing_ok=True)
+    remove_temporaries(str(path))  # a worker killed while saving the model
     sweep_training_scratch(settings)  # a killed worker's copy of the training data
 
 

@@ -26,6 +26,9 @@ _TAG_SHAPES = ("TagKey", "TagValue")
 #: Locations may be local paths and file:// URIs as well as s3:// URIs (storage.locations checks them), and
 #: endpoint URLs point at this server, not at amazonaws.com (spec 1.3).
 _LOCAL_OR_S3 = ("S3Url", "VipURL")
+#: Predict's record and endpoint are scored and compared, never stored: the only text that may hold NUL
+#: (Predict's fast path, service/endpoints.py, does not look for it).
+_UNSTORED_TEXT = ("VariableName", "VariableValue", "VipURL")
 #: A shape of the service model as its JSON has it: ``type``, and per type ``members`` / ``required``,
 #: ``member``, ``key`` / ``value``, ``enum``, ``min`` / ``max``, ``pattern``.
 Shape = dict[str, Any]
@@ -107,6 +110,8 @@ def _validate(name: str, value: Any, where: str) -> None:
     if kind == "string":
         if not isinstance(value, str):
             raise InvalidInputException(f"{where} must be a string")
+        if name not in _UNSTORED_TEXT:
+            _check_no_nul(value, where)
         enum = shape.get("enum")
         if enum and value not in enum:
             raise InvalidInputException(f"{where} must be one of {', '.join(enum)} (got {value!r})")
@@ -154,6 +159,13 @@ def _validate(name: str, value: Any, where: str) -> None:
             _validate(shape["value"]["shape"], item, f"{where}[{key!r}]")
 
 
+def _check_no_nul(value: str, where: str) -> None:
+    # PostgreSQL's text columns refuse NUL (the request would fail with a 500 there), and no Amazon ML
+    # value means one: refused from every door (API, console, CLI) and on every metastore alike.
+    if "\x00" in value:
+        raise InvalidInputException(f"{where} holds a NUL character (U+0000), which no text may hold")
+
+
 def _join(where: str, name: str) -> str:
     return f"{where}.{name}" if where else name
 
@@ -173,6 +185,8 @@ def optional_string(request: dict[str, Any], member: str) -> str | None:
     value = request.get(member)
     if value is not None and not isinstance(value, str):
         raise InvalidInputException(f"{member} must be a string")
+    if value is not None:
+        _check_no_nul(value, member)
     return value
 
 

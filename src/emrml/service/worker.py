@@ -26,7 +26,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -94,19 +94,26 @@ class JobContext:
             self.stopped.set()
         return written
 
-    def fence(self) -> None:
-        """Raise ``JobStopped`` unless this attempt still holds the job: an unthrottled look at its row (a
-        progress report may skip it), for a job about to write or remove what every attempt shares."""
+    def fenced(self, step: Callable[[], None]) -> None:
+        """Run ``step``, a change to what every attempt of the job shares (a datasource's sample and staged
+        query result, a model's file, a batch prediction's manifest and results), only while this attempt
+        holds the job, and hold it meanwhile; raise ``JobStopped`` (the step not run) when it no longer
+        does.
+
+        A look at the row before the step would not do: the runner could give the attempt up between the
+        look and the step, and a later attempt publish its output before this one's step overwrote it. The
+        look here is a write (the heartbeat) whose transaction stays open while the step runs, so the row
+        is locked: a runner giving the attempt up, or a later attempt claiming the job, waits until the
+        step is done. Steps are short (a rename, one request completing an upload); the metastore's other
+        writers wait for them as for any write (SQLite: the whole database; the others: this row).
+        """
         table = ENTITY_CLASSES[self.kind]
+        where = [table.id == self.entity_id, table.status == "INPROGRESS", table.attempts == self.attempt]
         with self.session() as session:
-            held = session.scalar(
-                select(table.id).where(
-                    table.id == self.entity_id, table.status == "INPROGRESS", table.attempts == self.attempt
-                )
-            )
-        if held is None:
-            self.stopped.set()
-            raise JobStopped
+            if not fenced_update(session, table, where, {"heartbeat_at": now()}):
+                self.stopped.set()
+                raise JobStopped
+            step()
 
     def record_spark_jobs(self, application: str, job_ids: list[int]) -> None:
         """Add Spark jobs the job ran (on the Spark engine) to its row, with their application."""
@@ -187,15 +194,24 @@ def _cpu_seconds() -> float:
 
 
 def run_job_in_this_process(
-    settings: Settings, kind: str, entity_id: str, attempt: int, *, worker: bool = True
+    settings: Settings,
+    kind: str,
+    entity_id: str,
+    attempt: int,
+    *,
+    worker: bool = True,
+    stopped: threading.Event | None = None,
 ) -> None:
     """Run one claimed attempt of a job in this process and record its outcome. ``worker``: this process
     is the job's own worker; else the job runs on a thread of a server (the Spark engine's long-running
-    mode), whose signal handling, umask and storage settings are the server's."""
+    mode), whose signal handling, umask and storage settings are the server's, and ``stopped``, once set,
+    stops it at its next progress point (the server is stopping)."""
     from emrml.service import tasks  # noqa: F401  (registers the job functions)
 
     engine = open_engine(settings.database_url)
     context = JobContext(settings, kind, entity_id, session_factory(engine), attempt)
+    if stopped is not None:
+        context.stopped = stopped
     if worker:
         # Ctrl-C in the terminal of `emrml serve` is for the server, which stops taking work and stops.
         signal.signal(signal.SIGINT, signal.SIG_IGN)

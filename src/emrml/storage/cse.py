@@ -15,6 +15,10 @@ that point are unauthenticated: every emrml job that reads data writes its outpu
 whose input fails the check ends FAILED and nothing derived from those bytes becomes visible. A decrypting
 stream cannot seek (a ranged read could not be authenticated), so batch prediction reads an encrypted file
 whole rather than in byte ranges.
+
+With a key configured, an object without an envelope is refused (``open_decrypting``) unless
+``s3_cse_allow_plaintext`` is set: nothing authenticates it, so it could have been put there by anyone
+allowed to write to the bucket.
 """
 
 from __future__ import annotations
@@ -62,7 +66,13 @@ _ENVELOPE_KEYS = (
 
 
 class DecryptionError(InvalidInputException):
-    """An encrypted object cannot be decrypted: wrong or missing key, altered envelope or body."""
+    """An encrypted object cannot be decrypted (wrong or missing key, altered envelope or body), or an
+    unencrypted one is refused because client-side encryption is configured."""
+
+
+class KeyUnavailable(Exception):
+    """A key provider could not be asked to unwrap a data key (its key service refused or could not be
+    reached), as opposed to a key that does not fit, which any other exception of ``unwrap`` means."""
 
 
 class KeyProvider(Protocol):
@@ -71,7 +81,8 @@ class KeyProvider(Protocol):
     ``wrap_algorithms`` lists the ``x-amz-wrap-alg`` values it can unwrap; ``key_id`` identifies its key in
     ``x-amz-matdesc`` (empty for KMS, whose wrapped keys name their KMS key). ``new_data_key(cipher)``
     returns (plaintext data key, wrapped data key, wrap algorithm, material description) for content
-    encrypted with ``cipher``; ``unwrap`` reverses it and raises any exception when its key does not fit.
+    encrypted with ``cipher``; ``unwrap`` reverses it and raises any exception when its key does not fit,
+    ``KeyUnavailable`` when its key service cannot be asked (the user is told why, not "wrong key").
     """
 
     wrap_algorithms: Sequence[str]
@@ -179,7 +190,18 @@ class KmsKeyProvider:
         return response["Plaintext"], response["CiphertextBlob"], "kms+context", context
 
     def unwrap(self, wrap_algorithm: str, wrapped: bytes, description: dict[str, str], cipher: str) -> bytes:
-        response = self.client.decrypt(CiphertextBlob=wrapped, EncryptionContext=description)
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            response = self.client.decrypt(CiphertextBlob=wrapped, EncryptionContext=description)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code") or "")
+            if code in ("InvalidCiphertextException", "IncorrectKeyException"):
+                raise  # another key's (or an altered envelope): the next provider may open it
+            raise KeyUnavailable(f"KMS Decrypt: {code}: {error.get('Message') or exc}") from exc
+        except BotoCoreError as exc:
+            raise KeyUnavailable(f"KMS Decrypt: {exc}") from exc
         return response["Plaintext"]
 
 
@@ -190,6 +212,10 @@ class KeyProviders:
 
     active: KeyProvider
     readers: list[KeyProvider]
+    #: Whether an object without an envelope is read as it is (``s3_cse_allow_plaintext``). Off, it is
+    #: refused: nothing authenticates it, so anyone who can write to the bucket could have substituted it
+    #: (the AWS S3 Encryption Client v3 refuses such objects too).
+    allow_plaintext: bool = False
 
 
 def provider_from_spec(spec: str, settings: Settings) -> KeyProvider:
@@ -240,7 +266,7 @@ def provider_from_settings(settings: Settings) -> KeyProviders | None:
     older = [
         provider_from_spec(spec, settings) for spec in settings.s3_cse_old_keys.split(",") if spec.strip()
     ]
-    return KeyProviders(active, [active, *older])
+    return KeyProviders(active, [active, *older], bool(settings.s3_cse_allow_plaintext))
 
 
 # --- the envelope ---------------------------------------------------------------------------------------
@@ -349,15 +375,24 @@ def _data_key(envelope: Envelope, providers: KeyProviders | None, location: str)
         )
     named = envelope.description.get(KEY_ID)
     fitting.sort(key=lambda provider: provider.key_id != named)  # the key the object names first
+    unavailable: list[str] = []
     for provider in fitting:
         try:
             key = provider.unwrap(
                 envelope.wrap_algorithm, envelope.wrapped_key, envelope.description, envelope.cipher
             )
+        except KeyUnavailable as exc:
+            unavailable.append(str(exc))
+            continue
         except Exception:
             continue
         if len(key) == 32:
             return key
+    if unavailable:
+        raise DecryptionError(
+            f"cannot decrypt '{location}': its data key could not be unwrapped, the key service failing: "
+            + "; ".join(unavailable)
+        )
     raise DecryptionError(
         f"cannot decrypt '{location}': none of the configured keys opens its data key (wrong key, or the "
         "envelope was altered)"
@@ -448,8 +483,16 @@ class DecryptingReader(io.RawIOBase):
 
 
 def open_decrypting(raw: Any, head: dict[str, Any], location: str, providers: KeyProviders | None) -> Any:
-    """``raw`` itself for a plain object, else a stream of its plaintext."""
+    """``raw`` itself for a plain object, else a stream of its plaintext. Every read of an S3 object comes
+    here, so this is where an unencrypted object is refused when client-side encryption is configured."""
     if not is_encrypted(head):
+        if providers is not None and not providers.allow_plaintext:
+            raise DecryptionError(
+                f"'{location}' is not encrypted on the client side, and client-side encryption is "
+                "configured (setting s3_cse_key): an unencrypted object is refused, since anyone who can "
+                "write to the bucket could have put it there; to read unencrypted objects as well, set "
+                "s3_cse_allow_plaintext = true"
+            )
         return raw
     metadata = {name.lower(): value for name, value in (head.get("Metadata") or {}).items()}
     envelope = read_envelope(metadata, location)

@@ -15,7 +15,15 @@ from typing import BinaryIO
 from urllib.parse import unquote
 
 from emrml.errors import InvalidInputException
-from emrml.storage.backend import BUFFER_BYTES, FileRef, Folder, visible, write_error
+from emrml.storage.backend import (
+    BUFFER_BYTES,
+    Commit,
+    FileRef,
+    Folder,
+    commit_now,
+    visible,
+    write_error,
+)
 
 #: A check every local file listed or opened must pass, or None (``guarded``). Process-wide, not a context
 #: variable: a job's reader threads and forked pool workers must see it too; a job has its process to itself.
@@ -254,15 +262,16 @@ class LocalBackend:
         path = local_path(location)
         return os.path.isdir(path) if location.endswith("/") else os.path.exists(path)
 
-    def move_in(self, path: str, location: str) -> bool:
+    def move_in(self, path: str, location: str, commit: Commit = commit_now) -> bool:
         """Rename the local file ``path`` to ``location`` (in the folder as opened and checked, as
-        ``atomic_write`` does); False when the two are on different file systems and it must be copied."""
+        ``atomic_write`` does), through ``commit``; False when the two are on different file systems and it
+        must be copied."""
         target = local_path(location)
         directory, name = os.path.split(target)
         try:
             folder = _open_folder(directory, name, target, create=True)
             try:
-                os.replace(path, name, dst_dir_fd=folder)
+                commit(lambda: os.replace(path, name, dst_dir_fd=folder))
             finally:
                 os.close(folder)
         except OSError as exc:
@@ -272,7 +281,7 @@ class LocalBackend:
         return True
 
     @contextmanager
-    def atomic_write(self, location: str) -> Iterator[BinaryIO]:
+    def atomic_write(self, location: str, commit: Commit = commit_now) -> Iterator[BinaryIO]:
         target = local_path(location)
         directory, name = os.path.split(target)
         temporary = f".{name}.{secrets.token_hex(8)}.tmp"
@@ -299,10 +308,13 @@ class LocalBackend:
                 raise
             try:
                 _sync_and_close(stream, temporary, folder)
-                os.replace(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
+                commit(lambda: os.replace(temporary, name, src_dir_fd=folder, dst_dir_fd=folder))
             except OSError as exc:
                 _discard(stream, temporary, folder)
                 raise write_error(location, exc) from exc
+            except BaseException:  # the commit refused (the job is no longer the writer's), or interrupted
+                _discard(stream, temporary, folder)
+                raise
             with suppress(OSError):  # make the rename durable, where the file system can
                 os.fsync(folder)
         finally:

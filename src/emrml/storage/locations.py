@@ -3,7 +3,8 @@
 A location is a local path (absolute, relative to the working directory, or starting with ``~``), a
 ``file:///abs/path`` URI, or ``s3://bucket/key``. A location naming a directory, or ending in ``/``, means
 every file below it (Amazon ML's S3 prefix). Each scheme is served by a ``Backend``; the module functions
-pick one and turn its ``OSError`` into ``InvalidInputException`` naming the location.
+pick one and turn its ``OSError`` into ``InvalidInputException`` naming the location
+(``AccessDeniedException`` when the store refused access).
 """
 
 from __future__ import annotations
@@ -12,17 +13,20 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from emrml.errors import DataError, InvalidInputException
+from emrml.errors import AmazonMLError, DataError, InvalidInputException
 from emrml.storage.backend import (
     BUFFER_BYTES,
     SCHEMA_SUFFIX,
     Backend,
+    Commit,
     FileRef,
     Folder,
+    commit_now,
+    storage_error,
     visible,
     write_error,
 )
@@ -52,7 +56,8 @@ def list_files(location: str, *, what: str = "DataLocationS3") -> list[FileRef]:
     A file gives itself. A directory (or a location ending in ``/``) gives every regular file below it,
     recursively, except hidden ones (a name, or a directory below the location, starting with ``.``) and
     ``*.schema`` files. ``what`` names the field in error messages. Raises ``InvalidInputException`` when
-    the location does not exist, cannot be read, or holds no data files.
+    the location does not exist, cannot be read, or holds no data files (``AccessDeniedException`` when the
+    store refuses access).
     """
     backend = _backend(location)
     try:
@@ -103,9 +108,12 @@ def exists(location: str, *, what: str = "location") -> bool:
 
 
 def check_unchanged(files: list[FileRef]) -> None:
-    """``DataError`` naming the first local file whose size or modification time is no longer what its
-    listing found: it was truncated, appended to or rewritten while a job read it, so the records read are
-    not the file's. (An S3 object is replaced whole, and a GET reads one version of it.)"""
+    """``DataError`` naming the first file that is no longer what its listing found: a local file whose
+    size or modification time changed (truncated, appended to or rewritten), an S3 object whose ETag
+    changed (replaced) or that is gone, while a job read it, so the records read are not the file's. One
+    read of an S3 object is of one version, but a job reads an object in several (byte ranges read apart,
+    training passes), which could otherwise have read pieces of two versions."""
+    _check_objects_unchanged([file for file in files if file.etag])
     for file in files:
         if not file.modified_ns:
             continue
@@ -121,6 +129,27 @@ def check_unchanged(files: list[FileRef]) -> None:
                 f"file {file.uri} changed while it was being read ({file.size:,} bytes when the job started, "
                 f"{now}): its records cannot be counted on; run the job again once the file is complete"
             )
+
+
+def _check_objects_unchanged(files: list[FileRef]) -> None:
+    by_bucket: dict[str, list[FileRef]] = {}
+    for file in files:
+        by_bucket.setdefault(split(file.uri)[0], []).append(file)
+    for bucket, listed in by_bucket.items():
+        try:
+            now = _S3.store.current_etags(bucket, [file.key for file in listed])
+        except OSError as exc:
+            raise _os_error(exc, "location", listed[0].uri) from exc
+        for file in listed:
+            if file.key not in now:
+                raise DataError(f"object {file.uri} was removed while it was being read")
+            # Quotes aside: a listing and a HeadObject may spell one ETag differently on some stores.
+            if now[file.key].strip('"') != file.etag.strip('"'):
+                raise DataError(
+                    f"object {file.uri} was replaced while it was being read (its ETag was {file.etag} when "
+                    f"the job started, {now[file.key]} now): its records cannot be counted on; run the job "
+                    "again once the object is complete"
+                )
 
 
 def schema_candidates(data_location: str) -> list[str]:
@@ -150,23 +179,25 @@ def schema_location_for(data_location: str) -> str:
 
 
 @contextmanager
-def atomic_write(location: str) -> Iterator[BinaryIO]:
+def atomic_write(location: str, commit: Commit = commit_now) -> Iterator[BinaryIO]:
     """Write the file ``location`` all at once: readers see the old file or the complete new one.
 
     The bytes go to a hidden temporary file beside the target (so listings skip it), which is synced and
     renamed over the target when the block exits normally, and removed when it raises. Missing parent
-    directories are created.
+    directories are created. The step that makes the file appear (the rename; for S3, the one request that
+    completes the upload) runs through ``commit``, which may refuse it by raising (nothing then appears).
     """
-    with _backend(location).atomic_write(location) as stream:
+    with _backend(location).atomic_write(location, commit) as stream:
         yield stream
 
 
-def publish_file(path: str, location: str) -> None:
+def publish_file(path: str, location: str, commit: Commit = commit_now) -> None:
     """Move the local file ``path`` to ``location`` atomically: a rename when both are on one local file
-    system, else a copy (a multipart upload for S3) after which ``path`` is removed."""
-    if not location.startswith("s3://") and _LOCAL.move_in(path, location):
+    system, else a copy (a multipart upload for S3) after which ``path`` is removed. The step that makes
+    it appear runs through ``commit`` (``atomic_write``)."""
+    if not location.startswith("s3://") and _LOCAL.move_in(path, location, commit):
         return
-    with open(path, "rb") as source, atomic_write(location) as out:
+    with open(path, "rb") as source, atomic_write(location, commit) as out:
         shutil.copyfileobj(source, out, BUFFER_BYTES)
     os.unlink(path)
 
@@ -184,9 +215,7 @@ def copy(source: str, target: str) -> None:
         try:
             _S3.store.copy(source, target)
         except OSError as exc:
-            raise InvalidInputException(
-                f"cannot copy '{source}' to '{target}': {exc.strerror or exc}"
-            ) from exc
+            raise storage_error(f"cannot copy '{source}' to '{target}'", exc) from exc
         return
     with open_binary(source, what="source") as stream, atomic_write(target) as out:
         shutil.copyfileobj(stream, out, BUFFER_BYTES)
@@ -212,7 +241,7 @@ def make_folder(location: str) -> None:
         else:
             _LOCAL.make_folder(location)
     except OSError as exc:
-        raise InvalidInputException(f"cannot create folder '{location}': {exc.strerror or exc}") from exc
+        raise storage_error(f"cannot create folder '{location}'", exc) from exc
 
 
 def delete(location: str) -> None:
@@ -223,7 +252,23 @@ def delete(location: str) -> None:
     except FileNotFoundError:
         pass
     except OSError as exc:
-        raise InvalidInputException(f"cannot delete '{location}': {exc.strerror or exc}") from exc
+        raise storage_error(f"cannot delete '{location}'", exc) from exc
+
+
+def remove_temporaries(location: str) -> None:
+    """Remove the hidden temporary files that writes of ``location`` whose process was killed left beside
+    it (``atomic_write``, and a model's file: ``.<name>.<random>.tmp``); a write under way then fails.
+    Nothing for S3, where an unfinished upload makes no object. For a job about to write the file again,
+    or whose results are discarded."""
+    directory = local_directory(location)
+    if directory is None:
+        return
+    folder, name = os.path.split(directory)
+    with suppress(OSError):
+        for entry in os.scandir(folder):
+            if entry.name.startswith(f".{name}.") and entry.name.endswith(".tmp") and entry.is_file():
+                with suppress(FileNotFoundError):
+                    os.unlink(entry.path)
 
 
 def local_directory(location: str) -> str | None:
@@ -261,7 +306,10 @@ class S3Backend:
         prefixes, objects, next_token = self.store.list_page(bucket, prefix, token, limit)
         files = [
             FileRef(
-                f"s3://{bucket}/{entry['Key']}", entry["Key"], int(entry["Size"]), entry["Key"][len(prefix) :]
+                f"s3://{bucket}/{entry['Key']}",
+                entry["Key"],
+                self.store.listed_size(entry),
+                entry["Key"][len(prefix) :],
             )
             for entry in objects
             if entry["Key"] != prefix
@@ -269,9 +317,9 @@ class S3Backend:
         return Folder([f"s3://{bucket}/{p}" for p in prefixes], files, next_token)
 
     @contextmanager
-    def atomic_write(self, location: str) -> Iterator[BinaryIO]:
+    def atomic_write(self, location: str, commit: Commit = commit_now) -> Iterator[BinaryIO]:
         try:
-            with self.store.atomic_write(location) as stream:
+            with self.store.atomic_write(location, commit) as stream:
                 yield stream
         except OSError as exc:
             raise write_error(location, exc) from exc
@@ -285,7 +333,7 @@ _S3 = S3Backend()
 #: needs to read and write the same locations.
 STORAGE_SETTINGS = (
     "s3_endpoint_url", "s3_region", "s3_sse", "s3_sse_kms_key_id", "s3_part_bytes", "s3_cse_key",
-    "s3_cse_old_keys", "kms_endpoint_url",
+    "s3_cse_old_keys", "s3_cse_allow_plaintext", "kms_endpoint_url",
 )  # fmt: skip
 
 
@@ -331,11 +379,11 @@ def _backend(location: str) -> Backend:
     return _LOCAL
 
 
-def _os_error(exc: OSError, what: str, location: str) -> InvalidInputException:
+def _os_error(exc: OSError, what: str, location: str) -> AmazonMLError:
     if isinstance(exc, FileNotFoundError):
         return InvalidInputException(f"{what} '{location}' does not exist")
     if isinstance(exc, IsADirectoryError):
         return InvalidInputException(f"{what} '{location}' is a directory, not a file")
     if isinstance(exc, NotADirectoryError):
         return InvalidInputException(f"{what} '{location}' is not a directory")
-    return InvalidInputException(f"{what} '{location}' cannot be read: {exc.strerror or exc}")
+    return storage_error(f"{what} '{location}' cannot be read", exc)

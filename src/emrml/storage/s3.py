@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from emrml.errors import InvalidInputException
+from emrml.storage.backend import Commit, commit_now
 
 if TYPE_CHECKING:
     from emrml.config import Settings
@@ -227,20 +228,47 @@ class S3Store:
         if key and not key.endswith("/"):
             head = self.head(bucket, key)
             if head is not None:
-                return [FileRef(uri=location, key=key, size=self.plain_size(head), name="")]
+                etag = head.get("ETag") or ""
+                return [FileRef(uri=location, key=key, size=self.plain_size(head), name="", etag=etag)]
             key += "/"
         files = []
         for entry in self.iter_objects(bucket, key):
             name = entry["Key"][len(key) :]
             if name and not name.endswith("/") and visible(name):
                 uri = f"s3://{bucket}/{entry['Key']}"
-                files.append(FileRef(uri=uri, key=entry["Key"], size=int(entry["Size"]), name=name))
+                size, etag = self.listed_size(entry), entry.get("ETag") or ""
+                files.append(FileRef(uri=uri, key=entry["Key"], size=size, name=name, etag=etag))
         return files
+
+    def current_etags(self, bucket: str, keys: list[str]) -> dict[str, str]:
+        """The ETags the objects ``keys`` of ``bucket`` have now (a key missing now is left out): one
+        HeadObject for one key, else a listing of the keys' common prefix (a page a thousand keys)."""
+        if len(keys) == 1:
+            head = self.head(bucket, keys[0])
+            return {} if head is None else {keys[0]: head.get("ETag") or ""}
+        wanted = set(keys)
+        return {
+            entry["Key"]: entry.get("ETag") or ""
+            for entry in self.iter_objects(bucket, _common_prefix(keys))
+            if entry["Key"] in wanted
+        }
 
     def plain_size(self, head: dict[str, Any]) -> int:
         from emrml.storage.cse import plaintext_size
 
         return plaintext_size(head)
+
+    def listed_size(self, entry: dict[str, Any]) -> int:
+        """The size of a listed object's data. A listing does not say whether an object is encrypted on the
+        client; where every object read must be (client-side encryption without
+        ``s3_cse_allow_plaintext``), its data is its tag shorter. Else the stored size."""
+        stored = int(entry["Size"])
+        cse = self.settings.cse
+        if cse is None or cse.allow_plaintext:
+            return stored
+        from emrml.storage.cse import TAG_BYTES
+
+        return max(stored - TAG_BYTES, 0)
 
     def exists(self, location: str) -> bool:
         bucket, key = split(location)
@@ -266,7 +294,7 @@ class S3Store:
     # --- writing ----------------------------------------------------------------------------------------
 
     @contextmanager
-    def atomic_write(self, location: str) -> Iterator[BinaryIO]:
+    def atomic_write(self, location: str, commit: Commit = commit_now) -> Iterator[BinaryIO]:
         from emrml.storage.cse import encrypting
 
         bucket, key = split(location)
@@ -279,7 +307,7 @@ class S3Store:
             except BaseException:
                 upload.abort()
                 raise
-        upload.finish()
+        upload.finish(commit)
 
     def delete(self, location: str) -> None:
         bucket, key = split(location)
@@ -298,6 +326,15 @@ class S3Store:
             )
         except Exception as exc:
             raise s3_error(exc, bucket, key) from exc
+
+
+def _common_prefix(keys: list[str]) -> str:
+    """The longest string every key starts with (S3 prefixes are strings, not paths)."""
+    first, last = min(keys), max(keys)
+    length = 0
+    while length < min(len(first), len(last)) and first[length] == last[length]:
+        length += 1
+    return first[:length]
 
 
 # Errors of a body that broke off mid-stream, worth resuming from where it stopped.
@@ -456,27 +493,34 @@ class MultipartWriter(io.RawIOBase):
         )
         return {"PartNumber": number, "ETag": response["ETag"]}
 
-    def finish(self) -> None:
+    def finish(self, commit: Commit = commit_now) -> None:
+        """Make the object appear: one request (its only part, or the upload's completion), run through
+        ``commit`` once every other part is sent."""
         try:
             if self.upload_id is None:
-                self.store.call(
-                    "put_object",
-                    self.bucket,
-                    self.key,
-                    Body=bytes(self.buffer),
-                    Metadata=self.metadata,
-                    **self.store.settings.write_arguments(),
+                body = bytes(self.buffer)
+                commit(
+                    lambda: self.store.call(
+                        "put_object",
+                        self.bucket,
+                        self.key,
+                        Body=body,
+                        Metadata=self.metadata,
+                        **self.store.settings.write_arguments(),
+                    )
                 )
                 return
             if self.buffer or not self.parts:
                 self._send_part(bytes(self.buffer))
             parts = [future.result() for future in self.parts]
-            self.store.call(
-                "complete_multipart_upload",
-                self.bucket,
-                self.key,
-                UploadId=self.upload_id,
-                MultipartUpload={"Parts": parts},
+            commit(
+                lambda: self.store.call(
+                    "complete_multipart_upload",
+                    self.bucket,
+                    self.key,
+                    UploadId=self.upload_id,
+                    MultipartUpload={"Parts": parts},
+                )
             )
         except BaseException:
             self.abort()

@@ -93,6 +93,14 @@ def resolve(
             f"setting sql_connections[{identifier!r}] = {url!r}: a {api} connection is "
             f"{' or '.join(f'{s}://host:port' for s in SCHEMES[api])}"
         )
+    for member, value in (("Username", user), ("Password", password)):
+        try:
+            value.encode()  # the drivers send it in UTF-8
+        except UnicodeEncodeError:
+            raise DataError(
+                f"DatabaseCredentials.{member} holds a character that is not Unicode text (a lone surrogate "
+                "code point): no database can have been given it"
+            ) from None
     return SqlSource(api, identifier, url, database, user, password)
 
 
@@ -203,7 +211,10 @@ def _mysql_batches(source: SqlSource, query: str) -> Iterator[pa.RecordBatchRead
             host=parts.hostname,
             port=parts.port or 3306,
             user=source.user,
-            password=source.password,
+            # As UTF-8 bytes: pymysql encodes a str password as Latin-1, so "pässwörd" would be sent in
+            # bytes the server's UTF-8 hash does not match and "密码" would not encode at all. connectorx
+            # takes it percent-encoded in UTF-8 (driver_url) and sends the same bytes.
+            password=source.password.encode(),
             database=source.database,
             connect_timeout=CONNECT_TIMEOUT,
         )

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyarrow import csv
@@ -29,6 +30,7 @@ from emrml.core.schema import (
     header_names,
 )
 from emrml.errors import DataError
+from emrml.storage.backend import Commit, commit_now
 from emrml.storage.gzipped import gzip_compressor
 from emrml.storage.locations import atomic_write
 from emrml.storage.sql import Progress, SqlSource, read_query
@@ -67,6 +69,11 @@ def _column(field: pa.Field) -> Column:
     sql_type = _sql_type(field)
     if sql_type == "numeric" and pa.types.is_string(storage):
         return Column(field.name, AttributeType.NUMERIC, pa.string())  # PostgreSQL NUMERIC, as text
+    if getattr(kind, "extension_name", "") == _UUID:
+        # PostgreSQL's uuid (16 bytes): an identifier, staged in its usual spelling.
+        return Column(field.name, AttributeType.CATEGORICAL, pa.string())
+    if isinstance(kind, pa.BaseExtensionType) and pa.types.is_string(storage):
+        return Column(field.name, None, pa.string())  # PostgreSQL json and jsonb: their text
     if sql_type == "money":
         # Read as an integer count of cents (of the server's lc_monetary), so 12.34 would be 1234.
         raise DataError(
@@ -97,11 +104,19 @@ def _column(field: pa.Field) -> Column:
             f"with HEX({quoted})"
         )
     # PostgreSQL's CHAR is CHAR(1): CAST(... AS CHAR) would stage '1 day' as '1', and every value cut so.
-    conversion = "CAST(... AS TEXT) or encode(..., 'hex')" if postgresql else "CAST(... AS CHAR) or HEX(...)"
+    if not postgresql:
+        conversion = "CAST(... AS CHAR) or HEX(...)"
+    elif sql_type == "bytea":
+        conversion = "encode(..., 'hex')"
+    else:
+        conversion = "CAST(... AS TEXT)"
     raise DataError(
         f"SelectSqlQuery column {field.name!r} has SQL type {_sql_type(field)}, which no Amazon ML attribute "
         f"type holds (BINARY, CATEGORICAL, NUMERIC, TEXT); convert it in the query, e.g. {conversion}"
     )
+
+
+_UUID = "arrow.uuid"
 
 
 def result_columns(schema: pa.Schema) -> list[Column]:
@@ -185,9 +200,33 @@ def _decimal_text(array: pa.Array) -> pa.Array:
     return pc.replace_substring_regex(text, _TRAILING_ZEROS, r"\1\2")
 
 
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+#: Where the 32 hex digits of a UUID go in its 36 characters (dashes after the 8th, 12th, 16th, 20th).
+_UUID_DIGITS = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
+
+
+def _uuid_text(array: pa.Array) -> pa.Array:
+    """UUIDs (16 bytes each) in their usual spelling, ``a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11``: vectorized,
+    as a result may hold millions of them."""
+    storage = array.storage if isinstance(array, pa.ExtensionArray) else array
+    count = len(storage)
+    data = storage.buffers()[1]
+    raw = np.frombuffer(data, dtype=np.uint8)[storage.offset * 16 : (storage.offset + count) * 16]
+    raw = raw.reshape(count, 16)
+    text = np.full((count, 36), ord("-"), dtype=np.uint8)
+    digits = np.empty((count, 32), dtype=np.uint8)
+    digits[:, 0::2], digits[:, 1::2] = _HEX_DIGITS[raw >> 4], _HEX_DIGITS[raw & 15]
+    text[:, _UUID_DIGITS] = digits
+    offsets = pa.array(np.arange(0, 36 * (count + 1), 36, dtype=np.int32))
+    spelled = pa.StringArray.from_buffers(count, offsets.buffers()[1], pa.py_buffer(text.tobytes()))
+    return pc.if_else(pc.is_null(storage), pa.scalar(None, pa.string()), spelled)
+
+
 def _as_csv(batch: pa.RecordBatch, columns: list[Column]) -> pa.RecordBatch:
     arrays = []
     for array, column in zip(batch.columns, columns, strict=True):
+        if getattr(array.type, "extension_name", "") == _UUID:
+            array = _uuid_text(array)
         if isinstance(array.type, pa.BaseExtensionType):
             array = array.storage
         if column.postgresql_temporal:
@@ -272,6 +311,7 @@ def stage(
     progress: Progress | None = None,
     *,
     max_attributes: int = DEFAULT_MAX_ATTRIBUTES,
+    commit: Commit = commit_now,
 ) -> Staged:
     """Write the rows of ``reader`` to ``location`` as gzip CSV with a header; DataError when there are none,
     or more columns than a schema may have attributes (``max_attributes``).
@@ -291,7 +331,7 @@ def stage(
     # Not pyarrow's gzip stream, which has no compression level.
     compressor = gzip_compressor()
     options = csv.WriteOptions(include_header=False)
-    with atomic_write(location) as out:
+    with atomic_write(location, commit) as out:
         # The header by hand: pyarrow quotes every name, where a name needs quotes only as a value would.
         names = io.StringIO()
         python_csv.writer(names, lineterminator="\n").writerow(c.name for c in columns)
@@ -322,9 +362,11 @@ def stage_query(
     progress: Progress | None = None,
     *,
     max_attributes: int = DEFAULT_MAX_ATTRIBUTES,
+    commit: Commit = commit_now,
 ) -> Staged:
-    """Run ``query`` on ``source`` read-only and stage its result at ``location``."""
+    """Run ``query`` on ``source`` read-only and stage its result at ``location``; ``commit`` runs the step
+    that makes the staged file appear (``atomic_write``): every attempt of the job stages to one name."""
     if progress is not None:
         progress(0.0, f"running SelectSqlQuery on {source.what}")
     with read_query(source, query) as reader:
-        return stage(reader, location, progress, max_attributes=max_attributes)
+        return stage(reader, location, progress, max_attributes=max_attributes, commit=commit)

@@ -9,6 +9,7 @@ import itertools
 import logging
 import os
 import random
+import sys
 import time
 import uuid
 from collections import deque
@@ -24,6 +25,25 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 access_log = logging.getLogger("emrml.access")
+
+
+def configure_logging() -> None:
+    """emrml's logs as ``LEVEL name: message`` lines and the access log as bare JSON lines, on stderr: in
+    ``emrml serve``'s process and in each of its ``--workers`` processes, which start without the handlers.
+
+    Idempotent: a second ``serve`` in one process (tests) does not duplicate the handlers.
+    """
+    emrml_logger = logging.getLogger("emrml")
+    if any(getattr(handler, "emrml_serve", False) for handler in emrml_logger.handlers):
+        return
+    patterns = ((emrml_logger, "%(levelname)s %(name)s: %(message)s"), (access_log, "%(message)s"))
+    for logger, pattern in patterns:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(pattern))
+        handler.emrml_serve = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    access_log.propagate = False
 
 
 class AccessLog:

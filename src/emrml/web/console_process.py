@@ -10,8 +10,10 @@ streamed back as it comes. The parent keeps the listening socket, so requests th
 (re)starts wait in the socket's backlog rather than fail; a child that exits is started again.
 
 The proxy sends the client's address and scheme as ``X-Forwarded-For`` / ``X-Forwarded-Proto`` (and drops
-those a client sent): the child trusts them because nothing but this server can reach the socket, so login
-throttling by address and ``Secure`` cookies under TLS work as they do in one process. Sessions, CSRF
+those a client sent): the address the API server took for the client's, the connection's own unless it
+came through a proxy ``forwarded_allow_ips`` names. The child trusts them because nothing but this server
+can reach the socket, so login throttling by address and ``Secure`` cookies under TLS work as they do in
+one process. Sessions, CSRF
 tokens and login throttles live in the metastore or the child, never in the API process. Jobs the console
 queues are picked up by the API process's scheduler at its next poll (within a second).
 """

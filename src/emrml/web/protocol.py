@@ -22,7 +22,6 @@ import orjson
 
 from emrml.errors import (
     AmazonMLError,
-    InvalidInputException,
     SerializationException,
     UnknownOperationException,
 )
@@ -34,9 +33,9 @@ CONTENT_TYPE = "application/x-amz-json-1.1"
 #: to six bytes per character, and eight times the largest schema or recipe (131,071 characters).
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
-# The escapes of NUL and of UTF-16 surrogates: only they make json.loads produce a string that PostgreSQL
-# cannot store or that is not valid Unicode.
-_SUSPICIOUS_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+# The escapes of UTF-16 surrogates: only they make the JSON reader produce a string that is not valid
+# Unicode. (A string holding NUL is valid JSON: the service's validation refuses it, naming the member.)
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 def operation_name(target: str | None) -> str:
@@ -50,7 +49,7 @@ def operation_name(target: str | None) -> str:
 
 
 def _check_strings(request: dict[str, Any]) -> None:
-    """Refuse strings with NUL characters or unpaired surrogates anywhere in the request."""
+    """Refuse strings with unpaired surrogates anywhere in the request."""
     pending: list[Any] = [request]
     while pending:
         value = pending.pop()
@@ -60,9 +59,6 @@ def _check_strings(request: dict[str, Any]) -> None:
         elif isinstance(value, list):
             pending.extend(value)
         elif isinstance(value, str):
-            if "\x00" in value:
-                # PostgreSQL cannot store NUL characters; no Amazon ML value needs one.
-                raise InvalidInputException("strings in the request must not contain the NUL character")
             try:
                 value.encode("utf-8")
             except UnicodeEncodeError:
@@ -86,8 +82,8 @@ def decode_request(body: bytes) -> dict[str, Any]:
         ) from None
     if not isinstance(request, dict):
         raise SerializationException(f"the request body must be a JSON object, not {type(request).__name__}")
-    # Only a \u escape can put a NUL or a lone surrogate in a string: look closer only then.
-    if _SUSPICIOUS_ESCAPE.search(body):
+    # Only a \u escape can put a lone surrogate in a string: look closer only then.
+    if _SURROGATE_ESCAPE.search(body):
         _check_strings(request)
     return request
 

@@ -72,6 +72,7 @@ from emrml.web.access_log import (
     Receive,
     Scope,
     Send,
+    configure_logging,
     new_request_id,
 )
 from emrml.web.hosts import LocalHosts
@@ -350,12 +351,30 @@ def _every(seconds: float, action: Callable[[], None], stop: threading.Event) ->
             log.exception("%s failed", getattr(action, "__qualname__", action))
 
 
+def proxy_options(forwarded_allow_ips: str) -> dict[str, Any]:
+    """uvicorn's options believing ``X-Forwarded-For`` / ``X-Forwarded-Proto`` from the peers
+    ``forwarded_allow_ips`` names (``Settings.forwarded_allow_ips``), and from no one when it is empty.
+
+    uvicorn's own default believes them from 127.0.0.1 (or from ``$FORWARDED_ALLOW_IPS``): with no proxy in
+    front, any local client could then pick the client address that the login throttle counts and the
+    access log records.
+    """
+    return {"proxy_headers": bool(forwarded_allow_ips), "forwarded_allow_ips": forwarded_allow_ips}
+
+
 def serve(
-    app: ASGIApp, host: str, port: int, *, graceful_seconds: int = 30, tls: TlsSettings | None = None
+    app: ASGIApp,
+    host: str,
+    port: int,
+    *,
+    graceful_seconds: int = 30,
+    tls: TlsSettings | None = None,
+    forwarded_allow_ips: str = "",
 ) -> None:
     """Serve ``app`` with uvicorn until SIGINT/SIGTERM; in-flight requests get ``graceful_seconds``.
 
-    With ``tls``, over HTTPS only (with HSTS and Secure cookies).
+    With ``tls``, over HTTPS only (with HSTS and Secure cookies); ``forwarded_allow_ips``: the proxies whose
+    forwarded client address and scheme count (``proxy_options``).
     """
     config = uvicorn.Config(
         SecureTransport(app) if tls else app,
@@ -364,6 +383,7 @@ def serve(
         lifespan="on",
         access_log=False,
         timeout_graceful_shutdown=graceful_seconds,
+        **proxy_options(forwarded_allow_ips),
         **(tls.uvicorn_options() if tls else {}),
     )
     uvicorn.Server(config).run()
@@ -374,10 +394,17 @@ WORKER_OPTIONS = "EMRML_SERVE_OPTIONS"
 
 
 def serve_workers(
-    options: dict[str, Any], host: str, port: int, workers: int, *, graceful_seconds: int = 30
+    options: dict[str, Any],
+    host: str,
+    port: int,
+    workers: int,
+    *,
+    graceful_seconds: int = 30,
+    forwarded_allow_ips: str = "",
 ) -> None:
     """Serve with ``workers`` uvicorn worker processes on one port until SIGINT/SIGTERM. ``options``:
-    ``home``, ``public_url``, ``auth``, ``max_body_bytes``, ``job_slots`` (for all workers together)."""
+    ``home``, ``public_url``, ``auth``, ``max_body_bytes``, ``job_slots`` (for all workers together),
+    ``console_socket``; ``forwarded_allow_ips`` as for ``serve``."""
     tickets = tempfile.mkdtemp(prefix="emrml-job-slots-")
     os.environ[WORKER_OPTIONS] = json.dumps({**options, "workers": workers, "slot_tickets": tickets})
     try:
@@ -390,6 +417,7 @@ def serve_workers(
             lifespan="on",
             access_log=False,
             timeout_graceful_shutdown=graceful_seconds,
+            **proxy_options(forwarded_allow_ips),
         )
     finally:
         shutil.rmtree(tickets, ignore_errors=True)
@@ -423,6 +451,7 @@ def job_slots_share(slots: int, workers: int, tickets: Path) -> int:
 
 def worker_app() -> ApiFirst:
     """The app of one worker process of ``serve_workers`` (uvicorn calls it in each worker)."""
+    configure_logging()  # a worker process is started anew: the server's log handlers are not there
     options = json.loads(os.environ[WORKER_OPTIONS])
     workers = int(options["workers"])
     settings = Settings.load(home=Path(options["home"]), public_url=options["public_url"])
@@ -458,6 +487,7 @@ class BackgroundServer:
         *,
         startup_seconds: float = 30.0,
         tls: TlsSettings | None = None,
+        forwarded_allow_ips: str = "",
     ) -> None:
         host, port = sock.getsockname()[:2]
         self.url = f"{'https' if tls else 'http'}://{host}:{port}"
@@ -468,6 +498,7 @@ class BackgroundServer:
             lifespan="on",
             access_log=False,
             log_level="warning",
+            **proxy_options(forwarded_allow_ips),
             **(tls.uvicorn_options() if tls else {}),
         )
         self._server = uvicorn.Server(config)

@@ -1,0 +1,216 @@
+"""How the CLI draws operation outputs (``emrml.cli_render``), from hand-made outputs: no service needed."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from rich.console import Console, RenderableType
+
+from emrml.cli_render import (
+    DATASOURCE_COLUMNS,
+    datasource_view,
+    evaluation_view,
+    list_table,
+    model_view,
+    prediction_view,
+)
+
+
+def drawn(*sections: RenderableType, width: int = 100) -> str:
+    console = Console(width=width, record=True, markup=False)
+    for section in sections:
+        console.print(section)
+    return console.export_text()
+
+
+def rows(text: str) -> dict[str, str]:
+    """A key-value table's rows: first word(s) up to two spaces → the rest."""
+    pairs = (line.strip().split("  ", 1) for line in text.splitlines() if "  " in line.strip())
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def test_a_binary_prediction_s_score_is_shown_as_the_probability_of_1() -> None:
+    """The API keys a BINARY score by the predicted label, but it is the probability of 1 whatever the label:
+    "Score 0  0.14" read as a 14 % chance of 0 when it is a 14 % chance of 1."""
+    prediction = {
+        "details": {"PredictiveModelType": "BINARY", "Algorithm": "SGD"},
+        "predictedLabel": "0",
+        "predictedScores": {"0": 0.1428860754313006},
+    }
+    shown = rows(drawn(prediction_view(prediction)))
+    assert shown == {"Predicted label": "0", "Score (probability of 1)": "0.142886"}
+
+
+def test_a_multiclass_prediction_lists_its_classes_most_likely_first() -> None:
+    prediction = {
+        "details": {"PredictiveModelType": "MULTICLASS", "Algorithm": "SGD"},
+        "predictedLabel": "6",
+        "predictedScores": {"5": 0.3, "6": 0.45, "7": 0.25},
+    }
+    lines = drawn(prediction_view(prediction)).splitlines()
+    scores = [line.split()[1] for line in lines if line.strip().startswith("Score")]
+    assert scores == ["6", "5", "7"]
+
+
+def test_a_numeric_target_s_summary_is_in_words_not_member_names() -> None:
+    distribution = {
+        "missingCount": 2,
+        "invalidCount": 1,
+        "validCount": 17_376,
+        "exact": True,
+        "min": 1.0,
+        "max": 977.0,
+        "mean": 189.46,
+        "median": 142.0,
+        "stddev": 181.38,
+    }
+    described: dict[str, Any] = {
+        "GetDataSource": {"DataSourceId": "ds-bike", "Status": "COMPLETED"},
+        "GetDataSourceStatistics": {
+            "Statistics": {
+                "recordCount": 17_379,
+                "target": {"name": "cnt", "type": "NUMERIC", "distribution": distribution},
+            }
+        },
+    }
+    text = drawn(*datasource_view(described))
+    target = text[text.index("Target distribution: cnt (NUMERIC)") :]
+    assert not any(member in target for member in ("missingCount", "validCount", "stddev", "exact"))
+    shown = rows(target)
+    assert shown["Values"] == "17,376" and shown["Missing (left out)"] == "2"
+    assert shown["Invalid (left out)"] == "1" and shown["Standard deviation"] == "181.4"
+    assert [shown[key] for key in ("Min", "Median", "Mean", "Max")] == ["1", "142", "189.5", "977"]
+
+
+def _binary_evaluation(score_threshold: float) -> dict[str, Any]:
+    table = [
+        {
+            "threshold": k / 100,
+            "accuracy": 0.5,
+            "precision": 0.5,
+            "recall": 1 - k / 100,
+            "falsePositiveRate": 1 - k / 100,
+            "f1": 0.5,
+            "predictedPositiveRate": 1 - k / 100,
+        }
+        for k in range(101)
+    ]
+    metrics = {
+        "BinaryAUC": 0.9,
+        "threshold": 0.5,
+        "thresholdTable": table,
+        "histograms": {"positive": [1] * 100, "negative": [2] * 100},
+    }
+    return {
+        "GetEvaluation": {"EvaluationId": "ev", "Status": "COMPLETED"},
+        "GetEvaluationInsights": {
+            "MLModelType": "BINARY",
+            "ScoreThreshold": score_threshold,
+            "Insights": {"metrics": metrics},
+        },
+    }
+
+
+def test_a_threshold_tried_with_the_option_is_told_apart_from_the_model_s() -> None:
+    """``evaluation show --threshold 0.3`` of a model whose threshold is 0.5 marked 0.30 "current": the
+    cut-off predictions use is 0.5, and the table now says so."""
+    text = drawn(*evaluation_view(_binary_evaluation(0.5), 100, 0.3))
+    table = {line.split()[0]: line for line in text.splitlines() if line.strip()[:4] in ("0.30", "0.50")}
+    assert table["0.30"].rstrip().endswith("◀ --threshold") and "cut-off 0.30:" in text
+    assert table["0.50"].rstrip().endswith("◀ current")
+    # Without the option the model's threshold is both drawn and current.
+    text = drawn(*evaluation_view(_binary_evaluation(0.5), 100))
+    assert "--threshold" not in text and text.count("◀ current") == 1
+
+
+def test_lists_leave_out_empty_columns_and_keep_the_end_of_locations() -> None:
+    """No datasource has a name: the empty Name column took room from Location, which a narrow terminal then
+    cut to the folder every datasource shares (``/work/shared/…``), hiding the file that tells them apart."""
+    folder = "/home/someone/projects/marketing/datasets"
+    results = [
+        {
+            "DataSourceId": f"ds-{name}",
+            "Status": "COMPLETED",
+            "CreatedAt": 1.8e9,
+            "DataLocationS3": f"{folder}/{name}/data.csv",
+            "DataSizeInBytes": 4_841_729,
+        }
+        for name in ("bank_marketing", "wine_quality")
+    ]
+    text = drawn(list_table(DATASOURCE_COLUMNS, results, 80), width=80)
+    lines = text.splitlines()
+    assert lines[0].split() == ["Id", "Status", "Created", "Location", "Size"]
+    assert all(len(line) <= 80 for line in lines)
+    assert lines[1].split()[4].startswith("…") and lines[1].split()[4].endswith("marketing/data.csv")
+    assert lines[2].split()[4].endswith("quality/data.csv")
+    named = [{**results[0], "Name": "bank"}, results[1]]
+    assert drawn(list_table(DATASOURCE_COLUMNS, named, 120), width=120).split()[1] == "Name"
+
+
+def test_a_feature_name_longer_than_its_column_is_folded_not_cut() -> None:
+    """A 64-character attribute name made its features one long word: the column ended it in an ellipsis
+    and lost "=ouvrier", the part that told the feature from the next one of the same attribute."""
+    name = "catégorie_socio_professionnelle_très_longue_description_du_métie"
+    features = [
+        {"feature": f"{name}={value}", "weight": w} for value, w in (("ouvrier", -0.03), ("cadre", 0.02))
+    ]
+    described = {
+        "GetMLModel": {"MLModelId": "ml", "MLModelType": "BINARY", "Status": "COMPLETED"},
+        "GetMLModelInsights": {"TopFeatures": features},
+    }
+    text = drawn(*model_view(described), width=60)
+    assert all(len(line) <= 60 for line in text.splitlines())
+    assert "…" not in text and "=ouvrier" in text and "=cadre" in text
+
+
+def test_a_narrow_terminal_keeps_the_marks_of_the_current_cut_off() -> None:
+    """Below 80 columns rich dropped the trade-off table's last column, the marks, and with it every sign
+    of which cut-off predictions use; the marks now go before the cut-off, with a caption saying what they
+    mean."""
+    text = drawn(*evaluation_view(_binary_evaluation(0.5), 64, 0.3), width=64)
+    assert all(len(line) <= 64 for line in text.splitlines())
+    rows = {line.split()[-7]: line for line in text.splitlines() if re.match(r"^ *[◀◁]? *[01]\.\d\d ", line)}
+    assert rows["0.30"].lstrip().startswith("◁ 0.30") and rows["0.50"].lstrip().startswith("◀ 0.50")
+    assert rows["0.40"].split()[0] == "0.40" and rows["0.30"].split()[2:8] == [
+        "0.500", "0.500", "0.700", "0.700", "0.500", "70.0%",
+    ]  # fmt: skip
+    assert "◀ the model's score threshold; ◁ the --threshold drawn" in text
+
+
+def test_feature_weights_keep_their_trailing_zeros() -> None:
+    """Weights were written like counts, trailing zeros dropped: -1.863 above -1.85 above -1.8, a column
+    that did not read digit under digit."""
+    weights = [-1.863, -1.85, -1.8, -0.9444, 157.0, 2.3e-05, 12_345.6]
+    features = [{"feature": f"f{i}", "weight": w} for i, w in enumerate(weights)]
+    described = {"GetMLModel": {"MLModelId": "ml"}, "GetMLModelInsights": {"TopFeatures": features}}
+    text = drawn(*model_view(described))
+    shown = [line.split()[-1] for line in text.splitlines() if re.match(r"^ *\d+  f\d", line)]
+    assert shown == ["-1.863", "-1.850", "-1.800", "-0.9444", "157.0", "2.300e-05", "12,346"]
+
+
+def test_the_statistics_record_count_says_it_counts_the_valid_records() -> None:
+    """ "Records 9 total, 2 invalid" above, then "Records 7" in the data insights: two counts of records."""
+    described = {
+        "GetDataSource": {"DataSourceId": "ds", "Status": "COMPLETED"},
+        "GetDataSourceStatistics": {
+            "TotalRecordCount": 9,
+            "InvalidRecordCount": 2,
+            "Statistics": {"recordCount": 7, "attributeTypeCounts": {"NUMERIC": 2}},
+        },
+    }
+    shown = rows(drawn(*datasource_view(described)))
+    assert shown["Records"] == "9 total, 2 invalid" and shown["Valid records"] == "7"
+
+
+def test_a_chart_title_too_long_for_its_chart_ends_in_an_ellipsis() -> None:
+    """At 50 columns the histograms' titles were cut bare: "Actual 1s (1,385" read as a count of 1,385."""
+    described = _binary_evaluation(0.5)
+    metrics = described["GetEvaluationInsights"]["Insights"]["metrics"]
+    metrics["histograms"] = {"positive": [13_850] * 100, "negative": [108_400] * 100}
+    header = next(
+        line for line in drawn(*evaluation_view(described, 50), width=50).splitlines() if "Actual" in line
+    )
+    assert header.split() == ["Actual", "1s", "(1,385,…", "Actual", "0s", "(10,840…"]
+    wide = drawn(*evaluation_view(described, 100), width=100)
+    assert "Actual 1s (1,385,000)" in wide and "Actual 0s (10,840,000)" in wide

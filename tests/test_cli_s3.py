@@ -1,0 +1,61 @@
+"""The command line on S3 data, with the S3 endpoint given in ``emrml.toml`` as users give it: the data is
+looked for there, and S3's refusals are reported as access errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cli_helpers import error_line, invoke, invoke_json
+from emrml.config import Settings
+from emrml.storage import locations
+from s3_server import S3
+
+
+def deny(s3: S3, action: str, resource: str) -> None:
+    import json
+
+    policy = {"Statement": [{"Effect": "Deny", "Principal": "*", "Action": action, "Resource": resource}]}
+    s3.client.put_bucket_policy(Bucket=s3.bucket, Policy=json.dumps(policy))
+
+
+@pytest.fixture
+def home(s3: S3, tmp_path: Path) -> Path:
+    """A home whose emrml.toml names the test server; this process's storage is left at its defaults (AWS),
+    as a command line starts, so that only the command's own settings can lead it to the server."""
+    folder = tmp_path / "cli"
+    folder.mkdir()
+    (folder / "emrml.toml").write_text(f's3_endpoint_url = "{s3.endpoint_url}"\n')
+    locations.configure(Settings.load(environ={}, home=tmp_path / "defaults"))
+    return folder
+
+
+def test_data_is_looked_for_at_the_configured_endpoint(s3: S3, home: Path) -> None:
+    # `datasource create` checked that --data exists before it opened the service, which configures
+    # storage: the check asked AWS's S3, not emrml.toml's endpoint, and failed.
+    s3.put("in/data.csv", "x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(50)))
+    create = ("--home", str(home), "datasource", "create", "--id", "ds-s3", "--data", s3.uri("in/data.csv"))
+    created = invoke_json(*create, "--infer-schema", "--target", "y")
+    described = created["GetDataSource"]
+    assert described["Status"] == "COMPLETED" and described["DataLocationS3"] == s3.uri("in/data.csv")
+
+
+def test_the_cli_exits_7_when_s3_refuses_access(s3: S3, home: Path) -> None:
+    """Every access error has one exit code, whoever refuses: S3 refusing the schema inference's read of
+    the data, or emrml's own authorization."""
+    s3.put("in/data.csv", "x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(50)))
+    deny(s3, "s3:GetObject", f"arn:aws:s3:::{s3.bucket}/in/*")
+    create = (
+        "--home",
+        str(home),
+        "datasource",
+        "create",
+        "--id",
+        "ds-denied",
+        "--data",
+        s3.uri("in/data.csv"),
+    )
+    line = error_line(invoke(*create, "--infer-schema", "--target", "y", code=7))
+    assert line.startswith("error: AccessDeniedException: ") and "AccessDenied" in line
+    assert s3.uri("in/data.csv") in line

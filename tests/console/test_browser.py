@@ -60,7 +60,8 @@ def log_in(page: Any, served: Served, user: str = "admin", password: str | None 
 
 
 def cli_at(home: Path, threshold: float) -> dict[str, str]:
-    """What ``emrml evaluation show --threshold T`` prints: the counts and the current row's rates."""
+    """What ``emrml evaluation show --threshold T`` prints: the counts and the rates of the row it marks as
+    tried (``◀ --threshold``; the model's own threshold is marked ``◀ current``)."""
     from typer.testing import CliRunner
 
     result = CliRunner().invoke(
@@ -73,7 +74,7 @@ def cli_at(home: Path, threshold: float) -> dict[str, str]:
     actual_1 = re.search(r"Actual 1\s+([\d,]+)\s+([\d,]+)", text)
     actual_0 = re.search(r"Actual 0\s+([\d,]+)\s+([\d,]+)", text)
     row = re.search(
-        r"([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+%)\s+◀ current", text
+        r"([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+%)\s+◀ --threshold", text
     )
     assert actual_1 and actual_0 and row, text
     keys = (

@@ -198,6 +198,8 @@ class Consumer:
         position = self.stream.starting_position
         if state.parents:
             position = "TRIM_HORIZON"  # a child holds only records written after its parents ended
+        elif position == "LATEST" and self.stream.starting_timestamp is not None:
+            position = "AT_TIMESTAMP"  # the moment of the first start (``service.streams``)
         if position == "AT_TIMESTAMP":
             timestamp = datetime.fromtimestamp(self.stream.starting_timestamp or 0.0, UTC)
             return self.kinesis.iterator(self.input, shard_id, position, Timestamp=timestamp)

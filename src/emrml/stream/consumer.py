@@ -35,7 +35,7 @@ from sqlalchemy.orm import sessionmaker
 
 from emrml.config import Settings
 from emrml.core.predict import Predictor
-from emrml.errors import InvalidInputException
+from emrml.errors import AmazonMLError, InvalidInputException
 from emrml.service.metastore import MLModel, Stream, StreamConsumer, now, open_engine, session_factory
 from emrml.service.streams import settle_stopping
 from emrml.stream.kinesis import MAX_BACKOFF, MIN_READ_INTERVAL, Kinesis, KinesisError, stream_name
@@ -149,6 +149,9 @@ class Consumer:
         log.info("consumer %s of stream %s started", self.id, self.stream_id)
         try:
             self._loop()
+        except Exception as exc:
+            self._record_failure(exc)
+            raise
         finally:
             self._shutdown()
 
@@ -315,10 +318,46 @@ class Consumer:
         self.valid_until = started + self.lease_seconds / 2
 
     def _check_status(self) -> None:
+        """Stop when the stream is no longer RUNNING, or stop the stream when its model can no longer score
+        (deleted: Predict refuses it too); follow a new BINARY cut-off (UpdateMLModel), as Predict does."""
         with self.sessions() as session:
             status = session.scalar(select(Stream.status).where(Stream.id == self.stream_id))
+            model = session.execute(
+                select(MLModel.status, MLModel.score_threshold).where(MLModel.id == self.stream.ml_model_id)
+            ).first()
         if status != "RUNNING":
             self._stop.set()
+        elif model is None or model.status != "COMPLETED":
+            state = "DELETED" if model is None else model.status
+            self._halt(f"the stream stopped: its MLModel {self.stream.ml_model_id!r} is {state}")
+        elif model.score_threshold is not None and self.scorer.predictor.score_threshold is not None:
+            self.scorer.predictor.score_threshold = float(model.score_threshold)
+
+    def _halt(self, message: str) -> None:
+        """Stop the stream (every consumer of it) with ``message`` for GetStream."""
+        log.warning("consumer %s: %s", self.id, message)
+        with self.sessions() as session, session.begin():
+            session.execute(
+                update(Stream)
+                .where(Stream.id == self.stream_id, Stream.status == "RUNNING")
+                .values(status="STOPPING", message=message, last_updated_at=now())
+            )
+        self._stop.set()
+
+    def _record_failure(self, exc: Exception) -> None:
+        """Say on the stream why this consumer ended (GetStream's Message), so its stop is not silent."""
+        kind, text = (
+            (exc.type_name, exc.message) if isinstance(exc, AmazonMLError) else (type(exc).__name__, str(exc))
+        )
+        try:
+            with self.sessions() as session, session.begin():
+                session.execute(
+                    update(Stream)
+                    .where(Stream.id == self.stream_id)
+                    .values(message=f"consumer {self.id} stopped: {kind}: {text}", last_updated_at=now())
+                )
+        except SQLAlchemyError as error:
+            log.warning("consumer %s cannot record its failure (%s)", self.id, error.__class__.__name__)
 
     def _balance(self, leases: list[Lease]) -> None:
         self.known = {lease.shard_id for lease in leases}

@@ -95,3 +95,29 @@ def test_a_consumer_whose_input_stream_is_deleted_says_why_it_stopped(
         f"consumer {running.consumer.id} stopped: ResourceNotFoundException"
     )
     assert "changes-3" in described["Message"]
+
+
+def test_an_input_stream_deleted_and_created_again_is_read_from_its_start(
+    stream_app: EmrML, kinesalite: Kinesalite, consumers: list[Running]
+) -> None:
+    kinesalite.create("changes-4", 1)
+    kinesalite.create("changes-4-scored", 1)
+    kinesalite.put("changes-4", [(record(i), "old") for i in range(10)])
+    _start(stream_app, "st-changes-4", "changes-4")
+    consumers.append(Running(stream_app.settings, "st-changes-4"))
+    wait_until(lambda: _records_in(stream_app, "st-changes-4") == 10, 30)
+    stream_app.call("StopStream", {"StreamId": "st-changes-4"})
+    consumers[-1].join()
+
+    # The same name, the same shard ids; the checkpoints are sequence numbers of the old stream.
+    kinesalite.client().call("delete_stream", StreamName="changes-4")
+    kinesalite.create("changes-4", 1)
+    kinesalite.put("changes-4", [(record(i), "new") for i in range(5)])
+    _start(stream_app, "st-changes-4", "changes-4")
+    consumers.append(Running(stream_app.settings, "st-changes-4"))
+    wait_until(lambda: _records_in(stream_app, "st-changes-4") == 15, 30)
+    keys = [json.loads(item["Data"])["PartitionKey"] for item in kinesalite.read_all("changes-4-scored")]
+    assert sorted(keys) == ["new"] * 5 + ["old"] * 10
+    new = {item["SequenceNumber"] for item in kinesalite.read_all("changes-4")}
+    (lease,) = stream_app.call("GetStream", {"StreamId": "st-changes-4"})["ShardLeases"]
+    assert lease["Checkpoint"] in new

@@ -195,9 +195,18 @@ class Consumer:
             )
         if state.last_read or (state.checkpoint and state.checkpoint != SHARD_END):
             after = state.last_read or state.checkpoint
-            return self.kinesis.iterator(
-                self.input, shard_id, "AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=after
-            )
+            try:
+                return self.kinesis.iterator(
+                    self.input, shard_id, "AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=after
+                )
+            except KinesisError as exc:
+                if exc.code != "InvalidArgumentException":
+                    raise
+                # A sequence number Kinesis gave is refused only when it "did not come from this stream":
+                # the stream was deleted and created again under its name. None of its records was read:
+                # they are read from the starting position (the checkpoint moves with the first ones).
+                log.warning("consumer %s: shard %s: %s; reading it anew", self.id, shard_id, exc.message)
+                state.last_read = state.checkpoint = None
         position = self.stream.starting_position
         if state.parents:
             position = "TRIM_HORIZON"  # a child holds only records written after its parents ended

@@ -156,7 +156,7 @@ def test_unreadable_records_go_to_the_dead_letter_output_with_the_reason(
     assert len(_outputs(kinesalite, "clicks-3-scored")) == 3
     letters = [
         json.loads(line)
-        for part in sorted(dead_letters.glob("part-*.gz"))
+        for part in sorted(dead_letters.glob("dead-letter-*.gz"))
         for line in gzip.decompress(part.read_bytes()).splitlines()
     ]
     assert len(letters) == len(bad)
@@ -164,6 +164,25 @@ def test_unreadable_records_go_to_the_dead_letter_output_with_the_reason(
         data = base64.b64decode(letter["Data"])
         assert bad[data] in letter["Reason"], letter["Reason"]
         assert letter["PartitionKey"] == "b"
+
+
+def test_predictions_and_dead_letters_in_one_directory_keep_every_part(
+    stream_app: EmrML, kinesalite: Kinesalite, consumers: list[Running], tmp_path: Path
+) -> None:
+    kinesalite.create("clicks-one-dir", 1)
+    kinesalite.put("clicks-one-dir", [(record(i), "good") for i in range(5)] + [(b"[]", "bad")] * 3)
+    folder = tmp_path / "everything"
+    _start(stream_app, "st-one-dir", InputStream="kinesis://clicks-one-dir", OutputUri=str(folder),
+           DeadLetterUri=str(folder))  # fmt: skip
+    consumers.append(Running(stream_app.settings, "st-one-dir"))
+    wait_until(lambda: stream_app.call("GetStream", {"StreamId": "st-one-dir"})["RecordsIn"] == 8, 30)
+    stream_app.call("StopStream", {"StreamId": "st-one-dir"})
+    consumers[-1].join()
+    # One micro-batch wrote a predictions part and a dead-letter part in the same second.
+    predictions = [gzip.decompress(p.read_bytes()).decode() for p in sorted(folder.glob("part-*.gz"))]
+    letters = [gzip.decompress(p.read_bytes()).decode() for p in sorted(folder.glob("dead-letter-*.gz"))]
+    assert sum(len(text.splitlines()) - 1 for text in predictions) == 5  # each part has a header
+    assert [json.loads(line)["PartitionKey"] for text in letters for line in text.splitlines()] == ["bad"] * 3
 
 
 def test_bad_starts_are_refused_before_anything_starts(stream_app: EmrML, kinesalite: Kinesalite) -> None:

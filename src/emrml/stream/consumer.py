@@ -122,10 +122,12 @@ class Consumer:
         self.kinesis = Kinesis(settings.kinesis_endpoint_url, settings.kinesis_region)
         self.input = stream_name(stream.input_uri, "input")
         short = self.id.rsplit(":", 1)[-1]
-        sinks = (stream.output_uri, stream.dead_letter_uri)
+        sinks = ((stream.output_uri, "part"), (stream.dead_letter_uri, "dead-letter"))
         self.output, self.dead_letter = (
-            open_sink(uri, self.kinesis, short, settings.stream_roll_bytes, settings.stream_roll_seconds)
-            for uri in sinks
+            open_sink(
+                uri, self.kinesis, short, settings.stream_roll_bytes, settings.stream_roll_seconds, prefix
+            )
+            for uri, prefix in sinks
         )
         moment = now()
         with self.sessions() as session, session.begin():

@@ -121,3 +121,37 @@ def test_an_input_stream_deleted_and_created_again_is_read_from_its_start(
     new = {item["SequenceNumber"] for item in kinesalite.read_all("changes-4")}
     (lease,) = stream_app.call("GetStream", {"StreamId": "st-changes-4"})["ShardLeases"]
     assert lease["Checkpoint"] in new
+
+
+def test_a_resharded_input_stream_deleted_and_created_again_has_every_shard_read(
+    stream_app: EmrML, kinesalite: Kinesalite, consumers: list[Running]
+) -> None:
+    kinesalite.create("changes-5", 1)
+    kinesalite.create("changes-5-scored", 1)
+    kinesis = kinesalite.client()
+    kinesis.call(
+        "split_shard",
+        StreamName="changes-5",
+        ShardToSplit="shardId-000000000000",
+        NewStartingHashKey=str(2**127),
+    )
+    wait_until(lambda: kinesis.describe("changes-5")["StreamStatus"] == "ACTIVE", 10)
+    kinesalite.put("changes-5", [(record(i), f"old-{i}") for i in range(20)])
+    _start(stream_app, "st-changes-5", "changes-5")
+    consumers.append(Running(stream_app.settings, "st-changes-5"))
+    wait_until(lambda: _records_in(stream_app, "st-changes-5") == 20, 30)
+    stream_app.call("StopStream", {"StreamId": "st-changes-5"})
+    consumers[-1].join()
+
+    # Created again with 3 shards: shardId-000000000000 is open now (its old lease says SHARD_END), and
+    # shards 1 and 2 have no parent (their old leases wait for shard 0).
+    kinesis.call("delete_stream", StreamName="changes-5")
+    kinesalite.create("changes-5", 3)
+    kinesalite.put("changes-5", [(record(i), f"new-{i}") for i in range(30)])
+    _start(stream_app, "st-changes-5", "changes-5")
+    consumers.append(Running(stream_app.settings, "st-changes-5"))
+    wait_until(lambda: _records_in(stream_app, "st-changes-5") == 50, 30)
+    keys = [json.loads(item["Data"])["PartitionKey"] for item in kinesalite.read_all("changes-5-scored")]
+    assert sorted(keys) == sorted([f"old-{i}" for i in range(20)] + [f"new-{i}" for i in range(30)])
+    leases = stream_app.call("GetStream", {"StreamId": "st-changes-5"})["ShardLeases"]
+    assert all(lease["ParentShardIds"] == [] for lease in leases)

@@ -156,7 +156,7 @@ def test_unreadable_records_go_to_the_dead_letter_output_with_the_reason(
     assert len(_outputs(kinesalite, "clicks-3-scored")) == 3
     letters = [
         json.loads(line)
-        for part in sorted(dead_letters.glob("part-*.gz"))
+        for part in sorted(dead_letters.glob("dead-letter-*.gz"))
         for line in gzip.decompress(part.read_bytes()).splitlines()
     ]
     assert len(letters) == len(bad)
@@ -164,6 +164,25 @@ def test_unreadable_records_go_to_the_dead_letter_output_with_the_reason(
         data = base64.b64decode(letter["Data"])
         assert bad[data] in letter["Reason"], letter["Reason"]
         assert letter["PartitionKey"] == "b"
+
+
+def test_predictions_and_dead_letters_in_one_directory_keep_every_part(
+    stream_app: EmrML, kinesalite: Kinesalite, consumers: list[Running], tmp_path: Path
+) -> None:
+    kinesalite.create("clicks-one-dir", 1)
+    kinesalite.put("clicks-one-dir", [(record(i), "good") for i in range(5)] + [(b"[]", "bad")] * 3)
+    folder = tmp_path / "everything"
+    _start(stream_app, "st-one-dir", InputStream="kinesis://clicks-one-dir", OutputUri=str(folder),
+           DeadLetterUri=str(folder))  # fmt: skip
+    consumers.append(Running(stream_app.settings, "st-one-dir"))
+    wait_until(lambda: stream_app.call("GetStream", {"StreamId": "st-one-dir"})["RecordsIn"] == 8, 30)
+    stream_app.call("StopStream", {"StreamId": "st-one-dir"})
+    consumers[-1].join()
+    # One micro-batch wrote a predictions part and a dead-letter part in the same second.
+    predictions = [gzip.decompress(p.read_bytes()).decode() for p in sorted(folder.glob("part-*.gz"))]
+    letters = [gzip.decompress(p.read_bytes()).decode() for p in sorted(folder.glob("dead-letter-*.gz"))]
+    assert sum(len(text.splitlines()) - 1 for text in predictions) == 5  # each part has a header
+    assert [json.loads(line)["PartitionKey"] for text in letters for line in text.splitlines()] == ["bad"] * 3
 
 
 def test_bad_starts_are_refused_before_anything_starts(stream_app: EmrML, kinesalite: Kinesalite) -> None:
@@ -262,6 +281,50 @@ def test_latest_scores_only_what_arrives_after_the_start(
     kinesalite.put("clicks-latest", [(record(i), "after") for i in range(100, 110)])
     wait_until(lambda: stream_app.call("GetStream", {"StreamId": "st-latest"})["RecordsIn"] == 10, 30)
     assert {item["PartitionKey"] for item in _outputs(kinesalite, "clicks-latest-scored")} == {"after"}
+
+
+def test_latest_loses_nothing_written_after_the_start_before_a_consumer_reads_or_across_a_restart(
+    stream_app: EmrML, kinesalite: Kinesalite, consumers: list[Running]
+) -> None:
+    kinesalite.create("clicks-latest-2", 1)
+    kinesalite.create("clicks-latest-2-scored", 1)
+    kinesalite.put("clicks-latest-2", [(record(i), "before") for i in range(5)])
+    start = {"InputStream": "kinesis://clicks-latest-2", "OutputUri": "kinesis://clicks-latest-2-scored",
+             "StartingPosition": "LATEST"}  # fmt: skip
+    _start(stream_app, "st-latest-2", **start)
+    # Started, but no consumer yet (``--consumers 0``, consumers joining from other machines).
+    kinesalite.put("clicks-latest-2", [(record(i), "waiting") for i in range(100, 104)])
+    consumers.append(Running(stream_app.settings, "st-latest-2"))
+    wait_until(lambda: stream_app.call("GetStream", {"StreamId": "st-latest-2"})["RecordsIn"] == 4, 30)
+    stream_app.call("StopStream", {"StreamId": "st-latest-2"})
+    consumers[-1].join()
+    kinesalite.put("clicks-latest-2", [(record(i), "stopped") for i in range(200, 203)])
+    _start(stream_app, "st-latest-2", **start)
+    consumers.append(Running(stream_app.settings, "st-latest-2"))
+    wait_until(lambda: stream_app.call("GetStream", {"StreamId": "st-latest-2"})["RecordsIn"] == 7, 30)
+    keys = [item["PartitionKey"] for item in _outputs(kinesalite, "clicks-latest-2-scored")]
+    assert sorted(keys) == ["stopped"] * 3 + ["waiting"] * 4
+
+
+def test_a_latest_stream_stopped_before_any_record_came_scores_what_came_while_it_was_stopped(
+    stream_app: EmrML, kinesalite: Kinesalite, consumers: list[Running]
+) -> None:
+    kinesalite.create("clicks-latest-3", 1)
+    kinesalite.create("clicks-latest-3-scored", 1)
+    start = {"InputStream": "kinesis://clicks-latest-3", "OutputUri": "kinesis://clicks-latest-3-scored",
+             "StartingPosition": "LATEST"}  # fmt: skip
+    _start(stream_app, "st-latest-3", **start)
+    consumers.append(Running(stream_app.settings, "st-latest-3"))
+    wait_until(lambda: _lease_has_read(stream_app, "st-latest-3"), 30)
+    stream_app.call("StopStream", {"StreamId": "st-latest-3"})
+    consumers[-1].join()
+    kinesalite.put("clicks-latest-3", [(record(i), "stopped") for i in range(3)])
+    _start(stream_app, "st-latest-3", **start)
+    consumers.append(Running(stream_app.settings, "st-latest-3"))
+    wait_until(lambda: stream_app.call("GetStream", {"StreamId": "st-latest-3"})["RecordsIn"] == 3, 30)
+    assert [item["PartitionKey"] for item in _outputs(kinesalite, "clicks-latest-3-scored")] == [
+        "stopped"
+    ] * 3
 
 
 def test_at_timestamp_scores_what_arrived_from_that_moment(

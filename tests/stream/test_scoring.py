@@ -65,16 +65,22 @@ def test_bad_records_are_set_aside_and_the_rest_scored(scorer: MicroBatchScorer)
     assert payload["SequenceNumber"] == "1" and payload["PartitionKey"] == "k1"
 
 
-def test_a_record_nested_too_deeply_is_a_dead_letter_and_the_others_are_scored(
+def test_a_record_nested_too_deeply_is_treated_alike_whatever_the_records_beside_it(
     scorer: MicroBatchScorer,
 ) -> None:
-    # Any producer may put such a record on the stream: it must not stop the consumer reading it.
+    # Any producer may put such a record on the stream: it must not stop the consumer reading it, and
+    # whether it is scored must not depend on its neighbours taking the batch down one path or the other.
     deep = b'{"x": "1", "extra": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
-    pretty = b'{\n"x": "2"\n}'  # takes the batch down the record-by-record path
-    scored, dead = scorer.score(_records([b'{"x": "1"}', deep, pretty]))
-    assert [r.sequence_number for r in scored.records] == ["0", "2"]
+    deep_pretty = b'\n {"x": "1",\n"extra": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    deep_array = b"[" * 100_000 + b"]" * 100_000
+    pretty = b'{\n"x": "2"\n}'  # takes a batch down the record-by-record path
+    alone, _ = scorer.score(_records([deep]))
+    assert scorer._json_batch(_records([deep])) is not None
+    scored, dead = scorer.score(_records([b'{"x": "1"}', deep, pretty, deep_pretty, deep_array]))
+    assert [r.sequence_number for r in scored.records] == ["0", "1", "2", "3"]
+    assert scored.scores[1] == scored.scores[3] == alone.scores[0] == scored.scores[0]
     assert [(letter.record.sequence_number, letter.reason) for letter in dead] == [
-        ("1", "invalid JSON: it is nested too deeply")
+        ("4", "invalid JSON: it is nested too deeply")
     ]
 
 

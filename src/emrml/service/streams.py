@@ -185,7 +185,7 @@ def start_stream(app: EmrML, request: Request) -> Response:
                     output_uri=output,
                     dead_letter_uri=dead_letter,
                     starting_position=position,
-                    starting_timestamp=float(timestamp) if position == "AT_TIMESTAMP" else None,
+                    starting_timestamp=_starting_moment(position, timestamp, moment),
                     record_format=record_format,
                 )
             )
@@ -197,6 +197,16 @@ def start_stream(app: EmrML, request: Request) -> Response:
     for _ in range(started):
         spawn_consumer(app.settings, stream_id)
     return {"StreamId": stream_id, "ConsumersStarted": started}
+
+
+def _starting_moment(position: str, timestamp: Any, moment: float) -> float | None:
+    """Where a shard without a checkpoint starts, in time. LATEST is pinned to the first start: a shard
+    read from "whatever is latest when a consumer gets to it" would skip the records written before a
+    consumer started (``--consumers 0``), while it waited for a lease, or while the stream was stopped
+    before any record came, as a restarted consumer has no checkpoint to resume from then."""
+    if position == "AT_TIMESTAMP":
+        return float(timestamp)
+    return moment if position == "LATEST" else None
 
 
 def consumer_environment(settings: Settings) -> dict[str, str]:

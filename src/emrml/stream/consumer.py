@@ -35,7 +35,7 @@ from sqlalchemy.orm import sessionmaker
 
 from emrml.config import Settings
 from emrml.core.predict import Predictor
-from emrml.errors import InvalidInputException
+from emrml.errors import AmazonMLError, InvalidInputException
 from emrml.service.metastore import MLModel, Stream, StreamConsumer, now, open_engine, session_factory
 from emrml.service.streams import settle_stopping
 from emrml.stream.kinesis import MAX_BACKOFF, MIN_READ_INTERVAL, Kinesis, KinesisError, stream_name
@@ -122,10 +122,12 @@ class Consumer:
         self.kinesis = Kinesis(settings.kinesis_endpoint_url, settings.kinesis_region)
         self.input = stream_name(stream.input_uri, "input")
         short = self.id.rsplit(":", 1)[-1]
-        sinks = (stream.output_uri, stream.dead_letter_uri)
+        sinks = ((stream.output_uri, "part"), (stream.dead_letter_uri, "dead-letter"))
         self.output, self.dead_letter = (
-            open_sink(uri, self.kinesis, short, settings.stream_roll_bytes, settings.stream_roll_seconds)
-            for uri in sinks
+            open_sink(
+                uri, self.kinesis, short, settings.stream_roll_bytes, settings.stream_roll_seconds, prefix
+            )
+            for uri, prefix in sinks
         )
         moment = now()
         with self.sessions() as session, session.begin():
@@ -149,6 +151,9 @@ class Consumer:
         log.info("consumer %s of stream %s started", self.id, self.stream_id)
         try:
             self._loop()
+        except Exception as exc:
+            self._record_failure(exc)
+            raise
         finally:
             self._shutdown()
 
@@ -192,12 +197,23 @@ class Consumer:
             )
         if state.last_read or (state.checkpoint and state.checkpoint != SHARD_END):
             after = state.last_read or state.checkpoint
-            return self.kinesis.iterator(
-                self.input, shard_id, "AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=after
-            )
+            try:
+                return self.kinesis.iterator(
+                    self.input, shard_id, "AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=after
+                )
+            except KinesisError as exc:
+                if exc.code != "InvalidArgumentException":
+                    raise
+                # A sequence number Kinesis gave is refused only when it "did not come from this stream":
+                # the stream was deleted and created again under its name. None of its records was read:
+                # they are read from the starting position (the checkpoint moves with the first ones).
+                log.warning("consumer %s: shard %s: %s; reading it anew", self.id, shard_id, exc.message)
+                state.last_read = state.checkpoint = None
         position = self.stream.starting_position
         if state.parents:
             position = "TRIM_HORIZON"  # a child holds only records written after its parents ended
+        elif position == "LATEST" and self.stream.starting_timestamp is not None:
+            position = "AT_TIMESTAMP"  # the moment of the first start (``service.streams``)
         if position == "AT_TIMESTAMP":
             timestamp = datetime.fromtimestamp(self.stream.starting_timestamp or 0.0, UTC)
             return self.kinesis.iterator(self.input, shard_id, position, Timestamp=timestamp)
@@ -313,10 +329,46 @@ class Consumer:
         self.valid_until = started + self.lease_seconds / 2
 
     def _check_status(self) -> None:
+        """Stop when the stream is no longer RUNNING, or stop the stream when its model can no longer score
+        (deleted: Predict refuses it too); follow a new BINARY cut-off (UpdateMLModel), as Predict does."""
         with self.sessions() as session:
             status = session.scalar(select(Stream.status).where(Stream.id == self.stream_id))
+            model = session.execute(
+                select(MLModel.status, MLModel.score_threshold).where(MLModel.id == self.stream.ml_model_id)
+            ).first()
         if status != "RUNNING":
             self._stop.set()
+        elif model is None or model.status != "COMPLETED":
+            state = "DELETED" if model is None else model.status
+            self._halt(f"the stream stopped: its MLModel {self.stream.ml_model_id!r} is {state}")
+        elif model.score_threshold is not None and self.scorer.predictor.score_threshold is not None:
+            self.scorer.predictor.score_threshold = float(model.score_threshold)
+
+    def _halt(self, message: str) -> None:
+        """Stop the stream (every consumer of it) with ``message`` for GetStream."""
+        log.warning("consumer %s: %s", self.id, message)
+        with self.sessions() as session, session.begin():
+            session.execute(
+                update(Stream)
+                .where(Stream.id == self.stream_id, Stream.status == "RUNNING")
+                .values(status="STOPPING", message=message, last_updated_at=now())
+            )
+        self._stop.set()
+
+    def _record_failure(self, exc: Exception) -> None:
+        """Say on the stream why this consumer ended (GetStream's Message), so its stop is not silent."""
+        kind, text = (
+            (exc.type_name, exc.message) if isinstance(exc, AmazonMLError) else (type(exc).__name__, str(exc))
+        )
+        try:
+            with self.sessions() as session, session.begin():
+                session.execute(
+                    update(Stream)
+                    .where(Stream.id == self.stream_id)
+                    .values(message=f"consumer {self.id} stopped: {kind}: {text}", last_updated_at=now())
+                )
+        except SQLAlchemyError as error:
+            log.warning("consumer %s cannot record its failure (%s)", self.id, error.__class__.__name__)
 
     def _balance(self, leases: list[Lease]) -> None:
         self.known = {lease.shard_id for lease in leases}

@@ -64,10 +64,12 @@ class LeaseTable:
         return [StreamLease.stream_id == self.stream_id]
 
     def add_shards(self, shards: list[Shard]) -> None:
-        """Create the lease of every shard that has none yet (a new stream, a split or merge)."""
-        known = {lease.shard_id for lease in self.leases()}
+        """Create the lease of every shard that has none yet (a new stream, a split or merge), and start
+        over the lease of a shard that belongs to an older stream of the same name (``_renew_stale``)."""
+        known = {lease.shard_id: lease for lease in self.leases()}
         for shard in shards:
             if shard.shard_id in known:
+                self._renew_stale(known[shard.shard_id], shard)
                 continue
             try:
                 with self.sessions() as session, session.begin():
@@ -85,6 +87,22 @@ class LeaseTable:
                     )
             except IntegrityError:
                 pass  # another consumer added it first
+
+    def _renew_stale(self, lease: Lease, shard: Shard) -> None:
+        """A stream deleted and created again under its name has shards of the same ids. A lease that
+        cannot be of the shard listed now (other parents, or finished while the shard is still open) is
+        of the old one: it gets the shard's parents and no checkpoint, else the new shard would wait for
+        parents that never end, or never be read. (A checkpoint of the old stream in an open lease is
+        refused by Kinesis when used; the consumer then reads the shard anew.)"""
+        if lease.parents == shard.parents and not (lease.finished and not shard.closed):
+            return
+        values: dict[str, Any] = {"parents": json.dumps(list(shard.parents)), "counter": lease.counter + 1}
+        if lease.finished and not shard.closed:
+            values["checkpoint"] = None
+        owner_is = StreamLease.owner.is_(None) if lease.owner is None else StreamLease.owner == lease.owner
+        where = [*self._key(), StreamLease.shard_id == lease.shard_id, owner_is]
+        with self.sessions() as session, session.begin():
+            fenced_update(session, StreamLease, [*where, StreamLease.counter == lease.counter], values)
 
     def leases(self) -> list[Lease]:
         with self.sessions() as session:

@@ -5,7 +5,8 @@ checkpoints a shard only then, so a crash loses no record (it replays, at least 
 
 * ``KinesisSink``: PutRecords, each output record keyed by its input's partition key; durable as soon as
   PutRecords accepted every record (refused ones are sent again first).
-* ``FileSink``: parts ``part-<UTC time>-<consumer>-<n>.gz`` in the directory (local path, ``file://`` or
+* ``FileSink``: parts ``part-<UTC time>-<consumer>-<n>.gz`` (dead letters: ``dead-letter-…``, so the two
+  never take each other's name when one directory holds both) in the directory (local path, ``file://`` or
   any location ``storage.locations`` writes), each written atomically through ``atomic_write``: invisible
   until complete, then renamed into place. Predictions are CSV in the batch prediction format (a header,
   then ``shardId,sequenceNumber,partitionKey,[tag,]`` and the scores); dead letters are JSON lines. A part
@@ -69,8 +70,11 @@ class KinesisSink:
 
 
 class FileSink:
-    def __init__(self, directory: str, consumer: str, roll_bytes: int, roll_seconds: float) -> None:
+    def __init__(
+        self, directory: str, consumer: str, roll_bytes: int, roll_seconds: float, prefix: str = "part"
+    ) -> None:
         self.directory = directory if directory.endswith("/") else directory + "/"
+        self.prefix = prefix
         self.consumer = consumer
         self.roll_bytes = roll_bytes
         self.roll_seconds = roll_seconds
@@ -84,7 +88,7 @@ class FileSink:
     def _open(self, header: bytes) -> None:
         self.parts += 1
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        location = f"{self.directory}part-{stamp}-{self.consumer}-{self.parts:06d}.gz"
+        location = f"{self.directory}{self.prefix}-{stamp}-{self.consumer}-{self.parts:06d}.gz"
         self._stack = ExitStack()
         self._file = self._stack.enter_context(atomic_write(location))
         self._compressor = gzip_compressor()
@@ -133,7 +137,10 @@ class FileSink:
         self.discard()
 
 
-def open_sink(uri: str, kinesis: Kinesis, consumer: str, roll_bytes: int, roll_seconds: float) -> Sink:
+def open_sink(
+    uri: str, kinesis: Kinesis, consumer: str, roll_bytes: int, roll_seconds: float, prefix: str = "part"
+) -> Sink:
+    """The sink of ``uri``; ``prefix`` names its file parts (``part``, or ``dead-letter``)."""
     if uri.startswith(SCHEME):
         return KinesisSink(kinesis, uri)
-    return FileSink(uri, consumer, roll_bytes, roll_seconds)
+    return FileSink(uri, consumer, roll_bytes, roll_seconds, prefix)

@@ -32,6 +32,7 @@ from emrml.engine.batch import ResultFormatter, csv_text
 #: A record over 1 MB (10^6 bytes; Kinesis itself takes up to 1 MiB) goes to the dead-letter output.
 MAX_RECORD_BYTES = 1_000_000
 JSON_BLOCK_BYTES = 1 << 20
+TOO_DEEP = "invalid JSON: it is nested too deeply"
 
 
 @dataclass(frozen=True)
@@ -152,8 +153,19 @@ class MicroBatchScorer:
             return f"the record is not valid UTF-8 (byte {exc.start})"
         start = text.lstrip()[:1]
         if self.record_format == "json" or (self.record_format == "auto" and start in ("{", "[")):
-            return _json_record(text, self.columns)
+            row = _json_record(text, self.columns)
+            return self._deep_record(record) if row == TOO_DEEP else row
         return self._csv_record(text)
+
+    def _deep_record(self, record: Record) -> dict[str, str] | str:
+        """A JSON object nested deeper than Python's parser goes, read by Arrow's as the batch path reads
+        it: the same record is scored or set aside alike, whatever the records beside it. Line breaks
+        outside strings are white space (inside, valid JSON escapes them): the record becomes one line."""
+        data = record.data.replace(b"\n", b" ").replace(b"\r", b" ").lstrip()
+        batch = self._json_batch([replace(record, data=data)])
+        if batch is None:
+            return TOO_DEEP
+        return {name: batch.column(name)[0].as_py() for name in self.columns}
 
     def _csv_record(self, text: str) -> dict[str, str] | str:
         try:
@@ -230,7 +242,7 @@ def _json_record(text: str, columns: list[str]) -> dict[str, str] | str:
     except RecursionError:
         # Arrays or objects nested thousands deep: a dead letter like any unreadable record, not an error
         # that stops the consumer (which would then read the same record again at every start).
-        return "invalid JSON: it is nested too deeply"
+        return TOO_DEEP
     if not isinstance(value, dict):
         return f"the JSON is not an object but {json_type(value)}"
     row = {}

@@ -1,0 +1,157 @@
+"""What changes under a running stream: its model deleted or given a new score threshold, its input
+stream deleted. The consumers follow the model as Predict does, and a stop is never silent."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from stream_helpers import Kinesalite, Running, record, wait_until
+
+from emrml.config import Settings
+from emrml.errors import ResourceNotFoundException
+from emrml.service.app import EmrML
+
+
+@pytest.fixture
+def consumers(stream_settings: Settings) -> Iterator[list[Running]]:
+    started: list[Running] = []
+    yield started
+    for running in started:
+        running.consumer.stop()
+        running.thread.join(30)
+
+
+def _start(app: EmrML, stream_id: str, name: str) -> None:
+    request = {"StreamId": stream_id, "MLModelId": "ml-binary", "Consumers": 0,
+               "InputStream": f"kinesis://{name}", "OutputUri": f"kinesis://{name}-scored"}  # fmt: skip
+    assert app.call("StartStream", request) == {"StreamId": stream_id, "ConsumersStarted": 0}
+
+
+def _records_in(app: EmrML, stream_id: str) -> int:
+    return app.call("GetStream", {"StreamId": stream_id})["RecordsIn"]
+
+
+def test_a_stream_whose_model_is_deleted_stops_and_says_why(
+    stream_app: EmrML, kinesalite: Kinesalite, consumers: list[Running]
+) -> None:
+    kinesalite.create("changes-1", 1)
+    kinesalite.create("changes-1-scored", 1)
+    kinesalite.put("changes-1", [(record(i), str(i)) for i in range(10)])
+    _start(stream_app, "st-changes-1", "changes-1")
+    consumers.append(Running(stream_app.settings, "st-changes-1"))
+    wait_until(lambda: _records_in(stream_app, "st-changes-1") == 10, 30)
+
+    stream_app.call("DeleteMLModel", {"MLModelId": "ml-binary"})
+    consumers[-1].join()  # it stops by itself, cleanly
+    described = stream_app.call("GetStream", {"StreamId": "st-changes-1"})
+    assert described["Status"] == "STOPPED"
+    assert described["Message"] == "the stream stopped: its MLModel 'ml-binary' is DELETED"
+    assert all("Owner" not in lease for lease in described["ShardLeases"])
+
+
+def test_a_new_score_threshold_applies_to_the_records_scored_after_it(
+    stream_app: EmrML, kinesalite: Kinesalite, consumers: list[Running]
+) -> None:
+    kinesalite.create("changes-2", 1)
+    kinesalite.create("changes-2-scored", 1)
+    kinesalite.put("changes-2", [(record(i), "before") for i in range(20)])
+    _start(stream_app, "st-changes-2", "changes-2")
+    running = Running(stream_app.settings, "st-changes-2")
+    consumers.append(running)
+    wait_until(lambda: _records_in(stream_app, "st-changes-2") == 20, 30)
+
+    # Every score is at least 0: with a threshold of 0 every record is labelled 1, as Predict labels it.
+    stream_app.call("UpdateMLModel", {"MLModelId": "ml-binary", "ScoreThreshold": 0.0})
+    wait_until(lambda: running.consumer.scorer.predictor.score_threshold == 0.0, 30)
+    kinesalite.put("changes-2", [(record(i), "after") for i in range(100, 120)])
+    wait_until(lambda: _records_in(stream_app, "st-changes-2") == 40, 30)
+    labels: dict[str, set[str]] = {"before": set(), "after": set()}
+    for item in kinesalite.read_all("changes-2-scored"):
+        output = json.loads(item["Data"])
+        labels[output["PartitionKey"]].add(output["Prediction"]["predictedLabel"])
+    assert labels == {"before": {"0", "1"}, "after": {"1"}}
+
+
+def test_a_consumer_whose_input_stream_is_deleted_says_why_it_stopped(
+    stream_app: EmrML, kinesalite: Kinesalite, consumers: list[Running]
+) -> None:
+    kinesalite.create("changes-3", 1)
+    kinesalite.create("changes-3-scored", 1)
+    kinesalite.put("changes-3", [(record(i), str(i)) for i in range(10)])
+    _start(stream_app, "st-changes-3", "changes-3")
+    running = Running(stream_app.settings, "st-changes-3")
+    consumers.append(running)
+    wait_until(lambda: _records_in(stream_app, "st-changes-3") == 10, 30)
+
+    kinesalite.client().call("delete_stream", StreamName="changes-3")
+    with pytest.raises(ResourceNotFoundException):
+        running.join()
+    consumers.remove(running)
+    described = stream_app.call("GetStream", {"StreamId": "st-changes-3"})
+    assert described["Consumers"] == 0 and described["RecordsIn"] == 10
+    assert described["Message"].startswith(
+        f"consumer {running.consumer.id} stopped: ResourceNotFoundException"
+    )
+    assert "changes-3" in described["Message"]
+
+
+def test_an_input_stream_deleted_and_created_again_is_read_from_its_start(
+    stream_app: EmrML, kinesalite: Kinesalite, consumers: list[Running]
+) -> None:
+    kinesalite.create("changes-4", 1)
+    kinesalite.create("changes-4-scored", 1)
+    kinesalite.put("changes-4", [(record(i), "old") for i in range(10)])
+    _start(stream_app, "st-changes-4", "changes-4")
+    consumers.append(Running(stream_app.settings, "st-changes-4"))
+    wait_until(lambda: _records_in(stream_app, "st-changes-4") == 10, 30)
+    stream_app.call("StopStream", {"StreamId": "st-changes-4"})
+    consumers[-1].join()
+
+    # The same name, the same shard ids; the checkpoints are sequence numbers of the old stream.
+    kinesalite.client().call("delete_stream", StreamName="changes-4")
+    kinesalite.create("changes-4", 1)
+    kinesalite.put("changes-4", [(record(i), "new") for i in range(5)])
+    _start(stream_app, "st-changes-4", "changes-4")
+    consumers.append(Running(stream_app.settings, "st-changes-4"))
+    wait_until(lambda: _records_in(stream_app, "st-changes-4") == 15, 30)
+    keys = [json.loads(item["Data"])["PartitionKey"] for item in kinesalite.read_all("changes-4-scored")]
+    assert sorted(keys) == ["new"] * 5 + ["old"] * 10
+    new = {item["SequenceNumber"] for item in kinesalite.read_all("changes-4")}
+    (lease,) = stream_app.call("GetStream", {"StreamId": "st-changes-4"})["ShardLeases"]
+    assert lease["Checkpoint"] in new
+
+
+def test_a_resharded_input_stream_deleted_and_created_again_has_every_shard_read(
+    stream_app: EmrML, kinesalite: Kinesalite, consumers: list[Running]
+) -> None:
+    kinesalite.create("changes-5", 1)
+    kinesalite.create("changes-5-scored", 1)
+    kinesis = kinesalite.client()
+    kinesis.call(
+        "split_shard",
+        StreamName="changes-5",
+        ShardToSplit="shardId-000000000000",
+        NewStartingHashKey=str(2**127),
+    )
+    wait_until(lambda: kinesis.describe("changes-5")["StreamStatus"] == "ACTIVE", 10)
+    kinesalite.put("changes-5", [(record(i), f"old-{i}") for i in range(20)])
+    _start(stream_app, "st-changes-5", "changes-5")
+    consumers.append(Running(stream_app.settings, "st-changes-5"))
+    wait_until(lambda: _records_in(stream_app, "st-changes-5") == 20, 30)
+    stream_app.call("StopStream", {"StreamId": "st-changes-5"})
+    consumers[-1].join()
+
+    # Created again with 3 shards: shardId-000000000000 is open now (its old lease says SHARD_END), and
+    # shards 1 and 2 have no parent (their old leases wait for shard 0).
+    kinesis.call("delete_stream", StreamName="changes-5")
+    kinesalite.create("changes-5", 3)
+    kinesalite.put("changes-5", [(record(i), f"new-{i}") for i in range(30)])
+    _start(stream_app, "st-changes-5", "changes-5")
+    consumers.append(Running(stream_app.settings, "st-changes-5"))
+    wait_until(lambda: _records_in(stream_app, "st-changes-5") == 50, 30)
+    keys = [json.loads(item["Data"])["PartitionKey"] for item in kinesalite.read_all("changes-5-scored")]
+    assert sorted(keys) == sorted([f"old-{i}" for i in range(20)] + [f"new-{i}" for i in range(30)])
+    leases = stream_app.call("GetStream", {"StreamId": "st-changes-5"})["ShardLeases"]
+    assert all(lease["ParentShardIds"] == [] for lease in leases)

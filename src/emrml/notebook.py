@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
+from emrml.cli_render.parts import format_bytes
+
 WIDTH, HEIGHT = 420, 140
 BLUE, ORANGE, GREY = "#1f77b4", "#ff7f0e", "#888"
 #: Space between charts that a notebook lays out side by side, tops aligned.
@@ -32,14 +34,8 @@ def _number(value: Any) -> str:
 
 
 def _size(size: int | None) -> str | None:
-    if size is None:
-        return None
-    value, unit = float(size), "B"
-    for larger in ("KB", "MB", "GB"):
-        if value < 1000:
-            break
-        value, unit = value / 1000, larger
-    return f"{size:,} B" if unit == "B" else f"{value:,.1f} {unit}"
+    """A size as the CLI writes it; None (the row left out) when there is none."""
+    return format_bytes(size) or None
 
 
 def table(rows: Sequence[tuple[str, Any]]) -> str:

@@ -8,6 +8,7 @@ console password is set only by someone allowed ``iam:UpdateUser``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.responses import Response
@@ -68,6 +69,16 @@ def _permits(visit: Visit, action: str, resource: str = "*") -> bool:
     return visit.console.service.access.permits(visit.arn, action, resource)
 
 
+def _offers(visit: Visit, actions: Sequence[str], resource: str) -> dict[str, Any]:
+    """The page's ``offered`` changes (action -> whether the visitor may make it on ``resource``) and the
+    ``refused`` ones as IAM action names, for its note."""
+    offered = {action: _permits(visit, f"iam:{action}", resource) for action in actions}
+    return {
+        "offered": offered,
+        "refused": [f"iam:{action}" for action, allowed in offered.items() if not allowed],
+    }
+
+
 def _group_names(visit: Visit) -> list[str]:
     """Every group's name, as a form offers them; none to who may not list the groups."""
     if not _permits(visit, "iam:ListGroups"):
@@ -108,12 +119,10 @@ def user(visit: Visit) -> View | Response:
         data["AccessKeysRefused"] = "iam:ListAccessKeys"
     # The changes offered are those the user may make (a member of users: its own access keys), the others
     # named in the page's note rather than refused once tried.
-    offered = {action: _permits(visit, f"iam:{action}", resource) for action in USER_CHANGES}
     extra = {
         "errors": errors,
         "new_key": new_key,
-        "offered": offered,
-        "refused": [f"iam:{action}" for action, allowed in offered.items() if not allowed],
+        **_offers(visit, USER_CHANGES, resource),
         "joinable": [
             group
             for group in data["Groups"]
@@ -225,12 +234,10 @@ def group(visit: Visit) -> View | Response:
         "Users": [user.name for user in access.list_users(caller=visit.arn)] if lists_users else [],
     }
     resource = f"group/{name}"
-    offered = {action: _permits(visit, f"iam:{action}", resource) for action in GROUP_CHANGES}
     extra = {
         "errors": errors,
         "statement_text": statement_text,
-        "offered": offered,
-        "refused": [f"iam:{action}" for action, allowed in offered.items() if not allowed],
+        **_offers(visit, GROUP_CHANGES, resource),
         "openable": {member for member in info.members if _permits(visit, "iam:GetUser", f"user/{member}")},
         # The statements of admins cannot be changed (service.access): no form offers to.
         "fixed_statements": name == ADMINS,

@@ -462,7 +462,7 @@ class FakeJobs:
     def dependencies_settled(self, kind: str, entity: Any) -> bool:
         return True
 
-    def wait(self, kind: str, entity_id: str) -> None:
+    def run_if_queued(self, kind: str, entity_id: str) -> None:
         self.started.append((kind, entity_id))
         self.release.wait(10)
 

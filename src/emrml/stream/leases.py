@@ -92,13 +92,17 @@ class LeaseTable:
         """A stream deleted and created again under its name has shards of the same ids. A lease that
         cannot be of the shard listed now (other parents, or finished while the shard is still open) is
         of the old one: it gets the shard's parents and no checkpoint, else the new shard would wait for
-        parents that never end, or never be read. (A checkpoint of the old stream in an open lease is
-        refused by Kinesis when used; the consumer then reads the shard anew.)"""
+        parents that never end, or never be read. (A checkpoint of the old stream in a lease that looks
+        current is refused by Kinesis when used; the consumer then reads the shard anew.)"""
         if lease.parents == shard.parents and not (lease.finished and not shard.closed):
             return
-        values: dict[str, Any] = {"parents": json.dumps(list(shard.parents)), "counter": lease.counter + 1}
-        if lease.finished and not shard.closed:
-            values["checkpoint"] = None
+        # Its checkpoint is a sequence number of the old shard, which Kinesis refuses only when the two
+        # shards' creation times differ to the second: dropped here rather than risk reading after it.
+        values: dict[str, Any] = {
+            "parents": json.dumps(list(shard.parents)),
+            "counter": lease.counter + 1,
+            "checkpoint": None,
+        }
         owner_is = StreamLease.owner.is_(None) if lease.owner is None else StreamLease.owner == lease.owner
         where = [*self._key(), StreamLease.shard_id == lease.shard_id, owner_is]
         with self.sessions() as session, session.begin():

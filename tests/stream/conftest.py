@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from stream_helpers import KINESALITE, Kinesalite, train_binary
+from stream_helpers import KINESALITE, Kinesalite, Running, train_binary
 
 from emrml.config import Settings
 from emrml.service.app import EmrML
@@ -95,3 +95,13 @@ def stream_app(stream_settings: Settings) -> Iterator[EmrML]:
     app = EmrML(stream_settings)
     yield app
     app.close()
+
+
+@pytest.fixture
+def consumers(stream_settings: Settings) -> Iterator[list[Running]]:
+    """Consumers a test starts (it appends them); stopped and joined after the test."""
+    started: list[Running] = []
+    yield started
+    for running in started:
+        running.consumer.stop()
+        running.thread.join(30)

@@ -4,23 +4,12 @@ stream deleted. The consumers follow the model as Predict does, and a stop is ne
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 from stream_helpers import Kinesalite, Running, record, wait_until
 
-from emrml.config import Settings
 from emrml.errors import ResourceNotFoundException
 from emrml.service.app import EmrML
-
-
-@pytest.fixture
-def consumers(stream_settings: Settings) -> Iterator[list[Running]]:
-    started: list[Running] = []
-    yield started
-    for running in started:
-        running.consumer.stop()
-        running.thread.join(30)
 
 
 def _start(app: EmrML, stream_id: str, name: str) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +21,6 @@ from emrml.errors import (
     ResourceNotFoundException,
 )
 from emrml.service.app import EmrML
-
-
-@pytest.fixture
-def consumers(stream_settings: Settings) -> Iterator[list[Running]]:
-    started: list[Running] = []
-    yield started
-    for running in started:
-        running.consumer.stop()
-        running.thread.join(30)
 
 
 def _start(app: EmrML, stream_id: str, **members: object) -> None:

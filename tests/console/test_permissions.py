@@ -293,3 +293,18 @@ def test_the_default_model_settings_are_offered_only_with_the_storage_they_read(
     assert note and "storage:Read" in note.group(1) and "CreateMLModel" not in note.group(1)
     assert '<button type="submit" disabled aria-describedby="refused-note">Train</button>' in default
     assert 'id="refused-note"' not in anonymous.get("/console/models/new?mode=custom").text
+
+
+def test_another_users_object_pages_are_not_found_as_pages_of_no_object_are(
+    installation: Installation,
+) -> None:
+    # bob (of ``users``) may read only his own objects; the installation's were created by the root.
+    with TestClient(create_app(installation.service), follow_redirects=False) as bob:
+        assert log_in(bob, "bob", BOB_PASSWORD).status_code == 303
+        for kind, taken in (("datasources", DATASOURCE), ("models", MODEL), ("evaluations", EVALUATION)):
+            nope = f"{kind[:2]}-nope-{taken[::-1]}"
+            for suffix in ("", "?format=json"):
+                shown = bob.get(f"/console/{kind}/{taken}{suffix}")
+                missing = bob.get(f"/console/{kind}/{nope}{suffix}")
+                assert shown.status_code == missing.status_code == 404, (kind, suffix, shown.text[:300])
+                assert shown.text.replace(taken, nope) == missing.text

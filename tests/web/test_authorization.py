@@ -89,19 +89,59 @@ def test_every_operation_has_an_authorization_rule() -> None:
     assert set(OPERATIONS) <= set(OPERATION_ACCESS)
 
 
+def answer(call: Any, **request: Any) -> tuple[str, str]:
+    """The error code and message of a refused call."""
+    with pytest.raises(ClientError) as raised:
+        call(**request)
+    return raised.value.response["Error"]["Code"], str(raised.value.response["Error"]["Message"])
+
+
 def test_a_user_sees_and_touches_nothing_of_others(
     live_server: LiveServer, user: Any, owned: dict[str, str]
 ) -> None:
     bob = user()
-    message = denied(bob.get_data_source, DataSourceId=owned["source"])
-    assert f"user/{bob.user_name} is not authorized to perform: machinelearning:GetDataSource" in message
-    assert f"datasource/{owned['source']}" in message
-    denied(bob.update_data_source, DataSourceId=owned["source"], DataSourceName="mine now")
-    denied(bob.delete_ml_model, MLModelId=owned["model"])
-    denied(bob.predict, **predict_request(owned))
-    denied(bob.describe_tags, ResourceId=owned["model"], ResourceType="MLModel")
-    # A model without an endpoint: why it cannot answer is not his to know either.
-    denied(bob.predict, **{**predict_request(owned), "MLModelId": owned["bare"]})
+    # Another user's object he may not read is answered as an id of no object would be: a refusal would
+    # tell him it exists, and he could probe the ids of everyone's objects.
+    nope = f"ml-nope-{uuid.uuid4().hex[:8]}"
+    probes = [
+        (bob.get_data_source, {"DataSourceId": owned["source"]}),
+        (bob.update_data_source, {"DataSourceId": owned["source"], "DataSourceName": "mine now"}),
+        (bob.delete_ml_model, {"MLModelId": owned["model"]}),
+        (bob.get_ml_model, {"MLModelId": owned["bare"]}),
+        (bob.predict, predict_request(owned)),
+        # A model without an endpoint: why it cannot answer is not his to know either.
+        (bob.predict, {**predict_request(owned), "MLModelId": owned["bare"]}),
+        (bob.describe_tags, {"ResourceId": owned["model"], "ResourceType": "MLModel"}),
+        (bob.create_realtime_endpoint, {"MLModelId": owned["model"]}),
+        # Using another's datasource to train, the same: no such datasource.
+        (
+            bob.create_ml_model,
+            {
+                "MLModelId": f"ml-{bob.user_name}",
+                "MLModelType": "BINARY",
+                "TrainingDataSourceId": owned["source"],
+            },
+        ),
+    ]
+    for call, request in probes:
+        taken = next(
+            value for key, value in request.items() if key.endswith("Id") and value in owned.values()
+        )
+        member = next(key for key, value in request.items() if value == taken)
+        code, message = answer(call, **request)
+        missing_code, missing_message = answer(call, **{**request, member: nope})
+        assert (code, message) == (missing_code, missing_message.replace(nope, taken)), call
+        assert code in ("ResourceNotFoundException", "InvalidInputException"), (call, code)
+    # An invalid request is refused as invalid for both: the order of the checks tells nothing either.
+    arn = f"arn:aws:iam::{live_server.service.settings.account_id}:user/{bob.user_name}"
+    refusals = []
+    for source_id in (owned["source"], nope):
+        with pytest.raises(InvalidInputException) as invalid:
+            live_server.service.call(
+                "UpdateDataSource", {"DataSourceId": source_id, "DataSourceName": 5}, caller=arn
+            )
+        refusals.append(invalid.value.message)
+    assert refusals[0] == refusals[1] and "DataSourceName" in refusals[0]
     # Refused, and untouched.
     source = live_server.service.call("GetDataSource", {"DataSourceId": owned["source"]})
     assert source.get("Name") != "mine now" and source["Status"] != "DELETED"
@@ -109,6 +149,18 @@ def test_a_user_sees_and_touches_nothing_of_others(
     # Listing is allowed, and lists none of the others' objects.
     assert bob.describe_data_sources()["Results"] == []
     assert bob.describe_ml_models()["Results"] == []
+
+
+def test_who_may_read_an_object_is_refused_what_it_may_not_do(user: Any, owned: dict[str, str]) -> None:
+    # A viewer knows the object exists: refusing it tells nothing new.
+    viewer = user((VIEWERS,))
+    message = denied(viewer.delete_ml_model, MLModelId=owned["model"])
+    assert f"user/{viewer.user_name} is not authorized to perform: machinelearning:DeleteMLModel" in message
+    assert f"mlmodel/{owned['model']}" in message
+    # A user whose groups allow the operation on nothing is refused whether the object exists or not.
+    predictor = user((PREDICTORS,))
+    assert answer(predictor.get_data_source, DataSourceId=owned["source"])[0] == "AccessDeniedException"
+    assert answer(predictor.get_data_source, DataSourceId="ds-nope")[0] == "AccessDeniedException"
 
 
 def test_a_new_user_has_no_storage_until_a_group_grants_it(
@@ -128,13 +180,6 @@ def test_a_new_user_has_no_storage_until_a_group_grants_it(
     listed = [r["DataSourceId"] for r in bob.describe_data_sources()["Results"]]
     assert listed == [f"ds-{bob.user_name}"]
     bob.update_data_source(DataSourceId=f"ds-{bob.user_name}", DataSourceName="mine")
-    # Using another's datasource to train is refused too.
-    denied(
-        bob.create_ml_model,
-        MLModelId=f"ml-{bob.user_name}",
-        MLModelType="BINARY",
-        TrainingDataSourceId=owned["source"],
-    )
     access.delete_group(group)
 
 
@@ -270,7 +315,7 @@ def test_the_aws_cli_gets_the_same_refusal(
     from test_awscli import aws_command, finish
 
     name = f"u-{uuid.uuid4().hex[:8]}"
-    live_server.service.access.create_user(name)
+    live_server.service.access.create_user(name, (VIEWERS,))
     key = live_server.identities.create_key(name)
     as_bob = SimpleNamespace(url=live_server.url, key=key)
     try:
@@ -279,7 +324,7 @@ def test_the_aws_cli_gets_the_same_refusal(
         )
         assert code != 0 and "AccessDeniedException" in stderr
         assert f"machinelearning:DeleteMLModel on resource: mlmodel/{owned['model']}" in stderr
-        code, stdout, _ = finish(aws_command(as_bob, tmp_path, ["describe-ml-models"]))
-        assert code == 0 and json.loads(stdout)["Results"] == []
+        code, stdout, _ = finish(aws_command(as_bob, tmp_path, ["describe-data-sources"]))
+        assert code == 0 and owned["source"] in stdout
     finally:
         live_server.service.access.delete_user(name)

@@ -53,13 +53,15 @@ class Rule:
     ``TAGGED``: named by ResourceType); ``uses``: other objects it refers to, (kind, id member); ``listing``:
     a Describe* whose results are filtered. An operation on no object (InferDataSchema) has kind None.
     ``granted_by``: other operations whose permission on the object allows this one too (it answers part of
-    what they need or show), unless a statement denies this one itself."""
+    what they need or show), unless a statement denies this one itself. ``creates``: the id names a new
+    object (an existing one of another user cannot be answered as missing: the id is taken)."""
 
     kind: str | None
     member: str | None = None
     uses: tuple[tuple[str, str], ...] = ()
     listing: bool = False
     granted_by: tuple[str, ...] = ()
+    creates: bool = False
 
 
 def _lifecycle(kind: str, member: str) -> dict[str, Rule]:
@@ -73,13 +75,13 @@ OPERATION_ACCESS: dict[str, Rule] = {
     **_lifecycle("Evaluation", "EvaluationId"),
     **_lifecycle("BatchPrediction", "BatchPredictionId"),
     **{f"Describe{kind}s": Rule(kind, listing=True) for kind in (*ENTITY_CLASSES, "Stream")},
-    "CreateDataSourceFromS3": Rule("DataSource", "DataSourceId"),
-    "CreateDataSourceFromRDS": Rule("DataSource", "DataSourceId"),
-    "CreateDataSourceFromRedshift": Rule("DataSource", "DataSourceId"),
+    "CreateDataSourceFromS3": Rule("DataSource", "DataSourceId", creates=True),
+    "CreateDataSourceFromRDS": Rule("DataSource", "DataSourceId", creates=True),
+    "CreateDataSourceFromRedshift": Rule("DataSource", "DataSourceId", creates=True),
     "GetDataSourceStatistics": Rule("DataSource", "DataSourceId"),
     "InferDataSchema": Rule(None),
     "PlanCapacity": Rule(None),
-    "CreateMLModel": Rule(*_MODEL, uses=(("DataSource", "TrainingDataSourceId"),)),
+    "CreateMLModel": Rule(*_MODEL, uses=(("DataSource", "TrainingDataSourceId"),), creates=True),
     "GetMLModelInsights": Rule(*_MODEL),
     # What a record sent to Predict needs: whoever may predict with the model, or read it, may know that.
     "GetMLModelInputs": Rule(*_MODEL, granted_by=("Predict", "GetMLModel")),
@@ -87,16 +89,22 @@ OPERATION_ACCESS: dict[str, Rule] = {
     "DeleteRealtimeEndpoint": Rule(*_MODEL),
     "Predict": Rule(*_MODEL),
     "CreateEvaluation": Rule(
-        "Evaluation", "EvaluationId", uses=(_MODEL, ("DataSource", "EvaluationDataSourceId"))
+        "Evaluation",
+        "EvaluationId",
+        uses=(_MODEL, ("DataSource", "EvaluationDataSourceId")),
+        creates=True,
     ),
     "GetEvaluationInsights": Rule("Evaluation", "EvaluationId"),
     "CreateBatchPrediction": Rule(
-        "BatchPrediction", "BatchPredictionId", uses=(_MODEL, ("DataSource", "BatchPredictionDataSourceId"))
+        "BatchPrediction",
+        "BatchPredictionId",
+        uses=(_MODEL, ("DataSource", "BatchPredictionDataSourceId")),
+        creates=True,
     ),
     "AddTags": Rule(TAGGED, "ResourceId"),
     "DescribeTags": Rule(TAGGED, "ResourceId"),
     "DeleteTags": Rule(TAGGED, "ResourceId"),
-    "StartStream": Rule("Stream", "StreamId", uses=(_MODEL,)),
+    "StartStream": Rule("Stream", "StreamId", uses=(_MODEL,), creates=True),
     "StopStream": Rule("Stream", "StreamId"),
     "GetStream": Rule("Stream", "StreamId"),
 }
@@ -216,6 +224,7 @@ class Access:
         # On the object acted on: the operation's own action, or one granting it unless its own is denied; on
         # the objects it uses, its own.
         granting = tuple(f"machinelearning:{name}" for name in rule.granted_by)
+        unseen: Unseen | None = None
         with self.sessions() as session:
             for index, (target_kind, member) in enumerate(targets):
                 object_id = request.get(member) if member else None
@@ -229,19 +238,28 @@ class Access:
                 table = TABLES[target_kind]
                 owner = session.execute(select(table.created_by).where(table.id == object_id)).scalar()
                 own = owner is None or owner == caller
-                if not policy.allows(action, resource, own) and (
-                    index > 0
-                    or policy.denies(action, resource, own)
-                    or not any(policy.allows(other, resource, own) for other in granting)
+                grants = granting if index == 0 else ()
+                if _decides(policy, action, resource, own, grants):
+                    continue
+                if (
+                    own
+                    or (index == 0 and rule.creates)
+                    or not _answers_as_missing(
+                        policy, target_kind, resource, _decides(policy, action, resource, True, grants)
+                    )
                 ):
                     raise _denied(policy, action, resource)
+                # Answered as the id of no object would be, once the other objects are decided as usual.
+                unseen = unseen or _unseen(target_kind, object_id, member, index)
+        if unseen is not None:
+            raise unseen
 
     def allowed(self, caller: str | None, operation: str, request: dict[str, Any]) -> bool:
         """Whether ``authorize`` lets ``caller`` run ``operation`` with ``request`` (the console asks before
         offering an action, so that a refusal is not the first the user learns of it)."""
         try:
             self.authorize(caller, operation, request)
-        except AccessDeniedException:
+        except (AccessDeniedException, Unseen):
             return False
         return True
 
@@ -274,7 +292,12 @@ class Access:
             return
         policy = self.policies.get(caller)
         resource = f"mlmodel/{model_id}"
-        if not policy.allows("machinelearning:Predict", resource, owner == caller):
+        own = owner == caller
+        if not policy.allows("machinelearning:Predict", resource, own):
+            if not own and _answers_as_missing(
+                policy, "MLModel", resource, policy.allows("machinelearning:Predict", resource, True)
+            ):
+                raise _unseen("MLModel", model_id, "MLModelId", 0)
             raise _denied(policy, "machinelearning:Predict", resource)
 
     def visible(self, operation: str, kind: str) -> ColumnElement[bool] | None:
@@ -498,6 +521,53 @@ class Access:
             raise InvalidInputException(
                 f"the statements of {ADMINS!r} cannot be changed: it allows everything"
             )
+
+
+class Unseen(AmazonMLError):
+    """The answer to a request naming another user's object that the caller may not even read: the answer
+    the operation gives for an id of no object (a refusal would tell that the object exists)."""
+
+
+class UnseenObject(Unseen, ResourceNotFoundException):
+    """The object acted on, answered as missing."""
+
+
+class UnseenReference(Unseen, InvalidInputException):
+    """An object a Create* uses, answered as missing."""
+
+
+def _unseen(kind: str, object_id: str, member: str | None, index: int) -> Unseen:
+    """What the operations say of an id of no object, word for word."""
+    if index > 0:  # operations.usable, streams' model
+        return UnseenReference(f"{member} {object_id!r}: no such {kind}")
+    if kind == "Stream":  # streams._find
+        return UnseenObject(f"stream {object_id!r} does not exist")
+    return UnseenObject(f"{kind} {object_id!r} does not exist")  # operations.find, mounted models
+
+
+def _decides(policy: Policy, action: str, resource: str, own: bool, granting: tuple[str, ...]) -> bool:
+    """Whether ``action`` on ``resource`` is allowed, by itself or by one of ``granting`` (unless a statement
+    denies the action itself)."""
+    return policy.allows(action, resource, own) or (
+        not policy.denies(action, resource, own)
+        and any(policy.allows(other, resource, own) for other in granting)
+    )
+
+
+def _answers_as_missing(policy: Policy, kind: str, resource: str, allowed_if_missing: bool) -> bool:
+    """Whether a refused request on another user's ``resource`` (of ``kind``) is answered as one naming
+    an id of no object: the caller may not know the object exists (read it with Get*, list it with
+    Describe*, predict with it), and the request would pass were there no object of that id
+    (``allowed_if_missing``: what an id of no object is decided as, the caller's own), so that the answers
+    for both are the same. A disabled user is refused whatever it names."""
+    knowing = (f"machinelearning:Get{kind}", f"machinelearning:Describe{kind}s")
+    if kind == "MLModel":
+        knowing += ("machinelearning:Predict",)
+    return (
+        policy.enabled
+        and allowed_if_missing
+        and not any(policy.allows(action, resource, False) for action in knowing)
+    )
 
 
 def _denied(policy: Policy, action: str, resource: str) -> AccessDeniedException:

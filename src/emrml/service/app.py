@@ -18,7 +18,7 @@ from emrml.service import (  # noqa: F401  (register their operations)
     streams,
     tags,
 )
-from emrml.service.access import Access
+from emrml.service.access import Access, Unseen
 from emrml.service.confinement import prepare_home
 from emrml.service.jobs import JobRunner, ProgressCallback
 from emrml.service.metastore import migrate, open_engine, session_factory
@@ -81,7 +81,13 @@ class EmrML:
         if function is None:
             raise InvalidInputException(f"unknown operation {operation!r}")
         request = request or {}
-        self.access.authorize(CALLER.get(), operation, request)
+        try:
+            self.access.authorize(CALLER.get(), operation, request)
+        except Unseen:
+            # An id of no object is answered after validation, which refuses an invalid request first: so
+            # is another user's object the caller may not read, or an invalid request would tell them apart.
+            validate_request(operation, request)
+            raise
         retry = reused_id(self, operation, request)
         if retry is not None:
             return retry

@@ -308,3 +308,60 @@ def test_another_users_object_pages_are_not_found_as_pages_of_no_object_are(
                 missing = bob.get(f"/console/{kind}/{nope}{suffix}")
                 assert shown.status_code == missing.status_code == 404, (kind, suffix, shown.text[:300])
                 assert shown.text.replace(taken, nope) == missing.text
+
+
+def _share_form(client: Any, kind: str, object_id: str, **fields: str) -> dict[str, str]:
+    path = f"/console/{'evaluations' if kind == 'Evaluation' else 'models'}/{object_id}"
+    token = login_token(client.get(path).text)
+    return {"csrf_token": token, "kind": kind, "object_id": object_id, "expires_in": "", **fields}
+
+
+def test_share_links_are_created_by_who_may_change_the_object_and_revoked_by_them_or_their_creator(
+    installation: Installation, viewer: Any, admin: Any
+) -> None:
+    import uuid
+
+    from emrml.errors import AccessDeniedException, ResourceNotFoundException
+    from emrml.service.sharing import ShareLinks
+
+    service = installation.service
+    shares = ShareLinks(service.sessions, service.access)
+    page = f"/console/evaluations/{EVALUATION}"
+    # A viewer reads the evaluation but may not change it: no share button, and a forged form is refused.
+    assert "Create a share link" not in viewer.get(page).text
+    refused = viewer.post("/console/share", data=_share_form(viewer, "Evaluation", EVALUATION))
+    assert refused.status_code == 403 and "machinelearning:UpdateEvaluation" in refused.text
+    with pytest.raises(AccessDeniedException, match="UpdateEvaluation"):
+        shares.share(VIEWER, "Evaluation", EVALUATION, None)
+    # bob may not even read it: it is not found, as the service answers him.
+    with pytest.raises(ResourceNotFoundException, match="does not exist"):
+        shares.share("bob", "Evaluation", EVALUATION, None)
+    # The admin's link: the viewer neither sees it nor revokes it.
+    created = admin.post("/console/share?format=json", data=_share_form(admin, "Evaluation", EVALUATION))
+    assert created.status_code == 200, created.text
+    link_id = created.json()["LinkId"]
+    assert link_id not in viewer.get(page).text and link_id in admin.get(page).text
+    revoke = _share_form(viewer, "Evaluation", EVALUATION, revoke=link_id)
+    assert viewer.post("/console/share", data=revoke).status_code == 403
+    assert shares.shared(created.json()["Url"].rsplit("/", 1)[1]) is not None
+    # A group granting UpdateEvaluation on it lets the viewer share; once the grant is gone, the link it
+    # made it may still revoke (only that one).
+    group = f"sharers-{uuid.uuid4().hex[:6]}"
+    service.access.create_group(group)
+    service.access.add_statement(
+        group, {"Effect": "Allow", "Action": "UpdateEvaluation", "Resource": f"evaluation/{EVALUATION}"}
+    )
+    service.access.add_member(group, VIEWER)
+    try:
+        assert "Create a share link" in viewer.get(page).text
+        own = viewer.post("/console/share?format=json", data=_share_form(viewer, "Evaluation", EVALUATION))
+        assert own.status_code == 200, own.text
+    finally:
+        service.access.delete_group(group)
+    shown = viewer.get(page).text
+    assert "Create a share link" not in shown and own.json()["LinkId"] in shown and link_id not in shown
+    revoke = _share_form(viewer, "Evaluation", EVALUATION, revoke=own.json()["LinkId"])
+    assert viewer.post("/console/share", data=revoke).status_code == 303
+    assert shares.shared(own.json()["Url"].rsplit("/", 1)[1]) is None
+    admin.post("/console/share", data=_share_form(admin, "Evaluation", EVALUATION, revoke=link_id))
+    assert shares.shared(created.json()["Url"].rsplit("/", 1)[1]) is None

@@ -392,7 +392,7 @@ def test_share_links_show_one_dashboard_until_revoked(admin: Any, anonymous_clie
 def test_a_share_link_works_for_the_chosen_time_from_now(
     admin: Any, anonymous_client_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import emrml.service.logins as logins
+    import emrml.service.sharing as sharing
 
     page = admin.get(f"/console/models/{MODEL}")
     assert '<option value="3600">1 hour</option>' in page.text
@@ -405,10 +405,10 @@ def test_a_share_link_works_for_the_chosen_time_from_now(
     path = created.json()["Url"][created.json()["Url"].index("/console/") :]
     outsider = anonymous_client_factory()
     assert outsider.get(path).status_code == 200
-    clock = logins.now
-    monkeypatch.setattr(logins, "now", lambda: clock() + 3550)
+    clock = sharing.now
+    monkeypatch.setattr(sharing, "now", lambda: clock() + 3550)
     assert outsider.get(path).status_code == 200
-    monkeypatch.setattr(logins, "now", lambda: clock() + 3610)
+    monkeypatch.setattr(sharing, "now", lambda: clock() + 3610)
     assert outsider.get(path).status_code == 404
     forever = admin.post("/console/share?format=json", data={**form, "expires_in": ""})
     assert forever.status_code == 200 and forever.json()["ExpiresAt"] is None
@@ -419,12 +419,12 @@ def test_a_share_link_works_for_the_chosen_time_from_now(
 def test_a_deleted_users_share_links_stay_dead_when_a_user_of_that_name_is_created_again(
     installation: Installation, anonymous_client_factory: Any
 ) -> None:
-    from emrml.service.groups import VIEWERS
+    from emrml.service.groups import ADMINS, VIEWERS
     from emrml.service.logins import Logins
 
     access, logins = installation.service.access, Logins(installation.service.sessions)
     name = f"sharer-{uuid.uuid4().hex[:6]}"
-    access.create_user(name, (VIEWERS,))
+    access.create_user(name, (ADMINS,))  # who may change the evaluation, and so share it
     logins.set_password(name, "sharer-password-1")
     sharer, outsider = anonymous_client_factory(), anonymous_client_factory()
     assert log_in(sharer, name, "sharer-password-1").status_code == 303

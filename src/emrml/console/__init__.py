@@ -20,7 +20,7 @@ from emrml.console import account, admin, batches, capacity, forms, jobs, object
 from emrml.console.app import SECURITY_HEADERS, Console, View, Visit, page
 from emrml.errors import AmazonMLError, InvalidInputException
 from emrml.service.app import EmrML
-from emrml.service.logins import SHAREABLE
+from emrml.service.sharing import SHAREABLE
 
 __all__ = ["create_console"]
 
@@ -37,20 +37,15 @@ SHARE_LIFETIMES: dict[str, tuple[str, int | None]] = {
 
 
 def _share(visit: Visit) -> View | Response:
-    """Create a share link for an evaluation or model the user can read, or revoke one."""
+    """Create a share link for an evaluation or model, or revoke one (as ``service.sharing`` allows)."""
     kind, object_id = visit.field("kind"), visit.field("object_id")
     if kind not in SHAREABLE:
         raise InvalidInputException("only evaluations and models can be shared")
-    getter, member = (
-        ("GetEvaluation", "EvaluationId") if kind == "Evaluation" else ("GetMLModel", "MLModelId")
-    )
-    # Reading it is the permission check: whoever cannot see the object cannot share it.
-    visit.call(getter, {member: object_id})
     path = f"{objects.BY_KIND[kind].path}/{object_id}"
     revoke = visit.field("revoke")
     if revoke:
-        # Only a link of the object just read: naming one's own object must not revoke another's links.
-        visit.console.logins.revoke(revoke, kind, object_id)
+        # Only a link of the object named: naming one's own object must not revoke another's links.
+        visit.console.shares.revoke(visit.user, revoke, kind, object_id)
         return visit.redirect(path)
     lifetime = visit.field("expires_in")
     if lifetime not in SHARE_LIFETIMES:
@@ -59,7 +54,7 @@ def _share(visit: Visit) -> View | Response:
     seconds = SHARE_LIFETIMES[lifetime][1]
     # From now: a link for a day works for 24 hours, whatever the time of day or the viewer's time zone.
     expires_at = None if seconds is None else time.time() + seconds
-    link_id, token = visit.console.logins.share(kind, object_id, visit.user, expires_at)
+    link_id, token = visit.console.shares.share(visit.user, kind, object_id, expires_at)
     data = {
         "LinkId": link_id,
         "Url": str(visit.request.base_url).rstrip("/") + visit.console.url(f"shared/{token}"),
@@ -77,7 +72,7 @@ def _shared_endpoint(console: Console) -> Callable[[Request], Any]:
         token = request.path_params["token"]
 
         def load() -> View | None:
-            link = console.logins.shared(token)
+            link = console.shares.shared(token)
             if link is None:
                 return None
             # Read as the user who shared it: a link never shows more than its creator could see.
@@ -93,7 +88,7 @@ def _shared_endpoint(console: Console) -> Callable[[Request], Any]:
             view.data.pop("Evaluations", None)
             view.data.pop("EvaluationsRefused", None)
             # The page names other objects by id only: a share link opens that one page.
-            view.extra.update(shared=True, links=[], readable=None)
+            view.extra.update(shared=True, shares=False, links=[], readable=None)
             return view
 
         view = await run_in_threadpool(load)

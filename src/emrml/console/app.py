@@ -37,6 +37,7 @@ from emrml.errors import AccessDeniedException, AmazonMLError, ResourceNotFoundE
 from emrml.service.app import EmrML
 from emrml.service.auth import user_arn
 from emrml.service.logins import Logins, SessionInfo
+from emrml.service.sharing import ShareLinks
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,7 @@ class Console:
             directory=Directory.from_settings(service.settings),
             on_directory_login=service.access.sync_directory_user,
         )
+        self.shares = ShareLinks(service.sessions, service.access)
         self.static = StaticFiles(STATIC_DIR)
         self.templates = Environment(
             loader=PackageLoader("emrml.console", "templates"),

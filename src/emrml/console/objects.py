@@ -243,7 +243,7 @@ def model(visit: Visit) -> View:
     extra = {
         "more_evaluations": bool(listed.get("NextToken")),
         "recipe": described.get("Recipe"),
-        "links": _links(visit, "MLModel", model_id),
+        **_sharing(visit, "MLModel", model_id),
         "refused": refused_actions(visit, MODEL_ACTIONS, {"MLModelId": model_id})
         # A batch prediction writes its results: without any storage:Write its form could only fail.
         | {
@@ -267,7 +267,7 @@ def evaluation(visit: Visit, threshold: float | None = None) -> View:
     insights = part(visit, data, "GetEvaluationInsights", {"EvaluationId": evaluation_id})
     metrics = (insights.get("Insights") or {}).get("metrics") or {}
     extra: dict[str, Any] = {
-        "links": _links(visit, "Evaluation", evaluation_id),
+        **_sharing(visit, "Evaluation", evaluation_id),
         "saved": "saved" in visit.query,
         "refused": refused_actions(visit, THRESHOLD_ACTIONS, {"MLModelId": described.get("MLModelId")}),
         "endpoint_on": insights.get("MLModelEndpointStatus", "NONE") != "NONE",
@@ -401,8 +401,17 @@ def referred(item: dict[str, Any]) -> list[tuple[str, Any]]:
     return [(target, item.get(member)) for member, target in REFERENCES.items() if item.get(member)]
 
 
-def _links(visit: Visit, kind: str, object_id: str) -> list[Any]:
-    return [link for link in visit.console.logins.links(kind, object_id) if link.revoked_at is None]
+def _sharing(visit: Visit, kind: str, object_id: str) -> dict[str, Any]:
+    """The share section of an object's page: whether the user may create links (``shares``), and the live
+    links it may revoke (every one when it may create them, else its own), as ``service.sharing`` allows."""
+    shares = visit.console.shares
+    may_share = shares.may_share(visit.user, kind, object_id)
+    links = [
+        link
+        for link in shares.links(kind, object_id)
+        if link.revoked_at is None and (may_share or link.created_by == visit.user)
+    ]
+    return {"shares": may_share, "links": links}
 
 
 def _json(text: Any) -> Any:

@@ -170,11 +170,11 @@ class Access:
 
     def enabled(self, user_name: str) -> bool:
         """Whether the user exists and is enabled (console sessions and logins ask on every page)."""
-        return self.policy(self._arn(user_name)).enabled
+        return self.policy(self.user_arn(user_name)).enabled
 
     def may(self, user_name: str, action: str) -> bool:
         """Whether the user is allowed ``action`` on some resource (what the console offers it)."""
-        return self.policy(self._arn(user_name)).may_ever(action)
+        return self.policy(self.user_arn(user_name)).may_ever(action)
 
     def forget(self) -> None:
         """Drop every remembered policy (after a change to users or groups)."""
@@ -194,7 +194,7 @@ class Access:
     def permits(self, caller: str | None, action: str, resource: str = "*") -> bool:
         """Whether ``check`` lets ``caller`` do ``action`` on ``resource``, a user's own ``user/NAME`` being
         its own (as the user and key methods below check it): the console asks before offering a change."""
-        own = caller is not None and resource.startswith("user/") and caller == self._arn(resource[5:])
+        own = caller is not None and resource.startswith("user/") and caller == self.user_arn(resource[5:])
         try:
             self.check(caller, action, resource, own)
         except AccessDeniedException:
@@ -334,13 +334,14 @@ class Access:
             self._identities = Identities(self.sessions, self.settings.home)
         return self._identities
 
-    def _arn(self, user: str) -> str:
+    def user_arn(self, user: str) -> str:
+        """The ARN of ``user`` in this installation's account (what its requests run as)."""
         from emrml.service.auth import user_arn
 
         return user_arn(self.settings.account_id, user)
 
     def _check_user(self, caller: str | None, action: str, user: str) -> None:
-        self.check(caller, action, f"user/{user}", own=caller is not None and caller == self._arn(user))
+        self.check(caller, action, f"user/{user}", own=caller is not None and caller == self.user_arn(user))
 
     def list_users(self, *, caller: str | None = None) -> list[UserInfo]:
         self.check(caller, "iam:ListUsers")

@@ -24,8 +24,9 @@ from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
 from emrml.errors import InternalServerException, InvalidInputException, ResourceNotFoundException
 from emrml.service.groups import DEFAULT_GROUPS, GroupMember, find_group
-from emrml.service.logins import BrowserSession, Login, ShareLink
+from emrml.service.logins import BrowserSession, Login
 from emrml.service.metastore import Base, now
+from emrml.service.sharing import ShareLink
 
 log = logging.getLogger(__name__)
 

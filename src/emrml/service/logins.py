@@ -1,4 +1,4 @@
-"""Console logins: passwords, browser sessions, failed-login throttling and share links (tables of 0005).
+"""Console logins: passwords, browser sessions and failed-login throttling (tables of 0006).
 
 The console authenticates people with a user name and a password; everything they do then goes through
 ``EmrML.call`` as that user, exactly like a signed API request. This module keeps what that needs and
@@ -9,9 +9,9 @@ nothing about HTML:
   metastore logs nobody in; each session has its own CSRF token and ends at logout or after
   ``SESSION_SECONDS`` without use;
 * a throttle on failed logins per account at one client address, with larger ceilings per client address
-  (guessing across accounts) and per account (guessing from many addresses);
-* share links: read-only views of one evaluation or model opened by an unguessable token (stored hashed),
-  with an optional expiry, revocable.
+  (guessing across accounts) and per account (guessing from many addresses).
+
+Share links are ``service.sharing``'s.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Float, ForeignKey, String, Text, delete, select, update
+from sqlalchemy import Float, ForeignKey, String, Text, delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
@@ -65,8 +65,6 @@ FAILURE_LIMITS = {
     "address": MAX_ADDRESS_FAILURES,
     "account": MAX_ACCOUNT_FAILURES,
 }
-#: The kinds of object a share link can show.
-SHAREABLE = ("Evaluation", "MLModel")
 
 
 class Login(Base):
@@ -91,20 +89,6 @@ class BrowserSession(Base):
     last_seen_at: Mapped[float] = mapped_column(Float)
 
 
-class ShareLink(Base):
-    __tablename__ = "share_links"
-
-    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    #: Shown in listings so a link can be told apart and revoked; the token itself is never stored.
-    link_id: Mapped[str] = mapped_column(String(16), unique=True)
-    kind: Mapped[str] = mapped_column(String(32))
-    object_id: Mapped[str] = mapped_column(String(64), index=True)
-    created_by: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[float] = mapped_column(Float)
-    expires_at: Mapped[float | None] = mapped_column(Float)
-    revoked_at: Mapped[float | None] = mapped_column(Float)
-
-
 @dataclass(frozen=True)
 class SessionInfo:
     user_name: str
@@ -117,17 +101,6 @@ class NewSession:
     csrf_token: str
 
 
-@dataclass(frozen=True)
-class ShareInfo:
-    link_id: str
-    kind: str
-    object_id: str
-    created_by: str
-    created_at: float
-    expires_at: float | None
-    revoked_at: float | None
-
-
 class LoginRefused(Exception):
     """A login that did not succeed; ``retry_after`` is set when it was throttled."""
 
@@ -137,7 +110,8 @@ class LoginRefused(Exception):
         self.retry_after = retry_after
 
 
-def _digest(token: str) -> str:
+def token_digest(token: str) -> str:
+    """What the metastore keeps of a session's or share link's token."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -236,7 +210,7 @@ class LoginThrottle:
 
 
 class Logins:
-    """Passwords, sessions and share links in the metastore."""
+    """Passwords and sessions in the metastore."""
 
     def __init__(
         self,
@@ -333,7 +307,7 @@ class Logins:
         with self.sessions() as session, session.begin():
             session.add(
                 BrowserSession(
-                    token_hash=_digest(token),
+                    token_hash=token_digest(token),
                     user_name=user_name,
                     csrf_token=csrf,
                     created_at=moment,
@@ -369,7 +343,7 @@ class Logins:
             return None
         moment = now()
         with self.sessions() as session, session.begin():
-            found = session.get(BrowserSession, _digest(token))
+            found = session.get(BrowserSession, token_digest(token))
             if found is None:
                 return None
             if found.last_seen_at < moment - SESSION_SECONDS:
@@ -382,81 +356,7 @@ class Logins:
 
     def log_out(self, token: str) -> None:
         with self.sessions() as session, session.begin():
-            session.execute(delete(BrowserSession).where(BrowserSession.token_hash == _digest(token)))
-
-    # ------------------------------------------------------------------------------------ share links
-
-    def share(self, kind: str, object_id: str, created_by: str, expires_at: float | None) -> tuple[str, str]:
-        """A new share link for one object: (link id, token). The token is shown once, stored hashed."""
-        if kind not in SHAREABLE:
-            raise InvalidInputException(f"only {' and '.join(SHAREABLE)} objects can be shared")
-        if expires_at is not None and expires_at <= now():
-            raise InvalidInputException("a share link's expiry must be in the future")
-        token, link_id = secrets.token_urlsafe(32), secrets.token_hex(8)
-        with self.sessions() as session, session.begin():
-            session.add(
-                ShareLink(
-                    token_hash=_digest(token),
-                    link_id=link_id,
-                    kind=kind,
-                    object_id=object_id,
-                    created_by=created_by,
-                    created_at=now(),
-                    expires_at=expires_at,
-                )
-            )
-        return link_id, token
-
-    def shared(self, token: str) -> ShareInfo | None:
-        """The live link of a token: None when unknown, revoked or expired."""
-        if not token or len(token) > 100:
-            return None
-        with self.sessions() as session:
-            link = session.get(ShareLink, _digest(token))
-            if link is None or link.revoked_at is not None:
-                return None
-            if link.expires_at is not None and link.expires_at <= now():
-                return None
-            return _share_info(link)
-
-    def links(self, kind: str, object_id: str) -> list[ShareInfo]:
-        with self.sessions() as session:
-            rows = session.scalars(
-                select(ShareLink)
-                .where(ShareLink.kind == kind, ShareLink.object_id == object_id)
-                .order_by(ShareLink.created_at)
-            )
-            return [_share_info(link) for link in rows]
-
-    def revoke(self, link_id: str, kind: str, object_id: str) -> ShareInfo:
-        """Revoke a link of the object ``kind``/``object_id`` (whoever may read that object may revoke its
-        links; a link of another object is not found, and stays as it was)."""
-        with self.sessions() as session, session.begin():
-            link = session.scalar(
-                select(ShareLink).where(
-                    ShareLink.link_id == link_id, ShareLink.kind == kind, ShareLink.object_id == object_id
-                )
-            )
-            if link is None:
-                raise ResourceNotFoundException(f"share link {link_id!r} does not exist")
-            session.execute(
-                update(ShareLink)
-                .where(ShareLink.link_id == link_id, ShareLink.revoked_at.is_(None))
-                .values(revoked_at=now())
-            )
-            return _share_info(link)
-
-
-def _share_info(link: ShareLink) -> ShareInfo:
-    return ShareInfo(
-        link.link_id,
-        link.kind,
-        link.object_id,
-        link.created_by,
-        link.created_at,
-        link.expires_at,
-        link.revoked_at,
-    )
+            session.execute(delete(BrowserSession).where(BrowserSession.token_hash == token_digest(token)))
 
 
 def ensure_admin_password(logins: Logins, home: Path) -> str | None:

@@ -44,6 +44,7 @@ def register(users_app: typer.Typer, app: typer.Typer) -> None:
     users_app.command("disable")(users_disable)
     users_app.command("add-to-group")(users_add_to_group)
     users_app.command("remove-from-group")(users_remove_from_group)
+    users_app.command("reassign-objects")(users_reassign_objects)
 
 
 @reports_errors
@@ -194,3 +195,16 @@ def groups_remove_statement(
     """Remove a statement from a group."""
     access_of(ctx).remove_statement(group, sid)
     typer.echo(f"Removed statement {sid} from {group}.")
+
+
+@reports_errors
+def users_reassign_objects(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="The user (or deleted user's name) whose objects move."),
+    to: str = typer.Argument(..., help="The existing user who becomes their creator."),
+) -> None:
+    """Give every object a user created to another user (their CreatedByIamUser changes): a deleted user's
+    objects, before its name is given to someone new, or a leaving user's."""
+    moved = access_of(ctx).reassign_objects(name, to)
+    kinds = ", ".join(f"{count} {kind}" for kind, count in moved.items()) or "none"
+    typer.echo(f"Gave {sum(moved.values())} object(s) of {name} to {to} ({kinds}).")

@@ -69,7 +69,7 @@ def _identities(ctx: typer.Context) -> Identities:
     engine = open_engine(settings.database_url)
     migrate(engine, settings.home)
     ctx.call_on_close(engine.dispose)
-    return Identities(session_factory(engine), settings.home)
+    return Identities(session_factory(engine), settings.home, settings.account_id)
 
 
 def _time(epoch: float) -> str:
@@ -464,7 +464,9 @@ def start_server(
     # admin-credentials.json, the second's console password or access key replacing the first's.
     with home_lock(settings.home, ".first-start.lock"):
         created = (
-            None if no_auth else ensure_admin(Identities(service.sessions, settings.home), settings.home)
+            None
+            if no_auth
+            else ensure_admin(Identities(service.sessions, settings.home, settings.account_id), settings.home)
         )
         ensure_admin_password(Logins(service.sessions), settings.home)
     if created is not None:

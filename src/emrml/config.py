@@ -17,6 +17,9 @@ from pathlib import Path
 from emrml.core.schema import DEFAULT_MAX_ATTRIBUTES
 from emrml.errors import InvalidInputException
 
+#: The account of the ARNs when the settings name none.
+DEFAULT_ACCOUNT_ID = "000000000000"
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -28,7 +31,7 @@ class Settings:
     #: SQLAlchemy URL; empty means the SQLite file ``<home>/metastore.db``.
     metastore_url: str = ""
     #: Account id used in ``CreatedByIamUser`` ARNs.
-    account_id: str = "000000000000"
+    account_id: str = DEFAULT_ACCOUNT_ID
     #: Amazon ML limits (spec section 11); all adjustable.
     max_record_bytes: int = 100 * 1024
     max_invalid_records: int = 10_000

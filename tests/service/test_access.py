@@ -206,3 +206,43 @@ def test_the_schema_beside_the_data_needs_its_own_storage_grant(settings: Settin
             create(entity_id, location)
     finally:
         app.close()
+
+
+def test_a_user_created_with_a_deleted_users_name_inherits_nothing_of_it(settings: Settings) -> None:
+    from emrml.errors import InvalidInputException, ResourceNotFoundException
+    from emrml.service.logins import Logins
+
+    app = EmrML(settings)
+    try:
+        access, logins = app.access, Logins(app.sessions)
+        carol, dora = (access.user_arn(name) for name in ("carol", "dora"))
+        access.create_user("carol")
+        access.create_group("readers")
+        access.add_statement("readers", {"Effect": "Allow", "Action": "storage:Read", "Resource": "*"})
+        access.add_member("readers", "carol")
+        access.create_key("carol")
+        logins.set_password("carol", "carol-password-1")
+        attributes = [{"attributeName": "a", "attributeType": "NUMERIC"}]
+        schema = json.dumps({"version": "1.0", "dataFormat": "CSV", "attributes": attributes})
+        spec = {"DataLocationS3": "/srv/carol.csv", "DataSchema": schema}
+        app.call("CreateDataSourceFromS3", {"DataSourceId": "ds-carol", "DataSpec": spec}, caller=carol)
+        access.delete_user("carol")
+        # Her datasource still names her ARN: a new carol would own it, so the name is not given out yet.
+        with pytest.raises(InvalidInputException) as refused:
+            access.create_user("carol")
+        assert "1 object(s) (1 DataSource)" in refused.value.message
+        assert "emrml users reassign-objects carol OTHER_USER" in refused.value.message
+        access.create_user("dora", ())
+        with pytest.raises(AccessDeniedException, match="iam:ReassignObjects"):
+            access.reassign_objects("carol", "dora", caller=dora)
+        assert access.reassign_objects("carol", "dora") == {"DataSource": 1}
+        assert app.call("GetDataSource", {"DataSourceId": "ds-carol"})["CreatedByIamUser"] == dora
+        # The new carol: her own default group only, no key, no password, none of the objects.
+        assert access.create_user("carol").groups == ("users",)
+        assert access.get_user("carol").access_keys == 0 and not logins.has_password("carol")
+        assert "carol" not in access.get_group("readers").members
+        assert app.call("DescribeDataSources", {}, caller=carol)["Results"] == []
+        with pytest.raises(ResourceNotFoundException):
+            app.call("GetDataSource", {"DataSourceId": "ds-carol"}, caller=carol)
+    finally:
+        app.close()

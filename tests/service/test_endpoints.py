@@ -617,6 +617,37 @@ def test_another_process_sees_endpoint_changes(trained: Trained) -> None:
         other.close()
 
 
+def test_a_model_given_to_another_user_is_theirs_to_predict_with_on_a_running_server(
+    trained: Trained,
+) -> None:
+    app = trained.app
+    server = EmrML(Settings.load(environ={}, home=trained.home))
+    clock = FakeClock()
+    server.mounted = MountedModels(server.sessions, total_requests_per_second=10_000, clock=clock)
+    app.access.create_user("ivy")
+    app.access.create_user("hal")
+    hal = app.access.user_arn("hal")
+    request = {"MLModelId": "ml-binary", "Record": {"x": "7", "words": "good day"}, "PredictEndpoint": URL}
+    with app.sessions() as session, session.begin():  # as if ivy had trained it
+        session.get(MLModel, "ml-binary").created_by = app.access.user_arn("ivy")
+    try:
+        app.call("CreateRealtimeEndpoint", {"MLModelId": "ml-binary"})
+        with pytest.raises(ResourceNotFoundException):  # not his: as if there were no such model
+            server.call("Predict", request, caller=hal)
+        app.access.delete_user("ivy")
+        app.access.reassign_objects("ivy", "hal")
+        clock.now += REVALIDATE_SECONDS  # the server checks its mounted models this often
+        assert "Prediction" in server.call("Predict", request, caller=hal)
+    finally:
+        app.call("DeleteRealtimeEndpoint", {"MLModelId": "ml-binary"})
+        with app.sessions() as session, session.begin():
+            session.get(MLModel, "ml-binary").created_by = app.call(
+                "GetMLModel", {"MLModelId": "ml-regression"}
+            )["CreatedByIamUser"]
+        app.access.delete_user("hal")
+        server.close()
+
+
 def test_a_worker_whose_share_of_the_rate_is_below_one_a_second_still_predicts(trained: Trained) -> None:
     """``emrml serve --workers 4`` with PeakRequestsPerSecond 2: each process admits half a request a
     second, one at a time, rather than refusing every Predict."""

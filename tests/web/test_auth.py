@@ -532,6 +532,36 @@ def test_groups_commands_grant_and_take_permissions(tmp_path: Path) -> None:
     assert last.exit_code == 2 and "last enabled member of admins" in last.output
 
 
+def test_a_deleted_users_name_is_given_out_again_once_its_objects_are_reassigned(tmp_path: Path) -> None:
+    app, runner, home = _root_app(), CliRunner(), ["--home", str(tmp_path)]
+    for name in ("fay", "keeper"):  # keeper: the admin left when fay goes
+        assert runner.invoke(app, [*home, "users", "create", name, "--group", "admins"]).exit_code == 0
+    service = EmrML(Settings.load(environ={}, home=tmp_path))
+    try:
+        schema = {
+            "version": "1.0",
+            "dataFormat": "CSV",
+            "attributes": [{"attributeName": "a", "attributeType": "NUMERIC"}],
+        }
+        spec = {"DataLocationS3": "/srv/fay.csv", "DataSchema": json.dumps(schema)}
+        fay = service.access.user_arn("fay")
+        service.call("CreateDataSourceFromS3", {"DataSourceId": "ds-fay", "DataSpec": spec}, caller=fay)
+        assert runner.invoke(app, [*home, "users", "delete", "fay"]).exit_code == 0
+        refused = runner.invoke(app, [*home, "users", "create", "fay"])
+        assert refused.exit_code == 2 and "1 object(s) (1 DataSource)" in refused.output
+        assert "emrml users reassign-objects fay OTHER_USER" in refused.output
+        assert runner.invoke(app, [*home, "users", "create", "gus"]).exit_code == 0
+        moved = runner.invoke(app, [*home, "users", "reassign-objects", "fay", "gus"])
+        assert moved.exit_code == 0 and "Gave 1 object(s) of fay to gus (1 DataSource)" in moved.output, (
+            moved.output
+        )
+        gus = service.access.user_arn("gus")
+        assert service.call("GetDataSource", {"DataSourceId": "ds-fay"})["CreatedByIamUser"] == gus
+        assert runner.invoke(app, [*home, "users", "create", "fay"]).exit_code == 0
+    finally:
+        service.close()
+
+
 def test_serve_prints_first_start_help_once_and_warns_without_auth(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

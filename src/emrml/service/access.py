@@ -331,7 +331,7 @@ class Access:
     @property
     def identities(self) -> Identities:
         if self._identities is None:
-            self._identities = Identities(self.sessions, self.settings.home)
+            self._identities = Identities(self.sessions, self.settings.home, self.settings.account_id)
         return self._identities
 
     def user_arn(self, user: str) -> str:
@@ -395,6 +395,16 @@ class Access:
         removed = self.identities.delete_user(name)
         self.forget()
         return removed
+
+    def reassign_objects(self, from_name: str, to_name: str, *, caller: str | None = None) -> dict[str, int]:
+        """Make user ``to_name`` the creator of every object ``from_name`` created (a deleted user's, which
+        a new user of that name would otherwise own; a leaving user's). Needs ``iam:ReassignObjects`` on
+        both users. Returns how many objects of each kind moved."""
+        self._check_user(caller, "iam:ReassignObjects", from_name)
+        self._check_user(caller, "iam:ReassignObjects", to_name)
+        moved = self.identities.reassign_objects(from_name, to_name)
+        self.forget()
+        return moved
 
     def list_keys(self, name: str | None = None, *, caller: str | None = None) -> list[KeyInfo]:
         if name is None:

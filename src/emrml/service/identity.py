@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import Boolean, Float, ForeignKey, String, Text, delete, func, select, true
-from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
+from sqlalchemy import Boolean, Float, ForeignKey, String, Text, delete, func, select, true, update
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
+from emrml.config import DEFAULT_ACCOUNT_ID
 from emrml.errors import InternalServerException, InvalidInputException, ResourceNotFoundException
 from emrml.service.groups import DEFAULT_GROUPS, GroupMember, find_group
 from emrml.service.logins import BrowserSession, Login
-from emrml.service.metastore import Base, now
+from emrml.service.metastore import ENTITY_CLASSES, Base, Stream, now
 from emrml.service.sharing import ShareLink
 
 log = logging.getLogger(__name__)
@@ -172,19 +173,51 @@ def _check_user_name(name: str) -> None:
         )
 
 
-class Identities:
-    """Users and access keys of one metastore."""
+#: The tables of the objects users create, by kind: each row's ``created_by`` is its creator's ARN.
+OWNED_TABLES = {**ENTITY_CLASSES, "Stream": Stream}
 
-    def __init__(self, sessions: sessionmaker, home: Path) -> None:
+
+def objects_created_by(session: Session, arn: str) -> dict[str, int]:
+    """How many objects of each kind the ARN created (DELETED ones too: their Get* still answers), the
+    kinds without any left out. Compared as the metastore compares ``created_by`` for ``Owner: self``."""
+    counts = {}
+    for kind, table in OWNED_TABLES.items():
+        count = session.scalar(select(func.count()).select_from(table).where(table.created_by == arn)) or 0
+        if count:
+            counts[kind] = count
+    return counts
+
+
+class Identities:
+    """Users and access keys of one metastore; ``account_id``: the account of its users' ARNs."""
+
+    def __init__(self, sessions: sessionmaker, home: Path, account_id: str = DEFAULT_ACCOUNT_ID) -> None:
         self.sessions = sessions
         self.box = SecretBox(home / KEY_FILE_NAME)
+        self.account_id = account_id
+
+    def arn(self, name: str) -> str:
+        return f"arn:aws:iam::{self.account_id}:user/{name}"
 
     def create_user(self, name: str, groups: tuple[str, ...] = DEFAULT_GROUPS) -> UserInfo:
-        """A new user, member of ``groups`` (default: ``users``, which gives no storage access)."""
+        """A new user, member of ``groups`` (default: ``users``, which gives no storage access).
+
+        Refused while objects created by an earlier user of that name remain: users are known by name (an
+        object's ``CreatedByIamUser`` is its creator's ARN), so the new user would own them. They are given
+        to another user first (``reassign_objects``); deleting them would not do, a DELETED object stays.
+        """
         _check_user_name(name)
         with self.sessions() as session, session.begin():
             if session.get(User, name) is not None:
                 raise InvalidInputException(f"user {name!r} already exists")
+            left = objects_created_by(session, self.arn(name))
+            if left:
+                kinds = ", ".join(f"{count} {kind}" for kind, count in left.items())
+                raise InvalidInputException(
+                    f"user {name!r} cannot be created: {sum(left.values())} object(s) ({kinds}) created by "
+                    f"an earlier user of that name would become the new user's. Give them to an existing "
+                    f"user first (emrml users reassign-objects {name} OTHER_USER), or choose another name"
+                )
             for group in groups:
                 find_group(session, group)
             user = User(name=name, created_at=now(), enabled=True)
@@ -246,6 +279,23 @@ class Identities:
             session.execute(delete(ShareLink).where(ShareLink.created_by == name))
             session.execute(delete(User).where(User.name == name))
         return removed
+
+    def reassign_objects(self, from_name: str, to_name: str) -> dict[str, int]:
+        """Make ``to_name`` (an existing user) the creator of every object ``from_name`` created (a deleted
+        user's, or a user leaving); returns how many of each kind."""
+        if from_name == to_name:
+            raise InvalidInputException("the objects' new owner must be another user")
+        with self.sessions() as session, session.begin():
+            if session.get(User, to_name) is None:
+                raise ResourceNotFoundException(f"user {to_name!r} does not exist")
+            moved = objects_created_by(session, self.arn(from_name))
+            for table in OWNED_TABLES.values():
+                session.execute(
+                    update(table)
+                    .where(table.created_by == self.arn(from_name))
+                    .values(created_by=self.arn(to_name))
+                )
+        return moved
 
     def create_key(self, user_name: str) -> NewAccessKey:
         secret = secrets.token_urlsafe(30)

@@ -319,6 +319,7 @@ class MountedModels:
             raise PredictorNotMountedException(not_mounted_reason(model_id, state))
         if mount is not None and mount.predictor is not None and mount.version == state.version:
             mount.checked_at = now
+            mount.owner = state.created_by  # given to another user since (reassign_objects)
             return mount
         # Not loaded here yet, created again since, or its artifact failed to load a second ago: (re)load.
         # A failure is kept for REVALIDATE_SECONDS so a broken artifact is not reread on every request.

@@ -45,6 +45,7 @@ IAM_ACTIONS = tuple(
         "CreateUser",
         "UpdateUser",
         "DeleteUser",
+        "ReassignObjects",
         "ListAccessKeys",
         "CreateAccessKey",
         "UpdateAccessKey",

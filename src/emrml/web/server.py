@@ -267,7 +267,10 @@ def create_app(
     """
     scheduler = JobScheduler(service, job_slots) if job_slots else None
     credentials = (
-        CredentialCache(Identities(service.sessions, service.settings.home), ttl=credential_ttl_seconds)
+        CredentialCache(
+            Identities(service.sessions, service.settings.home, service.settings.account_id),
+            ttl=credential_ttl_seconds,
+        )
         if auth
         else None
     )

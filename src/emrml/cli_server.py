@@ -426,15 +426,6 @@ def start_server(
             "error: InvalidInputException: HTTPS (--tls-*) is served by one process: drop --workers", err=True
         )
         raise typer.Exit(2)
-    if not console_process and workers > 1:
-        # Failed logins are counted in the console's process: each of N processes serving the console would
-        # allow N times the failures docs/console.md promises.
-        typer.echo(
-            "error: InvalidInputException: --console-in-process serves the console from one process only "
-            "(each process would count failed logins apart): drop --workers or --console-in-process",
-            err=True,
-        )
-        raise typer.Exit(2)
     # A public_url left at its default follows --host and --port.
     configured = settings.public_url != DEFAULT_PUBLIC_URL and settings.public_url
     url = public_url or configured or f"{'https' if tls else 'http'}://{_url_host(host)}:{port}"

@@ -85,6 +85,21 @@ def installation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installat
     service.close()
 
 
+@pytest.fixture(autouse=True)
+def forgotten_login_failures(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Failed logins are counted in the metastore, which the tests of a session share: a test's failures
+    must not throttle the next test's logins (the same users, from the same test client address)."""
+    yield
+    if "installation" in request.fixturenames:
+        from sqlalchemy import delete
+
+        from emrml.service.logins import LoginFailure
+
+        sessions = request.getfixturevalue("installation").service.sessions
+        with sessions() as session, session.begin():
+            session.execute(delete(LoginFailure))
+
+
 @pytest.fixture
 def anonymous(installation: Installation) -> Iterator[Any]:
     from starlette.testclient import TestClient

@@ -24,7 +24,8 @@ def test_one_users_failures_do_not_lock_another_user_at_the_same_address(install
 
 def _logins(installation: Installation, address: int, account: int) -> Logins:
     limits = {"account at address": 2, "address": address, "account": account}
-    return Logins(installation.service.sessions, throttle=LoginThrottle(limits))
+    sessions = installation.service.sessions
+    return Logins(sessions, throttle=LoginThrottle(sessions, limits))
 
 
 def test_guessing_across_accounts_from_one_address_is_stopped(installation: Installation) -> None:

@@ -272,9 +272,12 @@ def test_a_metastore_with_no_room_is_told_from_its_other_errors(app: EmrML) -> N
     with app.engine.connect() as connection:
         dialect = app.engine.dialect.name
         if dialect == "sqlite":
+            # The table first: creating it needs a page, which a metastore without free pages (as its
+            # migrations left it) would not have.
+            connection.exec_driver_sql("CREATE TABLE filler (x BLOB)")
             pages = connection.exec_driver_sql("PRAGMA page_count").scalar()
             connection.exec_driver_sql(f"PRAGMA max_page_count={pages}")
-            full = [_fill(connection, "CREATE TABLE filler (x BLOB)", "zeroblob(4096)")]
+            full = [_fill(connection, "CREATE TABLE IF NOT EXISTS filler (x BLOB)", "zeroblob(4096)")]
         elif dialect == "postgresql":
             # A disk really full is not cheap to provoke: the server raises the error it would send.
             raise_error = "DO $$ BEGIN RAISE EXCEPTION 'no room' USING ERRCODE = '{}'; END $$"

@@ -105,19 +105,67 @@ def test_workers_serve_predict_within_the_shared_rate(tmp_path: Path) -> None:
     assert "with 2 processes" in output
 
 
-def test_workers_refuse_a_console_in_each_process(tmp_path: Path) -> None:
-    """Failed logins are counted in the process serving the console: N processes each serving it would
-    allow N times the failures, so the console of ``--workers`` is always the one console process."""
-    from cli_helpers import error_line, invoke
+def _login(port: int, user: str, password: str) -> int:
+    """The status of one console login, on a connection of its own (so that ``--workers`` share them)."""
+    import http.cookiejar
+    import re
+    import urllib.error
+    import urllib.parse
+    import urllib.request
 
-    taken = reserve_socket()  # were the options accepted, the server would stop at once, its port taken
-    taken.listen()
-    port = str(taken.getsockname()[1])
-    with taken:
-        result = invoke(
-            "--home", str(tmp_path), "serve", "--port", port, "--workers", "2", "--console-in-process", code=2
-        )
-    assert "--console-in-process serves the console from one process only" in error_line(result)
+    class NoRedirects(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: object, **kwargs: object) -> None:
+            return None
+
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), NoRedirects)
+    base = f"http://127.0.0.1:{port}/console/login"
+    with opener.open(base, timeout=30) as page:
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.read().decode())
+    assert token
+    form = urllib.parse.urlencode({"csrf_token": token.group(1), "username": user, "password": password})
+    try:
+        with opener.open(base, data=form.encode(), timeout=30) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as refused:
+        return int(refused.code)
+
+
+def test_workers_serving_the_console_each_count_failed_logins_together(tmp_path: Path) -> None:
+    """Failed logins are counted in the metastore: N processes each serving the console allow no more
+    failures than one (they allowed N times as many when each counted its own)."""
+    from emrml.service.identity import Identities
+    from emrml.service.logins import MAX_FAILURES, Logins
+
+    home = tmp_path / "home"
+    app = EmrML(Settings.load(environ={}, home=home))
+    try:
+        Identities(app.sessions, home).create_user("bob")
+        Logins(app.sessions).set_password("bob", "bob-password-1")
+    finally:
+        app.close()
+    sock = reserve_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    command = [sys.executable, "-m", "emrml", "--home", str(home), "serve", "--port", str(port)]
+    command += ["--workers", "2", "--workers-jobs", "0", "--console-in-process"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert process.poll() is None, process.communicate()[0]
+            assert time.monotonic() < deadline, "the workers did not become healthy"
+            try:
+                with urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+                    assert json.loads(response.read())["status"] == "ok"
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert [_login(port, "bob", f"guess-{n}") for n in range(MAX_FAILURES)] == [401] * MAX_FAILURES
+        assert [_login(port, "bob", "bob-password-1") for _ in range(4)] == [429] * 4
+    finally:
+        process.terminate()
+        process.communicate(timeout=60)
 
 
 def test_workers_run_together_exactly_the_servers_job_slots(

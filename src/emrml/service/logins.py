@@ -1,4 +1,4 @@
-"""Console logins: passwords, browser sessions and failed-login throttling (tables of 0006).
+"""Console logins: passwords, browser sessions and failed-login throttling (tables of 0006 and 0013).
 
 The console authenticates people with a user name and a password; everything they do then goes through
 ``EmrML.call`` as that user, exactly like a signed API request. This module keeps what that needs and
@@ -9,7 +9,8 @@ nothing about HTML:
   metastore logs nobody in; each session has its own CSRF token and ends at logout or after
   ``SESSION_SECONDS`` without use;
 * a throttle on failed logins per account at one client address, with larger ceilings per client address
-  (guessing across accounts) and per account (guessing from many addresses).
+  (guessing across accounts) and per account (guessing from many addresses), counted in the metastore by
+  every process serving the console.
 
 Share links are ``service.sharing``'s.
 """
@@ -24,15 +25,13 @@ import json
 import logging
 import os
 import secrets
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Float, ForeignKey, String, Text, delete
+from sqlalchemy import Float, ForeignKey, Integer, String, Text, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
@@ -163,50 +162,74 @@ def _decoy_hash() -> str:
 ThrottleKey = tuple[str, ...]
 
 
+class LoginFailure(Base):
+    """One failed login, counted against one throttle key (a row per key it counts against)."""
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    #: SHA-256 of the key as JSON: a fixed length, whatever user name and address were tried.
+    throttle_key: Mapped[str] = mapped_column(String(64), index=True)
+    failed_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+def _key_digest(key: ThrottleKey) -> str:
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()
+
+
 class LoginThrottle:
-    """Failed logins per key (an account at an address, an address, an account) in a sliding window, in
-    this process. ``limits``: the failures each kind of key allows."""
+    """Failed logins per key (an account at an address, an address, an account) in a sliding window,
+    counted in the metastore: every process and server on it counts together, and a restart forgets
+    nothing. ``limits``: the failures each kind of key allows; ``clock``: wall-clock seconds (shared by the
+    processes, as ``now`` is)."""
 
     def __init__(
         self,
+        sessions: sessionmaker,
         limits: Mapping[str, int] = FAILURE_LIMITS,
         window: float = FAILURE_WINDOW_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self.sessions = sessions
         self.limits = dict(limits)
         self.window = window
         self.clock = clock
-        self._failures: dict[ThrottleKey, deque[float]] = {}
-        self._lock = threading.Lock()
 
     def retry_after(self, *keys: ThrottleKey) -> float | None:
         """Seconds until one more try is allowed for every key, or None if it is allowed now."""
         moment = self.clock()
+        digests = {_key_digest(key): key for key in keys}
+        failures: dict[str, list[float]] = {}
+        with self.sessions() as session:
+            rows = session.execute(
+                select(LoginFailure.throttle_key, LoginFailure.failed_at)
+                .where(
+                    LoginFailure.throttle_key.in_(digests),
+                    LoginFailure.failed_at > moment - self.window,
+                )
+                .order_by(LoginFailure.failed_at)
+            )
+            for digest, failed_at in rows:
+                failures.setdefault(digest, []).append(failed_at)
         waits = []
-        with self._lock:
-            for key in keys:
-                failures = self._failures.get(key)
-                if failures is None:
-                    continue
-                while failures and failures[0] <= moment - self.window:
-                    failures.popleft()
-                limit = self.limits[key[0]]
-                if len(failures) >= limit:
-                    # The oldest failure that still counts against the limit must leave the window.
-                    waits.append(failures[len(failures) - limit] + self.window - moment)
+        for digest, times in failures.items():
+            limit = self.limits[digests[digest][0]]
+            if len(times) >= limit:
+                # The oldest failure that still counts against the limit must leave the window.
+                waits.append(times[len(times) - limit] + self.window - moment)
         return max(waits) if waits else None
 
     def failed(self, *keys: ThrottleKey) -> None:
-        with self._lock:
-            if len(self._failures) > 100_000:
-                self._failures.clear()
-            for key in keys:
-                self._failures.setdefault(key, deque()).append(self.clock())
+        moment = self.clock()
+        with self.sessions() as session, session.begin():
+            # Failures older than the window count no more: they go as new ones come.
+            session.execute(delete(LoginFailure).where(LoginFailure.failed_at <= moment - self.window))
+            session.add_all(LoginFailure(throttle_key=_key_digest(key), failed_at=moment) for key in keys)
 
     def succeeded(self, *keys: ThrottleKey) -> None:
-        with self._lock:
-            for key in keys:
-                self._failures.pop(key, None)
+        digests = [_key_digest(key) for key in keys]
+        with self.sessions() as session, session.begin():
+            session.execute(delete(LoginFailure).where(LoginFailure.throttle_key.in_(digests)))
 
 
 class Logins:
@@ -222,7 +245,7 @@ class Logins:
         """``directory``: an LDAP directory for users without a local password; ``on_directory_login``
         (user, mapped groups, the groups the directory decides) creates the user and sets its groups."""
         self.sessions = sessions
-        self.throttle = throttle or LoginThrottle()
+        self.throttle = throttle or LoginThrottle(sessions)
         self.directory = directory
         self.on_directory_login = on_directory_login
 

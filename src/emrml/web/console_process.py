@@ -14,7 +14,7 @@ those a client sent): the address the API server took for the client's, the conn
 came through a proxy ``forwarded_allow_ips`` names. The child trusts them because nothing but this server
 can reach the socket, so login throttling by address and ``Secure`` cookies under TLS work as they do in
 one process. Sessions, CSRF
-tokens and login throttles live in the metastore or the child, never in the API process. Jobs the console
+tokens and failed-login counts live in the metastore, never in the API process. Jobs the console
 queues are picked up by the API process's scheduler at its next poll (within a second).
 """
 

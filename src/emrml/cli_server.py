@@ -77,7 +77,7 @@ def _time(epoch: float) -> str:
 
 
 def _user_arn(ctx: typer.Context, name: str) -> str:
-    from emrml.service.auth import user_arn
+    from emrml.service.identity import user_arn
 
     return user_arn(_settings(ctx).account_id, name)
 

@@ -494,7 +494,7 @@ def test_a_result_linked_to_a_file_its_creator_may_not_read_is_not_downloaded(
     """bob may read and write his batch predictions' outputs in his folder, and nothing else of the data
     roots: a result he replaces with a link to another file of the roots is no result of his, for him or
     anyone."""
-    from emrml.service.auth import user_arn
+    from emrml.service.identity import user_arn
 
     access = installation.service.access
     output = installation.home / "data" / f"bob-out-{uuid.uuid4().hex[:6]}"

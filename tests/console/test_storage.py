@@ -18,8 +18,7 @@ from starlette.testclient import TestClient
 from emrml.errors import AccessDeniedException
 from emrml.samples import bank_sample_schema
 from emrml.service import files
-from emrml.service.auth import user_arn
-from emrml.service.identity import Identities
+from emrml.service.identity import Identities, user_arn
 from emrml.service.logins import Logins
 from emrml.web.server import create_app
 

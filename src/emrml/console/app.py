@@ -35,7 +35,7 @@ from starlette.responses import (
 from emrml.console import formats
 from emrml.errors import AccessDeniedException, AmazonMLError, ResourceNotFoundException
 from emrml.service.app import EmrML
-from emrml.service.auth import user_arn
+from emrml.service.identity import user_arn
 from emrml.service.logins import Logins, SessionInfo
 from emrml.service.sharing import ShareLinks
 

@@ -32,7 +32,7 @@ from emrml.errors import (
 )
 from emrml.service import groups as grouping
 from emrml.service.groups import ADMINS, BUILTIN_GROUPS, Group, GroupInfo, GroupMember, GroupStatement
-from emrml.service.identity import AccessKey, Identities, KeyInfo, NewAccessKey, User, UserInfo
+from emrml.service.identity import AccessKey, Identities, KeyInfo, NewAccessKey, User, UserInfo, user_arn
 from emrml.service.metastore import ENTITY_CLASSES, Stream
 from emrml.service.operations import CALLER, OPERATIONS
 from emrml.service.policy import IAM_ACTIONS, RESOURCE_KINDS, STORAGE_ACTIONS, Policy, Statement
@@ -336,8 +336,6 @@ class Access:
 
     def user_arn(self, user: str) -> str:
         """The ARN of ``user`` in this installation's account (what its requests run as)."""
-        from emrml.service.auth import user_arn
-
         return user_arn(self.settings.account_id, user)
 
     def _check_user(self, caller: str | None, action: str, user: str) -> None:
@@ -402,9 +400,7 @@ class Access:
         both users. Returns how many objects of each kind moved."""
         self._check_user(caller, "iam:ReassignObjects", from_name)
         self._check_user(caller, "iam:ReassignObjects", to_name)
-        moved = self.identities.reassign_objects(from_name, to_name)
-        self.forget()
-        return moved
+        return self.identities.reassign_objects(from_name, to_name)
 
     def list_keys(self, name: str | None = None, *, caller: str | None = None) -> list[KeyInfo]:
         if name is None:

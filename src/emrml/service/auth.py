@@ -108,10 +108,6 @@ class Caller(NamedTuple):
     access_key_id: str
 
 
-def user_arn(account_id: str, user_name: str) -> str:
-    return f"arn:aws:iam::{account_id}:user/{user_name}"
-
-
 def _authorization_parts(header: str) -> tuple[str, str, str]:
     """(Credential, SignedHeaders, Signature) of an ``Authorization`` header."""
     if header.startswith(_USUAL_PREFIX):

@@ -161,6 +161,11 @@ class SecretBox:
             ) from None
 
 
+def user_arn(account_id: str, user_name: str) -> str:
+    """What a user's requests run as, and its objects' ``CreatedByIamUser``."""
+    return f"arn:aws:iam::{account_id}:user/{user_name}"
+
+
 def _new_access_key_id() -> str:
     return ACCESS_KEY_PREFIX + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(16))
 
@@ -197,7 +202,7 @@ class Identities:
         self.account_id = account_id
 
     def arn(self, name: str) -> str:
-        return f"arn:aws:iam::{self.account_id}:user/{name}"
+        return user_arn(self.account_id, name)
 
     def create_user(self, name: str, groups: tuple[str, ...] = DEFAULT_GROUPS) -> UserInfo:
         """A new user, member of ``groups`` (default: ``users``, which gives no storage access).

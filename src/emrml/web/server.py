@@ -60,10 +60,9 @@ from emrml.service.auth import (
     HttpRequest,
     parse_signature,
     received_headers,
-    user_arn,
     verify,
 )
-from emrml.service.identity import Identities
+from emrml.service.identity import Identities, user_arn
 from emrml.service.remembered import Remembered
 from emrml.web.access_log import (
     AccessLog,

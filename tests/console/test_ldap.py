@@ -4,6 +4,7 @@ throwaway directory, and emrml's login page through Starlette's test client."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import socket
 import subprocess
@@ -128,6 +129,31 @@ def test_a_directory_user_logs_in_and_gets_the_mapped_groups(
     assert log_in(client, "alice", "alice-secret-1").status_code == 303
     assert groups(service, "alice") == []  # the directory decides admins; it grants nothing else
     assert client.get("/console/users").status_code == 403
+
+
+def test_a_directory_user_whose_name_a_deleted_users_objects_hold_is_refused_without_a_fault(
+    console: tuple[Any, EmrML],
+) -> None:
+    from sqlalchemy import update
+
+    from emrml.service.metastore import DataSource
+
+    client, service = console
+    service.access.create_user("bob")  # bob, as the directory knows him, logged in and created a datasource
+    attributes = [{"attributeName": "a", "attributeType": "NUMERIC"}]
+    schema = json.dumps({"version": "1.0", "dataFormat": "CSV", "attributes": attributes})
+    spec = {"DataLocationS3": "/srv/bob.csv", "DataSchema": schema}
+    service.call("CreateDataSourceFromS3", {"DataSourceId": "ds-bob", "DataSpec": spec})
+    with service.sessions() as session, session.begin():
+        bobs = update(DataSource).where(DataSource.id == "ds-bob")
+        session.execute(bobs.values(created_by=service.access.user_arn("bob")))
+    service.access.delete_user("bob")
+    refused = log_in(client, "bob", "bob-secret-22")
+    assert refused.status_code == 401 and "ask an administrator" in refused.text
+    assert "bob" not in [user.name for user in service.access.list_users()]
+    service.access.create_user("keeper")
+    service.access.reassign_objects("bob", "keeper")
+    assert log_in(client, "bob", "bob-secret-22").status_code == 303
 
 
 def test_wrong_passwords_unknown_users_and_injections_are_refused(console: tuple[Any, EmrML]) -> None:

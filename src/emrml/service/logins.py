@@ -35,7 +35,7 @@ from sqlalchemy import Float, ForeignKey, Integer, String, Text, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
-from emrml.errors import InvalidInputException, ResourceNotFoundException
+from emrml.errors import AmazonMLError, InvalidInputException, ResourceNotFoundException
 from emrml.service.metastore import Base, now
 
 if TYPE_CHECKING:
@@ -357,7 +357,13 @@ class Logins:
             log.warning("LDAP login of %r: %s", user_name, exc)
             raise LoginRefused("The user directory (LDAP) cannot be reached: try again later.") from None
         if self.on_directory_login is not None:
-            self.on_directory_login(user_name, found.groups, self.directory.mapped_groups)
+            try:
+                self.on_directory_login(user_name, found.groups, self.directory.mapped_groups)
+            except AmazonMLError as exc:  # a user emrml refuses to create (a name whose objects remain)
+                log.warning("LDAP login of %r: %s", user_name, exc.message)
+                raise LoginRefused(
+                    "Your account cannot be set up yet: ask an administrator (the server's log says why)."
+                ) from None
         return True
 
     def session(self, token: str) -> SessionInfo | None:

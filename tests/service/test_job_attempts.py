@@ -456,3 +456,38 @@ def test_a_worker_whose_job_was_given_up_and_queued_again_is_stopped_so_the_job_
     finally:
         hung.kill()
         watcher.join()
+
+
+def test_a_failed_job_queued_again_at_once_keeps_the_results_of_its_next_attempt(
+    app: EmrML, shared_datasets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job's failure is recorded, then what it wrote is removed. A pipeline re-run queues a FAILED job
+    again (``requeue_failed``) as soon as the failure is recorded: should its next attempt complete before
+    the failed attempt's removal, the removal must not take the results the next attempt published (a
+    COMPLETED datasource without its sample)."""
+    from emrml.errors import InvalidInputException
+    from emrml.service import tasks, worker
+    from emrml.service.worker import JOB_FUNCTIONS, JobContext
+
+    build, record = JOB_FUNCTIONS["DataSource"], worker._record_outcome
+
+    def failing_first(context: JobContext) -> dict[str, Any]:
+        if context.attempt == 1:
+            raise InvalidInputException("the data was not there yet")
+        return build(context)
+
+    def requeued_and_run_again(context: JobContext, values: dict[str, Any]) -> str | None:
+        status = record(context, values)
+        if context.attempt == 1:
+            assert app.jobs.requeue_failed("DataSource", "ds-rerun")
+            app.jobs.wait("DataSource", "ds-rerun")
+        return status
+
+    monkeypatch.setitem(JOB_FUNCTIONS, "DataSource", failing_first)
+    monkeypatch.setattr(worker, "_record_outcome", requeued_and_run_again)
+    app.jobs.in_process = True
+    _pending_bank(app, "ds-rerun", shared_datasets)
+    app.jobs.wait("DataSource", "ds-rerun")
+    described = app.call("GetDataSource", {"DataSourceId": "ds-rerun"})
+    assert described["Status"] == "COMPLETED", described.get("Message")
+    assert tasks.read_sample(app.settings, "ds-rerun").num_rows > 0

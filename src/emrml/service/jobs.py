@@ -37,7 +37,7 @@ from emrml.service import forkserver
 from emrml.service.metastore import ENTITY_CLASSES, fenced_update, now
 from emrml.service.worker import (
     describe_exit,
-    discard_results,
+    discard_failed,
     run_job_in_this_process,
     settle_deleted,
     worker_main,
@@ -189,13 +189,10 @@ class JobRunner:
         if changed:
             log.warning("%s %s: %s", kind, entity_id, message)
             if tries >= limit:
-                self._discard_partial_results(kind, entity_id)
+                # What the dead attempt left (a retry would have replaced it): it ran no cleanup code, and
+                # its results must not outlive a job that did not complete.
+                discard_failed(self.settings, self.sessions, kind, entity_id, attempt)
         return changed
-
-    def _discard_partial_results(self, kind: str, entity_id: str) -> None:
-        """What a dead attempt of a job given up or deleted left (a retry would have replaced it): it ran no
-        cleanup code, and its results must not outlive a job that did not complete."""
-        discard_results(self.settings, kind, self._status(kind, entity_id))
 
     def recover(self) -> None:
         """Requeue (or fail) jobs whose worker is gone: at once when its runner was on this machine and

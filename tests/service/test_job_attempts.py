@@ -458,6 +458,38 @@ def test_a_worker_whose_job_was_given_up_and_queued_again_is_stopped_so_the_job_
         watcher.join()
 
 
+def test_a_hung_worker_of_a_job_given_up_is_stopped_so_its_job_slot_is_freed(
+    settings: Settings, shared_datasets: Path
+) -> None:
+    """A worker whose heartbeats stopped has its job given up (FAILED: its last attempt) while its runner
+    still waits for it: the runner stops it rather than wait for it for good, since a server's scheduler
+    counts the job as running, holding one of its job slots, until the runner returns."""
+    import multiprocessing
+    import time
+
+    app = EmrML(Settings(**{**settings.__dict__, "job_max_attempts": 1}))
+    try:
+        _pending_bank(app, "ds-failed", shared_datasets)
+        attempt = app.jobs.claim("DataSource", "ds-failed")
+        hung = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(120,), daemon=True)
+        hung.start()
+        assert app.jobs._retry_or_fail("DataSource", "ds-failed", attempt, "the worker stopped responding")
+        assert app.call("GetDataSource", {"DataSourceId": "ds-failed"})["Status"] == "FAILED"
+        stopped: list[bool] = []
+        watcher = threading.Thread(
+            target=lambda: stopped.append(app.jobs._watch(hung, "DataSource", "ds-failed", attempt, None))
+        )
+        watcher.start()
+        watcher.join(60)
+        try:
+            assert stopped == [True] and not hung.is_alive()
+        finally:
+            hung.kill()
+            watcher.join()
+    finally:
+        app.close()
+
+
 def test_a_failed_job_queued_again_at_once_keeps_the_results_of_its_next_attempt(
     app: EmrML, shared_datasets: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -317,9 +317,11 @@ class JobRunner:
         self, process: Any, kind: str, entity_id: str, attempt: int, progress: ProgressCallback | None
     ) -> bool:
         """Wait for a worker to end, reporting progress; stop it when its job is no longer this attempt's
-        (the object was deleted, or a later attempt took the job over), or is queued again (given up after
-        its heartbeats stopped: the next attempt is claimed here once this worker is gone, so one hung
-        would keep the job queued for good). Returns whether it was stopped."""
+        (the object was deleted, or a later attempt took the job over), or is queued again or FAILED
+        (given up after its heartbeats stopped: the next attempt is claimed here once this worker is gone,
+        so one hung would keep the job queued for good, and a job given up would keep its job slot — the
+        server's scheduler starts no other job in it while this runner waits). Returns whether it was
+        stopped."""
         next_look = 0.0
         while process.is_alive():
             process.join(0.2)
@@ -327,7 +329,13 @@ class JobRunner:
                 continue
             next_look = time.monotonic() + WATCH_SECONDS
             entity = self._status(kind, entity_id)
-            if entity is None or entity.status in ("DELETED", "PENDING") or entity.attempts != attempt:
+            if (
+                entity is None
+                or entity.status in ("DELETED", "PENDING", "FAILED")
+                or entity.attempts != attempt
+            ):
+                # (A worker that recorded its own failure is ending: SIGTERM changes nothing for it, and the
+                # grace lets it finish removing its results.)
                 self._stop(process, kind, entity_id, attempt)
                 return True
             if progress is not None and entity.status == "INPROGRESS":
@@ -336,11 +344,13 @@ class JobRunner:
         return self._settle_deleted(kind, entity_id)
 
     def _stop(self, process: Any, kind: str, entity_id: str, attempt: int) -> None:
-        """Stop a worker whose job is no longer its attempt's: SIGTERM, which it answers at its next progress
-        point, then SIGKILL after ``STOP_GRACE_SECONDS``. A deleted job's results are then removed (a killed
-        worker ran no cleanup code)."""
+        """Stop a worker whose job is no longer its attempt's, or was given up: SIGTERM, which it answers at
+        its next progress point, then SIGKILL after ``STOP_GRACE_SECONDS``. A deleted or failed job's
+        results are then removed (a killed worker ran no cleanup code)."""
         if _terminate([process]):
             log.warning("%s %s attempt %d: killed, not stopped when asked", kind, entity_id, attempt)
+            # A worker of a job given up may have written on after its results were removed.
+            discard_failed(self.settings, self.sessions, kind, entity_id, attempt)
         if self._settle_deleted(kind, entity_id):
             log.info("%s %s: deleted while its job ran; the job was stopped", kind, entity_id)
 

@@ -523,3 +523,25 @@ def test_a_failed_job_queued_again_at_once_keeps_the_results_of_its_next_attempt
     described = app.call("GetDataSource", {"DataSourceId": "ds-rerun"})
     assert described["Status"] == "COMPLETED", described.get("Message")
     assert tasks.read_sample(app.settings, "ds-rerun").num_rows > 0
+
+
+def test_a_job_queued_again_then_deleted_leaves_none_of_its_earlier_attempt_results(
+    app: EmrML, shared_datasets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An attempt that published its datasource's sample is stopped before it records its outcome (its
+    server stopping), and the job queued again: the next attempt would replace the sample. The object
+    deleted before that attempt starts, no attempt of its job ever completes: the sample goes with it, as
+    it goes when the object is deleted while its job runs."""
+    from emrml.service import tasks, worker
+    from emrml.service.worker import run_job_in_this_process
+
+    _pending_bank(app, "ds-queued", shared_datasets)
+    attempt = app.jobs.claim("DataSource", "ds-queued")
+    with monkeypatch.context() as patched:
+        patched.setattr(worker, "_record_outcome", lambda _context, _values: None)  # stopped right then
+        run_job_in_this_process(app.settings, "DataSource", "ds-queued", attempt, worker=False)
+    assert tasks.sample_path(app.settings, "ds-queued").exists()
+    assert app.jobs._requeue("DataSource", "ds-queued", attempt)
+    app.call("DeleteDataSource", {"DataSourceId": "ds-queued"})
+    assert app.call("GetDataSource", {"DataSourceId": "ds-queued"})["Status"] == "DELETED"
+    assert not tasks.sample_path(app.settings, "ds-queued").exists()

@@ -90,6 +90,17 @@ def test_a_consumer_whose_input_stream_is_deleted_says_why_it_stopped(
         "no consumer is running: `emrml stream run st-changes-3` starts one again"
     )
 
+    # The cause fixed, a consumer started again: RUNNING, the earlier consumer's failure no longer shown.
+    kinesalite.create("changes-3", 1)
+    consumers.append(Running(stream_app.settings, "st-changes-3"))
+    described = wait_until(
+        lambda: (
+            (found := stream_app.call("GetStream", {"StreamId": "st-changes-3"}))["Consumers"] == 1 and found
+        ),
+        30,
+    )
+    assert described["Status"] == "RUNNING" and "Message" not in described
+
 
 def test_an_input_stream_deleted_and_created_again_is_read_from_its_start(
     stream_app: EmrML, kinesalite: Kinesalite, consumers: list[Running]

@@ -538,7 +538,7 @@ def test_the_jobs_page_lists_the_stream_consumers_each_user_may_see(
 ) -> None:
     import time
 
-    from emrml.service.metastore import Stream, StreamLease
+    from emrml.service.metastore import Stream, StreamConsumer, StreamLease
 
     moment = time.time()
     with installation.service.sessions() as session, session.begin():
@@ -552,10 +552,16 @@ def test_the_jobs_page_lists_the_stream_consumers_each_user_may_see(
             )
         )  # fmt: skip
         session.add(
+            StreamConsumer(
+                id="host:1:console", stream_id="st-console", host="host", pid=1, started_at=moment,
+                heartbeat_at=moment, status="RUNNING", records_per_second=40.0,
+            )
+        )  # fmt: skip
+        session.add(
             StreamLease(
                 stream_id="st-console", shard_id="shardId-000000000000", parents="[]", counter=3,
-                owner_switches=0, records_in=120, records_out=117, records_failed=3,
-                millis_behind_latest=1500,
+                owner="host:1:console", owner_switches=0, records_in=120, records_out=117,
+                records_failed=3, millis_behind_latest=1500,
             )
         )  # fmt: skip
     try:
@@ -583,6 +589,7 @@ def test_the_jobs_page_lists_the_stream_consumers_each_user_may_see(
     finally:
         with installation.service.sessions() as session, session.begin():
             session.query(StreamLease).filter_by(stream_id="st-console").delete()
+            session.query(StreamConsumer).filter_by(stream_id="st-console").delete()
             session.query(Stream).filter_by(id="st-console").delete()
 
 

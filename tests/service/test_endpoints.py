@@ -747,6 +747,41 @@ def test_one_query_checks_every_mounted_model(trained: Trained) -> None:
         other.close()
 
 
+def test_a_server_does_not_reload_a_model_it_just_mounted_itself(
+    trained: Trained, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server's CreateRealtimeEndpoint loads the model, then records the endpoint READY. A check of its
+    mounted models (``keep_fresh``, every half second) that comes in between reads the endpoint UPDATING,
+    the server's own change under way: the model it loaded is kept, not dropped and loaded again."""
+    from emrml.service import mounted
+
+    server = EmrML(Settings.load(environ={}, home=trained.home))
+    loads: list[str] = []
+    load = mounted._load
+
+    def counted(model_id: str, *args: Any, **kwargs: Any) -> Any:
+        loads.append(model_id)
+        return load(model_id, *args, **kwargs)
+
+    monkeypatch.setattr(mounted, "_load", counted)
+    mount = server.mounted.load
+
+    def checked_right_after(model_id: str, state: Any) -> Any:
+        loaded = mount(model_id, state)
+        server.mounted._check_all()  # keep_fresh's thread, waiting for the lock the load held
+        return loaded
+
+    monkeypatch.setattr(server.mounted, "load", checked_right_after)
+    try:
+        server.call("CreateRealtimeEndpoint", {"MLModelId": "ml-binary"})
+        server.mounted._check_all()  # the next check: READY
+        predict(server, "ml-binary", {"x": "7", "words": "good day"})
+        assert loads == ["ml-binary"]
+    finally:
+        server.call("DeleteRealtimeEndpoint", {"MLModelId": "ml-binary"})
+        server.close()
+
+
 def test_each_of_n_processes_admits_its_share_of_the_rates(trained: Trained) -> None:
     app = trained.app
     share = EmrML(Settings.load(environ={}, home=trained.home), rate_share=0.25)

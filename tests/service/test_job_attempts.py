@@ -456,3 +456,92 @@ def test_a_worker_whose_job_was_given_up_and_queued_again_is_stopped_so_the_job_
     finally:
         hung.kill()
         watcher.join()
+
+
+def test_a_hung_worker_of_a_job_given_up_is_stopped_so_its_job_slot_is_freed(
+    settings: Settings, shared_datasets: Path
+) -> None:
+    """A worker whose heartbeats stopped has its job given up (FAILED: its last attempt) while its runner
+    still waits for it: the runner stops it rather than wait for it for good, since a server's scheduler
+    counts the job as running, holding one of its job slots, until the runner returns."""
+    import multiprocessing
+    import time
+
+    app = EmrML(Settings(**{**settings.__dict__, "job_max_attempts": 1}))
+    try:
+        _pending_bank(app, "ds-failed", shared_datasets)
+        attempt = app.jobs.claim("DataSource", "ds-failed")
+        hung = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(120,), daemon=True)
+        hung.start()
+        assert app.jobs._retry_or_fail("DataSource", "ds-failed", attempt, "the worker stopped responding")
+        assert app.call("GetDataSource", {"DataSourceId": "ds-failed"})["Status"] == "FAILED"
+        stopped: list[bool] = []
+        watcher = threading.Thread(
+            target=lambda: stopped.append(app.jobs._watch(hung, "DataSource", "ds-failed", attempt, None))
+        )
+        watcher.start()
+        watcher.join(60)
+        try:
+            assert stopped == [True] and not hung.is_alive()
+        finally:
+            hung.kill()
+            watcher.join()
+    finally:
+        app.close()
+
+
+def test_a_failed_job_queued_again_at_once_keeps_the_results_of_its_next_attempt(
+    app: EmrML, shared_datasets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job's failure is recorded, then what it wrote is removed. A pipeline re-run queues a FAILED job
+    again (``requeue_failed``) as soon as the failure is recorded: should its next attempt complete before
+    the failed attempt's removal, the removal must not take the results the next attempt published (a
+    COMPLETED datasource without its sample)."""
+    from emrml.errors import InvalidInputException
+    from emrml.service import tasks, worker
+    from emrml.service.worker import JOB_FUNCTIONS, JobContext
+
+    build, record = JOB_FUNCTIONS["DataSource"], worker._record_outcome
+
+    def failing_first(context: JobContext) -> dict[str, Any]:
+        if context.attempt == 1:
+            raise InvalidInputException("the data was not there yet")
+        return build(context)
+
+    def requeued_and_run_again(context: JobContext, values: dict[str, Any]) -> str | None:
+        status = record(context, values)
+        if context.attempt == 1:
+            assert app.jobs.requeue_failed("DataSource", "ds-rerun")
+            app.jobs.wait("DataSource", "ds-rerun")
+        return status
+
+    monkeypatch.setitem(JOB_FUNCTIONS, "DataSource", failing_first)
+    monkeypatch.setattr(worker, "_record_outcome", requeued_and_run_again)
+    app.jobs.in_process = True
+    _pending_bank(app, "ds-rerun", shared_datasets)
+    app.jobs.wait("DataSource", "ds-rerun")
+    described = app.call("GetDataSource", {"DataSourceId": "ds-rerun"})
+    assert described["Status"] == "COMPLETED", described.get("Message")
+    assert tasks.read_sample(app.settings, "ds-rerun").num_rows > 0
+
+
+def test_a_job_queued_again_then_deleted_leaves_none_of_its_earlier_attempt_results(
+    app: EmrML, shared_datasets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An attempt that published its datasource's sample is stopped before it records its outcome (its
+    server stopping), and the job queued again: the next attempt would replace the sample. The object
+    deleted before that attempt starts, no attempt of its job ever completes: the sample goes with it, as
+    it goes when the object is deleted while its job runs."""
+    from emrml.service import tasks, worker
+    from emrml.service.worker import run_job_in_this_process
+
+    _pending_bank(app, "ds-queued", shared_datasets)
+    attempt = app.jobs.claim("DataSource", "ds-queued")
+    with monkeypatch.context() as patched:
+        patched.setattr(worker, "_record_outcome", lambda _context, _values: None)  # stopped right then
+        run_job_in_this_process(app.settings, "DataSource", "ds-queued", attempt, worker=False)
+    assert tasks.sample_path(app.settings, "ds-queued").exists()
+    assert app.jobs._requeue("DataSource", "ds-queued", attempt)
+    app.call("DeleteDataSource", {"DataSourceId": "ds-queued"})
+    assert app.call("GetDataSource", {"DataSourceId": "ds-queued"})["Status"] == "DELETED"
+    assert not tasks.sample_path(app.settings, "ds-queued").exists()

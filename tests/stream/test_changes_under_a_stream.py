@@ -80,10 +80,26 @@ def test_a_consumer_whose_input_stream_is_deleted_says_why_it_stopped(
     consumers.remove(running)
     described = stream_app.call("GetStream", {"StreamId": "st-changes-3"})
     assert described["Consumers"] == 0 and described["RecordsIn"] == 10
+    # No consumer reads it any longer: it says so, rather than RUNNING.
+    assert described["Status"] == "FAILED"
     assert described["Message"].startswith(
         f"consumer {running.consumer.id} stopped: ResourceNotFoundException"
     )
     assert "changes-3" in described["Message"]
+    assert described["Message"].endswith(
+        "no consumer is running: `emrml stream run st-changes-3` starts one again"
+    )
+
+    # The cause fixed, a consumer started again: RUNNING, the earlier consumer's failure no longer shown.
+    kinesalite.create("changes-3", 1)
+    consumers.append(Running(stream_app.settings, "st-changes-3"))
+    described = wait_until(
+        lambda: (
+            (found := stream_app.call("GetStream", {"StreamId": "st-changes-3"}))["Consumers"] == 1 and found
+        ),
+        30,
+    )
+    assert described["Status"] == "RUNNING" and "Message" not in described
 
 
 def test_an_input_stream_deleted_and_created_again_is_read_from_its_start(

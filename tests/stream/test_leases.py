@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import event, select
@@ -106,6 +107,41 @@ def test_two_consumers_share_four_shards_and_a_killed_one_loses_nothing(
 
     stream_app.call("StopStream", {"StreamId": "st-k"})
     wait_until(lambda: stream_app.call("GetStream", {"StreamId": "st-k"})["Status"] == "STOPPED", 30, 0.3)
+
+
+def test_a_stream_whose_consumer_was_killed_says_so_until_a_consumer_runs_again(
+    stream_app: EmrML, kinesalite: Kinesalite, consumers: list[Running]
+) -> None:
+    """Its consumer killed, a stream is read by nobody: GetStream and DescribeStreams say FAILED once the
+    consumer's reports stop for longer than its lease allows, and no longer give the lag it last reported
+    (the shard goes on growing). A consumer started again (``emrml stream run``) makes it RUNNING."""
+    kinesalite.create("events-gone", 1)
+    kinesalite.create("events-gone-scored", 1)
+    kinesalite.put("events-gone", [(record(i), f"k{i}") for i in range(10)])
+    request = {"StreamId": "st-gone", "MLModelId": "ml-binary", "InputStream": "kinesis://events-gone",
+               "OutputUri": "kinesis://events-gone-scored", "Consumers": 1}  # fmt: skip
+    stream_app.call("StartStream", request)
+
+    def described() -> dict[str, Any]:
+        return stream_app.call("GetStream", {"StreamId": "st-gone"})
+
+    wait_until(lambda: described()["RecordsIn"] == 10 and "MillisBehindLatest" in described(), 60, 0.3)
+    victim = described()["ConsumerProcesses"][0]
+    os.kill(victim["Pid"], signal.SIGKILL)
+    os.waitpid(victim["Pid"], 0)
+
+    failed = wait_until(lambda: (found := described())["Status"] == "FAILED" and found, 30, 0.3)
+    assert failed["Message"].startswith(f"no consumer is running: consumer {victim['ConsumerId']} (pid ")
+    assert "its process died or hangs; `emrml stream run st-gone` starts one again" in failed["Message"]
+    assert "MillisBehindLatest" not in failed
+    assert all("MillisBehindLatest" not in lease for lease in failed["ShardLeases"])
+    [listed] = stream_app.call("DescribeStreams", {})["Results"]
+    assert listed["Status"] == "FAILED" and listed["Message"] == failed["Message"]
+
+    consumers.append(Running(stream_app.settings, "st-gone"))
+    kinesalite.put("events-gone", [(record(i), f"k{i}") for i in range(10, 20)])
+    running = wait_until(lambda: (found := described())["RecordsIn"] == 20 and found, 60, 0.3)
+    assert running["Status"] == "RUNNING" and "Message" not in running
 
 
 def test_more_consumers_than_shards_start_one_per_shard_and_score_everything(

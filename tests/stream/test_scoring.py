@@ -96,6 +96,19 @@ def test_a_csv_record_keeps_the_line_breaks_of_its_quoted_fields(scorer: MicroBa
     assert float(scored.scores[0]) != pytest.approx(next(iter(joined.values())), abs=1e-9)
 
 
+def test_a_csv_record_with_a_long_field_is_scored_as_the_same_record_in_json(
+    scorer: MicroBatchScorer,
+) -> None:
+    # 200 000 characters of words, past the csv module's default limit on a field (128 Ki), well within a
+    # record's 1 MB: read as JSON it is scored, and so it is as CSV, with the same score.
+    words = " ".join(["good day"] * 22_222)
+    as_json = json.dumps({"x": "1", "words": words}).encode()
+    as_csv = f'1,"{words}"'.encode()
+    scored, dead = scorer.score(_records([as_csv, as_json]))
+    assert dead == [] and [r.sequence_number for r in scored.records] == ["0", "1"]
+    assert scored.scores[0] == scored.scores[1]
+
+
 def test_a_regression_past_the_float_range_is_written_as_json_numbers() -> None:
     # As Predict answers it: JSON has no infinity, so the largest float of its sign.
     scorer = MicroBatchScorer(raw_numbers_predictor("REGRESSION", [2.0, 2.0]), "ml-raw")

@@ -507,7 +507,7 @@ def _pasted_record(text: str, attributes: list[dict[str, Any]]) -> dict[str, str
             str(name): value if isinstance(value, str) else json.dumps(value)
             for name, value in record.items()
         }
-    try:  # a field over the csv module's limit (128 KiB) cannot be read either
+    try:
         values = record_fields(text)
     except ValueError as exc:
         raise InvalidInputException(f"the pasted record: {exc}") from None

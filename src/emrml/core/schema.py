@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -457,13 +458,26 @@ def header_names(header: Sequence[str]) -> list[str]:
     return names
 
 
+#: Held while raising the csv module's field size limit (``record_fields``).
+_FIELD_LIMIT_LOCK = threading.Lock()
+
+
 def record_fields(text: str) -> list[str]:
     """The fields of one record given as a CSV line (a stream's record, a record pasted in the console), read
     as a CSV file's records are: a quoted field may hold commas, quotes and line breaks. One line break at
-    the end is allowed; raises ``ValueError`` with the reason when the text holds more than one record."""
+    the end is allowed; raises ``ValueError`` with the reason when the text holds more than one record.
+
+    A field may be as long as the text: the same record given as JSON is read whatever the length of its
+    values, and a record of the same values must not be refused as CSV."""
     import csv
     import io
 
+    with _FIELD_LIMIT_LOCK:
+        # The csv module's limit on a field (128 Ki characters by default) guards readers of files of
+        # unknown size; a field of this text, already in memory, is no larger than the text. The limit is
+        # process-wide: raised only, under a lock, so that no other reader lowers it under this one.
+        if csv.field_size_limit() < len(text):
+            csv.field_size_limit(len(text))
     try:
         rows = list(csv.reader(io.StringIO(text.removesuffix("\n").removesuffix("\r"), newline="")))
     except csv.Error as exc:

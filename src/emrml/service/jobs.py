@@ -37,7 +37,7 @@ from emrml.service import forkserver
 from emrml.service.metastore import ENTITY_CLASSES, fenced_update, now
 from emrml.service.worker import (
     describe_exit,
-    discard_results,
+    discard_failed,
     run_job_in_this_process,
     settle_deleted,
     worker_main,
@@ -189,13 +189,10 @@ class JobRunner:
         if changed:
             log.warning("%s %s: %s", kind, entity_id, message)
             if tries >= limit:
-                self._discard_partial_results(kind, entity_id)
+                # What the dead attempt left (a retry would have replaced it): it ran no cleanup code, and
+                # its results must not outlive a job that did not complete.
+                discard_failed(self.settings, self.sessions, kind, entity_id, attempt)
         return changed
-
-    def _discard_partial_results(self, kind: str, entity_id: str) -> None:
-        """What a dead attempt of a job given up or deleted left (a retry would have replaced it): it ran no
-        cleanup code, and its results must not outlive a job that did not complete."""
-        discard_results(self.settings, kind, self._status(kind, entity_id))
 
     def recover(self) -> None:
         """Requeue (or fail) jobs whose worker is gone: at once when its runner was on this machine and
@@ -320,9 +317,11 @@ class JobRunner:
         self, process: Any, kind: str, entity_id: str, attempt: int, progress: ProgressCallback | None
     ) -> bool:
         """Wait for a worker to end, reporting progress; stop it when its job is no longer this attempt's
-        (the object was deleted, or a later attempt took the job over), or is queued again (given up after
-        its heartbeats stopped: the next attempt is claimed here once this worker is gone, so one hung
-        would keep the job queued for good). Returns whether it was stopped."""
+        (the object was deleted, or a later attempt took the job over), or is queued again or FAILED
+        (given up after its heartbeats stopped: the next attempt is claimed here once this worker is gone,
+        so one hung would keep the job queued for good, and a job given up would keep its job slot — the
+        server's scheduler starts no other job in it while this runner waits). Returns whether it was
+        stopped."""
         next_look = 0.0
         while process.is_alive():
             process.join(0.2)
@@ -330,7 +329,13 @@ class JobRunner:
                 continue
             next_look = time.monotonic() + WATCH_SECONDS
             entity = self._status(kind, entity_id)
-            if entity is None or entity.status in ("DELETED", "PENDING") or entity.attempts != attempt:
+            if (
+                entity is None
+                or entity.status in ("DELETED", "PENDING", "FAILED")
+                or entity.attempts != attempt
+            ):
+                # (A worker that recorded its own failure is ending: SIGTERM changes nothing for it, and the
+                # grace lets it finish removing its results.)
                 self._stop(process, kind, entity_id, attempt)
                 return True
             if progress is not None and entity.status == "INPROGRESS":
@@ -339,11 +344,13 @@ class JobRunner:
         return self._settle_deleted(kind, entity_id)
 
     def _stop(self, process: Any, kind: str, entity_id: str, attempt: int) -> None:
-        """Stop a worker whose job is no longer its attempt's: SIGTERM, which it answers at its next progress
-        point, then SIGKILL after ``STOP_GRACE_SECONDS``. A deleted job's results are then removed (a killed
-        worker ran no cleanup code)."""
+        """Stop a worker whose job is no longer its attempt's, or was given up: SIGTERM, which it answers at
+        its next progress point, then SIGKILL after ``STOP_GRACE_SECONDS``. A deleted or failed job's
+        results are then removed (a killed worker ran no cleanup code)."""
         if _terminate([process]):
             log.warning("%s %s attempt %d: killed, not stopped when asked", kind, entity_id, attempt)
+            # A worker of a job given up may have written on after its results were removed.
+            discard_failed(self.settings, self.sessions, kind, entity_id, attempt)
         if self._settle_deleted(kind, entity_id):
             log.info("%s %s: deleted while its job ran; the job was stopped", kind, entity_id)
 

@@ -19,10 +19,10 @@ from emrml.service.operations import (
     Response,
     create_entity,
     created_by,
+    deleting,
     find,
     find_live,
     lock_row,
-    mark_deleted,
     operation,
     result_members,
     timing_members,
@@ -173,8 +173,7 @@ def update_ml_model(app: EmrML, request: Request) -> Response:
 
 @operation("DeleteMLModel")
 def delete_ml_model(app: EmrML, request: Request) -> Response:
-    with app.sessions() as session, session.begin():
-        entity = mark_deleted(session, "MLModel", request["MLModelId"])
+    with deleting(app, "MLModel", request["MLModelId"]) as entity:
         # A deleted model's endpoint goes with it (spec 4.5 proposal).
         entity.endpoint_status = "NONE"
         entity.peak_requests_per_second = 0

@@ -315,7 +315,10 @@ class MountedModels:
             self._mounts.pop(model_id, None)
             raise ResourceNotFoundException(f"MLModel {model_id!r} does not exist")
         if state.status == "DELETED" or state.endpoint_status != "READY":
-            self._mounts.pop(model_id, None)
+            if not (_being_created(state) and mount is not None and mount.version == state.version):
+                # (Kept otherwise: this process's own CreateRealtimeEndpoint loaded it and is about to
+                # record it READY; dropped now, it would be loaded again at once.)
+                self._mounts.pop(model_id, None)
             raise PredictorNotMountedException(not_mounted_reason(model_id, state))
         if mount is not None and mount.predictor is not None and mount.version == state.version:
             mount.checked_at = now
@@ -330,6 +333,11 @@ class MountedModels:
             # which keeps its pauses out of the requests' tail latency.
             gc.freeze()
         return mount
+
+
+def _being_created(state: EndpointState) -> bool:
+    """Whether the endpoint is being created: its model is loading in the process that creates it."""
+    return state.status != "DELETED" and state.endpoint_status == "UPDATING"
 
 
 def _load(model_id: str, state: EndpointState, now: float, share: float = 1.0) -> Mount:

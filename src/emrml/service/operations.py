@@ -226,12 +226,27 @@ def result_members(entity: Any) -> Response:
     return members
 
 
-def mark_deleted(session: Session, kind: str, entity_id: str) -> Any:
-    entity = find(session, kind, entity_id)
-    if entity.status != "DELETED":
-        entity.status = "DELETED"
-        entity.last_updated_at = now()
-    return entity
+@contextmanager
+def deleting(app: EmrML, kind: str, entity_id: str) -> Iterator[Any]:
+    """Mark the object DELETED, in a transaction the caller may add to (yields the entity); then remove
+    what an earlier attempt of its job left, when the job was queued again after it.
+
+    An attempt that ends without recording its outcome (its server stopping, its worker killed) leaves what
+    it published for the next attempt to replace. Deleted while queued again, the job never runs again and
+    no attempt completes: what the earlier one published must go, as a job's results go when its object
+    is deleted while it runs (``worker.settle_deleted``). Once DELETED, no attempt can publish anything
+    again (every step is fenced by the row being INPROGRESS), so the removal comes after the commit."""
+    with app.sessions() as session, session.begin():
+        entity = find(session, kind, entity_id)
+        queued_again = entity.status == "PENDING" and entity.attempts > 0
+        if entity.status != "DELETED":
+            entity.status = "DELETED"
+            entity.last_updated_at = now()
+        yield entity
+    if queued_again:
+        from emrml.service.worker import discard_results  # the job side loads with its first use
+
+        discard_results(app.settings, kind, entity)
 
 
 #: The name member of each entity kind in Create* and Update* requests.
@@ -256,8 +271,8 @@ def register_lifecycle(kind: str) -> None:
         return {id_member: request[id_member]}
 
     def delete(app: EmrML, request: Request) -> Response:
-        with app.sessions() as session, session.begin():
-            mark_deleted(session, kind, request[id_member])
+        with deleting(app, kind, request[id_member]):
+            pass
         return {id_member: request[id_member]}
 
     operation(f"Update{kind}")(update)

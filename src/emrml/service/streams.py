@@ -16,9 +16,10 @@ import math
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from emrml.errors import (
     IdempotentParameterMismatchException,
@@ -55,6 +56,35 @@ def live_consumers(session: Any, stream_id: str, lease_seconds: float) -> list[S
             )
         )
     )
+
+
+def last_consumer(session: Any, stream_id: str) -> StreamConsumer | None:
+    """The consumer of the stream that started last, live or not."""
+    query = select(StreamConsumer).where(StreamConsumer.stream_id == stream_id)
+    return session.scalars(query.order_by(StreamConsumer.started_at.desc()).limit(1)).first()
+
+
+def consumers_gone(
+    stream: Stream, live: list[StreamConsumer], last: StreamConsumer | None
+) -> tuple[str, str] | None:
+    """The status and message GetStream gives a RUNNING stream that no consumer runs any longer, or None.
+
+    A consumer that ends by an error records it (FAILED); one killed, or whose machine went, just stops
+    reporting: either way the stream, RUNNING in the metastore, is read by nobody, and saying RUNNING would
+    hide that. A stream none of whose consumers has started yet (``Consumers`` 0, consumers to join from
+    other machines) is RUNNING: nothing ended. A consumer that starts makes it RUNNING again."""
+    if stream.status != "RUNNING" or live or last is None:
+        return None
+    restart = f"`emrml stream run {stream.id}` starts one again"
+    when = datetime.fromtimestamp(last.heartbeat_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if last.status == "RUNNING":
+        return "FAILED", (
+            f"no consumer is running: consumer {last.id} (pid {last.pid} on {last.host}) stopped reporting "
+            f"at {when}: its process died or hangs; {restart}"
+        )
+    if last.status == "FAILED":
+        return "FAILED", f"{last.message}; no consumer is running: {restart}"
+    return "RUNNING", f"no consumer is running: consumer {last.id}, the last, stopped at {when}; {restart}"
 
 
 def settle_stopping(sessions: sessionmaker, stream_id: str, lease_seconds: float) -> None:
@@ -191,6 +221,17 @@ def start_stream(app: EmrML, request: Request) -> Response:
             )
         else:
             existing.status, existing.message, existing.last_updated_at = "RUNNING", None, moment
+            # The consumers of its earlier run that are gone: the last of them is not this run's (a
+            # consumer that died before the stop would have the stream say FAILED until one starts).
+            live = {
+                consumer.id
+                for consumer in live_consumers(session, stream_id, app.settings.stream_lease_seconds)
+            }
+            session.execute(
+                delete(StreamConsumer).where(
+                    StreamConsumer.stream_id == stream_id, StreamConsumer.id.not_in(live)
+                )
+            )
     # A shard is read by one consumer at a time: consumers beyond the open shards would only wait, each a
     # process holding the model, so no more than that start here (on other machines, more may join).
     started = min(consumers, max(int(input_summary.get("OpenShardCount") or 0), 1))
@@ -264,8 +305,19 @@ def _find(session: Any, stream_id: str) -> Stream:
     return stream
 
 
-def _summary(stream: Stream, leases: list[StreamLease], consumers: list[StreamConsumer]) -> Response:
-    lags = [lease.millis_behind_latest for lease in leases if lease.millis_behind_latest is not None]
+def lag(lease: StreamLease, consumers: list[StreamConsumer]) -> int | None:
+    """How far behind its shard's latest record the lease's owner read, as it last reported: unknown
+    (None) once no live consumer holds the lease, since the shard may have grown since."""
+    if lease.owner not in {consumer.id for consumer in consumers}:
+        return None
+    return lease.millis_behind_latest
+
+
+def _summary(
+    stream: Stream, leases: list[StreamLease], consumers: list[StreamConsumer], last: StreamConsumer | None
+) -> Response:
+    lags = [value for lease in leases if (value := lag(lease, consumers)) is not None]
+    status, message = consumers_gone(stream, consumers, last) or (stream.status, stream.message)
     members: Response = {
         "StreamId": stream.id,
         "MLModelId": stream.ml_model_id,
@@ -274,7 +326,7 @@ def _summary(stream: Stream, leases: list[StreamLease], consumers: list[StreamCo
         "DeadLetterUri": stream.dead_letter_uri,
         "StartingPosition": stream.starting_position,
         "RecordFormat": stream.record_format,
-        "Status": stream.status,
+        "Status": status,
         "CreatedByIamUser": stream.created_by,
         "CreatedAt": stream.created_at,
         "LastUpdatedAt": stream.last_updated_at,
@@ -289,18 +341,21 @@ def _summary(stream: Stream, leases: list[StreamLease], consumers: list[StreamCo
         members["MillisBehindLatest"] = max(lags)
     if stream.name is not None:
         members["Name"] = stream.name
-    if stream.message:
-        members["Message"] = stream.message
+    if message:
+        members["Message"] = message
     return members
 
 
-def _load(app: EmrML, session: Any, stream: Stream) -> tuple[list[StreamLease], list[StreamConsumer]]:
+def _load(
+    app: EmrML, session: Any, stream: Stream
+) -> tuple[list[StreamLease], list[StreamConsumer], StreamConsumer | None]:
     leases = list(
         session.scalars(
             select(StreamLease).where(StreamLease.stream_id == stream.id).order_by(StreamLease.shard_id)
         )
     )
-    return leases, live_consumers(session, stream.id, app.settings.stream_lease_seconds)
+    live = live_consumers(session, stream.id, app.settings.stream_lease_seconds)
+    return leases, live, last_consumer(session, stream.id)
 
 
 @operation("GetStream")
@@ -310,8 +365,8 @@ def get_stream(app: EmrML, request: Request) -> Response:
     settle_stopping(app.sessions, stream_id, app.settings.stream_lease_seconds)
     with app.sessions() as session:
         stream = _find(session, stream_id)
-        leases, consumers = _load(app, session, stream)
-    members = _summary(stream, leases, consumers)
+        leases, consumers, last = _load(app, session, stream)
+    members = _summary(stream, leases, consumers, last)
     members["ShardLeases"] = [
         {
             key: value
@@ -321,7 +376,7 @@ def get_stream(app: EmrML, request: Request) -> Response:
                 "Owner": lease.owner,
                 "Checkpoint": lease.checkpoint,
                 "CheckpointedAt": lease.checkpointed_at,
-                "MillisBehindLatest": lease.millis_behind_latest,
+                "MillisBehindLatest": lag(lease, consumers),
                 "RecordsIn": lease.records_in,
                 "RecordsOut": lease.records_out,
                 "RecordsFailed": lease.records_failed,

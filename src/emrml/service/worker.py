@@ -174,6 +174,25 @@ def discard_results(settings: Settings, kind: str, entity: Any) -> None:
         log.exception("%s %s: could not remove the results of its unfinished job", kind, entity.id)
 
 
+def discard_failed(
+    settings: Settings, sessions: sessionmaker, kind: str, entity_id: str, attempt: int
+) -> bool:
+    """``discard_results`` of a job that attempt ``attempt`` ended FAILED, while it still is; returns
+    whether it was.
+
+    Fenced as ``JobContext.fenced`` is: the row stays locked while the results go. A FAILED job can be
+    queued again (a pipeline re-run, ``JobRunner.requeue_failed``) the moment its failure is recorded, and
+    its next attempt publish its sample, model or output; a removal that looked at the row first, or not at
+    all, could then delete what the next attempt published, leaving it COMPLETED without its results."""
+    table = ENTITY_CLASSES[kind]
+    where = [table.id == entity_id, table.status == "FAILED", table.attempts == attempt]
+    with sessions() as session, session.begin():
+        if not fenced_update(session, table, where, {"worker": None}):
+            return False
+        discard_results(settings, kind, session.get(table, entity_id))
+    return True
+
+
 def _heartbeat(context: JobContext, stop: threading.Event) -> None:
     while not stop.wait(context.settings.job_lease_seconds / 4):
         try:
@@ -265,7 +284,7 @@ def run_job_in_this_process(
     status = None if values is None else _record_outcome(context, values)
     if status == "FAILED":
         # An earlier attempt that died may have left results this one did not replace.
-        discard_results(settings, kind, context.load())
+        discard_failed(settings, context.sessions, kind, entity_id, attempt)
     elif status is None:
         _not_recorded(context, "stopped" if values is None else f"{values['status']} outcome not recorded")
     engine.dispose()

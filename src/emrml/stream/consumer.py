@@ -98,6 +98,8 @@ class Consumer:
         self._renewals = 0
         self._records = 0
         self._rate_since = time.monotonic()
+        #: Why the consumer ended, when an error ended it (``_record_failure``).
+        self._failure: str | None = None
 
     def stop(self) -> None:
         """Ask the consumer to finish its batch, checkpoint, give its leases up and return (thread-safe)."""
@@ -142,6 +144,12 @@ class Consumer:
                     status="RUNNING",
                     records_per_second=0.0,
                 )
+            )
+            # What an earlier consumer's failure left on the stream: told by its own row from now on.
+            session.execute(
+                update(Stream)
+                .where(Stream.id == self.stream_id, Stream.status == "RUNNING", Stream.message.is_not(None))
+                .values(message=None)
             )
 
     # --- the loop ----------------------------------------------------------------------------------------
@@ -360,12 +368,13 @@ class Consumer:
         kind, text = (
             (exc.type_name, exc.message) if isinstance(exc, AmazonMLError) else (type(exc).__name__, str(exc))
         )
+        self._failure = f"consumer {self.id} stopped: {kind}: {text}"
         try:
             with self.sessions() as session, session.begin():
                 session.execute(
                     update(Stream)
                     .where(Stream.id == self.stream_id)
-                    .values(message=f"consumer {self.id} stopped: {kind}: {text}", last_updated_at=now())
+                    .values(message=self._failure, last_updated_at=now())
                 )
         except SQLAlchemyError as error:
             log.warning("consumer %s cannot record its failure (%s)", self.id, error.__class__.__name__)
@@ -442,10 +451,12 @@ class Consumer:
         log.info("consumer %s of stream %s stopped", self.id, self.stream_id)
 
     def _record_stop(self) -> None:
+        """STOPPED, or FAILED with the error that ended it (GetStream tells a stream none runs by it)."""
+        status = "STOPPED" if self._failure is None else "FAILED"
         with self.sessions() as session, session.begin():
             session.execute(
                 update(StreamConsumer)
                 .where(StreamConsumer.id == self.id)
-                .values(status="STOPPED", heartbeat_at=now(), records_per_second=0.0)
+                .values(status=status, message=self._failure, heartbeat_at=now(), records_per_second=0.0)
             )
         settle_stopping(self.sessions, self.stream_id, self.lease_seconds)

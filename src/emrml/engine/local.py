@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field, replace
 from queue import Empty, Full, Queue
 from typing import Any, BinaryIO, TypeVar
@@ -34,7 +34,7 @@ from emrml.core.schema import (
 from emrml.core.stats import StatisticsAccumulator
 from emrml.errors import DataError
 from emrml.storage.codecs import open_decompressed
-from emrml.storage.locations import FileRef, check_unchanged, list_files, open_binary
+from emrml.storage.locations import FileRef, check_unchanged, list_files, open_binary, open_files
 from emrml.storage.records import InvalidRecord, count_records, read_chunks, read_header, read_header_again
 
 Progress = Callable[[float, str | None], None]
@@ -63,12 +63,21 @@ def open_data(uri: str) -> Iterator[tuple[BinaryIO, BinaryIO]]:
         yield raw, open_decompressed(raw, uri)
 
 
+def open_each(files: list[FileRef]) -> Iterator[tuple[FileRef, BinaryIO, BinaryIO]]:
+    """(file, raw, decompressed) of each file in turn, as ``open_data``; the next S3 objects are read
+    meanwhile (``locations.open_files``). Each file is closed when the next is asked for."""
+    opened = open_files(files)
+    with closing(opened):
+        for file, raw in zip(files, opened, strict=True):
+            with raw:
+                yield file, raw, open_decompressed(raw, file.uri)
+
+
 def _check_headers(files: list[FileRef], schema: Schema) -> None:
     """Every file's header must name the schema's attributes in order, so all files share one layout; with
     a schema without a header, no file may start with one (``_header_checked``)."""
-    for file in files:
-        with open_data(file.uri) as (_, stream):
-            _header_checked(stream, file.uri, schema)
+    for file, _, stream in open_each(files):
+        _header_checked(stream, file.uri, schema)
 
 
 def _header_checked(stream: BinaryIO, uri: str, schema: Schema) -> BinaryIO:
@@ -90,9 +99,8 @@ def _count_total(
     total, done = 0, 0
     size = sum(file.size for file in files) or 1
     low, high = progress_range
-    for file in files:
-        with open_data(file.uri) as (_, stream):
-            total += count_records(stream, schema.has_header)
+    for file, _, stream in open_each(files):
+        total += count_records(stream, schema.has_header)
         done += file.size
         if progress is not None:
             progress(low + (high - low) * done / size, "counting records for the split")
@@ -188,34 +196,33 @@ def read_selected(
         total = _count_total(files, schema, progress, (low, low + (high - low) / 5))
         low += (high - low) / 5
     size, done, base_index = sum(f.size for f in files) or 1, 0, 0
-    for file_index, file in enumerate(files):
+    for file_index, (file, raw, stream) in enumerate(open_each(files)):
         key = file_key(rearrangement, file.key, file.name)
-        with open_data(file.uri) as (raw, stream):
-            if check_headers:
-                stream = _header_checked(stream, file.uri, schema)
-            for chunk in read_chunks(
-                stream,
-                file.uri,
-                schema.names,
-                schema.has_header,
-                block_bytes=settings.batch_bytes,
-                max_record_bytes=settings.max_record_bytes,
-            ):
-                keep = select(rearrangement, key, chunk.offsets, base_index + chunk.indices, total)
-                invalid = [r for r in chunk.invalid if _selected(rearrangement, key, r, base_index, total)]
-                everything = bool(keep.all())
-                yield SelectedBatch(
-                    file_index,
-                    file,
-                    chunk.batch if everything else chunk.batch.filter(pa.array(keep)),
-                    chunk.offsets if everything else chunk.offsets[keep],
-                    invalid,
-                    len(chunk.indices) + len(chunk.invalid),
-                )
-                base_index += len(chunk.indices) + len(chunk.invalid)
-                if progress is not None:
-                    fraction = (done + raw.tell()) / size
-                    progress(low + (high - low) * fraction, f"reading {file.uri}")
+        if check_headers:
+            stream = _header_checked(stream, file.uri, schema)
+        for chunk in read_chunks(
+            stream,
+            file.uri,
+            schema.names,
+            schema.has_header,
+            block_bytes=settings.batch_bytes,
+            max_record_bytes=settings.max_record_bytes,
+        ):
+            keep = select(rearrangement, key, chunk.offsets, base_index + chunk.indices, total)
+            invalid = [r for r in chunk.invalid if _selected(rearrangement, key, r, base_index, total)]
+            everything = bool(keep.all())
+            yield SelectedBatch(
+                file_index,
+                file,
+                chunk.batch if everything else chunk.batch.filter(pa.array(keep)),
+                chunk.offsets if everything else chunk.offsets[keep],
+                invalid,
+                len(chunk.indices) + len(chunk.invalid),
+            )
+            base_index += len(chunk.indices) + len(chunk.invalid)
+            if progress is not None:
+                fraction = (done + raw.tell()) / size
+                progress(low + (high - low) * fraction, f"reading {file.uri}")
         done += file.size
     # A file cut short (or an object replaced) while read would otherwise give other records, silently.
     # Every file at once, after the last: for S3 objects one listing a thousand objects rather than a
@@ -387,19 +394,18 @@ def _target_looked_for_further(
         return schema
     others: set[str] = set()
     records = 0
-    for number, file in enumerate(files):
+    for number, (file, _, stream) in enumerate(open_each(files)):
         skip = sample.num_rows if number == 0 else 0
-        with open_data(file.uri) as (_, stream):
-            for chunk in read_chunks(
-                stream, file.uri, schema.names, schema.has_header, max_record_bytes=settings.max_record_bytes
-            ):
-                values = chunk.batch.column(position).slice(min(skip, chunk.batch.num_rows))
-                skip -= min(skip, chunk.batch.num_rows)
-                others |= _spellings(values) - seen
-                records += len(values)
-                # Two more values tell a flag (0 and 1) from a count (0, 1 and 2).
-                if len(others) >= 2 or records >= TARGET_SCAN_RECORDS:
-                    break
+        for chunk in read_chunks(
+            stream, file.uri, schema.names, schema.has_header, max_record_bytes=settings.max_record_bytes
+        ):
+            values = chunk.batch.column(position).slice(min(skip, chunk.batch.num_rows))
+            skip -= min(skip, chunk.batch.num_rows)
+            others |= _spellings(values) - seen
+            records += len(values)
+            # Two more values tell a flag (0 and 1) from a count (0, 1 and 2).
+            if len(others) >= 2 or records >= TARGET_SCAN_RECORDS:
+                break
         if len(others) >= 2 or records >= TARGET_SCAN_RECORDS:
             break
     if not others:

@@ -155,7 +155,8 @@ class S3Store:
 
         config = Config(
             retries={"max_attempts": self.settings.max_attempts, "mode": "standard"},
-            max_pool_connections=max(10, self.settings.parts_in_flight * 2),
+            # Upload parts in flight, and the objects ``locations.open_files`` reads ahead.
+            max_pool_connections=max(10, self.settings.parts_in_flight * 2) + 8,
             s3={"addressing_style": "path"} if self.settings.endpoint_url else {},
         )
         session = boto3.session.Session()
@@ -280,15 +281,26 @@ class S3Store:
 
     # --- reading ----------------------------------------------------------------------------------------
 
-    def open(self, location: str, buffer_bytes: int) -> BinaryIO:
+    def open(self, location: str, buffer_bytes: int, *, etag: str = "", whole_up_to: int = 0) -> BinaryIO:
+        """The object's bytes, buffered. ``etag``: the version its listing found, which the read is pinned
+        to (an object replaced since fails the read). ``whole_up_to``: an object of at most that many bytes
+        is read whole now, into memory (``locations.open_files`` reads the next few ahead so)."""
         from emrml.storage.cse import open_decrypting
 
         bucket, key = split(location)
         if not key or key.endswith("/"):
             raise IsADirectoryError(errno.EISDIR, "Is a directory (an S3 prefix)", location)
-        head = self.call("head_object", bucket, key)
-        raw = RangeReader(self, bucket, key, int(head["ContentLength"]), head.get("ETag"))
-        decrypted = open_decrypting(raw, head, location, self.settings.cse)
+        # One GET from the first byte, no HeadObject first: its response says all a HEAD would (size, ETag,
+        # the client-side encryption envelope), and that HEAD was half the requests of reading many small
+        # objects.
+        pinned = {"IfMatch": etag} if etag else {}
+        response = _pinned(lambda: self.call("get_object", bucket, key, **pinned))
+        size = int(response["ContentLength"])
+        raw: Any = RangeReader(self, bucket, key, size, response.get("ETag"), response["Body"])
+        if size <= whole_up_to:
+            with raw:
+                raw = io.BytesIO(raw.readall())
+        decrypted = open_decrypting(raw, response, location, self.settings.cse)
         return io.BufferedReader(decrypted, buffer_bytes)  # type: ignore[arg-type,return-value]
 
     # --- writing ----------------------------------------------------------------------------------------
@@ -337,6 +349,16 @@ def _common_prefix(keys: list[str]) -> str:
     return first[:length]
 
 
+def _pinned(get: Callable[[], Any]) -> Any:
+    """``get()``, a GET pinned to a version (``IfMatch``), its "precondition failed" said as what it means."""
+    try:
+        return get()
+    except S3Error as exc:
+        if exc.code == "PreconditionFailed":
+            raise S3Error("PreconditionFailed", "the object changed while it was being read") from None
+        raise
+
+
 # Errors of a body that broke off mid-stream, worth resuming from where it stopped.
 def _transient_read_errors() -> tuple[type[BaseException], ...]:
     from botocore.exceptions import ConnectionError as BotoConnectionError
@@ -357,11 +379,14 @@ def _transient_read_errors() -> tuple[type[BaseException], ...]:
 class RangeReader(io.RawIOBase):
     """The bytes of one object version, read through ranged GETs from the current position."""
 
-    def __init__(self, store: S3Store, bucket: str, key: str, size: int, etag: str | None) -> None:
+    def __init__(
+        self, store: S3Store, bucket: str, key: str, size: int, etag: str | None, body: Any = None
+    ) -> None:
         self.store = store
         self.bucket, self.key, self.size, self.etag = bucket, key, size, etag
         self.position = 0
-        self.body: Any = None
+        #: The body being read from ``position``: the opening GET's, then that of each range requested.
+        self.body: Any = body
 
     def readable(self) -> bool:
         return True
@@ -409,12 +434,7 @@ class RangeReader(io.RawIOBase):
         arguments: dict[str, Any] = {"Range": f"bytes={self.position}-"}
         if self.etag:
             arguments["IfMatch"] = self.etag
-        try:
-            return self.store.call("get_object", self.bucket, self.key, **arguments)["Body"]
-        except S3Error as exc:
-            if exc.code == "PreconditionFailed":
-                raise S3Error("PreconditionFailed", "the object changed while it was being read") from None
-            raise
+        return _pinned(lambda: self.store.call("get_object", self.bucket, self.key, **arguments))["Body"]
 
     def _drop_body(self) -> None:
         if self.body is not None:

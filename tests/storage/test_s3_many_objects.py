@@ -1,0 +1,106 @@
+"""Reading a datasource made of many small S3 objects: one GET an object, no HeadObject, the next few read
+ahead at once (no more than ``READ_AHEAD_OBJECTS``), the records in the objects' order."""
+
+from __future__ import annotations
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from emrml.core.schema import parse_schema
+from emrml.engine.local import read_selected
+from emrml.errors import InvalidInputException
+from emrml.storage import locations
+from emrml.storage.locations import READ_AHEAD_OBJECTS, list_files, open_files
+from s3_server import S3
+
+SCHEMA = parse_schema(
+    json.dumps(
+        {
+            "dataFileContainsHeader": True,
+            "attributes": [
+                {"attributeName": "id", "attributeType": "NUMERIC"},
+                {"attributeName": "label", "attributeType": "CATEGORICAL"},
+            ],
+        }
+    )
+)
+
+
+class RequestLog:
+    """The S3 requests emrml's client makes (by operation name), and the most GETs ever in flight at once."""
+
+    def __init__(self, client: Any) -> None:
+        self.calls: list[str] = []
+        self.in_flight = self.most_in_flight = 0
+        self.lock = threading.Lock()
+        client.meta.events.register("before-call.s3", self.before)
+        client.meta.events.register("after-call.s3", self.after)
+
+    def before(self, model: Any, **_: Any) -> None:
+        with self.lock:
+            self.calls.append(model.name)
+            if model.name == "GetObject":
+                self.in_flight += 1
+                self.most_in_flight = max(self.most_in_flight, self.in_flight)
+
+    def after(self, model: Any, **_: Any) -> None:
+        if model.name == "GetObject":
+            with self.lock:
+                self.in_flight -= 1
+
+    def count(self, operation: str) -> int:
+        return self.calls.count(operation)
+
+
+def _put_many(s3: S3, count: int) -> list[str]:
+    """``count`` objects of two records each; the records' ids in key order."""
+    keys = [f"many/part-{i:04d}.csv" for i in range(count)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: s3.put(keys[i], f"id,label\n{2 * i},a\n{2 * i + 1},b\n"), range(count)))
+    return [str(n) for n in range(2 * count)]
+
+
+def test_many_small_objects_are_read_in_order_with_one_get_each(s3: S3) -> None:
+    expected = _put_many(s3, 240)
+    files = list_files(s3.uri("many/"))
+    log = RequestLog(locations._S3.store.client)
+    ids = [
+        value
+        for selected in read_selected(files, SCHEMA, None, settings=s3.settings, check_headers=True)
+        for value in selected.batch.column(0).to_pylist()
+    ]
+    assert ids == expected
+    assert log.count("HeadObject") == 0
+    assert log.count("GetObject") == len(files)
+    assert 1 <= log.most_in_flight <= READ_AHEAD_OBJECTS
+    # The check that no object changed meanwhile: a listing, not a request an object.
+    assert log.count("ListObjectsV2") == 1
+
+
+def test_an_object_replaced_after_listing_fails_its_read_naming_it(s3: S3) -> None:
+    _put_many(s3, 12)
+    files = list_files(s3.uri("many/"))
+    s3.put("many/part-0005.csv", "id,label\n99,z\n")
+    opened = open_files(files)
+    for _ in range(5):
+        next(opened).close()
+    with pytest.raises(InvalidInputException) as caught:
+        next(opened)
+    assert s3.uri("many/part-0005.csv") in caught.value.message
+    assert "changed while it was being read" in caught.value.message
+    opened.close()
+
+
+def test_reading_ahead_is_bounded(s3: S3) -> None:
+    _put_many(s3, 30)
+    files = list_files(s3.uri("many/"))
+    log = RequestLog(locations._S3.store.client)
+    opened = open_files(files)
+    with next(opened) as first:
+        assert first.read().startswith(b"id,label\n0,a\n")
+    opened.close()  # what was read ahead is dropped
+    assert log.count("GetObject") == READ_AHEAD_OBJECTS

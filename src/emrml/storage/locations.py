@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -126,6 +127,40 @@ def _open_listed(file: FileRef, what: str, whole_up_to: int) -> BinaryIO:
         return _S3.store.open(file.uri, BUFFER_BYTES, etag=etag, whole_up_to=whole)
     except OSError as exc:
         raise _os_error(exc, what, file.uri) from exc
+
+
+#: Bytes of plaintext an ``authenticated_first`` stream keeps in memory; beyond, in a temporary file.
+SPOOL_MEMORY_BYTES = 8 << 20
+
+
+def authenticated_first(stream: BinaryIO, location: str, *, spool_dir: str, max_bytes: int) -> BinaryIO:
+    """``stream`` (from ``open_binary(location)``), or its bytes checked whole first where it hands out
+    bytes it authenticates only at its end: a client-side encrypted object, whose AES-GCM tag follows its
+    body. Its plaintext then goes to a temporary file in ``spool_dir`` (memory up to a few MiB), which is
+    returned rewound once the tag is checked: who sends it on (a download) never sends a byte of an altered
+    object, whose check raises ``DecryptionError`` before. ``InvalidInputException`` for an encrypted
+    object of more than ``max_bytes``. Takes ownership of ``stream``."""
+    from emrml.storage.cse import DecryptingReader
+
+    reader = getattr(stream, "raw", None)
+    if not isinstance(reader, DecryptingReader):
+        return stream
+    with stream:
+        size = reader.remaining
+        if size > max_bytes:
+            raise InvalidInputException(
+                f"'{location}' is encrypted on the client side and {size:,} bytes long: it is checked whole "
+                f"before any of it is sent, up to {max_bytes:,} bytes; read it with an S3 encryption client"
+            )
+        os.makedirs(spool_dir, exist_ok=True)
+        spool = tempfile.SpooledTemporaryFile(SPOOL_MEMORY_BYTES, dir=spool_dir)  # noqa: SIM115 (handed out)
+        try:
+            shutil.copyfileobj(stream, spool, BUFFER_BYTES)
+        except BaseException:
+            spool.close()
+            raise
+    spool.seek(0)
+    return spool  # type: ignore[return-value]
 
 
 def read_text(location: str, max_bytes: int = TEXT_MAX_BYTES, *, what: str = "location") -> str:

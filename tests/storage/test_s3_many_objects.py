@@ -1,5 +1,6 @@
 """Reading a datasource made of many small S3 objects: one GET an object, no HeadObject, the next few read
-ahead at once (no more than ``READ_AHEAD_OBJECTS``), the records in the objects' order."""
+ahead at once (no more than ``READ_AHEAD_OBJECTS``), the records in the objects' order; inferring a
+schema opens only the first few."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from typing import Any
 import pytest
 
 from emrml.core.schema import parse_schema
-from emrml.engine.local import read_selected
+from emrml.engine.local import INFER_MAX_FILES, read_selected
 from emrml.errors import InvalidInputException
+from emrml.service.app import EmrML
 from emrml.storage import locations
 from emrml.storage.locations import READ_AHEAD_OBJECTS, list_files, open_files
 from s3_server import S3
@@ -102,5 +104,32 @@ def test_reading_ahead_is_bounded(s3: S3) -> None:
     opened = open_files(files)
     with next(opened) as first:
         assert first.read().startswith(b"id,label\n0,a\n")
-    opened.close()  # what was read ahead is dropped
-    assert log.count("GetObject") == READ_AHEAD_OBJECTS
+    opened.close()  # what was read ahead is dropped, what was yet to be read is not
+    assert 1 <= log.count("GetObject") <= READ_AHEAD_OBJECTS
+
+
+def test_schema_inference_opens_only_the_first_objects_and_says_so(s3: S3) -> None:
+    """A target of one value in the sample is looked for in the next objects: not in all of a prefix."""
+    count = INFER_MAX_FILES + 36
+    keys = [f"one-class/part-{i:04d}.csv" for i in range(count)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: s3.put(keys[i], f"id,label\n{i},a\n"), range(count)))
+    log = RequestLog(locations._S3.store.client)
+    app = EmrML(s3.settings)
+    try:
+        answer = app.call(
+            "InferDataSchema", {"DataLocationS3": s3.uri("one-class/"), "TargetAttributeName": "label"}
+        )
+    finally:
+        app.close()
+    # The first object once for the sample, then the first INFER_MAX_FILES for the target's values.
+    assert log.count("GetObject") == 1 + INFER_MAX_FILES
+    assert log.count("HeadObject") == 0
+    assert answer["Sample"] == {
+        "NumberOfFiles": count,
+        "NumberOfFilesRead": INFER_MAX_FILES,
+        "NumberOfRecordsRead": INFER_MAX_FILES,
+        "Description": f"inferred from {INFER_MAX_FILES} records of the first {INFER_MAX_FILES} of the "
+        f"{count} files under {s3.uri('one-class/')}",
+    }
+    assert json.loads(answer["DataSchema"])["targetAttributeName"] == "label"

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from emrml.config import Settings
     from emrml.storage.locations import FileRef
 
+#: Objects of at most this size are read whole when opened (``S3Store.open``).
+SMALL_OBJECT_BYTES = 256 << 10
 #: The smallest part S3 accepts (all but the last part of a multipart upload).
 MIN_PART_BYTES = 5 << 20
 
@@ -297,7 +299,9 @@ class S3Store:
         response = _pinned(lambda: self.call("get_object", bucket, key, **pinned))
         size = int(response["ContentLength"])
         raw: Any = RangeReader(self, bucket, key, size, response.get("ETag"), response["Body"])
-        if size <= whole_up_to:
+        # A small object is read whole at once, so that reading its first bytes again (the codec sniffed
+        # from its head, then the stream rewound) costs no second GET.
+        if size <= max(whole_up_to, SMALL_OBJECT_BYTES):
             with raw:
                 raw = io.BytesIO(raw.readall())
         decrypted = open_decrypting(raw, response, location, self.settings.cse)

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import ssl
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import pyarrow as pa
 
@@ -37,6 +38,11 @@ MYSQL_DECIMAL_SCALE = 10
 CONNECT_TIMEOUT = 10
 #: The schemes a connection URL may have, by the API that may use it.
 SCHEMES = {"RDS": ("mysql", "mariadb"), "Redshift": ("postgresql", "postgres", "redshift")}
+
+#: The options a MySQL / MariaDB connection URL may carry (``?ssl-mode=VERIFY_CA&ssl-ca=/path/ca.pem``): TLS,
+#: as the MySQL client spells it and connectorx reads it; the first connection (pymysql) is given the same.
+MYSQL_SSL_MODES = ("DISABLED", "PREFERRED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY")
+MYSQL_URL_OPTIONS = ("ssl-mode", "ssl-ca")
 
 Progress = Callable[[float, str | None], None]
 
@@ -93,6 +99,8 @@ def resolve(
             f"setting sql_connections[{identifier!r}] = {url!r}: a {api} connection is "
             f"{' or '.join(f'{s}://host:port' for s in SCHEMES[api])}"
         )
+    if api == "RDS":
+        _check_mysql_options(identifier, parts.query)
     for member, value in (("Username", user), ("Password", password)):
         try:
             value.encode()  # the drivers send it in UTF-8
@@ -102,6 +110,48 @@ def resolve(
                 "code point): no database can have been given it"
             ) from None
     return SqlSource(api, identifier, url, database, user, password)
+
+
+def _check_mysql_options(identifier: str, query: str) -> None:
+    """DataError for a MySQL URL option the drivers would not both apply (``MYSQL_URL_OPTIONS``)."""
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name not in MYSQL_URL_OPTIONS:
+            raise DataError(
+                f"setting sql_connections[{identifier!r}]: the URL option {name!r} is not one emrml knows; a "
+                "MySQL connection URL takes ssl-mode (" + ", ".join(MYSQL_SSL_MODES) + ") and ssl-ca (the "
+                "file of the certificate authority that signed the server's), e.g. "
+                "mysql://host:3306?ssl-mode=VERIFY_IDENTITY&ssl-ca=/etc/ssl/rds-ca.pem"
+            )
+        if name == "ssl-mode" and value.upper() not in MYSQL_SSL_MODES:
+            raise DataError(
+                f"setting sql_connections[{identifier!r}]: ssl-mode {value!r} is none of "
+                + ", ".join(MYSQL_SSL_MODES)
+            )
+
+
+def _mysql_tls(source: SqlSource) -> dict[str, Any]:
+    """pymysql's arguments for the URL's TLS options, as connectorx applies them to the read: so that the
+    connection made first (for its quick, clear refusals) is made as the read's would be."""
+    options = dict(parse_qsl(urlsplit(source.url).query))
+    mode = options.get("ssl-mode", "").upper()
+    if not mode:
+        return {}  # both drivers use TLS when the server offers it
+    if mode == "DISABLED":
+        return {"ssl_disabled": True}
+    try:
+        context = ssl.create_default_context(cafile=options.get("ssl-ca") or None)
+    except OSError as exc:
+        raise DataError(
+            f"cannot connect to {source.what}: the certificate authority file ssl-ca "
+            f"{options['ssl-ca']!r} cannot be read ({exc.strerror or exc})"
+        ) from None
+    # PREFERRED too: connectorx refuses a server without TLS under it.
+    if mode in ("PREFERRED", "REQUIRED"):
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif mode == "VERIFY_CA":
+        context.check_hostname = False
+    return {"ssl": context}
 
 
 _FIRST_WORD = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/|\()*(\w*)", re.DOTALL)
@@ -217,6 +267,7 @@ def _mysql_batches(source: SqlSource, query: str) -> Iterator[pa.RecordBatchRead
             password=source.password.encode(),
             database=source.database,
             connect_timeout=CONNECT_TIMEOUT,
+            **_mysql_tls(source),
         )
     except pymysql.Error as exc:
         reason = exc.args[1] if len(exc.args) == 2 else str(exc)  # pymysql's args: (code, message)

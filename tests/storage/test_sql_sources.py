@@ -119,6 +119,30 @@ def test_mysql_tls_options_of_the_url_apply_to_the_first_connection_too(
         source("ssl-mode=ON")
 
 
+def test_mysql_timestamps_are_staged_as_utc_instants_datetimes_as_they_are(
+    databases: Databases, tmp_path: Path
+) -> None:
+    """A TIMESTAMP is an instant, which the server sends in the session's time zone (by default its own),
+    without saying which: staged as its UTC instant ``…Z``, as PostgreSQL's timestamptz. A DATETIME has no
+    time zone: staged as written."""
+    maria = sqlalchemy.create_engine(MARIADB_ADMIN.rsplit("/", 1)[0] + f"/{databases.name}")
+    with maria.begin() as connection:
+        connection.exec_driver_sql("SET SESSION time_zone = '+05:00'")
+        connection.exec_driver_sql("CREATE TABLE moments (n INT, t TIMESTAMP NULL, d DATETIME)")
+        connection.exec_driver_sql(
+            "INSERT INTO moments VALUES (1, '2024-01-02 03:04:05', '2024-01-02 03:04:05'), (2, NULL, NULL)"
+        )
+        connection.exec_driver_sql(f"GRANT SELECT ON {databases.name}.* TO '{databases.user}'@'127.0.0.1'")
+    maria.dispose()
+    rows, staged = staged_rows(databases.mariadb(), "SELECT n, t, d FROM moments ORDER BY n", tmp_path)
+    assert rows == [
+        ["n", "t", "d"],
+        ["1", "2024-01-01 22:04:05.000000Z", "2024-01-02 03:04:05.000000"],
+        ["2", "", ""],
+    ]
+    assert {a.name: a.type.value for a in staged.schema.attributes}["t"] == "CATEGORICAL"
+
+
 def _postgres_table(databases: Databases, *statements: str) -> None:
     engine = sqlalchemy.create_engine(POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{databases.name}")
     with engine.begin() as connection:

@@ -5,6 +5,7 @@ schema opens only the first few."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -16,7 +17,7 @@ from emrml.engine.local import INFER_MAX_FILES, read_selected
 from emrml.errors import InvalidInputException
 from emrml.service.app import EmrML
 from emrml.storage import locations
-from emrml.storage.locations import READ_AHEAD_OBJECTS, list_files, open_files
+from emrml.storage.locations import READ_AHEAD_OBJECTS, list_files, open_binary, open_files
 from s3_server import S3
 
 SCHEMA = parse_schema(
@@ -133,3 +134,18 @@ def test_schema_inference_opens_only_the_first_objects_and_says_so(s3: S3) -> No
         f"{count} files under {s3.uri('one-class/')}",
     }
     assert json.loads(answer["DataSchema"])["targetAttributeName"] == "label"
+
+
+def test_a_read_from_a_position_is_one_ranged_get(s3: S3) -> None:
+    """Batch prediction reads byte ranges of large objects: the opening GET asks for the range itself."""
+    data = os.urandom(3 << 20)
+    location = s3.put("blob.bin", data)
+    log = RequestLog(locations._S3.store.client)
+    with open_binary(location, start=2_000_000) as stream:
+        assert stream.tell() == 2_000_000
+        assert stream.read() == data[2_000_000:]
+    with open_binary(location, start=len(data)) as stream:
+        assert stream.read() == b""
+    # One GET for the range (not the whole object, then another from the position); past the end, S3
+    # answers "invalid range" and a HEAD tells the size.
+    assert log.calls == ["GetObject", "GetObject", "HeadObject"]

@@ -80,10 +80,17 @@ def list_files(location: str, *, what: str = "DataLocationS3") -> list[FileRef]:
     return files
 
 
-def open_binary(location: str, *, what: str = "location") -> BinaryIO:
-    """The raw (still compressed, if it is) bytes of the file ``location``, buffered in 1 MiB blocks."""
+def open_binary(location: str, *, what: str = "location", start: int = 0) -> BinaryIO:
+    """The raw (still compressed, if it is) bytes of the file ``location``, buffered in 1 MiB blocks, from
+    byte ``start`` (for an S3 object, the first request asks for the bytes from there)."""
     try:
-        return _backend(location).open(location)
+        backend = _backend(location)
+        if backend is _S3:
+            return _S3.store.open(location, BUFFER_BYTES, start=start)
+        stream = backend.open(location)
+        if start:
+            stream.seek(start)
+        return stream
     except OSError as exc:
         raise _os_error(exc, what, location) from exc
 

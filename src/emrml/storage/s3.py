@@ -283,25 +283,40 @@ class S3Store:
 
     # --- reading ----------------------------------------------------------------------------------------
 
-    def open(self, location: str, buffer_bytes: int, *, etag: str = "", whole_up_to: int = 0) -> BinaryIO:
-        """The object's bytes, buffered. ``etag``: the version its listing found, which the read is pinned
-        to (an object replaced since fails the read). ``whole_up_to``: an object of at most that many bytes
-        is read whole now, into memory (``locations.open_files`` reads the next few ahead so)."""
-        from emrml.storage.cse import open_decrypting
+    def open(
+        self, location: str, buffer_bytes: int, *, etag: str = "", whole_up_to: int = 0, start: int = 0
+    ) -> BinaryIO:
+        """The object's bytes, buffered, from byte ``start``. ``etag``: the version its listing found,
+        which the read is pinned to (an object replaced since fails the read). ``whole_up_to``: an object
+        of at most that many bytes is read whole now, into memory (``locations.open_files`` reads the next
+        few ahead so)."""
+        from emrml.storage.cse import is_encrypted, open_decrypting
 
         bucket, key = split(location)
         if not key or key.endswith("/"):
             raise IsADirectoryError(errno.EISDIR, "Is a directory (an S3 prefix)", location)
-        # One GET from the first byte, no HeadObject first: its response says all a HEAD would (size, ETag,
-        # the client-side encryption envelope), and that HEAD was half the requests of reading many small
-        # objects.
-        pinned = {"IfMatch": etag} if etag else {}
-        response = _pinned(lambda: self.call("get_object", bucket, key, **pinned))
-        size = int(response["ContentLength"])
-        raw: Any = RangeReader(self, bucket, key, size, response.get("ETag"), response["Body"])
+        # One GET, no HeadObject first: its response says all a HEAD would (size, ETag, the client-side
+        # encryption envelope), and that HEAD was half the requests of reading many small objects.
+        arguments = {"IfMatch": etag} if etag else {}
+        if start:
+            arguments["Range"] = f"bytes={start}-"
+        try:
+            response = _pinned(lambda: self.call("get_object", bucket, key, **arguments))
+        except S3Error as exc:
+            if exc.code != "InvalidRange":
+                raise
+            # At or past the end: an empty range of the object, whose size a HEAD tells.
+            response = {**self.call("head_object", bucket, key), "Body": io.BytesIO()}
+            start = int(response["ContentLength"])
+        if start and is_encrypted(response):
+            # A range of a decrypted stream could not be authenticated (as a seek of one is refused).
+            response["Body"].close()
+            raise io.UnsupportedOperation("an object encrypted on the client side is read from its start")
+        size = int(str(response.get("ContentRange", "")).rpartition("/")[2] or response["ContentLength"])
+        raw: Any = RangeReader(self, bucket, key, size, response.get("ETag"), response["Body"], start)
         # A small object is read whole at once, so that reading its first bytes again (the codec sniffed
         # from its head, then the stream rewound) costs no second GET.
-        if size <= max(whole_up_to, SMALL_OBJECT_BYTES):
+        if not start and size <= max(whole_up_to, SMALL_OBJECT_BYTES):
             with raw:
                 raw = io.BytesIO(raw.readall())
         decrypted = open_decrypting(raw, response, location, self.settings.cse)
@@ -384,11 +399,18 @@ class RangeReader(io.RawIOBase):
     """The bytes of one object version, read through ranged GETs from the current position."""
 
     def __init__(
-        self, store: S3Store, bucket: str, key: str, size: int, etag: str | None, body: Any = None
+        self,
+        store: S3Store,
+        bucket: str,
+        key: str,
+        size: int,
+        etag: str | None,
+        body: Any = None,
+        position: int = 0,
     ) -> None:
         self.store = store
         self.bucket, self.key, self.size, self.etag = bucket, key, size, etag
-        self.position = 0
+        self.position = position
         #: The body being read from ``position``: the opening GET's, then that of each range requested.
         self.body: Any = body
 

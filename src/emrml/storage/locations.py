@@ -147,6 +147,8 @@ def authenticated_first(stream: BinaryIO, location: str, *, spool_dir: str, max_
     returned rewound once the tag is checked: who sends it on (a download) never sends a byte of an altered
     object, whose check raises ``DecryptionError`` before. ``InvalidInputException`` for an encrypted
     object of more than ``max_bytes``. Takes ownership of ``stream``."""
+    if not location.startswith("s3://") or _S3.store.settings.cse is None:
+        return stream  # no key: an encrypted object is refused when opened
     from emrml.storage.cse import DecryptingReader
 
     reader = getattr(stream, "raw", None)

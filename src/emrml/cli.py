@@ -185,6 +185,7 @@ def datasource_infer_schema(
     else:
         # Not through rich: the output is a file's content, and rich would wrap and colour it.
         typer.echo(json.dumps(json.loads(result["DataSchema"]), indent=2))
+        typer.echo(f"The schema was {result['Sample']['Description']}.", err=True)
 
 
 def _infer_schema(service: EmrML, location: str, target: str | None, row_id: str | None) -> dict[str, Any]:

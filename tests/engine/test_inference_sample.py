@@ -27,9 +27,11 @@ def test_the_sample_of_a_wide_file_stays_in_arrow(tmp_path: Path) -> None:
     infer_location_schema(str(small), target="y", row_id=None, has_header=True, settings=settings)
     tracemalloc.start()
     try:
-        schema = infer_location_schema(str(data), target="y", row_id=None, has_header=True, settings=settings)
+        inferred = infer_location_schema(
+            str(data), target="y", row_id=None, has_header=True, settings=settings
+        )
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert [a.type.value for a in schema.attributes] == ["NUMERIC"] * width + ["BINARY"]
+    assert [a.type.value for a in inferred.schema.attributes] == ["NUMERIC"] * width + ["BINARY"]
     assert peak < 16 << 20, f"peak {peak / 2**20:.1f} MiB"

@@ -110,7 +110,7 @@ def test_a_body_that_breaks_off_is_resumed_where_it_stopped(s3: S3, monkeypatch:
     def flaky(operation: str, *args: Any, **kwargs: Any) -> Any:
         response = original(operation, *args, **kwargs)
         if operation == "get_object":
-            ranges.append(kwargs["Range"])
+            ranges.append(kwargs.get("Range", "the object"))  # the opening GET asks for all of it
             if len(ranges) <= 2:
                 response["Body"] = Breaking(response["Body"])
         return response
@@ -118,7 +118,7 @@ def test_a_body_that_breaks_off_is_resumed_where_it_stopped(s3: S3, monkeypatch:
     monkeypatch.setattr(store, "call", flaky)
     with open_binary(location) as stream:
         assert stream.read() == data
-    assert ranges == ["bytes=0-", "bytes=1000-", "bytes=2000-"]
+    assert ranges == ["the object", "bytes=1000-", "bytes=2000-"]
 
 
 def test_an_object_replaced_while_read_fails_the_read(s3: S3) -> None:

@@ -94,6 +94,55 @@ def test_credentials_that_are_not_unicode_text_are_refused_without_being_shown()
         sql.resolve(POSTGRES, "Redshift", "pg", "db", "us\udfffer", "secret")
 
 
+def test_mysql_tls_options_of_the_url_apply_to_the_first_connection_too(
+    databases: Databases, tmp_path: Path
+) -> None:
+    """The server of the tests offers no TLS: a URL requiring it is refused at once, with the driver's
+    reason, where the first connection ignored the URL's options and the read's driver then retried for
+    half a minute before failing."""
+
+    def source(options: str) -> sql.SqlSource:
+        connections = {"maria": f"mysql://127.0.0.1:3306?{options}"}
+        return sql.resolve(connections, "RDS", "maria", databases.name, databases.user, PASSWORD)
+
+    for mode in ("REQUIRED", "verify_identity"):
+        with pytest.raises(DataError, match=r"cannot connect to RDS instance 'maria' .*SSL is required"):
+            staged_rows(source(f"ssl-mode={mode}"), "SELECT 1 AS x", tmp_path)
+    with pytest.raises(DataError, match=r"ssl-ca '/no/such/ca.pem' cannot be read"):
+        staged_rows(source("ssl-mode=VERIFY_CA&ssl-ca=/no/such/ca.pem"), "SELECT 1 AS x", tmp_path)
+    rows, _ = staged_rows(source("ssl-mode=DISABLED"), "SELECT 1 AS x", tmp_path)
+    assert rows == [["x"], ["1"]]
+    # Options neither driver would apply are refused before anything connects, naming the right spelling.
+    with pytest.raises(DataError, match=r"URL option 'ssl_ca' is not one emrml knows.* ssl-mode \(DISABLED"):
+        source("ssl_ca=/etc/ssl/ca.pem&ssl_verify_cert=true")
+    with pytest.raises(DataError, match=r"ssl-mode 'ON' is none of DISABLED"):
+        source("ssl-mode=ON")
+
+
+def test_mysql_timestamps_are_staged_as_utc_instants_datetimes_as_they_are(
+    databases: Databases, tmp_path: Path
+) -> None:
+    """A TIMESTAMP is an instant, which the server sends in the session's time zone (by default its own),
+    without saying which: staged as its UTC instant ``…Z``, as PostgreSQL's timestamptz. A DATETIME has no
+    time zone: staged as written."""
+    maria = sqlalchemy.create_engine(MARIADB_ADMIN.rsplit("/", 1)[0] + f"/{databases.name}")
+    with maria.begin() as connection:
+        connection.exec_driver_sql("SET SESSION time_zone = '+05:00'")
+        connection.exec_driver_sql("CREATE TABLE moments (n INT, t TIMESTAMP NULL, d DATETIME)")
+        connection.exec_driver_sql(
+            "INSERT INTO moments VALUES (1, '2024-01-02 03:04:05', '2024-01-02 03:04:05'), (2, NULL, NULL)"
+        )
+        connection.exec_driver_sql(f"GRANT SELECT ON {databases.name}.* TO '{databases.user}'@'127.0.0.1'")
+    maria.dispose()
+    rows, staged = staged_rows(databases.mariadb(), "SELECT n, t, d FROM moments ORDER BY n", tmp_path)
+    assert rows == [
+        ["n", "t", "d"],
+        ["1", "2024-01-01 22:04:05.000000Z", "2024-01-02 03:04:05.000000"],
+        ["2", "", ""],
+    ]
+    assert {a.name: a.type.value for a in staged.schema.attributes}["t"] == "CATEGORICAL"
+
+
 def _postgres_table(databases: Databases, *statements: str) -> None:
     engine = sqlalchemy.create_engine(POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{databases.name}")
     with engine.begin() as connection:

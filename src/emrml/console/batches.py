@@ -137,4 +137,5 @@ def download(visit: Visit) -> Response:
             f"batch prediction {described['BatchPredictionId']!r} has no file {index}"
         )
     location = found.files[int(index)]
-    return download_response(_open_output(visit, described, location, "result file"), location)
+    opened = _open_output(visit, described, location, "result file")
+    return download_response(files.for_download(visit.console.service, opened, location), location)

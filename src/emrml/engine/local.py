@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field, replace
 from queue import Empty, Full, Queue
 from typing import Any, BinaryIO, TypeVar
@@ -34,8 +34,8 @@ from emrml.core.schema import (
 from emrml.core.stats import StatisticsAccumulator
 from emrml.errors import DataError
 from emrml.storage.codecs import open_decompressed
-from emrml.storage.locations import FileRef, check_unchanged, list_files, open_binary
-from emrml.storage.records import InvalidRecord, count_records, read_chunks, read_header, read_header_again
+from emrml.storage.locations import FileRef, check_unchanged, list_files, open_binary, open_files
+from emrml.storage.records import InvalidRecord, count_records, read_chunks, read_header_again
 
 Progress = Callable[[float, str | None], None]
 #: How many invalid records a datasource keeps as examples (file, line, reason).
@@ -63,12 +63,21 @@ def open_data(uri: str) -> Iterator[tuple[BinaryIO, BinaryIO]]:
         yield raw, open_decompressed(raw, uri)
 
 
+def open_each(files: list[FileRef]) -> Iterator[tuple[FileRef, BinaryIO, BinaryIO]]:
+    """(file, raw, decompressed) of each file in turn, as ``open_data``; the next S3 objects are read
+    meanwhile (``locations.open_files``). Each file is closed when the next is asked for."""
+    opened = open_files(files)
+    with closing(opened):
+        for file, raw in zip(files, opened, strict=True):
+            with raw:
+                yield file, raw, open_decompressed(raw, file.uri)
+
+
 def _check_headers(files: list[FileRef], schema: Schema) -> None:
     """Every file's header must name the schema's attributes in order, so all files share one layout; with
     a schema without a header, no file may start with one (``_header_checked``)."""
-    for file in files:
-        with open_data(file.uri) as (_, stream):
-            _header_checked(stream, file.uri, schema)
+    for file, _, stream in open_each(files):
+        _header_checked(stream, file.uri, schema)
 
 
 def _header_checked(stream: BinaryIO, uri: str, schema: Schema) -> BinaryIO:
@@ -90,9 +99,8 @@ def _count_total(
     total, done = 0, 0
     size = sum(file.size for file in files) or 1
     low, high = progress_range
-    for file in files:
-        with open_data(file.uri) as (_, stream):
-            total += count_records(stream, schema.has_header)
+    for file, _, stream in open_each(files):
+        total += count_records(stream, schema.has_header)
         done += file.size
         if progress is not None:
             progress(low + (high - low) * done / size, "counting records for the split")
@@ -188,34 +196,33 @@ def read_selected(
         total = _count_total(files, schema, progress, (low, low + (high - low) / 5))
         low += (high - low) / 5
     size, done, base_index = sum(f.size for f in files) or 1, 0, 0
-    for file_index, file in enumerate(files):
+    for file_index, (file, raw, stream) in enumerate(open_each(files)):
         key = file_key(rearrangement, file.key, file.name)
-        with open_data(file.uri) as (raw, stream):
-            if check_headers:
-                stream = _header_checked(stream, file.uri, schema)
-            for chunk in read_chunks(
-                stream,
-                file.uri,
-                schema.names,
-                schema.has_header,
-                block_bytes=settings.batch_bytes,
-                max_record_bytes=settings.max_record_bytes,
-            ):
-                keep = select(rearrangement, key, chunk.offsets, base_index + chunk.indices, total)
-                invalid = [r for r in chunk.invalid if _selected(rearrangement, key, r, base_index, total)]
-                everything = bool(keep.all())
-                yield SelectedBatch(
-                    file_index,
-                    file,
-                    chunk.batch if everything else chunk.batch.filter(pa.array(keep)),
-                    chunk.offsets if everything else chunk.offsets[keep],
-                    invalid,
-                    len(chunk.indices) + len(chunk.invalid),
-                )
-                base_index += len(chunk.indices) + len(chunk.invalid)
-                if progress is not None:
-                    fraction = (done + raw.tell()) / size
-                    progress(low + (high - low) * fraction, f"reading {file.uri}")
+        if check_headers:
+            stream = _header_checked(stream, file.uri, schema)
+        for chunk in read_chunks(
+            stream,
+            file.uri,
+            schema.names,
+            schema.has_header,
+            block_bytes=settings.batch_bytes,
+            max_record_bytes=settings.max_record_bytes,
+        ):
+            keep = select(rearrangement, key, chunk.offsets, base_index + chunk.indices, total)
+            invalid = [r for r in chunk.invalid if _selected(rearrangement, key, r, base_index, total)]
+            everything = bool(keep.all())
+            yield SelectedBatch(
+                file_index,
+                file,
+                chunk.batch if everything else chunk.batch.filter(pa.array(keep)),
+                chunk.offsets if everything else chunk.offsets[keep],
+                invalid,
+                len(chunk.indices) + len(chunk.invalid),
+            )
+            base_index += len(chunk.indices) + len(chunk.invalid)
+            if progress is not None:
+                fraction = (done + raw.tell()) / size
+                progress(low + (high - low) * fraction, f"reading {file.uri}")
         done += file.size
     # A file cut short (or an object replaced) while read would otherwise give other records, silently.
     # Every file at once, after the last: for S3 objects one listing a thousand objects rather than a
@@ -322,6 +329,33 @@ def _check_statistics(schema: Schema, statistics: dict[str, Any]) -> None:
             )
 
 
+#: Inference opens at most this many of a location's files, the first in key order: the sample comes from
+#: the first that holds a record, and a target of a single value in it is looked for in those that follow.
+#: A prefix of thousands of objects was read to its end for a target sorted by file.
+INFER_MAX_FILES = 64
+
+
+@dataclass(frozen=True)
+class Inferred:
+    """A schema inferred from a sample, and how much of the location the sample was."""
+
+    schema: Schema
+    location: str
+    #: The files of the location, the files opened, and the records read (valid ones).
+    files: int
+    files_read: int
+    records: int
+
+    def description(self) -> str:
+        """What the inference read, in the user's words."""
+        if self.files == 1:
+            return f"inferred from the first {self.records:,} records of {self.location}"
+        return (
+            f"inferred from {self.records:,} records of the first {self.files_read:,} of the "
+            f"{self.files:,} files under {self.location}"
+        )
+
+
 def infer_location_schema(
     location: str,
     *,
@@ -330,15 +364,17 @@ def infer_location_schema(
     has_header: bool,
     settings: Settings,
     sample_rows: int = 10_000,
-) -> Schema:
-    """Guess a schema from the first records of the first file of ``location`` that holds one.
+) -> Inferred:
+    """Guess a schema from the first records of the first file of ``location`` that holds one, among its
+    first ``INFER_MAX_FILES`` files.
 
     Files without a record (empty, a header line only, or markers such as Hadoop's ``_SUCCESS``) are
     passed over, as reading the datasource passes over them.
     """
     files = list_files(location)
+    first_files = files[:INFER_MAX_FILES]
     invalid: list[InvalidRecord] = []
-    for index, file in enumerate(files):
+    for index, file in enumerate(first_files):
         header, rows, bad = _sample_file(file, has_header, settings, sample_rows)
         if rows is not None:
             schema = infer_schema(
@@ -349,7 +385,10 @@ def infer_location_schema(
                 has_header=has_header,
                 max_attributes=settings.max_attributes,
             )
-            return _target_looked_for_further(schema, rows, files[index:], settings)
+            schema, files_read, records = _target_looked_for_further(
+                schema, rows, first_files[index:], settings
+            )
+            return Inferred(schema, location, len(files), index + files_read, rows.num_rows + records)
         invalid.extend(bad)
     if invalid:
         # Records there are, but none valid (e.g. each with a trailing comma the header lacks): saying
@@ -358,6 +397,11 @@ def infer_location_schema(
         raise DataError(
             f"cannot infer a schema: every record read is invalid ({len(invalid):,} of them; the first, "
             f"line {first.line} of {first.file}: {first.reason})"
+        )
+    if len(files) > len(first_files):
+        raise DataError(
+            f"none of the first {len(first_files)} of the {len(files):,} files under {location} has records "
+            "to infer a schema from"
         )
     if len(files) > 1:
         raise DataError(f"none of the {len(files)} files under {location} has records to infer a schema from")
@@ -373,43 +417,44 @@ TARGET_SCAN_RECORDS = 1_000_000
 
 def _target_looked_for_further(
     schema: Schema, sample: pa.Table, files: list[FileRef], settings: Settings
-) -> Schema:
-    """``schema``, its target typed from values past the sample too when the sample holds one value of it.
+) -> tuple[Schema, int, int]:
+    """``schema``, its target typed from values past the sample too when the sample holds one value of it;
+    the files opened (at least the sample's) and the records read past the sample.
 
     Data sorted by its target (every 0 before the first 1, or one file per class) gave the sample a single
     target value: a 0/1 target was typed NUMERIC, and a BINARY model on it refused.
     """
     if schema.target is None:
-        return schema
+        return schema, 1, 0
     position = schema.position(schema.target)
     seen = _spellings(sample.column(position))
     if len(seen) != 1:
-        return schema
+        return schema, 1, 0
     others: set[str] = set()
-    records = 0
-    for number, file in enumerate(files):
+    records = opened = 0
+    for number, (file, _, stream) in enumerate(open_each(files)):
+        opened += 1
         skip = sample.num_rows if number == 0 else 0
-        with open_data(file.uri) as (_, stream):
-            for chunk in read_chunks(
-                stream, file.uri, schema.names, schema.has_header, max_record_bytes=settings.max_record_bytes
-            ):
-                values = chunk.batch.column(position).slice(min(skip, chunk.batch.num_rows))
-                skip -= min(skip, chunk.batch.num_rows)
-                others |= _spellings(values) - seen
-                records += len(values)
-                # Two more values tell a flag (0 and 1) from a count (0, 1 and 2).
-                if len(others) >= 2 or records >= TARGET_SCAN_RECORDS:
-                    break
+        for chunk in read_chunks(
+            stream, file.uri, schema.names, schema.has_header, max_record_bytes=settings.max_record_bytes
+        ):
+            values = chunk.batch.column(position).slice(min(skip, chunk.batch.num_rows))
+            skip -= min(skip, chunk.batch.num_rows)
+            others |= _spellings(values) - seen
+            records += len(values)
+            # Two more values tell a flag (0 and 1) from a count (0, 1 and 2).
+            if len(others) >= 2 or records >= TARGET_SCAN_RECORDS:
+                break
         if len(others) >= 2 or records >= TARGET_SCAN_RECORDS:
             break
     if not others:
-        return schema
+        return schema, opened, records
     column = pa.concat_arrays([*sample.column(position).chunks, pa.array(sorted(others), pa.string())])
     kind = infer_type(column)
     if kind == AttributeType.TEXT:
         kind = AttributeType.CATEGORICAL  # as infer_schema types a target
     attributes = tuple(Attribute(a.name, kind) if a.name == schema.target else a for a in schema.attributes)
-    return replace(schema, attributes=attributes)
+    return replace(schema, attributes=attributes), opened, records
 
 
 def _spellings(values: pa.Array | pa.ChunkedArray) -> set[str]:
@@ -428,39 +473,38 @@ def _sample_file(
     if file.size == 0:
         return None, None, []
     with open_data(file.uri) as (_, stream):
-        header = read_header(stream, file.uri) if has_header else None
-    if has_header and not header:
-        return None, None, []
-    with open_data(file.uri) as (_, stream):
-        width = len(header) if header else len(_first_record(stream, file.uri))
-    names = header or generated_names(width)
+        # One opening: the first record (the header, or the record that tells the width), then the rest.
+        first, stream = read_header_again(stream, file.uri)
+        if has_header and not first:
+            return None, None, []
+        if not first:
+            raise DataError(f"file {file.uri} is empty")
+        header = first if has_header else None
+        names = header or generated_names(len(first))
+        rows, invalid = _sample_rows(stream, file.uri, names, has_header, settings, sample_rows)
+    return header, rows, invalid
+
+
+def _sample_rows(
+    stream: BinaryIO, uri: str, names: list[str], has_header: bool, settings: Settings, sample_rows: int
+) -> tuple[pa.Table | None, list[InvalidRecord]]:
     batches: list[pa.RecordBatch] = []
     rows = 0
     invalid: list[InvalidRecord] = []
-    with open_data(file.uri) as (_, stream):
-        for chunk in read_chunks(
-            stream, file.uri, names, has_header, max_record_bytes=settings.max_record_bytes
-        ):
-            if chunk.batch.num_rows:
-                batches.append(chunk.batch)
-                rows += chunk.batch.num_rows
-            if not rows:
-                invalid.extend(chunk.invalid)
-            if rows >= sample_rows or len(invalid) > settings.max_invalid_records:
-                break
+    for chunk in read_chunks(stream, uri, names, has_header, max_record_bytes=settings.max_record_bytes):
+        if chunk.batch.num_rows:
+            batches.append(chunk.batch)
+            rows += chunk.batch.num_rows
+        if not rows:
+            invalid.extend(chunk.invalid)
+        if rows >= sample_rows or len(invalid) > settings.max_invalid_records:
+            break
     if not rows:
-        return header, None, invalid
-    return header, pa.Table.from_batches(batches).slice(0, sample_rows), invalid
+        return None, invalid
+    return pa.Table.from_batches(batches).slice(0, sample_rows), invalid
 
 
 def _has_a_line(file: FileRef) -> bool:
     """Whether a file holds anything once decompressed (a compressed empty file is not 0 bytes long)."""
     with open_data(file.uri) as (_, stream):
         return bool(stream.read(1))
-
-
-def _first_record(stream: BinaryIO, file: str) -> list[str]:
-    record = read_header(stream, file)
-    if not record:
-        raise DataError(f"file {file} is empty")
-    return record

@@ -109,8 +109,7 @@ def _open_unit(unit: Unit) -> Iterator[tuple[BinaryIO, BinaryIO]]:
         with open_data(unit.uri) as (raw, stream):
             yield raw, stream
         return
-    with open_binary(unit.uri) as raw:
-        raw.seek(unit.start)
+    with open_binary(unit.uri, start=unit.start) as raw:
         yield raw, _RangeReader(raw, unit.stop - unit.start)  # type: ignore[misc]
 
 
@@ -192,8 +191,7 @@ def count_byte(
     view = memoryview(buffer)
     octets = np.frombuffer(buffer, dtype=np.uint8)
     wanted = byte[0]
-    with open_binary(uri) as raw:
-        raw.seek(start)
+    with open_binary(uri, start=start) as raw:
         remaining = stop - start
         while remaining > 0:
             size = raw.readinto(view[: min(_COUNT_BLOCK, remaining)])
@@ -214,8 +212,7 @@ def record_start(uri: str, position: int, odd: bool) -> int | None:
     not the end of the file, and is not followed by a byte order mark (the reader would drop it there).
     """
     behind = min(position, 2)  # look-behind, to see whether the record before a line break is empty
-    with open_binary(uri) as raw:
-        raw.seek(position - behind)
+    with open_binary(uri, start=position - behind) as raw:
         base = position - behind  # file offset of buf[0]
         buf = raw.read(behind + _SYNC_WINDOW)
         parity = (int(odd) + buf[:behind].count(b'"')) & 1  # of the quotes before buf[0]

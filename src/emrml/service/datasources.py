@@ -201,14 +201,21 @@ def infer_data_schema(app: EmrML, request: Request) -> Response:
         raise InvalidInputException("DataFileContainsHeader must be true or false")
     # A folder's files are listed and read now, not by a job: each is checked as a confined job's are.
     with checked_as_opened(app):
-        schema = infer_location_schema(
+        inferred = infer_location_schema(
             location,
             target=optional_string(request, "TargetAttributeName"),
             row_id=optional_string(request, "RowId"),
             has_header=has_header,
             settings=app.settings,
         )
-    return {"DataSchema": schema.to_json()}
+    # What the schema was inferred from: a sample, which the user is to review the schema against.
+    sample = {
+        "NumberOfFiles": inferred.files,
+        "NumberOfFilesRead": inferred.files_read,
+        "NumberOfRecordsRead": inferred.records,
+        "Description": inferred.description(),
+    }
+    return {"DataSchema": inferred.schema.to_json(), "Sample": sample}
 
 
 describe.register("DescribeDataSources", "DataSource", describe_data_source)

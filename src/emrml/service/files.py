@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 #: Entries per page of a folder listing.
 PAGE_SIZE = 100
+#: The largest client-side encrypted object downloaded: its plaintext is checked whole, into a temporary
+#: file, before any of it is sent (``open_file``).
+DOWNLOAD_CHECKED_MAX_BYTES = 4 << 30
 _BLOCK_BYTES = 1024 * 1024
 _FORBIDDEN_NAME_CHARACTERS = set('/\\\x00"')
 
@@ -62,9 +65,19 @@ def list_folder(app: EmrML, caller: str | None, location: str, token: str | None
 
 
 def open_file(app: EmrML, caller: str | None, location: str) -> BinaryIO:
-    """The file's bytes (decrypted), checked again through the opened descriptor for local files."""
+    """The file's bytes (decrypted), checked again through the opened descriptor for local files. A
+    download: an object encrypted on the client side is decrypted and its tag checked before any byte is
+    handed out (``for_download``), so an altered object is refused, not sent cut short."""
     with acting(caller):
-        return open_for_server(app, location, member="location")
+        return for_download(app, open_for_server(app, location, member="location"), location)
+
+
+def for_download(app: EmrML, stream: BinaryIO, location: str) -> BinaryIO:
+    """``stream`` as a download may send it: authenticated whole first (``locations.authenticated_first``)."""
+    spool = str(app.settings.scratch_dir)
+    return locations.authenticated_first(
+        stream, location, spool_dir=spool, max_bytes=DOWNLOAD_CHECKED_MAX_BYTES
+    )
 
 
 def may(app: EmrML, caller: str | None, location: str, *, write: bool = False) -> bool:

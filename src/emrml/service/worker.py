@@ -48,6 +48,12 @@ from emrml.storage.locations import configure as configure_storage
 log = logging.getLogger(__name__)
 
 
+#: How long a fenced step (``JobContext.fenced``) may run: S3's client gives up on the request that
+#: completes an upload long before (its timeouts and retries), and a worker that dies meanwhile is given
+#: up at once by a runner on its machine.
+STEP_SECONDS = 15 * 60.0
+
+
 class JobStopped(BaseException):
     """Raised in a job's worker at a progress point once its row is no longer this attempt's: the object was
     deleted, or a later attempt took the job over. A BaseException, like KeyboardInterrupt, so that no
@@ -69,6 +75,8 @@ class JobContext:
     _spark_jobs: list[int] = field(default_factory=list, repr=False)
     #: Set once a write found the row no longer this attempt's, or the runner asked the worker to stop.
     stopped: threading.Event = field(default_factory=threading.Event, repr=False)
+    #: While a fenced step runs: until when the attempt holds the job whatever its heartbeats (``fenced``).
+    held_until: float = field(default=0.0, repr=False)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -98,22 +106,35 @@ class JobContext:
         """Run ``step``, a change to what every attempt of the job shares (a datasource's sample and staged
         query result, a model's file, a batch prediction's manifest and results), only while this attempt
         holds the job, and hold it meanwhile; raise ``JobStopped`` (the step not run) when it no longer
-        does.
+        does, and (the step run) when the job's object was deleted while the step ran: what it wrote is
+        then removed as a deleted job's results are.
 
         A look at the row before the step would not do: the runner could give the attempt up between the
         look and the step, and a later attempt publish its output before this one's step overwrote it. The
-        look here is a write (the heartbeat) whose transaction stays open while the step runs, so the row
-        is locked: a runner giving the attempt up, or a later attempt claiming the job, waits until the
-        step is done. Steps are short (a rename, one request completing an upload); the metastore's other
-        writers wait for them as for any write (SQLite: the whole database; the others: this row).
+        look here is a write that reserves the job for ``STEP_SECONDS`` (its heartbeat set that far ahead,
+        which the heartbeat thread keeps), so no runner gives the attempt up for silence until the step is
+        done or that time has passed; a runner that stops its workers or retries after one died waits for
+        the worker's process to end. The step runs outside any transaction: a step that waits on the
+        network (the completion of an S3 upload, a PutObject) no longer keeps the metastore's other writers
+        waiting (SQLite: the whole database).
         """
         table = ENTITY_CLASSES[self.kind]
         where = [table.id == self.entity_id, table.status == "INPROGRESS", table.attempts == self.attempt]
-        with self.session() as session:
-            if not fenced_update(session, table, where, {"heartbeat_at": now()}):
-                self.stopped.set()
-                raise JobStopped
+        self.held_until = now() + STEP_SECONDS
+        try:
+            with self.session() as session:
+                if not fenced_update(session, table, where, {"heartbeat_at": self.held_until}):
+                    self.stopped.set()
+                    raise JobStopped
             step()
+        finally:
+            self.held_until = 0.0
+        if not self.write(heartbeat_at=now()):
+            raise JobStopped
+
+    def heartbeat_moment(self) -> float:
+        """The heartbeat to record now: the present, or the end of a fenced step's reservation."""
+        return max(now(), self.held_until)
 
     def record_spark_jobs(self, application: str, job_ids: list[int]) -> None:
         """Add Spark jobs the job ran (on the Spark engine) to its row, with their application."""
@@ -130,7 +151,9 @@ class JobContext:
             return
         self._last_report = moment
         if not self.write(
-            progress=min(max(fraction, 0.0), 1.0), progress_message=message, heartbeat_at=now()
+            progress=min(max(fraction, 0.0), 1.0),
+            progress_message=message,
+            heartbeat_at=self.heartbeat_moment(),
         ):
             raise JobStopped
 
@@ -196,7 +219,7 @@ def discard_failed(
 def _heartbeat(context: JobContext, stop: threading.Event) -> None:
     while not stop.wait(context.settings.job_lease_seconds / 4):
         try:
-            if not context.write(heartbeat_at=now()):
+            if not context.write(heartbeat_at=context.heartbeat_moment()):
                 return  # the job is no longer this attempt's: its next progress point stops it
         except SQLAlchemyError as exc:
             # The metastore full, or out of reach for a moment: the next beat tries again (the job's own

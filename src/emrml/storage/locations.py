@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -38,6 +40,13 @@ if TYPE_CHECKING:
 
 #: A schema (or recipe) may hold 131,071 characters; UTF-8 needs up to 4 bytes for each.
 TEXT_MAX_BYTES = 131071 * 4
+
+#: ``open_files`` reads up to this many S3 objects ahead of the one being read, at once, each read whole
+#: when it holds at most ``READ_AHEAD_OBJECT_BYTES`` (larger ones are streamed in their turn): S3 answers a
+#: request in tens of milliseconds, so a datasource of many small objects read one after the other spent
+#: its time waiting. Memory: at most their product (8 MiB) beyond the object being read.
+READ_AHEAD_OBJECTS = 8
+READ_AHEAD_OBJECT_BYTES = 1 << 20
 
 _S3_URI = re.compile(r"s3://([^/]+)(/.*)?")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -71,12 +80,96 @@ def list_files(location: str, *, what: str = "DataLocationS3") -> list[FileRef]:
     return files
 
 
-def open_binary(location: str, *, what: str = "location") -> BinaryIO:
-    """The raw (still compressed, if it is) bytes of the file ``location``, buffered in 1 MiB blocks."""
+def open_binary(location: str, *, what: str = "location", start: int = 0) -> BinaryIO:
+    """The raw (still compressed, if it is) bytes of the file ``location``, buffered in 1 MiB blocks, from
+    byte ``start`` (for an S3 object, the first request asks for the bytes from there)."""
     try:
-        return _backend(location).open(location)
+        backend = _backend(location)
+        if backend is _S3:
+            return _S3.store.open(location, BUFFER_BYTES, start=start)
+        stream = backend.open(location)
+        if start:
+            stream.seek(start)
+        return stream
     except OSError as exc:
         raise _os_error(exc, what, location) from exc
+
+
+def open_files(files: list[FileRef], *, what: str = "DataLocationS3") -> Iterator[BinaryIO]:
+    """The raw streams of ``files`` (as ``open_binary``), in their order, each opened when the one before
+    it is asked for; the caller closes each. The next small S3 objects are read meanwhile
+    (``READ_AHEAD_OBJECTS``), each pinned to the version its listing found; an object that cannot be
+    read raises when its turn comes, as ``open_binary`` would. Stopping early drops what was read ahead."""
+    ahead: dict[int, Future[BinaryIO]] = {}
+    with ThreadPoolExecutor(READ_AHEAD_OBJECTS, thread_name_prefix="emrml-read-ahead") as pool:
+        try:
+            for index, file in enumerate(files):
+                for later in range(index, min(index + READ_AHEAD_OBJECTS, len(files))):
+                    if later not in ahead and _read_ahead(files[later]):
+                        ahead[later] = pool.submit(_open_listed, files[later], what, READ_AHEAD_OBJECT_BYTES)
+                opening = ahead.pop(index, None)
+                yield opening.result() if opening is not None else _open_listed(file, what, 0)
+        finally:
+            for opening in ahead.values():
+                opening.cancel()
+            for opening in ahead.values():
+                if not opening.cancelled() and opening.exception() is None:
+                    opening.result().close()
+
+
+def _read_ahead(file: FileRef) -> bool:
+    return file.uri.startswith("s3://") and file.size <= READ_AHEAD_OBJECT_BYTES
+
+
+def _open_listed(file: FileRef, what: str, whole_up_to: int) -> BinaryIO:
+    """``open_binary`` of a listed file; an S3 object is read as the version listed (no HeadObject)."""
+    if not file.uri.startswith("s3://"):
+        return open_binary(file.uri, what=what)
+    _backend(file.uri)
+    # The quotes S3 puts around an ETag, which some stores leave out of listings: ``IfMatch`` wants them.
+    etag = f'"{file.etag.strip(chr(34))}"' if file.etag else ""
+    # A client-side encrypted object is its 16-byte tag longer than its data (``FileRef.size``).
+    whole = whole_up_to + 16 if whole_up_to else 0
+    try:
+        return _S3.store.open(file.uri, BUFFER_BYTES, etag=etag, whole_up_to=whole)
+    except OSError as exc:
+        raise _os_error(exc, what, file.uri) from exc
+
+
+#: Bytes of plaintext an ``authenticated_first`` stream keeps in memory; beyond, in a temporary file.
+SPOOL_MEMORY_BYTES = 8 << 20
+
+
+def authenticated_first(stream: BinaryIO, location: str, *, spool_dir: str, max_bytes: int) -> BinaryIO:
+    """``stream`` (from ``open_binary(location)``), or its bytes checked whole first where it hands out
+    bytes it authenticates only at its end: a client-side encrypted object, whose AES-GCM tag follows its
+    body. Its plaintext then goes to a temporary file in ``spool_dir`` (memory up to a few MiB), which is
+    returned rewound once the tag is checked: who sends it on (a download) never sends a byte of an altered
+    object, whose check raises ``DecryptionError`` before. ``InvalidInputException`` for an encrypted
+    object of more than ``max_bytes``. Takes ownership of ``stream``."""
+    if not location.startswith("s3://") or _S3.store.settings.cse is None:
+        return stream  # no key: an encrypted object is refused when opened
+    from emrml.storage.cse import DecryptingReader
+
+    reader = getattr(stream, "raw", None)
+    if not isinstance(reader, DecryptingReader):
+        return stream
+    with stream:
+        size = reader.remaining
+        if size > max_bytes:
+            raise InvalidInputException(
+                f"'{location}' is encrypted on the client side and {size:,} bytes long: it is checked whole "
+                f"before any of it is sent, up to {max_bytes:,} bytes; read it with an S3 encryption client"
+            )
+        os.makedirs(spool_dir, exist_ok=True)
+        spool = tempfile.SpooledTemporaryFile(SPOOL_MEMORY_BYTES, dir=spool_dir)  # noqa: SIM115 (handed out)
+        try:
+            shutil.copyfileobj(stream, spool, BUFFER_BYTES)
+        except BaseException:
+            spool.close()
+            raise
+    spool.seek(0)
+    return spool  # type: ignore[return-value]
 
 
 def read_text(location: str, max_bytes: int = TEXT_MAX_BYTES, *, what: str = "location") -> str:

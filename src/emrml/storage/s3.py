@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from emrml.config import Settings
     from emrml.storage.locations import FileRef
 
+#: Objects of at most this size are read whole when opened (``S3Store.open``).
+SMALL_OBJECT_BYTES = 256 << 10
 #: The smallest part S3 accepts (all but the last part of a multipart upload).
 MIN_PART_BYTES = 5 << 20
 
@@ -155,7 +157,8 @@ class S3Store:
 
         config = Config(
             retries={"max_attempts": self.settings.max_attempts, "mode": "standard"},
-            max_pool_connections=max(10, self.settings.parts_in_flight * 2),
+            # Upload parts in flight, and the objects ``locations.open_files`` reads ahead.
+            max_pool_connections=max(10, self.settings.parts_in_flight * 2) + 8,
             s3={"addressing_style": "path"} if self.settings.endpoint_url else {},
         )
         session = boto3.session.Session()
@@ -280,15 +283,43 @@ class S3Store:
 
     # --- reading ----------------------------------------------------------------------------------------
 
-    def open(self, location: str, buffer_bytes: int) -> BinaryIO:
-        from emrml.storage.cse import open_decrypting
+    def open(
+        self, location: str, buffer_bytes: int, *, etag: str = "", whole_up_to: int = 0, start: int = 0
+    ) -> BinaryIO:
+        """The object's bytes, buffered, from byte ``start``. ``etag``: the version its listing found,
+        which the read is pinned to (an object replaced since fails the read). ``whole_up_to``: an object
+        of at most that many bytes is read whole now, into memory (``locations.open_files`` reads the next
+        few ahead so)."""
+        from emrml.storage.cse import is_encrypted, open_decrypting
 
         bucket, key = split(location)
         if not key or key.endswith("/"):
             raise IsADirectoryError(errno.EISDIR, "Is a directory (an S3 prefix)", location)
-        head = self.call("head_object", bucket, key)
-        raw = RangeReader(self, bucket, key, int(head["ContentLength"]), head.get("ETag"))
-        decrypted = open_decrypting(raw, head, location, self.settings.cse)
+        # One GET, no HeadObject first: its response says all a HEAD would (size, ETag, the client-side
+        # encryption envelope), and that HEAD was half the requests of reading many small objects.
+        arguments = {"IfMatch": etag} if etag else {}
+        if start:
+            arguments["Range"] = f"bytes={start}-"
+        try:
+            response = _pinned(lambda: self.call("get_object", bucket, key, **arguments))
+        except S3Error as exc:
+            if exc.code != "InvalidRange":
+                raise
+            # At or past the end: an empty range of the object, whose size a HEAD tells.
+            response = {**self.call("head_object", bucket, key), "Body": io.BytesIO()}
+            start = int(response["ContentLength"])
+        if start and is_encrypted(response):
+            # A range of a decrypted stream could not be authenticated (as a seek of one is refused).
+            response["Body"].close()
+            raise io.UnsupportedOperation("an object encrypted on the client side is read from its start")
+        size = int(str(response.get("ContentRange", "")).rpartition("/")[2] or response["ContentLength"])
+        raw: Any = RangeReader(self, bucket, key, size, response.get("ETag"), response["Body"], start)
+        # A small object is read whole at once, so that reading its first bytes again (the codec sniffed
+        # from its head, then the stream rewound) costs no second GET.
+        if not start and size <= max(whole_up_to, SMALL_OBJECT_BYTES):
+            with raw:
+                raw = io.BytesIO(raw.readall())
+        decrypted = open_decrypting(raw, response, location, self.settings.cse)
         return io.BufferedReader(decrypted, buffer_bytes)  # type: ignore[arg-type,return-value]
 
     # --- writing ----------------------------------------------------------------------------------------
@@ -337,6 +368,16 @@ def _common_prefix(keys: list[str]) -> str:
     return first[:length]
 
 
+def _pinned(get: Callable[[], Any]) -> Any:
+    """``get()``, a GET pinned to a version (``IfMatch``), its "precondition failed" said as what it means."""
+    try:
+        return get()
+    except S3Error as exc:
+        if exc.code == "PreconditionFailed":
+            raise S3Error("PreconditionFailed", "the object changed while it was being read") from None
+        raise
+
+
 # Errors of a body that broke off mid-stream, worth resuming from where it stopped.
 def _transient_read_errors() -> tuple[type[BaseException], ...]:
     from botocore.exceptions import ConnectionError as BotoConnectionError
@@ -357,11 +398,21 @@ def _transient_read_errors() -> tuple[type[BaseException], ...]:
 class RangeReader(io.RawIOBase):
     """The bytes of one object version, read through ranged GETs from the current position."""
 
-    def __init__(self, store: S3Store, bucket: str, key: str, size: int, etag: str | None) -> None:
+    def __init__(
+        self,
+        store: S3Store,
+        bucket: str,
+        key: str,
+        size: int,
+        etag: str | None,
+        body: Any = None,
+        position: int = 0,
+    ) -> None:
         self.store = store
         self.bucket, self.key, self.size, self.etag = bucket, key, size, etag
-        self.position = 0
-        self.body: Any = None
+        self.position = position
+        #: The body being read from ``position``: the opening GET's, then that of each range requested.
+        self.body: Any = body
 
     def readable(self) -> bool:
         return True
@@ -409,12 +460,7 @@ class RangeReader(io.RawIOBase):
         arguments: dict[str, Any] = {"Range": f"bytes={self.position}-"}
         if self.etag:
             arguments["IfMatch"] = self.etag
-        try:
-            return self.store.call("get_object", self.bucket, self.key, **arguments)["Body"]
-        except S3Error as exc:
-            if exc.code == "PreconditionFailed":
-                raise S3Error("PreconditionFailed", "the object changed while it was being read") from None
-            raise
+        return _pinned(lambda: self.store.call("get_object", self.bucket, self.key, **arguments))["Body"]
 
     def _drop_body(self) -> None:
         if self.body is not None:

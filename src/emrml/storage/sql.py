@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import ssl
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import pyarrow as pa
 
@@ -37,6 +38,11 @@ MYSQL_DECIMAL_SCALE = 10
 CONNECT_TIMEOUT = 10
 #: The schemes a connection URL may have, by the API that may use it.
 SCHEMES = {"RDS": ("mysql", "mariadb"), "Redshift": ("postgresql", "postgres", "redshift")}
+
+#: The options a MySQL / MariaDB connection URL may carry (``?ssl-mode=VERIFY_CA&ssl-ca=/path/ca.pem``): TLS,
+#: as the MySQL client spells it and connectorx reads it; the first connection (pymysql) is given the same.
+MYSQL_SSL_MODES = ("DISABLED", "PREFERRED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY")
+MYSQL_URL_OPTIONS = ("ssl-mode", "ssl-ca")
 
 Progress = Callable[[float, str | None], None]
 
@@ -93,6 +99,8 @@ def resolve(
             f"setting sql_connections[{identifier!r}] = {url!r}: a {api} connection is "
             f"{' or '.join(f'{s}://host:port' for s in SCHEMES[api])}"
         )
+    if api == "RDS":
+        _check_mysql_options(identifier, parts.query)
     for member, value in (("Username", user), ("Password", password)):
         try:
             value.encode()  # the drivers send it in UTF-8
@@ -102,6 +110,48 @@ def resolve(
                 "code point): no database can have been given it"
             ) from None
     return SqlSource(api, identifier, url, database, user, password)
+
+
+def _check_mysql_options(identifier: str, query: str) -> None:
+    """DataError for a MySQL URL option the drivers would not both apply (``MYSQL_URL_OPTIONS``)."""
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name not in MYSQL_URL_OPTIONS:
+            raise DataError(
+                f"setting sql_connections[{identifier!r}]: the URL option {name!r} is not one emrml knows; a "
+                "MySQL connection URL takes ssl-mode (" + ", ".join(MYSQL_SSL_MODES) + ") and ssl-ca (the "
+                "file of the certificate authority that signed the server's), e.g. "
+                "mysql://host:3306?ssl-mode=VERIFY_IDENTITY&ssl-ca=/etc/ssl/rds-ca.pem"
+            )
+        if name == "ssl-mode" and value.upper() not in MYSQL_SSL_MODES:
+            raise DataError(
+                f"setting sql_connections[{identifier!r}]: ssl-mode {value!r} is none of "
+                + ", ".join(MYSQL_SSL_MODES)
+            )
+
+
+def _mysql_tls(source: SqlSource) -> dict[str, Any]:
+    """pymysql's arguments for the URL's TLS options, as connectorx applies them to the read: so that the
+    connection made first (for its quick, clear refusals) is made as the read's would be."""
+    options = dict(parse_qsl(urlsplit(source.url).query))
+    mode = options.get("ssl-mode", "").upper()
+    if not mode:
+        return {}  # both drivers use TLS when the server offers it
+    if mode == "DISABLED":
+        return {"ssl_disabled": True}
+    try:
+        context = ssl.create_default_context(cafile=options.get("ssl-ca") or None)
+    except OSError as exc:
+        raise DataError(
+            f"cannot connect to {source.what}: the certificate authority file ssl-ca "
+            f"{options['ssl-ca']!r} cannot be read ({exc.strerror or exc})"
+        ) from None
+    # PREFERRED too: connectorx refuses a server without TLS under it.
+    if mode in ("PREFERRED", "REQUIRED"):
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif mode == "VERIFY_CA":
+        context.check_hostname = False
+    return {"ssl": context}
 
 
 _FIRST_WORD = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/|\()*(\w*)", re.DOTALL)
@@ -164,12 +214,13 @@ def _clean(error: BaseException) -> str:
     return text
 
 
-def _check_mysql_decimals(connection: Any, query: str) -> bool:
-    """DataError for a DECIMAL result column with more digits after the point than the MySQL driver reads,
-    which it would round off without a word (DECIMAL(38,20)'s 0.12345678901234567890 staged as 0.1234567890).
+def _described_mysql(connection: Any, query: str) -> list[str] | None:
+    """The result's TIMESTAMP columns (``_utc_timestamps``); DataError for a DECIMAL result column with
+    more digits after the point than the MySQL driver reads, which it would round off without a word
+    (DECIMAL(38,20)'s 0.12345678901234567890 staged as 0.1234567890).
 
     The columns are described without running the query: as a derived table with LIMIT 0, which the server
-    answers from the query's plan. False when the query cannot be described so.
+    answers from the query's plan. None when the query cannot be described so.
     """
     import pymysql
     from pymysql.constants import FIELD_TYPE
@@ -182,7 +233,7 @@ def _check_mysql_decimals(connection: Any, query: str) -> bool:
             # A derived table refuses some queries the server runs (two columns of one name, a semicolon
             # followed by a comment): the driver runs such a query as written, and its own error or the
             # column checks speak for it.
-            return False
+            return None
         description = cursor.description or ()
     for name, type_code, _, _, _, scale, _ in description:
         if type_code in (FIELD_TYPE.DECIMAL, FIELD_TYPE.NEWDECIMAL) and scale > MYSQL_DECIMAL_SCALE:
@@ -193,7 +244,24 @@ def _check_mysql_decimals(connection: Any, query: str) -> bool:
                 f"the query, e.g. CAST({quoted} AS DOUBLE) (NUMERIC values are read as 64-bit floats, "
                 f"about 16 significant digits, anyway) or ROUND({quoted}, {MYSQL_DECIMAL_SCALE})"
             )
-    return True
+    return [name for name, type_code, *_ in description if type_code == FIELD_TYPE.TIMESTAMP]
+
+
+def _utc_timestamps(reader: pa.RecordBatchReader, names: list[str]) -> pa.RecordBatchReader:
+    """``reader`` with its columns ``names`` (MySQL TIMESTAMPs, read in the session's time zone, UTC) typed
+    as UTC instants: staged as ``…Z``, as PostgreSQL's ``timestamptz`` is. A DATETIME has no time zone and
+    stays as it is."""
+    utc = set(names)
+    fields = [
+        field.with_type(pa.timestamp(field.type.unit, "UTC"))
+        if field.name in utc and pa.types.is_timestamp(field.type) and field.type.tz is None
+        else field
+        for field in reader.schema
+    ]
+    schema = pa.schema(fields, metadata=reader.schema.metadata)
+    if schema.equals(reader.schema):
+        return reader
+    return pa.RecordBatchReader.from_batches(schema, (batch.cast(schema) for batch in reader))
 
 
 @contextmanager
@@ -217,12 +285,13 @@ def _mysql_batches(source: SqlSource, query: str) -> Iterator[pa.RecordBatchRead
             password=source.password.encode(),
             database=source.database,
             connect_timeout=CONNECT_TIMEOUT,
+            **_mysql_tls(source),
         )
     except pymysql.Error as exc:
         reason = exc.args[1] if len(exc.args) == 2 else str(exc)  # pymysql's args: (code, message)
         raise DataError(f"cannot connect to {source.what}: {reason}") from None
     try:
-        described = _check_mysql_decimals(connection, query)
+        timestamps = _described_mysql(connection, query)
     finally:
         connection.close()
     try:
@@ -231,8 +300,9 @@ def _mysql_batches(source: SqlSource, query: str) -> Iterator[pa.RecordBatchRead
             query,
             return_type="arrow_stream",
             batch_size=BATCH_ROWS,
-            # Every later transaction of the session, the query's included, is read-only.
-            pre_execution_query=["SET SESSION TRANSACTION READ ONLY"],
+            # Every later transaction of the session, the query's included, is read-only; TIMESTAMPs are
+            # sent in UTC (the server's time zone by default, which the values would not say).
+            pre_execution_query=["SET SESSION TRANSACTION READ ONLY", "SET SESSION time_zone = '+00:00'"],
         )
     # connectorx raises RuntimeError for a query the server refuses, and a pyo3 PanicException (a
     # BaseException) for one that fails while running.
@@ -241,14 +311,14 @@ def _mysql_batches(source: SqlSource, query: str) -> Iterator[pa.RecordBatchRead
             raise
         raise DataError(f"SelectSqlQuery failed on {source.what}: {_clean(exc)}") from None
     decimal = next((field.name for field in reader.schema if pa.types.is_decimal(field.type)), None)
-    if not described and decimal is not None:
+    if timestamps is None and decimal is not None:
         # Its digits after the point were not counted: it might be rounded off.
         raise DataError(
             f"SelectSqlQuery column {decimal!r} is a DECIMAL whose digits after the point could not be "
             "counted, as the query cannot be read as a subquery (SELECT * FROM (query) AS q); without a "
             "comment after its semicolon it can be, or convert the column, e.g. CAST(... AS DOUBLE)"
         )
-    yield _guarded(reader, source)
+    yield _guarded(_utc_timestamps(reader, timestamps or []), source)
 
 
 @contextmanager

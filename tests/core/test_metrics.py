@@ -720,6 +720,21 @@ def test_sufficient_data_boundary_is_ten_percent() -> None:
     assert not alerts(evaluation_records=99)["Sufficient data used"]["passed"]
 
 
+def test_alert_counts_have_thousands_separators() -> None:
+    """Counts read as the CLI and the console write them: "12,000 records", not "12000 records"."""
+    result = alerts(training_records=40_000, evaluation_records=12_000, invalid_evaluation_records=1_234)
+    assert "used 12,000 records" in result["Sufficient data used"]["message"]
+    assert "of the 40,000 training records" in result["Sufficient data used"]["message"]
+    assert result["All records used"]["message"].startswith("1,234 evaluation records were invalid")
+    numeric = alerts(
+        training_target=NumericTarget(25_000.5, 900.0), evaluation_target=NumericTarget(26_000.0, 950)
+    )
+    assert (
+        "Target mean 26,000 (evaluation) vs 25,000.5 (training)"
+        in numeric["Distribution of target variable"]["message"]
+    )
+
+
 def test_numeric_target_rule() -> None:
     def passed(training: NumericTarget, evaluation: NumericTarget) -> bool:
         result = alerts(training_target=training, evaluation_target=evaluation)
@@ -791,7 +806,7 @@ def test_regression_predictions_outside_the_target_range_are_flagged() -> None:
     alert = negative["Predictions in the target's range"]
     assert not alert["passed"]
     assert (
-        "341 of 16219 predictions" in alert["message"]
+        "341 of 16,219 predictions" in alert["message"]
         and "negative for a target that never was" in alert["message"]
     )
     few = _by_name(quality_alerts("REGRESSION", result, [], (-5.0, 500.0), (10, 3)))

@@ -11,7 +11,6 @@ from rich.table import Table
 
 from emrml.cli_render.parts import (
     format_bytes,
-    format_number,
     keep_numbers_whole,
     key_values,
     sparkline,
@@ -19,6 +18,7 @@ from emrml.cli_render.parts import (
     timing_rows,
     titled_table,
 )
+from emrml.core.readable import format_number
 
 
 def datasource_view(described: dict[str, Any]) -> list[RenderableType]:

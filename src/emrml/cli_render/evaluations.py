@@ -14,7 +14,6 @@ from emrml.cli_render.parts import (
     alerts_table,
     bar_chart,
     format_metric,
-    format_number,
     keep_numbers_whole,
     key_values,
     share_text,
@@ -22,6 +21,7 @@ from emrml.cli_render.parts import (
     timing_rows,
     titled_table,
 )
+from emrml.core.readable import format_number
 
 #: Bins of the binary score histograms as drawn: 20 of width 0.05, aggregated from the stored 100.
 SCORE_BIN_HUNDREDTHS = 5

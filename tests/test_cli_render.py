@@ -214,3 +214,29 @@ def test_a_chart_title_too_long_for_its_chart_ends_in_an_ellipsis() -> None:
     assert header.split() == ["Actual", "1s", "(1,385,…", "Actual", "0s", "(10,840…"]
     wide = drawn(*evaluation_view(described, 100), width=100)
     assert "Actual 1s (1,385,000)" in wide and "Actual 0s (10,840,000)" in wide
+
+
+def test_the_residuals_name_a_bias_only_when_it_is_a_material_part_of_the_error() -> None:
+    """A mean residual of 0.4 against an RMSE of 30 read "on average the model under-predicts": a bias that
+    explains 0.02 % of the squared error. The CLI names one only from 1 % (|mean| ≥ 0.1 RMSE)."""
+
+    def title(mean: float) -> str:
+        metrics = {
+            "RegressionRMSE": 30.0,
+            "baseline": 50.0,
+            "meanResidual": mean,
+            "residualHistogram": {"edges": [-10.0, 0.0, 10.0], "counts": [4, 6], "below": 0, "above": 0},
+        }
+        described = {
+            "GetEvaluation": {"EvaluationId": "ev", "Status": "COMPLETED"},
+            "GetEvaluationInsights": {"MLModelType": "REGRESSION", "Insights": {"metrics": metrics}},
+        }
+        return next(
+            line for line in drawn(*evaluation_view(described, 100)).splitlines() if "Residuals" in line
+        )
+
+    assert title(0.4).endswith("mean 0.4; the model is unbiased (|mean| under 10% of the RMSE)")
+    assert title(-2.9).endswith("the model is unbiased (|mean| under 10% of the RMSE)")
+    assert title(0.0).endswith("the model is unbiased (|mean| under 10% of the RMSE)")
+    assert title(3.0).endswith("mean 3; on average the model under-predicts")
+    assert title(-4.5).endswith("mean -4.5; on average the model over-predicts")

@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
+import numbers
 import sys
 import uuid
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -77,6 +79,39 @@ def absolute_location(data: str | Path, *, what: str = "data") -> str:
     if not locations.exists(location):
         raise InvalidInputException(f"{what} {text}: no such file or folder")
     return location
+
+
+def string_values(values: Mapping[str, Any], what: str) -> dict[str, str]:
+    """``values`` with every value a string, as a ``Record`` (or ``Parameters``) map needs: a number as
+    Python writes it (``42`` → ``"42"``, ``0.5`` → ``"0.5"``), a boolean as JSON does (``"true"``,
+    ``"false"``), None (JSON null) as ``""``, a missing value. ``InvalidInputException`` naming ``what``
+    and the key for anything else (a list, an object, NaN or an infinity): no string says what it meant."""
+    if not isinstance(values, Mapping):
+        raise InvalidInputException(f"{what} must map names to values, not {type(values).__name__}")
+    strings = {}
+    for key, value in values.items():
+        if isinstance(value, str):
+            strings[key] = value
+        elif value is None:
+            strings[key] = ""
+        elif isinstance(value, bool):
+            strings[key] = "true" if value else "false"
+        elif isinstance(value, numbers.Integral):
+            strings[key] = str(int(value))
+        elif isinstance(value, numbers.Real) and math.isfinite(value):
+            strings[key] = str(value)
+        else:
+            if isinstance(value, numbers.Real):
+                kind = f"{value} (not a finite number)"
+            elif isinstance(value, Mapping):
+                kind = "an object"
+            else:
+                kind = "a list" if isinstance(value, list | tuple) else f"a {type(value).__name__}"
+            raise InvalidInputException(
+                f"{what}: the value of {key!r} is {kind}; a value is a string, a number, true, false or "
+                "null (a missing value)"
+            )
+    return strings
 
 
 def unknown_attribute_warnings(record: dict[str, Any], names: list[str]) -> list[str]:
@@ -214,7 +249,7 @@ class Client:
                 f"parameters must be a dict of training parameters, not {type(parameters).__name__}"
             )
         if parameters:
-            request["Parameters"] = {key: str(value) for key, value in parameters.items()}
+            request["Parameters"] = string_values(parameters, "parameters")
         if recipe is not None:
             request["Recipe"] = _recipe_text(recipe)
         self.service.call("CreateMLModel", request)
@@ -452,13 +487,15 @@ class Model:
 
         return load_model(self.id, home=self.client.service.settings.home)
 
-    def predict(self, record: dict[str, str]) -> dict[str, Any]:
-        """The Predict operation's ``Prediction`` for one record (attribute name → string value), scored in
-        this process: no real-time endpoint needed. The model is loaded on the first call and kept by the
-        client while its status and ``ScoreThreshold`` stay as they were (each call checks them: a model
-        deleted or given another threshold meanwhile is not scored as it was); :meth:`predictor` scores
-        many records without that check. A name that is not one of the model's attributes is ignored, as
-        Predict ignores it, with a warning naming the attribute it is closest to."""
+    def predict(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """The Predict operation's ``Prediction`` for one record (attribute name → value), scored in this
+        process: no real-time endpoint needed. A value is a string, or a number, a boolean or None written
+        as one (:func:`string_values`: ``{"age": 41}`` is ``{"age": "41"}``). The model is loaded on the
+        first call and kept by the client while its status and ``ScoreThreshold`` stay as they were (each
+        call checks them: a model deleted or given another threshold meanwhile is not scored as it was);
+        :meth:`predictor` scores many records without that check. A name that is not one of the model's
+        attributes is ignored, as Predict ignores it, with a warning naming the attribute it is closest to."""
+        strings = string_values(record, "record")
         described = self.client.service.call("GetMLModel", {"MLModelId": self.id})
         version = tuple(
             described.get(member)
@@ -472,9 +509,9 @@ class Model:
         while len(cache) > PREDICTORS_KEPT:
             cache.popitem(last=False)
         predictor = cached[1]
-        for message in unknown_attribute_warnings(record, predictor.schema.names):
+        for message in unknown_attribute_warnings(strings, predictor.schema.names):
             warnings.warn(f"{self.id}: {message}", stacklevel=2)
-        return predictor.predict(record)
+        return predictor.predict(strings)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ with the object's ``Message``.
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import numbers
@@ -41,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from emrml.config import Settings
 from emrml.core.json_text import load_json
+from emrml.core.schema import did_you_mean
 from emrml.errors import AmazonMLError, InvalidInputException
 from emrml.results import result_batches
 from emrml.storage import locations
@@ -122,8 +122,7 @@ def unknown_attribute_warnings(record: dict[str, Any], names: list[str]) -> list
     found = []
     for key in record:
         if key not in names:
-            close = difflib.get_close_matches(key, names, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(key, names)
             found.append(f"{key!r} is not an attribute of the model{hint}; it was ignored")
     return found
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -463,6 +464,27 @@ def test_every_exit_code_is_documented() -> None:
     table = {int(code) for code in re.findall(r"^\| (\d) \| ", readme, re.MULTILINE)}
     assert codes <= table, sorted(codes - table)
     assert codes <= {int(code) for code in re.findall(r"(\d) [a-z]", EXIT_CODES_HELP)}
+
+
+def test_each_command_s_line_in_the_command_lists_is_a_whole_phrase() -> None:
+    """The lists of `emrml GROUP --help` show a help up to its first ". ": "Run or await a datasource's job
+    (e.g." ended there. And a noun takes its article: "Rename a evaluation." read wrong."""
+    import re
+
+    import typer.main
+
+    def commands(group: Any, path: str) -> Iterator[tuple[str, Any]]:
+        for name, command in getattr(group, "commands", {}).items():
+            yield f"{path} {name}", command
+            yield from commands(command, f"{path} {name}")
+
+    root = typer.main.get_command(app)
+    listed = {path: command.get_short_help_str(limit=1000) for path, command in commands(root, "emrml")}
+    assert len(listed) > 50
+    for path, line in listed.items():
+        assert line.count("(") == line.count(")"), (path, line)
+        assert not re.search(r"\ba [aeio]", line), (path, line)  # "a user" is right
+    assert listed["emrml evaluation update"] == "Rename an evaluation."
 
 
 def test_commands_started_at_once_on_a_new_home_all_work(tmp_path: Path) -> None:

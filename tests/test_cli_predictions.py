@@ -53,6 +53,7 @@ def test_endpoint_and_predict(trained: Path) -> None:
     record = json.dumps({"message": "WINNER!! Claim your free prize now, call 09061701461"})
     refused = cli(trained, "predict", "ml-sms", "--record", record, code=6)
     assert "PredictorNotMountedException" in error_line(refused)
+    assert error_line(refused).endswith("(emrml endpoint create ml-sms)")
     info = cli_json(trained, "endpoint", "create", "ml-sms")["RealtimeEndpointInfo"]
     assert info["EndpointStatus"] == "READY" and info["PeakRequestsPerSecond"] == 200
     # Another process (this invocation) mounts the endpoint from the metastore.

@@ -39,7 +39,7 @@ from emrml.cli_common import (
 from emrml.cli_objects import KINDS, ModelType, print_view, report_created
 from emrml.config import Settings
 from emrml.core.json_text import load_json
-from emrml.errors import InvalidInputException, ResourceNotFoundException
+from emrml.errors import InvalidInputException, PredictorNotMountedException, ResourceNotFoundException
 from emrml.library import absolute_uri, string_values, unknown_attribute_warnings
 
 if TYPE_CHECKING:
@@ -395,7 +395,11 @@ def predict(
     model = service.call("GetMLModel", {"MLModelId": model_id, "Verbose": True})
     endpoint = (model.get("EndpointInfo") or {}).get("EndpointUrl", "")
     request = {"MLModelId": model_id, "Record": values, "PredictEndpoint": endpoint}
-    result = service.call("Predict", request)
+    try:
+        result = service.call("Predict", request)
+    except PredictorNotMountedException as error:
+        # The service names the API operation; on the command line the endpoint is one command away.
+        raise PredictorNotMountedException(f"{error.message} (emrml endpoint create {model_id})") from None
     if current.json:
         print_json(result)
     else:

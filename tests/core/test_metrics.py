@@ -727,10 +727,10 @@ def test_alert_counts_have_thousands_separators() -> None:
     assert "of the 40,000 training records" in result["Sufficient data used"]["message"]
     assert result["All records used"]["message"].startswith("1,234 evaluation records were invalid")
     numeric = alerts(
-        training_target=NumericTarget(25_000.5, 900.0), evaluation_target=NumericTarget(26_000.0, 950)
+        training_target=NumericTarget(25_010.0, 900.0), evaluation_target=NumericTarget(26_000.0, 950)
     )
     assert (
-        "Target mean 26,000 (evaluation) vs 25,000.5 (training)"
+        "Target mean 26,000 (evaluation) vs 25,010 (training)"
         in numeric["Distribution of target variable"]["message"]
     )
 
@@ -796,6 +796,19 @@ def test_a_metric_no_better_than_its_baseline_is_flagged(model_type: str, result
 
     alert = _by_name(quality_alerts(model_type, result, []))["Better than the baseline"]
     assert alert["passed"] is passed
+
+
+def test_a_metric_reads_in_its_alert_as_in_the_evaluation_summary() -> None:
+    """The summary wrote "MulticlassAvgFScore 0.2263 (baseline 0.0871 ...)", the alert below it "0.226251
+    against the baseline's 0.0870969": the alerts write numbers as the CLI does."""
+    from emrml.core.alerts import quality_alerts
+
+    result = {"MulticlassAvgFScore": 0.226251, "baseline": 0.0870969}
+    alert = _by_name(quality_alerts("MULTICLASS", result, [1.41, 0.980549]))
+    assert alert["Better than the baseline"]["message"].startswith(
+        "MulticlassAvgFScore 0.2263 against the baseline's 0.0871:"
+    )
+    assert alert["Training converged"]["message"] == "The loss fell to 0.9805 over 2 passes."
 
 
 def test_regression_predictions_outside_the_target_range_are_flagged() -> None:

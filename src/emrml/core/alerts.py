@@ -35,8 +35,9 @@ TargetDistribution = Mapping[str, float] | NumericTarget
 
 
 def _number(value: float) -> str:
-    """A count or a measure in a message, as the CLI writes numbers (``12,345``, ``0.1057``)."""
-    return format_number(value, 6)
+    """A count or a measure in a message, as the CLI writes numbers (``12,345``, ``0.1057``): a metric
+    reads the same in an alert as in the evaluation's summary above it."""
+    return format_number(value)
 
 
 def _alert(name: str, passed: bool, message: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv  # loaded before the memory of reading results is traced
 import pytest
@@ -153,6 +154,9 @@ def test_batch_and_single_predictions(
         (True, "true"),
         (False, "false"),
         (None, ""),
+        (float("nan"), ""),  # pandas' missing value (a DataFrame's rows as dicts)
+        (np.int64(3), "3"),
+        (np.float32(0.1), "0.1"),
     ],
 )
 def test_record_values_are_written_as_strings(value: object, text: str) -> None:
@@ -164,8 +168,8 @@ def test_record_values_are_written_as_strings(value: object, text: str) -> None:
     [
         ({"b": "1"}, "is an object"),
         (["1"], "is a list"),
-        (float("nan"), "is nan (not a finite number)"),
-        (float("inf"), "is inf"),
+        (float("inf"), "is inf (not a finite number)"),
+        (float("-inf"), "is -inf"),
         (b"1", "is a bytes"),
     ],
 )

@@ -81,37 +81,41 @@ def absolute_location(data: str | Path, *, what: str = "data") -> str:
     return location
 
 
+def value_text(value: Any, what: str, key: object) -> str:
+    """A record's (or a parameter's) value as the string the API takes: a number as Python writes it
+    (``42`` → ``"42"``, ``0.5`` → ``"0.5"``), a boolean as JSON does (``"true"``, ``"false"``), None (JSON
+    null) and NaN (pandas' missing value) as ``""``, a missing value. ``InvalidInputException`` naming
+    ``what`` and ``key`` for anything else (a list, an object, an infinity): no string says what it meant."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        if math.isnan(value):
+            return ""
+        if math.isfinite(value):
+            return str(value)
+        kind = f"{value} (not a finite number)"
+    elif isinstance(value, Mapping):
+        kind = "an object"
+    else:
+        kind = "a list" if isinstance(value, list | tuple) else f"a {type(value).__name__}"
+    raise InvalidInputException(
+        f"{what}: the value of {key!r} is {kind}; a value is a string, a number, true, false or null (a "
+        "missing value)"
+    )
+
+
 def string_values(values: Mapping[str, Any], what: str) -> dict[str, str]:
-    """``values`` with every value a string, as a ``Record`` (or ``Parameters``) map needs: a number as
-    Python writes it (``42`` → ``"42"``, ``0.5`` → ``"0.5"``), a boolean as JSON does (``"true"``,
-    ``"false"``), None (JSON null) as ``""``, a missing value. ``InvalidInputException`` naming ``what``
-    and the key for anything else (a list, an object, NaN or an infinity): no string says what it meant."""
+    """``values`` with every value a string (:func:`value_text`), as a ``Record`` or ``Parameters`` map
+    needs."""
     if not isinstance(values, Mapping):
         raise InvalidInputException(f"{what} must map names to values, not {type(values).__name__}")
-    strings = {}
-    for key, value in values.items():
-        if isinstance(value, str):
-            strings[key] = value
-        elif value is None:
-            strings[key] = ""
-        elif isinstance(value, bool):
-            strings[key] = "true" if value else "false"
-        elif isinstance(value, numbers.Integral):
-            strings[key] = str(int(value))
-        elif isinstance(value, numbers.Real) and math.isfinite(value):
-            strings[key] = str(value)
-        else:
-            if isinstance(value, numbers.Real):
-                kind = f"{value} (not a finite number)"
-            elif isinstance(value, Mapping):
-                kind = "an object"
-            else:
-                kind = "a list" if isinstance(value, list | tuple) else f"a {type(value).__name__}"
-            raise InvalidInputException(
-                f"{what}: the value of {key!r} is {kind}; a value is a string, a number, true, false or "
-                "null (a missing value)"
-            )
-    return strings
+    return {key: value_text(value, what, key) for key, value in values.items()}
 
 
 def unknown_attribute_warnings(record: dict[str, Any], names: list[str]) -> list[str]:

@@ -240,3 +240,53 @@ def test_the_residuals_name_a_bias_only_when_it_is_a_material_part_of_the_error(
     assert title(0.0).endswith("the model is unbiased (|mean| under 10% of the RMSE)")
     assert title(3.0).endswith("mean 3; on average the model under-predicts")
     assert title(-4.5).endswith("mean -4.5; on average the model over-predicts")
+
+
+def test_stream_counts_are_written_as_the_other_views_write_them() -> None:
+    """`emrml stream list` and `show` wrote their counts bare (``RecordsIn 1250000``) in boxed tables
+    unlike every other view; they write them as the lists do (``1,250,000``)."""
+    from emrml.cli_stream import stream_sections, streams_table
+
+    item = {
+        "StreamId": "st-1",
+        "Status": "RUNNING",
+        "MLModelId": "ml-1",
+        "InputStream": "kinesis://in",
+        "OutputUri": "s3://out/",
+        "Consumers": 2,
+        "RecordsIn": 1_250_000,
+        "RecordsOut": 1_249_000,
+        "RecordsFailed": 1_000,
+        "RecordsPerSecond": 2_500.5,
+        "MillisBehindLatest": 12_000,
+    }
+    listed = drawn(streams_table([item]), width=120)
+    assert re.search(
+        r"st-1\s+RUNNING\s+ml-1\s+kinesis://in\s+2\s+1,250,000\s+1,249,000\s+1,000\s+2,500", listed
+    )
+    lease = {
+        "ShardId": "shardId-000000000000",
+        "ParentShardIds": [],
+        "Owner": "c-1",
+        "Checkpoint": "4959",
+        "CheckpointedAt": None,
+        "MillisBehindLatest": 12_000,
+        "RecordsIn": 1_250_000,
+        "RecordsOut": 1_249_000,
+        "RecordsFailed": 1_000,
+    }
+    consumer = {
+        "ConsumerId": "c-1",
+        "Host": "h",
+        "Pid": 41_234,
+        "Leases": 1,
+        "RecordsPerSecond": 2_500.5,
+        "LastHeartbeatAt": 0,
+    }
+    shown = drawn(
+        *stream_sections({**item, "ShardLeases": [lease], "ConsumerProcesses": [consumer]}), width=120
+    )
+    assert re.search(r"RecordsIn\s+1,250,000", shown)
+    assert re.search(r"shardId-000000000000\s+c-1\s+4959\s+12,000\s+1,250,000\s+1,249,000\s+1,000", shown)
+    assert re.search(r"c-1\s+h\s+41234\s+1\s+2,500", shown)  # a process id is no count
+    assert "┃" not in listed + shown

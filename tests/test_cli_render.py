@@ -83,6 +83,21 @@ def test_a_numeric_target_s_summary_is_in_words_not_member_names() -> None:
     assert [shown[key] for key in ("Min", "Median", "Mean", "Max")] == ["1", "142", "189.5", "977"]
 
 
+def test_a_class_target_s_shares_are_written_as_the_evaluations_write_shares() -> None:
+    """The datasource's target table wrote "89.0 %", the evaluation's tables "89.0%"."""
+    described: dict[str, Any] = {
+        "GetDataSource": {"DataSourceId": "ds-bank", "Status": "COMPLETED"},
+        "GetDataSourceStatistics": {
+            "Statistics": {
+                "target": {"name": "y", "type": "BINARY", "distribution": {"counts": {"0": 4_452, "1": 548}}}
+            }
+        },
+    }
+    text = drawn(*datasource_view(described))
+    assert re.search(r"^0\s+4,452\s+89\.0%\s*$", text, re.MULTILINE)
+    assert re.search(r"^1\s+548\s+11\.0%\s*$", text, re.MULTILINE)
+
+
 def _binary_evaluation(score_threshold: float) -> dict[str, Any]:
     table = [
         {

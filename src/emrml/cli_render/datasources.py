@@ -13,6 +13,7 @@ from emrml.cli_render.parts import (
     format_bytes,
     keep_numbers_whole,
     key_values,
+    share_text,
     sparkline,
     status_text,
     timing_rows,
@@ -143,7 +144,7 @@ def _target_table(target: dict[str, Any]) -> Table:
         table = titled_table(title, "Value", "Count", "Share", right=["Count", "Share"])
         for item in counts:
             count = item.get("count", 0)
-            table.add_row(str(item.get("value")), format_number(count), f"{100 * count / total:.1f} %")
+            table.add_row(str(item.get("value")), format_number(count), share_text(count / total))
         # Records without a usable target are not in the shares: training and evaluation leave them out.
         for label, key in (("(missing)", "missingCount"), ("(invalid)", "invalidCount")):
             if distribution.get(key):

@@ -163,6 +163,12 @@ def test_record_values_are_written_as_strings(value: object, text: str) -> None:
     assert library.string_values({"a": value}, "record") == {"a": text}
 
 
+def test_a_record_name_that_is_no_string_is_refused() -> None:
+    """``{1: "a"}`` failed with AttributeError ('int' object has no attribute 'casefold')."""
+    with pytest.raises(InvalidInputException, match=r"^record: names are strings, not int \(1\)$"):
+        library.string_values({"a": "x", 1: "a"}, "record")
+
+
 @pytest.mark.parametrize(
     ("value", "named"),
     [

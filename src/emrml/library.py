@@ -115,6 +115,9 @@ def string_values(values: Mapping[str, Any], what: str) -> dict[str, str]:
     needs."""
     if not isinstance(values, Mapping):
         raise InvalidInputException(f"{what} must map names to values, not {type(values).__name__}")
+    for key in values:
+        if not isinstance(key, str):
+            raise InvalidInputException(f"{what}: names are strings, not {type(key).__name__} ({key!r})")
     return {key: value_text(value, what, key) for key, value in values.items()}
 
 

@@ -305,3 +305,12 @@ def test_stream_counts_are_written_as_the_other_views_write_them() -> None:
     assert re.search(r"shardId-000000000000\s+c-1\s+4959\s+12,000\s+1,250,000\s+1,249,000\s+1,000", shown)
     assert re.search(r"c-1\s+h\s+41234\s+1\s+2,500", shown)  # a process id is no count
     assert "┃" not in listed + shown
+
+
+def test_a_failed_job_s_progress_says_how_far_it_got() -> None:
+    from emrml.cli_render.parts import status_text
+
+    assert status_text({"Status": "INPROGRESS", "Progress": 40.2}) == "INPROGRESS (40%)"
+    assert status_text({"Status": "FAILED", "Progress": 0.0}) == "FAILED at 0%"
+    assert status_text({"Status": "FAILED"}) == "FAILED"  # failed before it ran
+    assert status_text({"Status": "COMPLETED"}) == "COMPLETED"

@@ -168,9 +168,12 @@ def keep_numbers_whole(table: Table) -> Table:
 
 
 def status_text(entity: dict[str, Any]) -> str:
+    """The status, with how far the job is (``INPROGRESS (40%)``) or got before it failed (``FAILED at
+    40%``: "FAILED (0%)" read as a share of something failed)."""
     status = entity.get("Status", "")
     if "Progress" in entity:
-        status += f" ({entity['Progress']:.0f}%)"
+        progress = f"{entity['Progress']:.0f}%"
+        status += f" at {progress}" if status == "FAILED" else f" ({progress})"
     return status
 
 

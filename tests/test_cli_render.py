@@ -314,3 +314,25 @@ def test_a_failed_job_s_progress_says_how_far_it_got() -> None:
     assert status_text({"Status": "FAILED", "Progress": 0.0}) == "FAILED at 0%"
     assert status_text({"Status": "FAILED"}) == "FAILED"  # failed before it ran
     assert status_text({"Status": "COMPLETED"}) == "COMPLETED"
+
+
+def test_estimated_distinct_counts_are_marked() -> None:
+    attributes = [
+        {"name": "instant", "type": "CATEGORICAL", "distinctCount": 12_179, "distinctCountExact": False},
+        {"name": "season", "type": "CATEGORICAL", "distinctCount": 4, "distinctCountExact": True},
+        {
+            "name": "notes",
+            "type": "TEXT",
+            "totalWords": 90_000,
+            "uniqueWords": 20_011,
+            "uniqueWordsExact": False,
+        },
+    ]
+    described: dict[str, Any] = {
+        "GetDataSource": {"DataSourceId": "ds-1", "Status": "COMPLETED"},
+        "GetDataSourceStatistics": {"Statistics": {"attributes": attributes}},
+    }
+    text = drawn(*datasource_view(described))
+    assert re.search(r"^instant\s+≈12,179\s", text, re.MULTILINE)
+    assert re.search(r"^season\s+4\s", text, re.MULTILINE)
+    assert re.search(r"^notes\s+90,000\s+≈20,011\s", text, re.MULTILINE)

@@ -15,7 +15,7 @@ and scripts.
     batch = model.batch_predict(test, "predictions/")
     batch.results()  # an Arrow table: bestAnswer and score of each record, in input order
     batch.iter_results()  # the same rows in Arrow record batches, for results larger than memory
-    model.predict({"age": "41", "job": "admin."})  # one record, scored in this process
+    model.predict({"age": 41, "job": "admin."})  # one record, scored in this process
 
 Every call goes through the same Amazon ML operations as the CLI and the HTTP API (``EmrML.call``); the
 creating calls wait until the job has ended. Service errors are raised as they are (``emrml.errors``:

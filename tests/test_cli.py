@@ -448,6 +448,16 @@ def test_lists_stay_readable_at_80_columns(home: Path, runner: CliRunner, sample
     assert str(data) in wide.stdout and name in wide.stdout
 
 
+def test_a_home_that_cannot_be_created_is_named_not_a_traceback(tmp_path: Path) -> None:
+    """A home below a file (or in /proc) ended in "internal error: FileNotFoundError", exit 1."""
+    (tmp_path / "file").write_text("x")
+    home = tmp_path / "file" / "home"
+    result = invoke("--home", str(home), "datasource", "list", code=2)
+    assert error_line(result) == (
+        f"error: InvalidInputException: emrml home {home}: cannot create the folder (Not a directory)"
+    )
+
+
 def test_every_exit_code_is_documented() -> None:
     """The README's table and `emrml --help` name every exit code an error can end a command with."""
     import re

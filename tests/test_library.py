@@ -16,7 +16,7 @@ import pyarrow.csv  # loaded before the memory of reading results is traced
 import pytest
 
 import emrml
-from emrml import library, loading
+from emrml import library, loading, record_values
 from emrml import results as result_files
 from emrml.errors import InvalidInputException, ResourceNotFoundException
 from emrml.samples import bank_sample_schema, write_bank_sample
@@ -160,13 +160,13 @@ def test_batch_and_single_predictions(
     ],
 )
 def test_record_values_are_written_as_strings(value: object, text: str) -> None:
-    assert library.string_values({"a": value}, "record") == {"a": text}
+    assert record_values.string_values({"a": value}, "record") == {"a": text}
 
 
 def test_a_record_name_that_is_no_string_is_refused() -> None:
     """``{1: "a"}`` failed with AttributeError ('int' object has no attribute 'casefold')."""
     with pytest.raises(InvalidInputException, match=r"^record: names are strings, not int \(1\)$"):
-        library.string_values({"a": "x", 1: "a"}, "record")
+        record_values.string_values({"a": "x", 1: "a"}, "record")
 
 
 @pytest.mark.parametrize(
@@ -181,7 +181,7 @@ def test_a_record_name_that_is_no_string_is_refused() -> None:
 )
 def test_record_values_that_are_no_string_are_refused_by_name(value: object, named: str) -> None:
     with pytest.raises(InvalidInputException, match=rf"^record: the value of 'age' {re.escape(named)}"):
-        library.string_values({"job": "x", "age": value}, "record")
+        record_values.string_values({"job": "x", "age": value}, "record")
 
 
 def test_predict_loads_the_model_once_until_its_threshold_changes_or_it_is_deleted(

@@ -20,7 +20,7 @@ import pyarrow as pa
 from emrml.config import Settings
 from emrml.core.predict import Predictor
 from emrml.errors import InvalidInputException, ResourceNotFoundException
-from emrml.library import value_text
+from emrml.record_values import value_text
 from emrml.service.metastore import MLModel, open_engine, session_factory
 
 #: An MLModel id (the API's EntityId shape).
@@ -109,5 +109,5 @@ def _records_table(records: Sequence[Mapping[str, Any]]) -> pa.Table:
 
 
 def _text(value: Any, name: str) -> str | None:
-    """A record's value as ``Model.predict`` writes it (``library.value_text``); a name left out is null."""
+    """A record's value as ``Model.predict`` writes it (``value_text``); a name left out is null."""
     return None if value is None else value_text(value, "score()", name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -447,6 +448,16 @@ def test_lists_stay_readable_at_80_columns(home: Path, runner: CliRunner, sample
     assert str(data) in wide.stdout and name in wide.stdout
 
 
+def test_a_home_that_cannot_be_created_is_named_not_a_traceback(tmp_path: Path) -> None:
+    """A home below a file (or in /proc) ended in "internal error: FileNotFoundError", exit 1."""
+    (tmp_path / "file").write_text("x")
+    home = tmp_path / "file" / "home"
+    result = invoke("--home", str(home), "datasource", "list", code=2)
+    assert error_line(result) == (
+        f"error: InvalidInputException: emrml home {home}: cannot create the folder (Not a directory)"
+    )
+
+
 def test_every_exit_code_is_documented() -> None:
     """The README's table and `emrml --help` name every exit code an error can end a command with."""
     import re
@@ -463,6 +474,27 @@ def test_every_exit_code_is_documented() -> None:
     table = {int(code) for code in re.findall(r"^\| (\d) \| ", readme, re.MULTILINE)}
     assert codes <= table, sorted(codes - table)
     assert codes <= {int(code) for code in re.findall(r"(\d) [a-z]", EXIT_CODES_HELP)}
+
+
+def test_each_command_s_line_in_the_command_lists_is_a_whole_phrase() -> None:
+    """The lists of `emrml GROUP --help` show a help up to its first ". ": "Run or await a datasource's job
+    (e.g." ended there. And a noun takes its article: "Rename a evaluation." read wrong."""
+    import re
+
+    import typer.main
+
+    def commands(group: Any, path: str) -> Iterator[tuple[str, Any]]:
+        for name, command in getattr(group, "commands", {}).items():
+            yield f"{path} {name}", command
+            yield from commands(command, f"{path} {name}")
+
+    root = typer.main.get_command(app)
+    listed = {path: command.get_short_help_str(limit=1000) for path, command in commands(root, "emrml")}
+    assert len(listed) > 50
+    for path, line in listed.items():
+        assert line.count("(") == line.count(")"), (path, line)
+        assert not re.search(r"\ba [aeio]", line), (path, line)  # "a user" is right
+    assert listed["emrml evaluation update"] == "Rename an evaluation."
 
 
 def test_commands_started_at_once_on_a_new_home_all_work(tmp_path: Path) -> None:

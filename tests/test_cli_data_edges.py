@@ -563,7 +563,7 @@ def test_residual_chart_leaves_no_range_out_between_below_and_the_bins() -> None
 def test_huge_numbers_are_written_in_scientific_notation(tmp_path: Path) -> None:
     """1e308 is a valid NUMERIC value: written out in full it took 309 digits, which no 80-column table
     can hold."""
-    from emrml.cli_render.parts import format_number
+    from emrml.core.readable import format_number
 
     assert [format_number(v) for v in (1e308, -1.7e308, 2.5e15, 1e14, 12345.678, 3)] == [
         "1e+308",

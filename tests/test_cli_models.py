@@ -362,6 +362,8 @@ def test_bad_parameters_and_recipes_are_refused_before_training(
     base = ["model", "create", "--id", "ml-bad", "--type", "BINARY", "--datasource", QUICKSTART_TRAIN_ID]
     unknown = cli(home, *base, "--param", "sgd.bogus=1", code=2)
     assert "unknown key 'sgd.bogus'" in error_line(unknown)
+    misspelt = cli(home, *base, "--param", "sgd.maxPass=10", code=2)
+    assert "unknown key 'sgd.maxPass' (did you mean 'sgd.maxPasses'?)" in error_line(misspelt)
 
     recipe = tmp_path / "typo.recipe.json"
     recipe.write_text('{"outputs": ["ALL_CATEGORICAL", "quantile_bin(agee,10)"]}')

@@ -53,6 +53,7 @@ def test_endpoint_and_predict(trained: Path) -> None:
     record = json.dumps({"message": "WINNER!! Claim your free prize now, call 09061701461"})
     refused = cli(trained, "predict", "ml-sms", "--record", record, code=6)
     assert "PredictorNotMountedException" in error_line(refused)
+    assert error_line(refused).endswith("(emrml endpoint create ml-sms)")
     info = cli_json(trained, "endpoint", "create", "ml-sms")["RealtimeEndpointInfo"]
     assert info["EndpointStatus"] == "READY" and info["PeakRequestsPerSecond"] == 200
     # Another process (this invocation) mounts the endpoint from the metastore.
@@ -74,6 +75,12 @@ def test_endpoint_and_predict(trained: Path) -> None:
     flagged = cli_json(trained, "predict", "ml-sms", "--record", '{"msg": "hello"}')["Prediction"]
     assert flagged["details"]["NoSchemaAttributes"] == "true"
     assert "valid JSON" in error_line(cli(trained, "predict", "ml-sms", "--record", "{nope", code=2))
+    # JSON numbers and booleans are sent as their text: the prediction of the record written in strings.
+    typed = cli_json(trained, "predict", "ml-sms", "--record", '{"message": 42, "extra": true}')
+    as_text = cli_json(trained, "predict", "ml-sms", "--record", '{"message": "42", "extra": "true"}')
+    assert typed["Prediction"] == as_text["Prediction"]
+    nested = error_line(cli(trained, "predict", "ml-sms", "--record", '{"message": ["hi"]}', code=2))
+    assert "--record: the value of 'message' is a list" in nested
     cli(trained, "endpoint", "delete", "ml-sms")
     cli(trained, "predict", "ml-sms", "--record", record, code=6)
 

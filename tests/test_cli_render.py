@@ -83,6 +83,21 @@ def test_a_numeric_target_s_summary_is_in_words_not_member_names() -> None:
     assert [shown[key] for key in ("Min", "Median", "Mean", "Max")] == ["1", "142", "189.5", "977"]
 
 
+def test_a_class_target_s_shares_are_written_as_the_evaluations_write_shares() -> None:
+    """The datasource's target table wrote "89.0 %", the evaluation's tables "89.0%"."""
+    described: dict[str, Any] = {
+        "GetDataSource": {"DataSourceId": "ds-bank", "Status": "COMPLETED"},
+        "GetDataSourceStatistics": {
+            "Statistics": {
+                "target": {"name": "y", "type": "BINARY", "distribution": {"counts": {"0": 4_452, "1": 548}}}
+            }
+        },
+    }
+    text = drawn(*datasource_view(described))
+    assert re.search(r"^0\s+4,452\s+89\.0%\s*$", text, re.MULTILINE)
+    assert re.search(r"^1\s+548\s+11\.0%\s*$", text, re.MULTILINE)
+
+
 def _binary_evaluation(score_threshold: float) -> dict[str, Any]:
     table = [
         {
@@ -214,3 +229,110 @@ def test_a_chart_title_too_long_for_its_chart_ends_in_an_ellipsis() -> None:
     assert header.split() == ["Actual", "1s", "(1,385,…", "Actual", "0s", "(10,840…"]
     wide = drawn(*evaluation_view(described, 100), width=100)
     assert "Actual 1s (1,385,000)" in wide and "Actual 0s (10,840,000)" in wide
+
+
+def test_the_residuals_name_a_bias_only_when_it_is_a_material_part_of_the_error() -> None:
+    """A mean residual of 0.4 against an RMSE of 30 read "on average the model under-predicts": a bias that
+    explains 0.02 % of the squared error. The CLI names one only from 1 % (|mean| ≥ 0.1 RMSE)."""
+
+    def title(mean: float) -> str:
+        metrics = {
+            "RegressionRMSE": 30.0,
+            "baseline": 50.0,
+            "meanResidual": mean,
+            "residualHistogram": {"edges": [-10.0, 0.0, 10.0], "counts": [4, 6], "below": 0, "above": 0},
+        }
+        described = {
+            "GetEvaluation": {"EvaluationId": "ev", "Status": "COMPLETED"},
+            "GetEvaluationInsights": {"MLModelType": "REGRESSION", "Insights": {"metrics": metrics}},
+        }
+        return next(
+            line for line in drawn(*evaluation_view(described, 100)).splitlines() if "Residuals" in line
+        )
+
+    assert title(0.4).endswith("mean 0.4; the model is unbiased (|mean| under 10% of the RMSE)")
+    assert title(-2.9).endswith("the model is unbiased (|mean| under 10% of the RMSE)")
+    assert title(0.0).endswith("the model is unbiased (|mean| under 10% of the RMSE)")
+    assert title(3.0).endswith("mean 3; on average the model under-predicts")
+    assert title(-4.5).endswith("mean -4.5; on average the model over-predicts")
+
+
+def test_stream_counts_are_written_as_the_other_views_write_them() -> None:
+    """`emrml stream list` and `show` wrote their counts bare (``RecordsIn 1250000``) in boxed tables
+    unlike every other view; they write them as the lists do (``1,250,000``)."""
+    from emrml.cli_stream import stream_sections, streams_table
+
+    item = {
+        "StreamId": "st-1",
+        "Status": "RUNNING",
+        "MLModelId": "ml-1",
+        "InputStream": "kinesis://in",
+        "OutputUri": "s3://out/",
+        "Consumers": 2,
+        "RecordsIn": 1_250_000,
+        "RecordsOut": 1_249_000,
+        "RecordsFailed": 1_000,
+        "RecordsPerSecond": 2_500.5,
+        "MillisBehindLatest": 12_000,
+    }
+    listed = drawn(streams_table([item]), width=120)
+    assert re.search(
+        r"st-1\s+RUNNING\s+ml-1\s+kinesis://in\s+2\s+1,250,000\s+1,249,000\s+1,000\s+2,500", listed
+    )
+    lease = {
+        "ShardId": "shardId-000000000000",
+        "ParentShardIds": [],
+        "Owner": "c-1",
+        "Checkpoint": "4959",
+        "CheckpointedAt": None,
+        "MillisBehindLatest": 12_000,
+        "RecordsIn": 1_250_000,
+        "RecordsOut": 1_249_000,
+        "RecordsFailed": 1_000,
+    }
+    consumer = {
+        "ConsumerId": "c-1",
+        "Host": "h",
+        "Pid": 41_234,
+        "Leases": 1,
+        "RecordsPerSecond": 2_500.5,
+        "LastHeartbeatAt": 0,
+    }
+    shown = drawn(
+        *stream_sections({**item, "ShardLeases": [lease], "ConsumerProcesses": [consumer]}), width=120
+    )
+    assert re.search(r"RecordsIn\s+1,250,000", shown)
+    assert re.search(r"shardId-000000000000\s+c-1\s+4959\s+12,000\s+1,250,000\s+1,249,000\s+1,000", shown)
+    assert re.search(r"c-1\s+h\s+41234\s+1\s+2,500", shown)  # a process id is no count
+    assert "┃" not in listed + shown
+
+
+def test_a_failed_job_s_progress_says_how_far_it_got() -> None:
+    from emrml.cli_render.parts import status_text
+
+    assert status_text({"Status": "INPROGRESS", "Progress": 40.2}) == "INPROGRESS (40%)"
+    assert status_text({"Status": "FAILED", "Progress": 0.0}) == "FAILED at 0%"
+    assert status_text({"Status": "FAILED"}) == "FAILED"  # failed before it ran
+    assert status_text({"Status": "COMPLETED"}) == "COMPLETED"
+
+
+def test_estimated_distinct_counts_are_marked() -> None:
+    attributes = [
+        {"name": "instant", "type": "CATEGORICAL", "distinctCount": 12_179, "distinctCountExact": False},
+        {"name": "season", "type": "CATEGORICAL", "distinctCount": 4, "distinctCountExact": True},
+        {
+            "name": "notes",
+            "type": "TEXT",
+            "totalWords": 90_000,
+            "uniqueWords": 20_011,
+            "uniqueWordsExact": False,
+        },
+    ]
+    described: dict[str, Any] = {
+        "GetDataSource": {"DataSourceId": "ds-1", "Status": "COMPLETED"},
+        "GetDataSourceStatistics": {"Statistics": {"attributes": attributes}},
+    }
+    text = drawn(*datasource_view(described))
+    assert re.search(r"^instant\s+≈12,179\s", text, re.MULTILINE)
+    assert re.search(r"^season\s+4\s", text, re.MULTILINE)
+    assert re.search(r"^notes\s+90,000\s+≈20,011\s", text, re.MULTILINE)

@@ -10,12 +10,13 @@ import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv  # loaded before the memory of reading results is traced
 import pytest
 
 import emrml
-from emrml import library, loading
+from emrml import library, loading, record_values
 from emrml import results as result_files
 from emrml.errors import InvalidInputException, ResourceNotFoundException
 from emrml.samples import bank_sample_schema, write_bank_sample
@@ -129,11 +130,58 @@ def test_batch_and_single_predictions(
         assert predicted["predictedLabel"] == row["bestAnswer"] and row["trueLabel"] == record["y"]
         assert predicted["predictedScores"][row["bestAnswer"]] == pytest.approx(row["score"], rel=1e-6)
     assert model.predict(inputs) == predicted
+    # Numbers are written as Python writes them: the same record given with numbers scores the same.
+    numbers = {
+        key: float(value) if key == "euribor3m" else int(value) if key == "age" else value
+        for key, value in inputs.items()
+    }
+    assert numbers != inputs and model.predict(numbers) == predicted
 
     with pytest.raises(InvalidInputException, match="expected a DataSource handle or its id, not int"):
         model.batch_predict(42, tmp_path / "other")  # type: ignore[arg-type]
     with pytest.raises(InvalidInputException, match="parameters must be a dict"):
         client.train(train, "BINARY", parameters="sgd.maxPasses=3")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("admin.", "admin."),
+        (42, "42"),
+        (-7, "-7"),
+        (0.5, "0.5"),
+        (1e-05, "1e-05"),
+        (True, "true"),
+        (False, "false"),
+        (None, ""),
+        (float("nan"), ""),  # pandas' missing value (a DataFrame's rows as dicts)
+        (np.int64(3), "3"),
+        (np.float32(0.1), "0.1"),
+    ],
+)
+def test_record_values_are_written_as_strings(value: object, text: str) -> None:
+    assert record_values.string_values({"a": value}, "record") == {"a": text}
+
+
+def test_a_record_name_that_is_no_string_is_refused() -> None:
+    """``{1: "a"}`` failed with AttributeError ('int' object has no attribute 'casefold')."""
+    with pytest.raises(InvalidInputException, match=r"^record: names are strings, not int \(1\)$"):
+        record_values.string_values({"a": "x", 1: "a"}, "record")
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        ({"b": "1"}, "is an object"),
+        (["1"], "is a list"),
+        (float("inf"), "is inf (not a finite number)"),
+        (float("-inf"), "is -inf"),
+        (b"1", "is a bytes"),
+    ],
+)
+def test_record_values_that_are_no_string_are_refused_by_name(value: object, named: str) -> None:
+    with pytest.raises(InvalidInputException, match=rf"^record: the value of 'age' {re.escape(named)}"):
+        record_values.string_values({"job": "x", "age": value}, "record")
 
 
 def test_predict_loads_the_model_once_until_its_threshold_changes_or_it_is_deleted(

@@ -131,6 +131,12 @@ def test_score_records_without_arrow_or_pandas_at_hand(home: Path) -> None:
     assert score(model, []).shape == (0,)
     with pytest.raises(InvalidInputException, match="attribute names are strings"):
         score(model, [{1: "7"}])
+    # Values are written as Model.predict writes them: NaN (pandas' missing value) is missing, a list
+    # is refused by name where it was scored as the text "[7]".
+    nan = score(model, [{"x": float("nan"), "words": "day"}, {"x": True, "words": "day"}])
+    np.testing.assert_allclose(nan, score(model, [{"words": "day"}, {"x": "true", "words": "day"}]))
+    with pytest.raises(InvalidInputException, match=r"^score\(\): the value of 'x' is a list"):
+        score(model, [{"x": [7]}])
 
 
 def test_a_loaded_model_says_what_it_is(home: Path) -> None:

@@ -149,6 +149,26 @@ def test_categories_and_features_are_labelled_and_numbers_readable() -> None:
     assert "<h4>BatchPrediction bp-1</h4>" in batch and "<td>12,225</td>" in batch
 
 
+def test_large_measures_are_written_as_the_cli_writes_them() -> None:
+    """A house-price RMSE read ``6.812e+04`` in the notebook and ``68,123`` in the CLI: both write numbers
+    by ``core.readable.format_number``."""
+    page = evaluation_html(
+        {
+            "EvaluationId": "ev-1",
+            "Status": "COMPLETED",
+            "PerformanceMetrics": {"Properties": {"RegressionRMSE": "68123.4"}},
+        },
+        {
+            "metrics": {
+                "baseline": 115_000.25,
+                "residualHistogram": {"edges": [-272_493.6, 0.0, 272_493.6], "counts": [2, 5]},
+            }
+        },
+    )
+    assert "<td>68,123</td>" in page and "<td>115,000</td>" in page
+    assert "-272,494" in page and "e+0" not in page
+
+
 def test_a_confusion_matrix_names_its_classes_and_writes_its_counts() -> None:
     """The matrix was squares of shades only: which row was which class, and how many records, showed only
     on hover. A MULTICLASS model's top features (a weight per class) were left out of its display."""

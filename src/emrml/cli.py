@@ -39,8 +39,9 @@ from emrml.cli_common import (
 from emrml.cli_objects import KINDS, ModelType, print_view, report_created
 from emrml.config import Settings
 from emrml.core.json_text import load_json
-from emrml.errors import InvalidInputException, ResourceNotFoundException
-from emrml.library import absolute_uri, unknown_attribute_warnings
+from emrml.errors import InvalidInputException, PredictorNotMountedException, ResourceNotFoundException
+from emrml.library import absolute_uri
+from emrml.record_values import string_values, unknown_attribute_warnings
 
 if TYPE_CHECKING:
     import click
@@ -379,18 +380,28 @@ def _endpoint_call(current: State, operation: str, model_id: str) -> None:
 def predict(
     ctx: typer.Context,
     model_id: str = typer.Argument(..., help="Model id (its real-time endpoint must be READY)."),
-    record: str = typer.Option(..., "--record", help='The record as a JSON object, e.g. \'{"age": "41"}\'.'),
+    record: str = typer.Option(
+        ...,
+        "--record",
+        help='The record as a JSON object, e.g. \'{"age": 41, "job": "admin."}\'; numbers and true/false are '
+        "sent as their text, null as a missing value.",
+    ),
 ) -> None:
     """Predict one record through the model's real-time endpoint."""
     current = state(ctx)
     values = load_json(record, "--record")
     if not isinstance(values, dict):
         raise InvalidInputException("--record must be a JSON object of attribute names to values")
+    values = string_values(values, "--record")
     service = current.service()
     model = service.call("GetMLModel", {"MLModelId": model_id, "Verbose": True})
     endpoint = (model.get("EndpointInfo") or {}).get("EndpointUrl", "")
     request = {"MLModelId": model_id, "Record": values, "PredictEndpoint": endpoint}
-    result = service.call("Predict", request)
+    try:
+        result = service.call("Predict", request)
+    except PredictorNotMountedException as error:
+        # The service names the API operation; on the command line the endpoint is one command away.
+        raise PredictorNotMountedException(f"{error.message} (emrml endpoint create {model_id})") from None
     if current.json:
         print_json(result)
     else:

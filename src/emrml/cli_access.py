@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from emrml.cli_common import command_group, reports_errors
+from emrml.cli_render.parts import titled_table
 from emrml.core.json_text import load_json
 
 if TYPE_CHECKING:
@@ -92,7 +92,9 @@ def groups_list(ctx: typer.Context) -> None:
     if _json_output(ctx):
         typer.echo(json.dumps([group.document() for group in groups], indent=2))
         return
-    table = Table("Group", "Built-in", "Members", "Statements", "Description")
+    table = titled_table(
+        "Groups", "Group", "Built-in", "Members", "Statements", "Description", right=["Statements"]
+    )
     for group in groups:
         table.add_row(
             group.name,
@@ -101,7 +103,7 @@ def groups_list(ctx: typer.Context) -> None:
             str(len(group.statements)),
             group.description,
         )
-    Console().print(table)
+    Console(markup=False).print(table)  # names and descriptions are text, not markup
 
 
 @groups_app.command("show")

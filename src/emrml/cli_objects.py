@@ -255,9 +255,11 @@ def _commands(kind: Kind) -> dict[str, Callable[..., None]]:
             ),
         ]
     )
-    wait.__doc__ = f"Run or await a {kind.noun}'s job (e.g. after create --no-wait), then show it."
+    # No "e.g." in a first sentence: the command list shows a help up to its first ". ".
+    a_noun = f"{'an' if kind.noun[0] in 'aeiou' else 'a'} {kind.noun}"
+    wait.__doc__ = f"Run or await {a_noun}'s job (one created with --no-wait), then show it."
     show.__doc__ = kind.show_help
-    update.__doc__ = f"Rename a {kind.noun}."
+    update.__doc__ = f"Rename {a_noun}."
     delete.__doc__ = kind.delete_help
     list_.__doc__ = f"List {kind.noun}s (all pages), oldest first."
     commands: dict[str, Callable[..., None]] = {"wait": wait, "list": list_, "delete": delete}

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from emrml.cli_common import command_group, reports_errors
+from emrml.cli_render.parts import titled_table
 from emrml.config import Settings
+from emrml.core.readable import format_number
 from emrml.errors import AmazonMLError
 
 if TYPE_CHECKING:
@@ -127,7 +128,9 @@ def users_list(ctx: typer.Context) -> None:
     if not users:
         typer.echo("No users.")
         return
-    table = Table("User", "ARN", "Groups", "Enabled", "Created", "Access keys")
+    table = titled_table(
+        "Users", "User", "ARN", "Groups", "Enabled", "Created", "Access keys", right=["Access keys"]
+    )
     for user in users:
         table.add_row(
             user.name,
@@ -135,9 +138,9 @@ def users_list(ctx: typer.Context) -> None:
             ", ".join(user.groups),
             "yes" if user.enabled else "no",
             _time(user.created_at),
-            str(user.access_keys),
+            format_number(user.access_keys),
         )
-    Console().print(table)
+    Console(markup=False).print(table)  # names and descriptions are text, not markup
 
 
 @users_app.command("delete")
@@ -197,12 +200,12 @@ def keys_list(
     if not keys:
         typer.echo("No access keys.")
         return
-    table = Table("Access key id", "User", "Created", "Status")
+    table = titled_table("Access keys", "Access key id", "User", "Created", "Status")
     for key in keys:
         table.add_row(
             key.access_key_id, key.user_name, _time(key.created_at), "Active" if key.active else "Inactive"
         )
-    Console().print(table)
+    Console(markup=False).print(table)  # names and descriptions are text, not markup
 
 
 @keys_app.command("deactivate")

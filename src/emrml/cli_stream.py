@@ -15,9 +15,12 @@ from enum import StrEnum
 from typing import Any
 
 import typer
+from rich.console import RenderableType
 from rich.table import Table
 
 from emrml.cli_common import present, print_json, print_sections, reports_errors, state
+from emrml.cli_render.parts import keep_numbers_whole, key_values, titled_table
+from emrml.core.readable import format_number
 
 stream_app = typer.Typer(help="Score every record of a Kinesis stream with a model.", no_args_is_help=True)
 
@@ -144,23 +147,37 @@ def list_streams(ctx: typer.Context) -> None:
     if not results:
         current.console.print("No streams.")
         return
-    table = Table(
-        "Id", "Status", "Model", "Input", "Consumers", "In", "Out", "Failed", "Records/s", "Lag (ms)"
-    )
+    current.console.print(streams_table(results))
+
+
+#: GetStream and DescribeStreams members shown, in order.
+_SUMMARY_KEYS = ("Status", "Message", "MLModelId", "InputStream", "OutputUri", "DeadLetterUri",
+                 "StartingPosition", "RecordFormat", "RecordsIn", "RecordsOut", "RecordsFailed",
+                 "RecordsPerSecond", "MillisBehindLatest")  # fmt: skip
+_LIST_COUNTS = (
+    "Consumers",
+    "RecordsIn",
+    "RecordsOut",
+    "RecordsFailed",
+    "RecordsPerSecond",
+    "MillisBehindLatest",
+)
+_LEASE_COUNTS = ("MillisBehindLatest", "RecordsIn", "RecordsOut", "RecordsFailed")
+
+
+def streams_table(results: list[dict[str, Any]]) -> Table:
+    """DescribeStreams' results, one row each, counts as the other lists write them (``12,345``)."""
+    counts = ("Consumers", "In", "Out", "Failed", "Records/s", "Lag (ms)")
+    table = titled_table("Streams", "Id", "Status", "Model", "Input", *counts, right=counts)
     for item in results:
         table.add_row(
             item["StreamId"],
             item["Status"],
             item["MLModelId"],
             item["InputStream"],
-            str(item["Consumers"]),
-            str(item["RecordsIn"]),
-            str(item["RecordsOut"]),
-            str(item["RecordsFailed"]),
-            f"{item['RecordsPerSecond']:g}",
-            str(item.get("MillisBehindLatest", "")),
+            *(format_number(item.get(key)) for key in _LIST_COUNTS),
         )
-    current.console.print(table)
+    return keep_numbers_whole(table)
 
 
 def _time(epoch: float | None) -> str:
@@ -176,14 +193,15 @@ def show(ctx: typer.Context, stream_id: str = typer.Argument(..., help="Stream i
     if current.json:
         print_json(item)
         return
-    summary = Table.grid(padding=(0, 2))
-    for key in ("StreamId", "Status", "Message", "MLModelId", "InputStream", "OutputUri", "DeadLetterUri",
-                "StartingPosition", "RecordFormat", "RecordsIn", "RecordsOut", "RecordsFailed",
-                "RecordsPerSecond", "MillisBehindLatest"):  # fmt: skip
-        if key in item:
-            summary.add_row(key, str(item[key]))
-    shards = Table(
-        "Shard", "Parents", "Owner", "Checkpoint", "Checkpointed", "Lag (ms)", "In", "Out", "Failed"
+    print_sections(current, stream_sections(item))
+
+
+def stream_sections(item: dict[str, Any]) -> list[RenderableType]:
+    """GetStream's output: its totals, each shard's lease and checkpoint, the live consumers."""
+    summary = key_values(f"Stream {item['StreamId']}", [(key, item.get(key)) for key in _SUMMARY_KEYS])
+    counts = ("Lag (ms)", "In", "Out", "Failed")
+    shards = titled_table(
+        "Shard leases", "Shard", "Parents", "Owner", "Checkpoint", "Checkpointed", *counts, right=counts
     )
     for lease in item["ShardLeases"]:
         shards.add_row(
@@ -192,19 +210,20 @@ def show(ctx: typer.Context, stream_id: str = typer.Argument(..., help="Stream i
             lease.get("Owner", ""),
             lease.get("Checkpoint", ""),
             _time(lease.get("CheckpointedAt")),
-            str(lease.get("MillisBehindLatest", "")),
-            str(lease["RecordsIn"]),
-            str(lease["RecordsOut"]),
-            str(lease["RecordsFailed"]),
+            *(
+                format_number(lease.get(key))
+                for key in ("MillisBehindLatest", "RecordsIn", "RecordsOut", "RecordsFailed")
+            ),
         )
-    consumers = Table("Consumer", "Host", "Pid", "Leases", "Records/s", "Last heartbeat")
+    numbers = ("Pid", "Leases", "Records/s")
+    consumers = titled_table("Consumers", "Consumer", "Host", *numbers, "Last heartbeat", right=numbers)
     for consumer in item["ConsumerProcesses"]:
         consumers.add_row(
             consumer["ConsumerId"],
             consumer["Host"],
             str(consumer["Pid"]),
-            str(consumer["Leases"]),
-            f"{consumer['RecordsPerSecond']:g}",
+            format_number(consumer["Leases"]),
+            format_number(consumer["RecordsPerSecond"]),
             _time(consumer["LastHeartbeatAt"]),
         )
-    print_sections(current, [summary, shards, consumers])
+    return [summary, keep_numbers_whole(shards), keep_numbers_whole(consumers)]

@@ -15,7 +15,7 @@ and scripts.
     batch = model.batch_predict(test, "predictions/")
     batch.results()  # an Arrow table: bestAnswer and score of each record, in input order
     batch.iter_results()  # the same rows in Arrow record batches, for results larger than memory
-    model.predict({"age": "41", "job": "admin."})  # one record, scored in this process
+    model.predict({"age": 41, "job": "admin."})  # one record, scored in this process
 
 Every call goes through the same Amazon ML operations as the CLI and the HTTP API (``EmrML.call``); the
 creating calls wait until the job has ended. Service errors are raised as they are (``emrml.errors``:
@@ -25,13 +25,12 @@ with the object's ``Message``.
 
 from __future__ import annotations
 
-import difflib
 import json
 import sys
 import uuid
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -40,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from emrml.config import Settings
 from emrml.core.json_text import load_json
 from emrml.errors import AmazonMLError, InvalidInputException
+from emrml.record_values import string_values, unknown_attribute_warnings
 from emrml.results import result_batches
 from emrml.storage import locations
 
@@ -77,20 +77,6 @@ def absolute_location(data: str | Path, *, what: str = "data") -> str:
     if not locations.exists(location):
         raise InvalidInputException(f"{what} {text}: no such file or folder")
     return location
-
-
-def unknown_attribute_warnings(record: dict[str, Any], names: list[str]) -> list[str]:
-    """The record's names that are none of the model's attributes, one sentence each: Predict ignores them
-    without a word, so a misspelt name ('Age', 'mesage') scores as a missing value."""
-    if not names:
-        return []
-    found = []
-    for key in record:
-        if key not in names:
-            close = difflib.get_close_matches(key, names, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            found.append(f"{key!r} is not an attribute of the model{hint}; it was ignored")
-    return found
 
 
 def _new_id(prefix: str) -> str:
@@ -214,7 +200,7 @@ class Client:
                 f"parameters must be a dict of training parameters, not {type(parameters).__name__}"
             )
         if parameters:
-            request["Parameters"] = {key: str(value) for key, value in parameters.items()}
+            request["Parameters"] = string_values(parameters, "parameters")
         if recipe is not None:
             request["Recipe"] = _recipe_text(recipe)
         self.service.call("CreateMLModel", request)
@@ -452,13 +438,15 @@ class Model:
 
         return load_model(self.id, home=self.client.service.settings.home)
 
-    def predict(self, record: dict[str, str]) -> dict[str, Any]:
-        """The Predict operation's ``Prediction`` for one record (attribute name → string value), scored in
-        this process: no real-time endpoint needed. The model is loaded on the first call and kept by the
-        client while its status and ``ScoreThreshold`` stay as they were (each call checks them: a model
-        deleted or given another threshold meanwhile is not scored as it was); :meth:`predictor` scores
-        many records without that check. A name that is not one of the model's attributes is ignored, as
-        Predict ignores it, with a warning naming the attribute it is closest to."""
+    def predict(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """The Predict operation's ``Prediction`` for one record (attribute name → value), scored in this
+        process: no real-time endpoint needed. A value is a string, or a number, a boolean or None written
+        as one (:func:`string_values`: ``{"age": 41}`` is ``{"age": "41"}``). The model is loaded on the
+        first call and kept by the client while its status and ``ScoreThreshold`` stay as they were (each
+        call checks them: a model deleted or given another threshold meanwhile is not scored as it was);
+        :meth:`predictor` scores many records without that check. A name that is not one of the model's
+        attributes is ignored, as Predict ignores it, with a warning naming the attribute it is closest to."""
+        strings = string_values(record, "record")
         described = self.client.service.call("GetMLModel", {"MLModelId": self.id})
         version = tuple(
             described.get(member)
@@ -472,9 +460,9 @@ class Model:
         while len(cache) > PREDICTORS_KEPT:
             cache.popitem(last=False)
         predictor = cached[1]
-        for message in unknown_attribute_warnings(record, predictor.schema.names):
+        for message in unknown_attribute_warnings(strings, predictor.schema.names):
             warnings.warn(f"{self.id}: {message}", stacklevel=2)
-        return predictor.predict(record)
+        return predictor.predict(strings)
 
 
 @dataclass(frozen=True)

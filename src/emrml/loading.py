@@ -20,6 +20,7 @@ import pyarrow as pa
 from emrml.config import Settings
 from emrml.core.predict import Predictor
 from emrml.errors import InvalidInputException, ResourceNotFoundException
+from emrml.record_values import value_text
 from emrml.service.metastore import MLModel, open_engine, session_factory
 
 #: An MLModel id (the API's EntityId shape).
@@ -101,11 +102,12 @@ def _records_table(records: Sequence[Mapping[str, Any]]) -> pa.Table:
     for name in names:
         if not isinstance(name, str):
             raise InvalidInputException(f"score(): attribute names are strings, not {type(name).__name__}")
-    columns = {name: pa.array([_text(record.get(name)) for record in records], pa.string()) for name in names}
+    columns = {
+        name: pa.array([_text(record.get(name), name) for record in records], pa.string()) for name in names
+    }
     return pa.table(columns)
 
 
-def _text(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    return str(value).lower() if isinstance(value, bool) else str(value)
+def _text(value: Any, name: str) -> str | None:
+    """A record's value as ``Model.predict`` writes it (``value_text``); a name left out is null."""
+    return None if value is None else value_text(value, "score()", name)

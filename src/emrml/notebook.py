@@ -15,6 +15,7 @@ from html import escape
 from typing import Any
 
 from emrml.cli_render.parts import format_bytes
+from emrml.core.readable import format_number
 
 WIDTH, HEIGHT = 420, 140
 BLUE, ORANGE, GREY = "#1f77b4", "#ff7f0e", "#888"
@@ -23,14 +24,8 @@ GAP, SVG_STYLE = 16, "vertical-align:top"
 
 
 def _number(value: Any) -> str:
-    """Counts with thousands separators, other numbers with 4 significant digits, as the CLI writes them."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:,.4g}"
-    return escape(str(value))
+    """A number as the CLI writes it (``core.readable``), other values as text; escaped for HTML."""
+    return escape(format_number(value))
 
 
 def _size(size: int | None) -> str | None:
@@ -202,7 +197,7 @@ def datasource_html(described: dict[str, Any], statistics: dict[str, Any] | None
         name = attribute["name"]
         if "histogram" in attribute:
             histogram = attribute["histogram"]
-            edges = [f"{e:,.4g}" for e in histogram["edges"]]
+            edges = [format_number(e) for e in histogram["edges"]]
             parts.append(bars([histogram["counts"]], edges, title=f"{name} (numeric)"))
         elif attribute.get("topValues"):
             top = attribute["topValues"][:10]
@@ -301,7 +296,7 @@ def evaluation_html(
         )
     if "residualHistogram" in metrics:
         residuals = metrics["residualHistogram"]
-        edges = [f"{e:.3g}" for e in residuals["edges"]]
+        edges = [format_number(e, 3) for e in residuals["edges"]]
         parts.append(bars([residuals["counts"]], edges, title="residuals (actual − predicted)"))
     parts += _alert_list((insights or {}).get("alerts") or [])
     return _section(f"Evaluation {described.get('EvaluationId', '')}", *parts)

@@ -720,6 +720,21 @@ def test_sufficient_data_boundary_is_ten_percent() -> None:
     assert not alerts(evaluation_records=99)["Sufficient data used"]["passed"]
 
 
+def test_alert_counts_have_thousands_separators() -> None:
+    """Counts read as the CLI and the console write them: "12,000 records", not "12000 records"."""
+    result = alerts(training_records=40_000, evaluation_records=12_000, invalid_evaluation_records=1_234)
+    assert "used 12,000 records" in result["Sufficient data used"]["message"]
+    assert "of the 40,000 training records" in result["Sufficient data used"]["message"]
+    assert result["All records used"]["message"].startswith("1,234 evaluation records were invalid")
+    numeric = alerts(
+        training_target=NumericTarget(25_010.0, 900.0), evaluation_target=NumericTarget(26_000.0, 950)
+    )
+    assert (
+        "Target mean 26,000 (evaluation) vs 25,010 (training)"
+        in numeric["Distribution of target variable"]["message"]
+    )
+
+
 def test_numeric_target_rule() -> None:
     def passed(training: NumericTarget, evaluation: NumericTarget) -> bool:
         result = alerts(training_target=training, evaluation_target=evaluation)
@@ -783,6 +798,19 @@ def test_a_metric_no_better_than_its_baseline_is_flagged(model_type: str, result
     assert alert["passed"] is passed
 
 
+def test_a_metric_reads_in_its_alert_as_in_the_evaluation_summary() -> None:
+    """The summary wrote "MulticlassAvgFScore 0.2263 (baseline 0.0871 ...)", the alert below it "0.226251
+    against the baseline's 0.0870969": the alerts write numbers as the CLI does."""
+    from emrml.core.alerts import quality_alerts
+
+    result = {"MulticlassAvgFScore": 0.226251, "baseline": 0.0870969}
+    alert = _by_name(quality_alerts("MULTICLASS", result, [1.41, 0.980549]))
+    assert alert["Better than the baseline"]["message"].startswith(
+        "MulticlassAvgFScore 0.2263 against the baseline's 0.0871:"
+    )
+    assert alert["Training converged"]["message"] == "The loss fell to 0.9805 over 2 passes."
+
+
 def test_regression_predictions_outside_the_target_range_are_flagged() -> None:
     from emrml.core.alerts import quality_alerts
 
@@ -791,7 +819,7 @@ def test_regression_predictions_outside_the_target_range_are_flagged() -> None:
     alert = negative["Predictions in the target's range"]
     assert not alert["passed"]
     assert (
-        "341 of 16219 predictions" in alert["message"]
+        "341 of 16,219 predictions" in alert["message"]
         and "negative for a target that never was" in alert["message"]
     )
     few = _by_name(quality_alerts("REGRESSION", result, [], (-5.0, 500.0), (10, 3)))

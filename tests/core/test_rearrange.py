@@ -162,7 +162,17 @@ def test_invalid_rearrangements_name_the_member(text: str, named: str) -> None:
         (
             '{"split": {"percentEnd": 70}}',
             'DataRearrangement must be a JSON object {"splitting": {...}}, e.g. '
-            '{"splitting":{"percentBegin":0,"percentEnd":70}}; it has the unknown member \'split\' instead',
+            '{"splitting":{"percentBegin":0,"percentEnd":70}}; it has the unknown member \'split\' (did you '
+            "mean 'splitting'?) instead",
+        ),
+        (
+            '{"splitting": {"percentEnd": 70, "stratgy": "random"}}',
+            "DataRearrangement has an unknown member 'splitting.stratgy' (did you mean 'strategy'?); "
+            "allowed: percentBegin, percentEnd, complement, strategy, strategyParams",
+        ),
+        (
+            '{"splitting": {"strategy": "random", "strategyParams": {"seed": "k"}}}',
+            "DataRearrangement has an unknown member 'splitting.strategyParams.seed'; allowed: randomSeed",
         ),
     ],
 )

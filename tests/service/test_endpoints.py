@@ -189,7 +189,8 @@ def test_endpoint_lifecycle(app: EmrML, tmp_path: Path) -> None:
     assert app.call("DescribeMLModels", {})["Results"][0]["EndpointInfo"] == info
     assert app.call("CreateRealtimeEndpoint", {"MLModelId": model_id}) == created  # the current info
 
-    with pytest.raises(InvalidInputException, match="real-time endpoint"):
+    # "delete it first" read as deleting the model.
+    with pytest.raises(InvalidInputException, match=r"endpoint; delete the endpoint first \(Delete"):
         app.call("UpdateMLModel", {"MLModelId": model_id, "ScoreThreshold": 0.9})
     app.call("UpdateMLModel", {"MLModelId": model_id, "MLModelName": "renamed"})
     good = predict(app, model_id, {"x": "7", "words": "good day"})

@@ -61,7 +61,9 @@ def test_a_chosen_regularization_is_not_refused_for_the_default_of_the_other() -
 @pytest.mark.parametrize(
     ("parameters", "message"),
     [
-        ({"sgd.maxPass": "10"}, "unknown key 'sgd.maxPass'"),
+        ({"sgd.maxPass": "10"}, "unknown key 'sgd.maxPass' (did you mean 'sgd.maxPasses'"),
+        ({"maxpasses": "10"}, "unknown key 'maxpasses' (did you mean 'sgd.maxPasses'"),
+        ({"sgd.bogus": "1"}, "unknown key 'sgd.bogus'; allowed keys: sgd.max"),
         ({"algorithm": "xgboost"}, "algorithm must be 'sgd'"),
         ({"sgd.maxPasses": "ten"}, "sgd.maxPasses must be an integer from 1 to 10,000"),
         ({"sgd.maxPasses": "2.5"}, "sgd.maxPasses must be an integer from 1 to 10,000"),

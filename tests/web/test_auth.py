@@ -519,6 +519,10 @@ def test_groups_commands_grant_and_take_permissions(tmp_path: Path) -> None:
     ]
     (erin,) = json.loads(ok("--output", "json", "users", "list"))
     assert erin["Groups"] == ["data", "viewers"] and erin["Enabled"] is False
+    # A description is the user's text, not rich markup: "[/red]" failed the whole list.
+    ok("groups", "create", "marked", "--description", "team [/red] [b]x")
+    assert "team [/red] [b]x" in ok("groups", "list")
+    ok("groups", "delete", "marked")
     typo = runner.invoke(app, [*home, "groups", "allow", "data", "-a", "Descrbe*"])
     assert typo.exit_code == 2 and "matches no action" in typo.output
     builtin = runner.invoke(app, [*home, "groups", "delete", "viewers"])

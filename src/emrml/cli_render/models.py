@@ -13,13 +13,13 @@ from emrml.cli_render.parts import (
     alerts_table,
     format_bytes,
     format_milliseconds,
-    format_number,
     format_time,
     key_values,
     status_text,
     timing_rows,
     titled_table,
 )
+from emrml.core.readable import format_number
 
 #: How many of a model's strongest features ``model show`` lists.
 TOP_FEATURES_SHOWN = 20

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -10,6 +9,8 @@ from typing import Any
 from rich import box
 from rich.table import Table
 from rich.text import Text
+
+from emrml.core.readable import format_number
 
 _EIGHTHS = " ▏▎▍▌▋▊▉"
 
@@ -27,25 +28,6 @@ def format_bytes(size: int | None) -> str:
             break
         value, unit = value / 1000, larger
     return f"{size:,} B" if unit == "B" else f"{value:,.1f} {unit}"
-
-
-#: Floats from this size on are written in scientific notation.
-_SCIENTIFIC_FROM = 1e15
-
-
-def format_number(value: Any, digits: int = 4) -> str:
-    """Counts with thousands separators, other numbers with ``digits`` significant digits."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float) and math.isfinite(value) and abs(value) >= _SCIENTIFIC_FROM:
-        return f"{value:.{digits}g}"  # 1e+308, not 309 digits that no column can hold
-    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
-        return f"{int(value):,}"
-    if isinstance(value, float):
-        return f"{value:,.{digits}g}" if abs(value) < 10**digits else f"{value:,.0f}"
-    return str(value)
 
 
 def format_milliseconds(milliseconds: int | None) -> str | None:
@@ -186,9 +168,12 @@ def keep_numbers_whole(table: Table) -> Table:
 
 
 def status_text(entity: dict[str, Any]) -> str:
+    """The status, with how far the job is (``INPROGRESS (40%)``) or got before it failed (``FAILED at
+    40%``: "FAILED (0%)" read as a share of something failed)."""
     status = entity.get("Status", "")
     if "Progress" in entity:
-        status += f" ({entity['Progress']:.0f}%)"
+        progress = f"{entity['Progress']:.0f}%"
+        status += f" at {progress}" if status == "FAILED" else f" ({progress})"
     return status
 
 

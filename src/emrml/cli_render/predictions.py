@@ -8,13 +8,13 @@ from rich.console import RenderableType
 from rich.table import Table
 
 from emrml.cli_render.parts import (
-    format_number,
     format_time,
     key_values,
     records_text,
     status_text,
     timing_rows,
 )
+from emrml.core.readable import format_number
 
 
 def _unparsed(prediction: dict[str, Any]) -> str | None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from emrml.core.metrics import MODEL_METRIC
+from emrml.core.readable import format_number
 from emrml.errors import InvalidInputException
 
 #: Alert rules (spec 8 table); ``evaluation_alerts`` documents each.
@@ -31,6 +32,12 @@ class NumericTarget:
 
 #: A target distribution: class name → count or share (binary, multiclass) or a numeric summary.
 TargetDistribution = Mapping[str, float] | NumericTarget
+
+
+def _number(value: float) -> str:
+    """A count or a measure in a message, as the CLI writes numbers (``12,345``, ``0.1057``): a metric
+    reads the same in an alert as in the evaluation's summary above it."""
+    return format_number(value)
 
 
 def _alert(name: str, passed: bool, message: str) -> dict[str, Any]:
@@ -57,8 +64,8 @@ def _target_alert(training: TargetDistribution, evaluation: TargetDistribution) 
         return _alert(
             name,
             passed,
-            f"Target mean {evaluation.mean:.6g} (evaluation) vs {training.mean:.6g} (training), "
-            f"standard deviation {evaluation.std:.6g} vs {training.std:.6g}; "
+            f"Target mean {_number(evaluation.mean)} (evaluation) vs {_number(training.mean)} (training), "
+            f"standard deviation {_number(evaluation.std)} vs {_number(training.std)}; "
             + (
                 "the distributions are similar."
                 if passed
@@ -118,9 +125,9 @@ def evaluation_alerts(
         _alert(
             "Sufficient data used",
             sufficient,
-            f"The evaluation used {evaluation_records} records, "
+            f"The evaluation used {_number(evaluation_records)} records, "
             f"{'at least' if sufficient else 'fewer than'} {SUFFICIENT_DATA_SHARE:.0%} of the "
-            f"{training_records} training records.",
+            f"{_number(training_records)} training records.",
         ),
         _alert(
             "Schema matched",
@@ -134,8 +141,8 @@ def evaluation_alerts(
             invalid_evaluation_records == 0,
             "Every evaluation record was used."
             if invalid_evaluation_records == 0
-            else f"{invalid_evaluation_records} evaluation records were invalid (e.g. a missing target) "
-            "and were left out.",
+            else f"{_number(invalid_evaluation_records)} evaluation records were invalid (e.g. a missing "
+            "target) and were left out.",
         ),
         _target_alert(training_target, evaluation_target),
     ]
@@ -174,11 +181,11 @@ def quality_alerts(
             _alert(
                 "Training converged",
                 not rising,
-                f"Training ended with the loss rising: {last:.6g} after the last pass against {best:.6g} "
-                f"at its best (pass {list(losses).index(best) + 1} of {len(losses)}). Shuffle the rows "
-                "(sgd.shuffleType=auto) or give more passes."
+                f"Training ended with the loss rising: {_number(last)} after the last pass against "
+                f"{_number(best)} at its best (pass {list(losses).index(best) + 1} of {len(losses)}). "
+                "Shuffle the rows (sgd.shuffleType=auto) or give more passes."
                 if rising
-                else f"The loss fell to {last:.6g} over {len(losses)} passes.",
+                else f"The loss fell to {_number(last)} over {len(losses)} passes.",
             )
         )
     key = MODEL_METRIC.get(model_type)
@@ -194,7 +201,7 @@ def quality_alerts(
             _alert(
                 "Better than the baseline",
                 better,
-                f"{key} {metric:.6g} against the baseline's {baseline:.6g}: the model "
+                f"{key} {_number(metric)} against the baseline's {_number(baseline)}: the model "
                 + ("predicts better than the baseline." if better else "is no better than the baseline."),
             )
         )
@@ -204,11 +211,11 @@ def quality_alerts(
         count = int(result.get("count", 0)) or 1
         passed = outside <= OUT_OF_RANGE_SHARE * count and not (negative and low >= 0)
         detail = (
-            f"{outside} of {count} predictions fall outside the training target's range "
-            f"[{low:.6g}, {high:.6g}]"
+            f"{_number(outside)} of {_number(count)} predictions fall outside the training target's range "
+            f"[{_number(low)}, {_number(high)}]"
         )
         if negative and low >= 0:
-            detail += f", {negative} of them negative for a target that never was"
+            detail += f", {_number(negative)} of them negative for a target that never was"
         alerts.append(_alert("Predictions in the target's range", passed, detail + "."))
     return alerts
 

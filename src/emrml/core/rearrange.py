@@ -32,6 +32,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Literal
 
 from emrml.core.json_text import load_json
+from emrml.core.schema import did_you_mean
 from emrml.errors import InvalidInputException
 
 if TYPE_CHECKING:
@@ -79,7 +80,11 @@ def parse_rearrangement(text: str | None, *, relative_keys: bool = True) -> Rear
         raise InvalidInputException(
             'DataRearrangement must be a JSON object {"splitting": {...}}, e.g. '
             '{"splitting":{"percentBegin":0,"percentEnd":70}}'
-            + (f"; it has the unknown member {others[0]!r} instead" if others else "")
+            + (
+                f"; it has the unknown member {others[0]!r}{did_you_mean(others[0], ['splitting'])} instead"
+                if others
+                else ""
+            )
         )
     unknown = sorted(set(document) - {"splitting"})
     if unknown:
@@ -90,8 +95,8 @@ def parse_rearrangement(text: str | None, *, relative_keys: bool = True) -> Rear
     unknown = sorted(set(splitting) - set(_SPLITTING_KEYS))
     if unknown:
         raise InvalidInputException(
-            f"DataRearrangement has an unknown member 'splitting.{unknown[0]}' "
-            f"(allowed: {', '.join(_SPLITTING_KEYS)})"
+            f"DataRearrangement has an unknown member 'splitting.{unknown[0]}'"
+            f"{did_you_mean(unknown[0], _SPLITTING_KEYS)}; allowed: {', '.join(_SPLITTING_KEYS)}"
         )
     begin = _percent(splitting, "percentBegin", 0)
     end = _percent(splitting, "percentEnd", 100)
@@ -179,8 +184,8 @@ def _seed(params: Any, strategy: str) -> str:
     unknown = sorted(set(params) - {"randomSeed"})
     if unknown:
         raise InvalidInputException(
-            f"DataRearrangement has an unknown member 'splitting.strategyParams.{unknown[0]}' "
-            "(allowed: randomSeed)"
+            f"DataRearrangement has an unknown member 'splitting.strategyParams.{unknown[0]}'"
+            f"{did_you_mean(unknown[0], ['randomSeed'])}; allowed: randomSeed"
         )
     if "randomSeed" not in params:
         return ""

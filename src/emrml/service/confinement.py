@@ -58,7 +58,12 @@ def prepare_home(settings: Settings) -> None:
     """Create the home owner-only (0700), tightening one created before, and the SQLite metastore's file
     0600 before SQLite opens it (SQLite gives its -wal and -shm files the database file's mode)."""
     home = settings.home
-    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except PermissionError as exc:
+        raise AccessDeniedException(f"emrml home {home}: cannot create the folder ({exc.strerror})") from None
+    except OSError as exc:  # a file in the way, a read-only or pseudo file system
+        raise InvalidInputException(f"emrml home {home}: cannot create the folder ({exc.strerror})") from None
     if home.stat().st_mode & 0o077 and home.stat().st_uid == os.getuid():
         home.chmod(0o700)
     if not settings.metastore_url:

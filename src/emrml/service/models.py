@@ -159,7 +159,8 @@ def update_ml_model(app: EmrML, request: Request) -> Response:
                 )
             if entity.endpoint_status != "NONE":
                 raise InvalidInputException(
-                    "ScoreThreshold cannot change while the model has a real-time endpoint; delete it first"
+                    "ScoreThreshold cannot change while the model has a real-time endpoint; delete the "
+                    "endpoint first (DeleteRealtimeEndpoint), then create it again"
                 )
             if not 0.0 <= threshold <= 1.0:
                 raise InvalidInputException(f"ScoreThreshold must be between 0 and 1 (got {threshold})")

@@ -21,6 +21,7 @@ from emrml.core.linear import (
     TrainingParameters,
     format_float,
 )
+from emrml.core.schema import did_you_mean
 from emrml.errors import InvalidInputException
 
 _INT_RE = re.compile(r"^\+?[0-9]+$")
@@ -71,7 +72,8 @@ def parse_parameters(
     unknown = sorted(set(given) - {*PARAMETER_KEYS, KEY_ALGORITHM})
     if unknown:
         raise InvalidInputException(
-            f"Parameters: unknown key {unknown[0]!r}; allowed keys: {', '.join(PARAMETER_KEYS)}"
+            f"Parameters: unknown key {unknown[0]!r}{did_you_mean(unknown[0], PARAMETER_KEYS)}; "
+            f"allowed keys: {', '.join(PARAMETER_KEYS)}"
         )
     if KEY_ALGORITHM in given and given[KEY_ALGORITHM].strip() != "sgd":
         raise InvalidInputException(f"Parameters: algorithm must be 'sgd'; got {given[KEY_ALGORITHM]!r}")

@@ -1,0 +1,70 @@
+"""A record (or training parameters) as a caller writes it, made what the API takes: a map of strings.
+
+Amazon ML's ``Record`` maps attribute names to strings whatever their type; a caller writes numbers and
+booleans (JSON on the command line, Python in a notebook). One conversion serves the CLI's ``predict``, the
+library's ``Model.predict`` and ``train`` parameters, and ``emrml.score``'s lists of records, so a value
+reads the same through each.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+from emrml.core.schema import did_you_mean
+from emrml.errors import InvalidInputException
+
+
+def value_text(value: Any, what: str, key: object) -> str:
+    """A record's (or a parameter's) value as the string the API takes: a number as Python writes it
+    (``42`` → ``"42"``, ``0.5`` → ``"0.5"``), a boolean as JSON does (``"true"``, ``"false"``), None (JSON
+    null) and NaN (pandas' missing value) as ``""``, a missing value. ``InvalidInputException`` naming
+    ``what`` and ``key`` for anything else (a list, an object, an infinity): no string says what it meant."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        if math.isnan(value):
+            return ""
+        if math.isfinite(value):
+            return str(value)
+        kind = f"{value} (not a finite number)"
+    elif isinstance(value, Mapping):
+        kind = "an object"
+    else:
+        kind = "a list" if isinstance(value, list | tuple) else f"a {type(value).__name__}"
+    raise InvalidInputException(
+        f"{what}: the value of {key!r} is {kind}; a value is a string, a number, true, false or null (a "
+        "missing value)"
+    )
+
+
+def string_values(values: Mapping[str, Any], what: str) -> dict[str, str]:
+    """``values`` with every value a string (:func:`value_text`), as a ``Record`` or ``Parameters`` map
+    needs."""
+    if not isinstance(values, Mapping):
+        raise InvalidInputException(f"{what} must map names to values, not {type(values).__name__}")
+    for key in values:
+        if not isinstance(key, str):
+            raise InvalidInputException(f"{what}: names are strings, not {type(key).__name__} ({key!r})")
+    return {key: value_text(value, what, key) for key, value in values.items()}
+
+
+def unknown_attribute_warnings(record: dict[str, Any], names: list[str]) -> list[str]:
+    """The record's names that are none of the model's attributes, one sentence each: Predict ignores them
+    without a word, so a misspelt name ('Age', 'mesage') scores as a missing value."""
+    if not names:
+        return []
+    found = []
+    for key in record:
+        if key not in names:
+            hint = did_you_mean(key, names)
+            found.append(f"{key!r} is not an attribute of the model{hint}; it was ignored")
+    return found

@@ -747,6 +747,27 @@ def test_row_bytes_of_the_sample_count_each_value_once_and_nulls_as_empty() -> N
     assert _row_bytes(table.to_batches()[0]).tolist() == expected[:2].tolist()
 
 
+def test_the_sample_read_before_more_rows_or_a_merge_is_read_anew_after() -> None:
+    schema = make_schema(("x", C), ("y", B), target="y")
+    data = {"x": [f"v{i % 7}" for i in range(3000)], "y": [str(i % 2) for i in range(3000)]}
+    whole = StatisticsAccumulator(schema, sample_size=500)
+    feed(whole, data)
+    first = {name: values[:1000] for name, values in data.items()}
+    rest = {name: values[1000:] for name, values in data.items()}
+    fed, merged, other = (StatisticsAccumulator(schema, sample_size=500) for _ in range(3))
+    feed(fed, first)
+    feed(merged, first)
+    feed(other, rest, key0=1000)
+    before = fed.sample_table()
+    assert fed.sample_table() is before  # read twice, gathered once
+    feed(fed, rest, key0=1000)
+    merged.sample_table()
+    merged.merge(other)
+    assert fed.sample_table().equals(whole.sample_table())
+    assert merged.sample_table().equals(whole.sample_table())
+    assert not before.equals(whole.sample_table())
+
+
 def test_an_error_on_the_second_thread_reaches_the_caller() -> None:
     schema = make_schema(("n", N), ("t", T))
     accumulator = StatisticsAccumulator(schema)

@@ -66,6 +66,9 @@ class _BottomKSample:
         self.sizes = np.zeros(0, dtype=np.int64)  # their bytes of values, in the same order
         self.tables: list[pa.Table] = []
         self.threshold: np.uint64 | None = None  # the largest hash that may still be in the sample
+        # What sorted() gave, until rows come or the threshold falls: a job reads its sample twice (the
+        # correlations, then the sample kept for the recipe), and each reading gathers every row twice.
+        self._read: tuple[np.ndarray, pa.Table] | None = None
 
     def offer(self, hashes: np.ndarray, batch: pa.RecordBatch) -> None:
         if self.threshold is not None:
@@ -79,6 +82,7 @@ class _BottomKSample:
     def add(self, hashes: np.ndarray, sizes: np.ndarray, table: pa.Table) -> None:
         if not len(hashes):
             return
+        self._read = None
         self.hashes = np.concatenate([self.hashes, hashes])
         self.sizes = np.concatenate([self.sizes, sizes])
         self.tables.append(table)
@@ -114,11 +118,14 @@ class _BottomKSample:
 
     def sorted(self) -> tuple[np.ndarray, pa.Table]:
         """Hashes and rows in hash order."""
-        self.compact()
-        order = np.argsort(self.hashes)
-        return self.hashes[order], self.tables[0].take(pa.array(order))
+        if self._read is None:
+            self.compact()
+            order = np.argsort(self.hashes)
+            self._read = self.hashes[order], self.tables[0].take(pa.array(order))
+        return self._read
 
     def merge(self, other: _BottomKSample) -> None:
+        self._read = None
         other.compact()
         if other.threshold is not None:
             # Rows of this side above the other's threshold are out of the merged sample too.
@@ -397,6 +404,8 @@ class StatisticsAccumulator:
     def result(self, *, executor: Executor | None = None) -> dict[str, Any]:
         """The statistics as a JSON-serializable dict (structure in the module docstring); with an
         ``executor`` (the one of :meth:`update`) the target correlations use its thread too."""
+        # Only this thread feeds the sample: it is put in order while the last TEXT work ends.
+        self._sample.sorted()
         self.settle()
         attribute_scores, word_scores, target_entropy = self._correlations(executor)
         type_counts = {t.value: 0 for t in AttributeType}

@@ -52,7 +52,7 @@ class _BottomKSample:
     times a bound (about ``size * (1 + ln(rows / size))`` rows are ever candidates), so memory stays within
     ``spill + 1`` samples plus one batch and most datasources never gather before the end. Rows are kept in
     arrival order (gathering rows in position order is much faster than in hash order) and put in hash
-    order only when read.
+    order only when read (and kept so).
     """
 
     def __init__(
@@ -121,7 +121,10 @@ class _BottomKSample:
         if self._read is None:
             self.compact()
             order = np.argsort(self.hashes)
-            self._read = self.hashes[order], self.tables[0].take(pa.array(order))
+            # The candidates are kept in this order from now on: one copy of the rows, not two.
+            self.hashes, self.sizes = self.hashes[order], self.sizes[order]
+            self.tables = [self.tables[0].take(pa.array(order))]
+            self._read = self.hashes, self.tables[0]
         return self._read
 
     def merge(self, other: _BottomKSample) -> None:

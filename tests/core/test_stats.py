@@ -28,7 +28,7 @@ from emrml.core.stats import (
     splitmix64,
     target_codes,
 )
-from emrml.core.stats.accumulator import TEXT_BACKLOG, _BottomKSample
+from emrml.core.stats.accumulator import TEXT_BACKLOG, _BottomKSample, _row_bytes
 from emrml.core.stats.constants import SAMPLE_BYTES, TOKEN_PUNCTUATION
 from emrml.core.stats.correlation import word_correlations
 
@@ -714,6 +714,58 @@ def test_text_columns_on_a_second_thread_give_the_same_statistics() -> None:
             plain.update(batch, keys[start : start + batch.num_rows])
             threaded.update(batch, keys[start : start + batch.num_rows], executor=executor)
     assert threaded.result() == plain.result()
+
+
+def test_correlations_scored_on_two_threads_equal_those_scored_on_one() -> None:
+    schema, table = load_dataset("bank_marketing")
+    notes = pc.binary_join_element_wise(table.column("job"), table.column("poutcome"), "x, ", " ")
+    table = table.append_column("notes", notes)
+    schema = Schema((*schema.attributes, Attribute("notes", T)), target="y")
+    acc = StatisticsAccumulator(schema)
+    for i, batch in enumerate(table.to_batches(max_chunksize=10_000)):
+        acc.update(batch, np.arange(i * 10_000, i * 10_000 + batch.num_rows, dtype=np.uint64))
+    one = acc.result()
+    with ThreadPoolExecutor(1) as executor:
+        two = acc.result(executor=executor)
+    assert json.dumps(two) == json.dumps(one)
+    assert attribute(two, "notes")["prominentWords"][0]["targetCorrelation"] is not None
+
+
+def test_row_bytes_of_the_sample_count_each_value_once_and_nulls_as_empty() -> None:
+    values = pa.array(["ab", None, "", "héllo", "x"], type=pa.string())
+    table = pa.table(
+        {
+            "plain": pa.chunked_array([values.slice(2, 2), values.slice(0, 1), pa.array(["yy", "z"])]),
+            "nulls": pa.chunked_array([values]),
+            "sliced": pa.chunked_array([pa.array(["skip", "a", "bb", "ccc", "dddd", "e"]).slice(1)]),
+        }
+    )
+    expected = np.zeros(table.num_rows, dtype=np.int64)
+    for column in table.columns:
+        expected += pc.fill_null(pc.binary_length(column), 0).to_numpy()
+    assert _row_bytes(table).tolist() == expected.tolist() == [3, 8, 5, 12, 3]
+    assert _row_bytes(table.to_batches()[0]).tolist() == expected[:2].tolist()
+
+
+def test_the_sample_read_before_more_rows_or_a_merge_is_read_anew_after() -> None:
+    schema = make_schema(("x", C), ("y", B), target="y")
+    data = {"x": [f"v{i % 7}" for i in range(3000)], "y": [str(i % 2) for i in range(3000)]}
+    whole = StatisticsAccumulator(schema, sample_size=500)
+    feed(whole, data)
+    first = {name: values[:1000] for name, values in data.items()}
+    rest = {name: values[1000:] for name, values in data.items()}
+    fed, merged, other = (StatisticsAccumulator(schema, sample_size=500) for _ in range(3))
+    feed(fed, first)
+    feed(merged, first)
+    feed(other, rest, key0=1000)
+    before = fed.sample_table()
+    assert fed.sample_table() is before  # read twice, gathered once
+    feed(fed, rest, key0=1000)
+    merged.sample_table()
+    merged.merge(other)
+    assert fed.sample_table().equals(whole.sample_table())
+    assert merged.sample_table().equals(whole.sample_table())
+    assert not before.equals(whole.sample_table())
 
 
 def test_an_error_on_the_second_thread_reaches_the_caller() -> None:

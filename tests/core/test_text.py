@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from emrml.core.recipe.transforms import WHITESPACE
 from emrml.core.stats import normalized_tokens
 from emrml.core.stats.constants import TOKEN_PUNCTUATION
-from emrml.core.text import _blank_bytes, is_plain_ascii, split_encoded
+from emrml.core.text import _blank_bytes, is_plain_ascii, split_counted, split_encoded
 
 
 def _rows(tokens: pa.Array, offsets: object) -> list[list[str]]:
@@ -54,6 +54,23 @@ def test_split_encoded_is_str_split(texts: list[str | None], data: st.DataObject
     sliced = pa.array(["  pad  ", *texts, "tail  x"], pa.string()).slice(1 + start, len(texts) - start)
     assert _encoded_rows(*split_encoded(sliced)) == expected[start:]
     assert _encoded_rows(*split_encoded(pa.array(texts, pa.large_string()))) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_ascii_rows, _any_rows), st.data())
+def test_split_counted_counts_what_split_encoded_encodes(
+    texts: list[str | None], data: st.DataObject
+) -> None:
+    strings = pa.array(texts, pa.string())
+    words, codes, offsets = split_encoded(strings)
+    counted = split_counted(strings)
+    assert counted.words.to_pylist() == words.to_pylist()
+    assert counted.counts.tolist() == np.bincount(codes, minlength=len(words)).tolist()
+    assert counted.offsets.tolist() == offsets.tolist()
+    # Leaving words out of the per-row counts (the statistics drop tokens of punctuation alone).
+    dropped = np.array(data.draw(st.lists(st.booleans(), min_size=len(words), max_size=len(words))), bool)
+    kept_per_row = [sum(not dropped[c] for c in row) for row in _rows(pa.array(codes), offsets)]
+    assert counted.per_row(dropped).tolist() == kept_per_row
 
 
 def test_split_encoded_tokens_end_at_row_ends() -> None:

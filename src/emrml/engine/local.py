@@ -265,15 +265,14 @@ def build_datasource(
             summary.total_records += selected.batch.num_rows + len(bad)
             if accumulator is not None and selected.batch.num_rows:
                 accumulator.update(selected.batch, selected.row_keys(), executor=executor)
+        empty_files = [file for file, records in zip(files, records_per_file, strict=True) if records == 0]
+        if summary.total_records - summary.invalid_records <= 0:
+            raise DataError(_no_records_message(files, empty_files, summary, rearrangement))
         if accumulator is not None:
-            accumulator.settle()
-    empty_files = [file for file, records in zip(files, records_per_file, strict=True) if records == 0]
-    if summary.total_records - summary.invalid_records <= 0:
-        raise DataError(_no_records_message(files, empty_files, summary, rearrangement))
-    if accumulator is not None:
-        summary.statistics = accumulator.result()
-        summary.sample = accumulator.sample_table()
-        _check_statistics(schema, summary.statistics)
+            # Settles the TEXT work still running on the executor first.
+            summary.statistics = accumulator.result(executor=executor)
+            summary.sample = accumulator.sample_table()
+            _check_statistics(schema, summary.statistics)
     return summary
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from emrml.core.schema import AttributeType, Schema
+from emrml.core.schema import Attribute, AttributeType, Schema
 from emrml.core.stats.columns import (
     BinaryStats,
     CategoricalStats,
@@ -30,6 +30,7 @@ from emrml.core.stats.correlation import (
     word_correlations,
 )
 from emrml.core.stats.sketches import b64, splitmix64, unb64
+from emrml.core.text import byte_lengths
 
 # ------------------------------------------------------------------------------------------ the sample
 
@@ -51,7 +52,7 @@ class _BottomKSample:
     times a bound (about ``size * (1 + ln(rows / size))`` rows are ever candidates), so memory stays within
     ``spill + 1`` samples plus one batch and most datasources never gather before the end. Rows are kept in
     arrival order (gathering rows in position order is much faster than in hash order) and put in hash
-    order only when read.
+    order only when read (and kept so).
     """
 
     def __init__(
@@ -65,6 +66,9 @@ class _BottomKSample:
         self.sizes = np.zeros(0, dtype=np.int64)  # their bytes of values, in the same order
         self.tables: list[pa.Table] = []
         self.threshold: np.uint64 | None = None  # the largest hash that may still be in the sample
+        # What sorted() gave, until rows come or the threshold falls: a job reads its sample twice (the
+        # correlations, then the sample kept for the recipe), and each reading gathers every row twice.
+        self._read: tuple[np.ndarray, pa.Table] | None = None
 
     def offer(self, hashes: np.ndarray, batch: pa.RecordBatch) -> None:
         if self.threshold is not None:
@@ -78,6 +82,7 @@ class _BottomKSample:
     def add(self, hashes: np.ndarray, sizes: np.ndarray, table: pa.Table) -> None:
         if not len(hashes):
             return
+        self._read = None
         self.hashes = np.concatenate([self.hashes, hashes])
         self.sizes = np.concatenate([self.sizes, sizes])
         self.tables.append(table)
@@ -113,11 +118,17 @@ class _BottomKSample:
 
     def sorted(self) -> tuple[np.ndarray, pa.Table]:
         """Hashes and rows in hash order."""
-        self.compact()
-        order = np.argsort(self.hashes)
-        return self.hashes[order], self.tables[0].take(pa.array(order))
+        if self._read is None:
+            self.compact()
+            order = np.argsort(self.hashes)
+            # The candidates are kept in this order from now on: one copy of the rows, not two.
+            self.hashes, self.sizes = self.hashes[order], self.sizes[order]
+            self.tables = [self.tables[0].take(pa.array(order))]
+            self._read = self.hashes, self.tables[0]
+        return self._read
 
     def merge(self, other: _BottomKSample) -> None:
+        self._read = None
         other.compact()
         if other.threshold is not None:
             # Rows of this side above the other's threshold are out of the merged sample too.
@@ -150,7 +161,17 @@ def _row_bytes(rows: pa.RecordBatch | pa.Table) -> np.ndarray:
     """The bytes of each row's values (int64): what it costs in the sample."""
     total = np.zeros(rows.num_rows, dtype=np.int64)
     for column in rows.columns:
-        total += pc.fill_null(pc.binary_length(column), 0).to_numpy().astype(np.int64, copy=False)
+        chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+        at = 0
+        for chunk in chunks:
+            # Read from the offsets (no Arrow kernel per column): a null's slot may hold bytes, so a
+            # column with nulls takes the kernel, which counts them 0.
+            if chunk.null_count:
+                sizes = pc.fill_null(pc.binary_length(chunk), 0).to_numpy().astype(np.int64, copy=False)
+            else:
+                sizes = byte_lengths(chunk)
+            total[at : at + len(chunk)] += sizes
+            at += len(chunk)
     return total
 
 
@@ -324,9 +345,15 @@ class StatisticsAccumulator:
             return "excluded"
         return "input"
 
-    def _correlations(self) -> tuple[dict[str, float | None], dict[str, dict[str, float]], float | None]:
+    def _correlations(
+        self, executor: Executor | None = None
+    ) -> tuple[dict[str, float | None], dict[str, dict[str, float]], float | None]:
         """Target correlation per input attribute, per candidate word of each TEXT input attribute, and the
-        entropy of the target's classes on the sample (the most any correlation can reach)."""
+        entropy of the target's classes on the sample (the most any correlation can reach).
+
+        With an ``executor`` (one thread) the attributes are scored on both threads at once, each taking
+        the next attribute left, the TEXT ones (the costliest) first: this runs after the last batch, when
+        nothing else keeps the second core busy."""
         schema = self.schema
         inputs = schema.input_attributes
         target = schema.target
@@ -341,23 +368,49 @@ class StatisticsAccumulator:
         rows = pa.array(usable)
         attribute_scores: dict[str, float | None] = {}
         word_scores: dict[str, dict[str, float]] = {}
-        for attribute in inputs:
+
+        def score(attribute: Attribute) -> None:
             strings = as_strings(sample.column(attribute.name)).filter(rows)
             if attribute.type is AttributeType.TEXT:
                 stats = self._columns[attribute.name]
                 assert isinstance(stats, TextStats)
-                word_scores[attribute.name] = word_correlations(strings, stats.candidate_words(), y)
-                attribute_scores[attribute.name] = max(word_scores[attribute.name].values(), default=0.0)
+                words = word_correlations(strings, stats.candidate_words(), y)
+                word_scores[attribute.name] = words
+                attribute_scores[attribute.name] = max(words.values(), default=0.0)
             else:
                 attribute_scores[attribute.name] = mutual_information(
                     attribute_codes(strings, attribute.type), y
                 )
+
+        # deque.popleft is atomic: each attribute is scored once, by whichever thread takes it.
+        left = deque(sorted(inputs, key=lambda a: a.type is not AttributeType.TEXT))
+
+        def drain() -> None:
+            while left:
+                try:
+                    attribute = left.popleft()
+                except IndexError:
+                    return
+                score(attribute)
+
+        helper = executor.submit(drain) if executor is not None and len(left) > 1 else None
+        try:
+            drain()
+        finally:
+            if helper is not None:
+                helper.result()
+        # In the schema's order, as when scored one after another.
+        attribute_scores = {a.name: attribute_scores[a.name] for a in inputs}
+        word_scores = {a.name: word_scores[a.name] for a in inputs if a.name in word_scores}
         return attribute_scores, word_scores, entropy(y)
 
-    def result(self) -> dict[str, Any]:
-        """The statistics as a JSON-serializable dict (structure in the module docstring)."""
+    def result(self, *, executor: Executor | None = None) -> dict[str, Any]:
+        """The statistics as a JSON-serializable dict (structure in the module docstring); with an
+        ``executor`` (the one of :meth:`update`) the target correlations use its thread too."""
+        # Only this thread feeds the sample: it is put in order while the last TEXT work ends.
+        self._sample.sorted()
         self.settle()
-        attribute_scores, word_scores, target_entropy = self._correlations()
+        attribute_scores, word_scores, target_entropy = self._correlations(executor)
         type_counts = {t.value: 0 for t in AttributeType}
         attributes = []
         for attribute in self.schema.attributes:

@@ -21,7 +21,7 @@ from emrml.core.stats.constants import (
     TOKEN_PUNCTUATION,
 )
 from emrml.core.stats.sketches import Moments, ValueCounter, empty_mask, value_list
-from emrml.core.text import byte_lengths, is_plain_ascii, split_encoded
+from emrml.core.text import byte_lengths, is_plain_ascii, split_counted, split_encoded
 from emrml.core.values import Parsed, parse_binary, parse_numeric
 
 # ---------------------------------------------------------------------------------- column statistics
@@ -364,23 +364,23 @@ class TextStats:
         if size == 0:
             return
         self.rows += size
-        self.missing += int(np.count_nonzero(empty_mask(column)))
+        strings = as_strings(column)
+        # Without nulls the offsets tell the empty values (no kernel, no boolean array from Arrow).
+        empty = empty_mask(strings) if strings.null_count else byte_lengths(strings) == 0
+        self.missing += int(np.count_nonzero(empty))
         # Each distinct token is normalized once, not each occurrence: text repeats its words.
-        distinct, codes, offsets = split_encoded(as_strings(column))
-        words, plain = _normalized(distinct)
+        tokens = split_counted(strings)
+        words, plain = _normalized(tokens.words)
         lengths = byte_lengths(words) if plain else pc.utf8_length(words).to_numpy(zero_copy_only=False)
         kept = lengths > 0  # a token of punctuation alone is no word
-        per_row = np.diff(offsets)
-        if not kept.all():
-            rows = np.repeat(np.arange(size, dtype=np.int64), per_row)
-            per_row = per_row - np.bincount(rows[~kept[codes]], minlength=size)
+        per_row = tokens.per_row(~kept)
         self.words_per_row = [
             min(self.words_per_row[0], int(per_row.min())),
             max(self.words_per_row[1], int(per_row.max())),
         ]
         if not kept.any():
             return
-        occurrences = np.bincount(codes, minlength=len(words))[kept]
+        occurrences = tokens.counts[kept]
         self.total_words += int(occurrences.sum())
         self.word_length = [
             min(self.word_length[0], int(lengths[kept].min())),

@@ -12,7 +12,6 @@ expected ')' but the expression ended``.
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import json
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from emrml.core.recipe.syntax import (
     quote_name,
     split_comment,
 )
-from emrml.core.schema import AttributeType, Schema
+from emrml.core.schema import AttributeType, Schema, did_you_mean
 from emrml.errors import InvalidInputException
 
 #: Longest recipe, in characters (spec 11).
@@ -254,9 +253,7 @@ class _Resolver:
                 "groups and assignments may only use names defined before them",
             )
         candidates = [*self.inputs, *self.groups, *self.assignments, *PREDEFINED_GROUPS]
-        close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise where.error(node.column, f"unknown variable {name!r}{hint}")
+        raise where.error(node.column, f"unknown variable {name!r}{did_you_mean(name, candidates)}")
 
     def group(self, node: Node, where: Located) -> list[Variable]:
         """The members of a ``group(...)`` or ``group_remove(...)`` definition, in order, each once."""
@@ -313,8 +310,7 @@ class _Resolver:
     def _check_call(self, node: Call, where: Located) -> None:
         spec = FUNCTIONS.get(node.function)
         if spec is None:
-            close = difflib.get_close_matches(node.function.lower(), list(FUNCTIONS), n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(node.function, FUNCTIONS)
             raise where.error(
                 node.column, f"unknown transformation {node.function!r}{hint}; known: {', '.join(FUNCTIONS)}"
             )
@@ -387,8 +383,7 @@ def _sections(document: object) -> dict[str, object]:
                 )
             continue
         if key not in SECTIONS:
-            close = difflib.get_close_matches(key, SECTIONS, n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(key, SECTIONS)
             raise InvalidInputException(
                 f"Recipe has an unknown section {key!r}{hint}; the sections are groups, assignments, outputs"
             )

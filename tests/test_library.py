@@ -420,3 +420,15 @@ def test_predict_warns_of_a_name_that_is_not_an_attribute(
         "ml-warn: 'colour' is not an attribute of the model; it was ignored",
     ]
     assert misspelt == model.predict({"job": "admin."})  # the names were ignored
+
+
+@pytest.mark.parametrize("kind", ["DataSource", "Model", "Evaluation", "BatchPrediction"])
+def test_a_display_of_an_object_that_is_not_there_says_so_rather_than_raising(
+    client: emrml.Client, kind: str
+) -> None:
+    # Jupyter shows a formatter's traceback when _repr_html_ raises: the display names the error instead.
+    shown = getattr(emrml, kind)(client, "no-such-id")._repr_html_()
+    assert "no-such-id" in shown and "ResourceNotFoundException" in shown
+    # The message of an id refused by its pattern is the user's text: escaped.
+    refused = getattr(emrml, kind)(client, "<b>")._repr_html_()
+    assert "InvalidInputException" in refused and "&lt;b&gt;" in refused and "<b>" not in refused

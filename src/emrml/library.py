@@ -30,7 +30,7 @@ import sys
 import uuid
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -379,7 +379,9 @@ class DataSource:
         """Jupyter's display: status, counts and the statistics' charts (emrml.notebook)."""
         from emrml.notebook import datasource_html
 
-        return datasource_html(self.describe(), _completed(self.statistics))
+        return _shown(
+            "DataSource", self.id, lambda: datasource_html(self.describe(), _completed(self.statistics))
+        )
 
 
 @dataclass(frozen=True)
@@ -408,7 +410,7 @@ class Model:
         """Jupyter's display: type, size, loss by pass and top features (emrml.notebook)."""
         from emrml.notebook import model_html
 
-        return model_html(self.describe(), _completed(self.insights))
+        return _shown("MLModel", self.id, lambda: model_html(self.describe(), _completed(self.insights)))
 
     def evaluate(
         self,
@@ -498,9 +500,12 @@ class Evaluation:
         """Jupyter's display: the metric, score histograms / confusion matrix / residuals, alerts."""
         from emrml.notebook import evaluation_html
 
-        request = {"EvaluationId": self.id}
-        result = _completed(lambda: self.client.service.call("GetEvaluationInsights", request)) or {}
-        return evaluation_html(self.describe(), result.get("Insights"), result.get("ScoreThreshold"))
+        def render() -> str:
+            request = {"EvaluationId": self.id}
+            result = _completed(lambda: self.client.service.call("GetEvaluationInsights", request)) or {}
+            return evaluation_html(self.describe(), result.get("Insights"), result.get("ScoreThreshold"))
+
+        return _shown("Evaluation", self.id, render)
 
 
 @dataclass(frozen=True)
@@ -554,7 +559,18 @@ class BatchPrediction:
         """Jupyter's display: status, model, datasource, output and record counts."""
         from emrml.notebook import batch_prediction_html
 
-        return batch_prediction_html(self.describe())
+        return _shown("BatchPrediction", self.id, lambda: batch_prediction_html(self.describe()))
+
+
+def _shown(kind: str, object_id: str, render: Callable[[], str]) -> str:
+    """``render()``, or the error that stopped it (an object deleted, or never made): a display that raised
+    would show Jupyter's formatter traceback instead."""
+    try:
+        return render()
+    except AmazonMLError as exc:
+        from emrml.notebook import unavailable_html
+
+        return unavailable_html(f"{kind} {object_id}", exc)
 
 
 def _completed(fetch: Any) -> Any:

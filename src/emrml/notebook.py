@@ -170,6 +170,11 @@ def _section(title: str, *parts: str) -> str:
     return f"<div class='emrml'><h4>{escape(title)}</h4>{''.join(parts)}</div>"
 
 
+def unavailable_html(title: str, error: Exception) -> str:
+    """What a display shows of an object it could not read: the error's type and message."""
+    return _section(title, f"<p>{escape(type(error).__name__)}: {escape(str(error))}</p>")
+
+
 def datasource_html(described: dict[str, Any], statistics: dict[str, Any] | None) -> str:
     parts = [
         table(

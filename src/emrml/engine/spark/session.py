@@ -165,17 +165,17 @@ def spark_session(settings: Settings) -> Any:
     _log = driver_log(settings)
     key = (settings.spark_master, tuple(sorted(settings.spark_conf.items())), settings.spark_encryption)
     with _LOCK:
-        if _session is not None and driver_exited():
-            _forget_driver()  # a server's next job starts a new driver, as a job worker would
-            _session = None
-        if _session is not None and _key == key and not _stopped(_session):
-            return _session
         try:
             from pyspark import SparkConf, SparkContext
             from pyspark.java_gateway import launch_gateway
             from pyspark.sql import SparkSession
         except ImportError:
             raise SparkEngineError(f"the Spark engine needs pyspark: {INSTALL_HINT}") from None
+        if _session is not None and driver_exited():
+            _forget_driver()  # a server's next job starts a new driver, as a job worker would
+            _session = None
+        if _session is not None and _key == key and not _stopped(_session):
+            return _session
         if _session is not None:
             _session.stop()
         check_master(settings)

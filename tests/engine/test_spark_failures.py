@@ -5,6 +5,7 @@ an application that has no executor to run on."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -53,6 +54,20 @@ def test_a_yarn_master_without_its_hadoop_configuration_says_what_to_set(
         session.check_master(settings)
     monkeypatch.setenv("HADOOP_CONF_DIR", str(tmp_path))
     session.check_master(settings)
+
+
+def test_an_unreachable_master_says_why_for_each_address(tmp_path: Path) -> None:
+    # Before: "does not answer (tried for 10 s)" whatever happened, a refusal taking no time at all.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed once the block ends: nothing listens there
+    master = f"spark://127.0.0.1:{port},no-such-host.invalid:7077"
+    with pytest.raises(session.SparkEngineError) as failed:
+        session.check_master(settings_at(tmp_path, spark_master=master, spark_connect_seconds=2))
+    assert failed.value.message == (
+        f"the Spark master {master} does not answer (127.0.0.1:{port}: nothing listens there; "
+        "no-such-host.invalid:7077: no such host): check setting spark_master and that the master is running"
+    )
 
 
 def test_why_the_jvm_exited_is_read_from_its_output(tmp_path: Path) -> None:

@@ -144,17 +144,26 @@ def check_master(settings: Settings) -> None:
         )
     if not master.startswith("spark://"):
         return
+    reasons = []
     for address in master[len("spark://") :].split(","):  # a standby list: host1:port1,host2:port2
         host, _, port = address.rpartition(":")
         try:
             target = (host.strip("[]"), int(port))  # an IPv6 address is bracketed in the URL
             with socket.create_connection(target, timeout=settings.spark_connect_seconds):
                 return
-        except (OSError, ValueError):
-            continue
+        except ValueError:
+            reasons.append(f"{address}: not host:port")
+        except socket.gaierror:
+            reasons.append(f"{address}: no such host")
+        except ConnectionRefusedError:
+            reasons.append(f"{address}: nothing listens there")
+        except TimeoutError:
+            reasons.append(f"{address}: no answer in {settings.spark_connect_seconds:g} s")
+        except OSError as exc:
+            reasons.append(f"{address}: {exc.strerror or exc}")
     raise SparkEngineError(
-        f"the Spark master {master} does not answer (tried for {settings.spark_connect_seconds:g} s): "
-        "check setting spark_master and that the master is running"
+        f"the Spark master {master} does not answer ({'; '.join(reasons)}): check setting spark_master and "
+        "that the master is running"
     )
 
 

@@ -49,9 +49,13 @@ def test_a_yarn_master_without_its_hadoop_configuration_says_what_to_set(
     # spark-submit refuses it too, but its JVM exits then and pyspark says only "Java gateway process exited".
     monkeypatch.delenv("HADOOP_CONF_DIR", raising=False)
     monkeypatch.delenv("YARN_CONF_DIR", raising=False)
+    monkeypatch.delenv("PYSPARK_GATEWAY_PORT", raising=False)
     settings = settings_at(tmp_path, spark_master="yarn")
     with pytest.raises(session.SparkEngineError, match="yarn needs HADOOP_CONF_DIR or YARN_CONF_DIR"):
         session.check_master(settings)
+    monkeypatch.setenv("PYSPARK_GATEWAY_PORT", "41000")  # under spark-submit, which has checked it already
+    session.check_master(settings)
+    monkeypatch.delenv("PYSPARK_GATEWAY_PORT")
     monkeypatch.setenv("HADOOP_CONF_DIR", str(tmp_path))
     session.check_master(settings)
 

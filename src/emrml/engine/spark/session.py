@@ -136,7 +136,9 @@ def check_master(settings: Settings) -> None:
     """Fail at once, saying so, when a ``spark://`` master does not accept connections, or a ``yarn``
     master has no Hadoop configuration to find its resource manager by."""
     master = settings.spark_master
-    if master == "yarn" and not (os.environ.get("HADOOP_CONF_DIR") or os.environ.get("YARN_CONF_DIR")):
+    configured = any(os.environ.get(name) for name in ("HADOOP_CONF_DIR", "YARN_CONF_DIR"))
+    # Under spark-submit (its JVM started this Python: PYSPARK_GATEWAY_PORT) the driver exists already.
+    if master == "yarn" and not configured and "PYSPARK_GATEWAY_PORT" not in os.environ:
         # spark-submit checks this too, but its JVM then exits before pyspark can say why.
         raise SparkEngineError(
             "setting spark_master yarn needs HADOOP_CONF_DIR or YARN_CONF_DIR in emrml's environment: the "

@@ -456,3 +456,28 @@ def test_a_worker_whose_job_was_given_up_and_queued_again_is_stopped_so_the_job_
     finally:
         hung.kill()
         watcher.join()
+
+
+def test_a_running_job_says_what_it_does_now_until_it_ends(
+    settings: Settings, shared_datasets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its progress message (a step, or what it waits for: a Spark job without an executor), which only the
+    CLI's progress bar showed, is in Get*/Describe* while the job runs, and gone once it ended."""
+    from emrml.service import tasks, worker  # noqa: F401  (tasks registers the job functions)
+
+    app = EmrML(settings)
+    _pending_bank(app, "ds-running", shared_datasets)
+    attempt = app.jobs.claim("DataSource", "ds-running")
+    waiting = "waiting for an executor (12 s; the job fails at 300 s, setting spark_executor_wait_seconds)"
+    worker.JobContext(app.settings, "DataSource", "ds-running", app.sessions, attempt).progress(0.2, waiting)
+    described = app.call("GetDataSource", {"DataSourceId": "ds-running"})
+    assert (described["Status"], described["Progress"], described["ProgressMessage"]) == (
+        "INPROGRESS",
+        20.0,
+        waiting,
+    )
+    (listed,) = app.call("DescribeDataSources", {"FilterVariable": "Status", "EQ": "INPROGRESS"})["Results"]
+    assert listed["ProgressMessage"] == waiting
+    assert app.jobs._retry_or_fail("DataSource", "ds-running", attempt, "the worker process died")
+    assert "ProgressMessage" not in app.call("GetDataSource", {"DataSourceId": "ds-running"})
+    app.close()

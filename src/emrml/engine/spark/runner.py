@@ -23,7 +23,9 @@ was deleted) cancels the step's Spark jobs, whose executors are then free for ot
 raises it. An
 application left without any executor (its only worker died, or no worker has the cores and memory it
 asks for) would wait for one for ever, the job INPROGRESS with its heartbeat going: after
-``spark_executor_wait_seconds`` the step's jobs are cancelled and it fails saying so.
+``spark_executor_wait_seconds`` the step's jobs are cancelled and it fails saying so (meanwhile its
+progress message says that it waits, and until when). A driver JVM that dies under a step (killed, most
+often for memory) fails it saying so, not as a bare connection error.
 """
 
 from __future__ import annotations

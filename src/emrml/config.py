@@ -172,6 +172,15 @@ class Settings:
                     f"(got {url!r})"
                 )
 
+        if not _SPARK_MASTER.fullmatch(self.spark_master):
+            # Else a typo showed only once a job ran: as a master that "does not answer" (spark://host without
+            # its port), or as Spark's own parse error after the JVM's start.
+            raise InvalidInputException(
+                f"setting spark_master must be local, local[N], local[*], spark://host:port (several "
+                f"host:port comma-separated for standby masters), yarn or k8s://https://host:port "
+                f"(got {self.spark_master!r})"
+            )
+
     @property
     def database_url(self) -> str:
         return self.metastore_url or f"sqlite:///{self.home / 'metastore.db'}"
@@ -203,6 +212,17 @@ class Settings:
                 values[f.name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**_coerce(values))
+
+
+#: The master URLs Spark takes (its SparkContext's forms; local-cluster is Spark's own test mode).
+_SPARK_HOST_PORT = r"(\[[0-9A-Fa-f:.]+\]|[^\s/:,\[\]]+):[0-9]{1,5}"
+_SPARK_MASTER = re.compile(
+    r"local(\[([1-9][0-9]*|\*)(,\s*[0-9]+)?\])?"
+    r"|local-cluster\[\s*[1-9][0-9]*\s*,\s*[1-9][0-9]*\s*,\s*[1-9][0-9]*\s*\]"
+    rf"|spark://{_SPARK_HOST_PORT}(,{_SPARK_HOST_PORT})*"
+    r"|yarn"
+    r"|k8s://\S+"
+)
 
 
 #: Comma-separated settings that emrml.toml may also give as an array, as it does the data roots.

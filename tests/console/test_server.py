@@ -628,6 +628,26 @@ def test_the_jobs_page_shows_the_spark_application_and_jobs_a_job_ran_on(
         mark(None, None)
     (job,) = [j for j in admin.get("/console/jobs?format=json").json()["Jobs"] if j["Id"] == MODEL]
     assert job["SparkApplicationId"] is None and job["SparkJobIds"] == []
+    # A job in its first step: its application is known, none of its Spark jobs has ended yet, and its
+    # Message is what it does now.
+    from emrml.service.metastore import now
+
+    def running(message: str | None) -> None:
+        with installation.service.sessions() as session, session.begin():
+            row = session.get(MLModel, MODEL)
+            row.status = "INPROGRESS" if message else "COMPLETED"
+            row.progress_message, row.heartbeat_at = message, now()
+
+    mark("app-20261204060000-0002", "[]")
+    running("waiting for an executor (12 s; the job fails at 300 s, setting spark_executor_wait_seconds)")
+    try:
+        page = admin.get("/console/jobs?kind=MLModel").text
+        assert "Spark application <code>app-20261204060000-0002</code></td>" in page
+        (job,) = [j for j in admin.get("/console/jobs?format=json").json()["Jobs"] if j["Id"] == MODEL]
+        assert job["Message"].startswith("waiting for an executor (12 s;")
+    finally:
+        running(None)
+        mark(None, None)
 
 
 def test_a_datasource_with_numbers_near_the_float_range_renders(

@@ -322,7 +322,7 @@ def test_a_job_given_up_by_its_runner_keeps_how_far_it_got_as_a_failed_job_does(
     for entity_id in ("ds-given-up", "ds-failed"):
         described = app.call("GetDataSource", {"DataSourceId": entity_id})
         assert (described["Status"], described["Progress"]) == ("FAILED", 40.0)
-        assert "FAILED (40%)" in invoke("datasource", "show", entity_id).stdout
+        assert "FAILED at 40%" in invoke("datasource", "show", entity_id).stdout
     # A job failed before it ran (what it needed failed) got nowhere: it shows no progress.
     request = {"MLModelId": "ml-never", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-never"}
     _pending_bank(app, "ds-never", shared_datasets)
@@ -545,3 +545,28 @@ def test_a_job_queued_again_then_deleted_leaves_none_of_its_earlier_attempt_resu
     app.call("DeleteDataSource", {"DataSourceId": "ds-queued"})
     assert app.call("GetDataSource", {"DataSourceId": "ds-queued"})["Status"] == "DELETED"
     assert not tasks.sample_path(app.settings, "ds-queued").exists()
+
+
+def test_a_running_job_says_what_it_does_now_until_it_ends(
+    settings: Settings, shared_datasets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its progress message (a step, or what it waits for: a Spark job without an executor), which only the
+    CLI's progress bar showed, is in Get*/Describe* while the job runs, and gone once it ended."""
+    from emrml.service import tasks, worker  # noqa: F401  (tasks registers the job functions)
+
+    app = EmrML(settings)
+    _pending_bank(app, "ds-running", shared_datasets)
+    attempt = app.jobs.claim("DataSource", "ds-running")
+    waiting = "waiting for an executor (12 s; the job fails at 300 s, setting spark_executor_wait_seconds)"
+    worker.JobContext(app.settings, "DataSource", "ds-running", app.sessions, attempt).progress(0.2, waiting)
+    described = app.call("GetDataSource", {"DataSourceId": "ds-running"})
+    assert (described["Status"], described["Progress"], described["ProgressMessage"]) == (
+        "INPROGRESS",
+        20.0,
+        waiting,
+    )
+    (listed,) = app.call("DescribeDataSources", {"FilterVariable": "Status", "EQ": "INPROGRESS"})["Results"]
+    assert listed["ProgressMessage"] == waiting
+    assert app.jobs._retry_or_fail("DataSource", "ds-running", attempt, "the worker process died")
+    assert "ProgressMessage" not in app.call("GetDataSource", {"DataSourceId": "ds-running"})
+    app.close()

@@ -63,7 +63,8 @@ def jobs(visit: Visit) -> View:
                     "ComputeTime": item.get("ComputeTime"),
                     "SparkApplicationId": item.get("SparkApplicationId"),
                     "SparkJobIds": item.get("SparkJobIds", []),
-                    "Message": item.get("Message"),
+                    # A running job's: what it does now.
+                    "Message": item.get("Message") or item.get("ProgressMessage"),
                 }
             )
     rows.sort(key=lambda row: row["CreatedAt"] or 0, reverse=True)

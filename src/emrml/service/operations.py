@@ -209,6 +209,10 @@ def timing_members(entity: Any) -> Response:
         # Not an Amazon ML member (boto3 ignores it): the job's progress in percent for the CLI and console;
         # a FAILED job's tells how far it got (none for one that failed before it ran: its input failed).
         members["Progress"] = round(100 * entity.progress, 1)
+    if entity.status == "INPROGRESS" and entity.progress_message:
+        # Nor this one: what the running job does now (a step, or what it waits for: a Spark job without an
+        # executor says so), which only the CLI's progress bar showed.
+        members["ProgressMessage"] = entity.progress_message
     if entity.spark_application:
         # Not Amazon ML members either: where the job ran on the Spark engine, for the jobs browser.
         members["SparkApplicationId"] = entity.spark_application

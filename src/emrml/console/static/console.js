@@ -74,7 +74,8 @@
     row.querySelector('[data-field="Message"]').textContent = job.Message || "";
     var ids = job.SparkJobIds || [];
     row.querySelector('[data-field="RanOn"]').textContent = job.SparkApplicationId
-      ? "Spark application " + job.SparkApplicationId + ", " + (ids.length === 1 ? "job " : "jobs ") + ids.join(", ")
+      ? "Spark application " + job.SparkApplicationId +
+        (ids.length ? ", " + (ids.length === 1 ? "job " : "jobs ") + ids.join(", ") : "")
       : "";
   }
 

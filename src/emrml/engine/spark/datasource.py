@@ -33,7 +33,7 @@ from emrml.engine.local import (
     _check_statistics,
     _no_records_message,
 )
-from emrml.engine.spark.runner import SparkRunner
+from emrml.engine.spark.runner import SparkRunner, driver_guarded
 from emrml.engine.units import (
     Parallelism,
     Selected,
@@ -116,6 +116,7 @@ def plan_units(
     return units, job
 
 
+@driver_guarded
 def build_datasource(
     location: str,
     schema: Schema,

@@ -13,7 +13,7 @@ from emrml.config import Settings
 from emrml.engine.evaluation import EvaluationPass, Scorer
 from emrml.engine.local import Progress
 from emrml.engine.spark.datasource import UnitJob, plan_units, selected_batches
-from emrml.engine.spark.runner import SparkRunner
+from emrml.engine.spark.runner import SparkRunner, driver_guarded
 from emrml.engine.training import DatasourceData, scratch_folder
 from emrml.engine.units import Unit
 from emrml.storage.locations import check_unchanged, list_files
@@ -37,6 +37,7 @@ def evaluate_unit(job: UnitJob, unit: Unit, report: Any = None) -> EvaluationPas
     return state
 
 
+@driver_guarded
 def evaluation_pass(
     scorer: Scorer, artifact: str, data: DatasourceData, settings: Settings, progress: Progress, spark: Any
 ) -> EvaluationPass:

@@ -23,7 +23,9 @@ was deleted) cancels the step's Spark jobs, whose executors are then free for ot
 raises it. An
 application left without any executor (its only worker died, or no worker has the cores and memory it
 asks for) would wait for one for ever, the job INPROGRESS with its heartbeat going: after
-``spark_executor_wait_seconds`` the step's jobs are cancelled and it fails saying so.
+``spark_executor_wait_seconds`` the step's jobs are cancelled and it fails saying so (meanwhile its
+progress message says that it waits, and until when). A driver JVM that dies under a step (killed, most
+often for memory) fails it saying so, not as a bare connection error.
 """
 
 from __future__ import annotations
@@ -41,7 +43,13 @@ from typing import Any, TypeVar
 
 from emrml import errors
 from emrml.core.arrow import skip_pandas_probe
-from emrml.engine.spark.session import SparkEngineError, executor_wait_seconds, one_line
+from emrml.engine.spark.session import (
+    SparkEngineError,
+    driver_exit_error,
+    executor_wait_seconds,
+    lost_driver,
+    one_line,
+)
 from emrml.storage.locations import configure_storage_settings, storage_settings
 
 T = TypeVar("T")
@@ -119,17 +127,41 @@ def _call(
         return failure
 
 
+def driver_guarded(function: Callable[..., T]) -> Callable[..., T]:
+    """``function``, an engine's Spark job, failing with ``driver_exit_error`` when the driver exited under
+    it: its calls into the JVM outside a step (a broadcast, an unpersist as it unwinds) fail with bare
+    connection errors, which would stand for an internal error."""
+
+    @functools.wraps(function)
+    def guarded(*args: Any, **kwargs: Any) -> T:
+        try:
+            return function(*args, **kwargs)
+        except Exception as exc:
+            if lost_driver(exc):
+                raise driver_exit_error() from None
+            raise
+
+    return guarded
+
+
 class SparkRunner:
     """Runs functions over argument tuples on a SparkSession's executors, one task per tuple."""
 
     def __init__(self, session: Any, progress: Progress) -> None:
         self.session = session
-        self.progress = progress
+        self._report = progress
+        #: The job's progress as last reported: where a step without a span of its own stands.
+        self._fraction = 0.0
         #: Why the watcher thread cancelled the step's jobs (a deleted job, no executor, bad data): the step
         #: raises it.
         self._stopped: BaseException | None = None
         #: The running job's ``TaskFailure``s, as its tasks end (an accumulator, made by ``job``).
         self._failures: Any = None
+
+    def progress(self, fraction: float, message: str | None) -> None:
+        """Report the job's progress (steps and their callers report through here)."""
+        self._fraction = fraction
+        self._report(fraction, message)
 
     def __enter__(self) -> SparkRunner:
         return self
@@ -137,6 +169,7 @@ class SparkRunner:
     def __exit__(self, *exc: object) -> None:
         pass
 
+    @driver_guarded
     def map(
         self,
         function: Callable[..., T],
@@ -161,8 +194,12 @@ class SparkRunner:
         group = f"emrml-{uuid.uuid4().hex[:12]}"
         context.setJobGroup(group, message, interruptOnCancel=True)
         self._failures = context.accumulator([], _FirstFailures())
-        # The job's progress message names the application, so the jobs browser shows where it runs.
+        # The job's progress message names the application, and so does its row from the start of its
+        # first step (its Spark jobs are added as they end), so the jobs browser shows where it runs.
         message = f"{message} (Spark application {context.applicationId})"
+        record = SPARK_JOBS.get()
+        if record is not None:
+            record(str(context.applicationId), [])
         done = threading.Event()
         watcher = threading.Thread(
             target=self._watch, args=(group, message, span, done), name="emrml-spark-progress", daemon=True
@@ -175,17 +212,33 @@ class SparkRunner:
         except Exception as exc:
             if self._stopped is not None:  # the jobs failed because the watcher cancelled them
                 raise self._stopped from None
+            if lost_driver(exc):
+                raise driver_exit_error() from None
             raise _task_error(exc) from None
         finally:
             done.set()
             watcher.join()
-            job_ids = sorted(context.statusTracker().getJobIdsForGroup(group))
-            context.setLocalProperty("spark.jobGroup.id", None)
-            record = SPARK_JOBS.get()
+            try:
+                job_ids = sorted(context.statusTracker().getJobIdsForGroup(group))
+                context.setLocalProperty("spark.jobGroup.id", None)
+            except Exception as exc:
+                if not lost_driver(exc):
+                    raise
+                job_ids = []  # the driver is gone, and what it ran with it: the step fails saying so
             if record is not None and job_ids:
                 record(str(context.applicationId), job_ids)
 
     def _watch(
+        self, group: str, message: str, span: tuple[float, float] | None, done: threading.Event
+    ) -> None:
+        try:
+            self._watch_step(group, message, span, done)
+        except Exception as exc:
+            if not lost_driver(exc):
+                raise
+            # The driver exited under the step: the step itself fails saying so (``job``).
+
+    def _watch_step(
         self, group: str, message: str, span: tuple[float, float] | None, done: threading.Event
     ) -> None:
         context = self.session.sparkContext
@@ -197,9 +250,10 @@ class SparkRunner:
                 self._stopped = failures[0].error()
                 context.cancelJobGroup(group)
                 return
+            waited = 0.0
             if _has_executors(context):
                 seen = time.monotonic()
-            elif time.monotonic() - seen > patience:
+            elif (waited := time.monotonic() - seen) > patience:
                 self._stopped = SparkEngineError(
                     f"the Spark application {context.applicationId} has had no executor for {patience:g} s "
                     f"(its workers are gone, or none has the cores and memory it asks for), so the job was "
@@ -215,14 +269,28 @@ class SparkRunner:
                     if stage is not None:
                         finished += stage.numCompletedTasks
                         total += stage.numTasks
+            fraction: float | None = None
             if total and span is not None:
                 low, high = span
-                try:
-                    self.progress(low + (high - low) * finished / total, message)
-                except BaseException as exc:  # the job is to stop (JobStopped, a BaseException)
-                    self._stopped = exc
-                    context.cancelJobGroup(group)
-                    return
+                fraction = low + (high - low) * finished / total
+            shown = message
+            if waited >= _POLL_SECONDS:
+                # Said, else the job sat at its last progress as if it worked, until it failed.
+                if fraction is None:  # no task seen yet, or a step whose caller reports its progress
+                    fraction = span[0] if span is not None else self._fraction
+                # First: a progress bar shows the message's start.
+                shown = (
+                    f"waiting for an executor ({waited:.0f} s; the job fails at {patience:g} s, setting "
+                    f"spark_executor_wait_seconds): {message}"
+                )
+            if fraction is None:
+                continue
+            try:
+                self.progress(fraction, shown)
+            except BaseException as exc:  # the job is to stop (JobStopped, a BaseException)
+                self._stopped = exc
+                context.cancelJobGroup(group)
+                return
 
 
 def _has_executors(context: Any) -> bool:

@@ -30,8 +30,10 @@ Set up here, because the defaults do not fit emrml:
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import socket
+import subprocess
 import sys
 import threading
 import warnings
@@ -46,6 +48,9 @@ _LOCK = threading.Lock()
 _session: Any = None
 _key: tuple[Any, ...] | None = None
 _executor_wait = 300.0
+_log = Path("spark.log")
+#: How long a call that lost its connection to the driver waits for the driver's JVM to end.
+_DRIVER_GRACE_SECONDS = 5.0
 
 #: What the error names when pyspark is missing.
 INSTALL_HINT = "pip install 'emrml[spark]' (and a Java 17 runtime)"
@@ -128,36 +133,60 @@ def spark_conf(settings: Settings) -> dict[str, str]:
 
 
 def check_master(settings: Settings) -> None:
-    """Fail at once, saying so, when a ``spark://`` master does not accept connections."""
+    """Fail at once, saying so, when a ``spark://`` master does not accept connections, or a ``yarn``
+    master has no Hadoop configuration to find its resource manager by."""
     master = settings.spark_master
+    configured = any(os.environ.get(name) for name in ("HADOOP_CONF_DIR", "YARN_CONF_DIR"))
+    # Under spark-submit (its JVM started this Python: PYSPARK_GATEWAY_PORT) the driver exists already.
+    if master == "yarn" and not configured and "PYSPARK_GATEWAY_PORT" not in os.environ:
+        # spark-submit checks this too, but its JVM then exits before pyspark can say why.
+        raise SparkEngineError(
+            "setting spark_master yarn needs HADOOP_CONF_DIR or YARN_CONF_DIR in emrml's environment: the "
+            "folder of the cluster's yarn-site.xml and core-site.xml (on an EMR node, /etc/hadoop/conf)"
+        )
     if not master.startswith("spark://"):
         return
+    reasons = []
     for address in master[len("spark://") :].split(","):  # a standby list: host1:port1,host2:port2
         host, _, port = address.rpartition(":")
         try:
-            with socket.create_connection((host, int(port)), timeout=settings.spark_connect_seconds):
+            target = (host.strip("[]"), int(port))  # an IPv6 address is bracketed in the URL
+            with socket.create_connection(target, timeout=settings.spark_connect_seconds):
                 return
-        except (OSError, ValueError):
-            continue
+        except ValueError:
+            reasons.append(f"{address}: not host:port")
+        except socket.gaierror:
+            reasons.append(f"{address}: no such host")
+        except ConnectionRefusedError:
+            reasons.append(f"{address}: nothing listens there")
+        except TimeoutError:
+            reasons.append(f"{address}: no answer in {settings.spark_connect_seconds:g} s")
+        except OSError as exc:
+            reasons.append(f"{address}: {exc.strerror or exc}")
     raise SparkEngineError(
-        f"the Spark master {master} does not answer (tried for {settings.spark_connect_seconds:g} s): "
-        "check setting spark_master and that the master is running"
+        f"the Spark master {master} does not answer ({'; '.join(reasons)}): check setting spark_master and "
+        "that the master is running"
     )
 
 
 def spark_session(settings: Settings) -> Any:
     """The process's SparkSession for these settings (made on first use)."""
-    global _session, _key, _executor_wait
+    global _session, _key, _executor_wait, _log
     _executor_wait = settings.spark_executor_wait_seconds
+    _log = driver_log(settings)
     key = (settings.spark_master, tuple(sorted(settings.spark_conf.items())), settings.spark_encryption)
     with _LOCK:
-        if _session is not None and _key == key and not _stopped(_session):
-            return _session
         try:
-            from pyspark import SparkConf
+            from pyspark import SparkConf, SparkContext
+            from pyspark.java_gateway import launch_gateway
             from pyspark.sql import SparkSession
         except ImportError:
             raise SparkEngineError(f"the Spark engine needs pyspark: {INSTALL_HINT}") from None
+        if _session is not None and driver_exited():
+            _forget_driver()  # a server's next job starts a new driver, as a job worker would
+            _session = None
+        if _session is not None and _key == key and not _stopped(_session):
+            return _session
         if _session is not None:
             _session.stop()
         check_master(settings)
@@ -170,14 +199,53 @@ def spark_session(settings: Settings) -> Any:
         # emrml run from a virtual environment that is not activated has tasks that cannot import emrml.
         os.environ["PYSPARK_PYTHON"] = effective["spark.pyspark.python"]
         conf = SparkConf().setAll(list(effective.items()))
+        log = driver_log(settings)
+        start = log.stat().st_size if log.exists() else 0
         try:
+            if SparkContext._gateway is None:  # one JVM per process, kept after a context stops
+                # The JVM's own output (spark-submit refusing its arguments, the JVM's notices) goes to the
+                # driver's log as well, not to the terminal: why it exited is read back from there.
+                with os.fdopen(os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab") as output:
+                    gateway = launch_gateway(conf, popen_kwargs={"stderr": output})
+                SparkContext._ensure_initialized(gateway=gateway)
             with warnings.catch_warnings():  # pyspark's about pandas versions: emrml's tasks use no pandas
                 warnings.simplefilter("ignore", FutureWarning)
                 _session = SparkSession.builder.config(conf=conf).getOrCreate()
         except Exception as exc:
-            raise SparkEngineError(start_failure(settings, one_line(exc))) from None
+            reason = launch_failure(log, start) or one_line(exc)
+            raise SparkEngineError(start_failure(settings, reason)) from None
         _key = key
         return _session
+
+
+def driver_log(settings: Settings) -> Path:
+    return settings.home / "logs" / "spark.log"
+
+
+#: A line of the driver's log4j log (the JVM's own output has no date), and a spark-submit failure's.
+_LOG_LINE = re.compile(r"\d\d/\d\d/\d\d \d\d:\d\d:\d\d ")
+_MAIN_FAILED = re.compile(r'Exception in thread "main" [\w.$]+: (.+)')
+
+
+def launch_failure(log: Path, start: int) -> str | None:
+    """Why the driver's JVM exited, from what it wrote to the log after byte ``start``: spark-submit's
+    exception, else the JVM's first line of its own ("Invalid maximum heap size: -Xmxlots"); None when it
+    wrote nothing (pyspark's "Java gateway process exited" is all there is then)."""
+    try:
+        with log.open("rb") as text:
+            text.seek(start)
+            lines = text.read(1 << 20).decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    own = [
+        line.strip()
+        for line in lines
+        if line.strip() and not _LOG_LINE.match(line) and not line.startswith(("WARNING: ", "\t", " "))
+    ]
+    for line in own:
+        if found := _MAIN_FAILED.fullmatch(line):
+            return found.group(1)[:500]
+    return own[0][:500] if own else None
 
 
 def start_failure(settings: Settings, reason: str) -> str:
@@ -196,13 +264,68 @@ def start_failure(settings: Settings, reason: str) -> str:
                 "spark.authenticate.secret in spark_conf and in the cluster's spark-defaults.conf (or set "
                 "spark_encryption off)"
             )
-    return f"{message}; the driver's log is {settings.home / 'logs' / 'spark.log'}"
+    return f"{message}; the driver's log is {driver_log(settings)}"
 
 
 def executor_wait_seconds() -> float:
     """How long a step of a job waits while the application has no executor (the settings' of the last
     ``spark_session`` call: one application per process)."""
     return _executor_wait
+
+
+def driver_exited(grace: float = 0.0) -> bool:
+    """Whether this process's Spark driver, its JVM, has exited (killed: most often by the kernel short of
+    memory, which picks the largest process), given ``grace`` seconds to end: a call into a JVM being
+    killed fails before the process is gone. pyspark then fails every call with a connection error."""
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    if gateway is None:
+        return False
+    process = getattr(gateway, "proc", None)  # None under spark-submit, whose JVM started this Python
+    if process is not None:
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+    try:
+        gateway.jvm.java.lang.System.nanoTime()
+    except Exception:
+        return True
+    return False
+
+
+def lost_driver(exc: BaseException) -> bool:
+    """Whether ``exc``, raised by a call into the driver, is its JVM having exited (waited for a few seconds
+    when the call lost its connection: the JVM may still be ending)."""
+    from py4j.protocol import Py4JNetworkError
+
+    lost = isinstance(exc, (Py4JNetworkError, OSError))
+    return driver_exited(_DRIVER_GRACE_SECONDS if lost else 0.0)
+
+
+def driver_exit_error() -> SparkEngineError:
+    """What a job whose driver exited under it fails with."""
+    return SparkEngineError(
+        "the Spark driver (this process's JVM) exited in the middle of the job: killed, most often by the "
+        "kernel short of memory (see spark.driver.memory in setting spark_conf, and the machine's memory); "
+        f"run the job again (its driver starts anew); the driver's log is {_log}"
+    )
+
+
+def _forget_driver() -> None:
+    """Drop pyspark's hold on a driver that exited, so that the next session launches a new one (pyspark
+    keeps one JVM per process and would go on calling the dead one)."""
+    from pyspark import SparkContext
+    from pyspark.sql import SparkSession
+
+    with SparkContext._lock:
+        SparkContext._gateway = None
+        SparkContext._jvm = None
+        SparkContext._active_spark_context = None
+    SparkSession._instantiatedSession = None
+    SparkSession._activeSession = None
 
 
 def _stopped(session: Any) -> bool:

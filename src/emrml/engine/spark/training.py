@@ -49,7 +49,14 @@ from emrml.core.schema import parse_schema
 from emrml.core.sgd import Batch, DualAveraging
 from emrml.engine.local import Progress
 from emrml.engine.spark.datasource import UnitJob, plan_units, selected_batches
-from emrml.engine.spark.runner import SparkRunner, TaskFailure, final, in_executor, raise_failures
+from emrml.engine.spark.runner import (
+    SparkRunner,
+    TaskFailure,
+    driver_guarded,
+    final,
+    in_executor,
+    raise_failures,
+)
 from emrml.engine.training import DatasourceData, Learned, TargetSummary, parse_target, row_weights
 from emrml.engine.units import Unit
 from emrml.errors import DataError
@@ -221,6 +228,7 @@ def _rows(items: Iterator[Batch | TaskFailure]) -> Iterator[Batch]:
         yield item
 
 
+@driver_guarded
 def train_on_spark(
     *,
     model_type: str,
@@ -276,7 +284,7 @@ def train_on_spark(
         sample, rows_read = merge_samples(parts, CALIBRATION_ROWS, space.n_features)
 
         def training_progress(fraction: float) -> None:
-            progress(0.4 + 0.6 * fraction, "training")
+            runner.progress(0.4 + 0.6 * fraction, "training")
 
         rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
         trainer = Trainer(

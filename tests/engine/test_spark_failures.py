@@ -1,0 +1,209 @@
+"""What a user of the Spark engine sees when it cannot run: a master URL that is not one, a YARN master
+without its Hadoop configuration, a driver JVM that refuses its settings or dies in the middle of a job,
+an application that has no executor to run on."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emrml.config import Settings
+from emrml.engine.spark import runner, session
+from emrml.errors import InvalidInputException
+
+
+def settings_at(tmp_path: Path, **overrides: Any) -> Settings:
+    return Settings.load(environ={}, home=tmp_path / "home", **overrides)
+
+
+@pytest.mark.parametrize(
+    "master",
+    ["spark://127.0.0.1", "spark//127.0.0.1:7077", "local[x]", "local[0]", "spark://h:7077/", "yarn-x", ""],
+)
+def test_a_master_url_that_is_not_one_is_refused_with_the_settings(tmp_path: Path, master: str) -> None:
+    # Before, "spark://127.0.0.1" (no port) failed each job as a master that "does not answer", and the
+    # others as Spark's parse error after the JVM's start.
+    with pytest.raises(InvalidInputException, match=r"setting spark_master must be local, local\[N\].*got"):
+        settings_at(tmp_path, spark_master=master)
+
+
+@pytest.mark.parametrize(
+    "master",
+    ["local", "local[2]", "local[*]", "local[1,2]", "spark://127.0.0.1:7077", "spark://a:7077,b:7077",
+     "spark://[::1]:7077", "yarn", "k8s://https://10.0.0.1:443"],
+)  # fmt: skip
+def test_every_master_spark_takes_is_accepted(tmp_path: Path, master: str) -> None:
+    assert settings_at(tmp_path, spark_master=master).spark_master == master
+
+
+def test_a_yarn_master_without_its_hadoop_configuration_says_what_to_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # spark-submit refuses it too, but its JVM exits then and pyspark says only "Java gateway process exited".
+    monkeypatch.delenv("HADOOP_CONF_DIR", raising=False)
+    monkeypatch.delenv("YARN_CONF_DIR", raising=False)
+    monkeypatch.delenv("PYSPARK_GATEWAY_PORT", raising=False)
+    settings = settings_at(tmp_path, spark_master="yarn")
+    with pytest.raises(session.SparkEngineError, match="yarn needs HADOOP_CONF_DIR or YARN_CONF_DIR"):
+        session.check_master(settings)
+    monkeypatch.setenv("PYSPARK_GATEWAY_PORT", "41000")  # under spark-submit, which has checked it already
+    session.check_master(settings)
+    monkeypatch.delenv("PYSPARK_GATEWAY_PORT")
+    monkeypatch.setenv("HADOOP_CONF_DIR", str(tmp_path))
+    session.check_master(settings)
+
+
+def test_an_unreachable_master_says_why_for_each_address(tmp_path: Path) -> None:
+    # Before: "does not answer (tried for 10 s)" whatever happened, a refusal taking no time at all.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed once the block ends: nothing listens there
+    master = f"spark://127.0.0.1:{port},no-such-host.invalid:7077"
+    with pytest.raises(session.SparkEngineError) as failed:
+        session.check_master(settings_at(tmp_path, spark_master=master, spark_connect_seconds=2))
+    assert failed.value.message == (
+        f"the Spark master {master} does not answer (127.0.0.1:{port}: nothing listens there; "
+        "no-such-host.invalid:7077: no such host): check setting spark_master and that the master is running"
+    )
+
+
+def test_why_the_jvm_exited_is_read_from_its_output(tmp_path: Path) -> None:
+    log = tmp_path / "spark.log"
+    log.write_text("26/12/06 05:42:18 WARN Utils: an older application's line\n")
+    start = log.stat().st_size
+    with log.open("a") as out:
+        out.write(
+            "WARNING: Using incubator modules: jdk.incubator.vector\n"
+            "Exception in thread \"main\" org.apache.spark.SparkException: When running with master 'yarn' "
+            "either HADOOP_CONF_DIR or YARN_CONF_DIR must be set in the environment.\n"
+            "\tat org.apache.spark.deploy.SparkSubmitArguments.error(SparkSubmitArguments.scala:670)\n"
+        )
+    assert session.launch_failure(log, start) == (
+        "When running with master 'yarn' either HADOOP_CONF_DIR or YARN_CONF_DIR must be set in the "
+        "environment."
+    )
+    log.write_text("Invalid maximum heap size: -Xmxlots\nError: Could not create the Java Virtual Machine.\n")
+    assert session.launch_failure(log, 0) == "Invalid maximum heap size: -Xmxlots"
+    assert session.launch_failure(log, log.stat().st_size) is None
+
+
+REFUSED_DRIVER = """
+import pathlib, sys
+from emrml.config import Settings
+from emrml.engine.spark.session import SparkEngineError, spark_session
+
+home = pathlib.Path(sys.argv[1])
+settings = Settings.load(environ={}, home=home, spark_master="local[1]",
+                         spark_conf={"spark.driver.memory": "lots"})
+try:
+    spark_session(settings)
+except SparkEngineError as exc:
+    print(exc.message)
+"""
+
+
+def test_a_driver_that_refuses_its_settings_says_why_and_the_terminal_stays_clean(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-c", REFUSED_DRIVER, str(tmp_path / "home")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    # Before: "Java gateway process exited before sending its port number", the JVM's lines on stderr.
+    assert run.stdout.startswith("the Spark application did not start: Invalid maximum heap size: -Xmxlots;")
+    assert run.stderr == ""
+    log = (tmp_path / "home" / "logs" / "spark.log").read_text()
+    assert "Could not create the Java Virtual Machine" in log
+
+
+DYING_DRIVER = """
+import json, os, pathlib, signal, sys, threading
+from emrml.config import Settings
+from emrml.engine.spark import session
+from emrml.engine.spark.runner import SparkRunner
+
+settings = Settings.load(environ={}, home=pathlib.Path(sys.argv[1]), spark_master="local[1]")
+spark = session.spark_session(settings)
+first = spark.sparkContext.applicationId
+reports = []
+
+def progress(fraction, message):
+    reports.append(fraction)
+    if len(reports) == 1:  # the step is under way: the driver is killed, as the kernel short of memory does
+        os.kill(spark.sparkContext._gateway.proc.pid, signal.SIGKILL)
+
+slow = lambda seconds, report=None: __import__("time").sleep(seconds)
+outcome = {}
+try:
+    SparkRunner(spark, progress).map(slow, [(2.0,)] * 30, "sleeping", (0.0, 1.0))
+except session.SparkEngineError as exc:
+    outcome["error"] = exc.message
+# The next job of the same process (a server's) starts a new driver rather than calling the dead one.
+again = session.spark_session(settings)
+outcome["count"] = again.sparkContext.parallelize(range(10), 2).count()
+outcome["new"] = again.sparkContext.applicationId != first
+print(json.dumps(outcome))
+"""
+
+
+def test_a_driver_killed_in_the_middle_of_a_job_fails_it_saying_so_and_the_next_job_starts_another(
+    tmp_path: Path,
+) -> None:
+    run = subprocess.run(
+        [sys.executable, "-c", DYING_DRIVER, str(tmp_path / "home")],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    outcome = json.loads(run.stdout.strip().splitlines()[-1])
+    # Before: a bare connection error, so the job was FAILED as an internal error (or its progress thread
+    # died and the step hung), and every later job of a server failed the same way.
+    assert outcome["error"].startswith("the Spark driver (this process's JVM) exited in the middle of")
+    assert "spark.driver.memory" in outcome["error"]
+    assert outcome["count"] == 10 and outcome["new"]
+    assert "emrml-spark-progress" not in run.stderr  # the progress thread ended quietly
+
+
+def test_a_step_without_executors_says_it_waits_for_one_until_it_fails(
+    spark: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An application whose only worker died, or that no worker has room for: the job's progress says what
+    it waits for, and for how long it will, instead of sitting at its last progress as if it worked."""
+    monkeypatch.setattr(runner, "_has_executors", lambda context: False)
+    monkeypatch.setattr(session, "_executor_wait", 3.0)
+    reports: list[tuple[float, str | None]] = []
+    start = time.monotonic()
+    with pytest.raises(session.SparkEngineError, match=r"no executor for 3 s .* spark_executor_wait"):
+        runner.SparkRunner(spark, lambda *report: reports.append(report)).map(
+            lambda seconds, report=None: __import__("time").sleep(seconds), [(3,)] * 8, "waiting", (0.5, 1.0)
+        )
+    assert time.monotonic() - start < 12  # eight tasks of 3 s on two cores: 12 s if they all ran
+    waiting = [message for _, message in reports if message and message.startswith("waiting for an executor")]
+    assert waiting, reports
+    assert "the job fails at 3 s, setting spark_executor_wait_seconds): waiting (Spark" in waiting[-1]
+    assert all(fraction >= 0.5 for fraction, _ in reports)
+
+
+def test_a_running_job_names_its_application_from_its_first_step(spark: Any) -> None:
+    """The jobs browser's "Ran on" of a running job: recorded as its first step starts, not as it ends."""
+    recorded: list[tuple[str, list[int]]] = []
+    seen_while_running: list[list[tuple[str, list[int]]]] = []
+
+    def progress(_fraction: float, _message: str | None) -> None:
+        seen_while_running.append(list(recorded))
+
+    token = runner.SPARK_JOBS.set(lambda application, ids: recorded.append((application, ids)))
+    try:
+        runner.SparkRunner(spark, progress).map(
+            lambda seconds, report=None: __import__("time").sleep(seconds), [(1.5,)] * 2, "sleeping", (0, 1)
+        )
+    finally:
+        runner.SPARK_JOBS.reset(token)
+    application = spark.sparkContext.applicationId
+    assert seen_while_running and seen_while_running[0] == [(application, [])]
+    assert recorded[-1][0] == application and recorded[-1][1]  # then its Spark jobs, as the step ends

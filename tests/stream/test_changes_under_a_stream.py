@@ -160,3 +160,44 @@ def test_a_resharded_input_stream_deleted_and_created_again_has_every_shard_read
     assert sorted(keys) == sorted([f"old-{i}" for i in range(20)] + [f"new-{i}" for i in range(30)])
     leases = stream_app.call("GetStream", {"StreamId": "st-changes-5"})["ShardLeases"]
     assert all(lease["ParentShardIds"] == [] for lease in leases)
+
+
+def test_a_stream_whose_consumer_failed_is_started_again_by_start_stream(
+    stream_app: EmrML, kinesalite: Kinesalite, consumers: list[Running], cleanup: None
+) -> None:
+    """A stream shown FAILED (its consumer ended by an error; the stream itself is still RUNNING) is
+    started again by StartStream, as a stopped one is: consumers start, resume from the checkpoints, and
+    the stream is RUNNING again. Retried while they run, StartStream starts none."""
+    kinesalite.create("changes-6", 1)
+    kinesalite.create("changes-6-scored", 1)
+    kinesalite.put("changes-6", [(record(i), str(i)) for i in range(10)])
+    _start(stream_app, "st-changes-6", "changes-6")
+    running = Running(stream_app.settings, "st-changes-6")
+    consumers.append(running)
+    wait_until(lambda: _records_in(stream_app, "st-changes-6") == 10, 30)
+    kinesalite.client().call("delete_stream", StreamName="changes-6-scored")
+    kinesalite.put("changes-6", [(record(i), str(i)) for i in range(10, 15)])
+    with pytest.raises(ResourceNotFoundException):
+        running.join()
+    consumers.remove(running)
+    assert stream_app.call("GetStream", {"StreamId": "st-changes-6"})["Status"] == "FAILED"
+
+    # The cause fixed (its output stream back), the user starts it again with the same parameters.
+    kinesalite.create("changes-6-scored", 1)
+    request = {"StreamId": "st-changes-6", "MLModelId": "ml-binary", "Consumers": 1,
+               "InputStream": "kinesis://changes-6", "OutputUri": "kinesis://changes-6-scored"}  # fmt: skip
+    assert stream_app.call("StartStream", request) == {"StreamId": "st-changes-6", "ConsumersStarted": 1}
+    described = wait_until(
+        lambda: (
+            (found := stream_app.call("GetStream", {"StreamId": "st-changes-6"}))["RecordsIn"] == 15 and found
+        ),
+        60,
+        0.3,
+    )
+    assert described["Status"] == "RUNNING" and "Message" not in described
+    assert described["Consumers"] == 1
+    scored = [json.loads(item["Data"])["PartitionKey"] for item in kinesalite.read_all("changes-6-scored")]
+    assert sorted(scored, key=int) == [str(i) for i in range(10, 15)]
+    assert stream_app.call("StartStream", request) == {"StreamId": "st-changes-6", "ConsumersStarted": 0}
+    stream_app.call("StopStream", {"StreamId": "st-changes-6"})
+    wait_until(lambda: stream_app.call("GetStream", {"StreamId": "st-changes-6"})["Status"] == "STOPPED", 30)

@@ -180,12 +180,15 @@ def test_a_stream_whose_consumer_failed_is_started_again_by_start_stream(
     with pytest.raises(ResourceNotFoundException):
         running.join()
     consumers.remove(running)
-    assert stream_app.call("GetStream", {"StreamId": "st-changes-6"})["Status"] == "FAILED"
+    failed = stream_app.call("GetStream", {"StreamId": "st-changes-6"})
+    assert failed["Status"] == "FAILED"
 
-    # The cause fixed (its output stream back), the user starts it again with the same parameters.
+    # The cause fixed (its output stream back), the user starts it again with the same parameters, which
+    # GetStream gives.
     kinesalite.create("changes-6-scored", 1)
     request = {"StreamId": "st-changes-6", "MLModelId": "ml-binary", "Consumers": 1,
                "InputStream": "kinesis://changes-6", "OutputUri": "kinesis://changes-6-scored"}  # fmt: skip
+    assert {**failed["StartParameters"], "Consumers": 1} == request
     assert stream_app.call("StartStream", request) == {"StreamId": "st-changes-6", "ConsumersStarted": 1}
     described = wait_until(
         lambda: (

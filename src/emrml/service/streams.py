@@ -373,13 +373,16 @@ def _load(
 
 @operation("GetStream")
 def get_stream(app: EmrML, request: Request) -> Response:
-    """The stream's totals, each shard's lease and checkpoint, and its live consumers."""
+    """The stream's totals, each shard's lease and checkpoint, its live consumers, and the parameters it
+    was started with."""
     stream_id = _stream_id(request)
     settle_stopping(app.sessions, stream_id, app.settings.stream_lease_seconds)
     with app.sessions() as session:
         stream = _find(session, stream_id)
         leases, consumers, last = _load(app, session, stream)
     members = _summary(stream, leases, consumers, last)
+    # What StartStream was given (but Consumers): the same parameters start the stream again.
+    members["StartParameters"] = json.loads(stream.request)
     members["ShardLeases"] = [
         {
             key: value

@@ -4,12 +4,15 @@ stream deleted. The consumers follow the model as Predict does, and a stop is ne
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 from stream_helpers import Kinesalite, Running, record, wait_until
 
-from emrml.errors import ResourceNotFoundException
+from emrml.errors import InvalidInputException, ResourceNotFoundException
 from emrml.service.app import EmrML
+from emrml.service.metastore import MLModel
 
 
 def _start(app: EmrML, stream_id: str, name: str) -> None:
@@ -204,3 +207,24 @@ def test_a_stream_whose_consumer_failed_is_started_again_by_start_stream(
     assert stream_app.call("StartStream", request) == {"StreamId": "st-changes-6", "ConsumersStarted": 0}
     stream_app.call("StopStream", {"StreamId": "st-changes-6"})
     wait_until(lambda: stream_app.call("GetStream", {"StreamId": "st-changes-6"})["Status"] == "STOPPED", 30)
+
+
+def test_a_consumer_that_cannot_start_says_why_on_the_stream(
+    stream_app: EmrML, kinesalite: Kinesalite, tmp_path: Path
+) -> None:
+    """A consumer run on a machine without the model's file (consumers on several machines need it at the
+    same location) cannot start: the stream, which no consumer ever read, says FAILED and why, rather than
+    RUNNING with nobody reading it, and StartStream would start consumers again."""
+    kinesalite.create("changes-7", 1)
+    kinesalite.create("changes-7-scored", 1)
+    _start(stream_app, "st-changes-7", "changes-7")
+    gone = tmp_path / "elsewhere" / "model.bin"
+    with stream_app.sessions() as session, session.begin():
+        session.execute(update(MLModel).where(MLModel.id == "ml-binary").values(artifact_location=str(gone)))
+    running = Running(stream_app.settings, "st-changes-7")
+    with pytest.raises(InvalidInputException, match="the file does not exist"):
+        running.join()
+    described = stream_app.call("GetStream", {"StreamId": "st-changes-7"})
+    assert described["Status"] == "FAILED" and described["Consumers"] == 0
+    assert described["Message"].startswith(f"consumer {running.consumer.id} could not start: InvalidInput")
+    assert str(gone) in described["Message"]

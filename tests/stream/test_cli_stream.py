@@ -123,3 +123,27 @@ def test_ctrl_c_stops_a_foreground_consumer_cleanly(
     last = max(int(r["SequenceNumber"]) for r in kinesalite.read_all("cli-ctrl-c"))
     assert int(lease["Checkpoint"]) == last and shown["RecordsOut"] == 30
     invoke("stream", "stop", "st-fg")
+
+
+def test_a_stream_is_started_again_by_its_id_alone(cli_env: Path, kinesalite: Kinesalite) -> None:
+    """``emrml stream start --id ID`` starts a stream no consumer runs (stopped, FAILED) again with the
+    parameters it was started with; options of a new stream are refused there, naming them."""
+    kinesalite.create("cli-again", 1)
+    kinesalite.create("cli-again-scored", 1)
+    invoke("stream", "start", "--id", "st-again", "--model", "ml-binary", "--input", "kinesis://cli-again",
+           "--output", "kinesis://cli-again-scored", "--format", "json", "--consumers", "0")  # fmt: skip
+    assert invoke_json("stream", "stop", "st-again")["Status"] == "STOPPED"
+    started = invoke_json("stream", "start", "--id", "st-again", "--consumers", "0")
+    assert started == {"StreamId": "st-again", "ConsumersStarted": 0}
+    shown = invoke_json("stream", "show", "st-again")
+    assert (shown["Status"], shown["RecordFormat"], shown["InputStream"]) == (
+        "RUNNING",
+        "json",
+        "kinesis://cli-again",
+    )
+    refused = invoke("stream", "start", "--id", "st-again", "--format", "csv", code=2)
+    assert "--format: a stream started again keeps its own" in refused.output
+    refused = invoke("stream", "start", "--id", "st-new", "--model", "ml-binary", code=2)
+    assert "a new stream needs --model, --input and --output" in refused.output
+    assert "ResourceNotFoundException" in error_line(invoke("stream", "start", "--id", "st-none", code=3))
+    invoke("stream", "stop", "st-again")

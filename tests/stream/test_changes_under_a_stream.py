@@ -90,7 +90,7 @@ def test_a_consumer_whose_input_stream_is_deleted_says_why_it_stopped(
     )
     assert "changes-3" in described["Message"]
     assert described["Message"].endswith(
-        "no consumer is running: `emrml stream run st-changes-3` starts one again"
+        "no consumer is running: `emrml stream start --id st-changes-3` (StartStream) starts consumers again"
     )
 
     # The cause fixed, a consumer started again: RUNNING, the earlier consumer's failure no longer shown.

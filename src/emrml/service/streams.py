@@ -76,7 +76,7 @@ def consumers_gone(
     other machines) is RUNNING: nothing ended. A consumer that starts makes it RUNNING again."""
     if stream.status != "RUNNING" or live or last is None:
         return None
-    restart = f"`emrml stream run {stream.id}` starts one again"
+    restart = f"`emrml stream start --id {stream.id}` (StartStream) starts consumers again"
     when = datetime.fromtimestamp(last.heartbeat_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     if last.status == "RUNNING":
         return "FAILED", (

@@ -147,3 +147,19 @@ def test_a_stream_is_started_again_by_its_id_alone(cli_env: Path, kinesalite: Ki
     assert "a new stream needs --model, --input and --output" in refused.output
     assert "ResourceNotFoundException" in error_line(invoke("stream", "start", "--id", "st-none", code=3))
     invoke("stream", "stop", "st-again")
+
+
+def test_a_consumer_of_a_stopped_stream_is_refused_saying_how_to_start_it(
+    cli_env: Path, kinesalite: Kinesalite
+) -> None:
+    """``emrml stream run`` of a stopped stream stopped at once, exit 0, saying only that it stopped."""
+    kinesalite.create("cli-stopped", 1)
+    kinesalite.create("cli-stopped-scored", 1)
+    invoke("stream", "start", "--id", "st-stopped", "--model", "ml-binary", "--input", "kinesis://cli-stopped",
+           "--output", "kinesis://cli-stopped-scored", "--consumers", "0")  # fmt: skip
+    invoke("stream", "stop", "st-stopped")
+    line = error_line(invoke("stream", "run", "st-stopped", code=2))
+    assert "stream 'st-stopped' is STOPPED: consumers run only a RUNNING stream" in line
+    assert "`emrml stream start --id st-stopped` starts it again" in line
+    shown = invoke_json("stream", "show", "st-stopped")
+    assert shown["Status"] == "STOPPED" and "Message" not in shown  # no consumer recorded as failed

@@ -112,6 +112,12 @@ class Consumer:
             stream = session.get(Stream, self.stream_id)
             if stream is None:
                 raise InvalidInputException(f"stream {self.stream_id!r} does not exist")
+            if stream.status != "RUNNING":
+                # It would stop at once, without a word: a stopped stream is started, not run.
+                raise InvalidInputException(
+                    f"stream {self.stream_id!r} is {stream.status}: consumers run only a RUNNING stream; "
+                    f"`emrml stream start --id {self.stream_id}` starts it again"
+                )
             model = session.get(MLModel, stream.ml_model_id)
         if model is None or model.status != "COMPLETED" or not model.artifact_location:
             raise InvalidInputException(
@@ -368,7 +374,7 @@ class Consumer:
         self._stop.set()
 
     def _record_start_failure(self, exc: Exception) -> None:
-        """Record this consumer FAILED, with why it could not start, on a stream that exists: else the stream
+        """Record this consumer FAILED, with why it could not start, on a RUNNING stream: else the stream
         went on saying RUNNING, read by nobody (no consumer of it had ever reported), and StartStream, which
         starts consumers again only for a stream whose consumers ended, would start none."""
         message = f"consumer {self.id} could not start: {_describe(exc)}"
@@ -376,7 +382,8 @@ class Consumer:
         moment = now()
         try:
             with self.sessions() as session, session.begin():
-                if session.get(Stream, self.stream_id) is None:
+                stream = session.get(Stream, self.stream_id)
+                if stream is None or stream.status != "RUNNING":
                     return
                 session.add(
                     StreamConsumer(

@@ -194,6 +194,10 @@ def list_streams(ctx: typer.Context) -> None:
             str(item.get("MillisBehindLatest", "")),
         )
     current.console.print(table)
+    # Why a stream is FAILED, or says no consumer runs it: what the table has no room for.
+    for item in results:
+        if item.get("Message"):
+            current.console.print(f"{item['StreamId']}: {item['Message']}", highlight=False)
 
 
 def _time(epoch: float | None) -> str:

@@ -163,3 +163,31 @@ def test_a_consumer_of_a_stopped_stream_is_refused_saying_how_to_start_it(
     assert "`emrml stream start --id st-stopped` starts it again" in line
     shown = invoke_json("stream", "show", "st-stopped")
     assert shown["Status"] == "STOPPED" and "Message" not in shown  # no consumer recorded as failed
+
+
+def test_the_list_says_why_a_stream_failed(
+    cli_env: Path, kinesalite: Kinesalite, stream_settings: Settings, tmp_path: Path
+) -> None:
+    """A FAILED stream's Message (here: its consumer could not start, the model's file missing on its
+    machine) is printed below the list, which has no column for it."""
+    from sqlalchemy import update
+
+    from emrml.service.app import EmrML
+    from emrml.service.metastore import MLModel
+
+    kinesalite.create("cli-why", 1)
+    kinesalite.create("cli-why-scored", 1)
+    invoke("stream", "start", "--id", "st-why", "--model", "ml-binary", "--input", "kinesis://cli-why",
+           "--output", "kinesis://cli-why-scored", "--consumers", "0")  # fmt: skip
+    app = EmrML(stream_settings)
+    try:
+        with app.sessions() as session, session.begin():
+            gone = str(tmp_path / "elsewhere.model")
+            session.execute(update(MLModel).where(MLModel.id == "ml-binary").values(artifact_location=gone))
+    finally:
+        app.close()
+    assert "the file does not exist" in error_line(invoke("stream", "run", "st-why", code=2))
+    listed = invoke("stream", "list", columns=400).stdout
+    assert "FAILED" in listed
+    assert "st-why: consumer " in listed and "could not start: InvalidInputException" in listed
+    invoke("stream", "stop", "st-why")

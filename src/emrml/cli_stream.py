@@ -37,6 +37,17 @@ class RecordFormat(StrEnum):
     csv = "csv"
 
 
+#: The options of ``start`` that only a new stream takes (parameter, flag): a stream started again by
+#: ``--id`` alone keeps those it was started with.
+_NEW_STREAM_OPTIONS = (
+    ("dead_letter", "--dead-letter"),
+    ("position", "--position"),
+    ("timestamp", "--timestamp"),
+    ("record_format", "--format"),
+    ("name", "--name"),
+)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(stream_app, name="stream")
 
@@ -46,10 +57,10 @@ def register(app: typer.Typer) -> None:
 def start(
     ctx: typer.Context,
     stream_id: str = typer.Option(..., "--id", help="Stream id (letters, digits, _ . -)."),
-    model_id: str = typer.Option(..., "--model", help="A COMPLETED model to score with."),
-    input_uri: str = typer.Option(..., "--input", help="kinesis://NAME: the stream to read."),
-    output_uri: str = typer.Option(
-        ..., "--output", help="kinesis://NAME, or a directory (path, file://, s3://) for gzip CSV parts."
+    model_id: str | None = typer.Option(None, "--model", help="A COMPLETED model to score with."),
+    input_uri: str | None = typer.Option(None, "--input", help="kinesis://NAME: the stream to read."),
+    output_uri: str | None = typer.Option(
+        None, "--output", help="kinesis://NAME, or a directory (path, file://, s3://) for gzip CSV parts."
     ),
     dead_letter: str | None = typer.Option(
         None, "--dead-letter", help="Where unreadable records go (default: <home>/streams/ID/dead-letter/)."
@@ -60,23 +71,45 @@ def start(
     consumers: int = typer.Option(1, "--consumers", help="Consumer processes to start here (0: none)."),
     name: str | None = typer.Option(None, "--name", help="A name for people."),
 ) -> None:
-    """Start scoring a stream (or resume a stopped one from its checkpoints)."""
-    request = present(
-        {
-            "StreamId": stream_id,
-            "MLModelId": model_id,
-            "InputStream": input_uri,
-            "OutputUri": output_uri,
-            "DeadLetterUri": dead_letter,
-            "StartingPosition": position.value,
-            "StartingTimestamp": timestamp,
-            "RecordFormat": record_format.value,
-            "Consumers": consumers,
-            "StreamName": name,
-        }
-    )
+    """Start scoring a stream (--model, --input, --output), or start again one no consumer runs (stopped,
+    or FAILED) from its checkpoints: with the same options, or --id alone for those it was started with."""
     current = state(ctx)
-    result = current.service().call("StartStream", request)
+    service = current.service()
+    if model_id is None and input_uri is None and output_uri is None:
+        # (By its name: typer's Context is of its own copy of click, not of the click installed beside it.)
+        given = [
+            flag
+            for key, flag in _NEW_STREAM_OPTIONS
+            if getattr(ctx.get_parameter_source(key), "name", None) == "COMMANDLINE"
+        ]
+        if given:
+            raise typer.BadParameter(
+                f"{', '.join(given)}: a stream started again keeps its own; a new stream needs --model, "
+                "--input and --output"
+            )
+        # The stream's own parameters (GetStream says "no such stream" for an unknown id).
+        recorded = service.call("GetStream", {"StreamId": stream_id})["StartParameters"]
+        request = {**recorded, "Consumers": consumers}
+    elif model_id is None or input_uri is None or output_uri is None:
+        raise typer.BadParameter(
+            "a new stream needs --model, --input and --output (--id alone starts a stream again with its own)"
+        )
+    else:
+        request = present(
+            {
+                "StreamId": stream_id,
+                "MLModelId": model_id,
+                "InputStream": input_uri,
+                "OutputUri": output_uri,
+                "DeadLetterUri": dead_letter,
+                "StartingPosition": position.value,
+                "StartingTimestamp": timestamp,
+                "RecordFormat": record_format.value,
+                "Consumers": consumers,
+                "StreamName": name,
+            }
+        )
+    result = service.call("StartStream", request)
     if current.json:
         print_json(result)
     else:
@@ -84,7 +117,7 @@ def start(
         why = ""
         if started < consumers:
             why = (
-                " (it was RUNNING already)"
+                " (its consumers run, or are starting, already)"
                 if not started
                 else " (one per open shard of the input stream: more would have no shard to read)"
             )
@@ -148,6 +181,10 @@ def list_streams(ctx: typer.Context) -> None:
         current.console.print("No streams.")
         return
     current.console.print(streams_table(results))
+    # Why a stream is FAILED, or says no consumer runs it: what the table has no room for.
+    for item in results:
+        if item.get("Message"):
+            current.console.print(f"{item['StreamId']}: {item['Message']}", highlight=False)
 
 
 #: GetStream and DescribeStreams members shown, in order.

@@ -6,15 +6,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from stream_helpers import KINESALITE, Kinesalite, Running, train_binary
 
 from emrml.config import Settings
 from emrml.service.app import EmrML
+from emrml.service.metastore import StreamConsumer
 
 #: Credentials kinesalite accepts (any); consumer processes inherit them through the environment.
 FAKE_CREDENTIALS = {
@@ -105,3 +108,18 @@ def consumers(stream_settings: Settings) -> Iterator[list[Running]]:
     for running in started:
         running.consumer.stop()
         running.thread.join(30)
+
+
+@pytest.fixture
+def cleanup(stream_app: EmrML) -> Iterator[None]:
+    """Kill whatever consumer process a test leaves behind (those StartStream spawned; not this one, whose
+    consumer threads, ``Running``, have rows too)."""
+    yield
+    with stream_app.sessions() as session:
+        pids = set(session.scalars(select(StreamConsumer.pid))) - {os.getpid()}
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass

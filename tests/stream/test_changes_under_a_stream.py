@@ -4,12 +4,15 @@ stream deleted. The consumers follow the model as Predict does, and a stop is ne
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 from stream_helpers import Kinesalite, Running, record, wait_until
 
-from emrml.errors import ResourceNotFoundException
+from emrml.errors import InvalidInputException, ResourceNotFoundException
 from emrml.service.app import EmrML
+from emrml.service.metastore import MLModel
 
 
 def _start(app: EmrML, stream_id: str, name: str) -> None:
@@ -87,7 +90,7 @@ def test_a_consumer_whose_input_stream_is_deleted_says_why_it_stopped(
     )
     assert "changes-3" in described["Message"]
     assert described["Message"].endswith(
-        "no consumer is running: `emrml stream run st-changes-3` starts one again"
+        "no consumer is running: `emrml stream start --id st-changes-3` (StartStream) starts consumers again"
     )
 
     # The cause fixed, a consumer started again: RUNNING, the earlier consumer's failure no longer shown.
@@ -160,3 +163,68 @@ def test_a_resharded_input_stream_deleted_and_created_again_has_every_shard_read
     assert sorted(keys) == sorted([f"old-{i}" for i in range(20)] + [f"new-{i}" for i in range(30)])
     leases = stream_app.call("GetStream", {"StreamId": "st-changes-5"})["ShardLeases"]
     assert all(lease["ParentShardIds"] == [] for lease in leases)
+
+
+def test_a_stream_whose_consumer_failed_is_started_again_by_start_stream(
+    stream_app: EmrML, kinesalite: Kinesalite, consumers: list[Running], cleanup: None
+) -> None:
+    """A stream shown FAILED (its consumer ended by an error; the stream itself is still RUNNING) is
+    started again by StartStream, as a stopped one is: consumers start, resume from the checkpoints, and
+    the stream is RUNNING again. Retried while they run, StartStream starts none."""
+    kinesalite.create("changes-6", 1)
+    kinesalite.create("changes-6-scored", 1)
+    kinesalite.put("changes-6", [(record(i), str(i)) for i in range(10)])
+    _start(stream_app, "st-changes-6", "changes-6")
+    running = Running(stream_app.settings, "st-changes-6")
+    consumers.append(running)
+    wait_until(lambda: _records_in(stream_app, "st-changes-6") == 10, 30)
+    kinesalite.client().call("delete_stream", StreamName="changes-6-scored")
+    kinesalite.put("changes-6", [(record(i), str(i)) for i in range(10, 15)])
+    with pytest.raises(ResourceNotFoundException):
+        running.join()
+    consumers.remove(running)
+    failed = stream_app.call("GetStream", {"StreamId": "st-changes-6"})
+    assert failed["Status"] == "FAILED"
+
+    # The cause fixed (its output stream back), the user starts it again with the same parameters, which
+    # GetStream gives.
+    kinesalite.create("changes-6-scored", 1)
+    request = {"StreamId": "st-changes-6", "MLModelId": "ml-binary", "Consumers": 1,
+               "InputStream": "kinesis://changes-6", "OutputUri": "kinesis://changes-6-scored"}  # fmt: skip
+    assert {**failed["StartParameters"], "Consumers": 1} == request
+    assert stream_app.call("StartStream", request) == {"StreamId": "st-changes-6", "ConsumersStarted": 1}
+    described = wait_until(
+        lambda: (
+            (found := stream_app.call("GetStream", {"StreamId": "st-changes-6"}))["RecordsIn"] == 15 and found
+        ),
+        60,
+        0.3,
+    )
+    assert described["Status"] == "RUNNING" and "Message" not in described
+    assert described["Consumers"] == 1
+    scored = [json.loads(item["Data"])["PartitionKey"] for item in kinesalite.read_all("changes-6-scored")]
+    assert sorted(scored, key=int) == [str(i) for i in range(10, 15)]
+    assert stream_app.call("StartStream", request) == {"StreamId": "st-changes-6", "ConsumersStarted": 0}
+    stream_app.call("StopStream", {"StreamId": "st-changes-6"})
+    wait_until(lambda: stream_app.call("GetStream", {"StreamId": "st-changes-6"})["Status"] == "STOPPED", 30)
+
+
+def test_a_consumer_that_cannot_start_says_why_on_the_stream(
+    stream_app: EmrML, kinesalite: Kinesalite, tmp_path: Path
+) -> None:
+    """A consumer run on a machine without the model's file (consumers on several machines need it at the
+    same location) cannot start: the stream, which no consumer ever read, says FAILED and why, rather than
+    RUNNING with nobody reading it, and StartStream would start consumers again."""
+    kinesalite.create("changes-7", 1)
+    kinesalite.create("changes-7-scored", 1)
+    _start(stream_app, "st-changes-7", "changes-7")
+    gone = tmp_path / "elsewhere" / "model.bin"
+    with stream_app.sessions() as session, session.begin():
+        session.execute(update(MLModel).where(MLModel.id == "ml-binary").values(artifact_location=str(gone)))
+    running = Running(stream_app.settings, "st-changes-7")
+    with pytest.raises(InvalidInputException, match="the file does not exist"):
+        running.join()
+    described = stream_app.call("GetStream", {"StreamId": "st-changes-7"})
+    assert described["Status"] == "FAILED" and described["Consumers"] == 0
+    assert described["Message"].startswith(f"consumer {running.consumer.id} could not start: InvalidInput")
+    assert str(gone) in described["Message"]

@@ -123,3 +123,71 @@ def test_ctrl_c_stops_a_foreground_consumer_cleanly(
     last = max(int(r["SequenceNumber"]) for r in kinesalite.read_all("cli-ctrl-c"))
     assert int(lease["Checkpoint"]) == last and shown["RecordsOut"] == 30
     invoke("stream", "stop", "st-fg")
+
+
+def test_a_stream_is_started_again_by_its_id_alone(cli_env: Path, kinesalite: Kinesalite) -> None:
+    """``emrml stream start --id ID`` starts a stream no consumer runs (stopped, FAILED) again with the
+    parameters it was started with; options of a new stream are refused there, naming them."""
+    kinesalite.create("cli-again", 1)
+    kinesalite.create("cli-again-scored", 1)
+    invoke("stream", "start", "--id", "st-again", "--model", "ml-binary", "--input", "kinesis://cli-again",
+           "--output", "kinesis://cli-again-scored", "--format", "json", "--consumers", "0")  # fmt: skip
+    assert invoke_json("stream", "stop", "st-again")["Status"] == "STOPPED"
+    started = invoke_json("stream", "start", "--id", "st-again", "--consumers", "0")
+    assert started == {"StreamId": "st-again", "ConsumersStarted": 0}
+    shown = invoke_json("stream", "show", "st-again")
+    assert (shown["Status"], shown["RecordFormat"], shown["InputStream"]) == (
+        "RUNNING",
+        "json",
+        "kinesis://cli-again",
+    )
+    refused = invoke("stream", "start", "--id", "st-again", "--format", "csv", code=2)
+    assert "--format: a stream started again keeps its own" in refused.output
+    refused = invoke("stream", "start", "--id", "st-new", "--model", "ml-binary", code=2)
+    assert "a new stream needs --model, --input and --output" in refused.output
+    assert "ResourceNotFoundException" in error_line(invoke("stream", "start", "--id", "st-none", code=3))
+    invoke("stream", "stop", "st-again")
+
+
+def test_a_consumer_of_a_stopped_stream_is_refused_saying_how_to_start_it(
+    cli_env: Path, kinesalite: Kinesalite
+) -> None:
+    """``emrml stream run`` of a stopped stream stopped at once, exit 0, saying only that it stopped."""
+    kinesalite.create("cli-stopped", 1)
+    kinesalite.create("cli-stopped-scored", 1)
+    invoke("stream", "start", "--id", "st-stopped", "--model", "ml-binary", "--input", "kinesis://cli-stopped",
+           "--output", "kinesis://cli-stopped-scored", "--consumers", "0")  # fmt: skip
+    invoke("stream", "stop", "st-stopped")
+    line = error_line(invoke("stream", "run", "st-stopped", code=2))
+    assert "stream 'st-stopped' is STOPPED: consumers run only a RUNNING stream" in line
+    assert "`emrml stream start --id st-stopped` starts it again" in line
+    shown = invoke_json("stream", "show", "st-stopped")
+    assert shown["Status"] == "STOPPED" and "Message" not in shown  # no consumer recorded as failed
+
+
+def test_the_list_says_why_a_stream_failed(
+    cli_env: Path, kinesalite: Kinesalite, stream_settings: Settings, tmp_path: Path
+) -> None:
+    """A FAILED stream's Message (here: its consumer could not start, the model's file missing on its
+    machine) is printed below the list, which has no column for it."""
+    from sqlalchemy import update
+
+    from emrml.service.app import EmrML
+    from emrml.service.metastore import MLModel
+
+    kinesalite.create("cli-why", 1)
+    kinesalite.create("cli-why-scored", 1)
+    invoke("stream", "start", "--id", "st-why", "--model", "ml-binary", "--input", "kinesis://cli-why",
+           "--output", "kinesis://cli-why-scored", "--consumers", "0")  # fmt: skip
+    app = EmrML(stream_settings)
+    try:
+        with app.sessions() as session, session.begin():
+            gone = str(tmp_path / "elsewhere.model")
+            session.execute(update(MLModel).where(MLModel.id == "ml-binary").values(artifact_location=gone))
+    finally:
+        app.close()
+    assert "the file does not exist" in error_line(invoke("stream", "run", "st-why", code=2))
+    listed = invoke("stream", "list", columns=400).stdout
+    assert "FAILED" in listed
+    assert "st-why: consumer " in listed and "could not start: InvalidInputException" in listed
+    invoke("stream", "stop", "st-why")

@@ -11,32 +11,16 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 from stream_helpers import Kinesalite, Running, record, wait_until
 
 from emrml.config import Settings
 from emrml.service.app import EmrML
-from emrml.service.metastore import StreamConsumer, open_engine, session_factory
-
-
-@pytest.fixture
-def cleanup(stream_app: EmrML) -> Iterator[None]:
-    """Kill whatever consumer process a test leaves behind."""
-    yield
-    with stream_app.sessions() as session:
-        pids = list(session.scalars(select(StreamConsumer.pid)))
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
+from emrml.service.metastore import open_engine, session_factory
 
 
 def _leases_per_consumer(app: EmrML, stream_id: str) -> list[int]:
@@ -132,7 +116,10 @@ def test_a_stream_whose_consumer_was_killed_says_so_until_a_consumer_runs_again(
 
     failed = wait_until(lambda: (found := described())["Status"] == "FAILED" and found, 30, 0.3)
     assert failed["Message"].startswith(f"no consumer is running: consumer {victim['ConsumerId']} (pid ")
-    assert "its process died or hangs; `emrml stream run st-gone` starts one again" in failed["Message"]
+    assert (
+        "its process died or hangs; `emrml stream start --id st-gone` (StartStream) starts consumers again"
+        in failed["Message"]
+    )
     assert "MillisBehindLatest" not in failed
     assert all("MillisBehindLatest" not in lease for lease in failed["ShardLeases"])
     [listed] = stream_app.call("DescribeStreams", {})["Results"]

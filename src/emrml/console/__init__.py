@@ -144,6 +144,7 @@ def create_console(
         get("/batch-predictions/{entity_id}", batches.batch_prediction),
         get("/batch-predictions/{entity_id}/files/{index}", batches.download),
         get("/jobs", jobs.jobs),
+        post("/streams/{stream_id}/start", jobs.start_stream),
         get("/capacity", capacity.capacity),
         Route("/storage", page(console, storage.storage, uploads=1), methods=["GET", "POST"]),
         get("/storage/download", storage.download),

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.responses import RedirectResponse
+
 from emrml.console.app import View, Visit
-from emrml.console.objects import STATUSES, listable, readable
+from emrml.console.objects import STATUSES, listable, readable, refused_actions
+from emrml.errors import InvalidInputException
 
 #: Most recent objects read per kind; the page shows the newest of all kinds together.
 JOBS_PER_KIND = 50
@@ -21,16 +24,51 @@ STREAM_MEMBERS = (
 )  # fmt: skip
 
 
+#: The operation behind a stream's start button.
+START_ACTIONS = {"StartStream": "start its consumers"}
+#: Most consumers the start button's field asks for (StartStream starts at most one per open shard).
+MAX_CONSUMERS = 64
+
+
+def startable(stream: dict[str, Any]) -> bool:
+    """Whether no consumer runs the stream, so that StartStream would start some: STOPPED, FAILED (its
+    consumers ended), or RUNNING with a message saying its last consumer stopped."""
+    status = stream.get("Status")
+    return status in ("STOPPED", "FAILED") or (
+        status == "RUNNING" and not stream.get("Consumers") and bool(stream.get("Message"))
+    )
+
+
 def streams(visit: Visit, status: str) -> list[dict[str, Any]]:
-    """The streams the user may see (none, and no error, for one who may not list them)."""
+    """The streams the user may see (none, and no error, for one who may not list them); ``Startable``:
+    the page offers to start its consumers (no consumer runs it, and the user may start it)."""
     if not visit.console.service.access.may(visit.user, "machinelearning:DescribeStreams"):
         return []
     found = visit.call("DescribeStreams")["Results"]
-    return [
-        {name: item.get(name) for name in STREAM_MEMBERS}
-        for item in reversed(found)
-        if not status or item.get("Status") == status
-    ]
+    rows = []
+    for item in reversed(found):
+        if status and item.get("Status") != status:
+            continue
+        row = {name: item.get(name) for name in STREAM_MEMBERS}
+        request = {"StreamId": item["StreamId"], "MLModelId": item["MLModelId"]}
+        row["Startable"] = startable(item) and not refused_actions(visit, START_ACTIONS, request)
+        rows.append(row)
+    return rows
+
+
+def start_stream(visit: Visit) -> RedirectResponse:
+    """Start a stream's consumers again with the parameters it was started with (GetStream's
+    ``StartParameters``): the same StartStream, and the same checks, as the API's."""
+    stream_id = visit.params["stream_id"]
+    text = visit.field("consumers", "1").strip()
+    if not text.isdigit() or not 1 <= int(text) <= MAX_CONSUMERS:
+        raise InvalidInputException(
+            f"Consumers must be a whole number from 1 to {MAX_CONSUMERS} (got {text!r})"
+        )
+    described = visit.call("GetStream", {"StreamId": stream_id})
+    started = visit.call("StartStream", {**described["StartParameters"], "Consumers": int(text)})
+    url = visit.console.url("jobs", kind=STREAMS, stream=stream_id, started=started["ConsumersStarted"])
+    return RedirectResponse(url, status_code=303)
 
 
 def jobs(visit: Visit) -> View:
@@ -72,6 +110,7 @@ def jobs(visit: Visit) -> View:
     more = more or len(rows) > JOBS_PER_KIND * 2
     rows = rows[: JOBS_PER_KIND * 2]
     extra = {"query": query, "statuses": STATUSES, "kinds": kinds, "stream_kind": STREAMS, "more": more}
+    extra.update(started=_started_notice(query), max_consumers=MAX_CONSUMERS)
     data: dict[str, Any] = {"Jobs": rows, "OlderJobs": more}
     if query.get("kind", "") in ("", STREAMS):
         data["Streams"] = streams(visit, status)
@@ -86,3 +125,13 @@ def jobs(visit: Visit) -> View:
         row["Readable"] = f"{row['Path']}/{row['Id']}" in shown
     extra["readable"] = shown
     return View("jobs.html", data, extra=extra)
+
+
+def _started_notice(query: dict[str, str]) -> str:
+    """What the page says after its start button (the redirect's ``stream`` and ``started``)."""
+    stream_id, started = query.get("stream", ""), query.get("started", "")
+    if not stream_id or not started.isdigit():
+        return ""
+    if started == "0":
+        return f"Stream {stream_id}: no consumer started, consumers run it already."
+    return f"Stream {stream_id}: {started} consumer process(es) started; it shows RUNNING once they report."

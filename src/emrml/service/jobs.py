@@ -52,6 +52,10 @@ TERMINAL = ("COMPLETED", "FAILED", "DELETED")
 STOP_GRACE_SECONDS = 10.0
 #: Seconds between a runner's looks at the row of a job its worker runs (was it deleted?).
 WATCH_SECONDS = 1.0
+#: Threads of jobs that did not stop when asked (their job given up, deleted or taken over) a runner leaves
+#: running before it takes no more jobs (``in_process``): a thread cannot be killed, and each may hold a
+#: Spark job's resources or memory until it ends by itself.
+MAX_ABANDONED_THREADS = 4
 
 
 #: The objects a job needs COMPLETED before it can start (spec 4.3), by entity kind: the kind of each and
@@ -117,6 +121,8 @@ class JobRunner:
         #: The jobs running on threads here (``in_process``), by job: the event that stops each at its next
         #: progress point, the event set when its thread is done with it, and its attempt.
         self._threads: dict[tuple[str, str], tuple[threading.Event, threading.Event, int]] = {}
+        #: Threads of attempts that did not stop when asked, left to end by themselves (``_watch_thread``).
+        self._abandoned: dict[tuple[str, str, int], threading.Thread] = {}
         self._lock = threading.Lock()
         #: Set by ``interrupt``: no more jobs are claimed here.
         self.stopping = threading.Event()
@@ -225,9 +231,12 @@ class JobRunner:
     def run(self, kind: str, entity_id: str, progress: ProgressCallback | None = None) -> None:
         """Run one PENDING job to its end in worker processes, retrying after a worker dies (or on this
         thread, with ``in_process``)."""
+        if self.in_process and self._held(kind, entity_id):
+            time.sleep(WATCH_SECONDS)  # (``wait`` asks again at once)
+            return
         while not self.stopping.is_set() and (attempt := self.claim(kind, entity_id)):
             if self.in_process:
-                self._run_on_this_thread(kind, entity_id, attempt)
+                self._run_on_a_thread(kind, entity_id, attempt, progress)
                 continue
             process = self._spawn.Process(
                 target=worker_main,
@@ -253,20 +262,110 @@ class JobRunner:
                     kind, entity_id, attempt, f"the worker process died ({describe_exit(process.exitcode)})"
                 )
 
-    def _run_on_this_thread(self, kind: str, entity_id: str, attempt: int) -> None:
-        """Run an attempt on the calling thread, where ``interrupt`` can stop it as it stops a worker."""
+    def _run_on_a_thread(
+        self, kind: str, entity_id: str, attempt: int, progress: ProgressCallback | None
+    ) -> None:
+        """Run an attempt on a thread of this process, where ``interrupt`` can stop it as it stops a worker,
+        and watch it as ``_watch`` watches a worker (``_watch_thread``)."""
         stop, done = threading.Event(), threading.Event()
         with self._lock:
             if self.stopping.is_set():
                 self._requeue(kind, entity_id, attempt)
                 return
             self._threads[kind, entity_id] = (stop, done, attempt)
+
+        def attempt_main() -> None:
+            try:
+                run_job_in_this_process(self.settings, kind, entity_id, attempt, worker=False, stopped=stop)
+            except Exception:
+                log.exception("%s %s attempt %d: the job's thread failed", kind, entity_id, attempt)
+            finally:
+                done.set()
+
+        thread = threading.Thread(target=attempt_main, name=f"emrml-job-{kind}-{entity_id}", daemon=True)
+        thread.start()
         try:
-            run_job_in_this_process(self.settings, kind, entity_id, attempt, worker=False, stopped=stop)
+            self._watch_thread(thread, kind, entity_id, attempt, stop, progress)
         finally:
             with self._lock:
                 self._threads.pop((kind, entity_id), None)
-            done.set()
+
+    def _watch_thread(
+        self,
+        thread: threading.Thread,
+        kind: str,
+        entity_id: str,
+        attempt: int,
+        stop: threading.Event,
+        progress: ProgressCallback | None,
+    ) -> None:
+        """Wait for a job's thread to end, reporting progress; when its job is no longer this attempt's
+        (deleted, taken over), or was queued again or given up, ask it to stop (its next progress point
+        raises ``JobStopped``; on Spark, the step's Spark jobs are cancelled). A thread, unlike a worker,
+        cannot be killed: one still running ``STOP_GRACE_SECONDS`` later is left to end by itself; this runner
+        returns, so that a server's job slot is not held for good by a job that no longer runs (whatever
+        the thread still writes is fenced by its attempt: it can neither record an outcome nor publish
+        results). Past ``MAX_ABANDONED_THREADS`` of them the runner takes no more jobs (``_held``)."""
+        while thread.is_alive():
+            thread.join(WATCH_SECONDS)
+            if not thread.is_alive():
+                break
+            entity = self._status(kind, entity_id)
+            if (
+                entity is None
+                or entity.status in ("DELETED", "PENDING", "FAILED")
+                or entity.attempts != attempt
+            ):
+                stop.set()
+                thread.join(STOP_GRACE_SECONDS)
+                if thread.is_alive():
+                    with self._lock:
+                        self._abandoned[kind, entity_id, attempt] = thread
+                    log.warning(
+                        "%s %s attempt %d: its job is %s but its thread did not stop when asked (%g s); "
+                        "it is left to end by itself, its writes fenced, and its job slot freed (%d such "
+                        "thread(s) running; past %d this server takes no more jobs until they end or it "
+                        "restarts)",
+                        kind, entity_id, attempt,
+                        "no longer this attempt's" if entity is None else entity.status,
+                        STOP_GRACE_SECONDS, len(self._abandoned_alive()), MAX_ABANDONED_THREADS,
+                    )  # fmt: skip
+                break
+            if progress is not None and entity.status == "INPROGRESS":
+                progress(entity.progress, entity.progress_message)
+        self._settle_deleted(kind, entity_id)
+
+    def _abandoned_alive(self) -> list[tuple[str, str, int]]:
+        """The attempts whose threads were left running (``_watch_thread``) and still run."""
+        with self._lock:
+            for key, thread in list(self._abandoned.items()):
+                if not thread.is_alive():
+                    del self._abandoned[key]
+            return list(self._abandoned)
+
+    def _held(self, kind: str, entity_id: str) -> bool:
+        """Whether this runner takes no more jobs, ``MAX_ABANDONED_THREADS`` threads of given-up attempts
+        still running here: the queued job says why, and waits (another server may run it)."""
+        alive = self._abandoned_alive()
+        if len(alive) < MAX_ABANDONED_THREADS:
+            return False
+        names = ", ".join(f"{k} {e}" for k, e, _attempt in alive)
+        message = (
+            f"waiting: the server {self.worker_id} takes no more jobs while {len(alive)} threads of jobs it "
+            f"stopped have not ended ({names}); they end by themselves, or restart the server"
+        )
+        table = ENTITY_CLASSES[kind]
+        with self.sessions() as session, session.begin():
+            said = session.execute(
+                update(table)
+                .where(
+                    table.id == entity_id, table.status == "PENDING", table.message.is_distinct_from(message)
+                )
+                .values(message=message)
+            )
+        if said.rowcount:
+            log.warning("%s %s: %s", kind, entity_id, message)
+        return True
 
     def interrupt(self) -> list[tuple[str, str]]:
         """Stop the jobs running here and queue them again, their attempts not counted: the server is

@@ -5,7 +5,8 @@ DescribeStreams. The consumers themselves are processes of their own (``emrml.st
 and artifact), the input stream and a Kinesis output stream exist, the output directories are locations
 emrml writes — records the stream RUNNING and spawns ``Consumers`` consumer processes on this machine
 (more can join from any machine sharing the metastore: ``emrml stream run ID``). Starting a STOPPED
-stream again with the same parameters resumes it from its checkpoints.
+stream again with the same parameters resumes it from its checkpoints, as does starting a RUNNING one
+whose consumers all ended (it shows FAILED): a start of a stream consumers run starts none.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def consumers_gone(
     other machines) is RUNNING: nothing ended. A consumer that starts makes it RUNNING again."""
     if stream.status != "RUNNING" or live or last is None:
         return None
-    restart = f"`emrml stream run {stream.id}` starts one again"
+    restart = f"`emrml stream start --id {stream.id}` (StartStream) starts consumers again"
     when = datetime.fromtimestamp(last.heartbeat_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     if last.status == "RUNNING":
         return "FAILED", (
@@ -85,6 +86,14 @@ def consumers_gone(
     if last.status == "FAILED":
         return "FAILED", f"{last.message}; no consumer is running: {restart}"
     return "RUNNING", f"no consumer is running: consumer {last.id}, the last, stopped at {when}; {restart}"
+
+
+def _consumers_gone(app: EmrML, session: Any, stream: Stream) -> bool:
+    """Whether no consumer runs a RUNNING stream any longer (it shows FAILED, or RUNNING with a message
+    saying so): StartStream starts consumers again then, as for a STOPPED stream. One whose consumers have
+    not reported yet (just started, or ``Consumers`` 0) is not: a retried StartStream starts no more."""
+    live = live_consumers(session, stream.id, app.settings.stream_lease_seconds)
+    return consumers_gone(stream, live, last_consumer(session, stream.id)) is not None
 
 
 def settle_stopping(sessions: sessionmaker, stream_id: str, lease_seconds: float) -> None:
@@ -166,7 +175,7 @@ def start_stream(app: EmrML, request: Request) -> Response:
                 raise IdempotentParameterMismatchException(
                     f"stream {stream_id!r} already exists with different parameters"
                 )
-            if existing.status == "RUNNING":
+            if existing.status == "RUNNING" and not _consumers_gone(app, session, existing):
                 return {"StreamId": stream_id, "ConsumersStarted": 0}
     model = _model(app, require_id(request, "MLModelId"))
     position = optional_string(request, "StartingPosition") or "TRIM_HORIZON"
@@ -220,9 +229,13 @@ def start_stream(app: EmrML, request: Request) -> Response:
                 )
             )
         else:
+            if existing.status == "RUNNING" and not _consumers_gone(app, session, existing):
+                # Another start of this stream started its consumers meanwhile.
+                return {"StreamId": stream_id, "ConsumersStarted": 0}
             existing.status, existing.message, existing.last_updated_at = "RUNNING", None, moment
             # The consumers of its earlier run that are gone: the last of them is not this run's (a
-            # consumer that died before the stop would have the stream say FAILED until one starts).
+            # consumer that died before the stop, or the one whose failure is why the stream is started
+            # again, would have the stream say FAILED until one of those started now reports).
             live = {
                 consumer.id
                 for consumer in live_consumers(session, stream_id, app.settings.stream_lease_seconds)
@@ -360,13 +373,16 @@ def _load(
 
 @operation("GetStream")
 def get_stream(app: EmrML, request: Request) -> Response:
-    """The stream's totals, each shard's lease and checkpoint, and its live consumers."""
+    """The stream's totals, each shard's lease and checkpoint, its live consumers, and the parameters it
+    was started with."""
     stream_id = _stream_id(request)
     settle_stopping(app.sessions, stream_id, app.settings.stream_lease_seconds)
     with app.sessions() as session:
         stream = _find(session, stream_id)
         leases, consumers, last = _load(app, session, stream)
     members = _summary(stream, leases, consumers, last)
+    # What StartStream was given (but Consumers): the same parameters start the stream again.
+    members["StartParameters"] = json.loads(stream.request)
     members["ShardLeases"] = [
         {
             key: value

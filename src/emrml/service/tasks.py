@@ -101,13 +101,15 @@ def _stage_sql(entity: DataSource, context: JobContext) -> Schema:
 
 def spark_of(context: JobContext) -> Any:
     """The process's SparkSession when jobs run on Spark (setting ``engine``), else None; the Spark jobs
-    run for this job from here on are recorded in its row (the jobs browser shows them)."""
+    run for this job from here on are recorded in its row (the jobs browser shows them), and cancelled
+    once the job is to stop."""
     if context.settings.engine != "spark":
         return None
-    from emrml.engine.spark.runner import SPARK_JOBS
+    from emrml.engine.spark.runner import SPARK_JOBS, SPARK_STOP
     from emrml.engine.spark.session import spark_session
 
     SPARK_JOBS.set(context.record_spark_jobs)
+    SPARK_STOP.set(context.raise_if_stopped)
     return spark_session(context.settings)
 
 

@@ -141,11 +141,15 @@ class JobContext:
         self._spark_jobs.extend(job_ids)
         self.write(spark_application=application, spark_jobs=json.dumps(self._spark_jobs))
 
+    def raise_if_stopped(self) -> None:
+        """Raise ``JobStopped`` once the job is to stop (``stopped``); writes nothing."""
+        if self.stopped.is_set():
+            raise JobStopped
+
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Record progress in [0, 1]; throttled to a few writes per second. Raises ``JobStopped`` when the
         job is to stop: its object was deleted, or the job was taken over."""
-        if self.stopped.is_set():
-            raise JobStopped
+        self.raise_if_stopped()
         moment = time.monotonic()
         if moment - self._last_report < 0.25 and fraction < 1.0:
             return

@@ -112,6 +112,12 @@ class Consumer:
             stream = session.get(Stream, self.stream_id)
             if stream is None:
                 raise InvalidInputException(f"stream {self.stream_id!r} does not exist")
+            if stream.status != "RUNNING":
+                # It would stop at once, without a word: a stopped stream is started, not run.
+                raise InvalidInputException(
+                    f"stream {self.stream_id!r} is {stream.status}: consumers run only a RUNNING stream; "
+                    f"`emrml stream start --id {self.stream_id}` starts it again"
+                )
             model = session.get(MLModel, stream.ml_model_id)
         if model is None or model.status != "COMPLETED" or not model.artifact_location:
             raise InvalidInputException(
@@ -155,7 +161,11 @@ class Consumer:
     # --- the loop ----------------------------------------------------------------------------------------
 
     def run(self) -> None:
-        self._prepare()
+        try:
+            self._prepare()
+        except Exception as exc:
+            self._record_start_failure(exc)
+            raise
         log.info("consumer %s of stream %s started", self.id, self.stream_id)
         try:
             self._loop()
@@ -363,12 +373,31 @@ class Consumer:
             )
         self._stop.set()
 
+    def _record_start_failure(self, exc: Exception) -> None:
+        """Record this consumer FAILED, with why it could not start, on a RUNNING stream: else the stream
+        went on saying RUNNING, read by nobody (no consumer of it had ever reported), and StartStream, which
+        starts consumers again only for a stream whose consumers ended, would start none."""
+        message = f"consumer {self.id} could not start: {_describe(exc)}"
+        log.error("%s", message)
+        moment = now()
+        try:
+            with self.sessions() as session, session.begin():
+                stream = session.get(Stream, self.stream_id)
+                if stream is None or stream.status != "RUNNING":
+                    return
+                session.add(
+                    StreamConsumer(
+                        id=self.id, stream_id=self.stream_id, host=socket.gethostname(), pid=os.getpid(),
+                        started_at=moment, heartbeat_at=moment, status="FAILED", message=message,
+                        records_per_second=0.0,
+                    )
+                )  # fmt: skip
+        except SQLAlchemyError as error:
+            log.warning("consumer %s cannot record its failure (%s)", self.id, error.__class__.__name__)
+
     def _record_failure(self, exc: Exception) -> None:
         """Say on the stream why this consumer ended (GetStream's Message), so its stop is not silent."""
-        kind, text = (
-            (exc.type_name, exc.message) if isinstance(exc, AmazonMLError) else (type(exc).__name__, str(exc))
-        )
-        self._failure = f"consumer {self.id} stopped: {kind}: {text}"
+        self._failure = f"consumer {self.id} stopped: {_describe(exc)}"
         try:
             with self.sessions() as session, session.begin():
                 session.execute(
@@ -460,3 +489,10 @@ class Consumer:
                 .values(status=status, message=self._failure, heartbeat_at=now(), records_per_second=0.0)
             )
         settle_stopping(self.sessions, self.stream_id, self.lease_seconds)
+
+
+def _describe(exc: Exception) -> str:
+    """``Type: message`` of an error that ended a consumer (emrml's own by its Amazon ML type)."""
+    if isinstance(exc, AmazonMLError):
+        return f"{exc.type_name}: {exc.message}"
+    return f"{type(exc).__name__}: {exc}"

@@ -18,9 +18,9 @@ the step's other tasks, which could only be wasted work, and the step raises the
 (the first in task order when the job ended first). Any other failure, a ``ReadError`` (an I/O error reading a
 file) among them, is raised in the task and retried by Spark (``spark.task.maxFailures``); a job that
 fails raises the error the task raised when it is one of emrml's, else ``SparkEngineError`` with Spark's
-reason on one line. A progress report that raises (``service.worker.JobStopped``: the job's object
-was deleted) cancels the step's Spark jobs, whose executors are then free for other jobs, and the step
-raises it. An
+reason on one line. A job to stop (``SPARK_STOP`` or a progress report raises
+``service.worker.JobStopped``: the job's object was deleted, the job given up) has the step's Spark jobs
+cancelled, whose executors are then free for other jobs, and the step raises it. An
 application left without any executor (its only worker died, or no worker has the cores and memory it
 asks for) would wait for one for ever, the job INPROGRESS with its heartbeat going: after
 ``spark_executor_wait_seconds`` the step's jobs are cancelled and it fails saying so (meanwhile its
@@ -58,6 +58,10 @@ Progress = Callable[[float, str | None], None]
 #: Where the runner reports the Spark jobs each step ran, with their application: set by the service for
 #: the job running on this thread (``service.tasks.spark_of``) so that its row records them.
 SPARK_JOBS: ContextVar[Callable[[str, list[int]], None] | None] = ContextVar("emrml_spark_jobs", default=None)
+#: Raises once the job running on this thread is to stop (its object deleted, the job given up or taken
+#: over, the server stopping), set by the service (``service.tasks.spark_of``): the watcher thread then
+#: cancels the step's Spark jobs, whether the step reports progress or not, so the job's thread returns.
+SPARK_STOP: ContextVar[Callable[[], None] | None] = ContextVar("emrml_spark_stop", default=None)
 
 #: "emrml.errors.DataError: message" as the last line of a task's Python traceback.
 _EMRML_ERROR = re.compile(r"emrml\.errors\.(\w+): (.*)")
@@ -202,7 +206,10 @@ class SparkRunner:
             record(str(context.applicationId), [])
         done = threading.Event()
         watcher = threading.Thread(
-            target=self._watch, args=(group, message, span, done), name="emrml-spark-progress", daemon=True
+            target=self._watch,
+            args=(group, message, span, done, SPARK_STOP.get()),
+            name="emrml-spark-progress",
+            daemon=True,
         )
         watcher.start()
         try:
@@ -229,17 +236,27 @@ class SparkRunner:
                 record(str(context.applicationId), job_ids)
 
     def _watch(
-        self, group: str, message: str, span: tuple[float, float] | None, done: threading.Event
+        self,
+        group: str,
+        message: str,
+        span: tuple[float, float] | None,
+        done: threading.Event,
+        check_stop: Callable[[], None] | None,
     ) -> None:
         try:
-            self._watch_step(group, message, span, done)
+            self._watch_step(group, message, span, done, check_stop)
         except Exception as exc:
             if not lost_driver(exc):
                 raise
             # The driver exited under the step: the step itself fails saying so (``job``).
 
     def _watch_step(
-        self, group: str, message: str, span: tuple[float, float] | None, done: threading.Event
+        self,
+        group: str,
+        message: str,
+        span: tuple[float, float] | None,
+        done: threading.Event,
+        check_stop: Callable[[], None] | None,
     ) -> None:
         context = self.session.sparkContext
         tracker = context.statusTracker()
@@ -251,6 +268,13 @@ class SparkRunner:
                 context.cancelJobGroup(group)
                 return
             waited = 0.0
+            try:
+                if check_stop is not None:
+                    check_stop()
+            except BaseException as exc:  # the job is to stop (JobStopped, a BaseException)
+                self._stopped = exc
+                context.cancelJobGroup(group)
+                return
             if _has_executors(context):
                 seen = time.monotonic()
             elif (waited := time.monotonic() - seen) > patience:

@@ -1,0 +1,78 @@
+"""Jobs on the threads of a server on the Spark engine (``JobRunner.in_process``): a thread cannot be
+killed, so one that does not stop when its job is given up is left to end by itself, its job slot freed,
+and a server with too many of them takes no more jobs, saying why."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_jobs import _pending_bank
+
+from emrml.config import Settings
+from emrml.service import jobs, tasks
+from emrml.service.app import EmrML
+from emrml.service.metastore import DataSource
+from emrml.service.worker import JOB_FUNCTIONS, JobContext
+
+
+def test_a_hung_thread_of_a_job_given_up_frees_its_job_slot_and_too_many_hold_new_jobs(
+    tmp_path: Path, shared_datasets: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A job's thread stuck in a call that never returns, deaf to the request to stop, has its job given up
+    (FAILED: its heartbeats stopped, as seen by another server): its runner returns all the same, so the
+    server's scheduler, which counts a job as running until its runner returns, can start another in its
+    slot. The thread, which cannot be killed, records nothing when it ends at last. Past
+    ``MAX_ABANDONED_THREADS`` such threads, the server takes no more jobs: a queued one stays PENDING,
+    its Message saying why, until they end."""
+    monkeypatch.setattr(jobs, "STOP_GRACE_SECONDS", 0.5)
+    monkeypatch.setattr(jobs, "MAX_ABANDONED_THREADS", 1)
+    assert tasks.build is JOB_FUNCTIONS["DataSource"]  # registered as ``tasks`` is imported
+    build = tasks.build
+    hanging, release = threading.Event(), threading.Event()
+
+    def hangs(context: JobContext) -> dict[str, Any]:
+        if context.entity_id == "ds-hangs":
+            hanging.set()
+            release.wait(120)  # a call that never returns, and no progress point
+        return build(context)
+
+    monkeypatch.setitem(JOB_FUNCTIONS, "DataSource", hangs)
+    app = EmrML(Settings.load(environ={}, home=tmp_path / "home", job_max_attempts=1))
+    app.jobs.in_process = True
+    try:
+        _pending_bank(app, "ds-hangs", shared_datasets)
+        _pending_bank(app, "ds-next", shared_datasets)
+        runner = threading.Thread(target=app.jobs.run_if_queued, args=("DataSource", "ds-hangs"), daemon=True)
+        runner.start()
+        assert hanging.wait(60)
+        with app.sessions() as session:
+            attempt = session.get(DataSource, "ds-hangs").attempts
+        with caplog.at_level(logging.WARNING, logger="emrml.service.jobs"):
+            assert app.jobs._retry_or_fail("DataSource", "ds-hangs", attempt, "the worker stopped responding")
+            runner.join(30)
+            assert not runner.is_alive(), "the runner waits for a thread that will not stop"
+        assert "its job is FAILED but its thread did not stop when asked" in caplog.text
+
+        app.jobs.run_if_queued("DataSource", "ds-next")
+        held = app.call("GetDataSource", {"DataSourceId": "ds-next"})
+        assert held["Status"] == "PENDING"
+        assert "takes no more jobs while 1 threads of jobs it stopped have not ended" in held["Message"]
+        assert "(DataSource ds-hangs)" in held["Message"]
+
+        release.set()
+        deadline = time.monotonic() + 120
+        while app.jobs._abandoned_alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not app.jobs._abandoned_alive()
+        failed = app.call("GetDataSource", {"DataSourceId": "ds-hangs"})
+        assert failed["Status"] == "FAILED" and "giving up" in failed["Message"]  # its late outcome: nothing
+        app.jobs.run_if_queued("DataSource", "ds-next")
+        assert app.call("GetDataSource", {"DataSourceId": "ds-next"})["Status"] == "COMPLETED"
+    finally:
+        release.set()
+        app.close()

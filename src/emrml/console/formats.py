@@ -5,21 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from emrml.core.readable import format_number
+
 
 def when(epoch: Any) -> str:
     if not isinstance(epoch, int | float):
         return ""
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def number(value: Any, digits: int = 4) -> str:
-    if isinstance(value, bool) or value is None:
-        return "" if value is None else str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:,.0f}" if value.is_integer() and abs(value) >= 1000 else f"{value:.{digits}g}"
-    return str(value)
 
 
 def size(value: Any) -> str:
@@ -39,4 +31,5 @@ def millis(value: Any) -> str:
     return f"{value / 1000:,.1f} s"
 
 
-FILTERS = {"when": when, "number": number, "size": size, "millis": millis}
+#: ``number``: the one format of numbers the CLI, the notebook and the alerts use (``core.readable``).
+FILTERS = {"when": when, "number": format_number, "size": size, "millis": millis}

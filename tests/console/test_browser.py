@@ -239,6 +239,39 @@ def test_long_names_and_charts_stay_within_the_window(page: Any, served: Served)
         assert width <= page.viewport_size["width"], path
 
 
+#: The words of the console's own table cells (headings, statuses, kinds, alert results) that a line
+#: break splits: their text's pieces on more than one line, though the word has no hyphen to break at.
+SPLIT_WORDS = """() => {
+  const split = [];
+  const cells = 'main thead th, main td .status, main td.word, main td[data-field="Status"]';
+  for (const cell of document.querySelectorAll(cells)) {
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node; (node = walker.nextNode()); ) {
+      for (const match of node.data.matchAll(/[^\\s-]+/g)) {
+        const range = document.createRange();
+        range.setStart(node, match.index);
+        range.setEnd(node, match.index + match[0].length);
+        if ([...range.getClientRects()].filter(rect => rect.width > 0).length > 1) split.push(match[0]);
+      }
+    }
+  }
+  return split;
+}"""
+
+
+def test_a_narrow_window_wraps_tables_between_the_consoles_words_not_inside_them(
+    page: Any, served: Served
+) -> None:
+    # Long rows (a jobs page, a model's alerts beside their long detail) in a window short of room: the
+    # columns of the users' names shrink, the headings, statuses, kinds and results stay whole words.
+    log_in(page, served)
+    page.set_viewport_size({"width": 700, "height": 900})
+    for path in (f"models/{MODEL}", "jobs", "datasources", "groups"):
+        page.goto(f"{served.url}/console/{path}")
+        page.wait_for_selector("html[data-charts=drawn]")
+        assert page.evaluate(SPLIT_WORDS) == [], path
+
+
 def test_a_form_sent_after_logging_out_in_another_tab_leads_to_the_login_page(
     page: Any, served: Served, axe_source: str
 ) -> None:

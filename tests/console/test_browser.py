@@ -272,6 +272,25 @@ def test_a_narrow_window_wraps_tables_between_the_consoles_words_not_inside_them
         assert page.evaluate(SPLIT_WORDS) == [], path
 
 
+def test_feature_labels_cut_short_still_tell_the_features_apart(page: Any, served: Served) -> None:
+    # Features differ at their end ("quantile_bin(duration,50)=bin_4", "...=bin_49"): a label cut at its
+    # end made many bars read alike.
+    log_in(page, served)
+    page.goto(f"{served.url}/console/models/{MODEL}")
+    page.wait_for_selector("html[data-charts=drawn]")
+    data = page.evaluate("() => JSON.parse(document.getElementById('page-data').textContent)")
+    features = [f["feature"] for f in data["GetMLModelInsights"]["TopFeatures"][:20]]
+    labels = page.evaluate(
+        "() => [...document.querySelectorAll('#features-chart svg > g:nth-of-type(2) text')]"
+        ".map(text => text.textContent)"
+    )
+    assert len(labels) == len(features) and any(len(feature) > 30 for feature in features)
+    assert len(set(labels)) == len(set(features))
+    for label, feature in zip(labels, features, strict=True):
+        head, _, tail = label.partition("…")
+        assert label == feature or (len(label) == 30 and feature.startswith(head) and feature.endswith(tail))
+
+
 def test_a_form_sent_after_logging_out_in_another_tab_leads_to_the_login_page(
     page: Any, served: Served, axe_source: str
 ) -> None:

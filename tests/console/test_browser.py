@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from console_helpers import EVALUATION, MODEL, Served
+from console_helpers import DATASOURCE, EVALUATION, MODEL, Served
 
 from emrml.cli import app as cli_app
 from emrml.samples import bank_sample_schema
@@ -289,6 +289,23 @@ def test_feature_labels_cut_short_still_tell_the_features_apart(page: Any, serve
     for label, feature in zip(labels, features, strict=True):
         head, _, tail = label.partition("…")
         assert label == feature or (len(label) == 30 and feature.startswith(head) and feature.endswith(tail))
+
+
+def test_an_objects_lists_of_facts_line_up(page: Any, served: Served) -> None:
+    # The facts atop a page come in lists (created and run times, then the object's own): their values
+    # start at one left edge.
+    log_in(page, served)
+    for path in (f"datasources/{DATASOURCE}", f"models/{MODEL}", f"evaluations/{EVALUATION}"):
+        page.goto(f"{served.url}/console/{path}")
+        page.wait_for_selector("html[data-charts=drawn]")
+        lefts = page.evaluate(
+            "() => { const top = [];"
+            " for (const part of document.querySelector('main').children) {"
+            "  if (part.tagName === 'H2') break;"
+            "  if (part.classList.contains('kv')) top.push(part); }"
+            " return top.map(list => Math.round(list.querySelector('dd').getBoundingClientRect().left)); }"
+        )
+        assert len(lefts) >= 2 and len(set(lefts)) == 1, (path, lefts)
 
 
 def test_a_form_sent_after_logging_out_in_another_tab_leads_to_the_login_page(

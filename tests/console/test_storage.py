@@ -47,6 +47,8 @@ def test_an_admin_browses_uploads_copies_moves_and_deletes(admin: Any, installat
     assert listed["Location"] == f"{folder}/" and listed["Files"] == [
         {"Location": f"{folder}/rows.csv", "Name": "rows.csv", "Size": len(body)}
     ]
+    # Sized as the other pages size data (7.8 KiB, 4.6 MiB), not as a run of digits to count.
+    assert "<td>7.8 KiB</td>" in admin.get(f"/console/storage?location={folder}").text
     downloaded = admin.get(f"/console/storage/download?location={folder}/rows.csv")
     assert downloaded.status_code == 200 and downloaded.content == body
     for action, target in (("copy", "copy.csv"), ("move", "moved.csv")):

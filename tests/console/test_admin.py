@@ -53,6 +53,10 @@ def test_an_admin_creates_a_user_puts_it_in_a_group_and_grants_storage(
     )
     assert bad.status_code == 400 and "matches no action" in bad.text
     admin.post(f"/console/groups/{group}", data={"csrf_token": token, "action": "add-member", "user": name})
+    # Each Remove button names what it removes: a screen reader's list of buttons tells them apart.
+    page = admin.get(f"/console/groups/{group}").text
+    assert f'aria-label="Remove {name} from {group}">Remove</button>' in page
+    assert 'aria-label="Remove statement 1">Remove</button>' in page
     shown = admin.get(f"/console/groups/{group}?format=json").json()["Group"]
     assert shown["Members"] == [name]
     assert shown["Statements"] == [

@@ -126,6 +126,8 @@ def test_compare_selects_each_sides_own_choice(admin: Any) -> None:
     side_a, side_b = re.findall(r'<select id="side-[ab]".*?</select>', page.text, re.S)
     assert f'<option value="{EVALUATION}" selected>' in side_a
     assert "selected" not in side_b
+    # The metric and its baseline are two words apart, not "AUC 0.94(baseline 0.5)".
+    assert re.search(r"AUC [0-9.]+ \(baseline 0\.5\)", page.text)
 
 
 def test_a_refused_evaluation_datasource_creates_no_model(admin: Any) -> None:

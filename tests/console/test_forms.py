@@ -362,6 +362,8 @@ def test_a_datasource_form_sent_twice_creates_one_datasource(admin: Any, install
         "/console/datasources/new", data={"csrf_token": _token(admin), "step": "infer", "location": location}
     )
     object_id = re.search(r'name="object_id" value="(ds-[0-9a-f]+)"', shown.text).group(1)
+    # The suggested name has the file's folder: data files are often named alike (data.csv).
+    assert f'name="name" value="{installation.sample.parent.name}/{installation.sample.name}"' in shown.text
     # Unless chosen otherwise, a datasource has all the rows: that choice is shown made.
     assert re.search(r'<input type="radio" name="split" value="all" checked>', shown.text)
     form = {

@@ -53,6 +53,10 @@ def test_an_admin_creates_a_user_puts_it_in_a_group_and_grants_storage(
     )
     assert bad.status_code == 400 and "matches no action" in bad.text
     admin.post(f"/console/groups/{group}", data={"csrf_token": token, "action": "add-member", "user": name})
+    # Each Remove button names what it removes: a screen reader's list of buttons tells them apart.
+    page = admin.get(f"/console/groups/{group}").text
+    assert f'aria-label="Remove {name} from {group}">Remove</button>' in page
+    assert 'aria-label="Remove statement 1">Remove</button>' in page
     shown = admin.get(f"/console/groups/{group}?format=json").json()["Group"]
     assert shown["Members"] == [name]
     assert shown["Statements"] == [
@@ -219,6 +223,48 @@ def test_an_auditor_who_may_only_read_users_and_groups_is_offered_no_change(
         keys = anonymous.get("/console/users/bob?format=json").json()
         assert keys["AccessKeys"] == [] and keys["AccessKeysRefused"] == "iam:ListAccessKeys"
         assert "iam:DeleteGroup" in anonymous.get("/console/groups/users").text
+        # Not offered, and refused by the service when sent anyway.
+        form = {"csrf_token": _token(anonymous, "/console/users"), "action": "reassign"}
+        sent = anonymous.post("/console/users", data={**form, "from_user": "bob", "to_user": name})
+        assert sent.status_code == 400 and "iam:ReassignObjects" in sent.text
     finally:
         access.delete_user(name)
         access.delete_group(f"{name}-group")
+
+
+def test_an_admin_gives_a_deleted_users_objects_away_from_the_users_page_then_reuses_its_name(
+    admin: Any, installation: Installation
+) -> None:
+    from sqlalchemy import update
+
+    from emrml.samples import bank_sample_schema
+    from emrml.service.metastore import DataSource
+
+    service, suffix = installation.service, uuid.uuid4().hex[:6]
+    name, heir = f"fay-{suffix}", f"gus-{suffix}"
+    service.access.create_user(name)
+    service.access.create_user(heir, ())
+    spec = {"DataLocationS3": str(installation.sample), "DataSchema": bank_sample_schema().to_json()}
+    source = f"ds-{name}"
+    service.call("CreateDataSourceFromS3", {"DataSourceId": source, "DataSpec": spec})
+    with service.sessions() as session, session.begin():  # fay's, as if she had created it
+        fays = update(DataSource).where(DataSource.id == source)
+        session.execute(fays.values(created_by=service.access.user_arn(name)))
+    service.access.delete_user(name)
+    token = _token(admin, "/console/users")
+    refused = admin.post("/console/users", data={"csrf_token": token, "name": name})
+    # The refusal leads to the form that clears the way, filled in with the name.
+    assert refused.status_code == 400 and "1 object(s) (1 DataSource)" in refused.text
+    assert 'href="#reassign-heading"' in refused.text
+    assert re.search(rf'id="from_user" name="from_user" value="{name}"', refused.text)
+    form = {"csrf_token": token, "action": "reassign", "from_user": name, "to_user": heir}
+    moved = admin.post("/console/users?format=json", data=form)
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["Reassigned"] == {"From": name, "To": heir, "Objects": {"DataSource": 1}, "Count": 1}
+    owner = service.call("GetDataSource", {"DataSourceId": source})["CreatedByIamUser"]
+    assert owner == service.access.user_arn(heir)
+    nobody = admin.post("/console/users", data={**form, "from_user": heir, "to_user": "no-such-user"})
+    assert nobody.status_code == 400 and "does not exist" in nobody.text
+    created = admin.post("/console/users", data={"csrf_token": token, "name": name})
+    assert created.status_code == 200 and "Created user" in created.text
+    service.access.delete_user(name)

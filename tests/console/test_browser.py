@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from console_helpers import EVALUATION, MODEL, Served
+from console_helpers import DATASOURCE, EVALUATION, MODEL, Served
 
 from emrml.cli import app as cli_app
 from emrml.samples import bank_sample_schema
@@ -237,6 +237,75 @@ def test_long_names_and_charts_stay_within_the_window(page: Any, served: Served)
         page.wait_for_selector("html[data-charts=drawn]")
         width = page.evaluate("() => document.documentElement.scrollWidth")
         assert width <= page.viewport_size["width"], path
+
+
+#: The words of the console's own table cells (headings, statuses, kinds, alert results) that a line
+#: break splits: their text's pieces on more than one line, though the word has no hyphen to break at.
+SPLIT_WORDS = """() => {
+  const split = [];
+  const cells = 'main thead th, main td .status, main td.word, main td[data-field="Status"]';
+  for (const cell of document.querySelectorAll(cells)) {
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node; (node = walker.nextNode()); ) {
+      for (const match of node.data.matchAll(/[^\\s-]+/g)) {
+        const range = document.createRange();
+        range.setStart(node, match.index);
+        range.setEnd(node, match.index + match[0].length);
+        if ([...range.getClientRects()].filter(rect => rect.width > 0).length > 1) split.push(match[0]);
+      }
+    }
+  }
+  return split;
+}"""
+
+
+def test_a_narrow_window_wraps_tables_between_the_consoles_words_not_inside_them(
+    page: Any, served: Served
+) -> None:
+    # Long rows (a jobs page, a model's alerts beside their long detail) in a window short of room: the
+    # columns of the users' names shrink, the headings, statuses, kinds and results stay whole words.
+    log_in(page, served)
+    page.set_viewport_size({"width": 700, "height": 900})
+    for path in (f"models/{MODEL}", "jobs", "datasources", "groups"):
+        page.goto(f"{served.url}/console/{path}")
+        page.wait_for_selector("html[data-charts=drawn]")
+        assert page.evaluate(SPLIT_WORDS) == [], path
+
+
+def test_feature_labels_cut_short_still_tell_the_features_apart(page: Any, served: Served) -> None:
+    # Features differ at their end ("quantile_bin(duration,50)=bin_4", "...=bin_49"): a label cut at its
+    # end made many bars read alike.
+    log_in(page, served)
+    page.goto(f"{served.url}/console/models/{MODEL}")
+    page.wait_for_selector("html[data-charts=drawn]")
+    data = page.evaluate("() => JSON.parse(document.getElementById('page-data').textContent)")
+    features = [f["feature"] for f in data["GetMLModelInsights"]["TopFeatures"][:20]]
+    labels = page.evaluate(
+        "() => [...document.querySelectorAll('#features-chart svg > g:nth-of-type(2) text')]"
+        ".map(text => text.textContent)"
+    )
+    assert len(labels) == len(features) and any(len(feature) > 30 for feature in features)
+    assert len(set(labels)) == len(set(features))
+    for label, feature in zip(labels, features, strict=True):
+        head, _, tail = label.partition("…")
+        assert label == feature or (len(label) == 30 and feature.startswith(head) and feature.endswith(tail))
+
+
+def test_an_objects_lists_of_facts_line_up(page: Any, served: Served) -> None:
+    # The facts atop a page come in lists (created and run times, then the object's own): their values
+    # start at one left edge.
+    log_in(page, served)
+    for path in (f"datasources/{DATASOURCE}", f"models/{MODEL}", f"evaluations/{EVALUATION}"):
+        page.goto(f"{served.url}/console/{path}")
+        page.wait_for_selector("html[data-charts=drawn]")
+        lefts = page.evaluate(
+            "() => { const top = [];"
+            " for (const part of document.querySelector('main').children) {"
+            "  if (part.tagName === 'H2') break;"
+            "  if (part.classList.contains('kv')) top.push(part); }"
+            " return top.map(list => Math.round(list.querySelector('dd').getBoundingClientRect().left)); }"
+        )
+        assert len(lefts) >= 2 and len(set(lefts)) == 1, (path, lefts)
 
 
 def test_a_form_sent_after_logging_out_in_another_tab_leads_to_the_login_page(

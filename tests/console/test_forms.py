@@ -128,6 +128,8 @@ def test_compare_selects_each_sides_own_choice(admin: Any) -> None:
     side_a, side_b = re.findall(r'<select id="side-[ab]".*?</select>', page.text, re.S)
     assert f'<option value="{EVALUATION}" selected>' in side_a
     assert "selected" not in side_b
+    # The metric and its baseline are two words apart, not "AUC 0.94(baseline 0.5)".
+    assert re.search(r"AUC [0-9.]+ \(baseline 0\.5\)", page.text)
 
 
 def test_a_refused_evaluation_datasource_creates_no_model(admin: Any) -> None:
@@ -362,6 +364,10 @@ def test_a_datasource_form_sent_twice_creates_one_datasource(admin: Any, install
         "/console/datasources/new", data={"csrf_token": _token(admin), "step": "infer", "location": location}
     )
     object_id = re.search(r'name="object_id" value="(ds-[0-9a-f]+)"', shown.text).group(1)
+    # The suggested name has the file's folder: data files are often named alike (data.csv).
+    assert f'name="name" value="{installation.sample.parent.name}/{installation.sample.name}"' in shown.text
+    # Unless chosen otherwise, a datasource has all the rows: that choice is shown made.
+    assert re.search(r'<input type="radio" name="split" value="all" checked>', shown.text)
     form = {
         "csrf_token": _token(admin),
         "step": "create",

@@ -17,6 +17,7 @@ from emrml.console.app import View, Visit
 from emrml.core.json_text import load_json
 from emrml.errors import AmazonMLError, InvalidInputException, ResourceNotFoundException
 from emrml.service.groups import ADMINS
+from emrml.service.identity import NameHeldByObjects
 
 
 def _user_row(user: Any) -> dict[str, Any]:
@@ -30,39 +31,73 @@ def _user_row(user: Any) -> dict[str, Any]:
 
 
 def users(visit: Visit) -> View | Response:
+    """The users, the create-user form and the form giving a deleted user's objects to another user."""
     access = visit.console.service.access
     errors: dict[str, str] = {}
     created: dict[str, Any] | None = None
+    reassigned: dict[str, Any] | None = None
+    held = ""  # a name refused for a create because a deleted user's objects still name it
     name, password = visit.field("name").strip(), visit.field("password")
     groups = tuple(str(g) for g in visit.form.getlist("groups")) if visit.form is not None else ()
-    if visit.form is not None:
+    # Kept when refused; filled in with the name a create was refused for, its objects being in the way.
+    reassign = {"from_user": visit.field("from_user").strip(), "to_user": visit.field("to_user")}
+    action = visit.field("action", "create")
+    reassigns = access.may(visit.user, "iam:ReassignObjects")
+    if visit.form is not None and action == "reassign":
+        try:
+            moved = access.reassign_objects(reassign["from_user"], reassign["to_user"], caller=visit.arn)
+        except AmazonMLError as exc:
+            # Beside the form, or atop the page when the form is not offered (sent anyway).
+            errors["reassign" if reassigns else "general"] = exc.message
+        else:
+            reassigned = _reassigned(reassign, moved)
+            reassign = {"from_user": "", "to_user": ""}
+    elif visit.form is not None and action == "create":
         try:
             if password:
                 from emrml.service.logins import check_new_password
 
                 check_new_password(password)
             access.create_user(name, groups or None, caller=visit.arn)
+        except NameHeldByObjects as exc:
+            errors["name"] = exc.message
+            reassign["from_user"] = held = exc.name
         except AmazonMLError as exc:
             errors["name" if "password" not in exc.message else "password"] = exc.message
         else:
             if password:
                 visit.console.logins.set_password(name, password)
             created = {"UserName": name}
+    elif visit.form is not None:
+        errors["general"] = f"unknown action {action!r}"
     listed = access.list_users(caller=visit.arn)
-    data = {"Users": [_user_row(user) for user in listed], "Groups": _group_names(visit)}
+    data: dict[str, Any] = {"Users": [_user_row(user) for user in listed], "Groups": _group_names(visit)}
+    if reassigned is not None:
+        data["Reassigned"] = reassigned
     status = 400 if errors else 200
     # A refused user's name and groups stay in the form (its password does not: it is typed again).
-    form = {"name": name, "groups": groups} if errors else {"name": "", "groups": ()}
+    form = (
+        {"name": name, "groups": groups}
+        if "name" in errors or "password" in errors
+        else {"name": "", "groups": ()}
+    )
     extra = {
         "errors": errors,
         "created": created,
         "form": form,
+        "reassign": reassign,
+        "held": held,
         # Linked only when they open: a user's page needs iam:GetUser on it, the groups' iam:ListGroups.
         "openable": {user.name for user in listed if _permits(visit, "iam:GetUser", f"user/{user.name}")},
         "lists_groups": _permits(visit, "iam:ListGroups"),
         "creates": access.may(visit.user, "iam:CreateUser"),
+        "reassigns": reassigns,
     }
     return View("users.html", data, status, extra)
+
+
+def _reassigned(form: dict[str, str], moved: dict[str, int]) -> dict[str, Any]:
+    return {"From": form["from_user"], "To": form["to_user"], "Objects": moved, "Count": sum(moved.values())}
 
 
 def _permits(visit: Visit, action: str, resource: str = "*") -> bool:

@@ -116,9 +116,16 @@ def _infer_step(visit: Visit) -> View:
             _status(exc),
             {"form": form, "errors": {"location": exc.message}},
         )
-    form["name"] = location.rstrip("/").rsplit("/", 1)[-1]
+    form["name"] = _suggested_name(location)
     form["object_id"] = new_id("ds")
     return View("datasource_new.html", {"step": "schema", "DataSchema": schema}, extra=_schema_extra(form))
+
+
+def _suggested_name(location: str) -> str:
+    """The datasource's name the form suggests: the location's file or folder with the folder holding it,
+    since data files are often named alike (``bank_marketing/data.csv``, ``wine_quality/data.csv``)."""
+    parts = [part for part in location.rstrip("/").split("/") if part and not part.endswith(":")]
+    return "/".join(parts[-2:])
 
 
 def _status(exc: AmazonMLError) -> int:

@@ -189,6 +189,9 @@ def home(visit: Visit) -> View:
         "offered": offered,
         "readable": readable(visit, shown),
         "default_model": not refused_default_model(visit),
+        # Said when the buttons leave it out: a new user without a storage grant otherwise finds no way to
+        # begin, and no reason why.
+        "refused_datasource": refused_create(visit, "DataSource"),
     }
     # Who may predict but not list the models (a predictor) opens a model's predict page by its id.
     access = visit.console.service.access

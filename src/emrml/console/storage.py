@@ -4,6 +4,7 @@ storage grants and the data roots decide (a user without storage access sees a r
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from starlette.datastructures import UploadFile
@@ -47,9 +48,17 @@ def storage(visit: Visit) -> View | Response:
             errors[action or "general"] = exc.message
     folder, token, notice = location.strip(), visit.query.get("token") or None, ""
     listed, status = Folder([], [], None), 400 if errors else 200
+    unmade = False
     try:
         folder = files.folder_location(location)
         listed, notice = _listing(visit, folder, token)
+    except InvalidInputException as exc:
+        # A data root not made yet (a new home's data/) is an empty folder to upload into, not an error:
+        # the first upload or new folder creates it.
+        unmade = _unmade_root(folder, roots)
+        if not unmade:
+            errors["location"] = exc.message
+            status = 400
     except AmazonMLError as exc:
         # Said beside the location field, which stays to open another (a user granted only some folders
         # lands on the first data root): an error page would leave no way on.
@@ -86,10 +95,17 @@ def storage(visit: Visit) -> View | Response:
         # Upload, new folder, move and delete are offered to who may write here (copy: to anywhere).
         "writable": "location" not in errors and files.may(service, visit.arn, folder, write=True),
         "done": done,
+        "unmade": unmade,
         "notice": notice,
         "pager": pager(visit, "storage", {"location": folder}, token, listed.next_token),
     }
     return View("storage.html", data, status, extra)
+
+
+def _unmade_root(folder: str, roots: list[str]) -> bool:
+    """Whether ``folder`` is a local data root whose directory does not exist (yet)."""
+    local = not folder.startswith("s3://")
+    return local and folder.rstrip("/") in [r.rstrip("/") for r in roots] and not os.path.lexists(folder)
 
 
 def _listing(visit: Visit, folder: str, token: str | None) -> tuple[Folder, str]:

@@ -193,6 +193,15 @@ def objects_created_by(session: Session, arn: str) -> dict[str, int]:
     return counts
 
 
+class NameHeldByObjects(InvalidInputException):
+    """A new user's name that a deleted user's remaining objects still name (``Identities.create_user``):
+    ``name`` is carried so a form can offer to reassign them."""
+
+    def __init__(self, message: str, name: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
 class Identities:
     """Users and access keys of one metastore; ``account_id``: the account of its users' ARNs."""
 
@@ -218,10 +227,12 @@ class Identities:
             left = objects_created_by(session, self.arn(name))
             if left:
                 kinds = ", ".join(f"{count} {kind}" for kind, count in left.items())
-                raise InvalidInputException(
+                raise NameHeldByObjects(
                     f"user {name!r} cannot be created: {sum(left.values())} object(s) ({kinds}) created by "
                     f"an earlier user of that name would become the new user's. Give them to an existing "
-                    f"user first (emrml users reassign-objects {name} OTHER_USER), or choose another name"
+                    f"user first (the console's Users page: Reassign objects of a deleted user; or emrml "
+                    f"users reassign-objects {name} OTHER_USER), or choose another name",
+                    name,
                 )
             for group in groups:
                 find_group(session, group)

@@ -15,6 +15,14 @@
 
   function fmt(n) { return Number(n).toLocaleString("en-US", { maximumFractionDigits: 4 }); }
 
+  // A label cut to ``most`` characters in its middle: features differ at their end as much as at their
+  // start ("quantile_bin(duration,50)=bin_4" and "...=bin_49"). The bar's title keeps the whole label.
+  function shortened(label, most) {
+    if (label.length <= most) return label;
+    var head = Math.ceil((most - 1) / 2);
+    return label.slice(0, head) + "…" + label.slice(label.length - (most - 1 - head));
+  }
+
   // Horizontal bars: items [{label, value}], values may be negative (feature weights).
   function bars(container, items, label) {
     if (!items.length) return;
@@ -34,7 +42,7 @@
     svg.append("g").selectAll("text").data(items).join("text")
       .attr("x", left - 6).attr("y", function (d, i) { return y(i) + y.bandwidth() / 2; })
       .attr("dy", "0.35em").attr("text-anchor", "end").attr("font-size", 11)
-      .text(function (d) { return d.label.length > 30 ? d.label.slice(0, 29) + "…" : d.label; });
+      .text(function (d) { return shortened(d.label, 30); });
     svg.append("g").attr("class", "axis").attr("transform", "translate(0," + (height - 24) + ")")
       .call(d3.axisBottom(x).ticks(6));
   }

@@ -46,7 +46,9 @@
       named.appendChild(document.createTextNode(" "));
       named.appendChild(note);
     }
-    cell(row).textContent = job.Kind;
+    var kind = cell(row);
+    kind.className = "word";
+    kind.textContent = job.Kind;
     cell(row, "Status");
     var progress = document.createElement("progress");
     progress.max = 100;

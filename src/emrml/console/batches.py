@@ -19,7 +19,7 @@ from starlette.responses import Response
 from emrml.console.app import View, Visit, download_response
 from emrml.console.choices import choices
 from emrml.console.forms import check_name, create_once, form_id
-from emrml.console.objects import readable, referred, refused_create
+from emrml.console.objects import readable, reference_names, referred, refused_create
 from emrml.errors import AccessDeniedException, InvalidInputException, ResourceNotFoundException
 from emrml.service import files
 from emrml.service.confinement import open_output_for_server
@@ -122,7 +122,12 @@ def batch_prediction(visit: Visit) -> View:
     data = {"GetBatchPrediction": described, "ResultFiles": found.files}
     if found.refusal:
         data["ResultFilesRefused"] = found.refusal
-    extra = {"files": list(enumerate(found.files)), "readable": readable(visit, referred(described))}
+    shown = readable(visit, referred(described))
+    extra = {
+        "files": list(enumerate(found.files)),
+        "readable": shown,
+        "names": reference_names(visit, referred(described), shown),
+    }
     return View("batch_prediction.html", data, extra=extra)
 
 

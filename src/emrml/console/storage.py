@@ -102,6 +102,20 @@ def storage(visit: Visit) -> View | Response:
     return View("storage.html", data, status, extra)
 
 
+def writable_folders(visit: Visit) -> list[str]:
+    """Where the user may write, as the storage browser starts: the data roots its grants let it change,
+    then the folders its storage:Write grants start at; each one the server can write on disk too. What
+    a form asking for an output folder offers (a new user otherwise has to guess)."""
+    service = visit.console.service
+    roots = [files.folder_location(str(root)) for root in service.settings.data_roots]
+    granted = [files.folder_location(f) for f in service.access.storage_folders(visit.arn, "storage:Write")]
+    return [
+        folder
+        for folder in dict.fromkeys(roots + granted)
+        if files.may(service, visit.arn, folder, write=True) and files.server_may_write(folder)
+    ]
+
+
 def _unmade_root(folder: str, roots: list[str]) -> bool:
     """Whether ``folder`` is a local data root whose directory does not exist (yet)."""
     local = not folder.startswith("s3://")

@@ -190,8 +190,9 @@ def home(visit: Visit) -> View:
         "readable": readable(visit, shown),
         "default_model": not refused_default_model(visit),
         # Said when the buttons leave it out: a new user without a storage grant otherwise finds no way to
-        # begin, and no reason why.
-        "refused_datasource": refused_create(visit, "DataSource"),
+        # begin, and no reason why. Only to who may create datasources but lacks the storage: one who
+        # never creates them (a predictor, a viewer) has nothing missing to be told about.
+        "refused_datasource": refused_storage(visit, "DataSource"),
     }
     # Who may predict but not list the models (a predictor) opens a model's predict page by its id.
     access = visit.console.service.access
@@ -345,6 +346,13 @@ def refused_create(visit: Visit, kind: str) -> dict[str, str]:
         if not access.may(visit.user, action):
             refused[action] = does
     return refused
+
+
+def refused_storage(visit: Visit, kind: str) -> dict[str, str]:
+    """``refused_create`` of ``kind`` when only its storage is missing: the user may run its operation;
+    empty otherwise (it may not create ``kind`` at all, or may)."""
+    refused = refused_create(visit, kind)
+    return {} if CREATES[kind] in refused else refused
 
 
 def refused_default_model(visit: Visit) -> dict[str, str]:

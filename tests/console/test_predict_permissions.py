@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from console_helpers import MODEL, Installation, log_in, login_token
+from console_helpers import BOB_PASSWORD, MODEL, Installation, log_in, login_token
 from starlette.testclient import TestClient
 
 from emrml.errors import AccessDeniedException
@@ -181,3 +181,16 @@ def test_an_endpoint_that_is_off_is_turned_on_by_who_may(viewer: Any, admin: Any
     }
     assert says[admin] and "turn it on from the model's page" in says[admin].group(1)
     assert says[viewer] and "ask the model's owner or an administrator" in says[viewer].group(1)
+
+
+def test_the_home_page_tells_of_missing_storage_only_who_would_create_datasources(
+    predictor: Any, viewer: Any, anonymous: Any
+) -> None:
+    """The home page's note on the storage a datasource reads is for who may create datasources but has
+    no storage grant (a member of users without one); a predictor or a viewer never creates them."""
+    for client in (predictor, viewer):
+        home = client.get("/console/")
+        assert home.status_code == 200 and 'id="create-refused"' not in home.text
+    assert log_in(anonymous, "bob", BOB_PASSWORD).status_code == 303
+    note = re.search(r'<p class="hint" id="create-refused">([^<]*)</p>', anonymous.get("/console/").text)
+    assert note and "storage:Read" in note.group(1)

@@ -25,6 +25,7 @@ from test_browser import check_accessibility
 from emrml.samples import bank_sample_schema
 from emrml.service.identity import Identities
 from emrml.service.logins import Logins
+from emrml.service.sharing import ShareLinks
 from emrml.web.server import create_app
 
 NOTE = "(you may not open it)"
@@ -110,6 +111,27 @@ def test_a_batch_predictions_model_and_data_are_links_only_for_who_may_open_them
     assert {f"/console/models/{MODEL}", f"/console/datasources/{DATASOURCE}-eval"} <= _links(offered)
 
 
+def test_an_objects_page_names_the_objects_it_refers_to_when_the_reader_may_open_them(
+    admin: Any, evaluation_reader: Any, batch: str
+) -> None:
+    """A model's training data, an evaluation's and a batch prediction's model and data: their names
+    (linked, beside their ids) for who may read them; their ids alone, without a name, for who may not."""
+    model_link = f'<a href="/console/models/{MODEL}">Bank model</a> <code>{MODEL}</code>'
+    data_link = f'<a href="/console/datasources/{DATASOURCE}-eval">Bank {DATASOURCE}-eval</a>'
+    for path in (f"/console/evaluations/{EVALUATION}", f"/console/batch-predictions/{batch}"):
+        offered = admin.get(path).text
+        assert model_link in offered and data_link in offered, path
+        hidden = evaluation_reader.get(path).text
+        assert "Bank model" not in hidden and f"Bank {DATASOURCE}" not in hidden, path
+    trained = admin.get(f"/console/models/{MODEL}").text
+    assert f'<a href="/console/datasources/{DATASOURCE}">Bank {DATASOURCE}</a>' in trained
+
+
+def test_a_batch_predictions_heading_shows_its_id_once_when_it_has_no_name(admin: Any, batch: str) -> None:
+    heading = re.search(r"<h1>(.*?)</h1>", admin.get(f"/console/batch-predictions/{batch}").text, re.S)
+    assert heading and heading.group(1).count(batch) == 1
+
+
 def test_a_models_evaluations_are_links_only_for_who_may_open_them(model_reader: Any, admin: Any) -> None:
     path = f"/console/models/{MODEL}"
     shown = model_reader.get(path)
@@ -156,16 +178,28 @@ def test_a_share_links_page_names_other_objects_without_links_or_notes(
     page = admin.get(f"/console/evaluations/{EVALUATION}")
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
     assert token
-    created = admin.post(
-        "/console/share",
-        data={"csrf_token": token.group(1), "kind": "Evaluation", "object_id": EVALUATION},
-    )
+    form = {"csrf_token": token.group(1), "kind": "Evaluation", "object_id": EVALUATION}
+    created = admin.post("/console/share", data=form)
     url = re.search(r'value="(http[^"]+/console/shared/[^"]+)"', created.text)
-    assert url
-    with TestClient(create_app(installation.service), follow_redirects=False) as outsider:
-        shown = outsider.get(url.group(1)[url.group(1).index("/console/") :])
-    assert shown.status_code == 200 and MODEL in shown.text
-    assert f"/console/models/{MODEL}" not in _links(shown.text) and NOTE not in shown.text
+    link_id = re.search(r'id="share-link-id">([^<]+)<', created.text)
+    assert url and link_id
+    path = url.group(1)[url.group(1).index("/console/") :]
+    try:
+        with TestClient(create_app(installation.service), follow_redirects=False) as outsider:
+            shown = outsider.get(path)
+        assert shown.status_code == 200 and MODEL in shown.text
+        assert f"/console/models/{MODEL}" not in _links(shown.text) and NOTE not in shown.text
+        # Ids only: the names of what the page refers to are not read as the link's creator.
+        assert "Bank model" not in shown.text
+    finally:
+        # The evaluation is the module's: a live link left on it would show on its page in later tests.
+        revoked = admin.post("/console/share", data={**form, "revoke": link_id.group(1)})
+        assert revoked.status_code == 303
+        with TestClient(create_app(installation.service), follow_redirects=False) as outsider:
+            assert outsider.get(path).status_code == 404
+        service = installation.service
+        links = ShareLinks(service.sessions, service.access).links("Evaluation", EVALUATION)
+        assert [link.link_id for link in links if link.revoked_at is None] == []
 
 
 def test_a_job_added_to_an_open_jobs_page_links_only_what_the_reader_may_open(

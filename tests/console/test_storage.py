@@ -5,6 +5,7 @@ or the roots do not allow."""
 from __future__ import annotations
 
 import html
+import os
 import re
 import uuid
 from pathlib import Path
@@ -358,3 +359,34 @@ def test_a_new_homes_storage_page_opens_its_empty_data_folder(tmp_path: Path) ->
             assert missing.status_code == 400 and "does not exist" in missing.text
     finally:
         service.close()
+
+
+def test_a_folder_the_server_cannot_write_offers_no_change(
+    admin: Any, installation: Installation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A data root mounted read-only (simulated: the tests run as root, whom a mode does not stop, and a
+    read-only mount needs a namespace of its own) refuses every change on disk whatever the grants: the
+    browser offers none there, saying why, and still offers download and copy."""
+    folder = installation.home / "data" / f"read-only-{uuid.uuid4().hex[:6]}"
+    folder.mkdir()
+    (folder / "kept.csv").write_text("a,b\n1,2\n")
+    real_access = os.access
+
+    def access(path: Any, mode: int, **kwargs: Any) -> bool:
+        if mode & os.W_OK and Path(path).resolve() == folder.resolve():
+            return False
+        return real_access(path, mode, **kwargs)
+
+    location = f"{folder}/"
+    monkeypatch.setattr(os, "access", access)
+    shown = admin.get("/console/storage", params={"location": location}).text
+    note = re.search(r'<p class="hint" id="refused-note">([^<]*)</p>', shown)
+    assert note and "read-only on its disk" in note.group(1) and "permissions" not in note.group(1)
+    assert 'value="move"' not in shown and 'value="delete"' not in shown
+    assert 'value="upload"' not in shown and 'value="mkdir"' not in shown
+    assert 'value="copy"' in shown and "kept.csv" in shown
+    monkeypatch.undo()
+    writable = admin.get("/console/storage", params={"location": location}).text
+    assert (
+        'value="delete"' in writable and 'value="upload"' in writable and 'id="refused-note"' not in writable
+    )

@@ -19,7 +19,8 @@ from starlette.responses import Response
 from emrml.console.app import View, Visit, download_response
 from emrml.console.choices import choices
 from emrml.console.forms import check_name, create_once, form_id
-from emrml.console.objects import readable, referred, refused_create
+from emrml.console.objects import readable, reference_names, referred, refused_create
+from emrml.console.storage import writable_folders
 from emrml.errors import AccessDeniedException, InvalidInputException, ResourceNotFoundException
 from emrml.service import files
 from emrml.service.confinement import open_output_for_server
@@ -38,7 +39,15 @@ def new_batch_prediction(visit: Visit) -> View | Response:
         "MLModels": choices(visit, "MLModel", form["model"]),
         "DataSources": choices(visit, "DataSource", form["datasource"]),
     }
-    extra: dict[str, Any] = {"form": form, "errors": {}, "refused": refused_create(visit, "BatchPrediction")}
+    writable = writable_folders(visit)
+    if visit.form is None and not form["output"] and writable:
+        form["output"] = writable[0]  # where the user may write: a new user need not guess a folder
+    extra: dict[str, Any] = {
+        "form": form,
+        "errors": {},
+        "refused": refused_create(visit, "BatchPrediction"),
+        "writable": writable,
+    }
     if visit.form is None:
         return View("batch_prediction_new.html", data, extra=extra)
     errors = extra["errors"]
@@ -122,7 +131,12 @@ def batch_prediction(visit: Visit) -> View:
     data = {"GetBatchPrediction": described, "ResultFiles": found.files}
     if found.refusal:
         data["ResultFilesRefused"] = found.refusal
-    extra = {"files": list(enumerate(found.files)), "readable": readable(visit, referred(described))}
+    shown = readable(visit, referred(described))
+    extra = {
+        "files": list(enumerate(found.files)),
+        "readable": shown,
+        "names": reference_names(visit, referred(described), shown),
+    }
     return View("batch_prediction.html", data, extra=extra)
 
 

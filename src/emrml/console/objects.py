@@ -15,7 +15,7 @@ from emrml.console.app import View, Visit
 from emrml.console.choices import choices
 from emrml.console.paging import pager
 from emrml.console.thresholds import at_threshold, threshold_error, typed_threshold
-from emrml.errors import AccessDeniedException, InvalidInputException
+from emrml.errors import AccessDeniedException, InvalidInputException, ResourceNotFoundException
 
 PAGE_SIZE = 25
 STATUSES = ("PENDING", "INPROGRESS", "COMPLETED", "FAILED")
@@ -190,8 +190,9 @@ def home(visit: Visit) -> View:
         "readable": readable(visit, shown),
         "default_model": not refused_default_model(visit),
         # Said when the buttons leave it out: a new user without a storage grant otherwise finds no way to
-        # begin, and no reason why.
-        "refused_datasource": refused_create(visit, "DataSource"),
+        # begin, and no reason why. Only to who may create datasources but lacks the storage: one who
+        # never creates them (a predictor, a viewer) has nothing missing to be told about.
+        "refused_datasource": refused_storage(visit, "DataSource"),
     }
     # Who may predict but not list the models (a predictor) opens a model's predict page by its id.
     access = visit.console.service.access
@@ -254,9 +255,10 @@ def model(visit: Visit) -> View:
             for action, does in refused_create(visit, "BatchPrediction").items()
             if action.startswith("storage:")
         },
-        "readable": readable(visit, _named("Evaluation", listed["Results"], described)),
         "lists_batch_predictions": access.may(visit.user, "machinelearning:DescribeBatchPredictions"),
     }
+    extra["readable"] = readable(visit, _named("Evaluation", listed["Results"], described))
+    extra["names"] = reference_names(visit, referred(described), extra["readable"])
     return View("model.html", data, extra=extra)
 
 
@@ -276,6 +278,7 @@ def evaluation(visit: Visit, threshold: float | None = None) -> View:
         "endpoint_on": insights.get("MLModelEndpointStatus", "NONE") != "NONE",
         "readable": readable(visit, referred(described)),
     }
+    extra["names"] = reference_names(visit, referred(described), extra["readable"])
     if insights.get("MLModelType") == "BINARY" and "thresholdTable" in metrics:
         chosen = insights.get("ScoreThreshold", metrics.get("threshold", 0.5))
         asked = visit.query.get("threshold")
@@ -345,6 +348,13 @@ def refused_create(visit: Visit, kind: str) -> dict[str, str]:
     return refused
 
 
+def refused_storage(visit: Visit, kind: str) -> dict[str, str]:
+    """``refused_create`` of ``kind`` when only its storage is missing: the user may run its operation;
+    empty otherwise (it may not create ``kind`` at all, or may)."""
+    refused = refused_create(visit, kind)
+    return {} if CREATES[kind] in refused else refused
+
+
 def refused_default_model(visit: Visit) -> dict[str, str]:
     """``refused_create`` of the default settings, which make more than the model: the two datasources of
     the split (reading the data) and the evaluation. Custom settings need the model's alone."""
@@ -385,6 +395,24 @@ def readable(visit: Visit, references: Iterable[tuple[str, Any]]) -> set[str]:
         for kind, ids in wanted.items()
         for object_id in access.readable(visit.arn, kind, ids)
     }
+
+
+def reference_names(visit: Visit, references: Iterable[tuple[str, Any]], shown: set[str]) -> dict[str, str]:
+    """The names of those ``references`` (kind, id) the user may open (``shown``, of ``readable``), by
+    console path: an object's page names what it refers to, not only its id. Read by the object's own Get*
+    as this user, so the service decides; one gone since (or refused after all) is shown by its id."""
+    names = {}
+    for kind, object_id in references:
+        path = f"{BY_KIND[kind].path}/{object_id}"
+        if path not in shown or path in names:
+            continue
+        try:
+            described = visit.call(f"Get{kind}", {BY_KIND[kind].id_member: object_id})
+        except (AccessDeniedException, ResourceNotFoundException):
+            continue
+        if described.get("Name"):
+            names[path] = described["Name"]
+    return names
 
 
 def _named(kind: str, items: Iterable[dict[str, Any]], *referring: dict[str, Any]) -> list[tuple[str, Any]]:

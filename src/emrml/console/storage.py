@@ -87,19 +87,37 @@ def storage(visit: Visit) -> View | Response:
     if data["Parent"] and not files.may(service, visit.arn, data["Parent"]):
         data["Parent"] = None  # a way up only to a folder the user may open
     entries = [*listed.folders, *(f.uri for f in listed.files)]
+    granted_write = "location" not in errors and files.may(service, visit.arn, folder, write=True)
+    on_disk = files.server_may_write(folder)
     extra = {
         # Folders linked and files offered for download only where the user may read them (a Deny of one
         # file or subfolder of a granted folder): its name is shown, saying so.
         "openable": {entry for entry in entries if files.may(service, visit.arn, entry)},
         "errors": errors,
-        # Upload, new folder, move and delete are offered to who may write here (copy: to anywhere).
-        "writable": "location" not in errors and files.may(service, visit.arn, folder, write=True),
+        # Upload, new folder, move and delete are offered to who may write here (copy: to anywhere), where
+        # the server can write on disk: a read-only data root would refuse them all, whatever the grants.
+        "writable": granted_write and on_disk,
+        "disk_read_only": granted_write and not on_disk,
         "done": done,
         "unmade": unmade,
         "notice": notice,
         "pager": pager(visit, "storage", {"location": folder}, token, listed.next_token),
     }
     return View("storage.html", data, status, extra)
+
+
+def writable_folders(visit: Visit) -> list[str]:
+    """Where the user may write, as the storage browser starts: the data roots its grants let it change,
+    then the folders its storage:Write grants start at; each one the server can write on disk too. What
+    a form asking for an output folder offers (a new user otherwise has to guess)."""
+    service = visit.console.service
+    roots = [files.folder_location(str(root)) for root in service.settings.data_roots]
+    granted = [files.folder_location(f) for f in service.access.storage_folders(visit.arn, "storage:Write")]
+    return [
+        folder
+        for folder in dict.fromkeys(roots + granted)
+        if files.may(service, visit.arn, folder, write=True) and files.server_may_write(folder)
+    ]
 
 
 def _unmade_root(folder: str, roots: list[str]) -> bool:

@@ -92,6 +92,22 @@ def may(app: EmrML, caller: str | None, location: str, *, write: bool = False) -
     return True
 
 
+def server_may_write(location: str) -> bool:
+    """Whether this process may create files in the local folder ``location`` (or, not made yet, in its
+    nearest existing parent) as the disk says (``os.access``): a read-only data root (mounted read-only,
+    or not the server's own) refuses every change whatever the grants. S3 locations say so only when
+    written to: true."""
+    if location.startswith("s3://"):
+        return True
+    path = os.path.abspath(location.removeprefix("file://"))
+    while not os.path.lexists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return False
+        path = parent
+    return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
+
+
 def upload(app: EmrML, caller: str | None, folder: str, name: str, source: BinaryIO) -> str:
     """Write ``source`` as ``folder/name`` (whole or not at all); returns the new file's location."""
     target = folder_location(folder) + check_name(name)

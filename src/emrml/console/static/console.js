@@ -1,4 +1,4 @@
-// The console's progressive parts: page data, live job tables. Pages work without it.
+// The console's progressive parts: page data, live job and stream tables. Pages work without it.
 "use strict";
 (function () {
   function pageData() {
@@ -81,10 +81,48 @@
       : "";
   }
 
+  // A stream's row follows its twin's entry as the template writes it: its figures, and its start form
+  // (from the page's #stream-start template) only while it is startable; the form is left alone
+  // otherwise, so that what is being typed in it stays.
+  function fillStream(table, row, stream) {
+    function set(field, text) { row.querySelector('[data-field="' + field + '"]').textContent = text; }
+    function shown(value) { return value === null || value === undefined ? "" : String(value); }
+    set("Status", shown(stream.Status));
+    set("Consumers", shown(stream.Consumers));
+    set("Shards", shown(stream.Shards));
+    set("Records", [stream.RecordsIn, stream.RecordsOut, stream.RecordsFailed].map(shown).join(" / "));
+    set("RecordsPerSecond", shown(stream.RecordsPerSecond));
+    set("Lag", fmtMillis(stream.MillisBehindLatest));
+    set("Message", stream.Message || "");
+    var start = row.querySelector('[data-field="Start"]');
+    var form = start.querySelector("form");
+    if (!stream.Startable) {
+      if (form) start.removeChild(form);
+      return;
+    }
+    if (!form) {
+      form = document.getElementById("stream-start").content.firstElementChild.cloneNode(true);
+      form.action = table.getAttribute("data-base") + "streams/" + encodeURIComponent(stream.StreamId) + "/start";
+      var field = form.querySelector('input[name="consumers"]');
+      field.id = "consumers-" + stream.StreamId;
+      form.querySelector("label").htmlFor = field.id;
+      form.querySelector("button").setAttribute("aria-label", "Start the consumers of " + (stream.Name || stream.StreamId));
+      start.appendChild(form);
+    }
+    form.querySelector("button").textContent = stream.Status === "STOPPED" ? "Start" : "Start again";
+  }
+
+  function updateStreams(table, streams) {
+    streams.forEach(function (stream) {
+      var row = table.querySelector('tr[data-id="' + CSS.escape("Stream/" + stream.StreamId) + '"]');
+      if (row) fillStream(table, row, stream);
+    });
+  }
+
   // The jobs table follows its JSON twin every two seconds: rows update, jobs created since the page
   // loaded appear in their place (newest first) and jobs no longer listed go. Rows are moved only when
   // the order changed, so a focused link keeps its focus.
-  function liveJobs(table) {
+  function liveJobs(table, streams) {
     var body = table.tBodies[0];
     function update(jobs) {
       var cursor = body.firstElementChild;
@@ -112,7 +150,11 @@
       url.searchParams.set("format", "json");
       fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
         .then(function (r) { return r.ok ? r.json() : null; })
-        .then(function (data) { if (data) update(data.Jobs); })
+        .then(function (data) {
+          if (!data) return;
+          update(data.Jobs);
+          if (streams && Array.isArray(data.Streams)) updateStreams(streams, data.Streams);
+        })
         .catch(function () {})
         .finally(function () { window.setTimeout(refresh, 2000); });
     }
@@ -193,6 +235,6 @@
   document.addEventListener("DOMContentLoaded", function () {
     liveObjects();
     var jobs = document.querySelector('[data-live="jobs"]');
-    if (jobs) liveJobs(jobs);
+    if (jobs) liveJobs(jobs, document.querySelector('[data-live="streams"]'));
   });
 })();

@@ -1,0 +1,77 @@
+"""The jobs page's streams table follows the streams as its jobs table follows the jobs: a stream started
+again (or ended) shows its new status, figures and start form without reloading the page."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from console_helpers import MODEL, Served
+from test_browser import check_accessibility, log_in
+
+from emrml.service.metastore import Stream, StreamConsumer, StreamLease
+
+STREAM = "st-live"
+
+
+def _set_stream(served: Served, status: str, message: str | None = None, running: bool = False) -> None:
+    """The stream ``STREAM`` at ``status``; with one consumer and its shard's figures when ``running``."""
+    moment = time.time()
+    with served.installation.service.sessions() as session, session.begin():
+        session.query(StreamLease).filter_by(stream_id=STREAM).delete()
+        session.query(StreamConsumer).filter_by(stream_id=STREAM).delete()
+        stream = session.get(Stream, STREAM)
+        if stream is None:
+            stream = Stream(
+                id=STREAM, name="live clicks", created_by="arn:aws:iam::000000000000:user/admin",
+                created_at=moment, request="{}", ml_model_id=MODEL, input_uri="kinesis://clicks",
+                output_uri="kinesis://scored", dead_letter_uri="", starting_position="TRIM_HORIZON",
+                record_format="auto",
+            )  # fmt: skip
+            session.add(stream)
+        stream.status, stream.message, stream.last_updated_at = status, message, moment
+        if running:
+            session.add(
+                StreamConsumer(
+                    id="host:1:live", stream_id=STREAM, host="host", pid=1, started_at=moment,
+                    heartbeat_at=moment, status="RUNNING", records_per_second=40.0,
+                )
+            )  # fmt: skip
+            session.add(
+                StreamLease(
+                    stream_id=STREAM, shard_id="shardId-000000000000", parents="[]", counter=3,
+                    owner="host:1:live", owner_switches=0, records_in=120, records_out=117,
+                    records_failed=3, millis_behind_latest=1500,
+                )
+            )  # fmt: skip
+
+
+def test_the_streams_table_follows_a_stream_started_again_and_ended(
+    page: Any, served: Served, axe_source: str
+) -> None:
+    _set_stream(served, "STOPPED")
+    try:
+        log_in(page, served)
+        page.goto(f"{served.url}/console/jobs?kind=Stream")
+        page.evaluate("() => { window.sameDocument = true; }")
+        row = page.locator(f'tr[data-id="Stream/{STREAM}"]')
+        assert row.locator("button").inner_text() == "Start"
+        _set_stream(served, "RUNNING", running=True)
+        records = row.locator('[data-field="Records"]')
+        page.wait_for_function("(cell) => cell.textContent === '120 / 117 / 3'", arg=records.element_handle())
+        assert row.locator('[data-field="Status"]').inner_text() == "RUNNING"
+        assert row.locator('[data-field="Lag"]').inner_text() == "1.5 s"
+        assert row.locator("form").count() == 0  # a consumer runs it: nothing to start
+        _set_stream(served, "FAILED", message="the consumers ended")
+        button = row.locator("button")
+        button.wait_for(timeout=10_000)
+        assert button.inner_text() == "Start again"
+        assert row.locator('[data-field="Message"]').inner_text() == "the consumers ended"
+        assert page.evaluate("() => window.sameDocument") is True
+        assert row.locator("form").get_attribute("action") == f"/console/streams/{STREAM}/start"
+        check_accessibility(page, axe_source)
+    finally:
+        with served.installation.service.sessions() as session, session.begin():
+            session.query(StreamLease).filter_by(stream_id=STREAM).delete()
+            session.query(StreamConsumer).filter_by(stream_id=STREAM).delete()
+            session.query(Stream).filter_by(id=STREAM).delete()

@@ -16,8 +16,9 @@ import pyarrow.csv  # loaded before the memory of reading results is traced
 import pytest
 
 import emrml
-from emrml import library, loading, record_values
+from emrml import library, loading
 from emrml import results as result_files
+from emrml.core import record_values
 from emrml.errors import InvalidInputException, ResourceNotFoundException
 from emrml.samples import bank_sample_schema, write_bank_sample
 from s3_server import S3

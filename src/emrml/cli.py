@@ -39,9 +39,9 @@ from emrml.cli_common import (
 from emrml.cli_objects import KINDS, ModelType, print_view, report_created
 from emrml.config import Settings
 from emrml.core.json_text import load_json
+from emrml.core.record_values import string_values, unknown_attribute_warnings
 from emrml.errors import InvalidInputException, PredictorNotMountedException, ResourceNotFoundException
 from emrml.library import absolute_uri
-from emrml.record_values import string_values, unknown_attribute_warnings
 
 if TYPE_CHECKING:
     import click

@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 from emrml.config import Settings
 from emrml.core.json_text import load_json
+from emrml.core.record_values import string_values, unknown_attribute_warnings
 from emrml.errors import AmazonMLError, InvalidInputException
-from emrml.record_values import string_values, unknown_attribute_warnings
 from emrml.results import result_batches
 from emrml.storage import locations
 

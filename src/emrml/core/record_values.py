@@ -2,8 +2,8 @@
 
 Amazon ML's ``Record`` maps attribute names to strings whatever their type; a caller writes numbers and
 booleans (JSON on the command line, Python in a notebook). One conversion serves the CLI's ``predict``, the
-library's ``Model.predict`` and ``train`` parameters, and ``emrml.score``'s lists of records, so a value
-reads the same through each.
+library's ``Model.predict``, ``Predictor.predict`` and ``train`` parameters, and ``emrml.score``'s lists
+of records, so a value reads the same through each. In core, as ``Predictor`` uses it.
 """
 
 from __future__ import annotations

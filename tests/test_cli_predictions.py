@@ -81,6 +81,10 @@ def test_endpoint_and_predict(trained: Path) -> None:
     assert typed["Prediction"] == as_text["Prediction"]
     nested = error_line(cli(trained, "predict", "ml-sms", "--record", '{"message": ["hi"]}', code=2))
     assert "--record: the value of 'message' is a list" in nested
+    twice = error_line(
+        cli(trained, "predict", "ml-sms", "--record", '{"message": "a", "message": "b"}', code=2)
+    )
+    assert "--record names 'message' twice" in twice
     cli(trained, "endpoint", "delete", "ml-sms")
     cli(trained, "predict", "ml-sms", "--record", record, code=6)
 

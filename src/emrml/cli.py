@@ -38,8 +38,7 @@ from emrml.cli_common import (
 )
 from emrml.cli_objects import KINDS, ModelType, print_view, report_created
 from emrml.config import Settings
-from emrml.core.json_text import load_json
-from emrml.core.record_values import string_values, unknown_attribute_warnings
+from emrml.core.record_values import json_record, unknown_attribute_warnings
 from emrml.errors import InvalidInputException, PredictorNotMountedException, ResourceNotFoundException
 from emrml.library import absolute_uri
 
@@ -383,16 +382,13 @@ def predict(
     record: str = typer.Option(
         ...,
         "--record",
-        help='The record as a JSON object, e.g. \'{"age": 41, "job": "admin."}\'; numbers and true/false are '
-        "sent as their text, null as a missing value.",
+        help='The record as a JSON object, e.g. \'{"age": 41, "job": "admin."}\'; numbers are sent as '
+        "written (2.50 as 2.50), true/false as their text, null as a missing value.",
     ),
 ) -> None:
     """Predict one record through the model's real-time endpoint."""
     current = state(ctx)
-    values = load_json(record, "--record")
-    if not isinstance(values, dict):
-        raise InvalidInputException("--record must be a JSON object of attribute names to values")
-    values = string_values(values, "--record")
+    values = json_record(record, "--record")
     service = current.service()
     model = service.call("GetMLModel", {"MLModelId": model_id, "Verbose": True})
     endpoint = (model.get("EndpointInfo") or {}).get("EndpointUrl", "")

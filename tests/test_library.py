@@ -106,7 +106,9 @@ def test_batch_and_single_predictions(
     data, schema = sample
     train = client.datasource(data, schema=schema, split=SPLIT, id="ds-fit")
     everything = client.datasource(data, schema=schema, statistics=False)
-    model = client.train(train, "BINARY", parameters={"sgd.maxPasses": 3}, id="ml-pred")
+    # Any case, as the CLI's --type takes it: the API's spelling is sent.
+    model = client.train(train, "binary", parameters={"sgd.maxPasses": 3}, id="ml-pred")
+    assert model.describe()["MLModelType"] == "BINARY"
 
     batch = model.batch_predict(everything, tmp_path / "out", id="bp-lib")
     assert batch == emrml.BatchPrediction(client, "bp-lib")

@@ -363,7 +363,9 @@ def endpoint_create(ctx: typer.Context, model_id: str = typer.Argument(..., help
 @reports_errors
 def endpoint_delete(ctx: typer.Context, model_id: str = typer.Argument(..., help="Model id.")) -> None:
     """Unmount a model's real-time endpoint."""
-    _endpoint_call(state(ctx), "DeleteRealtimeEndpoint", model_id)
+    # A sentence, not the endpoint's table: "Status NONE, 0 requests per second" reads as a broken endpoint.
+    message = f"Deleted the real-time endpoint of {model_id}."
+    call_and_report(state(ctx), "DeleteRealtimeEndpoint", {"MLModelId": model_id}, message)
 
 
 def _endpoint_call(current: State, operation: str, model_id: str) -> None:

@@ -159,7 +159,7 @@ def datasource_create(
         "DataSpec": present(spec),
         "ComputeStatistics": not no_statistics,
     }
-    with named_as_options({"DataRearrangement": "--rearrangement"}):
+    with named_as_options({"DataRearrangement": "--rearrangement", "DataLocationS3": "--data"}):
         response = service.call("CreateDataSourceFromS3", present(request))
     report_created(current, "DataSource", datasource_id, response, no_wait)
 
@@ -193,7 +193,8 @@ def _infer_schema(service: EmrML, location: str, target: str | None, row_id: str
 
     skip_pandas_probe()  # the inference reads a sample of the data with Arrow, in this process
     request = {"DataLocationS3": location, "TargetAttributeName": target, "RowId": row_id}
-    return service.call("InferDataSchema", present(request))
+    with named_as_options({"DataLocationS3": "--data"}):  # e.g. a folder without data files
+        return service.call("InferDataSchema", present(request))
 
 
 @model_app.command("create")

@@ -211,7 +211,11 @@ def test_list_show_update_delete(home: Path, runner: CliRunner, sample: tuple[Pa
 
     assert ids("--name-prefix", "beta") == ["ds-b"]
     assert ids("--status", "COMPLETED") == ["ds-a"] == ids("--status", "completed")  # any case
-    assert ids("--sort", "dsc") == ["ds-b", "ds-a"]
+    assert ids("--sort", "dsc") == ["ds-b", "ds-a"] == ids("--sort", "desc")  # the API's and the usual
+    assert (
+        "'down' is not one of 'asc', 'dsc'"
+        in run(runner, "datasource", "list", "--sort", "down", code=2).stderr
+    )
     assert ids("--limit", "1") == ["ds-a"]
 
     run(runner, "datasource", "update", "ds-a", "--name", "renamed")

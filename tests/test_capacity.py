@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import error_line, invoke, invoke_json
+from emrml.cli_common import PLAN_DOES_NOT_FIT_EXIT_CODE
 from emrml.core import capacity
 from emrml.errors import AccessDeniedException, InvalidInputException
 from emrml.service.app import EmrML
@@ -106,14 +107,18 @@ def test_plan_capacity_through_the_api(sqlite_app: EmrML, tmp_path: Path) -> Non
 
 def test_emrml_plan(tmp_path: Path) -> None:
     home = str(tmp_path / "home")
+    # "Not enough space" is an exit status a script can test, with the plan printed as when it fits.
     text = invoke("--home", home, "plan", "--nodes", "10", "--disk-per-node", "800GB", "--data", "3TB",
-                  columns=200).stdout  # fmt: skip
+                  columns=200, code=PLAN_DOES_NOT_FIT_EXIT_CODE).stdout  # fmt: skip
     assert "Default HDFS replication factor for 10 nodes: 3" in text
     assert "Usable HDFS capacity: 8.00 TB / 3 = 2.67 TB" in text and "not enough space for 3.00 TB" in text
     data = tmp_path / "rows.csv"
     data.write_bytes(b"x,y\n" + b"1,2\n" * 10_000)
     answer = invoke_json("--home", home, "plan", "--nodes", "3", "--disk-per-node", "2TB", "--data", "1TB",
                          "--sample", str(data), "--codec", "bzip2")  # fmt: skip
+    too_much = invoke_json("--home", home, "plan", "--nodes", "3", "--disk-per-node", "1TB", "--data", "5TB",
+                           code=PLAN_DOES_NOT_FIT_EXIT_CODE)  # fmt: skip
+    assert too_much["Plan"]["fits"] is False
     assert answer["Plan"]["fits"] is True and [row["codec"] for row in answer["Codecs"]] == ["bzip2"]
     small = invoke("--home", home, "plan", "--nodes", "3", "--disk-per-node", "2TB", "--data", "1TB",
                    columns=200).stdout  # fmt: skip

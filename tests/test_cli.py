@@ -211,7 +211,11 @@ def test_list_show_update_delete(home: Path, runner: CliRunner, sample: tuple[Pa
 
     assert ids("--name-prefix", "beta") == ["ds-b"]
     assert ids("--status", "COMPLETED") == ["ds-a"] == ids("--status", "completed")  # any case
-    assert ids("--sort", "dsc") == ["ds-b", "ds-a"]
+    assert ids("--sort", "dsc") == ["ds-b", "ds-a"] == ids("--sort", "desc")  # the API's and the usual
+    assert (
+        "'down' is not one of 'asc', 'dsc'"
+        in run(runner, "datasource", "list", "--sort", "down", code=2).stderr
+    )
     assert ids("--limit", "1") == ["ds-a"]
 
     run(runner, "datasource", "update", "ds-a", "--name", "renamed")
@@ -463,13 +467,13 @@ def test_every_exit_code_is_documented() -> None:
     import re
 
     from emrml import errors
-    from emrml.cli_common import EXIT_CODES_HELP
+    from emrml.cli_common import EXIT_CODES_HELP, PLAN_DOES_NOT_FIT_EXIT_CODE
 
     codes = {
         cls.exit_code
         for cls in vars(errors).values()
         if isinstance(cls, type) and issubclass(cls, errors.AmazonMLError)
-    } | {0}
+    } | {0, PLAN_DOES_NOT_FIT_EXIT_CODE}
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     table = {int(code) for code in re.findall(r"^\| (\d) \| ", readme, re.MULTILINE)}
     assert codes <= table, sorted(codes - table)

@@ -84,6 +84,21 @@ def test_evaluation_records_without_a_target_are_not_counted_as_used(tmp_path: P
     assert re.search(r"Records\s+400 used\s*$", shown, re.MULTILINE)
 
 
+def test_an_empty_data_folder_is_named_by_its_option(tmp_path: Path) -> None:
+    """The message named the request member DataLocationS3, which the user never typed."""
+    home = tmp_path / "home"
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    for args in (
+        ("datasource", "infer-schema", "--data", str(folder)),
+        ("datasource", "create", "--id", "ds", "--data", str(folder), "--infer-schema"),
+    ):
+        error = cli(home, *args, code=2).stderr
+        assert error.startswith(
+            f"error: InvalidInputException: --data: DataLocationS3 '{folder}' contains no data"
+        )
+
+
 def test_infer_schema_over_a_folder_passes_over_files_without_records(tmp_path: Path) -> None:
     """A Spark or Hadoop output folder: an empty ``_SUCCESS`` marker and a header-only part sort before the
     data; reading with a schema passes over them, and so does inferring one."""

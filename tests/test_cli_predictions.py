@@ -81,8 +81,18 @@ def test_endpoint_and_predict(trained: Path) -> None:
     assert typed["Prediction"] == as_text["Prediction"]
     nested = error_line(cli(trained, "predict", "ml-sms", "--record", '{"message": ["hi"]}', code=2))
     assert "--record: the value of 'message' is a list" in nested
-    cli(trained, "endpoint", "delete", "ml-sms")
+    twice = error_line(
+        cli(trained, "predict", "ml-sms", "--record", '{"message": "a", "message": "b"}', code=2)
+    )
+    assert "--record names 'message' twice" in twice
+    deleted = cli(trained, "endpoint", "delete", "ml-sms").stdout
+    assert deleted == "Deleted the real-time endpoint of ml-sms.\n"
     cli(trained, "predict", "ml-sms", "--record", record, code=6)
+    gone = cli_json(trained, "endpoint", "delete", "ml-sms")
+    assert gone == {
+        "MLModelId": "ml-sms",
+        "RealtimeEndpointInfo": {**gone["RealtimeEndpointInfo"], "EndpointStatus": "NONE"},
+    }
 
 
 def test_batch_prediction_of_a_model_whose_file_is_gone(trained: Path, tmp_path: Path) -> None:

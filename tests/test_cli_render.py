@@ -336,3 +336,27 @@ def test_estimated_distinct_counts_are_marked() -> None:
     assert re.search(r"^instant\s+≈12,179\s", text, re.MULTILINE)
     assert re.search(r"^season\s+4\s", text, re.MULTILINE)
     assert re.search(r"^notes\s+90,000\s+≈20,011\s", text, re.MULTILINE)
+
+
+def test_a_size_parameter_reads_in_binary_units_with_its_exact_count() -> None:
+    """sgd.maxMLModelSizeInBytes read 104857600: a number to count the digits of."""
+    parameters = {
+        "sgd.maxMLModelSizeInBytes": "104857600",
+        "sgd.maxPasses": "10",
+        "sgd.l2RegularizationAmount": "1e-06",
+    }
+    described = {"GetMLModel": {"MLModelId": "ml", "TrainingParameters": parameters}}
+    lines = {
+        line.split()[0]: line.split(maxsplit=1)[1].strip()
+        for line in drawn(*model_view(described)).splitlines()
+        if line.lstrip().startswith("sgd.")
+    }
+    assert lines == {
+        "sgd.maxMLModelSizeInBytes": "100 MiB (104,857,600 bytes)",
+        "sgd.maxPasses": "10",
+        "sgd.l2RegularizationAmount": "1e-06",
+    }
+    small = {
+        "GetMLModel": {"MLModelId": "ml", "TrainingParameters": {"sgd.maxMLModelSizeInBytes": "1572864"}}
+    }
+    assert "1.5 MiB (1,572,864 bytes)" in drawn(*model_view(small))

@@ -16,8 +16,9 @@ import pyarrow.csv  # loaded before the memory of reading results is traced
 import pytest
 
 import emrml
-from emrml import library, loading, record_values
+from emrml import library, loading
 from emrml import results as result_files
+from emrml.core import record_values
 from emrml.errors import InvalidInputException, ResourceNotFoundException
 from emrml.samples import bank_sample_schema, write_bank_sample
 from s3_server import S3
@@ -105,7 +106,9 @@ def test_batch_and_single_predictions(
     data, schema = sample
     train = client.datasource(data, schema=schema, split=SPLIT, id="ds-fit")
     everything = client.datasource(data, schema=schema, statistics=False)
-    model = client.train(train, "BINARY", parameters={"sgd.maxPasses": 3}, id="ml-pred")
+    # Any case, as the CLI's --type takes it: the API's spelling is sent.
+    model = client.train(train, "binary", parameters={"sgd.maxPasses": 3}, id="ml-pred")
+    assert model.describe()["MLModelType"] == "BINARY"
 
     batch = model.batch_predict(everything, tmp_path / "out", id="bp-lib")
     assert batch == emrml.BatchPrediction(client, "bp-lib")
@@ -182,6 +185,35 @@ def test_a_record_name_that_is_no_string_is_refused() -> None:
 def test_record_values_that_are_no_string_are_refused_by_name(value: object, named: str) -> None:
     with pytest.raises(InvalidInputException, match=rf"^record: the value of 'age' {re.escape(named)}"):
         record_values.string_values({"job": "x", "age": value}, "record")
+
+
+def test_a_json_record_keeps_its_numbers_as_written() -> None:
+    """A float would write 2.50 as "2.5", 1e400 as an infinity (refused), 0.1000000000000000055 as "0.1"."""
+    text = '{"a": 2.50, "b": 1e400, "c": 0.1000000000000000055, "d": 12345678901234567890123, "e": -0}'
+    assert record_values.json_record(text, "--record") == {
+        "a": "2.50",
+        "b": "1e400",
+        "c": "0.1000000000000000055",
+        "d": "12345678901234567890123",
+        "e": "-0",
+    }
+    typed = record_values.json_record('{"f": true, "g": null, "h": "x"}', "--record")
+    assert typed == {"f": "true", "g": "", "h": "x"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"age": 41, "job": "x", "age": 42}', "--record names 'age' twice"),
+        ('{"age": {"b": 1, "b": 2}}', "--record names 'b' twice"),
+        ('{"age": [2.5]}', "--record: the value of 'age' is a list"),
+        ('["age"]', "--record must be a JSON object"),
+        ('{"age": ', "--record is not valid JSON"),
+    ],
+)
+def test_a_json_record_that_says_two_things_or_no_record_is_refused(text: str, message: str) -> None:
+    with pytest.raises(InvalidInputException, match=f"^{re.escape(message)}"):
+        record_values.json_record(text, "--record")
 
 
 def test_predict_loads_the_model_once_until_its_threshold_changes_or_it_is_deleted(

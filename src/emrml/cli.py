@@ -38,10 +38,9 @@ from emrml.cli_common import (
 )
 from emrml.cli_objects import KINDS, ModelType, print_view, report_created
 from emrml.config import Settings
-from emrml.core.json_text import load_json
+from emrml.core.record_values import json_record, unknown_attribute_warnings
 from emrml.errors import InvalidInputException, PredictorNotMountedException, ResourceNotFoundException
 from emrml.library import absolute_uri
-from emrml.record_values import string_values, unknown_attribute_warnings
 
 if TYPE_CHECKING:
     import click
@@ -160,7 +159,7 @@ def datasource_create(
         "DataSpec": present(spec),
         "ComputeStatistics": not no_statistics,
     }
-    with named_as_options({"DataRearrangement": "--rearrangement"}):
+    with named_as_options({"DataRearrangement": "--rearrangement", "DataLocationS3": "--data"}):
         response = service.call("CreateDataSourceFromS3", present(request))
     report_created(current, "DataSource", datasource_id, response, no_wait)
 
@@ -194,7 +193,8 @@ def _infer_schema(service: EmrML, location: str, target: str | None, row_id: str
 
     skip_pandas_probe()  # the inference reads a sample of the data with Arrow, in this process
     request = {"DataLocationS3": location, "TargetAttributeName": target, "RowId": row_id}
-    return service.call("InferDataSchema", present(request))
+    with named_as_options({"DataLocationS3": "--data"}):  # e.g. a folder without data files
+        return service.call("InferDataSchema", present(request))
 
 
 @model_app.command("create")
@@ -364,7 +364,9 @@ def endpoint_create(ctx: typer.Context, model_id: str = typer.Argument(..., help
 @reports_errors
 def endpoint_delete(ctx: typer.Context, model_id: str = typer.Argument(..., help="Model id.")) -> None:
     """Unmount a model's real-time endpoint."""
-    _endpoint_call(state(ctx), "DeleteRealtimeEndpoint", model_id)
+    # A sentence, not the endpoint's table: "Status NONE, 0 requests per second" reads as a broken endpoint.
+    message = f"Deleted the real-time endpoint of {model_id}."
+    call_and_report(state(ctx), "DeleteRealtimeEndpoint", {"MLModelId": model_id}, message)
 
 
 def _endpoint_call(current: State, operation: str, model_id: str) -> None:
@@ -383,16 +385,13 @@ def predict(
     record: str = typer.Option(
         ...,
         "--record",
-        help='The record as a JSON object, e.g. \'{"age": 41, "job": "admin."}\'; numbers and true/false are '
-        "sent as their text, null as a missing value.",
+        help='The record as a JSON object, e.g. \'{"age": 41, "job": "admin."}\'; numbers are sent as '
+        "written (2.50 as 2.50), true/false as their text, null as a missing value.",
     ),
 ) -> None:
     """Predict one record through the model's real-time endpoint."""
     current = state(ctx)
-    values = load_json(record, "--record")
-    if not isinstance(values, dict):
-        raise InvalidInputException("--record must be a JSON object of attribute names to values")
-    values = string_values(values, "--record")
+    values = json_record(record, "--record")
     service = current.service()
     model = service.call("GetMLModel", {"MLModelId": model_id, "Verbose": True})
     endpoint = (model.get("EndpointInfo") or {}).get("EndpointUrl", "")

@@ -32,8 +32,13 @@ EXIT_CODES_HELP = (
     "Exit codes: 0 success, 1 internal error, 2 invalid input (including an object whose job ended FAILED), "
     "3 object not found, 4 idempotency mismatch, 5 limit exceeded, 6 model not mounted for predictions, "
     "7 access denied (by emrml, S3 or a file's permissions), "
+    "8 emrml plan: the data does not fit the cluster, "
     "130 interrupted while waiting for a job (its wait command runs it again)."
 )
+
+#: Exit code of ``emrml plan`` when its verdict is "not enough space": a script tests the answer without
+#: parsing it. Not an error's code (the plan was made and is printed), and none of theirs.
+PLAN_DOES_NOT_FIT_EXIT_CODE = 8
 
 P = ParamSpec("P")
 R = TypeVar("R")

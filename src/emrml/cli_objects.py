@@ -52,6 +52,16 @@ class SortOrder(StrEnum):
     dsc = "dsc"
 
 
+def _sort_order(value: str) -> SortOrder:
+    """``--sort``: ``asc|dsc``, Amazon ML's spelling, as the help shows it; ``desc``, the usual one, is
+    taken as ``dsc`` rather than refused."""
+    if value == "desc":
+        return SortOrder.dsc
+    if value not in SortOrder.__members__:
+        raise typer.BadParameter(f"{value!r} is not one of 'asc', 'dsc' (or 'desc')")
+    return SortOrder(value)
+
+
 class ModelType(StrEnum):
     BINARY = "BINARY"
     MULTICLASS = "MULTICLASS"
@@ -244,6 +254,8 @@ def _commands(kind: Kind) -> dict[str, Callable[..., None]]:
                 default=typer.Option(
                     SortOrder.asc,
                     "--sort",
+                    parser=_sort_order,
+                    metavar="<asc|dsc>",
                     help="Order by the filtered field (creation time without a filter).",
                 ),
             ),

@@ -9,6 +9,8 @@ import typer
 from rich.table import Table
 
 from emrml.cli_common import (
+    PLAN_DOES_NOT_FIT_EXIT_CODE,
+    State,
     named_as_options,
     present,
     print_json,
@@ -32,7 +34,10 @@ def plan(
     sample: str | None = typer.Option(None, "--sample", help="A file of your data to measure codecs on."),
 ) -> None:
     """Say whether data fits a cluster's HDFS, the smallest cluster that holds it, and what each codec
-    does to a sample of the data."""
+    does to a sample of the data.
+
+    Exit status: 0 when the data fits, 8 when it does not (the plan is printed either way, --output json
+    too), 2 for invalid input."""
     current = state(ctx)
     request = present(
         {
@@ -48,7 +53,13 @@ def plan(
         result = current.service().call("PlanCapacity", request)
     if current.json:
         print_json(result)
-        return
+    else:
+        _print_plan(current, result)
+    if not result["Plan"]["fits"]:
+        raise typer.Exit(PLAN_DOES_NOT_FIT_EXIT_CODE)
+
+
+def _print_plan(current: State, result: dict[str, Any]) -> None:
     from emrml.core.capacity import plan_lines
 
     sections: list[Any] = ["\n".join(plan_lines(result["Plan"]))]

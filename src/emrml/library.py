@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 from emrml.config import Settings
 from emrml.core.json_text import load_json
+from emrml.core.record_values import string_values, unknown_attribute_warnings
 from emrml.errors import AmazonMLError, InvalidInputException
-from emrml.record_values import string_values, unknown_attribute_warnings
 from emrml.results import result_batches
 from emrml.storage import locations
 
@@ -181,7 +181,8 @@ class Client:
     ) -> Model:
         """Train a model on a datasource (a handle or an id) and wait until it is trained.
 
-        ``model_type``: ``"BINARY"``, ``"MULTICLASS"`` or ``"REGRESSION"``. ``recipe``: recipe JSON text, a
+        ``model_type``: ``"BINARY"``, ``"MULTICLASS"`` or ``"REGRESSION"``, in any case (``"binary"``), as
+        the CLI's ``--type`` takes it. ``recipe``: recipe JSON text, a
         recipe file (a ``Path``, or a string not starting with ``{``), a dict, or None (default) for the
         suggested recipe. ``parameters``: the
         training parameters, e.g. ``{"sgd.maxPasses": 20, "sgd.shuffleType": "auto"}`` (values are sent as
@@ -190,7 +191,7 @@ class Client:
         model_id = id or _new_id("ml")
         request: dict[str, Any] = {
             "MLModelId": model_id,
-            "MLModelType": model_type,
+            "MLModelType": _model_type(model_type),
             "TrainingDataSourceId": _id_of(datasource, DataSource),
         }
         if name is not None:
@@ -335,6 +336,15 @@ class _ProgressLine:
             sys.stderr.write("\r" + text.ljust(len(self.shown)))
             sys.stderr.flush()
             self.shown = text
+
+
+def _model_type(name: str) -> str:
+    """``name`` in the API's spelling when it is a model type in another case (``binary``), as the CLI's
+    ``--type`` reads it; anything else as given, for CreateMLModel to refuse with the API's message."""
+    from emrml.core.linear import MODEL_KINDS
+
+    upper = name.upper() if isinstance(name, str) else name
+    return upper if upper in MODEL_KINDS else name
 
 
 def _id_of(handle: DataSource | Model | str, kind: type[DataSource] | type[Model]) -> str:

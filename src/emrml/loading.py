@@ -19,8 +19,8 @@ import pyarrow as pa
 
 from emrml.config import Settings
 from emrml.core.predict import Predictor
+from emrml.core.record_values import value_text
 from emrml.errors import InvalidInputException, ResourceNotFoundException
-from emrml.record_values import value_text
 from emrml.service.metastore import MLModel, open_engine, session_factory
 
 #: An MLModel id (the API's EntityId shape).

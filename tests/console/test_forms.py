@@ -78,6 +78,10 @@ def test_a_pasted_record_is_kept_and_a_huge_one_refused(admin: Any) -> None:
     assert bad.status_code == 400 and any("not valid JSON" in e for e in _errors(bad))
     # The message points into the text: the text is still in the box to correct.
     assert "{&#34;age&#34;: 41,</textarea>" in bad.text
+    twice = admin.post(path, data={"csrf_token": token, "pasted": '{"age": "41", "age": "42"}'})
+    assert twice.status_code == 400 and any(
+        "the pasted record names 'age' twice" in e for e in _errors(twice)
+    )
     # A field past the csv module's default limit (128 Ki) is read, as in JSON; the line is then refused
     # for what it is: one value where the model reads several.
     huge = admin.post(path, data={"csrf_token": token, "pasted": "x" * 200_000})

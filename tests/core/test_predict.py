@@ -217,13 +217,16 @@ def test_missing_keys_are_missing_values(predictors: dict[str, Predictor], bank:
     )
 
 
-def test_values_must_be_strings(predictors: dict[str, Predictor]) -> None:
-    with pytest.raises(InvalidInputException, match=r"Record\['age'\] must be a string.*int"):
-        predictors["BINARY"].predict({"job": "admin.", "age": 41})
-    with pytest.raises(InvalidInputException, match=r"Record\['job'\] must be a string.*NoneType"):
-        predictors["BINARY"].predict({"job": None})
-    with pytest.raises(InvalidInputException, match="must map attribute names to strings"):
-        predictors["BINARY"].predict(["age", "41"])  # type: ignore[arg-type]
+def test_values_are_written_as_strings_as_model_predict_writes_them(predictors: dict[str, Predictor]) -> None:
+    binary = predictors["BINARY"]
+    typed = binary.predict({"job": "admin.", "age": 41, "default": None, "duration": 180.5})
+    assert typed == binary.predict({"job": "admin.", "age": "41", "default": "", "duration": "180.5"})
+    with pytest.raises(InvalidInputException, match=r"Record: the value of 'age' is a list"):
+        binary.predict({"job": "admin.", "age": [41]})
+    with pytest.raises(InvalidInputException, match=r"Record: the value of 'age' is inf"):
+        binary.predict({"age": float("inf")})
+    with pytest.raises(InvalidInputException, match="Record must map names to values, not list"):
+        binary.predict(["age", "41"])  # type: ignore[arg-type]
 
 
 def test_load_from_a_file(tmp_path: Path, bank: tuple[Schema, pa.Table], bank_space: FeatureSpace) -> None:

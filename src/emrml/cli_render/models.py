@@ -11,6 +11,7 @@ from rich.text import Text
 
 from emrml.cli_render.parts import (
     alerts_table,
+    format_binary_bytes,
     format_bytes,
     format_milliseconds,
     format_time,
@@ -33,7 +34,10 @@ def model_view(described: dict[str, Any]) -> list[RenderableType]:
     parameters = model.get("TrainingParameters") or {}
     sections: list[RenderableType] = [
         _model_overview(model),
-        key_values("Training parameters", sorted(parameters.items())),
+        key_values(
+            "Training parameters",
+            [(key, _parameter_text(key, parameters[key])) for key in sorted(parameters)],
+        ),
     ]
     if insights.get("TrainingReport"):
         sections.append(_training_report(insights["TrainingReport"], insights.get("FeatureCount")))
@@ -44,6 +48,14 @@ def model_view(described: dict[str, Any]) -> list[RenderableType]:
     if insights.get("Alerts"):
         sections.append(alerts_table(insights["Alerts"]))
     return sections
+
+
+def _parameter_text(key: str, value: str) -> str:
+    """A training parameter's value; a size in bytes (``sgd.maxMLModelSizeInBytes``) in binary units
+    followed by the exact count, as the API documents it (``100 MiB (104,857,600 bytes)``)."""
+    if key.endswith("InBytes") and value.isdigit():
+        return format_binary_bytes(int(value))
+    return value
 
 
 def model_summary(described: dict[str, Any]) -> str:

@@ -30,6 +30,20 @@ def format_bytes(size: int | None) -> str:
     return f"{size:,} B" if unit == "B" else f"{value:,.1f} {unit}"
 
 
+def format_binary_bytes(size: int) -> str:
+    """``size`` in KiB, MiB or GiB as Amazon ML states its limits in them (the 100 MiB default of
+    sgd.maxMLModelSizeInBytes), then exactly: ``100 MiB (104,857,600 bytes)``; below 1 KiB the bytes."""
+    value, unit = float(size), ""
+    for larger in ("KiB", "MiB", "GiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, larger
+    if not unit:
+        return f"{size:,} bytes"
+    readable = f"{value:,.0f}" if value.is_integer() else f"{value:,.1f}"
+    return f"{readable} {unit} ({size:,} bytes)"
+
+
 def format_milliseconds(milliseconds: int | None) -> str | None:
     return None if milliseconds is None else f"{milliseconds:,} ms"
 

@@ -21,6 +21,7 @@ from emrml.console.choices import choices
 from emrml.console.numbers import decimal, whole
 from emrml.console.objects import readable, refused_actions, refused_create, refused_default_model
 from emrml.console.thresholds import threshold_error, typed_threshold
+from emrml.core.record_values import json_record
 from emrml.core.schema import record_fields
 from emrml.errors import (
     AccessDeniedException,
@@ -504,16 +505,7 @@ def predict_with(visit: Visit) -> Response:
 def _pasted_record(text: str, attributes: list[dict[str, Any]]) -> dict[str, str]:
     """A JSON object of strings, or one CSV line in the order of the model's input attributes."""
     if text.startswith("{"):
-        try:
-            record = json.loads(text)
-        except ValueError as exc:
-            raise InvalidInputException(f"the pasted record is not valid JSON: {exc}") from None
-        if not isinstance(record, dict):
-            raise InvalidInputException("the pasted JSON must be an object of attribute names to values")
-        return {
-            str(name): value if isinstance(value, str) else json.dumps(value)
-            for name, value in record.items()
-        }
+        return json_record(text, "the pasted record")
     try:
         values = record_fields(text)
     except ValueError as exc:

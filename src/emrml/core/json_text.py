@@ -14,12 +14,19 @@ from emrml.errors import InvalidInputException
 
 
 def load_json(
-    text: str | bytes, what: str, *, object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None
+    text: str | bytes,
+    what: str,
+    *,
+    object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None,
+    parse_number: Callable[[str], Any] | None = None,
 ) -> Any:
     """``text`` parsed, or ``InvalidInputException`` naming ``what`` (e.g. ``DataRearrangement``) and
-    where the text stops being JSON: ``... is not valid JSON: Expecting value at line 1 column 9``."""
+    where the text stops being JSON: ``... is not valid JSON: Expecting value at line 1 column 9``.
+    ``parse_number`` (e.g. ``str``) reads every number, integer or not, in place of ``int`` and ``float``."""
     try:
-        return json.loads(text, object_pairs_hook=object_pairs_hook)
+        return json.loads(
+            text, object_pairs_hook=object_pairs_hook, parse_int=parse_number, parse_float=parse_number
+        )
     except json.JSONDecodeError as exc:
         raise InvalidInputException(
             f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"

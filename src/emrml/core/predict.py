@@ -21,6 +21,7 @@ import numpy as np
 from emrml.core.features import FeatureSpace, record_flag, record_number
 from emrml.core.linear import LinearModel
 from emrml.core.model import ModelArtifact, load_artifact
+from emrml.core.record_values import string_values
 from emrml.core.schema import AttributeType, Schema, parse_schema
 from emrml.errors import InvalidInputException
 
@@ -112,11 +113,13 @@ class Predictor:
         predictor.size_in_bytes = Path(path).stat().st_size
         return predictor
 
-    def predict(self, record: Mapping[str, str]) -> dict[str, Any]:
-        """The Predict API's ``Prediction`` member for one record (attribute name → string value).
+    def predict(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """The Predict API's ``Prediction`` member for one record (attribute name → value).
 
-        Unknown keys are ignored, a key left out is a missing value, the target is ignored. Raises
-        ``InvalidInputException`` naming the key when a value is not a string. A REGRESSION value past the
+        A value is a string, or a number, a boolean or None written as one (``string_values``: ``{"age":
+        41}`` is ``{"age": "41"}``), as ``Model.predict`` takes it. Unknown keys are ignored, a key left out
+        is a missing value, the target is ignored. Raises ``InvalidInputException`` naming the key when a
+        value is none of those (a list, an object, an infinity). A REGRESSION value past the
         float range (huge NUMERIC values on a raw numeric output) is the largest float of its sign, as JSON
         has no infinity; a score that is no number at all (terms overflowing to infinities of both signs)
         is an ``InvalidInputException``.
@@ -124,7 +127,8 @@ class Predictor:
         try:
             "".join(record.values())
         except (TypeError, AttributeError):
-            raise _not_strings(record) from None
+            # Not all strings: converted here, so that a record of strings (the usual one) pays one join.
+            return self.predict_strings(string_values(record, "Record"))
         return self.predict_strings(record)
 
     def predict_strings(self, record: Mapping[str, str]) -> dict[str, Any]:
@@ -234,17 +238,3 @@ def batch_scores(space: FeatureSpace, linear: LinearModel, values: BatchValues) 
     product with the weights: the feature matrix is never built."""
     z = space.product(values, linear.weights) + linear.bias
     return linear.link(z if linear.kind == "MULTICLASS" else z[:, 0])
-
-
-def _not_strings(record: object) -> InvalidInputException:
-    if not isinstance(record, Mapping):
-        return InvalidInputException(
-            f"Record must map attribute names to strings, not {type(record).__name__}"
-        )
-    for key, value in record.items():
-        if not isinstance(value, str):
-            return InvalidInputException(
-                f"Record[{key!r}] must be a string (every value is a string, whatever the attribute "
-                f"type), not {type(value).__name__}"
-            )
-    return InvalidInputException("Record values must be strings")

@@ -2,8 +2,8 @@
 
 Amazon ML's ``Record`` maps attribute names to strings whatever their type; a caller writes numbers and
 booleans (JSON on the command line, Python in a notebook). One conversion serves the CLI's ``predict``, the
-library's ``Model.predict`` and ``train`` parameters, and ``emrml.score``'s lists of records, so a value
-reads the same through each.
+library's ``Model.predict``, ``Predictor.predict`` and ``train`` parameters, and ``emrml.score``'s lists
+of records, so a value reads the same through each. In core, as ``Predictor`` uses it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import numbers
 from collections.abc import Mapping
 from typing import Any
 
+from emrml.core.json_text import load_json
 from emrml.core.schema import did_you_mean
 from emrml.errors import InvalidInputException
 
@@ -55,6 +56,26 @@ def string_values(values: Mapping[str, Any], what: str) -> dict[str, str]:
         if not isinstance(key, str):
             raise InvalidInputException(f"{what}: names are strings, not {type(key).__name__} ({key!r})")
     return {key: value_text(value, what, key) for key, value in values.items()}
+
+
+def json_record(text: str, what: str) -> dict[str, str]:
+    """A record the user wrote as a JSON object (``--record``, the console's pasted record), each value as
+    the API takes it (:func:`string_values`). A number keeps its text as written: ``2.50`` is ``"2.50"``
+    and ``1e400`` is ``"1e400"``, not a float's rewriting of them (``"2.5"``, an infinity refused). A name
+    given twice is refused, naming it: JSON parsers keep one of the two values without a word."""
+
+    def members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in found:
+                raise InvalidInputException(f"{what} names {key!r} twice; give each attribute once")
+            found[key] = value
+        return found
+
+    values = load_json(text, what, object_pairs_hook=members, parse_number=str)
+    if not isinstance(values, dict):
+        raise InvalidInputException(f"{what} must be a JSON object of attribute names to values")
+    return string_values(values, what)
 
 
 def unknown_attribute_warnings(record: dict[str, Any], names: list[str]) -> list[str]:

@@ -33,6 +33,8 @@ def test_the_batch_prediction_form_offers_the_folder_the_user_may_write(installa
             assert 'aria-describedby="output-hint"' in output.group(2)
             hint = re.search(r'<p class="hint" id="output-hint">(.*?)</p>', shown)
             assert hint and f"<code>{folder}</code>" in hint.group(1)
+            twin = client.get(f"/console/batch-predictions/new?model={MODEL}&format=json").json()
+            assert twin["WritableFolders"] == [folder]
             token = re.search(r'name="csrf_token" value="([^"]+)"', shown)
             object_id = re.search(r'name="object_id" value="([^"]+)"', shown)
             assert token and object_id
@@ -58,3 +60,4 @@ def test_the_batch_prediction_form_names_no_folder_to_who_may_write_none(anonymo
     assert log_in(anonymous, "bob", BOB_PASSWORD).status_code == 303
     shown = anonymous.get("/console/batch-predictions/new").text
     assert '<input id="output" name="output" value="">' in shown and 'id="output-hint"' not in shown
+    assert anonymous.get("/console/batch-predictions/new?format=json").json()["WritableFolders"] == []

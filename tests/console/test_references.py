@@ -123,6 +123,11 @@ def test_an_objects_page_names_the_objects_it_refers_to_when_the_reader_may_open
         assert model_link in offered and data_link in offered, path
         hidden = evaluation_reader.get(path).text
         assert "Bank model" not in hidden and f"Bank {DATASOURCE}" not in hidden, path
+        # The twin names them as the page does, by the path it links to.
+        names = admin.get(path, params={"format": "json"}).json()["ReferenceNames"]
+        assert names[f"models/{MODEL}"] == "Bank model", path
+        hidden_names = evaluation_reader.get(path, params={"format": "json"}).json()["ReferenceNames"]
+        assert "Bank model" not in hidden_names.values(), path
     trained = admin.get(f"/console/models/{MODEL}").text
     assert f'<a href="/console/datasources/{DATASOURCE}">Bank {DATASOURCE}</a>' in trained
 

@@ -385,7 +385,11 @@ def test_a_folder_the_server_cannot_write_offers_no_change(
     assert 'value="move"' not in shown and 'value="delete"' not in shown
     assert 'value="upload"' not in shown and 'value="mkdir"' not in shown
     assert 'value="copy"' in shown and "kept.csv" in shown
+    twin = admin.get("/console/storage", params={"location": location, "format": "json"}).json()
+    assert (twin["MayChange"], twin["ReadOnlyOnServer"]) == (False, True)
     monkeypatch.undo()
+    twin = admin.get("/console/storage", params={"location": location, "format": "json"}).json()
+    assert twin["MayChange"] is True and "ReadOnlyOnServer" not in twin
     writable = admin.get("/console/storage", params={"location": location}).text
     assert (
         'value="delete"' in writable and 'value="upload"' in writable and 'id="refused-note"' not in writable

@@ -88,6 +88,7 @@ def _shared_endpoint(console: Console) -> Callable[[Request], Any]:
             view.data.pop("Evaluations", None)
             view.data.pop("EvaluationsRefused", None)
             # The page names other objects by id only: a share link opens that one page.
+            view.data.pop("ReferenceNames", None)
             view.extra.update(shared=True, shares=False, links=[], readable=None, names={})
             return view
 

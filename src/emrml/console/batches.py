@@ -40,6 +40,7 @@ def new_batch_prediction(visit: Visit) -> View | Response:
         "DataSources": choices(visit, "DataSource", form["datasource"]),
     }
     writable = writable_folders(visit)
+    data["WritableFolders"] = writable  # the twin's reader is offered the same folders as the hint
     if visit.form is None and not form["output"] and writable:
         form["output"] = writable[0]  # where the user may write: a new user need not guess a folder
     extra: dict[str, Any] = {
@@ -132,11 +133,9 @@ def batch_prediction(visit: Visit) -> View:
     if found.refusal:
         data["ResultFilesRefused"] = found.refusal
     shown = readable(visit, referred(described))
-    extra = {
-        "files": list(enumerate(found.files)),
-        "readable": shown,
-        "names": reference_names(visit, referred(described), shown),
-    }
+    # The names of what the page refers to, by console path: in the twin too, as the page shows them.
+    data["ReferenceNames"] = reference_names(visit, referred(described), shown)
+    extra = {"files": list(enumerate(found.files)), "readable": shown, "names": data["ReferenceNames"]}
     return View("batch_prediction.html", data, extra=extra)
 
 

@@ -258,7 +258,8 @@ def model(visit: Visit) -> View:
         "lists_batch_predictions": access.may(visit.user, "machinelearning:DescribeBatchPredictions"),
     }
     extra["readable"] = readable(visit, _named("Evaluation", listed["Results"], described))
-    extra["names"] = reference_names(visit, referred(described), extra["readable"])
+    # The names of what the page refers to, by console path: in the twin too, as the page shows them.
+    data["ReferenceNames"] = extra["names"] = reference_names(visit, referred(described), extra["readable"])
     return View("model.html", data, extra=extra)
 
 
@@ -278,7 +279,8 @@ def evaluation(visit: Visit, threshold: float | None = None) -> View:
         "endpoint_on": insights.get("MLModelEndpointStatus", "NONE") != "NONE",
         "readable": readable(visit, referred(described)),
     }
-    extra["names"] = reference_names(visit, referred(described), extra["readable"])
+    # The names of what the page refers to, by console path: in the twin too, as the page shows them.
+    data["ReferenceNames"] = extra["names"] = reference_names(visit, referred(described), extra["readable"])
     if insights.get("MLModelType") == "BINARY" and "thresholdTable" in metrics:
         chosen = insights.get("ScoreThreshold", metrics.get("threshold", 0.5))
         asked = visit.query.get("threshold")

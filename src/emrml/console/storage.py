@@ -89,6 +89,10 @@ def storage(visit: Visit) -> View | Response:
     entries = [*listed.folders, *(f.uri for f in listed.files)]
     granted_write = "location" not in errors and files.may(service, visit.arn, folder, write=True)
     on_disk = files.server_may_write(folder)
+    # What the page offers, for the twin's reader too: changes here need both the grant and the disk.
+    data["MayChange"] = granted_write and on_disk
+    if granted_write and not on_disk:
+        data["ReadOnlyOnServer"] = True
     extra = {
         # Folders linked and files offered for download only where the user may read them (a Deny of one
         # file or subfolder of a granted folder): its name is shown, saying so.
@@ -96,8 +100,8 @@ def storage(visit: Visit) -> View | Response:
         "errors": errors,
         # Upload, new folder, move and delete are offered to who may write here (copy: to anywhere), where
         # the server can write on disk: a read-only data root would refuse them all, whatever the grants.
-        "writable": granted_write and on_disk,
-        "disk_read_only": granted_write and not on_disk,
+        "writable": data["MayChange"],
+        "disk_read_only": data.get("ReadOnlyOnServer", False),
         "done": done,
         "unmade": unmade,
         "notice": notice,

@@ -1,0 +1,98 @@
+"""How the process's Spark application is started and started again: a new driver JVM for settings the
+running one cannot take. The session's logic, on stand-ins for the driver's JVM and the SparkSession (no
+JVM)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyspark import SparkContext
+from pyspark.sql import SparkSession
+
+from emrml.config import Settings
+from emrml.engine.spark import session
+
+
+class _Gateway:
+    """A driver JVM's stand-in: a process that, as pyspark's gateway JVM does, exits once its standard
+    input closes."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+
+    def shutdown(self) -> None:
+        pass
+
+
+class _Session:
+    def __init__(self, conf: dict[str, str]) -> None:
+        self.conf = conf
+        self.stopped = False
+        self.sparkContext = self  # what the session module asks of it: _jsc.sc().isStopped()
+        self._jsc = self
+
+    def sc(self) -> _Session:
+        return self
+
+    def isStopped(self) -> bool:
+        return self.stopped
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+@pytest.fixture
+def driver(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[_Gateway]]:
+    """Stand-ins for the driver's start (each one's gateway listed) and its sessions; pyspark's and the
+    session module's state restored afterwards (a test session's real application may hold them)."""
+    for name in ("_gateway", "_jvm", "_active_spark_context"):
+        monkeypatch.setattr(SparkContext, name, None)
+    for name in ("_instantiatedSession", "_activeSession"):
+        monkeypatch.setattr(SparkSession, name, None)
+    monkeypatch.setattr(session, "_session", None)
+    monkeypatch.setattr(session, "_key", None)
+    monkeypatch.setattr(session, "_driver_options", {})
+    monkeypatch.setenv("SPARK_LOCAL_IP", "127.0.0.1")
+    monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)
+    launched: list[_Gateway] = []
+
+    def launch(conf: Any, log: Path) -> None:
+        SparkContext._gateway = _Gateway()
+        launched.append(SparkContext._gateway)
+
+    monkeypatch.setattr(session, "_launch_driver", launch)
+    monkeypatch.setattr(session, "_new_session", lambda conf: _Session(dict(conf.getAll())))
+    yield launched
+    for gateway in launched:
+        gateway.proc.kill()
+        gateway.proc.wait()
+
+
+def settings_at(tmp_path: Path, **overrides: Any) -> Settings:
+    return Settings.load(environ={}, home=tmp_path / "home", spark_master="local[1]", **overrides)
+
+
+def test_driver_options_changed_in_the_settings_start_a_new_driver(
+    driver: list[_Gateway], tmp_path: Path
+) -> None:
+    """A server whose settings changed (or a test process): the new heap, Java options... were silently
+    ignored, the application started again on the first JVM."""
+    first = session.spark_session(settings_at(tmp_path, spark_conf={"spark.driver.memory": "1g"}))
+    # An option an application reads as it starts: a new application, on the same JVM.
+    second = session.spark_session(
+        settings_at(tmp_path, spark_conf={"spark.driver.memory": "1g", "spark.sql.shuffle.partitions": "3"})
+    )
+    assert first.stopped and not second.stopped
+    assert len(driver) == 1 and driver[0].proc.poll() is None
+    # The driver's heap: a new JVM, the first one ended.
+    third = session.spark_session(settings_at(tmp_path, spark_conf={"spark.driver.memory": "2g"}))
+    assert second.stopped and third.conf["spark.driver.memory"] == "2g"
+    assert len(driver) == 2 and driver[0].proc.poll() is not None and driver[1].proc.poll() is None
+    # Options the user no longer gives count as a change too.
+    session.spark_session(settings_at(tmp_path))
+    assert len(driver) == 3 and driver[1].proc.poll() is not None

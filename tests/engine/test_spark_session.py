@@ -1,6 +1,6 @@
-"""How the process's Spark application is started and started again: a new driver JVM for settings the
-running one cannot take. The session's logic, on stand-ins for the driver's JVM and the SparkSession (no
-JVM)."""
+"""How the process's Spark application is started and started again: what a job says while it starts, and
+a new driver JVM for settings the running one cannot take. The session's logic, on stand-ins for the
+driver's JVM and the SparkSession (no JVM)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ from pyspark.sql import SparkSession
 
 from emrml.config import Settings
 from emrml.engine.spark import session
+from emrml.service.app import EmrML
+from emrml.service.metastore import DataSource
+from emrml.service.worker import JobContext
 
 
 class _Gateway:
@@ -77,6 +80,17 @@ def settings_at(tmp_path: Path, **overrides: Any) -> Settings:
     return Settings.load(environ={}, home=tmp_path / "home", spark_master="local[1]", **overrides)
 
 
+def test_the_start_of_the_application_is_told_and_its_reuse_is_not(
+    driver: list[_Gateway], tmp_path: Path
+) -> None:
+    told: list[str] = []
+    settings = settings_at(tmp_path)
+    first = session.spark_session(settings, starting=told.append)
+    assert told == ["starting the Spark application (master local[1])"]
+    assert session.spark_session(settings, starting=told.append) is first
+    assert len(told) == 1 and len(driver) == 1
+
+
 def test_driver_options_changed_in_the_settings_start_a_new_driver(
     driver: list[_Gateway], tmp_path: Path
 ) -> None:
@@ -96,3 +110,50 @@ def test_driver_options_changed_in_the_settings_start_a_new_driver(
     # Options the user no longer gives count as a change too.
     session.spark_session(settings_at(tmp_path))
     assert len(driver) == 3 and driver[1].proc.poll() is not None
+
+
+def test_a_job_says_that_its_spark_application_starts_its_progress_kept(
+    tmp_path: Path, shared_datasets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transient job (the CLI's worker) stood at progress 0 with no message for the 10-30 s of its JVM's
+    start; a datasource from a query stands at half already, and must not go back."""
+    from emrml.service import tasks
+
+    app = EmrML(Settings.load(environ={}, home=tmp_path / "home"))
+    try:
+        app.call(
+            "CreateDataSourceFromS3",
+            {
+                "DataSourceId": "ds-spark-start",
+                "DataSpec": {
+                    "DataLocationS3": str(shared_datasets / "bank_marketing" / "data.csv"),
+                    "DataSchema": (shared_datasets / "bank_marketing" / "data.csv.schema").read_text(),
+                },
+            },
+        )
+        attempt = app.jobs.claim("DataSource", "ds-spark-start")
+        spark_settings = Settings.load(
+            environ={}, home=tmp_path / "home", engine="spark", spark_master="local[1]"
+        )
+        context = JobContext(spark_settings, "DataSource", "ds-spark-start", app.sessions, attempt)
+
+        def row() -> tuple[float, str | None]:
+            with app.sessions() as db:
+                entity = db.get(DataSource, "ds-spark-start")
+                return entity.progress, entity.progress_message
+
+        seen: list[tuple[float, str | None]] = []
+
+        def starts(settings: Settings, starting: Any = None) -> str:
+            if starting is not None:
+                starting(f"starting the Spark application (master {settings.spark_master})")
+            seen.append(row())
+            return "the application"
+
+        monkeypatch.setattr(session, "spark_session", starts)
+        context.progress(0.5, "staged the query's result")
+        assert tasks.spark_of(context) == "the application"
+        assert seen == [(0.5, "starting the Spark application (master local[1])")]
+        assert row() == (0.5, None)  # started: the first step says what it does
+    finally:
+        app.close()

@@ -41,6 +41,7 @@ import subprocess
 import sys
 import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -175,8 +176,9 @@ def check_master(settings: Settings) -> None:
     )
 
 
-def spark_session(settings: Settings) -> Any:
-    """The process's SparkSession for these settings (made on first use)."""
+def spark_session(settings: Settings, starting: Callable[[str], None] | None = None) -> Any:
+    """The process's SparkSession for these settings (made on first use). ``starting`` is told, before
+    the application is started (10–30 s when its JVM starts too), what the job waits for meanwhile."""
     global _session, _key, _executor_wait, _log
     _executor_wait = settings.spark_executor_wait_seconds
     _log = driver_log(settings)
@@ -196,6 +198,8 @@ def spark_session(settings: Settings) -> Any:
             _session, _key = None, None
         if SparkContext._gateway is not None:
             _restart_if_driver_options_changed(settings)
+        if starting is not None:
+            starting(f"starting the Spark application (master {settings.spark_master})")
         check_master(settings)
         if _loopback(settings.spark_master):
             os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"

@@ -1,21 +1,23 @@
-"""How the process's Spark application is started and started again: what a job says while it starts, and
-a new driver JVM for settings the running one cannot take. The session's logic, on stand-ins for the
-driver's JVM and the SparkSession (no JVM)."""
+"""How the process's Spark application is started and started again: what a job says while it starts, a
+new driver JVM for settings the running one cannot take, and what py4j and pyspark print going to the
+driver's log. The session's logic, on stand-ins for the driver's JVM and the SparkSession (no JVM)."""
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import py4j.java_gateway
 import pytest
 from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
 from emrml.config import Settings
-from emrml.engine.spark import session
+from emrml.engine.spark import pylogs, session
 from emrml.service.app import EmrML
 from emrml.service.metastore import DataSource
 from emrml.service.worker import JobContext
@@ -62,6 +64,7 @@ def driver(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[_Gateway]]:
     monkeypatch.setattr(session, "_driver_options", {})
     monkeypatch.setenv("SPARK_LOCAL_IP", "127.0.0.1")
     monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)
+    monkeypatch.setattr(session.pylogs, "route_to", lambda log: None)
     launched: list[_Gateway] = []
 
     def launch(conf: Any, log: Path) -> None:
@@ -157,3 +160,56 @@ def test_a_job_says_that_its_spark_application_starts_its_progress_kept(
         assert row() == (0.5, None)  # started: the first step says what it does
     finally:
         app.close()
+
+
+@pytest.fixture
+def quiet_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """py4j's and pyspark's logging as it was, after the test has routed it."""
+    monkeypatch.setattr(py4j.java_gateway, "logging", logging)
+    monkeypatch.setattr(pylogs, "_handler", None)
+    loggers = [logging.getLogger(name) for name in pylogs.LOGGERS]
+    saved = [(logger.handlers[:], logger.propagate) for logger in loggers]
+    yield
+    for logger, (handlers, propagate) in zip(loggers, saved, strict=True):
+        for handler in logger.handlers:
+            handler.close()
+        logger.handlers[:] = handlers
+        logger.propagate = propagate
+
+
+def test_what_py4j_and_pyspark_print_as_the_driver_dies_goes_to_the_drivers_log(
+    quiet_logs: None, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The terminal showed py4j's "ERROR:root:Exception while sending command." and the accumulator
+    server's EOFError traceback after emrml's own message that the driver exited."""
+    from pyspark.accumulators import _start_update_server
+
+    log = tmp_path / "spark.log"
+    pylogs.route_to(log)
+    root_handlers = logging.getLogger().handlers[:]
+    try:
+        raise ConnectionResetError("the JVM is gone")
+    except ConnectionResetError:
+        py4j.java_gateway.logging.exception("Exception while sending command.")  # as py4j logs it
+    assert logging.getLogger().handlers == root_handlers  # no basicConfig's stderr handler on the root logger
+
+    server = _start_update_server("token", False)
+    try:
+
+        class Context:
+            _accumulatorServer = server
+
+        pylogs.quiet_accumulator_server(Context())
+        try:
+            raise EOFError
+        except EOFError:
+            server.handle_error(None, ("127.0.0.1", 1))  # as socketserver calls it
+    finally:
+        server.shutdown()
+    captured = capfd.readouterr()
+    assert captured.err == "" and captured.out == ""
+    text = log.read_text()
+    assert "ERROR py4j.java_gateway: Exception while sending command." in text
+    assert "ConnectionResetError: the JVM is gone" in text
+    assert "WARNING pyspark.accumulators: accumulator updates from ('127.0.0.1', 1) ended" in text
+    assert "EOFError" in text

@@ -20,6 +20,8 @@ Set up here, because the defaults do not fit emrml:
 * **The driver's log** goes to ``<home>/logs/spark.log`` (warnings and errors: lost executors, task
   failures with their stack traces), not to the terminal of the CLI or the server, where Spark's banner
   and its log lines would stand among emrml's own messages (a job's failure is its Message, one line).
+* **What py4j and pyspark log** on the Python side goes to that log as well (``pylogs``): a driver that
+  died made them print tracebacks on the terminal, beside emrml's one-line message saying so.
 * **The driver's JVM** starts once per process and outlives an application; settings that change options
   it reads only as it starts (``DRIVER_OPTIONS``) have it started anew rather than silently ignored.
 * **A master that does not answer** fails at once: its port is tried for ``spark_connect_seconds`` first,
@@ -47,6 +49,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from emrml.config import Settings
+from emrml.engine.spark import pylogs
 from emrml.errors import InternalServerException
 
 _logger = logging.getLogger(__name__)
@@ -217,12 +220,14 @@ def spark_session(settings: Settings, starting: Callable[[str], None] | None = N
                 _launch_driver(conf, log)
                 _driver_options.clear()
                 _driver_options.update(driver_options(settings))
+            pylogs.route_to(log)
             with warnings.catch_warnings():  # pyspark's about pandas versions: emrml's tasks use no pandas
                 warnings.simplefilter("ignore", FutureWarning)
                 _session = _new_session(conf)
         except Exception as exc:
             reason = launch_failure(log, start) or one_line(exc)
             raise SparkEngineError(start_failure(settings, reason)) from None
+        pylogs.quiet_accumulator_server(_session.sparkContext)
         _key = key
         return _session
 

@@ -62,6 +62,8 @@ def driver(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[_Gateway]]:
     monkeypatch.setattr(session, "_session", None)
     monkeypatch.setattr(session, "_key", None)
     monkeypatch.setattr(session, "_driver_options", {})
+    monkeypatch.setattr(session, "_log", session._log)
+    monkeypatch.setattr(session, "_executor_wait", session._executor_wait)
     monkeypatch.setenv("SPARK_LOCAL_IP", "127.0.0.1")
     monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)
     monkeypatch.setattr(session.pylogs, "route_to", lambda log: None)

@@ -110,7 +110,18 @@ def spark_of(context: JobContext) -> Any:
 
     SPARK_JOBS.set(context.record_spark_jobs)
     SPARK_STOP.set(context.raise_if_stopped)
-    return spark_session(context.settings)
+    # The application's start takes 10-30 s when its JVM starts too (a job's own worker, a server's first
+    # job): the job says so meanwhile rather than stand at its progress with no message.
+    started: list[str] = []
+
+    def starting(message: str) -> None:
+        started.append(message)
+        context.note(message)
+
+    spark = spark_session(context.settings, starting=starting)
+    if started:
+        context.note(None)  # started: the job's steps report what they do from here on
+    return spark
 
 
 def rearrangement_of(source: DataSource) -> Rearrangement | None:

@@ -146,6 +146,14 @@ class JobContext:
         if self.stopped.is_set():
             raise JobStopped
 
+    def note(self, message: str | None) -> None:
+        """Record ``message`` as the job's progress message, its progress as it stands (a step's work not
+        begun, so no fraction to give: a datasource from a query stands at half once the query is staged).
+        Raises ``JobStopped`` when the job is to stop."""
+        self.raise_if_stopped()
+        if not self.write(progress_message=message, heartbeat_at=self.heartbeat_moment()):
+            raise JobStopped
+
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Record progress in [0, 1]; throttled to a few writes per second. Raises ``JobStopped`` when the
         job is to stop: its object was deleted, or the job was taken over."""

@@ -20,6 +20,10 @@ Set up here, because the defaults do not fit emrml:
 * **The driver's log** goes to ``<home>/logs/spark.log`` (warnings and errors: lost executors, task
   failures with their stack traces), not to the terminal of the CLI or the server, where Spark's banner
   and its log lines would stand among emrml's own messages (a job's failure is its Message, one line).
+* **What py4j and pyspark log** on the Python side goes to that log as well (``pylogs``): a driver that
+  died made them print tracebacks on the terminal, beside emrml's one-line message saying so.
+* **The driver's JVM** starts once per process and outlives an application; settings that change options
+  it reads only as it starts (``DRIVER_OPTIONS``) have it started anew rather than silently ignored.
 * **A master that does not answer** fails at once: its port is tried for ``spark_connect_seconds`` first,
   instead of Spark's own minute of retries. An application without an executor fails a job after
   ``spark_executor_wait_seconds`` (runner.py) instead of waiting for one for ever.
@@ -29,6 +33,8 @@ Set up here, because the defaults do not fit emrml:
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
 import secrets
@@ -37,12 +43,16 @@ import subprocess
 import sys
 import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from emrml.config import Settings
+from emrml.engine.spark import pylogs
 from emrml.errors import InternalServerException
+
+_logger = logging.getLogger(__name__)
 
 _LOCK = threading.Lock()
 _session: Any = None
@@ -169,8 +179,9 @@ def check_master(settings: Settings) -> None:
     )
 
 
-def spark_session(settings: Settings) -> Any:
-    """The process's SparkSession for these settings (made on first use)."""
+def spark_session(settings: Settings, starting: Callable[[str], None] | None = None) -> Any:
+    """The process's SparkSession for these settings (made on first use). ``starting`` is told, before
+    the application is started (10–30 s when its JVM starts too), what the job waits for meanwhile."""
     global _session, _key, _executor_wait, _log
     _executor_wait = settings.spark_executor_wait_seconds
     _log = driver_log(settings)
@@ -178,8 +189,6 @@ def spark_session(settings: Settings) -> Any:
     with _LOCK:
         try:
             from pyspark import SparkConf, SparkContext
-            from pyspark.java_gateway import launch_gateway
-            from pyspark.sql import SparkSession
         except ImportError:
             raise SparkEngineError(f"the Spark engine needs pyspark: {INSTALL_HINT}") from None
         if _session is not None and driver_exited():
@@ -189,6 +198,11 @@ def spark_session(settings: Settings) -> Any:
             return _session
         if _session is not None:
             _session.stop()
+            _session, _key = None, None
+        if SparkContext._gateway is not None:
+            _restart_if_driver_options_changed(settings)
+        if starting is not None:
+            starting(f"starting the Spark application (master {settings.spark_master})")
         check_master(settings)
         if _loopback(settings.spark_master):
             os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
@@ -203,19 +217,94 @@ def spark_session(settings: Settings) -> Any:
         start = log.stat().st_size if log.exists() else 0
         try:
             if SparkContext._gateway is None:  # one JVM per process, kept after a context stops
-                # The JVM's own output (spark-submit refusing its arguments, the JVM's notices) goes to the
-                # driver's log as well, not to the terminal: why it exited is read back from there.
-                with os.fdopen(os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab") as output:
-                    gateway = launch_gateway(conf, popen_kwargs={"stderr": output})
-                SparkContext._ensure_initialized(gateway=gateway)
+                _launch_driver(conf, log)
+                _driver_options.clear()
+                _driver_options.update(driver_options(settings))
+            pylogs.route_to(log)
             with warnings.catch_warnings():  # pyspark's about pandas versions: emrml's tasks use no pandas
                 warnings.simplefilter("ignore", FutureWarning)
-                _session = SparkSession.builder.config(conf=conf).getOrCreate()
+                _session = _new_session(conf)
         except Exception as exc:
             reason = launch_failure(log, start) or one_line(exc)
             raise SparkEngineError(start_failure(settings, reason)) from None
+        pylogs.quiet_accumulator_server(_session.sparkContext)
         _key = key
         return _session
+
+
+def _launch_driver(conf: Any, log: Path) -> None:
+    """Start the driver's JVM (or, under spark-submit, connect to the one that started this Python)."""
+    from pyspark import SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    # The JVM's own output (spark-submit refusing its arguments, the JVM's notices) goes to the driver's
+    # log as well, not to the terminal: why it exited is read back from there.
+    with os.fdopen(os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab") as output:
+        gateway = launch_gateway(conf, popen_kwargs={"stderr": output})
+    SparkContext._ensure_initialized(gateway=gateway)
+
+
+def _new_session(conf: Any) -> Any:
+    from pyspark.sql import SparkSession
+
+    return SparkSession.builder.config(conf=conf).getOrCreate()
+
+
+#: ``spark_conf`` settings that the driver's JVM reads as it starts, not as an application starts on it:
+#: its heap, its command line and class path (spark-submit's), the packages spark-submit resolves.
+DRIVER_OPTIONS = (
+    "spark.driver.memory",
+    "spark.driver.extraJavaOptions",
+    "spark.driver.defaultJavaOptions",
+    "spark.driver.extraClassPath",
+    "spark.driver.extraLibraryPath",
+    "spark.jars.packages",
+    "spark.jars.repositories",
+    "spark.jars.excludes",
+    "spark.jars.ivy",
+    "spark.jars.ivySettings",
+)
+#: The ``DRIVER_OPTIONS`` of ``spark_conf`` the running driver's JVM was started with.
+_driver_options: dict[str, str] = {}
+
+
+def driver_options(settings: Settings) -> dict[str, str]:
+    return {name: value for name, value in settings.spark_conf.items() if name in DRIVER_OPTIONS}
+
+
+def _restart_if_driver_options_changed(settings: Settings) -> None:
+    """Stop the driver's JVM when the settings change options it reads only as it starts, so that the
+    next application starts a JVM with them: reusing it (pyspark's way) left them silently ignored. Called
+    with the application stopped (no job of this process runs on it any more)."""
+    from pyspark import SparkContext
+
+    wanted = driver_options(settings)
+    changed = sorted(
+        name for name in {*wanted, *_driver_options} if wanted.get(name) != _driver_options.get(name)
+    )
+    if not changed:
+        return
+    process = getattr(SparkContext._gateway, "proc", None)
+    if process is None:  # under spark-submit: its JVM is this process's parent, started with its options
+        _logger.warning(
+            "setting spark_conf changed %s, which the driver reads as it starts: under spark-submit they "
+            "take effect only when given to spark-submit",
+            ", ".join(changed),
+        )
+        return
+    _logger.info("setting spark_conf changed %s: starting a new driver JVM with them", ", ".join(changed))
+    with contextlib.suppress(Exception):
+        SparkContext._gateway.shutdown()
+    # The gateway's JVM exits once its standard input closes (pyspark's PythonGatewayServer).
+    with contextlib.suppress(OSError):
+        process.stdin.close()
+    try:
+        process.wait(timeout=_DRIVER_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    _forget_driver()
+    _driver_options.clear()
 
 
 def driver_log(settings: Settings) -> Path:

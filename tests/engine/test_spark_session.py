@@ -1,0 +1,217 @@
+"""How the process's Spark application is started and started again: what a job says while it starts, a
+new driver JVM for settings the running one cannot take, and what py4j and pyspark print going to the
+driver's log. The session's logic, on stand-ins for the driver's JVM and the SparkSession (no JVM)."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import py4j.java_gateway
+import pytest
+from pyspark import SparkContext
+from pyspark.sql import SparkSession
+
+from emrml.config import Settings
+from emrml.engine.spark import pylogs, session
+from emrml.service.app import EmrML
+from emrml.service.metastore import DataSource
+from emrml.service.worker import JobContext
+
+
+class _Gateway:
+    """A driver JVM's stand-in: a process that, as pyspark's gateway JVM does, exits once its standard
+    input closes."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+
+    def shutdown(self) -> None:
+        pass
+
+
+class _Session:
+    def __init__(self, conf: dict[str, str]) -> None:
+        self.conf = conf
+        self.stopped = False
+        self.sparkContext = self  # what the session module asks of it: _jsc.sc().isStopped()
+        self._jsc = self
+
+    def sc(self) -> _Session:
+        return self
+
+    def isStopped(self) -> bool:
+        return self.stopped
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+@pytest.fixture
+def driver(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[_Gateway]]:
+    """Stand-ins for the driver's start (each one's gateway listed) and its sessions; pyspark's and the
+    session module's state restored afterwards (a test session's real application may hold them)."""
+    for name in ("_gateway", "_jvm", "_active_spark_context"):
+        monkeypatch.setattr(SparkContext, name, None)
+    for name in ("_instantiatedSession", "_activeSession"):
+        monkeypatch.setattr(SparkSession, name, None)
+    monkeypatch.setattr(session, "_session", None)
+    monkeypatch.setattr(session, "_key", None)
+    monkeypatch.setattr(session, "_driver_options", {})
+    monkeypatch.setattr(session, "_log", session._log)
+    monkeypatch.setattr(session, "_executor_wait", session._executor_wait)
+    monkeypatch.setenv("SPARK_LOCAL_IP", "127.0.0.1")
+    monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)
+    monkeypatch.setattr(session.pylogs, "route_to", lambda log: None)
+    launched: list[_Gateway] = []
+
+    def launch(conf: Any, log: Path) -> None:
+        SparkContext._gateway = _Gateway()
+        launched.append(SparkContext._gateway)
+
+    monkeypatch.setattr(session, "_launch_driver", launch)
+    monkeypatch.setattr(session, "_new_session", lambda conf: _Session(dict(conf.getAll())))
+    yield launched
+    for gateway in launched:
+        gateway.proc.kill()
+        gateway.proc.wait()
+
+
+def settings_at(tmp_path: Path, **overrides: Any) -> Settings:
+    return Settings.load(environ={}, home=tmp_path / "home", spark_master="local[1]", **overrides)
+
+
+def test_the_start_of_the_application_is_told_and_its_reuse_is_not(
+    driver: list[_Gateway], tmp_path: Path
+) -> None:
+    told: list[str] = []
+    settings = settings_at(tmp_path)
+    first = session.spark_session(settings, starting=told.append)
+    assert told == ["starting the Spark application (master local[1])"]
+    assert session.spark_session(settings, starting=told.append) is first
+    assert len(told) == 1 and len(driver) == 1
+
+
+def test_driver_options_changed_in_the_settings_start_a_new_driver(
+    driver: list[_Gateway], tmp_path: Path
+) -> None:
+    """A server whose settings changed (or a test process): the new heap, Java options... were silently
+    ignored, the application started again on the first JVM."""
+    first = session.spark_session(settings_at(tmp_path, spark_conf={"spark.driver.memory": "1g"}))
+    # An option an application reads as it starts: a new application, on the same JVM.
+    second = session.spark_session(
+        settings_at(tmp_path, spark_conf={"spark.driver.memory": "1g", "spark.sql.shuffle.partitions": "3"})
+    )
+    assert first.stopped and not second.stopped
+    assert len(driver) == 1 and driver[0].proc.poll() is None
+    # The driver's heap: a new JVM, the first one ended.
+    third = session.spark_session(settings_at(tmp_path, spark_conf={"spark.driver.memory": "2g"}))
+    assert second.stopped and third.conf["spark.driver.memory"] == "2g"
+    assert len(driver) == 2 and driver[0].proc.poll() is not None and driver[1].proc.poll() is None
+    # Options the user no longer gives count as a change too.
+    session.spark_session(settings_at(tmp_path))
+    assert len(driver) == 3 and driver[1].proc.poll() is not None
+
+
+def test_a_job_says_that_its_spark_application_starts_its_progress_kept(
+    tmp_path: Path, shared_datasets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transient job (the CLI's worker) stood at progress 0 with no message for the 10-30 s of its JVM's
+    start; a datasource from a query stands at half already, and must not go back."""
+    from emrml.service import tasks
+
+    app = EmrML(Settings.load(environ={}, home=tmp_path / "home"))
+    try:
+        app.call(
+            "CreateDataSourceFromS3",
+            {
+                "DataSourceId": "ds-spark-start",
+                "DataSpec": {
+                    "DataLocationS3": str(shared_datasets / "bank_marketing" / "data.csv"),
+                    "DataSchema": (shared_datasets / "bank_marketing" / "data.csv.schema").read_text(),
+                },
+            },
+        )
+        attempt = app.jobs.claim("DataSource", "ds-spark-start")
+        spark_settings = Settings.load(
+            environ={}, home=tmp_path / "home", engine="spark", spark_master="local[1]"
+        )
+        context = JobContext(spark_settings, "DataSource", "ds-spark-start", app.sessions, attempt)
+
+        def row() -> tuple[float, str | None]:
+            with app.sessions() as db:
+                entity = db.get(DataSource, "ds-spark-start")
+                return entity.progress, entity.progress_message
+
+        seen: list[tuple[float, str | None]] = []
+
+        def starts(settings: Settings, starting: Any = None) -> str:
+            if starting is not None:
+                starting(f"starting the Spark application (master {settings.spark_master})")
+            seen.append(row())
+            return "the application"
+
+        monkeypatch.setattr(session, "spark_session", starts)
+        context.progress(0.5, "staged the query's result")
+        assert tasks.spark_of(context) == "the application"
+        assert seen == [(0.5, "starting the Spark application (master local[1])")]
+        assert row() == (0.5, None)  # started: the first step says what it does
+    finally:
+        app.close()
+
+
+@pytest.fixture
+def quiet_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """py4j's and pyspark's logging as it was, after the test has routed it."""
+    monkeypatch.setattr(py4j.java_gateway, "logging", logging)
+    monkeypatch.setattr(pylogs, "_handler", None)
+    loggers = [logging.getLogger(name) for name in pylogs.LOGGERS]
+    saved = [(logger.handlers[:], logger.propagate) for logger in loggers]
+    yield
+    for logger, (handlers, propagate) in zip(loggers, saved, strict=True):
+        for handler in logger.handlers:
+            handler.close()
+        logger.handlers[:] = handlers
+        logger.propagate = propagate
+
+
+def test_what_py4j_and_pyspark_print_as_the_driver_dies_goes_to_the_drivers_log(
+    quiet_logs: None, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The terminal showed py4j's "ERROR:root:Exception while sending command." and the accumulator
+    server's EOFError traceback after emrml's own message that the driver exited."""
+    from pyspark.accumulators import _start_update_server
+
+    log = tmp_path / "spark.log"
+    pylogs.route_to(log)
+    root_handlers = logging.getLogger().handlers[:]
+    try:
+        raise ConnectionResetError("the JVM is gone")
+    except ConnectionResetError:
+        py4j.java_gateway.logging.exception("Exception while sending command.")  # as py4j logs it
+    assert logging.getLogger().handlers == root_handlers  # no basicConfig's stderr handler on the root logger
+
+    server = _start_update_server("token", False)
+    try:
+
+        class Context:
+            _accumulatorServer = server
+
+        pylogs.quiet_accumulator_server(Context())
+        try:
+            raise EOFError
+        except EOFError:
+            server.handle_error(None, ("127.0.0.1", 1))  # as socketserver calls it
+    finally:
+        server.shutdown()
+    captured = capfd.readouterr()
+    assert captured.err == "" and captured.out == ""
+    text = log.read_text()
+    assert "ERROR py4j.java_gateway: Exception while sending command." in text
+    assert "ConnectionResetError: the JVM is gone" in text
+    assert "WARNING pyspark.accumulators: accumulator updates from ('127.0.0.1', 1) ended" in text
+    assert "EOFError" in text

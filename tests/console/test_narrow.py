@@ -3,10 +3,13 @@ and its columns keep their ids and dates whole rather than squeezed to a letter 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from console_helpers import DATASOURCE, EVALUATION, MODEL, Served
+from console_helpers import DATASOURCE, EVALUATION, MODEL, Evaluations, Served
 from test_browser import check_accessibility, log_in
+
+from emrml.samples import bank_sample_schema
 
 #: The words of list tables' cells split over lines (ids, dates, figures): the names' column (the
 #: first) and prose (messages, descriptions) aside, which wrap.
@@ -98,3 +101,32 @@ def test_an_objects_tables_scroll_sideways_at_a_phones_width(
     page.click("text=Next: the schema")
     page.wait_for_selector("#schema-table")
     assert_tables_scroll_sideways(page, "datasources/new", axe_source)
+
+
+def test_a_multiclass_evaluations_and_invalid_records_tables_scroll_sideways(
+    page: Any, served: Served, more_evaluations: Evaluations, axe_source: str, tmp_path: Path
+) -> None:
+    """The F1 by class of a multiclass evaluation, and the invalid records of a datasource with bad lines."""
+    sample = served.installation.sample
+    bad = tmp_path / "bank-bad.csv"
+    bad.write_text(sample.read_text() + "not a record\n" + "1,2\n")
+    service = served.installation.service
+    service.call(
+        "CreateDataSourceFromS3",
+        {
+            "DataSourceId": "ds-console-narrow-bad",
+            "DataSpec": {"DataLocationS3": str(bad), "DataSchema": bank_sample_schema().to_json()},
+            "ComputeStatistics": True,
+        },
+    )
+    service.wait("DataSource", "ds-console-narrow-bad")
+    log_in(page, served)
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path, table in (
+        (f"evaluations/{more_evaluations.multiclass}", "#class-f1"),
+        ("datasources/ds-console-narrow-bad", "table:has(th:text-is('Reason'))"),
+    ):
+        page.goto(f"{served.url}/console/{path}")
+        page.wait_for_selector("html[data-charts=drawn]")
+        assert page.locator(table).count() == 1, path
+        assert_tables_scroll_sideways(page, path, axe_source)

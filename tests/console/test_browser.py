@@ -239,24 +239,31 @@ def test_long_names_and_charts_stay_within_the_window(page: Any, served: Served)
         assert width <= page.viewport_size["width"], path
 
 
-#: The words of the console's own table cells (headings, statuses, kinds, alert results) that a line
-#: break splits: their text's pieces on more than one line, though the word has no hyphen to break at.
-SPLIT_WORDS = """() => {
+def split_words_script(cells: str, word: str) -> str:
+    """A page script listing the words (matches of the JS pattern ``word``) of the elements matched by
+    ``cells`` whose text a line break splits: their pieces on more than one line."""
+    return f"""() => {{
   const split = [];
-  const cells = 'main thead th, main td .status, main td.word, main td[data-field="Status"]';
-  for (const cell of document.querySelectorAll(cells)) {
+  for (const cell of document.querySelectorAll({json.dumps(cells)})) {{
     const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
-    for (let node; (node = walker.nextNode()); ) {
-      for (const match of node.data.matchAll(/[^\\s-]+/g)) {
+    for (let node; (node = walker.nextNode()); ) {{
+      for (const match of node.data.matchAll(/{word}/g)) {{
         const range = document.createRange();
         range.setStart(node, match.index);
         range.setEnd(node, match.index + match[0].length);
         if ([...range.getClientRects()].filter(rect => rect.width > 0).length > 1) split.push(match[0]);
-      }
-    }
-  }
+      }}
+    }}
+  }}
   return split;
-}"""
+}}"""
+
+
+#: The words of the console's own table cells (headings, statuses, kinds, alert results) that a line
+#: break splits, though the word has no hyphen to break at.
+SPLIT_WORDS = split_words_script(
+    'main thead th, main td .status, main td.word, main td[data-field="Status"]', r"[^\s-]+"
+)
 
 
 def test_a_narrow_window_wraps_tables_between_the_consoles_words_not_inside_them(

@@ -7,27 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from console_helpers import DATASOURCE, EVALUATION, MODEL, Evaluations, Served
-from test_browser import check_accessibility, log_in
+from test_browser import check_accessibility, log_in, split_words_script
 
 from emrml.samples import bank_sample_schema
 
 #: The words of list tables' cells split over lines (ids, dates, figures): the names' column (the
 #: first) and prose (messages, descriptions) aside, which wrap.
-SPLIT_CELL_WORDS = """() => {
-  const split = [];
-  for (const cell of document.querySelectorAll('main table td:not(:first-child):not(.prose)')) {
-    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
-    for (let node; (node = walker.nextNode()); ) {
-      for (const match of node.data.matchAll(/\\S+/g)) {
-        const range = document.createRange();
-        range.setStart(node, match.index);
-        range.setEnd(node, match.index + match[0].length);
-        if ([...range.getClientRects()].filter(rect => rect.width > 0).length > 1) split.push(match[0]);
-      }
-    }
-  }
-  return split;
-}"""
+SPLIT_CELL_WORDS = split_words_script("main table td:not(:first-child):not(.prose)", r"\S+")
 
 #: What reaches past the window's right edge (the assertion's message), the scrolling boxes' insides aside.
 WIDE = """() => [...document.querySelectorAll('body *')]

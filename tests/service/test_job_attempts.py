@@ -437,25 +437,7 @@ def test_a_worker_whose_job_was_given_up_and_queued_again_is_stopped_so_the_job_
     """A worker whose heartbeats stopped (hung on a disk, stopped by a signal) has its job given up and
     queued again, while its runner still waits for it: the runner stops it, and so runs the next attempt,
     rather than wait for it for good (the server's scheduler starts no other runner for a job it runs)."""
-    import multiprocessing
-    import time
-
-    _pending_bank(app, "ds-hung", shared_datasets)
-    attempt = app.jobs.claim("DataSource", "ds-hung")
-    hung = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(120,), daemon=True)
-    hung.start()
-    assert app.jobs._retry_or_fail("DataSource", "ds-hung", attempt, "the worker stopped responding")
-    stopped: list[bool] = []
-    watcher = threading.Thread(
-        target=lambda: stopped.append(app.jobs._watch(hung, "DataSource", "ds-hung", attempt, None))
-    )
-    watcher.start()
-    watcher.join(60)
-    try:
-        assert stopped == [True] and not hung.is_alive()
-    finally:
-        hung.kill()
-        watcher.join()
+    _stopped_when_given_up(app, "ds-hung", "PENDING", shared_datasets)
 
 
 def test_a_hung_worker_of_a_job_given_up_is_stopped_so_its_job_slot_is_freed(
@@ -464,30 +446,36 @@ def test_a_hung_worker_of_a_job_given_up_is_stopped_so_its_job_slot_is_freed(
     """A worker whose heartbeats stopped has its job given up (FAILED: its last attempt) while its runner
     still waits for it: the runner stops it rather than wait for it for good, since a server's scheduler
     counts the job as running, holding one of its job slots, until the runner returns."""
+    app = EmrML(Settings(**{**settings.__dict__, "job_max_attempts": 1}))
+    try:
+        _stopped_when_given_up(app, "ds-failed", "FAILED", shared_datasets)
+    finally:
+        app.close()
+
+
+def _stopped_when_given_up(app: EmrML, entity_id: str, status: str, shared_datasets: Path) -> None:
+    """A hung worker of ``entity_id``'s job, given up (then ``status``) while its runner waits for it, is
+    stopped by the runner's watch."""
     import multiprocessing
     import time
 
-    app = EmrML(Settings(**{**settings.__dict__, "job_max_attempts": 1}))
+    _pending_bank(app, entity_id, shared_datasets)
+    attempt = app.jobs.claim("DataSource", entity_id)
+    hung = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(120,), daemon=True)
+    hung.start()
+    assert app.jobs._retry_or_fail("DataSource", entity_id, attempt, "the worker stopped responding")
+    assert app.call("GetDataSource", {"DataSourceId": entity_id})["Status"] == status
+    stopped: list[bool] = []
+    watcher = threading.Thread(
+        target=lambda: stopped.append(app.jobs._watch(hung, "DataSource", entity_id, attempt, None))
+    )
+    watcher.start()
+    watcher.join(60)
     try:
-        _pending_bank(app, "ds-failed", shared_datasets)
-        attempt = app.jobs.claim("DataSource", "ds-failed")
-        hung = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(120,), daemon=True)
-        hung.start()
-        assert app.jobs._retry_or_fail("DataSource", "ds-failed", attempt, "the worker stopped responding")
-        assert app.call("GetDataSource", {"DataSourceId": "ds-failed"})["Status"] == "FAILED"
-        stopped: list[bool] = []
-        watcher = threading.Thread(
-            target=lambda: stopped.append(app.jobs._watch(hung, "DataSource", "ds-failed", attempt, None))
-        )
-        watcher.start()
-        watcher.join(60)
-        try:
-            assert stopped == [True] and not hung.is_alive()
-        finally:
-            hung.kill()
-            watcher.join()
+        assert stopped == [True] and not hung.is_alive()
     finally:
-        app.close()
+        hung.kill()
+        watcher.join()
 
 
 def test_a_failed_job_queued_again_at_once_keeps_the_results_of_its_next_attempt(

@@ -48,6 +48,20 @@ def _home_with_endpoint(home: Path, data: Path) -> None:
         app.close()
 
 
+def _await_health(process: subprocess.Popen[str], port: int) -> None:
+    """Wait until the server ``process`` started answers ``/health`` on ``port`` (its workers are up)."""
+    deadline = time.monotonic() + 180
+    while True:
+        assert process.poll() is None, process.communicate()[0]
+        assert time.monotonic() < deadline, "the workers did not become healthy"
+        try:
+            with urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+                assert json.loads(response.read())["status"] == "ok"
+            return
+        except OSError:
+            time.sleep(0.2)
+
+
 def _post(port: int, body: bytes) -> tuple[int, bytes]:
     head = (
         f"POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len(body)}\r\n"
@@ -75,16 +89,7 @@ def test_workers_serve_predict_within_the_shared_rate(tmp_path: Path) -> None:
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment
     )
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert process.poll() is None, process.communicate()[0]
-            assert time.monotonic() < deadline, "the workers did not become healthy"
-            try:
-                with urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-                    assert json.loads(response.read())["status"] == "ok"
-                break
-            except OSError:
-                time.sleep(0.2)
+        _await_health(process, port)
         # The endpoint, created in this process, is served at the server's own URL.
         endpoint = f"http://127.0.0.1:{port}"
         body = json.dumps({"MLModelId": "ml", "Record": {"x": "70"}, "PredictEndpoint": endpoint}).encode()
@@ -151,16 +156,7 @@ def test_workers_serving_the_console_each_count_failed_logins_together(tmp_path:
     command += ["--workers", "2", "--workers-jobs", "0", "--console-in-process"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert process.poll() is None, process.communicate()[0]
-            assert time.monotonic() < deadline, "the workers did not become healthy"
-            try:
-                with urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-                    assert json.loads(response.read())["status"] == "ok"
-                break
-            except OSError:
-                time.sleep(0.2)
+        _await_health(process, port)
         assert [_login(port, "bob", f"guess-{n}") for n in range(MAX_FAILURES)] == [401] * MAX_FAILURES
         assert [_login(port, "bob", "bob-password-1") for _ in range(4)] == [429] * 4
     finally:

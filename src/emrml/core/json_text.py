@@ -19,10 +19,15 @@ def load_json(
     *,
     object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None,
     parse_number: Callable[[str], Any] | None = None,
+    repeated: Callable[[str], str] | None = None,
 ) -> Any:
     """``text`` parsed, or ``InvalidInputException`` naming ``what`` (e.g. ``DataRearrangement``) and
     where the text stops being JSON: ``... is not valid JSON: Expecting value at line 1 column 9``.
-    ``parse_number`` (e.g. ``str``) reads every number, integer or not, in place of ``int`` and ``float``."""
+    ``parse_number`` (e.g. ``str``) reads every number, integer or not, in place of ``int`` and ``float``.
+    ``repeated``: an object naming a key twice is refused with the message it gives for the key, where
+    Python's parser would keep the last value without a word (a document saying two things)."""
+    if repeated is not None:
+        object_pairs_hook = _unique_keys(repeated)
     try:
         return json.loads(
             text, object_pairs_hook=object_pairs_hook, parse_int=parse_number, parse_float=parse_number
@@ -33,3 +38,15 @@ def load_json(
         ) from None
     except RecursionError:
         raise InvalidInputException(f"{what} is not valid JSON: it is nested too deeply") from None
+
+
+def _unique_keys(repeated: Callable[[str], str]) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
+    def members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in found:
+                raise InvalidInputException(repeated(key))
+            found[key] = value
+        return found
+
+    return members

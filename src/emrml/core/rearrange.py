@@ -74,7 +74,10 @@ def parse_rearrangement(text: str | None, *, relative_keys: bool = True) -> Rear
     """
     if not text:
         return None
-    document = load_json(text, "DataRearrangement", object_pairs_hook=_members)
+    # "complement": true then false would otherwise select the other side of the split, silently.
+    document = load_json(
+        text, "DataRearrangement", repeated=lambda key: f"DataRearrangement has the member {key!r} twice"
+    )
     if not isinstance(document, dict) or "splitting" not in document:
         others = sorted(document) if isinstance(document, dict) else []
         raise InvalidInputException(
@@ -119,17 +122,6 @@ def parse_rearrangement(text: str | None, *, relative_keys: bool = True) -> Rear
         seed=_seed(splitting.get("strategyParams"), strategy),
         relative_keys=relative_keys,
     )
-
-
-def _members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object's members; a member given twice is refused rather than the last one silently kept
-    (``"complement": true`` then ``false`` would select the other side of the split)."""
-    members: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in members:
-            raise InvalidInputException(f"DataRearrangement has the member {key!r} twice")
-        members[key] = value
-    return members
 
 
 def _shown(value: Any) -> str:

@@ -63,16 +63,12 @@ def json_record(text: str, what: str) -> dict[str, str]:
     the API takes it (:func:`string_values`). A number keeps its text as written: ``2.50`` is ``"2.50"``
     and ``1e400`` is ``"1e400"``, not a float's rewriting of them (``"2.5"``, an infinity refused). A name
     given twice is refused, naming it: JSON parsers keep one of the two values without a word."""
-
-    def members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        found: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in found:
-                raise InvalidInputException(f"{what} names {key!r} twice; give each attribute once")
-            found[key] = value
-        return found
-
-    values = load_json(text, what, object_pairs_hook=members, parse_number=str)
+    values = load_json(
+        text,
+        what,
+        parse_number=str,
+        repeated=lambda key: f"{what} names {key!r} twice; give each attribute once",
+    )
     if not isinstance(values, dict):
         raise InvalidInputException(f"{what} must be a JSON object of attribute names to values")
     return string_values(values, what)

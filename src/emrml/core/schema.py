@@ -125,12 +125,6 @@ _SHOWN_CHARS = 80
 _SHOWN_NAMES = 20
 
 
-class _DuplicateKeyError(Exception):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
-
-
 def parse_schema(text: str, *, source: str = "DataSchema", max_attributes: int | None = None) -> Schema:
     """Parse and validate a data schema JSON document (spec 5.2).
 
@@ -239,23 +233,12 @@ def _check_roles(schema: Schema, source: str) -> None:
 
 
 def _load_json(text: str, source: str) -> object:
-    try:
-        # A byte-order mark is what some editors put before the JSON; it is not part of the document.
-        return load_json(
-            text.removeprefix("\ufeff"), source, object_pairs_hook=_object_without_duplicate_keys
-        )
-    except _DuplicateKeyError as exc:
-        raise InvalidInputException(f"{source} repeats the key {exc.key!r} within one object") from None
-
-
-def _object_without_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    # json.loads would silently keep the last of two equal keys; a schema saying two things is an error.
-    result: dict[str, object] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _DuplicateKeyError(key)
-        result[key] = value
-    return result
+    # A byte-order mark is what some editors put before the JSON; it is not part of the document.
+    return load_json(
+        text.removeprefix("\ufeff"),
+        source,
+        repeated=lambda key: f"{source} repeats the key {key!r} within one object",
+    )
 
 
 def _canonical_keys(

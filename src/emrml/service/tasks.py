@@ -106,7 +106,7 @@ def spark_of(context: JobContext) -> Any:
     if context.settings.engine != "spark":
         return None
     from emrml.engine.spark.runner import SPARK_JOBS, SPARK_STOP
-    from emrml.engine.spark.session import spark_session
+    from emrml.engine.spark.session import hold
 
     SPARK_JOBS.set(context.record_spark_jobs)
     SPARK_STOP.set(context.raise_if_stopped)
@@ -118,7 +118,9 @@ def spark_of(context: JobContext) -> Any:
         started.append(message)
         context.note(message)
 
-    spark = spark_session(context.settings, starting=starting)
+    # Held until the job ends: a job with other Spark settings waits for it rather than stop its application.
+    spark, release = hold(context.settings, starting=starting, check_stop=context.raise_if_stopped)
+    context.on_end(release)
     if started:
         context.note(None)  # started: the job's steps report what they do from here on
     return spark

@@ -77,6 +77,8 @@ class JobContext:
     stopped: threading.Event = field(default_factory=threading.Event, repr=False)
     #: While a fenced step runs: until when the attempt holds the job whatever its heartbeats (``fenced``).
     held_until: float = field(default=0.0, repr=False)
+    #: What the job lets go of as it ends, however it ends (``on_end``): the Spark application it holds.
+    _on_end: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -140,6 +142,15 @@ class JobContext:
         """Add Spark jobs the job ran (on the Spark engine) to its row, with their application."""
         self._spark_jobs.extend(job_ids)
         self.write(spark_application=application, spark_jobs=json.dumps(self._spark_jobs))
+
+    def on_end(self, release: Callable[[], None]) -> None:
+        """Have ``release`` called once the job ends, completed or not."""
+        self._on_end.append(release)
+
+    def end(self) -> None:
+        """Call what ``on_end`` registered, last first."""
+        while self._on_end:
+            self._on_end.pop()()
 
     def raise_if_stopped(self) -> None:
         """Raise ``JobStopped`` once the job is to stop (``stopped``); writes nothing."""
@@ -316,6 +327,7 @@ def run_job_in_this_process(
             values = {"status": "FAILED", "message": internal_failure(settings, kind, entity_id)}
     finally:
         stop.set()
+        context.end()
     status = None if values is None else _record_outcome(context, values)
     if status == "FAILED":
         # An earlier attempt that died may have left results this one did not replace.

@@ -200,7 +200,6 @@ class SparkRunner:
         self._failures = context.accumulator([], _FirstFailures())
         # The job's progress message names the application, and so does its row from the start of its
         # first step (its Spark jobs are added as they end), so the jobs browser shows where it runs.
-        message = f"{message} (Spark application {context.applicationId})"
         record = SPARK_JOBS.get()
         if record is not None:
             record(str(context.applicationId), [])
@@ -261,6 +260,10 @@ class SparkRunner:
         context = self.session.sparkContext
         tracker = context.statusTracker()
         patience, seen = executor_wait_seconds(), time.monotonic()
+        application = context.applicationId
+        #: The share of the step's tasks done, as last reported: a stage run again (the output of a lost
+        #: executor) counts its tasks anew, and the job's progress must not go back meanwhile.
+        share = 0.0
         while not done.wait(_POLL_SECONDS):
             failures = self._failures.value
             if failures:  # bad data: the step fails with it whatever the other tasks find
@@ -294,10 +297,13 @@ class SparkRunner:
                         finished += stage.numCompletedTasks
                         total += stage.numTasks
             fraction: float | None = None
-            if total and span is not None:
-                low, high = span
-                fraction = low + (high - low) * finished / total
-            shown = message
+            shown = f"{message} (Spark application {application})"
+            if total:
+                share = max(share, finished / total)
+                shown = f"{message} ({finished} of {total} Spark tasks done, application {application})"
+                if span is not None:
+                    low, high = span
+                    fraction = low + (high - low) * share
             if waited >= _POLL_SECONDS:
                 # Said, else the job sat at its last progress as if it worked, until it failed.
                 if fraction is None:  # no task seen yet, or a step whose caller reports its progress
@@ -305,7 +311,7 @@ class SparkRunner:
                 # First: a progress bar shows the message's start.
                 shown = (
                     f"waiting for an executor ({waited:.0f} s; the job fails at {patience:g} s, setting "
-                    f"spark_executor_wait_seconds): {message}"
+                    f"spark_executor_wait_seconds): {shown}"
                 )
             if fraction is None:
                 continue

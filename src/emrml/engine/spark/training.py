@@ -283,8 +283,12 @@ def train_on_spark(
             parts = raise_failures(rows.mapPartitionsWithIndex(sampling).collect())
         sample, rows_read = merge_samples(parts, CALIBRATION_ROWS, space.n_features)
 
+        def of_job(fraction: float) -> float:
+            """Where a fraction of the training (the passes, the refinement) stands in the job's progress."""
+            return 0.4 + 0.6 * fraction
+
         def training_progress(fraction: float) -> None:
-            runner.progress(0.4 + 0.6 * fraction, "training")
+            runner.progress(of_job(fraction), "training")
 
         rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
         trainer = Trainer(
@@ -307,7 +311,9 @@ def train_on_spark(
                 parameters.shuffle == "auto",
             )
             shared = context.broadcast(setup)
-            with runner.job(f"training pass {pass_index + 1}", None):
+            # The pass's progress from its tasks done (one per partition), not only as it ends.
+            low, high = trainer.pass_span(pass_index)
+            with runner.job(f"training pass {pass_index + 1}", (of_job(low), of_job(high))):
                 passed = rows.mapPartitionsWithIndex(functools.partial(run_pass, setup=shared))
                 trainer.state, totals, parts = mix_pass(passed, partitions)
             shared.unpersist()

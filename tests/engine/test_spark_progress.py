@@ -1,0 +1,96 @@
+"""A Spark step's progress from its tasks: the share of the step's Spark tasks done, mapped onto the step's
+part of the job and said in its progress message, never going back when a stage runs again. The runner's
+logic, on a stand-in for the SparkContext (no JVM)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from emrml.engine.spark import runner
+
+
+class _Accumulator:
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+@dataclass
+class _Stage:
+    numCompletedTasks: int
+    numTasks: int
+
+
+@dataclass
+class _Job:
+    stageIds: list[int]
+
+
+class _Tracker:
+    """SparkContext.statusTracker() of one job of two stages, whose task counts move at each look (the
+    second stage run again after its third task: an executor lost with its output)."""
+
+    SCRIPT = (((0, 4), (0, 2)), ((1, 4), (0, 2)), ((4, 4), (0, 2)), ((4, 4), (1, 2)), ((3, 4), (1, 2)))
+
+    def __init__(self) -> None:
+        self.looks = 0
+        self.seen_all = threading.Event()
+
+    def getJobIdsForGroup(self, group: str) -> list[int]:
+        self.looks += 1
+        if self.looks >= len(self.SCRIPT):
+            self.seen_all.set()
+        return [7]
+
+    def getJobInfo(self, job_id: int) -> _Job:
+        return _Job([1, 2])
+
+    def getStageInfo(self, stage_id: int) -> _Stage:
+        done, tasks = self.SCRIPT[min(self.looks, len(self.SCRIPT)) - 1][stage_id - 1]
+        return _Stage(done, tasks)
+
+
+class _Context:
+    applicationId = "app-stand-in"
+    master = "local[1]"
+
+    def __init__(self) -> None:
+        self.tracker = _Tracker()
+
+    def setJobGroup(self, group: str, description: str, interruptOnCancel: bool) -> None:
+        pass
+
+    def accumulator(self, value: Any, param: Any) -> _Accumulator:
+        return _Accumulator(value)
+
+    def statusTracker(self) -> _Tracker:
+        return self.tracker
+
+    def setLocalProperty(self, key: str, value: str | None) -> None:
+        pass
+
+
+class _Session:
+    def __init__(self) -> None:
+        self.sparkContext = _Context()
+
+
+def test_a_steps_progress_is_its_share_of_tasks_done_and_never_goes_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(runner, "_POLL_SECONDS", 0.01)
+    session = _Session()
+    reports: list[tuple[float, str | None]] = []
+    steps = runner.SparkRunner(session, lambda *report: reports.append(report))
+    with steps.job("scoring records", (0.2, 0.8)):
+        assert session.sparkContext.tracker.seen_all.wait(10)
+    fractions = [fraction for fraction, _ in reports]
+    assert fractions == sorted(fractions)  # the stage run again did not take the job back
+    assert fractions[0] == pytest.approx(0.2) and max(fractions) == pytest.approx(0.2 + 0.6 * 5 / 6)
+    assert pytest.approx(0.2 + 0.6 * 1 / 6) in fractions
+    messages = {message for _, message in reports}
+    assert "scoring records (4 of 6 Spark tasks done, application app-stand-in)" in messages
+    assert "scoring records (5 of 6 Spark tasks done, application app-stand-in)" in messages

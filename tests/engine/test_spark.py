@@ -197,6 +197,44 @@ def test_a_progress_callback_that_stops_the_job_cancels_its_spark_tasks(spark: A
     assert time.monotonic() - started < 50
 
 
+def test_a_steps_executor_cpu_time_is_counted_for_the_job(spark: Any) -> None:
+    """A job's ComputeTime counted the driver's CPU time only, not its tasks': each step now adds the CPU
+    time of the executors' Python workers on its tasks (Spark measures only their JVM threads) and of their
+    JVM threads, once per stage."""
+    from emrml.engine.spark import compute
+    from emrml.engine.spark.runner import SPARK_CPU, SparkRunner
+
+    def burn(seconds: float, report: Any = None) -> float:
+        import time
+
+        start = time.process_time()
+        while time.process_time() - start < seconds:
+            pass
+        return seconds
+
+    added: list[float] = []
+    token = SPARK_CPU.set(added.append)
+    try:
+        steps = SparkRunner(spark, quiet)
+        assert steps.map(burn, [(0.5,)] * 4, "burning", (0.0, 0.5)) == [0.5] * 4
+        assert steps.map(burn, [(0.25,)] * 2, "burning less", (0.5, 1.0)) == [0.25] * 2
+    finally:
+        SPARK_CPU.reset(token)
+    # One addition per step, each at least its tasks' own CPU time, not the driver's (which only waited).
+    assert len(added) == 2 and added[0] >= 4 * 0.5 and added[1] >= 2 * 0.25
+    # The JVM's part, from the stages of the step's Spark jobs, counted once.
+    context = spark.sparkContext
+    context.setJobGroup("emrml-cpu-probe", "probe")
+    try:
+        assert context.parallelize(range(4), 4).map(lambda x: x * 2).sum() == 12
+        ids = list(context.statusTracker().getJobIdsForGroup("emrml-cpu-probe"))
+    finally:
+        context.setLocalProperty("spark.jobGroup.id", None)
+    counted: set[int] = set()
+    assert compute.stage_cpu_seconds(context, ids, counted) > 0 and counted
+    assert compute.stage_cpu_seconds(context, ids, counted) == 0.0
+
+
 def test_an_unreachable_master_fails_at_once_naming_the_setting(tmp_path: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

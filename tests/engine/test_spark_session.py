@@ -268,3 +268,38 @@ def test_what_py4j_and_pyspark_print_as_the_driver_dies_goes_to_the_drivers_log(
     assert "ConnectionResetError: the JVM is gone" in text
     assert "WARNING pyspark.accumulators: accumulator updates from ('127.0.0.1', 1) ended" in text
     assert "EOFError" in text
+
+
+def test_a_spark_jobs_compute_time_counts_its_executors_cpu_time(
+    tmp_path: Path, shared_datasets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the runner adds for each step (``SPARK_CPU``: its executors' CPU time) is in the job's
+    ComputeTime, beside the driver's: it held the driver's only, a fraction of the job's cost."""
+    from emrml.engine.spark.runner import SPARK_CPU
+    from emrml.service import tasks, worker
+
+    settings = Settings.load(environ={}, home=tmp_path / "home", engine="spark", spark_master="local[1]")
+    app = EmrML(settings)
+    try:
+        data = shared_datasets / "bank_marketing" / "data.csv"
+        spec = {"DataLocationS3": str(data), "DataSchema": (data.parent / "data.csv.schema").read_text()}
+        app.call("CreateDataSourceFromS3", {"DataSourceId": "ds-cpu", "DataSpec": spec})
+        attempt = app.jobs.claim("DataSource", "ds-cpu")
+
+        def on_spark(context: JobContext) -> dict[str, Any]:
+            assert tasks.spark_of(context) == "the application"
+            add = SPARK_CPU.get()
+            assert add is not None
+            add(2.5)  # two steps' executors
+            add(1.25)
+            return {}
+
+        monkeypatch.setattr(session, "hold", lambda *args, **kwargs: ("the application", lambda: None))
+        monkeypatch.setitem(worker.JOB_FUNCTIONS, "DataSource", on_spark)
+        worker.run_job_in_this_process(settings, "DataSource", "ds-cpu", attempt, worker=False)
+        with app.sessions() as db:
+            row = db.get(DataSource, "ds-cpu")
+            assert row.status == "COMPLETED"
+            assert 3750 <= row.compute_time < 3750 + 1000  # the driver's thread did next to nothing
+    finally:
+        app.close()

@@ -77,6 +77,8 @@ class JobContext:
     stopped: threading.Event = field(default_factory=threading.Event, repr=False)
     #: While a fenced step runs: until when the attempt holds the job whatever its heartbeats (``fenced``).
     held_until: float = field(default=0.0, repr=False)
+    #: CPU seconds spent on the job outside this process: by a Spark application's executors, on its tasks.
+    executor_cpu_seconds: float = field(default=0.0, repr=False)
     #: What the job lets go of as it ends, however it ends (``on_end``): the Spark application it holds.
     _on_end: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
@@ -142,6 +144,10 @@ class JobContext:
         """Add Spark jobs the job ran (on the Spark engine) to its row, with their application."""
         self._spark_jobs.extend(job_ids)
         self.write(spark_application=application, spark_jobs=json.dumps(self._spark_jobs))
+
+    def add_executor_cpu(self, seconds: float) -> None:
+        """Count ``seconds`` of CPU time that executors spent on the job's Spark tasks in its ComputeTime."""
+        self.executor_cpu_seconds += seconds
 
     def on_end(self, release: Callable[[], None]) -> None:
         """Have ``release`` called once the job ends, completed or not."""
@@ -303,7 +309,7 @@ def run_job_in_this_process(
             "status": "COMPLETED",
             "message": None,
             "progress": 1.0,
-            "compute_time": int((cpu_seconds() - cpu_start) * 1000),
+            "compute_time": int((cpu_seconds() - cpu_start + context.executor_cpu_seconds) * 1000),
             **fields,
         }
     except JobStopped:

@@ -25,7 +25,9 @@ application left without any executor (its only worker died, or no worker has th
 asks for) would wait for one for ever, the job INPROGRESS with its heartbeat going: after
 ``spark_executor_wait_seconds`` the step's jobs are cancelled and it fails saying so (meanwhile its
 progress message says that it waits, and until when). A driver JVM that dies under a step (killed, most
-often for memory) fails it saying so, not as a bare connection error.
+often for memory) fails it saying so, not as a bare connection error. Each step adds its executors' CPU
+time on its tasks to the job's ComputeTime (``SPARK_CPU``; ``compute``): their Python workers' through the
+``counted`` partition functions, their JVMs' from the stages of the step's Spark jobs.
 """
 
 from __future__ import annotations
@@ -36,13 +38,14 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from emrml import errors
 from emrml.core.arrow import skip_pandas_probe
+from emrml.engine.spark.compute import Seconds, counted, stage_cpu_seconds
 from emrml.engine.spark.session import (
     SparkEngineError,
     driver_exit_error,
@@ -62,6 +65,9 @@ SPARK_JOBS: ContextVar[Callable[[str, list[int]], None] | None] = ContextVar("em
 #: over, the server stopping), set by the service (``service.tasks.spark_of``): the watcher thread then
 #: cancels the step's Spark jobs, whether the step reports progress or not, so the job's thread returns.
 SPARK_STOP: ContextVar[Callable[[], None] | None] = ContextVar("emrml_spark_stop", default=None)
+#: Where the runner adds the CPU seconds the executors spent on each step's tasks (``compute``): set by the
+#: service for the job running on this thread (``service.tasks.spark_of``), for its ComputeTime.
+SPARK_CPU: ContextVar[Callable[[float], None] | None] = ContextVar("emrml_spark_cpu", default=None)
 
 #: "emrml.errors.DataError: message" as the last line of a task's Python traceback.
 _EMRML_ERROR = re.compile(r"emrml\.errors\.(\w+): (.*)")
@@ -161,6 +167,15 @@ class SparkRunner:
         self._stopped: BaseException | None = None
         #: The running job's ``TaskFailure``s, as its tasks end (an accumulator, made by ``job``).
         self._failures: Any = None
+        #: The CPU seconds of the executors' Python workers on the tasks of ``counted`` functions, and how
+        #: much of it was reported; the stages whose JVM CPU time was (``compute``).
+        self._seconds = session.sparkContext.accumulator(0.0, Seconds())
+        self._seconds_reported = 0.0
+        self._counted_stages: set[int] = set()
+
+    def counted(self, function: Callable[..., Iterable[T]]) -> Callable[..., Iterator[T]]:
+        """``function``, a partition's, its Python worker's CPU time counted for the job (``compute``)."""
+        return counted(self._seconds, function)
 
     def progress(self, fraction: float, message: str | None) -> None:
         """Report the job's progress (steps and their callers report through here)."""
@@ -187,7 +202,7 @@ class SparkRunner:
         with self.job(message, span):
             rdd = self.session.sparkContext.parallelize(list(arguments), len(arguments))
             call = functools.partial(_call, function, storage_settings(), self._failures)
-            return raise_failures(rdd.map(call).collect())
+            return raise_failures(rdd.mapPartitions(self.counted(functools.partial(map, call))).collect())
 
     @contextlib.contextmanager
     def job(self, message: str, span: tuple[float, float] | None) -> Iterator[None]:
@@ -233,6 +248,22 @@ class SparkRunner:
                 job_ids = []  # the driver is gone, and what it ran with it: the step fails saying so
             if record is not None and job_ids:
                 record(str(context.applicationId), job_ids)
+            self._report_cpu(context, job_ids)
+
+    def _report_cpu(self, context: Any, job_ids: list[int]) -> None:
+        """Add the executors' CPU time on the step's tasks to the job's (``SPARK_CPU``)."""
+        add = SPARK_CPU.get()
+        if add is None:
+            return
+        python = float(self._seconds.value)
+        try:
+            jvm = stage_cpu_seconds(context, job_ids, self._counted_stages)
+        except Exception as exc:
+            if not lost_driver(exc):
+                raise
+            jvm = 0.0  # the driver is gone, and its record of the stages with it
+        add(python - self._seconds_reported + jvm)
+        self._seconds_reported = python
 
     def _watch(
         self,

@@ -31,7 +31,7 @@ refinement.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,9 +176,11 @@ Part = tuple[int, DualAveraging, PassTotals]
 MIX_FAN_IN = 32
 
 
-def mix_pass(parts: Any, partitions: int) -> tuple[DualAveraging, PassTotals, int]:
+def mix_pass(
+    parts: Any, partitions: int, counted: Callable[[Callable[..., Iterable[Part]]], Any]
+) -> tuple[DualAveraging, PassTotals, int]:
     """The parts' states mixed, their totals added up and how many there were, always in partition order
-    (deterministic)."""
+    (deterministic); ``counted`` wraps the groups' function, a partition's, to count its CPU time."""
     if partitions <= MIX_FAN_IN:
         collected = parts.collect()
     else:
@@ -187,11 +189,15 @@ def mix_pass(parts: Any, partitions: int) -> tuple[DualAveraging, PassTotals, in
         collected = (
             parts.map(lambda part: (part[0] // fan_in, part))
             .groupByKey(groups)
-            .map(lambda group: add_up(group[0], group[1]))
+            .mapPartitions(counted(functools.partial(map, _add_up_group)))
             .collect()
         )
     _, state, totals = add_up(0, collected)
     return state.mean(), totals, state.summed
+
+
+def _add_up_group(group: tuple[int, Iterable[Part]]) -> Part:
+    return add_up(group[0], group[1])
 
 
 def add_up(key: int, parts: Iterable[Part]) -> Part:
@@ -272,7 +278,7 @@ def train_on_spark(
     )
     rows = (
         context.parallelize([(job, unit) for unit in units], partitions)
-        .mapPartitions(lambda items: featurize_units(items, featurizing.value))
+        .mapPartitions(runner.counted(lambda items: featurize_units(items, featurizing.value)))
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
     try:
@@ -280,7 +286,7 @@ def train_on_spark(
         raw_check = Checker(model_type, space.n_features, n_classes or 1)
         with runner.job("featurizing the training data", (0.2, 0.4)):
             sampling = functools.partial(sample_partition, check=raw_check, seed=seed)
-            parts = raise_failures(rows.mapPartitionsWithIndex(sampling).collect())
+            parts = raise_failures(rows.mapPartitionsWithIndex(runner.counted(sampling)).collect())
         sample, rows_read = merge_samples(parts, CALIBRATION_ROWS, space.n_features)
 
         def of_job(fraction: float) -> float:
@@ -314,8 +320,9 @@ def train_on_spark(
             # The pass's progress from its tasks done (one per partition), not only as it ends.
             low, high = trainer.pass_span(pass_index)
             with runner.job(f"training pass {pass_index + 1}", (of_job(low), of_job(high))):
-                passed = rows.mapPartitionsWithIndex(functools.partial(run_pass, setup=shared))
-                trainer.state, totals, parts = mix_pass(passed, partitions)
+                passing = runner.counted(functools.partial(run_pass, setup=shared))
+                passed = rows.mapPartitionsWithIndex(passing)
+                trainer.state, totals, parts = mix_pass(passed, partitions, runner.counted)
             shared.unpersist()
             trainer.end_pass(totals, parts=parts)
         with runner.job("refining the model", None):

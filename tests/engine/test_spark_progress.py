@@ -1,6 +1,6 @@
 """A Spark step's progress from its tasks: the share of the step's Spark tasks done, mapped onto the step's
-part of the job and said in its progress message, never going back when a stage runs again. The runner's
-logic, on a stand-in for the SparkContext (no JVM)."""
+part of the job and said in its progress message, never going back when a stage runs again; and what a step
+left without executors says. The runner's logic, on a stand-in for the SparkContext (no JVM)."""
 
 from __future__ import annotations
 
@@ -94,3 +94,38 @@ def test_a_steps_progress_is_its_share_of_tasks_done_and_never_goes_back(
     messages = {message for _, message in reports}
     assert "scoring records (4 of 6 Spark tasks done, application app-stand-in)" in messages
     assert "scoring records (5 of 6 Spark tasks done, application app-stand-in)" in messages
+
+
+class _Idle(_Context):
+    """A standalone cluster's application that no worker gives an executor, its tasks pending."""
+
+    master = "spark://127.0.0.1:7077"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cancelled = threading.Event()
+
+    def cancelJobGroup(self, group: str) -> None:
+        self.cancelled.set()
+
+
+def test_a_step_without_executors_on_a_standalone_cluster_names_the_cores_another_application_holds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A long-running server's application holds every core of a standalone cluster (its master's default),
+    so a CLI job's application got no executor and failed saying only that its workers were gone or too
+    small."""
+    from emrml.engine.spark import session
+
+    monkeypatch.setattr(runner, "_POLL_SECONDS", 0.01)
+    monkeypatch.setattr(runner, "_has_executors", lambda context: False)
+    monkeypatch.setattr(session, "_executor_wait", 0.05)
+    idle, context = _Session(), _Idle()
+    idle.sparkContext = context
+    step = runner.SparkRunner(idle, lambda *_: None).job("reading records", (0.2, 0.9))
+    with pytest.raises(session.SparkEngineError) as failure, step:
+        assert context.cancelled.wait(10), "the step's Spark jobs were not cancelled"
+        raise RuntimeError("Job 3 cancelled part of cancelled job group")  # what the collect() raises
+    assert str(failure.value.message).startswith("the Spark application app-stand-in has had no executor for")
+    assert "an application takes every free core unless spark.cores.max limits it" in failure.value.message
+    assert "give each spark.cores.max in setting spark_conf" in failure.value.message

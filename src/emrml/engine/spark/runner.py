@@ -312,11 +312,7 @@ class SparkRunner:
             if _has_executors(context):
                 seen = time.monotonic()
             elif (waited := time.monotonic() - seen) > patience:
-                self._stopped = SparkEngineError(
-                    f"the Spark application {context.applicationId} has had no executor for {patience:g} s "
-                    f"(its workers are gone, or none has the cores and memory it asks for), so the job was "
-                    f"stopped: check the cluster at {context.master} (setting spark_executor_wait_seconds)"
-                )
+                self._stopped = SparkEngineError(_no_executor(application, str(context.master), patience))
                 context.cancelJobGroup(group)
                 return
             finished = total = 0
@@ -352,6 +348,24 @@ class SparkRunner:
                 self._stopped = exc
                 context.cancelJobGroup(group)
                 return
+
+
+def _no_executor(application: str, master: str, patience: float) -> str:
+    """Why a step was stopped for want of an executor, and what to look at."""
+    message = (
+        f"the Spark application {application} has had no executor for {patience:g} s (its workers are gone, "
+        f"or none has the cores and memory it asks for), so the job was stopped: check the cluster at "
+        f"{master} (setting spark_executor_wait_seconds)"
+    )
+    if master.startswith("spark://"):
+        # A standalone master gives an application every free core unless told otherwise: a long-running
+        # server's application keeps them all, idle or not, and the next application gets none.
+        message += (
+            "; on a standalone cluster an application takes every free core unless spark.cores.max limits "
+            "it, so another one (a long-running emrml serve, another emrml process) may hold them all: give "
+            "each spark.cores.max in setting spark_conf"
+        )
+    return message
 
 
 def _has_executors(context: Any) -> bool:

@@ -129,3 +129,24 @@ def test_a_step_without_executors_on_a_standalone_cluster_names_the_cores_anothe
     assert str(failure.value.message).startswith("the Spark application app-stand-in has had no executor for")
     assert "an application takes every free core unless spark.cores.max limits it" in failure.value.message
     assert "give each spark.cores.max in setting spark_conf" in failure.value.message
+
+
+def test_a_step_whose_executors_cpu_time_cannot_be_read_still_ends_as_it_would(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The JVM's part of the CPU time comes from Spark's status store after the step: a failure to read it
+    is logged and leaves that part out, rather than fail a step that succeeded (or hide why one failed)."""
+
+    def unreadable(*_: Any) -> float:
+        raise RuntimeError("no such method: stageData")
+
+    monkeypatch.setattr(runner, "stage_cpu_seconds", unreadable)
+    added: list[float] = []
+    token = runner.SPARK_CPU.set(added.append)
+    try:
+        with runner.SparkRunner(_Session(), lambda *_: None).job("scoring records", (0.0, 1.0)):
+            pass
+    finally:
+        runner.SPARK_CPU.reset(token)
+    assert added == [0.0]  # the Python workers' part (none here) only
+    assert "could not read the executors' CPU time" in caplog.text

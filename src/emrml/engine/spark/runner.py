@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import re
 import threading
 import time
@@ -72,6 +73,7 @@ SPARK_CPU: ContextVar[Callable[[float], None] | None] = ContextVar("emrml_spark_
 #: "emrml.errors.DataError: message" as the last line of a task's Python traceback.
 _EMRML_ERROR = re.compile(r"emrml\.errors\.(\w+): (.*)")
 _POLL_SECONDS = 0.5
+_logger = logging.getLogger(__name__)
 
 
 def in_executor(storage: dict[str, Any]) -> None:
@@ -259,9 +261,12 @@ class SparkRunner:
         try:
             jvm = stage_cpu_seconds(context, job_ids, self._counted_stages)
         except Exception as exc:
-            if not lost_driver(exc):
-                raise
-            jvm = 0.0  # the driver is gone, and its record of the stages with it
+            # A measure must not fail the job, nor hide why its step failed: its JVM part is left out.
+            if not lost_driver(exc):  # else the driver is gone, and its record of the stages with it
+                _logger.warning(
+                    "could not read the executors' CPU time of Spark jobs %s", job_ids, exc_info=True
+                )
+            jvm = 0.0
         add(python - self._seconds_reported + jvm)
         self._seconds_reported = python
 

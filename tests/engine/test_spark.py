@@ -283,6 +283,20 @@ def test_a_tasks_own_error_comes_back_as_itself_and_spark_failures_as_one_line()
     other = _task_error(RuntimeError("java.io.IOException: No space left on device\n\tat x.y(Z.java:1)\n"))
     assert isinstance(other, session.SparkEngineError)
     assert other.message == "the Spark job failed: java.io.IOException: No space left on device"
+    # An executor whose Python has no emrml, or another version of it (a node not set up, or set up long ago).
+    stale = _task_error(
+        RuntimeError(
+            'File "/usr/lib/python3/dist-packages/pyspark/serializers.py", line 1, in loads\n'
+            "ModuleNotFoundError: No module named 'emrml.engine.spark.compute'\n"
+            "\tat org.apache.spark.api.python.BasePythonRunner.handlePythonException(PythonRunner.scala:1)\n"
+        )
+    )
+    assert isinstance(stale, session.SparkEngineError)
+    assert stale.message.startswith(
+        "the Spark job failed: the executors' Python could not import emrml's code (ModuleNotFoundError: No "
+        "module named 'emrml.engine.spark.compute'): it must have the same emrml as the driver"
+    )
+    assert "spark.pyspark.python" in stale.message
 
 
 def _run_failing(spark: Any, error: Exception, attempts: Path) -> tuple[BaseException, list[str]]:

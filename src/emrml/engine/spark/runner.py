@@ -72,6 +72,8 @@ SPARK_CPU: ContextVar[Callable[[float], None] | None] = ContextVar("emrml_spark_
 
 #: "emrml.errors.DataError: message" as the last line of a task's Python traceback.
 _EMRML_ERROR = re.compile(r"emrml\.errors\.(\w+): (.*)")
+#: A task whose Python worker has no emrml, or another version of it.
+_NO_EMRML = re.compile(r"(ModuleNotFoundError|ImportError): .*\bemrml\b.*")
 _POLL_SECONDS = 0.5
 _logger = logging.getLogger(__name__)
 
@@ -390,4 +392,13 @@ def _task_error(exc: Exception) -> errors.AmazonMLError:
         kind = getattr(errors, name, None)
         if isinstance(kind, type) and issubclass(kind, errors.AmazonMLError):
             return kind(message)  # type: ignore[no-any-return]
-    return SparkEngineError(f"the Spark job failed: {one_line(exc)}")
+    reason = one_line(exc)
+    if _NO_EMRML.fullmatch(reason):
+        # The executors' Python is not the driver's (a node without emrml, or with another version of it):
+        # "No module named ..." alone reads as a fault of emrml's.
+        return SparkEngineError(
+            f"the Spark job failed: the executors' Python could not import emrml's code ({reason}): it must "
+            "have the same emrml as the driver: install it on every node, and name its interpreter in "
+            "spark.pyspark.python of setting spark_conf (docs/spark.md)"
+        )
+    return SparkEngineError(f"the Spark job failed: {reason}")

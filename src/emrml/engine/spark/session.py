@@ -2,7 +2,8 @@
 
 One ``SparkSession`` per process (Spark allows one ``SparkContext`` per JVM): ``spark_session`` creates
 it on first use and returns it afterwards, so a server keeps one application for all its jobs and a job
-worker pays the JVM's start once.
+worker pays the JVM's start once. A job holds the application while it runs (``hold``): one whose settings
+ask for another application waits for the jobs on the current one to end instead of stopping it under them.
 
 Set up here, because the defaults do not fit emrml:
 

@@ -42,9 +42,9 @@ class Seconds:
 
 def counted(seconds: Any, function: Callable[..., Iterable[T]]) -> Callable[..., Iterator[T]]:
     """``function``, a partition's (``mapPartitions``, ``mapPartitionsWithIndex``), adding the CPU time of
-    the Python worker that runs it to the accumulator ``seconds`` as the partition ends. Partitions
-    functions run in one worker one after another (a stage's chain of them) each add what was spent since
-    the last one added: nothing is counted twice."""
+    the Python worker that runs it to the accumulator ``seconds`` as the partition ends: what the worker
+    spent since it last added any, so that counted functions chained in one stage (each ends as the one
+    after it has read it all) count nothing twice."""
     return functools.partial(_run_counted, seconds, function)
 
 

@@ -4,6 +4,7 @@ driver's log. The session's logic, on stand-ins for the driver's JVM and the Spa
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import subprocess
 import sys
@@ -207,7 +208,8 @@ def test_a_job_says_that_its_spark_application_starts_its_progress_kept(
 
         monkeypatch.setattr(session, "hold", starts)
         context.progress(0.5, "staged the query's result")
-        assert tasks.spark_of(context) == "the application"
+        # In a context of its own, as a job runs (what spark_of sets for the job ends with it).
+        assert contextvars.copy_context().run(tasks.spark_of, context) == "the application"
         assert seen == [(0.5, "starting the Spark application (master local[1])")]
         assert row() == (0.5, None)  # started: the first step says what it does
         assert released == []
@@ -275,7 +277,7 @@ def test_a_spark_jobs_compute_time_counts_its_executors_cpu_time(
 ) -> None:
     """What the runner adds for each step (``SPARK_CPU``: its executors' CPU time) is in the job's
     ComputeTime, beside the driver's: it held the driver's only, a fraction of the job's cost."""
-    from emrml.engine.spark.runner import SPARK_CPU
+    from emrml.engine.spark.runner import SPARK_CPU, SPARK_STOP
     from emrml.service import tasks, worker
 
     settings = Settings.load(environ={}, home=tmp_path / "home", engine="spark", spark_master="local[1]")
@@ -301,5 +303,8 @@ def test_a_spark_jobs_compute_time_counts_its_executors_cpu_time(
             row = db.get(DataSource, "ds-cpu")
             assert row.status == "COMPLETED"
             assert 3750 <= row.compute_time < 3750 + 1000  # the driver's thread did next to nothing
+        # What the job set for its thread ended with it: the thread's next job (a pipeline's) would have
+        # reported to this one's context, stopped since (its progress watcher raised JobStopped at once).
+        assert SPARK_CPU.get() is None and SPARK_STOP.get() is None
     finally:
         app.close()

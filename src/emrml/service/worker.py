@@ -9,6 +9,7 @@ stops at its next progress point (``JobStopped``), and what it wrote is removed 
 
 from __future__ import annotations
 
+import contextvars
 import errno
 import json
 import logging
@@ -304,7 +305,9 @@ def run_job_in_this_process(
     cpu_start = cpu_seconds()
     values: dict[str, Any] | None = None
     try:
-        fields = JOB_FUNCTIONS[kind](context)
+        # In a context of its own: what a job sets for its thread (the Spark runner's callbacks into this
+        # context) ends with it, not with the thread, which runs the next job of a pipeline.
+        fields = contextvars.copy_context().run(JOB_FUNCTIONS[kind], context)
         values = {
             "status": "COMPLETED",
             "message": None,

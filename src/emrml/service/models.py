@@ -41,7 +41,7 @@ def create_ml_model(app: EmrML, request: Request) -> Response:
     # The learner, recipe and schema code (numpy, Arrow) load with the first CreateMLModel, not at start.
     from emrml.core.linear import TrainingParameters
     from emrml.core.model import check_target
-    from emrml.core.recipe.grammar import parse_recipe
+    from emrml.core.recipe.grammar import check_recipe_syntax, parse_recipe
     from emrml.core.schema import parse_schema
     from emrml.service.parameters import parse_parameters
 
@@ -67,6 +67,9 @@ def create_ml_model(app: EmrML, request: Request) -> Response:
             check_target(schema, model_type)
             if recipe:
                 parse_recipe(recipe, schema)
+        elif recipe:
+            # The schema comes with the datasource's job: until then, what needs none is refused now.
+            check_recipe_syntax(recipe)
         _, created = create_entity(
             session,
             "MLModel",

@@ -247,9 +247,24 @@ def test_a_count_of_one_is_singular(app: Any) -> None:
 
 def test_a_tag_without_key_is_a_client_error(app: Any) -> None:
     request(app, "CreateDataSourceFromS3", {"DataSourceId": "p-ds", "DataSpec": {"DataLocationS3": "/x.csv"}})
-    body = {"ResourceId": "p-ds", "ResourceType": "DataSource", "Tags": [{"Value": "v"}]}
+    body = {"ResourceId": "p-ds", "ResourceType": "DataSource", "Tags": [{"Key": "k"}, {"Value": "v"}]}
     status, kind, message = error(request(app, "AddTags", body))
-    assert status == 400 and kind in ("InvalidTagException", "InvalidInputException") and "Key" in message
+    assert (status, kind) == (400, "InvalidTagException") and message.startswith("Tags[1].Key is required")
+
+
+@pytest.mark.parametrize(
+    ("target", "body", "member"),
+    [
+        ("AddTags", {"Tags": [{"Key": "k"}, {"Key": "AWS:owner"}]}, "Tags[1].Key 'AWS:owner'"),
+        ("DeleteTags", {"TagKeys": ["k", "aws:owner"]}, "TagKeys[1] 'aws:owner'"),
+    ],
+)
+def test_a_reserved_tag_key_is_named_by_its_member(app: Any, target: str, body: dict, member: str) -> None:
+    request(app, "CreateDataSourceFromS3", {"DataSourceId": "p-ds", "DataSpec": {"DataLocationS3": "/x.csv"}})
+    status, kind, message = error(
+        request(app, target, {"ResourceId": "p-ds", "ResourceType": "DataSource", **body})
+    )
+    assert (status, kind) == (400, "InvalidTagException") and message.startswith(member)
 
 
 def test_bodies_over_the_limit_are_refused(app: Any) -> None:

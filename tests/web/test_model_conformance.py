@@ -330,6 +330,15 @@ def answers(live_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -
         BatchPredictionDataSourceId="mc-ds",
         OutputUri=f"{folder}/out/",
     )
+    # A job's Message quoting its data at length: a header of long names the schema does not have.
+    long_header = folder / "long-header.csv"
+    long_header.write_text(",".join(f"h{i}" + "x" * 5000 for i in range(3)) + "\n1,2,3\n")
+    names = [{"attributeName": name, "attributeType": "NUMERIC"} for name in "abc"]
+    long_schema = {"version": "1.0", "dataFormat": "CSV", "dataFileContainsHeader": True, "attributes": names}
+    client.create_data_source_from_s3(
+        DataSourceId="mc-long",
+        DataSpec={"DataLocationS3": str(long_header), "DataSchema": json.dumps(long_schema)},
+    )
     sql = {"SelectSqlQuery": "SELECT 1", "DatabaseCredentials": {"Username": "u", "Password": "password"}}
     client.create_data_source_from_rds(
         DataSourceId="mc-rds",
@@ -361,6 +370,7 @@ def answers(live_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -
         ("BatchPrediction", "mc-bp"),
         ("DataSource", "mc-rds"),
         ("DataSource", "mc-redshift"),
+        ("DataSource", "mc-long"),
     )
     for _ in range(2):
         for kind, object_id in objects:
@@ -436,6 +446,10 @@ MISUSE = (
     lambda c, url, folder: c.delete_batch_prediction(BatchPredictionId="mc-none"),
     lambda c, url, folder: c.create_ml_model(
         MLModelId="mc-x", MLModelType="BINARY", TrainingDataSourceId="mc-none"
+    ),
+    # Errors quoting a request at length.
+    lambda c, url, folder: c.create_ml_model(
+        MLModelId="mc-x", MLModelType="BINARY", TrainingDataSourceId="mc-ds", Parameters={"k" * 5000: "1"}
     ),
     lambda c, url, folder: c.create_evaluation(
         EvaluationId="mc-x", MLModelId="mc-none", EvaluationDataSourceId="mc-ds"

@@ -20,6 +20,7 @@ from emrml.service.operations import (
     create_entity,
     created_by,
     deleting,
+    document_member,
     find,
     find_live,
     lock_row,
@@ -140,9 +141,9 @@ def get_ml_model(app: EmrML, request: Request) -> Response:
     del members["Algorithm"]  # Describe-only member (spec 4.2)
     if request.get("Verbose"):
         if entity.recipe:
-            members["Recipe"] = entity.recipe
+            members["Recipe"] = document_member(entity.recipe)
         if entity.data_schema:
-            members["Schema"] = entity.data_schema
+            members["Schema"] = document_member(entity.data_schema)
     return members
 
 

@@ -191,6 +191,19 @@ def create_entity(session: Session, kind: str, request: Request, **columns: Any)
     return entity, True
 
 
+#: The longest schema or recipe the API model allows (its DataSchema and Recipe shapes), in characters.
+MAX_DOCUMENT = 131071
+
+
+def document_member(text: str) -> str:
+    """A stored schema or recipe as Get* answers it: indented for reading, unless that makes it longer than
+    the API model allows (a request's may be 131,071 characters without the indentation, and its non-ASCII
+    names are \\u escapes when stored); then the same JSON without the indentation, nor escapes."""
+    if len(text) <= MAX_DOCUMENT:
+        return text
+    return json.dumps(json.loads(text), ensure_ascii=False, separators=(",", ":"))
+
+
 def timing_members(entity: Any) -> Response:
     """Members shared by every entity's description (spec 4.1), without the ones that have no value."""
     members: Response = {

@@ -191,3 +191,17 @@ def test_the_list_says_why_a_stream_failed(
     assert "FAILED" in listed
     assert "st-why: consumer " in listed and "could not start: InvalidInputException" in listed
     invoke("stream", "stop", "st-why")
+
+
+def test_start_whose_consumer_dies_before_it_runs_says_the_stream_failed_and_why(
+    cli_env: Path, kinesalite: Kinesalite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kinesalite.create("cli-dies", 1)
+    monkeypatch.setenv("PYTHONHOME", "/nonexistent/python-home")  # the consumer's Python dies at once
+    result = invoke(
+        "stream", "start", "--id", "st-dies", "--model", "ml-binary",
+        "--input", "kinesis://cli-dies", "--output", str(cli_env / "scored"), code=2,
+    )  # fmt: skip
+    line = error_line(result)
+    assert line.startswith("error: stream st-dies is FAILED: consumer process ")
+    assert "ended before it ran (exit code 1)" in line and "RUNNING" not in result.stdout

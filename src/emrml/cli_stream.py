@@ -232,7 +232,11 @@ def streams_table(results: list[dict[str, Any]]) -> Table:
             item["InputStream"],
             *(format_number(item.get(key)) for key in _LIST_COUNTS),
         )
-    return keep_numbers_whole(table)
+    keep_numbers_whole(table)
+    # The status whole too: a narrow terminal folds the model and input instead (not "RUNNIN" over "G").
+    status = table.columns[1]
+    status.min_width = max(len(str(cell)) for cell in (status.header, *status.cells))
+    return table
 
 
 def _time(epoch: float | None) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -162,6 +163,10 @@ def test_a_consumer_of_a_stopped_stream_is_refused_saying_how_to_start_it(
     line = error_line(invoke("stream", "run", "st-stopped", code=2))
     assert "stream 'st-stopped' is STOPPED: consumers run only a RUNNING stream" in line
     assert "`emrml stream start --id st-stopped` starts it again" in line
+    # A process of its own (where no test harness takes the log records): the error said once.
+    command = [sys.executable, "-m", "emrml", "stream", "run", "st-stopped"]
+    ran = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 2 and ran.stderr.strip().splitlines() == [line], ran.stderr
     shown = invoke_json("stream", "show", "st-stopped")
     assert shown["Status"] == "STOPPED" and "Message" not in shown  # no consumer recorded as failed
 

@@ -458,8 +458,9 @@ class Consumer:
         """Record this consumer FAILED, with why it could not start, on a RUNNING stream: else the stream
         went on saying RUNNING, read by nobody (no consumer of it had ever reported), and StartStream, which
         starts consumers again only for a stream whose consumers ended, would start none."""
+        # Not logged here: the error goes up, to the process's own report of it (``emrml.stream``'s log
+        # line, the CLI's error line), which said it a second time.
         message = f"consumer {self.id} could not start: {_describe(exc)}"
-        log.error("%s", message)
         moment = now()
         try:
             with self.sessions() as session, session.begin():

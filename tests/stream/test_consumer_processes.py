@@ -7,10 +7,12 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -122,3 +124,18 @@ def test_a_consumer_whose_python_cannot_start_fails_the_stream_saying_why(
     assert "encodings" in message  # the last line the dying Python wrote: what it could not find
     assert str(stream_app.settings.home / "logs" / "stream-st-no-python.log") in message
     assert message.endswith("`emrml stream start --id st-no-python` (StartStream) starts consumers again")
+
+
+def test_a_consumer_process_that_cannot_be_started_fails_the_stream_saying_why(
+    stream_app: EmrML, kinesalite: Kinesalite, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    kinesalite.create("no-interpreter", 1)
+    kinesalite.create("no-interpreter-scored", 1)
+    gone = tmp_path / "gone" / "python3"
+    monkeypatch.setattr(sys, "executable", str(gone))  # the interpreter removed since (an upgrade)
+    assert stream_app.call("StartStream", _request("no-interpreter"))["ConsumersStarted"] == 0
+    described = stream_app.call("GetStream", {"StreamId": "st-no-interpreter"})
+    assert described["Status"] == "FAILED" and described["Consumers"] == 0
+    assert described["Message"].startswith(
+        f"a consumer process could not be started: No such file or directory ({gone})"
+    )

@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -253,9 +254,17 @@ def start_stream(app: EmrML, request: Request) -> Response:
     # A shard is read by one consumer at a time: consumers beyond the open shards would only wait, each a
     # process holding the model, so no more than that start here (on other machines, more may join).
     started = min(consumers, max(int(input_summary.get("OpenShardCount") or 0), 1))
-    spawned = [spawn_consumer(app.settings, stream_id) for _ in range(started)]
+    spawned: list[Spawned] = []
+    for _ in range(started):
+        try:
+            spawned.append(spawn_consumer(app.settings, stream_id))
+        except OSError as exc:  # no interpreter to run (sys.executable gone), no process left to fork
+            where = f" ({exc.filename})" if exc.filename else ""
+            reason = f"a consumer process could not be started: {exc.strerror or exc}{where}"
+            _record_not_running(app.sessions, stream_id, 0, reason)
+            break
     died = await_started(app.sessions, stream_id, spawned)
-    return {"StreamId": stream_id, "ConsumersStarted": started - died}
+    return {"StreamId": stream_id, "ConsumersStarted": len(spawned) - died}
 
 
 def _starting_moment(position: str, timestamp: Any, moment: float) -> float | None:
@@ -369,12 +378,18 @@ def _record_died(sessions: sessionmaker, stream_id: str, item: Spawned) -> None:
         # line of its fatal error report (the lines after it tell threads and frames it had none of).
         said = [line for line in lines if line]
         last = next((line for line in reversed(said) if "Error" in line), said[-1] if said else "")
-    pid, host = item.process.pid, socket.gethostname()
+    pid = item.process.pid
     message = (
-        f"consumer process {pid} on {host} ended before it ran (exit code {code})"
+        f"consumer process {pid} on {socket.gethostname()} ended before it ran (exit code {code})"
         + (f": {last[:300]}" if last else "")
         + f"; its log: {item.log}"
     )
+    _record_not_running(sessions, stream_id, pid, message)
+
+
+def _record_not_running(sessions: sessionmaker, stream_id: str, pid: int, message: str) -> None:
+    """Record a consumer process that never ran FAILED with ``message`` (GetStream says it)."""
+    host = socket.gethostname()
     moment = now()
     with sessions() as session, session.begin():
         stream = session.get(Stream, stream_id)
@@ -382,8 +397,9 @@ def _record_died(sessions: sessionmaker, stream_id: str, item: Spawned) -> None:
             return
         session.add(
             StreamConsumer(
-                id=f"{host}:{pid}:spawned", stream_id=stream_id, host=host, pid=pid, started_at=moment,
-                heartbeat_at=moment, status="FAILED", message=message, records_per_second=0.0,
+                id=f"{host}:{pid}:{uuid.uuid4().hex[:8]}", stream_id=stream_id, host=host, pid=pid,
+                started_at=moment, heartbeat_at=moment, status="FAILED", message=message,
+                records_per_second=0.0,
             )
         )  # fmt: skip
 

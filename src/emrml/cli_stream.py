@@ -198,6 +198,11 @@ def list_streams(ctx: typer.Context) -> None:
     if not results:
         current.console.print("No streams.")
         return
+    print_streams(current, results)
+
+
+def print_streams(current: Any, results: list[dict[str, Any]]) -> None:
+    """DescribeStreams' results as a table, each stream's Message below it (``list``, ``emrml jobs``)."""
     current.console.print(streams_table(results))
     # Why a stream is FAILED, or says no consumer runs it: what the table has no room for.
     for item in results:

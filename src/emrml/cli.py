@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from typer.core import TyperGroup
 
-from emrml import cli_objects, cli_plan, cli_quickstart, cli_run, cli_server, cli_stream
+from emrml import cli_jobs, cli_objects, cli_plan, cli_quickstart, cli_run, cli_server, cli_stream
 from emrml import cli_render as render
 from emrml.cli_common import (
     EXIT_CODES_HELP,
@@ -96,6 +96,7 @@ app.add_typer(endpoint_app, name="endpoint")
 app.command("quickstart")(cli_quickstart.quickstart)
 cli_server.register(app)
 cli_stream.register(app)
+cli_jobs.register(app)
 cli_plan.register(app)
 cli_run.register(app)
 

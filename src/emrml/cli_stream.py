@@ -8,6 +8,7 @@ same operations as the API (StartStream, GetStream, DescribeStreams, StopStream)
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from datetime import UTC, datetime
@@ -18,7 +19,15 @@ import typer
 from rich.console import RenderableType
 from rich.table import Table
 
-from emrml.cli_common import present, print_json, print_sections, reports_errors, state
+from emrml.cli_common import (
+    JOB_FAILED_EXIT_CODE,
+    fail,
+    present,
+    print_json,
+    print_sections,
+    reports_errors,
+    state,
+)
 from emrml.cli_render.parts import keep_numbers_whole, key_values, titled_table
 from emrml.core.readable import format_number
 
@@ -110,10 +119,17 @@ def start(
             }
         )
     result = service.call("StartStream", request)
+    started = result.get("ConsumersStarted", consumers)
+    if started < consumers:
+        # Fewer started than asked: consumers of it run already, or those started died before they ran.
+        described = service.call("GetStream", {"StreamId": stream_id})
+        if described["Status"] == "FAILED":
+            if current.json:
+                print_json({**result, "Status": "FAILED", "Message": described.get("Message")})
+            raise fail(f"stream {stream_id} is FAILED: {described.get('Message')}", JOB_FAILED_EXIT_CODE)
     if current.json:
         print_json(result)
     else:
-        started = result.get("ConsumersStarted", consumers)
         why = ""
         if started < consumers:
             why = (
@@ -131,6 +147,7 @@ def start(
 @reports_errors
 def run(ctx: typer.Context, stream_id: str = typer.Argument(..., help="Stream id.")) -> None:
     """Run one consumer of a started stream in the foreground until the stream stops or Ctrl-C."""
+    from emrml.stream.__main__ import HUNG
     from emrml.stream.consumer import Consumer
 
     current = state(ctx)
@@ -140,7 +157,8 @@ def run(ctx: typer.Context, stream_id: str = typer.Argument(..., help="Stream id
     previous = signal.signal(signal.SIGINT, lambda *_: consumer.stop())
     try:
         current.console.print(f"Consumer {consumer.id} of stream {stream_id}: Ctrl-C stops it.")
-        consumer.run()
+        # Stuck when asked to stop: the process ends (the stream says why: ``Consumer.run``).
+        consumer.run(on_hung=lambda: os._exit(HUNG))
     finally:
         signal.signal(signal.SIGINT, previous)
     current.console.print(f"Consumer {consumer.id} stopped.")
@@ -180,6 +198,11 @@ def list_streams(ctx: typer.Context) -> None:
     if not results:
         current.console.print("No streams.")
         return
+    print_streams(current, results)
+
+
+def print_streams(current: Any, results: list[dict[str, Any]]) -> None:
+    """DescribeStreams' results as a table, each stream's Message below it (``list``, ``emrml jobs``)."""
     current.console.print(streams_table(results))
     # Why a stream is FAILED, or says no consumer runs it: what the table has no room for.
     for item in results:
@@ -214,7 +237,11 @@ def streams_table(results: list[dict[str, Any]]) -> Table:
             item["InputStream"],
             *(format_number(item.get(key)) for key in _LIST_COUNTS),
         )
-    return keep_numbers_whole(table)
+    keep_numbers_whole(table)
+    # The status whole too: a narrow terminal folds the model and input instead (not "RUNNIN" over "G").
+    status = table.columns[1]
+    status.min_width = max(len(str(cell)) for cell in (status.header, *status.cells))
+    return table
 
 
 def _time(epoch: float | None) -> str:

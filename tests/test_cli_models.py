@@ -191,7 +191,7 @@ def test_binary_evaluation_draws_histograms_cutoff_and_tradeoffs(
     metrics = described["GetEvaluationInsights"]["Insights"]["metrics"]
     positive, negative = metrics["histograms"]["positive"], metrics["histograms"]["negative"]
 
-    out = cli(home, "evaluation", "show", QUICKSTART_EVALUATION_ID, "--threshold", "0.33").stdout
+    out = cli(home, "evaluation", "show", QUICKSTART_EVALUATION_ID, "--score-threshold", "0.33").stdout
     assert f"Actual 1s ({sum(positive):,})" in out and f"Actual 0s ({sum(negative):,})" in out
     assert "── cut-off 0.33: scores ≥ 0.33 are predicted 1 ─" in out
     rows = chart_rows(out)
@@ -229,7 +229,7 @@ def test_binary_evaluation_draws_histograms_cutoff_and_tradeoffs(
     ]
     row = metrics["thresholdTable"][33]
     # 0.33 is the cut-off tried; predictions still use the model's 0.5.
-    assert "◀ --threshold" in table["0.33"] and "◀ current" in table["0.50"]
+    assert "◀ tried" in table["0.33"] and "◀ current" in table["0.50"]
     assert table["0.33"].split()[1:7] == [
         *(f"{row[key]:.3f}" for key in ("accuracy", "precision", "recall", "falsePositiveRate", "f1")),
         f"{100 * row['predictedPositiveRate']:.1f}%",
@@ -245,9 +245,27 @@ def test_binary_evaluation_draws_histograms_cutoff_and_tradeoffs(
     assert longest_bar > max(line.count("█") for line in narrow.splitlines())
     assert max(len(line) for line in wide.splitlines()) <= 140
 
-    cli(home, "evaluation", "show", QUICKSTART_EVALUATION_ID, "--threshold", "1.5", code=2)
-    not_a_number = cli(home, "evaluation", "show", QUICKSTART_EVALUATION_ID, "--threshold", "nan", code=2)
+    cli(home, "evaluation", "show", QUICKSTART_EVALUATION_ID, "--score-threshold", "1.5", code=2)
+    not_a_number = cli(
+        home, "evaluation", "show", QUICKSTART_EVALUATION_ID, "--score-threshold", "nan", code=2
+    )
     assert "nan is not a number from 0 to 1" in not_a_number.stderr
+
+
+def test_the_score_threshold_has_one_option_name(quickstart: tuple[Path, Result, dict[str, Any]]) -> None:
+    """``evaluation show`` said ``--threshold`` and ``model update`` ``--score-threshold`` for the same
+    cut-off: both now say ``--score-threshold`` (Amazon ML's ScoreThreshold), and ``--threshold`` still
+    works, unlisted, for the scripts that used it."""
+    home, _, _ = quickstart
+    for command in (("evaluation", "show"), ("model", "update")):
+        shown = cli(home, *command, "--help").stdout
+        assert "--score-threshold" in shown and "--threshold" not in shown
+    tried = cli(home, "evaluation", "show", QUICKSTART_EVALUATION_ID, "--score-threshold", "0.25").stdout
+    old_name = cli(home, "evaluation", "show", QUICKSTART_EVALUATION_ID, "--threshold", "0.25").stdout
+    assert old_name == tried and "cut-off 0.25:" in tried
+    both_names = ("--threshold", "0.2", "--score-threshold", "0.3")
+    both = cli(home, "evaluation", "show", QUICKSTART_EVALUATION_ID, *both_names, code=2)
+    assert "--threshold is the old name of --score-threshold: give only one" in error_line(both)
 
 
 def test_model_and_evaluation_lifecycle(
@@ -308,6 +326,9 @@ def test_model_and_evaluation_lifecycle(
     assert "nothing to update" in error_line(cli(home, "model", "update", "ml-small", code=2))
     out_of_range = cli(home, "model", "update", "ml-small", "--score-threshold", "1.5", code=2)
     assert "ScoreThreshold must be between 0 and 1" in error_line(out_of_range)
+    cli(home, "model", "update", "ml-small", "--threshold", "0.6")  # the old name, still read
+    assert cli_json(home, "model", "show", "ml-small")["GetMLModel"]["ScoreThreshold"] == 0.6
+    cli(home, "model", "update", "ml-small", "--score-threshold", "0.7")
 
     evaluation = cli(
         home,
@@ -501,8 +522,8 @@ def test_multiclass_evaluation_shows_the_confusion_matrix(tmp_path: Path, shared
         assert cells[len(view["classes"])] == f"{view['f1'][position]:.3f}"
     assert "Alerts" in out
 
-    no_cutoff = cli(home, "evaluation", "show", "ev-wine", "--threshold", "0.5", code=2)
-    assert "--threshold applies to BINARY models; ev-wine evaluates a MULTICLASS model" in error_line(
+    no_cutoff = cli(home, "evaluation", "show", "ev-wine", "--score-threshold", "0.5", code=2)
+    assert "--score-threshold applies to BINARY models; ev-wine evaluates a MULTICLASS model" in error_line(
         no_cutoff
     )
     model = cli(home, "model", "show", "ml-wine").stdout

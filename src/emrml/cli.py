@@ -28,13 +28,16 @@ from emrml.cli_common import (
     Output,
     State,
     call_and_report,
+    chosen_score_threshold,
     command_group,
     hoist_global_options,
     named_as_options,
     present,
     print_json,
     reports_errors,
+    score_threshold_option,
     state,
+    threshold_alias_option,
 )
 from emrml.cli_objects import KINDS, ModelType, print_view, report_created
 from emrml.config import Settings
@@ -244,13 +247,15 @@ def model_create(
 @reports_errors
 def model_update(
     ctx: typer.Context,
-    model_id: str = typer.Argument(..., help="Model id."),
+    model_id: str = typer.Argument(..., metavar="ID", help="Model id."),
     name: str | None = typer.Option(None, "--name", help="The new name."),
-    score_threshold: float | None = typer.Option(
-        None, "--score-threshold", help="BINARY models: scores at or above it are predicted 1 (0 to 1)."
+    given_threshold: float | None = score_threshold_option(
+        "BINARY models: scores at or above it are predicted 1 (0 to 1)."
     ),
+    threshold_alias: float | None = threshold_alias_option(),
 ) -> None:
     """Rename a model and/or change its score threshold."""
+    score_threshold = chosen_score_threshold(given_threshold, threshold_alias)
     if name is None and score_threshold is None:
         raise InvalidInputException("nothing to update: give --name, --score-threshold or both")
     changes = []
@@ -291,28 +296,29 @@ def evaluation_create(
 @reports_errors
 def evaluation_show(
     ctx: typer.Context,
-    evaluation_id: str = typer.Argument(..., help="Evaluation id."),
-    threshold: float | None = typer.Option(
-        None,
-        "--threshold",
+    evaluation_id: str = typer.Argument(..., metavar="ID", help="Evaluation id."),
+    given_threshold: float | None = score_threshold_option(
+        "BINARY: the cut-off to draw and tabulate, to try one before `emrml model update --score-threshold` "
+        "(default: the model's).",
         min=0.0,
         max=1.0,
-        help="BINARY: the cut-off to draw and tabulate (default: the model's score threshold).",
     ),
+    threshold_alias: float | None = threshold_alias_option(min=0.0, max=1.0),
 ) -> None:
     """Show an evaluation: the metric against its baseline, the charts of its model type, and alerts.
 
     BINARY: the score histograms of actual 1s and 0s with the cut-off, and the trade-off table.
     MULTICLASS: the confusion matrix with per-class F1. REGRESSION: the residual histogram.
     """
+    threshold = chosen_score_threshold(given_threshold, threshold_alias)
     if threshold is not None and math.isnan(threshold):  # click's range check lets NaN through
-        raise typer.BadParameter("nan is not a number from 0 to 1", param_hint="'--threshold'")
+        raise typer.BadParameter("nan is not a number from 0 to 1", param_hint="'--score-threshold'")
     current = state(ctx)
     described = KINDS["Evaluation"].describe(current.service(), evaluation_id)
     model_type = described["GetEvaluationInsights"].get("MLModelType")
     if threshold is not None and model_type != "BINARY":
         raise InvalidInputException(
-            f"--threshold applies to BINARY models; {evaluation_id} evaluates a {model_type} model"
+            f"--score-threshold applies to BINARY models; {evaluation_id} evaluates a {model_type} model"
         )
     sections = None if current.json else render.evaluation_view(described, current.console.width, threshold)
     print_view(current, "Evaluation", described, sections)

@@ -151,6 +151,26 @@ def named_as_options(options: Mapping[str, str]) -> Iterator[None]:
         raise
 
 
+def score_threshold_option(help: str, **checks: Any) -> Any:
+    """``--score-threshold T``, a BINARY model's cut-off, named after Amazon ML's ``ScoreThreshold`` by every
+    command that takes one; ``checks``: click's (``min``, ``max``)."""
+    return typer.Option(None, "--score-threshold", help=help, **checks)
+
+
+def threshold_alias_option(**checks: Any) -> Any:
+    """``--threshold``: the name ``evaluation show`` used to give the cut-off, still read (hidden from the
+    help) so that scripts written with it keep working."""
+    return typer.Option(None, "--threshold", hidden=True, **checks)
+
+
+def chosen_score_threshold(given: float | None, alias: float | None) -> float | None:
+    """The cut-off of ``--score-threshold`` or its old name ``--threshold`` (refused when both are given:
+    which one was meant?)."""
+    if given is not None and alias is not None:
+        raise InvalidInputException("--threshold is the old name of --score-threshold: give only one")
+    return given if given is not None else alias
+
+
 def present(members: Mapping[str, Any]) -> dict[str, Any]:
     """The members that have a value: absent and None mean different things to the API."""
     return {key: value for key, value in members.items() if value is not None}

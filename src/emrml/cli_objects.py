@@ -172,7 +172,7 @@ KINDS: dict[str, Kind] = {
         render.evaluation_summary,
         render.EVALUATION_COLUMNS,
         (_model_filter("evaluations"), _status_filter("evaluations")),
-        "",  # evaluation show has a --threshold option: written in emrml.cli
+        "",  # evaluation show has a --score-threshold option: written in emrml.cli
         "Delete an evaluation (its status becomes DELETED; the id stays reserved).",
     ),
     "BatchPrediction": Kind(

@@ -130,7 +130,9 @@ def main(
 @reports_errors
 def datasource_create(
     ctx: typer.Context,
-    datasource_id: str = typer.Option(..., "--id", help="Datasource id (letters, digits, - _ .)."),
+    datasource_id: str = typer.Option(
+        ..., "--id", metavar="ID", help="Datasource id (letters, digits, - _ .)."
+    ),
     data: str = typer.Option(..., "--data", help="CSV file or folder (a local path or an s3:// URI)."),
     schema: Path | None = typer.Option(None, "--schema", help="Data schema JSON file.", dir_okay=False),
     infer_schema: bool = typer.Option(False, "--infer-schema", help="Infer the schema from the data."),
@@ -204,12 +206,12 @@ def _infer_schema(service: EmrML, location: str, target: str | None, row_id: str
 @reports_errors
 def model_create(
     ctx: typer.Context,
-    model_id: str = typer.Option(..., "--id", help="Model id (letters, digits, - _ .)."),
+    model_id: str = typer.Option(..., "--id", metavar="ID", help="Model id (letters, digits, - _ .)."),
     model_type: ModelType = typer.Option(
         ..., "--type", help="What the target is: 0/1, a class, a number.", case_sensitive=False
     ),
     datasource_id: str = typer.Option(
-        ..., "--datasource", help="Training datasource id (created with statistics)."
+        ..., "--datasource", metavar="ID", help="Training datasource id (created with statistics)."
     ),
     recipe: str | None = typer.Option(
         None, "--recipe", help="Recipe JSON file, or the recipe JSON itself; default: the suggested recipe."
@@ -272,10 +274,12 @@ def model_update(
 @reports_errors
 def evaluation_create(
     ctx: typer.Context,
-    evaluation_id: str = typer.Option(..., "--id", help="Evaluation id (letters, digits, - _ .)."),
-    model_id: str = typer.Option(..., "--model", help="The model to evaluate."),
+    evaluation_id: str = typer.Option(
+        ..., "--id", metavar="ID", help="Evaluation id (letters, digits, - _ .)."
+    ),
+    model_id: str = typer.Option(..., "--model", metavar="ID", help="The model to evaluate."),
     datasource_id: str = typer.Option(
-        ..., "--datasource", help="Evaluation datasource id: data the model was not trained on."
+        ..., "--datasource", metavar="ID", help="Evaluation datasource id: data the model was not trained on."
     ),
     name: str | None = typer.Option(None, "--name", help="Evaluation name."),
     no_wait: bool = typer.Option(False, "--no-wait", help="Return once the request is accepted."),
@@ -331,9 +335,11 @@ def evaluation_show(
 @reports_errors
 def batch_prediction_create(
     ctx: typer.Context,
-    prediction_id: str = typer.Option(..., "--id", help="Batch prediction id (letters, digits, - _ .)."),
-    model_id: str = typer.Option(..., "--model", help="The model that scores."),
-    datasource_id: str = typer.Option(..., "--datasource", help="The datasource to score."),
+    prediction_id: str = typer.Option(
+        ..., "--id", metavar="ID", help="Batch prediction id (letters, digits, - _ .)."
+    ),
+    model_id: str = typer.Option(..., "--model", metavar="ID", help="The model that scores."),
+    datasource_id: str = typer.Option(..., "--datasource", metavar="ID", help="The datasource to score."),
     output_uri: str = typer.Option(
         ...,
         "--output-uri",
@@ -358,17 +364,19 @@ def batch_prediction_create(
 
 # ----------------------------------------------------------------------------------- real-time predictions
 
+_MODEL_ID = typer.Argument(..., metavar="MODEL_ID", help="Model id.")
+
 
 @endpoint_app.command("create")
 @reports_errors
-def endpoint_create(ctx: typer.Context, model_id: str = typer.Argument(..., help="Model id.")) -> None:
+def endpoint_create(ctx: typer.Context, model_id: str = _MODEL_ID) -> None:
     """Mount a COMPLETED model for real-time predictions."""
     _endpoint_call(state(ctx), "CreateRealtimeEndpoint", model_id)
 
 
 @endpoint_app.command("delete")
 @reports_errors
-def endpoint_delete(ctx: typer.Context, model_id: str = typer.Argument(..., help="Model id.")) -> None:
+def endpoint_delete(ctx: typer.Context, model_id: str = _MODEL_ID) -> None:
     """Unmount a model's real-time endpoint."""
     # A sentence, not the endpoint's table: "Status NONE, 0 requests per second" reads as a broken endpoint.
     message = f"Deleted the real-time endpoint of {model_id}."
@@ -387,7 +395,9 @@ def _endpoint_call(current: State, operation: str, model_id: str) -> None:
 @reports_errors
 def predict(
     ctx: typer.Context,
-    model_id: str = typer.Argument(..., help="Model id (its real-time endpoint must be READY)."),
+    model_id: str = typer.Argument(
+        ..., metavar="MODEL_ID", help="Model id (its real-time endpoint must be READY)."
+    ),
     record: str = typer.Option(
         ...,
         "--record",
@@ -441,9 +451,11 @@ TYPE_HELP = "Object type (default DataSource)."
 @reports_errors
 def tags_add(
     ctx: typer.Context,
-    resource_id: str = typer.Option(..., "--id", help="Object id."),
+    resource_id: str = typer.Option(..., "--id", metavar="ID", help="Object id."),
     resource_type: ResourceType | None = typer.Option(None, "--type", help=TYPE_HELP),
-    tags: list[str] = typer.Argument(..., help="KEY=VALUE pairs (KEY alone: a tag without value)."),
+    tags: list[str] = typer.Argument(
+        ..., metavar="KEY=VALUE...", help="KEY=VALUE pairs (KEY alone: a tag without value)."
+    ),
 ) -> None:
     """Add tags to an object; an existing key gets the new value."""
     resource_type = _tagged(ctx, resource_type)
@@ -457,7 +469,7 @@ def tags_add(
 @reports_errors
 def tags_list(
     ctx: typer.Context,
-    resource_id: str = typer.Option(..., "--id", help="Object id."),
+    resource_id: str = typer.Option(..., "--id", metavar="ID", help="Object id."),
     resource_type: ResourceType | None = typer.Option(None, "--type", help=TYPE_HELP),
 ) -> None:
     """List an object's tags."""
@@ -476,9 +488,11 @@ def tags_list(
 @reports_errors
 def tags_delete(
     ctx: typer.Context,
-    resource_id: str = typer.Option(..., "--id", help="Object id."),
+    resource_id: str = typer.Option(..., "--id", metavar="ID", help="Object id."),
     resource_type: ResourceType | None = typer.Option(None, "--type", help=TYPE_HELP),
-    keys: list[str] = typer.Argument(..., help="Tag keys to remove (unknown keys are ignored)."),
+    keys: list[str] = typer.Argument(
+        ..., metavar="KEY...", help="Tag keys to remove (unknown keys are ignored)."
+    ),
 ) -> None:
     """Delete tags of an object by key."""
     resource_type = _tagged(ctx, resource_type)

@@ -77,6 +77,7 @@ class ListFilter:
     comparator: str
     type: Any
     help: str
+    metavar: str | None = None  # default: the type's
 
     @property
     def parameter(self) -> str:
@@ -124,7 +125,7 @@ def _status_filter(noun: str) -> ListFilter:
 
 
 def _model_filter(noun: str) -> ListFilter:
-    return ListFilter("--model", "MLModelId", "EQ", str | None, f"Only {noun} of this model.")
+    return ListFilter("--model", "MLModelId", "EQ", str | None, f"Only {noun} of this model.", "ID")
 
 
 def _without_width(view: Callable[[dict[str, Any]], list[RenderableType]]) -> Callable[..., Any]:
@@ -243,7 +244,9 @@ def _commands(kind: Kind) -> dict[str, Callable[..., None]]:
                     keyword,
                     annotation=f.type,
                     # --type binary, --status completed: the values are the API's, any case accepted.
-                    default=typer.Option(None, f.option, help=f.help, case_sensitive=False),
+                    default=typer.Option(
+                        None, f.option, help=f.help, case_sensitive=False, metavar=f.metavar
+                    ),
                 )
                 for f in kind.filters
             ),

@@ -26,7 +26,9 @@ def register(app: typer.Typer) -> None:
 @reports_errors
 def run(
     ctx: typer.Context,
-    pipeline: str = typer.Argument(..., help="The pipeline file: a path or an s3:// URI."),
+    pipeline: str = typer.Argument(
+        ..., metavar="PIPELINE", help="The pipeline file: a path or an s3:// URI."
+    ),
     emr_step: bool = typer.Option(
         False, "--emr-step", help="Print the `aws emr add-steps` step and its spark-submit line; run nothing."
     ),

@@ -56,8 +56,10 @@ def register(app: typer.Typer) -> None:
 @reports_errors
 def start(
     ctx: typer.Context,
-    stream_id: str = typer.Option(..., "--id", help="Stream id (letters, digits, _ . -)."),
-    model_id: str | None = typer.Option(None, "--model", help="A COMPLETED model to score with."),
+    stream_id: str = typer.Option(..., "--id", metavar="ID", help="Stream id (letters, digits, _ . -)."),
+    model_id: str | None = typer.Option(
+        None, "--model", metavar="ID", help="A COMPLETED model to score with."
+    ),
     input_uri: str | None = typer.Option(None, "--input", help="kinesis://NAME: the stream to read."),
     output_uri: str | None = typer.Option(
         None, "--output", help="kinesis://NAME, or a directory (path, file://, s3://) for gzip CSV parts."
@@ -129,7 +131,7 @@ def start(
 
 @stream_app.command("run")
 @reports_errors
-def run(ctx: typer.Context, stream_id: str = typer.Argument(..., help="Stream id.")) -> None:
+def run(ctx: typer.Context, stream_id: str = typer.Argument(..., metavar="ID", help="Stream id.")) -> None:
     """Run one consumer of a started stream in the foreground until the stream stops or Ctrl-C."""
     from emrml.stream.consumer import Consumer
 
@@ -150,7 +152,7 @@ def run(ctx: typer.Context, stream_id: str = typer.Argument(..., help="Stream id
 @reports_errors
 def stop(
     ctx: typer.Context,
-    stream_id: str = typer.Argument(..., help="Stream id."),
+    stream_id: str = typer.Argument(..., metavar="ID", help="Stream id."),
     wait: float = typer.Option(60.0, "--wait", help="Seconds to wait for the consumers to stop (0: none)."),
 ) -> None:
     """Stop a stream: consumers finish their batch, checkpoint and exit."""
@@ -223,7 +225,7 @@ def _time(epoch: float | None) -> str:
 
 @stream_app.command("show")
 @reports_errors
-def show(ctx: typer.Context, stream_id: str = typer.Argument(..., help="Stream id.")) -> None:
+def show(ctx: typer.Context, stream_id: str = typer.Argument(..., metavar="ID", help="Stream id.")) -> None:
     """Show a stream: totals, each shard's lease and checkpoint, the live consumers."""
     current = state(ctx)
     item: dict[str, Any] = current.service().call("GetStream", {"StreamId": stream_id})

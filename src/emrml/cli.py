@@ -4,8 +4,8 @@ Every command builds an Amazon ML request, calls the service and prints either r
 (``--output table``, the default; drawn by ``emrml.cli_render``) or the operations' raw JSON output
 (``--output json``, for scripts), as ``emrml.cli_common`` describes. This module holds the app and the
 commands particular to one kind of object (``create`` and the like); ``emrml.cli_objects`` adds the ones
-every kind has (wait, show, list, update, delete) from its table of kinds, ``emrml.cli_quickstart`` the
-quickstart and ``emrml.cli_server`` the server, its users and keys.
+every kind has (wait, show, list, update, delete) from its table of kinds, ``emrml.cli_tags`` the tags,
+``emrml.cli_quickstart`` the quickstart and ``emrml.cli_server`` the server, its users and keys.
 """
 
 from __future__ import annotations
@@ -13,14 +13,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 from typer.core import TyperGroup
 
-from emrml import cli_objects, cli_plan, cli_quickstart, cli_run, cli_server, cli_stream
+from emrml import cli_objects, cli_plan, cli_quickstart, cli_run, cli_server, cli_stream, cli_tags
 from emrml import cli_render as render
 from emrml.cli_common import (
     EXIT_CODES_HELP,
@@ -42,7 +41,10 @@ from emrml.cli_common import (
 from emrml.cli_objects import KINDS, ModelType, print_view, report_created
 from emrml.config import Settings
 from emrml.core.record_values import json_record, unknown_attribute_warnings
-from emrml.errors import InvalidInputException, PredictorNotMountedException, ResourceNotFoundException
+from emrml.errors import (
+    InvalidInputException,
+    PredictorNotMountedException,
+)
 from emrml.library import absolute_uri
 
 if TYPE_CHECKING:
@@ -58,13 +60,6 @@ class _Root(TyperGroup):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         return super().parse_args(ctx, hoist_global_options(args))
-
-
-class ResourceType(StrEnum):
-    DataSource = "DataSource"
-    MLModel = "MLModel"
-    Evaluation = "Evaluation"
-    BatchPrediction = "BatchPrediction"
 
 
 app = command_group(
@@ -84,7 +79,6 @@ evaluation_app = command_group(
     help="Evaluate models on held-out data; list, show, rename and delete evaluations.", no_args_is_help=True
 )
 batch_app = command_group(help="Score a datasource into CSV result files.", no_args_is_help=True)
-tags_app = command_group(help="Add, list and delete tags of an object.", no_args_is_help=True)
 endpoint_app = command_group(help="Mount a model for real-time predictions.", no_args_is_help=True)
 _GROUPS = {
     "DataSource": datasource_app,
@@ -94,7 +88,7 @@ _GROUPS = {
 }
 for _kind, _group in _GROUPS.items():
     app.add_typer(_group, name=KINDS[_kind].label)
-app.add_typer(tags_app, name="tags")
+cli_tags.register(app)
 app.add_typer(endpoint_app, name="endpoint")
 app.command("quickstart")(cli_quickstart.quickstart)
 cli_server.register(app)
@@ -164,7 +158,8 @@ def datasource_create(
         "DataSpec": present(spec),
         "ComputeStatistics": not no_statistics,
     }
-    with named_as_options({"DataRearrangement": "--rearrangement", "DataLocationS3": "--data"}):
+    options = {"DataSourceId": "--id", "DataRearrangement": "--rearrangement", "DataLocationS3": "--data"}
+    with named_as_options(options):
         response = service.call("CreateDataSourceFromS3", present(request))
     report_created(current, "DataSource", datasource_id, response, no_wait)
 
@@ -235,8 +230,10 @@ def model_create(
         "Parameters": parameters or None,
         "Recipe": recipe_text,
     }
+    options = {"MLModelId": "--id", "TrainingDataSourceId": "--datasource", "Parameters": "--param"}
     try:
-        response = current.service(runs_jobs=not no_wait).call("CreateMLModel", present(request))
+        with named_as_options(options):
+            response = current.service(runs_jobs=not no_wait).call("CreateMLModel", present(request))
     except InvalidInputException as exc:
         # The service speaks of "Recipe"; the user knows the file.
         if recipe_file is not None and exc.message.startswith("Recipe"):
@@ -267,7 +264,14 @@ def model_update(
         changes.append(f"score threshold {score_threshold}")
     request = {"MLModelId": model_id, "MLModelName": name, "ScoreThreshold": score_threshold}
     message = f"Updated model {model_id}: {', '.join(changes)}."
-    call_and_report(state(ctx), "UpdateMLModel", present(request), message)
+    try:
+        call_and_report(state(ctx), "UpdateMLModel", present(request), message)
+    except InvalidInputException as error:
+        # The service names the API operations; on the command line they are emrml commands.
+        if "DeleteRealtimeEndpoint" not in error.message:
+            raise
+        commands = f"`emrml endpoint delete {model_id}`, then `emrml endpoint create {model_id}`"
+        raise InvalidInputException(f"{error.message} ({commands})") from None
 
 
 @evaluation_app.command("create")
@@ -292,7 +296,9 @@ def evaluation_create(
         "EvaluationDataSourceId": datasource_id,
         "EvaluationName": name,
     }
-    response = current.service(runs_jobs=not no_wait).call("CreateEvaluation", present(request))
+    options = {"EvaluationId": "--id", "MLModelId": "--model", "EvaluationDataSourceId": "--datasource"}
+    with named_as_options(options):
+        response = current.service(runs_jobs=not no_wait).call("CreateEvaluation", present(request))
     report_created(current, "Evaluation", evaluation_id, response, no_wait)
 
 
@@ -358,7 +364,14 @@ def batch_prediction_create(
         "OutputUri": location,
         "BatchPredictionName": name,
     }
-    response = current.service(runs_jobs=not no_wait).call("CreateBatchPrediction", present(request))
+    options = {
+        "BatchPredictionId": "--id",
+        "MLModelId": "--model",
+        "BatchPredictionDataSourceId": "--datasource",
+        "OutputUri": "--output-uri",
+    }
+    with named_as_options(options):
+        response = current.service(runs_jobs=not no_wait).call("CreateBatchPrediction", present(request))
     report_created(current, "BatchPrediction", prediction_id, response, no_wait)
 
 
@@ -441,96 +454,6 @@ def prediction_warnings(prediction: dict[str, Any]) -> list[str]:
     return warnings
 
 
-# ---------------------------------------------------------------------------------------------- tags
-
-
-TYPE_HELP = "Object type (default DataSource)."
-
-
-@tags_app.command("add")
-@reports_errors
-def tags_add(
-    ctx: typer.Context,
-    resource_id: str = typer.Option(..., "--id", metavar="ID", help="Object id."),
-    resource_type: ResourceType | None = typer.Option(None, "--type", help=TYPE_HELP),
-    tags: list[str] = typer.Argument(
-        ..., metavar="KEY=VALUE...", help="KEY=VALUE pairs (KEY alone: a tag without value)."
-    ),
-) -> None:
-    """Add tags to an object; an existing key gets the new value."""
-    resource_type = _tagged(ctx, resource_type)
-    request = {"ResourceId": resource_id, "ResourceType": resource_type.value, "Tags": _parse_tags(tags)}
-    _tags_call(
-        ctx, "AddTags", request, f"Tagged {resource_type.value} {resource_id} with {len(tags)} tag(s)."
-    )
-
-
-@tags_app.command("list")
-@reports_errors
-def tags_list(
-    ctx: typer.Context,
-    resource_id: str = typer.Option(..., "--id", metavar="ID", help="Object id."),
-    resource_type: ResourceType | None = typer.Option(None, "--type", help=TYPE_HELP),
-) -> None:
-    """List an object's tags."""
-    resource_type = _tagged(ctx, resource_type)
-    current = state(ctx)
-    result = _tags_call(ctx, "DescribeTags", {"ResourceId": resource_id, "ResourceType": resource_type.value})
-    if current.json:
-        return
-    tags = result.get("Tags", [])
-    current.console.print(
-        render.tags_table(tags) if tags else f"{resource_type.value} {resource_id} has no tags."
-    )
-
-
-@tags_app.command("delete")
-@reports_errors
-def tags_delete(
-    ctx: typer.Context,
-    resource_id: str = typer.Option(..., "--id", metavar="ID", help="Object id."),
-    resource_type: ResourceType | None = typer.Option(None, "--type", help=TYPE_HELP),
-    keys: list[str] = typer.Argument(
-        ..., metavar="KEY...", help="Tag keys to remove (unknown keys are ignored)."
-    ),
-) -> None:
-    """Delete tags of an object by key."""
-    resource_type = _tagged(ctx, resource_type)
-    request = {"ResourceId": resource_id, "ResourceType": resource_type.value, "TagKeys": keys}
-    _tags_call(
-        ctx,
-        "DeleteTags",
-        request,
-        f"Removed {len(keys)} tag key(s) from {resource_type.value} {resource_id}.",
-    )
-
-
-def _tagged(ctx: typer.Context, resource_type: ResourceType | None) -> ResourceType:
-    """The ``--type`` given, else DataSource (remembered as not given, for ``_tags_call``'s error)."""
-    ctx.meta["emrml.type_given"] = resource_type is not None
-    return resource_type or ResourceType.DataSource
-
-
-def _tags_call(
-    ctx: typer.Context, operation: str, request: dict[str, Any], message: str = ""
-) -> dict[str, Any]:
-    """Call a tags operation and print its output (json) or ``message``. ``--type`` defaults to DataSource:
-    a model's id given without it is "not found" as a datasource, and the error says which type was meant."""
-    current = state(ctx)
-    try:
-        result = current.service().call(operation, request)
-    except ResourceNotFoundException as exc:
-        if ctx.meta.get("emrml.type_given"):
-            raise
-        hint = "--type is DataSource unless given: MLModel, Evaluation or BatchPrediction for other objects"
-        raise ResourceNotFoundException(f"{exc.message} ({hint})") from None
-    if current.json:
-        print_json(result)
-    elif message:
-        current.console.print(message)
-    return result
-
-
 # ---------------------------------------------------------------------------------------------- requests
 
 
@@ -565,14 +488,6 @@ def _parse_parameters(pairs: Iterable[str]) -> dict[str, str]:
             raise InvalidInputException(f"--param {key} is given twice")
         parameters[key] = value
     return parameters
-
-
-def _parse_tags(pairs: Iterable[str]) -> list[dict[str, str]]:
-    tags = []
-    for pair in pairs:
-        key, separator, value = pair.partition("=")
-        tags.append({"Key": key, "Value": value} if separator else {"Key": key})
-    return tags
 
 
 cli_objects.register(_GROUPS)

@@ -33,8 +33,11 @@ EXIT_CODES_HELP = (
     "3 object not found, 4 idempotency mismatch, 5 limit exceeded, 6 model not mounted for predictions, "
     "7 access denied (by emrml, S3 or a file's permissions), "
     "8 emrml plan: the data does not fit the cluster, "
-    "130 interrupted while waiting for a job (its wait command runs it again)."
+    "130 interrupted (Ctrl-C; during a job's wait, its wait command runs it again)."
 )
+
+#: Exit code of a command stopped by Ctrl-C, the shells' 128 + SIGINT.
+INTERRUPTED_EXIT_CODE = 130
 
 #: Exit code of ``emrml plan`` when its verdict is "not enough space": a script tests the answer without
 #: parsing it. Not an error's code (the plan was made and is printed), and none of theirs.
@@ -129,6 +132,10 @@ def reports_errors(function: Callable[P, R]) -> Callable[P, R]:
             return function(*args, **kwargs)
         except (typer.Exit, typer.Abort, typer.BadParameter):
             raise
+        except KeyboardInterrupt:
+            # Typer's own handling exits 130 in silence, which reads as a crash; a wait says more (its own
+            # message names the wait command that resumes it).
+            raise fail("interrupted before the command finished", INTERRUPTED_EXIT_CODE) from None
         except AmazonMLError as exc:
             raise fail(f"{exc.type_name}: {exc.message}", exc.exit_code) from None
         except Exception as exc:
@@ -146,7 +153,8 @@ def named_as_options(options: Mapping[str, str]) -> Iterator[None]:
         yield
     except InvalidInputException as exc:
         for member, option in options.items():
-            if exc.message.startswith(f"{member} "):
+            # "DataLocationS3 '…'", "Parameters: …", "Tags[1].Key …"
+            if any(exc.message.startswith(member + mark) for mark in (" ", ":", "[")):
                 raise InvalidInputException(f"{option}: {exc.message}") from None
         raise
 

@@ -19,6 +19,7 @@ from rich.console import RenderableType
 
 from emrml import cli_render as render
 from emrml.cli_common import (
+    INTERRUPTED_EXIT_CODE,
     JOB_FAILED_EXIT_CODE,
     State,
     call_and_report,
@@ -345,7 +346,8 @@ def wait(current: State, kind: str, entity_id: str) -> None:
             # the next wait (the runner requeues a job whose processes are gone).
             progress.stop()
             command = f"emrml {KINDS[kind].label} wait {entity_id}"
-            raise fail(f"interrupted: {label} is not finished; `{command}` runs it again", 130) from None
+            message = f"interrupted: {label} is not finished; `{command}` runs it again"
+            raise fail(message, INTERRUPTED_EXIT_CODE) from None
 
 
 def wait_and_show(current: State, kind: str, entity_id: str) -> None:

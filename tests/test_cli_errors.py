@@ -1,0 +1,77 @@
+"""What the ``emrml`` commands say when a request is wrong or interrupted: one line naming what the user typed
+(an option, an argument, an emrml command) rather than the API member or operation it became."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cli_helpers import error_line
+from emrml.cli_quickstart import QUICKSTART_EVAL_ID, QUICKSTART_MODEL_ID, QUICKSTART_TRAIN_ID
+from test_cli_models import cli
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home where the quickstart ran: its model is trained and its real-time endpoint mounted."""
+    home = tmp_path_factory.mktemp("errors") / "home"
+    cli(home, "quickstart")
+    return home
+
+
+def test_create_errors_name_the_option_given(home: Path, tmp_path: Path) -> None:
+    """``--datasource nope`` was refused as "TrainingDataSourceId 'nope': no such DataSource", a member
+    the user never typed; the line now starts with the option, then the service's words."""
+    model = ["model", "create", "--id", "ml-new", "--type", "BINARY"]
+    missing = error_line(cli(home, *model, "--datasource", "nope", code=2))
+    assert "InvalidInputException: --datasource: TrainingDataSourceId 'nope': no such DataSource" in missing
+    unknown = error_line(cli(home, *model, "--datasource", QUICKSTART_TRAIN_ID, "--param", "foo=1", code=2))
+    assert "InvalidInputException: --param: Parameters: unknown key 'foo'" in unknown
+    bad_id = ["model", "create", "--id", "ml new", "--type", "BINARY", "--datasource", QUICKSTART_TRAIN_ID]
+    assert "--id: MLModelId 'ml new' does not match" in error_line(cli(home, *bad_id, code=2))
+
+    evaluation = ["evaluation", "create", "--id", "ev-new", "--datasource", QUICKSTART_EVAL_ID]
+    no_model = error_line(cli(home, *evaluation, "--model", "nope", code=2))
+    assert "InvalidInputException: --model: MLModelId 'nope': no such MLModel" in no_model
+
+    batch = ["batch-prediction", "create", "--id", "bp-new", "--model", QUICKSTART_MODEL_ID]
+    no_data = error_line(cli(home, *batch, "--datasource", "nope", "--output-uri", str(tmp_path), code=2))
+    assert "--datasource: BatchPredictionDataSourceId 'nope': no such DataSource" in no_data
+    bucketless = error_line(
+        cli(home, *batch, "--datasource", QUICKSTART_EVAL_ID, "--output-uri", "s3://", code=2)
+    )
+    assert "--output-uri: OutputUri 's3://' is not a valid S3 location" in bucketless
+
+
+def test_a_threshold_refused_for_a_mounted_model_names_the_endpoint_commands(home: Path) -> None:
+    """The service's answer names DeleteRealtimeEndpoint, an API operation; the CLI user is told the two
+    emrml commands that lift the refusal."""
+    line = error_line(cli(home, "model", "update", QUICKSTART_MODEL_ID, "--score-threshold", "0.3", code=2))
+    assert "ScoreThreshold cannot change while the model has a real-time endpoint" in line
+    assert (
+        f"(`emrml endpoint delete {QUICKSTART_MODEL_ID}`, then `emrml endpoint create {QUICKSTART_MODEL_ID}`)"
+        in line
+    )
+
+
+def test_a_tag_without_key_is_named(home: Path) -> None:
+    """``tags add --id ds a=b =c`` was refused as "Tags[1].Key must have at least 1 character": the user
+    counts no positions; the tag as typed is named."""
+    line = error_line(cli(home, "tags", "add", "--id", QUICKSTART_TRAIN_ID, "a=b", "=c", code=2))
+    assert line == "error: InvalidTagException: tag '=c' has no key: give KEY=VALUE, or KEY alone"
+    assert "has no tags" in cli(home, "tags", "list", "--id", QUICKSTART_TRAIN_ID).stdout  # nothing added
+
+
+def test_ctrl_c_outside_a_wait_says_so(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C before a command's wait (opening the metastore, sending the request) ended it with code 130
+    and not a word, which reads as a crash; it now says it was interrupted."""
+    from emrml.service.app import EmrML
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(EmrML, "call", interrupted)
+    result = cli(home, "model", "list", code=130)
+    assert error_line(result) == "error: interrupted before the command finished"

@@ -216,6 +216,15 @@ def test_a_json_record_that_says_two_things_or_no_record_is_refused(text: str, m
         record_values.json_record(text, "--record")
 
 
+@pytest.mark.parametrize(
+    ("value", "kind"), [(object(), "an object"), ({1, 2}, "a set"), (Path("a"), "a PosixPath")]
+)
+def test_a_value_of_no_record_type_is_named_with_its_article(value: object, kind: str) -> None:
+    """``model.predict({"age": object()})`` was refused as "is a object"."""
+    with pytest.raises(InvalidInputException, match=f"^record: the value of 'age' is {kind};"):
+        record_values.string_values({"age": value}, "record")
+
+
 def test_predict_loads_the_model_once_until_its_threshold_changes_or_it_is_deleted(
     client: emrml.Client, sample: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:

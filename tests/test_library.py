@@ -209,6 +209,8 @@ def test_a_json_record_keeps_its_numbers_as_written() -> None:
         ('{"age": [2.5]}', "--record: the value of 'age' is a list"),
         ('["age"]', "--record must be a JSON object"),
         ('{"age": ', "--record is not valid JSON"),
+        ('{"age": "41', "--record is not valid JSON: Unterminated string starting at line 1 column 9"),
+        ('{"job": "a\nb"}', "--record is not valid JSON: Invalid control character at line 1 column 11"),
     ],
 )
 def test_a_json_record_that_says_two_things_or_no_record_is_refused(text: str, message: str) -> None:

@@ -421,6 +421,12 @@ def test_output_is_accepted_before_or_after_the_subcommand(
     other = home.parent / "other-home"
     listed = json.loads(run(runner, "datasource", "list", "--home", str(other), "-o", "json").stdout)
     assert listed == {"Results": []}
+    # Without its value, the option is said to need one, not to be unknown.
+    for option in ("-o", "--output", "--home"):
+        missing = run(runner, "datasource", "list", option, code=2).stderr
+        assert (
+            f"Invalid value for '{option}': it needs a value" in missing and "No such option" not in missing
+        )
 
 
 def test_lists_stay_readable_at_80_columns(home: Path, runner: CliRunner, sample: tuple[Path, Path]) -> None:

@@ -59,7 +59,12 @@ class _Root(TyperGroup):
     """The root command: accepts ``--output`` and ``--home`` after the sub-command too, as the aws CLI."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, hoist_global_options(args))
+        try:
+            hoisted = hoist_global_options(args)
+        except typer.BadParameter as error:
+            error.ctx = ctx  # for the usage line above the error
+            raise
+        return super().parse_args(ctx, hoisted)
 
 
 app = command_group(

@@ -223,6 +223,11 @@ def hoist_global_options(args: list[str]) -> list[str]:
         name = arg.split("=", 1)[0]
         following = args[position + 1] if position + 1 < len(args) else ""
         value = arg.partition("=")[2] if "=" in arg else following
+        own_output = arg == "--output" and "stream" in rest  # emrml stream start --output: the sub-command's
+        if arg in GLOBAL_OPTIONS and position + 1 == len(args) and not own_output:
+            # Left to the sub-command, it would say "No such option: -o" of an option that exists.
+            needed = "a folder" if arg == "--home" else "table or json"
+            raise typer.BadParameter(f"it needs a value: {needed}", param_hint=f"'{arg}'")
         if name in ("--output", "-o") and value not in _FORMATS:
             rest.append(arg)  # not an output format: a sub-command's own --output (emrml stream start)
         elif name in GLOBAL_OPTIONS and "=" in arg:

@@ -75,3 +75,21 @@ def test_ctrl_c_outside_a_wait_says_so(home: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(EmrML, "call", interrupted)
     result = cli(home, "model", "list", code=130)
     assert error_line(result) == "error: interrupted before the command finished"
+
+
+def test_an_empty_location_is_refused_not_read_as_the_current_folder(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--data ""`` resolved to the current folder: the datasource read every file there (and failed on
+    the first that was not the data); ``--output-uri ""`` would write the results among them."""
+    (tmp_path / "notes.txt").write_text("not data\n")
+    monkeypatch.chdir(tmp_path)
+    create = ["datasource", "create", "--id", "ds-empty", "--infer-schema"]
+    assert error_line(cli(home, *create, "--data", "", code=2)).endswith(
+        "InvalidInputException: --data is empty: give a local path or an s3:// URI"
+    )
+    assert "does not exist" in error_line(cli(home, "datasource", "show", "ds-empty", code=3))
+    batch = ["batch-prediction", "create", "--id", "bp-empty", "--model", QUICKSTART_MODEL_ID]
+    refused = cli(home, *batch, "--datasource", QUICKSTART_EVAL_ID, "--output-uri", " ", code=2)
+    assert "--output-uri is empty" in error_line(refused)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt"]

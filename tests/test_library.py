@@ -218,6 +218,14 @@ def test_a_json_record_that_says_two_things_or_no_record_is_refused(text: str, m
         record_values.json_record(text, "--record")
 
 
+def test_an_empty_data_or_output_location_is_refused(client: emrml.Client) -> None:
+    """An empty string resolved to the current folder: every file there became the datasource's data."""
+    with pytest.raises(InvalidInputException, match=r"^data is empty: give a local path or an s3:// URI$"):
+        client.datasource("", schema={"attributes": []})
+    with pytest.raises(InvalidInputException, match=r"^output is empty"):
+        client.batch_predict("ml-none", "ds-none", "")
+
+
 @pytest.mark.parametrize(
     ("value", "kind"), [(object(), "an object"), ({1, 2}, "a set"), (Path("a"), "a PosixPath")]
 )

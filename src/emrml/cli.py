@@ -361,7 +361,7 @@ def batch_prediction_create(
 ) -> None:
     """Score every record of a datasource; results appear under OUTPUT_URI/batch-prediction/ when complete."""
     current = state(ctx)
-    location = absolute_uri(output_uri)
+    location = absolute_uri(output_uri, what="--output-uri")
     request = {
         "BatchPredictionId": prediction_id,
         "MLModelId": model_id,

@@ -71,9 +71,15 @@ class JobFailed(InvalidInputException):
     """An object's job ended FAILED (or the object was deleted while waiting); the message says why."""
 
 
-def absolute_uri(location: str | Path) -> str:
-    """A URI unchanged, or a local path made absolute (jobs read and write it from other folders)."""
+def absolute_uri(location: str | Path, *, what: str = "location") -> str:
+    """A URI unchanged, or a local path made absolute (jobs read and write it from other folders).
+
+    Raises ``InvalidInputException`` naming ``what`` for an empty string, which would resolve to the
+    current folder: a datasource of every file there, or results written among them.
+    """
     text = str(location)
+    if not text.strip():
+        raise InvalidInputException(f"{what} is empty: give a local path or an s3:// URI")
     return text if "://" in text else str(Path(text).expanduser().resolve())
 
 
@@ -83,7 +89,7 @@ def absolute_location(data: str | Path, *, what: str = "data") -> str:
     Raises ``InvalidInputException`` naming ``what`` when nothing is there, before any object is created.
     """
     text = str(data)
-    location = absolute_uri(text)
+    location = absolute_uri(text, what=what)
     if not locations.exists(location):
         raise InvalidInputException(f"{what} {text}: no such file or folder")
     return location
@@ -262,7 +268,7 @@ class Client:
             "BatchPredictionId": batch_id,
             "MLModelId": _id_of(model, Model),
             "BatchPredictionDataSourceId": _id_of(datasource, DataSource),
-            "OutputUri": absolute_uri(output),
+            "OutputUri": absolute_uri(output, what="output"),
         }
         if name is not None:
             request["BatchPredictionName"] = name

@@ -1,5 +1,6 @@
-"""What the ``emrml`` commands say when a request is wrong or interrupted: one line naming what the user typed
-(an option, an argument, an emrml command) rather than the API member or operation it became."""
+"""What the ``emrml`` commands accept, and what they say when a request is wrong or interrupted: one line
+naming what the user typed (an option, an argument, an emrml command) rather than the API member or
+operation it became."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cli_helpers import error_line
+from cli_helpers import error_line, invoke_json
 from emrml.cli_quickstart import QUICKSTART_EVAL_ID, QUICKSTART_MODEL_ID, QUICKSTART_TRAIN_ID
 from test_cli_models import cli
 
@@ -93,3 +94,13 @@ def test_an_empty_location_is_refused_not_read_as_the_current_folder(
     refused = cli(home, *batch, "--datasource", QUICKSTART_EVAL_ID, "--output-uri", " ", code=2)
     assert "--output-uri is empty" in error_line(refused)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_every_list_filters_on_a_name_prefix(home: Path) -> None:
+    """``datasource list`` had ``--name-prefix`` and the other lists not, though the API filters every
+    kind on its name."""
+    for kind in ("model", "evaluation", "batch-prediction"):
+        listed = invoke_json("--home", str(home), kind, "list", "--name-prefix", "Bank marketing")["Results"]
+        assert listed and all(item["Name"].startswith("Bank marketing") for item in listed), kind
+        none = invoke_json("--home", str(home), kind, "list", "--name-prefix", "Wine")["Results"]
+        assert none == [], kind

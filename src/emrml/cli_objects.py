@@ -125,6 +125,10 @@ def _status_filter(noun: str) -> ListFilter:
     return ListFilter("--status", "Status", "EQ", Status | None, f"Only {noun} with this status.")
 
 
+def _name_filter() -> ListFilter:
+    return ListFilter("--name-prefix", "Name", "Prefix", str | None, "Only names starting with this.")
+
+
 def _model_filter(noun: str) -> ListFilter:
     return ListFilter("--model", "MLModelId", "EQ", str | None, f"Only {noun} of this model.", "ID")
 
@@ -142,10 +146,7 @@ KINDS: dict[str, Kind] = {
         _without_width(render.datasource_view),
         render.datasource_summary,
         render.DATASOURCE_COLUMNS,
-        (
-            _status_filter("datasources"),
-            ListFilter("--name-prefix", "Name", "Prefix", str | None, "Only names starting with this."),
-        ),
+        (_status_filter("datasources"), _name_filter()),
         "Show a datasource: status, schema, record counts, invalid records and statistics.",
         "Delete a datasource (its status becomes DELETED; the id stays reserved).",
     ),
@@ -160,6 +161,7 @@ KINDS: dict[str, Kind] = {
         (
             _status_filter("models"),
             ListFilter("--type", "MLModelType", "EQ", ModelType | None, "Only models of this type."),
+            _name_filter(),
         ),
         "Show a model: parameters, size, training time and losses, the recipe used and its top features.",
         "Delete a model (its status becomes DELETED; the id stays reserved).",
@@ -173,7 +175,7 @@ KINDS: dict[str, Kind] = {
         render.evaluation_view,
         render.evaluation_summary,
         render.EVALUATION_COLUMNS,
-        (_model_filter("evaluations"), _status_filter("evaluations")),
+        (_model_filter("evaluations"), _status_filter("evaluations"), _name_filter()),
         "",  # evaluation show has a --score-threshold option: written in emrml.cli
         "Delete an evaluation (its status becomes DELETED; the id stays reserved).",
     ),
@@ -185,7 +187,7 @@ KINDS: dict[str, Kind] = {
         _without_width(render.batch_prediction_view),
         render.batch_prediction_summary,
         render.BATCH_PREDICTION_COLUMNS,
-        (_model_filter("batch predictions"), _status_filter("batch predictions")),
+        (_model_filter("batch predictions"), _status_filter("batch predictions"), _name_filter()),
         "Show a batch prediction: status, progress, total and invalid records, output manifest.",
         "Mark a batch prediction DELETED (its result files stay where they are).",
     ),

@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 
 from cli_helpers import error_line, invoke_json
-from emrml.cli_quickstart import QUICKSTART_EVAL_ID, QUICKSTART_MODEL_ID, QUICKSTART_TRAIN_ID
+from emrml.cli_quickstart import (
+    QUICKSTART_BATCH_ID,
+    QUICKSTART_EVAL_ID,
+    QUICKSTART_MODEL_ID,
+    QUICKSTART_TRAIN_ID,
+)
 from test_cli_models import cli
 
 
@@ -104,3 +109,18 @@ def test_every_list_filters_on_a_name_prefix(home: Path) -> None:
         assert listed and all(item["Name"].startswith("Bank marketing") for item in listed), kind
         none = invoke_json("--home", str(home), kind, "list", "--name-prefix", "Wine")["Results"]
         assert none == [], kind
+
+
+def test_tags_take_the_type_in_any_case_or_as_the_command_names_it(home: Path) -> None:
+    """``model list --type binary`` took any case, ``tags --type mlmodel`` was refused: the type is read
+    in any case now, and as the commands name it (``model``, ``batch-prediction``)."""
+    cli(home, "tags", "add", "--id", QUICKSTART_MODEL_ID, "--type", "model", "team=risk")
+    for spelling in ("MLModel", "mlmodel", "MODEL"):
+        listed = invoke_json(
+            "--home", str(home), "tags", "list", "--id", QUICKSTART_MODEL_ID, "--type", spelling
+        )
+        assert listed["ResourceType"] == "MLModel" and listed["Tags"] == [{"Key": "team", "Value": "risk"}]
+    batch = ("tags", "list", "--id", QUICKSTART_BATCH_ID, "--type", "batch-prediction")
+    assert invoke_json("--home", str(home), *batch)["ResourceType"] == "BatchPrediction"
+    wrong = cli(home, "tags", "list", "--id", QUICKSTART_MODEL_ID, "--type", "endpoint", code=2).stderr
+    assert "'endpoint' is not one of DataSource, MLModel, Evaluation, BatchPrediction" in wrong

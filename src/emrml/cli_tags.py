@@ -27,7 +27,35 @@ class ResourceType(StrEnum):
     BatchPrediction = "BatchPrediction"
 
 
-TYPE_HELP = "Object type (default DataSource)."
+TYPE_HELP = "Object type, in any case (model and batch-prediction too); default DataSource."
+#: ``--type`` values, lower-cased: the API's names and the words of the commands (``emrml model``).
+_TYPE_NAMES = {
+    **{kind.value.lower(): kind for kind in ResourceType},
+    "model": ResourceType.MLModel,
+    "batch-prediction": ResourceType.BatchPrediction,
+}
+
+
+def _resource_type(value: str) -> ResourceType:
+    """``--type``: the API's name in any case (``mlmodel``), or the command's word (``model``), as the list
+    commands take ``--type binary``."""
+    if isinstance(value, ResourceType):
+        return value
+    try:
+        return _TYPE_NAMES[value.lower()]
+    except KeyError:
+        names = ", ".join(kind.value for kind in ResourceType)
+        raise typer.BadParameter(f"{value!r} is not one of {names}") from None
+
+
+def _type_option() -> Any:
+    return typer.Option(
+        None,
+        "--type",
+        help=TYPE_HELP,
+        parser=_resource_type,
+        metavar="<DataSource|MLModel|Evaluation|BatchPrediction>",
+    )
 
 
 @tags_app.command("add")
@@ -35,7 +63,7 @@ TYPE_HELP = "Object type (default DataSource)."
 def tags_add(
     ctx: typer.Context,
     resource_id: str = typer.Option(..., "--id", metavar="ID", help="Object id."),
-    resource_type: ResourceType | None = typer.Option(None, "--type", help=TYPE_HELP),
+    resource_type: ResourceType | None = _type_option(),
     tags: list[str] = typer.Argument(
         ..., metavar="KEY=VALUE...", help="KEY=VALUE pairs (KEY alone: a tag without value)."
     ),
@@ -53,7 +81,7 @@ def tags_add(
 def tags_list(
     ctx: typer.Context,
     resource_id: str = typer.Option(..., "--id", metavar="ID", help="Object id."),
-    resource_type: ResourceType | None = typer.Option(None, "--type", help=TYPE_HELP),
+    resource_type: ResourceType | None = _type_option(),
 ) -> None:
     """List an object's tags."""
     resource_type = _tagged(ctx, resource_type)
@@ -72,7 +100,7 @@ def tags_list(
 def tags_delete(
     ctx: typer.Context,
     resource_id: str = typer.Option(..., "--id", metavar="ID", help="Object id."),
-    resource_type: ResourceType | None = typer.Option(None, "--type", help=TYPE_HELP),
+    resource_type: ResourceType | None = _type_option(),
     keys: list[str] = typer.Argument(
         ..., metavar="KEY...", help="Tag keys to remove (unknown keys are ignored)."
     ),

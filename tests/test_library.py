@@ -218,6 +218,17 @@ def test_a_json_record_that_says_two_things_or_no_record_is_refused(text: str, m
         record_values.json_record(text, "--record")
 
 
+def test_a_schema_or_recipe_of_another_type_is_refused_by_name(
+    client: emrml.Client, sample: tuple[Path, Path]
+) -> None:
+    """``schema=42`` raised "TypeError: expected str, bytes or os.PathLike object, not int" from pathlib."""
+    data, _ = sample
+    with pytest.raises(InvalidInputException, match=r"^schema must be a schema file, .*, not int$"):
+        client.datasource(data, schema=42)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputException, match=r"^recipe must be recipe JSON text, .*, not list$"):
+        client.train("ds-none", "BINARY", recipe=["ALL_NUMERIC"])  # type: ignore[arg-type]
+
+
 def test_an_empty_data_or_output_location_is_refused(client: emrml.Client) -> None:
     """An empty string resolved to the current folder: every file there became the datasource's data."""
     with pytest.raises(InvalidInputException, match=r"^data is empty: give a local path or an s3:// URI$"):

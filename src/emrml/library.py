@@ -300,6 +300,9 @@ class Client:
         if isinstance(schema, dict):
             document = dict(schema)
         else:
+            _require_file_argument(
+                "schema", schema, "a schema file, the schema as a dict, or None to infer one"
+            )
             try:
                 text = Path(schema).expanduser().read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
@@ -373,6 +376,13 @@ def _id_of(handle: DataSource | Model | str, kind: type[DataSource] | type[Model
     raise InvalidInputException(f"expected a {kind.__name__} handle or its id, not {type(handle).__name__}")
 
 
+def _require_file_argument(name: str, value: object, expected: str) -> None:
+    """``InvalidInputException`` for a ``value`` that is no path (a number, a list): ``Path(42)`` would
+    raise a TypeError from inside the library."""
+    if not isinstance(value, str | Path):
+        raise InvalidInputException(f"{name} must be {expected}, not {type(value).__name__}")
+
+
 def _recipe_text(recipe: str | Path | dict[str, Any]) -> str:
     """The recipe's JSON text. A string is recipe JSON when it starts with ``{``, else a file's path, as
     ``emrml model create --recipe`` reads it: ``recipe="bank.recipe"`` failed as invalid JSON."""
@@ -380,6 +390,7 @@ def _recipe_text(recipe: str | Path | dict[str, Any]) -> str:
         return json.dumps(recipe)
     if isinstance(recipe, str) and recipe.lstrip().startswith("{"):
         return recipe
+    _require_file_argument("recipe", recipe, "recipe JSON text, a recipe file, the recipe as a dict, or None")
     try:
         return Path(recipe).expanduser().read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

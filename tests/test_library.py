@@ -235,6 +235,8 @@ def test_an_empty_data_or_output_location_is_refused(client: emrml.Client) -> No
         client.datasource("", schema={"attributes": []})
     with pytest.raises(InvalidInputException, match=r"^output is empty"):
         client.batch_predict("ml-none", "ds-none", "")
+    with pytest.raises(InvalidInputException, match=r"^output must be a path or a URI, not int$"):
+        client.batch_predict("ml-none", "ds-none", 5)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -75,8 +75,11 @@ def absolute_uri(location: str | Path, *, what: str = "location") -> str:
     """A URI unchanged, or a local path made absolute (jobs read and write it from other folders).
 
     Raises ``InvalidInputException`` naming ``what`` for an empty string, which would resolve to the
-    current folder: a datasource of every file there, or results written among them.
+    current folder: a datasource of every file there, or results written among them; and for anything
+    but a string or a path (``5`` would be the folder ``./5``).
     """
+    if not isinstance(location, str | Path):
+        raise InvalidInputException(f"{what} must be a path or a URI, not {type(location).__name__}")
     text = str(location)
     if not text.strip():
         raise InvalidInputException(f"{what} is empty: give a local path or an s3:// URI")

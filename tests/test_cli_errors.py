@@ -50,6 +50,12 @@ def test_create_errors_name_the_option_given(home: Path, tmp_path: Path) -> None
     )
     assert "--output-uri: OutputUri 's3://' is not a valid S3 location" in bucketless
 
+    stream = ["stream", "start", "--id", "st-new", "--output", str(tmp_path)]
+    no_stream_model = error_line(cli(home, *stream, "--model", "nope", "--input", "kinesis://in", code=2))
+    assert "InvalidInputException: --model: MLModelId 'nope': no such MLModel" in no_stream_model
+    not_kinesis = error_line(cli(home, *stream, "--model", QUICKSTART_MODEL_ID, "--input", "in", code=2))
+    assert "InvalidInputException: --input: InputStream 'in' must be kinesis://NAME" in not_kinesis
+
 
 def test_a_threshold_refused_for_a_mounted_model_names_the_endpoint_commands(home: Path) -> None:
     """The service's answer names DeleteRealtimeEndpoint, an API operation; the CLI user is told the two

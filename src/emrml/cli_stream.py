@@ -18,7 +18,7 @@ import typer
 from rich.console import RenderableType
 from rich.table import Table
 
-from emrml.cli_common import present, print_json, print_sections, reports_errors, state
+from emrml.cli_common import named_as_options, present, print_json, print_sections, reports_errors, state
 from emrml.cli_render.parts import keep_numbers_whole, key_values, titled_table
 from emrml.core.readable import format_number
 
@@ -111,7 +111,17 @@ def start(
                 "StreamName": name,
             }
         )
-    result = service.call("StartStream", request)
+    options = {
+        "StreamId": "--id",
+        "MLModelId": "--model",
+        "InputStream": "--input",
+        "OutputUri": "--output",
+        "DeadLetterUri": "--dead-letter",
+        "StartingTimestamp": "--timestamp",
+        "Consumers": "--consumers",
+    }
+    with named_as_options(options):
+        result = service.call("StartStream", request)
     if current.json:
         print_json(result)
     else:

@@ -13,6 +13,7 @@ from cli_helpers import error_line, invoke_json
 from emrml.cli_quickstart import (
     QUICKSTART_BATCH_ID,
     QUICKSTART_EVAL_ID,
+    QUICKSTART_EVALUATION_ID,
     QUICKSTART_MODEL_ID,
     QUICKSTART_TRAIN_ID,
 )
@@ -130,3 +131,18 @@ def test_tags_take_the_type_in_any_case_or_as_the_command_names_it(home: Path) -
     assert invoke_json("--home", str(home), *batch)["ResourceType"] == "BatchPrediction"
     wrong = cli(home, "tags", "list", "--id", QUICKSTART_MODEL_ID, "--type", "endpoint", code=2).stderr
     assert "'endpoint' is not one of DataSource, MLModel, Evaluation, BatchPrediction" in wrong
+
+
+def test_the_score_threshold_has_one_option_name(home: Path) -> None:
+    """``evaluation show`` said ``--threshold`` and ``model update`` ``--score-threshold`` for the same
+    cut-off: both now say ``--score-threshold`` (Amazon ML's ScoreThreshold), and ``--threshold`` still
+    works, unlisted, for the scripts that used it."""
+    for command in (("evaluation", "show"), ("model", "update")):
+        shown = cli(home, *command, "--help").stdout
+        assert "--score-threshold" in shown and "--threshold" not in shown
+    tried = cli(home, "evaluation", "show", QUICKSTART_EVALUATION_ID, "--score-threshold", "0.25").stdout
+    old_name = cli(home, "evaluation", "show", QUICKSTART_EVALUATION_ID, "--threshold", "0.25").stdout
+    assert old_name == tried and "cut-off 0.25:" in tried
+    both_names = ("--threshold", "0.2", "--score-threshold", "0.3")
+    both = cli(home, "evaluation", "show", QUICKSTART_EVALUATION_ID, *both_names, code=2)
+    assert "--threshold is the old name of --score-threshold: give only one" in error_line(both)

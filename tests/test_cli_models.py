@@ -249,23 +249,12 @@ def test_binary_evaluation_draws_histograms_cutoff_and_tradeoffs(
     not_a_number = cli(
         home, "evaluation", "show", QUICKSTART_EVALUATION_ID, "--score-threshold", "nan", code=2
     )
-    assert "nan is not a number from 0 to 1" in not_a_number.stderr
-
-
-def test_the_score_threshold_has_one_option_name(quickstart: tuple[Path, Result, dict[str, Any]]) -> None:
-    """``evaluation show`` said ``--threshold`` and ``model update`` ``--score-threshold`` for the same
-    cut-off: both now say ``--score-threshold`` (Amazon ML's ScoreThreshold), and ``--threshold`` still
-    works, unlisted, for the scripts that used it."""
-    home, _, _ = quickstart
-    for command in (("evaluation", "show"), ("model", "update")):
-        shown = cli(home, *command, "--help").stdout
-        assert "--score-threshold" in shown and "--threshold" not in shown
-    tried = cli(home, "evaluation", "show", QUICKSTART_EVALUATION_ID, "--score-threshold", "0.25").stdout
-    old_name = cli(home, "evaluation", "show", QUICKSTART_EVALUATION_ID, "--threshold", "0.25").stdout
-    assert old_name == tried and "cut-off 0.25:" in tried
-    both_names = ("--threshold", "0.2", "--score-threshold", "0.3")
-    both = cli(home, "evaluation", "show", QUICKSTART_EVALUATION_ID, *both_names, code=2)
-    assert "--threshold is the old name of --score-threshold: give only one" in error_line(both)
+    assert "'nan' is not a number from 0 to 1" in not_a_number.stderr
+    # Not click's "'abc' is not a valid float range"
+    not_a_cut_off = cli(
+        home, "evaluation", "show", QUICKSTART_EVALUATION_ID, "--score-threshold", "abc", code=2
+    )
+    assert "Invalid value for '--score-threshold': 'abc' is not a number from 0 to 1" in not_a_cut_off.stderr
 
 
 def test_model_and_evaluation_lifecycle(

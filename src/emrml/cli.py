@@ -11,7 +11,6 @@ every kind has (wait, show, list, update, delete) from its table of kinds, ``emr
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +28,7 @@ from emrml.cli_common import (
     call_and_report,
     chosen_score_threshold,
     command_group,
+    cut_off,
     hoist_global_options,
     named_as_options,
     present,
@@ -315,10 +315,10 @@ def evaluation_show(
     given_threshold: float | None = score_threshold_option(
         "BINARY: the cut-off to draw and tabulate, to try one before `emrml model update --score-threshold` "
         "(default: the model's).",
-        min=0.0,
-        max=1.0,
+        parser=cut_off,
+        metavar="<0 to 1>",
     ),
-    threshold_alias: float | None = threshold_alias_option(min=0.0, max=1.0),
+    threshold_alias: float | None = threshold_alias_option(parser=cut_off),
 ) -> None:
     """Show an evaluation: the metric against its baseline, the charts of its model type, and alerts.
 
@@ -326,8 +326,6 @@ def evaluation_show(
     MULTICLASS: the confusion matrix with per-class F1. REGRESSION: the residual histogram.
     """
     threshold = chosen_score_threshold(given_threshold, threshold_alias)
-    if threshold is not None and math.isnan(threshold):  # click's range check lets NaN through
-        raise typer.BadParameter("nan is not a number from 0 to 1", param_hint="'--score-threshold'")
     current = state(ctx)
     described = KINDS["Evaluation"].describe(current.service(), evaluation_id)
     model_type = described["GetEvaluationInsights"].get("MLModelType")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -169,6 +170,18 @@ def threshold_alias_option(**checks: Any) -> Any:
     """``--threshold``: the name ``evaluation show`` used to give the cut-off, still read (hidden from the
     help) so that scripts written with it keep working."""
     return typer.Option(None, "--threshold", hidden=True, **checks)
+
+
+def cut_off(value: str | float) -> float:
+    """A ``--score-threshold`` tried on an evaluation: a number from 0 to 1. Not click's float range, which
+    lets NaN through and calls "abc" "not a valid float range"."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not 0.0 <= number <= 1.0:  # NaN too
+        raise typer.BadParameter(f"{value!r} is not a number from 0 to 1")
+    return number
 
 
 def chosen_score_threshold(given: float | None, alias: float | None) -> float | None:

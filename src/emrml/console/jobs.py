@@ -123,6 +123,8 @@ def jobs(visit: Visit) -> View:
     )
     for row in rows:
         row["Readable"] = f"{row['Path']}/{row['Id']}" in shown
+    for stream in data.get("Streams", []):
+        stream["ModelReadable"] = f"models/{stream['MLModelId']}" in shown
     extra["readable"] = shown
     return View("jobs.html", data, extra=extra)
 

@@ -42,9 +42,10 @@ if TYPE_CHECKING:
 TEXT_MAX_BYTES = 131071 * 4
 
 #: ``open_files`` reads up to this many S3 objects ahead of the one being read, at once, each read whole
-#: when it holds at most ``READ_AHEAD_OBJECT_BYTES`` (larger ones are streamed in their turn): S3 answers a
-#: request in tens of milliseconds, so a datasource of many small objects read one after the other spent
-#: its time waiting. Memory: at most their product (8 MiB) beyond the object being read.
+#: when it holds at most ``READ_AHEAD_OBJECT_BYTES``; a larger next object has its GET sent (its first bytes
+#: wait on the connection until read): S3 answers a request in tens of milliseconds, so a datasource of many
+#: objects read one after the other spent its time waiting. Memory: at most their product (8 MiB) beyond
+#: the object being read.
 READ_AHEAD_OBJECTS = 8
 READ_AHEAD_OBJECT_BYTES = 1 << 20
 
@@ -98,14 +99,15 @@ def open_binary(location: str, *, what: str = "location", start: int = 0) -> Bin
 def open_files(files: list[FileRef], *, what: str = "DataLocationS3") -> Iterator[BinaryIO]:
     """The raw streams of ``files`` (as ``open_binary``), in their order, each opened when the one before
     it is asked for; the caller closes each. The next small S3 objects are read meanwhile
-    (``READ_AHEAD_OBJECTS``), each pinned to the version its listing found; an object that cannot be
-    read raises when its turn comes, as ``open_binary`` would. Stopping early drops what was read ahead."""
+    (``READ_AHEAD_OBJECTS``), and the next object opened whatever its size, each pinned to the version its
+    listing found; an object that cannot be read raises when its turn comes, as ``open_binary`` would.
+    Stopping early drops what was read ahead."""
     ahead: dict[int, Future[BinaryIO]] = {}
     with ThreadPoolExecutor(READ_AHEAD_OBJECTS, thread_name_prefix="emrml-read-ahead") as pool:
         try:
             for index, file in enumerate(files):
                 for later in range(index, min(index + READ_AHEAD_OBJECTS, len(files))):
-                    if later not in ahead and _read_ahead(files[later]):
+                    if later not in ahead and _read_ahead(files[later], later - index):
                         ahead[later] = pool.submit(_open_listed, files[later], what, READ_AHEAD_OBJECT_BYTES)
                 opening = ahead.pop(index, None)
                 yield opening.result() if opening is not None else _open_listed(file, what, 0)
@@ -117,8 +119,8 @@ def open_files(files: list[FileRef], *, what: str = "DataLocationS3") -> Iterato
                     opening.result().close()
 
 
-def _read_ahead(file: FileRef) -> bool:
-    return file.uri.startswith("s3://") and file.size <= READ_AHEAD_OBJECT_BYTES
+def _read_ahead(file: FileRef, distance: int) -> bool:
+    return file.uri.startswith("s3://") and (file.size <= READ_AHEAD_OBJECT_BYTES or distance <= 1)
 
 
 def _open_listed(file: FileRef, what: str, whole_up_to: int) -> BinaryIO:

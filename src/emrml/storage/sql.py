@@ -217,24 +217,15 @@ def _clean(error: BaseException) -> str:
 def _described_mysql(connection: Any, query: str) -> list[str] | None:
     """The result's TIMESTAMP columns (``_utc_timestamps``); DataError for a DECIMAL result column with
     more digits after the point than the MySQL driver reads, which it would round off without a word
-    (DECIMAL(38,20)'s 0.12345678901234567890 staged as 0.1234567890).
-
-    The columns are described without running the query: as a derived table with LIMIT 0, which the server
-    answers from the query's plan. None when the query cannot be described so.
-    """
-    import pymysql
+    (DECIMAL(38,20)'s 0.12345678901234567890 staged as 0.1234567890). None when the server cannot describe
+    the query (it refuses it: the driver's error then speaks for it)."""
     from pymysql.constants import FIELD_TYPE
 
     with connection.cursor() as cursor:
         cursor.execute("SET SESSION TRANSACTION READ ONLY")
-        try:
-            cursor.execute(f"SELECT * FROM ({for_copy(query)}) AS emrml_result LIMIT 0")
-        except pymysql.Error:
-            # A derived table refuses some queries the server runs (two columns of one name, a semicolon
-            # followed by a comment): the driver runs such a query as written, and its own error or the
-            # column checks speak for it.
-            return None
-        description = cursor.description or ()
+    description = _mysql_description(connection, query)
+    if description is None:
+        return None
     for name, type_code, _, _, _, scale, _ in description:
         if type_code in (FIELD_TYPE.DECIMAL, FIELD_TYPE.NEWDECIMAL) and scale > MYSQL_DECIMAL_SCALE:
             quoted = "`" + name.replace("`", "``") + "`"
@@ -245,6 +236,31 @@ def _described_mysql(connection: Any, query: str) -> list[str] | None:
                 f"about 16 significant digits, anyway) or ROUND({quoted}, {MYSQL_DECIMAL_SCALE})"
             )
     return [name for name, type_code, *_ in description if type_code == FIELD_TYPE.TIMESTAMP]
+
+
+def _mysql_description(connection: Any, query: str) -> tuple[tuple[Any, ...], ...] | None:
+    """The result's columns as the server describes them (pymysql's ``cursor.description``), without
+    running the query: as a derived table with LIMIT 0, which the server answers from the query's plan.
+    A derived table refuses some queries the server runs as written (a semicolon followed by a comment, two
+    columns of one name): those are described as written, under ``sql_select_limit`` 0, which the server
+    answers the same way; only a LIMIT of the query's own outranks it, whose rows are then read (one at a
+    time) and dropped. None when the server refuses the query."""
+    import pymysql
+    from pymysql.cursors import SSCursor
+
+    with connection.cursor() as cursor:
+        try:
+            cursor.execute(f"SELECT * FROM ({for_copy(query)}) AS emrml_result LIMIT 0")
+            return cursor.description or ()
+        except pymysql.Error:
+            pass
+    with connection.cursor(SSCursor) as cursor:
+        try:
+            cursor.execute("SET SESSION sql_select_limit = 0")
+            cursor.execute(query)
+            return cursor.description or ()
+        except pymysql.Error:
+            return None
 
 
 def _utc_timestamps(reader: pa.RecordBatchReader, names: list[str]) -> pa.RecordBatchReader:
@@ -315,8 +331,8 @@ def _mysql_batches(source: SqlSource, query: str) -> Iterator[pa.RecordBatchRead
         # Its digits after the point were not counted: it might be rounded off.
         raise DataError(
             f"SelectSqlQuery column {decimal!r} is a DECIMAL whose digits after the point could not be "
-            "counted, as the query cannot be read as a subquery (SELECT * FROM (query) AS q); without a "
-            "comment after its semicolon it can be, or convert the column, e.g. CAST(... AS DOUBLE)"
+            "counted, as the server would not describe the query's columns; convert the column, e.g. "
+            "CAST(... AS DOUBLE)"
         )
     yield _guarded(_utc_timestamps(reader, timestamps or []), source)
 

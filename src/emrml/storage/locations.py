@@ -81,6 +81,27 @@ def list_files(location: str, *, what: str = "DataLocationS3") -> list[FileRef]:
     return files
 
 
+def check_holds_files(location: str, *, what: str = "DataLocationS3") -> None:
+    """InvalidInputException when ``location`` is a folder or S3 prefix that holds no data file (none at
+    all, or hidden files and ``.schema`` files only), which a datasource could only fail on: told when it
+    is asked for, not by a FAILED datasource. A location that does not exist, and one the store does not
+    list (its error), pass: the job that reads it reports them as it does any file's."""
+    backend = _backend(location)
+    try:
+        if backend is _S3:
+            empty = _S3.holds_no_file(location)
+        else:
+            empty = backend.exists(location) and backend.is_folder(location) and not backend.list(location)
+    except OSError:
+        return
+    if empty:
+        kind = "S3 prefix" if backend is _S3 else "folder"
+        raise InvalidInputException(
+            f"{what} '{location}' holds no file: the {kind} is empty, or holds only hidden files and schema "
+            "(.schema) files; a datasource reads at least one data file"
+        )
+
+
 def open_binary(location: str, *, what: str = "location", start: int = 0) -> BinaryIO:
     """The raw (still compressed, if it is) bytes of the file ``location``, buffered in 1 MiB blocks, from
     byte ``start`` (for an S3 object, the first request asks for the bytes from there)."""
@@ -394,6 +415,24 @@ class S3Backend:
     def is_folder(self, location: str) -> bool:
         bucket, key = split(location)
         return not key or (self.store.head(bucket, key) is None and self.store.exists(location))
+
+    def holds_no_file(self, location: str) -> bool:
+        """Whether ``location`` is a prefix under which no object is a data file: nothing under a location
+        ending in ``/`` (or a bucket), or hidden objects and schemas only. A key with neither an object nor
+        anything under ``key/`` is a missing object instead (False). Listed up to its first data file."""
+        bucket, key = split(location)
+        named_prefix = not key or key.endswith("/")
+        if not named_prefix:
+            if self.store.head(bucket, key) is not None:
+                return False
+            key += "/"
+        listed = False
+        for entry in self.store.iter_objects(bucket, key):
+            listed = True
+            name = entry["Key"][len(key) :]
+            if name and not name.endswith("/") and visible(name):
+                return False
+        return listed or named_prefix
 
     def list_folder(self, location: str, token: str | None, limit: int) -> Folder:
         bucket, key = split(location)

@@ -120,3 +120,61 @@ def test_units_are_handed_out_in_runs_of_consecutive_units_of_about_equal_bytes(
     # A unit larger than a run's share is a run of its own; so is a tuple without a unit.
     mixed = [("job", _unit(0, 10)), ("job", _unit(1, 10_000)), ("job", _unit(2, 10)), ("uri", 0, 5)]
     assert in_runs(mixed, workers) == [[mixed[0]], [mixed[1]], [mixed[2]], [mixed[3]]]
+
+
+def test_spark_tasks_read_runs_of_units_requesting_the_next_object_while_one_is_read(
+    spark: Any, s3: S3
+) -> None:
+    from emrml.engine.spark.runner import SPARK_JOBS, SparkRunner
+
+    def read_in_executor(unit: Unit, following: str | None, report: Any = None) -> tuple[bytes, bool]:
+        """A task's read of one unit, on an executor: its bytes, and whether the next unit of its run was
+        requested (by this executor process) while this one was open. Nested, to be shipped by value (the
+        executors cannot import this module)."""
+        import threading
+
+        from emrml.engine.units import _open_unit
+        from emrml.storage import locations
+
+        store = locations._S3.store
+        events: dict[str, threading.Event] | None = getattr(store, "requested_keys", None)
+        if events is None:  # once per store of the executor process, before its first request
+            events = store.requested_keys = {}  # type: ignore[attr-defined]
+
+            def before(params: dict[str, Any], **_: Any) -> None:
+                events.setdefault(params["Key"], threading.Event()).set()
+
+            store.client.meta.events.register("before-parameter-build.s3.GetObject", before)
+        with _open_unit(unit) as (_, stream):
+            data = stream.read()
+            asked = following is None or events.setdefault(following, threading.Event()).wait(10)
+        return data, asked
+
+    count = 4 * 2 * RUNS_PER_WORKER  # a few units a run on the session's two cores
+    bodies = [f"x,y\n{i},{i % 2}\n".encode() for i in range(count)]
+    keys = [f"runs/part-{i:03d}.csv" for i in range(count)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: s3.put(keys[i], bodies[i]), range(count)))
+    files = locations.list_files(s3.uri("runs/"))
+    units = [
+        Unit(i, file.uri, file.key, 0, None, 0, size=file.size, etag=file.etag)
+        for i, file in enumerate(files)
+    ]
+    runs = in_runs([(unit,) for unit in units], spark.sparkContext.defaultParallelism)
+    assert 1 < len(runs) < count
+    # The key of the unit after each one in its run: the runs the runner cuts are these.
+    following = {
+        id(run[i][0]): run[i + 1][0].uri.split("/", 3)[3] for run in runs for i in range(len(run) - 1)
+    }
+    arguments = [(unit, following.get(id(unit))) for unit in units]
+    jobs: list[int] = []
+    token = SPARK_JOBS.set(lambda _application, ids: jobs.extend(ids))
+    try:
+        results = SparkRunner(spark, lambda *_: None).map(read_in_executor, arguments, "reading", (0.0, 1.0))
+    finally:
+        SPARK_JOBS.reset(token)
+    assert [data for data, _ in results] == bodies
+    assert all(asked for _, asked in results)
+    tracker = spark.sparkContext.statusTracker()
+    stages = [stage for job in jobs for stage in tracker.getJobInfo(job).stageIds]
+    assert sum(tracker.getStageInfo(stage).numTasks for stage in stages) == len(runs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -150,6 +151,24 @@ def test_mysql_timestamps_are_staged_as_utc_instants_datetimes_as_they_are(
     ):
         rows, _ = staged_rows(databases.mariadb(), query, tmp_path)
         assert rows == expected, query
+
+
+def test_a_mysql_query_the_server_refuses_is_told_as_written(databases: Databases, tmp_path: Path) -> None:
+    """The server's error on the query the user wrote: the MySQL driver's own quoted the LIMIT it adds to
+    the query (a syntax error at the end was said to be "near 'LIMIT 0'")."""
+    for query, expected in (
+        (
+            "SELECT 1 AS x FROM DUAL WHERE",
+            r"ERROR 1064: You have an error in your SQL syntax.* near '' at line 1$",
+        ),
+        ("SELECT x FROM no_such_table; -- a comment", r"ERROR 1146: Table '.*no_such_table' doesn't exist$"),
+    ):
+        with pytest.raises(DataError) as refused:
+            staged_rows(databases.mariadb(), query, tmp_path)
+        assert refused.value.message.startswith("SelectSqlQuery failed on RDS instance 'maria'")
+        assert re.search(expected, refused.value.message), refused.value.message
+        assert "LIMIT" not in refused.value.message
+    assert not any(tmp_path.iterdir())  # nothing staged
 
 
 def _postgres_table(databases: Databases, *statements: str) -> None:

@@ -214,18 +214,16 @@ def _clean(error: BaseException) -> str:
     return text
 
 
-def _described_mysql(connection: Any, query: str) -> list[str] | None:
+def _described_mysql(connection: Any, source: SqlSource, query: str) -> list[str]:
     """The result's TIMESTAMP columns (``_utc_timestamps``); DataError for a DECIMAL result column with
     more digits after the point than the MySQL driver reads, which it would round off without a word
-    (DECIMAL(38,20)'s 0.12345678901234567890 staged as 0.1234567890). None when the server cannot describe
-    the query (it refuses it: the driver's error then speaks for it)."""
+    (DECIMAL(38,20)'s 0.12345678901234567890 staged as 0.1234567890), and for a query the server refuses
+    (its error on the query as written)."""
     from pymysql.constants import FIELD_TYPE
 
     with connection.cursor() as cursor:
         cursor.execute("SET SESSION TRANSACTION READ ONLY")
-    description = _mysql_description(connection, query)
-    if description is None:
-        return None
+    description = _mysql_description(connection, source, query)
     for name, type_code, _, _, _, scale, _ in description:
         if type_code in (FIELD_TYPE.DECIMAL, FIELD_TYPE.NEWDECIMAL) and scale > MYSQL_DECIMAL_SCALE:
             quoted = "`" + name.replace("`", "``") + "`"
@@ -238,13 +236,14 @@ def _described_mysql(connection: Any, query: str) -> list[str] | None:
     return [name for name, type_code, *_ in description if type_code == FIELD_TYPE.TIMESTAMP]
 
 
-def _mysql_description(connection: Any, query: str) -> tuple[tuple[Any, ...], ...] | None:
+def _mysql_description(connection: Any, source: SqlSource, query: str) -> tuple[tuple[Any, ...], ...]:
     """The result's columns as the server describes them (pymysql's ``cursor.description``), without
     running the query: as a derived table with LIMIT 0, which the server answers from the query's plan.
     A derived table refuses some queries the server runs as written (a semicolon followed by a comment, two
     columns of one name): those are described as written, under ``sql_select_limit`` 0, which the server
     answers the same way; only a LIMIT of the query's own outranks it, whose rows are then read (one at a
-    time) and dropped. None when the server refuses the query."""
+    time) and dropped. DataError with the server's error when it refuses the query as written: told of
+    the query the user wrote (the MySQL driver's own error would quote the LIMIT it adds to it)."""
     import pymysql
     from pymysql.cursors import SSCursor
 
@@ -259,8 +258,9 @@ def _mysql_description(connection: Any, query: str) -> tuple[tuple[Any, ...], ..
             cursor.execute("SET SESSION sql_select_limit = 0")
             cursor.execute(query)
             return cursor.description or ()
-        except pymysql.Error:
-            return None
+        except pymysql.Error as exc:
+            code, reason = exc.args if len(exc.args) == 2 else ("", str(exc))  # pymysql's: (code, message)
+            raise DataError(f"SelectSqlQuery failed on {source.what}: ERROR {code}: {reason}") from None
 
 
 def _utc_timestamps(reader: pa.RecordBatchReader, names: list[str]) -> pa.RecordBatchReader:
@@ -307,7 +307,7 @@ def _mysql_batches(source: SqlSource, query: str) -> Iterator[pa.RecordBatchRead
         reason = exc.args[1] if len(exc.args) == 2 else str(exc)  # pymysql's args: (code, message)
         raise DataError(f"cannot connect to {source.what}: {reason}") from None
     try:
-        timestamps = _described_mysql(connection, query)
+        timestamps = _described_mysql(connection, source, query)
     finally:
         connection.close()
     try:
@@ -326,15 +326,7 @@ def _mysql_batches(source: SqlSource, query: str) -> Iterator[pa.RecordBatchRead
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
         raise DataError(f"SelectSqlQuery failed on {source.what}: {_clean(exc)}") from None
-    decimal = next((field.name for field in reader.schema if pa.types.is_decimal(field.type)), None)
-    if timestamps is None and decimal is not None:
-        # Its digits after the point were not counted: it might be rounded off.
-        raise DataError(
-            f"SelectSqlQuery column {decimal!r} is a DECIMAL whose digits after the point could not be "
-            "counted, as the server would not describe the query's columns; convert the column, e.g. "
-            "CAST(... AS DOUBLE)"
-        )
-    yield _guarded(_utc_timestamps(reader, timestamps or []), source)
+    yield _guarded(_utc_timestamps(reader, timestamps), source)
 
 
 @contextmanager

@@ -171,6 +171,27 @@ def test_a_mysql_query_the_server_refuses_is_told_as_written(databases: Database
     assert not any(tmp_path.iterdir())  # nothing staged
 
 
+def test_a_postgresql_query_may_end_with_a_comment_after_its_semicolon(
+    databases: Databases, tmp_path: Path
+) -> None:
+    """psql runs ``SELECT …; -- note``: wrapped in ``COPY (…)`` it was a syntax error at the ``;``. What
+    looks like a semicolon or a comment inside a string, a quoted name or a dollar-quoted body stays."""
+    queries = (
+        "SELECT 1 AS a; -- the answer",
+        "SELECT 1 AS a ; /* a comment /* nested */ */ ;\n",
+        "SELECT 1 AS a; -- one\n-- two\n",
+    )
+    for query in queries:
+        assert staged_rows(databases.postgres(), query, tmp_path)[0] == [["a"], ["1"]], query
+    query = (
+        "SELECT 'x; -- y' AS \"b;--\", $tag$ /* z; $tag$ AS c, "
+        r"E'it\'s;' AS d, "
+        '2 AS "e""" -- f\n; -- end'
+    )
+    rows, _ = staged_rows(databases.postgres(), query, tmp_path)
+    assert rows == [["b;--", "c", "d", 'e"'], ["x; -- y", " /* z; ", "it's;", "2"]]
+
+
 def _postgres_table(databases: Databases, *statements: str) -> None:
     engine = sqlalchemy.create_engine(POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{databases.name}")
     with engine.begin() as connection:

@@ -170,6 +170,77 @@ def for_copy(query: str) -> str:
     return text + "\n"
 
 
+_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\x80-\U0010ffff][A-Za-z0-9_\x80-\U0010ffff]*)?\$")
+
+
+def postgresql_statement(query: str) -> str:
+    """``for_copy`` of ``query`` less the semicolons and comments that end it (``SELECT …; -- note``, which
+    psql runs, was a syntax error at the ``;`` once wrapped in parentheses), by PostgreSQL's lexical rules.
+    """
+    return for_copy(query[: _postgresql_end(query)])
+
+
+def _postgresql_end(query: str) -> int:
+    """Where the text of ``query`` ends that is neither blanks, semicolons nor comments after it: ``'…'``
+    and ``E'…'`` strings, ``"…"`` names and ``$tag$…$tag$`` bodies are skipped whole, ``--`` and (nested)
+    ``/* */`` comments are not text. The whole length when a string or comment is never closed (the server
+    then says what is wrong)."""
+    length, position, end = len(query), 0, 0
+    while position < length:
+        char = query[position]
+        if char.isspace() or char == ";":
+            position += 1
+        elif query.startswith("--", position):
+            newline = query.find("\n", position)
+            position = length if newline < 0 else newline + 1
+        elif query.startswith("/*", position):
+            depth, position = 1, position + 2
+            while position < length and depth:
+                step = query[position : position + 2]
+                depth += (step == "/*") - (step == "*/")
+                position += 2 if step in ("/*", "*/") else 1
+            if depth:
+                return length
+        else:
+            closed = _token_end(query, position)
+            if closed is None:
+                return length
+            position = end = closed
+    return end
+
+
+def _token_end(query: str, position: int) -> int | None:
+    """The end of the string, name, dollar-quoted body or character at ``position``; None when unclosed."""
+    char = query[position]
+    word_before = position > 0 and (query[position - 1].isalnum() or query[position - 1] == "_")
+    if char == "'":
+        # An E'…' string escapes with backslashes; any string doubles its quotes.
+        escapes = (
+            word_before
+            and query[position - 1] in "eE"
+            and not (position > 1 and (query[position - 2].isalnum() or query[position - 2] == "_"))
+        )
+        position += 1
+        while position < len(query):
+            if escapes and query[position] == "\\":
+                position += 2
+            elif query[position] == "'":
+                if not query.startswith("''", position):
+                    return position + 1
+                position += 2
+            else:
+                position += 1
+        return None
+    if char == '"':
+        closing = query.find('"', position + 1)  # a doubled "" reads as two names in a row: same extent
+        return None if closing < 0 else closing + 1
+    tag = _DOLLAR_TAG.match(query, position) if char == "$" and not word_before else None
+    if tag is not None:
+        closing = query.find(tag.group(0), tag.end())
+        return None if closing < 0 else closing + len(tag.group(0))
+    return position + 1
+
+
 def check_select(query: str) -> None:
     """A SelectSqlQuery must be a query: SELECT or WITH (the read-only transaction is the real guard)."""
     match = _FIRST_WORD.match(query)
@@ -347,7 +418,7 @@ def _postgresql_batches(source: SqlSource, query: str) -> Iterator[pa.RecordBatc
         with connection.cursor() as cursor:
             try:
                 cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(16 << 20)})
-                cursor.execute(for_copy(query))
+                cursor.execute(postgresql_statement(query))
                 reader = cursor.fetch_record_batch()
             except adbc.Error as exc:
                 raise DataError(f"SelectSqlQuery failed on {source.what}: {_clean(exc)}") from None

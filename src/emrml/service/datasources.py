@@ -66,9 +66,8 @@ def create_data_source_from_s3(app: EmrML, request: Request) -> Response:
     if not (spec.get("DataSchema") or spec.get("DataSchemaLocationS3")):
         check_schema_beside(app, spec["DataLocationS3"])
     # An empty folder or prefix is refused now rather than by a FAILED datasource (it is listed up to its
-    # first file; a missing location, or the store's error, is the job's to report).
-    with checked_as_opened(app):
-        locations.check_holds_files(spec["DataLocationS3"])
+    # first file, none opened; a missing location, or the store's error, is the job's to report).
+    locations.check_holds_files(spec["DataLocationS3"])
     return _create(app, request, spec["DataLocationS3"], spec)
 
 

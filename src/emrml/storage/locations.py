@@ -88,10 +88,7 @@ def check_holds_files(location: str, *, what: str = "DataLocationS3") -> None:
     list (its error), pass: the job that reads it reports them as it does any file's."""
     backend = _backend(location)
     try:
-        if backend is _S3:
-            empty = _S3.holds_no_file(location)
-        else:
-            empty = backend.exists(location) and backend.is_folder(location) and not backend.list(location)
+        empty = backend.holds_no_file(location)
     except OSError:
         return
     if empty:

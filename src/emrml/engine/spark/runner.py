@@ -2,9 +2,11 @@
 
 ``SparkRunner.map`` has the signature of ``engine.batch._Runner.map``: the engines plan the same units of
 work (whole files, record-aligned byte ranges) and run the same functions on them (``count_quotes``,
-``count_unit``, ``run_unit``, ``summarize_unit``); only where the functions run differs. Each tuple is one
-task; results come back in order. Progress is the share of the job's tasks done, read from Spark's status
-tracker on a thread while the driver waits.
+``count_unit``, ``run_unit``, ``summarize_unit``); only where the functions run differs. Each run of
+consecutive tuples (``engine.units.in_runs``: a few runs an executor core) is one task, which reads the next
+objects of its run ahead while it works on one (``engine.units.run_in_turn``); results come back in order.
+Progress is the share of the job's tasks done, read from Spark's status tracker on a thread while the
+driver waits.
 
 Every task first takes the driver's storage settings (the S3 endpoint, encryption; key files are
 named, each executor reads its own), so tasks read and write the same locations the driver names.
@@ -200,13 +202,19 @@ class SparkRunner:
         message: str,
         span: tuple[float, float],
     ) -> list[T]:
-        """``function(*args, report=None)`` for each tuple, as the tasks of one Spark job."""
+        """``function(*args, report=None)`` for each tuple, runs of them the tasks of one Spark job."""
         if not arguments:
             return []
+        from emrml.engine.units import in_runs, run_in_turn
+
         with self.job(message, span):
-            rdd = self.session.sparkContext.parallelize(list(arguments), len(arguments))
-            call = functools.partial(_call, function, storage_settings(), self._failures)
-            return raise_failures(rdd.mapPartitions(self.counted(functools.partial(map, call))).collect())
+            context = self.session.sparkContext
+            runs = [(run,) for run in in_runs(arguments, context.defaultParallelism)]
+            rdd = context.parallelize(runs, len(runs))
+            in_turn = functools.partial(run_in_turn, function)
+            call = functools.partial(_call, in_turn, storage_settings(), self._failures)
+            done = rdd.mapPartitions(self.counted(functools.partial(map, call))).collect()
+            return [result for run in raise_failures(done) for result in run]
 
     @contextlib.contextmanager
     def job(self, message: str, span: tuple[float, float] | None) -> Iterator[None]:

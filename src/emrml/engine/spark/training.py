@@ -58,7 +58,7 @@ from emrml.engine.spark.runner import (
     raise_failures,
 )
 from emrml.engine.training import DatasourceData, Learned, TargetSummary, parse_target, row_weights
-from emrml.engine.units import Unit
+from emrml.engine.units import Unit, reading_ahead
 from emrml.errors import DataError
 from emrml.storage.locations import check_unchanged, list_files, storage_settings
 
@@ -108,10 +108,13 @@ def featurize_units(
 ) -> Iterator[Batch | TaskFailure]:
     """The featurized training rows of a run of units: ``(X, y, weight)`` per block, as the local engine
     caches them (rows without a usable target dropped); bad data ends them with its ``TaskFailure`` (kept
-    with the rows, so Spark does not read the units again)."""
+    with the rows, so Spark does not read the units again). The next objects of the run are read ahead
+    while one is featurized (``engine.units.reading_ahead``)."""
     in_executor(setup.storage)
+    items = list(items)
     try:
-        yield from _featurized(items, setup)
+        with reading_ahead([unit for _, unit in items]):
+            yield from _featurized(items, setup)
     except DataError as exc:
         failure = final(exc)
         if failure is None:

@@ -279,23 +279,38 @@ def test_a_narrow_window_wraps_tables_between_the_consoles_words_not_inside_them
         assert page.evaluate(SPLIT_WORDS) == [], path
 
 
-def test_feature_labels_cut_short_still_tell_the_features_apart(page: Any, served: Served) -> None:
+#: The model page's feature labels: [whole label (data-label), shown text, title, right edge, the bars' left].
+FEATURE_LABELS = """() => {
+  const svg = document.querySelector('#features-chart svg');
+  const left = Math.min(...[...svg.querySelectorAll('rect')].map(r => r.getBoundingClientRect().left));
+  return [...svg.querySelectorAll('.bar-labels text')].map(text => [
+    text.dataset.label, text.firstChild.data, text.querySelector('title').textContent,
+    text.getBoundingClientRect().right, left]);
+}"""
+
+
+def test_feature_labels_are_cut_to_their_room_and_still_tell_the_features_apart(
+    page: Any, served: Served
+) -> None:
     # Features differ at their end ("quantile_bin(duration,50)=bin_4", "...=bin_49"): a label cut at its
-    # end made many bars read alike.
+    # end made many bars read alike. A label is cut only when its column has no room for it, whatever its
+    # length, and keeps the whole one in its title.
     log_in(page, served)
-    page.goto(f"{served.url}/console/models/{MODEL}")
-    page.wait_for_selector("html[data-charts=drawn]")
-    data = page.evaluate("() => JSON.parse(document.getElementById('page-data').textContent)")
-    features = [f["feature"] for f in data["GetMLModelInsights"]["TopFeatures"][:20]]
-    labels = page.evaluate(
-        "() => [...document.querySelectorAll('#features-chart svg > g:nth-of-type(2) text')]"
-        ".map(text => text.textContent)"
-    )
-    assert len(labels) == len(features) and any(len(feature) > 30 for feature in features)
-    assert len(set(labels)) == len(set(features))
-    for label, feature in zip(labels, features, strict=True):
-        head, _, tail = label.partition("…")
-        assert label == feature or (len(label) == 30 and feature.startswith(head) and feature.endswith(tail))
+    data_script = "() => JSON.parse(document.getElementById('page-data').textContent)"
+    for width, cut in ((1280, False), (390, True)):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(f"{served.url}/console/models/{MODEL}")
+        page.wait_for_selector("html[data-charts=drawn]")
+        insights = page.evaluate(data_script)["GetMLModelInsights"]
+        features = [feature["feature"] for feature in insights["TopFeatures"][:20]]
+        labels = page.evaluate(FEATURE_LABELS)
+        assert [label[0] for label in labels] == features and any(len(feature) > 30 for feature in features)
+        assert len({shown for _, shown, *_ in labels}) == len(set(features)), width
+        for whole, shown, title, right, bars_left in labels:
+            assert title == whole and right <= bars_left, (width, whole, shown)
+            head, ellipsis, tail = shown.partition("…")
+            assert shown == whole or (ellipsis and whole.startswith(head) and whole.endswith(tail) and tail)
+        assert any(shown != whole for whole, shown, *_ in labels) is cut, width
 
 
 def test_an_objects_lists_of_facts_line_up(page: Any, served: Served) -> None:

@@ -116,3 +116,51 @@ def test_a_multiclass_evaluations_and_invalid_records_tables_scroll_sideways(
         page.wait_for_selector("html[data-charts=drawn]")
         assert page.locator(table).count() == 1, path
         assert_tables_scroll_sideways(page, path, axe_source)
+
+
+#: Each chart's problems at the window's width: drawn wider than it shows (its words shrunk with it), words
+#: past its edges, an axis's numbers running into each other.
+CHART_PROBLEMS = """() => {
+  const problems = [];
+  for (const svg of document.querySelectorAll('main svg')) {
+    const box = svg.getBoundingClientRect(), name = svg.getAttribute('aria-label');
+    if (box.width < svg.width.baseVal.value - 1) problems.push(name + ': shrunk to ' + Math.round(box.width));
+    for (const text of svg.querySelectorAll('text')) {
+      const r = text.getBoundingClientRect();
+      if (r.width && (r.left < box.left - 1 || r.right > box.right + 1 || r.top < box.top - 1))
+        problems.push(name + ': ' + text.textContent + ' past the edge');
+    }
+    for (const axis of svg.querySelectorAll('.axis')) {
+      const ticks = [...axis.querySelectorAll('.tick text')].map(t => t.getBoundingClientRect());
+      ticks.forEach((a, i) => ticks.slice(i + 1).forEach(b => {
+        if (a.right > b.left && b.right > a.left && a.bottom > b.top && b.bottom > a.top)
+          problems.push(name + ': ticks overlap');
+      }));
+    }
+  }
+  return problems;
+}"""
+
+
+def test_charts_keep_their_words_readable_at_a_phones_width(
+    page: Any, served: Served, more_evaluations: Evaluations, axe_source: str
+) -> None:
+    """Every chart page at 390 px: the charts are drawn at the width they have, not drawn for a wide
+    window and shrunk; their labels stay inside them and their axes' numbers apart; the page no wider."""
+    log_in(page, served)
+    page.set_viewport_size({"width": 390, "height": 844})
+    compared = f"a={EVALUATION}&b={more_evaluations.multiclass}"
+    for path in (
+        f"evaluations/{EVALUATION}",
+        f"evaluations/{more_evaluations.multiclass}",
+        f"evaluations/{more_evaluations.regression}",
+        f"evaluations/compare?{compared}",
+        f"models/{MODEL}",
+        f"datasources/{DATASOURCE}",
+    ):
+        page.goto(f"{served.url}/console/{path}")
+        page.wait_for_selector("html[data-charts=drawn]")
+        assert page.locator("main svg").count() >= 1, path
+        assert page.evaluate(CHART_PROBLEMS) == [], path
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390, (path, page.evaluate(WIDE))
+        check_accessibility(page, axe_source)

@@ -164,3 +164,31 @@ def test_charts_keep_their_words_readable_at_a_phones_width(
         assert page.evaluate(CHART_PROBLEMS) == [], path
         assert page.evaluate("() => document.documentElement.scrollWidth") <= 390, (path, page.evaluate(WIDE))
         check_accessibility(page, axe_source)
+
+
+#: The width of the first cell of the list's first row, in rem.
+FIRST_CELL_REM = """() => document.querySelector('main table.objects tbody td').getBoundingClientRect().width
+  / parseFloat(getComputedStyle(document.documentElement).fontSize)"""
+
+
+def test_a_lists_names_column_is_as_wide_as_its_names_up_to_a_most(page: Any, served: Served) -> None:
+    """A column of short names ("abc") stays narrow; one of a long one-word name is 12rem (and the
+    padding) at most, the name wrapped in it, at a phone's width and a wide window's."""
+    service = served.installation.service
+    spec = {"DataLocationS3": str(served.installation.sample), "DataSchema": bank_sample_schema().to_json()}
+    for source_id, name in (("ds-console-fit-short", "abc"), ("ds-console-fit-long", "fitlong" + "w" * 300)):
+        service.call(
+            "CreateDataSourceFromS3", {"DataSourceId": source_id, "DataSourceName": name, "DataSpec": spec}
+        )
+    log_in(page, served)
+    for width in (390, 1280):
+        page.set_viewport_size({"width": width, "height": 844})
+        page.goto(f"{served.url}/console/datasources?prefix=abc")
+        assert page.locator("main table.objects tbody tr").count() == 1
+        assert page.evaluate(FIRST_CELL_REM) < 5, width
+        page.goto(f"{served.url}/console/datasources?prefix=fitlong")
+        assert 11 < page.evaluate(FIRST_CELL_REM) <= 13.5, width
+        assert (
+            page.locator("main table.objects tbody td .fit").evaluate("e => e.getClientRects().length") == 1
+        )
+        assert page.locator("main table.objects tbody td a").evaluate("a => a.getClientRects().length") > 1

@@ -29,7 +29,9 @@
   function jobRow(table, job) {
     var row = document.createElement("tr");
     row.setAttribute("data-id", job.Kind + "/" + job.Id);
-    var named = cell(row);
+    var named = document.createElement("span");
+    named.className = "fit";
+    cell(row).appendChild(named);
     if (job.Readable) {
       var link = document.createElement("a");
       link.href = table.getAttribute("data-base") + job.Path + "/" + encodeURIComponent(job.Id);

@@ -151,6 +151,8 @@ def test_unknown_ids_and_paths_are_404_pages(admin: Any) -> None:
         assert (
             response.status_code == 404 and "Not found" in response.text and "Traceback" not in response.text
         )
+        # The page keeps the menu and the way to log out: a mistyped address is no dead end.
+        assert '<nav aria-label="Main">' in response.text and "Log out" in response.text, path
 
 
 def test_model_and_evaluation_pages_show_the_training_data_alert(admin: Any) -> None:

@@ -192,3 +192,21 @@ def test_a_lists_names_column_is_as_wide_as_its_names_up_to_a_most(page: Any, se
             page.locator("main table.objects tbody td .fit").evaluate("e => e.getClientRects().length") == 1
         )
         assert page.locator("main table.objects tbody td a").evaluate("a => a.getClientRects().length") > 1
+
+
+def test_forms_fit_a_phones_width(page: Any, served: Served, axe_source: str) -> None:
+    """The create forms and a record's prediction form at 390 px: no wider than the window."""
+    log_in(page, served)
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path in (
+        f"models/{MODEL}/predict",
+        "models/new",
+        "models/new?mode=custom",
+        "datasources/new",
+        "batch-predictions/new",
+        "account",
+    ):
+        page.goto(f"{served.url}/console/{path}")
+        page.wait_for_selector("html[data-charts=drawn]")
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390, (path, page.evaluate(WIDE))
+        check_accessibility(page, axe_source)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from console_helpers import DATASOURCE, EVALUATION, MODEL, Served
+from console_helpers import BOB_PASSWORD, DATASOURCE, EVALUATION, MODEL, Served
 
 from emrml.cli import app as cli_app
 from emrml.samples import bank_sample_schema
@@ -454,3 +454,16 @@ def test_storage_browser_upload_open_and_download(page: Any, served: Served, tmp
     download.value.save_as(saved)
     assert saved.read_text() == "a,b\n1,2\n"
     assert (served.installation.home / "data" / folder / "notes.csv").read_text() == "a,b\n1,2\n"
+
+
+def test_a_button_the_users_permissions_disable_looks_disabled(page: Any, served: Served) -> None:
+    # bob may not read data: the default settings' Train is disabled, its note saying why; it must not
+    # look like the working button of the custom settings beside it.
+    log_in(page, served, "bob", BOB_PASSWORD)
+    looks = "b => [b.disabled, getComputedStyle(b).backgroundColor, getComputedStyle(b).cursor]"
+    page.goto(f"{served.url}/console/models/new")
+    disabled = page.get_by_role("button", name="Train").evaluate(looks)
+    page.goto(f"{served.url}/console/models/new?mode=custom")
+    enabled = page.get_by_role("button", name="Train").evaluate(looks)
+    assert disabled[0] and not enabled[0]
+    assert disabled[1] != enabled[1] and disabled[2] == "not-allowed" != enabled[2]

@@ -194,8 +194,19 @@ def test_a_lists_names_column_is_as_wide_as_its_names_up_to_a_most(page: Any, se
         assert page.locator("main table.objects tbody td a").evaluate("a => a.getClientRects().length") > 1
 
 
+#: The form fields (outside the tables' scrolling boxes) reaching past the right edge of the page's text.
+PAST_THE_TEXT = """() => {
+  const main = document.querySelector('main'), style = getComputedStyle(main);
+  const edge = main.getBoundingClientRect().right - parseFloat(style.paddingRight);
+  return [...main.querySelectorAll('input:not([type=hidden]), select, textarea')]
+    .filter(e => !e.closest('.table-scroll') && e.getBoundingClientRect().right > edge + 0.5)
+    .map(e => e.id || e.name);
+}"""
+
+
 def test_forms_fit_a_phones_width(page: Any, served: Served, axe_source: str) -> None:
-    """The create forms and a record's prediction form at 390 px: no wider than the window."""
+    """The create forms, a record's prediction form and the storage browser at 390 px: no wider than the
+    window, their fields within the page's text."""
     log_in(page, served)
     page.set_viewport_size({"width": 390, "height": 844})
     for path in (
@@ -205,8 +216,10 @@ def test_forms_fit_a_phones_width(page: Any, served: Served, axe_source: str) ->
         "datasources/new",
         "batch-predictions/new",
         "account",
+        "storage",
     ):
         page.goto(f"{served.url}/console/{path}")
         page.wait_for_selector("html[data-charts=drawn]")
         assert page.evaluate("() => document.documentElement.scrollWidth") <= 390, (path, page.evaluate(WIDE))
+        assert page.evaluate(PAST_THE_TEXT) == [], path
         check_accessibility(page, axe_source)

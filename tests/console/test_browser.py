@@ -467,3 +467,25 @@ def test_a_button_the_users_permissions_disable_looks_disabled(page: Any, served
     enabled = page.get_by_role("button", name="Train").evaluate(looks)
     assert disabled[0] and not enabled[0]
     assert disabled[1] != enabled[1] and disabled[2] == "not-allowed" != enabled[2]
+
+
+def test_charts_figures_are_tables_for_screen_readers(page: Any, served: Served) -> None:
+    """A chart is one image to a screen reader: its figures are in a table beside it, named as the chart
+    is (a model's feature weights and loss by pass, a datasource's histograms and categories)."""
+    log_in(page, served)
+    page.goto(f"{served.url}/console/models/{MODEL}")
+    page.wait_for_selector("html[data-charts=drawn]")
+    insights = page.evaluate("() => JSON.parse(document.getElementById('page-data').textContent)")[
+        "GetMLModelInsights"
+    ]
+    weights = page.get_by_role("table", name="Largest feature weights")
+    rows = weights.locator("tbody tr").all_inner_texts()
+    features = insights["TopFeatures"][:20]
+    assert [row.split("\t")[0] for row in rows] == [feature["feature"] for feature in features]
+    losses = page.get_by_role("table", name="Training loss by pass").locator("tbody tr")
+    assert losses.count() == len(insights["TrainingReport"]["losses"])
+    page.goto(f"{served.url}/console/datasources/{DATASOURCE}")
+    page.wait_for_selector("html[data-charts=drawn]")
+    age = page.get_by_role("table", name="Histogram of age")
+    assert age.locator("tbody tr").count() >= 2 and " to " in age.locator("tbody th").first.inner_text()
+    assert page.get_by_role("table", name="Top categories of job").locator("tbody tr").count() >= 2

@@ -21,7 +21,7 @@ WIDE = """() => [...document.querySelectorAll('body *')]
   .map(e => e.tagName + (e.id ? '#' + e.id : '')).slice(0, 12)"""
 
 #: Each list table's box: [its label, whether Tab reaches it, its overflow-x].
-BOXES = """() => [...document.querySelectorAll('main table:not(.visually-hidden)')].map(table => {
+BOXES = """() => [...document.querySelectorAll('main table:not(.visually-hidden table)')].map(table => {
   const box = table.parentElement;
   return [box.getAttribute('role') === 'region' && box.getAttribute('aria-label'),
           box.tabIndex === 0, getComputedStyle(box).overflowX];

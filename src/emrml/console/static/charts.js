@@ -1,6 +1,7 @@
 // The console's charts, drawn with D3 from the page's JSON data (the page's JSON twin).
-// Every chart has a text equivalent on its page (tables, the threshold form), so it is decoration for
-// screen readers except the threshold line, which is a keyboard-operable slider.
+// Every chart has a text equivalent on its page (tables, the threshold form, or a visually hidden table of
+// its figures drawn beside it: textTable), so to screen readers it is one image named by its label, except
+// the threshold line, which is a keyboard-operable slider.
 "use strict";
 (function () {
   var WIDTH = 640, NARROWEST = 280, HEIGHT = 260, M = { top: 16, right: 20, bottom: 44, left: 56 };
@@ -52,8 +53,24 @@
     });
   }
 
-  // Horizontal bars: items [{label, value}], values may be negative (feature weights).
-  function bars(container, items, label) {
+  // A chart's figures as a table for screen readers (the picture is one image to them): ``rows`` of a
+  // row heading and values, under ``headings``.
+  function textTable(container, caption, headings, rows) {
+    // Hidden in a div: a table keeps its columns' width whatever its own, and would widen the page.
+    var table = d3.select(container).append("div").attr("class", "visually-hidden").append("table");
+    table.append("caption").text(caption);
+    table.append("thead").append("tr").selectAll("th").data(headings).join("th").attr("scope", "col").text(function (d) { return d; });
+    var body = table.append("tbody");
+    rows.forEach(function (row) {
+      var line = body.append("tr");
+      line.append("th").attr("scope", "row").text(row[0]);
+      row.slice(1).forEach(function (value) { line.append("td").text(value); });
+    });
+  }
+
+  // Horizontal bars: items [{label, value}], values may be negative (feature weights); ``headings`` (of the
+  // labels and the values) for its text table, none where the page has one.
+  function bars(container, items, label, headings) {
     if (!items.length) return;
     var width = widthIn(container), rowHeight = 20, height = items.length * rowHeight + 30;
     var left = Math.min(190, Math.round(width * 0.4));
@@ -75,6 +92,7 @@
       .call(fitted, left - 8, function (d) { return d.label; });
     svg.append("g").attr("class", "axis").attr("transform", "translate(0," + (height - 24) + ")")
       .call(d3.axisBottom(x).ticks(ticksFor(width - left, 6)));
+    if (headings) textTable(container, label, headings, items.map(function (d) { return [d.label, fmt(d.value)]; }));
   }
 
   // A histogram of counts over bins given by their edges.
@@ -92,6 +110,7 @@
     svg.append("g").attr("class", "axis").attr("transform", "translate(0," + (HEIGHT - M.bottom) + ")").call(d3.axisBottom(x).ticks(ticksFor(width - M.left, 8)));
     svg.append("g").attr("class", "axis").attr("transform", "translate(" + M.left + ",0)").call(d3.axisLeft(y).ticks(5));
     if (xLabel) svg.append("text").attr("x", width / 2).attr("y", HEIGHT - 8).attr("text-anchor", "middle").attr("font-size", 12).datum(xLabel).call(fitted, width - 16);
+    textTable(container, label, [xLabel || "Range", "Records"], counts.map(function (d, i) { return [fmt(edges[i]) + " to " + fmt(edges[i + 1]), fmt(d)]; }));
   }
 
   function figure(parent, title) {
@@ -111,23 +130,23 @@
     if (target && targetNode) {
       var dist = target.distribution || {};
       var heading = d3.select(targetNode).append("h3").text("Target: " + target.name + " (" + target.type + ")");
-      if (dist.counts) bars(targetNode, Object.keys(dist.counts).map(function (k) { return { label: k, value: dist.counts[k] }; }), "Target distribution");
+      if (dist.counts) bars(targetNode, Object.keys(dist.counts).map(function (k) { return { label: k, value: dist.counts[k] }; }), "Target distribution", ["Value", "Records"]);
       else if (dist.histogram) histogram(targetNode, dist.histogram.edges, dist.histogram.counts, "Target distribution", target.name);
       else heading.remove();
     }
     var ranked = attributes.filter(function (a) { return typeof a.targetCorrelation === "number"; })
       .sort(function (a, b) { return b.targetCorrelation - a.targetCorrelation; });
     var corr = document.getElementById("correlation-chart");
-    if (corr) bars(corr, ranked.map(function (a) { return { label: a.name, value: a.targetCorrelation }; }), "Attributes ranked by correlation with the target");
+    if (corr) bars(corr, ranked.map(function (a) { return { label: a.name, value: a.targetCorrelation }; }), "Attributes ranked by correlation with the target", ["Attribute", "Correlation"]);
     var list = document.getElementById("attribute-charts");
     if (!list) return;
     attributes.forEach(function (a) {
       if (a.role === "target") return;
       var node = figure(list, a.name + " (" + a.type + ")");
       if (a.type === "NUMERIC" && a.histogram) histogram(node, a.histogram.edges, a.histogram.counts, "Histogram of " + a.name, a.name);
-      else if (a.type === "CATEGORICAL" && a.topValues) bars(node, a.topValues.map(function (v) { return { label: v.value, value: v.count }; }), "Top categories of " + a.name);
-      else if (a.type === "TEXT" && a.prominentWords) bars(node, a.prominentWords.slice(0, 15).map(function (v) { return { label: v.word, value: v.count }; }), "Top words of " + a.name);
-      else if (a.counts) bars(node, Object.keys(a.counts).map(function (k) { return { label: k, value: a.counts[k] }; }), "Values of " + a.name);
+      else if (a.type === "CATEGORICAL" && a.topValues) bars(node, a.topValues.map(function (v) { return { label: v.value, value: v.count }; }), "Top categories of " + a.name, ["Value", "Records"]);
+      else if (a.type === "TEXT" && a.prominentWords) bars(node, a.prominentWords.slice(0, 15).map(function (v) { return { label: v.word, value: v.count }; }), "Top words of " + a.name, ["Word", "Records"]);
+      else if (a.counts) bars(node, Object.keys(a.counts).map(function (k) { return { label: k, value: a.counts[k] }; }), "Values of " + a.name, ["Value", "Records"]);
     });
   }
 
@@ -150,10 +169,11 @@
       svg.append("g").attr("class", "axis").attr("transform", "translate(0," + (HEIGHT - M.bottom) + ")").call(d3.axisBottom(x).ticks(ticksFor(width - M.left, Math.min(losses.length, 10))).tickFormat(d3.format("d")));
       svg.append("g").attr("class", "axis").attr("transform", "translate(" + M.left + ",0)").call(d3.axisLeft(y).ticks(5));
       svg.append("text").attr("x", width / 2).attr("y", HEIGHT - 8).attr("text-anchor", "middle").attr("font-size", 12).text("pass");
+      textTable(lossNode, "Training loss by pass", ["Pass", "Loss"], losses.map(function (d, i) { return [String(i + 1), fmt(d)]; }));
     }
     var featuresNode = document.getElementById("features-chart");
     if (featuresNode && insights.TopFeatures) {
-      bars(featuresNode, insights.TopFeatures.slice(0, 20).map(function (f) { return { label: f.feature, value: f.weight }; }), "Largest feature weights");
+      bars(featuresNode, insights.TopFeatures.slice(0, 20).map(function (f) { return { label: f.feature, value: f.weight }; }), "Largest feature weights", ["Feature", "Weight"]);
     }
   }
 

@@ -262,8 +262,9 @@ def test_a_model_is_shown_to_who_may_read_it_but_not_list_evaluations(installati
 def test_list_pages_name_the_objects_their_rows_refer_to_when_the_reader_may_open_them(
     admin: Any, evaluation_reader: Any, batch: str
 ) -> None:
-    """A list's Model, Training data and Evaluation data columns: names linked, beside their ids, as on an
-    object's page (and in the twin's ReferenceNames); ids alone for who may not open them."""
+    """A list's Model, Training data and Evaluation data columns (and the compare page's): names linked,
+    beside their ids, as on an object's page (and in the twin's ReferenceNames); ids alone for who may not
+    open them."""
     model = (f"models/{MODEL}", "Bank model")
     eval_data = (f"datasources/{DATASOURCE}-eval", f"Bank {DATASOURCE}-eval")
     train_data = (f"datasources/{DATASOURCE}", f"Bank {DATASOURCE}")
@@ -272,11 +273,13 @@ def test_list_pages_name_the_objects_their_rows_refer_to_when_the_reader_may_ope
         (f"/console/evaluations?model={MODEL}", (model, eval_data)),
         ("/console/batch-predictions", (model,)),
         ("/console/models", (train_data,)),
+        (f"/console/evaluations/compare?a={EVALUATION}", (model, eval_data)),
     ):
         shown = admin.get(path).text
-        names = admin.get(path, params={"format": "json"}).json()["ReferenceNames"]
+        twin = path + ("&" if "?" in path else "?") + "format=json"
+        names = admin.get(twin).json()["ReferenceNames"]
         hidden = evaluation_reader.get(path).text
-        hidden_names = evaluation_reader.get(path, params={"format": "json"}).json()["ReferenceNames"]
+        hidden_names = evaluation_reader.get(twin).json()["ReferenceNames"]
         for target, name in referred:
             assert f'<a href="/console/{target}">{name}</a> <code>{target.split("/")[1]}</code>' in shown, (
                 path

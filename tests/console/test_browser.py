@@ -489,3 +489,17 @@ def test_charts_figures_are_tables_for_screen_readers(page: Any, served: Served)
     age = page.get_by_role("table", name="Histogram of age")
     assert age.locator("tbody tr").count() >= 2 and " to " in age.locator("tbody th").first.inner_text()
     assert page.get_by_role("table", name="Top categories of job").locator("tbody tr").count() >= 2
+
+
+def test_a_form_sent_back_puts_the_focus_on_its_first_field_to_correct(page: Any, served: Served) -> None:
+    log_in(page, served)
+    page.goto(f"{served.url}/console/models/new?mode=custom")
+    page.select_option("#datasource", DATASOURCE)
+    page.fill("#passes", "many")
+    page.fill("#l2", "x")
+    page.click("button[type=submit]:text-is('Train')")
+    page.wait_for_selector("#passes-error")
+    focused = page.evaluate(
+        "() => [document.activeElement.id, document.activeElement.getAttribute('aria-describedby')]"
+    )
+    assert focused == ["passes", "passes-error"]

@@ -317,3 +317,20 @@ def test_a_lists_reference_names_are_read_in_queries_per_kind_not_per_row(
         assert statements_of(both) == statements_of("/console/evaluations?size=1")
     finally:
         event.remove(service.engine, "before_cursor_execute", count)
+
+
+def test_a_lists_model_filter_naming_no_model_says_so(admin: Any, evaluation_reader: Any) -> None:
+    """A mistyped ?model= is not taken for a model hidden from the user: the page says there is none, as
+    opening it would; to who may not open models (who is refused whatever the id) it is one it may not
+    open, as is a model that exists."""
+    for reader, path, missing in (
+        (admin, "/console/evaluations?model=ml-nope", True),
+        (evaluation_reader, "/console/batch-predictions?model=ml-nope", False),
+        (evaluation_reader, f"/console/evaluations?model={MODEL}", False),
+    ):
+        shown = reader.get(path)
+        filter_line = re.search(r'<p id="model-filter">(.*?)</p>', shown.text, re.S)
+        assert shown.status_code == 200 and filter_line, path
+        assert (NOTE not in filter_line.group(1)) is missing, path
+        notice = reader.get(path + "&format=json").json().get("Notice", "")
+        assert ("ml-nope" in notice and "does not exist" in notice) is missing, (path, notice)

@@ -15,7 +15,7 @@ from emrml.console.app import View, Visit
 from emrml.console.choices import choices
 from emrml.console.paging import pager
 from emrml.console.thresholds import at_threshold, threshold_error, typed_threshold
-from emrml.errors import AccessDeniedException, InvalidInputException
+from emrml.errors import AccessDeniedException, InvalidInputException, ResourceNotFoundException
 
 PAGE_SIZE = 25
 STATUSES = ("PENDING", "INPROGRESS", "COMPLETED", "FAILED")
@@ -167,6 +167,16 @@ def list_page(path: str):
         shown = readable_names(visit, [*_named(kind.kind, result["Results"]), ("MLModel", model)])
         extra["readable"] = set(shown)
         data["ReferenceNames"] = extra["names"] = reference_names(referring, shown)
+        if model and f"models/{model}" not in shown:
+            # A model the filter names but the user may not open: said as the service answers opening it
+            # (no such model, or a refusal), so that a mistyped id is not taken for a hidden model.
+            try:
+                visit.call("GetMLModel", {"MLModelId": model})
+            except (ResourceNotFoundException, InvalidInputException) as exc:
+                extra["model_missing"] = True
+                data["Notice"] = extra["notice"] = " ".join([*notices, exc.message])
+            except AccessDeniedException:
+                pass
         return View("list.html", data, extra=extra)
 
     return show

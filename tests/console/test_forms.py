@@ -490,3 +490,19 @@ def test_a_models_actions_the_user_may_not_take_are_disabled_or_left_out_saying_
             page.status_code == 200 and 'id="refused-note"' not in page.text and " disabled" not in page.text
         )
     assert "/console/batch-predictions/new" in admin.get(f"/console/models/{MODEL}").text
+
+
+def test_a_select_with_nothing_to_choose_says_so(anonymous: Any) -> None:
+    """bob has no datasource or model of his own: the custom training form and the batch prediction form
+    say that there is none to choose yet, beside (and describing) their empty selects."""
+    assert log_in(anonymous, "bob", BOB_PASSWORD).status_code == 303
+    for path, fields in (
+        ("/console/models/new?mode=custom", ("datasource",)),
+        ("/console/batch-predictions/new", ("model", "datasource")),
+    ):
+        page = anonymous.get(path).text
+        for field in fields:
+            select = re.search(rf'<select id="{field}"[^>]*>(.*?)</select>', page, re.S)
+            assert select and select.group(1).count("<option") == 1, (path, field)  # the placeholder only
+            assert f'aria-describedby="{field}-none"' in select.group(0), (path, field)
+            assert re.search(rf'<p class="hint" id="{field}-none">There is no COMPLETED', page), (path, field)

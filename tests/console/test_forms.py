@@ -188,6 +188,10 @@ def test_a_location_outside_the_data_roots_is_the_fields_error(admin: Any) -> No
     )
     assert batch.status_code == 403 and 'id="output-error"' in batch.text
     assert 'value="/etc/out/"' in batch.text
+    # The refused field, the only one, has the focus (the location field of the wizard too).
+    for sent, field in ((wizard, "location"), (batch, "output")):
+        box = re.search(rf'<input id="{field}"[^>]*>', sent.text)
+        assert box and "autofocus" in box.group(0) and sent.text.count("autofocus") == 1, field
 
 
 def test_the_first_page_link_keeps_the_page_size(admin: Any) -> None:

@@ -296,6 +296,8 @@ def test_password_change_asks_for_the_current_one(anonymous: Any, installation: 
         data={"csrf_token": token, "current": "nope", "new": "n3w-password", "again": "n3w-password"},
     )
     assert wrong.status_code == 400 and "not your current password" in wrong.text
+    # The field to correct is described by its error and has the focus, as in every form.
+    assert re.search(r'<input id="current"[^>]*aria-describedby="current-error" autofocus>', wrong.text)
     short = anonymous.post(
         "/console/account",
         data={"csrf_token": token, "current": "carol-password", "new": "short", "again": "short"},

@@ -139,6 +139,8 @@ def test_a_rerun_after_a_failure_runs_the_failed_steps_again(
          r"Steps\[3\].CreateDataSourceFromS3: DataRearrangement member 'splitting.percentEnd'"),
         (lambda p: p["Steps"][2]["CreateMLModel"].update(Parameters={"sgd.maxPasses": "abc"}),
          r"pipeline.json: Steps\[2\].CreateMLModel: .*sgd.maxPasses"),
+        (lambda p: p["Steps"][2]["CreateMLModel"].update(Recipe="{not json"),
+         r"pipeline.json: Steps\[2\].CreateMLModel: Recipe is not valid JSON"),
         (lambda p: p["Steps"][0]["CreateBatchPrediction"].update(OutputUri="s3://bucket/a:b/"),
          r"pipeline.json: Steps\[0\].CreateBatchPrediction: OutputUri 's3://bucket/a:b/'"),
     ],
@@ -164,12 +166,12 @@ def test_a_request_refused_during_the_run_names_its_step(
     # A recipe is checked against the training datasource's schema, known only once that step has run.
     path, data, out = files
     document = pipeline(data, out)
-    document["Steps"][2]["CreateMLModel"]["Recipe"] = "{not json"
+    recipe = {"groups": {}, "assignments": {}, "outputs": ["no_such_attribute"]}
+    document["Steps"][2]["CreateMLModel"]["Recipe"] = json.dumps(recipe)
     path.write_text(json.dumps(document))
     result = invoke("--home", str(tmp_path / "home"), "run", str(path), code=2)
-    assert error_line(result).startswith(
-        "error: InvalidInputException: step 'ml' (CreateMLModel): Recipe is not valid JSON"
-    )
+    assert error_line(result).startswith("error: InvalidInputException: step 'ml' (CreateMLModel): ")
+    assert "no_such_attribute" in error_line(result)
 
 
 def test_an_id_taken_by_a_different_object_is_refused_before_anything_runs(

@@ -8,6 +8,7 @@ same operations as the API (StartStream, GetStream, DescribeStreams, StopStream)
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from datetime import UTC, datetime
@@ -18,7 +19,16 @@ import typer
 from rich.console import RenderableType
 from rich.table import Table
 
-from emrml.cli_common import present, print_json, print_sections, reports_errors, state
+from emrml.cli_common import (
+    JOB_FAILED_EXIT_CODE,
+    fail,
+    named_as_options,
+    present,
+    print_json,
+    print_sections,
+    reports_errors,
+    state,
+)
 from emrml.cli_render.parts import keep_numbers_whole, key_values, titled_table
 from emrml.core.readable import format_number
 
@@ -56,8 +66,10 @@ def register(app: typer.Typer) -> None:
 @reports_errors
 def start(
     ctx: typer.Context,
-    stream_id: str = typer.Option(..., "--id", help="Stream id (letters, digits, _ . -)."),
-    model_id: str | None = typer.Option(None, "--model", help="A COMPLETED model to score with."),
+    stream_id: str = typer.Option(..., "--id", metavar="ID", help="Stream id (letters, digits, _ . -)."),
+    model_id: str | None = typer.Option(
+        None, "--model", metavar="ID", help="A COMPLETED model to score with."
+    ),
     input_uri: str | None = typer.Option(None, "--input", help="kinesis://NAME: the stream to read."),
     output_uri: str | None = typer.Option(
         None, "--output", help="kinesis://NAME, or a directory (path, file://, s3://) for gzip CSV parts."
@@ -109,11 +121,28 @@ def start(
                 "StreamName": name,
             }
         )
-    result = service.call("StartStream", request)
+    options = {
+        "StreamId": "--id",
+        "MLModelId": "--model",
+        "InputStream": "--input",
+        "OutputUri": "--output",
+        "DeadLetterUri": "--dead-letter",
+        "StartingTimestamp": "--timestamp",
+        "Consumers": "--consumers",
+    }
+    with named_as_options(options):
+        result = service.call("StartStream", request)
+    started = result.get("ConsumersStarted", consumers)
+    if started < consumers:
+        # Fewer started than asked: consumers of it run already, or those started died before they ran.
+        described = service.call("GetStream", {"StreamId": stream_id})
+        if described["Status"] == "FAILED":
+            if current.json:
+                print_json({**result, "Status": "FAILED", "Message": described.get("Message")})
+            raise fail(f"stream {stream_id} is FAILED: {described.get('Message')}", JOB_FAILED_EXIT_CODE)
     if current.json:
         print_json(result)
     else:
-        started = result.get("ConsumersStarted", consumers)
         why = ""
         if started < consumers:
             why = (
@@ -129,8 +158,9 @@ def start(
 
 @stream_app.command("run")
 @reports_errors
-def run(ctx: typer.Context, stream_id: str = typer.Argument(..., help="Stream id.")) -> None:
+def run(ctx: typer.Context, stream_id: str = typer.Argument(..., metavar="ID", help="Stream id.")) -> None:
     """Run one consumer of a started stream in the foreground until the stream stops or Ctrl-C."""
+    from emrml.stream.__main__ import HUNG
     from emrml.stream.consumer import Consumer
 
     current = state(ctx)
@@ -140,7 +170,8 @@ def run(ctx: typer.Context, stream_id: str = typer.Argument(..., help="Stream id
     previous = signal.signal(signal.SIGINT, lambda *_: consumer.stop())
     try:
         current.console.print(f"Consumer {consumer.id} of stream {stream_id}: Ctrl-C stops it.")
-        consumer.run()
+        # Stuck when asked to stop: the process ends (the stream says why: ``Consumer.run``).
+        consumer.run(on_hung=lambda: os._exit(HUNG))
     finally:
         signal.signal(signal.SIGINT, previous)
     current.console.print(f"Consumer {consumer.id} stopped.")
@@ -150,7 +181,7 @@ def run(ctx: typer.Context, stream_id: str = typer.Argument(..., help="Stream id
 @reports_errors
 def stop(
     ctx: typer.Context,
-    stream_id: str = typer.Argument(..., help="Stream id."),
+    stream_id: str = typer.Argument(..., metavar="ID", help="Stream id."),
     wait: float = typer.Option(60.0, "--wait", help="Seconds to wait for the consumers to stop (0: none)."),
 ) -> None:
     """Stop a stream: consumers finish their batch, checkpoint and exit."""
@@ -180,6 +211,11 @@ def list_streams(ctx: typer.Context) -> None:
     if not results:
         current.console.print("No streams.")
         return
+    print_streams(current, results)
+
+
+def print_streams(current: Any, results: list[dict[str, Any]]) -> None:
+    """DescribeStreams' results as a table, each stream's Message below it (``list``, ``emrml jobs``)."""
     current.console.print(streams_table(results))
     # Why a stream is FAILED, or says no consumer runs it: what the table has no room for.
     for item in results:
@@ -214,7 +250,11 @@ def streams_table(results: list[dict[str, Any]]) -> Table:
             item["InputStream"],
             *(format_number(item.get(key)) for key in _LIST_COUNTS),
         )
-    return keep_numbers_whole(table)
+    keep_numbers_whole(table)
+    # The status whole too: a narrow terminal folds the model and input instead (not "RUNNIN" over "G").
+    status = table.columns[1]
+    status.min_width = max(len(str(cell)) for cell in (status.header, *status.cells))
+    return table
 
 
 def _time(epoch: float | None) -> str:
@@ -223,7 +263,7 @@ def _time(epoch: float | None) -> str:
 
 @stream_app.command("show")
 @reports_errors
-def show(ctx: typer.Context, stream_id: str = typer.Argument(..., help="Stream id.")) -> None:
+def show(ctx: typer.Context, stream_id: str = typer.Argument(..., metavar="ID", help="Stream id.")) -> None:
     """Show a stream: totals, each shard's lease and checkpoint, the live consumers."""
     current = state(ctx)
     item: dict[str, Any] = current.service().call("GetStream", {"StreamId": stream_id})

@@ -6,6 +6,22 @@ the CLI into one line on stderr and an exit code.
 
 from __future__ import annotations
 
+#: The longest ``message`` the API's model allows an error (its ErrorMessage shape) and an object's
+#: ``Message`` (its Message shape), in characters.
+MAX_ERROR_MESSAGE = 2048
+MAX_OBJECT_MESSAGE = 10240
+_CUT = " [...] "
+
+
+def shortened(text: str, limit: int) -> str:
+    """``text``, cut in the middle to at most ``limit`` characters. Messages quote what a request or a file
+    gave (a member's name, a header) between the start, which says where, and the end, which says why."""
+    if len(text) <= limit:
+        return text
+    head = (limit - len(_CUT)) * 2 // 3
+    tail = limit - len(_CUT) - head
+    return text[:head] + _CUT + text[len(text) - tail :]
+
 
 class AmazonMLError(Exception):
     """Base of every error a caller may see. ``type_name`` is the wire ``__type``."""
@@ -20,7 +36,7 @@ class AmazonMLError(Exception):
         self.message = message
 
     def to_wire(self) -> dict[str, str]:
-        return {"__type": self.type_name, "message": self.message}
+        return {"__type": self.type_name, "message": shortened(self.message, MAX_ERROR_MESSAGE)}
 
 
 class InvalidInputException(AmazonMLError):

@@ -1,5 +1,6 @@
 """The jobs page's streams table follows the streams as its jobs table follows the jobs: a stream started
-again (or ended) shows its new status, figures and start form without reloading the page."""
+again (or ended) shows its new status, figures and start form, a stream created since the page loaded
+appears and a deleted one goes, without reloading the page."""
 
 from __future__ import annotations
 
@@ -71,7 +72,39 @@ def test_the_streams_table_follows_a_stream_started_again_and_ended(
         assert row.locator("form").get_attribute("action") == f"/console/streams/{STREAM}/start"
         check_accessibility(page, axe_source)
     finally:
-        with served.installation.service.sessions() as session, session.begin():
-            session.query(StreamLease).filter_by(stream_id=STREAM).delete()
-            session.query(StreamConsumer).filter_by(stream_id=STREAM).delete()
-            session.query(Stream).filter_by(id=STREAM).delete()
+        _remove_stream(served)
+
+
+def _remove_stream(served: Served) -> None:
+    with served.installation.service.sessions() as session, session.begin():
+        session.query(StreamLease).filter_by(stream_id=STREAM).delete()
+        session.query(StreamConsumer).filter_by(stream_id=STREAM).delete()
+        session.query(Stream).filter_by(id=STREAM).delete()
+
+
+def test_the_streams_table_gains_a_new_stream_and_loses_a_deleted_one(
+    page: Any, served: Served, axe_source: str
+) -> None:
+    _remove_stream(served)
+    try:
+        log_in(page, served)
+        page.goto(f"{served.url}/console/jobs?kind=Stream")
+        page.evaluate("() => { window.sameDocument = true; }")
+        table = page.locator("#streams")
+        assert table.locator("tbody").inner_text().strip() == "No stream consumers."
+        _set_stream(served, "RUNNING", running=True)
+        row = table.locator(f'tr[data-id="Stream/{STREAM}"]')
+        row.wait_for(timeout=10_000)
+        cells = row.locator("td")
+        assert cells.nth(0).inner_text() == "live clicks"
+        assert row.locator("a").get_attribute("href") == f"/console/models/{MODEL}"
+        assert cells.nth(2).inner_text() == "kinesis://clicks"
+        assert row.locator('[data-field="Records"]').inner_text() == "120 / 117 / 3"
+        assert table.locator("tbody tr").count() == 1  # the empty-table row went
+        check_accessibility(page, axe_source)
+        _remove_stream(served)
+        page.wait_for_function("(id) => !document.querySelector(`tr[data-id='Stream/${id}']`)", arg=STREAM)
+        assert table.locator("tbody").inner_text().strip() == "No stream consumers."
+        assert page.evaluate("() => window.sameDocument") is True
+    finally:
+        _remove_stream(served)

@@ -573,6 +573,7 @@ def test_the_jobs_page_lists_the_stream_consumers_each_user_may_see(
         (stream,) = [s for s in twin["Streams"] if s["StreamId"] == "st-console"]
         assert (stream["RecordsIn"], stream["RecordsOut"], stream["RecordsFailed"]) == (120, 117, 3)
         assert stream["MillisBehindLatest"] == 1500 and stream["Status"] == "RUNNING"
+        assert stream["ModelReadable"] is True  # the rows the page's script adds link the model
         page = admin.get("/console/jobs?kind=Stream").text
         assert "<title>Jobs" in page and page.count("120 / 117 / 3") == 1  # in the page's body, once
         assert "120 / 117 / 3" in page and "&lt;b&gt;clicks&lt;/b&gt;" in page and "<b>clicks" not in page

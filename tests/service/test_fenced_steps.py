@@ -141,3 +141,79 @@ def test_an_object_deleted_while_its_fenced_step_ran_stops_the_job(app: EmrML, s
     finally:
         release.set()
     assert isinstance(stepping.join(), JobStopped)  # its job unwinds; what the step wrote is removed
+
+
+def test_a_worker_silent_in_the_middle_of_a_fenced_step_is_given_up_within_the_lease(
+    app: EmrML, shared_datasets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step's reservation reaches a little ahead and is renewed while the step runs: a runner (on
+    another machine, which cannot see the worker's process) that hears nothing from it for a lease and
+    that little gives the attempt up, as it gives up any silent worker."""
+    from emrml.service import jobs
+
+    context = _claimed(app, "ds-silent", shared_datasets)
+    started, release = threading.Event(), threading.Event()
+
+    def step() -> None:
+        started.set()
+        assert release.wait(60)
+
+    stepping = InThread(lambda: context.fenced(step))
+    try:
+        assert started.wait(60)
+        lease = app.settings.job_lease_seconds
+        # The runner's clock two leases on: its last renewal (at most now) is more than a lease and a
+        # reservation old.
+        monkeypatch.setattr(jobs, "now", lambda: time.time() + 2 * lease)
+        app.jobs.recover()
+        with app.sessions() as session:
+            row = session.get(DataSource, "ds-silent")
+            assert (row.status, row.tries) == ("PENDING", 1), row.message
+            assert "stopped responding" in row.message
+    finally:
+        release.set()
+    assert isinstance(stepping.join(), JobStopped)  # given up: the attempt records nothing after its step
+
+
+def test_the_metastore_takes_writes_while_a_failed_jobs_results_are_removed(
+    app: EmrML, shared_datasets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The removal of a FAILED job's results (S3 deletions waiting on the network) runs outside any
+    transaction, the row held meanwhile: another writer is not kept waiting, and a re-run queues the job
+    again only once the removal is done (its next attempt's results are not removed with the failed one's)."""
+    from emrml.service import tasks, worker  # noqa: F401  (tasks registers its own removals: first)
+
+    context = _claimed(app, "ds-failed", shared_datasets)
+    _claimed(app, "ds-other", shared_datasets)
+    assert context.write(status="FAILED", message="the data was not there yet", worker=None)
+    removing, release = threading.Event(), threading.Event()
+    removed: list[str] = []
+
+    def discard(_settings: Settings, entity: Any) -> None:
+        removing.set()
+        assert release.wait(60)
+        removed.append(entity.id)
+
+    monkeypatch.setitem(worker.JOB_DISCARDS, "DataSource", discard)
+    discarded: list[bool] = []
+    requeued: list[bool] = []
+    removal = InThread(
+        lambda: discarded.append(
+            worker.discard_failed(app.settings, app.sessions, "DataSource", "ds-failed", context.attempt)
+        )
+    )
+    try:
+        assert removing.wait(60)
+        _write_elsewhere(app)  # "database is locked" while the removal held the metastore's transaction
+        requeue = InThread(lambda: requeued.append(app.jobs.requeue_failed("DataSource", "ds-failed")))
+        requeue.thread.join(1.0)
+        assert requeue.thread.is_alive()  # waiting for the removal
+        with app.sessions() as session:
+            assert session.get(DataSource, "ds-failed").status == "FAILED"
+    finally:
+        release.set()
+    assert removal.join() is None and requeue.join() is None
+    assert discarded == requeued == [True] and removed == ["ds-failed"]
+    with app.sessions() as session:
+        assert session.get(DataSource, "ds-failed").status == "PENDING"
+        assert session.get(DataSource, "ds-other").name == "renamed"

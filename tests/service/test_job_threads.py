@@ -5,6 +5,8 @@ and a server with too many of them takes no more jobs, saying why."""
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -75,4 +77,51 @@ def test_a_hung_thread_of_a_job_given_up_frees_its_job_slot_and_too_many_hold_ne
         assert app.call("GetDataSource", {"DataSourceId": "ds-next"})["Status"] == "COMPLETED"
     finally:
         release.set()
+        app.close()
+
+
+def test_a_spark_servers_start_removes_the_scratch_its_threads_left(tmp_path: Path) -> None:
+    """A job's thread left to end by itself that is still busy when its server stops ends without its
+    cleanup code: its training folder (a copy of the data) and its batch prediction folder stay. The
+    server's next start removes them, but not those of jobs still running (here, or on a server sharing
+    the home)."""
+    from emrml.engine.training import SCRATCH_OWNER
+    from emrml.lifetime import machine
+    from emrml.service.metastore import BatchPrediction, now
+    from emrml.web.scheduler import JobScheduler
+
+    app = EmrML(Settings.load(environ={}, home=tmp_path / "home", engine="spark"))
+    dead_pid = subprocess.Popen(["true"])
+    dead_pid.wait()
+    scratch = app.settings.scratch_dir
+    folders = {
+        "train-ml-gone-1": f"{machine()} {dead_pid.pid}",
+        "train-ml-running-2": f"{machine()} {os.getpid()}",
+        "batch-bp-gone+attempt-1": None,
+        "batch-bp-running+attempt-1": None,  # an earlier attempt's
+        "batch-bp-running+attempt-2": None,
+    }
+    for name, owner in folders.items():
+        (scratch / name).mkdir(parents=True)
+        (scratch / name / ("records.arrow" if owner else "part-0")).write_bytes(b"data")
+        if owner:
+            (scratch / name / SCRATCH_OWNER).write_text(owner)
+    moment = now()
+    with app.sessions() as session, session.begin():
+        session.add(
+            BatchPrediction(
+                id="bp-running", name="", status="INPROGRESS", created_by="alice", created_at=moment,
+                last_updated_at=moment, request="{}", attempts=2, ml_model_id="ml", output_uri="s3://b/o/",
+                batch_prediction_data_source_id="ds",
+            )
+        )  # fmt: skip
+    scheduler = JobScheduler(app, slots=1, poll_seconds=0.05)
+    try:
+        scheduler.start()
+        assert sorted(entry.name for entry in scratch.iterdir()) == [
+            "batch-bp-running+attempt-2",
+            "train-ml-running-2",
+        ]
+    finally:
+        scheduler.stop(5.0)
         app.close()

@@ -46,6 +46,59 @@ def test_times_keep_milliseconds(app: EmrML, tmp_path: Path) -> None:
     assert created == round(created, 3)
 
 
+def _longest_schema() -> str:
+    """A valid DataSchema as long as the API's model allows (131,071 characters), padded with blanks."""
+    return SCHEMA[:-1] + " " * (131071 - len(SCHEMA)) + "}"
+
+
+def test_a_request_as_long_as_the_api_allows_is_stored(app: EmrML, tmp_path: Path) -> None:
+    """MySQL's and MariaDB's TEXT (65,535 bytes) could not hold it: the Create failed with an internal
+    error."""
+    spec = {"DataLocationS3": str(tmp_path / "data.csv"), "DataSchema": _longest_schema()}
+    app.call("CreateDataSourceFromS3", {"DataSourceId": "ds-long", "DataSpec": spec})
+    verbose = app.call("GetDataSource", {"DataSourceId": "ds-long", "Verbose": True})
+    assert verbose["DataSourceSchema"] == spec["DataSchema"]
+
+
+def test_migration_0014_makes_an_earlier_mariadb_metastore_hold_long_text(tmp_path: Path) -> None:
+    """A metastore of 0013 (TEXT columns: what 0014's downgrade restores) takes a long request once the
+    next start has migrated it."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import inspect
+
+    from emrml.service import metastore
+    from metastores import empty_metastore
+
+    for url in empty_metastore("mariadb", tmp_path):
+        settings = Settings.load(environ={}, home=tmp_path / "home", metastore_url=url)
+        EmrML(settings).close()  # migrated to the newest revision
+        engine = metastore.open_engine(url)
+        config = Config()
+        config.set_main_option("script_location", str(metastore.MIGRATIONS))
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            config.attributes["home"] = settings.home
+            command.downgrade(config, "0013")
+        types = {
+            column["name"]: type(column["type"]).__name__
+            for column in inspect(engine).get_columns("data_sources")
+        }
+        assert types["request"] == "TEXT"
+        engine.dispose()
+        app = EmrML(settings)  # migrates again
+        try:
+            spec = {"DataLocationS3": str(tmp_path / "data.csv"), "DataSchema": _longest_schema()}
+            app.call("CreateDataSourceFromS3", {"DataSourceId": "ds-long", "DataSpec": spec})
+            assert app.call("GetDataSource", {"DataSourceId": "ds-long"})["Status"] == "PENDING"
+            types = {
+                c["name"]: type(c["type"]).__name__ for c in inspect(app.engine).get_columns("data_sources")
+            }
+            assert types["request"] == types["data_schema"] == "LONGTEXT"
+        finally:
+            app.close()
+
+
 @pytest.mark.parametrize("url", ["mysql+mysqldb://root@127.0.0.1/x", "postgresql+nosuchdriver://x/y", "x"])
 def test_a_metastore_url_without_a_driver_is_refused(tmp_path: Path, url: str) -> None:
     with pytest.raises(InvalidInputException, match=r"setting metastore_url: .*pip install 'emrml\[mysql\]'"):

@@ -211,6 +211,34 @@ def test_bad_model_requests(app: EmrML, small: Path, extra: dict, message: str) 
     assert app.call("DescribeMLModels", {})["Results"] == []
 
 
+@pytest.mark.parametrize(
+    ("recipe", "message"),
+    [
+        ("{not json", "Recipe is not valid JSON"),
+        ('{"outputs": ["x"], "extras": {}}', "unknown section 'extras'"),
+        ('{"outputs": []}', "outputs is empty"),
+        ('{"outputs": ["quantile_bin(x, 10"]}', "outputs[0]"),
+    ],
+)
+def test_a_recipe_is_checked_before_its_datasource_has_finished(
+    app: EmrML, tmp_path: Path, recipe: str, message: str
+) -> None:
+    """Until the datasource's job has read the schema, the recipe's names cannot be resolved; what needs
+    no schema is refused at once all the same, not by the model's job later."""
+    (tmp_path / "data.csv").write_text("x,words,y\n1,a b,1\n")
+    spec = {"DataLocationS3": str(tmp_path / "data.csv"), "DataSchema": json.dumps(SMALL_SCHEMA)}
+    app.call(
+        "CreateDataSourceFromS3", {"DataSourceId": "ds-pending", "DataSpec": spec, "ComputeStatistics": True}
+    )
+    request = {"MLModelId": "ml-x", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-pending"}
+    with pytest.raises(InvalidInputException) as refused:
+        app.call("CreateMLModel", {**request, "Recipe": recipe})
+    assert message in refused.value.message
+    # A name the schema may or may not have waits for the schema: the request is accepted.
+    app.call("CreateMLModel", {**request, "Recipe": '{"outputs": ["quantile_bin(nothing, 10)"]}'})
+    assert app.call("GetDataSource", {"DataSourceId": "ds-pending"})["Status"] == "PENDING"
+
+
 def test_model_lifecycle_and_idempotency(app: EmrML, small: Path) -> None:
     request = {
         "MLModelId": "ml-1",

@@ -423,8 +423,10 @@ def test_a_page_token_continues_its_own_listing_only(app: EmrML) -> None:
         create(app, f"ds-{i}", f"n{i}")
     token = app.call("DescribeDataSources", {"Limit": 1})["NextToken"]
     # Not a cursor for another kind of object, even with the same arguments.
-    with pytest.raises(InvalidInputException, match=r"^NextToken belongs to a request with other"):
+    with pytest.raises(InvalidInputException, match=r"^NextToken was returned by DescribeDataSources;"):
         app.call("DescribeMLModels", {"NextToken": token})
+    with pytest.raises(InvalidInputException, match=r"^NextToken belongs to a request with other filter"):
+        app.call("DescribeDataSources", {"NextToken": token, "FilterVariable": "Name"})
     # A time past every database's integers is still a time: after it, nothing.
     beyond = _reforged(token, [10**30, "ds-0"])
     assert app.call("DescribeDataSources", {"NextToken": beyond}) == {"Results": []}

@@ -25,6 +25,30 @@ def _records_in(app: EmrML, stream_id: str) -> int:
     return app.call("GetStream", {"StreamId": stream_id})["RecordsIn"]
 
 
+def _failing_consumer(
+    app: EmrML, kinesalite: Kinesalite, consumers: list[Running], number: int, deleted: str
+) -> Running:
+    """Stream ``st-changes-<number>`` of ``changes-<number>`` (its output ``changes-<number>-scored``),
+    whose consumer scored 10 records and then failed, the Kinesis stream ``deleted`` gone under it (a
+    record more is written when that is the output, for the consumer to find it gone); returns that
+    consumer, ended."""
+    name = f"changes-{number}"
+    kinesalite.create(name, 1)
+    kinesalite.create(f"{name}-scored", 1)
+    kinesalite.put(name, [(record(i), str(i)) for i in range(10)])
+    _start(app, f"st-{name}", name)
+    running = Running(app.settings, f"st-{name}")
+    consumers.append(running)
+    wait_until(lambda: _records_in(app, f"st-{name}") == 10, 30)
+    kinesalite.client().call("delete_stream", StreamName=deleted)
+    if deleted != name:
+        kinesalite.put(name, [(record(i), str(i)) for i in range(10, 15)])
+    with pytest.raises(ResourceNotFoundException):
+        running.join()
+    consumers.remove(running)
+    return running
+
+
 def test_a_stream_whose_model_is_deleted_stops_and_says_why(
     stream_app: EmrML, kinesalite: Kinesalite, consumers: list[Running]
 ) -> None:
@@ -69,18 +93,7 @@ def test_a_new_score_threshold_applies_to_the_records_scored_after_it(
 def test_a_consumer_whose_input_stream_is_deleted_says_why_it_stopped(
     stream_app: EmrML, kinesalite: Kinesalite, consumers: list[Running]
 ) -> None:
-    kinesalite.create("changes-3", 1)
-    kinesalite.create("changes-3-scored", 1)
-    kinesalite.put("changes-3", [(record(i), str(i)) for i in range(10)])
-    _start(stream_app, "st-changes-3", "changes-3")
-    running = Running(stream_app.settings, "st-changes-3")
-    consumers.append(running)
-    wait_until(lambda: _records_in(stream_app, "st-changes-3") == 10, 30)
-
-    kinesalite.client().call("delete_stream", StreamName="changes-3")
-    with pytest.raises(ResourceNotFoundException):
-        running.join()
-    consumers.remove(running)
+    running = _failing_consumer(stream_app, kinesalite, consumers, 3, deleted="changes-3")
     described = stream_app.call("GetStream", {"StreamId": "st-changes-3"})
     assert described["Consumers"] == 0 and described["RecordsIn"] == 10
     # No consumer reads it any longer: it says so, rather than RUNNING.
@@ -171,18 +184,7 @@ def test_a_stream_whose_consumer_failed_is_started_again_by_start_stream(
     """A stream shown FAILED (its consumer ended by an error; the stream itself is still RUNNING) is
     started again by StartStream, as a stopped one is: consumers start, resume from the checkpoints, and
     the stream is RUNNING again. Retried while they run, StartStream starts none."""
-    kinesalite.create("changes-6", 1)
-    kinesalite.create("changes-6-scored", 1)
-    kinesalite.put("changes-6", [(record(i), str(i)) for i in range(10)])
-    _start(stream_app, "st-changes-6", "changes-6")
-    running = Running(stream_app.settings, "st-changes-6")
-    consumers.append(running)
-    wait_until(lambda: _records_in(stream_app, "st-changes-6") == 10, 30)
-    kinesalite.client().call("delete_stream", StreamName="changes-6-scored")
-    kinesalite.put("changes-6", [(record(i), str(i)) for i in range(10, 15)])
-    with pytest.raises(ResourceNotFoundException):
-        running.join()
-    consumers.remove(running)
+    _failing_consumer(stream_app, kinesalite, consumers, 6, deleted="changes-6-scored")
     failed = stream_app.call("GetStream", {"StreamId": "st-changes-6"})
     assert failed["Status"] == "FAILED"
 

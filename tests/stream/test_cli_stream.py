@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -51,7 +52,8 @@ def test_start_show_list_stop_with_file_output(cli_env: Path, kinesalite: Kinesa
         assert "shardId-000000000000" in shown and "RUNNING" in shown
         listed = invoke_json("stream", "list")
         assert [(s["StreamId"], s["Status"], s["RecordsIn"]) for s in listed] == [("st-cli", "RUNNING", 50)]
-        assert "st-cli" in invoke("stream", "list").stdout
+        listed_text = invoke("stream", "list", columns=80).stdout
+        assert "st-cli" in listed_text and "RUNNING" in listed_text  # not folded in a narrow terminal
     finally:
         stopped = invoke_json("stream", "stop", "st-cli")
     assert stopped["Status"] == "STOPPED"
@@ -161,6 +163,10 @@ def test_a_consumer_of_a_stopped_stream_is_refused_saying_how_to_start_it(
     line = error_line(invoke("stream", "run", "st-stopped", code=2))
     assert "stream 'st-stopped' is STOPPED: consumers run only a RUNNING stream" in line
     assert "`emrml stream start --id st-stopped` starts it again" in line
+    # A process of its own (where no test harness takes the log records): the error said once.
+    command = [sys.executable, "-m", "emrml", "stream", "run", "st-stopped"]
+    ran = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 2 and ran.stderr.strip().splitlines() == [line], ran.stderr
     shown = invoke_json("stream", "show", "st-stopped")
     assert shown["Status"] == "STOPPED" and "Message" not in shown  # no consumer recorded as failed
 
@@ -191,3 +197,17 @@ def test_the_list_says_why_a_stream_failed(
     assert "FAILED" in listed
     assert "st-why: consumer " in listed and "could not start: InvalidInputException" in listed
     invoke("stream", "stop", "st-why")
+
+
+def test_start_whose_consumer_dies_before_it_runs_says_the_stream_failed_and_why(
+    cli_env: Path, kinesalite: Kinesalite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kinesalite.create("cli-dies", 1)
+    monkeypatch.setenv("PYTHONHOME", "/nonexistent/python-home")  # the consumer's Python dies at once
+    result = invoke(
+        "stream", "start", "--id", "st-dies", "--model", "ml-binary",
+        "--input", "kinesis://cli-dies", "--output", str(cli_env / "scored"), code=2,
+    )  # fmt: skip
+    line = error_line(result)
+    assert line.startswith("error: stream st-dies is FAILED: consumer process ")
+    assert "ended before it ran (exit code 1)" in line and "RUNNING" not in result.stdout

@@ -117,3 +117,23 @@ def test_a_regression_past_the_float_range_is_written_as_json_numbers() -> None:
     assert dead == []
     values = [json.loads(data)["Prediction"]["predictedValue"] for data, _ in scorer.json_records(scored)]
     assert values == [sys.float_info.max, -sys.float_info.max, pytest.approx(6.0)]
+
+
+def test_a_record_naming_an_attribute_twice_is_set_aside_whatever_the_records_beside_it(
+    scorer: MicroBatchScorer,
+) -> None:
+    """JSON parsers keep one of the two values without a word: the record says two things of the
+    attribute, and is set aside, naming the key and the record's sequence number. A member the model does
+    not read, given twice, is ignored as any such member is, on either path."""
+    twice = b'{"x": "1", "words": "good day", "x": "2"}'
+    ignored_twice = b'{"x": "1", "other": 1, "other": 2}'
+    good = b'{"x": "3", "words": "bad day"}'
+    for datas in ([good, twice, ignored_twice], [good, twice, ignored_twice, b'{\n"x": "4"\n}']):
+        scored, dead = scorer.score(_records(datas))
+        assert [r.sequence_number for r in scored.records] == ["0", "2", *(["3"] if len(datas) == 4 else [])]
+        assert [(letter.record.sequence_number, letter.reason) for letter in dead] == [
+            ("1", "record 1: the JSON object names 'x' twice; give each attribute once")
+        ]
+    scored, dead = scorer.score(_records([good, ignored_twice]))  # the vectorized path
+    assert scorer._json_batch(_records([good, ignored_twice])) is not None
+    assert len(scored.records) == 2 and dead == []

@@ -236,6 +236,35 @@ def test_invalid_requests_name_the_member(
     assert fragment in message
 
 
+@pytest.mark.parametrize(
+    ("target", "body", "ending"),
+    [
+        ("GetDataSource", {"DataSourceId": "p-ds", "k" * 5000: 1}, " is not a member of GetDataSourceInput"),
+        (
+            "CreateMLModel",
+            {
+                "MLModelId": "p-m",
+                "MLModelType": "BINARY",
+                "TrainingDataSourceId": "p-ds",
+                "Parameters": {"k" * 5000: "1"},
+            },
+            "; allowed keys: sgd.maxMLModelSizeInBytes, sgd.maxPasses, sgd.shuffleType, "
+            "sgd.l1RegularizationAmount, sgd.l2RegularizationAmount",
+        ),
+    ],
+)
+def test_an_error_quoting_a_request_at_length_keeps_to_the_models_bound(
+    app: Any, target: str, body: dict, ending: str
+) -> None:
+    """The model's ErrorMessage is at most 2048 characters: what the message quotes is cut in its middle,
+    keeping the start (which member) and the end (why)."""
+    request(app, "CreateDataSourceFromS3", {"DataSourceId": "p-ds", "DataSpec": {"DataLocationS3": "/x.csv"}})
+    status, kind, message = error(request(app, target, body))
+    bound = botocore.session.get_session().get_service_model("machinelearning").shape_for("ErrorMessage")
+    assert (status, kind) == (400, "InvalidInputException")
+    assert len(message) == bound.metadata["max"] and message.endswith(ending) and " [...] " in message
+
+
 def test_a_count_of_one_is_singular(app: Any) -> None:
     body = {"ResourceId": "p-ds", "ResourceType": "DataSource", "Tags": [{"Key": ""}]}
     assert error(request(app, "AddTags", body)) == (
@@ -247,9 +276,24 @@ def test_a_count_of_one_is_singular(app: Any) -> None:
 
 def test_a_tag_without_key_is_a_client_error(app: Any) -> None:
     request(app, "CreateDataSourceFromS3", {"DataSourceId": "p-ds", "DataSpec": {"DataLocationS3": "/x.csv"}})
-    body = {"ResourceId": "p-ds", "ResourceType": "DataSource", "Tags": [{"Value": "v"}]}
+    body = {"ResourceId": "p-ds", "ResourceType": "DataSource", "Tags": [{"Key": "k"}, {"Value": "v"}]}
     status, kind, message = error(request(app, "AddTags", body))
-    assert status == 400 and kind in ("InvalidTagException", "InvalidInputException") and "Key" in message
+    assert (status, kind) == (400, "InvalidTagException") and message.startswith("Tags[1].Key is required")
+
+
+@pytest.mark.parametrize(
+    ("target", "body", "member"),
+    [
+        ("AddTags", {"Tags": [{"Key": "k"}, {"Key": "AWS:owner"}]}, "Tags[1].Key 'AWS:owner'"),
+        ("DeleteTags", {"TagKeys": ["k", "aws:owner"]}, "TagKeys[1] 'aws:owner'"),
+    ],
+)
+def test_a_reserved_tag_key_is_named_by_its_member(app: Any, target: str, body: dict, member: str) -> None:
+    request(app, "CreateDataSourceFromS3", {"DataSourceId": "p-ds", "DataSpec": {"DataLocationS3": "/x.csv"}})
+    status, kind, message = error(
+        request(app, target, {"ResourceId": "p-ds", "ResourceType": "DataSource", **body})
+    )
+    assert (status, kind) == (400, "InvalidTagException") and message.startswith(member)
 
 
 def test_bodies_over_the_limit_are_refused(app: Any) -> None:

@@ -120,9 +120,11 @@ def jobs(visit: Visit) -> View:
     shown = readable_names(visit, [(row["Kind"], row["Id"]) for row in rows] + models)
     for row in rows:
         row["Readable"] = f"{row['Path']}/{row['Id']}" in shown
+    for stream in data.get("Streams", []):
+        stream["ModelReadable"] = f"models/{stream['MLModelId']}" in shown
     extra["readable"] = set(shown)
     if models:
-        # The streams' models by name, as on an object's page.
+        # The streams' models by name, as on an object's page (the twin's too, for the rows its script adds).
         data["ReferenceNames"] = extra["names"] = reference_names(models, shown)
     return View("jobs.html", data, extra=extra)
 

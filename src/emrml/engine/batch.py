@@ -365,6 +365,19 @@ def _attempt_folders(prefix: str, settings: Settings, batch_prediction_id: str) 
     return folders
 
 
+def sweep_batch_scratch(settings: Settings, running: set[tuple[str, int]]) -> None:
+    """Remove the home's scratch folders (those of outputs in a remote store) of batch prediction attempts
+    not in ``running`` (id, attempt): a thread of a job given up, still busy when its server stopped,
+    ended without its cleanup code, and a job that is not run again would keep its folder for good."""
+    with suppress(OSError):
+        for entry in settings.scratch_dir.iterdir():
+            stem, attempt_marker, number = entry.name.partition(_ATTEMPT)
+            if not (attempt_marker and stem.startswith("batch-") and number.isdigit()):
+                continue
+            if (stem.removeprefix("batch-"), int(number)) not in running:
+                shutil.rmtree(entry, ignore_errors=True)
+
+
 def discard_output(
     output_uri: str, settings: Settings, batch_prediction_id: str, data_location: str | None
 ) -> None:

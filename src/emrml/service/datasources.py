@@ -20,6 +20,7 @@ from emrml.service.operations import (
     Response,
     create_entity,
     created_by,
+    document_member,
     find,
     operation,
     register_lifecycle,
@@ -158,7 +159,7 @@ def get_data_source(app: EmrML, request: Request) -> Response:
         if verbose:
             schema = entity.data_schema or _requested_schema(entity)
             if schema:
-                members["DataSourceSchema"] = schema
+                members["DataSourceSchema"] = document_member(schema)
         return members
 
 

@@ -164,6 +164,15 @@ def _sort_value(value: object, time_sorted: bool) -> float | str | None:
     return value if isinstance(value, str) and "\x00" not in value else None
 
 
+def _kind_of(query: object) -> str | None:
+    """The kind of object a token's query lists, when it names one this server lists."""
+    try:
+        kind = json.loads(query).get("kind") if isinstance(query, str) else None
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    return kind if kind in FILTERS else None
+
+
 def _after(kind: str, token: str | None, request: Request) -> tuple[Any, str] | None:
     """The sort value and id of the object the previous page ended with; None for the first page."""
     if not token:
@@ -177,6 +186,11 @@ def _after(kind: str, token: str | None, request: Request) -> tuple[Any, str] | 
         # RecursionError: a forged token of JSON nested too deeply to read.
         raise forged from None
     if query != _query(kind, request):
+        other = _kind_of(query)
+        if other is not None and other != kind:
+            raise InvalidInputException(
+                f"NextToken was returned by Describe{other}s; it pages that operation's results only"
+            )
         raise InvalidInputException("NextToken belongs to a request with other filter or sort arguments")
     time_sorted = request.get("FilterVariable") in (None, *TIME_VARIABLES)
     sort_value = _sort_value(value, time_sorted)

@@ -40,6 +40,7 @@ from emrml.service.worker import (
     discard_failed,
     run_job_in_this_process,
     settle_deleted,
+    update_unless_held,
     worker_main,
 )
 
@@ -158,14 +159,16 @@ class JobRunner:
     def requeue_failed(self, kind: str, entity_id: str) -> bool:
         """Queue a FAILED job again, as new (a pipeline re-run retries what failed: a cluster lost, a file
         mended since); whether it was FAILED. Its partial results went with the failure. Its tries start
-        anew; its attempt numbers go on from the last (a worker of an earlier attempt may still be alive)."""
+        anew; its attempt numbers go on from the last (a worker of an earlier attempt may still be alive).
+        Waits while the removal of its failed attempt's results runs (``worker.discard_failed``)."""
         table = ENTITY_CLASSES[kind]
         values: dict[str, Any] = {
             "status": "PENDING", "message": None, "progress": 0.0, "progress_message": None, "tries": 0,
             "started_at": None, "finished_at": None, "worker": None, "last_updated_at": now(),
         }  # fmt: skip
-        with self.sessions() as session, session.begin():
-            return fenced_update(session, table, [table.id == entity_id, table.status == "FAILED"], values)
+        # (Once the removal of its failed attempt's results, if one runs, is done: ``discard_failed``.)
+        where = [table.id == entity_id, table.status == "FAILED"]
+        return update_unless_held(self.settings, self.sessions, table, where, values)
 
     def _retry_or_fail(self, kind: str, entity_id: str, attempt: int, what_happened: str) -> bool:
         """Attempt ``attempt`` ended without recording an outcome: queue the job again or give up.
@@ -334,6 +337,14 @@ class JobRunner:
             if progress is not None and entity.status == "INPROGRESS":
                 progress(entity.progress, entity.progress_message)
         self._settle_deleted(kind, entity_id)
+
+    def sweep_scratch(self) -> None:
+        """Remove the scratch files of jobs not running (``tasks.sweep_scratch``), at the start of a runner
+        whose jobs run on its threads (``in_process``): a thread left to end by itself (``_watch_thread``)
+        that was still busy when its server stopped ended without its cleanup code."""
+        from emrml.service.tasks import sweep_scratch  # the job code: loaded by such a runner anyway
+
+        sweep_scratch(self.settings, self.sessions)
 
     def _abandoned_alive(self) -> list[tuple[str, str, int]]:
         """The attempts whose threads were left running (``_watch_thread``) and still run."""

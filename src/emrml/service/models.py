@@ -20,6 +20,7 @@ from emrml.service.operations import (
     create_entity,
     created_by,
     deleting,
+    document_member,
     find,
     find_live,
     lock_row,
@@ -41,7 +42,7 @@ def create_ml_model(app: EmrML, request: Request) -> Response:
     # The learner, recipe and schema code (numpy, Arrow) load with the first CreateMLModel, not at start.
     from emrml.core.linear import TrainingParameters
     from emrml.core.model import check_target
-    from emrml.core.recipe.grammar import parse_recipe
+    from emrml.core.recipe.grammar import check_recipe_syntax, parse_recipe
     from emrml.core.schema import parse_schema
     from emrml.service.parameters import parse_parameters
 
@@ -67,6 +68,9 @@ def create_ml_model(app: EmrML, request: Request) -> Response:
             check_target(schema, model_type)
             if recipe:
                 parse_recipe(recipe, schema)
+        elif recipe:
+            # The schema comes with the datasource's job: until then, what needs none is refused now.
+            check_recipe_syntax(recipe)
         _, created = create_entity(
             session,
             "MLModel",
@@ -137,9 +141,9 @@ def get_ml_model(app: EmrML, request: Request) -> Response:
     del members["Algorithm"]  # Describe-only member (spec 4.2)
     if request.get("Verbose"):
         if entity.recipe:
-            members["Recipe"] = entity.recipe
+            members["Recipe"] = document_member(entity.recipe)
         if entity.data_schema:
-            members["Schema"] = entity.data_schema
+            members["Schema"] = document_member(entity.data_schema)
     return members
 
 

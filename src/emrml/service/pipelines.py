@@ -123,8 +123,8 @@ def parse(text: str, source: str) -> list[Step]:
 def _check_members(operation: str, request: dict[str, Any]) -> None:
     """The members the operation itself refuses before creating anything, checked with its own parsers
     and needing neither the metastore nor the data: otherwise ``--check`` passes a pipeline whose run
-    stops at that step (a split past 100 %, a training parameter that is not a number, an output folder
-    whose key is refused)."""
+    stops at that step (a split past 100 %, a training parameter that is not a number, a recipe that is not
+    valid JSON or whose expressions do not parse, an output folder whose key is refused)."""
     if operation.startswith("CreateDataSourceFrom"):
         from emrml.core.rearrange import parse_rearrangement
 
@@ -133,6 +133,10 @@ def _check_members(operation: str, request: dict[str, Any]) -> None:
         from emrml.service.parameters import parse_parameters
 
         parse_parameters(request.get("Parameters"))
+        if request.get("Recipe"):
+            from emrml.core.recipe.grammar import check_recipe_syntax
+
+            check_recipe_syntax(request["Recipe"])  # its names are resolved with the schema, at the run
     elif operation == "CreateBatchPrediction":
         from emrml.service.batch_predictions import check_output_uri
 

@@ -22,18 +22,20 @@ def _tags(session: Session, kind: str, entity_id: str) -> list[Tag]:
     return list(session.scalars(query))
 
 
-def _check_key(key: str) -> None:
-    """Amazon reserves the ``aws:`` prefix (spec 4.7): such keys are neither added nor deleted."""
+def _check_key(key: str, where: str) -> None:
+    """Amazon reserves the ``aws:`` prefix (spec 4.7): such keys are neither added nor deleted. ``where``:
+    the member holding the key, as the request names it (``Tags[2].Key``)."""
     if key.lower().startswith("aws:"):
-        raise InvalidTagException(f"tag key {key!r}: keys starting with 'aws:' are reserved")
+        raise InvalidTagException(f"{where} {key!r}: keys starting with 'aws:' are reserved")
 
 
 def put_tags(session: Session, kind: str, entity_id: str, tags: list[dict[str, str]]) -> None:
-    """Add or overwrite tags, keeping at most 50 on the object."""
-    for tag in tags:
+    """Add or overwrite tags (AddTags' ``Tags``), keeping at most 50 on the object."""
+    for index, tag in enumerate(tags):
         if not tag.get("Key"):
-            raise InvalidTagException("every tag needs a Key")
-        _check_key(tag["Key"])
+            # The model leaves Key optional in its Tag shape, but a tag is its key.
+            raise InvalidTagException(f"Tags[{index}].Key is required: every tag needs a Key")
+        _check_key(tag["Key"], f"Tags[{index}].Key")
     existing = {tag.key: tag for tag in _tags(session, kind, entity_id)}
     new_keys = {tag["Key"] for tag in tags} - existing.keys()
     if len(existing) + len(new_keys) > MAX_TAGS:
@@ -93,8 +95,8 @@ def delete_tags(app: EmrML, request: Request) -> Response:
     kind, entity_id = request["ResourceType"], request["ResourceId"]
     with app.sessions() as session, session.begin():
         find_live(session, kind, entity_id)
-        for key in request["TagKeys"]:
-            _check_key(key)
+        for index, key in enumerate(request["TagKeys"]):
+            _check_key(key, f"TagKeys[{index}]")
         session.execute(
             delete(Tag).where(
                 Tag.resource_type == kind, Tag.resource_id == entity_id, Tag.key.in_(request["TagKeys"])

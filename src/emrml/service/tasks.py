@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from pyarrow import ipc
+from sqlalchemy import select
+from sqlalchemy.orm import sessionmaker
 
 from emrml.config import Settings
 from emrml.core.rearrange import Rearrangement, parse_rearrangement
@@ -292,6 +294,21 @@ def predict_batch(context: JobContext) -> dict[str, Any]:
         "invalid_records": result.invalid_records,
         "unparsed_records": result.unparsed_records,
     }
+
+
+def sweep_scratch(settings: Settings, sessions: sessionmaker) -> None:
+    """Remove the scratch files of jobs not running: the training folders of processes gone, the batch
+    prediction folders of attempts no longer INPROGRESS (``JobRunner.sweep_scratch``)."""
+    from emrml.engine.batch import sweep_batch_scratch
+    from emrml.engine.training import sweep_training_scratch
+
+    sweep_training_scratch(settings)
+    with sessions() as session:
+        rows = session.execute(
+            select(BatchPrediction.id, BatchPrediction.attempts).where(BatchPrediction.status == "INPROGRESS")
+        )
+        running = {(entity_id, int(attempt)) for entity_id, attempt in rows}
+    sweep_batch_scratch(settings, running)
 
 
 # --- what a job that did not complete leaves, removed (service.worker.discard_results) ---------------------

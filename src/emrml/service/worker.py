@@ -26,14 +26,14 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import func, or_, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from emrml.config import Settings
 from emrml.errors import AmazonMLError
-from emrml.lifetime import exit_with
+from emrml.lifetime import exit_with, machine
 from emrml.service.confinement import OWNER_ONLY_UMASK
 from emrml.service.metastore import (
     ENTITY_CLASSES,
@@ -48,10 +48,36 @@ from emrml.storage.locations import configure as configure_storage
 log = logging.getLogger(__name__)
 
 
-#: How long a fenced step (``JobContext.fenced``) may run: S3's client gives up on the request that
-#: completes an upload long before (its timeouts and retries), and a worker that dies meanwhile is given
-#: up at once by a runner on its machine.
-STEP_SECONDS = 15 * 60.0
+def reservation_seconds(settings: Settings) -> float:
+    """How far ahead a fenced step (``JobContext.fenced``) or a failed job's removal (``discard_failed``)
+    reserves its row, renewing it that often while it runs: the row never reads older than the present,
+    so only a holder silent for a whole lease is given up, and one that died is given up within the lease
+    (and this) like any silent worker, whatever machine it was on."""
+    return settings.job_lease_seconds / 4
+
+
+@contextmanager
+def renewing(renew: Callable[[], bool], every: float, what: str) -> Iterator[None]:
+    """Call ``renew`` every ``every`` seconds on a thread while the body runs, until it returns False (the
+    row is no longer held: nothing left to renew). A failed renewal (the metastore out of reach for a
+    moment) is logged, and the next one tries again."""
+    done = threading.Event()
+
+    def loop() -> None:
+        while not done.wait(every):
+            try:
+                if not renew():
+                    return
+            except SQLAlchemyError as exc:
+                log.warning("%s: could not renew its reservation: %s", what, exc)
+
+    thread = threading.Thread(target=loop, name=f"emrml-renew-{what}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 class JobStopped(BaseException):
@@ -111,22 +137,29 @@ class JobContext:
 
         A look at the row before the step would not do: the runner could give the attempt up between the
         look and the step, and a later attempt publish its output before this one's step overwrote it. The
-        look here is a write that reserves the job for ``STEP_SECONDS`` (its heartbeat set that far ahead,
-        which the heartbeat thread keeps), so no runner gives the attempt up for silence until the step is
-        done or that time has passed; a runner that stops its workers or retries after one died waits for
-        the worker's process to end. The step runs outside any transaction: a step that waits on the
-        network (the completion of an S3 upload, a PutObject) no longer keeps the metastore's other writers
-        waiting (SQLite: the whole database).
+        look here is a write that reserves the job a little ahead (``reservation_seconds``, its heartbeat
+        set that far in the future), renewed on a thread of its own while the step runs, so no runner gives
+        the attempt up for silence while its process lives and reaches the metastore; one that dies
+        mid-step is given up within a lease, like any silent worker. A runner that stops its workers or
+        retries after one died waits for the worker's process to end. The step runs outside any
+        transaction: a step that waits on the network (the completion of an S3 upload, a PutObject) no
+        longer keeps the metastore's other writers waiting (SQLite: the whole database).
         """
         table = ENTITY_CLASSES[self.kind]
         where = [table.id == self.entity_id, table.status == "INPROGRESS", table.attempts == self.attempt]
-        self.held_until = now() + STEP_SECONDS
-        try:
+        ahead = reservation_seconds(self.settings)
+
+        def reserve() -> bool:
+            self.held_until = now() + ahead
             with self.session() as session:
-                if not fenced_update(session, table, where, {"heartbeat_at": self.held_until}):
-                    self.stopped.set()
-                    raise JobStopped
-            step()
+                return fenced_update(session, table, where, {"heartbeat_at": self.held_until})
+
+        try:
+            if not reserve():
+                self.stopped.set()
+                raise JobStopped
+            with renewing(reserve, ahead, f"{self.kind} {self.entity_id}"):
+                step()
         finally:
             self.held_until = 0.0
         if not self.write(heartbeat_at=now()):
@@ -209,22 +242,63 @@ def discard_results(settings: Settings, kind: str, entity: Any) -> None:
         log.exception("%s %s: could not remove the results of its unfinished job", kind, entity.id)
 
 
+def update_unless_held(
+    settings: Settings, sessions: sessionmaker, table: Any, where: list[Any], values: dict[str, Any]
+) -> bool:
+    """``UPDATE`` the row matching ``where`` once no removal of its results holds it (``discard_failed``),
+    waiting meanwhile; False (nothing written) once no row matches ``where``. A holder silent for a lease
+    (its process died) holds it no more."""
+    while True:
+        moment = now()
+        free = or_(table.worker.is_(None), table.heartbeat_at < moment - settings.job_lease_seconds)
+        with sessions() as session, session.begin():
+            if fenced_update(session, table, [*where, free], values):
+                return True
+            if session.scalar(select(func.count()).select_from(table).where(*where)) == 0:
+                return False
+        time.sleep(HOLD_POLL_SECONDS)
+
+
+#: Seconds between looks at a row a removal of results holds (``update_unless_held``).
+HOLD_POLL_SECONDS = 0.1
+
+
 def discard_failed(
     settings: Settings, sessions: sessionmaker, kind: str, entity_id: str, attempt: int
 ) -> bool:
     """``discard_results`` of a job that attempt ``attempt`` ended FAILED, while it still is; returns
     whether it was.
 
-    Fenced as ``JobContext.fenced`` is: the row stays locked while the results go. A FAILED job can be
-    queued again (a pipeline re-run, ``JobRunner.requeue_failed``) the moment its failure is recorded, and
-    its next attempt publish its sample, model or output; a removal that looked at the row first, or not at
-    all, could then delete what the next attempt published, leaving it COMPLETED without its results."""
+    Fenced as ``JobContext.fenced`` is. A FAILED job can be queued again (a pipeline re-run,
+    ``JobRunner.requeue_failed``) the moment its failure is recorded, and its next attempt publish its
+    sample, model or output; a removal that looked at the row first, or not at all, could then delete what
+    the next attempt published, leaving it COMPLETED without its results. So the removal first holds the
+    row (its ``worker`` names the removal, its heartbeat reserved ahead and renewed while the removal
+    runs), commits, removes outside any transaction (S3 deletions wait on the network: SQLite's other
+    writers would wait for the whole database), then lets the row go; a job is queued again only once no
+    removal holds it (``update_unless_held``)."""
     table = ENTITY_CLASSES[kind]
     where = [table.id == entity_id, table.status == "FAILED", table.attempts == attempt]
-    with sessions() as session, session.begin():
-        if not fenced_update(session, table, where, {"worker": None}):
-            return False
-        discard_results(settings, kind, session.get(table, entity_id))
+    holder = f"{machine()}:{os.getpid()}:{uuid.uuid4().hex[:8]} removing results"
+    ahead = reservation_seconds(settings)
+    if not update_unless_held(
+        settings, sessions, table, where, {"worker": holder, "heartbeat_at": now() + ahead}
+    ):
+        return False
+    held = [table.id == entity_id, table.worker == holder]
+
+    def renew() -> bool:
+        with sessions() as session, session.begin():
+            return fenced_update(session, table, held, {"heartbeat_at": now() + ahead})
+
+    try:
+        with sessions() as session:
+            entity = session.get(table, entity_id)
+        with renewing(renew, ahead, f"{kind} {entity_id}"):
+            discard_results(settings, kind, entity)
+    finally:
+        with sessions() as session, session.begin():
+            fenced_update(session, table, held, {"worker": None})
     return True
 
 

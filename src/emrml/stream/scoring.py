@@ -4,9 +4,9 @@ A record is a JSON object in the Predict API's ``Record`` format (attribute name
 line in the model's schema (every attribute in order, or every attribute but the target). ``auto`` (the
 default format) reads a record whose first non-blank character is ``{`` or ``[`` as JSON, any other as
 CSV. A record that cannot be read is set aside with the reason (``DeadLetter``): too large, not UTF-8,
-invalid JSON, JSON that is not an object or has a value that is not a string, a CSV line with the wrong
-number of fields. Values that are readable text but not of the attribute's type (a NUMERIC "heavy") are
-scored as missing, as Predict and batch prediction do.
+invalid JSON, JSON that is not an object or has a value that is not a string or names an attribute twice,
+a CSV line with the wrong number of fields. Values that are readable text but not of the attribute's type
+(a NUMERIC "heavy") are scored as missing, as Predict and batch prediction do.
 
 The readable records of a micro-batch become one Arrow batch of string columns, scored by
 ``Predictor.score_batch`` and written by batch prediction's ``ResultFormatter``: a stream's predictions
@@ -153,7 +153,7 @@ class MicroBatchScorer:
             return f"the record is not valid UTF-8 (byte {exc.start})"
         start = text.lstrip()[:1]
         if self.record_format == "json" or (self.record_format == "auto" and start in ("{", "[")):
-            row = _json_record(text, self.columns)
+            row = _json_record(text, self.columns, record.sequence_number)
             return self._deep_record(record) if row == TOO_DEEP else row
         return self._csv_record(text)
 
@@ -232,11 +232,30 @@ class MicroBatchScorer:
         return out
 
 
-def _json_record(text: str, columns: list[str]) -> dict[str, str] | str:
+class _Members(dict[str, object]):
+    """A JSON object as parsed, with the keys it names more than once (Python's parser keeps the last
+    value of such a key without a word)."""
+
+    repeated: list[str]
+
+
+def _members(pairs: list[tuple[str, object]]) -> _Members:
+    members = _Members()
+    members.repeated = []
+    for key, value in pairs:
+        if key in members:
+            members.repeated.append(key)
+        members[key] = value
+    return members
+
+
+def _json_record(text: str, columns: list[str], sequence_number: str) -> dict[str, str] | str:
     """A JSON object's values of ``columns``: strings, or null for a missing value; other members are
-    ignored whatever they hold (a stream's records often carry more than the model reads)."""
+    ignored whatever they hold (a stream's records often carry more than the model reads). An attribute
+    the model reads named twice is refused (the record says two things of it), as the vectorized path
+    refuses it (``_json_batch``: Arrow's parser, which then leaves the batch to this path)."""
     try:
-        value = json.loads(text)
+        value = json.loads(text, object_pairs_hook=_members)
     except json.JSONDecodeError as exc:
         return f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
     except RecursionError:
@@ -245,6 +264,11 @@ def _json_record(text: str, columns: list[str]) -> dict[str, str] | str:
         return TOO_DEEP
     if not isinstance(value, dict):
         return f"the JSON is not an object but {json_type(value)}"
+    repeated = [key for key in value.repeated if key in columns] if isinstance(value, _Members) else []
+    if repeated:
+        return (
+            f"record {sequence_number}: the JSON object names {repeated[0]!r} twice; give each attribute once"
+        )
     row = {}
     for key in columns:
         item = value.get(key)

@@ -55,6 +55,7 @@ class JobScheduler:
         if self.service.settings.engine == "spark":
             # Long-running mode: one Spark application for every job, the jobs on this process's threads.
             self.service.jobs.in_process = True
+            self.service.jobs.sweep_scratch()  # what the threads of its last run, left to end, left
         # A server runs many jobs: its fork server (started with the first job) imports every engine once.
         forkserver.preload_every_engine()
         self._dispatcher = threading.Thread(target=self._loop, name="emrml-job-dispatcher", daemon=True)

@@ -114,11 +114,59 @@
     form.querySelector("button").textContent = stream.Status === "STOPPED" ? "Start" : "Start again";
   }
 
+  // A row for a stream the page did not have when it loaded, built as the template builds its rows
+  // (text only: names are untrusted); fillStream writes its figures and start form.
+  function streamRow(base, stream) {
+    var row = document.createElement("tr");
+    row.setAttribute("data-id", "Stream/" + stream.StreamId);
+    cell(row).textContent = stream.Name || stream.StreamId;
+    var model = cell(row);
+    if (stream.ModelReadable) {
+      var link = document.createElement("a");
+      link.href = base + "models/" + encodeURIComponent(stream.MLModelId);
+      link.textContent = stream.MLModelId;
+      model.appendChild(link);
+    } else {
+      var code = document.createElement("code");
+      code.textContent = stream.MLModelId;
+      var note = document.createElement("small");
+      note.className = "unreadable";
+      note.textContent = "(you may not open it)";
+      model.appendChild(code);
+      model.appendChild(document.createTextNode(" "));
+      model.appendChild(note);
+    }
+    cell(row).textContent = stream.InputStream || "";
+    ["Status", "Consumers", "Shards", "Records", "RecordsPerSecond", "Lag"].forEach(function (field) { cell(row, field); });
+    cell(row, "Message").className = "prose";
+    cell(row, "Start");
+    return row;
+  }
+
+  // The streams table follows the twin as the jobs table does: rows update, streams created since the
+  // page loaded appear in the twin's order and streams deleted go; a row stays in place when the order
+  // did not change, so a start form being filled in keeps its focus.
   function updateStreams(table, streams) {
+    var body = table.tBodies[0];
+    var cursor = body.firstElementChild;
     streams.forEach(function (stream) {
-      var row = table.querySelector('tr[data-id="' + CSS.escape("Stream/" + stream.StreamId) + '"]');
-      if (row) fillStream(table, row, stream);
+      var row = body.querySelector('tr[data-id="' + CSS.escape("Stream/" + stream.StreamId) + '"]') || streamRow(table.getAttribute("data-base"), stream);
+      fillStream(table, row, stream);
+      if (row === cursor) cursor = cursor.nextElementSibling;
+      else body.insertBefore(row, cursor);
     });
+    while (cursor) {
+      var stale = cursor;
+      cursor = cursor.nextElementSibling;
+      if (streams.length || stale.hasAttribute("data-id")) body.removeChild(stale);
+    }
+    if (!body.firstElementChild) {
+      var empty = document.createElement("tr");
+      var td = cell(empty);
+      td.colSpan = 11;
+      td.textContent = "No stream consumers.";
+      body.appendChild(empty);
+    }
   }
 
   // The jobs table follows its JSON twin every two seconds: rows update, jobs created since the page

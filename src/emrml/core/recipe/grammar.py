@@ -443,16 +443,30 @@ def _parse_entry(section: str, entry: str, text: str) -> tuple[Node, Located]:
     return Parser(text, end, where).parse(), where
 
 
+def _structure(text: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]], list[str]]:
+    """A recipe's groups, assignments and outputs, each entry's expression still unparsed."""
+    found = _sections(_load(text))
+    return _entries(found, "groups"), _entries(found, "assignments"), _output_strings(found)
+
+
+def check_recipe_syntax(text: str) -> None:
+    """Check what of a recipe needs no schema: its JSON, its sections and the syntax of every expression;
+    raise ``InvalidInputException``. The names it uses are resolved by ``parse_recipe``, with the schema."""
+    groups, assignments, outputs = _structure(text)
+    for section, entries in (("groups", groups), ("assignments", assignments)):
+        for name, expression in entries:
+            _parse_entry(section, f"{section} {json.dumps(name, ensure_ascii=False)}", expression)
+    for index, expression in enumerate(outputs):
+        _parse_entry("outputs", f"outputs[{index}]", expression)
+
+
 def parse_recipe(text: str, schema: Schema, *, max_outputs: int = DEFAULT_MAX_OUTPUTS) -> Recipe:
     """Parse, check and resolve a recipe against ``schema``; raise ``InvalidInputException``.
 
     ``max_outputs`` bounds the output variables after expanding groups (spec 6.1: 10,000). Duplicate
     outputs collapse to the first.
     """
-    found = _sections(_load(text))
-    groups = _entries(found, "groups")
-    assignments = _entries(found, "assignments")
-    outputs = _output_strings(found)
+    groups, assignments, outputs = _structure(text)
     resolver = _Resolver(schema, max_outputs)
     for section, entries in (("groups", groups), ("assignments", assignments)):
         for name, _ in entries:

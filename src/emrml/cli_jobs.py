@@ -1,0 +1,70 @@
+"""``emrml jobs``: the jobs browser of the terminal, as the console's Jobs page: every object's job
+(datasources, models, evaluations, batch predictions) in one list, newest first, with what a running job
+does now or why one failed, then the streams. The same Describe* operations as each kind's ``list``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from emrml.cli_common import print_json, reports_errors, state
+from emrml.cli_objects import PAGE_LIMIT, Status
+from emrml.cli_render.lists import Column, list_table
+from emrml.cli_render.parts import format_time, status_text
+from emrml.cli_stream import print_streams
+
+#: The kinds of object that have a job, with the member holding their id.
+JOB_KINDS = (
+    ("DataSource", "DataSourceId"),
+    ("MLModel", "MLModelId"),
+    ("Evaluation", "EvaluationId"),
+    ("BatchPrediction", "BatchPredictionId"),
+)
+JOB_COLUMNS = (
+    Column("Kind", lambda item: item["Kind"], 0),
+    Column("Id", lambda item: item["Id"], 0),
+    Column("Status", status_text, 0),
+    Column("Created", lambda item: format_time(item.get("CreatedAt")), 2),
+    # What a running job does now, or why a job failed.
+    Column("Message", lambda item: item.get("Message") or item.get("ProgressMessage") or "", 1),
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("jobs")(reports_errors(jobs))
+
+
+def jobs(
+    ctx: typer.Context,
+    status: Status | None = typer.Option(
+        None, "--status", case_sensitive=False, help="Only the jobs of this status."
+    ),
+    limit: int = typer.Option(
+        50, "--limit", min=1, max=PAGE_LIMIT, help="Show at most this many jobs, the newest."
+    ),
+) -> None:
+    """List every object's job, newest first (what a running job does, why one failed), then the streams."""
+    current = state(ctx)
+    service = current.service()
+    request: dict[str, Any] = {"Limit": limit, "SortOrder": "dsc"}
+    if status is not None:
+        request.update(FilterVariable="Status", EQ=status.value)
+    rows: list[dict[str, Any]] = []
+    for kind, member in JOB_KINDS:
+        found = service.call(f"Describe{kind}s", dict(request))["Results"]
+        rows.extend({"Kind": kind, "Id": item[member], **item} for item in found)
+    # Newest first across the kinds; ``limit`` of each kind was read, so the newest ``limit`` are here.
+    rows.sort(key=lambda row: row.get("CreatedAt") or 0.0, reverse=True)
+    rows = rows[:limit]
+    streams = [] if status is not None else service.call("DescribeStreams", {})["Results"]
+    if current.json:
+        print_json({"Jobs": rows, "Streams": streams})
+        return
+    if rows:
+        current.console.print(list_table(JOB_COLUMNS, rows, current.console.width))
+    else:
+        current.console.print("No jobs." if status is None else f"No {status.value} jobs.")
+    if streams:
+        current.console.print()
+        print_streams(current, streams)

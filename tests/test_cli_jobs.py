@@ -1,0 +1,56 @@
+"""``emrml jobs``: every object's job in one list, newest first, with why a job failed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cli_helpers import invoke, invoke_json
+from emrml.samples import bank_sample_schema, write_bank_sample
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    monkeypatch.setenv("EMRML_HOME", str(home))
+    return home
+
+
+def test_jobs_lists_every_kinds_jobs_newest_first_saying_why_one_failed(home: Path, tmp_path: Path) -> None:
+    data = write_bank_sample(tmp_path / "bank.csv", 500)
+    schema = tmp_path / "bank.schema.json"
+    schema.write_text(bank_sample_schema().to_json())
+    wrong = tmp_path / "wrong.schema.json"  # three attributes: the data's lines have more fields
+    attributes = [("a", "NUMERIC"), ("b", "CATEGORICAL"), ("y", "BINARY")]
+    wrong.write_text(
+        json.dumps(
+            {
+                "version": "1.0",
+                "targetAttributeName": "y",
+                "dataFileContainsHeader": True,
+                "attributes": [{"attributeName": n, "attributeType": t} for n, t in attributes],
+            }
+        )
+    )
+    invoke("datasource", "create", "--id", "ds-good", "--data", str(data), "--schema", str(schema))
+    invoke("model", "create", "--id", "ml-good", "--datasource", "ds-good", "--type", "BINARY")
+    invoke("datasource", "create", "--id", "ds-bad", "--data", str(data), "--schema", str(wrong), code=2)
+
+    listed = invoke_json("jobs")
+    assert [(job["Kind"], job["Id"], job["Status"]) for job in listed["Jobs"]] == [
+        ("DataSource", "ds-bad", "FAILED"),
+        ("MLModel", "ml-good", "COMPLETED"),
+        ("DataSource", "ds-good", "COMPLETED"),
+    ]
+    assert listed["Streams"] == []
+    failed = invoke_json("jobs", "--status", "failed")["Jobs"]
+    assert [job["Id"] for job in failed] == ["ds-bad"]
+    assert [job["Id"] for job in invoke_json("jobs", "--limit", "1")["Jobs"]] == ["ds-bad"]
+
+    shown = invoke("jobs", columns=200).stdout
+    lines = [line for line in shown.splitlines() if "ds-bad" in line]
+    assert len(lines) == 1 and "FAILED" in lines[0]
+    assert failed[0]["Message"][:40] in lines[0]  # why, on its line
+    assert "No INPROGRESS jobs." in invoke("jobs", "--status", "INPROGRESS").stdout

@@ -86,6 +86,9 @@ def test_a_pasted_record_is_kept_and_a_huge_one_refused(admin: Any) -> None:
     # for what it is: one value where the model reads several.
     huge = admin.post(path, data={"csrf_token": token, "pasted": "x" * 200_000})
     assert huge.status_code == 400 and any("the pasted CSV line has 1 values" in e for e in _errors(huge))
+    # A JSON array is not read as a CSV line of bracketed values: it is not a record.
+    listed = admin.post(path, data={"csrf_token": token, "pasted": '["41", "student"]'})
+    assert listed.status_code == 400 and any("is a JSON array" in e for e in _errors(listed))
 
 
 def test_group_forms_refuse_forged_values_with_a_message(admin: Any) -> None:

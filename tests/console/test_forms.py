@@ -86,6 +86,9 @@ def test_a_pasted_record_is_kept_and_a_huge_one_refused(admin: Any) -> None:
     # for what it is: one value where the model reads several.
     huge = admin.post(path, data={"csrf_token": token, "pasted": "x" * 200_000})
     assert huge.status_code == 400 and any("the pasted CSV line has 1 values" in e for e in _errors(huge))
+    # A JSON array is not read as a CSV line of bracketed values: it is not a record.
+    listed = admin.post(path, data={"csrf_token": token, "pasted": '["41", "student"]'})
+    assert listed.status_code == 400 and any("is a JSON array" in e for e in _errors(listed))
 
 
 def test_group_forms_refuse_forged_values_with_a_message(admin: Any) -> None:
@@ -188,6 +191,10 @@ def test_a_location_outside_the_data_roots_is_the_fields_error(admin: Any) -> No
     )
     assert batch.status_code == 403 and 'id="output-error"' in batch.text
     assert 'value="/etc/out/"' in batch.text
+    # The refused field, the only one, has the focus (the location field of the wizard too).
+    for sent, field in ((wizard, "location"), (batch, "output")):
+        box = re.search(rf'<input id="{field}"[^>]*>', sent.text)
+        assert box and "autofocus" in box.group(0) and sent.text.count("autofocus") == 1, field
 
 
 def test_the_first_page_link_keeps_the_page_size(admin: Any) -> None:
@@ -304,6 +311,8 @@ def test_a_nul_in_a_location_or_a_huge_whole_number_is_the_fields_error(
         assert page.status_code == 400, (path, page.text[-600:])
         assert f'id="{field}-error"' in page.text, path
     for response in (
+        admin.get("/console/storage", params={"location": "\x00"}),
+        admin.get("/console/storage", params={"location": f"{data}/a\x00b"}),
         admin.get("/console/storage/download", params={"location": f"{data}/a\x00b.csv"}),
         admin.post(
             "/console/storage",
@@ -490,3 +499,19 @@ def test_a_models_actions_the_user_may_not_take_are_disabled_or_left_out_saying_
             page.status_code == 200 and 'id="refused-note"' not in page.text and " disabled" not in page.text
         )
     assert "/console/batch-predictions/new" in admin.get(f"/console/models/{MODEL}").text
+
+
+def test_a_select_with_nothing_to_choose_says_so(anonymous: Any) -> None:
+    """bob has no datasource or model of his own: the custom training form and the batch prediction form
+    say that there is none to choose yet, beside (and describing) their empty selects."""
+    assert log_in(anonymous, "bob", BOB_PASSWORD).status_code == 303
+    for path, fields in (
+        ("/console/models/new?mode=custom", ("datasource",)),
+        ("/console/batch-predictions/new", ("model", "datasource")),
+    ):
+        page = anonymous.get(path).text
+        for field in fields:
+            select = re.search(rf'<select id="{field}"[^>]*>(.*?)</select>', page, re.S)
+            assert select and select.group(1).count("<option") == 1, (path, field)  # the placeholder only
+            assert f'aria-describedby="{field}-none"' in select.group(0), (path, field)
+            assert re.search(rf'<p class="hint" id="{field}-none">There is no COMPLETED', page), (path, field)

@@ -98,6 +98,8 @@ def test_the_streams_table_gains_a_new_stream_and_loses_a_deleted_one(
         cells = row.locator("td")
         assert cells.nth(0).inner_text() == "live clicks"
         assert row.locator("a").get_attribute("href") == f"/console/models/{MODEL}"
+        # Its model by name, its id beside, as the template writes a stream's row.
+        assert cells.nth(1).inner_text() == f"Bank model {MODEL}"
         assert cells.nth(2).inner_text() == "kinesis://clicks"
         assert row.locator('[data-field="Records"]').inner_text() == "120 / 117 / 3"
         assert table.locator("tbody tr").count() == 1  # the empty-table row went

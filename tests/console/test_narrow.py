@@ -21,7 +21,7 @@ WIDE = """() => [...document.querySelectorAll('body *')]
   .map(e => e.tagName + (e.id ? '#' + e.id : '')).slice(0, 12)"""
 
 #: Each list table's box: [its label, whether Tab reaches it, its overflow-x].
-BOXES = """() => [...document.querySelectorAll('main table:not(.visually-hidden)')].map(table => {
+BOXES = """() => [...document.querySelectorAll('main table:not(.visually-hidden table)')].map(table => {
   const box = table.parentElement;
   return [box.getAttribute('role') === 'region' && box.getAttribute('aria-label'),
           box.tabIndex === 0, getComputedStyle(box).overflowX];
@@ -116,3 +116,110 @@ def test_a_multiclass_evaluations_and_invalid_records_tables_scroll_sideways(
         page.wait_for_selector("html[data-charts=drawn]")
         assert page.locator(table).count() == 1, path
         assert_tables_scroll_sideways(page, path, axe_source)
+
+
+#: Each chart's problems at the window's width: drawn wider than it shows (its words shrunk with it), words
+#: past its edges, an axis's numbers running into each other.
+CHART_PROBLEMS = """() => {
+  const problems = [];
+  for (const svg of document.querySelectorAll('main svg')) {
+    const box = svg.getBoundingClientRect(), name = svg.getAttribute('aria-label');
+    if (box.width < svg.width.baseVal.value - 1) problems.push(name + ': shrunk to ' + Math.round(box.width));
+    for (const text of svg.querySelectorAll('text')) {
+      const r = text.getBoundingClientRect();
+      if (r.width && (r.left < box.left - 1 || r.right > box.right + 1 || r.top < box.top - 1))
+        problems.push(name + ': ' + text.textContent + ' past the edge');
+    }
+    for (const axis of svg.querySelectorAll('.axis')) {
+      const ticks = [...axis.querySelectorAll('.tick text')].map(t => t.getBoundingClientRect());
+      ticks.forEach((a, i) => ticks.slice(i + 1).forEach(b => {
+        if (a.right > b.left && b.right > a.left && a.bottom > b.top && b.bottom > a.top)
+          problems.push(name + ': ticks overlap');
+      }));
+    }
+  }
+  return problems;
+}"""
+
+
+def test_charts_keep_their_words_readable_at_a_phones_width(
+    page: Any, served: Served, more_evaluations: Evaluations, axe_source: str
+) -> None:
+    """Every chart page at 390 px: the charts are drawn at the width they have, not drawn for a wide
+    window and shrunk; their labels stay inside them and their axes' numbers apart; the page no wider."""
+    log_in(page, served)
+    page.set_viewport_size({"width": 390, "height": 844})
+    compared = f"a={EVALUATION}&b={more_evaluations.multiclass}"
+    for path in (
+        f"evaluations/{EVALUATION}",
+        f"evaluations/{more_evaluations.multiclass}",
+        f"evaluations/{more_evaluations.regression}",
+        f"evaluations/compare?{compared}",
+        f"models/{MODEL}",
+        f"datasources/{DATASOURCE}",
+    ):
+        page.goto(f"{served.url}/console/{path}")
+        page.wait_for_selector("html[data-charts=drawn]")
+        assert page.locator("main svg").count() >= 1, path
+        assert page.evaluate(CHART_PROBLEMS) == [], path
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390, (path, page.evaluate(WIDE))
+        check_accessibility(page, axe_source)
+
+
+#: The width of the first cell of the list's first row, in rem.
+FIRST_CELL_REM = """() => document.querySelector('main table.objects tbody td').getBoundingClientRect().width
+  / parseFloat(getComputedStyle(document.documentElement).fontSize)"""
+
+
+def test_a_lists_names_column_is_as_wide_as_its_names_up_to_a_most(page: Any, served: Served) -> None:
+    """A column of short names ("abc") stays narrow; one of a long one-word name is 12rem (and the
+    padding) at most, the name wrapped in it, at a phone's width and a wide window's."""
+    service = served.installation.service
+    spec = {"DataLocationS3": str(served.installation.sample), "DataSchema": bank_sample_schema().to_json()}
+    for source_id, name in (("ds-console-fit-short", "abc"), ("ds-console-fit-long", "fitlong" + "w" * 300)):
+        service.call(
+            "CreateDataSourceFromS3", {"DataSourceId": source_id, "DataSourceName": name, "DataSpec": spec}
+        )
+    log_in(page, served)
+    for width in (390, 1280):
+        page.set_viewport_size({"width": width, "height": 844})
+        page.goto(f"{served.url}/console/datasources?prefix=abc")
+        assert page.locator("main table.objects tbody tr").count() == 1
+        assert page.evaluate(FIRST_CELL_REM) < 5, width
+        page.goto(f"{served.url}/console/datasources?prefix=fitlong")
+        assert 11 < page.evaluate(FIRST_CELL_REM) <= 13.5, width
+        assert (
+            page.locator("main table.objects tbody td .fit").evaluate("e => e.getClientRects().length") == 1
+        )
+        assert page.locator("main table.objects tbody td a").evaluate("a => a.getClientRects().length") > 1
+
+
+#: The form fields (outside the tables' scrolling boxes) reaching past the right edge of the page's text.
+PAST_THE_TEXT = """() => {
+  const main = document.querySelector('main'), style = getComputedStyle(main);
+  const edge = main.getBoundingClientRect().right - parseFloat(style.paddingRight);
+  return [...main.querySelectorAll('input:not([type=hidden]), select, textarea')]
+    .filter(e => !e.closest('.table-scroll') && e.getBoundingClientRect().right > edge + 0.5)
+    .map(e => e.id || e.name);
+}"""
+
+
+def test_forms_fit_a_phones_width(page: Any, served: Served, axe_source: str) -> None:
+    """The create forms, a record's prediction form and the storage browser at 390 px: no wider than the
+    window, their fields within the page's text."""
+    log_in(page, served)
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path in (
+        f"models/{MODEL}/predict",
+        "models/new",
+        "models/new?mode=custom",
+        "datasources/new",
+        "batch-predictions/new",
+        "account",
+        "storage",
+    ):
+        page.goto(f"{served.url}/console/{path}")
+        page.wait_for_selector("html[data-charts=drawn]")
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390, (path, page.evaluate(WIDE))
+        assert page.evaluate(PAST_THE_TEXT) == [], path
+        check_accessibility(page, axe_source)

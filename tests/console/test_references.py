@@ -19,6 +19,7 @@ from console_helpers import (
     completed_batch_prediction,
     log_in,
 )
+from sqlalchemy import event
 from starlette.testclient import TestClient
 from test_browser import check_accessibility
 
@@ -256,3 +257,80 @@ def test_a_model_is_shown_to_who_may_read_it_but_not_list_evaluations(installati
     finally:
         access.delete_user("mia-model")
         access.delete_group("model-only")
+
+
+def test_list_pages_name_the_objects_their_rows_refer_to_when_the_reader_may_open_them(
+    admin: Any, evaluation_reader: Any, batch: str
+) -> None:
+    """A list's Model, Training data and Evaluation data columns (and the compare page's): names linked,
+    beside their ids, as on an object's page (and in the twin's ReferenceNames); ids alone for who may not
+    open them."""
+    model = (f"models/{MODEL}", "Bank model")
+    eval_data = (f"datasources/{DATASOURCE}-eval", f"Bank {DATASOURCE}-eval")
+    train_data = (f"datasources/{DATASOURCE}", f"Bank {DATASOURCE}")
+    for path, referred in (
+        ("/console/evaluations", (model, eval_data)),
+        (f"/console/evaluations?model={MODEL}", (model, eval_data)),
+        ("/console/batch-predictions", (model,)),
+        ("/console/models", (train_data,)),
+        (f"/console/evaluations/compare?a={EVALUATION}", (model, eval_data)),
+    ):
+        shown = admin.get(path).text
+        twin = path + ("&" if "?" in path else "?") + "format=json"
+        names = admin.get(twin).json()["ReferenceNames"]
+        hidden = evaluation_reader.get(path).text
+        hidden_names = evaluation_reader.get(twin).json()["ReferenceNames"]
+        for target, name in referred:
+            assert f'<a href="/console/{target}">{name}</a> <code>{target.split("/")[1]}</code>' in shown, (
+                path
+            )
+            assert names[target] == name, path
+            assert f"{name}</a>" not in hidden and f"<td>{name}" not in hidden, path
+            assert target not in hidden_names, path
+
+
+def test_a_lists_reference_names_are_read_in_queries_per_kind_not_per_row(
+    admin: Any, installation: Installation
+) -> None:
+    """Two evaluations of other data: the page of both reads the metastore as often as the page of one."""
+    service = installation.service
+    service.call(
+        "CreateEvaluation",
+        {"EvaluationId": "ev-references-train", "MLModelId": MODEL, "EvaluationDataSourceId": DATASOURCE},
+    )
+    service.wait("Evaluation", "ev-references-train")
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(args[2])
+
+    def statements_of(path: str) -> int:
+        statements.clear()
+        assert admin.get(path).status_code == 200
+        return len(statements)
+
+    # Two rows naming two datasources; the first request warms what is remembered across requests.
+    both = "/console/evaluations?size=2"
+    assert f"Bank {DATASOURCE}<" in admin.get(both).text
+    event.listen(service.engine, "before_cursor_execute", count)
+    try:
+        assert statements_of(both) == statements_of("/console/evaluations?size=1")
+    finally:
+        event.remove(service.engine, "before_cursor_execute", count)
+
+
+def test_a_lists_model_filter_naming_no_model_says_so(admin: Any, evaluation_reader: Any) -> None:
+    """A mistyped ?model= is not taken for a model hidden from the user: the page says there is none, as
+    opening it would; to who may not open models (who is refused whatever the id) it is one it may not
+    open, as is a model that exists."""
+    for reader, path, missing in (
+        (admin, "/console/evaluations?model=ml-nope", True),
+        (evaluation_reader, "/console/batch-predictions?model=ml-nope", False),
+        (evaluation_reader, f"/console/evaluations?model={MODEL}", False),
+    ):
+        shown = reader.get(path)
+        filter_line = re.search(r'<p id="model-filter">(.*?)</p>', shown.text, re.S)
+        assert shown.status_code == 200 and filter_line, path
+        assert (NOTE not in filter_line.group(1)) is missing, path
+        notice = reader.get(path + "&format=json").json().get("Notice", "")
+        assert ("ml-nope" in notice and "does not exist" in notice) is missing, (path, notice)

@@ -151,6 +151,8 @@ def test_unknown_ids_and_paths_are_404_pages(admin: Any) -> None:
         assert (
             response.status_code == 404 and "Not found" in response.text and "Traceback" not in response.text
         )
+        # The page keeps the menu and the way to log out: a mistyped address is no dead end.
+        assert '<nav aria-label="Main">' in response.text and "Log out" in response.text, path
 
 
 def test_model_and_evaluation_pages_show_the_training_data_alert(admin: Any) -> None:
@@ -294,6 +296,8 @@ def test_password_change_asks_for_the_current_one(anonymous: Any, installation: 
         data={"csrf_token": token, "current": "nope", "new": "n3w-password", "again": "n3w-password"},
     )
     assert wrong.status_code == 400 and "not your current password" in wrong.text
+    # The field to correct is described by its error and has the focus, as in every form.
+    assert re.search(r'<input id="current"[^>]*aria-describedby="current-error" autofocus>', wrong.text)
     short = anonymous.post(
         "/console/account",
         data={"csrf_token": token, "current": "carol-password", "new": "short", "again": "short"},

@@ -141,9 +141,16 @@ def test_readable_answers_as_get_would_for_every_id_at_once(settings: Settings) 
         created["dora-ds"] = caller
         for entity_id, creator in created.items():
             spec = {"DataLocationS3": f"/srv/{entity_id}.csv", "DataSchema": schema}
-            app.call("CreateDataSourceFromS3", {"DataSourceId": entity_id, "DataSpec": spec}, caller=creator)
+            named = {"DataSourceName": f"Data {entity_id}"} if creator else {}
+            request = {"DataSourceId": entity_id, "DataSpec": spec, **named}
+            app.call("CreateDataSourceFromS3", request, caller=creator)
         ids = [*created, "unknown-ds"]
         assert access.readable(caller, "DataSource", ids) == {"secret-ds", "dora-ds"}
+        # The same, with their names (none given to secret-ds), for the console to name what it links.
+        assert access.readable_names(caller, "DataSource", ids) == {
+            "secret-ds": None,
+            "dora-ds": "Data dora-ds",
+        }
         existing = {i for i in ids if i in created}
         assert {i for i in existing if access.allowed(caller, "GetDataSource", {"DataSourceId": i})} == {
             "secret-ds",

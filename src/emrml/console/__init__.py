@@ -161,7 +161,9 @@ def create_console(
     app = Starlette(routes=routes)
 
     async def not_found(request: Request, exc: Exception) -> Response:
-        return console.error(request, 404, "Not found", f"There is no page at {request.url.path}.", None)
+        # With the menu of who is logged in: a mistyped address is not a dead end.
+        visitor = await run_in_threadpool(console.visitor, request)
+        return console.error(request, 404, "Not found", f"There is no page at {request.url.path}.", visitor)
 
     async def not_allowed(request: Request, exc: Exception) -> Response:
         # A form's address opened as a page (a bookmarked /console/logout): the console's page, not bare text.

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from emrml.console.app import View, Visit, download_response
 from emrml.console.choices import choices
 from emrml.console.forms import check_name, create_once, form_id
-from emrml.console.objects import readable, reference_names, referred, refused_create
+from emrml.console.objects import readable_names, reference_names, referred, refused_create
 from emrml.console.storage import writable_folders
 from emrml.errors import AccessDeniedException, InvalidInputException, ResourceNotFoundException
 from emrml.service import files
@@ -132,10 +132,10 @@ def batch_prediction(visit: Visit) -> View:
     data = {"GetBatchPrediction": described, "ResultFiles": found.files}
     if found.refusal:
         data["ResultFilesRefused"] = found.refusal
-    shown = readable(visit, referred(described))
+    shown = readable_names(visit, referred(described))
     # The names of what the page refers to, by console path: in the twin too, as the page shows them.
-    data["ReferenceNames"] = reference_names(visit, referred(described), shown)
-    extra = {"files": list(enumerate(found.files)), "readable": shown, "names": data["ReferenceNames"]}
+    data["ReferenceNames"] = reference_names(referred(described), shown)
+    extra = {"files": list(enumerate(found.files)), "readable": set(shown), "names": data["ReferenceNames"]}
     return View("batch_prediction.html", data, extra=extra)
 
 

@@ -502,10 +502,23 @@ def predict_with(visit: Visit) -> Response:
     return visit.redirect(f"models/{quote(model_id, safe='')}/predict")
 
 
+def _json_array(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), list)
+    except ValueError:
+        return False
+
+
 def _pasted_record(text: str, attributes: list[dict[str, Any]]) -> dict[str, str]:
     """A JSON object of strings, or one CSV line in the order of the model's input attributes."""
     if text.startswith("{"):
         return json_record(text, "the pasted record")
+    if text.startswith("[") and _json_array(text):
+        # Else read as a CSV line, and refused for its count of values: not what is wrong with it.
+        raise InvalidInputException(
+            "the pasted record is a JSON array: give a JSON object of attribute names and values, or one "
+            "CSV line"
+        )
     try:
         values = record_fields(text)
     except ValueError as exc:

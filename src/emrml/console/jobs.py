@@ -11,7 +11,7 @@ from typing import Any
 from starlette.responses import RedirectResponse
 
 from emrml.console.app import View, Visit
-from emrml.console.objects import STATUSES, listable, readable, refused_actions
+from emrml.console.objects import STATUSES, listable, readable_names, reference_names, refused_actions
 from emrml.errors import InvalidInputException
 
 #: Most recent objects read per kind; the page shows the newest of all kinds together.
@@ -116,16 +116,16 @@ def jobs(visit: Visit) -> View:
         data["Streams"] = streams(visit, status)
     # A job's object may be listed to a user who may not open it: its row then names it without a link
     # (the twin's Readable, for the rows the page's script adds).
-    shown = readable(
-        visit,
-        [(row["Kind"], row["Id"]) for row in rows]
-        + [("MLModel", stream["MLModelId"]) for stream in data.get("Streams", [])],
-    )
+    models = [("MLModel", stream["MLModelId"]) for stream in data.get("Streams", [])]
+    shown = readable_names(visit, [(row["Kind"], row["Id"]) for row in rows] + models)
     for row in rows:
         row["Readable"] = f"{row['Path']}/{row['Id']}" in shown
     for stream in data.get("Streams", []):
         stream["ModelReadable"] = f"models/{stream['MLModelId']}" in shown
-    extra["readable"] = shown
+    extra["readable"] = set(shown)
+    if models:
+        # The streams' models by name, as on an object's page (the twin's too, for the rows its script adds).
+        data["ReferenceNames"] = extra["names"] = reference_names(models, shown)
     return View("jobs.html", data, extra=extra)
 
 

@@ -161,8 +161,22 @@ def list_page(path: str):
             "model_mode": "" if kind.kind != "MLModel" or not refused_default_model(visit) else "custom",
             "model": model,
             "references": {member: BY_KIND[REFERENCES[member]].path for member in REFERENCES},
-            "readable": readable(visit, [("MLModel", model), *_named(kind.kind, result["Results"])]),
         }
+        # The rows' references by name as on an object's page, read with the links in one query per kind.
+        referring = [("MLModel", model), *(ref for item in result["Results"] for ref in referred(item))]
+        shown = readable_names(visit, [*_named(kind.kind, result["Results"]), ("MLModel", model)])
+        extra["readable"] = set(shown)
+        data["ReferenceNames"] = extra["names"] = reference_names(referring, shown)
+        if model and f"models/{model}" not in shown:
+            # A model the filter names but the user may not open: said as the service answers opening it
+            # (no such model, or a refusal), so that a mistyped id is not taken for a hidden model.
+            try:
+                visit.call("GetMLModel", {"MLModelId": model})
+            except (ResourceNotFoundException, InvalidInputException) as exc:
+                extra["model_missing"] = True
+                data["Notice"] = extra["notice"] = " ".join([*notices, exc.message])
+            except AccessDeniedException:
+                pass
         return View("list.html", data, extra=extra)
 
     return show
@@ -257,9 +271,10 @@ def model(visit: Visit) -> View:
         },
         "lists_batch_predictions": access.may(visit.user, "machinelearning:DescribeBatchPredictions"),
     }
-    extra["readable"] = readable(visit, _named("Evaluation", listed["Results"], described))
+    shown = readable_names(visit, _named("Evaluation", listed["Results"], described))
+    extra["readable"] = set(shown)
     # The names of what the page refers to, by console path: in the twin too, as the page shows them.
-    data["ReferenceNames"] = extra["names"] = reference_names(visit, referred(described), extra["readable"])
+    data["ReferenceNames"] = extra["names"] = reference_names(referred(described), shown)
     return View("model.html", data, extra=extra)
 
 
@@ -277,10 +292,11 @@ def evaluation(visit: Visit, threshold: float | None = None) -> View:
         "saved": "saved" in visit.query,
         "refused": refused_actions(visit, THRESHOLD_ACTIONS, {"MLModelId": described.get("MLModelId")}),
         "endpoint_on": insights.get("MLModelEndpointStatus", "NONE") != "NONE",
-        "readable": readable(visit, referred(described)),
     }
+    shown = readable_names(visit, referred(described))
+    extra["readable"] = set(shown)
     # The names of what the page refers to, by console path: in the twin too, as the page shows them.
-    data["ReferenceNames"] = extra["names"] = reference_names(visit, referred(described), extra["readable"])
+    data["ReferenceNames"] = extra["names"] = reference_names(referred(described), shown)
     if insights.get("MLModelType") == "BINARY" and "thresholdTable" in metrics:
         chosen = insights.get("ScoreThreshold", metrics.get("threshold", 0.5))
         asked = visit.query.get("threshold")
@@ -383,38 +399,33 @@ def refused_actions(visit: Visit, actions: dict[str, str], request: dict[str, An
     }
 
 
-def readable(visit: Visit, references: Iterable[tuple[str, Any]]) -> set[str]:
-    """The console paths (``models/ml-1``) of those ``references`` (kind, id) the user may open: a page
-    links another object only then, else shows its id as text (the template's ``ref``). One query per
-    kind, however many rows the page has."""
+def readable_names(visit: Visit, references: Iterable[tuple[str, Any]]) -> dict[str, str | None]:
+    """The console paths (``models/ml-1``) of those ``references`` (kind, id) the user may open, with their
+    names (None for one without): a page links another object only then, naming it, else shows its id as
+    text (the template's ``ref``). One query per kind, however many rows the page has."""
     wanted: dict[str, set[str]] = {}
     for kind, object_id in references:
         if isinstance(object_id, str) and object_id:
             wanted.setdefault(kind, set()).add(object_id)
     access = visit.console.service.access
     return {
-        f"{BY_KIND[kind].path}/{object_id}"
+        f"{BY_KIND[kind].path}/{object_id}": name
         for kind, ids in wanted.items()
-        for object_id in access.readable(visit.arn, kind, ids)
+        for object_id, name in access.readable_names(visit.arn, kind, ids).items()
     }
 
 
-def reference_names(visit: Visit, references: Iterable[tuple[str, Any]], shown: set[str]) -> dict[str, str]:
-    """The names of those ``references`` (kind, id) the user may open (``shown``, of ``readable``), by
-    console path: an object's page names what it refers to, not only its id. Read by the object's own Get*
-    as this user, so the service decides; one gone since (or refused after all) is shown by its id."""
-    names = {}
-    for kind, object_id in references:
-        path = f"{BY_KIND[kind].path}/{object_id}"
-        if path not in shown or path in names:
-            continue
-        try:
-            described = visit.call(f"Get{kind}", {BY_KIND[kind].id_member: object_id})
-        except (AccessDeniedException, ResourceNotFoundException):
-            continue
-        if described.get("Name"):
-            names[path] = described["Name"]
-    return names
+def readable(visit: Visit, references: Iterable[tuple[str, Any]]) -> set[str]:
+    """The paths of ``readable_names``, for a page that shows its references' ids only."""
+    return set(readable_names(visit, references))
+
+
+def reference_names(references: Iterable[tuple[str, Any]], shown: dict[str, str | None]) -> dict[str, str]:
+    """The names of those ``references`` (kind, id) the user may open (``shown``, of ``readable_names``), by
+    console path: a page names what it refers to beside its id (the template's ``ref`` ``names``), and its
+    twin too (``ReferenceNames``)."""
+    paths = {f"{BY_KIND[kind].path}/{object_id}" for kind, object_id in references}
+    return {path: name for path, name in shown.items() if path in paths and name}
 
 
 def _named(kind: str, items: Iterable[dict[str, Any]], *referring: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -467,6 +478,10 @@ def compare(visit: Visit) -> View:
         part(visit, side, "GetEvaluationInsights", {"EvaluationId": evaluation_id})
         sides.append(side)
     offered = choices(visit, "Evaluation", *chosen)
-    shown = readable(visit, _named("Evaluation", [side["GetEvaluation"] for side in sides]))
-    extra = {"choices": offered, "chosen": chosen, "readable": shown}
-    return View("compare.html", {"Evaluations": sides}, extra=extra)
+    described = [side["GetEvaluation"] for side in sides]
+    shown = readable_names(visit, _named("Evaluation", described))
+    data = {"Evaluations": sides}
+    # The sides' models and data by name, as on an evaluation's page.
+    data["ReferenceNames"] = reference_names([ref for item in described for ref in referred(item)], shown)
+    extra = {"choices": offered, "chosen": chosen, "readable": set(shown), "names": data["ReferenceNames"]}
+    return View("compare.html", data, extra=extra)

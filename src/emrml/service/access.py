@@ -266,18 +266,23 @@ class Access:
     def readable(self, caller: str | None, kind: str, ids: Iterable[str]) -> set[str]:
         """Those of ``ids`` (of ``kind``) that exist and that ``caller`` may read (``Get<kind>``), in one
         query: the console links a page's references only to what its reader may open."""
+        return set(self.readable_names(caller, kind, ids))
+
+    def readable_names(self, caller: str | None, kind: str, ids: Iterable[str]) -> dict[str, str | None]:
+        """``readable`` with the name of each (None when it has none), by id, in the same one query: the
+        console names what it links, however many rows a page has."""
         wanted = set(ids)
         if not wanted:
-            return set()
+            return {}
         table = TABLES[kind]
-        query = select(table.id).where(table.id.in_(wanted))
+        query = select(table.id, table.name).where(table.id.in_(wanted))
         if caller is not None and user_name_of(caller) is not None:
             policy = self.policy(caller)
             query = query.where(
                 policy.visible(f"machinelearning:Get{kind}", kind, table.id, table.created_by)
             )
         with self.sessions() as session:
-            return set(session.scalars(query))
+            return {object_id: name for object_id, name in session.execute(query)}
 
     def storage_folders(self, caller: str | None, action: str = "storage:Read") -> list[str]:
         """Where the caller's grants of a ``storage:`` action start (``Policy.granted_folders``): none for

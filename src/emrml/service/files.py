@@ -41,6 +41,9 @@ def acting(caller: str | None) -> AbstractContextManager[None]:
 def folder_location(location: str) -> str:
     """``location`` as a folder (ending in ``/``); refuses what names no folder."""
     location = location.strip()
+    if "\x00" in location:
+        # Said as every other field says it, rather than quoted back with the character in it.
+        raise InvalidInputException("location holds a NUL character (U+0000), which no text may hold")
     if not location or not (location.startswith(("s3://", "/", "file://"))):
         raise InvalidInputException(f"location '{location}' must be an absolute path or an s3:// URI")
     return location if location.endswith("/") else location + "/"

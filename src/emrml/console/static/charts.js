@@ -1,9 +1,19 @@
 // The console's charts, drawn with D3 from the page's JSON data (the page's JSON twin).
-// Every chart has a text equivalent on its page (tables, the threshold form), so it is decoration for
-// screen readers except the threshold line, which is a keyboard-operable slider.
+// Every chart has a text equivalent on its page (tables, the threshold form, or a visually hidden table of
+// its figures drawn beside it: textTable), so to screen readers it is one image named by its label, except
+// the threshold line, which is a keyboard-operable slider.
 "use strict";
 (function () {
-  var WIDTH = 640, HEIGHT = 260, M = { top: 16, right: 20, bottom: 44, left: 56 };
+  var WIDTH = 640, NARROWEST = 280, HEIGHT = 260, M = { top: 16, right: 20, bottom: 44, left: 56 };
+
+  // A chart is drawn at its box's width (at most WIDTH): drawn wider and shrunk to fit a phone's screen,
+  // its labels would shrink with it to a few pixels.
+  function widthIn(container) {
+    return Math.max(NARROWEST, Math.min(WIDTH, Math.floor(container.clientWidth || WIDTH)));
+  }
+
+  // Tick marks for an axis ``length`` pixels long: their numbers must not run into each other.
+  function ticksFor(length, most) { return Math.max(2, Math.min(most, Math.floor(length / 60))); }
 
   // role "img" for pictures; "group" for a chart holding focusable parts (a picture cannot hold controls).
   function svgIn(container, width, height, label, role) {
@@ -15,18 +25,55 @@
 
   function fmt(n) { return Number(n).toLocaleString("en-US", { maximumFractionDigits: 4 }); }
 
-  // A label cut to ``most`` characters in its middle: features differ at their end as much as at their
-  // start ("quantile_bin(duration,50)=bin_4" and "...=bin_49"). The bar's title keeps the whole label.
-  function shortened(label, most) {
-    if (label.length <= most) return label;
-    var head = Math.ceil((most - 1) / 2);
-    return label.slice(0, head) + "…" + label.slice(label.length - (most - 1 - head));
+  // ``label`` keeping ``kept`` of its characters, cut in the middle.
+  function middleCut(label, kept) {
+    var head = Math.ceil(kept / 2);
+    return label.slice(0, head) + "…" + label.slice(label.length - (kept - head));
   }
 
-  // Horizontal bars: items [{label, value}], values may be negative (feature weights).
-  function bars(container, items, label) {
+  // Text labels (their data the whole label, or ``labelOf`` it) cut in their middle to fit ``room`` pixels
+  // (a number, or a function of the datum and index), as drawn in their font: features differ at their end
+  // as much as at their start ("quantile_bin(duration,50)=bin_4" and "...=bin_49"). A label that fits is
+  // whole, however long; each keeps the whole one in its title (and its data-label).
+  function fitted(selection, room, labelOf) {
+    selection.each(function (d, i) {
+      var node = this, whole = String(labelOf ? labelOf(d) : d);
+      var most = typeof room === "function" ? room(d, i) : room;
+      node.textContent = whole;
+      if (node.getComputedTextLength() > most) {
+        var lo = 0, hi = whole.length - 1;
+        while (lo < hi) {
+          var mid = Math.ceil((lo + hi) / 2);
+          node.textContent = middleCut(whole, mid);
+          if (node.getComputedTextLength() <= most) lo = mid; else hi = mid - 1;
+        }
+        node.textContent = middleCut(whole, lo);
+      }
+      d3.select(node).attr("data-label", whole).append("title").text(whole);
+    });
+  }
+
+  // A chart's figures as a table for screen readers (the picture is one image to them): ``rows`` of a
+  // row heading and values, under ``headings``.
+  function textTable(container, caption, headings, rows) {
+    // Hidden in a div: a table keeps its columns' width whatever its own, and would widen the page.
+    var table = d3.select(container).append("div").attr("class", "visually-hidden").append("table");
+    table.append("caption").text(caption);
+    table.append("thead").append("tr").selectAll("th").data(headings).join("th").attr("scope", "col").text(function (d) { return d; });
+    var body = table.append("tbody");
+    rows.forEach(function (row) {
+      var line = body.append("tr");
+      line.append("th").attr("scope", "row").text(row[0]);
+      row.slice(1).forEach(function (value) { line.append("td").text(value); });
+    });
+  }
+
+  // Horizontal bars: items [{label, value}], values may be negative (feature weights); ``headings`` (of the
+  // labels and the values) for its text table, none where the page has one.
+  function bars(container, items, label, headings) {
     if (!items.length) return;
-    var rowHeight = 20, left = 190, width = WIDTH, height = items.length * rowHeight + 30;
+    var width = widthIn(container), rowHeight = 20, height = items.length * rowHeight + 30;
+    var left = Math.min(190, Math.round(width * 0.4));
     var svg = svgIn(container, width, height, label);
     var lo = Math.min(0, d3.min(items, function (d) { return d.value; }));
     var hi = Math.max(0, d3.max(items, function (d) { return d.value; }));
@@ -39,18 +86,19 @@
       .attr("height", y.bandwidth())
       .attr("fill", function (d) { return d.value < 0 ? "#b35900" : "#0b5cad"; })
       .append("title").text(function (d) { return d.label + ": " + fmt(d.value); });
-    svg.append("g").selectAll("text").data(items).join("text")
+    svg.append("g").attr("class", "bar-labels").selectAll("text").data(items).join("text")
       .attr("x", left - 6).attr("y", function (d, i) { return y(i) + y.bandwidth() / 2; })
       .attr("dy", "0.35em").attr("text-anchor", "end").attr("font-size", 11)
-      .text(function (d) { return shortened(d.label, 30); });
+      .call(fitted, left - 8, function (d) { return d.label; });
     svg.append("g").attr("class", "axis").attr("transform", "translate(0," + (height - 24) + ")")
-      .call(d3.axisBottom(x).ticks(6));
+      .call(d3.axisBottom(x).ticks(ticksFor(width - left, 6)));
+    if (headings) textTable(container, label, headings, items.map(function (d) { return [d.label, fmt(d.value)]; }));
   }
 
   // A histogram of counts over bins given by their edges.
   function histogram(container, edges, counts, label, xLabel) {
-    var svg = svgIn(container, WIDTH, HEIGHT, label);
-    var x = d3.scaleLinear().domain([edges[0], edges[edges.length - 1]]).range([M.left, WIDTH - M.right]);
+    var width = widthIn(container), svg = svgIn(container, width, HEIGHT, label);
+    var x = d3.scaleLinear().domain([edges[0], edges[edges.length - 1]]).range([M.left, width - M.right]);
     var y = d3.scaleLinear().domain([0, d3.max(counts) || 1]).nice().range([HEIGHT - M.bottom, M.top]);
     svg.append("g").selectAll("rect").data(counts).join("rect")
       .attr("x", function (d, i) { return x(edges[i]) + 0.5; })
@@ -59,9 +107,10 @@
       .attr("height", function (d) { return y(0) - y(d); })
       .attr("fill", "#0b5cad")
       .append("title").text(function (d, i) { return fmt(edges[i]) + " to " + fmt(edges[i + 1]) + ": " + fmt(d); });
-    svg.append("g").attr("class", "axis").attr("transform", "translate(0," + (HEIGHT - M.bottom) + ")").call(d3.axisBottom(x).ticks(8));
+    svg.append("g").attr("class", "axis").attr("transform", "translate(0," + (HEIGHT - M.bottom) + ")").call(d3.axisBottom(x).ticks(ticksFor(width - M.left, 8)));
     svg.append("g").attr("class", "axis").attr("transform", "translate(" + M.left + ",0)").call(d3.axisLeft(y).ticks(5));
-    if (xLabel) svg.append("text").attr("x", WIDTH / 2).attr("y", HEIGHT - 8).attr("text-anchor", "middle").attr("font-size", 12).text(xLabel);
+    if (xLabel) svg.append("text").attr("x", width / 2).attr("y", HEIGHT - 8).attr("text-anchor", "middle").attr("font-size", 12).datum(xLabel).call(fitted, width - 16);
+    textTable(container, label, [xLabel || "Range", "Records"], counts.map(function (d, i) { return [fmt(edges[i]) + " to " + fmt(edges[i + 1]), fmt(d)]; }));
   }
 
   function figure(parent, title) {
@@ -81,23 +130,23 @@
     if (target && targetNode) {
       var dist = target.distribution || {};
       var heading = d3.select(targetNode).append("h3").text("Target: " + target.name + " (" + target.type + ")");
-      if (dist.counts) bars(targetNode, Object.keys(dist.counts).map(function (k) { return { label: k, value: dist.counts[k] }; }), "Target distribution");
+      if (dist.counts) bars(targetNode, Object.keys(dist.counts).map(function (k) { return { label: k, value: dist.counts[k] }; }), "Target distribution", ["Value", "Records"]);
       else if (dist.histogram) histogram(targetNode, dist.histogram.edges, dist.histogram.counts, "Target distribution", target.name);
       else heading.remove();
     }
     var ranked = attributes.filter(function (a) { return typeof a.targetCorrelation === "number"; })
       .sort(function (a, b) { return b.targetCorrelation - a.targetCorrelation; });
     var corr = document.getElementById("correlation-chart");
-    if (corr) bars(corr, ranked.map(function (a) { return { label: a.name, value: a.targetCorrelation }; }), "Attributes ranked by correlation with the target");
+    if (corr) bars(corr, ranked.map(function (a) { return { label: a.name, value: a.targetCorrelation }; }), "Attributes ranked by correlation with the target", ["Attribute", "Correlation"]);
     var list = document.getElementById("attribute-charts");
     if (!list) return;
     attributes.forEach(function (a) {
       if (a.role === "target") return;
       var node = figure(list, a.name + " (" + a.type + ")");
       if (a.type === "NUMERIC" && a.histogram) histogram(node, a.histogram.edges, a.histogram.counts, "Histogram of " + a.name, a.name);
-      else if (a.type === "CATEGORICAL" && a.topValues) bars(node, a.topValues.map(function (v) { return { label: v.value, value: v.count }; }), "Top categories of " + a.name);
-      else if (a.type === "TEXT" && a.prominentWords) bars(node, a.prominentWords.slice(0, 15).map(function (v) { return { label: v.word, value: v.count }; }), "Top words of " + a.name);
-      else if (a.counts) bars(node, Object.keys(a.counts).map(function (k) { return { label: k, value: a.counts[k] }; }), "Values of " + a.name);
+      else if (a.type === "CATEGORICAL" && a.topValues) bars(node, a.topValues.map(function (v) { return { label: v.value, value: v.count }; }), "Top categories of " + a.name, ["Value", "Records"]);
+      else if (a.type === "TEXT" && a.prominentWords) bars(node, a.prominentWords.slice(0, 15).map(function (v) { return { label: v.word, value: v.count }; }), "Top words of " + a.name, ["Word", "Records"]);
+      else if (a.counts) bars(node, Object.keys(a.counts).map(function (k) { return { label: k, value: a.counts[k] }; }), "Values of " + a.name, ["Value", "Records"]);
     });
   }
 
@@ -109,21 +158,22 @@
     var lossNode = document.getElementById("loss-chart");
     if (report && lossNode && report.losses && report.losses.length) {
       var losses = report.losses;
-      var svg = svgIn(lossNode, WIDTH, HEIGHT, "Training loss by pass");
-      var x = d3.scaleLinear().domain([1, Math.max(2, losses.length)]).range([M.left, WIDTH - M.right]);
+      var width = widthIn(lossNode), svg = svgIn(lossNode, width, HEIGHT, "Training loss by pass");
+      var x = d3.scaleLinear().domain([1, Math.max(2, losses.length)]).range([M.left, width - M.right]);
       var y = d3.scaleLinear().domain([0, d3.max(losses)]).nice().range([HEIGHT - M.bottom, M.top]);
       svg.append("path").datum(losses).attr("fill", "none").attr("stroke", "#0b5cad").attr("stroke-width", 2)
         .attr("d", d3.line().x(function (d, i) { return x(i + 1); }).y(function (d) { return y(d); }));
       svg.append("g").selectAll("circle").data(losses).join("circle").attr("r", 3).attr("fill", "#0b5cad")
         .attr("cx", function (d, i) { return x(i + 1); }).attr("cy", function (d) { return y(d); })
         .append("title").text(function (d, i) { return "pass " + (i + 1) + ": " + fmt(d); });
-      svg.append("g").attr("class", "axis").attr("transform", "translate(0," + (HEIGHT - M.bottom) + ")").call(d3.axisBottom(x).ticks(Math.min(losses.length, 10)).tickFormat(d3.format("d")));
+      svg.append("g").attr("class", "axis").attr("transform", "translate(0," + (HEIGHT - M.bottom) + ")").call(d3.axisBottom(x).ticks(ticksFor(width - M.left, Math.min(losses.length, 10))).tickFormat(d3.format("d")));
       svg.append("g").attr("class", "axis").attr("transform", "translate(" + M.left + ",0)").call(d3.axisLeft(y).ticks(5));
-      svg.append("text").attr("x", WIDTH / 2).attr("y", HEIGHT - 8).attr("text-anchor", "middle").attr("font-size", 12).text("pass");
+      svg.append("text").attr("x", width / 2).attr("y", HEIGHT - 8).attr("text-anchor", "middle").attr("font-size", 12).text("pass");
+      textTable(lossNode, "Training loss by pass", ["Pass", "Loss"], losses.map(function (d, i) { return [String(i + 1), fmt(d)]; }));
     }
     var featuresNode = document.getElementById("features-chart");
     if (featuresNode && insights.TopFeatures) {
-      bars(featuresNode, insights.TopFeatures.slice(0, 20).map(function (f) { return { label: f.feature, value: f.weight }; }), "Largest feature weights");
+      bars(featuresNode, insights.TopFeatures.slice(0, 20).map(function (f) { return { label: f.feature, value: f.weight }; }), "Largest feature weights", ["Feature", "Weight"]);
     }
   }
 
@@ -166,8 +216,9 @@
 
   function scoreExplorer(node, metrics, start) {
     var h = metrics.histograms, edges = h.edges;
-    var height = 300, svg = svgIn(node, WIDTH, height, "Score histograms of actual 1s and actual 0s with the threshold", "group");
-    var x = d3.scaleLinear().domain([0, 1]).range([M.left, WIDTH - M.right]);
+    var width = widthIn(node), height = 300;
+    var svg = svgIn(node, width, height, "Score histograms of actual 1s and actual 0s with the threshold", "group");
+    var x = d3.scaleLinear().domain([0, 1]).range([M.left, width - M.right]);
     var top = d3.max(h.positive.concat(h.negative)) || 1;
     var y = d3.scaleSqrt().domain([0, top]).nice().range([height - M.bottom, M.top + 14]);
     [["negative", "#b35900", "Actual 0s"], ["positive", "#0b5cad", "Actual 1s"]].forEach(function (series, s) {
@@ -176,13 +227,14 @@
         .attr("width", function (d, i) { return Math.max(0.5, x(edges[i + 1]) - x(edges[i]) - 1); })
         .attr("y", function (d) { return y(d); }).attr("height", function (d) { return y(0) - y(d); })
         .append("title").text(function (d, i) { return series[2] + " scoring " + edges[i].toFixed(2) + " to " + edges[i + 1].toFixed(2) + ": " + fmt(d); });
-      var legend = svg.append("g").attr("class", "legend").attr("transform", "translate(" + (WIDTH - 200 + s * 95) + "," + 4 + ")");
+      var legend = svg.append("g").attr("class", "legend").attr("transform", "translate(" + (width - 200 + s * 95) + "," + 4 + ")");
       legend.append("rect").attr("width", 10).attr("height", 10).attr("fill", series[1]);
       legend.append("text").attr("x", 14).attr("y", 9).text(series[2]);
     });
-    svg.append("g").attr("class", "axis").attr("transform", "translate(0," + (height - M.bottom) + ")").call(d3.axisBottom(x).ticks(10));
+    svg.append("g").attr("class", "axis").attr("transform", "translate(0," + (height - M.bottom) + ")").call(d3.axisBottom(x).ticks(ticksFor(width - M.left, 10)));
     svg.append("g").attr("class", "axis").attr("transform", "translate(" + M.left + ",0)").call(d3.axisLeft(y).ticks(5));
-    svg.append("text").attr("x", WIDTH / 2).attr("y", height - 8).attr("text-anchor", "middle").attr("font-size", 12).text("score (records per bin, square-root scale)");
+    svg.append("text").attr("x", width / 2).attr("y", height - 8).attr("text-anchor", "middle").attr("font-size", 12)
+      .datum("score (records per bin, square-root scale)").call(fitted, width - 16);
 
     var input = document.getElementById("threshold");
     var handle = svg.append("g").attr("class", "threshold-handle").attr("id", "threshold-slider")
@@ -234,8 +286,13 @@
   }
 
   function heatMap(node, view) {
-    var classes = view.classes, n = classes.length, cell = Math.max(28, Math.min(48, Math.floor(520 / n)));
-    var left = 130, top = 90, width = left + n * cell + 20, height = top + n * cell + 20;
+    // The classes' names take what the cells (20 to 48 pixels) leave of the box's width, up to 130 pixels.
+    var classes = view.classes, n = classes.length, room = widthIn(node);
+    var left = Math.max(60, Math.min(130, room - 20 - n * 28));
+    var cell = Math.max(20, Math.min(48, Math.floor((room - left - 20) / n)));
+    // Room on the right, where there is some, for the slanted names of the last columns.
+    var right = Math.max(20, Math.min(90, room - left - n * cell));
+    var top = 90, width = left + n * cell + right, height = top + n * cell + 20;
     var svg = svgIn(node, width, height, "Confusion matrix heat map", "group");
     var color = d3.scaleSequential(d3.interpolateBlues).domain([0, 1]);
     var cells = [];
@@ -265,15 +322,18 @@
     });
     g.append("rect").attr("width", cell - 1).attr("height", cell - 1).attr("fill", function (d) { return color(d.share); })
       .append("title").text(function (d) { return "true " + classes[d.r] + ", predicted " + classes[d.c] + ": " + fmt(d.count); });
-    if (n <= 12) g.append("text").attr("class", "cell-label").attr("x", cell / 2).attr("y", cell / 2).attr("dy", "0.35em")
+    // A cell shows its count where it fits (else its title, label and the page's table say it).
+    g.append("text").attr("class", "cell-label").attr("x", cell / 2).attr("y", cell / 2).attr("dy", "0.35em")
       .attr("text-anchor", "middle").attr("fill", function (d) { return d.share > 0.5 ? "#fff" : "#000"; })
-      .text(function (d) { return fmt(d.count); });
+      .text(function (d) { return fmt(d.count); })
+      .each(function () { if (this.getComputedTextLength() > cell - 4) this.remove(); });
     svg.append("g").selectAll("text").data(classes).join("text").attr("font-size", 11)
       .attr("x", left - 6).attr("y", function (d, i) { return top + i * cell + cell / 2; }).attr("dy", "0.35em").attr("text-anchor", "end")
-      .text(function (d) { return d.length > 18 ? d.slice(0, 17) + "…" : d; });
+      .call(fitted, left - 8);
     svg.append("g").selectAll("text").data(classes).join("text").attr("font-size", 11)
       .attr("transform", function (d, i) { return "translate(" + (left + i * cell + cell / 2) + "," + (top - 6) + ") rotate(-45)"; })
-      .text(function (d) { return d.length > 18 ? d.slice(0, 17) + "…" : d; });
+      // Slanted up to the right: each within the chart's top and its right edge.
+      .call(fitted, function (d, i) { return Math.min(top - 10, width - (left + i * cell + cell / 2)) * Math.SQRT2; });
   }
 
   function evaluationCharts(data) {

@@ -29,7 +29,9 @@
   function jobRow(table, job) {
     var row = document.createElement("tr");
     row.setAttribute("data-id", job.Kind + "/" + job.Id);
-    var named = cell(row);
+    var named = document.createElement("span");
+    named.className = "fit";
+    cell(row).appendChild(named);
     if (job.Readable) {
       var link = document.createElement("a");
       link.href = table.getAttribute("data-base") + job.Path + "/" + encodeURIComponent(job.Id);
@@ -113,17 +115,28 @@
   }
 
   // A row for a stream the page did not have when it loaded, built as the template builds its rows
-  // (text only: names are untrusted); fillStream writes its figures and start form.
-  function streamRow(base, stream) {
+  // (text only: names are untrusted): its model by name (``names``, the twin's ReferenceNames) where the
+  // user may open it; fillStream writes its figures and start form.
+  function streamRow(base, stream, names) {
     var row = document.createElement("tr");
     row.setAttribute("data-id", "Stream/" + stream.StreamId);
-    cell(row).textContent = stream.Name || stream.StreamId;
+    var named = document.createElement("span");
+    named.className = "fit";
+    named.textContent = stream.Name || stream.StreamId;
+    cell(row).appendChild(named);
     var model = cell(row);
     if (stream.ModelReadable) {
       var link = document.createElement("a");
+      var name = (names || {})["models/" + stream.MLModelId];
       link.href = base + "models/" + encodeURIComponent(stream.MLModelId);
-      link.textContent = stream.MLModelId;
+      link.textContent = name || stream.MLModelId;
       model.appendChild(link);
+      if (name) {
+        var id = document.createElement("code");
+        id.textContent = stream.MLModelId;
+        model.appendChild(document.createTextNode(" "));
+        model.appendChild(id);
+      }
     } else {
       var code = document.createElement("code");
       code.textContent = stream.MLModelId;
@@ -144,11 +157,11 @@
   // The streams table follows the twin as the jobs table does: rows update, streams created since the
   // page loaded appear in the twin's order and streams deleted go; a row stays in place when the order
   // did not change, so a start form being filled in keeps its focus.
-  function updateStreams(table, streams) {
+  function updateStreams(table, streams, names) {
     var body = table.tBodies[0];
     var cursor = body.firstElementChild;
     streams.forEach(function (stream) {
-      var row = body.querySelector('tr[data-id="' + CSS.escape("Stream/" + stream.StreamId) + '"]') || streamRow(table.getAttribute("data-base"), stream);
+      var row = body.querySelector('tr[data-id="' + CSS.escape("Stream/" + stream.StreamId) + '"]') || streamRow(table.getAttribute("data-base"), stream, names);
       fillStream(table, row, stream);
       if (row === cursor) cursor = cursor.nextElementSibling;
       else body.insertBefore(row, cursor);
@@ -201,7 +214,7 @@
         .then(function (data) {
           if (!data) return;
           update(data.Jobs);
-          if (streams && Array.isArray(data.Streams)) updateStreams(streams, data.Streams);
+          if (streams && Array.isArray(data.Streams)) updateStreams(streams, data.Streams, data.ReferenceNames);
         })
         .catch(function () {})
         .finally(function () { window.setTimeout(refresh, 2000); });

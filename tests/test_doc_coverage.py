@@ -1,5 +1,5 @@
-"""Every CLI command and option is in README.md's CLI summary; every operation the server answers is in
-docs/api-compatibility.md."""
+"""Every CLI command and option is in README.md's CLI summary, and every option the docs give a command is
+one it has; every operation the server answers is in docs/api-compatibility.md."""
 
 import re
 from pathlib import Path
@@ -62,6 +62,44 @@ def test_every_command_and_option_is_in_the_readme_summary() -> None:
             if flags and not getattr(param, "hidden", False) and not set(flags) & summary[path]:
                 missing.append(f"{' '.join(path)} {flags[0]}")
     assert missing == []
+
+
+def named_options(text: str) -> list[tuple[tuple[str, ...], str, str]]:
+    """(command path, option, the text naming it) of every `emrml COMMAND ... --option` in a page."""
+    root = typer.main.get_command(app)
+    text = re.sub(r"\\\n\s*", " ", text)  # a shell line continued on the next
+    found = []
+    for line in text.splitlines():
+        for part in re.split(r"`|;|\s#\s", line):
+            match = re.search(r"\bemrml((?:\s+[a-z][a-z|-]*)+)(.*)", part)
+            if not match:
+                continue
+            command, path = root, ()
+            for word in match.group(1).split():
+                subcommands = getattr(command, "commands", {})
+                if word.split("|")[0] not in subcommands:
+                    break
+                command, path = subcommands[word.split("|")[0]], (*path, word.split("|")[0])
+            if hasattr(command, "commands"):
+                continue
+            for option in re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", match.group(2)):
+                found.append((path, option, part.strip()))
+    return found
+
+
+def test_the_docs_name_only_options_the_commands_have() -> None:
+    root = typer.main.get_command(app)
+    leaves = dict(commands(root))
+    global_options = {flag for param in root.params for flag in param.opts} | {"--help"}
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    stale = []
+    for page in pages:
+        for path, option, text in named_options(page.read_text(encoding="utf-8")):
+            flags = {flag for param in leaves[path].params for flag in param.opts + param.secondary_opts}
+            if option not in flags | global_options:
+                stale.append(f"{page.name}: emrml {' '.join(path)} {option} ({text})")
+    assert len(pages) > 5
+    assert stale == []
 
 
 def test_every_operation_is_in_api_compatibility() -> None:

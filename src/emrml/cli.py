@@ -29,6 +29,7 @@ from emrml.cli_common import (
     chosen_score_threshold,
     command_group,
     cut_off,
+    ends_quietly_when_stdout_closes,
     hoist_global_options,
     named_as_options,
     present,
@@ -56,7 +57,8 @@ __all__ = ["JOB_FAILED_EXIT_CODE", "app"]
 
 
 class _Root(TyperGroup):
-    """The root command: accepts ``--output`` and ``--home`` after the sub-command too, as the aws CLI."""
+    """The root command: accepts ``--output`` and ``--home`` after the sub-command too, as the aws CLI; a
+    closed stdout ends any command, its help included, in silence (``ends_quietly_when_stdout_closes``)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:
@@ -64,7 +66,12 @@ class _Root(TyperGroup):
         except typer.BadParameter as error:
             error.ctx = ctx  # for the usage line above the error
             raise
-        return super().parse_args(ctx, hoisted)
+        with ends_quietly_when_stdout_closes():  # emrml --help | head -1
+            return super().parse_args(ctx, hoisted)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with ends_quietly_when_stdout_closes():  # the sub-commands, their own help included
+            return super().invoke(ctx)
 
 
 app = command_group(

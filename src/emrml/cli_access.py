@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 
-from emrml.cli_common import command_group, reports_errors
+from emrml.cli_common import CliConsole, command_group, reports_errors
 from emrml.cli_render.parts import titled_table
 from emrml.core.json_text import load_json
 
@@ -107,7 +106,7 @@ def groups_list(ctx: typer.Context) -> None:
             str(len(group.statements)),
             group.description,
         )
-    Console(markup=False).print(table)  # names and descriptions are text, not markup
+    CliConsole(markup=False).print(table)  # names and descriptions are text, not markup
 
 
 @groups_app.command("show")

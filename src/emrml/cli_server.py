@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
-from rich.console import Console
 
-from emrml.cli_common import command_group, reports_errors
+from emrml.cli_common import CliConsole, command_group, reports_errors
 from emrml.cli_render.parts import titled_table
 from emrml.config import Settings
 from emrml.core.readable import format_number
@@ -142,7 +141,7 @@ def users_list(ctx: typer.Context) -> None:
             _time(user.created_at),
             format_number(user.access_keys),
         )
-    Console(markup=False).print(table)  # names and descriptions are text, not markup
+    CliConsole(markup=False).print(table)  # names and descriptions are text, not markup
 
 
 @users_app.command("delete")
@@ -209,7 +208,7 @@ def keys_list(
         table.add_row(
             key.access_key_id, key.user_name, _time(key.created_at), "Active" if key.active else "Inactive"
         )
-    Console(markup=False).print(table)  # names and descriptions are text, not markup
+    CliConsole(markup=False).print(table)  # names and descriptions are text, not markup
 
 
 @keys_app.command("deactivate")
@@ -419,7 +418,7 @@ def start_server(
     from emrml.web.tls import TlsSettings
 
     hide_pandas()
-    console = Console(stderr=True, highlight=False)
+    console = CliConsole(stderr=True, highlight=False)
     try:
         settings = _settings(ctx)
         if forwarded_allow_ips is not None:

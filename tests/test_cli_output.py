@@ -1,0 +1,45 @@
+"""How the ``emrml`` command line writes, whatever the command: to a closed pipe, the JSON of its lists,
+and the warnings the library logs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cli_helpers import invoke_json
+from emrml.cli_common import CLOSED_STDOUT_EXIT_CODE
+
+
+def run_into_closed_pipe(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``emrml ARGS`` in a process of its own whose stdout is a pipe nobody reads any longer, as in
+    ``emrml ARGS | head -1`` once head has its line."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        command = [sys.executable, "-m", "emrml", "--home", str(home), *args]
+        return subprocess.run(command, stdout=writer, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(writer)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("datasource", "list"),  # rich, which exited 1 in silence
+        ("--output", "json", "groups", "list"),  # plain writes, which said "internal error: BrokenPipeError"
+        ("groups", "list"),
+        ("datasource", "show", "--help"),  # click's help, which exited 1
+    ],
+    ids=["table", "json", "access-table", "help"],
+)
+def test_a_closed_stdout_ends_the_command_in_silence_as_unix_tools_end(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    ran = run_into_closed_pipe(tmp_path / "home", *args)
+    assert (ran.returncode, ran.stderr) == (CLOSED_STDOUT_EXIT_CODE, "")
+    assert CLOSED_STDOUT_EXIT_CODE == 128 + 13  # killed by SIGPIPE, as the shells report git and cat
+

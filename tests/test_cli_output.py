@@ -43,3 +43,16 @@ def test_a_closed_stdout_ends_the_command_in_silence_as_unix_tools_end(
     assert (ran.returncode, ran.stderr) == (CLOSED_STDOUT_EXIT_CODE, "")
     assert CLOSED_STDOUT_EXIT_CODE == 128 + 13  # killed by SIGPIPE, as the shells report git and cat
 
+
+def test_every_list_prints_its_results_in_one_shape(tmp_path: Path) -> None:
+    """``users``, ``keys`` and ``groups list`` printed a bare list where the lists of objects print
+    ``{"Results": [...]}`` (DescribeDataSources' shape): a script reads each the same way."""
+    home = ("--home", str(tmp_path / "home"))
+    invoke_json(*home, "users", "create", "dana")
+    key = invoke_json(*home, "keys", "create", "dana")
+    assert invoke_json(*home, "datasource", "list") == {"Results": []}
+    (user,) = invoke_json(*home, "users", "list")["Results"]
+    (listed,) = invoke_json(*home, "keys", "list")["Results"]
+    groups = invoke_json(*home, "groups", "list")["Results"]
+    assert user["UserName"] == "dana" and listed["AccessKeyId"] == key["AccessKeyId"]
+    assert "users" in {group["GroupName"] for group in groups}

@@ -93,7 +93,7 @@ def groups_list(ctx: typer.Context) -> None:
     """List the groups, their members and how many statements each has."""
     groups = access_of(ctx).list_groups()
     if _json_output(ctx):
-        typer.echo(json.dumps([group.document() for group in groups], indent=2))
+        typer.echo(json.dumps({"Results": [group.document() for group in groups]}, indent=2))
         return
     table = titled_table(
         "Groups", "Group", "Built-in", "Members", "Statements", "Description", right=["Statements"]

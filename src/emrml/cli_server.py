@@ -124,7 +124,7 @@ def users_list(ctx: typer.Context) -> None:
             }
             for user in users
         ]
-        typer.echo(json.dumps(rows, indent=2))
+        typer.echo(json.dumps({"Results": rows}, indent=2))  # the shape of every list
         return
     if not users:
         typer.echo("No users.")
@@ -198,7 +198,7 @@ def keys_list(
             }
             for key in keys
         ]
-        typer.echo(json.dumps(rows, indent=2))
+        typer.echo(json.dumps({"Results": rows}, indent=2))  # the shape of every list
         return
     if not keys:
         typer.echo("No access keys.")

@@ -204,10 +204,11 @@ def stop(
 def list_streams(ctx: typer.Context) -> None:
     """List the streams: status, consumers, records in/out/failed, throughput and lag."""
     current = state(ctx)
-    results = current.service().call("DescribeStreams", {})["Results"]
+    described = current.service().call("DescribeStreams", {})
     if current.json:
-        print_json(results)
+        print_json(described)  # {"Results": [...]}, as every list
         return
+    results = described["Results"]
     if not results:
         current.console.print("No streams.")
         return

@@ -50,7 +50,7 @@ def test_start_show_list_stop_with_file_output(cli_env: Path, kinesalite: Kinesa
         wait_until(lambda: invoke_json("stream", "show", "st-cli")["RecordsOut"] == 50, 60, 0.3)
         shown = invoke("stream", "show", "st-cli", columns=200).stdout
         assert "shardId-000000000000" in shown and "RUNNING" in shown
-        listed = invoke_json("stream", "list")
+        listed = invoke_json("stream", "list")["Results"]
         assert [(s["StreamId"], s["Status"], s["RecordsIn"]) for s in listed] == [("st-cli", "RUNNING", 50)]
         listed_text = invoke("stream", "list", columns=80).stdout
         assert "st-cli" in listed_text and "RUNNING" in listed_text  # not folded in a narrow terminal
@@ -93,7 +93,7 @@ def test_errors_are_one_line_with_their_exit_code(cli_env: Path, kinesalite: Kin
         code=2,
     )
     assert "the Kinesis stream 'nope' does not exist" in error_line(result)
-    assert invoke_json("stream", "list") == []
+    assert invoke_json("stream", "list") == {"Results": []}
 
 
 def test_ctrl_c_stops_a_foreground_consumer_cleanly(

@@ -335,6 +335,13 @@ def evaluation_show(
     """
     threshold = chosen_score_threshold(given_threshold, threshold_alias)
     current = state(ctx)
+    if threshold is not None and current.json:
+        # The JSON is the operations' raw output, which a cut-off tried here does not change: a script
+        # would take it for the output at that cut-off.
+        raise InvalidInputException(
+            "--score-threshold draws a cut-off in the table output; --output json prints every cut-off's "
+            "figures (GetEvaluationInsights.Insights.metrics.thresholdTable)"
+        )
     described = KINDS["Evaluation"].describe(current.service(), evaluation_id)
     model_type = described["GetEvaluationInsights"].get("MLModelType")
     if threshold is not None and model_type != "BINARY":
@@ -343,6 +350,14 @@ def evaluation_show(
         )
     sections = None if current.json else render.evaluation_view(described, current.console.width, threshold)
     print_view(current, "Evaluation", described, sections)
+    metrics = (described["GetEvaluationInsights"].get("Insights") or {}).get("metrics") or {}
+    if threshold is not None and "thresholdTable" not in metrics:
+        status = described["GetEvaluation"].get("Status")
+        has = "no scores yet" if status in ("PENDING", "INPROGRESS") else "no scores"
+        typer.echo(
+            f"warning: --score-threshold is not drawn: evaluation {evaluation_id} is {status} and has {has}",
+            err=True,
+        )
 
 
 # ------------------------------------------------------------------------------------------ batch prediction

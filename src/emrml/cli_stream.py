@@ -169,9 +169,10 @@ def run(ctx: typer.Context, stream_id: str = typer.Argument(..., metavar="ID", h
     consumer = Consumer(service.settings, stream_id, sessions=service.sessions)
     previous = signal.signal(signal.SIGINT, lambda *_: consumer.stop())
     try:
-        current.console.print(f"Consumer {consumer.id} of stream {stream_id}: Ctrl-C stops it.")
+        # Said once it runs: a consumer that cannot start (the stream stopped, the model gone) is an error.
+        running = f"Consumer {consumer.id} of stream {stream_id}: Ctrl-C stops it."
         # Stuck when asked to stop: the process ends (the stream says why: ``Consumer.run``).
-        consumer.run(on_hung=lambda: os._exit(HUNG))
+        consumer.run(on_hung=lambda: os._exit(HUNG), on_started=lambda: current.console.print(running))
     finally:
         signal.signal(signal.SIGINT, previous)
     current.console.print(f"Consumer {consumer.id} stopped.")

@@ -160,13 +160,16 @@ def test_a_consumer_of_a_stopped_stream_is_refused_saying_how_to_start_it(
     invoke("stream", "start", "--id", "st-stopped", "--model", "ml-binary", "--input", "kinesis://cli-stopped",
            "--output", "kinesis://cli-stopped-scored", "--consumers", "0")  # fmt: skip
     invoke("stream", "stop", "st-stopped")
-    line = error_line(invoke("stream", "run", "st-stopped", code=2))
+    refused = invoke("stream", "run", "st-stopped", code=2)
+    line = error_line(refused)
+    assert "Ctrl-C" not in refused.stdout  # it never ran: nothing to stop
     assert "stream 'st-stopped' is STOPPED: consumers run only a RUNNING stream" in line
     assert "`emrml stream start --id st-stopped` starts it again" in line
     # A process of its own (where no test harness takes the log records): the error said once.
     command = [sys.executable, "-m", "emrml", "stream", "run", "st-stopped"]
     ran = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert ran.returncode == 2 and ran.stderr.strip().splitlines() == [line], ran.stderr
+    assert ran.stdout == ""
     shown = invoke_json("stream", "show", "st-stopped")
     assert shown["Status"] == "STOPPED" and "Message" not in shown  # no consumer recorded as failed
 

@@ -56,3 +56,36 @@ def test_every_list_prints_its_results_in_one_shape(tmp_path: Path) -> None:
     groups = invoke_json(*home, "groups", "list")["Results"]
     assert user["UserName"] == "dana" and listed["AccessKeyId"] == key["AccessKeyId"]
     assert "users" in {group["GroupName"] for group in groups}
+
+
+def test_what_the_library_logs_is_one_warning_line_among_the_output(tmp_path: Path) -> None:
+    """A warning logged during a command (here: the home's key file readable by others; during ``emrml
+    stream run``, a consumer's lost leases) was printed bare, unlike every other line the CLI writes."""
+    home = tmp_path / "home"
+    invoke_json("--home", str(home), "users", "list")  # creates the home and its key file
+    key_file = home / "secrets.key"
+    key_file.chmod(0o644)
+    command = [sys.executable, "-m", "emrml", "--home", str(home), "users", "list"]
+    ran = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+    assert ran.stdout == "No users.\n"
+    assert ran.stderr.splitlines() == [
+        f"warning: {key_file} is readable by other users (mode 644); chmod 600 it"
+    ]
+
+
+LOG_AN_EXCEPTION = """
+import logging
+from emrml.cli_common import log_as_lines
+log_as_lines()
+log_as_lines()  # once is enough: no line twice
+try:
+    raise OSError("disk gone")
+except OSError:
+    logging.getLogger("emrml.service.worker").exception("job X failed (reference r1):\\nmore text")
+logging.getLogger("emrml.x").info("not shown")
+"""
+
+
+def test_a_logged_exception_is_one_error_line_without_its_traceback() -> None:
+    ran = subprocess.run([sys.executable, "-c", LOG_AN_EXCEPTION], capture_output=True, text=True, check=True)
+    assert ran.stderr.splitlines() == ["error: job X failed (reference r1): more text (OSError: disk gone)"]

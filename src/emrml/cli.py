@@ -31,6 +31,7 @@ from emrml.cli_common import (
     cut_off,
     ends_quietly_when_stdout_closes,
     hoist_global_options,
+    log_as_lines,
     named_as_options,
     present,
     print_json,
@@ -124,6 +125,7 @@ def main(
         file_okay=False,
     ),
 ) -> None:
+    log_as_lines()
     current = State(output=output, home=home)
     ctx.obj = current
     ctx.call_on_close(current.close)

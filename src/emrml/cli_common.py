@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 import os
 import select
@@ -160,6 +161,43 @@ class State:
     def close(self) -> None:
         if self._service is not None:
             self._service.close()
+
+
+class _LogLines(logging.Handler):
+    """The warnings and errors the library logs during a command, each as one stderr line like the
+    command's own (``warning: …``, ``error: …``): without a handler, Python prints their bare message,
+    and a logged exception's traceback, among the command's output. A traceback's place is the logs
+    (e.g. ``jobs.log``, which the message's reference finds); the line keeps the exception's summary."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage().split("Traceback (most recent call last):", 1)[0]
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            message += f" ({type(error).__name__}: {error})"
+        text = " ".join(line.strip() for line in message.splitlines() if line.strip()).rstrip(":")
+        return f"{'error' if record.levelno >= logging.ERROR else 'warning'}: {text}"
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            # The stderr of now, not of when the handler was made: tests' runners replace it per command.
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def log_as_lines(enabled: bool = True) -> None:
+    """Print what is logged (warnings and errors) as ``_LogLines`` does, or, ``enabled`` False, stop: a
+    server (``emrml serve``) logs in its own format (``web.access_log.configure_logging``)."""
+    root = logging.getLogger()
+    ours = [handler for handler in root.handlers if isinstance(handler, _LogLines)]
+    if enabled and not ours:
+        root.addHandler(_LogLines())
+    for handler in ours if not enabled else []:
+        root.removeHandler(handler)
 
 
 def state(ctx: typer.Context) -> State:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
 
-from emrml.cli_common import CliConsole, command_group, reports_errors
+from emrml.cli_common import CliConsole, command_group, log_as_lines, reports_errors
 from emrml.cli_render.parts import titled_table
 from emrml.config import Settings
 from emrml.core.readable import format_number
@@ -448,6 +448,7 @@ def start_server(
             raise typer.Exit(2)
         settings = dataclasses.replace(settings, engine=engine)
         os.environ["EMRML_ENGINE"] = engine  # the server processes of --workers read their settings anew
+    log_as_lines(enabled=False)  # the server's own format, below, and no line twice
     configure_logging()
     try:
         service = EmrML(settings)

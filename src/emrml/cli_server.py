@@ -267,13 +267,9 @@ def _transport(tls: TlsSettings | None) -> str:
     return f"HTTPS{clients[tls.client_auth]}"
 
 
-def _first_start_help(credentials_file: Path, url: str) -> None:
-    """How to use the admin key just created; printed unwrapped so the commands can be copied."""
-    with credentials_file.open() as handle:
-        access_key_id = json.load(handle)["aws_access_key_id"]
-    read_secret = (
-        f'python3 -c \'import json; print(json.load(open("{credentials_file}"))["aws_secret_access_key"])\''
-    )
+def _first_start_help(credentials_file: Path, url: str, *, snippets: bool = True) -> None:
+    """How to use the admin key just created; printed unwrapped so the commands can be copied.
+    ``snippets`` False: without the aws CLI and boto3 ones (the quickstart printed its own)."""
     lines = [
         "",
         "First start: created user 'admin' with an access key. Its credentials are in",
@@ -281,6 +277,16 @@ def _first_start_help(credentials_file: Path, url: str) -> None:
         "(readable by you only). Keep them secret. More users: emrml users create NAME, then",
         "emrml keys create NAME.",
         "",
+    ]
+    if not snippets:
+        typer.echo("\n".join(lines), err=True)
+        return
+    with credentials_file.open() as handle:
+        access_key_id = json.load(handle)["aws_access_key_id"]
+    read_secret = (
+        f'python3 -c \'import json; print(json.load(open("{credentials_file}"))["aws_secret_access_key"])\''
+    )
+    lines += [
         "AWS CLI profile:",
         f"    aws configure set aws_access_key_id {access_key_id} --profile emrml",
         f'    aws configure set aws_secret_access_key "$({read_secret})" --profile emrml',
@@ -405,8 +411,10 @@ def start_server(
     tls_client_auth: str | None = None,
     console_process: bool = True,
     forwarded_allow_ips: str | None = None,
+    snippets: bool = True,
 ) -> None:
-    """``emrml serve`` with its options as plain values (the quickstart's ``--serve`` calls it too)."""
+    """``emrml serve`` with its options as plain values (the quickstart's ``--serve`` calls it too, with
+    ``snippets`` False: it printed its own aws CLI and boto3 calls)."""
     from emrml.core.arrow import hide_pandas
     from emrml.service.app import EmrML
     from emrml.service.auth import ensure_admin
@@ -473,7 +481,7 @@ def start_server(
         )
         ensure_admin_password(Logins(service.sessions), settings.home)
     if created is not None:
-        _first_start_help(created[1], url)
+        _first_start_help(created[1], url, snippets=snippets)
     slots = settings.max_concurrent_jobs if workers_jobs is None else workers_jobs
     proxies = settings.forwarded_allow_ips
     console.print(

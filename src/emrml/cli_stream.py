@@ -168,11 +168,19 @@ def run(ctx: typer.Context, stream_id: str = typer.Argument(..., metavar="ID", h
     service.call("GetStream", {"StreamId": stream_id})  # a clear error for an unknown stream
     consumer = Consumer(service.settings, stream_id, sessions=service.sessions)
     previous = signal.signal(signal.SIGINT, lambda *_: consumer.stop())
-    try:
+
+    def started() -> None:
         # Said once it runs: a consumer that cannot start (the stream stopped, the model gone) is an error.
-        running = f"Consumer {consumer.id} of stream {stream_id}: Ctrl-C stops it."
+        try:
+            current.console.print(f"Consumer {consumer.id} of stream {stream_id}: Ctrl-C stops it.")
+        except BrokenPipeError:
+            # Nobody reads the output (`emrml stream run ID | head -1`): the command ends as if killed by
+            # the pipe, but cleanly, its leases given up; the next print ends it (exit 141).
+            consumer.stop()
+
+    try:
         # Stuck when asked to stop: the process ends (the stream says why: ``Consumer.run``).
-        consumer.run(on_hung=lambda: os._exit(HUNG), on_started=lambda: current.console.print(running))
+        consumer.run(on_hung=lambda: os._exit(HUNG), on_started=started)
     finally:
         signal.signal(signal.SIGINT, previous)
     current.console.print(f"Consumer {consumer.id} stopped.")

@@ -127,6 +127,31 @@ def test_ctrl_c_stops_a_foreground_consumer_cleanly(
     invoke("stream", "stop", "st-fg")
 
 
+def test_a_foreground_consumer_whose_output_is_closed_stops_cleanly(
+    cli_env: Path, kinesalite: Kinesalite
+) -> None:
+    """``emrml stream run ID | head -0``: the consumer, registered as it starts, gives its place up and the
+    command ends as a Unix tool ends on a closed pipe (exit 141), not with an error nor running unread."""
+    import os
+
+    kinesalite.create("cli-unread", 1)
+    kinesalite.create("cli-unread-scored", 1)
+    invoke("stream", "start", "--id", "st-unread", "--model", "ml-binary", "--input", "kinesis://cli-unread",
+           "--output", "kinesis://cli-unread-scored", "--consumers", "0")  # fmt: skip
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        command = [sys.executable, "-m", "emrml", "stream", "run", "st-unread"]
+        ran = subprocess.run(command, stdout=writer, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(writer)
+    assert (ran.returncode, ran.stderr) == (141, "")
+    shown = invoke_json("stream", "show", "st-unread")
+    assert shown["Status"] == "RUNNING" and shown["ConsumerProcesses"] == []  # it ended, not FAILED
+    assert all("Owner" not in lease for lease in shown["ShardLeases"])
+    invoke("stream", "stop", "st-unread")
+
+
 def test_a_stream_is_started_again_by_its_id_alone(cli_env: Path, kinesalite: Kinesalite) -> None:
     """``emrml stream start --id ID`` starts a stream no consumer runs (stopped, FAILED) again with the
     parameters it was started with; options of a new stream are refused there, naming them."""

@@ -86,6 +86,15 @@ logging.getLogger("emrml.x").info("not shown")
 """
 
 
+def test_the_log_lines_end_with_the_command(tmp_path: Path) -> None:
+    """A program that runs commands in its own process keeps its own logging after them."""
+    import logging
+
+    before = list(logging.getLogger().handlers)
+    invoke_json("--home", str(tmp_path / "home"), "datasource", "list")
+    assert logging.getLogger().handlers == before
+
+
 def test_a_logged_exception_is_one_error_line_without_its_traceback() -> None:
     ran = subprocess.run([sys.executable, "-c", LOG_AN_EXCEPTION], capture_output=True, text=True, check=True)
     assert ran.stderr.splitlines() == ["error: job X failed (reference r1): more text (OSError: disk gone)"]

@@ -126,6 +126,9 @@ def main(
     ),
 ) -> None:
     log_as_lines()
+    # Undone when the command ends (after the service closes: closing may warn too), so that a program
+    # that runs commands in its own process (tests) keeps its own logging.
+    ctx.call_on_close(lambda: log_as_lines(enabled=False))
     current = State(output=output, home=home)
     ctx.obj = current
     ctx.call_on_close(current.close)

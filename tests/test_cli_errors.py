@@ -146,3 +146,20 @@ def test_the_score_threshold_has_one_option_name(home: Path) -> None:
     both_names = ("--threshold", "0.2", "--score-threshold", "0.3")
     both = cli(home, "evaluation", "show", QUICKSTART_EVALUATION_ID, *both_names, code=2)
     assert "--threshold is the old name of --score-threshold: give only one" in error_line(both)
+
+
+def test_a_score_threshold_that_cannot_be_drawn_says_why(home: Path) -> None:
+    """``evaluation show --score-threshold`` of an evaluation without scores yet, or with ``--output json``
+    (the operations' raw output, which a cut-off tried does not change), ignored the cut-off without a
+    word."""
+    pending = ("--id", "ev-not-run", "--model", QUICKSTART_MODEL_ID, "--datasource", QUICKSTART_EVAL_ID)
+    cli(home, "evaluation", "create", *pending, "--no-wait")  # no server runs it: it stays PENDING
+    shown = cli(home, "evaluation", "show", "ev-not-run", "--score-threshold", "0.3")
+    assert "PENDING" in shown.stdout
+    assert shown.stderr.strip().splitlines() == [
+        "warning: --score-threshold is not drawn: evaluation ev-not-run is PENDING and has no scores yet"
+    ]
+    as_json = ("--output", "json", "evaluation", "show", QUICKSTART_EVALUATION_ID, "--score-threshold", "0.3")
+    line = error_line(cli(home, *as_json, code=2))
+    assert "--score-threshold draws a cut-off in the table output; --output json prints every cut-off" in line
+    cli(home, "evaluation", "delete", "ev-not-run")

@@ -580,6 +580,9 @@ def test_quickstart_serve_prints_the_console_and_serves_it(
         printed = (tmp_path / "out.txt").read_text()
         assert f"console http://127.0.0.1:{port}/console/ (user admin; password in" in printed
         assert f"--endpoint-url http://127.0.0.1:{port}" in printed  # the snippets follow the port
+        # The first start's own snippets are left out: the quickstart printed its aws CLI and boto3 calls.
+        assert "First start: created user 'admin'" in printed
+        assert printed.count("boto3.client(") == 1 and printed.count("--endpoint-url") == 1
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(30)

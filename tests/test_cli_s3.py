@@ -59,3 +59,21 @@ def test_the_cli_exits_7_when_s3_refuses_access(s3: S3, home: Path) -> None:
     line = error_line(invoke(*create, "--infer-schema", "--target", "y", code=7))
     assert line.startswith("error: AccessDeniedException: ") and "AccessDenied" in line
     assert s3.uri("in/data.csv") in line
+
+
+def test_data_that_cannot_be_read_is_named_by_its_option(
+    s3: S3, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An S3 read error of ``--data`` said "location 's3://…' cannot be read: NoCredentials…", where every
+    other create error names the option the user typed."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(home / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    data = s3.uri("in/data.csv")
+    create = ("--home", str(home), "datasource", "create", "--id", "ds-no-credentials", "--data", data)
+    line = error_line(invoke(*create, "--infer-schema", "--target", "y", code=2))
+    assert line.startswith(f"error: InvalidInputException: --data '{data}' cannot be read: NoCredentials")
+    line = error_line(invoke("--home", str(home), "datasource", "infer-schema", "--data", data, code=2))
+    assert line.startswith(f"error: InvalidInputException: --data '{data}' cannot be read: NoCredentials")

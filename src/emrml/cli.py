@@ -29,7 +29,9 @@ from emrml.cli_common import (
     chosen_score_threshold,
     command_group,
     cut_off,
+    ends_quietly_when_stdout_closes,
     hoist_global_options,
+    log_as_lines,
     named_as_options,
     present,
     print_json,
@@ -56,7 +58,8 @@ __all__ = ["JOB_FAILED_EXIT_CODE", "app"]
 
 
 class _Root(TyperGroup):
-    """The root command: accepts ``--output`` and ``--home`` after the sub-command too, as the aws CLI."""
+    """The root command: accepts ``--output`` and ``--home`` after the sub-command too, as the aws CLI; a
+    closed stdout ends any command, its help included, in silence (``ends_quietly_when_stdout_closes``)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:
@@ -64,7 +67,12 @@ class _Root(TyperGroup):
         except typer.BadParameter as error:
             error.ctx = ctx  # for the usage line above the error
             raise
-        return super().parse_args(ctx, hoisted)
+        with ends_quietly_when_stdout_closes():  # emrml --help | head -1
+            return super().parse_args(ctx, hoisted)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with ends_quietly_when_stdout_closes():  # the sub-commands, their own help included
+            return super().invoke(ctx)
 
 
 app = command_group(
@@ -117,6 +125,10 @@ def main(
         file_okay=False,
     ),
 ) -> None:
+    log_as_lines()
+    # Undone when the command ends (after the service closes: closing may warn too), so that a program
+    # that runs commands in its own process (tests) keeps its own logging.
+    ctx.call_on_close(lambda: log_as_lines(enabled=False))
     current = State(output=output, home=home)
     ctx.obj = current
     ctx.call_on_close(current.close)
@@ -328,6 +340,13 @@ def evaluation_show(
     """
     threshold = chosen_score_threshold(given_threshold, threshold_alias)
     current = state(ctx)
+    if threshold is not None and current.json:
+        # The JSON is the operations' raw output, which a cut-off tried here does not change: a script
+        # would take it for the output at that cut-off.
+        raise InvalidInputException(
+            "--score-threshold draws a cut-off in the table output; --output json prints every cut-off's "
+            "figures (GetEvaluationInsights.Insights.metrics.thresholdTable)"
+        )
     described = KINDS["Evaluation"].describe(current.service(), evaluation_id)
     model_type = described["GetEvaluationInsights"].get("MLModelType")
     if threshold is not None and model_type != "BINARY":
@@ -336,6 +355,14 @@ def evaluation_show(
         )
     sections = None if current.json else render.evaluation_view(described, current.console.width, threshold)
     print_view(current, "Evaluation", described, sections)
+    metrics = (described["GetEvaluationInsights"].get("Insights") or {}).get("metrics") or {}
+    if threshold is not None and "thresholdTable" not in metrics:
+        status = described["GetEvaluation"].get("Status")
+        has = "no scores yet" if status in ("PENDING", "INPROGRESS") else "no scores"
+        typer.echo(
+            f"warning: --score-threshold is not drawn: evaluation {evaluation_id} is {status} and has {has}",
+            err=True,
+        )
 
 
 # ------------------------------------------------------------------------------------------ batch prediction

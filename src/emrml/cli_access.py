@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 
-from emrml.cli_common import command_group, reports_errors
+from emrml.cli_common import CliConsole, command_group, reports_errors
 from emrml.cli_render.parts import titled_table
 from emrml.core.json_text import load_json
 
@@ -94,7 +93,7 @@ def groups_list(ctx: typer.Context) -> None:
     """List the groups, their members and how many statements each has."""
     groups = access_of(ctx).list_groups()
     if _json_output(ctx):
-        typer.echo(json.dumps([group.document() for group in groups], indent=2))
+        typer.echo(json.dumps({"Results": [group.document() for group in groups]}, indent=2))
         return
     table = titled_table(
         "Groups", "Group", "Built-in", "Members", "Statements", "Description", right=["Statements"]
@@ -107,7 +106,7 @@ def groups_list(ctx: typer.Context) -> None:
             str(len(group.statements)),
             group.description,
         )
-    Console(markup=False).print(table)  # names and descriptions are text, not markup
+    CliConsole(markup=False).print(table)  # names and descriptions are text, not markup
 
 
 @groups_app.command("show")

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
+import os
+import select
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,11 +38,17 @@ EXIT_CODES_HELP = (
     "3 object not found, 4 idempotency mismatch, 5 limit exceeded, 6 model not mounted for predictions, "
     "7 access denied (by emrml, S3 or a file's permissions), "
     "8 emrml plan: the data does not fit the cluster, "
-    "130 interrupted (Ctrl-C; during a job's wait, its wait command runs it again)."
+    "130 interrupted (Ctrl-C; during a job's wait, its wait command runs it again), "
+    "141 stdout closed before the output ended (e.g. `emrml ... | head`, as git and cat end there)."
 )
 
 #: Exit code of a command stopped by Ctrl-C, the shells' 128 + SIGINT.
 INTERRUPTED_EXIT_CODE = 130
+
+#: Exit code of a command whose stdout was closed before its output ended (``emrml … | head -1``): what
+#: git, cat and the other Unix tools end with there (128 + SIGPIPE, killed by the signal), so that a
+#: ``set -o pipefail`` script treats ``emrml`` as it treats them.
+CLOSED_STDOUT_EXIT_CODE = 141
 
 #: Exit code of ``emrml plan`` when its verdict is "not enough space": a script tests the answer without
 #: parsing it. Not an error's code (the plan was made and is printed), and none of theirs.
@@ -55,6 +65,47 @@ def command_group(**options: Any) -> typer.Typer:
     return typer.Typer(rich_markup_mode=None, **options)
 
 
+class CliConsole(Console):
+    """rich's Console, except when its output is a closed pipe: rich exits 1 there, and the command line
+    ends such a command as ``ends_quietly_when_stdout_closes`` says."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError("the output's reader is gone")
+
+
+def stdout_closed() -> bool:
+    """Whether stdout is a pipe (or socket) whose reader has gone: writes to it fail with EPIPE."""
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):  # not a file (replaced, e.g. captured), or closed
+        return False
+    poller = select.poll()
+    poller.register(descriptor, select.POLLOUT)
+    # Linux reports POLLERR on a pipe's write end once no reader is left.
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
+@contextmanager
+def ends_quietly_when_stdout_closes() -> Iterator[None]:
+    """Within: a write to a stdout whose reader has gone (``emrml … | head -1``) ends the command in silence
+    with ``CLOSED_STDOUT_EXIT_CODE``, as other Unix tools end, not with a traceback or an "internal error".
+    A broken pipe of anything else (stdout still read) stays an error."""
+    try:
+        yield
+    except BrokenPipeError:
+        if not stdout_closed():
+            raise
+        try:
+            # Whatever is still buffered for stdout, flushed as Python exits, goes nowhere rather than
+            # failing again with a "BrokenPipeError ignored" message.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except OSError:
+            pass
+        raise typer.Exit(CLOSED_STDOUT_EXIT_CODE) from None
+
+
 class Output(StrEnum):
     table = "table"
     json = "json"
@@ -67,7 +118,7 @@ class State:
     output: Output
     home: Path | None
     # No markup: names and messages are user text and may contain square brackets.
-    console: Console = field(default_factory=lambda: Console(markup=False))
+    console: Console = field(default_factory=lambda: CliConsole(markup=False))
     _service: EmrML | None = None
     _settings: Settings | None = None
 
@@ -112,6 +163,43 @@ class State:
             self._service.close()
 
 
+class _LogLines(logging.Handler):
+    """The warnings and errors the library logs during a command, each as one stderr line like the
+    command's own (``warning: …``, ``error: …``): without a handler, Python prints their bare message,
+    and a logged exception's traceback, among the command's output. A traceback's place is the logs
+    (e.g. ``jobs.log``, which the message's reference finds); the line keeps the exception's summary."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage().split("Traceback (most recent call last):", 1)[0]
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            message += f" ({type(error).__name__}: {error})"
+        text = " ".join(line.strip() for line in message.splitlines() if line.strip()).rstrip(":")
+        return f"{'error' if record.levelno >= logging.ERROR else 'warning'}: {text}"
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            # The stderr of now, not of when the handler was made: tests' runners replace it per command.
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def log_as_lines(enabled: bool = True) -> None:
+    """Print what is logged (warnings and errors) as ``_LogLines`` does, or, ``enabled`` False, stop: a
+    server (``emrml serve``) logs in its own format (``web.access_log.configure_logging``)."""
+    root = logging.getLogger()
+    ours = [handler for handler in root.handlers if isinstance(handler, _LogLines)]
+    if enabled and not ours:
+        root.addHandler(_LogLines())
+    for handler in ours if not enabled else []:
+        root.removeHandler(handler)
+
+
 def state(ctx: typer.Context) -> State:
     """The root command's state, from any sub-command's context."""
     return ctx.find_root().obj
@@ -140,6 +228,8 @@ def reports_errors(function: Callable[P, R]) -> Callable[P, R]:
         except AmazonMLError as exc:
             raise fail(f"{exc.type_name}: {exc.message}", exc.exit_code) from None
         except Exception as exc:
+            if isinstance(exc, BrokenPipeError) and stdout_closed():
+                raise  # the output's reader is gone: not an error (ends_quietly_when_stdout_closes)
             raise fail(f"internal error: {type(exc).__name__}: {exc}", 1) from None
 
     return run
@@ -268,7 +358,7 @@ def job_progress(current: State) -> Any:
         TimeElapsedColumn,
     )
 
-    console = Console(stderr=True)
+    console = CliConsole(stderr=True)
     return Progress(
         SpinnerColumn(),
         TextColumn("{task.description}", markup=False),

@@ -132,7 +132,7 @@ def quickstart(
             settings = dataclasses.replace(settings, public_url=f"http://127.0.0.1:{port}")
         _print_quickstart_snippets(settings, outputs["Predict"])
         current.close()
-        cli_server.start_server(ctx, host="127.0.0.1", port=port)
+        cli_server.start_server(ctx, host="127.0.0.1", port=port, snippets=False)
         return
     if not current.json:
         current.console.print(

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
-from rich.console import Console
 
-from emrml.cli_common import command_group, reports_errors
+from emrml.cli_common import CliConsole, command_group, log_as_lines, reports_errors
 from emrml.cli_render.parts import titled_table
 from emrml.config import Settings
 from emrml.core.readable import format_number
@@ -125,7 +124,7 @@ def users_list(ctx: typer.Context) -> None:
             }
             for user in users
         ]
-        typer.echo(json.dumps(rows, indent=2))
+        typer.echo(json.dumps({"Results": rows}, indent=2))  # the shape of every list
         return
     if not users:
         typer.echo("No users.")
@@ -142,7 +141,7 @@ def users_list(ctx: typer.Context) -> None:
             _time(user.created_at),
             format_number(user.access_keys),
         )
-    Console(markup=False).print(table)  # names and descriptions are text, not markup
+    CliConsole(markup=False).print(table)  # names and descriptions are text, not markup
 
 
 @users_app.command("delete")
@@ -199,7 +198,7 @@ def keys_list(
             }
             for key in keys
         ]
-        typer.echo(json.dumps(rows, indent=2))
+        typer.echo(json.dumps({"Results": rows}, indent=2))  # the shape of every list
         return
     if not keys:
         typer.echo("No access keys.")
@@ -209,7 +208,7 @@ def keys_list(
         table.add_row(
             key.access_key_id, key.user_name, _time(key.created_at), "Active" if key.active else "Inactive"
         )
-    Console(markup=False).print(table)  # names and descriptions are text, not markup
+    CliConsole(markup=False).print(table)  # names and descriptions are text, not markup
 
 
 @keys_app.command("deactivate")
@@ -268,13 +267,9 @@ def _transport(tls: TlsSettings | None) -> str:
     return f"HTTPS{clients[tls.client_auth]}"
 
 
-def _first_start_help(credentials_file: Path, url: str) -> None:
-    """How to use the admin key just created; printed unwrapped so the commands can be copied."""
-    with credentials_file.open() as handle:
-        access_key_id = json.load(handle)["aws_access_key_id"]
-    read_secret = (
-        f'python3 -c \'import json; print(json.load(open("{credentials_file}"))["aws_secret_access_key"])\''
-    )
+def _first_start_help(credentials_file: Path, url: str, *, snippets: bool = True) -> None:
+    """How to use the admin key just created; printed unwrapped so the commands can be copied.
+    ``snippets`` False: without the aws CLI and boto3 ones (the quickstart printed its own)."""
     lines = [
         "",
         "First start: created user 'admin' with an access key. Its credentials are in",
@@ -282,6 +277,16 @@ def _first_start_help(credentials_file: Path, url: str) -> None:
         "(readable by you only). Keep them secret. More users: emrml users create NAME, then",
         "emrml keys create NAME.",
         "",
+    ]
+    if not snippets:
+        typer.echo("\n".join(lines), err=True)
+        return
+    with credentials_file.open() as handle:
+        access_key_id = json.load(handle)["aws_access_key_id"]
+    read_secret = (
+        f'python3 -c \'import json; print(json.load(open("{credentials_file}"))["aws_secret_access_key"])\''
+    )
+    lines += [
         "AWS CLI profile:",
         f"    aws configure set aws_access_key_id {access_key_id} --profile emrml",
         f'    aws configure set aws_secret_access_key "$({read_secret})" --profile emrml',
@@ -406,8 +411,10 @@ def start_server(
     tls_client_auth: str | None = None,
     console_process: bool = True,
     forwarded_allow_ips: str | None = None,
+    snippets: bool = True,
 ) -> None:
-    """``emrml serve`` with its options as plain values (the quickstart's ``--serve`` calls it too)."""
+    """``emrml serve`` with its options as plain values (the quickstart's ``--serve`` calls it too, with
+    ``snippets`` False: it printed its own aws CLI and boto3 calls)."""
     from emrml.core.arrow import hide_pandas
     from emrml.service.app import EmrML
     from emrml.service.auth import ensure_admin
@@ -419,7 +426,7 @@ def start_server(
     from emrml.web.tls import TlsSettings
 
     hide_pandas()
-    console = Console(stderr=True, highlight=False)
+    console = CliConsole(stderr=True, highlight=False)
     try:
         settings = _settings(ctx)
         if forwarded_allow_ips is not None:
@@ -449,6 +456,7 @@ def start_server(
             raise typer.Exit(2)
         settings = dataclasses.replace(settings, engine=engine)
         os.environ["EMRML_ENGINE"] = engine  # the server processes of --workers read their settings anew
+    log_as_lines(enabled=False)  # the server's own format, below, and no line twice
     configure_logging()
     try:
         service = EmrML(settings)
@@ -473,7 +481,7 @@ def start_server(
         )
         ensure_admin_password(Logins(service.sessions), settings.home)
     if created is not None:
-        _first_start_help(created[1], url)
+        _first_start_help(created[1], url, snippets=snippets)
     slots = settings.max_concurrent_jobs if workers_jobs is None else workers_jobs
     proxies = settings.forwarded_allow_ips
     console.print(

@@ -168,10 +168,19 @@ def run(ctx: typer.Context, stream_id: str = typer.Argument(..., metavar="ID", h
     service.call("GetStream", {"StreamId": stream_id})  # a clear error for an unknown stream
     consumer = Consumer(service.settings, stream_id, sessions=service.sessions)
     previous = signal.signal(signal.SIGINT, lambda *_: consumer.stop())
+
+    def started() -> None:
+        # Said once it runs: a consumer that cannot start (the stream stopped, the model gone) is an error.
+        try:
+            current.console.print(f"Consumer {consumer.id} of stream {stream_id}: Ctrl-C stops it.")
+        except BrokenPipeError:
+            # Nobody reads the output (`emrml stream run ID | head -1`): the command ends as if killed by
+            # the pipe, but cleanly, its leases given up; the next print ends it (exit 141).
+            consumer.stop()
+
     try:
-        current.console.print(f"Consumer {consumer.id} of stream {stream_id}: Ctrl-C stops it.")
         # Stuck when asked to stop: the process ends (the stream says why: ``Consumer.run``).
-        consumer.run(on_hung=lambda: os._exit(HUNG))
+        consumer.run(on_hung=lambda: os._exit(HUNG), on_started=started)
     finally:
         signal.signal(signal.SIGINT, previous)
     current.console.print(f"Consumer {consumer.id} stopped.")
@@ -204,10 +213,11 @@ def stop(
 def list_streams(ctx: typer.Context) -> None:
     """List the streams: status, consumers, records in/out/failed, throughput and lag."""
     current = state(ctx)
-    results = current.service().call("DescribeStreams", {})["Results"]
+    described = current.service().call("DescribeStreams", {})
     if current.json:
-        print_json(results)
+        print_json(described)  # {"Results": [...]}, as every list
         return
+    results = described["Results"]
     if not results:
         current.console.print("No streams.")
         return

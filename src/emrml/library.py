@@ -93,7 +93,7 @@ def absolute_location(data: str | Path, *, what: str = "data") -> str:
     """
     text = str(data)
     location = absolute_uri(text, what=what)
-    if not locations.exists(location):
+    if not locations.exists(location, what=what):  # a store that cannot be read names ``what`` too
         raise InvalidInputException(f"{what} {text}: no such file or folder")
     return location
 

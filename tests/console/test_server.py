@@ -598,6 +598,46 @@ def test_the_jobs_page_lists_the_stream_consumers_each_user_may_see(
             session.query(Stream).filter_by(id="st-console").delete()
 
 
+def test_the_start_notice_says_a_stream_whose_consumers_died_at_start_is_failed(
+    admin: Any, installation: Installation
+) -> None:
+    """After the start button, "no consumer started" said "consumers run it already", also when the
+    consumers started had died before they ran and the stream was FAILED."""
+    from emrml.service.metastore import Stream, StreamConsumer
+
+    moment = time.time()
+    died = "consumer process host:9 ended before it ran (exit code 1)"
+    with installation.service.sessions() as session, session.begin():
+        for stream_id, status in (("st-died", "FAILED"), ("st-busy", "RUNNING")):
+            session.add(
+                Stream(
+                    id=stream_id, status=status, message=died if status == "FAILED" else None,
+                    created_by="arn:aws:iam::000000000000:user/admin", created_at=moment,
+                    last_updated_at=moment, request="{}", ml_model_id=MODEL,
+                    input_uri="kinesis://clicks", output_uri="kinesis://scored", dead_letter_uri="",
+                    starting_position="TRIM_HORIZON", record_format="auto",
+                )
+            )  # fmt: skip
+        session.add(
+            StreamConsumer(
+                id="host:1:busy", stream_id="st-busy", host="host", pid=1, started_at=moment,
+                heartbeat_at=moment, status="RUNNING", records_per_second=0.0,
+            )
+        )  # fmt: skip
+    try:
+        page = admin.get("/console/jobs?kind=Stream&stream=st-died&started=0").text
+        notice = re.search(r'<p role="status" id="stream-started">([^<]*)</p>', page)
+        assert notice and notice.group(1) == f"Stream st-died: no consumer started; it is FAILED: {died}"
+        page = admin.get("/console/jobs?kind=Stream&stream=st-busy&started=0").text
+        assert "Stream st-busy: no consumer started, consumers run it already." in page
+    finally:
+        with installation.service.sessions() as session, session.begin():
+            session.query(StreamConsumer).filter(
+                StreamConsumer.stream_id.in_(["st-died", "st-busy"])
+            ).delete()
+            session.query(Stream).filter(Stream.id.in_(["st-died", "st-busy"])).delete()
+
+
 def test_the_capacity_page_plans_and_marks_the_refused_field(admin: Any) -> None:
     query = "nodes=10&disk=800GB&data=3TB"
     page = admin.get(f"/console/capacity?{query}")

@@ -50,7 +50,7 @@ def test_start_show_list_stop_with_file_output(cli_env: Path, kinesalite: Kinesa
         wait_until(lambda: invoke_json("stream", "show", "st-cli")["RecordsOut"] == 50, 60, 0.3)
         shown = invoke("stream", "show", "st-cli", columns=200).stdout
         assert "shardId-000000000000" in shown and "RUNNING" in shown
-        listed = invoke_json("stream", "list")
+        listed = invoke_json("stream", "list")["Results"]
         assert [(s["StreamId"], s["Status"], s["RecordsIn"]) for s in listed] == [("st-cli", "RUNNING", 50)]
         listed_text = invoke("stream", "list", columns=80).stdout
         assert "st-cli" in listed_text and "RUNNING" in listed_text  # not folded in a narrow terminal
@@ -93,7 +93,7 @@ def test_errors_are_one_line_with_their_exit_code(cli_env: Path, kinesalite: Kin
         code=2,
     )
     assert "the Kinesis stream 'nope' does not exist" in error_line(result)
-    assert invoke_json("stream", "list") == []
+    assert invoke_json("stream", "list") == {"Results": []}
 
 
 def test_ctrl_c_stops_a_foreground_consumer_cleanly(
@@ -125,6 +125,31 @@ def test_ctrl_c_stops_a_foreground_consumer_cleanly(
     last = max(int(r["SequenceNumber"]) for r in kinesalite.read_all("cli-ctrl-c"))
     assert int(lease["Checkpoint"]) == last and shown["RecordsOut"] == 30
     invoke("stream", "stop", "st-fg")
+
+
+def test_a_foreground_consumer_whose_output_is_closed_stops_cleanly(
+    cli_env: Path, kinesalite: Kinesalite
+) -> None:
+    """``emrml stream run ID | head -0``: the consumer, registered as it starts, gives its place up and the
+    command ends as a Unix tool ends on a closed pipe (exit 141), not with an error nor running unread."""
+    import os
+
+    kinesalite.create("cli-unread", 1)
+    kinesalite.create("cli-unread-scored", 1)
+    invoke("stream", "start", "--id", "st-unread", "--model", "ml-binary", "--input", "kinesis://cli-unread",
+           "--output", "kinesis://cli-unread-scored", "--consumers", "0")  # fmt: skip
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        command = [sys.executable, "-m", "emrml", "stream", "run", "st-unread"]
+        ran = subprocess.run(command, stdout=writer, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(writer)
+    assert (ran.returncode, ran.stderr) == (141, "")
+    shown = invoke_json("stream", "show", "st-unread")
+    assert shown["Status"] == "RUNNING" and shown["ConsumerProcesses"] == []  # it ended, not FAILED
+    assert all("Owner" not in lease for lease in shown["ShardLeases"])
+    invoke("stream", "stop", "st-unread")
 
 
 def test_a_stream_is_started_again_by_its_id_alone(cli_env: Path, kinesalite: Kinesalite) -> None:
@@ -160,13 +185,16 @@ def test_a_consumer_of_a_stopped_stream_is_refused_saying_how_to_start_it(
     invoke("stream", "start", "--id", "st-stopped", "--model", "ml-binary", "--input", "kinesis://cli-stopped",
            "--output", "kinesis://cli-stopped-scored", "--consumers", "0")  # fmt: skip
     invoke("stream", "stop", "st-stopped")
-    line = error_line(invoke("stream", "run", "st-stopped", code=2))
+    refused = invoke("stream", "run", "st-stopped", code=2)
+    line = error_line(refused)
+    assert "Ctrl-C" not in refused.stdout  # it never ran: nothing to stop
     assert "stream 'st-stopped' is STOPPED: consumers run only a RUNNING stream" in line
     assert "`emrml stream start --id st-stopped` starts it again" in line
     # A process of its own (where no test harness takes the log records): the error said once.
     command = [sys.executable, "-m", "emrml", "stream", "run", "st-stopped"]
     ran = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert ran.returncode == 2 and ran.stderr.strip().splitlines() == [line], ran.stderr
+    assert ran.stdout == ""
     shown = invoke_json("stream", "show", "st-stopped")
     assert shown["Status"] == "STOPPED" and "Message" not in shown  # no consumer recorded as failed
 

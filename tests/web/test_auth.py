@@ -471,7 +471,7 @@ def test_users_and_keys_commands(tmp_path: Path) -> None:
     assert key["UserName"] == "dana" and len(key["SecretAccessKey"]) == 40
     listing = runner.invoke(app, [*home, "--output", "json", "keys", "list"]).output
     assert key["AccessKeyId"] in listing and key["SecretAccessKey"] not in listing
-    users = json.loads(runner.invoke(app, [*home, "--output", "json", "users", "list"]).output)
+    users = json.loads(runner.invoke(app, [*home, "--output", "json", "users", "list"]).output)["Results"]
     assert users == [
         {
             "UserName": "dana",
@@ -483,11 +483,11 @@ def test_users_and_keys_commands(tmp_path: Path) -> None:
         }
     ]
     assert runner.invoke(app, [*home, "keys", "delete", "EMRLNOSUCHKEY0000000"]).exit_code == 3
-    (listed,) = json.loads(runner.invoke(app, [*home, "--output", "json", "keys", "list"]).output)
+    (listed,) = json.loads(runner.invoke(app, [*home, "--output", "json", "keys", "list"]).output)["Results"]
     key_id = listed["AccessKeyId"]
     assert listed["Status"] == "Active"
     assert runner.invoke(app, [*home, "keys", "deactivate", key_id]).exit_code == 0
-    (listed,) = json.loads(runner.invoke(app, [*home, "--output", "json", "keys", "list"]).output)
+    (listed,) = json.loads(runner.invoke(app, [*home, "--output", "json", "keys", "list"]).output)["Results"]
     assert listed["Status"] == "Inactive"
     assert "Inactive" in runner.invoke(app, [*home, "keys", "list"]).output
     assert runner.invoke(app, [*home, "keys", "activate", key_id]).exit_code == 0
@@ -517,7 +517,7 @@ def test_groups_commands_grant_and_take_permissions(tmp_path: Path) -> None:
         (1, "Allow", ["storage:Read"], ["/srv/shared/*"], "any"),
         (2, "Deny", ["machinelearning:Delete*"], ["*"], "self"),
     ]
-    (erin,) = json.loads(ok("--output", "json", "users", "list"))
+    (erin,) = json.loads(ok("--output", "json", "users", "list"))["Results"]
     assert erin["Groups"] == ["data", "viewers"] and erin["Enabled"] is False
     # A description is the user's text, not rich markup: "[/red]" failed the whole list.
     ok("groups", "create", "marked", "--description", "team [/red] [b]x")

@@ -12,7 +12,7 @@ from starlette.responses import RedirectResponse
 
 from emrml.console.app import View, Visit
 from emrml.console.objects import STATUSES, listable, readable_names, reference_names, refused_actions
-from emrml.errors import InvalidInputException
+from emrml.errors import AmazonMLError, InvalidInputException
 
 #: Most recent objects read per kind; the page shows the newest of all kinds together.
 JOBS_PER_KIND = 50
@@ -110,7 +110,7 @@ def jobs(visit: Visit) -> View:
     more = more or len(rows) > JOBS_PER_KIND * 2
     rows = rows[: JOBS_PER_KIND * 2]
     extra = {"query": query, "statuses": STATUSES, "kinds": kinds, "stream_kind": STREAMS, "more": more}
-    extra.update(started=_started_notice(query), max_consumers=MAX_CONSUMERS)
+    extra.update(started=_started_notice(visit, query), max_consumers=MAX_CONSUMERS)
     data: dict[str, Any] = {"Jobs": rows, "OlderJobs": more}
     if query.get("kind", "") in ("", STREAMS):
         data["Streams"] = streams(visit, status)
@@ -129,11 +129,19 @@ def jobs(visit: Visit) -> View:
     return View("jobs.html", data, extra=extra)
 
 
-def _started_notice(query: dict[str, str]) -> str:
+def _started_notice(visit: Visit, query: dict[str, str]) -> str:
     """What the page says after its start button (the redirect's ``stream`` and ``started``)."""
     stream_id, started = query.get("stream", ""), query.get("started", "")
     if not stream_id or not started.isdigit():
         return ""
     if started == "0":
+        # None started: consumers run it already, or those started died before they ran (StartStream
+        # then records the stream FAILED, saying why).
+        try:
+            described = visit.call("GetStream", {"StreamId": stream_id})
+        except AmazonMLError:  # deleted since, or not for this user to read: the start's own answer
+            described = {}
+        if described.get("Status") == "FAILED":
+            return f"Stream {stream_id}: no consumer started; it is FAILED: {described.get('Message')}"
         return f"Stream {stream_id}: no consumer started, consumers run it already."
     return f"Stream {stream_id}: {started} consumer process(es) started; it shows RUNNING once they report."

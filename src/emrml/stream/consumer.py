@@ -167,16 +167,21 @@ class Consumer:
 
     # --- the loop ----------------------------------------------------------------------------------------
 
-    def run(self, on_hung: Callable[[], None] | None = None) -> None:
+    def run(
+        self, on_hung: Callable[[], None] | None = None, on_started: Callable[[], None] | None = None
+    ) -> None:
         """Consume until the stream stops or ``stop()``. ``on_hung``: called (on another thread) when the
         consumer, asked to stop, has not ended ``STOP_GRACE_LEASES`` lease times later, once that is
-        recorded; a consumer process passes one that ends the process (``_watch_stop``)."""
+        recorded; a consumer process passes one that ends the process (``_watch_stop``). ``on_started``:
+        called once the consumer is set up and about to consume (not when it could not start)."""
         try:
             self._prepare()
         except Exception as exc:
             self._record_start_failure(exc)
             raise
         log.info("consumer %s of stream %s started", self.id, self.stream_id)
+        if on_started is not None:
+            on_started()
         if on_hung is not None:
             watch = threading.Thread(target=self._watch_stop, args=(on_hung,), name="emrml-stop-watch")
             watch.daemon = True

@@ -174,6 +174,12 @@ def open_output_for_server(app: EmrML, location: str, *, owner: str, member: str
     return stream
 
 
+def server_write_refusal(settings: Settings, path: str) -> str | None:
+    """Why the server may not write the local ``path`` for a request itself (the console's samples), links
+    and ``..`` resolved: outside the data roots or one of the home's own files; None when it may."""
+    return _refusal(settings, path, write=True)
+
+
 def _refusal(settings: Settings, path: str, *, write: bool) -> str | None:
     """Why the local ``path`` may not be used by a confined request; None when it may."""
     # realpath resolves every symbolic link and '..' of the part of the path that exists; a part that does

@@ -50,6 +50,7 @@ from emrml.engine.spark.session import (
     lost_driver,
     one_line,
 )
+from emrml.storage.local import Check, current_guards, use_guards
 from emrml.storage.locations import configure_storage_settings, storage_settings
 
 T = TypeVar("T")
@@ -68,11 +69,14 @@ _EMRML_ERROR = re.compile(r"emrml\.errors\.(\w+): (.*)")
 _POLL_SECONDS = 0.5
 
 
-def in_executor(storage: dict[str, Any]) -> None:
+def in_executor(storage: dict[str, Any], guards: tuple[Check | None, Check | None]) -> None:
     """Set up an executor's Python worker for emrml's tasks: the driver's storage settings (an executor
-    has loaded none), and Arrow's pandas probe settled without importing pandas (a second per worker)."""
+    has loaded none) and its checks of local files (``storage.local.current_guards``: a confined job's
+    files are checked as the executor opens and writes them, not only as the driver listed them), and
+    Arrow's pandas probe settled without importing pandas (a second per worker)."""
     skip_pandas_probe()
     configure_storage_settings(storage)
+    use_guards(guards)
 
 
 @dataclass(frozen=True)
@@ -118,9 +122,13 @@ class _FirstFailures:
 
 
 def _call(
-    function: Callable[..., T], storage: dict[str, Any], failures: Any, arguments: tuple[Any, ...]
+    function: Callable[..., T],
+    storage: dict[str, Any],
+    guards: tuple[Check | None, Check | None],
+    failures: Any,
+    arguments: tuple[Any, ...],
 ) -> T | TaskFailure:
-    in_executor(storage)
+    in_executor(storage, guards)
     try:
         return function(*arguments, report=None)
     except errors.DataError as exc:
@@ -186,7 +194,7 @@ class SparkRunner:
             return []
         with self.job(message, span):
             rdd = self.session.sparkContext.parallelize(list(arguments), len(arguments))
-            call = functools.partial(_call, function, storage_settings(), self._failures)
+            call = functools.partial(_call, function, storage_settings(), current_guards(), self._failures)
             return raise_failures(rdd.map(call).collect())
 
     @contextlib.contextmanager

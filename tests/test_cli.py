@@ -421,6 +421,12 @@ def test_output_is_accepted_before_or_after_the_subcommand(
     other = home.parent / "other-home"
     listed = json.loads(run(runner, "datasource", "list", "--home", str(other), "-o", "json").stdout)
     assert listed == {"Results": []}
+    # Without its value, the option is said to need one, not to be unknown.
+    for option in ("-o", "--output", "--home"):
+        missing = run(runner, "datasource", "list", option, code=2).stderr
+        assert (
+            f"Invalid value for '{option}': it needs a value" in missing and "No such option" not in missing
+        )
 
 
 def test_lists_stay_readable_at_80_columns(home: Path, runner: CliRunner, sample: tuple[Path, Path]) -> None:
@@ -480,11 +486,8 @@ def test_every_exit_code_is_documented() -> None:
     assert codes <= {int(code) for code in re.findall(r"(\d) [a-z]", EXIT_CODES_HELP)}
 
 
-def test_each_command_s_line_in_the_command_lists_is_a_whole_phrase() -> None:
-    """The lists of `emrml GROUP --help` show a help up to its first ". ": "Run or await a datasource's job
-    (e.g." ended there. And a noun takes its article: "Rename a evaluation." read wrong."""
-    import re
-
+def every_command() -> Iterator[tuple[str, Any]]:
+    """Each command and group of ``emrml`` (click's objects) with its path, e.g. ``emrml model show``."""
     import typer.main
 
     def commands(group: Any, path: str) -> Iterator[tuple[str, Any]]:
@@ -492,8 +495,40 @@ def test_each_command_s_line_in_the_command_lists_is_a_whole_phrase() -> None:
             yield f"{path} {name}", command
             yield from commands(command, f"{path} {name}")
 
-    root = typer.main.get_command(app)
-    listed = {path: command.get_short_help_str(limit=1000) for path, command in commands(root, "emrml")}
+    return commands(typer.main.get_command(app), "emrml")
+
+
+def test_every_usage_line_names_arguments_and_ids_alike() -> None:
+    """Usage lines said ``{model_id}`` in some commands and ``{ID}`` in others, options ``--model <str>``:
+    every argument is now in capitals, an object's id ``ID`` (``MODEL_ID`` outside the model's commands),
+    and so is each option that takes one."""
+    import re
+
+    usages = {}
+    for path, command in every_command():
+        if hasattr(command, "commands"):
+            continue
+        usage = invoke(*path.split()[1:], "--help").stdout.splitlines()[0]
+        usages[path] = usage.split("[OPTIONS]", 1)[1].split()
+        assert all(re.fullmatch(r"\{[A-Z_=]+(\.\.\.)?\}", word) for word in usages[path]), usage
+        for param in command.params:
+            # (--row-id names an attribute, not an object)
+            takes_id = param.name.endswith("_id") and param.name != "row_id"
+            takes_id = takes_id or {"--model", "--datasource"} & set(param.opts)
+            if takes_id and not param.hidden:
+                assert param.metavar in ("ID", "MODEL_ID", "ACCESS_KEY_ID"), (path, param.name)
+    for kind in ("datasource", "model", "evaluation", "batch-prediction"):
+        assert usages[f"emrml {kind} show"] == usages[f"emrml {kind} delete"] == ["{ID}"]
+    assert usages["emrml model update"] == usages["emrml stream show"] == ["{ID}"]
+    assert usages["emrml predict"] == usages["emrml endpoint create"] == ["{MODEL_ID}"]
+
+
+def test_each_command_s_line_in_the_command_lists_is_a_whole_phrase() -> None:
+    """The lists of `emrml GROUP --help` show a help up to its first ". ": "Run or await a datasource's job
+    (e.g." ended there. And a noun takes its article: "Rename a evaluation." read wrong."""
+    import re
+
+    listed = {path: command.get_short_help_str(limit=1000) for path, command in every_command()}
     assert len(listed) > 50
     for path, line in listed.items():
         assert line.count("(") == line.count(")"), (path, line)

@@ -97,6 +97,14 @@ def test_an_empty_data_folder_is_named_by_its_option(tmp_path: Path) -> None:
         assert error.startswith(
             f"error: InvalidInputException: --data: DataLocationS3 '{folder}' contains no data"
         )
+    # Given a schema, nothing reads the folder before the request, which refuses it (it made a datasource
+    # that could only fail).
+    schema = binary_schema(tmp_path / "data.schema")
+    create = ("datasource", "create", "--id", "ds-empty", "--data", str(folder), "--schema", str(schema))
+    assert cli(home, *create, code=2).stderr.startswith(
+        f"error: InvalidInputException: --data: DataLocationS3 '{folder}' holds no file: the folder is empty"
+    )
+    assert "ds-empty" not in cli(home, "datasource", "list").stdout
 
 
 def test_infer_schema_over_a_folder_passes_over_files_without_records(tmp_path: Path) -> None:

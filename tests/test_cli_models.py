@@ -191,7 +191,7 @@ def test_binary_evaluation_draws_histograms_cutoff_and_tradeoffs(
     metrics = described["GetEvaluationInsights"]["Insights"]["metrics"]
     positive, negative = metrics["histograms"]["positive"], metrics["histograms"]["negative"]
 
-    out = cli(home, "evaluation", "show", QUICKSTART_EVALUATION_ID, "--threshold", "0.33").stdout
+    out = cli(home, "evaluation", "show", QUICKSTART_EVALUATION_ID, "--score-threshold", "0.33").stdout
     assert f"Actual 1s ({sum(positive):,})" in out and f"Actual 0s ({sum(negative):,})" in out
     assert "── cut-off 0.33: scores ≥ 0.33 are predicted 1 ─" in out
     rows = chart_rows(out)
@@ -229,7 +229,7 @@ def test_binary_evaluation_draws_histograms_cutoff_and_tradeoffs(
     ]
     row = metrics["thresholdTable"][33]
     # 0.33 is the cut-off tried; predictions still use the model's 0.5.
-    assert "◀ --threshold" in table["0.33"] and "◀ current" in table["0.50"]
+    assert "◀ tried" in table["0.33"] and "◀ current" in table["0.50"]
     assert table["0.33"].split()[1:7] == [
         *(f"{row[key]:.3f}" for key in ("accuracy", "precision", "recall", "falsePositiveRate", "f1")),
         f"{100 * row['predictedPositiveRate']:.1f}%",
@@ -245,9 +245,16 @@ def test_binary_evaluation_draws_histograms_cutoff_and_tradeoffs(
     assert longest_bar > max(line.count("█") for line in narrow.splitlines())
     assert max(len(line) for line in wide.splitlines()) <= 140
 
-    cli(home, "evaluation", "show", QUICKSTART_EVALUATION_ID, "--threshold", "1.5", code=2)
-    not_a_number = cli(home, "evaluation", "show", QUICKSTART_EVALUATION_ID, "--threshold", "nan", code=2)
-    assert "nan is not a number from 0 to 1" in not_a_number.stderr
+    cli(home, "evaluation", "show", QUICKSTART_EVALUATION_ID, "--score-threshold", "1.5", code=2)
+    not_a_number = cli(
+        home, "evaluation", "show", QUICKSTART_EVALUATION_ID, "--score-threshold", "nan", code=2
+    )
+    assert "'nan' is not a number from 0 to 1" in not_a_number.stderr
+    # Not click's "'abc' is not a valid float range"
+    not_a_cut_off = cli(
+        home, "evaluation", "show", QUICKSTART_EVALUATION_ID, "--score-threshold", "abc", code=2
+    )
+    assert "Invalid value for '--score-threshold': 'abc' is not a number from 0 to 1" in not_a_cut_off.stderr
 
 
 def test_model_and_evaluation_lifecycle(
@@ -308,6 +315,9 @@ def test_model_and_evaluation_lifecycle(
     assert "nothing to update" in error_line(cli(home, "model", "update", "ml-small", code=2))
     out_of_range = cli(home, "model", "update", "ml-small", "--score-threshold", "1.5", code=2)
     assert "ScoreThreshold must be between 0 and 1" in error_line(out_of_range)
+    cli(home, "model", "update", "ml-small", "--threshold", "0.6")  # the old name, still read
+    assert cli_json(home, "model", "show", "ml-small")["GetMLModel"]["ScoreThreshold"] == 0.6
+    cli(home, "model", "update", "ml-small", "--score-threshold", "0.7")
 
     evaluation = cli(
         home,
@@ -501,8 +511,8 @@ def test_multiclass_evaluation_shows_the_confusion_matrix(tmp_path: Path, shared
         assert cells[len(view["classes"])] == f"{view['f1'][position]:.3f}"
     assert "Alerts" in out
 
-    no_cutoff = cli(home, "evaluation", "show", "ev-wine", "--threshold", "0.5", code=2)
-    assert "--threshold applies to BINARY models; ev-wine evaluates a MULTICLASS model" in error_line(
+    no_cutoff = cli(home, "evaluation", "show", "ev-wine", "--score-threshold", "0.5", code=2)
+    assert "--score-threshold applies to BINARY models; ev-wine evaluates a MULTICLASS model" in error_line(
         no_cutoff
     )
     model = cli(home, "model", "show", "ml-wine").stdout

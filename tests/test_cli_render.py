@@ -128,15 +128,15 @@ def _binary_evaluation(score_threshold: float) -> dict[str, Any]:
 
 
 def test_a_threshold_tried_with_the_option_is_told_apart_from_the_model_s() -> None:
-    """``evaluation show --threshold 0.3`` of a model whose threshold is 0.5 marked 0.30 "current": the
+    """``evaluation show --score-threshold 0.3`` of a model whose threshold is 0.5 marked 0.30 "current": the
     cut-off predictions use is 0.5, and the table now says so."""
     text = drawn(*evaluation_view(_binary_evaluation(0.5), 100, 0.3))
     table = {line.split()[0]: line for line in text.splitlines() if line.strip()[:4] in ("0.30", "0.50")}
-    assert table["0.30"].rstrip().endswith("◀ --threshold") and "cut-off 0.30:" in text
+    assert table["0.30"].rstrip().endswith("◀ tried") and "cut-off 0.30:" in text
     assert table["0.50"].rstrip().endswith("◀ current")
     # Without the option the model's threshold is both drawn and current.
     text = drawn(*evaluation_view(_binary_evaluation(0.5), 100))
-    assert "--threshold" not in text and text.count("◀ current") == 1
+    assert "◀ tried" not in text and text.count("◀ current") == 1
 
 
 def test_lists_leave_out_empty_columns_and_keep_the_end_of_locations() -> None:
@@ -190,7 +190,7 @@ def test_a_narrow_terminal_keeps_the_marks_of_the_current_cut_off() -> None:
     assert rows["0.40"].split()[0] == "0.40" and rows["0.30"].split()[2:8] == [
         "0.500", "0.500", "0.700", "0.700", "0.500", "70.0%",
     ]  # fmt: skip
-    assert "◀ the model's score threshold; ◁ the --threshold drawn" in text
+    assert "◀ the model's score threshold; ◁ the --score-threshold tried" in text
 
 
 def test_feature_weights_keep_their_trailing_zeros() -> None:

@@ -209,11 +209,43 @@ def test_a_json_record_keeps_its_numbers_as_written() -> None:
         ('{"age": [2.5]}', "--record: the value of 'age' is a list"),
         ('["age"]', "--record must be a JSON object"),
         ('{"age": ', "--record is not valid JSON"),
+        ('{"age": "41', "--record is not valid JSON: Unterminated string starting at line 1 column 9"),
+        ('{"job": "a\nb"}', "--record is not valid JSON: Invalid control character at line 1 column 11"),
     ],
 )
 def test_a_json_record_that_says_two_things_or_no_record_is_refused(text: str, message: str) -> None:
     with pytest.raises(InvalidInputException, match=f"^{re.escape(message)}"):
         record_values.json_record(text, "--record")
+
+
+def test_a_schema_or_recipe_of_another_type_is_refused_by_name(
+    client: emrml.Client, sample: tuple[Path, Path]
+) -> None:
+    """``schema=42`` raised "TypeError: expected str, bytes or os.PathLike object, not int" from pathlib."""
+    data, _ = sample
+    with pytest.raises(InvalidInputException, match=r"^schema must be a schema file, .*, not int$"):
+        client.datasource(data, schema=42)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputException, match=r"^recipe must be recipe JSON text, .*, not list$"):
+        client.train("ds-none", "BINARY", recipe=["ALL_NUMERIC"])  # type: ignore[arg-type]
+
+
+def test_an_empty_data_or_output_location_is_refused(client: emrml.Client) -> None:
+    """An empty string resolved to the current folder: every file there became the datasource's data."""
+    with pytest.raises(InvalidInputException, match=r"^data is empty: give a local path or an s3:// URI$"):
+        client.datasource("", schema={"attributes": []})
+    with pytest.raises(InvalidInputException, match=r"^output is empty"):
+        client.batch_predict("ml-none", "ds-none", "")
+    with pytest.raises(InvalidInputException, match=r"^output must be a path or a URI, not int$"):
+        client.batch_predict("ml-none", "ds-none", 5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"), [(object(), "an object"), ({1, 2}, "a set"), (Path("a"), "a PosixPath")]
+)
+def test_a_value_of_no_record_type_is_named_with_its_article(value: object, kind: str) -> None:
+    """``model.predict({"age": object()})`` was refused as "is a object"."""
+    with pytest.raises(InvalidInputException, match=f"^record: the value of 'age' is {kind};"):
+        record_values.string_values({"age": value}, "record")
 
 
 def test_predict_loads_the_model_once_until_its_threshold_changes_or_it_is_deleted(

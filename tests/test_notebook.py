@@ -195,3 +195,18 @@ def test_a_text_attribute_shows_its_prominent_words() -> None:
     page = datasource_html({"DataSourceId": "ds-sms", "Status": "COMPLETED"}, statistics)
     assert "aria-label='message (prominent words)'" in page
     assert re.search(r">free<title>", page) and ">206</text>" in page and re.search(r">£<title>", page)
+
+
+def test_each_display_shows_the_name_given() -> None:
+    """The CLI's views show an object's name; the notebook's left it out, so a model renamed to tell it
+    from the others displayed just as before."""
+    name = "<bank> baseline"
+    pages = [
+        datasource_html({"DataSourceId": "ds-1", "Name": name, "Status": "COMPLETED"}, None),
+        model_html({"MLModelId": "ml-1", "Name": name, "Status": "COMPLETED"}, None),
+        evaluation_html({"EvaluationId": "ev-1", "Name": name, "Status": "COMPLETED"}, None),
+        batch_prediction_html({"BatchPredictionId": "bp-1", "Name": name, "Status": "COMPLETED"}),
+    ]
+    for page in pages:
+        assert "<th style='text-align:left'>Name</th><td>&lt;bank&gt; baseline</td>" in page
+    assert "Name" not in model_html({"MLModelId": "ml-2", "Status": "COMPLETED"}, None)

@@ -4,23 +4,21 @@ Every command builds an Amazon ML request, calls the service and prints either r
 (``--output table``, the default; drawn by ``emrml.cli_render``) or the operations' raw JSON output
 (``--output json``, for scripts), as ``emrml.cli_common`` describes. This module holds the app and the
 commands particular to one kind of object (``create`` and the like); ``emrml.cli_objects`` adds the ones
-every kind has (wait, show, list, update, delete) from its table of kinds, ``emrml.cli_quickstart`` the
-quickstart and ``emrml.cli_server`` the server, its users and keys.
+every kind has (wait, show, list, update, delete) from its table of kinds, ``emrml.cli_tags`` the tags,
+``emrml.cli_quickstart`` the quickstart and ``emrml.cli_server`` the server, its users and keys.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 from typer.core import TyperGroup
 
-from emrml import cli_jobs, cli_objects, cli_plan, cli_quickstart, cli_run, cli_server, cli_stream
+from emrml import cli_jobs, cli_objects, cli_plan, cli_quickstart, cli_run, cli_server, cli_stream, cli_tags
 from emrml import cli_render as render
 from emrml.cli_common import (
     EXIT_CODES_HELP,
@@ -28,18 +26,25 @@ from emrml.cli_common import (
     Output,
     State,
     call_and_report,
+    chosen_score_threshold,
     command_group,
+    cut_off,
     hoist_global_options,
     named_as_options,
     present,
     print_json,
     reports_errors,
+    score_threshold_option,
     state,
+    threshold_alias_option,
 )
 from emrml.cli_objects import KINDS, ModelType, print_view, report_created
 from emrml.config import Settings
 from emrml.core.record_values import json_record, unknown_attribute_warnings
-from emrml.errors import InvalidInputException, PredictorNotMountedException, ResourceNotFoundException
+from emrml.errors import (
+    InvalidInputException,
+    PredictorNotMountedException,
+)
 from emrml.library import absolute_uri
 
 if TYPE_CHECKING:
@@ -54,14 +59,12 @@ class _Root(TyperGroup):
     """The root command: accepts ``--output`` and ``--home`` after the sub-command too, as the aws CLI."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, hoist_global_options(args))
-
-
-class ResourceType(StrEnum):
-    DataSource = "DataSource"
-    MLModel = "MLModel"
-    Evaluation = "Evaluation"
-    BatchPrediction = "BatchPrediction"
+        try:
+            hoisted = hoist_global_options(args)
+        except typer.BadParameter as error:
+            error.ctx = ctx  # for the usage line above the error
+            raise
+        return super().parse_args(ctx, hoisted)
 
 
 app = command_group(
@@ -81,7 +84,6 @@ evaluation_app = command_group(
     help="Evaluate models on held-out data; list, show, rename and delete evaluations.", no_args_is_help=True
 )
 batch_app = command_group(help="Score a datasource into CSV result files.", no_args_is_help=True)
-tags_app = command_group(help="Add, list and delete tags of an object.", no_args_is_help=True)
 endpoint_app = command_group(help="Mount a model for real-time predictions.", no_args_is_help=True)
 _GROUPS = {
     "DataSource": datasource_app,
@@ -91,7 +93,7 @@ _GROUPS = {
 }
 for _kind, _group in _GROUPS.items():
     app.add_typer(_group, name=KINDS[_kind].label)
-app.add_typer(tags_app, name="tags")
+cli_tags.register(app)
 app.add_typer(endpoint_app, name="endpoint")
 app.command("quickstart")(cli_quickstart.quickstart)
 cli_server.register(app)
@@ -128,7 +130,9 @@ def main(
 @reports_errors
 def datasource_create(
     ctx: typer.Context,
-    datasource_id: str = typer.Option(..., "--id", help="Datasource id (letters, digits, - _ .)."),
+    datasource_id: str = typer.Option(
+        ..., "--id", metavar="ID", help="Datasource id (letters, digits, - _ .)."
+    ),
     data: str = typer.Option(..., "--data", help="CSV file or folder (a local path or an s3:// URI)."),
     schema: Path | None = typer.Option(None, "--schema", help="Data schema JSON file.", dir_okay=False),
     infer_schema: bool = typer.Option(False, "--infer-schema", help="Infer the schema from the data."),
@@ -160,7 +164,8 @@ def datasource_create(
         "DataSpec": present(spec),
         "ComputeStatistics": not no_statistics,
     }
-    with named_as_options({"DataRearrangement": "--rearrangement", "DataLocationS3": "--data"}):
+    options = {"DataSourceId": "--id", "DataRearrangement": "--rearrangement", "DataLocationS3": "--data"}
+    with named_as_options(options):
         response = service.call("CreateDataSourceFromS3", present(request))
     report_created(current, "DataSource", datasource_id, response, no_wait)
 
@@ -202,12 +207,12 @@ def _infer_schema(service: EmrML, location: str, target: str | None, row_id: str
 @reports_errors
 def model_create(
     ctx: typer.Context,
-    model_id: str = typer.Option(..., "--id", help="Model id (letters, digits, - _ .)."),
+    model_id: str = typer.Option(..., "--id", metavar="ID", help="Model id (letters, digits, - _ .)."),
     model_type: ModelType = typer.Option(
         ..., "--type", help="What the target is: 0/1, a class, a number.", case_sensitive=False
     ),
     datasource_id: str = typer.Option(
-        ..., "--datasource", help="Training datasource id (created with statistics)."
+        ..., "--datasource", metavar="ID", help="Training datasource id (created with statistics)."
     ),
     recipe: str | None = typer.Option(
         None, "--recipe", help="Recipe JSON file, or the recipe JSON itself; default: the suggested recipe."
@@ -231,8 +236,10 @@ def model_create(
         "Parameters": parameters or None,
         "Recipe": recipe_text,
     }
+    options = {"MLModelId": "--id", "TrainingDataSourceId": "--datasource", "Parameters": "--param"}
     try:
-        response = current.service(runs_jobs=not no_wait).call("CreateMLModel", present(request))
+        with named_as_options(options):
+            response = current.service(runs_jobs=not no_wait).call("CreateMLModel", present(request))
     except InvalidInputException as exc:
         # The service speaks of "Recipe"; the user knows the file.
         if recipe_file is not None and exc.message.startswith("Recipe"):
@@ -245,13 +252,15 @@ def model_create(
 @reports_errors
 def model_update(
     ctx: typer.Context,
-    model_id: str = typer.Argument(..., help="Model id."),
+    model_id: str = typer.Argument(..., metavar="ID", help="Model id."),
     name: str | None = typer.Option(None, "--name", help="The new name."),
-    score_threshold: float | None = typer.Option(
-        None, "--score-threshold", help="BINARY models: scores at or above it are predicted 1 (0 to 1)."
+    given_threshold: float | None = score_threshold_option(
+        "BINARY models: scores at or above it are predicted 1 (0 to 1)."
     ),
+    threshold_alias: float | None = threshold_alias_option(),
 ) -> None:
     """Rename a model and/or change its score threshold."""
+    score_threshold = chosen_score_threshold(given_threshold, threshold_alias)
     if name is None and score_threshold is None:
         raise InvalidInputException("nothing to update: give --name, --score-threshold or both")
     changes = []
@@ -261,17 +270,26 @@ def model_update(
         changes.append(f"score threshold {score_threshold}")
     request = {"MLModelId": model_id, "MLModelName": name, "ScoreThreshold": score_threshold}
     message = f"Updated model {model_id}: {', '.join(changes)}."
-    call_and_report(state(ctx), "UpdateMLModel", present(request), message)
+    try:
+        call_and_report(state(ctx), "UpdateMLModel", present(request), message)
+    except InvalidInputException as error:
+        # The service names the API operations; on the command line they are emrml commands.
+        if "DeleteRealtimeEndpoint" not in error.message:
+            raise
+        commands = f"`emrml endpoint delete {model_id}`, then `emrml endpoint create {model_id}`"
+        raise InvalidInputException(f"{error.message} ({commands})") from None
 
 
 @evaluation_app.command("create")
 @reports_errors
 def evaluation_create(
     ctx: typer.Context,
-    evaluation_id: str = typer.Option(..., "--id", help="Evaluation id (letters, digits, - _ .)."),
-    model_id: str = typer.Option(..., "--model", help="The model to evaluate."),
+    evaluation_id: str = typer.Option(
+        ..., "--id", metavar="ID", help="Evaluation id (letters, digits, - _ .)."
+    ),
+    model_id: str = typer.Option(..., "--model", metavar="ID", help="The model to evaluate."),
     datasource_id: str = typer.Option(
-        ..., "--datasource", help="Evaluation datasource id: data the model was not trained on."
+        ..., "--datasource", metavar="ID", help="Evaluation datasource id: data the model was not trained on."
     ),
     name: str | None = typer.Option(None, "--name", help="Evaluation name."),
     no_wait: bool = typer.Option(False, "--no-wait", help="Return once the request is accepted."),
@@ -284,7 +302,9 @@ def evaluation_create(
         "EvaluationDataSourceId": datasource_id,
         "EvaluationName": name,
     }
-    response = current.service(runs_jobs=not no_wait).call("CreateEvaluation", present(request))
+    options = {"EvaluationId": "--id", "MLModelId": "--model", "EvaluationDataSourceId": "--datasource"}
+    with named_as_options(options):
+        response = current.service(runs_jobs=not no_wait).call("CreateEvaluation", present(request))
     report_created(current, "Evaluation", evaluation_id, response, no_wait)
 
 
@@ -292,28 +312,27 @@ def evaluation_create(
 @reports_errors
 def evaluation_show(
     ctx: typer.Context,
-    evaluation_id: str = typer.Argument(..., help="Evaluation id."),
-    threshold: float | None = typer.Option(
-        None,
-        "--threshold",
-        min=0.0,
-        max=1.0,
-        help="BINARY: the cut-off to draw and tabulate (default: the model's score threshold).",
+    evaluation_id: str = typer.Argument(..., metavar="ID", help="Evaluation id."),
+    given_threshold: float | None = score_threshold_option(
+        "BINARY: the cut-off to draw and tabulate, to try one before `emrml model update --score-threshold` "
+        "(default: the model's).",
+        parser=cut_off,
+        metavar="<0 to 1>",
     ),
+    threshold_alias: float | None = threshold_alias_option(parser=cut_off),
 ) -> None:
     """Show an evaluation: the metric against its baseline, the charts of its model type, and alerts.
 
     BINARY: the score histograms of actual 1s and 0s with the cut-off, and the trade-off table.
     MULTICLASS: the confusion matrix with per-class F1. REGRESSION: the residual histogram.
     """
-    if threshold is not None and math.isnan(threshold):  # click's range check lets NaN through
-        raise typer.BadParameter("nan is not a number from 0 to 1", param_hint="'--threshold'")
+    threshold = chosen_score_threshold(given_threshold, threshold_alias)
     current = state(ctx)
     described = KINDS["Evaluation"].describe(current.service(), evaluation_id)
     model_type = described["GetEvaluationInsights"].get("MLModelType")
     if threshold is not None and model_type != "BINARY":
         raise InvalidInputException(
-            f"--threshold applies to BINARY models; {evaluation_id} evaluates a {model_type} model"
+            f"--score-threshold applies to BINARY models; {evaluation_id} evaluates a {model_type} model"
         )
     sections = None if current.json else render.evaluation_view(described, current.console.width, threshold)
     print_view(current, "Evaluation", described, sections)
@@ -326,9 +345,11 @@ def evaluation_show(
 @reports_errors
 def batch_prediction_create(
     ctx: typer.Context,
-    prediction_id: str = typer.Option(..., "--id", help="Batch prediction id (letters, digits, - _ .)."),
-    model_id: str = typer.Option(..., "--model", help="The model that scores."),
-    datasource_id: str = typer.Option(..., "--datasource", help="The datasource to score."),
+    prediction_id: str = typer.Option(
+        ..., "--id", metavar="ID", help="Batch prediction id (letters, digits, - _ .)."
+    ),
+    model_id: str = typer.Option(..., "--model", metavar="ID", help="The model that scores."),
+    datasource_id: str = typer.Option(..., "--datasource", metavar="ID", help="The datasource to score."),
     output_uri: str = typer.Option(
         ...,
         "--output-uri",
@@ -339,7 +360,7 @@ def batch_prediction_create(
 ) -> None:
     """Score every record of a datasource; results appear under OUTPUT_URI/batch-prediction/ when complete."""
     current = state(ctx)
-    location = absolute_uri(output_uri)
+    location = absolute_uri(output_uri, what="--output-uri")
     request = {
         "BatchPredictionId": prediction_id,
         "MLModelId": model_id,
@@ -347,23 +368,32 @@ def batch_prediction_create(
         "OutputUri": location,
         "BatchPredictionName": name,
     }
-    response = current.service(runs_jobs=not no_wait).call("CreateBatchPrediction", present(request))
+    options = {
+        "BatchPredictionId": "--id",
+        "MLModelId": "--model",
+        "BatchPredictionDataSourceId": "--datasource",
+        "OutputUri": "--output-uri",
+    }
+    with named_as_options(options):
+        response = current.service(runs_jobs=not no_wait).call("CreateBatchPrediction", present(request))
     report_created(current, "BatchPrediction", prediction_id, response, no_wait)
 
 
 # ----------------------------------------------------------------------------------- real-time predictions
 
+_MODEL_ID = typer.Argument(..., metavar="MODEL_ID", help="Model id.")
+
 
 @endpoint_app.command("create")
 @reports_errors
-def endpoint_create(ctx: typer.Context, model_id: str = typer.Argument(..., help="Model id.")) -> None:
+def endpoint_create(ctx: typer.Context, model_id: str = _MODEL_ID) -> None:
     """Mount a COMPLETED model for real-time predictions."""
     _endpoint_call(state(ctx), "CreateRealtimeEndpoint", model_id)
 
 
 @endpoint_app.command("delete")
 @reports_errors
-def endpoint_delete(ctx: typer.Context, model_id: str = typer.Argument(..., help="Model id.")) -> None:
+def endpoint_delete(ctx: typer.Context, model_id: str = _MODEL_ID) -> None:
     """Unmount a model's real-time endpoint."""
     # A sentence, not the endpoint's table: "Status NONE, 0 requests per second" reads as a broken endpoint.
     message = f"Deleted the real-time endpoint of {model_id}."
@@ -382,7 +412,9 @@ def _endpoint_call(current: State, operation: str, model_id: str) -> None:
 @reports_errors
 def predict(
     ctx: typer.Context,
-    model_id: str = typer.Argument(..., help="Model id (its real-time endpoint must be READY)."),
+    model_id: str = typer.Argument(
+        ..., metavar="MODEL_ID", help="Model id (its real-time endpoint must be READY)."
+    ),
     record: str = typer.Option(
         ...,
         "--record",
@@ -426,92 +458,6 @@ def prediction_warnings(prediction: dict[str, Any]) -> list[str]:
     return warnings
 
 
-# ---------------------------------------------------------------------------------------------- tags
-
-
-TYPE_HELP = "Object type (default DataSource)."
-
-
-@tags_app.command("add")
-@reports_errors
-def tags_add(
-    ctx: typer.Context,
-    resource_id: str = typer.Option(..., "--id", help="Object id."),
-    resource_type: ResourceType | None = typer.Option(None, "--type", help=TYPE_HELP),
-    tags: list[str] = typer.Argument(..., help="KEY=VALUE pairs (KEY alone: a tag without value)."),
-) -> None:
-    """Add tags to an object; an existing key gets the new value."""
-    resource_type = _tagged(ctx, resource_type)
-    request = {"ResourceId": resource_id, "ResourceType": resource_type.value, "Tags": _parse_tags(tags)}
-    _tags_call(
-        ctx, "AddTags", request, f"Tagged {resource_type.value} {resource_id} with {len(tags)} tag(s)."
-    )
-
-
-@tags_app.command("list")
-@reports_errors
-def tags_list(
-    ctx: typer.Context,
-    resource_id: str = typer.Option(..., "--id", help="Object id."),
-    resource_type: ResourceType | None = typer.Option(None, "--type", help=TYPE_HELP),
-) -> None:
-    """List an object's tags."""
-    resource_type = _tagged(ctx, resource_type)
-    current = state(ctx)
-    result = _tags_call(ctx, "DescribeTags", {"ResourceId": resource_id, "ResourceType": resource_type.value})
-    if current.json:
-        return
-    tags = result.get("Tags", [])
-    current.console.print(
-        render.tags_table(tags) if tags else f"{resource_type.value} {resource_id} has no tags."
-    )
-
-
-@tags_app.command("delete")
-@reports_errors
-def tags_delete(
-    ctx: typer.Context,
-    resource_id: str = typer.Option(..., "--id", help="Object id."),
-    resource_type: ResourceType | None = typer.Option(None, "--type", help=TYPE_HELP),
-    keys: list[str] = typer.Argument(..., help="Tag keys to remove (unknown keys are ignored)."),
-) -> None:
-    """Delete tags of an object by key."""
-    resource_type = _tagged(ctx, resource_type)
-    request = {"ResourceId": resource_id, "ResourceType": resource_type.value, "TagKeys": keys}
-    _tags_call(
-        ctx,
-        "DeleteTags",
-        request,
-        f"Removed {len(keys)} tag key(s) from {resource_type.value} {resource_id}.",
-    )
-
-
-def _tagged(ctx: typer.Context, resource_type: ResourceType | None) -> ResourceType:
-    """The ``--type`` given, else DataSource (remembered as not given, for ``_tags_call``'s error)."""
-    ctx.meta["emrml.type_given"] = resource_type is not None
-    return resource_type or ResourceType.DataSource
-
-
-def _tags_call(
-    ctx: typer.Context, operation: str, request: dict[str, Any], message: str = ""
-) -> dict[str, Any]:
-    """Call a tags operation and print its output (json) or ``message``. ``--type`` defaults to DataSource:
-    a model's id given without it is "not found" as a datasource, and the error says which type was meant."""
-    current = state(ctx)
-    try:
-        result = current.service().call(operation, request)
-    except ResourceNotFoundException as exc:
-        if ctx.meta.get("emrml.type_given"):
-            raise
-        hint = "--type is DataSource unless given: MLModel, Evaluation or BatchPrediction for other objects"
-        raise ResourceNotFoundException(f"{exc.message} ({hint})") from None
-    if current.json:
-        print_json(result)
-    elif message:
-        current.console.print(message)
-    return result
-
-
 # ---------------------------------------------------------------------------------------------- requests
 
 
@@ -546,14 +492,6 @@ def _parse_parameters(pairs: Iterable[str]) -> dict[str, str]:
             raise InvalidInputException(f"--param {key} is given twice")
         parameters[key] = value
     return parameters
-
-
-def _parse_tags(pairs: Iterable[str]) -> list[dict[str, str]]:
-    tags = []
-    for pair in pairs:
-        key, separator, value = pair.partition("=")
-        tags.append({"Key": key, "Value": value} if separator else {"Key": key})
-    return tags
 
 
 cli_objects.register(_GROUPS)

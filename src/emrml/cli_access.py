@@ -48,14 +48,18 @@ def register(users_app: typer.Typer, app: typer.Typer) -> None:
 
 
 @reports_errors
-def users_enable(ctx: typer.Context, name: str = typer.Argument(..., help="User name.")) -> None:
+def users_enable(
+    ctx: typer.Context, name: str = typer.Argument(..., metavar="NAME", help="User name.")
+) -> None:
     """Enable a disabled user: its access keys and console login work again."""
     access_of(ctx).set_user_enabled(name, True)
     typer.echo(f"Enabled user {name}.")
 
 
 @reports_errors
-def users_disable(ctx: typer.Context, name: str = typer.Argument(..., help="User name.")) -> None:
+def users_disable(
+    ctx: typer.Context, name: str = typer.Argument(..., metavar="NAME", help="User name.")
+) -> None:
     """Disable a user: its access keys, console logins and share links are refused (within seconds on
     running servers); its objects stay."""
     access_of(ctx).set_user_enabled(name, False)
@@ -65,8 +69,8 @@ def users_disable(ctx: typer.Context, name: str = typer.Argument(..., help="User
 @reports_errors
 def users_add_to_group(
     ctx: typer.Context,
-    name: str = typer.Argument(..., help="User name."),
-    group: str = typer.Argument(..., help="Group name."),
+    name: str = typer.Argument(..., metavar="NAME", help="User name."),
+    group: str = typer.Argument(..., metavar="GROUP", help="Group name."),
 ) -> None:
     """Put a user in a group (it gets the group's permissions)."""
     access_of(ctx).add_member(group, name)
@@ -76,8 +80,8 @@ def users_add_to_group(
 @reports_errors
 def users_remove_from_group(
     ctx: typer.Context,
-    name: str = typer.Argument(..., help="User name."),
-    group: str = typer.Argument(..., help="Group name."),
+    name: str = typer.Argument(..., metavar="NAME", help="User name."),
+    group: str = typer.Argument(..., metavar="GROUP", help="Group name."),
 ) -> None:
     """Take a user out of a group."""
     access_of(ctx).remove_member(group, name)
@@ -108,7 +112,9 @@ def groups_list(ctx: typer.Context) -> None:
 
 @groups_app.command("show")
 @reports_errors
-def groups_show(ctx: typer.Context, name: str = typer.Argument(..., help="Group name.")) -> None:
+def groups_show(
+    ctx: typer.Context, name: str = typer.Argument(..., metavar="GROUP", help="Group name.")
+) -> None:
     """Show a group's members and permission statements (as JSON)."""
     typer.echo(json.dumps(access_of(ctx).get_group(name).document(), indent=2))
 
@@ -117,7 +123,9 @@ def groups_show(ctx: typer.Context, name: str = typer.Argument(..., help="Group 
 @reports_errors
 def groups_create(
     ctx: typer.Context,
-    name: str = typer.Argument(..., help="Group name: letters, digits and + = , . @ _ - (at most 64)."),
+    name: str = typer.Argument(
+        ..., metavar="GROUP", help="Group name: letters, digits and + = , . @ _ - (at most 64)."
+    ),
     description: str = typer.Option("", "--description", help="What the group is for."),
 ) -> None:
     """Create a group without statements (add them with: emrml groups allow / deny)."""
@@ -127,7 +135,9 @@ def groups_create(
 
 @groups_app.command("delete")
 @reports_errors
-def groups_delete(ctx: typer.Context, name: str = typer.Argument(..., help="Group name.")) -> None:
+def groups_delete(
+    ctx: typer.Context, name: str = typer.Argument(..., metavar="GROUP", help="Group name.")
+) -> None:
     """Delete a group (not a built-in one); its members lose its permissions."""
     access_of(ctx).delete_group(name)
     typer.echo(f"Deleted group {name}.")
@@ -160,7 +170,7 @@ def _statement_command(effect: str, help_text: str) -> None:
     @reports_errors
     def command(
         ctx: typer.Context,
-        group: str = typer.Argument(..., help="Group name."),
+        group: str = typer.Argument(..., metavar="GROUP", help="Group name."),
         action: list[str] = _ACTIONS,
         resource: list[str] = _RESOURCES,
         owner: str = _OWNER,
@@ -176,9 +186,9 @@ _statement_command("Deny", "Add a Deny statement to a group (a deny wins over ev
 @reports_errors
 def groups_add_statement(
     ctx: typer.Context,
-    group: str = typer.Argument(..., help="Group name."),
+    group: str = typer.Argument(..., metavar="GROUP", help="Group name."),
     document: Path = typer.Argument(
-        ..., help="A JSON file holding one statement.", exists=True, dir_okay=False
+        ..., metavar="FILE", help="A JSON file holding one statement.", exists=True, dir_okay=False
     ),
 ) -> None:
     """Add a statement written as JSON (Effect, Action, Resource, Owner)."""
@@ -191,8 +201,8 @@ def groups_add_statement(
 @reports_errors
 def groups_remove_statement(
     ctx: typer.Context,
-    group: str = typer.Argument(..., help="Group name."),
-    sid: int = typer.Argument(..., help="The statement's number (emrml groups show)."),
+    group: str = typer.Argument(..., metavar="GROUP", help="Group name."),
+    sid: int = typer.Argument(..., metavar="SID", help="The statement's number (emrml groups show)."),
 ) -> None:
     """Remove a statement from a group."""
     access_of(ctx).remove_statement(group, sid)
@@ -202,8 +212,10 @@ def groups_remove_statement(
 @reports_errors
 def users_reassign_objects(
     ctx: typer.Context,
-    name: str = typer.Argument(..., help="The user (or deleted user's name) whose objects move."),
-    to: str = typer.Argument(..., help="The existing user who becomes their creator."),
+    name: str = typer.Argument(
+        ..., metavar="FROM_NAME", help="The user (or deleted user's name) whose objects move."
+    ),
+    to: str = typer.Argument(..., metavar="TO_NAME", help="The existing user who becomes their creator."),
 ) -> None:
     """Give every object a user created to another user (their CreatedByIamUser changes): a deleted user's
     objects, before its name is given to someone new, or a leaving user's."""

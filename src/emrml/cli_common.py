@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,8 +34,11 @@ EXIT_CODES_HELP = (
     "3 object not found, 4 idempotency mismatch, 5 limit exceeded, 6 model not mounted for predictions, "
     "7 access denied (by emrml, S3 or a file's permissions), "
     "8 emrml plan: the data does not fit the cluster, "
-    "130 interrupted while waiting for a job (its wait command runs it again)."
+    "130 interrupted (Ctrl-C; during a job's wait, its wait command runs it again)."
 )
+
+#: Exit code of a command stopped by Ctrl-C, the shells' 128 + SIGINT.
+INTERRUPTED_EXIT_CODE = 130
 
 #: Exit code of ``emrml plan`` when its verdict is "not enough space": a script tests the answer without
 #: parsing it. Not an error's code (the plan was made and is printed), and none of theirs.
@@ -129,6 +133,10 @@ def reports_errors(function: Callable[P, R]) -> Callable[P, R]:
             return function(*args, **kwargs)
         except (typer.Exit, typer.Abort, typer.BadParameter):
             raise
+        except KeyboardInterrupt:
+            # Typer's own handling exits 130 in silence, which reads as a crash; a wait says more (its own
+            # message names the wait command that resumes it).
+            raise fail("interrupted before the command finished", INTERRUPTED_EXIT_CODE) from None
         except AmazonMLError as exc:
             raise fail(f"{exc.type_name}: {exc.message}", exc.exit_code) from None
         except Exception as exc:
@@ -146,9 +154,42 @@ def named_as_options(options: Mapping[str, str]) -> Iterator[None]:
         yield
     except InvalidInputException as exc:
         for member, option in options.items():
-            if exc.message.startswith(f"{member} "):
+            # "DataLocationS3 '…'", "Parameters: …", "Tags[1].Key …"
+            if any(exc.message.startswith(member + mark) for mark in (" ", ":", "[")):
                 raise InvalidInputException(f"{option}: {exc.message}") from None
         raise
+
+
+def score_threshold_option(help: str, **checks: Any) -> Any:
+    """``--score-threshold T``, a BINARY model's cut-off, named after Amazon ML's ``ScoreThreshold`` by every
+    command that takes one; ``checks``: click's (``min``, ``max``)."""
+    return typer.Option(None, "--score-threshold", help=help, **checks)
+
+
+def threshold_alias_option(**checks: Any) -> Any:
+    """``--threshold``: the name ``evaluation show`` used to give the cut-off, still read (hidden from the
+    help) so that scripts written with it keep working."""
+    return typer.Option(None, "--threshold", hidden=True, **checks)
+
+
+def cut_off(value: str | float) -> float:
+    """A ``--score-threshold`` tried on an evaluation: a number from 0 to 1. Not click's float range, which
+    lets NaN through and calls "abc" "not a valid float range"."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not 0.0 <= number <= 1.0:  # NaN too
+        raise typer.BadParameter(f"{value!r} is not a number from 0 to 1")
+    return number
+
+
+def chosen_score_threshold(given: float | None, alias: float | None) -> float | None:
+    """The cut-off of ``--score-threshold`` or its old name ``--threshold`` (refused when both are given:
+    which one was meant?)."""
+    if given is not None and alias is not None:
+        raise InvalidInputException("--threshold is the old name of --score-threshold: give only one")
+    return given if given is not None else alias
 
 
 def present(members: Mapping[str, Any]) -> dict[str, Any]:
@@ -195,6 +236,11 @@ def hoist_global_options(args: list[str]) -> list[str]:
         name = arg.split("=", 1)[0]
         following = args[position + 1] if position + 1 < len(args) else ""
         value = arg.partition("=")[2] if "=" in arg else following
+        own_output = arg == "--output" and "stream" in rest  # emrml stream start --output: the sub-command's
+        if arg in GLOBAL_OPTIONS and position + 1 == len(args) and not own_output:
+            # Left to the sub-command, it would say "No such option: -o" of an option that exists.
+            needed = "a folder" if arg == "--home" else "table or json"
+            raise typer.BadParameter(f"it needs a value: {needed}", param_hint=f"'{arg}'")
         if name in ("--output", "-o") and value not in _FORMATS:
             rest.append(arg)  # not an output format: a sub-command's own --output (emrml stream start)
         elif name in GLOBAL_OPTIONS and "=" in arg:

@@ -19,6 +19,7 @@ from rich.console import RenderableType
 
 from emrml import cli_render as render
 from emrml.cli_common import (
+    INTERRUPTED_EXIT_CODE,
     JOB_FAILED_EXIT_CODE,
     State,
     call_and_report,
@@ -77,6 +78,7 @@ class ListFilter:
     comparator: str
     type: Any
     help: str
+    metavar: str | None = None  # default: the type's
 
     @property
     def parameter(self) -> str:
@@ -123,8 +125,12 @@ def _status_filter(noun: str) -> ListFilter:
     return ListFilter("--status", "Status", "EQ", Status | None, f"Only {noun} with this status.")
 
 
+def _name_filter() -> ListFilter:
+    return ListFilter("--name-prefix", "Name", "Prefix", str | None, "Only names starting with this.")
+
+
 def _model_filter(noun: str) -> ListFilter:
-    return ListFilter("--model", "MLModelId", "EQ", str | None, f"Only {noun} of this model.")
+    return ListFilter("--model", "MLModelId", "EQ", str | None, f"Only {noun} of this model.", "ID")
 
 
 def _without_width(view: Callable[[dict[str, Any]], list[RenderableType]]) -> Callable[..., Any]:
@@ -140,10 +146,7 @@ KINDS: dict[str, Kind] = {
         _without_width(render.datasource_view),
         render.datasource_summary,
         render.DATASOURCE_COLUMNS,
-        (
-            _status_filter("datasources"),
-            ListFilter("--name-prefix", "Name", "Prefix", str | None, "Only names starting with this."),
-        ),
+        (_status_filter("datasources"), _name_filter()),
         "Show a datasource: status, schema, record counts, invalid records and statistics.",
         "Delete a datasource (its status becomes DELETED; the id stays reserved).",
     ),
@@ -158,6 +161,7 @@ KINDS: dict[str, Kind] = {
         (
             _status_filter("models"),
             ListFilter("--type", "MLModelType", "EQ", ModelType | None, "Only models of this type."),
+            _name_filter(),
         ),
         "Show a model: parameters, size, training time and losses, the recipe used and its top features.",
         "Delete a model (its status becomes DELETED; the id stays reserved).",
@@ -171,8 +175,8 @@ KINDS: dict[str, Kind] = {
         render.evaluation_view,
         render.evaluation_summary,
         render.EVALUATION_COLUMNS,
-        (_model_filter("evaluations"), _status_filter("evaluations")),
-        "",  # evaluation show has a --threshold option: written in emrml.cli
+        (_model_filter("evaluations"), _status_filter("evaluations"), _name_filter()),
+        "",  # evaluation show has a --score-threshold option: written in emrml.cli
         "Delete an evaluation (its status becomes DELETED; the id stays reserved).",
     ),
     "BatchPrediction": Kind(
@@ -183,7 +187,7 @@ KINDS: dict[str, Kind] = {
         _without_width(render.batch_prediction_view),
         render.batch_prediction_summary,
         render.BATCH_PREDICTION_COLUMNS,
-        (_model_filter("batch predictions"), _status_filter("batch predictions")),
+        (_model_filter("batch predictions"), _status_filter("batch predictions"), _name_filter()),
         "Show a batch prediction: status, progress, total and invalid records, output manifest.",
         "Mark a batch prediction DELETED (its result files stay where they are).",
     ),
@@ -243,7 +247,9 @@ def _commands(kind: Kind) -> dict[str, Callable[..., None]]:
                     keyword,
                     annotation=f.type,
                     # --type binary, --status completed: the values are the API's, any case accepted.
-                    default=typer.Option(None, f.option, help=f.help, case_sensitive=False),
+                    default=typer.Option(
+                        None, f.option, help=f.help, case_sensitive=False, metavar=f.metavar
+                    ),
                 )
                 for f in kind.filters
             ),
@@ -342,7 +348,8 @@ def wait(current: State, kind: str, entity_id: str) -> None:
             # the next wait (the runner requeues a job whose processes are gone).
             progress.stop()
             command = f"emrml {KINDS[kind].label} wait {entity_id}"
-            raise fail(f"interrupted: {label} is not finished; `{command}` runs it again", 130) from None
+            message = f"interrupted: {label} is not finished; `{command}` runs it again"
+            raise fail(message, INTERRUPTED_EXIT_CODE) from None
 
 
 def wait_and_show(current: State, kind: str, entity_id: str) -> None:

@@ -137,7 +137,7 @@ def quickstart(
     if not current.json:
         current.console.print(
             f"Next: `emrml model show {QUICKSTART_MODEL_ID}`, "
-            f"`emrml evaluation show {QUICKSTART_EVALUATION_ID} --threshold 0.3`, "
+            f"`emrml evaluation show {QUICKSTART_EVALUATION_ID} --score-threshold 0.3`, "
             f'`emrml predict {QUICKSTART_MODEL_ID} --record \'{{"age": "41"}}\'`.'
         )
 

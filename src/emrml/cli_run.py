@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from emrml.cli_common import (
+    INTERRUPTED_EXIT_CODE,
     JOB_FAILED_EXIT_CODE,
     fail,
     job_progress,
@@ -26,7 +27,9 @@ def register(app: typer.Typer) -> None:
 @reports_errors
 def run(
     ctx: typer.Context,
-    pipeline: str = typer.Argument(..., help="The pipeline file: a path or an s3:// URI."),
+    pipeline: str = typer.Argument(
+        ..., metavar="PIPELINE", help="The pipeline file: a path or an s3:// URI."
+    ),
     emr_step: bool = typer.Option(
         False, "--emr-step", help="Print the `aws emr add-steps` step and its spark-submit line; run nothing."
     ),
@@ -70,7 +73,8 @@ def run(
         # As `wait` says for one object: the running step's worker ends with this process and its object
         # is run again by the next run, which skips the steps already COMPLETED.
         command = shlex.join(["emrml", "run", pipeline])
-        raise fail(f"interrupted: the pipeline is not finished; `{command}` resumes it", 130) from None
+        message = f"interrupted: the pipeline is not finished; `{command}` resumes it"
+        raise fail(message, INTERRUPTED_EXIT_CODE) from None
     if current.json:
         print_json([{"Id": o.step.id, "Status": o.status, "Skipped": o.skipped} for o in outcomes])
     failed = [outcome for outcome in outcomes if outcome.status != "COMPLETED"]

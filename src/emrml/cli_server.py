@@ -90,7 +90,9 @@ def _user_arn(ctx: typer.Context, name: str) -> str:
 @reports_errors
 def users_create(
     ctx: typer.Context,
-    name: str = typer.Argument(..., help="User name: letters, digits and + = , . @ _ - (at most 64)."),
+    name: str = typer.Argument(
+        ..., metavar="NAME", help="User name: letters, digits and + = , . @ _ - (at most 64)."
+    ),
     group: list[str] = typer.Option(
         [], "--group", "-g", help="A group to join (repeat; default: users, which has no storage access)."
     ),
@@ -145,7 +147,9 @@ def users_list(ctx: typer.Context) -> None:
 
 @users_app.command("delete")
 @reports_errors
-def users_delete(ctx: typer.Context, name: str = typer.Argument(..., help="User name.")) -> None:
+def users_delete(
+    ctx: typer.Context, name: str = typer.Argument(..., metavar="NAME", help="User name.")
+) -> None:
     """Delete a user and its access keys (servers stop accepting them within seconds)."""
     from emrml.cli_access import access_of
 
@@ -159,7 +163,7 @@ def users_delete(ctx: typer.Context, name: str = typer.Argument(..., help="User 
 @keys_app.command("create")
 @reports_errors
 def keys_create(
-    ctx: typer.Context, user: str = typer.Argument(..., help="The user the key belongs to.")
+    ctx: typer.Context, user: str = typer.Argument(..., metavar="USER", help="The user the key belongs to.")
 ) -> None:
     """Create an access key for a user and show its secret — the only time it is shown."""
     key = _identities(ctx).create_key(user)
@@ -211,7 +215,8 @@ def keys_list(
 @keys_app.command("deactivate")
 @reports_errors
 def keys_deactivate(
-    ctx: typer.Context, access_key_id: str = typer.Argument(..., help="Access key id.")
+    ctx: typer.Context,
+    access_key_id: str = typer.Argument(..., metavar="ACCESS_KEY_ID", help="Access key id."),
 ) -> None:
     """Deactivate an access key: refused like an unknown one (within seconds) until activated again."""
     _identities(ctx).set_key_active(access_key_id, False)
@@ -221,7 +226,8 @@ def keys_deactivate(
 @keys_app.command("activate")
 @reports_errors
 def keys_activate(
-    ctx: typer.Context, access_key_id: str = typer.Argument(..., help="Access key id.")
+    ctx: typer.Context,
+    access_key_id: str = typer.Argument(..., metavar="ACCESS_KEY_ID", help="Access key id."),
 ) -> None:
     """Make a deactivated access key work again."""
     _identities(ctx).set_key_active(access_key_id, True)
@@ -230,7 +236,10 @@ def keys_activate(
 
 @keys_app.command("delete")
 @reports_errors
-def keys_delete(ctx: typer.Context, access_key_id: str = typer.Argument(..., help="Access key id.")) -> None:
+def keys_delete(
+    ctx: typer.Context,
+    access_key_id: str = typer.Argument(..., metavar="ACCESS_KEY_ID", help="Access key id."),
+) -> None:
     """Delete an access key (servers stop accepting it within seconds)."""
     _identities(ctx).delete_key(access_key_id)
     typer.echo(f"Deleted access key {access_key_id}.")

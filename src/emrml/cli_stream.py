@@ -22,6 +22,7 @@ from rich.table import Table
 from emrml.cli_common import (
     JOB_FAILED_EXIT_CODE,
     fail,
+    named_as_options,
     present,
     print_json,
     print_sections,
@@ -65,8 +66,10 @@ def register(app: typer.Typer) -> None:
 @reports_errors
 def start(
     ctx: typer.Context,
-    stream_id: str = typer.Option(..., "--id", help="Stream id (letters, digits, _ . -)."),
-    model_id: str | None = typer.Option(None, "--model", help="A COMPLETED model to score with."),
+    stream_id: str = typer.Option(..., "--id", metavar="ID", help="Stream id (letters, digits, _ . -)."),
+    model_id: str | None = typer.Option(
+        None, "--model", metavar="ID", help="A COMPLETED model to score with."
+    ),
     input_uri: str | None = typer.Option(None, "--input", help="kinesis://NAME: the stream to read."),
     output_uri: str | None = typer.Option(
         None, "--output", help="kinesis://NAME, or a directory (path, file://, s3://) for gzip CSV parts."
@@ -118,7 +121,17 @@ def start(
                 "StreamName": name,
             }
         )
-    result = service.call("StartStream", request)
+    options = {
+        "StreamId": "--id",
+        "MLModelId": "--model",
+        "InputStream": "--input",
+        "OutputUri": "--output",
+        "DeadLetterUri": "--dead-letter",
+        "StartingTimestamp": "--timestamp",
+        "Consumers": "--consumers",
+    }
+    with named_as_options(options):
+        result = service.call("StartStream", request)
     started = result.get("ConsumersStarted", consumers)
     if started < consumers:
         # Fewer started than asked: consumers of it run already, or those started died before they ran.
@@ -145,7 +158,7 @@ def start(
 
 @stream_app.command("run")
 @reports_errors
-def run(ctx: typer.Context, stream_id: str = typer.Argument(..., help="Stream id.")) -> None:
+def run(ctx: typer.Context, stream_id: str = typer.Argument(..., metavar="ID", help="Stream id.")) -> None:
     """Run one consumer of a started stream in the foreground until the stream stops or Ctrl-C."""
     from emrml.stream.__main__ import HUNG
     from emrml.stream.consumer import Consumer
@@ -168,7 +181,7 @@ def run(ctx: typer.Context, stream_id: str = typer.Argument(..., help="Stream id
 @reports_errors
 def stop(
     ctx: typer.Context,
-    stream_id: str = typer.Argument(..., help="Stream id."),
+    stream_id: str = typer.Argument(..., metavar="ID", help="Stream id."),
     wait: float = typer.Option(60.0, "--wait", help="Seconds to wait for the consumers to stop (0: none)."),
 ) -> None:
     """Stop a stream: consumers finish their batch, checkpoint and exit."""
@@ -250,7 +263,7 @@ def _time(epoch: float | None) -> str:
 
 @stream_app.command("show")
 @reports_errors
-def show(ctx: typer.Context, stream_id: str = typer.Argument(..., help="Stream id.")) -> None:
+def show(ctx: typer.Context, stream_id: str = typer.Argument(..., metavar="ID", help="Stream id.")) -> None:
     """Show a stream: totals, each shard's lease and checkpoint, the live consumers."""
     current = state(ctx)
     item: dict[str, Any] = current.service().call("GetStream", {"StreamId": stream_id})

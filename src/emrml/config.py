@@ -162,6 +162,13 @@ class Settings:
                 raise InvalidInputException(
                     f"setting {name} must be one of {', '.join(allowed)} (got {getattr(self, name)!r})"
                 )
+        if self.s3_sse_kms_key_id and self.s3_sse != "aws:kms":
+            # Else the key was left out of every write: objects were stored under the bucket's default
+            # encryption (or SSE-S3), not the KMS key the setting names, without a word.
+            raise InvalidInputException(
+                f'setting s3_sse_kms_key_id names a KMS key, which only s3_sse = "aws:kms" uses (s3_sse is '
+                f"{self.s3_sse or 'empty'!r}): set s3_sse to aws:kms, or remove s3_sse_kms_key_id"
+            )
         object.__setattr__(self, "forwarded_allow_ips", proxy_addresses(self.forwarded_allow_ips))
         for name in ("s3_endpoint_url", "kms_endpoint_url"):
             url = getattr(self, name)

@@ -21,6 +21,9 @@ Every call goes through the same Amazon ML operations as the CLI and the HTTP AP
 creating calls wait until the job has ended. Service errors are raised as they are (``emrml.errors``:
 ``InvalidInputException``, ``ResourceNotFoundException``, ...); a job that ends FAILED raises ``JobFailed``
 with the object's ``Message``.
+
+This module holds the ``Client`` (the creating calls and the waiting for their jobs); the handles it returns
+are written in ``emrml.handles`` and exported from here.
 """
 
 from __future__ import annotations
@@ -28,42 +31,58 @@ from __future__ import annotations
 import json
 import sys
 import uuid
-import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from emrml.config import Settings
 from emrml.core.json_text import load_json
-from emrml.core.record_values import string_values, unknown_attribute_warnings
-from emrml.errors import AmazonMLError, InvalidInputException
-from emrml.results import result_batches
+from emrml.core.record_values import string_values
+from emrml.errors import InvalidInputException
+from emrml.handles import PREDICTORS_KEPT, BatchPrediction, DataSource, Evaluation, Model
 from emrml.storage import locations
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-
     from emrml.core.predict import Predictor
     from emrml.service.app import EmrML
+
+__all__ = [
+    "PREDICTORS_KEPT",
+    "BatchPrediction",
+    "Client",
+    "DataSource",
+    "Evaluation",
+    "JobFailed",
+    "Model",
+    "RecipeArgument",
+    "SchemaArgument",
+    "absolute_location",
+    "absolute_uri",
+]
 
 #: A data schema argument: a schema file, the schema as a dict, or None to infer one from the data.
 SchemaArgument = str | Path | dict[str, Any] | None
 #: A recipe argument: recipe JSON text, a recipe file, the recipe as a dict, or None for the suggested one.
 RecipeArgument = str | Path | dict[str, Any] | None
-#: How many loaded models a client keeps for ``Model.predict`` (the most recently used).
-PREDICTORS_KEPT = 8
 
 
 class JobFailed(InvalidInputException):
     """An object's job ended FAILED (or the object was deleted while waiting); the message says why."""
 
 
-def absolute_uri(location: str | Path) -> str:
-    """A URI unchanged, or a local path made absolute (jobs read and write it from other folders)."""
+def absolute_uri(location: str | Path, *, what: str = "location") -> str:
+    """A URI unchanged, or a local path made absolute (jobs read and write it from other folders).
+
+    Raises ``InvalidInputException`` naming ``what`` for an empty string, which would resolve to the
+    current folder: a datasource of every file there, or results written among them; and for anything
+    but a string or a path (``5`` would be the folder ``./5``).
+    """
+    if not isinstance(location, str | Path):
+        raise InvalidInputException(f"{what} must be a path or a URI, not {type(location).__name__}")
     text = str(location)
+    if not text.strip():
+        raise InvalidInputException(f"{what} is empty: give a local path or an s3:// URI")
     return text if "://" in text else str(Path(text).expanduser().resolve())
 
 
@@ -73,7 +92,7 @@ def absolute_location(data: str | Path, *, what: str = "data") -> str:
     Raises ``InvalidInputException`` naming ``what`` when nothing is there, before any object is created.
     """
     text = str(data)
-    location = absolute_uri(text)
+    location = absolute_uri(text, what=what)
     if not locations.exists(location):
         raise InvalidInputException(f"{what} {text}: no such file or folder")
     return location
@@ -252,7 +271,7 @@ class Client:
             "BatchPredictionId": batch_id,
             "MLModelId": _id_of(model, Model),
             "BatchPredictionDataSourceId": _id_of(datasource, DataSource),
-            "OutputUri": absolute_uri(output),
+            "OutputUri": absolute_uri(output, what="output"),
         }
         if name is not None:
             request["BatchPredictionName"] = name
@@ -284,6 +303,9 @@ class Client:
         if isinstance(schema, dict):
             document = dict(schema)
         else:
+            _require_file_argument(
+                "schema", schema, "a schema file, the schema as a dict, or None to infer one"
+            )
             try:
                 text = Path(schema).expanduser().read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
@@ -357,6 +379,13 @@ def _id_of(handle: DataSource | Model | str, kind: type[DataSource] | type[Model
     raise InvalidInputException(f"expected a {kind.__name__} handle or its id, not {type(handle).__name__}")
 
 
+def _require_file_argument(name: str, value: object, expected: str) -> None:
+    """``InvalidInputException`` for a ``value`` that is no path (a number, a list): ``Path(42)`` would
+    raise a TypeError from inside the library."""
+    if not isinstance(value, str | Path):
+        raise InvalidInputException(f"{name} must be {expected}, not {type(value).__name__}")
+
+
 def _recipe_text(recipe: str | Path | dict[str, Any]) -> str:
     """The recipe's JSON text. A string is recipe JSON when it starts with ``{``, else a file's path, as
     ``emrml model create --recipe`` reads it: ``recipe="bank.recipe"`` failed as invalid JSON."""
@@ -364,228 +393,8 @@ def _recipe_text(recipe: str | Path | dict[str, Any]) -> str:
         return json.dumps(recipe)
     if isinstance(recipe, str) and recipe.lstrip().startswith("{"):
         return recipe
+    _require_file_argument("recipe", recipe, "recipe JSON text, a recipe file, the recipe as a dict, or None")
     try:
         return Path(recipe).expanduser().read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInputException(f"recipe {recipe}: cannot read the file ({exc})") from None
-
-
-@dataclass(frozen=True)
-class DataSource:
-    """A datasource by id. ``describe()`` and ``statistics()`` fetch its current state."""
-
-    client: Client = field(repr=False)
-    id: str
-
-    def describe(self) -> dict[str, Any]:
-        """``GetDataSource`` with ``Verbose``: status, location, schema, record counts."""
-        return self.client.service.call("GetDataSource", {"DataSourceId": self.id, "Verbose": True})
-
-    def statistics(self) -> dict[str, Any]:
-        """``GetDataSourceStatistics``: record counts, invalid-record examples and the data insights."""
-        return self.client.service.call("GetDataSourceStatistics", {"DataSourceId": self.id})
-
-    def _repr_html_(self) -> str:
-        """Jupyter's display: status, counts and the statistics' charts (emrml.notebook)."""
-        from emrml.notebook import datasource_html
-
-        return _shown(
-            "DataSource", self.id, lambda: datasource_html(self.describe(), _completed(self.statistics))
-        )
-
-
-@dataclass(frozen=True)
-class Model:
-    """An ML model by id. ``describe()``, ``insights()`` and ``top_features`` fetch its current state."""
-
-    client: Client = field(repr=False)
-    id: str
-
-    def describe(self) -> dict[str, Any]:
-        """``GetMLModel`` with ``Verbose``: type, status, parameters, size, threshold, recipe, schema."""
-        return self.client.service.call("GetMLModel", {"MLModelId": self.id, "Verbose": True})
-
-    def insights(self) -> dict[str, Any]:
-        """``GetMLModelInsights``: ``TrainingReport`` (passes, losses, ...), ``TopFeatures``,
-        ``FeatureCount``, ``Labels``, ``Alerts`` (about the training data)."""
-        return self.client.service.call("GetMLModelInsights", {"MLModelId": self.id})
-
-    @property
-    def top_features(self) -> list[dict[str, Any]]:
-        """The features with the largest weights, strongest first: ``{"feature", "weight"}`` with a float
-        weight, or one weight per class (``{label: float}``) for a MULTICLASS model."""
-        return self.insights().get("TopFeatures", [])
-
-    def _repr_html_(self) -> str:
-        """Jupyter's display: type, size, loss by pass and top features (emrml.notebook)."""
-        from emrml.notebook import model_html
-
-        return _shown("MLModel", self.id, lambda: model_html(self.describe(), _completed(self.insights)))
-
-    def evaluate(
-        self,
-        datasource: DataSource | str,
-        *,
-        id: str | None = None,
-        name: str | None = None,
-    ) -> Evaluation:
-        """Evaluate this model on a datasource and wait for the result (see ``Client.evaluate``)."""
-        return self.client.evaluate(self, datasource, id=id, name=name)
-
-    def batch_predict(
-        self,
-        datasource: DataSource | str,
-        output: str | Path,
-        *,
-        id: str | None = None,
-        name: str | None = None,
-    ) -> BatchPrediction:
-        """Score a datasource with this model into ``output`` and wait (see ``Client.batch_predict``)."""
-        return self.client.batch_predict(self, datasource, output, id=id, name=name)
-
-    def predictor(self) -> Predictor:
-        """The trained model loaded into this process, with its current ``ScoreThreshold``
-        (``emrml.load_model``): ``predictor.predict(record)`` for many records without an endpoint."""
-        from emrml.loading import load_model
-
-        return load_model(self.id, home=self.client.service.settings.home)
-
-    def predict(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        """The Predict operation's ``Prediction`` for one record (attribute name → value), scored in this
-        process: no real-time endpoint needed. A value is a string, or a number, a boolean or None written
-        as one (:func:`string_values`: ``{"age": 41}`` is ``{"age": "41"}``). The model is loaded on the
-        first call and kept by the client while its status and ``ScoreThreshold`` stay as they were (each
-        call checks them: a model deleted or given another threshold meanwhile is not scored as it was);
-        :meth:`predictor` scores many records without that check. A name that is not one of the model's
-        attributes is ignored, as Predict ignores it, with a warning naming the attribute it is closest to."""
-        strings = string_values(record, "record")
-        described = self.client.service.call("GetMLModel", {"MLModelId": self.id})
-        version = tuple(
-            described.get(member)
-            for member in ("CreatedAt", "Status", "ScoreThreshold", "ScoreThresholdLastUpdatedAt")
-        )
-        cache = self.client._predictors
-        cached = cache.pop(self.id, None)
-        if cached is None or cached[0] != version:
-            cached = (version, self.predictor())  # raises for a model that is not COMPLETED
-        cache[self.id] = cached
-        while len(cache) > PREDICTORS_KEPT:
-            cache.popitem(last=False)
-        predictor = cached[1]
-        for message in unknown_attribute_warnings(strings, predictor.schema.names):
-            warnings.warn(f"{self.id}: {message}", stacklevel=2)
-        return predictor.predict(strings)
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """An evaluation by id. ``describe()``, ``metric`` and ``insights`` fetch its current state."""
-
-    client: Client = field(repr=False)
-    id: str
-
-    def describe(self) -> dict[str, Any]:
-        """``GetEvaluation``: status, model, datasource and ``PerformanceMetrics``."""
-        return self.client.service.call("GetEvaluation", {"EvaluationId": self.id})
-
-    @property
-    def metric(self) -> float:
-        """The evaluation's one metric: BinaryAUC, MulticlassAvgFScore (macro F1) or RegressionRMSE."""
-        evaluation = self.describe()
-        properties = (evaluation.get("PerformanceMetrics") or {}).get("Properties") or {}
-        if not properties:
-            raise InvalidInputException(
-                f"Evaluation {self.id!r} has no metric: it is {evaluation.get('Status')}"
-            )
-        return float(next(iter(properties.values())))
-
-    @property
-    def insights(self) -> dict[str, Any]:
-        """What the Amazon ML console drew: ``metrics`` (with the baseline, and histograms and the threshold
-        table, the confusion matrix or the residuals), ``alerts``, ``records``, ``invalidRecords``."""
-        result = self.client.service.call("GetEvaluationInsights", {"EvaluationId": self.id})
-        return result.get("Insights", {})
-
-    def _repr_html_(self) -> str:
-        """Jupyter's display: the metric, score histograms / confusion matrix / residuals, alerts."""
-        from emrml.notebook import evaluation_html
-
-        def render() -> str:
-            request = {"EvaluationId": self.id}
-            result = _completed(lambda: self.client.service.call("GetEvaluationInsights", request)) or {}
-            return evaluation_html(self.describe(), result.get("Insights"), result.get("ScoreThreshold"))
-
-        return _shown("Evaluation", self.id, render)
-
-
-@dataclass(frozen=True)
-class BatchPrediction:
-    """A batch prediction by id. ``describe()`` fetches its state, ``results()`` reads what it wrote."""
-
-    client: Client = field(repr=False)
-    id: str
-
-    def describe(self) -> dict[str, Any]:
-        """``GetBatchPrediction``: status, model, datasource, output, record counts, ``ManifestLocation``."""
-        return self.client.service.call("GetBatchPrediction", {"BatchPredictionId": self.id})
-
-    def results(self) -> pa.Table:
-        """The result rows of every input file, in input order, as one Arrow table: row ``n`` of a file's
-        results is its record ``n``, and a record that could not be read is a row of nulls.
-
-        Columns as Amazon ML wrote them: ``tag`` (the row id), ``trueLabel`` and ``bestAnswer`` as strings;
-        ``score`` (BINARY, REGRESSION) or one probability column per class (MULTICLASS) as float64. Every
-        row is loaded: for results larger than memory, use :meth:`iter_results`.
-        """
-        import pyarrow as pa
-
-        tables = [pa.Table.from_batches(list(result_batches(location))) for location in self._locations()]
-        return pa.concat_tables(tables) if tables else pa.table({})
-
-    def iter_results(self) -> Iterator[pa.RecordBatch]:
-        """The rows of :meth:`results`, as Arrow record batches of a few MB each, one file after the other:
-        memory holds one batch, whatever the size of the results. Every file gives at least one batch
-        (empty when it has no rows); the batches of a file have the same columns, files of a datasource
-        too::
-
-            for batch in batch_prediction.iter_results():
-                positives += pc.sum(pc.greater(batch.column("score"), 0.5)).as_py()
-        """
-        for location in self._locations():
-            yield from result_batches(location)
-
-    def _locations(self) -> list[str]:
-        """The result file of each input file, in the manifest's order (the input files' order)."""
-        described = self.describe()
-        if described.get("Status") != "COMPLETED":
-            raise InvalidInputException(
-                f"BatchPrediction {self.id!r} has no results: it is {described.get('Status')}"
-            )
-        # A manifest names each input file and its result: allow one for a datasource of many files.
-        text = locations.read_text(described["ManifestLocation"], 64 << 20, what="manifest")
-        return list(json.loads(text).values())
-
-    def _repr_html_(self) -> str:
-        """Jupyter's display: status, model, datasource, output and record counts."""
-        from emrml.notebook import batch_prediction_html
-
-        return _shown("BatchPrediction", self.id, lambda: batch_prediction_html(self.describe()))
-
-
-def _shown(kind: str, object_id: str, render: Callable[[], str]) -> str:
-    """``render()``, or the error that stopped it (an object deleted, or never made): a display that raised
-    would show Jupyter's formatter traceback instead."""
-    try:
-        return render()
-    except AmazonMLError as exc:
-        from emrml.notebook import unavailable_html
-
-        return unavailable_html(f"{kind} {object_id}", exc)
-
-
-def _completed(fetch: Any) -> Any:
-    """What ``fetch`` returns, or None while the object has none yet (not COMPLETED)."""
-    try:
-        return fetch()
-    except AmazonMLError:
-        return None

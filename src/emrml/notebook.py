@@ -179,6 +179,7 @@ def datasource_html(described: dict[str, Any], statistics: dict[str, Any] | None
     parts = [
         table(
             [
+                ("Name", described.get("Name")),  # as the CLI's views: the name a user gave, if any
                 ("Status", described.get("Status")),
                 ("Message", described.get("Message")),
                 ("Location", described.get("DataLocationS3")),
@@ -228,6 +229,7 @@ def model_html(described: dict[str, Any], insights: dict[str, Any] | None) -> st
     parts = [
         table(
             [
+                ("Name", described.get("Name")),  # as the CLI's views: the name a user gave, if any
                 ("Status", described.get("Status")),
                 ("Message", described.get("Message")),
                 ("Type", described.get("MLModelType")),
@@ -283,6 +285,7 @@ def evaluation_html(
     parts = [
         table(
             [
+                ("Name", described.get("Name")),  # as the CLI's views: the name a user gave, if any
                 ("Status", described.get("Status")),
                 ("Message", described.get("Message")),
                 ("Model", described.get("MLModelId")),
@@ -339,6 +342,7 @@ def batch_prediction_html(described: dict[str, Any]) -> str:
         f"BatchPrediction {described.get('BatchPredictionId', '')}",
         table(
             [
+                ("Name", described.get("Name")),  # as the CLI's views: the name a user gave, if any
                 ("Status", described.get("Status")),
                 ("Message", described.get("Message")),
                 ("Model", described.get("MLModelId")),

@@ -60,13 +60,13 @@ def log_in(page: Any, served: Served, user: str = "admin", password: str | None 
 
 
 def cli_at(home: Path, threshold: float) -> dict[str, str]:
-    """What ``emrml evaluation show --threshold T`` prints: the counts and the rates of the row it marks as
-    tried (``◀ --threshold``; the model's own threshold is marked ``◀ current``)."""
+    """What ``emrml evaluation show --score-threshold T`` prints: the counts and the rates of the row it marks
+    as tried (``◀ tried``; the model's own threshold is marked ``◀ current``)."""
     from typer.testing import CliRunner
 
     result = CliRunner().invoke(
         cli_app,
-        ["--home", str(home), "evaluation", "show", EVALUATION, "--threshold", str(threshold)],
+        ["--home", str(home), "evaluation", "show", EVALUATION, "--score-threshold", str(threshold)],
         env={"COLUMNS": "200"},
     )
     assert result.exit_code == 0, result.output
@@ -74,7 +74,7 @@ def cli_at(home: Path, threshold: float) -> dict[str, str]:
     actual_1 = re.search(r"Actual 1\s+([\d,]+)\s+([\d,]+)", text)
     actual_0 = re.search(r"Actual 0\s+([\d,]+)\s+([\d,]+)", text)
     row = re.search(
-        r"([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+%)\s+◀ --threshold", text
+        r"([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+%)\s+◀ tried", text
     )
     assert actual_1 and actual_0 and row, text
     keys = (

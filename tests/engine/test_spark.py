@@ -197,6 +197,44 @@ def test_a_progress_callback_that_stops_the_job_cancels_its_spark_tasks(spark: A
     assert time.monotonic() - started < 50
 
 
+def test_a_steps_executor_cpu_time_is_counted_for_the_job(spark: Any) -> None:
+    """A job's ComputeTime counted the driver's CPU time only, not its tasks': each step now adds the CPU
+    time of the executors' Python workers on its tasks (Spark measures only their JVM threads) and of their
+    JVM threads, once per stage."""
+    from emrml.engine.spark import compute
+    from emrml.engine.spark.runner import SPARK_CPU, SparkRunner
+
+    def burn(seconds: float, report: Any = None) -> float:
+        import time
+
+        start = time.process_time()
+        while time.process_time() - start < seconds:
+            pass
+        return seconds
+
+    added: list[float] = []
+    token = SPARK_CPU.set(added.append)
+    try:
+        steps = SparkRunner(spark, quiet)
+        assert steps.map(burn, [(0.5,)] * 4, "burning", (0.0, 0.5)) == [0.5] * 4
+        assert steps.map(burn, [(0.25,)] * 2, "burning less", (0.5, 1.0)) == [0.25] * 2
+    finally:
+        SPARK_CPU.reset(token)
+    # One addition per step, each at least its tasks' own CPU time, not the driver's (which only waited).
+    assert len(added) == 2 and added[0] >= 4 * 0.5 and added[1] >= 2 * 0.25
+    # The JVM's part, from the stages of the step's Spark jobs, counted once.
+    context = spark.sparkContext
+    context.setJobGroup("emrml-cpu-probe", "probe")
+    try:
+        assert context.parallelize(range(4), 4).map(lambda x: x * 2).sum() == 12
+        ids = list(context.statusTracker().getJobIdsForGroup("emrml-cpu-probe"))
+    finally:
+        context.setLocalProperty("spark.jobGroup.id", None)
+    counted: set[int] = set()
+    assert compute.stage_cpu_seconds(context, ids, counted) > 0 and counted
+    assert compute.stage_cpu_seconds(context, ids, counted) == 0.0
+
+
 def test_an_unreachable_master_fails_at_once_naming_the_setting(tmp_path: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -245,6 +283,20 @@ def test_a_tasks_own_error_comes_back_as_itself_and_spark_failures_as_one_line()
     other = _task_error(RuntimeError("java.io.IOException: No space left on device\n\tat x.y(Z.java:1)\n"))
     assert isinstance(other, session.SparkEngineError)
     assert other.message == "the Spark job failed: java.io.IOException: No space left on device"
+    # An executor whose Python has no emrml, or another version of it (a node not set up, or set up long ago).
+    stale = _task_error(
+        RuntimeError(
+            'File "/usr/lib/python3/dist-packages/pyspark/serializers.py", line 1, in loads\n'
+            "ModuleNotFoundError: No module named 'emrml.engine.spark.compute'\n"
+            "\tat org.apache.spark.api.python.BasePythonRunner.handlePythonException(PythonRunner.scala:1)\n"
+        )
+    )
+    assert isinstance(stale, session.SparkEngineError)
+    assert stale.message.startswith(
+        "the Spark job failed: the executors' Python could not import emrml's code (ModuleNotFoundError: No "
+        "module named 'emrml.engine.spark.compute'): it must have the same emrml as the driver"
+    )
+    assert "spark.pyspark.python" in stale.message
 
 
 def _run_failing(spark: Any, error: Exception, attempts: Path) -> tuple[BaseException, list[str]]:

@@ -189,7 +189,8 @@ def test_a_step_without_executors_says_it_waits_for_one_until_it_fails(
     assert time.monotonic() - start < 12  # eight tasks of 3 s on two cores: 12 s if they all ran
     waiting = [message for _, message in reports if message and message.startswith("waiting for an executor")]
     assert waiting, reports
-    assert "the job fails at 3 s, setting spark_executor_wait_seconds): waiting (Spark" in waiting[-1]
+    assert "the job fails at 3 s, setting spark_executor_wait_seconds): waiting (" in waiting[-1]
+    assert waiting[-1].endswith(f"application {spark.sparkContext.applicationId})")
     assert all(fraction >= 0.5 for fraction, _ in reports)
 
 

@@ -4,6 +4,7 @@ driver's log. The session's logic, on stand-ins for the driver's JVM and the Spa
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import subprocess
 import sys
@@ -62,6 +63,7 @@ def driver(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[_Gateway]]:
     monkeypatch.setattr(session, "_session", None)
     monkeypatch.setattr(session, "_key", None)
     monkeypatch.setattr(session, "_driver_options", {})
+    monkeypatch.setattr(session, "_holders", 0)
     monkeypatch.setattr(session, "_log", session._log)
     monkeypatch.setattr(session, "_executor_wait", session._executor_wait)
     monkeypatch.setenv("SPARK_LOCAL_IP", "127.0.0.1")
@@ -82,7 +84,7 @@ def driver(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[_Gateway]]:
 
 
 def settings_at(tmp_path: Path, **overrides: Any) -> Settings:
-    return Settings.load(environ={}, home=tmp_path / "home", spark_master="local[1]", **overrides)
+    return Settings.load(environ={}, home=tmp_path / "home", **{"spark_master": "local[1]", **overrides})
 
 
 def test_the_start_of_the_application_is_told_and_its_reuse_is_not(
@@ -117,6 +119,54 @@ def test_driver_options_changed_in_the_settings_start_a_new_driver(
     assert len(driver) == 3 and driver[1].proc.poll() is not None
 
 
+def test_other_settings_wait_for_the_jobs_holding_the_application_instead_of_stopping_it(
+    driver: list[_Gateway], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two jobs of one process, the second with another master: it stopped the application under the
+    first, which then failed. It now waits for the first to end, saying why, and a job with the running
+    application's settings starts meanwhile."""
+    import threading
+
+    monkeypatch.setattr(session, "_HOLD_POLL_SECONDS", 0.05)
+    first, release_first = session.hold(settings_at(tmp_path))
+    same, release_same = session.hold(settings_at(tmp_path))
+    assert same is first
+    told: list[str] = []
+    got: list[Any] = []
+    other = settings_at(tmp_path, spark_master="local[2]")
+    waiter = threading.Thread(target=lambda: got.append(session.hold(other, starting=told.append)))
+    waiter.start()
+    release_same()
+    waiter.join(0.5)
+    assert waiter.is_alive() and not first.stopped  # one job still runs on it
+    assert told == [
+        "waiting for the jobs running on the Spark application (master local[1]) to end: this job's "
+        "Spark settings (master local[2]) are not theirs, and a process runs one application at a time"
+    ]
+    release_first()
+    release_first()  # a second call lets go of nothing more
+    waiter.join(10)
+    assert not waiter.is_alive()
+    second, release_second = got[0]
+    assert first.stopped and second.conf["spark.master"] == "local[2]" and not second.stopped
+    assert told[-1] == "starting the Spark application (master local[2])"
+
+    # A job deleted while it waits stops waiting (check_stop raises), the application left running.
+    class Stopped(BaseException):
+        pass
+
+    def stop() -> None:
+        raise Stopped
+
+    with pytest.raises(Stopped):
+        session.hold(settings_at(tmp_path), check_stop=stop)
+    assert not second.stopped
+    release_second()
+    third, release_third = session.hold(settings_at(tmp_path))  # no job holds it: started at once
+    assert second.stopped and third.conf["spark.master"] == "local[1]"
+    release_third()
+
+
 def test_a_job_says_that_its_spark_application_starts_its_progress_kept(
     tmp_path: Path, shared_datasets: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -148,18 +198,23 @@ def test_a_job_says_that_its_spark_application_starts_its_progress_kept(
                 return entity.progress, entity.progress_message
 
         seen: list[tuple[float, str | None]] = []
+        released: list[str] = []
 
-        def starts(settings: Settings, starting: Any = None) -> str:
+        def starts(settings: Settings, starting: Any = None, check_stop: Any = None) -> tuple[str, Any]:
             if starting is not None:
                 starting(f"starting the Spark application (master {settings.spark_master})")
             seen.append(row())
-            return "the application"
+            return "the application", lambda: released.append(settings.spark_master)
 
-        monkeypatch.setattr(session, "spark_session", starts)
+        monkeypatch.setattr(session, "hold", starts)
         context.progress(0.5, "staged the query's result")
-        assert tasks.spark_of(context) == "the application"
+        # In a context of its own, as a job runs (what spark_of sets for the job ends with it).
+        assert contextvars.copy_context().run(tasks.spark_of, context) == "the application"
         assert seen == [(0.5, "starting the Spark application (master local[1])")]
         assert row() == (0.5, None)  # started: the first step says what it does
+        assert released == []
+        context.end()  # the job ended: it lets go of the application
+        assert released == ["local[1]"]
     finally:
         app.close()
 
@@ -215,3 +270,41 @@ def test_what_py4j_and_pyspark_print_as_the_driver_dies_goes_to_the_drivers_log(
     assert "ConnectionResetError: the JVM is gone" in text
     assert "WARNING pyspark.accumulators: accumulator updates from ('127.0.0.1', 1) ended" in text
     assert "EOFError" in text
+
+
+def test_a_spark_jobs_compute_time_counts_its_executors_cpu_time(
+    tmp_path: Path, shared_datasets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the runner adds for each step (``SPARK_CPU``: its executors' CPU time) is in the job's
+    ComputeTime, beside the driver's: it held the driver's only, a fraction of the job's cost."""
+    from emrml.engine.spark.runner import SPARK_CPU, SPARK_STOP
+    from emrml.service import tasks, worker
+
+    settings = Settings.load(environ={}, home=tmp_path / "home", engine="spark", spark_master="local[1]")
+    app = EmrML(settings)
+    try:
+        data = shared_datasets / "bank_marketing" / "data.csv"
+        spec = {"DataLocationS3": str(data), "DataSchema": (data.parent / "data.csv.schema").read_text()}
+        app.call("CreateDataSourceFromS3", {"DataSourceId": "ds-cpu", "DataSpec": spec})
+        attempt = app.jobs.claim("DataSource", "ds-cpu")
+
+        def on_spark(context: JobContext) -> dict[str, Any]:
+            assert tasks.spark_of(context) == "the application"
+            add = SPARK_CPU.get()
+            assert add is not None
+            add(2.5)  # two steps' executors
+            add(1.25)
+            return {}
+
+        monkeypatch.setattr(session, "hold", lambda *args, **kwargs: ("the application", lambda: None))
+        monkeypatch.setitem(worker.JOB_FUNCTIONS, "DataSource", on_spark)
+        worker.run_job_in_this_process(settings, "DataSource", "ds-cpu", attempt, worker=False)
+        with app.sessions() as db:
+            row = db.get(DataSource, "ds-cpu")
+            assert row.status == "COMPLETED"
+            assert 3750 <= row.compute_time < 3750 + 1000  # the driver's thread did next to nothing
+        # What the job set for its thread ended with it: the thread's next job (a pipeline's) would have
+        # reported to this one's context, stopped since (its progress watcher raised JobStopped at once).
+        assert SPARK_CPU.get() is None and SPARK_STOP.get() is None
+    finally:
+        app.close()

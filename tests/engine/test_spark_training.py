@@ -154,3 +154,38 @@ def test_a_partition_without_usable_rows_is_left_out_of_the_mix(spark: Any, tmp_
     learned = load_artifact(_train(folder, tmp_path, "BINARY", "y", spark, "half"))
     assert learned.report["parallel_parts"] == 1
     assert 8_000 < learned.report["rows"] < 8_800  # the 70 % of a.csv's rows
+
+
+@pytest.mark.parametrize(("target", "kind", "sgd_share"), [("y", "BINARY", 1.0), ("age", "REGRESSION", 0.5)])
+def test_each_training_pass_reports_its_progress_from_its_tasks(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str, kind: str, sgd_share: float
+) -> None:
+    """A pass's progress was told only as it ended (its step had no span of its own), so a job sat at one
+    value for a whole pass over the data: each pass's step now maps its tasks done onto its part of the
+    training (passes side by side, a REGRESSION model's refinement after them)."""
+    from emrml.engine.spark.runner import SparkRunner
+
+    steps: list[tuple[str, tuple[float, float] | None]] = []
+    job = SparkRunner.job
+
+    def recorded(self: SparkRunner, message: str, span: tuple[float, float] | None) -> Any:
+        steps.append((message, span))
+        return job(self, message, span)
+
+    monkeypatch.setattr(SparkRunner, "job", recorded)
+    folder = tmp_path / "two"
+    folder.mkdir()
+    write_bank_sample(folder / "a.csv", 3_000)
+    write_bank_sample(folder / "b.csv", 3_000)
+    schema = dataclasses.replace(bank_sample_schema(), target=target)
+    trained = train_model(
+        model_id="passes", model_type=kind, data=DatasourceData(str(folder), schema, None), recipe_text=None,
+        sample=_sample(folder, list(schema.names)), parameters=parse_parameters({"sgd.maxPasses": "4"}),
+        settings=Settings.load(environ={}, home=tmp_path / "home"), progress=quiet, spark=spark,
+    )  # fmt: skip
+    passes = load_artifact(trained.artifact_path).report["passes"]
+    spans = [span for message, span in steps if message.startswith("training pass")]
+    assert len(spans) == passes >= 2 and all(span is not None for span in spans)
+    ends = [end for span in spans if span is not None for end in span]
+    expected = [0.4 + 0.6 * sgd_share * (i + side) / 4 for i in range(passes) for side in (0, 1)]
+    assert ends == pytest.approx(expected)

@@ -165,6 +165,7 @@ def test_the_schema_beside_the_data_needs_its_own_storage_grant(settings: Settin
         data.write_text("a\n1\n")
         folder = tmp_path / "parts"
         folder.mkdir()
+        (folder / "part-0.csv").write_text("a\n2\n")  # accepted below: a folder of no file is refused
         access = app.access
         access.create_user("dora")  # in users: her own objects, no storage
         access.create_group("readers")

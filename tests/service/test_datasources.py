@@ -298,6 +298,29 @@ def test_missing_path(app: EmrML, tmp_path: Path) -> None:
     assert "does not exist" in failed(build(app, "ds-x", tmp_path / "nowhere.csv"))
 
 
+def test_a_folder_without_data_files_is_refused_at_once(app: EmrML, tmp_path: Path) -> None:
+    """Given a schema, an empty folder made a datasource that could only fail, later: refused at the
+    request, as Amazon ML refuses bad input, and no datasource is left. So is a folder of hidden files and
+    schemas, which are never read as data."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    hidden = tmp_path / "hidden"
+    (hidden / ".staging").mkdir(parents=True)
+    write(hidden / ".staging" / "part-0.csv", "x,colour,y\n1,red,0\n")
+    write(hidden / "data.csv.schema", json.dumps(SCHEMA))
+    for index, folder in enumerate((empty, hidden, f"{empty}/")):
+        with pytest.raises(InvalidInputException) as refused:
+            build(app, f"ds-{index}", folder)
+        assert refused.value.message.startswith(
+            f"DataLocationS3 '{folder}' holds no file: the folder is empty"
+        )
+        with pytest.raises(ResourceNotFoundException):
+            app.call("GetDataSource", {"DataSourceId": f"ds-{index}"})
+    # Once it holds a file, the same request makes the datasource.
+    write(empty / "data.csv", "x,colour,y\n1,red,0\n2,blue,1\n")
+    assert build(app, "ds-0", empty)["Status"] == "COMPLETED"
+
+
 def test_files_with_different_headers(app: EmrML, tmp_path: Path) -> None:
     folder = tmp_path / "mixed"
     folder.mkdir()

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from emrml.engine.batch import Parallelism
+from emrml.errors import InvalidInputException, ResourceNotFoundException
 from emrml.service.app import EmrML
 from s3_server import S3
 
@@ -189,6 +190,30 @@ def test_bad_s3_locations_fail_the_datasource_with_s3s_error(
     source = app.wait("DataSource", "ds-bad")
     assert source["Status"] == "FAILED"
     assert expected in source["Message"]
+
+
+def test_an_s3_prefix_without_data_files_is_refused_at_once(app: EmrML, s3: S3, bank: dict[str, str]) -> None:
+    """A datasource of an empty prefix could only fail: refused at the request, whether nothing is under
+    the prefix or only the console's folder marker, hidden objects and a schema. A missing object is
+    still the job's to report (as S3's other errors are)."""
+    s3.put("marked/", b"")  # the S3 console's folder
+    s3.put("marked/.schema", s3.get("bank/train/.schema"))
+    s3.put("marked/_tmp/.part-0.csv", b"x\n1\n")
+    for index, location in enumerate((s3.uri("nothing/"), s3.uri("marked/"), s3.uri("marked"), s3.uri())):
+        if location == s3.uri():
+            for key in s3.list_keys():
+                if not key.startswith("marked/"):
+                    s3.client.delete_object(Bucket=s3.bucket, Key=key)
+        spec = {"DataLocationS3": location, "DataSchemaLocationS3": s3.uri("marked/.schema")}
+        with pytest.raises(InvalidInputException) as refused:
+            app.call("CreateDataSourceFromS3", {"DataSourceId": f"ds-empty-{index}", "DataSpec": spec})
+        assert refused.value.message.startswith(f"DataLocationS3 '{location}' holds no file: the S3 prefix")
+        with pytest.raises(ResourceNotFoundException):
+            app.call("GetDataSource", {"DataSourceId": f"ds-empty-{index}"})
+    spec = {"DataLocationS3": s3.uri("missing.csv"), "DataSchemaLocationS3": s3.uri("marked/.schema")}
+    app.call("CreateDataSourceFromS3", {"DataSourceId": "ds-missing", "DataSpec": spec})
+    missing = app.wait("DataSource", "ds-missing")
+    assert missing["Status"] == "FAILED" and "does not exist" in missing["Message"]
 
 
 def test_encrypted_batch_prediction_into_a_bucket_that_requires_sse(

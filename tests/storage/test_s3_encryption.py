@@ -333,6 +333,19 @@ def test_bad_key_settings_are_named(s3: S3, tmp_path: Path) -> None:
         assert "s3_cse_key" in caught.value.message
 
 
+def test_a_kms_key_without_sse_kms_is_refused_rather_than_left_out_of_writes(tmp_path: Path) -> None:
+    """The key id was used only with s3_sse = "aws:kms": set alone (or with AES256), every object was
+    written under the bucket's default encryption instead of the named KMS key, and nothing said so."""
+    for sse in ("", "AES256"):
+        with pytest.raises(InvalidInputException) as refused:
+            Settings.load(environ={}, home=tmp_path, s3_sse=sse, s3_sse_kms_key_id="alias/data")
+        assert refused.value.message.startswith(
+            "setting s3_sse_kms_key_id names a KMS key, which only s3_sse"
+        )
+        assert f"(s3_sse is {sse or 'empty'!r})" in refused.value.message
+    assert Settings.load(environ={}, home=tmp_path, s3_sse="aws:kms", s3_sse_kms_key_id="alias/data")
+
+
 @pytest.mark.parametrize("buffer_size", [1, 15, 16, 17, 4096, 1 << 17])
 def test_decrypting_reader_gives_the_plaintext_whatever_the_read_size(buffer_size: int) -> None:
     # Reads of more than 15 bytes decrypt straight into the caller's buffer; smaller ones go through a copy.

@@ -1,6 +1,6 @@
 """Reading a datasource made of many small S3 objects: one GET an object, no HeadObject, the next few read
-ahead at once (no more than ``READ_AHEAD_OBJECTS``), the records in the objects' order; inferring a
-schema opens only the first few."""
+ahead at once (no more than ``READ_AHEAD_OBJECTS``), a large next object requested while one is read, the
+records in the objects' order; inferring a schema opens only the first few."""
 
 from __future__ import annotations
 
@@ -17,7 +17,13 @@ from emrml.engine.local import INFER_MAX_FILES, read_selected
 from emrml.errors import InvalidInputException
 from emrml.service.app import EmrML
 from emrml.storage import locations
-from emrml.storage.locations import READ_AHEAD_OBJECTS, list_files, open_binary, open_files
+from emrml.storage.locations import (
+    READ_AHEAD_OBJECT_BYTES,
+    READ_AHEAD_OBJECTS,
+    list_files,
+    open_binary,
+    open_files,
+)
 from s3_server import S3
 
 SCHEMA = parse_schema(
@@ -107,6 +113,34 @@ def test_reading_ahead_is_bounded(s3: S3) -> None:
         assert first.read().startswith(b"id,label\n0,a\n")
     opened.close()  # what was read ahead is dropped, what was yet to be read is not
     assert 1 <= log.count("GetObject") <= READ_AHEAD_OBJECTS
+
+
+def test_the_next_large_object_is_requested_while_one_is_read(s3: S3) -> None:
+    """A large object is not read ahead whole, but its GET is sent: its first bytes are on their way while
+    the object before it is worked on, which a reader of one object after the other waited for."""
+    bodies = [f"id,label\n{i},a\n".encode() + b"7,b\n" * (READ_AHEAD_OBJECT_BYTES // 4) for i in range(3)]
+    keys = [f"large/part-{i}.csv" for i in range(3)]
+    for key, body in zip(keys, bodies, strict=True):
+        s3.put(key, body)
+    files = list_files(s3.uri("large/"))
+    requested = {key: threading.Event() for key in keys}
+    gets: list[str] = []
+
+    def before(params: dict[str, Any], **_: Any) -> None:
+        gets.append(params["Key"])
+        requested[params["Key"]].set()
+
+    locations._S3.store.client.meta.events.register("before-parameter-build.s3.GetObject", before)
+    opened = open_files(files)
+    for index, body in enumerate(bodies):
+        with next(opened) as stream:
+            assert stream.read(10) == body[:10]
+            if index + 1 < len(keys):
+                # Requested now, before this object is read to its end (nothing else would ask for it).
+                assert requested[keys[index + 1]].wait(10)
+            assert stream.read() == body[10:]
+    assert next(opened, None) is None
+    assert sorted(gets) == keys  # one GET an object
 
 
 def test_schema_inference_opens_only_the_first_objects_and_says_so(s3: S3) -> None:

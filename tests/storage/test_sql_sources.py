@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -134,13 +135,61 @@ def test_mysql_timestamps_are_staged_as_utc_instants_datetimes_as_they_are(
         )
         connection.exec_driver_sql(f"GRANT SELECT ON {databases.name}.* TO '{databases.user}'@'127.0.0.1'")
     maria.dispose()
-    rows, staged = staged_rows(databases.mariadb(), "SELECT n, t, d FROM moments ORDER BY n", tmp_path)
-    assert rows == [
+    expected = [
         ["n", "t", "d"],
         ["1", "2024-01-01 22:04:05.000000Z", "2024-01-02 03:04:05.000000"],
         ["2", "", ""],
     ]
+    rows, staged = staged_rows(databases.mariadb(), "SELECT n, t, d FROM moments ORDER BY n", tmp_path)
+    assert rows == expected
     assert {a.name: a.type.value for a in staged.schema.attributes}["t"] == "CATEGORICAL"
+    # Queries a derived table refuses (a comment after the semicolon), whose columns are described as
+    # written: the TIMESTAMP is the same instant (it was staged without its time zone, as a DATETIME is).
+    for query in (
+        "SELECT n, t, d FROM moments ORDER BY n; -- both rows",
+        "SELECT n, t, d FROM moments ORDER BY n LIMIT 5; /* its own limit */",
+    ):
+        rows, _ = staged_rows(databases.mariadb(), query, tmp_path)
+        assert rows == expected, query
+
+
+def test_a_mysql_query_the_server_refuses_is_told_as_written(databases: Databases, tmp_path: Path) -> None:
+    """The server's error on the query the user wrote: the MySQL driver's own quoted the LIMIT it adds to
+    the query (a syntax error at the end was said to be "near 'LIMIT 0'")."""
+    for query, expected in (
+        (
+            "SELECT 1 AS x FROM DUAL WHERE",
+            r"ERROR 1064: You have an error in your SQL syntax.* near '' at line 1$",
+        ),
+        ("SELECT x FROM no_such_table; -- a comment", r"ERROR 1146: Table '.*no_such_table' doesn't exist$"),
+    ):
+        with pytest.raises(DataError) as refused:
+            staged_rows(databases.mariadb(), query, tmp_path)
+        assert refused.value.message.startswith("SelectSqlQuery failed on RDS instance 'maria'")
+        assert re.search(expected, refused.value.message), refused.value.message
+        assert "LIMIT" not in refused.value.message
+    assert not any(tmp_path.iterdir())  # nothing staged
+
+
+def test_a_postgresql_query_may_end_with_a_comment_after_its_semicolon(
+    databases: Databases, tmp_path: Path
+) -> None:
+    """psql runs ``SELECT …; -- note``: wrapped in ``COPY (…)`` it was a syntax error at the ``;``. What
+    looks like a semicolon or a comment inside a string, a quoted name or a dollar-quoted body stays."""
+    queries = (
+        "SELECT 1 AS a; -- the answer",
+        "SELECT 1 AS a ; /* a comment /* nested */ */ ;\n",
+        "SELECT 1 AS a; -- one\n-- two\n",
+    )
+    for query in queries:
+        assert staged_rows(databases.postgres(), query, tmp_path)[0] == [["a"], ["1"]], query
+    query = (
+        "SELECT 'x; -- y' AS \"b;--\", $tag$ /* z; $tag$ AS c, "
+        r"E'it\'s;' AS d, "
+        '2 AS "e""" -- f\n; -- end'
+    )
+    rows, _ = staged_rows(databases.postgres(), query, tmp_path)
+    assert rows == [["b;--", "c", "d", 'e"'], ["x; -- y", " /* z; ", "it's;", "2"]]
 
 
 def _postgres_table(databases: Databases, *statements: str) -> None:

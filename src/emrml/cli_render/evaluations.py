@@ -175,7 +175,7 @@ def _confusion_table(row: dict[str, Any], positives: float, negatives: float) ->
 #: The marks of the trade-off table's rows: in words in a last column where the table leaves room for it,
 #: else one character before the cut-off, explained in a caption (rich drops a last column that does not
 #: fit, and with it the only sign of which row is current).
-_MARKS = {"current": "◀ current", "shown": "◀ --threshold"}
+_MARKS = {"current": "◀ current", "shown": "◀ tried"}
 _SHORT_MARKS = {"current": "◀", "shown": "◁"}
 #: The trade-off table's width without its marks column.
 _TRADE_OFF_WIDTH = 65
@@ -183,7 +183,8 @@ _TRADE_OFF_WIDTH = 65
 
 def _threshold_table(table: list[dict[str, Any]], shown: int, current: int, width: int) -> Table:
     """Every tenth cut-off, the one drawn (``shown``, bold) and the model's score threshold (``current``):
-    a cut-off tried with ``--threshold`` is not the one predictions use, and the marks say which is which."""
+    a cut-off tried with ``--score-threshold`` is not the one predictions use, and the marks say which is
+    which."""
     numbers = ["Cut-off", "Accuracy", "Precision", "Recall", "FPR", "F1", "Predicted 1"]
     words = width >= _TRADE_OFF_WIDTH + 2 + max(len(mark) for mark in _MARKS.values())
     out = titled_table("Trade-off by cut-off", *numbers, *([""] if words else []), right=numbers)
@@ -203,7 +204,7 @@ def _threshold_table(table: list[dict[str, Any]], shown: int, current: int, widt
     if not words:
         legend = [f"{_SHORT_MARKS['current']} the model's score threshold"]
         if shown != current:
-            legend.append(f"{_SHORT_MARKS['shown']} the --threshold drawn")
+            legend.append(f"{_SHORT_MARKS['shown']} the --score-threshold tried")
         out.caption, out.caption_justify = "; ".join(legend), "left"
     return keep_numbers_whole(out)
 

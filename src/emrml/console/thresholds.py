@@ -1,4 +1,4 @@
-"""A binary evaluation at one score threshold, computed exactly as ``emrml evaluation show --threshold``.
+"""A binary evaluation at one score threshold, as ``emrml evaluation show --score-threshold`` computes it.
 
 The evaluation stores one row of rates per hundredth of score (``thresholdTable``) and the score
 histograms; a requested threshold stands for the nearest stored cut-off, and the counts are the rates times

@@ -33,8 +33,10 @@ def load_json(
             text, object_pairs_hook=object_pairs_hook, parse_int=parse_number, parse_float=parse_number
         )
     except json.JSONDecodeError as exc:
+        # Some of the parser's messages end where it puts the position: "Unterminated string starting at".
+        problem = exc.msg.removesuffix(" at")
         raise InvalidInputException(
-            f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+            f"{what} is not valid JSON: {problem} at line {exc.lineno} column {exc.colno}"
         ) from None
     except RecursionError:
         raise InvalidInputException(f"{what} is not valid JSON: it is nested too deeply") from None

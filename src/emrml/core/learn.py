@@ -322,7 +322,8 @@ class Trainer:
         self.progress = progress
         self.refining = kind == "REGRESSION" and params.l1 == 0
         # SGD fills the first half of the progress bar when the refinement may take the second.
-        self._sgd_progress = _part_of(progress, 0.0, 0.5) if self.refining else progress
+        self._sgd_share = 0.5 if self.refining else 1.0
+        self._sgd_progress = _part_of(progress, 0.0, self._sgd_share)
         if kind == "REGRESSION":
             with np.errstate(over="ignore", invalid="ignore"):
                 self.mean, self.std = target_scale(raw[1], raw[2])
@@ -361,6 +362,12 @@ class Trainer:
             if self._stopped:
                 return
             yield pass_index
+
+    def pass_span(self, pass_index: int) -> tuple[float, float]:
+        """The part of ``progress``'s [0, 1] that pass ``pass_index`` fills: for an engine that reports
+        progress within a pass itself (the Spark engine, from the pass's tasks done)."""
+        share = self._sgd_share / self.params.max_passes
+        return pass_index * share, (pass_index + 1) * share
 
     def sgd_progress(self, fraction: float) -> None:
         if self._sgd_progress is not None:

@@ -39,8 +39,11 @@ def value_text(value: Any, what: str, key: object) -> str:
         kind = f"{value} (not a finite number)"
     elif isinstance(value, Mapping):
         kind = "an object"
+    elif isinstance(value, list | tuple):
+        kind = "a list"
     else:
-        kind = "a list" if isinstance(value, list | tuple) else f"a {type(value).__name__}"
+        name = type(value).__name__
+        kind = f"{'an' if name[0].lower() in 'aeiou' else 'a'} {name}"
     raise InvalidInputException(
         f"{what}: the value of {key!r} is {kind}; a value is a string, a number, true, false or null (a "
         "missing value)"

@@ -12,8 +12,10 @@ datasource's split selects them, by file-absolute offsets and global indices: ex
 
 ``_Runner`` runs a function over units in a pool of forked processes (the local engine);
 ``engine.spark.runner.SparkRunner`` runs the same functions as the tasks of a Spark job (``_runner``
-picks). Batch prediction (engine/batch.py), and the Spark engine's statistics and evaluation, plan with
-these.
+picks). Either hands a worker a run of consecutive units at a time (``in_runs``), whose whole files it
+opens in turn through ``locations.open_files`` (``run_in_turn``): while it works on one object, the next
+ones are on their way, where a worker given one unit at a time waited for each object's first bytes.
+Batch prediction (engine/batch.py), and the Spark engine's statistics and evaluation, plan with these.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol, TypeVar
 
@@ -35,8 +38,8 @@ from emrml.core.rearrange import Rearrangement, file_key, select
 from emrml.core.schema import parse_schema
 from emrml.engine.local import open_data
 from emrml.lifetime import die_with_parent
-from emrml.storage.codecs import HEAD_BYTES, codec_of
-from emrml.storage.locations import FileRef, open_binary
+from emrml.storage.codecs import HEAD_BYTES, codec_of, open_decompressed
+from emrml.storage.locations import FileRef, open_binary, open_files
 from emrml.storage.records import InvalidRecord, count_records, read_chunks
 
 Progress = Callable[[float, str | None], None]
@@ -47,6 +50,9 @@ _LF, _CR, _QUOTE = 10, 13, 34
 _SYNC_WINDOW = 1 << 20
 #: Bytes read at a time when counting quotes.
 _COUNT_BLOCK = 1 << 20
+#: Runs of units a worker (a Spark executor core) gets, about: enough that the load spreads when units
+#: differ in size, few enough that each run reads many objects ahead.
+RUNS_PER_WORKER = 4
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,13 @@ class Unit:
     part: int
     #: Global index of the unit's first record, for sequential splits (set after counting).
     base_index: int = 0
+    #: The file's size and ETag as listed: a whole file read ahead is read as that version.
+    size: int = 0
+    etag: str = ""
+
+    @property
+    def bytes(self) -> int:
+        return self.size if self.stop is None else self.stop - self.start
 
     @property
     def first(self) -> bool:
@@ -104,13 +117,96 @@ class _RangeReader(io.RawIOBase):
 
 @contextmanager
 def _open_unit(unit: Unit) -> Iterator[tuple[BinaryIO, BinaryIO]]:
-    """(raw, records): the raw file, whose position measures progress, and the bytes to parse."""
+    """(raw, records): the raw file, whose position measures progress, and the bytes to parse. A whole
+    file comes from the run's read-ahead (``run_in_turn``) when it is the run's next."""
+    ahead = _AHEAD.get()
+    opened = ahead.take(unit) if ahead is not None else None
+    if opened is not None:
+        with opened as raw:
+            yield raw, open_decompressed(raw, unit.uri)
+        return
     if unit.stop is None:
         with open_data(unit.uri) as (raw, stream):
             yield raw, stream
         return
     with open_binary(unit.uri, start=unit.start) as raw:
         yield raw, _RangeReader(raw, unit.stop - unit.start)  # type: ignore[misc]
+
+
+class _ReadAhead:
+    """The whole-file units of a run, opened in their order through ``locations.open_files``: the next
+    objects are read (a large one: requested) while the one before is worked on."""
+
+    def __init__(self, units: Sequence[Unit]) -> None:
+        self.files = [FileRef(u.uri, "", u.size, etag=u.etag) for u in units if u.stop is None]
+        self.opened = open_files(self.files, what="location")
+        self.next = 0
+
+    def take(self, unit: Unit) -> BinaryIO | None:
+        """The raw stream of ``unit`` when it is the run's next whole file; else None (opened as usual)."""
+        if unit.stop is not None or self.next >= len(self.files) or self.files[self.next].uri != unit.uri:
+            return None
+        self.next += 1
+        return next(self.opened)
+
+
+#: The read-ahead of the run this thread is working through (``run_in_turn``).
+_AHEAD: ContextVar[_ReadAhead | None] = ContextVar("emrml_read_ahead", default=None)
+
+
+@contextmanager
+def reading_ahead(units: Sequence[Unit]) -> Iterator[None]:
+    """Within the block, ``_open_unit`` takes the whole files of ``units``, asked for in this order, from
+    one ``open_files``; what it read ahead and nobody took is dropped at the end."""
+    ahead, before = _ReadAhead(units), _AHEAD.get()
+    _AHEAD.set(ahead)
+    try:
+        yield
+    finally:
+        # ``set``, not a reset by token: a generator (a Spark partition's) may be closed in another context.
+        _AHEAD.set(before)
+        ahead.opened.close()
+
+
+def run_in_turn(
+    function: Callable[..., T],
+    arguments: Sequence[tuple[Any, ...]],
+    report: Callable[[int], None] | None = None,
+) -> list[T]:
+    """``function(*args, report=report)`` for each tuple of a run, in order, the units among the arguments
+    read ahead (``reading_ahead``)."""
+    units = [unit for args in arguments for unit in args if isinstance(unit, Unit)]
+    with reading_ahead(units):
+        return [function(*args, report=report) for args in arguments]
+
+
+def in_runs(arguments: Sequence[tuple[Any, ...]], workers: int) -> list[list[tuple[Any, ...]]]:
+    """``arguments`` cut into runs of consecutive tuples, each a worker's task (``run_in_turn``): about
+    ``RUNS_PER_WORKER`` runs a worker, of about equal bytes of units, so the load still spreads. A unit of
+    at least a run's share, and a tuple without a unit (``count_quotes``'s byte range), runs alone."""
+    sizes = [next((a.bytes for a in args if isinstance(a, Unit)), None) for args in arguments]
+    wanted = max(workers * RUNS_PER_WORKER, 1)
+    total = sum(size or 0 for size in sizes)
+    share = total / wanted if total else math.inf
+    runs: list[list[tuple[Any, ...]]] = []
+    run: list[tuple[Any, ...]] = []
+    slot, done = 0, 0
+    for args, size in zip(arguments, sizes, strict=True):
+        alone = size is None or size >= share
+        # The share of the bytes this unit starts in: a run holds the units that start in one share.
+        starts_in = min(int(done / share), wanted - 1)
+        if run and (alone or starts_in != slot):
+            runs.append(run)
+            run = []
+        if alone:
+            runs.append([args])
+        else:
+            run.append(args)
+            slot = starts_in
+        done += size or 0
+    if run:
+        runs.append(run)
+    return runs
 
 
 class ReadsUnits(Protocol):
@@ -278,12 +374,13 @@ def _units(
             if begin is not None and begin > starts[-1]:
                 starts.append(begin)
         if len(starts) == 1:
-            units.append(Unit(i, file.uri, file_key(rearrangement, file.key, file.name), 0, None, 0))
+            split_key = file_key(rearrangement, file.key, file.name)
+            units.append(Unit(i, file.uri, split_key, 0, None, 0, size=file.size, etag=file.etag))
             continue
         stops = [*starts[1:], file.size]
         split_key = file_key(rearrangement, file.key, file.name)
         units.extend(
-            Unit(i, file.uri, split_key, start, stop, part)
+            Unit(i, file.uri, split_key, start, stop, part, size=file.size, etag=file.etag)
             for part, (start, stop) in enumerate(zip(starts, stops, strict=True))
         )
     return units
@@ -296,6 +393,7 @@ class _Runner:
     def __init__(self, workers: int, total_bytes: int, progress: Progress) -> None:
         self.total_bytes = max(total_bytes, 1)
         self.progress = progress
+        self.workers = workers
         self.pool: ProcessPoolExecutor | None = None
         self.counter: Any = None
         self.abandoned: Any = None
@@ -360,11 +458,15 @@ class _Runner:
         message: str,
         span: tuple[float, float],
     ) -> list[T]:
-        """``function(*args, report=...)`` for each tuple; progress moves through ``span`` meanwhile."""
+        """``function(*args, report=...)`` for each tuple, a run of them (``in_runs``) a pool worker's task;
+        progress moves through ``span`` meanwhile."""
         self._phase = (message, *span, self._bytes_read())
         if self.pool is None:
-            return [function(*args, report=self._report) for args in arguments]
-        futures: list[Future[T]] = [self.pool.submit(_in_worker, function, *args) for args in arguments]
+            return run_in_turn(function, arguments, self._report)
+        runs = in_runs(arguments, self.workers)
+        futures: list[Future[list[T]]] = [
+            self.pool.submit(_in_worker, run_in_turn, function, run) for run in runs
+        ]
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
@@ -372,7 +474,7 @@ class _Runner:
                 if future.exception() is not None:
                     raise future.exception()  # type: ignore[misc]
             self._report(0)
-        return [future.result() for future in futures]
+        return [result for future in futures for result in future.result()]
 
     def _bytes_read(self) -> int:
         return self._read if self.counter is None else int(self.counter.value)

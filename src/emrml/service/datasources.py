@@ -27,6 +27,7 @@ from emrml.service.operations import (
     timing_members,
 )
 from emrml.service.validation import optional_string, require_id, require_string
+from emrml.storage import locations
 
 if TYPE_CHECKING:
     from emrml.service.app import EmrML
@@ -65,6 +66,9 @@ def create_data_source_from_s3(app: EmrML, request: Request) -> Response:
     check_location(app, spec["DataLocationS3"], member="DataLocationS3")
     if not (spec.get("DataSchema") or spec.get("DataSchemaLocationS3")):
         check_schema_beside(app, spec["DataLocationS3"])
+    # An empty folder or prefix is refused now rather than by a FAILED datasource (it is listed up to its
+    # first file, none opened; a missing location, or the store's error, is the job's to report).
+    locations.check_holds_files(spec["DataLocationS3"])
     return _create(app, request, spec["DataLocationS3"], spec)
 
 

@@ -103,15 +103,16 @@ def _stage_sql(entity: DataSource, context: JobContext) -> Schema:
 
 def spark_of(context: JobContext) -> Any:
     """The process's SparkSession when jobs run on Spark (setting ``engine``), else None; the Spark jobs
-    run for this job from here on are recorded in its row (the jobs browser shows them), and cancelled
-    once the job is to stop."""
+    run for this job from here on are recorded in its row (the jobs browser shows them), their executors'
+    CPU time counted in its ComputeTime, and they are cancelled once the job is to stop."""
     if context.settings.engine != "spark":
         return None
-    from emrml.engine.spark.runner import SPARK_JOBS, SPARK_STOP
-    from emrml.engine.spark.session import spark_session
+    from emrml.engine.spark.runner import SPARK_CPU, SPARK_JOBS, SPARK_STOP
+    from emrml.engine.spark.session import hold
 
     SPARK_JOBS.set(context.record_spark_jobs)
     SPARK_STOP.set(context.raise_if_stopped)
+    SPARK_CPU.set(context.add_executor_cpu)
     # The application's start takes 10-30 s when its JVM starts too (a job's own worker, a server's first
     # job): the job says so meanwhile rather than stand at its progress with no message.
     started: list[str] = []
@@ -120,7 +121,9 @@ def spark_of(context: JobContext) -> Any:
         started.append(message)
         context.note(message)
 
-    spark = spark_session(context.settings, starting=starting)
+    # Held until the job ends: a job with other Spark settings waits for it rather than stop its application.
+    spark, release = hold(context.settings, starting=starting, check_stop=context.raise_if_stopped)
+    context.on_end(release)
     if started:
         context.note(None)  # started: the job's steps report what they do from here on
     return spark

@@ -9,6 +9,7 @@ stops at its next progress point (``JobStopped``), and what it wrote is removed 
 
 from __future__ import annotations
 
+import contextvars
 import errno
 import json
 import logging
@@ -103,6 +104,10 @@ class JobContext:
     stopped: threading.Event = field(default_factory=threading.Event, repr=False)
     #: While a fenced step runs: until when the attempt holds the job whatever its heartbeats (``fenced``).
     held_until: float = field(default=0.0, repr=False)
+    #: CPU seconds spent on the job outside this process: by a Spark application's executors, on its tasks.
+    executor_cpu_seconds: float = field(default=0.0, repr=False)
+    #: What the job lets go of as it ends, however it ends (``on_end``): the Spark application it holds.
+    _on_end: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -173,6 +178,19 @@ class JobContext:
         """Add Spark jobs the job ran (on the Spark engine) to its row, with their application."""
         self._spark_jobs.extend(job_ids)
         self.write(spark_application=application, spark_jobs=json.dumps(self._spark_jobs))
+
+    def add_executor_cpu(self, seconds: float) -> None:
+        """Count ``seconds`` of CPU time that executors spent on the job's Spark tasks in its ComputeTime."""
+        self.executor_cpu_seconds += seconds
+
+    def on_end(self, release: Callable[[], None]) -> None:
+        """Have ``release`` called once the job ends, completed or not."""
+        self._on_end.append(release)
+
+    def end(self) -> None:
+        """Call what ``on_end`` registered, last first."""
+        while self._on_end:
+            self._on_end.pop()()
 
     def raise_if_stopped(self) -> None:
         """Raise ``JobStopped`` once the job is to stop (``stopped``); writes nothing."""
@@ -361,12 +379,14 @@ def run_job_in_this_process(
     cpu_start = cpu_seconds()
     values: dict[str, Any] | None = None
     try:
-        fields = JOB_FUNCTIONS[kind](context)
+        # In a context of its own: what a job sets for its thread (the Spark runner's callbacks into this
+        # context) ends with it, not with the thread, which runs the next job of a pipeline.
+        fields = contextvars.copy_context().run(JOB_FUNCTIONS[kind], context)
         values = {
             "status": "COMPLETED",
             "message": None,
             "progress": 1.0,
-            "compute_time": int((cpu_seconds() - cpu_start) * 1000),
+            "compute_time": int((cpu_seconds() - cpu_start + context.executor_cpu_seconds) * 1000),
             **fields,
         }
     except JobStopped:
@@ -390,6 +410,7 @@ def run_job_in_this_process(
             values = {"status": "FAILED", "message": internal_failure(settings, kind, entity_id)}
     finally:
         stop.set()
+        context.end()
     status = None if values is None else _record_outcome(context, values)
     if status == "FAILED":
         # An earlier attempt that died may have left results this one did not replace.

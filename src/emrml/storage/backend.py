@@ -74,6 +74,10 @@ class Backend(Protocol):
 
     def list_folder(self, location: str, token: str | None, limit: int) -> Folder: ...
 
+    def holds_no_file(self, location: str) -> bool:
+        """Whether ``location`` is a folder (an S3 prefix) below which ``list`` would find no file."""
+        ...
+
     def atomic_write(self, location: str, commit: Commit = commit_now) -> AbstractContextManager[BinaryIO]:
         """A writable stream whose bytes appear at ``location`` only when the block exits without error;
         the step that makes them appear (a rename, an upload's completion) runs through ``commit``."""

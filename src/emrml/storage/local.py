@@ -202,6 +202,22 @@ class LocalBackend:
         files.sort(key=lambda ref: ref.key)
         return files
 
+    def holds_no_file(self, location: str) -> bool:
+        """Whether ``location`` is a directory below which ``list`` would find no file (no file is opened,
+        so none is guarded); the walk stops at the first one."""
+        root = local_path(location)
+        if not os.path.isdir(root):
+            return False
+        for directory, subdirectories, names in os.walk(root, onerror=_raise):
+            subdirectories[:] = [d for d in subdirectories if not d.startswith(".")]
+            for name in filter(visible, names):
+                try:
+                    if stat.S_ISREG(os.stat(os.path.join(directory, name)).st_mode):
+                        return False
+                except FileNotFoundError:  # a dangling symbolic link, or removed meanwhile
+                    continue
+        return True
+
     def open(self, location: str) -> BinaryIO:
         path = local_path(location)
         if location.endswith("/") or os.path.isdir(path):

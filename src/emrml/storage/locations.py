@@ -42,9 +42,10 @@ if TYPE_CHECKING:
 TEXT_MAX_BYTES = 131071 * 4
 
 #: ``open_files`` reads up to this many S3 objects ahead of the one being read, at once, each read whole
-#: when it holds at most ``READ_AHEAD_OBJECT_BYTES`` (larger ones are streamed in their turn): S3 answers a
-#: request in tens of milliseconds, so a datasource of many small objects read one after the other spent
-#: its time waiting. Memory: at most their product (8 MiB) beyond the object being read.
+#: when it holds at most ``READ_AHEAD_OBJECT_BYTES``; a larger next object has its GET sent (its first bytes
+#: wait on the connection until read): S3 answers a request in tens of milliseconds, so a datasource of many
+#: objects read one after the other spent its time waiting. Memory: at most their product (8 MiB) beyond
+#: the object being read.
 READ_AHEAD_OBJECTS = 8
 READ_AHEAD_OBJECT_BYTES = 1 << 20
 
@@ -80,6 +81,24 @@ def list_files(location: str, *, what: str = "DataLocationS3") -> list[FileRef]:
     return files
 
 
+def check_holds_files(location: str, *, what: str = "DataLocationS3") -> None:
+    """InvalidInputException when ``location`` is a folder or S3 prefix that holds no data file (none at
+    all, or hidden files and ``.schema`` files only), which a datasource could only fail on: told when it
+    is asked for, not by a FAILED datasource. A location that does not exist, and one the store does not
+    list (its error), pass: the job that reads it reports them as it does any file's."""
+    backend = _backend(location)
+    try:
+        empty = backend.holds_no_file(location)
+    except OSError:
+        return
+    if empty:
+        kind = "S3 prefix" if backend is _S3 else "folder"
+        raise InvalidInputException(
+            f"{what} '{location}' holds no file: the {kind} is empty, or holds only hidden files and schema "
+            "(.schema) files; a datasource reads at least one data file"
+        )
+
+
 def open_binary(location: str, *, what: str = "location", start: int = 0) -> BinaryIO:
     """The raw (still compressed, if it is) bytes of the file ``location``, buffered in 1 MiB blocks, from
     byte ``start`` (for an S3 object, the first request asks for the bytes from there)."""
@@ -98,14 +117,15 @@ def open_binary(location: str, *, what: str = "location", start: int = 0) -> Bin
 def open_files(files: list[FileRef], *, what: str = "DataLocationS3") -> Iterator[BinaryIO]:
     """The raw streams of ``files`` (as ``open_binary``), in their order, each opened when the one before
     it is asked for; the caller closes each. The next small S3 objects are read meanwhile
-    (``READ_AHEAD_OBJECTS``), each pinned to the version its listing found; an object that cannot be
-    read raises when its turn comes, as ``open_binary`` would. Stopping early drops what was read ahead."""
+    (``READ_AHEAD_OBJECTS``), and the next object opened whatever its size, each pinned to the version its
+    listing found; an object that cannot be read raises when its turn comes, as ``open_binary`` would.
+    Stopping early drops what was read ahead."""
     ahead: dict[int, Future[BinaryIO]] = {}
     with ThreadPoolExecutor(READ_AHEAD_OBJECTS, thread_name_prefix="emrml-read-ahead") as pool:
         try:
             for index, file in enumerate(files):
                 for later in range(index, min(index + READ_AHEAD_OBJECTS, len(files))):
-                    if later not in ahead and _read_ahead(files[later]):
+                    if later not in ahead and _read_ahead(files[later], later - index):
                         ahead[later] = pool.submit(_open_listed, files[later], what, READ_AHEAD_OBJECT_BYTES)
                 opening = ahead.pop(index, None)
                 yield opening.result() if opening is not None else _open_listed(file, what, 0)
@@ -117,8 +137,8 @@ def open_files(files: list[FileRef], *, what: str = "DataLocationS3") -> Iterato
                     opening.result().close()
 
 
-def _read_ahead(file: FileRef) -> bool:
-    return file.uri.startswith("s3://") and file.size <= READ_AHEAD_OBJECT_BYTES
+def _read_ahead(file: FileRef, distance: int) -> bool:
+    return file.uri.startswith("s3://") and (file.size <= READ_AHEAD_OBJECT_BYTES or distance <= 1)
 
 
 def _open_listed(file: FileRef, what: str, whole_up_to: int) -> BinaryIO:
@@ -392,6 +412,24 @@ class S3Backend:
     def is_folder(self, location: str) -> bool:
         bucket, key = split(location)
         return not key or (self.store.head(bucket, key) is None and self.store.exists(location))
+
+    def holds_no_file(self, location: str) -> bool:
+        """Whether ``location`` is a prefix under which no object is a data file: nothing under a location
+        ending in ``/`` (or a bucket), or hidden objects and schemas only. A key with neither an object nor
+        anything under ``key/`` is a missing object instead (False). Listed up to its first data file."""
+        bucket, key = split(location)
+        named_prefix = not key or key.endswith("/")
+        if not named_prefix:
+            if self.store.head(bucket, key) is not None:
+                return False
+            key += "/"
+        listed = False
+        for entry in self.store.iter_objects(bucket, key):
+            listed = True
+            name = entry["Key"][len(key) :]
+            if name and not name.endswith("/") and visible(name):
+                return False
+        return listed or named_prefix
 
     def list_folder(self, location: str, token: str | None, limit: int) -> Folder:
         bucket, key = split(location)

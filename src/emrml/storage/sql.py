@@ -170,6 +170,77 @@ def for_copy(query: str) -> str:
     return text + "\n"
 
 
+_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\x80-\U0010ffff][A-Za-z0-9_\x80-\U0010ffff]*)?\$")
+
+
+def postgresql_statement(query: str) -> str:
+    """``for_copy`` of ``query`` less the semicolons and comments that end it (``SELECT …; -- note``, which
+    psql runs, was a syntax error at the ``;`` once wrapped in parentheses), by PostgreSQL's lexical rules.
+    """
+    return for_copy(query[: _postgresql_end(query)])
+
+
+def _postgresql_end(query: str) -> int:
+    """Where the text of ``query`` ends that is neither blanks, semicolons nor comments after it: ``'…'``
+    and ``E'…'`` strings, ``"…"`` names and ``$tag$…$tag$`` bodies are skipped whole, ``--`` and (nested)
+    ``/* */`` comments are not text. The whole length when a string or comment is never closed (the server
+    then says what is wrong)."""
+    length, position, end = len(query), 0, 0
+    while position < length:
+        char = query[position]
+        if char.isspace() or char == ";":
+            position += 1
+        elif query.startswith("--", position):
+            newline = query.find("\n", position)
+            position = length if newline < 0 else newline + 1
+        elif query.startswith("/*", position):
+            depth, position = 1, position + 2
+            while position < length and depth:
+                step = query[position : position + 2]
+                depth += (step == "/*") - (step == "*/")
+                position += 2 if step in ("/*", "*/") else 1
+            if depth:
+                return length
+        else:
+            closed = _token_end(query, position)
+            if closed is None:
+                return length
+            position = end = closed
+    return end
+
+
+def _token_end(query: str, position: int) -> int | None:
+    """The end of the string, name, dollar-quoted body or character at ``position``; None when unclosed."""
+    char = query[position]
+    word_before = position > 0 and (query[position - 1].isalnum() or query[position - 1] == "_")
+    if char == "'":
+        # An E'…' string escapes with backslashes; any string doubles its quotes.
+        escapes = (
+            word_before
+            and query[position - 1] in "eE"
+            and not (position > 1 and (query[position - 2].isalnum() or query[position - 2] == "_"))
+        )
+        position += 1
+        while position < len(query):
+            if escapes and query[position] == "\\":
+                position += 2
+            elif query[position] == "'":
+                if not query.startswith("''", position):
+                    return position + 1
+                position += 2
+            else:
+                position += 1
+        return None
+    if char == '"':
+        closing = query.find('"', position + 1)  # a doubled "" reads as two names in a row: same extent
+        return None if closing < 0 else closing + 1
+    tag = _DOLLAR_TAG.match(query, position) if char == "$" and not word_before else None
+    if tag is not None:
+        closing = query.find(tag.group(0), tag.end())
+        return None if closing < 0 else closing + len(tag.group(0))
+    return position + 1
+
+
 def check_select(query: str) -> None:
     """A SelectSqlQuery must be a query: SELECT or WITH (the read-only transaction is the real guard)."""
     match = _FIRST_WORD.match(query)
@@ -214,27 +285,16 @@ def _clean(error: BaseException) -> str:
     return text
 
 
-def _described_mysql(connection: Any, query: str) -> list[str] | None:
+def _described_mysql(connection: Any, source: SqlSource, query: str) -> list[str]:
     """The result's TIMESTAMP columns (``_utc_timestamps``); DataError for a DECIMAL result column with
     more digits after the point than the MySQL driver reads, which it would round off without a word
-    (DECIMAL(38,20)'s 0.12345678901234567890 staged as 0.1234567890).
-
-    The columns are described without running the query: as a derived table with LIMIT 0, which the server
-    answers from the query's plan. None when the query cannot be described so.
-    """
-    import pymysql
+    (DECIMAL(38,20)'s 0.12345678901234567890 staged as 0.1234567890), and for a query the server refuses
+    (its error on the query as written)."""
     from pymysql.constants import FIELD_TYPE
 
     with connection.cursor() as cursor:
         cursor.execute("SET SESSION TRANSACTION READ ONLY")
-        try:
-            cursor.execute(f"SELECT * FROM ({for_copy(query)}) AS emrml_result LIMIT 0")
-        except pymysql.Error:
-            # A derived table refuses some queries the server runs (two columns of one name, a semicolon
-            # followed by a comment): the driver runs such a query as written, and its own error or the
-            # column checks speak for it.
-            return None
-        description = cursor.description or ()
+    description = _mysql_description(connection, source, query)
     for name, type_code, _, _, _, scale, _ in description:
         if type_code in (FIELD_TYPE.DECIMAL, FIELD_TYPE.NEWDECIMAL) and scale > MYSQL_DECIMAL_SCALE:
             quoted = "`" + name.replace("`", "``") + "`"
@@ -245,6 +305,33 @@ def _described_mysql(connection: Any, query: str) -> list[str] | None:
                 f"about 16 significant digits, anyway) or ROUND({quoted}, {MYSQL_DECIMAL_SCALE})"
             )
     return [name for name, type_code, *_ in description if type_code == FIELD_TYPE.TIMESTAMP]
+
+
+def _mysql_description(connection: Any, source: SqlSource, query: str) -> tuple[tuple[Any, ...], ...]:
+    """The result's columns as the server describes them (pymysql's ``cursor.description``), without
+    running the query: as a derived table with LIMIT 0, which the server answers from the query's plan.
+    A derived table refuses some queries the server runs as written (a semicolon followed by a comment, two
+    columns of one name): those are described as written, under ``sql_select_limit`` 0, which the server
+    answers the same way; only a LIMIT of the query's own outranks it, whose rows are then read (one at a
+    time) and dropped. DataError with the server's error when it refuses the query as written: told of
+    the query the user wrote (the MySQL driver's own error would quote the LIMIT it adds to it)."""
+    import pymysql
+    from pymysql.cursors import SSCursor
+
+    with connection.cursor() as cursor:
+        try:
+            cursor.execute(f"SELECT * FROM ({for_copy(query)}) AS emrml_result LIMIT 0")
+            return cursor.description or ()
+        except pymysql.Error:
+            pass
+    with connection.cursor(SSCursor) as cursor:
+        try:
+            cursor.execute("SET SESSION sql_select_limit = 0")
+            cursor.execute(query)
+            return cursor.description or ()
+        except pymysql.Error as exc:
+            code, reason = exc.args if len(exc.args) == 2 else ("", str(exc))  # pymysql's: (code, message)
+            raise DataError(f"SelectSqlQuery failed on {source.what}: ERROR {code}: {reason}") from None
 
 
 def _utc_timestamps(reader: pa.RecordBatchReader, names: list[str]) -> pa.RecordBatchReader:
@@ -291,7 +378,7 @@ def _mysql_batches(source: SqlSource, query: str) -> Iterator[pa.RecordBatchRead
         reason = exc.args[1] if len(exc.args) == 2 else str(exc)  # pymysql's args: (code, message)
         raise DataError(f"cannot connect to {source.what}: {reason}") from None
     try:
-        timestamps = _described_mysql(connection, query)
+        timestamps = _described_mysql(connection, source, query)
     finally:
         connection.close()
     try:
@@ -310,15 +397,7 @@ def _mysql_batches(source: SqlSource, query: str) -> Iterator[pa.RecordBatchRead
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
         raise DataError(f"SelectSqlQuery failed on {source.what}: {_clean(exc)}") from None
-    decimal = next((field.name for field in reader.schema if pa.types.is_decimal(field.type)), None)
-    if timestamps is None and decimal is not None:
-        # Its digits after the point were not counted: it might be rounded off.
-        raise DataError(
-            f"SelectSqlQuery column {decimal!r} is a DECIMAL whose digits after the point could not be "
-            "counted, as the query cannot be read as a subquery (SELECT * FROM (query) AS q); without a "
-            "comment after its semicolon it can be, or convert the column, e.g. CAST(... AS DOUBLE)"
-        )
-    yield _guarded(_utc_timestamps(reader, timestamps or []), source)
+    yield _guarded(_utc_timestamps(reader, timestamps), source)
 
 
 @contextmanager
@@ -339,7 +418,7 @@ def _postgresql_batches(source: SqlSource, query: str) -> Iterator[pa.RecordBatc
         with connection.cursor() as cursor:
             try:
                 cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(16 << 20)})
-                cursor.execute(for_copy(query))
+                cursor.execute(postgresql_statement(query))
                 reader = cursor.fetch_record_batch()
             except adbc.Error as exc:
                 raise DataError(f"SelectSqlQuery failed on {source.what}: {_clean(exc)}") from None

@@ -129,7 +129,7 @@
 
   // ------------------------------------------------------------------------------------ evaluation
 
-  // The same arithmetic as emrml/console/thresholds.py and `emrml evaluation show --threshold`.
+  // The same arithmetic as emrml/console/thresholds.py and `emrml evaluation show --score-threshold`.
   function atThreshold(metrics, threshold) {
     var table = metrics.thresholdTable, current = 0;
     for (var i = 1; i < table.length; i++) {

@@ -2,9 +2,11 @@
 
 ``SparkRunner.map`` has the signature of ``engine.batch._Runner.map``: the engines plan the same units of
 work (whole files, record-aligned byte ranges) and run the same functions on them (``count_quotes``,
-``count_unit``, ``run_unit``, ``summarize_unit``); only where the functions run differs. Each tuple is one
-task; results come back in order. Progress is the share of the job's tasks done, read from Spark's status
-tracker on a thread while the driver waits.
+``count_unit``, ``run_unit``, ``summarize_unit``); only where the functions run differs. Each run of
+consecutive tuples (``engine.units.in_runs``: a few runs an executor core) is one task, which reads the next
+objects of its run ahead while it works on one (``engine.units.run_in_turn``); results come back in order.
+Progress is the share of the job's tasks done, read from Spark's status tracker on a thread while the
+driver waits.
 
 Every task first takes the driver's storage settings (the S3 endpoint, encryption; key files are
 named, each executor reads its own), so tasks read and write the same locations the driver names.
@@ -25,24 +27,28 @@ application left without any executor (its only worker died, or no worker has th
 asks for) would wait for one for ever, the job INPROGRESS with its heartbeat going: after
 ``spark_executor_wait_seconds`` the step's jobs are cancelled and it fails saying so (meanwhile its
 progress message says that it waits, and until when). A driver JVM that dies under a step (killed, most
-often for memory) fails it saying so, not as a bare connection error.
+often for memory) fails it saying so, not as a bare connection error. Each step adds its executors' CPU
+time on its tasks to the job's ComputeTime (``SPARK_CPU``; ``compute``): their Python workers' through the
+``counted`` partition functions, their JVMs' from the stages of the step's Spark jobs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from emrml import errors
 from emrml.core.arrow import skip_pandas_probe
+from emrml.engine.spark.compute import Seconds, counted, stage_cpu_seconds
 from emrml.engine.spark.session import (
     SparkEngineError,
     driver_exit_error,
@@ -63,10 +69,16 @@ SPARK_JOBS: ContextVar[Callable[[str, list[int]], None] | None] = ContextVar("em
 #: over, the server stopping), set by the service (``service.tasks.spark_of``): the watcher thread then
 #: cancels the step's Spark jobs, whether the step reports progress or not, so the job's thread returns.
 SPARK_STOP: ContextVar[Callable[[], None] | None] = ContextVar("emrml_spark_stop", default=None)
+#: Where the runner adds the CPU seconds the executors spent on each step's tasks (``compute``): set by the
+#: service for the job running on this thread (``service.tasks.spark_of``), for its ComputeTime.
+SPARK_CPU: ContextVar[Callable[[float], None] | None] = ContextVar("emrml_spark_cpu", default=None)
 
 #: "emrml.errors.DataError: message" as the last line of a task's Python traceback.
 _EMRML_ERROR = re.compile(r"emrml\.errors\.(\w+): (.*)")
+#: A task whose Python worker has no emrml, or another version of it.
+_NO_EMRML = re.compile(r"(ModuleNotFoundError|ImportError): .*\bemrml\b.*")
 _POLL_SECONDS = 0.5
+_logger = logging.getLogger(__name__)
 
 
 def in_executor(storage: dict[str, Any], guards: tuple[Check | None, Check | None]) -> None:
@@ -169,6 +181,15 @@ class SparkRunner:
         self._stopped: BaseException | None = None
         #: The running job's ``TaskFailure``s, as its tasks end (an accumulator, made by ``job``).
         self._failures: Any = None
+        #: The CPU seconds of the executors' Python workers on the tasks of ``counted`` functions, and how
+        #: much of it was reported; the stages whose JVM CPU time was (``compute``).
+        self._seconds = session.sparkContext.accumulator(0.0, Seconds())
+        self._seconds_reported = 0.0
+        self._counted_stages: set[int] = set()
+
+    def counted(self, function: Callable[..., Iterable[T]]) -> Callable[..., Iterator[T]]:
+        """``function``, a partition's, its Python worker's CPU time counted for the job (``compute``)."""
+        return counted(self._seconds, function)
 
     def progress(self, fraction: float, message: str | None) -> None:
         """Report the job's progress (steps and their callers report through here)."""
@@ -189,13 +210,19 @@ class SparkRunner:
         message: str,
         span: tuple[float, float],
     ) -> list[T]:
-        """``function(*args, report=None)`` for each tuple, as the tasks of one Spark job."""
+        """``function(*args, report=None)`` for each tuple, runs of them the tasks of one Spark job."""
         if not arguments:
             return []
+        from emrml.engine.units import in_runs, run_in_turn
+
         with self.job(message, span):
-            rdd = self.session.sparkContext.parallelize(list(arguments), len(arguments))
-            call = functools.partial(_call, function, storage_settings(), current_guards(), self._failures)
-            return raise_failures(rdd.map(call).collect())
+            context = self.session.sparkContext
+            runs = [(run,) for run in in_runs(arguments, context.defaultParallelism)]
+            rdd = context.parallelize(runs, len(runs))
+            in_turn = functools.partial(run_in_turn, function)
+            call = functools.partial(_call, in_turn, storage_settings(), current_guards(), self._failures)
+            done = rdd.mapPartitions(self.counted(functools.partial(map, call))).collect()
+            return [result for run in raise_failures(done) for result in run]
 
     @contextlib.contextmanager
     def job(self, message: str, span: tuple[float, float] | None) -> Iterator[None]:
@@ -208,7 +235,6 @@ class SparkRunner:
         self._failures = context.accumulator([], _FirstFailures())
         # The job's progress message names the application, and so does its row from the start of its
         # first step (its Spark jobs are added as they end), so the jobs browser shows where it runs.
-        message = f"{message} (Spark application {context.applicationId})"
         record = SPARK_JOBS.get()
         if record is not None:
             record(str(context.applicationId), [])
@@ -242,6 +268,25 @@ class SparkRunner:
                 job_ids = []  # the driver is gone, and what it ran with it: the step fails saying so
             if record is not None and job_ids:
                 record(str(context.applicationId), job_ids)
+            self._report_cpu(context, job_ids)
+
+    def _report_cpu(self, context: Any, job_ids: list[int]) -> None:
+        """Add the executors' CPU time on the step's tasks to the job's (``SPARK_CPU``)."""
+        add = SPARK_CPU.get()
+        if add is None:
+            return
+        python = float(self._seconds.value)
+        try:
+            jvm = stage_cpu_seconds(context, job_ids, self._counted_stages)
+        except Exception as exc:
+            # A measure must not fail the job, nor hide why its step failed: its JVM part is left out.
+            if not lost_driver(exc):  # else the driver is gone, and its record of the stages with it
+                _logger.warning(
+                    "could not read the executors' CPU time of Spark jobs %s", job_ids, exc_info=True
+                )
+            jvm = 0.0
+        add(python - self._seconds_reported + jvm)
+        self._seconds_reported = python
 
     def _watch(
         self,
@@ -269,6 +314,10 @@ class SparkRunner:
         context = self.session.sparkContext
         tracker = context.statusTracker()
         patience, seen = executor_wait_seconds(), time.monotonic()
+        application = context.applicationId
+        #: The share of the step's tasks done, as last reported: a stage run again (the output of a lost
+        #: executor) counts its tasks anew, and the job's progress must not go back meanwhile.
+        share = 0.0
         while not done.wait(_POLL_SECONDS):
             failures = self._failures.value
             if failures:  # bad data: the step fails with it whatever the other tasks find
@@ -286,11 +335,7 @@ class SparkRunner:
             if _has_executors(context):
                 seen = time.monotonic()
             elif (waited := time.monotonic() - seen) > patience:
-                self._stopped = SparkEngineError(
-                    f"the Spark application {context.applicationId} has had no executor for {patience:g} s "
-                    f"(its workers are gone, or none has the cores and memory it asks for), so the job was "
-                    f"stopped: check the cluster at {context.master} (setting spark_executor_wait_seconds)"
-                )
+                self._stopped = SparkEngineError(_no_executor(application, str(context.master), patience))
                 context.cancelJobGroup(group)
                 return
             finished = total = 0
@@ -302,10 +347,13 @@ class SparkRunner:
                         finished += stage.numCompletedTasks
                         total += stage.numTasks
             fraction: float | None = None
-            if total and span is not None:
-                low, high = span
-                fraction = low + (high - low) * finished / total
-            shown = message
+            shown = f"{message} (Spark application {application})"
+            if total:
+                share = max(share, finished / total)
+                shown = f"{message} ({finished} of {total} Spark tasks done, application {application})"
+                if span is not None:
+                    low, high = span
+                    fraction = low + (high - low) * share
             if waited >= _POLL_SECONDS:
                 # Said, else the job sat at its last progress as if it worked, until it failed.
                 if fraction is None:  # no task seen yet, or a step whose caller reports its progress
@@ -313,7 +361,7 @@ class SparkRunner:
                 # First: a progress bar shows the message's start.
                 shown = (
                     f"waiting for an executor ({waited:.0f} s; the job fails at {patience:g} s, setting "
-                    f"spark_executor_wait_seconds): {message}"
+                    f"spark_executor_wait_seconds): {shown}"
                 )
             if fraction is None:
                 continue
@@ -323,6 +371,24 @@ class SparkRunner:
                 self._stopped = exc
                 context.cancelJobGroup(group)
                 return
+
+
+def _no_executor(application: str, master: str, patience: float) -> str:
+    """Why a step was stopped for want of an executor, and what to look at."""
+    message = (
+        f"the Spark application {application} has had no executor for {patience:g} s (its workers are gone, "
+        f"or none has the cores and memory it asks for), so the job was stopped: check the cluster at "
+        f"{master} (setting spark_executor_wait_seconds)"
+    )
+    if master.startswith("spark://"):
+        # A standalone master gives an application every free core unless told otherwise: a long-running
+        # server's application keeps them all, idle or not, and the next application gets none.
+        message += (
+            "; on a standalone cluster an application takes every free core unless spark.cores.max limits "
+            "it, so another one (a long-running emrml serve, another emrml process) may hold them all: give "
+            "each spark.cores.max in setting spark_conf"
+        )
+    return message
 
 
 def _has_executors(context: Any) -> bool:
@@ -342,4 +408,13 @@ def _task_error(exc: Exception) -> errors.AmazonMLError:
         kind = getattr(errors, name, None)
         if isinstance(kind, type) and issubclass(kind, errors.AmazonMLError):
             return kind(message)  # type: ignore[no-any-return]
-    return SparkEngineError(f"the Spark job failed: {one_line(exc)}")
+    reason = one_line(exc)
+    if _NO_EMRML.fullmatch(reason):
+        # The executors' Python is not the driver's (a node without emrml, or with another version of it):
+        # "No module named ..." alone reads as a fault of emrml's.
+        return SparkEngineError(
+            f"the Spark job failed: the executors' Python could not import emrml's code ({reason}): it must "
+            "have the same emrml as the driver: install it on every node, and name its interpreter in "
+            "spark.pyspark.python of setting spark_conf (docs/spark.md)"
+        )
+    return SparkEngineError(f"the Spark job failed: {reason}")

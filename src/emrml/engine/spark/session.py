@@ -2,7 +2,8 @@
 
 One ``SparkSession`` per process (Spark allows one ``SparkContext`` per JVM): ``spark_session`` creates
 it on first use and returns it afterwards, so a server keeps one application for all its jobs and a job
-worker pays the JVM's start once.
+worker pays the JVM's start once. A job holds the application while it runs (``hold``): one whose settings
+ask for another application waits for the jobs on the current one to end instead of stopping it under them.
 
 Set up here, because the defaults do not fit emrml:
 
@@ -57,6 +58,13 @@ _logger = logging.getLogger(__name__)
 _LOCK = threading.Lock()
 _session: Any = None
 _key: tuple[Any, ...] | None = None
+#: The running application's master, as its settings name it.
+_master = ""
+#: Jobs running on the application (``hold``): an application with other settings waits for them to end.
+_holders = 0
+_released = threading.Condition(_LOCK)
+#: How often a job waiting for the application's jobs to end looks whether it is to stop.
+_HOLD_POLL_SECONDS = 1.0
 _executor_wait = 300.0
 _log = Path("spark.log")
 #: How long a call that lost its connection to the driver waits for the driver's JVM to end.
@@ -181,55 +189,109 @@ def check_master(settings: Settings) -> None:
 
 def spark_session(settings: Settings, starting: Callable[[str], None] | None = None) -> Any:
     """The process's SparkSession for these settings (made on first use). ``starting`` is told, before
-    the application is started (10–30 s when its JVM starts too), what the job waits for meanwhile."""
-    global _session, _key, _executor_wait, _log
+    the application is started (10–30 s when its JVM starts too), what the job waits for meanwhile. An
+    application with other settings is stopped, jobs running on it or not: a job holds it with ``hold``."""
+    with _LOCK:
+        return _session_for(settings, starting)
+
+
+def hold(
+    settings: Settings,
+    starting: Callable[[str], None] | None = None,
+    check_stop: Callable[[], None] | None = None,
+) -> tuple[Any, Callable[[], None]]:
+    """``spark_session`` for a job, and the function to call once the job is done with it.
+
+    Spark runs one application per process. While jobs hold it, a job whose settings ask for another one
+    (another master, other options) waits until they have ended, ``starting`` told why, ``check_stop``
+    called every second (it raises when the job is to stop): stopping the application would fail the
+    running jobs, and a second one cannot run beside it. Jobs with the running application's settings
+    start meanwhile."""
+    global _holders
+    with _LOCK:
+        key, told = _key_of(settings), False
+        while _holders and _session is not None and _key != key and not _stopped(_session):
+            if driver_exited():
+                break
+            if check_stop is not None:
+                check_stop()
+            if starting is not None and not told:
+                told = True
+                starting(
+                    f"waiting for the jobs running on the Spark application (master {_master}) to end: "
+                    f"this job's Spark settings (master {settings.spark_master}) are not theirs, and a "
+                    "process runs one application at a time"
+                )
+            _released.wait(_HOLD_POLL_SECONDS)
+        spark = _session_for(settings, starting)
+        _holders += 1
+    released = threading.Event()
+
+    def release() -> None:
+        global _holders
+        with _LOCK:
+            if not released.is_set():
+                released.set()
+                _holders -= 1
+                _released.notify_all()
+
+    return spark, release
+
+
+def _key_of(settings: Settings) -> tuple[Any, ...]:
+    """What tells one application's settings from another's."""
+    return (settings.spark_master, tuple(sorted(settings.spark_conf.items())), settings.spark_encryption)
+
+
+def _session_for(settings: Settings, starting: Callable[[str], None] | None) -> Any:
+    """``spark_session``, called with ``_LOCK`` held."""
+    global _session, _key, _executor_wait, _log, _master
     _executor_wait = settings.spark_executor_wait_seconds
     _log = driver_log(settings)
-    key = (settings.spark_master, tuple(sorted(settings.spark_conf.items())), settings.spark_encryption)
-    with _LOCK:
-        try:
-            from pyspark import SparkConf, SparkContext
-        except ImportError:
-            raise SparkEngineError(f"the Spark engine needs pyspark: {INSTALL_HINT}") from None
-        if _session is not None and driver_exited():
-            _forget_driver()  # a server's next job starts a new driver, as a job worker would
-            _session = None
-        if _session is not None and _key == key and not _stopped(_session):
-            return _session
-        if _session is not None:
-            _session.stop()
-            _session, _key = None, None
-        if SparkContext._gateway is not None:
-            _restart_if_driver_options_changed(settings)
-        if starting is not None:
-            starting(f"starting the Spark application (master {settings.spark_master})")
-        check_master(settings)
-        if _loopback(settings.spark_master):
-            os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
-        effective = spark_conf(settings)
-        _write_log_config(settings)
-        # A SparkContext made in a running Python takes its executors' interpreter from PYSPARK_PYTHON,
-        # else "python3" on the PATH: spark.pyspark.python is read only by spark-submit. Without this, an
-        # emrml run from a virtual environment that is not activated has tasks that cannot import emrml.
-        os.environ["PYSPARK_PYTHON"] = effective["spark.pyspark.python"]
-        conf = SparkConf().setAll(list(effective.items()))
-        log = driver_log(settings)
-        start = log.stat().st_size if log.exists() else 0
-        try:
-            if SparkContext._gateway is None:  # one JVM per process, kept after a context stops
-                _launch_driver(conf, log)
-                _driver_options.clear()
-                _driver_options.update(driver_options(settings))
-            pylogs.route_to(log)
-            with warnings.catch_warnings():  # pyspark's about pandas versions: emrml's tasks use no pandas
-                warnings.simplefilter("ignore", FutureWarning)
-                _session = _new_session(conf)
-        except Exception as exc:
-            reason = launch_failure(log, start) or one_line(exc)
-            raise SparkEngineError(start_failure(settings, reason)) from None
-        pylogs.quiet_accumulator_server(_session.sparkContext)
-        _key = key
+    key = _key_of(settings)
+    try:
+        from pyspark import SparkConf, SparkContext
+    except ImportError:
+        raise SparkEngineError(f"the Spark engine needs pyspark: {INSTALL_HINT}") from None
+    if _session is not None and driver_exited():
+        _forget_driver()  # a server's next job starts a new driver, as a job worker would
+        _session = None
+    if _session is not None and _key == key and not _stopped(_session):
         return _session
+    if _session is not None:
+        _session.stop()
+        _session, _key = None, None
+    if SparkContext._gateway is not None:
+        _restart_if_driver_options_changed(settings)
+    if starting is not None:
+        starting(f"starting the Spark application (master {settings.spark_master})")
+    check_master(settings)
+    if _loopback(settings.spark_master):
+        os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
+    effective = spark_conf(settings)
+    _write_log_config(settings)
+    # A SparkContext made in a running Python takes its executors' interpreter from PYSPARK_PYTHON,
+    # else "python3" on the PATH: spark.pyspark.python is read only by spark-submit. Without this, an
+    # emrml run from a virtual environment that is not activated has tasks that cannot import emrml.
+    os.environ["PYSPARK_PYTHON"] = effective["spark.pyspark.python"]
+    conf = SparkConf().setAll(list(effective.items()))
+    log = driver_log(settings)
+    start = log.stat().st_size if log.exists() else 0
+    try:
+        if SparkContext._gateway is None:  # one JVM per process, kept after a context stops
+            _launch_driver(conf, log)
+            _driver_options.clear()
+            _driver_options.update(driver_options(settings))
+        pylogs.route_to(log)
+        with warnings.catch_warnings():  # pyspark's about pandas versions: emrml's tasks use no pandas
+            warnings.simplefilter("ignore", FutureWarning)
+            _session = _new_session(conf)
+    except Exception as exc:
+        reason = launch_failure(log, start) or one_line(exc)
+        raise SparkEngineError(start_failure(settings, reason)) from None
+    pylogs.quiet_accumulator_server(_session.sparkContext)
+    _key, _master = key, settings.spark_master
+    return _session
 
 
 def _launch_driver(conf: Any, log: Path) -> None:

@@ -31,7 +31,7 @@ refinement.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +58,7 @@ from emrml.engine.spark.runner import (
     raise_failures,
 )
 from emrml.engine.training import DatasourceData, Learned, TargetSummary, parse_target, row_weights
-from emrml.engine.units import Unit
+from emrml.engine.units import Unit, reading_ahead
 from emrml.errors import DataError
 from emrml.storage.local import Check, current_guards
 from emrml.storage.locations import check_unchanged, list_files, storage_settings
@@ -111,10 +111,13 @@ def featurize_units(
 ) -> Iterator[Batch | TaskFailure]:
     """The featurized training rows of a run of units: ``(X, y, weight)`` per block, as the local engine
     caches them (rows without a usable target dropped); bad data ends them with its ``TaskFailure`` (kept
-    with the rows, so Spark does not read the units again)."""
+    with the rows, so Spark does not read the units again). The next objects of the run are read ahead
+    while one is featurized (``engine.units.reading_ahead``)."""
     in_executor(setup.storage, setup.guards)
+    items = list(items)
     try:
-        yield from _featurized(items, setup)
+        with reading_ahead([unit for _, unit in items]):
+            yield from _featurized(items, setup)
     except DataError as exc:
         failure = final(exc)
         if failure is None:
@@ -179,9 +182,11 @@ Part = tuple[int, DualAveraging, PassTotals]
 MIX_FAN_IN = 32
 
 
-def mix_pass(parts: Any, partitions: int) -> tuple[DualAveraging, PassTotals, int]:
+def mix_pass(
+    parts: Any, partitions: int, counted: Callable[[Callable[..., Iterable[Part]]], Any]
+) -> tuple[DualAveraging, PassTotals, int]:
     """The parts' states mixed, their totals added up and how many there were, always in partition order
-    (deterministic)."""
+    (deterministic); ``counted`` wraps the groups' function, a partition's, to count its CPU time."""
     if partitions <= MIX_FAN_IN:
         collected = parts.collect()
     else:
@@ -190,11 +195,15 @@ def mix_pass(parts: Any, partitions: int) -> tuple[DualAveraging, PassTotals, in
         collected = (
             parts.map(lambda part: (part[0] // fan_in, part))
             .groupByKey(groups)
-            .map(lambda group: add_up(group[0], group[1]))
+            .mapPartitions(counted(functools.partial(map, _add_up_group)))
             .collect()
         )
     _, state, totals = add_up(0, collected)
     return state.mean(), totals, state.summed
+
+
+def _add_up_group(group: tuple[int, Iterable[Part]]) -> Part:
+    return add_up(group[0], group[1])
 
 
 def add_up(key: int, parts: Iterable[Part]) -> Part:
@@ -275,7 +284,7 @@ def train_on_spark(
     )
     rows = (
         context.parallelize([(job, unit) for unit in units], partitions)
-        .mapPartitions(lambda items: featurize_units(items, featurizing.value))
+        .mapPartitions(runner.counted(lambda items: featurize_units(items, featurizing.value)))
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
     try:
@@ -283,11 +292,15 @@ def train_on_spark(
         raw_check = Checker(model_type, space.n_features, n_classes or 1)
         with runner.job("featurizing the training data", (0.2, 0.4)):
             sampling = functools.partial(sample_partition, check=raw_check, seed=seed)
-            parts = raise_failures(rows.mapPartitionsWithIndex(sampling).collect())
+            parts = raise_failures(rows.mapPartitionsWithIndex(runner.counted(sampling)).collect())
         sample, rows_read = merge_samples(parts, CALIBRATION_ROWS, space.n_features)
 
+        def of_job(fraction: float) -> float:
+            """Where a fraction of the training (the passes, the refinement) stands in the job's progress."""
+            return 0.4 + 0.6 * fraction
+
         def training_progress(fraction: float) -> None:
-            runner.progress(0.4 + 0.6 * fraction, "training")
+            runner.progress(of_job(fraction), "training")
 
         rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
         trainer = Trainer(
@@ -310,9 +323,12 @@ def train_on_spark(
                 parameters.shuffle == "auto",
             )
             shared = context.broadcast(setup)
-            with runner.job(f"training pass {pass_index + 1}", None):
-                passed = rows.mapPartitionsWithIndex(functools.partial(run_pass, setup=shared))
-                trainer.state, totals, parts = mix_pass(passed, partitions)
+            # The pass's progress from its tasks done (one per partition), not only as it ends.
+            low, high = trainer.pass_span(pass_index)
+            with runner.job(f"training pass {pass_index + 1}", (of_job(low), of_job(high))):
+                passing = runner.counted(functools.partial(run_pass, setup=shared))
+                passed = rows.mapPartitionsWithIndex(passing)
+                trainer.state, totals, parts = mix_pass(passed, partitions, runner.counted)
             shared.unpersist()
             trainer.end_pass(totals, parts=parts)
         with runner.job("refining the model", None):

@@ -17,8 +17,10 @@ anything read from a file.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from emrml.errors import AccessDeniedException, InvalidInputException
@@ -174,7 +176,13 @@ def open_output_for_server(app: EmrML, location: str, *, owner: str, member: str
     return stream
 
 
-def _refusal(settings: Settings, path: str, *, write: bool) -> str | None:
+def server_write_refusal(settings: Settings, path: str) -> str | None:
+    """Why the server may not write the local ``path`` for a request itself (the console's samples), links
+    and ``..`` resolved: outside the data roots or one of the home's own files; None when it may."""
+    return _refusal(settings, path, write=True)
+
+
+def _refusal(settings: Settings | JobGuard, path: str, *, write: bool) -> str | None:
     """Why the local ``path`` may not be used by a confined request; None when it may."""
     # realpath resolves every symbolic link and '..' of the part of the path that exists; a part that does
     # not exist yet (a new output folder) can hold no link.
@@ -203,28 +211,33 @@ def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-def job_guard(settings: Settings) -> Callable[[str, str], None]:
-    """The check a confined job applies to each local file it lists or opens (``storage.locations``):
-    ``path`` is resolved, ``named`` is what the message calls the file."""
+@dataclass(frozen=True)
+class JobGuard:
+    """The check a confined job applies to each local file it lists or opens (``write`` False) or writes
+    (``storage.locations``): ``path`` is resolved, ``named`` is what the message calls the file. A plain
+    object rather than a closure, so that it pickles: a Spark job's executors, which open the files, apply
+    the driver's (``engine.spark.runner``)."""
 
-    def guard(path: str, named: str) -> None:
-        refusal = _refusal(settings, path, write=False)
+    home: Path
+    data_roots: tuple[Path, ...]
+    write: bool = False
+
+    def __call__(self, path: str, named: str) -> None:
+        refusal = _refusal(self, path, write=self.write)
         if refusal:
-            raise AccessDeniedException(f"the file '{named}' {refusal}; it was not read")
+            done = "written" if self.write else "read"
+            raise AccessDeniedException(f"the file '{named}' {refusal}; it was not {done}")
 
-    return guard
+
+def job_guard(settings: Settings) -> JobGuard:
+    """The check a confined job applies to each local file it lists or opens."""
+    return JobGuard(settings.home, tuple(settings.data_roots))
 
 
-def job_write_guard(settings: Settings) -> Callable[[str, str], None]:
-    """The check a confined job applies to each local file it writes (``storage.locations``): ``path`` is
-    the file in its folder as opened, ``named`` what the message calls the file."""
-
-    def guard(path: str, named: str) -> None:
-        refusal = _refusal(settings, path, write=True)
-        if refusal:
-            raise AccessDeniedException(f"the file '{named}' {refusal}; it was not written")
-
-    return guard
+def job_write_guard(settings: Settings) -> JobGuard:
+    """The check a confined job applies to each local file it writes: ``path`` is the file in its folder as
+    opened."""
+    return JobGuard(settings.home, tuple(settings.data_roots), write=True)
 
 
 def check_job_output(settings: Settings, location: str, *, member: str) -> None:

@@ -88,6 +88,20 @@ def guarded_here(check: Check, write_check: Check) -> Iterator[None]:
         _HERE.reset(reset)
 
 
+def current_guards() -> tuple[Check | None, Check | None]:
+    """The (read, write) checks in force here: what another process doing this job's reading and writing
+    applies (``use_guards``), a Spark job's executors."""
+    return _read_guard(), _write_guard()
+
+
+def use_guards(guards: tuple[Check | None, Check | None]) -> None:
+    """Make ``guards`` (``current_guards`` of the job's driver) this process's checks, replacing those of
+    the job it did before: for a process that does one job's work at a time, each piece of work setting
+    its job's (a Spark executor's Python worker, at the start of each task)."""
+    global _GUARD, _WRITE_GUARD
+    _GUARD, _WRITE_GUARD = guards
+
+
 def _read_guard() -> Check | None:
     here = _HERE.get()
     return here[0] if here is not None else _GUARD

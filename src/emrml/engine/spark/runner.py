@@ -56,6 +56,7 @@ from emrml.engine.spark.session import (
     lost_driver,
     one_line,
 )
+from emrml.storage.local import Check, current_guards, use_guards
 from emrml.storage.locations import configure_storage_settings, storage_settings
 
 T = TypeVar("T")
@@ -80,11 +81,14 @@ _POLL_SECONDS = 0.5
 _logger = logging.getLogger(__name__)
 
 
-def in_executor(storage: dict[str, Any]) -> None:
+def in_executor(storage: dict[str, Any], guards: tuple[Check | None, Check | None]) -> None:
     """Set up an executor's Python worker for emrml's tasks: the driver's storage settings (an executor
-    has loaded none), and Arrow's pandas probe settled without importing pandas (a second per worker)."""
+    has loaded none) and its checks of local files (``storage.local.current_guards``: a confined job's
+    files are checked as the executor opens and writes them, not only as the driver listed them), and
+    Arrow's pandas probe settled without importing pandas (a second per worker)."""
     skip_pandas_probe()
     configure_storage_settings(storage)
+    use_guards(guards)
 
 
 @dataclass(frozen=True)
@@ -130,9 +134,13 @@ class _FirstFailures:
 
 
 def _call(
-    function: Callable[..., T], storage: dict[str, Any], failures: Any, arguments: tuple[Any, ...]
+    function: Callable[..., T],
+    storage: dict[str, Any],
+    guards: tuple[Check | None, Check | None],
+    failures: Any,
+    arguments: tuple[Any, ...],
 ) -> T | TaskFailure:
-    in_executor(storage)
+    in_executor(storage, guards)
     try:
         return function(*arguments, report=None)
     except errors.DataError as exc:
@@ -212,7 +220,7 @@ class SparkRunner:
             runs = [(run,) for run in in_runs(arguments, context.defaultParallelism)]
             rdd = context.parallelize(runs, len(runs))
             in_turn = functools.partial(run_in_turn, function)
-            call = functools.partial(_call, in_turn, storage_settings(), self._failures)
+            call = functools.partial(_call, in_turn, storage_settings(), current_guards(), self._failures)
             done = rdd.mapPartitions(self.counted(functools.partial(map, call))).collect()
             return [result for run in raise_failures(done) for result in run]
 

@@ -60,6 +60,7 @@ from emrml.engine.spark.runner import (
 from emrml.engine.training import DatasourceData, Learned, TargetSummary, parse_target, row_weights
 from emrml.engine.units import Unit, reading_ahead
 from emrml.errors import DataError
+from emrml.storage.local import Check, current_guards
 from emrml.storage.locations import check_unchanged, list_files, storage_settings
 
 
@@ -101,6 +102,8 @@ class Featurizing:
     labels: tuple[str, ...]
     #: The driver's storage settings (``storage.locations.storage_settings``).
     storage: dict[str, Any]
+    #: The driver's checks of local files (``storage.local.current_guards``).
+    guards: tuple[Check | None, Check | None]
 
 
 def featurize_units(
@@ -110,7 +113,7 @@ def featurize_units(
     caches them (rows without a usable target dropped); bad data ends them with its ``TaskFailure`` (kept
     with the rows, so Spark does not read the units again). The next objects of the run are read ahead
     while one is featurized (``engine.units.reading_ahead``)."""
-    in_executor(setup.storage)
+    in_executor(setup.storage, setup.guards)
     items = list(items)
     try:
         with reading_ahead([unit for _, unit in items]):
@@ -277,7 +280,7 @@ def train_on_spark(
 
     partitions = max(1, min(len(units), context.defaultParallelism))
     featurizing = context.broadcast(
-        Featurizing(space.to_dict(), model_type, tuple(labels), storage_settings())
+        Featurizing(space.to_dict(), model_type, tuple(labels), storage_settings(), current_guards())
     )
     rows = (
         context.parallelize([(job, unit) for unit in units], partitions)

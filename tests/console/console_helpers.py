@@ -1,9 +1,10 @@
-"""What the console tests share besides their fixtures (``conftest.py``): the installation's names, and
-logging in through the login form."""
+"""What the console tests share besides their fixtures (``conftest.py``): the installation's names,
+logging in through the login form, and stream rows as consumers would leave them."""
 
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,3 +68,56 @@ def completed_batch_prediction(
     described = service.wait("BatchPrediction", batch_id)
     assert described["Status"] == "COMPLETED", described
     return described
+
+
+def put_stream(
+    service: EmrML, stream_id: str, status: str, *, name: str | None = None, message: str | None = None,
+    running: bool = False,
+) -> None:  # fmt: skip
+    """The stream ``stream_id`` of the console's model at ``status`` (created when absent, its consumers and
+    shard figures replaced); with one consumer and one shard's figures (120 records in, 117 out, 3 failed,
+    1.5 s behind) when ``running``."""
+    from emrml.service.metastore import Stream, StreamConsumer, StreamLease
+
+    moment = time.time()
+    with service.sessions() as session, session.begin():
+        session.query(StreamLease).filter_by(stream_id=stream_id).delete()
+        session.query(StreamConsumer).filter_by(stream_id=stream_id).delete()
+        stream = session.get(Stream, stream_id)
+        if stream is None:
+            stream = Stream(
+                id=stream_id, name=name, created_by="arn:aws:iam::000000000000:user/admin",
+                created_at=moment, request="{}", ml_model_id=MODEL, input_uri="kinesis://clicks",
+                output_uri="kinesis://scored", dead_letter_uri="", starting_position="TRIM_HORIZON",
+                record_format="auto",
+            )  # fmt: skip
+            session.add(stream)
+        stream.status, stream.message, stream.last_updated_at = status, message, moment
+        if running:
+            consumer = f"host:1:{stream_id}"
+            session.add(
+                StreamConsumer(
+                    id=consumer, stream_id=stream_id, host="host", pid=1, started_at=moment,
+                    heartbeat_at=moment, status="RUNNING", records_per_second=40.0,
+                )
+            )  # fmt: skip
+            session.add(
+                StreamLease(
+                    stream_id=stream_id, shard_id="shardId-000000000000", parents="[]", counter=3,
+                    owner=consumer, owner_switches=0, records_in=120, records_out=117,
+                    records_failed=3, millis_behind_latest=1500,
+                )
+            )  # fmt: skip
+
+
+def remove_streams(service: EmrML, *stream_ids: str) -> None:
+    """Remove the streams ``put_stream`` wrote, their consumers and shard figures."""
+    from emrml.service.metastore import Stream, StreamConsumer, StreamLease
+
+    with service.sessions() as session, session.begin():
+        for table, column in (
+            (StreamLease, StreamLease.stream_id),
+            (StreamConsumer, StreamConsumer.stream_id),
+        ):
+            session.query(table).filter(column.in_(stream_ids)).delete()
+        session.query(Stream).filter(Stream.id.in_(stream_ids)).delete()

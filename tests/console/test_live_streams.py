@@ -4,47 +4,19 @@ appears and a deleted one goes, without reloading the page."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from console_helpers import MODEL, Served
+from console_helpers import MODEL, Served, put_stream, remove_streams
 from test_browser import check_accessibility, log_in
-
-from emrml.service.metastore import Stream, StreamConsumer, StreamLease
 
 STREAM = "st-live"
 
 
 def _set_stream(served: Served, status: str, message: str | None = None, running: bool = False) -> None:
     """The stream ``STREAM`` at ``status``; with one consumer and its shard's figures when ``running``."""
-    moment = time.time()
-    with served.installation.service.sessions() as session, session.begin():
-        session.query(StreamLease).filter_by(stream_id=STREAM).delete()
-        session.query(StreamConsumer).filter_by(stream_id=STREAM).delete()
-        stream = session.get(Stream, STREAM)
-        if stream is None:
-            stream = Stream(
-                id=STREAM, name="live clicks", created_by="arn:aws:iam::000000000000:user/admin",
-                created_at=moment, request="{}", ml_model_id=MODEL, input_uri="kinesis://clicks",
-                output_uri="kinesis://scored", dead_letter_uri="", starting_position="TRIM_HORIZON",
-                record_format="auto",
-            )  # fmt: skip
-            session.add(stream)
-        stream.status, stream.message, stream.last_updated_at = status, message, moment
-        if running:
-            session.add(
-                StreamConsumer(
-                    id="host:1:live", stream_id=STREAM, host="host", pid=1, started_at=moment,
-                    heartbeat_at=moment, status="RUNNING", records_per_second=40.0,
-                )
-            )  # fmt: skip
-            session.add(
-                StreamLease(
-                    stream_id=STREAM, shard_id="shardId-000000000000", parents="[]", counter=3,
-                    owner="host:1:live", owner_switches=0, records_in=120, records_out=117,
-                    records_failed=3, millis_behind_latest=1500,
-                )
-            )  # fmt: skip
+    put_stream(
+        served.installation.service, STREAM, status, name="live clicks", message=message, running=running
+    )
 
 
 def test_the_streams_table_follows_a_stream_started_again_and_ended(
@@ -76,10 +48,7 @@ def test_the_streams_table_follows_a_stream_started_again_and_ended(
 
 
 def _remove_stream(served: Served) -> None:
-    with served.installation.service.sessions() as session, session.begin():
-        session.query(StreamLease).filter_by(stream_id=STREAM).delete()
-        session.query(StreamConsumer).filter_by(stream_id=STREAM).delete()
-        session.query(Stream).filter_by(id=STREAM).delete()
+    remove_streams(served.installation.service, STREAM)
 
 
 def test_the_streams_table_gains_a_new_stream_and_loses_a_deleted_one(

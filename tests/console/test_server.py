@@ -18,6 +18,8 @@ from console_helpers import (
     completed_batch_prediction,
     log_in,
     login_token,
+    put_stream,
+    remove_streams,
 )
 
 from emrml.console.thresholds import at_threshold
@@ -540,34 +542,7 @@ def test_a_result_linked_to_a_file_its_creator_may_not_read_is_not_downloaded(
 def test_the_jobs_page_lists_the_stream_consumers_each_user_may_see(
     admin: Any, installation: Installation
 ) -> None:
-    import time
-
-    from emrml.service.metastore import Stream, StreamConsumer, StreamLease
-
-    moment = time.time()
-    with installation.service.sessions() as session, session.begin():
-        session.add(
-            Stream(
-                id="st-console", name="<b>clicks</b>", status="RUNNING",
-                created_by="arn:aws:iam::000000000000:user/admin", created_at=moment,
-                last_updated_at=moment, request="{}", ml_model_id=MODEL,
-                input_uri="kinesis://clicks", output_uri="kinesis://scored", dead_letter_uri="",
-                starting_position="TRIM_HORIZON", record_format="auto",
-            )
-        )  # fmt: skip
-        session.add(
-            StreamConsumer(
-                id="host:1:console", stream_id="st-console", host="host", pid=1, started_at=moment,
-                heartbeat_at=moment, status="RUNNING", records_per_second=40.0,
-            )
-        )  # fmt: skip
-        session.add(
-            StreamLease(
-                stream_id="st-console", shard_id="shardId-000000000000", parents="[]", counter=3,
-                owner="host:1:console", owner_switches=0, records_in=120, records_out=117,
-                records_failed=3, millis_behind_latest=1500,
-            )
-        )  # fmt: skip
+    put_stream(installation.service, "st-console", "RUNNING", name="<b>clicks</b>", running=True)
     try:
         twin = admin.get("/console/jobs?format=json").json()
         (stream,) = [s for s in twin["Streams"] if s["StreamId"] == "st-console"]
@@ -592,10 +567,7 @@ def test_the_jobs_page_lists_the_stream_consumers_each_user_may_see(
             assert log_in(bob, "bob", BOB_PASSWORD).status_code == 303
             assert bob.get("/console/jobs?format=json").json()["Streams"] == []  # not his
     finally:
-        with installation.service.sessions() as session, session.begin():
-            session.query(StreamLease).filter_by(stream_id="st-console").delete()
-            session.query(StreamConsumer).filter_by(stream_id="st-console").delete()
-            session.query(Stream).filter_by(id="st-console").delete()
+        remove_streams(installation.service, "st-console")
 
 
 def test_the_start_notice_says_a_stream_whose_consumers_died_at_start_is_failed(
@@ -603,27 +575,9 @@ def test_the_start_notice_says_a_stream_whose_consumers_died_at_start_is_failed(
 ) -> None:
     """After the start button, "no consumer started" said "consumers run it already", also when the
     consumers started had died before they ran and the stream was FAILED."""
-    from emrml.service.metastore import Stream, StreamConsumer
-
-    moment = time.time()
     died = "consumer process host:9 ended before it ran (exit code 1)"
-    with installation.service.sessions() as session, session.begin():
-        for stream_id, status in (("st-died", "FAILED"), ("st-busy", "RUNNING")):
-            session.add(
-                Stream(
-                    id=stream_id, status=status, message=died if status == "FAILED" else None,
-                    created_by="arn:aws:iam::000000000000:user/admin", created_at=moment,
-                    last_updated_at=moment, request="{}", ml_model_id=MODEL,
-                    input_uri="kinesis://clicks", output_uri="kinesis://scored", dead_letter_uri="",
-                    starting_position="TRIM_HORIZON", record_format="auto",
-                )
-            )  # fmt: skip
-        session.add(
-            StreamConsumer(
-                id="host:1:busy", stream_id="st-busy", host="host", pid=1, started_at=moment,
-                heartbeat_at=moment, status="RUNNING", records_per_second=0.0,
-            )
-        )  # fmt: skip
+    put_stream(installation.service, "st-died", "FAILED", message=died)
+    put_stream(installation.service, "st-busy", "RUNNING", running=True)
     try:
         page = admin.get("/console/jobs?kind=Stream&stream=st-died&started=0").text
         notice = re.search(r'<p role="status" id="stream-started">([^<]*)</p>', page)
@@ -631,11 +585,7 @@ def test_the_start_notice_says_a_stream_whose_consumers_died_at_start_is_failed(
         page = admin.get("/console/jobs?kind=Stream&stream=st-busy&started=0").text
         assert "Stream st-busy: no consumer started, consumers run it already." in page
     finally:
-        with installation.service.sessions() as session, session.begin():
-            session.query(StreamConsumer).filter(
-                StreamConsumer.stream_id.in_(["st-died", "st-busy"])
-            ).delete()
-            session.query(Stream).filter(Stream.id.in_(["st-died", "st-busy"])).delete()
+        remove_streams(installation.service, "st-died", "st-busy")
 
 
 def test_the_capacity_page_plans_and_marks_the_refused_field(admin: Any) -> None:

@@ -19,6 +19,7 @@ from console_helpers import (
     Served,
     log_in,
 )
+from starlette.testclient import TestClient
 
 from emrml.config import Settings
 from emrml.samples import bank_sample_schema, write_bank_sample
@@ -102,8 +103,6 @@ def forgotten_login_failures(request: pytest.FixtureRequest) -> Iterator[None]:
 
 @pytest.fixture
 def anonymous(installation: Installation) -> Iterator[Any]:
-    from starlette.testclient import TestClient
-
     with TestClient(create_app(installation.service), follow_redirects=False) as client:
         yield client
 
@@ -210,3 +209,19 @@ def more_evaluations(installation: Installation, shared_datasets: Path) -> Evalu
     for evaluation_id in made.values():
         assert service.wait("Evaluation", evaluation_id)["Status"] == "COMPLETED"
     return Evaluations(made["wine"], made["housing"])
+
+
+@pytest.fixture
+def fresh_admin(tmp_path: Path) -> Iterator[tuple[Any, Path]]:
+    """A client logged in as admin of a new home (no sample written yet), and the home."""
+    home = tmp_path / "home"
+    service = EmrML(Settings.load(environ={}, home=home))
+    try:
+        ensure_admin(Identities(service.sessions, home), home)
+        ensure_admin_password(Logins(service.sessions), home)
+        password = json.loads((home / "admin-credentials.json").read_text())["console_password"]
+        with TestClient(create_app(service), follow_redirects=False) as client:
+            assert log_in(client, "admin", password).status_code == 303
+            yield client, home
+    finally:
+        service.close()

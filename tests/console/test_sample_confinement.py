@@ -3,38 +3,12 @@ roots, as resolved, never through a link out of them."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from console_helpers import log_in, login_token
-from starlette.testclient import TestClient
+from console_helpers import login_token
 
-from emrml.config import Settings
 from emrml.console.samples import sample_location
-from emrml.service.app import EmrML
-from emrml.service.auth import ensure_admin
-from emrml.service.identity import Identities
-from emrml.service.logins import Logins, ensure_admin_password
-from emrml.web.server import create_app
-
-
-@pytest.fixture
-def fresh_admin(tmp_path: Path) -> Iterator[tuple[Any, Path]]:
-    """A client logged in as admin of a new home (no sample written yet), and the home."""
-    home = tmp_path / "home"
-    service = EmrML(Settings.load(environ={}, home=home))
-    try:
-        ensure_admin(Identities(service.sessions, home), home)
-        ensure_admin_password(Logins(service.sessions), home)
-        password = json.loads((home / "admin-credentials.json").read_text())["console_password"]
-        with TestClient(create_app(service), follow_redirects=False) as client:
-            assert log_in(client, "admin", password).status_code == 303
-            yield client, home
-    finally:
-        service.close()
 
 
 def test_a_sample_folder_linked_out_of_the_data_roots_is_not_written(

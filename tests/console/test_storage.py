@@ -330,35 +330,19 @@ def test_a_folder_that_cannot_be_listed_leaves_the_location_field_to_open_anothe
     assert '<input id="location" name="location"' in landing.text
 
 
-def test_a_new_homes_storage_page_opens_its_empty_data_folder(tmp_path: Path) -> None:
+def test_a_new_homes_storage_page_opens_its_empty_data_folder(fresh_admin: tuple[Any, Path]) -> None:
     """A new home's data folder (the default data root) does not exist until something is written there:
     the storage browser's first page shows it empty, with the upload form that makes it, not an error."""
-    import json
-
-    from emrml.config import Settings
-    from emrml.service.app import EmrML
-    from emrml.service.auth import ensure_admin
-    from emrml.service.logins import ensure_admin_password
-
-    home = tmp_path / "home"
-    service = EmrML(Settings.load(environ={}, home=home))
-    try:
-        ensure_admin(Identities(service.sessions, home), home)
-        ensure_admin_password(Logins(service.sessions), home)
-        password = json.loads((home / "admin-credentials.json").read_text())["console_password"]
-        with TestClient(create_app(service), follow_redirects=False) as client:
-            assert log_in(client, "admin", password).status_code == 303
-            page = client.get("/console/storage")
-            assert page.status_code == 200, page.text
-            assert "Empty." in page.text and "unmade-note" in page.text and "Upload a file here" in page.text
-            form = {"csrf_token": login_token(page.text), "action": "upload", "location": f"{home}/data/"}
-            sent = client.post("/console/storage", data=form, files={"file": ("first.csv", b"a\n1\n")})
-            assert sent.status_code == 200 and (home / "data" / "first.csv").read_bytes() == b"a\n1\n"
-            # Elsewhere a missing folder is still said to be missing.
-            missing = client.get("/console/storage", params={"location": f"{home}/data/none/"})
-            assert missing.status_code == 400 and "does not exist" in missing.text
-    finally:
-        service.close()
+    client, home = fresh_admin
+    page = client.get("/console/storage")
+    assert page.status_code == 200, page.text
+    assert "Empty." in page.text and "unmade-note" in page.text and "Upload a file here" in page.text
+    form = {"csrf_token": login_token(page.text), "action": "upload", "location": f"{home}/data/"}
+    sent = client.post("/console/storage", data=form, files={"file": ("first.csv", b"a\n1\n")})
+    assert sent.status_code == 200 and (home / "data" / "first.csv").read_bytes() == b"a\n1\n"
+    # Elsewhere a missing folder is still said to be missing.
+    missing = client.get("/console/storage", params={"location": f"{home}/data/none/"})
+    assert missing.status_code == 400 and "does not exist" in missing.text
 
 
 def test_a_folder_the_server_cannot_write_offers_no_change(

@@ -9,18 +9,11 @@ from typing import Any
 import typer
 
 from emrml.cli_common import print_json, reports_errors, state
-from emrml.cli_objects import PAGE_LIMIT, Status
+from emrml.cli_objects import KINDS, PAGE_LIMIT, Status
 from emrml.cli_render.lists import Column, list_table
 from emrml.cli_render.parts import format_time, status_text
 from emrml.cli_stream import print_streams
 
-#: The kinds of object that have a job, with the member holding their id.
-JOB_KINDS = (
-    ("DataSource", "DataSourceId"),
-    ("MLModel", "MLModelId"),
-    ("Evaluation", "EvaluationId"),
-    ("BatchPrediction", "BatchPredictionId"),
-)
 JOB_COLUMNS = (
     Column("Kind", lambda item: item["Kind"], 0),
     Column("Id", lambda item: item["Id"], 0),
@@ -51,9 +44,9 @@ def jobs(
     if status is not None:
         request.update(FilterVariable="Status", EQ=status.value)
     rows: list[dict[str, Any]] = []
-    for kind, member in JOB_KINDS:
-        found = service.call(f"Describe{kind}s", dict(request))["Results"]
-        rows.extend({"Kind": kind, "Id": item[member], **item} for item in found)
+    for kind in KINDS.values():  # every kind of object has a job
+        found = service.call(f"Describe{kind.kind}s", dict(request))["Results"]
+        rows.extend({"Kind": kind.kind, "Id": item[kind.id_member], **item} for item in found)
     # Newest first across the kinds; ``limit`` of each kind was read, so the newest ``limit`` are here.
     rows.sort(key=lambda row: row.get("CreatedAt") or 0.0, reverse=True)
     rows = rows[:limit]

@@ -59,13 +59,13 @@ def test_a_pipeline_runs_in_dependency_order_and_a_rerun_resumes(files: tuple[Pa
     checked = invoke_json("--home", home, "run", str(path), "--check")
     assert checked["Steps"] == ["ds-train", "ml", "ds-rest", "ev", "bp"]
     ran = invoke_json("--home", home, "run", str(path))
-    assert [(step["Id"], step["Status"], step["Skipped"]) for step in ran] == [
+    assert [(step["Id"], step["Status"], step["Skipped"]) for step in ran["Steps"]] == [
         (name, "COMPLETED", False) for name in checked["Steps"]
     ]
     assert (out / "batch-prediction" / "bp.manifest").exists()
     # A re-run resumes: every object is the step done, nothing runs again.
     again = invoke_json("--home", home, "run", str(path))
-    assert all(step["Skipped"] for step in again)
+    assert all(step["Skipped"] for step in again["Steps"])
 
 
 def test_a_failed_step_stops_the_run_and_exits_non_zero(
@@ -110,7 +110,7 @@ def test_a_rerun_after_a_failure_runs_the_failed_steps_again(
     invoke("--home", home, "run", str(path), code=JOB_FAILED_EXIT_CODE)
     missing.write_bytes(data.read_bytes())
     ran = invoke_json("--home", home, "run", str(path))
-    assert [(step["Id"], step["Status"], step["Skipped"]) for step in ran] == [
+    assert [(step["Id"], step["Status"], step["Skipped"]) for step in ran["Steps"]] == [
         ("ds-train", "COMPLETED", True), ("ml", "COMPLETED", True), ("ds-rest", "COMPLETED", False),
         ("ev", "COMPLETED", False), ("bp", "COMPLETED", False),
     ]  # fmt: skip
@@ -271,7 +271,7 @@ def run_on(url: str, s3: S3, name: str, home: Path) -> list[tuple[str, bool]]:
     arguments = ["--home", str(home), "--output", "json", "run", s3.uri(name)]
     result = CliRunner().invoke(cli_app, arguments, env=env)
     assert result.exit_code == 0, result.output
-    return [(step["Id"], step["Skipped"]) for step in json.loads(result.stdout)]
+    return [(step["Id"], step["Skipped"]) for step in json.loads(result.stdout)["Steps"]]
 
 
 @pytest.mark.parametrize("kind", ["postgresql", "mariadb"])

@@ -76,7 +76,7 @@ def run(
         message = f"interrupted: the pipeline is not finished; `{command}` resumes it"
         raise fail(message, INTERRUPTED_EXIT_CODE) from None
     if current.json:
-        print_json([{"Id": o.step.id, "Status": o.status, "Skipped": o.skipped} for o in outcomes])
+        print_json({"Steps": [{"Id": o.step.id, "Status": o.status, "Skipped": o.skipped} for o in outcomes]})
     failed = [outcome for outcome in outcomes if outcome.status != "COMPLETED"]
     if failed:
         step = failed[0].step

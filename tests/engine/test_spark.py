@@ -526,7 +526,7 @@ def test_a_pipeline_run_on_spark_runs_every_job_on_one_application(
     monkeypatch.setenv("EMRML_ENGINE", "spark")
     home = str(tmp_path / "home")
     ran = invoke_json("--home", home, "run", str(tmp_path / "pipeline.json"))
-    assert [step["Status"] for step in ran] == ["COMPLETED", "COMPLETED"]
+    assert [step["Status"] for step in ran["Steps"]] == ["COMPLETED", "COMPLETED"]
     source = invoke_json("--home", home, "datasource", "show", "ds")["GetDataSource"]
     model = invoke_json("--home", home, "model", "show", "ml")["GetMLModel"]
     assert source["SparkApplicationId"] == model["SparkApplicationId"] == spark.sparkContext.applicationId

@@ -587,3 +587,21 @@ def test_quickstart_serve_prints_the_console_and_serves_it(
         server.send_signal(signal.SIGINT)
         server.wait(30)
         output.close()
+
+
+def test_quickstart_serve_with_tls_settings_prints_the_https_url(
+    quickstart: tuple[Path, Result, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With tls_cert and tls_key set the server serves HTTPS: the snippets printed http:// URLs."""
+    from emrml import cli_server
+
+    started: list[dict[str, Any]] = []
+    monkeypatch.setattr(cli_server, "start_server", lambda ctx, **options: started.append(options))
+    monkeypatch.setenv("EMRML_TLS_CERT", str(tmp_path / "server.pem"))  # as tls_cert in emrml.toml
+    monkeypatch.setenv("EMRML_TLS_KEY", str(tmp_path / "server.key"))
+    port = free_port()
+    printed = cli(quickstart[0], "quickstart", "--serve", "--port", str(port)).stderr
+    assert started and started[0]["port"] == port
+    assert f'endpoint_url="https://127.0.0.1:{port}"' in printed
+    assert f"--endpoint-url https://127.0.0.1:{port}" in printed and "http://" not in printed
+    assert "A certificate from a private CA: add --ca-bundle CA.pem" in printed

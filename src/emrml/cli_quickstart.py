@@ -128,8 +128,10 @@ def quickstart(
             print_json(outputs)
     if serve:
         settings = current.service().settings
-        if settings.public_url == cli_server.DEFAULT_PUBLIC_URL:  # it follows the port, as emrml serve's does
-            settings = dataclasses.replace(settings, public_url=f"http://127.0.0.1:{port}")
+        # The server checks the TLS settings as it starts: set, it serves HTTPS (as `emrml serve` does).
+        tls = bool(settings.tls_cert or settings.tls_key)
+        url = cli_server.served_url(settings, "127.0.0.1", port, tls=tls)
+        settings = dataclasses.replace(settings, public_url=url)
         _print_quickstart_snippets(settings, outputs["Predict"])
         current.close()
         cli_server.start_server(ctx, host="127.0.0.1", port=port, snippets=False)
@@ -166,6 +168,8 @@ def _print_quickstart_snippets(settings: Settings, predicted: dict[str, Any]) ->
         f"(the quickstart's own prediction: {json.dumps(predicted['Prediction'])})",
         "",
     ]
+    if url.startswith("https://"):
+        lines += [*cli_server.PRIVATE_CA_NOTE, ""]
     typer.echo("\n".join(lines), err=True)
 
 

@@ -302,12 +302,22 @@ def _first_start_help(credentials_file: Path, url: str, *, snippets: bool = True
         "",
     ]
     if url.startswith("https://"):
-        lines += [
-            'A certificate from a private CA: add --ca-bundle CA.pem to aws commands and verify="CA.pem" to',
-            "boto3.client (client certificates: config=botocore.config.Config(client_cert=(CERT, KEY))).",
-            "",
-        ]
+        lines += [*PRIVATE_CA_NOTE, ""]
     typer.echo("\n".join(lines), err=True)
+
+
+#: Printed with the snippets of an HTTPS server: how boto3 and the aws CLI trust a private CA.
+PRIVATE_CA_NOTE = (
+    'A certificate from a private CA: add --ca-bundle CA.pem to aws commands and verify="CA.pem" to',
+    "boto3.client (client certificates: config=botocore.config.Config(client_cert=(CERT, KEY))).",
+)
+
+
+def served_url(settings: Settings, host: str, port: int, *, tls: bool, public_url: str | None = None) -> str:
+    """The URL clients reach the server at: ``public_url`` given, else the setting, but one left at its
+    default follows the scheme, host and port really served."""
+    configured = settings.public_url != DEFAULT_PUBLIC_URL and settings.public_url
+    return public_url or configured or f"{'https' if tls else 'http'}://{_url_host(host)}:{port}"
 
 
 def serve(
@@ -445,9 +455,7 @@ def start_server(
             "error: InvalidInputException: HTTPS (--tls-*) is served by one process: drop --workers", err=True
         )
         raise typer.Exit(2)
-    # A public_url left at its default follows --host and --port.
-    configured = settings.public_url != DEFAULT_PUBLIC_URL and settings.public_url
-    url = public_url or configured or f"{'https' if tls else 'http'}://{_url_host(host)}:{port}"
+    url = served_url(settings, host, port, tls=tls is not None, public_url=public_url)
     settings = dataclasses.replace(settings, public_url=url)
     if engine is not None:
         if engine not in ("local", "spark"):

@@ -169,6 +169,12 @@ class Settings:
                 f'setting s3_sse_kms_key_id names a KMS key, which only s3_sse = "aws:kms" uses (s3_sse is '
                 f"{self.s3_sse or 'empty'!r}): set s3_sse to aws:kms, or remove s3_sse_kms_key_id"
             )
+        if self.batch_bytes < 1:
+            # Else every job failed with an internal error as it started reading its data.
+            raise InvalidInputException(
+                "setting batch_bytes must be a positive number of bytes, e.g. 4194304 "
+                f"(got {self.batch_bytes})"
+            )
         object.__setattr__(self, "forwarded_allow_ips", proxy_addresses(self.forwarded_allow_ips))
         for name in ("s3_endpoint_url", "kms_endpoint_url"):
             url = getattr(self, name)

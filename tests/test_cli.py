@@ -390,6 +390,28 @@ def test_service_errors_map_to_their_exit_codes(
     )
 
 
+def test_create_without_a_schema_option_reads_the_schema_file_beside_the_data(
+    home: Path, runner: CliRunner, sample: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """As the API does for a request without DataSchema: ``<data>.schema`` is the schema."""
+    data = tmp_path / "bank.csv"
+    data.write_bytes(sample[0].read_bytes())
+    create = ["datasource", "create", "--id", "ds-beside", "--data", str(data), "--no-statistics"]
+    missing = run(runner, *create, code=2)
+    assert error_line(missing) == (
+        f"error: InvalidInputException: give --schema FILE or --infer-schema, or put the schema in "
+        f"{data}.schema, beside the data"
+    )
+    (tmp_path / "bank.csv.schema").write_text('{"version": "1.0"')
+    assert f"schema file {data}.schema" in error_line(run(runner, *create, code=2))
+    (tmp_path / "bank.csv.schema").write_text(bank_sample_schema().to_json())
+    shown = run_json(runner, *create)["GetDataSource"]
+    assert shown["Status"] == "COMPLETED"
+    assert [a["attributeName"] for a in json.loads(shown["DataSourceSchema"])["attributes"]] == [
+        a.name for a in bank_sample_schema().attributes
+    ]
+
+
 def test_home_option_selects_the_home_folder(tmp_path: Path, runner: CliRunner) -> None:
     other = tmp_path / "other-home"
     result = run(runner, "--home", str(other), "--output", "json", "datasource", "list")

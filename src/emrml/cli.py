@@ -146,7 +146,12 @@ def datasource_create(
         ..., "--id", metavar="ID", help="Datasource id (letters, digits, - _ .)."
     ),
     data: str = typer.Option(..., "--data", help="CSV file or folder (a local path or an s3:// URI)."),
-    schema: Path | None = typer.Option(None, "--schema", help="Data schema JSON file.", dir_okay=False),
+    schema: Path | None = typer.Option(
+        None,
+        "--schema",
+        help="Data schema JSON file (default: the data's .schema file beside it).",
+        dir_okay=False,
+    ),
     infer_schema: bool = typer.Option(False, "--infer-schema", help="Infer the schema from the data."),
     target: str | None = typer.Option(None, "--target", help="Target attribute (with --infer-schema)."),
     row_id: str | None = typer.Option(None, "--row-id", help="Row id attribute (with --infer-schema)."),
@@ -160,15 +165,19 @@ def datasource_create(
     """Create a datasource from a CSV file, wait for it (with a progress bar) and show it."""
     current = state(ctx)
     location = current.existing_location(data, what="--data")
-    if (schema is None) == (not infer_schema):
+    if schema is not None and infer_schema:
         raise InvalidInputException("give exactly one of --schema FILE and --infer-schema")
     if not infer_schema and (target or row_id):
         raise InvalidInputException("--target and --row-id go with --infer-schema; a schema file names them")
     service = current.service(runs_jobs=not no_wait)
     if schema is not None:
-        schema_text = _read_schema_file(schema, service.settings)
-    else:
+        schema_text: str | None = _read_schema_file(schema, service.settings)
+    elif infer_schema:
         schema_text = _infer_schema(service, location, target, row_id)["DataSchema"]
+    else:
+        # As the API does for a request without DataSchema, the job reads the schema beside the data.
+        _check_schema_beside(location, service.settings)
+        schema_text = None
     spec = {"DataLocationS3": location, "DataSchema": schema_text, "DataRearrangement": rearrangement}
     request = {
         "DataSourceId": datasource_id,
@@ -498,6 +507,21 @@ def _read_schema_file(path: Path, settings: Settings) -> str:
         raise InvalidInputException(f"--schema {path}: cannot read the file ({exc})") from None
     parse_schema(text, source=str(path), max_attributes=settings.max_attributes)
     return text
+
+
+def _check_schema_beside(location: str, settings: Settings) -> None:
+    """Neither --schema nor --infer-schema: the schema file beside the data must be there, and valid, before
+    anything is created."""
+    from emrml.core.schema import parse_schema
+    from emrml.storage.locations import exists, read_text, schema_location_for
+
+    beside = schema_location_for(location)
+    if not exists(beside, what="--data"):
+        raise InvalidInputException(
+            f"give --schema FILE or --infer-schema, or put the schema in {beside}, beside the data"
+        )
+    text = read_text(beside, what="the schema file beside --data")
+    parse_schema(text, source=f"schema file {beside}", max_attributes=settings.max_attributes)
 
 
 def _read_recipe_file(path: str) -> str:

@@ -526,6 +526,8 @@ class Access:
     def remove_statement(self, group: str, sid: int, *, caller: str | None = None) -> None:
         self.check(caller, "iam:DeleteGroupPolicy", f"group/{group}")
         self._builtin_admins(group)
+        if not 0 < sid < 10**9:  # past every statement's number and past the database's integers
+            raise ResourceNotFoundException(f"group {group!r} has no statement {sid}")
         with self.sessions() as session, session.begin():
             grouping.find_group(session, group)
             removed = session.execute(

@@ -15,6 +15,7 @@ import typer
 from emrml.cli_common import CliConsole, command_group, reports_errors
 from emrml.cli_render.parts import titled_table
 from emrml.core.json_text import load_json
+from emrml.errors import InvalidInputException
 
 if TYPE_CHECKING:
     from emrml.service.access import Access
@@ -190,7 +191,7 @@ def groups_add_statement(
         ..., metavar="FILE", help="A JSON file holding one statement.", exists=True, dir_okay=False
     ),
 ) -> None:
-    """Add a statement written as JSON (Effect, Action, Resource, Owner)."""
+    """Add a statement written as JSON (Effect, Action, Resource, Owner; the group numbers it)."""
     statement = load_json(document.read_text(), str(document))
     sid = access_of(ctx).add_statement(group, statement)
     typer.echo(f"Added statement {sid} to {group}.")
@@ -201,10 +202,18 @@ def groups_add_statement(
 def groups_remove_statement(
     ctx: typer.Context,
     group: str = typer.Argument(..., metavar="GROUP", help="Group name."),
-    sid: int = typer.Argument(..., metavar="SID", help="The statement's number (emrml groups show)."),
+    sid: str = typer.Argument(..., metavar="SID", help="The statement's number (emrml groups show)."),
 ) -> None:
     """Remove a statement from a group."""
-    access_of(ctx).remove_statement(group, sid)
+    from emrml.service.policy import statement_number  # sqlalchemy: imported by the commands that use it
+
+    try:
+        number = statement_number(sid)
+    except InvalidInputException as exc:
+        raise InvalidInputException(
+            f"SID: {exc.message}: give the number emrml groups show {group} prints for the statement"
+        ) from None
+    access_of(ctx).remove_statement(group, number)
     typer.echo(f"Removed statement {sid} from {group}.")
 
 

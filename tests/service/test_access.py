@@ -254,3 +254,30 @@ def test_a_user_created_with_a_deleted_users_name_inherits_nothing_of_it(setting
             app.call("GetDataSource", {"DataSourceId": "ds-carol"}, caller=carol)
     finally:
         app.close()
+
+
+def test_another_users_key_is_answered_like_an_unknown_key(settings: Settings) -> None:
+    from emrml.errors import ResourceNotFoundException
+
+    app = EmrML(settings)
+    try:
+        access = app.access
+        access.create_user("dora")  # the default group: her own keys only
+        access.create_user("erin")
+        dora, erins = access.user_arn("dora"), access.create_key("erin").access_key_id
+        unknown = "AKID" + "0" * (len(erins) - 4)
+        for change in (
+            lambda key: access.delete_key(key, caller=dora),
+            lambda key: access.set_key_active(key, False, caller=dora),
+        ):
+            answers = []
+            for key in (erins, unknown):
+                with pytest.raises(ResourceNotFoundException) as raised:
+                    change(key)
+                answers.append(raised.value.message.replace(key, "KEY"))
+            assert answers[0] == answers[1]
+        assert [k.active for k in access.list_keys("erin")] == [True]
+        with pytest.raises(AccessDeniedException, match="iam:UpdateAccessKey"):  # her own: she knows it
+            access.set_key_active(access.create_key("dora").access_key_id, False, caller=dora)
+    finally:
+        app.close()

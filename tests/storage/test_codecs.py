@@ -500,3 +500,19 @@ def test_any_bytes_round_trip_with_any_read_size(data: bytes, kind: str, read_si
     # Plain bytes that happen to start with a signature are (rightly) read as that codec.
     assume(kind != "plain" or codec_of(name, data[:HEAD_BYTES]) == "none")
     assert decompress(compress(data), name, read_size) == data
+
+
+def test_a_gzip_file_with_a_damaged_byte_is_not_called_only_truncated() -> None:
+    data = "\n".join(f"ham,message number {i} with some text {i * 7}" for i in range(3000)).encode()
+    compressed = gzip.compress(data, mtime=0)
+    messages = []
+    # Damage in the last deflate blocks (the 8-byte trailer aside) can make zlib read on past the end.
+    for position in range(len(compressed) - 300, len(compressed) - 8):
+        damaged = bytearray(compressed)
+        damaged[position] ^= 0xFF
+        with pytest.raises(DataError) as caught:
+            read_all(open_decompressed(io.BytesIO(bytes(damaged)), "x.gz"), 65536)
+        messages.append(caught.value.message)
+    ended = [m for m in messages if "unexpected end" in m]
+    assert ended, "no damage ran past the end of the data: the test no longer covers it"
+    assert all("truncated or corrupt" in m for m in ended), ended[0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +195,7 @@ def test_bad_starts_are_refused_before_anything_starts(stream_app: EmrML, kinesa
         ({"RecordFormat": "xml"}, "RecordFormat must be one of"),
         ({"Consumers": 1000}, "Consumers must be"),
         ({"StreamId": "bad id!"}, "StreamId 'bad id!' does not match the pattern"),
+        *(({"StreamId": dots}, f"StreamId '{re.escape(dots)}' is not allowed") for dots in (".", "..")),
         ({"MLModelId": "ml/binary"}, "MLModelId 'ml/binary' does not match the pattern"),
         ({"MLModelId": "m" * 65}, "MLModelId must have at most 64 characters"),
     ]

@@ -527,6 +527,16 @@ def test_groups_commands_grant_and_take_permissions(tmp_path: Path) -> None:
     assert typo.exit_code == 2 and "matches no action" in typo.output
     builtin = runner.invoke(app, [*home, "groups", "delete", "viewers"])
     assert builtin.exit_code == 2 and "built-in" in builtin.output
+    # A statement file with its own Sid is refused: the group numbers statements, and removes by that number.
+    named = tmp_path / "named.json"
+    named.write_text(json.dumps({"Sid": "s1", "Effect": "Allow", "Action": "Predict", "Resource": "*"}))
+    with_sid = runner.invoke(app, [*home, "groups", "add-statement", "data", str(named)])
+    assert with_sid.exit_code == 2 and "takes no Sid" in with_sid.output and "groups show" in with_sid.output
+    not_a_number = runner.invoke(app, [*home, "groups", "remove-statement", "data", "s1"])
+    assert not_a_number.exit_code == 2 and not_a_number.output.count("\n") == 1
+    assert not_a_number.output.startswith("error: InvalidInputException: SID: ")
+    assert "'s1' is not a whole number" in not_a_number.output and "groups show data" in not_a_number.output
+    assert len(json.loads(ok("--output", "json", "groups", "show", "data"))["Statements"]) == 2
     ok("groups", "remove-statement", "data", "2")
     ok("users", "remove-from-group", "erin", "data")
     ok("groups", "delete", "data")

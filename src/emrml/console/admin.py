@@ -15,9 +15,10 @@ from starlette.responses import Response
 
 from emrml.console.app import View, Visit
 from emrml.core.json_text import load_json
-from emrml.errors import AmazonMLError, InvalidInputException, ResourceNotFoundException
+from emrml.errors import AmazonMLError, InvalidInputException
 from emrml.service.groups import ADMINS
 from emrml.service.identity import NameHeldByObjects
+from emrml.service.policy import statement_number
 
 
 def _user_row(user: Any) -> dict[str, Any]:
@@ -243,12 +244,7 @@ def group(visit: Visit) -> View | Response:
                 document = load_json(statement_text, "the statement")
                 access.add_statement(name, document, caller=visit.arn)
             elif action == "remove-statement":
-                sid = visit.field("sid").strip()
-                if not (sid.isascii() and sid.isdigit()):  # "\u00b2" is a digit to isdigit(), not to int()
-                    raise InvalidInputException(f"statement number {sid!r} is not a whole number")
-                if len(sid) > 9:  # past every statement's number and past the database's integers
-                    raise ResourceNotFoundException(f"group {name!r} has no statement {sid}")
-                access.remove_statement(name, int(sid), caller=visit.arn)
+                access.remove_statement(name, statement_number(visit.field("sid")), caller=visit.arn)
             elif action == "add-member":
                 access.add_member(name, visit.field("user"), caller=visit.arn)
             elif action == "remove-member":

@@ -421,19 +421,27 @@ class Access:
     def set_key_active(self, access_key_id: str, active: bool, *, caller: str | None = None) -> None:
         """Deactivate a key (refused like an unknown one, within the servers' credential cache time) or
         make it active again."""
-        self._check_user(caller, "iam:UpdateAccessKey", self._key_owner(access_key_id))
+        self._check_key(caller, "iam:UpdateAccessKey", access_key_id)
         self.identities.set_key_active(access_key_id, active)
 
     def delete_key(self, access_key_id: str, *, caller: str | None = None) -> None:
-        self._check_user(caller, "iam:DeleteAccessKey", self._key_owner(access_key_id))
+        self._check_key(caller, "iam:DeleteAccessKey", access_key_id)
         self.identities.delete_key(access_key_id)
 
-    def _key_owner(self, access_key_id: str) -> str:
+    def _check_key(self, caller: str | None, action: str, access_key_id: str) -> None:
+        """Check ``action`` on the user owning the key. Another user's key the caller may not manage is
+        answered like an unknown one: a refusal would tell which key ids exist."""
         with self.sessions() as session:
             key = session.get(AccessKey, access_key_id)
+        missing = ResourceNotFoundException(f"access key {access_key_id!r} does not exist")
         if key is None:
-            raise ResourceNotFoundException(f"access key {access_key_id!r} does not exist")
-        return key.user_name
+            raise missing
+        try:
+            self._check_user(caller, action, key.user_name)
+        except AccessDeniedException:
+            if caller == self.user_arn(key.user_name):  # its own key: it knows the key exists
+                raise
+            raise missing from None
 
     def _keep_an_admin(self, leaving: str, group: str = ADMINS) -> None:
         """Refuse a change that would leave no enabled member of ``admins``: nobody could manage emrml."""
@@ -518,6 +526,8 @@ class Access:
     def remove_statement(self, group: str, sid: int, *, caller: str | None = None) -> None:
         self.check(caller, "iam:DeleteGroupPolicy", f"group/{group}")
         self._builtin_admins(group)
+        if not 0 < sid < 10**9:  # past every statement's number and past the database's integers
+            raise ResourceNotFoundException(f"group {group!r} has no statement {sid}")
         with self.sessions() as session, session.begin():
             grouping.find_group(session, group)
             removed = session.execute(

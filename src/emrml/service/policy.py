@@ -163,7 +163,11 @@ class Statement:
         Raises InvalidInputException naming the member at fault."""
         if not isinstance(document, dict):
             raise InvalidInputException("a statement must be a JSON object with Effect, Action and Resource")
-        unknown = sorted(set(document) - {"Effect", "Action", "Resource", "Owner", "Sid"})
+        if "Sid" in document:  # taken silently, it would be a number nobody can remove the statement by
+            raise InvalidInputException(
+                "a statement takes no Sid: its group numbers it (emrml groups show prints the numbers)"
+            )
+        unknown = sorted(set(document) - {"Effect", "Action", "Resource", "Owner"})
         if unknown:
             raise InvalidInputException(
                 f"unknown statement member {unknown[0]!r} (expected Effect, Action, Resource, Owner)"
@@ -208,6 +212,14 @@ class Statement:
         ]
         matched = or_(*ids) if ids else false()
         return and_(matched, owner_column == caller) if self.owner == "self" else matched
+
+
+def statement_number(text: str) -> int:
+    """A statement's number (its sid) as a user typed it: a form field, a command's argument."""
+    number = text.strip()
+    if not (number.isascii() and number.isdigit()):  # "\u00b2" is a digit to isdigit(), not to int()
+        raise InvalidInputException(f"statement number {number!r} is not a whole number")
+    return int(number)
 
 
 def residual_patterns(pattern: str, prefix: str) -> set[str]:

@@ -170,6 +170,8 @@ def kinesis_client(settings: Settings) -> Kinesis:
 @operation("StartStream")
 def start_stream(app: EmrML, request: Request) -> Response:
     stream_id = _stream_id(request)
+    if stream_id in (".", ".."):  # valid ids, but the default dead-letter folder is named after the stream
+        raise InvalidInputException(f"StreamId {stream_id!r} is not allowed: use a name that is not . or ..")
     consumers = request.get("Consumers", 1)
     if isinstance(consumers, bool) or not isinstance(consumers, int) or not 0 <= consumers <= MAX_CONSUMERS:
         raise InvalidInputException(f"Consumers must be an integer from 0 to {MAX_CONSUMERS}")

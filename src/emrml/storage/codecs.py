@@ -180,7 +180,10 @@ _DECODER_ERRORS = (
 
 def _data_error(exc: BaseException, name: str, codec: str) -> DataError:
     if isinstance(exc, EOFError):
-        return DataError(f"file {name}: compressed data is truncated (unexpected end of {codec} stream)")
+        # A flipped bit can turn deflate data into a longer stream that runs past the end: zlib cannot tell
+        # that from a cut file.
+        damage = "truncated or corrupt" if codec == "gzip" else "truncated"
+        return DataError(f"file {name}: compressed data is {damage} (unexpected end of {codec} stream)")
     if isinstance(exc, Unsupported):
         return DataError(f"file {name}: {exc}")
     # Library decoders signal bad data with OSError subclasses that carry no errno (BadGzipFile, bz2's

@@ -165,7 +165,8 @@ class Statement:
             raise InvalidInputException("a statement must be a JSON object with Effect, Action and Resource")
         if "Sid" in document:  # taken silently, it would be a number nobody can remove the statement by
             raise InvalidInputException(
-                "a statement takes no Sid: its group numbers it (emrml groups show prints the numbers)"
+                "a statement takes no Sid: its group numbers its statements (emrml groups show and the "
+                "group's console page show the numbers)"
             )
         unknown = sorted(set(document) - {"Effect", "Action", "Resource", "Owner"})
         if unknown:

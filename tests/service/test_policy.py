@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Column, MetaData, String, Table, create_engine, insert, select
 
 from emrml.errors import InvalidInputException
-from emrml.service.access import known_actions
+from emrml.service.access_rules import known_actions
 from emrml.service.policy import Policy, Statement, glob_regex, residual_patterns
 
 CALLER = "arn:aws:iam::000000000000:user/bob"

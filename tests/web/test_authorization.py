@@ -17,7 +17,8 @@ from web_helpers import LiveServer
 from emrml.config import Settings
 from emrml.errors import InvalidInputException
 from emrml.samples import bank_sample_schema, write_bank_sample
-from emrml.service.access import OPERATION_ACCESS, Access
+from emrml.service.access import Access
+from emrml.service.access_rules import OPERATION_ACCESS
 from emrml.service.app import EmrML
 from emrml.service.auth import ensure_admin
 from emrml.service.groups import ADMINS, PREDICTORS, USERS, VIEWERS

@@ -1,11 +1,11 @@
 """Who may do what: the one place every door's requests are authorized (``EmrML.call`` calls ``authorize``).
 
-``OPERATION_ACCESS`` says, for every operation, which object it acts on and which others it uses; the
-caller's policy (the statements of its groups, ``service.policy``) must allow the operation on each of
-them. Describe* results list only the objects the caller may describe (``visible``); the locations a
-request names need ``storage:Read`` / ``storage:Write`` (``check_storage``, called by
-``confinement.check_location``, the one door for locations). Users and groups are managed through the
-methods below, which need the matching ``iam:`` actions.
+``OPERATION_ACCESS`` (``service.access_rules``) says, for every operation, which object it acts on and
+which others it uses; the caller's policy (the statements of its groups, ``service.policy``) must allow
+the operation on each of them. Describe* results list only the objects the caller may describe
+(``visible``); the locations a request names need ``storage:Read`` / ``storage:Write`` (``check_storage``,
+called by ``confinement.check_location``, the one door for locations). Users and groups are managed
+through the methods below, which need the matching ``iam:`` actions.
 
 The caller None is the account's root (the CLI and the library on their own home, a server without
 authentication): it may do everything. Policies are remembered for ``ttl`` seconds, so a change made by
@@ -18,7 +18,6 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, bindparam, delete, select
@@ -31,11 +30,12 @@ from emrml.errors import (
     ResourceNotFoundException,
 )
 from emrml.service import groups as grouping
+from emrml.service.access_rules import OPERATION_ACCESS, TAGGED, known_actions
 from emrml.service.groups import ADMINS, BUILTIN_GROUPS, Group, GroupInfo, GroupMember, GroupStatement
 from emrml.service.identity import AccessKey, Identities, KeyInfo, NewAccessKey, User, UserInfo, user_arn
 from emrml.service.metastore import ENTITY_CLASSES, Stream
-from emrml.service.operations import CALLER, OPERATIONS
-from emrml.service.policy import IAM_ACTIONS, RESOURCE_KINDS, STORAGE_ACTIONS, Policy, Statement
+from emrml.service.operations import CALLER
+from emrml.service.policy import RESOURCE_KINDS, Policy, Statement
 from emrml.service.remembered import Remembered
 from emrml.storage import locations
 
@@ -43,78 +43,6 @@ if TYPE_CHECKING:
     from emrml.config import Settings
 
 TABLES: dict[str, Any] = {**ENTITY_CLASSES, "Stream": Stream}
-#: Tag operations name their object by ResourceType and ResourceId.
-TAGGED = "ResourceType"
-
-
-@dataclass(frozen=True)
-class Rule:
-    """What an operation touches. ``kind``/``member``: the object it acts on and its id member (kind
-    ``TAGGED``: named by ResourceType); ``uses``: other objects it refers to, (kind, id member); ``listing``:
-    a Describe* whose results are filtered. An operation on no object (InferDataSchema) has kind None.
-    ``granted_by``: other operations whose permission on the object allows this one too (it answers part of
-    what they need or show), unless a statement denies this one itself. ``creates``: the id names a new
-    object (an existing one of another user cannot be answered as missing: the id is taken)."""
-
-    kind: str | None
-    member: str | None = None
-    uses: tuple[tuple[str, str], ...] = ()
-    listing: bool = False
-    granted_by: tuple[str, ...] = ()
-    creates: bool = False
-
-
-def _lifecycle(kind: str, member: str) -> dict[str, Rule]:
-    return {f"{verb}{kind}": Rule(kind, member) for verb in ("Get", "Update", "Delete")}
-
-
-_MODEL = ("MLModel", "MLModelId")
-OPERATION_ACCESS: dict[str, Rule] = {
-    **_lifecycle("DataSource", "DataSourceId"),
-    **_lifecycle("MLModel", "MLModelId"),
-    **_lifecycle("Evaluation", "EvaluationId"),
-    **_lifecycle("BatchPrediction", "BatchPredictionId"),
-    **{f"Describe{kind}s": Rule(kind, listing=True) for kind in (*ENTITY_CLASSES, "Stream")},
-    "CreateDataSourceFromS3": Rule("DataSource", "DataSourceId", creates=True),
-    "CreateDataSourceFromRDS": Rule("DataSource", "DataSourceId", creates=True),
-    "CreateDataSourceFromRedshift": Rule("DataSource", "DataSourceId", creates=True),
-    "GetDataSourceStatistics": Rule("DataSource", "DataSourceId"),
-    "InferDataSchema": Rule(None),
-    "PlanCapacity": Rule(None),
-    "CreateMLModel": Rule(*_MODEL, uses=(("DataSource", "TrainingDataSourceId"),), creates=True),
-    "GetMLModelInsights": Rule(*_MODEL),
-    # What a record sent to Predict needs: whoever may predict with the model, or read it, may know that.
-    "GetMLModelInputs": Rule(*_MODEL, granted_by=("Predict", "GetMLModel")),
-    "CreateRealtimeEndpoint": Rule(*_MODEL),
-    "DeleteRealtimeEndpoint": Rule(*_MODEL),
-    "Predict": Rule(*_MODEL),
-    "CreateEvaluation": Rule(
-        "Evaluation",
-        "EvaluationId",
-        uses=(_MODEL, ("DataSource", "EvaluationDataSourceId")),
-        creates=True,
-    ),
-    "GetEvaluationInsights": Rule("Evaluation", "EvaluationId"),
-    "CreateBatchPrediction": Rule(
-        "BatchPrediction",
-        "BatchPredictionId",
-        uses=(_MODEL, ("DataSource", "BatchPredictionDataSourceId")),
-        creates=True,
-    ),
-    "AddTags": Rule(TAGGED, "ResourceId"),
-    "DescribeTags": Rule(TAGGED, "ResourceId"),
-    "DeleteTags": Rule(TAGGED, "ResourceId"),
-    "StartStream": Rule("Stream", "StreamId", uses=(_MODEL,), creates=True),
-    "StopStream": Rule("Stream", "StreamId"),
-    "GetStream": Rule("Stream", "StreamId"),
-}
-
-
-def known_actions() -> tuple[str, ...]:
-    """Every action a statement may name (the operations register as their modules are imported)."""
-    import emrml.service.app  # noqa: F401  (registers every operation)
-
-    return (*(f"machinelearning:{name}" for name in OPERATIONS), *STORAGE_ACTIONS, *IAM_ACTIONS)
 
 
 def user_name_of(caller: str) -> str | None:

@@ -203,7 +203,8 @@ def get_ml_model_insights(app: EmrML, request: Request) -> Response:
 def get_ml_model_inputs(app: EmrML, request: Request) -> Response:
     """What a record sent to Predict needs: the attributes the model reads (name and type, in column order),
     its type and status, and its real-time endpoint. Whoever may Predict with the model (or read it) may ask
-    (``access.OPERATION_ACCESS``), so it tells nothing else of it: no name, recipe, parameters or data."""
+    (``access_rules.OPERATION_ACCESS``), so it tells nothing else of it: no name, recipe, parameters or
+    data."""
     from emrml.core.schema import parse_schema
 
     model_id = require_id(request, "MLModelId")

@@ -516,3 +516,11 @@ def test_a_gzip_file_with_a_damaged_byte_is_not_called_only_truncated() -> None:
     ended = [m for m in messages if "unexpected end" in m]
     assert ended, "no damage ran past the end of the data: the test no longer covers it"
     assert all("truncated or corrupt" in m for m in ended), ended[0]
+
+
+def test_zstd_frame_with_a_damaged_checksum_is_a_data_error(sms: bytes) -> None:
+    # The blocks decode: only the frame's checksum (its last 4 bytes) tells that the bytes are wrong.
+    damaged = bytearray(zstandard.ZstdCompressor(write_checksum=True).compress(sms))
+    damaged[-1] ^= 0x01
+    with pytest.raises(DataError, match=r"^file x\.zst: corrupt .*checksum"):
+        decompress(bytes(damaged), "x.zst")

@@ -605,3 +605,19 @@ def test_quickstart_serve_with_tls_settings_prints_the_https_url(
     assert f'endpoint_url="https://127.0.0.1:{port}"' in printed
     assert f"--endpoint-url https://127.0.0.1:{port}" in printed and "http://" not in printed
     assert "A certificate from a private CA: add --ca-bundle CA.pem" in printed
+
+
+def test_quickstart_serve_json_endpoint_url_is_the_served_one(
+    quickstart: tuple[Path, Result, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The EndpointUrl the quickstart shows (and predicted through) is the server's HTTPS URL and port."""
+    from emrml import cli_server
+
+    monkeypatch.setattr(cli_server, "start_server", lambda ctx, **options: None)
+    monkeypatch.setenv("EMRML_TLS_CERT", str(tmp_path / "server.pem"))
+    monkeypatch.setenv("EMRML_TLS_KEY", str(tmp_path / "server.key"))
+    port = free_port()
+    shown = cli_json(quickstart[0], "quickstart", "--serve", "--port", str(port))
+    url = shown["CreateRealtimeEndpoint"]["RealtimeEndpointInfo"]["EndpointUrl"]
+    assert url == f"https://127.0.0.1:{port}"
+    assert shown["Predict"]["Prediction"]["predictedLabel"] in ("0", "1")

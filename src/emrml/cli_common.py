@@ -7,6 +7,7 @@ happened (``EXIT_CODES_HELP``). ``--output table`` (the default) draws rich tabl
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -132,6 +133,11 @@ class State:
         if self._settings is None:
             self._settings = Settings.load(home=self.home)
         return self._settings
+
+    def serve_at(self, public_url: str) -> None:
+        """Use ``public_url`` as the URL clients reach the service at (real-time EndpointUrls): for a
+        command that starts the server after it opened the service."""
+        self._settings = dataclasses.replace(self.settings, public_url=public_url)
 
     def existing_location(self, data: str, *, what: str) -> str:
         """``library.absolute_location`` of ``data`` (InvalidInputException naming ``what`` when nothing is

@@ -8,7 +8,6 @@ one record, through the same operations as every other command; ``--serve`` then
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -57,6 +56,14 @@ def quickstart(
 
     skip_pandas_probe()  # the sample is written with Arrow, in this process
     current = state(ctx)
+    if serve:
+        # The endpoint's EndpointUrl (and Predict's PredictEndpoint) is the process's public_url: it must
+        # be the URL the server about to start serves, not the default http://127.0.0.1:8080. The server
+        # checks the TLS settings as it starts: set, it serves HTTPS (as `emrml serve` does).
+        settings = current.settings
+        tls = bool(settings.tls_cert or settings.tls_key)
+        url = cli_server.served_url(settings, "127.0.0.1", port, tls=tls)
+        current.serve_at(url)
     service = current.service(runs_jobs=True)
     sample = write_bank_sample(sample_path(service.settings.home), QUICKSTART_ROWS, private=True)
     if not current.json:
@@ -127,12 +134,7 @@ def quickstart(
         if current.json:
             print_json(outputs)
     if serve:
-        settings = current.service().settings
-        # The server checks the TLS settings as it starts: set, it serves HTTPS (as `emrml serve` does).
-        tls = bool(settings.tls_cert or settings.tls_key)
-        url = cli_server.served_url(settings, "127.0.0.1", port, tls=tls)
-        settings = dataclasses.replace(settings, public_url=url)
-        _print_quickstart_snippets(settings, outputs["Predict"])
+        _print_quickstart_snippets(current.settings, outputs["Predict"])
         current.close()
         cli_server.start_server(ctx, host="127.0.0.1", port=port, snippets=False)
         return

@@ -573,3 +573,30 @@ def test_the_calibration_sample_of_wide_rows_is_bounded_by_non_zeros_not_rows(
     trainer = learn.Trainer("BINARY", 200, None, params, merged, 50_000, rng)
     own = calibration.rows_per_step(merged[0].shape[0])
     assert trainer.rows_per_step == calibration.rows_per_step(50_000) > own
+
+
+def test_classification_refinement_reports_its_own_phase_and_progress() -> None:
+    X, y, _ = logistic_data(seed=3, n=28_000)
+    events: list[tuple[str, float | str]] = []
+    model, report = train(
+        "BINARY",
+        source_of(X, y),
+        X.shape[1],
+        None,
+        TrainingParameters(),
+        progress=lambda fraction: events.append(("progress", fraction)),
+        phase=lambda name: events.append(("phase", name)),
+    )
+    assert report.refinement_objectives  # the refinement ran
+    phases = [value for kind, value in events if kind == "phase"]
+    assert phases == [learn.TRAINING_PHASE, learn.CALIBRATING_PHASE]
+    begun = events.index(("phase", learn.CALIBRATING_PHASE))
+    passes = [float(value) for kind, value in events[:begun] if kind == "progress"]
+    refining = [float(value) for kind, value in events[begun:] if kind == "progress"]
+    # The passes leave the refinement its share of the bar, which it fills step by step.
+    assert passes and max(passes) < 1.0
+    assert [value for value in refining if max(passes) < value < 1.0]
+    assert passes + refining == sorted(passes + refining) and refining[-1] == 1.0
+    # Reporting changes nothing in the model.
+    quiet, _ = train("BINARY", source_of(X, y), X.shape[1], None, TrainingParameters())
+    assert np.array_equal(quiet.weights, model.weights) and np.array_equal(quiet.bias, model.bias)

@@ -124,6 +124,13 @@ SHUFFLE_WINDOW = 4
 #: Most steps of the exact refinement (conjugate gradients for regression, L-BFGS for classification) when
 #: the data fits the calibration sample.
 IN_MEMORY_REFINEMENT_STEPS = 200
+#: The share of the progress bar the in-memory refinement of a classification model fills: on every row
+#: in memory its L-BFGS search takes about as long as the SGD passes (28k rows: seconds on either engine).
+CLASSIFICATION_REFINEMENT_SHARE = 0.3
+#: The phases ``phase`` announces: the SGD passes, then the refinement of a model without L1.
+TRAINING_PHASE = "training"
+CALIBRATING_PHASE = "calibrating scores"
+REFINING_PHASE = "refining the model"
 #: Estimated stored bytes of one feature key and of one weight (open question 23).
 KEY_BYTES = 8
 WEIGHT_BYTES = 8
@@ -244,21 +251,24 @@ def train(
     seed: int = 0,
     progress: Callable[[float], None] | None = None,
     validation: BatchSource | None = None,
+    phase: Callable[[str], None] | None = None,
 ) -> tuple[LinearModel, TrainingReport]:
     """Train a linear model of ``kind`` over the batches of ``source`` (see the module docstring).
 
     ``n_classes`` is required for MULTICLASS (targets are class indices ``0..n_classes-1``) and ignored
     otherwise. ``progress`` receives the fraction done in [0, 1] after each pass (and after each batch once
     the number of batches per pass is known). ``validation``, if given, is scored after every pass and
-    drives early stopping instead of the training loss. Raises ``ValueError`` for batches that break the
-    ``BatchSource`` contract and ``DataError`` for a non-finite regression target.
+    drives early stopping instead of the training loss. ``phase`` receives the name of each phase as it
+    begins (``TRAINING_PHASE``, then ``CALIBRATING_PHASE`` or ``REFINING_PHASE``). Raises ``ValueError``
+    for batches that break the ``BatchSource`` contract and ``DataError`` for a non-finite regression
+    target.
     """
     seeds = np.random.SeedSequence(seed).spawn(2)
     calibration_rng = np.random.default_rng(seeds[0])
     shuffle_rng = np.random.default_rng(seeds[1]) if params.shuffle == "auto" else None
     k = n_outputs_of(kind, n_classes)
     raw, read = calibration_sample(source, Checker(kind, n_features, k), CALIBRATION_ROWS, calibration_rng)
-    trainer = Trainer(kind, n_features, n_classes, params, raw, read, calibration_rng, progress)
+    trainer = Trainer(kind, n_features, n_classes, params, raw, read, calibration_rng, progress, phase)
     batches_per_pass: int | None = None
     for pass_index in trainer.passes():
         done = PassTotals()
@@ -314,15 +324,21 @@ class Trainer:
         rows_read: int,
         rng: np.random.Generator,
         progress: Callable[[float], None] | None = None,
+        phase: Callable[[str], None] | None = None,
     ) -> None:
         k = n_outputs_of(kind, n_classes)
         self.kind = kind
         self.n_features = n_features
         self.params = params
         self.progress = progress
+        self.phase = phase
         self.refining = kind == "REGRESSION" and params.l1 == 0
-        # SGD fills the first half of the progress bar when the refinement may take the second.
-        self._sgd_share = 0.5 if self.refining else 1.0
+        # SGD fills the first half of the progress bar when the refinement may take the second, and most
+        # of it when a classification model will be refined in memory (the sample holds every row read).
+        calibrating = kind != "REGRESSION" and params.l1 == 0 and 0 < rows_read <= raw[0].shape[0]
+        self._sgd_share = (
+            0.5 if self.refining else 1.0 - CLASSIFICATION_REFINEMENT_SHARE if calibrating else 1.0
+        )
         self._sgd_progress = _part_of(progress, 0.0, self._sgd_share)
         if kind == "REGRESSION":
             with np.errstate(over="ignore", invalid="ignore"):
@@ -353,6 +369,8 @@ class Trainer:
         self._best_model: tuple[np.ndarray, np.ndarray] | None = None
         self._worse_passes = 0
         self._stopped = False
+        if phase is not None:
+            phase(TRAINING_PHASE)
 
     def passes(self) -> Iterator[int]:
         """The indices of the passes to run: none without data, and none after an early stop."""
@@ -410,12 +428,20 @@ class Trainer:
         if self.kind != "REGRESSION" and params.l1 == 0 and 0 < report.rows <= self.sample[0].shape[0]:
             from emrml.core import logistic_refinement
 
+            self._begin(CALIBRATING_PHASE)
             solution = logistic_refinement.refine(
-                self.kind, self.sample, params.l2, weights, bias_out, IN_MEMORY_REFINEMENT_STEPS
+                self.kind,
+                self.sample,
+                params.l2,
+                weights,
+                bias_out,
+                IN_MEMORY_REFINEMENT_STEPS,
+                _part_of(self.progress, self._sgd_share, 1.0),
             )
             weights, bias_out = solution.weights, solution.bias
             report.refinement_objectives = solution.objectives
         if self.refining and report.rows:
+            self._begin(REFINING_PHASE)
             weights, bias_out = _refine(
                 source,
                 self.check,
@@ -425,7 +451,7 @@ class Trainer:
                 weights,
                 bias_out,
                 report,
-                _part_of(self.progress, 0.5, 1.0),
+                _part_of(self.progress, self._sgd_share, 1.0),
             )
         weights = weights * self.std
         bias_out = bias_out * self.std
@@ -442,6 +468,12 @@ class Trainer:
         if self.progress is not None:
             self.progress(1.0)
         return LinearModel(self.kind, weights, bias_out), report
+
+    def _begin(self, name: str) -> None:
+        """Announce phase ``name``, at the progress the passes left (an early stop leaves it short)."""
+        if self.phase is not None:
+            self.phase(name)
+        self.sgd_progress(1.0)
 
 
 def _part_of(

@@ -49,6 +49,9 @@ HOLDOUT_FRACTION = 0.1
 HOLDOUT_SEED = 0
 #: Steps without a new lowest held-back loss after which the search for the best step count ends.
 PATIENCE_STEPS = 50
+#: The share of the refinement's progress the search for the step count fills (it takes more steps than
+#: the final run on all rows, which takes the best count found).
+SEARCH_SHARE = 0.8
 
 
 @dataclass
@@ -67,9 +70,12 @@ def refine(
     weights: np.ndarray,
     bias: np.ndarray,
     max_steps: int,
+    progress: Callable[[float], None] | None = None,
 ) -> Solution:
     """Refine ``(weights, bias)`` over the rows of ``sample`` in at most ``max_steps`` L-BFGS steps, as
-    many as lower the loss of held-back rows most (see the module docstring)."""
+    many as lower the loss of held-back rows most (see the module docstring). ``progress`` receives the
+    fraction done: the search for the step count fills ``SEARCH_SHARE`` of it, at most ``max_steps``
+    steps; the run on all rows the rest."""
     X, y, weight = sample
     n, k = weights.shape
     kept = Solution(weights, bias, [], 0)
@@ -83,6 +89,8 @@ def refine(
 
     def score(x: np.ndarray) -> None:
         losses.append(loss_sum(kind, x[: n * k].reshape(n, k), x[n * k :], *held_rows) / held_weight)
+        if progress is not None:
+            progress(SEARCH_SHARE * min(1.0, (len(losses) - 1) / max(max_steps, 1)))
         if len(losses) - 1 - int(np.argmin(losses)) >= PATIENCE_STEPS:
             raise StopIteration  # ends the search (scipy >= 1.11)
 
@@ -93,7 +101,17 @@ def refine(
         return kept
     objective = _objective(kind, X, y, weight, l2, n, k)
     first = objective(start)[0]
-    x, last = _minimize(objective, start, steps)
+    if progress is not None:
+        progress(SEARCH_SHARE)
+    done = 0
+
+    def step(_: np.ndarray) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(SEARCH_SHARE + (1 - SEARCH_SHARE) * min(1.0, done / steps))
+
+    x, last = _minimize(objective, start, steps, None if progress is None else step)
     # L-BFGS only accepts steps that lower the objective; the check keeps that a guarantee (and keeps a
     # non-finite end, which cannot be lower, out of the model).
     if not last < first:

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from emrml.config import Settings
 from emrml.core.alerts import leak_alert
 from emrml.core.features import FeatureSpace
-from emrml.core.learn import train
+from emrml.core.learn import TRAINING_PHASE, train
 from emrml.core.linear import LinearModel, TrainingParameters, TrainingReport
 from emrml.core.model import ModelArtifact, save_artifact
 from emrml.core.rearrange import Rearrangement
@@ -308,8 +308,14 @@ def _train_locally(
         shuffle_seed = 0 if parameters.shuffle == "auto" else None
         summary, labels = _featurize(space, source, schema, model_type, features, progress, shuffle_seed)
 
+        phase = TRAINING_PHASE
+
         def training_progress(fraction: float) -> None:
-            progress(0.4 + 0.6 * fraction, "training")
+            progress(0.4 + 0.6 * fraction, phase)
+
+        def begin(name: str) -> None:
+            nonlocal phase
+            phase = name
 
         linear, report = train(
             model_type,  # type: ignore[arg-type]
@@ -318,6 +324,7 @@ def _train_locally(
             len(labels) if model_type == "MULTICLASS" else None,
             parameters,
             progress=training_progress,
+            phase=begin,
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

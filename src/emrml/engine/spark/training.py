@@ -42,7 +42,7 @@ from emrml.config import Settings
 from emrml.core.calibration import CALIBRATION_ROWS, keyed_sample, merge_samples
 from emrml.core.features import FeatureSpace
 from emrml.core.features.fitting import Fitting
-from emrml.core.learn import Checker, PassTotals, Trainer, pass_batches
+from emrml.core.learn import TRAINING_PHASE, Checker, PassTotals, Trainer, pass_batches
 from emrml.core.linear import TrainingParameters
 from emrml.core.recipe.grammar import parse_recipe
 from emrml.core.schema import parse_schema
@@ -299,8 +299,14 @@ def train_on_spark(
             """Where a fraction of the training (the passes, the refinement) stands in the job's progress."""
             return 0.4 + 0.6 * fraction
 
+        phase = TRAINING_PHASE
+
         def training_progress(fraction: float) -> None:
-            runner.progress(of_job(fraction), "training")
+            runner.progress(of_job(fraction), phase)
+
+        def begin(name: str) -> None:
+            nonlocal phase
+            phase = name
 
         rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
         trainer = Trainer(
@@ -312,6 +318,7 @@ def train_on_spark(
             rows_read,
             rng,
             training_progress,
+            begin,
         )
         for pass_index in trainer.passes():
             setup = PassSetup(

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 
 from emrml.config import Settings
+from emrml.core import learn
 from emrml.core.model import load_artifact
 from emrml.core.rearrange import parse_rearrangement
 from emrml.engine.evaluation import evaluate_model
@@ -156,16 +157,20 @@ def test_a_partition_without_usable_rows_is_left_out_of_the_mix(spark: Any, tmp_
     assert 8_000 < learned.report["rows"] < 8_800  # the 70 % of a.csv's rows
 
 
-@pytest.mark.parametrize(("target", "kind", "sgd_share"), [("y", "BINARY", 1.0), ("age", "REGRESSION", 0.5)])
+@pytest.mark.parametrize(
+    ("target", "kind", "sgd_share"),
+    [("y", "BINARY", 1 - learn.CLASSIFICATION_REFINEMENT_SHARE), ("age", "REGRESSION", 0.5)],
+)
 def test_each_training_pass_reports_its_progress_from_its_tasks(
     spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str, kind: str, sgd_share: float
 ) -> None:
     """A pass's progress was told only as it ended (its step had no span of its own), so a job sat at one
     value for a whole pass over the data: each pass's step now maps its tasks done onto its part of the
-    training (passes side by side, a REGRESSION model's refinement after them)."""
+    training (passes side by side, the refinement of a model without L1 after them, with its own message)."""
     from emrml.engine.spark.runner import SparkRunner
 
     steps: list[tuple[str, tuple[float, float] | None]] = []
+    reported: list[tuple[float, str | None]] = []
     job = SparkRunner.job
 
     def recorded(self: SparkRunner, message: str, span: tuple[float, float] | None) -> Any:
@@ -181,11 +186,36 @@ def test_each_training_pass_reports_its_progress_from_its_tasks(
     trained = train_model(
         model_id="passes", model_type=kind, data=DatasourceData(str(folder), schema, None), recipe_text=None,
         sample=_sample(folder, list(schema.names)), parameters=parse_parameters({"sgd.maxPasses": "4"}),
-        settings=Settings.load(environ={}, home=tmp_path / "home"), progress=quiet, spark=spark,
+        settings=Settings.load(environ={}, home=tmp_path / "home"),
+        progress=lambda fraction, message=None: reported.append((fraction, message)), spark=spark,
     )  # fmt: skip
     passes = load_artifact(trained.artifact_path).report["passes"]
+    phase = learn.CALIBRATING_PHASE if kind == "BINARY" else learn.REFINING_PHASE
+    messages = [message for _, message in reported]
+    assert phase in messages and reported[-1][0] == 1.0
+    assert all(fraction < 1.0 for fraction, _ in reported[: messages.index(phase)])
     spans = [span for message, span in steps if message.startswith("training pass")]
     assert len(spans) == passes >= 2 and all(span is not None for span in spans)
     ends = [end for span in spans if span is not None for end in span]
     expected = [0.4 + 0.6 * sgd_share * (i + side) / 4 for i in range(passes) for side in (0, 1)]
     assert ends == pytest.approx(expected)
+
+
+def test_the_local_engine_reports_the_refinement_as_spark_does(tmp_path: Path) -> None:
+    """The engines run the same core: on this machine too the passes end short of 100 % and the BINARY
+    model's refinement fills the rest under its own message."""
+    folder = tmp_path / "local"
+    folder.mkdir()
+    write_bank_sample(folder / "a.csv", 3_000)
+    reported: list[tuple[float, str | None]] = []
+    schema = bank_sample_schema()
+    train_model(
+        model_id="local", model_type="BINARY", data=DatasourceData(str(folder), schema, None),
+        recipe_text=None,
+        sample=_sample(folder, list(schema.names)), parameters=parse_parameters({"sgd.maxPasses": "4"}),
+        settings=Settings.load(environ={}, home=tmp_path / "home"),
+        progress=lambda fraction, message=None: reported.append((fraction, message)), spark=None,
+    )  # fmt: skip
+    messages = [message for _, message in reported]
+    assert learn.CALIBRATING_PHASE in messages and reported[-1] == (1.0, learn.CALIBRATING_PHASE)
+    assert all(fraction < 1.0 for fraction, _ in reported[: messages.index(learn.CALIBRATING_PHASE)])

@@ -223,3 +223,26 @@ def test_forms_fit_a_phones_width(page: Any, served: Served, axe_source: str) ->
         assert page.evaluate("() => document.documentElement.scrollWidth") <= 390, (path, page.evaluate(WIDE))
         assert page.evaluate(PAST_THE_TEXT) == [], path
         check_accessibility(page, axe_source)
+
+
+#: The heat map's class-name column: [the longest row label's drawn width, where the first cell starts].
+HEAT_MAP_COLUMN = """() => {
+  const svg = document.querySelector('#confusion-chart svg');
+  const names = [...svg.querySelectorAll('text[data-label]')]
+    .filter(t => t.getAttribute('text-anchor') === 'end');
+  const cell = svg.querySelector('g.cell').transform.baseVal.consolidate().matrix.e;
+  return [Math.max(...names.map(t => t.getComputedTextLength())), cell];
+}"""
+
+
+def test_the_heat_maps_class_names_take_the_room_they_need(
+    page: Any, served: Served, more_evaluations: Evaluations
+) -> None:
+    """Short class names leave their room to the cells, at a phone's width as in a wide window."""
+    log_in(page, served)
+    for width in (390, 1200):
+        page.set_viewport_size({"width": width, "height": 844})
+        page.goto(f"{served.url}/console/evaluations/{more_evaluations.multiclass}")
+        page.wait_for_selector("html[data-charts=drawn]")
+        name, cell = page.evaluate(HEAT_MAP_COLUMN)
+        assert name < 100 and cell <= name + 12, (width, name, cell)

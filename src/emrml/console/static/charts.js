@@ -285,10 +285,22 @@
     set(start, input && input.getAttribute("aria-invalid") === "true");
   }
 
+  // The width of the longest of ``labels`` drawn at ``size`` pixels in ``container``'s font.
+  function longest(container, labels, size) {
+    var probe = d3.select(container).append("svg").attr("width", 0).attr("height", 0).attr("aria-hidden", "true");
+    var most = 0;
+    labels.forEach(function (label) {
+      most = Math.max(most, probe.append("text").attr("font-size", size).text(String(label)).node().getComputedTextLength());
+    });
+    probe.remove();
+    return Math.ceil(most);
+  }
+
   function heatMap(node, view) {
-    // The classes' names take what the cells (20 to 48 pixels) leave of the box's width, up to 130 pixels.
+    // The classes' names take what the cells (20 to 48 pixels) leave of the box's width, up to 130 pixels,
+    // and no more than the longest name needs: short names ("1", "cat") leave the cells the room.
     var classes = view.classes, n = classes.length, room = widthIn(node);
-    var left = Math.max(60, Math.min(130, room - 20 - n * 28));
+    var left = Math.min(longest(node, classes, 11) + 10, Math.max(60, Math.min(130, room - 20 - n * 28)));
     var cell = Math.max(20, Math.min(48, Math.floor((room - left - 20) / n)));
     // Room on the right, where there is some, for the slanted names of the last columns.
     var right = Math.max(20, Math.min(90, room - left - n * cell));

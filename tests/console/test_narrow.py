@@ -246,3 +246,28 @@ def test_the_heat_maps_class_names_take_the_room_they_need(
         page.wait_for_selector("html[data-charts=drawn]")
         name, cell = page.evaluate(HEAT_MAP_COLUMN)
         assert name < 100 and cell <= name + 12, (width, name, cell)
+
+
+def test_charts_are_drawn_again_at_their_new_width_when_the_window_turns(
+    page: Any, served: Served, axe_source: str
+) -> None:
+    """A phone turned from landscape to portrait: the charts are drawn for the narrower box, not shrunk,
+    the threshold chosen stays; a change of height alone draws nothing again."""
+    log_in(page, served)
+    page.set_viewport_size({"width": 1200, "height": 844})
+    page.goto(f"{served.url}/console/evaluations/{EVALUATION}")
+    page.wait_for_selector("html[data-charts=drawn]")
+    wide = page.evaluate("() => document.querySelector('#score-chart svg').width.baseVal.value")
+    page.focus("#threshold-slider")
+    page.keyboard.press("PageUp")
+    chosen = page.get_attribute("#threshold-slider", "aria-valuenow")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_selector("html[data-charts-redrawn='1']")
+    narrow = page.evaluate("() => document.querySelector('#score-chart svg').width.baseVal.value")
+    assert narrow < 390 < wide and page.locator("#score-chart svg").count() == 1
+    assert page.evaluate(CHART_PROBLEMS) == []
+    assert page.get_attribute("#threshold-slider", "aria-valuenow") == chosen
+    check_accessibility(page, axe_source)
+    page.set_viewport_size({"width": 390, "height": 600})
+    page.wait_for_timeout(600)
+    assert page.get_attribute("html", "data-charts-redrawn") == "1"

@@ -267,6 +267,7 @@ def test_charts_are_drawn_again_at_their_new_width_when_the_window_turns(
     assert narrow < 390 < wide and page.locator("#score-chart svg").count() == 1
     assert page.evaluate(CHART_PROBLEMS) == []
     assert page.get_attribute("#threshold-slider", "aria-valuenow") == chosen
+    assert page.evaluate("() => document.activeElement.id") == "threshold-slider"
     check_accessibility(page, axe_source)
     page.set_viewport_size({"width": 390, "height": 600})
     page.wait_for_timeout(600)

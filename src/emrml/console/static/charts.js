@@ -424,9 +424,12 @@
         var now = boxWidths();
         if (now === drawnAt) return;
         drawnAt = now;
+        // The threshold slider keeps the keyboard's focus across the redrawing (it is drawn anew by its id).
+        var active = document.activeElement, focused = active && active.id && active.closest(".chart") ? active.id : "";
         chartBoxes().forEach(function (box) { box.replaceChildren(); });
         drawAll(data);
         drawnAt = boxWidths();
+        if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
         var redraws = Number(document.documentElement.getAttribute("data-charts-redrawn") || 0);
         document.documentElement.setAttribute("data-charts-redrawn", String(redraws + 1));
       }, 150);

@@ -66,9 +66,6 @@ def storage(visit: Visit) -> View | Response:
         status = 403 if isinstance(exc, AccessDeniedException) else 400
     if notice or "location" in errors:
         token = None
-    # A NUL is refused (the error says so) and shown as no character: in the field's value it would be
-    # sent back with the next form, and some browsers turn it into U+FFFD.
-    folder = folder.replace("\x00", "")
     top = "location" in errors or folder.rstrip("/") in [r.rstrip("/") for r in roots]
     data: dict[str, Any] = {
         "Location": folder,

@@ -289,6 +289,19 @@ def test_admins_are_offered_the_samples(admin: Any) -> None:
     assert 'id="sample-binary"' in admin.get("/console/").text
 
 
+def test_custom_training_without_a_datasource_says_one_is_needed_first(
+    fresh_admin: tuple[Any, Any], admin: Any
+) -> None:
+    client, _ = fresh_admin
+    home = client.get("/console/")
+    assert home.status_code == 200 and "mode=custom" not in home.text
+    note = re.search(r'<p class="hint" id="custom-needs-datasource">(.*?)</p>', home.text)
+    assert note and 'href="/console/datasources/new"' in note.group(1)
+    # Who has one is offered the form, and not the note.
+    offered = admin.get("/console/").text
+    assert "mode=custom" in offered and 'id="custom-needs-datasource"' not in offered
+
+
 def test_a_nul_in_a_location_or_a_huge_whole_number_is_the_fields_error(
     admin: Any, installation: Installation
 ) -> None:
@@ -309,7 +322,7 @@ def test_a_nul_in_a_location_or_a_huge_whole_number_is_the_fields_error(
     ):
         page = admin.post(path, data={"csrf_token": token, **form})
         assert page.status_code == 400, (path, page.text[-600:])
-        assert f'id="{field}-error"' in page.text, path
+        assert f'id="{field}-error"' in page.text and "\x00" not in page.text, path
     for response in (
         admin.get("/console/storage", params={"location": "\x00"}),
         admin.get("/console/storage", params={"location": f"{data}/a\x00b"}),
@@ -320,6 +333,8 @@ def test_a_nul_in_a_location_or_a_huge_whole_number_is_the_fields_error(
         ),
     ):
         assert response.status_code == 400 and "NUL character" in response.text
+        # The field shows what was typed less the NUL the error names, which would be sent again.
+        assert "\x00" not in response.text
 
 
 def test_an_output_folder_without_storage_write_is_the_fields_error(installation: Installation) -> None:

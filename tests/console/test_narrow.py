@@ -223,3 +223,52 @@ def test_forms_fit_a_phones_width(page: Any, served: Served, axe_source: str) ->
         assert page.evaluate("() => document.documentElement.scrollWidth") <= 390, (path, page.evaluate(WIDE))
         assert page.evaluate(PAST_THE_TEXT) == [], path
         check_accessibility(page, axe_source)
+
+
+#: The heat map's class-name column: [the longest row label's drawn width, where the first cell starts].
+HEAT_MAP_COLUMN = """() => {
+  const svg = document.querySelector('#confusion-chart svg');
+  const names = [...svg.querySelectorAll('text[data-label]')]
+    .filter(t => t.getAttribute('text-anchor') === 'end');
+  const cell = svg.querySelector('g.cell').transform.baseVal.consolidate().matrix.e;
+  return [Math.max(...names.map(t => t.getComputedTextLength())), cell];
+}"""
+
+
+def test_the_heat_maps_class_names_take_the_room_they_need(
+    page: Any, served: Served, more_evaluations: Evaluations
+) -> None:
+    """Short class names leave their room to the cells, at a phone's width as in a wide window."""
+    log_in(page, served)
+    for width in (390, 1200):
+        page.set_viewport_size({"width": width, "height": 844})
+        page.goto(f"{served.url}/console/evaluations/{more_evaluations.multiclass}")
+        page.wait_for_selector("html[data-charts=drawn]")
+        name, cell = page.evaluate(HEAT_MAP_COLUMN)
+        assert name < 100 and cell <= name + 12, (width, name, cell)
+
+
+def test_charts_are_drawn_again_at_their_new_width_when_the_window_turns(
+    page: Any, served: Served, axe_source: str
+) -> None:
+    """A phone turned from landscape to portrait: the charts are drawn for the narrower box, not shrunk,
+    the threshold chosen stays; a change of height alone draws nothing again."""
+    log_in(page, served)
+    page.set_viewport_size({"width": 1200, "height": 844})
+    page.goto(f"{served.url}/console/evaluations/{EVALUATION}")
+    page.wait_for_selector("html[data-charts=drawn]")
+    wide = page.evaluate("() => document.querySelector('#score-chart svg').width.baseVal.value")
+    page.focus("#threshold-slider")
+    page.keyboard.press("PageUp")
+    chosen = page.get_attribute("#threshold-slider", "aria-valuenow")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_selector("html[data-charts-redrawn='1']")
+    narrow = page.evaluate("() => document.querySelector('#score-chart svg').width.baseVal.value")
+    assert narrow < 390 < wide and page.locator("#score-chart svg").count() == 1
+    assert page.evaluate(CHART_PROBLEMS) == []
+    assert page.get_attribute("#threshold-slider", "aria-valuenow") == chosen
+    assert page.evaluate("() => document.activeElement.id") == "threshold-slider"
+    check_accessibility(page, axe_source)
+    page.set_viewport_size({"width": 390, "height": 600})
+    page.wait_for_timeout(600)
+    assert page.get_attribute("html", "data-charts-redrawn") == "1"

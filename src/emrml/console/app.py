@@ -60,6 +60,12 @@ SECURITY_HEADERS = {
 }
 
 
+def _without_nul(value: Any) -> Any:
+    """A value as a page shows it: without NUL, which no field may hold (the service refuses it, and the
+    form's error says so) and which a field's value would send back with the next form."""
+    return value.replace("\x00", "") if isinstance(value, str) else value
+
+
 @dataclass
 class View:
     """What a page shows: a template and its data (the JSON twin is ``data``)."""
@@ -158,6 +164,7 @@ class Console:
             autoescape=select_autoescape(default=True, default_for_string=True),
             trim_blocks=True,
             lstrip_blocks=True,
+            finalize=_without_nul,
         )
         self.templates.globals.update(url=self.url, static=self.static_url)
         self.templates.filters.update(formats.FILTERS)

@@ -182,6 +182,16 @@ def list_page(path: str):
     return show
 
 
+def _completed_datasource(visit: Visit) -> list[dict[str, Any]]:
+    """The user's newest COMPLETED datasource, if it may list one (what the custom training form offers)."""
+    request = {"FilterVariable": "Status", "EQ": "COMPLETED", "Limit": 1, "SortOrder": "dsc"}
+    try:
+        found: list[dict[str, Any]] = visit.call("DescribeDataSources", request)["Results"]
+    except AccessDeniedException:
+        return []
+    return found
+
+
 def home(visit: Visit) -> View:
     """The latest objects of each kind and what to do next."""
     kinds = {kind.path: kind for kind in listable(visit)}
@@ -208,6 +218,9 @@ def home(visit: Visit) -> View:
         # never creates them (a predictor, a viewer) has nothing missing to be told about.
         "refused_datasource": refused_storage(visit, "DataSource"),
     }
+    # Custom training chooses among COMPLETED datasources: with none to choose, the page says one is needed
+    # first rather than offering a form with an empty select.
+    extra["custom_model"] = "MLModel" in offered and bool(_completed_datasource(visit))
     # Who may predict but not list the models (a predictor) opens a model's predict page by its id.
     access = visit.console.service.access
     extra["predicts_by_id"] = "models" not in kinds and access.may(visit.user, "machinelearning:Predict")

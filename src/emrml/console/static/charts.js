@@ -214,6 +214,30 @@
     });
   }
 
+  // The threshold form's listeners, added once however often the explorer is drawn: they act on the
+  // explorer drawn last (``explorer``, its ``set`` and ``typed``), whose threshold a redrawing keeps.
+  var explorer = null, listening = false;
+
+  function listenToThresholdForm() {
+    if (listening) return;
+    listening = true;
+    var input = document.getElementById("threshold"), status = document.getElementById("threshold-status");
+    if (input) input.addEventListener("input", function () {
+      if (status) status.textContent = "";
+      if (explorer && explorer.typed() !== null) explorer.set(explorer.typed());
+    });
+    // A form that cannot save (a share link, a user without UpdateMLModel) shows the counts in place on
+    // Enter, focus staying in the box, and says so; a value out of range goes to the server, which says why.
+    var form = document.getElementById("threshold-form");
+    if (form && input && form.getAttribute("data-saves") === "no") form.addEventListener("submit", function (event) {
+      if (!explorer || explorer.typed() === null) return;
+      event.preventDefault();
+      explorer.set(explorer.typed());
+      var saving = document.getElementById("save-threshold");
+      if (status) status.textContent = "Counts shown at " + explorer.value().toFixed(2) + (saving ? "; not saved." : ".");
+    });
+  }
+
   function scoreExplorer(node, metrics, start) {
     var h = metrics.histograms, edges = h.edges;
     var width = widthIn(node), height = 300;
@@ -263,32 +287,34 @@
       else return;
       event.preventDefault();
     });
-    var status = document.getElementById("threshold-status");
     function typed() {
       var t = Number(input.value);
       return input.value.trim() !== "" && isFinite(t) && t >= 0 && t <= 1 ? t : null;
     }
-    if (input) input.addEventListener("input", function () {
-      if (status) status.textContent = "";
-      if (typed() !== null) set(typed());
+    // Redrawn, the explorer keeps the threshold shown and leaves the box as the user left it.
+    var redrawn = explorer !== null;
+    if (redrawn) start = explorer.value();
+    explorer = { set: set, typed: typed, value: function () { return value; } };
+    listenToThresholdForm();
+    set(start, redrawn || (input && input.getAttribute("aria-invalid") === "true"));
+  }
+
+  // The width of the longest of ``labels`` drawn at ``size`` pixels in ``container``'s font.
+  function longest(container, labels, size) {
+    var probe = d3.select(container).append("svg").attr("width", 0).attr("height", 0).attr("aria-hidden", "true");
+    var most = 0;
+    labels.forEach(function (label) {
+      most = Math.max(most, probe.append("text").attr("font-size", size).text(String(label)).node().getComputedTextLength());
     });
-    // A form that cannot save (a share link, a user without UpdateMLModel) shows the counts in place on
-    // Enter, focus staying in the box, and says so; a value out of range goes to the server, which says why.
-    var form = document.getElementById("threshold-form");
-    if (form && input && form.getAttribute("data-saves") === "no") form.addEventListener("submit", function (event) {
-      if (typed() === null) return;
-      event.preventDefault();
-      set(typed());
-      var saving = document.getElementById("save-threshold");
-      if (status) status.textContent = "Counts shown at " + value.toFixed(2) + (saving ? "; not saved." : ".");
-    });
-    set(start, input && input.getAttribute("aria-invalid") === "true");
+    probe.remove();
+    return Math.ceil(most);
   }
 
   function heatMap(node, view) {
-    // The classes' names take what the cells (20 to 48 pixels) leave of the box's width, up to 130 pixels.
+    // The classes' names take what the cells (20 to 48 pixels) leave of the box's width, up to 130 pixels,
+    // and no more than the longest name needs: short names ("1", "cat") leave the cells the room.
     var classes = view.classes, n = classes.length, room = widthIn(node);
-    var left = Math.max(60, Math.min(130, room - 20 - n * 28));
+    var left = Math.min(longest(node, classes, 11) + 10, Math.max(60, Math.min(130, room - 20 - n * 28)));
     var cell = Math.max(20, Math.min(48, Math.floor((room - left - 20) / n)));
     // Room on the right, where there is some, for the slanted names of the last columns.
     var right = Math.max(20, Math.min(90, room - left - n * cell));
@@ -369,16 +395,44 @@
     if (node && scores) bars(node, Object.keys(scores).map(function (k) { return { label: k, value: scores[k] }; }), "Predicted scores");
   }
 
-  document.addEventListener("DOMContentLoaded", function () {
-    if (!window.d3) return;
-    var data = window.emrmlPageData ? window.emrmlPageData() : {};
-    var started = performance.now();
+  function drawAll(data) {
     datasourceCharts(data);
     modelCharts(data);
     evaluationCharts(data);
     predictionCharts(data);
     compareCharts(data);
+  }
+
+  // The charts' boxes (empty in the page: all they hold is drawn) and the widths they were drawn at.
+  function chartBoxes() { return Array.prototype.slice.call(document.querySelectorAll("main .chart, main .charts")); }
+  function boxWidths() { return chartBoxes().map(function (box) { return box.clientWidth; }).join(" "); }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    if (!window.d3) return;
+    var data = window.emrmlPageData ? window.emrmlPageData() : {};
+    var started = performance.now();
+    drawAll(data);
     document.documentElement.setAttribute("data-charts-ms", String(Math.round(performance.now() - started)));
     document.documentElement.setAttribute("data-charts", "drawn");
+    // A chart is drawn for its box's width: when a resize (a phone turned) changes it, the charts are drawn
+    // again at the new width rather than shrunk or left narrow; once the resizing has settled, and not
+    // when only the height changed.
+    var drawnAt = boxWidths(), pending = null;
+    window.addEventListener("resize", function () {
+      clearTimeout(pending);
+      pending = setTimeout(function () {
+        var now = boxWidths();
+        if (now === drawnAt) return;
+        drawnAt = now;
+        // The threshold slider keeps the keyboard's focus across the redrawing (it is drawn anew by its id).
+        var active = document.activeElement, focused = active && active.id && active.closest(".chart") ? active.id : "";
+        chartBoxes().forEach(function (box) { box.replaceChildren(); });
+        drawAll(data);
+        drawnAt = boxWidths();
+        if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
+        var redraws = Number(document.documentElement.getAttribute("data-charts-redrawn") || 0);
+        document.documentElement.setAttribute("data-charts-redrawn", String(redraws + 1));
+      }, 150);
+    });
   });
 })();

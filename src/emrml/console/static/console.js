@@ -158,24 +158,32 @@
   // page loaded appear in the twin's order and streams deleted go; a row stays in place when the order
   // did not change, so a start form being filled in keeps its focus.
   function updateStreams(table, streams, names) {
-    var body = table.tBodies[0];
+    followRows(table.tBodies[0], streams, function (stream) { return "Stream/" + stream.StreamId; },
+      function (stream) { return streamRow(table.getAttribute("data-base"), stream, names); },
+      function (row, stream) { fillStream(table, row, stream); }, 11, "No stream consumers.");
+  }
+
+  // Makes a table body's rows follow ``items`` in their order: each item's row (data-id ``key(item)``,
+  // made by ``build`` when missing) filled by ``fill``; rows of items no longer listed go, and an empty
+  // list gets one row saying ``emptyText``. Rows move only when the order changed, so focus stays.
+  function followRows(body, items, key, build, fill, columns, emptyText) {
     var cursor = body.firstElementChild;
-    streams.forEach(function (stream) {
-      var row = body.querySelector('tr[data-id="' + CSS.escape("Stream/" + stream.StreamId) + '"]') || streamRow(table.getAttribute("data-base"), stream, names);
-      fillStream(table, row, stream);
+    items.forEach(function (item) {
+      var row = body.querySelector('tr[data-id="' + CSS.escape(key(item)) + '"]') || build(item);
+      fill(row, item);
       if (row === cursor) cursor = cursor.nextElementSibling;
       else body.insertBefore(row, cursor);
     });
     while (cursor) {
       var stale = cursor;
       cursor = cursor.nextElementSibling;
-      if (streams.length || stale.hasAttribute("data-id")) body.removeChild(stale);
+      if (items.length || stale.hasAttribute("data-id")) body.removeChild(stale);
     }
     if (!body.firstElementChild) {
       var empty = document.createElement("tr");
       var td = cell(empty);
-      td.colSpan = 11;
-      td.textContent = "No stream consumers.";
+      td.colSpan = columns;
+      td.textContent = emptyText;
       body.appendChild(empty);
     }
   }
@@ -184,27 +192,9 @@
   // loaded appear in their place (newest first) and jobs no longer listed go. Rows are moved only when
   // the order changed, so a focused link keeps its focus.
   function liveJobs(table, streams) {
-    var body = table.tBodies[0];
     function update(jobs) {
-      var cursor = body.firstElementChild;
-      jobs.forEach(function (job) {
-        var row = body.querySelector('tr[data-id="' + CSS.escape(job.Kind + "/" + job.Id) + '"]') || jobRow(table, job);
-        fill(row, job);
-        if (row === cursor) cursor = cursor.nextElementSibling;
-        else body.insertBefore(row, cursor);
-      });
-      while (cursor) {
-        var stale = cursor;
-        cursor = cursor.nextElementSibling;
-        if (jobs.length || stale.hasAttribute("data-id")) body.removeChild(stale);
-      }
-      if (!body.firstElementChild) {
-        var empty = document.createElement("tr");
-        var td = cell(empty);
-        td.colSpan = 9;
-        td.textContent = "No jobs.";
-        body.appendChild(empty);
-      }
+      followRows(table.tBodies[0], jobs, function (job) { return job.Kind + "/" + job.Id; },
+        function (job) { return jobRow(table, job); }, fill, 9, "No jobs.");
     }
     function refresh() {
       var url = new URL(window.location.href);

@@ -67,6 +67,20 @@ class InThread:
         return self.raised
 
 
+def _held_in_step(context: JobContext) -> tuple[InThread, threading.Event]:
+    """``context.fenced`` running on a thread with a step that waits (returned once it is in the step) until
+    the event is set; ``join`` the thread to learn what the fenced step raised."""
+    started, release = threading.Event(), threading.Event()
+
+    def step() -> None:
+        started.set()
+        assert release.wait(60)
+
+    stepping = InThread(lambda: context.fenced(step))
+    assert started.wait(60)
+    return stepping, release
+
+
 def _write_elsewhere(app: EmrML) -> None:
     """A write by another connection that waits at most a second for the database."""
     connection = sqlite3.connect(make_url(app.settings.database_url).database, timeout=1.0)
@@ -128,15 +142,8 @@ def test_a_fenced_step_of_an_attempt_no_longer_holding_the_job_does_not_run(
 
 def test_an_object_deleted_while_its_fenced_step_ran_stops_the_job(app: EmrML, shared_datasets: Path) -> None:
     context = _claimed(app, "ds-deleted", shared_datasets)
-    started, release = threading.Event(), threading.Event()
-
-    def step() -> None:
-        started.set()
-        assert release.wait(60)
-
-    stepping = InThread(lambda: context.fenced(step))
+    stepping, release = _held_in_step(context)
     try:
-        assert started.wait(60)
         app.call("DeleteDataSource", {"DataSourceId": "ds-deleted"})  # not kept waiting by the step
     finally:
         release.set()
@@ -152,15 +159,8 @@ def test_a_worker_silent_in_the_middle_of_a_fenced_step_is_given_up_within_the_l
     from emrml.service import jobs
 
     context = _claimed(app, "ds-silent", shared_datasets)
-    started, release = threading.Event(), threading.Event()
-
-    def step() -> None:
-        started.set()
-        assert release.wait(60)
-
-    stepping = InThread(lambda: context.fenced(step))
+    stepping, release = _held_in_step(context)
     try:
-        assert started.wait(60)
         lease = app.settings.job_lease_seconds
         # The runner's clock two leases on: its last renewal (at most now) is more than a lease and a
         # reservation old.

@@ -99,6 +99,44 @@ def test_migration_0014_makes_an_earlier_mariadb_metastore_hold_long_text(tmp_pa
             app.close()
 
 
+def test_migration_0015_keeps_earlier_streams_and_records_them_not_confined(tmp_path: Path) -> None:
+    """A metastore of 0014 (streams without ``confined``) keeps its streams once the next start has
+    migrated it: they were started before streams were confined, as objects before 0007 were."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import inspect, text
+
+    from emrml.service import metastore
+
+    settings = Settings.load(environ={}, home=tmp_path / "home")
+    EmrML(settings).close()  # migrated to the newest revision
+    engine = metastore.open_engine(settings.database_url)
+    config = Config()
+    config.set_main_option("script_location", str(metastore.MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        config.attributes["home"] = settings.home
+        command.downgrade(config, "0014")
+        assert "confined" not in {column["name"] for column in inspect(connection).get_columns("streams")}
+        connection.execute(
+            text(
+                "INSERT INTO streams (id, status, created_by, created_at, last_updated_at, request,"
+                " ml_model_id, input_uri, output_uri, dead_letter_uri, starting_position, record_format)"
+                " VALUES ('st-old', 'STOPPED', 'root', 1, 1, '{}', 'ml-old', 'kinesis://in', '/out', '/dead',"
+                " 'LATEST', 'auto')"
+            )
+        )
+    engine.dispose()
+    app = EmrML(settings)  # migrates again
+    try:
+        with app.sessions() as session:
+            stream = session.get(metastore.Stream, "st-old")
+            assert stream is not None
+            assert (stream.output_uri, stream.confined) == ("/out", False)
+    finally:
+        app.close()
+
+
 @pytest.mark.parametrize("url", ["mysql+mysqldb://root@127.0.0.1/x", "postgresql+nosuchdriver://x/y", "x"])
 def test_a_metastore_url_without_a_driver_is_refused(tmp_path: Path, url: str) -> None:
     with pytest.raises(InvalidInputException, match=r"setting metastore_url: .*pip install 'emrml\[mysql\]'"):

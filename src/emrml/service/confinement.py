@@ -134,7 +134,13 @@ def checked_as_opened(app: EmrML, *, remote: bool | None = None) -> AbstractCont
     any file their user can."""
     if not (REMOTE.get() if remote is None else remote):
         return nullcontext()
-    return local.guarded_here(job_guard(app.settings), job_write_guard(app.settings))
+    return checked_here(app.settings)
+
+
+def checked_here(settings: Settings) -> AbstractContextManager[None]:
+    """Within the block, in this context only (a thread: a server's request, a stream's consumer), local
+    files are read and written as confined jobs' are: each checked again as opened, through descriptors."""
+    return local.guarded_here(job_guard(settings), job_write_guard(settings))
 
 
 def open_for_server(app: EmrML, location: str, *, member: str) -> BinaryIO:

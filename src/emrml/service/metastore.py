@@ -201,6 +201,10 @@ class Stream(Base):
     starting_timestamp: Mapped[float | None] = mapped_column(Float)
     #: "auto", "json" or "csv": how records are read.
     record_format: Mapped[str] = mapped_column(String(8))
+    #: Started (or started again) by a request through ``emrml serve``: its consumers write the local output
+    #: and dead-letter parts the request named through the confined jobs' write check
+    #: (``service.confinement.checked_here``), each file in its folder as opened.
+    confined: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class StreamLease(Base):

@@ -36,7 +36,7 @@ from emrml.errors import (
 from emrml.service.batch_predictions import check_output_uri
 from emrml.service.confinement import check_location
 from emrml.service.metastore import MLModel, Stream, StreamConsumer, StreamLease, now
-from emrml.service.operations import Request, Response, canonical, created_by, operation
+from emrml.service.operations import REMOTE, Request, Response, canonical, created_by, operation
 from emrml.service.validation import optional_string, require_id, require_string
 from emrml.stream import FORMATS, SCHEME, stream_name
 
@@ -234,6 +234,7 @@ def start_stream(app: EmrML, request: Request) -> Response:
                     starting_position=position,
                     starting_timestamp=_starting_moment(position, timestamp, moment),
                     record_format=record_format,
+                    confined=REMOTE.get(),
                 )
             )
         else:
@@ -241,6 +242,8 @@ def start_stream(app: EmrML, request: Request) -> Response:
                 # Another start of this stream started its consumers meanwhile.
                 return {"StreamId": stream_id, "ConsumersStarted": 0}
             existing.status, existing.message, existing.last_updated_at = "RUNNING", None, moment
+            # Its locations were checked for this request: started through the server, it stays confined.
+            existing.confined = existing.confined or REMOTE.get()
             # The consumers of its earlier run that are gone: the last of them is not this run's (a
             # consumer that died before the stop, or the one whose failure is why the stream is started
             # again, would have the stream say FAILED until one of those started now reports).

@@ -19,6 +19,7 @@ file outputs, one unrolled part) per takeover.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -26,8 +27,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy import select, update
@@ -37,6 +40,7 @@ from sqlalchemy.orm import sessionmaker
 from emrml.config import Settings
 from emrml.core.predict import Predictor
 from emrml.errors import AmazonMLError, InvalidInputException
+from emrml.service.confinement import checked_here
 from emrml.service.metastore import MLModel, Stream, StreamConsumer, now, open_engine, session_factory
 from emrml.service.streams import settle_stopping
 from emrml.stream.kinesis import MAX_BACKOFF, MIN_READ_INTERVAL, Kinesis, KinesisError, stream_name
@@ -137,12 +141,25 @@ class Consumer:
         self.kinesis = Kinesis(settings.kinesis_endpoint_url, settings.kinesis_region)
         self.input = stream_name(stream.input_uri, "input")
         short = self.id.rsplit(":", 1)[-1]
-        sinks = ((stream.output_uri, "part"), (stream.dead_letter_uri, "dead-letter"))
+        # A confined stream writes the folders its request named as a confined job writes its results, each
+        # part checked in its folder as opened; the default dead-letter folder is emrml's own, in the home.
+        named_dead_letter = "DeadLetterUri" in json.loads(stream.request)
+        checked = partial(checked_here, settings) if stream.confined else nullcontext
+        sinks = (
+            (stream.output_uri, "part", checked),
+            (stream.dead_letter_uri, "dead-letter", checked if named_dead_letter else nullcontext),
+        )
         self.output, self.dead_letter = (
             open_sink(
-                uri, self.kinesis, short, settings.stream_roll_bytes, settings.stream_roll_seconds, prefix
+                uri,
+                self.kinesis,
+                short,
+                settings.stream_roll_bytes,
+                settings.stream_roll_seconds,
+                prefix,
+                guard,
             )
-            for uri, prefix in sinks
+            for uri, prefix, guard in sinks
         )
         moment = now()
         with self.sessions() as session, session.begin():

@@ -11,12 +11,15 @@ checkpoints a shard only then, so a crash loses no record (it replays, at least 
   until complete, then renamed into place. Predictions are CSV in the batch prediction format (a header,
   then ``shardId,sequenceNumber,partitionKey,[tag,]`` and the scores); dead letters are JSON lines. A part
   rolls after ``roll_bytes`` of uncompressed output or ``roll_seconds``; its records are durable then.
+  A confined stream's sink opens each part under ``checked`` (``service.confinement.checked_here``): the
+  part is written, and renamed, in its folder as opened and checked then.
 """
 
 from __future__ import annotations
 
 import time
-from contextlib import ExitStack
+from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from datetime import UTC, datetime
 from typing import BinaryIO, Protocol
 
@@ -71,9 +74,16 @@ class KinesisSink:
 
 class FileSink:
     def __init__(
-        self, directory: str, consumer: str, roll_bytes: int, roll_seconds: float, prefix: str = "part"
+        self,
+        directory: str,
+        consumer: str,
+        roll_bytes: int,
+        roll_seconds: float,
+        prefix: str = "part",
+        checked: Callable[[], AbstractContextManager[None]] = nullcontext,
     ) -> None:
         self.directory = directory if directory.endswith("/") else directory + "/"
+        self.checked = checked
         self.prefix = prefix
         self.consumer = consumer
         self.roll_bytes = roll_bytes
@@ -90,7 +100,8 @@ class FileSink:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         location = f"{self.directory}{self.prefix}-{stamp}-{self.consumer}-{self.parts:06d}.gz"
         self._stack = ExitStack()
-        self._file = self._stack.enter_context(atomic_write(location))
+        with self.checked():
+            self._file = self._stack.enter_context(atomic_write(location))
         self._compressor = gzip_compressor()
         self._size = 0
         self._opened = time.monotonic()
@@ -138,9 +149,16 @@ class FileSink:
 
 
 def open_sink(
-    uri: str, kinesis: Kinesis, consumer: str, roll_bytes: int, roll_seconds: float, prefix: str = "part"
+    uri: str,
+    kinesis: Kinesis,
+    consumer: str,
+    roll_bytes: int,
+    roll_seconds: float,
+    prefix: str = "part",
+    checked: Callable[[], AbstractContextManager[None]] = nullcontext,
 ) -> Sink:
-    """The sink of ``uri``; ``prefix`` names its file parts (``part``, or ``dead-letter``)."""
+    """The sink of ``uri``; ``prefix`` names its file parts (``part``, or ``dead-letter``); ``checked``: the
+    block each part is opened in (``FileSink``)."""
     if uri.startswith(SCHEME):
         return KinesisSink(kinesis, uri)
-    return FileSink(uri, consumer, roll_bytes, roll_seconds, prefix)
+    return FileSink(uri, consumer, roll_bytes, roll_seconds, prefix, checked)

@@ -94,3 +94,23 @@ def test_a_stream_the_cli_started_writes_where_its_user_can(
     stream_app.call("StopStream", {"StreamId": "st-own"})
     consumers[-1].join()
     assert len(_lines(outside, "part-*.gz")) == 1 + 3
+
+
+def test_a_stream_the_cli_started_is_confined_once_started_again_through_the_server(
+    stream_app: EmrML, kinesalite: Kinesalite, consumers: list[Running], tmp_path: Path
+) -> None:
+    kinesalite.create("clicks-again", 1)
+    output = stream_app.settings.data_roots[0] / "scored"
+    output.mkdir(parents=True)
+    members = {"InputStream": "kinesis://clicks-again", "OutputUri": str(output)}
+    _start(stream_app, "st-again", remote=False, **members)
+    stream_app.call("StopStream", {"StreamId": "st-again"})
+    wait_until(lambda: stream_app.call("GetStream", {"StreamId": "st-again"})["Status"] == "STOPPED", 30)
+    _start(stream_app, "st-again", remote=True, **members)
+    outside = tmp_path / "outside"
+    _swap_for_link(output, outside)
+    kinesalite.put("clicks-again", [(record(i), "good") for i in range(3)])
+    consumers.append(Running(stream_app.settings, "st-again"))
+    with pytest.raises(AccessDeniedException, match="is outside the data roots"):
+        consumers[-1].join()
+    assert list(outside.iterdir()) == []

@@ -149,17 +149,9 @@ class Consumer:
             (stream.output_uri, "part", checked),
             (stream.dead_letter_uri, "dead-letter", checked if named_dead_letter else nullcontext),
         )
+        roll = (settings.stream_roll_bytes, settings.stream_roll_seconds)
         self.output, self.dead_letter = (
-            open_sink(
-                uri,
-                self.kinesis,
-                short,
-                settings.stream_roll_bytes,
-                settings.stream_roll_seconds,
-                prefix,
-                guard,
-            )
-            for uri, prefix, guard in sinks
+            open_sink(uri, self.kinesis, short, *roll, prefix, guard) for uri, prefix, guard in sinks
         )
         moment = now()
         with self.sessions() as session, session.begin():

@@ -12,7 +12,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -163,6 +163,26 @@ class TargetSummary:
         return {"count": self.count, "mean": self.mean, "std": self.std, **extremes}
 
 
+class TrainingProgress:
+    """A model job's progress while it trains, for ``train``'s ``progress`` and ``phase``: the training's
+    fraction f at ``at(f)`` of the job (reading and featurizing fill the first 0.4), its message the phase
+    begun last (``core.learn``: the passes, then the refinement). Both engines report through it."""
+
+    def __init__(self, report: Callable[[float, str | None], None]) -> None:
+        self.report = report
+        self.phase = TRAINING_PHASE
+
+    @staticmethod
+    def at(fraction: float) -> float:
+        return 0.4 + 0.6 * fraction
+
+    def __call__(self, fraction: float) -> None:
+        self.report(self.at(fraction), self.phase)
+
+    def begin(self, name: str) -> None:
+        self.phase = name
+
+
 def parse_target(batch: pa.RecordBatch, schema: Schema, model_type: str) -> Targets:
     """Rows whose target is present and valid; records with a missing or invalid target are not used."""
     assert schema.target is not None
@@ -308,23 +328,15 @@ def _train_locally(
         shuffle_seed = 0 if parameters.shuffle == "auto" else None
         summary, labels = _featurize(space, source, schema, model_type, features, progress, shuffle_seed)
 
-        phase = TRAINING_PHASE
-
-        def training_progress(fraction: float) -> None:
-            progress(0.4 + 0.6 * fraction, phase)
-
-        def begin(name: str) -> None:
-            nonlocal phase
-            phase = name
-
+        training = TrainingProgress(progress)
         linear, report = train(
             model_type,  # type: ignore[arg-type]
             features,
             space.n_features,
             len(labels) if model_type == "MULTICLASS" else None,
             parameters,
-            progress=training_progress,
-            phase=begin,
+            progress=training,
+            phase=training.begin,
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -180,6 +180,8 @@ def postgresql_statement(query: str) -> str:
     return for_copy(query[: _postgresql_end(query)])
 
 
+# Written here rather than with sqlparse: its lexer reads every '…' string with backslash escapes (MySQL's
+# rule) and block comments unnested, where PostgreSQL escapes only in E'…' strings and nests /* */.
 def _postgresql_end(query: str) -> int:
     """Where the text of ``query`` ends that is neither blanks, semicolons nor comments after it: ``'…'``
     and ``E'…'`` strings, ``"…"`` names and ``$tag$…$tag$`` bodies are skipped whole, ``--`` and (nested)

@@ -42,7 +42,7 @@ from emrml.config import Settings
 from emrml.core.calibration import CALIBRATION_ROWS, keyed_sample, merge_samples
 from emrml.core.features import FeatureSpace
 from emrml.core.features.fitting import Fitting
-from emrml.core.learn import TRAINING_PHASE, Checker, PassTotals, Trainer, pass_batches
+from emrml.core.learn import Checker, PassTotals, Trainer, pass_batches
 from emrml.core.linear import TrainingParameters
 from emrml.core.recipe.grammar import parse_recipe
 from emrml.core.schema import parse_schema
@@ -57,7 +57,14 @@ from emrml.engine.spark.runner import (
     in_executor,
     raise_failures,
 )
-from emrml.engine.training import DatasourceData, Learned, TargetSummary, parse_target, row_weights
+from emrml.engine.training import (
+    DatasourceData,
+    Learned,
+    TargetSummary,
+    TrainingProgress,
+    parse_target,
+    row_weights,
+)
 from emrml.engine.units import Unit, reading_ahead
 from emrml.errors import DataError
 from emrml.storage.local import Check, current_guards
@@ -295,19 +302,7 @@ def train_on_spark(
             parts = raise_failures(rows.mapPartitionsWithIndex(runner.counted(sampling)).collect())
         sample, rows_read = merge_samples(parts, CALIBRATION_ROWS, space.n_features)
 
-        def of_job(fraction: float) -> float:
-            """Where a fraction of the training (the passes, the refinement) stands in the job's progress."""
-            return 0.4 + 0.6 * fraction
-
-        phase = TRAINING_PHASE
-
-        def training_progress(fraction: float) -> None:
-            runner.progress(of_job(fraction), phase)
-
-        def begin(name: str) -> None:
-            nonlocal phase
-            phase = name
-
+        training = TrainingProgress(runner.progress)
         rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
         trainer = Trainer(
             model_type,  # type: ignore[arg-type]
@@ -317,8 +312,8 @@ def train_on_spark(
             sample,
             rows_read,
             rng,
-            training_progress,
-            begin,
+            training,
+            training.begin,
         )
         for pass_index in trainer.passes():
             setup = PassSetup(
@@ -332,7 +327,7 @@ def train_on_spark(
             shared = context.broadcast(setup)
             # The pass's progress from its tasks done (one per partition), not only as it ends.
             low, high = trainer.pass_span(pass_index)
-            with runner.job(f"training pass {pass_index + 1}", (of_job(low), of_job(high))):
+            with runner.job(f"training pass {pass_index + 1}", (training.at(low), training.at(high))):
                 passing = runner.counted(functools.partial(run_pass, setup=shared))
                 passed = rows.mapPartitionsWithIndex(passing)
                 trainer.state, totals, parts = mix_pass(passed, partitions, runner.counted)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from cli_helpers import invoke, invoke_json
+from cli_helpers import error_line, invoke, invoke_json
+from emrml.errors import AccessDeniedException
 from emrml.samples import bank_sample_schema, write_bank_sample
+from emrml.service.app import EmrML
 
 
 @pytest.fixture
@@ -54,3 +57,44 @@ def test_jobs_lists_every_kinds_jobs_newest_first_saying_why_one_failed(home: Pa
     assert len(lines) == 1 and "FAILED" in lines[0]
     assert failed[0]["Message"][:40] in lines[0]  # why, on its line
     assert "No INPROGRESS jobs." in invoke("jobs", "--status", "INPROGRESS").stdout
+
+
+def _refusing(monkeypatch: pytest.MonkeyPatch, *operations: str) -> None:
+    """Make the service refuse ``operations`` as it refuses a user whose groups do not allow them."""
+    call = EmrML.call
+
+    def refused(self: EmrML, operation: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if operation in operations:
+            raise AccessDeniedException(f"not authorized to perform machinelearning:{operation}")
+        return call(self, operation, *args, **kwargs)
+
+    monkeypatch.setattr(EmrML, "call", refused)
+
+
+def test_jobs_lists_the_kinds_it_may_and_warns_of_those_refused(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = write_bank_sample(tmp_path / "bank.csv", 200)
+    schema = tmp_path / "bank.schema.json"
+    schema.write_text(bank_sample_schema().to_json())
+    invoke("datasource", "create", "--id", "ds-seen", "--data", str(data), "--schema", str(schema))
+    _refusing(monkeypatch, "DescribeMLModels", "DescribeStreams")
+
+    result = invoke("--output", "json", "jobs")
+    assert [job["Id"] for job in json.loads(result.stdout)["Jobs"]] == ["ds-seen"]
+    warning = result.stderr.strip().splitlines()
+    assert len(warning) == 1 and warning[0].startswith("warning: left out "), result.stderr
+    assert (
+        "MLModels (AccessDeniedException: not authorized to perform machinelearning:DescribeMLModels)"
+        in (warning[0])
+    )
+    assert "Streams (AccessDeniedException: " in warning[0]
+    assert "DataSources" not in warning[0] and "Evaluations" not in warning[0]
+    assert "ds-seen" in invoke("jobs", columns=200).stdout
+
+
+def test_jobs_fails_when_no_kind_may_be_listed(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    kinds = ("DataSources", "MLModels", "Evaluations", "BatchPredictions")
+    _refusing(monkeypatch, *(f"Describe{kind}" for kind in kinds), "DescribeStreams")
+    line = error_line(invoke("jobs", code=7))
+    assert line.startswith("error: AccessDeniedException: not authorized to perform machinelearning:Describe")

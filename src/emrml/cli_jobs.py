@@ -13,6 +13,7 @@ from emrml.cli_objects import KINDS, PAGE_LIMIT, Status
 from emrml.cli_render.lists import Column, list_table
 from emrml.cli_render.parts import format_time, status_text
 from emrml.cli_stream import print_streams
+from emrml.errors import AmazonMLError
 
 JOB_COLUMNS = (
     Column("Kind", lambda item: item["Kind"], 0),
@@ -44,13 +45,31 @@ def jobs(
     if status is not None:
         request.update(FilterVariable="Status", EQ=status.value)
     rows: list[dict[str, Any]] = []
+    # A kind the caller may not list (AccessDenied on its Describe*) leaves the others to list: each kind
+    # refused is named, with why, in one warning; only when nothing at all could be listed is it an error.
+    refused: dict[str, AmazonMLError] = {}
     for kind in KINDS.values():  # every kind of object has a job
-        found = service.call(f"Describe{kind.kind}s", dict(request))["Results"]
+        try:
+            found = service.call(f"Describe{kind.kind}s", dict(request))["Results"]
+        except AmazonMLError as exc:
+            refused[f"{kind.kind}s"] = exc
+            continue
         rows.extend({"Kind": kind.kind, "Id": item[kind.id_member], **item} for item in found)
     # Newest first across the kinds; ``limit`` of each kind was read, so the newest ``limit`` are here.
     rows.sort(key=lambda row: row.get("CreatedAt") or 0.0, reverse=True)
     rows = rows[:limit]
-    streams = [] if status is not None else service.call("DescribeStreams", {})["Results"]
+    streams: list[dict[str, Any]] = []
+    if status is None:
+        try:
+            streams = service.call("DescribeStreams", {})["Results"]
+        except AmazonMLError as exc:
+            refused["Streams"] = exc
+    listed = len(KINDS) + (status is None) - len(refused)
+    if refused:
+        if not listed:
+            raise next(iter(refused.values()))
+        reasons = "; ".join(f"{what} ({exc.type_name}: {exc.message})" for what, exc in refused.items())
+        typer.echo("warning: left out " + " ".join(reasons.split()), err=True)  # one line, as errors are
     if current.json:
         print_json({"Jobs": rows, "Streams": streams})
         return

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner, Result
 
 from emrml.cli import app
@@ -27,6 +28,29 @@ def invoke(*args: str, code: int = 0, columns: int | None = None) -> Result:
 
 def invoke_json(*args: str, code: int = 0) -> Any:
     return json.loads(invoke("--output", "json", *args, code=code).stdout)
+
+
+def cli(home: Path, *args: str, code: int = 0, columns: int | None = None) -> Result:
+    """``invoke`` with ``--home HOME``."""
+    return invoke("--home", str(home), *args, code=code, columns=columns)
+
+
+def cli_json(home: Path, *args: str, code: int = 0) -> Any:
+    return invoke_json("--home", str(home), *args, code=code)
+
+
+def ids(home: Path, command: str, *args: str) -> list[str]:
+    """The ids ``emrml COMMAND list ARGS`` lists, in its order."""
+    key = {"datasource": "DataSourceId", "model": "MLModelId", "evaluation": "EvaluationId"}[command]
+    return [item[key] for item in cli_json(home, command, "list", *args)["Results"]]
+
+
+def quickstart_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Result, dict[str, Any]]:
+    """A home where the quickstart has run twice: the first run's table output, the second's JSON."""
+    home = tmp_path_factory.mktemp("quickstart") / "home"
+    first = cli(home, "quickstart")
+    again = cli_json(home, "quickstart")
+    return home, first, again
 
 
 def error_line(result: Result) -> str:

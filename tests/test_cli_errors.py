@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cli_helpers import error_line, invoke_json
+from cli_helpers import cli, error_line, invoke_json
 from emrml.cli_quickstart import (
     QUICKSTART_BATCH_ID,
     QUICKSTART_EVAL_ID,
@@ -17,7 +17,6 @@ from emrml.cli_quickstart import (
     QUICKSTART_MODEL_ID,
     QUICKSTART_TRAIN_ID,
 )
-from test_cli_models import cli
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_helpers import error_line
-from test_cli_models import cli, cli_json
+from cli_helpers import cli, cli_json, error_line
 
 
 @pytest.fixture(scope="module")

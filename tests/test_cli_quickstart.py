@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os
 import re
@@ -9,9 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from typer.testing import Result
 
-from cli_helpers import cli, cli_json, free_port, ids, quickstart_home, wait_until_answered
+from cli_helpers import cli, cli_json, error_line, free_port, ids, quickstart_home, wait_until_answered
 from emrml.cli_quickstart import (
     QUICKSTART_BATCH_ID,
     QUICKSTART_EVAL_ID,
@@ -26,6 +31,35 @@ from emrml.config import Settings
 from emrml.errors import AccessDeniedException
 from emrml.samples import write_bank_sample
 from emrml.service.app import EmrML
+
+
+@pytest.fixture(scope="module")
+def server_pem(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key, as PEM files (tls_cert, tls_key)."""
+    folder = tmp_path_factory.mktemp("pem")
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "server.pem", folder / "server.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(_pem(key))
+    return cert_path, key_path
+
+
+def _pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -173,15 +207,17 @@ def test_quickstart_serve_prints_the_console_and_serves_it(
 
 
 def test_quickstart_serve_with_tls_settings_prints_the_https_url(
-    quickstart: tuple[Path, Result, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    quickstart: tuple[Path, Result, dict[str, Any]],
+    server_pem: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """With tls_cert and tls_key set the server serves HTTPS: the snippets printed http:// URLs."""
     from emrml import cli_server
 
     started: list[dict[str, Any]] = []
     monkeypatch.setattr(cli_server, "start_server", lambda ctx, **options: started.append(options))
-    monkeypatch.setenv("EMRML_TLS_CERT", str(tmp_path / "server.pem"))  # as tls_cert in emrml.toml
-    monkeypatch.setenv("EMRML_TLS_KEY", str(tmp_path / "server.key"))
+    monkeypatch.setenv("EMRML_TLS_CERT", str(server_pem[0]))  # as tls_cert in emrml.toml
+    monkeypatch.setenv("EMRML_TLS_KEY", str(server_pem[1]))
     port = free_port()
     printed = cli(quickstart[0], "quickstart", "--serve", "--port", str(port)).stderr
     assert started and started[0]["port"] == port
@@ -191,16 +227,47 @@ def test_quickstart_serve_with_tls_settings_prints_the_https_url(
 
 
 def test_quickstart_serve_json_endpoint_url_is_the_served_one(
-    quickstart: tuple[Path, Result, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    quickstart: tuple[Path, Result, dict[str, Any]],
+    server_pem: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The EndpointUrl the quickstart shows (and predicted through) is the server's HTTPS URL and port."""
     from emrml import cli_server
 
     monkeypatch.setattr(cli_server, "start_server", lambda ctx, **options: None)
-    monkeypatch.setenv("EMRML_TLS_CERT", str(tmp_path / "server.pem"))
-    monkeypatch.setenv("EMRML_TLS_KEY", str(tmp_path / "server.key"))
+    monkeypatch.setenv("EMRML_TLS_CERT", str(server_pem[0]))
+    monkeypatch.setenv("EMRML_TLS_KEY", str(server_pem[1]))
     port = free_port()
     shown = cli_json(quickstart[0], "quickstart", "--serve", "--port", str(port))
     url = shown["CreateRealtimeEndpoint"]["RealtimeEndpointInfo"]["EndpointUrl"]
     assert url == f"https://127.0.0.1:{port}"
     assert shown["Predict"]["Prediction"]["predictedLabel"] in ("0", "1")
+
+
+@pytest.mark.parametrize("wrong", ["missing cert", "missing key", "key of another certificate", "no key"])
+def test_quickstart_serve_with_bad_tls_files_fails_before_printing_anything(
+    wrong: str, server_pem: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TLS file that cannot serve stops the command first: no flow, no https snippets, one error line."""
+    from emrml import cli_server
+
+    started: list[dict[str, Any]] = []
+    monkeypatch.setattr(cli_server, "start_server", lambda ctx, **options: started.append(options))
+    cert, key = str(server_pem[0]), str(server_pem[1])
+    if wrong == "missing cert":
+        cert = str(tmp_path / "missing.pem")
+    elif wrong == "missing key":
+        key = str(tmp_path / "missing.key")
+    elif wrong == "key of another certificate":
+        key = str(tmp_path / "other.key")
+        Path(key).write_bytes(_pem(ec.generate_private_key(ec.SECP256R1())))
+    else:
+        key = ""
+    monkeypatch.setenv("EMRML_TLS_CERT", cert)
+    monkeypatch.setenv("EMRML_TLS_KEY", key)
+    home = tmp_path / "home"
+    result = cli(home, "quickstart", "--serve", "--port", str(free_port()), code=2)
+    line = error_line(result)
+    assert line.startswith("error: InvalidInputException: --serve with the TLS settings (tls_*): --tls-")
+    assert result.stdout == "" and not started
+    assert not (home / "data" / "samples").exists()  # nothing was done either

@@ -19,6 +19,7 @@ from emrml import cli_server
 from emrml.cli_common import State, present, print_json, print_sections, reports_errors, state
 from emrml.cli_objects import KINDS, require_completed, wait
 from emrml.config import Settings
+from emrml.errors import InvalidInputException
 
 QUICKSTART_ID = "ds-quickstart-bank"
 QUICKSTART_TRAIN_ID = "ds-quickstart-train"
@@ -58,11 +59,19 @@ def quickstart(
     current = state(ctx)
     if serve:
         # The endpoint's EndpointUrl (and Predict's PredictEndpoint) is the process's public_url: it must
-        # be the URL the server about to start serves, not the default http://127.0.0.1:8080. The server
-        # checks the TLS settings as it starts: set, it serves HTTPS (as `emrml serve` does).
+        # be the URL the server about to start serves, not the default http://127.0.0.1:8080. With TLS
+        # settings it serves HTTPS (as `emrml serve` does): their files are loaded now, so that a missing or
+        # unreadable one stops the command before its flow and snippets, not when the server starts.
+        from emrml.web.tls import TlsSettings
+
         settings = current.settings
-        tls = bool(settings.tls_cert or settings.tls_key)
-        url = cli_server.served_url(settings, "127.0.0.1", port, tls=tls)
+        try:
+            tls = TlsSettings.from_options(
+                settings.tls_cert, settings.tls_key, settings.tls_client_ca, settings.tls_client_auth
+            )
+        except InvalidInputException as exc:
+            raise InvalidInputException(f"--serve with the TLS settings (tls_*): {exc.message}") from None
+        url = cli_server.served_url(settings, "127.0.0.1", port, tls=tls is not None)
         current.serve_at(url)
     service = current.service(runs_jobs=True)
     sample = write_bank_sample(sample_path(service.settings.home), QUICKSTART_ROWS, private=True)

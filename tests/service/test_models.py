@@ -261,6 +261,45 @@ def test_model_lifecycle_and_idempotency(app: EmrML, small: Path) -> None:
         )
 
 
+def test_an_update_that_changes_nothing_leaves_last_updated_at(
+    app: EmrML, small: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LastUpdatedAt is the time of the most recent change (spec 4.2): an UpdateMLModel with neither
+    member (both are optional), or with the values the object has, is no change."""
+    from emrml.service import metastore, operations
+
+    app.call(
+        "CreateMLModel", {"MLModelId": "ml-1", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-small"}
+    )
+    assert app.wait("MLModel", "ml-1")["Status"] == "COMPLETED"
+    app.call("UpdateDataSource", {"DataSourceId": "ds-small", "DataSourceName": "small"})
+    app.call("UpdateMLModel", {"MLModelId": "ml-1", "MLModelName": "m", "ScoreThreshold": 0.4})
+    model = app.call("GetMLModel", {"MLModelId": "ml-1"})
+    source = app.call("GetDataSource", {"DataSourceId": "ds-small"})
+    later = model["LastUpdatedAt"] + 1000.0  # a clock that has moved on since
+    monkeypatch.setattr(metastore, "now", lambda: later)
+    monkeypatch.setattr(operations, "now", lambda: later)
+
+    for request in (
+        {},
+        {"MLModelName": "m"},
+        {"ScoreThreshold": 0.4},
+        {"MLModelName": "m", "ScoreThreshold": 0.4},
+    ):
+        assert app.call("UpdateMLModel", {"MLModelId": "ml-1", **request}) == {"MLModelId": "ml-1"}
+        assert app.call("GetMLModel", {"MLModelId": "ml-1"}) == model
+    app.call("UpdateDataSource", {"DataSourceId": "ds-small", "DataSourceName": "small"})
+    assert app.call("GetDataSource", {"DataSourceId": "ds-small"}) == source
+
+    app.call("UpdateMLModel", {"MLModelId": "ml-1", "ScoreThreshold": 0.6})
+    changed = app.call("GetMLModel", {"MLModelId": "ml-1"})
+    assert changed["LastUpdatedAt"] == changed["ScoreThresholdLastUpdatedAt"] == later
+    app.call("UpdateMLModel", {"MLModelId": "ml-1", "MLModelName": "renamed"})
+    assert app.call("GetMLModel", {"MLModelId": "ml-1"})["Name"] == "renamed"
+    app.call("UpdateDataSource", {"DataSourceId": "ds-small", "DataSourceName": "renamed"})
+    assert app.call("GetDataSource", {"DataSourceId": "ds-small"})["LastUpdatedAt"] == later
+
+
 def test_l1_alone_trains_without_the_default_l2(app: EmrML, small: Path) -> None:
     """Keys left out take the console defaults, L2 1e-6 among them; a caller asking for L1 alone gets L1
     without L2, not a refusal for setting both."""

@@ -168,11 +168,17 @@ def update_ml_model(app: EmrML, request: Request) -> Response:
                 )
             if not 0.0 <= threshold <= 1.0:
                 raise InvalidInputException(f"ScoreThreshold must be between 0 and 1 (got {threshold})")
-            entity.score_threshold = threshold
-            entity.score_threshold_updated_at = moment
-        if request.get("MLModelName") is not None:
-            entity.name = request["MLModelName"]
-        entity.last_updated_at = moment
+            # The default 0.5 given explicitly is a change: ScoreThresholdLastUpdatedAt appears (spec 4.2).
+            if threshold != entity.score_threshold or entity.score_threshold_updated_at is None:
+                entity.score_threshold = threshold
+                entity.score_threshold_updated_at = moment
+                entity.last_updated_at = moment
+        # Both members are optional (spec 3): a request with neither, or with the values the model has,
+        # changes nothing, and LastUpdatedAt, "the most recent change", stays.
+        name = request.get("MLModelName")
+        if name is not None and name != entity.name:
+            entity.name = name
+            entity.last_updated_at = moment
     return {"MLModelId": request["MLModelId"]}
 
 

@@ -287,8 +287,9 @@ def register_lifecycle(kind: str) -> None:
     def update(app: EmrML, request: Request) -> Response:
         with app.sessions() as session, session.begin():
             entity = find_live(session, kind, request[id_member])
-            entity.name = request[NAME_MEMBER[kind]]
-            entity.last_updated_at = now()
+            if entity.name != request[NAME_MEMBER[kind]]:  # the same name again changes nothing
+                entity.name = request[NAME_MEMBER[kind]]
+                entity.last_updated_at = now()
         return {id_member: request[id_member]}
 
     def delete(app: EmrML, request: Request) -> Response:

@@ -386,7 +386,8 @@ def test_service_errors_map_to_their_exit_codes(
     bad_split = run(runner, *create_j, "--rearrangement", split, code=2)
     # The error names the option the user typed, then the API member it became.
     assert error_line(bad_split).startswith(
-        "error: InvalidInputException: --rearrangement: DataRearrangement"
+        "error: InvalidInputException: --rearrangement: "
+        "DataSpec.DataRearrangement member 'splitting.percentBegin'"
     )
 
 

@@ -102,7 +102,8 @@ def test_an_empty_data_folder_is_named_by_its_option(tmp_path: Path) -> None:
     schema = binary_schema(tmp_path / "data.schema")
     create = ("datasource", "create", "--id", "ds-empty", "--data", str(folder), "--schema", str(schema))
     assert cli(home, *create, code=2).stderr.startswith(
-        f"error: InvalidInputException: --data: DataLocationS3 '{folder}' holds no file: the folder is empty"
+        f"error: InvalidInputException: --data: DataSpec.DataLocationS3 '{folder}' holds no file: "
+        "the folder is empty"
     )
     assert "ds-empty" not in cli(home, "datasource", "list").stdout
 

@@ -136,7 +136,7 @@ def test_a_rerun_after_a_failure_runs_the_failed_steps_again(
          r"pipeline.json: Steps\[2\].CreateMLModel: MLModelType"),
         (lambda p: p["Steps"][3]["CreateDataSourceFromS3"]["DataSpec"].update(
             DataRearrangement='{"splitting": {"percentBegin": 0, "percentEnd": 170}}'),
-         r"Steps\[3\].CreateDataSourceFromS3: DataRearrangement member 'splitting.percentEnd'"),
+         r"Steps\[3\].CreateDataSourceFromS3: DataSpec.DataRearrangement member 'splitting.percentEnd'"),
         (lambda p: p["Steps"][2]["CreateMLModel"].update(Parameters={"sgd.maxPasses": "abc"}),
          r"pipeline.json: Steps\[2\].CreateMLModel: .*sgd.maxPasses"),
         (lambda p: p["Steps"][2]["CreateMLModel"].update(Recipe="{not json"),

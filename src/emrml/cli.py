@@ -185,7 +185,11 @@ def datasource_create(
         "DataSpec": present(spec),
         "ComputeStatistics": not no_statistics,
     }
-    options = {"DataSourceId": "--id", "DataRearrangement": "--rearrangement", "DataLocationS3": "--data"}
+    options = {
+        "DataSourceId": "--id",
+        "DataSpec.DataRearrangement": "--rearrangement",
+        "DataSpec.DataLocationS3": "--data",
+    }
     with named_as_options(options):
         response = service.call("CreateDataSourceFromS3", present(request))
     report_created(current, "DataSource", datasource_id, response, no_wait)

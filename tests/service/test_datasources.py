@@ -312,7 +312,7 @@ def test_a_folder_without_data_files_is_refused_at_once(app: EmrML, tmp_path: Pa
         with pytest.raises(InvalidInputException) as refused:
             build(app, f"ds-{index}", folder)
         assert refused.value.message.startswith(
-            f"DataLocationS3 '{folder}' holds no file: the folder is empty"
+            f"DataSpec.DataLocationS3 '{folder}' holds no file: the folder is empty"
         )
         with pytest.raises(ResourceNotFoundException):
             app.call("GetDataSource", {"DataSourceId": f"ds-{index}"})

@@ -157,7 +157,7 @@ def test_tags_racing_for_one_key_overwrite_it(app: EmrML, monkeypatch) -> None:
         ),
         (
             {"DataSourceId": "ok", "DataSpec": {"DataLocationS3": "/x", "DataRearrangement": "{nope"}},
-            "DataRearrangement",
+            "^DataSpec.DataRearrangement is not valid JSON",
         ),
     ],
 )

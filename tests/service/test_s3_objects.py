@@ -207,7 +207,9 @@ def test_an_s3_prefix_without_data_files_is_refused_at_once(app: EmrML, s3: S3, 
         spec = {"DataLocationS3": location, "DataSchemaLocationS3": s3.uri("marked/.schema")}
         with pytest.raises(InvalidInputException) as refused:
             app.call("CreateDataSourceFromS3", {"DataSourceId": f"ds-empty-{index}", "DataSpec": spec})
-        assert refused.value.message.startswith(f"DataLocationS3 '{location}' holds no file: the S3 prefix")
+        assert refused.value.message.startswith(
+            f"DataSpec.DataLocationS3 '{location}' holds no file: the S3 prefix"
+        )
         with pytest.raises(ResourceNotFoundException):
             app.call("GetDataSource", {"DataSourceId": f"ds-empty-{index}"})
     spec = {"DataLocationS3": s3.uri("missing.csv"), "DataSchemaLocationS3": s3.uri("marked/.schema")}

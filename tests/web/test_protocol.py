@@ -600,3 +600,91 @@ def test_predict_answers_encode_like_every_other_answer(prediction: dict[str, An
 def test_a_number_that_is_not_finite_is_never_written_as_null() -> None:
     with pytest.raises(ValueError):
         encode_response({"Score": float("nan")}, "GetMLModel")
+
+
+def _rds_data(**members: Any) -> dict[str, Any]:
+    return {
+        "DatabaseInformation": {"InstanceIdentifier": "db", "DatabaseName": "d"},
+        "SelectSqlQuery": "SELECT 1",
+        "DatabaseCredentials": {"Username": "u", "Password": "password"},
+        "S3StagingLocation": "/tmp/emrml-staging/",
+        "ResourceRole": "r",
+        "ServiceRole": "s",
+        "SubnetId": "subnet-1",
+        "SecurityGroupIds": ["sg-1"],
+        **members,
+    }
+
+
+def _redshift_data(**members: Any) -> dict[str, Any]:
+    return {
+        "DatabaseInformation": {"ClusterIdentifier": "c", "DatabaseName": "d"},
+        "SelectSqlQuery": "SELECT 1",
+        "DatabaseCredentials": {"Username": "u", "Password": "password"},
+        "S3StagingLocation": "/tmp/emrml-staging/",
+        **members,
+    }
+
+
+BAD_SPLIT = '{"splitting": {"percentBegin": 90, "percentEnd": 10}}'
+ROLE = "arn:aws:iam::000000000000:role/ml"
+
+
+@pytest.mark.parametrize(
+    ("target", "body", "start"),
+    [
+        (
+            "CreateDataSourceFromS3",
+            {"DataSpec": {"DataLocationS3": "/x.csv", "DataSchema": SCHEMA, "DataRearrangement": BAD_SPLIT}},
+            "DataSpec.DataRearrangement member 'splitting.percentBegin' (90) must not be greater than",
+        ),
+        (
+            "CreateDataSourceFromS3",
+            {"DataSpec": {"DataLocationS3": "/x.csv", "DataSchema": '{"version": "1.0"}'}},
+            "DataSpec.DataSchema is missing attributes",
+        ),
+        (
+            "CreateDataSourceFromS3",
+            {"DataSpec": {"DataLocationS3": "/x.csv", "DataSchemaLocationS3": "ftp://host/x.schema"}},
+            "DataSpec.DataSchemaLocationS3: ",
+        ),
+        (
+            "CreateDataSourceFromS3",
+            {"DataSpec": {"DataLocationS3": "ftp://host/x.csv", "DataSchema": SCHEMA}},
+            "DataSpec.DataLocationS3: ",
+        ),
+        (
+            "CreateDataSourceFromRDS",
+            {"RDSData": _rds_data(DataRearrangement=BAD_SPLIT), "RoleARN": ROLE},
+            "RDSData.DataRearrangement member 'splitting.percentBegin' (90)",
+        ),
+        (
+            "CreateDataSourceFromRDS",
+            {"RDSData": _rds_data(DataSchema="[]"), "RoleARN": ROLE},
+            "RDSData.DataSchema must be a JSON object, got an array",
+        ),
+        (
+            "CreateDataSourceFromRDS",
+            {"RDSData": _rds_data(S3StagingLocation="ftp://host/staging/"), "RoleARN": ROLE},
+            "RDSData.S3StagingLocation: ",
+        ),
+        (
+            "CreateDataSourceFromRedshift",
+            {"DataSpec": _redshift_data(DataRearrangement=BAD_SPLIT), "RoleARN": ROLE},
+            "DataSpec.DataRearrangement member 'splitting.percentBegin' (90)",
+        ),
+        (
+            "CreateDataSourceFromRedshift",
+            {"DataSpec": _redshift_data(DataSchemaUri="ftp://host/x.schema"), "RoleARN": ROLE},
+            "DataSpec.DataSchemaUri: ",
+        ),
+    ],
+)
+def test_a_data_spec_member_refused_after_validation_is_named_by_its_path(
+    app: Any, target: str, body: dict, start: str
+) -> None:
+    """The request's own path to the member, as validation names it (DataSpec.DataLocationS3 is required),
+    not the bare member, which a request of a nested DataSpec or RDSData does not spell."""
+    status, kind, message = error(request(app, target, {"DataSourceId": f"p-{uuid.uuid4().hex[:8]}", **body}))
+    assert (status, kind) == (400, "InvalidInputException")
+    assert message.startswith(start), message

@@ -66,12 +66,24 @@ class Rearrangement:
         )
 
 
-def parse_rearrangement(text: str | None, *, relative_keys: bool = True) -> Rearrangement | None:
+def parse_rearrangement(
+    text: str | None, *, relative_keys: bool = True, member: str = "DataRearrangement"
+) -> Rearrangement | None:
     """Parse and validate a DataRearrangement JSON string; None or "" means no rearrangement.
 
     ``relative_keys`` is the datasource's recorded key scheme (see ``Rearrangement.relative_keys``).
-    Raises ``InvalidInputException`` naming the offending member.
+    Raises ``InvalidInputException`` naming the offending member; ``member`` is where the string lies, as a
+    request spells its path (``DataSpec.DataRearrangement``), which starts every message.
     """
+    try:
+        return _parse_rearrangement(text, relative_keys)
+    except InvalidInputException as exc:
+        if member == "DataRearrangement":
+            raise
+        raise InvalidInputException(member + exc.message.removeprefix("DataRearrangement")) from None
+
+
+def _parse_rearrangement(text: str | None, relative_keys: bool) -> Rearrangement | None:
     if not text:
         return None
     # "complement": true then false would otherwise select the other side of the split, silently.

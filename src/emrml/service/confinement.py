@@ -122,7 +122,11 @@ def check_schema_beside(app: EmrML, data_location: str) -> None:
     else:
         candidates = [locations.schema_location_for(data_location)]
     for candidate in candidates:
-        check_location(app, candidate, member="the schema file beside DataLocationS3 (no DataSchema given)")
+        check_location(
+            app,
+            candidate,
+            member="the schema file beside DataSpec.DataLocationS3 (no DataSpec.DataSchema given)",
+        )
 
 
 def checked_as_opened(app: EmrML, *, remote: bool | None = None) -> AbstractContextManager[None]:

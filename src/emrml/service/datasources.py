@@ -34,17 +34,24 @@ if TYPE_CHECKING:
     from emrml.service.metastore import DataSource
 
 
+def _spec_member(request: Request) -> str:
+    """The member holding the request's data spec: what the errors about its members start their path with."""
+    return "RDSData" if "RDSData" in request else "DataSpec"
+
+
 def _create(app: EmrML, request: Request, location: str, spec: dict[str, Any], **columns: Any) -> Response:
     # A malformed rearrangement or DataSchema is a bad request, refused at once (spec 1.1); what needs the
     # data or a file (a schema that does not fit the data, a schema file's content, the max_attributes
     # limit, checked in one place for every way a schema arrives) is found by the job, which records a
-    # FAILED datasource whose Message says what is wrong.
+    # FAILED datasource whose Message says what is wrong. Errors name the member by its path in the request
+    # (DataSpec.DataRearrangement), as validation does.
+    within = _spec_member(request)
     for member in ("DataSchemaLocationS3", "DataSchemaUri"):
         if spec.get(member):
-            check_location(app, spec[member], member=member)
-    parse_rearrangement(spec.get("DataRearrangement"))
+            check_location(app, spec[member], member=f"{within}.{member}")
+    parse_rearrangement(spec.get("DataRearrangement"), member=f"{within}.DataRearrangement")
     if spec.get("DataSchema"):
-        parse_schema(spec["DataSchema"])
+        parse_schema(spec["DataSchema"], source=f"{within}.DataSchema")
     with app.sessions() as session, session.begin():
         create_entity(
             session,
@@ -63,21 +70,21 @@ def _create(app: EmrML, request: Request, location: str, spec: dict[str, Any], *
 @operation("CreateDataSourceFromS3")
 def create_data_source_from_s3(app: EmrML, request: Request) -> Response:
     spec = request["DataSpec"]
-    check_location(app, spec["DataLocationS3"], member="DataLocationS3")
+    check_location(app, spec["DataLocationS3"], member="DataSpec.DataLocationS3")
     if not (spec.get("DataSchema") or spec.get("DataSchemaLocationS3")):
         check_schema_beside(app, spec["DataLocationS3"])
     # An empty folder or prefix is refused now rather than by a FAILED datasource (it is listed up to its
     # first file, none opened; a missing location, or the store's error, is the job's to report).
-    locations.check_holds_files(spec["DataLocationS3"])
+    locations.check_holds_files(spec["DataLocationS3"], what="DataSpec.DataLocationS3")
     return _create(app, request, spec["DataLocationS3"], spec)
 
 
-def _staged_location(app: EmrML, staging: str, data_source_id: str) -> str:
+def _staged_location(app: EmrML, request: Request, staging: str) -> str:
     # Imported here: storage.sql loads Arrow, which commands that only read the metastore do without.
     from emrml.storage import sql_staging
 
-    check_location(app, staging, member="S3StagingLocation", write=True)
-    return sql_staging.staged_location(staging, data_source_id)
+    check_location(app, staging, member=f"{_spec_member(request)}.S3StagingLocation", write=True)
+    return sql_staging.staged_location(staging, request["DataSourceId"])
 
 
 @operation("CreateDataSourceFromRDS")
@@ -96,7 +103,7 @@ def create_data_source_from_rds(app: EmrML, request: Request) -> Response:
     return _create(
         app,
         stored,
-        _staged_location(app, spec["S3StagingLocation"], request["DataSourceId"]),
+        _staged_location(app, request, spec["S3StagingLocation"]),
         spec,
         role_arn=request["RoleARN"],
         rds_metadata=json.dumps(metadata),
@@ -118,7 +125,7 @@ def create_data_source_from_redshift(app: EmrML, request: Request) -> Response:
     return _create(
         app,
         stored,
-        _staged_location(app, spec["S3StagingLocation"], request["DataSourceId"]),
+        _staged_location(app, request, spec["S3StagingLocation"]),
         spec,
         role_arn=request["RoleARN"],
         redshift_metadata=json.dumps(metadata),

@@ -128,7 +128,7 @@ def _check_members(operation: str, request: dict[str, Any]) -> None:
     if operation.startswith("CreateDataSourceFrom"):
         from emrml.core.rearrange import parse_rearrangement
 
-        parse_rearrangement(request["DataSpec"].get("DataRearrangement"))
+        parse_rearrangement(request["DataSpec"].get("DataRearrangement"), member="DataSpec.DataRearrangement")
     elif operation == "CreateMLModel":
         from emrml.service.parameters import parse_parameters
 

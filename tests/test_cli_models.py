@@ -120,6 +120,22 @@ def test_binary_evaluation_draws_histograms_cutoff_and_tradeoffs(
     assert "Invalid value for '--score-threshold': 'abc' is not a number from 0 to 1" in not_a_cut_off.stderr
 
 
+def test_an_update_refused_names_the_option_given(quickstart: tuple[Path, Result, dict[str, Any]]) -> None:
+    """The service's messages name the request members (ScoreThreshold, EvaluationName), which the user
+    never typed: the option comes first, as for create."""
+    home = quickstart[0]
+    for args, start in (
+        (
+            ("model", "update", QUICKSTART_MODEL_ID, "--score-threshold", "2"),
+            "--score-threshold: ScoreThreshold",
+        ),
+        (("model", "update", QUICKSTART_MODEL_ID, "--name", "n" * 1025), "--name: MLModelName"),
+        (("evaluation", "update", QUICKSTART_EVALUATION_ID, "--name", "n" * 1025), "--name: EvaluationName"),
+        (("datasource", "update", QUICKSTART_EVAL_ID, "--name", "n\x00"), "--name: DataSourceName"),
+    ):
+        assert error_line(cli(home, *args, code=2)).startswith(f"error: InvalidInputException: {start}")
+
+
 def test_model_and_evaluation_lifecycle(
     quickstart: tuple[Path, Result, dict[str, Any]], tmp_path: Path
 ) -> None:

@@ -296,7 +296,8 @@ def model_update(
     request = {"MLModelId": model_id, "MLModelName": name, "ScoreThreshold": score_threshold}
     message = f"Updated model {model_id}: {', '.join(changes)}."
     try:
-        call_and_report(state(ctx), "UpdateMLModel", present(request), message)
+        with named_as_options({"MLModelName": "--name", "ScoreThreshold": "--score-threshold"}):
+            call_and_report(state(ctx), "UpdateMLModel", present(request), message)
     except InvalidInputException as error:
         # The service names the API operations; on the command line they are emrml commands.
         if "DeleteRealtimeEndpoint" not in error.message:

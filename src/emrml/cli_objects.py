@@ -25,6 +25,7 @@ from emrml.cli_common import (
     call_and_report,
     fail,
     job_progress,
+    named_as_options,
     present,
     print_json,
     print_sections,
@@ -217,9 +218,10 @@ def _commands(kind: Kind) -> dict[str, Callable[..., None]]:
         name: str = typer.Option(..., "--name", help="The new name."),
     ) -> None:
         request = {kind.id_member: entity_id, kind.name_member: name}
-        call_and_report(
-            state(ctx), f"Update{kind.kind}", request, f"Renamed {kind.noun} {entity_id} to {name!r}."
-        )
+        with named_as_options({kind.name_member: "--name"}):
+            call_and_report(
+                state(ctx), f"Update{kind.kind}", request, f"Renamed {kind.noun} {entity_id} to {name!r}."
+            )
 
     def delete(ctx: typer.Context, entity_id: str = typer.Argument(..., metavar="ID", help=id_help)) -> None:
         request = {kind.id_member: entity_id}

@@ -271,8 +271,9 @@ def test_bad_schema_file_is_one_line_naming_the_field(
         runner, "datasource", "create", "--id", "ds-x", "--data", str(data), "--schema", str(bad), code=2
     )
     line = error_line(result)
-    assert line.startswith("error: InvalidInputException:")
-    assert "attributeType" in line and "NUMBER" in line and str(bad) in line
+    # Named by the option that gave it, as an unreadable file is ("--schema FILE: cannot read the file").
+    assert line.startswith(f"error: InvalidInputException: --schema {bad} attributes[3]")
+    assert "attributeType" in line and "NUMBER" in line
     assert run_json(runner, "datasource", "list")["Results"] == []
 
 

@@ -510,7 +510,7 @@ def _read_schema_file(path: Path, settings: Settings) -> str:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInputException(f"--schema {path}: cannot read the file ({exc})") from None
-    parse_schema(text, source=str(path), max_attributes=settings.max_attributes)
+    parse_schema(text, source=f"--schema {path}", max_attributes=settings.max_attributes)
     return text
 
 

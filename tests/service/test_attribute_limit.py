@@ -62,7 +62,7 @@ def test_a_lower_limit_refuses_the_schemas_users_give(limited: EmrML, tmp_path: 
     data = _write(tmp_path / "data.csv", names, 10)
     given = _datasource(limited, "ds-given", data, _schema(names, "y"))
     assert given["Status"] == "FAILED"
-    assert "DataSchema has 4 attributes; the limit is 3" in given["Message"]
+    assert "DataSpec.DataSchema has 4 attributes; the limit is 3" in given["Message"]
     assert "max_attributes" in given["Message"]
     # A schema file beside the data is the user's too.
     (tmp_path / "data.csv.schema").write_text(_schema(names, "y"))

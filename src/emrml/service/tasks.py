@@ -56,20 +56,25 @@ def _datasource_schema(entity: Any, settings: Settings, inferred: Schema | None 
     from its column types), else ``<data>.schema`` (spec open question 6). The user gave it: the
     ``max_attributes`` setting applies."""
     request = json.loads(entity.request)
-    spec = request.get("DataSpec") or request.get("RDSData") or {}
+    # The members are named by their path in the request (DataSpec.DataSchema), as its validation names them.
+    within = "RDSData" if "RDSData" in request else "DataSpec"
+    spec = request.get(within) or {}
     limit = settings.max_attributes
     if spec.get("DataSchema"):
-        return parse_schema(spec["DataSchema"], source="DataSchema", max_attributes=limit)
-    location = spec.get("DataSchemaLocationS3") or spec.get("DataSchemaUri")
+        return parse_schema(spec["DataSchema"], source=f"{within}.DataSchema", max_attributes=limit)
+    member = "DataSchemaLocationS3" if spec.get("DataSchemaLocationS3") else "DataSchemaUri"
+    location = spec.get(member)
     if not location:
         if inferred is not None:
             return inferred
         location = schema_location_for(entity.data_location)
         if not exists(location):
             raise InvalidInputException(
-                f"no DataSchema was given and there is no schema file {location} beside the data"
+                f"no {within}.DataSchema was given and there is no schema file {location} beside the data"
             )
-    text = read_text(location, what="DataSchemaLocationS3")
+        text = read_text(location, what="the schema file beside the data")
+    else:
+        text = read_text(location, what=f"{within}.{member}")
     return parse_schema(text, source=f"schema file {location}", max_attributes=limit)
 
 

@@ -76,6 +76,14 @@ def test_a_tag_without_key_is_named(home: Path) -> None:
     assert "has no tags" in cli(home, "tags", "list", "--id", QUICKSTART_TRAIN_ID).stdout  # nothing added
 
 
+def test_a_tag_refused_by_the_service_is_named_as_typed(home: Path) -> None:
+    """The service counts the tags ("Tags[1].Key 'aws:x'"); the user typed them: the argument comes first."""
+    added = cli(home, "tags", "add", "--id", QUICKSTART_TRAIN_ID, "a=b", "aws:x=1", code=2)
+    assert error_line(added).startswith("error: InvalidTagException: 'aws:x=1': Tags[1].Key 'aws:x': ")
+    deleted = cli(home, "tags", "delete", "--id", QUICKSTART_TRAIN_ID, "a", "aws:x", code=2)
+    assert error_line(deleted).startswith("error: InvalidTagException: 'aws:x': TagKeys[1] 'aws:x'")
+
+
 def test_ctrl_c_outside_a_wait_says_so(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Ctrl-C before a command's wait (opening the metastore, sending the request) ended it with code 130
     and not a word, which reads as a crash; it now says it was interrupted."""

@@ -72,7 +72,11 @@ def tags_add(
     resource_type = _tagged(ctx, resource_type)
     request = {"ResourceId": resource_id, "ResourceType": resource_type.value, "Tags": _parse_tags(tags)}
     _tags_call(
-        ctx, "AddTags", request, f"Tagged {resource_type.value} {resource_id} with {len(tags)} tag(s)."
+        ctx,
+        "AddTags",
+        request,
+        f"Tagged {resource_type.value} {resource_id} with {len(tags)} tag(s).",
+        given=("Tags", tags),
     )
 
 
@@ -113,6 +117,7 @@ def tags_delete(
         "DeleteTags",
         request,
         f"Removed {len(keys)} tag key(s) from {resource_type.value} {resource_id}.",
+        given=("TagKeys", keys),
     )
 
 
@@ -123,13 +128,25 @@ def _tagged(ctx: typer.Context, resource_type: ResourceType | None) -> ResourceT
 
 
 def _tags_call(
-    ctx: typer.Context, operation: str, request: dict[str, Any], message: str = ""
+    ctx: typer.Context,
+    operation: str,
+    request: dict[str, Any],
+    message: str = "",
+    given: tuple[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     """Call a tags operation and print its output (json) or ``message``. ``--type`` defaults to DataSource:
-    a model's id given without it is "not found" as a datasource, and the error says which type was meant."""
+    a model's id given without it is "not found" as a datasource, and the error says which type was meant.
+    ``given``: the request member and the arguments it was made of, one item each: a tag the service refuses
+    (``Tags[2].Key …``, a position the user did not count) is named as typed first."""
     current = state(ctx)
     try:
         result = current.service().call(operation, request)
+    except InvalidTagException as exc:
+        member, arguments = given or ("", [])
+        for index, argument in enumerate(arguments):
+            if member and exc.message.startswith(f"{member}[{index}]"):
+                raise InvalidTagException(f"{argument!r}: {exc.message}") from None
+        raise
     except ResourceNotFoundException as exc:
         if ctx.meta.get("emrml.type_given"):
             raise

@@ -50,7 +50,11 @@ def publish_files(
 ) -> None:
     """Move each local file ``path`` of ``moves`` to its ``location``, the locations appearing in one
     ``commit`` step (module doc). ``published`` gets the locations that appeared, in the order of
-    ``moves``, whether or not the step ended well. Errors name the location, as ``publish_file``'s."""
+    ``moves``, whether or not the step ended well, then those whose S3 request failed: a request may
+    fail after S3 carried it out (its answer lost), and removing an object that is not there does no
+    harm. Errors name the location, as ``publish_file``'s."""
+    if not moves:
+        return
     staged: list[_Staged] = []
     try:
         for path, location in moves:
@@ -59,14 +63,15 @@ def publish_files(
         _abort(staged)
         raise
     appeared: set[int] = set()
+    failed: set[int] = set()
     try:
-        commit(lambda: _appear(staged, appeared))
+        commit(lambda: _appear(staged, appeared, failed))
     except BaseException:
         _abort([entry for k, entry in enumerate(staged) if k not in appeared])
         raise
     finally:
         if published is not None:
-            published.extend(staged[k].location for k in sorted(appeared))
+            published.extend(staged[k].location for k in [*sorted(appeared), *sorted(failed)])
 
 
 def _stage(path: str, location: str) -> _Staged:
@@ -91,13 +96,19 @@ def _stage(path: str, location: str) -> _Staged:
     return _Staged(path, location, upload, completion[0])
 
 
-def _appear(staged: list[_Staged], appeared: set[int]) -> None:
-    """Make every staged file appear, adding its index to ``appeared`` as it does; raises the first
-    failure (in the files' order) once the requests under way have ended."""
+def _appear(staged: list[_Staged], appeared: set[int], failed: set[int]) -> None:
+    """Make every staged file appear, adding its index to ``appeared`` as it does (to ``failed`` when its
+    S3 request fails); raises the first failure (in the files' order) once the requests under way ended."""
     lock = threading.Lock()
 
     def make_appear(k: int) -> None:
-        _make_appear(staged[k])
+        try:
+            _make_appear(staged[k])
+        except BaseException:
+            if staged[k].location.startswith("s3://"):
+                with lock:
+                    failed.add(k)
+            raise
         with lock:
             appeared.add(k)
 

@@ -125,11 +125,11 @@ def test_a_given_up_attempt_that_publishes_late_leaves_the_next_attempts_output_
     heartbeats lost), and attempt 2 completes the job. Attempt 1 then goes on: it must not
     write its manifest over attempt 2's, nor remove, as it stops, the results and manifest that are then
     attempt 2's (a COMPLETED batch prediction without its output)."""
-    from emrml.engine import batch
+    from emrml.storage import publishing
 
     out = tmp_path / "out"
     _pending_batch_prediction(app, "late", out, shared_datasets)
-    publish_file = batch.publish_file
+    publish_file = publishing.publish_file
     held, done = threading.Event(), threading.Event()
 
     def slow_when_stale(source: str, target: str, *commit: Any) -> None:
@@ -138,7 +138,7 @@ def test_a_given_up_attempt_that_publishes_late_leaves_the_next_attempts_output_
             held.set()
             assert done.wait(120)
 
-    monkeypatch.setattr(batch, "publish_file", slow_when_stale)
+    monkeypatch.setattr(publishing, "publish_file", slow_when_stale)
     _stale_attempt_ends_after_the_next_completes(app, "late", held, done)
     assert app.call("GetBatchPrediction", {"BatchPredictionId": "bp-late"})["Status"] == "COMPLETED"
     assert _output(out) == ["batch-prediction", "bp-late-data.csv.gz", "bp-late.manifest", "result"]
@@ -159,7 +159,7 @@ def test_a_given_up_attempt_past_its_look_at_the_job_cannot_publish_over_the_nex
     Attempt 1's write must then not land over attempt 2's output: the COMPLETED batch prediction's manifest
     names the results of both files, and its results give the best answers of the new threshold."""
     from emrml.engine import batch
-    from emrml.storage import s3 as s3_storage
+    from emrml.storage import publishing
 
     if store == "s3":
         s3 = request.getfixturevalue("s3")
@@ -196,13 +196,15 @@ def test_a_given_up_attempt_past_its_look_at_the_job_cannot_publish_over_the_nex
             assert done.wait(120)
 
     if store == "s3":
-        finish = s3_storage.MultipartWriter.finish
+        # Held as its results are on their way, before the step that makes them appear: a small one's
+        # PutObject is that step (``storage.publishing``).
+        stage = publishing._stage
 
-        def slow_upload(writer: Any, *commit: Any) -> None:
+        def slow_upload(path: str, location: str) -> Any:
             hold_the_stale_attempt()
-            finish(writer, *commit)
+            return stage(path, location)
 
-        monkeypatch.setattr(s3_storage.MultipartWriter, "finish", slow_upload)
+        monkeypatch.setattr(publishing, "_stage", slow_upload)
     else:
         atomic_write = batch.atomic_write
 

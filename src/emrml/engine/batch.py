@@ -14,9 +14,10 @@ missing or not a binary value; other types: the trimmed text). Text values are q
 numbers are Java-style scientific notation (``core.floats.java_float_cells``).
 
 **Atomic.** Results are written under ``<out>/batch-prediction/.tmp-<id>+attempt-<n>/`` (hidden; for an
-output in S3, under the scratch folder), moved into ``result/`` when all are complete (renamed, or uploaded
-as whole objects), and the manifest is written last, as the commit marker; on failure the temporaries (and
-any result already moved) are removed, so a reader that sees the manifest sees every result whole. Each
+output in S3, under the scratch folder), moved into ``result/`` together when all are complete (renamed, or
+uploaded a few at once, in one ``commit`` step: ``storage.publishing``), and the manifest is written last, as
+the commit marker; on failure the temporaries (and any result already moved) are removed, so a reader that
+sees the manifest sees every result whole. Each
 attempt of the job has its own folder: an attempt given up while its worker still runs never mixes its
 parts with the next attempt's, and removes only its own folder as it stops. The names every attempt
 shares (the manifest, the results) are written or removed only through the job's ``commit``, which runs
@@ -80,10 +81,10 @@ from emrml.storage.locations import (
     exists,
     list_files,
     local_directory,
-    publish_file,
     read_text,
     remove_temporaries,
 )
+from emrml.storage.publishing import publish_files
 
 T = TypeVar("T")
 
@@ -459,11 +460,11 @@ def _publish(
     published: list[str],
     commit: Commit,
 ) -> dict[str, str]:
-    """Assemble each file's parts into its result and move the results into ``result/``, each through
-    ``commit``; returns the manifest. ``published`` collects the results in place, for removal if a later
-    step fails."""
+    """Assemble each file's parts into its result and move the results into ``result/`` at once
+    (``storage.publishing``); returns the manifest. ``published`` collects the results in place."""
     names = result_names(files, batch_prediction_id)
     manifest: dict[str, str] = {}
+    moves: list[tuple[str, str]] = []
     for index, file in enumerate(files):
         mine = [
             (unit, result) for unit, result in zip(units, results, strict=True) if unit.file_index == index
@@ -472,11 +473,10 @@ def _publish(
             continue  # the datasource selects no record of this file: no result (open question 17)
         assembled = Path(job.folder) / names[index]
         _concatenate([job.part_path(unit) for unit, _ in mine], assembled, job.output_uri)
-        location = _result_location(prefix, names[index])
-        publish_file(str(assembled), location, commit)
-        published.append(location)
+        moves.append((str(assembled), _result_location(prefix, names[index])))
         name = quote(names[index]) if prefix.startswith("file://") else names[index]
         manifest[file.uri] = result_location(prefix, name)
+    publish_files(moves, commit, published)
     return manifest
 
 

@@ -25,7 +25,7 @@ import math
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -53,6 +53,10 @@ _COUNT_BLOCK = 1 << 20
 #: Runs of units a worker (a Spark executor core) gets, about: enough that the load spreads when units
 #: differ in size, few enough that each run reads many objects ahead.
 RUNS_PER_WORKER = 4
+#: S3 lookups of the plan (the codec of a large object, the record start after a cut) sent at once: each is
+#: a round trip, sent one after another they took a round trip a large object or cut. Each holds at most a
+#: few megabytes (``record_start``'s windows and the reader's buffer).
+PLANNING_LOOKUPS = 8
 
 
 @dataclass(frozen=True)
@@ -334,25 +338,45 @@ def record_start(uri: str, position: int, odd: bool) -> int | None:
             buf = buf[dropped:] + more
 
 
-def _is_plain(file: FileRef) -> bool:
+def _is_plain(uri: str) -> bool:
     """Whether the file may be cut into byte ranges: uncompressed, and seekable (a file decrypted as it is
     read is not: a range of it could not be authenticated)."""
-    with open_binary(file.uri) as raw:
-        return raw.seekable() and codec_of(file.uri, raw.read(HEAD_BYTES)) == "none"
+    with open_binary(uri) as raw:
+        return raw.seekable() and codec_of(uri, raw.read(HEAD_BYTES)) == "none"
 
 
 def _cut_points(files: list[FileRef], parallelism: Parallelism) -> dict[int, list[int]]:
     """Where to cut each plain file of at least ``min_bytes`` (by file index) before resynchronizing: into
     pieces of at most about ``range_bytes``, a multiple of ``workers`` of them."""
+    large = [i for i, file in enumerate(files) if file.size and file.size >= parallelism.min_bytes]
+    plain = _looked_up(_is_plain, [(files[i].uri,) for i in large])
     cuts = {}
-    for i, file in enumerate(files):
-        if file.size and file.size >= parallelism.min_bytes and _is_plain(file):
-            pieces = max(parallelism.workers, math.ceil(file.size / parallelism.range_bytes))
-            pieces = math.ceil(pieces / parallelism.workers) * parallelism.workers
-            points = sorted({file.size * k // pieces for k in range(1, pieces)} - {0})
-            if points:
-                cuts[i] = points
+    for i in (i for i, is_plain in zip(large, plain, strict=True) if is_plain):
+        size = files[i].size
+        pieces = max(parallelism.workers, math.ceil(size / parallelism.range_bytes))
+        pieces = math.ceil(pieces / parallelism.workers) * parallelism.workers
+        points = sorted({size * k // pieces for k in range(1, pieces)} - {0})
+        if points:
+            cuts[i] = points
     return cuts
+
+
+def _looked_up(function: Callable[..., T], arguments: Sequence[tuple[Any, ...]]) -> list[T]:
+    """``function(*args)`` for each tuple, whose first member is a location, in order: those of S3 objects
+    ``PLANNING_LOOKUPS`` at a time on threads, local files here (a request's read checks are this context's,
+    which a pool's threads would not see; a local open costs no round trip)."""
+    remote = [k for k, args in enumerate(arguments) if str(args[0]).startswith("s3://")]
+    results: list[Any] = [None] * len(arguments)
+    with ThreadPoolExecutor(PLANNING_LOOKUPS, thread_name_prefix="emrml-plan") as pool:
+        futures = {k: pool.submit(function, *arguments[k]) for k in remote}
+        try:
+            for k, args in enumerate(arguments):
+                results[k] = futures[k].result() if k in futures else function(*args)
+        except BaseException:
+            for future in futures.values():
+                future.cancel()
+            raise
+    return results
 
 
 def _units(
@@ -365,12 +389,18 @@ def _units(
         for start, stop in zip([0, *points[:-1]], points, strict=True)
     ]
     counts = iter(runner.map(count_quotes, segments, "finding record starts", (0.0, 0.02)))
+    lookups = []  # (uri, cut, whether an odd number of quotes precedes it), file by file
+    for i, points in cuts.items():
+        quotes = 0
+        for point in points:
+            quotes += next(counts)
+            lookups.append((files[i].uri, point, bool(quotes & 1)))
+    begins = iter(_looked_up(record_start, lookups))
     units = []
     for i, file in enumerate(files):
-        starts, quotes = [0], 0
-        for point in cuts.get(i, []):
-            quotes += next(counts)
-            begin = record_start(file.uri, point, odd=bool(quotes & 1))
+        starts = [0]
+        for _ in cuts.get(i, []):
+            begin = next(begins)
             if begin is not None and begin > starts[-1]:
                 starts.append(begin)
         if len(starts) == 1:

@@ -176,3 +176,26 @@ def test_local_locations_are_renamed_in_the_calling_thread(
     assert threads == {threading.current_thread().name}
     for name, data in contents.items():
         assert (tmp_path / "out" / name).read_bytes() == data
+
+
+def test_withdraw_removes_the_others_when_one_removal_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failed run's results are all removed but the one the storage refuses, which is logged by name."""
+    outputs = tmp_path / "out"
+    outputs.mkdir()
+    names = [str(outputs / f"part-{i}.gz") for i in range(3)]
+    for name in names:
+        Path(name).write_bytes(b"x")
+    real_delete = publishing.delete
+
+    def refusing(location: str) -> None:
+        if location == names[0]:
+            raise AccessDeniedException(f"cannot delete '{location}': AccessDenied")
+        real_delete(location)
+
+    monkeypatch.setattr(publishing, "delete", refusing)
+    with caplog.at_level("WARNING", logger="emrml.storage.publishing"):
+        publishing.withdraw(names)
+    assert [Path(name).exists() for name in names] == [True, False, False]
+    assert names[0] in caplog.text and "AccessDenied" in caplog.text

@@ -84,7 +84,7 @@ from emrml.storage.locations import (
     read_text,
     remove_temporaries,
 )
-from emrml.storage.publishing import publish_files
+from emrml.storage.publishing import publish_files, withdraw
 
 T = TypeVar("T")
 
@@ -480,23 +480,6 @@ def _publish(
     return manifest
 
 
-def _withdraw(published: list[str], commit: Commit) -> None:
-    """Remove the results (and manifest) a run published before it failed or was stopped, unless its
-    attempt no longer holds the job (``commit`` refuses): the names are every attempt's, and they are then
-    the next attempt's output, or removed with the job deleted or given up (``discard_output``). One
-    ``commit`` each, as they were published: the job is held for one request at a time."""
-
-    def remove(location: str) -> None:
-        with suppress(InvalidInputException):
-            delete(location)
-
-    for location in published:
-        try:
-            commit(functools.partial(remove, location))
-        except BaseException:  # what ended the run is raised again by the caller; a refusal ends this
-            return
-
-
 def batch_predict(
     *,
     batch_prediction_id: str,
@@ -586,7 +569,7 @@ def batch_predict(
         progress(1.0, None)
     except BaseException:
         if published:
-            _withdraw(published, commit)
+            withdraw(published, commit)
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -17,6 +17,8 @@ leaves the files that appeared, which ``published`` lists for the caller to remo
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import shutil
 import threading
@@ -25,9 +27,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 
+from emrml.errors import AmazonMLError, InvalidInputException
 from emrml.storage.backend import BUFFER_BYTES, Commit, commit_now, write_error
-from emrml.storage.locations import _S3, publish_file
+from emrml.storage.locations import _S3, delete, publish_file
 from emrml.storage.s3 import MultipartWriter, split
+
+log = logging.getLogger(__name__)
 
 #: S3 requests of the appearing step sent at once. A PutObject of a file smaller than a part holds it in
 #: memory (twice, at most, while its body is built), so this bounds that step's memory to a few parts.
@@ -145,3 +150,28 @@ def _abort(staged: list[_Staged]) -> None:
     for entry in staged:
         if entry.upload is not None:
             entry.upload.abort()
+
+
+def withdraw(published: Sequence[str], commit: Commit = commit_now) -> None:
+    """Remove the files a run published (``publish_files``' ``published``) before it failed or was
+    stopped, unless its attempt no longer holds the job (``commit`` refuses): the names are every
+    attempt's, and they are then the next attempt's output, or removed with the job deleted or given up.
+    One ``commit`` each, as they were published: the job is held for one request at a time. A removal the
+    storage refuses (``AccessDenied``, say) does not stop the others; what is left is logged by name."""
+    left: list[str] = []
+
+    def remove(location: str) -> None:
+        try:
+            delete(location)
+        except InvalidInputException:  # not there: nothing to remove
+            pass
+        except AmazonMLError as exc:
+            left.append(f"{location} ({exc.message})")
+
+    for location in published:
+        try:
+            commit(functools.partial(remove, location))
+        except BaseException:  # what ended the run is raised again by the caller; a refusal ends this
+            break
+    if left:
+        log.warning("results of a failed run could not be removed: %s", "; ".join(left))

@@ -193,6 +193,8 @@ def test_each_training_pass_reports_its_progress_from_its_tasks(
     phase = learn.CALIBRATING_PHASE if kind == "BINARY" else learn.REFINING_PHASE
     messages = [message for _, message in reported]
     assert phase in messages and reported[-1][0] == 1.0
+    # The step after the passes is named for the model's phase: a BINARY model is calibrated, not refined.
+    assert steps[-1][0] == phase
     assert all(fraction < 1.0 for fraction, _ in reported[: messages.index(phase)])
     spans = [span for message, span in steps if message.startswith("training pass")]
     assert len(spans) == passes >= 2 and all(span is not None for span in spans)

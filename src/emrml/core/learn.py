@@ -420,12 +420,24 @@ class Trainer:
                 report.stopped_early = report.passes < self.params.max_passes
                 self._stopped = True
 
+    def finishing_phase(self) -> str | None:
+        """The phase ``finish`` runs after the passes: a classification model without L1 whose rows all
+        fit the calibration sample is calibrated in memory, a regression model without L1 is refined by
+        reading the data again; ``None``: no phase (L1, or no rows read)."""
+        rows = self.report.rows
+        if self.kind != "REGRESSION" and self.params.l1 == 0 and 0 < rows <= self.sample[0].shape[0]:
+            return CALIBRATING_PHASE
+        if self.refining and rows:
+            return REFINING_PHASE
+        return None
+
     def finish(self, source: BatchSource) -> tuple[LinearModel, TrainingReport]:
         """The kept model, refined (REGRESSION: ``source`` is read again), rescaled and pruned."""
         report, params = self.report, self.params
         # The best pass's model, not the last: a pass that made the loss worse is not kept.
         weights, bias_out = self._best_model if self._best_model is not None else self.state.model()
-        if self.kind != "REGRESSION" and params.l1 == 0 and 0 < report.rows <= self.sample[0].shape[0]:
+        phase = self.finishing_phase()
+        if phase == CALIBRATING_PHASE:
             from emrml.core import logistic_refinement
 
             self._begin(CALIBRATING_PHASE)
@@ -440,7 +452,7 @@ class Trainer:
             )
             weights, bias_out = solution.weights, solution.bias
             report.refinement_objectives = solution.objectives
-        if self.refining and report.rows:
+        if phase == REFINING_PHASE:
             self._begin(REFINING_PHASE)
             weights, bias_out = _refine(
                 source,

@@ -68,6 +68,7 @@ from emrml.engine.units import (
     _runner,
     _units,
     count_unit,
+    planned,
     selected_blocks,
 )
 from emrml.errors import DataError, InvalidInputException
@@ -502,12 +503,13 @@ def batch_predict(
     longer does: an attempt given up while its worker still ran never touches the output of the attempt
     after it.
     ``score_threshold`` overrides the artifact's BINARY cut-off. ``spark``: a SparkSession whose executors
-    run the units instead of this machine's processes (engine/spark/): the same units, cut the same way
-    (``parallelism``), so the result files are byte for byte the local engine's. Raises ``DataError`` when
+    run the units instead of this machine's processes (engine/spark/), cut for its cluster's cores
+    unless ``parallelism`` is given (``planned``); cut the same way, the result files are byte for byte
+    the local engine's. Raises ``DataError`` when
     the datasource lacks attributes the model uses, ``InvalidInputException`` when the output cannot be
     written.
     """
-    parallelism = parallelism or Parallelism()
+    parallelism = planned(parallelism, spark)
     predictor = _predictor(str(artifact_location), score_threshold)
     schema = batch_schema(predictor.schema, data.schema)
     files = list_files(data.location)

@@ -73,6 +73,18 @@ class Parallelism:
     min_bytes: int = 16 << 20
 
 
+def planned(parallelism: Parallelism | None, spark: Any = None) -> Parallelism:
+    """How a job cuts its input: as given, else for this machine's pool (``Parallelism()``), else with a
+    Spark session for its cluster: a multiple of the cores its tasks run on (``defaultParallelism``, the
+    executors' cores), so that every core gets a range of a large file where two workers' cut left most
+    of a cluster idle."""
+    if parallelism is not None:
+        return parallelism
+    if spark is None:
+        return Parallelism()
+    return Parallelism(workers=max(1, int(spark.sparkContext.defaultParallelism)))
+
+
 @dataclass(frozen=True)
 class Unit:
     """A piece of one input file: the whole file (``stop`` None), or the bytes [start, stop) of a plain

@@ -43,6 +43,7 @@ from emrml.engine.units import (
     _units,
     count_byte,
     count_unit,
+    planned,
     selected_blocks,
 )
 from emrml.errors import DataError
@@ -104,10 +105,12 @@ def summarize_unit(job: UnitJob, unit: Unit, report: Any = None) -> UnitSummary:
 def plan_units(
     files: list[FileRef], job: UnitJob, runner: SparkRunner, parallelism: Parallelism | None = None
 ) -> tuple[list[Unit], UnitJob]:
-    """The local engine's units of ``files``, with global record indices when a sequential split needs
-    them (then ``job`` carries the total)."""
+    """The local engine's units of ``files``, cut for the cluster's cores unless ``parallelism`` says
+    otherwise (``planned``), with global record indices when a sequential split needs them (then ``job``
+    carries the total)."""
     rearrangement = job.rearrangement
-    units = _units(files, _cut_points(files, parallelism or Parallelism()), runner, rearrangement)
+    cuts = _cut_points(files, planned(parallelism, runner.session))
+    units = _units(files, cuts, runner, rearrangement)
     if rearrangement is not None and rearrangement.needs_total:
         counts = runner.map(count_unit, [(job, unit) for unit in units], "counting records", (0.02, 0.2))
         bases = np.concatenate(([0], np.cumsum(counts)[:-1])).tolist()

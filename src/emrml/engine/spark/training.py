@@ -333,7 +333,9 @@ def train_on_spark(
                 trainer.state, totals, parts = mix_pass(passed, partitions, runner.counted)
             shared.unpersist()
             trainer.end_pass(totals, parts=parts)
-        with runner.job("refining the model", None):
+        # Named for what ``finish`` does on this model: only a regression model's refinement reads the data
+        # (Spark jobs); a classification model's calibration runs on the driver.
+        with runner.job(trainer.finishing_phase() or "finishing the model", None):
             linear, report = trainer.finish(lambda: _rows(rows.toLocalIterator()))
     finally:
         rows.unpersist()

@@ -1,0 +1,72 @@
+"""The Spark engine cuts a large plain file for the cluster's cores, not for the local pool's two workers:
+every core gets a range. The session's parallelism is read from ``sparkContext.defaultParallelism``, here
+a stand-in's, so no JVM is needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from emrml.core.schema import parse_schema
+from emrml.engine.spark.datasource import UnitJob, plan_units
+from emrml.engine.units import Parallelism, _Runner, planned
+from emrml.storage.locations import list_files
+
+
+def _session(cores: int) -> Any:
+    return SimpleNamespace(sparkContext=SimpleNamespace(defaultParallelism=cores))
+
+
+class _LocalRunner(_Runner):
+    """The local engine's runner in this process, with a session as a ``SparkRunner`` has."""
+
+    def __init__(self, session: Any, total_bytes: int) -> None:
+        super().__init__(1, total_bytes, lambda *_: None)
+        self.session = session
+
+
+@pytest.fixture(scope="module")
+def large(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A plain CSV file just over the size at which a file is cut (``Parallelism.min_bytes``)."""
+    path = tmp_path_factory.mktemp("large") / "large.csv"
+    row = b"1,some text of a record to make it longer\n"
+    count = Parallelism().min_bytes // len(row) + 1000
+    path.write_bytes(b"x,y\n" + row * count)
+    return path
+
+
+def _schema() -> str:
+    return parse_schema(
+        '{"version": "1.0", "dataFormat": "CSV", "dataFileContainsHeader": true, "attributes": ['
+        '{"attributeName": "x", "attributeType": "NUMERIC"},'
+        '{"attributeName": "y", "attributeType": "TEXT"}]}'
+    ).to_json()
+
+
+@pytest.mark.parametrize("cores", [1, 3, 6])
+def test_a_large_file_is_cut_for_every_core(large: Path, cores: int) -> None:
+    files = list_files(str(large))
+    job = UnitJob(_schema(), None, None, 1 << 20, 1 << 20)
+    with _LocalRunner(_session(cores), large.stat().st_size) as runner:
+        units, _ = plan_units(files, job, runner)
+    assert len(units) >= cores and len(units) % cores == 0
+    assert [u.start for u in units[1:]] == [u.stop for u in units[:-1]]
+    assert units[-1].stop in (None, large.stat().st_size)  # None: the whole file, one unit
+
+
+def test_a_given_cut_is_kept(large: Path) -> None:
+    files = list_files(str(large))
+    job = UnitJob(_schema(), None, None, 1 << 20, 1 << 20)
+    with _LocalRunner(_session(6), large.stat().st_size) as runner:
+        units, _ = plan_units(files, job, runner, Parallelism(workers=4))
+    assert len(units) == 4
+
+
+def test_batch_prediction_plans_for_the_session() -> None:
+    assert planned(None, _session(6)).workers == 6
+    assert planned(None, None) == Parallelism()
+    given = Parallelism(workers=3, range_bytes=10, min_bytes=1)
+    assert planned(given, _session(6)) is given

@@ -12,7 +12,7 @@ import pytest
 
 from emrml.core.schema import parse_schema
 from emrml.engine.spark.datasource import UnitJob, plan_units
-from emrml.engine.units import Parallelism, _Runner, planned
+from emrml.engine.units import SPARK_MIN_RANGE, Parallelism, _Runner, planned
 from emrml.storage.locations import list_files
 
 
@@ -70,3 +70,14 @@ def test_batch_prediction_plans_for_the_session() -> None:
     assert planned(None, None) == Parallelism()
     given = Parallelism(workers=3, range_bytes=10, min_bytes=1)
     assert planned(given, _session(6)) is given
+
+
+def test_a_large_cluster_cuts_no_range_below_the_floor(large: Path) -> None:
+    """200 cores do not cut a 16 MB file into 200 ranges of 80 KB, each a task and a record-start lookup:
+    the ranges stay at least ``SPARK_MIN_RANGE``."""
+    files = list_files(str(large))
+    job = UnitJob(_schema(), None, None, 1 << 20, 1 << 20)
+    with _LocalRunner(_session(200), large.stat().st_size) as runner:
+        units, _ = plan_units(files, job, runner)
+    assert len(units) == large.stat().st_size // SPARK_MIN_RANGE
+    assert min(u.stop - u.start for u in units[:-1]) >= SPARK_MIN_RANGE * 0.99

@@ -65,12 +65,17 @@ class Parallelism:
 
     ``workers`` processes run the units when the input holds at least ``min_bytes`` and more than one unit;
     plain-text files of at least ``min_bytes`` are cut into a multiple of ``workers`` ranges of at most
-    about ``range_bytes``.
+    about ``range_bytes``, and of at least ``min_range_bytes`` (0: no floor).
     """
 
     workers: int = 2
     range_bytes: int = 64 << 20
     min_bytes: int = 16 << 20
+    min_range_bytes: int = 0
+
+
+#: The smallest range the Spark engine cuts a file into (``planned``).
+SPARK_MIN_RANGE = 1 << 20
 
 
 def planned(parallelism: Parallelism | None, spark: Any = None) -> Parallelism:
@@ -82,7 +87,11 @@ def planned(parallelism: Parallelism | None, spark: Any = None) -> Parallelism:
         return parallelism
     if spark is None:
         return Parallelism()
-    return Parallelism(workers=max(1, int(spark.sparkContext.defaultParallelism)))
+    # A floor on the ranges: on a large cluster a 16 MB file would otherwise become hundreds of ranges of a
+    # few KB, each a task with its own record-start lookup (a round trip on S3) for little work.
+    return Parallelism(
+        workers=max(1, int(spark.sparkContext.defaultParallelism)), min_range_bytes=SPARK_MIN_RANGE
+    )
 
 
 @dataclass(frozen=True)
@@ -359,7 +368,8 @@ def _is_plain(uri: str) -> bool:
 
 def _cut_points(files: list[FileRef], parallelism: Parallelism) -> dict[int, list[int]]:
     """Where to cut each plain file of at least ``min_bytes`` (by file index) before resynchronizing: into
-    pieces of at most about ``range_bytes``, a multiple of ``workers`` of them."""
+    pieces of at most about ``range_bytes``, a multiple of ``workers`` of them unless ``min_range_bytes``
+    allows fewer."""
     large = [i for i, file in enumerate(files) if file.size and file.size >= parallelism.min_bytes]
     plain = _looked_up(_is_plain, [(files[i].uri,) for i in large])
     cuts = {}
@@ -367,6 +377,8 @@ def _cut_points(files: list[FileRef], parallelism: Parallelism) -> dict[int, lis
         size = files[i].size
         pieces = max(parallelism.workers, math.ceil(size / parallelism.range_bytes))
         pieces = math.ceil(pieces / parallelism.workers) * parallelism.workers
+        if parallelism.min_range_bytes:
+            pieces = min(pieces, max(1, size // parallelism.min_range_bytes))
         points = sorted({size * k // pieces for k in range(1, pieces)} - {0})
         if points:
             cuts[i] = points

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol, TypeVar
 
 import numpy as np
@@ -59,16 +59,30 @@ RUNS_PER_WORKER = 4
 PLANNING_LOOKUPS = 8
 
 
+#: The most processes a local batch prediction runs: each holds a few batches, and past this many a
+#: machine's memory bandwidth, not its cores, bounds the scoring.
+LOCAL_WORKERS_MAX = 8
+
+
+def local_workers() -> int:
+    """The local pool's processes: the cores this process may run on (its CPU affinity, as a container's
+    limit sets it), at most ``LOCAL_WORKERS_MAX``."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    cores = len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+    return max(1, min(cores, LOCAL_WORKERS_MAX))
+
+
 @dataclass(frozen=True)
 class Parallelism:
     """How a batch prediction spreads over processes.
 
     ``workers`` processes run the units when the input holds at least ``min_bytes`` and more than one unit;
     plain-text files of at least ``min_bytes`` are cut into a multiple of ``workers`` ranges of at most
-    about ``range_bytes``, and of at least ``min_range_bytes`` (0: no floor).
+    about ``range_bytes``, and of at least ``min_range_bytes`` (0: no floor). ``workers`` defaults to the
+    machine's cores (``local_workers``).
     """
 
-    workers: int = 2
+    workers: int = field(default_factory=local_workers)
     range_bytes: int = 64 << 20
     min_bytes: int = 16 << 20
     min_range_bytes: int = 0
@@ -81,8 +95,8 @@ SPARK_MIN_RANGE = 1 << 20
 def planned(parallelism: Parallelism | None, spark: Any = None) -> Parallelism:
     """How a job cuts its input: as given, else for this machine's pool (``Parallelism()``), else with a
     Spark session for its cluster: a multiple of the cores its tasks run on (``defaultParallelism``, the
-    executors' cores), so that every core gets a range of a large file where two workers' cut left most
-    of a cluster idle."""
+    executors' cores), so that every core gets a range of a large file where the local pool's cut left
+    most of a cluster idle."""
     if parallelism is not None:
         return parallelism
     if spark is None:

@@ -33,10 +33,20 @@ from emrml.errors import (
     InvalidInputException,
     ResourceNotFoundException,
 )
+from emrml.service.access import Access
 from emrml.service.batch_predictions import check_output_uri
-from emrml.service.confinement import check_location
+from emrml.service.confinement import Authorizing, check_location
 from emrml.service.metastore import MLModel, Stream, StreamConsumer, StreamLease, now
-from emrml.service.operations import REMOTE, Request, Response, canonical, created_by, operation
+from emrml.service.operations import (
+    CALLER,
+    REMOTE,
+    Request,
+    Response,
+    canonical,
+    created_by,
+    operation,
+    running_as,
+)
 from emrml.service.validation import optional_string, require_id, require_string
 from emrml.stream import FORMATS, SCHEME, stream_name
 
@@ -103,13 +113,33 @@ def _consumers_gone(app: EmrML, session: Any, stream: Stream) -> bool:
 
 
 def settle_stopping(sessions: sessionmaker, stream_id: str, lease_seconds: float) -> None:
-    """A STOPPING stream without live consumers is STOPPED."""
+    """A STOPPING stream without live consumers is STOPPED, or FAILED when a consumer that ran as it was
+    asked to stop went silent instead (a frozen or hung process, one killed): it neither checkpointed nor
+    gave its leases up, and saying STOPPED would hide that."""
     with sessions() as session, session.begin():
-        if not live_consumers(session, stream_id, lease_seconds):
-            session.execute(
-                update(Stream)
-                .where(Stream.id == stream_id, Stream.status == "STOPPING")
-                .values(status="STOPPED", last_updated_at=now())
+        if live_consumers(session, stream_id, lease_seconds):
+            return
+        stream = session.get(Stream, stream_id)
+        if stream is None or stream.status != "STOPPING":
+            return
+        silent = session.scalars(
+            select(StreamConsumer)
+            .where(
+                StreamConsumer.stream_id == stream_id,
+                StreamConsumer.status == "RUNNING",
+                StreamConsumer.heartbeat_at >= stream.last_updated_at - 2 * lease_seconds,
+            )
+            .order_by(StreamConsumer.heartbeat_at.desc())
+            .limit(1)
+        ).first()
+        stream.status, stream.last_updated_at = "STOPPED" if silent is None else "FAILED", now()
+        if silent is not None:
+            when = datetime.fromtimestamp(silent.heartbeat_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            stream.message = (
+                f"consumer {silent.id} (pid {silent.pid} on {silent.host}) stopped reporting at {when} "
+                "instead of stopping: its process is frozen, hangs or died (the records after its "
+                f"checkpoints are read again at the next start); `emrml stream start --id {stream_id}` "
+                "(StartStream) starts the stream again"
             )
 
 
@@ -161,6 +191,34 @@ def _destination(app: EmrML, kinesis: Kinesis, uri: str, member: str) -> str:
     return folder
 
 
+@dataclasses.dataclass(frozen=True)
+class ConsumerChecks:
+    """What ``check_destinations`` uses, in a consumer process (which has no EmrML)."""
+
+    access: Access
+    settings: Settings
+
+    @classmethod
+    def of(cls, sessions: sessionmaker, settings: Settings) -> ConsumerChecks:
+        return cls(Access(sessions, settings), settings)
+
+
+def check_destinations(app: Authorizing, stream: Stream) -> None:
+    """StartStream's checks of the stream's locations (``check_location``), made again by each consumer as
+    it starts and as it renews its leases: its creator's ``storage:Read`` on its input and ``storage:Write``
+    on its output and the dead-letter location its request named, which a change to their policy or groups
+    may have taken back since; and, for a confined stream, those folders as they are now (one swapped for a
+    symbolic link out of the data roots is refused before anything is written there). Raises
+    AccessDeniedException naming the location."""
+    members = [("OutputUri", stream.output_uri)]
+    if "DeadLetterUri" in json.loads(stream.request):  # the default one is emrml's own, in its home
+        members.append(("DeadLetterUri", stream.dead_letter_uri))
+    with running_as(stream.created_by, remote=stream.confined):
+        check_location(app, stream.input_uri, member="InputStream")
+        for member, uri in members:
+            check_location(app, uri, member=member, write=True)
+
+
 def kinesis_client(settings: Settings) -> Kinesis:
     from emrml.stream.kinesis import Kinesis  # botocore: imported by the operations that use it
 
@@ -185,6 +243,16 @@ def start_stream(app: EmrML, request: Request) -> Response:
                 )
             if existing.status == "RUNNING" and not _consumers_gone(app, session, existing):
                 return {"StreamId": stream_id, "ConsumersStarted": 0}
+        # A stream started through the server stays confined (its folders were named by a remote caller,
+        # who may swap them for links): started again from the CLI, its locations are checked as confined.
+        confined = REMOTE.get() or (existing is not None and existing.confined)
+    with running_as(CALLER.get(), remote=confined):
+        return _start(app, request, stream_id, consumers, parameters)
+
+
+def _start(
+    app: EmrML, request: Request, stream_id: str, consumers: int, parameters: dict[str, Any]
+) -> Response:
     model = _model(app, require_id(request, "MLModelId"))
     position = optional_string(request, "StartingPosition") or "TRIM_HORIZON"
     if position not in POSITIONS:
@@ -242,7 +310,7 @@ def start_stream(app: EmrML, request: Request) -> Response:
                 # Another start of this stream started its consumers meanwhile.
                 return {"StreamId": stream_id, "ConsumersStarted": 0}
             existing.status, existing.message, existing.last_updated_at = "RUNNING", None, moment
-            # Its locations were checked for this request: started through the server, it stays confined.
+            # Started through the server once, it stays confined (``start_stream``).
             existing.confined = existing.confined or REMOTE.get()
             # The consumers of its earlier run that are gone: the last of them is not this run's (a
             # consumer that died before the stop, or the one whose failure is why the stream is started

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from emrml.errors import AccessDeniedException, InvalidInputException
 from emrml.service.operations import REMOTE, running_as
@@ -29,7 +29,20 @@ from emrml.storage import local, locations
 
 if TYPE_CHECKING:
     from emrml.config import Settings
+    from emrml.service.access import Access
     from emrml.service.app import EmrML
+
+
+class Authorizing(Protocol):
+    """What ``check_location`` uses of an ``EmrML``: a stream consumer process, which has no EmrML, checks
+    its locations again with these (``service.streams.check_destinations``)."""
+
+    @property
+    def access(self) -> Access: ...
+
+    @property
+    def settings(self) -> Settings: ...
+
 
 #: What emrml keeps in its home (besides the data roots a user puts there): never read or written through
 #: a request, whatever the roots say. ``metastore.db`` covers its ``-wal`` and ``-shm`` files too.
@@ -82,7 +95,7 @@ def prepare_home(settings: Settings) -> None:
 
 
 def check_location(
-    app: EmrML, location: str, *, member: str, write: bool = False, remote: bool | None = None
+    app: Authorizing, location: str, *, member: str, write: bool = False, remote: bool | None = None
 ) -> None:
     """Refuse ``location`` (the request's ``member``) with InvalidInputException if it is malformed, and
     with AccessDeniedException unless the running request may read it (``write``: write below it).

@@ -11,19 +11,11 @@ whose consumers all ended (it shows FAILED): a start of a stream consumers run s
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
 import os
-import selectors
-import socket
-import subprocess
-import sys
-import time
-import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select, update
@@ -33,10 +25,21 @@ from emrml.errors import (
     InvalidInputException,
     ResourceNotFoundException,
 )
+from emrml.service.access import Access
 from emrml.service.batch_predictions import check_output_uri
-from emrml.service.confinement import check_location
+from emrml.service.confinement import Authorizing, check_location
 from emrml.service.metastore import MLModel, Stream, StreamConsumer, StreamLease, now
-from emrml.service.operations import REMOTE, Request, Response, canonical, created_by, operation
+from emrml.service.operations import (
+    CALLER,
+    REMOTE,
+    Request,
+    Response,
+    canonical,
+    created_by,
+    operation,
+    running_as,
+)
+from emrml.service.stream_processes import Spawned, await_started, record_not_running, spawn_consumer
 from emrml.service.validation import optional_string, require_id, require_string
 from emrml.stream import FORMATS, SCHEME, stream_name
 
@@ -103,13 +106,33 @@ def _consumers_gone(app: EmrML, session: Any, stream: Stream) -> bool:
 
 
 def settle_stopping(sessions: sessionmaker, stream_id: str, lease_seconds: float) -> None:
-    """A STOPPING stream without live consumers is STOPPED."""
+    """A STOPPING stream without live consumers is STOPPED, or FAILED when a consumer that ran as it was
+    asked to stop went silent instead (a frozen or hung process, one killed): it neither checkpointed nor
+    gave its leases up, and saying STOPPED would hide that."""
     with sessions() as session, session.begin():
-        if not live_consumers(session, stream_id, lease_seconds):
-            session.execute(
-                update(Stream)
-                .where(Stream.id == stream_id, Stream.status == "STOPPING")
-                .values(status="STOPPED", last_updated_at=now())
+        if live_consumers(session, stream_id, lease_seconds):
+            return
+        stream = session.get(Stream, stream_id)
+        if stream is None or stream.status != "STOPPING":
+            return
+        silent = session.scalars(
+            select(StreamConsumer)
+            .where(
+                StreamConsumer.stream_id == stream_id,
+                StreamConsumer.status == "RUNNING",
+                StreamConsumer.heartbeat_at >= stream.last_updated_at - 2 * lease_seconds,
+            )
+            .order_by(StreamConsumer.heartbeat_at.desc())
+            .limit(1)
+        ).first()
+        stream.status, stream.last_updated_at = "STOPPED" if silent is None else "FAILED", now()
+        if silent is not None:
+            when = datetime.fromtimestamp(silent.heartbeat_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            stream.message = (
+                f"consumer {silent.id} (pid {silent.pid} on {silent.host}) stopped reporting at {when} "
+                "instead of stopping: its process is frozen, hangs or died (the records after its "
+                f"checkpoints are read again at the next start); `emrml stream start --id {stream_id}` "
+                "(StartStream) starts the stream again"
             )
 
 
@@ -161,6 +184,34 @@ def _destination(app: EmrML, kinesis: Kinesis, uri: str, member: str) -> str:
     return folder
 
 
+@dataclasses.dataclass(frozen=True)
+class ConsumerChecks:
+    """What ``check_destinations`` uses, in a consumer process (which has no EmrML)."""
+
+    access: Access
+    settings: Settings
+
+    @classmethod
+    def of(cls, sessions: sessionmaker, settings: Settings) -> ConsumerChecks:
+        return cls(Access(sessions, settings), settings)
+
+
+def check_destinations(app: Authorizing, stream: Stream) -> None:
+    """StartStream's checks of the stream's locations (``check_location``), made again by each consumer as
+    it starts and as it renews its leases: its creator's ``storage:Read`` on its input and ``storage:Write``
+    on its output and the dead-letter location its request named, which a change to their policy or groups
+    may have taken back since; and, for a confined stream, those folders as they are now (one swapped for a
+    symbolic link out of the data roots is refused before anything is written there). Raises
+    AccessDeniedException naming the location."""
+    members = [("OutputUri", stream.output_uri)]
+    if "DeadLetterUri" in json.loads(stream.request):  # the default one is emrml's own, in its home
+        members.append(("DeadLetterUri", stream.dead_letter_uri))
+    with running_as(stream.created_by, remote=stream.confined):
+        check_location(app, stream.input_uri, member="InputStream")
+        for member, uri in members:
+            check_location(app, uri, member=member, write=True)
+
+
 def kinesis_client(settings: Settings) -> Kinesis:
     from emrml.stream.kinesis import Kinesis  # botocore: imported by the operations that use it
 
@@ -185,6 +236,16 @@ def start_stream(app: EmrML, request: Request) -> Response:
                 )
             if existing.status == "RUNNING" and not _consumers_gone(app, session, existing):
                 return {"StreamId": stream_id, "ConsumersStarted": 0}
+        # A stream started through the server stays confined (its folders were named by a remote caller,
+        # who may swap them for links): started again from the CLI, its locations are checked as confined.
+        confined = REMOTE.get() or (existing is not None and existing.confined)
+    with running_as(CALLER.get(), remote=confined):
+        return _start(app, request, stream_id, consumers, parameters)
+
+
+def _start(
+    app: EmrML, request: Request, stream_id: str, consumers: int, parameters: dict[str, Any]
+) -> Response:
     model = _model(app, require_id(request, "MLModelId"))
     position = optional_string(request, "StartingPosition") or "TRIM_HORIZON"
     if position not in POSITIONS:
@@ -242,7 +303,7 @@ def start_stream(app: EmrML, request: Request) -> Response:
                 # Another start of this stream started its consumers meanwhile.
                 return {"StreamId": stream_id, "ConsumersStarted": 0}
             existing.status, existing.message, existing.last_updated_at = "RUNNING", None, moment
-            # Its locations were checked for this request: started through the server, it stays confined.
+            # Started through the server once, it stays confined (``start_stream``).
             existing.confined = existing.confined or REMOTE.get()
             # The consumers of its earlier run that are gone: the last of them is not this run's (a
             # consumer that died before the stop, or the one whose failure is why the stream is started
@@ -266,7 +327,7 @@ def start_stream(app: EmrML, request: Request) -> Response:
         except OSError as exc:  # no interpreter to run (sys.executable gone), no process left to fork
             where = f" ({exc.filename})" if exc.filename else ""
             reason = f"a consumer process could not be started: {exc.strerror or exc}{where}"
-            _record_not_running(app.sessions, stream_id, 0, reason)
+            record_not_running(app.sessions, stream_id, 0, reason)
             break
     died = await_started(app.sessions, stream_id, spawned)
     return {"StreamId": stream_id, "ConsumersStarted": len(spawned) - died}
@@ -280,133 +341,6 @@ def _starting_moment(position: str, timestamp: Any, moment: float) -> float | No
     if position == "AT_TIMESTAMP":
         return float(timestamp)
     return moment if position == "LATEST" else None
-
-
-def consumer_environment(settings: Settings) -> dict[str, str]:
-    """The environment of a consumer process: this one's, with every setting as its ``EMRML_*`` variable."""
-    env = dict(os.environ)
-    for item in dataclasses.fields(settings):
-        value = getattr(settings, item.name)
-        if isinstance(value, dict):
-            env[f"EMRML_{item.name.upper()}"] = json.dumps(value)
-        elif isinstance(value, tuple):
-            env[f"EMRML_{item.name.upper()}"] = os.pathsep.join(str(path) for path in value)
-        else:
-            env[f"EMRML_{item.name.upper()}"] = str(value)
-    env["EMRML_METASTORE_URL"] = settings.database_url
-    return env
-
-
-#: The environment variable naming the descriptor a consumer process writes a byte to once it runs
-#: (``emrml.stream.__main__``); its spawner learns so that it started (``await_started``).
-READY_FD = "EMRML_STREAM_READY_FD"
-#: Seconds ``StartStream`` waits for its consumers to run (Python started, the settings read), or to die.
-START_SECONDS = 20.0
-
-
-@dataclasses.dataclass
-class Spawned:
-    """A consumer process just started, and how to learn whether it runs (``await_started``)."""
-
-    process: subprocess.Popen[bytes]
-    #: The read end of the pipe the process writes a byte to once it runs; EOF without it: it died.
-    ready: int
-    log: Path
-    #: The log's size before the process started: what it wrote comes after.
-    log_start: int
-
-
-def spawn_consumer(settings: Settings, stream_id: str) -> Spawned:
-    """Start a consumer process, detached (it outlives the CLI or server that started it), logging to
-    ``<home>/logs/stream-<id>.log``."""
-    folder = settings.home / "logs"
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    log_path = folder / f"stream-{stream_id}.log"
-    descriptor = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    ready, signal_end = os.pipe()
-    env = {**consumer_environment(settings), READY_FD: str(signal_end)}
-    try:
-        with os.fdopen(descriptor, "ab") as log_file:
-            log_start = os.fstat(log_file.fileno()).st_size
-            process = subprocess.Popen(
-                [sys.executable, "-m", "emrml.stream", stream_id],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                pass_fds=(signal_end,),
-            )
-    except BaseException:
-        os.close(ready)
-        raise
-    finally:
-        os.close(signal_end)
-    return Spawned(process, ready, log_path, log_start)
-
-
-def await_started(sessions: sessionmaker, stream_id: str, spawned: list[Spawned]) -> int:
-    """Wait (up to ``START_SECONDS``) for consumer processes to run; record each that died before (a
-    Python that cannot start: a broken interpreter or environment; settings it cannot read) FAILED on the
-    stream, with its exit code and the last line it wrote, as a consumer that cannot start records itself
-    (GetStream then says FAILED and why, rather than RUNNING with nobody reading it). Returns how many
-    died. One still starting when the time is up is left to say for itself."""
-    deadline = time.monotonic() + START_SECONDS
-    died = 0
-    with selectors.DefaultSelector() as selector:
-        for item in spawned:
-            selector.register(item.ready, selectors.EVENT_READ, item)
-        try:
-            while selector.get_map() and (left := deadline - time.monotonic()) > 0:
-                for key, _events in selector.select(left):
-                    selector.unregister(key.fd)
-                    if os.read(key.fd, 1):
-                        continue  # it runs: it records its own failures from now on
-                    died += 1
-                    _record_died(sessions, stream_id, key.data)
-        finally:
-            for item in spawned:
-                os.close(item.ready)
-    return died
-
-
-def _record_died(sessions: sessionmaker, stream_id: str, item: Spawned) -> None:
-    try:
-        code = item.process.wait(5.0)
-    except subprocess.TimeoutExpired:
-        code = None
-    last = ""
-    with contextlib.suppress(OSError), item.log.open("rb") as log_file:
-        log_file.seek(item.log_start)
-        lines = [line.strip() for line in log_file.read()[-4096:].decode(errors="replace").splitlines()]
-        # The error it died of: a traceback's last line, or, for a Python that could not start, the error
-        # line of its fatal error report (the lines after it tell threads and frames it had none of).
-        said = [line for line in lines if line]
-        last = next((line for line in reversed(said) if "Error" in line), said[-1] if said else "")
-    pid = item.process.pid
-    message = (
-        f"consumer process {pid} on {socket.gethostname()} ended before it ran (exit code {code})"
-        + (f": {last[:300]}" if last else "")
-        + f"; its log: {item.log}"
-    )
-    _record_not_running(sessions, stream_id, pid, message)
-
-
-def _record_not_running(sessions: sessionmaker, stream_id: str, pid: int, message: str) -> None:
-    """Record a consumer process that never ran FAILED with ``message`` (GetStream says it)."""
-    host = socket.gethostname()
-    moment = now()
-    with sessions() as session, session.begin():
-        stream = session.get(Stream, stream_id)
-        if stream is None or stream.status != "RUNNING":
-            return
-        session.add(
-            StreamConsumer(
-                id=f"{host}:{pid}:{uuid.uuid4().hex[:8]}", stream_id=stream_id, host=host, pid=pid,
-                started_at=moment, heartbeat_at=moment, status="FAILED", message=message,
-                records_per_second=0.0,
-            )
-        )  # fmt: skip
 
 
 @operation("StopStream")

@@ -13,7 +13,7 @@ import sys
 from emrml.config import Settings
 from emrml.errors import AmazonMLError
 from emrml.service.confinement import OWNER_ONLY_UMASK
-from emrml.service.streams import READY_FD
+from emrml.service.stream_processes import READY_FD
 from emrml.stream.consumer import Consumer
 
 #: The exit code of a consumer ended for not stopping when asked (``Consumer.run``'s ``on_hung``).
@@ -39,8 +39,8 @@ def main(argv: list[str]) -> int:
 
 
 def _tell_started() -> None:
-    """Tell the process that spawned this one (``service.streams.await_started``) that it runs: from now
-    on the consumer records its own failures."""
+    """Tell the process that spawned this one (``service.stream_processes.await_started``) that it runs:
+    from now on the consumer records its own failures."""
     descriptor = os.environ.pop(READY_FD, None)
     if descriptor is not None and descriptor.isdigit():
         with contextlib.suppress(OSError):

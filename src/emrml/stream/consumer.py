@@ -39,10 +39,10 @@ from sqlalchemy.orm import sessionmaker
 
 from emrml.config import Settings
 from emrml.core.predict import Predictor
-from emrml.errors import AmazonMLError, InvalidInputException
+from emrml.errors import AccessDeniedException, AmazonMLError, InvalidInputException
 from emrml.service.confinement import checked_here
 from emrml.service.metastore import MLModel, Stream, StreamConsumer, now, open_engine, session_factory
-from emrml.service.streams import settle_stopping
+from emrml.service.streams import ConsumerChecks, check_destinations, settle_stopping
 from emrml.stream.kinesis import MAX_BACKOFF, MIN_READ_INTERVAL, Kinesis, KinesisError, stream_name
 from emrml.stream.leases import SHARD_END, Lease, LeaseTable
 from emrml.stream.outputs import open_sink
@@ -135,6 +135,8 @@ class Consumer:
                 f"stream {self.stream_id!r}: model {stream.ml_model_id!r} is not usable"
             )
         self.stream = stream
+        self.checks = ConsumerChecks.of(self.sessions, self.settings)
+        check_destinations(self.checks, stream)  # as StartStream: what changed since is refused here
         predictor = Predictor.load(Path(model.artifact_location), score_threshold=model.score_threshold)
         self.scorer = MicroBatchScorer(predictor, model.id, stream.record_format)
         settings = self.settings
@@ -449,6 +451,11 @@ class Consumer:
             model = session.execute(
                 select(MLModel.status, MLModel.score_threshold).where(MLModel.id == self.stream.ml_model_id)
             ).first()
+        try:  # at every renewal: the stream writes no longer than a lease once it may not
+            check_destinations(self.checks, self.stream)
+        except AccessDeniedException as exc:
+            self.valid_until = 0.0  # ``_shutdown`` then drops the outputs not yet durable: none is published
+            raise AccessDeniedException(f"{exc.message}; the stream stopped reading and writing") from None
         if status != "RUNNING":
             self._stop.set()
         elif model is None or model.status != "COMPLETED":

@@ -170,3 +170,22 @@ def test_a_score_threshold_that_cannot_be_drawn_says_why(home: Path) -> None:
     line = error_line(cli(home, *as_json, code=2))
     assert "--score-threshold draws a cut-off in the table output; --output json prints every cut-off" in line
     cli(home, "evaluation", "delete", "ev-not-run")
+
+
+def test_every_limit_and_number_option_names_its_value_and_range(tmp_path: Path) -> None:
+    """``--limit <int range>  [x>=1]`` said neither what the number is nor, in words, which ones are taken:
+    every list command now shows ``--limit N`` with its range in the help, and refuses another number
+    saying which ones it takes; the server's numbers are named (PORT, N, BYTES) too."""
+    for command in ("datasource", "model", "evaluation", "batch-prediction"):
+        shown = cli(tmp_path, command, "list", "--help").stdout
+        assert "--limit N " in shown and "Show at most N (1 or more)." in shown, command
+        refused = cli(tmp_path, command, "list", "--limit", "0", code=2).stderr
+        assert "'0' is not a whole number, 1 or more" in refused
+    shown = cli(tmp_path, "jobs", "--help").stdout
+    assert "--limit N " in shown and "Show the newest N jobs (1\N{EN DASH}100)." in shown
+    for refused in ("101", "x"):
+        said = cli(tmp_path, "jobs", "--limit", refused, code=2).stderr
+        assert f"{refused!r} is not a whole number from 1 to 100" in said
+    for command in (("serve",), ("quickstart",), *((kind, "list") for kind in ("datasource", "model"))):
+        assert "int range>" not in cli(tmp_path, *command, "--help").stdout, command
+    assert "--port PORT " in cli(tmp_path, "serve", "--help").stdout

@@ -256,6 +256,26 @@ def named_as_options(options: Mapping[str, str]) -> Iterator[None]:
         raise
 
 
+def limit_option(default: int | None, help: str, *, maximum: int | None = None) -> Any:
+    """``--limit N``, how many results a list command shows, written the same in every list's help: ``N``
+    with its range in the help, where click's own number range would show ``<int range>`` and ``[x>=1]``."""
+    if maximum is None:
+        bounds, wanted = "1 or more", "a whole number, 1 or more"
+    else:
+        bounds, wanted = f"1\N{EN DASH}{maximum}", f"a whole number from 1 to {maximum}"
+
+    def parse(value: str | int) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = 0
+        if number < 1 or (maximum is not None and number > maximum):
+            raise typer.BadParameter(f"{value!r} is not {wanted}")
+        return number
+
+    return typer.Option(default, "--limit", metavar="N", parser=parse, help=f"{help} ({bounds}).")
+
+
 def score_threshold_option(help: str, **checks: Any) -> Any:
     """``--score-threshold T``, a BINARY model's cut-off, named after Amazon ML's ``ScoreThreshold`` by every
     command that takes one; ``checks``: click's (``min``, ``max``)."""

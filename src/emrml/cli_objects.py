@@ -25,6 +25,7 @@ from emrml.cli_common import (
     call_and_report,
     fail,
     job_progress,
+    limit_option,
     named_as_options,
     present,
     print_json,
@@ -271,7 +272,7 @@ def _commands(kind: Kind) -> dict[str, Callable[..., None]]:
                 "limit",
                 keyword,
                 annotation=int | None,
-                default=typer.Option(None, "--limit", min=1, help="Show at most this many."),
+                default=limit_option(None, "Show at most N"),
             ),
         ]
     )

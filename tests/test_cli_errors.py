@@ -189,3 +189,18 @@ def test_every_limit_and_number_option_names_its_value_and_range(tmp_path: Path)
     for command in (("serve",), ("quickstart",), *((kind, "list") for kind in ("datasource", "model"))):
         assert "int range>" not in cli(tmp_path, *command, "--help").stdout, command
     assert "--port PORT " in cli(tmp_path, "serve", "--help").stdout
+
+
+def test_a_target_or_row_id_not_among_the_columns_names_its_option(home: Path, tmp_path: Path) -> None:
+    """``--target X`` not among the columns was refused as "target 'X' is not one of the columns", the
+    library's word, where other refused options start with the option: now ``--target:`` then the API's
+    member (what InferDataSchema itself says), for ``infer-schema`` and ``create --infer-schema`` alike."""
+    data = tmp_path / "two.csv"
+    data.write_text("a,b\n1,2\n3,4\n")
+    infer = ["datasource", "infer-schema", "--data", str(data)]
+    create = ["datasource", "create", "--id", "ds-two", "--data", str(data), "--infer-schema"]
+    for command in (infer, create):
+        target = error_line(cli(home, *command, "--target", "X", code=2))
+        assert target.startswith("error: InvalidInputException: --target: TargetAttributeName 'X' is not one")
+        row_id = error_line(cli(home, *command, "--row-id", "X", code=2))
+        assert row_id.startswith("error: InvalidInputException: --row-id: RowId 'X' is not one of the")

@@ -55,9 +55,20 @@ _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 
 def check_syntax(location: str) -> None:
     """InvalidInputException unless ``location`` is a local path, a ``file://`` URI of this machine or an
-    ``s3://bucket[/key]`` URI; nothing is read."""
+    ``s3://bucket[/key]`` URI whose key has no ``.`` or ``..`` segment; nothing is read."""
     if _backend(location) is _LOCAL:
         local_path(location)
+        return
+    # S3 keeps 'data/../secret.csv' as a key of its own, and policies match it as written, while HTTP
+    # clients, proxies and S3-compatible stores may read it as 'secret.csv': a location a Deny or a grant
+    # reads one way must not be read another way.
+    segments = split(location)[1].split("/")
+    dotted = next((segment for segment in segments if segment in (".", "..")), None)
+    if dotted is not None:
+        raise InvalidInputException(
+            f"'{location}' is not a valid S3 location: its key has a '{dotted}' segment (name the object "
+            "without '.' and '..')"
+        )
 
 
 def list_files(location: str, *, what: str = "DataLocationS3") -> list[FileRef]:

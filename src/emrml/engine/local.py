@@ -371,7 +371,7 @@ def infer_location_schema(
     Files without a record (empty, a header line only, or markers such as Hadoop's ``_SUCCESS``) are
     passed over, as reading the datasource passes over them. ``named``: as ``infer_schema``'s.
     """
-    files = list_files(location)
+    files = list_files(location, what="DataLocationS3")  # InferDataSchema's member
     first_files = files[:INFER_MAX_FILES]
     invalid: list[InvalidRecord] = []
     for index, file in enumerate(first_files):

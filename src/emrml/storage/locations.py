@@ -49,6 +49,10 @@ TEXT_MAX_BYTES = 131071 * 4
 READ_AHEAD_OBJECTS = 8
 READ_AHEAD_OBJECT_BYTES = 1 << 20
 
+#: What a message about a datasource's data names it by: its member's path in the request that gave it, as
+#: the request's own validation names it (InferDataSchema, whose member is top-level, says so itself).
+DATA_LOCATION = "DataSpec.DataLocationS3"
+
 _S3_URI = re.compile(r"s3://([^/]+)(/.*)?")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 
@@ -71,7 +75,7 @@ def check_syntax(location: str) -> None:
         )
 
 
-def list_files(location: str, *, what: str = "DataLocationS3") -> list[FileRef]:
+def list_files(location: str, *, what: str = DATA_LOCATION) -> list[FileRef]:
     """The data files ``location`` names, sorted by key.
 
     A file gives itself. A directory (or a location ending in ``/``) gives every regular file below it,
@@ -92,7 +96,7 @@ def list_files(location: str, *, what: str = "DataLocationS3") -> list[FileRef]:
     return files
 
 
-def check_holds_files(location: str, *, what: str = "DataLocationS3") -> None:
+def check_holds_files(location: str, *, what: str = DATA_LOCATION) -> None:
     """InvalidInputException when ``location`` is a folder or S3 prefix that holds no data file (none at
     all, or hidden files and ``.schema`` files only), which a datasource could only fail on: told when it
     is asked for, not by a FAILED datasource. A location that does not exist, and one the store does not
@@ -125,7 +129,7 @@ def open_binary(location: str, *, what: str = "location", start: int = 0) -> Bin
         raise _os_error(exc, what, location) from exc
 
 
-def open_files(files: list[FileRef], *, what: str = "DataLocationS3") -> Iterator[BinaryIO]:
+def open_files(files: list[FileRef], *, what: str = DATA_LOCATION) -> Iterator[BinaryIO]:
     """The raw streams of ``files`` (as ``open_binary``), in their order, each opened when the one before
     it is asked for; the caller closes each. The next small S3 objects are read meanwhile
     (``READ_AHEAD_OBJECTS``), and the next object opened whatever its size, each pinned to the version its
@@ -298,7 +302,7 @@ def schema_location_for(data_location: str) -> str:
     try:
         folder = backend.is_folder(data_location)
     except OSError as exc:
-        raise _os_error(exc, "DataLocationS3", data_location) from exc
+        raise _os_error(exc, DATA_LOCATION, data_location) from exc
     return candidates[1 if folder else 0]
 
 

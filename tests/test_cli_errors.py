@@ -170,3 +170,47 @@ def test_a_score_threshold_that_cannot_be_drawn_says_why(home: Path) -> None:
     line = error_line(cli(home, *as_json, code=2))
     assert "--score-threshold draws a cut-off in the table output; --output json prints every cut-off" in line
     cli(home, "evaluation", "delete", "ev-not-run")
+
+
+def test_every_limit_and_number_option_names_its_value_and_range(tmp_path: Path) -> None:
+    """``--limit <int range>  [x>=1]`` said neither what the number is nor, in words, which ones are taken:
+    every list command now shows ``--limit N`` with its range in the help, and refuses another number
+    saying which ones it takes; the server's numbers are named (PORT, N, BYTES) too."""
+    for command in ("datasource", "model", "evaluation", "batch-prediction"):
+        shown = cli(tmp_path, command, "list", "--help").stdout
+        assert "--limit N " in shown and "Show at most N (1 or more)." in shown, command
+        refused = cli(tmp_path, command, "list", "--limit", "0", code=2).stderr
+        assert "'0' is not a whole number, 1 or more" in refused
+    shown = cli(tmp_path, "jobs", "--help").stdout
+    assert "--limit N " in shown and "Show the newest N jobs (1\N{EN DASH}100)." in shown
+    for refused in ("101", "x"):
+        said = cli(tmp_path, "jobs", "--limit", refused, code=2).stderr
+        assert f"{refused!r} is not a whole number from 1 to 100" in said
+    for command in (("serve",), ("quickstart",), *((kind, "list") for kind in ("datasource", "model"))):
+        assert "int range>" not in cli(tmp_path, *command, "--help").stdout, command
+    assert "--port PORT " in cli(tmp_path, "serve", "--help").stdout
+
+
+def test_a_target_or_row_id_not_among_the_columns_names_its_option(home: Path, tmp_path: Path) -> None:
+    """``--target X`` not among the columns was refused as "target 'X' is not one of the columns", the
+    library's word, where other refused options start with the option: now ``--target:`` then the API's
+    member (what InferDataSchema itself says), for ``infer-schema`` and ``create --infer-schema`` alike."""
+    data = tmp_path / "two.csv"
+    data.write_text("a,b\n1,2\n3,4\n")
+    infer = ["datasource", "infer-schema", "--data", str(data)]
+    create = ["datasource", "create", "--id", "ds-two", "--data", str(data), "--infer-schema"]
+    for command in (infer, create):
+        target = error_line(cli(home, *command, "--target", "X", code=2))
+        assert target.startswith("error: InvalidInputException: --target: TargetAttributeName 'X' is not one")
+        row_id = error_line(cli(home, *command, "--row-id", "X", code=2))
+        assert row_id.startswith("error: InvalidInputException: --row-id: RowId 'X' is not one of the")
+
+
+def test_a_malformed_data_location_is_refused_before_the_store_is_asked(home: Path) -> None:
+    """``--data s3://b/a/../x.csv`` was looked for in S3 (a credentials or "no such file" error) before the
+    service refused the dotted key; ``--data http://…`` was refused without naming the option."""
+    for command in (["datasource", "infer-schema"], ["datasource", "create", "--id", "ds-dots"]):
+        dotted = error_line(cli(home, *command, "--data", "s3://b/a/../x.csv", code=2))
+        assert "--data: 's3://b/a/../x.csv' is not a valid S3 location: its key has a '..' segment" in dotted
+        scheme = error_line(cli(home, *command, "--data", "http://x/y.csv", code=2))
+        assert "--data: 'http://x/y.csv': unsupported scheme 'http'" in scheme

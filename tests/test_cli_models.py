@@ -225,6 +225,11 @@ def test_model_and_evaluation_lifecycle(
     assert ids(home, "evaluation", "--status", "DELETED") == ["ev-small"]
     assert "Deleted model ml-small." in cli(home, "model", "delete", "ml-small").stdout
     assert ids(home, "model", "--status", "DELETED") == ["ml-small"]
+    # Deleted again: accepted, as Amazon ML's retries are (spec 4.4), but not reported as a deletion.
+    again = cli(home, "model", "delete", "ml-small").stdout
+    assert "Model ml-small was already deleted; it stays DELETED." in again and "Deleted" not in again
+    assert "Evaluation ev-small was already deleted" in cli(home, "evaluation", "delete", "ev-small").stdout
+    assert cli_json(home, "model", "delete", "ml-small") == {"MLModelId": "ml-small"}
     missing = cli(home, "model", "show", "ml-none", code=3)
     assert error_line(missing).startswith("error: ResourceNotFoundException:")
 

@@ -9,18 +9,24 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer
 
 from cli_helpers import invoke_json
-from emrml.cli_common import CLOSED_STDOUT_EXIT_CODE
+from emrml.cli_common import CLOSED_STDOUT_EXIT_CODE, ends_quietly_when_stdout_closes
+
+#: ``python -m emrml`` on a platform whose ``select`` has no ``poll`` (Windows): a closed stdout was told
+#: from other broken pipes by Linux's poll flags, and there the command ended with a traceback.
+WITHOUT_POLL = "import select, sys; del select.poll; from emrml.cli import app; app(prog_name='emrml')"
 
 
-def run_into_closed_pipe(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_into_closed_pipe(home: Path, *args: str, poll: bool = True) -> subprocess.CompletedProcess[str]:
     """``emrml ARGS`` in a process of its own whose stdout is a pipe nobody reads any longer, as in
     ``emrml ARGS | head -1`` once head has its line."""
     reader, writer = os.pipe()
     os.close(reader)
     try:
-        command = [sys.executable, "-m", "emrml", "--home", str(home), *args]
+        start = ["-m", "emrml"] if poll else ["-c", WITHOUT_POLL]
+        command = [sys.executable, *start, "--home", str(home), *args]
         return subprocess.run(command, stdout=writer, stderr=subprocess.PIPE, text=True, timeout=120)
     finally:
         os.close(writer)
@@ -39,9 +45,30 @@ def run_into_closed_pipe(home: Path, *args: str) -> subprocess.CompletedProcess[
 def test_a_closed_stdout_ends_the_command_in_silence_as_unix_tools_end(
     tmp_path: Path, args: tuple[str, ...]
 ) -> None:
-    ran = run_into_closed_pipe(tmp_path / "home", *args)
-    assert (ran.returncode, ran.stderr) == (CLOSED_STDOUT_EXIT_CODE, "")
+    for poll in (True, False):
+        ran = run_into_closed_pipe(tmp_path / "home", *args, poll=poll)
+        assert (ran.returncode, ran.stderr) == (CLOSED_STDOUT_EXIT_CODE, ""), poll
     assert CLOSED_STDOUT_EXIT_CODE == 128 + 13  # killed by SIGPIPE, as the shells report git and cat
+
+
+def test_a_broken_pipe_of_anything_but_stdout_stays_an_error(tmp_path: Path) -> None:
+    """Only stdout's reader gone is the quiet end: a pipe the command writes to otherwise (a socket, a
+    child's input) broken is an error, even when stdout is closed too."""
+    with pytest.raises(BrokenPipeError), ends_quietly_when_stdout_closes():
+        raise BrokenPipeError("a socket's peer is gone")
+    reader, writer = os.pipe()
+    os.close(reader)
+    with open(writer, "w", encoding="utf-8") as closed:
+        original = sys.stdout
+        sys.stdout = closed
+        try:
+            with pytest.raises(BrokenPipeError), ends_quietly_when_stdout_closes():
+                raise BrokenPipeError("a socket's peer is gone")
+            with pytest.raises(typer.Exit) as ended, ends_quietly_when_stdout_closes():
+                print("x" * 100_000)
+            assert ended.value.exit_code == CLOSED_STDOUT_EXIT_CODE and sys.stdout is closed
+        finally:
+            sys.stdout = original
 
 
 def test_every_list_prints_its_results_in_one_shape(tmp_path: Path) -> None:

@@ -224,7 +224,9 @@ def _infer_schema(service: EmrML, location: str, target: str | None, row_id: str
 
     skip_pandas_probe()  # the inference reads a sample of the data with Arrow, in this process
     request = {"DataLocationS3": location, "TargetAttributeName": target, "RowId": row_id}
-    with named_as_options({"DataLocationS3": "--data"}):  # e.g. a folder without data files
+    # e.g. a folder without data files, a target not among the columns
+    options = {"DataLocationS3": "--data", "TargetAttributeName": "--target", "RowId": "--row-id"}
+    with named_as_options(options):
         return service.call("InferDataSchema", present(request))
 
 

@@ -13,7 +13,6 @@ import json
 import logging
 import math
 import os
-import select
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -71,19 +70,41 @@ class CliConsole(Console):
     ends such a command as ``ends_quietly_when_stdout_closes`` says."""
 
     def on_broken_pipe(self) -> None:
+        # rich calls this while it handles the write's error: that error goes on as it was, so that one
+        # of stdout's (``StdoutClosedError``) is still known as one.
+        error = sys.exception()
+        if isinstance(error, BrokenPipeError):
+            raise error
         raise BrokenPipeError("the output's reader is gone")
 
 
-def stdout_closed() -> bool:
-    """Whether stdout is a pipe (or socket) whose reader has gone: writes to it fail with EPIPE."""
-    try:
-        descriptor = sys.stdout.fileno()
-    except (AttributeError, ValueError, OSError):  # not a file (replaced, e.g. captured), or closed
-        return False
-    poller = select.poll()
-    poller.register(descriptor, select.POLLOUT)
-    # Linux reports POLLERR on a pipe's write end once no reader is left.
-    return any(events & select.POLLERR for _, events in poller.poll(0))
+class StdoutClosedError(BrokenPipeError):
+    """A write to (or flush of) stdout failed: its reader has gone (``emrml … | head -1``)."""
+
+
+class _MarkedStdout:
+    """stdout, with its broken pipes raised as ``StdoutClosedError``: what a closed stdout is known by on
+    any platform (a pipe's reader gone is reported by poll differently on each, and not at all on Windows),
+    and a broken pipe of anything else (a socket, a child's pipe) stays an error. Everything else is the
+    stream's own, for rich and click to use it as they use stdout."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError as exc:
+            raise StdoutClosedError(*exc.args) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError as exc:
+            raise StdoutClosedError(*exc.args) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 @contextmanager
@@ -91,20 +112,23 @@ def ends_quietly_when_stdout_closes() -> Iterator[None]:
     """Within: a write to a stdout whose reader has gone (``emrml … | head -1``) ends the command in silence
     with ``CLOSED_STDOUT_EXIT_CODE``, as other Unix tools end, not with a traceback or an "internal error".
     A broken pipe of anything else (stdout still read) stays an error."""
+    stream = sys.stdout
+    if not isinstance(stream, _MarkedStdout):
+        sys.stdout = _MarkedStdout(stream)  # type: ignore[assignment]
     try:
         yield
-    except BrokenPipeError:
-        if not stdout_closed():
-            raise
+    except StdoutClosedError:
         try:
             # Whatever is still buffered for stdout, flushed as Python exits, goes nowhere rather than
             # failing again with a "BrokenPipeError ignored" message.
             devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+            os.dup2(devnull, stream.fileno())
             os.close(devnull)
-        except OSError:
+        except (OSError, ValueError, AttributeError):
             pass
         raise typer.Exit(CLOSED_STDOUT_EXIT_CODE) from None
+    finally:
+        sys.stdout = stream
 
 
 class Output(StrEnum):
@@ -234,7 +258,7 @@ def reports_errors(function: Callable[P, R]) -> Callable[P, R]:
         except AmazonMLError as exc:
             raise fail(f"{exc.type_name}: {exc.message}", exc.exit_code) from None
         except Exception as exc:
-            if isinstance(exc, BrokenPipeError) and stdout_closed():
+            if isinstance(exc, StdoutClosedError):
                 raise  # the output's reader is gone: not an error (ends_quietly_when_stdout_closes)
             raise fail(f"internal error: {type(exc).__name__}: {exc}", 1) from None
 
@@ -254,6 +278,26 @@ def named_as_options(options: Mapping[str, str]) -> Iterator[None]:
             if any(exc.message.startswith(member + mark) for mark in (" ", ":", "[")):
                 raise InvalidInputException(f"{option}: {exc.message}") from None
         raise
+
+
+def limit_option(default: int | None, help: str, *, maximum: int | None = None) -> Any:
+    """``--limit N``, how many results a list command shows, written the same in every list's help: ``N``
+    with its range in the help, where click's own number range would show ``<int range>`` and ``[x>=1]``."""
+    if maximum is None:
+        bounds, wanted = "1 or more", "a whole number, 1 or more"
+    else:
+        bounds, wanted = f"1\N{EN DASH}{maximum}", f"a whole number from 1 to {maximum}"
+
+    def parse(value: str | int) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = 0
+        if number < 1 or (maximum is not None and number > maximum):
+            raise typer.BadParameter(f"{value!r} is not {wanted}")
+        return number
+
+    return typer.Option(default, "--limit", metavar="N", parser=parse, help=f"{help} ({bounds}).")
 
 
 def score_threshold_option(help: str, **checks: Any) -> Any:

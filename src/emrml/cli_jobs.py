@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from emrml.cli_common import print_json, reports_errors, state
+from emrml.cli_common import limit_option, print_json, reports_errors, state
 from emrml.cli_objects import KINDS, PAGE_LIMIT, Status
 from emrml.cli_render.lists import Column, list_table
 from emrml.cli_render.parts import format_time, status_text
@@ -34,9 +34,7 @@ def jobs(
     status: Status | None = typer.Option(
         None, "--status", case_sensitive=False, help="Only the jobs of this status."
     ),
-    limit: int = typer.Option(
-        50, "--limit", min=1, max=PAGE_LIMIT, help="Show at most this many jobs, the newest."
-    ),
+    limit: int = limit_option(50, "Show the newest N jobs", maximum=PAGE_LIMIT),
 ) -> None:
     """List every object's job, newest first (what a running job does, why one failed), then the streams."""
     current = state(ctx)

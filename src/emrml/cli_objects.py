@@ -25,6 +25,7 @@ from emrml.cli_common import (
     call_and_report,
     fail,
     job_progress,
+    limit_option,
     named_as_options,
     present,
     print_json,
@@ -32,7 +33,7 @@ from emrml.cli_common import (
     reports_errors,
     state,
 )
-from emrml.errors import InvalidInputException
+from emrml.errors import AmazonMLError, InvalidInputException
 
 if TYPE_CHECKING:
     from emrml.service.app import EmrML
@@ -224,8 +225,18 @@ def _commands(kind: Kind) -> dict[str, Callable[..., None]]:
             )
 
     def delete(ctx: typer.Context, entity_id: str = typer.Argument(..., metavar="ID", help=id_help)) -> None:
+        current = state(ctx)
         request = {kind.id_member: entity_id}
-        call_and_report(state(ctx), f"Delete{kind.kind}", request, f"Deleted {kind.noun} {entity_id}.")
+        # The API accepts a Delete of a DELETED object (a retry is safe) and answers as for any: the status
+        # before says which happened. A caller not allowed the Get is told only that it is deleted.
+        try:
+            before = current.service().call(f"Get{kind.kind}", dict(request)).get("Status")
+        except AmazonMLError:
+            before = None
+        message = f"Deleted {kind.noun} {entity_id}."
+        if before == "DELETED":
+            message = f"{kind.noun.capitalize()} {entity_id} was already deleted; it stays DELETED."
+        call_and_report(current, f"Delete{kind.kind}", request, message)
 
     def list_(ctx: typer.Context, **options: Any) -> None:
         filters = {f.option: (f.variable, f.comparator, options[f.parameter]) for f in kind.filters}
@@ -271,7 +282,7 @@ def _commands(kind: Kind) -> dict[str, Callable[..., None]]:
                 "limit",
                 keyword,
                 annotation=int | None,
-                default=typer.Option(None, "--limit", min=1, help="Show at most this many."),
+                default=limit_option(None, "Show at most N"),
             ),
         ]
     )

@@ -41,7 +41,9 @@ def quickstart(
         "--serve",
         help="Then serve the Amazon ML API with the sample model mounted (as `emrml serve`).",
     ),
-    port: int = typer.Option(8080, "--port", min=1, max=65535, help="With --serve: the TCP port."),
+    port: int = typer.Option(
+        8080, "--port", metavar="PORT", min=1, max=65535, help="With --serve: the TCP port."
+    ),
 ) -> None:
     """Build a bank-marketing sample, train a BINARY model on a random 70 % and evaluate it on the rest.
 

@@ -323,13 +323,14 @@ def served_url(settings: Settings, host: str, port: int, *, tls: bool, public_ur
 def serve(
     ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
-    port: int = typer.Option(8080, "--port", min=1, max=65535, help="TCP port."),
+    port: int = typer.Option(8080, "--port", metavar="PORT", min=1, max=65535, help="TCP port."),
     no_auth: bool = typer.Option(
         False, "--no-auth", help="Accept unsigned requests from anyone (local experiments only)."
     ),
     workers_jobs: int | None = typer.Option(
         None,
         "--workers-jobs",
+        metavar="N",
         min=0,
         help="Jobs run at once (default: the max_concurrent_jobs setting, 25); 0 runs none.",
     ),
@@ -342,12 +343,14 @@ def serve(
     max_request_bytes: int = typer.Option(
         DEFAULT_MAX_REQUEST_BYTES,
         "--max-request-bytes",
+        metavar="BYTES",
         min=1024,
         help="Largest request body accepted (413 beyond).",
     ),
     workers: int = typer.Option(
         1,
         "--workers",
+        metavar="N",
         min=1,
         help="Server processes on the port, each with the mounted models; rate limits and job slots are "
         "shared out among them.",

@@ -93,6 +93,12 @@ def absolute_location(data: str | Path, *, what: str = "data") -> str:
     """
     text = str(data)
     location = absolute_uri(text, what=what)
+    try:
+        # Malformed (another scheme, a dotted S3 key) is said as the service would, before the store is
+        # asked for what could only be "no such file" or its own error.
+        locations.check_syntax(location)
+    except InvalidInputException as exc:
+        raise InvalidInputException(f"{what}: {exc.message}") from None
     if not locations.exists(location, what=what):  # a store that cannot be read names ``what`` too
         raise InvalidInputException(f"{what} {text}: no such file or folder")
     return location

@@ -295,7 +295,13 @@ def test_unreadable_files_fail_the_datasource(
 
 
 def test_missing_path(app: EmrML, tmp_path: Path) -> None:
-    assert "does not exist" in failed(build(app, "ds-x", tmp_path / "nowhere.csv"))
+    """The job names the data by its member's path in the request (DataSpec.DataLocationS3), as the
+    request's validation does; InferDataSchema's member is top-level, and its message says so."""
+    missing = tmp_path / "nowhere.csv"
+    assert f"DataSpec.DataLocationS3 '{missing}' does not exist" in failed(build(app, "ds-x", missing))
+    with pytest.raises(InvalidInputException) as raised:
+        app.call("InferDataSchema", {"DataLocationS3": str(missing)})
+    assert raised.value.message == f"DataLocationS3 '{missing}' does not exist"
 
 
 def test_a_folder_without_data_files_is_refused_at_once(app: EmrML, tmp_path: Path) -> None:

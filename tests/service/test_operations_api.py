@@ -178,7 +178,11 @@ def test_get_update_delete(app: EmrML) -> None:
     after = app.call("GetDataSource", {"DataSourceId": "ds-1"})
     assert after["Name"] == "after" and after["LastUpdatedAt"] >= before["LastUpdatedAt"]
     app.call("DeleteDataSource", {"DataSourceId": "ds-1"})
-    assert app.call("GetDataSource", {"DataSourceId": "ds-1"})["Status"] == "DELETED"
+    deleted = app.call("GetDataSource", {"DataSourceId": "ds-1"})
+    assert deleted["Status"] == "DELETED"
+    # Deleted again: a safe retry, answered as the first, changing nothing.
+    assert app.call("DeleteDataSource", {"DataSourceId": "ds-1"}) == {"DataSourceId": "ds-1"}
+    assert app.call("GetDataSource", {"DataSourceId": "ds-1"}) == deleted
     with pytest.raises(InvalidInputException, match="DELETED"):
         app.call("UpdateDataSource", {"DataSourceId": "ds-1", "DataSourceName": "again"})
     with pytest.raises(ResourceNotFoundException):

@@ -95,7 +95,7 @@ def test_relative_home_and_file_uri_locations(tmp_path: Path, monkeypatch: pytes
 def test_missing_and_empty_locations(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputException) as caught:
         list_files(str(tmp_path / "nope.csv"))
-    assert caught.value.message == f"DataLocationS3 '{tmp_path / 'nope.csv'}' does not exist"
+    assert caught.value.message == f"DataSpec.DataLocationS3 '{tmp_path / 'nope.csv'}' does not exist"
     make(tmp_path, "empty/.schema")
     make(tmp_path, "empty/data.csv.schema")
     for location in (str(tmp_path / "empty"), str(tmp_path / "empty") + "/"):

@@ -174,7 +174,8 @@ def test_s3_errors_carry_the_error_code(s3: S3) -> None:
         list_files("s3://emrml-no-such-bucket-here/data.csv")
     assert "NoSuchBucket" in caught.value.message
     assert "s3://emrml-no-such-bucket-here/data.csv" in caught.value.message
-    with pytest.raises(InvalidInputException, match=r"^DataLocationS3 's3://.*/missing.csv' does not exist$"):
+    missing = r"^DataSpec\.DataLocationS3 's3://.*/missing.csv' does not exist$"
+    with pytest.raises(InvalidInputException, match=missing):
         list_files(s3.uri("missing.csv"))
     s3.put("secret/data.csv", "a\n1\n")
     deny(s3, "s3:*", f"arn:aws:s3:::{s3.bucket}*")

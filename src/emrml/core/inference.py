@@ -147,6 +147,7 @@ def infer_schema(
     row_id: str | None = None,
     has_header: bool | None = None,
     max_attributes: int | None = None,
+    named: tuple[str, str] = ("target", "row_id"),
 ) -> Schema:
     """Propose a schema from a header and a sample of rows (the caller passes up to ~10,000 rows).
 
@@ -160,6 +161,8 @@ def infer_schema(
     columns).
     ``has_header`` (default: whether ``columns`` was given) is recorded as ``dataFileContainsHeader``.
     ``max_attributes`` is the attribute limit (``Settings.max_attributes``), None for none.
+    ``named``: what the caller calls ``target`` and ``row_id`` (e.g. the API's request members), for the
+    error naming one that is not among the columns.
 
     Types, per column, from its non-empty values (surrounding whitespace ignored):
 
@@ -202,7 +205,7 @@ def infer_schema(
     types = [infer_type(column) for column in values]
     if not has_header:
         _refuse_a_header_read_as_a_record(values, types, names)
-    for role, name in (("target", target), ("row_id", row_id)):
+    for role, name in zip(named, (target, row_id), strict=True):
         if name is not None and name not in names:
             hint = separator_hint(columns) if columns is not None and len(columns) == 1 else ""
             raise InvalidInputException(

@@ -363,14 +363,15 @@ def infer_location_schema(
     has_header: bool,
     settings: Settings,
     sample_rows: int = 10_000,
+    named: tuple[str, str] = ("target", "row_id"),
 ) -> Inferred:
     """Guess a schema from the first records of the first file of ``location`` that holds one, among its
     first ``INFER_MAX_FILES`` files.
 
     Files without a record (empty, a header line only, or markers such as Hadoop's ``_SUCCESS``) are
-    passed over, as reading the datasource passes over them.
+    passed over, as reading the datasource passes over them. ``named``: as ``infer_schema``'s.
     """
-    files = list_files(location)
+    files = list_files(location, what="DataLocationS3")  # InferDataSchema's member
     first_files = files[:INFER_MAX_FILES]
     invalid: list[InvalidRecord] = []
     for index, file in enumerate(first_files):
@@ -383,6 +384,7 @@ def infer_location_schema(
                 row_id=row_id,
                 has_header=has_header,
                 max_attributes=settings.max_attributes,
+                named=named,
             )
             schema, files_read, records = _target_looked_for_further(
                 schema, rows, first_files[index:], settings

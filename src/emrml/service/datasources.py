@@ -219,6 +219,7 @@ def infer_data_schema(app: EmrML, request: Request) -> Response:
             row_id=optional_string(request, "RowId"),
             has_header=has_header,
             settings=app.settings,
+            named=("TargetAttributeName", "RowId"),
         )
     # What the schema was inferred from: a sample, which the user is to review the schema against.
     sample = {

@@ -49,18 +49,33 @@ TEXT_MAX_BYTES = 131071 * 4
 READ_AHEAD_OBJECTS = 8
 READ_AHEAD_OBJECT_BYTES = 1 << 20
 
+#: What a message about a datasource's data names it by: its member's path in the request that gave it, as
+#: the request's own validation names it (InferDataSchema, whose member is top-level, says so itself).
+DATA_LOCATION = "DataSpec.DataLocationS3"
+
 _S3_URI = re.compile(r"s3://([^/]+)(/.*)?")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 def check_syntax(location: str) -> None:
     """InvalidInputException unless ``location`` is a local path, a ``file://`` URI of this machine or an
-    ``s3://bucket[/key]`` URI; nothing is read."""
+    ``s3://bucket[/key]`` URI whose key has no ``.`` or ``..`` segment; nothing is read."""
     if _backend(location) is _LOCAL:
         local_path(location)
+        return
+    # S3 keeps 'data/../secret.csv' as a key of its own, and policies match it as written, while HTTP
+    # clients, proxies and S3-compatible stores may read it as 'secret.csv': a location a Deny or a grant
+    # reads one way must not be read another way.
+    segments = split(location)[1].split("/")
+    dotted = next((segment for segment in segments if segment in (".", "..")), None)
+    if dotted is not None:
+        raise InvalidInputException(
+            f"'{location}' is not a valid S3 location: its key has a '{dotted}' segment (name the object "
+            "without '.' and '..')"
+        )
 
 
-def list_files(location: str, *, what: str = "DataLocationS3") -> list[FileRef]:
+def list_files(location: str, *, what: str = DATA_LOCATION) -> list[FileRef]:
     """The data files ``location`` names, sorted by key.
 
     A file gives itself. A directory (or a location ending in ``/``) gives every regular file below it,
@@ -81,7 +96,7 @@ def list_files(location: str, *, what: str = "DataLocationS3") -> list[FileRef]:
     return files
 
 
-def check_holds_files(location: str, *, what: str = "DataLocationS3") -> None:
+def check_holds_files(location: str, *, what: str = DATA_LOCATION) -> None:
     """InvalidInputException when ``location`` is a folder or S3 prefix that holds no data file (none at
     all, or hidden files and ``.schema`` files only), which a datasource could only fail on: told when it
     is asked for, not by a FAILED datasource. A location that does not exist, and one the store does not
@@ -114,7 +129,7 @@ def open_binary(location: str, *, what: str = "location", start: int = 0) -> Bin
         raise _os_error(exc, what, location) from exc
 
 
-def open_files(files: list[FileRef], *, what: str = "DataLocationS3") -> Iterator[BinaryIO]:
+def open_files(files: list[FileRef], *, what: str = DATA_LOCATION) -> Iterator[BinaryIO]:
     """The raw streams of ``files`` (as ``open_binary``), in their order, each opened when the one before
     it is asked for; the caller closes each. The next small S3 objects are read meanwhile
     (``READ_AHEAD_OBJECTS``), and the next object opened whatever its size, each pinned to the version its
@@ -287,7 +302,7 @@ def schema_location_for(data_location: str) -> str:
     try:
         folder = backend.is_folder(data_location)
     except OSError as exc:
-        raise _os_error(exc, "DataLocationS3", data_location) from exc
+        raise _os_error(exc, DATA_LOCATION, data_location) from exc
     return candidates[1 if folder else 0]
 
 

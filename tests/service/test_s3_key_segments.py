@@ -1,0 +1,112 @@
+"""S3 keys with ``.`` or ``..`` segments: S3 keeps ``data/../secret.csv`` as a key of its own, and a policy
+matches it as written, while HTTP clients, proxies and S3-compatible stores may read it as ``secret.csv``.
+Every location member refuses such a key as invalid input, whichever door the request came through."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emrml.config import Settings
+from emrml.errors import InvalidInputException
+from emrml.service.app import EmrML
+
+DOTTED = [
+    "s3://bucket/data/../secret.csv",
+    "s3://bucket/./data/x.csv",
+    "s3://bucket/data/..",
+    "s3://bucket/.",
+]
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[EmrML]:
+    application = EmrML(Settings.load(environ={}, home=tmp_path / "home"))
+    yield application
+    application.close()
+
+
+def _requests(location: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """(operation, member, request) naming ``location`` in each location member."""
+    schema = '{"attributes": [{"attributeName": "a", "attributeType": "NUMERIC"}]}'
+    return [
+        (
+            "CreateDataSourceFromS3",
+            "DataLocationS3",
+            {"DataSourceId": "ds-x", "DataSpec": {"DataLocationS3": location, "DataSchema": schema}},
+        ),
+        (
+            "CreateDataSourceFromS3",
+            "DataSchemaLocationS3",
+            {
+                "DataSourceId": "ds-x",
+                "DataSpec": {"DataLocationS3": "s3://bucket/data/x.csv", "DataSchemaLocationS3": location},
+            },
+        ),
+        (
+            "CreateMLModel",
+            "RecipeUri",
+            {
+                "MLModelId": "ml-x",
+                "MLModelType": "BINARY",
+                "TrainingDataSourceId": "ds-x",
+                "RecipeUri": location,
+            },
+        ),
+        (
+            "CreateBatchPrediction",
+            "OutputUri",
+            {
+                "BatchPredictionId": "bp-x",
+                "MLModelId": "ml-x",
+                "BatchPredictionDataSourceId": "ds-x",
+                "OutputUri": location,
+            },
+        ),
+    ]
+
+
+@pytest.mark.parametrize("location", DOTTED)
+def test_a_dotted_s3_key_is_invalid_input_naming_the_member(app: EmrML, location: str) -> None:
+    for operation, member, request in _requests(location):
+        with pytest.raises(InvalidInputException) as raised:
+            app.call(operation, request)
+        message = raised.value.message
+        assert member in message.split(":", 1)[0] and location in message, (operation, member, message)
+        # OutputUri had its own rule (Amazon ML's: no '/./' or '/../'); the other members now have one too.
+        assert re.search(r"'/?\.\.?/?'", message), message
+
+
+def test_a_user_granted_a_prefix_cannot_step_out_of_it_by_dots(app: EmrML) -> None:
+    """A grant of ``s3://bucket/data/*`` matched ``s3://bucket/data/../secret.csv`` as written."""
+    access = app.access
+    access.create_user("dora")
+    access.create_group("readers")
+    access.add_member("readers", "dora")
+    access.add_statement(
+        "readers", {"Effect": "Allow", "Action": ["storage:Read"], "Resource": ["s3://bucket/data/*"]}
+    )
+    caller = f"arn:aws:iam::{app.settings.account_id}:user/dora"
+    request = {
+        "DataSourceId": "ds-secret",
+        "DataSpec": {"DataLocationS3": "s3://bucket/data/../secret.csv", "DataSchema": "{}"},
+    }
+    with pytest.raises(InvalidInputException, match=r"DataLocationS3: .*has a '\.\.' segment"):
+        app.call("CreateDataSourceFromS3", request, caller=caller)
+
+
+def test_dots_inside_a_key_segment_are_an_ordinary_name(app: EmrML) -> None:
+    """Only a whole ``.`` or ``..`` segment is refused: ``v1..2/x.csv`` and ``.hidden`` are names."""
+    from emrml.storage.locations import check_syntax
+
+    for location in (
+        "s3://bucket/v1..2/x.csv",
+        "s3://bucket/.hidden/x.csv",
+        "s3://bucket/a/...",
+        "s3://b.c/x",
+    ):
+        check_syntax(location)

@@ -5,7 +5,6 @@ leaving no result, no manifest and no upload behind."""
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from emrml.engine.training import DatasourceData, TrainedModel, train_model
 from emrml.errors import AccessDeniedException
 from emrml.service.parameters import parse_parameters
 from emrml.storage import locations, publishing
+from in_flight import InFlight
 from s3_server import S3
 
 SCHEMA = parse_schema(
@@ -65,29 +65,20 @@ def _predict(s3: S3, model: TrainedModel, output: str) -> BatchResult:
 
 
 class PutsInFlight:
-    """Wraps the store's requests: the PutObjects of results under way at once, each held until a second
-    is under way (or a few seconds pass)."""
+    """Wraps the store's requests: the PutObjects of results under way at once (``InFlight``)."""
 
     def __init__(self, store: Any) -> None:
         self.call = store.call
-        self.lock = threading.Lock()
-        self.now = self.most = 0
-        self.overlapped = threading.Event()
+        self.puts = InFlight(store.call)
+
+    @property
+    def most(self) -> int:
+        return self.puts.most
 
     def __call__(self, operation: str, bucket: str, key: str = "", **arguments: Any) -> Any:
         if operation != "put_object" or "/result/" not in key:
             return self.call(operation, bucket, key, **arguments)
-        with self.lock:
-            self.now += 1
-            self.most = max(self.most, self.now)
-            if self.now >= 2:
-                self.overlapped.set()
-        try:
-            self.overlapped.wait(5)
-            return self.call(operation, bucket, key, **arguments)
-        finally:
-            with self.lock:
-                self.now -= 1
+        return self.puts(operation, bucket, key, **arguments)
 
 
 def test_results_uploaded_at_once_are_those_of_one_at_a_time(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import threading
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ from emrml.engine import units
 from emrml.engine.units import Parallelism, _cut_points, _Runner, _units
 from emrml.errors import InvalidInputException
 from emrml.storage.locations import list_files
+from in_flight import InFlight
 from s3_server import S3
 
 #: Cut objects of at least 16 KiB into ranges of about 8 KiB.
@@ -36,31 +36,6 @@ def _plan(files: list[Any]) -> tuple[dict[int, list[int]], list[units.Unit]]:
     cuts = _cut_points(files, PARALLELISM)
     with _Runner(1, sum(file.size for file in files), lambda *_: None) as runner:
         return cuts, _units(files, cuts, runner, None)
-
-
-class InFlight:
-    """Wraps a lookup: counts the calls under way at once, and holds each until a second is under way (or a
-    few seconds pass), so lookups sent one after another show as such however fast the store answers."""
-
-    def __init__(self, function: Any) -> None:
-        self.function = function
-        self.lock = threading.Lock()
-        self.now = self.most = self.calls = 0
-        self.overlapped = threading.Event()
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        with self.lock:
-            self.calls += 1
-            self.now += 1
-            self.most = max(self.most, self.now)
-            if self.now >= 2:
-                self.overlapped.set()
-        try:
-            self.overlapped.wait(5)
-            return self.function(*args, **kwargs)
-        finally:
-            with self.lock:
-                self.now -= 1
 
 
 def test_the_plans_lookups_overlap_and_give_the_plan_of_one_at_a_time(

@@ -17,6 +17,7 @@ from emrml.storage import locations, publishing
 from emrml.storage.locations import publish_file
 from emrml.storage.publishing import PUBLISH_AT_ONCE, publish_files
 from emrml.storage.s3 import MIN_PART_BYTES
+from in_flight import InFlight
 from s3_server import S3
 
 #: The requests that make an object appear.
@@ -43,15 +44,18 @@ def _files(folder: Path, part_bytes: int) -> dict[str, bytes]:
 
 
 class Calls:
-    """Wraps the store's requests: counts those that make an object appear under way at once, holding each
-    until a second is under way (or a few seconds pass), and fails ``refused``: (operation, key) refused."""
+    """Wraps the store's requests: counts those that make an object appear under way at once (``InFlight``),
+    and fails ``refused``: (operation, key) refused."""
 
     def __init__(self, store: Any, refused: tuple[str, str] = ("", "")) -> None:
         self.store, self.call, self.refused = store, store.call, refused
+        self.appearing = InFlight(store.call)
         self.lock = threading.Lock()
-        self.now = self.most = 0
-        self.overlapped = threading.Event()
         self.operations: list[str] = []
+
+    @property
+    def most(self) -> int:
+        return self.appearing.most
 
     def __call__(self, operation: str, bucket: str, key: str = "", **arguments: Any) -> Any:
         with self.lock:
@@ -62,17 +66,7 @@ class Calls:
             raise S3AccessDenied("AccessDenied", "Access Denied (test)")
         if operation not in APPEARING:
             return self.call(operation, bucket, key, **arguments)
-        with self.lock:
-            self.now += 1
-            self.most = max(self.most, self.now)
-            if self.now >= 2:
-                self.overlapped.set()
-        try:
-            self.overlapped.wait(5)
-            return self.call(operation, bucket, key, **arguments)
-        finally:
-            with self.lock:
-                self.now -= 1
+        return self.appearing(operation, bucket, key, **arguments)
 
 
 def test_files_published_at_once_are_those_published_one_by_one(

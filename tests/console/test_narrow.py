@@ -272,3 +272,35 @@ def test_charts_are_drawn_again_at_their_new_width_when_the_window_turns(
     page.set_viewport_size({"width": 390, "height": 600})
     page.wait_for_timeout(600)
     assert page.get_attribute("html", "data-charts-redrawn") == "1"
+
+
+#: The focused element's [aria-label, whether it is in the heat map, the heat map's tab stops' labels].
+HEAT_MAP_FOCUS = """() => [document.activeElement.getAttribute('aria-label'),
+  !!document.activeElement.closest('#confusion-chart'),
+  [...document.querySelectorAll("#confusion-chart g.cell[tabindex='0']")]
+    .map(c => c.getAttribute('aria-label'))]"""
+
+
+def test_the_heat_map_keeps_the_focused_cell_when_drawn_again(
+    page: Any, served: Served, more_evaluations: Evaluations
+) -> None:
+    """A keyboard user on a cell of the confusion matrix, the window turned: the same cell has the focus in
+    the matrix drawn again, is its one tab stop, and the arrow keys go on from it."""
+    log_in(page, served)
+    page.set_viewport_size({"width": 1200, "height": 844})
+    page.goto(f"{served.url}/console/evaluations/{more_evaluations.multiclass}")
+    page.wait_for_selector("html[data-charts=drawn]")
+    page.locator("#confusion-chart g.cell").first.focus()
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowDown")
+    label, inside, stops = page.evaluate(HEAT_MAP_FOCUS)
+    assert inside and stops == [label]
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_selector("html[data-charts-redrawn='1']")
+    assert page.evaluate(HEAT_MAP_FOCUS) == [label, True, [label]]
+    page.keyboard.press("ArrowDown")
+    data = page.evaluate("() => JSON.parse(document.getElementById('page-data').textContent)")
+    view = data["GetEvaluationInsights"]["Insights"]["metrics"]["consoleView"]
+    classes, counts = view["classes"], view["counts"]
+    below = f"true {classes[2]}, predicted {classes[1]}: {counts[2][1]:,} records"
+    assert page.evaluate(HEAT_MAP_FOCUS) == [below, True, [below]]

@@ -304,3 +304,24 @@ def test_the_heat_map_keeps_the_focused_cell_when_drawn_again(
     classes, counts = view["classes"], view["counts"]
     below = f"true {classes[2]}, predicted {classes[1]}: {counts[2][1]:,} records"
     assert page.evaluate(HEAT_MAP_FOCUS) == [below, True, [below]]
+
+
+#: The storage table's caption (its folder): [where its text starts, where its text and its box end].
+CAPTION_IN_SIGHT = """() => {
+  const caption = document.querySelector('#entries caption'), box = caption.closest('.table-scroll');
+  const range = document.createRange();
+  range.selectNodeContents(caption);
+  const text = range.getBoundingClientRect(), shown = box.getBoundingClientRect();
+  return [text.left - shown.left, text.right, shown.right];
+}"""
+
+
+def test_the_storage_tables_folder_is_in_sight_at_a_phones_width(page: Any, served: Served) -> None:
+    """The folder's path captioning the files' table starts at the box's left edge and ends within it,
+    rather than centred over a table wider than the window, cut by the box's edge."""
+    log_in(page, served)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{served.url}/console/storage")
+    assert page.evaluate("() => document.querySelector('#entries').scrollWidth > 390")
+    start, end, edge = page.evaluate(CAPTION_IN_SIGHT)
+    assert start < 12 and end <= edge + 1, (start, end, edge)

@@ -325,3 +325,7 @@ def test_the_storage_tables_folder_is_in_sight_at_a_phones_width(page: Any, serv
     assert page.evaluate("() => document.querySelector('#entries').scrollWidth > 390")
     start, end, edge = page.evaluate(CAPTION_IN_SIGHT)
     assert start < 12 and end <= edge + 1, (start, end, edge)
+    # The evaluation's counts, a captioned table in a row of boxes, keep their width.
+    page.goto(f"{served.url}/console/evaluations/{EVALUATION}")
+    counts = page.get_by_role("region", name="Counts at the threshold").bounding_box()
+    assert counts and counts["width"] > 200, counts

@@ -491,6 +491,25 @@ def test_charts_figures_are_tables_for_screen_readers(page: Any, served: Served)
     assert page.get_by_role("table", name="Top categories of job").locator("tbody tr").count() >= 2
 
 
+def test_a_texts_prominent_words_say_their_order_and_count_occurrences(page: Any, served: Served) -> None:
+    """A text attribute's words come most correlated with the target first, not by count: the chart says
+    so, and that its figures are occurrences (a record may hold a word twice), not records."""
+    log_in(page, served)
+    page.goto(f"{served.url}/console/datasources/{DATASOURCE}")
+    page.wait_for_selector("html[data-charts=drawn]")
+    data = page.evaluate("() => JSON.parse(document.getElementById('page-data').textContent)")
+    notes = next(
+        a for a in data["GetDataSourceStatistics"]["Statistics"]["attributes"] if a["name"] == "notes"
+    )
+    words = notes["prominentWords"][:15]
+    label = "Prominent words of notes, most correlated with the target first"
+    table = page.get_by_role("table", name=label)
+    assert table.locator("thead th").all_inner_texts() == ["Word", "Occurrences"]
+    rows = [row.split("\t") for row in table.locator("tbody tr").all_inner_texts()]
+    assert rows == [[w["word"], f"{w['count']:,}"] for w in words]
+    assert page.get_by_role("img", name=label).count() == 1
+
+
 def test_a_form_sent_back_puts_the_focus_on_its_first_field_to_correct(page: Any, served: Served) -> None:
     log_in(page, served)
     page.goto(f"{served.url}/console/models/new?mode=custom")

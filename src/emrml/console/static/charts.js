@@ -121,6 +121,14 @@
 
   // ------------------------------------------------------------------------------------ datasource
 
+  // A text's prominent words come most correlated with the target first where there is a target (else
+  // most frequent first), each with its occurrences (a record may hold a word more than once): the label
+  // says which order, lest a shorter bar above a longer one look misplaced.
+  function wordsLabel(attribute) {
+    var correlated = attribute.prominentWords.some(function (v) { return typeof v.targetCorrelation === "number"; });
+    return "Prominent words of " + attribute.name + (correlated ? ", most correlated with the target first" : ", most frequent first");
+  }
+
   function datasourceCharts(data) {
     var statistics = (data.GetDataSourceStatistics || {}).Statistics;
     if (!statistics) return;
@@ -145,7 +153,7 @@
       var node = figure(list, a.name + " (" + a.type + ")");
       if (a.type === "NUMERIC" && a.histogram) histogram(node, a.histogram.edges, a.histogram.counts, "Histogram of " + a.name, a.name);
       else if (a.type === "CATEGORICAL" && a.topValues) bars(node, a.topValues.map(function (v) { return { label: v.value, value: v.count }; }), "Top categories of " + a.name, ["Value", "Records"]);
-      else if (a.type === "TEXT" && a.prominentWords) bars(node, a.prominentWords.slice(0, 15).map(function (v) { return { label: v.word, value: v.count }; }), "Top words of " + a.name, ["Word", "Records"]);
+      else if (a.type === "TEXT" && a.prominentWords) bars(node, a.prominentWords.slice(0, 15).map(function (v) { return { label: v.word, value: v.count }; }), wordsLabel(a), ["Word", "Occurrences"]);
       else if (a.counts) bars(node, Object.keys(a.counts).map(function (k) { return { label: k, value: a.counts[k] }; }), "Values of " + a.name, ["Value", "Records"]);
     });
   }

@@ -271,9 +271,19 @@ def new_model(visit: Visit) -> View | Response:
 
 
 def _default_model(visit: Visit, form: dict[str, Any], errors: dict[str, str]) -> str | None:
+    from emrml.core.model import check_target
+    from emrml.core.schema import parse_schema
+
     source = visit.call("GetDataSource", {"DataSourceId": form["datasource"], "Verbose": True})
     if not source.get("DataSourceSchema"):
         errors["datasource"] = "This datasource has no schema yet: wait until it is COMPLETED."
+        return None
+    try:
+        # The split's datasources are new, so the service could refuse the model type only in the model's
+        # job, once all four objects were made: the form checks it against this datasource's target now.
+        check_target(parse_schema(source["DataSourceSchema"]), form["type"], what="this datasource")
+    except InvalidInputException as exc:
+        errors["type"] = exc.message
         return None
     label = form["name"] or source.get("Name") or source["DataSourceId"]
     location, schema = source["DataLocationS3"], source["DataSourceSchema"]

@@ -83,6 +83,9 @@ def test_a_group_of_every_user_offers_no_empty_add_member_form(
             assert admin.post(f"/console/groups/{group}", data=data).status_code == 303
         page = admin.get(f"/console/groups/{group}").text
         assert 'id="user"' not in page and 'value="add-member"' not in page
+        # Deleting the group cannot be undone: its button asks first (console.js), naming the group.
+        question = f"Delete group {group} and its permission statements? This cannot be undone."
+        assert f'data-confirm="{question}">Delete group</button>' in page
         assert re.search(
             r'<p class="hint" id="all-members">Every user is a member of [^<]+ already\.</p>', page
         )

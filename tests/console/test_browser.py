@@ -456,6 +456,35 @@ def test_storage_browser_upload_open_and_download(page: Any, served: Served, tmp
     assert (served.installation.home / "data" / folder / "notes.csv").read_text() == "a,b\n1,2\n"
 
 
+def test_deleting_a_file_asks_first_and_keeps_it_when_declined(
+    page: Any, served: Served, tmp_path: Path
+) -> None:
+    """A file's Delete cannot be undone: the browser asks, naming the file; declined, nothing is sent and
+    the file stays; accepted, it goes."""
+    folder = served.installation.home / "data" / f"del-{tmp_path.name[-8:]}"
+    folder.mkdir(parents=True)
+    (folder / "keep.csv").write_text("a\n1\n")
+    log_in(page, served)
+    page.goto(f"{served.url}/console/storage?location={folder}/")
+    asked: list[str] = []
+
+    def answer(accept: bool) -> None:
+        page.once(
+            "dialog",
+            lambda dialog: (asked.append(dialog.message), dialog.accept() if accept else dialog.dismiss()),
+        )
+
+    answer(False)
+    page.get_by_role("button", name="Delete").click()
+    assert asked == [f"Delete {folder}/keep.csv? This cannot be undone."]
+    page.wait_for_timeout(300)
+    assert (folder / "keep.csv").exists() and page.url.endswith(f"{folder}/")
+    answer(True)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Delete").click()
+    assert len(asked) == 2 and not (folder / "keep.csv").exists()
+
+
 def test_a_button_the_users_permissions_disable_looks_disabled(page: Any, served: Served) -> None:
     # bob may not read data: the default settings' Train is disabled, its note saying why; it must not
     # look like the working button of the custom settings beside it.

@@ -283,6 +283,13 @@
     window.setTimeout(refresh, 2000);
   }
 
+  // An irreversible change (deleting a file, a user, an access key, a group) asks first, in its button's
+  // data-confirm: a slip of Enter or of a click would otherwise lose it. Without scripts it is sent as is.
+  document.addEventListener("submit", function (event) {
+    var question = event.submitter && event.submitter.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) event.preventDefault();
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
     liveObjects();
     var jobs = document.querySelector('[data-live="jobs"]');

@@ -231,7 +231,11 @@ def new_model(visit: Visit) -> View | Response:
     form = {
         "mode": mode,
         "datasource": visit.field("datasource", visit.query.get("datasource", "")),
-        "type": visit.field("type", "BINARY"),
+        "type": (
+            visit.field("type", "BINARY")
+            if visit.form is not None
+            else _target_model_type(visit, visit.query.get("datasource", ""))
+        ),
         "name": visit.field("name").strip(),
         "recipe": visit.field("recipe"),
         "passes": visit.field("passes", "10"),
@@ -268,6 +272,27 @@ def new_model(visit: Visit) -> View | Response:
     if model_id is None:
         return View("model_new.html", data, 400, extra)
     return visit.redirect(f"models/{model_id}")
+
+
+def _target_model_type(visit: Visit, datasource_id: str) -> str:
+    """The model type made by the target of the datasource the form is opened for (its page's "Train a
+    model on this data"): a NUMERIC target is not offered a BINARY model. BINARY when none is known."""
+    from emrml.core.model import TARGET_TYPES
+    from emrml.core.schema import parse_schema
+
+    if not datasource_id:
+        return "BINARY"
+    try:
+        text = visit.call("GetDataSource", {"DataSourceId": datasource_id, "Verbose": True}).get(
+            "DataSourceSchema"
+        )
+        schema = parse_schema(text) if text else None
+    except AmazonMLError:
+        return "BINARY"  # not the user's, or unknown: sending the form says so
+    if schema is None or schema.target is None:
+        return "BINARY"
+    target = schema.attribute(schema.target).type
+    return next((kind for kind, needed in TARGET_TYPES.items() if needed == target), "BINARY")
 
 
 def _default_model(visit: Visit, form: dict[str, Any], errors: dict[str, str]) -> str | None:

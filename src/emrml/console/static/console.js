@@ -52,6 +52,7 @@
     kind.className = "word";
     kind.textContent = job.Kind;
     cell(row, "Status");
+    cell(row, "Message").className = "prose";
     var progress = document.createElement("progress");
     progress.max = 100;
     progress.setAttribute("data-field", "Progress");
@@ -62,7 +63,7 @@
     var text = document.createElement("span");
     text.setAttribute("data-field", "ProgressText");
     td.appendChild(text);
-    ["StartedAt", "FinishedAt", "ComputeTime", "RanOn", "Message"].forEach(function (field) { cell(row, field); });
+    ["StartedAt", "FinishedAt", "ComputeTime", "RanOn"].forEach(function (field) { cell(row, field); });
     return row;
   }
 

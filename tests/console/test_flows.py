@@ -209,11 +209,21 @@ def test_batch_prediction_with_download(page: Any, served: Served, tmp_path: Any
     assert len(lines) > 100
 
 
+#: The focused element's id and the part of its value selected.
+SELECTED = """() => { const e = document.activeElement;
+  return [e.id, (e.value || '').slice(e.selectionStart, e.selectionEnd)]; }"""
+
+
 def test_share_link_viewed_logged_out_then_revoked(page: Any, browser: Any, served: Served) -> None:
     log_in(page, served)
     page.goto(f"{served.url}/console/evaluations/{EVALUATION}")
     page.click("text=Create a share link")
     url = page.input_value("#share-url")
+    # Shown only once: the focus starts on it, selected whole, ready to copy (and again when Tab returns).
+    assert page.evaluate(SELECTED) == ["share-url", url]
+    page.keyboard.press("Tab")
+    page.keyboard.press("Shift+Tab")
+    assert page.evaluate(SELECTED) == ["share-url", url]
     link_id = page.inner_text("#share-link-id")
     outsider = browser.new_context()
     try:

@@ -291,7 +291,15 @@
     if (question && !window.confirm(question)) event.preventDefault();
   });
 
+  // A value to copy (a share link, shown once) is selected whole when focused, as it is on arrival
+  // (autofocus): one keystroke copies it, where a long one in a narrow box would need selecting by hand.
+  document.addEventListener("focusin", function (event) {
+    if (event.target.matches && event.target.matches("input[data-select]")) event.target.select();
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
+    var focused = document.activeElement;
+    if (focused && focused.matches("input[data-select]")) focused.select();
     liveObjects();
     var jobs = document.querySelector('[data-live="jobs"]');
     if (jobs) liveJobs(jobs, document.querySelector('[data-live="streams"]'));

@@ -329,3 +329,30 @@ def test_the_storage_tables_folder_is_in_sight_at_a_phones_width(page: Any, serv
     page.goto(f"{served.url}/console/evaluations/{EVALUATION}")
     counts = page.get_by_role("region", name="Counts at the threshold").bounding_box()
     assert counts and counts["width"] > 200, counts
+
+
+#: The labels of the fieldsets' boxes that are not next to their box: neither just before it on its line
+#: nor above it (overlapping it sideways) — [label, where it is, where its box is].
+LABELS_APART = """() => [...document.querySelectorAll('main fieldset label[for]')].map(label => {
+  const box = document.getElementById(label.htmlFor);
+  const l = label.getBoundingClientRect(), b = box.getBoundingClientRect();
+  const sameLine = l.right <= b.left + 1 && l.top < b.bottom && b.top < l.bottom;
+  const above = l.bottom <= b.top + 1 && l.left < b.right && b.left < l.right;
+  return sameLine || above ? null : [label.textContent, [l.left, l.top], [b.left, b.top]];
+}).filter(Boolean)"""
+
+
+def test_a_fieldsets_labels_stay_beside_their_boxes_at_a_phones_width(page: Any, served: Served) -> None:
+    """The training parameters and the datasource's split: at 390 px each label is on its box's line,
+    just before it, or just above it, never at the end of another field's line."""
+    log_in(page, served)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{served.url}/console/models/new?mode=custom")
+    assert page.locator("main fieldset label[for]").count() == 5
+    assert page.evaluate(LABELS_APART) == []
+    page.goto(f"{served.url}/console/datasources/new")
+    page.fill("#location", str(served.installation.sample))
+    with page.expect_navigation():
+        page.press("#location", "Enter")
+    assert page.locator("main fieldset label[for]").count() == 2
+    assert page.evaluate(LABELS_APART) == []

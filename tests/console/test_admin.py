@@ -70,6 +70,36 @@ def test_an_admin_creates_a_user_puts_it_in_a_group_and_grants_storage(
         assert odd.status_code == 400 and says in odd.text
 
 
+def test_a_group_of_every_user_offers_no_empty_add_member_form(
+    admin: Any, installation: Installation
+) -> None:
+    """Once every user is a member, the page says so instead of an empty select whose Add sends no user."""
+    group = f"all-{uuid.uuid4().hex[:6]}"
+    assert admin.post("/console/groups", data={"csrf_token": _token(admin, "/console/groups"), "name": group})
+    try:
+        token = _token(admin, f"/console/groups/{group}")
+        for user in admin.get(f"/console/groups/{group}?format=json").json()["Users"]:
+            data = {"csrf_token": token, "action": "add-member", "user": user}
+            assert admin.post(f"/console/groups/{group}", data=data).status_code == 303
+        page = admin.get(f"/console/groups/{group}").text
+        assert 'id="user"' not in page and 'value="add-member"' not in page
+        # Deleting the group cannot be undone: its button asks first (console.js), naming the group.
+        question = f"Delete group {group} and its permission statements? This cannot be undone."
+        assert f'data-confirm="{question}">Delete group</button>' in page
+        assert re.search(
+            r'<p class="hint" id="all-members">Every user is a member of [^<]+ already\.</p>', page
+        )
+        # A user sent anyway (from a stale page) is refused beside the select, which its error describes.
+        data = {"csrf_token": token, "action": "remove-member", "user": "bob"}
+        assert admin.post(f"/console/groups/{group}", data=data).status_code == 303
+        data = {"csrf_token": token, "action": "add-member", "user": "nobody-here"}
+        refused = admin.post(f"/console/groups/{group}", data=data)
+        assert refused.status_code == 400 and 'id="add-member-error"' in refused.text
+        assert 'name="user" aria-invalid="true" aria-describedby="add-member-error"' in refused.text
+    finally:
+        installation.service.access.delete_group(group)
+
+
 def test_users_who_are_not_admins_are_refused_the_admin_pages(anonymous: Any) -> None:
     assert log_in(anonymous, "bob", BOB_PASSWORD).status_code == 303
     home = anonymous.get("/console/")

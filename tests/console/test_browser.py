@@ -456,6 +456,35 @@ def test_storage_browser_upload_open_and_download(page: Any, served: Served, tmp
     assert (served.installation.home / "data" / folder / "notes.csv").read_text() == "a,b\n1,2\n"
 
 
+def test_deleting_a_file_asks_first_and_keeps_it_when_declined(
+    page: Any, served: Served, tmp_path: Path
+) -> None:
+    """A file's Delete cannot be undone: the browser asks, naming the file; declined, nothing is sent and
+    the file stays; accepted, it goes."""
+    folder = served.installation.home / "data" / f"del-{tmp_path.name[-8:]}"
+    folder.mkdir(parents=True)
+    (folder / "keep.csv").write_text("a\n1\n")
+    log_in(page, served)
+    page.goto(f"{served.url}/console/storage?location={folder}/")
+    asked: list[str] = []
+
+    def answer(accept: bool) -> None:
+        page.once(
+            "dialog",
+            lambda dialog: (asked.append(dialog.message), dialog.accept() if accept else dialog.dismiss()),
+        )
+
+    answer(False)
+    page.get_by_role("button", name="Delete").click()
+    assert asked == [f"Delete {folder}/keep.csv? This cannot be undone."]
+    page.wait_for_timeout(300)
+    assert (folder / "keep.csv").exists() and page.url.endswith(f"{folder}/")
+    answer(True)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Delete").click()
+    assert len(asked) == 2 and not (folder / "keep.csv").exists()
+
+
 def test_a_button_the_users_permissions_disable_looks_disabled(page: Any, served: Served) -> None:
     # bob may not read data: the default settings' Train is disabled, its note saying why; it must not
     # look like the working button of the custom settings beside it.
@@ -489,6 +518,25 @@ def test_charts_figures_are_tables_for_screen_readers(page: Any, served: Served)
     age = page.get_by_role("table", name="Histogram of age")
     assert age.locator("tbody tr").count() >= 2 and " to " in age.locator("tbody th").first.inner_text()
     assert page.get_by_role("table", name="Top categories of job").locator("tbody tr").count() >= 2
+
+
+def test_a_texts_prominent_words_say_their_order_and_count_occurrences(page: Any, served: Served) -> None:
+    """A text attribute's words come most correlated with the target first, not by count: the chart says
+    so, and that its figures are occurrences (a record may hold a word twice), not records."""
+    log_in(page, served)
+    page.goto(f"{served.url}/console/datasources/{DATASOURCE}")
+    page.wait_for_selector("html[data-charts=drawn]")
+    data = page.evaluate("() => JSON.parse(document.getElementById('page-data').textContent)")
+    notes = next(
+        a for a in data["GetDataSourceStatistics"]["Statistics"]["attributes"] if a["name"] == "notes"
+    )
+    words = notes["prominentWords"][:15]
+    label = "Prominent words of notes, most correlated with the target first"
+    table = page.get_by_role("table", name=label)
+    assert table.locator("thead th").all_inner_texts() == ["Word", "Occurrences"]
+    rows = [row.split("\t") for row in table.locator("tbody tr").all_inner_texts()]
+    assert rows == [[w["word"], f"{w['count']:,}"] for w in words]
+    assert page.get_by_role("img", name=label).count() == 1
 
 
 def test_a_form_sent_back_puts_the_focus_on_its_first_field_to_correct(page: Any, served: Served) -> None:

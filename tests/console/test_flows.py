@@ -121,6 +121,37 @@ def test_jobs_page_shows_jobs_created_after_it_loaded(page: Any, served: Served,
     page.wait_for_url(f"**/console/datasources/{source_id}")
 
 
+def test_a_job_failing_after_the_page_loaded_says_why_beside_its_status(page: Any, served: Served) -> None:
+    """A job that fails once the page is open: its row, built by the page's script, gives the reason in the
+    column beside its status (at the table's end, past a wide window's edge, it went unseen), wrapped as
+    the page's own rows are rather than on one line as wide as the message."""
+    log_in(page, served)
+    page.goto(f"{served.url}/console/jobs?kind=MLModel")
+    page.evaluate("() => { window.sameDocument = true; }")
+    service, source_id, model_id = served.installation.service, "ds-console-fails", "ml-console-fails"
+    spec = {"DataLocationS3": str(served.installation.sample), "DataSchema": bank_sample_schema().to_json()}
+    service.call(
+        "CreateDataSourceFromS3", {"DataSourceId": source_id, "DataSpec": spec, "ComputeStatistics": True}
+    )
+    # Its datasource still PENDING, the type is refused by the model's job (the target 'y' is BINARY).
+    request = {"MLModelId": model_id, "MLModelType": "MULTICLASS", "TrainingDataSourceId": source_id}
+    service.call("CreateMLModel", request)
+    row = page.locator(f'tr[data-id="MLModel/{model_id}"]')
+    row.wait_for(timeout=10_000)
+    status = row.locator('[data-field="Status"]')
+    for _ in range(300):
+        if status.inner_text() == "FAILED":
+            break
+        page.wait_for_timeout(100)
+    headings = page.locator("#jobs thead th").all_inner_texts()
+    assert headings.index("Message") == headings.index("Status") + 1
+    message = row.locator("td").nth(headings.index("Message"))
+    assert message.get_attribute("data-field") == "Message"
+    assert "a MULTICLASS model needs a CATEGORICAL target" in message.inner_text()
+    assert message.evaluate("(cell) => getComputedStyle(cell).whiteSpace") == "normal"
+    assert page.evaluate("() => window.sameDocument") is True
+
+
 def test_paste_a_record_prediction(page: Any, served: Served, axe_source: str) -> None:
     log_in(page, served)
     page.goto(f"{served.url}/console/models/{MODEL}")
@@ -178,11 +209,21 @@ def test_batch_prediction_with_download(page: Any, served: Served, tmp_path: Any
     assert len(lines) > 100
 
 
+#: The focused element's id and the part of its value selected.
+SELECTED = """() => { const e = document.activeElement;
+  return [e.id, (e.value || '').slice(e.selectionStart, e.selectionEnd)]; }"""
+
+
 def test_share_link_viewed_logged_out_then_revoked(page: Any, browser: Any, served: Served) -> None:
     log_in(page, served)
     page.goto(f"{served.url}/console/evaluations/{EVALUATION}")
     page.click("text=Create a share link")
     url = page.input_value("#share-url")
+    # Shown only once: the focus starts on it, selected whole, ready to copy (and again when Tab returns).
+    assert page.evaluate(SELECTED) == ["share-url", url]
+    page.keyboard.press("Tab")
+    page.keyboard.press("Shift+Tab")
+    assert page.evaluate(SELECTED) == ["share-url", url]
     link_id = page.inner_text("#share-link-id")
     outsider = browser.new_context()
     try:

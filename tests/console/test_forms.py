@@ -302,6 +302,50 @@ def test_custom_training_without_a_datasource_says_one_is_needed_first(
     assert "mode=custom" in offered and 'id="custom-needs-datasource"' not in offered
 
 
+def _custom_training_note(client: Any) -> str:
+    home = client.get("/console/")
+    assert home.status_code == 200 and "mode=custom" not in home.text
+    note = re.search(r'<p class="hint" id="custom-needs-datasource">(.*?)</p>', home.text, re.S)
+    assert note, home.text
+    return html.unescape(note.group(1))
+
+
+def test_custom_training_while_the_first_datasource_is_made_links_to_it(fresh_admin: tuple[Any, Any]) -> None:
+    """A new user's first datasources (a sample's split), not run yet: the home page does not say there is
+    none (which sends the user to create another), but that it is not completed yet, and links to it."""
+    client, _ = fresh_admin
+    home = client.get("/console/").text
+    ran = client.post("/console/samples", data={"csrf_token": login_token(home), "sample": "binary"})
+    assert ran.status_code == 303
+    listed = client.get("/console/datasources?format=json").json()["Results"]
+    assert listed and all(item["Status"] == "PENDING" for item in listed)
+    note = _custom_training_note(client)
+    assert "none yet" not in note and "not completed yet" in note and "PENDING" in note
+    assert re.search(r'href="/console/datasources/ds-[^"]+"', note)
+    assert 'href="/console/datasources/new"' not in note
+
+
+def test_custom_training_without_leave_to_list_datasources_says_so(installation: Installation) -> None:
+    """A user who may train models but not list datasources: the note names the missing permission rather
+    than saying the user has none."""
+    service, name = installation.service, "tess-trainer"
+    service.access.create_group(f"{name}-group")
+    service.access.add_statement(
+        f"{name}-group", {"Effect": "Allow", "Action": "machinelearning:CreateMLModel"}
+    )
+    Identities(service.sessions, installation.home).create_user(name, (f"{name}-group",))
+    Logins(service.sessions).set_password(name, f"{name}-password-1")
+    try:
+        with TestClient(create_app(service), follow_redirects=False) as client:
+            assert log_in(client, name, f"{name}-password-1").status_code == 303
+            note = _custom_training_note(client)
+    finally:
+        service.access.delete_user(name)
+        service.access.delete_group(f"{name}-group")
+    assert "none yet" not in note and "machinelearning:DescribeDataSources" in note
+    assert "do not let you list datasources" in note
+
+
 def test_a_nul_in_a_location_or_a_huge_whole_number_is_the_fields_error(
     admin: Any, installation: Installation
 ) -> None:

@@ -272,3 +272,87 @@ def test_charts_are_drawn_again_at_their_new_width_when_the_window_turns(
     page.set_viewport_size({"width": 390, "height": 600})
     page.wait_for_timeout(600)
     assert page.get_attribute("html", "data-charts-redrawn") == "1"
+
+
+#: The focused element's [aria-label, whether it is in the heat map, the heat map's tab stops' labels].
+HEAT_MAP_FOCUS = """() => [document.activeElement.getAttribute('aria-label'),
+  !!document.activeElement.closest('#confusion-chart'),
+  [...document.querySelectorAll("#confusion-chart g.cell[tabindex='0']")]
+    .map(c => c.getAttribute('aria-label'))]"""
+
+
+def test_the_heat_map_keeps_the_focused_cell_when_drawn_again(
+    page: Any, served: Served, more_evaluations: Evaluations
+) -> None:
+    """A keyboard user on a cell of the confusion matrix, the window turned: the same cell has the focus in
+    the matrix drawn again, is its one tab stop, and the arrow keys go on from it."""
+    log_in(page, served)
+    page.set_viewport_size({"width": 1200, "height": 844})
+    page.goto(f"{served.url}/console/evaluations/{more_evaluations.multiclass}")
+    page.wait_for_selector("html[data-charts=drawn]")
+    page.locator("#confusion-chart g.cell").first.focus()
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowDown")
+    label, inside, stops = page.evaluate(HEAT_MAP_FOCUS)
+    assert inside and stops == [label]
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_selector("html[data-charts-redrawn='1']")
+    assert page.evaluate(HEAT_MAP_FOCUS) == [label, True, [label]]
+    page.keyboard.press("ArrowDown")
+    data = page.evaluate("() => JSON.parse(document.getElementById('page-data').textContent)")
+    view = data["GetEvaluationInsights"]["Insights"]["metrics"]["consoleView"]
+    classes, counts = view["classes"], view["counts"]
+    below = f"true {classes[2]}, predicted {classes[1]}: {counts[2][1]:,} records"
+    assert page.evaluate(HEAT_MAP_FOCUS) == [below, True, [below]]
+
+
+#: The storage table's caption (its folder): [where its text starts, where its text and its box end].
+CAPTION_IN_SIGHT = """() => {
+  const caption = document.querySelector('#entries caption'), box = caption.closest('.table-scroll');
+  const range = document.createRange();
+  range.selectNodeContents(caption);
+  const text = range.getBoundingClientRect(), shown = box.getBoundingClientRect();
+  return [text.left - shown.left, text.right, shown.right];
+}"""
+
+
+def test_the_storage_tables_folder_is_in_sight_at_a_phones_width(page: Any, served: Served) -> None:
+    """The folder's path captioning the files' table starts at the box's left edge and ends within it,
+    rather than centred over a table wider than the window, cut by the box's edge."""
+    log_in(page, served)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{served.url}/console/storage")
+    assert page.evaluate("() => document.querySelector('#entries').scrollWidth > 390")
+    start, end, edge = page.evaluate(CAPTION_IN_SIGHT)
+    assert start < 12 and end <= edge + 1, (start, end, edge)
+    # The evaluation's counts, a captioned table in a row of boxes, keep their width.
+    page.goto(f"{served.url}/console/evaluations/{EVALUATION}")
+    counts = page.get_by_role("region", name="Counts at the threshold").bounding_box()
+    assert counts and counts["width"] > 200, counts
+
+
+#: The labels of the fieldsets' boxes that are not next to their box: neither just before it on its line
+#: nor above it (overlapping it sideways) — [label, where it is, where its box is].
+LABELS_APART = """() => [...document.querySelectorAll('main fieldset label[for]')].map(label => {
+  const box = document.getElementById(label.htmlFor);
+  const l = label.getBoundingClientRect(), b = box.getBoundingClientRect();
+  const sameLine = l.right <= b.left + 1 && l.top < b.bottom && b.top < l.bottom;
+  const above = l.bottom <= b.top + 1 && l.left < b.right && b.left < l.right;
+  return sameLine || above ? null : [label.textContent, [l.left, l.top], [b.left, b.top]];
+}).filter(Boolean)"""
+
+
+def test_a_fieldsets_labels_stay_beside_their_boxes_at_a_phones_width(page: Any, served: Served) -> None:
+    """The training parameters and the datasource's split: at 390 px each label is on its box's line,
+    just before it, or just above it, never at the end of another field's line."""
+    log_in(page, served)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{served.url}/console/models/new?mode=custom")
+    assert page.locator("main fieldset label[for]").count() == 5
+    assert page.evaluate(LABELS_APART) == []
+    page.goto(f"{served.url}/console/datasources/new")
+    page.fill("#location", str(served.installation.sample))
+    with page.expect_navigation():
+        page.press("#location", "Enter")
+    assert page.locator("main fieldset label[for]").count() == 2
+    assert page.evaluate(LABELS_APART) == []

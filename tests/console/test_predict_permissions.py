@@ -173,13 +173,14 @@ def test_who_may_predict_but_not_list_models_opens_a_predict_page_by_its_id(
 
 
 def test_an_endpoint_that_is_off_is_turned_on_by_who_may(viewer: Any, admin: Any) -> None:
-    """Without an endpoint the page says how it gets one: from the model's page for who may turn it on,
-    else by asking (a viewer may read the model, not turn its endpoint on)."""
+    """Without an endpoint the page says how it gets one: from the model's page (a link) for who may turn
+    it on, else by asking (a viewer may read the model, not turn its endpoint on)."""
     says = {
-        client: re.search(r'<p class="error" id="endpoint-off">([^<]*)</p>', client.get(PAGE).text)
+        client: re.search(r'<p class="error" id="endpoint-off">(.*?)</p>', client.get(PAGE).text)
         for client in (viewer, admin)
     }
-    assert says[admin] and "turn it on from the model's page" in says[admin].group(1)
+    model_page = f"""turn it on from <a href="/console/models/{MODEL}">the model's page</a>"""
+    assert says[admin] and model_page in says[admin].group(1)
     assert says[viewer] and "ask the model's owner or an administrator" in says[viewer].group(1)
 
 

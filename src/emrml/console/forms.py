@@ -231,7 +231,11 @@ def new_model(visit: Visit) -> View | Response:
     form = {
         "mode": mode,
         "datasource": visit.field("datasource", visit.query.get("datasource", "")),
-        "type": visit.field("type", "BINARY"),
+        "type": (
+            visit.field("type", "BINARY")
+            if visit.form is not None
+            else _target_model_type(visit, visit.query.get("datasource", ""))
+        ),
         "name": visit.field("name").strip(),
         "recipe": visit.field("recipe"),
         "passes": visit.field("passes", "10"),
@@ -270,10 +274,41 @@ def new_model(visit: Visit) -> View | Response:
     return visit.redirect(f"models/{model_id}")
 
 
+def _target_model_type(visit: Visit, datasource_id: str) -> str:
+    """The model type made by the target of the datasource the form is opened for (its page's "Train a
+    model on this data"): a NUMERIC target is not offered a BINARY model. BINARY when none is known."""
+    from emrml.core.model import TARGET_TYPES
+    from emrml.core.schema import parse_schema
+
+    if not datasource_id:
+        return "BINARY"
+    try:
+        text = visit.call("GetDataSource", {"DataSourceId": datasource_id, "Verbose": True}).get(
+            "DataSourceSchema"
+        )
+        schema = parse_schema(text) if text else None
+    except AmazonMLError:
+        return "BINARY"  # not the user's, or unknown: sending the form says so
+    if schema is None or schema.target is None:
+        return "BINARY"
+    target = schema.attribute(schema.target).type
+    return next((kind for kind, needed in TARGET_TYPES.items() if needed == target), "BINARY")
+
+
 def _default_model(visit: Visit, form: dict[str, Any], errors: dict[str, str]) -> str | None:
+    from emrml.core.model import check_target
+    from emrml.core.schema import parse_schema
+
     source = visit.call("GetDataSource", {"DataSourceId": form["datasource"], "Verbose": True})
     if not source.get("DataSourceSchema"):
         errors["datasource"] = "This datasource has no schema yet: wait until it is COMPLETED."
+        return None
+    try:
+        # The split's datasources are new, so the service could refuse the model type only in the model's
+        # job, once all four objects were made: the form checks it against this datasource's target now.
+        check_target(parse_schema(source["DataSourceSchema"]), form["type"], what="this datasource")
+    except InvalidInputException as exc:
+        errors["type"] = exc.message
         return None
     label = form["name"] or source.get("Name") or source["DataSourceId"]
     location, schema = source["DataLocationS3"], source["DataSourceSchema"]

@@ -218,9 +218,14 @@ def home(visit: Visit) -> View:
         # never creates them (a predictor, a viewer) has nothing missing to be told about.
         "refused_datasource": refused_storage(visit, "DataSource"),
     }
-    # Custom training chooses among COMPLETED datasources: with none to choose, the page says one is needed
-    # first rather than offering a form with an empty select.
+    # Custom training chooses among COMPLETED datasources: with none to choose, the page says why rather
+    # than offering a form with an empty select: none yet, the user's newest still being made (which
+    # "none yet" would send the user to create again), or none the user may list.
     extra["custom_model"] = "MLModel" in offered and bool(_completed_datasource(visit))
+    unfinished = [
+        item for item in recent.get("DataSource", []) if item.get("Status") in ("PENDING", "INPROGRESS")
+    ]
+    extra["unfinished_datasource"] = unfinished[0] if unfinished else None
     # Who may predict but not list the models (a predictor) opens a model's predict page by its id.
     access = visit.console.service.access
     extra["predicts_by_id"] = "models" not in kinds and access.may(visit.user, "machinelearning:Predict")

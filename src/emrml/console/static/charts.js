@@ -121,6 +121,14 @@
 
   // ------------------------------------------------------------------------------------ datasource
 
+  // A text's prominent words come most correlated with the target first where there is a target (else
+  // most frequent first), each with its occurrences (a record may hold a word more than once): the label
+  // says which order, lest a shorter bar above a longer one look misplaced.
+  function wordsLabel(attribute) {
+    var correlated = attribute.prominentWords.some(function (v) { return typeof v.targetCorrelation === "number"; });
+    return "Prominent words of " + attribute.name + (correlated ? ", most correlated with the target first" : ", most frequent first");
+  }
+
   function datasourceCharts(data) {
     var statistics = (data.GetDataSourceStatistics || {}).Statistics;
     if (!statistics) return;
@@ -145,7 +153,7 @@
       var node = figure(list, a.name + " (" + a.type + ")");
       if (a.type === "NUMERIC" && a.histogram) histogram(node, a.histogram.edges, a.histogram.counts, "Histogram of " + a.name, a.name);
       else if (a.type === "CATEGORICAL" && a.topValues) bars(node, a.topValues.map(function (v) { return { label: v.value, value: v.count }; }), "Top categories of " + a.name, ["Value", "Records"]);
-      else if (a.type === "TEXT" && a.prominentWords) bars(node, a.prominentWords.slice(0, 15).map(function (v) { return { label: v.word, value: v.count }; }), "Top words of " + a.name, ["Word", "Records"]);
+      else if (a.type === "TEXT" && a.prominentWords) bars(node, a.prominentWords.slice(0, 15).map(function (v) { return { label: v.word, value: v.count }; }), wordsLabel(a), ["Word", "Occurrences"]);
       else if (a.counts) bars(node, Object.keys(a.counts).map(function (k) { return { label: k, value: a.counts[k] }; }), "Values of " + a.name, ["Value", "Records"]);
     });
   }
@@ -326,13 +334,23 @@
       var total = d3.sum(row) || 1;
       row.forEach(function (count, c) { cells.push({ r: r, c: c, count: count, share: count / total }); });
     });
+    // The cell last visited is kept on the box, which a redrawing (a resize) keeps: the matrix drawn again
+    // is entered at that cell, and the keyboard's focus is given back to it (see the resize listener).
+    var visited = (node.getAttribute("data-visited-cell") || "0,0").split(",").map(Number);
+    if (!(visited[0] < n && visited[1] < n)) visited = [0, 0];
     var g = svg.append("g").selectAll("g").data(cells).join("g")
       .attr("transform", function (d) { return "translate(" + (left + d.c * cell) + "," + (top + d.r * cell) + ")"; })
-      .attr("tabindex", function (d) { return d.r === 0 && d.c === 0 ? 0 : -1; }).attr("role", "img").attr("class", "cell")
+      .attr("data-cell", function (d) { return d.r + "," + d.c; })
+      .attr("tabindex", function (d) { return d.r === visited[0] && d.c === visited[1] ? 0 : -1; }).attr("role", "img").attr("class", "cell")
       .attr("aria-label", function (d) { return "true " + classes[d.r] + ", predicted " + classes[d.c] + ": " + fmt(d.count) + " records"; });
     // One tab stop for the whole matrix (a hundred cells would each be one otherwise): the arrow keys move
-    // between cells, Home and End along a row; Tab leaves the matrix from the cell last visited.
+    // between cells, Home and End along a row; Tab leaves the matrix from the cell last visited (by the
+    // keyboard or a click).
     var nodes = g.nodes();
+    g.on("focus", function (event, d) {
+      nodes.forEach(function (other) { other.setAttribute("tabindex", other === event.currentTarget ? 0 : -1); });
+      node.setAttribute("data-visited-cell", d.r + "," + d.c);
+    });
     g.on("keydown", function (event, d) {
       var moves = { ArrowRight: [0, 1], ArrowLeft: [0, -1], ArrowDown: [1, 0], ArrowUp: [-1, 0] };
       var r = d.r, c = d.c;
@@ -341,10 +359,7 @@
       else if (event.key === "End") c = n - 1;
       else return;
       event.preventDefault();
-      var next = nodes[Math.min(n - 1, Math.max(0, r)) * n + Math.min(n - 1, Math.max(0, c))];
-      this.setAttribute("tabindex", -1);
-      next.setAttribute("tabindex", 0);
-      next.focus();
+      nodes[Math.min(n - 1, Math.max(0, r)) * n + Math.min(n - 1, Math.max(0, c))].focus();
     });
     g.append("rect").attr("width", cell - 1).attr("height", cell - 1).attr("fill", function (d) { return color(d.share); })
       .append("title").text(function (d) { return "true " + classes[d.r] + ", predicted " + classes[d.c] + ": " + fmt(d.count); });
@@ -424,12 +439,16 @@
         var now = boxWidths();
         if (now === drawnAt) return;
         drawnAt = now;
-        // The threshold slider keeps the keyboard's focus across the redrawing (it is drawn anew by its id).
-        var active = document.activeElement, focused = active && active.id && active.closest(".chart") ? active.id : "";
-        chartBoxes().forEach(function (box) { box.replaceChildren(); });
+        // The part of a chart that had the keyboard's focus keeps it across the redrawing: the threshold
+        // slider (drawn anew by its id), a heat map's cell (by its row and column, in the same box).
+        var active = document.activeElement, box = active && active.closest ? active.closest(".chart, .charts") : null;
+        var again = !box ? "" : active.id ? "#" + CSS.escape(active.id)
+          : active.hasAttribute("data-cell") ? '[data-cell="' + active.getAttribute("data-cell") + '"]' : "";
+        chartBoxes().forEach(function (each) { each.replaceChildren(); });
         drawAll(data);
         drawnAt = boxWidths();
-        if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
+        var refocused = again ? box.querySelector(again) : null;
+        if (refocused) refocused.focus();
         var redraws = Number(document.documentElement.getAttribute("data-charts-redrawn") || 0);
         document.documentElement.setAttribute("data-charts-redrawn", String(redraws + 1));
       }, 150);

@@ -52,6 +52,7 @@
     kind.className = "word";
     kind.textContent = job.Kind;
     cell(row, "Status");
+    cell(row, "Message").className = "prose";
     var progress = document.createElement("progress");
     progress.max = 100;
     progress.setAttribute("data-field", "Progress");
@@ -62,7 +63,7 @@
     var text = document.createElement("span");
     text.setAttribute("data-field", "ProgressText");
     td.appendChild(text);
-    ["StartedAt", "FinishedAt", "ComputeTime", "RanOn", "Message"].forEach(function (field) { cell(row, field); });
+    ["StartedAt", "FinishedAt", "ComputeTime", "RanOn"].forEach(function (field) { cell(row, field); });
     return row;
   }
 
@@ -283,7 +284,22 @@
     window.setTimeout(refresh, 2000);
   }
 
+  // An irreversible change (deleting a file, a user, an access key, a group) asks first, in its button's
+  // data-confirm: a slip of Enter or of a click would otherwise lose it. Without scripts it is sent as is.
+  document.addEventListener("submit", function (event) {
+    var question = event.submitter && event.submitter.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) event.preventDefault();
+  });
+
+  // A value to copy (a share link, shown once) is selected whole when focused, as it is on arrival
+  // (autofocus): one keystroke copies it, where a long one in a narrow box would need selecting by hand.
+  document.addEventListener("focusin", function (event) {
+    if (event.target.matches && event.target.matches("input[data-select]")) event.target.select();
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
+    var focused = document.activeElement;
+    if (focused && focused.matches("input[data-select]")) focused.select();
     liveObjects();
     var jobs = document.querySelector('[data-live="jobs"]');
     if (jobs) liveJobs(jobs, document.querySelector('[data-live="streams"]'));

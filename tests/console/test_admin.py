@@ -298,3 +298,11 @@ def test_an_admin_gives_a_deleted_users_objects_away_from_the_users_page_then_re
     created = admin.post("/console/users", data={"csrf_token": token, "name": name})
     assert created.status_code == 200 and "Created user" in created.text
     service.access.delete_user(name)
+
+
+def test_the_new_user_forms_admins_box_comes_last_and_says_what_it_grants(admin: Any) -> None:
+    """Tab then Space from the password field ticks the first group's box: that is never admins."""
+    page = admin.get("/console/users").text
+    boxes = re.findall(r'<input type="checkbox" name="groups" value="([^"]+)"', page)
+    assert len(boxes) > 1 and boxes[-1] == "admins" and boxes[:-1] == sorted(boxes[:-1])
+    assert "admins (every permission)</label>" in page

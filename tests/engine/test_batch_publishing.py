@@ -14,7 +14,7 @@ import pytest
 from emrml.core.schema import parse_schema
 from emrml.engine.batch import BatchResult, Parallelism, batch_predict
 from emrml.engine.training import DatasourceData, TrainedModel, train_model
-from emrml.errors import AccessDeniedException
+from emrml.errors import AccessDeniedException, InvalidInputException
 from emrml.service.parameters import parse_parameters
 from emrml.storage import locations, publishing
 from in_flight import InFlight
@@ -121,3 +121,28 @@ def test_a_result_refused_mid_publish_leaves_no_output(s3: S3, model: TrainedMod
     assert "AccessDenied" in caught.value.message
     assert s3.list_keys("out/") == []  # the results that appeared beside it were removed; no manifest
     assert not s3.client.list_multipart_uploads(Bucket=s3.bucket).get("Uploads")
+
+
+def test_a_manifest_whose_answer_is_lost_is_removed_with_the_results(
+    s3: S3, model: TrainedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S3 stored the manifest but its answer was lost (a reset connection): the job fails and removes its
+    results, and the manifest, the commit marker, must go with them, or a reader takes it for a complete
+    output whose results are gone."""
+    from emrml.storage.s3 import S3Error
+
+    store = locations._S3.store
+    call = store.call
+
+    def answer_lost(operation: str, bucket: str, key: str = "", **arguments: Any) -> Any:
+        done = call(operation, bucket, key, **arguments)
+        if operation == "put_object" and key.endswith(".manifest"):
+            raise S3Error("RequestTimeout", "the connection was reset (test)")
+        return done
+
+    monkeypatch.setattr(store, "call", answer_lost)
+    with pytest.raises(InvalidInputException) as caught:
+        _predict(s3, model, s3.uri("lost/"))
+    manifest = s3.uri("lost/batch-prediction/bp-publish.manifest")
+    assert caught.value.message.startswith(f"cannot write '{manifest}'")
+    assert s3.list_keys("lost/") == []

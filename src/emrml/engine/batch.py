@@ -561,9 +561,11 @@ def batch_predict(
         check_unchanged(files)  # a file cut short while scored would give a result short of records
         progress(0.95, "publishing the results")
         manifest = _publish(files, units, results, job, prefix, batch_prediction_id, published, commit)
+        # Listed before it is written, and removed first: no reader takes what remains for complete results.
+        # Its PutObject may fail after S3 stored it (the answer lost), as a result's may (``publish_files``).
+        published.insert(0, manifest_file)
         with atomic_write(manifest_file, commit) as out:
             out.write(json.dumps(manifest, ensure_ascii=False).encode())
-        published.insert(0, manifest_file)  # removed first: no reader takes what remains for complete results
         # What an attempt killed while it wrote the manifest left beside it: removed through ``commit``, so
         # that no attempt given up removes the temporary of the manifest the job's attempt is writing.
         commit(lambda: remove_temporaries(manifest_file))

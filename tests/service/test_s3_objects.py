@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from emrml.engine.batch import Parallelism
-from emrml.errors import InvalidInputException, ResourceNotFoundException
+from emrml.errors import AccessDeniedException, InvalidInputException, ResourceNotFoundException
 from emrml.service.app import EmrML
 from s3_server import S3
 
@@ -290,3 +290,25 @@ def test_encrypted_batch_prediction_into_a_bucket_that_requires_sse(
         assert lines[0] == b"trueLabel,bestAnswer,score" and len(lines) == 3001
     finally:
         application.close()
+
+
+def test_infer_data_schema_names_an_unreadable_later_object_by_its_own_member(app: EmrML, s3: S3) -> None:
+    """The first object holds one target value, so inference reads on into the next, which S3 refuses:
+    InferDataSchema's member is the top-level DataLocationS3, not CreateDataSourceFromS3's DataSpec path."""
+    s3.put("infer/part-0.csv", "x,y\n" + "".join(f"{n},0\n" for n in range(20)))
+    refused = s3.put("infer/part-1.csv", "x,y\n1,1\n2,0\n")
+    policy = {
+        "Statement": [
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{s3.bucket}/infer/part-1.csv",
+            }
+        ]
+    }
+    s3.client.put_bucket_policy(Bucket=s3.bucket, Policy=json.dumps(policy))
+    request = {"DataLocationS3": s3.uri("infer/"), "TargetAttributeName": "y"}
+    with pytest.raises(AccessDeniedException) as caught:
+        app.call("InferDataSchema", request)
+    assert caught.value.message.startswith(f"DataLocationS3 '{refused}' cannot be read"), caught.value.message

@@ -34,7 +34,14 @@ from emrml.core.schema import (
 from emrml.core.stats import StatisticsAccumulator
 from emrml.errors import DataError
 from emrml.storage.codecs import open_decompressed
-from emrml.storage.locations import FileRef, check_unchanged, list_files, open_binary, open_files
+from emrml.storage.locations import (
+    DATA_LOCATION,
+    FileRef,
+    check_unchanged,
+    list_files,
+    open_binary,
+    open_files,
+)
 from emrml.storage.records import InvalidRecord, count_records, read_chunks, read_header_again
 
 Progress = Callable[[float, str | None], None]
@@ -63,10 +70,13 @@ def open_data(uri: str) -> Iterator[tuple[BinaryIO, BinaryIO]]:
         yield raw, open_decompressed(raw, uri)
 
 
-def open_each(files: list[FileRef]) -> Iterator[tuple[FileRef, BinaryIO, BinaryIO]]:
+def open_each(
+    files: list[FileRef], *, what: str = DATA_LOCATION
+) -> Iterator[tuple[FileRef, BinaryIO, BinaryIO]]:
     """(file, raw, decompressed) of each file in turn, as ``open_data``; the next S3 objects are read
-    meanwhile (``locations.open_files``). Each file is closed when the next is asked for."""
-    opened = open_files(files)
+    meanwhile (``locations.open_files``, whose errors name ``what``). Each file is closed when the next is
+    asked for."""
+    opened = open_files(files, what=what)
     with closing(opened):
         for file, raw in zip(files, opened, strict=True):
             with raw:
@@ -433,7 +443,7 @@ def _target_looked_for_further(
         return schema, 1, 0
     others: set[str] = set()
     records = opened = 0
-    for number, (file, _, stream) in enumerate(open_each(files)):
+    for number, (file, _, stream) in enumerate(open_each(files, what="DataLocationS3")):  # InferDataSchema's
         opened += 1
         skip = sample.num_rows if number == 0 else 0
         for chunk in read_chunks(

@@ -110,3 +110,21 @@ def test_dots_inside_a_key_segment_are_an_ordinary_name(app: EmrML) -> None:
         "s3://b.c/x",
     ):
         check_syntax(location)
+
+
+@pytest.mark.parametrize("bucket", ["..", ".", "a..b", "-x", "x-", ".x"])
+def test_a_bucket_named_as_no_bucket_is_invalid_input_naming_the_member(app: EmrML, bucket: str) -> None:
+    """``s3://../other/x.csv`` would be ``s3://other/x.csv`` to a proxy that tidies paths."""
+    location = f"s3://{bucket}/data/x.csv"
+    for operation, member, request in _requests(location):
+        with pytest.raises(InvalidInputException) as raised:
+            app.call(operation, request)
+        message = raised.value.message
+        assert member in message.split(":", 1)[0] and location in message, (operation, member, message)
+
+
+def test_buckets_named_as_s3_names_them_are_accepted() -> None:
+    from emrml.storage.locations import check_syntax
+
+    for location in ("s3://my.bucket-1/x.csv", "s3://Legacy_Bucket/x.csv", "s3://abc", "s3://a1/"):
+        check_syntax(location)

@@ -57,16 +57,27 @@ _S3_URI = re.compile(r"s3://([^/]+)(/.*)?")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
+#: A bucket's name: a bucket '..' or '.' would be read as a path by a proxy that tidies paths.
+_BUCKET = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,253}[A-Za-z0-9])?")
+
+
 def check_syntax(location: str) -> None:
     """InvalidInputException unless ``location`` is a local path, a ``file://`` URI of this machine or an
-    ``s3://bucket[/key]`` URI whose key has no ``.`` or ``..`` segment; nothing is read."""
+    ``s3://bucket[/key]`` URI of a bucket named as S3 names them (``_BUCKET``; legacy buckets may hold
+    capitals and ``_``) whose key has no ``.`` or ``..`` segment; nothing is read."""
     if _backend(location) is _LOCAL:
         local_path(location)
         return
     # S3 keeps 'data/../secret.csv' as a key of its own, and policies match it as written, while HTTP
     # clients, proxies and S3-compatible stores may read it as 'secret.csv': a location a Deny or a grant
     # reads one way must not be read another way.
-    segments = split(location)[1].split("/")
+    bucket, key = split(location)
+    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
+        raise InvalidInputException(
+            f"'{location}' is not a valid S3 location: '{bucket}' is not a bucket name (letters, digits, "
+            "'.', '-' and '_', beginning and ending with a letter or digit)"
+        )
+    segments = key.split("/")
     dotted = next((segment for segment in segments if segment in (".", "..")), None)
     if dotted is not None:
         raise InvalidInputException(

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from cli_helpers import error_line, invoke, invoke_json
-from emrml.errors import AccessDeniedException
+from emrml.errors import AccessDeniedException, AmazonMLError, InternalServerException
 from emrml.samples import bank_sample_schema, write_bank_sample
 from emrml.service.app import EmrML
 
@@ -59,12 +59,17 @@ def test_jobs_lists_every_kinds_jobs_newest_first_saying_why_one_failed(home: Pa
     assert "No INPROGRESS jobs." in invoke("jobs", "--status", "INPROGRESS").stdout
 
 
-def _refusing(monkeypatch: pytest.MonkeyPatch, *operations: str) -> None:
-    """Make the service refuse ``operations`` as it refuses a user whose groups do not allow them."""
+def _refusing(
+    monkeypatch: pytest.MonkeyPatch, *operations: str, error: type[AmazonMLError] | None = None
+) -> None:
+    """Make the service refuse ``operations`` as it refuses a user whose groups do not allow them (or fail
+    them with ``error``)."""
     call = EmrML.call
 
     def refused(self: EmrML, operation: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
         if operation in operations:
+            if error is not None:
+                raise error(f"{operation} failed")
             raise AccessDeniedException(f"not authorized to perform machinelearning:{operation}")
         return call(self, operation, *args, **kwargs)
 
@@ -98,3 +103,10 @@ def test_jobs_fails_when_no_kind_may_be_listed(home: Path, monkeypatch: pytest.M
     _refusing(monkeypatch, *(f"Describe{kind}" for kind in kinds), "DescribeStreams")
     line = error_line(invoke("jobs", code=7))
     assert line.startswith("error: AccessDeniedException: not authorized to perform machinelearning:Describe")
+
+
+def test_jobs_fails_on_an_error_other_than_a_refusal(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a kind the caller may not list is left out with a warning: a fault is an error."""
+    _refusing(monkeypatch, "DescribeMLModels", error=InternalServerException)
+    line = error_line(invoke("jobs", code=1))
+    assert line.startswith("error: InternalServerException: DescribeMLModels failed"), line

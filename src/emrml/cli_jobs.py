@@ -13,7 +13,7 @@ from emrml.cli_objects import KINDS, PAGE_LIMIT, Status
 from emrml.cli_render.lists import Column, list_table
 from emrml.cli_render.parts import format_time, status_text
 from emrml.cli_stream import print_streams
-from emrml.errors import AmazonMLError
+from emrml.errors import AccessDeniedException
 
 JOB_COLUMNS = (
     Column("Kind", lambda item: item["Kind"], 0),
@@ -45,11 +45,12 @@ def jobs(
     rows: list[dict[str, Any]] = []
     # A kind the caller may not list (AccessDenied on its Describe*) leaves the others to list: each kind
     # refused is named, with why, in one warning; only when nothing at all could be listed is it an error.
-    refused: dict[str, AmazonMLError] = {}
+    # Any other error (the metastore down, say) is one, whatever the kind.
+    refused: dict[str, AccessDeniedException] = {}
     for kind in KINDS.values():  # every kind of object has a job
         try:
             found = service.call(f"Describe{kind.kind}s", dict(request))["Results"]
-        except AmazonMLError as exc:
+        except AccessDeniedException as exc:
             refused[f"{kind.kind}s"] = exc
             continue
         rows.extend({"Kind": kind.kind, "Id": item[kind.id_member], **item} for item in found)
@@ -60,7 +61,7 @@ def jobs(
     if status is None:
         try:
             streams = service.call("DescribeStreams", {})["Results"]
-        except AmazonMLError as exc:
+        except AccessDeniedException as exc:
             refused["Streams"] = exc
     listed = len(KINDS) + (status is None) - len(refused)
     if refused:

@@ -59,3 +59,15 @@ def test_consumers_that_all_stopped_cleanly_leave_the_stream_running_with_a_mess
     described = sqlite_app.call("GetStream", {"StreamId": "st-clean"})
     assert described["Status"] == "RUNNING"
     assert described["Message"].startswith("no consumer is running: consumer host-4302:4302:c, the last,")
+
+
+def test_many_failed_consumers_are_named_up_to_three_and_counted(sqlite_app: EmrML) -> None:
+    _stream(
+        sqlite_app, "st-many", [("FAILED", 4400 + n, f"consumer {4400 + n} stopped: boom") for n in range(5)]
+    )
+    message = sqlite_app.call("GetStream", {"StreamId": "st-many"})["Message"]
+    assert (
+        message.count("stopped: boom") == 3 and "; 2 more consumers failed; no consumer is running" in message
+    )
+    # The last started first.
+    assert message.startswith("consumer 4404 stopped: boom; consumer 4403")

@@ -75,8 +75,9 @@ def consumers_of(session: Any, stream_id: str) -> list[StreamConsumer]:
     return list(session.scalars(query.order_by(StreamConsumer.started_at.desc())))
 
 
-#: How many silent consumers a stream's message names (the others are counted).
-NAMED_SILENT = 3
+#: How many failed, and how many silent, consumers a stream's message names (the others are counted): a
+#: stream of many consumers that all failed alike would otherwise say the same thing dozens of times.
+NAMED_CONSUMERS = 3
 
 
 def silent(consumers: list[StreamConsumer], after: str) -> str:
@@ -87,10 +88,10 @@ def silent(consumers: list[StreamConsumer], after: str) -> str:
     said = [
         f"consumer {consumer.id} (pid {consumer.pid} on {consumer.host}) stopped reporting at "
         + datetime.fromtimestamp(consumer.heartbeat_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        for consumer in ordered[:NAMED_SILENT]
+        for consumer in ordered[:NAMED_CONSUMERS]
     ]
-    if len(ordered) > NAMED_SILENT:
-        said.append(f"{len(ordered) - NAMED_SILENT} more consumers stopped reporting")
+    if len(ordered) > NAMED_CONSUMERS:
+        said.append(f"{len(ordered) - NAMED_CONSUMERS} more consumers stopped reporting")
     return f"{', '.join(said)} {after}"
 
 
@@ -115,6 +116,8 @@ def consumers_gone(
         told = "no consumer is running: "
         if gone:
             told += silent(gone, "without stopping: its process is frozen, hangs or died") + "; "
+        if len(failed) > NAMED_CONSUMERS:
+            failed[NAMED_CONSUMERS:] = [f"{len(failed) - NAMED_CONSUMERS} more consumers failed"]
         return "FAILED", "; ".join([*failed, told + restart])
     last = consumers[0]
     when = datetime.fromtimestamp(last.heartbeat_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

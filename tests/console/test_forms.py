@@ -178,6 +178,36 @@ def test_a_name_of_spaces_is_no_name(admin: Any, installation: Installation) -> 
     assert not described.get("Name")
 
 
+def test_a_target_or_row_id_that_is_no_column_is_that_fields_error(
+    admin: Any, installation: Installation
+) -> None:
+    """InferDataSchema's errors naming TargetAttributeName or RowId are shown under, and focus, the target
+    or row id field, not the location (whose data was read)."""
+    token = _token(admin)
+    location = str(installation.sample)
+    for sent, field in (
+        ({"target": "nope"}, "target"),
+        ({"row_id": "nope"}, "row_id"),
+        ({"target": "y", "row_id": "y"}, "row_id"),
+    ):
+        page = admin.post(
+            "/console/datasources/new",
+            data={"csrf_token": token, "step": "infer", "location": location, **sent},
+        )
+        assert page.status_code == 400, sent
+        assert f'id="{field}-error"' in page.text and 'id="location-error"' not in page.text, sent
+        focused = re.findall(r'<input id="([^"]+)"[^>]*autofocus', page.text)
+        assert focused == [field], sent
+        assert f'value="{sent[field]}"' in page.text  # what was typed stays, to correct
+    # A row id that is a column is the schema's row id, the target too.
+    inferred = admin.post(
+        "/console/datasources/new",
+        data={"csrf_token": token, "step": "infer", "location": location, "target": "y", "row_id": "age"},
+    )
+    schema = json.loads(html.unescape(re.search(r'name="schema" value="([^"]*)"', inferred.text).group(1)))
+    assert (schema["targetAttributeName"], schema["rowId"]) == ("y", "age")
+
+
 def test_a_location_outside_the_data_roots_is_the_fields_error(admin: Any) -> None:
     token = _token(admin)
     wizard = admin.post(

@@ -39,6 +39,8 @@ def test_the_streams_table_follows_a_stream_started_again_and_ended(
         button = row.locator("button")
         button.wait_for(timeout=10_000)
         assert button.inner_text() == "Start again"
+        # Styled as every FAILED object, as a row the page loaded with is.
+        assert row.locator('[data-field="Status"] .status').get_attribute("class") == "status status-failed"
         assert row.locator('[data-field="Message"]').inner_text() == "the consumers ended"
         assert page.evaluate("() => window.sameDocument") is True
         assert row.locator("form").get_attribute("action") == f"/console/streams/{STREAM}/start"

@@ -582,6 +582,10 @@ def test_the_start_notice_says_a_stream_whose_consumers_died_at_start_is_failed(
         page = admin.get("/console/jobs?kind=Stream&stream=st-died&started=0").text
         notice = re.search(r'<p role="status" id="stream-started">([^<]*)</p>', page)
         assert notice and notice.group(1) == f"Stream st-died: no consumer started; it is FAILED: {died}"
+        # A FAILED stream reads as every FAILED object does, says why, and offers to start it again.
+        row = re.search(r'<tr data-id="Stream/st-died">.*?</tr>', page, re.DOTALL)
+        assert row and '<span class="status status-failed">FAILED</span>' in row.group(0)
+        assert f">{died}</td>" in row.group(0) and ">Start again</button>" in row.group(0)
         page = admin.get("/console/jobs?kind=Stream&stream=st-busy&started=0").text
         assert "Stream st-busy: no consumer started, consumers run it already." in page
     finally:

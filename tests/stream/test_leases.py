@@ -117,8 +117,8 @@ def test_a_stream_whose_consumer_was_killed_says_so_until_a_consumer_runs_again(
     failed = wait_until(lambda: (found := described())["Status"] == "FAILED" and found, 30, 0.3)
     assert failed["Message"].startswith(f"no consumer is running: consumer {victim['ConsumerId']} (pid ")
     assert (
-        "its process died or hangs; `emrml stream start --id st-gone` (StartStream) starts consumers again"
-        in failed["Message"]
+        "its process is frozen, hangs or died; "
+        "`emrml stream start --id st-gone` (StartStream) starts consumers again" in failed["Message"]
     )
     assert "MillisBehindLatest" not in failed
     assert all("MillisBehindLatest" not in lease for lease in failed["ShardLeases"])

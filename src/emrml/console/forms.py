@@ -93,9 +93,27 @@ def new_datasource(visit: Visit) -> View | Response:
     return view
 
 
+#: The location step's fields by the InferDataSchema member they give: an error naming a member is shown
+#: under (and focuses) its field; any other error is the location's (the data read there).
+INFER_FIELDS = {"target": "TargetAttributeName", "row_id": "RowId"}
+
+
+def _infer_field(message: str) -> str:
+    """The field an InferDataSchema error is about: the member it starts with (an attribute that is not a
+    column), the row id for one given the target's attribute too, else the location."""
+    for field, member in INFER_FIELDS.items():
+        if message.startswith(f"{member} "):
+            return field
+    return "row_id" if "is also the rowId" in message else "location"
+
+
 def _infer_step(visit: Visit) -> View:
     location = visit.field("location", visit.query.get("location", "")).strip()
-    form = {"location": location, "target": visit.field("target").strip()}
+    form = {
+        "location": location,
+        "target": visit.field("target").strip(),
+        "row_id": visit.field("row_id").strip(),
+    }
     if visit.form is None or not location:
         errors = {"location": "Give the data's location."} if visit.form is not None else {}
         return View(
@@ -105,8 +123,9 @@ def _infer_step(visit: Visit) -> View:
             {"form": form, "errors": errors},
         )
     request: dict[str, Any] = {"DataLocationS3": location}
-    if form["target"]:
-        request["TargetAttributeName"] = form["target"]
+    for field, member in INFER_FIELDS.items():
+        if form[field]:
+            request[member] = form[field]
     try:
         schema = json.loads(visit.call("InferDataSchema", request)["DataSchema"])
     except (InvalidInputException, AccessDeniedException) as exc:
@@ -115,7 +134,7 @@ def _infer_step(visit: Visit) -> View:
             "datasource_new.html",
             {"step": "location"},
             _status(exc),
-            {"form": form, "errors": {"location": exc.message}},
+            {"form": form, "errors": {_infer_field(exc.message): exc.message}},
         )
     form["name"] = _suggested_name(location)
     form["object_id"] = new_id("ds")

@@ -68,32 +68,59 @@ def live_consumers(session: Any, stream_id: str, lease_seconds: float) -> list[S
     )
 
 
-def last_consumer(session: Any, stream_id: str) -> StreamConsumer | None:
-    """The consumer of the stream that started last, live or not."""
+def consumers_of(session: Any, stream_id: str) -> list[StreamConsumer]:
+    """Every consumer of the stream's run (StartStream removes those of earlier runs), live or not, the one
+    that started last first."""
     query = select(StreamConsumer).where(StreamConsumer.stream_id == stream_id)
-    return session.scalars(query.order_by(StreamConsumer.started_at.desc()).limit(1)).first()
+    return list(session.scalars(query.order_by(StreamConsumer.started_at.desc())))
+
+
+#: How many failed, and how many silent, consumers a stream's message names (the others are counted): a
+#: stream of many consumers that all failed alike would otherwise say the same thing dozens of times.
+NAMED_CONSUMERS = 3
+
+
+def silent(consumers: list[StreamConsumer], after: str) -> str:
+    """What a stream's message says of consumers that went silent — still recorded RUNNING, they stopped
+    reporting: a frozen or hung process, one killed, or its machine gone — the latest reports first, each
+    with its pid, host and last report, ``after`` said of them."""
+    ordered = sorted(consumers, key=lambda consumer: consumer.heartbeat_at, reverse=True)
+    said = [
+        f"consumer {consumer.id} (pid {consumer.pid} on {consumer.host}) stopped reporting at "
+        + datetime.fromtimestamp(consumer.heartbeat_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for consumer in ordered[:NAMED_CONSUMERS]
+    ]
+    if len(ordered) > NAMED_CONSUMERS:
+        said.append(f"{len(ordered) - NAMED_CONSUMERS} more consumers stopped reporting")
+    return f"{', '.join(said)} {after}"
 
 
 def consumers_gone(
-    stream: Stream, live: list[StreamConsumer], last: StreamConsumer | None
+    stream: Stream, live: list[StreamConsumer], consumers: list[StreamConsumer]
 ) -> tuple[str, str] | None:
-    """The status and message GetStream gives a RUNNING stream that no consumer runs any longer, or None.
+    """The status and message GetStream gives a RUNNING stream that no consumer runs any longer, or None;
+    ``consumers``: every consumer of its run (``consumers_of``).
 
-    A consumer that ends by an error records it (FAILED); one killed, or whose machine went, just stops
-    reporting: either way the stream, RUNNING in the metastore, is read by nobody, and saying RUNNING would
-    hide that. A stream none of whose consumers has started yet (``Consumers`` 0, consumers to join from
-    other machines) is RUNNING: nothing ended. A consumer that starts makes it RUNNING again."""
-    if stream.status != "RUNNING" or live or last is None:
+    A consumer that ends by an error records it (FAILED); one killed, frozen, or whose machine went, just
+    stops reporting: either way the stream, RUNNING in the metastore, is read by nobody, and saying RUNNING
+    would hide that. Every consumer counts, not only the last started: one that stopped cleanly after an
+    older one froze leaves the stream FAILED, naming the frozen one. A stream none of whose consumers has
+    started yet (``Consumers`` 0, consumers to join from other machines) is RUNNING: nothing ended. A
+    consumer that starts makes it RUNNING again."""
+    if stream.status != "RUNNING" or live or not consumers:
         return None
     restart = f"`emrml stream start --id {stream.id}` (StartStream) starts consumers again"
+    failed = [consumer.message for consumer in consumers if consumer.status == "FAILED" and consumer.message]
+    gone = [consumer for consumer in consumers if consumer.status == "RUNNING"]
+    if failed or gone:
+        told = "no consumer is running: "
+        if gone:
+            told += silent(gone, "without stopping: its process is frozen, hangs or died") + "; "
+        if len(failed) > NAMED_CONSUMERS:
+            failed[NAMED_CONSUMERS:] = [f"{len(failed) - NAMED_CONSUMERS} more consumers failed"]
+        return "FAILED", "; ".join([*failed, told + restart])
+    last = consumers[0]
     when = datetime.fromtimestamp(last.heartbeat_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    if last.status == "RUNNING":
-        return "FAILED", (
-            f"no consumer is running: consumer {last.id} (pid {last.pid} on {last.host}) stopped reporting "
-            f"at {when}: its process died or hangs; {restart}"
-        )
-    if last.status == "FAILED":
-        return "FAILED", f"{last.message}; no consumer is running: {restart}"
     return "RUNNING", f"no consumer is running: consumer {last.id}, the last, stopped at {when}; {restart}"
 
 
@@ -102,7 +129,7 @@ def _consumers_gone(app: EmrML, session: Any, stream: Stream) -> bool:
     saying so): StartStream starts consumers again then, as for a STOPPED stream. One whose consumers have
     not reported yet (just started, or ``Consumers`` 0) is not: a retried StartStream starts no more."""
     live = live_consumers(session, stream.id, app.settings.stream_lease_seconds)
-    return consumers_gone(stream, live, last_consumer(session, stream.id)) is not None
+    return consumers_gone(stream, live, consumers_of(session, stream.id)) is not None
 
 
 def settle_stopping(sessions: sessionmaker, stream_id: str, lease_seconds: float) -> None:
@@ -115,24 +142,22 @@ def settle_stopping(sessions: sessionmaker, stream_id: str, lease_seconds: float
         stream = session.get(Stream, stream_id)
         if stream is None or stream.status != "STOPPING":
             return
-        silent = session.scalars(
-            select(StreamConsumer)
-            .where(
-                StreamConsumer.stream_id == stream_id,
-                StreamConsumer.status == "RUNNING",
-                StreamConsumer.heartbeat_at >= stream.last_updated_at - 2 * lease_seconds,
+        gone = list(
+            session.scalars(
+                select(StreamConsumer).where(
+                    StreamConsumer.stream_id == stream_id,
+                    StreamConsumer.status == "RUNNING",
+                    StreamConsumer.heartbeat_at >= stream.last_updated_at - 2 * lease_seconds,
+                )
             )
-            .order_by(StreamConsumer.heartbeat_at.desc())
-            .limit(1)
-        ).first()
-        stream.status, stream.last_updated_at = "STOPPED" if silent is None else "FAILED", now()
-        if silent is not None:
-            when = datetime.fromtimestamp(silent.heartbeat_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            stream.message = (
-                f"consumer {silent.id} (pid {silent.pid} on {silent.host}) stopped reporting at {when} "
+        )
+        stream.status, stream.last_updated_at = "FAILED" if gone else "STOPPED", now()
+        if gone:
+            stream.message = silent(
+                gone,
                 "instead of stopping: its process is frozen, hangs or died (the records after its "
                 f"checkpoints are read again at the next start); `emrml stream start --id {stream_id}` "
-                "(StartStream) starts the stream again"
+                "(StartStream) starts the stream again",
             )
 
 
@@ -374,10 +399,10 @@ def lag(lease: StreamLease, consumers: list[StreamConsumer]) -> int | None:
 
 
 def _summary(
-    stream: Stream, leases: list[StreamLease], consumers: list[StreamConsumer], last: StreamConsumer | None
+    stream: Stream, leases: list[StreamLease], consumers: list[StreamConsumer], run: list[StreamConsumer]
 ) -> Response:
     lags = [value for lease in leases if (value := lag(lease, consumers)) is not None]
-    status, message = consumers_gone(stream, consumers, last) or (stream.status, stream.message)
+    status, message = consumers_gone(stream, consumers, run) or (stream.status, stream.message)
     members: Response = {
         "StreamId": stream.id,
         "MLModelId": stream.ml_model_id,
@@ -408,14 +433,14 @@ def _summary(
 
 def _load(
     app: EmrML, session: Any, stream: Stream
-) -> tuple[list[StreamLease], list[StreamConsumer], StreamConsumer | None]:
+) -> tuple[list[StreamLease], list[StreamConsumer], list[StreamConsumer]]:
     leases = list(
         session.scalars(
             select(StreamLease).where(StreamLease.stream_id == stream.id).order_by(StreamLease.shard_id)
         )
     )
     live = live_consumers(session, stream.id, app.settings.stream_lease_seconds)
-    return leases, live, last_consumer(session, stream.id)
+    return leases, live, consumers_of(session, stream.id)
 
 
 @operation("GetStream")
@@ -426,8 +451,8 @@ def get_stream(app: EmrML, request: Request) -> Response:
     settle_stopping(app.sessions, stream_id, app.settings.stream_lease_seconds)
     with app.sessions() as session:
         stream = _find(session, stream_id)
-        leases, consumers, last = _load(app, session, stream)
-    members = _summary(stream, leases, consumers, last)
+        leases, consumers, run = _load(app, session, stream)
+    members = _summary(stream, leases, consumers, run)
     # What StartStream was given (but Consumers): the same parameters start the stream again.
     members["StartParameters"] = json.loads(stream.request)
     members["ShardLeases"] = [

@@ -47,14 +47,11 @@ from emrml.stream.kinesis import MAX_BACKOFF, MIN_READ_INTERVAL, Kinesis, Kinesi
 from emrml.stream.leases import SHARD_END, Lease, LeaseTable
 from emrml.stream.outputs import open_sink
 from emrml.stream.scoring import MicroBatchScorer, Record
+from emrml.stream.stop_watch import StopWatch
 
 log = logging.getLogger(__name__)
 #: Shards are listed again (to find the children of a split or merge) every this many renewals.
 SHARD_SYNC_EVERY = 3
-#: Lease times a consumer asked to stop (the stream STOPPING, SIGTERM) has to end before its process is
-#: ended (``Consumer.run``'s ``on_hung``): one stuck (a call that never returns) would keep the stream
-#: STOPPING, or have it read STOPPED while it still runs, for good.
-STOP_GRACE_LEASES = 3
 
 
 @dataclass
@@ -109,7 +106,7 @@ class Consumer:
         self._rate_since = time.monotonic()
         #: Why the consumer ended, when an error ended it (``_record_failure``).
         self._failure: str | None = None
-        #: Set once ``run`` is done, its shutdown included (``_watch_stop``).
+        #: Set once ``run`` is done, its shutdown included (``StopWatch``).
         self._done = threading.Event()
 
     def stop(self) -> None:
@@ -183,7 +180,7 @@ class Consumer:
     ) -> None:
         """Consume until the stream stops or ``stop()``. ``on_hung``: called (on another thread) when the
         consumer, asked to stop, has not ended ``STOP_GRACE_LEASES`` lease times later, once that is
-        recorded; a consumer process passes one that ends the process (``_watch_stop``). ``on_started``:
+        recorded; a consumer process passes one that ends the process (``StopWatch``). ``on_started``:
         called once the consumer is set up and about to consume (not when it could not start)."""
         try:
             self._prepare()
@@ -194,7 +191,10 @@ class Consumer:
         if on_started is not None:
             on_started()
         if on_hung is not None:
-            watch = threading.Thread(target=self._watch_stop, args=(on_hung,), name="emrml-stop-watch")
+            watched = StopWatch(
+                self.sessions, self.stream_id, self.id, self.lease_seconds, self._stop, self._done
+            )
+            watch = threading.Thread(target=watched.run, args=(on_hung,), name="emrml-stop-watch")
             watch.daemon = True
             watch.start()
         try:
@@ -207,70 +207,6 @@ class Consumer:
                 self._shutdown()
             finally:
                 self._done.set()
-
-    def _watch_stop(self, on_hung: Callable[[], None]) -> None:
-        """Once the consumer is asked to stop (the stream no longer RUNNING, read here since a stuck loop
-        reads nothing; or ``stop()``), give it ``STOP_GRACE_LEASES`` lease times to end, reporting it live
-        meanwhile (the stream stays STOPPING while it ends), then record it FAILED, the stream saying why,
-        and call ``on_hung``. Its outputs not yet durable are lost, its records read again from their
-        checkpoints at the next start: nothing is lost."""
-        every = max(self.lease_seconds / 3, 0.05)
-        grace = STOP_GRACE_LEASES * self.lease_seconds
-        asked: float | None = None
-        while not self._done.wait(every):
-            try:
-                if asked is None:
-                    if self._stop.is_set() or self._stream_status() != "RUNNING":
-                        asked = time.monotonic()
-                    continue
-                if time.monotonic() - asked < grace:
-                    self._heartbeat_only()
-                    continue
-            except SQLAlchemyError as exc:
-                log.warning("consumer %s: cannot reach the metastore (%s)", self.id, exc.__class__.__name__)
-                continue
-            if self._done.is_set():
-                return
-            self._record_hung(grace)
-            on_hung()
-            return
-
-    def _stream_status(self) -> str | None:
-        with self.sessions() as session:
-            return session.scalar(select(Stream.status).where(Stream.id == self.stream_id))
-
-    def _heartbeat_only(self) -> None:
-        with self.sessions() as session, session.begin():
-            session.execute(
-                update(StreamConsumer)
-                .where(StreamConsumer.id == self.id, StreamConsumer.status == "RUNNING")
-                .values(heartbeat_at=now())
-            )
-
-    def _record_hung(self, grace: float) -> None:
-        """Record this consumer FAILED for not ending ``grace`` seconds after it was asked to, and say so on
-        the stream (a stopping one is then STOPPED); never raises (the process ends next)."""
-        message = (
-            f"consumer {self.id} did not stop within {grace:g} s of being asked to: its process was ended "
-            "(the records after its checkpoints are read again at the next start)"
-        )
-        log.error("%s", message)
-        moment = now()
-        try:
-            with self.sessions() as session, session.begin():
-                session.execute(
-                    update(StreamConsumer)
-                    .where(StreamConsumer.id == self.id)
-                    .values(status="FAILED", message=message, heartbeat_at=moment, records_per_second=0.0)
-                )
-                session.execute(
-                    update(Stream)
-                    .where(Stream.id == self.stream_id)
-                    .values(message=message, last_updated_at=moment)
-                )
-            settle_stopping(self.sessions, self.stream_id, self.lease_seconds)
-        except SQLAlchemyError as exc:
-            log.warning("consumer %s cannot record that it hung (%s)", self.id, exc.__class__.__name__)
 
     def _loop(self) -> None:
         interval = max(self.lease_seconds / 3, 0.05)

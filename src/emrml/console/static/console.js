@@ -90,7 +90,16 @@
   function fillStream(table, row, stream) {
     function set(field, text) { row.querySelector('[data-field="' + field + '"]').textContent = text; }
     function shown(value) { return value === null || value === undefined ? "" : String(value); }
-    set("Status", shown(stream.Status));
+    // Styled as the status macro styles it (a FAILED stream in red, as every FAILED object).
+    var status = row.querySelector('[data-field="Status"]');
+    var label = status.querySelector(".status");
+    if (!label) {
+      label = document.createElement("span");
+      status.textContent = "";
+      status.appendChild(label);
+    }
+    label.className = "status status-" + shown(stream.Status).toLowerCase();
+    label.textContent = shown(stream.Status);
     set("Consumers", shown(stream.Consumers));
     set("Shards", shown(stream.Shards));
     set("Records", [stream.RecordsIn, stream.RecordsOut, stream.RecordsFailed].map(shown).join(" / "));

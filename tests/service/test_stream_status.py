@@ -1,0 +1,73 @@
+"""A RUNNING stream's status and message account for every consumer of its run, not only the last started."""
+
+from __future__ import annotations
+
+import time
+
+from emrml.service.app import EmrML
+from emrml.service.metastore import Stream, StreamConsumer
+
+
+def _stream(app: EmrML, stream_id: str, consumers: list[tuple[str, int, str]]) -> None:
+    """A RUNNING stream whose consumers (status, pid, message) all stopped reporting
+    an hour ago, started in the order given."""
+    moment = time.time()
+    with app.sessions() as session, session.begin():
+        session.add(
+            Stream(
+                id=stream_id, status="RUNNING", created_by="arn:aws:iam::000000000000:user/admin",
+                created_at=moment - 7200, last_updated_at=moment - 7200, request="{}", ml_model_id="ml-x",
+                input_uri="kinesis://clicks", output_uri="kinesis://scored", dead_letter_uri="",
+                starting_position="TRIM_HORIZON", record_format="auto",
+            )
+        )  # fmt: skip
+        for order, (status, pid, message) in enumerate(consumers):
+            session.add(
+                StreamConsumer(
+                    id=f"host-{pid}:{pid}:c", stream_id=stream_id, host=f"host-{pid}", pid=pid,
+                    started_at=moment - 7000 + order, heartbeat_at=moment - 3600, status=status,
+                    message=message, records_per_second=0.0,
+                )
+            )  # fmt: skip
+
+
+def test_a_frozen_consumer_fails_the_stream_when_a_newer_one_stopped_cleanly(sqlite_app: EmrML) -> None:
+    _stream(sqlite_app, "st-frozen", [("RUNNING", 4101, ""), ("STOPPED", 4102, "")])
+    described = sqlite_app.call("GetStream", {"StreamId": "st-frozen"})
+    assert described["Status"] == "FAILED"
+    message = described["Message"]
+    assert message.startswith("no consumer is running: consumer host-4101:4101:c (pid 4101 on host-4101)")
+    assert "stopped reporting at " in message and "frozen" in message
+    assert "4102" not in message
+    [listed] = sqlite_app.call("DescribeStreams", {})["Results"]
+    assert (listed["Status"], listed["Message"]) == ("FAILED", message)
+
+
+def test_an_older_consumers_failure_is_told_when_the_last_stopped_cleanly(sqlite_app: EmrML) -> None:
+    _stream(sqlite_app, "st-older", [("FAILED", 4201, "consumer 4201 stopped: boom"), ("STOPPED", 4202, "")])
+    described = sqlite_app.call("GetStream", {"StreamId": "st-older"})
+    assert described["Status"] == "FAILED"
+    assert described["Message"].startswith(
+        "consumer 4201 stopped: boom; no consumer is running: `emrml stream"
+    )
+
+
+def test_consumers_that_all_stopped_cleanly_leave_the_stream_running_with_a_message(
+    sqlite_app: EmrML,
+) -> None:
+    _stream(sqlite_app, "st-clean", [("STOPPED", 4301, ""), ("STOPPED", 4302, "")])
+    described = sqlite_app.call("GetStream", {"StreamId": "st-clean"})
+    assert described["Status"] == "RUNNING"
+    assert described["Message"].startswith("no consumer is running: consumer host-4302:4302:c, the last,")
+
+
+def test_many_failed_consumers_are_named_up_to_three_and_counted(sqlite_app: EmrML) -> None:
+    _stream(
+        sqlite_app, "st-many", [("FAILED", 4400 + n, f"consumer {4400 + n} stopped: boom") for n in range(5)]
+    )
+    message = sqlite_app.call("GetStream", {"StreamId": "st-many"})["Message"]
+    assert (
+        message.count("stopped: boom") == 3 and "; 2 more consumers failed; no consumer is running" in message
+    )
+    # The last started first.
+    assert message.startswith("consumer 4404 stopped: boom; consumer 4403")

@@ -149,6 +149,8 @@ def test_a_job_failing_after_the_page_loaded_says_why_beside_its_status(page: An
     assert message.get_attribute("data-field") == "Message"
     assert "a MULTICLASS model needs a CATEGORICAL target" in message.inner_text()
     assert message.evaluate("(cell) => getComputedStyle(cell).whiteSpace") == "normal"
+    # Styled as every FAILED object (and stream) is, though the page's script wrote it.
+    assert status.locator(".status").get_attribute("class") == "status status-failed"
     assert page.evaluate("() => window.sameDocument") is True
 
 

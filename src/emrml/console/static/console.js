@@ -67,12 +67,26 @@
     return row;
   }
 
+  // A row's status, styled as the status macro styles it (a FAILED job or stream in red, as every FAILED
+  // object).
+  function setStatus(row, value) {
+    var cell = row.querySelector('[data-field="Status"]');
+    var label = cell.querySelector(".status");
+    if (!label) {
+      label = document.createElement("span");
+      cell.textContent = "";
+      cell.appendChild(label);
+    }
+    label.className = "status status-" + String(value || "").toLowerCase();
+    label.textContent = value || "";
+  }
+
   function fill(row, job) {
     var progress = row.querySelector('[data-field="Progress"]');
     progress.value = job.Progress || 0;
     progress.textContent = (job.Progress || 0) + " %";
     row.querySelector('[data-field="ProgressText"]').textContent = Math.round(job.Progress || 0) + " %";
-    row.querySelector('[data-field="Status"]').textContent = job.Status;
+    setStatus(row, job.Status);
     row.querySelector('[data-field="StartedAt"]').textContent = fmtTime(job.StartedAt);
     row.querySelector('[data-field="FinishedAt"]').textContent = fmtTime(job.FinishedAt);
     row.querySelector('[data-field="ComputeTime"]').textContent = fmtMillis(job.ComputeTime);
@@ -90,16 +104,7 @@
   function fillStream(table, row, stream) {
     function set(field, text) { row.querySelector('[data-field="' + field + '"]').textContent = text; }
     function shown(value) { return value === null || value === undefined ? "" : String(value); }
-    // Styled as the status macro styles it (a FAILED stream in red, as every FAILED object).
-    var status = row.querySelector('[data-field="Status"]');
-    var label = status.querySelector(".status");
-    if (!label) {
-      label = document.createElement("span");
-      status.textContent = "";
-      status.appendChild(label);
-    }
-    label.className = "status status-" + shown(stream.Status).toLowerCase();
-    label.textContent = shown(stream.Status);
+    setStatus(row, shown(stream.Status));
     set("Consumers", shown(stream.Consumers));
     set("Shards", shown(stream.Shards));
     set("Records", [stream.RecordsIn, stream.RecordsOut, stream.RecordsFailed].map(shown).join(" / "));

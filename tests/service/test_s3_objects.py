@@ -312,3 +312,24 @@ def test_infer_data_schema_names_an_unreadable_later_object_by_its_own_member(ap
     with pytest.raises(AccessDeniedException) as caught:
         app.call("InferDataSchema", request)
     assert caught.value.message.startswith(f"DataLocationS3 '{refused}' cannot be read"), caught.value.message
+
+
+def test_infer_data_schema_names_an_unreadable_first_object_by_its_own_member(app: EmrML, s3: S3) -> None:
+    """The object sampled first, refused by S3, is named by InferDataSchema's DataLocationS3 as the later
+    ones are, not as a bare 'location'."""
+    refused = s3.put("infer-first/part-0.csv", "x,y\n1,1\n2,0\n")
+    policy = {
+        "Statement": [
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{s3.bucket}/infer-first/part-0.csv",
+            }
+        ]
+    }
+    s3.client.put_bucket_policy(Bucket=s3.bucket, Policy=json.dumps(policy))
+    request = {"DataLocationS3": s3.uri("infer-first/"), "TargetAttributeName": "y"}
+    with pytest.raises(AccessDeniedException) as caught:
+        app.call("InferDataSchema", request)
+    assert caught.value.message.startswith(f"DataLocationS3 '{refused}' cannot be read"), caught.value.message

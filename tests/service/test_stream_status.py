@@ -71,3 +71,10 @@ def test_many_failed_consumers_are_named_up_to_three_and_counted(sqlite_app: Emr
     )
     # The last started first.
     assert message.startswith("consumer 4404 stopped: boom; consumer 4403")
+
+
+def test_several_silent_consumers_are_told_in_the_plural(sqlite_app: EmrML) -> None:
+    _stream(sqlite_app, "st-silent", [("RUNNING", 4501, ""), ("RUNNING", 4502, "")])
+    message = sqlite_app.call("GetStream", {"StreamId": "st-silent"})["Message"]
+    assert "pid 4501" in message and "pid 4502" in message
+    assert "without stopping: their processes are frozen, hang or died" in message

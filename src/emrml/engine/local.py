@@ -64,9 +64,10 @@ class DatasourceSummary:
 
 
 @contextmanager
-def open_data(uri: str) -> Iterator[tuple[BinaryIO, BinaryIO]]:
-    """(raw, decompressed) streams of one data file; ``raw.tell()`` measures progress."""
-    with open_binary(uri) as raw:
+def open_data(uri: str, *, what: str = "location") -> Iterator[tuple[BinaryIO, BinaryIO]]:
+    """(raw, decompressed) streams of one data file; ``raw.tell()`` measures progress; errors name
+    ``what``."""
+    with open_binary(uri, what=what) as raw:
         yield raw, open_decompressed(raw, uri)
 
 
@@ -417,7 +418,7 @@ def infer_location_schema(
     if len(files) > 1:
         raise DataError(f"none of the {len(files)} files under {location} has records to infer a schema from")
     first = files[0]
-    if has_header and (first.size == 0 or not _has_a_line(first)):
+    if has_header and (first.size == 0 or not _has_a_line(first, "DataLocationS3")):
         raise DataError(f"file {first.uri} is empty: there is no header line to name the attributes")
     raise DataError(f"file {first.uri} has no records to infer a schema from")
 
@@ -483,7 +484,7 @@ def _sample_file(
     held 900 MB."""
     if file.size == 0:
         return None, None, []
-    with open_data(file.uri) as (_, stream):
+    with open_data(file.uri, what="DataLocationS3") as (_, stream):  # InferDataSchema's member
         # One opening: the first record (the header, or the record that tells the width), then the rest.
         first, stream = read_header_again(stream, file.uri)
         if has_header and not first:
@@ -515,7 +516,7 @@ def _sample_rows(
     return pa.Table.from_batches(batches).slice(0, sample_rows), invalid
 
 
-def _has_a_line(file: FileRef) -> bool:
+def _has_a_line(file: FileRef, what: str = "location") -> bool:
     """Whether a file holds anything once decompressed (a compressed empty file is not 0 bytes long)."""
-    with open_data(file.uri) as (_, stream):
+    with open_data(file.uri, what=what) as (_, stream):
         return bool(stream.read(1))

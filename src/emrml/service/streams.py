@@ -95,6 +95,15 @@ def silent(consumers: list[StreamConsumer], after: str) -> str:
     return f"{', '.join(said)} {after}"
 
 
+def _processes(gone: list[StreamConsumer]) -> str:
+    """Why consumers still recorded RUNNING went silent, said of one or of several."""
+    return (
+        "its process is frozen, hangs or died"
+        if len(gone) == 1
+        else "their processes are frozen, hang or died"
+    )
+
+
 def consumers_gone(
     stream: Stream, live: list[StreamConsumer], consumers: list[StreamConsumer]
 ) -> tuple[str, str] | None:
@@ -115,7 +124,7 @@ def consumers_gone(
     if failed or gone:
         told = "no consumer is running: "
         if gone:
-            told += silent(gone, "without stopping: its process is frozen, hangs or died") + "; "
+            told += silent(gone, f"without stopping: {_processes(gone)}") + "; "
         if len(failed) > NAMED_CONSUMERS:
             failed[NAMED_CONSUMERS:] = [f"{len(failed) - NAMED_CONSUMERS} more consumers failed"]
         return "FAILED", "; ".join([*failed, told + restart])
@@ -155,7 +164,7 @@ def settle_stopping(sessions: sessionmaker, stream_id: str, lease_seconds: float
         if gone:
             stream.message = silent(
                 gone,
-                "instead of stopping: its process is frozen, hangs or died (the records after its "
+                f"instead of stopping: {_processes(gone)} (the records after the last "
                 f"checkpoints are read again at the next start); `emrml stream start --id {stream_id}` "
                 "(StartStream) starts the stream again",
             )

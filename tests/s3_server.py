@@ -163,6 +163,11 @@ class S3:
     def get(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
+    def deny(self, action: str, resource: str) -> None:
+        """A bucket policy refusing ``action`` (``s3:GetObject``, say) on ``resource`` (an ARN) to all."""
+        policy = {"Statement": [{"Effect": "Deny", "Principal": "*", "Action": action, "Resource": resource}]}
+        self.client.put_bucket_policy(Bucket=self.bucket, Policy=json.dumps(policy))
+
     def list_keys(self, prefix: str = "") -> list[str]:
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
         return [entry["Key"] for page in pages for entry in page.get("Contents", [])]

@@ -13,13 +13,6 @@ from emrml.storage import locations
 from s3_server import S3
 
 
-def deny(s3: S3, action: str, resource: str) -> None:
-    import json
-
-    policy = {"Statement": [{"Effect": "Deny", "Principal": "*", "Action": action, "Resource": resource}]}
-    s3.client.put_bucket_policy(Bucket=s3.bucket, Policy=json.dumps(policy))
-
-
 @pytest.fixture
 def home(s3: S3, tmp_path: Path) -> Path:
     """A home whose emrml.toml names the test server; this process's storage is left at its defaults (AWS),
@@ -45,7 +38,7 @@ def test_the_cli_exits_7_when_s3_refuses_access(s3: S3, home: Path) -> None:
     """Every access error has one exit code, whoever refuses: S3 refusing the schema inference's read of
     the data, or emrml's own authorization."""
     s3.put("in/data.csv", "x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(50)))
-    deny(s3, "s3:GetObject", f"arn:aws:s3:::{s3.bucket}/in/*")
+    s3.deny("s3:GetObject", f"arn:aws:s3:::{s3.bucket}/in/*")
     create = (
         "--home",
         str(home),

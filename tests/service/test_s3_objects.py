@@ -292,44 +292,19 @@ def test_encrypted_batch_prediction_into_a_bucket_that_requires_sse(
         application.close()
 
 
-def test_infer_data_schema_names_an_unreadable_later_object_by_its_own_member(app: EmrML, s3: S3) -> None:
-    """The first object holds one target value, so inference reads on into the next, which S3 refuses:
-    InferDataSchema's member is the top-level DataLocationS3, not CreateDataSourceFromS3's DataSpec path."""
-    s3.put("infer/part-0.csv", "x,y\n" + "".join(f"{n},0\n" for n in range(20)))
-    refused = s3.put("infer/part-1.csv", "x,y\n1,1\n2,0\n")
-    policy = {
-        "Statement": [
-            {
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:GetObject",
-                "Resource": f"arn:aws:s3:::{s3.bucket}/infer/part-1.csv",
-            }
-        ]
-    }
-    s3.client.put_bucket_policy(Bucket=s3.bucket, Policy=json.dumps(policy))
-    request = {"DataLocationS3": s3.uri("infer/"), "TargetAttributeName": "y"}
-    with pytest.raises(AccessDeniedException) as caught:
-        app.call("InferDataSchema", request)
-    assert caught.value.message.startswith(f"DataLocationS3 '{refused}' cannot be read"), caught.value.message
-
-
-def test_infer_data_schema_names_an_unreadable_first_object_by_its_own_member(app: EmrML, s3: S3) -> None:
-    """The object sampled first, refused by S3, is named by InferDataSchema's DataLocationS3 as the later
-    ones are, not as a bare 'location'."""
-    refused = s3.put("infer-first/part-0.csv", "x,y\n1,1\n2,0\n")
-    policy = {
-        "Statement": [
-            {
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:GetObject",
-                "Resource": f"arn:aws:s3:::{s3.bucket}/infer-first/part-0.csv",
-            }
-        ]
-    }
-    s3.client.put_bucket_policy(Bucket=s3.bucket, Policy=json.dumps(policy))
-    request = {"DataLocationS3": s3.uri("infer-first/"), "TargetAttributeName": "y"}
+@pytest.mark.parametrize("first_holds_one_target_value", [True, False])
+def test_infer_data_schema_names_an_unreadable_object_by_its_own_member(
+    app: EmrML, s3: S3, first_holds_one_target_value: bool
+) -> None:
+    """An object S3 refuses — the first sampled, or the next one read because the first holds one target
+    value — is named by InferDataSchema's top-level DataLocationS3, not CreateDataSourceFromS3's DataSpec
+    path nor a bare 'location'."""
+    prefix = "infer-later/" if first_holds_one_target_value else "infer-first/"
+    if first_holds_one_target_value:
+        s3.put(prefix + "part-0.csv", "x,y\n" + "".join(f"{n},0\n" for n in range(20)))
+    refused = s3.put(prefix + "part-1.csv", "x,y\n1,1\n2,0\n")
+    s3.deny("s3:GetObject", f"arn:aws:s3:::{s3.bucket}/{prefix}part-1.csv")
+    request = {"DataLocationS3": s3.uri(prefix), "TargetAttributeName": "y"}
     with pytest.raises(AccessDeniedException) as caught:
         app.call("InferDataSchema", request)
     assert caught.value.message.startswith(f"DataLocationS3 '{refused}' cannot be read"), caught.value.message

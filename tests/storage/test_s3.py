@@ -29,11 +29,6 @@ from emrml.storage.s3 import S3Settings, S3Store
 from s3_server import S3
 
 
-def deny(s3: S3, action: str, resource: str) -> None:
-    policy = {"Statement": [{"Effect": "Deny", "Principal": "*", "Action": action, "Resource": resource}]}
-    s3.client.put_bucket_policy(Bucket=s3.bucket, Policy=json.dumps(policy))
-
-
 def test_a_prefix_lists_every_visible_object_below_it(s3: S3) -> None:
     for key in [
         "in/z.csv",
@@ -178,7 +173,7 @@ def test_s3_errors_carry_the_error_code(s3: S3) -> None:
     with pytest.raises(InvalidInputException, match=missing):
         list_files(s3.uri("missing.csv"))
     s3.put("secret/data.csv", "a\n1\n")
-    deny(s3, "s3:*", f"arn:aws:s3:::{s3.bucket}*")
+    s3.deny("s3:*", f"arn:aws:s3:::{s3.bucket}*")
     # S3's refusals are access errors, as emrml's own are (the CLI exits 7 on them).
     for call in (list_files, open_binary, read_text):
         with pytest.raises(AccessDeniedException, match="AccessDenied"):

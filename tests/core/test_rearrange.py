@@ -80,6 +80,41 @@ def test_random_without_params_uses_empty_seed() -> None:
     assert parsed == Rearrangement(strategy="random", seed="")
 
 
+def test_the_top_level_random_seed_of_awss_social_media_sample() -> None:
+    """AWS's social-media sample writes its seed beside ``splitting``: accepted; it seeds a random split and
+    leaves a sequential one (which makes no random choice) as it is."""
+    sample = '{"randomSeed":"0","splitting":{"percentBegin":0,"percentEnd":70}}'
+    assert parse_rearrangement(sample) == Rearrangement(0, 70)
+    random = '{"randomSeed": "s1", "splitting": {"strategy": "random", "percentEnd": 70}}'
+    assert parse_rearrangement(random) == Rearrangement(0, 70, strategy="random", seed="s1")
+    both = '{"randomSeed": "s1", "splitting": {"strategy": "random", "strategyParams": {"randomSeed": "s1"}}}'
+    assert parse_rearrangement(both) == Rearrangement(strategy="random", seed="s1")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '{"randomSeed": 0, "splitting": {}}',
+            "DataRearrangement member 'randomSeed' must be a string, got 0",
+        ),
+        (
+            '{"randomSeed": "a", "splitting": {"strategy": "random", "strategyParams": {"randomSeed": "b"}}}',
+            "DataRearrangement members 'randomSeed' (\"a\") and "
+            "'splitting.strategyParams.randomSeed' (\"b\") name different seeds; give one",
+        ),
+        (
+            '{"splitting": {}, "seed": "a"}',
+            "DataRearrangement has an unknown member 'seed'; allowed: splitting, randomSeed",
+        ),
+    ],
+)
+def test_a_top_level_random_seed_that_cannot_be_used_is_refused(text: str, message: str) -> None:
+    with pytest.raises(InvalidInputException) as caught:
+        parse_rearrangement(text)
+    assert caught.value.message == message
+
+
 @pytest.mark.parametrize(
     ("text", "named"),
     [

@@ -19,7 +19,11 @@ Both rules use exact rational arithmetic, so they do not depend on how records a
 Accepted spellings: percentages are whole numbers from 0 to 100, written as JSON integers, integral
 numbers (``70.0``) or strings holding a whole number (``"70"``); AWS supports whole percentages only, so
 ``70.5`` is refused. ``complement`` is a JSON boolean or the string ``"true"``/``"false"`` (any case).
-``strategyParams.randomSeed`` is a string and only allowed with the random strategy.
+``strategyParams.randomSeed`` is a string and only allowed with the random strategy. A top-level
+``randomSeed`` beside ``splitting`` is accepted too, as AWS's own social-media sample sends it
+(``{"randomSeed":"0","splitting":{"percentBegin":0,"percentEnd":70}}``) and Amazon ML ran it: it seeds a
+random split that gives no ``strategyParams.randomSeed`` (a different one there is refused) and, a
+sequential split making no random choice, leaves a sequential one as it is.
 """
 
 from __future__ import annotations
@@ -101,9 +105,11 @@ def _parse_rearrangement(text: str | None, relative_keys: bool) -> Rearrangement
                 else ""
             )
         )
-    unknown = sorted(set(document) - {"splitting"})
+    unknown = sorted(set(document) - {"splitting", "randomSeed"})
     if unknown:
-        raise InvalidInputException(f"DataRearrangement has an unknown member {unknown[0]!r}")
+        raise InvalidInputException(
+            f"DataRearrangement has an unknown member {unknown[0]!r}; allowed: splitting, randomSeed"
+        )
     splitting = document["splitting"]
     if not isinstance(splitting, dict):
         raise InvalidInputException("DataRearrangement member 'splitting' must be a JSON object")
@@ -126,14 +132,34 @@ def _parse_rearrangement(text: str | None, relative_keys: bool) -> Rearrangement
             f"DataRearrangement member 'splitting.strategy' must be 'sequential' or 'random', "
             f"got {_shown(strategy)}"
         )
+    seed = _seed(splitting.get("strategyParams"), strategy)
+    if "randomSeed" in document:
+        seed = _top_level_seed(document["randomSeed"], splitting.get("strategyParams"), seed, strategy)
     return Rearrangement(
         percent_begin=float(begin),
         percent_end=float(end),
         complement=_complement(splitting.get("complement", False)),
         strategy=strategy,
-        seed=_seed(splitting.get("strategyParams"), strategy),
+        seed=seed,
         relative_keys=relative_keys,
     )
+
+
+def _top_level_seed(value: Any, params: Any, seed: str, strategy: str) -> str:
+    """The seed of a split given the top-level ``randomSeed`` ``value`` besides ``seed``, the one read from
+    ``strategyParams`` (``params``)."""
+    if not isinstance(value, str):
+        raise InvalidInputException(
+            f"DataRearrangement member 'randomSeed' must be a string, got {_shown(value)}"
+        )
+    if strategy != "random":
+        return seed
+    if isinstance(params, dict) and "randomSeed" in params and seed != value:
+        raise InvalidInputException(
+            f"DataRearrangement members 'randomSeed' ({_shown(value)}) and "
+            f"'splitting.strategyParams.randomSeed' ({_shown(seed)}) name different seeds; give one"
+        )
+    return value
 
 
 def _shown(value: Any) -> str:

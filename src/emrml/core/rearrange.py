@@ -22,8 +22,8 @@ numbers (``70.0``) or strings holding a whole number (``"70"``); AWS supports wh
 ``strategyParams.randomSeed`` is a string and only allowed with the random strategy. A top-level
 ``randomSeed`` beside ``splitting`` is accepted too, as AWS's own social-media sample sends it
 (``{"randomSeed":"0","splitting":{"percentBegin":0,"percentEnd":70}}``) and Amazon ML ran it: it seeds a
-random split that gives no ``strategyParams.randomSeed`` (a different one there is refused) and, a
-sequential split making no random choice, leaves a sequential one as it is.
+random split that gives no ``strategyParams.randomSeed`` (a different one there is refused); a sequential
+split, which makes no random choice, is left as it is.
 """
 
 from __future__ import annotations

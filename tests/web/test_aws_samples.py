@@ -159,7 +159,7 @@ def test_targeted_marketing_then_cost_based_analysis(aws: tuple[Any, S3, list[st
     ml.get_waiter("ml_model_available").wait(FilterVariable="Name", EQ="Marketing model", WaiterConfig=WAIT)
     model = ml.get_ml_model(MLModelId="ml-TM7MODEL")
     assert model["Status"] == "COMPLETED" and model.get("Message", "") == ""
-    assert model["TrainingParameters"]["sgd.l2RegularizationAmount"] == "0.0001"
+    assert float(model["TrainingParameters"]["sgd.l2RegularizationAmount"]) == 1e-4
     ml.update_ml_model(MLModelId="ml-TM7MODEL", ScoreThreshold=0.77)
     ml.create_data_source_from_s3(
         DataSourceId="ds-TM7BATCH", DataSourceName="DS for Batch Prediction",

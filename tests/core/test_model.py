@@ -269,9 +269,9 @@ def test_a_target_of_another_type_says_which_model_it_makes_and_how_to_get_the_o
     with pytest.raises(InvalidInputException) as caught:
         check_target(schema, "MULTICLASS")
     assert caught.value.message == (
-        "a MULTICLASS model needs a CATEGORICAL target, but the training datasource's target 'quality' is "
-        "NUMERIC; a NUMERIC target makes a REGRESSION model. For a MULTICLASS model, give the datasource a "
-        "schema that types 'quality' as CATEGORICAL (inference types a column of numbers NUMERIC and one of "
-        "two values such as 0/1 BINARY)"
+        "a MULTICLASS model needs a CATEGORICAL target, but in the training datasource the target 'quality' "
+        "is NUMERIC; a NUMERIC target makes a REGRESSION model. For a MULTICLASS model, give the datasource "
+        "a schema that types 'quality' as CATEGORICAL (inference types a column of numbers NUMERIC and one "
+        "of two values such as 0/1 BINARY)"
     )
     check_target(schema, "REGRESSION")  # no error

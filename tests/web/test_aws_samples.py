@@ -9,6 +9,7 @@ and the Lambda function's predict) and ml-tools-python (realtime.py, awspyml.py)
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import random
@@ -76,7 +77,7 @@ def aws(
 ) -> Iterator[tuple[Any, S3, list[str]]]:
     """A boto3 client of an emrml server whose data lies on S3, the bucket, and the rows of banking.csv.
 
-    banking.csv is every fifth record of the bank-marketing data (the tutorial's file, thinned so that the
+    banking.csv is every tenth record of the bank-marketing data (the tutorial's file, thinned so that the
     module runs in seconds); banking-batch.csv is the tutorial's batch input, truncated last record
     included.
     """
@@ -88,7 +89,7 @@ def aws(
     s3 = S3(s3_server.endpoint_url, bucket, client, Settings.load(environ={}, home=home))
     folder = shared_datasets / "bank_marketing"
     lines = (folder / "data.csv").read_text().splitlines(keepends=True)
-    rows = lines[1::5]
+    rows = lines[1::10]
     s3.put("banking.csv", lines[0] + "".join(rows))
     s3.put("banking-batch.csv", (folder / "aml-tutorial" / "banking-batch.csv").read_bytes())
     sock = reserve_socket()
@@ -348,3 +349,62 @@ def test_social_media_model_and_realtime_predictions(aws: tuple[Any, S3, list[st
     assert ((predictions["score"] >= 0.5) == predictions["trueLabel"]).all()
     # awspyml.py checks a connection with describe_ml_models(limit=1).
     assert len(ml.describe_ml_models(Limit=1)["Results"]) == 1
+
+
+def guessed_schema(text: str, target: str | None) -> str:
+    """ml-tools-python/guess_schema.py's schema of a CSV with a header (awspyml.SchemaGuesser): each column
+    takes the type most of its values fit, NUMERIC for numbers (a 0/1 column too: its tie with BINARY goes to
+    NUMERIC, counted first), CATEGORICAL for strings of up to 20 words, TEXT for longer ones."""
+    rows = list(csv.reader(io.StringIO(text)))[:1000]
+    attributes = []
+    for i, name in enumerate(rows[0]):
+        counts = {"NUMERIC": 0, "BINARY": 0, "TEXT": 0, "CATEGORICAL": 0}
+        for row in rows[1:]:
+            try:
+                number = float(row[i])
+            except ValueError:
+                counts["TEXT" if len(row[i].split()) > 20 else "CATEGORICAL"] += 1
+            else:
+                counts["NUMERIC"] += 1
+                counts["BINARY"] += number in (0, 1)
+        attributes.append({"attributeName": name, "attributeType": max(counts, key=counts.__getitem__)})
+    schema = {
+        "version": "1.0",
+        "dataFormat": "CSV",
+        "attributes": attributes,
+        "dataFileContainsHeader": True,
+        "targetAttributeName": target,
+        "excludedAttributeNames": [],
+        "rowId": None,
+    }
+    return json.dumps(schema, indent=2)
+
+
+def test_a_guessed_schema_that_cannot_train_is_refused_naming_the_datasource(
+    aws: tuple[Any, S3, list[str]],
+) -> None:
+    """guess_schema.py leaves the target null unless told one, and types a 0/1 column NUMERIC: a BINARY
+    model of either is refused, the error naming the request's TrainingDataSourceId."""
+    ml, s3, _ = aws
+    text = s3.get("banking.csv").decode()
+    for data_source_id, target in (("ds-guessed-none", None), ("ds-guessed-y", "y")):
+        ml.create_data_source_from_s3(
+            DataSourceId=data_source_id,
+            DataSourceName=f"guessed {data_source_id}",
+            DataSpec={"DataLocationS3": s3.uri("banking.csv"), "DataSchema": guessed_schema(text, target)},
+            ComputeStatistics=True,
+        )
+    ml.get_waiter("data_source_available").wait(FilterVariable="Name", Prefix="guessed ", WaiterConfig=WAIT)
+    with pytest.raises(ml.exceptions.InvalidInputException) as no_target:
+        ml.create_ml_model(
+            MLModelId="ml-guessed", MLModelType="BINARY", TrainingDataSourceId="ds-guessed-none"
+        )
+    assert no_target.value.response["Error"]["Message"].startswith(
+        "TrainingDataSourceId 'ds-guessed-none' has no targetAttributeName"
+    )
+    with pytest.raises(ml.exceptions.InvalidInputException) as numeric:
+        ml.create_ml_model(MLModelId="ml-guessed", MLModelType="BINARY", TrainingDataSourceId="ds-guessed-y")
+    assert (
+        "a BINARY model needs a BINARY target, but in TrainingDataSourceId 'ds-guessed-y' the target 'y' is "
+        "NUMERIC; a NUMERIC target makes a REGRESSION model" in numeric.value.response["Error"]["Message"]
+    )

@@ -304,8 +304,8 @@ def check_target(schema: Schema, model_type: str, *, what: str = "the training d
         fitting = [kind for kind, needed in TARGET_TYPES.items() if needed == actual]
         hint = f"; a {actual} target makes a {fitting[0]} model" if fitting else ""
         raise InvalidInputException(
-            f"a {model_type} model needs a {expected} target, but {what}'s target "
-            f"{schema.target!r} is {actual}{hint}. For a {model_type} model, give the datasource a schema "
+            f"a {model_type} model needs a {expected} target, but in {what} the target {schema.target!r} "
+            f"is {actual}{hint}. For a {model_type} model, give the datasource a schema "
             f"that types {schema.target!r} as {expected} (inference types a column of numbers NUMERIC and "
             "one of two values such as 0/1 BINARY)"
         )

@@ -65,7 +65,7 @@ def create_ml_model(app: EmrML, request: Request) -> Response:
         if source.status == "COMPLETED" and source.data_schema:
             # With the schema at hand, a bad target or recipe is refused now rather than by the job.
             schema = parse_schema(source.data_schema)
-            check_target(schema, model_type)
+            check_target(schema, model_type, what=f"TrainingDataSourceId {source_id!r}")
             if recipe:
                 parse_recipe(recipe, schema)
         elif recipe:

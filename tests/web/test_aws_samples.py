@@ -4,7 +4,7 @@ Each test runs one sample's flow as the sample writes it — its schema, recipe,
 strings, waiters and parsing of the results — with only the endpoint, the credentials and the S3
 locations changed (the data lies in a bucket of moto's S3 server). Samples: targeted-marketing-python
 (build_model.py, use_model.py), cost-based-ml, k-fold-cross-validation, social-media (create-aml-model.py
-and the Lambda function's predict) and ml-tools-python (realtime.py, awspyml.py).
+and the Lambda function's predict) and ml-tools-python (realtime.py, awspyml.py, guess_schema.py).
 """
 
 from __future__ import annotations
@@ -248,7 +248,7 @@ def test_k_fold_cross_validation(aws: tuple[Any, S3, list[str]]) -> None:
         assert evaluation["Status"] == "COMPLETED"
         aucs.append(float(evaluation["PerformanceMetrics"]["Properties"]["BinaryAUC"]))
     assert all(0.8 < auc <= 1 for auc in aucs)
-    # A fold's evaluation data is the complement of its training data, and differs from fold to fold.
+    # Each fold evaluates on records of its own, so no two folds score alike.
     assert len(set(aucs)) == kfolds
     pages = ml.get_paginator("describe_evaluations").paginate(
         FilterVariable="Name", Prefix="Evaluation: CV sample", PaginationConfig={"PageSize": 2}

@@ -152,3 +152,19 @@ def test_score_pandas(home: Path) -> None:
     frame = pandas.DataFrame({"x": [7, 8], "words": ["good day", "bad day"]})
     expected = score(model, pa.table({"x": ["7", "8"], "words": ["good day", "bad day"]}))
     np.testing.assert_allclose(score(model, frame), expected, rtol=0, atol=1e-12)
+
+
+def test_a_model_handle_is_loaded_and_anything_else_refused_by_name(home: Path) -> None:
+    """``emrml.score(model, ...)`` with the handle ``client.train`` returns failed with an AttributeError
+    (``score_batch``) and ``load_model(model)`` with a TypeError from pathlib."""
+    from emrml.library import Client, Model
+
+    with Client(home, progress=False) as client:
+        handle = Model(client, "ml-1")
+        assert repr(load_model(handle)) == repr(load_model("ml-1", home=home))
+        table = pa.table({"x": ["7", "8"], "words": ["good day", "bad day"]})
+        np.testing.assert_array_equal(score(handle, table), score(load_model("ml-1", home=home), table))
+    with pytest.raises(InvalidInputException, match=r"^score\(\) takes a model loaded by .* not str$"):
+        score("ml-1", table)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputException, match=r"^load_model\(\) takes a model file, .* not int$"):
+        load_model(42)  # type: ignore[arg-type]

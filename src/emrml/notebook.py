@@ -175,6 +175,10 @@ def unavailable_html(title: str, error: Exception) -> str:
     return _section(title, f"<p>{escape(type(error).__name__)}: {escape(str(error))}</p>")
 
 
+#: Attributes a datasource's display draws a chart for (the target's first); the others are named.
+ATTRIBUTES_DRAWN = 12
+
+
 def datasource_html(described: dict[str, Any], statistics: dict[str, Any] | None) -> str:
     parts = [
         table(
@@ -199,7 +203,7 @@ def datasource_html(described: dict[str, Any], statistics: dict[str, Any] | None
         # A NUMERIC target has no counts: its histogram comes first among the attributes'.
         first = [a for a in attributes if a.get("role") == "target" and not counts]
         attributes = first + [a for a in attributes if a.get("role") != "target"]
-    for attribute in attributes[:12]:
+    for attribute in attributes[:ATTRIBUTES_DRAWN]:
         name = attribute["name"]
         if "histogram" in attribute:
             histogram = attribute["histogram"]
@@ -222,6 +226,13 @@ def datasource_html(described: dict[str, Any], statistics: dict[str, Any] | None
                     title=f"{name} (prominent words)",
                 )
             )
+    rest = [str(attribute.get("name", "")) for attribute in attributes[ATTRIBUTES_DRAWN:]]
+    if rest:
+        # Said, not silently dropped: a reader looks for an attribute's chart that is not there.
+        parts.append(
+            f"<p>{len(rest)} more attributes, not drawn: {escape(', '.join(rest))} "
+            "(<code>statistics()</code> has every attribute's numbers)</p>"
+        )
     return _section(f"DataSource {described.get('DataSourceId', '')}", *parts)
 
 

@@ -408,6 +408,28 @@ def test_an_inferred_schema_can_be_edited_and_given_back(client: emrml.Client, s
         client.infer_schema(data.parent / "nope.csv")
 
 
+def test_a_complement_in_the_split_is_kept(client: emrml.Client, sample: tuple[Path, Path]) -> None:
+    """``split={..., "complement": True}`` (the API's splitting, as the README's CLI example writes it) was
+    sent with ``"complement": False``: the evaluation datasource silently held the training records."""
+    data, schema = sample
+
+    def rearrangement(source: emrml.DataSource) -> dict[str, object]:
+        return json.loads(source.describe()["DataRearrangement"])["splitting"]
+
+    held_out = client.datasource(data, schema, split={**SPLIT, "complement": True}, statistics=False)
+    assert rearrangement(held_out) == {**SPLIT, "complement": True}
+    both = client.datasource(
+        data, schema, split={**SPLIT, "complement": True}, complement=True, statistics=False
+    )
+    assert rearrangement(both) == {**SPLIT, "complement": True}
+    assert rearrangement(client.datasource(data, schema, split=SPLIT, statistics=False)) == {
+        **SPLIT,
+        "complement": False,
+    }
+    with pytest.raises(InvalidInputException, match="complement=True, but the split says complement False"):
+        client.datasource(data, schema, split={**SPLIT, "complement": False}, complement=True)
+
+
 def test_errors_surface_as_exceptions(
     client: emrml.Client, sample: tuple[Path, Path], tmp_path: Path
 ) -> None:

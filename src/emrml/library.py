@@ -166,7 +166,8 @@ class Client:
         ``targetAttributeName`` and ``rowId``. ``split``: the members of a DataRearrangement
         ``splitting`` (e.g. ``{"percentBegin": 0, "percentEnd": 70, "strategy": "random",
         "strategyParams": {"randomSeed": "k"}}``), or None (default) for every record; ``complement=True``
-        takes the records the split leaves out. ``id``: default ``"ds-"`` and 12 random hex digits.
+        (or ``"complement": True`` in ``split``) takes the records the split leaves out. ``id``: default
+        ``"ds-"`` and 12 random hex digits.
         ``statistics``: compute statistics (default True; a training datasource needs them).
         """
         if complement and split is None:
@@ -182,7 +183,7 @@ class Client:
             "DataSchema": self._schema_text(location, schema, target, row_id),
         }
         if split is not None:
-            spec["DataRearrangement"] = json.dumps({"splitting": {**split, "complement": complement}})
+            spec["DataRearrangement"] = json.dumps({"splitting": _splitting(split, complement)})
         request: dict[str, Any] = {
             "DataSourceId": datasource_id,
             "DataSpec": spec,
@@ -364,6 +365,19 @@ class _ProgressLine:
             sys.stderr.write("\r" + text.ljust(len(self.shown)))
             sys.stderr.flush()
             self.shown = text
+
+
+def _splitting(split: dict[str, Any], complement: bool) -> dict[str, Any]:
+    """The DataRearrangement ``splitting``: ``split`` with ``complement=True`` added. A ``complement`` the
+    split holds itself (as the API's JSON has it) is kept, where ``complement=False`` replaced it and the
+    evaluation data silently became the training data; the two saying otherwise is refused."""
+    if not complement:
+        return {"complement": False, **split}
+    if split.get("complement", True) is not True:
+        raise InvalidInputException(
+            f"complement=True, but the split says complement {split['complement']!r}: give one of them"
+        )
+    return {**split, "complement": True}
 
 
 def _model_type(name: str) -> str:

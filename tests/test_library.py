@@ -375,6 +375,37 @@ def test_progress_line_while_waiting(
     assert capsys.readouterr().err == "\rDataSource ds-stopped: interrupted\n"
 
 
+def test_an_interrupted_call_says_how_to_resume_and_wait_finishes_it(
+    sample: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A notebook's interrupt during ``client.datasource(...)`` left an unfinished object with a generated
+    id that nothing returned, and no handle could run its job again (the CLI has ``wait``)."""
+    data, _ = sample
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt  # Ctrl-C as the call starts waiting: the job is left queued
+
+    with emrml.Client(home=tmp_path / "home", progress=False) as client:
+        monkeypatch.setattr(client.service, "wait", interrupted)
+        with pytest.raises(KeyboardInterrupt) as stopped:
+            client.datasource(data, target="y")
+        monkeypatch.undo()
+        source_id = re.findall(r"ds-[0-9a-f]{12}", str(stopped.value))[0]
+        assert str(stopped.value) == (
+            f"DataSource {source_id} is not finished; emrml.DataSource(client, '{source_id}').wait() "
+            "runs it again"
+        )
+        source = emrml.DataSource(client, source_id)
+        assert source.describe()["Status"] != "COMPLETED"
+        assert source.wait() == source and source.describe()["Status"] == "COMPLETED"
+        assert source.statistics()["TotalRecordCount"] == ROWS
+        model = client.service.call(
+            "CreateMLModel",
+            {"MLModelId": "ml-api", "MLModelType": "BINARY", "TrainingDataSourceId": source_id},
+        )
+        assert emrml.Model(client, model["MLModelId"]).wait().describe()["Status"] == "COMPLETED"
+
+
 def test_inferred_schema_takes_the_target(client: emrml.Client, sample: tuple[Path, Path]) -> None:
     data, _ = sample
     source = client.datasource(data, target="y", statistics=False)

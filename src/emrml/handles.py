@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from emrml.core.record_values import string_values, unknown_attribute_warnings
 from emrml.errors import AmazonMLError, InvalidInputException
@@ -30,11 +30,27 @@ PREDICTORS_KEPT = 8
 
 
 @dataclass(frozen=True)
-class DataSource:
-    """A datasource by id. ``describe()`` and ``statistics()`` fetch its current state."""
+class _Handle:
+    """What every handle has: its client, its id, and the waiting for its job."""
 
     client: Client = field(repr=False)
     id: str
+    #: The object's kind in the API's operation names (``GetMLModel``).
+    KIND: ClassVar[str] = ""
+
+    def wait(self) -> Self:
+        """Run or await the object's job until it ends, as ``emrml <kind> wait ID`` does: after a creating
+        call was interrupted (Ctrl-C, a notebook's interrupt), or for an object created elsewhere with
+        the API. Returns this handle; raises ``JobFailed`` unless the object COMPLETED."""
+        self.client._wait(self.KIND, self.id)
+        return self
+
+
+@dataclass(frozen=True)
+class DataSource(_Handle):
+    """A datasource by id. ``describe()`` and ``statistics()`` fetch its current state."""
+
+    KIND: ClassVar[str] = "DataSource"
 
     def describe(self) -> dict[str, Any]:
         """``GetDataSource`` with ``Verbose``: status, location, schema, record counts."""
@@ -54,11 +70,10 @@ class DataSource:
 
 
 @dataclass(frozen=True)
-class Model:
+class Model(_Handle):
     """An ML model by id. ``describe()``, ``insights()`` and ``top_features`` fetch its current state."""
 
-    client: Client = field(repr=False)
-    id: str
+    KIND: ClassVar[str] = "MLModel"
 
     def describe(self) -> dict[str, Any]:
         """``GetMLModel`` with ``Verbose``: type, status, parameters, size, threshold, recipe, schema."""
@@ -137,11 +152,10 @@ class Model:
 
 
 @dataclass(frozen=True)
-class Evaluation:
+class Evaluation(_Handle):
     """An evaluation by id. ``describe()``, ``metric`` and ``insights`` fetch its current state."""
 
-    client: Client = field(repr=False)
-    id: str
+    KIND: ClassVar[str] = "Evaluation"
 
     def describe(self) -> dict[str, Any]:
         """``GetEvaluation``: status, model, datasource and ``PerformanceMetrics``."""
@@ -178,11 +192,10 @@ class Evaluation:
 
 
 @dataclass(frozen=True)
-class BatchPrediction:
+class BatchPrediction(_Handle):
     """A batch prediction by id. ``describe()`` fetches its state, ``results()`` reads what it wrote."""
 
-    client: Client = field(repr=False)
-    id: str
+    KIND: ClassVar[str] = "BatchPrediction"
 
     def describe(self) -> dict[str, Any]:
         """``GetBatchPrediction``: status, model, datasource, output, record counts, ``ManifestLocation``."""

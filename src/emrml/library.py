@@ -331,7 +331,17 @@ class Client:
         line = _ProgressLine(f"{kind} {entity_id}") if self.progress else None
         try:
             entity = self.service.wait(kind, entity_id, line.update if line else None)
-        except BaseException:  # an error or Ctrl-C: end the line, so what is printed next starts afresh
+        except KeyboardInterrupt:
+            # Ctrl-C, or a notebook's interrupt: the object is left unfinished, and a creating call
+            # returned no handle to resume it with (its id may have been generated): say both.
+            if line is not None:
+                line.end("interrupted")
+            handle = "Model" if kind == "MLModel" else kind
+            raise KeyboardInterrupt(
+                f"{kind} {entity_id} is not finished; emrml.{handle}(client, {entity_id!r}).wait() "
+                "runs it again"
+            ) from None
+        except BaseException:  # an error: end the line, so what is printed next starts afresh
             if line is not None:
                 line.end("interrupted")
             raise

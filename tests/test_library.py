@@ -406,6 +406,32 @@ def test_an_interrupted_call_says_how_to_resume_and_wait_finishes_it(
         assert emrml.Model(client, model["MLModelId"]).wait().describe()["Status"] == "COMPLETED"
 
 
+def test_handles_rename_and_a_model_takes_a_score_threshold(
+    client: emrml.Client, sample: tuple[Path, Path]
+) -> None:
+    """Setting the cut-off read off an evaluation, or naming an object, needed
+    ``client.service.call("UpdateMLModel", ...)``: the CLI had ``update``, the handles nothing."""
+    data, schema = sample
+    source = client.datasource(data, schema)
+    assert source.update(name="bank, all rows") == source
+    assert source.describe()["Name"] == "bank, all rows"
+    model = client.train(source, "BINARY", parameters={"sgd.maxPasses": 2})
+    record = {"age": 41, "duration": 900, "poutcome": "success"}
+    (score_value,) = model.predict(record)["predictedScores"].values()
+    assert model.update(score_threshold=score_value + 1e-9, name="cut above") == model
+    described = model.describe()
+    assert described["ScoreThreshold"] == score_value + 1e-9 and described["Name"] == "cut above"
+    assert model.predict(record)["predictedLabel"] == "0"
+    model.update(score_threshold=score_value)
+    assert model.predict(record)["predictedLabel"] == "1"
+    with pytest.raises(InvalidInputException, match=r"update\(\) needs name= or score_threshold="):
+        model.update()
+    with pytest.raises(InvalidInputException, match="ScoreThreshold must be a number"):
+        model.update(score_threshold="0.3")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputException, match="EvaluationName must be a string"):
+        model.evaluate(source).update(name=5)  # type: ignore[arg-type]
+
+
 def test_inferred_schema_takes_the_target(client: emrml.Client, sample: tuple[Path, Path]) -> None:
     data, _ = sample
     source = client.datasource(data, target="y", statistics=False)

@@ -45,6 +45,12 @@ class _Handle:
         self.client._wait(self.KIND, self.id)
         return self
 
+    def update(self, *, name: str) -> Self:
+        """Give the object a new name (``Update<Kind>``, as ``emrml <kind> update ID --name``); returns
+        this handle."""
+        self.client.service.call(f"Update{self.KIND}", {f"{self.KIND}Id": self.id, f"{self.KIND}Name": name})
+        return self
+
 
 @dataclass(frozen=True)
 class DataSource(_Handle):
@@ -116,6 +122,20 @@ class Model(_Handle):
     ) -> BatchPrediction:
         """Score a datasource with this model into ``output`` and wait (see ``Client.batch_predict``)."""
         return self.client.batch_predict(self, datasource, output, id=id, name=name)
+
+    def update(self, *, name: str | None = None, score_threshold: float | None = None) -> Self:
+        """Rename the model and/or set the score threshold of a BINARY model (``UpdateMLModel``, as ``emrml
+        model update``): a score at or above it is predicted 1, from the next prediction on (``predict``,
+        batch predictions; an evaluation's display marks it). Returns this handle."""
+        if name is None and score_threshold is None:
+            raise InvalidInputException("update() needs name= or score_threshold=")
+        request: dict[str, Any] = {"MLModelId": self.id}
+        if name is not None:
+            request["MLModelName"] = name
+        if score_threshold is not None:
+            request["ScoreThreshold"] = score_threshold
+        self.client.service.call("UpdateMLModel", request)
+        return self
 
     def predictor(self) -> Predictor:
         """The trained model loaded into this process, with its current ``ScoreThreshold``

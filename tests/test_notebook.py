@@ -228,3 +228,38 @@ def test_attributes_past_those_drawn_are_named() -> None:
         {"DataSourceId": "ds-narrow", "Status": "COMPLETED"}, {"Statistics": {"attributes": attributes[:3]}}
     )
     assert narrow.count("<svg") == 3 and "not drawn" not in narrow
+
+
+def test_a_binary_evaluation_shows_the_counts_and_trade_off_at_its_cut_off() -> None:
+    """The notebook drew the score histograms only: the records each side of the cut-off and the
+    precision / recall by cut-off, by which a reader picks the score threshold, were the CLI's alone."""
+    table = [
+        {
+            "threshold": k / 100,
+            "accuracy": 0.5,
+            "precision": 0.25,
+            "recall": 1 - k / 100,
+            "falsePositiveRate": (1 - k / 100) / 2,
+            "f1": 0.125,
+            "predictedPositiveRate": 1 - k / 100,
+        }
+        for k in range(101)
+    ]
+    metrics = {
+        "threshold": 0.5,
+        "histograms": {"edges": [k / 100 for k in range(101)], "positive": [2] * 100, "negative": [8] * 100},
+        "thresholdTable": table,
+    }
+    described = {
+        "EvaluationId": "ev-1",
+        "Status": "COMPLETED",
+        "PerformanceMetrics": {"Properties": {"BinaryAUC": "0.9"}},
+    }
+    page = evaluation_html(described, {"metrics": metrics}, score_threshold=0.33)
+    assert "<caption style='text-align:left'>at cut-off 0.33</caption>" in page
+    cells = re.findall(r"<t[hd][^>]*>([^<]*)</t[hd]>", page.split("at cut-off 0.33", 1)[1])
+    assert cells[:9] == ["", "predicted 1", "predicted 0", "actual 1", "134", "66", "actual 0", "268", "532"]
+    rows = re.findall(r"<tr( style='font-weight:bold')?><td[^>]*>(\d\.\d\d)</td>", page)
+    assert [cut for _, cut in rows] == sorted([f"{k / 10:.2f}" for k in range(11)] + ["0.33"])
+    assert [cut for bold, cut in rows if bold] == ["0.33"] and "◀ cut-off" in page
+    assert "at cut-off 0.50" in evaluation_html(described, {"metrics": metrics})  # as evaluated

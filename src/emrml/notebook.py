@@ -308,6 +308,7 @@ def evaluation_html(
     ]
     if "histograms" in metrics:
         parts += _score_histograms(metrics, score_threshold)
+        parts += _cut_off_tables(metrics, score_threshold)
     if "confusionMatrix" in metrics:
         matrix = metrics["consoleView"] if "consoleView" in metrics else metrics["confusionMatrix"]
         parts.append(
@@ -345,6 +346,63 @@ def _score_histograms(metrics: dict[str, Any], score_threshold: float | None) ->
             ("0", histograms["negative"], ORANGE),
         )
     ]
+
+
+#: The trade-off table's rows: every tenth hundredth (0.0, 0.1, ... 1.0), and the cut-off.
+TRADE_OFF_STEP = 10
+_RATES = (
+    ("accuracy", "accuracy"),
+    ("precision", "precision"),
+    ("recall", "recall"),
+    ("falsePositiveRate", "FPR"),
+    ("f1", "F1"),
+)
+
+
+def _cut_off_tables(metrics: dict[str, Any], score_threshold: float | None) -> list[str]:
+    """What the CLI's ``evaluation show`` gives under the histograms: the records on each side of the
+    cut-off by actual class, and accuracy, precision, recall, FPR, F1 and the share predicted 1 at every
+    tenth, the cut-off's row marked (where a reader chooses the score threshold)."""
+    table = metrics.get("thresholdTable") or []
+    histograms = metrics["histograms"]
+    if not table:
+        return []
+    threshold = score_threshold if score_threshold is not None else metrics.get("threshold", 0.5)
+    current = min(range(len(table)), key=lambda i: abs(table[i]["threshold"] - threshold))
+    row = table[current]
+    positives, negatives = sum(histograms["positive"]), sum(histograms["negative"])
+    true_positives = row["recall"] * positives
+    false_positives = row["falsePositiveRate"] * negatives
+    whole = all(float(n).is_integer() for n in (positives, negatives))  # else weighted records
+
+    def count(value: float) -> str:
+        return _number(round(value) if whole else value)
+
+    right = "style='text-align:right;padding-left:12px'"
+    counts = (
+        f"<table style='display:inline-table;vertical-align:top;margin-right:{GAP}px'>"
+        f"<caption style='text-align:left'>at cut-off {row['threshold']:.2f}</caption>"
+        f"<tr><th></th><th {right}>predicted 1</th><th {right}>predicted 0</th></tr>"
+        f"<tr><th style='text-align:left'>actual 1</th><td {right}>{count(true_positives)}</td>"
+        f"<td {right}>{count(positives - true_positives)}</td></tr>"
+        f"<tr><th style='text-align:left'>actual 0</th><td {right}>{count(false_positives)}</td>"
+        f"<td {right}>{count(negatives - false_positives)}</td></tr></table>"
+    )
+    header = "".join(f"<th {right}>{label}</th>" for label in ("cut-off", *(n for _, n in _RATES)))
+    rows = []
+    for index in sorted({*range(0, len(table), TRADE_OFF_STEP), current}):
+        entry = table[index]
+        cells = [f"{entry['threshold']:.2f}", *(f"{entry[key]:.3f}" for key, _ in _RATES)]
+        cells.append(f"{100 * entry['predictedPositiveRate']:.1f}%")
+        mark = "◀ cut-off" if index == current else ""
+        style = " style='font-weight:bold'" if index == current else ""
+        rows.append(f"<tr{style}>{''.join(f'<td {right}>{cell}</td>' for cell in cells)}<td>{mark}</td></tr>")
+    trade_off = (
+        "<table style='display:inline-table;vertical-align:top'>"
+        "<caption style='text-align:left'>trade-off by cut-off</caption>"
+        f"<tr>{header}<th {right}>predicted 1</th><th></th></tr>{''.join(rows)}</table>"
+    )
+    return [f"<div>{counts}{trade_off}</div>"]
 
 
 def batch_prediction_html(described: dict[str, Any]) -> str:

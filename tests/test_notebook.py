@@ -43,6 +43,8 @@ def test_the_tutorial_runs_in_a_kernel_and_shows_its_charts(tmp_path: Path) -> N
     evaluation = next(page for page in html if "<h4>Evaluation ev-" in page)
     assert "actual 1" in evaluation and evaluation.count("<rect") >= 100  # the two score histograms
     assert "http" not in evaluation.replace("http://www.w3.org/2000/svg", "")  # nothing to fetch
+    assert "at cut-off 0.50" in evaluation
+    assert any("<h4>Evaluation ev-" in page and "at cut-off 0.30" in page for page in html)  # updated
 
 
 def test_displays_escape_the_datas_text_and_draw_each_type() -> None:

@@ -487,6 +487,20 @@ def test_a_complement_in_the_split_is_kept(client: emrml.Client, sample: tuple[P
         client.datasource(data, schema, split={**SPLIT, "complement": False}, complement=True)
 
 
+def test_a_handle_is_made_of_a_client_and_an_id(client: emrml.Client) -> None:
+    """``emrml.Model("ml-bank", client)``, arguments swapped, was accepted and failed at its first use (or
+    in its notebook display) with "'str' object has no attribute 'service'"."""
+    with pytest.raises(
+        InvalidInputException, match=r"^Model\(client, id\): client must be an emrml.Client, not str"
+    ):
+        emrml.Model("ml-bank", client)  # type: ignore[arg-type]
+    with pytest.raises(
+        InvalidInputException, match=r"^BatchPrediction\(client, id\): id must be a string, not int"
+    ):
+        emrml.BatchPrediction(client, 5)  # type: ignore[arg-type]
+    assert emrml.Evaluation(client, "ev-1") == emrml.Evaluation(client, "ev-1")
+
+
 def test_errors_surface_as_exceptions(
     client: emrml.Client, sample: tuple[Path, Path], tmp_path: Path
 ) -> None:

@@ -38,6 +38,21 @@ class _Handle:
     #: The object's kind in the API's operation names (``GetMLModel``).
     KIND: ClassVar[str] = ""
 
+    def __post_init__(self) -> None:
+        # Checked here: ``Model("ml-bank", client)``, arguments swapped, failed at its first use, or in
+        # its notebook display, with "'str' object has no attribute 'service'".
+        from emrml.library import Client
+
+        kind = type(self).__name__
+        if not isinstance(self.client, Client):
+            raise InvalidInputException(
+                f"{kind}(client, id): client must be an emrml.Client, not {type(self.client).__name__}"
+            )
+        if not isinstance(self.id, str):
+            raise InvalidInputException(
+                f"{kind}(client, id): id must be a string, not {type(self.id).__name__}"
+            )
+
     def wait(self) -> Self:
         """Run or await the object's job until it ends, as ``emrml <kind> wait ID`` does: after a creating
         call was interrupted (Ctrl-C, a notebook's interrupt), or for an object created elsewhere with

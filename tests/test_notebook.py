@@ -265,3 +265,10 @@ def test_a_binary_evaluation_shows_the_counts_and_trade_off_at_its_cut_off() -> 
     assert [cut for _, cut in rows] == sorted([f"{k / 10:.2f}" for k in range(11)] + ["0.33"])
     assert [cut for bold, cut in rows if bold] == ["0.33"] and "◀ cut-off" in page
     assert "at cut-off 0.50" in evaluation_html(described, {"metrics": metrics})  # as evaluated
+
+
+def test_the_loss_chart_says_how_far_the_loss_fell() -> None:
+    """Bars drawn from zero made 0.2312 → 0.2148 look like ten equal bars: the CLI writes both numbers."""
+    report = {"TrainingReport": {"losses": [0.23121, 0.2201, None, 0.21479]}}
+    page = model_html({"MLModelId": "ml-1", "Status": "COMPLETED"}, report)
+    assert "aria-label='loss by pass (0.2312 → 0.2148)'" in page

@@ -487,6 +487,25 @@ def test_a_complement_in_the_split_is_kept(client: emrml.Client, sample: tuple[P
         client.datasource(data, schema, split={**SPLIT, "complement": False}, complement=True)
 
 
+def test_the_metric_of_a_failed_evaluation_says_why(
+    client: emrml.Client, sample: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """``evaluation.metric`` of a FAILED evaluation said only "it is FAILED", not its Message."""
+    data, schema = sample
+    model = client.train(client.datasource(data, schema), "BINARY", parameters={"sgd.maxPasses": 1})
+    copy = tmp_path / "copy.csv"
+    copy.write_bytes(data.read_bytes())
+    later = client.datasource(copy, schema, statistics=False)
+    copy.unlink()  # gone before the evaluation reads it
+    with pytest.raises(emrml.JobFailed) as failed:
+        model.evaluate(later, id="ev-gone")
+    message = emrml.Evaluation(client, "ev-gone").describe()["Message"]
+    assert message and message in str(failed.value)
+    with pytest.raises(InvalidInputException, match="has no metric: it is FAILED: ") as no_metric:
+        _ = emrml.Evaluation(client, "ev-gone").metric
+    assert str(no_metric.value).endswith(message)
+
+
 def test_a_handle_is_made_of_a_client_and_an_id(client: emrml.Client) -> None:
     """``emrml.Model("ml-bank", client)``, arguments swapped, was accepted and failed at its first use (or
     in its notebook display) with "'str' object has no attribute 'service'"."""

@@ -202,8 +202,9 @@ class Evaluation(_Handle):
         evaluation = self.describe()
         properties = (evaluation.get("PerformanceMetrics") or {}).get("Properties") or {}
         if not properties:
+            why = f": {evaluation['Message']}" if evaluation.get("Message") else ""  # a FAILED one's
             raise InvalidInputException(
-                f"Evaluation {self.id!r} has no metric: it is {evaluation.get('Status')}"
+                f"Evaluation {self.id!r} has no metric: it is {evaluation.get('Status')}{why}"
             )
         return float(next(iter(properties.values())))
 

@@ -336,8 +336,14 @@ def test_batch_prediction_results_read_from_s3(
     data, schema = sample
     monkeypatch.setenv("EMRML_S3_ENDPOINT_URL", s3.endpoint_url)
     with emrml.Client(home=tmp_path / "s3-home") as client:
-        source = client.datasource(s3.put("in/bank.csv", data.read_bytes()), schema=schema, id="ds-s3")
-        model = client.train(source, "BINARY", parameters={"sgd.maxPasses": 2})
+        # The schema and the recipe may be files beside the data: they were read as local paths ("s3:/…").
+        schema_uri = s3.put("in/bank.csv.schema", schema.read_bytes())
+        source = client.datasource(s3.put("in/bank.csv", data.read_bytes()), schema=schema_uri, id="ds-s3")
+        recipe = s3.put("in/bank.recipe", b'{"outputs": ["ALL_CATEGORICAL", "quantile_bin(ALL_NUMERIC,10)"]}')
+        model = client.train(source, "BINARY", recipe=recipe, parameters={"sgd.maxPasses": 2})
+        assert json.loads(model.describe()["Recipe"])["outputs"][0] == "ALL_CATEGORICAL"
+        with pytest.raises(InvalidInputException, match=r"^schema 's3://.*/in/none\.schema' does not exist"):
+            client.datasource(s3.uri("in/bank.csv"), schema=s3.uri("in/none.schema"))
         batch = model.batch_predict(source, s3.uri("out"))
         assert batch.describe()["OutputUri"] == s3.uri("out/")
         results = batch.results()

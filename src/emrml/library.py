@@ -160,8 +160,9 @@ class Client:
     ) -> DataSource:
         """Create a datasource over a CSV file (or every file of a folder) and wait until it is built.
 
-        ``data``: a local path or an ``s3://`` URI. ``schema``: a schema file, the schema JSON as a dict,
-        or None (default) to infer one from the data (:meth:`infer_schema` shows it, to edit and pass here).
+        ``data``: a local path or an ``s3://`` URI. ``schema``: a schema file (a path or a URI), the schema
+        JSON as a dict, or None (default) to infer one from the data (:meth:`infer_schema` shows it, to
+        edit and pass here).
         ``target``, ``row_id``: the target and row id attributes; with a given schema they replace its
         ``targetAttributeName`` and ``rowId``. ``split``: the members of a DataRearrangement
         ``splitting`` (e.g. ``{"percentBegin": 0, "percentEnd": 70, "strategy": "random",
@@ -208,11 +209,11 @@ class Client:
         """Train a model on a datasource (a handle or an id) and wait until it is trained.
 
         ``model_type``: ``"BINARY"``, ``"MULTICLASS"`` or ``"REGRESSION"``, in any case (``"binary"``), as
-        the CLI's ``--type`` takes it. ``recipe``: recipe JSON text, a
-        recipe file (a ``Path``, or a string not starting with ``{``), a dict, or None (default) for the
-        suggested recipe. ``parameters``: the
-        training parameters, e.g. ``{"sgd.maxPasses": 20, "sgd.shuffleType": "auto"}`` (values are sent as
-        strings); default: the service's defaults. ``id``: default ``"ml-"`` and 12 random hex digits.
+        the CLI's ``--type`` takes it. ``recipe``: recipe JSON text, a recipe file (a ``Path``, or a string
+        not starting with ``{``: a path or a URI), a dict, or None (default) for the suggested recipe.
+        ``parameters``: the training parameters, e.g. ``{"sgd.maxPasses": 20, "sgd.shuffleType": "auto"}``
+        (values are sent as strings); default: the service's defaults. ``id``: default ``"ml-"`` and 12
+        random hex digits.
         """
         model_id = id or _new_id("ml")
         request: dict[str, Any] = {
@@ -313,10 +314,7 @@ class Client:
             _require_file_argument(
                 "schema", schema, "a schema file, the schema as a dict, or None to infer one"
             )
-            try:
-                text = Path(schema).expanduser().read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise InvalidInputException(f"schema {schema}: cannot read the file ({exc})") from None
+            text = _file_text("schema", schema)
             if target is None and row_id is None:
                 return text  # as written: the service's errors then point into the file
             document = load_json(text, f"schema {schema}")
@@ -424,7 +422,16 @@ def _recipe_text(recipe: str | Path | dict[str, Any]) -> str:
     if isinstance(recipe, str) and recipe.lstrip().startswith("{"):
         return recipe
     _require_file_argument("recipe", recipe, "recipe JSON text, a recipe file, the recipe as a dict, or None")
+    return _file_text("recipe", recipe)
+
+
+def _file_text(name: str, file: str | Path) -> str:
+    """The text of a schema or recipe file: a local path, or a URI (``s3://``, ``file://``) read through the
+    storage layer as the data is (``schema="s3://b/bank.csv.schema"`` beside ``s3://b/bank.csv`` was read
+    as the local path ``s3:/b/...``)."""
+    if isinstance(file, str) and "://" in file:
+        return locations.read_text(file, what=name)
     try:
-        return Path(recipe).expanduser().read_text(encoding="utf-8")
+        return Path(file).expanduser().read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInputException(f"recipe {recipe}: cannot read the file ({exc})") from None
+        raise InvalidInputException(f"{name} {file}: cannot read the file ({exc})") from None

@@ -272,3 +272,21 @@ def test_the_loss_chart_says_how_far_the_loss_fell() -> None:
     report = {"TrainingReport": {"losses": [0.23121, 0.2201, None, 0.21479]}}
     page = model_html({"MLModelId": "ml-1", "Status": "COMPLETED"}, report)
     assert "aria-label='loss by pass (0.2312 → 0.2148)'" in page
+
+
+def test_a_regression_evaluation_says_whether_the_model_is_biased() -> None:
+    """The CLI gives the residuals' mean and whether the model under- or over-predicts; the notebook drew
+    the histogram only."""
+    described = {
+        "EvaluationId": "ev-1",
+        "Status": "COMPLETED",
+        "PerformanceMetrics": {"Properties": {"RegressionRMSE": "57636.5"}},
+    }
+    histogram = {"edges": [-1.0, 0.0, 1.0], "counts": [2, 5]}
+
+    def page(mean: float) -> str:
+        metrics = {"RegressionRMSE": 57_636.5, "meanResidual": mean, "residualHistogram": histogram}
+        return evaluation_html(described, {"metrics": metrics})
+
+    assert "<p>Mean residual -950.4: the model is unbiased (|mean| under 10% of the RMSE).</p>" in page(-950.4)
+    assert "<p>Mean residual 20,000: on average the model under-predicts.</p>" in page(20_000)

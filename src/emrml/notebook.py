@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
+from emrml.cli_render.evaluations import bias_text
 from emrml.cli_render.parts import format_bytes
 from emrml.core.readable import format_number
 
@@ -320,6 +321,10 @@ def evaluation_html(
         residuals = metrics["residualHistogram"]
         edges = [format_number(e, 3) for e in residuals["edges"]]
         parts.append(bars([residuals["counts"]], edges, title="residuals (actual − predicted)"))
+        mean = metrics.get("meanResidual")
+        if mean is not None and "RegressionRMSE" in metrics:  # whether the model under- or over-predicts
+            bias = bias_text(mean, metrics["RegressionRMSE"])
+            parts.append(f"<p>Mean residual {_number(mean)}: {escape(bias)}.</p>")
     parts += _alert_list((insights or {}).get("alerts") or [])
     return _section(f"Evaluation {described.get('EvaluationId', '')}", *parts)
 

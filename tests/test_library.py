@@ -446,6 +446,21 @@ def test_inferred_schema_takes_the_target(client: emrml.Client, sample: tuple[Pa
     assert len(schema["attributes"]) == 21
 
 
+def test_without_a_schema_the_one_beside_the_data_is_read(
+    client: emrml.Client, shared_datasets: Path
+) -> None:
+    """``client.datasource("data.csv")`` inferred a schema though data.csv.schema was beside it, as the API
+    and ``emrml datasource create`` read it: wine_quality's class became NUMERIC, unfit for MULTICLASS."""
+    data = shared_datasets / "wine_quality" / "data.csv"
+    source = client.datasource(data, statistics=False)
+    stored = json.loads(source.describe()["DataSourceSchema"])
+    beside = json.loads(Path(f"{data}.schema").read_text())
+    assert (stored["attributes"], stored["targetAttributeName"]) == (beside["attributes"], "quality")
+    assert {"attributeName": "quality", "attributeType": "CATEGORICAL"} in stored["attributes"]
+    named = client.datasource(data, target="color", statistics=False)  # replaces the file's target
+    assert json.loads(named.describe()["DataSourceSchema"])["targetAttributeName"] == "color"
+
+
 def test_an_inferred_schema_can_be_edited_and_given_back(client: emrml.Client, shared_datasets: Path) -> None:
     """Bike sharing: inference types the hour NUMERIC, cannot know that ``casual`` and ``registered`` add up
     to the target, and ``instant`` is the row id. ``infer_schema`` gives the schema to change before the

@@ -161,8 +161,9 @@ class Client:
         """Create a datasource over a CSV file (or every file of a folder) and wait until it is built.
 
         ``data``: a local path or an ``s3://`` URI. ``schema``: a schema file (a path or a URI), the schema
-        JSON as a dict, or None (default) to infer one from the data (:meth:`infer_schema` shows it, to
-        edit and pass here).
+        JSON as a dict, or None (default): the schema file beside the data (``DATA.schema``, or
+        ``FOLDER/.schema``) as the API and the CLI read it, else one inferred from the data
+        (:meth:`infer_schema` shows it, to edit and pass here).
         ``target``, ``row_id``: the target and row id attributes; with a given schema they replace its
         ``targetAttributeName`` and ``rowId``. ``split``: the members of a DataRearrangement
         ``splitting`` (e.g. ``{"percentBegin": 0, "percentEnd": 70, "strategy": "random",
@@ -290,9 +291,10 @@ class Client:
     def infer_schema(
         self, data: str | Path, *, target: str | None = None, row_id: str | None = None
     ) -> dict[str, Any]:
-        """The schema :meth:`datasource` infers when given none (``InferDataSchema``), as a dict to review
-        and change before passing it as ``schema``: e.g. a number-coded class typed ``CATEGORICAL`` for a
-        MULTICLASS model, or a column that leaks the target listed in ``excludedAttributeNames``."""
+        """The schema :meth:`datasource` infers when given none and none is beside the data
+        (``InferDataSchema``), as a dict to review and change before passing it as ``schema``: e.g. a
+        number-coded class typed ``CATEGORICAL`` for a MULTICLASS model, or a column that leaks the target
+        listed in ``excludedAttributeNames``."""
         return json.loads(self._inferred_schema(absolute_location(data), target, row_id))
 
     def _inferred_schema(self, location: str, target: str | None, row_id: str | None) -> str:
@@ -307,7 +309,12 @@ class Client:
         self, location: str, schema: SchemaArgument, target: str | None, row_id: str | None
     ) -> str:
         if schema is None:
-            return self._inferred_schema(location, target, row_id)
+            beside = locations.schema_location_for(location)
+            if not locations.exists(beside, what="the schema file beside data"):
+                return self._inferred_schema(location, target, row_id)
+            # As the API and the CLI read a datasource given no schema: the shared datasets' data.csv.schema
+            # beside data.csv was passed over for an inferred schema (wine_quality's class NUMERIC).
+            schema = beside
         if isinstance(schema, dict):
             document = dict(schema)
         else:

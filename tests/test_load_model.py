@@ -129,6 +129,10 @@ def test_score_records_without_arrow_or_pandas_at_hand(home: Path) -> None:
     singles = [next(iter(model.predict(r)["predictedScores"].values())) for r in records[::2]]
     np.testing.assert_allclose(score(model, records)[::2], singles, rtol=0, atol=1e-12)
     assert score(model, []).shape == (0,)
+    # Any iterable of records, e.g. a generator reading them (it was refused as "not generator").
+    np.testing.assert_array_equal(score(model, (dict(r) for r in records)), score(model, records))
+    with pytest.raises(InvalidInputException, match=r"^score\(\) takes records as dicts .*, not int$"):
+        score(model, iter([RECORD, 7]))
     with pytest.raises(InvalidInputException, match="attribute names are strings"):
         score(model, [{1: "7"}])
     # Values are written as Model.predict writes them: NaN (pandas' missing value) is missing, a list

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,7 +86,8 @@ def score(model: Predictor | Model, data: pa.Table | pa.RecordBatch | Any) -> np
     loaded here for this call (load it once to score many times).
     ``data`` is an Arrow ``Table`` or ``RecordBatch``, a pandas ``DataFrame`` when pandas is installed,
     with a column per model input (other columns are ignored, a missing input is missing in every row), or
-    a list of records as ``predict`` takes them (attribute name → value; a name left out is missing).
+    a list (or any iterable) of records as ``predict`` takes them (attribute name → value; a name left
+    out is missing).
     Values may be strings or numbers. Returns ``(n,)`` probabilities of class 1 (BINARY), ``(n, K)``
     class probabilities in ``model.labels`` order (MULTICLASS) or ``(n,)`` values (REGRESSION).
     """
@@ -97,8 +98,15 @@ def score(model: Predictor | Model, data: pa.Table | pa.RecordBatch | Any) -> np
         batches = data.to_batches()
     elif type(data).__module__.startswith("pandas"):
         batches = pa.Table.from_pandas(data, preserve_index=False).to_batches()
-    elif isinstance(data, list | tuple) and all(isinstance(record, Mapping) for record in data):
-        batches = _records_table(data).to_batches()
+    elif isinstance(data, Iterable) and not isinstance(data, str | bytes | Mapping):
+        # A list of records, or any iterable of them (a generator reading a file): held as one table.
+        records = data if isinstance(data, list | tuple) else list(data)
+        if not all(isinstance(record, Mapping) for record in records):
+            raise InvalidInputException(
+                "score() takes records as dicts (attribute name → value), not "
+                f"{type(next(r for r in records if not isinstance(r, Mapping))).__name__}"
+            )
+        batches = _records_table(records).to_batches()
     else:
         raise InvalidInputException(
             "score() takes an Arrow Table or RecordBatch, a pandas DataFrame or a list of records (dicts), "

@@ -370,6 +370,8 @@ def test_progress_line_while_waiting(
     with emrml.Client(home=tmp_path / "home", progress=False) as client:
         client.datasource(data, schema=schema, id="ds-quiet", statistics=False)
     assert capsys.readouterr().err == ""
+    with pytest.raises(InvalidInputException, match=r"^progress must be True, False or None .*, not 'no'$"):
+        emrml.Client(home=tmp_path / "home", progress="no")  # type: ignore[arg-type]
 
     def interrupted(*args: object) -> None:
         raise KeyboardInterrupt

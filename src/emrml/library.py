@@ -126,6 +126,10 @@ class Client:
         self.service: EmrML = EmrML(Settings.load(home=home))
         if progress is None:
             progress = "ipykernel" in sys.modules or sys.stderr.isatty()
+        elif not isinstance(progress, bool):  # progress="no" would have shown it
+            raise InvalidInputException(
+                f"progress must be True, False or None (shown in a terminal or a notebook), not {progress!r}"
+            )
         self.progress = progress
         # Model.predict's loaded models, most recently used last, each with the GetMLModel members it
         # was loaded under: a model is read from its file again only when those change.

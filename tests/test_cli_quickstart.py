@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 import os
 import re
 from pathlib import Path
@@ -200,6 +201,23 @@ def test_quickstart_serve_prints_the_console_and_serves_it(
         # The first start's own snippets are left out: the quickstart printed its aws CLI and boto3 calls.
         assert "First start: created user 'admin'" in printed
         assert printed.count("boto3.client(") == 1 and printed.count("--endpoint-url") == 1
+        # The aws CLI calls work as printed (they had "AWS_ACCESS_KEY_ID=..." to fill in), and make the
+        # profile docs/api-compatibility.md uses.
+        commands = [line.strip() for line in printed.splitlines() if line.startswith("    aws ")]
+        assert len(commands) == 4 and "..." not in printed.split("boto3.client(", 1)[1]
+        env = {
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # the aws CLI of the dev tools
+            "HOME": str(tmp_path),
+            "AWS_CONFIG_FILE": str(tmp_path / "aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "aws-credentials"),
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+        ran = subprocess.run(
+            ["bash", "-c", " && ".join(commands)], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert ran.returncode == 0, ran.stderr
+        listed = {source["DataSourceId"] for source in json.loads(ran.stdout)["Results"]}
+        assert "ds-quickstart-bank" in listed
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(30)

@@ -279,6 +279,9 @@ def test_stream_counts_are_written_as_the_other_views_write_them() -> None:
     assert re.search(
         r"st-1\s+RUNNING\s+ml-1\s+kinesis://in\s+2\s+1,250,000\s+1,249,000\s+1,000\s+2,500", listed
     )
+    # On 80 columns the id stays whole on its line ("st-cli" over "cks" was copied broken).
+    narrow = drawn(streams_table([{**item, "StreamId": "st-clicks", "MLModelId": "ml-bank"}]), width=80)
+    assert re.search(r"^st-clicks\s+RUNNING\s", narrow, re.MULTILINE), narrow
     lease = {
         "ShardId": "shardId-000000000000",
         "ParentShardIds": [],

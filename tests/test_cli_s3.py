@@ -3,6 +3,7 @@ looked for there, and S3's refusals are reported as access errors."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,25 @@ def test_data_that_cannot_be_read_is_named_by_its_option(
     assert line.startswith(f"error: InvalidInputException: --data '{data}' cannot be read: NoCredentials")
     line = error_line(invoke("--home", str(home), "datasource", "infer-schema", "--data", data, code=2))
     assert line.startswith(f"error: InvalidInputException: --data '{data}' cannot be read: NoCredentials")
+
+
+def test_the_schema_and_the_recipe_may_be_s3_files(s3: S3, home: Path) -> None:
+    """``--schema s3://…`` (a Path option) was read as the local path ``s3:/…``, and ``--recipe s3://…``
+    too: files beside S3 data had to be copied to the machine first."""
+    data = s3.put("in/data.csv", "x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(50)))
+    attributes = [
+        {"attributeName": "x", "attributeType": "NUMERIC"},
+        {"attributeName": "y", "attributeType": "BINARY"},
+    ]
+    schema = json.dumps(
+        {"targetAttributeName": "y", "dataFileContainsHeader": True, "attributes": attributes}
+    )
+    create = ("--home", str(home), "datasource", "create", "--id", "ds-s3-schema", "--data", data)
+    invoke(*create, "--schema", s3.put("in/data.schema.json", schema))
+    recipe = s3.put("in/x.recipe", '{"outputs": ["quantile_bin(x,5)"]}')
+    train = ("--home", str(home), "model", "create", "--id", "ml-s3-recipe", "--type", "BINARY")
+    created = invoke_json(*train, "--datasource", "ds-s3-schema", "--recipe", recipe)
+    assert '"quantile_bin(x,5)"' in created["GetMLModel"]["Recipe"]
+    missing = s3.uri("in/none.schema")
+    line = error_line(invoke(*create[:-4], "--id", "ds-none", "--data", data, "--schema", missing, code=2))
+    assert line == f"error: InvalidInputException: --schema '{missing}' does not exist"

@@ -1,5 +1,6 @@
 """Every CLI command and option is in README.md's CLI summary, and every option the docs give a command is
-one it has; every operation the server answers is in docs/api-compatibility.md."""
+one it has; every operation the server answers is in docs/api-compatibility.md; every setting the docs
+name exists."""
 
 import re
 from pathlib import Path
@@ -107,3 +108,40 @@ def test_every_operation_is_in_api_compatibility() -> None:
     listed = set(re.findall(r"^\| ([A-Z][A-Za-z0-9]+) \|", page, re.MULTILINE))
     assert len(OPERATIONS) >= 38
     assert sorted(set(OPERATIONS) - listed) == []
+
+
+def test_the_docs_name_only_settings_that_exist() -> None:
+    """Every ``EMRML_*`` variable the docs name is a setting (``Settings`` field) or one the code or the
+    tests read, and every key of an ``emrml.toml`` block is a setting: a misspelt one is silently ignored
+    by a user who copies it."""
+    import dataclasses
+
+    from emrml.config import Settings
+
+    fields = {field.name for field in dataclasses.fields(Settings)}
+    variable = re.compile(r"\bEMRML_[A-Z0-9_]*[A-Z0-9]")
+    read = {
+        name
+        for folder in ("src", "tests")
+        for path in (ROOT / folder).rglob("*.py")
+        for name in variable.findall(path.read_text(encoding="utf-8"))
+    }
+    pages = [
+        ROOT / "README.md",
+        *sorted((ROOT / "docs").glob("*.md")),
+        *sorted((ROOT / "bench").glob("*.md")),
+    ]
+    unknown = []
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        for name in sorted(set(variable.findall(text))):
+            if name.removeprefix("EMRML_").lower() not in fields and name not in read:
+                unknown.append(f"{page.name}: {name}")
+        for block in re.findall(r"^\s*```toml\n(.*?)^\s*```", text, re.MULTILINE | re.DOTALL):
+            # The keys before the first [table]: a table's keys are its own (names of connections, ...).
+            top = re.split(r"^\s*\[", block, maxsplit=1, flags=re.MULTILINE)[0]
+            for key in re.findall(r"^\s*([a-z][a-z0-9_]*)\s*=", top, re.MULTILINE):
+                if key not in fields:
+                    unknown.append(f"{page.name}: emrml.toml key {key}")
+    assert len(pages) > 5
+    assert unknown == []

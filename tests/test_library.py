@@ -336,8 +336,14 @@ def test_batch_prediction_results_read_from_s3(
     data, schema = sample
     monkeypatch.setenv("EMRML_S3_ENDPOINT_URL", s3.endpoint_url)
     with emrml.Client(home=tmp_path / "s3-home") as client:
-        source = client.datasource(s3.put("in/bank.csv", data.read_bytes()), schema=schema, id="ds-s3")
-        model = client.train(source, "BINARY", parameters={"sgd.maxPasses": 2})
+        # The schema and the recipe may be files beside the data: they were read as local paths ("s3:/…").
+        schema_uri = s3.put("in/bank.csv.schema", schema.read_bytes())
+        source = client.datasource(s3.put("in/bank.csv", data.read_bytes()), schema=schema_uri, id="ds-s3")
+        recipe = s3.put("in/bank.recipe", b'{"outputs": ["ALL_CATEGORICAL", "quantile_bin(ALL_NUMERIC,10)"]}')
+        model = client.train(source, "BINARY", recipe=recipe, parameters={"sgd.maxPasses": 2})
+        assert json.loads(model.describe()["Recipe"])["outputs"][0] == "ALL_CATEGORICAL"
+        with pytest.raises(InvalidInputException, match=r"^schema 's3://.*/in/none\.schema' does not exist"):
+            client.datasource(s3.uri("in/bank.csv"), schema=s3.uri("in/none.schema"))
         batch = model.batch_predict(source, s3.uri("out"))
         assert batch.describe()["OutputUri"] == s3.uri("out/")
         results = batch.results()
@@ -364,6 +370,8 @@ def test_progress_line_while_waiting(
     with emrml.Client(home=tmp_path / "home", progress=False) as client:
         client.datasource(data, schema=schema, id="ds-quiet", statistics=False)
     assert capsys.readouterr().err == ""
+    with pytest.raises(InvalidInputException, match=r"^progress must be True, False or None .*, not 'no'$"):
+        emrml.Client(home=tmp_path / "home", progress="no")  # type: ignore[arg-type]
 
     def interrupted(*args: object) -> None:
         raise KeyboardInterrupt
@@ -375,12 +383,84 @@ def test_progress_line_while_waiting(
     assert capsys.readouterr().err == "\rDataSource ds-stopped: interrupted\n"
 
 
+def test_an_interrupted_call_says_how_to_resume_and_wait_finishes_it(
+    sample: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A notebook's interrupt during ``client.datasource(...)`` left an unfinished object with a generated
+    id that nothing returned, and no handle could run its job again (the CLI has ``wait``)."""
+    data, _ = sample
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt  # Ctrl-C as the call starts waiting: the job is left queued
+
+    with emrml.Client(home=tmp_path / "home", progress=False) as client:
+        monkeypatch.setattr(client.service, "wait", interrupted)
+        with pytest.raises(KeyboardInterrupt) as stopped:
+            client.datasource(data, target="y")
+        monkeypatch.undo()
+        source_id = re.findall(r"ds-[0-9a-f]{12}", str(stopped.value))[0]
+        assert str(stopped.value) == (
+            f"DataSource {source_id} is not finished; emrml.DataSource(client, '{source_id}').wait() "
+            "runs it again"
+        )
+        source = emrml.DataSource(client, source_id)
+        assert source.describe()["Status"] != "COMPLETED"
+        assert source.wait() == source and source.describe()["Status"] == "COMPLETED"
+        assert source.statistics()["TotalRecordCount"] == ROWS
+        model = client.service.call(
+            "CreateMLModel",
+            {"MLModelId": "ml-api", "MLModelType": "BINARY", "TrainingDataSourceId": source_id},
+        )
+        assert emrml.Model(client, model["MLModelId"]).wait().describe()["Status"] == "COMPLETED"
+
+
+def test_handles_rename_and_a_model_takes_a_score_threshold(
+    client: emrml.Client, sample: tuple[Path, Path]
+) -> None:
+    """Setting the cut-off read off an evaluation, or naming an object, needed
+    ``client.service.call("UpdateMLModel", ...)``: the CLI had ``update``, the handles nothing."""
+    data, schema = sample
+    source = client.datasource(data, schema)
+    assert source.update(name="bank, all rows") == source
+    assert source.describe()["Name"] == "bank, all rows"
+    model = client.train(source, "BINARY", parameters={"sgd.maxPasses": 2})
+    record = {"age": 41, "duration": 900, "poutcome": "success"}
+    (score_value,) = model.predict(record)["predictedScores"].values()
+    assert model.update(score_threshold=score_value + 1e-9, name="cut above") == model
+    described = model.describe()
+    assert described["ScoreThreshold"] == score_value + 1e-9 and described["Name"] == "cut above"
+    assert model.predict(record)["predictedLabel"] == "0"
+    model.update(score_threshold=score_value)
+    assert model.predict(record)["predictedLabel"] == "1"
+    with pytest.raises(InvalidInputException, match=r"update\(\) needs name= or score_threshold="):
+        model.update()
+    with pytest.raises(InvalidInputException, match="ScoreThreshold must be a number"):
+        model.update(score_threshold="0.3")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputException, match="EvaluationName must be a string"):
+        model.evaluate(source).update(name=5)  # type: ignore[arg-type]
+
+
 def test_inferred_schema_takes_the_target(client: emrml.Client, sample: tuple[Path, Path]) -> None:
     data, _ = sample
     source = client.datasource(data, target="y", statistics=False)
     schema = json.loads(source.describe()["DataSourceSchema"])
     assert schema["targetAttributeName"] == "y"
     assert len(schema["attributes"]) == 21
+
+
+def test_without_a_schema_the_one_beside_the_data_is_read(
+    client: emrml.Client, shared_datasets: Path
+) -> None:
+    """``client.datasource("data.csv")`` inferred a schema though data.csv.schema was beside it, as the API
+    and ``emrml datasource create`` read it: wine_quality's class became NUMERIC, unfit for MULTICLASS."""
+    data = shared_datasets / "wine_quality" / "data.csv"
+    source = client.datasource(data, statistics=False)
+    stored = json.loads(source.describe()["DataSourceSchema"])
+    beside = json.loads(Path(f"{data}.schema").read_text())
+    assert (stored["attributes"], stored["targetAttributeName"]) == (beside["attributes"], "quality")
+    assert {"attributeName": "quality", "attributeType": "CATEGORICAL"} in stored["attributes"]
+    named = client.datasource(data, target="color", statistics=False)  # replaces the file's target
+    assert json.loads(named.describe()["DataSourceSchema"])["targetAttributeName"] == "color"
 
 
 def test_an_inferred_schema_can_be_edited_and_given_back(client: emrml.Client, shared_datasets: Path) -> None:
@@ -406,6 +486,61 @@ def test_an_inferred_schema_can_be_edited_and_given_back(client: emrml.Client, s
     assert json.loads(replaced.describe()["DataSourceSchema"])["rowId"] == "instant"
     with pytest.raises(InvalidInputException, match="no such file or folder"):
         client.infer_schema(data.parent / "nope.csv")
+
+
+def test_a_complement_in_the_split_is_kept(client: emrml.Client, sample: tuple[Path, Path]) -> None:
+    """``split={..., "complement": True}`` (the API's splitting, as the README's CLI example writes it) was
+    sent with ``"complement": False``: the evaluation datasource silently held the training records."""
+    data, schema = sample
+
+    def rearrangement(source: emrml.DataSource) -> dict[str, object]:
+        return json.loads(source.describe()["DataRearrangement"])["splitting"]
+
+    held_out = client.datasource(data, schema, split={**SPLIT, "complement": True}, statistics=False)
+    assert rearrangement(held_out) == {**SPLIT, "complement": True}
+    both = client.datasource(
+        data, schema, split={**SPLIT, "complement": True}, complement=True, statistics=False
+    )
+    assert rearrangement(both) == {**SPLIT, "complement": True}
+    assert rearrangement(client.datasource(data, schema, split=SPLIT, statistics=False)) == {
+        **SPLIT,
+        "complement": False,
+    }
+    with pytest.raises(InvalidInputException, match="complement=True, but the split says complement False"):
+        client.datasource(data, schema, split={**SPLIT, "complement": False}, complement=True)
+
+
+def test_the_metric_of_a_failed_evaluation_says_why(
+    client: emrml.Client, sample: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """``evaluation.metric`` of a FAILED evaluation said only "it is FAILED", not its Message."""
+    data, schema = sample
+    model = client.train(client.datasource(data, schema), "BINARY", parameters={"sgd.maxPasses": 1})
+    copy = tmp_path / "copy.csv"
+    copy.write_bytes(data.read_bytes())
+    later = client.datasource(copy, schema, statistics=False)
+    copy.unlink()  # gone before the evaluation reads it
+    with pytest.raises(emrml.JobFailed) as failed:
+        model.evaluate(later, id="ev-gone")
+    message = emrml.Evaluation(client, "ev-gone").describe()["Message"]
+    assert message and message in str(failed.value)
+    with pytest.raises(InvalidInputException, match="has no metric: it is FAILED: ") as no_metric:
+        _ = emrml.Evaluation(client, "ev-gone").metric
+    assert str(no_metric.value).endswith(message)
+
+
+def test_a_handle_is_made_of_a_client_and_an_id(client: emrml.Client) -> None:
+    """``emrml.Model("ml-bank", client)``, arguments swapped, was accepted and failed at its first use (or
+    in its notebook display) with "'str' object has no attribute 'service'"."""
+    with pytest.raises(
+        InvalidInputException, match=r"^Model\(client, id\): client must be an emrml.Client, not str"
+    ):
+        emrml.Model("ml-bank", client)  # type: ignore[arg-type]
+    with pytest.raises(
+        InvalidInputException, match=r"^BatchPrediction\(client, id\): id must be a string, not int"
+    ):
+        emrml.BatchPrediction(client, 5)  # type: ignore[arg-type]
+    assert emrml.Evaluation(client, "ev-1") == emrml.Evaluation(client, "ev-1")
 
 
 def test_errors_surface_as_exceptions(

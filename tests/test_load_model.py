@@ -129,6 +129,10 @@ def test_score_records_without_arrow_or_pandas_at_hand(home: Path) -> None:
     singles = [next(iter(model.predict(r)["predictedScores"].values())) for r in records[::2]]
     np.testing.assert_allclose(score(model, records)[::2], singles, rtol=0, atol=1e-12)
     assert score(model, []).shape == (0,)
+    # Any iterable of records, e.g. a generator reading them (it was refused as "not generator").
+    np.testing.assert_array_equal(score(model, (dict(r) for r in records)), score(model, records))
+    with pytest.raises(InvalidInputException, match=r"^score\(\) takes records as dicts .*, not int$"):
+        score(model, iter([RECORD, 7]))
     with pytest.raises(InvalidInputException, match="attribute names are strings"):
         score(model, [{1: "7"}])
     # Values are written as Model.predict writes them: NaN (pandas' missing value) is missing, a list
@@ -152,3 +156,19 @@ def test_score_pandas(home: Path) -> None:
     frame = pandas.DataFrame({"x": [7, 8], "words": ["good day", "bad day"]})
     expected = score(model, pa.table({"x": ["7", "8"], "words": ["good day", "bad day"]}))
     np.testing.assert_allclose(score(model, frame), expected, rtol=0, atol=1e-12)
+
+
+def test_a_model_handle_is_loaded_and_anything_else_refused_by_name(home: Path) -> None:
+    """``emrml.score(model, ...)`` with the handle ``client.train`` returns failed with an AttributeError
+    (``score_batch``) and ``load_model(model)`` with a TypeError from pathlib."""
+    from emrml.library import Client, Model
+
+    with Client(home, progress=False) as client:
+        handle = Model(client, "ml-1")
+        assert repr(load_model(handle)) == repr(load_model("ml-1", home=home))
+        table = pa.table({"x": ["7", "8"], "words": ["good day", "bad day"]})
+        np.testing.assert_array_equal(score(handle, table), score(load_model("ml-1", home=home), table))
+    with pytest.raises(InvalidInputException, match=r"^score\(\) takes a model loaded by .* not str$"):
+        score("ml-1", table)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputException, match=r"^load_model\(\) takes a model file, .* not int$"):
+        load_model(42)  # type: ignore[arg-type]

@@ -146,11 +146,11 @@ def datasource_create(
         ..., "--id", metavar="ID", help="Datasource id (letters, digits, - _ .)."
     ),
     data: str = typer.Option(..., "--data", help="CSV file or folder (a local path or an s3:// URI)."),
-    schema: Path | None = typer.Option(
+    schema: str | None = typer.Option(
         None,
         "--schema",
-        help="Data schema JSON file (default: the data's .schema file beside it).",
-        dir_okay=False,
+        metavar="FILE",
+        help="Data schema JSON file, a path or an s3:// URI (default: the data's .schema file beside it).",
     ),
     infer_schema: bool = typer.Option(False, "--infer-schema", help="Infer the schema from the data."),
     target: str | None = typer.Option(None, "--target", help="Target attribute (with --infer-schema)."),
@@ -254,7 +254,7 @@ def model_create(
     current = state(ctx)
     parameters = _parse_parameters(params or [])
     recipe_file = recipe if recipe is not None and not recipe.lstrip().startswith("{") else None
-    recipe_text = _read_recipe_file(recipe_file) if recipe_file is not None else recipe
+    recipe_text = _read_recipe_file(current, recipe_file) if recipe_file is not None else recipe
     request = {
         "MLModelId": model_id,
         "MLModelType": model_type.value,
@@ -504,14 +504,24 @@ def prediction_warnings(prediction: dict[str, Any]) -> list[str]:
 # ---------------------------------------------------------------------------------------------- requests
 
 
-def _read_schema_file(path: Path, settings: Settings) -> str:
+def _option_file_text(option: str, file: str) -> str:
+    """The text of the file an option names: a local path, or a URI (``s3://``, ``file://``) read through
+    the storage layer as ``--data`` is (a Path option made ``s3://b/k`` the local path ``s3:/b/k``)."""
+    from emrml.storage.locations import read_text
+
+    if "://" in file:
+        return read_text(file, what=option)
+    try:
+        return Path(file).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInputException(f"{option} {file}: cannot read the file ({exc})") from None
+
+
+def _read_schema_file(path: str, settings: Settings) -> str:
     """The schema file's text, checked before anything is created so a mistake costs no job."""
     from emrml.core.schema import parse_schema  # imports Arrow: only commands that read a schema pay
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInputException(f"--schema {path}: cannot read the file ({exc})") from None
+    text = _option_file_text("--schema", path)
     parse_schema(text, source=f"--schema {path}", max_attributes=settings.max_attributes)
     return text
 
@@ -531,12 +541,12 @@ def _check_schema_beside(location: str, settings: Settings) -> None:
     parse_schema(text, source=f"schema file {beside}", max_attributes=settings.max_attributes)
 
 
-def _read_recipe_file(path: str) -> str:
+def _read_recipe_file(current: State, path: str) -> str:
     """A ``--recipe`` file's text; the service checks it against the training schema."""
-    try:
-        return Path(path).expanduser().read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInputException(f"--recipe {path}: cannot read the file ({exc})") from None
+    from emrml.storage.locations import configure
+
+    configure(current.settings)  # an s3:// recipe is read where the service reads (emrml.toml's endpoint)
+    return _option_file_text("--recipe", path)
 
 
 def _parse_parameters(pairs: Iterable[str]) -> dict[str, str]:

@@ -267,6 +267,22 @@ def _transport(tls: TlsSettings | None) -> str:
     return f"HTTPS{clients[tls.client_auth]}"
 
 
+def aws_profile_commands(credentials_file: Path, url: str) -> list[str]:
+    """The shell commands, indented, that make the aws CLI profile ``emrml`` from the admin's credentials
+    file and call the API with it. The key is read from the file when they run (the secret is never
+    printed), so they can be printed before a first start writes it, as the quickstart does."""
+
+    def read(member: str) -> str:
+        return f'"$(python3 -c \'import json; print(json.load(open("{credentials_file}"))["{member}"])\')"'
+
+    return [
+        f"    aws configure set aws_access_key_id {read('aws_access_key_id')} --profile emrml",
+        f"    aws configure set aws_secret_access_key {read('aws_secret_access_key')} --profile emrml",
+        f"    aws configure set region {DEFAULT_REGION} --profile emrml",
+        f"    aws machinelearning describe-data-sources --profile emrml --endpoint-url {url}",
+    ]
+
+
 def _first_start_help(credentials_file: Path, url: str, *, snippets: bool = True) -> None:
     """How to use the admin key just created; printed unwrapped so the commands can be copied.
     ``snippets`` False: without the aws CLI and boto3 ones (the quickstart printed its own)."""
@@ -281,17 +297,9 @@ def _first_start_help(credentials_file: Path, url: str, *, snippets: bool = True
     if not snippets:
         typer.echo("\n".join(lines), err=True)
         return
-    with credentials_file.open() as handle:
-        access_key_id = json.load(handle)["aws_access_key_id"]
-    read_secret = (
-        f'python3 -c \'import json; print(json.load(open("{credentials_file}"))["aws_secret_access_key"])\''
-    )
     lines += [
         "AWS CLI profile:",
-        f"    aws configure set aws_access_key_id {access_key_id} --profile emrml",
-        f'    aws configure set aws_secret_access_key "$({read_secret})" --profile emrml',
-        f"    aws configure set region {DEFAULT_REGION} --profile emrml",
-        f"    aws machinelearning describe-data-sources --profile emrml --endpoint-url {url}",
+        *aws_profile_commands(credentials_file, url),
         "",
         "boto3:",
         "    import json, boto3",

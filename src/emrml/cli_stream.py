@@ -261,9 +261,10 @@ def streams_table(results: list[dict[str, Any]]) -> Table:
             *(format_number(item.get(key)) for key in _LIST_COUNTS),
         )
     keep_numbers_whole(table)
-    # The status whole too: a narrow terminal folds the model and input instead (not "RUNNIN" over "G").
-    status = table.columns[1]
-    status.min_width = max(len(str(cell)) for cell in (status.header, *status.cells))
+    # The id and the status whole too: a narrow terminal folds the model and input instead (not "RUNNIN"
+    # over "G", nor an id "st-cli" over "cks" that a reader copies broken).
+    for column in table.columns[:2]:
+        column.min_width = max(len(str(cell)) for cell in (column.header, *column.cells))
     return table
 
 

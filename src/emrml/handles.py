@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from emrml.core.record_values import string_values, unknown_attribute_warnings
 from emrml.errors import AmazonMLError, InvalidInputException
@@ -30,11 +30,48 @@ PREDICTORS_KEPT = 8
 
 
 @dataclass(frozen=True)
-class DataSource:
-    """A datasource by id. ``describe()`` and ``statistics()`` fetch its current state."""
+class _Handle:
+    """What every handle has: its client, its id, and the waiting for its job."""
 
     client: Client = field(repr=False)
     id: str
+    #: The object's kind in the API's operation names (``GetMLModel``).
+    KIND: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        # Checked here: ``Model("ml-bank", client)``, arguments swapped, failed at its first use, or in
+        # its notebook display, with "'str' object has no attribute 'service'".
+        from emrml.library import Client
+
+        kind = type(self).__name__
+        if not isinstance(self.client, Client):
+            raise InvalidInputException(
+                f"{kind}(client, id): client must be an emrml.Client, not {type(self.client).__name__}"
+            )
+        if not isinstance(self.id, str):
+            raise InvalidInputException(
+                f"{kind}(client, id): id must be a string, not {type(self.id).__name__}"
+            )
+
+    def wait(self) -> Self:
+        """Run or await the object's job until it ends, as ``emrml <kind> wait ID`` does: after a creating
+        call was interrupted (Ctrl-C, a notebook's interrupt), or for an object created elsewhere with
+        the API. Returns this handle; raises ``JobFailed`` unless the object COMPLETED."""
+        self.client._wait(self.KIND, self.id)
+        return self
+
+    def update(self, *, name: str) -> Self:
+        """Give the object a new name (``Update<Kind>``, as ``emrml <kind> update ID --name``); returns
+        this handle."""
+        self.client.service.call(f"Update{self.KIND}", {f"{self.KIND}Id": self.id, f"{self.KIND}Name": name})
+        return self
+
+
+@dataclass(frozen=True)
+class DataSource(_Handle):
+    """A datasource by id. ``describe()`` and ``statistics()`` fetch its current state."""
+
+    KIND: ClassVar[str] = "DataSource"
 
     def describe(self) -> dict[str, Any]:
         """``GetDataSource`` with ``Verbose``: status, location, schema, record counts."""
@@ -54,11 +91,10 @@ class DataSource:
 
 
 @dataclass(frozen=True)
-class Model:
+class Model(_Handle):
     """An ML model by id. ``describe()``, ``insights()`` and ``top_features`` fetch its current state."""
 
-    client: Client = field(repr=False)
-    id: str
+    KIND: ClassVar[str] = "MLModel"
 
     def describe(self) -> dict[str, Any]:
         """``GetMLModel`` with ``Verbose``: type, status, parameters, size, threshold, recipe, schema."""
@@ -102,6 +138,20 @@ class Model:
         """Score a datasource with this model into ``output`` and wait (see ``Client.batch_predict``)."""
         return self.client.batch_predict(self, datasource, output, id=id, name=name)
 
+    def update(self, *, name: str | None = None, score_threshold: float | None = None) -> Self:
+        """Rename the model and/or set the score threshold of a BINARY model (``UpdateMLModel``, as ``emrml
+        model update``): a score at or above it is predicted 1, from the next prediction on (``predict``,
+        batch predictions; an evaluation's display marks it). Returns this handle."""
+        if name is None and score_threshold is None:
+            raise InvalidInputException("update() needs name= or score_threshold=")
+        request: dict[str, Any] = {"MLModelId": self.id}
+        if name is not None:
+            request["MLModelName"] = name
+        if score_threshold is not None:
+            request["ScoreThreshold"] = score_threshold
+        self.client.service.call("UpdateMLModel", request)
+        return self
+
     def predictor(self) -> Predictor:
         """The trained model loaded into this process, with its current ``ScoreThreshold``
         (``emrml.load_model``): ``predictor.predict(record)`` for many records without an endpoint."""
@@ -137,11 +187,10 @@ class Model:
 
 
 @dataclass(frozen=True)
-class Evaluation:
+class Evaluation(_Handle):
     """An evaluation by id. ``describe()``, ``metric`` and ``insights`` fetch its current state."""
 
-    client: Client = field(repr=False)
-    id: str
+    KIND: ClassVar[str] = "Evaluation"
 
     def describe(self) -> dict[str, Any]:
         """``GetEvaluation``: status, model, datasource and ``PerformanceMetrics``."""
@@ -153,8 +202,9 @@ class Evaluation:
         evaluation = self.describe()
         properties = (evaluation.get("PerformanceMetrics") or {}).get("Properties") or {}
         if not properties:
+            why = f": {evaluation['Message']}" if evaluation.get("Message") else ""  # a FAILED one's
             raise InvalidInputException(
-                f"Evaluation {self.id!r} has no metric: it is {evaluation.get('Status')}"
+                f"Evaluation {self.id!r} has no metric: it is {evaluation.get('Status')}{why}"
             )
         return float(next(iter(properties.values())))
 
@@ -178,11 +228,10 @@ class Evaluation:
 
 
 @dataclass(frozen=True)
-class BatchPrediction:
+class BatchPrediction(_Handle):
     """A batch prediction by id. ``describe()`` fetches its state, ``results()`` reads what it wrote."""
 
-    client: Client = field(repr=False)
-    id: str
+    KIND: ClassVar[str] = "BatchPrediction"
 
     def describe(self) -> dict[str, Any]:
         """``GetBatchPrediction``: status, model, datasource, output, record counts, ``ManifestLocation``."""

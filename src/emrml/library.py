@@ -126,6 +126,10 @@ class Client:
         self.service: EmrML = EmrML(Settings.load(home=home))
         if progress is None:
             progress = "ipykernel" in sys.modules or sys.stderr.isatty()
+        elif not isinstance(progress, bool):  # progress="no" would have shown it
+            raise InvalidInputException(
+                f"progress must be True, False or None (shown in a terminal or a notebook), not {progress!r}"
+            )
         self.progress = progress
         # Model.predict's loaded models, most recently used last, each with the GetMLModel members it
         # was loaded under: a model is read from its file again only when those change.
@@ -160,13 +164,16 @@ class Client:
     ) -> DataSource:
         """Create a datasource over a CSV file (or every file of a folder) and wait until it is built.
 
-        ``data``: a local path or an ``s3://`` URI. ``schema``: a schema file, the schema JSON as a dict,
-        or None (default) to infer one from the data (:meth:`infer_schema` shows it, to edit and pass here).
+        ``data``: a local path or an ``s3://`` URI. ``schema``: a schema file (a path or a URI), the schema
+        JSON as a dict, or None (default): the schema file beside the data (``DATA.schema``, or
+        ``FOLDER/.schema``) as the API and the CLI read it, else one inferred from the data
+        (:meth:`infer_schema` shows it, to edit and pass here).
         ``target``, ``row_id``: the target and row id attributes; with a given schema they replace its
         ``targetAttributeName`` and ``rowId``. ``split``: the members of a DataRearrangement
         ``splitting`` (e.g. ``{"percentBegin": 0, "percentEnd": 70, "strategy": "random",
         "strategyParams": {"randomSeed": "k"}}``), or None (default) for every record; ``complement=True``
-        takes the records the split leaves out. ``id``: default ``"ds-"`` and 12 random hex digits.
+        (or ``"complement": True`` in ``split``) takes the records the split leaves out. ``id``: default
+        ``"ds-"`` and 12 random hex digits.
         ``statistics``: compute statistics (default True; a training datasource needs them).
         """
         if complement and split is None:
@@ -182,7 +189,7 @@ class Client:
             "DataSchema": self._schema_text(location, schema, target, row_id),
         }
         if split is not None:
-            spec["DataRearrangement"] = json.dumps({"splitting": {**split, "complement": complement}})
+            spec["DataRearrangement"] = json.dumps({"splitting": _splitting(split, complement)})
         request: dict[str, Any] = {
             "DataSourceId": datasource_id,
             "DataSpec": spec,
@@ -207,11 +214,11 @@ class Client:
         """Train a model on a datasource (a handle or an id) and wait until it is trained.
 
         ``model_type``: ``"BINARY"``, ``"MULTICLASS"`` or ``"REGRESSION"``, in any case (``"binary"``), as
-        the CLI's ``--type`` takes it. ``recipe``: recipe JSON text, a
-        recipe file (a ``Path``, or a string not starting with ``{``), a dict, or None (default) for the
-        suggested recipe. ``parameters``: the
-        training parameters, e.g. ``{"sgd.maxPasses": 20, "sgd.shuffleType": "auto"}`` (values are sent as
-        strings); default: the service's defaults. ``id``: default ``"ml-"`` and 12 random hex digits.
+        the CLI's ``--type`` takes it. ``recipe``: recipe JSON text, a recipe file (a ``Path``, or a string
+        not starting with ``{``: a path or a URI), a dict, or None (default) for the suggested recipe.
+        ``parameters``: the training parameters, e.g. ``{"sgd.maxPasses": 20, "sgd.shuffleType": "auto"}``
+        (values are sent as strings); default: the service's defaults. ``id``: default ``"ml-"`` and 12
+        random hex digits.
         """
         model_id = id or _new_id("ml")
         request: dict[str, Any] = {
@@ -288,9 +295,10 @@ class Client:
     def infer_schema(
         self, data: str | Path, *, target: str | None = None, row_id: str | None = None
     ) -> dict[str, Any]:
-        """The schema :meth:`datasource` infers when given none (``InferDataSchema``), as a dict to review
-        and change before passing it as ``schema``: e.g. a number-coded class typed ``CATEGORICAL`` for a
-        MULTICLASS model, or a column that leaks the target listed in ``excludedAttributeNames``."""
+        """The schema :meth:`datasource` infers when given none and none is beside the data
+        (``InferDataSchema``), as a dict to review and change before passing it as ``schema``: e.g. a
+        number-coded class typed ``CATEGORICAL`` for a MULTICLASS model, or a column that leaks the target
+        listed in ``excludedAttributeNames``."""
         return json.loads(self._inferred_schema(absolute_location(data), target, row_id))
 
     def _inferred_schema(self, location: str, target: str | None, row_id: str | None) -> str:
@@ -305,17 +313,19 @@ class Client:
         self, location: str, schema: SchemaArgument, target: str | None, row_id: str | None
     ) -> str:
         if schema is None:
-            return self._inferred_schema(location, target, row_id)
+            beside = locations.schema_location_for(location)
+            if not locations.exists(beside, what="the schema file beside data"):
+                return self._inferred_schema(location, target, row_id)
+            # As the API and the CLI read a datasource given no schema: the shared datasets' data.csv.schema
+            # beside data.csv was passed over for an inferred schema (wine_quality's class NUMERIC).
+            schema = beside
         if isinstance(schema, dict):
             document = dict(schema)
         else:
             _require_file_argument(
                 "schema", schema, "a schema file, the schema as a dict, or None to infer one"
             )
-            try:
-                text = Path(schema).expanduser().read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise InvalidInputException(f"schema {schema}: cannot read the file ({exc})") from None
+            text = _file_text("schema", schema)
             if target is None and row_id is None:
                 return text  # as written: the service's errors then point into the file
             document = load_json(text, f"schema {schema}")
@@ -330,7 +340,17 @@ class Client:
         line = _ProgressLine(f"{kind} {entity_id}") if self.progress else None
         try:
             entity = self.service.wait(kind, entity_id, line.update if line else None)
-        except BaseException:  # an error or Ctrl-C: end the line, so what is printed next starts afresh
+        except KeyboardInterrupt:
+            # Ctrl-C, or a notebook's interrupt: the object is left unfinished, and a creating call
+            # returned no handle to resume it with (its id may have been generated): say both.
+            if line is not None:
+                line.end("interrupted")
+            handle = "Model" if kind == "MLModel" else kind
+            raise KeyboardInterrupt(
+                f"{kind} {entity_id} is not finished; emrml.{handle}(client, {entity_id!r}).wait() "
+                "runs it again"
+            ) from None
+        except BaseException:  # an error: end the line, so what is printed next starts afresh
             if line is not None:
                 line.end("interrupted")
             raise
@@ -364,6 +384,19 @@ class _ProgressLine:
             sys.stderr.write("\r" + text.ljust(len(self.shown)))
             sys.stderr.flush()
             self.shown = text
+
+
+def _splitting(split: dict[str, Any], complement: bool) -> dict[str, Any]:
+    """The DataRearrangement ``splitting``: ``split`` with ``complement=True`` added. A ``complement`` the
+    split holds itself (as the API's JSON has it) is kept, where ``complement=False`` replaced it and the
+    evaluation data silently became the training data; the two saying otherwise is refused."""
+    if not complement:
+        return {"complement": False, **split}
+    if split.get("complement", True) is not True:
+        raise InvalidInputException(
+            f"complement=True, but the split says complement {split['complement']!r}: give one of them"
+        )
+    return {**split, "complement": True}
 
 
 def _model_type(name: str) -> str:
@@ -400,7 +433,16 @@ def _recipe_text(recipe: str | Path | dict[str, Any]) -> str:
     if isinstance(recipe, str) and recipe.lstrip().startswith("{"):
         return recipe
     _require_file_argument("recipe", recipe, "recipe JSON text, a recipe file, the recipe as a dict, or None")
+    return _file_text("recipe", recipe)
+
+
+def _file_text(name: str, file: str | Path) -> str:
+    """The text of a schema or recipe file: a local path, or a URI (``s3://``, ``file://``) read through the
+    storage layer as the data is (``schema="s3://b/bank.csv.schema"`` beside ``s3://b/bank.csv`` was read
+    as the local path ``s3:/b/...``)."""
+    if isinstance(file, str) and "://" in file:
+        return locations.read_text(file, what=name)
     try:
-        return Path(recipe).expanduser().read_text(encoding="utf-8")
+        return Path(file).expanduser().read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInputException(f"recipe {recipe}: cannot read the file ({exc})") from None
+        raise InvalidInputException(f"{name} {file}: cannot read the file ({exc})") from None

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
+from emrml.cli_render.evaluations import bias_text
 from emrml.cli_render.parts import format_bytes
 from emrml.core.readable import format_number
 
@@ -175,6 +176,10 @@ def unavailable_html(title: str, error: Exception) -> str:
     return _section(title, f"<p>{escape(type(error).__name__)}: {escape(str(error))}</p>")
 
 
+#: Attributes a datasource's display draws a chart for (the target's first); the others are named.
+ATTRIBUTES_DRAWN = 12
+
+
 def datasource_html(described: dict[str, Any], statistics: dict[str, Any] | None) -> str:
     parts = [
         table(
@@ -199,7 +204,7 @@ def datasource_html(described: dict[str, Any], statistics: dict[str, Any] | None
         # A NUMERIC target has no counts: its histogram comes first among the attributes'.
         first = [a for a in attributes if a.get("role") == "target" and not counts]
         attributes = first + [a for a in attributes if a.get("role") != "target"]
-    for attribute in attributes[:12]:
+    for attribute in attributes[:ATTRIBUTES_DRAWN]:
         name = attribute["name"]
         if "histogram" in attribute:
             histogram = attribute["histogram"]
@@ -222,6 +227,13 @@ def datasource_html(described: dict[str, Any], statistics: dict[str, Any] | None
                     title=f"{name} (prominent words)",
                 )
             )
+    rest = [str(attribute.get("name", "")) for attribute in attributes[ATTRIBUTES_DRAWN:]]
+    if rest:
+        # Said, not silently dropped: a reader looks for an attribute's chart that is not there.
+        parts.append(
+            f"<p>{len(rest)} more attributes, not drawn: {escape(', '.join(rest))} "
+            "(<code>statistics()</code> has every attribute's numbers)</p>"
+        )
     return _section(f"DataSource {described.get('DataSourceId', '')}", *parts)
 
 
@@ -243,7 +255,9 @@ def model_html(described: dict[str, Any], insights: dict[str, Any] | None) -> st
         report = insights.get("TrainingReport") or {}
         losses = [loss for loss in report.get("losses") or [] if loss is not None]
         if losses:
-            parts.append(bars([losses], [f"pass {i + 1}" for i in range(len(losses))], title="loss by pass"))
+            # Bars from zero make a loss falling from 0.2312 to 0.2148 look flat: the title says by how much.
+            title = f"loss by pass ({format_number(losses[0], 4)} → {format_number(losses[-1], 4)})"
+            parts.append(bars([losses], [f"pass {i + 1}" for i in range(len(losses))], title=title))
         top = [_strongest(f) for f in (insights.get("TopFeatures") or [])[:15]]
         if top:
             parts.append(labelled_bars([f for f, _ in top], [w for _, w in top], title="top features"))
@@ -297,6 +311,7 @@ def evaluation_html(
     ]
     if "histograms" in metrics:
         parts += _score_histograms(metrics, score_threshold)
+        parts += _cut_off_tables(metrics, score_threshold)
     if "confusionMatrix" in metrics:
         matrix = metrics["consoleView"] if "consoleView" in metrics else metrics["confusionMatrix"]
         parts.append(
@@ -306,6 +321,10 @@ def evaluation_html(
         residuals = metrics["residualHistogram"]
         edges = [format_number(e, 3) for e in residuals["edges"]]
         parts.append(bars([residuals["counts"]], edges, title="residuals (actual − predicted)"))
+        mean = metrics.get("meanResidual")
+        if mean is not None and "RegressionRMSE" in metrics:  # whether the model under- or over-predicts
+            bias = bias_text(mean, metrics["RegressionRMSE"])
+            parts.append(f"<p>Mean residual {_number(mean)}: {escape(bias)}.</p>")
     parts += _alert_list((insights or {}).get("alerts") or [])
     return _section(f"Evaluation {described.get('EvaluationId', '')}", *parts)
 
@@ -334,6 +353,63 @@ def _score_histograms(metrics: dict[str, Any], score_threshold: float | None) ->
             ("0", histograms["negative"], ORANGE),
         )
     ]
+
+
+#: The trade-off table's rows: every tenth hundredth (0.0, 0.1, ... 1.0), and the cut-off.
+TRADE_OFF_STEP = 10
+_RATES = (
+    ("accuracy", "accuracy"),
+    ("precision", "precision"),
+    ("recall", "recall"),
+    ("falsePositiveRate", "FPR"),
+    ("f1", "F1"),
+)
+
+
+def _cut_off_tables(metrics: dict[str, Any], score_threshold: float | None) -> list[str]:
+    """What the CLI's ``evaluation show`` gives under the histograms: the records on each side of the
+    cut-off by actual class, and accuracy, precision, recall, FPR, F1 and the share predicted 1 at every
+    tenth, the cut-off's row marked (where a reader chooses the score threshold)."""
+    table = metrics.get("thresholdTable") or []
+    histograms = metrics["histograms"]
+    if not table:
+        return []
+    threshold = score_threshold if score_threshold is not None else metrics.get("threshold", 0.5)
+    current = min(range(len(table)), key=lambda i: abs(table[i]["threshold"] - threshold))
+    row = table[current]
+    positives, negatives = sum(histograms["positive"]), sum(histograms["negative"])
+    true_positives = row["recall"] * positives
+    false_positives = row["falsePositiveRate"] * negatives
+    whole = all(float(n).is_integer() for n in (positives, negatives))  # else weighted records
+
+    def count(value: float) -> str:
+        return _number(round(value) if whole else value)
+
+    right = "style='text-align:right;padding-left:12px'"
+    counts = (
+        f"<table style='display:inline-table;vertical-align:top;margin-right:{GAP}px'>"
+        f"<caption style='text-align:left'>at cut-off {row['threshold']:.2f}</caption>"
+        f"<tr><th></th><th {right}>predicted 1</th><th {right}>predicted 0</th></tr>"
+        f"<tr><th style='text-align:left'>actual 1</th><td {right}>{count(true_positives)}</td>"
+        f"<td {right}>{count(positives - true_positives)}</td></tr>"
+        f"<tr><th style='text-align:left'>actual 0</th><td {right}>{count(false_positives)}</td>"
+        f"<td {right}>{count(negatives - false_positives)}</td></tr></table>"
+    )
+    header = "".join(f"<th {right}>{label}</th>" for label in ("cut-off", *(n for _, n in _RATES)))
+    rows = []
+    for index in sorted({*range(0, len(table), TRADE_OFF_STEP), current}):
+        entry = table[index]
+        cells = [f"{entry['threshold']:.2f}", *(f"{entry[key]:.3f}" for key, _ in _RATES)]
+        cells.append(f"{100 * entry['predictedPositiveRate']:.1f}%")
+        mark = "◀ cut-off" if index == current else ""
+        style = " style='font-weight:bold'" if index == current else ""
+        rows.append(f"<tr{style}>{''.join(f'<td {right}>{cell}</td>' for cell in cells)}<td>{mark}</td></tr>")
+    trade_off = (
+        "<table style='display:inline-table;vertical-align:top'>"
+        "<caption style='text-align:left'>trade-off by cut-off</caption>"
+        f"<tr>{header}<th {right}>predicted 1</th><th></th></tr>{''.join(rows)}</table>"
+    )
+    return [f"<div>{counts}{trade_off}</div>"]
 
 
 def batch_prediction_html(described: dict[str, Any]) -> str:

@@ -255,14 +255,14 @@ def _regression_sections(metrics: dict[str, Any], width: int) -> list[Renderable
     title = "Residuals (actual − predicted)"
     mean = metrics.get("meanResidual")
     if mean is not None:
-        title += f": mean {format_number(mean)}; {_bias_text(mean, metrics['RegressionRMSE'])}"
+        title += f": mean {format_number(mean)}; {bias_text(mean, metrics['RegressionRMSE'])}"
     return [
         Text(title, style="bold"),
         bar_chart(labels, [("Records", merged)], width),
     ]
 
 
-def _bias_text(mean: float, rmse: float) -> str:
+def bias_text(mean: float, rmse: float) -> str:
     """Whether the model predicts too low or too high on average, when that is a material part of its error
     (``MATERIAL_BIAS_SHARE``)."""
     if mean and mean * mean >= MATERIAL_BIAS_SHARE * rmse * rmse:

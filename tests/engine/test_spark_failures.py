@@ -4,10 +4,12 @@ an application that has no executor to run on."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -72,6 +74,58 @@ def test_an_unreachable_master_says_why_for_each_address(tmp_path: Path) -> None
         f"the Spark master {master} does not answer (127.0.0.1:{port}: nothing listens there; "
         "no-such-host.invalid:7077: no such host): check setting spark_master and that the master is running"
     )
+
+
+class _Listener:
+    """A loopback TCP server that accepts connections and, once a client has sent something, answers
+    ``answer`` (nothing: it stays silent, as a Spark master does until it has a whole frame)."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.answer = answer
+        self.connections: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):  # closed at the end of the test
+            while True:
+                connection, _ = self.server.accept()
+                self.connections.append(connection)
+                connection.recv(64)
+                connection.sendall(self.answer)
+
+    def close(self) -> None:
+        for connection in [*self.connections, self.server]:
+            connection.close()
+
+
+def test_an_address_where_a_web_server_answers_is_refused_at_once(tmp_path: Path) -> None:
+    """A master's web UI port (8080) or REST port (6066) given for the port it takes applications on (7077):
+    Spark itself retried for about 90 s and then failed with "Too large frame: 5211883372140375593" (the
+    bytes "HTTP/1.1" read as a frame's length)."""
+    web = _Listener(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+    other = _Listener(b"SSH-2.0-OpenSSH_9.2\r\n")
+    master = _Listener(b"")
+    try:
+        given = f"spark://127.0.0.1:{web.port},127.0.0.1:{other.port}"
+        start = time.monotonic()
+        with pytest.raises(session.SparkEngineError) as failed:
+            session.check_master(settings_at(tmp_path, spark_master=given))
+        assert time.monotonic() - start < 5
+        assert failed.value.message == (
+            f"the Spark master {given} is not a Spark master's address (127.0.0.1:{web.port}: a web server "
+            f"answers there; 127.0.0.1:{other.port}: a server that is not a Spark master answers there): "
+            "check setting spark_master: a standalone master takes applications at the spark:// URL its web "
+            "UI shows at the top (port 7077 by default), not at its web UI's or REST server's port"
+        )
+        # A silent server, as a Spark master is, passes: alone, or as the standby after a wrong address.
+        session.check_master(settings_at(tmp_path, spark_master=f"spark://127.0.0.1:{master.port}"))
+        standby = f"spark://127.0.0.1:{web.port},127.0.0.1:{master.port}"
+        session.check_master(settings_at(tmp_path, spark_master=standby))
+    finally:
+        for listener in (web, other, master):
+            listener.close()
 
 
 def test_why_the_jvm_exited_is_read_from_its_output(tmp_path: Path) -> None:

@@ -26,7 +26,8 @@ Set up here, because the defaults do not fit emrml:
 * **The driver's JVM** starts once per process and outlives an application; settings that change options
   it reads only as it starts (``DRIVER_OPTIONS``) have it started anew rather than silently ignored.
 * **A master that does not answer** fails at once: its port is tried for ``spark_connect_seconds`` first,
-  instead of Spark's own minute of retries. An application without an executor fails a job after
+  instead of Spark's own minute of retries; so does an address where another server answers (a web UI's
+  port given for the master's: ``_foreign_server``). An application without an executor fails a job after
   ``spark_executor_wait_seconds`` (runner.py) instead of waiting for one for ever.
 
 ``spark_conf`` comes last and overrides everything above.
@@ -164,13 +165,17 @@ def check_master(settings: Settings) -> None:
         )
     if not master.startswith("spark://"):
         return
-    reasons = []
+    reasons, answered = [], False
     for address in master[len("spark://") :].split(","):  # a standby list: host1:port1,host2:port2
         host, _, port = address.rpartition(":")
         try:
             target = (host.strip("[]"), int(port))  # an IPv6 address is bracketed in the URL
-            with socket.create_connection(target, timeout=settings.spark_connect_seconds):
+            with socket.create_connection(target, timeout=settings.spark_connect_seconds) as connection:
+                foreign = _foreign_server(connection, min(_PROBE_SECONDS, settings.spark_connect_seconds))
+            if foreign is None:
                 return
+            reasons.append(f"{address}: {foreign}")
+            answered = True
         except ValueError:
             reasons.append(f"{address}: not host:port")
         except socket.gaierror:
@@ -181,10 +186,41 @@ def check_master(settings: Settings) -> None:
             reasons.append(f"{address}: no answer in {settings.spark_connect_seconds:g} s")
         except OSError as exc:
             reasons.append(f"{address}: {exc.strerror or exc}")
+    if answered:
+        raise SparkEngineError(
+            f"the Spark master {master} is not a Spark master's address ({'; '.join(reasons)}): check "
+            "setting spark_master: a standalone master takes applications at the spark:// URL its web UI "
+            "shows at the top (port 7077 by default), not at its web UI's or REST server's port"
+        )
     raise SparkEngineError(
         f"the Spark master {master} does not answer ({'; '.join(reasons)}): check setting spark_master and "
         "that the master is running"
     )
+
+
+#: What the master's port is sent once it accepts a connection: fewer bytes than a frame's length prefix
+#: of Spark's RPC protocol (8) or a TLS record's header (5), so a Spark master (TLS or not) waits for more
+#: and says nothing, while a web server (the master's web UI on 8080, its REST server on 6066: mistakes
+#: that Spark itself reports only after about 90 s of retries, as "Too large frame") answers at once.
+_PROBE = b"\0\0\0\0"
+#: How long the probe waits for an answer; a Spark master gives none, so every start waits this long.
+_PROBE_SECONDS = 1.0
+
+
+def _foreign_server(connection: socket.socket, seconds: float) -> str | None:
+    """Why the server on ``connection`` is not a Spark master, when it answers ``_PROBE`` (a Spark master
+    never speaks first); None when it stays silent or closes (let Spark's own registration tell)."""
+    try:
+        connection.sendall(_PROBE)
+        connection.settimeout(seconds)
+        answer = connection.recv(16)
+    except OSError:  # the timeout (a master's silence) among them
+        return None
+    if answer.startswith(b"HTTP/"):
+        return "a web server answers there"
+    if answer:
+        return "a server that is not a Spark master answers there"
+    return None
 
 
 def spark_session(settings: Settings, starting: Callable[[str], None] | None = None) -> Any:

@@ -530,16 +530,17 @@ def stop() -> None:
 
 
 def one_line(exc: BaseException) -> str:
-    """A Spark failure as one readable line: the Java exception's own message (the root cause's, when it
-    wraps one: a task's Python error travels as the text of a PythonException), without stack traces."""
+    """A Spark failure as one readable line: the Java exception's own message (the deepest cause's that has
+    one: a task's Python error travels as the text of a PythonException, a crashed Python worker as a
+    SparkException caused by a bare EOFException), without stack traces."""
     java = getattr(exc, "java_exception", None)
     text = ""
     if java is not None:
         try:
             cause = java
-            while cause.getCause() is not None:
+            while cause is not None:
+                text = str(cause.getMessage() or "") or text
                 cause = cause.getCause()
-            text = str(cause.getMessage() or java.getMessage() or "")
         except Exception:  # the JVM is gone: fall back to the Python side's text
             text = ""
     text = text or str(exc)

@@ -148,6 +148,62 @@ def test_why_the_jvm_exited_is_read_from_its_output(tmp_path: Path) -> None:
     assert session.launch_failure(log, log.stat().st_size) is None
 
 
+#: What the driver's log holds when a standalone master refused the application (it lacks its secret):
+#: log4j entries, each followed by its exception's lines (an excerpt of a real run).
+REFUSED_APPLICATION = """\
+WARNING: Using incubator modules: jdk.incubator.vector
+26/12/06 16:07:08 WARN StandaloneAppClient$ClientEndpoint: Failed to connect to master 127.0.0.1:36765
+org.apache.spark.SparkException: Exception thrown in awaitResult:\x20
+\tat org.apache.spark.util.SparkThreadUtils$.awaitResult(SparkThreadUtils.scala:70)
+Caused by: org.apache.spark.SparkException: Message is dropped because Outbox is stopped
+\tat org.apache.spark.rpc.netty.Outbox.stop(Outbox.scala:279)
+\t... 22 more
+26/12/06 16:07:08 ERROR TransportClientFactory: Exception while bootstrapping client after 747 ms
+java.lang.RuntimeException: java.util.concurrent.TimeoutException
+26/12/06 16:07:47 ERROR StandaloneSchedulerBackend: Application has been killed. Reason: All masters are \
+unresponsive! Giving up.
+"""
+
+
+def test_a_logged_exception_is_not_taken_for_the_jvms_own_output(tmp_path: Path) -> None:
+    """The master's refusal of the application failed the job with "Exception thrown in awaitResult:", a
+    line of an exception in Spark's log taken for the JVM's own output: pyspark's "stopped SparkContext"
+    is the reason, and the message says what to set."""
+    log = tmp_path / "spark.log"
+    log.write_text(REFUSED_APPLICATION)
+    assert session.launch_failure(log, 0) is None
+    settings = settings_at(tmp_path, spark_master="spark://127.0.0.1:36765")
+    assert session.no_master(settings, log, 0) is None
+    message = session.start_failure(settings, "Cannot call methods on a stopped SparkContext.")
+    assert "spark.authenticate.secret in spark_conf and in the cluster's spark-defaults.conf" in message
+    # The JVM's own lines before Spark logs anything are still its reason.
+    log.write_text("Invalid maximum heap size: -Xmxlots\n" + REFUSED_APPLICATION)
+    assert session.launch_failure(log, 0) == "Invalid maximum heap size: -Xmxlots"
+
+
+def test_a_spark_process_that_is_no_master_is_named_as_such(tmp_path: Path) -> None:
+    """A worker's port given for the master's: Spark retried for 90 s, and the job failed with "Exception
+    thrown in awaitResult:"."""
+    log = tmp_path / "spark.log"
+    log.write_text(
+        "26/12/06 15:58:15 WARN StandaloneAppClient$ClientEndpoint: Failed to connect to master "
+        "127.0.0.1:33741\n"
+        "org.apache.spark.SparkException: Exception thrown in awaitResult:\x20\n"
+        "\tat org.apache.spark.util.SparkThreadUtils$.awaitResult(SparkThreadUtils.scala:70)\n"
+        "Caused by: org.apache.spark.rpc.RpcEndpointNotFoundException: Cannot find endpoint: "
+        "spark://Master@127.0.0.1:33741\n"
+        "\tat org.apache.spark.rpc.netty.NettyRpcEnv.setupEndpointRef(NettyRpcEnv.scala:148)\n"
+    )
+    settings = settings_at(tmp_path, spark_master="spark://127.0.0.1:33741")
+    assert session.no_master(settings, log, 0) == (
+        "a Spark process answers at spark://127.0.0.1:33741, but no master (Cannot find endpoint: "
+        "spark://Master@127.0.0.1:33741): the address of a worker or of another application's driver? "
+        "Check setting spark_master: a standalone master takes applications at the spark:// URL its web UI "
+        "shows at the top (port 7077 by default)"
+    )
+    assert session.no_master(settings, log, log.stat().st_size) is None  # an earlier application's line
+
+
 REFUSED_DRIVER = """
 import pathlib, sys
 from emrml.config import Settings

@@ -323,7 +323,7 @@ def _session_for(settings: Settings, starting: Callable[[str], None] | None) -> 
             warnings.simplefilter("ignore", FutureWarning)
             _session = _new_session(conf)
     except Exception as exc:
-        reason = launch_failure(log, start) or one_line(exc)
+        reason = no_master(settings, log, start) or launch_failure(log, start) or one_line(exc)
         raise SparkEngineError(start_failure(settings, reason)) from None
     pylogs.quiet_accumulator_server(_session.sparkContext)
     _key, _master = key, settings.spark_master
@@ -418,21 +418,49 @@ def launch_failure(log: Path, start: int) -> str | None:
     """Why the driver's JVM exited, from what it wrote to the log after byte ``start``: spark-submit's
     exception, else the JVM's first line of its own ("Invalid maximum heap size: -Xmxlots"); None when it
     wrote nothing (pyspark's "Java gateway process exited" is all there is then)."""
+    lines = _log_lines(log, start)
+    for line in lines:
+        if found := _MAIN_FAILED.fullmatch(line.strip()):
+            return found.group(1)[:500]
+    own, entry = [], False
+    for line in lines:
+        # A log entry's exception follows it on lines of its own ("org.apache…Exception: …", "Caused by:",
+        # "\tat …"): Spark's, not the JVM's. Taken for the JVM's, the master's refusal of the application
+        # read "Exception thrown in awaitResult:".
+        entry = bool(_LOG_LINE.match(line)) or (entry and not line.startswith("WARNING: "))
+        if line.strip() and not entry and not line.startswith(("WARNING: ", "\t", " ")):
+            own.append(line.strip())
+    return own[0][:500] if own else None
+
+
+def _log_lines(log: Path, start: int) -> list[str]:
+    """The first megabyte the driver's log holds after byte ``start``, by line."""
     try:
         with log.open("rb") as text:
             text.seek(start)
-            lines = text.read(1 << 20).decode("utf-8", "replace").splitlines()
+            return text.read(1 << 20).decode("utf-8", "replace").splitlines()
     except OSError:
+        return []
+
+
+#: Why the application could not register with a ``spark://`` address where another Spark process (a
+#: worker, another application's driver) answers: it has no endpoint named Master.
+_NO_MASTER = re.compile(r"Caused by: org\.apache\.spark\.rpc\.RpcEndpointNotFoundException: (.+)")
+
+
+def no_master(settings: Settings, log: Path, start: int) -> str | None:
+    """Why the application did not start when the driver's log after byte ``start`` says that no master
+    runs at the address, only another Spark process; None otherwise."""
+    found = next(
+        (match for line in _log_lines(log, start) if (match := _NO_MASTER.match(line.strip()))), None
+    )
+    if found is None:
         return None
-    own = [
-        line.strip()
-        for line in lines
-        if line.strip() and not _LOG_LINE.match(line) and not line.startswith(("WARNING: ", "\t", " "))
-    ]
-    for line in own:
-        if found := _MAIN_FAILED.fullmatch(line):
-            return found.group(1)[:500]
-    return own[0][:500] if own else None
+    return (
+        f"a Spark process answers at {settings.spark_master}, but no master ({found.group(1)[:200]}): the "
+        "address of a worker or of another application's driver? Check setting spark_master: a standalone "
+        "master takes applications at the spark:// URL its web UI shows at the top (port 7077 by default)"
+    )
 
 
 def start_failure(settings: Settings, reason: str) -> str:

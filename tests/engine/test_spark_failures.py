@@ -120,7 +120,9 @@ def test_an_address_where_a_web_server_answers_is_refused_at_once(tmp_path: Path
             "UI shows at the top (port 7077 by default), not at its web UI's or REST server's port"
         )
         # A silent server, as a Spark master is, passes: alone, or as the standby after a wrong address.
-        session.check_master(settings_at(tmp_path, spark_master=f"spark://127.0.0.1:{master.port}"))
+        # (The probe waits at most spark_connect_seconds for an answer that does not come.)
+        alone = f"spark://127.0.0.1:{master.port}"
+        session.check_master(settings_at(tmp_path, spark_master=alone, spark_connect_seconds=0.2))
         standby = f"spark://127.0.0.1:{web.port},127.0.0.1:{master.port}"
         session.check_master(settings_at(tmp_path, spark_master=standby))
     finally:

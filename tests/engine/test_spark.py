@@ -297,6 +297,20 @@ def test_a_tasks_own_error_comes_back_as_itself_and_spark_failures_as_one_line()
         "module named 'emrml.engine.spark.compute'): it must have the same emrml as the driver"
     )
     assert "spark.pyspark.python" in stale.message
+    # A task lost with its executor on each of its tries (on a cluster, spark.task.maxFailures of them):
+    # Spark's reason, and what the task read, by its index among the step's tasks.
+    lost = _task_error(
+        RuntimeError(
+            "Job aborted due to stage failure: Task 2 in stage 0.0 failed 4 times, most recent failure: Lost "
+            "task 2.3 in stage 0.0 (TID 11) (10.0.0.7 executor 3): ExecutorLostFailure (executor 3 exited "
+            "caused by one of the running tasks) Reason: Command exited with code 137\nDriver stacktrace:\n"
+        ),
+        {2: "s3://b/big.csv (bytes 0-1000)"}.get,
+    )
+    assert lost.message.startswith("the Spark job failed: Job aborted due to stage failure: Task 2 in stage")
+    assert lost.message.endswith(
+        "Reason: Command exited with code 137; the task read s3://b/big.csv (bytes 0-1000)"
+    )
 
 
 def _run_failing(spark: Any, error: Exception, attempts: Path) -> tuple[BaseException, list[str]]:

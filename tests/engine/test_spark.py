@@ -297,6 +297,20 @@ def test_a_tasks_own_error_comes_back_as_itself_and_spark_failures_as_one_line()
         "module named 'emrml.engine.spark.compute'): it must have the same emrml as the driver"
     )
     assert "spark.pyspark.python" in stale.message
+    # A task lost with its executor on each of its tries (on a cluster, spark.task.maxFailures of them):
+    # Spark's reason, and what the task read, by its index among the step's tasks.
+    lost = _task_error(
+        RuntimeError(
+            "Job aborted due to stage failure: Task 2 in stage 0.0 failed 4 times, most recent failure: Lost "
+            "task 2.3 in stage 0.0 (TID 11) (10.0.0.7 executor 3): ExecutorLostFailure (executor 3 exited "
+            "caused by one of the running tasks) Reason: Command exited with code 137\nDriver stacktrace:\n"
+        ),
+        {2: "s3://b/big.csv (bytes 0-1000)"}.get,
+    )
+    assert lost.message.startswith("the Spark job failed: Job aborted due to stage failure: Task 2 in stage")
+    assert lost.message.endswith(
+        "Reason: Command exited with code 137; the task read s3://b/big.csv (bytes 0-1000)"
+    )
 
 
 def _run_failing(spark: Any, error: Exception, attempts: Path) -> tuple[BaseException, list[str]]:
@@ -370,6 +384,39 @@ def test_bad_data_in_one_task_cancels_the_steps_other_tasks(spark: Any, tmp_path
     assert not finished.exists()  # the long read was still going when the step failed
     tracker = spark.sparkContext.statusTracker()
     assert [str(tracker.getJobInfo(job).status) for job in jobs] == ["FAILED"]  # cancelled, not left running
+
+
+def test_a_task_whose_python_process_is_killed_fails_the_job_naming_what_it_read(
+    spark: Any, tmp_path: Path
+) -> None:
+    """A task's Python worker killed (the kernel's OOM killer does so on an executor short of memory): the
+    job's message said "Caused by: java.io.EOFException", the last line of Spark's stack trace. It says
+    what happened and what the task read, and the application runs the next job."""
+    from emrml.engine.units import Unit
+
+    data = tmp_path / "data.csv"
+    data.write_bytes(b"x" * 4000)
+    units = [
+        Unit(0, str(data), "data.csv", start, start + 1000, part)
+        for part, start in enumerate(range(0, 4000, 1000))
+    ]
+
+    def read(unit: Unit, report: Any = None) -> int:
+        import os
+        import signal
+
+        if unit.start == 1000:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return unit.part
+
+    with pytest.raises(session.SparkEngineError) as failed:
+        SparkRunner(spark, quiet).map(read, [(unit,) for unit in units], "scoring", (0.0, 1.0))
+    assert failed.value.message == (
+        "the Spark job failed: a task's Python process exited unexpectedly (killed: most often by the kernel "
+        "short of memory on its executor, see spark.executor.memory and spark.executor.pyspark.memory in "
+        f"setting spark_conf); the task read {data} (bytes 1000-2000)"
+    )
+    assert SparkRunner(spark, quiet).map(read, [(units[0],), (units[2],)], "scoring", (0.0, 1.0)) == [0, 2]
 
 
 def test_a_partitions_bad_data_comes_back_as_its_calibration_sample_instead_of_failing_its_task() -> None:

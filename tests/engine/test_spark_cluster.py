@@ -56,6 +56,7 @@ class Cluster:
         self.folder = folder
         self.port = free_port()
         self.url = f"spark://127.0.0.1:{self.port}"
+        self.web_port = free_port()
         # Encryption in transit is on for a spark:// master (spark_encryption "auto"): the daemons share the
         # application's secret, as a standalone cluster's spark-defaults.conf would give it (docs/spark.md).
         self.secret = os.urandom(16).hex()
@@ -93,7 +94,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster,
     cluster = Cluster(folder)
     try:
         cluster.start("master", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-                      "--port", str(cluster.port), "--webui-port", str(free_port()))  # fmt: skip
+                      "--port", str(cluster.port), "--webui-port", str(cluster.web_port))  # fmt: skip
         wait_for_port(cluster.port)
         workers = [
             cluster.start(f"worker-{n}", "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
@@ -182,3 +183,21 @@ def test_a_batch_prediction_survives_a_worker_killed_mid_job(
     assert result == [60_000, 0]
     name = "batch-prediction/result/bp-bank.csv.gz"
     assert (tmp_path / "spark" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
+
+
+def test_the_masters_port_passes_the_check_at_the_door_and_its_web_uis_does_not(
+    cluster: tuple[Cluster, list[Any]], tmp_path: Path
+) -> None:
+    """The check at the door probes the port: a real master (authenticating, encrypting) stays silent, its
+    web UI answers as a web server (a job given it failed after about 90 s, with "Too large frame")."""
+    from emrml.engine.spark.session import SparkEngineError, check_master
+
+    spark_cluster, _ = cluster
+    wait_for_port(spark_cluster.web_port)
+    home = tmp_path / "home"
+    check_master(Settings.load(environ={}, home=home, spark_master=spark_cluster.url))
+    web = f"spark://127.0.0.1:{spark_cluster.web_port}"
+    with pytest.raises(
+        SparkEngineError, match=r"is not a Spark master's address \(127\.0\.0\.1:\d+: a web server"
+    ):
+        check_master(Settings.load(environ={}, home=home, spark_master=web))

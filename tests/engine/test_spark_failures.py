@@ -4,10 +4,12 @@ an application that has no executor to run on."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -74,6 +76,60 @@ def test_an_unreachable_master_says_why_for_each_address(tmp_path: Path) -> None
     )
 
 
+class _Listener:
+    """A loopback TCP server that accepts connections and, once a client has sent something, answers
+    ``answer`` (nothing: it stays silent, as a Spark master does until it has a whole frame)."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.answer = answer
+        self.connections: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):  # closed at the end of the test
+            while True:
+                connection, _ = self.server.accept()
+                self.connections.append(connection)
+                connection.recv(64)
+                connection.sendall(self.answer)
+
+    def close(self) -> None:
+        for connection in [*self.connections, self.server]:
+            connection.close()
+
+
+def test_an_address_where_a_web_server_answers_is_refused_at_once(tmp_path: Path) -> None:
+    """A master's web UI port (8080) or REST port (6066) given for the port it takes applications on (7077):
+    Spark itself retried for about 90 s and then failed with "Too large frame: 5211883372140375593" (the
+    bytes "HTTP/1.1" read as a frame's length)."""
+    web = _Listener(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+    other = _Listener(b"SSH-2.0-OpenSSH_9.2\r\n")
+    master = _Listener(b"")
+    try:
+        given = f"spark://127.0.0.1:{web.port},127.0.0.1:{other.port}"
+        start = time.monotonic()
+        with pytest.raises(session.SparkEngineError) as failed:
+            session.check_master(settings_at(tmp_path, spark_master=given))
+        assert time.monotonic() - start < 5
+        assert failed.value.message == (
+            f"the Spark master {given} is not a Spark master's address (127.0.0.1:{web.port}: a web server "
+            f"answers there; 127.0.0.1:{other.port}: a server that is not a Spark master answers there): "
+            "check setting spark_master: a standalone master takes applications at the spark:// URL its web "
+            "UI shows at the top (port 7077 by default), not at its web UI's or REST server's port"
+        )
+        # A silent server, as a Spark master is, passes: alone, or as the standby after a wrong address.
+        # (The probe waits at most spark_connect_seconds for an answer that does not come.)
+        alone = f"spark://127.0.0.1:{master.port}"
+        session.check_master(settings_at(tmp_path, spark_master=alone, spark_connect_seconds=0.2))
+        standby = f"spark://127.0.0.1:{web.port},127.0.0.1:{master.port}"
+        session.check_master(settings_at(tmp_path, spark_master=standby))
+    finally:
+        for listener in (web, other, master):
+            listener.close()
+
+
 def test_why_the_jvm_exited_is_read_from_its_output(tmp_path: Path) -> None:
     log = tmp_path / "spark.log"
     log.write_text("26/12/06 05:42:18 WARN Utils: an older application's line\n")
@@ -92,6 +148,62 @@ def test_why_the_jvm_exited_is_read_from_its_output(tmp_path: Path) -> None:
     log.write_text("Invalid maximum heap size: -Xmxlots\nError: Could not create the Java Virtual Machine.\n")
     assert session.launch_failure(log, 0) == "Invalid maximum heap size: -Xmxlots"
     assert session.launch_failure(log, log.stat().st_size) is None
+
+
+#: What the driver's log holds when a standalone master refused the application (it lacks its secret):
+#: log4j entries, each followed by its exception's lines (an excerpt of a real run).
+REFUSED_APPLICATION = """\
+WARNING: Using incubator modules: jdk.incubator.vector
+26/12/06 16:07:08 WARN StandaloneAppClient$ClientEndpoint: Failed to connect to master 127.0.0.1:36765
+org.apache.spark.SparkException: Exception thrown in awaitResult:\x20
+\tat org.apache.spark.util.SparkThreadUtils$.awaitResult(SparkThreadUtils.scala:70)
+Caused by: org.apache.spark.SparkException: Message is dropped because Outbox is stopped
+\tat org.apache.spark.rpc.netty.Outbox.stop(Outbox.scala:279)
+\t... 22 more
+26/12/06 16:07:08 ERROR TransportClientFactory: Exception while bootstrapping client after 747 ms
+java.lang.RuntimeException: java.util.concurrent.TimeoutException
+26/12/06 16:07:47 ERROR StandaloneSchedulerBackend: Application has been killed. Reason: All masters are \
+unresponsive! Giving up.
+"""
+
+
+def test_a_logged_exception_is_not_taken_for_the_jvms_own_output(tmp_path: Path) -> None:
+    """The master's refusal of the application failed the job with "Exception thrown in awaitResult:", a
+    line of an exception in Spark's log taken for the JVM's own output: pyspark's "stopped SparkContext"
+    is the reason, and the message says what to set."""
+    log = tmp_path / "spark.log"
+    log.write_text(REFUSED_APPLICATION)
+    assert session.launch_failure(log, 0) is None
+    settings = settings_at(tmp_path, spark_master="spark://127.0.0.1:36765")
+    assert session.no_master(settings, log, 0) is None
+    message = session.start_failure(settings, "Cannot call methods on a stopped SparkContext.")
+    assert "spark.authenticate.secret in spark_conf and in the cluster's spark-defaults.conf" in message
+    # The JVM's own lines before Spark logs anything are still its reason.
+    log.write_text("Invalid maximum heap size: -Xmxlots\n" + REFUSED_APPLICATION)
+    assert session.launch_failure(log, 0) == "Invalid maximum heap size: -Xmxlots"
+
+
+def test_a_spark_process_that_is_no_master_is_named_as_such(tmp_path: Path) -> None:
+    """A worker's port given for the master's: Spark retried for 90 s, and the job failed with "Exception
+    thrown in awaitResult:"."""
+    log = tmp_path / "spark.log"
+    log.write_text(
+        "26/12/06 15:58:15 WARN StandaloneAppClient$ClientEndpoint: Failed to connect to master "
+        "127.0.0.1:33741\n"
+        "org.apache.spark.SparkException: Exception thrown in awaitResult:\x20\n"
+        "\tat org.apache.spark.util.SparkThreadUtils$.awaitResult(SparkThreadUtils.scala:70)\n"
+        "Caused by: org.apache.spark.rpc.RpcEndpointNotFoundException: Cannot find endpoint: "
+        "spark://Master@127.0.0.1:33741\n"
+        "\tat org.apache.spark.rpc.netty.NettyRpcEnv.setupEndpointRef(NettyRpcEnv.scala:148)\n"
+    )
+    settings = settings_at(tmp_path, spark_master="spark://127.0.0.1:33741")
+    assert session.no_master(settings, log, 0) == (
+        "a Spark process answers at spark://127.0.0.1:33741, but no master (Cannot find endpoint: "
+        "spark://Master@127.0.0.1:33741): the address of a worker or of another application's driver? "
+        "Check setting spark_master: a standalone master takes applications at the spark:// URL its web UI "
+        "shows at the top (port 7077 by default)"
+    )
+    assert session.no_master(settings, log, log.stat().st_size) is None  # an earlier application's line
 
 
 REFUSED_DRIVER = """

@@ -215,9 +215,10 @@ class SparkRunner:
             return []
         from emrml.engine.units import in_runs, run_in_turn
 
-        with self.job(message, span):
-            context = self.session.sparkContext
-            runs = [(run,) for run in in_runs(arguments, context.defaultParallelism)]
+        context = self.session.sparkContext
+        runs = [(run,) for run in in_runs(arguments, context.defaultParallelism)]
+        # One stage, a task per run: a lost task's index is its run's.
+        with self.job(message, span, lambda index: _read_by(runs[index][0]) if index < len(runs) else None):
             rdd = context.parallelize(runs, len(runs))
             in_turn = functools.partial(run_in_turn, function)
             call = functools.partial(_call, in_turn, storage_settings(), current_guards(), self._failures)
@@ -225,10 +226,16 @@ class SparkRunner:
             return [result for run in raise_failures(done) for result in run]
 
     @contextlib.contextmanager
-    def job(self, message: str, span: tuple[float, float] | None) -> Iterator[None]:
+    def job(
+        self,
+        message: str,
+        span: tuple[float, float] | None,
+        task_input: Callable[[int], str | None] | None = None,
+    ) -> Iterator[None]:
         """Run the Spark jobs started inside as one step: progress (the share of their tasks done) mapped
         onto ``span`` with ``message`` (none without a span: the caller reports it), their ids recorded for
-        the job (``SPARK_JOBS``), their failure turned into emrml's error."""
+        the job (``SPARK_JOBS``), their failure turned into emrml's error, which names what the failed task
+        read (``task_input`` of its index) when Spark's reason does not."""
         context = self.session.sparkContext
         group = f"emrml-{uuid.uuid4().hex[:12]}"
         context.setJobGroup(group, message, interruptOnCancel=True)
@@ -255,7 +262,7 @@ class SparkRunner:
                 raise self._stopped from None
             if lost_driver(exc):
                 raise driver_exit_error() from None
-            raise _task_error(exc) from None
+            raise _task_error(exc, task_input) from None
         finally:
             done.set()
             watcher.join()
@@ -399,8 +406,30 @@ def _has_executors(context: Any) -> bool:
     return int(context._jsc.sc().getExecutorMemoryStatus().size()) > 1
 
 
-def _task_error(exc: Exception) -> errors.AmazonMLError:
-    """The error a failed Spark job stands for: emrml's own when a task raised one, else Spark's reason."""
+def _read_by(run: Sequence[tuple[Any, ...]]) -> str | None:
+    """What a task running ``run`` (a run of argument tuples) reads: its units' files and byte ranges."""
+    from emrml.engine.units import Unit
+
+    units = [argument for arguments in run for argument in arguments if isinstance(argument, Unit)]
+    if not units:
+        return None
+    parts = [
+        unit.uri if unit.stop is None else f"{unit.uri} (bytes {unit.start}-{unit.stop})" for unit in units
+    ]
+    return ", ".join(parts[:3]) + (f" and {len(parts) - 3} more" if len(parts) > 3 else "")
+
+
+#: Spark's reason for a failed job names its last failed task: "Lost task 3.0 in stage 1.0 (TID 7)".
+_LOST_TASK = re.compile(r"Lost task (\d+)\.\d+ in stage ")
+#: A task's Python worker that died (the kernel's OOM killer, a signal, a crash in native code).
+_CRASHED = "Python worker exited unexpectedly"
+
+
+def _task_error(
+    exc: Exception, task_input: Callable[[int], str | None] | None = None
+) -> errors.AmazonMLError:
+    """The error a failed Spark job stands for: emrml's own when a task raised one, else Spark's reason,
+    with what the failed task read when ``task_input`` knows it."""
     text = str(exc)
     found = [match for line in text.splitlines() if (match := _EMRML_ERROR.search(line.strip()))]
     if found:
@@ -417,4 +446,15 @@ def _task_error(exc: Exception) -> errors.AmazonMLError:
             "have the same emrml as the driver: install it on every node, and name its interpreter in "
             "spark.pyspark.python of setting spark_conf (docs/spark.md)"
         )
+    if reason.startswith(_CRASHED):
+        # Spark's own advice (its fault handler settings) is for PySpark's developers, not for the data.
+        reason = (
+            "a task's Python process exited unexpectedly (killed: most often by the kernel short of memory "
+            "on its executor, see spark.executor.memory and spark.executor.pyspark.memory in setting "
+            "spark_conf)"
+        )
+    lost = _LOST_TASK.search(text)
+    read = task_input(int(lost.group(1))) if lost is not None and task_input is not None else None
+    if read:
+        reason += f"; the task read {read}"
     return SparkEngineError(f"the Spark job failed: {reason}")

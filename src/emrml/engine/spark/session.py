@@ -26,7 +26,8 @@ Set up here, because the defaults do not fit emrml:
 * **The driver's JVM** starts once per process and outlives an application; settings that change options
   it reads only as it starts (``DRIVER_OPTIONS``) have it started anew rather than silently ignored.
 * **A master that does not answer** fails at once: its port is tried for ``spark_connect_seconds`` first,
-  instead of Spark's own minute of retries. An application without an executor fails a job after
+  instead of Spark's own minute of retries; so does an address where another server answers (a web UI's
+  port given for the master's: ``_foreign_server``). An application without an executor fails a job after
   ``spark_executor_wait_seconds`` (runner.py) instead of waiting for one for ever.
 
 ``spark_conf`` comes last and overrides everything above.
@@ -164,13 +165,17 @@ def check_master(settings: Settings) -> None:
         )
     if not master.startswith("spark://"):
         return
-    reasons = []
+    reasons, answered = [], False
     for address in master[len("spark://") :].split(","):  # a standby list: host1:port1,host2:port2
         host, _, port = address.rpartition(":")
         try:
             target = (host.strip("[]"), int(port))  # an IPv6 address is bracketed in the URL
-            with socket.create_connection(target, timeout=settings.spark_connect_seconds):
+            with socket.create_connection(target, timeout=settings.spark_connect_seconds) as connection:
+                foreign = _foreign_server(connection, min(_PROBE_SECONDS, settings.spark_connect_seconds))
+            if foreign is None:
                 return
+            reasons.append(f"{address}: {foreign}")
+            answered = True
         except ValueError:
             reasons.append(f"{address}: not host:port")
         except socket.gaierror:
@@ -181,10 +186,41 @@ def check_master(settings: Settings) -> None:
             reasons.append(f"{address}: no answer in {settings.spark_connect_seconds:g} s")
         except OSError as exc:
             reasons.append(f"{address}: {exc.strerror or exc}")
+    if answered:
+        raise SparkEngineError(
+            f"the Spark master {master} is not a Spark master's address ({'; '.join(reasons)}): check "
+            "setting spark_master: a standalone master takes applications at the spark:// URL its web UI "
+            "shows at the top (port 7077 by default), not at its web UI's or REST server's port"
+        )
     raise SparkEngineError(
         f"the Spark master {master} does not answer ({'; '.join(reasons)}): check setting spark_master and "
         "that the master is running"
     )
+
+
+#: What the master's port is sent once it accepts a connection: fewer bytes than a frame's length prefix
+#: of Spark's RPC protocol (8) or a TLS record's header (5), so a Spark master (TLS or not) waits for more
+#: and says nothing, while a web server (the master's web UI on 8080, its REST server on 6066: mistakes
+#: that Spark itself reports only after about 90 s of retries, as "Too large frame") answers at once.
+_PROBE = b"\0\0\0\0"
+#: How long the probe waits for an answer; a Spark master gives none, so every start waits this long.
+_PROBE_SECONDS = 1.0
+
+
+def _foreign_server(connection: socket.socket, seconds: float) -> str | None:
+    """Why the server on ``connection`` is not a Spark master, when it answers ``_PROBE`` (a Spark master
+    never speaks first); None when it stays silent or closes (let Spark's own registration tell)."""
+    try:
+        connection.sendall(_PROBE)
+        connection.settimeout(seconds)
+        answer = connection.recv(16)
+    except OSError:  # the timeout (a master's silence) among them
+        return None
+    if answer.startswith(b"HTTP/"):
+        return "a web server answers there"
+    if answer:
+        return "a server that is not a Spark master answers there"
+    return None
 
 
 def spark_session(settings: Settings, starting: Callable[[str], None] | None = None) -> Any:
@@ -287,7 +323,7 @@ def _session_for(settings: Settings, starting: Callable[[str], None] | None) -> 
             warnings.simplefilter("ignore", FutureWarning)
             _session = _new_session(conf)
     except Exception as exc:
-        reason = launch_failure(log, start) or one_line(exc)
+        reason = no_master(settings, log, start) or launch_failure(log, start) or one_line(exc)
         raise SparkEngineError(start_failure(settings, reason)) from None
     pylogs.quiet_accumulator_server(_session.sparkContext)
     _key, _master = key, settings.spark_master
@@ -382,21 +418,49 @@ def launch_failure(log: Path, start: int) -> str | None:
     """Why the driver's JVM exited, from what it wrote to the log after byte ``start``: spark-submit's
     exception, else the JVM's first line of its own ("Invalid maximum heap size: -Xmxlots"); None when it
     wrote nothing (pyspark's "Java gateway process exited" is all there is then)."""
+    lines = _log_lines(log, start)
+    for line in lines:
+        if found := _MAIN_FAILED.fullmatch(line.strip()):
+            return found.group(1)[:500]
+    own, entry = [], False
+    for line in lines:
+        # A log entry's exception follows it on lines of its own ("org.apache…Exception: …", "Caused by:",
+        # "\tat …"): Spark's, not the JVM's. Taken for the JVM's, the master's refusal of the application
+        # read "Exception thrown in awaitResult:".
+        entry = bool(_LOG_LINE.match(line)) or (entry and not line.startswith("WARNING: "))
+        if line.strip() and not entry and not line.startswith(("WARNING: ", "\t", " ")):
+            own.append(line.strip())
+    return own[0][:500] if own else None
+
+
+def _log_lines(log: Path, start: int) -> list[str]:
+    """The first megabyte the driver's log holds after byte ``start``, by line."""
     try:
         with log.open("rb") as text:
             text.seek(start)
-            lines = text.read(1 << 20).decode("utf-8", "replace").splitlines()
+            return text.read(1 << 20).decode("utf-8", "replace").splitlines()
     except OSError:
+        return []
+
+
+#: Why the application could not register with a ``spark://`` address where another Spark process (a
+#: worker, another application's driver) answers: it has no endpoint named Master.
+_NO_MASTER = re.compile(r"Caused by: org\.apache\.spark\.rpc\.RpcEndpointNotFoundException: (.+)")
+
+
+def no_master(settings: Settings, log: Path, start: int) -> str | None:
+    """Why the application did not start when the driver's log after byte ``start`` says that no master
+    runs at the address, only another Spark process; None otherwise."""
+    found = next(
+        (match for line in _log_lines(log, start) if (match := _NO_MASTER.match(line.strip()))), None
+    )
+    if found is None:
         return None
-    own = [
-        line.strip()
-        for line in lines
-        if line.strip() and not _LOG_LINE.match(line) and not line.startswith(("WARNING: ", "\t", " "))
-    ]
-    for line in own:
-        if found := _MAIN_FAILED.fullmatch(line):
-            return found.group(1)[:500]
-    return own[0][:500] if own else None
+    return (
+        f"a Spark process answers at {settings.spark_master}, but no master ({found.group(1)[:200]}): the "
+        "address of a worker or of another application's driver? Check setting spark_master: a standalone "
+        "master takes applications at the spark:// URL its web UI shows at the top (port 7077 by default)"
+    )
 
 
 def start_failure(settings: Settings, reason: str) -> str:
@@ -494,16 +558,17 @@ def stop() -> None:
 
 
 def one_line(exc: BaseException) -> str:
-    """A Spark failure as one readable line: the Java exception's own message (the root cause's, when it
-    wraps one: a task's Python error travels as the text of a PythonException), without stack traces."""
+    """A Spark failure as one readable line: the Java exception's own message (the deepest cause's that has
+    one: a task's Python error travels as the text of a PythonException, a crashed Python worker as a
+    SparkException caused by a bare EOFException), without stack traces."""
     java = getattr(exc, "java_exception", None)
     text = ""
     if java is not None:
         try:
             cause = java
-            while cause.getCause() is not None:
+            while cause is not None:
+                text = str(cause.getMessage() or "") or text
                 cause = cause.getCause()
-            text = str(cause.getMessage() or java.getMessage() or "")
         except Exception:  # the JVM is gone: fall back to the Python side's text
             text = ""
     text = text or str(exc)

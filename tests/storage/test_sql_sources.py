@@ -6,6 +6,10 @@ from __future__ import annotations
 import csv
 import gzip
 import re
+import subprocess
+import sys
+import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -190,6 +194,46 @@ def test_a_postgresql_query_may_end_with_a_comment_after_its_semicolon(
     )
     rows, _ = staged_rows(databases.postgres(), query, tmp_path)
     assert rows == [["b;--", "c", "d", 'e"'], ["x; -- y", " /* z; ", "it's;", "2"]]
+
+
+def _postgres_queries(marker: str) -> list[str]:
+    admin = sqlalchemy.create_engine(POSTGRES_ADMIN)
+    with admin.connect() as connection:
+        found = connection.exec_driver_sql(
+            "SELECT query FROM pg_stat_activity WHERE state = 'active' AND strpos(query, %s) > 0 "
+            "AND pid <> pg_backend_pid()",
+            (marker,),
+        )
+        queries = [row[0] for row in found]
+    admin.dispose()
+    return queries
+
+
+def test_a_postgresql_query_ends_when_its_worker_is_killed(databases: Databases) -> None:
+    """A job whose datasource is deleted, or that runs out of memory, has its worker killed: the query
+    must not go on using the database for as long as it would have run (here ten minutes)."""
+    marker = f"marker_{uuid.uuid4().hex[:12]}"
+    source = databases.postgres()
+    script = (
+        "import sys\n"
+        "from emrml.storage import sql, sql_staging\n"
+        f"source = sql.resolve({POSTGRES!r}, 'Redshift', 'pg', {source.database!r}, 'postgres', 'any')\n"
+        f"sql_staging.stage_query(source, 'SELECT 1 AS {marker} FROM pg_sleep(600)', sys.argv[1])\n"
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        worker = subprocess.Popen([sys.executable, "-c", script, f"{folder}/staged.csv.gz"])
+        try:
+            while not _postgres_queries(marker):
+                assert worker.poll() is None, "the query ended before it ran"
+                time.sleep(0.1)
+        finally:
+            worker.kill()
+            worker.wait()
+        for _ in range(300):
+            if not _postgres_queries(marker):
+                break
+            time.sleep(0.1)
+        assert _postgres_queries(marker) == []
 
 
 def _postgres_table(databases: Databases, *statements: str) -> None:

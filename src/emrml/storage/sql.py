@@ -418,6 +418,7 @@ def _postgresql_batches(source: SqlSource, query: str) -> Iterator[pa.RecordBatc
         raise DataError(f"cannot connect to {source.what}: {_clean(exc)}") from None
     try:
         with connection.cursor() as cursor:
+            _end_with_the_client(connection, cursor, adbc.Error)
             try:
                 cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(16 << 20)})
                 cursor.execute(postgresql_statement(query))
@@ -427,6 +428,25 @@ def _postgresql_batches(source: SqlSource, query: str) -> Iterator[pa.RecordBatc
             yield _guarded(reader, source)
     finally:
         connection.close()
+
+
+#: Have PostgreSQL 14 and later check every second, while a query runs, that its client is still there.
+_CLIENT_CHECK = (
+    "SELECT set_config('client_connection_check_interval', '1000', false) "
+    "WHERE current_setting('server_version_num')::int >= 140000"
+)
+
+
+def _end_with_the_client(connection: Any, cursor: Any, error: type[Exception]) -> None:
+    """Make the server end the query when its client goes. A job whose datasource is deleted, or that runs
+    out of memory, has its worker killed; PostgreSQL otherwise runs the query to its end all the same, which
+    for a long one (a join of large tables, ``pg_sleep``) may be hours of the database's time. A server
+    without the setting (before 14, Redshift) is left as it is."""
+    try:
+        cursor.execute(_CLIENT_CHECK)
+        cursor.fetchall()
+    except error:
+        connection.rollback()
 
 
 def _guarded(reader: pa.RecordBatchReader, source: SqlSource) -> pa.RecordBatchReader:

@@ -23,7 +23,7 @@ Rules (spec 5.1, 5.3):
   count the header.
 
 Memory stays bounded by the block size: a record that outgrows ``max_record_bytes`` before its end is
-scanned to its end without being kept (empty lines held back as possibly trailing cost 8 bytes each).
+scanned to its end without being kept (empty lines held back as possibly trailing cost a bit each).
 ``read_chunks`` finds the records of the next block on a background thread while pyarrow parses the
 current one, so the stream is read up to two blocks ahead of the chunk being consumed.
 """

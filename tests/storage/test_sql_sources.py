@@ -157,6 +157,20 @@ def test_mysql_timestamps_are_staged_as_utc_instants_datetimes_as_they_are(
         assert rows == expected, query
 
 
+def test_a_mysql_query_without_a_result_set_is_refused_before_it_runs(
+    databases: Databases, tmp_path: Path
+) -> None:
+    # SELECT … INTO a variable passes for a SELECT, and the MySQL driver failed on it with a panic.
+    with pytest.raises(DataError) as refused:
+        staged_rows(databases.mariadb(), "SELECT 1 AS a INTO @emrml_v", tmp_path)
+    assert refused.value.message == (
+        "SelectSqlQuery on RDS instance 'maria' (mysql://127.0.0.1:3306, database "
+        f"'{databases.name}', user '{databases.user}') returns no rows to read (a SELECT … INTO puts its "
+        "result elsewhere): select the columns the datasource reads"
+    )
+    assert not any(tmp_path.iterdir())  # nothing staged
+
+
 def test_a_mysql_query_the_server_refuses_is_told_as_written(databases: Databases, tmp_path: Path) -> None:
     """The server's error on the query the user wrote: the MySQL driver's own quoted the LIMIT it adds to
     the query (a syntax error at the end was said to be "near 'LIMIT 0'")."""

@@ -297,6 +297,12 @@ def _described_mysql(connection: Any, source: SqlSource, query: str) -> list[str
     with connection.cursor() as cursor:
         cursor.execute("SET SESSION TRANSACTION READ ONLY")
     description = _mysql_description(connection, source, query)
+    if not description:
+        # No result set: connectorx panics on it (a Rust backtrace in the log, a message about Arrow).
+        raise DataError(
+            f"SelectSqlQuery on {source.what} returns no rows to read (a SELECT … INTO puts its result "
+            "elsewhere): select the columns the datasource reads"
+        )
     for name, type_code, _, _, _, scale, _ in description:
         if type_code in (FIELD_TYPE.DECIMAL, FIELD_TYPE.NEWDECIMAL) and scale > MYSQL_DECIMAL_SCALE:
             quoted = "`" + name.replace("`", "``") + "`"

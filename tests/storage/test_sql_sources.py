@@ -171,6 +171,15 @@ def test_a_mysql_query_without_a_result_set_is_refused_before_it_runs(
     assert not any(tmp_path.iterdir())  # nothing staged
 
 
+def test_a_postgresql_query_without_columns_is_refused(databases: Databases, tmp_path: Path) -> None:
+    with pytest.raises(DataError) as refused:
+        staged_rows(databases.postgres(), "SELECT FROM pg_class", tmp_path)
+    assert refused.value.message == (
+        "SelectSqlQuery returns no columns; select the columns the datasource reads"
+    )
+    assert not any(tmp_path.iterdir())  # nothing staged
+
+
 def test_a_mysql_query_the_server_refuses_is_told_as_written(databases: Databases, tmp_path: Path) -> None:
     """The server's error on the query the user wrote: the MySQL driver's own quoted the LIMIT it adds to
     the query (a syntax error at the end was said to be "near 'LIMIT 0'")."""

@@ -64,3 +64,15 @@ def test_files_of_short_invalid_records_are_read_only_up_to_the_limit(tmp_path: 
         f"{folder}/part-0.csv.zst: expected 2 fields, found 1)"
     )
     assert peak < 64 << 20, f"peak {peak / 2**20:.1f} MiB"
+
+
+def test_a_file_is_not_read_on_past_the_invalid_records_that_reject_it(tmp_path: Path) -> None:
+    # Once a valid record was found, invalid ones were no longer counted: a valid record followed by
+    # billions of invalid ones (a few compressed bytes) was read to its end, twice (the sample, then the
+    # look for a second target value). Past max_invalid_records the file is rejected; reading stops.
+    settings = Settings.load(environ={}, home=tmp_path / "home")
+    data = tmp_path / "data.csv.zst"
+    text = b"a,y\n1,0\n" + b"x\n" * 50_000 + b"2,1\n"  # more than max_invalid_records, and than a block
+    data.write_bytes(zstandard.ZstdCompressor().compress(text))
+    inferred = infer_location_schema(str(data), target="y", row_id=None, has_header=True, settings=settings)
+    assert inferred.description() == f"inferred from the first 1 records of {data}"

@@ -53,6 +53,7 @@ FORGED_SCHEMAS = [
     "[]",
     '{"attributes": [1, 2]}',
     '{"attributes": [{"attributeName": "a"}]}',
+    "[" * 100_000 + "]" * 100_000,  # past the depth Python's JSON parser reads
 ]
 
 
@@ -89,6 +90,9 @@ def test_a_pasted_record_is_kept_and_a_huge_one_refused(admin: Any) -> None:
     # A JSON array is not read as a CSV line of bracketed values: it is not a record.
     listed = admin.post(path, data={"csrf_token": token, "pasted": '["41", "student"]'})
     assert listed.status_code == 400 and any("is a JSON array" in e for e in _errors(listed))
+    # Nested deeper than Python's JSON parser reads: refused as a CSV line of one value, not a 500.
+    deep = admin.post(path, data={"csrf_token": token, "pasted": "[" * 100_000 + "]" * 100_000})
+    assert deep.status_code == 400 and any("the pasted CSV line has 1 values" in e for e in _errors(deep))
 
 
 def test_group_forms_refuse_forged_values_with_a_message(admin: Any) -> None:
@@ -97,6 +101,9 @@ def test_group_forms_refuse_forged_values_with_a_message(admin: Any) -> None:
     for form, says in (
         ({"action": "remove-statement", "sid": "abc"}, "statement number 'abc' is not a whole number"),
         ({"action": "remove-statement", "sid": ""}, "statement number '' is not a whole number"),
+        # Past the 4,300 digits int() reads (a bare ValueError, a 500, before).
+        ({"action": "remove-statement", "sid": "9" * 5000}, "has 5,000 digits, far past any statement's"),
+        ({"action": "remove-statement", "sid": "0" * 5000 + "99"}, "group 'users' has no statement 99"),
         ({"action": "bogus"}, "unknown action 'bogus'"),
         ({"action": "delete"}, "built-in"),
     ):

@@ -492,6 +492,10 @@ def test_a_tampered_manifest_cannot_make_the_console_serve_other_files(
     assert listed == []
     refused = admin.get("/console/batch-predictions/bp-tamper/files/0")
     assert refused.status_code == 404 and "not-for-the-console" not in refused.text
+    # Nested deeper than Python's JSON parser reads: no files, as for any manifest that is not an object.
+    manifest.write_text("[" * 50_000 + "]" * 50_000)
+    page = admin.get("/console/batch-predictions/bp-tamper?format=json")
+    assert page.status_code == 200 and page.json()["ResultFiles"] == []
 
 
 def test_a_result_linked_to_a_file_its_creator_may_not_read_is_not_downloaded(

@@ -133,6 +133,11 @@ def test_a_top_level_random_seed_that_cannot_be_used_is_refused(text: str, messa
         ('{"splitting": {"percentBegin": -1}}', "'splitting.percentBegin'"),
         ('{"splitting": {"percentEnd": 70.5}}', "'splitting.percentEnd'"),
         ('{"splitting": {"percentEnd": "abc"}}', "'splitting.percentEnd'"),
+        # Read as written: taken as a fraction, 1e999999999 would build a number of a billion digits first.
+        ('{"splitting": {"percentEnd": "1e999999999"}}', "'splitting.percentEnd'"),
+        ('{"splitting": {"percentEnd": "1e-999999999"}}', "'splitting.percentEnd'"),
+        ('{"splitting": {"percentEnd": "sNaN"}}', "'splitting.percentEnd'"),
+        ('{"splitting": {"percentEnd": ' + "1" * 5000 + "}}", "an integer of 5,000 digits (111111111111...)"),
         ('{"splitting": {"percentEnd": true}}', "'splitting.percentEnd'"),
         ('{"splitting": {"percentEnd": null}}', "'splitting.percentEnd'"),
         ('{"splitting": {"percentBegin": 80, "percentEnd": 20}}', "'splitting.percentBegin' (80)"),

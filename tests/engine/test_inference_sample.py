@@ -6,8 +6,12 @@ import random
 import tracemalloc
 from pathlib import Path
 
+import pytest
+import zstandard
+
 from emrml.config import Settings
 from emrml.engine.local import infer_location_schema
+from emrml.errors import DataError
 
 
 def test_the_sample_of_a_wide_file_stays_in_arrow(tmp_path: Path) -> None:
@@ -35,3 +39,40 @@ def test_the_sample_of_a_wide_file_stays_in_arrow(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert [a.type.value for a in inferred.schema.attributes] == ["NUMERIC"] * width + ["BINARY"]
     assert peak < 16 << 20, f"peak {peak / 2**20:.1f} MiB"
+
+
+def test_files_of_short_invalid_records_are_read_only_up_to_the_limit(tmp_path: Path) -> None:
+    # A zstd frame of a few hundred bytes holds a million records "x" (two fields expected): each file's
+    # first 4 MiB were parsed into Python objects, and the invalid records of up to 64 such files held
+    # together, gigabytes in the server's request for InferDataSchema.
+    settings = Settings.load(environ={}, home=tmp_path / "home")
+    folder = tmp_path / "invalid"
+    folder.mkdir()
+    frame = zstandard.ZstdCompressor().compress(b"a,b\n" + b"x\n" * 1_000_000)
+    for index in range(4):
+        (folder / f"part-{index}.csv.zst").write_bytes(frame)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError) as refused:
+            infer_location_schema(f"{folder}/", target=None, row_id=None, has_header=True, settings=settings)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # Reading stops past max_invalid_records in each file, as it always did: those past it are not kept.
+    assert refused.value.message == (
+        "cannot infer a schema: every record read is invalid (40,004 of them; the first, line 2 of "
+        f"{folder}/part-0.csv.zst: expected 2 fields, found 1)"
+    )
+    assert peak < 64 << 20, f"peak {peak / 2**20:.1f} MiB"
+
+
+def test_a_file_is_not_read_on_past_the_invalid_records_that_reject_it(tmp_path: Path) -> None:
+    # Once a valid record was found, invalid ones were no longer counted: a valid record followed by
+    # billions of invalid ones (a few compressed bytes) was read to its end, twice (the sample, then the
+    # look for a second target value). Past max_invalid_records the file is rejected; reading stops.
+    settings = Settings.load(environ={}, home=tmp_path / "home")
+    data = tmp_path / "data.csv.zst"
+    text = b"a,y\n1,0\n" + b"x\n" * 50_000 + b"2,1\n"  # more than max_invalid_records, and than a block
+    data.write_bytes(zstandard.ZstdCompressor().compress(text))
+    inferred = infer_location_schema(str(data), target="y", row_id=None, has_header=True, settings=settings)
+    assert inferred.description() == f"inferred from the first 1 records of {data}"

@@ -250,6 +250,26 @@ def test_a_batch_prediction_given_up_after_its_worker_died_leaves_no_partial_res
     assert elsewhere.read_text() == "keep"
 
 
+def test_a_manifest_nested_too_deeply_does_not_stop_removing_what_a_failed_batch_prediction_wrote(
+    tmp_path: Path,
+) -> None:
+    """The manifest lies in the user's folder: one nested deeper than Python's JSON parser reads is left
+    as an unreadable one is, and the results named after the datasource's files are still removed."""
+    from emrml.engine.batch import discard_output
+
+    settings = Settings.load(environ={}, home=tmp_path / "home")
+    data = tmp_path / "data.csv"
+    data.write_text("x\n1\n")
+    out = tmp_path / "out"
+    (out / "batch-prediction" / "result").mkdir(parents=True)
+    result = out / "batch-prediction" / "result" / "bp-deep-data.csv.gz"
+    result.write_bytes(b"whole")
+    manifest = out / "batch-prediction" / "bp-deep.manifest"
+    manifest.write_text("[" * 100_000 + "]" * 100_000)
+    discard_output(f"{out}/", settings, "bp-deep", str(data))
+    assert not result.exists()
+
+
 def _pending_batch_prediction(app: EmrML, tag: str, out: Path, shared_datasets: Path) -> None:
     """The PENDING batch prediction ``bp-<tag>`` into ``out`` of a trained model (``ml-<tag>``) on the bank
     data (``ds-<tag>``)."""

@@ -69,6 +69,11 @@ def test_a_chosen_regularization_is_not_refused_for_the_default_of_the_other() -
         ({"sgd.maxPasses": "2.5"}, "sgd.maxPasses must be an integer from 1 to 10,000"),
         ({"sgd.maxPasses": "0"}, "sgd.maxPasses must be from 1 to 10,000; got 0"),
         ({"sgd.maxPasses": "10001"}, "sgd.maxPasses must be from 1 to 10,000; got 10,001"),
+        # Past the 4,300 digits Python's int() reads: out of range all the same, not a ValueError.
+        (
+            {"sgd.maxPasses": "9" * 5000},
+            "sgd.maxPasses must be from 1 to 10,000; got a number of 5,000 digits",
+        ),
         (
             {"sgd.maxMLModelSizeInBytes": "99999"},
             "sgd.maxMLModelSizeInBytes must be from 100,000 to 2,147,483,648",

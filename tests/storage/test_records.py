@@ -7,6 +7,7 @@ import io
 import math
 import tarfile
 import threading
+import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,10 +15,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emrml.errors import DataError
+from emrml.storage.codecs import open_decompressed
 from emrml.storage.records import InvalidRecord, count_records, read_chunks, read_header, read_header_again
 
 
@@ -190,6 +193,33 @@ def test_blank_lines_of_a_single_column_file_are_empty_values(block_bytes: int) 
     assert result.offsets == [2, 4, 5, 7]
     assert result.lines == [2, 3, 4, 5]
     assert result.indices == [0, 1, 2, 3]
+
+
+def test_memory_stays_bounded_on_a_bomb_of_empty_lines() -> None:
+    """A zstd frame of a few hundred bytes may hold millions of empty lines, held back until a record
+    follows (they might be trailing lines): held at a bit each, and released a bounded number at a time,
+    each still an invalid record in its place."""
+    lines = 1_000_000
+    raw = zstandard.ZstdCompressor().compress(b"a,b\n" + b"\r\n" * 10 + b"\n" * lines + b"1,2\n")
+    first: list[InvalidRecord] = []
+    last: InvalidRecord | None = None
+    rows = count = 0
+    tracemalloc.start()
+    try:
+        with open_decompressed(io.BytesIO(raw), "bomb.csv.zst") as stream:
+            for chunk in read_chunks(stream, "bomb", ["a", "b"], True, block_bytes=64 << 10):
+                rows += chunk.batch.num_rows
+                count += len(chunk.invalid)
+                first.extend(chunk.invalid[: 2 - len(first)])
+                last = chunk.invalid[-1] if chunk.invalid else last
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert rows == 1 and count == lines + 10 and len(raw) < 1_000
+    reason = "expected 2 fields, found 1"
+    assert first == [InvalidRecord("bomb", 2, 4, 0, reason), InvalidRecord("bomb", 3, 6, 1, reason)]
+    assert last == InvalidRecord("bomb", 11 + lines, 24 + lines - 1, 9 + lines, reason)
+    assert peak < 32 << 20, f"peak {peak / 2**20:.1f} MiB"
 
 
 @pytest.mark.parametrize("data", [b"", b"a,b\n", b"a,b", b"\xef\xbb\xbfa,b\r\n", b"a,b\n\n\n"])

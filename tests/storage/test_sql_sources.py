@@ -6,6 +6,10 @@ from __future__ import annotations
 import csv
 import gzip
 import re
+import subprocess
+import sys
+import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -153,6 +157,29 @@ def test_mysql_timestamps_are_staged_as_utc_instants_datetimes_as_they_are(
         assert rows == expected, query
 
 
+def test_a_mysql_query_without_a_result_set_is_refused_before_it_runs(
+    databases: Databases, tmp_path: Path
+) -> None:
+    # SELECT … INTO a variable passes for a SELECT, and the MySQL driver failed on it with a panic.
+    with pytest.raises(DataError) as refused:
+        staged_rows(databases.mariadb(), "SELECT 1 AS a INTO @emrml_v", tmp_path)
+    assert refused.value.message == (
+        "SelectSqlQuery on RDS instance 'maria' (mysql://127.0.0.1:3306, database "
+        f"'{databases.name}', user '{databases.user}') returns no rows to read (a SELECT … INTO puts its "
+        "result elsewhere): select the columns the datasource reads"
+    )
+    assert not any(tmp_path.iterdir())  # nothing staged
+
+
+def test_a_postgresql_query_without_columns_is_refused(databases: Databases, tmp_path: Path) -> None:
+    with pytest.raises(DataError) as refused:
+        staged_rows(databases.postgres(), "SELECT FROM pg_class", tmp_path)
+    assert refused.value.message == (
+        "SelectSqlQuery returns no columns; select the columns the datasource reads"
+    )
+    assert not any(tmp_path.iterdir())  # nothing staged
+
+
 def test_a_mysql_query_the_server_refuses_is_told_as_written(databases: Databases, tmp_path: Path) -> None:
     """The server's error on the query the user wrote: the MySQL driver's own quoted the LIMIT it adds to
     the query (a syntax error at the end was said to be "near 'LIMIT 0'")."""
@@ -190,6 +217,46 @@ def test_a_postgresql_query_may_end_with_a_comment_after_its_semicolon(
     )
     rows, _ = staged_rows(databases.postgres(), query, tmp_path)
     assert rows == [["b;--", "c", "d", 'e"'], ["x; -- y", " /* z; ", "it's;", "2"]]
+
+
+def _postgres_queries(marker: str) -> list[str]:
+    admin = sqlalchemy.create_engine(POSTGRES_ADMIN)
+    with admin.connect() as connection:
+        found = connection.exec_driver_sql(
+            "SELECT query FROM pg_stat_activity WHERE state = 'active' AND strpos(query, %s) > 0 "
+            "AND pid <> pg_backend_pid()",
+            (marker,),
+        )
+        queries = [row[0] for row in found]
+    admin.dispose()
+    return queries
+
+
+def test_a_postgresql_query_ends_when_its_worker_is_killed(databases: Databases) -> None:
+    """A job whose datasource is deleted, or that runs out of memory, has its worker killed: the query
+    must not go on using the database for as long as it would have run (here ten minutes)."""
+    marker = f"marker_{uuid.uuid4().hex[:12]}"
+    source = databases.postgres()
+    script = (
+        "import sys\n"
+        "from emrml.storage import sql, sql_staging\n"
+        f"source = sql.resolve({POSTGRES!r}, 'Redshift', 'pg', {source.database!r}, 'postgres', 'any')\n"
+        f"sql_staging.stage_query(source, 'SELECT 1 AS {marker} FROM pg_sleep(600)', sys.argv[1])\n"
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        worker = subprocess.Popen([sys.executable, "-c", script, f"{folder}/staged.csv.gz"])
+        try:
+            while not _postgres_queries(marker):
+                assert worker.poll() is None, "the query ended before it ran"
+                time.sleep(0.1)
+        finally:
+            worker.kill()
+            worker.wait()
+        for _ in range(300):
+            if not _postgres_queries(marker):
+                break
+            time.sleep(0.1)
+        assert _postgres_queries(marker) == []
 
 
 def _postgres_table(databases: Databases, *statements: str) -> None:

@@ -84,6 +84,28 @@ def test_a_record_nested_too_deeply_is_treated_alike_whatever_the_records_beside
     ]
 
 
+def test_a_record_with_an_integer_longer_than_python_reads_is_treated_alike_whatever_the_records_beside_it(
+    scorer: MicroBatchScorer,
+) -> None:
+    # Past 4,300 digits Python's int() refuses a number: a member the model does not read is ignored
+    # whatever it holds, on either path, and one it reads is a number, not a string, on both.
+    long = b"9" * 5000
+    ignored = b'{"x": "1", "extra": ' + long + b"}"
+    read = b'{"x": ' + long + b"}"
+    alone, dead_alone = scorer.score(_records([ignored]))
+    assert scorer._json_batch(_records([ignored])) is not None and dead_alone == []
+    scored, dead = scorer.score(_records([ignored, b'{\n"x": "1"\n}', read]))
+    assert [r.sequence_number for r in scored.records] == ["0", "1"]
+    assert scored.scores[0] == scored.scores[1] == alone.scores[0]
+    assert [(letter.record.sequence_number, letter.reason) for letter in dead] == [
+        (
+            "2",
+            "Record['x'] must be a string (every value is a string, whatever the attribute type), "
+            "not a number",
+        )
+    ]
+
+
 def test_a_csv_record_keeps_the_line_breaks_of_its_quoted_fields(scorer: MicroBatchScorer) -> None:
     # As a CSV file's reader does: "good\nday" is the words good and day, not "goodday".
     scored, dead = scorer.score(_records([b'1,"good\nday"', b'1,"good\r\nday"\r\n', b"1,good\n2,day"]))

@@ -104,7 +104,7 @@ def result_files(visit: Visit, described: dict[str, Any]) -> Results:
             document = json.loads(stream.read(TEXT_MAX_BYTES).decode("utf-8-sig"))
     except AccessDeniedException as exc:
         return Results([], exc.message)
-    except (InvalidInputException, ValueError):
+    except (InvalidInputException, ValueError, RecursionError):  # RecursionError: edited to nest deeply
         return Results([])
     if not isinstance(document, dict):
         return Results([])

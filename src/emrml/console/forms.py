@@ -163,7 +163,7 @@ def _edited_schema(visit: Visit) -> dict[str, Any]:
     try:
         schema = json.loads(visit.field("schema"))
         attributes = schema["attributes"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: nested thousands deep
         raise damaged from None
     if not isinstance(attributes, list) or not all(isinstance(a, dict) for a in attributes):
         raise damaged
@@ -559,7 +559,7 @@ def predict_with(visit: Visit) -> Response:
 def _json_array(text: str) -> bool:
     try:
         return isinstance(json.loads(text), list)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested thousands deep: then refused as a CSV line
         return False
 
 

@@ -7,6 +7,7 @@ Python's parser recurses into arrays and objects: nested a few thousand deep, a 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -30,7 +31,10 @@ def load_json(
         object_pairs_hook = _unique_keys(repeated)
     try:
         return json.loads(
-            text, object_pairs_hook=object_pairs_hook, parse_int=parse_number, parse_float=parse_number
+            text,
+            object_pairs_hook=object_pairs_hook,
+            parse_int=parse_number or _integer(what),
+            parse_float=parse_number,
         )
     except json.JSONDecodeError as exc:
         # Some of the parser's messages end where it puts the position: "Unterminated string starting at".
@@ -40,6 +44,22 @@ def load_json(
         ) from None
     except RecursionError:
         raise InvalidInputException(f"{what} is not valid JSON: it is nested too deeply") from None
+
+
+def _integer(what: str) -> Callable[[str], int]:
+    """``int``, refusing what Python refuses to read (more than ``sys.get_int_max_str_digits()`` digits,
+    4,300 by default, which would otherwise escape as a bare ``ValueError``)."""
+
+    def read(digits: str) -> int:
+        try:
+            return int(digits)
+        except ValueError:
+            raise InvalidInputException(
+                f"{what} has an integer of {len(digits.lstrip('-')):,} digits ({digits[:12]}...), over "
+                f"the {sys.get_int_max_str_digits():,} digits a number may have"
+            ) from None
+
+    return read
 
 
 def _unique_keys(repeated: Callable[[str], str]) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:

@@ -32,6 +32,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -178,15 +179,22 @@ def file_key(r: Rearrangement | None, key: str, name: str) -> str:
 
 def _percent(splitting: dict[str, Any], key: str, default: int) -> int:
     value = splitting.get(key, default)
-    number: Fraction | None = None
+    number: Decimal | None = None
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        number = Fraction(value)
+        number = Decimal(value)
     elif isinstance(value, str):
+        # Decimal keeps an exponent as written; Fraction("1e999999999") would first build the integer
+        # 10**999999999, minutes of CPU and gigabytes of memory for a 13-character member.
         try:
-            number = Fraction(value.strip())
-        except (ValueError, ZeroDivisionError):
+            number = Decimal(value.strip())
+        except InvalidOperation:
             number = None
-    if number is None or number.denominator != 1 or not 0 <= number <= 100:
+    if (
+        number is None
+        or not number.is_finite()
+        or not 0 <= number <= 100
+        or number != number.to_integral_value()
+    ):
         raise InvalidInputException(
             f"DataRearrangement member 'splitting.{key}' must be a whole number from 0 to 100, "
             f"got {_shown(value)}"

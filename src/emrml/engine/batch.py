@@ -391,7 +391,7 @@ def discard_output(
     prefix = output_prefix(output_uri)
     manifest = manifest_location(output_uri, batch_prediction_id)
     locations: set[str] = set()
-    with suppress(InvalidInputException, ValueError):
+    with suppress(InvalidInputException, ValueError, RecursionError):  # RecursionError: nested thousands deep
         if exists(manifest):
             results = json.loads(read_text(manifest, what="the batch prediction manifest"))
             if isinstance(results, dict):

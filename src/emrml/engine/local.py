@@ -343,6 +343,10 @@ def _check_statistics(schema: Schema, statistics: dict[str, Any]) -> None:
 #: the first that holds a record, and a target of a single value in it is looked for in those that follow.
 #: A prefix of thousands of objects was read to its end for a target sorted by file.
 INFER_MAX_FILES = 64
+#: Inference reads files in blocks of this many bytes: a block of short invalid records ("x\\n")
+#: is parsed whole before reading stops at ``max_invalid_records``, and one of 4 MiB (the batch size) was
+#: two million of them, 15 seconds and 700 MB for each file of a few hundred compressed bytes.
+SAMPLE_BLOCK_BYTES = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -384,7 +388,8 @@ def infer_location_schema(
     """
     files = list_files(location, what="DataLocationS3")  # InferDataSchema's member
     first_files = files[:INFER_MAX_FILES]
-    invalid: list[InvalidRecord] = []
+    first_invalid: InvalidRecord | None = None
+    invalid = 0
     for index, file in enumerate(first_files):
         header, rows, bad = _sample_file(file, has_header, settings, sample_rows)
         if rows is not None:
@@ -401,13 +406,14 @@ def infer_location_schema(
                 schema, rows, first_files[index:], settings
             )
             return Inferred(schema, location, len(files), index + files_read, rows.num_rows + records)
-        invalid.extend(bad)
-    if invalid:
+        first_invalid = first_invalid or (bad[0] if bad else None)
+        invalid += len(bad)
+    if first_invalid is not None:
         # Records there are, but none valid (e.g. each with a trailing comma the header lacks): saying
         # "no records" would send the user looking for an empty file.
-        first = invalid[0]
+        first = first_invalid
         raise DataError(
-            f"cannot infer a schema: every record read is invalid ({len(invalid):,} of them; the first, "
+            f"cannot infer a schema: every record read is invalid ({invalid:,} of them; the first, "
             f"line {first.line} of {first.file}: {first.reason})"
         )
     if len(files) > len(first_files):
@@ -447,15 +453,24 @@ def _target_looked_for_further(
     for number, (file, _, stream) in enumerate(open_each(files, what="DataLocationS3")):  # InferDataSchema's
         opened += 1
         skip = sample.num_rows if number == 0 else 0
+        invalid = 0
         for chunk in read_chunks(
-            stream, file.uri, schema.names, schema.has_header, max_record_bytes=settings.max_record_bytes
+            stream,
+            file.uri,
+            schema.names,
+            schema.has_header,
+            block_bytes=SAMPLE_BLOCK_BYTES,
+            max_record_bytes=settings.max_record_bytes,
         ):
             values = chunk.batch.column(position).slice(min(skip, chunk.batch.num_rows))
             skip -= min(skip, chunk.batch.num_rows)
             others |= _spellings(values) - seen
             records += len(values)
-            # Two more values tell a flag (0 and 1) from a count (0, 1 and 2).
-            if len(others) >= 2 or records >= TARGET_SCAN_RECORDS:
+            invalid += len(chunk.invalid)
+            # Two more values tell a flag (0 and 1) from a count (0, 1 and 2). Past max_invalid_records
+            # the file is rejected: its invalid records, which TARGET_SCAN_RECORDS does not count, are not
+            # read on to its end (a few compressed bytes may hold billions).
+            if len(others) >= 2 or records >= TARGET_SCAN_RECORDS or invalid > settings.max_invalid_records:
                 break
         if len(others) >= 2 or records >= TARGET_SCAN_RECORDS:
             break
@@ -503,13 +518,25 @@ def _sample_rows(
     batches: list[pa.RecordBatch] = []
     rows = 0
     invalid: list[InvalidRecord] = []
-    for chunk in read_chunks(stream, uri, names, has_header, max_record_bytes=settings.max_record_bytes):
+    met = 0  # invalid records, before and after the first valid one
+    for chunk in read_chunks(
+        stream,
+        uri,
+        names,
+        has_header,
+        block_bytes=SAMPLE_BLOCK_BYTES,
+        max_record_bytes=settings.max_record_bytes,
+    ):
         if chunk.batch.num_rows:
             batches.append(chunk.batch)
             rows += chunk.batch.num_rows
         if not rows:
-            invalid.extend(chunk.invalid)
-        if rows >= sample_rows or len(invalid) > settings.max_invalid_records:
+            # Those past the limit are not kept: 64 files of them were held together, gigabytes each.
+            invalid.extend(chunk.invalid[: settings.max_invalid_records + 1 - len(invalid)])
+        met += len(chunk.invalid)
+        # Past max_invalid_records the file is rejected: a valid record followed by billions of invalid
+        # ones is not read to its end.
+        if rows >= sample_rows or met > settings.max_invalid_records:
             break
     if not rows:
         return None, invalid

@@ -37,7 +37,13 @@ def _parse_int(key: str, text: str, low: int, high: int) -> int:
         raise InvalidInputException(
             f"Parameters: {key} must be an integer from {low:,} to {high:,}; got {text!r}"
         )
-    value = int(stripped)
+    # Past Python's 4,300 digits int() raises: only a short number is read, a long one is out of range.
+    digits = stripped.lstrip("+").lstrip("0") or "0"
+    if len(digits) > len(str(high)):
+        raise InvalidInputException(
+            f"Parameters: {key} must be from {low:,} to {high:,}; got a number of {len(digits):,} digits"
+        )
+    value = int(digits)
     if not low <= value <= high:
         raise InvalidInputException(f"Parameters: {key} must be from {low:,} to {high:,}; got {value:,}")
     return value

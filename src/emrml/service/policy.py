@@ -72,6 +72,8 @@ _NAME = re.compile(r"[A-Za-z0-9*?]+")
 _MAX_PATTERNS = 100
 _MAX_PATTERN_LENGTH = 1024
 _CACHE_LIMIT = 4096
+#: A statement's number is below 10**9 (``Access.remove_statement``): a longer one names none.
+_STATEMENT_DIGITS = 18
 
 
 def glob_regex(pattern: str, *, ignore_case: bool = False) -> re.Pattern[str]:
@@ -220,7 +222,12 @@ def statement_number(text: str) -> int:
     number = text.strip()
     if not (number.isascii() and number.isdigit()):  # "\u00b2" is a digit to isdigit(), not to int()
         raise InvalidInputException(f"statement number {number!r} is not a whole number")
-    return int(number)
+    digits = number.lstrip("0") or "0"
+    if len(digits) > _STATEMENT_DIGITS:  # int() would refuse past 4,300 digits with a bare ValueError
+        raise InvalidInputException(
+            f"statement number {digits[:12]}... has {len(digits):,} digits, far past any statement's"
+        )
+    return int(digits)
 
 
 def residual_patterns(pattern: str, prefix: str) -> set[str]:

@@ -23,11 +23,30 @@ _NO_POSITIONS = np.zeros(0, dtype=np.int64)
 
 @dataclass
 class Blanks:
-    """Empty records held back because they might be trailing lines, released in front of a block."""
+    """A run of empty records held back because they might be trailing lines, released in front of a block.
 
-    offsets: np.ndarray
-    lines: np.ndarray
-    indices: np.ndarray
+    Kept as where the run starts and one bit per record (its terminator is ``\\r\\n`` rather than ``\\n``),
+    as a decompression bomb of empty lines may hold billions of them: an eighth of a byte each while held,
+    and ``pieces`` spells them out a bounded number at a time."""
+
+    offset: int  # stream offset of the first record
+    line: int  # its line number
+    index: int  # its record index
+    count: int
+    crlf: list[tuple[np.ndarray, int]] = field(default_factory=list)  # packed bits and their count, in order
+
+    def pieces(self, size: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(offsets, lines, indices) of the records, at most ``size`` at a time, in order."""
+        offset, done = self.offset, 0
+        for packed, count in self.crlf:
+            steps = 1 + np.unpackbits(packed, count=count).astype(np.int64)
+            offsets = offset + np.concatenate(([0], np.cumsum(steps[:-1])))
+            offset = int(offsets[-1] + steps[-1])
+            for start in range(0, count, size):
+                part = offsets[start : start + size]
+                positions = done + start + np.arange(len(part), dtype=np.int64)
+                yield part, self.line + positions, self.index + positions
+            done += count
 
 
 @dataclass
@@ -101,24 +120,26 @@ class _Skip:
 
 @dataclass
 class _Deferred:
-    """Offsets of a run of empty records not yet known to be followed by a non-empty one."""
+    """A run of empty records not yet known to be followed by a non-empty one. They follow each other, one
+    line each, so where the first starts and the length of each one's terminator tell where each is."""
 
-    parts: list[np.ndarray] = field(default_factory=list)
+    parts: list[tuple[np.ndarray, int]] = field(default_factory=list)
+    first_offset: int = 0
     first_line: int = 0
+    count: int = 0
 
-    def add(self, offsets: np.ndarray, first_line: int) -> None:
+    def add(self, offset: int, terminators: np.ndarray, first_line: int) -> None:
         if not self.parts:
-            self.first_line = first_line
-        self.parts.append(offsets)
+            self.first_offset, self.first_line = offset, first_line
+        self.parts.append((np.packbits(terminators == 2), len(terminators)))
+        self.count += len(terminators)
 
     def release(self, first_index: int) -> Blanks | None:
         if not self.parts:
             return None
-        offsets = np.concatenate(self.parts)
-        self.parts = []
-        steps = np.arange(len(offsets), dtype=np.int64)
-        # Empty records are one line each, so a run covers consecutive lines.
-        return Blanks(offsets, self.first_line + steps, first_index + steps)
+        blanks = Blanks(self.first_offset, self.first_line, first_index, self.count, self.parts)
+        self.parts, self.count = [], 0
+        return blanks
 
 
 def read_up_to(stream: BinaryIO, size: int) -> bytes:
@@ -208,9 +229,10 @@ def split_blocks(
         keep = records if followed else first + (int(nonblank[-1]) + 1 if len(nonblank) else 0)
         blanks = deferred.release(index) if followed or keep > first else None
         if blanks is not None:
-            index += len(blanks.offsets)
+            index += blanks.count
         if keep < records:
-            deferred.add(base + scan.starts[keep:], line + int(scan.line_deltas[keep]))
+            terminators = scan.stops[keep:] - scan.ends[keep:]
+            deferred.add(base + int(scan.starts[keep]), terminators, line + int(scan.line_deltas[keep]))
         kept = slice(first, keep)
         indices = index + np.arange(keep - first, dtype=np.int64)
         index += keep - first

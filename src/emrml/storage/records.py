@@ -23,7 +23,7 @@ Rules (spec 5.1, 5.3):
   count the header.
 
 Memory stays bounded by the block size: a record that outgrows ``max_record_bytes`` before its end is
-scanned to its end without being kept (empty lines held back as possibly trailing cost 8 bytes each).
+scanned to its end without being kept (empty lines held back as possibly trailing cost a bit each).
 ``read_chunks`` finds the records of the next block on a background thread while pyarrow parses the
 current one, so the stream is read up to two blocks ahead of the chunk being consumed.
 """
@@ -45,7 +45,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from emrml.errors import DataError
-from emrml.storage.boundaries import BOM, COMMA, Blanks, Block, read_up_to, split_blocks, stray_quotes
+from emrml.storage.boundaries import BOM, COMMA, Block, read_up_to, split_blocks, stray_quotes
 from emrml.storage.codecs import Replay
 
 
@@ -151,6 +151,11 @@ def _not_utf8(byte: int) -> str:
     )
 
 
+#: Empty records per chunk when a run of them is released: bounds the invalid records a chunk holds.
+BLANKS_PER_CHUNK = 16_384
+_NO_ROWS = np.zeros(0, dtype=np.int64)
+_NO_VALUES = pa.array([], pa.string())
+
 #: Files users point a datasource at by mistake, by their signature (offset, bytes): told by name, where
 #: their NUL bytes would have them taken for UTF-16 text and the advice to convert them with iconv.
 _OTHER_FORMATS = (
@@ -230,7 +235,7 @@ def count_records(
     for block in split_blocks(stream, has_header, block_bytes, max_record_bytes):
         total += len(block.starts) + (block.oversize is not None)
         if block.blanks is not None:
-            total += len(block.blanks.offsets)
+            total += block.blanks.count
     return total
 
 
@@ -360,17 +365,9 @@ class _BlockParser:
                 )
             )
         if block.blanks is not None:
-            blanks = block.blanks
-            if len(self.names) == 1:
-                yield self._blank_chunk(blanks, block.consumed)
-            else:
-                reason = f"expected {len(self.names)} fields, found 1"
-                invalid.extend(
-                    InvalidRecord(self.file, line, offset, index, reason)
-                    for line, offset, index in zip(
-                        blanks.lines.tolist(), blanks.offsets.tolist(), blanks.indices.tolist(), strict=True
-                    )
-                )
+            # In chunks of their own, a bounded number at a time: a run may be billions long.
+            for offsets, lines, indices in block.blanks.pieces(BLANKS_PER_CHUNK):
+                yield self._blank_chunk(offsets, lines, indices, block.consumed)
         batch, kept, reasons = self._parse_block(block)
         for position, reason in sorted(reasons.items()):
             invalid.append(
@@ -396,17 +393,36 @@ class _BlockParser:
     def _oversize(self, size: int) -> str:
         return f"record is {size:,} bytes (limit {self.max_record_bytes:,})"
 
-    def _blank_chunk(self, blanks: Blanks, consumed: int) -> Chunk:
-        count = len(blanks.offsets)
+    def _blank_chunk(
+        self, offsets: np.ndarray, lines: np.ndarray, indices: np.ndarray, consumed: int
+    ) -> Chunk:
+        """Empty records: valid rows of one empty value in a single-column file, invalid records otherwise."""
+        if len(self.names) > 1:
+            reason = f"expected {len(self.names)} fields, found 1"
+            return Chunk(
+                file=self.file,
+                batch=pa.RecordBatch.from_arrays([_NO_VALUES] * len(self.names), names=self.names),
+                offsets=_NO_ROWS,
+                indices=_NO_ROWS,
+                lines=_NO_ROWS,
+                invalid=[
+                    InvalidRecord(self.file, line, offset, index, reason)
+                    for line, offset, index in zip(
+                        lines.tolist(), offsets.tolist(), indices.tolist(), strict=True
+                    )
+                ],
+                bytes_consumed=consumed,
+            )
+        count = len(offsets)
         empty = pa.StringArray.from_buffers(
             count, pa.py_buffer(np.zeros(count + 1, dtype=np.int32)), pa.py_buffer(b"")
         )
         return Chunk(
             file=self.file,
             batch=pa.RecordBatch.from_arrays([empty], names=self.names),
-            offsets=blanks.offsets,
-            indices=blanks.indices,
-            lines=blanks.lines,
+            offsets=offsets,
+            indices=indices,
+            lines=lines,
             invalid=[],
             bytes_consumed=consumed,
         )

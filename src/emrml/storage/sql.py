@@ -297,6 +297,12 @@ def _described_mysql(connection: Any, source: SqlSource, query: str) -> list[str
     with connection.cursor() as cursor:
         cursor.execute("SET SESSION TRANSACTION READ ONLY")
     description = _mysql_description(connection, source, query)
+    if not description:
+        # No result set: connectorx panics on it (a Rust backtrace in the log, a message about Arrow).
+        raise DataError(
+            f"SelectSqlQuery on {source.what} returns no rows to read (a SELECT … INTO puts its result "
+            "elsewhere): select the columns the datasource reads"
+        )
     for name, type_code, _, _, _, scale, _ in description:
         if type_code in (FIELD_TYPE.DECIMAL, FIELD_TYPE.NEWDECIMAL) and scale > MYSQL_DECIMAL_SCALE:
             quoted = "`" + name.replace("`", "``") + "`"
@@ -418,6 +424,7 @@ def _postgresql_batches(source: SqlSource, query: str) -> Iterator[pa.RecordBatc
         raise DataError(f"cannot connect to {source.what}: {_clean(exc)}") from None
     try:
         with connection.cursor() as cursor:
+            _end_with_the_client(connection, cursor, adbc.Error)
             try:
                 cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(16 << 20)})
                 cursor.execute(postgresql_statement(query))
@@ -427,6 +434,25 @@ def _postgresql_batches(source: SqlSource, query: str) -> Iterator[pa.RecordBatc
             yield _guarded(reader, source)
     finally:
         connection.close()
+
+
+#: Have PostgreSQL 14 and later check every second, while a query runs, that its client is still there.
+_CLIENT_CHECK = (
+    "SELECT set_config('client_connection_check_interval', '1000', false) "
+    "WHERE current_setting('server_version_num')::int >= 140000"
+)
+
+
+def _end_with_the_client(connection: Any, cursor: Any, error: type[Exception]) -> None:
+    """Make the server end the query when its client goes. A job whose datasource is deleted, or that runs
+    out of memory, has its worker killed; PostgreSQL otherwise runs the query to its end all the same, which
+    for a long one (a join of large tables, ``pg_sleep``) may be hours of the database's time. A server
+    without the setting (before 14, Redshift) is left as it is."""
+    try:
+        cursor.execute(_CLIENT_CHECK)
+        cursor.fetchall()
+    except error:
+        connection.rollback()
 
 
 def _guarded(reader: pa.RecordBatchReader, source: SqlSource) -> pa.RecordBatchReader:

@@ -121,6 +121,9 @@ _UUID = "arrow.uuid"
 
 def result_columns(schema: pa.Schema) -> list[Column]:
     """The columns of a query result; DataError for a type without an Amazon ML type, or a bad name."""
+    if not len(schema):
+        # PostgreSQL's SELECT FROM t: its rows would stage as empty lines, a datasource of no attributes.
+        raise DataError("SelectSqlQuery returns no columns; select the columns the datasource reads")
     seen: set[str] = set()
     columns = []
     for field in schema:

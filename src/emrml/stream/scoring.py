@@ -255,7 +255,9 @@ def _json_record(text: str, columns: list[str], sequence_number: str) -> dict[st
     the model reads named twice is refused (the record says two things of it), as the vectorized path
     refuses it (``_json_batch``: Arrow's parser, which then leaves the batch to this path)."""
     try:
-        value = json.loads(text, object_pairs_hook=_members)
+        # Integers read as floats: a member of more digits than int() reads (4,300) would otherwise raise a
+        # ValueError that stops the consumer. Only strings are values; a number is refused or ignored alike.
+        value = json.loads(text, object_pairs_hook=_members, parse_int=float)
     except json.JSONDecodeError as exc:
         return f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
     except RecursionError:

@@ -144,19 +144,24 @@ def _consumers_gone(app: EmrML, session: Any, stream: Stream) -> bool:
 def settle_stopping(sessions: sessionmaker, stream_id: str, lease_seconds: float) -> None:
     """A STOPPING stream without live consumers is STOPPED, or FAILED when a consumer that ran as it was
     asked to stop went silent instead (a frozen or hung process, one killed): it neither checkpointed nor
-    gave its leases up, and saying STOPPED would hide that."""
+    gave its leases up, and saying STOPPED would hide that. "Ran" is judged at the stop request's own time
+    (``stop_requested_at``): the stream's ``last_updated_at`` moves later with each consumer's failure
+    message, and a consumer that froze more than two lease times before such a message would be missed."""
     with sessions() as session, session.begin():
         if live_consumers(session, stream_id, lease_seconds):
             return
         stream = session.get(Stream, stream_id)
         if stream is None or stream.status != "STOPPING":
             return
+        # Every way to STOPPING records it, and the migration that added it filled it for the streams then
+        # STOPPING; ``last_updated_at`` only keeps the type whole.
+        asked = stream.stop_requested_at if stream.stop_requested_at is not None else stream.last_updated_at
         gone = list(
             session.scalars(
                 select(StreamConsumer).where(
                     StreamConsumer.stream_id == stream_id,
                     StreamConsumer.status == "RUNNING",
-                    StreamConsumer.heartbeat_at >= stream.last_updated_at - 2 * lease_seconds,
+                    StreamConsumer.heartbeat_at >= asked - 2 * lease_seconds,
                 )
             )
         )
@@ -381,12 +386,13 @@ def _starting_moment(position: str, timestamp: Any, moment: float) -> float | No
 def stop_stream(app: EmrML, request: Request) -> Response:
     """Ask the consumers to finish their batch, checkpoint and exit; STOPPED once none is left."""
     stream_id = _stream_id(request)
+    moment = now()
     with app.sessions() as session, session.begin():
         _find(session, stream_id)
         session.execute(
             update(Stream)
             .where(Stream.id == stream_id, Stream.status == "RUNNING")
-            .values(status="STOPPING", last_updated_at=now())
+            .values(status="STOPPING", last_updated_at=moment, stop_requested_at=moment)
         )
     settle_stopping(app.sessions, stream_id, app.settings.stream_lease_seconds)
     return {"StreamId": stream_id}

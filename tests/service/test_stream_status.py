@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from emrml.service.app import EmrML
 from emrml.service.metastore import Stream, StreamConsumer
@@ -113,3 +113,32 @@ def test_a_consumer_silent_since_the_stop_fails_the_stream_whatever_came_after(s
         "consumer host-4601:4601:c (pid 4601 on host-4601) stopped reporting"
     )
     assert "instead of stopping" in described["Message"]
+
+
+def test_a_run_of_many_consumers_is_told_from_a_few_rows(app: EmrML) -> None:
+    """A run whose consumers a supervisor restarted after each failure holds a row for each: the message
+    names three of the failures and three of the silent consumers and counts the others, and neither
+    GetStream nor DescribeStreams loads every row to say so (on every metastore)."""
+    consumers = [("FAILED", 4700 + n, f"consumer {4700 + n} stopped: boom") for n in range(200)]
+    consumers += [("RUNNING", 4900 + n, "") for n in range(5)] + [("STOPPED", 4950, "")]
+    _stream(app, "st-restarted", consumers)
+    with app.sessions() as session, session.begin():
+        for consumer in session.scalars(select(StreamConsumer).where(StreamConsumer.status == "RUNNING")):
+            consumer.heartbeat_at -= consumer.pid - 4900  # 4900 reported last, then 4901, ...
+    loaded: list[StreamConsumer] = []
+    listen = (StreamConsumer, "load", lambda target, context: loaded.append(target))
+    event.listen(*listen)
+    try:
+        described = app.call("GetStream", {"StreamId": "st-restarted"})
+        [listed] = app.call("DescribeStreams", {})["Results"]
+    finally:
+        event.remove(*listen)
+    assert len(loaded) <= 2 * (3 + 1)
+    message = described["Message"]
+    assert (described["Status"], listed["Status"], listed["Message"]) == ("FAILED", "FAILED", message)
+    assert message.startswith(
+        "consumer 4899 stopped: boom; consumer 4898 stopped: boom; consumer 4897 stopped: boom; "
+        "197 more consumers failed; no consumer is running: consumer host-4900:4900:c (pid 4900 on host-4900)"
+    )
+    assert "pid 4901" in message and "pid 4902" in message and "pid 4903" not in message
+    assert "2 more consumers stopped reporting without stopping: their processes are frozen" in message

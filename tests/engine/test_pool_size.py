@@ -16,8 +16,10 @@ from emrml.engine import batch, pool_size, units
 from emrml.engine.pool_size import LOCAL_WORKERS_MAX, worker_budget
 from emrml.engine.training import DatasourceData, train_model
 from emrml.service.parameters import parse_parameters
+from raw_models import XY_SCHEMA
 
 MiB = 1 << 20
+SCHEMA = parse_schema(json.dumps(XY_SCHEMA))
 
 
 def _machine(monkeypatch: pytest.MonkeyPatch, cores: int, memory: int | None) -> None:
@@ -116,20 +118,6 @@ def test_this_machines_memory_is_read() -> None:
     """On Linux the real /proc/meminfo gives a figure."""
     available = pool_size.available_memory()
     assert available is not None and available > 0
-
-
-SCHEMA = parse_schema(
-    json.dumps(
-        {
-            "dataFileContainsHeader": True,
-            "targetAttributeName": "y",
-            "attributes": [
-                {"attributeName": "x", "attributeType": "NUMERIC"},
-                {"attributeName": "y", "attributeType": "BINARY"},
-            ],
-        }
-    )
-)
 
 
 @pytest.mark.parametrize(("batch_bytes", "workers"), [(4 * MiB, 4), (64 * MiB, 1)])

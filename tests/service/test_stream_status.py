@@ -86,7 +86,7 @@ def test_several_silent_consumers_are_told_in_the_plural(sqlite_app: EmrML) -> N
 def test_a_consumer_silent_since_the_stop_fails_the_stream_whatever_came_after(sqlite_app: EmrML) -> None:
     """A consumer that ran when the stream was asked to stop, and froze instead of stopping, leaves it
     FAILED even when another consumer's failure message, written long after the stop, moved the stream's
-    ``LastUpdatedAt`` past two lease times of the frozen one's last report."""
+    ``LastUpdatedAt`` past two lease times of the frozen one's last report; that message stays, first."""
     lease = sqlite_app.settings.stream_lease_seconds
     _stream(sqlite_app, "st-stop", [("RUNNING", 4601, ""), ("RUNNING", 4602, "")])
     moment = time.time()
@@ -109,10 +109,12 @@ def test_a_consumer_silent_since_the_stop_fails_the_stream_whatever_came_after(s
                 consumer.status, consumer.heartbeat_at = "FAILED", moment - 3 * lease
     described = sqlite_app.call("GetStream", {"StreamId": "st-stop"})
     assert described["Status"] == "FAILED"
-    assert described["Message"].startswith(
-        "consumer host-4601:4601:c (pid 4601 on host-4601) stopped reporting"
+    message = described["Message"]
+    assert message.startswith(
+        "consumer host-4602:4602:c stopped: boom; consumer host-4601:4601:c (pid 4601 on host-4601) stopped "
+        "reporting at "
     )
-    assert "instead of stopping" in described["Message"]
+    assert "instead of stopping" in message
 
 
 def test_a_run_of_many_consumers_is_told_from_a_few_rows(app: EmrML) -> None:

@@ -187,7 +187,8 @@ def _consumers_gone(app: EmrML, session: Any, stream: Stream) -> bool:
 def settle_stopping(sessions: sessionmaker, stream_id: str, lease_seconds: float) -> None:
     """A STOPPING stream without live consumers is STOPPED, or FAILED when a consumer that ran as it was
     asked to stop went silent instead (a frozen or hung process, one killed): it neither checkpointed nor
-    gave its leases up, and saying STOPPED would hide that. "Ran" is judged at the stop request's own time
+    gave its leases up, and saying STOPPED would hide that; the stream's message then says so after what it
+    said already. "Ran" is judged at the stop request's own time
     (``stop_requested_at``): the stream's ``last_updated_at`` moves later with each consumer's failure
     message, and a consumer that froze more than two lease times before such a message would be missed."""
     with sessions() as session, session.begin():
@@ -210,13 +211,16 @@ def settle_stopping(sessions: sessionmaker, stream_id: str, lease_seconds: float
         )
         stream.status, stream.last_updated_at = "FAILED" if gone else "STOPPED", now()
         if gone:
-            stream.message = silent(
+            told = silent(
                 gone,
                 len(gone),
                 f"instead of stopping: {_processes(len(gone))} (the records after the last "
                 f"checkpoints are read again at the next start); `emrml stream start --id {stream_id}` "
                 "(StartStream) starts the stream again",
             )
+            # What the stream said already stays first: why it stopped (its model deleted), or another
+            # consumer's failure.
+            stream.message = f"{stream.message}; {told}" if stream.message else told
 
 
 def _stream_id(request: Request) -> str:

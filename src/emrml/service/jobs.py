@@ -86,6 +86,16 @@ def _terminate(processes: list[Any]) -> list[Any]:
     return killed
 
 
+def _worker_end(exitcode: int | None) -> str:
+    """How a worker process ended, said of an attempt it left without an outcome (``_retry_or_fail``, which
+    changes nothing when the worker recorded one). One that exits cleanly without an outcome was stopped by
+    a SIGTERM not its runner's (an operator's ``kill``): its job would otherwise sit INPROGRESS, its
+    heartbeats stopped, until its lease ran out."""
+    if exitcode == 0:
+        return "the worker process ended without recording the job's outcome (asked to stop by a signal)"
+    return f"the worker process died ({describe_exit(exitcode)})"
+
+
 def _known_dead(worker: str | None) -> bool:
     """Whether the runner and worker named in a job's ``worker`` column are known to be gone.
 
@@ -260,10 +270,8 @@ class JobRunner:
             finally:
                 with self._lock:
                     self._workers.pop((kind, entity_id), None)
-            if process.exitcode != 0 and not self.stopping.is_set():  # (``interrupt`` queues it again)
-                self._retry_or_fail(
-                    kind, entity_id, attempt, f"the worker process died ({describe_exit(process.exitcode)})"
-                )
+            if not self.stopping.is_set():  # (``interrupt`` queues it again)
+                self._retry_or_fail(kind, entity_id, attempt, _worker_end(process.exitcode))
 
     def _run_on_a_thread(
         self, kind: str, entity_id: str, attempt: int, progress: ProgressCallback | None

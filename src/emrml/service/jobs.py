@@ -300,6 +300,12 @@ class JobRunner:
         finally:
             with self._lock:
                 self._threads.pop((kind, entity_id), None)
+        if not self.stopping.is_set():  # (``interrupt`` queues it again)
+            # A thread that failed past the job's own handling (the metastore out of reach as it recorded
+            # the outcome) left its job INPROGRESS, its heartbeats stopped, until its lease ran out.
+            self._retry_or_fail(
+                kind, entity_id, attempt, "the job's thread ended without recording its outcome"
+            )
 
     def _watch_thread(
         self,

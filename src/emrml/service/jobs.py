@@ -138,7 +138,8 @@ class JobRunner:
         #: Set by ``interrupt``: no more jobs are claimed here.
         self.stopping = threading.Event()
 
-    def _status(self, kind: str, entity_id: str) -> Any:
+    def _entity(self, kind: str, entity_id: str) -> Any:
+        """The object's row as it stands now (its status, attempt, progress), or None: there is none."""
         with self.sessions() as session:
             return session.get(ENTITY_CLASSES[kind], entity_id)
 
@@ -327,7 +328,7 @@ class JobRunner:
             thread.join(WATCH_SECONDS)
             if not thread.is_alive():
                 break
-            entity = self._status(kind, entity_id)
+            entity = self._entity(kind, entity_id)
             if (
                 entity is None
                 or entity.status in ("DELETED", "PENDING", "FAILED")
@@ -452,7 +453,7 @@ class JobRunner:
             if progress is None and time.monotonic() < next_look:
                 continue
             next_look = time.monotonic() + WATCH_SECONDS
-            entity = self._status(kind, entity_id)
+            entity = self._entity(kind, entity_id)
             if (
                 entity is None
                 or entity.status in ("DELETED", "PENDING", "FAILED")
@@ -485,7 +486,7 @@ class JobRunner:
     def dependencies_settled(self, kind: str, entity: Any) -> bool:
         """False while an object the job needs is still PENDING or INPROGRESS."""
         for dependency_kind, dependency_id in self._dependencies(kind, entity):
-            dependency = self._status(dependency_kind, dependency_id)
+            dependency = self._entity(dependency_kind, dependency_id)
             if dependency is not None and dependency.status in ("PENDING", "INPROGRESS"):
                 return False
         return True
@@ -498,7 +499,7 @@ class JobRunner:
         """Finish what the job depends on first; fail the job if a dependency did not complete."""
         for dependency_kind, dependency_id in self._dependencies(kind, entity):
             self.wait(dependency_kind, dependency_id, progress)
-            dependency = self._status(dependency_kind, dependency_id)
+            dependency = self._entity(dependency_kind, dependency_id)
             if dependency is None or dependency.status != "COMPLETED":
                 status = "missing" if dependency is None else dependency.status
                 reason = f": {dependency.message}" if dependency is not None and dependency.message else ""
@@ -522,7 +523,7 @@ class JobRunner:
         """Block until the entity is COMPLETED, FAILED or DELETED, running it here if it is queued."""
         while not self.stopping.is_set():
             self.recover()
-            entity = self._status(kind, entity_id)
+            entity = self._entity(kind, entity_id)
             if entity is None or entity.status in TERMINAL:
                 return
             if entity.status == "PENDING":
@@ -538,7 +539,7 @@ class JobRunner:
         needs did not complete); return at once otherwise. A server's scheduler calls this for each job it
         listed as queued: another process (a server of ``--workers``, a CLI) may claim it first, and waiting
         for that process's run, as ``wait`` does, would hold one of this server's job slots all along."""
-        entity = self._status(kind, entity_id)
+        entity = self._entity(kind, entity_id)
         if entity is None or entity.status != "PENDING" or not self.dependencies_settled(kind, entity):
             return
         if self._dependencies_met(kind, entity, None):

@@ -1,9 +1,11 @@
-"""A hand-made model over raw NUMERIC outputs, whose sums overflow on purpose (shared by the tests of
-Predict and of stream scoring)."""
+"""Small hand-made schemas and models the tests share: the two smallest labelled schemas (``XY_SCHEMA``,
+``XWY_SCHEMA``), and a model over raw NUMERIC outputs whose sums overflow on purpose (the tests of Predict
+and of stream scoring)."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -14,6 +16,30 @@ from emrml.core.model import ModelArtifact
 from emrml.core.predict import Predictor
 from emrml.core.recipe.grammar import parse_recipe
 from emrml.core.schema import Attribute, AttributeType, Schema
+
+#: A NUMERIC ``x`` and the BINARY target ``y``, in a CSV file with a header line (a schema document: pass it
+#: through ``json.dumps``, and ``parse_schema`` for a ``Schema``; copy it to change it).
+XY_SCHEMA: dict[str, Any] = {
+    "version": "1.0",
+    "targetAttributeName": "y",
+    "dataFormat": "CSV",
+    "dataFileContainsHeader": True,
+    "attributes": [
+        {"attributeName": "x", "attributeType": "NUMERIC"},
+        {"attributeName": "y", "attributeType": "BINARY"},
+    ],
+}
+#: A NUMERIC ``x``, a TEXT ``words`` and the BINARY target ``y``, in a CSV file with a header line.
+XWY_SCHEMA: dict[str, Any] = {
+    "version": "1.0",
+    "targetAttributeName": "y",
+    "dataFileContainsHeader": True,
+    "attributes": [
+        {"attributeName": "x", "attributeType": "NUMERIC"},
+        {"attributeName": "words", "attributeType": "TEXT"},
+        {"attributeName": "y", "attributeType": "BINARY"},
+    ],
+}
 
 
 def raw_numbers_predictor(kind: str, weights: list[float]) -> Predictor:

@@ -14,17 +14,9 @@ from emrml.config import Settings
 from emrml.errors import InvalidInputException, ResourceNotFoundException
 from emrml.loading import load_model, score
 from emrml.service.app import EmrML
+from raw_models import XWY_SCHEMA
 
-SCHEMA = {
-    "version": "1.0",
-    "targetAttributeName": "y",
-    "dataFileContainsHeader": True,
-    "attributes": [
-        {"attributeName": "x", "attributeType": "NUMERIC"},
-        {"attributeName": "words", "attributeType": "TEXT"},
-        {"attributeName": "y", "attributeType": "BINARY"},
-    ],
-}
+SCHEMA = XWY_SCHEMA
 RECORD = {"x": "7", "words": "good day"}
 
 

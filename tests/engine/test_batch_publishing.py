@@ -18,20 +18,10 @@ from emrml.errors import AccessDeniedException, InvalidInputException
 from emrml.service.parameters import parse_parameters
 from emrml.storage import locations, publishing
 from in_flight import InFlight
+from raw_models import XY_SCHEMA
 from s3_server import S3
 
-SCHEMA = parse_schema(
-    json.dumps(
-        {
-            "dataFileContainsHeader": True,
-            "targetAttributeName": "y",
-            "attributes": [
-                {"attributeName": "x", "attributeType": "NUMERIC"},
-                {"attributeName": "y", "attributeType": "BINARY"},
-            ],
-        }
-    )
-)
+SCHEMA = parse_schema(json.dumps(XY_SCHEMA))
 FILES = 10
 
 

@@ -63,14 +63,3 @@ def test_a_failed_lookup_fails_the_plan_naming_the_object(s3: S3) -> None:
     with pytest.raises(InvalidInputException) as caught:
         _cut_points(files, PARALLELISM)
     assert caught.value.message == f"location '{s3.uri('large/part-01.csv')}' does not exist"
-
-
-@pytest.mark.parametrize(("cores", "workers"), [(1, 1), (6, 6), (64, units.LOCAL_WORKERS_MAX)])
-def test_the_local_pool_has_a_worker_per_core(
-    monkeypatch: pytest.MonkeyPatch, cores: int, workers: int
-) -> None:
-    """A batch prediction on a machine with more cores than two uses them (up to ``LOCAL_WORKERS_MAX``),
-    counting the cores this process may run on."""
-    monkeypatch.setattr(units.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
-    assert units.Parallelism().workers == workers
-    assert units.planned(None, None).workers == workers

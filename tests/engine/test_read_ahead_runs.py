@@ -19,20 +19,10 @@ from emrml.engine.training import DatasourceData, train_model
 from emrml.engine.units import RUNS_PER_WORKER, Parallelism, Unit, in_runs
 from emrml.service.parameters import parse_parameters
 from emrml.storage import locations
+from raw_models import XY_SCHEMA
 from s3_server import S3
 
-SCHEMA = parse_schema(
-    json.dumps(
-        {
-            "dataFileContainsHeader": True,
-            "targetAttributeName": "y",
-            "attributes": [
-                {"attributeName": "x", "attributeType": "NUMERIC"},
-                {"attributeName": "y", "attributeType": "BINARY"},
-            ],
-        }
-    )
-)
+SCHEMA = parse_schema(json.dumps(XY_SCHEMA))
 
 
 class Requested:

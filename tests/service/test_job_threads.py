@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import OperationalError
 from test_jobs import _pending_bank
 
 from emrml.config import Settings
-from emrml.service import jobs, tasks
+from emrml.service import jobs, tasks, worker
 from emrml.service.app import EmrML
 from emrml.service.metastore import DataSource
 from emrml.service.worker import JOB_FUNCTIONS, JobContext
@@ -124,4 +125,36 @@ def test_a_spark_servers_start_removes_the_scratch_its_threads_left(tmp_path: Pa
         ]
     finally:
         scheduler.stop(5.0)
+        app.close()
+
+
+def test_a_jobs_thread_that_fails_recording_its_outcome_has_its_job_retried_at_once(
+    tmp_path: Path, shared_datasets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job's thread whose outcome could not be written (the metastore out of reach for that moment) ends
+    with its job still INPROGRESS: its runner retries the job at once, rather than leaving it until its
+    lease runs out, and the retry completes it."""
+    record_outcome = worker._record_outcome
+    failures = []
+
+    def out_of_reach_once(context: JobContext, values: dict[str, Any]) -> str | None:
+        if not failures:
+            failures.append(context.attempt)
+            raise OperationalError(
+                "UPDATE data_sources", {}, ConnectionError("the metastore is out of reach")
+            )
+        return record_outcome(context, values)
+
+    monkeypatch.setattr(worker, "_record_outcome", out_of_reach_once)
+    app = EmrML(Settings.load(environ={}, home=tmp_path / "home"))
+    app.jobs.in_process = True
+    try:
+        _pending_bank(app, "ds-retried", shared_datasets)
+        app.jobs.run("DataSource", "ds-retried")
+        assert failures == [1]
+        result = app.call("GetDataSource", {"DataSourceId": "ds-retried"})
+        assert result["Status"] == "COMPLETED", result.get("Message")
+        with app.sessions() as session:
+            assert session.get(DataSource, "ds-retried").attempts == 2
+    finally:
         app.close()

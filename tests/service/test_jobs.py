@@ -724,3 +724,25 @@ def test_a_batch_prediction_whose_pool_process_is_killed_is_retried(
     with app.sessions() as session:
         assert session.get(BatchPrediction, "bp-oom").attempts == 2
     assert result["TotalRecordCount"] == 8 * 41_188
+
+
+def test_a_worker_stopped_from_outside_has_its_job_retried_at_once(
+    settings: Settings, big_bank_csv: Path, shared_datasets: Path
+) -> None:
+    """A worker sent SIGTERM by someone other than its runner stops at its next progress point, cleanly,
+    recording nothing: the runner retries the job (here: fails it, its last attempt) as soon as the worker
+    is gone, rather than leaving it INPROGRESS until its lease runs out."""
+    app = EmrML(Settings(**{**settings.__dict__, "job_max_attempts": 1}))
+    create_bank(app, "ds-big", big_bank_csv, shared_datasets)
+    runner = threading.Thread(target=app.jobs.run, args=("DataSource", "ds-big"))
+    runner.start()
+    os.kill(worker_pid(app, "ds-big"), signal.SIGTERM)
+    runner.join(timeout=120)
+    result = app.call("GetDataSource", {"DataSourceId": "ds-big"})
+    assert result["Status"] == "FAILED"
+    assert result["Message"] == (
+        "the worker process ended without recording the job's outcome (asked to stop by a signal) on attempt "
+        "1 of 1; giving up (no partial result was kept)"
+    )
+    assert "Statistics" not in app.call("GetDataSourceStatistics", {"DataSourceId": "ds-big"})
+    app.close()

@@ -137,6 +137,45 @@ def test_migration_0015_keeps_earlier_streams_and_records_them_not_confined(tmp_
         app.close()
 
 
+def test_migration_0016_takes_a_stopping_streams_last_update_for_its_stop_request(tmp_path: Path) -> None:
+    """A stream STOPPING as the metastore is upgraded gets its ``last_updated_at`` as the time it was asked
+    to stop (the best record of it); a RUNNING one has not been asked."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    from emrml.service import metastore
+
+    settings = Settings.load(environ={}, home=tmp_path / "home")
+    EmrML(settings).close()
+    engine = metastore.open_engine(settings.database_url)
+    config = Config()
+    config.set_main_option("script_location", str(metastore.MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        config.attributes["home"] = settings.home
+        command.downgrade(config, "0015")
+        for stream_id, status, updated in (("st-stopping", "STOPPING", 5), ("st-running", "RUNNING", 7)):
+            connection.execute(
+                text(
+                    "INSERT INTO streams (id, status, created_by, created_at, last_updated_at, request,"
+                    " ml_model_id, input_uri, output_uri, dead_letter_uri, starting_position, record_format)"
+                    f" VALUES ('{stream_id}', '{status}', 'root', 1, {updated}, '{{}}', 'ml-old',"
+                    " 'kinesis://in', '/out', '/dead', 'LATEST', 'auto')"
+                )
+            )
+    engine.dispose()
+    app = EmrML(settings)  # migrates again
+    try:
+        with app.sessions() as session:
+            stopping = session.get(metastore.Stream, "st-stopping")
+            running = session.get(metastore.Stream, "st-running")
+            assert stopping is not None and running is not None
+            assert (stopping.stop_requested_at, running.stop_requested_at) == (5.0, None)
+    finally:
+        app.close()
+
+
 @pytest.mark.parametrize("url", ["mysql+mysqldb://root@127.0.0.1/x", "postgresql+nosuchdriver://x/y", "x"])
 def test_a_metastore_url_without_a_driver_is_refused(tmp_path: Path, url: str) -> None:
     with pytest.raises(InvalidInputException, match=r"setting metastore_url: .*pip install 'emrml\[mysql\]'"):

@@ -10,6 +10,7 @@ import pytest
 
 from emrml.errors import IdempotentParameterMismatchException, InvalidInputException
 from emrml.service.app import EmrML
+from raw_models import XWY_SCHEMA
 
 
 def datasource(
@@ -163,16 +164,7 @@ def test_a_target_leak_is_an_alert_of_the_model_and_its_evaluations(
     assert "'hr', carries" in honest[0]["message"]
 
 
-SMALL_SCHEMA = {
-    "version": "1.0",
-    "targetAttributeName": "y",
-    "dataFileContainsHeader": True,
-    "attributes": [
-        {"attributeName": "x", "attributeType": "NUMERIC"},
-        {"attributeName": "words", "attributeType": "TEXT"},
-        {"attributeName": "y", "attributeType": "BINARY"},
-    ],
-}
+SMALL_SCHEMA = XWY_SCHEMA
 
 
 @pytest.fixture

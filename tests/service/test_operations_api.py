@@ -24,19 +24,9 @@ from emrml.errors import (
 from emrml.service import operations, tags
 from emrml.service.app import EmrML
 from emrml.service.validation import optional_string, validate_request
+from raw_models import XY_SCHEMA
 
-SCHEMA = json.dumps(
-    {
-        "version": "1.0",
-        "targetAttributeName": "y",
-        "dataFormat": "CSV",
-        "dataFileContainsHeader": True,
-        "attributes": [
-            {"attributeName": "x", "attributeType": "NUMERIC"},
-            {"attributeName": "y", "attributeType": "BINARY"},
-        ],
-    }
-)
+SCHEMA = json.dumps(XY_SCHEMA)
 
 
 def create(app: EmrML, entity_id: str, name: str | None = None, location: str = "/data/x.csv", **extra):

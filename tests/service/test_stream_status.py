@@ -1,8 +1,11 @@
-"""A RUNNING stream's status and message account for every consumer of its run, not only the last started."""
+"""A stream's status and message account for every consumer of its run, not only the last started, and
+for those that ran when it was asked to stop."""
 
 from __future__ import annotations
 
 import time
+
+from sqlalchemy import event, select
 
 from emrml.service.app import EmrML
 from emrml.service.metastore import Stream, StreamConsumer
@@ -78,3 +81,66 @@ def test_several_silent_consumers_are_told_in_the_plural(sqlite_app: EmrML) -> N
     message = sqlite_app.call("GetStream", {"StreamId": "st-silent"})["Message"]
     assert "pid 4501" in message and "pid 4502" in message
     assert "without stopping: their processes are frozen, hang or died" in message
+
+
+def test_a_consumer_silent_since_the_stop_fails_the_stream_whatever_came_after(sqlite_app: EmrML) -> None:
+    """A consumer that ran when the stream was asked to stop, and froze instead of stopping, leaves it
+    FAILED even when another consumer's failure message, written long after the stop, moved the stream's
+    ``LastUpdatedAt`` past two lease times of the frozen one's last report; that message stays, first."""
+    lease = sqlite_app.settings.stream_lease_seconds
+    _stream(sqlite_app, "st-stop", [("RUNNING", 4601, ""), ("RUNNING", 4602, "")])
+    moment = time.time()
+    with sqlite_app.sessions() as session, session.begin():
+        for consumer in session.scalars(select(StreamConsumer)):
+            consumer.heartbeat_at = moment  # both running
+    sqlite_app.call("StopStream", {"StreamId": "st-stop"})
+    # Ten lease times later, as seen from the records: the stop and 4601's last report long past, then 4602
+    # ended by an error, which it says on the stream (as ``Consumer._record_failure`` does).
+    later = 10 * lease
+    with sqlite_app.sessions() as session, session.begin():
+        stream = session.get(Stream, "st-stop")
+        assert stream is not None and stream.status == "STOPPING"
+        assert stream.stop_requested_at == stream.last_updated_at
+        stream.stop_requested_at -= later
+        stream.message, stream.last_updated_at = "consumer host-4602:4602:c stopped: boom", moment
+        for consumer in session.scalars(select(StreamConsumer)):
+            consumer.heartbeat_at -= later
+            if consumer.pid == 4602:
+                consumer.status, consumer.heartbeat_at = "FAILED", moment - 3 * lease
+    described = sqlite_app.call("GetStream", {"StreamId": "st-stop"})
+    assert described["Status"] == "FAILED"
+    message = described["Message"]
+    assert message.startswith(
+        "consumer host-4602:4602:c stopped: boom; consumer host-4601:4601:c (pid 4601 on host-4601) stopped "
+        "reporting at "
+    )
+    assert "instead of stopping" in message
+
+
+def test_a_run_of_many_consumers_is_told_from_a_few_rows(app: EmrML) -> None:
+    """A run whose consumers a supervisor restarted after each failure holds a row for each: the message
+    names three of the failures and three of the silent consumers and counts the others, and neither
+    GetStream nor DescribeStreams loads every row to say so (on every metastore)."""
+    consumers = [("FAILED", 4700 + n, f"consumer {4700 + n} stopped: boom") for n in range(200)]
+    consumers += [("RUNNING", 4900 + n, "") for n in range(5)] + [("STOPPED", 4950, "")]
+    _stream(app, "st-restarted", consumers)
+    with app.sessions() as session, session.begin():
+        for consumer in session.scalars(select(StreamConsumer).where(StreamConsumer.status == "RUNNING")):
+            consumer.heartbeat_at -= consumer.pid - 4900  # 4900 reported last, then 4901, ...
+    loaded: list[StreamConsumer] = []
+    listen = (StreamConsumer, "load", lambda target, context: loaded.append(target))
+    event.listen(*listen)
+    try:
+        described = app.call("GetStream", {"StreamId": "st-restarted"})
+        [listed] = app.call("DescribeStreams", {})["Results"]
+    finally:
+        event.remove(*listen)
+    assert len(loaded) <= 2 * (3 + 1)
+    message = described["Message"]
+    assert (described["Status"], listed["Status"], listed["Message"]) == ("FAILED", "FAILED", message)
+    assert message.startswith(
+        "consumer 4899 stopped: boom; consumer 4898 stopped: boom; consumer 4897 stopped: boom; "
+        "197 more consumers failed; no consumer is running: consumer host-4900:4900:c (pid 4900 on host-4900)"
+    )
+    assert "pid 4901" in message and "pid 4902" in message and "pid 4903" not in message
+    assert "2 more consumers stopped reporting without stopping: their processes are frozen" in message

@@ -14,20 +14,10 @@ from emrml.config import Settings
 from emrml.service.app import EmrML
 from emrml.stream.consumer import Consumer
 from emrml.stream.kinesis import Kinesis
+from raw_models import XWY_SCHEMA
 
 KINESALITE = Path(__file__).resolve().parent / "kinesalite"
-SCHEMA = json.dumps(
-    {
-        "version": "1.0",
-        "targetAttributeName": "y",
-        "dataFileContainsHeader": True,
-        "attributes": [
-            {"attributeName": "x", "attributeType": "NUMERIC"},
-            {"attributeName": "words", "attributeType": "TEXT"},
-            {"attributeName": "y", "attributeType": "BINARY"},
-        ],
-    }
-)
+SCHEMA = json.dumps(XWY_SCHEMA)
 
 
 def train_binary(app: EmrML, folder: Path) -> None:

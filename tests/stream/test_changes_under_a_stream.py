@@ -4,6 +4,7 @@ stream deleted. The consumers follow the model as Predict does, and a stop is ne
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from stream_helpers import Kinesalite, Running, record, wait_until
 
 from emrml.errors import InvalidInputException, ResourceNotFoundException
 from emrml.service.app import EmrML
-from emrml.service.metastore import MLModel
+from emrml.service.metastore import MLModel, Stream
 
 
 def _start(app: EmrML, stream_id: str, name: str) -> None:
@@ -59,10 +60,15 @@ def test_a_stream_whose_model_is_deleted_stops_and_says_why(
     consumers.append(Running(stream_app.settings, "st-changes-1"))
     wait_until(lambda: _records_in(stream_app, "st-changes-1") == 10, 30)
 
+    deleted_at = time.time()
     stream_app.call("DeleteMLModel", {"MLModelId": "ml-binary"})
     consumers[-1].join()  # it stops by itself, cleanly
     described = stream_app.call("GetStream", {"StreamId": "st-changes-1"})
     assert described["Status"] == "STOPPED"
+    with stream_app.sessions() as session:  # the consumer's stop of the stream is its stop request
+        stream = session.get(Stream, "st-changes-1")
+        assert stream is not None and stream.stop_requested_at is not None
+        assert deleted_at <= stream.stop_requested_at <= described["LastUpdatedAt"]
     assert described["Message"] == "the stream stopped: its MLModel 'ml-binary' is DELETED"
     assert all("Owner" not in lease for lease in described["ShardLeases"])
 

@@ -18,18 +18,9 @@ from emrml.config import Settings
 from emrml.service.app import EmrML
 from emrml.web.protocol import TARGET_PREFIX
 from emrml.web.server import create_app
+from raw_models import XY_SCHEMA
 
-SCHEMA = json.dumps(
-    {
-        "version": "1.0",
-        "targetAttributeName": "y",
-        "dataFileContainsHeader": True,
-        "attributes": [
-            {"attributeName": "x", "attributeType": "NUMERIC"},
-            {"attributeName": "y", "attributeType": "BINARY"},
-        ],
-    }
-)
+SCHEMA = json.dumps(XY_SCHEMA)
 
 
 @pytest.fixture(scope="module")

@@ -30,19 +30,9 @@ from emrml.web.access_log import AccessLog, LoggedRequests, new_request_id
 from emrml.web.protocol import TARGET_PREFIX, encode_response
 from emrml.web.scheduler import JobScheduler
 from emrml.web.server import BackgroundServer, create_app, reserve_socket
+from raw_models import XY_SCHEMA
 
-SCHEMA = json.dumps(
-    {
-        "version": "1.0",
-        "targetAttributeName": "y",
-        "dataFormat": "CSV",
-        "dataFileContainsHeader": True,
-        "attributes": [
-            {"attributeName": "x", "attributeType": "NUMERIC"},
-            {"attributeName": "y", "attributeType": "BINARY"},
-        ],
-    }
-)
+SCHEMA = json.dumps(XY_SCHEMA)
 
 
 @pytest.fixture(scope="module")

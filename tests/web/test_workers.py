@@ -17,19 +17,9 @@ import pytest
 from emrml.config import Settings
 from emrml.service.app import EmrML
 from emrml.web.server import reserve_socket
+from raw_models import XY_SCHEMA
 
-SCHEMA = json.dumps(
-    {
-        "version": "1.0",
-        "targetAttributeName": "y",
-        "dataFormat": "CSV",
-        "dataFileContainsHeader": True,
-        "attributes": [
-            {"attributeName": "x", "attributeType": "NUMERIC"},
-            {"attributeName": "y", "attributeType": "BINARY"},
-        ],
-    }
-)
+SCHEMA = json.dumps(XY_SCHEMA)
 PEAK = 10
 
 

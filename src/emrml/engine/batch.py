@@ -30,7 +30,8 @@ or refuses listing, fails the job before any scoring.
 plain-text files) run by a pool of ``Parallelism.workers`` processes, or as Spark tasks; each unit writes
 one gzip part, and the parts of a file are concatenated in order, which is a valid multi-member gzip file.
 
-**Memory** is bounded by ``Settings.batch_bytes`` per worker and the model, never by the data.
+**Memory** is bounded by ``Settings.batch_bytes`` per worker and the model, never by the data; the local pool
+has no more workers than the memory available holds (engine/pool_size.py).
 """
 
 from __future__ import annotations
@@ -509,7 +510,7 @@ def batch_predict(
     the datasource lacks attributes the model uses, ``InvalidInputException`` when the output cannot be
     written.
     """
-    parallelism = planned(parallelism, spark)
+    parallelism = planned(parallelism, spark, settings.batch_bytes)
     predictor = _predictor(str(artifact_location), score_threshold)
     schema = batch_schema(predictor.schema, data.schema)
     files = list_files(data.location)

@@ -34,9 +34,11 @@ from typing import Any, BinaryIO, Protocol, TypeVar
 import numpy as np
 import pyarrow as pa
 
+from emrml.config import Settings
 from emrml.core.rearrange import Rearrangement, file_key, select
 from emrml.core.schema import parse_schema
 from emrml.engine.local import open_data
+from emrml.engine.pool_size import local_workers
 from emrml.lifetime import die_with_parent
 from emrml.storage.codecs import HEAD_BYTES, codec_of, open_decompressed
 from emrml.storage.locations import FileRef, open_binary, open_files
@@ -59,19 +61,6 @@ RUNS_PER_WORKER = 4
 PLANNING_LOOKUPS = 8
 
 
-#: The most processes a local batch prediction runs: each holds a few batches, and past this many a
-#: machine's memory bandwidth, not its cores, bounds the scoring.
-LOCAL_WORKERS_MAX = 8
-
-
-def local_workers() -> int:
-    """The local pool's processes: the cores this process may run on (its CPU affinity, as a container's
-    limit sets it), at most ``LOCAL_WORKERS_MAX``."""
-    affinity = getattr(os, "sched_getaffinity", None)
-    cores = len(affinity(0)) if affinity is not None else os.cpu_count() or 1
-    return max(1, min(cores, LOCAL_WORKERS_MAX))
-
-
 @dataclass(frozen=True)
 class Parallelism:
     """How a batch prediction spreads over processes.
@@ -79,7 +68,7 @@ class Parallelism:
     ``workers`` processes run the units when the input holds at least ``min_bytes`` and more than one unit;
     plain-text files of at least ``min_bytes`` are cut into a multiple of ``workers`` ranges of at most
     about ``range_bytes``, and of at least ``min_range_bytes`` (0: no floor). ``workers`` defaults to the
-    machine's cores (``local_workers``).
+    machine's cores, as many as its memory holds with the default batch size (``pool_size.local_workers``).
     """
 
     workers: int = field(default_factory=local_workers)
@@ -92,15 +81,18 @@ class Parallelism:
 SPARK_MIN_RANGE = 1 << 20
 
 
-def planned(parallelism: Parallelism | None, spark: Any = None) -> Parallelism:
-    """How a job cuts its input: as given, else for this machine's pool (``Parallelism()``), else with a
+def planned(
+    parallelism: Parallelism | None, spark: Any = None, batch_bytes: int = Settings.batch_bytes
+) -> Parallelism:
+    """How a job cuts its input: as given, else for this machine's pool (as many processes as its cores
+    and its memory hold with batches of ``batch_bytes``: ``pool_size.local_workers``), else with a
     Spark session for its cluster: a multiple of the cores its tasks run on (``defaultParallelism``, the
     executors' cores), so that every core gets a range of a large file where the local pool's cut left
     most of a cluster idle."""
     if parallelism is not None:
         return parallelism
     if spark is None:
-        return Parallelism()
+        return Parallelism(workers=local_workers(batch_bytes))
     # A floor on the ranges: on a large cluster a 16 MB file would otherwise become hundreds of ranges of a
     # few KB, each a task with its own record-start lookup (a round trip on S3) for little work.
     return Parallelism(

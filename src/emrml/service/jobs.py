@@ -86,6 +86,16 @@ def _terminate(processes: list[Any]) -> list[Any]:
     return killed
 
 
+def _worker_end(exitcode: int | None) -> str:
+    """How a worker process ended, said of an attempt it left without an outcome (``_retry_or_fail``, which
+    changes nothing when the worker recorded one). One that exits cleanly without an outcome was stopped by
+    a SIGTERM not its runner's (an operator's ``kill``): its job would otherwise sit INPROGRESS, its
+    heartbeats stopped, until its lease ran out."""
+    if exitcode == 0:
+        return "the worker process ended without recording the job's outcome (asked to stop by a signal)"
+    return f"the worker process died ({describe_exit(exitcode)})"
+
+
 def _known_dead(worker: str | None) -> bool:
     """Whether the runner and worker named in a job's ``worker`` column are known to be gone.
 
@@ -128,7 +138,8 @@ class JobRunner:
         #: Set by ``interrupt``: no more jobs are claimed here.
         self.stopping = threading.Event()
 
-    def _status(self, kind: str, entity_id: str) -> Any:
+    def _entity(self, kind: str, entity_id: str) -> Any:
+        """The object's row as it stands now (its status, attempt, progress), or None: there is none."""
         with self.sessions() as session:
             return session.get(ENTITY_CLASSES[kind], entity_id)
 
@@ -260,10 +271,8 @@ class JobRunner:
             finally:
                 with self._lock:
                     self._workers.pop((kind, entity_id), None)
-            if process.exitcode != 0 and not self.stopping.is_set():  # (``interrupt`` queues it again)
-                self._retry_or_fail(
-                    kind, entity_id, attempt, f"the worker process died ({describe_exit(process.exitcode)})"
-                )
+            if not self.stopping.is_set():  # (``interrupt`` queues it again)
+                self._retry_or_fail(kind, entity_id, attempt, _worker_end(process.exitcode))
 
     def _run_on_a_thread(
         self, kind: str, entity_id: str, attempt: int, progress: ProgressCallback | None
@@ -292,6 +301,12 @@ class JobRunner:
         finally:
             with self._lock:
                 self._threads.pop((kind, entity_id), None)
+        if not self.stopping.is_set():  # (``interrupt`` queues it again)
+            # A thread that failed past the job's own handling (the metastore out of reach as it recorded
+            # the outcome) left its job INPROGRESS, its heartbeats stopped, until its lease ran out.
+            self._retry_or_fail(
+                kind, entity_id, attempt, "the job's thread ended without recording its outcome"
+            )
 
     def _watch_thread(
         self,
@@ -313,7 +328,7 @@ class JobRunner:
             thread.join(WATCH_SECONDS)
             if not thread.is_alive():
                 break
-            entity = self._status(kind, entity_id)
+            entity = self._entity(kind, entity_id)
             if (
                 entity is None
                 or entity.status in ("DELETED", "PENDING", "FAILED")
@@ -438,7 +453,7 @@ class JobRunner:
             if progress is None and time.monotonic() < next_look:
                 continue
             next_look = time.monotonic() + WATCH_SECONDS
-            entity = self._status(kind, entity_id)
+            entity = self._entity(kind, entity_id)
             if (
                 entity is None
                 or entity.status in ("DELETED", "PENDING", "FAILED")
@@ -471,7 +486,7 @@ class JobRunner:
     def dependencies_settled(self, kind: str, entity: Any) -> bool:
         """False while an object the job needs is still PENDING or INPROGRESS."""
         for dependency_kind, dependency_id in self._dependencies(kind, entity):
-            dependency = self._status(dependency_kind, dependency_id)
+            dependency = self._entity(dependency_kind, dependency_id)
             if dependency is not None and dependency.status in ("PENDING", "INPROGRESS"):
                 return False
         return True
@@ -484,7 +499,7 @@ class JobRunner:
         """Finish what the job depends on first; fail the job if a dependency did not complete."""
         for dependency_kind, dependency_id in self._dependencies(kind, entity):
             self.wait(dependency_kind, dependency_id, progress)
-            dependency = self._status(dependency_kind, dependency_id)
+            dependency = self._entity(dependency_kind, dependency_id)
             if dependency is None or dependency.status != "COMPLETED":
                 status = "missing" if dependency is None else dependency.status
                 reason = f": {dependency.message}" if dependency is not None and dependency.message else ""
@@ -508,7 +523,7 @@ class JobRunner:
         """Block until the entity is COMPLETED, FAILED or DELETED, running it here if it is queued."""
         while not self.stopping.is_set():
             self.recover()
-            entity = self._status(kind, entity_id)
+            entity = self._entity(kind, entity_id)
             if entity is None or entity.status in TERMINAL:
                 return
             if entity.status == "PENDING":
@@ -524,7 +539,7 @@ class JobRunner:
         needs did not complete); return at once otherwise. A server's scheduler calls this for each job it
         listed as queued: another process (a server of ``--workers``, a CLI) may claim it first, and waiting
         for that process's run, as ``wait`` does, would hold one of this server's job slots all along."""
-        entity = self._status(kind, entity_id)
+        entity = self._entity(kind, entity_id)
         if entity is None or entity.status != "PENDING" or not self.dependencies_settled(kind, entity):
             return
         if self._dependencies_met(kind, entity, None):

@@ -205,6 +205,10 @@ class Stream(Base):
     #: and dead-letter parts the request named through the confined jobs' write check
     #: (``service.confinement.checked_here``), each file in its folder as opened.
     confined: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: When the stream was last asked to stop (it became STOPPING): the consumers that ran then and went
+    #: silent instead of stopping make it FAILED (``service.streams.settle_stopping``). Not
+    #: ``last_updated_at``, which a consumer's failure message written after the stop moves later.
+    stop_requested_at: Mapped[float | None] = mapped_column(Float)
 
 
 class StreamLease(Base):

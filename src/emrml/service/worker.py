@@ -351,7 +351,8 @@ def run_job_in_this_process(
     """Run one claimed attempt of a job in this process and record its outcome. ``worker``: this process
     is the job's own worker; else the job runs on a thread of a server (the Spark engine's long-running
     mode), whose signal handling, umask and storage settings are the server's, and ``stopped``, once set,
-    stops it at its next progress point (the server is stopping)."""
+    stops it at its next progress point (the server is stopping, or its runner saw the job deleted, given up
+    or taken over: ``JobRunner._watch_thread``)."""
     from emrml.service import tasks  # noqa: F401  (registers the job functions)
 
     engine = open_engine(settings.database_url)

@@ -403,11 +403,12 @@ class Consumer:
     def _halt(self, message: str) -> None:
         """Stop the stream (every consumer of it) with ``message`` for GetStream."""
         log.warning("consumer %s: %s", self.id, message)
+        moment = now()
         with self.sessions() as session, session.begin():
             session.execute(
                 update(Stream)
                 .where(Stream.id == self.stream_id, Stream.status == "RUNNING")
-                .values(status="STOPPING", message=message, last_updated_at=now())
+                .values(status="STOPPING", message=message, last_updated_at=moment, stop_requested_at=moment)
             )
         self._stop.set()
 

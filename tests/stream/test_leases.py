@@ -84,10 +84,12 @@ def test_two_consumers_share_four_shards_and_a_killed_one_loses_nothing(
     scored = _scored(kinesalite, "events-1-scored")
     assert {seq for _, seq in scored} == sent  # every input record has an output
     duplicates = sum(count - 1 for count in scored.values())
-    # At most one micro-batch (stream_batch_records) per shard taken over.
-    assert duplicates <= 2 * stream_app.settings.stream_batch_records
     leases = stream_app.call("GetStream", {"StreamId": "st-k"})["ShardLeases"]
-    assert sum(lease["OwnerSwitches"] for lease in leases) >= 2
+    takeovers = sum(lease["OwnerSwitches"] for lease in leases)
+    assert takeovers >= 2
+    # At most one micro-batch (stream_batch_records) per takeover: the victim's two shards, and any lease
+    # a consumer slowed by a loaded machine renewed too late.
+    assert duplicates <= takeovers * stream_app.settings.stream_batch_records
 
     stream_app.call("StopStream", {"StreamId": "st-k"})
     wait_until(lambda: stream_app.call("GetStream", {"StreamId": "st-k"})["Status"] == "STOPPED", 30, 0.3)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -11,6 +14,9 @@ from emrml.config import Settings
 from emrml.errors import InvalidInputException
 from emrml.service.app import EmrML
 from emrml.service.metastore import now
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 SCHEMA = json.dumps(
     {
@@ -60,32 +66,44 @@ def test_a_request_as_long_as_the_api_allows_is_stored(app: EmrML, tmp_path: Pat
     assert verbose["DataSourceSchema"] == spec["DataSchema"]
 
 
+@contextmanager
+def _downgraded(settings: Settings, revision: str, url: str | None = None) -> Iterator[Connection]:
+    """A connection to ``settings``' metastore, migrated to the newest revision by a first start and then
+    downgraded to ``revision`` in the transaction the caller writes its older rows in."""
+    from alembic import command
+    from alembic.config import Config
+
+    from emrml.service import metastore
+
+    EmrML(settings).close()  # migrated to the newest revision
+    engine = metastore.open_engine(url or settings.database_url)
+    config = Config()
+    config.set_main_option("script_location", str(metastore.MIGRATIONS))
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            config.attributes["home"] = settings.home
+            command.downgrade(config, revision)
+            yield connection
+    finally:
+        engine.dispose()
+
+
 def test_migration_0014_makes_an_earlier_mariadb_metastore_hold_long_text(tmp_path: Path) -> None:
     """A metastore of 0013 (TEXT columns: what 0014's downgrade restores) takes a long request once the
     next start has migrated it."""
-    from alembic import command
-    from alembic.config import Config
     from sqlalchemy import inspect
 
-    from emrml.service import metastore
     from metastores import empty_metastore
 
     for url in empty_metastore("mariadb", tmp_path):
         settings = Settings.load(environ={}, home=tmp_path / "home", metastore_url=url)
-        EmrML(settings).close()  # migrated to the newest revision
-        engine = metastore.open_engine(url)
-        config = Config()
-        config.set_main_option("script_location", str(metastore.MIGRATIONS))
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            config.attributes["home"] = settings.home
-            command.downgrade(config, "0013")
-        types = {
-            column["name"]: type(column["type"]).__name__
-            for column in inspect(engine).get_columns("data_sources")
-        }
+        with _downgraded(settings, "0013", url) as connection:
+            types = {
+                column["name"]: type(column["type"]).__name__
+                for column in inspect(connection).get_columns("data_sources")
+            }
         assert types["request"] == "TEXT"
-        engine.dispose()
         app = EmrML(settings)  # migrates again
         try:
             spec = {"DataLocationS3": str(tmp_path / "data.csv"), "DataSchema": _longest_schema()}
@@ -102,21 +120,12 @@ def test_migration_0014_makes_an_earlier_mariadb_metastore_hold_long_text(tmp_pa
 def test_migration_0015_keeps_earlier_streams_and_records_them_not_confined(tmp_path: Path) -> None:
     """A metastore of 0014 (streams without ``confined``) keeps its streams once the next start has
     migrated it: they were started before streams were confined, as objects before 0007 were."""
-    from alembic import command
-    from alembic.config import Config
     from sqlalchemy import inspect, text
 
     from emrml.service import metastore
 
     settings = Settings.load(environ={}, home=tmp_path / "home")
-    EmrML(settings).close()  # migrated to the newest revision
-    engine = metastore.open_engine(settings.database_url)
-    config = Config()
-    config.set_main_option("script_location", str(metastore.MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        config.attributes["home"] = settings.home
-        command.downgrade(config, "0014")
+    with _downgraded(settings, "0014") as connection:
         assert "confined" not in {column["name"] for column in inspect(connection).get_columns("streams")}
         connection.execute(
             text(
@@ -126,7 +135,6 @@ def test_migration_0015_keeps_earlier_streams_and_records_them_not_confined(tmp_
                 " 'LATEST', 'auto')"
             )
         )
-    engine.dispose()
     app = EmrML(settings)  # migrates again
     try:
         with app.sessions() as session:
@@ -140,21 +148,12 @@ def test_migration_0015_keeps_earlier_streams_and_records_them_not_confined(tmp_
 def test_migration_0016_takes_a_stopping_streams_last_update_for_its_stop_request(tmp_path: Path) -> None:
     """A stream STOPPING as the metastore is upgraded gets its ``last_updated_at`` as the time it was asked
     to stop (the best record of it); a RUNNING one has not been asked."""
-    from alembic import command
-    from alembic.config import Config
     from sqlalchemy import text
 
     from emrml.service import metastore
 
     settings = Settings.load(environ={}, home=tmp_path / "home")
-    EmrML(settings).close()
-    engine = metastore.open_engine(settings.database_url)
-    config = Config()
-    config.set_main_option("script_location", str(metastore.MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        config.attributes["home"] = settings.home
-        command.downgrade(config, "0015")
+    with _downgraded(settings, "0015") as connection:
         for stream_id, status, updated in (("st-stopping", "STOPPING", 5), ("st-running", "RUNNING", 7)):
             connection.execute(
                 text(
@@ -164,7 +163,6 @@ def test_migration_0016_takes_a_stopping_streams_last_update_for_its_stop_reques
                     " 'kinesis://in', '/out', '/dead', 'LATEST', 'auto')"
                 )
             )
-    engine.dispose()
     app = EmrML(settings)  # migrates again
     try:
         with app.sessions() as session:

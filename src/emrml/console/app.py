@@ -375,7 +375,7 @@ def _refused_before_body(
 ) -> Response | None:
     """What refuses a POST before its body is read: a wrong ``X-CSRF-Token`` header (a form's own token
     travels in its body), or ``posts_need`` granted nowhere. None: read the body."""
-    if request.headers.get(CSRF_HEADER) is not None and not csrf_ok(visitor.csrf_token, None, request):
+    if request.headers.get(CSRF_HEADER) and not csrf_ok(visitor.csrf_token, None, request):
         return _csrf_refused(console, request, visitor)
     if posts_need is not None and not console.service.access.may(visitor.user_name, posts_need):
         message = f"Your permissions grant {posts_need} nowhere, which this form needs."

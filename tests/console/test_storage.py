@@ -141,6 +141,11 @@ def test_a_name_is_limited_in_bytes_before_anything_is_made(admin: Any, installa
         data={"csrf_token": token, "action": "mkdir", "location": str(folder), "name": "\u00e9" * 117},
     )
     assert made.status_code == 400 and "is 234 bytes in UTF-8" in made.json()["Errors"]["mkdir"]
+    copy = {"csrf_token": token, "action": "copy", "location": str(folder), "file": str(folder / longest)}
+    too_long = f"{folder}/{longest}\u6587"
+    copied = admin.post("/console/storage?format=json", data={**copy, "target": too_long})
+    assert copied.status_code == 400 and "target's file name" in copied.json()["Errors"]["copy"]
+    assert sorted(os.listdir(folder)) == [longest]
 
 
 def test_moving_a_file_onto_itself_keeps_it(admin: Any, installation: Installation) -> None:

@@ -59,11 +59,16 @@ def check_name(name: str) -> str:
         raise InvalidInputException(
             f"name {name!r} must be one path part without '/', '\\', '\"' or NUL, and not '.' or '..'"
         )
+    return _short_enough(name, "name")
+
+
+def _short_enough(name: str, member: str) -> str:
+    """``name`` if it has at most ``NAME_MAX_BYTES`` bytes of UTF-8; else refused, naming ``member``."""
     size = len(name.encode("utf-8", "surrogatepass"))
     if size > NAME_MAX_BYTES:
         raise InvalidInputException(
-            f"name {name!r} is {size} bytes in UTF-8: a name has at most {NAME_MAX_BYTES} bytes (a character "
-            "outside ASCII takes 2 to 4)"
+            f"{member} {name!r} is {size} bytes in UTF-8: a name has at most {NAME_MAX_BYTES} bytes (a "
+            "character outside ASCII takes 2 to 4)"
         )
     return name
 
@@ -159,6 +164,7 @@ def copy(app: EmrML, caller: str | None, source: str, target: str, *, move: bool
     if _same_file(source, target):
         # A move would write the file onto itself and then delete it.
         raise InvalidInputException(f"'{target}' is the same file as '{source}': give another location")
+    _short_enough(target.rsplit("/", 1)[-1], "target's file name")
     with acting(caller):
         check_location(app, target, member="target", write=True)
         if move:

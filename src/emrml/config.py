@@ -54,6 +54,10 @@ class Settings:
     #: Requests per second one real-time endpoint admits, and all endpoints of this process together.
     peak_requests_per_second: int = 200
     total_requests_per_second: int = 10_000
+    #: The largest request body of a console form carrying a file (the storage browser's upload: the file
+    #: and the form's few fields), refused with 413 beyond. Starlette spools an upload past 1 MiB to a file
+    #: in the temporary folder (TMPDIR) until it is written to its folder.
+    console_upload_max_bytes: int = 1024 * 1024 * 1024
     #: The server's access log, one JSON line per request: lines are written this many at a time (and at
     #: least once a second), so a request costs no write; 1 writes every line at once, 0 turns it off.
     #: The lines of a batch are formatted together on the event loop: 64 keeps that pause short (wrk, three
@@ -168,6 +172,11 @@ class Settings:
             raise InvalidInputException(
                 f'setting s3_sse_kms_key_id names a KMS key, which only s3_sse = "aws:kms" uses (s3_sse is '
                 f"{self.s3_sse or 'empty'!r}): set s3_sse to aws:kms, or remove s3_sse_kms_key_id"
+            )
+        if self.console_upload_max_bytes < 1:
+            raise InvalidInputException(
+                "setting console_upload_max_bytes must be a positive number of bytes, e.g. 1073741824 "
+                f"(got {self.console_upload_max_bytes})"
             )
         if self.batch_bytes < 1:
             # Else every job failed with an internal error as it started reading its data.

@@ -17,8 +17,13 @@ import pytest
 from console_helpers import BOB_PASSWORD, DATASOURCE, EVALUATION, MODEL, Served
 
 from emrml.cli import app as cli_app
+from emrml.config import Settings
 from emrml.samples import bank_sample_schema
+from emrml.service.app import EmrML
+from emrml.service.auth import ensure_admin
 from emrml.service.identity import Identities
+from emrml.service.logins import Logins, ensure_admin_password
+from emrml.web.server import BackgroundServer, create_app, reserve_socket
 
 #: Where the pages' screenshots go: docs/console (the documentation's pictures) when EMRML_SCREENSHOTS=docs,
 #: else a temporary folder, so that a test run leaves the checkout as it was.
@@ -454,6 +459,35 @@ def test_storage_browser_upload_open_and_download(page: Any, served: Served, tmp
     download.value.save_as(saved)
     assert saved.read_text() == "a,b\n1,2\n"
     assert (served.installation.home / "data" / folder / "notes.csv").read_text() == "a,b\n1,2\n"
+
+
+def test_an_upload_past_the_limit_shows_the_413_page(page: Any, tmp_path: Path) -> None:
+    """Chromium sends the form whole while the server has answered at the limit: it shows the answer (the
+    console's page naming the setting), not a connection reset."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "emrml.toml").write_text(f"console_upload_max_bytes = {3 * 1024 * 1024}\n")
+    service = EmrML(Settings.load(environ={}, home=home))
+    try:
+        ensure_admin(Identities(service.sessions, home), home)
+        ensure_admin_password(Logins(service.sessions), home)
+        password = json.loads((home / "admin-credentials.json").read_text())["console_password"]
+        with BackgroundServer(create_app(service), reserve_socket()) as server:
+            page.goto(server.url + "/console/login")
+            page.fill("#username", "admin")
+            page.fill("#password", password)
+            page.click("button[type=submit]")
+            page.wait_for_url(server.url + "/console/")
+            page.goto(f"{server.url}/console/storage")
+            large = tmp_path / "large.csv"
+            large.write_bytes(b"x" * (40 * 1024 * 1024))
+            page.set_input_files("#file", str(large))
+            with page.expect_navigation():
+                page.click("button:text-is('Upload')")
+            assert "at most 3145728 bytes (setting console_upload_max_bytes)" in page.content()
+            assert not (home / "data" / "large.csv").exists()
+    finally:
+        service.close()
 
 
 def test_deleting_a_file_asks_first_and_keeps_it_when_declined(

@@ -99,7 +99,7 @@ def test_the_home_and_outside_the_roots_are_refused(admin: Any, installation: In
         "/console/storage",
         data={"csrf_token": token, "action": "mkdir", "location": f"{installation.home}/data", "name": ".."},
     )
-    assert bad_name.status_code == 400 and "must be 1-255 characters" in bad_name.text
+    assert bad_name.status_code == 400 and "must be one path part" in bad_name.text
 
 
 def test_a_user_without_storage_grants_is_refused(anonymous: Any, installation: Installation) -> None:
@@ -116,6 +116,36 @@ def _folder_with(installation: Installation, name: str, body: bytes) -> Path:
     folder.mkdir()
     (folder / name).write_bytes(body)
     return folder
+
+
+def test_a_name_is_limited_in_bytes_before_anything_is_made(admin: Any, installation: Installation) -> None:
+    """A name's limit counts UTF-8 bytes (a CJK character takes 3), said at once, naming the limit: not
+    "cannot write" from the file system once the upload had been taken."""
+    folder = installation.home / "data" / f"names-{uuid.uuid4().hex[:6]}"
+    token = _token(admin)
+    longest = "\u6587" * (files.NAME_MAX_BYTES // 3)
+    for name, status in ((longest + "\u6587", 400), ("\u6587" * 86, 400), (longest, 200)):
+        sent = admin.post(
+            "/console/storage?format=json",
+            data={"csrf_token": token, "action": "upload", "location": str(folder)},
+            files={"file": (name, b"a\n1\n", "text/csv")},
+        )
+        assert sent.status_code == status, (len(name), sent.text)
+        if status == 400:
+            expected = f"is {len(name) * 3} bytes in UTF-8: a name has at most {files.NAME_MAX_BYTES} bytes"
+            assert expected in sent.json()["Errors"]["upload"]
+            assert not (folder / name).exists()
+    assert (folder / longest).read_bytes() == b"a\n1\n"
+    made = admin.post(
+        "/console/storage?format=json",
+        data={"csrf_token": token, "action": "mkdir", "location": str(folder), "name": "\u00e9" * 117},
+    )
+    assert made.status_code == 400 and "is 234 bytes in UTF-8" in made.json()["Errors"]["mkdir"]
+    copy = {"csrf_token": token, "action": "copy", "location": str(folder), "file": str(folder / longest)}
+    too_long = f"{folder}/{longest}\u6587"
+    copied = admin.post("/console/storage?format=json", data={**copy, "target": too_long})
+    assert copied.status_code == 400 and "target's file name" in copied.json()["Errors"]["copy"]
+    assert sorted(os.listdir(folder)) == [longest]
 
 
 def test_moving_a_file_onto_itself_keeps_it(admin: Any, installation: Installation) -> None:

@@ -59,7 +59,7 @@ def test_outside_the_grant_everything_is_refused(app: EmrML, s3: S3, tmp_path: P
         with pytest.raises(AccessDeniedException, match="carol is not authorized to perform: storage:"):
             refused()
     assert s3.get("other/secret.csv") == b"not carol's" and "team/stolen.csv" not in s3.list_keys()
-    with pytest.raises(InvalidInputException, match="must be 1-255 characters"):
+    with pytest.raises(InvalidInputException, match="must be one path part"):
         files.make_folder(app, CAROL, s3.uri("team"), "a/b")
 
 

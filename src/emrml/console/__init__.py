@@ -147,7 +147,11 @@ def create_console(
         get("/jobs", jobs.jobs),
         post("/streams/{stream_id}/start", jobs.start_stream),
         get("/capacity", capacity.capacity),
-        Route("/storage", page(console, storage.storage, uploads=1), methods=["GET", "POST"]),
+        Route(
+            "/storage",
+            page(console, storage.storage, uploads=1, posts_need="storage:Write"),
+            methods=["GET", "POST"],
+        ),
         get("/storage/download", storage.download),
         both("/users", admin.users),
         both("/users/{name}", admin.user),

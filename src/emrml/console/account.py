@@ -5,7 +5,8 @@ from __future__ import annotations
 import hmac
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import RedirectResponse, Response
 
 from emrml.console.app import (
@@ -13,13 +14,19 @@ from emrml.console.app import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
     SESSION_ENDED,
+    BodyTooLarge,
     Console,
     View,
     Visit,
     new_login_csrf,
+    read_form,
 )
 from emrml.errors import InvalidInputException
 from emrml.service.logins import LoginRefused
+
+#: The login form's body at most: a user name, a password and a token, with room to spare. Anyone may send
+#: it, so it is bounded well below the signed-in forms' ``FORM_MAX_BYTES``.
+LOGIN_FORM_MAX_BYTES = 64 * 1024
 
 
 def _safe_next(console: Console, target: str | None) -> str:
@@ -39,8 +46,17 @@ def login_endpoint(console: Console):
             ended = SESSION_ENDED in request.query_params
             notice = "Your session had ended (logged out elsewhere, or unused), so nothing was sent."
             return _login_form(console, request, next_url, notice if ended else None, 200)
-        form = await request.form(max_files=0, max_fields=10)
         expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+        if not expected:  # refused before the body is read: no login page handed this client a token
+            return _login_form(console, request, next_url, "The form expired: please try again.", 403)
+        try:
+            form = await read_form(request, LOGIN_FORM_MAX_BYTES, max_fields=10)
+        except BodyTooLarge as exc:
+            return _login_form(console, request, next_url, exc.message, 413)
+        except HTTPException as exc:  # Starlette's refusal of the form: malformed, a file in it
+            return _login_form(console, request, next_url, str(exc.detail), 400)
+        except ClientDisconnect:
+            return Response(status_code=400)  # no one is left to read an answer
         supplied = form.get(CSRF_FIELD)
         if not expected or not isinstance(supplied, str) or not hmac.compare_digest(supplied, expected):
             return _login_form(console, request, next_url, "The form expired: please try again.", 403)

@@ -22,7 +22,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import (
     FileResponse,
     HTMLResponse,
@@ -272,6 +272,46 @@ def csrf_ok(expected: str, form: FormData | None, request: Request) -> bool:
 
 #: The login page's query flag saying that a form was sent after its session had ended.
 SESSION_ENDED = "ended"
+#: The largest body of a form that carries no file: its fields together, of which a pasted schema or recipe
+#: is the largest (the API takes 1 MiB a request by default). Forms with a file: ``console_upload_max_bytes``.
+FORM_MAX_BYTES = 2 * 1024 * 1024
+
+
+class BodyTooLarge(Exception):
+    """A request body past the console's limit for its form (``limit`` bytes; ``setting`` names it)."""
+
+    def __init__(self, limit: int, setting: str | None) -> None:
+        super().__init__(limit)
+        self.limit = limit
+        self.setting = setting
+
+    @property
+    def message(self) -> str:
+        where = f" (setting {self.setting})" if self.setting else ""
+        return f"The form is larger than the console takes: at most {self.limit} bytes{where}."
+
+
+async def read_form(
+    request: Request, limit: int, setting: str | None = None, *, max_files: int = 0, max_fields: int = 5000
+) -> FormData:
+    """The request's form, its body refused (``BodyTooLarge``) past ``limit`` bytes: at once when its
+    Content-Length says so, else as the bytes arrive. Files spooled by then are closed as the parser gives
+    up (Starlette closes them on any error, a client gone away included), so none stays on disk."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(limit, setting)
+    received = 0
+    receive = request.receive
+
+    async def bounded() -> Any:
+        nonlocal received
+        message = await receive()
+        received += len(message.get("body", b""))
+        if received > limit:
+            raise BodyTooLarge(limit, setting)
+        return message
+
+    return await Request(request.scope, bounded).form(max_files=max_files, max_fields=max_fields)
 
 
 def page(
@@ -280,10 +320,13 @@ def page(
     *,
     uploads: int = 0,
     form_only: bool = False,
+    posts_need: str | None = None,
 ) -> Callable[[Request], Any]:
     """The endpoint of a page: the session required, CSRF checked on POST, errors as error pages.
-    ``uploads``: how many files a form may carry (Starlette spools each to disk past 1 MiB); ``form_only``:
-    the address takes only POST (no page to come back to after logging in)."""
+    ``uploads``: how many files a form may carry (Starlette spools each to disk past 1 MiB), its body then
+    bounded by ``console_upload_max_bytes`` rather than ``FORM_MAX_BYTES``; ``form_only``: the address
+    takes only POST (no page to come back to after logging in); ``posts_need``: an action every POST
+    needs granted somewhere (``Access.may``), checked before the body is read."""
 
     async def endpoint(request: Request) -> Response:
         visitor = await run_in_threadpool(console.visitor, request)
@@ -299,35 +342,78 @@ def page(
             return RedirectResponse(console.url("login", next=back, **{SESSION_ENDED: 1}), 303)
         form = None
         if request.method == "POST":
-            form = await request.form(max_files=uploads, max_fields=5000)
+            refused = await run_in_threadpool(_refused_before_body, console, request, visitor, posts_need)
+            if refused is not None:
+                return refused
+            if uploads:
+                limit, setting = console.service.settings.console_upload_max_bytes, "console_upload_max_bytes"
+            else:
+                limit, setting = FORM_MAX_BYTES, None
+            try:
+                form = await read_form(request, limit, setting, max_files=uploads)
+            except BodyTooLarge as exc:
+                return console.error(request, 413, "RequestEntityTooLargeException", exc.message, visitor)
+            except HTTPException as exc:  # Starlette's refusal of the form: malformed, too many files
+                return console.error(request, 400, "InvalidInputException", str(exc.detail), visitor)
+            except ClientDisconnect:
+                return Response(status_code=400)  # no one is left to read an answer
             if not csrf_ok(visitor.csrf_token, form, request):
-                return console.error(
-                    request,
-                    403,
-                    "Refused",
-                    "The form's CSRF token is missing or wrong: reload the page.",
-                    visitor,
-                )
-        visit = Visit(console, request, visitor.user_name, visitor.csrf_token, form)
+                await form.close()
+                return _csrf_refused(console, request, visitor)
         try:
-            result = await run_in_threadpool(handler, visit)
-        except ResourceNotFoundException as exc:
-            return console.error(request, 404, "Not found", exc.message, visitor)
-        except AmazonMLError as exc:
-            # A refusal of authorization is a page the user may not see: 403, as the login's refusals.
-            status = 403 if isinstance(exc, AccessDeniedException) else min(exc.http_status, 500)
-            title = "Refused" if status == 403 else exc.type_name
-            return console.error(request, status, title, exc.message, visitor)
-        except Exception:
-            return _internal_error(console, request, visitor)
-        if isinstance(result, Response):
-            return result
-        try:
-            return console.render(request, result, visitor)
-        except Exception:
-            return _internal_error(console, request, visitor)
+            return await _answer(console, request, visitor, handler, form)
+        finally:
+            if form is not None:
+                # Uploaded files spooled to disk are released now, not when the request is collected.
+                await form.close()
 
     return endpoint
+
+
+def _refused_before_body(
+    console: Console, request: Request, visitor: SessionInfo, posts_need: str | None
+) -> Response | None:
+    """What refuses a POST before its body is read: a wrong ``X-CSRF-Token`` header (a form's own token
+    travels in its body), or ``posts_need`` granted nowhere. None: read the body."""
+    if request.headers.get(CSRF_HEADER) and not csrf_ok(visitor.csrf_token, None, request):
+        return _csrf_refused(console, request, visitor)
+    if posts_need is not None and not console.service.access.may(visitor.user_name, posts_need):
+        message = f"Your permissions grant {posts_need} nowhere, which this form needs."
+        return console.error(request, 403, "Refused", message, visitor)
+    return None
+
+
+def _csrf_refused(console: Console, request: Request, visitor: SessionInfo) -> Response:
+    message = "The form's CSRF token is missing or wrong: reload the page."
+    return console.error(request, 403, "Refused", message, visitor)
+
+
+async def _answer(
+    console: Console,
+    request: Request,
+    visitor: SessionInfo,
+    handler: Callable[[Visit], View | Response],
+    form: FormData | None,
+) -> Response:
+    """The page ``handler`` makes of the request, or the error page of what it raised."""
+    visit = Visit(console, request, visitor.user_name, visitor.csrf_token, form)
+    try:
+        result = await run_in_threadpool(handler, visit)
+    except ResourceNotFoundException as exc:
+        return console.error(request, 404, "Not found", exc.message, visitor)
+    except AmazonMLError as exc:
+        # A refusal of authorization is a page the user may not see: 403, as the login's refusals.
+        status = 403 if isinstance(exc, AccessDeniedException) else min(exc.http_status, 500)
+        title = "Refused" if status == 403 else exc.type_name
+        return console.error(request, status, title, exc.message, visitor)
+    except Exception:
+        return _internal_error(console, request, visitor)
+    if isinstance(result, Response):
+        return result
+    try:
+        return console.render(request, result, visitor)
+    except Exception:
+        return _internal_error(console, request, visitor)
 
 
 def _internal_error(console: Console, request: Request, visitor: SessionInfo) -> Response:

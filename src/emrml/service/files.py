@@ -31,6 +31,10 @@ PAGE_SIZE = 100
 DOWNLOAD_CHECKED_MAX_BYTES = 4 << 30
 _BLOCK_BYTES = 1024 * 1024
 _FORBIDDEN_NAME_CHARACTERS = set('/\\\x00"')
+#: A new name's bytes in UTF-8 at most: the file systems' 255 a name, less the 22 the hidden temporary
+#: name it is written under adds (``.<name>.<16 hex digits>.tmp``, storage/local.py). Bytes, not
+#: characters: 86 Chinese characters are 258 bytes, which no file system takes.
+NAME_MAX_BYTES = 255 - len("..0123456789abcdef.tmp")
 
 
 def acting(caller: str | None) -> AbstractContextManager[None]:
@@ -50,10 +54,21 @@ def folder_location(location: str) -> str:
 
 
 def check_name(name: str) -> str:
-    """A new file's or folder's name: one path part, not ``.`` or ``..``."""
-    if not name or name in (".", "..") or len(name) > 255 or set(name) & _FORBIDDEN_NAME_CHARACTERS:
+    """A new file's or folder's name: one path part, not ``.`` or ``..``, at most ``NAME_MAX_BYTES``."""
+    if not name or name in (".", "..") or set(name) & _FORBIDDEN_NAME_CHARACTERS:
         raise InvalidInputException(
-            f"name {name!r} must be 1-255 characters without '/', '\\', '\"' and not '.' or '..'"
+            f"name {name!r} must be one path part without '/', '\\', '\"' or NUL, and not '.' or '..'"
+        )
+    return _short_enough(name, "name")
+
+
+def _short_enough(name: str, member: str) -> str:
+    """``name`` if it has at most ``NAME_MAX_BYTES`` bytes of UTF-8; else refused, naming ``member``."""
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > NAME_MAX_BYTES:
+        raise InvalidInputException(
+            f"{member} {name!r} is {size} bytes in UTF-8: a name has at most {NAME_MAX_BYTES} bytes (a "
+            "character outside ASCII takes 2 to 4)"
         )
     return name
 
@@ -149,6 +164,7 @@ def copy(app: EmrML, caller: str | None, source: str, target: str, *, move: bool
     if _same_file(source, target):
         # A move would write the file onto itself and then delete it.
         raise InvalidInputException(f"'{target}' is the same file as '{source}': give another location")
+    _short_enough(target.rsplit("/", 1)[-1], "target's file name")
     with acting(caller):
         check_location(app, target, member="target", write=True)
         if move:

@@ -136,6 +136,10 @@ def batch_prediction(visit: Visit) -> View:
     # The names of what the page refers to, by console path: in the twin too, as the page shows them.
     data["ReferenceNames"] = reference_names(referred(described), shown)
     extra = {"files": list(enumerate(found.files)), "readable": set(shown), "names": data["ReferenceNames"]}
+    # The output folder opens in the storage browser, to who may read it there: the results beside the
+    # manifest, the folder the user chose, without typing its location again.
+    output = described.get("OutputUri") or ""
+    extra["browse_output"] = bool(output) and files.may(visit.console.service, visit.arn, output)
     return View("batch_prediction.html", data, extra=extra)
 
 

@@ -39,7 +39,7 @@ def storage(visit: Visit) -> View | Response:
     starts = readable_roots + granted or roots
     location = visit.field("location") or visit.query.get("location") or (starts[0] if starts else "")
     errors: dict[str, str] = {}
-    done = ""
+    done, action = "", ""
     if visit.form is not None:
         action = visit.field("action")
         try:
@@ -103,6 +103,10 @@ def storage(visit: Visit) -> View | Response:
         "writable": data["MayChange"],
         "disk_read_only": data.get("ReadOnlyOnServer", False),
         "done": done,
+        # A refused copy or move: its row's field keeps the location typed, to correct rather than retype.
+        "tried": {"file": visit.field("file"), "target": visit.field("target"), "action": action}
+        if action in errors and action in ("copy", "move")
+        else None,
         "unmade": unmade,
         "notice": notice,
         "pager": pager(visit, "storage", {"location": folder}, token, listed.next_token),

@@ -606,6 +606,15 @@ def test_the_capacity_page_plans_and_marks_the_refused_field(admin: Any) -> None
     assert admin.get("/console/capacity").status_code == 200  # the empty form
 
 
+def test_a_sample_that_is_a_folder_is_the_sample_fields_error(admin: Any, installation: Installation) -> None:
+    folder = installation.home / "data"
+    refused = admin.get(f"/console/capacity?nodes=10&disk=800GB&data=3TB&sample={folder}")
+    assert refused.status_code == 400
+    assert f'id="sample" name="sample" value="{folder}" aria-invalid="true"' in refused.text
+    error = re.search(r'<p class="error field-error" id="sample-error">([^<]*)</p>', refused.text)
+    assert error and "SampleLocation" in error.group(1) and "is a directory" in error.group(1)
+
+
 def test_the_jobs_page_shows_the_spark_application_and_jobs_a_job_ran_on(
     admin: Any, installation: Installation
 ) -> None:

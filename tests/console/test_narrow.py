@@ -215,6 +215,7 @@ def test_forms_fit_a_phones_width(page: Any, served: Served, axe_source: str) ->
         "models/new?mode=custom",
         "datasources/new",
         "batch-predictions/new",
+        "evaluations/new",
         "account",
         "storage",
     ):

@@ -37,6 +37,7 @@ PAGES = [
     "/console/account",
     "/console/datasources/new",
     "/console/models/new",
+    "/console/evaluations/new",
     f"/console/datasources/{DATASOURCE}",
     f"/console/models/{MODEL}",
     f"/console/models/{MODEL}/predict",

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from emrml.console import account, admin, batches, capacity, forms, jobs, objects, samples, storage
+from emrml.console import account, admin, batches, capacity, evaluate, forms, jobs, objects, samples, storage
 from emrml.console.app import SECURITY_HEADERS, Console, View, Visit, page
 from emrml.errors import AmazonMLError, InvalidInputException
 from emrml.service.app import EmrML
@@ -133,6 +133,7 @@ def create_console(
         both("/datasources/new", forms.new_datasource),
         both("/models/new", forms.new_model),
         both("/batch-predictions/new", batches.new_batch_prediction),
+        both("/evaluations/new", evaluate.new_evaluation),
         *(get(f"/{path}", objects.list_page(path)) for path in objects.KINDS),
         get("/datasources/{entity_id}", objects.datasource),
         get("/models/{entity_id}", objects.model),

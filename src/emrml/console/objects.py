@@ -288,6 +288,8 @@ def model(visit: Visit) -> View:
             if action.startswith("storage:")
         },
         "lists_batch_predictions": access.may(visit.user, "machinelearning:DescribeBatchPredictions"),
+        # Evaluated again on other data from its page, by who may (no note for who may not: nothing lost).
+        "evaluates": access.allowed(visit.arn, "CreateEvaluation", {"MLModelId": model_id}),
     }
     shown = readable_names(visit, _named("Evaluation", listed["Results"], described))
     extra["readable"] = set(shown)

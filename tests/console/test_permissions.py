@@ -178,6 +178,12 @@ def test_the_storage_browser_offers_changes_only_to_who_may_write_there(
         offered = admin.get(f"/console/storage?location={folder}/").text
         assert all(f'value="{action}"' in offered for action in ("delete", "move", "upload", "mkdir"))
         assert 'id="refused-note"' not in offered
+        # A file is a datasource's data in one click for who may create datasources, not for a viewer.
+        link = re.search(r'<a href="([^"]+)" class="datasource-link">', offered)
+        assert link and "datasource-link" not in shown.text
+        wizard = admin.get(html.unescape(link.group(1)))
+        assert wizard.status_code == 200
+        assert f'id="location" name="location" value="{folder}/kept.csv"' in wizard.text
     finally:
         access.delete_group("read-only-readers")
 

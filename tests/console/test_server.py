@@ -97,6 +97,16 @@ def test_wrong_password_is_refused_without_saying_which_part_was_wrong(anonymous
         assert "emrml_session" not in anonymous.cookies
 
 
+def test_a_refused_login_keeps_the_user_name_and_focuses_the_password(anonymous: Any) -> None:
+    refused = log_in(anonymous, "admin", "wrong password")
+    assert refused.status_code == 401
+    fields = dict(re.findall(r'<input id="(username|password)"([^>]*)>', refused.text))
+    assert 'value="admin"' in fields["username"] and "autofocus" not in fields["username"]
+    assert "autofocus" in fields["password"] and "wrong password" not in refused.text
+    fresh = dict(re.findall(r'<input id="(username|password)"([^>]*)>', anonymous.get("/console/login").text))
+    assert 'value=""' in fresh["username"] and "autofocus" in fresh["username"]
+
+
 def test_a_login_without_its_csrf_cookie_is_refused(anonymous: Any, installation: Installation) -> None:
     page = anonymous.get("/console/login")
     anonymous.cookies.clear()

@@ -16,7 +16,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from emrml.console import account, admin, batches, capacity, evaluate, forms, jobs, objects, samples, storage
+from emrml.console import (
+    account,
+    admin,
+    batches,
+    capacity,
+    deleting,
+    evaluate,
+    forms,
+    jobs,
+    objects,
+    samples,
+    storage,
+)
 from emrml.console.app import SECURITY_HEADERS, Console, View, Visit, page
 from emrml.errors import AmazonMLError, InvalidInputException
 from emrml.service.app import EmrML
@@ -145,6 +157,7 @@ def create_console(
         get("/evaluations/{entity_id}", objects.evaluation),
         get("/batch-predictions/{entity_id}", batches.batch_prediction),
         get("/batch-predictions/{entity_id}/files/{index}", batches.download),
+        *(post(f"/{path}/{{entity_id}}/delete", deleting.deleter(path)) for path in deleting.DELETES),
         get("/jobs", jobs.jobs),
         post("/streams/{stream_id}/start", jobs.start_stream),
         get("/capacity", capacity.capacity),

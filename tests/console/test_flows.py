@@ -367,6 +367,18 @@ def test_a_running_objects_status_in_a_list_updates_in_place_and_reloads_once_it
     """The models' list and the home page show a running model's status as it moves, from their JSON
     twins, without reloading (a filter being typed stays); once it has ended they reload to show it. The
     page and its first twins are shown as of a running model."""
+    # The newest model, which both pages show (the home page only the five newest).
+    service = served.installation.service
+    newest = service.call(
+        "DescribeMLModels", {"Limit": 1, "SortOrder": "dsc", "FilterVariable": "CreatedAt", "GE": "0"}
+    )["Results"][0]["MLModelId"]
+    assert service.wait("MLModel", newest)["Status"] == "COMPLETED"
+    # Nothing else running either: the pages would follow it too, and reload only once it has ended.
+    for kind in ("DataSource", "MLModel", "Evaluation", "BatchPrediction"):
+        for status in ("PENDING", "INPROGRESS"):
+            request = {"FilterVariable": "Status", "EQ": status}
+            for item in service.call(f"Describe{kind}s", request)["Results"]:
+                service.wait(kind, item[f"{kind}Id"])
     log_in(page, served)
     answered = {"page": 0, "json": 0}
 
@@ -380,7 +392,7 @@ def test_a_running_objects_status_in_a_list_updates_in_place_and_reloads_once_it
                 for key in listed:
                     items = items[key]
                 for item in items:
-                    if item["MLModelId"] == MODEL:
+                    if item["MLModelId"] == newest:
                         item.update(Status="INPROGRESS", Progress=20.0 * answered["json"])
             route.fulfill(response=response, json=data)
             return
@@ -388,7 +400,7 @@ def test_a_running_objects_status_in_a_list_updates_in_place_and_reloads_once_it
         body = response.text()
         if answered["page"] == 1:
             body = re.sub(
-                rf'(data-id="{MODEL}" data-status=")COMPLETED'
+                rf'(data-id="{newest}" data-status=")COMPLETED'
                 r'("><span class="status) status-completed">COMPLETED<',
                 r'\1INPROGRESS\2 status-inprogress">INPROGRESS<',
                 body,
@@ -397,11 +409,11 @@ def test_a_running_objects_status_in_a_list_updates_in_place_and_reloads_once_it
 
     page.route(re.compile(rf".*/console/{path}(\?.*)?$"), as_running)
     page.goto(f"{served.url}/console/{path}")
-    model = page.locator(f'[data-live="object"][data-id="{MODEL}"]')
+    model = page.locator(f'[data-live="object"][data-id="{newest}"]')
     assert model.get_attribute("data-status") == "INPROGRESS"
     page.evaluate("() => { window.sameDocument = true; }")
     page.wait_for_function(
-        f"() => document.querySelector('[data-id=\"{MODEL}\"] progress')?.value === 40", timeout=10_000
+        f"() => document.querySelector('[data-id=\"{newest}\"] progress')?.value === 40", timeout=10_000
     )
     assert page.evaluate("() => window.sameDocument") is True
     assert model.locator(".status").inner_text() == "INPROGRESS"

@@ -380,6 +380,7 @@ def test_the_other_pages_pass_axe_without_even_minor_violations(
         "",
         "batch-predictions",
         "batch-predictions/new",
+        "evaluations/new",
         f"evaluations/{EVALUATION}",
         f"evaluations/compare?a={EVALUATION}&b={EVALUATION}",
         "users/bob",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
 from console_helpers import DATASOURCE, EVALUATION, MODEL, Evaluations, Served
 from test_browser import check_accessibility, log_in, screenshot
 
@@ -357,3 +358,65 @@ def test_a_running_objects_page_updates_in_place_and_reloads_once_it_ends(page: 
     assert model.get_attribute("data-status") == "COMPLETED"
     assert page.locator(f'li[data-id="{EVALUATION}"]').get_attribute("data-status") == "COMPLETED"
     assert answered["page"] == 2
+
+
+@pytest.mark.parametrize(("path", "listed"), [("models", ("Results",)), ("", ("Recent", "MLModel"))])
+def test_a_running_objects_status_in_a_list_updates_in_place_and_reloads_once_it_ends(
+    page: Any, served: Served, path: str, listed: tuple[str, ...]
+) -> None:
+    """The models' list and the home page show a running model's status as it moves, from their JSON
+    twins, without reloading (a filter being typed stays); once it has ended they reload to show it. The
+    page and its first twins are shown as of a running model."""
+    # The newest model, which both pages show (the home page only the five newest).
+    service = served.installation.service
+    newest = service.call(
+        "DescribeMLModels", {"Limit": 1, "SortOrder": "dsc", "FilterVariable": "CreatedAt", "GE": "0"}
+    )["Results"][0]["MLModelId"]
+    assert service.wait("MLModel", newest)["Status"] == "COMPLETED"
+    # Nothing else running either: the pages would follow it too, and reload only once it has ended.
+    for kind in ("DataSource", "MLModel", "Evaluation", "BatchPrediction"):
+        for status in ("PENDING", "INPROGRESS"):
+            request = {"FilterVariable": "Status", "EQ": status}
+            for item in service.call(f"Describe{kind}s", request)["Results"]:
+                service.wait(kind, item[f"{kind}Id"])
+    log_in(page, served)
+    answered = {"page": 0, "json": 0}
+
+    def as_running(route: Any, request: Any) -> None:
+        response = route.fetch()
+        if "format=json" in request.url:
+            answered["json"] += 1
+            data = response.json()
+            if answered["json"] <= 2:
+                items = data
+                for key in listed:
+                    items = items[key]
+                for item in items:
+                    if item["MLModelId"] == newest:
+                        item.update(Status="INPROGRESS", Progress=20.0 * answered["json"])
+            route.fulfill(response=response, json=data)
+            return
+        answered["page"] += 1
+        body = response.text()
+        if answered["page"] == 1:
+            body = re.sub(
+                rf'(data-id="{newest}" data-status=")COMPLETED'
+                r'("><span class="status) status-completed">COMPLETED<',
+                r'\1INPROGRESS\2 status-inprogress">INPROGRESS<',
+                body,
+            )
+        route.fulfill(response=response, body=body)
+
+    page.route(re.compile(rf".*/console/{path}(\?.*)?$"), as_running)
+    page.goto(f"{served.url}/console/{path}")
+    model = page.locator(f'[data-live="object"][data-id="{newest}"]')
+    assert model.get_attribute("data-status") == "INPROGRESS"
+    page.evaluate("() => { window.sameDocument = true; }")
+    page.wait_for_function(
+        f"() => document.querySelector('[data-id=\"{newest}\"] progress')?.value === 40", timeout=10_000
+    )
+    assert page.evaluate("() => window.sameDocument") is True
+    assert model.locator(".status").inner_text() == "INPROGRESS"
+    page.wait_for_function("() => window.sameDocument === undefined", timeout=10_000)
+    assert model.get_attribute("data-status") == "COMPLETED"
+    assert answered["page"] >= 2

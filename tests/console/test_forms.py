@@ -234,6 +234,20 @@ def test_a_location_outside_the_data_roots_is_the_fields_error(admin: Any) -> No
         assert box and "autofocus" in box.group(0) and sent.text.count("autofocus") == 1, field
 
 
+def test_the_wizard_points_who_may_read_storage_to_the_storage_browser(admin: Any) -> None:
+    shown = admin.get("/console/datasources/new").text
+    box = re.search(r'<input id="location"[^>]*>', shown)
+    assert box and 'aria-describedby="location-hint"' in box.group(0)
+    hint = re.search(r'<p class="hint" id="location-hint">(.*?)</p>', shown)
+    assert hint and '<a href="/console/storage">storage browser</a>' in hint.group(1)
+
+
+def test_the_wizard_points_no_one_without_storage_to_the_storage_browser(anonymous: Any) -> None:
+    # bob has no storage grant: no browser to point to.
+    assert log_in(anonymous, "bob", BOB_PASSWORD).status_code == 303
+    assert 'id="location-hint"' not in anonymous.get("/console/datasources/new").text
+
+
 def test_the_first_page_link_keeps_the_page_size(admin: Any) -> None:
     token = admin.get("/console/datasources?format=json&size=1").json()["NextToken"]
     second = admin.get(f"/console/datasources?size=1&token={token}")

@@ -215,6 +215,7 @@ def test_forms_fit_a_phones_width(page: Any, served: Served, axe_source: str) ->
         "models/new?mode=custom",
         "datasources/new",
         "batch-predictions/new",
+        "evaluations/new",
         "account",
         "storage",
     ):
@@ -356,3 +357,23 @@ def test_a_fieldsets_labels_stay_beside_their_boxes_at_a_phones_width(page: Any,
         page.press("#location", "Enter")
     assert page.locator("main fieldset label[for]").count() == 2
     assert page.evaluate(LABELS_APART) == []
+
+
+#: The wizard's attribute names split over lines: the bank sample's are short words, whole at any width.
+SPLIT_ATTRIBUTE_NAMES = split_words_script("#schema-table tbody th", r"\S+")
+
+
+def test_the_wizards_attribute_names_stay_whole_at_a_phones_width(
+    page: Any, served: Served, axe_source: str
+) -> None:
+    """The schema step at 390 px: the table scrolls sideways in its box rather than squeezing the
+    attributes' names to a few letters a line ("educatio|n", "campaig|n")."""
+    log_in(page, served)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(served.url + "/console/datasources/new")
+    page.fill("#location", str(served.installation.sample))
+    page.click("text=Next: the schema")
+    page.wait_for_selector("#schema-table")
+    assert page.locator("#schema-table tbody th").count() == len(bank_sample_schema().attributes)
+    assert page.evaluate(SPLIT_ATTRIBUTE_NAMES) == []
+    assert_tables_scroll_sideways(page, "datasources/new", axe_source)

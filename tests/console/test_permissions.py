@@ -131,6 +131,7 @@ def test_batch_prediction_results_are_offered_only_to_who_may_read_its_output(
 
     page, twin = viewer.get(path), viewer.get(path + "?format=json").json()
     assert page.status_code == 200 and f"{path}/files/" not in page.text
+    assert 'id="output-folder"' not in page.text  # nor a way into the folder it may not read
     note = re.search(r'id="results-refused">([^<]*)</p>', page.text)
     assert note and "storage:Read" in note.group(1)
     assert twin["ResultFiles"] == [] and "storage:Read" in twin["ResultFilesRefused"]
@@ -147,6 +148,11 @@ def test_batch_prediction_results_are_offered_only_to_who_may_read_its_output(
         granted = viewer.get(path)
         assert f"{path}/files/0" in granted.text and 'id="results-refused"' not in granted.text
         assert viewer.get(f"{path}/files/0").status_code == 200
+        # The output folder opens in the storage browser, which lists the results' folder.
+        link = re.search(r'<a href="([^"]+)" id="output-folder">', granted.text)
+        assert link and link.group(1).startswith("/console/storage?location=")
+        opened = viewer.get(html.unescape(link.group(1)))
+        assert opened.status_code == 200 and "batch-prediction/" in opened.text
     finally:
         access.delete_group("permissions-out-readers")
 
@@ -172,6 +178,12 @@ def test_the_storage_browser_offers_changes_only_to_who_may_write_there(
         offered = admin.get(f"/console/storage?location={folder}/").text
         assert all(f'value="{action}"' in offered for action in ("delete", "move", "upload", "mkdir"))
         assert 'id="refused-note"' not in offered
+        # A file is a datasource's data in one click for who may create datasources, not for a viewer.
+        link = re.search(r'<a href="([^"]+)" class="datasource-link">', offered)
+        assert link and "datasource-link" not in shown.text
+        wizard = admin.get(html.unescape(link.group(1)))
+        assert wizard.status_code == 200
+        assert f'id="location" name="location" value="{folder}/kept.csv"' in wizard.text
     finally:
         access.delete_group("read-only-readers")
 

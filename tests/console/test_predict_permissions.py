@@ -184,6 +184,32 @@ def test_an_endpoint_that_is_off_is_turned_on_by_who_may(viewer: Any, admin: Any
     assert says[viewer] and "ask the model's owner or an administrator" in says[viewer].group(1)
 
 
+def test_the_endpoint_is_turned_on_from_the_predict_page_which_then_predicts(
+    viewer: Any, admin: Any, installation: Installation
+) -> None:
+    """Who may turn the endpoint on does so on the predict page itself, and is brought back to it; a
+    viewer is offered no such button. The form names its action: another is refused, changing nothing."""
+    assert 'id="endpoint-on"' not in viewer.get(PAGE).text
+    shown = admin.get(PAGE).text
+    action = f"/console/models/{MODEL}/endpoint"
+    form = re.search(rf'<form method="post" action="({action})" class="inline">(.*?)</form>', shown, re.S)
+    assert form and 'id="endpoint-on"' in form.group(2)
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', form.group(2)))
+    assert fields["action"] == "create" and fields["back"] == "predict"
+    odd = admin.post(form.group(1), data={**fields, "action": "switch"})
+    assert odd.status_code == 400 and "create or delete" in odd.text
+    service = installation.service
+    assert service.call("GetMLModel", {"MLModelId": MODEL})["EndpointInfo"]["EndpointStatus"] == "NONE"
+    try:
+        turned = admin.post(form.group(1), data=fields)
+        assert turned.status_code == 303 and turned.headers["location"] == PAGE
+        ready = admin.get(PAGE).text
+        assert 'id="endpoint-off"' not in ready and 'id="endpoint-on"' not in ready
+        assert service.call("GetMLModel", {"MLModelId": MODEL})["EndpointInfo"]["EndpointStatus"] == "READY"
+    finally:
+        service.call("DeleteRealtimeEndpoint", {"MLModelId": MODEL})
+
+
 def test_the_home_page_tells_of_missing_storage_only_who_would_create_datasources(
     predictor: Any, viewer: Any, anonymous: Any
 ) -> None:

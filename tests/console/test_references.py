@@ -138,6 +138,21 @@ def test_a_batch_predictions_heading_shows_its_id_once_when_it_has_no_name(admin
     assert heading and heading.group(1).count(batch) == 1
 
 
+def test_an_evaluations_and_a_datasources_heading_show_the_id_once_when_unnamed(
+    admin: Any, installation: Installation
+) -> None:
+    spec = {"DataLocationS3": str(installation.sample), "DataSchema": bank_sample_schema().to_json()}
+    installation.service.call("CreateDataSourceFromS3", {"DataSourceId": "ds-unnamed", "DataSpec": spec})
+    for path, object_id in (
+        (f"evaluations/{EVALUATION}", EVALUATION),
+        ("datasources/ds-unnamed", "ds-unnamed"),
+    ):
+        heading = re.search(r"<h1>(.*?)</h1>", admin.get(f"/console/{path}").text, re.S)
+        assert heading and heading.group(1).count(object_id) == 1, path
+    named = re.search(r"<h1>(.*?)</h1>", admin.get(f"/console/models/{MODEL}").text, re.S)
+    assert named and "Bank model" in named.group(1) and f"<code>{MODEL}</code>" in named.group(1)
+
+
 def test_a_models_evaluations_are_links_only_for_who_may_open_them(model_reader: Any, admin: Any) -> None:
     path = f"/console/models/{MODEL}"
     shown = model_reader.get(path)

@@ -37,6 +37,7 @@ PAGES = [
     "/console/account",
     "/console/datasources/new",
     "/console/models/new",
+    "/console/evaluations/new",
     f"/console/datasources/{DATASOURCE}",
     f"/console/models/{MODEL}",
     f"/console/models/{MODEL}/predict",
@@ -94,6 +95,16 @@ def test_wrong_password_is_refused_without_saying_which_part_was_wrong(anonymous
         assert response.status_code == 401
         assert "Wrong user name or password." in response.text
         assert "emrml_session" not in anonymous.cookies
+
+
+def test_a_refused_login_keeps_the_user_name_and_focuses_the_password(anonymous: Any) -> None:
+    refused = log_in(anonymous, "admin", "wrong password")
+    assert refused.status_code == 401
+    fields = dict(re.findall(r'<input id="(username|password)"([^>]*)>', refused.text))
+    assert 'value="admin"' in fields["username"] and "autofocus" not in fields["username"]
+    assert "autofocus" in fields["password"] and "wrong password" not in refused.text
+    fresh = dict(re.findall(r'<input id="(username|password)"([^>]*)>', anonymous.get("/console/login").text))
+    assert 'value=""' in fresh["username"] and "autofocus" in fresh["username"]
 
 
 def test_a_login_without_its_csrf_cookie_is_refused(anonymous: Any, installation: Installation) -> None:
@@ -608,6 +619,15 @@ def test_the_capacity_page_plans_and_marks_the_refused_field(admin: Any) -> None
     assert 'id="disk" name="disk" value="800 furlongs" required aria-invalid="true"' in refused.text
     assert "unknown unit" in refused.text
     assert admin.get("/console/capacity").status_code == 200  # the empty form
+
+
+def test_a_sample_that_is_a_folder_is_the_sample_fields_error(admin: Any, installation: Installation) -> None:
+    folder = installation.home / "data"
+    refused = admin.get(f"/console/capacity?nodes=10&disk=800GB&data=3TB&sample={folder}")
+    assert refused.status_code == 400
+    assert f'id="sample" name="sample" value="{folder}" aria-invalid="true"' in refused.text
+    error = re.search(r'<p class="error field-error" id="sample-error">([^<]*)</p>', refused.text)
+    assert error and "SampleLocation" in error.group(1) and "is a directory" in error.group(1)
 
 
 def test_the_jobs_page_shows_the_spark_application_and_jobs_a_job_ran_on(

@@ -408,3 +408,29 @@ def test_a_folder_the_server_cannot_write_offers_no_change(
     assert (
         'value="delete"' in writable and 'value="upload"' in writable and 'id="refused-note"' not in writable
     )
+
+
+def test_a_refused_copy_keeps_the_typed_location_in_its_rows_field(
+    admin: Any, installation: Installation
+) -> None:
+    folder = _folder_with(installation, "kept.csv", b"a,b\n1,2\n")
+    typed = f"{installation.home}/elsewhere/copied.csv"  # outside the data roots
+    refused = admin.post(
+        "/console/storage",
+        data={
+            "csrf_token": _token(admin),
+            "action": "copy",
+            "location": str(folder),
+            "file": f"{folder}/kept.csv",
+            "target": typed,
+        },
+    )
+    assert refused.status_code in (400, 403)
+    field = re.search(r'<input id="target-1" name="target" value="([^"]*)"([^>]*)>', refused.text)
+    assert field and field.group(1) == typed
+    assert 'aria-invalid="true"' in field.group(2) and 'aria-describedby="copy-error"' in field.group(2)
+    assert 'id="copy-error"' in refused.text
+    # Shown again without the refusal, the field starts as the file's own location.
+    shown = admin.get(f"/console/storage?location={folder}").text
+    again = re.search(r'<input id="target-1" name="target" value="([^"]*)"([^>]*)>', shown)
+    assert again and again.group(1) == f"{folder}/kept.csv" and "aria-invalid" not in again.group(2)

@@ -16,7 +16,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from emrml.console import account, admin, batches, capacity, forms, jobs, objects, samples, storage
+from emrml.console import (
+    account,
+    admin,
+    batches,
+    capacity,
+    deleting,
+    evaluate,
+    forms,
+    jobs,
+    objects,
+    samples,
+    storage,
+)
 from emrml.console.app import SECURITY_HEADERS, Console, View, Visit, page
 from emrml.errors import AmazonMLError, InvalidInputException
 from emrml.service.app import EmrML
@@ -133,6 +145,7 @@ def create_console(
         both("/datasources/new", forms.new_datasource),
         both("/models/new", forms.new_model),
         both("/batch-predictions/new", batches.new_batch_prediction),
+        both("/evaluations/new", evaluate.new_evaluation),
         *(get(f"/{path}", objects.list_page(path)) for path in objects.KINDS),
         get("/datasources/{entity_id}", objects.datasource),
         get("/models/{entity_id}", objects.model),
@@ -144,6 +157,7 @@ def create_console(
         get("/evaluations/{entity_id}", objects.evaluation),
         get("/batch-predictions/{entity_id}", batches.batch_prediction),
         get("/batch-predictions/{entity_id}/files/{index}", batches.download),
+        *(post(f"/{path}/{{entity_id}}/delete", deleting.deleter(path)) for path in deleting.DELETES),
         get("/jobs", jobs.jobs),
         post("/streams/{stream_id}/start", jobs.start_stream),
         get("/capacity", capacity.capacity),

@@ -62,19 +62,20 @@ def login_endpoint(console: Console):
             return _login_form(console, request, next_url, "The form expired: please try again.", 403)
         user, password = form.get("username"), form.get("password")
         if not isinstance(user, str) or not isinstance(password, str) or not user or not password:
-            return _login_form(console, request, next_url, "Enter a user name and a password.", 400)
+            typed = user if isinstance(user, str) else ""
+            return _login_form(console, request, next_url, "Enter a user name and a password.", 400, typed)
         client = request.client.host if request.client else "unknown"
         try:
             session = await run_in_threadpool(console.logins.log_in, user[:64], password[:1024], client)
         except LoginRefused as exc:
             status = 429 if exc.retry_after is not None else 401
-            response = _login_form(console, request, next_url, exc.message, status)
+            response = _login_form(console, request, next_url, exc.message, status, user[:64])
             if exc.retry_after is not None:
                 response.headers["retry-after"] = str(int(exc.retry_after) + 1)
             return response
         if not await run_in_threadpool(console.service.access.enabled, user[:64]):
             await run_in_threadpool(console.logins.log_out, session.token)
-            return _login_form(console, request, next_url, "This user is disabled.", 403)
+            return _login_form(console, request, next_url, "This user is disabled.", 403, user[:64])
         response = RedirectResponse(next_url, status_code=303)
         console.set_session_cookie(response, request, session.token)
         response.delete_cookie(LOGIN_CSRF_COOKIE, path=console.prefix + "/")
@@ -84,12 +85,13 @@ def login_endpoint(console: Console):
 
 
 def _login_form(
-    console: Console, request: Request, next_url: str, error: str | None, status: int
+    console: Console, request: Request, next_url: str, error: str | None, status: int, username: str = ""
 ) -> Response:
+    """The login page; ``username``: the name a refused login was sent with, kept for the password to be
+    typed again (never the password)."""
     token = new_login_csrf()
-    view = View(
-        "login.html", {"error": error} if error else {}, status, {"login_csrf": token, "next": next_url}
-    )
+    extra = {"login_csrf": token, "next": next_url, "username": username}
+    view = View("login.html", {"error": error} if error else {}, status, extra)
     response = console.render(request, view, None)
     response.set_cookie(
         LOGIN_CSRF_COOKIE,

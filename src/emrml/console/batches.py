@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from emrml.console.app import View, Visit, download_response
 from emrml.console.choices import choices
+from emrml.console.deleting import deletes
 from emrml.console.forms import check_name, create_once, form_id
 from emrml.console.objects import readable_names, reference_names, referred, refused_create
 from emrml.console.storage import writable_folders
@@ -136,6 +137,11 @@ def batch_prediction(visit: Visit) -> View:
     # The names of what the page refers to, by console path: in the twin too, as the page shows them.
     data["ReferenceNames"] = reference_names(referred(described), shown)
     extra = {"files": list(enumerate(found.files)), "readable": set(shown), "names": data["ReferenceNames"]}
+    # The output folder opens in the storage browser, to who may read it there: the results beside the
+    # manifest, the folder the user chose, without typing its location again.
+    output = described.get("OutputUri") or ""
+    extra["browse_output"] = bool(output) and files.may(visit.console.service, visit.arn, output)
+    extra |= deletes(visit, "batch-predictions", described["BatchPredictionId"], described.get("Status"))
     return View("batch_prediction.html", data, extra=extra)
 
 

@@ -477,11 +477,19 @@ def save_threshold(visit: Visit) -> View | Response:
     raise InvalidInputException(error)
 
 
+ENDPOINT_ACTIONS = {"create": "CreateRealtimeEndpoint", "delete": "DeleteRealtimeEndpoint"}
+
+
 def endpoint(visit: Visit) -> Response:
+    """The endpoint turned on or off; back to the model's page, or to its predict page it was turned on
+    from (``back=predict``)."""
     model_id = visit.params["entity_id"]
-    operation = "CreateRealtimeEndpoint" if visit.field("action") == "create" else "DeleteRealtimeEndpoint"
-    visit.call(operation, {"MLModelId": model_id})
-    return visit.redirect(f"models/{model_id}")
+    action = visit.field("action")
+    if action not in ENDPOINT_ACTIONS:
+        raise InvalidInputException(f"action {action!r} is create or delete")
+    visit.call(ENDPOINT_ACTIONS[action], {"MLModelId": model_id})
+    back = "/predict" if visit.field("back") == "predict" else ""
+    return visit.redirect(f"models/{model_id}{back}")
 
 
 #: The operation behind the predict page's button.

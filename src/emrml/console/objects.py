@@ -13,6 +13,7 @@ from typing import Any
 
 from emrml.console.app import View, Visit
 from emrml.console.choices import choices
+from emrml.console.deleting import deletes
 from emrml.console.paging import pager
 from emrml.console.thresholds import at_threshold, threshold_error, typed_threshold
 from emrml.errors import AccessDeniedException, InvalidInputException, ResourceNotFoundException
@@ -256,6 +257,7 @@ def datasource(visit: Visit) -> View:
     # Who may not use the default settings (no storage to split the data) is sent to the custom ones.
     model_mode = "custom" if refused_default_model(visit) else ""
     extra = {"schema": schema, "refused": refused, "model_mode": model_mode}
+    extra |= deletes(visit, "datasources", source_id, described.get("Status"))
     return View("datasource.html", data, extra=extra)
 
 
@@ -288,6 +290,9 @@ def model(visit: Visit) -> View:
             if action.startswith("storage:")
         },
         "lists_batch_predictions": access.may(visit.user, "machinelearning:DescribeBatchPredictions"),
+        # Evaluated again on other data from its page, by who may (no note for who may not: nothing lost).
+        "evaluates": access.allowed(visit.arn, "CreateEvaluation", {"MLModelId": model_id}),
+        **deletes(visit, "models", model_id, described.get("Status")),
     }
     shown = readable_names(visit, _named("Evaluation", listed["Results"], described))
     extra["readable"] = set(shown)
@@ -310,6 +315,7 @@ def evaluation(visit: Visit, threshold: float | None = None) -> View:
         "saved": "saved" in visit.query,
         "refused": refused_actions(visit, THRESHOLD_ACTIONS, {"MLModelId": described.get("MLModelId")}),
         "endpoint_on": insights.get("MLModelEndpointStatus", "NONE") != "NONE",
+        **deletes(visit, "evaluations", evaluation_id, described.get("Status")),
     }
     shown = readable_names(visit, referred(described))
     extra["readable"] = set(shown)

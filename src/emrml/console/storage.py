@@ -11,6 +11,7 @@ from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
 from emrml.console.app import View, Visit, download_response
+from emrml.console.objects import refused_create
 from emrml.console.paging import pager
 from emrml.errors import AccessDeniedException, AmazonMLError, InvalidInputException
 from emrml.service import files
@@ -39,7 +40,7 @@ def storage(visit: Visit) -> View | Response:
     starts = readable_roots + granted or roots
     location = visit.field("location") or visit.query.get("location") or (starts[0] if starts else "")
     errors: dict[str, str] = {}
-    done = ""
+    done, action = "", ""
     if visit.form is not None:
         action = visit.field("action")
         try:
@@ -101,8 +102,15 @@ def storage(visit: Visit) -> View | Response:
         # Upload, new folder, move and delete are offered to who may write here (copy: to anywhere), where
         # the server can write on disk: a read-only data root would refuse them all, whatever the grants.
         "writable": data["MayChange"],
+        # A file the user may read is a datasource's data in one click (the wizard opened at its location),
+        # for who may create datasources.
+        "creates_datasources": not refused_create(visit, "DataSource"),
         "disk_read_only": data.get("ReadOnlyOnServer", False),
         "done": done,
+        # A refused copy or move: its row's field keeps the location typed, to correct rather than retype.
+        "tried": {"file": visit.field("file"), "target": visit.field("target"), "action": action}
+        if action in errors and action in ("copy", "move")
+        else None,
         "unmade": unmade,
         "notice": notice,
         "pager": pager(visit, "storage", {"location": folder}, token, listed.next_token),

@@ -50,7 +50,7 @@ def plan_capacity(app: EmrML, request: Request) -> Response:
         check_location(app, location, member="SampleLocation")
         from emrml.engine.local import open_data
 
-        with checked_as_opened(app), open_data(location) as (_, stream):
+        with checked_as_opened(app), open_data(location, what="SampleLocation") as (_, stream):
             sample = stream.read(SAMPLE_BYTES)
         if not sample:
             raise DataError(f"SampleLocation '{location}' is empty")

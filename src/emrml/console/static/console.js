@@ -229,10 +229,13 @@
 
   var RUNNING = { PENDING: true, INPROGRESS: true };
 
-  // The object a live element shows, in its page's JSON twin: the twin's entry named by data-key, or in
-  // the list it names, the item whose data-id-field is data-id.
+  // The object a live element shows, in its page's JSON twin: the twin's entry named by data-key (a dotted
+  // path into nested entries: the home page's "Recent.DataSource"), or in the list it names, the item whose
+  // data-id-field is data-id.
   function liveObject(data, node) {
-    var entry = data[node.getAttribute("data-key")];
+    var entry = node.getAttribute("data-key").split(".").reduce(function (found, key) {
+      return found && found[key];
+    }, data);
     var field = node.getAttribute("data-id-field");
     if (!field) return entry;
     var id = node.getAttribute("data-id");

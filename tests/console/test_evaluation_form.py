@@ -1,0 +1,86 @@
+"""The create-evaluation form: a COMPLETED model evaluated on a COMPLETED datasource, reached from the
+model's page and the evaluations' list; refusals beside their fields, the fields kept; a user who may not
+evaluate is not offered it."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from console_helpers import DATASOURCE, MODEL, Installation, log_in, login_token
+from starlette.testclient import TestClient
+from test_permissions import VIEWER, VIEWER_PASSWORD, ensure_viewer
+
+from emrml.web.server import create_app
+
+
+def _form(client: Any, query: str = "") -> tuple[str, str, str]:
+    """The form as shown: its page, CSRF token and object id."""
+    shown = client.get(f"/console/evaluations/new{query}").text
+    object_id = re.search(r'name="object_id" value="(ev-[0-9a-f]{12})"', shown)
+    assert object_id
+    return shown, login_token(shown), object_id.group(1)
+
+
+def test_a_model_is_evaluated_from_its_page(admin: Any, installation: Installation) -> None:
+    model_page = admin.get(f"/console/models/{MODEL}").text
+    link = re.search(
+        r'<a class="button secondary" href="([^"]+)" id="evaluate-link">Evaluate</a>', model_page
+    )
+    assert link and link.group(1) == f"/console/evaluations/new?model={MODEL}"
+    assert 'href="/console/evaluations/new"' in admin.get("/console/evaluations").text
+    shown, token, object_id = _form(admin, f"?model={MODEL}")
+    assert re.search(rf'<option value="{MODEL}" selected>', shown)
+    twin = admin.get(f"/console/evaluations/new?model={MODEL}&format=json").json()
+    assert MODEL in [m["MLModelId"] for m in twin["MLModels"]]
+    assert f"{DATASOURCE}-eval" in [d["DataSourceId"] for d in twin["DataSources"]]
+    sent = admin.post(
+        "/console/evaluations/new",
+        data={
+            "csrf_token": token,
+            "object_id": object_id,
+            "model": MODEL,
+            "datasource": f"{DATASOURCE}-eval",
+            "name": "Held-out bank rows",
+        },
+    )
+    assert sent.status_code == 303 and sent.headers["location"] == f"/console/evaluations/{object_id}"
+    described = installation.service.wait("Evaluation", object_id)
+    assert described["Status"] == "COMPLETED" and described["Name"] == "Held-out bank rows"
+    assert described["MLModelId"] == MODEL and described["EvaluationDataSourceId"] == f"{DATASOURCE}-eval"
+
+
+def test_a_refused_evaluation_keeps_the_form_and_says_why_beside_the_field(admin: Any) -> None:
+    _, token, object_id = _form(admin)
+    empty = admin.post(
+        "/console/evaluations/new", data={"csrf_token": token, "object_id": object_id, "name": "kept"}
+    )
+    assert empty.status_code == 400
+    assert 'id="model-error">Choose a model.' in empty.text
+    assert 'id="datasource-error">Choose the data to evaluate it on.' in empty.text
+    assert 'id="name" name="name" value="kept"' in empty.text
+    twin = admin.post(
+        "/console/evaluations/new?format=json",
+        data={"csrf_token": token, "object_id": object_id, "model": MODEL},
+    ).json()
+    assert list(twin["Errors"]) == ["datasource"]
+    unknown = admin.post(
+        "/console/evaluations/new",
+        data={"csrf_token": token, "object_id": object_id, "model": MODEL, "datasource": "ds-nowhere"},
+    )
+    assert unknown.status_code == 400
+    error = re.search(r'<p class="error field-error" id="datasource-error">([^<]*)</p>', unknown.text)
+    assert error and "ds-nowhere" in error.group(1)
+    assert re.search(rf'<option value="{MODEL}" selected>', unknown.text)
+
+
+def test_a_viewer_is_not_offered_to_evaluate(installation: Installation) -> None:
+    ensure_viewer(installation)
+    with TestClient(create_app(installation.service), follow_redirects=False) as viewer:
+        assert log_in(viewer, VIEWER, VIEWER_PASSWORD).status_code == 303
+        assert 'id="evaluate-link"' not in viewer.get(f"/console/models/{MODEL}").text
+        assert "/console/evaluations/new" not in viewer.get("/console/evaluations").text
+        shown, _, _ = _form(viewer)
+        note = re.search(r'<p class="hint" id="refused-note">([^<]*)</p>', shown)
+        assert note and "machinelearning:CreateEvaluation" in note.group(1)
+        assert '<button type="submit" disabled aria-describedby="refused-note">Evaluate</button>' in shown

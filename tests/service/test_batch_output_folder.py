@@ -7,11 +7,13 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_jobs import create_bank
 
 from emrml.config import Settings
+from emrml.errors import AmazonMLError
 from emrml.service.app import EmrML
 from emrml.service.worker import JobContext, run_job_in_this_process
 
@@ -108,3 +110,35 @@ def test_a_batch_prediction_given_up_after_its_worker_died_removes_the_output_fo
         assert trained.call("GetBatchPrediction", {"BatchPredictionId": entity_id})["Status"] == "FAILED"
     assert list(made.rglob("*")) == []
     assert list(had.rglob("*")) == [had / "batch-prediction"]
+
+
+def test_a_failed_batch_prediction_on_the_spark_engine_removes_the_output_folder_it_made(
+    trained: EmrML, tmp_path: Path, shared_datasets: Path, spark: Any
+) -> None:
+    """The Spark engine's scoring writes to the same folders, and fails the same way: nothing stays."""
+    from emrml.core.schema import parse_schema
+    from emrml.engine.batch import batch_predict
+    from emrml.engine.training import DatasourceData
+
+    copy = tmp_path / "copy.csv"
+    schema = parse_schema((shared_datasets / "bank_marketing" / "data.csv.schema").read_text())
+    cut: list[bool] = []
+
+    def cut_while_scoring(_fraction: float, message: str | None) -> None:
+        if str(message).startswith("scoring records") and not cut:
+            cut.append(True)
+            os.truncate(copy, copy.stat().st_size // 2)
+
+    out = tmp_path / "out"
+    with pytest.raises(AmazonMLError, match="changed while it was being read"):
+        batch_predict(
+            batch_prediction_id="bp-spark",
+            artifact_location=trained.settings.home / "models" / "ml.zip",
+            data=DatasourceData(str(copy), schema, None),
+            output_uri=f"{out}/",
+            score_threshold=0.5,
+            settings=trained.settings,
+            progress=cut_while_scoring,
+            spark=spark,
+        )
+    assert cut and list(out.rglob("*")) == []

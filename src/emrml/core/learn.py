@@ -261,9 +261,8 @@ def train(
     the number of batches per pass is known). ``validation``, if given, is scored after every pass and
     drives early stopping instead of the training loss. ``phase`` receives the name of each phase as it
     begins (``TRAINING_PHASE``, each pass's ``pass_phase``, then ``CALIBRATING_PHASE`` or
-    ``REFINING_PHASE``). Raises ``ValueError``
-    for batches that break the ``BatchSource`` contract and ``DataError`` for a non-finite regression
-    target.
+    ``REFINING_PHASE``). Raises ``ValueError`` for batches that break the ``BatchSource`` contract and
+    ``DataError`` for a non-finite regression target.
     """
     seeds = np.random.SeedSequence(seed).spawn(2)
     calibration_rng = np.random.default_rng(seeds[0])

@@ -163,6 +163,23 @@ def test_lists_leave_out_empty_columns_and_keep_the_end_of_locations() -> None:
     assert drawn(list_table(DATASOURCE_COLUMNS, named, 120), width=120).split()[1] == "Name"
 
 
+def test_a_list_leaves_out_a_count_that_does_not_fit_rather_than_cut_it() -> None:
+    """The column that does not fit whole shows its beginning: a count cut so (``123,456,789,…``) would
+    read as another number, so a count is left out whole and the next column is shortened instead."""
+    from emrml.cli_render.lists import Column
+
+    columns = (
+        Column("Id", lambda item: item["Id"], 0),
+        Column("Total", lambda item: item["Total"], 1, number=True),
+        Column("Where", lambda item: item["Where"], 2),
+        Column("Note", lambda item: item["Note"], 3),
+    )
+    row = {"Id": "a", "Total": "123,456,789,012,345,678,901,234", "Where": "here", "Note": "x" * 40}
+    header, line = drawn(list_table(columns, [row], 30), width=30).splitlines()
+    assert header.split() == ["Id", "Where", "Note"]
+    assert line.split()[:2] == ["a", "here"] and line.split()[2].endswith("…")
+
+
 def test_a_feature_name_longer_than_its_column_is_folded_not_cut() -> None:
     """A 64-character attribute name made its features one long word: the column ended it in an ellipsis
     and lost "=ouvrier", the part that told the feature from the next one of the same attribute."""
@@ -257,6 +274,37 @@ def test_the_residuals_name_a_bias_only_when_it_is_a_material_part_of_the_error(
     assert title(-4.5).endswith("mean -4.5; on average the model over-predicts")
 
 
+def test_the_stream_list_fits_a_narrow_terminal_as_the_other_lists_do() -> None:
+    """`emrml stream list` on 80 columns folded the model and the input over a dozen lines and cut the
+    Lag header: it leaves out what does not fit, as the other lists do, one line per stream, the counts
+    it keeps whole and right-aligned, and the whole input back on a wide terminal."""
+    from emrml.cli_stream import streams_table
+
+    item = {
+        "StreamId": "st-clicks",
+        "Status": "RUNNING",
+        "MLModelId": "ml-bank-marketing",
+        "InputStream": "kinesis://clickstream-events",
+        "Consumers": 2,
+        "RecordsIn": 1_250_000,
+        "RecordsOut": 1_249_000,
+        "RecordsFailed": 1_000,
+        "RecordsPerSecond": 2_500.5,
+        "MillisBehindLatest": 12_000,
+    }
+    items = [item, {**item, "StreamId": "st-2", "Status": "STOPPED", "MillisBehindLatest": 5}]
+    title, header, *lines = drawn(streams_table(items, 80), width=80).rstrip().splitlines()
+    assert title.strip() == "Streams"
+    assert header.split() == ["Id", "Status", "Model", "In", "Out", "Failed", "Lag", "(ms)"]
+    assert [line.split() for line in lines] == [
+        ["st-clicks", "RUNNING", "ml-bank-marketing", "1,250,000", "1,249,000", "1,000", "12,000"],
+        ["st-2", "STOPPED", "ml-bank-marketing", "1,250,000", "1,249,000", "1,000", "5"],
+    ]
+    assert lines[1].rstrip().endswith(" " * 7 + "5")  # right-aligned under "Lag (ms)"
+    wide = drawn(streams_table(items, 200), width=200)
+    assert re.search(r"^st-2\s+STOPPED\s+ml-bank-marketing\s+kinesis://clickstream-events\s+2\s", wide, re.M)
+
+
 def test_stream_counts_are_written_as_the_other_views_write_them() -> None:
     """`emrml stream list` and `show` wrote their counts bare (``RecordsIn 1250000``) in boxed tables
     unlike every other view; they write them as the lists do (``1,250,000``)."""
@@ -275,12 +323,12 @@ def test_stream_counts_are_written_as_the_other_views_write_them() -> None:
         "RecordsPerSecond": 2_500.5,
         "MillisBehindLatest": 12_000,
     }
-    listed = drawn(streams_table([item]), width=120)
+    listed = drawn(streams_table([item], 120), width=120)
     assert re.search(
         r"st-1\s+RUNNING\s+ml-1\s+kinesis://in\s+2\s+1,250,000\s+1,249,000\s+1,000\s+2,500", listed
     )
     # On 80 columns the id stays whole on its line ("st-cli" over "cks" was copied broken).
-    narrow = drawn(streams_table([{**item, "StreamId": "st-clicks", "MLModelId": "ml-bank"}]), width=80)
+    narrow = drawn(streams_table([{**item, "StreamId": "st-clicks", "MLModelId": "ml-bank"}], 80), width=80)
     assert re.search(r"^st-clicks\s+RUNNING\s", narrow, re.MULTILINE), narrow
     lease = {
         "ShardId": "shardId-000000000000",

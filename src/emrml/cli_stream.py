@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -29,6 +30,7 @@ from emrml.cli_common import (
     reports_errors,
     state,
 )
+from emrml.cli_render.lists import Column, list_table
 from emrml.cli_render.parts import keep_numbers_whole, key_values, titled_table
 from emrml.core.readable import format_number
 
@@ -226,7 +228,7 @@ def list_streams(ctx: typer.Context) -> None:
 
 def print_streams(current: Any, results: list[dict[str, Any]]) -> None:
     """DescribeStreams' results as a table, each stream's Message below it (``list``, ``emrml jobs``)."""
-    current.console.print(streams_table(results))
+    current.console.print(streams_table(results, current.console.width))
     # Why a stream is FAILED, or says no consumer runs it: what the table has no room for.
     for item in results:
         if item.get("Message"):
@@ -237,34 +239,39 @@ def print_streams(current: Any, results: list[dict[str, Any]]) -> None:
 _SUMMARY_KEYS = ("Status", "Message", "MLModelId", "InputStream", "OutputUri", "DeadLetterUri",
                  "StartingPosition", "RecordFormat", "RecordsIn", "RecordsOut", "RecordsFailed",
                  "RecordsPerSecond", "MillisBehindLatest")  # fmt: skip
-_LIST_COUNTS = (
-    "Consumers",
-    "RecordsIn",
-    "RecordsOut",
-    "RecordsFailed",
-    "RecordsPerSecond",
-    "MillisBehindLatest",
-)
 _LEASE_COUNTS = ("MillisBehindLatest", "RecordsIn", "RecordsOut", "RecordsFailed")
 
 
-def streams_table(results: list[dict[str, Any]]) -> Table:
-    """DescribeStreams' results, one row each, counts as the other lists write them (``12,345``)."""
-    counts = ("Consumers", "In", "Out", "Failed", "Records/s", "Lag (ms)")
-    table = titled_table("Streams", "Id", "Status", "Model", "Input", *counts, right=counts)
-    for item in results:
-        table.add_row(
-            item["StreamId"],
-            item["Status"],
-            item["MLModelId"],
-            item["InputStream"],
-            *(format_number(item.get(key)) for key in _LIST_COUNTS),
+def _count(member: str) -> Callable[[dict[str, Any]], str]:
+    return lambda item: format_number(item.get(member))
+
+
+#: The columns of ``stream list``, in display order: on a narrow terminal the input, the consumers and the
+#: throughput go first; the id, the status and the lag stay.
+STREAM_COLUMNS = (
+    Column("Id", lambda item: item["StreamId"], 0),
+    Column("Status", lambda item: item["Status"], 0),
+    Column("Model", lambda item: item["MLModelId"], 3),
+    Column("Input", lambda item: item["InputStream"], 6, keep_end=True),
+    *(
+        Column(header, _count(member), priority, number=True)
+        for header, member, priority in (
+            ("Consumers", "Consumers", 5),
+            ("In", "RecordsIn", 2),
+            ("Out", "RecordsOut", 2),
+            ("Failed", "RecordsFailed", 1),
+            ("Records/s", "RecordsPerSecond", 4),
+            ("Lag (ms)", "MillisBehindLatest", 1),
         )
-    keep_numbers_whole(table)
-    # The id and the status whole too: a narrow terminal folds the model and input instead (not "RUNNIN"
-    # over "G", nor an id "st-cli" over "cks" that a reader copies broken).
-    for column in table.columns[:2]:
-        column.min_width = max(len(str(cell)) for cell in (column.header, *column.cells))
+    ),
+)
+
+
+def streams_table(results: list[dict[str, Any]], width: int) -> Table:
+    """DescribeStreams' results, one line each fitted to ``width`` as the other lists are, counts as they
+    write them (``12,345``); titled, as it follows the jobs' table in ``emrml jobs``."""
+    table = list_table(STREAM_COLUMNS, results, width)
+    table.title, table.title_justify, table.title_style = "Streams", "left", "bold"
     return table
 
 

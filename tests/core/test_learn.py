@@ -589,7 +589,11 @@ def test_classification_refinement_reports_its_own_phase_and_progress() -> None:
     )
     assert report.refinement_objectives  # the refinement ran
     phases = [value for kind, value in events if kind == "phase"]
-    assert phases == [learn.TRAINING_PHASE, learn.CALIBRATING_PHASE]
+    assert phases == [
+        learn.TRAINING_PHASE,
+        *(f"training pass {number}" for number in range(1, report.passes + 1)),
+        learn.CALIBRATING_PHASE,
+    ]
     begun = events.index(("phase", learn.CALIBRATING_PHASE))
     passes = [float(value) for kind, value in events[:begun] if kind == "progress"]
     refining = [float(value) for kind, value in events[begun:] if kind == "progress"]

@@ -173,9 +173,9 @@ def test_each_training_pass_reports_its_progress_from_its_tasks(
     reported: list[tuple[float, str | None]] = []
     job = SparkRunner.job
 
-    def recorded(self: SparkRunner, message: str, span: tuple[float, float] | None) -> Any:
+    def recorded(self: SparkRunner, message: str, span: tuple[float, float] | None, *rest: Any) -> Any:
         steps.append((message, span))
-        return job(self, message, span)
+        return job(self, message, span, *rest)  # (``map``'s steps pass what each task reads)
 
     monkeypatch.setattr(SparkRunner, "job", recorded)
     folder = tmp_path / "two"
@@ -196,6 +196,11 @@ def test_each_training_pass_reports_its_progress_from_its_tasks(
     # The step after the passes is named for the model's phase: a BINARY model is calibrated, not refined.
     assert steps[-1][0] == phase
     assert all(fraction < 1.0 for fraction, _ in reported[: messages.index(phase)])
+    # Between its steps (a pass's end) a pass's message stays the pass's: it no longer fell back to a bare
+    # "training" between "training pass 1 (…)" and "training pass 2 (…)".
+    first = next(i for i, message in enumerate(messages) if str(message).startswith("training pass "))
+    passing = messages[first : messages.index(phase)]
+    assert passing and all(str(message).startswith("training pass ") for message in passing), passing
     spans = [span for message, span in steps if message.startswith("training pass")]
     assert len(spans) == passes >= 2 and all(span is not None for span in spans)
     ends = [end for span in spans if span is not None for end in span]
@@ -221,3 +226,6 @@ def test_the_local_engine_reports_the_refinement_as_spark_does(tmp_path: Path) -
     messages = [message for _, message in reported]
     assert learn.CALIBRATING_PHASE in messages and reported[-1] == (1.0, learn.CALIBRATING_PHASE)
     assert all(fraction < 1.0 for fraction, _ in reported[: messages.index(learn.CALIBRATING_PHASE)])
+    # Each pass under its own message, which Spark's steps give too, from its start to its end.
+    passing = messages[messages.index("training pass 1") : messages.index(learn.CALIBRATING_PHASE)]
+    assert passing and all(str(message).startswith("training pass ") for message in passing)

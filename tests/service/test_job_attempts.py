@@ -560,3 +560,38 @@ def test_a_running_job_says_what_it_does_now_until_it_ends(
     assert app.jobs._retry_or_fail("DataSource", "ds-running", attempt, "the worker process died")
     assert "ProgressMessage" not in app.call("GetDataSource", {"DataSourceId": "ds-running"})
     app.close()
+
+
+def test_an_attempt_that_ends_without_its_outcome_logs_what_its_row_tells(
+    app: EmrML, shared_datasets: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An attempt stopped before it recorded its outcome says why as far as the job's row tells it: a
+    later attempt took the job over, the job was queued again or given up, or, the row still its own, it
+    was asked to stop (its runner stopping, or a signal from another process): not one guess for all."""
+    from emrml.service import worker
+    from emrml.service.metastore import DataSource
+
+    _pending_bank(app, "ds-why", shared_datasets)
+    attempt = app.jobs.claim("DataSource", "ds-why")
+    context = worker.JobContext(app.settings, "DataSource", "ds-why", app.sessions, attempt)
+
+    def logged(**row: Any) -> str:
+        with app.sessions() as session, session.begin():
+            entity = session.get(DataSource, "ds-why")
+            for name, value in row.items():
+                setattr(entity, name, value)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="emrml.service.worker"):
+            worker._not_recorded(context, "stopped")
+        [message] = [record.getMessage() for record in caplog.records]
+        return message
+
+    assert logged() == (
+        "DataSource ds-why attempt 1: asked to stop while the job was still this attempt's"
+        " (its runner stopping, or a signal) (stopped)"
+    )
+    assert logged(status="PENDING") == "DataSource ds-why attempt 1: the job was queued again (stopped)"
+    assert logged(status="FAILED") == "DataSource ds-why attempt 1: the job was given up (stopped)"
+    assert logged(status="INPROGRESS", attempts=2) == (
+        "DataSource ds-why attempt 1: attempt 2 took the job over (stopped)"
+    )

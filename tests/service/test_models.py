@@ -311,6 +311,25 @@ def test_l1_alone_trains_without_the_default_l2(app: EmrML, small: Path) -> None
     assert parameters["sgd.l2RegularizationAmount"] == "0.0" and parameters["sgd.shuffleType"] == "auto"
 
 
+def test_training_parameters_are_echoed_as_sent_beside_the_defaults(app: EmrML, small: Path) -> None:
+    """GetMLModel wrote back "1e-4" as "0.0001": Amazon ML echoed the strings a caller sent. The keys left
+    out still show the values training uses (here the console defaults; L1 0 for L2 chosen alone)."""
+    sent = {"sgd.l2RegularizationAmount": "1e-4", "sgd.maxPasses": "020", "algorithm": "sgd"}
+    request = {"MLModelId": "ml-sent", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-small"}
+    app.call("CreateMLModel", {**request, "Parameters": sent})
+    assert app.call("GetMLModel", {"MLModelId": "ml-sent"})["TrainingParameters"] == {
+        "algorithm": "sgd",
+        "sgd.maxMLModelSizeInBytes": "104857600",
+        "sgd.maxPasses": "020",
+        "sgd.shuffleType": "auto",
+        "sgd.l1RegularizationAmount": "0.0",
+        "sgd.l2RegularizationAmount": "1e-4",
+    }
+    model = app.wait("MLModel", "ml-sent")
+    assert model["Status"] == "COMPLETED", model.get("Message")
+    assert model["TrainingParameters"]["sgd.l2RegularizationAmount"] == "1e-4"
+
+
 @pytest.mark.parametrize(
     "change",
     [

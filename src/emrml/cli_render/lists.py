@@ -28,6 +28,9 @@ class Column:
     #: Cut a cell that does not fit at its start, not its end: a path's last part (the file) tells
     #: datasources apart, its first part (``/home/me/data/…``) is the same on every row.
     keep_end: bool = False
+    #: A count: right-aligned, and never cut short (``1,250,…`` would read as another number): a count
+    #: that does not fit is left out whole.
+    number: bool = False
 
 
 #: Spaces between the columns of a list.
@@ -58,10 +61,11 @@ def list_table(columns: Sequence[Column], results: list[dict[str, Any]], width: 
         for i in sorted(range(len(columns)), key=lambda i: (columns[i].priority, i))
         if i not in kept and i not in empty
     ]
-    if dropped and width - used - _GAP >= _MIN_SHORTENED:
+    shortened = [i for i in dropped if not columns[i].number]
+    if shortened and width - used - _GAP >= _MIN_SHORTENED:
         # The most important column that did not fit whole still shows its beginning.
-        widths[dropped[0]] = width - used - _GAP
-        kept.add(dropped[0])
+        widths[shortened[0]] = width - used - _GAP
+        kept.add(shortened[0])
         used = width
     shown = sorted(kept)
     table = Table(
@@ -70,6 +74,7 @@ def list_table(columns: Sequence[Column], results: list[dict[str, Any]], width: 
     for position, i in enumerate(shown):
         table.add_column(
             columns[i].header,
+            justify="right" if columns[i].number else "left",
             no_wrap=True,
             overflow="ellipsis",
             min_width=widths[i] if position == 0 else None,

@@ -127,7 +127,8 @@ IN_MEMORY_REFINEMENT_STEPS = 200
 #: The share of the progress bar the in-memory refinement of a classification model fills: on every row
 #: in memory its L-BFGS search takes about as long as the SGD passes (28k rows: seconds on either engine).
 CLASSIFICATION_REFINEMENT_SHARE = 0.3
-#: The phases ``phase`` announces: the SGD passes, then the refinement of a model without L1.
+#: The phases ``phase`` announces: the setup (the learning rate's trials), each SGD pass (``pass_phase``),
+#: then the refinement of a model without L1.
 TRAINING_PHASE = "training"
 CALIBRATING_PHASE = "calibrating scores"
 REFINING_PHASE = "refining the model"
@@ -259,9 +260,9 @@ def train(
     otherwise. ``progress`` receives the fraction done in [0, 1] after each pass (and after each batch once
     the number of batches per pass is known). ``validation``, if given, is scored after every pass and
     drives early stopping instead of the training loss. ``phase`` receives the name of each phase as it
-    begins (``TRAINING_PHASE``, then ``CALIBRATING_PHASE`` or ``REFINING_PHASE``). Raises ``ValueError``
-    for batches that break the ``BatchSource`` contract and ``DataError`` for a non-finite regression
-    target.
+    begins (``TRAINING_PHASE``, each pass's ``pass_phase``, then ``CALIBRATING_PHASE`` or
+    ``REFINING_PHASE``). Raises ``ValueError`` for batches that break the ``BatchSource`` contract and
+    ``DataError`` for a non-finite regression target.
     """
     seeds = np.random.SeedSequence(seed).spawn(2)
     calibration_rng = np.random.default_rng(seeds[0])
@@ -373,12 +374,16 @@ class Trainer:
             phase(TRAINING_PHASE)
 
     def passes(self) -> Iterator[int]:
-        """The indices of the passes to run: none without data, and none after an early stop."""
+        """The indices of the passes to run: none without data, and none after an early stop. Each pass's
+        phase is announced as it begins, and stays until the next: the progress a pass's end reports is
+        still that pass's (the Spark engine's steps say the same, with their tasks done)."""
         if not self.sample[0].shape[0]:
             return
         for pass_index in range(self.params.max_passes):
             if self._stopped:
                 return
+            if self.phase is not None:
+                self.phase(pass_phase(pass_index))
             yield pass_index
 
     def pass_span(self, pass_index: int) -> tuple[float, float]:
@@ -486,6 +491,11 @@ class Trainer:
         if self.phase is not None:
             self.phase(name)
         self.sgd_progress(1.0)
+
+
+def pass_phase(pass_index: int) -> str:
+    """The phase of the SGD pass ``pass_index`` (from 0), as both engines name it."""
+    return f"training pass {pass_index + 1}"
 
 
 def _part_of(

@@ -356,6 +356,33 @@ def _scratch_location(prefix: str, settings: Settings, batch_prediction_id: str)
     return settings.scratch_dir / f"batch-{batch_prediction_id}"
 
 
+def _made_marker(prefix: str, settings: Settings, batch_prediction_id: str) -> Path | None:
+    """In a local output, the hidden empty folder saying the job made its ``batch-prediction/`` (no attempt
+    found one there), kept until the job completes: a job that does not complete removes the folder it
+    made once empty (``_remove_made``), and never one the user had."""
+    if local_directory(prefix) is None:
+        return None
+    stem = _scratch_location(prefix, settings, batch_prediction_id)
+    return stem.with_name(f"{stem.name}+made")
+
+
+def _remove_made(made: Path | None, *, keep_marker: bool) -> None:
+    """Remove the ``batch-prediction/`` folder (and its ``result/``) a job made and did not complete, if it
+    holds nothing else (another job's output, a user's file: then it stays). ``keep_marker``: the marker
+    stays with the folder (the job may run again, and made it all the same)."""
+    if made is None or not made.is_dir():
+        return
+    result = made.parent / "result"
+    with suppress(OSError):
+        others = [entry.name for entry in os.scandir(made.parent) if entry.name not in (made.name, "result")]
+        if keep_marker and (others or (result.is_dir() and any(result.iterdir()))):
+            return
+        made.rmdir()
+        with suppress(FileNotFoundError):
+            result.rmdir()
+        made.parent.rmdir()
+
+
 def _attempt_folders(prefix: str, settings: Settings, batch_prediction_id: str) -> dict[int, Path]:
     """The temporary folders of the batch prediction's attempts, by attempt number."""
     stem = _scratch_location(prefix, settings, batch_prediction_id)
@@ -416,6 +443,7 @@ def discard_output(
             delete(location)
     for folder in _attempt_folders(prefix, settings, batch_prediction_id).values():
         shutil.rmtree(folder, ignore_errors=True)
+    _remove_made(_made_marker(prefix, settings, batch_prediction_id), keep_marker=False)
 
 
 def _result_location(prefix: str, name: str) -> str:
@@ -516,7 +544,10 @@ def batch_predict(
     files = list_files(data.location)
     prefix = output_prefix(output_uri)
     scratch = _scratch(prefix, settings, batch_prediction_id, attempt)
+    made = _made_marker(prefix, settings, batch_prediction_id)
     try:
+        if made is not None and not made.parent.is_dir():
+            made.mkdir(parents=True)
         # What earlier attempts left (killed, they ran no cleanup code; a folder of this attempt's number
         # only from a version that numbered attempts anew after a server's stop): a later attempt's folder
         # is not touched, should this attempt be one given up whose worker still runs.
@@ -572,12 +603,16 @@ def batch_predict(
         commit(lambda: remove_temporaries(manifest_file))
         # The last progress point, where a job deleted while it published stops: what it wrote goes.
         progress(1.0, None)
+        if made is not None:
+            with suppress(FileNotFoundError):  # (none when the folder was there before the job)
+                made.rmdir()  # the folder holds the job's results now: it stays
     except BaseException:
         if published:
             withdraw(published, commit)
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        _remove_made(made, keep_marker=True)  # a run that did not complete (the marker gone once it did)
     return BatchResult(
         total_records=sum(result.records for result in results),
         invalid_records=sum(result.invalid for result in results),

@@ -44,7 +44,7 @@ def create_ml_model(app: EmrML, request: Request) -> Response:
     from emrml.core.model import check_target
     from emrml.core.recipe.grammar import check_recipe_syntax, parse_recipe
     from emrml.core.schema import parse_schema
-    from emrml.service.parameters import parse_parameters
+    from emrml.service.parameters import echoed, parse_parameters
 
     model_type = request["MLModelType"]
     defaults = TrainingParameters.console() if app.settings.training_defaults == "console" else None
@@ -80,7 +80,7 @@ def create_ml_model(app: EmrML, request: Request) -> Response:
             model_type=model_type,
             training_data_source_id=source_id,
             input_data_location=source.data_location,
-            training_parameters=json.dumps(parameters.to_api()),
+            training_parameters=json.dumps(echoed(parameters, request.get("Parameters"))),
             recipe=recipe,
             recipe_uri=recipe_uri,
             score_threshold=0.5 if model_type == "BINARY" else None,

@@ -1,6 +1,6 @@
 """Reading the ``sgd.*`` training parameters as the Amazon ML API spells them (spec 7.2): CreateMLModel's
 ``Parameters`` map of strings into ``core.linear.TrainingParameters``, with an error naming the key for
-anything out of place. (``TrainingParameters.to_api`` writes GetMLModel's echo.)"""
+anything out of place; and GetMLModel's echo of them (``echoed``)."""
 
 from __future__ import annotations
 
@@ -110,3 +110,11 @@ def parse_parameters(
             f"Parameters: {KEY_L1} and {KEY_L2} cannot both be non-zero; set one of them to 0"
         )
     return TrainingParameters(max_passes=max_passes, shuffle=shuffle, l1=l1, l2=l2, max_model_size=max_size)
+
+
+def echoed(parameters: TrainingParameters, given: Mapping[str, str] | None) -> dict[str, str]:
+    """GetMLModel's ``TrainingParameters``: every effective parameter (``to_api``: those the caller left out
+    at their defaults, written by emrml), each ``sgd.*`` value the caller sent as sent, as Amazon ML echoed
+    the strings (``1e-4`` stays ``1e-4``, not ``0.0001``). ``parameters``: ``given`` parsed."""
+    sent = {key: value for key, value in (given or {}).items() if key in PARAMETER_KEYS}
+    return {**parameters.to_api(), **sent}

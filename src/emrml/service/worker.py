@@ -444,7 +444,8 @@ def _record_outcome(context: JobContext, values: dict[str, Any]) -> str | None:
 
 def _not_recorded(context: JobContext, what: str) -> None:
     """A job that ended without recording its outcome: deleted while it ran (what it wrote is removed), or
-    taken over by a later attempt or stopped by its stopping runner (the next attempt owns the results)."""
+    no longer this attempt's, or asked to stop (the next attempt owns the results). The log says which, as
+    the job's row tells it."""
     entity = context.load()
     kind, entity_id, attempt = context.kind, context.entity_id, context.attempt
     if entity is None or entity.status == "DELETED":
@@ -457,13 +458,22 @@ def _not_recorded(context: JobContext, what: str) -> None:
                 what,
             )
     else:
-        log.warning(
-            "%s %s attempt %d: the job was taken over by a later attempt, or its runner is stopping (%s)",
-            kind,
-            entity_id,
-            attempt,
-            what,
-        )
+        log.warning("%s %s attempt %d: %s (%s)", kind, entity_id, attempt, _why_ended(entity, attempt), what)
+
+
+def _why_ended(entity: Any, attempt: int) -> str:
+    """Why an attempt whose object is not deleted ended without recording an outcome, as its row tells."""
+    if entity.attempts != attempt:
+        return f"attempt {entity.attempts} took the job over"
+    if entity.status == "PENDING":
+        return "the job was queued again"
+    if entity.status == "FAILED":
+        return "the job was given up"
+    if entity.status != "INPROGRESS":
+        return f"the job is {entity.status} now"
+    # The row is still this attempt's: nothing changed it, so the stop came from a signal, the runner's as
+    # it stops or another process's, or (a job on a server's thread) from its server stopping.
+    return "asked to stop while the job was still this attempt's (its runner stopping, or a signal)"
 
 
 def settle_deleted(settings: Settings, sessions: sessionmaker, kind: str, entity_id: str) -> bool:

@@ -42,7 +42,7 @@ from emrml.config import Settings
 from emrml.core.calibration import CALIBRATION_ROWS, keyed_sample, merge_samples
 from emrml.core.features import FeatureSpace
 from emrml.core.features.fitting import Fitting
-from emrml.core.learn import Checker, PassTotals, Trainer, pass_batches
+from emrml.core.learn import Checker, PassTotals, Trainer, pass_batches, pass_phase
 from emrml.core.linear import TrainingParameters
 from emrml.core.recipe.grammar import parse_recipe
 from emrml.core.schema import parse_schema
@@ -327,7 +327,7 @@ def train_on_spark(
             shared = context.broadcast(setup)
             # The pass's progress from its tasks done (one per partition), not only as it ends.
             low, high = trainer.pass_span(pass_index)
-            with runner.job(f"training pass {pass_index + 1}", (training.at(low), training.at(high))):
+            with runner.job(pass_phase(pass_index), (training.at(low), training.at(high))):
                 passing = runner.counted(functools.partial(run_pass, setup=shared))
                 passed = rows.mapPartitionsWithIndex(passing)
                 trainer.state, totals, parts = mix_pass(passed, partitions, runner.counted)

@@ -93,7 +93,7 @@ def test_a_batch_prediction_given_up_after_its_worker_died_removes_the_output_fo
     from emrml.engine import batch
 
     _on_scoring(monkeypatch, lambda context: context.stopped.set())
-    monkeypatch.setattr(batch, "_remove_made", lambda _made, keep_marker: None)
+    monkeypatch.setattr(batch, "remove_made", lambda _made, keep_marker: None)
     made, had = tmp_path / "made", tmp_path / "had"
     (had / "batch-prediction").mkdir(parents=True)
     attempts = {}

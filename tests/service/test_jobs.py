@@ -255,7 +255,7 @@ def test_a_manifest_nested_too_deeply_does_not_stop_removing_what_a_failed_batch
 ) -> None:
     """The manifest lies in the user's folder: one nested deeper than Python's JSON parser reads is left
     as an unreadable one is, and the results named after the datasource's files are still removed."""
-    from emrml.engine.batch import discard_output
+    from emrml.engine.batch_output import discard_output
 
     settings = Settings.load(environ={}, home=tmp_path / "home")
     data = tmp_path / "data.csv"

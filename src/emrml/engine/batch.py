@@ -58,6 +58,14 @@ from emrml.core.predict import Predictor
 from emrml.core.rearrange import Rearrangement
 from emrml.core.schema import Schema, parse_schema
 from emrml.core.values import parse_binary
+from emrml.engine.batch_output import (
+    attempt_folder,
+    attempt_folders,
+    made_marker,
+    remove_made,
+    result_file,
+    result_names,
+)
 from emrml.engine.outputs import manifest_location, output_prefix, result_location
 from emrml.engine.training import DatasourceData, evaluation_schema
 from emrml.engine.units import (
@@ -80,10 +88,7 @@ from emrml.storage.locations import (
     atomic_write,
     check_unchanged,
     delete,
-    exists,
     list_files,
-    local_directory,
-    read_text,
     remove_temporaries,
 )
 from emrml.storage.publishing import publish_files, withdraw
@@ -334,139 +339,6 @@ def _output_error(output_uri: str, exc: OSError) -> InvalidInputException:
     return InvalidInputException(f"cannot write to OutputUri '{output_uri}': {exc.strerror or exc}{where}")
 
 
-def _scratch(prefix: str, settings: Settings, batch_prediction_id: str, attempt: int) -> Path:
-    """Where an attempt's parts are written and assembled: a hidden folder in a local output (results are
-    then renamed into place), the scratch folder for a remote store (results are then uploaded)."""
-    if local_directory(prefix) is None:
-        exists(prefix, what="OutputUri")  # a missing or forbidden bucket fails here, before any scoring
-    stem = _scratch_location(prefix, settings, batch_prediction_id)
-    return stem.with_name(f"{stem.name}{_ATTEMPT}{attempt}")
-
-
-#: Between a batch prediction's temporary folder stem and its attempt number: ids never hold a "+", so no
-#: batch prediction's folders are taken for another's whose id starts the same.
-_ATTEMPT = "+attempt-"
-
-
-def _scratch_location(prefix: str, settings: Settings, batch_prediction_id: str) -> Path:
-    """The stem of the attempts' temporary folders (``_attempt_folders``)."""
-    local = local_directory(prefix)
-    if local is not None:
-        return Path(local) / "batch-prediction" / f".tmp-{batch_prediction_id}"
-    return settings.scratch_dir / f"batch-{batch_prediction_id}"
-
-
-def _made_marker(prefix: str, settings: Settings, batch_prediction_id: str) -> Path | None:
-    """In a local output, the hidden empty folder saying the job made its ``batch-prediction/`` (no attempt
-    found one there), kept until the job completes: a job that does not complete removes the folder it
-    made once empty (``_remove_made``), and never one the user had."""
-    if local_directory(prefix) is None:
-        return None
-    stem = _scratch_location(prefix, settings, batch_prediction_id)
-    return stem.with_name(f"{stem.name}+made")
-
-
-def _remove_made(made: Path | None, *, keep_marker: bool) -> None:
-    """Remove the ``batch-prediction/`` folder (and its ``result/``) a job made and did not complete, if it
-    holds nothing else (another job's output, a user's file: then it stays). ``keep_marker``: the marker
-    stays with the folder (the job may run again, and made it all the same)."""
-    if made is None or not made.is_dir():
-        return
-    result = made.parent / "result"
-    with suppress(OSError):
-        others = [entry.name for entry in os.scandir(made.parent) if entry.name not in (made.name, "result")]
-        if keep_marker and (others or (result.is_dir() and any(result.iterdir()))):
-            return
-        made.rmdir()
-        with suppress(FileNotFoundError):
-            result.rmdir()
-        made.parent.rmdir()
-
-
-def _attempt_folders(prefix: str, settings: Settings, batch_prediction_id: str) -> dict[int, Path]:
-    """The temporary folders of the batch prediction's attempts, by attempt number."""
-    stem = _scratch_location(prefix, settings, batch_prediction_id)
-    folders = {}
-    with suppress(OSError):
-        for entry in stem.parent.iterdir():
-            number = entry.name.removeprefix(stem.name + _ATTEMPT)
-            if number != entry.name and number.isdigit():
-                folders[int(number)] = entry
-    return folders
-
-
-def sweep_batch_scratch(settings: Settings, running: set[tuple[str, int]]) -> None:
-    """Remove the home's scratch folders (those of outputs in a remote store) of batch prediction attempts
-    not in ``running`` (id, attempt): a thread of a job given up, still busy when its server stopped,
-    ended without its cleanup code, and a job that is not run again would keep its folder for good."""
-    with suppress(OSError):
-        for entry in settings.scratch_dir.iterdir():
-            stem, attempt_marker, number = entry.name.partition(_ATTEMPT)
-            if not (attempt_marker and stem.startswith("batch-") and number.isdigit()):
-                continue
-            if (stem.removeprefix("batch-"), int(number)) not in running:
-                shutil.rmtree(entry, ignore_errors=True)
-
-
-def discard_output(
-    output_uri: str, settings: Settings, batch_prediction_id: str, data_location: str | None
-) -> None:
-    """Remove everything a batch prediction that did not complete may have written: the manifest first (so
-    no reader takes what remains for complete results), the results it lists and those named after the
-    datasource's files (``data_location``; a worker may die between publishing results and writing the
-    manifest), and the temporaries. For a job given up after its worker died (which ran no cleanup code),
-    a job deleted while it ran, and a failed job whose earlier attempt died after publishing."""
-    prefix = output_prefix(output_uri)
-    manifest = manifest_location(output_uri, batch_prediction_id)
-    locations: set[str] = set()
-    with suppress(InvalidInputException, ValueError, RecursionError):  # RecursionError: nested thousands deep
-        if exists(manifest):
-            results = json.loads(read_text(manifest, what="the batch prediction manifest"))
-            if isinstance(results, dict):
-                # Only names this batch prediction gives its results (``result_names``: one path segment
-                # after its own prefix): the manifest lies in the user's folder, and an entry such as
-                # ``…/result/<id>-/../../elsewhere`` must not make the server delete another file.
-                mine = result_location(prefix, batch_prediction_id + "-")
-                locations.update(
-                    value
-                    for value in map(str, results.values())
-                    if value.startswith(mine) and "/" not in value[len(mine) :]
-                )
-            delete(manifest)
-    remove_temporaries(manifest)
-    if data_location:
-        with suppress(InvalidInputException, DataError):
-            names = result_names(list_files(data_location), batch_prediction_id)
-            locations.update(_result_location(prefix, name) for name in names)
-    for location in sorted(locations):
-        with suppress(InvalidInputException):
-            delete(location)
-    for folder in _attempt_folders(prefix, settings, batch_prediction_id).values():
-        shutil.rmtree(folder, ignore_errors=True)
-    _remove_made(_made_marker(prefix, settings, batch_prediction_id), keep_marker=False)
-
-
-def _result_location(prefix: str, name: str) -> str:
-    local = local_directory(prefix)
-    if local is not None:
-        return os.path.join(local, "batch-prediction", "result", name)
-    return result_location(prefix, name)
-
-
-def result_names(files: list[FileRef], batch_prediction_id: str) -> list[str]:
-    """``<id>-<input file name>.gz`` per file; a name taken already gets ``-2``, ``-3``… before ``.gz``."""
-    used: set[str] = set()
-    names = []
-    for file in files:
-        stem = f"{batch_prediction_id}-{os.path.basename(file.key.rstrip('/')) or 'data'}"
-        name, copy = f"{stem}.gz", 2
-        while name in used:
-            name, copy = f"{stem}-{copy}.gz", copy + 1
-        used.add(name)
-        names.append(name)
-    return names
-
-
 def _concatenate(parts: list[Path], target: Path, output_uri: str) -> None:
     """Join gzip members into one file (a valid gzip file: members may follow one another)."""
     try:
@@ -503,7 +375,7 @@ def _publish(
             continue  # the datasource selects no record of this file: no result (open question 17)
         assembled = Path(job.folder) / names[index]
         _concatenate([job.part_path(unit) for unit, _ in mine], assembled, job.output_uri)
-        moves.append((str(assembled), _result_location(prefix, names[index])))
+        moves.append((str(assembled), result_file(prefix, names[index])))
         name = quote(names[index]) if prefix.startswith("file://") else names[index]
         manifest[file.uri] = result_location(prefix, name)
     publish_files(moves, commit, published)
@@ -543,15 +415,15 @@ def batch_predict(
     schema = batch_schema(predictor.schema, data.schema)
     files = list_files(data.location)
     prefix = output_prefix(output_uri)
-    scratch = _scratch(prefix, settings, batch_prediction_id, attempt)
-    made = _made_marker(prefix, settings, batch_prediction_id)
+    scratch = attempt_folder(prefix, settings, batch_prediction_id, attempt)
+    made = made_marker(prefix, settings, batch_prediction_id)
     try:
         if made is not None and not made.parent.is_dir():
             made.mkdir(parents=True)
         # What earlier attempts left (killed, they ran no cleanup code; a folder of this attempt's number
         # only from a version that numbered attempts anew after a server's stop): a later attempt's folder
         # is not touched, should this attempt be one given up whose worker still runs.
-        for number, folder in _attempt_folders(prefix, settings, batch_prediction_id).items():
+        for number, folder in attempt_folders(prefix, settings, batch_prediction_id).items():
             if number <= attempt:
                 shutil.rmtree(folder, ignore_errors=True)
         scratch.mkdir(parents=True)
@@ -612,7 +484,7 @@ def batch_predict(
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-        _remove_made(made, keep_marker=True)  # a run that did not complete (the marker gone once it did)
+        remove_made(made, keep_marker=True)  # a run that did not complete (the marker gone once it did)
     return BatchResult(
         total_records=sum(result.records for result in results),
         invalid_records=sum(result.invalid for result in results),

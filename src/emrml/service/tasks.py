@@ -307,7 +307,7 @@ def predict_batch(context: JobContext) -> dict[str, Any]:
 def sweep_scratch(settings: Settings, sessions: sessionmaker) -> None:
     """Remove the scratch files of jobs not running: the training folders of processes gone, the batch
     prediction folders of attempts no longer INPROGRESS (``JobRunner.sweep_scratch``)."""
-    from emrml.engine.batch import sweep_batch_scratch
+    from emrml.engine.batch_output import sweep_batch_scratch
     from emrml.engine.training import sweep_training_scratch
 
     sweep_training_scratch(settings)
@@ -341,7 +341,7 @@ def discard_model(settings: Settings, model: MLModel) -> None:
 
 @discards("BatchPrediction")
 def discard_batch_output(settings: Settings, prediction: BatchPrediction) -> None:
-    from emrml.engine.batch import discard_output
+    from emrml.engine.batch_output import discard_output
 
     # Unguarded (the guards are process-wide, and this may run in a server): only the files this batch
     # prediction writes, by name, are removed.

@@ -253,13 +253,14 @@ def evaluate(context: JobContext) -> dict[str, Any]:
         source = session.get(DataSource, evaluation.evaluation_data_source_id)
         training = session.get(DataSource, model.training_data_source_id)
     data = _datasource_data(source)
-    # CreateEvaluation checked this when the datasource was COMPLETED; it may not have been then.
-    check_evaluation_target(
-        parse_schema(model.data_schema or "", source=f"model {model.id} schema"),
-        data.schema,
-        model.model_type,
-        what=f"EvaluationDataSourceId {source.id!r}",
-    )
+    if model.data_schema:
+        # CreateEvaluation checked this when the datasource was COMPLETED; it may not have been then.
+        check_evaluation_target(
+            parse_schema(model.data_schema, source=f"model {model.id} schema"),
+            data.schema,
+            model.model_type,
+            what=f"EvaluationDataSourceId {source.id!r}",
+        )
     with confined_job(context.settings, evaluation.confined or source.confined):
         result = evaluate_model(
             artifact_location=Path(model.artifact_location),

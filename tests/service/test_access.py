@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from emrml.config import Settings
-from emrml.errors import AccessDeniedException
+from emrml.errors import AccessDeniedException, InvalidInputException
 from emrml.service.app import EmrML
 
 
@@ -279,5 +279,30 @@ def test_another_users_key_is_answered_like_an_unknown_key(settings: Settings) -
         assert [k.active for k in access.list_keys("erin")] == [True]
         with pytest.raises(AccessDeniedException, match="iam:UpdateAccessKey"):  # her own: she knows it
             access.set_key_active(access.create_key("dora").access_key_id, False, caller=dora)
+    finally:
+        app.close()
+
+
+def test_a_stored_storage_grant_on_a_relative_path_still_loads(settings: Settings) -> None:
+    # Adding such a statement is refused now (it matches no location); one stored before still loads
+    # beside the user's other grants.
+    from emrml.service.groups import GroupStatement
+
+    app = EmrML(settings)
+    try:
+        access = app.access
+        access.create_user("fay", ())
+        access.create_group("old")
+        access.add_member("old", "fay")
+        sid = access.add_statement("old", {"Effect": "Allow", "Action": "storage:Read", "Resource": "/srv/*"})
+        stored = {"Effect": "Allow", "Action": ["storage:Read"], "Resource": ["relative/*"], "Owner": "any"}
+        with pytest.raises(InvalidInputException, match="Resource 'relative/\\*' can match no location"):
+            access.add_statement("old", stored)
+        with app.sessions() as session, session.begin():
+            session.add(GroupStatement(group_name="old", sid=sid + 1, document=json.dumps(stored)))
+        access.forget()
+        fay = access.policy(f"arn:aws:iam::{app.settings.account_id}:user/fay")
+        assert [s.document() for s in fay.statements][1] == stored
+        assert fay.allows("storage:Read", "/srv/a.csv", False)
     finally:
         app.close()

@@ -115,6 +115,37 @@ def test_bad_statements_are_refused_with_the_member_at_fault(document: object, m
         parse(document)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("action", "resource"),
+    [
+        ("storage:Read", "relative/*"),
+        ("storage:*", ["s3://team/*", "data/*"]),
+        ("storage:Write", "file:///srv/out/*"),
+        ("Storage:Re?d", "S3://team/*"),
+    ],
+)
+def test_a_storage_grant_on_what_no_location_can_be_is_refused(action: str, resource: object) -> None:
+    # Locations are checked absolute (local paths resolved) or as s3:// and kinesis:// URIs: such a
+    # statement used to be accepted and could never match anything.
+    with pytest.raises(
+        InvalidInputException, match=r"Resource '(relative|data|file|S3).*' can match no location"
+    ):
+        parse({"Effect": "Allow", "Action": action, "Resource": resource})
+
+
+@pytest.mark.parametrize(
+    ("action", "resource"),
+    [
+        ("storage:Read", ["/srv/data/*", "s3://team/*", "kinesis://in-*", "*", "?srv/*", "s3*"]),
+        # Patterns for the statement's other actions are no locations.
+        (["storage:Read", "GetDataSource"], "datasource/*"),
+        ("*", "datasource/*"),
+    ],
+)
+def test_storage_grants_on_locations_are_accepted(action: object, resource: object) -> None:
+    parse({"Effect": "Allow", "Action": action, "Resource": resource})
+
+
 def _globbed(pattern: str, text: str) -> bool:
     """What a pattern means, by the definition: ``*`` any run of characters, ``?`` one, others themselves."""
 

@@ -77,6 +77,15 @@ def _share(visit: Visit) -> View | Response:
     return View("shared_created.html", data, extra={"back": path})
 
 
+def _without_creators(data: Any) -> Any:
+    """``data`` without its ``CreatedByIamUser`` members, however deep (the object's, its parents')."""
+    if isinstance(data, dict):
+        return {key: _without_creators(value) for key, value in data.items() if key != "CreatedByIamUser"}
+    if isinstance(data, list):
+        return [_without_creators(item) for item in data]
+    return data
+
+
 def _shared_endpoint(console: Console) -> Callable[[Request], Any]:
     """A share link's page, without login: that one dashboard and nothing else."""
 
@@ -102,6 +111,8 @@ def _shared_endpoint(console: Console) -> Callable[[Request], Any]:
             # The page names other objects by id only: a share link opens that one page.
             view.data.pop("ReferenceNames", None)
             view.extra.update(shared=True, shares=False, links=[], readable=None, names={})
+            # A link is for people outside: the page and its JSON twin name no user of the installation.
+            view.data = _without_creators(view.data)
             return view
 
         view = await run_in_threadpool(load)

@@ -311,6 +311,26 @@ def check_target(schema: Schema, model_type: str, *, what: str = "the training d
         )
 
 
+def check_evaluation_target(model_schema: Schema, data_schema: Schema, model_type: str, *, what: str) -> None:
+    """An evaluation compares the model's predictions with the target (spec 8): its datasource must name
+    the model's target, typed as the model type needs. A batch prediction needs none of this."""
+    target = model_schema.target
+    if target is None:
+        return
+    if data_schema.target is None:
+        raise InvalidInputException(
+            f"{what} has no targetAttributeName: an evaluation compares the predictions with the target "
+            f"{target!r}, so its datasource needs a schema naming {target!r} as targetAttributeName "
+            "(a datasource without a target can still be scored by a batch prediction)"
+        )
+    if data_schema.target != target:
+        raise InvalidInputException(
+            f"{what} has targetAttributeName {data_schema.target!r}, but the model predicts {target!r}: "
+            f"an evaluation datasource needs {target!r} as its targetAttributeName"
+        )
+    check_target(data_schema, model_type, what=what)
+
+
 #: How many of a model's features ``insights`` lists.
 TOP_FEATURES = 20
 

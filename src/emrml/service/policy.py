@@ -141,6 +141,28 @@ def _resource(pattern: str) -> str:
     return pattern
 
 
+#: How every location a ``storage:`` action is checked on starts (``Access.check_storage``: local paths
+#: resolved to absolute ones, S3 and Kinesis URIs as written).
+LOCATION_STARTS = ("/", "s3://", "kinesis://")
+
+
+def _storage_only(action: str, known: Iterable[str]) -> bool:
+    """Whether the action pattern names ``storage:`` actions and nothing else."""
+    regex = glob_regex(action, ignore_case=True)
+    return all(name in STORAGE_ACTIONS for name in known if regex.fullmatch(name))
+
+
+def _check_location_pattern(pattern: str) -> None:
+    """Refuse a pattern no location can match: its text before the first wildcard starts none of
+    ``LOCATION_STARTS`` (``relative/*``, ``file:///srv/*``), so a grant would grant nothing."""
+    literal = re.split(r"[*?]", pattern, maxsplit=1)[0]
+    if not any(literal.startswith(start) or start.startswith(literal) for start in LOCATION_STARTS):
+        raise InvalidInputException(
+            f"Resource {pattern!r} can match no location: storage actions are checked on absolute local "
+            "paths (/srv/data/*), s3:// locations (s3://bucket/prefix/*) and kinesis:// streams"
+        )
+
+
 @dataclass(frozen=True)
 class Statement:
     """One permission statement of a group; ``sid`` numbers it within the group (from 1)."""
@@ -184,6 +206,11 @@ class Statement:
         known = tuple(known_actions)
         actions = tuple(_action(a, known) for a in _strings(document, "Action", None))
         resources = tuple(_resource(r) for r in _strings(document, "Resource", "*"))
+        # Checked as a statement is added, not as stored ones are read (groups.stored_statement): a
+        # statement stored before this check still loads.
+        if all(_storage_only(action, known) for action in actions):
+            for pattern in resources:
+                _check_location_pattern(pattern)
         return cls(sid, effect, actions, resources, owner)
 
     def document(self) -> dict[str, Any]:

@@ -5,7 +5,8 @@ of both (spec 4.7); only their own columns and checks differ.
 
 A datasource lacking attributes the model uses is refused at request time whenever both schemas are known
 (the model's, or its training datasource's while it trains; the datasource's once it is COMPLETED); the
-job checks again otherwise, with the same list (engine.training.evaluation_schema, engine.batch.batch_schema).
+job checks again otherwise, with the same list (engine.training.evaluation_schema, engine.batch.batch_schema);
+an evaluation's target likewise (core.model.check_evaluation_target, in the evaluation job).
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def create_scoring(app: EmrML, kind: str, request: Request, **columns: Any) -> R
 
 
 def _check_attributes(session: Session, kind: str, model: MLModel, source: DataSource) -> None:
-    """Refuse a datasource lacking an input attribute of the model, or, for an evaluation, its target."""
+    """Refuse a datasource lacking an input attribute of the model, or, for an evaluation, its target
+    (named as the datasource's target and typed as the model type needs)."""
     model_text = model.data_schema
     if not model_text:
         # Not trained yet: the model's schema will be that of its training datasource.
@@ -81,4 +83,10 @@ def _check_attributes(session: Session, kind: str, model: MLModel, source: DataS
         raise InvalidInputException(
             f"{SOURCE[kind][0]} {source.id!r} lacks attributes the model {model.id!r} uses: "
             + ", ".join(missing)
+        )
+    if kind == "Evaluation":
+        from emrml.core.model import check_evaluation_target
+
+        check_evaluation_target(
+            model_schema, data_schema, model.model_type, what=f"{SOURCE[kind][0]} {source.id!r}"
         )

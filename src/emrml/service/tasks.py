@@ -244,6 +244,7 @@ def train(context: JobContext) -> dict[str, Any]:
 
 @job("Evaluation")
 def evaluate(context: JobContext) -> dict[str, Any]:
+    from emrml.core.model import check_evaluation_target
     from emrml.engine.evaluation import evaluate_model
 
     evaluation = context.load()
@@ -251,10 +252,19 @@ def evaluate(context: JobContext) -> dict[str, Any]:
         model = session.get(MLModel, evaluation.ml_model_id)
         source = session.get(DataSource, evaluation.evaluation_data_source_id)
         training = session.get(DataSource, model.training_data_source_id)
+    data = _datasource_data(source)
+    if model.data_schema:
+        # CreateEvaluation checked this when the datasource was COMPLETED; it may not have been then.
+        check_evaluation_target(
+            parse_schema(model.data_schema, source=f"model {model.id} schema"),
+            data.schema,
+            model.model_type,
+            what=f"EvaluationDataSourceId {source.id!r}",
+        )
     with confined_job(context.settings, evaluation.confined or source.confined):
         result = evaluate_model(
             artifact_location=Path(model.artifact_location),
-            data=_datasource_data(source),
+            data=data,
             same_datasource=source.id == training.id,
             datasource_id=source.id,
             training_records=(training.total_records or 0) - (training.invalid_records or 0),

@@ -1,5 +1,5 @@
-"""An evaluation needs its datasource to name the model's target, typed as the model type needs (spec 8);
-a batch prediction scores data without it."""
+"""An evaluation needs its datasource to name the model's target (spec 8), whose type is the training
+schema's whatever the evaluation datasource declares (spec 5.2); a batch prediction scores data without it."""
 
 from __future__ import annotations
 
@@ -49,17 +49,13 @@ def trained(sqlite_app: EmrML, tmp_path: Path) -> Path:
     [
         (typed(None), "'ds-eval' has no targetAttributeName: an evaluation compares the predictions with"),
         (typed("x"), "'ds-eval' has targetAttributeName 'x', but the model predicts 'y'"),
-        (
-            typed("y", "NUMERIC"),
-            "a BINARY model needs a BINARY target, but in EvaluationDataSourceId 'ds-eval'",
-        ),
     ],
 )
 def test_an_evaluation_datasource_without_the_models_target_is_refused(
     sqlite_app: EmrML, trained: Path, schema: str, message: str
 ) -> None:
     # Such an evaluation used to complete with an AUC computed against a column its datasource does not
-    # declare as the target, or declares of another type.
+    # declare as the target.
     app = sqlite_app
     request = {"EvaluationId": "ev-1", "MLModelId": "ml-1", "EvaluationDataSourceId": "ds-eval"}
     create_datasource(app, trained, "ds-eval", schema)
@@ -72,6 +68,20 @@ def test_an_evaluation_datasource_without_the_models_target_is_refused(
     failed = app.wait("Evaluation", "ev-2")
     assert failed["Status"] == "FAILED" and "PerformanceMetrics" not in failed
     assert message.replace("ds-eval", "ds-later") in failed["Message"]
+
+
+def test_an_evaluation_datasource_typing_the_target_otherwise_is_read_with_the_training_type(
+    sqlite_app: EmrML, trained: Path
+) -> None:
+    """Spec 5.2: the training type wins. A 0/1 target typed NUMERIC by the evaluation datasource (as a
+    slice inferred on its own may be) is read as the model's BINARY target."""
+    app = sqlite_app
+    create_datasource(app, trained, "ds-numeric", typed("y", "NUMERIC"))
+    request = {"EvaluationId": "ev-n", "MLModelId": "ml-1", "EvaluationDataSourceId": "ds-numeric"}
+    app.call("CreateEvaluation", request)
+    evaluated = app.wait("Evaluation", "ev-n")
+    assert evaluated["Status"] == "COMPLETED"
+    assert float(evaluated["PerformanceMetrics"]["Properties"]["BinaryAUC"]) > 0.5
 
 
 def test_a_batch_prediction_scores_a_datasource_without_a_target(sqlite_app: EmrML, trained: Path) -> None:

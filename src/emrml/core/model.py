@@ -311,9 +311,10 @@ def check_target(schema: Schema, model_type: str, *, what: str = "the training d
         )
 
 
-def check_evaluation_target(model_schema: Schema, data_schema: Schema, model_type: str, *, what: str) -> None:
+def check_evaluation_target(model_schema: Schema, data_schema: Schema, *, what: str) -> None:
     """An evaluation compares the model's predictions with the target (spec 8): its datasource must name
-    the model's target, typed as the model type needs. A batch prediction needs none of this."""
+    the model's target. Its type there does not matter: the training schema's type wins (spec 5.2). A batch
+    prediction needs none of this."""
     target = model_schema.target
     if target is None:
         return
@@ -328,7 +329,6 @@ def check_evaluation_target(model_schema: Schema, data_schema: Schema, model_typ
             f"{what} has targetAttributeName {data_schema.target!r}, but the model predicts {target!r}: "
             f"an evaluation datasource needs {target!r} as its targetAttributeName"
         )
-    check_target(data_schema, model_type, what=what)
 
 
 #: How many of a model's features ``insights`` lists.

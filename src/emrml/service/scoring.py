@@ -87,6 +87,4 @@ def _check_attributes(session: Session, kind: str, model: MLModel, source: DataS
     if kind == "Evaluation":
         from emrml.core.model import check_evaluation_target
 
-        check_evaluation_target(
-            model_schema, data_schema, model.model_type, what=f"{SOURCE[kind][0]} {source.id!r}"
-        )
+        check_evaluation_target(model_schema, data_schema, what=f"{SOURCE[kind][0]} {source.id!r}")

@@ -258,7 +258,6 @@ def evaluate(context: JobContext) -> dict[str, Any]:
         check_evaluation_target(
             parse_schema(model.data_schema, source=f"model {model.id} schema"),
             data.schema,
-            model.model_type,
             what=f"EvaluationDataSourceId {source.id!r}",
         )
     with confined_job(context.settings, evaluation.confined or source.confined):

@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from emrml.errors import DataError
 from emrml.storage.codecs import open_decompressed
-from emrml.storage.records import InvalidRecord, count_records, read_chunks, read_header, read_header_again
+from emrml.storage.invalid import InvalidRecord
+from emrml.storage.records import count_records, read_chunks, read_header, read_header_again
 
 
 @dataclass
@@ -220,6 +221,41 @@ def test_memory_stays_bounded_on_a_bomb_of_empty_lines() -> None:
     assert first == [InvalidRecord("bomb", 2, 4, 0, reason), InvalidRecord("bomb", 3, 6, 1, reason)]
     assert last == InvalidRecord("bomb", 11 + lines, 24 + lines - 1, 9 + lines, reason)
     assert peak < 32 << 20, f"peak {peak / 2**20:.1f} MiB"
+
+
+def _read_peak(data: bytes, names: list[str], block_bytes: int) -> tuple[int, list[InvalidRecord], int]:
+    """Rows, the first and last invalid records, and the peak traced memory of reading ``data``."""
+    stream = io.BytesIO(data)
+    rows, ends = 0, []
+    tracemalloc.start()
+    try:
+        for chunk in read_chunks(stream, "f", names, True, block_bytes=block_bytes):
+            rows += chunk.batch.num_rows
+            if len(chunk.invalid):
+                ends = [ends[0] if ends else chunk.invalid[0], chunk.invalid[-1]]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return rows, ends, peak
+
+
+def test_invalid_records_cost_no_more_memory_than_valid_ones() -> None:
+    """Blocks full of short invalid records ("x" for three columns) held a Python object and a reason
+    string each: 2 bytes of input cost 500, and 15 seconds of CPU per 4 MiB block. As arrays they cost
+    what valid records of the same size do: a bounded multiple of the block size."""
+    block = 1 << 20
+    lines = 2 * block  # four blocks of two-byte records
+    count, ends, peak = _read_peak(b"a,b,c\n" + b"x\n" * lines, ["a", "b", "c"], block)
+    reason = "expected 3 fields, found 1"
+    assert count == 0
+    assert ends == [
+        InvalidRecord("f", 2, 6, 0, reason),
+        InvalidRecord("f", lines + 1, 4 + 2 * lines, lines - 1, reason),
+    ]
+    valid, _, baseline = _read_peak(b"a\n" + b"1\n" * lines, ["a"], block)
+    assert valid == lines
+    assert peak < 1.5 * baseline, f"peak {peak / 2**20:.1f} MiB, valid records {baseline / 2**20:.1f} MiB"
+    assert peak < 128 * block, f"peak {peak / 2**20:.1f} MiB"
 
 
 @pytest.mark.parametrize("data", [b"", b"a,b\n", b"a,b", b"\xef\xbb\xbfa,b\r\n", b"a,b\n\n\n"])

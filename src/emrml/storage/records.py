@@ -22,7 +22,8 @@ Rules (spec 5.1, 5.3):
 * Record indices count valid and invalid records and exclude the header; line numbers and offsets
   count the header.
 
-Memory stays bounded by the block size: a record that outgrows ``max_record_bytes`` before its end is
+Memory stays bounded by the block size: invalid records are arrays and a table of distinct reasons
+(``storage.invalid``), not an object each; a record that outgrows ``max_record_bytes`` before its end is
 scanned to its end without being kept (empty lines held back as possibly trailing cost a bit each).
 ``read_chunks`` finds the records of the next block on a background thread while pyarrow parses the
 current one, so the stream is read up to two blocks ahead of the chunk being consumed.
@@ -45,19 +46,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from emrml.errors import DataError
-from emrml.storage.boundaries import BOM, COMMA, Block, read_up_to, split_blocks, stray_quotes
+from emrml.storage.boundaries import BOM, COMMA, LF, Block, read_up_to, split_blocks, stray_quotes
 from emrml.storage.codecs import Replay
-
-
-@dataclass(frozen=True)
-class InvalidRecord:
-    """A record left out of the data, with where it is and why."""
-
-    file: str  # the file's uri as given
-    line: int  # 1-based physical line number where the record starts
-    offset: int  # byte offset of the record's first byte in the decompressed stream
-    index: int  # record index within the file (0-based, header excluded, valid and invalid records)
-    reason: str
+from emrml.storage.invalid import InvalidRecords, Reasons
 
 
 @dataclass
@@ -73,7 +64,7 @@ class Chunk:
     offsets: np.ndarray
     indices: np.ndarray
     lines: np.ndarray
-    invalid: list[InvalidRecord]
+    invalid: InvalidRecords
     bytes_consumed: int  # decompressed bytes read from this file so far (progress)
 
 
@@ -352,34 +343,13 @@ class _BlockParser:
     def chunks(self, block: Block) -> Iterator[Chunk]:
         """The chunk of ``block`` (none when it holds no record); in a single-column file, preceded by a
         chunk of the empty records released in front of the block."""
-        invalid: list[InvalidRecord] = []
-        if block.oversize is not None:
-            skipped = block.oversize
-            invalid.append(
-                InvalidRecord(
-                    self.file,
-                    skipped.line,
-                    skipped.offset,
-                    skipped.index,
-                    self._oversize(skipped.size) + _spanning(skipped.lines, skipped.unterminated),
-                )
-            )
         if block.blanks is not None:
             # In chunks of their own, a bounded number at a time: a run may be billions long.
             for offsets, lines, indices in block.blanks.pieces(BLANKS_PER_CHUNK):
                 yield self._blank_chunk(offsets, lines, indices, block.consumed)
         batch, kept, reasons = self._parse_block(block)
-        for position, reason in sorted(reasons.items()):
-            invalid.append(
-                InvalidRecord(
-                    self.file,
-                    int(block.lines[position]),
-                    block.base + int(block.starts[position]),
-                    int(block.indices[position]),
-                    reason,
-                )
-            )
-        if batch.num_rows or invalid:
+        invalid = self._invalid(block, reasons)
+        if batch.num_rows or len(invalid):
             yield Chunk(
                 file=self.file,
                 batch=batch,
@@ -389,6 +359,21 @@ class _BlockParser:
                 invalid=invalid,
                 bytes_consumed=block.consumed,
             )
+
+    def _invalid(self, block: Block, reasons: Reasons) -> InvalidRecords:
+        """The records of ``block`` given a reason, after the oversize record scanned in front of it."""
+        positions = reasons.marked()
+        lines, indices = block.lines[positions], block.indices[positions]
+        offsets, codes = block.starts[positions], reasons.codes[positions]
+        offsets += block.base
+        if block.oversize is not None:
+            skipped = block.oversize
+            code = reasons.code(self._oversize(skipped.size) + _spanning(skipped.lines, skipped.unterminated))
+            lines = np.concatenate((np.array([skipped.line], dtype=np.int64), lines))
+            offsets = np.concatenate((np.array([skipped.offset], dtype=np.int64), offsets))
+            indices = np.concatenate((np.array([skipped.index], dtype=np.int64), indices))
+            codes = np.concatenate((np.array([code], dtype=np.int32), codes))
+        return InvalidRecords(self.file, lines, offsets, indices, codes, reasons.texts)
 
     def _oversize(self, size: int) -> str:
         return f"record is {size:,} bytes (limit {self.max_record_bytes:,})"
@@ -405,12 +390,9 @@ class _BlockParser:
                 offsets=_NO_ROWS,
                 indices=_NO_ROWS,
                 lines=_NO_ROWS,
-                invalid=[
-                    InvalidRecord(self.file, line, offset, index, reason)
-                    for line, offset, index in zip(
-                        lines.tolist(), offsets.tolist(), indices.tolist(), strict=True
-                    )
-                ],
+                invalid=InvalidRecords(
+                    self.file, lines, offsets, indices, np.zeros(len(offsets), dtype=np.int32), (reason,)
+                ),
                 bytes_consumed=consumed,
             )
         count = len(offsets)
@@ -423,15 +405,15 @@ class _BlockParser:
             offsets=offsets,
             indices=indices,
             lines=lines,
-            invalid=[],
+            invalid=InvalidRecords.none(self.file),
             bytes_consumed=consumed,
         )
 
-    def _parse_block(self, block: Block) -> tuple[pa.RecordBatch, np.ndarray, dict[int, str]]:
+    def _parse_block(self, block: Block) -> tuple[pa.RecordBatch, np.ndarray, Reasons]:
         """The batch of valid records, their positions in the block, and reasons for the others."""
         columns = len(self.names)
         sizes = block.ends - block.starts
-        reasons: dict[int, str] = {}
+        reasons = Reasons(len(sizes))
         bad = sizes > self.max_record_bytes
         for position in np.flatnonzero(bad).tolist():
             reasons[position] = self._oversize(int(sizes[position])) + _spanning(
@@ -467,27 +449,45 @@ class _BlockParser:
         return pa.RecordBatch.from_arrays(arrays, names=self.names), valid, reasons
 
     @staticmethod
-    def _mark(bad: np.ndarray, reasons: dict[int, str], which: np.ndarray, reason: str) -> None:
-        for position in np.flatnonzero(which).tolist():
-            reasons[position] = reason
+    def _mark(bad: np.ndarray, reasons: Reasons, which: np.ndarray, reason: str) -> None:
+        reasons.set_all(np.flatnonzero(which), reason)
         bad |= which
 
-    def _check_fields(self, block: Block, bad: np.ndarray, reasons: dict[int, str]) -> None:
+    def _check_fields(self, block: Block, bad: np.ndarray, reasons: Reasons) -> None:
         """Mark records whose field count (commas outside quotes, plus one) is wrong."""
         columns = len(self.names)
         arr = np.frombuffer(block.buf, dtype=np.uint8)
         commas = np.flatnonzero(arr == COMMA)
         if block.quotes is not None:
             commas = commas[(np.searchsorted(block.quotes, commas) & 1) == 0]
-        counts = np.searchsorted(commas, block.ends) - np.searchsorted(commas, block.starts) + 1
-        wrong = (counts != columns) & ~bad
-        for position in np.flatnonzero(wrong).tolist():
-            found = f"expected {columns} fields, found {int(counts[position])}"
-            reasons[position] = found + _spanning(_lines(block, position), False)
+        # In place: a block of short records has millions, each array of them 8 bytes per record.
+        counts = np.searchsorted(commas, block.ends)
+        counts -= np.searchsorted(commas, block.starts)
+        counts += 1
+        wrong = counts != columns
+        wrong &= ~bad
+        positions = np.flatnonzero(wrong)
+        found = counts[positions]
+        del counts
+        if block.multiline:
+            # As ``_lines``: a record of the block that is not left open at the end of the file (those are
+            # marked already) never ends with its line break, so its lines are the breaks inside plus one.
+            newlines = np.flatnonzero(arr == LF)
+            spans = np.searchsorted(newlines, block.ends[positions])
+            spans -= np.searchsorted(newlines, block.starts[positions])
+            # One key per (fields found, lines spanned): both are below ``scale``.
+            scale = len(block.buf) + 2
+            reasons.set_keyed(
+                positions,
+                found * scale + spans + 1,
+                lambda key: f"expected {columns} fields, found {key // scale}{_spanning(key % scale, False)}",
+            )
+        else:
+            reasons.set_keyed(positions, found, lambda key: f"expected {columns} fields, found {key}")
         bad |= wrong
 
     def _check_joined_lines(
-        self, block: Block, strays: np.ndarray, bad: np.ndarray, reasons: dict[int, str]
+        self, block: Block, strays: np.ndarray, bad: np.ndarray, reasons: Reasons
     ) -> None:
         """Mark records that hold line breaks and a quote out of place: a quote left open in one line ran
         on to a quote some lines later (``2,"open`` … ``4,z" w``), which a CSV parser reads as one long
@@ -505,7 +505,7 @@ class _BlockParser:
                 "line closes lines later, joining them into one value (an unbalanced '\"'?)"
             )
 
-    def _check_utf8(self, block: Block, bad: np.ndarray, reasons: dict[int, str]) -> None:
+    def _check_utf8(self, block: Block, bad: np.ndarray, reasons: Reasons) -> None:
         """Mark records holding bytes that are not UTF-8 (slow path, after a failed parse)."""
         if not len(block.starts):
             return
@@ -526,9 +526,7 @@ class _BlockParser:
                     )
                 position = int(block.stops[record])
 
-    def _bisect(
-        self, block: Block, valid: np.ndarray, reasons: dict[int, str]
-    ) -> tuple[np.ndarray, pa.Table]:
+    def _bisect(self, block: Block, valid: np.ndarray, reasons: Reasons) -> tuple[np.ndarray, pa.Table]:
         """Parse halves until every record that pyarrow does not read as exactly one row is isolated."""
         if len(valid) == 1:
             reasons[int(valid[0])] = "unparsable CSV record"

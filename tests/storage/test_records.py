@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emrml.errors import DataError
+from emrml.storage import records
 from emrml.storage.codecs import open_decompressed
 from emrml.storage.invalid import InvalidRecord
 from emrml.storage.records import count_records, read_chunks, read_header, read_header_again
@@ -256,6 +257,31 @@ def test_invalid_records_cost_no_more_memory_than_valid_ones() -> None:
     assert valid == lines
     assert peak < 1.5 * baseline, f"peak {peak / 2**20:.1f} MiB, valid records {baseline / 2**20:.1f} MiB"
     assert peak < 128 * block, f"peak {peak / 2**20:.1f} MiB"
+
+
+def test_records_of_bad_utf8_are_found_in_one_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each bad byte made the block be decoded again from the record after it, and every error copied the
+    rest of the block into its exception: minutes for a block of short records holding a bad byte each.
+    The bytes handed to the decoder stay those of the block."""
+    decode = records.codecs.utf_8_decode
+    decoded: list[int] = []
+
+    def counted(data: memoryview, *args: object) -> tuple[str, int]:
+        decoded.append(len(data))
+        return decode(data, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(records.codecs, "utf_8_decode", counted)
+    lines = 20_000
+    data = b"a,b\n" + b"1,\xff\n" * lines + b"2,\xc3\xa9\n"
+    result = read(data, ["a", "b"], True)
+    assert result.rows == [("2", "é")]
+    reason = (
+        "invalid UTF-8 at byte 2 of the record (0xff: a file in Latin-1 or Windows-1252 must be converted"
+    )
+    assert len(result.invalid) == lines
+    assert result.invalid[0] == bad(2, 4, 0, reason + ", e.g. iconv -f WINDOWS-1252 -t UTF-8)")
+    assert result.invalid[-1].offset == 4 + 4 * (lines - 1)
+    assert sum(decoded) <= len(data)
 
 
 @pytest.mark.parametrize("data", [b"", b"a,b\n", b"a,b", b"\xef\xbb\xbfa,b\r\n", b"a,b\n\n\n"])

@@ -37,6 +37,7 @@ import csv
 import io
 import queue
 import threading
+from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -284,6 +285,21 @@ def _prefetched(blocks: Iterator[Block]) -> Iterator[Block]:
         thread.join()
 
 
+#: Where ``_check_utf8``'s error handler notes the start of each bad sequence, per thread.
+_utf8 = threading.local()
+_NOTE_ERRORS = "emrml-note-errors"
+
+
+def _note_error(error: UnicodeError) -> tuple[str, int]:
+    """Note where a bad sequence starts, and decode on after it."""
+    assert isinstance(error, UnicodeDecodeError)
+    _utf8.found.append(error.start)
+    return "", error.end
+
+
+codecs.register_error(_NOTE_ERRORS, _note_error)
+
+
 # --- record boundaries -------------------------------------------------------------------------------
 
 
@@ -509,22 +525,32 @@ class _BlockParser:
         """Mark records holding bytes that are not UTF-8 (slow path, after a failed parse)."""
         if not len(block.starts):
             return
-        view = memoryview(block.buf)
-        position, limit = int(block.starts[0]), int(block.stops[-1])
-        while position < limit:
-            try:
-                codecs.utf_8_decode(view[position:limit], "strict", True)
-                return
-            except UnicodeDecodeError as exc:
-                at = position + exc.start
-                record = int(np.searchsorted(block.stops, at, side="right"))
-                if not bad[record]:
-                    bad[record] = True
-                    start = int(block.starts[record])
-                    reasons[record] = (
-                        f"invalid UTF-8 at byte {at - start} of the record {_not_utf8(block.buf[at])}"
-                    )
-                position = int(block.stops[record])
+        first, limit = int(block.starts[0]), int(block.stops[-1])
+        # One decoding of the block, its error handler noting every bad sequence. Decoding again after
+        # each error copied the rest of the block into every exception: quadratic, minutes for a block
+        # of short records each holding a bad byte. A line break always decodes, so each record decodes
+        # as it would alone.
+        _utf8.found = array("q")
+        try:
+            codecs.utf_8_decode(memoryview(block.buf)[first:limit], _NOTE_ERRORS, True)
+            found = first + np.array(_utf8.found, dtype=np.int64)
+        finally:
+            del _utf8.found
+        records = np.searchsorted(block.stops, found, side="right")
+        # The first bad byte of each record.
+        leading = np.ones(len(records), dtype=bool)
+        leading[1:] = records[1:] != records[:-1]
+        found, records = found[leading], records[leading]
+        fresh = ~bad[records]
+        found, records = found[fresh], records[fresh]
+        bad[records] = True
+        # One key per (byte of the record, its value).
+        keys = (found - block.starts[records]) * 256 + np.frombuffer(block.buf, dtype=np.uint8)[found]
+        reasons.set_keyed(
+            records,
+            keys,
+            lambda key: f"invalid UTF-8 at byte {key >> 8} of the record {_not_utf8(key & 255)}",
+        )
 
     def _bisect(self, block: Block, valid: np.ndarray, reasons: Reasons) -> tuple[np.ndarray, pa.Table]:
         """Parse halves until every record that pyarrow does not read as exactly one row is isolated."""

@@ -140,3 +140,28 @@ class Reasons:
     def marked(self) -> np.ndarray:
         """Positions of the records given a reason, in order."""
         return np.flatnonzero(self.codes >= 0)
+
+
+def not_utf8(byte: int) -> str:
+    """What to do about a byte that is not UTF-8, in parentheses."""
+    # Such bytes most often come from a file saved as Latin-1 or Windows-1252: say so.
+    return (
+        f"(0x{byte:02x}: a file in Latin-1 or Windows-1252 must be converted, e.g. iconv -f WINDOWS-1252 "
+        "-t UTF-8)"
+    )
+
+
+def spanning(lines: int, unterminated: bool) -> str:
+    """What an invalid record's reason adds when the record runs over several lines: most often a quote
+    left open, which makes the following lines part of its field (RFC 4180) and so hides their records."""
+    unbalanced = "an unbalanced '\"'?"
+    if unterminated and lines == 1:
+        return f"; a quoted field opened in it never closes before the end of the file ({unbalanced})"
+    if unterminated:
+        return (
+            f"; a quoted field opened in it never closes, so all {lines:,} lines from there to the end of "
+            f"the file were read as this one record ({unbalanced})"
+        )
+    if lines > 1:
+        return f" (the record spans {lines:,} lines: a quoted field holds their line breaks; {unbalanced})"
+    return ""

@@ -49,7 +49,7 @@ import pyarrow.csv as pacsv
 from emrml.errors import DataError
 from emrml.storage.boundaries import BOM, COMMA, LF, Block, read_up_to, split_blocks, stray_quotes
 from emrml.storage.codecs import Replay
-from emrml.storage.invalid import InvalidRecords, Reasons
+from emrml.storage.invalid import InvalidRecords, Reasons, not_utf8, spanning
 
 
 @dataclass
@@ -128,19 +128,10 @@ def read_header(
                     return []
                 raise DataError(
                     f"{file}: the header line is not valid UTF-8 at byte {exc.start} "
-                    f"{_not_utf8(line[exc.start])}"
+                    f"{not_utf8(line[exc.start])}"
                 ) from None
             return next(csv.reader(io.StringIO(text, newline="")), [""])
     return []
-
-
-def _not_utf8(byte: int) -> str:
-    """What to do about a byte that is not UTF-8, in parentheses."""
-    # Such bytes most often come from a file saved as Latin-1 or Windows-1252: say so.
-    return (
-        f"(0x{byte:02x}: a file in Latin-1 or Windows-1252 must be converted, e.g. iconv -f WINDOWS-1252 "
-        "-t UTF-8)"
-    )
 
 
 #: Empty records per chunk when a run of them is released: bounds the invalid records a chunk holds.
@@ -313,22 +304,6 @@ def _lines(block: Block, position: int) -> int:
     return block.buf.count(b"\n", start, end) + 1
 
 
-def _spanning(lines: int, unterminated: bool) -> str:
-    """What an invalid record's reason adds when the record runs over several lines: most often a quote
-    left open, which makes the following lines part of its field (RFC 4180) and so hides their records."""
-    unbalanced = "an unbalanced '\"'?"
-    if unterminated and lines == 1:
-        return f"; a quoted field opened in it never closes before the end of the file ({unbalanced})"
-    if unterminated:
-        return (
-            f"; a quoted field opened in it never closes, so all {lines:,} lines from there to the end of "
-            f"the file were read as this one record ({unbalanced})"
-        )
-    if lines > 1:
-        return f" (the record spans {lines:,} lines: a quoted field holds their line breaks; {unbalanced})"
-    return ""
-
-
 class _BlockParser:
     """Turns blocks of records into chunks: classifies records, parses the valid ones with pyarrow."""
 
@@ -384,7 +359,7 @@ class _BlockParser:
         offsets += block.base
         if block.oversize is not None:
             skipped = block.oversize
-            code = reasons.code(self._oversize(skipped.size) + _spanning(skipped.lines, skipped.unterminated))
+            code = reasons.code(self._oversize(skipped.size) + spanning(skipped.lines, skipped.unterminated))
             lines = np.concatenate((np.array([skipped.line], dtype=np.int64), lines))
             offsets = np.concatenate((np.array([skipped.offset], dtype=np.int64), offsets))
             indices = np.concatenate((np.array([skipped.index], dtype=np.int64), indices))
@@ -432,12 +407,12 @@ class _BlockParser:
         reasons = Reasons(len(sizes))
         bad = sizes > self.max_record_bytes
         for position in np.flatnonzero(bad).tolist():
-            reasons[position] = self._oversize(int(sizes[position])) + _spanning(
+            reasons[position] = self._oversize(int(sizes[position])) + spanning(
                 _lines(block, position), block.unterminated and position == len(bad) - 1
             )
         if block.unterminated and not bad[-1]:
             bad[-1] = True
-            reasons[len(bad) - 1] = "unterminated quoted field at end of file" + _spanning(
+            reasons[len(bad) - 1] = "unterminated quoted field at end of file" + spanning(
                 _lines(block, len(bad) - 1), False
             )
         # When every quote sits where RFC 4180 allows it, pyarrow splits records and fields exactly as
@@ -496,7 +471,7 @@ class _BlockParser:
             reasons.set_keyed(
                 positions,
                 found * scale + spans + 1,
-                lambda key: f"expected {columns} fields, found {key // scale}{_spanning(key % scale, False)}",
+                lambda key: f"expected {columns} fields, found {key // scale}{spanning(key % scale, False)}",
             )
         else:
             reasons.set_keyed(positions, found, lambda key: f"expected {columns} fields, found {key}")
@@ -549,7 +524,7 @@ class _BlockParser:
         reasons.set_keyed(
             records,
             keys,
-            lambda key: f"invalid UTF-8 at byte {key >> 8} of the record {_not_utf8(key & 255)}",
+            lambda key: f"invalid UTF-8 at byte {key >> 8} of the record {not_utf8(key & 255)}",
         )
 
     def _bisect(self, block: Block, valid: np.ndarray, reasons: Reasons) -> tuple[np.ndarray, pa.Table]:

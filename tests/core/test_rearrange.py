@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -379,3 +380,22 @@ def test_cross_validation_folds_cover_every_row_once(folds: int, seed: str) -> N
         for fold in range(folds)
     ]
     assert np.array_equal(np.sum(masks, axis=0), np.ones(len(offsets)))
+
+
+def test_random_mask_of_many_offsets_stays_small_and_exact() -> None:
+    # A block of short records holds millions of offsets: their digests and Python ints were made all at
+    # once, about 150 bytes per record. Hashed a piece at a time, every piece by the same formula.
+    offsets = np.arange(500_000, dtype=np.int64) * 3
+    split = Rearrangement(10, 70, strategy="random", seed="s")
+    tracemalloc.start()
+    try:
+        keep = random_mask(split, "k", offsets)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    sample = [0, 1, 65_535, 65_536, 65_537, 131_072, 499_999]
+    assert [bool(keep[i]) for i in sample] == [
+        10 <= _reference_u("s", "k", int(offsets[i])) < 70 for i in sample
+    ]
+    assert 0.55 < keep.mean() < 0.65
+    assert peak < 24 << 20, f"peak {peak / 2**20:.1f} MiB"

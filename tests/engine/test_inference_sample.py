@@ -76,3 +76,25 @@ def test_a_file_is_not_read_on_past_the_invalid_records_that_reject_it(tmp_path:
     data.write_bytes(zstandard.ZstdCompressor().compress(text))
     inferred = infer_location_schema(str(data), target="y", row_id=None, has_header=True, settings=settings)
     assert inferred.description() == f"inferred from the first 1 records of {data}"
+
+
+def test_only_the_first_invalid_record_of_each_file_is_kept(tmp_path: Path) -> None:
+    # Up to max_invalid_records + 1 invalid records of a file were made objects and kept while it was
+    # read (twice the memory of reading it), when only the first, and their count, make the message.
+    settings = Settings.load(environ={}, home=tmp_path / "home")
+    folder = tmp_path / "ragged"
+    folder.mkdir()
+    for index in range(64):
+        (folder / f"part-{index:02d}.csv").write_bytes(b"a,b\n" + b"x\n" * 12_000)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError) as refused:
+            infer_location_schema(f"{folder}/", target=None, row_id=None, has_header=True, settings=settings)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert refused.value.message == (
+        "cannot infer a schema: every record read is invalid (640,064 of them; the first, line 2 of "
+        f"{folder}/part-00.csv: expected 2 fields, found 1)"
+    )
+    assert peak < 4 << 20, f"peak {peak / 2**20:.1f} MiB"

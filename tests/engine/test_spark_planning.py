@@ -4,6 +4,7 @@ a stand-in's, so no JVM is needed."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from emrml.core.schema import parse_schema
-from emrml.engine.spark.datasource import UnitJob, plan_units
+from emrml.engine.spark.datasource import UnitJob, plan_units, summarize_unit
 from emrml.engine.units import SPARK_MIN_RANGE, Parallelism, _Runner, planned
 from emrml.storage.locations import list_files
 
@@ -81,3 +82,19 @@ def test_a_large_cluster_cuts_no_range_below_the_floor(large: Path) -> None:
         units, _ = plan_units(files, job, runner)
     assert len(units) == large.stat().st_size // SPARK_MIN_RANGE
     assert min(u.stop - u.start for u in units[:-1]) >= SPARK_MIN_RANGE * 0.99
+
+
+def test_a_unit_stops_reading_past_the_invalid_records_that_reject_its_file(tmp_path: Path) -> None:
+    """More invalid records than ``max_invalid_records`` in a unit reject its file whatever follows: a task
+    read them to the end of its range (a few compressed bytes may hold billions)."""
+    path = tmp_path / "ragged.csv"
+    lines = 50_000
+    path.write_bytes(b"x,y\n" + b"z\n" * lines)
+    job = UnitJob(_schema(), None, None, 16 << 10, 1 << 20, max_invalid_records=10_000)
+    with _LocalRunner(_session(1), path.stat().st_size) as runner:
+        [unit], _ = plan_units(list_files(str(path)), job, runner)
+    summary = summarize_unit(job, unit)
+    assert 10_000 < summary.invalid == summary.selected == summary.records < lines
+    assert summary.examples[0] == (2, 4, "expected 2 fields, found 1")
+    whole = summarize_unit(replace(job, max_invalid_records=None), unit)
+    assert whole.invalid == whole.records == lines

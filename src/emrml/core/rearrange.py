@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 _SPLITTING_KEYS = ("percentBegin", "percentEnd", "complement", "strategy", "strategyParams")
 _STRATEGIES = ("sequential", "random")
 _HASH_SPACE = 1 << 64
+#: Offsets hashed at a time by a random split.
+_HASH_PIECE = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -253,9 +255,14 @@ def random_mask(r: Rearrangement, key: str, offsets: np.ndarray) -> np.ndarray:
         hasher.update(b"%d" % offset)
         return hasher.digest()
 
-    digests = b"".join(map(digest, np.asarray(offsets, dtype=np.int64).tolist()))
-    # The first 8 of each 32 digest bytes, as big-endian unsigned integers.
-    hashes = np.frombuffer(digests, dtype=">u8").reshape(-1, 4)[:, 0]
+    offsets = np.asarray(offsets, dtype=np.int64)
+    hashes = np.empty(len(offsets), dtype=np.uint64)
+    # A piece at a time: a block of short records holds millions, and their digests and Python ints
+    # cost about 150 bytes each while they live.
+    for start in range(0, len(offsets), _HASH_PIECE):
+        digests = b"".join(map(digest, offsets[start : start + _HASH_PIECE].tolist()))
+        # The first 8 of each 32 digest bytes, as big-endian unsigned integers.
+        hashes[start : start + _HASH_PIECE] = np.frombuffer(digests, dtype=">u8").reshape(-1, 4)[:, 0]
     # b <= 100·h/2^64  <=>  h >= ceil(b·2^64/100), exactly.
     low = math.ceil(Fraction(r.percent_begin) * _HASH_SPACE / 100)
     high = math.ceil(Fraction(r.percent_end) * _HASH_SPACE / 100)

@@ -318,9 +318,8 @@ def run_unit(job: Job, unit: Unit, report: Callable[[int], None] | None = None) 
             scores, unreadable = predictor.score_and_check(block.batch)
             lines = formatter.lines(block.batch, scores)
             unparsed += unreadable
-            if block.invalid:
-                positions = np.array([unit.start + r.offset for r in block.invalid], dtype=np.int64)
-                lines = _with_empty_lines(lines, block.offsets, positions)
+            if len(block.invalid):
+                lines = _with_empty_lines(lines, block.offsets, unit.start + block.invalid.offsets)
             part.write(line_bytes(lines))
             records += len(lines)
             invalid += len(block.invalid)

@@ -34,6 +34,7 @@ from emrml.core.schema import (
 from emrml.core.stats import StatisticsAccumulator
 from emrml.errors import DataError
 from emrml.storage.codecs import open_decompressed
+from emrml.storage.invalid import InvalidRecord, InvalidRecords
 from emrml.storage.locations import (
     DATA_LOCATION,
     FileRef,
@@ -42,7 +43,7 @@ from emrml.storage.locations import (
     open_binary,
     open_files,
 )
-from emrml.storage.records import InvalidRecord, count_records, read_chunks, read_header_again
+from emrml.storage.records import count_records, read_chunks, read_header_again
 
 Progress = Callable[[float, str | None], None]
 #: How many invalid records a datasource keeps as examples (file, line, reason).
@@ -176,7 +177,7 @@ class SelectedBatch:
     file: FileRef
     batch: pa.RecordBatch
     offsets: np.ndarray
-    invalid: list[InvalidRecord]
+    invalid: InvalidRecords
     #: Records of this block in the file before selection (valid and invalid), for record indices.
     records_in_block: int
 
@@ -220,7 +221,8 @@ def read_selected(
             max_record_bytes=settings.max_record_bytes,
         ):
             keep = select(rearrangement, key, chunk.offsets, base_index + chunk.indices, total)
-            invalid = [r for r in chunk.invalid if _selected(rearrangement, key, r, base_index, total)]
+            bad = chunk.invalid
+            invalid = bad.where(select(rearrangement, key, bad.offsets, base_index + bad.indices, total))
             everything = bool(keep.all())
             yield SelectedBatch(
                 file_index,
@@ -285,13 +287,6 @@ def build_datasource(
             summary.sample = accumulator.sample_table()
             _check_statistics(schema, summary.statistics)
     return summary
-
-
-def _selected(
-    rearrangement: Rearrangement | None, key: str, record: InvalidRecord, base_index: int, total: int | None
-) -> bool:
-    mask = select(rearrangement, key, np.array([record.offset]), np.array([base_index + record.index]), total)
-    return bool(mask[0])
 
 
 def _no_records_message(
@@ -391,7 +386,7 @@ def infer_location_schema(
     first_invalid: InvalidRecord | None = None
     invalid = 0
     for index, file in enumerate(first_files):
-        header, rows, bad = _sample_file(file, has_header, settings, sample_rows)
+        header, rows, (bad, count) = _sample_file(file, has_header, settings, sample_rows)
         if rows is not None:
             schema = infer_schema(
                 header,
@@ -406,8 +401,8 @@ def infer_location_schema(
                 schema, rows, first_files[index:], settings
             )
             return Inferred(schema, location, len(files), index + files_read, rows.num_rows + records)
-        first_invalid = first_invalid or (bad[0] if bad else None)
-        invalid += len(bad)
+        first_invalid = first_invalid or bad
+        invalid += count
     if first_invalid is not None:
         # Records there are, but none valid (e.g. each with a trailing comma the header lacks): saying
         # "no records" would send the user looking for an empty file.
@@ -492,18 +487,18 @@ def _spellings(values: pa.Array | pa.ChunkedArray) -> set[str]:
 
 def _sample_file(
     file: FileRef, has_header: bool, settings: Settings, sample_rows: int
-) -> tuple[list[str] | None, pa.Table | None, list[InvalidRecord]]:
+) -> tuple[list[str] | None, pa.Table | None, tuple[InvalidRecord | None, int]]:
     """The header (None without one), up to ``sample_rows`` first valid records of one file (None without
-    any), and the invalid records met before them (reading stops after ``max_invalid_records``, which
-    fail a file). The records stay Arrow string columns: as Python lists, 10,000 rows of 1,000 columns
-    held 900 MB."""
+    any), and the first of the invalid records met before them with their count (reading stops after
+    ``max_invalid_records``, which fail a file). The records stay Arrow string columns: as Python lists,
+    10,000 rows of 1,000 columns held 900 MB."""
     if file.size == 0:
-        return None, None, []
+        return None, None, (None, 0)
     with open_data(file.uri, what="DataLocationS3") as (_, stream):  # InferDataSchema's member
         # One opening: the first record (the header, or the record that tells the width), then the rest.
         first, stream = read_header_again(stream, file.uri)
         if has_header and not first:
-            return None, None, []
+            return None, None, (None, 0)
         if not first:
             raise DataError(f"file {file.uri} is empty")
         header = first if has_header else None
@@ -514,10 +509,11 @@ def _sample_file(
 
 def _sample_rows(
     stream: BinaryIO, uri: str, names: list[str], has_header: bool, settings: Settings, sample_rows: int
-) -> tuple[pa.Table | None, list[InvalidRecord]]:
+) -> tuple[pa.Table | None, tuple[InvalidRecord | None, int]]:
     batches: list[pa.RecordBatch] = []
     rows = 0
-    invalid: list[InvalidRecord] = []
+    first: InvalidRecord | None = None
+    before = 0  # invalid records before the first valid one, counted up to one past the limit
     met = 0  # invalid records, before and after the first valid one
     for chunk in read_chunks(
         stream,
@@ -530,17 +526,18 @@ def _sample_rows(
         if chunk.batch.num_rows:
             batches.append(chunk.batch)
             rows += chunk.batch.num_rows
-        if not rows:
-            # Those past the limit are not kept: 64 files of them were held together, gigabytes each.
-            invalid.extend(chunk.invalid[: settings.max_invalid_records + 1 - len(invalid)])
+        if not rows and len(chunk.invalid):
+            # Only the first is kept: 64 files of them were held together, gigabytes each.
+            first = first or chunk.invalid[0]
+            before = min(before + len(chunk.invalid), settings.max_invalid_records + 1)
         met += len(chunk.invalid)
         # Past max_invalid_records the file is rejected: a valid record followed by billions of invalid
         # ones is not read to its end.
         if rows >= sample_rows or met > settings.max_invalid_records:
             break
     if not rows:
-        return None, invalid
-    return pa.Table.from_batches(batches).slice(0, sample_rows), invalid
+        return None, (first, before)
+    return pa.Table.from_batches(batches).slice(0, sample_rows), (first, before)
 
 
 def _has_a_line(file: FileRef, what: str = "location") -> bool:

@@ -41,8 +41,9 @@ from emrml.engine.local import open_data
 from emrml.engine.pool_size import local_workers
 from emrml.lifetime import die_with_parent
 from emrml.storage.codecs import HEAD_BYTES, codec_of, open_decompressed
+from emrml.storage.invalid import InvalidRecords
 from emrml.storage.locations import FileRef, open_binary, open_files
-from emrml.storage.records import InvalidRecord, count_records, read_chunks
+from emrml.storage.records import count_records, read_chunks
 
 Progress = Callable[[float, str | None], None]
 T = TypeVar("T")
@@ -257,7 +258,7 @@ class Selected:
     batch: pa.RecordBatch
     #: File-absolute byte offsets of the batch's rows.
     offsets: np.ndarray
-    invalid: list[InvalidRecord]
+    invalid: InvalidRecords
     #: Records of the block before selection (valid and invalid).
     records: int
 
@@ -277,17 +278,20 @@ def selected_blocks(job: ReadsUnits, unit: Unit, stream: BinaryIO) -> Iterator[S
         offsets = unit.start + chunk.offsets
         keep = select(job.rearrangement, unit.split_key, offsets, unit.base_index + chunk.indices, job.total)
         everything = bool(keep.all())
+        bad = chunk.invalid
+        chosen = select(
+            job.rearrangement,
+            unit.split_key,
+            unit.start + bad.offsets,
+            unit.base_index + bad.indices,
+            job.total,
+        )
         yield Selected(
             chunk.batch if everything else chunk.batch.filter(pa.array(keep)),
             offsets if everything else offsets[keep],
-            [r for r in chunk.invalid if _selected(job, unit, r.offset, r.index)],
-            len(chunk.indices) + len(chunk.invalid),
+            bad.where(chosen),
+            len(chunk.indices) + len(bad),
         )
-
-
-def _selected(job: ReadsUnits, unit: Unit, offset: int, index: int) -> bool:
-    position, record = np.array([unit.start + offset]), np.array([unit.base_index + index])
-    return bool(select(job.rearrangement, unit.split_key, position, record, job.total)[0])
 
 
 def count_unit(job: ReadsUnits, unit: Unit, report: Callable[[int], None] | None = None) -> int:

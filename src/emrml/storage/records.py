@@ -22,7 +22,8 @@ Rules (spec 5.1, 5.3):
 * Record indices count valid and invalid records and exclude the header; line numbers and offsets
   count the header.
 
-Memory stays bounded by the block size: a record that outgrows ``max_record_bytes`` before its end is
+Memory stays bounded by the block size: invalid records are arrays and a table of distinct reasons
+(``storage.invalid``), not an object each; a record that outgrows ``max_record_bytes`` before its end is
 scanned to its end without being kept (empty lines held back as possibly trailing cost a bit each).
 ``read_chunks`` finds the records of the next block on a background thread while pyarrow parses the
 current one, so the stream is read up to two blocks ahead of the chunk being consumed.
@@ -36,6 +37,7 @@ import csv
 import io
 import queue
 import threading
+from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -45,19 +47,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from emrml.errors import DataError
-from emrml.storage.boundaries import BOM, COMMA, Block, read_up_to, split_blocks, stray_quotes
+from emrml.storage.boundaries import BOM, COMMA, LF, Block, read_up_to, split_blocks, stray_quotes
 from emrml.storage.codecs import Replay
-
-
-@dataclass(frozen=True)
-class InvalidRecord:
-    """A record left out of the data, with where it is and why."""
-
-    file: str  # the file's uri as given
-    line: int  # 1-based physical line number where the record starts
-    offset: int  # byte offset of the record's first byte in the decompressed stream
-    index: int  # record index within the file (0-based, header excluded, valid and invalid records)
-    reason: str
+from emrml.storage.invalid import InvalidRecords, Reasons, not_utf8, spanning
 
 
 @dataclass
@@ -73,7 +65,7 @@ class Chunk:
     offsets: np.ndarray
     indices: np.ndarray
     lines: np.ndarray
-    invalid: list[InvalidRecord]
+    invalid: InvalidRecords
     bytes_consumed: int  # decompressed bytes read from this file so far (progress)
 
 
@@ -136,19 +128,10 @@ def read_header(
                     return []
                 raise DataError(
                     f"{file}: the header line is not valid UTF-8 at byte {exc.start} "
-                    f"{_not_utf8(line[exc.start])}"
+                    f"{not_utf8(line[exc.start])}"
                 ) from None
             return next(csv.reader(io.StringIO(text, newline="")), [""])
     return []
-
-
-def _not_utf8(byte: int) -> str:
-    """What to do about a byte that is not UTF-8, in parentheses."""
-    # Such bytes most often come from a file saved as Latin-1 or Windows-1252: say so.
-    return (
-        f"(0x{byte:02x}: a file in Latin-1 or Windows-1252 must be converted, e.g. iconv -f WINDOWS-1252 "
-        "-t UTF-8)"
-    )
 
 
 #: Empty records per chunk when a run of them is released: bounds the invalid records a chunk holds.
@@ -293,6 +276,21 @@ def _prefetched(blocks: Iterator[Block]) -> Iterator[Block]:
         thread.join()
 
 
+#: Where ``_check_utf8``'s error handler notes the start of each bad sequence, per thread.
+_utf8 = threading.local()
+_NOTE_ERRORS = "emrml-note-errors"
+
+
+def _note_error(error: UnicodeError) -> tuple[str, int]:
+    """Note where a bad sequence starts, and decode on after it."""
+    assert isinstance(error, UnicodeDecodeError)
+    _utf8.found.append(error.start)
+    return "", error.end
+
+
+codecs.register_error(_NOTE_ERRORS, _note_error)
+
+
 # --- record boundaries -------------------------------------------------------------------------------
 
 
@@ -304,22 +302,6 @@ def _lines(block: Block, position: int) -> int:
     # A record left open at the end of the file keeps the file's final line break.
     end -= block.buf[end - 1 : end] == b"\n"
     return block.buf.count(b"\n", start, end) + 1
-
-
-def _spanning(lines: int, unterminated: bool) -> str:
-    """What an invalid record's reason adds when the record runs over several lines: most often a quote
-    left open, which makes the following lines part of its field (RFC 4180) and so hides their records."""
-    unbalanced = "an unbalanced '\"'?"
-    if unterminated and lines == 1:
-        return f"; a quoted field opened in it never closes before the end of the file ({unbalanced})"
-    if unterminated:
-        return (
-            f"; a quoted field opened in it never closes, so all {lines:,} lines from there to the end of "
-            f"the file were read as this one record ({unbalanced})"
-        )
-    if lines > 1:
-        return f" (the record spans {lines:,} lines: a quoted field holds their line breaks; {unbalanced})"
-    return ""
 
 
 class _BlockParser:
@@ -352,34 +334,13 @@ class _BlockParser:
     def chunks(self, block: Block) -> Iterator[Chunk]:
         """The chunk of ``block`` (none when it holds no record); in a single-column file, preceded by a
         chunk of the empty records released in front of the block."""
-        invalid: list[InvalidRecord] = []
-        if block.oversize is not None:
-            skipped = block.oversize
-            invalid.append(
-                InvalidRecord(
-                    self.file,
-                    skipped.line,
-                    skipped.offset,
-                    skipped.index,
-                    self._oversize(skipped.size) + _spanning(skipped.lines, skipped.unterminated),
-                )
-            )
         if block.blanks is not None:
             # In chunks of their own, a bounded number at a time: a run may be billions long.
             for offsets, lines, indices in block.blanks.pieces(BLANKS_PER_CHUNK):
                 yield self._blank_chunk(offsets, lines, indices, block.consumed)
         batch, kept, reasons = self._parse_block(block)
-        for position, reason in sorted(reasons.items()):
-            invalid.append(
-                InvalidRecord(
-                    self.file,
-                    int(block.lines[position]),
-                    block.base + int(block.starts[position]),
-                    int(block.indices[position]),
-                    reason,
-                )
-            )
-        if batch.num_rows or invalid:
+        invalid = self._invalid(block, reasons)
+        if batch.num_rows or len(invalid):
             yield Chunk(
                 file=self.file,
                 batch=batch,
@@ -389,6 +350,21 @@ class _BlockParser:
                 invalid=invalid,
                 bytes_consumed=block.consumed,
             )
+
+    def _invalid(self, block: Block, reasons: Reasons) -> InvalidRecords:
+        """The records of ``block`` given a reason, after the oversize record scanned in front of it."""
+        positions = reasons.marked()
+        lines, indices = block.lines[positions], block.indices[positions]
+        offsets, codes = block.starts[positions], reasons.codes[positions]
+        offsets += block.base
+        if block.oversize is not None:
+            skipped = block.oversize
+            code = reasons.code(self._oversize(skipped.size) + spanning(skipped.lines, skipped.unterminated))
+            lines = np.concatenate((np.array([skipped.line], dtype=np.int64), lines))
+            offsets = np.concatenate((np.array([skipped.offset], dtype=np.int64), offsets))
+            indices = np.concatenate((np.array([skipped.index], dtype=np.int64), indices))
+            codes = np.concatenate((np.array([code], dtype=np.int32), codes))
+        return InvalidRecords(self.file, lines, offsets, indices, codes, reasons.texts)
 
     def _oversize(self, size: int) -> str:
         return f"record is {size:,} bytes (limit {self.max_record_bytes:,})"
@@ -405,12 +381,9 @@ class _BlockParser:
                 offsets=_NO_ROWS,
                 indices=_NO_ROWS,
                 lines=_NO_ROWS,
-                invalid=[
-                    InvalidRecord(self.file, line, offset, index, reason)
-                    for line, offset, index in zip(
-                        lines.tolist(), offsets.tolist(), indices.tolist(), strict=True
-                    )
-                ],
+                invalid=InvalidRecords(
+                    self.file, lines, offsets, indices, np.zeros(len(offsets), dtype=np.int32), (reason,)
+                ),
                 bytes_consumed=consumed,
             )
         count = len(offsets)
@@ -423,23 +396,23 @@ class _BlockParser:
             offsets=offsets,
             indices=indices,
             lines=lines,
-            invalid=[],
+            invalid=InvalidRecords.none(self.file),
             bytes_consumed=consumed,
         )
 
-    def _parse_block(self, block: Block) -> tuple[pa.RecordBatch, np.ndarray, dict[int, str]]:
+    def _parse_block(self, block: Block) -> tuple[pa.RecordBatch, np.ndarray, Reasons]:
         """The batch of valid records, their positions in the block, and reasons for the others."""
         columns = len(self.names)
         sizes = block.ends - block.starts
-        reasons: dict[int, str] = {}
+        reasons = Reasons(len(sizes))
         bad = sizes > self.max_record_bytes
         for position in np.flatnonzero(bad).tolist():
-            reasons[position] = self._oversize(int(sizes[position])) + _spanning(
+            reasons[position] = self._oversize(int(sizes[position])) + spanning(
                 _lines(block, position), block.unterminated and position == len(bad) - 1
             )
         if block.unterminated and not bad[-1]:
             bad[-1] = True
-            reasons[len(bad) - 1] = "unterminated quoted field at end of file" + _spanning(
+            reasons[len(bad) - 1] = "unterminated quoted field at end of file" + spanning(
                 _lines(block, len(bad) - 1), False
             )
         # When every quote sits where RFC 4180 allows it, pyarrow splits records and fields exactly as
@@ -467,27 +440,45 @@ class _BlockParser:
         return pa.RecordBatch.from_arrays(arrays, names=self.names), valid, reasons
 
     @staticmethod
-    def _mark(bad: np.ndarray, reasons: dict[int, str], which: np.ndarray, reason: str) -> None:
-        for position in np.flatnonzero(which).tolist():
-            reasons[position] = reason
+    def _mark(bad: np.ndarray, reasons: Reasons, which: np.ndarray, reason: str) -> None:
+        reasons.set_all(np.flatnonzero(which), reason)
         bad |= which
 
-    def _check_fields(self, block: Block, bad: np.ndarray, reasons: dict[int, str]) -> None:
+    def _check_fields(self, block: Block, bad: np.ndarray, reasons: Reasons) -> None:
         """Mark records whose field count (commas outside quotes, plus one) is wrong."""
         columns = len(self.names)
         arr = np.frombuffer(block.buf, dtype=np.uint8)
         commas = np.flatnonzero(arr == COMMA)
         if block.quotes is not None:
             commas = commas[(np.searchsorted(block.quotes, commas) & 1) == 0]
-        counts = np.searchsorted(commas, block.ends) - np.searchsorted(commas, block.starts) + 1
-        wrong = (counts != columns) & ~bad
-        for position in np.flatnonzero(wrong).tolist():
-            found = f"expected {columns} fields, found {int(counts[position])}"
-            reasons[position] = found + _spanning(_lines(block, position), False)
+        # In place: a block of short records has millions, each array of them 8 bytes per record.
+        counts = np.searchsorted(commas, block.ends)
+        counts -= np.searchsorted(commas, block.starts)
+        counts += 1
+        wrong = counts != columns
+        wrong &= ~bad
+        positions = np.flatnonzero(wrong)
+        found = counts[positions]
+        del counts
+        if block.multiline:
+            # As ``_lines``: a record of the block that is not left open at the end of the file (those are
+            # marked already) never ends with its line break, so its lines are the breaks inside plus one.
+            newlines = np.flatnonzero(arr == LF)
+            spans = np.searchsorted(newlines, block.ends[positions])
+            spans -= np.searchsorted(newlines, block.starts[positions])
+            # One key per (fields found, lines spanned): both are below ``scale``.
+            scale = len(block.buf) + 2
+            reasons.set_keyed(
+                positions,
+                found * scale + spans + 1,
+                lambda key: f"expected {columns} fields, found {key // scale}{spanning(key % scale, False)}",
+            )
+        else:
+            reasons.set_keyed(positions, found, lambda key: f"expected {columns} fields, found {key}")
         bad |= wrong
 
     def _check_joined_lines(
-        self, block: Block, strays: np.ndarray, bad: np.ndarray, reasons: dict[int, str]
+        self, block: Block, strays: np.ndarray, bad: np.ndarray, reasons: Reasons
     ) -> None:
         """Mark records that hold line breaks and a quote out of place: a quote left open in one line ran
         on to a quote some lines later (``2,"open`` … ``4,z" w``), which a CSV parser reads as one long
@@ -505,30 +496,38 @@ class _BlockParser:
                 "line closes lines later, joining them into one value (an unbalanced '\"'?)"
             )
 
-    def _check_utf8(self, block: Block, bad: np.ndarray, reasons: dict[int, str]) -> None:
+    def _check_utf8(self, block: Block, bad: np.ndarray, reasons: Reasons) -> None:
         """Mark records holding bytes that are not UTF-8 (slow path, after a failed parse)."""
         if not len(block.starts):
             return
-        view = memoryview(block.buf)
-        position, limit = int(block.starts[0]), int(block.stops[-1])
-        while position < limit:
-            try:
-                codecs.utf_8_decode(view[position:limit], "strict", True)
-                return
-            except UnicodeDecodeError as exc:
-                at = position + exc.start
-                record = int(np.searchsorted(block.stops, at, side="right"))
-                if not bad[record]:
-                    bad[record] = True
-                    start = int(block.starts[record])
-                    reasons[record] = (
-                        f"invalid UTF-8 at byte {at - start} of the record {_not_utf8(block.buf[at])}"
-                    )
-                position = int(block.stops[record])
+        first, limit = int(block.starts[0]), int(block.stops[-1])
+        # One decoding of the block, its error handler noting every bad sequence. Decoding again after
+        # each error copied the rest of the block into every exception: quadratic, minutes for a block
+        # of short records each holding a bad byte. A line break always decodes, so each record decodes
+        # as it would alone.
+        _utf8.found = array("q")
+        try:
+            codecs.utf_8_decode(memoryview(block.buf)[first:limit], _NOTE_ERRORS, True)
+            found = first + np.array(_utf8.found, dtype=np.int64)
+        finally:
+            del _utf8.found
+        records = np.searchsorted(block.stops, found, side="right")
+        # The first bad byte of each record.
+        leading = np.ones(len(records), dtype=bool)
+        leading[1:] = records[1:] != records[:-1]
+        found, records = found[leading], records[leading]
+        fresh = ~bad[records]
+        found, records = found[fresh], records[fresh]
+        bad[records] = True
+        # One key per (byte of the record, its value).
+        keys = (found - block.starts[records]) * 256 + np.frombuffer(block.buf, dtype=np.uint8)[found]
+        reasons.set_keyed(
+            records,
+            keys,
+            lambda key: f"invalid UTF-8 at byte {key >> 8} of the record {not_utf8(key & 255)}",
+        )
 
-    def _bisect(
-        self, block: Block, valid: np.ndarray, reasons: dict[int, str]
-    ) -> tuple[np.ndarray, pa.Table]:
+    def _bisect(self, block: Block, valid: np.ndarray, reasons: Reasons) -> tuple[np.ndarray, pa.Table]:
         """Parse halves until every record that pyarrow does not read as exactly one row is isolated."""
         if len(valid) == 1:
             reasons[int(valid[0])] = "unparsable CSV record"

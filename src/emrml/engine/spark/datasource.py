@@ -63,6 +63,8 @@ class UnitJob:
     compute_statistics: bool = False
     #: The model an evaluation scores with.
     artifact: str = ""
+    #: A unit with more selected invalid records than this stops reading: its file is rejected.
+    max_invalid_records: int | None = None
 
 
 def selected_batches(job: UnitJob, unit: Unit) -> Iterator[Selected]:
@@ -95,6 +97,10 @@ def summarize_unit(job: UnitJob, unit: Unit, report: Any = None) -> UnitSummary:
         invalid += len(block.invalid)
         room = INVALID_EXAMPLES - len(examples)
         examples.extend((r.line, unit.start + r.offset, r.reason) for r in block.invalid[:room])
+        if job.max_invalid_records is not None and invalid > job.max_invalid_records:
+            # The driver rejects the file whatever the rest holds: a few compressed bytes may hold
+            # billions of invalid records more.
+            break
         if accumulator is not None and block.batch.num_rows:
             keys = (np.uint64(unit.file_index) << np.uint64(40)) | block.offsets.astype(np.uint64)
             accumulator.update(block.batch, keys)
@@ -144,6 +150,7 @@ def build_datasource(
         settings.batch_bytes,
         settings.max_record_bytes,
         compute_statistics=compute_statistics,
+        max_invalid_records=settings.max_invalid_records,
     )
     runner = SparkRunner(spark, progress)
     units, job = plan_units(files, job, runner, parallelism)

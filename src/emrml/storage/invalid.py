@@ -1,0 +1,167 @@
+"""Invalid records held as arrays: a block of short bad lines (``x\\n`` in a file of three columns) holds
+millions of them, which as one Python object each cost hundreds of bytes per byte of input.
+
+``InvalidRecords`` keeps where each record is (line, offset, index) in numpy arrays and its reason as a
+code into a table of the distinct reasons; an ``InvalidRecord`` object is made only for a record asked
+for (the examples a job reports, the first of a rejected file).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import overload
+
+import numpy as np
+
+_NO_ROWS = np.zeros(0, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class InvalidRecord:
+    """A record left out of the data, with where it is and why."""
+
+    file: str  # the file's uri as given
+    line: int  # 1-based physical line number where the record starts
+    offset: int  # byte offset of the record's first byte in the decompressed stream
+    index: int  # record index within the file (0-based, header excluded, valid and invalid records)
+    reason: str
+
+
+class InvalidRecords(Sequence[InvalidRecord]):
+    """Invalid records of one file in record order: ``lines``, ``offsets`` and ``indices`` (int64) as
+    ``InvalidRecord``'s fields, ``codes`` (int32) the position of each one's reason in ``reasons``."""
+
+    __slots__ = ("codes", "file", "indices", "lines", "offsets", "reasons")
+
+    def __init__(
+        self,
+        file: str,
+        lines: np.ndarray,
+        offsets: np.ndarray,
+        indices: np.ndarray,
+        codes: np.ndarray,
+        reasons: Sequence[str],
+    ) -> None:
+        self.file = file
+        self.lines, self.offsets, self.indices, self.codes = lines, offsets, indices, codes
+        self.reasons = tuple(reasons)
+
+    @classmethod
+    def none(cls, file: str) -> InvalidRecords:
+        return cls(file, _NO_ROWS, _NO_ROWS, _NO_ROWS, np.zeros(0, dtype=np.int32), ())
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    @overload
+    def __getitem__(self, item: int) -> InvalidRecord: ...
+
+    @overload
+    def __getitem__(self, item: slice) -> InvalidRecords: ...
+
+    def __getitem__(self, item: int | slice) -> InvalidRecord | InvalidRecords:
+        if isinstance(item, slice):
+            return self._subset(item)
+        return InvalidRecord(
+            self.file,
+            int(self.lines[item]),
+            int(self.offsets[item]),
+            int(self.indices[item]),
+            self.reasons[self.codes[item]],
+        )
+
+    def __iter__(self) -> Iterator[InvalidRecord]:
+        for position in range(len(self)):
+            yield self[position]
+
+    def __repr__(self) -> str:
+        return f"InvalidRecords({self.file!r}, {len(self)} records)"
+
+    def where(self, mask: np.ndarray) -> InvalidRecords:
+        """The records ``mask`` (bool, one per record) keeps."""
+        return self if bool(mask.all()) else self._subset(mask)
+
+    def _subset(self, which: slice | np.ndarray) -> InvalidRecords:
+        return InvalidRecords(
+            self.file,
+            self.lines[which],
+            self.offsets[which],
+            self.indices[which],
+            self.codes[which],
+            self.reasons,
+        )
+
+
+class Reasons:
+    """The reasons of a block's invalid records while they are found: a code per record (-1 for none yet)
+    into a table of distinct reasons, so a million records with the same reason share one string."""
+
+    def __init__(self, records: int) -> None:
+        self.codes = np.full(records, -1, dtype=np.int32)
+        self.texts: list[str] = []
+        self._known: dict[str, int] = {}
+
+    def code(self, text: str) -> int:
+        code = self._known.get(text)
+        if code is None:
+            code = self._known[text] = len(self.texts)
+            self.texts.append(text)
+        return code
+
+    def __setitem__(self, position: int, text: str) -> None:
+        self.codes[position] = self.code(text)
+
+    def set_all(self, positions: np.ndarray, text: str) -> None:
+        self.codes[positions] = self.code(text)
+
+    def set_keyed(self, positions: np.ndarray, keys: np.ndarray, spell: Callable[[int], str]) -> None:
+        """Give ``positions`` the reasons ``spell`` gives their ``keys`` (int64): spelled once per distinct
+        key, not once per record."""
+        if not len(positions):
+            return
+        low, high = int(keys.min()), int(keys.max())
+        if low == high:  # the usual case: every record wrong in the same way
+            self.set_all(positions, spell(low))
+            return
+        if high < 2 * len(keys) + 1024:
+            # Small keys (field counts): a table indexed by key costs less than sorting them.
+            present = np.zeros(high + 1, dtype=bool)
+            present[keys] = True
+            table = np.zeros(high + 1, dtype=np.int32)
+            distinct = np.flatnonzero(present)
+            table[distinct] = [self.code(spell(key)) for key in distinct.tolist()]
+            self.codes[positions] = table[keys]
+            return
+        distinct, inverse = np.unique(keys, return_inverse=True)
+        codes = np.array([self.code(spell(key)) for key in distinct.tolist()], dtype=np.int32)
+        self.codes[positions] = codes[inverse.reshape(-1)]
+
+    def marked(self) -> np.ndarray:
+        """Positions of the records given a reason, in order."""
+        return np.flatnonzero(self.codes >= 0)
+
+
+def not_utf8(byte: int) -> str:
+    """What to do about a byte that is not UTF-8, in parentheses."""
+    # Such bytes most often come from a file saved as Latin-1 or Windows-1252: say so.
+    return (
+        f"(0x{byte:02x}: a file in Latin-1 or Windows-1252 must be converted, e.g. iconv -f WINDOWS-1252 "
+        "-t UTF-8)"
+    )
+
+
+def spanning(lines: int, unterminated: bool) -> str:
+    """What an invalid record's reason adds when the record runs over several lines: most often a quote
+    left open, which makes the following lines part of its field (RFC 4180) and so hides their records."""
+    unbalanced = "an unbalanced '\"'?"
+    if unterminated and lines == 1:
+        return f"; a quoted field opened in it never closes before the end of the file ({unbalanced})"
+    if unterminated:
+        return (
+            f"; a quoted field opened in it never closes, so all {lines:,} lines from there to the end of "
+            f"the file were read as this one record ({unbalanced})"
+        )
+    if lines > 1:
+        return f" (the record spans {lines:,} lines: a quoted field holds their line breaks; {unbalanced})"
+    return ""

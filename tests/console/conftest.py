@@ -17,6 +17,7 @@ from console_helpers import (
     Evaluations,
     Installation,
     Served,
+    admin_signed_in,
     log_in,
 )
 from starlette.testclient import TestClient
@@ -215,13 +216,5 @@ def more_evaluations(installation: Installation, shared_datasets: Path) -> Evalu
 def fresh_admin(tmp_path: Path) -> Iterator[tuple[Any, Path]]:
     """A client logged in as admin of a new home (no sample written yet), and the home."""
     home = tmp_path / "home"
-    service = EmrML(Settings.load(environ={}, home=home))
-    try:
-        ensure_admin(Identities(service.sessions, home), home)
-        ensure_admin_password(Logins(service.sessions), home)
-        password = json.loads((home / "admin-credentials.json").read_text())["console_password"]
-        with TestClient(create_app(service), follow_redirects=False) as client:
-            assert log_in(client, "admin", password).status_code == 303
-            yield client, home
-    finally:
-        service.close()
+    with admin_signed_in(home) as (_, client):
+        yield client, home

@@ -3,13 +3,23 @@ logging in through the login form, and stream rows as consumers would leave them
 
 from __future__ import annotations
 
+import json
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from starlette.testclient import TestClient
+
+from emrml.config import Settings
 from emrml.service.app import EmrML
+from emrml.service.auth import ensure_admin
+from emrml.service.identity import Identities
+from emrml.service.logins import Logins, ensure_admin_password
+from emrml.web.server import create_app
 
 BOB_PASSWORD = "bob-password-1"
 DATASOURCE, MODEL, EVALUATION = "ds-console-bank", "ml-console-bank", "ev-console-bank"
@@ -47,6 +57,22 @@ def log_in(client: Any, user: str, password: str) -> Any:
         "/console/login",
         data={"csrf_token": login_token(page.text), "username": user, "password": password},
     )
+
+
+@contextmanager
+def admin_signed_in(home: Path) -> Iterator[tuple[EmrML, TestClient]]:
+    """The service of ``home`` (its settings read from its ``emrml.toml``) and a client of its app signed in
+    to the console as its admin."""
+    service = EmrML(Settings.load(environ={}, home=home))
+    try:
+        ensure_admin(Identities(service.sessions, home), home)
+        ensure_admin_password(Logins(service.sessions), home)
+        password = json.loads((home / "admin-credentials.json").read_text())["console_password"]
+        with TestClient(create_app(service), follow_redirects=False) as client:
+            assert log_in(client, "admin", password).status_code == 303
+            yield service, client
+    finally:
+        service.close()
 
 
 def completed_batch_prediction(

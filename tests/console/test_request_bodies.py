@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from console_helpers import BOB_PASSWORD, Installation, log_in, login_token
+from console_helpers import BOB_PASSWORD, Installation, admin_signed_in, log_in, login_token
 from starlette.testclient import TestClient
 
 from emrml.config import Settings
@@ -23,10 +23,6 @@ from emrml.console.account import LOGIN_FORM_MAX_BYTES
 from emrml.console.app import FORM_MAX_BYTES, SESSION_COOKIE
 from emrml.errors import InvalidInputException
 from emrml.service.app import EmrML
-from emrml.service.auth import ensure_admin
-from emrml.service.identity import Identities
-from emrml.service.logins import Logins, ensure_admin_password
-from emrml.web.server import create_app
 
 BOUNDARY = "emrml-test-boundary"
 MIB = 1024 * 1024
@@ -136,16 +132,8 @@ def small_home(tmp_path: Path) -> Iterator[tuple[EmrML, TestClient]]:
     home = tmp_path / "home"
     home.mkdir()
     (home / "emrml.toml").write_text(f"console_upload_max_bytes = {SMALL_LIMIT}\n")
-    service = EmrML(Settings.load(environ={}, home=home))
-    try:
-        ensure_admin(Identities(service.sessions, home), home)
-        ensure_admin_password(Logins(service.sessions), home)
-        password = json.loads((home / "admin-credentials.json").read_text())["console_password"]
-        with TestClient(create_app(service), follow_redirects=False) as client:
-            assert log_in(client, "admin", password).status_code == 303
-            yield service, client
-    finally:
-        service.close()
+    with admin_signed_in(home) as signed_in:
+        yield signed_in
 
 
 def _session(client: TestClient) -> tuple[dict[str, str], str]:

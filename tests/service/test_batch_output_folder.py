@@ -113,32 +113,42 @@ def test_a_batch_prediction_given_up_after_its_worker_died_removes_the_output_fo
 
 
 def test_a_failed_batch_prediction_on_the_spark_engine_removes_the_output_folder_it_made(
-    trained: EmrML, tmp_path: Path, shared_datasets: Path, spark: Any
+    trained: EmrML,
+    tmp_path: Path,
+    shared_datasets: Path,
+    spark: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The Spark engine's scoring writes to the same folders, and fails the same way: nothing stays."""
+    """The Spark engine's scoring writes to the same folders, and fails the same way: nothing stays. The
+    file is cut just after the job has listed it (the Spark step's progress comes from a thread polling
+    every half second, so a step quicker than that reports nothing to cut it on)."""
     from emrml.core.schema import parse_schema
-    from emrml.engine.batch import batch_predict
+    from emrml.engine import batch
     from emrml.engine.training import DatasourceData
 
     copy = tmp_path / "copy.csv"
     schema = parse_schema((shared_datasets / "bank_marketing" / "data.csv.schema").read_text())
     cut: list[bool] = []
+    listed = batch.list_files
 
-    def cut_while_scoring(_fraction: float, message: str | None) -> None:
-        if str(message).startswith("scoring records") and not cut:
-            cut.append(True)
-            os.truncate(copy, copy.stat().st_size // 2)
+    def list_then_cut(location: str) -> Any:
+        files = listed(location)
+        cut.append(True)
+        os.truncate(copy, copy.stat().st_size // 2)
+        return files
+
+    monkeypatch.setattr(batch, "list_files", list_then_cut)
 
     out = tmp_path / "out"
     with pytest.raises(AmazonMLError, match="changed while it was being read"):
-        batch_predict(
+        batch.batch_predict(
             batch_prediction_id="bp-spark",
             artifact_location=trained.settings.home / "models" / "ml.zip",
             data=DatasourceData(str(copy), schema, None),
             output_uri=f"{out}/",
             score_threshold=0.5,
             settings=trained.settings,
-            progress=cut_while_scoring,
+            progress=lambda _fraction, _message: None,
             spark=spark,
         )
     assert cut and list(out.rglob("*")) == []

@@ -89,7 +89,7 @@ def attempt_folders(prefix: str, settings: Settings, batch_prediction_id: str) -
     return folders
 
 
-def sweep_batchattempt_folder(settings: Settings, running: set[tuple[str, int]]) -> None:
+def sweep_batch_scratch(settings: Settings, running: set[tuple[str, int]]) -> None:
     """Remove the home's scratch folders (those of outputs in a remote store) of batch prediction attempts
     not in ``running`` (id, attempt): a thread of a job given up, still busy when its server stopped,
     ended without its cleanup code, and a job that is not run again would keep its folder for good."""

@@ -14,6 +14,17 @@ from emrml.engine.local import infer_location_schema
 from emrml.errors import DataError
 
 
+def _refused_traced(folder: Path, settings: Settings) -> tuple[DataError, int]:
+    """The refusal of inferring ``folder``'s schema, and the peak of memory traced while it was read."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError) as refused:
+            infer_location_schema(f"{folder}/", target=None, row_id=None, has_header=True, settings=settings)
+        return refused.value, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_the_sample_of_a_wide_file_stays_in_arrow(tmp_path: Path) -> None:
     # The sample was kept as Python lists of strings: 10,000 rows of 1,000 columns held 900 MB to infer
     # the schema of a 35 MB file. As the reader's Arrow columns it is a few bytes a value, outside the
@@ -51,15 +62,9 @@ def test_files_of_short_invalid_records_are_read_only_up_to_the_limit(tmp_path: 
     frame = zstandard.ZstdCompressor().compress(b"a,b\n" + b"x\n" * 1_000_000)
     for index in range(4):
         (folder / f"part-{index}.csv.zst").write_bytes(frame)
-    tracemalloc.start()
-    try:
-        with pytest.raises(DataError) as refused:
-            infer_location_schema(f"{folder}/", target=None, row_id=None, has_header=True, settings=settings)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    refused, peak = _refused_traced(folder, settings)
     # Reading stops past max_invalid_records in each file, as it always did: those past it are not kept.
-    assert refused.value.message == (
+    assert refused.message == (
         "cannot infer a schema: every record read is invalid (40,004 of them; the first, line 2 of "
         f"{folder}/part-0.csv.zst: expected 2 fields, found 1)"
     )
@@ -86,14 +91,8 @@ def test_only_the_first_invalid_record_of_each_file_is_kept(tmp_path: Path) -> N
     folder.mkdir()
     for index in range(64):
         (folder / f"part-{index:02d}.csv").write_bytes(b"a,b\n" + b"x\n" * 12_000)
-    tracemalloc.start()
-    try:
-        with pytest.raises(DataError) as refused:
-            infer_location_schema(f"{folder}/", target=None, row_id=None, has_header=True, settings=settings)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert refused.value.message == (
+    refused, peak = _refused_traced(folder, settings)
+    assert refused.message == (
         "cannot infer a schema: every record read is invalid (640,064 of them; the first, line 2 of "
         f"{folder}/part-00.csv: expected 2 fields, found 1)"
     )

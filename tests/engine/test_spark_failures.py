@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from emrml.config import Settings
-from emrml.engine.spark import runner, session
+from emrml.engine.spark import launch_log, runner, session
 from emrml.errors import InvalidInputException
 
 
@@ -141,13 +141,13 @@ def test_why_the_jvm_exited_is_read_from_its_output(tmp_path: Path) -> None:
             "either HADOOP_CONF_DIR or YARN_CONF_DIR must be set in the environment.\n"
             "\tat org.apache.spark.deploy.SparkSubmitArguments.error(SparkSubmitArguments.scala:670)\n"
         )
-    assert session.launch_failure(log, start) == (
+    assert launch_log.launch_failure(log, start) == (
         "When running with master 'yarn' either HADOOP_CONF_DIR or YARN_CONF_DIR must be set in the "
         "environment."
     )
     log.write_text("Invalid maximum heap size: -Xmxlots\nError: Could not create the Java Virtual Machine.\n")
-    assert session.launch_failure(log, 0) == "Invalid maximum heap size: -Xmxlots"
-    assert session.launch_failure(log, log.stat().st_size) is None
+    assert launch_log.launch_failure(log, 0) == "Invalid maximum heap size: -Xmxlots"
+    assert launch_log.launch_failure(log, log.stat().st_size) is None
 
 
 #: What the driver's log holds when a standalone master refused the application (it lacks its secret):
@@ -173,14 +173,14 @@ def test_a_logged_exception_is_not_taken_for_the_jvms_own_output(tmp_path: Path)
     is the reason, and the message says what to set."""
     log = tmp_path / "spark.log"
     log.write_text(REFUSED_APPLICATION)
-    assert session.launch_failure(log, 0) is None
+    assert launch_log.launch_failure(log, 0) is None
     settings = settings_at(tmp_path, spark_master="spark://127.0.0.1:36765")
-    assert session.no_master(settings, log, 0) is None
+    assert launch_log.no_master(settings, log, 0) is None
     message = session.start_failure(settings, "Cannot call methods on a stopped SparkContext.")
     assert "spark.authenticate.secret in spark_conf and in the cluster's spark-defaults.conf" in message
     # The JVM's own lines before Spark logs anything are still its reason.
     log.write_text("Invalid maximum heap size: -Xmxlots\n" + REFUSED_APPLICATION)
-    assert session.launch_failure(log, 0) == "Invalid maximum heap size: -Xmxlots"
+    assert launch_log.launch_failure(log, 0) == "Invalid maximum heap size: -Xmxlots"
 
 
 def test_a_spark_process_that_is_no_master_is_named_as_such(tmp_path: Path) -> None:
@@ -197,13 +197,13 @@ def test_a_spark_process_that_is_no_master_is_named_as_such(tmp_path: Path) -> N
         "\tat org.apache.spark.rpc.netty.NettyRpcEnv.setupEndpointRef(NettyRpcEnv.scala:148)\n"
     )
     settings = settings_at(tmp_path, spark_master="spark://127.0.0.1:33741")
-    assert session.no_master(settings, log, 0) == (
+    assert launch_log.no_master(settings, log, 0) == (
         "a Spark process answers at spark://127.0.0.1:33741, but no master (Cannot find endpoint: "
         "spark://Master@127.0.0.1:33741): the address of a worker or of another application's driver? "
         "Check setting spark_master: a standalone master takes applications at the spark:// URL its web UI "
         "shows at the top (port 7077 by default)"
     )
-    assert session.no_master(settings, log, log.stat().st_size) is None  # an earlier application's line
+    assert launch_log.no_master(settings, log, log.stat().st_size) is None  # an earlier application's line
 
 
 REFUSED_DRIVER = """

@@ -64,6 +64,7 @@ def driver(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[_Gateway]]:
     monkeypatch.setattr(session, "_key", None)
     monkeypatch.setattr(session, "_driver_options", {})
     monkeypatch.setattr(session, "_holders", 0)
+    monkeypatch.setattr(session, "_starting", None)
     monkeypatch.setattr(session, "_log", session._log)
     monkeypatch.setattr(session, "_executor_wait", session._executor_wait)
     monkeypatch.setenv("SPARK_LOCAL_IP", "127.0.0.1")
@@ -165,6 +166,66 @@ def test_other_settings_wait_for_the_jobs_holding_the_application_instead_of_sto
     third, release_third = session.hold(settings_at(tmp_path))  # no job holds it: started at once
     assert second.stopped and third.conf["spark.master"] == "local[1]"
     release_third()
+
+
+def test_jobs_wait_for_an_application_another_job_starts_and_can_stop_meanwhile(
+    driver: list[_Gateway], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An application's start (the JVM, the master's registration: 10-90 s) held the process's lock, so a
+    second job stood blocked on it: not told why, and not stopped when deleted. It now waits for the start
+    where it can stop, then takes the application started for it."""
+    import threading
+
+    monkeypatch.setattr(session, "_HOLD_POLL_SECONDS", 0.05)
+    registering, registered = threading.Event(), threading.Event()
+    made: list[_Session] = []
+
+    def slow_registration(conf: Any) -> _Session:
+        registering.set()
+        registered.wait(10)
+        made.append(_Session(dict(conf.getAll())))
+        return made[-1]
+
+    monkeypatch.setattr(session, "_new_session", slow_registration)
+    held: list[Any] = []
+    first = threading.Thread(target=lambda: held.append(session.hold(settings_at(tmp_path))))
+    first.start()
+    assert registering.wait(10)
+
+    class Stopped(BaseException):
+        pass
+
+    told: list[str] = []
+    outcome: list[BaseException] = []
+
+    def deleted() -> None:
+        raise Stopped
+
+    def stopped_job() -> None:
+        try:
+            session.hold(settings_at(tmp_path), starting=told.append, check_stop=deleted)
+        except Stopped as stop:
+            outcome.append(stop)
+
+    waiter = threading.Thread(target=stopped_job)
+    waiter.start()
+    waiter.join(5)
+    assert not waiter.is_alive() and outcome, "a deleted job waited for the application's start"
+    second: list[Any] = []
+    patient = threading.Thread(
+        target=lambda: second.append(session.hold(settings_at(tmp_path), starting=told.append))
+    )
+    patient.start()
+    patient.join(0.3)
+    assert patient.is_alive()  # waits for the start another job makes, starts none of its own
+    assert told[-1] == "waiting for the Spark application (master local[1]) that another job starts"
+    registered.set()
+    first.join(10)
+    patient.join(10)
+    assert not first.is_alive() and not patient.is_alive()
+    assert len(made) == 1 and held[0][0] is made[0] and second[0][0] is made[0]
+    held[0][1]()
+    second[0][1]()
 
 
 def test_a_job_says_that_its_spark_application_starts_its_progress_kept(

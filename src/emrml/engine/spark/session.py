@@ -23,6 +23,9 @@ Set up here, because the defaults do not fit emrml:
   and its log lines would stand among emrml's own messages (a job's failure is its Message, one line).
 * **What py4j and pyspark log** on the Python side goes to that log as well (``pylogs``): a driver that
   died made them print tracebacks on the terminal, beside emrml's one-line message saying so.
+* **An application's start lets go of the process's lock.** Its JVM's start and the master's registration
+  take 10–30 s (about 90 s when a master refuses it), which other jobs spend waiting where they can still
+  be stopped and say why (``_starting``), rather than blocked on the lock.
 * **The driver's JVM** starts once per process and outlives an application; settings that change options
   it reads only as it starts (``DRIVER_OPTIONS``) have it started anew rather than silently ignored.
 * **A master that does not answer** fails at once: its port is tried for ``spark_connect_seconds`` first,
@@ -38,7 +41,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import secrets
 import socket
 import subprocess
@@ -52,6 +54,7 @@ from urllib.parse import urlsplit
 
 from emrml.config import Settings
 from emrml.engine.spark import pylogs
+from emrml.engine.spark.launch_log import launch_failure, no_master
 from emrml.errors import InternalServerException
 
 _logger = logging.getLogger(__name__)
@@ -64,6 +67,9 @@ _master = ""
 #: Jobs running on the application (``hold``): an application with other settings waits for them to end.
 _holders = 0
 _released = threading.Condition(_LOCK)
+#: The master of the application a thread is starting with ``_LOCK`` let go (``_start``), else None: every
+#: other caller waits for the start to end, jobs able to stop meanwhile.
+_starting: str | None = None
 #: How often a job waiting for the application's jobs to end looks whether it is to stop.
 _HOLD_POLL_SECONDS = 1.0
 _executor_wait = 300.0
@@ -228,7 +234,14 @@ def spark_session(settings: Settings, starting: Callable[[str], None] | None = N
     the application is started (10–30 s when its JVM starts too), what the job waits for meanwhile. An
     application with other settings is stopped, jobs running on it or not: a job holds it with ``hold``."""
     with _LOCK:
+        _await_start()
         return _session_for(settings, starting)
+
+
+def _await_start() -> None:
+    """Wait, ``_LOCK`` held, until no thread is starting an application."""
+    while _starting is not None:
+        _released.wait(_HOLD_POLL_SECONDS)
 
 
 def hold(
@@ -242,22 +255,27 @@ def hold(
     (another master, other options) waits until they have ended, ``starting`` told why, ``check_stop``
     called every second (it raises when the job is to stop): stopping the application would fail the
     running jobs, and a second one cannot run beside it. Jobs with the running application's settings
-    start meanwhile."""
+    start meanwhile. While another job starts the application, a job waits for it the same way."""
     global _holders
     with _LOCK:
-        key, told = _key_of(settings), False
-        while _holders and _session is not None and _key != key and not _stopped(_session):
-            if driver_exited():
+        key, told = _key_of(settings), ""
+        while _starting is not None or (
+            _holders and _session is not None and _key != key and not _stopped(_session)
+        ):
+            if _starting is None and driver_exited():
                 break
             if check_stop is not None:
                 check_stop()
-            if starting is not None and not told:
-                told = True
-                starting(
-                    f"waiting for the jobs running on the Spark application (master {_master}) to end: "
-                    f"this job's Spark settings (master {settings.spark_master}) are not theirs, and a "
-                    "process runs one application at a time"
-                )
+            why = (
+                f"waiting for the Spark application (master {_starting}) that another job starts"
+                if _starting is not None
+                else f"waiting for the jobs running on the Spark application (master {_master}) to end: "
+                f"this job's Spark settings (master {settings.spark_master}) are not theirs, and a "
+                "process runs one application at a time"
+            )
+            if starting is not None and why != told:
+                told = why
+                starting(why)
             _released.wait(_HOLD_POLL_SECONDS)
         spark = _session_for(settings, starting)
         _holders += 1
@@ -280,13 +298,13 @@ def _key_of(settings: Settings) -> tuple[Any, ...]:
 
 
 def _session_for(settings: Settings, starting: Callable[[str], None] | None) -> Any:
-    """``spark_session``, called with ``_LOCK`` held."""
-    global _session, _key, _executor_wait, _log, _master
+    """``spark_session``, called with ``_LOCK`` held and no application starting."""
+    global _session, _key, _executor_wait, _log, _master, _starting
     _executor_wait = settings.spark_executor_wait_seconds
     _log = driver_log(settings)
     key = _key_of(settings)
     try:
-        from pyspark import SparkConf, SparkContext
+        from pyspark import SparkContext
     except ImportError:
         raise SparkEngineError(f"the Spark engine needs pyspark: {INSTALL_HINT}") from None
     if _session is not None and driver_exited():
@@ -301,6 +319,23 @@ def _session_for(settings: Settings, starting: Callable[[str], None] | None) -> 
         _restart_if_driver_options_changed(settings)
     if starting is not None:
         starting(f"starting the Spark application (master {settings.spark_master})")
+    _starting = settings.spark_master
+    _LOCK.release()
+    try:
+        started = _start(settings)
+    finally:
+        _LOCK.acquire()
+        _starting = None
+        _released.notify_all()
+    _session, _key, _master = started, key, settings.spark_master
+    return _session
+
+
+def _start(settings: Settings) -> Any:
+    """A new application for ``settings`` (its driver's JVM started first when the process has none), run
+    with ``_LOCK`` let go and ``_starting`` set, so that no other thread touches pyspark's state meanwhile."""
+    from pyspark import SparkConf, SparkContext
+
     check_master(settings)
     if _loopback(settings.spark_master):
         os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
@@ -321,13 +356,12 @@ def _session_for(settings: Settings, starting: Callable[[str], None] | None) -> 
         pylogs.route_to(log)
         with warnings.catch_warnings():  # pyspark's about pandas versions: emrml's tasks use no pandas
             warnings.simplefilter("ignore", FutureWarning)
-            _session = _new_session(conf)
+            started = _new_session(conf)
     except Exception as exc:
         reason = no_master(settings, log, start) or launch_failure(log, start) or one_line(exc)
         raise SparkEngineError(start_failure(settings, reason)) from None
-    pylogs.quiet_accumulator_server(_session.sparkContext)
-    _key, _master = key, settings.spark_master
-    return _session
+    pylogs.quiet_accumulator_server(started.sparkContext)
+    return started
 
 
 def _launch_driver(conf: Any, log: Path) -> None:
@@ -407,60 +441,6 @@ def _restart_if_driver_options_changed(settings: Settings) -> None:
 
 def driver_log(settings: Settings) -> Path:
     return settings.home / "logs" / "spark.log"
-
-
-#: A line of the driver's log4j log (the JVM's own output has no date), and a spark-submit failure's.
-_LOG_LINE = re.compile(r"\d\d/\d\d/\d\d \d\d:\d\d:\d\d ")
-_MAIN_FAILED = re.compile(r'Exception in thread "main" [\w.$]+: (.+)')
-
-
-def launch_failure(log: Path, start: int) -> str | None:
-    """Why the driver's JVM exited, from what it wrote to the log after byte ``start``: spark-submit's
-    exception, else the JVM's first line of its own ("Invalid maximum heap size: -Xmxlots"); None when it
-    wrote nothing (pyspark's "Java gateway process exited" is all there is then)."""
-    lines = _log_lines(log, start)
-    for line in lines:
-        if found := _MAIN_FAILED.fullmatch(line.strip()):
-            return found.group(1)[:500]
-    own, entry = [], False
-    for line in lines:
-        # A log entry's exception follows it on lines of its own ("org.apache…Exception: …", "Caused by:",
-        # "\tat …"): Spark's, not the JVM's. Taken for the JVM's, the master's refusal of the application
-        # read "Exception thrown in awaitResult:".
-        entry = bool(_LOG_LINE.match(line)) or (entry and not line.startswith("WARNING: "))
-        if line.strip() and not entry and not line.startswith(("WARNING: ", "\t", " ")):
-            own.append(line.strip())
-    return own[0][:500] if own else None
-
-
-def _log_lines(log: Path, start: int) -> list[str]:
-    """The first megabyte the driver's log holds after byte ``start``, by line."""
-    try:
-        with log.open("rb") as text:
-            text.seek(start)
-            return text.read(1 << 20).decode("utf-8", "replace").splitlines()
-    except OSError:
-        return []
-
-
-#: Why the application could not register with a ``spark://`` address where another Spark process (a
-#: worker, another application's driver) answers: it has no endpoint named Master.
-_NO_MASTER = re.compile(r"Caused by: org\.apache\.spark\.rpc\.RpcEndpointNotFoundException: (.+)")
-
-
-def no_master(settings: Settings, log: Path, start: int) -> str | None:
-    """Why the application did not start when the driver's log after byte ``start`` says that no master
-    runs at the address, only another Spark process; None otherwise."""
-    found = next(
-        (match for line in _log_lines(log, start) if (match := _NO_MASTER.match(line.strip()))), None
-    )
-    if found is None:
-        return None
-    return (
-        f"a Spark process answers at {settings.spark_master}, but no master ({found.group(1)[:200]}): the "
-        "address of a worker or of another application's driver? Check setting spark_master: a standalone "
-        "master takes applications at the spark:// URL its web UI shows at the top (port 7077 by default)"
-    )
 
 
 def start_failure(settings: Settings, reason: str) -> str:
@@ -552,6 +532,7 @@ def stop() -> None:
     """Stop the process's application, if any (tests, and a server shutting down)."""
     global _session, _key
     with _LOCK:
+        _await_start()
         if _session is not None:
             _session.stop()
         _session, _key = None, None

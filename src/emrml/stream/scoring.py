@@ -254,6 +254,12 @@ def _members(pairs: list[tuple[str, object]]) -> _Members:
     return members
 
 
+#: Numbers keep their text as written, as the CLI's records do: ``2.50`` is "2.50", and a member of more
+#: digits than int() reads (4,300) is text too, not a ValueError that stops the consumer. One decoder for
+#: every record: ``json.loads`` with options builds a new one per call, up to half a short record's parse.
+_DECODER = json.JSONDecoder(object_pairs_hook=_members, parse_int=str, parse_float=str)
+
+
 def _json_record(text: str, columns: list[str], sequence_number: str) -> dict[str, str] | str:
     """A JSON object's values of ``columns`` as ``emrml predict --record`` reads them (``value_text``):
     strings, numbers as their text, booleans as ``true``/``false``, null for a missing value; other
@@ -262,9 +268,7 @@ def _json_record(text: str, columns: list[str], sequence_number: str) -> dict[st
     vectorized path refuses it (``_json_batch``: Arrow's parser, which then leaves the batch to this
     path)."""
     try:
-        # Numbers keep their text as written, as the CLI's records do: ``2.50`` is "2.50", and a member of
-        # more digits than int() reads (4,300) is text too, not a ValueError that stops the consumer.
-        value = json.loads(text, object_pairs_hook=_members, parse_int=str, parse_float=str)
+        value = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         return f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
     except RecursionError:

@@ -15,6 +15,7 @@ from stream_helpers import Kinesalite, Running, record, wait_until
 
 from emrml.config import Settings
 from emrml.core.predict import Predictor
+from emrml.core.record_values import json_record
 from emrml.errors import (
     AccessDeniedException,
     IdempotentParameterMismatchException,
@@ -126,11 +127,14 @@ def test_unreadable_records_go_to_the_dead_letter_output_with_the_reason(
         b"x" * 1_000_100: "over the 1000000-byte (1 MB) limit",
         b"\xff\xfe{}": "not valid UTF-8 (byte 0)",
         b'["1", "good day"]': "the JSON is not an object but an array",
-        b'{"x": 1}': "Record['x'] must be a string",
+        b'{"x": [1]}': "Record: the value of 'x' is a list",
         b'{"x": "1"': "invalid JSON",
         b"1,good day,1,extra": "the CSV line has 4 fields; the model's schema has 3 (or 2 without the target",
     }
+    # A producer's numbers and booleans are values, read as `emrml predict --record` reads them.
+    numbers = b'{"x": 7, "words": true}'
     records = [(record(0), "a"), *[(data, "b") for data in bad], (b"5,good day", "c"), (b"6,bad day,0", "c")]
+    records.append((numbers, "d"))
     kinesalite.put("clicks-3", records)
     dead_letters = tmp_path / "dead"
     _start(
@@ -143,8 +147,14 @@ def test_unreadable_records_go_to_the_dead_letter_output_with_the_reason(
     consumers.append(Running(stream_app.settings, "st-3"))
     wait_until(lambda: stream_app.call("GetStream", {"StreamId": "st-3"})["RecordsIn"] == len(records), 30)
     described = stream_app.call("GetStream", {"StreamId": "st-3"})
-    assert (described["RecordsOut"], described["RecordsFailed"]) == (3, len(bad))
-    assert len(_outputs(kinesalite, "clicks-3-scored")) == 3
+    assert (described["RecordsOut"], described["RecordsFailed"]) == (4, len(bad))
+    outputs = _outputs(kinesalite, "clicks-3-scored")
+    assert len(outputs) == 4
+    [scored] = [output["Prediction"] for output in outputs if output["PartitionKey"] == "d"]
+    expected = Predictor.load(_artifact(stream_app)).predict(json_record(numbers.decode(), "--record"))
+    label = expected["predictedLabel"]
+    assert scored["predictedLabel"] == label
+    assert scored["predictedScores"][label] == pytest.approx(expected["predictedScores"][label], abs=1e-9)
     letters = [
         json.loads(line)
         for part in sorted(dead_letters.glob("dead-letter-*.gz"))

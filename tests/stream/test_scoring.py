@@ -12,6 +12,7 @@ import pytest
 
 from emrml.config import Settings
 from emrml.core.predict import Predictor
+from emrml.core.record_values import json_record
 from emrml.service.app import EmrML
 from emrml.service.metastore import MLModel
 from emrml.stream.scoring import MicroBatchScorer, Record
@@ -53,16 +54,34 @@ def test_the_vectorized_and_the_record_by_record_paths_agree(scorer: MicroBatchS
 
 
 def test_bad_records_are_set_aside_and_the_rest_scored(scorer: MicroBatchScorer) -> None:
-    datas = [b'{"x": "1"}', b'{"x": "\\ud800"}', b"[]", b"1,good day", b"1", b'{"x": 2}']
+    datas = [b'{"x": "1"}', b'{"x": "\\ud800"}', b"[]", b"1,good day", b"1", b'{"x": [2]}', b'{"words": {}}']
     scored, dead = scorer.score(_records(datas))
     assert [r.sequence_number for r in scored.records] == ["0", "3"]
     reasons = {letter.record.sequence_number: letter.reason for letter in dead}
     assert "unpaired surrogate" in reasons["1"]
     assert "not an object but an array" in reasons["2"]
     assert "has 1 fields" in reasons["4"]
-    assert "must be a string" in reasons["5"] and "a number" in reasons["5"]
+    assert reasons["5"].startswith("Record: the value of 'x' is a list; a value is a string, a number")
+    assert reasons["6"].startswith("Record: the value of 'words' is an object")
     payload = json.loads(dead[0].to_json())
     assert payload["SequenceNumber"] == "1" and payload["PartitionKey"] == "k1"
+
+
+def test_numbers_and_booleans_are_read_as_the_cli_reads_them(scorer: MicroBatchScorer) -> None:
+    # A producer writing {"x": 41} means the value 41: it is scored as `emrml predict --record` scores it,
+    # a number's text as written (2.50 stays "2.50"), a boolean as true/false, whatever its neighbours.
+    texts = ['{"x": 41, "words": "good day"}', '{"x": 2.50, "words": true}', '{"x": -1e3, "words": false}']
+    strings = [b'{"x": "41", "words": "good day"}', b'{"x": "2.50", "words": "true"}']
+    scored, dead = scorer.score(_records([text.encode() for text in texts] + strings))
+    assert dead == [] and len(scored.records) == 5
+    assert scored.batch.column("x").to_pylist() == ["41", "2.50", "-1e3", "41", "2.50"]
+    assert scored.batch.column("words").to_pylist() == ["good day", "true", "false", "good day", "true"]
+    assert scored.scores[0] == scored.scores[3] and scored.scores[1] == scored.scores[4]
+    for text, score in zip(texts, scored.scores[:3], strict=True):
+        expected = scorer.predictor.predict(json_record(text, "--record"))["predictedScores"]
+        assert float(score) == pytest.approx(next(iter(expected.values())), abs=1e-9)
+    alone, _ = scorer.score(_records([texts[0].encode()]))
+    assert alone.scores[0] == scored.scores[0]
 
 
 def test_a_record_nested_too_deeply_is_treated_alike_whatever_the_records_beside_it(
@@ -88,22 +107,16 @@ def test_a_record_with_an_integer_longer_than_python_reads_is_treated_alike_what
     scorer: MicroBatchScorer,
 ) -> None:
     # Past 4,300 digits Python's int() refuses a number: a member the model does not read is ignored
-    # whatever it holds, on either path, and one it reads is a number, not a string, on both.
+    # whatever it holds, on either path, and one it reads is read as its text, as the same string is.
     long = b"9" * 5000
     ignored = b'{"x": "1", "extra": ' + long + b"}"
     read = b'{"x": ' + long + b"}"
     alone, dead_alone = scorer.score(_records([ignored]))
     assert scorer._json_batch(_records([ignored])) is not None and dead_alone == []
-    scored, dead = scorer.score(_records([ignored, b'{\n"x": "1"\n}', read]))
-    assert [r.sequence_number for r in scored.records] == ["0", "1"]
+    scored, dead = scorer.score(_records([ignored, b'{\n"x": "1"\n}', read, b'{"x": "' + long + b'"}']))
+    assert dead == [] and [r.sequence_number for r in scored.records] == ["0", "1", "2", "3"]
     assert scored.scores[0] == scored.scores[1] == alone.scores[0]
-    assert [(letter.record.sequence_number, letter.reason) for letter in dead] == [
-        (
-            "2",
-            "Record['x'] must be a string (every value is a string, whatever the attribute type), "
-            "not a number",
-        )
-    ]
+    assert scored.batch.column("x")[2].as_py() == long.decode() and scored.scores[2] == scored.scores[3]
 
 
 def test_a_csv_record_keeps_the_line_breaks_of_its_quoted_fields(scorer: MicroBatchScorer) -> None:

@@ -1,12 +1,14 @@
 """Micro-batches of stream records → predictions, through batch prediction's featurizer and model.
 
-A record is a JSON object in the Predict API's ``Record`` format (attribute name → string value) or a CSV
-line in the model's schema (every attribute in order, or every attribute but the target). ``auto`` (the
-default format) reads a record whose first non-blank character is ``{`` or ``[`` as JSON, any other as
-CSV. A record that cannot be read is set aside with the reason (``DeadLetter``): too large, not UTF-8,
-invalid JSON, JSON that is not an object or has a value that is not a string or names an attribute twice,
-a CSV line with the wrong number of fields. Values that are readable text but not of the attribute's type
-(a NUMERIC "heavy") are scored as missing, as Predict and batch prediction do.
+A record is a JSON object of attribute names to values (strings as in the Predict API's ``Record``;
+numbers and booleans read as ``emrml predict --record`` reads them: a number's text as written, ``true``,
+``false``) or a CSV line in the model's schema (every attribute in order, or every attribute but the
+target). ``auto`` (the default format) reads a record whose first non-blank character is ``{`` or ``[`` as
+JSON, any other as CSV. A record that cannot be read is set aside with the reason (``DeadLetter``): too
+large, not UTF-8, invalid JSON, JSON that is not an object, has an object or an array as the value of an
+attribute the model reads or names such an attribute twice, a CSV line with the wrong number of fields.
+Values that are readable text but not of the attribute's type (a NUMERIC "heavy") are scored as missing,
+as Predict and batch prediction do.
 
 The readable records of a micro-batch become one Arrow batch of string columns, scored by
 ``Predictor.score_batch`` and written by batch prediction's ``ResultFormatter``: a stream's predictions
@@ -26,8 +28,10 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from emrml.core.predict import Predictor, in_float_range
+from emrml.core.record_values import value_text
 from emrml.core.schema import Schema, json_type, record_fields
 from emrml.engine.batch import ResultFormatter, csv_text
+from emrml.errors import InvalidInputException
 
 #: A record over 1 MB (10^6 bytes; Kinesis itself takes up to 1 MiB) goes to the dead-letter output.
 MAX_RECORD_BYTES = 1_000_000
@@ -92,7 +96,8 @@ class MicroBatchScorer:
         self.formatter = ResultFormatter(predictor, self.schema)
         self.columns = self.schema.names
         self.header = b"shardId,sequenceNumber,partitionKey," + self.formatter.header
-        # Attributes the model reads must be strings (null: missing); other members are ignored.
+        # Attributes the model reads as strings (null: missing); other members are ignored. A number or a
+        # boolean fails Arrow's parse, which leaves the batch to the record-by-record path (its text).
         self._json_options = pa_json.ParseOptions(
             explicit_schema=pa.schema([(name, pa.string()) for name in self.columns]),
             unexpected_field_behavior="ignore",
@@ -249,15 +254,21 @@ def _members(pairs: list[tuple[str, object]]) -> _Members:
     return members
 
 
+#: Numbers keep their text as written, as the CLI's records do: ``2.50`` is "2.50", and a member of more
+#: digits than int() reads (4,300) is text too, not a ValueError that stops the consumer. One decoder for
+#: every record: ``json.loads`` with options builds a new one per call, up to half a short record's parse.
+_DECODER = json.JSONDecoder(object_pairs_hook=_members, parse_int=str, parse_float=str)
+
+
 def _json_record(text: str, columns: list[str], sequence_number: str) -> dict[str, str] | str:
-    """A JSON object's values of ``columns``: strings, or null for a missing value; other members are
-    ignored whatever they hold (a stream's records often carry more than the model reads). An attribute
-    the model reads named twice is refused (the record says two things of it), as the vectorized path
-    refuses it (``_json_batch``: Arrow's parser, which then leaves the batch to this path)."""
+    """A JSON object's values of ``columns`` as ``emrml predict --record`` reads them (``value_text``):
+    strings, numbers as their text, booleans as ``true``/``false``, null for a missing value; other
+    members are ignored whatever they hold (a stream's records often carry more than the model reads). An
+    attribute the model reads named twice is refused (the record says two things of it), as the
+    vectorized path refuses it (``_json_batch``: Arrow's parser, which then leaves the batch to this
+    path)."""
     try:
-        # Integers read as floats: a member of more digits than int() reads (4,300) would otherwise raise a
-        # ValueError that stops the consumer. Only strings are values; a number is refused or ignored alike.
-        value = json.loads(text, object_pairs_hook=_members, parse_int=float)
+        value = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         return f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
     except RecursionError:
@@ -276,11 +287,10 @@ def _json_record(text: str, columns: list[str], sequence_number: str) -> dict[st
         item = value.get(key)
         if item is None:
             continue
-        if not isinstance(item, str):
-            return (
-                f"Record[{key!r}] must be a string (every value is a string, whatever the attribute type), "
-                f"not {json_type(item)}"
-            )
+        try:
+            item = value_text(item, "Record", key)
+        except InvalidInputException as exc:
+            return exc.message
         if not item.isascii():
             try:
                 item.encode()

@@ -129,6 +129,7 @@ def start(
         "InputStream": "--input",
         "OutputUri": "--output",
         "DeadLetterUri": "--dead-letter",
+        "StartingPosition": "--position",
         "StartingTimestamp": "--timestamp",
         "Consumers": "--consumers",
     }

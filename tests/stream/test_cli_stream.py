@@ -93,6 +93,15 @@ def test_errors_are_one_line_with_their_exit_code(cli_env: Path, kinesalite: Kin
         code=2,
     )
     assert "the Kinesis stream 'nope' does not exist" in error_line(result)
+    kinesalite.create("clicks-when", 1)
+    where = ("--input", "kinesis://clicks-when", "--output", "kinesis://clicks-when", "--consumers", "0")
+    result = invoke(
+        "stream", "start", "--id", "st-x", "--model", "ml-binary", *where, "--timestamp", "5", code=2
+    )
+    assert error_line(result).endswith(
+        "--timestamp: StartingTimestamp is for StartingPosition AT_TIMESTAMP; "
+        "StartingPosition is TRIM_HORIZON"
+    )
     assert invoke_json("stream", "list") == {"Results": []}
 
 

@@ -197,10 +197,14 @@ def test_bad_starts_are_refused_before_anything_starts(stream_app: EmrML, kinesa
         ({"OutputUri": "kinesis://no-such-output"}, "does not exist"),
         ({"OutputUri": "ftp://somewhere/"}, "use a local path"),
         ({"StartingPosition": "AT_SEQUENCE"}, "StartingPosition must be one of"),
-        ({"StartingPosition": "AT_TIMESTAMP"}, "StartingTimestamp"),
+        ({"StartingPosition": "AT_TIMESTAMP"}, r"required with StartingPosition AT_TIMESTAMP$"),
         *(
             ({"StartingPosition": "AT_TIMESTAMP", "StartingTimestamp": bad}, r"StartingTimestamp .*got")
             for bad in (float("nan"), float("inf"), -1.0, "1700000000")
+        ),
+        *(
+            ({"StartingTimestamp": 1700000000, **position}, f"StartingPosition is {name}$")
+            for position, name in (({}, "TRIM_HORIZON"), ({"StartingPosition": "LATEST"}, "LATEST"))
         ),
         ({"RecordFormat": "xml"}, "RecordFormat must be one of"),
         ({"Consumers": 1000}, "Consumers must be"),

@@ -327,11 +327,11 @@ def start_stream(app: EmrML, request: Request) -> Response:
         # who may swap them for links): started again from the CLI, its locations are checked as confined.
         confined = REMOTE.get() or (existing is not None and existing.confined)
     with running_as(CALLER.get(), remote=confined):
-        return _start(app, request, stream_id, consumers, parameters)
+        return _start(app, request, stream_id, consumers, parameters, new=existing is None)
 
 
 def _start(
-    app: EmrML, request: Request, stream_id: str, consumers: int, parameters: dict[str, Any]
+    app: EmrML, request: Request, stream_id: str, consumers: int, parameters: dict[str, Any], *, new: bool
 ) -> Response:
     model = _model(app, require_id(request, "MLModelId"))
     position = optional_string(request, "StartingPosition") or "TRIM_HORIZON"
@@ -343,8 +343,16 @@ def _start(
     if position == "AT_TIMESTAMP" and (
         isinstance(timestamp, bool) or not isinstance(timestamp, int | float) or not 0 <= timestamp < math.inf
     ):
+        got = "" if timestamp is None else f" (got {json.dumps(timestamp)})"
         raise InvalidInputException(
-            f"StartingTimestamp (epoch seconds, 0 or more) is required with AT_TIMESTAMP (got {timestamp!r})"
+            "StartingTimestamp (epoch seconds, 0 or more) is required with StartingPosition "
+            f"AT_TIMESTAMP{got}"
+        )
+    if new and timestamp is not None and position != "AT_TIMESTAMP":
+        # Ignored, it would start the shards elsewhere than the caller meant. (Streams started before this
+        # check may hold one: they start again as they were started.)
+        raise InvalidInputException(
+            f"StartingTimestamp is for StartingPosition AT_TIMESTAMP; StartingPosition is {position}"
         )
     record_format = optional_string(request, "RecordFormat") or "auto"
     if record_format not in FORMATS:

@@ -162,8 +162,19 @@
       model.appendChild(document.createTextNode(" "));
       model.appendChild(note);
     }
-    cell(row).textContent = stream.InputStream || "";
-    ["Status", "Consumers", "Shards", "Records", "RecordsPerSecond", "Lag"].forEach(function (field) { cell(row, field); });
+    var input = cell(row);
+    input.className = "path";
+    input.textContent = stream.InputStream || "";
+    cell(row, "Status");
+    // Consumers and shards share a column, as the template writes them.
+    var counts = cell(row);
+    ["Consumers", "Shards"].forEach(function (field, index) {
+      var count = document.createElement("span");
+      count.setAttribute("data-field", field);
+      if (index) counts.appendChild(document.createTextNode(" / "));
+      counts.appendChild(count);
+    });
+    ["Records", "RecordsPerSecond", "Lag"].forEach(function (field) { cell(row, field); });
     cell(row, "Message").className = "prose";
     cell(row, "Start");
     return row;
@@ -175,7 +186,7 @@
   function updateStreams(table, streams, names) {
     followRows(table.tBodies[0], streams, function (stream) { return "Stream/" + stream.StreamId; },
       function (stream) { return streamRow(table.getAttribute("data-base"), stream, names); },
-      function (row, stream) { fillStream(table, row, stream); }, 11, "No stream consumers.");
+      function (row, stream) { fillStream(table, row, stream); }, 10, "No stream consumers.");
   }
 
   // Makes a table body's rows follow ``items`` in their order: each item's row (data-id ``key(item)``,

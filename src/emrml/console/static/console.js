@@ -325,11 +325,34 @@
     if (event.target.matches && event.target.matches("input[data-select]")) event.target.select();
   });
 
+  // The evaluation form marks the datasources that cannot evaluate the chosen model (no target, or another
+  // one) as the page marked them for the model it was shown with, in the words its select holds; the one
+  // chosen stays choosable, and sending the form says why it is refused.
+  function usableSources(models, sources) {
+    var targets = JSON.parse(sources.getAttribute("data-predicts"));
+    function mark() {
+      var predicts = Object.prototype.hasOwnProperty.call(targets, models.value) ? targets[models.value] : null;
+      Array.prototype.forEach.call(sources.options, function (option) {
+        var target = option.getAttribute("data-target");
+        if (target === null) return;
+        var why = !predicts || target === predicts ? ""
+          : !target ? sources.getAttribute("data-none")
+          : sources.getAttribute("data-other").replace("{target}", function () { return target; })
+            .replace("{predicts}", function () { return predicts; });
+        option.textContent = option.getAttribute("data-label") + (why ? " — " + why : "");
+        option.disabled = Boolean(why) && !option.selected;
+      });
+    }
+    models.addEventListener("change", mark);
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     var focused = document.activeElement;
     if (focused && focused.matches("input[data-select]")) focused.select();
     liveObjects();
     var jobs = document.querySelector('[data-live="jobs"]');
     if (jobs) liveJobs(jobs, document.querySelector('[data-live="streams"]'));
+    var sources = document.querySelector("select[data-usable-for]");
+    if (sources) usableSources(document.getElementById(sources.getAttribute("data-usable-for")), sources);
   });
 })();

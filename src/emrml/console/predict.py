@@ -35,7 +35,7 @@ def endpoint(visit: Visit) -> View | Response:
 
 #: The operation behind the predict page's button.
 PREDICT_ACTIONS = {"Predict": "predict with this model"}
-#: The operation that turns the endpoint on, which the predict page may send the user to the model's page for.
+#: The operation that turns the endpoint on, which the predict page offers (beside Predict) to who may.
 TURN_ON = {"CreateRealtimeEndpoint": "turn the real-time endpoint on"}
 
 

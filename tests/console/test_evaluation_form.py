@@ -1,17 +1,24 @@
 """The create-evaluation form: a COMPLETED model evaluated on a COMPLETED datasource, reached from the
 model's page and the evaluations' list; refusals beside their fields, the fields kept; a user who may not
-evaluate is not offered it."""
+evaluate is not offered it; datasources that cannot evaluate the chosen model are marked, with why."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
-from console_helpers import DATASOURCE, MODEL, Installation, log_in, login_token
+import pytest
+from console_helpers import DATASOURCE, MODEL, Installation, Served, log_in, login_token
 from starlette.testclient import TestClient
+from test_browser import log_in as browser_log_in
 from test_permissions import VIEWER, VIEWER_PASSWORD, ensure_viewer
 
+from emrml.samples import bank_sample_schema
 from emrml.web.server import create_app
+
+#: The bank data without a target, and with another attribute than the model's ``y`` as its target.
+UNTARGETED, LOAN_TARGET = "ds-console-untargeted", "ds-console-loan-target"
 
 
 def _form(client: Any, query: str = "") -> tuple[str, str, str]:
@@ -84,3 +91,69 @@ def test_a_viewer_is_not_offered_to_evaluate(installation: Installation) -> None
         note = re.search(r'<p class="hint" id="refused-note">([^<]*)</p>', shown)
         assert note and "machinelearning:CreateEvaluation" in note.group(1)
         assert '<button type="submit" disabled aria-describedby="refused-note">Evaluate</button>' in shown
+
+
+@pytest.fixture(scope="module")
+def other_targets(installation: Installation) -> None:
+    """``UNTARGETED`` and ``LOAN_TARGET``, COMPLETED."""
+    schema = json.loads(bank_sample_schema().to_json())
+    for source_id, target in ((UNTARGETED, None), (LOAN_TARGET, "loan")):
+        schema["targetAttributeName"] = target
+        spec = {"DataLocationS3": str(installation.sample), "DataSchema": json.dumps(schema)}
+        installation.service.call("CreateDataSourceFromS3", {"DataSourceId": source_id, "DataSpec": spec})
+        assert installation.service.wait("DataSource", source_id)["Status"] == "COMPLETED"
+
+
+def _option(html: str, source_id: str) -> str:
+    found = re.search(rf'<option value="{source_id}"[^>]*>[^<]*</option>', html)
+    assert found, source_id
+    return found.group(0)
+
+
+NO_TARGET = "not usable: it has no target attribute"
+LOAN = "not usable: its target is loan, the model predicts y"
+
+
+def test_datasources_that_cannot_evaluate_the_model_are_marked_with_why(
+    admin: Any, other_targets: None
+) -> None:
+    shown, token, object_id = _form(admin, f"?model={MODEL}")
+    assert "disabled" in _option(shown, UNTARGETED) and NO_TARGET in _option(shown, UNTARGETED)
+    assert "disabled" in _option(shown, LOAN_TARGET) and LOAN in _option(shown, LOAN_TARGET)
+    usable = _option(shown, f"{DATASOURCE}-eval")
+    assert "disabled" not in usable and "not usable" not in usable
+    twin = admin.get(f"/console/evaluations/new?model={MODEL}&format=json").json()
+    assert twin["UnusableDataSources"][UNTARGETED] == NO_TARGET
+    assert twin["UnusableDataSources"][LOAN_TARGET] == LOAN
+    assert f"{DATASOURCE}-eval" not in twin["UnusableDataSources"]
+    assert twin["DataSourceTargets"][UNTARGETED] is None and twin["MLModelTargets"][MODEL] == "y"
+    # Sent all the same (an old page, a script), the service refuses it: its words beside the field, the
+    # datasource still chosen.
+    sent = admin.post(
+        "/console/evaluations/new",
+        data={"csrf_token": token, "object_id": object_id, "model": MODEL, "datasource": UNTARGETED},
+    )
+    assert sent.status_code == 400
+    error = re.search(r'<p class="error field-error" id="datasource-error">([^<]*)</p>', sent.text)
+    assert error and "has no targetAttributeName" in error.group(1)
+    chosen = _option(sent.text, UNTARGETED)
+    assert "selected" in chosen and "disabled" not in chosen and NO_TARGET in chosen
+    # No model chosen yet: nothing is marked.
+    assert " — not usable" not in _form(admin)[0]
+
+
+def test_choosing_a_model_marks_the_datasources_it_cannot_use(
+    page: Any, served: Served, other_targets: None
+) -> None:
+    browser_log_in(page, served)
+    page.goto(f"{served.url}/console/evaluations/new")
+    untargeted = page.locator(f'#datasource option[value="{UNTARGETED}"]')
+    assert untargeted.is_enabled() and NO_TARGET not in untargeted.inner_text()
+    page.select_option("#model", MODEL)
+    assert untargeted.is_disabled() and NO_TARGET in untargeted.inner_text()
+    loan = page.locator(f'#datasource option[value="{LOAN_TARGET}"]')
+    assert loan.is_disabled() and LOAN in loan.inner_text()
+    usable = page.locator(f'#datasource option[value="{DATASOURCE}-eval"]')
+    assert usable.is_enabled() and "not usable" not in usable.inner_text()
+    page.select_option("#model", "")
+    assert untargeted.is_enabled() and NO_TARGET not in untargeted.inner_text()

@@ -4,6 +4,7 @@ batch predictions with download, share links, the multiclass and regression char
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -304,6 +305,39 @@ def test_samples_train_and_evaluate_in_one_click(page: Any, served: Served) -> N
     screenshot(page, "home")
 
 
+def as_running(
+    answered: dict[str, int], twin: Callable[[dict[str, Any], int], None], first_page: Callable[[str], str]
+) -> Callable[[Any, Any], None]:
+    """A route handler showing a finished object as running: the first two JSON twins changed by ``twin``
+    (given the twin and its count, 1 or 2) and the first page by ``first_page``, the others as served.
+    ``answered`` counts the pages and the twins answered."""
+
+    def handle(route: Any, request: Any) -> None:
+        response = route.fetch()
+        kind = "json" if "format=json" in request.url else "page"
+        answered[kind] += 1
+        if kind == "json":
+            data = response.json()
+            if answered["json"] <= 2:
+                twin(data, answered["json"])
+            route.fulfill(response=response, json=data)
+        else:
+            body = response.text()
+            route.fulfill(response=response, body=first_page(body) if answered["page"] == 1 else body)
+
+    return handle
+
+
+def shown_running(body: str, marker: str) -> str:
+    """The page ``body`` with the COMPLETED status the element of ``marker`` (an attribute) follows shown
+    as INPROGRESS."""
+    return re.sub(
+        rf'({marker} data-status=")COMPLETED("><span class="status) status-completed">COMPLETED<',
+        r'\1INPROGRESS\2 status-inprogress">INPROGRESS<',
+        body,
+    )
+
+
 def test_a_running_objects_page_updates_in_place_and_reloads_once_it_ends(page: Any, served: Served) -> None:
     """While a model and its evaluation run, the model's page follows its JSON twin without reloading (a
     choice being made keeps its value and focus); once both have ended it reloads once, to show what their
@@ -311,33 +345,18 @@ def test_a_running_objects_page_updates_in_place_and_reloads_once_it_ends(page: 
     log_in(page, served)
     answered = {"page": 0, "json": 0}
 
-    def as_running(route: Any, request: Any) -> None:
-        response = route.fetch()
-        if "format=json" in request.url:
-            answered["json"] += 1
-            data = response.json()
-            if answered["json"] <= 2:
-                data["GetMLModel"].update(Status="INPROGRESS", Progress=20.0 * answered["json"])
-                for item in data["Evaluations"]:
-                    item["Status"] = "PENDING"
-            route.fulfill(response=response, json=data)
-            return
-        answered["page"] += 1
-        body = response.text()
-        if answered["page"] == 1:
-            body = re.sub(
-                r'(data-key="GetMLModel" data-status=")COMPLETED'
-                r'("><span class="status) status-completed">COMPLETED<',
-                r'\1INPROGRESS\2 status-inprogress">INPROGRESS<',
-                body,
-            )
-            body = body.replace(
-                f'data-id="{EVALUATION}" data-status="COMPLETED"',
-                f'data-id="{EVALUATION}" data-status="PENDING"',
-            )
-        route.fulfill(response=response, body=body)
+    def twin(data: dict[str, Any], count: int) -> None:
+        data["GetMLModel"].update(Status="INPROGRESS", Progress=20.0 * count)
+        for item in data["Evaluations"]:
+            item["Status"] = "PENDING"
 
-    page.route(re.compile(rf".*/console/models/{MODEL}(\?.*)?$"), as_running)
+    def first_page(body: str) -> str:
+        return shown_running(body, 'data-key="GetMLModel"').replace(
+            f'data-id="{EVALUATION}" data-status="COMPLETED"',
+            f'data-id="{EVALUATION}" data-status="PENDING"',
+        )
+
+    page.route(re.compile(rf".*/console/models/{MODEL}(\?.*)?$"), as_running(answered, twin, first_page))
     page.goto(f"{served.url}/console/models/{MODEL}")
     model = page.locator('[data-key="GetMLModel"]')
     assert model.get_attribute("data-status") == "INPROGRESS"
@@ -382,32 +401,18 @@ def test_a_running_objects_status_in_a_list_updates_in_place_and_reloads_once_it
     log_in(page, served)
     answered = {"page": 0, "json": 0}
 
-    def as_running(route: Any, request: Any) -> None:
-        response = route.fetch()
-        if "format=json" in request.url:
-            answered["json"] += 1
-            data = response.json()
-            if answered["json"] <= 2:
-                items = data
-                for key in listed:
-                    items = items[key]
-                for item in items:
-                    if item["MLModelId"] == newest:
-                        item.update(Status="INPROGRESS", Progress=20.0 * answered["json"])
-            route.fulfill(response=response, json=data)
-            return
-        answered["page"] += 1
-        body = response.text()
-        if answered["page"] == 1:
-            body = re.sub(
-                rf'(data-id="{newest}" data-status=")COMPLETED'
-                r'("><span class="status) status-completed">COMPLETED<',
-                r'\1INPROGRESS\2 status-inprogress">INPROGRESS<',
-                body,
-            )
-        route.fulfill(response=response, body=body)
+    def twin(data: dict[str, Any], count: int) -> None:
+        items: Any = data
+        for key in listed:
+            items = items[key]
+        for item in items:
+            if item["MLModelId"] == newest:
+                item.update(Status="INPROGRESS", Progress=20.0 * count)
 
-    page.route(re.compile(rf".*/console/{path}(\?.*)?$"), as_running)
+    def first_page(body: str) -> str:
+        return shown_running(body, f'data-id="{newest}"')
+
+    page.route(re.compile(rf".*/console/{path}(\?.*)?$"), as_running(answered, twin, first_page))
     page.goto(f"{served.url}/console/{path}")
     model = page.locator(f'[data-live="object"][data-id="{newest}"]')
     assert model.get_attribute("data-status") == "INPROGRESS"

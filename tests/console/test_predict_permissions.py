@@ -18,6 +18,8 @@ from emrml.service.logins import Logins
 from emrml.web.server import create_app
 
 PAGE = f"/console/models/{MODEL}/predict"
+#: The predict page's record form, its action.
+RECORD_FORM = r'<form method="post" action="([^"]+)" class="stack" id="record">'
 #: What the model's page shows and the predict form must not: its name, recipe, parameters, training data.
 HIDDEN = ("Bank model", "Recipe", "TrainingParameters", "TrainingDataSourceId", "ds-console-bank", "Schema")
 
@@ -179,7 +181,7 @@ def test_an_endpoint_that_is_off_is_turned_on_by_who_may(viewer: Any, admin: Any
         client: re.search(r'<p class="error" id="endpoint-off">(.*?)</p>', client.get(PAGE).text)
         for client in (viewer, admin)
     }
-    model_page = f"""turn it on from <a href="/console/models/{MODEL}">the model's page</a>"""
+    model_page = f"""turn it on below, or from <a href="/console/models/{MODEL}">the model's page</a>"""
     assert says[admin] and model_page in says[admin].group(1)
     assert says[viewer] and "ask the model's owner or an administrator" in says[viewer].group(1)
 
@@ -187,25 +189,39 @@ def test_an_endpoint_that_is_off_is_turned_on_by_who_may(viewer: Any, admin: Any
 def test_the_endpoint_is_turned_on_from_the_predict_page_which_then_predicts(
     viewer: Any, admin: Any, installation: Installation
 ) -> None:
-    """Who may turn the endpoint on does so on the predict page itself, and is brought back to it; a
-    viewer is offered no such button. The form names its action: another is refused, changing nothing."""
+    """Who may turn the endpoint on does so on the predict page itself, from the record's form: the page
+    comes back with the record typed so far (not predicted yet), the endpoint on. A viewer is offered no
+    such button. The button names its action: another is refused, changing nothing."""
     assert 'id="endpoint-on"' not in viewer.get(PAGE).text
     shown = admin.get(PAGE).text
     action = f"/console/models/{MODEL}/endpoint"
-    form = re.search(rf'<form method="post" action="({action})" class="inline">(.*?)</form>', shown, re.S)
-    assert form and 'id="endpoint-on"' in form.group(2)
+    form = re.search(RECORD_FORM + r"(.*?)</form>", shown, re.S)
+    assert form and form.group(1) == PAGE
+    button = re.search(r'<button type="submit" [^>]*id="endpoint-on" formaction="([^"]+)" name="action" '
+                       r'value="(\w+)">', form.group(2))  # fmt: skip
+    assert button and button.groups() == (action, "create")
     fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', form.group(2)))
-    assert fields["action"] == "create" and fields["back"] == "predict"
-    odd = admin.post(form.group(1), data={**fields, "action": "switch"})
+    assert fields["back"] == "predict"
+    # Typed before turning the endpoint on: a field of the form, and a pasted line being written.
+    typed = {**fields, "a-0": "41", "a-2": "married", "pasted": '{"age": "4'}
+    odd = admin.post(action, data={**typed, "action": "switch"})
     assert odd.status_code == 400 and "create or delete" in odd.text
     service = installation.service
     assert service.call("GetMLModel", {"MLModelId": MODEL})["EndpointInfo"]["EndpointStatus"] == "NONE"
     try:
-        turned = admin.post(form.group(1), data=fields)
-        assert turned.status_code == 303 and turned.headers["location"] == PAGE
-        ready = admin.get(PAGE).text
-        assert 'id="endpoint-off"' not in ready and 'id="endpoint-on"' not in ready
+        turned = admin.post(action, data={**typed, "action": "create"})
+        assert turned.status_code == 200, turned.text
+        assert 'id="endpoint-off"' not in turned.text and 'id="endpoint-on"' not in turned.text
+        assert 'id="a-0" name="a-0" value="41"' in turned.text
+        assert 'id="a-2" name="a-2" value="married"' in turned.text
+        assert ">{&#34;age&#34;: &#34;4</textarea>" in turned.text
+        assert 'id="prediction"' not in turned.text and 'id="pasted-error"' not in turned.text
+        # Its form predicts at the predict page's address, not the endpoint's it is shown at.
+        again = re.search(RECORD_FORM, turned.text)
+        assert again and again.group(1) == PAGE
         assert service.call("GetMLModel", {"MLModelId": MODEL})["EndpointInfo"]["EndpointStatus"] == "READY"
+        predicted = admin.post(PAGE, data={"csrf_token": fields["csrf_token"], "a-0": "41"})
+        assert predicted.status_code == 200 and 'id="prediction"' in predicted.text
     finally:
         service.call("DeleteRealtimeEndpoint", {"MLModelId": MODEL})
 

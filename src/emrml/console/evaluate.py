@@ -11,7 +11,18 @@ from starlette.responses import Response
 from emrml.console.app import View, Visit
 from emrml.console.choices import choices
 from emrml.console.forms import check_name, create_once, form_id
-from emrml.errors import AccessDeniedException, InvalidInputException
+from emrml.core.schema import parse_schema
+from emrml.errors import AccessDeniedException, AmazonMLError, InvalidInputException
+
+#: Why a datasource cannot evaluate the chosen model, said beside it in the datasource's choice (and by the
+#: page's script, with the same words, when another model is chosen). CreateEvaluation stays the judge.
+NOT_USABLE = {
+    "none": "not usable: it has no target attribute",
+    "other": "not usable: its target is {target}, the model predicts {predicts}",
+}
+
+#: Where each kind's schema is: the member of its verbose Get* answer.
+SCHEMA_MEMBER = {"DataSource": "DataSourceSchema", "MLModel": "Schema"}
 
 
 def refused_evaluation(visit: Visit) -> dict[str, str]:
@@ -22,6 +33,36 @@ def refused_evaluation(visit: Visit) -> dict[str, str]:
     return {"CreateEvaluation": "create evaluations"}
 
 
+def targets(visit: Visit, kind: str, items: list[dict[str, Any]]) -> dict[str, str | None]:
+    """The target attribute (None: none) of each of ``items`` whose schema is known, by id."""
+    member = f"{kind}Id"
+    found: dict[str, str | None] = {}
+    for item in items:
+        try:
+            text = visit.call(f"Get{kind}", {member: item[member], "Verbose": True}).get(SCHEMA_MEMBER[kind])
+            if text:
+                found[item[member]] = parse_schema(text).target
+        except AmazonMLError:
+            continue  # not readable, or its schema unknown: offered as is, and sending the form judges it
+    return found
+
+
+def unusable(predicts: str | None, source_targets: dict[str, str | None]) -> dict[str, str]:
+    """Why each datasource cannot evaluate a model predicting ``predicts`` (none when it is not known), by
+    id: it has no target, or another one (core.model.check_evaluation_target, which CreateEvaluation runs)."""
+    if predicts is None:
+        return {}
+    return {
+        source_id: (
+            NOT_USABLE["none"]
+            if target is None
+            else NOT_USABLE["other"].format(target=target, predicts=predicts)
+        )
+        for source_id, target in source_targets.items()
+        if target != predicts
+    }
+
+
 def new_evaluation(visit: Visit) -> View | Response:
     form = {
         "model": visit.field("model", visit.query.get("model", "")),
@@ -29,11 +70,21 @@ def new_evaluation(visit: Visit) -> View | Response:
         "name": visit.field("name").strip(),
         "object_id": form_id(visit, "ev"),
     }
-    data = {
+    data: dict[str, Any] = {
         "MLModels": choices(visit, "MLModel", form["model"]),
         "DataSources": choices(visit, "DataSource", form["datasource"]),
     }
-    extra: dict[str, Any] = {"form": form, "errors": {}, "refused": refused_evaluation(visit)}
+    data["MLModelTargets"] = targets(visit, "MLModel", data["MLModels"])
+    data["DataSourceTargets"] = targets(visit, "DataSource", data["DataSources"])
+    data["UnusableDataSources"] = unusable(
+        data["MLModelTargets"].get(form["model"]), data["DataSourceTargets"]
+    )
+    extra: dict[str, Any] = {
+        "form": form,
+        "errors": {},
+        "refused": refused_evaluation(visit),
+        "not_usable": NOT_USABLE,
+    }
     if visit.form is None:
         return View("evaluation_new.html", data, extra=extra)
     errors = extra["errors"]

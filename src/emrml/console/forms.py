@@ -1,5 +1,5 @@
-"""The pages that change things: the datasource wizard, new models (default or custom settings), the
-score threshold, real-time endpoints, batch predictions and share links.
+"""The pages that create things: the datasource wizard, new models (default or custom settings), and the
+score threshold (the predict page and the real-time endpoint are console.predict's).
 
 Each is an Amazon ML operation (or a few) called as the logged-in user; an operation's refusal is shown
 beside the form field it concerns.
@@ -10,19 +10,15 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import time
 from typing import Any
-from urllib.parse import quote
 
 from starlette.responses import Response
 
 from emrml.console.app import View, Visit
 from emrml.console.choices import choices
 from emrml.console.numbers import decimal, whole
-from emrml.console.objects import readable, refused_actions, refused_create, refused_default_model
+from emrml.console.objects import refused_create, refused_default_model
 from emrml.console.thresholds import threshold_error, typed_threshold
-from emrml.core.record_values import json_record
-from emrml.core.schema import record_fields
 from emrml.errors import (
     AccessDeniedException,
     AmazonMLError,
@@ -133,7 +129,7 @@ def _infer_step(visit: Visit) -> View:
         return View(
             "datasource_new.html",
             {"step": "location"},
-            _status(exc),
+            refusal_status(exc),
             {"form": form, "errors": {_infer_field(exc.message): exc.message}},
         )
     form["name"] = _suggested_name(location)
@@ -148,7 +144,7 @@ def _suggested_name(location: str) -> str:
     return "/".join(parts[-2:])
 
 
-def _status(exc: AmazonMLError) -> int:
+def refusal_status(exc: AmazonMLError) -> int:
     """A form refused by an operation: 403 for an authorization's refusal, else 400."""
     return 403 if isinstance(exc, AccessDeniedException) else 400
 
@@ -232,7 +228,7 @@ def _create_step(visit: Visit) -> View | Response:
             source_id = create_once(visit, "CreateDataSourceFromS3", request, "DataSourceId")
         except (InvalidInputException, AccessDeniedException) as exc:
             field = "percent" if "Rearrangement" in exc.message else "schema"
-            errors[field], status = exc.message, _status(exc)
+            errors[field], status = exc.message, refusal_status(exc)
         else:
             return visit.redirect(f"datasources/{source_id}")
     return View(
@@ -463,7 +459,7 @@ def save_threshold(visit: Visit) -> View | Response:
         except (InvalidInputException, AccessDeniedException) as exc:
             # A user who may read the evaluation but not change the model (a viewer) is told beside the
             # threshold, which stays where it was moved to.
-            error, status = exc.message, _status(exc)
+            error, status = exc.message, refusal_status(exc)
         else:
             return visit.redirect(f"evaluations/{back}?saved=1" if back else f"models/{model_id}")
     if back:
@@ -475,120 +471,3 @@ def save_threshold(visit: Visit) -> View | Response:
         view.status, view.extra["errors"], view.extra["threshold_text"] = status, {"threshold": error}, text
         return view
     raise InvalidInputException(error)
-
-
-ENDPOINT_ACTIONS = {"create": "CreateRealtimeEndpoint", "delete": "DeleteRealtimeEndpoint"}
-
-
-def endpoint(visit: Visit) -> Response:
-    """The endpoint turned on or off; back to the model's page, or to its predict page it was turned on
-    from (``back=predict``)."""
-    model_id = visit.params["entity_id"]
-    action = visit.field("action")
-    if action not in ENDPOINT_ACTIONS:
-        raise InvalidInputException(f"action {action!r} is create or delete")
-    visit.call(ENDPOINT_ACTIONS[action], {"MLModelId": model_id})
-    back = "/predict" if visit.field("back") == "predict" else ""
-    return visit.redirect(f"models/{model_id}{back}")
-
-
-#: The operation behind the predict page's button.
-PREDICT_ACTIONS = {"Predict": "predict with this model"}
-#: The operation that turns the endpoint on, which the predict page may send the user to the model's page for.
-TURN_ON = {"CreateRealtimeEndpoint": "turn the real-time endpoint on"}
-
-
-def predict(visit: Visit) -> View:
-    """A record from the form generated from the model's input attributes, or pasted as JSON or one CSV
-    line. The form is GetMLModelInputs, which whoever may Predict with the model may read: a user who may
-    predict but not read the model gets the form, and the model's name only a user who may read it."""
-    model_id = visit.params["entity_id"]
-    inputs = visit.call("GetMLModelInputs", {"MLModelId": model_id})
-    attributes = inputs["Attributes"]
-    data: dict[str, Any] = {"GetMLModelInputs": inputs}
-    shown = readable(visit, [("MLModel", model_id)])
-    if f"models/{model_id}" in shown:
-        data["Name"] = visit.call("GetMLModel", {"MLModelId": model_id}).get("Name")
-    request = {"MLModelId": model_id}
-    extra: dict[str, Any] = {
-        "attributes": attributes,
-        "errors": {},
-        "values": {},
-        "readable": shown,
-        "refused": refused_actions(visit, PREDICT_ACTIONS, request),
-        # An endpoint that is off: the page says to turn it on only to who may, from the model's page.
-        "turns_on": f"models/{model_id}" in shown and not refused_actions(visit, TURN_ON, request),
-    }
-    if visit.form is None:
-        return View("predict.html", data, extra=extra)
-    pasted = visit.field("pasted").strip()
-    extra["pasted"] = pasted
-    try:
-        record = (
-            _pasted_record(pasted, attributes)
-            if pasted
-            else {
-                a["attributeName"]: visit.field(f"a-{index}")
-                for index, a in enumerate(attributes)
-                if visit.field(f"a-{index}") != ""
-            }
-        )
-    except InvalidInputException as exc:
-        extra["errors"]["pasted"] = exc.message
-        return View("predict.html", data, 400, extra)
-    extra["values"] = record
-    endpoint_url = inputs["EndpointInfo"].get("EndpointUrl")
-    if not endpoint_url:
-        extra["errors"]["general"] = "Turn the model's real-time endpoint on first."
-        return View("predict.html", data, 400, extra)
-    started = time.perf_counter()
-    try:
-        answer = visit.call(
-            "Predict", {"MLModelId": model_id, "Record": record, "PredictEndpoint": endpoint_url}
-        )
-    except AmazonMLError as exc:
-        extra["errors"]["general"] = exc.message
-        return View("predict.html", data, _status(exc), extra)
-    data["Record"] = record
-    data["Prediction"] = answer["Prediction"]
-    data["LatencyMilliseconds"] = round((time.perf_counter() - started) * 1000, 2)
-    return View("predict.html", data, extra=extra)
-
-
-def predict_with(visit: Visit) -> Response:
-    """The home page's "Predict with a model" (``?model=ID``), for a user who may predict but not list the
-    models: that model's predict page, which says whether the user may use it."""
-    model_id = visit.query.get("model", "").strip()
-    if not model_id:
-        raise InvalidInputException("give the id of the model to predict with")
-    return visit.redirect(f"models/{quote(model_id, safe='')}/predict")
-
-
-def _json_array(text: str) -> bool:
-    try:
-        return isinstance(json.loads(text), list)
-    except (ValueError, RecursionError):  # nested thousands deep: then refused as a CSV line
-        return False
-
-
-def _pasted_record(text: str, attributes: list[dict[str, Any]]) -> dict[str, str]:
-    """A JSON object of strings, or one CSV line in the order of the model's input attributes."""
-    if text.startswith("{"):
-        return json_record(text, "the pasted record")
-    if text.startswith("[") and _json_array(text):
-        # Else read as a CSV line, and refused for its count of values: not what is wrong with it.
-        raise InvalidInputException(
-            "the pasted record is a JSON array: give a JSON object of attribute names and values, or one "
-            "CSV line"
-        )
-    try:
-        values = record_fields(text)
-    except ValueError as exc:
-        raise InvalidInputException(f"the pasted record: {exc}") from None
-    names = [a["attributeName"] for a in attributes]
-    if len(values) != len(names):
-        raise InvalidInputException(
-            f"the pasted CSV line has {len(values)} values; the model reads {len(names)} attributes "
-            f"({', '.join(names)})"
-        )
-    return {name: value for name, value in zip(names, values, strict=True) if value != ""}

@@ -74,6 +74,8 @@ KINDS = {
     )
 }
 BY_KIND = {kind.kind: kind for kind in KINDS.values()}
+#: The list columns that are locations (a path or URI: one long word), which wrap anywhere to fit the box.
+LOCATIONS = ("DataLocationS3", "OutputUri")
 #: The members naming another object, by the kind of what they name (a list's columns, a page's fields).
 REFERENCES = {
     "MLModelId": "MLModel",
@@ -162,6 +164,7 @@ def list_page(path: str):
             "model_mode": "" if kind.kind != "MLModel" or not refused_default_model(visit) else "custom",
             "model": model,
             "references": {member: BY_KIND[REFERENCES[member]].path for member in REFERENCES},
+            "locations": LOCATIONS,
         }
         # The rows' references by name as on an object's page, read with the links in one query per kind.
         referring = [("MLModel", model), *(ref for item in result["Results"] for ref in referred(item))]

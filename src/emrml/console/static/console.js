@@ -162,8 +162,19 @@
       model.appendChild(document.createTextNode(" "));
       model.appendChild(note);
     }
-    cell(row).textContent = stream.InputStream || "";
-    ["Status", "Consumers", "Shards", "Records", "RecordsPerSecond", "Lag"].forEach(function (field) { cell(row, field); });
+    var input = cell(row);
+    input.className = "path";
+    input.textContent = stream.InputStream || "";
+    cell(row, "Status");
+    // Consumers and shards share a column, as the template writes them.
+    var counts = cell(row);
+    ["Consumers", "Shards"].forEach(function (field, index) {
+      var count = document.createElement("span");
+      count.setAttribute("data-field", field);
+      if (index) counts.appendChild(document.createTextNode(" / "));
+      counts.appendChild(count);
+    });
+    ["Records", "RecordsPerSecond", "Lag"].forEach(function (field) { cell(row, field); });
     cell(row, "Message").className = "prose";
     cell(row, "Start");
     return row;
@@ -175,7 +186,7 @@
   function updateStreams(table, streams, names) {
     followRows(table.tBodies[0], streams, function (stream) { return "Stream/" + stream.StreamId; },
       function (stream) { return streamRow(table.getAttribute("data-base"), stream, names); },
-      function (row, stream) { fillStream(table, row, stream); }, 11, "No stream consumers.");
+      function (row, stream) { fillStream(table, row, stream); }, 10, "No stream consumers.");
   }
 
   // Makes a table body's rows follow ``items`` in their order: each item's row (data-id ``key(item)``,
@@ -314,11 +325,34 @@
     if (event.target.matches && event.target.matches("input[data-select]")) event.target.select();
   });
 
+  // The evaluation form marks the datasources that cannot evaluate the chosen model (no target, or another
+  // one) as the page marked them for the model it was shown with, in the words its select holds; the one
+  // chosen stays choosable, and sending the form says why it is refused.
+  function usableSources(models, sources) {
+    var targets = JSON.parse(sources.getAttribute("data-predicts"));
+    function mark() {
+      var predicts = Object.prototype.hasOwnProperty.call(targets, models.value) ? targets[models.value] : null;
+      Array.prototype.forEach.call(sources.options, function (option) {
+        var target = option.getAttribute("data-target");
+        if (target === null) return;
+        var why = !predicts || target === predicts ? ""
+          : !target ? sources.getAttribute("data-none")
+          : sources.getAttribute("data-other").replace("{target}", function () { return target; })
+            .replace("{predicts}", function () { return predicts; });
+        option.textContent = option.getAttribute("data-label") + (why ? " — " + why : "");
+        option.disabled = Boolean(why) && !option.selected;
+      });
+    }
+    models.addEventListener("change", mark);
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     var focused = document.activeElement;
     if (focused && focused.matches("input[data-select]")) focused.select();
     liveObjects();
     var jobs = document.querySelector('[data-live="jobs"]');
     if (jobs) liveJobs(jobs, document.querySelector('[data-live="streams"]'));
+    var sources = document.querySelector("select[data-usable-for]");
+    if (sources) usableSources(document.getElementById(sources.getAttribute("data-usable-for")), sources);
   });
 })();

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import sys
 import tarfile
 import threading
 import tracemalloc
@@ -20,7 +21,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emrml.errors import DataError
-from emrml.storage import records
 from emrml.storage.codecs import open_decompressed
 from emrml.storage.invalid import InvalidRecord
 from emrml.storage.records import count_records, read_chunks, read_header, read_header_again
@@ -283,29 +283,40 @@ def test_memory_is_bounded_by_the_block_size_whatever_the_record_length(
     assert peak < 20 * block, f"peak {peak / block:.1f} blocks"
 
 
-def test_records_of_bad_utf8_are_found_in_one_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each bad byte made the block be decoded again from the record after it, and every error copied the
-    rest of the block into its exception: minutes for a block of short records holding a bad byte each.
-    The bytes handed to the decoder stay those of the block."""
-    decode = records.codecs.utf_8_decode
-    decoded: list[int] = []
+def _python_calls(data: bytes, names: list[str]) -> int:
+    """The Python function calls made on this thread while reading ``data`` into chunks."""
+    calls = 0
 
-    def counted(data: memoryview, *args: object) -> tuple[str, int]:
-        decoded.append(len(data))
-        return decode(data, *args)  # type: ignore[arg-type]
+    def count(frame: object, event: str, arg: object) -> None:
+        nonlocal calls
+        calls += event in ("call", "c_call")
 
-    monkeypatch.setattr(records.codecs, "utf_8_decode", counted)
-    lines = 20_000
-    data = b"a,b\n" + b"1,\xff\n" * lines + b"2,\xc3\xa9\n"
-    result = read(data, ["a", "b"], True)
-    assert result.rows == [("2", "é")]
+    sys.setprofile(count)
+    try:
+        for _ in read_chunks(io.BytesIO(data), "f", names, True):
+            pass
+    finally:
+        sys.setprofile(None)
+    return calls
+
+
+def test_records_of_bad_utf8_cost_no_python_call_each() -> None:
+    """Bad sequences were found by a decoder whose error handler, a Python function, was called once per
+    sequence: seconds for a block of short records each holding a bad byte (and before that, decoding again
+    after each error was quadratic). Found by numpy over the block's bytes, they cost a few calls a block."""
     reason = (
         "invalid UTF-8 at byte 2 of the record (0xff: a file in Latin-1 or Windows-1252 must be converted"
     )
-    assert len(result.invalid) == lines
-    assert result.invalid[0] == bad(2, 4, 0, reason + ", e.g. iconv -f WINDOWS-1252 -t UTF-8)")
-    assert result.invalid[-1].offset == 4 + 4 * (lines - 1)
-    assert sum(decoded) <= len(data)
+    counted = []
+    for lines in (20_000, 40_000):
+        data = b"a,b\n" + b"1,\xff\n" * lines + b"2,\xc3\xa9\n"
+        result = read(data, ["a", "b"], True)
+        assert result.rows == [("2", "é")]
+        assert len(result.invalid) == lines
+        assert result.invalid[0] == bad(2, 4, 0, reason + ", e.g. iconv -f WINDOWS-1252 -t UTF-8)")
+        assert result.invalid[-1].offset == 4 + 4 * (lines - 1)
+        counted.append(_python_calls(data, ["a", "b"]))
+    assert counted[1] - counted[0] < 1_000, counted
 
 
 @pytest.mark.parametrize("data", [b"", b"a,b\n", b"a,b", b"\xef\xbb\xbfa,b\r\n", b"a,b\n\n\n"])

@@ -370,63 +370,67 @@ class _Scan:
         return self.line_deltas[low:high].astype(np.int64)
 
 
-def _put(out: np.ndarray, at: int, positions: np.ndarray, shift: int) -> None:
-    """Write ``positions + shift`` into ``out`` from ``at`` on (in ``out``'s type: no int64 copy)."""
-    part = out[at : at + len(positions)]
-    part[:] = positions
-    part += shift
+def _shifted(positions: np.ndarray, shift: int, dtype: type) -> np.ndarray:
+    """``positions + shift`` as ``dtype``, without an int64 copy."""
+    out = positions.astype(dtype)
+    out += shift
+    return out
 
 
 def _scan(buf: bytes, eof: bool) -> _Scan:
     """Find the records of ``buf``, which starts at a record start; at end of file the rest is one.
 
     A segment at a time, the quote parity carried over: the masks and positions numpy makes stay the size of
-    a segment, and only the compact positions of record ends (and quotes) are kept, in arrays sized once."""
+    a segment, and only the compact positions of record ends (and quotes) are kept."""
     arr = np.frombuffer(buf, dtype=np.uint8)
     dtype = np.int32 if len(buf) < 2**31 else np.int64
     quoted = b'"' in buf
     returns = quoted and b"\r" in buf
-    # Room for a record per line break and one left open at the end of the file.
-    stops = np.empty(buf.count(b"\n") + 1, dtype=dtype)
-    # Line breaks before each record's start, needed only when quoted fields hold some.
-    deltas = np.zeros(len(stops) + 1, dtype=dtype) if quoted else None
-    quotes = np.empty(buf.count(b'"'), dtype=dtype) if quoted else None
-    records = marked = parity = newlines = 0  # so far; parity: of the quotes
+    ends: list[np.ndarray] = []
+    # Line breaks before each record's end, needed only when quoted fields hold some.
+    before: list[np.ndarray] = []
+    marks: list[np.ndarray] = []
+    parity = newlines = 0  # quotes (mod 2) and line breaks before the segment
     multiline = False
     for start in range(0, len(buf), SEGMENT):
         segment = arr[start : start + SEGMENT]
         breaks = np.flatnonzero(segment == LF)
         found = len(breaks)
-        if quotes is not None and deltas is not None:
-            marks = np.flatnonzero(segment == QUOTE)
-            closing = np.flatnonzero(((parity + np.searchsorted(marks, breaks)) & 1) == 0)
+        if quoted:
+            quotes = np.flatnonzero(segment == QUOTE)
+            closing = np.flatnonzero(((parity + np.searchsorted(quotes, breaks)) & 1) == 0)
             multiline = multiline or len(closing) < found
             if returns and not multiline:
                 carriage = np.flatnonzero(segment == CR)
-                multiline = bool(np.any((parity + np.searchsorted(marks, carriage)) & 1))
-            parity = (parity + len(marks)) & 1
-            _put(quotes, marked, marks, start)
-            marked += len(marks)
-            _put(deltas, records + 1, closing, newlines + 1)
+                multiline = bool(np.any((parity + np.searchsorted(quotes, carriage)) & 1))
+            parity = (parity + len(quotes)) & 1
+            marks.append(_shifted(quotes, start, dtype))
+            before.append(_shifted(closing, newlines + 1, dtype))
             breaks = breaks[closing]
-        _put(stops, records, breaks, start + 1)
-        records += len(breaks)
+        ends.append(_shifted(breaks, start + 1, dtype))
         newlines += found
-    terminated = records
-    tail = int(stops[records - 1]) if records else 0
-    tail_newlines = int(deltas[records]) if multiline and deltas is not None else records
+    stops = np.concatenate(ends) if ends else np.zeros(0, dtype=dtype)
+    quotes = (np.concatenate(marks) if marks else np.zeros(0, dtype=dtype)) if quoted else None
+    line_deltas = None
+    if multiline:
+        # Record i starts after the line breaks before record i - 1's end.
+        line_deltas = np.concatenate([np.zeros(1, dtype=dtype), *before])
+    del ends, marks, before
+    terminated = records = len(stops)
+    tail = int(stops[-1]) if records else 0
+    tail_newlines = int(line_deltas[records]) if line_deltas is not None else records
     unterminated = False
     if eof and tail < len(buf):
-        stops[records] = len(buf)
+        stops = np.append(stops, np.array([len(buf)], dtype=dtype))
         records += 1
         if quotes is not None:
             unterminated = bool((len(quotes) - np.searchsorted(quotes, tail)) & 1)
         tail, tail_newlines = len(buf), newlines
     return _Scan(
         arr=arr,
-        stops=stops[:records],
+        stops=stops,
         terminated=terminated,
-        line_deltas=deltas[:records] if multiline and deltas is not None else None,
+        line_deltas=None if line_deltas is None else line_deltas[:records],
         tail=tail,
         tail_newlines=tail_newlines,
         newlines=newlines,

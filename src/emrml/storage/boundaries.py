@@ -5,7 +5,9 @@ A ``\\n`` ends a record when the number of ``"`` before it in the record is even
 ``split_blocks`` cuts a stream into blocks of complete records with their byte offsets, start lines and record
 indices, the header and trailing empty lines removed; a record longer than the limit is scanned to its end
 without being kept (a ``Skipped``), and empty records that might be trailing lines are held back and
-released (``Blanks``) in front of the next block that has a non-empty record.
+released (``Blanks``) in front of the next block that has a non-empty record. The bytes read at a time are
+scanned once; when they hold more than ``block_bytes // RECORD_BYTES`` records they are cut into several
+blocks of that many records each.
 """
 
 from __future__ import annotations

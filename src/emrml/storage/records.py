@@ -22,9 +22,10 @@ Rules (spec 5.1, 5.3):
 * Record indices count valid and invalid records and exclude the header; line numbers and offsets
   count the header.
 
-Memory stays bounded by the block size: invalid records are arrays and a table of distinct reasons
-(``storage.invalid``), not an object each; a record that outgrows ``max_record_bytes`` before its end is
-scanned to its end without being kept (empty lines held back as possibly trailing cost a bit each).
+Memory stays a bounded multiple of the block size whatever the records: a block holds at most one record
+per ``RECORD_BYTES`` of it (``storage.boundaries``); invalid records are arrays and a table of distinct
+reasons (``storage.invalid``), not an object each; a record that outgrows ``max_record_bytes`` before its
+end is scanned to its end without being kept (empty lines held back as possibly trailing cost a bit each).
 ``read_chunks`` finds the records of the next block on a background thread while pyarrow parses the
 current one, so the stream is read up to two blocks ahead of the chunk being consumed.
 """

@@ -216,7 +216,7 @@ def split_blocks(
             skip = None
         buf = pending + data if pending else data
         base = data_offset - len(pending)
-        data = b""  # held in ``buf`` alone
+        data = b""  # the bytes read are held in ``buf`` alone from here
         scan = _scan(buf, eof)
         records = len(scan.stops)
         first = 0
@@ -344,7 +344,7 @@ class _Scan:
     arr: np.ndarray  # the buffer's bytes
     stops: np.ndarray  # end of each record's terminator: where the next record starts
     terminated: int  # records ending with a line break (all but one at end of file)
-    line_deltas: np.ndarray | None  # line breaks before each record start; None: one per record before it
+    line_deltas: np.ndarray | None  # line breaks before each record start; None: a line per record
     tail: int  # start of the incomplete last record (len(buf) at end of file)
     tail_newlines: int  # line breaks before ``tail``
     newlines: int  # line breaks in buf
@@ -389,10 +389,11 @@ def _scan(buf: bytes, eof: bool) -> _Scan:
     quoted = b'"' in buf
     returns = quoted and b"\r" in buf
     ends: list[np.ndarray] = []
-    # Line breaks before each record's end, needed only when quoted fields hold some.
+    # Line breaks before each record's end, kept from the first line break in a quoted field on (the
+    # records before it have a line each).
     before: list[np.ndarray] = []
     marks: list[np.ndarray] = []
-    parity = newlines = 0  # quotes (mod 2) and line breaks before the segment
+    parity = newlines = records = 0  # quotes (mod 2), line breaks and records before the segment
     multiline = False
     for start in range(0, len(buf), SEGMENT):
         segment = arr[start : start + SEGMENT]
@@ -407,18 +408,22 @@ def _scan(buf: bytes, eof: bool) -> _Scan:
                 multiline = bool(np.any((parity + np.searchsorted(quotes, carriage)) & 1))
             parity = (parity + len(quotes)) & 1
             marks.append(_shifted(quotes, start, dtype))
-            before.append(_shifted(closing, newlines + 1, dtype))
+            if len(closing) < found and not before:
+                before.append(np.arange(1, records + 1, dtype=dtype))
+            if before:
+                before.append(_shifted(closing, newlines + 1, dtype))
             breaks = breaks[closing]
         ends.append(_shifted(breaks, start + 1, dtype))
         newlines += found
+        records += len(breaks)
     stops = np.concatenate(ends) if ends else np.zeros(0, dtype=dtype)
     quotes = (np.concatenate(marks) if marks else np.zeros(0, dtype=dtype)) if quoted else None
     line_deltas = None
-    if multiline:
+    if before:
         # Record i starts after the line breaks before record i - 1's end.
         line_deltas = np.concatenate([np.zeros(1, dtype=dtype), *before])
     del ends, marks, before
-    terminated = records = len(stops)
+    terminated = records
     tail = int(stops[-1]) if records else 0
     tail_newlines = int(line_deltas[records]) if line_deltas is not None else records
     unterminated = False

@@ -385,7 +385,7 @@ def _scan(buf: bytes, eof: bool) -> _Scan:
     A segment at a time, the quote parity carried over: the masks and positions numpy makes stay the size of
     a segment, and only the compact positions of record ends (and quotes) are kept."""
     arr = np.frombuffer(buf, dtype=np.uint8)
-    dtype = np.int32 if len(buf) < 2**31 else np.int64
+    dtype = np.int32 if len(buf) < 2**30 else np.int64  # with room for the arithmetic on positions
     quoted = b'"' in buf
     returns = quoted and b"\r" in buf
     ends: list[np.ndarray] = []

@@ -150,19 +150,19 @@ def utf8_errors(data: np.ndarray) -> np.ndarray:
     """Positions (int64) in ``data`` (uint8) of bytes a UTF-8 decoder stops at: a lead byte that starts no
     valid sequence, and a continuation byte that no valid sequence holds. Decoding from the start or a
     line break (which always decodes) goes through valid sequences up to the first of them in the line,
-    so that is where Python's decoder reports the line's first error; later ones may differ from its.
+    so that is where Python's decoder reports the line's first error (the later ones need not match its).
 
-    Vectorized over the bytes, a segment at a time, so a block of short lines each holding a bad byte costs
-    about what a valid block does (a decoder's error handler is a Python call per bad sequence)."""
+    A few numpy passes over the bytes, a segment at a time: a decoder's error handler is a Python call per
+    bad sequence, seconds for a block of short lines each holding a bad byte."""
     found = []
     for start in range(0, len(data), _UTF8_SEGMENT):
         end = min(start + _UTF8_SEGMENT, len(data))
         if data[start:end].max(initial=0) < 0x80:
             continue
-        # The segment with the three bytes before (which may hold the start of a sequence) and after.
-        low = max(start - 3, 0)
-        window = np.zeros(min(end + 3, len(data)) - low + 3, dtype=np.uint8)
-        window[: min(end + 3, len(data)) - low] = data[low : end + 3]
+        # The segment with the three bytes before (which may start a sequence) and after, then zeros.
+        low, high = max(start - 3, 0), min(end + 3, len(data))
+        window = np.zeros(high - low + 3, dtype=np.uint8)
+        window[: high - low] = data[low:high]
         bad = _utf8_stops(window)[start - low : end - low]
         found.append(np.flatnonzero(bad) + start)
     return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)

@@ -5,7 +5,9 @@ A ``\\n`` ends a record when the number of ``"`` before it in the record is even
 ``split_blocks`` cuts a stream into blocks of complete records with their byte offsets, start lines and record
 indices, the header and trailing empty lines removed; a record longer than the limit is scanned to its end
 without being kept (a ``Skipped``), and empty records that might be trailing lines are held back and
-released (``Blanks``) in front of the next block that has a non-empty record.
+released (``Blanks``) in front of the next block that has a non-empty record. The bytes read at a time are
+scanned once; when they hold more than ``block_bytes // RECORD_BYTES`` records they are cut into several
+blocks of that many records each.
 """
 
 from __future__ import annotations
@@ -19,6 +21,13 @@ import numpy as np
 BOM = b"\xef\xbb\xbf"
 LF, CR, QUOTE, COMMA = 10, 13, 34, 44
 _NO_POSITIONS = np.zeros(0, dtype=np.int64)
+#: Bytes looked at in one numpy step: the masks and positions a scan makes stay this size, whatever the
+#: block's size and however many line breaks or quotes it holds.
+SEGMENT = 1 << 18
+#: A block holds at most one record per this many bytes of ``block_bytes``: a record's bookkeeping (where it
+#: starts and ends, its line, index and reason, some 100 bytes while its block is parsed) stays a bounded
+#: multiple of the block size even when the records are a byte or two long.
+RECORD_BYTES = 32
 
 
 @dataclass
@@ -97,18 +106,21 @@ class _Skip:
     def feed(self, data: bytes, eof: bool) -> int | None:
         """Scan the next bytes; the position just past the record's terminator, or None if it goes on."""
         arr = np.frombuffer(data, dtype=np.uint8)
-        newlines = np.flatnonzero(arr == LF)
-        quotes = np.flatnonzero(arr == QUOTE) if b'"' in data else _NO_POSITIONS
-        closing = newlines[((self.parity + np.searchsorted(quotes, newlines)) & 1) == 0]
-        if len(closing):
-            end = int(closing[0])
-            before = data[end - 1] if end > 0 else self.last
-            self.size += end - (before == CR)
-            self.newlines += int(np.searchsorted(newlines, end))
-            return end + 1
-        self.size += len(data)
-        self.parity = (self.parity + len(quotes)) & 1
-        self.newlines += len(newlines)
+        quoted = b'"' in data
+        for start in range(0, len(data), SEGMENT):
+            segment = arr[start : start + SEGMENT]
+            newlines = np.flatnonzero(segment == LF)
+            quotes = np.flatnonzero(segment == QUOTE) if quoted else _NO_POSITIONS
+            closing = newlines[((self.parity + np.searchsorted(quotes, newlines)) & 1) == 0]
+            if len(closing):
+                end = start + int(closing[0])
+                before = data[end - 1] if end > 0 else self.last
+                self.size += end - start - (before == CR)
+                self.newlines += int(np.searchsorted(newlines, closing[0]))
+                return end + 1
+            self.size += len(segment)
+            self.parity = (self.parity + len(quotes)) & 1
+            self.newlines += len(newlines)
         if data:
             self.last = data[-1]
         if eof:
@@ -204,12 +216,12 @@ def split_blocks(
             skip = None
         buf = pending + data if pending else data
         base = data_offset - len(pending)
+        data = b""  # the bytes read are held in ``buf`` alone from here
         scan = _scan(buf, eof)
+        records = len(scan.stops)
         first = 0
-        if header and len(scan.starts):
+        if header and records:
             first, header = 1, False
-        records = len(scan.starts)
-        blank = scan.ends[first:] == scan.starts[first:]
         pending = buf[scan.tail :] if not eof else b""
         if not eof and len(pending) > max_record_bytes + 1:
             quotes = _NO_POSITIONS if scan.quotes is None else scan.quotes
@@ -225,49 +237,114 @@ def split_blocks(
             )
             pending = b""
         followed = skip is not None or pending not in (b"", b"\r")
-        nonblank = np.flatnonzero(~blank)
-        keep = records if followed else first + (int(nonblank[-1]) + 1 if len(nonblank) else 0)
+        most = max(1, block_bytes // RECORD_BYTES)
+        keep = records if followed else _last_nonblank(scan, first, records, most)
         blanks = deferred.release(index) if followed or keep > first else None
         if blanks is not None:
             index += blanks.count
-        if keep < records:
-            terminators = scan.stops[keep:] - scan.ends[keep:]
-            deferred.add(base + int(scan.starts[keep]), terminators, line + int(scan.line_deltas[keep]))
-        kept = slice(first, keep)
-        indices = index + np.arange(keep - first, dtype=np.int64)
+        for low in range(keep, records, most):
+            starts, ends, stops = scan.bounds(low, min(low + most, records))
+            deferred.add(base + int(starts[0]), stops - ends, line + int(scan.line_delta(low, low + 1)[0]))
+        first_index = index
         index += keep - first
         if skip is not None and skip.index is not None:
             skip.index = index
             index += 1
-        yield Block(
-            buf=buf,
-            base=base,
-            starts=scan.starts[kept],
-            ends=scan.ends[kept],
-            stops=scan.stops[kept],
-            lines=line + scan.line_deltas[kept],
-            indices=indices,
-            quotes=scan.quotes,
-            multiline=scan.multiline,
-            unterminated=scan.unterminated and keep == records and keep > first,
-            blanks=blanks,
-            oversize=oversize,
-            consumed=consumed,
-        )
+        for low in range(first, max(keep, first + 1), most):
+            high = min(low + most, keep)
+            yield _block(
+                scan,
+                buf,
+                base,
+                low,
+                high,
+                line,
+                first_index + low - first,
+                whole=low == first and high == keep,
+                unterminated=scan.unterminated and high == records and keep > first,
+                blanks=blanks if low == first else None,
+                oversize=oversize if low == first else None,
+                consumed=consumed,
+            )
         if eof:
             return
         line += scan.tail_newlines
+        del buf, scan  # before the next read: a block's bytes and records are held once at a time
         data = read_up_to(stream, block_bytes)
         eof = len(data) < block_bytes
         consumed += len(data)
 
 
+def _last_nonblank(scan: _Scan, first: int, records: int, step: int) -> int:
+    """Just past the last record from ``first`` on that is not empty (``first`` when all are), looked for
+    ``step`` records at a time from the end: a block of empty lines has a record per byte or two."""
+    high = records
+    while high > first:
+        low = max(first, high - step)
+        starts, ends, _ = scan.bounds(low, high)
+        filled = np.flatnonzero(ends != starts)
+        if len(filled):
+            return low + int(filled[-1]) + 1
+        high = low
+    return first
+
+
+def _block(
+    scan: _Scan,
+    buf: bytes,
+    base: int,
+    low: int,
+    high: int,
+    line: int,
+    index: int,
+    *,
+    whole: bool,
+    unterminated: bool,
+    blanks: Blanks | None,
+    oversize: Skipped | None,
+    consumed: int,
+) -> Block:
+    """The block of records ``low`` to ``high`` of ``buf``: in ``buf`` itself when it holds all the kept
+    records, else in a copy of their bytes (the block and its parsing then cost what they would alone)."""
+    starts, ends, stops = scan.bounds(low, high)
+    lines = line + scan.line_delta(low, high)
+    quotes = scan.quotes
+    if not whole and len(stops):
+        cut, until = int(starts[0]), int(stops[-1])
+        buf = buf[cut:until]
+        base += cut
+        starts -= cut
+        ends -= cut
+        stops -= cut
+        if quotes is not None:
+            quotes = quotes[np.searchsorted(quotes, cut) : np.searchsorted(quotes, until)] - cut
+            quotes = quotes if len(quotes) else None
+    return Block(
+        buf=buf,
+        base=base,
+        starts=starts,
+        ends=ends,
+        stops=stops,
+        lines=lines,
+        indices=index + np.arange(high - low, dtype=np.int64),
+        quotes=quotes,
+        multiline=scan.multiline,
+        unterminated=unterminated,
+        blanks=blanks,
+        oversize=oversize,
+        consumed=consumed,
+    )
+
+
 @dataclass
 class _Scan:
-    starts: np.ndarray
-    ends: np.ndarray
-    stops: np.ndarray
-    line_deltas: np.ndarray  # line breaks before each record start
+    """Where the records of a buffer end, kept compact (relative positions of the smallest integer type that
+    holds them): a block of one-byte records has as many of them as bytes."""
+
+    arr: np.ndarray  # the buffer's bytes
+    stops: np.ndarray  # end of each record's terminator: where the next record starts
+    terminated: int  # records ending with a line break (all but one at end of file)
+    line_deltas: np.ndarray | None  # line breaks before each record start; None: a line per record
     tail: int  # start of the incomplete last record (len(buf) at end of file)
     tail_newlines: int  # line breaks before ``tail``
     newlines: int  # line breaks in buf
@@ -275,55 +352,95 @@ class _Scan:
     multiline: bool
     unterminated: bool
 
+    def bounds(self, low: int, high: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(starts, ends, stops) of records ``low`` to ``high`` (int64): where each starts, where its
+        content ends (terminator excluded) and where its terminator ends."""
+        stops = self.stops[low:high].astype(np.int64)
+        starts = np.empty_like(stops)
+        if len(stops):
+            starts[0] = self.stops[low - 1] if low else 0
+            starts[1:] = stops[:-1]
+        ends = stops.copy()
+        ends[: max(0, self.terminated - low)] -= 1
+        ends -= (ends > starts) & (self.arr[np.maximum(ends - 1, 0)] == CR)
+        return starts, ends, stops
+
+    def line_delta(self, low: int, high: int) -> np.ndarray:
+        """Line breaks before the starts of records ``low`` to ``high`` (int64)."""
+        if self.line_deltas is None:
+            return np.arange(low, high, dtype=np.int64)
+        return self.line_deltas[low:high].astype(np.int64)
+
+
+def _shifted(positions: np.ndarray, shift: int, dtype: type) -> np.ndarray:
+    """``positions + shift`` as ``dtype``, without an int64 copy."""
+    out = positions.astype(dtype)
+    out += shift
+    return out
+
 
 def _scan(buf: bytes, eof: bool) -> _Scan:
-    """Find the records of ``buf``, which starts at a record start; at end of file the rest is one."""
+    """Find the records of ``buf``, which starts at a record start; at end of file the rest is one.
+
+    A segment at a time, the quote parity carried over: the masks and positions numpy makes stay the size of
+    a segment, and only the compact positions of record ends (and quotes) are kept."""
     arr = np.frombuffer(buf, dtype=np.uint8)
-    newlines = np.flatnonzero(arr == LF)
-    if b'"' in buf:
-        quotes = np.flatnonzero(arr == QUOTE)
-        closing = np.flatnonzero((np.searchsorted(quotes, newlines) & 1) == 0)
-        multiline = len(closing) < len(newlines)
-        if not multiline and b"\r" in buf:
-            returns = np.flatnonzero(arr == CR)
-            multiline = bool(np.any(np.searchsorted(quotes, returns) & 1))
-        stops = newlines[closing] + 1
-        breaks_before_stop = closing + 1
-    else:
-        quotes = None
-        multiline = False
-        stops = newlines + 1
-        breaks_before_stop = np.arange(1, len(newlines) + 1, dtype=np.int64)
-    tail = int(stops[-1]) if len(stops) else 0
-    tail_newlines = int(breaks_before_stop[-1]) if len(stops) else 0
-    terminated = len(stops)
+    dtype = np.int32 if len(buf) < 2**30 else np.int64  # with room for the arithmetic on positions
+    quoted = b'"' in buf
+    returns = quoted and b"\r" in buf
+    ends: list[np.ndarray] = []
+    # Line breaks before each record's end, kept from the first line break in a quoted field on (the
+    # records before it have a line each).
+    before: list[np.ndarray] = []
+    marks: list[np.ndarray] = []
+    parity = newlines = records = 0  # quotes (mod 2), line breaks and records before the segment
+    multiline = False
+    for start in range(0, len(buf), SEGMENT):
+        segment = arr[start : start + SEGMENT]
+        breaks = np.flatnonzero(segment == LF)
+        found = len(breaks)
+        if quoted:
+            quotes = np.flatnonzero(segment == QUOTE)
+            closing = np.flatnonzero(((parity + np.searchsorted(quotes, breaks)) & 1) == 0)
+            multiline = multiline or len(closing) < found
+            if returns and not multiline:
+                carriage = np.flatnonzero(segment == CR)
+                multiline = bool(np.any((parity + np.searchsorted(quotes, carriage)) & 1))
+            parity = (parity + len(quotes)) & 1
+            marks.append(_shifted(quotes, start, dtype))
+            if len(closing) < found and not before:
+                before.append(np.arange(1, records + 1, dtype=dtype))
+            if before:
+                before.append(_shifted(closing, newlines + 1, dtype))
+            breaks = breaks[closing]
+        ends.append(_shifted(breaks, start + 1, dtype))
+        newlines += found
+        records += len(breaks)
+    stops = np.concatenate(ends) if ends else np.zeros(0, dtype=dtype)
+    quotes = (np.concatenate(marks) if marks else np.zeros(0, dtype=dtype)) if quoted else None
+    line_deltas = None
+    if before:
+        # Record i starts after the line breaks before record i - 1's end.
+        line_deltas = np.concatenate([np.zeros(1, dtype=dtype), *before])
+    del ends, marks, before
+    terminated = records
+    tail = int(stops[-1]) if records else 0
+    tail_newlines = int(line_deltas[records]) if line_deltas is not None else records
     unterminated = False
     if eof and tail < len(buf):
-        stops = np.append(stops, len(buf))
-        breaks_before_stop = np.append(breaks_before_stop, len(newlines))
+        stops = np.append(stops, np.array([len(buf)], dtype=dtype))
+        records += 1
         if quotes is not None:
             unterminated = bool((len(quotes) - np.searchsorted(quotes, tail)) & 1)
-        tail, tail_newlines = len(buf), len(newlines)
-    stops = stops.astype(np.int64, copy=False)
-    starts = np.empty_like(stops)
-    line_deltas = np.empty_like(stops)
-    if len(stops):
-        starts[0] = 0
-        starts[1:] = stops[:-1]
-        line_deltas[0] = 0
-        line_deltas[1:] = breaks_before_stop[:-1]
-    ends = stops.copy()
-    ends[:terminated] -= 1
-    carriage = (ends > starts) & (arr[np.maximum(ends - 1, 0)] == CR)
-    ends -= carriage
+        tail, tail_newlines = len(buf), newlines
     return _Scan(
-        starts=starts,
-        ends=ends,
+        arr=arr,
         stops=stops,
-        line_deltas=line_deltas,
+        terminated=terminated,
+        line_deltas=None if line_deltas is None else line_deltas[:records],
         tail=tail,
         tail_newlines=tail_newlines,
-        newlines=len(newlines),
+        newlines=newlines,
         quotes=quotes,
         multiline=multiline,
         unterminated=unterminated,

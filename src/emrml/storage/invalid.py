@@ -142,6 +142,50 @@ class Reasons:
         return np.flatnonzero(self.codes >= 0)
 
 
+#: Bytes classified in one numpy step (the masks stay this size).
+_UTF8_SEGMENT = 1 << 18
+
+
+def utf8_errors(data: np.ndarray) -> np.ndarray:
+    """Positions (int64) in ``data`` (uint8) of bytes a UTF-8 decoder stops at: a lead byte that starts no
+    valid sequence, and a continuation byte that no valid sequence holds. Decoding from the start or a
+    line break (which always decodes) goes through valid sequences up to the first of them in the line,
+    so that is where Python's decoder reports the line's first error (the later ones need not match its).
+
+    A few numpy passes over the bytes, a segment at a time: a decoder's error handler is a Python call per
+    bad sequence, seconds for a block of short lines each holding a bad byte."""
+    found = []
+    for start in range(0, len(data), _UTF8_SEGMENT):
+        end = min(start + _UTF8_SEGMENT, len(data))
+        if data[start:end].max(initial=0) < 0x80:
+            continue
+        # The segment with the three bytes before (which may start a sequence) and after, then zeros.
+        low, high = max(start - 3, 0), min(end + 3, len(data))
+        window = np.zeros(high - low + 3, dtype=np.uint8)
+        window[: high - low] = data[low:high]
+        bad = _utf8_stops(window)[start - low : end - low]
+        found.append(np.flatnonzero(bad) + start)
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+
+
+def _utf8_stops(padded: np.ndarray) -> np.ndarray:
+    """``utf8_errors`` as a mask over ``padded`` but its last three bytes (zeros, which end no sequence)."""
+    size = len(padded) - 3
+    b0, b1, b2, b3 = (padded[shift : shift + size] for shift in range(4))
+    follows = [(b & 0xC0) == 0x80 for b in (b0, b1, b2, b3)]
+    # Valid sequences by their length (Unicode table 3-7: no overlong forms, surrogates or past U+10FFFF).
+    two = (b0 >= 0xC2) & (b0 <= 0xDF) & follows[1]
+    three = ((b0 & 0xF0) == 0xE0) & follows[1] & follows[2]
+    three &= ~(((b0 == 0xE0) & (b1 < 0xA0)) | ((b0 == 0xED) & (b1 > 0x9F)))
+    four = (b0 >= 0xF0) & (b0 <= 0xF4) & follows[1] & follows[2] & follows[3]
+    four &= ~(((b0 == 0xF0) & (b1 < 0x90)) | ((b0 == 0xF4) & (b1 > 0x8F)))
+    held = np.zeros(size, dtype=bool)
+    held[1:] = two[:-1] | three[:-1] | four[:-1]
+    held[2:] |= three[:-2] | four[:-2]
+    held[3:] |= four[:-3]
+    return np.where(follows[0], ~held, (b0 >= 0x80) & ~(two | three | four))
+
+
 def not_utf8(byte: int) -> str:
     """What to do about a byte that is not UTF-8, in parentheses."""
     # Such bytes most often come from a file saved as Latin-1 or Windows-1252: say so.

@@ -22,22 +22,21 @@ Rules (spec 5.1, 5.3):
 * Record indices count valid and invalid records and exclude the header; line numbers and offsets
   count the header.
 
-Memory stays bounded by the block size: invalid records are arrays and a table of distinct reasons
-(``storage.invalid``), not an object each; a record that outgrows ``max_record_bytes`` before its end is
-scanned to its end without being kept (empty lines held back as possibly trailing cost a bit each).
+Memory stays a bounded multiple of the block size whatever the records: a block holds at most one record
+per ``RECORD_BYTES`` of it (``storage.boundaries``); invalid records are arrays and a table of distinct
+reasons (``storage.invalid``), not an object each; a record that outgrows ``max_record_bytes`` before its
+end is scanned to its end without being kept (empty lines held back as possibly trailing cost a bit each).
 ``read_chunks`` finds the records of the next block on a background thread while pyarrow parses the
 current one, so the stream is read up to two blocks ahead of the chunk being consumed.
 """
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import csv
 import io
 import queue
 import threading
-from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -49,7 +48,7 @@ import pyarrow.csv as pacsv
 from emrml.errors import DataError
 from emrml.storage.boundaries import BOM, COMMA, LF, Block, read_up_to, split_blocks, stray_quotes
 from emrml.storage.codecs import Replay
-from emrml.storage.invalid import InvalidRecords, Reasons, not_utf8, spanning
+from emrml.storage.invalid import InvalidRecords, Reasons, not_utf8, spanning, utf8_errors
 
 
 @dataclass
@@ -276,21 +275,6 @@ def _prefetched(blocks: Iterator[Block]) -> Iterator[Block]:
         thread.join()
 
 
-#: Where ``_check_utf8``'s error handler notes the start of each bad sequence, per thread.
-_utf8 = threading.local()
-_NOTE_ERRORS = "emrml-note-errors"
-
-
-def _note_error(error: UnicodeError) -> tuple[str, int]:
-    """Note where a bad sequence starts, and decode on after it."""
-    assert isinstance(error, UnicodeDecodeError)
-    _utf8.found.append(error.start)
-    return "", error.end
-
-
-codecs.register_error(_NOTE_ERRORS, _note_error)
-
-
 # --- record boundaries -------------------------------------------------------------------------------
 
 
@@ -497,20 +481,13 @@ class _BlockParser:
             )
 
     def _check_utf8(self, block: Block, bad: np.ndarray, reasons: Reasons) -> None:
-        """Mark records holding bytes that are not UTF-8 (slow path, after a failed parse)."""
+        """Mark records holding bytes that are not UTF-8 (after a failed parse)."""
         if not len(block.starts):
             return
         first, limit = int(block.starts[0]), int(block.stops[-1])
-        # One decoding of the block, its error handler noting every bad sequence. Decoding again after
-        # each error copied the rest of the block into every exception: quadratic, minutes for a block
-        # of short records each holding a bad byte. A line break always decodes, so each record decodes
-        # as it would alone.
-        _utf8.found = array("q")
-        try:
-            codecs.utf_8_decode(memoryview(block.buf)[first:limit], _NOTE_ERRORS, True)
-            found = first + np.array(_utf8.found, dtype=np.int64)
-        finally:
-            del _utf8.found
+        # Vectorized: one Python call per bad sequence cost seconds for a block of short records each
+        # holding a bad byte. A line break always decodes, so each record decodes as it would alone.
+        found = first + utf8_errors(np.frombuffer(block.buf, dtype=np.uint8)[first:limit])
         records = np.searchsorted(block.stops, found, side="right")
         # The first bad byte of each record.
         leading = np.ones(len(records), dtype=bool)

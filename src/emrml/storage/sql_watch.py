@@ -59,7 +59,8 @@ def watched(source: SqlSource, token: str) -> Iterator[None]:
     package_root = str(Path(emrml.__file__).resolve().parents[1])
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, (package_root, environment.get("PYTHONPATH"))))
     watcher = subprocess.Popen(
-        [sys.executable, "-m", "emrml.storage.sql_watch"],
+        # -P: not the working folder's modules (a job's may be anyone's), only the installed ones.
+        [sys.executable, "-P", "-m", "emrml.storage.sql_watch"],
         stdin=subprocess.PIPE,
         env=environment,
         start_new_session=True,  # Ctrl-C in the terminal of `emrml serve` must not end it with the reader

@@ -66,7 +66,7 @@ def watched(source: SqlSource, token: str) -> Iterator[None]:
         start_new_session=True,  # Ctrl-C in the terminal of `emrml serve` must not end it with the reader
     )
     assert watcher.stdin is not None
-    # The credentials go through the pipe: a command line or the environment is readable by other users.
+    # The credentials go through the pipe: a command line is readable by every user of the machine.
     order = {"source": dataclasses.asdict(source), "token": token, "pid": os.getpid()}
     ending = LEFT
     try:
@@ -77,6 +77,7 @@ def watched(source: SqlSource, token: str) -> Iterator[None]:
     finally:
         with suppress(OSError):  # a watcher that died early has nothing to be told
             watcher.stdin.write(ending)
+        with suppress(OSError):
             watcher.stdin.close()
         watcher.wait()  # once told the read was left: its query has ended when the error is reported
 

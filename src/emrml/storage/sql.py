@@ -6,7 +6,9 @@ staged CSV; emrml does the same. The instance or cluster identifier of the reque
 the ``sql_connections`` setting (``{"my-instance": "mysql://db.example.com:3306"}``); the request's
 database name and credentials complete it. Reads are Arrow-native — connectorx for MySQL / MariaDB, the
 ADBC PostgreSQL driver for the PostgreSQL wire protocol — and run in a read-only transaction, so a query
-that would write fails instead. Both drivers are the optional extra ``emrml[sql]``.
+that would write fails instead. Both drivers are the optional extra ``emrml[sql]``. A query whose reader
+dies (a job's worker killed) or leaves it ends on the server: PostgreSQL checks its client, a MySQL read runs
+beside a watcher that ends it (``storage.sql_watch``).
 
 Memory is bounded by the batch size, whatever the width of the rows: batches stream from the driver (about
 16 MiB each from PostgreSQL, ``BATCH_ROWS`` rows from MySQL) to ``storage.sql_staging``.
@@ -29,7 +31,7 @@ from emrml.storage import sql_watch
 
 if TYPE_CHECKING:
     # Imported where used: the watcher of a MySQL read (storage.sql_watch) runs beside the read, for as
-    # long as it runs, and connects with this module's ``mysql_connect``; pyarrow would triple its memory.
+    # long as it runs, and connects with this module's ``mysql_connect``: pyarrow would add some 60 MB to it.
     import pyarrow as pa
 
 #: Rows per Arrow batch read from MySQL / MariaDB (connectorx counts batches in rows; the PostgreSQL driver

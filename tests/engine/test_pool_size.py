@@ -100,6 +100,38 @@ def test_a_cgroup_v2_limit_bounds_the_memory_available(files: Path) -> None:
     assert pool_size.available_memory() == 324 * MiB
 
 
+def test_a_limit_on_a_parent_cgroup_bounds_the_memory_available(files: Path) -> None:
+    """A container runtime or a systemd slice sets the limit on a cgroup above the process's, which has
+    none: the least room along the path counts (it was ignored, and the pool sized by MemAvailable)."""
+    _write(files / "meminfo", MEMINFO)
+    _write(files / "self-cgroup", "0::/machine.slice/box/jobs\n")
+    levels = {
+        "machine.slice": (f"{4096 * MiB}", 1000 * MiB),
+        "machine.slice/box": (f"{1024 * MiB}", 900 * MiB),  # the tightest: 124 MiB left
+        "machine.slice/box/jobs": ("max", 600 * MiB),
+    }
+    for level, (limit, used) in levels.items():
+        _write(files / "cgroup" / level / "memory.max", f"{limit}\n")
+        _write(files / "cgroup" / level / "memory.current", f"{used}\n")
+    _write(files / "cgroup/memory.current", f"{20_000 * MiB}\n")  # the root cgroup: no limit file
+    assert pool_size.available_memory() == 124 * MiB
+    # A limit of the process's own cgroup that leaves less than its parents' counts as before.
+    _write(files / "cgroup/machine.slice/box/jobs/memory.max", f"{700 * MiB}\n")
+    assert pool_size.available_memory() == 100 * MiB
+
+
+def test_a_cgroup_path_outside_the_namespace_reads_the_mounts_root(files: Path) -> None:
+    """A process outside its cgroup namespace's root sees a path with "..": the mount's root is read, not a
+    folder beside the mount."""
+    _write(files / "meminfo", MEMINFO)
+    _write(files / "self-cgroup", "0::/../elsewhere\n")
+    _write(files / "elsewhere/memory.max", f"{64 * MiB}\n")
+    _write(files / "elsewhere/memory.current", "0\n")
+    _write(files / "cgroup/memory.max", f"{512 * MiB}\n")
+    _write(files / "cgroup/memory.current", f"{256 * MiB}\n")
+    assert pool_size.available_memory() == 256 * MiB
+
+
 def test_a_cgroup_v1_limit_bounds_the_memory_available(files: Path) -> None:
     """The memory controller's line of a hybrid hierarchy, its files at the mount's root as a container
     without its own cgroup namespace sees them (the host's path does not exist there)."""

@@ -1,5 +1,6 @@
-"""The ``batch-prediction/`` folder of a local output: a batch prediction that does not complete removes the
-one its job made, once nothing else is in it, and never one the user had."""
+"""The folders of a local output: a batch prediction that does not complete removes those its job made (the
+output folder, the folders above it, ``batch-prediction/``, ``result/``), once nothing else is in them, and
+never one the user had."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from test_jobs import create_bank
 
 from emrml.config import Settings
+from emrml.engine.batch_output import make_output_folders, remove_made
 from emrml.errors import AmazonMLError
 from emrml.service.app import EmrML
 from emrml.service.worker import JobContext, run_job_in_this_process
@@ -39,13 +41,17 @@ def _predict(app: EmrML, entity_id: str, out: Path) -> None:
     app.call("CreateBatchPrediction", {**request, "OutputUri": f"{out}/"})
 
 
-def _on_scoring(monkeypatch: pytest.MonkeyPatch, act: Callable[[JobContext], None]) -> None:
-    """Have ``act`` called at a batch prediction's first scoring report."""
+def _on_scoring(
+    monkeypatch: pytest.MonkeyPatch, act: Callable[[JobContext], None], *, last: bool = False
+) -> None:
+    """Have ``act`` called at a batch prediction's first scoring report (``last``: at its last report, once
+    its results are published)."""
     report = JobContext.progress
     acted: list[str] = []
 
     def hooked(context: JobContext, fraction: float, message: str | None = None) -> None:
-        if message == "scoring records" and context.entity_id not in acted:
+        due = fraction == 1.0 if last else message == "scoring records"
+        if due and context.entity_id not in acted:
             acted.append(context.entity_id)
             act(context)
         report(context, fraction, message)
@@ -61,14 +67,18 @@ def test_a_failed_batch_prediction_removes_the_output_folder_its_job_made_only(
     copy = tmp_path / "copy.csv"
     whole = copy.read_bytes()
     _on_scoring(monkeypatch, lambda _context: os.truncate(copy, len(whole) // 2))
-    made, had = tmp_path / "made", tmp_path / "had"
+    made, deeper = tmp_path / "made", tmp_path / "new" / "deeper"
+    empty, had = tmp_path / "empty", tmp_path / "had"
+    empty.mkdir()
     (had / "batch-prediction").mkdir(parents=True)
-    for entity_id, out in (("bp-made", made), ("bp-had", had)):
+    for entity_id, out in (("bp-made", made), ("bp-deeper", deeper), ("bp-empty", empty), ("bp-had", had)):
         copy.write_bytes(whole)
         _predict(trained, entity_id, out)
         failed = trained.wait("BatchPrediction", entity_id)
         assert failed["Status"] == "FAILED" and "changed while it was being read" in failed["Message"]
-    assert list(made.rglob("*")) == []
+    # The output folders the jobs made went too (they stayed, empty); the user's stay as they were.
+    assert not made.exists() and not (tmp_path / "new").exists()
+    assert empty.is_dir() and list(empty.rglob("*")) == []
     assert list(had.rglob("*")) == [had / "batch-prediction"]
 
 
@@ -81,18 +91,44 @@ def test_a_batch_prediction_deleted_while_it_runs_removes_the_output_folder_its_
     )
     _predict(trained, "bp", out)
     assert trained.wait("BatchPrediction", "bp")["Status"] == "DELETED"
-    assert list(out.rglob("*")) == []
+    assert not out.exists()
 
 
-def test_a_batch_prediction_given_up_after_its_worker_died_removes_the_output_folder_its_job_made(
+def test_a_batch_prediction_deleted_once_published_removes_the_result_folder_its_job_made(
     trained: EmrML, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A worker killed runs no cleanup code: the runner, giving its job up, removes the folder the job made
-    (and leaves one the user had). The attempt stands for one killed mid-scoring: stopped there, its own
-    removal of the folder left out."""
+    """Deleted at its last progress point, its results published: they go, and the ``result/`` folder the
+    job made in a ``batch-prediction/`` the user had goes with them (it stayed, empty); the user's file and
+    folder stay, and a ``result/`` the user had stays too."""
+    _on_scoring(
+        monkeypatch,
+        lambda context: trained.call("DeleteBatchPrediction", {"BatchPredictionId": context.entity_id}),
+        last=True,
+    )
+    had, had_result = tmp_path / "had", tmp_path / "had-result"
+    (had / "batch-prediction").mkdir(parents=True)
+    (had / "batch-prediction" / "notes.txt").write_text("mine")
+    (had_result / "batch-prediction" / "result").mkdir(parents=True)
+    for entity_id, out in (("bp-had", had), ("bp-had-result", had_result)):
+        _predict(trained, entity_id, out)
+        assert trained.wait("BatchPrediction", entity_id)["Status"] == "DELETED"
+    assert sorted(had.rglob("*")) == [had / "batch-prediction", had / "batch-prediction" / "notes.txt"]
+    assert sorted(had_result.rglob("*")) == [
+        had_result / "batch-prediction",
+        had_result / "batch-prediction" / "result",
+    ]
+
+
+@pytest.mark.parametrize("last", [False, True], ids=["scoring", "published"])
+def test_a_batch_prediction_given_up_after_its_worker_died_removes_the_output_folder_its_job_made(
+    trained: EmrML, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, last: bool
+) -> None:
+    """A worker killed runs no cleanup code: the runner, giving its job up, removes the folders the job made
+    (and leaves one the user had). The attempt stands for one killed mid-scoring, or once it has published
+    (its ``result/`` made): stopped there, its own removal of the folders left out."""
     from emrml.engine import batch
 
-    _on_scoring(monkeypatch, lambda context: context.stopped.set())
+    _on_scoring(monkeypatch, lambda context: context.stopped.set(), last=last)
     monkeypatch.setattr(batch, "remove_made", lambda _made, keep_marker: None)
     made, had = tmp_path / "made", tmp_path / "had"
     (had / "batch-prediction").mkdir(parents=True)
@@ -108,8 +144,8 @@ def test_a_batch_prediction_given_up_after_its_worker_died_removes_the_output_fo
     for entity_id, attempt in attempts.items():
         assert trained.jobs._retry_or_fail("BatchPrediction", entity_id, attempt, "the worker process died")
         assert trained.call("GetBatchPrediction", {"BatchPredictionId": entity_id})["Status"] == "FAILED"
-    assert list(made.rglob("*")) == []
     assert list(had.rglob("*")) == [had / "batch-prediction"]
+    assert not made.exists()
 
 
 def test_a_failed_batch_prediction_on_the_spark_engine_removes_the_output_folder_it_made(
@@ -151,4 +187,42 @@ def test_a_failed_batch_prediction_on_the_spark_engine_removes_the_output_folder
             progress=lambda _fraction, _message: None,
             spark=spark,
         )
-    assert cut and list(out.rglob("*")) == []
+    assert cut and not out.exists()
+
+
+def test_a_job_given_up_beside_another_jobs_results_leaves_them_and_no_marker(tmp_path: Path) -> None:
+    """The ``result/`` the job made holds another job's results when it is given up: it stays, with the
+    folders above it; the marker stays only while the job may run again."""
+    out = tmp_path / "out"
+    made = out / "batch-prediction" / ".tmp-bp+made"
+    make_output_folders(made)
+    other = out / "batch-prediction" / "result" / "bp-other-data.csv.gz"
+    other.parent.mkdir()
+    other.write_bytes(b"not this job's")
+    remove_made(made, keep_marker=True)
+    assert made.is_file()  # the next attempt removes what the job made, should the other results go
+    remove_made(made, keep_marker=False)
+    assert sorted(out.rglob("*")) == [made.parent, other.parent, other]
+
+
+def test_a_marker_this_version_did_not_write_removes_nothing_but_itself(tmp_path: Path) -> None:
+    made = tmp_path / "out" / "batch-prediction" / ".tmp-bp+made"
+    made.parent.mkdir(parents=True)
+    for text in ("", "[1]", '{"levels": true, "result": true}', '{"levels": -1, "result": true}'):
+        made.write_text(text)
+        remove_made(made, keep_marker=True)
+        assert made.exists()
+        remove_made(made, keep_marker=False)
+        assert sorted(tmp_path.rglob("*")) == [tmp_path / "out", made.parent], text
+
+
+def test_the_result_folder_a_job_made_stays_while_another_job_runs_beside_it(tmp_path: Path) -> None:
+    """Another batch prediction writing to the same folder may be about to publish into ``result/``."""
+    out = tmp_path / "out"
+    made = out / "batch-prediction" / ".tmp-bp+made"
+    make_output_folders(made)
+    (made.parent / "result").mkdir()
+    running = made.parent / ".tmp-bp-other+attempt-1"
+    running.mkdir()
+    remove_made(made, keep_marker=False)
+    assert sorted(out.rglob("*")) == [made.parent, running, made.parent / "result"]

@@ -11,7 +11,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -252,11 +253,98 @@ def test_a_postgresql_query_ends_when_its_worker_is_killed(databases: Databases)
         finally:
             worker.kill()
             worker.wait()
-        for _ in range(300):
-            if not _postgres_queries(marker):
-                break
-            time.sleep(0.1)
-        assert _postgres_queries(marker) == []
+        assert _gone(_postgres_queries, marker) == []
+
+
+def _mariadb_queries(marker: str) -> list[str]:
+    admin = sqlalchemy.create_engine(MARIADB_ADMIN)
+    with admin.connect() as connection:
+        found = connection.exec_driver_sql(
+            "SELECT info FROM information_schema.processlist WHERE instr(info, %s) > 0 "
+            "AND id <> connection_id()",
+            (marker,),
+        )
+        queries = [row[0] for row in found]
+    admin.dispose()
+    return queries
+
+
+def _gone(queries: Callable[[str], list[str]], marker: str) -> list[str]:
+    """The queries still running with ``marker`` in them, after waiting up to ten seconds for none (a
+    loaded machine is slow)."""
+    for _ in range(100):
+        if not queries(marker):
+            break
+        time.sleep(0.1)
+    return queries(marker)
+
+
+@contextmanager
+def _ended_after(marker: str) -> Iterator[None]:
+    """Whatever the test found, no query with ``marker`` in it runs on after it: they would take hours."""
+    try:
+        yield
+    finally:
+        admin = sqlalchemy.create_engine(MARIADB_ADMIN, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            found = connection.exec_driver_sql(
+                "SELECT id FROM information_schema.processlist WHERE instr(info, %s) > 0 "
+                "AND id <> connection_id()",
+                (marker,),
+            )
+            for (connection_id,) in found.all():
+                with suppress(sqlalchemy.exc.DBAPIError):
+                    connection.exec_driver_sql(f"KILL {int(connection_id)}")
+        admin.dispose()
+
+
+#: A query that sends nothing for hours while it works, as a join of large tables or a sort would (SLEEP
+#: is no test: the server checks its client during it). Its result is described by running it in full.
+HOURS_DESCRIBING = "SELECT (SELECT SUM(CRC32(seq)) FROM seq_1_to_100000000000) AS {marker}"
+#: The same, described from its plan: it runs in the driver's connection.
+HOURS_READING = "SELECT SUM(CRC32(seq)) AS {marker} FROM seq_1_to_100000000000"
+
+
+@pytest.mark.parametrize("query", [HOURS_DESCRIBING, HOURS_READING], ids=["describing", "reading"])
+def test_a_mysql_query_ends_when_its_worker_is_killed(databases: Databases, query: str) -> None:
+    """MariaDB does not notice that the client of a query that sends nothing while it works has gone: a
+    killed worker's query ran on to its end. Both connections of a read are ended: the one describing the
+    result and the driver's reading it."""
+    marker = f"marker_{uuid.uuid4().hex[:12]}"
+    query = query.format(marker=marker)
+    script = (
+        "import sys\n"
+        "from emrml.storage import sql, sql_staging\n"
+        f"source = sql.resolve({MYSQL!r}, 'RDS', 'maria', {databases.name!r}, {databases.user!r}, "
+        f"{PASSWORD!r})\n"
+        f"sql_staging.stage_query(source, {query!r}, sys.argv[1])\n"
+    )
+    with tempfile.TemporaryDirectory() as folder, _ended_after(marker):
+        worker = subprocess.Popen([sys.executable, "-c", script, f"{folder}/staged.csv.gz"])
+        try:
+            while not _mariadb_queries(marker):
+                assert worker.poll() is None, "the query ended before it ran"
+                time.sleep(0.1)
+            describing = "emrml_result" in _mariadb_queries(marker)[0]
+            assert describing == (query == HOURS_DESCRIBING.format(marker=marker))
+        finally:
+            worker.kill()
+            worker.wait()
+        assert _gone(_mariadb_queries, marker) == []
+
+
+def test_a_mysql_query_ends_when_its_read_is_left(databases: Databases) -> None:
+    """A read left before its end (an error while staging, a job stopped at a progress point) ends its
+    query, though the process reading it lives on."""
+    marker = f"marker_{uuid.uuid4().hex[:12]}"
+    with _ended_after(marker):
+        with (
+            pytest.raises(RuntimeError, match="left"),
+            sql.read_query(databases.mariadb(), HOURS_READING.format(marker=marker)),
+        ):
+            assert _mariadb_queries(marker)
+            raise RuntimeError("left")
+        assert _gone(_mariadb_queries, marker) == []
 
 
 def _postgres_table(databases: Databases, *statements: str) -> None:

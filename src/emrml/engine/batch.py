@@ -41,7 +41,6 @@ import json
 import os
 import shutil
 from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -61,7 +60,9 @@ from emrml.core.values import parse_binary
 from emrml.engine.batch_output import (
     attempt_folder,
     attempt_folders,
+    completed_made,
     made_marker,
+    make_output_folders,
     remove_made,
     result_file,
     result_names,
@@ -417,8 +418,8 @@ def batch_predict(
     scratch = attempt_folder(prefix, settings, batch_prediction_id, attempt)
     made = made_marker(prefix, settings, batch_prediction_id)
     try:
-        if made is not None and not made.parent.is_dir():
-            made.mkdir(parents=True)
+        if made is not None:
+            make_output_folders(made)
         # What earlier attempts left (killed, they ran no cleanup code; a folder of this attempt's number
         # only from a version that numbered attempts anew after a server's stop): a later attempt's folder
         # is not touched, should this attempt be one given up whose worker still runs.
@@ -474,9 +475,7 @@ def batch_predict(
         commit(lambda: remove_temporaries(manifest_file))
         # The last progress point, where a job deleted while it published stops: what it wrote goes.
         progress(1.0, None)
-        if made is not None:
-            with suppress(FileNotFoundError):  # (none when the folder was there before the job)
-                made.rmdir()  # the folder holds the job's results now: it stays
+        completed_made(made)
     except BaseException:
         if published:
             withdraw(published, commit)

@@ -1,5 +1,5 @@
 """A batch prediction's files in its output folder, apart from scoring: the names of its results, its
-attempts' temporary folders, the ``batch-prediction/`` folder a job made, and the removal of what a batch
+attempts' temporary folders, the output folders a job made, and the removal of what a batch
 prediction that did not complete wrote (``discard_output``).
 
 No numpy or Arrow here: the service removes a given-up or deleted job's output with these (``service.tasks``)
@@ -37,6 +37,8 @@ def attempt_folder(prefix: str, settings: Settings, batch_prediction_id: str, at
     return stem.with_name(f"{stem.name}{_ATTEMPT}{attempt}")
 
 
+#: How the names of a batch prediction's temporary folders (and of its marker) start, in a local output.
+_TEMPORARY = ".tmp-"
 #: Between a batch prediction's temporary folder stem and its attempt number: ids never hold a "+", so no
 #: batch prediction's folders are taken for another's whose id starts the same.
 _ATTEMPT = "+attempt-"
@@ -46,13 +48,13 @@ def _scratch_location(prefix: str, settings: Settings, batch_prediction_id: str)
     """The stem of the attempts' temporary folders (``attempt_folders``)."""
     local = local_directory(prefix)
     if local is not None:
-        return Path(local) / "batch-prediction" / f".tmp-{batch_prediction_id}"
+        return Path(local) / "batch-prediction" / f"{_TEMPORARY}{batch_prediction_id}"
     return settings.scratch_dir / f"batch-{batch_prediction_id}"
 
 
 def made_marker(prefix: str, settings: Settings, batch_prediction_id: str) -> Path | None:
-    """In a local output, the hidden empty folder saying the job made its ``batch-prediction/`` (no attempt
-    found one there), kept until the job completes: a job that does not complete removes the folder it
+    """In a local output, the hidden file in ``batch-prediction/`` recording which folders the job made
+    (``make_output_folders``), kept until the job completes: a job that does not complete removes those it
     made once empty (``remove_made``), and never one the user had."""
     if local_directory(prefix) is None:
         return None
@@ -60,21 +62,82 @@ def made_marker(prefix: str, settings: Settings, batch_prediction_id: str) -> Pa
     return stem.with_name(f"{stem.name}+made")
 
 
-def remove_made(made: Path | None, *, keep_marker: bool) -> None:
-    """Remove the ``batch-prediction/`` folder (and its ``result/``) a job made and did not complete, if it
-    holds nothing else (another job's output, a user's file: then it stays). ``keep_marker``: the marker
-    stays with the folder (the job may run again, and made it all the same)."""
-    if made is None or not made.is_dir():
+def make_output_folders(made: Path) -> None:
+    """Make the output's ``batch-prediction/`` folder, and the folders above it, where missing, and record
+    in the marker ``made`` what the job made: the folders from ``batch-prediction/`` up that did not exist,
+    and whether ``result/`` (made when results are published) did not. An earlier attempt's record stands:
+    what was there at the job's first start is what the user had."""
+    if made.exists():
         return
-    result = made.parent / "result"
+    folder, levels = made.parent, 0
+    while not folder.exists():
+        folder, levels = folder.parent, levels + 1
+    made_result = not (made.parent / "result").exists()
+    made.parent.mkdir(parents=True, exist_ok=True)
+    made.write_text(json.dumps({"levels": levels, "result": made_result}))
+
+
+def _made_record(made: Path) -> tuple[int, bool] | None:
+    """The marker's record (``make_output_folders``): the levels made from ``batch-prediction/`` up, and
+    whether ``result/`` was made; None without a readable one. A marker folder is an earlier version's,
+    made with ``batch-prediction/`` (and so ``result/``)."""
+    if made.is_dir():
+        return 1, True
+    try:
+        record = json.loads(made.read_text())
+        levels, made_result = record["levels"], record["result"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    if type(levels) is not int or levels < 0 or type(made_result) is not bool:
+        return None
+    return levels, made_result
+
+
+def remove_made(made: Path | None, *, keep_marker: bool) -> None:
+    """Remove the folders a job that did not complete made (``make_output_folders``: its ``result/``, its
+    ``batch-prediction/`` and the folders above that) that hold nothing else (another job's output, a
+    user's file: then they stay). ``keep_marker``: the marker stays while a folder the job made does (the
+    job may run again, and made it all the same)."""
+    if made is None or not made.exists():
+        return
+    record = _made_record(made)
+    if record is None:  # not one this version wrote: what it says is not known, nothing but it goes
+        if not keep_marker:
+            with suppress(OSError):
+                _remove_marker(made)
+        return
+    levels, made_result = record
+    folder = made.parent
     with suppress(OSError):
-        others = [entry.name for entry in os.scandir(made.parent) if entry.name not in (made.name, "result")]
-        if keep_marker and (others or (result.is_dir() and any(result.iterdir()))):
+        others = [entry.name for entry in os.scandir(folder) if entry.name != made.name]
+        # A job running beside it (another attempt, another batch prediction) may be about to publish
+        # its results into result/: the folder stays while one is.
+        running = any(name.startswith(_TEMPORARY) for name in others)
+        if made_result and not running:
+            with suppress(OSError):  # not there, or holding another job's results
+                (folder / "result").rmdir()
+                others.remove("result")
+        if keep_marker and ((levels and others) or (made_result and "result" in others)):
             return
-        made.rmdir()
+        _remove_marker(made)
+        if levels and not others:
+            for _ in range(levels):
+                folder.rmdir()
+                folder = folder.parent
+
+
+def completed_made(made: Path | None) -> None:
+    """The job completed: what it made holds its results and stays; the marker goes."""
+    if made is not None:
         with suppress(FileNotFoundError):
-            result.rmdir()
-        made.parent.rmdir()
+            _remove_marker(made)
+
+
+def _remove_marker(made: Path) -> None:
+    if made.is_dir():
+        made.rmdir()
+    else:
+        made.unlink()
 
 
 def attempt_folders(prefix: str, settings: Settings, batch_prediction_id: str) -> dict[int, Path]:

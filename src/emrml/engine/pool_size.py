@@ -8,15 +8,16 @@ estimate: the private memory (``smaps_rollup``) of each of two pool processes sc
 times over (20 columns, a model of all its inputs) peaked at about 30, 90 and 165 MiB with batches of 1, 4
 and 16 MiB; the budget (88, 160 and 448 MiB) leaves room for wider rows and longer texts.
 
-The memory available is read when a job plans its pool: the kernel's ``MemAvailable``, and less
-when the process's cgroup (a container's memory limit) leaves less. Jobs starting at the same moment read the
-same figure, so the bound is a guard against a machine of little memory and many cores, not a reservation.
+The memory available is read when a job plans its pool: the kernel's ``MemAvailable``, and less when the
+process's cgroup, or one above it (a container's memory limit), leaves less. Jobs starting at the same moment
+read the same figure, so the bound is a guard against a machine of little memory and many cores, not a
+reservation.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from emrml.config import Settings
 
@@ -54,8 +55,8 @@ def local_workers(batch_bytes: int = Settings.batch_bytes) -> int:
 
 
 def available_memory() -> int | None:
-    """Bytes this process may still allocate without swapping: ``MemAvailable``, or the room left under its
-    cgroup's limit when smaller; None when neither can be read (not Linux): no bound then."""
+    """Bytes this process may still allocate without swapping: ``MemAvailable``, or the room left under the
+    limits of its cgroups when smaller; None when neither can be read (not Linux): no bound then."""
     figures = [figure for figure in (_meminfo_available(), _cgroup_room()) if figure is not None]
     return min(figures) if figures else None
 
@@ -73,12 +74,15 @@ def _meminfo_available() -> int | None:
 
 
 def _cgroup_room() -> int | None:
-    """The memory limit of this process's cgroup less its use (cgroup v2, or v1's memory controller); None
-    without a limit or a cgroup to read."""
+    """The least memory left under the limits of this process's cgroup and of every cgroup above it (cgroup
+    v2, or v1's memory controller); None without a limit or a cgroup to read. A limit on a parent bounds
+    all the cgroups under it together: a container runtime or a systemd slice sets it there, leaving the
+    process's own cgroup without one."""
     try:
         lines = _SELF_CGROUP.read_text().splitlines()
     except OSError:
         return None
+    rooms: list[int] = []
     for line in lines:
         _, controllers, path = line.split(":", 2)
         if controllers == "":
@@ -87,14 +91,28 @@ def _cgroup_room() -> int | None:
             files, mount = ("memory.limit_in_bytes", "memory.usage_in_bytes"), _CGROUP / "memory"
         else:
             continue
-        # The path is the host's unless the container has its own cgroup namespace; a container without
-        # one mounts its own cgroup at the root, where the host's path does not exist.
-        for folder in (mount / path.lstrip("/"), mount):
-            try:
-                limit, used = ((folder / name).read_text().strip() for name in files)
-            except OSError:
-                continue
+        rooms += _rooms_up_to(mount, path, files)
+    return min(rooms) if rooms else None
+
+
+def _rooms_up_to(mount: Path, path: str, files: tuple[str, str]) -> list[int]:
+    """The room under each limit from the cgroup ``path`` up to the ``mount``'s root, read from its ``files``
+    (limit, use); a level without them (the root cgroup has none) or without a limit counts for nothing."""
+    # The path is the host's unless the container has its own cgroup namespace; a container without one
+    # mounts its own cgroup at the root, where the host's path does not exist. A process outside its
+    # namespace's root sees a path with "..": not a folder under the mount.
+    relative = PurePosixPath(path.lstrip("/"))
+    folder = mount / relative
+    if ".." in relative.parts or not folder.is_dir():
+        folder = mount
+    rooms = []
+    while True:
+        try:
+            limit, used = ((folder / name).read_text().strip() for name in files)
             if limit != "max":  # v1 says "no limit" with a huge number, which MemAvailable undercuts
-                return max(0, int(limit) - int(used))
-            break
-    return None
+                rooms.append(max(0, int(limit) - int(used)))
+        except (OSError, ValueError):
+            pass
+        if folder == mount:
+            return rooms
+        folder = folder.parent

@@ -6,7 +6,9 @@ staged CSV; emrml does the same. The instance or cluster identifier of the reque
 the ``sql_connections`` setting (``{"my-instance": "mysql://db.example.com:3306"}``); the request's
 database name and credentials complete it. Reads are Arrow-native — connectorx for MySQL / MariaDB, the
 ADBC PostgreSQL driver for the PostgreSQL wire protocol — and run in a read-only transaction, so a query
-that would write fails instead. Both drivers are the optional extra ``emrml[sql]``.
+that would write fails instead. Both drivers are the optional extra ``emrml[sql]``. A query whose reader
+dies (a job's worker killed) or leaves it ends on the server: PostgreSQL checks its client, a MySQL read runs
+beside a watcher that ends it (``storage.sql_watch``).
 
 Memory is bounded by the batch size, whatever the width of the rows: batches stream from the driver (about
 16 MiB each from PostgreSQL, ``BATCH_ROWS`` rows from MySQL) to ``storage.sql_staging``.
@@ -17,15 +19,20 @@ from __future__ import annotations
 import dataclasses
 import re
 import ssl
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
-import pyarrow as pa
-
 from emrml.errors import DataError
+from emrml.storage import sql_watch
+
+if TYPE_CHECKING:
+    # Imported where used: the watcher of a MySQL read (storage.sql_watch) runs beside the read, for as
+    # long as it runs, and connects with this module's ``mysql_connect``: pyarrow would add some 60 MB to it.
+    import pyarrow as pa
 
 #: Rows per Arrow batch read from MySQL / MariaDB (connectorx counts batches in rows; the PostgreSQL driver
 #: is asked for about 16 MiB instead). Few enough that wide rows stay small in memory (4,096 rows of 20 KB
@@ -346,6 +353,8 @@ def _utc_timestamps(reader: pa.RecordBatchReader, names: list[str]) -> pa.Record
     """``reader`` with its columns ``names`` (MySQL TIMESTAMPs, read in the session's time zone, UTC) typed
     as UTC instants: staged as ``…Z``, as PostgreSQL's ``timestamptz`` is. A DATETIME has no time zone and
     stays as it is."""
+    import pyarrow as pa
+
     utc = set(names)
     fields = [
         field.with_type(pa.timestamp(field.type.unit, "UTC"))
@@ -359,18 +368,16 @@ def _utc_timestamps(reader: pa.RecordBatchReader, names: list[str]) -> pa.Record
     return pa.RecordBatchReader.from_batches(schema, (batch.cast(schema) for batch in reader))
 
 
-@contextmanager
-def _mysql_batches(source: SqlSource, query: str) -> Iterator[pa.RecordBatchReader]:
+def mysql_connect(source: SqlSource) -> Any:
+    """A pymysql connection to ``source``, made as the read's driver makes its own (TLS options, UTF-8
+    credentials); DataError with the server's reason when it refuses."""
     try:
-        import connectorx
         import pymysql
     except ImportError as exc:
-        raise _missing_driver(exc.name or "connectorx") from None
-    # connectorx retries a refused login for half a minute and only then says why; a direct connection
-    # first answers at once, with the server's reason.
+        raise _missing_driver(exc.name or "pymysql") from None
     parts = urlsplit(source.url)
     try:
-        connection = pymysql.connect(
+        return pymysql.connect(
             host=parts.hostname,
             port=parts.port or 3306,
             user=source.user,
@@ -385,27 +392,48 @@ def _mysql_batches(source: SqlSource, query: str) -> Iterator[pa.RecordBatchRead
     except pymysql.Error as exc:
         reason = exc.args[1] if len(exc.args) == 2 else str(exc)  # pymysql's args: (code, message)
         raise DataError(f"cannot connect to {source.what}: {reason}") from None
+
+
+@contextmanager
+def _mysql_batches(source: SqlSource, query: str) -> Iterator[pa.RecordBatchReader]:
     try:
-        timestamps = _described_mysql(connection, source, query)
-    finally:
-        connection.close()
-    try:
-        reader = connectorx.read_sql(
-            source.driver_url(),
-            query,
-            return_type="arrow_stream",
-            batch_size=BATCH_ROWS,
-            # Every later transaction of the session, the query's included, is read-only; TIMESTAMPs are
-            # sent in UTC (the server's time zone by default, which the values would not say).
-            pre_execution_query=["SET SESSION TRANSACTION READ ONLY", "SET SESSION time_zone = '+00:00'"],
-        )
-    # connectorx raises RuntimeError for a query the server refuses, and a pyo3 PanicException (a
-    # BaseException) for one that fails while running.
-    except BaseException as exc:
-        if isinstance(exc, KeyboardInterrupt | SystemExit):
-            raise
-        raise DataError(f"SelectSqlQuery failed on {source.what}: {_clean(exc)}") from None
-    yield _guarded(_utc_timestamps(reader, timestamps), source)
+        import connectorx
+    except ImportError as exc:
+        raise _missing_driver(exc.name or "connectorx") from None
+    # connectorx retries a refused login for half a minute and only then says why; a direct connection
+    # first answers at once, with the server's reason.
+    connection = mysql_connect(source)
+    # Both connections running the query (to describe it, then to read it) take a lock naming them, by which
+    # the read's watcher ends them if this process dies or leaves the read (storage.sql_watch).
+    token = uuid.uuid4().hex
+    with sql_watch.watched(source, token):
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT GET_LOCK(%s, 0)", (sql_watch.lock_name(token, "describe"),))
+            timestamps = _described_mysql(connection, source, query)
+        finally:
+            connection.close()
+        try:
+            reader = connectorx.read_sql(
+                source.driver_url(),
+                query,
+                return_type="arrow_stream",
+                batch_size=BATCH_ROWS,
+                # Every later transaction of the session, the query's included, is read-only; TIMESTAMPs
+                # are sent in UTC (the server's time zone by default, which the values would not say).
+                pre_execution_query=[
+                    "SET SESSION TRANSACTION READ ONLY",
+                    "SET SESSION time_zone = '+00:00'",
+                    f"SELECT GET_LOCK('{sql_watch.lock_name(token, 'read')}', 0)",
+                ],
+            )
+        # connectorx raises RuntimeError for a query the server refuses, and a pyo3 PanicException (a
+        # BaseException) for one that fails while running.
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            raise DataError(f"SelectSqlQuery failed on {source.what}: {_clean(exc)}") from None
+        yield _guarded(_utc_timestamps(reader, timestamps), source)
 
 
 @contextmanager
@@ -457,6 +485,7 @@ def _end_with_the_client(connection: Any, cursor: Any, error: type[Exception]) -
 
 def _guarded(reader: pa.RecordBatchReader, source: SqlSource) -> pa.RecordBatchReader:
     """``reader`` whose errors while streaming become DataError naming the source."""
+    import pyarrow as pa
 
     def batches() -> Iterator[pa.RecordBatch]:
         try:

@@ -1,0 +1,149 @@
+"""The watcher of a MySQL / MariaDB read (``storage.sql``): it ends the read's query on the server when the
+process reading it dies, or leaves the read before its end.
+
+A job whose datasource is deleted, or that runs out of memory, has its worker killed. PostgreSQL 14 and
+later notice within a second that the client of a query is gone (``sql._end_with_the_client``); MariaDB and
+MySQL have no such check, and a query that sends nothing while it works (a sort, an aggregate, a join of
+large tables, SLEEP) runs to its end all the same: hours of the database's time, perhaps. So each read runs
+beside a small process of its own, which ends the read's connections with KILL (which a user may do to its
+own connections, without privileges) when the reader dies or says it left the read.
+
+- A process, because only another process outlives a reader killed by SIGKILL (by its runner, after its
+  grace to stop, or by the kernel short of memory); one started by the read watches every way a read runs
+  (a job's worker, the CLI, the library). Having the job runner issue the KILL after reaping its worker
+  would need the read's credentials kept where the runner could read them, and would miss a read abandoned
+  on an error, whose process lives on.
+- Named locks, because the read's driver (connectorx) does not tell which connection it runs the query on.
+  Each connection of the read takes one (``GET_LOCK``) before its query; ``IS_USED_LOCK`` tells any session
+  which connection holds it, and the lock goes with the connection, so the one killed is the read's own
+  even if it has ended meanwhile (the server does not reuse a connection id).
+- Not ``max_statement_time``: a limit would end a long query the job still wants too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import select
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from emrml.storage.sql import SqlSource
+
+#: What the reader tells its watcher when the read ends: the query finished, or the read was left (an error,
+#: a stop) while its query may still run. Anything else, or the end of the pipe, is the reader gone.
+DONE = b"done\n"
+LEFT = b"left\n"
+
+
+def lock_name(token: str, connection: str) -> str:
+    """The lock the read's ``connection`` ("describe" or "read") holds while it runs (at most 64
+    characters, the server's limit)."""
+    return f"emrml-read-{token}-{connection}"
+
+
+@contextmanager
+def watched(source: SqlSource, token: str) -> Iterator[None]:
+    """The block's queries on ``source``, in connections holding ``lock_name(token, ...)``, are ended if this
+    process dies while it runs, or if it raises."""
+    import emrml
+
+    environment = dict(os.environ)
+    # The watcher imports this very emrml, whatever path this process found it on.
+    package_root = str(Path(emrml.__file__).resolve().parents[1])
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, (package_root, environment.get("PYTHONPATH"))))
+    watcher = subprocess.Popen(
+        # -P: not the working folder's modules (a job's may be anyone's), only the installed ones.
+        [sys.executable, "-P", "-m", "emrml.storage.sql_watch"],
+        stdin=subprocess.PIPE,
+        env=environment,
+        start_new_session=True,  # Ctrl-C in the terminal of `emrml serve` must not end it with the reader
+    )
+    assert watcher.stdin is not None
+    # The credentials go through the pipe: a command line is readable by every user of the machine.
+    order = {"source": dataclasses.asdict(source), "token": token, "pid": os.getpid()}
+    ending = LEFT
+    try:
+        watcher.stdin.write(json.dumps(order).encode() + b"\n")
+        watcher.stdin.flush()
+        yield
+        ending = DONE
+    finally:
+        with suppress(OSError):  # a watcher that died early has nothing to be told
+            watcher.stdin.write(ending)
+        with suppress(OSError):
+            watcher.stdin.close()
+        watcher.wait()  # once told the read was left: its query has ended when the error is reported
+
+
+def _end_of_read(pid: int, pending: bytes) -> bytes:
+    """What ended the read: ``DONE``, ``LEFT``, or b"" when the reader ``pid`` died (its end of the pipe
+    closed, or the process gone: a process it forked may hold the pipe open)."""
+    try:
+        process = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return pending
+    except OSError:  # a kernel before 5.3: the pipe alone tells
+        process = None
+    watched = [0] if process is None else [0, process]
+    while b"\n" not in pending:
+        ready, _, _ = select.select(watched, [], [])
+        if 0 not in ready:
+            return b""
+        chunk = os.read(0, 4096)
+        if not chunk:
+            return b""
+        pending += chunk
+    return pending
+
+
+def _end_queries(source: SqlSource, token: str) -> None:
+    """KILL the connections of the read that are still there."""
+    import pymysql
+
+    from emrml.storage.sql import mysql_connect
+
+    connection = mysql_connect(source)
+    try:
+        with connection.cursor() as cursor:
+            for name in ("describe", "read"):
+                cursor.execute("SELECT IS_USED_LOCK(%s)", (lock_name(token, name),))
+                row = cursor.fetchone()
+                if row and row[0] is not None:
+                    with suppress(pymysql.Error):  # it ended meanwhile
+                        cursor.execute(f"KILL {int(row[0])}")
+    finally:
+        connection.close()
+
+
+def main() -> None:
+    from emrml.errors import DataError
+    from emrml.storage.sql import SqlSource
+
+    received = b""
+    while b"\n" not in received:
+        chunk = os.read(0, 65536)
+        if not chunk:
+            return  # the reader died before it said what to watch: nothing of it ran
+        received += chunk
+    line, _, pending = received.partition(b"\n")
+    order = json.loads(line)
+    if _end_of_read(order["pid"], pending) == DONE:
+        return
+    source = SqlSource(**order["source"])
+    try:
+        _end_queries(source, order["token"])
+    except Exception as exc:
+        reason = exc.message if isinstance(exc, DataError) else str(exc)
+        print(f"emrml: the query of a MySQL read ended early may still run: {reason}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

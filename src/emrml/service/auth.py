@@ -355,7 +355,8 @@ def parse_signature(request: HttpRequest, now: float) -> SignatureClaim:
         )
     _check_clock(moment, now)
     canonical = _canonical_prefix(request, scope) + _payload_hash(request)
-    string_to_sign = f"{ALGORITHM}\n{timestamp}\n{scope.credential_scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
+    digest = hashlib.sha256(canonical.encode()).hexdigest()
+    string_to_sign = f"{ALGORITHM}\n{timestamp}\n{scope.credential_scope}\n{digest}"
     return SignatureClaim(
         scope.access_key_id, date, scope.region, scope.signed_headers, signature, timestamp, string_to_sign
     )

@@ -268,15 +268,16 @@ class _Scope(NamedTuple):
     credential_scope: str
     #: The values of the signed headers, in their order, from a request's headers (KeyError if one is not).
     values: Callable[[Mapping[str, str]], tuple[str, ...]]
-    #: (method, raw path, query, signed headers' values) → the canonical request without the payload hash.
-    canonical: dict[tuple[str, str, str, tuple[str, ...]], str]
 
 
-#: The checked parts before the signature (``_Scope``) by their text; forgotten all at once when full.
+#: The checked parts before the signature (``_Scope``) by their text, and the canonical requests without
+#: their payload hash by (signed headers, method, raw path, query, signed headers' values; the timestamp
+#: among them, so a new one every second). Both are remembered before any signature is verified, so both
+#: are small, and forgotten all at once when full: made-up requests cannot grow them.
 _SCOPES: dict[str, _Scope] = {}
-_MAX_SCOPES = 1024
-#: Canonical requests remembered per scope (the timestamp is among the values: a new one every second).
-_MAX_CANONICAL = 64
+_MAX_SCOPES = 256
+_CANONICAL: dict[tuple[tuple[str, ...], str, str, str, tuple[str, ...]], str] = {}
+_MAX_CANONICAL = 256
 _SIGNATURE_SEPARATOR = ", Signature="
 
 
@@ -298,7 +299,7 @@ def _scope(credential: str, signed: str) -> _Scope:
     # Two signed headers at least (the required ones), so itemgetter gives a tuple.
     values = operator.itemgetter(*signed_headers)
     credential_scope = f"{date}/{region}/{SERVICE}/aws4_request"
-    return _Scope(access_key_id, date, region, signed_headers, credential_scope, values, {})
+    return _Scope(access_key_id, date, region, signed_headers, credential_scope, values)
 
 
 def _read_authorization(header: str) -> tuple[_Scope, str]:
@@ -327,13 +328,13 @@ def _canonical_prefix(request: HttpRequest, scope: _Scope) -> str:
         values = scope.values(request.headers)
     except KeyError:
         return _canonical_head(request, scope.signed_headers)  # which names the missing header
-    key = (request.method, request.raw_path, request.query_string, values)
-    known = scope.canonical.get(key)
+    key = (scope.signed_headers, request.method, request.raw_path, request.query_string, values)
+    known = _CANONICAL.get(key)
     if known is None:
         known = _canonical_head(request, scope.signed_headers)
-        if len(scope.canonical) >= _MAX_CANONICAL:
-            scope.canonical.clear()
-        scope.canonical[key] = known
+        if len(_CANONICAL) >= _MAX_CANONICAL:
+            _CANONICAL.clear()
+        _CANONICAL[key] = known
     return known
 
 

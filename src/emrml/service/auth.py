@@ -21,6 +21,7 @@ import functools
 import hashlib
 import hmac
 import json
+import operator
 import os
 import re
 import time
@@ -237,6 +238,11 @@ def _payload_hash(request: HttpRequest) -> str:
 
 def canonical_request(request: HttpRequest, signed_headers: Sequence[str]) -> str:
     """The SigV4 canonical request for the headers named in ``signed_headers`` (lower case, sorted)."""
+    return _canonical_head(request, signed_headers) + _payload_hash(request)
+
+
+def _canonical_head(request: HttpRequest, signed_headers: Sequence[str]) -> str:
+    """The canonical request up to its last line, the payload hash: the same for every body."""
     headers = request.headers
     try:
         lines = "".join([f"{name}:{' '.join(headers[name].split())}\n" for name in signed_headers])
@@ -247,19 +253,36 @@ def canonical_request(request: HttpRequest, signed_headers: Sequence[str]) -> st
     return (
         f"{request.method.upper()}\n{_canonical_path(request.raw_path)}\n"
         f"{_canonical_query(request.query_string)}\n{lines}\n{';'.join(signed_headers)}\n"
-        f"{_payload_hash(request)}"
     )
 
 
-def parse_signature(request: HttpRequest, now: float) -> SignatureClaim:
-    """Check the form and timeliness of a request's SigV4 signature; the secret is checked by ``verify``."""
-    headers = request.headers
-    header = headers.get("authorization")
-    if header is None:
-        raise MissingAuthenticationTokenException("Request is missing Authentication Token")
-    if "x-amz-security-token" in headers:
-        raise UnrecognizedClientException(_INVALID_TOKEN)
-    credential, signed, signature = _authorization_parts(header)
+class _Scope(NamedTuple):
+    """What the part of an ``Authorization`` header before its signature says, checked once: a client
+    sends the same part with every request of a day (only the signature differs)."""
+
+    access_key_id: str
+    date: str
+    region: str
+    signed_headers: tuple[str, ...]
+    #: ``f"{date}/{region}/{SERVICE}/aws4_request"``, as the string to sign has it.
+    credential_scope: str
+    #: The values of the signed headers, in their order, from a request's headers (KeyError if one is not).
+    values: Callable[[Mapping[str, str]], tuple[str, ...]]
+
+
+#: The checked parts before the signature (``_Scope``) by their text, and the canonical requests without
+#: their payload hash by (signed headers, method, raw path, query, signed headers' values; the timestamp
+#: among them, so a new one every second). Both are remembered before any signature is verified, so both
+#: are small, and forgotten all at once when full: made-up requests cannot grow them.
+_SCOPES: dict[str, _Scope] = {}
+_MAX_SCOPES = 256
+_CANONICAL: dict[tuple[tuple[str, ...], str, str, str, tuple[str, ...]], str] = {}
+_MAX_CANONICAL = 256
+_SIGNATURE_SEPARATOR = ", Signature="
+
+
+def _scope(credential: str, signed: str) -> _Scope:
+    """The checked scope of a ``Credential`` and ``SignedHeaders`` (the errors of malformed ones)."""
     scope = credential.split("/")
     if len(scope) != 5 or scope[4] != "aws4_request":
         raise IncompleteSignatureException(
@@ -273,21 +296,71 @@ def parse_signature(request: HttpRequest, now: float) -> SignatureClaim:
     for name in REQUIRED_SIGNED_HEADERS:
         if name not in signed_headers:
             raise IncompleteSignatureException(f"'{name}' must be a 'SignedHeader' in the AWS Authorization.")
+    # Two signed headers at least (the required ones), so itemgetter gives a tuple.
+    values = operator.itemgetter(*signed_headers)
+    credential_scope = f"{date}/{region}/{SERVICE}/aws4_request"
+    return _Scope(access_key_id, date, region, signed_headers, credential_scope, values)
+
+
+def _read_authorization(header: str) -> tuple[_Scope, str]:
+    """The checked scope and the signature of an ``Authorization`` header."""
+    head, separator, signature = header.rpartition(_SIGNATURE_SEPARATOR)
+    if separator and _HEX_SHA256.fullmatch(signature):
+        known = _SCOPES.get(head)
+        if known is not None:
+            return known, signature
+    credential, signed, signature = _authorization_parts(header)
+    scope = _scope(credential, signed)
     if not _HEX_SHA256.fullmatch(signature):
         raise IncompleteSignatureException("Signature must be 64 lower-case hexadecimal characters.")
+    # Remembered only when the signature is the header's tail: the same head with any other signature then
+    # reads as this one did, so the checks above hold for it too.
+    if separator and signature == header[len(head) + len(separator) :]:
+        if len(_SCOPES) >= _MAX_SCOPES:
+            _SCOPES.clear()
+        _SCOPES[head] = scope
+    return scope, signature
+
+
+def _canonical_prefix(request: HttpRequest, scope: _Scope) -> str:
+    """``_canonical_head`` of the request, remembered for requests alike."""
+    try:
+        values = scope.values(request.headers)
+    except KeyError:
+        return _canonical_head(request, scope.signed_headers)  # which names the missing header
+    key = (scope.signed_headers, request.method, request.raw_path, request.query_string, values)
+    known = _CANONICAL.get(key)
+    if known is None:
+        known = _canonical_head(request, scope.signed_headers)
+        if len(_CANONICAL) >= _MAX_CANONICAL:
+            _CANONICAL.clear()
+        _CANONICAL[key] = known
+    return known
+
+
+def parse_signature(request: HttpRequest, now: float) -> SignatureClaim:
+    """Check the form and timeliness of a request's SigV4 signature; the secret is checked by ``verify``."""
+    headers = request.headers
+    header = headers.get("authorization")
+    if header is None:
+        raise MissingAuthenticationTokenException("Request is missing Authentication Token")
+    if "x-amz-security-token" in headers:
+        raise UnrecognizedClientException(_INVALID_TOKEN)
+    scope, signature = _read_authorization(header)
     timestamp, moment = _request_time(headers)
+    date = scope.date
     if date != timestamp[:8]:
         raise InvalidSignatureException(
             f"Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: "
             f"'{date[:16]}' != '{timestamp[:8]}', from '{timestamp}'."
         )
     _check_clock(moment, now)
-    canonical = canonical_request(request, signed_headers)
-    string_to_sign = (
-        f"{ALGORITHM}\n{timestamp}\n{date}/{region}/{SERVICE}/aws4_request\n"
-        f"{hashlib.sha256(canonical.encode()).hexdigest()}"
+    canonical = _canonical_prefix(request, scope) + _payload_hash(request)
+    digest = hashlib.sha256(canonical.encode()).hexdigest()
+    string_to_sign = f"{ALGORITHM}\n{timestamp}\n{scope.credential_scope}\n{digest}"
+    return SignatureClaim(
+        scope.access_key_id, date, scope.region, scope.signed_headers, signature, timestamp, string_to_sign
     )
-    return SignatureClaim(access_key_id, date, region, signed_headers, signature, timestamp, string_to_sign)
 
 
 def _hmac(key: bytes, message: str) -> bytes:

@@ -93,9 +93,10 @@ def predict_checked(
         raise
     if caller is not None:
         app.access.check_predict(caller, model_id, mount.owner)
-    if settings.predict_endpoint_check == "strict":
+    # The usual request names the public URL exactly, which needs no normalizing.
+    if settings.predict_endpoint_check == "strict" and endpoint != settings.public_url:
         url = endpoint_url(app)
-        if endpoint != url and normalized_url(endpoint) != url:  # the usual request names it exactly
+        if normalized_url(endpoint) != url:
             raise InvalidInputException(
                 f"PredictEndpoint {endpoint!r} is not the EndpointUrl of MLModel {model_id!r} ({url!r})"
             )

@@ -40,12 +40,19 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 def operation_name(target: str | None) -> str:
     """The operation an ``X-Amz-Target`` header names; UnknownOperationException if it names none."""
+    if target in _KNOWN_TARGETS:
+        return _KNOWN_TARGETS[target]
     if not target:
         raise UnknownOperationException("the X-Amz-Target header is missing")
     prefix, dot, name = target.partition(".")
     if not dot or prefix + dot != TARGET_PREFIX or name not in OPERATIONS:
         raise UnknownOperationException(f"unknown operation {target[:120]!r}")
+    _KNOWN_TARGETS[target] = name  # at most one entry per operation
     return name
+
+
+#: The operations of the targets met so far: the usual request's is found by one lookup.
+_KNOWN_TARGETS: dict[str, str] = {}
 
 
 def _check_strings(request: dict[str, Any]) -> None:
@@ -69,13 +76,13 @@ def _check_strings(request: dict[str, Any]) -> None:
 
 def decode_request(body: bytes) -> dict[str, Any]:
     """The request object of a JSON body; an empty body is ``{}``."""
-    if not body.strip():
-        return {}
     try:
         # orjson: strict JSON (no NaN or Infinity, no number out of float range, valid UTF-8, no lone
         # surrogate, at most 1024 levels), and several times faster than the json module.
         request = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if not body.strip():  # looked at only now: the usual body is not empty
+            return {}
         near = body[exc.pos : exc.pos + 24].decode("utf-8", "replace")
         raise SerializationException(
             f"the request body is not valid JSON: {exc.msg} at byte {exc.pos} (near {near!r})"

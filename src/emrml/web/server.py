@@ -87,6 +87,7 @@ from emrml.web.scheduler import JobScheduler
 from emrml.web.tls import SecureTransport, TlsSettings
 
 log = logging.getLogger(__name__)
+_CONTENT_TYPE = CONTENT_TYPE.encode()
 _INTERNAL_MESSAGE = "An internal error occurred; the server log has the details under request id {}."
 #: Create operations that queue a job: the scheduler looks for it at once instead of at its next poll.
 _QUEUEING = frozenset(
@@ -214,7 +215,7 @@ class ApiHandler:
                 error = InternalServerException(_INTERNAL_MESSAGE.format(request_id))
                 answer, payload, error_type = 500, encode_error(error), error.type_name
             response_headers = [
-                (b"content-type", CONTENT_TYPE.encode()),
+                (b"content-type", _CONTENT_TYPE),
                 (b"content-length", str(len(payload)).encode()),
                 (b"x-amzn-requestid", request_id.encode()),
             ]
@@ -232,12 +233,14 @@ class ApiHandler:
 
 def _signed_request(scope: Scope, headers: dict[str, str], body: bytes) -> HttpRequest:
     raw_path = scope.get("raw_path") or scope["path"].encode()
+    query = scope.get("query_string", b"")
+    # The API's usual path and query without a call each: comparing costs less than decoding.
     return HttpRequest(
-        method=scope["method"],
-        raw_path=raw_path.decode("latin-1"),
-        query_string=scope.get("query_string", b"").decode("latin-1"),
-        headers=headers,
-        body=body,
+        scope["method"],
+        "/" if raw_path == b"/" else raw_path.decode("latin-1"),
+        query.decode("latin-1") if query else "",
+        headers,
+        body,
     )
 
 

@@ -516,6 +516,49 @@ def test_a_time_filter_without_an_offset_is_utc(app: EmrML, monkeypatch) -> None
         time.tzset()
 
 
+def _named(app: EmrML, request: dict) -> list[str]:
+    found = app.call("DescribeDataSources", {"FilterVariable": "Name", **request})["Results"]
+    return [item["Name"] for item in found if item["Name"] != "same"]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql-english", "mariadb"])
+def test_text_filters_compare_and_sort_by_code_point_on_every_metastore(kind: str, tmp_path: Path) -> None:
+    """Names sort and compare as Python's strings do: not by an English collation (PostgreSQL's default
+    on many servers), and without MariaDB's padding, which made EQ "a" match a name "a "."""
+    from metastores import empty_metastore
+
+    names = ["apple", "Banana", "b", "_z", "a", "a ", "a\t", "Ä"]
+    for url in empty_metastore(kind, tmp_path):
+        app = EmrML(Settings.load(environ={}, home=tmp_path / "home", metastore_url=url))
+        try:
+            for i, name in enumerate(names):
+                create(app, f"ds-{i}", name)
+            create(app, "ds-A", "same")
+            create(app, "ds-a", "same")
+
+            assert _named(app, {}) == sorted(names)
+            assert _named(app, {"SortOrder": "dsc"}) == sorted(names, reverse=True)
+            assert _named(app, {"EQ": "a"}) == ["a"]
+            assert _named(app, {"NE": "a", "LT": "b"}) == sorted(n for n in names if n != "a" and n < "b")
+            assert _named(app, {"GT": "B"}) == sorted(n for n in names if n > "B")
+            tied = app.call("DescribeDataSources", {"FilterVariable": "Name", "EQ": "same"})["Results"]
+            assert [item["DataSourceId"] for item in tied] == ["ds-A", "ds-a"]
+            walked, token = [], None
+            while True:
+                page = app.call(
+                    "DescribeDataSources",
+                    {"FilterVariable": "Name", "Limit": 3, **({"NextToken": token} if token else {})},
+                )
+                walked += [item["DataSourceId"] for item in page["Results"]]
+                token = page.get("NextToken")
+                if not token:
+                    break
+            everything = app.call("DescribeDataSources", {"FilterVariable": "Name"})["Results"]
+            assert walked == [item["DataSourceId"] for item in everything]
+        finally:
+            app.close()
+
+
 def test_prefix_matches_the_start_exactly_on_every_metastore(app: EmrML) -> None:
     """Prefix is as case-sensitive as EQ (SQLite's LIKE was not), and % _ \\ are plain characters."""
     names = ["Train", "train-2", "50%_off", "50 percent", "a\\b", "ab", "😀 smile", "😀"]

@@ -224,6 +224,23 @@ def test_tags(app: EmrML) -> None:
         app.call("AddTags", {**target, "Tags": [{"Key": "late", "Value": "v"}]})
 
 
+def test_tag_keys_differing_in_trailing_blanks_are_two_tags(app: EmrML) -> None:
+    """Keys compare exactly on every metastore: MariaDB's padding made "a" and "a " one key (an internal
+    error adding the second, and DeleteTags of one deleted the other)."""
+    create(app, "ds-1")
+    target = {"ResourceId": "ds-1", "ResourceType": "DataSource"}
+    app.call("AddTags", {**target, "Tags": [{"Key": "a", "Value": "1"}]})
+    app.call("AddTags", {**target, "Tags": [{"Key": "a ", "Value": "2"}, {"Key": "b"}, {"Key": "b "}]})
+    assert app.call("DescribeTags", target)["Tags"] == [
+        {"Key": "a", "Value": "1"},
+        {"Key": "a ", "Value": "2"},
+        {"Key": "b"},
+        {"Key": "b "},
+    ]
+    app.call("DeleteTags", {**target, "TagKeys": ["a ", "b"]})
+    assert app.call("DescribeTags", target)["Tags"] == [{"Key": "a", "Value": "1"}, {"Key": "b "}]
+
+
 def test_concurrent_add_tags_keep_to_the_limit(settings: Settings, monkeypatch) -> None:
     # Two AddTags of 30 new tags each, on an object without tags: each counted the tags before the other
     # added its own, and both were accepted (60 tags). Reading the tags is slowed so that the calls overlap.

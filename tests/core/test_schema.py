@@ -18,7 +18,6 @@ from emrml.core.schema import (
     Attribute,
     AttributeType,
     Schema,
-    check_columns,
     check_first_record,
     check_header,
     generated_names,
@@ -401,20 +400,6 @@ def test_validate_schema_checks_hand_built_schemas() -> None:
 
 
 # --- data against the schema -----------------------------------------------------------------------------
-
-
-def test_check_columns() -> None:
-    schema = dataset_schema("bank_marketing")
-    check_columns(schema, 21, file="data.csv", line=7)
-    with pytest.raises(DataError) as info:
-        check_columns(schema, 20, file="s3://b/data.csv", line=1)
-    assert (
-        info.value.message
-        == "file s3://b/data.csv line 1: the schema has 21 attributes but the data has 20 columns"
-    )
-    one = Schema(attributes=(Attribute("a", N),))
-    with pytest.raises(DataError, match="the schema has 1 attribute but the data has 1000 columns"):
-        check_columns(one, 1000, file="f", line=3)
 
 
 def test_check_header_accepts_the_schemas_names_in_order() -> None:

@@ -224,6 +224,23 @@ def test_tags(app: EmrML) -> None:
         app.call("AddTags", {**target, "Tags": [{"Key": "late", "Value": "v"}]})
 
 
+def test_tag_keys_differing_in_trailing_blanks_are_two_tags(app: EmrML) -> None:
+    """Keys compare exactly on every metastore: MariaDB's padding made "a" and "a " one key (an internal
+    error adding the second, and DeleteTags of one deleted the other)."""
+    create(app, "ds-1")
+    target = {"ResourceId": "ds-1", "ResourceType": "DataSource"}
+    app.call("AddTags", {**target, "Tags": [{"Key": "a", "Value": "1"}]})
+    app.call("AddTags", {**target, "Tags": [{"Key": "a ", "Value": "2"}, {"Key": "b"}, {"Key": "b "}]})
+    assert app.call("DescribeTags", target)["Tags"] == [
+        {"Key": "a", "Value": "1"},
+        {"Key": "a ", "Value": "2"},
+        {"Key": "b"},
+        {"Key": "b "},
+    ]
+    app.call("DeleteTags", {**target, "TagKeys": ["a ", "b"]})
+    assert app.call("DescribeTags", target)["Tags"] == [{"Key": "a", "Value": "1"}, {"Key": "b "}]
+
+
 def test_concurrent_add_tags_keep_to_the_limit(settings: Settings, monkeypatch) -> None:
     # Two AddTags of 30 new tags each, on an object without tags: each counted the tags before the other
     # added its own, and both were accepted (60 tags). Reading the tags is slowed so that the calls overlap.
@@ -514,6 +531,49 @@ def test_a_time_filter_without_an_offset_is_utc(app: EmrML, monkeypatch) -> None
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def _named(app: EmrML, request: dict) -> list[str]:
+    found = app.call("DescribeDataSources", {"FilterVariable": "Name", **request})["Results"]
+    return [item["Name"] for item in found if item["Name"] != "same"]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql-english", "mariadb"])
+def test_text_filters_compare_and_sort_by_code_point_on_every_metastore(kind: str, tmp_path: Path) -> None:
+    """Names sort and compare as Python's strings do: not by an English collation (PostgreSQL's default
+    on many servers), and without MariaDB's padding, which made EQ "a" match a name "a "."""
+    from metastores import empty_metastore
+
+    names = ["apple", "Banana", "b", "_z", "a", "a ", "a\t", "Ä"]
+    for url in empty_metastore(kind, tmp_path):
+        app = EmrML(Settings.load(environ={}, home=tmp_path / "home", metastore_url=url))
+        try:
+            for i, name in enumerate(names):
+                create(app, f"ds-{i}", name)
+            create(app, "ds-A", "same")
+            create(app, "ds-a", "same")
+
+            assert _named(app, {}) == sorted(names)
+            assert _named(app, {"SortOrder": "dsc"}) == sorted(names, reverse=True)
+            assert _named(app, {"EQ": "a"}) == ["a"]
+            assert _named(app, {"NE": "a", "LT": "b"}) == sorted(n for n in names if n != "a" and n < "b")
+            assert _named(app, {"GT": "B"}) == sorted(n for n in names if n > "B")
+            tied = app.call("DescribeDataSources", {"FilterVariable": "Name", "EQ": "same"})["Results"]
+            assert [item["DataSourceId"] for item in tied] == ["ds-A", "ds-a"]
+            walked, token = [], None
+            while True:
+                page = app.call(
+                    "DescribeDataSources",
+                    {"FilterVariable": "Name", "Limit": 3, **({"NextToken": token} if token else {})},
+                )
+                walked += [item["DataSourceId"] for item in page["Results"]]
+                token = page.get("NextToken")
+                if not token:
+                    break
+            everything = app.call("DescribeDataSources", {"FilterVariable": "Name"})["Results"]
+            assert walked == [item["DataSourceId"] for item in everything]
+        finally:
+            app.close()
 
 
 def test_prefix_matches_the_start_exactly_on_every_metastore(app: EmrML) -> None:

@@ -401,16 +401,6 @@ def _plural(count: int, noun: str) -> str:
 # --- Data against the schema ------------------------------------------------------------------------------
 
 
-def check_columns(schema: Schema, column_count: int, *, file: str, line: int) -> None:
-    """Raise ``DataError`` unless a data line of ``file`` (1-based ``line``) has one column per attribute."""
-    expected = len(schema.attributes)
-    if column_count != expected:
-        raise DataError(
-            f"file {file} line {line}: the schema has {_plural(expected, 'attribute')} "
-            f"but the data has {_plural(column_count, 'column')}"
-        )
-
-
 def generated_names(count: int) -> list[str]:
     """Names for the columns of a file without a header: ``Var01``, ``Var02``, … as the console showed.
 

@@ -18,7 +18,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, and_, false, func, literal, or_, select, true
+from sqlalchemy import ColumnElement, String, and_, false, func, literal, or_, select, true
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from emrml.errors import InvalidInputException
 from emrml.service.metastore import ENTITY_CLASSES
@@ -81,6 +83,31 @@ def _time_value(text: str, comparator: str) -> float:
     )
 
 
+class _CodePoints(FunctionElement[str]):
+    """Text that compares and sorts by code point, as SQLite's does: PostgreSQL compares by the database's
+    collation (en-US: "apple" < "b" < "Banana", punctuation all but ignored), and MariaDB's utf8mb4_bin
+    pads with spaces ("a" = "a "), so the same filter would list other objects, in another order, on each
+    metastore. (UTF-8 bytes sort as their code points.)"""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(_CodePoints)
+def _code_points(element: _CodePoints, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.clauses, **kw))
+
+
+@compiles(_CodePoints, "postgresql")
+def _code_points_postgresql(element: _CodePoints, compiler: Any, **kw: Any) -> str:
+    return f'({compiler.process(element.clauses, **kw)}) COLLATE "C"'
+
+
+@compiles(_CodePoints, "mysql", "mariadb")
+def _code_points_mysql(element: _CodePoints, compiler: Any, **kw: Any) -> str:
+    return f"CAST(({compiler.process(element.clauses, **kw)}) AS BINARY)"
+
+
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -105,19 +132,22 @@ _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
-def _conditions(kind: str, request: Request) -> tuple[Any, list[ColumnElement[bool]]]:
+def _conditions(kind: str, request: Request) -> tuple[Any, Any, list[ColumnElement[bool]]]:
+    """The value each object is sorted by, the same as compared (by code point for text), and the
+    conditions on the objects to list."""
     table = ENTITY_CLASSES[kind]
     variable = request.get("FilterVariable")
     used = [c for c in COMPARATORS if request.get(c) is not None]
     if variable is None:
         if used:
             raise InvalidInputException(f"{', '.join(used)} needs a FilterVariable to compare with")
-        return table.created_at, [table.status != "DELETED"]
+        return table.created_at, table.created_at, [table.status != "DELETED"]
     column_name = FILTERS[kind][variable]
-    column: Any = getattr(table, column_name) if column_name else literal(ALGORITHM)
+    value_column: Any = getattr(table, column_name) if column_name else literal(ALGORITHM)
     if column_name and table.__table__.c[column_name].nullable:
         # An object without a name (or location) sorts and compares as "": NULL would match no comparison.
-        column = func.coalesce(column, "")
+        value_column = func.coalesce(value_column, "")
+    column = value_column if variable in TIME_VARIABLES else _CodePoints(value_column)
     conditions: list[ColumnElement[bool]] = []
     if variable in TIME_VARIABLES and "Prefix" in used:
         raise InvalidInputException(f"Prefix compares text; {variable} is a time (use GT, GE, LT or LE)")
@@ -134,7 +164,7 @@ def _conditions(kind: str, request: Request) -> tuple[Any, list[ColumnElement[bo
     # DELETED objects stay hidden unless asked for by status, so that waiters can see them (spec 4.8).
     if not (variable == "Status" and request.get("EQ") == "DELETED"):
         conditions.append(table.status != "DELETED")
-    return column, conditions
+    return value_column, column, conditions
 
 
 def _query(kind: str, request: Request) -> str:
@@ -203,7 +233,7 @@ def describe(
     app: EmrML, kind: str, request: Request, view: Callable[[Any], Response], operation_name: str = ""
 ) -> Response:
     table = ENTITY_CLASSES[kind]
-    column, conditions = _conditions(kind, request)
+    value_column, column, conditions = _conditions(kind, request)
     # Only what the caller may describe: others' objects are not there for it (service.access).
     visible = app.access.visible(operation_name or f"Describe{kind}s", kind)
     if visible is not None:
@@ -211,14 +241,15 @@ def describe(
     limit = request.get("Limit", 100)
     descending = request.get("SortOrder", "asc") == "dsc"
     after = _after(kind, request.get("NextToken"), request)
+    object_id = _CodePoints(table.id)  # ties go by id, "A" before "a" on every metastore
     if after is not None:
         value, last_id = after
         if descending:
-            conditions.append(or_(column < value, and_(column == value, table.id < last_id)))
+            conditions.append(or_(column < value, and_(column == value, object_id < last_id)))
         else:
-            conditions.append(or_(column > value, and_(column == value, table.id > last_id)))
-    order = [column.desc(), table.id.desc()] if descending else [column.asc(), table.id.asc()]
-    query = select(table, column).where(and_(*conditions)).order_by(*order).limit(limit + 1)
+            conditions.append(or_(column > value, and_(column == value, object_id > last_id)))
+    order = [column.desc(), object_id.desc()] if descending else [column.asc(), object_id.asc()]
+    query = select(table, value_column).where(and_(*conditions)).order_by(*order).limit(limit + 1)
     with app.sessions() as session:
         rows = list(session.execute(query))
     response: Response = {"Results": [view(entity) for entity, _ in rows[:limit]]}

@@ -168,6 +168,7 @@ class Tag(Base):
 
     resource_type: Mapped[str] = mapped_column(String(32), primary_key=True)
     resource_id: Mapped[str] = mapped_column(ENTITY_ID, primary_key=True)
+    #: On MySQL and MariaDB in a collation without padding (migration 0017): "a" and "a " are two keys.
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     value: Mapped[str | None] = mapped_column(String(256))
     #: Insertion order, so DescribeTags lists tags as they were added.

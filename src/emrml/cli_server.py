@@ -61,11 +61,14 @@ def _json_output(ctx: typer.Context) -> bool:
 
 
 def _identities(ctx: typer.Context) -> Identities:
+    from emrml.service.confinement import prepare_home
     from emrml.service.identity import Identities
     from emrml.service.metastore import migrate, open_engine, session_factory
 
     settings = _settings(ctx)
-    settings.home.mkdir(parents=True, exist_ok=True)
+    # As EmrML does: the first command on a fresh home may be `emrml users create`, and the metastore
+    # (and secrets.key beside it) must not start out readable by everyone.
+    prepare_home(settings)
     engine = open_engine(settings.database_url)
     migrate(engine, settings.home)
     ctx.call_on_close(engine.dispose)

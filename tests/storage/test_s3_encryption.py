@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from emrml.config import Settings
 from emrml.errors import AccessDeniedException, InvalidInputException
@@ -331,6 +331,41 @@ def test_bad_key_settings_are_named(s3: S3, tmp_path: Path) -> None:
         with pytest.raises(InvalidInputException, match=message) as caught:
             use(s3, s3_cse_key=spec)
         assert "s3_cse_key" in caught.value.message
+
+
+def test_a_key_file_of_the_wrong_kind_is_named_not_a_traceback(
+    s3: S3, tmp_path: Path, aes_key_file: Path, rsa_key_file: Path
+) -> None:
+    """An RSA setting given the AES key file (or a password-protected PEM) was a ValueError or TypeError
+    out of cryptography, an internal error; base64 of a wrong length passed as a key."""
+    locked = tmp_path / "locked.pem"
+    locked.write_bytes(
+        serialization.load_pem_private_key(rsa_key_file.read_bytes(), password=None).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
+    elliptic = tmp_path / "ec.pem"
+    elliptic.write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    short = tmp_path / "short-b64.key"
+    short.write_bytes(base64.b64encode(os.urandom(20)) + b"\n")
+    for setting, spec, message in [
+        ("s3_cse_key", f"rsa:{aes_key_file}", "holds no RSA key in PEM"),
+        ("s3_cse_key", f"rsa:{locked}", "holds a password-protected private key"),
+        ("s3_cse_key", f"rsa:{elliptic}", "not an RSA key"),
+        ("s3_cse_key", f"aes:{short}", "holds no AES key: one has 16, 24 or 32 bytes"),
+        ("s3_cse_old_keys", f"rsa:{aes_key_file}", "holds no RSA key in PEM"),
+    ]:
+        keys = {"s3_cse_key": f"aes:{aes_key_file}", setting: spec}
+        with pytest.raises(InvalidInputException) as caught:
+            use(s3, **keys)
+        assert caught.value.message.startswith(f"setting {setting}: {spec.partition(':')[2]} ")
+        assert message in caught.value.message
 
 
 def test_a_kms_key_without_sse_kms_is_refused_rather_than_left_out_of_writes(tmp_path: Path) -> None:

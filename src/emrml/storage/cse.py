@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -125,17 +125,28 @@ class RsaKeyProvider:
     _PADDING = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
 
     def __init__(self, pem: bytes) -> None:
+        """ValueError, saying what the file holds instead, unless ``pem`` is an RSA key."""
         self.private: rsa.RSAPrivateKey | None = None
-        if b"PRIVATE KEY" in pem:
-            key = serialization.load_pem_private_key(pem, password=None)
-            if not isinstance(key, rsa.RSAPrivateKey):
-                raise InvalidInputException("the RSA key provider needs an RSA key")
+        try:
+            if b"PRIVATE KEY" in pem:
+                key = serialization.load_pem_private_key(pem, password=None)
+            else:
+                key = serialization.load_pem_public_key(pem)
+        except TypeError:  # cryptography's answer to a key that needs a password
+            raise ValueError(
+                "holds a password-protected private key, which cannot be opened unattended: store it "
+                "without a password in a file readable by its owner only"
+            ) from None
+        except (ValueError, UnsupportedAlgorithm):
+            raise ValueError(
+                "holds no RSA key in PEM (a PKCS#8 or PKCS#1 private key, or a public key)"
+            ) from None
+        if isinstance(key, rsa.RSAPrivateKey):
             self.private, public = key, key.public_key()
+        elif isinstance(key, rsa.RSAPublicKey):
+            public = key
         else:
-            loaded = serialization.load_pem_public_key(pem)
-            if not isinstance(loaded, rsa.RSAPublicKey):
-                raise InvalidInputException("the RSA key provider needs an RSA key")
-            public = loaded
+            raise ValueError(f"holds a key of another algorithm ({type(key).__name__}), not an RSA key")
         self.public = public
         der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         self.key_id = "rsa-" + hashlib.sha256(der).hexdigest()[:16]
@@ -218,9 +229,10 @@ class KeyProviders:
     allow_plaintext: bool = False
 
 
-def provider_from_spec(spec: str, settings: Settings) -> KeyProvider:
+def provider_from_spec(spec: str, settings: Settings, setting: str = "s3_cse_key") -> KeyProvider:
     """A key provider from ``kind:argument``: ``aes:<key file>``, ``rsa:<PEM file>``, ``kms:<key id>`` or
-    ``plugin:<module>:<factory>`` (``factory(settings)`` returns a ``KeyProvider``)."""
+    ``plugin:<module>:<factory>`` (``factory(settings)`` returns a ``KeyProvider``). A bad value is an
+    InvalidInputException naming ``setting`` (where the value came from) and the file."""
     kind, _, argument = spec.strip().partition(":")
     try:
         if kind == "aes":
@@ -237,26 +249,32 @@ def provider_from_spec(spec: str, settings: Settings) -> KeyProvider:
             module, _, factory = argument.partition(":")
             return getattr(importlib.import_module(module), factory)(settings)  # type: ignore[no-any-return]
     except OSError as exc:
-        raise InvalidInputException(f"setting s3_cse_key: cannot read {argument}: {exc.strerror}") from None
+        raise InvalidInputException(f"setting {setting}: cannot read {argument}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise InvalidInputException(f"setting {setting}: {argument} {exc}") from None
     except (ImportError, AttributeError) as exc:
-        raise InvalidInputException(f"setting s3_cse_key: cannot load plug-in {argument}: {exc}") from None
+        raise InvalidInputException(f"setting {setting}: cannot load plug-in {argument}: {exc}") from None
     raise InvalidInputException(
-        f"setting s3_cse_key: {spec!r} is not aes:<file>, rsa:<file>, kms:<key id> or "
+        f"setting {setting}: {spec.strip()!r} is not aes:<file>, rsa:<file>, kms:<key id> or "
         "plugin:<module>:<factory>"
     )
 
 
 def _read_aes_key(path: str) -> bytes:
+    """The key a file holds, raw or in base64; ValueError, saying what is wrong, otherwise."""
     with open(os.path.expanduser(path), "rb") as file:
         data = file.read()
     if len(data) in (16, 24, 32):
         return data
     try:
-        return base64.b64decode(data.strip(), validate=True)
+        key = base64.b64decode(data.strip(), validate=True)
     except ValueError:
-        raise InvalidInputException(
-            f"setting s3_cse_key: {path} holds neither a raw AES key nor one in base64"
-        ) from None
+        raise ValueError("holds neither a raw AES key nor one in base64") from None
+    if len(key) not in (16, 24, 32):
+        raise ValueError(
+            f"holds no AES key: one has 16, 24 or 32 bytes, raw or in base64 (its base64 gives {len(key)})"
+        )
+    return key
 
 
 def provider_from_settings(settings: Settings) -> KeyProviders | None:
@@ -264,7 +282,9 @@ def provider_from_settings(settings: Settings) -> KeyProviders | None:
         return None
     active = provider_from_spec(settings.s3_cse_key, settings)
     older = [
-        provider_from_spec(spec, settings) for spec in settings.s3_cse_old_keys.split(",") if spec.strip()
+        provider_from_spec(spec, settings, "s3_cse_old_keys")
+        for spec in settings.s3_cse_old_keys.split(",")
+        if spec.strip()
     ]
     return KeyProviders(active, [active, *older], bool(settings.s3_cse_allow_plaintext))
 

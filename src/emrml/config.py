@@ -163,8 +163,12 @@ class Settings:
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
+                # An empty choice (s3_sse: none) is said in words: a list starting ", AES256" reads as a typo.
+                listed = ", ".join(choice for choice in allowed if choice) + (
+                    ", or empty" if "" in allowed else ""
+                )
                 raise InvalidInputException(
-                    f"setting {name} must be one of {', '.join(allowed)} (got {getattr(self, name)!r})"
+                    f"setting {name} must be one of {listed} (got {getattr(self, name)!r})"
                 )
         if self.s3_sse_kms_key_id and self.s3_sse != "aws:kms":
             # Else the key was left out of every write: objects were stored under the bucket's default

@@ -368,6 +368,12 @@ def test_a_key_file_of_the_wrong_kind_is_named_not_a_traceback(
         assert message in caught.value.message
 
 
+def test_an_unknown_sse_setting_lists_the_choices(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputException) as refused:
+        Settings.load(environ={"EMRML_S3_SSE": "kms"}, home=tmp_path)
+    assert refused.value.message == "setting s3_sse must be one of AES256, aws:kms, or empty (got 'kms')"
+
+
 def test_a_kms_key_without_sse_kms_is_refused_rather_than_left_out_of_writes(tmp_path: Path) -> None:
     """The key id was used only with s3_sse = "aws:kms": set alone (or with AES256), every object was
     written under the bucket's default encryption instead of the named KMS key, and nothing said so."""

@@ -10,8 +10,10 @@ import dataclasses
 import io
 import json
 import os
+import re
 import subprocess
 import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -197,6 +199,30 @@ def test_key_rotation_reads_old_objects_and_writes_with_the_new_key(
     assert head(s3, "old.csv")["Metadata"]["x-amz-wrap-alg"] == "RSA-OAEP-SHA1"
     use(s3, s3_cse_key=f"rsa:{rsa_key_file}")
     assert read(s3.uri("old.csv")) == b"old\n"
+
+
+def test_the_documented_rotation_leaves_nothing_wrapped_by_the_old_key(
+    s3: S3, aes_key_file: Path, rsa_key_file: Path
+) -> None:
+    """docs/encryption.md's re-encryption walked ``list_files``, which leaves out ``.schema`` and hidden
+    files: they stayed wrapped by the old key, unreadable once it was retired as the next step says."""
+    use(s3, s3_cse_key=f"aes:{aes_key_file}")
+    objects = {"data/a.csv": b"1,2\n", "data/a.csv.schema": b"{}", "data/part/.schema": b"{ }"}
+    for key, body in objects.items():
+        write(s3.uri(key), body)
+    locations.make_folder(s3.uri("data/empty/"))
+    rotated = use(s3, s3_cse_key=f"rsa:{rsa_key_file}", s3_cse_old_keys=f"aes:{aes_key_file}")
+    text = (Path(__file__).parents[2] / "docs" / "encryption.md").read_text(encoding="utf-8")
+    [block] = [
+        block for block in re.findall(r"```python\n(.*?)```", text, re.DOTALL) if "atomic_write" in block
+    ]
+    # Run as written, with the test server's settings for the user's and its bucket for "bucket".
+    block = textwrap.dedent(block).replace("Settings.load()", "rotated").replace("s3://bucket/", s3.uri())
+    exec(compile(block, "docs/encryption.md", "exec"), {"rotated": rotated})
+    use(s3, s3_cse_key=f"rsa:{rsa_key_file}")
+    assert {key: read(s3.uri(key)) for key in objects} == objects
+    assert head(s3, "data/part/.schema")["Metadata"]["x-amz-wrap-alg"] == "RSA-OAEP-SHA1"
+    assert head(s3, "data/empty/")["ContentLength"] == 0
 
 
 def _tamper(s3: S3, key: str, body: bytes | None = None, drop: str | None = None) -> None:

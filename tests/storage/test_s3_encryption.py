@@ -175,6 +175,32 @@ def test_wrong_or_missing_key_fails_naming_the_object(s3: S3, tmp_path: Path, ae
         read_text(s3.uri("secret.csv"))
 
 
+def test_a_key_of_another_kind_or_a_public_key_says_which_key_reads_it(
+    s3: S3, tmp_path: Path, aes_key_file: Path, rsa_key_file: Path
+) -> None:
+    """Both were "no configured key provider handles that" or "none of the configured keys opens its data
+    key", which sent the user after a wrong key rather than the missing kind of key or the private half."""
+    use(s3, s3_cse_key=f"rsa:{rsa_key_file}")
+    write(s3.uri("rsa.csv"), b"a\n1\n")
+    use(s3, s3_cse_key=f"aes:{aes_key_file}")
+    with pytest.raises(DecryptionError) as caught:
+        read(s3.uri("rsa.csv"))
+    assert caught.value.message == (
+        f"cannot decrypt '{s3.uri('rsa.csv')}': its data key is wrapped with RSA-OAEP-SHA1, which only a key "
+        "configured as rsa:<PEM file> opens, and none is (settings s3_cse_key, s3_cse_old_keys)"
+    )
+    public = tmp_path / "public.pem"
+    public.write_bytes(
+        serialization.load_pem_private_key(rsa_key_file.read_bytes(), password=None)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    use(s3, s3_cse_key=f"rsa:{public}")
+    with pytest.raises(DecryptionError) as caught:
+        read(s3.uri("rsa.csv"))
+    assert caught.value.message.endswith("; an RSA public key alone cannot read: configure the private key")
+
+
 def test_a_kms_that_cannot_be_reached_is_not_called_a_wrong_key(s3: S3, kms_key: str) -> None:
     # An unreachable (or refusing) KMS was reported as "none of the configured keys opens its data key
     # (wrong key, or the envelope was altered)", sending the user after the key instead of the service.

@@ -75,6 +75,19 @@ class KeyUnavailable(Exception):
     reached), as opposed to a key that does not fit, which any other exception of ``unwrap`` means."""
 
 
+class PublicKeyOnly(ValueError):
+    """An RSA provider given a public key was asked to unwrap: it writes, and reads nothing."""
+
+
+#: The ``s3_cse_key`` kind that makes each built-in wrap algorithm, for errors naming the key an object needs.
+_KIND_OF_WRAP = {
+    "AES/GCM": "aes:<key file>",
+    "RSA-OAEP-SHA1": "rsa:<PEM file>",
+    "kms+context": "kms:<key id>",
+}
+_KEY_SETTINGS = "settings s3_cse_key, s3_cse_old_keys"
+
+
 class KeyProvider(Protocol):
     """Wraps and unwraps data keys, like an EMRFS encryption-materials provider.
 
@@ -158,7 +171,7 @@ class RsaKeyProvider:
 
     def unwrap(self, wrap_algorithm: str, wrapped: bytes, description: dict[str, str], cipher: str) -> bytes:
         if self.private is None:
-            raise ValueError("only the public key is configured")
+            raise PublicKeyOnly("only the public key is configured")
         message = self.private.decrypt(wrapped, self._PADDING)
         length = message[0]
         if length not in (16, 24, 32) or message[1 + length :] != cipher.encode():
@@ -389,13 +402,16 @@ def _data_key(envelope: Envelope, providers: KeyProviders | None, location: str)
         )
     fitting = [p for p in providers.readers if envelope.wrap_algorithm in p.wrap_algorithms]
     if not fitting:
+        kind = _KIND_OF_WRAP.get(envelope.wrap_algorithm)
+        needs = f"only a key configured as {kind} opens, and none is" if kind else "no configured key handles"
         raise DecryptionError(
-            f"cannot decrypt '{location}': its data key is wrapped with {envelope.wrap_algorithm} and no "
-            "configured key provider handles that"
+            f"cannot decrypt '{location}': its data key is wrapped with {envelope.wrap_algorithm}, which "
+            f"{needs} ({_KEY_SETTINGS})"
         )
     named = envelope.description.get(KEY_ID)
     fitting.sort(key=lambda provider: provider.key_id != named)  # the key the object names first
     unavailable: list[str] = []
+    public_only = False
     for provider in fitting:
         try:
             key = provider.unwrap(
@@ -403,6 +419,9 @@ def _data_key(envelope: Envelope, providers: KeyProviders | None, location: str)
             )
         except KeyUnavailable as exc:
             unavailable.append(str(exc))
+            continue
+        except PublicKeyOnly:
+            public_only = True
             continue
         except Exception:
             continue
@@ -415,7 +434,8 @@ def _data_key(envelope: Envelope, providers: KeyProviders | None, location: str)
         )
     raise DecryptionError(
         f"cannot decrypt '{location}': none of the configured keys opens its data key (wrong key, or the "
-        "envelope was altered)"
+        f"envelope was altered; {_KEY_SETTINGS})"
+        + ("; an RSA public key alone cannot read: configure the private key" if public_only else "")
     )
 
 

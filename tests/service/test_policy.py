@@ -158,6 +158,9 @@ def test_storage_grants_on_locations_are_accepted(action: object, resource: obje
         ("Delete*", "MLModel/*", "Resource 'MLModel/\\*' can match no object"),
         ("iam:GetUser", "bob", "Resource 'bob' can match no user or group: iam actions act on users"),
         ("*", "relative/*", "Resource 'relative/\\*' can match no resource of its actions: iam .*; storage"),
+        ("storage:Read", "s3://team/data/../x/*", "can match no location: it has a '.' or '..' segment"),
+        ("storage:Write", "/srv/./out/*", "can match no location: it has a '.' or '..' segment"),
+        ("storage:Read", "/srv/data/..", "can match no location: it has a '.' or '..' segment"),
     ],
 )
 def test_a_statement_on_what_none_of_its_actions_act_on_is_refused(
@@ -173,6 +176,7 @@ def test_a_statement_on_what_none_of_its_actions_act_on_is_refused(
     [
         ("Predict", ["mlmodel/ml-*", "arn:aws:machinelearning:us-east-1:000000000000:mlmodel/x", "*", "?l*"]),
         ("iam:*", ["user/bob", "group/*", "*"]),
+        ("storage:Read", ["/srv/data/.hidden/*", "s3://team/..data/*", "s3://team/*/.*"]),
         (["Get*", "iam:GetUser"], ["datasource/*", "user/bob"]),
     ],
 )

@@ -184,6 +184,12 @@ def _check_resource_patterns(resources: Iterable[str], actions: Iterable[str], k
                 f"Resource {pattern!r} can match no {noun}: "
                 + "; ".join(RESOURCE_STARTS[service][2] for service in services)
             )
+        if pattern.startswith(LOCATION_STARTS) and re.search(r"/\.\.?(/|$)", pattern):
+            # Local paths are checked resolved, and an s3:// key with such a segment is refused as input.
+            raise InvalidInputException(
+                f"Resource {pattern!r} can match no location: it has a '.' or '..' segment, which no checked "
+                "location has (local paths are resolved first; S3 keys with one are refused)"
+            )
 
 
 @dataclass(frozen=True)

@@ -532,6 +532,16 @@ def test_groups_commands_grant_and_take_permissions(tmp_path: Path) -> None:
     named.write_text(json.dumps({"Sid": "s1", "Effect": "Allow", "Action": "Predict", "Resource": "*"}))
     with_sid = runner.invoke(app, [*home, "groups", "add-statement", "data", str(named)])
     assert with_sid.exit_code == 2 and "takes no Sid" in with_sid.output and "groups show" in with_sid.output
+    # A file in another encoding was an internal error; a member given twice took its last value silently.
+    for content, says in [
+        ('{"Effect": "Allow", "Action": "Predict"}'.encode("utf-16"), "is not UTF-8 text (byte 1 "),
+        (b'{"Effect": "Deny", "Action": "Predict", "Effect": "Allow"}', "names the member 'Effect' twice"),
+    ]:
+        named.write_bytes(content)
+        odd = runner.invoke(app, [*home, "groups", "add-statement", "data", str(named)])
+        assert odd.exit_code == 2 and odd.output == f"error: InvalidInputException: {named} {says}" + (
+            "cannot be read): save it as UTF-8 JSON\n" if "UTF-8" in says else "\n"
+        )
     not_a_number = runner.invoke(app, [*home, "groups", "remove-statement", "data", "s1"])
     assert not_a_number.exit_code == 2 and not_a_number.output.count("\n") == 1
     assert not_a_number.output.startswith("error: InvalidInputException: SID: ")

@@ -31,6 +31,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, false, not_, or_, true
 
+from emrml.core.json_text import load_json
 from emrml.errors import InvalidInputException
 
 EFFECTS = ("Allow", "Deny")
@@ -269,6 +270,20 @@ class Statement:
         ]
         matched = or_(*ids) if ids else false()
         return and_(matched, owner_column == caller) if self.owner == "self" else matched
+
+
+def statement_document(text: str | bytes, what: str) -> object:
+    """A statement as written (``what``: where, for errors), parsed; ``Statement.parse`` checks it. A member
+    named twice is refused: JSON parsers keep the last, so ``"Effect": "Deny"`` followed by ``"Effect":
+    "Allow"`` would silently be an Allow."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise InvalidInputException(
+                f"{what} is not UTF-8 text (byte {exc.start + 1} cannot be read): save it as UTF-8 JSON"
+            ) from None
+    return load_json(text, what, repeated=lambda key: f"{what} names the member {key!r} twice")
 
 
 def statement_number(text: str) -> int:

@@ -685,6 +685,19 @@ def test_a_secret_sealed_with_another_key_file_fails_naming_the_key_file(tmp_pat
     assert "two.key" in raised.value.message and "db-password" not in raised.value.message
 
 
+def test_a_key_file_emrml_did_not_write_is_named_not_an_internal_error(tmp_path: Path) -> None:
+    app, home = _root_app(), tmp_path / "home"
+    assert CliRunner().invoke(app, ["--home", str(home), "users", "create", "bob"]).exit_code == 0
+    for garbled in (b"", b"not a key\n", b"x" * 44):
+        (home / "secrets.key").write_bytes(garbled)
+        refused = CliRunner().invoke(app, ["--home", str(home), "keys", "create", "bob"])
+        assert refused.exit_code == 2 and refused.output == (
+            f"error: InvalidInputException: {home / 'secrets.key'} holds no key (emrml writes 44 characters "
+            "of base64 there): restore the copy the metastore's secrets were encrypted with; every server "
+            "sharing the metastore needs it\n"
+        )
+
+
 def test_a_deactivated_key_is_refused_until_activated_again(live_server: Any) -> None:
     live_server.identities.create_user("dave")
     key = live_server.identities.create_key("dave")

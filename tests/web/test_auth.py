@@ -696,6 +696,9 @@ def test_a_key_file_emrml_did_not_write_is_named_not_an_internal_error(tmp_path:
             "of base64 there): restore the copy the metastore's secrets were encrypted with; every server "
             "sharing the metastore needs it\n"
         )
+    # The server says so too, before it listens (it was a traceback).
+    refused = CliRunner().invoke(app, ["--home", str(home), "serve", "--port", "1", "--workers-jobs", "0"])
+    assert refused.exit_code == 2 and refused.output.endswith("every server sharing the metastore needs it\n")
 
 
 def test_a_deactivated_key_is_refused_until_activated_again(live_server: Any) -> None:

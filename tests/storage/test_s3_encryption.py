@@ -379,8 +379,12 @@ def test_bad_key_settings_are_named(s3: S3, tmp_path: Path) -> None:
         (f"aes:{tmp_path / 'none.key'}", "cannot read"),
         (f"aes:{short}", "neither a raw AES key nor one in base64"),
         ("plugin:no_such_module_here:factory", "cannot load plug-in"),
+        # The factory's own failure, or an object that is no provider, were internal errors.
+        ("plugin:json:loads", "plug-in json:loads failed: TypeError: "),
+        ("plugin:builtins:str", "plug-in builtins:str returned a str, not a key provider (it lacks "),
+        ("plugin:json", "plug-in 'json' is not <module>:<factory>"),
     ]:
-        with pytest.raises(InvalidInputException, match=message) as caught:
+        with pytest.raises(InvalidInputException, match=re.escape(message)) as caught:
             use(s3, s3_cse_key=spec)
         assert "s3_cse_key" in caught.value.message
 

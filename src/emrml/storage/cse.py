@@ -32,7 +32,7 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -42,9 +42,6 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
 from emrml.errors import InvalidInputException
-
-if TYPE_CHECKING:
-    from emrml.config import Settings
 
 V2_CIPHER = "AES/GCM/NoPadding"
 V3_SUITE = "115"
@@ -240,66 +237,6 @@ class KeyProviders:
     #: refused: nothing authenticates it, so anyone who can write to the bucket could have substituted it
     #: (the AWS S3 Encryption Client v3 refuses such objects too).
     allow_plaintext: bool = False
-
-
-def provider_from_spec(spec: str, settings: Settings, setting: str = "s3_cse_key") -> KeyProvider:
-    """A key provider from ``kind:argument``: ``aes:<key file>``, ``rsa:<PEM file>``, ``kms:<key id>`` or
-    ``plugin:<module>:<factory>`` (``factory(settings)`` returns a ``KeyProvider``). A bad value is an
-    InvalidInputException naming ``setting`` (where the value came from) and the file."""
-    kind, _, argument = spec.strip().partition(":")
-    try:
-        if kind == "aes":
-            return AesKeyProvider(_read_aes_key(argument))
-        if kind == "rsa":
-            with open(os.path.expanduser(argument), "rb") as file:
-                return RsaKeyProvider(file.read())
-        if kind == "kms":
-            endpoint = settings.kms_endpoint_url
-            return KmsKeyProvider(argument, endpoint, settings.s3_region)
-        if kind == "plugin":
-            import importlib
-
-            module, _, factory = argument.partition(":")
-            return getattr(importlib.import_module(module), factory)(settings)  # type: ignore[no-any-return]
-    except OSError as exc:
-        raise InvalidInputException(f"setting {setting}: cannot read {argument}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise InvalidInputException(f"setting {setting}: {argument} {exc}") from None
-    except (ImportError, AttributeError) as exc:
-        raise InvalidInputException(f"setting {setting}: cannot load plug-in {argument}: {exc}") from None
-    raise InvalidInputException(
-        f"setting {setting}: {spec.strip()!r} is not aes:<file>, rsa:<file>, kms:<key id> or "
-        "plugin:<module>:<factory>"
-    )
-
-
-def _read_aes_key(path: str) -> bytes:
-    """The key a file holds, raw or in base64; ValueError, saying what is wrong, otherwise."""
-    with open(os.path.expanduser(path), "rb") as file:
-        data = file.read()
-    if len(data) in (16, 24, 32):
-        return data
-    try:
-        key = base64.b64decode(data.strip(), validate=True)
-    except ValueError:
-        raise ValueError("holds neither a raw AES key nor one in base64") from None
-    if len(key) not in (16, 24, 32):
-        raise ValueError(
-            f"holds no AES key: one has 16, 24 or 32 bytes, raw or in base64 (its base64 gives {len(key)})"
-        )
-    return key
-
-
-def provider_from_settings(settings: Settings) -> KeyProviders | None:
-    if not settings.s3_cse_key:
-        return None
-    active = provider_from_spec(settings.s3_cse_key, settings)
-    older = [
-        provider_from_spec(spec, settings, "s3_cse_old_keys")
-        for spec in settings.s3_cse_old_keys.split(",")
-        if spec.strip()
-    ]
-    return KeyProviders(active, [active, *older], bool(settings.s3_cse_allow_plaintext))
 
 
 # --- the envelope ---------------------------------------------------------------------------------------

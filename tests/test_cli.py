@@ -421,6 +421,13 @@ def test_home_option_selects_the_home_folder(tmp_path: Path, runner: CliRunner) 
     assert (other / "metastore.db").is_file()
 
 
+def test_a_home_first_used_by_the_user_commands_is_owner_only(tmp_path: Path) -> None:
+    home = tmp_path / "fresh-home"
+    invoke("--home", str(home), "users", "create", "bob")
+    assert home.stat().st_mode & 0o777 == 0o700
+    assert (home / "metastore.db").stat().st_mode & 0o777 == 0o600
+
+
 def test_output_is_accepted_before_or_after_the_subcommand(
     home: Path, runner: CliRunner, sample: tuple[Path, Path]
 ) -> None:

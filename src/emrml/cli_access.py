@@ -14,7 +14,6 @@ import typer
 
 from emrml.cli_common import CliConsole, command_group, reports_errors
 from emrml.cli_render.parts import titled_table
-from emrml.core.json_text import load_json
 from emrml.errors import InvalidInputException
 
 if TYPE_CHECKING:
@@ -192,7 +191,9 @@ def groups_add_statement(
     ),
 ) -> None:
     """Add a statement written as JSON (Effect, Action, Resource, Owner; the group numbers it)."""
-    statement = load_json(document.read_text(), str(document))
+    from emrml.service.policy import statement_document  # sqlalchemy: imported by the commands that use it
+
+    statement = statement_document(document.read_bytes(), str(document))
     sid = access_of(ctx).add_statement(group, statement)
     typer.echo(f"Added statement {sid} to {group}.")
 

@@ -61,11 +61,14 @@ def _json_output(ctx: typer.Context) -> bool:
 
 
 def _identities(ctx: typer.Context) -> Identities:
+    from emrml.service.confinement import prepare_home
     from emrml.service.identity import Identities
     from emrml.service.metastore import migrate, open_engine, session_factory
 
     settings = _settings(ctx)
-    settings.home.mkdir(parents=True, exist_ok=True)
+    # As EmrML does: the first command on a fresh home may be `emrml users create`, and the metastore
+    # (and secrets.key beside it) must not start out readable by everyone.
+    prepare_home(settings)
     engine = open_engine(settings.database_url)
     migrate(engine, settings.home)
     ctx.call_on_close(engine.dispose)
@@ -492,13 +495,20 @@ def start_server(
         )
     # One server of a home at a time: two started at once on a new home would both write
     # admin-credentials.json, the second's console password or access key replacing the first's.
-    with home_lock(settings.home, ".first-start.lock"):
-        created = (
-            None
-            if no_auth
-            else ensure_admin(Identities(service.sessions, settings.home, settings.account_id), settings.home)
-        )
-        ensure_admin_password(Logins(service.sessions), settings.home)
+    try:
+        with home_lock(settings.home, ".first-start.lock"):
+            created = (
+                None
+                if no_auth
+                else ensure_admin(
+                    Identities(service.sessions, settings.home, settings.account_id), settings.home
+                )
+            )
+            ensure_admin_password(Logins(service.sessions), settings.home)
+    except AmazonMLError as exc:  # a secrets.key that holds no key
+        service.close()
+        typer.echo(f"error: {exc.type_name}: {exc.message}", err=True)
+        raise typer.Exit(exc.exit_code) from None
     if created is not None:
         _first_start_help(created[1], url, snippets=snippets)
     slots = settings.max_concurrent_jobs if workers_jobs is None else workers_jobs

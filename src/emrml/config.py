@@ -163,8 +163,12 @@ class Settings:
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
+                # An empty choice (s3_sse: none) is said in words: a list starting ", AES256" reads as a typo.
+                listed = ", ".join(choice for choice in allowed if choice) + (
+                    ", or empty" if "" in allowed else ""
+                )
                 raise InvalidInputException(
-                    f"setting {name} must be one of {', '.join(allowed)} (got {getattr(self, name)!r})"
+                    f"setting {name} must be one of {listed} (got {getattr(self, name)!r})"
                 )
         if self.s3_sse_kms_key_id and self.s3_sse != "aws:kms":
             # Else the key was left out of every write: objects were stored under the bucket's default
@@ -194,6 +198,9 @@ class Settings:
                     f"(got {url!r})"
                 )
 
+        if self.ldap_url:
+            self._check_ldap()
+
         if not _SPARK_MASTER.fullmatch(self.spark_master):
             # Else a typo showed only once a job ran: as a master that "does not answer" (spark://host without
             # its port), or as Spark's own parse error after the JVM's start.
@@ -201,6 +208,23 @@ class Settings:
                 f"setting spark_master must be local, local[N], local[*], spark://host:port (several "
                 f"host:port comma-separated for standby masters), yarn or k8s://https://host:port "
                 f"(got {self.spark_master!r})"
+            )
+
+    def _check_ldap(self) -> None:
+        """Refuse LDAP settings that would let one entry's password log in as any user name."""
+        if not self.ldap_user_dn and not self.ldap_search_base:
+            raise InvalidInputException(
+                "setting ldap_url needs ldap_user_dn (e.g. uid={user},ou=people,dc=example,dc=org) or "
+                "ldap_search_base to find a user's entry"
+            )
+        # The pattern in use (ldap_user_dn, else the search's filter) without {user} would find the same
+        # entry for every name typed at the login page: its password would log in as any user the console
+        # has no local password for.
+        name = "ldap_user_dn" if self.ldap_user_dn else "ldap_search_filter"
+        if "{user}" not in getattr(self, name):
+            raise InvalidInputException(
+                f"setting {name} must contain {{user}}, where the login's user name goes "
+                f"(got {getattr(self, name)!r})"
             )
 
     @property

@@ -52,6 +52,13 @@ def test_an_admin_creates_a_user_puts_it_in_a_group_and_grants_storage(
         },
     )
     assert bad.status_code == 400 and "matches no action" in bad.text
+    twice = '{"Effect": "Deny", "Action": "Predict", "Effect": "Allow"}'
+    data = {"csrf_token": token, "action": "add-statement", "statement": twice}
+    repeated = admin.post(f"/console/groups/{group}", data=data)
+    assert (
+        repeated.status_code == 400
+        and "the statement names the member &#39;Effect&#39; twice" in repeated.text
+    )
     admin.post(f"/console/groups/{group}", data={"csrf_token": token, "action": "add-member", "user": name})
     # Each Remove button names what it removes: a screen reader's list of buttons tells them apart.
     page = admin.get(f"/console/groups/{group}").text

@@ -17,6 +17,7 @@ import pytest
 from console_helpers import log_in, login_token
 
 from emrml.config import Settings
+from emrml.errors import InvalidInputException
 from emrml.service.app import EmrML
 from emrml.service.groups import groups_of
 
@@ -84,11 +85,12 @@ def directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def ldap_settings(home: Path, url: str, **overrides: Any) -> Settings:
-    return Settings.load(
-        environ={}, home=home, ldap_url=url, ldap_user_dn=f"uid={{user}},ou=people,{SUFFIX}",
-        ldap_group_base=f"ou=groups,{SUFFIX}", ldap_group_map={f"cn=ML-Admins,ou=groups,{SUFFIX}": "admins"},
+    return Settings.load(environ={}, home=home, **{
+        "ldap_url": url, "ldap_user_dn": f"uid={{user}},ou=people,{SUFFIX}",
+        "ldap_group_base": f"ou=groups,{SUFFIX}",
+        "ldap_group_map": {f"cn=ML-Admins,ou=groups,{SUFFIX}": "admins"},
         **overrides,
-    )  # fmt: skip
+    })  # fmt: skip
 
 
 @pytest.fixture
@@ -222,3 +224,19 @@ def test_a_directory_user_is_sent_to_the_directory_to_change_the_password(
         assert refused.status_code == 400 and "directory&#39;s (LDAP): change it there" in refused.text
     client.post("/console/logout", data={"csrf_token": login_token(page.text)})
     assert log_in(client, "alice", "alice-secret-1").status_code == 303
+
+
+def test_settings_that_would_find_one_entry_for_every_name_are_refused(tmp_path: Path) -> None:
+    """A user DN or search filter without {user} bound every login name to the same entry: whoever knew
+    that entry's password logged in as any user name the console had no local password for."""
+    for overrides, message in [
+        ({"ldap_user_dn": f"uid=shared,ou=people,{SUFFIX}"}, "setting ldap_user_dn must contain {user}"),
+        (
+            {"ldap_user_dn": "", "ldap_search_base": SUFFIX, "ldap_search_filter": "(uid=shared)"},
+            "setting ldap_search_filter must contain {user}",
+        ),
+        ({"ldap_user_dn": ""}, "setting ldap_url needs ldap_user_dn (e.g. uid={user},"),
+    ]:
+        with pytest.raises(InvalidInputException) as refused:
+            ldap_settings(tmp_path, "ldap://127.0.0.1:389", **overrides)
+        assert refused.value.message.startswith(message)

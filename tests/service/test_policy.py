@@ -146,6 +146,44 @@ def test_storage_grants_on_locations_are_accepted(action: object, resource: obje
     parse({"Effect": "Allow", "Action": action, "Resource": resource})
 
 
+@pytest.mark.parametrize(
+    ("action", "resource", "message"),
+    [
+        (
+            "Predict",
+            "model/ml-churn",
+            "Resource 'model/ml-churn' can match no object: machinelearning actions",
+        ),
+        ("Describe*", ["mlmodel/*", "ml-*"], "Resource 'ml-\\*' can match no object"),
+        ("Delete*", "MLModel/*", "Resource 'MLModel/\\*' can match no object"),
+        ("iam:GetUser", "bob", "Resource 'bob' can match no user or group: iam actions act on users"),
+        ("*", "relative/*", "Resource 'relative/\\*' can match no resource of its actions: iam .*; storage"),
+        ("storage:Read", "s3://team/data/../x/*", "can match no location: it has a '.' or '..' segment"),
+        ("storage:Write", "/srv/./out/*", "can match no location: it has a '.' or '..' segment"),
+        ("storage:Read", "/srv/data/..", "can match no location: it has a '.' or '..' segment"),
+    ],
+)
+def test_a_statement_on_what_none_of_its_actions_act_on_is_refused(
+    action: str, resource: object, message: str
+) -> None:
+    # A typo such as model/ for mlmodel/ was accepted: a Deny then denied nothing, without a word.
+    with pytest.raises(InvalidInputException, match=message):
+        parse({"Effect": "Deny", "Action": action, "Resource": resource})
+
+
+@pytest.mark.parametrize(
+    ("action", "resource"),
+    [
+        ("Predict", ["mlmodel/ml-*", "arn:aws:machinelearning:us-east-1:000000000000:mlmodel/x", "*", "?l*"]),
+        ("iam:*", ["user/bob", "group/*", "*"]),
+        ("storage:Read", ["/srv/data/.hidden/*", "s3://team/..data/*", "s3://team/*/.*"]),
+        (["Get*", "iam:GetUser"], ["datasource/*", "user/bob"]),
+    ],
+)
+def test_statements_on_what_their_actions_act_on_are_accepted(action: object, resource: object) -> None:
+    parse({"Effect": "Allow", "Action": action, "Resource": resource})
+
+
 def _globbed(pattern: str, text: str) -> bool:
     """What a pattern means, by the definition: ``*`` any run of characters, ``?`` one, others themselves."""
 

@@ -10,15 +10,17 @@ import dataclasses
 import io
 import json
 import os
+import re
 import subprocess
 import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from emrml.config import Settings
 from emrml.errors import AccessDeniedException, InvalidInputException
@@ -173,6 +175,32 @@ def test_wrong_or_missing_key_fails_naming_the_object(s3: S3, tmp_path: Path, ae
         read_text(s3.uri("secret.csv"))
 
 
+def test_a_key_of_another_kind_or_a_public_key_says_which_key_reads_it(
+    s3: S3, tmp_path: Path, aes_key_file: Path, rsa_key_file: Path
+) -> None:
+    """Both were "no configured key provider handles that" or "none of the configured keys opens its data
+    key", which sent the user after a wrong key rather than the missing kind of key or the private half."""
+    use(s3, s3_cse_key=f"rsa:{rsa_key_file}")
+    write(s3.uri("rsa.csv"), b"a\n1\n")
+    use(s3, s3_cse_key=f"aes:{aes_key_file}")
+    with pytest.raises(DecryptionError) as caught:
+        read(s3.uri("rsa.csv"))
+    assert caught.value.message == (
+        f"cannot decrypt '{s3.uri('rsa.csv')}': its data key is wrapped with RSA-OAEP-SHA1, which only a key "
+        "configured as rsa:<PEM file> opens, and none is (settings s3_cse_key, s3_cse_old_keys)"
+    )
+    public = tmp_path / "public.pem"
+    public.write_bytes(
+        serialization.load_pem_private_key(rsa_key_file.read_bytes(), password=None)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    use(s3, s3_cse_key=f"rsa:{public}")
+    with pytest.raises(DecryptionError) as caught:
+        read(s3.uri("rsa.csv"))
+    assert caught.value.message.endswith("; an RSA public key alone cannot read: configure the private key")
+
+
 def test_a_kms_that_cannot_be_reached_is_not_called_a_wrong_key(s3: S3, kms_key: str) -> None:
     # An unreachable (or refusing) KMS was reported as "none of the configured keys opens its data key
     # (wrong key, or the envelope was altered)", sending the user after the key instead of the service.
@@ -197,6 +225,30 @@ def test_key_rotation_reads_old_objects_and_writes_with_the_new_key(
     assert head(s3, "old.csv")["Metadata"]["x-amz-wrap-alg"] == "RSA-OAEP-SHA1"
     use(s3, s3_cse_key=f"rsa:{rsa_key_file}")
     assert read(s3.uri("old.csv")) == b"old\n"
+
+
+def test_the_documented_rotation_leaves_nothing_wrapped_by_the_old_key(
+    s3: S3, aes_key_file: Path, rsa_key_file: Path
+) -> None:
+    """docs/encryption.md's re-encryption walked ``list_files``, which leaves out ``.schema`` and hidden
+    files: they stayed wrapped by the old key, unreadable once it was retired as the next step says."""
+    use(s3, s3_cse_key=f"aes:{aes_key_file}")
+    objects = {"data/a.csv": b"1,2\n", "data/a.csv.schema": b"{}", "data/part/.schema": b"{ }"}
+    for key, body in objects.items():
+        write(s3.uri(key), body)
+    locations.make_folder(s3.uri("data/empty/"))
+    rotated = use(s3, s3_cse_key=f"rsa:{rsa_key_file}", s3_cse_old_keys=f"aes:{aes_key_file}")
+    text = (Path(__file__).parents[2] / "docs" / "encryption.md").read_text(encoding="utf-8")
+    [block] = [
+        block for block in re.findall(r"```python\n(.*?)```", text, re.DOTALL) if "atomic_write" in block
+    ]
+    # Run as written, with the test server's settings for the user's and its bucket for "bucket".
+    block = textwrap.dedent(block).replace("Settings.load()", "rotated").replace("s3://bucket/", s3.uri())
+    exec(compile(block, "docs/encryption.md", "exec"), {"rotated": rotated})
+    use(s3, s3_cse_key=f"rsa:{rsa_key_file}")
+    assert {key: read(s3.uri(key)) for key in objects} == objects
+    assert head(s3, "data/part/.schema")["Metadata"]["x-amz-wrap-alg"] == "RSA-OAEP-SHA1"
+    assert head(s3, "data/empty/")["ContentLength"] == 0
 
 
 def _tamper(s3: S3, key: str, body: bytes | None = None, drop: str | None = None) -> None:
@@ -327,10 +379,55 @@ def test_bad_key_settings_are_named(s3: S3, tmp_path: Path) -> None:
         (f"aes:{tmp_path / 'none.key'}", "cannot read"),
         (f"aes:{short}", "neither a raw AES key nor one in base64"),
         ("plugin:no_such_module_here:factory", "cannot load plug-in"),
+        # The factory's own failure, or an object that is no provider, were internal errors.
+        ("plugin:json:loads", "plug-in json:loads failed: TypeError: "),
+        ("plugin:builtins:str", "plug-in builtins:str returned a str, not a key provider (it lacks "),
+        ("plugin:json", "plug-in 'json' is not <module>:<factory>"),
     ]:
-        with pytest.raises(InvalidInputException, match=message) as caught:
+        with pytest.raises(InvalidInputException, match=re.escape(message)) as caught:
             use(s3, s3_cse_key=spec)
         assert "s3_cse_key" in caught.value.message
+
+
+def test_a_key_file_of_the_wrong_kind_is_named_not_a_traceback(
+    s3: S3, tmp_path: Path, aes_key_file: Path, rsa_key_file: Path
+) -> None:
+    """An RSA setting given the AES key file (or a password-protected PEM) was a ValueError or TypeError
+    out of cryptography, an internal error; base64 of a wrong length passed as a key."""
+    locked = tmp_path / "locked.pem"
+    locked.write_bytes(
+        serialization.load_pem_private_key(rsa_key_file.read_bytes(), password=None).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
+    elliptic = tmp_path / "ec.pem"
+    elliptic.write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    short = tmp_path / "short-b64.key"
+    short.write_bytes(base64.b64encode(os.urandom(20)) + b"\n")
+    for setting, spec, message in [
+        ("s3_cse_key", f"rsa:{aes_key_file}", "holds no RSA key in PEM"),
+        ("s3_cse_key", f"rsa:{locked}", "holds a password-protected private key"),
+        ("s3_cse_key", f"rsa:{elliptic}", "not an RSA key"),
+        ("s3_cse_key", f"aes:{short}", "holds no AES key: one has 16, 24 or 32 bytes"),
+        ("s3_cse_old_keys", f"rsa:{aes_key_file}", "holds no RSA key in PEM"),
+    ]:
+        keys = {"s3_cse_key": f"aes:{aes_key_file}", setting: spec}
+        with pytest.raises(InvalidInputException) as caught:
+            use(s3, **keys)
+        assert caught.value.message.startswith(f"setting {setting}: {spec.partition(':')[2]} ")
+        assert message in caught.value.message
+
+
+def test_an_unknown_sse_setting_lists_the_choices(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputException) as refused:
+        Settings.load(environ={"EMRML_S3_SSE": "kms"}, home=tmp_path)
+    assert refused.value.message == "setting s3_sse must be one of AES256, aws:kms, or empty (got 'kms')"
 
 
 def test_a_kms_key_without_sse_kms_is_refused_rather_than_left_out_of_writes(tmp_path: Path) -> None:

@@ -532,6 +532,16 @@ def test_groups_commands_grant_and_take_permissions(tmp_path: Path) -> None:
     named.write_text(json.dumps({"Sid": "s1", "Effect": "Allow", "Action": "Predict", "Resource": "*"}))
     with_sid = runner.invoke(app, [*home, "groups", "add-statement", "data", str(named)])
     assert with_sid.exit_code == 2 and "takes no Sid" in with_sid.output and "groups show" in with_sid.output
+    # A file in another encoding was an internal error; a member given twice took its last value silently.
+    for content, says in [
+        ('{"Effect": "Allow", "Action": "Predict"}'.encode("utf-16"), "is not UTF-8 text (byte 1 "),
+        (b'{"Effect": "Deny", "Action": "Predict", "Effect": "Allow"}', "names the member 'Effect' twice"),
+    ]:
+        named.write_bytes(content)
+        odd = runner.invoke(app, [*home, "groups", "add-statement", "data", str(named)])
+        assert odd.exit_code == 2 and odd.output == f"error: InvalidInputException: {named} {says}" + (
+            "cannot be read): save it as UTF-8 JSON\n" if "UTF-8" in says else "\n"
+        )
     not_a_number = runner.invoke(app, [*home, "groups", "remove-statement", "data", "s1"])
     assert not_a_number.exit_code == 2 and not_a_number.output.count("\n") == 1
     assert not_a_number.output.startswith("error: InvalidInputException: SID: ")
@@ -673,6 +683,22 @@ def test_a_secret_sealed_with_another_key_file_fails_naming_the_key_file(tmp_pat
     with pytest.raises(InternalServerException, match=r"another secrets\.key") as raised:
         SecretBox(tmp_path / "two.key").decrypt(sealed)
     assert "two.key" in raised.value.message and "db-password" not in raised.value.message
+
+
+def test_a_key_file_emrml_did_not_write_is_named_not_an_internal_error(tmp_path: Path) -> None:
+    app, home = _root_app(), tmp_path / "home"
+    assert CliRunner().invoke(app, ["--home", str(home), "users", "create", "bob"]).exit_code == 0
+    for garbled in (b"", b"not a key\n", b"x" * 44):
+        (home / "secrets.key").write_bytes(garbled)
+        refused = CliRunner().invoke(app, ["--home", str(home), "keys", "create", "bob"])
+        assert refused.exit_code == 2 and refused.output == (
+            f"error: InvalidInputException: {home / 'secrets.key'} holds no key (emrml writes 44 characters "
+            "of base64 there): restore the copy the metastore's secrets were encrypted with; every server "
+            "sharing the metastore needs it\n"
+        )
+    # The server says so too, before it listens (it was a traceback).
+    refused = CliRunner().invoke(app, ["--home", str(home), "serve", "--port", "1", "--workers-jobs", "0"])
+    assert refused.exit_code == 2 and refused.output.endswith("every server sharing the metastore needs it\n")
 
 
 def test_a_deactivated_key_is_refused_until_activated_again(live_server: Any) -> None:

@@ -14,11 +14,10 @@ from typing import Any
 from starlette.responses import Response
 
 from emrml.console.app import View, Visit
-from emrml.core.json_text import load_json
 from emrml.errors import AmazonMLError, InvalidInputException
 from emrml.service.groups import ADMINS
 from emrml.service.identity import NameHeldByObjects
-from emrml.service.policy import statement_number
+from emrml.service.policy import statement_document, statement_number
 
 
 def _user_row(user: Any) -> dict[str, Any]:
@@ -243,7 +242,7 @@ def group(visit: Visit) -> View | Response:
         try:
             if action == "add-statement":
                 statement_text = visit.field("statement")
-                document = load_json(statement_text, "the statement")
+                document = statement_document(statement_text, "the statement")
                 access.add_statement(name, document, caller=visit.arn)
             elif action == "remove-statement":
                 access.remove_statement(name, statement_number(visit.field("sid")), caller=visit.arn)

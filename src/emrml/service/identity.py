@@ -108,7 +108,15 @@ class SecretBox:
     def __init__(self, key_file: Path) -> None:
         self.key_file = key_file
         key = self._load_or_create()
-        self._fernet = Fernet(key)
+        try:
+            self._fernet = Fernet(key)
+        except ValueError:
+            # A file emrml did not write (emptied, garbled, another file copied over it): named here, where
+            # it was cryptography's ValueError, an internal error of every command reading a secret.
+            raise InvalidInputException(
+                f"{key_file} holds no key (emrml writes 44 characters of base64 there): restore the copy "
+                "the metastore's secrets were encrypted with; every server sharing the metastore needs it"
+            ) from None
         # A key of its own for digests, derived from the same file: a digest reveals nothing of the other.
         self._digest_key = hmac.new(key, b"emrml secret digest", hashlib.sha256).digest()
 

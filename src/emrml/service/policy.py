@@ -31,6 +31,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, false, not_, or_, true
 
+from emrml.core.json_text import load_json
 from emrml.errors import InvalidInputException
 
 EFFECTS = ("Allow", "Deny")
@@ -146,21 +147,50 @@ def _resource(pattern: str) -> str:
 LOCATION_STARTS = ("/", "s3://", "kinesis://")
 
 
-def _storage_only(action: str, known: Iterable[str]) -> bool:
-    """Whether the action pattern names ``storage:`` actions and nothing else."""
-    regex = glob_regex(action, ignore_case=True)
-    return all(name in STORAGE_ACTIONS for name in known if regex.fullmatch(name))
+#: How the resources each service's actions are checked on start (``Access``): objects as ``kind/ID``, users
+#: and groups as ``user/NAME`` and ``group/NAME``, locations as ``LOCATION_STARTS``; and how to say so.
+RESOURCE_STARTS: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "machinelearning": (
+        tuple(f"{kind}/" for kind in RESOURCE_KINDS.values()),
+        "object",
+        "machinelearning actions act on objects "
+        f"({', '.join(f'{kind}/ID' for kind in RESOURCE_KINDS.values())}, or their ARN)",
+    ),
+    "storage": (
+        LOCATION_STARTS,
+        "location",
+        "storage actions are checked on absolute local paths (/srv/data/*), s3:// locations "
+        "(s3://bucket/prefix/*) and kinesis:// streams",
+    ),
+    "iam": (
+        ("user/", "group/"),
+        "user or group",
+        "iam actions act on users (user/NAME) and groups (group/NAME)",
+    ),
+}
 
 
-def _check_location_pattern(pattern: str) -> None:
-    """Refuse a pattern no location can match: its text before the first wildcard starts none of
-    ``LOCATION_STARTS`` (``relative/*``, ``file:///srv/*``), so a grant would grant nothing."""
-    literal = re.split(r"[*?]", pattern, maxsplit=1)[0]
-    if not any(literal.startswith(start) or start.startswith(literal) for start in LOCATION_STARTS):
-        raise InvalidInputException(
-            f"Resource {pattern!r} can match no location: storage actions are checked on absolute local "
-            "paths (/srv/data/*), s3:// locations (s3://bucket/prefix/*) and kinesis:// streams"
-        )
+def _check_resource_patterns(resources: Iterable[str], actions: Iterable[str], known: Iterable[str]) -> None:
+    """Refuse a resource pattern that nothing the actions act on can match: its text before the first
+    wildcard starts none of their services' ``RESOURCE_STARTS`` (``model/x`` for ``mlmodel/x``,
+    ``relative/*`` or ``file:///srv/*`` for a location), so the statement would grant or deny nothing."""
+    regexes = [glob_regex(action, ignore_case=True) for action in actions]
+    services = sorted({name.partition(":")[0] for name in known if any(r.fullmatch(name) for r in regexes)})
+    starts = [start for service in services for start in RESOURCE_STARTS[service][0]]
+    for pattern in resources:
+        literal = re.split(r"[*?]", pattern, maxsplit=1)[0]
+        if not any(literal.startswith(start) or start.startswith(literal) for start in starts):
+            noun = RESOURCE_STARTS[services[0]][1] if len(services) == 1 else "resource of its actions"
+            raise InvalidInputException(
+                f"Resource {pattern!r} can match no {noun}: "
+                + "; ".join(RESOURCE_STARTS[service][2] for service in services)
+            )
+        if pattern.startswith(LOCATION_STARTS) and re.search(r"/\.\.?(/|$)", pattern):
+            # Local paths are checked resolved, and an s3:// key with such a segment is refused as input.
+            raise InvalidInputException(
+                f"Resource {pattern!r} can match no location: it has a '.' or '..' segment, which no checked "
+                "location has (local paths are resolved first; S3 keys with one are refused)"
+            )
 
 
 @dataclass(frozen=True)
@@ -208,9 +238,7 @@ class Statement:
         resources = tuple(_resource(r) for r in _strings(document, "Resource", "*"))
         # Checked as a statement is added, not as stored ones are read (groups.stored_statement): a
         # statement stored before this check still loads.
-        if all(_storage_only(action, known) for action in actions):
-            for pattern in resources:
-                _check_location_pattern(pattern)
+        _check_resource_patterns(resources, actions, known)
         return cls(sid, effect, actions, resources, owner)
 
     def document(self) -> dict[str, Any]:
@@ -242,6 +270,20 @@ class Statement:
         ]
         matched = or_(*ids) if ids else false()
         return and_(matched, owner_column == caller) if self.owner == "self" else matched
+
+
+def statement_document(text: str | bytes, what: str) -> object:
+    """A statement as written (``what``: where, for errors), parsed; ``Statement.parse`` checks it. A member
+    named twice is refused: JSON parsers keep the last, so ``"Effect": "Deny"`` followed by ``"Effect":
+    "Allow"`` would silently be an Allow."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise InvalidInputException(
+                f"{what} is not UTF-8 text (byte {exc.start + 1} cannot be read): save it as UTF-8 JSON"
+            ) from None
+    return load_json(text, what, repeated=lambda key: f"{what} names the member {key!r} twice")
 
 
 def statement_number(text: str) -> int:

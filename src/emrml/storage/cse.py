@@ -32,9 +32,9 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -42,9 +42,6 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
 from emrml.errors import InvalidInputException
-
-if TYPE_CHECKING:
-    from emrml.config import Settings
 
 V2_CIPHER = "AES/GCM/NoPadding"
 V3_SUITE = "115"
@@ -73,6 +70,19 @@ class DecryptionError(InvalidInputException):
 class KeyUnavailable(Exception):
     """A key provider could not be asked to unwrap a data key (its key service refused or could not be
     reached), as opposed to a key that does not fit, which any other exception of ``unwrap`` means."""
+
+
+class PublicKeyOnly(ValueError):
+    """An RSA provider given a public key was asked to unwrap: it writes, and reads nothing."""
+
+
+#: The ``s3_cse_key`` kind that makes each built-in wrap algorithm, for errors naming the key an object needs.
+_KIND_OF_WRAP = {
+    "AES/GCM": "aes:<key file>",
+    "RSA-OAEP-SHA1": "rsa:<PEM file>",
+    "kms+context": "kms:<key id>",
+}
+_KEY_SETTINGS = "settings s3_cse_key, s3_cse_old_keys"
 
 
 class KeyProvider(Protocol):
@@ -125,17 +135,28 @@ class RsaKeyProvider:
     _PADDING = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
 
     def __init__(self, pem: bytes) -> None:
+        """ValueError, saying what the file holds instead, unless ``pem`` is an RSA key."""
         self.private: rsa.RSAPrivateKey | None = None
-        if b"PRIVATE KEY" in pem:
-            key = serialization.load_pem_private_key(pem, password=None)
-            if not isinstance(key, rsa.RSAPrivateKey):
-                raise InvalidInputException("the RSA key provider needs an RSA key")
+        try:
+            if b"PRIVATE KEY" in pem:
+                key = serialization.load_pem_private_key(pem, password=None)
+            else:
+                key = serialization.load_pem_public_key(pem)
+        except TypeError:  # cryptography's answer to a key that needs a password
+            raise ValueError(
+                "holds a password-protected private key, which cannot be opened unattended: store it "
+                "without a password in a file readable by its owner only"
+            ) from None
+        except (ValueError, UnsupportedAlgorithm):
+            raise ValueError(
+                "holds no RSA key in PEM (a PKCS#8 or PKCS#1 private key, or a public key)"
+            ) from None
+        if isinstance(key, rsa.RSAPrivateKey):
             self.private, public = key, key.public_key()
+        elif isinstance(key, rsa.RSAPublicKey):
+            public = key
         else:
-            loaded = serialization.load_pem_public_key(pem)
-            if not isinstance(loaded, rsa.RSAPublicKey):
-                raise InvalidInputException("the RSA key provider needs an RSA key")
-            public = loaded
+            raise ValueError(f"holds a key of another algorithm ({type(key).__name__}), not an RSA key")
         self.public = public
         der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         self.key_id = "rsa-" + hashlib.sha256(der).hexdigest()[:16]
@@ -147,7 +168,7 @@ class RsaKeyProvider:
 
     def unwrap(self, wrap_algorithm: str, wrapped: bytes, description: dict[str, str], cipher: str) -> bytes:
         if self.private is None:
-            raise ValueError("only the public key is configured")
+            raise PublicKeyOnly("only the public key is configured")
         message = self.private.decrypt(wrapped, self._PADDING)
         length = message[0]
         if length not in (16, 24, 32) or message[1 + length :] != cipher.encode():
@@ -216,57 +237,6 @@ class KeyProviders:
     #: refused: nothing authenticates it, so anyone who can write to the bucket could have substituted it
     #: (the AWS S3 Encryption Client v3 refuses such objects too).
     allow_plaintext: bool = False
-
-
-def provider_from_spec(spec: str, settings: Settings) -> KeyProvider:
-    """A key provider from ``kind:argument``: ``aes:<key file>``, ``rsa:<PEM file>``, ``kms:<key id>`` or
-    ``plugin:<module>:<factory>`` (``factory(settings)`` returns a ``KeyProvider``)."""
-    kind, _, argument = spec.strip().partition(":")
-    try:
-        if kind == "aes":
-            return AesKeyProvider(_read_aes_key(argument))
-        if kind == "rsa":
-            with open(os.path.expanduser(argument), "rb") as file:
-                return RsaKeyProvider(file.read())
-        if kind == "kms":
-            endpoint = settings.kms_endpoint_url
-            return KmsKeyProvider(argument, endpoint, settings.s3_region)
-        if kind == "plugin":
-            import importlib
-
-            module, _, factory = argument.partition(":")
-            return getattr(importlib.import_module(module), factory)(settings)  # type: ignore[no-any-return]
-    except OSError as exc:
-        raise InvalidInputException(f"setting s3_cse_key: cannot read {argument}: {exc.strerror}") from None
-    except (ImportError, AttributeError) as exc:
-        raise InvalidInputException(f"setting s3_cse_key: cannot load plug-in {argument}: {exc}") from None
-    raise InvalidInputException(
-        f"setting s3_cse_key: {spec!r} is not aes:<file>, rsa:<file>, kms:<key id> or "
-        "plugin:<module>:<factory>"
-    )
-
-
-def _read_aes_key(path: str) -> bytes:
-    with open(os.path.expanduser(path), "rb") as file:
-        data = file.read()
-    if len(data) in (16, 24, 32):
-        return data
-    try:
-        return base64.b64decode(data.strip(), validate=True)
-    except ValueError:
-        raise InvalidInputException(
-            f"setting s3_cse_key: {path} holds neither a raw AES key nor one in base64"
-        ) from None
-
-
-def provider_from_settings(settings: Settings) -> KeyProviders | None:
-    if not settings.s3_cse_key:
-        return None
-    active = provider_from_spec(settings.s3_cse_key, settings)
-    older = [
-        provider_from_spec(spec, settings) for spec in settings.s3_cse_old_keys.split(",") if spec.strip()
-    ]
-    return KeyProviders(active, [active, *older], bool(settings.s3_cse_allow_plaintext))
 
 
 # --- the envelope ---------------------------------------------------------------------------------------
@@ -369,13 +339,16 @@ def _data_key(envelope: Envelope, providers: KeyProviders | None, location: str)
         )
     fitting = [p for p in providers.readers if envelope.wrap_algorithm in p.wrap_algorithms]
     if not fitting:
+        kind = _KIND_OF_WRAP.get(envelope.wrap_algorithm)
+        needs = f"only a key configured as {kind} opens, and none is" if kind else "no configured key handles"
         raise DecryptionError(
-            f"cannot decrypt '{location}': its data key is wrapped with {envelope.wrap_algorithm} and no "
-            "configured key provider handles that"
+            f"cannot decrypt '{location}': its data key is wrapped with {envelope.wrap_algorithm}, which "
+            f"{needs} ({_KEY_SETTINGS})"
         )
     named = envelope.description.get(KEY_ID)
     fitting.sort(key=lambda provider: provider.key_id != named)  # the key the object names first
     unavailable: list[str] = []
+    public_only = False
     for provider in fitting:
         try:
             key = provider.unwrap(
@@ -383,6 +356,9 @@ def _data_key(envelope: Envelope, providers: KeyProviders | None, location: str)
             )
         except KeyUnavailable as exc:
             unavailable.append(str(exc))
+            continue
+        except PublicKeyOnly:
+            public_only = True
             continue
         except Exception:
             continue
@@ -395,7 +371,8 @@ def _data_key(envelope: Envelope, providers: KeyProviders | None, location: str)
         )
     raise DecryptionError(
         f"cannot decrypt '{location}': none of the configured keys opens its data key (wrong key, or the "
-        "envelope was altered)"
+        f"envelope was altered; {_KEY_SETTINGS})"
+        + ("; an RSA public key alone cannot read: configure the private key" if public_only else "")
     )
 
 

@@ -67,7 +67,7 @@ class S3Settings:
     def from_settings(cls, settings: Settings) -> S3Settings:
         cse = None
         if settings.s3_cse_key:  # only then: the encryption code is not imported by every command
-            from emrml.storage.cse import provider_from_settings
+            from emrml.storage.cse_settings import provider_from_settings
 
             cse = provider_from_settings(settings)
         return cls(

@@ -1,0 +1,100 @@
+"""Which client-side encryption keys the settings name (``s3_cse_key``, ``s3_cse_old_keys``), read from
+their files, KMS or a plug-in: each setting that cannot serve is refused naming it and the file."""
+
+from __future__ import annotations
+
+import base64
+import os
+from typing import TYPE_CHECKING
+
+from emrml.errors import InvalidInputException
+from emrml.storage.cse import AesKeyProvider, KeyProvider, KeyProviders, KmsKeyProvider, RsaKeyProvider
+
+if TYPE_CHECKING:
+    from emrml.config import Settings
+
+
+def provider_from_spec(spec: str, settings: Settings, setting: str = "s3_cse_key") -> KeyProvider:
+    """A key provider from ``kind:argument``: ``aes:<key file>``, ``rsa:<PEM file>``, ``kms:<key id>`` or
+    ``plugin:<module>:<factory>`` (``factory(settings)`` returns a ``KeyProvider``). A bad value is an
+    InvalidInputException naming ``setting`` (where the value came from) and the file."""
+    kind, _, argument = spec.strip().partition(":")
+    try:
+        if kind == "aes":
+            return AesKeyProvider(_read_aes_key(argument))
+        if kind == "rsa":
+            with open(os.path.expanduser(argument), "rb") as file:
+                return RsaKeyProvider(file.read())
+        if kind == "kms":
+            endpoint = settings.kms_endpoint_url
+            return KmsKeyProvider(argument, endpoint, settings.s3_region)
+        if kind == "plugin":
+            return _plugin_provider(argument, settings, setting)
+    except OSError as exc:
+        raise InvalidInputException(f"setting {setting}: cannot read {argument}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise InvalidInputException(f"setting {setting}: {argument} {exc}") from None
+    raise InvalidInputException(
+        f"setting {setting}: {spec.strip()!r} is not aes:<file>, rsa:<file>, kms:<key id> or "
+        "plugin:<module>:<factory>"
+    )
+
+
+def _plugin_provider(argument: str, settings: Settings, setting: str) -> KeyProvider:
+    """The provider ``factory(settings)`` of ``module:factory`` returns; whatever fails, the user's code
+    included, is an error naming the setting and the plug-in (it was an internal error)."""
+    import importlib
+
+    module, _, factory = argument.partition(":")
+    if not module or not factory:
+        raise InvalidInputException(f"setting {setting}: plug-in {argument!r} is not <module>:<factory>")
+    try:
+        make = getattr(importlib.import_module(module), factory)
+    except (ImportError, AttributeError) as exc:
+        raise InvalidInputException(f"setting {setting}: cannot load plug-in {argument}: {exc}") from None
+    try:
+        provider = make(settings)
+    except Exception as exc:
+        raise InvalidInputException(
+            f"setting {setting}: plug-in {argument} failed: {type(exc).__name__}: {exc}"
+        ) from None
+    missing = [
+        name
+        for name in ("wrap_algorithms", "key_id", "new_data_key", "unwrap")
+        if not hasattr(provider, name)
+    ]
+    if missing:
+        raise InvalidInputException(
+            f"setting {setting}: plug-in {argument} returned a {type(provider).__name__}, not a key provider "
+            f"(it lacks {', '.join(missing)}; see emrml.storage.cse.KeyProvider)"
+        )
+    return provider  # type: ignore[no-any-return]
+
+
+def _read_aes_key(path: str) -> bytes:
+    """The key a file holds, raw or in base64; ValueError, saying what is wrong, otherwise."""
+    with open(os.path.expanduser(path), "rb") as file:
+        data = file.read()
+    if len(data) in (16, 24, 32):
+        return data
+    try:
+        key = base64.b64decode(data.strip(), validate=True)
+    except ValueError:
+        raise ValueError("holds neither a raw AES key nor one in base64") from None
+    if len(key) not in (16, 24, 32):
+        raise ValueError(
+            f"holds no AES key: one has 16, 24 or 32 bytes, raw or in base64 (its base64 gives {len(key)})"
+        )
+    return key
+
+
+def provider_from_settings(settings: Settings) -> KeyProviders | None:
+    if not settings.s3_cse_key:
+        return None
+    active = provider_from_spec(settings.s3_cse_key, settings)
+    older = [
+        provider_from_spec(spec, settings, "s3_cse_old_keys")
+        for spec in settings.s3_cse_old_keys.split(",")
+        if spec.strip()
+    ]
+    return KeyProviders(active, [active, *older], bool(settings.s3_cse_allow_plaintext))

@@ -220,17 +220,21 @@ def test_a_postgresql_query_may_end_with_a_comment_after_its_semicolon(
     assert rows == [["b;--", "c", "d", 'e"'], ["x; -- y", " /* z; ", "it's;", "2"]]
 
 
-def _postgres_queries(marker: str) -> list[str]:
-    admin = sqlalchemy.create_engine(POSTGRES_ADMIN)
+def _running_queries(admin_url: str, listing: str, marker: str) -> list[str]:
+    """The text of the queries other connections run with ``marker`` in them (``listing`` selects them)."""
+    admin = sqlalchemy.create_engine(admin_url)
     with admin.connect() as connection:
-        found = connection.exec_driver_sql(
-            "SELECT query FROM pg_stat_activity WHERE state = 'active' AND strpos(query, %s) > 0 "
-            "AND pid <> pg_backend_pid()",
-            (marker,),
-        )
-        queries = [row[0] for row in found]
+        queries = [row[0] for row in connection.exec_driver_sql(listing, (marker,))]
     admin.dispose()
     return queries
+
+
+def _postgres_queries(marker: str) -> list[str]:
+    listing = (
+        "SELECT query FROM pg_stat_activity WHERE state = 'active' AND strpos(query, %s) > 0 "
+        "AND pid <> pg_backend_pid()"
+    )
+    return _running_queries(POSTGRES_ADMIN, listing, marker)
 
 
 def test_a_postgresql_query_ends_when_its_worker_is_killed(databases: Databases) -> None:
@@ -257,16 +261,10 @@ def test_a_postgresql_query_ends_when_its_worker_is_killed(databases: Databases)
 
 
 def _mariadb_queries(marker: str) -> list[str]:
-    admin = sqlalchemy.create_engine(MARIADB_ADMIN)
-    with admin.connect() as connection:
-        found = connection.exec_driver_sql(
-            "SELECT info FROM information_schema.processlist WHERE instr(info, %s) > 0 "
-            "AND id <> connection_id()",
-            (marker,),
-        )
-        queries = [row[0] for row in found]
-    admin.dispose()
-    return queries
+    listing = (
+        "SELECT info FROM information_schema.processlist WHERE instr(info, %s) > 0 AND id <> connection_id()"
+    )
+    return _running_queries(MARIADB_ADMIN, listing, marker)
 
 
 def _gone(queries: Callable[[str], list[str]], marker: str) -> list[str]:

@@ -284,6 +284,7 @@ def test_binary_attribute_with_other_values(app: EmrML, tmp_path: Path) -> None:
         ("cut.csv.gz", gzip.compress(b"x,colour,y\n" + b"1,red,0\n" * 5000)[:-40], "truncated"),
         ("data.csv.xz", b"\xfd7zXZ\x00\x00rest", "unsupported compression"),
     ],
+    ids=["empty", "header-only", "cut-gzip", "xz"],  # not the bytes: gzip's header holds the time
 )
 def test_unreadable_files_fail_the_datasource(
     app: EmrML, tmp_path: Path, name: str, content: bytes, expected: str

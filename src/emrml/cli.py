@@ -413,7 +413,7 @@ def batch_prediction_create(
     output_uri: str = typer.Option(
         ...,
         "--output-uri",
-        metavar="URI",
+        metavar="FOLDER",
         help="Folder (local path, file:// or s3:// URI) for the results and the manifest.",
     ),
     name: str | None = typer.Option(None, "--name", help="Batch prediction name."),

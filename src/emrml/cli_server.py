@@ -377,16 +377,16 @@ def serve(
     tls_cert: str | None = typer.Option(
         None,
         "--tls-cert",
-        metavar="FILE",
+        metavar="PEM",
         help="Serve HTTPS with this PEM certificate chain (needs --tls-key).",
     ),
     tls_key: str | None = typer.Option(
-        None, "--tls-key", metavar="FILE", help="The certificate's PEM private key."
+        None, "--tls-key", metavar="PEM", help="The certificate's PEM private key."
     ),
     tls_client_ca: str | None = typer.Option(
         None,
         "--tls-client-ca",
-        metavar="FILE",
+        metavar="PEM",
         help="PEM CA certificate(s) that sign client certificates (mTLS).",
     ),
     tls_client_auth: str | None = typer.Option(
@@ -404,7 +404,7 @@ def serve(
     forwarded_allow_ips: str | None = typer.Option(
         None,
         "--forwarded-allow-ips",
-        metavar="ADDRESSES",
+        metavar="PROXY,...",
         help="The proxies in front (IP addresses and networks, comma-separated) whose X-Forwarded-For and "
         "X-Forwarded-Proto are believed (default: the forwarded_allow_ips setting, else none: the "
         "connection's address is the client's).",

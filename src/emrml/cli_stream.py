@@ -84,7 +84,7 @@ def start(
     dead_letter: str | None = typer.Option(
         None,
         "--dead-letter",
-        metavar="URI",
+        metavar="FOLDER",
         help="Where unreadable records go (default: <home>/streams/ID/dead-letter/).",
     ),
     position: Position = typer.Option(Position.TRIM_HORIZON, "--position", help="Where a new shard starts."),

@@ -7,6 +7,7 @@ import json
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,18 @@ def invoke(*args: str, code: int = 0, columns: int | None = None) -> Result:
         f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     )
     return result
+
+
+def every_command() -> Iterator[tuple[str, Any]]:
+    """Each command and group of ``emrml`` (click's objects) with its path, e.g. ``emrml model show``."""
+    import typer.main
+
+    def commands(group: Any, path: str) -> Iterator[tuple[str, Any]]:
+        for name, command in getattr(group, "commands", {}).items():
+            yield f"{path} {name}", command
+            yield from commands(command, f"{path} {name}")
+
+    return commands(typer.main.get_command(app), "emrml")
 
 
 def invoke_json(*args: str, code: int = 0) -> Any:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner, Result
 
-from cli_helpers import error_line, invoke, invoke_json
+from cli_helpers import error_line, every_command, invoke, invoke_json
 from emrml.cli import JOB_FAILED_EXIT_CODE, app
 from emrml.samples import bank_sample_schema, write_bank_sample
 
@@ -515,18 +514,6 @@ def test_every_exit_code_is_documented() -> None:
     table = {int(code) for code in re.findall(r"^\| (\d) \| ", readme, re.MULTILINE)}
     assert codes <= table, sorted(codes - table)
     assert codes <= {int(code) for code in re.findall(r"(\d) [a-z]", EXIT_CODES_HELP)}
-
-
-def every_command() -> Iterator[tuple[str, Any]]:
-    """Each command and group of ``emrml`` (click's objects) with its path, e.g. ``emrml model show``."""
-    import typer.main
-
-    def commands(group: Any, path: str) -> Iterator[tuple[str, Any]]:
-        for name, command in getattr(group, "commands", {}).items():
-            yield f"{path} {name}", command
-            yield from commands(command, f"{path} {name}")
-
-    return commands(typer.main.get_command(app), "emrml")
 
 
 def test_every_usage_line_names_arguments_and_ids_alike() -> None:

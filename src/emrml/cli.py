@@ -32,6 +32,7 @@ from emrml.cli_common import (
     ends_quietly_when_stdout_closes,
     hoist_global_options,
     log_as_lines,
+    name_option_values,
     named_as_options,
     present,
     print_json,
@@ -59,7 +60,13 @@ __all__ = ["JOB_FAILED_EXIT_CODE", "app"]
 
 class _Root(TyperGroup):
     """The root command: accepts ``--output`` and ``--home`` after the sub-command too, as the aws CLI; a
-    closed stdout ends any command, its help included, in silence (``ends_quietly_when_stdout_closes``)."""
+    closed stdout ends any command, its help included, in silence (``ends_quietly_when_stdout_closes``);
+    every option's value has a name in the help (``name_option_values``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Typer builds the sub-commands first: the whole tree is here.
+        super().__init__(*args, **kwargs)
+        name_option_values(self)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:
@@ -145,7 +152,9 @@ def datasource_create(
     datasource_id: str = typer.Option(
         ..., "--id", metavar="ID", help="Datasource id (letters, digits, - _ .)."
     ),
-    data: str = typer.Option(..., "--data", help="CSV file or folder (a local path or an s3:// URI)."),
+    data: str = typer.Option(
+        ..., "--data", metavar="PATH", help="CSV file or folder (a local path or an s3:// URI)."
+    ),
     schema: str | None = typer.Option(
         None,
         "--schema",
@@ -153,11 +162,15 @@ def datasource_create(
         help="Data schema JSON file, a path or an s3:// URI (default: the data's .schema file beside it).",
     ),
     infer_schema: bool = typer.Option(False, "--infer-schema", help="Infer the schema from the data."),
-    target: str | None = typer.Option(None, "--target", help="Target attribute (with --infer-schema)."),
-    row_id: str | None = typer.Option(None, "--row-id", help="Row id attribute (with --infer-schema)."),
+    target: str | None = typer.Option(
+        None, "--target", metavar="ATTRIBUTE", help="Target attribute (with --infer-schema)."
+    ),
+    row_id: str | None = typer.Option(
+        None, "--row-id", metavar="ATTRIBUTE", help="Row id attribute (with --infer-schema)."
+    ),
     name: str | None = typer.Option(None, "--name", help="Datasource name."),
     rearrangement: str | None = typer.Option(
-        None, "--rearrangement", help="DataRearrangement JSON, e.g. '{\"splitting\":{...}}'."
+        None, "--rearrangement", metavar="JSON", help="DataRearrangement JSON, e.g. '{\"splitting\":{...}}'."
     ),
     no_statistics: bool = typer.Option(False, "--no-statistics", help="Do not compute statistics."),
     no_wait: bool = typer.Option(False, "--no-wait", help="Return once the request is accepted."),
@@ -199,9 +212,11 @@ def datasource_create(
 @reports_errors
 def datasource_infer_schema(
     ctx: typer.Context,
-    data: str = typer.Option(..., "--data", help="CSV file or folder (a local path or an s3:// URI)."),
-    target: str | None = typer.Option(None, "--target", help="Target attribute."),
-    row_id: str | None = typer.Option(None, "--row-id", help="Row id attribute."),
+    data: str = typer.Option(
+        ..., "--data", metavar="PATH", help="CSV file or folder (a local path or an s3:// URI)."
+    ),
+    target: str | None = typer.Option(None, "--target", metavar="ATTRIBUTE", help="Target attribute."),
+    row_id: str | None = typer.Option(None, "--row-id", metavar="ATTRIBUTE", help="Row id attribute."),
 ) -> None:
     """Print the schema --infer-schema would use, to review and edit, then give with --schema FILE.
 
@@ -245,7 +260,10 @@ def model_create(
         None, "--recipe", help="Recipe JSON file, or the recipe JSON itself; default: the suggested recipe."
     ),
     params: list[str] | None = typer.Option(
-        None, "--param", help="Training parameter KEY=VALUE, repeatable, e.g. --param sgd.maxPasses=20."
+        None,
+        "--param",
+        metavar="KEY=VALUE",
+        help="Training parameter KEY=VALUE, repeatable, e.g. --param sgd.maxPasses=20.",
     ),
     name: str | None = typer.Option(None, "--name", help="Model name."),
     no_wait: bool = typer.Option(False, "--no-wait", help="Return once the request is accepted."),
@@ -345,7 +363,6 @@ def evaluation_show(
         "BINARY: the cut-off to draw and tabulate, to try one before `emrml model update --score-threshold` "
         "(default: the model's).",
         parser=cut_off,
-        metavar="<0 to 1>",
     ),
     threshold_alias: float | None = threshold_alias_option(parser=cut_off),
 ) -> None:
@@ -396,6 +413,7 @@ def batch_prediction_create(
     output_uri: str = typer.Option(
         ...,
         "--output-uri",
+        metavar="FOLDER",
         help="Folder (local path, file:// or s3:// URI) for the results and the manifest.",
     ),
     name: str | None = typer.Option(None, "--name", help="Batch prediction name."),
@@ -461,6 +479,7 @@ def predict(
     record: str = typer.Option(
         ...,
         "--record",
+        metavar="JSON",
         help='The record as a JSON object, e.g. \'{"age": 41, "job": "admin."}\'; numbers are sent as '
         "written (2.50 as 2.50), true/false as their text, null as a missing value.",
     ),

@@ -125,7 +125,7 @@ def groups_create(
     name: str = typer.Argument(
         ..., metavar="GROUP", help="Group name: letters, digits and + = , . @ _ - (at most 64)."
     ),
-    description: str = typer.Option("", "--description", help="What the group is for."),
+    description: str = typer.Option("", "--description", metavar="TEXT", help="What the group is for."),
 ) -> None:
     """Create a group without statements (add them with: emrml groups allow / deny)."""
     access_of(ctx).create_group(name, description)
@@ -159,7 +159,9 @@ _RESOURCES = typer.Option(
     "-r",
     help="Resource pattern, e.g. mlmodel/ml-*, s3://bucket/*, /data/* (repeat; default *).",
 )
-_OWNER = typer.Option("any", "--owner", help="any, or self: only the caller's own objects.")
+_OWNER = typer.Option(
+    "any", "--owner", metavar="<any|self>", help="any, or self: only the caller's own objects."
+)
 
 
 def _statement_command(effect: str, help_text: str) -> None:

@@ -65,6 +65,37 @@ def command_group(**options: Any) -> typer.Typer:
     return typer.Typer(rich_markup_mode=None, **options)
 
 
+#: An option's placeholder in the help by its value's type, where typer would show the type's name
+#: (``--consumers <int>``), which says nothing of what to write.
+_TYPE_METAVARS = {
+    "int": "N",
+    "int range": "N",
+    "float": "NUMBER",
+    "float range": "NUMBER",
+    "file": "FILE",
+    "filename": "FILE",
+    "directory": "DIR",
+    "path": "PATH",
+}
+
+
+def name_option_values(command: Any) -> None:
+    """Give each option of ``command`` and of its sub-commands (click's objects) that takes a value and
+    names no ``metavar`` a placeholder that says what to write: ``N`` for a whole number, ``NUMBER``,
+    ``FILE``, ``DIR`` or ``PATH``, and for text the option's name (``--name NAME``, ``--host HOST``). An
+    option whose name says too little names its own (``--input URI``, ``--wait SECONDS``); choices show
+    themselves (``<auto|json|csv>``). Run once, on the root command, so every command is covered."""
+    for param in command.params:
+        if param.param_type_name != "option" or param.metavar is not None or param.is_flag or param.count:
+            continue
+        kind = param.type.name
+        if kind != "choice":
+            longest = max(param.opts, key=len)
+            param.metavar = _TYPE_METAVARS.get(kind) or longest.lstrip("-").replace("-", "_").upper()
+    for sub_command in getattr(command, "commands", {}).values():
+        name_option_values(sub_command)
+
+
 class CliConsole(Console):
     """rich's Console, except when its output is a closed pipe: rich exits 1 there, and the command line
     ends such a command as ``ends_quietly_when_stdout_closes`` says."""
@@ -301,9 +332,9 @@ def limit_option(default: int | None, help: str, *, maximum: int | None = None) 
 
 
 def score_threshold_option(help: str, **checks: Any) -> Any:
-    """``--score-threshold T``, a BINARY model's cut-off, named after Amazon ML's ``ScoreThreshold`` by every
-    command that takes one; ``checks``: click's (``min``, ``max``)."""
-    return typer.Option(None, "--score-threshold", help=help, **checks)
+    """``--score-threshold <0 to 1>``, a BINARY model's cut-off, named after Amazon ML's ``ScoreThreshold``
+    by every command that takes one; ``checks``: click's (``min``, ``max``)."""
+    return typer.Option(None, "--score-threshold", metavar="<0 to 1>", help=help, **checks)
 
 
 def threshold_alias_option(**checks: Any) -> Any:

@@ -80,7 +80,7 @@ class ListFilter:
     comparator: str
     type: Any
     help: str
-    metavar: str | None = None  # default: the type's
+    metavar: str | None = None  # default: by its type or name (cli_common.name_option_values)
 
     @property
     def parameter(self) -> str:
@@ -128,7 +128,9 @@ def _status_filter(noun: str) -> ListFilter:
 
 
 def _name_filter() -> ListFilter:
-    return ListFilter("--name-prefix", "Name", "Prefix", str | None, "Only names starting with this.")
+    return ListFilter(
+        "--name-prefix", "Name", "Prefix", str | None, "Only names starting with this.", "PREFIX"
+    )
 
 
 def _model_filter(noun: str) -> ListFilter:

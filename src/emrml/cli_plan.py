@@ -28,10 +28,14 @@ def register(app: typer.Typer) -> None:
 def plan(
     ctx: typer.Context,
     nodes: int = typer.Option(..., "--nodes", help="Core nodes in the cluster."),
-    disk_per_node: str = typer.Option(..., "--disk-per-node", help="HDFS disk per node, e.g. 800GB."),
-    data: str = typer.Option(..., "--data", help="The data to store, e.g. 3TB."),
+    disk_per_node: str = typer.Option(
+        ..., "--disk-per-node", metavar="SIZE", help="HDFS disk per node, e.g. 800GB."
+    ),
+    data: str = typer.Option(..., "--data", metavar="SIZE", help="The data to store, e.g. 3TB."),
     codec: str | None = typer.Option(None, "--codec", help="Measure only this codec (gzip, bzip2, lzo…)."),
-    sample: str | None = typer.Option(None, "--sample", help="A file of your data to measure codecs on."),
+    sample: str | None = typer.Option(
+        None, "--sample", metavar="FILE", help="A file of your data to measure codecs on."
+    ),
 ) -> None:
     """Say whether data fits a cluster's HDFS, the smallest cluster that holds it, and what each codec
     does to a sample of the data.

@@ -348,6 +348,7 @@ def serve(
     public_url: str | None = typer.Option(
         None,
         "--public-url",
+        metavar="URL",
         help="URL clients reach this server at, returned as real-time EndpointUrl "
         "(default: the public_url setting, else http://HOST:PORT).",
     ),
@@ -369,19 +370,29 @@ def serve(
     engine: str | None = typer.Option(
         None,
         "--engine",
+        metavar="<local|spark>",
         help="local, or spark: run every job on one long-running Spark application (setting spark_master; "
         "docs/spark.md).",
     ),
     tls_cert: str | None = typer.Option(
-        None, "--tls-cert", help="Serve HTTPS with this PEM certificate chain (needs --tls-key)."
+        None,
+        "--tls-cert",
+        metavar="PEM",
+        help="Serve HTTPS with this PEM certificate chain (needs --tls-key).",
     ),
-    tls_key: str | None = typer.Option(None, "--tls-key", help="The certificate's PEM private key."),
+    tls_key: str | None = typer.Option(
+        None, "--tls-key", metavar="PEM", help="The certificate's PEM private key."
+    ),
     tls_client_ca: str | None = typer.Option(
-        None, "--tls-client-ca", help="PEM CA certificate(s) that sign client certificates (mTLS)."
+        None,
+        "--tls-client-ca",
+        metavar="PEM",
+        help="PEM CA certificate(s) that sign client certificates (mTLS).",
     ),
     tls_client_auth: str | None = typer.Option(
         None,
         "--tls-client-auth",
+        metavar="<none|optional|required>",
         help="none, optional (a certificate, if sent, must verify) or required (clients without one are "
         "refused); default: required when --tls-client-ca is given.",
     ),
@@ -393,6 +404,7 @@ def serve(
     forwarded_allow_ips: str | None = typer.Option(
         None,
         "--forwarded-allow-ips",
+        metavar="PROXY,...",
         help="The proxies in front (IP addresses and networks, comma-separated) whose X-Forwarded-For and "
         "X-Forwarded-Proto are believed (default: the forwarded_allow_ips setting, else none: the "
         "connection's address is the client's).",

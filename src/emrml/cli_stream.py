@@ -72,15 +72,25 @@ def start(
     model_id: str | None = typer.Option(
         None, "--model", metavar="ID", help="A COMPLETED model to score with."
     ),
-    input_uri: str | None = typer.Option(None, "--input", help="kinesis://NAME: the stream to read."),
+    input_uri: str | None = typer.Option(
+        None, "--input", metavar="URI", help="kinesis://NAME: the stream to read."
+    ),
     output_uri: str | None = typer.Option(
-        None, "--output", help="kinesis://NAME, or a directory (path, file://, s3://) for gzip CSV parts."
+        None,
+        "--output",
+        metavar="URI",
+        help="kinesis://NAME, or a directory (path, file://, s3://) for gzip CSV parts.",
     ),
     dead_letter: str | None = typer.Option(
-        None, "--dead-letter", help="Where unreadable records go (default: <home>/streams/ID/dead-letter/)."
+        None,
+        "--dead-letter",
+        metavar="FOLDER",
+        help="Where unreadable records go (default: <home>/streams/ID/dead-letter/).",
     ),
     position: Position = typer.Option(Position.TRIM_HORIZON, "--position", help="Where a new shard starts."),
-    timestamp: float | None = typer.Option(None, "--timestamp", help="Epoch seconds, for AT_TIMESTAMP."),
+    timestamp: float | None = typer.Option(
+        None, "--timestamp", metavar="SECONDS", help="Epoch seconds, for AT_TIMESTAMP."
+    ),
     record_format: RecordFormat = typer.Option(RecordFormat.auto, "--format", help="How records are read."),
     consumers: int = typer.Option(1, "--consumers", help="Consumer processes to start here (0: none)."),
     name: str | None = typer.Option(None, "--name", help="A name for people."),
@@ -194,7 +204,9 @@ def run(ctx: typer.Context, stream_id: str = typer.Argument(..., metavar="ID", h
 def stop(
     ctx: typer.Context,
     stream_id: str = typer.Argument(..., metavar="ID", help="Stream id."),
-    wait: float = typer.Option(60.0, "--wait", help="Seconds to wait for the consumers to stop (0: none)."),
+    wait: float = typer.Option(
+        60.0, "--wait", metavar="SECONDS", help="Seconds to wait for the consumers to stop (0: none)."
+    ),
 ) -> None:
     """Stop a stream: consumers finish their batch, checkpoint and exit."""
     current = state(ctx)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from emrml.config import Settings
 from emrml.core.predict import Predictor
@@ -40,8 +42,8 @@ def test_the_vectorized_and_the_record_by_record_paths_agree(scorer: MicroBatchS
     fast, dead = scorer.score(_records(datas))
     assert scorer._json_batch(_records(datas)) is not None and dead == []
     # A pretty-printed record takes the whole batch down the record-by-record path.
-    slow, dead = scorer.score(_records([*datas, b'{\n"x": "1"\n}']))
-    assert scorer._json_batch(_records([*datas, b'{\n"x": "1"\n}'])) is None and dead == []
+    slow, dead = scorer.score(_records([*datas, PRETTY]))
+    assert scorer._json_batch(_records([*datas, PRETTY])) is None and dead == []
     np.testing.assert_allclose(slow.scores[:50], fast.scores, rtol=0, atol=1e-12)
     for i, value in enumerate(values):
         strings = {k: v for k, v in value.items() if isinstance(v, str)}
@@ -51,6 +53,81 @@ def test_the_vectorized_and_the_record_by_record_paths_agree(scorer: MicroBatchS
     lines = scorer.csv_lines(fast).to_pylist()
     assert lines[0].startswith("shardId-000000000000,0,k0,")
     assert scorer.header == b"shardId,sequenceNumber,partitionKey,bestAnswer,score\n"
+
+
+#: A record that takes any batch holding it down the record-by-record path.
+PRETTY = b'{\n"x": "1"\n}'
+#: Numbers as a producer may write them; each is read as its text, as ``emrml predict --record`` reads it.
+NUMBER_TEXTS = ["0", "-0", "41", "2.50", "-1e3", "1E+2", "0.0e-0", "1e400", "9" * 30, "-12.5e-7"]
+_TEXT = st.text(alphabet=[*'ab xy0129:-"\\,.{}[]te', "é", "中"], max_size=12)
+_JSON_VALUE = st.one_of(
+    _TEXT.map(lambda text: (json.dumps(text, ensure_ascii=False), text)),
+    st.sampled_from(NUMBER_TEXTS).map(lambda text: (text, text)),
+    st.integers(-(10**20), 10**20).map(lambda number: (str(number), str(number))),
+    st.floats(allow_nan=False, allow_infinity=False).map(lambda number: (repr(number), repr(number))),
+    st.sampled_from([("true", "true"), ("false", "false"), ("null", "")]),
+)
+#: Members the model does not read, ignored whatever they hold.
+_IGNORED = st.sampled_from(['"extra": [1, 2.5, true]', '"extra": {"y": 3, "z": false}', '"extra": 7'])
+
+
+@st.composite
+def _json_records(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
+    """A one-line JSON object of random values (or none) for x and words, with the values the model is
+    given: strings as they are, numbers as their text, booleans as true/false, null or none as missing."""
+    members, values = [], {}
+    for name in ("x", "words"):
+        if draw(st.booleans()) or draw(st.booleans()):
+            literal, text = draw(_JSON_VALUE)
+            space = draw(st.sampled_from(["", " ", " \t"]))
+            members.append(f'"{name}":{space}{literal}')
+            values[name] = text
+    if draw(st.booleans()):
+        members.insert(draw(st.integers(0, len(members))), draw(_IGNORED))
+    return ("{" + ", ".join(members) + "}").encode(), values
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_json_records(), min_size=1, max_size=8))
+def test_json_numbers_booleans_and_nulls_score_alike_in_a_batch_and_alone(
+    scorer: MicroBatchScorer, drawn: list[tuple[bytes, dict[str, str]]]
+) -> None:
+    """A micro-batch of JSON objects whose values are strings, numbers, booleans or nulls is read by the
+    vectorized parse, and gives each record the values and the score it has alone, down the
+    record-by-record path, and from Predict given the record as ``emrml predict --record`` reads it."""
+    datas = [data for data, _ in drawn]
+    fast, dead = scorer.score(_records(datas))
+    slow, slow_dead = scorer.score(_records([*datas, PRETTY]))
+    assert dead == slow_dead == [] and len(fast.records) == len(datas)
+    # A string holding '":' (an escaped quote, or a leading colon) may take the batch down the other path.
+    if not any('":' in json.dumps(text) for _, values in drawn for text in values.values()):
+        assert scorer._json_batch(_records(datas)) is not None
+    for name in scorer.columns:
+        expected = [values.get(name, "") for _, values in drawn]
+        assert fast.batch.column(name).to_pylist() == expected
+        assert slow.batch.column(name).to_pylist()[: len(datas)] == expected
+    assert slow.scores[: len(datas)].tolist() == fast.scores.tolist()
+    for i, (data, values) in enumerate(drawn):
+        alone, _ = scorer.score(_records([data]))
+        assert alone.scores.tolist() == [fast.scores[i]]
+        predicted = scorer.predictor.predict(values)["predictedScores"]
+        assert float(fast.scores[i]) == pytest.approx(next(iter(predicted.values())), abs=1e-9)
+
+
+def test_json_that_is_not_valid_stays_set_aside_beside_records_of_numbers(scorer: MicroBatchScorer) -> None:
+    # The vectorized path reads numbers as strings of their text: a token that is not a whole JSON number
+    # or boolean must not become a valid string there, nor a number inside a string be read as one.
+    good = [b'{"x": 41, "words": true}', b'{"x": "a\\": 5", "words": ":7"}']
+    fast, _ = scorer.score(_records(good[:1]))
+    assert scorer._json_batch(_records(good[:1])) is not None
+    assert fast.batch.column("words").to_pylist() == ["true"]
+    bad = [b'{"x": 01}', b'{"x": 1.}', b'{"x": truex}', b'{"x": "1", 5: 1}', b'{"x": -}', b'{"x": 5"}']
+    scored, dead = scorer.score(_records([*good, *bad]))
+    assert [r.sequence_number for r in scored.records] == ["0", "1"]
+    assert scored.batch.column("x").to_pylist() == ["41", 'a": 5']
+    assert scored.batch.column("words").to_pylist() == ["true", ":7"]
+    assert [letter.record.sequence_number for letter in dead] == [str(i) for i in range(2, 8)]
+    assert all(letter.reason.startswith("invalid JSON") for letter in dead)
 
 
 def test_bad_records_are_set_aside_and_the_rest_scored(scorer: MicroBatchScorer) -> None:

@@ -12,13 +12,13 @@ as Predict and batch prediction do.
 
 The readable records of a micro-batch become one Arrow batch of string columns, scored by
 ``Predictor.score_batch`` and written by batch prediction's ``ResultFormatter``: a stream's predictions
-are the ones batch prediction gives for the same values.
+are the ones batch prediction gives for the same values. A micro-batch of one-line JSON objects (strings,
+numbers, booleans, nulls) is read by one vectorized parse; any other takes the record-by-record path.
 """
 
 from __future__ import annotations
 
 import base64
-import io
 import json
 from dataclasses import dataclass, replace
 
@@ -37,6 +37,14 @@ from emrml.errors import InvalidInputException
 MAX_RECORD_BYTES = 1_000_000
 JSON_BLOCK_BYTES = 1 << 20
 TOO_DEEP = "invalid JSON: it is nested too deeply"
+#: A JSON number or boolean as a member's value (after ``"name":``), made a string of the same text, the
+#: text ``value_text`` gives it, so that Arrow's parse reads it as the string the model takes (Arrow refuses
+#: a number where the schema says string). Safe on any bytes: a quote put inside a string (one holding
+#: ``\":``) closes that string before a digit or a letter, which no JSON allows, so the parse fails and
+#: the batch takes the record-by-record path; and a token only quoted whole (``01``, ``1.``, ``truex`` stay
+#: invalid) cannot make invalid JSON valid. Values in arrays are left alone: an attribute the model reads
+#: cannot be an array, and Arrow ignores the members it does not read.
+_BARE_VALUE = r'":[ \t]*(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false)'
 
 
 @dataclass(frozen=True)
@@ -97,7 +105,7 @@ class MicroBatchScorer:
         self.columns = self.schema.names
         self.header = b"shardId,sequenceNumber,partitionKey," + self.formatter.header
         # Attributes the model reads as strings (null: missing); other members are ignored. A number or a
-        # boolean fails Arrow's parse, which leaves the batch to the record-by-record path (its text).
+        # boolean fails this parse: the batch is parsed again with them quoted (_BARE_VALUE).
         self._json_options = pa_json.ParseOptions(
             explicit_schema=pa.schema([(name, pa.string()) for name in self.columns]),
             unexpected_field_behavior="ignore",
@@ -132,9 +140,26 @@ class MicroBatchScorer:
             for data in datas
         ):
             return None
+        table = self._parse(b"\n".join(datas))
+        if table is None:
+            # Records with JSON numbers or booleans: the same values as strings of their text, in one
+            # pass of a compiled regex over every record (the record-by-record path takes ~3x as long).
+            quoted = pc.replace_substring_regex(
+                pa.array(datas, pa.large_binary()), pattern=_BARE_VALUE, replacement=r'":"\1"'
+            )
+            lines = pa.ListArray.from_arrays(pa.array([0, len(quoted)], pa.int32()), quoted)
+            joined = pc.binary_join(lines, pa.scalar(b"\n", pa.large_binary()))[0].as_buffer()
+            table = self._parse(joined)
+        if table is None or table.num_rows != len(datas):
+            return None
+        arrays = [table.column(name).combine_chunks().fill_null("") for name in self.columns]
+        return pa.RecordBatch.from_arrays(arrays, names=self.columns)
+
+    def _parse(self, lines: bytes | pa.Buffer) -> pa.Table | None:
+        """JSON objects, one a line, as a table of the attributes as strings; None if Arrow refuses any."""
         try:
-            table = pa_json.read_json(
-                io.BytesIO(b"\n".join(datas)),
+            return pa_json.read_json(
+                pa.BufferReader(lines),
                 # Blocks of 1 MiB parsed on Arrow's threads, as batch prediction parses its CSV: half the
                 # time of one thread on two cores. A block holds any record (at most MAX_RECORD_BYTES).
                 read_options=pa_json.ReadOptions(use_threads=True, block_size=JSON_BLOCK_BYTES),
@@ -142,10 +167,6 @@ class MicroBatchScorer:
             )
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return None
-        if table.num_rows != len(datas):
-            return None
-        arrays = [table.column(name).combine_chunks().fill_null("") for name in self.columns]
-        return pa.RecordBatch.from_arrays(arrays, names=self.columns)
 
     def _read(self, record: Record) -> dict[str, str] | str:
         """The record's values, or the reason it cannot be read."""

@@ -36,8 +36,8 @@ SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tests run on two processes (pytest-xdist, ``--dist loadgroup``); those of the Spark engine all go to
-    one of them, so that one JVM (10–30 s to start here) serves them all and the other process keeps a core."""
+    """The tests run on a process a core (pytest-xdist, ``--dist loadgroup``); those of the Spark engine all
+    go to one of them, so that one JVM (10–30 s to start here) serves them all and the others keep a core."""
     for item in items:
         if "spark" in item.path.name or any(name.startswith("spark") for name in item.fixturenames):
             item.add_marker(pytest.mark.xdist_group("spark"))

@@ -29,14 +29,6 @@ if TYPE_CHECKING:
 PREDICTORS_KEPT = 8
 
 
-class _Response(dict[str, Any]):
-    """A fetched response that is also the call that returns it: ``Evaluation.insights()``, a method as
-    every handle's fetch of a whole response is, still reads as the dict it was as a property."""
-
-    def __call__(self) -> dict[str, Any]:
-        return dict(self)
-
-
 @dataclass(frozen=True)
 class _Handle:
     """What every handle has: its client, its id, and the waiting for its job."""
@@ -216,14 +208,13 @@ class Evaluation(_Handle):
             )
         return float(next(iter(properties.values())))
 
-    @property
-    def insights(self) -> _Response:
-        """``insights()``: what the Amazon ML console drew: ``metrics`` (with the baseline, and histograms
-        and the threshold table, the confusion matrix or the residuals), ``alerts``, ``records``,
-        ``invalidRecords``. Called as ``Model.insights()`` and ``DataSource.statistics()`` are; read
-        without the call (``evaluation.insights["metrics"]``), as it was first written, it is the same."""
+    def insights(self) -> dict[str, Any]:
+        """What the Amazon ML console drew: ``metrics`` (with the baseline, and histograms and the threshold
+        table, the confusion matrix or the residuals), ``alerts``, ``records``, ``invalidRecords``. A method,
+        as ``Model.insights()`` and ``DataSource.statistics()`` are: a handle's methods fetch a whole
+        response, its properties (``metric``) one value."""
         result = self.client.service.call("GetEvaluationInsights", {"EvaluationId": self.id})
-        return _Response(result.get("Insights", {}))
+        return result.get("Insights", {})
 
     def _repr_html_(self) -> str:
         """Jupyter's display: the metric, score histograms / confusion matrix / residuals, alerts."""

@@ -67,6 +67,23 @@ class DecryptionError(InvalidInputException):
     unencrypted one is refused because client-side encryption is configured."""
 
 
+class PlaintextRefused(DecryptionError):
+    """An unencrypted object read while client-side encryption is configured (and plaintext not allowed).
+    Raised naming the object alone; ``naming`` says it as the request member that gave the location."""
+
+    def __init__(self, location: str, what: str = "") -> None:
+        self.location = location
+        super().__init__(
+            f"{what + ' ' if what else ''}'{location}' is not encrypted on the client side, and client-side "
+            "encryption is configured (setting s3_cse_key): an unencrypted object is refused, since anyone "
+            "who can write to the bucket could have put it there; to read unencrypted objects as well, set "
+            "s3_cse_allow_plaintext = true"
+        )
+
+    def naming(self, what: str) -> PlaintextRefused:
+        return PlaintextRefused(self.location, what)
+
+
 class KeyUnavailable(Exception):
     """A key provider could not be asked to unwrap a data key (its key service refused or could not be
     reached), as opposed to a key that does not fit, which any other exception of ``unwrap`` means."""
@@ -464,12 +481,7 @@ def open_decrypting(raw: Any, head: dict[str, Any], location: str, providers: Ke
     here, so this is where an unencrypted object is refused when client-side encryption is configured."""
     if not is_encrypted(head):
         if providers is not None and not providers.allow_plaintext:
-            raise DecryptionError(
-                f"'{location}' is not encrypted on the client side, and client-side encryption is "
-                "configured (setting s3_cse_key): an unencrypted object is refused, since anyone who can "
-                "write to the bucket could have put it there; to read unencrypted objects as well, set "
-                "s3_cse_allow_plaintext = true"
-            )
+            raise PlaintextRefused(location)
         return raw
     metadata = {name.lower(): value for name, value in (head.get("Metadata") or {}).items()}
     envelope = read_envelope(metadata, location)

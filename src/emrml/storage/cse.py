@@ -66,22 +66,13 @@ class DecryptionError(InvalidInputException):
     """An encrypted object cannot be decrypted (wrong or missing key, altered envelope or body), or an
     unencrypted one is refused because client-side encryption is configured."""
 
-
-class PlaintextRefused(DecryptionError):
-    """An unencrypted object read while client-side encryption is configured (and plaintext not allowed).
-    Raised naming the object alone; ``naming`` says it as the request member that gave the location."""
-
-    def __init__(self, location: str, what: str = "") -> None:
-        self.location = location
-        super().__init__(
-            f"{what + ' ' if what else ''}'{location}' is not encrypted on the client side, and client-side "
-            "encryption is configured (setting s3_cse_key): an unencrypted object is refused, since anyone "
-            "who can write to the bucket could have put it there; to read unencrypted objects as well, set "
-            "s3_cse_allow_plaintext = true"
-        )
-
-    def naming(self, what: str) -> PlaintextRefused:
-        return PlaintextRefused(self.location, what)
+    def naming(self, what: str, location: str) -> DecryptionError:
+        """The same error, the object ``location`` said as the request member ``what`` that gave it
+        (``DataSpec.DataLocationS3 's3://…'``), as other errors of reading it are."""
+        quoted = f"'{location}'"
+        if not what or quoted not in self.message:
+            return self
+        return type(self)(self.message.replace(quoted, f"{what} {quoted}", 1))
 
 
 class KeyUnavailable(Exception):
@@ -481,7 +472,12 @@ def open_decrypting(raw: Any, head: dict[str, Any], location: str, providers: Ke
     here, so this is where an unencrypted object is refused when client-side encryption is configured."""
     if not is_encrypted(head):
         if providers is not None and not providers.allow_plaintext:
-            raise PlaintextRefused(location)
+            raise DecryptionError(
+                f"'{location}' is not encrypted on the client side, and client-side encryption is "
+                "configured (setting s3_cse_key): an unencrypted object is refused, since anyone who can "
+                "write to the bucket could have put it there; to read unencrypted objects as well, set "
+                "s3_cse_allow_plaintext = true"
+            )
         return raw
     metadata = {name.lower(): value for name, value in (head.get("Metadata") or {}).items()}
     envelope = read_envelope(metadata, location)

@@ -139,7 +139,7 @@ def open_binary(location: str, *, what: str = "location", start: int = 0) -> Bin
     except OSError as exc:
         raise _os_error(exc, what, location) from exc
     except InvalidInputException as exc:
-        raise _named(exc, what) from exc.__cause__
+        raise _named(exc, what, location) from exc.__cause__
 
 
 def open_files(files: list[FileRef], *, what: str = DATA_LOCATION) -> Iterator[BinaryIO]:
@@ -183,7 +183,7 @@ def _open_listed(file: FileRef, what: str, whole_up_to: int) -> BinaryIO:
     except OSError as exc:
         raise _os_error(exc, what, file.uri) from exc
     except InvalidInputException as exc:
-        raise _named(exc, what) from exc.__cause__
+        raise _named(exc, what, file.uri) from exc.__cause__
 
 
 #: Bytes of plaintext an ``authenticated_first`` stream keeps in memory; beyond, in a temporary file.
@@ -540,12 +540,14 @@ def _backend(location: str) -> Backend:
     return _LOCAL
 
 
-def _named(exc: InvalidInputException, what: str) -> InvalidInputException:
-    """A refusal of an object that is not encrypted on the client side, said of the request member
-    ``what`` that gave it (as a missing file is); any other error of reading as it is."""
-    from emrml.storage.cse import PlaintextRefused  # imported once an error comes: it loads cryptography
+def _named(exc: InvalidInputException, what: str, location: str) -> InvalidInputException:
+    """A client-side encryption error of opening ``location`` (no key, the wrong key, an object that is not
+    encrypted) said of the request member ``what`` that gave it, as a missing file is; others as they are."""
+    from emrml.storage.cse import DecryptionError  # imported once an error comes: it loads cryptography
 
-    return exc.naming(what) if isinstance(exc, PlaintextRefused) else exc
+    if what == "location":  # the default, which names no member: the object's URI says it all
+        return exc
+    return exc.naming(what, location) if isinstance(exc, DecryptionError) else exc
 
 
 def _os_error(exc: OSError, what: str, location: str) -> AmazonMLError:

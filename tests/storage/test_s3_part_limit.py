@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from emrml.config import Settings
 from emrml.errors import InvalidInputException
 from emrml.storage import locations, s3_upload
-from emrml.storage.s3 import MIN_PART_BYTES, S3Settings, S3Store
-from emrml.storage.s3_upload import MAX_PART_BYTES, MAX_PARTS, part_size
+from emrml.storage.s3 import MAX_PART_BYTES, MIN_PART_BYTES, S3Settings, S3Store
+from emrml.storage.s3_upload import MAX_PARTS, part_size
 from s3_server import S3
 
 MIB = 1 << 20
@@ -25,6 +26,18 @@ def test_the_real_limits_hold_s3s_largest_object_at_the_default_part_size() -> N
     assert sizes[0] == sizes[999] == 16 * MIB and sizes[1000] == 32 * MIB
     assert max(sizes) == MAX_PART_BYTES
     assert sum(sizes) >= 5 << 40  # S3's largest object, 5 TiB
+
+
+def test_a_part_size_setting_beyond_s3s_parts_is_taken_as_the_nearest_s3_takes(tmp_path: Path) -> None:
+    """A part size over 5 GiB made every object smaller than it one PutObject, which S3 refuses over 5 GiB,
+    after holding it whole in memory."""
+
+    def part_bytes(setting: int) -> int:
+        settings = Settings.load(environ={}, home=tmp_path, s3_part_bytes=setting)
+        return S3Settings.from_settings(settings).part_bytes
+
+    assert part_bytes(8 << 30) == MAX_PART_BYTES == 5 << 30
+    assert part_bytes(1 << 20) == MIN_PART_BYTES and part_bytes(64 * MIB) == 64 * MIB
 
 
 @pytest.fixture

@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 SMALL_OBJECT_BYTES = 256 << 10
 #: The smallest part S3 accepts (all but the last part of a multipart upload).
 MIN_PART_BYTES = 5 << 20
+#: S3's largest part, and largest PutObject (an object smaller than a part is one).
+MAX_PART_BYTES = 5 << 30
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ class S3Settings:
             region=settings.s3_region,
             sse=settings.s3_sse,
             sse_kms_key_id=settings.s3_sse_kms_key_id,
-            part_bytes=max(settings.s3_part_bytes, MIN_PART_BYTES),
+            part_bytes=min(max(settings.s3_part_bytes, MIN_PART_BYTES), MAX_PART_BYTES),
             cse=cse,
         )
 

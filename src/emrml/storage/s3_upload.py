@@ -18,15 +18,13 @@ from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from emrml.storage.backend import Commit, commit_now
-from emrml.storage.s3 import S3Error
+from emrml.storage.s3 import MAX_PART_BYTES, S3Error
 
 if TYPE_CHECKING:
     from emrml.storage.s3 import S3Store
 
 #: S3's most parts of one multipart upload.
 MAX_PARTS = 10_000
-#: S3's largest part.
-MAX_PART_BYTES = 5 << 30
 #: Parts sent at one part size before the next are twice as large.
 PARTS_PER_PART_SIZE = 1_000
 

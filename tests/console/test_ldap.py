@@ -264,7 +264,8 @@ def test_a_mapping_to_a_missing_group_is_named_to_the_user_and_the_administrator
             assert refused.status_code == 401
             assert "mapped to emrml group(s) &#39;analysts&#39;, which do not exist" in refused.text
             assert "alice" not in [user.name for user in service.access.list_users()]
-            assert [record.getMessage() for record in caplog.records] == [
+            logins = [r.getMessage() for r in caplog.records if r.name == "emrml.service.logins"]
+            assert logins == [
                 "LDAP login of 'alice' refused: setting ldap_group_map names emrml group(s) that do not "
                 f"exist (directory group 'cn=ML-Analysts,ou=groups,{SUFFIX}' is mapped to emrml group "
                 "'analysts'): create the group(s) (console Groups page, or emrml groups create NAME) or "
@@ -281,3 +282,24 @@ def test_a_mapping_to_a_missing_group_is_named_to_the_user_and_the_administrator
         service.close()
         connection.delete(analysts)
         connection.unbind()
+
+
+def test_a_mapping_to_a_missing_group_is_logged_when_the_console_starts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from emrml.console.app import Console
+
+    mapping = {
+        f"cn=analysts,ou=groups,{SUFFIX}": "data-readers",
+        f"cn=ml-admins,ou=groups,{SUFFIX}": "admins",
+    }
+    service = EmrML(ldap_settings(tmp_path / "home", "ldap://127.0.0.1:9", ldap_group_map=mapping))
+    try:
+        with caplog.at_level("WARNING", logger="emrml.console.app"):
+            Console(service)
+    finally:
+        service.close()
+    assert [record.getMessage() for record in caplog.records if record.name == "emrml.console.app"] == [
+        f"setting ldap_group_map: directory group 'cn=analysts,ou=groups,{SUFFIX}' is mapped to emrml group "
+        "'data-readers', which does not exist (logins through it are refused until it does)"
+    ]

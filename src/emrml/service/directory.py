@@ -114,6 +114,15 @@ class Directory:
             mapped_from[group] = (*mapped_from.get(group, ()), self.spelling[found])
         return DirectoryUser(dn, tuple(sorted(mapped_from)), mapped_from)
 
+    def unmapped_entries(self, existing: set[str]) -> list[str]:
+        """The ``ldap_group_map`` entries that name an emrml group not in ``existing``, said for the
+        administrator: a login through one of them is refused until the group is created."""
+        return [
+            f"directory group '{dn}' is mapped to emrml group '{group}', which does not exist"
+            for dn, group in self.settings.ldap_group_map.items()
+            if group not in existing
+        ]
+
     def missing_groups_message(self, user: str, found: DirectoryUser, missing: list[str]) -> str:
         """For the administrator (the server's log): which mappings name which missing groups."""
         entries = "; ".join(

@@ -240,3 +240,66 @@ def test_settings_that_would_find_one_entry_for_every_name_are_refused(tmp_path:
         with pytest.raises(InvalidInputException) as refused:
             ldap_settings(tmp_path, "ldap://127.0.0.1:389", **overrides)
         assert refused.value.message.startswith(message)
+
+
+def test_a_mapping_to_a_missing_group_is_named_to_the_user_and_the_administrator(
+    directory: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A login whose directory group is mapped to an emrml group that does not exist was refused with "Your
+    account cannot be set up yet", the log saying "group 'analysts' does not exist" without the mapping."""
+    import ldap3
+    from starlette.testclient import TestClient
+
+    from emrml.web.server import create_app
+
+    connection = ldap3.Connection(directory, ADMIN_DN, ADMIN_PASSWORD, auto_bind=True)
+    analysts = f"cn=ml-analysts,ou=groups,{SUFFIX}"  # alice's, whatever other tests did to ml-admins
+    connection.add(analysts, ["groupOfNames"], {"member": f"uid=alice,ou=people,{SUFFIX}"})
+    mapping = {f"cn=ML-Analysts,ou=groups,{SUFFIX}": "analysts", f"cn=ml-admins,ou=groups,{SUFFIX}": "admins"}
+    service = EmrML(ldap_settings(tmp_path / "home", directory, ldap_group_map=mapping))
+    try:
+        with TestClient(create_app(service), follow_redirects=False) as client:
+            with caplog.at_level("ERROR", logger="emrml.service.logins"):
+                refused = log_in(client, "alice", "alice-secret-1")
+            assert refused.status_code == 401
+            assert "mapped to emrml group(s) &#39;analysts&#39;, which do not exist" in refused.text
+            assert "alice" not in [user.name for user in service.access.list_users()]
+            logins = [r.getMessage() for r in caplog.records if r.name == "emrml.service.logins"]
+            assert logins == [
+                "LDAP login of 'alice' refused: setting ldap_group_map names emrml group(s) that do not "
+                f"exist (directory group 'cn=ML-Analysts,ou=groups,{SUFFIX}' is mapped to emrml group "
+                "'analysts'): create the group(s) (console Groups page, or emrml groups create NAME) or "
+                "correct the mapping"
+            ]
+            # A user already set up keeps the groups it had while the mapping is broken.
+            service.access.create_user("alice", ("users",))
+            assert log_in(client, "alice", "alice-secret-1").status_code == 401
+            assert groups(service, "alice") == ["users"]
+            service.access.create_group("analysts", "")
+            assert log_in(client, "alice", "alice-secret-1").status_code == 303
+        assert groups(service, "alice") == ["analysts", "users"]
+    finally:
+        service.close()
+        connection.delete(analysts)
+        connection.unbind()
+
+
+def test_a_mapping_to_a_missing_group_is_logged_when_the_console_starts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from emrml.console.app import Console
+
+    mapping = {
+        f"cn=analysts,ou=groups,{SUFFIX}": "data-readers",
+        f"cn=ml-admins,ou=groups,{SUFFIX}": "admins",
+    }
+    service = EmrML(ldap_settings(tmp_path / "home", "ldap://127.0.0.1:9", ldap_group_map=mapping))
+    try:
+        with caplog.at_level("WARNING", logger="emrml.console.app"):
+            Console(service)
+    finally:
+        service.close()
+    assert [record.getMessage() for record in caplog.records if record.name == "emrml.console.app"] == [
+        f"setting ldap_group_map: directory group 'cn=analysts,ou=groups,{SUFFIX}' is mapped to emrml group "
+        "'data-readers', which does not exist (logins through it are refused until it does)"
+    ]

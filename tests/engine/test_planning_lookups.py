@@ -62,4 +62,4 @@ def test_a_failed_lookup_fails_the_plan_naming_the_object(s3: S3) -> None:
     s3.client.delete_object(Bucket=s3.bucket, Key="large/part-01.csv")
     with pytest.raises(InvalidInputException) as caught:
         _cut_points(files, PARALLELISM)
-    assert caught.value.message == f"location '{s3.uri('large/part-01.csv')}' does not exist"
+    assert caught.value.message == f"DataSpec.DataLocationS3 '{s3.uri('large/part-01.csv')}' does not exist"

@@ -514,8 +514,9 @@ def test_the_plaintext_setting_is_read_from_the_environment_and_emrml_toml(tmp_p
 
 
 def test_every_read_of_an_unencrypted_object_under_cse_is_refused(s3: S3, aes_key_file: Path) -> None:
-    """Datasource data, a .schema beside it, schema inference, batch prediction input and the storage
-    browser's download all read through the one check."""
+    """Datasource data, a .schema beside it, schema inference, a recipe, batch prediction input and the
+    storage browser's download all read through the one check; the refusal names the request member that
+    gave the object, as Amazon ML's errors do (a batch prediction's input: its datasource's)."""
     from emrml.service import files
     from emrml.service.app import EmrML
 
@@ -545,18 +546,30 @@ def test_every_read_of_an_unencrypted_object_under_cse_is_refused(s3: S3, aes_ke
 
         refused = f"'{s3.uri('planted/data.csv')}' is not encrypted on the client side"
         source = create("ds-planted", s3.uri("planted/data.csv"))
-        assert source["Status"] == "FAILED" and refused in source["Message"]
+        assert source["Status"] == "FAILED"
+        assert source["Message"].startswith(f"DataSpec.DataLocationS3 {refused}")
         source = create("ds-schema", s3.uri("sealed/data.csv"), inline=False)
         assert source["Status"] == "FAILED"
-        assert f"'{s3.uri('sealed/data.csv.schema')}' is not encrypted" in source["Message"]
-        with pytest.raises(InvalidInputException, match=refused):
+        assert source["Message"].startswith(
+            f"the schema file beside the data '{s3.uri('sealed/data.csv.schema')}' is not encrypted"
+        )
+        with pytest.raises(InvalidInputException) as caught:
             app.call("InferDataSchema", {"DataLocationS3": s3.uri("planted/data.csv")})
+        assert caught.value.type_name == "InvalidInputException"
+        assert caught.value.message.startswith(f"DataLocationS3 {refused}")
         with pytest.raises(InvalidInputException, match=refused):
             files.open_file(app, None, s3.uri("planted/data.csv")).read()
         assert create("ds-sealed", s3.uri("sealed/data.csv"))["Status"] == "COMPLETED"
         model = {"MLModelId": "ml-sealed", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-sealed"}
         app.call("CreateMLModel", model)
         assert app.wait("MLModel", "ml-sealed")["Status"] == "COMPLETED"
+        s3.put("planted/recipe.json", b"{}")
+        app.call(
+            "CreateMLModel", {**model, "MLModelId": "ml-recipe", "RecipeUri": s3.uri("planted/recipe.json")}
+        )
+        recipe = app.wait("MLModel", "ml-recipe")
+        assert recipe["Status"] == "FAILED"
+        assert recipe["Message"].startswith(f"RecipeUri '{s3.uri('planted/recipe.json')}' is not encrypted")
         write(s3.uri("batch/data.csv"), rows)
         assert create("ds-batch", s3.uri("batch/data.csv"))["Status"] == "COMPLETED"
         s3.put("batch/data.csv", rows)  # replaced after the datasource was made
@@ -573,4 +586,6 @@ def test_every_read_of_an_unencrypted_object_under_cse_is_refused(s3: S3, aes_ke
     finally:
         app.close()
     assert prediction["Status"] == "FAILED"
-    assert f"'{s3.uri('batch/data.csv')}' is not encrypted on the client side" in prediction["Message"]
+    assert prediction["Message"].startswith(
+        f"DataSpec.DataLocationS3 '{s3.uri('batch/data.csv')}' is not encrypted on the client side"
+    )

@@ -152,10 +152,13 @@ class Console:
         self.on_queued = on_queued
         from emrml.service.directory import Directory
 
+        directory = Directory.from_settings(service.settings)
+        if directory is not None:  # said at start, before a user's login is refused for it
+            existing = {group.name for group in service.access.list_groups()}
+            for entry in directory.unmapped_entries(existing):
+                log.warning("setting ldap_group_map: %s (logins through it are refused until it does)", entry)
         self.logins = Logins(
-            service.sessions,
-            directory=Directory.from_settings(service.settings),
-            on_directory_login=service.access.sync_directory_user,
+            service.sessions, directory=directory, on_directory_login=service.access.sync_directory_user
         )
         self.shares = ShareLinks(service.sessions, service.access)
         self.static = StaticFiles(STATIC_DIR)

@@ -42,7 +42,7 @@ from emrml.engine.pool_size import local_workers
 from emrml.lifetime import die_with_parent
 from emrml.storage.codecs import HEAD_BYTES, codec_of, open_decompressed
 from emrml.storage.invalid import InvalidRecords
-from emrml.storage.locations import FileRef, open_binary, open_files
+from emrml.storage.locations import DATA_LOCATION, FileRef, open_binary, open_files
 from emrml.storage.records import count_records, read_chunks
 
 Progress = Callable[[float, str | None], None]
@@ -158,10 +158,10 @@ def _open_unit(unit: Unit) -> Iterator[tuple[BinaryIO, BinaryIO]]:
             yield raw, open_decompressed(raw, unit.uri)
         return
     if unit.stop is None:
-        with open_data(unit.uri) as (raw, stream):
+        with open_data(unit.uri, what=DATA_LOCATION) as (raw, stream):
             yield raw, stream
         return
-    with open_binary(unit.uri, start=unit.start) as raw:
+    with open_binary(unit.uri, what=DATA_LOCATION, start=unit.start) as raw:
         yield raw, _RangeReader(raw, unit.stop - unit.start)  # type: ignore[misc]
 
 
@@ -171,7 +171,7 @@ class _ReadAhead:
 
     def __init__(self, units: Sequence[Unit]) -> None:
         self.files = [FileRef(u.uri, "", u.size, etag=u.etag) for u in units if u.stop is None]
-        self.opened = open_files(self.files, what="location")
+        self.opened = open_files(self.files)
         self.next = 0
 
     def take(self, unit: Unit) -> BinaryIO | None:
@@ -322,7 +322,7 @@ def count_byte(
     view = memoryview(buffer)
     octets = np.frombuffer(buffer, dtype=np.uint8)
     wanted = byte[0]
-    with open_binary(uri, start=start) as raw:
+    with open_binary(uri, what=DATA_LOCATION, start=start) as raw:
         remaining = stop - start
         while remaining > 0:
             size = raw.readinto(view[: min(_COUNT_BLOCK, remaining)])
@@ -343,7 +343,7 @@ def record_start(uri: str, position: int, odd: bool) -> int | None:
     not the end of the file, and is not followed by a byte order mark (the reader would drop it there).
     """
     behind = min(position, 2)  # look-behind, to see whether the record before a line break is empty
-    with open_binary(uri, start=position - behind) as raw:
+    with open_binary(uri, what=DATA_LOCATION, start=position - behind) as raw:
         base = position - behind  # file offset of buf[0]
         buf = raw.read(behind + _SYNC_WINDOW)
         parity = (int(odd) + buf[:behind].count(b'"')) & 1  # of the quotes before buf[0]
@@ -372,7 +372,7 @@ def record_start(uri: str, position: int, odd: bool) -> int | None:
 def _is_plain(uri: str) -> bool:
     """Whether the file may be cut into byte ranges: uncompressed, and seekable (a file decrypted as it is
     read is not: a range of it could not be authenticated)."""
-    with open_binary(uri) as raw:
+    with open_binary(uri, what=DATA_LOCATION) as raw:
         return raw.seekable() and codec_of(uri, raw.read(HEAD_BYTES)) == "none"
 
 

@@ -298,8 +298,13 @@ class Access:
         """A user the directory (LDAP) vouched for: created on first login (in its mapped groups, or the
         default ones), then in exactly the ``decided`` groups its directory groups map to; other groups'
         memberships are left as administrators set them. The service's own act, not a caller's."""
+        from emrml.service.directory import MappedGroupsMissing
+
         with self.sessions() as session:
             known = session.get(User, name) is not None
+            missing = sorted(group for group in set(groups) if session.get(Group, group) is None)
+        if missing:  # before any change: not created, or left in the groups it had
+            raise MappedGroupsMissing(missing)
         if not known:
             self.identities.create_user(name, groups or grouping.DEFAULT_GROUPS)
         with self.sessions() as session, session.begin():

@@ -12,9 +12,10 @@ and filters all the same: nothing a user types changes the shape of a query.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from emrml.config import Settings
+from emrml.errors import ResourceNotFoundException
 from emrml.service.identity import USER_NAME
 
 
@@ -26,17 +27,31 @@ class DirectoryUnavailable(Exception):
     """The directory cannot be reached or answered an error."""
 
 
+class MappedGroupsMissing(ResourceNotFoundException):
+    """Emrml groups a directory user's groups map to (``ldap_group_map``) that do not exist: the login is
+    refused rather than the user set up without them, or in other groups than the mapping says."""
+
+    def __init__(self, groups: list[str]) -> None:
+        super().__init__(f"group(s) {', '.join(map(repr, groups))} do not exist")
+        self.groups = groups
+
+
 @dataclass(frozen=True)
 class DirectoryUser:
     dn: str
     #: The emrml groups the directory's groups map to.
     groups: tuple[str, ...]
+    #: Each of ``groups``: the ``ldap_group_map`` entries (directory group DNs, as the setting spells them)
+    #: that gave it, which an error about the group names.
+    mapped_from: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class Directory:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.mapping = {dn.lower(): group for dn, group in settings.ldap_group_map.items()}
+        #: The setting's spelling of each (lower-cased) directory group DN.
+        self.spelling = {dn.lower(): dn for dn in settings.ldap_group_map}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Directory | None:
@@ -93,8 +108,33 @@ class Directory:
             raise
         except (exceptions.LDAPException, OSError) as exc:
             raise DirectoryUnavailable(f"{type(exc).__name__}: {exc}") from None
-        mapped = tuple(sorted({self.mapping[g.lower()] for g in groups if g.lower() in self.mapping}))
-        return DirectoryUser(dn, mapped)
+        mapped_from: dict[str, tuple[str, ...]] = {}
+        for found in sorted({g.lower() for g in groups} & self.mapping.keys()):
+            group = self.mapping[found]
+            mapped_from[group] = (*mapped_from.get(group, ()), self.spelling[found])
+        return DirectoryUser(dn, tuple(sorted(mapped_from)), mapped_from)
+
+    def unmapped_entries(self, existing: set[str]) -> list[str]:
+        """The ``ldap_group_map`` entries that name an emrml group not in ``existing``, said for the
+        administrator: a login through one of them is refused until the group is created."""
+        return [
+            f"directory group '{dn}' is mapped to emrml group '{group}', which does not exist"
+            for dn, group in self.settings.ldap_group_map.items()
+            if group not in existing
+        ]
+
+    def missing_groups_message(self, user: str, found: DirectoryUser, missing: list[str]) -> str:
+        """For the administrator (the server's log): which mappings name which missing groups."""
+        entries = "; ".join(
+            f"directory group '{dn}' is mapped to emrml group '{group}'"
+            for group in missing
+            for dn in found.mapped_from.get(group, ())
+        )
+        return (
+            f"LDAP login of {user!r} refused: setting ldap_group_map names emrml group(s) that do not exist "
+            f"({entries}): create the group(s) (console Groups page, or emrml groups create NAME) or correct "
+            "the mapping"
+        )
 
     def _search_user(self, escaped: str) -> str:
         connection = self._connection(

@@ -347,7 +347,7 @@ class Logins:
         of the user's."""
         if self.directory is None or self.has_password(user_name):
             return False
-        from emrml.service.directory import DirectoryRefused, DirectoryUnavailable
+        from emrml.service.directory import DirectoryRefused, DirectoryUnavailable, MappedGroupsMissing
 
         try:
             found = self.directory.authenticate(user_name, password)
@@ -359,6 +359,13 @@ class Logins:
         if self.on_directory_login is not None:
             try:
                 self.on_directory_login(user_name, found.groups, self.directory.mapped_groups)
+            except MappedGroupsMissing as exc:
+                log.error("%s", self.directory.missing_groups_message(user_name, found, exc.groups))
+                raise LoginRefused(
+                    "Your account cannot be set up: the directory puts you in a group mapped to emrml "
+                    f"group(s) {', '.join(map(repr, exc.groups))}, which do not exist. Ask an administrator "
+                    "to create them or correct the mapping (the server's log says which)."
+                ) from None
             except AmazonMLError as exc:  # a user emrml refuses to create (a name whose objects remain)
                 log.warning("LDAP login of %r: %s", user_name, exc.message)
                 raise LoginRefused(

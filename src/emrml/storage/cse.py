@@ -66,6 +66,14 @@ class DecryptionError(InvalidInputException):
     """An encrypted object cannot be decrypted (wrong or missing key, altered envelope or body), or an
     unencrypted one is refused because client-side encryption is configured."""
 
+    def naming(self, what: str, location: str) -> DecryptionError:
+        """The same error, the object ``location`` said as the request member ``what`` that gave it
+        (``DataSpec.DataLocationS3 's3://…'``), as other errors of reading it are."""
+        quoted = f"'{location}'"
+        if not what or quoted not in self.message:
+            return self
+        return type(self)(self.message.replace(quoted, f"{what} {quoted}", 1))
+
 
 class KeyUnavailable(Exception):
     """A key provider could not be asked to unwrap a data key (its key service refused or could not be

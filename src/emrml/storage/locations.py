@@ -138,6 +138,8 @@ def open_binary(location: str, *, what: str = "location", start: int = 0) -> Bin
         return stream
     except OSError as exc:
         raise _os_error(exc, what, location) from exc
+    except InvalidInputException as exc:
+        raise _named(exc, what, location) from exc.__cause__
 
 
 def open_files(files: list[FileRef], *, what: str = DATA_LOCATION) -> Iterator[BinaryIO]:
@@ -180,6 +182,8 @@ def _open_listed(file: FileRef, what: str, whole_up_to: int) -> BinaryIO:
         return _S3.store.open(file.uri, BUFFER_BYTES, etag=etag, whole_up_to=whole)
     except OSError as exc:
         raise _os_error(exc, what, file.uri) from exc
+    except InvalidInputException as exc:
+        raise _named(exc, what, file.uri) from exc.__cause__
 
 
 #: Bytes of plaintext an ``authenticated_first`` stream keeps in memory; beyond, in a temporary file.
@@ -534,6 +538,16 @@ def _backend(location: str) -> Backend:
             f"'{location}': unsupported scheme '{scheme.group(1)}' (use a local path, file:// or s3://)"
         )
     return _LOCAL
+
+
+def _named(exc: InvalidInputException, what: str, location: str) -> InvalidInputException:
+    """A client-side encryption error of opening ``location`` (no key, the wrong key, an object that is not
+    encrypted) said of the request member ``what`` that gave it, as a missing file is; others as they are."""
+    from emrml.storage.cse import DecryptionError  # imported once an error comes: it loads cryptography
+
+    if what == "location":  # the default, which names no member: the object's URI says it all
+        return exc
+    return exc.naming(what, location) if isinstance(exc, DecryptionError) else exc
 
 
 def _os_error(exc: OSError, what: str, location: str) -> AmazonMLError:

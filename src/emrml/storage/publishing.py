@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from emrml.errors import AmazonMLError, InvalidInputException
 from emrml.storage.backend import BUFFER_BYTES, Commit, commit_now, write_error
 from emrml.storage.locations import _S3, delete, publish_file
-from emrml.storage.s3 import MultipartWriter, split
+from emrml.storage.s3 import split
+from emrml.storage.s3_upload import MultipartWriter
 
 log = logging.getLogger(__name__)
 

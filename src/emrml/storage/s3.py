@@ -8,9 +8,10 @@ Credentials come from boto3's standard chain (environment, shared files, instanc
   breaks off is resumed from where it stopped, with backoff; every range is pinned to the object's ETag, so
   an object replaced while it is read fails the read instead of mixing two versions.
 * **Listings page** through ``ListObjectsV2`` (1,000 keys a page) until the end.
-* **Writes are whole or absent.** An object is one ``PutObject`` when small, else a multipart upload of
-  ``part_bytes`` parts, a few in flight at once (memory: ``part_bytes`` × (in flight + 1)); a failed
-  block aborts the upload, so nothing appears and no parts are left behind.
+* **Writes are whole or absent** (``storage.s3_upload``). An object is one ``PutObject`` when small, else
+  a multipart upload of ``part_bytes`` parts (larger past a thousand parts: S3 takes ten thousand), a few
+  in flight at once (memory: the part size × (in flight + 1)); a failed block aborts the upload, so
+  nothing appears and no parts are left behind.
 * **Retries** of every request (throttling, 5xx, broken connections) are botocore's "standard" mode:
   exponential backoff with jitter, ``max_attempts`` tries.
 
@@ -26,8 +27,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 SMALL_OBJECT_BYTES = 256 << 10
 #: The smallest part S3 accepts (all but the last part of a multipart upload).
 MIN_PART_BYTES = 5 << 20
+#: S3's largest part, and largest PutObject (an object smaller than a part is one).
+MAX_PART_BYTES = 5 << 30
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ class S3Settings:
             region=settings.s3_region,
             sse=settings.s3_sse,
             sse_kms_key_id=settings.s3_sse_kms_key_id,
-            part_bytes=max(settings.s3_part_bytes, MIN_PART_BYTES),
+            part_bytes=min(max(settings.s3_part_bytes, MIN_PART_BYTES), MAX_PART_BYTES),
             cse=cse,
         )
 
@@ -327,17 +329,19 @@ class S3Store:
     @contextmanager
     def atomic_write(self, location: str, commit: Commit = commit_now) -> Iterator[BinaryIO]:
         from emrml.storage.cse import encrypting
+        from emrml.storage.s3_upload import MultipartWriter
 
         bucket, key = split(location)
         if not key or key.endswith("/"):
             raise IsADirectoryError(errno.EISDIR, "it is an S3 prefix, not an object key", location)
         upload = MultipartWriter(self, bucket, key)
-        with encrypting(upload, self.settings.cse, location) as stream:
-            try:
+        try:
+            # The encryption's tag is written as its block ends: a failure then aborts the upload too.
+            with encrypting(upload, self.settings.cse, location) as stream:
                 yield stream
-            except BaseException:
-                upload.abort()
-                raise
+        except BaseException:
+            upload.abort()
+            raise
         upload.finish(commit)
 
     def delete(self, location: str) -> None:
@@ -470,119 +474,3 @@ class RangeReader(io.RawIOBase):
     def close(self) -> None:
         self._drop_body()
         super().close()
-
-
-class MultipartWriter(io.RawIOBase):
-    """Bytes written become one object: a PutObject when small, else a multipart upload.
-
-    Nothing is visible until ``finish``; ``abort`` drops an upload under way. ``close`` by the caller (as
-    pyarrow sinks do) is harmless: the object is completed by the ``atomic_write`` block.
-    """
-
-    def __init__(self, store: S3Store, bucket: str, key: str) -> None:
-        self.store, self.bucket, self.key = store, bucket, key
-        self.part_bytes = store.settings.part_bytes
-        self.buffer = bytearray()
-        self.metadata: dict[str, str] = {}
-        self.upload_id: str | None = None
-        self.parts: list[Future[dict[str, Any]]] = []
-        self.pool: ThreadPoolExecutor | None = None
-        self.slots = threading.Semaphore(store.settings.parts_in_flight)
-        self.written = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def close(self) -> None:  # the object is finished or aborted by the atomic_write block only
-        pass
-
-    @property
-    def closed(self) -> bool:
-        return False
-
-    def write(self, data: Any) -> int:
-        view = memoryview(data).cast("B")
-        self.buffer += view
-        self.written += len(view)
-        while len(self.buffer) >= self.part_bytes:
-            part = bytes(self.buffer[: self.part_bytes])
-            del self.buffer[: self.part_bytes]
-            self._send_part(part)
-        return len(view)
-
-    def tell(self) -> int:
-        return self.written
-
-    def _send_part(self, data: bytes) -> None:
-        if self.upload_id is None:
-            started = self.store.call(
-                "create_multipart_upload",
-                self.bucket,
-                self.key,
-                Metadata=self.metadata,
-                **self.store.settings.write_arguments(),
-            )
-            self.upload_id = started["UploadId"]
-            self.pool = ThreadPoolExecutor(self.store.settings.parts_in_flight, "emrml-s3-upload")
-        assert self.pool is not None
-        for done in [part for part in self.parts if part.done()]:
-            done.result()  # an upload that failed fails the write now, not at the end
-        self.slots.acquire()
-        number = len(self.parts) + 1
-        future = self.pool.submit(self._upload_part, number, data)
-        future.add_done_callback(lambda _: self.slots.release())
-        self.parts.append(future)
-
-    def _upload_part(self, number: int, data: bytes) -> dict[str, Any]:
-        response = self.store.call(
-            "upload_part", self.bucket, self.key, UploadId=self.upload_id, PartNumber=number, Body=data
-        )
-        return {"PartNumber": number, "ETag": response["ETag"]}
-
-    def finish(self, commit: Commit = commit_now) -> None:
-        """Make the object appear: one request (its only part, or the upload's completion), run through
-        ``commit`` once every other part is sent."""
-        try:
-            if self.upload_id is None:
-                body = bytes(self.buffer)
-                commit(
-                    lambda: self.store.call(
-                        "put_object",
-                        self.bucket,
-                        self.key,
-                        Body=body,
-                        Metadata=self.metadata,
-                        **self.store.settings.write_arguments(),
-                    )
-                )
-                return
-            if self.buffer or not self.parts:
-                self._send_part(bytes(self.buffer))
-            parts = [future.result() for future in self.parts]
-            commit(
-                lambda: self.store.call(
-                    "complete_multipart_upload",
-                    self.bucket,
-                    self.key,
-                    UploadId=self.upload_id,
-                    MultipartUpload={"Parts": parts},
-                )
-            )
-        except BaseException:
-            self.abort()
-            raise
-        finally:
-            self.buffer = bytearray()
-            if self.pool is not None:
-                self.pool.shutdown(wait=True)
-
-    def abort(self) -> None:
-        """Drop the upload: no object appears, no parts are kept (best effort: S3 lifecycle rules for
-        incomplete multipart uploads catch what a lost connection leaves)."""
-        self.buffer = bytearray()
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-        if self.upload_id is not None:
-            with suppress(OSError):
-                self.store.call("abort_multipart_upload", self.bucket, self.key, UploadId=self.upload_id)
-            self.upload_id = None

@@ -51,3 +51,23 @@ def test_two_processes_on_one_metastore_count_failed_logins_together(settings: S
     finally:
         second.close()
         first.close()
+
+
+def test_a_user_name_with_a_trailing_blank_is_not_that_user(settings: Settings) -> None:
+    """MariaDB's utf8mb4_bin compared "bob " equal to "bob": a console login as "bob " (the console passes
+    the name as typed) opened a session with bob's password, its failures counted apart from bob's (a way
+    around the account's throttle), and "bob " had bob's groups and statements."""
+    app = EmrML(settings)
+    try:
+        app.access.create_user("bob")
+        logins = Logins(app.sessions)
+        logins.set_password("bob", "bob-password-1")
+        for name in ("bob ", "bob  "):
+            assert not logins.has_password(name)
+            assert not app.access.enabled(name)
+            with pytest.raises(LoginRefused, match="Wrong user name or password"):
+                logins.log_in(name, "bob-password-1", "10.0.0.7")
+        assert app.access.enabled("bob")
+        assert logins.log_in("bob", "bob-password-1", "10.0.0.7").token
+    finally:
+        app.close()

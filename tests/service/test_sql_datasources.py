@@ -11,8 +11,11 @@ import csv
 import gzip
 import json
 import re
+import threading
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -572,3 +575,58 @@ def test_column_names_that_need_quoting_or_trimming_make_a_datasource(
     result = from_redshift(sql_app, databases, staging, "redshift-names", query)
     assert result["Status"] == "COMPLETED" and result["TotalRecordCount"] == 5, result
     assert list(_types(sql_app, "redshift-names")) == ["a,b", 'c"d', "e", "f\ng", "churned"]
+
+
+def test_a_stopping_server_ends_its_threads_query_and_queues_the_job_again(
+    sql_app: EmrML, databases: Databases, staging: Path
+) -> None:
+    """A server on the Spark engine runs jobs on its threads, which it asks to stop as it stops: a MySQL
+    query that sends nothing while it works gave the job no progress point to stop at, and ran on beside the
+    server. The stop ends it, and the job, its read ended by the stop, is queued again, not FAILED."""
+    marker = f"marker_{uuid.uuid4().hex[:12]}"
+    query = f"SELECT (SELECT SUM(CRC32(seq)) FROM seq_1_to_100000000000) AS {marker}"
+    spec = {
+        "DatabaseInformation": {"InstanceIdentifier": RDS, "DatabaseName": databases.name},
+        "SelectSqlQuery": query,
+        "DatabaseCredentials": {"Username": databases.mariadb_user, "Password": PASSWORD},
+        "S3StagingLocation": f"{staging}/",
+        "ResourceRole": "r",
+        "ServiceRole": "s",
+        "SubnetId": "subnet-1",
+        "SecurityGroupIds": ["sg-1"],
+    }
+    request = {"DataSourceId": "ds-long", "RDSData": spec, "RoleARN": "arn:aws:iam::000000000000:role/ml"}
+    sql_app.call("CreateDataSourceFromRDS", request)
+    sql_app.jobs.in_process = True
+    runner = threading.Thread(target=sql_app.jobs.run_if_queued, args=("DataSource", "ds-long"), daemon=True)
+    admin = sqlalchemy.create_engine(MARIADB_ADMIN)
+
+    def running() -> list[int]:
+        with admin.connect() as connection:
+            listing = (
+                "SELECT id FROM information_schema.processlist WHERE instr(info, %s) > 0 "
+                "AND id <> connection_id()"
+            )
+            return [row[0] for row in connection.exec_driver_sql(listing, (marker,))]
+
+    try:
+        runner.start()
+        while not running():
+            assert runner.is_alive(), sql_app.call("GetDataSource", {"DataSourceId": "ds-long"})
+            time.sleep(0.1)
+        assert sql_app.jobs.interrupt() == [("DataSource", "ds-long")]
+        for _ in range(100):  # a loaded machine is slow
+            if not running():
+                break
+            time.sleep(0.1)
+        assert running() == []
+        runner.join(30)
+        assert not runner.is_alive()
+        queued = sql_app.call("GetDataSource", {"DataSourceId": "ds-long"})
+        assert queued["Status"] == "PENDING" and "will run again" in queued["Message"]
+    finally:
+        with admin.connect() as connection:
+            for connection_id in running():
+                with suppress(sqlalchemy.exc.DBAPIError):
+                    connection.exec_driver_sql(f"KILL {int(connection_id)}")
+        admin.dispose()

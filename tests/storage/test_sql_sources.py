@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -392,3 +393,40 @@ def test_postgresql_bytea_is_refused_with_a_conversion_that_works_on_it(
         staged_rows(source, "SELECT i FROM blobs", tmp_path)
     rows, _ = staged_rows(source, "SELECT encode(b, 'hex') AS b, CAST(i AS TEXT) AS i FROM blobs", tmp_path)
     assert rows == [["b", "i"], ["ff", "1 day"]]
+
+
+def test_a_mysql_query_being_described_ends_when_its_job_is_stopped(
+    databases: Databases, tmp_path: Path
+) -> None:
+    """A job on a server's thread (the Spark engine) is asked to stop, never killed: a query that sends
+    nothing while it works gave it no progress point to stop at, and ran on to its end beside the
+    server, whose process lives on. The stop ends it, and the read fails at once. (Not while the driver
+    reads: connectorx holds the interpreter's lock as it waits for a batch, so no thread of the process
+    runs meanwhile.)"""
+    marker = f"marker_{uuid.uuid4().hex[:12]}"
+    stopped = threading.Event()
+    failures: list[BaseException] = []
+
+    def stage() -> None:
+        try:
+            sql_staging.stage_query(
+                databases.mariadb(),
+                HOURS_DESCRIBING.format(marker=marker),
+                str(tmp_path / "staged.csv.gz"),
+                stopped=stopped,
+            )
+        except BaseException as exc:
+            failures.append(exc)
+
+    reader = threading.Thread(target=stage, daemon=True)
+    with _ended_after(marker):
+        reader.start()
+        while not _mariadb_queries(marker):
+            assert reader.is_alive(), f"the query ended before it ran: {failures}"
+            time.sleep(0.1)
+        stopped.set()
+        assert _gone(_mariadb_queries, marker) == []
+        reader.join(10)
+        assert not reader.is_alive()
+        assert [type(failure) for failure in failures] == [DataError]
+    assert not (tmp_path / "staged.csv.gz").exists()

@@ -18,9 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, String, and_, false, func, literal, or_, select, true
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy import ColumnElement, and_, false, func, literal, or_, select, true
 
 from emrml.errors import InvalidInputException
 from emrml.service.metastore import ENTITY_CLASSES
@@ -83,31 +81,6 @@ def _time_value(text: str, comparator: str) -> float:
     )
 
 
-class _CodePoints(FunctionElement[str]):
-    """Text that compares and sorts by code point, as SQLite's does: PostgreSQL compares by the database's
-    collation (en-US: "apple" < "b" < "Banana", punctuation all but ignored), and MariaDB's utf8mb4_bin
-    pads with spaces ("a" = "a "), so the same filter would list other objects, in another order, on each
-    metastore. (UTF-8 bytes sort as their code points.)"""
-
-    type = String()
-    inherit_cache = True
-
-
-@compiles(_CodePoints)
-def _code_points(element: _CodePoints, compiler: Any, **kw: Any) -> str:
-    return str(compiler.process(element.clauses, **kw))
-
-
-@compiles(_CodePoints, "postgresql")
-def _code_points_postgresql(element: _CodePoints, compiler: Any, **kw: Any) -> str:
-    return f'({compiler.process(element.clauses, **kw)}) COLLATE "C"'
-
-
-@compiles(_CodePoints, "mysql", "mariadb")
-def _code_points_mysql(element: _CodePoints, compiler: Any, **kw: Any) -> str:
-    return f"CAST(({compiler.process(element.clauses, **kw)}) AS BINARY)"
-
-
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -132,22 +105,34 @@ _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
-def _conditions(kind: str, request: Request) -> tuple[Any, Any, list[ColumnElement[bool]]]:
-    """The value each object is sorted by, the same as compared (by code point for text), and the
-    conditions on the objects to list."""
+def _compared(comparator: str, column: Any, value: Any, nullable: bool) -> ColumnElement[bool]:
+    """``column comparator value``, an object without a value (NULL) counting as "": the plain column
+    compared, not COALESCE(column, ''), so that the column's index is used."""
+    condition = _COMPARE[comparator](column, value)
+    if nullable and _COMPARE[comparator]("", value):
+        condition = or_(condition, column.is_(None))
+    return condition
+
+
+def _conditions(kind: str, request: Request) -> tuple[Any, list[ColumnElement[bool]]]:
+    """The value each object is sorted by and the conditions on the objects to list.
+
+    Text compares and sorts by code point on every metastore: the columns' collation is "C" on PostgreSQL
+    and binary without padding on MySQL and MariaDB (migration 0018), so plain comparisons, which their
+    indexes serve, compare as SQLite's do."""
     table = ENTITY_CLASSES[kind]
     variable = request.get("FilterVariable")
     used = [c for c in COMPARATORS if request.get(c) is not None]
     if variable is None:
         if used:
             raise InvalidInputException(f"{', '.join(used)} needs a FilterVariable to compare with")
-        return table.created_at, table.created_at, [table.status != "DELETED"]
+        return table.created_at, [table.status != "DELETED"]
     column_name = FILTERS[kind][variable]
-    value_column: Any = getattr(table, column_name) if column_name else literal(ALGORITHM)
-    if column_name and table.__table__.c[column_name].nullable:
-        # An object without a name (or location) sorts and compares as "": NULL would match no comparison.
-        value_column = func.coalesce(value_column, "")
-    column = value_column if variable in TIME_VARIABLES else _CodePoints(value_column)
+    column: Any = getattr(table, column_name) if column_name else literal(ALGORITHM)
+    nullable = bool(column_name) and table.__table__.c[column_name].nullable
+    # An object without a name (or location) sorts as "": NULL would sort first on one database, last on
+    # another.
+    value_column = func.coalesce(column, "") if nullable else column
     conditions: list[ColumnElement[bool]] = []
     if variable in TIME_VARIABLES and "Prefix" in used:
         raise InvalidInputException(f"Prefix compares text; {variable} is a time (use GT, GE, LT or LE)")
@@ -160,11 +145,11 @@ def _conditions(kind: str, request: Request) -> tuple[Any, Any, list[ColumnEleme
             # than by each database's rules for comparing two constants (MariaDB's ignore case).
             conditions.append(true() if _COMPARE[comparator](ALGORITHM, value) else false())
         else:
-            conditions.append(_COMPARE[comparator](column, value))
+            conditions.append(_compared(comparator, column, value, nullable))
     # DELETED objects stay hidden unless asked for by status, so that waiters can see them (spec 4.8).
     if not (variable == "Status" and request.get("EQ") == "DELETED"):
         conditions.append(table.status != "DELETED")
-    return value_column, column, conditions
+    return value_column, conditions
 
 
 def _query(kind: str, request: Request) -> str:
@@ -233,7 +218,7 @@ def describe(
     app: EmrML, kind: str, request: Request, view: Callable[[Any], Response], operation_name: str = ""
 ) -> Response:
     table = ENTITY_CLASSES[kind]
-    value_column, column, conditions = _conditions(kind, request)
+    column, conditions = _conditions(kind, request)
     # Only what the caller may describe: others' objects are not there for it (service.access).
     visible = app.access.visible(operation_name or f"Describe{kind}s", kind)
     if visible is not None:
@@ -241,7 +226,7 @@ def describe(
     limit = request.get("Limit", 100)
     descending = request.get("SortOrder", "asc") == "dsc"
     after = _after(kind, request.get("NextToken"), request)
-    object_id = _CodePoints(table.id)  # ties go by id, "A" before "a" on every metastore
+    object_id = table.id  # ties go by id, "A" before "a" on every metastore
     if after is not None:
         value, last_id = after
         if descending:
@@ -249,7 +234,7 @@ def describe(
         else:
             conditions.append(or_(column > value, and_(column == value, object_id > last_id)))
     order = [column.desc(), object_id.desc()] if descending else [column.asc(), object_id.asc()]
-    query = select(table, value_column).where(and_(*conditions)).order_by(*order).limit(limit + 1)
+    query = select(table, column).where(and_(*conditions)).order_by(*order).limit(limit + 1)
     with app.sessions() as session:
         rows = list(session.execute(query))
     response: Response = {"Results": [view(entity) for entity, _ in rows[:limit]]}

@@ -21,7 +21,7 @@ from emrml.config import Settings
 from emrml.core.rearrange import Rearrangement, parse_rearrangement
 from emrml.core.schema import Schema, parse_schema
 from emrml.engine.local import build_datasource
-from emrml.errors import InvalidInputException
+from emrml.errors import DataError, InvalidInputException
 from emrml.service import credentials as sealed
 from emrml.service.confinement import check_job_output, confined_job, confined_writes
 from emrml.service.metastore import BatchPrediction, DataSource, MLModel
@@ -94,15 +94,20 @@ def _stage_sql(entity: DataSource, context: JobContext) -> Schema:
     )
     if entity.confined:
         check_job_output(context.settings, entity.data_location, member="S3StagingLocation")
-    with confined_writes(context.settings, entity.confined):
-        staged = sql_staging.stage_query(
-            source,
-            spec["SelectSqlQuery"],
-            entity.data_location,
-            context.progress,
-            max_attributes=context.settings.max_attributes,
-            commit=context.fenced,
-        )
+    try:
+        with confined_writes(context.settings, entity.confined):
+            staged = sql_staging.stage_query(
+                source,
+                spec["SelectSqlQuery"],
+                entity.data_location,
+                context.progress,
+                max_attributes=context.settings.max_attributes,
+                commit=context.fenced,
+                stopped=context.stopped,
+            )
+    except DataError:
+        context.raise_if_stopped()  # the query was ended because the job is to stop: no failure of it
+        raise
     return staged.schema
 
 

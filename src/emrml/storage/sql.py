@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import ssl
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -395,7 +396,9 @@ def mysql_connect(source: SqlSource) -> Any:
 
 
 @contextmanager
-def _mysql_batches(source: SqlSource, query: str) -> Iterator[pa.RecordBatchReader]:
+def _mysql_batches(
+    source: SqlSource, query: str, stopped: threading.Event | None
+) -> Iterator[pa.RecordBatchReader]:
     try:
         import connectorx
     except ImportError as exc:
@@ -406,7 +409,7 @@ def _mysql_batches(source: SqlSource, query: str) -> Iterator[pa.RecordBatchRead
     # Both connections running the query (to describe it, then to read it) take a lock naming them, by which
     # the read's watcher ends them if this process dies or leaves the read (storage.sql_watch).
     token = uuid.uuid4().hex
-    with sql_watch.watched(source, token):
+    with sql_watch.watched(source, token, stopped):
         try:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT GET_LOCK(%s, 0)", (sql_watch.lock_name(token, "describe"),))
@@ -498,10 +501,15 @@ def _guarded(reader: pa.RecordBatchReader, source: SqlSource) -> pa.RecordBatchR
     return pa.RecordBatchReader.from_batches(reader.schema, batches())
 
 
-def read_query(source: SqlSource, query: str) -> AbstractContextManager[pa.RecordBatchReader]:
-    """The query's rows as Arrow batches, read in a read-only transaction; errors are DataError."""
+def read_query(
+    source: SqlSource, query: str, stopped: threading.Event | None = None
+) -> AbstractContextManager[pa.RecordBatchReader]:
+    """The query's rows as Arrow batches, read in a read-only transaction; errors are DataError. A MySQL
+    read is ended once ``stopped`` is set (``sql_watch.watched``): it then fails with a DataError."""
     check_select(query)
-    return _mysql_batches(source, query) if source.api == "RDS" else _postgresql_batches(source, query)
+    if source.api == "RDS":
+        return _mysql_batches(source, query, stopped)
+    return _postgresql_batches(source, query)
 
 
 # ---------------------------------------------------------------------------------------------- types

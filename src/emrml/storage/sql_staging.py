@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv as python_csv
 import io
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -366,10 +367,12 @@ def stage_query(
     *,
     max_attributes: int = DEFAULT_MAX_ATTRIBUTES,
     commit: Commit = commit_now,
+    stopped: threading.Event | None = None,
 ) -> Staged:
     """Run ``query`` on ``source`` read-only and stage its result at ``location``; ``commit`` runs the step
-    that makes the staged file appear (``atomic_write``): every attempt of the job stages to one name."""
+    that makes the staged file appear (``atomic_write``): every attempt of the job stages to one name.
+    ``stopped``: the job's stop, which ends a MySQL query even while it sends nothing (``read_query``)."""
     if progress is not None:
         progress(0.0, f"running SelectSqlQuery on {source.what}")
-    with read_query(source, query) as reader:
+    with read_query(source, query, stopped) as reader:
         return stage(reader, location, progress, max_attributes=max_attributes, commit=commit)

@@ -28,6 +28,7 @@ import os
 import select
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -48,10 +49,21 @@ def lock_name(token: str, connection: str) -> str:
     return f"emrml-read-{token}-{connection}"
 
 
+#: Seconds between two looks at the ``stopped`` event of a watched read.
+STOP_POLL_SECONDS = 0.2
+
+
 @contextmanager
-def watched(source: SqlSource, token: str) -> Iterator[None]:
+def watched(source: SqlSource, token: str, stopped: threading.Event | None = None) -> Iterator[None]:
     """The block's queries on ``source``, in connections holding ``lock_name(token, ...)``, are ended if this
-    process dies while it runs, or if it raises."""
+    process dies while it runs, if it raises, or once ``stopped`` is set.
+
+    ``stopped``: a job's stop (its object deleted, its server stopping). A query that sends nothing while
+    it works gives the job no progress point to stop at: on a server's thread (the Spark engine), which is
+    never killed, the query ran on to its end, hours perhaps, its thread given up on but busy meanwhile;
+    ended, the read fails at once (the job, asked to stop, records nothing of it). Only while the query is
+    described (pymysql): connectorx holds the interpreter's lock while it waits for a batch, so no thread
+    of the process, this one's included, runs until the batch comes."""
     import emrml
 
     environment = dict(os.environ)
@@ -68,17 +80,39 @@ def watched(source: SqlSource, token: str) -> Iterator[None]:
     assert watcher.stdin is not None
     # The credentials go through the pipe: a command line is readable by every user of the machine.
     order = {"source": dataclasses.asdict(source), "token": token, "pid": os.getpid()}
+    told = threading.Lock()  # the watcher is told one ending, by the read or by its stop
+
+    def tell(ending: bytes) -> None:
+        if told.acquire(blocking=False):
+            assert watcher.stdin is not None
+            with suppress(OSError):  # a watcher that died early has nothing to be told
+                watcher.stdin.write(ending)
+            with suppress(OSError):
+                watcher.stdin.close()
+
+    finished = threading.Event()
+
+    def leave_once_stopped(stop: threading.Event) -> None:
+        while not finished.is_set():
+            if stop.wait(STOP_POLL_SECONDS):
+                tell(LEFT)
+                return
+
     ending = LEFT
+    stopping = None
     try:
         watcher.stdin.write(json.dumps(order).encode() + b"\n")
         watcher.stdin.flush()
+        if stopped is not None:
+            stopping = threading.Thread(target=leave_once_stopped, args=(stopped,), name="emrml-sql-stop")
+            stopping.start()
         yield
         ending = DONE
     finally:
-        with suppress(OSError):  # a watcher that died early has nothing to be told
-            watcher.stdin.write(ending)
-        with suppress(OSError):
-            watcher.stdin.close()
+        finished.set()
+        if stopping is not None:
+            stopping.join()
+        tell(ending)
         watcher.wait()  # once told the read was left: its query has ended when the error is reported
 
 

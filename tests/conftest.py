@@ -11,7 +11,7 @@ import pytest
 
 from emrml.config import Settings
 from emrml.service.app import EmrML
-from metastores import empty_metastore
+from metastores import Templates
 from s3_server import S3, S3Server
 
 #: Under CI a skipped test fails the run (tests/require_all.py).
@@ -50,10 +50,20 @@ def shared_datasets() -> Path:
     return SHARED_DATASETS
 
 
+@pytest.fixture(scope="session")
+def metastore_templates() -> Iterator[Templates]:
+    templates = Templates()
+    yield templates
+    templates.close()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-def metastore_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty metastore on SQLite and on PostgreSQL (tests/service adds MariaDB)."""
-    yield from empty_metastore(request.param, tmp_path)
+def metastore_url(
+    request: pytest.FixtureRequest, tmp_path: Path, metastore_templates: Templates
+) -> Iterator[str]:
+    """A new metastore at the current schema on SQLite and on PostgreSQL (tests/service adds MariaDB);
+    tests of the migrations themselves start from ``metastores.empty_metastore``."""
+    yield from metastore_templates.new_metastore(request.param, tmp_path)
 
 
 @pytest.fixture
@@ -69,9 +79,13 @@ def app(settings: Settings) -> Iterator[EmrML]:
 
 
 @pytest.fixture
-def sqlite_app(tmp_path: Path) -> Iterator[EmrML]:
-    """An app on SQLite only, for slow end-to-end flows whose metastore use the other tests cover."""
-    settings = Settings.load(environ={}, home=tmp_path / "home")
+def sqlite_app(tmp_path: Path, metastore_templates: Templates) -> Iterator[EmrML]:
+    """An app on SQLite only (its home's own metastore.db, at the current schema), for slow end-to-end
+    flows whose metastore use the other tests cover."""
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    metastore_templates.sqlite_file(home / "metastore.db")
+    settings = Settings.load(environ={}, home=home)
     application = EmrML(settings)
     yield application
     application.close()

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from metastores import empty_metastore
+from metastores import Templates
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
-def metastore_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    yield from empty_metastore(request.param, tmp_path)
+def metastore_url(
+    request: pytest.FixtureRequest, tmp_path: Path, metastore_templates: Templates
+) -> Iterator[str]:
+    yield from metastore_templates.new_metastore(request.param, tmp_path)

@@ -519,6 +519,15 @@ def test_quotes_inside_unquoted_fields_are_text() -> None:
     assert not result.invalid
 
 
+def test_quotes_inside_a_header_name_leave_the_first_record_alone() -> None:
+    """A header name holding quotes (``a"b"c``) was taken for a quote out of place in the first record,
+    which, when a quoted field of it held a line break, was rejected as lines joined by a stray quote."""
+    data = b'a"b"c,d\n1,"x\ny"\n2,z\n'
+    result = read(data, ["a", "b"], True)
+    assert result.rows == [("1", "x\ny"), ("2", "z")]
+    assert not result.invalid
+
+
 def test_records_pyarrow_cannot_read_as_one_row_are_invalid() -> None:
     # A lone carriage return outside quotes, and a comma between stray quotes, which the quote parity
     # and a CSV parser read differently.

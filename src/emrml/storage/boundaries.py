@@ -450,13 +450,15 @@ def _scan(buf: bytes, eof: bool) -> _Scan:
 def stray_quotes(block: Block) -> np.ndarray:
     """Positions in ``block.buf`` of the quotes of the block's records that are not where RFC 4180 puts one.
 
-    Quotes alternate opening and closing (the buffer starts outside quotes); a closing quote directly
+    Quotes alternate opening and closing (the records start outside quotes); a closing quote directly
     followed by an opening one is an escaped ``""``. Other opening quotes must start a field, other
-    closing quotes must end one.
+    closing quotes must end one. The header, which may precede the records in ``buf``, is left out.
     """
     if block.quotes is None or not len(block.stops):
         return _NO_POSITIONS
-    quotes = block.quotes[: np.searchsorted(block.quotes, block.stops[-1])]
+    quotes = block.quotes[
+        np.searchsorted(block.quotes, block.starts[0]) : np.searchsorted(block.quotes, block.stops[-1])
+    ]
     if not len(quotes):
         return _NO_POSITIONS
     arr = np.frombuffer(block.buf, dtype=np.uint8)

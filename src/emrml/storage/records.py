@@ -24,8 +24,10 @@ Rules (spec 5.1, 5.3):
 
 Memory stays a bounded multiple of the block size whatever the records: a block holds at most one record
 per ``RECORD_BYTES`` of it (``storage.boundaries``); invalid records are arrays and a table of distinct
-reasons (``storage.invalid``), not an object each; a record that outgrows ``max_record_bytes`` before its
-end is scanned to its end without being kept (empty lines held back as possibly trailing cost a bit each).
+reasons (``storage.invalid``), not an object each; quote positions are found a segment at a time, never
+kept for a whole block (``storage.quoting``: a block may hold nearly a quote per byte); a record that
+outgrows ``max_record_bytes`` before its end is scanned to its end without being kept (empty lines held
+back as possibly trailing cost a bit each).
 ``read_chunks`` finds the records of the next block on a background thread while pyarrow parses the
 current one, so the stream is read up to two blocks ahead of the chunk being consumed.
 """
@@ -46,9 +48,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from emrml.errors import DataError
-from emrml.storage.boundaries import BOM, COMMA, LF, Block, read_up_to, split_blocks, stray_quotes
+from emrml.storage.boundaries import BOM, Block, read_up_to, split_blocks
 from emrml.storage.codecs import Replay
 from emrml.storage.invalid import InvalidRecords, Reasons, not_utf8, spanning, utf8_errors
+from emrml.storage.quoting import field_counts, stray_records
 
 
 @dataclass
@@ -288,6 +291,18 @@ def _lines(block: Block, position: int) -> int:
     return block.buf.count(b"\n", start, end) + 1
 
 
+def _spans(block: Block, positions: np.ndarray) -> np.ndarray:
+    """``_lines`` of the records at ``positions`` (sorted, int64): a record followed by another in the
+    block spans the lines between their starts."""
+    if not block.multiline:
+        return np.ones(len(positions), dtype=np.int64)
+    inner = positions[positions < len(block.starts) - 1]
+    spans = block.lines[inner + 1] - block.lines[inner]
+    if len(inner) < len(positions):
+        spans = np.append(spans, _lines(block, len(block.starts) - 1))
+    return spans
+
+
 class _BlockParser:
     """Turns blocks of records into chunks: classifies records, parses the valid ones with pyarrow."""
 
@@ -402,8 +417,8 @@ class _BlockParser:
         # When every quote sits where RFC 4180 allows it, pyarrow splits records and fields exactly as
         # the quote parity does, so its own column-count check is exact and fields are counted only
         # after a failed parse.
-        strays = stray_quotes(block) if block.quotes is not None else None
-        careful = strays is not None and len(strays) > 0
+        strays = stray_records(block)
+        careful = len(strays) > 0
         if careful:
             self._check_fields(block, bad, reasons)
             self._check_joined_lines(block, strays, bad, reasons)
@@ -431,30 +446,18 @@ class _BlockParser:
     def _check_fields(self, block: Block, bad: np.ndarray, reasons: Reasons) -> None:
         """Mark records whose field count (commas outside quotes, plus one) is wrong."""
         columns = len(self.names)
-        arr = np.frombuffer(block.buf, dtype=np.uint8)
-        commas = np.flatnonzero(arr == COMMA)
-        if block.quotes is not None:
-            commas = commas[(np.searchsorted(block.quotes, commas) & 1) == 0]
-        # In place: a block of short records has millions, each array of them 8 bytes per record.
-        counts = np.searchsorted(commas, block.ends)
-        counts -= np.searchsorted(commas, block.starts)
-        counts += 1
+        counts = field_counts(block)
         wrong = counts != columns
         wrong &= ~bad
         positions = np.flatnonzero(wrong)
         found = counts[positions]
         del counts
         if block.multiline:
-            # As ``_lines``: a record of the block that is not left open at the end of the file (those are
-            # marked already) never ends with its line break, so its lines are the breaks inside plus one.
-            newlines = np.flatnonzero(arr == LF)
-            spans = np.searchsorted(newlines, block.ends[positions])
-            spans -= np.searchsorted(newlines, block.starts[positions])
             # One key per (fields found, lines spanned): both are below ``scale``.
             scale = len(block.buf) + 2
             reasons.set_keyed(
                 positions,
-                found * scale + spans + 1,
+                found * scale + _spans(block, positions),
                 lambda key: f"expected {columns} fields, found {key // scale}{spanning(key % scale, False)}",
             )
         else:
@@ -469,16 +472,18 @@ class _BlockParser:
         field, and the records of the lines between would vanish without a trace."""
         if not block.multiline:
             return
-        records = np.unique(np.searchsorted(block.stops, strays, side="right"))
-        for position in records[records < len(bad)].tolist():
-            lines = _lines(block, position)
-            if bad[position] or lines < 2:
-                continue
-            bad[position] = True
-            reasons[position] = (
+        spans = _spans(block, strays)
+        joined = (spans > 1) & ~bad[strays]
+        strays, spans = strays[joined], spans[joined]
+        bad[strays] = True
+        reasons.set_keyed(
+            strays,
+            spans,
+            lambda lines: (
                 f"a quote out of place in a record of {lines:,} lines: a quoted field opened on its first "
                 "line closes lines later, joining them into one value (an unbalanced '\"'?)"
-            )
+            ),
+        )
 
     def _check_utf8(self, block: Block, bad: np.ndarray, reasons: Reasons) -> None:
         """Mark records holding bytes that are not UTF-8 (after a failed parse)."""

@@ -303,6 +303,19 @@ def _spans(block: Block, positions: np.ndarray) -> np.ndarray:
     return spans
 
 
+def _utf8_failure(why: str) -> bool:
+    """Whether pyarrow's error is the conversion of a field that is not UTF-8 (its parse errors start
+    "CSV parse error" and quote the row, which may say anything)."""
+    return why.startswith("In CSV column #") and why.endswith(
+        "CSV conversion error to string: invalid UTF8 data"
+    )
+
+
+def _lone_returns(buf: bytes) -> bool:
+    """Whether ``buf`` holds a CR that is not followed by a LF."""
+    return b"\r" in buf and buf.count(b"\r") != buf.count(b"\r\n")
+
+
 class _BlockParser:
     """Turns blocks of records into chunks: classifies records, parses the valid ones with pyarrow."""
 
@@ -425,9 +438,13 @@ class _BlockParser:
         elif columns > 1:
             self._mark(bad, reasons, (sizes == 0) & ~bad, f"expected {columns} fields, found 1")
         valid = np.flatnonzero(~bad)
-        table = self._try_parse(block, valid)
+        parsed = self._parse(block, valid)
+        table = parsed if isinstance(parsed, pa.Table) else None
         if table is None:
-            if not careful:
+            # pyarrow parses all the text before converting any of it: failing on UTF-8, it found every
+            # row's fields, and its rows are the records unless a lone CR (a line end to it) cut one.
+            counted = _utf8_failure(parsed) and not _lone_returns(block.buf)
+            if not careful and not counted:
                 self._check_fields(block, bad, reasons)
             self._check_utf8(block, bad, reasons)
             valid = np.flatnonzero(~bad)
@@ -523,6 +540,11 @@ class _BlockParser:
 
     def _try_parse(self, block: Block, records: np.ndarray) -> pa.Table | None:
         """pyarrow's parse of ``records`` (sorted positions), or None unless it is one row per record."""
+        parsed = self._parse(block, records)
+        return parsed if isinstance(parsed, pa.Table) else None
+
+    def _parse(self, block: Block, records: np.ndarray) -> pa.Table | str:
+        """``_try_parse``, or why not: pyarrow's error, or "" when its rows are not one per record."""
         if not len(records):
             return self._empty_table()
         starts, stops = block.starts[records], block.stops[records]
@@ -548,11 +570,11 @@ class _BlockParser:
                 parse_options=self._parse_options[block.multiline],
                 convert_options=self._convert_options[not block.buf.isascii()],
             )
-        except pa.ArrowInvalid:
-            return None
+        except pa.ArrowInvalid as error:
+            return str(error)
         if shielded:
             table = table.slice(1)
-        return table if table.num_rows == len(records) else None
+        return table if table.num_rows == len(records) else ""
 
     def _read_options(self, size: int) -> pacsv.ReadOptions:
         # The whole block in one piece, on this thread: its columns come out in one chunk each (no copy to

@@ -82,7 +82,7 @@ class Block:
     stops: np.ndarray  # end of its terminator: where the next record starts
     lines: np.ndarray
     indices: np.ndarray
-    quotes: np.ndarray | None  # positions of every '"' in buf; None when it has none
+    quoted: bool  # buf holds a '"' (``storage.quoting`` finds where, a segment at a time)
     multiline: bool  # some quoted field holds a line break
     unterminated: bool  # the last record ends inside a quoted field (end of file)
     blanks: Blanks | None
@@ -224,14 +224,12 @@ def split_blocks(
             first, header = 1, False
         pending = buf[scan.tail :] if not eof else b""
         if not eof and len(pending) > max_record_bytes + 1:
-            quotes = _NO_POSITIONS if scan.quotes is None else scan.quotes
-            tail_quotes = len(quotes) - int(np.searchsorted(quotes, scan.tail))
             skip = _Skip(
                 offset=base + scan.tail,
                 line=line + scan.tail_newlines,
                 index=None if header else -1,
                 size=len(pending),
-                parity=tail_quotes & 1,
+                parity=scan.parity,
                 newlines=scan.newlines - scan.tail_newlines,
                 last=pending[-1],
             )
@@ -308,7 +306,7 @@ def _block(
     records, else in a copy of their bytes (the block and its parsing then cost what they would alone)."""
     starts, ends, stops = scan.bounds(low, high)
     lines = line + scan.line_delta(low, high)
-    quotes = scan.quotes
+    quoted = scan.quoted
     if not whole and len(stops):
         cut, until = int(starts[0]), int(stops[-1])
         buf = buf[cut:until]
@@ -316,9 +314,7 @@ def _block(
         starts -= cut
         ends -= cut
         stops -= cut
-        if quotes is not None:
-            quotes = quotes[np.searchsorted(quotes, cut) : np.searchsorted(quotes, until)] - cut
-            quotes = quotes if len(quotes) else None
+        quoted = quoted and b'"' in buf
     return Block(
         buf=buf,
         base=base,
@@ -327,7 +323,7 @@ def _block(
         stops=stops,
         lines=lines,
         indices=index + np.arange(high - low, dtype=np.int64),
-        quotes=quotes,
+        quoted=quoted,
         multiline=scan.multiline,
         unterminated=unterminated,
         blanks=blanks,
@@ -348,7 +344,9 @@ class _Scan:
     tail: int  # start of the incomplete last record (len(buf) at end of file)
     tail_newlines: int  # line breaks before ``tail``
     newlines: int  # line breaks in buf
-    quotes: np.ndarray | None
+    quoted: bool  # buf holds a '"'
+    # Quotes after ``tail``, mod 2 (those before it are even: a record ends where they are).
+    parity: int
     multiline: bool
     unterminated: bool
 
@@ -383,7 +381,8 @@ def _scan(buf: bytes, eof: bool) -> _Scan:
     """Find the records of ``buf``, which starts at a record start; at end of file the rest is one.
 
     A segment at a time, the quote parity carried over: the masks and positions numpy makes stay the size of
-    a segment, and only the compact positions of record ends (and quotes) are kept."""
+    a segment, and only the compact positions of record ends are kept (not those of quotes, which may be
+    nearly as many as bytes)."""
     arr = np.frombuffer(buf, dtype=np.uint8)
     dtype = np.int32 if len(buf) < 2**30 else np.int64  # with room for the arithmetic on positions
     quoted = b'"' in buf
@@ -392,7 +391,6 @@ def _scan(buf: bytes, eof: bool) -> _Scan:
     # Line breaks before each record's end, kept from the first line break in a quoted field on (the
     # records before it have a line each).
     before: list[np.ndarray] = []
-    marks: list[np.ndarray] = []
     parity = newlines = records = 0  # quotes (mod 2), line breaks and records before the segment
     multiline = False
     for start in range(0, len(buf), SEGMENT):
@@ -407,7 +405,8 @@ def _scan(buf: bytes, eof: bool) -> _Scan:
                 carriage = np.flatnonzero(segment == CR)
                 multiline = bool(np.any((parity + np.searchsorted(quotes, carriage)) & 1))
             parity = (parity + len(quotes)) & 1
-            marks.append(_shifted(quotes, start, dtype))
+            # Before the next segment's are found: a segment of quotes has 8 bytes of positions per byte.
+            del quotes
             if len(closing) < found and not before:
                 before.append(np.arange(1, records + 1, dtype=dtype))
             if before:
@@ -417,12 +416,11 @@ def _scan(buf: bytes, eof: bool) -> _Scan:
         newlines += found
         records += len(breaks)
     stops = np.concatenate(ends) if ends else np.zeros(0, dtype=dtype)
-    quotes = (np.concatenate(marks) if marks else np.zeros(0, dtype=dtype)) if quoted else None
     line_deltas = None
     if before:
         # Record i starts after the line breaks before record i - 1's end.
         line_deltas = np.concatenate([np.zeros(1, dtype=dtype), *before])
-    del ends, marks, before
+    del ends, before
     terminated = records
     tail = int(stops[-1]) if records else 0
     tail_newlines = int(line_deltas[records]) if line_deltas is not None else records
@@ -430,8 +428,7 @@ def _scan(buf: bytes, eof: bool) -> _Scan:
     if eof and tail < len(buf):
         stops = np.append(stops, np.array([len(buf)], dtype=dtype))
         records += 1
-        if quotes is not None:
-            unterminated = bool((len(quotes) - np.searchsorted(quotes, tail)) & 1)
+        unterminated = bool(parity)
         tail, tail_newlines = len(buf), newlines
     return _Scan(
         arr=arr,
@@ -441,41 +438,8 @@ def _scan(buf: bytes, eof: bool) -> _Scan:
         tail=tail,
         tail_newlines=tail_newlines,
         newlines=newlines,
-        quotes=quotes,
+        quoted=quoted,
+        parity=parity,
         multiline=multiline,
         unterminated=unterminated,
     )
-
-
-def stray_quotes(block: Block) -> np.ndarray:
-    """Positions in ``block.buf`` of the quotes of the block's records that are not where RFC 4180 puts one.
-
-    Quotes alternate opening and closing (the buffer starts outside quotes); a closing quote directly
-    followed by an opening one is an escaped ``""``. Other opening quotes must start a field, other
-    closing quotes must end one.
-    """
-    if block.quotes is None or not len(block.stops):
-        return _NO_POSITIONS
-    quotes = block.quotes[: np.searchsorted(block.quotes, block.stops[-1])]
-    if not len(quotes):
-        return _NO_POSITIONS
-    arr = np.frombuffer(block.buf, dtype=np.uint8)
-    closing = (np.arange(len(quotes)) & 1).astype(bool)
-    escaped = np.zeros(len(quotes) + 1, dtype=bool)
-    escaped[:-1] = closing & (np.append(quotes[1:], -1) == quotes + 1)
-    opening = ~closing & ~escaped[np.arange(len(quotes)) - 1]
-    before = arr[np.maximum(quotes - 1, 0)]
-    field_start = (quotes == 0) | (before == COMMA) | (before == LF)
-    last = len(arr) - 1
-    after = arr[np.minimum(quotes + 1, last)]
-    after_next = arr[np.minimum(quotes + 2, last)]
-    field_end = (
-        (quotes == last)
-        | (after == COMMA)
-        | (after == LF)
-        | ((after == CR) & ((quotes + 1 == last) | (after_next == LF)))
-    )
-    return quotes[(opening & ~field_start) | (closing & ~escaped[:-1] & ~field_end)]
-
-
-# --- parsing -----------------------------------------------------------------------------------------

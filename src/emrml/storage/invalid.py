@@ -144,6 +144,10 @@ class Reasons:
 
 #: Bytes classified in one numpy step (the masks stay this size).
 _UTF8_SEGMENT = 1 << 18
+#: Above one byte in this many past ASCII, a segment's bytes are all classified at once (a few dozen
+#: passes over the bytes, fast per byte); below it, only the bytes past ASCII (slower per byte, but in
+#: mostly ASCII text a few in a hundred).
+_SPARSE = 16
 
 
 def utf8_errors(data: np.ndarray) -> np.ndarray:
@@ -157,33 +161,69 @@ def utf8_errors(data: np.ndarray) -> np.ndarray:
     found = []
     for start in range(0, len(data), _UTF8_SEGMENT):
         end = min(start + _UTF8_SEGMENT, len(data))
-        if data[start:end].max(initial=0) < 0x80:
-            continue
-        # The segment with the three bytes before (which may start a sequence) and after, then zeros.
+        # The segment with the three bytes before (which may start a sequence) and after.
         low, high = max(start - 3, 0), min(end + 3, len(data))
-        window = np.zeros(high - low + 3, dtype=np.uint8)
+        past_ascii = data[low:high] >= 0x80
+        count = int(np.count_nonzero(past_ascii))
+        if not count:
+            continue
+        candidates = np.flatnonzero(past_ascii) if count * _SPARSE < high - low else None
+        del past_ascii  # before the next segment's
+        if candidates is not None:
+            stops = low + _sparse_stops(data[low:high], candidates)
+            found.append(stops[(stops >= start) & (stops < end)])
+            continue
+        window = np.zeros(high - low + 3, dtype=np.uint8)  # then zeros, which end no sequence
         window[: high - low] = data[low:high]
         bad = _utf8_stops(window)[start - low : end - low]
         found.append(np.flatnonzero(bad) + start)
     return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
 
-def _utf8_stops(padded: np.ndarray) -> np.ndarray:
-    """``utf8_errors`` as a mask over ``padded`` but its last three bytes (zeros, which end no sequence)."""
-    size = len(padded) - 3
-    b0, b1, b2, b3 = (padded[shift : shift + size] for shift in range(4))
+def _valid_lengths(b0: np.ndarray, b1: np.ndarray, b2: np.ndarray, b3: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Whether each ``b0`` followed by ``b1``..``b3`` is a continuation byte, and starts a valid sequence
+    of two, three and four bytes (Unicode table 3-7: no overlong forms, surrogates or past U+10FFFF)."""
     follows = [(b & 0xC0) == 0x80 for b in (b0, b1, b2, b3)]
-    # Valid sequences by their length (Unicode table 3-7: no overlong forms, surrogates or past U+10FFFF).
     two = (b0 >= 0xC2) & (b0 <= 0xDF) & follows[1]
     three = ((b0 & 0xF0) == 0xE0) & follows[1] & follows[2]
     three &= ~(((b0 == 0xE0) & (b1 < 0xA0)) | ((b0 == 0xED) & (b1 > 0x9F)))
     four = (b0 >= 0xF0) & (b0 <= 0xF4) & follows[1] & follows[2] & follows[3]
     four &= ~(((b0 == 0xF0) & (b1 < 0x90)) | ((b0 == 0xF4) & (b1 > 0x8F)))
+    return follows[0], two, three, four
+
+
+def _utf8_stops(padded: np.ndarray) -> np.ndarray:
+    """``utf8_errors`` as a mask over ``padded`` but its last three bytes (zeros, which end no sequence)."""
+    size = len(padded) - 3
+    follows, two, three, four = _valid_lengths(*(padded[shift : shift + size] for shift in range(4)))
     held = np.zeros(size, dtype=bool)
     held[1:] = two[:-1] | three[:-1] | four[:-1]
     held[2:] |= three[:-2] | four[:-2]
     held[3:] |= four[:-3]
-    return np.where(follows[0], ~held, (b0 >= 0x80) & ~(two | three | four))
+    return np.where(follows, ~held, (padded[:size] >= 0x80) & ~(two | three | four))
+
+
+def _sparse_stops(data: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """``utf8_errors`` of ``data`` given the positions of its bytes past ASCII, the only ones that can be
+    an error or start a sequence of several bytes: looked at alone, past the end of ``data`` zeros."""
+    last = len(data) - 1
+    following = []
+    for shift in (1, 2, 3):
+        at = candidates + shift
+        byte = data[np.minimum(at, last)]
+        byte[at > last] = 0
+        following.append(byte)
+    follows, two, three, four = _valid_lengths(data[candidates], *following)
+    length = np.zeros(len(candidates), dtype=np.int64)
+    length[two] = 2
+    length[three] = 3
+    length[four] = 4
+    # A byte is held by a sequence starting one to three bytes before it: at one of the three candidates
+    # before it (the bytes between, if any, are candidates too).
+    held = np.zeros(len(candidates), dtype=bool)
+    for back in (1, 2, 3):
+        held[back:] |= candidates[back:] - candidates[:-back] < length[:-back]
+    return candidates[np.where(follows, ~held, length == 0)]
 
 
 def not_utf8(byte: int) -> str:

@@ -24,8 +24,10 @@ Rules (spec 5.1, 5.3):
 
 Memory stays a bounded multiple of the block size whatever the records: a block holds at most one record
 per ``RECORD_BYTES`` of it (``storage.boundaries``); invalid records are arrays and a table of distinct
-reasons (``storage.invalid``), not an object each; a record that outgrows ``max_record_bytes`` before its
-end is scanned to its end without being kept (empty lines held back as possibly trailing cost a bit each).
+reasons (``storage.invalid``), not an object each; quote positions are found a segment at a time, never
+kept for a whole block (``storage.quoting``: a block may hold nearly a quote per byte); a record that
+outgrows ``max_record_bytes`` before its end is scanned to its end without being kept (empty lines held
+back as possibly trailing cost a bit each).
 ``read_chunks`` finds the records of the next block on a background thread while pyarrow parses the
 current one, so the stream is read up to two blocks ahead of the chunk being consumed.
 """
@@ -46,9 +48,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from emrml.errors import DataError
-from emrml.storage.boundaries import BOM, COMMA, LF, Block, read_up_to, split_blocks, stray_quotes
+from emrml.storage.boundaries import BOM, Block, read_up_to, split_blocks
 from emrml.storage.codecs import Replay
 from emrml.storage.invalid import InvalidRecords, Reasons, not_utf8, spanning, utf8_errors
+from emrml.storage.quoting import field_counts, stray_records
 
 
 @dataclass
@@ -288,6 +291,31 @@ def _lines(block: Block, position: int) -> int:
     return block.buf.count(b"\n", start, end) + 1
 
 
+def _spans(block: Block, positions: np.ndarray) -> np.ndarray:
+    """``_lines`` of the records at ``positions`` (sorted, int64): a record followed by another in the
+    block spans the lines between their starts."""
+    if not block.multiline:
+        return np.ones(len(positions), dtype=np.int64)
+    inner = positions[positions < len(block.starts) - 1]
+    spans = block.lines[inner + 1] - block.lines[inner]
+    if len(inner) < len(positions):
+        spans = np.append(spans, _lines(block, len(block.starts) - 1))
+    return spans
+
+
+def _utf8_failure(why: str) -> bool:
+    """Whether pyarrow's error is the conversion of a field that is not UTF-8 (its parse errors start
+    "CSV parse error" and quote the row, which may say anything)."""
+    return why.startswith("In CSV column #") and why.endswith(
+        "CSV conversion error to string: invalid UTF8 data"
+    )
+
+
+def _lone_returns(buf: bytes) -> bool:
+    """Whether ``buf`` holds a CR that is not followed by a LF."""
+    return b"\r" in buf and buf.count(b"\r") != buf.count(b"\r\n")
+
+
 class _BlockParser:
     """Turns blocks of records into chunks: classifies records, parses the valid ones with pyarrow."""
 
@@ -402,17 +430,21 @@ class _BlockParser:
         # When every quote sits where RFC 4180 allows it, pyarrow splits records and fields exactly as
         # the quote parity does, so its own column-count check is exact and fields are counted only
         # after a failed parse.
-        strays = stray_quotes(block) if block.quotes is not None else None
-        careful = strays is not None and len(strays) > 0
+        strays = stray_records(block)
+        careful = len(strays) > 0
         if careful:
             self._check_fields(block, bad, reasons)
             self._check_joined_lines(block, strays, bad, reasons)
         elif columns > 1:
             self._mark(bad, reasons, (sizes == 0) & ~bad, f"expected {columns} fields, found 1")
         valid = np.flatnonzero(~bad)
-        table = self._try_parse(block, valid)
+        parsed = self._parse(block, valid)
+        table = parsed if isinstance(parsed, pa.Table) else None
         if table is None:
-            if not careful:
+            # pyarrow parses all the text before converting any of it: failing on UTF-8, it found every
+            # row's fields, and its rows are the records unless a lone CR (a line end to it) cut one.
+            counted = _utf8_failure(parsed) and not _lone_returns(block.buf)
+            if not careful and not counted:
                 self._check_fields(block, bad, reasons)
             self._check_utf8(block, bad, reasons)
             valid = np.flatnonzero(~bad)
@@ -431,30 +463,18 @@ class _BlockParser:
     def _check_fields(self, block: Block, bad: np.ndarray, reasons: Reasons) -> None:
         """Mark records whose field count (commas outside quotes, plus one) is wrong."""
         columns = len(self.names)
-        arr = np.frombuffer(block.buf, dtype=np.uint8)
-        commas = np.flatnonzero(arr == COMMA)
-        if block.quotes is not None:
-            commas = commas[(np.searchsorted(block.quotes, commas) & 1) == 0]
-        # In place: a block of short records has millions, each array of them 8 bytes per record.
-        counts = np.searchsorted(commas, block.ends)
-        counts -= np.searchsorted(commas, block.starts)
-        counts += 1
+        counts = field_counts(block)
         wrong = counts != columns
         wrong &= ~bad
         positions = np.flatnonzero(wrong)
         found = counts[positions]
         del counts
         if block.multiline:
-            # As ``_lines``: a record of the block that is not left open at the end of the file (those are
-            # marked already) never ends with its line break, so its lines are the breaks inside plus one.
-            newlines = np.flatnonzero(arr == LF)
-            spans = np.searchsorted(newlines, block.ends[positions])
-            spans -= np.searchsorted(newlines, block.starts[positions])
             # One key per (fields found, lines spanned): both are below ``scale``.
             scale = len(block.buf) + 2
             reasons.set_keyed(
                 positions,
-                found * scale + spans + 1,
+                found * scale + _spans(block, positions),
                 lambda key: f"expected {columns} fields, found {key // scale}{spanning(key % scale, False)}",
             )
         else:
@@ -469,16 +489,18 @@ class _BlockParser:
         field, and the records of the lines between would vanish without a trace."""
         if not block.multiline:
             return
-        records = np.unique(np.searchsorted(block.stops, strays, side="right"))
-        for position in records[records < len(bad)].tolist():
-            lines = _lines(block, position)
-            if bad[position] or lines < 2:
-                continue
-            bad[position] = True
-            reasons[position] = (
+        spans = _spans(block, strays)
+        joined = (spans > 1) & ~bad[strays]
+        strays, spans = strays[joined], spans[joined]
+        bad[strays] = True
+        reasons.set_keyed(
+            strays,
+            spans,
+            lambda lines: (
                 f"a quote out of place in a record of {lines:,} lines: a quoted field opened on its first "
                 "line closes lines later, joining them into one value (an unbalanced '\"'?)"
-            )
+            ),
+        )
 
     def _check_utf8(self, block: Block, bad: np.ndarray, reasons: Reasons) -> None:
         """Mark records holding bytes that are not UTF-8 (after a failed parse)."""
@@ -518,6 +540,11 @@ class _BlockParser:
 
     def _try_parse(self, block: Block, records: np.ndarray) -> pa.Table | None:
         """pyarrow's parse of ``records`` (sorted positions), or None unless it is one row per record."""
+        parsed = self._parse(block, records)
+        return parsed if isinstance(parsed, pa.Table) else None
+
+    def _parse(self, block: Block, records: np.ndarray) -> pa.Table | str:
+        """``_try_parse``, or why not: pyarrow's error, or "" when its rows are not one per record."""
         if not len(records):
             return self._empty_table()
         starts, stops = block.starts[records], block.stops[records]
@@ -543,11 +570,11 @@ class _BlockParser:
                 parse_options=self._parse_options[block.multiline],
                 convert_options=self._convert_options[not block.buf.isascii()],
             )
-        except pa.ArrowInvalid:
-            return None
+        except pa.ArrowInvalid as error:
+            return str(error)
         if shielded:
             table = table.slice(1)
-        return table if table.num_rows == len(records) else None
+        return table if table.num_rows == len(records) else ""
 
     def _read_options(self, size: int) -> pacsv.ReadOptions:
         # The whole block in one piece, on this thread: its columns come out in one chunk each (no copy to

@@ -292,13 +292,18 @@ def test_damaged_objects_fail_clearly(s3: S3, aes_key_file: Path, damage: str, m
     assert s3.uri("d.csv") in caught.value.message
 
 
+@pytest.mark.parametrize("rows", [50_000, 600_000], ids=["read-whole", "streamed"])
 def test_a_datasource_over_a_damaged_object_fails_and_writes_nothing(
-    s3: S3, aes_key_file: Path, tmp_path: Path
+    s3: S3, aes_key_file: Path, tmp_path: Path, rows: int
 ) -> None:
+    """The tag is checked after the object's last byte, whether the object was read whole as it was opened
+    (a small one) or streamed in ranges (a larger one): either way the failure names the request's member."""
     from emrml.service.app import EmrML
+    from emrml.storage.locations import READ_AHEAD_OBJECT_BYTES
 
     settings = use(s3, s3_cse_key=f"aes:{aes_key_file}")
-    write(s3.uri("in/data.csv"), b"a,b\n" + b"1,x\n" * 50_000)
+    write(s3.uri("in/data.csv"), b"a,b\n" + b"1,x\n" * rows)
+    assert rows * 4 < READ_AHEAD_OBJECT_BYTES or rows * 4 > 2 * READ_AHEAD_OBJECT_BYTES
     stored = bytearray(s3.get("in/data.csv"))
     stored[-5] ^= 1
     _tamper(s3, "in/data.csv", bytes(stored))
@@ -324,7 +329,7 @@ def test_a_datasource_over_a_damaged_object_fails_and_writes_nothing(
     finally:
         app.close()
     assert source["Status"] == "FAILED" and "authentication failed" in source["Message"]
-    assert "s3://" in source["Message"]
+    assert f"DataSpec.DataLocationS3 '{s3.uri('in/data.csv')}'" in source["Message"], source["Message"]
     assert not list((settings.home / "datasources").glob("ds-damaged*"))
 
 

@@ -306,3 +306,37 @@ def test_a_stored_storage_grant_on_a_relative_path_still_loads(settings: Setting
         assert fay.allows("storage:Read", "/srv/a.csv", False)
     finally:
         app.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql-english", "mariadb"])
+def test_users_groups_and_members_list_by_code_point_on_every_metastore(kind: str, tmp_path: Path) -> None:
+    """Not in the database's locale order: an English one (PostgreSQL's default on many servers) puts "_x"
+    before "a" and "a" before "B"."""
+    from metastores import empty_metastore
+
+    names = ["B", "a", "_x", "Z", "b"]
+    for url in empty_metastore(kind, tmp_path):
+        app = EmrML(Settings.load(environ={}, home=tmp_path / "home", metastore_url=url))
+        try:
+            access = app.access
+            for name in names:
+                access.create_user(name, ())
+                access.create_key(name)
+                access.add_member("users", name)
+            for name in names:
+                group = f"{name}-group"
+                access.create_group(group)
+                access.add_member(group, "a")
+                statement = {"Effect": "Allow", "Action": ["GetMLModel"], "Resource": [f"mlmodel/{name}"]}
+                access.add_statement(group, statement)
+            listed = [user.name for user in access.list_users()]
+            assert [name for name in listed if name in names] == sorted(names)
+            groups = [group.name for group in access.list_groups() if group.name.endswith("-group")]
+            assert groups == sorted(f"{name}-group" for name in names)
+            assert list(access.get_group("users").members) == sorted(names)
+            assert [key.user_name for key in access.list_keys()] == sorted(names)
+            a = access.policy(f"arn:aws:iam::{app.settings.account_id}:user/a")
+            models = [r for s in a.statements for r in s.resources if r.startswith("mlmodel/")]
+            assert models == [f"mlmodel/{name}" for name in sorted(names)]  # by group name
+        finally:
+            app.close()

@@ -174,6 +174,34 @@ def test_migration_0016_takes_a_stopping_streams_last_update_for_its_stop_reques
         app.close()
 
 
+def test_migration_0019_makes_an_earlier_postgresql_metastore_list_by_code_point(
+    tmp_path: Path,
+) -> None:
+    """Users of a metastore of 0018 in a database whose text collates as English (users' names in its
+    order there) list by code point, as on the other metastores, once the next start has migrated it."""
+    from sqlalchemy import text
+
+    from metastores import empty_metastore
+
+    names = ["B", "a", "_x", "Z", "b"]
+    for url in empty_metastore("postgresql-english", tmp_path):
+        settings = Settings.load(environ={}, home=tmp_path / "home", metastore_url=url)
+        with _downgraded(settings, "0018", url) as connection:
+            for name in names:
+                connection.execute(
+                    text("INSERT INTO users (name, created_at, enabled) VALUES (:name, 1, true)"),
+                    {"name": name},
+                )
+            english = connection.execute(text("SELECT name FROM users ORDER BY name")).scalars().all()
+        assert [name for name in english if name in names] != sorted(names)
+        app = EmrML(settings)  # migrates again
+        try:
+            listed = [user.name for user in app.access.list_users()]
+            assert [name for name in listed if name in names] == sorted(names)
+        finally:
+            app.close()
+
+
 @pytest.mark.parametrize("url", ["mysql+mysqldb://root@127.0.0.1/x", "postgresql+nosuchdriver://x/y", "x"])
 def test_a_metastore_url_without_a_driver_is_refused(tmp_path: Path, url: str) -> None:
     with pytest.raises(InvalidInputException, match=r"setting metastore_url: .*pip install 'emrml\[mysql\]'"):

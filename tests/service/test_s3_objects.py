@@ -8,6 +8,7 @@ import gzip
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -308,3 +309,69 @@ def test_infer_data_schema_names_an_unreadable_object_by_its_own_member(
     with pytest.raises(AccessDeniedException) as caught:
         app.call("InferDataSchema", request)
     assert caught.value.message.startswith(f"DataLocationS3 '{refused}' cannot be read"), caught.value.message
+
+
+class _BreaksOff:
+    """An object's body that delivers bytes up to ``cut`` of the object and then times out, as a connection
+    dropped in the middle of an object does; a resumed range from there breaks off at once."""
+
+    def __init__(self, body: Any, start: int, cut: int) -> None:
+        self.body, self.left = body, max(cut - start, 0)
+
+    def read(self, amount: int) -> bytes:
+        from botocore.exceptions import ReadTimeoutError
+
+        if not self.left:
+            raise ReadTimeoutError(endpoint_url="test")
+        chunk = self.body.read(min(amount, self.left))
+        self.left -= len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        self.body.close()
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "gzip"])
+def test_an_object_whose_read_breaks_off_midway_fails_the_datasource_naming_the_member(
+    app: EmrML, s3: S3, monkeypatch: pytest.MonkeyPatch, compressed: bool
+) -> None:
+    """The object opened, but its body broke off past the bytes read whole when opening (read ahead) and
+    every resumed range broke off too: the FAILED datasource names DataSpec.DataLocationS3 and the object,
+    as an object that cannot be opened is named, not a bare file nor an internal error."""
+    from emrml.service import worker
+    from emrml.storage import locations
+
+    rows = "".join(f"{n},{n * 7919 % 10007}\n" for n in range(600_000)).encode()
+    data = gzip.compress(b"x,y\n" + rows, compresslevel=1) if compressed else b"x,y\n" + rows
+    assert len(data) > 2 * locations.READ_AHEAD_OBJECT_BYTES
+    location = s3.put("broken/data.csv" + (".gz" if compressed else ""), data)
+    store = locations._S3.store
+    call = store.call
+
+    def breaking(operation: str, *args: Any, **kwargs: Any) -> Any:
+        response = call(operation, *args, **kwargs)
+        if operation == "get_object" and args[1].startswith("broken/"):
+            start = int(kwargs.get("Range", "bytes=0-")[len("bytes=") : -1])
+            response["Body"] = _BreaksOff(response["Body"], start, len(data) // 2)
+        return response
+
+    monkeypatch.setattr(store, "call", breaking)
+    schema = {
+        "version": "1.0",
+        "dataFileContainsHeader": True,
+        "attributes": [
+            {"attributeName": "x", "attributeType": "NUMERIC"},
+            {"attributeName": "y", "attributeType": "NUMERIC"},
+        ],
+    }
+    spec = {"DataLocationS3": s3.uri("broken/"), "DataSchema": json.dumps(schema)}
+    app.call("CreateDataSourceFromS3", {"DataSourceId": "ds-broken", "DataSpec": spec})
+    # On a thread of this process, where the store is patched (a worker process would have its own).
+    attempt = app.jobs.claim("DataSource", "ds-broken")
+    worker.run_job_in_this_process(app.settings, "DataSource", "ds-broken", attempt, worker=False)
+    source = app.call("GetDataSource", {"DataSourceId": "ds-broken"})
+    assert source["Status"] == "FAILED"
+    assert source["Message"].startswith(f"DataSpec.DataLocationS3 '{location}' cannot be read: "), source[
+        "Message"
+    ]
+    assert "ReadInterrupted" in source["Message"]

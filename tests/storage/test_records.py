@@ -23,9 +23,10 @@ from hypothesis import strategies as st
 from emrml.errors import DataError
 from emrml.storage import boundaries, records
 from emrml.storage.codecs import open_decompressed
+from emrml.storage.header import read_header, read_header_again
 from emrml.storage.invalid import InvalidRecord
 from emrml.storage.quoting import field_counts
-from emrml.storage.records import count_records, read_chunks, read_header, read_header_again
+from emrml.storage.records import count_records, read_chunks
 
 
 @dataclass

@@ -251,6 +251,50 @@ def test_the_documented_rotation_leaves_nothing_wrapped_by_the_old_key(
     assert head(s3, "data/empty/")["ContentLength"] == 0
 
 
+def test_the_documented_upload_of_encrypted_input_makes_a_datasource(
+    s3: S3, aes_key_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/encryption.md's upload, run as written from a folder holding data/part-0.csv and part-1.csv:
+    the objects are stored encrypted, and a datasource over the prefix with a local schema reads them."""
+    from emrml.service.app import EmrML
+
+    settings = use(s3, s3_cse_key=f"aes:{aes_key_file}")
+    (tmp_path / "data").mkdir()
+    parts = {f"part-{n}.csv": "".join(f"{n}{i},{i % 2}\n" for i in range(100)) for n in range(2)}
+    for name, rows in parts.items():
+        (tmp_path / "data" / name).write_text("a,b\n" + rows)
+    monkeypatch.chdir(tmp_path)
+    text = (Path(__file__).parents[2] / "docs" / "encryption.md").read_text(encoding="utf-8")
+    [block] = [
+        block for block in re.findall(r"```python\n(.*?)```", text, re.DOTALL) if "locations.copy" in block
+    ]
+    # Run as written, with the test server's settings for the user's and its bucket for "bucket".
+    block = textwrap.dedent(block).replace("Settings.load()", "uploading").replace("s3://bucket/", s3.uri())
+    exec(compile(block, "docs/encryption.md", "exec"), {"uploading": settings})
+    for name, rows in parts.items():
+        assert "x-amz-key-v2" in head(s3, f"in/{name}")["Metadata"]
+        assert rows.encode() not in s3.get(f"in/{name}")
+    schema = {
+        "version": "1.0",
+        "dataFileContainsHeader": True,
+        "attributes": [
+            {"attributeName": "a", "attributeType": "NUMERIC"},
+            {"attributeName": "b", "attributeType": "BINARY"},
+        ],
+    }
+    app = EmrML(settings)
+    try:
+        spec = {"DataLocationS3": s3.uri("in/"), "DataSchema": json.dumps(schema)}
+        app.call("CreateDataSourceFromS3", {"DataSourceId": "ds-sealed", "DataSpec": spec})
+        source = app.wait("DataSource", "ds-sealed")
+    finally:
+        app.close()
+    assert source["Status"] == "COMPLETED", source.get("Message")
+    assert source["NumberOfFiles"] == 2 and source["DataSizeInBytes"] == sum(
+        (tmp_path / "data" / name).stat().st_size for name in parts
+    )
+
+
 def _tamper(s3: S3, key: str, body: bytes | None = None, drop: str | None = None) -> None:
     described = head(s3, key)
     metadata = {k: v for k, v in described["Metadata"].items() if k != drop}
@@ -292,13 +336,18 @@ def test_damaged_objects_fail_clearly(s3: S3, aes_key_file: Path, damage: str, m
     assert s3.uri("d.csv") in caught.value.message
 
 
+@pytest.mark.parametrize("rows", [50_000, 600_000], ids=["read-whole", "streamed"])
 def test_a_datasource_over_a_damaged_object_fails_and_writes_nothing(
-    s3: S3, aes_key_file: Path, tmp_path: Path
+    s3: S3, aes_key_file: Path, tmp_path: Path, rows: int
 ) -> None:
+    """The tag is checked after the object's last byte, whether the object was read whole as it was opened
+    (a small one) or streamed in ranges (a larger one): either way the failure names the request's member."""
     from emrml.service.app import EmrML
+    from emrml.storage.locations import READ_AHEAD_OBJECT_BYTES
 
     settings = use(s3, s3_cse_key=f"aes:{aes_key_file}")
-    write(s3.uri("in/data.csv"), b"a,b\n" + b"1,x\n" * 50_000)
+    write(s3.uri("in/data.csv"), b"a,b\n" + b"1,x\n" * rows)
+    assert rows * 4 < READ_AHEAD_OBJECT_BYTES or rows * 4 > 2 * READ_AHEAD_OBJECT_BYTES
     stored = bytearray(s3.get("in/data.csv"))
     stored[-5] ^= 1
     _tamper(s3, "in/data.csv", bytes(stored))
@@ -324,7 +373,7 @@ def test_a_datasource_over_a_damaged_object_fails_and_writes_nothing(
     finally:
         app.close()
     assert source["Status"] == "FAILED" and "authentication failed" in source["Message"]
-    assert "s3://" in source["Message"]
+    assert f"DataSpec.DataLocationS3 '{s3.uri('in/data.csv')}'" in source["Message"], source["Message"]
     assert not list((settings.home / "datasources").glob("ds-damaged*"))
 
 

@@ -34,6 +34,7 @@ from emrml.core.schema import (
 from emrml.core.stats import StatisticsAccumulator
 from emrml.errors import DataError
 from emrml.storage.codecs import open_decompressed
+from emrml.storage.header import read_header_again
 from emrml.storage.invalid import InvalidRecord, InvalidRecords
 from emrml.storage.locations import (
     DATA_LOCATION,
@@ -43,7 +44,7 @@ from emrml.storage.locations import (
     open_binary,
     open_files,
 )
-from emrml.storage.records import count_records, read_chunks, read_header_again
+from emrml.storage.records import count_records, read_chunks
 
 Progress = Callable[[float, str | None], None]
 #: How many invalid records a datasource keeps as examples (file, line, reason).

@@ -33,6 +33,7 @@ from emrml.storage.backend import (
     write_error,
 )
 from emrml.storage.local import LocalBackend, local_path
+from emrml.storage.named_reads import NamedReader
 from emrml.storage.s3 import S3Settings, S3Store, split
 
 if TYPE_CHECKING:
@@ -131,7 +132,7 @@ def open_binary(location: str, *, what: str = "location", start: int = 0) -> Bin
     try:
         backend = _backend(location)
         if backend is _S3:
-            return _S3.store.open(location, BUFFER_BYTES, start=start)
+            return _named_reads(_S3.store.open(location, BUFFER_BYTES, start=start), what, location)
         stream = backend.open(location)
         if start:
             stream.seek(start)
@@ -179,11 +180,21 @@ def _open_listed(file: FileRef, what: str, whole_up_to: int) -> BinaryIO:
     # A client-side encrypted object is its 16-byte tag longer than its data (``FileRef.size``).
     whole = whole_up_to + 16 if whole_up_to else 0
     try:
-        return _S3.store.open(file.uri, BUFFER_BYTES, etag=etag, whole_up_to=whole)
+        stream = _S3.store.open(file.uri, BUFFER_BYTES, etag=etag, whole_up_to=whole)
     except OSError as exc:
         raise _os_error(exc, what, file.uri) from exc
     except InvalidInputException as exc:
         raise _named(exc, what, file.uri) from exc.__cause__
+    return _named_reads(stream, what, file.uri)
+
+
+def _named_reads(stream: BinaryIO, what: str, location: str) -> BinaryIO:
+    """``stream`` (an S3 object's, as ``S3Store.open`` buffers it), its read errors said of ``what`` as
+    those of opening it are (``named_reads``)."""
+    if what == "location":  # the default, which names no member: the object's URI says it all
+        return stream
+    raw = stream.detach()  # type: ignore[attr-defined]  # nothing is buffered yet: nothing was read
+    return NamedReader(raw, BUFFER_BYTES, what, location)  # type: ignore[return-value]
 
 
 #: Bytes of plaintext an ``authenticated_first`` stream keeps in memory; beyond, in a temporary file.

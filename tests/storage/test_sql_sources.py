@@ -281,7 +281,8 @@ def _gone(queries: Callable[[str], list[str]], marker: str) -> list[str]:
 
 @contextmanager
 def _ended_after(marker: str) -> Iterator[None]:
-    """Whatever the test found, no query with ``marker`` in it runs on after it: they would take hours."""
+    """Whatever the test found, no query with ``marker`` in it runs on after it, on either server: they would
+    take hours."""
     try:
         yield
     finally:
@@ -295,6 +296,14 @@ def _ended_after(marker: str) -> Iterator[None]:
             for (connection_id,) in found.all():
                 with suppress(sqlalchemy.exc.DBAPIError):
                     connection.exec_driver_sql(f"KILL {int(connection_id)}")
+        admin.dispose()
+        admin = sqlalchemy.create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE strpos(query, %s) > 0 "
+                "AND pid <> pg_backend_pid()",
+                (marker,),
+            )
         admin.dispose()
 
 
@@ -521,4 +530,37 @@ def test_a_mysql_query_ends_when_its_job_is_stopped(
         reader.join(10)
         assert not reader.is_alive()
         assert [type(failure) for failure in failures] == [DataError]
+    assert not (tmp_path / "staged.csv.gz").exists()
+
+
+def test_a_postgresql_query_ends_when_its_job_is_stopped(databases: Databases, tmp_path: Path) -> None:
+    """The job's stop cancels the query, which ran on to its end otherwise (only the death of its process
+    ended it), and the read fails at once, as a MySQL one does."""
+    marker = f"marker_{uuid.uuid4().hex[:12]}"
+    stopped = threading.Event()
+    failures: list[BaseException] = []
+
+    def stage() -> None:
+        try:
+            sql_staging.stage_query(
+                databases.postgres(),
+                f"SELECT 1 AS {marker} FROM pg_sleep(600)",
+                str(tmp_path / "staged.csv.gz"),
+                stopped=stopped,
+            )
+        except BaseException as exc:
+            failures.append(exc)
+
+    reader = threading.Thread(target=stage, daemon=True)
+    with _ended_after(marker):
+        reader.start()
+        while not _postgres_queries(marker):
+            assert reader.is_alive(), f"the query ended before it ran: {failures}"
+            time.sleep(0.1)
+        stopped.set()
+        assert _gone(_postgres_queries, marker) == []
+        reader.join(10)
+        assert not reader.is_alive()
+        assert [type(failure) for failure in failures] == [DataError]
+        assert "canceling statement" in str(failures[0])
     assert not (tmp_path / "staged.csv.gz").exists()

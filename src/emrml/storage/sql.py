@@ -9,8 +9,8 @@ ADBC PostgreSQL driver for the PostgreSQL wire protocol — and run in a read-on
 that would write fails instead. Both drivers are the optional extra ``emrml[sql]``; connectorx reads in a
 process of its own (``storage.sql_child``), since it holds the interpreter's lock while it waits for rows.
 A query whose reader dies (a job's worker killed) or leaves it ends on the server: PostgreSQL checks its
-client, a MySQL read runs beside a watcher that ends it (``storage.sql_watch``), as it does once the read's
-job is stopped (``read_query``'s ``stopped``).
+client, a MySQL read runs beside a watcher that ends it (``storage.sql_watch``). So does one whose job is
+stopped (``read_query``'s ``stopped``): cancelled on PostgreSQL, ended by the watcher on MySQL.
 
 Memory is bounded by the batch size, whatever the width of the rows: batches stream from the driver (about
 16 MiB each from PostgreSQL, ``BATCH_ROWS`` rows from MySQL) to ``storage.sql_staging``.
@@ -24,7 +24,7 @@ import ssl
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlsplit
@@ -417,7 +417,9 @@ def _mysql_batches(
 
 
 @contextmanager
-def _postgresql_batches(source: SqlSource, query: str) -> Iterator[pa.RecordBatchReader]:
+def _postgresql_batches(
+    source: SqlSource, query: str, stopped: threading.Event | None
+) -> Iterator[pa.RecordBatchReader]:
     try:
         import adbc_driver_postgresql.dbapi as adbc
     except ImportError:
@@ -433,13 +435,22 @@ def _postgresql_batches(source: SqlSource, query: str) -> Iterator[pa.RecordBatc
     try:
         with connection.cursor() as cursor:
             _end_with_the_client(connection, cursor, adbc.Error)
-            try:
-                cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(16 << 20)})
-                cursor.execute(postgresql_statement(query))
-                reader = cursor.fetch_record_batch()
-            except adbc.Error as exc:
-                raise DataError(f"SelectSqlQuery failed on {source.what}: {clean_error(exc)}") from None
-            yield _guarded(reader, source)
+
+            def cancel() -> None:
+                with suppress(adbc.Error):  # nothing running (yet, or any more)
+                    cursor.adbc_cancel()
+
+            # The driver waits for the server without the interpreter's lock: the stop's thread runs.
+            with sql_watch.when_stopped(stopped, cancel):
+                try:
+                    cursor.adbc_statement.set_options(
+                        **{"adbc.postgresql.batch_size_hint_bytes": str(16 << 20)}
+                    )
+                    cursor.execute(postgresql_statement(query))
+                    reader = cursor.fetch_record_batch()
+                except adbc.Error as exc:
+                    raise DataError(f"SelectSqlQuery failed on {source.what}: {clean_error(exc)}") from None
+                yield _guarded(reader, source)
     finally:
         connection.close()
 
@@ -481,12 +492,13 @@ def _guarded(reader: pa.RecordBatchReader, source: SqlSource) -> pa.RecordBatchR
 def read_query(
     source: SqlSource, query: str, stopped: threading.Event | None = None
 ) -> AbstractContextManager[pa.RecordBatchReader]:
-    """The query's rows as Arrow batches, read in a read-only transaction; errors are DataError. A MySQL
-    read is ended once ``stopped`` is set, its query killed by its watcher: it then fails with a DataError."""
+    """The query's rows as Arrow batches, read in a read-only transaction; errors are DataError. The read
+    is ended once ``stopped`` is set, its query with it (a MySQL one killed by its watcher, a PostgreSQL
+    one cancelled): it then fails with a DataError."""
     check_select(query)
     if source.api == "RDS":
         return _mysql_batches(source, query, stopped)
-    return _postgresql_batches(source, query)
+    return _postgresql_batches(source, query, stopped)
 
 
 # ---------------------------------------------------------------------------------------------- types

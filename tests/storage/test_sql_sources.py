@@ -7,6 +7,7 @@ import csv
 import gzip
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -488,6 +489,21 @@ def test_the_process_reading_a_mysql_query_ends_with_its_reader(databases: Datab
                 break
             time.sleep(0.1)
         assert not Path(f"/proc/{children[0]}").exists()
+        assert _gone(_mariadb_queries, marker) == []
+
+
+def test_a_mysql_read_whose_reading_process_is_killed_fails_and_ends_its_query(databases: Databases) -> None:
+    """The kernel, short of memory, kills the largest process: the driver's, perhaps. The read fails saying
+    so, not as a stream cut short, and its query, which sends nothing while it works, is ended."""
+    marker = f"marker_{uuid.uuid4().hex[:12]}"
+    with _ended_after(marker):
+        with (
+            pytest.raises(DataError, match=r"process reading its result was ended by signal 9 \(Killed\)"),
+            sql.read_query(databases.mariadb(), HOURS_READING.format(marker=marker)) as reader,
+        ):
+            [child] = _reading_children(os.getpid())
+            os.kill(child, signal.SIGKILL)
+            reader.read_all()
         assert _gone(_mariadb_queries, marker) == []
 
 

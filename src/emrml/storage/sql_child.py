@@ -97,7 +97,7 @@ class ChildRead:
             except OSError:
                 pass  # the child is gone: the end of its output says so
             first = process.stdout.readline()
-            if first != STREAM:
+            if first != STREAM:  # the read failed before its result's schema was known
                 raise self._ending(process, first) or self._died(process)
             try:
                 stream = pa.ipc.open_stream(process.stdout)
@@ -137,7 +137,7 @@ class ChildRead:
         if self._stopped:
             return self._stopped_error()
         code = process.returncode
-        how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
+        how = f"was ended by signal {-code} ({signal.strsignal(-code)})" if code < 0 else f"exited ({code})"
         return DataError(
             f"SelectSqlQuery failed on {self._source.what}: the process reading its result {how} before "
             "the end of it"

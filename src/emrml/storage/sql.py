@@ -409,6 +409,10 @@ def _mysql_batches(
             try:
                 with connection.cursor() as cursor:
                     cursor.execute("SELECT GET_LOCK(%s, 0)", (sql_watch.lock_name(token, "describe"),))
+                if stopped is not None and stopped.is_set():
+                    # Perhaps before the lock was taken, so the watcher looked for it in vain; a later stop
+                    # finds it.
+                    raise DataError(f"SelectSqlQuery failed on {source.what}: its read was stopped")
                 timestamps = _described_mysql(connection, source, query)
             finally:
                 connection.close()

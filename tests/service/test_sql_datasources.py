@@ -14,7 +14,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -577,6 +577,28 @@ def test_column_names_that_need_quoting_or_trimming_make_a_datasource(
     assert list(_types(sql_app, "redshift-names")) == ["a,b", 'c"d', "e", "f\ng", "churned"]
 
 
+def _stopped_with_its_server(app: EmrML, entity_id: str, running: Callable[[], list[int]]) -> None:
+    """Run the queued datasource's job on a thread, as a server on the Spark engine does, and stop the
+    server's jobs once its query (``running`` lists it) runs: the query ends, and the job, its read ended by
+    the stop, is queued again, not FAILED."""
+    app.jobs.in_process = True
+    runner = threading.Thread(target=app.jobs.run_if_queued, args=("DataSource", entity_id), daemon=True)
+    runner.start()
+    while not running():
+        assert runner.is_alive(), app.call("GetDataSource", {"DataSourceId": entity_id})
+        time.sleep(0.1)
+    assert app.jobs.interrupt() == [("DataSource", entity_id)]
+    for _ in range(100):  # a loaded machine is slow
+        if not running():
+            break
+        time.sleep(0.1)
+    assert running() == []
+    runner.join(30)
+    assert not runner.is_alive()
+    queued = app.call("GetDataSource", {"DataSourceId": entity_id})
+    assert queued["Status"] == "PENDING" and "will run again" in queued["Message"]
+
+
 def test_a_stopping_server_ends_its_threads_query_and_queues_the_job_again(
     sql_app: EmrML, databases: Databases, staging: Path
 ) -> None:
@@ -597,8 +619,6 @@ def test_a_stopping_server_ends_its_threads_query_and_queues_the_job_again(
     }
     request = {"DataSourceId": "ds-long", "RDSData": spec, "RoleARN": "arn:aws:iam::000000000000:role/ml"}
     sql_app.call("CreateDataSourceFromRDS", request)
-    sql_app.jobs.in_process = True
-    runner = threading.Thread(target=sql_app.jobs.run_if_queued, args=("DataSource", "ds-long"), daemon=True)
     admin = sqlalchemy.create_engine(MARIADB_ADMIN)
 
     def running() -> list[int]:
@@ -610,23 +630,43 @@ def test_a_stopping_server_ends_its_threads_query_and_queues_the_job_again(
             return [row[0] for row in connection.exec_driver_sql(listing, (marker,))]
 
     try:
-        runner.start()
-        while not running():
-            assert runner.is_alive(), sql_app.call("GetDataSource", {"DataSourceId": "ds-long"})
-            time.sleep(0.1)
-        assert sql_app.jobs.interrupt() == [("DataSource", "ds-long")]
-        for _ in range(100):  # a loaded machine is slow
-            if not running():
-                break
-            time.sleep(0.1)
-        assert running() == []
-        runner.join(30)
-        assert not runner.is_alive()
-        queued = sql_app.call("GetDataSource", {"DataSourceId": "ds-long"})
-        assert queued["Status"] == "PENDING" and "will run again" in queued["Message"]
+        _stopped_with_its_server(sql_app, "ds-long", running)
     finally:
         with admin.connect() as connection:
             for connection_id in running():
                 with suppress(sqlalchemy.exc.DBAPIError):
                     connection.exec_driver_sql(f"KILL {int(connection_id)}")
+        admin.dispose()
+
+
+def test_a_stopping_server_cancels_its_threads_postgresql_query_and_queues_the_job_again(
+    sql_app: EmrML, databases: Databases, staging: Path
+) -> None:
+    """The same of a Redshift datasource: its stop did not reach the query, which only the death of its
+    process ended (PostgreSQL checks its client), and a server's thread does not die."""
+    marker = f"marker_{uuid.uuid4().hex[:12]}"
+    spec = {
+        "DatabaseInformation": {"ClusterIdentifier": REDSHIFT, "DatabaseName": databases.name},
+        "SelectSqlQuery": f"SELECT 1 AS {marker} FROM pg_sleep(600)",
+        "DatabaseCredentials": {"Username": "postgres", "Password": PASSWORD},
+        "S3StagingLocation": f"{staging}/",
+    }
+    request = {"DataSourceId": "ds-long", "DataSpec": spec, "RoleARN": "arn:aws:iam::000000000000:role/ml"}
+    sql_app.call("CreateDataSourceFromRedshift", request)
+    admin = sqlalchemy.create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
+    listing = (
+        "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND strpos(query, %s) > 0 "
+        "AND pid <> pg_backend_pid()"
+    )
+
+    def running() -> list[int]:
+        with admin.connect() as connection:
+            return [row[0] for row in connection.exec_driver_sql(listing, (marker,))]
+
+    try:
+        _stopped_with_its_server(sql_app, "ds-long", running)
+    finally:
+        with admin.connect() as connection:
+            for pid in running():
+                connection.exec_driver_sql("SELECT pg_terminate_backend(%s)", (pid,))
         admin.dispose()

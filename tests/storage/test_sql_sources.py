@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import csv
 import gzip
+import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -280,7 +282,8 @@ def _gone(queries: Callable[[str], list[str]], marker: str) -> list[str]:
 
 @contextmanager
 def _ended_after(marker: str) -> Iterator[None]:
-    """Whatever the test found, no query with ``marker`` in it runs on after it: they would take hours."""
+    """Whatever the test found, no query with ``marker`` in it runs on after it, on either server: they would
+    take hours."""
     try:
         yield
     finally:
@@ -295,6 +298,14 @@ def _ended_after(marker: str) -> Iterator[None]:
                 with suppress(sqlalchemy.exc.DBAPIError):
                     connection.exec_driver_sql(f"KILL {int(connection_id)}")
         admin.dispose()
+        admin = sqlalchemy.create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE strpos(query, %s) > 0 "
+                "AND pid <> pg_backend_pid()",
+                (marker,),
+            )
+        admin.dispose()
 
 
 #: A query that sends nothing for hours while it works, as a join of large tables or a sort would (SLEEP
@@ -302,6 +313,10 @@ def _ended_after(marker: str) -> Iterator[None]:
 HOURS_DESCRIBING = "SELECT (SELECT SUM(CRC32(seq)) FROM seq_1_to_100000000000) AS {marker}"
 #: The same, described from its plan: it runs in the driver's connection.
 HOURS_READING = "SELECT SUM(CRC32(seq)) AS {marker} FROM seq_1_to_100000000000"
+#: Like it, but some twenty seconds long (longer on a loaded machine): long enough to be seen and stopped,
+#: short enough that a read whose stop never reaches it (a process frozen until the driver's first batch)
+#: ends, and fails the test, rather than hanging it.
+SECONDS_READING = "SELECT SUM(CRC32(seq)) AS {marker} FROM seq_1_to_200000000"
 
 
 @pytest.mark.parametrize("query", [HOURS_DESCRIBING, HOURS_READING], ids=["describing", "reading"])
@@ -395,14 +410,124 @@ def test_postgresql_bytea_is_refused_with_a_conversion_that_works_on_it(
     assert rows == [["b", "i"], ["ff", "1 day"]]
 
 
-def test_a_mysql_query_being_described_ends_when_its_job_is_stopped(
-    databases: Databases, tmp_path: Path
+def _reading_children(parent: int) -> list[int]:
+    """The processes ``parent`` started to read a MySQL query (``storage.sql_child``), zombies left out."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes()
+        except OSError:  # it ended meanwhile
+            continue
+        if int(fields[1]) == parent and fields[0] != "Z" and b"emrml.storage.sql_child" in command:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs: not ended, nor a zombie its new parent has not reaped yet."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_mysql_read_waiting_for_its_rows_lets_the_other_threads_of_its_process_run(
+    databases: Databases,
+) -> None:
+    """connectorx holds the interpreter's lock while it waits for a batch: a query that sent nothing for a
+    while froze every thread of the process reading it until its first rows came (on a server running jobs
+    on its threads, its HTTP API, its console and its other jobs). Here the test's own thread looks for the
+    query on the server again and again while the read waits for it: frozen, it could look at most once."""
+    marker = f"marker_{uuid.uuid4().hex[:12]}"
+    results: list[object] = []
+
+    def read() -> None:
+        try:
+            with sql.read_query(databases.mariadb(), f"SELECT SLEEP(3) AS {marker}, 7 AS seven") as reader:
+                results.append(reader.read_all().to_pylist())
+        except BaseException as exc:
+            results.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    sightings = 0
+    with _ended_after(marker):
+        reader.start()
+        while reader.is_alive():
+            # The read's own query, not the one describing its result (``emrml_result``, from its plan).
+            sightings += any("emrml_result" not in query for query in _mariadb_queries(marker))
+        reader.join()
+    assert results == [[{marker: 0, "seven": 7}]]
+    assert sightings >= 5
+
+
+def test_the_process_reading_a_mysql_query_ends_with_its_reader(databases: Databases) -> None:
+    """The driver reads in a process of its own: it ends when the read is left (here by an error), and
+    when the process reading dies, killed."""
+    marker = f"marker_{uuid.uuid4().hex[:12]}"
+    with _ended_after(marker):
+        with (
+            pytest.raises(RuntimeError, match="left"),
+            sql.read_query(databases.mariadb(), HOURS_READING.format(marker=marker)),
+        ):
+            assert len(_reading_children(os.getpid())) == 1
+            raise RuntimeError("left")
+        assert _reading_children(os.getpid()) == []
+    marker = f"marker_{uuid.uuid4().hex[:12]}"
+    script = (
+        "from emrml.storage import sql\n"
+        f"source = sql.resolve({MYSQL!r}, 'RDS', 'maria', {databases.name!r}, {databases.user!r}, "
+        f"{PASSWORD!r})\n"
+        f"with sql.read_query(source, {HOURS_READING.format(marker=marker)!r}) as reader:\n"
+        "    reader.read_all()\n"
+    )
+    with _ended_after(marker):
+        worker = subprocess.Popen([sys.executable, "-c", script])
+        try:
+            # The read's own query: the one describing its result (``emrml_result``) runs before the child.
+            while not any("emrml_result" not in query for query in _mariadb_queries(marker)):
+                assert worker.poll() is None, "the query ended before it ran"
+                time.sleep(0.1)
+            children = _reading_children(worker.pid)
+            assert len(children) == 1
+        finally:
+            worker.kill()
+            worker.wait()
+        for _ in range(100):  # a loaded machine is slow
+            if not _alive(children[0]):
+                break
+            time.sleep(0.1)
+        assert not _alive(children[0])
+        assert _gone(_mariadb_queries, marker) == []
+
+
+def test_a_mysql_read_whose_reading_process_is_killed_fails_and_ends_its_query(databases: Databases) -> None:
+    """The kernel, short of memory, kills the largest process: the driver's, perhaps. The read fails saying
+    so, not as a stream cut short, and its query, which sends nothing while it works, is ended."""
+    marker = f"marker_{uuid.uuid4().hex[:12]}"
+    with _ended_after(marker):
+        with (
+            pytest.raises(DataError, match=r"process reading its result was ended by signal 9 \(Killed\)"),
+            sql.read_query(databases.mariadb(), HOURS_READING.format(marker=marker)) as reader,
+        ):
+            [child] = _reading_children(os.getpid())
+            os.kill(child, signal.SIGKILL)
+            reader.read_all()
+        assert _gone(_mariadb_queries, marker) == []
+
+
+@pytest.mark.parametrize(
+    ("describing", "query"),
+    [(True, HOURS_DESCRIBING), (False, SECONDS_READING)],
+    ids=["describing", "reading"],
+)
+def test_a_mysql_query_ends_when_its_job_is_stopped(
+    databases: Databases, tmp_path: Path, describing: bool, query: str
 ) -> None:
     """A job on a server's thread (the Spark engine) is asked to stop, never killed: a query that sends
     nothing while it works gave it no progress point to stop at, and ran on to its end beside the
-    server, whose process lives on. The stop ends it, and the read fails at once. (Not while the driver
-    reads: connectorx holds the interpreter's lock as it waits for a batch, so no thread of the process
-    runs meanwhile.)"""
+    server, whose process lives on. The stop ends it, and the read fails at once, whether the query is
+    described or read (by the driver, which froze the process while it waited, the stop's thread too)."""
     marker = f"marker_{uuid.uuid4().hex[:12]}"
     stopped = threading.Event()
     failures: list[BaseException] = []
@@ -411,7 +536,7 @@ def test_a_mysql_query_being_described_ends_when_its_job_is_stopped(
         try:
             sql_staging.stage_query(
                 databases.mariadb(),
-                HOURS_DESCRIBING.format(marker=marker),
+                query.format(marker=marker),
                 str(tmp_path / "staged.csv.gz"),
                 stopped=stopped,
             )
@@ -421,7 +546,8 @@ def test_a_mysql_query_being_described_ends_when_its_job_is_stopped(
     reader = threading.Thread(target=stage, daemon=True)
     with _ended_after(marker):
         reader.start()
-        while not _mariadb_queries(marker):
+        # Stopped in the phase the test is about: the result described from the plan is seen, briefly, too.
+        while not any(("emrml_result" in seen) == describing for seen in _mariadb_queries(marker)):
             assert reader.is_alive(), f"the query ended before it ran: {failures}"
             time.sleep(0.1)
         stopped.set()
@@ -429,4 +555,37 @@ def test_a_mysql_query_being_described_ends_when_its_job_is_stopped(
         reader.join(10)
         assert not reader.is_alive()
         assert [type(failure) for failure in failures] == [DataError]
+    assert not (tmp_path / "staged.csv.gz").exists()
+
+
+def test_a_postgresql_query_ends_when_its_job_is_stopped(databases: Databases, tmp_path: Path) -> None:
+    """The job's stop cancels the query, which ran on to its end otherwise (only the death of its process
+    ended it), and the read fails at once, as a MySQL one does."""
+    marker = f"marker_{uuid.uuid4().hex[:12]}"
+    stopped = threading.Event()
+    failures: list[BaseException] = []
+
+    def stage() -> None:
+        try:
+            sql_staging.stage_query(
+                databases.postgres(),
+                f"SELECT 1 AS {marker} FROM pg_sleep(600)",
+                str(tmp_path / "staged.csv.gz"),
+                stopped=stopped,
+            )
+        except BaseException as exc:
+            failures.append(exc)
+
+    reader = threading.Thread(target=stage, daemon=True)
+    with _ended_after(marker):
+        reader.start()
+        while not _postgres_queries(marker):
+            assert reader.is_alive(), f"the query ended before it ran: {failures}"
+            time.sleep(0.1)
+        stopped.set()
+        assert _gone(_postgres_queries, marker) == []
+        reader.join(10)
+        assert not reader.is_alive()
+        assert [type(failure) for failure in failures] == [DataError]
+        assert "canceling statement" in str(failures[0])
     assert not (tmp_path / "staged.csv.gz").exists()

@@ -6,9 +6,11 @@ staged CSV; emrml does the same. The instance or cluster identifier of the reque
 the ``sql_connections`` setting (``{"my-instance": "mysql://db.example.com:3306"}``); the request's
 database name and credentials complete it. Reads are Arrow-native — connectorx for MySQL / MariaDB, the
 ADBC PostgreSQL driver for the PostgreSQL wire protocol — and run in a read-only transaction, so a query
-that would write fails instead. Both drivers are the optional extra ``emrml[sql]``. A query whose reader
-dies (a job's worker killed) or leaves it ends on the server: PostgreSQL checks its client, a MySQL read runs
-beside a watcher that ends it (``storage.sql_watch``).
+that would write fails instead. Both drivers are the optional extra ``emrml[sql]``; connectorx reads in a
+process of its own (``storage.sql_child``), since it holds the interpreter's lock while it waits for rows.
+A query whose reader dies (a job's worker killed) or leaves it ends on the server: PostgreSQL checks its
+client, a MySQL read runs beside a watcher that ends it (``storage.sql_watch``). So does one whose job is
+stopped (``read_query``'s ``stopped``): cancelled on PostgreSQL, ended by the watcher on MySQL.
 
 Memory is bounded by the batch size, whatever the width of the rows: batches stream from the driver (about
 16 MiB each from PostgreSQL, ``BATCH_ROWS`` rows from MySQL) to ``storage.sql_staging``.
@@ -22,13 +24,13 @@ import ssl
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from emrml.errors import DataError
-from emrml.storage import sql_watch
+from emrml.storage import sql_child, sql_watch
 
 if TYPE_CHECKING:
     # Imported where used: the watcher of a MySQL read (storage.sql_watch) runs beside the read, for as
@@ -263,11 +265,11 @@ def check_select(query: str) -> None:
 # ---------------------------------------------------------------------------------------------- reading
 
 
-def _missing_driver(package: str) -> DataError:
+def missing_driver(package: str) -> DataError:
     return DataError(f"SQL datasources need the {package} package: pip install 'emrml[sql]'")
 
 
-def _clean(error: BaseException) -> str:
+def clean_error(error: BaseException) -> str:
     """A driver's error as one line, without stack traces or the driver's wrapping."""
     # connectorx's errors while reading carry the Rust stack after the message: of no use to the user.
     text = str(error).split("Stack backtrace:", 1)[0]
@@ -350,32 +352,13 @@ def _mysql_description(connection: Any, source: SqlSource, query: str) -> tuple[
             raise DataError(f"SelectSqlQuery failed on {source.what}: ERROR {code}: {reason}") from None
 
 
-def _utc_timestamps(reader: pa.RecordBatchReader, names: list[str]) -> pa.RecordBatchReader:
-    """``reader`` with its columns ``names`` (MySQL TIMESTAMPs, read in the session's time zone, UTC) typed
-    as UTC instants: staged as ``…Z``, as PostgreSQL's ``timestamptz`` is. A DATETIME has no time zone and
-    stays as it is."""
-    import pyarrow as pa
-
-    utc = set(names)
-    fields = [
-        field.with_type(pa.timestamp(field.type.unit, "UTC"))
-        if field.name in utc and pa.types.is_timestamp(field.type) and field.type.tz is None
-        else field
-        for field in reader.schema
-    ]
-    schema = pa.schema(fields, metadata=reader.schema.metadata)
-    if schema.equals(reader.schema):
-        return reader
-    return pa.RecordBatchReader.from_batches(schema, (batch.cast(schema) for batch in reader))
-
-
 def mysql_connect(source: SqlSource) -> Any:
     """A pymysql connection to ``source``, made as the read's driver makes its own (TLS options, UTF-8
     credentials); DataError with the server's reason when it refuses."""
     try:
         import pymysql
     except ImportError as exc:
-        raise _missing_driver(exc.name or "pymysql") from None
+        raise missing_driver(exc.name or "pymysql") from None
     parts = urlsplit(source.url)
     try:
         return pymysql.connect(
@@ -399,52 +382,52 @@ def mysql_connect(source: SqlSource) -> Any:
 def _mysql_batches(
     source: SqlSource, query: str, stopped: threading.Event | None
 ) -> Iterator[pa.RecordBatchReader]:
-    try:
-        import connectorx
-    except ImportError as exc:
-        raise _missing_driver(exc.name or "connectorx") from None
     # connectorx retries a refused login for half a minute and only then says why; a direct connection
     # first answers at once, with the server's reason.
     connection = mysql_connect(source)
     # Both connections running the query (to describe it, then to read it) take a lock naming them, by which
     # the read's watcher ends them if this process dies or leaves the read (storage.sql_watch).
     token = uuid.uuid4().hex
-    with sql_watch.watched(source, token, stopped):
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT GET_LOCK(%s, 0)", (sql_watch.lock_name(token, "describe"),))
-            timestamps = _described_mysql(connection, source, query)
-        finally:
-            connection.close()
-        try:
-            reader = connectorx.read_sql(
-                source.driver_url(),
-                query,
-                return_type="arrow_stream",
-                batch_size=BATCH_ROWS,
-                # Every later transaction of the session, the query's included, is read-only; TIMESTAMPs
-                # are sent in UTC (the server's time zone by default, which the values would not say).
-                pre_execution_query=[
-                    "SET SESSION TRANSACTION READ ONLY",
-                    "SET SESSION time_zone = '+00:00'",
-                    f"SELECT GET_LOCK('{sql_watch.lock_name(token, 'read')}', 0)",
-                ],
-            )
-        # connectorx raises RuntimeError for a query the server refuses, and a pyo3 PanicException (a
-        # BaseException) for one that fails while running.
-        except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
-                raise
-            raise DataError(f"SelectSqlQuery failed on {source.what}: {_clean(exc)}") from None
-        yield _guarded(_utc_timestamps(reader, timestamps), source)
+    child = sql_child.ChildRead(
+        source,
+        query,
+        # Every later transaction of the session, the query's included, is read-only; TIMESTAMPs are sent
+        # in UTC (the server's time zone by default, which the values would not say).
+        [
+            "SET SESSION TRANSACTION READ ONLY",
+            "SET SESSION time_zone = '+00:00'",
+            f"SELECT GET_LOCK('{sql_watch.lock_name(token, 'read')}', 0)",
+        ],
+    )
+    with sql_watch.watched(source, token) as leave:
+
+        def stop() -> None:
+            child.stop()  # first: the watcher then finds the read connection's lock, if it ever took it
+            leave()
+
+        with sql_watch.when_stopped(stopped, stop):
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT GET_LOCK(%s, 0)", (sql_watch.lock_name(token, "describe"),))
+                if stopped is not None and stopped.is_set():
+                    # Perhaps before the lock was taken, so the watcher looked for it in vain; a later stop
+                    # finds it.
+                    raise DataError(f"SelectSqlQuery failed on {source.what}: its read was stopped")
+                timestamps = _described_mysql(connection, source, query)
+            finally:
+                connection.close()
+            with child.batches(timestamps) as reader:
+                yield reader
 
 
 @contextmanager
-def _postgresql_batches(source: SqlSource, query: str) -> Iterator[pa.RecordBatchReader]:
+def _postgresql_batches(
+    source: SqlSource, query: str, stopped: threading.Event | None
+) -> Iterator[pa.RecordBatchReader]:
     try:
         import adbc_driver_postgresql.dbapi as adbc
     except ImportError:
-        raise _missing_driver("adbc-driver-postgresql") from None
+        raise missing_driver("adbc-driver-postgresql") from None
     # default_transaction_read_only: the driver's transaction, and any other, is read-only.
     url = source.driver_url()
     options = "options=-c%20default_transaction_read_only%3Don"
@@ -452,17 +435,26 @@ def _postgresql_batches(source: SqlSource, query: str) -> Iterator[pa.RecordBatc
     try:
         connection = adbc.connect(url)
     except adbc.Error as exc:
-        raise DataError(f"cannot connect to {source.what}: {_clean(exc)}") from None
+        raise DataError(f"cannot connect to {source.what}: {clean_error(exc)}") from None
     try:
         with connection.cursor() as cursor:
             _end_with_the_client(connection, cursor, adbc.Error)
-            try:
-                cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(16 << 20)})
-                cursor.execute(postgresql_statement(query))
-                reader = cursor.fetch_record_batch()
-            except adbc.Error as exc:
-                raise DataError(f"SelectSqlQuery failed on {source.what}: {_clean(exc)}") from None
-            yield _guarded(reader, source)
+
+            def cancel() -> None:
+                with suppress(adbc.Error):  # nothing running (yet, or any more)
+                    cursor.adbc_cancel()
+
+            # The driver waits for the server without the interpreter's lock: the stop's thread runs.
+            with sql_watch.when_stopped(stopped, cancel):
+                try:
+                    cursor.adbc_statement.set_options(
+                        **{"adbc.postgresql.batch_size_hint_bytes": str(16 << 20)}
+                    )
+                    cursor.execute(postgresql_statement(query))
+                    reader = cursor.fetch_record_batch()
+                except adbc.Error as exc:
+                    raise DataError(f"SelectSqlQuery failed on {source.what}: {clean_error(exc)}") from None
+                yield _guarded(reader, source)
     finally:
         connection.close()
 
@@ -496,7 +488,7 @@ def _guarded(reader: pa.RecordBatchReader, source: SqlSource) -> pa.RecordBatchR
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
                 raise
-            raise DataError(f"SelectSqlQuery failed on {source.what}: {_clean(exc)}") from None
+            raise DataError(f"SelectSqlQuery failed on {source.what}: {clean_error(exc)}") from None
 
     return pa.RecordBatchReader.from_batches(reader.schema, batches())
 
@@ -504,12 +496,13 @@ def _guarded(reader: pa.RecordBatchReader, source: SqlSource) -> pa.RecordBatchR
 def read_query(
     source: SqlSource, query: str, stopped: threading.Event | None = None
 ) -> AbstractContextManager[pa.RecordBatchReader]:
-    """The query's rows as Arrow batches, read in a read-only transaction; errors are DataError. A MySQL
-    read is ended once ``stopped`` is set (``sql_watch.watched``): it then fails with a DataError."""
+    """The query's rows as Arrow batches, read in a read-only transaction; errors are DataError. The read
+    is ended once ``stopped`` is set, its query with it (a MySQL one killed by its watcher, a PostgreSQL
+    one cancelled): it then fails with a DataError."""
     check_select(query)
     if source.api == "RDS":
         return _mysql_batches(source, query, stopped)
-    return _postgresql_batches(source, query)
+    return _postgresql_batches(source, query, stopped)
 
 
 # ---------------------------------------------------------------------------------------------- types

@@ -371,7 +371,7 @@ def stage_query(
 ) -> Staged:
     """Run ``query`` on ``source`` read-only and stage its result at ``location``; ``commit`` runs the step
     that makes the staged file appear (``atomic_write``): every attempt of the job stages to one name.
-    ``stopped``: the job's stop, which ends a MySQL query even while it sends nothing (``read_query``)."""
+    ``stopped``: the job's stop, which ends the query even while it sends nothing (``read_query``)."""
     if progress is not None:
         progress(0.0, f"running SelectSqlQuery on {source.what}")
     with read_query(source, query, stopped) as reader:

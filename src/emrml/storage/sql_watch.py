@@ -1,5 +1,5 @@
 """The watcher of a MySQL / MariaDB read (``storage.sql``): it ends the read's query on the server when the
-process reading it dies, or leaves the read before its end.
+process reading it dies, or leaves the read before its end (an error, or the job's stop: ``when_stopped``).
 
 A job whose datasource is deleted, or that runs out of memory, has its worker killed. PostgreSQL 14 and
 later notice within a second that the client of a query is gone (``sql._end_with_the_client``); MariaDB and
@@ -29,10 +29,10 @@ import select
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from emrml.storage.sql import SqlSource
@@ -49,36 +49,39 @@ def lock_name(token: str, connection: str) -> str:
     return f"emrml-read-{token}-{connection}"
 
 
-#: Seconds between two looks at the ``stopped`` event of a watched read.
+#: Seconds between two looks at the ``stopped`` event of a read (``when_stopped``).
 STOP_POLL_SECONDS = 0.2
 
 
-@contextmanager
-def watched(source: SqlSource, token: str, stopped: threading.Event | None = None) -> Iterator[None]:
-    """The block's queries on ``source``, in connections holding ``lock_name(token, ...)``, are ended if this
-    process dies while it runs, if it raises, or once ``stopped`` is set.
-
-    ``stopped``: a job's stop (its object deleted, its server stopping). A query that sends nothing while
-    it works gives the job no progress point to stop at: on a server's thread (the Spark engine), which is
-    never killed, the query ran on to its end, hours perhaps, its thread given up on but busy meanwhile;
-    ended, the read fails at once (the job, asked to stop, records nothing of it). Only while the query is
-    described (pymysql): connectorx holds the interpreter's lock while it waits for a batch, so no thread
-    of the process, this one's included, runs until the batch comes."""
+def start_module(module: str, **options: Any) -> subprocess.Popen[bytes]:
+    """A process running ``python -m module`` of this very emrml, given its orders on stdin (a command line
+    is readable by every user of the machine, and the orders hold credentials), in a session of its own:
+    Ctrl-C in the terminal of `emrml serve` is for the server, which ends its reads itself."""
     import emrml
 
     environment = dict(os.environ)
-    # The watcher imports this very emrml, whatever path this process found it on.
+    # The process imports this very emrml, whatever path this process found it on.
     package_root = str(Path(emrml.__file__).resolve().parents[1])
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, (package_root, environment.get("PYTHONPATH"))))
-    watcher = subprocess.Popen(
+    return subprocess.Popen(
         # -P: not the working folder's modules (a job's may be anyone's), only the installed ones.
-        [sys.executable, "-P", "-m", "emrml.storage.sql_watch"],
+        [sys.executable, "-P", "-m", module],
         stdin=subprocess.PIPE,
         env=environment,
-        start_new_session=True,  # Ctrl-C in the terminal of `emrml serve` must not end it with the reader
+        start_new_session=True,
+        **options,
     )
+
+
+@contextmanager
+def watched(source: SqlSource, token: str) -> Iterator[Callable[[], None]]:
+    """The block's queries on ``source``, in connections holding ``lock_name(token, ...)``, are ended if this
+    process dies while it runs, if it raises, or once the callable it is given is called: a read's stop
+    (``when_stopped``), which ends a query that sends nothing while it works, though it gives the job no
+    progress point to stop at (on a server's thread, the Spark engine, which is never killed, the query
+    ran on to its end, hours perhaps, its thread given up on but busy meanwhile)."""
+    watcher = start_module("emrml.storage.sql_watch")
     assert watcher.stdin is not None
-    # The credentials go through the pipe: a command line is readable by every user of the machine.
     order = {"source": dataclasses.asdict(source), "token": token, "pid": os.getpid()}
     told = threading.Lock()  # the watcher is told one ending, by the read or by its stop
 
@@ -90,30 +93,42 @@ def watched(source: SqlSource, token: str, stopped: threading.Event | None = Non
             with suppress(OSError):
                 watcher.stdin.close()
 
-    finished = threading.Event()
-
-    def leave_once_stopped(stop: threading.Event) -> None:
-        while not finished.is_set():
-            if stop.wait(STOP_POLL_SECONDS):
-                tell(LEFT)
-                return
-
     ending = LEFT
-    stopping = None
     try:
         watcher.stdin.write(json.dumps(order).encode() + b"\n")
         watcher.stdin.flush()
-        if stopped is not None:
-            stopping = threading.Thread(target=leave_once_stopped, args=(stopped,), name="emrml-sql-stop")
-            stopping.start()
-        yield
+        yield lambda: tell(LEFT)
         ending = DONE
     finally:
-        finished.set()
-        if stopping is not None:
-            stopping.join()
         tell(ending)
         watcher.wait()  # once told the read was left: its query has ended when the error is reported
+
+
+@contextmanager
+def when_stopped(stopped: threading.Event | None, action: Callable[[], None]) -> Iterator[None]:
+    """Call ``action`` (which ends the block's read) on a thread of its own once ``stopped`` is set while
+    the block runs, and again every ``STOP_POLL_SECONDS`` until the block ends: a stop that came just before
+    the block's query reached the server, which a cancel then finds nothing to end, still ends it.
+
+    ``stopped``: a job's stop (its object deleted, its server stopping)."""
+    if stopped is None:
+        yield
+        return
+    finished = threading.Event()
+
+    def stop_once_stopped() -> None:
+        while not finished.is_set():
+            if stopped.wait(STOP_POLL_SECONDS):
+                action()
+                finished.wait(STOP_POLL_SECONDS)
+
+    stopping = threading.Thread(target=stop_once_stopped, name="emrml-sql-stop", daemon=True)
+    stopping.start()
+    try:
+        yield
+    finally:
+        finished.set()
+        stopping.join()
 
 
 def _end_of_read(pid: int, pending: bytes) -> bytes:

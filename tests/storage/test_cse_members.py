@@ -10,22 +10,14 @@ import os
 from pathlib import Path
 
 import pytest
+from cse_helpers import SCHEMA, rows
 
 from emrml.errors import InvalidInputException
 from emrml.service.app import EmrML
 from emrml.storage import locations
 from s3_server import S3
 
-ROWS = b"a,b\n" + b"".join(b"%d,%d\n" % (i, i % 2) for i in range(50))
-SCHEMA = {
-    "version": "1.0",
-    "dataFileContainsHeader": True,
-    "targetAttributeName": "b",
-    "attributes": [
-        {"attributeName": "a", "attributeType": "NUMERIC"},
-        {"attributeName": "b", "attributeType": "BINARY"},
-    ],
-}
+ROWS = rows(50)
 
 
 def test_an_object_no_configured_key_opens_is_named_by_its_member(s3: S3, tmp_path: Path) -> None:

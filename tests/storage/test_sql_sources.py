@@ -280,6 +280,22 @@ def _gone(queries: Callable[[str], list[str]], marker: str) -> list[str]:
     return queries(marker)
 
 
+def _staging(
+    source: sql.SqlSource, query: str, tmp_path: Path, stopped: threading.Event
+) -> tuple[threading.Thread, list[BaseException]]:
+    """A thread (not started) staging ``query`` into ``tmp_path``'s staged.csv.gz until ``stopped``, and the
+    failures it will have met."""
+    failures: list[BaseException] = []
+
+    def stage() -> None:
+        try:
+            sql_staging.stage_query(source, query, str(tmp_path / "staged.csv.gz"), stopped=stopped)
+        except BaseException as exc:
+            failures.append(exc)
+
+    return threading.Thread(target=stage, daemon=True), failures
+
+
 @contextmanager
 def _ended_after(marker: str) -> Iterator[None]:
     """Whatever the test found, no query with ``marker`` in it runs on after it, on either server: they would
@@ -530,20 +546,7 @@ def test_a_mysql_query_ends_when_its_job_is_stopped(
     described or read (by the driver, which froze the process while it waited, the stop's thread too)."""
     marker = f"marker_{uuid.uuid4().hex[:12]}"
     stopped = threading.Event()
-    failures: list[BaseException] = []
-
-    def stage() -> None:
-        try:
-            sql_staging.stage_query(
-                databases.mariadb(),
-                query.format(marker=marker),
-                str(tmp_path / "staged.csv.gz"),
-                stopped=stopped,
-            )
-        except BaseException as exc:
-            failures.append(exc)
-
-    reader = threading.Thread(target=stage, daemon=True)
+    reader, failures = _staging(databases.mariadb(), query.format(marker=marker), tmp_path, stopped)
     with _ended_after(marker):
         reader.start()
         # Stopped in the phase the test is about: the result described from the plan is seen, briefly, too.
@@ -563,20 +566,9 @@ def test_a_postgresql_query_ends_when_its_job_is_stopped(databases: Databases, t
     ended it), and the read fails at once, as a MySQL one does."""
     marker = f"marker_{uuid.uuid4().hex[:12]}"
     stopped = threading.Event()
-    failures: list[BaseException] = []
-
-    def stage() -> None:
-        try:
-            sql_staging.stage_query(
-                databases.postgres(),
-                f"SELECT 1 AS {marker} FROM pg_sleep(600)",
-                str(tmp_path / "staged.csv.gz"),
-                stopped=stopped,
-            )
-        except BaseException as exc:
-            failures.append(exc)
-
-    reader = threading.Thread(target=stage, daemon=True)
+    reader, failures = _staging(
+        databases.postgres(), f"SELECT 1 AS {marker} FROM pg_sleep(600)", tmp_path, stopped
+    )
     with _ended_after(marker):
         reader.start()
         while not _postgres_queries(marker):

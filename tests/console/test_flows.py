@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 from console_helpers import DATASOURCE, EVALUATION, MODEL, Evaluations, Served
-from test_browser import check_accessibility, log_in, screenshot
+from test_browser import check_accessibility, screenshot, sign_in
 
 from emrml.samples import bank_sample_schema, write_bank_sample
 
 
 def test_default_model_gets_its_evaluation_by_itself(page: Any, served: Served, axe_source: str) -> None:
-    log_in(page, served)
+    sign_in(page, served)
     page.goto(f"{served.url}/console/models/new?datasource={DATASOURCE}")
     page.select_option("#type", "BINARY")
     page.fill("#name", "Default bank")
@@ -39,7 +39,7 @@ def test_default_model_gets_its_evaluation_by_itself(page: Any, served: Served, 
 
 
 def test_custom_model_shows_recipe_errors_at_the_editor(page: Any, served: Served) -> None:
-    log_in(page, served)
+    sign_in(page, served)
     page.goto(f"{served.url}/console/models/new?mode=custom&datasource={DATASOURCE}")
     page.fill("#recipe", '{"groups": {}, "assignments": {}, "outputs": ["no_such_attribute"]}')
     page.fill("#passes", "0")
@@ -57,7 +57,7 @@ def test_jobs_page_shows_progress_change_without_reloading(
     page: Any, served: Served, axe_source: str
 ) -> None:
     big = write_bank_sample(served.installation.home / "data" / "big.csv", 150_000)
-    log_in(page, served)
+    sign_in(page, served)
     page.goto(f"{served.url}/console/jobs?kind=DataSource")
     page.evaluate("() => { window.sameDocument = true; }")
     served.installation.service.call(
@@ -89,7 +89,7 @@ def test_jobs_page_shows_progress_change_without_reloading(
 
 
 def test_jobs_page_shows_jobs_created_after_it_loaded(page: Any, served: Served, axe_source: str) -> None:
-    log_in(page, served)
+    sign_in(page, served)
     page.goto(f"{served.url}/console/jobs?kind=DataSource")
     page.evaluate("() => { window.sameDocument = true; }")
     source_id = "ds-console-late"
@@ -127,7 +127,7 @@ def test_a_job_failing_after_the_page_loaded_says_why_beside_its_status(page: An
     """A job that fails once the page is open: its row, built by the page's script, gives the reason in the
     column beside its status (at the table's end, past a wide window's edge, it went unseen), wrapped as
     the page's own rows are rather than on one line as wide as the message."""
-    log_in(page, served)
+    sign_in(page, served)
     page.goto(f"{served.url}/console/jobs?kind=MLModel")
     page.evaluate("() => { window.sameDocument = true; }")
     service, source_id, model_id = served.installation.service, "ds-console-fails", "ml-console-fails"
@@ -157,7 +157,7 @@ def test_a_job_failing_after_the_page_loaded_says_why_beside_its_status(page: An
 
 
 def test_paste_a_record_prediction(page: Any, served: Served, axe_source: str) -> None:
-    log_in(page, served)
+    sign_in(page, served)
     page.goto(f"{served.url}/console/models/{MODEL}")
     if page.locator("text=Turn the real-time endpoint on").count():
         page.click("text=Turn the real-time endpoint on")
@@ -193,7 +193,7 @@ def test_paste_a_record_prediction(page: Any, served: Served, axe_source: str) -
 
 
 def test_batch_prediction_with_download(page: Any, served: Served, tmp_path: Any) -> None:
-    log_in(page, served)
+    sign_in(page, served)
     page.goto(f"{served.url}/console/batch-predictions/new?model={MODEL}")
     page.select_option("#datasource", f"{DATASOURCE}-eval")
     page.fill("#output", str(served.installation.home / "data" / "out"))
@@ -219,7 +219,7 @@ SELECTED = """() => { const e = document.activeElement;
 
 
 def test_share_link_viewed_logged_out_then_revoked(page: Any, browser: Any, served: Served) -> None:
-    log_in(page, served)
+    sign_in(page, served)
     page.goto(f"{served.url}/console/evaluations/{EVALUATION}")
     page.click("text=Create a share link")
     url = page.input_value("#share-url")
@@ -252,7 +252,7 @@ def test_share_link_viewed_logged_out_then_revoked(page: Any, browser: Any, serv
 def test_multiclass_heat_map_and_regression_residuals(
     page: Any, served: Served, more_evaluations: Evaluations, axe_source: str
 ) -> None:
-    log_in(page, served)
+    sign_in(page, served)
     page.goto(f"{served.url}/console/evaluations/{more_evaluations.multiclass}")
     page.wait_for_selector("html[data-charts=drawn]")
     data = page.evaluate("() => JSON.parse(document.getElementById('page-data').textContent)")
@@ -288,7 +288,7 @@ def test_multiclass_heat_map_and_regression_residuals(
 
 
 def test_samples_train_and_evaluate_in_one_click(page: Any, served: Served) -> None:
-    log_in(page, served)
+    sign_in(page, served)
     service = served.installation.service
     for name, model_type in (
         ("binary", "BINARY"),
@@ -342,7 +342,7 @@ def test_a_running_objects_page_updates_in_place_and_reloads_once_it_ends(page: 
     """While a model and its evaluation run, the model's page follows its JSON twin without reloading (a
     choice being made keeps its value and focus); once both have ended it reloads once, to show what their
     end brought. The page and its first twins are shown as of a running model."""
-    log_in(page, served)
+    sign_in(page, served)
     answered = {"page": 0, "json": 0}
 
     def twin(data: dict[str, Any], count: int) -> None:
@@ -405,7 +405,7 @@ def test_a_running_objects_status_in_a_list_updates_in_place_and_reloads_once_it
             request = {"FilterVariable": "Status", "EQ": status}
             for item in service.call(f"Describe{kind}s", request)["Results"]:
                 service.wait(kind, item[f"{kind}Id"])
-    log_in(page, served)
+    sign_in(page, served)
     answered = {"page": 0, "json": 0}
 
     def twin(data: dict[str, Any], count: int) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from console_helpers import MODEL, Served, put_stream, remove_streams
-from test_browser import check_accessibility, log_in
+from test_browser import check_accessibility, sign_in
 
 STREAM = "st-live"
 
@@ -24,7 +24,7 @@ def test_the_streams_table_follows_a_stream_started_again_and_ended(
 ) -> None:
     _set_stream(served, "STOPPED")
     try:
-        log_in(page, served)
+        sign_in(page, served)
         page.goto(f"{served.url}/console/jobs?kind=Stream")
         page.evaluate("() => { window.sameDocument = true; }")
         row = page.locator(f'tr[data-id="Stream/{STREAM}"]')
@@ -58,7 +58,7 @@ def test_the_streams_table_gains_a_new_stream_and_loses_a_deleted_one(
 ) -> None:
     _remove_stream(served)
     try:
-        log_in(page, served)
+        sign_in(page, served)
         page.goto(f"{served.url}/console/jobs?kind=Stream")
         page.evaluate("() => { window.sameDocument = true; }")
         table = page.locator("#streams")

@@ -14,6 +14,7 @@ from test_browser import check_accessibility, screenshot, sign_in
 from emrml.samples import bank_sample_schema, write_bank_sample
 
 
+@pytest.mark.usefixtures("quick_refresh")
 def test_default_model_gets_its_evaluation_by_itself(page: Any, served: Served, axe_source: str) -> None:
     sign_in(page, served)
     page.goto(f"{served.url}/console/models/new?datasource={DATASOURCE}")
@@ -53,6 +54,7 @@ def test_custom_model_shows_recipe_errors_at_the_editor(page: Any, served: Serve
     assert page.locator("#recipe").get_attribute("aria-invalid") == "true"
 
 
+@pytest.mark.usefixtures("quick_refresh")
 def test_jobs_page_shows_progress_change_without_reloading(
     page: Any, served: Served, axe_source: str
 ) -> None:
@@ -88,6 +90,7 @@ def test_jobs_page_shows_progress_change_without_reloading(
     screenshot(page, "jobs")
 
 
+@pytest.mark.usefixtures("quick_refresh")
 def test_jobs_page_shows_jobs_created_after_it_loaded(page: Any, served: Served, axe_source: str) -> None:
     sign_in(page, served)
     page.goto(f"{served.url}/console/jobs?kind=DataSource")
@@ -123,6 +126,7 @@ def test_jobs_page_shows_jobs_created_after_it_loaded(page: Any, served: Served,
     page.wait_for_url(f"**/console/datasources/{source_id}")
 
 
+@pytest.mark.usefixtures("quick_refresh")
 def test_a_job_failing_after_the_page_loaded_says_why_beside_its_status(page: Any, served: Served) -> None:
     """A job that fails once the page is open: its row, built by the page's script, gives the reason in the
     column beside its status (at the table's end, past a wide window's edge, it went unseen), wrapped as
@@ -192,6 +196,7 @@ def test_paste_a_record_prediction(page: Any, served: Served, axe_source: str) -
     assert endpoint["EndpointStatus"] == "NONE"
 
 
+@pytest.mark.usefixtures("quick_refresh")
 def test_batch_prediction_with_download(page: Any, served: Served, tmp_path: Any) -> None:
     sign_in(page, served)
     page.goto(f"{served.url}/console/batch-predictions/new?model={MODEL}")

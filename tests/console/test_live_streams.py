@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from console_helpers import MODEL, Served, put_stream, remove_streams
 from test_browser import check_accessibility, sign_in
 
@@ -19,6 +20,7 @@ def _set_stream(served: Served, status: str, message: str | None = None, running
     )
 
 
+@pytest.mark.usefixtures("quick_refresh")
 def test_the_streams_table_follows_a_stream_started_again_and_ended(
     page: Any, served: Served, axe_source: str
 ) -> None:
@@ -53,6 +55,7 @@ def _remove_stream(served: Served) -> None:
     remove_streams(served.installation.service, STREAM)
 
 
+@pytest.mark.usefixtures("quick_refresh")
 def test_the_streams_table_gains_a_new_stream_and_loses_a_deleted_one(
     page: Any, served: Served, axe_source: str
 ) -> None:

@@ -160,8 +160,8 @@ def page(browser: Any) -> Iterator[Any]:
 
 #: The console's live pages (console.js) ask their JSON twin again 2 s after each answer. A page given this
 #: script asks every 0.25 s instead: the tests of pages following the server's own state (jobs, streams,
-#: an object's status until it ends) wait for each change a few rounds less. Those that show a page a
-#: scripted sequence of twins (``test_flows.as_running``) need the time between the first rounds to act.
+#: an object's status until it ends, a scripted sequence of twins moved on by the test) wait for each
+#: change a few rounds less.
 QUICK_REFRESH = """(() => {
   const later = window.setTimeout.bind(window);
   window.setTimeout = (callback, delay, ...rest) => later(callback, delay === 2000 ? 250 : delay, ...rest);

@@ -313,9 +313,10 @@ def test_samples_train_and_evaluate_in_one_click(page: Any, served: Served) -> N
 def as_running(
     answered: dict[str, int], twin: Callable[[dict[str, Any], int], None], first_page: Callable[[str], str]
 ) -> Callable[[Any, Any], None]:
-    """A route handler showing a finished object as running: the first two JSON twins changed by ``twin``
-    (given the twin and its count, 1 or 2) and the first page by ``first_page``, the others as served.
-    ``answered`` counts the pages and the twins answered."""
+    """A route handler showing a finished object as running: the first page changed by ``first_page``, and
+    the JSON twins by ``twin`` (given the twin and ``answered["step"]``) while the step is 1 or 2, as served
+    from step 3 on. The test moves the step on once it has checked the page at the step before, so no round
+    of the page's refresh can outrun it. ``answered`` also counts the pages and the twins answered."""
 
     def handle(route: Any, request: Any) -> None:
         response = route.fetch()
@@ -323,8 +324,8 @@ def as_running(
         answered[kind] += 1
         if kind == "json":
             data = response.json()
-            if answered["json"] <= 2:
-                twin(data, answered["json"])
+            if answered["step"] <= 2:
+                twin(data, answered["step"])
             route.fulfill(response=response, json=data)
         else:
             body = response.text()
@@ -343,15 +344,16 @@ def shown_running(body: str, marker: str) -> str:
     )
 
 
+@pytest.mark.usefixtures("quick_refresh")
 def test_a_running_objects_page_updates_in_place_and_reloads_once_it_ends(page: Any, served: Served) -> None:
     """While a model and its evaluation run, the model's page follows its JSON twin without reloading (a
     choice being made keeps its value and focus); once both have ended it reloads once, to show what their
     end brought. The page and its first twins are shown as of a running model."""
     sign_in(page, served)
-    answered = {"page": 0, "json": 0}
+    answered = {"page": 0, "json": 0, "step": 1}
 
-    def twin(data: dict[str, Any], count: int) -> None:
-        data["GetMLModel"].update(Status="INPROGRESS", Progress=20.0 * count)
+    def twin(data: dict[str, Any], step: int) -> None:
+        data["GetMLModel"].update(Status="INPROGRESS", Progress=20.0 * step)
         for item in data["Evaluations"]:
             item["Status"] = "PENDING"
 
@@ -369,6 +371,7 @@ def test_a_running_objects_page_updates_in_place_and_reloads_once_it_ends(page: 
     chosen = page.locator("#expires_in option").nth(1).get_attribute("value")
     page.select_option("#expires_in", chosen)
     page.focus("#expires_in")
+    answered["step"] = 2
     page.wait_for_function(
         "() => document.querySelector('[data-key=\"GetMLModel\"] progress')?.value === 40", timeout=10_000
     )
@@ -378,12 +381,14 @@ def test_a_running_objects_page_updates_in_place_and_reloads_once_it_ends(page: 
     assert model.locator(".status").inner_text() == "INPROGRESS"
     assert page.locator(f'li[data-id="{EVALUATION}"]').get_attribute("data-status") == "PENDING"
     # Both ended: one reload, after which the page is as served and stops following its twin.
+    answered["step"] = 3
     page.wait_for_function("() => window.sameDocument === undefined", timeout=10_000)
     assert model.get_attribute("data-status") == "COMPLETED"
     assert page.locator(f'li[data-id="{EVALUATION}"]').get_attribute("data-status") == "COMPLETED"
     assert answered["page"] == 2
 
 
+@pytest.mark.usefixtures("quick_refresh")
 @pytest.mark.parametrize(("path", "listed"), [("models", ("Results",)), ("", ("Recent", "MLModel"))])
 def test_a_running_objects_status_in_a_list_updates_in_place_and_reloads_once_it_ends(
     page: Any, served: Served, path: str, listed: tuple[str, ...]
@@ -411,15 +416,15 @@ def test_a_running_objects_status_in_a_list_updates_in_place_and_reloads_once_it
             for item in service.call(f"Describe{kind}s", request)["Results"]:
                 service.wait(kind, item[f"{kind}Id"])
     sign_in(page, served)
-    answered = {"page": 0, "json": 0}
+    answered = {"page": 0, "json": 0, "step": 1}
 
-    def twin(data: dict[str, Any], count: int) -> None:
+    def twin(data: dict[str, Any], step: int) -> None:
         items: Any = data
         for key in listed:
             items = items[key]
         for item in items:
             if item["MLModelId"] == newest:
-                item.update(Status="INPROGRESS", Progress=20.0 * count)
+                item.update(Status="INPROGRESS", Progress=20.0 * step)
 
     def first_page(body: str) -> str:
         return shown_running(body, f'data-id="{newest}"')
@@ -429,11 +434,13 @@ def test_a_running_objects_status_in_a_list_updates_in_place_and_reloads_once_it
     model = page.locator(f'[data-live="object"][data-id="{newest}"]')
     assert model.get_attribute("data-status") == "INPROGRESS"
     page.evaluate("() => { window.sameDocument = true; }")
+    answered["step"] = 2
     page.wait_for_function(
         f"() => document.querySelector('[data-id=\"{newest}\"] progress')?.value === 40", timeout=10_000
     )
     assert page.evaluate("() => window.sameDocument") is True
     assert model.locator(".status").inner_text() == "INPROGRESS"
+    answered["step"] = 3
     page.wait_for_function("() => window.sameDocument === undefined", timeout=10_000)
     assert model.get_attribute("data-status") == "COMPLETED"
     assert answered["page"] >= 2

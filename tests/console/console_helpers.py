@@ -8,7 +8,7 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from emrml.service.logins import Logins, ensure_admin_password
 from emrml.web.server import create_app
 
 BOB_PASSWORD = "bob-password-1"
+SESSION_COOKIE = "emrml_session"
 DATASOURCE, MODEL, EVALUATION = "ds-console-bank", "ml-console-bank", "ev-console-bank"
 
 
@@ -31,6 +32,21 @@ class Installation:
     home: Path
     admin_password: str
     sample: Path
+    #: The session token of ``admin_token``.
+    _admin_token: str | None = field(default=None, repr=False)
+
+    def admin_token(self) -> str:
+        """The session token of an admin logged in through the login form, shared by the tests that need
+        admin logged in but do not test the login itself (each login costs a scrypt hash and two pages); a
+        new one once the server has ended it (a logout, a password change), so that no test depends on
+        another leaving it alive."""
+        from emrml.service.logins import Logins
+
+        if self._admin_token is None or Logins(self.service.sessions).session(self._admin_token) is None:
+            with TestClient(create_app(self.service), follow_redirects=False) as client:
+                assert log_in(client, "admin", self.admin_password).status_code == 303
+                self._admin_token = client.cookies[SESSION_COOKIE]
+        return self._admin_token
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The console in Debian's Chromium, driven by Playwright against a real ``emrml serve`` app.
 
-Each page visited is checked with axe-core (no violation of impact serious or critical) and photographed
-for docs/console.md (into docs/console/ with EMRML_SCREENSHOTS=docs).
+Each page visited is checked with axe-core (no violation of impact serious or critical) and, with
+EMRML_SCREENSHOTS=docs, photographed for docs/console.md (into docs/console/).
 """
 
 from __future__ import annotations
@@ -9,12 +9,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
-from console_helpers import BOB_PASSWORD, DATASOURCE, EVALUATION, MODEL, Served
+from console_helpers import BOB_PASSWORD, DATASOURCE, EVALUATION, MODEL, SESSION_COOKIE, Served
 
 from emrml.cli import app as cli_app
 from emrml.config import Settings
@@ -26,11 +25,11 @@ from emrml.service.logins import Logins, ensure_admin_password
 from emrml.web.server import BackgroundServer, create_app, reserve_socket
 
 #: Where the pages' screenshots go: docs/console (the documentation's pictures) when EMRML_SCREENSHOTS=docs,
-#: else a temporary folder, so that a test run leaves the checkout as it was.
+#: else nowhere: a photograph asserts nothing, and a test run leaves the checkout as it was.
 SCREENSHOTS = (
     Path(__file__).resolve().parents[2] / "docs" / "console"
     if os.environ.get("EMRML_SCREENSHOTS") == "docs"
-    else Path(tempfile.gettempdir()) / "emrml-console-screenshots"
+    else None
 )
 
 
@@ -49,6 +48,8 @@ def check_accessibility(
 
 
 def screenshot(page: Any, name: str) -> None:
+    if SCREENSHOTS is None:
+        return
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     height = min(page.evaluate("() => document.documentElement.scrollHeight"), 1800)
     clip = {"x": 0, "y": 0, "width": page.viewport_size["width"], "height": height}
@@ -62,6 +63,22 @@ def log_in(page: Any, served: Served, user: str = "admin", password: str | None 
     page.fill("#password", password or served.installation.admin_password)
     page.click("button[type=submit]")
     page.wait_for_url(served.url + "/console/")
+
+
+def sign_in(page: Any, served: Served) -> None:
+    """The page's browser holding admin's shared session (``Installation.admin_token``), for the tests that
+    need admin logged in but do not test the login form (``log_in`` does, and the tests that log out)."""
+    page.context.add_cookies(
+        [
+            {
+                "name": SESSION_COOKIE,
+                "value": served.installation.admin_token(),
+                "url": served.url + "/console/",
+                "httpOnly": True,
+                "sameSite": "Lax",
+            }
+        ]
+    )
 
 
 def cli_at(home: Path, threshold: float) -> dict[str, str]:
@@ -129,7 +146,7 @@ def test_login_wrong_password_and_logout(page: Any, served: Served, axe_source: 
 def test_threshold_explorer_by_drag_and_keyboard_matches_the_cli(
     page: Any, served: Served, axe_source: str
 ) -> None:
-    log_in(page, served)
+    sign_in(page, served)
     page.goto(f"{served.url}/console/evaluations/{EVALUATION}")
     page.wait_for_selector("html[data-charts=drawn]")
     slider = page.locator("#threshold-slider")
@@ -178,7 +195,7 @@ def test_threshold_explorer_by_drag_and_keyboard_matches_the_cli(
 def test_a_refused_threshold_stays_in_its_box_beside_the_error(page: Any, served: Served) -> None:
     # The chart's first drawing wrote the model's threshold over it, leaving an error that quotes a value
     # no longer on the page.
-    log_in(page, served)
+    sign_in(page, served)
     page.goto(f"{served.url}/console/evaluations/{EVALUATION}?threshold=abc")
     page.wait_for_selector("html[data-charts=drawn]")
     assert page.input_value("#threshold") == "abc"
@@ -206,7 +223,7 @@ def test_datasource_model_and_list_pages_pass_axe(page: Any, served: Served, axe
 
 
 def _visit_for_axe(page: Any, served: Served, axe_source: str) -> None:
-    log_in(page, served)
+    sign_in(page, served)
     for path, name in (
         ("datasources", "datasources"),
         ("datasources/ds-console-bank", "datasource"),
@@ -245,7 +262,7 @@ def test_long_names_and_charts_stay_within_the_window(page: Any, served: Served)
             },
         },
     )
-    log_in(page, served)
+    sign_in(page, served)
     for path in ("", "datasources", "datasources/ds-console-long", "datasources/ds-console-bank", "jobs"):
         page.goto(f"{served.url}/console/{path}")
         page.wait_for_selector("html[data-charts=drawn]")
@@ -285,7 +302,7 @@ def test_a_narrow_window_wraps_tables_between_the_consoles_words_not_inside_them
 ) -> None:
     # Long rows (a jobs page, a model's alerts beside their long detail) in a window short of room: the
     # columns of the users' names shrink, the headings, statuses, kinds and results stay whole words.
-    log_in(page, served)
+    sign_in(page, served)
     page.set_viewport_size({"width": 700, "height": 900})
     for path in (f"models/{MODEL}", "jobs", "datasources", "groups"):
         page.goto(f"{served.url}/console/{path}")
@@ -309,7 +326,7 @@ def test_feature_labels_are_cut_to_their_room_and_still_tell_the_features_apart(
     # Features differ at their end ("quantile_bin(duration,50)=bin_4", "...=bin_49"): a label cut at its
     # end made many bars read alike. A label is cut only when its column has no room for it, whatever its
     # length, and keeps the whole one in its title.
-    log_in(page, served)
+    sign_in(page, served)
     data_script = "() => JSON.parse(document.getElementById('page-data').textContent)"
     for width, cut in ((1280, False), (390, True)):
         page.set_viewport_size({"width": width, "height": 900})
@@ -330,7 +347,7 @@ def test_feature_labels_are_cut_to_their_room_and_still_tell_the_features_apart(
 def test_an_objects_lists_of_facts_line_up(page: Any, served: Served) -> None:
     # The facts atop a page come in lists (created and run times, then the object's own): their values
     # start at one left edge.
-    log_in(page, served)
+    sign_in(page, served)
     for path in (f"datasources/{DATASOURCE}", f"models/{MODEL}", f"evaluations/{EVALUATION}"):
         page.goto(f"{served.url}/console/{path}")
         page.wait_for_selector("html[data-charts=drawn]")
@@ -375,7 +392,7 @@ def test_the_other_pages_pass_axe_without_even_minor_violations(
     page: Any, served: Served, axe_source: str
 ) -> None:
     every = ("minor", "moderate", "serious", "critical")
-    log_in(page, served)
+    sign_in(page, served)
     for path in (
         "",
         "batch-predictions",
@@ -409,7 +426,7 @@ def test_back_after_logging_out_shows_no_page_of_the_session(page: Any, served: 
 
 
 def test_datasource_wizard_with_schema_edits(page: Any, served: Served, axe_source: str) -> None:
-    log_in(page, served)
+    sign_in(page, served)
     page.goto(served.url + "/console/datasources/new")
     page.fill("#location", str(served.installation.sample))
     page.click("text=Next: the schema")
@@ -443,7 +460,7 @@ def test_datasource_wizard_with_schema_edits(page: Any, served: Served, axe_sour
 
 
 def test_storage_browser_upload_open_and_download(page: Any, served: Served, tmp_path: Path) -> None:
-    log_in(page, served)
+    sign_in(page, served)
     page.goto(f"{served.url}/console/storage")
     folder = f"up-{tmp_path.name[-8:]}"
     page.fill("#name", folder)
@@ -499,7 +516,7 @@ def test_deleting_a_file_asks_first_and_keeps_it_when_declined(
     folder = served.installation.home / "data" / f"del-{tmp_path.name[-8:]}"
     folder.mkdir(parents=True)
     (folder / "keep.csv").write_text("a\n1\n")
-    log_in(page, served)
+    sign_in(page, served)
     page.goto(f"{served.url}/console/storage?location={folder}/")
     asked: list[str] = []
 
@@ -536,7 +553,7 @@ def test_a_button_the_users_permissions_disable_looks_disabled(page: Any, served
 def test_charts_figures_are_tables_for_screen_readers(page: Any, served: Served) -> None:
     """A chart is one image to a screen reader: its figures are in a table beside it, named as the chart
     is (a model's feature weights and loss by pass, a datasource's histograms and categories)."""
-    log_in(page, served)
+    sign_in(page, served)
     page.goto(f"{served.url}/console/models/{MODEL}")
     page.wait_for_selector("html[data-charts=drawn]")
     insights = page.evaluate("() => JSON.parse(document.getElementById('page-data').textContent)")[
@@ -558,7 +575,7 @@ def test_charts_figures_are_tables_for_screen_readers(page: Any, served: Served)
 def test_a_texts_prominent_words_say_their_order_and_count_occurrences(page: Any, served: Served) -> None:
     """A text attribute's words come most correlated with the target first, not by count: the chart says
     so, and that its figures are occurrences (a record may hold a word twice), not records."""
-    log_in(page, served)
+    sign_in(page, served)
     page.goto(f"{served.url}/console/datasources/{DATASOURCE}")
     page.wait_for_selector("html[data-charts=drawn]")
     data = page.evaluate("() => JSON.parse(document.getElementById('page-data').textContent)")
@@ -575,7 +592,7 @@ def test_a_texts_prominent_words_say_their_order_and_count_occurrences(page: Any
 
 
 def test_a_form_sent_back_puts_the_focus_on_its_first_field_to_correct(page: Any, served: Served) -> None:
-    log_in(page, served)
+    sign_in(page, served)
     page.goto(f"{served.url}/console/models/new?mode=custom")
     page.select_option("#datasource", DATASOURCE)
     page.fill("#passes", "many")

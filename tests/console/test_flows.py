@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 from console_helpers import DATASOURCE, EVALUATION, MODEL, Evaluations, Served
-from test_browser import check_accessibility, log_in, screenshot
+from test_browser import check_accessibility, screenshot, sign_in
 
 from emrml.samples import bank_sample_schema, write_bank_sample
 
 
+@pytest.mark.usefixtures("quick_refresh")
 def test_default_model_gets_its_evaluation_by_itself(page: Any, served: Served, axe_source: str) -> None:
-    log_in(page, served)
+    sign_in(page, served)
     page.goto(f"{served.url}/console/models/new?datasource={DATASOURCE}")
     page.select_option("#type", "BINARY")
     page.fill("#name", "Default bank")
@@ -39,7 +40,7 @@ def test_default_model_gets_its_evaluation_by_itself(page: Any, served: Served, 
 
 
 def test_custom_model_shows_recipe_errors_at_the_editor(page: Any, served: Served) -> None:
-    log_in(page, served)
+    sign_in(page, served)
     page.goto(f"{served.url}/console/models/new?mode=custom&datasource={DATASOURCE}")
     page.fill("#recipe", '{"groups": {}, "assignments": {}, "outputs": ["no_such_attribute"]}')
     page.fill("#passes", "0")
@@ -53,11 +54,12 @@ def test_custom_model_shows_recipe_errors_at_the_editor(page: Any, served: Serve
     assert page.locator("#recipe").get_attribute("aria-invalid") == "true"
 
 
+@pytest.mark.usefixtures("quick_refresh")
 def test_jobs_page_shows_progress_change_without_reloading(
     page: Any, served: Served, axe_source: str
 ) -> None:
     big = write_bank_sample(served.installation.home / "data" / "big.csv", 150_000)
-    log_in(page, served)
+    sign_in(page, served)
     page.goto(f"{served.url}/console/jobs?kind=DataSource")
     page.evaluate("() => { window.sameDocument = true; }")
     served.installation.service.call(
@@ -88,8 +90,9 @@ def test_jobs_page_shows_progress_change_without_reloading(
     screenshot(page, "jobs")
 
 
+@pytest.mark.usefixtures("quick_refresh")
 def test_jobs_page_shows_jobs_created_after_it_loaded(page: Any, served: Served, axe_source: str) -> None:
-    log_in(page, served)
+    sign_in(page, served)
     page.goto(f"{served.url}/console/jobs?kind=DataSource")
     page.evaluate("() => { window.sameDocument = true; }")
     source_id = "ds-console-late"
@@ -123,11 +126,12 @@ def test_jobs_page_shows_jobs_created_after_it_loaded(page: Any, served: Served,
     page.wait_for_url(f"**/console/datasources/{source_id}")
 
 
+@pytest.mark.usefixtures("quick_refresh")
 def test_a_job_failing_after_the_page_loaded_says_why_beside_its_status(page: Any, served: Served) -> None:
     """A job that fails once the page is open: its row, built by the page's script, gives the reason in the
     column beside its status (at the table's end, past a wide window's edge, it went unseen), wrapped as
     the page's own rows are rather than on one line as wide as the message."""
-    log_in(page, served)
+    sign_in(page, served)
     page.goto(f"{served.url}/console/jobs?kind=MLModel")
     page.evaluate("() => { window.sameDocument = true; }")
     service, source_id, model_id = served.installation.service, "ds-console-fails", "ml-console-fails"
@@ -157,7 +161,7 @@ def test_a_job_failing_after_the_page_loaded_says_why_beside_its_status(page: An
 
 
 def test_paste_a_record_prediction(page: Any, served: Served, axe_source: str) -> None:
-    log_in(page, served)
+    sign_in(page, served)
     page.goto(f"{served.url}/console/models/{MODEL}")
     if page.locator("text=Turn the real-time endpoint on").count():
         page.click("text=Turn the real-time endpoint on")
@@ -192,8 +196,9 @@ def test_paste_a_record_prediction(page: Any, served: Served, axe_source: str) -
     assert endpoint["EndpointStatus"] == "NONE"
 
 
+@pytest.mark.usefixtures("quick_refresh")
 def test_batch_prediction_with_download(page: Any, served: Served, tmp_path: Any) -> None:
-    log_in(page, served)
+    sign_in(page, served)
     page.goto(f"{served.url}/console/batch-predictions/new?model={MODEL}")
     page.select_option("#datasource", f"{DATASOURCE}-eval")
     page.fill("#output", str(served.installation.home / "data" / "out"))
@@ -219,7 +224,7 @@ SELECTED = """() => { const e = document.activeElement;
 
 
 def test_share_link_viewed_logged_out_then_revoked(page: Any, browser: Any, served: Served) -> None:
-    log_in(page, served)
+    sign_in(page, served)
     page.goto(f"{served.url}/console/evaluations/{EVALUATION}")
     page.click("text=Create a share link")
     url = page.input_value("#share-url")
@@ -252,7 +257,7 @@ def test_share_link_viewed_logged_out_then_revoked(page: Any, browser: Any, serv
 def test_multiclass_heat_map_and_regression_residuals(
     page: Any, served: Served, more_evaluations: Evaluations, axe_source: str
 ) -> None:
-    log_in(page, served)
+    sign_in(page, served)
     page.goto(f"{served.url}/console/evaluations/{more_evaluations.multiclass}")
     page.wait_for_selector("html[data-charts=drawn]")
     data = page.evaluate("() => JSON.parse(document.getElementById('page-data').textContent)")
@@ -288,7 +293,7 @@ def test_multiclass_heat_map_and_regression_residuals(
 
 
 def test_samples_train_and_evaluate_in_one_click(page: Any, served: Served) -> None:
-    log_in(page, served)
+    sign_in(page, served)
     service = served.installation.service
     for name, model_type in (
         ("binary", "BINARY"),
@@ -308,9 +313,10 @@ def test_samples_train_and_evaluate_in_one_click(page: Any, served: Served) -> N
 def as_running(
     answered: dict[str, int], twin: Callable[[dict[str, Any], int], None], first_page: Callable[[str], str]
 ) -> Callable[[Any, Any], None]:
-    """A route handler showing a finished object as running: the first two JSON twins changed by ``twin``
-    (given the twin and its count, 1 or 2) and the first page by ``first_page``, the others as served.
-    ``answered`` counts the pages and the twins answered."""
+    """A route handler showing a finished object as running: the first page changed by ``first_page``, and
+    the JSON twins by ``twin`` (given the twin and ``answered["step"]``) while the step is 1 or 2, as served
+    from step 3 on. The test moves the step on once it has checked the page at the step before, so no round
+    of the page's refresh can outrun it. ``answered`` also counts the pages and the twins answered."""
 
     def handle(route: Any, request: Any) -> None:
         response = route.fetch()
@@ -318,8 +324,8 @@ def as_running(
         answered[kind] += 1
         if kind == "json":
             data = response.json()
-            if answered["json"] <= 2:
-                twin(data, answered["json"])
+            if answered["step"] <= 2:
+                twin(data, answered["step"])
             route.fulfill(response=response, json=data)
         else:
             body = response.text()
@@ -338,15 +344,16 @@ def shown_running(body: str, marker: str) -> str:
     )
 
 
+@pytest.mark.usefixtures("quick_refresh")
 def test_a_running_objects_page_updates_in_place_and_reloads_once_it_ends(page: Any, served: Served) -> None:
     """While a model and its evaluation run, the model's page follows its JSON twin without reloading (a
     choice being made keeps its value and focus); once both have ended it reloads once, to show what their
     end brought. The page and its first twins are shown as of a running model."""
-    log_in(page, served)
-    answered = {"page": 0, "json": 0}
+    sign_in(page, served)
+    answered = {"page": 0, "json": 0, "step": 1}
 
-    def twin(data: dict[str, Any], count: int) -> None:
-        data["GetMLModel"].update(Status="INPROGRESS", Progress=20.0 * count)
+    def twin(data: dict[str, Any], step: int) -> None:
+        data["GetMLModel"].update(Status="INPROGRESS", Progress=20.0 * step)
         for item in data["Evaluations"]:
             item["Status"] = "PENDING"
 
@@ -364,6 +371,7 @@ def test_a_running_objects_page_updates_in_place_and_reloads_once_it_ends(page: 
     chosen = page.locator("#expires_in option").nth(1).get_attribute("value")
     page.select_option("#expires_in", chosen)
     page.focus("#expires_in")
+    answered["step"] = 2
     page.wait_for_function(
         "() => document.querySelector('[data-key=\"GetMLModel\"] progress')?.value === 40", timeout=10_000
     )
@@ -373,12 +381,14 @@ def test_a_running_objects_page_updates_in_place_and_reloads_once_it_ends(page: 
     assert model.locator(".status").inner_text() == "INPROGRESS"
     assert page.locator(f'li[data-id="{EVALUATION}"]').get_attribute("data-status") == "PENDING"
     # Both ended: one reload, after which the page is as served and stops following its twin.
+    answered["step"] = 3
     page.wait_for_function("() => window.sameDocument === undefined", timeout=10_000)
     assert model.get_attribute("data-status") == "COMPLETED"
     assert page.locator(f'li[data-id="{EVALUATION}"]').get_attribute("data-status") == "COMPLETED"
     assert answered["page"] == 2
 
 
+@pytest.mark.usefixtures("quick_refresh")
 @pytest.mark.parametrize(("path", "listed"), [("models", ("Results",)), ("", ("Recent", "MLModel"))])
 def test_a_running_objects_status_in_a_list_updates_in_place_and_reloads_once_it_ends(
     page: Any, served: Served, path: str, listed: tuple[str, ...]
@@ -405,16 +415,16 @@ def test_a_running_objects_status_in_a_list_updates_in_place_and_reloads_once_it
             request = {"FilterVariable": "Status", "EQ": status}
             for item in service.call(f"Describe{kind}s", request)["Results"]:
                 service.wait(kind, item[f"{kind}Id"])
-    log_in(page, served)
-    answered = {"page": 0, "json": 0}
+    sign_in(page, served)
+    answered = {"page": 0, "json": 0, "step": 1}
 
-    def twin(data: dict[str, Any], count: int) -> None:
+    def twin(data: dict[str, Any], step: int) -> None:
         items: Any = data
         for key in listed:
             items = items[key]
         for item in items:
             if item["MLModelId"] == newest:
-                item.update(Status="INPROGRESS", Progress=20.0 * count)
+                item.update(Status="INPROGRESS", Progress=20.0 * step)
 
     def first_page(body: str) -> str:
         return shown_running(body, f'data-id="{newest}"')
@@ -424,11 +434,13 @@ def test_a_running_objects_status_in_a_list_updates_in_place_and_reloads_once_it
     model = page.locator(f'[data-live="object"][data-id="{newest}"]')
     assert model.get_attribute("data-status") == "INPROGRESS"
     page.evaluate("() => { window.sameDocument = true; }")
+    answered["step"] = 2
     page.wait_for_function(
         f"() => document.querySelector('[data-id=\"{newest}\"] progress')?.value === 40", timeout=10_000
     )
     assert page.evaluate("() => window.sameDocument") is True
     assert model.locator(".status").inner_text() == "INPROGRESS"
+    answered["step"] = 3
     page.wait_for_function("() => window.sameDocument === undefined", timeout=10_000)
     assert model.get_attribute("data-status") == "COMPLETED"
     assert answered["page"] >= 2

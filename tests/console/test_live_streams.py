@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from console_helpers import MODEL, Served, put_stream, remove_streams
-from test_browser import check_accessibility, log_in
+from test_browser import check_accessibility, sign_in
 
 STREAM = "st-live"
 
@@ -19,12 +20,13 @@ def _set_stream(served: Served, status: str, message: str | None = None, running
     )
 
 
+@pytest.mark.usefixtures("quick_refresh")
 def test_the_streams_table_follows_a_stream_started_again_and_ended(
     page: Any, served: Served, axe_source: str
 ) -> None:
     _set_stream(served, "STOPPED")
     try:
-        log_in(page, served)
+        sign_in(page, served)
         page.goto(f"{served.url}/console/jobs?kind=Stream")
         page.evaluate("() => { window.sameDocument = true; }")
         row = page.locator(f'tr[data-id="Stream/{STREAM}"]')
@@ -53,12 +55,13 @@ def _remove_stream(served: Served) -> None:
     remove_streams(served.installation.service, STREAM)
 
 
+@pytest.mark.usefixtures("quick_refresh")
 def test_the_streams_table_gains_a_new_stream_and_loses_a_deleted_one(
     page: Any, served: Served, axe_source: str
 ) -> None:
     _remove_stream(served)
     try:
-        log_in(page, served)
+        sign_in(page, served)
         page.goto(f"{served.url}/console/jobs?kind=Stream")
         page.evaluate("() => { window.sameDocument = true; }")
         table = page.locator("#streams")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_jobs import create_bank
+from test_jobs import bank_sample, create_bank
 
 from emrml.config import Settings
 from emrml.engine.batch_output import make_output_folders, remove_made
@@ -23,14 +23,18 @@ from emrml.service.worker import JobContext, run_job_in_this_process
 @pytest.fixture
 def trained(tmp_path: Path, shared_datasets: Path) -> Iterator[EmrML]:
     """A trained model ``ml``, and ``ds-copy`` over a copy of the bank data (``copy.csv``) to score; a job
-    is tried once, on a thread of the test (where its progress reports can be hooked)."""
+    is tried once, on a thread of the test (where its progress reports can be hooked). The model is trained
+    on a sample of the bank data, and ``ds-copy``'s job reads one before the whole data is copied in: a
+    batch prediction lists and reads its data anew, and neither job need take the whole data's time."""
     app = EmrML(Settings.load(environ={}, home=tmp_path / "home", job_max_attempts=1))
-    create_bank(app, "ds", shared_datasets / "bank_marketing" / "data.csv", shared_datasets)
+    (tmp_path / "sample.csv").write_bytes(bank_sample(shared_datasets))
+    create_bank(app, "ds", tmp_path / "sample.csv", shared_datasets)
     app.call("CreateMLModel", {"MLModelId": "ml", "MLModelType": "BINARY", "TrainingDataSourceId": "ds"})
     assert app.wait("MLModel", "ml")["Status"] == "COMPLETED"
-    shutil.copy(shared_datasets / "bank_marketing" / "data.csv", tmp_path / "copy.csv")
+    (tmp_path / "copy.csv").write_bytes(bank_sample(shared_datasets))
     create_bank(app, "ds-copy", tmp_path / "copy.csv", shared_datasets)
     assert app.wait("DataSource", "ds-copy")["Status"] == "COMPLETED"
+    shutil.copy(shared_datasets / "bank_marketing" / "data.csv", tmp_path / "copy.csv")
     app.jobs.in_process = True
     yield app
     app.close()

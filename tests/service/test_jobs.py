@@ -557,11 +557,13 @@ def test_a_job_stops_at_its_next_progress_point_once_its_object_is_deleted(
     from emrml.service import tasks, worker  # noqa: F401  (tasks registers the job functions)
 
     unwound: list[str] = []
+    working = threading.Event()
 
     def endless(context: worker.JobContext) -> dict:
         try:
             while True:
                 context.progress(0.5, "working")
+                working.set()
                 time.sleep(0.05)
         finally:
             unwound.append("cleanup ran")
@@ -575,11 +577,19 @@ def test_a_job_stops_at_its_next_progress_point_once_its_object_is_deleted(
         removed.append(entity.id)
 
     monkeypatch.setitem(worker.JOB_DISCARDS, "DataSource", discard)
-    deleter = threading.Timer(0.5, app.call, ("DeleteDataSource", {"DataSourceId": "ds-doomed"}))
+    deleted: list[float] = []
+
+    def delete_once_working() -> None:
+        # Once the job works: deleted before it started (a loaded machine), it would never run at all.
+        assert working.wait(120)
+        app.call("DeleteDataSource", {"DataSourceId": "ds-doomed"})
+        deleted.append(time.monotonic())
+
+    deleter = threading.Thread(target=delete_once_working)
     deleter.start()
-    started = time.monotonic()
     worker.run_job_in_this_process(app.settings, "DataSource", "ds-doomed", attempt, worker=False)
-    assert time.monotonic() - started < 5
+    deleter.join(60)
+    assert deleted and time.monotonic() - deleted[0] < 5
     assert unwound == ["cleanup ran"] and removed == ["ds-doomed"]
     result = app.call("GetDataSource", {"DataSourceId": "ds-doomed"})
     assert result["Status"] == "DELETED" and "TotalRecordCount" not in result

@@ -144,7 +144,7 @@ def test_killed_worker_is_retried_and_no_partial_result_is_visible(
     pid = worker_pid(app, "ds-big")
     freeze(pid)
     # Nothing of the attempt in the middle of its reading is visible, nor will be once it is killed (the
-    # retry, reading the bank data once, may be over by the time a look after the kill is done).
+    # retry, reading a sample, may be over by the time a look after the kill is done).
     statistics = app.call("GetDataSourceStatistics", {"DataSourceId": "ds-big"})
     assert "Statistics" not in statistics and "TotalRecordCount" not in statistics
     kill_then_shrink(pid, big_bank_csv, shared_datasets)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_jobs import create_bank
+from test_jobs import bank_sample, create_bank
 
 from emrml.config import Settings
 from emrml.engine.batch_output import make_output_folders, remove_made
@@ -20,17 +20,33 @@ from emrml.service.app import EmrML
 from emrml.service.worker import JobContext, run_job_in_this_process
 
 
-@pytest.fixture
-def trained(tmp_path: Path, shared_datasets: Path) -> Iterator[EmrML]:
-    """A trained model ``ml``, and ``ds-copy`` over a copy of the bank data (``copy.csv``) to score; a job
-    is tried once, on a thread of the test (where its progress reports can be hooked)."""
-    app = EmrML(Settings.load(environ={}, home=tmp_path / "home", job_max_attempts=1))
-    create_bank(app, "ds", shared_datasets / "bank_marketing" / "data.csv", shared_datasets)
+@pytest.fixture(scope="module")
+def trained_home(tmp_path_factory: pytest.TempPathFactory, shared_datasets: Path) -> Path:
+    """A home with a model ``ml`` trained on a sample of the bank data (over ``ds``), built once for the
+    module: each test works on a copy of it (``trained``), whose jobs and objects are its own."""
+    folder = tmp_path_factory.mktemp("trained")
+    app = EmrML(Settings.load(environ={}, home=folder / "home"))
+    (folder / "sample.csv").write_bytes(bank_sample(shared_datasets))
+    create_bank(app, "ds", folder / "sample.csv", shared_datasets)
     app.call("CreateMLModel", {"MLModelId": "ml", "MLModelType": "BINARY", "TrainingDataSourceId": "ds"})
     assert app.wait("MLModel", "ml")["Status"] == "COMPLETED"
-    shutil.copy(shared_datasets / "bank_marketing" / "data.csv", tmp_path / "copy.csv")
+    app.close()
+    return folder / "home"
+
+
+@pytest.fixture
+def trained(tmp_path: Path, shared_datasets: Path, trained_home: Path) -> Iterator[EmrML]:
+    """A copy of ``trained_home`` (its model ``ml``), and ``ds-copy`` over a copy of the bank data
+    (``copy.csv``) to score; a job is tried once, on a thread of the test (where its progress reports can
+    be hooked). ``ds-copy``'s job reads a sample before the whole bank data is copied in its place: a batch
+    prediction lists and reads its data anew, and the datasource's job need not take the whole data's
+    time."""
+    shutil.copytree(trained_home, tmp_path / "home")
+    app = EmrML(Settings.load(environ={}, home=tmp_path / "home", job_max_attempts=1))
+    (tmp_path / "copy.csv").write_bytes(bank_sample(shared_datasets))
     create_bank(app, "ds-copy", tmp_path / "copy.csv", shared_datasets)
     assert app.wait("DataSource", "ds-copy")["Status"] == "COMPLETED"
+    shutil.copy(shared_datasets / "bank_marketing" / "data.csv", tmp_path / "copy.csv")
     app.jobs.in_process = True
     yield app
     app.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_jobs import _pending_bank, _pending_batch_prediction, create_bank
+from test_jobs import _pending_bank, _pending_batch_prediction, bank_sample, create_bank
 
 from cli_helpers import invoke
 from emrml.config import Settings
@@ -259,7 +259,7 @@ def test_a_given_up_attempt_that_starts_its_scoring_late_keeps_the_next_attempts
 
 @pytest.mark.parametrize("kind", ["DataSource", "MLModel"])
 def test_a_given_up_attempt_cannot_replace_the_file_the_next_attempt_completed_with(
-    kind: str, app: EmrML, shared_datasets: Path, monkeypatch: pytest.MonkeyPatch
+    kind: str, app: EmrML, shared_datasets: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A datasource's row sample and a model's file have one name for every attempt of the job. Attempt 1
     is given up as it writes its file (the disk slow, its heartbeats lost), and attempt 2 completes the
@@ -279,11 +279,12 @@ def test_a_given_up_attempt_cannot_replace_the_file_the_next_attempt_completed_w
             assert done.wait(120)
         return write(*arguments)
 
+    # A sample of the bank data: each job writes its file all the same, in less time than of all of it.
+    (tmp_path / "sample.csv").write_bytes(bank_sample(shared_datasets))
+    create_bank(app, "ds-file", tmp_path / "sample.csv", shared_datasets)
     if kind == "DataSource":
-        _pending_bank(app, "ds-file", shared_datasets)
         path = lambda: tasks.sample_path(app.settings, "ds-file")  # noqa: E731
     else:
-        _pending_bank(app, "ds-file", shared_datasets)
         assert app.wait("DataSource", "ds-file")["Status"] == "COMPLETED"
         request = {"MLModelId": "ml-file", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-file"}
         app.call("CreateMLModel", request)

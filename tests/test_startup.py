@@ -295,9 +295,8 @@ def test_a_servers_job_workers_find_the_scorer_and_its_sigmoid_loaded(
 ) -> None:
     # A server runs many jobs: each starts with the engines and scipy.special (the sigmoid, 0.15 s)
     # in memory; a command's single job loads only what it uses.
-    assert _worker_has(tmp_path, "", "scipy.special", process) is preloaded
-    assert _worker_has(tmp_path, "", "emrml.engine.batch", process) is preloaded
-    assert _worker_has(tmp_path, "", "emrml.core.features.batch", process) is preloaded
+    modules = ("scipy.special", "emrml.engine.batch", "emrml.core.features.batch")
+    assert _worker_has_each(tmp_path, "", modules, process) == dict.fromkeys(modules, preloaded)
 
 
 METASTORE_PROBE = """
@@ -346,9 +345,23 @@ def _worker_has(home: Path, endpoint: str, module: str, process: str = "command"
     )
 
 
+def _worker_has_each(home: Path, endpoint: str, modules: tuple[str, ...], process: str) -> dict[str, bool]:
+    """``_worker_has`` for each of ``modules``, in one worker (a fork server starts in seconds): its exit
+    status is 64 plus a bit for each module it finds imported (any other status is a failure)."""
+    bits = " + ".join(f"({module!r} in sys.modules) * {1 << i}" for i, module in enumerate(modules))
+    status = _worker_exit(home, endpoint, f"import sys; sys.exit(64 + {bits})", process)
+    assert 64 <= status < 64 + (1 << len(modules)), status
+    return {module: bool((status - 64) & (1 << i)) for i, module in enumerate(modules)}
+
+
 def _worker_passes(home: Path, endpoint: str, check: str, process: str = "command") -> bool:
     """Whether the Python code ``check`` exits with status 0 in a worker forked by the job runner's fork
     server."""
+    return _worker_exit(home, endpoint, check, process) == 0
+
+
+def _worker_exit(home: Path, endpoint: str, check: str, process: str) -> int:
+    """The exit status of a worker forked by the job runner's fork server to run the Python code ``check``."""
     result = subprocess.run(
         [sys.executable, "-c", WORKER_PROBE, str(home), endpoint, check, process],
         capture_output=True,
@@ -356,7 +369,7 @@ def _worker_passes(home: Path, endpoint: str, check: str, process: str = "comman
         check=True,
         timeout=120,
     )
-    return result.stdout.split()[-1] == "0"
+    return int(result.stdout.split()[-1])
 
 
 def test_a_job_running_as_the_metastore_is_upgraded_keeps_its_tries(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -299,6 +300,16 @@ def test_extension_operations_check_ids_like_amazon_ones(
 _CREDENTIALS = {"Username": "analyst", "Password": "secret-password"}
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql", "mariadb"])
+def one_source(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, metastore_templates: Templates
+) -> Iterator[EmrML]:
+    """An installation per metastore with the datasource ``ds-1``, which the tests of refused text share."""
+    with _installation(request, tmp_path_factory.mktemp("one-source"), metastore_templates) as app:
+        create(app, "ds-1", "before")
+        yield app
+
+
 @pytest.mark.parametrize(
     ("operation", "request_body", "member"),
     [
@@ -326,11 +337,11 @@ _CREDENTIALS = {"Username": "analyst", "Password": "secret-password"}
     ],
 )
 def test_text_holding_a_nul_character_is_bad_input_on_every_metastore(
-    app: EmrML, operation: str, request_body: dict, member: str
+    one_source: EmrML, operation: str, request_body: dict, member: str
 ) -> None:
     """PostgreSQL cannot store or compare text with NUL in it: refused before the metastore sees it, on
     every metastore alike, naming the member."""
-    create(app, "ds-1", "before")
+    app = one_source
     with pytest.raises(InvalidInputException, match=rf"^{re.escape(member)} holds a NUL character"):
         app.call(operation, request_body)
     with pytest.raises(InvalidInputException, match=r"^DataSourceName holds a NUL character"):
@@ -414,6 +425,17 @@ def _reforged(token: str, after: list) -> str:
     return base64.urlsafe_b64encode(json.dumps({**payload, "after": after}).encode()).decode()
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql", "mariadb"])
+def three_sources(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, metastore_templates: Templates
+) -> Iterator[EmrML]:
+    """An installation per metastore with three datasources, which the forged token tests only list."""
+    with _installation(request, tmp_path_factory.mktemp("three-sources"), metastore_templates) as app:
+        for i in range(3):
+            create(app, f"ds-{i}", f"n{i}")
+        yield app
+
+
 @pytest.mark.parametrize(
     ("request_body", "after"),
     [
@@ -425,12 +447,11 @@ def _reforged(token: str, after: list) -> str:
     ],
 )
 def test_a_forged_page_token_is_bad_input_on_every_metastore(
-    app: EmrML, request_body: dict, after: list
+    three_sources: EmrML, request_body: dict, after: list
 ) -> None:
     """A token's sort value must be what its column holds: PostgreSQL refuses to compare text with a number
     (or to bind an integer past 64 bits, or text holding NUL), which was a 500."""
-    for i in range(3):
-        create(app, f"ds-{i}", f"n{i}")
+    app = three_sources
     token = app.call("DescribeDataSources", request_body | {"Limit": 1})["NextToken"]
     with pytest.raises(InvalidInputException, match=r"^NextToken is not a token returned by a previous call"):
         app.call("DescribeDataSources", request_body | {"NextToken": _reforged(token, after)})
@@ -504,27 +525,29 @@ def test_pages_never_skip_objects_when_the_list_changes_between_calls(app: EmrML
     assert ids(second) == everything[1:3]
 
 
+@contextmanager
+def _installation(request: pytest.FixtureRequest, folder: Path, templates: Templates) -> Iterator[EmrML]:
+    """An installation on the metastore named by a module-scoped fixture's parameter."""
+    for url in templates.new_metastore(request.param, folder):
+        app = EmrML(Settings.load(environ={}, home=folder / "home", metastore_url=url))
+        try:
+            yield app
+        finally:
+            app.close()
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgresql", "mariadb"])
 def four_models(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, metastore_templates: Templates
 ) -> Iterator[EmrML]:
     """An installation per metastore with four models, which the tests of paging only list: made once for
     all of them."""
-    folder = tmp_path_factory.mktemp(f"four-models-{request.param}")
-    for url in metastore_templates.new_metastore(request.param, folder):
-        app = EmrML(Settings.load(environ={}, home=folder / "home", metastore_url=url))
-        try:
-            create(app, "ds-1", ComputeStatistics=True)
-            for i in range(4):
-                request_body = {
-                    "MLModelId": f"ml-{i}",
-                    "MLModelType": "BINARY",
-                    "TrainingDataSourceId": "ds-1",
-                }
-                app.call("CreateMLModel", request_body)
-            yield app
-        finally:
-            app.close()
+    with _installation(request, tmp_path_factory.mktemp("four-models"), metastore_templates) as app:
+        create(app, "ds-1", ComputeStatistics=True)
+        for i in range(4):
+            request_body = {"MLModelId": f"ml-{i}", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-1"}
+            app.call("CreateMLModel", request_body)
+        yield app
 
 
 @pytest.mark.parametrize("variable", ["Algorithm", "TrainingDataURI", "MLModelType", "LastUpdatedAt"])

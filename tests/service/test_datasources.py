@@ -1,4 +1,9 @@
-"""Datasources end to end: real files, codecs, folders, splits, statistics and every kind of bad input."""
+"""Datasources end to end: real files, codecs, folders, splits, statistics and every kind of bad input.
+
+How a job reads files does not depend on the metastore: those tests run on SQLite alone (``sqlite_app``).
+What the metastore stores of a datasource (its schema, statistics, split keys, a failure beside a success)
+is tested on every metastore (``app``).
+"""
 
 from __future__ import annotations
 
@@ -76,11 +81,11 @@ def test_a_verbose_schema_keeps_to_the_models_bound(app: EmrML, tmp_path: Path) 
     assert [a["attributeName"] for a in json.loads(answered)["attributes"]] == names
 
 
-def test_bank_marketing_with_statistics(app: EmrML, shared_datasets: Path) -> None:
+def test_bank_marketing_with_statistics(sqlite_app: EmrML, shared_datasets: Path) -> None:
     folder = shared_datasets / "bank_marketing"
-    result = build(app, "ds-bank", folder / "data.csv", (folder / "data.csv.schema").read_text())
+    result = build(sqlite_app, "ds-bank", folder / "data.csv", (folder / "data.csv.schema").read_text())
     assert result["Status"] == "COMPLETED", result.get("Message")
-    verbose = app.call("GetDataSource", {"DataSourceId": "ds-bank", "Verbose": True})
+    verbose = sqlite_app.call("GetDataSource", {"DataSourceId": "ds-bank", "Verbose": True})
     schema = json.loads(verbose["DataSourceSchema"])
     assert schema["targetAttributeName"] == "y" and len(schema["attributes"]) == 21
     assert set(schema) >= {
@@ -90,7 +95,7 @@ def test_bank_marketing_with_statistics(app: EmrML, shared_datasets: Path) -> No
         "excludedAttributeNames",
         "dataFileContainsHeader",
     }
-    statistics = app.call("GetDataSourceStatistics", {"DataSourceId": "ds-bank"})["Statistics"]
+    statistics = sqlite_app.call("GetDataSourceStatistics", {"DataSourceId": "ds-bank"})["Statistics"]
     assert statistics["recordCount"] == 41_188
     by_name = {attribute["name"]: attribute for attribute in statistics["attributes"]}
     assert by_name["age"]["min"] == 17 and by_name["age"]["max"] == 98
@@ -99,7 +104,7 @@ def test_bank_marketing_with_statistics(app: EmrML, shared_datasets: Path) -> No
 
 @pytest.mark.parametrize("codec", ["gz", "bz2", "zst", "snappy"])
 def test_compressed_inputs_give_the_same_datasource(
-    app: EmrML, small_csv: Path, tmp_path: Path, codec: str
+    sqlite_app: EmrML, small_csv: Path, tmp_path: Path, codec: str
 ) -> None:
     compress = {
         "gz": gzip.compress,
@@ -109,69 +114,80 @@ def test_compressed_inputs_give_the_same_datasource(
     }[codec]
     packed = tmp_path / f"small.csv.{codec}"
     packed.write_bytes(compress(small_csv.read_bytes()))
-    plain = build(app, "ds-plain", small_csv)
-    result = build(app, "ds-packed", packed)
+    plain = build(sqlite_app, "ds-plain", small_csv)
+    result = build(sqlite_app, "ds-packed", packed)
     assert result["Status"] == "COMPLETED", result.get("Message")
     assert result["TotalRecordCount"] == plain["TotalRecordCount"] == 200
     stats = [
-        app.call("GetDataSourceStatistics", {"DataSourceId": i})["Statistics"]
+        sqlite_app.call("GetDataSourceStatistics", {"DataSourceId": i})["Statistics"]
         for i in ("ds-plain", "ds-packed")
     ]
     assert stats[0] == stats[1]
 
 
-def test_a_folder_of_files_is_one_datasource(app: EmrML, tmp_path: Path) -> None:
+def test_a_folder_of_files_is_one_datasource(sqlite_app: EmrML, tmp_path: Path) -> None:
     folder = tmp_path / "parts"
     folder.mkdir()
     for part in range(3):
         rows = "".join(f"{part * 10 + i},red,{i % 2}\n" for i in range(10))
         write(folder / f"part-{part}.csv", "x,colour,y\n" + rows)
     write(folder / "part-1.csv.schema", "not data")  # schema files beside the data are skipped
-    result = build(app, "ds-folder", str(folder) + "/")
+    result = build(sqlite_app, "ds-folder", str(folder) + "/")
     assert result["Status"] == "COMPLETED", result.get("Message")
     assert result["NumberOfFiles"] == 3 and result["TotalRecordCount"] == 30
 
 
-def test_random_split_and_its_complement_partition_the_records(app: EmrML, small_csv: Path) -> None:
+def test_random_split_and_its_complement_partition_the_records(sqlite_app: EmrML, small_csv: Path) -> None:
     split = {"percentBegin": 0, "percentEnd": 70, "strategy": "random", "strategyParams": {"randomSeed": "k"}}
-    train = build(app, "ds-train", small_csv, DataRearrangement=json.dumps({"splitting": split}))
+    train = build(sqlite_app, "ds-train", small_csv, DataRearrangement=json.dumps({"splitting": split}))
     rest = build(
-        app, "ds-rest", small_csv, DataRearrangement=json.dumps({"splitting": {**split, "complement": True}})
+        sqlite_app,
+        "ds-rest",
+        small_csv,
+        DataRearrangement=json.dumps({"splitting": {**split, "complement": True}}),
     )
     assert train["TotalRecordCount"] + rest["TotalRecordCount"] == 200
     assert 110 < train["TotalRecordCount"] < 170
-    again = build(app, "ds-again", small_csv, DataRearrangement=json.dumps({"splitting": split}))
+    again = build(sqlite_app, "ds-again", small_csv, DataRearrangement=json.dumps({"splitting": split}))
     assert again["TotalRecordCount"] == train["TotalRecordCount"]
     assert train["DataRearrangement"] == json.dumps({"splitting": split})
 
 
-def test_sequential_split(app: EmrML, small_csv: Path) -> None:
+def test_sequential_split(sqlite_app: EmrML, small_csv: Path) -> None:
     head = {"splitting": {"percentBegin": 0, "percentEnd": 70}}
     tail = {"splitting": {"percentBegin": 70, "percentEnd": 100, "strategy": "sequential"}}
-    assert build(app, "ds-head", small_csv, DataRearrangement=json.dumps(head))["TotalRecordCount"] == 140
-    assert build(app, "ds-tail", small_csv, DataRearrangement=json.dumps(tail))["TotalRecordCount"] == 60
-    statistics = app.call("GetDataSourceStatistics", {"DataSourceId": "ds-tail"})["Statistics"]
+    assert (
+        build(sqlite_app, "ds-head", small_csv, DataRearrangement=json.dumps(head))["TotalRecordCount"] == 140
+    )
+    assert (
+        build(sqlite_app, "ds-tail", small_csv, DataRearrangement=json.dumps(tail))["TotalRecordCount"] == 60
+    )
+    statistics = sqlite_app.call("GetDataSourceStatistics", {"DataSourceId": "ds-tail"})["Statistics"]
     x = next(a for a in statistics["attributes"] if a["name"] == "x")
     assert x["min"] == 140 and x["max"] == 199
 
 
-def test_ragged_rows_are_counted_with_examples(app: EmrML, tmp_path: Path) -> None:
+def test_ragged_rows_are_counted_with_examples(sqlite_app: EmrML, tmp_path: Path) -> None:
     path = write(tmp_path / "ragged.csv", "x,colour,y\n1,red,0\n2,red\n3,blue,1,extra\n4,blue,1\n")
-    result = build(app, "ds-ragged", path)
+    result = build(sqlite_app, "ds-ragged", path)
     assert result["Status"] == "COMPLETED", result.get("Message")
     assert result["TotalRecordCount"] == 4 and result["InvalidRecordCount"] == 2
-    examples = app.call("GetDataSourceStatistics", {"DataSourceId": "ds-ragged"})["InvalidRecordExamples"]
+    examples = sqlite_app.call("GetDataSourceStatistics", {"DataSourceId": "ds-ragged"})[
+        "InvalidRecordExamples"
+    ]
     assert [(e["Line"], e["File"]) for e in examples] == [(3, str(path)), (4, str(path))]
     assert "expected 3 fields, found 2" in examples[0]["Reason"]
 
 
-def test_too_many_invalid_records_reject_the_file(app: EmrML, tmp_path: Path) -> None:
+def test_too_many_invalid_records_reject_the_file(sqlite_app: EmrML, tmp_path: Path) -> None:
     path = write(tmp_path / "bad.csv", "x,colour,y\n" + "1,red\n" * 10_001 + "1,red,0\n")
-    message = failed(build(app, "ds-bad", path))
+    message = failed(build(sqlite_app, "ds-bad", path))
     assert "more than 10,000 records are invalid" in message and str(path) in message
 
 
-def test_a_random_split_does_not_move_with_the_data(app: EmrML, small_csv: Path, tmp_path: Path) -> None:
+def test_a_random_split_does_not_move_with_the_data(
+    sqlite_app: EmrML, small_csv: Path, tmp_path: Path
+) -> None:
     """The same file in another folder, and a folder of files moved elsewhere, split the same rows."""
     split = json.dumps(
         {"splitting": {"percentEnd": 40, "strategy": "random", "strategyParams": {"randomSeed": "s"}}}
@@ -179,12 +195,12 @@ def test_a_random_split_does_not_move_with_the_data(app: EmrML, small_csv: Path,
     moved = tmp_path / "elsewhere" / "deeper" / "renamed.csv"
     moved.parent.mkdir(parents=True)
     moved.write_bytes(small_csv.read_bytes())
-    here = build(app, "ds-here", small_csv, DataRearrangement=split)
-    there = build(app, "ds-there", moved, DataRearrangement=split)
+    here = build(sqlite_app, "ds-here", small_csv, DataRearrangement=split)
+    there = build(sqlite_app, "ds-there", moved, DataRearrangement=split)
     assert here["Status"] == there["Status"] == "COMPLETED"
     assert 0 < here["TotalRecordCount"] == there["TotalRecordCount"] < 200
     statistics = [
-        app.call("GetDataSourceStatistics", {"DataSourceId": i})["Statistics"]
+        sqlite_app.call("GetDataSourceStatistics", {"DataSourceId": i})["Statistics"]
         for i in ("ds-here", "ds-there")
     ]
     assert statistics[0] == statistics[1]
@@ -193,7 +209,7 @@ def test_a_random_split_does_not_move_with_the_data(app: EmrML, small_csv: Path,
         (root / "data").mkdir(parents=True)
         for part in range(3):
             write(root / "data" / f"part-{part}.csv", small_csv.read_text())
-        folders.append(build(app, f"ds-{root.name}", f"{root / 'data'}/", DataRearrangement=split))
+        folders.append(build(sqlite_app, f"ds-{root.name}", f"{root / 'data'}/", DataRearrangement=split))
     assert folders[0]["TotalRecordCount"] == folders[1]["TotalRecordCount"]
 
 
@@ -250,29 +266,29 @@ def _columns(entity: object) -> dict:
     ids=["malformed-json", "unknown-type", "unknown-target"],
 )
 def test_a_malformed_data_schema_is_refused_at_once(
-    app: EmrML, small_csv: Path, schema_text: str, expected: str
+    sqlite_app: EmrML, small_csv: Path, schema_text: str, expected: str
 ) -> None:
     """What the schema text alone shows wrong is a bad request (spec 1.1), as a malformed rearrangement
     is: no datasource is left to fail later."""
     with pytest.raises(InvalidInputException, match=re.escape(expected)):
-        build(app, "ds-x", small_csv, schema_text)
+        build(sqlite_app, "ds-x", small_csv, schema_text)
     with pytest.raises(ResourceNotFoundException):
-        app.call("GetDataSource", {"DataSourceId": "ds-x"})
+        sqlite_app.call("GetDataSource", {"DataSourceId": "ds-x"})
 
 
-def test_a_schema_that_does_not_fit_the_data_fails_the_datasource(app: EmrML, small_csv: Path) -> None:
+def test_a_schema_that_does_not_fit_the_data_fails_the_datasource(sqlite_app: EmrML, small_csv: Path) -> None:
     two = json.dumps({**SCHEMA, "attributes": [SCHEMA["attributes"][0], SCHEMA["attributes"][2]]})
-    assert "2 attributes" in failed(build(app, "ds-x", small_csv, two))
+    assert "2 attributes" in failed(build(sqlite_app, "ds-x", small_csv, two))
 
 
-def test_target_column_entirely_missing(app: EmrML, tmp_path: Path) -> None:
+def test_target_column_entirely_missing(sqlite_app: EmrML, tmp_path: Path) -> None:
     path = write(tmp_path / "no-target.csv", "x,colour,y\n1,red,\n2,blue,\n")
-    assert "target attribute 'y' is empty in every record" in failed(build(app, "ds-x", path))
+    assert "target attribute 'y' is empty in every record" in failed(build(sqlite_app, "ds-x", path))
 
 
-def test_binary_attribute_with_other_values(app: EmrML, tmp_path: Path) -> None:
+def test_binary_attribute_with_other_values(sqlite_app: EmrML, tmp_path: Path) -> None:
     path = write(tmp_path / "spam.csv", "x,colour,y\n1,red,spam\n2,blue,ham\n3,red,spam\n")
-    message = failed(build(app, "ds-x", path))
+    message = failed(build(sqlite_app, "ds-x", path))
     assert "'y' is declared BINARY" in message
 
 
@@ -287,25 +303,25 @@ def test_binary_attribute_with_other_values(app: EmrML, tmp_path: Path) -> None:
     ids=["empty", "header-only", "cut-gzip", "xz"],  # not the bytes: gzip's header holds the time
 )
 def test_unreadable_files_fail_the_datasource(
-    app: EmrML, tmp_path: Path, name: str, content: bytes, expected: str
+    sqlite_app: EmrML, tmp_path: Path, name: str, content: bytes, expected: str
 ) -> None:
     path = tmp_path / name
     path.write_bytes(content)
-    message = failed(build(app, "ds-x", path))
+    message = failed(build(sqlite_app, "ds-x", path))
     assert expected in message and name in message
 
 
-def test_missing_path(app: EmrML, tmp_path: Path) -> None:
+def test_missing_path(sqlite_app: EmrML, tmp_path: Path) -> None:
     """The job names the data by its member's path in the request (DataSpec.DataLocationS3), as the
     request's validation does; InferDataSchema's member is top-level, and its message says so."""
     missing = tmp_path / "nowhere.csv"
-    assert f"DataSpec.DataLocationS3 '{missing}' does not exist" in failed(build(app, "ds-x", missing))
+    assert f"DataSpec.DataLocationS3 '{missing}' does not exist" in failed(build(sqlite_app, "ds-x", missing))
     with pytest.raises(InvalidInputException) as raised:
-        app.call("InferDataSchema", {"DataLocationS3": str(missing)})
+        sqlite_app.call("InferDataSchema", {"DataLocationS3": str(missing)})
     assert raised.value.message == f"DataLocationS3 '{missing}' does not exist"
 
 
-def test_a_folder_without_data_files_is_refused_at_once(app: EmrML, tmp_path: Path) -> None:
+def test_a_folder_without_data_files_is_refused_at_once(sqlite_app: EmrML, tmp_path: Path) -> None:
     """Given a schema, an empty folder made a datasource that could only fail, later: refused at the
     request, as Amazon ML refuses bad input, and no datasource is left. So is a folder of hidden files and
     schemas, which are never read as data."""
@@ -317,31 +333,31 @@ def test_a_folder_without_data_files_is_refused_at_once(app: EmrML, tmp_path: Pa
     write(hidden / "data.csv.schema", json.dumps(SCHEMA))
     for index, folder in enumerate((empty, hidden, f"{empty}/")):
         with pytest.raises(InvalidInputException) as refused:
-            build(app, f"ds-{index}", folder)
+            build(sqlite_app, f"ds-{index}", folder)
         assert refused.value.message.startswith(
             f"DataSpec.DataLocationS3 '{folder}' holds no file: the folder is empty"
         )
         with pytest.raises(ResourceNotFoundException):
-            app.call("GetDataSource", {"DataSourceId": f"ds-{index}"})
+            sqlite_app.call("GetDataSource", {"DataSourceId": f"ds-{index}"})
     # Once it holds a file, the same request makes the datasource.
     write(empty / "data.csv", "x,colour,y\n1,red,0\n2,blue,1\n")
-    assert build(app, "ds-0", empty)["Status"] == "COMPLETED"
+    assert build(sqlite_app, "ds-0", empty)["Status"] == "COMPLETED"
 
 
-def test_files_with_different_headers(app: EmrML, tmp_path: Path) -> None:
+def test_files_with_different_headers(sqlite_app: EmrML, tmp_path: Path) -> None:
     folder = tmp_path / "mixed"
     folder.mkdir()
     write(folder / "a.csv", "x,colour,y\n1,red,0\n")
     write(folder / "b.csv", "x,color,y\n2,red,1\n")
-    message = failed(build(app, "ds-x", folder))
+    message = failed(build(sqlite_app, "ds-x", folder))
     assert f"file {folder / 'b.csv'} line 1: the header's column names differ" in message
     assert "column 2 is 'color' in the header but 'colour' in the schema" in message
 
 
-def test_a_header_from_another_schema_fails_the_datasource(app: EmrML, tmp_path: Path) -> None:
+def test_a_header_from_another_schema_fails_the_datasource(sqlite_app: EmrML, tmp_path: Path) -> None:
     """Right number of columns, entirely different names: accepted silently before, refused now."""
     data = write(tmp_path / "other.csv", "price,rooms,sold\n1,red,0\n2,blue,1\n")
-    message = failed(build(app, "ds-other", data))
+    message = failed(build(sqlite_app, "ds-other", data))
     assert "column 1 is 'price' in the header but 'x' in the schema" in message
     assert "give the schema's attributes the header's names" in message
 
@@ -352,21 +368,25 @@ def test_failed_datasource_touches_nothing_else(app: EmrML, small_csv: Path, tmp
     assert app.call("GetDataSource", {"DataSourceId": "ds-good"}) == good
 
 
-def test_infer_schema(app: EmrML, shared_datasets: Path) -> None:
+def test_infer_schema(sqlite_app: EmrML, shared_datasets: Path) -> None:
     location = str(shared_datasets / "bank_marketing" / "data.csv")
     inferred = json.loads(
-        app.call("InferDataSchema", {"DataLocationS3": location, "TargetAttributeName": "y"})["DataSchema"]
+        sqlite_app.call("InferDataSchema", {"DataLocationS3": location, "TargetAttributeName": "y"})[
+            "DataSchema"
+        ]
     )
     expected = json.loads((shared_datasets / "bank_marketing" / "data.csv.schema").read_text())
     assert inferred["attributes"] == expected["attributes"]
     assert inferred["targetAttributeName"] == "y" and inferred["dataFileContainsHeader"] is True
 
 
-def test_inferring_a_header_as_a_record_is_refused(app: EmrML, shared_datasets: Path, tmp_path: Path) -> None:
+def test_inferring_a_header_as_a_record_is_refused(
+    sqlite_app: EmrML, shared_datasets: Path, tmp_path: Path
+) -> None:
     data = shared_datasets / "bank_marketing" / "data.csv"
     request = {"DataLocationS3": str(data), "DataFileContainsHeader": False}
     with pytest.raises(InvalidInputException) as info:
-        app.call("InferDataSchema", request)
+        sqlite_app.call("InferDataSchema", request)
     assert "its first record looks like one: its fields are names ('age', 'job'" in info.value.message
     assert "Set DataFileContainsHeader to true" in info.value.message
     # The same records without their header line are data: the names are generated, the types inferred.
@@ -374,7 +394,7 @@ def test_inferring_a_header_as_a_record_is_refused(app: EmrML, shared_datasets: 
         next(lines)
         headerless = write(tmp_path / "headerless.csv", "".join(next(lines) for _ in range(50)))
     request["DataLocationS3"] = str(headerless)
-    inferred = json.loads(app.call("InferDataSchema", request)["DataSchema"])
+    inferred = json.loads(sqlite_app.call("InferDataSchema", request)["DataSchema"])
     assert inferred["dataFileContainsHeader"] is False
     assert inferred["attributes"][0] == {"attributeName": "Var01", "attributeType": "NUMERIC"}
 

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from emrml.errors import IdempotentParameterMismatchException, InvalidInputException
+from emrml.config import Settings
+from emrml.errors import (
+    IdempotentParameterMismatchException,
+    InvalidInputException,
+    ResourceNotFoundException,
+)
 from emrml.service.app import EmrML
+from metastores import Templates
 from raw_models import XWY_SCHEMA
 
 
@@ -167,13 +174,45 @@ def test_a_target_leak_is_an_alert_of_the_model_and_its_evaluations(
 SMALL_SCHEMA = XWY_SCHEMA
 
 
+def _small_datasource(app: EmrML, folder: Path) -> Path:
+    rows = "".join(f"{i},{'good day' if i % 2 else 'bad day'},{i % 2}\n" for i in range(300))
+    (folder / "data.csv").write_text("x,words,y\n" + rows)
+    (folder / "data.csv.schema").write_text(json.dumps(SMALL_SCHEMA))
+    datasource(app, "ds-small", folder)
+    return folder
+
+
 @pytest.fixture
 def small(app: EmrML, tmp_path: Path) -> Path:
-    rows = "".join(f"{i},{'good day' if i % 2 else 'bad day'},{i % 2}\n" for i in range(300))
-    (tmp_path / "data.csv").write_text("x,words,y\n" + rows)
-    (tmp_path / "data.csv.schema").write_text(json.dumps(SMALL_SCHEMA))
-    datasource(app, "ds-small", tmp_path)
-    return tmp_path
+    return _small_datasource(app, tmp_path)
+
+
+@pytest.fixture
+def sqlite_small(sqlite_app: EmrML, tmp_path: Path) -> Path:
+    """``small`` for the tests of what the jobs do with it, alike on every metastore: on SQLite alone."""
+    return _small_datasource(sqlite_app, tmp_path)
+
+
+def _case_id(prefix: str, case: str) -> str:
+    """An entity id of a parametrized case's own, for the tests sharing ``refusing``."""
+    return f"{prefix}-{re.sub(r'[^A-Za-z0-9]+', '-', case).strip('-')}"
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql", "mariadb"])
+def refusing(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, metastore_templates: Templates
+) -> Iterator[EmrML]:
+    """An installation per metastore holding ``ds-small`` COMPLETED, shared by the tests of requests
+    checked against it: each uses model ids of its own, so none sees another's (a new installation and
+    datasource job per test cost 1-3 s on PostgreSQL and MariaDB)."""
+    folder = tmp_path_factory.mktemp(f"refusing-{request.param}")
+    for url in metastore_templates.new_metastore(request.param, folder):
+        app = EmrML(Settings.load(environ={}, home=folder / "home", metastore_url=url))
+        try:
+            _small_datasource(app, folder)
+            yield app
+        finally:
+            app.close()
 
 
 @pytest.mark.parametrize(
@@ -196,11 +235,13 @@ def small(app: EmrML, tmp_path: Path) -> Path:
         ({"TrainingDataSourceId": "ds-none"}, "ds-none"),
     ],
 )
-def test_bad_model_requests(app: EmrML, small: Path, extra: dict, message: str) -> None:
-    request = {"MLModelId": "ml-x", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-small", **extra}
+def test_bad_model_requests(refusing: EmrML, extra: dict, message: str) -> None:
+    model_id = _case_id("ml", message)
+    request = {"MLModelId": model_id, "MLModelType": "BINARY", "TrainingDataSourceId": "ds-small", **extra}
     with pytest.raises(InvalidInputException, match=message):
-        app.call("CreateMLModel", request)
-    assert app.call("DescribeMLModels", {})["Results"] == []
+        refusing.call("CreateMLModel", request)
+    with pytest.raises(ResourceNotFoundException):  # nothing was stored
+        refusing.call("GetMLModel", {"MLModelId": model_id})
 
 
 @pytest.mark.parametrize(
@@ -213,22 +254,23 @@ def test_bad_model_requests(app: EmrML, small: Path, extra: dict, message: str) 
     ],
 )
 def test_a_recipe_is_checked_before_its_datasource_has_finished(
-    app: EmrML, tmp_path: Path, recipe: str, message: str
+    refusing: EmrML, tmp_path: Path, recipe: str, message: str
 ) -> None:
     """Until the datasource's job has read the schema, the recipe's names cannot be resolved; what needs
     no schema is refused at once all the same, not by the model's job later."""
+    app, source_id, model_id = refusing, _case_id("ds-pending", message), _case_id("ml-pending", message)
     (tmp_path / "data.csv").write_text("x,words,y\n1,a b,1\n")
     spec = {"DataLocationS3": str(tmp_path / "data.csv"), "DataSchema": json.dumps(SMALL_SCHEMA)}
     app.call(
-        "CreateDataSourceFromS3", {"DataSourceId": "ds-pending", "DataSpec": spec, "ComputeStatistics": True}
+        "CreateDataSourceFromS3", {"DataSourceId": source_id, "DataSpec": spec, "ComputeStatistics": True}
     )
-    request = {"MLModelId": "ml-x", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-pending"}
+    request = {"MLModelId": model_id, "MLModelType": "BINARY", "TrainingDataSourceId": source_id}
     with pytest.raises(InvalidInputException) as refused:
         app.call("CreateMLModel", {**request, "Recipe": recipe})
     assert message in refused.value.message
     # A name the schema may or may not have waits for the schema: the request is accepted.
     app.call("CreateMLModel", {**request, "Recipe": '{"outputs": ["quantile_bin(nothing, 10)"]}'})
-    assert app.call("GetDataSource", {"DataSourceId": "ds-pending"})["Status"] == "PENDING"
+    assert app.call("GetDataSource", {"DataSourceId": source_id})["Status"] == "PENDING"
 
 
 def test_model_lifecycle_and_idempotency(app: EmrML, small: Path) -> None:
@@ -292,9 +334,11 @@ def test_an_update_that_changes_nothing_leaves_last_updated_at(
     assert app.call("GetDataSource", {"DataSourceId": "ds-small"})["LastUpdatedAt"] == later
 
 
-def test_l1_alone_trains_without_the_default_l2(app: EmrML, small: Path) -> None:
+@pytest.mark.usefixtures("sqlite_small")
+def test_l1_alone_trains_without_the_default_l2(sqlite_app: EmrML) -> None:
     """Keys left out take the console defaults, L2 1e-6 among them; a caller asking for L1 alone gets L1
     without L2, not a refusal for setting both."""
+    app = sqlite_app
     app.call(
         "CreateMLModel",
         {
@@ -339,14 +383,13 @@ def test_training_parameters_are_echoed_as_sent_beside_the_defaults(app: EmrML, 
         {"TrainingDataSourceId": "ds-none"},
     ],
 )
-def test_a_reused_id_is_a_mismatch_before_the_request_is_validated(
-    app: EmrML, small: Path, change: dict
-) -> None:
-    request = {"MLModelId": "ml-1", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-small"}
-    app.call("CreateMLModel", request)
-    with pytest.raises(IdempotentParameterMismatchException, match="ml-1"):
-        app.call("CreateMLModel", {**request, **change})
-    assert app.call("GetMLModel", {"MLModelId": "ml-1"})["MLModelType"] == "BINARY"
+def test_a_reused_id_is_a_mismatch_before_the_request_is_validated(refusing: EmrML, change: dict) -> None:
+    model_id = _case_id("ml-reused", next(iter(change)))
+    request = {"MLModelId": model_id, "MLModelType": "BINARY", "TrainingDataSourceId": "ds-small"}
+    refusing.call("CreateMLModel", request)
+    with pytest.raises(IdempotentParameterMismatchException, match=model_id):
+        refusing.call("CreateMLModel", {**request, **change})
+    assert refusing.call("GetMLModel", {"MLModelId": model_id})["MLModelType"] == "BINARY"
 
 
 def test_datasource_without_statistics_or_target(app: EmrML, tmp_path: Path) -> None:
@@ -375,7 +418,8 @@ def test_datasource_without_statistics_or_target(app: EmrML, tmp_path: Path) -> 
         )
 
 
-def test_too_many_classes_fail_the_model(app: EmrML, tmp_path: Path) -> None:
+def test_too_many_classes_fail_the_model(sqlite_app: EmrML, tmp_path: Path) -> None:
+    app = sqlite_app
     rows = "".join(f"{i},w{i},class{i % 101}\n" for i in range(1010))
     (tmp_path / "data.csv").write_text("x,words,y\n" + rows)
     schema = {
@@ -395,9 +439,11 @@ def test_too_many_classes_fail_the_model(app: EmrML, tmp_path: Path) -> None:
     assert model["Status"] == "FAILED" and "more than 100 classes" in model["Message"]
 
 
+@pytest.mark.usefixtures("sqlite_small")
 def test_a_datasource_lacking_model_attributes_is_refused_alike_by_evaluations_and_batches(
-    app: EmrML, small: Path, tmp_path: Path
+    sqlite_app: EmrML, tmp_path: Path
 ) -> None:
+    app = sqlite_app
     # CreateBatchPrediction refused such a datasource at once while CreateEvaluation accepted it and
     # failed in its job: both now refuse it as soon as both schemas are known (here the model is still
     # training: its schema is its training datasource's), and their jobs check when it is not.
@@ -451,7 +497,8 @@ def test_a_datasource_lacking_model_attributes_is_refused_alike_by_evaluations_a
         assert "datasource's schema lacks attributes the model uses: words" in failed["Message"]
 
 
-def test_a_failed_model_cannot_be_evaluated(app: EmrML, small: Path) -> None:
+def test_a_failed_model_cannot_be_evaluated(sqlite_app: EmrML, sqlite_small: Path) -> None:
+    app, small = sqlite_app, sqlite_small
     app.call(
         "CreateMLModel",
         {

@@ -6,7 +6,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +49,14 @@ def record(i: int) -> bytes:
 @dataclass
 class Kinesalite:
     endpoint: str
+    _client: Kinesis | None = field(default=None, init=False, repr=False)
 
     def client(self) -> Kinesis:
-        return Kinesis(self.endpoint, "us-east-1")
+        """The tests' one client (thread-safe, as botocore's are): each new one loads botocore's service
+        model again, a few tenths of a second spent many times in every test."""
+        if self._client is None:
+            self._client = Kinesis(self.endpoint, "us-east-1")
+        return self._client
 
     def create(self, name: str, shards: int) -> None:
         kinesis = self.client()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from emrml.config import Settings
+from emrml.errors import ResourceNotFoundException
 from emrml.service.app import EmrML
 from emrml.stream.consumer import Consumer
 from emrml.stream.kinesis import Kinesis
@@ -62,6 +63,20 @@ class Kinesalite:
         kinesis = self.client()
         kinesis.call("create_stream", StreamName=name, ShardCount=shards)
         wait_until(lambda: kinesis.describe(name)["StreamStatus"] == "ACTIVE", 10)
+
+    def delete(self, name: str) -> None:
+        """Delete a stream and wait until it is gone: kinesalite deletes it after answering (DELETING in
+        between), and a stream created again under its name before that is refused as existing."""
+        kinesis = self.client()
+        kinesis.call("delete_stream", StreamName=name)
+        wait_until(lambda: not self._exists(name), 10, 0.02)
+
+    def _exists(self, name: str) -> bool:
+        try:
+            self.client().describe(name)
+        except ResourceNotFoundException:
+            return False
+        return True
 
     def put(self, name: str, records: list[tuple[bytes, str]]) -> None:
         self.client().put_records(name, records)

@@ -6,11 +6,12 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from emrml.config import Settings
+from emrml.errors import ResourceNotFoundException
 from emrml.service.app import EmrML
 from emrml.stream.consumer import Consumer
 from emrml.stream.kinesis import Kinesis
@@ -49,14 +50,33 @@ def record(i: int) -> bytes:
 @dataclass
 class Kinesalite:
     endpoint: str
+    _client: Kinesis | None = field(default=None, init=False, repr=False)
 
     def client(self) -> Kinesis:
-        return Kinesis(self.endpoint, "us-east-1")
+        """The tests' one client (thread-safe, as botocore's are): each new one loads botocore's service
+        model again, a few tenths of a second spent many times in every test."""
+        if self._client is None:
+            self._client = Kinesis(self.endpoint, "us-east-1")
+        return self._client
 
     def create(self, name: str, shards: int) -> None:
         kinesis = self.client()
         kinesis.call("create_stream", StreamName=name, ShardCount=shards)
         wait_until(lambda: kinesis.describe(name)["StreamStatus"] == "ACTIVE", 10)
+
+    def delete(self, name: str) -> None:
+        """Delete a stream and wait until it is gone: kinesalite deletes it after answering (DELETING in
+        between), and a stream created again under its name before that is refused as existing."""
+        kinesis = self.client()
+        kinesis.call("delete_stream", StreamName=name)
+        wait_until(lambda: not self._exists(name), 10, 0.02)
+
+    def _exists(self, name: str) -> bool:
+        try:
+            self.client().describe(name)
+        except ResourceNotFoundException:
+            return False
+        return True
 
     def put(self, name: str, records: list[tuple[bytes, str]]) -> None:
         self.client().put_records(name, records)

@@ -41,7 +41,7 @@ def _failing_consumer(
     running = Running(app.settings, f"st-{name}")
     consumers.append(running)
     wait_until(lambda: _records_in(app, f"st-{name}") == 10, 30)
-    kinesalite.client().call("delete_stream", StreamName=deleted)
+    kinesalite.delete(deleted)
     if deleted != name:
         kinesalite.put(name, [(record(i), str(i)) for i in range(10, 15)])
     with pytest.raises(ResourceNotFoundException):
@@ -137,7 +137,7 @@ def test_an_input_stream_deleted_and_created_again_is_read_from_its_start(
     consumers[-1].join()
 
     # The same name, the same shard ids; the checkpoints are sequence numbers of the old stream.
-    kinesalite.client().call("delete_stream", StreamName="changes-4")
+    kinesalite.delete("changes-4")
     kinesalite.create("changes-4", 1)
     kinesalite.put("changes-4", [(record(i), "new") for i in range(5)])
     _start(stream_app, "st-changes-4", "changes-4")
@@ -172,7 +172,7 @@ def test_a_resharded_input_stream_deleted_and_created_again_has_every_shard_read
 
     # Created again with 3 shards: shardId-000000000000 is open now (its old lease says SHARD_END), and
     # shards 1 and 2 have no parent (their old leases wait for shard 0).
-    kinesis.call("delete_stream", StreamName="changes-5")
+    kinesalite.delete("changes-5")
     kinesalite.create("changes-5", 3)
     kinesalite.put("changes-5", [(record(i), f"new-{i}") for i in range(30)])
     _start(stream_app, "st-changes-5", "changes-5")

@@ -79,7 +79,7 @@ def test_the_jobs_page_starts_again_the_consumers_of_a_failed_stream(
     assert "streams/st-console-1/start" not in admin.get("/console/jobs?kind=Stream").text
 
     # Its output deleted, the consumer fails: the stream shows FAILED, and the page offers to start it.
-    kinesalite.client().call("delete_stream", StreamName="console-1-scored")
+    kinesalite.delete("console-1-scored")
     kinesalite.put("console-1", [(record(i), str(i)) for i in range(10, 15)])
     with pytest.raises(ResourceNotFoundException):
         running.join()

@@ -11,9 +11,11 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 from stream_helpers import Kinesalite, Running, record, wait_until
@@ -35,9 +37,20 @@ def _scored(kinesalite: Kinesalite, name: str) -> Counter[tuple[str, str]]:
     )
 
 
+@pytest.fixture
+def quick_app(stream_settings: Settings) -> Iterator[EmrML]:
+    """``stream_app`` with 1.5 s leases, for the tests that wait for a killed consumer's lease to lapse or
+    its reports to stop (its consumers, processes or threads, are given them too): every renewal, steal,
+    takeover and stop comes twice as soon. The other tests keep 3 s, the more margin for a loaded machine."""
+    app = EmrML(dataclasses.replace(stream_settings, stream_lease_seconds=1.5))
+    yield app
+    app.close()
+
+
 def test_two_consumers_share_four_shards_and_a_killed_one_loses_nothing(
-    stream_app: EmrML, kinesalite: Kinesalite, cleanup: None
+    quick_app: EmrML, kinesalite: Kinesalite, cleanup: None
 ) -> None:
+    stream_app = quick_app
     kinesalite.create("events-1", 4)
     kinesalite.create("events-1-scored", 1)
     kinesalite.put("events-1", [(record(i), f"k{i}") for i in range(200)])
@@ -96,11 +109,12 @@ def test_two_consumers_share_four_shards_and_a_killed_one_loses_nothing(
 
 
 def test_a_stream_whose_consumer_was_killed_says_so_until_a_consumer_runs_again(
-    stream_app: EmrML, kinesalite: Kinesalite, consumers: list[Running]
+    quick_app: EmrML, kinesalite: Kinesalite, consumers: list[Running]
 ) -> None:
     """Its consumer killed, a stream is read by nobody: GetStream and DescribeStreams say FAILED once the
     consumer's reports stop for longer than its lease allows, and no longer give the lag it last reported
     (the shard goes on growing). A consumer started again (``emrml stream run``) makes it RUNNING."""
+    stream_app = quick_app
     kinesalite.create("events-gone", 1)
     kinesalite.create("events-gone-scored", 1)
     kinesalite.put("events-gone", [(record(i), f"k{i}") for i in range(10)])
@@ -129,8 +143,12 @@ def test_a_stream_whose_consumer_was_killed_says_so_until_a_consumer_runs_again(
 
     consumers.append(Running(stream_app.settings, "st-gone"))
     kinesalite.put("events-gone", [(record(i), f"k{i}") for i in range(10, 20)])
-    running = wait_until(lambda: (found := described())["RecordsIn"] == 20 and found, 60, 0.3)
-    assert running["Status"] == "RUNNING" and "Message" not in running
+    # Awaited with the records: a test process stalled for two short leases would read the new consumer's
+    # last report as too old.
+    running = wait_until(
+        lambda: (found := described())["RecordsIn"] == 20 and found["Status"] == "RUNNING" and found, 60, 0.3
+    )
+    assert "Message" not in running
 
 
 def test_more_consumers_than_shards_start_one_per_shard_and_score_everything(

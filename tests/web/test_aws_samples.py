@@ -33,8 +33,9 @@ from emrml.storage.locations import configure_storage_settings, storage_settings
 from emrml.web.server import BackgroundServer, create_app, reserve_socket
 from s3_server import S3, S3Server
 
-#: The samples poll with their own back-off or boto3's waiters (30 s apart); these tests poll each second.
-WAIT = {"Delay": 1, "MaxAttempts": 120}
+#: The samples poll with their own back-off or boto3's waiters (30 s apart); these tests poll four times a
+#: second (a job ends at any moment: a waiter's every check after it is time lost), for up to 2 minutes.
+WAIT = {"Delay": 0.25, "MaxAttempts": 480}
 
 #: targeted-marketing-python/banking.csv.schema, as the sample ships it (``previous`` typed BINARY).
 BANKING_ATTRIBUTES = [

@@ -85,7 +85,8 @@ def test_workers_serve_predict_within_the_shared_rate(tmp_path: Path) -> None:
         body = json.dumps({"MLModelId": "ml", "Record": {"x": "70"}, "PredictEndpoint": endpoint}).encode()
         status, answer = _post(port, body)
         assert status == 200 and json.loads(answer)["Prediction"]["predictedLabel"] == "1"
-        time.sleep(1.5)  # both processes' buckets full again
+        # Both processes' buckets full again: the one request took one token, back in 1 / (PEAK / 2) s.
+        time.sleep(0.5)
         started = time.monotonic()
         statuses = [_post(port, body)[0] for _ in range(4 * PEAK)]
         elapsed = time.monotonic() - started

@@ -461,7 +461,9 @@ def test_jobs_run_on_spark_through_the_service(data: Path, tmp_path: Path) -> No
         app.call("CreateDataSourceFromS3", request)
         source = app.wait("DataSource", "ds-a")
         assert source["Status"] == "COMPLETED", source.get("Message")
-        request = {"MLModelId": "ml-a", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-a"}
+        # Two passes: a Spark job each, and what is guarded here is that the job runs on Spark at all.
+        request = {"MLModelId": "ml-a", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-a",
+                   "Parameters": {"sgd.maxPasses": "2"}}  # fmt: skip
         app.call("CreateMLModel", request)
         assert app.wait("MLModel", "ml-a")["Status"] == "COMPLETED"
         out = tmp_path / "out"
@@ -471,6 +473,10 @@ def test_jobs_run_on_spark_through_the_service(data: Path, tmp_path: Path) -> No
         prediction = app.wait("BatchPrediction", "bp-a")
         assert prediction["Status"] == "COMPLETED", prediction.get("Message")
         assert prediction["TotalRecordCount"] == 12_000
+        model = app.call("GetMLModel", {"MLModelId": "ml-a"})
+        # Each job ran on Spark, in its worker's own application.
+        applications = {row.get("SparkApplicationId") for row in (source, model, prediction)}
+        assert None not in applications and len(applications) == 3, applications
         result = gzip.decompress((out / "batch-prediction" / "result" / "bp-a-a.csv.gz").read_bytes())
         assert len(result.splitlines()) == 1 + 12_000
     finally:

@@ -461,7 +461,9 @@ def test_jobs_run_on_spark_through_the_service(data: Path, tmp_path: Path) -> No
         app.call("CreateDataSourceFromS3", request)
         source = app.wait("DataSource", "ds-a")
         assert source["Status"] == "COMPLETED", source.get("Message")
-        request = {"MLModelId": "ml-a", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-a"}
+        # Two passes: a Spark job each, and what is guarded here is that the job runs on Spark at all.
+        request = {"MLModelId": "ml-a", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-a",
+                   "Parameters": {"sgd.maxPasses": "2"}}  # fmt: skip
         app.call("CreateMLModel", request)
         assert app.wait("MLModel", "ml-a")["Status"] == "COMPLETED"
         out = tmp_path / "out"
@@ -471,6 +473,10 @@ def test_jobs_run_on_spark_through_the_service(data: Path, tmp_path: Path) -> No
         prediction = app.wait("BatchPrediction", "bp-a")
         assert prediction["Status"] == "COMPLETED", prediction.get("Message")
         assert prediction["TotalRecordCount"] == 12_000
+        model = app.call("GetMLModel", {"MLModelId": "ml-a"})
+        # Each job ran on Spark, in its worker's own application.
+        applications = {row.get("SparkApplicationId") for row in (source, model, prediction)}
+        assert None not in applications and len(applications) == 3, applications
         result = gzip.decompress((out / "batch-prediction" / "result" / "bp-a-a.csv.gz").read_bytes())
         assert len(result.splitlines()) == 1 + 12_000
     finally:
@@ -482,15 +488,21 @@ import json, pathlib, sys
 from emrml.config import Settings
 from emrml.engine.spark.session import spark_session
 
-folder, encryption = pathlib.Path(sys.argv[1]), sys.argv[2]
-conf = {"spark.local.dir": str(folder / "local"), "spark.shuffle.compress": "false",
-        "spark.shuffle.spill.compress": "false"}
-settings = Settings.load(environ={}, home=folder / "home", spark_encryption=encryption, spark_conf=conf)
-context = spark_session(settings).sparkContext
-rows = context.parallelize([(i % 7, f"MARKER-{i:06d}-SECRET") for i in range(20000)], 4)
-assert rows.groupByKey().mapValues(len).count() == 7
-found = any(b"MARKER-" in path.read_bytes() for path in (folder / "local").rglob("*") if path.is_file())
-print(json.dumps({"found": found, "files": sum(1 for p in (folder / "local").rglob("*.data"))}))
+folder = pathlib.Path(sys.argv[1])
+seen = {}
+# One driver JVM, an application for each setting in turn (other settings: the first one is stopped).
+for encryption in ("off", "on"):
+    local = folder / encryption
+    conf = {"spark.local.dir": str(local), "spark.shuffle.compress": "false",
+            "spark.shuffle.spill.compress": "false"}
+    settings = Settings.load(environ={}, home=folder / "home", spark_encryption=encryption, spark_conf=conf)
+    context = spark_session(settings).sparkContext
+    rows = context.parallelize([(i % 7, f"MARKER-{i:06d}-SECRET") for i in range(20000)], 4)
+    assert rows.groupByKey().mapValues(len).count() == 7
+    # Read while the application runs: stopping it deletes its shuffle files.
+    found = any(b"MARKER-" in path.read_bytes() for path in local.rglob("*") if path.is_file())
+    seen[encryption] = {"found": found, "files": sum(1 for p in local.rglob("*.data"))}
+print(json.dumps(seen))
 """
 
 
@@ -499,16 +511,12 @@ def test_shuffle_files_hold_the_data_in_clear_only_without_encryption(tmp_path: 
     import subprocess
     import sys
 
-    seen = {}
-    for encryption in ("off", "on"):
-        folder = tmp_path / encryption
-        folder.mkdir()
-        run = subprocess.run(
-            [sys.executable, "-c", SHUFFLE_PROBE, str(folder), encryption],
-            capture_output=True, text=True, timeout=240, check=False,
-        )  # fmt: skip
-        assert run.returncode == 0, run.stderr[-3000:]
-        seen[encryption] = json.loads(run.stdout.strip().splitlines()[-1])
+    run = subprocess.run(
+        [sys.executable, "-c", SHUFFLE_PROBE, str(tmp_path)],
+        capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
     assert seen["off"]["files"] > 0 and seen["on"]["files"] > 0  # both wrote shuffle files
     assert seen["off"]["found"] and not seen["on"]["found"]
 

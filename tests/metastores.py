@@ -49,7 +49,7 @@ def _postgres_database(options: str = "") -> Iterator[str]:
         admin.dispose()
 
 
-def _mariadb_database(copy_of: str | None = None) -> Iterator[str]:
+def _mariadb_database() -> Iterator[str]:
     import sqlalchemy
 
     name = f"emrml_test_{uuid.uuid4().hex[:12]}"
@@ -57,8 +57,6 @@ def _mariadb_database(copy_of: str | None = None) -> Iterator[str]:
     try:
         with admin.connect() as connection:
             connection.exec_driver_sql(f"CREATE DATABASE {name}")
-            if copy_of is not None:
-                _copy_mariadb_tables(connection.connection, copy_of, name)
     except sqlalchemy.exc.OperationalError as exc:
         admin.dispose()
         pytest.skip(f"MariaDB is not reachable at 127.0.0.1:3306: {exc.orig}")
@@ -195,6 +193,8 @@ class _Server:
         self.template = template
         self.admin = self._connect(None)
         self.shape = self._shape(template)
+        #: The template's tables: the first member of its shape's rows, but for a test's functions and views.
+        self.tables = sorted({row[0] for row in self.shape} - {"function", "routine", "view"})
         self.seed = self._seed(template)
         self.free: list[tuple[float, str]] = []  # (when given back, name), oldest first
         self.used: set[str] = set()
@@ -236,15 +236,12 @@ class _Server:
         """The rows of the template's tables that have some (the builtin groups, the schema's version)."""
         seed = {}
         with self._connect(database) as connection, connection.cursor() as cursor:
-            for table in self.shape_tables():
+            for table in self.tables:
                 cursor.execute(f"SELECT * FROM {self.quote(table)}")
                 rows = [tuple(row) for row in cursor.fetchall()]
                 if rows:
                     seed[table] = rows
         return seed
-
-    def shape_tables(self) -> list[str]:
-        return sorted({row[0] for row in self.shape})
 
     # What each server does its own way.
     def url(self, name: str) -> str:
@@ -324,7 +321,7 @@ class _Postgres(_Server):
         with self._connect(name) as connection, connection.cursor() as cursor:
             # The template's rows go back in any order: no foreign key is checked meanwhile.
             cursor.execute("SET LOCAL session_replication_role = replica")
-            for table in self.shape_tables():
+            for table in self.tables:
                 cursor.execute(f"DELETE FROM {self.quote(table)}")
             for table, rows in self.seed.items():
                 marks = ", ".join(["%s"] * len(rows[0]))
@@ -374,7 +371,11 @@ class _MariaDB(_Server):
 
     def _connected(self, database: str) -> bool:
         with self.admin.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM information_schema.processlist WHERE db = %s", (database,))
+            # Not counting this connection, whose current database is the one it copied last (``_copy``).
+            cursor.execute(
+                "SELECT count(*) FROM information_schema.processlist WHERE db = %s AND id <> CONNECTION_ID()",
+                (database,),
+            )
             return bool(cursor.fetchone()[0])
 
     def _reset(self, name: str) -> None:
@@ -383,7 +384,7 @@ class _MariaDB(_Server):
             cursor.execute("SET SESSION foreign_key_checks = 0")
             try:
                 cursor.execute("BEGIN")
-                for table in self.shape_tables():
+                for table in self.tables:
                     cursor.execute(f"DELETE FROM {name}.`{table}`")
                     if table in self.seed:
                         cursor.execute(
@@ -405,8 +406,7 @@ class _MariaDB(_Server):
     def _copy(self, name: str) -> None:
         with self.admin.cursor() as cursor:
             cursor.execute(f"CREATE DATABASE {name}")
-        with self._connect(None) as connection:
-            _copy_mariadb_tables(connection, self.template, name)
+        _copy_mariadb_tables(self.admin, self.template, name)
 
     def _drop(self, name: str) -> None:
         with self.admin.cursor() as cursor:

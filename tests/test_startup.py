@@ -357,14 +357,14 @@ def test_job_workers_take_batch_sized_blocks_from_the_heap(tmp_path: Path) -> No
 def _worker_has(home: Path, endpoint: str, module: str, process: str = "command") -> bool:
     """Whether a worker forked by the job runner's fork server starts with ``module`` imported, in a
     ``server`` (every engine preloaded) or a ``command``."""
-    return _worker_passes(
-        home, endpoint, f"import sys; sys.exit(0 if {module!r} in sys.modules else 3)", process
-    )
+    return _worker_has_each(home, endpoint, (module,), process)[module]
 
 
-def _worker_has_each(home: Path, endpoint: str, modules: tuple[str, ...], process: str) -> dict[str, bool]:
-    """``_worker_has`` for each of ``modules``, in one worker (a fork server starts in seconds): its exit
-    status is 64 plus a bit for each module it finds imported (any other status is a failure)."""
+def _worker_has_each(
+    home: Path, endpoint: str, modules: tuple[str, ...], process: str = "command"
+) -> dict[str, bool]:
+    """Whether the worker has each of ``modules`` imported, asked of one worker (a fork server starts in
+    seconds): its exit status is 64 plus a bit for each module it finds (any other status is a failure)."""
     bits = " + ".join(f"({module!r} in sys.modules) * {1 << i}" for i, module in enumerate(modules))
     status = _worker_exit(home, endpoint, f"import sys; sys.exit(64 + {bits})", process)
     assert 64 <= status < 64 + (1 << len(modules)), status

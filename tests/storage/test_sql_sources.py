@@ -426,26 +426,35 @@ def test_postgresql_bytea_is_refused_with_a_conversion_that_works_on_it(
     assert rows == [["b", "i"], ["ff", "1 day"]]
 
 
-def _reading_children(parent: int) -> list[int]:
-    """The processes ``parent`` started to read a MySQL query (``storage.sql_child``), zombies left out."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            command = (stat.parent / "cmdline").read_bytes()
-        except OSError:  # it ended meanwhile
-            continue
-        if int(fields[1]) == parent and fields[0] != "Z" and b"emrml.storage.sql_child" in command:
-            found.append(int(stat.parent.name))
-    return found
+def _stat(pid: int | str) -> list[str]:
+    """The fields of ``/proc/PID/stat`` after the command's name (state, parent, …); [] once it has ended."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return []
 
 
 def _alive(pid: int) -> bool:
     """Whether process ``pid`` runs: not ended, nor a zombie its new parent has not reaped yet."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    return _stat(pid)[:1] not in ([], ["Z"])
+
+
+def _reading_children(parent: int) -> list[int]:
+    """The processes ``parent`` started to read a MySQL query (``storage.sql_child``), zombies left out."""
+    found = []
+    for folder in Path("/proc").glob("[0-9]*"):
+        fields = _stat(folder.name)
+        try:
+            command = (folder / "cmdline").read_bytes()
+        except OSError:  # it ended meanwhile
+            continue
+        if (
+            fields[1:2] == [str(parent)]
+            and _alive(int(folder.name))
+            and b"emrml.storage.sql_child" in command
+        ):
+            found.append(int(folder.name))
+    return found
 
 
 def test_a_mysql_read_waiting_for_its_rows_lets_the_other_threads_of_its_process_run(

@@ -412,7 +412,7 @@ def _mysql_batches(
                 if stopped is not None and stopped.is_set():
                     # Perhaps before the lock was taken, so the watcher looked for it in vain; a later stop
                     # finds it.
-                    raise DataError(f"SelectSqlQuery failed on {source.what}: its read was stopped")
+                    raise sql_child.stopped_error(source)
                 timestamps = _described_mysql(connection, source, query)
             finally:
                 connection.close()

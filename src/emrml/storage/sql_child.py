@@ -144,7 +144,12 @@ class ChildRead:
         )
 
     def _stopped_error(self) -> DataError:
-        return DataError(f"SelectSqlQuery failed on {self._source.what}: its read was stopped")
+        return stopped_error(self._source)
+
+
+def stopped_error(source: SqlSource) -> DataError:
+    """The failure of a read of ``source`` ended by its job's stop."""
+    return DataError(f"SelectSqlQuery failed on {source.what}: its read was stopped")
 
 
 def _utc_timestamps(reader: pa.RecordBatchReader, names: list[str]) -> pa.RecordBatchReader:

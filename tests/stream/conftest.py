@@ -38,23 +38,35 @@ def _install(folder: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def kinesalite() -> Iterator[Kinesalite]:
+def kinesalite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kinesalite]:
     node = shutil.which("node")
     if node is None:
         pytest.skip("node is not installed: kinesalite cannot run")
     _install(KINESALITE)
     saved = {name: os.environ.get(name) for name in FAKE_CREDENTIALS}
     os.environ.update(FAKE_CREDENTIALS)
-    process = subprocess.Popen(
-        [node, str(KINESALITE / "server.js"), "0"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
+    # Its stderr goes to a file, not a pipe nobody reads (which could fill and stall it): a server that
+    # dies during the session is reported with what it said.
+    log = tmp_path_factory.mktemp("kinesalite") / "stderr.log"
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [node, str(KINESALITE / "server.js"), "0"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+        )
     try:
         assert process.stdout is not None
-        port = json.loads(process.stdout.readline())["port"]
+        line = process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"kinesalite did not start: {log.read_text(errors='replace')[-2000:]}")
+        port = json.loads(line)["port"]
         yield Kinesalite(f"http://127.0.0.1:{port}")
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"kinesalite exited ({process.returncode}) during the tests: "
+                f"{log.read_text(errors='replace')[-2000:]}"
+            )
     finally:
         process.kill()
         process.wait()

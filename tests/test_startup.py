@@ -167,6 +167,23 @@ def test_arrow_use_after_the_probe_is_settled_imports_no_pandas() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+IMPORT_EVERY_MODULE = """
+import importlib, pkgutil, sys
+import emrml
+for info in pkgutil.walk_packages(emrml.__path__, "emrml."):
+    if ".migrations.versions." not in info.name and not info.name.endswith("__main__"):
+        importlib.import_module(info.name)
+        assert "pandas" not in sys.modules, f"importing {info.name} imported pandas"
+"""
+
+
+def test_no_module_calls_arrow_when_imported() -> None:
+    # An Arrow call at import time (a module-level pa.array) settles pyarrow's pandas probe by importing
+    # pandas: 0.3-0.8 s added to the job fork server's preload, which a CLI command waits for, and to
+    # every stream consumer's start.
+    subprocess.run([sys.executable, "-c", IMPORT_EVERY_MODULE], check=True)
+
+
 def test_a_server_hides_pandas_without_loading_arrow() -> None:
     # ``emrml serve`` may answer Predict without ever loading Arrow; when a request does, pyarrow's probes
     # must not import pandas (a second) in the middle of it.
@@ -304,6 +321,13 @@ def test_job_workers_find_the_s3_client_loaded_only_when_s3_is_configured(
 def test_job_workers_find_what_arrow_imports_on_first_use_loaded(tmp_path: Path) -> None:
     # pyarrow imports numpy.ma on its first conversion of a numpy array: the fork server has paid it.
     assert _worker_has(tmp_path, "", "numpy.ma")
+
+
+@pytest.mark.parametrize("process", ["server", "command"])
+def test_job_workers_find_no_pandas_loaded(tmp_path: Path, process: str) -> None:
+    # The fork server settles pyarrow's pandas probe without importing pandas, which no job uses: its
+    # preload, on a command's critical path, would take 0.3-0.8 s longer.
+    assert not _worker_has(tmp_path, "", "pandas", process)
 
 
 @pytest.mark.parametrize(("process", "preloaded"), [("server", True), ("command", False)])

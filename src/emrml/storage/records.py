@@ -70,7 +70,6 @@ class Chunk:
 #: Empty records per chunk when a run of them is released: bounds the invalid records a chunk holds.
 BLANKS_PER_CHUNK = 16_384
 _NO_ROWS = np.zeros(0, dtype=np.int64)
-_NO_VALUES = pa.array([], pa.string())
 
 
 def count_records(
@@ -257,7 +256,11 @@ class _BlockParser:
             reason = f"expected {len(self.names)} fields, found 1"
             return Chunk(
                 file=self.file,
-                batch=pa.RecordBatch.from_arrays([_NO_VALUES] * len(self.names), names=self.names),
+                # Arrow is called here, not at import: an Arrow call settles pyarrow's pandas probe, which
+                # imports pandas unless the process has settled it first (``core.arrow``).
+                batch=pa.RecordBatch.from_arrays(
+                    [pa.array([], pa.string())] * len(self.names), names=self.names
+                ),
                 offsets=_NO_ROWS,
                 indices=_NO_ROWS,
                 lines=_NO_ROWS,

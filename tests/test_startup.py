@@ -184,6 +184,13 @@ def test_no_module_calls_arrow_when_imported() -> None:
     subprocess.run([sys.executable, "-c", IMPORT_EVERY_MODULE], check=True)
 
 
+def test_a_stream_consumer_starts_without_the_job_engines() -> None:
+    # A consumer scores micro-batches with the batch result lines (engine.result_lines), not the batch
+    # engine, which would bring the training engine, the statistics' sketches and scipy into every start.
+    imported = imported_modules("-c", "import emrml.stream.__main__")
+    assert imported & {"scipy", "datasketches", "_datasketches", "pandas", "sklearn"} == set()
+
+
 def test_a_server_hides_pandas_without_loading_arrow() -> None:
     # ``emrml serve`` may answer Predict without ever loading Arrow; when a request does, pyarrow's probes
     # must not import pandas (a second) in the middle of it.

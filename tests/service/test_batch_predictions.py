@@ -27,8 +27,9 @@ from emrml.core.floats import java_float_cells
 from emrml.core.predict import Predictor
 from emrml.core.rearrange import parse_rearrangement
 from emrml.core.schema import Attribute, AttributeType, Schema
-from emrml.engine import batch as batch_module
-from emrml.engine.batch import Parallelism, ResultFormatter, batch_predict
+from emrml.engine import result_lines
+from emrml.engine.batch import Parallelism, batch_predict
+from emrml.engine.result_lines import ResultFormatter
 from emrml.engine.training import DatasourceBatches, DatasourceData, train_model
 from emrml.engine.units import count_quotes, record_start
 from emrml.errors import DataError, IdempotentParameterMismatchException, InvalidInputException
@@ -230,7 +231,7 @@ def test_result_lines_are_the_columns_written_one_by_one(
 ) -> None:
     # The lines are laid out in fixed-width cells, a few numbers at a time, the texts joined in front:
     # the same text as writing each field and joining them with commas.
-    monkeypatch.setattr(batch_module, "_NUMBERS_AT_ONCE", numbers_at_once)
+    monkeypatch.setattr(result_lines, "_NUMBERS_AT_ONCE", numbers_at_once)
     predictor = Predictor.load(models[kind])
     schema = _schema(kind, target=target)
     if not tagged:

@@ -23,7 +23,7 @@ from contextlib import AbstractContextManager, ExitStack, nullcontext
 from datetime import UTC, datetime
 from typing import BinaryIO, Protocol
 
-from emrml.engine.batch import line_bytes
+from emrml.engine.result_lines import line_bytes
 from emrml.errors import InvalidInputException
 from emrml.storage.gzipped import Compressor, gzip_compressor
 from emrml.storage.locations import atomic_write

@@ -30,7 +30,7 @@ import pyarrow.json as pa_json
 from emrml.core.predict import Predictor, in_float_range
 from emrml.core.record_values import value_text
 from emrml.core.schema import Schema, json_type, record_fields
-from emrml.engine.batch import ResultFormatter, csv_text
+from emrml.engine.result_lines import ResultFormatter, csv_text
 from emrml.errors import InvalidInputException
 
 #: A record over 1 MB (10^6 bytes; Kinesis itself takes up to 1 MiB) goes to the dead-letter output.

@@ -10,11 +10,15 @@ from typing import Any
 
 import pytest
 from console_helpers import DATASOURCE, MODEL, Installation, Served, log_in, login_token
+from sqlalchemy import update
 from starlette.testclient import TestClient
 from test_browser import log_in as browser_log_in
 from test_permissions import VIEWER, VIEWER_PASSWORD, ensure_viewer
 
 from emrml.samples import bank_sample_schema
+from emrml.service.identity import Identities
+from emrml.service.logins import Logins
+from emrml.service.metastore import DataSource
 from emrml.web.server import create_app
 
 #: The bank data without a target, and with another attribute than the model's ``y`` as its target.
@@ -157,3 +161,61 @@ def test_choosing_a_model_marks_the_datasources_it_cannot_use(
     assert usable.is_enabled() and "not usable" not in usable.inner_text()
     page.select_option("#model", "")
     assert untargeted.is_enabled() and NO_TARGET not in untargeted.inner_text()
+
+
+def _give(service: Any, source_id: str, owner: str) -> None:
+    """Make ``owner`` the creator of the datasource ``source_id``."""
+    with service.sessions() as session, session.begin():
+        session.execute(update(DataSource).where(DataSource.id == source_id).values(created_by=owner))
+
+
+def test_the_form_lists_a_users_own_objects_and_their_targets_in_calls_that_do_not_grow_with_them(
+    installation: Installation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each object's target comes with the Describe* answer listing it: the form asks nothing more of each
+    object it lists, and lists only what the user may see (the installation's objects are another user's)."""
+    service = installation.service
+    name, password = "ulla-user", "ulla-password-1"
+    Identities(service.sessions, installation.home).create_user(name, ("users",))
+    Logins(service.sessions).set_password(name, password)
+    arn = service.access.user_arn(name)
+    schema = json.loads(bank_sample_schema().to_json())
+    targets = {"ds-ulla-y": "y", "ds-ulla-none": None, "ds-ulla-loan": "loan"}
+    called: list[str] = []
+    call = service.call
+
+    def counted(operation: str, *args: Any, **kwargs: Any) -> Any:
+        called.append(operation)
+        return call(operation, *args, **kwargs)
+
+    def form_calls(client: Any) -> tuple[dict[str, Any], list[str]]:
+        called.clear()
+        monkeypatch.setattr(service, "call", counted)
+        try:
+            return client.get("/console/evaluations/new?format=json").json(), list(called)
+        finally:
+            monkeypatch.setattr(service, "call", call)
+
+    try:
+        with TestClient(create_app(service), follow_redirects=False) as client:
+            assert log_in(client, name, password).status_code == 303
+            shown: list[tuple[dict[str, Any], list[str]]] = []
+            for count, (source_id, target) in enumerate(targets.items(), 1):
+                schema["targetAttributeName"] = target
+                spec = {"DataLocationS3": str(installation.sample), "DataSchema": json.dumps(schema)}
+                service.call("CreateDataSourceFromS3", {"DataSourceId": source_id, "DataSpec": spec})
+                assert service.wait("DataSource", source_id)["Status"] == "COMPLETED"
+                _give(service, source_id, arn)  # created as the root, which may read the sample
+                if count in (1, len(targets)):
+                    shown.append(form_calls(client))
+        (one, calls_for_one), (three, calls_for_three) = shown
+        assert [source["DataSourceId"] for source in one["DataSources"]] == ["ds-ulla-y"]
+        assert {source["DataSourceId"] for source in three["DataSources"]} == set(targets)
+        assert three["DataSourceTargets"] == targets
+        assert one["MLModels"] == three["MLModels"] == [] and three["MLModelTargets"] == {}
+        assert calls_for_one == calls_for_three
+        assert not [operation for operation in calls_for_three if operation.startswith("Get")]
+    finally:
+        for source_id in targets:
+            service.call("DeleteDataSource", {"DataSourceId": source_id})
+        service.access.delete_user(name)

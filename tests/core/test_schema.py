@@ -23,6 +23,7 @@ from emrml.core.schema import (
     generated_names,
     header_names,
     parse_schema,
+    stored_target,
     validate_schema,
 )
 from emrml.core.values import InvalidValue, numeric_value
@@ -767,3 +768,6 @@ def test_valid_schemas_round_trip(schema: Schema) -> None:
         "excludedAttributeNames",
     }
     assert parse_schema(text) == schema
+    # Read from its line, as Describe* answers read it; another spelling of the schema is read whole.
+    assert stored_target(text) == schema.target
+    assert stored_target(json.dumps(json.loads(text))) == schema.target

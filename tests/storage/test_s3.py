@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from emrml.errors import AccessDeniedException, InvalidInputException
+from emrml.errors import AccessDeniedException, InvalidInputException, ReadError
 from emrml.storage import locations
 from emrml.storage.locations import (
     FileRef,
@@ -194,6 +195,72 @@ def test_an_unreachable_endpoint_is_named(s3: S3) -> None:
     store = S3Store(S3Settings(endpoint_url=f"http://127.0.0.1:{port}", max_attempts=1))
     with pytest.raises(OSError, match=f"EndpointConnectionError.*127.0.0.1:{port}"):
         store.exists(s3.uri("x"))
+
+
+def test_a_read_that_keeps_breaking_off_names_the_object_once(
+    s3: S3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every try of a range broke off: after the last, the error names the object once, in the member's
+    message, or as the file of a read that names no member."""
+    from botocore.exceptions import ReadTimeoutError
+
+    from emrml.storage import s3 as s3_module
+
+    location = s3.put("broken.bin", os.urandom(1 << 20))
+    store: S3Store = locations._S3.store
+    original = store.call
+
+    class Broken:
+        def __init__(self, body: Any) -> None:
+            self.body = body
+
+        def read(self, amount: int) -> bytes:
+            raise ReadTimeoutError(endpoint_url=f"{s3.endpoint_url}/{s3.bucket}/broken.bin")
+
+        def close(self) -> None:
+            self.body.close()
+
+    def breaking(operation: str, *args: Any, **kwargs: Any) -> Any:
+        response = original(operation, *args, **kwargs)
+        if operation == "get_object":
+            response["Body"] = Broken(response["Body"])
+        return response
+
+    monkeypatch.setattr(store, "call", breaking)
+    monkeypatch.setattr(s3_module, "time", SimpleNamespace(sleep=lambda seconds: None))
+    reason = (
+        "ReadInterrupted: reading failed 5 times in a row "
+        "(the connection broke off, timed out or ended early)"
+    )
+    with open_binary(location, what="DataSpec.DataLocationS3") as stream, pytest.raises(ReadError) as named:
+        stream.read()
+    assert named.value.message == f"DataSpec.DataLocationS3 '{location}' cannot be read: {reason}"
+    with open_binary(location) as stream, pytest.raises(OSError) as bare:
+        stream.read()
+    assert str(bare.value) == f"[Errno 5] {reason}: '{location}'"
+
+
+def test_an_endpoint_that_cannot_be_reached_names_the_object_once(
+    s3: S3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """botocore's message names the request's URL, the bucket and key after the endpoint: cut to the
+    endpoint, since the error names the object already."""
+    import socket
+
+    location = s3.put("far.csv", "a\n1\n")
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    store: S3Store = locations._S3.store
+    monkeypatch.setattr(store, "settings", S3Settings(endpoint_url=endpoint, max_attempts=1))
+    monkeypatch.setattr(store, "_client", None)
+    reason = f'EndpointConnectionError: Could not connect to the endpoint URL: "{endpoint}"'
+    with pytest.raises(InvalidInputException) as named:
+        open_binary(location, what="DataSpec.DataLocationS3")
+    assert named.value.message == f"DataSpec.DataLocationS3 '{location}' cannot be read: {reason}"
+    with pytest.raises(OSError) as bare:
+        store.head(s3.bucket, "far.csv")
+    assert str(bare.value) == f"[Errno 5] {reason}: '{location}'"
 
 
 @pytest.mark.parametrize("location", ["s3://", "s3:///key", "s3://bucket/key\n"])

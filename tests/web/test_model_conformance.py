@@ -64,13 +64,14 @@ TAG_SHAPES = {"TagKey", "TagValue"}
 #: Members (and Prediction details keys) emrml adds to answers on purpose (docs/api-compatibility.md);
 #: boto3 hands them over as they are.
 _PROGRESS = ("Progress", "ProgressMessage", "SparkApplicationId", "SparkJobIds")
-_DATASOURCE = (*_PROGRESS, "TotalRecordCount", "InvalidRecordCount")
+_DATASOURCE = (*_PROGRESS, "TotalRecordCount", "InvalidRecordCount", "TargetAttributeName")
+_MODEL = (*_PROGRESS, "TargetAttributeName")
 _BATCH = (*_PROGRESS, "UnparsedRecordCount")
 EXTRA_MEMBERS = {
     "DataSource": _DATASOURCE,
     "GetDataSourceOutput": _DATASOURCE,
-    "MLModel": _PROGRESS,
-    "GetMLModelOutput": _PROGRESS,
+    "MLModel": _MODEL,
+    "GetMLModelOutput": _MODEL,
     "Evaluation": _PROGRESS,
     "GetEvaluationOutput": _PROGRESS,
     "BatchPrediction": _BATCH,

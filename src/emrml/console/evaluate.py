@@ -11,8 +11,7 @@ from starlette.responses import Response
 from emrml.console.app import View, Visit
 from emrml.console.choices import choices
 from emrml.console.forms import check_name, create_once, form_id
-from emrml.core.schema import parse_schema
-from emrml.errors import AccessDeniedException, AmazonMLError, InvalidInputException
+from emrml.errors import AccessDeniedException, InvalidInputException
 
 #: Why a datasource cannot evaluate the chosen model, said beside it in the datasource's choice (and by the
 #: page's script, with the same words, when another model is chosen). CreateEvaluation stays the judge.
@@ -20,9 +19,6 @@ NOT_USABLE = {
     "none": "not usable: it has no target attribute",
     "other": "not usable: its target is {target}, the model predicts {predicts}",
 }
-
-#: Where each kind's schema is: the member of its verbose Get* answer.
-SCHEMA_MEMBER = {"DataSource": "DataSourceSchema", "MLModel": "Schema"}
 
 
 def refused_evaluation(visit: Visit) -> dict[str, str]:
@@ -33,18 +29,14 @@ def refused_evaluation(visit: Visit) -> dict[str, str]:
     return {"CreateEvaluation": "create evaluations"}
 
 
-def targets(visit: Visit, kind: str, items: list[dict[str, Any]]) -> dict[str, str | None]:
-    """The target attribute (None: none) of each of ``items`` whose schema is known, by id."""
+def targets(kind: str, items: list[dict[str, Any]]) -> dict[str, str | None]:
+    """The target attribute (None: none) of each of ``items`` (Describe* results, or Get* ones) whose schema
+    is known, by id: a COMPLETED object's is, and its ``TargetAttributeName`` is there unless it has none.
+    Read from the answers ``choices`` already has, not asked of each object again."""
     member = f"{kind}Id"
-    found: dict[str, str | None] = {}
-    for item in items:
-        try:
-            text = visit.call(f"Get{kind}", {member: item[member], "Verbose": True}).get(SCHEMA_MEMBER[kind])
-            if text:
-                found[item[member]] = parse_schema(text).target
-        except AmazonMLError:
-            continue  # not readable, or its schema unknown: offered as is, and sending the form judges it
-    return found
+    return {
+        item[member]: item.get("TargetAttributeName") for item in items if item.get("Status") == "COMPLETED"
+    }
 
 
 def unusable(predicts: str | None, source_targets: dict[str, str | None]) -> dict[str, str]:
@@ -74,8 +66,8 @@ def new_evaluation(visit: Visit) -> View | Response:
         "MLModels": choices(visit, "MLModel", form["model"]),
         "DataSources": choices(visit, "DataSource", form["datasource"]),
     }
-    data["MLModelTargets"] = targets(visit, "MLModel", data["MLModels"])
-    data["DataSourceTargets"] = targets(visit, "DataSource", data["DataSources"])
+    data["MLModelTargets"] = targets("MLModel", data["MLModels"])
+    data["DataSourceTargets"] = targets("DataSource", data["DataSources"])
     data["UnusableDataSources"] = unusable(
         data["MLModelTargets"].get(form["model"]), data["DataSourceTargets"]
     )

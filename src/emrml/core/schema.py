@@ -95,6 +95,22 @@ class Schema:
         return json.dumps(self.to_dict(), indent=2)
 
 
+#: How ``Schema.to_json`` writes the target: a top-level key, two spaces in (nested keys are deeper).
+_STORED_TARGET = '\n  "targetAttributeName": '
+
+
+def stored_target(text: str) -> str | None:
+    """The target attribute (None: none) of a schema as ``Schema.to_json`` wrote it, read from its own line:
+    Describe results name every listed object's target, and a whole schema of thousands of attributes
+    takes milliseconds to read. Another text is read whole."""
+    at = text.find(_STORED_TARGET)
+    if at < 0:
+        target = json.loads(text).get("targetAttributeName")
+    else:
+        target, _ = json.JSONDecoder().raw_decode(text, at + len(_STORED_TARGET))
+    return target if isinstance(target, str) else None
+
+
 # --- Parsing and validation -------------------------------------------------------------------------------
 
 _TOP_LEVEL_KEYS = (

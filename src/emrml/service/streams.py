@@ -300,9 +300,10 @@ def check_destinations(app: Authorizing, stream: Stream) -> None:
 
 
 def kinesis_client(settings: Settings) -> Kinesis:
-    from emrml.stream.kinesis import Kinesis  # botocore: imported by the operations that use it
+    """The process's client for the settings' endpoint and region (``kinesis.shared``)."""
+    from emrml.stream import kinesis  # botocore: imported by the operations that use it
 
-    return Kinesis(settings.kinesis_endpoint_url, settings.kinesis_region)
+    return kinesis.shared(settings.kinesis_endpoint_url, settings.kinesis_region)
 
 
 @operation("StartStream")

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
+from urllib.parse import urlsplit
 
 from emrml.errors import InvalidInputException
 from emrml.storage.backend import Commit, commit_now
@@ -94,8 +95,14 @@ class S3Settings:
 class S3Error(OSError):
     """An S3 request failed; ``code`` is S3's error code (``NoSuchBucket``, ``AccessDenied``…)."""
 
-    def __init__(self, code: str, message: str, number: int = errno.EIO) -> None:
-        super().__init__(number, f"{code}: {message}" if message else code)
+    def __init__(self, code: str, message: str, number: int = errno.EIO, location: str = "") -> None:
+        text = f"{code}: {message}" if message else code
+        if location:
+            # The object as a file's OSError names its file: in ``str()``, not in ``strerror``, which the
+            # messages that name the object themselves (``storage_error``, ``named_reads``) give.
+            super().__init__(number, text, location)
+        else:
+            super().__init__(number, text)
         self.code = code
 
 
@@ -131,8 +138,22 @@ def s3_error(exc: Exception, bucket: str = "", key: str = "") -> OSError:
     if isinstance(exc, NoCredentialsError):
         return S3Error("NoCredentials", "no AWS credentials found (environment, ~/.aws or instance role)")
     if isinstance(exc, BotoCoreError):
-        return S3Error(type(exc).__name__, str(exc))
+        location = f"s3://{bucket}/{key}" if key else f"s3://{bucket}" if bucket else ""
+        return S3Error(type(exc).__name__, _endpoint_only(exc), location=location)
     return S3Error(type(exc).__name__, str(exc))
+
+
+def _endpoint_only(exc: Exception) -> str:
+    """botocore's message of a request that failed for good (it cannot connect, timed out, the connection
+    closed), the request's URL in it cut to the endpoint: the rest is the bucket and the key, which the
+    error names already."""
+    text = str(exc)
+    url = getattr(exc, "kwargs", {}).get("endpoint_url")
+    if isinstance(url, str):
+        parts = urlsplit(url)
+        if parts.scheme and parts.netloc:
+            text = text.replace(url, f"{parts.scheme}://{parts.netloc}")
+    return text
 
 
 class S3Store:
@@ -453,7 +474,10 @@ class RangeReader(io.RawIOBase):
                 self._drop_body()
                 if attempt + 1 >= self.store.settings.max_attempts:
                     raise S3Error(
-                        "ReadInterrupted", f"reading s3://{self.bucket}/{self.key} failed repeatedly"
+                        "ReadInterrupted",
+                        f"reading failed {attempt + 1} times in a row (the connection broke off, timed out "
+                        "or ended early)",
+                        location=f"s3://{self.bucket}/{self.key}",
                     ) from None
                 time.sleep(min(0.1 * 2**attempt, 5.0))
         view[: len(data)] = data

@@ -24,11 +24,9 @@ end of the pipe before that line is the child's death.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -36,9 +34,13 @@ from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any
 
 from emrml.errors import DataError
-from emrml.storage import sql_watch
 
 if TYPE_CHECKING:
+    # The reader's alone, imported where used: the child imports this module and ``storage.sql_errors``,
+    # not ``storage.sql`` and what it pulls (TLS, the watcher's subprocess handling), which it has no use
+    # for; its start is part of every MySQL read.
+    import subprocess
+
     import pyarrow as pa
 
     from emrml.storage.sql import SqlSource
@@ -75,7 +77,12 @@ class ChildRead:
     def batches(self, timestamps: list[str]) -> Iterator[pa.RecordBatchReader]:
         """The result, its columns ``timestamps`` (MySQL TIMESTAMPs) typed as UTC instants; DataError when
         the read fails, is stopped, or its process dies. The child is ended when the block is left."""
+        import subprocess
+
         import pyarrow as pa
+
+        from emrml.storage import sql_watch
+        from emrml.storage.sql import BATCH_ROWS
 
         with self._lock:
             if self._stopped:
@@ -85,7 +92,10 @@ class ChildRead:
         assert process.stdin is not None and process.stdout is not None
         try:
             order = {
-                "source": dataclasses.asdict(self._source),
+                # What the child needs of the source: it does without ``SqlSource`` (``storage.sql``).
+                "url": self._source.driver_url(),
+                "what": self._source.what,
+                "batch_rows": BATCH_ROWS,
                 "query": self._query,
                 "pre_execution": self._pre_execution,
                 "timestamps": timestamps,
@@ -174,9 +184,8 @@ def _utc_timestamps(reader: pa.RecordBatchReader, names: list[str]) -> pa.Record
 def _read(order: dict[str, Any], out: IO[bytes]) -> dict[str, Any]:
     """Write the result of ``order``'s query on ``out`` (``STREAM`` and the IPC stream, ended early by an
     error); what ended it, the line that follows."""
-    from emrml.storage.sql import BATCH_ROWS, SqlSource, clean_error, missing_driver
+    from emrml.storage.sql_errors import clean_error, missing_driver
 
-    source = SqlSource(**order["source"])
     try:
         import connectorx
     except ImportError as exc:
@@ -184,10 +193,10 @@ def _read(order: dict[str, Any], out: IO[bytes]) -> dict[str, Any]:
     streaming = False
     try:
         reader = connectorx.read_sql(
-            source.driver_url(),
+            order["url"],
             order["query"],
             return_type="arrow_stream",
-            batch_size=BATCH_ROWS,
+            batch_size=order["batch_rows"],
             pre_execution_query=order["pre_execution"],
         )
         reader = _utc_timestamps(reader, order["timestamps"])
@@ -204,7 +213,7 @@ def _read(order: dict[str, Any], out: IO[bytes]) -> dict[str, Any]:
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
-        ending: dict[str, Any] = {"error": f"SelectSqlQuery failed on {source.what}: {clean_error(exc)}"}
+        ending: dict[str, Any] = {"error": f"SelectSqlQuery failed on {order['what']}: {clean_error(exc)}"}
     else:
         ending = {"done": True}
     if streaming:

@@ -11,7 +11,9 @@ Kinesis allows 5 GetRecords calls per second per shard: a shard is read at most 
 
 from __future__ import annotations
 
+import os
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -124,6 +126,35 @@ class Kinesis:
                     if "ErrorCode" in result
                 ]
                 delay = _sleep(delay)
+
+
+#: The clients ``shared`` built in this process, by (endpoint, region).
+_shared: dict[tuple[str | None, str | None], Kinesis] = {}
+_shared_lock = threading.Lock()
+
+
+def shared(endpoint_url: str | None, region: str | None = None) -> Kinesis:
+    """The process's client for ``endpoint_url`` and ``region``, built on first use: a client costs
+    0.1-0.3 s to build (botocore loads the service model again), too much for every StartStream."""
+    key = (endpoint_url or None, region or None)
+    client = _shared.get(key)
+    if client is None:
+        with _shared_lock:
+            client = _shared.get(key)
+            if client is None:
+                client = _shared[key] = Kinesis(endpoint_url, region)
+    return client
+
+
+def _forget_shared() -> None:
+    """In a forked child: its parent's clients would share their connection pool's sockets with the parent
+    (answers read by the wrong process), and the lock may have been held by a thread that is not there."""
+    global _shared_lock
+    _shared.clear()
+    _shared_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_shared)
 
 
 def _put_batches(records: list[tuple[bytes, str]]) -> Iterator[list[tuple[bytes, str]]]:

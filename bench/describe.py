@@ -119,11 +119,13 @@ def statements(engine: sqlalchemy.Engine) -> Iterator[list[tuple[str, Any]]]:
 def explain(app: EmrML, operation: str, request: dict[str, Any]) -> str:
     with statements(app.engine) as seen:
         app.call(operation, request)
-    statement, parameters = seen[-1]
     prefix = "EXPLAIN QUERY PLAN" if app.engine.dialect.name == "sqlite" else "EXPLAIN"
+    lines = []
     with app.engine.connect() as connection:
-        rows = connection.exec_driver_sql(f"{prefix} {statement}", parameters).all()
-    return "\n".join("    " + " | ".join(map(str, row)) for row in rows)
+        for statement, parameters in seen:  # MySQL's and MariaDB's two queries, the others' one
+            rows = connection.exec_driver_sql(f"{prefix} {statement}", parameters).all()
+            lines += ["    " + " | ".join(map(str, row)) for row in rows]
+    return "\n".join(lines)
 
 
 def middle_token(app: EmrML, operation: str, request: dict[str, Any], count: int) -> str:

@@ -217,12 +217,19 @@ def test_the_migrated_schema_is_the_models_schema(app: EmrML) -> None:
     from alembic.migration import MigrationContext
 
     import emrml.service
-    from emrml.service.metastore import Base
+    from emrml.service.metastore import Base, sort_key_objects
 
     for module in pkgutil.iter_modules(emrml.service.__path__):  # every module that declares tables
         importlib.import_module(f"emrml.service.{module.name}")
+
+    def declared(_object: object, name: str | None, kind: str, reflected: bool, _compared: object) -> bool:
+        # Describe*'s sort keys (migration 0020) differ by metastore, and no model declares them
+        # (test_describe_pages_from_index checks them).
+        return not (reflected and (kind, name) in sort_key_objects())
+
     with app.engine.connect() as connection:
-        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        context = MigrationContext.configure(connection, opts={"include_object": declared})
+        differences = compare_metadata(context, Base.metadata)
     assert differences == []
 
 

@@ -6,10 +6,8 @@ migrates a throwaway database on each server (and a SQLite file), inserts the ro
 and drops the databases at the end.
 
 For each metastore and request: the median latency of the first page (Limit 100) and of a later page (the
-NextToken of the page ending at about the middle of the sorted objects), through ``EmrML.call`` in process,
-as the root (no visibility condition) and as a user whose policy shows the objects it created. With
-``--explain``, each query's plan as the database gives it.
-"""
+NextToken of the 21st page), through ``EmrML.call`` in process, as the root (no visibility condition). With
+``--explain``, each query's plan as the database gives it."""
 
 from __future__ import annotations
 
@@ -34,7 +32,7 @@ from emrml.service.metastore import DataSource, MLModel
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 MARIADB = "mysql+pymysql://root@127.0.0.1:3306/"
 ACCOUNT = "000000000000"
-USERS = 7
+USERS = 7  # the objects' creators
 
 #: (label, operation, request): each sorts by a text column, or filters on one.
 REQUESTS: list[tuple[str, str, dict[str, Any]]] = [

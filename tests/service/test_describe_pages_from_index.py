@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -197,3 +198,44 @@ def test_pages_sorted_by_text_are_read_from_an_index(
         expected = [entity_id for value, entity_id in rows if HOLDS[comparator](value, bound)]
         assert expected, comparators
         assert _sorted_ids(app, operation, {**request, **comparators}, member) == expected, comparators
+
+
+def test_a_mariadb_page_whose_key_range_fell_short_reads_on(
+    tmp_path: Path, metastore_templates: Templates, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At READ COMMITTED, objects deleted between the read of the key range and the page's leave the range
+    short of a page: the page reads on past it rather than end the listing early."""
+    from emrml.service import describe
+
+    found = describe._sort_key_range
+
+    def short(*args: Any, **kwargs: Any) -> Any:
+        start, end = found(*args, **kwargs)
+        assert end  # 12 objects: the page of 5 ends before the last
+        return start, [describe.literal_column("data_sources.name_sort") <= "n-01"]
+
+    for url in metastore_templates.new_metastore("mariadb", tmp_path):
+        app = EmrML(Settings.load(environ={}, home=tmp_path / "home", metastore_url=url))
+        try:
+            with app.engine.begin() as connection:
+                connection.execute(insert(DataSource), [_source(i) for i in range(12)])
+            monkeypatch.setattr(describe, "_sort_key_range", short)
+            page = app.call("DescribeDataSources", {"FilterVariable": "Name", "Limit": 5})
+            assert [item["Name"] for item in page["Results"]] == [f"n-{i:02d}" for i in range(5)]
+            assert "NextToken" in page
+        finally:
+            app.close()
+
+
+def _source(i: int) -> dict[str, Any]:
+    return {
+        "id": f"ds-{i:02d}",
+        "name": f"n-{i:02d}",
+        "status": "COMPLETED",
+        "request": "{}",
+        "created_by": "arn:aws:iam::000000000000:root",
+        "created_at": 1_700_000_000.0 + i,
+        "last_updated_at": 1_700_000_000.0 + i,
+        "data_location": "s3://b/x.csv",
+        "compute_statistics": False,
+    }

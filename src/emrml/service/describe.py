@@ -287,8 +287,9 @@ def _sort_key_range(
     after: tuple[Any, str] | None,
     limit: int,
     descending: bool,
-) -> list[ColumnElement[bool]]:
-    """MySQL and MariaDB: the range of sort keys the page's objects lie in, which their index serves.
+) -> tuple[list[ColumnElement[bool]], list[ColumnElement[bool]]]:
+    """MySQL and MariaDB: the range of sort keys the page's objects lie in, which their index serves: the
+    conditions on where it starts, and on where it ends (none when the objects left fit in the page).
 
     Neither uses an index for ``ORDER BY COALESCE(name, ''), id`` (nor could it: a LONGTEXT column is
     indexed by its first characters only), so each page read and sorted every object. The key, the sort
@@ -298,7 +299,7 @@ def _sort_key_range(
     table = ENTITY_CLASSES[kind]
     column_name = FILTERS[kind].get(request.get("FilterVariable") or "", "")
     if column_name not in dict(SORTED_TEXT[table.__tablename__]):
-        return []
+        return [], []
     key = literal_column(f"{table.__tablename__}.{column_name}_sort", String())
     # What the filters and the previous page say of the value, said of its key (which every object whose
     # value holds them has): the range the key's index is read in.
@@ -318,9 +319,9 @@ def _sort_key_range(
     hint = f"FORCE INDEX FOR ORDER BY (ix_{table.__tablename__}_{column_name}_sort)"
     query = query.with_hint(table, hint, "mysql").with_hint(table, hint, "mariadb")
     end = session.execute(query).scalar()
-    if end is not None:  # else the objects left fit in the page
-        bounds.append(key >= end if descending else key <= end)
-    return bounds
+    if end is None:
+        return bounds, []
+    return bounds, [key >= end if descending else key <= end]
 
 
 def describe(
@@ -343,10 +344,15 @@ def describe(
     query = select(table, column).where(and_(*conditions)).order_by(*order).limit(limit + 1)
     with app.sessions() as session:
         if dialect in ("mysql", "mariadb"):
-            # In the same transaction: the range is of the objects the query then sees.
-            bounds = _sort_key_range(session, kind, request, conditions, after, limit, descending)
-            query = query.where(*bounds)
-        rows = list(session.execute(query))
+            start, end = _sort_key_range(session, kind, request, conditions, after, limit, descending)
+            query = query.where(*start)
+            rows = list(session.execute(query.where(*end)))
+            if end and len(rows) <= limit:
+                # Objects deleted between the two reads left the range short of a page (possible at READ
+                # COMMITTED; the default REPEATABLE READ reads both in one snapshot): read on to the end.
+                rows = list(session.execute(query))
+        else:
+            rows = list(session.execute(query))
     response: Response = {"Results": [view(entity) for entity, _ in rows[:limit]]}
     if len(rows) > limit:
         last, value = rows[limit - 1]

@@ -212,6 +212,7 @@ def test_the_migrated_schema_is_the_models_schema(app: EmrML) -> None:
     """Migrations and the SQLAlchemy models describe the same tables, columns, types and indexes."""
     import importlib
     import pkgutil
+    import warnings
 
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
@@ -227,7 +228,9 @@ def test_the_migrated_schema_is_the_models_schema(app: EmrML) -> None:
         # (test_describe_pages_from_index checks them).
         return not (reflected and (kind, name) in sort_key_objects())
 
-    with app.engine.connect() as connection:
+    with app.engine.connect() as connection, warnings.catch_warnings():
+        # SQLAlchemy reflects no index on an expression of SQLite's (those sort keys), and says so.
+        warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based index ix_")
         context = MigrationContext.configure(connection, opts={"include_object": declared})
         differences = compare_metadata(context, Base.metadata)
     assert differences == []

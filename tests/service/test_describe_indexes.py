@@ -74,12 +74,16 @@ def _statements(engine: Engine) -> Iterator[list[tuple[str, object]]]:
 
 
 def _plan(app: EmrML, request: dict) -> str:
-    """The database's plan of the query DescribeDataSources runs for ``request``."""
+    """The database's plan of the queries DescribeDataSources runs for ``request`` (MariaDB's two: the
+    range of sort keys, then the page)."""
     with _statements(app.engine) as seen:
         app.call("DescribeDataSources", request)
-    [(statement, parameters)] = seen
     with app.engine.connect() as connection:
-        rows = connection.exec_driver_sql(f"EXPLAIN {statement}", parameters).all()
+        rows = [
+            row
+            for statement, parameters in seen
+            for row in connection.exec_driver_sql(f"EXPLAIN {statement}", parameters).all()
+        ]
     return json.dumps([list(map(str, row)) for row in rows])
 
 

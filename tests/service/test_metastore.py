@@ -212,17 +212,27 @@ def test_the_migrated_schema_is_the_models_schema(app: EmrML) -> None:
     """Migrations and the SQLAlchemy models describe the same tables, columns, types and indexes."""
     import importlib
     import pkgutil
+    import warnings
 
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
     import emrml.service
-    from emrml.service.metastore import Base
+    from emrml.service.metastore import Base, sort_key_objects
 
     for module in pkgutil.iter_modules(emrml.service.__path__):  # every module that declares tables
         importlib.import_module(f"emrml.service.{module.name}")
-    with app.engine.connect() as connection:
-        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+
+    def declared(_object: object, name: str | None, kind: str, reflected: bool, _compared: object) -> bool:
+        # Describe*'s sort keys (migration 0020) differ by metastore, and no model declares them
+        # (test_describe_pages_from_index checks them).
+        return not (reflected and (kind, name) in sort_key_objects())
+
+    with app.engine.connect() as connection, warnings.catch_warnings():
+        # SQLAlchemy reflects no index on an expression of SQLite's (those sort keys), and says so.
+        warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based index ix_")
+        context = MigrationContext.configure(connection, opts={"include_object": declared})
+        differences = compare_metadata(context, Base.metadata)
     assert differences == []
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import math
 import operator
@@ -18,13 +19,27 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, and_, false, func, literal, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    and_,
+    false,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    true,
+    tuple_,
+)
 
 from emrml.errors import InvalidInputException
-from emrml.service.metastore import ENTITY_CLASSES
+from emrml.service.metastore import ENTITY_CLASSES, SORTED_TEXT
 from emrml.service.operations import Request, Response, canonical, operation
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from emrml.service.app import EmrML
 
 COMPARATORS = ("EQ", "NE", "GT", "GE", "LT", "LE", "Prefix")
@@ -107,15 +122,20 @@ _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
 
 def _compared(comparator: str, column: Any, value: Any, nullable: bool) -> ColumnElement[bool]:
     """``column comparator value``, an object without a value (NULL) counting as "": the plain column
-    compared, not COALESCE(column, ''), so that the column's index is used."""
+    compared, not COALESCE(column, ''), so that an index of the column's own is used."""
     condition = _COMPARE[comparator](column, value)
     if nullable and _COMPARE[comparator]("", value):
         condition = or_(condition, column.is_(None))
     return condition
 
 
-def _conditions(kind: str, request: Request) -> tuple[Any, list[ColumnElement[bool]]]:
-    """The value each object is sorted by and the conditions on the objects to list.
+#: ``compare(comparator, value=value)``: the objects whose sort value compares so with ``value``.
+Compare = Callable[[str, Any], ColumnElement[bool]]
+
+
+def _conditions(kind: str, request: Request, dialect: str) -> tuple[Any, list[ColumnElement[bool]], Compare]:
+    """The value each object is sorted by, the conditions on the objects to list, and how to compare the
+    sort value in the form the metastore's indexes serve.
 
     Text compares and sorts by code point on every metastore: the columns' collation is "C" on PostgreSQL
     and binary without padding on MySQL and MariaDB (migration 0018), so plain comparisons, which their
@@ -126,13 +146,23 @@ def _conditions(kind: str, request: Request) -> tuple[Any, list[ColumnElement[bo
     if variable is None:
         if used:
             raise InvalidInputException(f"{', '.join(used)} needs a FilterVariable to compare with")
-        return table.created_at, [table.status != "DELETED"]
+        compare_time = functools.partial(_compared, column=table.created_at, nullable=False)
+        return table.created_at, [table.status != "DELETED"], compare_time
     column_name = FILTERS[kind][variable]
     column: Any = getattr(table, column_name) if column_name else literal(ALGORITHM)
     nullable = bool(column_name) and table.__table__.c[column_name].nullable
     # An object without a name (or location) sorts as "": NULL would sort first on one database, last on
-    # another.
-    value_column = func.coalesce(column, "") if nullable else column
+    # another. The "" is written out, not a parameter: SQLite uses an index on an expression (migration
+    # 0020's) only for the very same expression, constants included.
+    value_column = func.coalesce(column, literal_column("''")) if nullable else column
+    compare: Compare
+    if dialect in ("mysql", "mariadb"):
+        # No index on the expression there (0020), but the column's own (its first characters: 0018).
+        compare = functools.partial(_compared, column=column, nullable=nullable)
+    else:
+        # The sort value itself, which SQLite's and PostgreSQL's index on it and the id (0020) serves, in
+        # the order listed.
+        compare = functools.partial(_compared, column=value_column, nullable=False)
     conditions: list[ColumnElement[bool]] = []
     if variable in TIME_VARIABLES and "Prefix" in used:
         raise InvalidInputException(f"Prefix compares text; {variable} is a time (use GT, GE, LT or LE)")
@@ -145,11 +175,11 @@ def _conditions(kind: str, request: Request) -> tuple[Any, list[ColumnElement[bo
             # than by each database's rules for comparing two constants (MariaDB's ignore case).
             conditions.append(true() if _COMPARE[comparator](ALGORITHM, value) else false())
         else:
-            conditions.append(_compared(comparator, column, value, nullable))
+            conditions.append(compare(comparator, value=value))
     # DELETED objects stay hidden unless asked for by status, so that waiters can see them (spec 4.8).
     if not (variable == "Status" and request.get("EQ") == "DELETED"):
         conditions.append(table.status != "DELETED")
-    return value_column, conditions
+    return value_column, conditions, compare
 
 
 def _query(kind: str, request: Request) -> str:
@@ -214,11 +244,92 @@ def _after(kind: str, token: str | None, request: Request) -> tuple[Any, str] | 
     return sort_value, last_id
 
 
+def _past(
+    dialect: str, column: Any, object_id: Any, compare: Compare, after: tuple[Any, str], descending: bool
+) -> ColumnElement[bool]:
+    """The objects after ``after`` (the sort value and id the previous page ended with) in the order listed.
+
+    ``value > v OR (value = v AND id > last)`` kept every metastore from using an index and read every
+    object before. On PostgreSQL, the row value ``(value, id) > (v, last)``: its index on the sort value and
+    id (migration 0020) starts the page's scan at the last object listed. SQLite uses no index for a row
+    value on an expression, nor MySQL and MariaDB for any row value: there, the same objects as a range on
+    the sort value, which the index serves, and the ties after it, ``value >= v AND (value > v OR id >
+    last)``."""
+    value, last_id = after
+    if dialect == "postgresql":
+        row = tuple_(column, object_id)
+        return row < tuple_(value, last_id) if descending else row > tuple_(value, last_id)
+    if descending:
+        return and_(compare("LE", value=value), or_(column < value, object_id < last_id))
+    return and_(compare("GE", value=value), or_(column > value, object_id > last_id))
+
+
+#: The characters of a sort value, COALESCE(column, ''), that MySQL and MariaDB keep in the indexed virtual
+#: column ``<column>_sort`` of each text column Describe* sorts by (``metastore.SORTED_TEXT``, migration
+#: 0020).
+SORT_KEY_LENGTH = 255
+
+
+def _key_compared(key: Any, comparator: str, value: str) -> ColumnElement[bool]:
+    """What ``value comparator text`` says of the value's key, its first SORT_KEY_LENGTH characters."""
+    cut = value[:SORT_KEY_LENGTH]
+    if comparator == "Prefix":
+        return _starts_with(key, value) if len(value) <= SORT_KEY_LENGTH else key == cut
+    # A value after (before) the text has a key after (before) or equal to the text's.
+    return _COMPARE[{"GT": "GE", "LT": "LE"}.get(comparator, comparator)](key, cut)
+
+
+def _sort_key_range(
+    session: Session,
+    kind: str,
+    request: Request,
+    conditions: list[ColumnElement[bool]],
+    after: tuple[Any, str] | None,
+    limit: int,
+    descending: bool,
+) -> tuple[list[ColumnElement[bool]], list[ColumnElement[bool]]]:
+    """MySQL and MariaDB: the range of sort keys the page's objects lie in, which their index serves: the
+    conditions on where it starts, and on where it ends (none when the objects left fit in the page).
+
+    Neither uses an index for ``ORDER BY COALESCE(name, ''), id`` (nor could it: a LONGTEXT column is
+    indexed by its first characters only), so each page read and sorted every object. The key, the sort
+    value's first characters, sorts as the value does, so the objects listed first have the smallest keys:
+    the key of the page's object after its last, found by reading the key's index in order up to it, bounds
+    the objects the page may hold, which are then all that is read and sorted."""
+    table = ENTITY_CLASSES[kind]
+    column_name = FILTERS[kind].get(request.get("FilterVariable") or "", "")
+    if column_name not in dict(SORTED_TEXT[table.__tablename__]):
+        return [], []
+    key = literal_column(f"{table.__tablename__}.{column_name}_sort", String())
+    # What the filters and the previous page say of the value, said of its key (which every object whose
+    # value holds them has): the range the key's index is read in.
+    bounds = [
+        _key_compared(key, comparator, request[comparator])
+        for comparator in ("EQ", "GT", "GE", "LT", "LE", "Prefix")
+        if request.get(comparator) is not None
+    ]
+    if after is not None:
+        bounds.append(_key_compared(key, "LE" if descending else "GE", after[0]))
+    ordered = key.desc() if descending else key.asc()
+    query = (
+        select(key).select_from(table).where(*conditions, *bounds).order_by(ordered).offset(limit).limit(1)
+    )
+    # Read in the key's order, stopping at the object after the page: what a planner unsure of the table's
+    # size or of its filters' share (MariaDB's, on a few thousand objects) may otherwise read whole and sort.
+    hint = f"FORCE INDEX FOR ORDER BY (ix_{table.__tablename__}_{column_name}_sort)"
+    query = query.with_hint(table, hint, "mysql").with_hint(table, hint, "mariadb")
+    end = session.execute(query).scalar()
+    if end is None:
+        return bounds, []
+    return bounds, [key >= end if descending else key <= end]
+
+
 def describe(
     app: EmrML, kind: str, request: Request, view: Callable[[Any], Response], operation_name: str = ""
 ) -> Response:
     table = ENTITY_CLASSES[kind]
-    column, conditions = _conditions(kind, request)
+    dialect = app.engine.dialect.name
+    column, conditions, compare = _conditions(kind, request, dialect)
     # Only what the caller may describe: others' objects are not there for it (service.access).
     visible = app.access.visible(operation_name or f"Describe{kind}s", kind)
     if visible is not None:
@@ -228,15 +339,20 @@ def describe(
     after = _after(kind, request.get("NextToken"), request)
     object_id = table.id  # ties go by id, "A" before "a" on every metastore
     if after is not None:
-        value, last_id = after
-        if descending:
-            conditions.append(or_(column < value, and_(column == value, object_id < last_id)))
-        else:
-            conditions.append(or_(column > value, and_(column == value, object_id > last_id)))
+        conditions.append(_past(dialect, column, table.id, compare, after, descending))
     order = [column.desc(), object_id.desc()] if descending else [column.asc(), object_id.asc()]
     query = select(table, column).where(and_(*conditions)).order_by(*order).limit(limit + 1)
     with app.sessions() as session:
-        rows = list(session.execute(query))
+        if dialect in ("mysql", "mariadb"):
+            start, end = _sort_key_range(session, kind, request, conditions, after, limit, descending)
+            query = query.where(*start)
+            rows = list(session.execute(query.where(*end)))
+            if end and len(rows) <= limit:
+                # Objects deleted between the two reads left the range short of a page (possible at READ
+                # COMMITTED; the default REPEATABLE READ reads both in one snapshot): read on to the end.
+                rows = list(session.execute(query))
+        else:
+            rows = list(session.execute(query))
     response: Response = {"Results": [view(entity) for entity, _ in rows[:limit]]}
     if len(rows) > limit:
         last, value = rows[limit - 1]

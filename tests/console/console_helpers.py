@@ -24,6 +24,9 @@ from emrml.web.server import create_app
 BOB_PASSWORD = "bob-password-1"
 SESSION_COOKIE = "emrml_session"
 DATASOURCE, MODEL, EVALUATION = "ds-console-bank", "ml-console-bank", "ev-console-bank"
+#: Where the test server answers with axe-core beside the console (``conftest.with_axe``), outside
+#: ``/console/``.
+AXE_PATH = "/axe-core/axe.min.js"
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from console_helpers import Served, put_stream, remove_streams
-from test_browser import log_in
+from test_browser import sign_in
 from test_narrow import assert_tables_scroll_sideways
 
 #: Each table wider than its box: [its id or caption, its width, its box's width].
@@ -29,7 +29,7 @@ def test_list_tables_fit_their_boxes_at_a_desktops_width(page: Any, served: Serv
         running=True,
     )
     try:
-        log_in(page, served)
+        sign_in(page, served)
         page.set_viewport_size({"width": 1280, "height": 900})
         for path in LISTS:
             page.goto(f"{served.url}/console/{path}")

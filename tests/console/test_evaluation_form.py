@@ -12,7 +12,7 @@ import pytest
 from console_helpers import DATASOURCE, MODEL, Installation, Served, log_in, login_token
 from sqlalchemy import update
 from starlette.testclient import TestClient
-from test_browser import log_in as browser_log_in
+from test_browser import sign_in
 from test_permissions import VIEWER, VIEWER_PASSWORD, ensure_viewer
 
 from emrml.samples import bank_sample_schema
@@ -149,7 +149,7 @@ def test_datasources_that_cannot_evaluate_the_model_are_marked_with_why(
 def test_choosing_a_model_marks_the_datasources_it_cannot_use(
     page: Any, served: Served, other_targets: None
 ) -> None:
-    browser_log_in(page, served)
+    sign_in(page, served)
     page.goto(f"{served.url}/console/evaluations/new")
     untargeted = page.locator(f'#datasource option[value="{UNTARGETED}"]')
     assert untargeted.is_enabled() and NO_TARGET not in untargeted.inner_text()

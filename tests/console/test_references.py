@@ -223,6 +223,7 @@ def test_a_share_links_page_names_other_objects_without_links_or_notes(
         assert [link.link_id for link in links if link.revoked_at is None] == []
 
 
+@pytest.mark.usefixtures("quick_refresh")
 def test_a_job_added_to_an_open_jobs_page_links_only_what_the_reader_may_open(
     page: Any, served: Served, axe_source: str
 ) -> None:

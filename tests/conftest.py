@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -48,6 +49,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "spark" in item.path.name or any(name.startswith("spark") for name in item.fixturenames):
             item.add_marker(pytest.mark.xdist_group("spark"))
+
+
+@pytest.fixture(autouse=True)
+def no_log_handler_left_behind() -> Iterator[None]:
+    """A test leaves emrml's loggers with the handlers it found. ``emrml serve`` run in the test's process
+    (CliRunner) adds handlers on stderr, which is the runner's capture there, closed after the command: a
+    server thread of a later test (the session's ``live_server``) that logs to them fails with "--- Logging
+    error ---" (I/O operation on closed file), and the access log stops reaching caplog."""
+    loggers = [logging.getLogger(name) for name in ("emrml", "emrml.access")]
+    found = [list(logger.handlers) for logger in loggers]
+    yield
+    left = [(logger.name, handler) for logger, before in zip(loggers, found, strict=True) for handler in
+            logger.handlers if handler not in before]  # fmt: skip
+    assert not left, f"handlers left on emrml's loggers (monkeypatch access_log.configure_logging): {left}"
 
 
 @pytest.fixture(scope="session")

@@ -84,11 +84,29 @@ def machine() -> str:
 
 
 def process_exists(pid: int) -> bool:
-    """Whether a process ``pid`` exists (perhaps another one, if the pid was reused)."""
+    """Whether a process ``pid`` exists (perhaps another one, if the pid was reused) and has not exited.
+
+    A zombie (exited, its status not yet collected by its parent) has exited: a server killed outright leaves
+    its job workers zombies until their parent, its orphaned forkserver, ends. A server started again must
+    take them for gone at its first recovery, not at its next one a quarter of a lease later.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    return not _exited(pid)
+
+
+def _exited(pid: int) -> bool:
+    """Whether the existing process ``pid`` is a zombie (Linux's /proc; elsewhere never known)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            stat = file.read()
+    except FileNotFoundError:
+        return os.path.exists("/proc/self/stat")  # gone since the signal (or no /proc at all)
+    except OSError:
+        return False
+    # The state follows the command name, in parentheses that may themselves hold any character.
+    return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] in (b"Z", b"X")

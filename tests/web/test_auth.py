@@ -685,7 +685,11 @@ def test_a_secret_sealed_with_another_key_file_fails_naming_the_key_file(tmp_pat
     assert "two.key" in raised.value.message and "db-password" not in raised.value.message
 
 
-def test_a_key_file_emrml_did_not_write_is_named_not_an_internal_error(tmp_path: Path) -> None:
+def test_a_key_file_emrml_did_not_write_is_named_not_an_internal_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The real serve logs to stderr; here stderr is the runner's capture, closed after each invoke.
+    monkeypatch.setattr(access_log, "configure_logging", lambda: None)
     app, home = _root_app(), tmp_path / "home"
     assert CliRunner().invoke(app, ["--home", str(home), "users", "create", "bob"]).exit_code == 0
     for garbled in (b"", b"not a key\n", b"x" * 44):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -64,11 +65,6 @@ def text(min_size: int = 0, max_size: int = 12) -> st.SearchStrategy[str]:
 
 
 JSON_LEAF = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | text()
-ANY_JSON = st.recursive(
-    JSON_LEAF,
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(text(max_size=8), children, max_size=3),
-    max_leaves=6,
-)
 TAG_TEXT = st.text(alphabet="aZ09 _.:/=+-@\u00e9\u4e2d\u00a0", max_size=20)
 
 
@@ -121,35 +117,84 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzWorld]:
 # ---------------------------------------------------------------------------------------------- strategies
 
 
-def weighted(*options: tuple[int, st.SearchStrategy[Any]]) -> st.SearchStrategy[Any]:
-    """Draw from each strategy in proportion to its weight (``st.one_of`` picks branches evenly)."""
-    return st.sampled_from([strategy for weight, strategy in options for _ in range(weight)]).flatmap(
-        lambda strategy: strategy
-    )
+#: Weighted options: (weight, strategy) pairs. The helpers below build mixtures rather than strategies, so
+#: that a choice among choices (a member's value: mostly of its type, itself a choice among kinds of value)
+#: is flattened into one draw from one table: each level of choice costs Hypothesis a draw of its own, and
+#: drawing 10,000 requests is most of the fuzz's time.
+Mixture = tuple[tuple[int, st.SearchStrategy[Any]], ...]
 
 
-def _right_string(shape: Shape, world: FuzzWorld) -> st.SearchStrategy[str]:
+def mix(*options: tuple[int, st.SearchStrategy[Any] | Mixture]) -> Mixture:
+    """The options in proportion to their weights, a nested mixture's options sharing its weight in the
+    proportions of their own (the same probabilities as drawing the option, then from it)."""
+    inner_totals = [sum(w for w, _ in option) for _, option in options if isinstance(option, tuple)]
+    scale = math.lcm(*inner_totals) if inner_totals else 1
+    leaves: list[tuple[int, st.SearchStrategy[Any]]] = []
+    for weight, option in options:
+        if isinstance(option, tuple):
+            total = sum(w for w, _ in option)
+            leaves.extend((weight * w * scale // total, strategy) for w, strategy in option)
+        else:
+            leaves.append((weight * scale, option))
+    divisor = math.gcd(*(w for w, _ in leaves))
+    return tuple((w // divisor, strategy) for w, strategy in leaves)
+
+
+def weighted(*options: tuple[int, st.SearchStrategy[Any] | Mixture]) -> st.SearchStrategy[Any]:
+    """Draw from each option in proportion to its weight (``st.one_of`` picks branches evenly)."""
+    table = [strategy for weight, strategy in mix(*options) for _ in range(weight)]
+    if len(table) == 1:
+        return table[0]
+    # One integer picks the option: cheaper than sampled_from, which checks its elements at every draw.
+    return st.integers(0, len(table) - 1).flatmap(table.__getitem__)
+
+
+def any_json(levels: int = 3) -> st.SearchStrategy[Any]:
+    """Any JSON value: a leaf, or a list or an object of at most ``levels`` levels, each kind at each level as
+    likely as a leaf. That is what ``st.recursive(JSON_LEAF, lists | dictionaries)`` draws, unrolled: it
+    spares Hypothesis the count of leaves it keeps for st.recursive, and its redraws of values with too many.
+    """
+    options: list[tuple[int, st.SearchStrategy[Any]]] = [(1, JSON_LEAF)]
+    for _ in range(levels):
+        children = weighted(*options)
+        dictionaries = st.dictionaries(text(max_size=8), children, max_size=3)
+        options += [(1, st.lists(children, max_size=3)), (1, dictionaries)]
+    return weighted(*options)
+
+
+ANY_JSON = any_json()
+
+
+def mapped(mixture: Mixture, function: Any) -> Mixture:
+    return tuple((weight, strategy.map(function)) for weight, strategy in mixture)
+
+
+def _right_string(shape: Shape, world: FuzzWorld) -> Mixture:
     name, metadata = shape.name, shape.metadata
     if shape.enum:
-        return st.sampled_from(shape.enum)
+        return mix((1, st.sampled_from(shape.enum)))
     if name == "EntityId":
         random_ids = st.text(alphabet="azAZ09_.-", min_size=1, max_size=64)
-        return weighted((6, st.sampled_from(ID_POOL)), (1, random_ids), (1, text(max_size=70)))
+        return mix((6, st.sampled_from(ID_POOL)), (1, random_ids), (1, text(max_size=70)))
     if name in world.documents:
-        return st.sampled_from(world.documents[name]) | text(max_size=30)
+        return mix((1, st.sampled_from(world.documents[name])), (1, text(max_size=30)))
     if name == "S3Url":
         # Never s3:// (no object store is configured) nor arbitrary local paths (they would be read).
         safe = [str(world.data), "/nonexistent/data.csv", "file:///nonexistent/x.csv", "/nonexistent/dir/"]
-        return st.sampled_from(safe) | text(max_size=20).map(lambda value: "/nonexistent/" + value)
+        missing = text(max_size=20).map(lambda value: "/nonexistent/" + value)
+        return mix((1, st.sampled_from(safe)), (1, missing))
     if name in ("TagKey", "TagValue"):
-        return TAG_TEXT | st.just("aws:reserved") | text(max_size=6)
+        return mix((1, TAG_TEXT), (1, st.just("aws:reserved")), (1, text(max_size=6)))
     if name == "VipURL":
-        return st.sampled_from([world.service.settings.public_url, "https://realtime.amazonaws.com"])
+        return mix(
+            (1, st.sampled_from([world.service.settings.public_url, "https://realtime.amazonaws.com"]))
+        )
     if name == "VariableName":
-        return st.sampled_from(BANK_COLUMNS) | text(max_size=8)
+        return mix((1, st.sampled_from(BANK_COLUMNS)), (1, text(max_size=8)))
     if name == "StringType":
         keys = ["sgd.maxPasses", "sgd.shuffleType", "sgd.l1RegularizationAmount", "sgd.maxMLModelSizeInBytes"]
-        return st.sampled_from([*keys, "auto", "none", "5", "-1", "1e-6", "abc"]) | text(max_size=8)
+        values = st.sampled_from([*keys, "auto", "none", "5", "-1", "1e-6", "abc"])
+        return mix((1, values), (1, text(max_size=8)))
     pattern = metadata.get("pattern")
     low, high = metadata.get("min", 0), metadata.get("max", 40)
     fitting = text(min_size=low, max_size=min(high, 24))
@@ -159,11 +204,11 @@ def _right_string(shape: Shape, world: FuzzWorld) -> st.SearchStrategy[str]:
         alphabet = [c for c in map(chr, range(32, 127)) if re.fullmatch(character_class.group(1), c)]
         fitting = st.text(alphabet=alphabet, min_size=max(low, 1), max_size=min(high, 24))
     if high > 300:
-        return weighted((6, fitting), (1, text()))
-    return weighted((6, fitting), (1, text()), (1, text(min_size=high + 1, max_size=high + 3)))
+        return mix((6, fitting), (1, text()))
+    return mix((6, fitting), (1, text()), (1, text(min_size=high + 1, max_size=high + 3)))
 
 
-def _right(shape: Shape, world: FuzzWorld, depth: int) -> st.SearchStrategy[Any]:
+def _right(shape: Shape, world: FuzzWorld, depth: int) -> Mixture:
     kind = shape.type_name
     if kind == "structure":
         members = {name: value_for(member, world, depth + 1) for name, member in shape.members.items()}
@@ -172,42 +217,46 @@ def _right(shape: Shape, world: FuzzWorld, depth: int) -> st.SearchStrategy[Any]
         complete = st.fixed_dictionaries(required, optional=optional)
         partial = st.fixed_dictionaries({}, optional=members)
         extra = st.fixed_dictionaries({"UnknownMember": JSON_LEAF}, optional=members)
-        return weighted((8, complete), (1, partial), (1, extra))
+        return mix((8, complete), (1, partial), (1, extra))
     if kind == "string":
         return _right_string(shape, world)
     if kind in ("integer", "long"):
         low, high = shape.metadata.get("min", -5), shape.metadata.get("max", 10**6)
-        return st.integers(low - 1, high + 1) | st.integers()
+        return mix((1, st.integers(low - 1, high + 1)), (1, st.integers()))
     if kind in ("float", "double"):
-        return st.floats(-0.5, 1.5) | st.floats(allow_nan=True, allow_infinity=True)
+        return mix((1, st.floats(-0.5, 1.5)), (1, st.floats(allow_nan=True, allow_infinity=True)))
     if kind == "boolean":
-        return st.booleans()
+        return mix((1, st.booleans()))
     if kind == "timestamp":
-        return st.floats(0, 2e9)
+        return mix((1, st.floats(0, 2e9)))
     if kind == "list":
-        return st.lists(value_for(shape.member, world, depth + 1), max_size=4)
+        return mix((1, st.lists(value_for(shape.member, world, depth + 1), max_size=4)))
     if kind == "map":
-        return st.dictionaries(
-            _right(shape.key, world, depth + 1), value_for(shape.value, world, depth + 1), max_size=5
-        )
-    return ANY_JSON
+        keys = weighted((1, _right(shape.key, world, depth + 1)))
+        return mix((1, st.dictionaries(keys, value_for(shape.value, world, depth + 1), max_size=5)))
+    return mix((1, ANY_JSON))
 
 
 def value_for(shape: Shape, world: FuzzWorld, depth: int = 0) -> st.SearchStrategy[Any]:
     """Mostly values of the shape's type (often valid), sometimes any JSON value at all."""
-    right = _right(shape, world, depth)
-    return weighted((12, right), (1, ANY_JSON))
+    return weighted((12, _right(shape, world, depth)), (1, ANY_JSON))
 
 
 def api_requests(world: FuzzWorld, garbage: bool) -> st.SearchStrategy[tuple[str, bytes]]:
     """(X-Amz-Target, body) pairs: modelled operations, extensions, and (if ``garbage``) anything."""
-    per_operation = {
-        name: _right(MODEL.operation_model(name).input_shape, world, 0).map(
-            lambda request, name=name: (TARGET_PREFIX + name, json.dumps(request).encode())
+    # Each operation equally likely, then its request's kind (complete, partial, with an unknown member).
+    modelled = mix(
+        *(
+            (
+                1,
+                mapped(
+                    _right(MODEL.operation_model(name).input_shape, world, 0),
+                    lambda request, name=name: (TARGET_PREFIX + name, json.dumps(request).encode()),
+                ),
+            )
+            for name in sorted(MODEL.operation_names)
         )
-        for name in sorted(MODEL.operation_names)
-    }
-    modelled = st.sampled_from(sorted(per_operation)).flatmap(per_operation.__getitem__)
+    )
     extension_members = st.sampled_from(
         [
             "DataSourceId",
@@ -231,7 +280,7 @@ def api_requests(world: FuzzWorld, garbage: bool) -> st.SearchStrategy[tuple[str
     printable = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40)
     junk_body = st.tuples(printable | st.just(TARGET_PREFIX + "GetMLModel"), st.binary(max_size=64))
     junk_json = st.tuples(
-        st.sampled_from(sorted(per_operation)).map(lambda name: TARGET_PREFIX + name),
+        st.sampled_from(sorted(MODEL.operation_names)).map(lambda name: TARGET_PREFIX + name),
         ANY_JSON.map(lambda value: json.dumps(value).encode()),
     )
     return weighted((12, modelled), (1, extension), (1, junk_body), (1, junk_json))

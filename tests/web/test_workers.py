@@ -170,6 +170,9 @@ def test_workers_run_together_exactly_the_servers_job_slots(
         server, "create_app", lambda _service, **options: granted.append(options["job_slots"])
     )
     monkeypatch.setattr(server, "EmrML", lambda settings, **_options: None)
+    # A worker process logs to its stderr; here that is pytest's capture, closed at the end of the session,
+    # when the session's live server still writes its access log.
+    monkeypatch.setattr(server, "configure_logging", lambda: None)
     for slots, workers in ((1, 3), (25, 4)):
         tickets = tmp_path / f"tickets-{slots}-{workers}"
         tickets.mkdir()

@@ -4,6 +4,7 @@ auth errors over raw HTTP and boto3, the first-start admin key, and the users/ke
 from __future__ import annotations
 
 import json
+import re
 import signal
 import stat
 import subprocess
@@ -37,6 +38,7 @@ from emrml.errors import (
     InvalidSignatureException,
     ResourceNotFoundException,
 )
+from emrml.service import identity
 from emrml.service.app import EmrML
 from emrml.service.auth import (
     CredentialCache,
@@ -106,6 +108,15 @@ def test_users_and_keys_crud(identities: Identities) -> None:
         identities.delete_key(first.access_key_id)
     assert identities.delete_user("alice") == 1
     assert identities.list_users() == [] and identities.list_keys() == []
+
+
+def test_secret_keys_are_aws_shaped_and_never_read_as_an_option() -> None:
+    # 40 characters of base64's alphabet, as AWS's secrets: none starts with "-", which the aws CLI (and any
+    # argparse-style parser) takes for an option (one secret in 64 did, and the printed profile commands
+    # failed with it); 2,000 draws of the old 64 characters held a "-" or "_" almost surely.
+    drawn = [identity.new_secret_access_key() for _ in range(2000)]
+    assert all(re.fullmatch(r"[A-Za-z0-9+/]{40}", secret) for secret in drawn)
+    assert len(set(drawn)) == len(drawn)
 
 
 def test_secrets_are_encrypted_at_rest_with_a_private_key_file(

@@ -38,6 +38,11 @@ USER_NAME = re.compile(r"(?!\.\.?\Z)[A-Za-z0-9+=,.@_-]{1,64}")
 #: looking for AWS keys (``AKIA…``) do not mistake them for Amazon credentials.
 ACCESS_KEY_PREFIX = "EMRL"
 _KEY_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+#: Secret access keys are 40 characters of base64's alphabet, as AWS's are (240 random bits): never a "-" or
+#: "_" (``token_urlsafe``'s), since a secret starting with "-" is taken for an option by command-line parsers
+#: (``aws configure set aws_secret_access_key -…`` fails, as the printed profile commands did).
+_SECRET_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+SECRET_LENGTH = 40
 KEY_FILE_NAME = "secrets.key"
 
 
@@ -176,6 +181,10 @@ def user_arn(account_id: str, user_name: str) -> str:
 
 def _new_access_key_id() -> str:
     return ACCESS_KEY_PREFIX + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(16))
+
+
+def new_secret_access_key() -> str:
+    return "".join(secrets.choice(_SECRET_ALPHABET) for _ in range(SECRET_LENGTH))
 
 
 def _check_user_name(name: str) -> None:
@@ -322,7 +331,7 @@ class Identities:
         return moved
 
     def create_key(self, user_name: str) -> NewAccessKey:
-        secret = secrets.token_urlsafe(30)
+        secret = new_secret_access_key()
         with self.sessions() as session, session.begin():
             if session.get(User, user_name) is None:
                 raise ResourceNotFoundException(f"user {user_name!r} does not exist")

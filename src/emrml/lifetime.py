@@ -109,4 +109,5 @@ def _exited(pid: int) -> bool:
     except OSError:
         return False
     # The state follows the command name, in parentheses that may themselves hold any character.
-    return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] in (b"Z", b"X")
+    state = stat.rindex(b")") + 2
+    return stat[state : state + 1] in (b"Z", b"X")

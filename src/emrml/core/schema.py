@@ -99,10 +99,12 @@ class Schema:
 _STORED_TARGET = '\n  "targetAttributeName": '
 
 
-def stored_target(text: str) -> str | None:
-    """The target attribute (None: none) of a schema as ``Schema.to_json`` wrote it, read from its own line:
-    Describe results name every listed object's target, and a whole schema of thousands of attributes
-    takes milliseconds to read. Another text is read whole."""
+def stored_target(text: str | None) -> str | None:
+    """The target attribute (None: none, or no schema stored yet) of a schema as ``Schema.to_json`` wrote
+    it, read from its own line: Describe results name every listed object's target, and a whole schema of
+    thousands of attributes takes milliseconds to read. Another text is read whole."""
+    if not text:
+        return None
     at = text.find(_STORED_TARGET)
     if at < 0:
         target = json.loads(text).get("targetAttributeName")

@@ -154,12 +154,10 @@ def describe_data_source(entity: DataSource, *, verbose: bool = False) -> Respon
             if not verbose:
                 shown.pop("SelectSqlQuery", None)
             members[member] = shown
-    if entity.data_schema:
-        # Not an Amazon ML member (boto3 ignores it): the target of the validated schema (absent: none), which
-        # a list of datasources to evaluate a model on needs of each (the console's evaluate form).
-        target = stored_target(entity.data_schema)
-        if target is not None:
-            members["TargetAttributeName"] = target
+    # Not an Amazon ML member (boto3 ignores it): the target of the validated schema (absent: none), which a
+    # list of datasources to evaluate a model on needs of each (the console's evaluate form).
+    if (target := stored_target(entity.data_schema)) is not None:
+        members["TargetAttributeName"] = target
     if entity.total_records is not None:
         # Not Amazon ML members (boto3 ignores them): the record counts of the datasource summary.
         members["TotalRecordCount"] = entity.total_records

@@ -34,7 +34,7 @@ from sqlalchemy import (
 )
 
 from emrml.errors import InvalidInputException
-from emrml.service.metastore import ENTITY_CLASSES, SORTED_TEXT
+from emrml.service.metastore import ENTITY_CLASSES, SORTED_TEXT, sort_key_column, sort_key_index
 from emrml.service.operations import Request, Response, canonical, operation
 
 if TYPE_CHECKING:
@@ -300,7 +300,7 @@ def _sort_key_range(
     column_name = FILTERS[kind].get(request.get("FilterVariable") or "", "")
     if column_name not in dict(SORTED_TEXT[table.__tablename__]):
         return [], []
-    key = literal_column(f"{table.__tablename__}.{column_name}_sort", String())
+    key = literal_column(f"{table.__tablename__}.{sort_key_column(column_name)}", String())
     # What the filters and the previous page say of the value, said of its key (which every object whose
     # value holds them has): the range the key's index is read in.
     bounds = [
@@ -316,7 +316,7 @@ def _sort_key_range(
     )
     # Read in the key's order, stopping at the object after the page: what a planner unsure of the table's
     # size or of its filters' share (MariaDB's, on a few thousand objects) may otherwise read whole and sort.
-    hint = f"FORCE INDEX FOR ORDER BY (ix_{table.__tablename__}_{column_name}_sort)"
+    hint = f"FORCE INDEX FOR ORDER BY ({sort_key_index(table.__tablename__, column_name)})"
     query = query.with_hint(table, hint, "mysql").with_hint(table, hint, "mariadb")
     end = session.execute(query).scalar()
     if end is None:

@@ -263,7 +263,7 @@ class StreamConsumer(Base):
 #: Migration 0020 gives each a sort key the models do not declare, as it differs by metastore: on SQLite and
 #: PostgreSQL an index on the sort value and the id, ``ix_<table>_<column>_id``; on MySQL and MariaDB,
 #: which index no expression, an indexed virtual column of the value's first characters, ``<column>_sort``
-#: (index ``ix_<table>_<column>_sort``), which ``service.describe`` names itself.
+#: (index ``ix_<table>_<column>_sort``): ``sort_key_column`` and ``sort_key_index``.
 SORTED_TEXT: dict[str, tuple[tuple[str, bool], ...]] = {
     "data_sources": (("name", True), ("data_location", False)),
     "ml_models": (("name", True), ("input_data_location", True)),
@@ -272,14 +272,24 @@ SORTED_TEXT: dict[str, tuple[tuple[str, bool], ...]] = {
 }
 
 
+def sort_key_column(column: str) -> str:
+    """MySQL's and MariaDB's virtual column of ``column``'s sort key (migration 0020)."""
+    return f"{column}_sort"
+
+
+def sort_key_index(table: str, column: str) -> str:
+    """MySQL's and MariaDB's index of ``column``'s sort key (migration 0020)."""
+    return f"ix_{table}_{column}_sort"
+
+
 def sort_key_objects() -> set[tuple[str, str]]:
     """(kind, name) of the columns and indexes of migration 0020 on any metastore: what the schema has and
     the models do not declare."""
     objects = set()
     for table, columns in SORTED_TEXT.items():
         for column, _ in columns:
-            objects |= {("index", f"ix_{table}_{column}_id"), ("index", f"ix_{table}_{column}_sort")}
-            objects.add(("column", f"{column}_sort"))
+            objects |= {("index", f"ix_{table}_{column}_id"), ("index", sort_key_index(table, column))}
+            objects.add(("column", sort_key_column(column)))
     return objects
 
 

@@ -131,12 +131,10 @@ def describe_ml_model(entity: MLModel, url: str) -> Response:
         members["ScoreThreshold"] = entity.score_threshold
     if entity.score_threshold_updated_at is not None:
         members["ScoreThresholdLastUpdatedAt"] = entity.score_threshold_updated_at
-    if entity.data_schema:
-        # Not an Amazon ML member (boto3 ignores it): the attribute the model predicts, once trained; a list
-        # of models to evaluate needs it of each (the console's evaluate form).
-        target = stored_target(entity.data_schema)
-        if target is not None:
-            members["TargetAttributeName"] = target
+    # Not an Amazon ML member (boto3 ignores it): the attribute the model predicts, once trained; a list of
+    # models to evaluate needs it of each (the console's evaluate form).
+    if (target := stored_target(entity.data_schema)) is not None:
+        members["TargetAttributeName"] = target
     return members
 
 

@@ -1,5 +1,6 @@
 """`emrml serve` serves the console from a process of its own, through a proxy on the API's port: pages,
-login with CSRF and cookies, forms, static files; a console process that dies is started again."""
+login with CSRF and cookies, forms, static files; the process starts with the first console request, and
+one that dies is started again."""
 
 from __future__ import annotations
 
@@ -35,8 +36,15 @@ def _children(pid: int) -> list[tuple[int, str]]:
     return found
 
 
-def _console_pid(server: subprocess.Popen[bytes]) -> int:
-    (pid,) = [pid for pid, command in _children(server.pid) if "emrml.web.console_process" in command]
+def _console_pids(server: subprocess.Popen[bytes]) -> list[int]:
+    return [pid for pid, command in _children(server.pid) if "emrml.web.console_process" in command]
+
+
+def _console_pid(url: str, server: subprocess.Popen[bytes]) -> int:
+    """The console process's pid, once a console page has been answered (which starts it)."""
+    with _client(url) as client:
+        assert client.get("/console/login").status_code == 200
+    (pid,) = _console_pids(server)
     return pid
 
 
@@ -65,7 +73,7 @@ def _client(url: str) -> Any:
 
 def test_the_console_is_served_by_its_own_process_through_the_api_port(server: Any) -> None:
     url, home, process = server
-    console = _console_pid(process)
+    console = _console_pid(url, process)
     assert console != process.pid
     password = json.loads((home / "admin-credentials.json").read_text())["console_password"]
     with _client(url) as client:
@@ -90,7 +98,7 @@ def test_the_console_is_served_by_its_own_process_through_the_api_port(server: A
 
 def test_a_console_process_that_dies_is_started_again(server: Any) -> None:
     url, _, process = server
-    first = _console_pid(process)
+    first = _console_pid(url, process)
     os.kill(first, signal.SIGKILL)
     deadline = time.monotonic() + 30
     with _client(url) as client:
@@ -102,23 +110,42 @@ def test_a_console_process_that_dies_is_started_again(server: Any) -> None:
                 pass
             assert time.monotonic() < deadline, "the console did not come back"
             time.sleep(0.2)
-    assert _console_pid(process) != first
+    assert _console_pid(url, process) != first
     with _client(url) as client:
         assert client.get("/health").status_code == 200  # the API never went away
 
 
+def test_the_console_process_starts_with_the_first_console_request(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "server.log"
+    with log.open("wb") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "emrml", "--home", str(tmp_path / "home"), "serve", "--port", str(port)],
+            stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answered(f"{url}/health", server, log, 60)
+        assert _console_pids(server) == []  # serving the API alone
+        console = _console_pid(url, server)  # the first page is answered: the process was started for it
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(30)
+    assert not Path(f"/proc/{console}").exists() or "zombie" in _state(console)
+
+
 def test_the_console_process_ends_with_a_server_killed_outright(tmp_path: Path) -> None:
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "emrml", "--home", str(tmp_path / "home"), "serve", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    log = tmp_path / "server.log"
+    with log.open("wb") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "emrml", "--home", str(tmp_path / "home"), "serve", "--port", str(port)],
+            stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while not [c for c in _children(server.pid) if "emrml.web.console_process" in c[1]]:
-            assert time.monotonic() < deadline and server.poll() is None, "no console process"
-            time.sleep(0.2)
-        console = _console_pid(server)
+        wait_until_answered(f"{url}/health", server, log, 60)
+        console = _console_pid(url, server)
     finally:
         server.kill()
         server.wait(30)

@@ -9,6 +9,11 @@ to give up the lock (milliseconds at a time), which is what `bench/console_chart
 streamed back as it comes. The parent keeps the listening socket, so requests that arrive while the child
 (re)starts wait in the socket's backlog rather than fail; a child that exits is started again.
 
+The child starts with the first console request, not with the server: a server used through its API alone
+never pays for the console (a second interpreter importing the console, about 0.5 s of CPU and 100 MB), and
+on a machine of two cores that start would compete with the server's own, delaying its first answers. The
+first page waits for the child's start instead (about as long as the server's own start).
+
 The proxy sends the client's address and scheme as ``X-Forwarded-For`` / ``X-Forwarded-Proto`` (and drops
 those a client sent): the address the API server took for the client's, the connection's own unless it
 came through a proxy ``forwarded_allow_ips`` names. The child trusts them because nothing but this server
@@ -23,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import shutil
 import socket
 import subprocess
@@ -65,16 +71,21 @@ class ConsoleProcess:
         self._socket.listen(128)
         self._child: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
+        # Wakes the watcher's wait for a first connection when the block ends; the lock keeps a child from
+        # being started once the block has ended.
+        self._wake_read, self._wake_write = os.pipe()
+        self._lock = threading.Lock()
         self._watcher = threading.Thread(target=self._watch, name="emrml-console-process", daemon=True)
 
     def __enter__(self) -> ConsoleProcess:
-        self._start()
         self._watcher.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stopping.set()
-        child = self._child
+        with self._lock:
+            self._stopping.set()
+            child = self._child
+        os.write(self._wake_write, b"x")
         if child is not None and child.poll() is None:
             child.terminate()
             try:
@@ -82,31 +93,48 @@ class ConsoleProcess:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
+        self._watcher.join(10)
         self._socket.close()
+        os.close(self._wake_read)
+        os.close(self._wake_write)
         shutil.rmtree(self._folder, ignore_errors=True)
 
-    def _start(self) -> None:
+    def _start(self) -> bool:
+        """Start the child, unless the block has ended; whether it was started."""
+        with self._lock:
+            if self._stopping.is_set():
+                return False
+            self._child = self._spawn()
+            return True
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
         options = {
             "home": str(self.home),
             "public_url": self.public_url,
             "fd": self._socket.fileno(),
             "server_pid": os.getpid(),
         }
-        self._child = subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, "-m", "emrml.web.console_process"],
             env={**os.environ, OPTIONS: json.dumps(options)},
             pass_fds=(self._socket.fileno(),),
         )
 
     def _watch(self) -> None:
-        while not self._stopping.is_set():
+        # A listening socket reads as ready once a connection waits in its backlog: the first console
+        # request, which the child accepts when it has started.
+        ready, _, _ = select.select([self._socket, self._wake_read], [], [])
+        if self._wake_read in ready or not self._start():
+            return
+        while True:
             child = self._child
             assert child is not None
             code = child.wait()
             if self._stopping.wait(_RESTART_SECONDS):
                 return
             log.error("the console process exited with status %s; starting it again", code)
-            self._start()
+            if not self._start():
+                return
 
 
 #: Methods that change nothing: every other console request may have queued a job.

@@ -1,9 +1,10 @@
 """Running the ``emrml`` command line: in-process, as the CLI tests do, or as a server in a process of its
-own (waiting for it to answer)."""
+own (waiting for it to answer); a small binary dataset and its schema to give it."""
 
 from __future__ import annotations
 
 import json
+import random
 import socket
 import subprocess
 import time
@@ -97,3 +98,34 @@ def wait_until_answered(url: str, process: subprocess.Popen[bytes], log: Path, t
             pass
         assert time.monotonic() < deadline, f"{url} did not answer: {log.read_text()[-3000:]}"
         time.sleep(0.2)
+
+
+def write_binary_data(path: Path, rows: int, *, blank_target_every: int = 0, seed: int = 7) -> Path:
+    """``x`` (NUMERIC), ``c`` (CATEGORICAL) and a target ``y`` that follows them; every
+    ``blank_target_every``-th record has an empty target."""
+    rng = random.Random(seed)
+    lines = ["x,c,y"]
+    for i in range(rows):
+        x = rng.uniform(0, 10)
+        c = rng.choice("abc")
+        y = int(x + (2 if c == "a" else 0) + rng.gauss(0, 1) > 6)
+        target = "" if blank_target_every and i % blank_target_every == 0 else str(y)
+        lines.append(f"{x:.3f},{c},{target}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def binary_schema(path: Path, *, header: bool = True) -> Path:
+    schema = {
+        "version": "1.0",
+        "targetAttributeName": "y",
+        "dataFormat": "CSV",
+        "dataFileContainsHeader": header,
+        "attributes": [
+            {"attributeName": "x", "attributeType": "NUMERIC"},
+            {"attributeName": "c", "attributeType": "CATEGORICAL"},
+            {"attributeName": "y", "attributeType": "BINARY"},
+        ],
+    }
+    path.write_text(json.dumps(schema))
+    return path

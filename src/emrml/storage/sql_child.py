@@ -58,8 +58,7 @@ STREAM = b"stream\n"
 _END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"
 #: prctl's option by which the kernel signals a process when its parent dies (linux/prctl.h).
 _PR_SET_PDEATHSIG = 1
-#: A failed connection of connectorx's pool, as its logger (env_logger, plain) prints it on the child's
-#: stderr:
+#: A failed connection of connectorx's pool as its logger (env_logger) prints it on the child's stderr, e.g.
 #: ``[2026-12-07T07:38:51Z ERROR r2d2] MySqlError { ERROR 1045 (28000): Access denied ... }``.
 _POOL_ERROR = re.compile(rb"\[\S+ ERROR r2d2\] ([^\n]*)")
 
@@ -110,7 +109,9 @@ class ChildRead:
         )
         relay.start()
         url = self._source.driver_url()
-        # An address that never answers fails the connection as it does the reader's (``mysql_connect``).
+        # The TCP connection is bounded as the reader's is (``mysql_connect``). A server that takes it and
+        # then says nothing is left to the pool's 30 s: the driver takes no read timeout in its URL (and
+        # the reader's connection, made just before, found it answering).
         url += ("&" if "?" in url else "?") + f"tcp_connect_timeout_ms={CONNECT_TIMEOUT * 1000}"
         try:
             order = {
@@ -268,9 +269,9 @@ def _read(order: dict[str, Any], out: IO[bytes]) -> dict[str, Any]:
 
 
 def _log_pool_errors() -> None:
-    """Have connectorx's logger, set up as it is imported, print its pool's failed connections plainly (no
-    colour codes) on stderr, where the reader reads them (``ChildRead._relay``): it does by default, and
-    whatever ``RUST_LOG`` the server runs with."""
+    """Have connectorx's logger (set up as connectorx is imported) print its pool's failed connections on
+    stderr for the reader (``ChildRead._relay``), plainly, without colour codes: its default level, errors,
+    does; a ``RUST_LOG`` of the server's that would leave them out has them back."""
     os.environ["RUST_LOG_STYLE"] = "never"
     levels = os.environ.get("RUST_LOG")
     if levels and "r2d2" not in levels:

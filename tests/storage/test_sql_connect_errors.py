@@ -77,6 +77,7 @@ class Refusal:
     password: str
     reason: str  # in the datasource's message (the reader's driver, pymysql)
     child_reason: str  # in the reading process's (connectorx)
+    options: str = ""  # of the connection URL
 
 
 REFUSALS = {
@@ -96,8 +97,23 @@ REFUSALS = {
 }
 
 
+#: The server of the tests offers no TLS. The reader's first connection refuses it too (test_sql_sources):
+#: the reading process's alone here, as when its driver's TLS differs from the first connection's.
+CHILD_REFUSALS = {
+    **REFUSALS,
+    "TLS the server lacks": Refusal(
+        None,
+        "",
+        PASSWORD,
+        "SSL is required",
+        "Client requires secure connection but server does not have this capability",
+        "?ssl-mode=REQUIRED",
+    ),
+}
+
+
 def _url(refusal: Refusal) -> str:
-    return f"mysql://127.0.0.1:{_closed_port() if refusal.port == 0 else 3306}"
+    return f"mysql://127.0.0.1:{_closed_port() if refusal.port == 0 else 3306}{refusal.options}"
 
 
 @pytest.mark.parametrize("refusal", list(REFUSALS.values()), ids=list(REFUSALS))
@@ -137,7 +153,7 @@ def test_an_rds_datasource_that_cannot_connect_fails_at_once_with_the_reason(
     assert took < NO_POOL_WAIT, f"the failure took {took:.1f} s: {message}"
 
 
-@pytest.mark.parametrize("refusal", list(REFUSALS.values()), ids=list(REFUSALS))
+@pytest.mark.parametrize("refusal", list(CHILD_REFUSALS.values()), ids=list(CHILD_REFUSALS))
 def test_the_process_reading_a_mysql_query_fails_at_once_when_its_connection_is_refused(
     account: Account, refusal: Refusal, capfd: pytest.CaptureFixture[str]
 ) -> None:

@@ -3,13 +3,13 @@ read needs (the driver, Arrow, the error messages of ``storage.sql_errors``), no
 that pulls (TLS, the watcher's module, subprocess handling), some 0.06 s of every read's start.
 
 As tests/test_startup.py, it lists the modules the child imports with Python's import-time profile, here
-given to the very child a read starts (``PYTHONPROFILEIMPORTTIME``, its stderr to a file)."""
+given to the very child a read starts (``PYTHONPROFILEIMPORTTIME``), whose stderr the reader copies to its
+own."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,9 +30,8 @@ def _admin_source() -> sql.SqlSource:
 
 
 def test_the_process_reading_a_mysql_query_imports_only_what_it_needs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    profile = tmp_path / "child-imports.txt"
     started: list[str] = []
     start_module = sql_watch.start_module
 
@@ -40,9 +39,9 @@ def test_the_process_reading_a_mysql_query_imports_only_what_it_needs(
         if module != "emrml.storage.sql_child":  # the watcher
             return start_module(module, **options)
         started.append(module)
-        with monkeypatch.context() as environment, profile.open("wb") as stderr:
+        with monkeypatch.context() as environment:
             environment.setenv("PYTHONPROFILEIMPORTTIME", "1")
-            return start_module(module, stderr=stderr, **options)
+            return start_module(module, **options)
 
     monkeypatch.setattr(sql_watch, "start_module", profiled)
     with sql.read_query(_admin_source(), "SELECT 7 AS seven") as reader:
@@ -50,7 +49,7 @@ def test_the_process_reading_a_mysql_query_imports_only_what_it_needs(
     assert started == ["emrml.storage.sql_child"]
     imported = {
         line.rsplit("|", 1)[1].strip()
-        for line in profile.read_text().splitlines()
+        for line in capfd.readouterr().err.splitlines()
         if line.startswith("import time:") and "|" in line
     }
     assert {"connectorx", "pyarrow"} <= imported  # the profile is the reading child's

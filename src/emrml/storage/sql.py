@@ -330,7 +330,7 @@ def mysql_connect(source: SqlSource) -> Any:
         raise missing_driver(exc.name or "pymysql") from None
     parts = urlsplit(source.url)
     try:
-        return pymysql.connect(
+        connection = pymysql.connect(
             host=parts.hostname,
             port=parts.port or 3306,
             user=source.user,
@@ -339,12 +339,22 @@ def mysql_connect(source: SqlSource) -> Any:
             # takes it percent-encoded in UTF-8 (driver_url) and sends the same bytes.
             password=source.password.encode(),
             database=source.database,
+            # connect_timeout bounds the TCP connection alone: the server's greeting and the sign-in are
+            # read under the read timeout, none by default, so an address that takes the connection and
+            # says nothing (a proxy or load balancer with no server behind it, a port of another
+            # protocol) was waited on for ever. Both timeouts are lifted once signed in (below).
             connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=CONNECT_TIMEOUT,
+            write_timeout=CONNECT_TIMEOUT,
             **_mysql_tls(source),
         )
     except pymysql.Error as exc:
         reason = exc.args[1] if len(exc.args) == 2 else str(exc)  # pymysql's args: (code, message)
         raise DataError(f"cannot connect to {source.what}: {reason}") from None
+    # A query may send nothing for hours (a sort, a join of large tables), which its describing connection
+    # waits for. pymysql has no setter: it applies these at its next read and write.
+    connection._read_timeout = connection._write_timeout = None
+    return connection
 
 
 @contextmanager

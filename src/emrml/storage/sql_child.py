@@ -15,6 +15,12 @@ wait is a read of the pipe, during which the other threads run.
   the watcher's to end (``storage.sql_watch``): the child's connection takes the read's lock first.
 - Memory is bounded by the batch size on both sides: the child writes a batch while the reader takes the
   one before, and waits on the full pipe meanwhile.
+- A connection the server refuses fails the read at once. connectorx connects through a pool (r2d2) that
+  retries a failed connection for 30 s, its fixed wait, before it says why (a wrong password, an unknown
+  database, a closed port); the child has its logger print each failed attempt on stderr, which the reader
+  reads (``ChildRead._relay``): the first ends the child, and the read fails with its reason. The reader
+  has connected once already by then (``storage.sql``), so this is a failure of the child's connection
+  alone (TLS, authentication, the server's connection limit, a server gone meanwhile).
 
 What the child writes on its stdout: ``STREAM`` and the IPC stream of the result (connectorx's batches,
 TIMESTAMP columns typed as UTC), then one line of JSON, ``{"done": true}`` or ``{"error": message}`` (the
@@ -26,11 +32,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import IO, TYPE_CHECKING, Any
 
 from emrml.errors import DataError
@@ -51,6 +58,9 @@ STREAM = b"stream\n"
 _END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"
 #: prctl's option by which the kernel signals a process when its parent dies (linux/prctl.h).
 _PR_SET_PDEATHSIG = 1
+#: A failed connection of connectorx's pool as its logger (env_logger) prints it on the child's stderr, e.g.
+#: ``[2026-12-07T07:38:51Z ERROR r2d2] MySqlError { ERROR 1045 (28000): Access denied ... }``.
+_POOL_ERROR = re.compile(rb"\[\S+ ERROR r2d2\] ([^\n]*)")
 
 
 class ChildRead:
@@ -65,6 +75,8 @@ class ChildRead:
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
         self._stopped = False
+        self._streaming = False  # the result's schema has come: the child connected
+        self._refused: str | None = None  # why the child's connection failed, once it has
 
     def stop(self) -> None:
         with self._lock:
@@ -82,18 +94,29 @@ class ChildRead:
         import pyarrow as pa
 
         from emrml.storage import sql_watch
-        from emrml.storage.sql import BATCH_ROWS
+        from emrml.storage.sql import BATCH_ROWS, CONNECT_TIMEOUT
 
         with self._lock:
             if self._stopped:
                 raise self._stopped_error()
-            process = sql_watch.start_module("emrml.storage.sql_child", stdout=subprocess.PIPE)
+            process = sql_watch.start_module(
+                "emrml.storage.sql_child", stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
             self._process = process
         assert process.stdin is not None and process.stdout is not None
+        relay = threading.Thread(
+            target=self._relay, args=(process,), name="emrml-sql-child-stderr", daemon=True
+        )
+        relay.start()
+        url = self._source.driver_url()
+        # The TCP connection is bounded as the reader's is (``mysql_connect``). A server that takes it and
+        # then says nothing is left to the pool's 30 s: the driver takes no read timeout in its URL (and
+        # the reader's connection, made just before, found it answering).
+        url += ("&" if "?" in url else "?") + f"tcp_connect_timeout_ms={CONNECT_TIMEOUT * 1000}"
         try:
             order = {
                 # What the child needs of the source: it does without ``SqlSource`` (``storage.sql``).
-                "url": self._source.driver_url(),
+                "url": url,
                 "what": self._source.what,
                 "batch_rows": BATCH_ROWS,
                 "query": self._query,
@@ -109,6 +132,7 @@ class ChildRead:
             first = process.stdout.readline()
             if first != STREAM:  # the read failed before its result's schema was known
                 raise self._ending(process, first) or self._died(process)
+            self._streaming = True
             try:
                 stream = pa.ipc.open_stream(process.stdout)
             except (pa.ArrowInvalid, OSError):
@@ -120,6 +144,7 @@ class ChildRead:
                 process.kill()
                 process.wait()
             process.stdout.close()
+            relay.join()  # at the end of the child's stderr, which has ended with it
 
     def _streamed(
         self, process: subprocess.Popen[bytes], stream: pa.RecordBatchReader
@@ -135,6 +160,25 @@ class ChildRead:
         if failure is not None:
             raise failure
 
+    def _relay(self, process: subprocess.Popen[bytes]) -> None:
+        """Copy the child's stderr to this process's (where it went before it was read: a driver's panic);
+        a failed connection of the pool before the result came ends the child instead, its reason kept for
+        the read's error (``_died``)."""
+        from emrml.storage.sql_errors import pool_error
+
+        assert process.stderr is not None
+        with process.stderr, open(2, "wb", closefd=False) as stderr:
+            for line in process.stderr:
+                refused = None if self._streaming else _POOL_ERROR.match(line)
+                if refused is None:
+                    with suppress(OSError):  # a stderr closed: nowhere to tell
+                        stderr.write(line)
+                        stderr.flush()
+                elif self._refused is None:
+                    self._refused = pool_error(refused.group(1).decode(errors="replace"))
+                    with self._lock:  # as ``stop``: never a pid ``batches`` has reaped
+                        process.kill()
+
     def _ending(self, process: subprocess.Popen[bytes], line: bytes) -> DataError | None:
         """The failure the child's last line tells, None when it read the whole result."""
         if not line:
@@ -146,6 +190,8 @@ class ChildRead:
         process.wait()  # its output is closed: it has ended, or is ending
         if self._stopped:
             return self._stopped_error()
+        if self._refused is not None:
+            return DataError(f"cannot connect to {self._source.what}: {self._refused}")
         code = process.returncode
         how = f"was ended by signal {-code} ({signal.strsignal(-code)})" if code < 0 else f"exited ({code})"
         return DataError(
@@ -186,6 +232,7 @@ def _read(order: dict[str, Any], out: IO[bytes]) -> dict[str, Any]:
     error); what ended it, the line that follows."""
     from emrml.storage.sql_errors import clean_error, missing_driver
 
+    _log_pool_errors()
     try:
         import connectorx
     except ImportError as exc:
@@ -219,6 +266,16 @@ def _read(order: dict[str, Any], out: IO[bytes]) -> dict[str, Any]:
     if streaming:
         out.write(_END_OF_STREAM)
     return ending
+
+
+def _log_pool_errors() -> None:
+    """Have connectorx's logger (set up as connectorx is imported) print its pool's failed connections on
+    stderr for the reader (``ChildRead._relay``), plainly, without colour codes: its default level, errors,
+    does; a ``RUST_LOG`` of the server's that would leave them out has them back."""
+    os.environ["RUST_LOG_STYLE"] = "never"
+    levels = os.environ.get("RUST_LOG")
+    if levels and "r2d2" not in levels:
+        os.environ["RUST_LOG"] = f"{levels},r2d2=error"
 
 
 def _die_with(reader: int) -> None:

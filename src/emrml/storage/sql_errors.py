@@ -39,3 +39,11 @@ def clean_error(error: BaseException) -> str:
     elif "MYSQL_TYPE_NULL" in text:
         text += " (a column of NULL literals: give it a type in the query, e.g. CAST(NULL AS CHAR))"
     return text
+
+
+def pool_error(logged: str) -> str:
+    """The reason of a failed connection of connectorx's pool, as its logger prints it (``MySqlError { ERROR
+    1045 (28000): Access denied … }``, ``DriverError { Could not connect to address `host:3306': Connection
+    refused (os error 111) }``): the driver's message without its wrapping."""
+    wrapped = re.fullmatch(r"\w+ \{ (.*) \}", logged.strip())
+    return clean_error(wrapped.group(1) if wrapped else logged)

@@ -15,6 +15,7 @@ import boto3
 import pytest
 import typer
 from typer.testing import CliRunner
+from web_helpers import SERVE_SCRIPT
 
 from emrml.cli_server import register
 from emrml.config import Settings
@@ -189,20 +190,6 @@ def test_serve_prints_first_start_help_once_and_warns_without_auth(
     assert no_auth.exit_code == 0 and "WARNING: Authentication is OFF" in no_auth.output
     assert not (open_home / "admin-credentials.json").exists()
     assert served == [("127.0.0.1", 8123), ("127.0.0.1", 8123), ("0.0.0.0", 8080)]
-
-
-SERVE_SCRIPT = """
-import typer
-from pathlib import Path
-from emrml import cli_server
-from emrml.cli_server import register
-app = typer.Typer()
-@app.callback()
-def main(home: Path = typer.Option(..., "--home"), output: str = typer.Option("table", "--output")) -> None:
-    "emrml"
-register(app)
-app()
-"""
 
 
 def test_serve_runs_signed_requests_logs_them_and_stops_on_sigint(tmp_path: Path) -> None:

@@ -1,8 +1,10 @@
 """What the console tests share besides their fixtures (``conftest.py``): the installation's names,
-logging in through the login form, and stream rows as consumers would leave them."""
+logging in through the login form, forms' CSRF tokens and error messages, and stream rows as consumers
+would leave them."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import time
@@ -68,6 +70,16 @@ def login_token(html: str) -> str:
     match = re.search(r'name="csrf_token" value="([^"]+)"', html)
     assert match, "no CSRF token in the page"
     return match.group(1)
+
+
+def page_token(client: Any, path: str = "/console/account") -> str:
+    """The CSRF token of the form on the page at ``path``, for the client's session."""
+    return login_token(client.get(path).text)
+
+
+def form_errors(page: Any) -> list[str]:
+    """The error messages a page shows beside its form and fields, unescaped."""
+    return [html.unescape(text) for text in re.findall(r'class="error[^"]*"[^>]*>([^<]*)<', page.text)]
 
 
 def log_in(client: Any, user: str, password: str) -> Any:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from browser_helpers import sign_in
 from console_helpers import Served, put_stream, remove_streams
-from test_browser import sign_in
 from test_narrow import assert_tables_scroll_sideways
 
 #: Each table wider than its box: [its id or caption, its width, its box's width].

@@ -9,10 +9,10 @@ import re
 from typing import Any
 
 import pytest
+from browser_helpers import sign_in
 from console_helpers import DATASOURCE, MODEL, Installation, Served, log_in, login_token
 from sqlalchemy import update
 from starlette.testclient import TestClient
-from test_browser import sign_in
 from test_permissions import VIEWER, VIEWER_PASSWORD, ensure_viewer
 
 from emrml.samples import bank_sample_schema

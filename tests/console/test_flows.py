@@ -8,8 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from browser_helpers import check_accessibility, screenshot, sign_in
 from console_helpers import DATASOURCE, EVALUATION, MODEL, Evaluations, Served
-from test_browser import check_accessibility, screenshot, sign_in
 
 from emrml.samples import bank_sample_schema, write_bank_sample
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from browser_helpers import check_accessibility, sign_in
 from console_helpers import MODEL, Served, put_stream, remove_streams
-from test_browser import check_accessibility, sign_in
 
 STREAM = "st-live"
 

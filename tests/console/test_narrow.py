@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from browser_helpers import check_accessibility, sign_in, split_words_script
 from console_helpers import DATASOURCE, EVALUATION, MODEL, Evaluations, Served
-from test_browser import check_accessibility, sign_in, split_words_script
 
 from emrml.samples import bank_sample_schema
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from browser_helpers import check_accessibility
 from console_helpers import (
     BOB_PASSWORD,
     DATASOURCE,
@@ -21,7 +22,6 @@ from console_helpers import (
     login_token,
 )
 from starlette.testclient import TestClient
-from test_browser import check_accessibility
 
 from emrml.service.identity import Identities
 from emrml.service.logins import Logins

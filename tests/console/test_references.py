@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from browser_helpers import check_accessibility
 from console_helpers import (
     DATASOURCE,
     EVALUATION,
@@ -21,7 +22,6 @@ from console_helpers import (
 )
 from sqlalchemy import event
 from starlette.testclient import TestClient
-from test_browser import check_accessibility
 
 from emrml.samples import bank_sample_schema
 from emrml.service.identity import Identities

@@ -1,5 +1,5 @@
 """The Spark engine against the local engine on a real dataset: sms_spam (a TEXT attribute, quoted records
-with commas and line-long messages, which the bank sample of tests/engine/test_spark.py has none of),
+with commas and line-long messages, which the bank sample of tests/engine/test_spark_jobs.py has none of),
 cut into byte ranges at record boundaries: the statistics, an evaluation's metrics and a batch prediction's
 result files are the local engine's."""
 

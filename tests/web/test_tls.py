@@ -28,8 +28,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
-from test_auth import SERVE_SCRIPT
 from typer.testing import CliRunner
+from web_helpers import SERVE_SCRIPT
 
 from emrml import cli_server
 from emrml.errors import InvalidInputException

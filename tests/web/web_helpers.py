@@ -1,4 +1,5 @@
-"""Clients for the web tests: boto3 and raw HTTP, signed the way botocore signs."""
+"""Clients for the web tests: boto3 and raw HTTP, signed the way botocore signs; and `emrml serve` as a
+process of its own."""
 
 from __future__ import annotations
 
@@ -23,6 +24,21 @@ from emrml.service.identity import Identities, NewAccessKey
 from emrml.web.protocol import CONTENT_TYPE, TARGET_PREFIX
 
 REGION = "us-east-1"
+
+#: ``emrml serve`` in a process of its own (``python -c SERVE_SCRIPT --home HOME serve ...``): the main
+#: command line's --home and --output options and the server's commands, as the installed ``emrml`` has.
+SERVE_SCRIPT = """
+import typer
+from pathlib import Path
+from emrml import cli_server
+from emrml.cli_server import register
+app = typer.Typer()
+@app.callback()
+def main(home: Path = typer.Option(..., "--home"), output: str = typer.Option("table", "--output")) -> None:
+    "emrml"
+register(app)
+app()
+"""
 
 
 @dataclass

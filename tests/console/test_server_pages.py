@@ -1,11 +1,10 @@
-"""The console's server side through Starlette's test client: sessions, CSRF, refusals, escaping, errors."""
+"""The console's pages through Starlette's test client: every page and its JSON twin, 404 pages, escaping,
+static files, paging, the threshold form, and the jobs and capacity pages."""
 
 from __future__ import annotations
 
 import json
 import re
-import time
-import uuid
 from typing import Any
 
 import pytest
@@ -24,7 +23,6 @@ from console_helpers import (
 
 from emrml.console.thresholds import at_threshold
 from emrml.samples import bank_sample_schema
-from emrml.service.logins import check_password, hash_password
 
 PAGES = [
     "/console/",
@@ -45,14 +43,6 @@ PAGES = [
 ]
 
 
-def test_passwords_are_salted_scrypt() -> None:
-    first, second = hash_password("correct horse"), hash_password("correct horse")
-    assert first != second and first.startswith("scrypt$32768$8$1$")
-    assert check_password("correct horse", first)
-    assert not check_password("correct hors", first)
-    assert not check_password("x", "garbage")
-
-
 @pytest.mark.parametrize("path", PAGES)
 def test_every_page_and_its_json_twin_refuse_anonymous_requests(anonymous: Any, path: str) -> None:
     page = anonymous.get(path)
@@ -70,87 +60,6 @@ def test_every_page_renders_for_admin_with_a_json_twin(admin: Any, path: str) ->
     assert page.headers["x-frame-options"] == "DENY"
     twin = admin.get(path + "?format=json")
     assert twin.status_code == 200 and isinstance(twin.json(), dict)
-
-
-def test_login_sets_a_hardened_cookie_and_logout_ends_the_session(
-    anonymous: Any, installation: Installation
-) -> None:
-    response = log_in(anonymous, "admin", installation.admin_password)
-    assert response.status_code == 303
-    cookie = response.headers["set-cookie"]
-    assert "emrml_session=" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
-    token = anonymous.cookies.get("emrml_session")
-    home = anonymous.get("/console/")
-    assert home.status_code == 200 and ">admin<" in home.text
-    assert anonymous.post("/console/logout", data={"csrf_token": login_token(home.text)}).status_code == 303
-    assert anonymous.get("/console/").status_code == 303
-    # The old cookie is worth nothing once logged out (sessions are server-side).
-    anonymous.cookies.set("emrml_session", token, path="/console/")
-    assert anonymous.get("/console/?format=json").status_code == 401
-
-
-def test_wrong_password_is_refused_without_saying_which_part_was_wrong(anonymous: Any) -> None:
-    for user in ("admin", "nobody"):
-        response = log_in(anonymous, user, "wrong password")
-        assert response.status_code == 401
-        assert "Wrong user name or password." in response.text
-        assert "emrml_session" not in anonymous.cookies
-
-
-def test_a_refused_login_keeps_the_user_name_and_focuses_the_password(anonymous: Any) -> None:
-    refused = log_in(anonymous, "admin", "wrong password")
-    assert refused.status_code == 401
-    fields = dict(re.findall(r'<input id="(username|password)"([^>]*)>', refused.text))
-    assert 'value="admin"' in fields["username"] and "autofocus" not in fields["username"]
-    assert "autofocus" in fields["password"] and "wrong password" not in refused.text
-    fresh = dict(re.findall(r'<input id="(username|password)"([^>]*)>', anonymous.get("/console/login").text))
-    assert 'value=""' in fresh["username"] and "autofocus" in fresh["username"]
-
-
-def test_a_login_without_its_csrf_cookie_is_refused(anonymous: Any, installation: Installation) -> None:
-    page = anonymous.get("/console/login")
-    anonymous.cookies.clear()
-    response = anonymous.post(
-        "/console/login",
-        data={
-            "csrf_token": login_token(page.text),
-            "username": "admin",
-            "password": installation.admin_password,
-        },
-    )
-    assert response.status_code == 403 and "emrml_session" not in anonymous.cookies
-
-
-def test_the_login_form_answers_429_when_throttled(installation: Installation) -> None:
-    from starlette.testclient import TestClient
-
-    from emrml.web.server import create_app
-
-    with TestClient(create_app(installation.service), follow_redirects=False) as client:
-        for _ in range(5):
-            assert log_in(client, "bob", "not the password").status_code == 401
-        refused = log_in(client, "bob", BOB_PASSWORD)
-        assert refused.status_code == 429 and "Too many failed logins" in refused.text
-        assert int(refused.headers["retry-after"]) > 0
-
-
-def test_state_changes_need_the_session_csrf_token(admin: Any) -> None:
-    form = {"threshold": "0.4", "evaluation": EVALUATION}
-    refused = admin.post(f"/console/models/{MODEL}/threshold", data=form)
-    assert refused.status_code == 403 and "CSRF" in refused.text
-    refused = admin.post(f"/console/models/{MODEL}/threshold", data={**form, "csrf_token": "forged"})
-    assert refused.status_code == 403
-    described = admin.get(f"/console/models/{MODEL}?format=json").json()["GetMLModel"]
-    assert described["ScoreThreshold"] == 0.5
-
-
-def test_a_tampered_session_cookie_logs_out(admin: Any) -> None:
-    token = admin.cookies.get("emrml_session")
-    admin.cookies.clear()
-    admin.cookies.set(
-        "emrml_session", token[:-2] + ("AA" if not token.endswith("AA") else "BB"), path="/console/"
-    )
-    assert admin.get("/console/").status_code == 303
 
 
 def test_unknown_ids_and_paths_are_404_pages(admin: Any) -> None:
@@ -296,262 +205,12 @@ def test_an_evaluation_counts_the_records_without_a_target_as_left_out(
     assert "200 used, 100 left out (no usable target)" in page.text
 
 
-def test_password_change_asks_for_the_current_one(anonymous: Any, installation: Installation) -> None:
-    from emrml.service.identity import Identities
-    from emrml.service.logins import Logins
-
-    Identities(installation.service.sessions, installation.home).create_user("carol")
-    Logins(installation.service.sessions).set_password("carol", "carol-password")
-    assert log_in(anonymous, "carol", "carol-password").status_code == 303
-    token = login_token(anonymous.get("/console/account").text)
-    wrong = anonymous.post(
-        "/console/account",
-        data={"csrf_token": token, "current": "nope", "new": "n3w-password", "again": "n3w-password"},
-    )
-    assert wrong.status_code == 400 and "not your current password" in wrong.text
-    # The field to correct is described by its error and has the focus, as in every form.
-    assert re.search(r'<input id="current"[^>]*aria-describedby="current-error" autofocus>', wrong.text)
-    short = anonymous.post(
-        "/console/account",
-        data={"csrf_token": token, "current": "carol-password", "new": "short", "again": "short"},
-    )
-    assert short.status_code == 400 and "8 to 1024 characters" in short.text
-    done = anonymous.post(
-        "/console/account",
-        data={
-            "csrf_token": token,
-            "current": "carol-password",
-            "new": "n3w-password",
-            "again": "n3w-password",
-        },
-    )
-    assert done.status_code == 303
-    assert anonymous.get("/console/").status_code == 303  # the change ended the session
-    assert log_in(anonymous, "carol", "carol-password").status_code == 401
-    assert log_in(anonymous, "carol", "n3w-password").status_code == 303
-
-
-def test_wrong_current_passwords_are_throttled_as_logins_are(
-    anonymous: Any, installation: Installation
-) -> None:
-    from emrml.service.identity import Identities
-    from emrml.service.logins import MAX_FAILURES, Logins
-
-    Identities(installation.service.sessions, installation.home).create_user("dave")
-    Logins(installation.service.sessions).set_password("dave", "dave-password")
-    assert log_in(anonymous, "dave", "dave-password").status_code == 303
-    token = login_token(anonymous.get("/console/account").text)
-
-    def change(current: str) -> Any:
-        form = {"csrf_token": token, "current": current, "new": "n3w-password", "again": "n3w-password"}
-        return anonymous.post("/console/account", data=form)
-
-    for attempt in range(MAX_FAILURES):
-        wrong = change(f"guess-{attempt}")
-        assert wrong.status_code == 400 and "not your current password" in wrong.text
-    # Even the right password now waits: guessing through an open session is as slow as at the login form.
-    throttled = change("dave-password")
-    assert throttled.status_code == 429 and "Too many failed logins" in throttled.text
-    assert int(throttled.headers["retry-after"]) > 0
-    assert 'aria-invalid="true"' in throttled.text
-    assert Logins(installation.service.sessions).verify("dave", "dave-password")
-    # The failures count for the login form too (same user, same client).
-    anonymous.cookies.clear()
-    assert log_in(anonymous, "dave", "dave-password").status_code == 429
-
-
-def test_share_links_show_one_dashboard_until_revoked(admin: Any, anonymous_client_factory: Any) -> None:
-    page = admin.get(f"/console/evaluations/{EVALUATION}")
-    created = admin.post(
-        "/console/share",
-        data={"csrf_token": login_token(page.text), "kind": "Evaluation", "object_id": EVALUATION},
-    )
-    assert created.status_code == 200
-    url = re.search(r'value="(http[^"]+/console/shared/[^"]+)"', created.text).group(1)
-    path = url[url.index("/console/") :]
-    outsider = anonymous_client_factory()
-    shown = outsider.get(path)
-    assert (
-        shown.status_code == 200
-        and EVALUATION in shown.text
-        and 'href="/console/datasources"' not in shown.text
-    )
-    assert "csrf_token" not in shown.text
-    assert outsider.get(path.rsplit("/", 1)[0] + "/not-a-token").status_code == 404
-    link_id = admin.get(f"/console/evaluations/{EVALUATION}?format=json")  # the page lists live links
-    links = re.findall(
-        r'name="revoke" value="([0-9a-f]+)"', admin.get(f"/console/evaluations/{EVALUATION}").text
-    )
-    assert links and link_id.status_code == 200
-    token = login_token(page.text)
-    for link in links:
-        admin.post(
-            "/console/share",
-            data={"csrf_token": token, "kind": "Evaluation", "object_id": EVALUATION, "revoke": link},
-        )
-    assert outsider.get(path).status_code == 404
-
-
-def test_a_share_link_works_for_the_chosen_time_from_now(
-    admin: Any, anonymous_client_factory: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import emrml.service.sharing as sharing
-
-    page = admin.get(f"/console/models/{MODEL}")
-    assert '<option value="3600">1 hour</option>' in page.text
-    form = {"csrf_token": login_token(page.text), "kind": "MLModel", "object_id": MODEL}
-    before = time.time()
-    created = admin.post("/console/share?format=json", data={**form, "expires_in": "3600"})
-    assert created.status_code == 200, created.text
-    # An hour from now, not a midnight: a link made at 23:30 for an hour must not end at 00:00.
-    assert before + 3600 <= created.json()["ExpiresAt"] <= time.time() + 3600
-    path = created.json()["Url"][created.json()["Url"].index("/console/") :]
-    outsider = anonymous_client_factory()
-    assert outsider.get(path).status_code == 200
-    clock = sharing.now
-    monkeypatch.setattr(sharing, "now", lambda: clock() + 3550)
-    assert outsider.get(path).status_code == 200
-    monkeypatch.setattr(sharing, "now", lambda: clock() + 3610)
-    assert outsider.get(path).status_code == 404
-    forever = admin.post("/console/share?format=json", data={**form, "expires_in": ""})
-    assert forever.status_code == 200 and forever.json()["ExpiresAt"] is None
-    forged = admin.post("/console/share", data={**form, "expires_in": "2026-12-31"})
-    assert forged.status_code == 400 and "none of the lifetimes offered" in forged.text
-
-
-def test_a_deleted_users_share_links_stay_dead_when_a_user_of_that_name_is_created_again(
-    installation: Installation, anonymous_client_factory: Any
-) -> None:
-    from emrml.service.groups import ADMINS, VIEWERS
-    from emrml.service.logins import Logins
-
-    access, logins = installation.service.access, Logins(installation.service.sessions)
-    name = f"sharer-{uuid.uuid4().hex[:6]}"
-    access.create_user(name, (ADMINS,))  # who may change the evaluation, and so share it
-    logins.set_password(name, "sharer-password-1")
-    sharer, outsider = anonymous_client_factory(), anonymous_client_factory()
-    assert log_in(sharer, name, "sharer-password-1").status_code == 303
-    token = login_token(sharer.get(f"/console/evaluations/{EVALUATION}").text)
-    form = {"csrf_token": token, "kind": "Evaluation", "object_id": EVALUATION, "expires_in": ""}
-    created = sharer.post("/console/share?format=json", data=form)
-    assert created.status_code == 200, created.text
-    path = created.json()["Url"][created.json()["Url"].index("/console/") :]
-    assert outsider.get(path).status_code == 200
-    access.delete_user(name)
-    assert outsider.get(path).status_code == 404
-    # Another person given the freed name later must not bring the first one's links back to life.
-    access.create_user(name, (VIEWERS,))
-    try:
-        assert outsider.get(path).status_code == 404
-    finally:
-        access.delete_user(name)
-
-
-@pytest.fixture
-def anonymous_client_factory(installation: Installation) -> Any:
-    from starlette.testclient import TestClient
-
-    from emrml.web.server import create_app
-
-    clients: list[Any] = []
-
-    def make() -> Any:
-        client = TestClient(create_app(installation.service), follow_redirects=False)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.close()
-
-
 def test_two_evaluations_side_by_side(admin: Any) -> None:
     twin = admin.get(f"/console/evaluations/compare?a={EVALUATION}&b={EVALUATION}&format=json").json()
     assert [side["GetEvaluation"]["EvaluationId"] for side in twin["Evaluations"]] == [EVALUATION] * 2
     page = admin.get(f"/console/evaluations/compare?a={EVALUATION}")
     assert page.status_code == 200 and page.text.count('class="compare-side"') == 1
     assert admin.get("/console/evaluations/compare?a=ev-nope").status_code == 404
-
-
-def test_a_tampered_manifest_cannot_make_the_console_serve_other_files(
-    admin: Any, installation: Installation, tmp_path: Any
-) -> None:
-    """The manifest lies in the user's folder: whatever it names, only the batch prediction's own results
-    inside the data roots are listed and downloadable."""
-    import json
-
-    output = installation.home / "data" / "tamper-out"
-    completed_batch_prediction(installation, "bp-tamper", output)
-    manifest = output / "batch-prediction" / "bp-tamper.manifest"
-    secret = tmp_path / "secret.txt"
-    secret.write_text("not-for-the-console-3e1f")
-    results = output / "batch-prediction" / "result"
-    (results / "link.gz").symlink_to(secret)
-    manifest.write_text(
-        json.dumps(
-            {
-                "a": str(secret),
-                "b": str(installation.home / "secrets.key"),
-                "c": f"{results}/../../../../metastore.db",
-                "d": str(results / "link.gz"),
-            }
-        )
-    )
-    # link.gz is below the results, but a link to outside the roots: the user may not read it, so it is
-    # not offered either.
-    listed = admin.get("/console/batch-predictions/bp-tamper?format=json").json()["ResultFiles"]
-    assert listed == []
-    refused = admin.get("/console/batch-predictions/bp-tamper/files/0")
-    assert refused.status_code == 404 and "not-for-the-console" not in refused.text
-    # Nested deeper than Python's JSON parser reads: no files, as for any manifest that is not an object.
-    manifest.write_text("[" * 50_000 + "]" * 50_000)
-    page = admin.get("/console/batch-predictions/bp-tamper?format=json")
-    assert page.status_code == 200 and page.json()["ResultFiles"] == []
-
-
-def test_a_result_linked_to_a_file_its_creator_may_not_read_is_not_downloaded(
-    admin: Any, anonymous_client_factory: Any, installation: Installation
-) -> None:
-    """bob may read and write his batch predictions' outputs in his folder, and nothing else of the data
-    roots: a result he replaces with a link to another file of the roots is no result of his, for him or
-    anyone."""
-    from emrml.service.identity import user_arn
-
-    access = installation.service.access
-    output = installation.home / "data" / f"bob-out-{uuid.uuid4().hex[:6]}"
-    private = installation.home / "data" / f"private-{uuid.uuid4().hex[:6]}.csv"
-    private.write_text("not-for-bob-7c2d\n")
-    group = f"batchers-{uuid.uuid4().hex[:6]}"
-    access.create_group(group)
-    access.add_statement(
-        group,
-        {"Effect": "Allow", "Action": ["CreateBatchPrediction", "GetBatchPrediction"], "Resource": "*"},
-    )
-    access.add_statement(
-        group, {"Effect": "Allow", "Action": ["storage:Read", "storage:Write"], "Resource": f"{output}/*"}
-    )
-    access.add_member(group, "bob")
-    try:
-        batch_id = f"bp-{group}"
-        completed_batch_prediction(installation, batch_id, output, user_arn("000000000000", "bob"))
-        page = f"/console/batch-predictions/{batch_id}"
-        # His own results, where he may write: downloaded, by him and by whoever may read the object.
-        bob = anonymous_client_factory()
-        assert log_in(bob, "bob", BOB_PASSWORD).status_code == 303
-        for client in (bob, admin):
-            assert client.get(f"{page}/files/0").status_code == 200
-        (result,) = (output / "batch-prediction" / "result").iterdir()
-        result.unlink()
-        result.symlink_to(private)
-        # bob may not read where it leads: it is not offered to him. The admin may read anything, but not as
-        # bob's result.
-        refused = bob.get(f"{page}/files/0")
-        assert refused.status_code == 404 and "not-for-bob" not in refused.text
-        refused = admin.get(f"{page}/files/0")
-        assert refused.status_code == 403 and "neither read nor write" in refused.text
-        assert "not-for-bob" not in refused.text
-    finally:
-        access.delete_group(group)
 
 
 def test_the_jobs_page_lists_the_stream_consumers_each_user_may_see(

@@ -10,8 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from endpoints_helpers import BANK, Trained, create_datasource, train_small
 from jobs_helpers import bank_times
 
+from emrml.config import Settings
+from emrml.service.app import EmrML
 from metastores import Templates
 
 
@@ -28,3 +31,38 @@ def big_bank_csv(tmp_path: Path, shared_datasets: Path) -> Path:
     path = tmp_path / "bank-x8.csv"
     path.write_bytes(bank_times(shared_datasets, 8))
     return path
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
+    """One SQLite installation with a BINARY, a MULTICLASS, a REGRESSION and (when the shared datasets are
+    there) a bank-marketing model, all COMPLETED. For the session: the endpoint tests of several modules
+    (test_endpoints_*.py) share it, and the bank model takes seconds to train; each test leaves no
+    endpoint behind."""
+    folder = tmp_path_factory.mktemp("endpoints")
+    app = EmrML(Settings.load(environ={}, home=folder / "home"))
+    train_small(app, folder, "binary")
+    train_small(app, folder, "multiclass")
+    train_small(app, folder, "regression", recipe='{"outputs": ["normalize(x)"]}')
+    header = None
+    if BANK.is_dir():
+        create_datasource(app, "ds-bank", BANK / "data.csv", (BANK / "data.csv.schema").read_text())
+        app.call(
+            "CreateMLModel",
+            {"MLModelId": "ml-bank", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-bank"},
+        )
+        header = (BANK / "data.csv").open().readline().strip().split(",")
+    app.jobs.run_pending()
+    for model in app.call("DescribeMLModels", {})["Results"]:
+        assert model["Status"] == "COMPLETED", model.get("Message")
+    yield Trained(app, folder / "home", header)
+    app.close()
+
+
+@pytest.fixture
+def endpoint(trained: Trained, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A READY endpoint on the model named by the test's parameter (default ml-binary), removed after."""
+    model_id = getattr(request, "param", "ml-binary")
+    trained.app.call("CreateRealtimeEndpoint", {"MLModelId": model_id})
+    yield model_id
+    trained.app.call("DeleteRealtimeEndpoint", {"MLModelId": model_id})

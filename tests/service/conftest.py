@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from batch_helpers import csv_text, generated_rows, generated_schema, train_generated
 from endpoints_helpers import BANK, Trained, create_datasource, train_small
 from jobs_helpers import bank_times
 
@@ -66,3 +67,22 @@ def endpoint(trained: Trained, request: pytest.FixtureRequest) -> Iterator[str]:
     trained.app.call("CreateRealtimeEndpoint", {"MLModelId": model_id})
     yield model_id
     trained.app.call("DeleteRealtimeEndpoint", {"MLModelId": model_id})
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("batch")
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A small model of each type trained on generated data. For the session (it was a module's): the
+    batch prediction modules that score with them (test_batch_predictions_*.py) share them."""
+    folder = tmp_path_factory.mktemp("batch-models")
+    settings = Settings.load(environ={}, home=folder / "home")
+    paths = {}
+    for kind in ("BINARY", "MULTICLASS", "REGRESSION"):
+        training = folder / f"train-{kind}.csv"
+        training.write_text(csv_text(generated_rows(kind, 600, seed=1), generated_schema(kind).names))
+        paths[kind] = train_generated(settings, kind, training, f"ml-{kind.lower()}")
+    return paths

@@ -20,8 +20,6 @@ from emrml.engine.training import DatasourceData, train_model
 from emrml.service.parameters import parse_parameters
 
 T = AttributeType
-
-
 SEQUENTIAL = Parallelism(workers=1)
 
 
@@ -39,8 +37,6 @@ def generated_schema(kind: str, *, target: bool = True) -> Schema:
 
 
 COLORS = ["red", "green", "blue", "dark, red", 'say "hi"']
-
-
 WORDS = ["good", "bad", "day", "night", "ünïcode", "x,y"]
 
 

@@ -68,8 +68,6 @@ def test_binary_results_with_tag_true_label_and_invalid_records(
 
 
 _LABELS = st.sampled_from(["1", "0", "yes", " No ", "", "maybe", "3.5", "a,b", 'say "hi"', "low"])
-
-
 _SCORES = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([0.0, -0.0, 0.5, 1.0])
 
 

@@ -2,21 +2,33 @@
 
 The other suites stay on SQLite and PostgreSQL (tests/conftest.py): the service layer is where the
 metastore is used, and one more database for every web or CLI test would only add CI time.
+
+The fixtures several test modules share live here too; the costly ones (trained models, a database of a
+million rows) for the session, so that the modules sharing them still build them once a process.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy
 from batch_helpers import csv_text, generated_rows, generated_schema, train_generated
 from endpoints_helpers import BANK, Trained, create_datasource, train_small
 from jobs_helpers import bank_times
+from sql_helpers import (
+    RDS,
+    REDSHIFT,
+    Databases,
+    create_mariadb_database,
+    create_postgres_database,
+)
 
 from emrml.config import Settings
 from emrml.service.app import EmrML
-from metastores import Templates
+from metastores import MARIADB_ADMIN, POSTGRES_ADMIN, Templates
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
@@ -86,3 +98,41 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         training.write_text(csv_text(generated_rows(kind, 600, seed=1), generated_schema(kind).names))
         paths[kind] = train_generated(settings, kind, training, f"ml-{kind.lower()}")
     return paths
+
+
+@pytest.fixture(scope="session")
+def databases() -> Iterator[Databases]:
+    """A database on each server with a million rows, made once for the session (it was a module's): the
+    RDS and Redshift datasource modules (test_sql_datasources_*.py) read it, and filling it takes seconds."""
+    suffix = uuid.uuid4().hex[:12]
+    name, user = f"emrmlsql{suffix}", f"emrml_{suffix}"
+    try:
+        create_mariadb_database(name, user)
+        create_postgres_database(name)
+    except sqlalchemy.exc.OperationalError as exc:
+        pytest.skip(f"MariaDB (127.0.0.1:3306) and PostgreSQL (127.0.0.1:5432) are needed: {exc.orig}")
+    try:
+        yield Databases(name, user)
+    finally:
+        admin = sqlalchemy.create_engine(MARIADB_ADMIN, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+            connection.exec_driver_sql(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
+        admin.dispose()
+        admin = sqlalchemy.create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
+
+
+@pytest.fixture
+def sql_app(tmp_path: Path) -> Iterator[EmrML]:
+    connections = {RDS: "mysql://127.0.0.1:3306", REDSHIFT: "postgresql://127.0.0.1:5432"}
+    application = EmrML(Settings.load(environ={}, home=tmp_path / "home", sql_connections=connections))
+    yield application
+    application.close()
+
+
+@pytest.fixture
+def staging(tmp_path: Path) -> Path:
+    return tmp_path / "staging"

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_jobs import bank_sample, create_bank
+from jobs_helpers import bank_sample, create_bank
 
 from emrml.config import Settings
 from emrml.engine.batch_output import make_output_folders, remove_made

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_jobs import _pending_bank, _pending_batch_prediction, bank_sample, create_bank
+from jobs_helpers import bank_sample, create_bank, pending_bank, pending_batch_prediction
 
 from cli_helpers import invoke
 from emrml.config import Settings
@@ -30,7 +30,7 @@ def test_a_given_up_attempt_still_running_keeps_to_its_own_temporary_folder(
     from emrml.service.worker import JobContext, run_job_in_this_process
 
     out = tmp_path / "out"
-    _pending_batch_prediction(app, "two", out, shared_datasets)
+    pending_batch_prediction(app, "two", out, shared_datasets)
     report = JobContext.progress
     first_scoring, second_scoring, first_done = threading.Event(), threading.Event(), threading.Event()
 
@@ -128,7 +128,7 @@ def test_a_given_up_attempt_that_publishes_late_leaves_the_next_attempts_output_
     from emrml.storage import publishing
 
     out = tmp_path / "out"
-    _pending_batch_prediction(app, "late", out, shared_datasets)
+    pending_batch_prediction(app, "late", out, shared_datasets)
     publish_file = publishing.publish_file
     held, done = threading.Event(), threading.Event()
 
@@ -241,7 +241,7 @@ def test_a_given_up_attempt_that_starts_its_scoring_late_keeps_the_next_attempts
     from emrml.service import tasks
 
     out = tmp_path / "out"
-    _pending_batch_prediction(app, "slow", out, shared_datasets)
+    pending_batch_prediction(app, "slow", out, shared_datasets)
     datasource_data = tasks._datasource_data
     held, done = threading.Event(), threading.Event()
 
@@ -305,7 +305,7 @@ def test_a_job_given_up_by_its_runner_keeps_how_far_it_got_as_a_failed_job_does(
     from emrml.service import tasks, worker  # noqa: F401  (tasks registers the job functions)
 
     app = EmrML(Settings(**{**settings.__dict__, "job_max_attempts": 1}))
-    _pending_bank(app, "ds-given-up", shared_datasets)
+    pending_bank(app, "ds-given-up", shared_datasets)
     attempt = app.jobs.claim("DataSource", "ds-given-up")
     worker.JobContext(app.settings, "DataSource", "ds-given-up", app.sessions, attempt).progress(
         0.4, "reading"
@@ -316,7 +316,7 @@ def test_a_job_given_up_by_its_runner_keeps_how_far_it_got_as_a_failed_job_does(
         context.progress(0.4, "reading")
         raise InvalidInputException("the data was bad")
 
-    _pending_bank(app, "ds-failed", shared_datasets)
+    pending_bank(app, "ds-failed", shared_datasets)
     attempt = app.jobs.claim("DataSource", "ds-failed")
     monkeypatch.setitem(worker.JOB_FUNCTIONS, "DataSource", failing)
     worker.run_job_in_this_process(app.settings, "DataSource", "ds-failed", attempt, worker=False)
@@ -328,7 +328,7 @@ def test_a_job_given_up_by_its_runner_keeps_how_far_it_got_as_a_failed_job_does(
         assert "FAILED at 40%" in invoke("datasource", "show", entity_id).stdout
     # A job failed before it ran (what it needed failed) got nowhere: it shows no progress.
     request = {"MLModelId": "ml-never", "MLModelType": "BINARY", "TrainingDataSourceId": "ds-never"}
-    _pending_bank(app, "ds-never", shared_datasets)
+    pending_bank(app, "ds-never", shared_datasets)
     app.call("CreateMLModel", request)
     app.jobs._fail_pending("MLModel", "ml-never", "DataSource 'ds-never' is FAILED")
     never = app.call("GetMLModel", {"MLModelId": "ml-never"})
@@ -345,7 +345,7 @@ def test_a_failed_job_queued_again_gets_new_attempt_numbers_and_its_tries_anew(
     from emrml.service import worker
 
     app = EmrML(Settings(**{**settings.__dict__, "job_max_attempts": 2}))
-    _pending_bank(app, "ds-again", shared_datasets)
+    pending_bank(app, "ds-again", shared_datasets)
     first = app.jobs.claim("DataSource", "ds-again")
     stale = worker.JobContext(app.settings, "DataSource", "ds-again", app.sessions, first)
     assert app.jobs._retry_or_fail("DataSource", "ds-again", first, "the worker stopped responding")
@@ -390,7 +390,7 @@ def test_the_temporary_files_of_a_killed_attempt_go_when_the_next_attempt_writes
     for path in left:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"half written")
-    _pending_batch_prediction(app, "killed", out, shared_datasets)
+    pending_batch_prediction(app, "killed", out, shared_datasets)
     assert app.wait("BatchPrediction", "bp-killed")["Status"] == "COMPLETED"
     assert [path for path in left if path.exists()] == []
     assert _output(out) == ["batch-prediction", "bp-killed-data.csv.gz", "bp-killed.manifest", "result"]
@@ -406,7 +406,7 @@ def test_a_stopping_server_queues_again_the_jobs_it_runs_on_its_threads(
     from emrml.service.metastore import DataSource
     from emrml.service.worker import JobContext
 
-    _pending_bank(app, "ds-restart", shared_datasets)
+    pending_bank(app, "ds-restart", shared_datasets)
     report = JobContext.progress
     running = threading.Event()
 
@@ -462,7 +462,7 @@ def _stopped_when_given_up(app: EmrML, entity_id: str, status: str, shared_datas
     import multiprocessing
     import time
 
-    _pending_bank(app, entity_id, shared_datasets)
+    pending_bank(app, entity_id, shared_datasets)
     attempt = app.jobs.claim("DataSource", entity_id)
     hung = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(120,), daemon=True)
     hung.start()
@@ -509,7 +509,7 @@ def test_a_failed_job_queued_again_at_once_keeps_the_results_of_its_next_attempt
     monkeypatch.setitem(JOB_FUNCTIONS, "DataSource", failing_first)
     monkeypatch.setattr(worker, "_record_outcome", requeued_and_run_again)
     app.jobs.in_process = True
-    _pending_bank(app, "ds-rerun", shared_datasets)
+    pending_bank(app, "ds-rerun", shared_datasets)
     app.jobs.wait("DataSource", "ds-rerun")
     described = app.call("GetDataSource", {"DataSourceId": "ds-rerun"})
     assert described["Status"] == "COMPLETED", described.get("Message")
@@ -526,7 +526,7 @@ def test_a_job_queued_again_then_deleted_leaves_none_of_its_earlier_attempt_resu
     from emrml.service import tasks, worker
     from emrml.service.worker import run_job_in_this_process
 
-    _pending_bank(app, "ds-queued", shared_datasets)
+    pending_bank(app, "ds-queued", shared_datasets)
     attempt = app.jobs.claim("DataSource", "ds-queued")
     with monkeypatch.context() as patched:
         patched.setattr(worker, "_record_outcome", lambda _context, _values: None)  # stopped right then
@@ -546,7 +546,7 @@ def test_a_running_job_says_what_it_does_now_until_it_ends(
     from emrml.service import tasks, worker  # noqa: F401  (tasks registers the job functions)
 
     app = EmrML(settings)
-    _pending_bank(app, "ds-running", shared_datasets)
+    pending_bank(app, "ds-running", shared_datasets)
     attempt = app.jobs.claim("DataSource", "ds-running")
     waiting = "waiting for an executor (12 s; the job fails at 300 s, setting spark_executor_wait_seconds)"
     worker.JobContext(app.settings, "DataSource", "ds-running", app.sessions, attempt).progress(0.2, waiting)
@@ -572,7 +572,7 @@ def test_an_attempt_that_ends_without_its_outcome_logs_what_its_row_tells(
     from emrml.service import worker
     from emrml.service.metastore import DataSource
 
-    _pending_bank(app, "ds-why", shared_datasets)
+    pending_bank(app, "ds-why", shared_datasets)
     attempt = app.jobs.claim("DataSource", "ds-why")
     context = worker.JobContext(app.settings, "DataSource", "ds-why", app.sessions, attempt)
 

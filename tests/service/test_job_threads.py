@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jobs_helpers import pending_bank
 from sqlalchemy.exc import OperationalError
-from test_jobs import _pending_bank
 
 from emrml.config import Settings
 from emrml.service import jobs, tasks, worker
@@ -48,8 +48,8 @@ def test_a_hung_thread_of_a_job_given_up_frees_its_job_slot_and_too_many_hold_ne
     app = EmrML(Settings.load(environ={}, home=tmp_path / "home", job_max_attempts=1))
     app.jobs.in_process = True
     try:
-        _pending_bank(app, "ds-hangs", shared_datasets)
-        _pending_bank(app, "ds-next", shared_datasets)
+        pending_bank(app, "ds-hangs", shared_datasets)
+        pending_bank(app, "ds-next", shared_datasets)
         runner = threading.Thread(target=app.jobs.run_if_queued, args=("DataSource", "ds-hangs"), daemon=True)
         runner.start()
         assert hanging.wait(60)
@@ -149,7 +149,7 @@ def test_a_jobs_thread_that_fails_recording_its_outcome_has_its_job_retried_at_o
     app = EmrML(Settings.load(environ={}, home=tmp_path / "home"))
     app.jobs.in_process = True
     try:
-        _pending_bank(app, "ds-retried", shared_datasets)
+        pending_bank(app, "ds-retried", shared_datasets)
         app.jobs.run("DataSource", "ds-retried")
         assert failures == [1]
         result = app.call("GetDataSource", {"DataSourceId": "ds-retried"})

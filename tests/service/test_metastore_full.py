@@ -10,9 +10,9 @@ import threading
 from pathlib import Path
 
 import pytest
+from jobs_helpers import pending_bank
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.exc import DBAPIError
-from test_jobs import _pending_bank
 
 from emrml.service.app import EmrML
 from emrml.service.metastore import is_full
@@ -59,10 +59,10 @@ def test_a_job_whose_results_do_not_fit_in_the_metastore_fails_naming_it(
     fails with a message naming the metastore (not an internal error, nor a worker dead of a traceback),
     its sample goes with it, and the other rows are whole."""
     app = sqlite_app
-    _pending_bank(app, "ds-kept", shared_datasets)
+    pending_bank(app, "ds-kept", shared_datasets)
     assert app.wait("DataSource", "ds-kept")["Status"] == "COMPLETED"
     kept = app.call("GetDataSource", {"DataSourceId": "ds-kept"})
-    _pending_bank(app, "ds-full", shared_datasets)
+    pending_bank(app, "ds-full", shared_datasets)
     request.getfixturevalue("full_for_the_job")
     _run_in_process(app, "ds-full")
     failed = app.call("GetDataSource", {"DataSourceId": "ds-full"})
@@ -89,7 +89,7 @@ def test_a_progress_report_the_metastore_has_no_room_for_fails_the_job_naming_it
         raise AssertionError("the progress report was recorded")
 
     app = sqlite_app
-    _pending_bank(app, "ds-full", shared_datasets)
+    pending_bank(app, "ds-full", shared_datasets)
     monkeypatch.setitem(worker.JOB_FUNCTIONS, "DataSource", reports_at_length)
     _run_in_process(app, "ds-full")
     failed = app.call("GetDataSource", {"DataSourceId": "ds-full"})
@@ -148,7 +148,7 @@ def test_a_worker_that_finds_no_room_to_record_its_failure_ends_saying_so(
     from emrml.service.worker import METASTORE_FULL, describe_exit
 
     app = sqlite_app
-    _pending_bank(app, "ds-full", shared_datasets)
+    pending_bank(app, "ds-full", shared_datasets)
     attempt = app.jobs.claim("DataSource", "ds-full")
     ended = subprocess.run(
         [sys.executable, "-c", _FILLING_WORKER, str(app.settings.home), "ds-full", str(attempt)],
@@ -194,7 +194,7 @@ def test_a_heartbeat_the_metastore_refused_is_tried_again(
 
     monkeypatch.setattr(worker.JobContext, "write", refused_once)
     monkeypatch.setitem(worker.JOB_FUNCTIONS, "DataSource", waits_for_a_heartbeat_after_the_refused_one)
-    _pending_bank(app, "ds-beating", shared_datasets)
+    pending_bank(app, "ds-beating", shared_datasets)
     _run_in_process(app, "ds-beating")
     described = app.call("GetDataSource", {"DataSourceId": "ds-beating"})
     assert described["Status"] == "COMPLETED", described.get("Message")
@@ -231,7 +231,7 @@ def test_a_job_whose_results_do_not_fit_in_a_database_server_metastore_fails_nam
     the message naming the metastore, not an internal error."""
     from sqlalchemy.engine import make_url
 
-    _pending_bank(app, "ds-full", shared_datasets)
+    pending_bank(app, "ds-full", shared_datasets)
     with app.engine.begin() as connection:
         for statement in _NO_ROOM_FOR_STATISTICS[app.engine.dialect.name]:
             connection.exec_driver_sql(statement)

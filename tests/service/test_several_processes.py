@@ -12,7 +12,7 @@ from contextlib import suppress
 from pathlib import Path
 
 import pytest
-from test_jobs import create_bank
+from jobs_helpers import create_bank
 
 from emrml.config import Settings
 from emrml.service.app import EmrML

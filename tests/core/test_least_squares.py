@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from test_learn import gaussian_rows, source_of
+from learn_helpers import gaussian_rows, source_of
 
 from emrml.core import learn, least_squares
 from emrml.core.learn import train

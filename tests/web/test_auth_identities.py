@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import stat
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from unittest.mock import patch
@@ -40,7 +41,9 @@ def sqlite_identities(tmp_path: Path) -> Iterator[Identities]:
 
 
 def test_migration_matches_the_identity_tables(identities: Identities) -> None:
-    with identities.sessions() as session:
+    with identities.sessions() as session, warnings.catch_warnings():
+        # SQLAlchemy reflects no index on an expression of SQLite's (Describe*'s sort keys), and says so.
+        warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based index ix_")
         differences = compare_metadata(MigrationContext.configure(session.connection()), Base.metadata)
     ours = [d for d in differences if "users" in repr(d) or "access_keys" in repr(d)]
     assert ours == []

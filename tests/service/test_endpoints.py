@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from emrml.config import Settings
 from emrml.core.predict import Predictor
@@ -734,12 +735,20 @@ def test_one_query_checks_every_mounted_model(trained: Trained) -> None:
             app.call("CreateRealtimeEndpoint", {"MLModelId": model_id})
             other.mounted.get(model_id)
         app.call("DeleteRealtimeEndpoint", {"MLModelId": "ml-regression"})
+        orm: list[object] = []
+
+        def note(state: object) -> None:
+            orm.append(state)
+
         event.listen(other.engine, "before_cursor_execute", count)
+        event.listen(Session, "do_orm_execute", note)
         try:
             other.mounted._check_all()  # what keep_fresh does every half second
         finally:
             event.remove(other.engine, "before_cursor_execute", count)
-        assert len(statements) == 1
+            event.remove(Session, "do_orm_execute", note)
+        # One statement, through a Core connection: no ORM session holding the interpreter lock longer.
+        assert len(statements) == 1 and orm == []
         assert "ml-binary" in other.mounted and "ml-multiclass" in other.mounted
         assert "ml-regression" not in other.mounted  # its endpoint went: no longer served here
     finally:
@@ -820,3 +829,27 @@ def test_tutorial_record_through_the_bank_model(trained: Trained) -> None:
     (score,) = prediction["predictedScores"].values()
     assert 0.0 < score < 0.2
     assert score == pytest.approx(batch_scores(app, "ml-bank", [record])[0], abs=1e-12)
+
+
+class _Stop:
+    """A stop event that notes how long each wait was asked for and says "stop" at the third."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    def wait(self, timeout: float) -> bool:
+        self.waits.append(timeout)
+        return len(self.waits) == 3
+
+
+def test_keep_fresh_checks_on_the_half_second_grid_the_other_threads_share(settings: Settings) -> None:
+    # Every periodic thread of a server sleeps until the next multiple of its period (remembered.until_tick),
+    # so that their rereads pause the event loop together, not each at its own moment.
+    app = EmrML(settings)
+    try:
+        mounted = MountedModels(app.sessions, total_requests_per_second=10, clock=lambda: 1003.1)
+        stop = _Stop()
+        mounted.keep_fresh(stop)  # type: ignore[arg-type]
+        assert stop.waits == pytest.approx([0.4, 0.4, 0.4]) and not mounted.kept_fresh
+    finally:
+        app.close()

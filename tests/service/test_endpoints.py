@@ -829,27 +829,3 @@ def test_tutorial_record_through_the_bank_model(trained: Trained) -> None:
     (score,) = prediction["predictedScores"].values()
     assert 0.0 < score < 0.2
     assert score == pytest.approx(batch_scores(app, "ml-bank", [record])[0], abs=1e-12)
-
-
-class _Stop:
-    """A stop event that notes how long each wait was asked for and says "stop" at the third."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    def wait(self, timeout: float) -> bool:
-        self.waits.append(timeout)
-        return len(self.waits) == 3
-
-
-def test_keep_fresh_checks_on_the_half_second_grid_the_other_threads_share(settings: Settings) -> None:
-    # Every periodic thread of a server sleeps until the next multiple of its period (remembered.until_tick),
-    # so that their rereads pause the event loop together, not each at its own moment.
-    app = EmrML(settings)
-    try:
-        mounted = MountedModels(app.sessions, total_requests_per_second=10, clock=lambda: 1003.1)
-        stop = _Stop()
-        mounted.keep_fresh(stop)  # type: ignore[arg-type]
-        assert stop.waits == pytest.approx([0.4, 0.4, 0.4]) and not mounted.kept_fresh
-    finally:
-        app.close()

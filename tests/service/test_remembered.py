@@ -1,9 +1,6 @@
 from __future__ import annotations
 
-import pytest
-
-from emrml.service.remembered import Remembered, until_tick
-from emrml.web.server import _every
+from emrml.service.remembered import Remembered
 
 
 def _counting(values: dict[str, int | None]) -> tuple[list[str], Remembered[str, int | None], list[float]]:
@@ -63,22 +60,3 @@ def test_a_reading_equal_to_the_remembered_value_keeps_the_remembered_object() -
     values["a"] = [2]
     remembered.refresh()
     assert remembered.get("a") == [2] and remembered.get("a") is not first
-
-
-def test_periodic_threads_sleep_until_a_shared_grid() -> None:
-    # Periods of 0.5, 1 and 2.5 s all wake at the multiples of 0.5 s of the monotonic clock: the server's
-    # rereads and the access log's flush then pause the event loop together, twice a second.
-    assert until_tick(0.5, lambda: 10.3) == pytest.approx(0.2)
-    assert until_tick(1.0, lambda: 10.3) == pytest.approx(0.7)
-    assert until_tick(2.5, lambda: 10.3) == pytest.approx(2.2)
-    assert until_tick(0.5, lambda: 10.0) == pytest.approx(0.5)  # on a tick: the next one
-    actions: list[str] = []
-    waits: list[float] = []
-
-    class Stop:
-        def wait(self, timeout: float) -> bool:
-            waits.append(timeout)
-            return len(waits) == 3
-
-    _every(1.0, lambda: actions.append("flush"), Stop(), clock=lambda: 41.25)  # type: ignore[arg-type]
-    assert waits == pytest.approx([0.75, 0.75, 0.75]) and actions == ["flush", "flush"]

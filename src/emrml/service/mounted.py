@@ -46,7 +46,6 @@ from emrml.errors import (
     ResourceNotFoundException,
 )
 from emrml.service.metastore import MLModel
-from emrml.service.remembered import until_tick
 
 if TYPE_CHECKING:
     from emrml.core.predict import Predictor
@@ -269,7 +268,7 @@ class MountedModels:
         self._kept_fresh = True
         try:
             self._mount_ready()
-            while not stop.wait(until_tick(period, self._clock)):
+            while not stop.wait(period):
                 try:
                     self._check_all()
                 except Exception:

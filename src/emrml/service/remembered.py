@@ -17,15 +17,6 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-def until_tick(seconds: float, clock: Callable[[], float] = time.monotonic) -> float:
-    """Seconds until ``clock`` next reaches a multiple of ``seconds``: how long a server's periodic thread
-    sleeps, so that all of them (rereads every 0.5, 1 and 2.5 s, the access log's flush every second) wake
-    at the same instants instead of each at its own. Each waking holds the interpreter lock for a moment
-    and so pauses the event loop's requests in flight: in one pause twice a second rather than in four or
-    five spread over the second, fewer requests are caught by one."""
-    return seconds - clock() % seconds
-
-
 class Remembered(Generic[K, V]):
     """``read(key)``'s answers, each remembered for ``ttl`` seconds (``clock``: monotonic seconds);
     :meth:`refresh` reads again the keys whose value ``reread`` accepts (default: all).

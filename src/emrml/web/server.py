@@ -63,7 +63,7 @@ from emrml.service.auth import (
     verify,
 )
 from emrml.service.identity import Identities, user_arn
-from emrml.service.remembered import Remembered, until_tick
+from emrml.service.remembered import Remembered
 from emrml.web.access_log import (
     AccessLog,
     ASGIApp,
@@ -348,13 +348,8 @@ async def _to_console(request: Request) -> Response:
     return RedirectResponse("/console/", status_code=307)
 
 
-def _every(
-    seconds: float,
-    action: Callable[[], None],
-    stop: threading.Event,
-    clock: Callable[[], float] = time.monotonic,
-) -> None:
-    while not stop.wait(until_tick(seconds, clock)):
+def _every(seconds: float, action: Callable[[], None], stop: threading.Event) -> None:
+    while not stop.wait(seconds):
         try:
             action()
         except Exception:

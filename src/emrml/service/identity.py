@@ -83,9 +83,9 @@ class AccessKey(Base):
 
 _KEYS = AccessKey.__table__
 #: ``Identities.credential``'s query, built once, on the table's own columns (no ORM work per reading).
-_CREDENTIAL = select(_KEYS.c.active, _KEYS.c.secret_encrypted, _KEYS.c.user_name).where(
-    _KEYS.c.access_key_id == bindparam("access_key_id")
-)
+_CREDENTIAL = select(
+    _KEYS.c.access_key_id, _KEYS.c.active, _KEYS.c.secret_encrypted, _KEYS.c.user_name
+).where(_KEYS.c.access_key_id == bindparam("access_key_id"))
 
 
 @dataclass(frozen=True)
@@ -392,4 +392,5 @@ class Identities:
             row = connection.execute(_CREDENTIAL, {"access_key_id": access_key_id}).first()
         if row is None or not row.active:
             return None
-        return Credential(access_key_id, self.box.decrypt(row.secret_encrypted), row.user_name)
+        # The stored id, as before: a metastore whose collation ignores case finds it from another spelling.
+        return Credential(row.access_key_id, self.box.decrypt(row.secret_encrypted), row.user_name)

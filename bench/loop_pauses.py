@@ -18,8 +18,9 @@ on a shared machine cannot say whose a pause is; the thread's CPU clock can: a p
 than 70 % of the time was a pause of that thread — waiting for the interpreter lock if a background
 action was running then, otherwise descheduled by the system for another process. One in which it ran
 was the loop's own work outside the handlers (a collection, uvicorn). The table gives each kind's
-pauses per second and their total milliseconds a second. ``--before SRC`` runs the older checkout's
-server too, in turn with this one.
+pauses per second and their total milliseconds a second; each run also prints the kernel's count of the
+time the loop's thread spent runnable but waiting for a processor (``/proc/PID/task/PID/schedstat``).
+``--before SRC`` runs the older checkout's server too, in turn with this one.
 """
 
 from __future__ import annotations
@@ -201,9 +202,13 @@ def main() -> None:
         try:
             for i in range(args.runs):
                 for side in list(sides) if i % 2 == 0 else list(sides)[::-1]:
+                    before = run_queue_ns(servers[side][0].process.pid)
                     run = wrk(servers[side][1], scripts[side], 16, args.seconds)
+                    waited = (run_queue_ns(servers[side][0].process.pid) - before) / args.seconds / 1e6
                     print(
-                        f"  {side}: {run.requests_per_second:,.0f} req/s, p99 {run.p99_ms:.2f} ms", flush=True
+                        f"  {side}: {run.requests_per_second:,.0f} req/s, p99 {run.p99_ms:.2f} ms; the "
+                        f"loop's thread runnable but not running {waited:.0f} ms a second (schedstat)",
+                        flush=True,
                     )
             for server, _ in servers.values():
                 server.process.send_signal(signal.SIGUSR1)
@@ -216,6 +221,12 @@ def main() -> None:
                 server.stop()
         for side, trace in traces.items():
             report(side, attribute(json.loads(trace.read_text())))
+
+
+def run_queue_ns(pid: int) -> int:
+    """Nanoseconds the process's main thread (the event loop's) has spent runnable on a run queue, waiting
+    for a processor: the kernel's own count of the time other threads and processes took it."""
+    return int(Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[1])
 
 
 def report(side: str, found: dict[str, Any]) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 import pytest
 from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from emrml.web.one_write import OneWriteProtocol
@@ -135,3 +137,31 @@ def test_a_failing_app_still_sends_what_uvicorn_sends(fails_after_start: bool) -
         assert transport.closed
     else:  # uvicorn's 500, in one write
         assert len(transport.writes) == 1 and transport.writes[0].startswith(b"HTTP/1.1 500 ")
+
+
+def test_an_answer_leaves_no_more_garbage_cycles_than_uvicorns_own_protocol() -> None:
+    # The held head's transport refers to nothing of its request once the answer is out: a reference
+    # cycle per request would leave every request's objects to the garbage collector, whose collections
+    # then pause the event loop (150 a second under wrk when it did).
+    request = b'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n{"a": 1234}'
+
+    def garbage(protocol_class: Any) -> int:
+        async def answer_many() -> None:
+            config = Config(app=_json_answer, lifespan="off", access_log=False, log_level="warning")
+            protocol = protocol_class(config=config, server_state=ServerState(), app_state={})
+            protocol.connection_made(_Transport())
+            for _ in range(50):
+                protocol.data_received(request)
+                for _ in range(10):
+                    await asyncio.sleep(0)
+
+        gc.collect()
+        gc.disable()
+        try:
+            asyncio.run(answer_many())
+            return gc.collect()
+        finally:
+            gc.enable()
+
+    plain, ours = garbage(HttpToolsProtocol), garbage(OneWriteProtocol)
+    assert ours <= plain + 10, (ours, plain)

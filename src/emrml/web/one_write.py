@@ -22,16 +22,20 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 class _HeldHead:
     """A response cycle's transport: holds the head of an answer with a Content-Length (the cycle's first
     write once its response has started) until the next write or the end of the response. Everything else
-    goes to ``transport`` as it comes."""
+    goes to ``transport`` as it comes.
 
-    __slots__ = ("_cycle", "_head", "_held", "_on_response", "_transport")
+    It lets go of the cycle and of the protocol's callback as soon as it no longer needs them: the cycle
+    refers to it, and a reference cycle per request would leave every request's objects to the garbage
+    collector (150 collections a second under ``wrk``, 30 ms a second of the event loop).
+    """
+
+    __slots__ = ("_cycle", "_head", "_on_response", "_transport")
 
     def __init__(self, transport: asyncio.Transport, cycle: RequestResponseCycle) -> None:
         self._transport = transport
-        self._cycle = cycle
+        self._cycle: RequestResponseCycle | None = cycle
         self._head: bytes | None = None
-        self._held = False  # whether the head has been seen (held or written)
-        self._on_response: Callable[..., None] = cycle.on_response
+        self._on_response: Callable[..., None] | None = cycle.on_response
         cycle.on_response = self._completed
 
     def write(self, data: bytes) -> None:
@@ -39,11 +43,14 @@ class _HeldHead:
         if head is not None:
             self._head = None
             self._transport.write(head + data)
-        elif not self._held and self._cycle.response_started and self._cycle.chunked_encoding is False:
-            self._held = True
-            self._head = bytes(data)
-        else:
-            self._transport.write(data)
+            return
+        cycle = self._cycle
+        if cycle is not None and cycle.response_started:  # the head (a 100 Continue comes before the start)
+            self._cycle = None
+            if cycle.chunked_encoding is False:
+                self._head = bytes(data)
+                return
+        self._transport.write(data)
 
     def flush(self) -> None:
         head = self._head
@@ -53,6 +60,7 @@ class _HeldHead:
 
     def close(self) -> None:
         self.flush()
+        self._cycle = self._on_response = None
         self._transport.close()
 
     def is_closing(self) -> bool:
@@ -60,7 +68,9 @@ class _HeldHead:
 
     def _completed(self) -> None:
         self.flush()
-        self._on_response()
+        on_response, self._on_response = self._on_response, None
+        if on_response is not None:
+            on_response()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)

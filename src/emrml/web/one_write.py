@@ -2,8 +2,8 @@
 
 uvicorn writes a response's head to the socket as soon as the application sends ``http.response.start``
 and its body at ``http.response.body``: two ``send`` system calls, two TCP segments (the sockets have
-TCP_NODELAY) and two wake-ups of the client, for an API answer of a few hundred bytes. Those two writes
-were a third of the server's main thread under ``wrk`` (py-spy). ``OneWriteProtocol`` gives each request's
+TCP_NODELAY) and two wake-ups of the client, for an API answer of a few hundred bytes (one write instead
+of two: 3 % more requests a second under ``wrk``, bench/README.md). ``OneWriteProtocol`` gives each request's
 cycle a transport that holds the head until the body's first write and sends both in one; a response
 that ends without a body write (HEAD) or a connection closed meanwhile sends the head first. Only the
 head of an answer of known length (Content-Length) is held: a chunked one, whose parts may be far apart

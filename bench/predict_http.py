@@ -17,6 +17,13 @@ pick httptools and uvloop, both installed with emrml):
 Predict (the signature recomputed without a check around it, the scorer, orjson), what any Python
 handler doing this work pays; its non-200 answers would be signatures it computed wrong.
 
+``--spin US`` adds the no-op with ``US`` microseconds of busy work per request (a loop on the clock, in
+the handler), a control for the tail: a server about as slow as emrml per request but with none of its
+background threads, access log or allocations. Under ``wrk``'s closed loop of ``--connections`` requests
+the mean latency is connections / throughput (Little's law), so a slower server has a higher p99 for that
+reason alone; emrml's tail is its own only where its p99 exceeds the spinning no-op's at the same
+throughput.
+
 ``--before SRC`` (the ``src`` folder of another checkout, e.g. ``git worktree add --detach /tmp/emrml-before
 main``) adds the older code's ``emrml serve`` as one more side, run in turn with the others: before and after
 measured in one run, each against the same no-op (print only; the README's section holds the plain runs).
@@ -65,6 +72,23 @@ request = function()
   return requests[i]
 end
 """
+
+
+#: The no-op with a busy loop of ``argv[2]`` microseconds per request (``--spin``), served like the no-op.
+SPIN_SERVER = (
+    NOOP_APP.replace(
+        "async def noop(request):\n",
+        "async def noop(request):\n"
+        "    end = time.perf_counter_ns() + SPIN_NS\n"
+        "    while time.perf_counter_ns() < end:\n"
+        "        pass\n",
+    )
+    + """
+import sys, time, uvicorn
+SPIN_NS = int(sys.argv[2]) * 1000
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=False, log_level="warning")
+"""
+)
 
 
 @dataclass
@@ -180,12 +204,18 @@ def main() -> None:
         help="add a third side: bench/predict_floor.py, only the arithmetic of a signed Predict (no checks)",
     )
     parser.add_argument(
+        "--spin",
+        type=int,
+        metavar="US",
+        help="add a side: the no-op with US microseconds of busy work per request (a control for the tail)",
+    )
+    parser.add_argument(
         "--before", type=Path, help="src folder of an older checkout: its emrml serve as one more side"
     )
     parser.add_argument("--no-readme", action="store_true")
     args = parser.parse_args()
-    if args.floor and args.workers != 1:
-        raise SystemExit("--floor runs one process: leave --workers at 1")
+    if (args.floor or args.spin is not None) and args.workers != 1:
+        raise SystemExit("--floor and --spin run one process: leave --workers at 1")
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt install wrk)")
     environment = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
@@ -224,6 +254,10 @@ def main() -> None:
             servers["floor"] = Server(
                 [*floor, str(home), model_id, key[1], str(ports["floor"])], ports["floor"], environment
             )
+        if args.spin is not None:
+            ports["spin"] = free_port()
+            spin_command = [sys.executable, "-c", SPIN_SERVER, str(ports["spin"]), str(args.spin)]
+            servers["spin"] = Server(spin_command, ports["spin"], environment)
         if args.before is not None:
             ports["before"] = free_port()
             before_serve = [EMRML, "--home", str(home), "serve", "--port", str(ports["before"])]
@@ -236,8 +270,8 @@ def main() -> None:
         try:
             for i in range(args.pairs):
                 for side in list(servers) if i % 2 == 0 else list(servers)[::-1]:
-                    if side == "noop":
-                        runs[side].append(wrk(noop_port, noop_script, args.connections, args.seconds))
+                    if side in ("noop", "spin"):
+                        runs[side].append(wrk(ports[side], noop_script, args.connections, args.seconds))
                         continue
                     # Signed now: valid for the next 15 minutes, far longer than a run.
                     # The EndpointUrl the server shows: its own URL, as boto3 would send it.
@@ -281,7 +315,8 @@ def report(runs: dict[str, list[Run]], args: argparse.Namespace, before: str, af
         "## HTTP API with wrk (`bench/predict_http.py`)",
         "",
         "```",
-        f"uv run --group bench python bench/predict_http.py{' --floor' if args.floor else ''}",
+        f"uv run --group bench python bench/predict_http.py{' --floor' if args.floor else ''}"
+        f"{f' --spin {args.spin}' if args.spin is not None else ''}",
         "```",
         "",
         f"Measured {datetime.now():%Y-%m-%d %H:%M}; load average (1, 5, 15 min) {before} before, {after} "
@@ -301,6 +336,8 @@ def report(runs: dict[str, list[Run]], args: argparse.Namespace, before: str, af
         lines.append(
             _row("floor: a signed Predict's arithmetic only (`bench/predict_floor.py`)", runs["floor"])
         )
+    if "spin" in runs:
+        lines.append(_row(f"no-op with {args.spin} µs of busy work per request (`--spin`)", runs["spin"]))
     lines += [
         "",
         f"Median of pair ratios emrml / no-op: throughput **{throughput:.2f}×** (goal ≥ 0.75×), p99 "
@@ -308,6 +345,12 @@ def report(runs: dict[str, list[Run]], args: argparse.Namespace, before: str, af
     ]
     if "floor" in runs:
         lines[-1] += f" The floor / no-op: **{_median_ratio(runs['floor'], noop):.2f}×**."
+    if "spin" in runs:
+        spin = runs["spin"]
+        lines[-1] += (
+            f" emrml / the spinning no-op: throughput {_median_ratio(emrml, spin):.2f}×, p99 "
+            f"{statistics.median(e.p99_ms / s.p99_ms for e, s in zip(emrml, spin, strict=True)):.2f}×."
+        )
     return "\n".join(lines)
 
 

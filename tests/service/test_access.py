@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from emrml.config import Settings
 from emrml.errors import AccessDeniedException, InvalidInputException
@@ -71,6 +73,42 @@ def test_a_reread_policy_that_says_the_same_keeps_its_remembered_decisions(setti
     finally:
         app.close()
         other.close()
+
+
+def test_a_server_rereads_policies_and_keys_without_the_orm(settings: Settings) -> None:
+    # A server rereads every known caller's policy and key from threads of its own, which hold the
+    # interpreter lock the event loop's requests wait for: through a Core connection each reread holds it
+    # for a third of what an ORM session's execution costs. Same answers either way.
+    app = EmrML(settings)
+    orm: list[object] = []
+
+    def note(state: object) -> None:
+        orm.append(state)
+
+    try:
+        app.access.create_user("dora", ())
+        app.access.create_group("scorers")
+        app.access.add_member("scorers", "dora")
+        app.access.add_statement("scorers", {"Effect": "Allow", "Action": ["Predict"], "Resource": ["*"]})
+        key = app.access.identities.create_key("dora")
+        caller = f"arn:aws:iam::{app.settings.account_id}:user/dora"
+        event.listen(Session, "do_orm_execute", note)
+        try:
+            policy = app.access.policy(caller)
+            app.access.policies.refresh()
+            credential = app.access.identities.credential(key.access_key_id)
+            unknown = app.access.identities.credential("EMRL" + "X" * 16)
+        finally:
+            event.remove(Session, "do_orm_execute", note)
+        assert orm == []
+        assert policy.enabled and [s.sid for s in policy.statements] != []
+        assert app.access.policy(caller) is policy
+        assert credential is not None and unknown is None
+        assert (credential.secret_access_key, credential.user_name) == (key.secret_access_key, "dora")
+        app.access.identities.set_key_active(key.access_key_id, False)
+        assert app.access.identities.credential(key.access_key_id) is None
+    finally:
+        app.close()
 
 
 def test_describe_lists_only_what_get_allows_whatever_the_case_of_the_ids(settings: Settings) -> None:

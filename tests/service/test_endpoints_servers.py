@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from endpoints_helpers import URL, Trained, predict
 from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from emrml.config import Settings
 from emrml.errors import (
@@ -235,12 +236,20 @@ def test_one_query_checks_every_mounted_model(trained: Trained) -> None:
             app.call("CreateRealtimeEndpoint", {"MLModelId": model_id})
             other.mounted.get(model_id)
         app.call("DeleteRealtimeEndpoint", {"MLModelId": "ml-regression"})
+        orm: list[object] = []
+
+        def note(state: object) -> None:
+            orm.append(state)
+
         event.listen(other.engine, "before_cursor_execute", count)
+        event.listen(Session, "do_orm_execute", note)
         try:
             other.mounted._check_all()  # what keep_fresh does every half second
         finally:
             event.remove(other.engine, "before_cursor_execute", count)
-        assert len(statements) == 1
+            event.remove(Session, "do_orm_execute", note)
+        # One statement, through a Core connection: no ORM session holding the interpreter lock longer.
+        assert len(statements) == 1 and orm == []
         assert "ml-binary" in other.mounted and "ml-multiclass" in other.mounted
         assert "ml-regression" not in other.mounted  # its endpoint went: no longer served here
     finally:

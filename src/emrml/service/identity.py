@@ -19,7 +19,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import Boolean, Float, ForeignKey, String, Text, delete, func, select, true, update
+from sqlalchemy import (
+    Boolean,
+    Float,
+    ForeignKey,
+    String,
+    Text,
+    bindparam,
+    delete,
+    func,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from emrml.config import DEFAULT_ACCOUNT_ID
@@ -67,6 +79,13 @@ class AccessKey(Base):
     created_at: Mapped[float] = mapped_column(Float)
     #: An inactive key is refused like an unknown one, and can be made active again (IAM's Inactive).
     active: Mapped[bool] = mapped_column(Boolean, server_default=true())
+
+
+_KEYS = AccessKey.__table__
+#: ``Identities.credential``'s query, built once, on the table's own columns (no ORM work per reading).
+_CREDENTIAL = select(
+    _KEYS.c.access_key_id, _KEYS.c.active, _KEYS.c.secret_encrypted, _KEYS.c.user_name
+).where(_KEYS.c.access_key_id == bindparam("access_key_id"))
 
 
 @dataclass(frozen=True)
@@ -367,8 +386,11 @@ class Identities:
 
     def credential(self, access_key_id: str) -> Credential | None:
         """The key's decrypted secret and owner, or None for an unknown or inactive key."""
-        with self.sessions() as session:
-            key = session.get(AccessKey, access_key_id)
-            if key is None or not key.active:
-                return None
-            return Credential(key.access_key_id, self.box.decrypt(key.secret_encrypted), key.user_name)
+        # A Core connection, not an ORM session: a server rereads every known key from a thread of its
+        # own, and a session's get costs twice the interpreter lock time the event loop then waits for.
+        with self.sessions.kw["bind"].connect() as connection:
+            row = connection.execute(_CREDENTIAL, {"access_key_id": access_key_id}).first()
+        if row is None or not row.active:
+            return None
+        # The stored id, as before: a metastore whose collation ignores case finds it from another spelling.
+        return Credential(row.access_key_id, self.box.decrypt(row.secret_encrypted), row.user_name)

@@ -16,8 +16,7 @@
   every READY endpoint at start and re-reads their metastore rows), the remembered access keys and
   users' policies (``service.remembered``), each reloaded before it expires.
 
-``serve`` runs the app with uvicorn (httptools and uvloop, installed with emrml; its httptools protocol as
-``web.one_write`` adapts it, a response's head and body in one write) until SIGINT or SIGTERM:
+``serve`` runs the app with uvicorn (httptools and uvloop, installed with emrml) until SIGINT or SIGTERM:
 in-flight requests finish (up to ``graceful_seconds``), then running jobs get ``job_shutdown_seconds`` to
 end. ``serve_workers`` runs N worker processes on one port instead, each with its own ``EmrML`` built by
 ``worker_app`` from the options in ``$EMRML_SERVE_OPTIONS``: each loads the mounted models itself, admits
@@ -76,7 +75,6 @@ from emrml.web.access_log import (
     new_request_id,
 )
 from emrml.web.hosts import LocalHosts
-from emrml.web.one_write import OneWriteProtocol
 from emrml.web.protocol import (
     CONTENT_TYPE,
     DEFAULT_MAX_BODY_BYTES,
@@ -389,7 +387,6 @@ def serve(
         port=port,
         lifespan="on",
         access_log=False,
-        http=OneWriteProtocol,
         timeout_graceful_shutdown=graceful_seconds,
         **proxy_options(forwarded_allow_ips),
         **(tls.uvicorn_options() if tls else {}),
@@ -424,7 +421,6 @@ def serve_workers(
             workers=workers,
             lifespan="on",
             access_log=False,
-            http=OneWriteProtocol,
             timeout_graceful_shutdown=graceful_seconds,
             **proxy_options(forwarded_allow_ips),
         )
@@ -506,7 +502,6 @@ class BackgroundServer:
             SecureTransport(app) if tls else app,
             lifespan="on",
             access_log=False,
-            http=OneWriteProtocol,
             log_level="warning",
             **proxy_options(forwarded_allow_ips),
             **(tls.uvicorn_options() if tls else {}),

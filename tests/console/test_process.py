@@ -115,17 +115,28 @@ def test_a_console_process_that_dies_is_started_again(server: Any) -> None:
         assert client.get("/health").status_code == 200  # the API never went away
 
 
-def test_the_console_process_starts_with_the_first_console_request(tmp_path: Path) -> None:
+def _serve(folder: Path) -> tuple[str, subprocess.Popen[bytes]]:
+    """``emrml serve`` on a new home in ``folder``, once it answers: (its URL, its process)."""
     port = free_port()
-    log = tmp_path / "server.log"
+    log = folder / "server.log"
     with log.open("wb") as output:
         server = subprocess.Popen(
-            [sys.executable, "-m", "emrml", "--home", str(tmp_path / "home"), "serve", "--port", str(port)],
+            [sys.executable, "-m", "emrml", "--home", str(folder / "home"), "serve", "--port", str(port)],
             stdout=output, stderr=subprocess.STDOUT,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_answered(f"{url}/health", server, log, 60)
+    except BaseException:
+        server.kill()
+        server.wait(30)
+        raise
+    return url, server
+
+
+def test_the_console_process_starts_with_the_first_console_request(tmp_path: Path) -> None:
+    url, server = _serve(tmp_path)
+    try:
         assert _console_pids(server) == []  # serving the API alone
         console = _console_pid(url, server)  # the first page is answered: the process was started for it
     finally:
@@ -135,16 +146,8 @@ def test_the_console_process_starts_with_the_first_console_request(tmp_path: Pat
 
 
 def test_the_console_process_ends_with_a_server_killed_outright(tmp_path: Path) -> None:
-    port = free_port()
-    log = tmp_path / "server.log"
-    with log.open("wb") as output:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "emrml", "--home", str(tmp_path / "home"), "serve", "--port", str(port)],
-            stdout=output, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    url, server = _serve(tmp_path)
     try:
-        wait_until_answered(f"{url}/health", server, log, 60)
         console = _console_pid(url, server)
     finally:
         server.kill()

@@ -33,7 +33,7 @@ from emrml.service import groups as grouping
 from emrml.service.access_rules import OPERATION_ACCESS, TAGGED, known_actions
 from emrml.service.groups import ADMINS, BUILTIN_GROUPS, Group, GroupInfo, GroupMember, GroupStatement
 from emrml.service.identity import AccessKey, Identities, KeyInfo, NewAccessKey, User, UserInfo, user_arn
-from emrml.service.metastore import ENTITY_CLASSES, Stream
+from emrml.service.metastore import ENTITY_CLASSES, Stream, engine_of
 from emrml.service.operations import CALLER
 from emrml.service.policy import RESOURCE_KINDS, Policy, Statement
 from emrml.service.remembered import Remembered
@@ -94,7 +94,7 @@ class Access:
 
     def _read_policy(self, caller: str) -> Policy:
         name = user_name_of(caller) or ""
-        with self.sessions.kw["bind"].connect() as connection:
+        with engine_of(self.sessions).connect() as connection:
             rows = connection.execute(_POLICY_ROWS, {"name": name}).all()
         statements = [grouping.stored_statement(sid, text) for _, sid, text in rows if sid is not None]
         return Policy(name, caller, bool(rows and rows[0][0]), statements)

@@ -38,7 +38,7 @@ from emrml.config import DEFAULT_ACCOUNT_ID
 from emrml.errors import InternalServerException, InvalidInputException, ResourceNotFoundException
 from emrml.service.groups import DEFAULT_GROUPS, GroupMember, find_group
 from emrml.service.logins import BrowserSession, Login
-from emrml.service.metastore import ENTITY_CLASSES, Base, Stream, now
+from emrml.service.metastore import ENTITY_CLASSES, Base, Stream, engine_of, now
 from emrml.service.sharing import ShareLink
 
 log = logging.getLogger(__name__)
@@ -388,7 +388,7 @@ class Identities:
         """The key's decrypted secret and owner, or None for an unknown or inactive key."""
         # A Core connection, not an ORM session: a server rereads every known key from a thread of its
         # own, and a session's get costs twice the interpreter lock time the event loop then waits for.
-        with self.sessions.kw["bind"].connect() as connection:
+        with engine_of(self.sessions).connect() as connection:
             row = connection.execute(_CREDENTIAL, {"access_key_id": access_key_id}).first()
         if row is None or not row.active:
             return None

@@ -545,3 +545,9 @@ def fenced_update(session: Session, table: type[Base], where: list[Any], values:
 
 def session_factory(engine: Engine) -> sessionmaker:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def engine_of(sessions: sessionmaker) -> Engine:
+    """The engine of ``session_factory(engine)``: for the reads a server repeats from its threads, through a
+    Core connection, which holds the interpreter lock a third as long as an ORM session would."""
+    return sessions.kw["bind"]

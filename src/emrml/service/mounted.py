@@ -45,7 +45,7 @@ from emrml.errors import (
     PredictorNotMountedException,
     ResourceNotFoundException,
 )
-from emrml.service.metastore import MLModel
+from emrml.service.metastore import MLModel, engine_of
 
 if TYPE_CHECKING:
     from emrml.core.predict import Predictor
@@ -185,7 +185,7 @@ class MountedModels:
         share: float = 1.0,
     ) -> None:
         self._sessions = sessions
-        self._engine: Engine = sessions.kw["bind"]
+        self._engine: Engine = engine_of(sessions)
         self._clock = clock
         self._mounts: dict[str, Mount] = {}
         # Serializes loading and metastore reads; the hot path of a loaded, fresh model takes no lock.

@@ -101,24 +101,21 @@ class ConsoleProcess:
 
     def _start(self) -> bool:
         """Start the child, unless the block has ended; whether it was started."""
-        with self._lock:
-            if self._stopping.is_set():
-                return False
-            self._child = self._spawn()
-            return True
-
-    def _spawn(self) -> subprocess.Popen[bytes]:
         options = {
             "home": str(self.home),
             "public_url": self.public_url,
             "fd": self._socket.fileno(),
             "server_pid": os.getpid(),
         }
-        return subprocess.Popen(
-            [sys.executable, "-m", "emrml.web.console_process"],
-            env={**os.environ, OPTIONS: json.dumps(options)},
-            pass_fds=(self._socket.fileno(),),
-        )
+        with self._lock:
+            if self._stopping.is_set():
+                return False
+            self._child = subprocess.Popen(
+                [sys.executable, "-m", "emrml.web.console_process"],
+                env={**os.environ, OPTIONS: json.dumps(options)},
+                pass_fds=(self._socket.fileno(),),
+            )
+            return True
 
     def _watch(self) -> None:
         # A listening socket reads as ready once a connection waits in its backlog: the first console

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
 
+from emrml import collector
 from emrml.cli_common import CliConsole, command_group, log_as_lines, reports_errors
 from emrml.cli_render.parts import titled_table
 from emrml.config import Settings
@@ -539,6 +540,7 @@ def start_server(
         markup=False,
         soft_wrap=True,
     )
+    collector.resume()  # the start's imports are done (``emrml.collector``)
     with contextlib.ExitStack() as stack:
         socket_path = None
         if console_process:

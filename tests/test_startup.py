@@ -28,8 +28,9 @@ from emrml.service.auth import normalize_url_path
 from emrml.service.operations import canonical
 from metastores import Templates
 
-#: What no command may import unless it needs it (and importing the CLI needs none of them).
-HEAVY = ("pandas", "alembic", "botocore", "sqlalchemy", "numpy", "pyarrow", "scipy")
+#: What no command may import unless it needs it (and importing the CLI needs none of them; rich, 15-20 ms,
+#: is for the commands that draw tables).
+HEAVY = ("pandas", "alembic", "botocore", "sqlalchemy", "numpy", "pyarrow", "scipy", "rich")
 
 
 def imported_modules(*args: str, env: dict[str, str] | None = None) -> set[str]:
@@ -80,7 +81,32 @@ def test_a_create_request_imports_no_numpy_or_arrow(tmp_path: Path, metastore_te
     command = ["-m", "emrml", "--output", "json", "datasource", "create", "--no-wait", "--data", str(data)]
     command += ["--schema", str(schema), "--rearrangement", '{"splitting":{"percentEnd":70}}']
     created = imported_modules(*command, "--id", "ds-1", env=env)
-    assert created & {"numpy", "pyarrow", "pandas", "scipy", "pydantic"} == set()
+    # rich: --output json draws nothing.
+    assert created & {"numpy", "pyarrow", "pandas", "scipy", "pydantic", "rich"} == set()
+
+
+#: ``emrml serve ARGS`` in this process, its ``server.serve`` replaced: prints the top-level packages
+#: imported when the server would listen.
+SERVE_PROBE = """
+import sys
+from emrml.web import server
+
+server.serve = lambda *args, **kwargs: print(sorted({name.split(".")[0] for name in sys.modules}))
+from emrml.cli import app
+
+app(sys.argv[1:], prog_name="emrml")
+"""
+
+
+def test_a_server_starts_without_rich(tmp_path: Path, metastore_templates: Templates) -> None:
+    # A server draws no table: it echoes its few lines, and rich stays out of its start.
+    home = _current_home(tmp_path / "home", metastore_templates)
+    command = [sys.executable, "-c", SERVE_PROBE, "--home", str(home), "serve", "--port", "1"]
+    command += ["--workers-jobs", "0", "--console-in-process"]
+    result = subprocess.run(command, capture_output=True, text=True, check=True, timeout=120)
+    loaded = set(json.loads(result.stdout.splitlines()[-1].replace("'", '"')))
+    assert "sqlalchemy" in loaded and "starlette" in loaded  # the server's start did run
+    assert "rich" not in loaded
 
 
 def test_a_batch_prediction_request_imports_no_engine(tmp_path: Path, metastore_templates: Templates) -> None:

@@ -194,12 +194,14 @@ def test_arrow_use_after_the_probe_is_settled_imports_no_pandas() -> None:
 
 
 IMPORT_EVERY_MODULE = """
-import importlib, pkgutil, sys
+import gc, importlib, pkgutil, sys
 import emrml
 for info in pkgutil.walk_packages(emrml.__path__, "emrml."):
     if ".migrations.versions." not in info.name and not info.name.endswith("__main__"):
         importlib.import_module(info.name)
         assert "pandas" not in sys.modules, f"importing {info.name} imported pandas"
+# The fork server's first preload pauses the collector: not in a process that has the job code already.
+assert gc.isenabled(), "the collector was left paused"
 """
 
 
@@ -380,6 +382,16 @@ from emrml.service.metastore import Base
 ready = "sqlalchemy.dialects.sqlite" in sys.modules and "sqlite3" in sys.modules
 sys.exit(0 if ready and all(mapper.configured for mapper in Base.registry.mappers) else 3)
 """
+
+
+COLLECTOR_PROBE = "import gc, sys; sys.exit(0 if gc.isenabled() and gc.get_freeze_count() > 0 else 3)"
+
+
+@pytest.mark.parametrize("process", ["server", "command"])
+def test_job_workers_start_collecting_with_the_preload_frozen(tmp_path: Path, process: str) -> None:
+    # The fork server imports its preload with the collector paused (a tenth of its CPU, which a command
+    # waits for) and resumes it, freezing what it imported, before it forks: a worker collects as usual.
+    assert _worker_passes(tmp_path, "", COLLECTOR_PROBE, process)
 
 
 def test_job_workers_find_the_metastore_ready(tmp_path: Path) -> None:

@@ -11,6 +11,8 @@ far, so no later collection scans it again (a server would otherwise pay a full 
 during its first requests); the few hundred unreachable objects the imports left stay allocated.
 
 A program that imports emrml's modules (tests, a notebook, the library) keeps its collector as it was.
+The job fork server pauses it for its preload too (``service.forkserver``), and resumes it before it forks
+a worker: the preload (SQLAlchemy, numpy, Arrow, the job code) is on a CLI command's critical path.
 """
 
 from __future__ import annotations
@@ -36,8 +38,15 @@ def _is_the_program() -> bool:
 
 def pause_while_starting() -> None:
     """Pause the collector if this process is the ``emrml`` program and it runs."""
+    if _is_the_program():
+        pause()
+
+
+def pause() -> None:
+    """Pause the collector (if it runs) until :func:`resume`: the start of a process whose imports are
+    its own (the program; the job fork server's preload, ``service.forkserver``)."""
     global _paused
-    if not _paused and gc.isenabled() and _is_the_program():
+    if not _paused and gc.isenabled():
         gc.disable()
         _paused = True
 

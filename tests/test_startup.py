@@ -28,8 +28,9 @@ from emrml.service.auth import normalize_url_path
 from emrml.service.operations import canonical
 from metastores import Templates
 
-#: What no command may import unless it needs it (and importing the CLI needs none of them).
-HEAVY = ("pandas", "alembic", "botocore", "sqlalchemy", "numpy", "pyarrow", "scipy")
+#: What no command may import unless it needs it (and importing the CLI needs none of them; rich, 15-20 ms,
+#: is for the commands that draw tables).
+HEAVY = ("pandas", "alembic", "botocore", "sqlalchemy", "numpy", "pyarrow", "scipy", "rich")
 
 
 def imported_modules(*args: str, env: dict[str, str] | None = None) -> set[str]:
@@ -80,7 +81,32 @@ def test_a_create_request_imports_no_numpy_or_arrow(tmp_path: Path, metastore_te
     command = ["-m", "emrml", "--output", "json", "datasource", "create", "--no-wait", "--data", str(data)]
     command += ["--schema", str(schema), "--rearrangement", '{"splitting":{"percentEnd":70}}']
     created = imported_modules(*command, "--id", "ds-1", env=env)
-    assert created & {"numpy", "pyarrow", "pandas", "scipy", "pydantic"} == set()
+    # rich: --output json draws nothing.
+    assert created & {"numpy", "pyarrow", "pandas", "scipy", "pydantic", "rich"} == set()
+
+
+#: ``emrml serve ARGS`` in this process, its ``server.serve`` replaced: prints the top-level packages
+#: imported when the server would listen.
+SERVE_PROBE = """
+import sys
+from emrml.web import server
+
+server.serve = lambda *args, **kwargs: print(sorted({name.split(".")[0] for name in sys.modules}))
+from emrml.cli import app
+
+app(sys.argv[1:], prog_name="emrml")
+"""
+
+
+def test_a_server_starts_without_rich(tmp_path: Path, metastore_templates: Templates) -> None:
+    # A server draws no table: it echoes its few lines, and rich stays out of its start.
+    home = _current_home(tmp_path / "home", metastore_templates)
+    command = [sys.executable, "-c", SERVE_PROBE, "--home", str(home), "serve", "--port", "1"]
+    command += ["--workers-jobs", "0", "--console-in-process"]
+    result = subprocess.run(command, capture_output=True, text=True, check=True, timeout=120)
+    loaded = set(json.loads(result.stdout.splitlines()[-1].replace("'", '"')))
+    assert "sqlalchemy" in loaded and "starlette" in loaded  # the server's start did run
+    assert "rich" not in loaded
 
 
 def test_a_batch_prediction_request_imports_no_engine(tmp_path: Path, metastore_templates: Templates) -> None:
@@ -168,12 +194,14 @@ def test_arrow_use_after_the_probe_is_settled_imports_no_pandas() -> None:
 
 
 IMPORT_EVERY_MODULE = """
-import importlib, pkgutil, sys
+import gc, importlib, pkgutil, sys
 import emrml
 for info in pkgutil.walk_packages(emrml.__path__, "emrml."):
     if ".migrations.versions." not in info.name and not info.name.endswith("__main__"):
         importlib.import_module(info.name)
         assert "pandas" not in sys.modules, f"importing {info.name} imported pandas"
+# The fork server's first preload pauses the collector: not in a process that has the job code already.
+assert gc.isenabled(), "the collector was left paused"
 """
 
 
@@ -354,6 +382,16 @@ from emrml.service.metastore import Base
 ready = "sqlalchemy.dialects.sqlite" in sys.modules and "sqlite3" in sys.modules
 sys.exit(0 if ready and all(mapper.configured for mapper in Base.registry.mappers) else 3)
 """
+
+
+COLLECTOR_PROBE = "import gc, sys; sys.exit(0 if gc.isenabled() and gc.get_freeze_count() > 0 else 3)"
+
+
+@pytest.mark.parametrize("process", ["server", "command"])
+def test_job_workers_start_collecting_with_the_preload_frozen(tmp_path: Path, process: str) -> None:
+    # The fork server imports its preload with the collector paused (a tenth of its CPU, which a command
+    # waits for) and resumes it, freezing what it imported, before it forks: a worker collects as usual.
+    assert _worker_passes(tmp_path, "", COLLECTOR_PROBE, process)
 
 
 def test_job_workers_find_the_metastore_ready(tmp_path: Path) -> None:

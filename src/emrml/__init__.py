@@ -10,6 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from emrml import collector
+
+# The console script's first line imports the command line, and with it this package: the collector is
+# paused for the start of the program (``emrml.collector``).
+collector.pause_while_starting()
+
 __version__ = "0.1.0"
 __all__ = [
     "BatchPrediction",

@@ -18,7 +18,17 @@ from typing import TYPE_CHECKING, Any
 import typer
 from typer.core import TyperGroup
 
-from emrml import cli_jobs, cli_objects, cli_plan, cli_quickstart, cli_run, cli_server, cli_stream, cli_tags
+from emrml import (
+    cli_jobs,
+    cli_objects,
+    cli_plan,
+    cli_quickstart,
+    cli_run,
+    cli_server,
+    cli_stream,
+    cli_tags,
+    collector,
+)
 from emrml import cli_render as render
 from emrml.cli_common import (
     EXIT_CODES_HELP,
@@ -132,6 +142,8 @@ def main(
         file_okay=False,
     ),
 ) -> None:
+    if ctx.invoked_subcommand != "serve":
+        collector.resume()  # the command's own work runs with the collector (a server resumes it to listen)
     log_as_lines()
     # Undone when the command ends (after the service closes: closing may warn too), so that a program
     # that runs commands in its own process (tests) keeps its own logging.

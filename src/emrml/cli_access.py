@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from emrml.cli_common import CliConsole, command_group, reports_errors
+from emrml.cli_common import command_group, reports_errors
 from emrml.cli_render.parts import titled_table
 from emrml.errors import InvalidInputException
 
@@ -106,6 +106,8 @@ def groups_list(ctx: typer.Context) -> None:
             str(len(group.statements)),
             group.description,
         )
+    from emrml.cli_console import CliConsole
+
     CliConsole(markup=False).print(table)  # names and descriptions are text, not markup
 
 

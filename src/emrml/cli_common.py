@@ -16,18 +16,19 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
-from rich.console import Console, RenderableType
 
 from emrml.config import Settings
 from emrml.errors import AmazonMLError, InvalidInputException
 
 if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+
     from emrml.service.app import EmrML
 
 #: Exit code when the request was accepted but its job ended FAILED (or the object is DELETED): the
@@ -96,19 +97,6 @@ def name_option_values(command: Any) -> None:
         name_option_values(sub_command)
 
 
-class CliConsole(Console):
-    """rich's Console, except when its output is a closed pipe: rich exits 1 there, and the command line
-    ends such a command as ``ends_quietly_when_stdout_closes`` says."""
-
-    def on_broken_pipe(self) -> None:
-        # rich calls this while it handles the write's error: that error goes on as it was, so that one
-        # of stdout's (``StdoutClosedError``) is still known as one.
-        error = sys.exception()
-        if isinstance(error, BrokenPipeError):
-            raise error
-        raise BrokenPipeError("the output's reader is gone")
-
-
 class StdoutClosedError(BrokenPipeError):
     """A write to (or flush of) stdout failed: its reader has gone (``emrml … | head -1``)."""
 
@@ -173,14 +161,23 @@ class State:
 
     output: Output
     home: Path | None
-    # No markup: names and messages are user text and may contain square brackets.
-    console: Console = field(default_factory=lambda: CliConsole(markup=False))
+    _console: Console | None = None
     _service: EmrML | None = None
     _settings: Settings | None = None
 
     @property
     def json(self) -> bool:
         return self.output is Output.json
+
+    @property
+    def console(self) -> Console:
+        """rich's console for tables and charts, made on first use (``emrml.cli_console``)."""
+        if self._console is None:
+            from emrml.cli_console import CliConsole
+
+            # No markup: names and messages are user text and may contain square brackets.
+            self._console = CliConsole(markup=False)
+        return self._console
 
     @property
     def settings(self) -> Settings:
@@ -438,6 +435,8 @@ def job_progress(current: State) -> Any:
         TextColumn,
         TimeElapsedColumn,
     )
+
+    from emrml.cli_console import CliConsole
 
     console = CliConsole(stderr=True)
     return Progress(

@@ -15,7 +15,6 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import RenderableType
 
 from emrml import cli_render as render
 from emrml.cli_common import (
@@ -36,6 +35,8 @@ from emrml.cli_common import (
 from emrml.errors import AmazonMLError, InvalidInputException
 
 if TYPE_CHECKING:
+    from rich.console import RenderableType
+
     from emrml.service.app import EmrML
 
 #: Largest page the Describe* operations return.

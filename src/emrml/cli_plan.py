@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from emrml.cli_common import (
     PLAN_DOES_NOT_FIT_EXIT_CODE,
@@ -64,6 +63,8 @@ def plan(
 
 
 def _print_plan(current: State, result: dict[str, Any]) -> None:
+    from rich.table import Table
+
     from emrml.core.capacity import plan_lines
 
     sections: list[Any] = ["\n".join(plan_lines(result["Plan"]))]

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
 
-from emrml.cli_common import CliConsole, command_group, log_as_lines, reports_errors
+from emrml import collector
+from emrml.cli_common import command_group, log_as_lines, reports_errors
 from emrml.cli_render.parts import titled_table
 from emrml.config import Settings
 from emrml.core.readable import format_number
@@ -144,6 +145,8 @@ def users_list(ctx: typer.Context) -> None:
             _time(user.created_at),
             format_number(user.access_keys),
         )
+    from emrml.cli_console import CliConsole
+
     CliConsole(markup=False).print(table)  # names and descriptions are text, not markup
 
 
@@ -211,6 +214,8 @@ def keys_list(
         table.add_row(
             key.access_key_id, key.user_name, _time(key.created_at), "Active" if key.active else "Inactive"
         )
+    from emrml.cli_console import CliConsole
+
     CliConsole(markup=False).print(table)  # names and descriptions are text, not markup
 
 
@@ -462,7 +467,6 @@ def start_server(
     from emrml.web.tls import TlsSettings
 
     hide_pandas()
-    console = CliConsole(stderr=True, highlight=False)
     try:
         settings = _settings(ctx)
         if forwarded_allow_ips is not None:
@@ -497,13 +501,14 @@ def start_server(
     except AmazonMLError as exc:
         typer.echo(f"error: {exc.type_name}: {exc.message}", err=True)
         raise typer.Exit(exc.exit_code) from None
+    # Plain echo, not rich: a server draws no table, and rich would add 15-20 ms to its start.
     if no_auth:
-        console.print(
+        typer.secho(
             f"WARNING: Authentication is OFF: anyone who can reach {host}:{port} can read, create and delete "
             "everything, as the account's root user. Use --no-auth for local experiments only.",
-            style="bold red",
-            markup=False,
-            soft_wrap=True,
+            err=True,
+            fg="red",
+            bold=True,
         )
     # One server of a home at a time: two started at once on a new home would both write
     # admin-credentials.json, the second's console password or access key replacing the first's.
@@ -525,20 +530,19 @@ def start_server(
         _first_start_help(created[1], url, snippets=snippets)
     slots = settings.max_concurrent_jobs if workers_jobs is None else workers_jobs
     proxies = settings.forwarded_allow_ips
-    console.print(
+    typer.echo(
         f"emrml API at {url} (listening on {host}:{port}"
         f"{f' with {workers} processes' if workers > 1 else ''}; {_transport(tls)}; "
         f"{'no authentication' if no_auth else 'SigV4 authentication'}; up to {slots} job(s) at once"
         f"{f'; X-Forwarded-For believed from {proxies}' if proxies else ''})",
-        markup=False,
-        soft_wrap=True,
+        err=True,
     )
-    console.print(
+    typer.echo(
         f"console {url}/console/ (user admin; password in {settings.home / 'admin-credentials.json'}, "
         "mode 0600)",
-        markup=False,
-        soft_wrap=True,
+        err=True,
     )
+    collector.resume()  # the start's imports are done (``emrml.collector``)
     with contextlib.ExitStack() as stack:
         socket_path = None
         if console_process:

@@ -14,11 +14,9 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import RenderableType
-from rich.table import Table
 
 from emrml.cli_common import (
     JOB_FAILED_EXIT_CODE,
@@ -33,6 +31,10 @@ from emrml.cli_common import (
 from emrml.cli_render.lists import Column, list_table
 from emrml.cli_render.parts import keep_numbers_whole, key_values, titled_table
 from emrml.core.readable import format_number
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.table import Table
 
 stream_app = typer.Typer(help="Score every record of a Kinesis stream with a model.", no_args_is_help=True)
 

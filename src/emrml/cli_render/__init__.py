@@ -3,7 +3,9 @@
 Each ``*_view`` function takes the raw operation outputs a command fetched (the same dict ``--output json``
 prints) and returns the sections to print, in order; each ``*_summary`` is the one line ``--no-wait`` and
 ``wait`` print. Nothing here calls the service. One module per kind of object, plus ``parts`` (formats and
-drawing pieces they share) and ``lists`` (the ``list`` tables).
+drawing pieces they share) and ``lists`` (the ``list`` tables). rich is imported by the functions that
+draw, not by these modules: a command that draws nothing (``emrml serve``, ``--output json``) starts without
+it (15-20 ms).
 """
 
 from emrml.cli_render.datasources import datasource_summary, datasource_view

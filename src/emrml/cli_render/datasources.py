@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
-
-from rich.console import RenderableType
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from emrml.cli_render.parts import (
     format_bytes,
@@ -20,6 +17,10 @@ from emrml.cli_render.parts import (
     titled_table,
 )
 from emrml.core.readable import format_number
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.table import Table
 
 
 def datasource_view(described: dict[str, Any]) -> list[RenderableType]:

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any
-
-from rich.console import RenderableType
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from emrml.cli_render.parts import (
     alerts_table,
@@ -22,6 +18,10 @@ from emrml.cli_render.parts import (
     titled_table,
 )
 from emrml.core.readable import format_number
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.table import Table
 
 #: Bins of the binary score histograms as drawn: 20 of width 0.05, aggregated from the stored 100.
 SCORE_BIN_HUNDREDTHS = 5
@@ -45,6 +45,8 @@ def evaluation_view(
     ``threshold`` is the binary cut-off to draw (default: the model's ScoreThreshold); it is shown at the
     nearest stored cut-off (a multiple of 0.01). ``width`` is the terminal width the charts fill.
     """
+    from rich.text import Text
+
     evaluation = described["GetEvaluation"]
     insights = described.get("GetEvaluationInsights") or {}
     model_type = insights.get("MLModelType")
@@ -119,6 +121,8 @@ def _evaluation_overview(evaluation: dict[str, Any], model_type: str | None, dat
 def _binary_sections(
     metrics: dict[str, Any], threshold: float, model_threshold: float, width: int
 ) -> list[RenderableType]:
+    from rich.text import Text
+
     table = metrics["thresholdTable"]
 
     def nearest(cut_off: float) -> int:
@@ -210,6 +214,8 @@ def _threshold_table(table: list[dict[str, Any]], shown: int, current: int, widt
 
 
 def _multiclass_sections(metrics: dict[str, Any]) -> list[RenderableType]:
+    from rich.text import Text
+
     view = metrics["consoleView"]
     classes = view["classes"]
     table = titled_table(
@@ -236,6 +242,8 @@ def _multiclass_sections(metrics: dict[str, Any]) -> list[RenderableType]:
 
 
 def _regression_sections(metrics: dict[str, Any], width: int) -> list[RenderableType]:
+    from rich.text import Text
+
     histogram = metrics["residualHistogram"]
     edges, counts = histogram["edges"], histogram["counts"]
     spans = [(i, min(i + RESIDUAL_BIN_GROUP, len(counts))) for i in range(0, len(counts), RESIDUAL_BIN_GROUP)]

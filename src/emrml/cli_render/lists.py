@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from emrml.cli_render.parts import (
     format_bytes,
@@ -15,6 +13,9 @@ from emrml.cli_render.parts import (
     records_text,
     status_text,
 )
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ def list_table(columns: Sequence[Column], results: list[dict[str, Any]], width: 
     ellipsis (``keep_end`` columns start with one), the first column (the id) last of all, so every row
     stays one readable line. A column empty on every row (no object has a name) is left out.
     """
+    from rich.table import Table
+
     cells = [[column.value(item) or "" for column in columns] for item in results]
     widths = [max([len(column.header)] + [len(row[i]) for row in cells]) for i, column in enumerate(columns)]
     kept: set[int] = set()

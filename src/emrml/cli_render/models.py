@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
-
-from rich.console import RenderableType
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from emrml.cli_render.parts import (
     alerts_table,
@@ -22,6 +18,10 @@ from emrml.cli_render.parts import (
 )
 from emrml.core.readable import format_number
 
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.table import Table
+
 #: How many of a model's strongest features ``model show`` lists.
 TOP_FEATURES_SHOWN = 20
 
@@ -29,6 +29,8 @@ TOP_FEATURES_SHOWN = 20
 def model_view(described: dict[str, Any]) -> list[RenderableType]:
     """``GetMLModel`` (verbose) and ``GetMLModelInsights``: overview, parameters, training report, recipe,
     the features with the largest weights and the alerts about the training data."""
+    from rich.text import Text
+
     model = described["GetMLModel"]
     insights = described.get("GetMLModelInsights") or {}
     parameters = model.get("TrainingParameters") or {}

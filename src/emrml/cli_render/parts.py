@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
-
-from rich import box
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from emrml.core.readable import format_number
+
+if TYPE_CHECKING:
+    from rich.table import Table
+    from rich.text import Text
 
 _EIGHTHS = " ▏▎▍▌▋▊▉"
 
@@ -89,6 +89,8 @@ def bar_chart(
     ``series`` is (title, one count per label); ``marker`` (row index, text) draws a ruled line with the
     text just above that row (index ``len(labels)``: below the last row).
     """
+    from rich.text import Text
+
     counts = [[format_number(value) for value in values] for _, values in series]
     label_width = max(len(label) for label in labels)
     count_width = max(len(text) for column in counts for text in column)
@@ -117,6 +119,8 @@ def _rule(text: str, label_width: int, width: int) -> str:
 
 def key_values(title: str, rows: Iterable[tuple[str, Any]]) -> Table:
     """A two-column table of the rows that have a value."""
+    from rich.table import Table
+
     table = Table(
         title=title,
         title_justify="left",
@@ -135,6 +139,8 @@ def key_values(title: str, rows: Iterable[tuple[str, Any]]) -> Table:
 
 def alerts_table(alerts: list[dict[str, Any]]) -> Table:
     """Alerts (``core.alerts``: name, passed, message), one row each, failed ones marked."""
+    from rich.text import Text
+
     table = titled_table("Alerts", "", "Check", "Detail")
     for alert in alerts:
         passed = alert.get("passed")
@@ -147,6 +153,9 @@ def titled_table(title: str, *columns: str, right: Iterable[str] = ()) -> Table:
     """A table with a left-aligned bold title. The first column and the ``right`` (numeric) columns, which
     are right-aligned, never wrap; the other columns wrap, and fold a word longer than the column (a long
     feature name) rather than end it in an ellipsis, which lost its end, often what told two rows apart."""
+    from rich import box
+    from rich.table import Table
+
     table = Table(
         title=title,
         title_justify="left",

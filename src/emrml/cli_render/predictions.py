@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from rich.console import RenderableType
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from emrml.cli_render.parts import (
     format_time,
@@ -15,6 +12,10 @@ from emrml.cli_render.parts import (
     timing_rows,
 )
 from emrml.core.readable import format_number
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.table import Table
 
 
 def _unparsed(prediction: dict[str, Any]) -> str | None:
@@ -89,6 +90,8 @@ def prediction_view(prediction: dict[str, Any]) -> Table:
 
 def tags_table(tags: list[dict[str, str]]) -> Table:
     """DescribeTags tags, one row each."""
+    from rich.table import Table
+
     table = Table("Key", "Value", box=None, header_style="bold")
     for tag in tags:
         table.add_row(tag["Key"], tag.get("Value", ""))

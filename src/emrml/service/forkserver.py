@@ -49,10 +49,17 @@ def preload_s3() -> None:
         _preload = [*_preload, PRELOAD_S3]
 
 
+#: First and last of every preload: the collector is paused while the fork server imports (a tenth of the
+#: preload's CPU, which a CLI command waits for) and resumed, what was imported frozen, before it forks a
+#: worker (``emrml.collector``).
+PAUSE_COLLECTOR = "emrml.service.preload_start"
+RESUME_COLLECTOR = "emrml.service.preload_end"
+
+
 def context() -> ForkServerContext:
     """The multiprocessing context whose processes are forked from the job fork server."""
     spawn = multiprocessing.get_context("forkserver")
-    spawn.set_forkserver_preload(_preload)
+    spawn.set_forkserver_preload([PAUSE_COLLECTOR, *_preload, RESUME_COLLECTOR])
     return spawn
 
 

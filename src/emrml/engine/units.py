@@ -129,22 +129,53 @@ class Unit:
 
 
 class _RangeReader(io.RawIOBase):
-    """At most ``length`` bytes of ``raw``, from its current position."""
+    """At most ``length`` bytes of ``raw``, from its current position; counts the ``"`` it hands out
+    (``quotes``), which tells whether a guessed start after it was a record start (``misplaced``)."""
 
     def __init__(self, raw: BinaryIO, length: int) -> None:
         self.raw = raw
         self.remaining = length
+        self.quotes = 0
 
     def readable(self) -> bool:
         return True
 
+    def read(self, size: int | None = -1) -> bytes:
+        # The reader asks for blocks by ``read``: the raw file's bytes as they come (``RawIOBase.read`` would
+        # copy them through a buffer), searched for a quote at memchr's speed and counted only if they hold
+        # one (numpy's comparison: ``bytes.count`` tests a byte at a time).
+        wanted = self.remaining if size is None or size < 0 else min(size, self.remaining)
+        if wanted <= 0:
+            return b""
+        data = self.raw.read(wanted) or b""
+        self.remaining -= len(data)
+        if b'"' in data:
+            self.quotes += int(np.count_nonzero(np.frombuffer(data, dtype=np.uint8) == _QUOTE))
+        return data
+
     def readinto(self, buffer: Any) -> int:
-        if self.remaining <= 0:
-            return 0
-        view = memoryview(buffer).cast("B")[: self.remaining]
-        count = self.raw.readinto(view) or 0  # type: ignore[attr-defined]
-        self.remaining -= count
-        return count
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+
+def quotes_read(stream: BinaryIO) -> int:
+    """The ``"`` bytes a unit's records stream (``_open_unit``) handed out: counted for a byte range only."""
+    return stream.quotes if isinstance(stream, _RangeReader) else 0
+
+
+def misplaced(units: Sequence[Unit], quotes: Sequence[int]) -> bool:
+    """Whether a byte range of ``units`` (in file order, ``quotes`` the ``"`` each read) starts after an odd
+    number of quotes in its file: inside a quoted field, not at a record start (``_units``' guess)."""
+    before = 0
+    for unit, count in zip(units, quotes, strict=True):
+        if unit.first:
+            before = 0
+        elif before & 1:
+            return True
+        before += count
+    return False
 
 
 @contextmanager
@@ -414,15 +445,30 @@ def _looked_up(function: Callable[..., T], arguments: Sequence[tuple[Any, ...]])
 
 
 def _units(
-    files: list[FileRef], cuts: dict[int, list[int]], runner: _Runner, rearrangement: Rearrangement | None
+    files: list[FileRef],
+    cuts: dict[int, list[int]],
+    runner: _Runner,
+    rearrangement: Rearrangement | None,
+    *,
+    guess: bool = False,
 ) -> list[Unit]:
-    """The units of work: whole files, and record-aligned ranges of the files in ``cuts``."""
+    """The units of work: whole files, and record-aligned ranges of the files in ``cuts``.
+
+    ``guess``: no pass counting the quotes before each cut (a pass over most of the file before any work
+    starts); each range starts where it would after an even number of quotes. Where that number is odd
+    the start found still follows an even number of quotes unless it lies inside a quoted field; the
+    caller tells by the quotes its units read (``misplaced``) and plans again without guessing. Any
+    record start cuts a file into the same records, so a right guess gives the same results.
+    """
     segments = [
         (files[i].uri, start, stop)
         for i, points in cuts.items()
         for start, stop in zip([0, *points[:-1]], points, strict=True)
     ]
-    counts = iter(runner.map(count_quotes, segments, "finding record starts", (0.0, 0.02)))
+    if guess:
+        counts = iter([0] * len(segments))
+    else:
+        counts = iter(runner.map(count_quotes, segments, "finding record starts", (0.0, 0.02)))
     lookups = []  # (uri, cut, whether an odd number of quotes precedes it), file by file
     for i, points in cuts.items():
         quotes = 0

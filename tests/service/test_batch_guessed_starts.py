@@ -1,10 +1,11 @@
 """Batch prediction ranges start where they would after an even number of quotes, with no pass counting
-the quotes first; the quotes each range read tell a wrong guess, and the job then plans again counting
-them. Either way the results are a sequential pass's, byte for byte."""
+the quotes first, unless a quote is near a cut; the quotes each range read tell a wrong guess, and the job
+then plans again counting them. Either way the results are a sequential pass's, byte for byte."""
 
 from __future__ import annotations
 
 import gzip
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,10 @@ import pytest
 from batch_helpers import csv_text, generated_rows, generated_schema, predict_to
 
 from emrml.config import Settings
-from emrml.engine import batch
+from emrml.engine import batch, record_starts, units
 from emrml.engine.batch import Parallelism
-from emrml.engine.units import Unit, _open_unit, misplaced, quotes_read
+from emrml.engine.record_starts import quotes_read
+from emrml.engine.units import Unit, _open_unit, misplaced
 
 CUT = Parallelism(workers=2, range_bytes=4_000, min_bytes=0)
 
@@ -25,18 +27,17 @@ def settings(workspace: Path) -> Settings:
 
 
 @pytest.fixture
-def plans(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """Whether each plan ``batch_predict`` made guessed the quotes (in the job's process, before the pool
-    forks)."""
-    made: list[bool] = []
-    units = batch._units
+def passes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The functions the job's runner mapped over the input, in order (in the job's process)."""
+    mapped: list[str] = []
+    run = units._Runner.map
 
-    def recording(*args: Any, guess: bool = False, **kwargs: Any) -> list[Unit]:
-        made.append(guess)
-        return units(*args, guess=guess, **kwargs)
+    def recording(self: units._Runner, function: Callable[..., Any], *args: Any) -> list[Any]:
+        mapped.append(function.__name__)
+        return run(self, function, *args)
 
-    monkeypatch.setattr(batch, "_units", recording)
-    return made
+    monkeypatch.setattr(units._Runner, "map", recording)
+    return mapped
 
 
 def _same_results(parallel: batch.BatchResult, sequential: batch.BatchResult) -> None:
@@ -49,30 +50,36 @@ def _same_results(parallel: batch.BatchResult, sequential: batch.BatchResult) ->
         assert gzip.decompress(Path(parallel.results[uri]).read_bytes()) == expected
 
 
-def test_without_quoted_line_breaks_the_guess_holds_and_quotes_are_not_counted(
-    workspace: Path, settings: Settings, models: dict[str, Path], plans: list[bool]
+def _unquoted_rows(count: int, seed: int) -> list[dict[str, str]]:
+    rows = generated_rows("BINARY", count, seed=seed)
+    for row in rows:
+        for name in ("color", "note"):
+            row[name] = row[name].replace(",", " ").replace('"', "").replace("\n", " ")
+    return rows
+
+
+def test_without_quotes_near_the_cuts_no_pass_counts_them(
+    workspace: Path, settings: Settings, models: dict[str, Path], passes: list[str]
 ) -> None:
     schema = generated_schema("BINARY")
-    rows = generated_rows("BINARY", 600, seed=4)
-    for row in rows:
-        row["note"] = row["note"].replace("\n", " ")  # quoted commas and quotes remain, no line break
-    data = workspace / "one-line.csv"
-    data.write_text(csv_text(rows, schema.names))
-    sequential = predict_to(settings, models["BINARY"], data, schema, workspace / "one-line-seq")
-    plans.clear()
+    data = workspace / "unquoted.csv"
+    data.write_text(csv_text(_unquoted_rows(600, seed=4), schema.names))
+    assert b'"' not in data.read_bytes()
+    sequential = predict_to(settings, models["BINARY"], data, schema, workspace / "unquoted-seq")
+    passes.clear()
     parallel = predict_to(
-        settings, models["BINARY"], data, schema, workspace / "one-line-par", parallelism=CUT
+        settings, models["BINARY"], data, schema, workspace / "unquoted-par", parallelism=CUT
     )
-    assert plans == [True]
+    assert passes == ["run_unit"]
     _same_results(parallel, sequential)
     assert Path(parallel.results[str(data)]).read_bytes().count(b"\x1f\x8b\x08") > 4
 
 
-def test_a_range_guessed_inside_a_quoted_field_is_planned_again(
-    workspace: Path, settings: Settings, models: dict[str, Path], plans: list[bool]
+def test_quotes_near_a_cut_are_counted_first(
+    workspace: Path, settings: Settings, models: dict[str, Path], passes: list[str]
 ) -> None:
     # Every record a long quoted note of many short lines: most cuts fall inside one, where the first line
-    # break after the cut is data, not a record end.
+    # break after the cut is data, not a record end; a guess would often be wrong.
     schema = generated_schema("BINARY")
     rows = generated_rows("BINARY", 200, seed=6)
     for i, row in enumerate(rows):
@@ -80,11 +87,43 @@ def test_a_range_guessed_inside_a_quoted_field_is_planned_again(
     data = workspace / "long-notes.csv"
     data.write_text(csv_text(rows, schema.names))
     sequential = predict_to(settings, models["BINARY"], data, schema, workspace / "long-notes-seq")
-    plans.clear()
+    passes.clear()
     parallel = predict_to(
         settings, models["BINARY"], data, schema, workspace / "long-notes-par", parallelism=CUT
     )
-    assert plans == [True, False]
+    assert passes == ["count_quotes", "run_unit"]
+    _same_results(parallel, sequential)
+
+
+def test_a_range_guessed_inside_a_quoted_field_is_planned_again(
+    workspace: Path,
+    settings: Settings,
+    models: dict[str, Path],
+    passes: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One note of 2,000 lines amid short unquoted records, the file's middle (its one cut) inside it, and no
+    # quote within the window after the cut: a kilobyte here stands for the megabyte.
+    monkeypatch.setattr(record_starts, "_SYNC_WINDOW", 1024)
+    schema = generated_schema("BINARY")
+    rows = _unquoted_rows(201, seed=7)
+    rows[100]["note"] = "\n".join(["good day"] * 2000)
+    data = workspace / "one-long-note.csv"
+    data.write_text(csv_text(rows, schema.names))
+    text = data.read_bytes()
+    middle = len(text) // 2
+    assert text.count(b'"') == 2 and text.index(b'"') < middle - 1024 and text.rindex(b'"') > middle + 1024
+    sequential = predict_to(settings, models["BINARY"], data, schema, workspace / "one-long-note-seq")
+    passes.clear()
+    parallel = predict_to(
+        settings,
+        models["BINARY"],
+        data,
+        schema,
+        workspace / "one-long-note-par",
+        parallelism=Parallelism(workers=2, range_bytes=len(text), min_bytes=0),
+    )
+    assert passes == ["run_unit", "count_quotes", "run_unit"]
     _same_results(parallel, sequential)
     assert sequential.invalid_records == 0
 

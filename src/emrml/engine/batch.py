@@ -64,6 +64,7 @@ from emrml.engine.batch_output import (
     result_names,
 )
 from emrml.engine.outputs import manifest_location, output_prefix, result_location
+from emrml.engine.record_starts import quotes_read
 from emrml.engine.result_lines import ResultFormatter, line_bytes
 from emrml.engine.training import DatasourceData, evaluation_schema
 from emrml.engine.units import (
@@ -77,7 +78,6 @@ from emrml.engine.units import (
     count_unit,
     misplaced,
     planned,
-    quotes_read,
     selected_blocks,
 )
 from emrml.errors import DataError, InvalidInputException
@@ -380,9 +380,10 @@ def batch_predict(
         import scipy.special  # noqa: F401
 
         with _runner(spark, parallelism.workers if parallel else 1, total_bytes, progress) as runner:
-            # The ranges start where they would after an even number of quotes (``_units``' guess), checked
-            # by the quotes each read: in a file without quoted line breaks the guess always holds, and the
-            # pass counting quotes (three quarters of the file read before any scoring) is saved.
+            # Where no quote is near a cut, the ranges start where they would after an even number of quotes
+            # (``_units``' guess), checked by the quotes each read: the pass counting the quotes first (three
+            # quarters of the file read before any scoring) is saved, and a wrong guess (a quoted field of
+            # over a megabyte holding line breaks around a cut) costs a second plan and scoring.
             units = _units(files, cuts if parallel else {}, runner, data.rearrangement, guess=True)
             units, results, job = _score(runner, job, units, data.rearrangement)
             if misplaced(units, [result.quotes for result in results]):

@@ -450,7 +450,12 @@ class _Runner:
             # Failed or stopped (its object deleted): the units still running are of no use, and would hold
             # the job for as long as they take.
             self._kill_pool()
-        self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        else:
+            # Every result is in: the processes end while the job goes on to publish them, rather than
+            # before (each tears down a few hundred megabytes, 10-15 ms); the executor's thread reaps them,
+            # and the job's process joins its children as it ends.
+            self.pool.shutdown(wait=False)
         for descriptor in self._pids:
             os.close(descriptor)
 

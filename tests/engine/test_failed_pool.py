@@ -1,10 +1,13 @@
-"""A pool of processes whose work failed leaves no process behind (engine/units.py)."""
+"""A pool of processes whose work failed leaves no process behind; one whose work is done is not waited
+for as its processes end (engine/units.py)."""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
 import threading
+import time
+from multiprocessing import util
 from pathlib import Path
 
 from emrml.engine.units import _Runner
@@ -56,3 +59,23 @@ def test_a_failed_pool_kills_its_processes_still_working() -> None:
     assert [str(exc) for exc in raised] == ["this unit failed"]
     assert not _exists(_BUSY_PID.value)
     assert {process.pid for process in multiprocessing.active_children()} == children_before
+
+
+def _slow_to_end(_item: int, report: object = None) -> int:
+    """A unit whose process, once its pool ends it, takes a while to end (a finalizer run as it exits)."""
+    if not any(getattr(f, "_callback", None) is time.sleep for f in util._finalizer_registry.values()):
+        util.Finalize(None, time.sleep, args=(30,), exitpriority=0)
+    return os.getpid()
+
+
+def test_a_pool_whose_work_is_done_is_left_without_waiting_for_its_processes() -> None:
+    # The results are all a job needs to publish: its pool's processes tear down on their own meanwhile.
+    children_before = {process.pid for process in multiprocessing.active_children()}
+    with _Runner(2, 1, lambda _fraction, _message: None) as runner:
+        pids = set(runner.map(_slow_to_end, [(1,), (2,), (3,), (4,)], "working", (0.0, 1.0)))
+    ending = [p for p in multiprocessing.active_children() if p.pid not in children_before]
+    assert pids <= {p.pid for p in ending}
+    assert all(_exists(pid) for pid in pids)
+    for process in ending:
+        process.kill()
+        process.join(60)

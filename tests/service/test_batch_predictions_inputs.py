@@ -26,8 +26,8 @@ from emrml.config import Settings
 from emrml.core.rearrange import parse_rearrangement
 from emrml.core.schema import Schema
 from emrml.engine.batch import Parallelism, batch_predict
+from emrml.engine.record_starts import count_quotes, record_start
 from emrml.engine.training import DatasourceBatches, DatasourceData
-from emrml.engine.units import count_quotes, record_start
 from emrml.errors import DataError, InvalidInputException
 
 

@@ -64,6 +64,7 @@ from emrml.engine.batch_output import (
     result_names,
 )
 from emrml.engine.outputs import manifest_location, output_prefix, result_location
+from emrml.engine.record_starts import quotes_read
 from emrml.engine.result_lines import ResultFormatter, line_bytes
 from emrml.engine.training import DatasourceData, evaluation_schema
 from emrml.engine.units import (
@@ -75,6 +76,7 @@ from emrml.engine.units import (
     _runner,
     _units,
     count_unit,
+    misplaced,
     planned,
     selected_blocks,
 )
@@ -160,6 +162,8 @@ class UnitResult:
     invalid: int
     #: Records with a value unreadable as its attribute's type (scored as missing).
     unparsed: int = 0
+    #: The ``"`` bytes of the unit's byte range (``units.misplaced``); 0 for a whole file.
+    quotes: int = 0
 
 
 def _predictor(path: str, threshold: float | None) -> Predictor:
@@ -234,7 +238,23 @@ def run_unit(job: Job, unit: Unit, report: Callable[[int], None] | None = None) 
                 position = raw.tell()
                 report(position - reported)
                 reported = position
-    return UnitResult(records, invalid, unparsed)
+        quotes = quotes_read(stream)
+    return UnitResult(records, invalid, unparsed, quotes)
+
+
+def _score(
+    runner: Any, job: Job, units: list[Unit], rearrangement: Rearrangement | None
+) -> tuple[list[Unit], list[UnitResult], Job]:
+    """Run ``run_unit`` over the units (numbered for a sequential split first); the units and the job as
+    numbered, and the results."""
+    if rearrangement is not None and rearrangement.needs_total:
+        arguments = [(job, unit) for unit in units]
+        counts = runner.map(count_unit, arguments, "counting records for the split", (0.02, 0.1))
+        bases = np.concatenate(([0], np.cumsum(counts)[:-1])).tolist()
+        units = [replace(unit, base_index=int(base)) for unit, base in zip(units, bases, strict=True)]
+        job = replace(job, total=int(sum(counts)))
+    results = runner.map(run_unit, [(job, unit) for unit in units], "scoring records", (0.1, 0.95))
+    return units, results, job
 
 
 # --- the batch prediction -------------------------------------------------------------------------------
@@ -360,14 +380,17 @@ def batch_predict(
         import scipy.special  # noqa: F401
 
         with _runner(spark, parallelism.workers if parallel else 1, total_bytes, progress) as runner:
-            units = _units(files, cuts if parallel else {}, runner, data.rearrangement)
-            if data.rearrangement is not None and data.rearrangement.needs_total:
-                arguments = [(job, unit) for unit in units]
-                counts = runner.map(count_unit, arguments, "counting records for the split", (0.02, 0.1))
-                bases = np.concatenate(([0], np.cumsum(counts)[:-1])).tolist()
-                units = [replace(unit, base_index=int(base)) for unit, base in zip(units, bases, strict=True)]
-                job = replace(job, total=int(sum(counts)))
-            results = runner.map(run_unit, [(job, unit) for unit in units], "scoring records", (0.1, 0.95))
+            # Where no quote is near a cut, the ranges start where they would after an even number of quotes
+            # (``_units``' guess), checked by the quotes each read: the pass counting the quotes first (three
+            # quarters of the file read before any scoring) is saved, and a wrong guess (a quoted field of
+            # over a megabyte holding line breaks around a cut) costs a second plan and scoring.
+            units = _units(files, cuts if parallel else {}, runner, data.rearrangement, guess=True)
+            units, results, job = _score(runner, job, units, data.rearrangement)
+            if misplaced(units, [result.quotes for result in results]):
+                for unit in units:
+                    job.part_path(unit).unlink(missing_ok=True)
+                units = _units(files, cuts if parallel else {}, runner, data.rearrangement)
+                units, results, job = _score(runner, job, units, data.rearrangement)
         check_unchanged(files)  # a file cut short while scored would give a result short of records
         progress(0.95, "publishing the results")
         manifest = _publish(files, units, results, job, prefix, batch_prediction_id, published, commit)

@@ -2,8 +2,9 @@
 
 A unit is a whole input file, or a byte range of a large plain-text file. A byte range must start at a
 real record start: quoted fields may hold line breaks, so the number of ``"`` before each cut is counted
-first (one parallel pass over the file counting quotes per range), and a cut moves to the first line break
-after it where that count is even — exactly the rule the CSV reader uses — and that ends a non-empty
+first (one parallel pass over the file counting quotes per range; batch prediction guesses it even where
+no quote is near a cut, and checks the guess: ``_units``), and a cut moves to the first line break after
+it where that count is even — exactly the rule the CSV reader uses — and that ends a non-empty
 record (so the reader's "empty lines at the end are ignored" never applies inside the file) and is not
 followed by a byte order mark. Compressed files (bzip2 included) are read whole, one unit each. A
 sequential split needs global record indices: the records of every unit are counted first
@@ -20,7 +21,6 @@ Batch prediction (engine/batch.py), and the Spark engine's statistics and evalua
 
 from __future__ import annotations
 
-import io
 import math
 import multiprocessing
 import os
@@ -39,6 +39,7 @@ from emrml.core.rearrange import Rearrangement, file_key, select
 from emrml.core.schema import parse_schema
 from emrml.engine.local import open_data
 from emrml.engine.pool_size import local_workers
+from emrml.engine.record_starts import RangeReader, count_quotes, guessed_start, record_start
 from emrml.lifetime import die_with_parent
 from emrml.storage.codecs import HEAD_BYTES, codec_of, open_decompressed
 from emrml.storage.invalid import InvalidRecords
@@ -47,12 +48,6 @@ from emrml.storage.records import count_records, read_chunks
 
 Progress = Callable[[float, str | None], None]
 T = TypeVar("T")
-_BOM = b"\xef\xbb\xbf"
-_LF, _CR, _QUOTE = 10, 13, 34
-#: Bytes read at a time when looking for a record start after a cut.
-_SYNC_WINDOW = 1 << 20
-#: Bytes read at a time when counting quotes.
-_COUNT_BLOCK = 1 << 20
 #: Runs of units a worker (a Spark executor core) gets, about: enough that the load spreads when units
 #: differ in size, few enough that each run reads many objects ahead.
 RUNS_PER_WORKER = 4
@@ -128,23 +123,17 @@ class Unit:
         return self.start == 0
 
 
-class _RangeReader(io.RawIOBase):
-    """At most ``length`` bytes of ``raw``, from its current position."""
-
-    def __init__(self, raw: BinaryIO, length: int) -> None:
-        self.raw = raw
-        self.remaining = length
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if self.remaining <= 0:
-            return 0
-        view = memoryview(buffer).cast("B")[: self.remaining]
-        count = self.raw.readinto(view) or 0  # type: ignore[attr-defined]
-        self.remaining -= count
-        return count
+def misplaced(units: Sequence[Unit], quotes: Sequence[int]) -> bool:
+    """Whether a byte range of ``units`` (in file order, ``quotes`` the ``"`` each read) starts after an odd
+    number of quotes in its file: inside a quoted field, not at a record start (``_units``' guess)."""
+    before = 0
+    for unit, count in zip(units, quotes, strict=True):
+        if unit.first:
+            before = 0
+        elif before & 1:
+            return True
+        before += count
+    return False
 
 
 @contextmanager
@@ -162,7 +151,7 @@ def _open_unit(unit: Unit) -> Iterator[tuple[BinaryIO, BinaryIO]]:
             yield raw, stream
         return
     with open_binary(unit.uri, what=DATA_LOCATION, start=unit.start) as raw:
-        yield raw, _RangeReader(raw, unit.stop - unit.start)  # type: ignore[misc]
+        yield raw, RangeReader(raw, unit.stop - unit.start)  # type: ignore[misc]
 
 
 class _ReadAhead:
@@ -305,70 +294,6 @@ def count_unit(job: ReadsUnits, unit: Unit, report: Callable[[int], None] | None
         return count
 
 
-def count_quotes(uri: str, start: int, stop: int, report: Callable[[int], None] | None = None) -> int:
-    """The number of ``"`` bytes in [start, stop) of a plain file."""
-    return count_byte(uri, start, stop, b'"', report)
-
-
-def count_byte(
-    uri: str, start: int, stop: int, byte: bytes, report: Callable[[int], None] | None = None
-) -> int:
-    """The number of ``byte`` in [start, stop) of a plain file, read in blocks."""
-    count = 0
-    # Into one buffer, reused: a new bytes object per block costs fresh memory pages, which took as long
-    # again as the count itself. numpy's comparison counts a megabyte in about a sixth of the time of
-    # ``bytes.count``, which tests a byte at a time.
-    buffer = bytearray(_COUNT_BLOCK)
-    view = memoryview(buffer)
-    octets = np.frombuffer(buffer, dtype=np.uint8)
-    wanted = byte[0]
-    with open_binary(uri, what=DATA_LOCATION, start=start) as raw:
-        remaining = stop - start
-        while remaining > 0:
-            size = raw.readinto(view[: min(_COUNT_BLOCK, remaining)])
-            if not size:
-                break
-            count += int(np.count_nonzero(octets[:size] == wanted))
-            remaining -= size
-            if report is not None:
-                report(size)
-    return count
-
-
-def record_start(uri: str, position: int, odd: bool) -> int | None:
-    """The first record start after ``position`` that may begin a range; None when there is none.
-
-    ``odd``: whether an odd number of ``"`` precedes ``position`` in the file. The start follows a line break
-    outside quotes (an even number of quotes before it, the reader's rule) that ends a non-empty record, is
-    not the end of the file, and is not followed by a byte order mark (the reader would drop it there).
-    """
-    behind = min(position, 2)  # look-behind, to see whether the record before a line break is empty
-    with open_binary(uri, what=DATA_LOCATION, start=position - behind) as raw:
-        base = position - behind  # file offset of buf[0]
-        buf = raw.read(behind + _SYNC_WINDOW)
-        parity = (int(odd) + buf[:behind].count(b'"')) & 1  # of the quotes before buf[0]
-        start = behind  # line breaks before this index of buf are not candidates (or were seen)
-        while True:
-            more = raw.read(_SYNC_WINDOW)
-            # A line break needs the bytes after it (a byte order mark?) unless the file ends there.
-            decided = len(buf) if not more else len(buf) - len(_BOM)
-            arr = np.frombuffer(buf, dtype=np.uint8)
-            newlines = np.flatnonzero(arr[:decided] == _LF)
-            newlines = newlines[newlines >= start]
-            quotes_before = np.searchsorted(np.flatnonzero(arr == _QUOTE), newlines)
-            for i in newlines[((parity + quotes_before) & 1) == 0].tolist():
-                last = i - 1 - int(arr[i - 1] == _CR)
-                if last >= 0 and arr[last] != _LF and i + 1 < len(buf) and not buf.startswith(_BOM, i + 1):
-                    return base + i + 1
-            if not more:
-                return None
-            dropped = len(buf) - len(_BOM) - 2
-            parity = (parity + buf[:dropped].count(b'"')) & 1
-            base += dropped
-            start = decided - dropped
-            buf = buf[dropped:] + more
-
-
 def _is_plain(uri: str) -> bool:
     """Whether the file may be cut into byte ranges: uncompressed, and seekable (a file decrypted as it is
     read is not: a range of it could not be authenticated)."""
@@ -414,9 +339,31 @@ def _looked_up(function: Callable[..., T], arguments: Sequence[tuple[Any, ...]])
 
 
 def _units(
-    files: list[FileRef], cuts: dict[int, list[int]], runner: _Runner, rearrangement: Rearrangement | None
+    files: list[FileRef],
+    cuts: dict[int, list[int]],
+    runner: _Runner,
+    rearrangement: Rearrangement | None,
+    *,
+    guess: bool = False,
 ) -> list[Unit]:
-    """The units of work: whole files, and record-aligned ranges of the files in ``cuts``."""
+    """The units of work: whole files, and record-aligned ranges of the files in ``cuts``.
+
+    ``guess``: when no cut has a quote in the megabyte after it (``record_starts.guessed_start``), no
+    pass counting the quotes before each cut (most of the file read before any work starts): each range
+    starts where it would after an even number of quotes. That start is a record start unless the cut
+    lies inside a quoted field that holds a line break and no quote for the whole window (a record of
+    over a megabyte); the caller tells by the quotes its units read (``misplaced``) and plans again
+    without guessing. Any record start cuts a file into the same records, so a right guess gives the
+    same results. A file with quotes near its cuts (quoted line breaks may be everywhere) has them
+    counted first, as without ``guess``: guessing there would risk scoring the file twice.
+    """
+    if guess:
+        guessed = _looked_up(
+            guessed_start, [(files[i].uri, point) for i, points in cuts.items() for point in points]
+        )
+        if not any(quoted for quoted, _ in guessed):
+            begins = iter([begin for _, begin in guessed])
+            return _cut_units(files, cuts, begins, rearrangement)
     segments = [
         (files[i].uri, start, stop)
         for i, points in cuts.items()
@@ -429,7 +376,17 @@ def _units(
         for point in points:
             quotes += next(counts)
             lookups.append((files[i].uri, point, bool(quotes & 1)))
-    begins = iter(_looked_up(record_start, lookups))
+    return _cut_units(files, cuts, iter(_looked_up(record_start, lookups)), rearrangement)
+
+
+def _cut_units(
+    files: list[FileRef],
+    cuts: dict[int, list[int]],
+    begins: Iterator[int | None],
+    rearrangement: Rearrangement | None,
+) -> list[Unit]:
+    """Whole files, and the files in ``cuts`` as ranges starting at ``begins`` (a record start after each
+    cut, None where there is none), file by file."""
     units = []
     for i, file in enumerate(files):
         starts = [0]
@@ -493,7 +450,12 @@ class _Runner:
             # Failed or stopped (its object deleted): the units still running are of no use, and would hold
             # the job for as long as they take.
             self._kill_pool()
-        self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        else:
+            # Every result is in: the processes end while the job goes on to publish them, rather than
+            # before (each tears down a few hundred megabytes, 10-15 ms); the executor's thread reaps them,
+            # and the job's process joins its children as it ends.
+            self.pool.shutdown(wait=False)
         for descriptor in self._pids:
             os.close(descriptor)
 

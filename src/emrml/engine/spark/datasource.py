@@ -33,6 +33,7 @@ from emrml.engine.local import (
     _check_statistics,
     _no_records_message,
 )
+from emrml.engine.record_starts import count_byte
 from emrml.engine.spark.runner import SparkRunner, driver_guarded
 from emrml.engine.units import (
     Parallelism,
@@ -41,7 +42,6 @@ from emrml.engine.units import (
     _cut_points,
     _open_unit,
     _units,
-    count_byte,
     count_unit,
     planned,
     selected_blocks,

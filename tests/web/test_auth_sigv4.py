@@ -143,7 +143,7 @@ def test_a_server_reloads_the_keys_and_policies_in_use_before_they_expire(tmp_pa
     identities.create_user("alice")
     key = identities.create_key("alice")
     app = server.create_app(service, console=False, credential_ttl_seconds=2.0)
-    cache = app.api.credentials
+    cache = app.credentials
     with server.BackgroundServer(app, reserve_socket()) as running:
         headers = sign(running.url, "DescribeDataSources", BODY, key.access_key_id, key.secret_access_key)
         assert post(running.url, headers, BODY).status == 200

@@ -380,10 +380,10 @@ def test_health_and_other_paths(app: Any) -> None:
 
 def test_access_log_is_one_json_line_without_bodies(app: Any, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="emrml.access"):
-        app.api.log.flush()
+        app.log.flush()
         caplog.clear()
         response = request(app, "UpdateDataSource", {"DataSourceId": "p-ds", "DataSourceName": "secret-name"})
-        app.api.log.flush()  # lines are written in batches: the server flushes every second
+        app.log.flush()  # lines are written in batches: the server flushes every second
     [record] = [r for r in caplog.records if r.name == "emrml.access"]
     line = json.loads(record.getMessage())
     assert line["request_id"] == response.headers["x-amzn-requestid"]
@@ -400,11 +400,11 @@ def test_access_log_has_one_line_per_request_of_every_kind(
 ) -> None:
     # The API handler notes its own requests, the middleware the others: each request once, as answered.
     with caplog.at_level(logging.INFO, logger="emrml.access"):
-        app.api.log.flush()
+        app.log.flush()
         caplog.clear()
         refused = request(app, "GetMLModel", {"MLModelId": "nope"})
         health = asyncio.run(asgi_request(app, {}, b"", method="GET", path="/health"))
-        app.api.log.flush()
+        app.log.flush()
     lines = [json.loads(line) for r in caplog.records for line in r.getMessage().splitlines()]
     assert [(line["method"], line["path"], line["status"]) for line in lines] == [
         ("POST", "/", 400),

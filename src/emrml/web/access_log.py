@@ -106,36 +106,36 @@ class AccessLog:
         except IndexError:  # another thread's flush took the rest
             pass
         if entries:
-            access_log.info(b"\n".join([self._line(*entry) for entry in entries]).decode())
+            access_log.info(b"\n".join(self._lines(entries)).decode())
 
-    def _line(
-        self,
-        time_ns: int,
-        request_id: str,
-        method: str,
-        path: str,
-        target: str | None,
-        status: int,
-        duration_ns: int,
-        access_key_id: str | None,
-        client: tuple[str, int] | None,
-    ) -> bytes:
-        second, milliseconds = divmod(time_ns // 1_000_000, 1000)
-        cached = self._second
-        if second != cached[0]:
-            cached = self._second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-        record = {
-            "time": f"{cached[1]}.{milliseconds:03d}Z",
-            "request_id": request_id,
-            "method": method,
-            "path": path,
-            "target": target,
-            "status": status,
-            "duration_ms": duration_ns // 1000 / 1000,  # whole microseconds (round() costs a µs)
-            "access_key_id": access_key_id,
-            "client": f"{client[0]}:{client[1]}" if client else None,
-        }
-        return orjson.dumps(record)
+    def _lines(self, entries: list[tuple[Any, ...]]) -> list[bytes]:
+        """The JSON lines of noted requests, in one loop (a call per line would cost a fifth of it)."""
+        lines = []
+        dumps = orjson.dumps
+        cached_second, cached_text = self._second
+        for time_ns, request_id, method, path, target, status, duration_ns, key_id, client in entries:
+            second, milliseconds = divmod(time_ns // 1_000_000, 1000)
+            if second != cached_second:
+                cached_second = second
+                cached_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+                self._second = (cached_second, cached_text)
+            record = {
+                "time": cached_text + _MILLISECONDS[milliseconds],
+                "request_id": request_id,
+                "method": method,
+                "path": path,
+                "target": target,
+                "status": status,
+                "duration_ms": duration_ns // 1000 / 1000,  # whole microseconds (round() costs a µs)
+                "access_key_id": key_id,
+                "client": f"{client[0]}:{client[1]}" if client else None,
+            }
+            lines.append(dumps(record))
+        return lines
+
+
+#: A time's milliseconds as its line ends them (".007Z"): looked up, 6 times faster than formatted.
+_MILLISECONDS = tuple(f".{milliseconds:03d}Z" for milliseconds in range(1000))
 
 
 class LoggedRequests:
@@ -179,7 +179,9 @@ class _RequestIds:
         self._counter = itertools.count(int(text[24:], 16))
 
     def __call__(self) -> str:
-        return f"{self._prefix}{next(self._counter) & 0xFFFFFFFFFFFF:012x}"
+        # The counter's 48 bits as 12 hex digits: hex() of them with a 49th bit set, less "0x1", costs a
+        # fifth less than a format spec.
+        return self._prefix + hex(next(self._counter) & 0xFFFFFFFFFFFF | 0x1000000000000)[3:]
 
 
 #: A new request id (a str of 36 characters).

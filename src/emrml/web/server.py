@@ -68,6 +68,7 @@ from emrml.web.access_log import (
     AccessLog,
     ASGIApp,
     LoggedRequests,
+    Message,
     Receive,
     Scope,
     Send,
@@ -102,31 +103,13 @@ _QUEUEING = frozenset(
 )
 
 
-class ApiFirst:
-    """Sends ``POST /`` (the API) straight to its handler and everything else to ``app``: the API's
-    requests skip Starlette's routing and error middleware, which the handler does not need (it answers
-    every error and notes its own access-log line)."""
-
-    def __init__(self, api: ApiHandler, app: ASGIApp) -> None:
-        self.api = api
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/" and scope["method"] == "POST":
-            await self.api(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
-
-
-async def _read_body(receive: Receive, length: str | None, limit: int) -> bytes | None:
-    """The request body, or None if the client went away; RequestEntityTooLargeException past ``limit``
-    (at once when the declared ``length``, the Content-Length header, says so)."""
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise _too_large(limit)
+async def _rest_of_body(receive: Receive, first: Message, limit: int) -> bytes | None:
+    """The body of a request whose first message, ``first``, did not hold all of it, or None if the client
+    went away; RequestEntityTooLargeException past ``limit``."""
     chunks: list[bytes] = []
     size = 0
+    message = first
     while True:
-        message = await receive()
         if message["type"] == "http.disconnect":
             return None
         chunk = message.get("body", b"")
@@ -135,7 +118,8 @@ async def _read_body(receive: Receive, length: str | None, limit: int) -> bytes 
             raise _too_large(limit)
         chunks.append(chunk)
         if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            return b"".join(chunks)
+        message = await receive()
 
 
 def _too_large(limit: int) -> RequestEntityTooLargeException:
@@ -143,7 +127,13 @@ def _too_large(limit: int) -> RequestEntityTooLargeException:
 
 
 class ApiHandler:
-    """The Amazon ML JSON API as an ASGI app. ``credentials`` None turns authentication off."""
+    """The ASGI app: the Amazon ML JSON API on ``POST /``, every other request passed to ``other``.
+    ``credentials`` None turns authentication off.
+
+    The API's requests skip Starlette's routing and error middleware, which the handler does not need (it
+    answers every error and notes its own access-log line), and are answered in this coroutine: no other
+    is awaited on the usual request's way but uvicorn's ``receive`` and ``send``.
+    """
 
     def __init__(
         self,
@@ -156,6 +146,8 @@ class ApiHandler:
         log: AccessLog | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        #: Where the requests other than ``POST /`` go (set by ``create_app``, whose routes include this).
+        self.other: ASGIApp | None = None
         self.service = service
         self.log = log
         self.credentials = credentials
@@ -166,6 +158,10 @@ class ApiHandler:
         self.hosts = LocalHosts(service.settings.public_url) if credentials is None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/" or scope["method"] != "POST":
+            assert self.other is not None
+            await self.other(scope, receive, send)
+            return
         started = time.perf_counter_ns()
         request_id = new_request_id()
         headers = received_headers(scope["headers"])
@@ -174,9 +170,16 @@ class ApiHandler:
         status = 500  # logged as such if no answer is sent (the client left, or the task was cancelled)
         try:
             try:
-                body = await _read_body(receive, headers.get("content-length"), self.max_body_bytes)
-                if body is None:
-                    return
+                limit = self.max_body_bytes
+                length = headers.get("content-length")
+                if length is not None and length.isdigit() and int(length) > limit:
+                    raise _too_large(limit)  # at once: the declared length says so
+                message = await receive()
+                body = message.get("body", b"")
+                if message.get("more_body", False) or message["type"] != "http.request" or len(body) > limit:
+                    body = await _rest_of_body(receive, message, limit)
+                    if body is None:
+                        return
                 caller = None
                 if self.credentials is not None:
                     # Inline rather than in a coroutine of its own: the usual request awaits nothing here.
@@ -255,7 +258,7 @@ def create_app(
     inline_predict: bool = True,
     console: bool = True,
     console_socket: str | None = None,
-) -> ApiFirst:
+) -> ApiHandler:
     """The ASGI application serving ``service``.
 
     ``job_slots`` jobs run at once in the background (None: none are run, e.g. when another process runs
@@ -325,7 +328,7 @@ def create_app(
                 await run_in_threadpool(scheduler.stop, job_shutdown_seconds)
             access.flush()
 
-    # ApiFirst answers POST / before Starlette sees it; the route is here for Starlette's 405 answers to
+    # The handler answers POST / before Starlette sees it; the route is here for Starlette's 405 answers to
     # other methods on /, whose Allow header then lists POST.
     routes: list[BaseRoute] = [Route("/", api, methods=["POST"]), Route("/health", health, methods=["GET"])]
     if console:
@@ -341,7 +344,8 @@ def create_app(
 
             console_app = create_console(service, on_queued=wake)
         routes += [Route("/", _to_console, methods=["GET"]), Mount("/console", app=console_app)]
-    return ApiFirst(api, LoggedRequests(Starlette(routes=routes, lifespan=lifespan), access))
+    api.other = LoggedRequests(Starlette(routes=routes, lifespan=lifespan), access)
+    return api
 
 
 async def _to_console(request: Request) -> Response:
@@ -454,7 +458,7 @@ def job_slots_share(slots: int, workers: int, tickets: Path) -> int:
     return 0
 
 
-def worker_app() -> ApiFirst:
+def worker_app() -> ApiHandler:
     """The app of one worker process of ``serve_workers`` (uvicorn calls it in each worker)."""
     configure_logging()  # a worker process is started anew: the server's log handlers are not there
     options = json.loads(os.environ[WORKER_OPTIONS])

@@ -62,6 +62,9 @@ def serve(home: str, port: str, out: str) -> None:
     handler = server.ApiHandler.__call__
 
     async def timed_request(self: Any, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/" or scope["method"] != "POST":
+            await handler(self, scope, receive, send)  # the app's other requests and its lifespan
+            return
         started, started_cpu = clock(), cpu()
         await handler(self, scope, receive, send)
         requests.extend((started, clock(), started_cpu, cpu()))

@@ -358,6 +358,12 @@ def test_job_workers_find_what_arrow_imports_on_first_use_loaded(tmp_path: Path)
     assert _worker_has(tmp_path, "", "numpy.ma")
 
 
+def test_job_workers_find_what_arrow_infers_types_with_loaded(tmp_path: Path) -> None:
+    # pyarrow's first type inference of a Python value imports dateutil.relativedelta (2-30 ms): the
+    # statistics' first comparison with "" paid it in the middle of every datasource job.
+    assert _worker_has(tmp_path, "", "dateutil.relativedelta")
+
+
 @pytest.mark.parametrize("process", ["server", "command"])
 def test_job_workers_find_no_pandas_loaded(tmp_path: Path, process: str) -> None:
     # The fork server settles pyarrow's pandas probe without importing pandas, which no job uses: its

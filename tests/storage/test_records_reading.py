@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 import zstandard
@@ -111,6 +112,25 @@ def test_quoted_fields_hold_commas_newlines_and_escaped_quotes() -> None:
     assert [data[o : o + 2] for o in result.offsets] == [b"1,", b"2,", b"3,", b"4,", b"5,"]
     assert result.lines == [2, 3, 5, 6, 7]
     assert result.indices == [0, 1, 2, 3, 4]
+    assert not result.invalid
+
+
+def test_blocks_without_quotes_are_parsed_without_quote_handling(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Small blocks: the first ones hold no '"' and skip the parser's quote handling; the last one's quoted
+    # fields are still read as quoted.
+    data = b'id,text\n1,plain\n2,also plain\n3,"a, ""b"""\n4,"two\nlines"\n'
+    quote_chars: list[str | bool] = []
+    parse = pacsv.read_csv
+
+    def spy(*args: object, parse_options: pacsv.ParseOptions, **kwargs: object) -> pa.Table:
+        quote_chars.append(parse_options.quote_char)
+        return parse(*args, parse_options=parse_options, **kwargs)
+
+    monkeypatch.setattr(pacsv, "read_csv", spy)
+    result = read(data, ["id", "text"], True, block_bytes=20)
+    assert result.rows == [("1", "plain"), ("2", "also plain"), ("3", 'a, "b"'), ("4", "two\nlines")]
+    assert result.lines == [2, 3, 4, 5]
+    assert False in quote_chars and '"' in quote_chars
     assert not result.invalid
 
 

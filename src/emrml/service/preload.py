@@ -1,5 +1,6 @@
 """What the job fork server imports once, before it forks each worker: the job code, with Arrow's pandas
-probe settled (``emrml.core.arrow``) so that no worker imports pandas, the metastore's ORM ready to use
+probe settled (``emrml.core.arrow``) so that no worker imports pandas, its type inference settled
+(``settle_type_inference``), the metastore's ORM ready to use
 (``ready_metastore``), and the C allocator told to keep the memory a job frees (``keep_freed_memory``).
 ``emrml.service.forkserver`` adds the learner and scorer modules to the list in a long-lived server."""
 
@@ -9,6 +10,7 @@ import sqlite3  # noqa: F401  (the embedded metastore's driver: see ready_metast
 # pyarrow imports numpy.ma the first time it converts a numpy array (to test for masked arrays), which
 # would cost every worker 10-20 ms in the middle of its job.
 import numpy.ma  # noqa: F401
+import pyarrow as pa
 import sqlalchemy.dialects.sqlite  # noqa: F401  (see ready_metastore)
 from sqlalchemy.orm import configure_mappers
 
@@ -52,6 +54,15 @@ def ready_metastore() -> None:
     configure_mappers()
 
 
-skip_pandas_probe()
+def settle_type_inference() -> None:
+    """Infer the Arrow type of a Python value once here: pyarrow's first inference imports
+    ``dateutil.relativedelta`` (when installed, as botocore has it) to recognize such objects, which cost a
+    datasource job's worker 2-30 ms, holding the GIL, in the middle of its statistics (the first comparison
+    of a column with ``""``, a scalar inferred from Python)."""
+    pa.scalar("")
+
+
+skip_pandas_probe()  # first: inference must not find pandas either
+settle_type_inference()
 keep_freed_memory()
 ready_metastore()

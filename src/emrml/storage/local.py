@@ -353,9 +353,6 @@ class LocalBackend:
 
 def local_path(location: str) -> str:
     """The absolute path of a local location (``~`` expanded, relative to the working directory)."""
-    if "\x00" in location:
-        # The OS takes no NUL in a path: refused here as bad input rather than a ValueError from os.*.
-        raise InvalidInputException(f"{location!r} holds a NUL character, which no file path may hold")
     if location.startswith("file://"):
         # Split by hand: urlsplit would cut a '#' or '?' that is part of a file name.
         host, slash, path = location[len("file://") :].partition("/")
@@ -363,8 +360,14 @@ def local_path(location: str) -> str:
             raise InvalidInputException(
                 f"'{location}' is not a local file URI (expected file:///absolute/path)"
             )
-        return os.path.abspath("/" + unquote(path))
-    return os.path.abspath(os.path.expanduser(location))
+        path = "/" + unquote(path)
+    else:
+        path = os.path.expanduser(location)
+    # The OS takes no NUL in a path: refused here as bad input rather than a ValueError from os.*. Looked
+    # for once decoded: a file:// URI's %00 is a NUL too.
+    if "\x00" in path:
+        raise InvalidInputException(f"{location!r} holds a NUL character, which no file path may hold")
+    return os.path.abspath(path)
 
 
 def _file_ref(path: str, info: os.stat_result, name: str) -> FileRef:

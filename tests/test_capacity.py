@@ -90,6 +90,11 @@ def test_plan_capacity_through_the_api(sqlite_app: EmrML, tmp_path: Path) -> Non
     for request, member in (
         ({"Nodes": 0, "DiskPerNode": "800GB", "Data": "3TB"}, "Nodes"),
         ({"Nodes": "10", "DiskPerNode": "800GB", "Data": "3TB"}, "Nodes"),
+        # Past the planner's bound: the message names the member, as for every other bad value.
+        (
+            {"Nodes": 10**9, "DiskPerNode": "1B", "Data": "1GB"},
+            r"^Nodes must be at most 100,000 \(got 1,000,000,000\)$",
+        ),
         ({"Nodes": 10, "DiskPerNode": "800 furlongs", "Data": "3TB"}, "DiskPerNode"),
         ({"Nodes": 10, "DiskPerNode": "800GB"}, "Data is required"),
         ({"Nodes": 10, "DiskPerNode": "800GB", "Data": "3TB", "Codec": "rar"}, "Codec 'rar'"),

@@ -296,6 +296,20 @@ def test_targets_that_break_the_contract_are_refused(
         train(kind, source_of(X, y), 2, 3, TrainingParameters())  # type: ignore[arg-type]
 
 
+def test_extreme_row_weights_train_or_are_refused_clearly() -> None:
+    """Row weights come from the data (a rowWeight column): one record weighing 1e20 times the others made
+    the prior's probability round to 1 (ZeroDivisionError), weights summing past the float range made it
+    NaN (math domain error): both were an internal error of the training job."""
+    X = sp.csr_matrix(np.eye(4))
+    y = np.array([1.0, 0.0, 0.0, 0.0])
+    heavy = np.array([1e20, 1.0, 1.0, 1.0])
+    model, _ = train("BINARY", source_of(X, y, heavy), 4, None, TrainingParameters())
+    assert np.isfinite(model.bias).all() and np.isfinite(model.weights).all()
+    assert math.isfinite(calibration.initial_bias("BINARY", y, heavy, 1)[0])
+    with pytest.raises(DataError, match="row weights are too large to train on"):
+        train("BINARY", source_of(X, y, np.full(4, 1e308)), 4, None, TrainingParameters())
+
+
 def test_batches_with_the_wrong_width_or_values_are_refused() -> None:
     X = sp.csr_matrix(np.eye(3))
     with pytest.raises(ValueError, match="3 features; expected 4"):

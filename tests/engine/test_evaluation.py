@@ -13,7 +13,8 @@ from emrml.config import Settings
 from emrml.core.metrics import binary as binary_metrics
 from emrml.core.schema import Attribute, AttributeType, Schema
 from emrml.engine.evaluation import evaluate_model
-from emrml.engine.training import DatasourceData, train_model
+from emrml.engine.training import DatasourceData, row_weights, train_model
+from emrml.errors import DataError
 from emrml.service.parameters import parse_parameters
 
 SCHEMA = Schema(
@@ -64,3 +65,20 @@ def test_spilled_scores_of_an_evaluation_go_to_the_home_scratch_folder(
     )
     assert seen and all(path.endswith("(deleted)") for path in seen)
     assert float(result.performance_metrics["BinaryAUC"]) > 0.6
+
+
+def test_row_weights_outside_what_the_metrics_can_add_are_refused_naming_the_attribute() -> None:
+    """Weights of 1e308 (their sum overflows) or 1e-320 (their products underflow to 0) failed training or
+    evaluation with an internal error (ZeroDivisionError, math domain error), or gave a NaN metric. Invalid
+    and negative weights still count 1; 0 and the range's ends are weights."""
+    schema = Schema(
+        (Attribute("x", AttributeType.NUMERIC), Attribute("w", AttributeType.NUMERIC)), row_weight="w"
+    )
+    kept = pa.record_batch({"x": ["1"] * 6, "w": ["0", "1e-100", "1e100", "-3", "abc", ""]})
+    assert row_weights(kept, schema).tolist() == [0.0, 1e-100, 1e100, 1.0, 1.0, 1.0]
+    for weight in ("1e308", "1e-320", "2e100"):
+        refused = pa.record_batch({"x": ["1", "1"], "w": ["1", weight]})
+        with pytest.raises(
+            DataError, match=r"^rowWeight 'w' holds the weight .*: a weight must be 0 or from"
+        ):
+            row_weights(refused, schema)

@@ -16,7 +16,7 @@ import pytest
 
 from cli_helpers import invoke_json
 from emrml.config import Settings
-from emrml.errors import AccessDeniedException
+from emrml.errors import AccessDeniedException, InvalidInputException, ResourceNotFoundException
 from emrml.samples import bank_sample_schema, write_bank_sample
 from emrml.service import capacity
 from emrml.service.app import EmrML
@@ -219,3 +219,14 @@ def test_a_result_folder_that_links_into_the_home_is_not_written(sqlite_app: Emr
     sqlite_app.call("CreateBatchPrediction", {**request, "BatchPredictionId": "bp-local"})
     assert sqlite_app.wait("BatchPrediction", "bp-local")["Status"] == "COMPLETED"
     assert "bp-local-bank.csv.gz" in os.listdir(home_folder)
+
+
+@pytest.mark.parametrize("remote", [True, False])
+def test_a_file_uri_whose_percent_escape_is_a_nul_is_bad_input(sqlite_app: EmrML, remote: bool) -> None:
+    """``%00`` decodes to a NUL, which no path may hold: refused naming the member, not a ValueError from
+    the OS (a 500 through the server), and nothing is created."""
+    root = sqlite_app.settings.data_roots[0]
+    with pytest.raises(InvalidInputException, match=r"^DataSpec\.DataLocationS3: .* holds a NUL character"):
+        _create(sqlite_app, "ds-nul", f"file://{root}/bank.csv%00.txt", remote=remote)
+    with pytest.raises(ResourceNotFoundException):
+        sqlite_app.call("GetDataSource", {"DataSourceId": "ds-nul"})

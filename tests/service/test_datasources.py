@@ -10,6 +10,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import json
+import os
 import re
 from pathlib import Path
 
@@ -135,6 +136,22 @@ def test_a_folder_of_files_is_one_datasource(sqlite_app: EmrML, tmp_path: Path) 
     result = build(sqlite_app, "ds-folder", str(folder) + "/")
     assert result["Status"] == "COMPLETED", result.get("Message")
     assert result["NumberOfFiles"] == 3 and result["TotalRecordCount"] == 30
+
+
+def test_a_file_whose_name_is_not_utf8_fails_the_datasource_naming_it(
+    sqlite_app: EmrML, tmp_path: Path
+) -> None:
+    """Listed, such a name holds lone surrogates: the job failed writing its progress ("reading <file>")
+    with an internal error. Its message names the file now (a non-ASCII UTF-8 name beside it is not named)."""
+    folder = tmp_path / "latin1"
+    folder.mkdir()
+    write(folder / "caf\u00e9.csv", "x,colour,y\n1,red,0\n")
+    (folder / os.fsdecode(b"na\xefve.csv")).write_text("x,colour,y\n2,red,1\n")
+    message = failed(build(sqlite_app, "ds-latin1", str(folder) + "/"))
+    assert message == (
+        f"DataSpec.DataLocationS3 '{folder}/' holds the file '{folder}/na\\xefve.csv', whose name is not "
+        "UTF-8: rename it"
+    )
 
 
 def test_random_split_and_its_complement_partition_the_records(sqlite_app: EmrML, small_csv: Path) -> None:

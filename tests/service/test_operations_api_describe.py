@@ -106,6 +106,9 @@ def three_sources(
         ({"FilterVariable": "Name"}, [5, "ds-1"]),  # a number for a text column
         ({"FilterVariable": "Name"}, ["a\x00", "ds-1"]),
         ({"FilterVariable": "DataLocationS3"}, ["/data/x.csv", "ds-\x00"]),
+        # A lone surrogate (json.dumps writes it as a \u escape), which no driver can encode: a 500.
+        ({"FilterVariable": "Name"}, ["\ud800", "ds-1"]),
+        ({}, [1.5, "ds-\udfff"]),
     ],
 )
 def test_a_forged_page_token_is_bad_input_on_every_metastore(

@@ -22,7 +22,7 @@ from emrml.errors import (
 )
 from emrml.service import operations, tags
 from emrml.service.app import EmrML
-from emrml.service.validation import optional_string, validate_request
+from emrml.service.validation import EXTENSION_MEMBERS, input_shape, optional_string, validate_request
 from metastores import Templates
 
 
@@ -352,3 +352,20 @@ def test_metastore_migrates_an_existing_database_idempotently(app: EmrML, tmp_pa
     again = EmrML(app.settings)  # a second start runs the migrations again: nothing changes, nothing is lost
     assert again.call("GetDataSource", {"DataSourceId": "ds-1"})["Name"] == "kept"
     again.close()
+
+
+def test_every_operation_outside_the_api_model_lists_its_members() -> None:
+    modelled = {name for name in operations.OPERATIONS if input_shape(name) is not None}
+    assert set(operations.OPERATIONS) - modelled == set(EXTENSION_MEMBERS)
+
+
+@pytest.mark.parametrize("operation", sorted(EXTENSION_MEMBERS))
+def test_an_extension_operation_refuses_a_member_it_does_not_read(app: EmrML, operation: str) -> None:
+    """As the Amazon operations refuse a member their shape lacks: a misspelt StartingTimestamp, ignored,
+    would start a stream elsewhere than asked; refused before anything is looked up or started."""
+    request = {member: "x" for member in EXTENSION_MEMBERS[operation]} | {"StartingTimeStamp": 5}
+    with pytest.raises(
+        InvalidInputException, match=rf"^StartingTimeStamp is not a member of the {operation}"
+    ):
+        app.call(operation, request)
+    assert app.call("DescribeStreams", {}) == {"Results": []}

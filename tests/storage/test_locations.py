@@ -411,3 +411,22 @@ def test_a_refused_commit_leaves_the_file_there_and_no_temporary(tmp_path: Path)
         publish_file(str(made), str(target), refuse)
     assert sorted(os.listdir(target.parent)) == ["result.gz"] and target.read_bytes() == b"the next attempt's"
     assert made.exists()  # still the run's own, removed with its temporary folder
+
+
+def test_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """Opening a FIFO for reading waits for a writer, for ever: a schema, recipe or sample location naming
+    one held its request's thread or its job. Refused at once, as not a regular file. (The test holds the
+    FIFO open itself: an open that does not refuse it then returns a stream rather than hangs.)"""
+    fifo = tmp_path / "recipe.json"
+    os.mkfifo(fifo)
+    keeper = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+    try:
+        refusal = rf"^RecipeUri '{fifo}' cannot be read: not a regular file \(a FIFO, socket or device\)$"
+        with pytest.raises(InvalidInputException, match=refusal):
+            open_binary(str(fifo), what="RecipeUri").close()
+        # The same through a request's guard (the path checked, then the descriptor as opened).
+        with guarded_here(lambda *_: None, None), pytest.raises(InvalidInputException, match="not a regular"):
+            open_binary(f"file://{fifo}", what="SampleLocation").close()
+    finally:
+        os.close(keeper)
+    assert read_text(str(make(tmp_path, "plain.json", b'{"a": 1}'))) == '{"a": 1}'

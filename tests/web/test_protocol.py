@@ -23,11 +23,12 @@ from botocore.parsers import create_parser
 from web_helpers import RawResponse, asgi_request, post, sign
 
 from emrml.config import Settings
+from emrml.errors import InvalidInputException, ResourceNotFoundException
 from emrml.service.app import EmrML
 from emrml.service.metastore import DataSource, now
 from emrml.service.operations import OPERATIONS
 from emrml.web.access_log import AccessLog, LoggedRequests, new_request_id
-from emrml.web.protocol import TARGET_PREFIX, encode_response
+from emrml.web.protocol import TARGET_PREFIX, encode_error, encode_response
 from emrml.web.scheduler import JobScheduler
 from emrml.web.server import BackgroundServer, create_app, reserve_socket
 from raw_models import XY_SCHEMA
@@ -590,3 +591,34 @@ def test_predict_answers_encode_like_every_other_answer(prediction: dict[str, An
 def test_a_number_that_is_not_finite_is_never_written_as_null() -> None:
     with pytest.raises(ValueError):
         encode_response({"Score": float("nan")}, "GetMLModel")
+
+
+@pytest.mark.parametrize(
+    ("member", "document"),
+    [
+        ("DataSchema", json.dumps({**XY_SCHEMA, "version": "\ud800"})),
+        (
+            "DataRearrangement",
+            json.dumps({"splitting": {"percentBegin": 0, "percentEnd": 50, "strategy": "\udc00"}}),
+        ),
+    ],
+)
+def test_a_lone_surrogate_inside_a_json_document_member_is_an_input_error(
+    app: Any, service: EmrML, member: str, document: str
+) -> None:
+    """The body is valid JSON, its member a string of JSON whose own \\u escape is a lone surrogate: refused
+    naming the member. (The error quoting the surrogate could not be encoded: the request got no answer.)"""
+    spec = {"DataLocationS3": "/x.csv", "DataSchema": SCHEMA, member: document}
+    answer = request(app, "CreateDataSourceFromS3", {"DataSourceId": "p-lone", "DataSpec": spec})
+    status, kind, message = error(answer)
+    assert (status, kind) == (400, "InvalidInputException")
+    assert message.startswith(f"DataSpec.{member} has a \\u escape of an unpaired UTF-16 surrogate")
+    with pytest.raises(ResourceNotFoundException):
+        service.call("GetDataSource", {"DataSourceId": "p-lone"})
+
+
+def test_an_error_quoting_a_lone_surrogate_is_still_answered() -> None:
+    """A message may quote text from outside any request (a file name that is not UTF-8, as os.listdir
+    gives it): the answer goes out, the surrogate replaced."""
+    body = json.loads(encode_error(InvalidInputException("file 'a\udcffb.csv' is empty")))
+    assert body == {"__type": "InvalidInputException", "message": "file 'a?b.csv' is empty"}

@@ -138,6 +138,9 @@ def initial_bias(kind: str, y: np.ndarray, weight: np.ndarray, k: int) -> np.nda
     """The prior as bias: smoothed log-odds / centred log class frequencies / 0 (standardized mean)."""
     if kind == "BINARY":
         p = (float(y @ weight) + 0.5) / (float(weight.sum()) + 1.0)
+        # Below 1 as computed, but rounded to 1 when the positive records hold all but a rounding error of
+        # the weight (one of them weighing 1e20 times the others): then the log-odds of the largest p below 1.
+        p = min(p, math.nextafter(1.0, 0.0))
         return np.array([math.log(p / (1.0 - p))])
     if kind == "MULTICLASS":
         counts = np.bincount(y.astype(np.intp), weights=weight, minlength=k) + 0.5

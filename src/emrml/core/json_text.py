@@ -7,11 +7,16 @@ Python's parser recurses into arrays and objects: nested a few thousand deep, a 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from emrml.errors import InvalidInputException
+
+# The escapes of UTF-16 surrogates: only they make a JSON reader produce a string that is not valid Unicode
+# (a lone surrogate), which no text may be stored, compared or answered as.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 def load_json(
@@ -30,7 +35,7 @@ def load_json(
     if repeated is not None:
         object_pairs_hook = _unique_keys(repeated)
     try:
-        return json.loads(
+        document = json.loads(
             text,
             object_pairs_hook=object_pairs_hook,
             parse_int=parse_number or _integer(what),
@@ -44,6 +49,32 @@ def load_json(
         ) from None
     except RecursionError:
         raise InvalidInputException(f"{what} is not valid JSON: it is nested too deeply") from None
+    # Only a \u escape can put a lone surrogate in a string: look closer only then.
+    escaped = _SURROGATE_ESCAPE.search(text if isinstance(text, str) else text.decode("utf-8", "replace"))
+    if escaped and _has_lone_surrogate(document):
+        raise InvalidInputException(
+            f"{what} has a \\u escape of an unpaired UTF-16 surrogate, which is no character"
+        )
+    return document
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether a string anywhere in ``value`` (a parsed JSON document: keys too) holds an unpaired UTF-16
+    surrogate, which UTF-8 cannot encode: the metastore could not store it, nor an answer quote it."""
+    pending: list[Any] = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):  # an object_pairs_hook may keep an object as its pairs
+            pending.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+    return False
 
 
 def _integer(what: str) -> Callable[[str], int]:

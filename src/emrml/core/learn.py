@@ -354,6 +354,13 @@ class Trainer:
         else:
             self.mean, self.std = 0.0, 1.0
             self.sample = raw
+            with np.errstate(over="ignore"):
+                total_weight = float(raw[2].sum())
+            if not math.isfinite(total_weight):
+                raise DataError(
+                    "the row weights are too large to train on: their sum overflows the range of "
+                    "floating-point numbers"
+                )
         self.check = Checker(kind, n_features, k, self.mean, self.std)
         # From the rows the sample stands for, not its own: a sample of long rows is cut short in non-zero
         # values (``CALIBRATION_NONZEROS``), and its steps would be needlessly small.

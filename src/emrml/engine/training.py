@@ -228,13 +228,27 @@ class DatasourceBatches:
                 yield selected.batch
 
 
+#: The row weights training and the metrics can add and multiply (sums of a column's weights, products of
+#: two: the AUC's pairs) without leaving the float range: past it, a job failed with an internal error, or
+#: a metric came out NaN or 0.
+WEIGHT_RANGE = (1e-100, 1e100)
+
+
 def row_weights(batch: pa.RecordBatch, schema: Schema) -> np.ndarray | None:
-    """Per-record weights from the rowWeight attribute (open question 1): invalid or negative → 1."""
+    """Per-record weights from the rowWeight attribute (open question 1): invalid or negative → 1; a
+    positive weight outside ``WEIGHT_RANGE`` is a DataError naming it."""
     if schema.row_weight is None:
         return None
     parsed = parse_numeric(batch.column(schema.row_weight))
-    weights = parsed.values
-    return np.where(np.isfinite(weights) & (weights >= 0), weights, 1.0)
+    weights = np.where(np.isfinite(parsed.values) & (parsed.values >= 0), parsed.values, 1.0)
+    low, high = WEIGHT_RANGE
+    outside = (weights > high) | ((weights > 0) & (weights < low))
+    if outside.any():
+        raise DataError(
+            f"rowWeight {schema.row_weight!r} holds the weight {weights[outside][0]:g}: a weight must be 0 "
+            f"or from {low:g} to {high:g}"
+        )
+    return weights
 
 
 def train_model(

@@ -36,6 +36,8 @@ def plan_capacity(app: EmrML, request: Request) -> Response:
     nodes = request.get("Nodes")
     if not isinstance(nodes, int) or isinstance(nodes, bool) or nodes < 1:
         raise InvalidInputException(f"Nodes must be a positive integer (got {nodes!r})")
+    if nodes > capacity.MAX_NODES:  # core's own check would not name the member
+        raise InvalidInputException(f"Nodes must be at most {capacity.MAX_NODES:,} (got {nodes:,})")
     disk, data = _size(request, "DiskPerNode"), _size(request, "Data")
     codec = optional_string(request, "Codec")
     if codec is not None and codec not in capacity.CODECS:

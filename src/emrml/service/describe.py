@@ -33,6 +33,7 @@ from sqlalchemy import (
     tuple_,
 )
 
+from emrml.core.json_text import load_json
 from emrml.errors import InvalidInputException
 from emrml.service.metastore import ENTITY_CLASSES, SORTED_TEXT, sort_key_column, sort_key_index
 from emrml.service.operations import Request, Response, canonical, operation
@@ -224,11 +225,12 @@ def _after(kind: str, token: str | None, request: Request) -> tuple[Any, str] | 
         return None
     forged = InvalidInputException("NextToken is not a token returned by a previous call")
     try:
-        payload = json.loads(base64.urlsafe_b64decode(token.encode()))
+        # load_json: a forged token may hold JSON nested too deeply to read, or a lone surrogate that no
+        # query can compare (the metastore's driver could not encode it).
+        payload = load_json(base64.urlsafe_b64decode(token.encode()), "NextToken")
         value, last_id = payload["after"]
         query = payload["query"]
-    except (ValueError, KeyError, TypeError, binascii.Error, RecursionError):
-        # RecursionError: a forged token of JSON nested too deeply to read.
+    except (InvalidInputException, ValueError, KeyError, TypeError, binascii.Error):
         raise forged from None
     if query != _query(kind, request):
         other = _kind_of(query)

@@ -29,6 +29,33 @@ _LOCAL_OR_S3 = ("S3Url", "VipURL")
 #: Predict's record and endpoint are scored and compared, never stored: the only text that may hold NUL
 #: (Predict's fast path, service/endpoints.py, does not look for it).
 _UNSTORED_TEXT = ("VariableName", "VariableValue", "VipURL")
+#: The members each extension operation reads: the service model has no shape for them, and a member not
+#: listed is refused, as the Amazon operations refuse one their shape lacks, rather than ignored (a
+#: misspelt StartingTimestamp would start a stream at TRIM_HORIZON, a misspelt TargetAttributeName infer
+#: a schema without a target). (tests/service/test_operations_api_requests.py holds it to the registry.)
+EXTENSION_MEMBERS: dict[str, tuple[str, ...]] = {
+    "InferDataSchema": ("DataLocationS3", "TargetAttributeName", "RowId", "DataFileContainsHeader"),
+    "GetDataSourceStatistics": ("DataSourceId",),
+    "GetMLModelInsights": ("MLModelId",),
+    "GetMLModelInputs": ("MLModelId",),
+    "GetEvaluationInsights": ("EvaluationId",),
+    "PlanCapacity": ("Nodes", "DiskPerNode", "Data", "SampleLocation", "Codec"),
+    "StartStream": (
+        "StreamId",
+        "MLModelId",
+        "InputStream",
+        "OutputUri",
+        "DeadLetterUri",
+        "StartingPosition",
+        "StartingTimestamp",
+        "RecordFormat",
+        "Consumers",
+        "StreamName",
+    ),
+    "StopStream": ("StreamId",),
+    "GetStream": ("StreamId",),
+    "DescribeStreams": (),
+}
 #: A shape of the service model as its JSON has it: ``type``, and per type ``members`` / ``required``,
 #: ``member``, ``key`` / ``value``, ``enum``, ``min`` / ``max``, ``pattern``.
 Shape = dict[str, Any]
@@ -177,6 +204,12 @@ def validate_request(operation: str, request: Any) -> dict[str, Any]:
         raise InvalidInputException(f"the {operation} request must be a JSON object")
     if shape is not None:
         _validate(shape, request, "")
+    elif operation in EXTENSION_MEMBERS:
+        known = EXTENSION_MEMBERS[operation]
+        for member in request:
+            if member not in known:
+                allowed = f"; its members are {', '.join(known)}" if known else "; it takes no member"
+                raise InvalidInputException(f"{member} is not a member of the {operation} request{allowed}")
     return request
 
 

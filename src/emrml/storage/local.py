@@ -224,9 +224,9 @@ class LocalBackend:
             raise IsADirectoryError(21, "Is a directory", path)
         guard = _read_guard()
         if guard is None:
-            return open(path, "rb", buffering=BUFFER_BYTES)
+            return _open_file(path)
         guard(path, path)
-        stream = open(path, "rb", buffering=BUFFER_BYTES)  # noqa: SIM115  (returned open)
+        stream = _open_file(path)
         try:
             # Checked again through the descriptor: the path may have been swapped for a symbolic link
             # between the check and the open; what the descriptor is cannot change.
@@ -353,9 +353,6 @@ class LocalBackend:
 
 def local_path(location: str) -> str:
     """The absolute path of a local location (``~`` expanded, relative to the working directory)."""
-    if "\x00" in location:
-        # The OS takes no NUL in a path: refused here as bad input rather than a ValueError from os.*.
-        raise InvalidInputException(f"{location!r} holds a NUL character, which no file path may hold")
     if location.startswith("file://"):
         # Split by hand: urlsplit would cut a '#' or '?' that is part of a file name.
         host, slash, path = location[len("file://") :].partition("/")
@@ -363,8 +360,29 @@ def local_path(location: str) -> str:
             raise InvalidInputException(
                 f"'{location}' is not a local file URI (expected file:///absolute/path)"
             )
-        return os.path.abspath("/" + unquote(path))
-    return os.path.abspath(os.path.expanduser(location))
+        path = "/" + unquote(path)
+    else:
+        path = os.path.expanduser(location)
+    # The OS takes no NUL in a path: refused here as bad input rather than a ValueError from os.*. Looked
+    # for once decoded: a file:// URI's %00 is a NUL too.
+    if "\x00" in path:
+        raise InvalidInputException(f"{location!r} holds a NUL character, which no file path may hold")
+    return os.path.abspath(path)
+
+
+def _open_file(path: str) -> BinaryIO:
+    """``path`` opened for reading, buffered, which must be a regular file: opening a FIFO a location names
+    waits for a writer, for ever (holding a request's thread, or a job and its slot), and a device may
+    never end. Opened without blocking to look, then read as any file."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a FIFO, socket or device)", path)
+        os.set_blocking(descriptor, True)
+        return os.fdopen(descriptor, "rb", buffering=BUFFER_BYTES)
+    except BaseException:
+        os.close(descriptor)
+        raise
 
 
 def _file_ref(path: str, info: os.stat_result, name: str) -> FileRef:

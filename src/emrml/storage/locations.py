@@ -105,7 +105,23 @@ def list_files(location: str, *, what: str = DATA_LOCATION) -> list[FileRef]:
         raise _os_error(exc, what, location) from exc
     if not files:
         raise InvalidInputException(f"{what} '{location}' contains no data files")
+    for file in files:
+        if not file.uri.isascii():
+            _check_utf8_name(file.uri, what, location)
     return files
+
+
+def _check_utf8_name(uri: str, what: str, location: str) -> None:
+    """A local file whose name is not UTF-8 is listed with its bytes as lone surrogates, which no message,
+    progress note or manifest can hold: refused naming the file, rather than failing the job later with an
+    internal error. (S3 keys are always UTF-8.)"""
+    try:
+        uri.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(uri).decode("utf-8", "backslashreplace")
+        raise InvalidInputException(
+            f"{what} '{location}' holds the file '{shown}', whose name is not UTF-8: rename it"
+        ) from None
 
 
 def check_holds_files(location: str, *, what: str = DATA_LOCATION) -> None:

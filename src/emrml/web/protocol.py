@@ -15,7 +15,6 @@ the protocol itself, beside the operations' own:
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
@@ -32,10 +31,6 @@ CONTENT_TYPE = "application/x-amz-json-1.1"
 #: Default request body limit: ten times the 100 KB record limit of Predict, whose JSON escapes can take up
 #: to six bytes per character, and eight times the largest schema or recipe (131,071 characters).
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
-
-# The escapes of UTF-16 surrogates: only they make the JSON reader produce a string that is not valid
-# Unicode. (A string holding NUL is valid JSON: the service's validation refuses it, naming the member.)
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 def operation_name(target: str | None) -> str:
@@ -55,30 +50,12 @@ def operation_name(target: str | None) -> str:
 _KNOWN_TARGETS: dict[str, str] = {}
 
 
-def _check_strings(request: dict[str, Any]) -> None:
-    """Refuse strings with unpaired surrogates anywhere in the request."""
-    pending: list[Any] = [request]
-    while pending:
-        value = pending.pop()
-        if isinstance(value, dict):
-            pending.extend(value.keys())
-            pending.extend(value.values())
-        elif isinstance(value, list):
-            pending.extend(value)
-        elif isinstance(value, str):
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                raise SerializationException(
-                    "the request body has a \\u escape of an unpaired UTF-16 surrogate"
-                ) from None
-
-
 def decode_request(body: bytes) -> dict[str, Any]:
     """The request object of a JSON body; an empty body is ``{}``."""
     try:
         # orjson: strict JSON (no NaN or Infinity, no number out of float range, valid UTF-8, no lone
-        # surrogate, at most 1024 levels), and several times faster than the json module.
+        # surrogate, escaped or not: every string can be stored and answered; at most 1024 levels), and
+        # several times faster than the json module.
         request = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         if not body.strip():  # looked at only now: the usual body is not empty
@@ -89,9 +66,6 @@ def decode_request(body: bytes) -> dict[str, Any]:
         ) from None
     if not isinstance(request, dict):
         raise SerializationException(f"the request body must be a JSON object, not {type(request).__name__}")
-    # Only a \u escape can put a lone surrogate in a string: look closer only then.
-    if _SURROGATE_ESCAPE.search(body):
-        _check_strings(request)
     return request
 
 
@@ -105,4 +79,7 @@ def encode_response(response: dict[str, Any], operation: str = "") -> bytes:
 
 
 def encode_error(error: AmazonMLError) -> bytes:
-    return json.dumps(error.to_wire(), ensure_ascii=False, separators=(",", ":")).encode()
+    # A message quotes what it refuses: should that ever hold a lone surrogate (a file name that is not
+    # UTF-8), the answer still goes out, the surrogate as U+FFFD, rather than no answer at all.
+    text = json.dumps(error.to_wire(), ensure_ascii=False, separators=(",", ":"))
+    return text.encode("utf-8", "replace")

@@ -58,7 +58,8 @@ def test_a_failed_pool_kills_its_processes_still_working() -> None:
     assert not thread.is_alive(), "the runner waited for the unit still at work"
     assert [str(exc) for exc in raised] == ["this unit failed"]
     assert not _exists(_BUSY_PID.value)
-    assert {process.pid for process in multiprocessing.active_children()} == children_before
+    # None of the pool's: children this process had before (a pool an earlier test left ending) may be gone.
+    assert {process.pid for process in multiprocessing.active_children()} <= children_before
 
 
 def _slow_to_end(_item: int, report: object = None) -> int:

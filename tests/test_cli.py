@@ -488,6 +488,19 @@ def test_lists_stay_readable_at_80_columns(home: Path, runner: CliRunner, sample
     assert str(data) in wide.stdout and name in wide.stdout
 
 
+def test_an_empty_home_is_refused_not_taken_for_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--home ""`` (a script's unset variable) was Path("."): the current folder became the home, a
+    metastore written into it and its mode set to owner-only."""
+    monkeypatch.chdir(tmp_path)
+    empty = (["--home", "", "datasource", "list"], ["--home=", "jobs"], ["datasource", "list", "--home", ""])
+    for args in empty:
+        result = invoke(*args, code=2)
+        assert "Invalid value for '--home': it needs a folder, not an empty value" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_home_that_cannot_be_created_is_named_not_a_traceback(tmp_path: Path) -> None:
     """A home below a file (or in /proc) ended in "internal error: FileNotFoundError", exit 1."""
     (tmp_path / "file").write_text("x")

@@ -409,6 +409,10 @@ def hoist_global_options(args: list[str]) -> list[str]:
             # Left to the sub-command, it would say "No such option: -o" of an option that exists.
             needed = "a folder" if arg == "--home" else "table or json"
             raise typer.BadParameter(f"it needs a value: {needed}", param_hint=f"'{arg}'")
+        if name == "--home" and not value:
+            # An empty value (--home "$UNSET") would be Path("."): the current folder silently made the
+            # home, its metastore written there and its mode changed to owner-only.
+            raise typer.BadParameter("it needs a folder, not an empty value", param_hint="'--home'")
         if name in ("--output", "-o") and value not in _FORMATS:
             rest.append(arg)  # not an output format: a sub-command's own --output (emrml stream start)
         elif name in GLOBAL_OPTIONS and "=" in arg:

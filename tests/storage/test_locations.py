@@ -50,6 +50,17 @@ def test_real_dataset_directory_skips_the_schema_file(shared_datasets: Path) -> 
     assert data.size == (folder / "data.csv").stat().st_size
 
 
+def test_a_data_file_whose_name_is_not_utf8_is_named_not_an_internal_error(tmp_path: Path) -> None:
+    """Its surrogate-escaped location could not be stored: the datasource's job failed with an internal
+    error. Refused naming the file (its odd byte escaped), not skipped with its records."""
+    make(tmp_path, "in/a.csv")
+    with open(os.fsencode(tmp_path) + b"/in/b-\xe9.csv", "wb") as odd:
+        odd.write(b"a,b\n1,2\n")
+    with pytest.raises(InvalidInputException) as caught:
+        list_files(str(tmp_path / "in") + "/")
+    assert caught.value.message == f"file '{tmp_path}/in/b-\\xe9.csv' has a name that is not UTF-8: rename it"
+
+
 def test_directory_listing_is_recursive_sorted_and_skips_hidden_and_schema_files(tmp_path: Path) -> None:
     for relative in [
         "in/z.csv",

@@ -390,9 +390,23 @@ GLOBAL_OPTIONS = ("--output", "-o", "--home")
 _FORMATS = {item.value for item in Output}
 
 
+def _refuse_undecodable(arg: str) -> None:
+    """Refuse an argument whose bytes are not UTF-8 (Python hands them over with surrogate escapes): no
+    id, name or path emrml keeps can hold them, and a user or group name, or key id, so given ended in
+    "internal error: UnicodeEncodeError" (exit 1) when the metastore was asked for it."""
+    try:
+        arg.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(arg).decode("utf-8", "backslashreplace")
+        raise typer.BadParameter("it is not UTF-8 text", param_hint=f"'{shown}'") from None
+
+
 def hoist_global_options(args: list[str]) -> list[str]:
     """Move the root's options (and their values) found anywhere before ``--`` to the front, so that
-    ``emrml datasource show ID --output json`` means ``emrml --output json datasource show ID``."""
+    ``emrml datasource show ID --output json`` means ``emrml --output json datasource show ID``; an argument
+    that is not UTF-8 is refused first."""
+    for arg in args:
+        _refuse_undecodable(arg)
     front: list[str] = []
     rest: list[str] = []
     position = 0

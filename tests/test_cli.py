@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -486,6 +487,35 @@ def test_lists_stay_readable_at_80_columns(home: Path, runner: CliRunner, sample
     assert "PENDING" in narrow.stdout and str(data) not in narrow.stdout  # the location gave way
     wide = CliRunner().invoke(app, ["datasource", "list"], env={"COLUMNS": "250"}, terminal_width=250)
     assert str(data) in wide.stdout and name in wide.stdout
+
+
+def test_an_empty_home_is_refused_not_taken_for_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--home ""`` (a script's unset variable) was Path("."): the current folder became the home, a
+    metastore written into it and its mode set to owner-only."""
+    monkeypatch.chdir(tmp_path)
+    empty = (["--home", "", "datasource", "list"], ["--home=", "jobs"], ["datasource", "list", "--home", ""])
+    for args in empty:
+        result = invoke(*args, code=2)
+        assert "Invalid value for '--home': it needs a folder, not an empty value" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_argument_that_is_not_utf8_is_refused_naming_it(tmp_path: Path) -> None:
+    """A user or group name, or key id, of bytes that are not UTF-8 (``emrml keys create $'u\\xff'``) reached
+    the metastore surrogate-escaped: "internal error: UnicodeEncodeError", exit 1."""
+    home = str(tmp_path / "home")
+    odd = os.fsdecode(b"u\xff")
+    for command in (
+        ["keys", "create", odd],
+        ["users", "delete", odd],
+        ["groups", "show", odd],
+        ["keys", "delete", odd],
+    ):
+        result = invoke("--home", home, *command, code=2)
+        assert "Invalid value for 'u\\xff': it is not UTF-8 text" in result.stderr
+    assert "Invalid value for" in invoke("--home", home, "jobs", "--", odd, code=2).stderr
 
 
 def test_a_home_that_cannot_be_created_is_named_not_a_traceback(tmp_path: Path) -> None:

@@ -538,14 +538,9 @@ def prediction_warnings(prediction: dict[str, Any]) -> list[str]:
 def _option_file_text(option: str, file: str) -> str:
     """The text of the file an option names: a local path, or a URI (``s3://``, ``file://``) read through
     the storage layer as ``--data`` is (a Path option made ``s3://b/k`` the local path ``s3:/b/k``)."""
-    from emrml.storage.locations import read_text
+    from emrml.storage.locations import read_named_text  # the storage layer: only commands reading a file
 
-    if "://" in file:
-        return read_text(file, what=option)
-    try:
-        return Path(file).expanduser().read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInputException(f"{option} {file}: cannot read the file ({exc})") from None
+    return read_named_text(file, what=option)
 
 
 def _read_schema_file(path: str, settings: Settings) -> str:

@@ -390,9 +390,23 @@ GLOBAL_OPTIONS = ("--output", "-o", "--home")
 _FORMATS = {item.value for item in Output}
 
 
+def _refuse_undecodable(arg: str) -> None:
+    """Refuse an argument whose bytes are not UTF-8 (Python hands them over with surrogate escapes): no
+    id, name or path emrml keeps can hold them, and a user or group name, or key id, so given ended in
+    "internal error: UnicodeEncodeError" (exit 1) when the metastore was asked for it."""
+    try:
+        arg.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(arg).decode("utf-8", "backslashreplace")
+        raise typer.BadParameter("it is not UTF-8 text", param_hint=f"'{shown}'") from None
+
+
 def hoist_global_options(args: list[str]) -> list[str]:
     """Move the root's options (and their values) found anywhere before ``--`` to the front, so that
-    ``emrml datasource show ID --output json`` means ``emrml --output json datasource show ID``."""
+    ``emrml datasource show ID --output json`` means ``emrml --output json datasource show ID``; an argument
+    that is not UTF-8 is refused first."""
+    for arg in args:
+        _refuse_undecodable(arg)
     front: list[str] = []
     rest: list[str] = []
     position = 0
@@ -409,6 +423,10 @@ def hoist_global_options(args: list[str]) -> list[str]:
             # Left to the sub-command, it would say "No such option: -o" of an option that exists.
             needed = "a folder" if arg == "--home" else "table or json"
             raise typer.BadParameter(f"it needs a value: {needed}", param_hint=f"'{arg}'")
+        if name == "--home" and not value:
+            # An empty value (--home "$UNSET") would be Path("."): the current folder silently made the
+            # home, its metastore written there and its mode changed to owner-only.
+            raise typer.BadParameter("it needs a folder, not an empty value", param_hint="'--home'")
         if name in ("--output", "-o") and value not in _FORMATS:
             rest.append(arg)  # not an output format: a sub-command's own --output (emrml stream start)
         elif name in GLOBAL_OPTIONS and "=" in arg:

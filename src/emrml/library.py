@@ -325,7 +325,7 @@ class Client:
             _require_file_argument(
                 "schema", schema, "a schema file, the schema as a dict, or None to infer one"
             )
-            text = _file_text("schema", schema)
+            text = locations.read_named_text(schema, what="schema")
             if target is None and row_id is None:
                 return text  # as written: the service's errors then point into the file
             document = load_json(text, f"schema {schema}")
@@ -433,16 +433,4 @@ def _recipe_text(recipe: str | Path | dict[str, Any]) -> str:
     if isinstance(recipe, str) and recipe.lstrip().startswith("{"):
         return recipe
     _require_file_argument("recipe", recipe, "recipe JSON text, a recipe file, the recipe as a dict, or None")
-    return _file_text("recipe", recipe)
-
-
-def _file_text(name: str, file: str | Path) -> str:
-    """The text of a schema or recipe file: a local path, or a URI (``s3://``, ``file://``) read through the
-    storage layer as the data is (``schema="s3://b/bank.csv.schema"`` beside ``s3://b/bank.csv`` was read
-    as the local path ``s3:/b/...``)."""
-    if isinstance(file, str) and "://" in file:
-        return locations.read_text(file, what=name)
-    try:
-        return Path(file).expanduser().read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInputException(f"{name} {file}: cannot read the file ({exc})") from None
+    return locations.read_named_text(recipe, what="recipe")

@@ -211,6 +211,21 @@ def test_files_with_any_unicode_name_download(admin: Any, installation: Installa
     assert disposition.isascii()
 
 
+def test_a_folder_holding_names_that_are_not_utf8_still_lists(admin: Any, installation: Installation) -> None:
+    # A file system name is bytes: one that is not UTF-8 decodes with surrogate escapes, which neither the
+    # page nor its twin can encode (the page was a 500). The others list; the page says how many are not.
+    folder = _folder_with(installation, "plain.csv", b"1\n")
+    with open(os.fsencode(folder) + b"/latin-\xe9.csv", "wb") as odd:
+        odd.write(b"2\n")
+    os.mkdir(os.fsencode(folder) + b"/dir-\xff")
+    twin = admin.get(f"/console/storage?format=json&location={folder}")
+    assert twin.status_code == 200, twin.text
+    assert [f["Name"] for f in twin.json()["Files"]] == ["plain.csv"] and twin.json()["Folders"] == []
+    assert twin.json()["Unshown"] == 2
+    page = admin.get(f"/console/storage?location={folder}")
+    assert page.status_code == 200 and "Not shown: 2 of this folder" in page.text and "plain.csv" in page.text
+
+
 def _link(page: str, text: str) -> str | None:
     found = re.search(rf'<a (?:rel="\w+" )?href="([^"]*)">{text}</a>', page)
     return html.unescape(found.group(1)) if found else None

@@ -316,3 +316,26 @@ def test_a_process_killed_as_it_migrates_leaves_the_metastore_as_it_was(kind: st
             engine.dispose()
     finally:
         next(metastore_urls, None)
+
+
+@pytest.mark.parametrize("made", ["not a database", "a folder"])
+def test_a_metastore_file_that_is_no_database_is_named(tmp_path: Path, made: str) -> None:
+    """A home whose metastore.db was some other file (or a folder) failed every command with "internal
+    error: DatabaseError" (exit 1); nothing is written over it."""
+    from emrml.service.metastore import migrate, open_engine
+
+    path = tmp_path / "metastore.db"
+    if made == "a folder":
+        path.mkdir()
+        reason = "unable to open database file"
+    else:
+        path.write_text("garbage\n")
+        reason = "file is not a database"
+    engine = open_engine(f"sqlite:///{path}")
+    try:
+        with pytest.raises(InvalidInputException) as caught:
+            migrate(engine, tmp_path)
+    finally:
+        engine.dispose()
+    assert caught.value.message == f"metastore {path}: cannot open it as an SQLite database ({reason})"
+    assert path.is_dir() if made == "a folder" else path.read_text() == "garbage\n"

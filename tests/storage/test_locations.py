@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from emrml.errors import InvalidInputException
+from emrml.storage import locations
 from emrml.storage.local import guarded_here, guarded_writes
 from emrml.storage.locations import (
     FileRef,
@@ -20,6 +21,7 @@ from emrml.storage.locations import (
     make_folder,
     open_binary,
     publish_file,
+    read_named_text,
     read_text,
     schema_candidates,
     schema_location_for,
@@ -46,6 +48,17 @@ def test_real_dataset_directory_skips_the_schema_file(shared_datasets: Path) -> 
     assert data.uri == os.path.abspath(folder / "data.csv")
     assert data.key == data.uri[1:]
     assert data.size == (folder / "data.csv").stat().st_size
+
+
+def test_a_data_file_whose_name_is_not_utf8_is_named_not_an_internal_error(tmp_path: Path) -> None:
+    """Its surrogate-escaped location could not be stored: the datasource's job failed with an internal
+    error. Refused naming the file (its odd byte escaped), not skipped with its records."""
+    make(tmp_path, "in/a.csv")
+    with open(os.fsencode(tmp_path) + b"/in/b-\xe9.csv", "wb") as odd:
+        odd.write(b"a,b\n1,2\n")
+    with pytest.raises(InvalidInputException) as caught:
+        list_files(str(tmp_path / "in") + "/")
+    assert caught.value.message == f"file '{tmp_path}/in/b-\\xe9.csv' has a name that is not UTF-8: rename it"
 
 
 def test_directory_listing_is_recursive_sorted_and_skips_hidden_and_schema_files(tmp_path: Path) -> None:
@@ -153,6 +166,29 @@ def test_read_text(tmp_path: Path, shared_datasets: Path) -> None:
         read_text(str(big), max_bytes=100)
     with pytest.raises(InvalidInputException, match=r"^DataSchemaLocationS3 '.*' does not exist$"):
         read_text(str(tmp_path / "none.schema"), what="DataSchemaLocationS3")
+
+
+def test_a_named_file_is_read_up_to_the_text_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A local --schema or recipe file was read whole: /dev/zero (or any huge file) until memory ran out."""
+    monkeypatch.setattr(locations, "TEXT_MAX_BYTES", 100)
+    read = []
+    real_open = Path.open
+
+    def counting_open(path: Path, *args: object, **kwargs: object) -> object:
+        stream = real_open(path, *args, **kwargs)  # type: ignore[call-overload]
+        real_read = stream.read
+        stream.read = lambda size=-1: read.append(size) or real_read(size)  # type: ignore[method-assign]
+        return stream
+
+    monkeypatch.setattr(Path, "open", counting_open)
+    huge = make(tmp_path, "huge.schema", b"x" * 10_000)  # /dev/zero's stand-in, which never ends
+    with pytest.raises(InvalidInputException, match=r"^--schema .*huge\.schema: larger than 100 bytes$"):
+        read_named_text(str(huge), what="--schema")
+    assert read == [101]  # no more read than the limit tells too large
+    fits = make(tmp_path, "fits.schema", b"x" * 100)
+    assert read_named_text(fits, what="schema") == "x" * 100
+    with pytest.raises(InvalidInputException, match=r"^recipe .*none\.recipe: cannot read the file \("):
+        read_named_text(tmp_path / "none.recipe", what="recipe")
 
 
 def test_exists(tmp_path: Path) -> None:

@@ -65,6 +65,7 @@ def storage(visit: Visit) -> View | Response:
         # lands on the first data root): an error page would leave no way on.
         errors["location"] = exc.message
         status = 403 if isinstance(exc, AccessDeniedException) else 400
+    listed, unshown = _shown(listed)
     if notice or "location" in errors:
         token = None
     top = "location" in errors or folder.rstrip("/") in [r.rstrip("/") for r in roots]
@@ -82,6 +83,8 @@ def storage(visit: Visit) -> View | Response:
     }
     if notice:
         data["Notice"] = notice
+    if unshown:
+        data["Unshown"] = unshown
     if "location" in errors:
         title = "Refused" if status == 403 else "InvalidInputException"
         data["error"] = {"status": status, "title": title, "message": errors["location"]}
@@ -113,6 +116,7 @@ def storage(visit: Visit) -> View | Response:
         else None,
         "unmade": unmade,
         "notice": notice,
+        "unshown": unshown,
         "pager": pager(visit, "storage", {"location": folder}, token, listed.next_token),
     }
     return View("storage.html", data, status, extra)
@@ -136,6 +140,24 @@ def _unmade_root(folder: str, roots: list[str]) -> bool:
     """Whether ``folder`` is a local data root whose directory does not exist (yet)."""
     local = not folder.startswith("s3://")
     return local and folder.rstrip("/") in [r.rstrip("/") for r in roots] and not os.path.lexists(folder)
+
+
+def _shown(listed: Folder) -> tuple[Folder, int]:
+    """``listed`` without the entries whose names are not UTF-8 (bytes a file system allows, decoded with
+    surrogate escapes), and how many were left out: no page or twin can carry such a name, nor could a
+    link or form send it back, and one of them made the whole folder's page fail."""
+
+    def text(location: str) -> bool:
+        try:
+            location.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+
+    folders = [folder for folder in listed.folders if text(folder)]
+    kept = [file for file in listed.files if text(file.uri)]
+    unshown = len(listed.folders) - len(folders) + len(listed.files) - len(kept)
+    return Folder(folders, kept, listed.next_token), unshown
 
 
 def _listing(visit: Visit, folder: str, token: str | None) -> tuple[Folder, str]:

@@ -440,6 +440,7 @@ def migrate(engine: Engine, home: Path) -> None:
     key a data migration may need (0011 encrypts passwords stored in clear by earlier versions)."""
     if schema_is_current(engine):
         return
+    _check_sqlite_opens(engine)
     # Imported here: Alembic takes most of a second to import and is needed only to upgrade.
     from alembic import command
     from alembic.config import Config
@@ -456,6 +457,20 @@ def migrate(engine: Engine, home: Path) -> None:
             config.attributes["connection"] = connection
             config.attributes["home"] = home
             command.upgrade(config, "head")
+
+
+def _check_sqlite_opens(engine: Engine) -> None:
+    """Refuse, naming it, an SQLite metastore file that cannot be opened as a database (a home whose
+    metastore.db is some other file, or a folder): the migrations failed on it with an internal error."""
+    if engine.dialect.name != "sqlite":
+        return
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SELECT count(*) FROM sqlite_master")
+    except DBAPIError as exc:
+        raise InvalidInputException(
+            f"metastore {engine.url.database}: cannot open it as an SQLite database ({exc.orig})"
+        ) from None
 
 
 @contextmanager

@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
+from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -267,6 +268,22 @@ def read_text(location: str, max_bytes: int = TEXT_MAX_BYTES, *, what: str = "lo
         raise InvalidInputException(
             f"{what} '{location}' is not UTF-8 text (invalid byte at offset {exc.start})"
         ) from None
+
+
+def read_named_text(file: str | Path, *, what: str) -> str:
+    """The UTF-8 text of a schema, recipe or pipeline file a caller names (``what``: the option or
+    argument): a URI (``s3://``, ``file://``) read as ``read_text`` reads data; a local path, ``~`` expanded,
+    read up to ``TEXT_MAX_BYTES`` too (``--schema /dev/zero`` read until memory ran out)."""
+    if isinstance(file, str) and "://" in file:
+        return read_text(file, what=what)
+    try:
+        with Path(file).expanduser().open("rb") as stream:
+            data = stream.read(TEXT_MAX_BYTES + 1)
+        if len(data) > TEXT_MAX_BYTES:
+            raise InvalidInputException(f"{what} {file}: larger than {TEXT_MAX_BYTES} bytes")
+        return data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInputException(f"{what} {file}: cannot read the file ({exc})") from None
 
 
 def exists(location: str, *, what: str = "location") -> bool:

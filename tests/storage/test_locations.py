@@ -58,7 +58,10 @@ def test_a_data_file_whose_name_is_not_utf8_is_named_not_an_internal_error(tmp_p
         odd.write(b"a,b\n1,2\n")
     with pytest.raises(InvalidInputException) as caught:
         list_files(str(tmp_path / "in") + "/")
-    assert caught.value.message == f"file '{tmp_path}/in/b-\\xe9.csv' has a name that is not UTF-8: rename it"
+    assert caught.value.message == (
+        f"DataSpec.DataLocationS3 '{tmp_path}/in/' holds the file '{tmp_path}/in/b-\\xe9.csv', whose name is "
+        "not UTF-8: rename it"
+    )
 
 
 def test_directory_listing_is_recursive_sorted_and_skips_hidden_and_schema_files(tmp_path: Path) -> None:

@@ -170,17 +170,6 @@ def opened_path(descriptor: int, path: str) -> str:
     return proc if os.path.exists(proc) else path
 
 
-def _name_as_text(path: str) -> None:
-    """Refuse a data file whose name is not UTF-8 (bytes the file system allows, decoded with surrogate
-    escapes): its location is kept and shown as text, and storing it failed the job with an internal error.
-    Named with its odd bytes escaped, to be renamed; not skipped, which would drop its records unsaid."""
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
-        raise InvalidInputException(f"file '{shown}' has a name that is not UTF-8: rename it") from None
-
-
 class LocalBackend:
     """Files on a local (or mounted) file system."""
 
@@ -209,7 +198,6 @@ class LocalBackend:
                 if stat.S_ISREG(info.st_mode):
                     if guard is not None:
                         guard(path, path)
-                    _name_as_text(path)
                     files.append(_file_ref(path, info, os.path.relpath(path, root).replace(os.sep, "/")))
         files.sort(key=lambda ref: ref.key)
         return files

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from web_helpers import http_scope
 
 from emrml.config import Settings
 from emrml.service.app import EmrML
@@ -37,20 +38,7 @@ def _call(
         "x-amz-target": TARGET_PREFIX + "DescribeDataSources",
         **headers,
     }
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(name.encode(), value.encode()) for name, value in sent.items()],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8080),
-    }
+    scope = http_scope(method, path, sent)
     pending = list(messages)
     answer: list[dict[str, Any]] = []
 

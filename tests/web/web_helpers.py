@@ -122,11 +122,9 @@ def post(
             connection.close()
 
 
-async def asgi_request(
-    app: Any, headers: dict[str, str], body: bytes, method: str = "POST", path: str = "/"
-) -> RawResponse:
-    """Send one HTTP request straight to an ASGI app (no network) and collect its response."""
-    scope = {
+def http_scope(method: str, path: str, headers: dict[str, str]) -> dict[str, Any]:
+    """The ASGI scope of an HTTP/1.1 request from 127.0.0.1 to the server on 127.0.0.1:8080."""
+    return {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
@@ -140,6 +138,13 @@ async def asgi_request(
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 8080),
     }
+
+
+async def asgi_request(
+    app: Any, headers: dict[str, str], body: bytes, method: str = "POST", path: str = "/"
+) -> RawResponse:
+    """Send one HTTP request straight to an ASGI app (no network) and collect its response."""
+    scope = http_scope(method, path, headers)
     delivered = False
 
     async def receive() -> dict[str, Any]:

@@ -554,8 +554,8 @@ def test_tags_are_inherited(app: EmrML, small: Path) -> None:
 
 def test_numbers_too_large_for_a_raw_numeric_output_fail_clearly(sqlite_app: EmrML, tmp_path: Path) -> None:
     app = sqlite_app
-    # NUMERIC values of 1e308 overflow SGD on a raw output, the mean under normalize(), the scores of a
-    # model and, as row weights, the target's weighted moments; a target of 1e200 its standard deviation:
+    # NUMERIC values of 1e308 overflow SGD on a raw output, the mean under normalize() and the scores of a
+    # model; a target of 1e200 its standard deviation; row weights of 1e308 are outside the weights' range:
     # clear failures saying why (and what to use: quantile bins take such values), not internal errors.
     rows = "".join(f"{i % 10},{3 * (i % 10) + 1}\n" for i in range(200))
     attributes = [{"attributeName": n, "attributeType": "NUMERIC"} for n in ("x", "y", "w")]
@@ -579,7 +579,7 @@ def test_numbers_too_large_for_a_raw_numeric_output_fail_clearly(sqlite_app: Emr
         "ml-binned": ("ds-huge", "quantile_bin(x,10)", None),
         "ml-fine": ("ds-fine", "x", None),
         "ml-target": ("ds-target", "quantile_bin(x,10)", "target's values or the row weights are too large"),
-        "ml-weighted": ("ds-weighted", "quantile_bin(x,10)", "row weights"),
+        "ml-weighted": ("ds-weighted", "quantile_bin(x,10)", "rowWeight 'w' holds the weight 1e+308"),
     }
     for model_id, (source, output, _) in models.items():
         recipe = json.dumps({"groups": {}, "assignments": {}, "outputs": [output]})

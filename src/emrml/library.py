@@ -91,8 +91,8 @@ def absolute_location(data: str | Path, *, what: str = "data") -> str:
 
     Raises ``InvalidInputException`` naming ``what`` when nothing is there, before any object is created.
     """
+    location = absolute_uri(data, what=what)  # first: str(5) would be looked for as the file ./5
     text = str(data)
-    location = absolute_uri(text, what=what)
     try:
         # Malformed (another scheme, a dotted S3 key) is said as the service would, before the store is
         # asked for what could only be "no such file" or its own error.
@@ -123,6 +123,10 @@ class Client:
         # Imported here so that ``import emrml`` stays light for the worker processes.
         from emrml.service.app import EmrML
 
+        if home is not None and not isinstance(home, str | Path):  # 5 made a home folder ./5
+            raise InvalidInputException(
+                f"home must be a path, or None for the default, not {type(home).__name__}"
+            )
         self.service: EmrML = EmrML(Settings.load(home=home))
         if progress is None:
             progress = "ipykernel" in sys.modules or sys.stderr.isatty()

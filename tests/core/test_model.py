@@ -193,6 +193,11 @@ def test_a_missing_member_is_refused(tmp_path: Path, member: str) -> None:
         ({"score_threshold": "high"}, "score_threshold must be a number"),
         ({"schema": {"not": "a string"}}, "key 'schema' must be str"),
         ({"feature_names": "../etc/passwd"}, "feature_names must name"),
+        # A BINARY file's weights under another model type: one output, which scoring takes for BINARY.
+        ({"model_type": "MULTICLASS", "labels": ["a"]}, "two or more distinct labels; got \\['a'\\]"),
+        ({"labels": ["0", "1"]}, "a BINARY model has no labels"),
+        ({"score_threshold": 7}, "for a BINARY model, from 0 to 1; got 7"),
+        ({"model_type": "REGRESSION"}, "score_threshold must be null or, for a BINARY model"),
     ],
 )
 def test_foreign_or_inconsistent_model_json_is_refused(tmp_path: Path, change: dict, message: str) -> None:

@@ -108,6 +108,23 @@ def test_an_empty_data_or_output_location_is_refused(client: emrml.Client) -> No
         client.batch_predict("ml-none", "ds-none", 5)  # type: ignore[arg-type]
 
 
+def test_a_data_location_or_home_of_another_type_is_refused_by_name(
+    client: emrml.Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``data=5`` was looked for as the file ./5 ("data 5: no such file or folder"), and ``home=5`` made
+    the home folder ./5."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InvalidInputException, match=r"^data must be a path or a URI, not int$"):
+        client.datasource(5, schema={"attributes": []})  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputException, match=r"^data must be a path or a URI, not int$"):
+        client.infer_schema(5)  # type: ignore[arg-type]
+    with pytest.raises(
+        InvalidInputException, match=r"^home must be a path, or None for the default, not int$"
+    ):
+        emrml.Client(home=5)  # type: ignore[arg-type]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
+
+
 @pytest.mark.parametrize(
     ("value", "kind"), [(object(), "an object"), ({1, 2}, "a set"), (Path("a"), "a PosixPath")]
 )

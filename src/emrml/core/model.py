@@ -101,12 +101,18 @@ def _check_consistent(artifact: ModelArtifact) -> None:
         raise ValueError(
             f"model_type {artifact.model_type} does not match the {artifact.linear.kind} weights"
         )
-    if artifact.model_type == "MULTICLASS" and (
-        artifact.labels is None or len(artifact.labels) != artifact.linear.n_outputs
-    ):
-        raise ValueError(
-            f"a MULTICLASS model needs {artifact.linear.n_outputs} labels; got {artifact.labels}"
-        )
+    labels, threshold = artifact.labels, artifact.score_threshold
+    # What scoring relies on, refused here so that a file altered since training cannot reach it: a
+    # "MULTICLASS" file of one output was scored as BINARY and its Predict failed on an assertion.
+    if artifact.model_type == "MULTICLASS":
+        if labels is None or len(labels) != artifact.linear.n_outputs:
+            raise ValueError(f"a MULTICLASS model needs {artifact.linear.n_outputs} labels; got {labels}")
+        if len(labels) < 2 or len(set(labels)) != len(labels):
+            raise ValueError(f"a MULTICLASS model needs two or more distinct labels; got {labels}")
+    elif labels is not None:
+        raise ValueError(f"a {artifact.model_type} model has no labels; got {labels}")
+    if threshold is not None and (artifact.model_type != "BINARY" or not 0 <= threshold <= 1):
+        raise ValueError(f"score_threshold must be null or, for a BINARY model, from 0 to 1; got {threshold}")
     if artifact.feature_names is not None and len(artifact.feature_names) != artifact.linear.n_features:
         raise ValueError(
             f"{len(artifact.feature_names)} feature names for {artifact.linear.n_features} weight rows"

@@ -7,6 +7,7 @@ COMPLETED batch prediction is (``<OutputUri>batch-prediction/<id>.manifest``); b
 
 from __future__ import annotations
 
+import os
 import re
 from typing import TYPE_CHECKING
 
@@ -24,10 +25,11 @@ from emrml.service.operations import (
     timing_members,
 )
 from emrml.service.scoring import create_scoring
+from emrml.storage import locations
 
 if TYPE_CHECKING:
     from emrml.service.app import EmrML
-    from emrml.service.metastore import BatchPrediction
+    from emrml.service.metastore import BatchPrediction, DataSource
 
 _S3 = re.compile(r"s3://([^/]+)(/.*)?")
 
@@ -63,11 +65,36 @@ def check_output_uri(uri: str) -> str:
     return output_prefix(uri)
 
 
+def _folder(location: str) -> str:
+    """A location as the folder a listing of it reads, ending in ``/``: a local one as its real absolute
+    path (``file://``, ``~`` and symbolic links resolved), so that two spellings of a place compare equal."""
+    local = locations.local_directory(location)
+    if local is not None:
+        location = os.path.realpath(local)
+    return location if location.endswith("/") else location + "/"
+
+
+def check_output_outside(output: str, source: DataSource) -> None:
+    """Refuse an ``OutputUri`` inside the folder the datasource reads: its results would become input
+    records of every later job on that datasource (and of this one, on a store listed while written)."""
+    data = source.data_location
+    if data and _folder(output).startswith(_folder(data)):
+        raise InvalidInputException(
+            f"OutputUri '{output}' is inside the DataLocationS3 '{data}' of BatchPredictionDataSourceId "
+            f"'{source.id}': the results would be read as data by later jobs on it; choose a folder "
+            "outside it"
+        )
+
+
 @operation("CreateBatchPrediction")
 def create_batch_prediction(app: EmrML, request: Request) -> Response:
     output = check_output_uri(request["OutputUri"])
     check_location(app, output, member="OutputUri", write=True)
-    return create_scoring(app, "BatchPrediction", request, output_uri=output)
+
+    def check_source(source: DataSource) -> None:
+        check_output_outside(output, source)
+
+    return create_scoring(app, "BatchPrediction", request, check_source, output_uri=output)
 
 
 def describe_batch_prediction(entity: BatchPrediction) -> Response:

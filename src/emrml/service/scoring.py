@@ -11,6 +11,7 @@ an evaluation's target likewise (core.model.check_evaluation_target, in the eval
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from emrml.core.schema import parse_schema
@@ -39,14 +40,22 @@ SOURCE = {
 }
 
 
-def create_scoring(app: EmrML, kind: str, request: Request, **columns: Any) -> Response:
+def create_scoring(
+    app: EmrML,
+    kind: str,
+    request: Request,
+    check_source: Callable[[DataSource], None] | None = None,
+    **columns: Any,
+) -> Response:
     """Create an evaluation or batch prediction of ``request["MLModelId"]`` over its datasource;
-    ``columns`` are the kind's own."""
+    ``check_source`` refuses a datasource for the kind's own reasons; ``columns`` are the kind's own."""
     member, column = SOURCE[kind]
     with app.sessions() as session, session.begin():
         model = usable(session, "MLModel", request["MLModelId"], "MLModelId")
         source = usable(session, "DataSource", request[member], member)
         _check_attributes(session, kind, model, source)
+        if check_source is not None:
+            check_source(source)
         _, created = create_entity(
             session,
             kind,

@@ -481,3 +481,37 @@ def test_decrypting_reader_gives_the_plaintext_whatever_the_read_size(buffer_siz
     altered[len(plain) // 2] ^= 1
     with pytest.raises(DecryptionError, match="authentication failed"):
         read_all(bytes(altered))
+
+
+def test_an_aes_key_file_readable_as_raw_or_as_base64_is_refused_saying_how_to_mean_either(
+    tmp_path: Path,
+) -> None:
+    """``openssl rand -base64 16 | tr -d '\\n'`` writes 24 characters: taken for a raw AES-192 key of them,
+    objects were encrypted with a key no other client given the real one could read."""
+    from emrml.storage.cse_settings import provider_from_spec
+
+    settings = Settings.load(environ={}, home=tmp_path / "home")
+    key_file = tmp_path / "text.key"
+    for size in (16, 24):
+        key = os.urandom(size)
+        key_file.write_bytes(base64.b64encode(key))
+        with pytest.raises(InvalidInputException) as refused:
+            provider_from_spec(f"aes:{key_file}", settings)
+        characters = len(base64.b64encode(key))
+        assert refused.value.message == (
+            f"setting s3_cse_key: {key_file} holds {characters} characters that are either a raw "
+            f"{characters}-byte AES key or the base64 of a {size}-byte one: end the file with a line end "
+            "to read it as base64, or write the base64 of its bytes in it, and a line end, to read them as a "
+            "raw key"
+        )
+        assert base64.b64encode(key).decode() not in refused.value.message  # no key material told
+        # Each reading, as the message says to write it, is the key it means.
+        key_file.write_bytes(base64.b64encode(key) + b"\n")
+        assert provider_from_spec(f"aes:{key_file}", settings).key_id == AesKeyProvider(key).key_id
+        text = base64.b64encode(key)
+        key_file.write_bytes(base64.b64encode(text) + b"\n")
+        assert provider_from_spec(f"aes:{key_file}", settings).key_id == AesKeyProvider(text).key_id
+    # A raw key of bytes that are not base64 text reads as it is.
+    raw = b"\xff" * 32
+    key_file.write_bytes(raw)
+    assert provider_from_spec(f"aes:{key_file}", settings).key_id == AesKeyProvider(raw).key_id

@@ -75,12 +75,23 @@ def _read_aes_key(path: str) -> bytes:
     """The key a file holds, raw or in base64; ValueError, saying what is wrong, otherwise."""
     with open(os.path.expanduser(path), "rb") as file:
         data = file.read()
-    if len(data) in (16, 24, 32):
-        return data
     try:
         key = base64.b64decode(data.strip(), validate=True)
     except ValueError:
-        raise ValueError("holds neither a raw AES key nor one in base64") from None
+        key = None
+    if len(data) in (16, 24, 32):
+        # The base64 of a 16- or 24-byte key, written without a line end, has 24 or 32 characters: it was
+        # taken for a raw key of them, and objects were encrypted with the wrong key, which no other client
+        # given the key could read. A random raw key is base64 text once in 2**64: say how to mean either.
+        if key is not None and len(key) in (16, 24):
+            raise ValueError(
+                f"holds {len(data)} characters that are either a raw {len(data)}-byte AES key or the base64 "
+                f"of a {len(key)}-byte one: end the file with a line end to read it as base64, or write the "
+                "base64 of its bytes in it, and a line end, to read them as a raw key"
+            )
+        return data
+    if key is None:
+        raise ValueError("holds neither a raw AES key nor one in base64")
     if len(key) not in (16, 24, 32):
         raise ValueError(
             f"holds no AES key: one has 16, 24 or 32 bytes, raw or in base64 (its base64 gives {len(key)})"

@@ -487,7 +487,8 @@ def test_an_aes_key_file_readable_as_raw_or_as_base64_is_refused_saying_how_to_m
     tmp_path: Path,
 ) -> None:
     """``openssl rand -base64 16 | tr -d '\\n'`` writes 24 characters: taken for a raw AES-192 key of them,
-    objects were encrypted with a key no other client given the real one could read."""
+    objects were encrypted with a key no other client given the real one could read; ``openssl rand -hex
+    16`` writes 32 hex digits, read as the base64 of a 24-byte key."""
     from emrml.storage.cse_settings import provider_from_spec
 
     settings = Settings.load(environ={}, home=tmp_path / "home")
@@ -511,6 +512,15 @@ def test_an_aes_key_file_readable_as_raw_or_as_base64_is_refused_saying_how_to_m
         text = base64.b64encode(key)
         key_file.write_bytes(base64.b64encode(text) + b"\n")
         assert provider_from_spec(f"aes:{key_file}", settings).key_id == AesKeyProvider(text).key_id
+    # A key in hex, whose digits are base64 text too: 32 of them read as a 24-byte key not the one meant.
+    for size, end in ((16, b"\n"), (16, b""), (32, b"\n")):
+        key_file.write_bytes(os.urandom(size).hex().encode() + end)
+        with pytest.raises(InvalidInputException) as refused:
+            provider_from_spec(f"aes:{key_file}", settings)
+        assert refused.value.message == (
+            f"setting s3_cse_key: {key_file} holds {2 * size} hexadecimal digits: an AES key is read raw or "
+            "in base64, not in hex (convert it: xxd -r -p FILE | base64)"
+        )
     # A raw key of bytes that are not base64 text reads as it is.
     raw = b"\xff" * 32
     key_file.write_bytes(raw)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import string
 from typing import TYPE_CHECKING
 
 from emrml.errors import InvalidInputException
@@ -75,8 +76,16 @@ def _read_aes_key(path: str) -> bytes:
     """The key a file holds, raw or in base64; ValueError, saying what is wrong, otherwise."""
     with open(os.path.expanduser(path), "rb") as file:
         data = file.read()
+    # A key in hexadecimal (``openssl rand -hex 16``) is base64 text too: its 32 digits read as a 24-byte
+    # key that is not the one meant. The base64 of a random key is all hex digits once in 2**49 or less.
+    digits = data.strip()
+    if len(digits) in (32, 48, 64) and all(chr(byte) in string.hexdigits for byte in digits):
+        raise ValueError(
+            f"holds {len(digits)} hexadecimal digits: an AES key is read raw or in base64, not in hex "
+            "(convert it: xxd -r -p FILE | base64)"
+        )
     try:
-        key = base64.b64decode(data.strip(), validate=True)
+        key = base64.b64decode(digits, validate=True)
     except ValueError:
         key = None
     if len(data) in (16, 24, 32):

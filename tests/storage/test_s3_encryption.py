@@ -391,7 +391,7 @@ def test_bad_key_settings_are_named(s3: S3, tmp_path: Path) -> None:
     short = tmp_path / "short.key"
     short.write_bytes(b"\x01" * 7)
     for spec, message in [
-        ("des:/x", "is not aes:<file>, rsa:<file>"),
+        ("des:/x", "its kind 'des' is not aes:<file>, rsa:<file>"),
         (f"aes:{tmp_path / 'none.key'}", "cannot read"),
         (f"aes:{short}", "neither a raw AES key nor one in base64"),
         ("plugin:no_such_module_here:factory", "cannot load plug-in"),
@@ -525,3 +525,30 @@ def test_an_aes_key_file_readable_as_raw_or_as_base64_is_refused_saying_how_to_m
     raw = b"\xff" * 32
     key_file.write_bytes(raw)
     assert provider_from_spec(f"aes:{key_file}", settings).key_id == AesKeyProvider(raw).key_id
+
+
+def test_a_key_setting_given_key_material_does_not_show_it(tmp_path: Path) -> None:
+    """``s3_cse_key`` set to the key itself (its base64, a PEM) was echoed whole in the error, and so in
+    every log that kept it."""
+    from emrml.storage.cse_settings import provider_from_spec
+
+    settings = Settings.load(environ={}, home=tmp_path / "home")
+    material = base64.b64encode(os.urandom(32)).decode()
+    pem = "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\n" + material
+    for spec in (material, pem, f"{material}:{material}"):
+        with pytest.raises(InvalidInputException) as refused:
+            provider_from_spec(spec, settings)
+        assert refused.value.message == (
+            "setting s3_cse_key: its value (not shown) is not aes:<file>, rsa:<file>, kms:<key id> or "
+            "plugin:<module>:<factory>"
+        )
+    # Given after its kind, as if it were the key's file.
+    for spec in (f"aes:{material}", f"rsa:{pem}"):
+        with pytest.raises(InvalidInputException) as refused:
+            provider_from_spec(spec, settings)
+        assert refused.value.message == (
+            "setting s3_cse_key: cannot read its file (not shown: it reads as key material): No such file or "
+            "directory"
+        )
+    with pytest.raises(InvalidInputException, match=r"cannot read /no/such/k\.key: No such file"):
+        provider_from_spec("aes:/no/such/k.key", settings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import string
 from typing import TYPE_CHECKING
 
@@ -32,13 +33,32 @@ def provider_from_spec(spec: str, settings: Settings, setting: str = "s3_cse_key
         if kind == "plugin":
             return _plugin_provider(argument, settings, setting)
     except OSError as exc:
-        raise InvalidInputException(f"setting {setting}: cannot read {argument}: {exc.strerror}") from None
+        shown = "its file (not shown: it reads as key material)" if _key_like(argument) else argument
+        raise InvalidInputException(f"setting {setting}: cannot read {shown}: {exc.strerror}") from None
     except ValueError as exc:
         raise InvalidInputException(f"setting {setting}: {argument} {exc}") from None
+    # The value itself is not shown: a setting given the key rather than where it is (the base64 of an AES
+    # key, a PEM) would have its key material in the message, and in every log that keeps it.
+    named = f"kind {kind!r}" if argument and _KIND.fullmatch(kind) else "value (not shown)"
     raise InvalidInputException(
-        f"setting {setting}: {spec.strip()!r} is not aes:<file>, rsa:<file>, kms:<key id> or "
+        f"setting {setting}: its {named} is not aes:<file>, rsa:<file>, kms:<key id> or "
         "plugin:<module>:<factory>"
     )
+
+
+def _key_like(argument: str) -> bool:
+    """Whether ``aes:``/``rsa:`` were given what may be the key itself rather than its file (a PEM, an AES
+    key's base64): a message naming the file would show it. No path of a key file reads so."""
+    if "\n" in argument or "-----BEGIN" in argument:
+        return True
+    try:
+        return len(base64.b64decode(argument, validate=True)) in (16, 24, 32)
+    except ValueError:
+        return False
+
+
+#: What may be a mistyped provider kind (``des:``, ``AES:``), shown in the error; anything else may be a key.
+_KIND = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,15}")
 
 
 def _plugin_provider(argument: str, settings: Settings, setting: str) -> KeyProvider:

@@ -342,6 +342,39 @@ def test_text_holding_a_nul_character_is_bad_input_on_every_metastore(
         optional_string({"StreamName": "a\x00"}, "StreamName")
 
 
+def test_text_holding_a_lone_surrogate_is_bad_input_naming_the_member(sqlite_app: EmrML) -> None:
+    """A CLI argument of bytes that are not UTF-8 reaches the service as lone surrogates (the JSON API's
+    reader refuses them): the metastore failed to store them with an internal UnicodeEncodeError."""
+    schema = '{"attributes": [{"attributeName": "a", "attributeType": "NUMERIC"}]}'
+    for location in ("s3://bucket/k\udc80.csv", "/data/k\udc80.csv"):
+        request = {"DataSourceId": "ds-s", "DataSpec": {"DataLocationS3": location, "DataSchema": schema}}
+        with pytest.raises(InvalidInputException) as refused:
+            sqlite_app.call("CreateDataSourceFromS3", request)
+        assert refused.value.message == (
+            "DataSpec.DataLocationS3 holds U+DC80, a lone surrogate code point (what stands for a byte that "
+            "is not UTF-8), which no text may hold"
+        )
+    rds = {
+        "DatabaseInformation": {"InstanceIdentifier": "db", "DatabaseName": "bank"},
+        "SelectSqlQuery": "SELECT 1",
+        "DatabaseCredentials": {"Username": "u", "Password": "secret\ud800"},
+        "S3StagingLocation": "/data/",
+        "ResourceRole": "r",
+        "ServiceRole": "s",
+        "SubnetId": "subnet-1",
+        "SecurityGroupIds": ["sg-1"],
+    }
+    request = {"DataSourceId": "ds-r", "RoleARN": "arn:aws:iam::000000000000:role/ml", "RDSData": rds}
+    with pytest.raises(
+        InvalidInputException, match=r"^RDSData.DatabaseCredentials.Password holds U\+D800"
+    ) as refused:
+        validate_request("CreateDataSourceFromRDS", request)
+    assert "secret" not in refused.value.message
+    with pytest.raises(InvalidInputException, match=r"^StreamName holds U\+DFFF"):
+        optional_string({"StreamName": "a\udfff"}, "StreamName")
+    assert sqlite_app.call("DescribeDataSources", {}) == {"Results": []}
+
+
 def test_unknown_operation(sqlite_app: EmrML) -> None:
     with pytest.raises(InvalidInputException, match="unknown operation"):
         sqlite_app.call("CreateBucket", {})

@@ -128,3 +128,22 @@ def test_buckets_named_as_s3_names_them_are_accepted() -> None:
 
     for location in ("s3://my.bucket-1/x.csv", "s3://Legacy_Bucket/x.csv", "s3://abc", "s3://a1/"):
         check_syntax(location)
+
+
+def test_an_s3_key_longer_than_s3_allows_is_invalid_input_naming_the_member(app: EmrML) -> None:
+    """S3 keys have at most 1,024 bytes of UTF-8: a longer one passed, and the job writing it would fail at
+    its end (KeyTooLongError), or, on a store that keeps it, a key no S3 could copy."""
+    from emrml.storage.locations import check_syntax
+
+    check_syntax("s3://bucket/" + "é" * 512)  # 1,024 bytes: the most S3 takes
+    location = "s3://bucket/" + "a" * 1024 + "é"
+    for operation, member, request in _requests(location):
+        with pytest.raises(InvalidInputException) as raised:
+            app.call(operation, request)
+        named, reason = raised.value.message.split(": ", 1)
+        assert named.endswith(member), (operation, named)
+        size = 1027 if member == "OutputUri" else 1026  # an output folder's key is given its ending '/'
+        assert reason == (
+            f"'{location[:64]}…' is not a valid S3 location: its key is {size} bytes long in UTF-8, and an "
+            "S3 key has at most 1024"
+        ), operation

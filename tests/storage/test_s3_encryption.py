@@ -391,7 +391,7 @@ def test_bad_key_settings_are_named(s3: S3, tmp_path: Path) -> None:
     short = tmp_path / "short.key"
     short.write_bytes(b"\x01" * 7)
     for spec, message in [
-        ("des:/x", "is not aes:<file>, rsa:<file>"),
+        ("des:/x", "its kind 'des' is not aes:<file>, rsa:<file>"),
         (f"aes:{tmp_path / 'none.key'}", "cannot read"),
         (f"aes:{short}", "neither a raw AES key nor one in base64"),
         ("plugin:no_such_module_here:factory", "cannot load plug-in"),
@@ -481,3 +481,74 @@ def test_decrypting_reader_gives_the_plaintext_whatever_the_read_size(buffer_siz
     altered[len(plain) // 2] ^= 1
     with pytest.raises(DecryptionError, match="authentication failed"):
         read_all(bytes(altered))
+
+
+def test_an_aes_key_file_readable_as_raw_or_as_base64_is_refused_saying_how_to_mean_either(
+    tmp_path: Path,
+) -> None:
+    """``openssl rand -base64 16 | tr -d '\\n'`` writes 24 characters: taken for a raw AES-192 key of them,
+    objects were encrypted with a key no other client given the real one could read; ``openssl rand -hex
+    16`` writes 32 hex digits, read as the base64 of a 24-byte key."""
+    from emrml.storage.cse_settings import provider_from_spec
+
+    settings = Settings.load(environ={}, home=tmp_path / "home")
+    key_file = tmp_path / "text.key"
+    for size in (16, 24):
+        key = os.urandom(size)
+        key_file.write_bytes(base64.b64encode(key))
+        with pytest.raises(InvalidInputException) as refused:
+            provider_from_spec(f"aes:{key_file}", settings)
+        characters = len(base64.b64encode(key))
+        assert refused.value.message == (
+            f"setting s3_cse_key: {key_file} holds {characters} characters that are either a raw "
+            f"{characters}-byte AES key or the base64 of a {size}-byte one: end the file with a line end "
+            "to read it as base64, or write the base64 of its bytes in it, and a line end, to read them as a "
+            "raw key"
+        )
+        assert base64.b64encode(key).decode() not in refused.value.message  # no key material told
+        # Each reading, as the message says to write it, is the key it means.
+        key_file.write_bytes(base64.b64encode(key) + b"\n")
+        assert provider_from_spec(f"aes:{key_file}", settings).key_id == AesKeyProvider(key).key_id
+        text = base64.b64encode(key)
+        key_file.write_bytes(base64.b64encode(text) + b"\n")
+        assert provider_from_spec(f"aes:{key_file}", settings).key_id == AesKeyProvider(text).key_id
+    # A key in hex, whose digits are base64 text too: 32 of them read as a 24-byte key not the one meant.
+    for size, end in ((16, b"\n"), (16, b""), (32, b"\n")):
+        key_file.write_bytes(os.urandom(size).hex().encode() + end)
+        with pytest.raises(InvalidInputException) as refused:
+            provider_from_spec(f"aes:{key_file}", settings)
+        assert refused.value.message == (
+            f"setting s3_cse_key: {key_file} holds {2 * size} hexadecimal digits: an AES key is read raw or "
+            "in base64, not in hex (convert it: xxd -r -p FILE | base64)"
+        )
+    # A raw key of bytes that are not base64 text reads as it is.
+    raw = b"\xff" * 32
+    key_file.write_bytes(raw)
+    assert provider_from_spec(f"aes:{key_file}", settings).key_id == AesKeyProvider(raw).key_id
+
+
+def test_a_key_setting_given_key_material_does_not_show_it(tmp_path: Path) -> None:
+    """``s3_cse_key`` set to the key itself (its base64, a PEM) was echoed whole in the error, and so in
+    every log that kept it."""
+    from emrml.storage.cse_settings import provider_from_spec
+
+    settings = Settings.load(environ={}, home=tmp_path / "home")
+    material = base64.b64encode(os.urandom(32)).decode()
+    pem = "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\n" + material
+    for spec in (material, pem, f"{material}:{material}"):
+        with pytest.raises(InvalidInputException) as refused:
+            provider_from_spec(spec, settings)
+        assert refused.value.message == (
+            "setting s3_cse_key: its value (not shown) is not aes:<file>, rsa:<file>, kms:<key id> or "
+            "plugin:<module>:<factory>"
+        )
+    # Given after its kind, as if it were the key's file.
+    for spec in (f"aes:{material}", f"rsa:{pem}"):
+        with pytest.raises(InvalidInputException) as refused:
+            provider_from_spec(spec, settings)
+        assert refused.value.message == (
+            "setting s3_cse_key: cannot read its file (not shown: it reads as key material): No such file or "
+            "directory"
+        )
+    with pytest.raises(InvalidInputException, match=r"cannot read /no/such/k\.key: No such file"):
+        provider_from_spec("aes:/no/such/k.key", settings)

@@ -175,6 +175,21 @@ def test_a_mysql_query_without_a_result_set_is_refused_before_it_runs(
     assert not any(tmp_path.iterdir())  # nothing staged
 
 
+def test_a_mysql_spatial_column_is_refused_by_name_before_it_is_read(
+    databases: Databases, tmp_path: Path
+) -> None:
+    # The MySQL driver has no type for GEOMETRY: it panicked ("not implemented: MYSQL_TYPE_GEOMETRY").
+    with pytest.raises(DataError) as refused:
+        staged_rows(databases.mariadb(), "SELECT 1 AS n, POINT(1, 2) AS `p``t`", tmp_path)
+    assert refused.value.message == (
+        "SelectSqlQuery column 'p`t' has SQL type GEOMETRY, which no Amazon ML attribute type holds; "
+        "convert it in the query, e.g. ST_AsText(`p``t`) or ST_X(`p``t`)"
+    )
+    assert not any(tmp_path.iterdir())  # nothing staged
+    rows, _ = staged_rows(databases.mariadb(), "SELECT ST_AsText(POINT(1, 2)) AS `p``t`", tmp_path)
+    assert rows == [["p`t"], ["POINT(1 2)"]]
+
+
 def test_a_postgresql_query_without_columns_is_refused(databases: Databases, tmp_path: Path) -> None:
     with pytest.raises(DataError) as refused:
         staged_rows(databases.postgres(), "SELECT FROM pg_class", tmp_path)

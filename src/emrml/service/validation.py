@@ -138,7 +138,7 @@ def _validate(name: str, value: Any, where: str) -> None:
         if not isinstance(value, str):
             raise InvalidInputException(f"{where} must be a string")
         if name not in _UNSTORED_TEXT:
-            _check_no_nul(value, where)
+            _check_storable(value, where)
         enum = shape.get("enum")
         if enum and value not in enum:
             raise InvalidInputException(f"{where} must be one of {', '.join(enum)} (got {value!r})")
@@ -186,11 +186,21 @@ def _validate(name: str, value: Any, where: str) -> None:
             _validate(shape["value"]["shape"], item, f"{where}[{key!r}]")
 
 
-def _check_no_nul(value: str, where: str) -> None:
+def _check_storable(value: str, where: str) -> None:
     # PostgreSQL's text columns refuse NUL (the request would fail with a 500 there), and no Amazon ML
     # value means one: refused from every door (API, console, CLI) and on every metastore alike.
     if "\x00" in value:
         raise InvalidInputException(f"{where} holds a NUL character (U+0000), which no text may hold")
+    # A lone surrogate: the JSON API's reader refuses it, but a CLI argument of bytes that are not UTF-8
+    # (or a library caller) carries one, and no metastore could store it (an internal UnicodeEncodeError).
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidInputException(
+                f"{where} holds U+{ord(value[exc.start]):04X}, a lone surrogate code point (what stands for "
+                "a byte that is not UTF-8), which no text may hold"
+            ) from None
 
 
 def _join(where: str, name: str) -> str:
@@ -219,7 +229,7 @@ def optional_string(request: dict[str, Any], member: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise InvalidInputException(f"{member} must be a string")
     if value is not None:
-        _check_no_nul(value, member)
+        _check_storable(value, member)
     return value
 
 

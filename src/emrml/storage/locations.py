@@ -55,6 +55,9 @@ READ_AHEAD_OBJECT_BYTES = 1 << 20
 #: the request's own validation names it (InferDataSchema, whose member is top-level, says so itself).
 DATA_LOCATION = "DataSpec.DataLocationS3"
 
+#: S3's limit on a key: its UTF-8 encoding has at most 1,024 bytes.
+MAX_S3_KEY_BYTES = 1024
+
 _S3_URI = re.compile(r"s3://([^/]+)(/.*)?")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 
@@ -66,7 +69,7 @@ _BUCKET = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,253}[A-Za-z0-9])?")
 def check_syntax(location: str) -> None:
     """InvalidInputException unless ``location`` is a local path, a ``file://`` URI of this machine or an
     ``s3://bucket[/key]`` URI of a bucket named as S3 names them (``_BUCKET``; legacy buckets may hold
-    capitals and ``_``) whose key has no ``.`` or ``..`` segment; nothing is read."""
+    capitals and ``_``) whose key fits S3's limit and has no ``.`` or ``..`` segment; nothing is read."""
     if _backend(location) is _LOCAL:
         local_path(location)
         return
@@ -78,6 +81,13 @@ def check_syntax(location: str) -> None:
         raise InvalidInputException(
             f"'{location}' is not a valid S3 location: '{bucket}' is not a bucket name (letters, digits, "
             "'.', '-' and '_', beginning and ending with a letter or digit)"
+        )
+    # S3 refuses a longer key (KeyTooLongError): said of the request, not at the end of the job it starts.
+    size = len(key.encode("utf-8", "surrogatepass"))
+    if size > MAX_S3_KEY_BYTES:
+        raise InvalidInputException(
+            f"'{location[:64]}…' is not a valid S3 location: its key is {size} bytes long in UTF-8, and an "
+            f"S3 key has at most {MAX_S3_KEY_BYTES}"
         )
     segments = key.split("/")
     dotted = next((segment for segment in segments if segment in (".", "..")), None)

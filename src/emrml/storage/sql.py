@@ -269,8 +269,8 @@ def check_select(query: str) -> None:
 def _described_mysql(connection: Any, source: SqlSource, query: str) -> list[str]:
     """The result's TIMESTAMP columns (``_utc_timestamps``); DataError for a DECIMAL result column with
     more digits after the point than the MySQL driver reads, which it would round off without a word
-    (DECIMAL(38,20)'s 0.12345678901234567890 staged as 0.1234567890), and for a query the server refuses
-    (its error on the query as written)."""
+    (DECIMAL(38,20)'s 0.12345678901234567890 staged as 0.1234567890), for a spatial column, and for a
+    query the server refuses (its error on the query as written)."""
     from pymysql.constants import FIELD_TYPE
 
     with connection.cursor() as cursor:
@@ -283,6 +283,14 @@ def _described_mysql(connection: Any, source: SqlSource, query: str) -> list[str
             "elsewhere): select the columns the datasource reads"
         )
     for name, type_code, _, _, _, scale, _ in description:
+        if type_code == FIELD_TYPE.GEOMETRY:
+            # The driver has no type for it: it panicked ("not implemented: MYSQL_TYPE_GEOMETRY", a Rust
+            # backtrace in the log), the error naming neither the column nor what to do.
+            quoted = "`" + name.replace("`", "``") + "`"
+            raise DataError(
+                f"SelectSqlQuery column {name!r} has SQL type GEOMETRY, which no Amazon ML attribute type "
+                f"holds; convert it in the query, e.g. ST_AsText({quoted}) or ST_X({quoted})"
+            )
         if type_code in (FIELD_TYPE.DECIMAL, FIELD_TYPE.NEWDECIMAL) and scale > MYSQL_DECIMAL_SCALE:
             quoted = "`" + name.replace("`", "``") + "`"
             raise DataError(

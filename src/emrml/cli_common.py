@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 import typer
 
 from emrml.config import Settings
+from emrml.core.surrogates import is_text, shown_bytes
 from emrml.errors import AmazonMLError, InvalidInputException
 
 if TYPE_CHECKING:
@@ -394,11 +395,8 @@ def _refuse_undecodable(arg: str) -> None:
     """Refuse an argument whose bytes are not UTF-8 (Python hands them over with surrogate escapes): no
     id, name or path emrml keeps can hold them, and a user or group name, or key id, so given ended in
     "internal error: UnicodeEncodeError" (exit 1) when the metastore was asked for it."""
-    try:
-        arg.encode("utf-8")
-    except UnicodeEncodeError:
-        shown = os.fsencode(arg).decode("utf-8", "backslashreplace")
-        raise typer.BadParameter("it is not UTF-8 text", param_hint=f"'{shown}'") from None
+    if not is_text(arg):
+        raise typer.BadParameter("it is not UTF-8 text", param_hint=f"'{shown_bytes(arg)}'")
 
 
 def hoist_global_options(args: list[str]) -> list[str]:

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from emrml.console.app import View, Visit, download_response
 from emrml.console.objects import refused_create
 from emrml.console.paging import pager
+from emrml.core.surrogates import is_text
 from emrml.errors import AccessDeniedException, AmazonMLError, InvalidInputException
 from emrml.service import files
 from emrml.storage.locations import Folder
@@ -146,16 +147,8 @@ def _shown(listed: Folder) -> tuple[Folder, int]:
     """``listed`` without the entries whose names are not UTF-8 (bytes a file system allows, decoded with
     surrogate escapes), and how many were left out: no page or twin can carry such a name, nor could a
     link or form send it back, and one of them made the whole folder's page fail."""
-
-    def text(location: str) -> bool:
-        try:
-            location.encode("utf-8")
-        except UnicodeEncodeError:
-            return False
-        return True
-
-    folders = [folder for folder in listed.folders if text(folder)]
-    kept = [file for file in listed.files if text(file.uri)]
+    folders = [folder for folder in listed.folders if is_text(folder)]
+    kept = [file for file in listed.files if is_text(file.uri)]
     unshown = len(listed.folders) - len(folders) + len(listed.files) - len(kept)
     return Folder(folders, kept, listed.next_token), unshown
 

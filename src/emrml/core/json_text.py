@@ -12,11 +12,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from emrml.core.surrogates import is_text
 from emrml.errors import InvalidInputException
 
 # The escapes of UTF-16 surrogates: only they make a JSON reader produce a string that is not valid Unicode
 # (a lone surrogate), which no text may be stored, compared or answered as.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE_ESCAPE_BYTES = re.compile(_SURROGATE_ESCAPE.pattern.encode())
 
 
 def load_json(
@@ -50,7 +52,7 @@ def load_json(
     except RecursionError:
         raise InvalidInputException(f"{what} is not valid JSON: it is nested too deeply") from None
     # Only a \u escape can put a lone surrogate in a string: look closer only then.
-    escaped = _SURROGATE_ESCAPE.search(text if isinstance(text, str) else text.decode("utf-8", "replace"))
+    escaped = (_SURROGATE_ESCAPE if isinstance(text, str) else _SURROGATE_ESCAPE_BYTES).search(text)
     if escaped and _has_lone_surrogate(document):
         raise InvalidInputException(
             f"{what} has a \\u escape of an unpaired UTF-16 surrogate, which is no character"
@@ -69,11 +71,8 @@ def _has_lone_surrogate(value: Any) -> bool:
             pending.extend(item.values())
         elif isinstance(item, list | tuple):  # an object_pairs_hook may keep an object as its pairs
             pending.extend(item)
-        elif isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                return True
+        elif isinstance(item, str) and not is_text(item):
+            return True
     return False
 
 

@@ -18,6 +18,7 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
+from emrml.core.surrogates import lone_surrogate_at
 from emrml.errors import InvalidInputException, InvalidTagException
 
 _TAG_CHARS = set("_.:/=+-@")
@@ -193,14 +194,12 @@ def _check_storable(value: str, where: str) -> None:
         raise InvalidInputException(f"{where} holds a NUL character (U+0000), which no text may hold")
     # A lone surrogate: the JSON API's reader refuses it, but a CLI argument of bytes that are not UTF-8
     # (or a library caller) carries one, and no metastore could store it (an internal UnicodeEncodeError).
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise InvalidInputException(
-                f"{where} holds U+{ord(value[exc.start]):04X}, a lone surrogate code point (what stands for "
-                "a byte that is not UTF-8), which no text may hold"
-            ) from None
+    at = lone_surrogate_at(value)
+    if at is not None:
+        raise InvalidInputException(
+            f"{where} holds U+{ord(value[at]):04X}, a lone surrogate code point (what stands for a byte that "
+            "is not UTF-8), which no text may hold"
+        )
 
 
 def _join(where: str, name: str) -> str:

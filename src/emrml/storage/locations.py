@@ -20,6 +20,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from emrml.core.surrogates import is_text, shown_bytes
 from emrml.errors import AmazonMLError, DataError, InvalidInputException
 from emrml.storage.backend import (
     BUFFER_BYTES,
@@ -116,8 +117,7 @@ def list_files(location: str, *, what: str = DATA_LOCATION) -> list[FileRef]:
     if not files:
         raise InvalidInputException(f"{what} '{location}' contains no data files")
     for file in files:
-        if not file.uri.isascii():
-            _check_utf8_name(file.uri, what, location)
+        _check_utf8_name(file.uri, what, location)
     return files
 
 
@@ -125,13 +125,10 @@ def _check_utf8_name(uri: str, what: str, location: str) -> None:
     """A local file whose name is not UTF-8 is listed with its bytes as lone surrogates, which no message,
     progress note or manifest can hold: refused naming the file, rather than failing the job later with an
     internal error. (S3 keys are always UTF-8.)"""
-    try:
-        uri.encode("utf-8")
-    except UnicodeEncodeError:
-        shown = os.fsencode(uri).decode("utf-8", "backslashreplace")
+    if not is_text(uri):
         raise InvalidInputException(
-            f"{what} '{location}' holds the file '{shown}', whose name is not UTF-8: rename it"
-        ) from None
+            f"{what} '{location}' holds the file '{shown_bytes(uri)}', whose name is not UTF-8: rename it"
+        )
 
 
 def check_holds_files(location: str, *, what: str = DATA_LOCATION) -> None:

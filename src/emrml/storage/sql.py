@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
+from emrml.core.surrogates import is_text
 from emrml.errors import DataError
 from emrml.storage import sql_child, sql_watch
 from emrml.storage.sql_errors import clean_error, missing_driver
@@ -113,13 +114,11 @@ def resolve(
     if api == "RDS":
         _check_mysql_options(identifier, parts.query)
     for member, value in (("Username", user), ("Password", password)):
-        try:
-            value.encode()  # the drivers send it in UTF-8
-        except UnicodeEncodeError:
+        if not is_text(value):  # the drivers send it in UTF-8
             raise DataError(
                 f"DatabaseCredentials.{member} holds a character that is not Unicode text (a lone surrogate "
                 "code point): no database can have been given it"
-            ) from None
+            )
     return SqlSource(api, identifier, url, database, user, password)
 
 

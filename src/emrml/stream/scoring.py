@@ -30,6 +30,7 @@ import pyarrow.json as pa_json
 from emrml.core.predict import Predictor, in_float_range
 from emrml.core.record_values import value_text
 from emrml.core.schema import Schema, json_type, record_fields
+from emrml.core.surrogates import is_text
 from emrml.engine.result_lines import ResultFormatter, csv_text
 from emrml.errors import InvalidInputException
 
@@ -312,10 +313,7 @@ def _json_record(text: str, columns: list[str], sequence_number: str) -> dict[st
             item = value_text(item, "Record", key)
         except InvalidInputException as exc:
             return exc.message
-        if not item.isascii():
-            try:
-                item.encode()
-            except UnicodeEncodeError:
-                return f"Record[{key!r}] holds an unpaired surrogate escape (not text)"
+        if not is_text(item):
+            return f"Record[{key!r}] holds an unpaired surrogate escape (not text)"
         row[key] = item
     return row

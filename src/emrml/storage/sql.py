@@ -19,6 +19,7 @@ Memory is bounded by the batch size, whatever the width of the rows: batches str
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import ssl
 import threading
@@ -32,7 +33,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 from emrml.core.surrogates import is_text
 from emrml.errors import DataError
 from emrml.storage import sql_child, sql_watch
-from emrml.storage.sql_errors import clean_error, missing_driver
+from emrml.storage.sql_errors import clean_error, missing_driver, unanswered
 
 if TYPE_CHECKING:
     # Imported where used: the watcher of a MySQL read (storage.sql_watch) runs beside the read, for as
@@ -46,8 +47,9 @@ if TYPE_CHECKING:
 BATCH_ROWS = 4_096
 #: The MySQL driver reads every DECIMAL with this many digits after the point, rounding off any more.
 MYSQL_DECIMAL_SCALE = 10
-#: Seconds to wait for the database to accept a connection.
-CONNECT_TIMEOUT = 10
+#: Seconds to wait for the database to take a connection and sign the user in (setting
+#: ``sql_connect_seconds``): a server that says nothing for that long fails the read.
+CONNECT_SECONDS = 10.0
 #: The schemes a connection URL may have, by the API that may use it.
 SCHEMES = {"RDS": ("mysql", "mariadb"), "Redshift": ("postgresql", "postgres", "redshift")}
 
@@ -69,6 +71,7 @@ class SqlSource:
     database: str
     user: str
     password: str = dataclasses.field(repr=False)  # never in a log line or a traceback's locals
+    connect_seconds: float = CONNECT_SECONDS
 
     @property
     def what(self) -> str:
@@ -85,9 +88,17 @@ class SqlSource:
 
 
 def resolve(
-    connections: dict[str, str], api: str, identifier: str, database: str, user: str, password: str
+    connections: dict[str, str],
+    api: str,
+    identifier: str,
+    database: str,
+    user: str,
+    password: str,
+    *,
+    connect_seconds: float = CONNECT_SECONDS,
 ) -> SqlSource:
-    """The configured connection for ``identifier``; DataError when there is none or it is of another kind."""
+    """The configured connection for ``identifier``; DataError when there is none or it is of another kind.
+    ``connect_seconds``: how long its server may take to answer a connection (``sql_connect_seconds``)."""
     url = connections.get(identifier)
     member = "InstanceIdentifier" if api == "RDS" else "ClusterIdentifier"
     if url is None:
@@ -119,7 +130,7 @@ def resolve(
                 f"DatabaseCredentials.{member} holds a character that is not Unicode text (a lone surrogate "
                 "code point): no database can have been given it"
             )
-    return SqlSource(api, identifier, url, database, user, password)
+    return SqlSource(api, identifier, url, database, user, password, connect_seconds)
 
 
 def _check_mysql_options(identifier: str, query: str) -> None:
@@ -350,13 +361,15 @@ def mysql_connect(source: SqlSource) -> Any:
             # read under the read timeout, none by default, so an address that takes the connection and
             # says nothing (a proxy or load balancer with no server behind it, a port of another
             # protocol) was waited on for ever. Both timeouts are lifted once signed in (below).
-            connect_timeout=CONNECT_TIMEOUT,
-            read_timeout=CONNECT_TIMEOUT,
-            write_timeout=CONNECT_TIMEOUT,
+            connect_timeout=source.connect_seconds,
+            read_timeout=source.connect_seconds,
+            write_timeout=source.connect_seconds,
             **_mysql_tls(source),
         )
     except pymysql.Error as exc:
         reason = exc.args[1] if len(exc.args) == 2 else str(exc)  # pymysql's args: (code, message)
+        if reason.endswith("(timed out)"):  # "Lost connection to MySQL server during query": no query ran
+            reason = unanswered(source.connect_seconds)
         raise DataError(f"cannot connect to {source.what}: {reason}") from None
     # A query may send nothing for hours (a sort, a join of large tables), which its describing connection
     # waits for. pymysql has no setter: it applies these at its next read and write.
@@ -417,7 +430,8 @@ def _postgresql_batches(
     # default_transaction_read_only: the driver's transaction, and any other, is read-only.
     url = source.driver_url()
     options = "options=-c%20default_transaction_read_only%3Don"
-    url += ("&" if "?" in url else "?") + options + f"&connect_timeout={CONNECT_TIMEOUT}"
+    # libpq takes whole seconds (and waits 2 at least).
+    url += ("&" if "?" in url else "?") + options + f"&connect_timeout={math.ceil(source.connect_seconds)}"
     try:
         connection = adbc.connect(url)
     except adbc.Error as exc:

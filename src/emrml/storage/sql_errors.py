@@ -47,3 +47,9 @@ def pool_error(logged: str) -> str:
     refused (os error 111) }``): the driver's message without its wrapping."""
     wrapped = re.fullmatch(r"\w+ \{ (.*) \}", logged.strip())
     return clean_error(wrapped.group(1) if wrapped else logged)
+
+
+def unanswered(seconds: float) -> str:
+    """Why a connection failed whose server took it and said nothing (a proxy or load balancer with no
+    database behind it, a port of another protocol, a server hung), or never took it."""
+    return f"no answer in {seconds:g} s (the time setting sql_connect_seconds gives to connect and sign in)"

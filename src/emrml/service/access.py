@@ -246,10 +246,11 @@ class Access:
         policy = self.policy(caller)
         return policy.visible(f"machinelearning:{operation}", kind, table.id, table.created_by)
 
-    def check_storage(self, location: str, *, write: bool) -> None:
+    def check_storage(self, location: str, *, write: bool, below: bool = False) -> None:
         """``storage:Write`` (``write``) or ``storage:Read`` on ``location`` for the running request's
         caller. Local paths are compared resolved (links and ``..`` followed), so no spelling escapes a
-        Deny."""
+        Deny. ``below``: the location may name a folder whose every file is used (a datasource's data, an
+        output folder), so a Deny of any location below it refuses it too, unless it names one file."""
         caller = CALLER.get()
         if caller is None or user_name_of(caller) is None:
             return
@@ -260,7 +261,21 @@ class Access:
         # realpath drops the slash: both spellings are matched, so a grant of 'folder/*' covers the folder
         # itself, and a Deny of 'folder/*' is not passed by naming the folder (without its slash).
         other = resource[:-1] if resource.endswith("/") else resource + "/"
-        self.check(caller, "storage:Write" if write else "storage:Read", resource, False, other)
+        action = "storage:Write" if write else "storage:Read"
+        self.check(caller, action, resource, False, other)
+        if not below:
+            return
+        policy = self.policy(caller)
+        folder = resource if resource.endswith("/") else other
+        denied = policy.denied_below(action, folder)
+        # Written, a location is always a folder; read, one file is read alone (asked only when a Deny
+        # could matter: the store is asked of an S3 key).
+        if denied is not None and (write or not locations.names_one_file(resource)):
+            raise AccessDeniedException(
+                f"User: {caller} is not authorized to perform: {action} on resource: {denied} "
+                f"(below {folder}, which names a folder: every file below it would be "
+                f"{'written' if write else 'read'})"
+            )
 
     # --- users -----------------------------------------------------------------------------------------
 

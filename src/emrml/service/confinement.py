@@ -95,12 +95,20 @@ def prepare_home(settings: Settings) -> None:
 
 
 def check_location(
-    app: Authorizing, location: str, *, member: str, write: bool = False, remote: bool | None = None
+    app: Authorizing,
+    location: str,
+    *,
+    member: str,
+    write: bool = False,
+    remote: bool | None = None,
+    below: bool = False,
 ) -> None:
     """Refuse ``location`` (the request's ``member``) with InvalidInputException if it is malformed, and
     with AccessDeniedException unless the running request may read it (``write``: write below it).
     ``remote``: whether the request came through the server (default: ``REMOTE``, which ``EmrML.call``
-    sets; the console passes True for files it reads itself).
+    sets; the console passes True for files it reads itself). ``below``: every file below the location
+    is used when it names a folder (data, outputs), so none of them may be denied either
+    (``Access.check_storage``).
 
     Local locations of a remote request must resolve into a data root and not into the home's own files;
     ``s3://`` locations, Kinesis streams (``kinesis://NAME``) and every location of the CLI or library on
@@ -114,7 +122,7 @@ def check_location(
     except InvalidInputException as exc:
         raise InvalidInputException(f"{member}: {exc.message}") from None
     # Whether the caller's groups grant storage there (a user's, through the server; the root may).
-    app.access.check_storage(location, write=write)
+    app.access.check_storage(location, write=write, below=below)
     if not (REMOTE.get() if remote is None else remote) or location.startswith(("s3://", "kinesis://")):
         return
     refusal = _refusal(app.settings, locations.local_path(location), write=write)

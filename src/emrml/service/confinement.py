@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
+from sqlalchemy.engine import make_url
+
 from emrml.errors import AccessDeniedException, InvalidInputException
 from emrml.service.operations import REMOTE, running_as
 from emrml.storage import local, locations
@@ -213,6 +215,23 @@ def server_write_refusal(settings: Settings, path: str) -> str | None:
     return _refusal(settings, path, write=True)
 
 
+def server_files(settings: Settings) -> tuple[str, ...]:
+    """The server's own files outside its home that its settings name, resolved: the TLS key, the files of
+    the client-side encryption keys (``aes:``/``rsa:``, old ones too) and a SQLite metastore kept elsewhere.
+    A data root may hold them (``/srv`` with ``/srv/tls/key.pem``), and they are never read or written
+    through the server, as the home's own files are not."""
+    named = [settings.tls_key]
+    for spec in (settings.s3_cse_key, *settings.s3_cse_old_keys.split(",")):
+        kind, _, argument = spec.strip().partition(":")
+        if kind in ("aes", "rsa") and argument:
+            named.append(os.path.expanduser(argument))
+    if settings.metastore_url:
+        url = make_url(settings.metastore_url)
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            named.append(url.database)
+    return tuple(os.path.realpath(path) for path in named if path)
+
+
 def _refusal(settings: Settings | JobGuard, path: str, *, write: bool) -> str | None:
     """Why the local ``path`` may not be used by a confined request; None when it may."""
     # realpath resolves every symbolic link and '..' of the part of the path that exists; a part that does
@@ -221,6 +240,13 @@ def _refusal(settings: Settings | JobGuard, path: str, *, write: bool) -> str | 
     home = os.path.realpath(settings.home)
     roots = [os.path.realpath(root) for root in settings.data_roots]
     verb = "written" if write else "read"
+    own_files = settings.own_files if isinstance(settings, JobGuard) else server_files(settings)
+    # A SQLite metastore's -wal, -shm and -journal files beside it are its own too.
+    if any(resolved == own or resolved.startswith(f"{own}-") for own in own_files):
+        return (
+            f"is one of the server's own files (a key or its metastore, named by its settings), which cannot "
+            f"be {verb} through the server"
+        )
     if _inside(resolved, home):
         relative = os.path.relpath(resolved, home)
         first = relative.split(os.sep, 1)[0]
@@ -252,6 +278,8 @@ class JobGuard:
     home: Path
     data_roots: tuple[Path, ...]
     write: bool = False
+    #: ``server_files``: the server's own files outside the home, resolved.
+    own_files: tuple[str, ...] = ()
 
     def __call__(self, path: str, named: str) -> None:
         refusal = _refusal(self, path, write=self.write)
@@ -262,13 +290,13 @@ class JobGuard:
 
 def job_guard(settings: Settings) -> JobGuard:
     """The check a confined job applies to each local file it lists or opens."""
-    return JobGuard(settings.home, tuple(settings.data_roots))
+    return JobGuard(settings.home, tuple(settings.data_roots), own_files=server_files(settings))
 
 
 def job_write_guard(settings: Settings) -> JobGuard:
     """The check a confined job applies to each local file it writes: ``path`` is the file in its folder as
     opened."""
-    return JobGuard(settings.home, tuple(settings.data_roots), write=True)
+    return JobGuard(settings.home, tuple(settings.data_roots), write=True, own_files=server_files(settings))
 
 
 def check_job_output(settings: Settings, location: str, *, member: str) -> None:

@@ -32,6 +32,7 @@ def test_the_servers_own_files_in_a_data_root_are_refused(tmp_path: Path) -> Non
         home=tmp_path / "home",
         data_roots=[str(srv)],
         tls_key=str(tls_key),
+        tls_client_ca=str(srv / "keys" / "clients.pem"),
         s3_cse_key=f"aes:{cse_key}",
         s3_cse_old_keys=f"aes:{old_key}",
         metastore_url=f"sqlite:///{srv}/meta.db",
@@ -56,8 +57,9 @@ def test_the_servers_own_files_in_a_data_root_are_refused(tmp_path: Path) -> Non
         for path in own:
             with pytest.raises(AccessDeniedException, match="is one of the server's own files"):
                 files.open_file(app, caller, str(path))
-        with pytest.raises(AccessDeniedException, match="is one of the server's own files"):
-            files.upload(app, caller, str(srv / "keys"), "tls.pem", io.BytesIO(b"another key"))
+        for name in ("tls.pem", "clients.pem"):  # replaced, another CA would admit its client certificates
+            with pytest.raises(AccessDeniedException, match="is one of the server's own files"):
+                files.upload(app, caller, str(srv / "keys"), name, io.BytesIO(b"another key"))
         assert tls_key.read_text().startswith("-----BEGIN")
         with pytest.raises(AccessDeniedException, match="is one of the server's own files"):
             app.call(

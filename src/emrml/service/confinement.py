@@ -216,11 +216,12 @@ def server_write_refusal(settings: Settings, path: str) -> str | None:
 
 
 def server_files(settings: Settings) -> tuple[str, ...]:
-    """The server's own files outside its home that its settings name, resolved: the TLS key, the files of
-    the client-side encryption keys (``aes:``/``rsa:``, old ones too) and a SQLite metastore kept elsewhere.
-    A data root may hold them (``/srv`` with ``/srv/tls/key.pem``), and they are never read or written
-    through the server, as the home's own files are not."""
-    named = [settings.tls_key]
+    """The server's own files outside its home that its settings name, resolved: the TLS key, certificate
+    and client CA (replaced, the CA would admit another's client certificates), the files of the client-side
+    encryption keys (``aes:``/``rsa:``, old ones too) and a SQLite metastore kept elsewhere. A data root may
+    hold them (``/srv`` with ``/srv/tls/key.pem``), and they are never read or written through the server,
+    as the home's own files are not."""
+    named = [settings.tls_key, settings.tls_cert, settings.tls_client_ca]
     for spec in (settings.s3_cse_key, *settings.s3_cse_old_keys.split(",")):
         kind, _, argument = spec.strip().partition(":")
         if kind in ("aes", "rsa") and argument:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -30,17 +31,21 @@ def test_a_folder_with_a_denied_part_is_refused_whole(sqlite_app: EmrML, tmp_pat
     app, data = sqlite_app, tmp_path / "data"
     (data / "private").mkdir(parents=True)
     (data / "public").mkdir()
+    (data / "zlinked").mkdir()
     for path in (data / "public.csv", data / "private" / "secret.csv", data / "public" / "part.csv"):
         path.write_text(ROWS)
+    (data / "zlinked" / "part.csv").symlink_to(data / "private" / "secret.csv")
+    (data / "public" / "notes.txt.secret").write_text("hidden from readers\n")
+    (data / "public" / "again").mkdir()
+    (data / "public" / "again" / "part.csv").write_text(ROWS)
     access = app.access
     access.create_user("dora")
     access.create_group("readers")
     access.add_member("readers", "dora")
     for effect, action, resource in [
-        ("Allow", ["storage:Read", "storage:Write"], [f"{data}/*", "s3://bucket/*"]),
-        ("Deny", ["storage:Read"], [f"{data}/private/*", "s3://bucket/data/private/*"]),
+        ("Allow", ["storage:Read", "storage:Write"], [f"{data}/*"]),
+        ("Deny", ["storage:Read"], [f"{data}/private/*", "*.secret"]),
         ("Deny", ["storage:Write"], [f"{data}/public/kept/*"]),
-        ("Deny", ["storage:Read"], [f"{tmp_path}/elsewhere/*"]),  # below no location named here
     ]:
         access.add_statement("readers", {"Effect": effect, "Action": action, "Resource": resource})
     caller = access.user_arn("dora")
@@ -50,19 +55,22 @@ def test_a_folder_with_a_denied_part_is_refused_whole(sqlite_app: EmrML, tmp_pat
         request = {"DataSourceId": entity_id, "DataSpec": spec, "ComputeStatistics": True}
         app.call("CreateDataSourceFromS3", request, caller=caller)
 
-    refused = f"storage:Read on resource: {data}/private/\\* \\(below {data}/, which names a folder"
-    for location in (str(data), f"{data}/", f"{data}/public/.."):
+    for location, denied in [
+        (str(data), f"{data}/private/secret.csv"),  # the first file refused, in the order listed
+        (f"{data}/", f"{data}/private/secret.csv"),
+        (f"{data}/public/..", f"{data}/private/secret.csv"),
+        (f"{data}/public", f"{data}/public/notes.txt.secret"),
+        # A link below the folder is the file it leads to.
+        (f"{data}/zlinked", f"{data}/zlinked/part.csv"),
+    ]:
+        refused = f"storage:Read on resource: {re.escape(denied)} \\(below {re.escape(location)}, whose every"
         with pytest.raises(AccessDeniedException, match=refused):
             create("ds-all", location)
         with pytest.raises(AccessDeniedException, match=refused):
             app.call("InferDataSchema", {"DataLocationS3": location}, caller=caller)
-    with pytest.raises(
-        AccessDeniedException, match="s3://bucket/data/private/\\* \\(below s3://bucket/data/"
-    ):
-        app.call("InferDataSchema", {"DataLocationS3": "s3://bucket/data/"}, caller=caller)
     # A file beside the denied part is read alone, and a folder without one is whole: both accepted.
     create("ds-file", str(data / "public.csv"))
-    create("ds-folder", str(data / "public"))
+    create("ds-folder", str(data / "public" / "again"))
     app.jobs.run_pending()
     folder = app.call("GetDataSource", {"DataSourceId": "ds-folder"}, caller=caller)
     assert folder["Status"] == "COMPLETED" and folder["NumberOfFiles"] == 1

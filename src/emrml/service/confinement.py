@@ -124,12 +124,13 @@ def check_location(
     except InvalidInputException as exc:
         raise InvalidInputException(f"{member}: {exc.message}") from None
     # Whether the caller's groups grant storage there (a user's, through the server; the root may).
-    app.access.check_storage(location, write=write, below=below)
-    if not (REMOTE.get() if remote is None else remote) or location.startswith(("s3://", "kinesis://")):
-        return
-    refusal = _refusal(app.settings, locations.local_path(location), write=write)
-    if refusal:
-        raise AccessDeniedException(f"{member} '{location}' {refusal}")
+    app.access.check_storage(location, write=write)
+    if (REMOTE.get() if remote is None else remote) and not location.startswith(("s3://", "kinesis://")):
+        refusal = _refusal(app.settings, locations.local_path(location), write=write)
+        if refusal:
+            raise AccessDeniedException(f"{member} '{location}' {refusal}")
+    if below:  # after the data roots: its files may be listed
+        app.access.check_storage_below(location, write=write)
 
 
 def check_schema_beside(app: EmrML, data_location: str) -> None:

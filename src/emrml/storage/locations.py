@@ -300,20 +300,6 @@ def exists(location: str, *, what: str = "location") -> bool:
         raise _os_error(exc, what, location) from exc
 
 
-def names_one_file(location: str) -> bool:
-    """Whether ``location`` names one existing file, which a read of it reads alone (not a folder or
-    prefix, whose every file is read, nor nothing yet); False when the store cannot tell."""
-    if not location.startswith("s3://"):
-        return os.path.isfile(local_path(location))
-    bucket, key = split(location)
-    if not key or key.endswith("/"):
-        return False
-    try:
-        return _S3.store.head(bucket, key) is not None
-    except OSError:
-        return False
-
-
 def check_unchanged(files: list[FileRef]) -> None:
     """``DataError`` naming the first file that is no longer what its listing found: a local file whose
     size or modification time changed (truncated, appended to or rewritten), an S3 object whose ETag

@@ -110,7 +110,7 @@ def check_location(
     ``remote``: whether the request came through the server (default: ``REMOTE``, which ``EmrML.call``
     sets; the console passes True for files it reads itself). ``below``: every file below the location
     is used when it names a folder (data, outputs), so none of them may be denied either
-    (``Access.check_storage``).
+    (``Access.check_storage_below``).
 
     Local locations of a remote request must resolve into a data root and not into the home's own files;
     ``s3://`` locations, Kinesis streams (``kinesis://NAME``) and every location of the CLI or library on
@@ -230,7 +230,7 @@ def server_files(settings: Settings) -> tuple[str, ...]:
     if settings.metastore_url:
         url = make_url(settings.metastore_url)
         if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-            named.append(url.database)
+            named += [url.database + suffix for suffix in ("", "-wal", "-shm", "-journal")]
     return tuple(os.path.realpath(path) for path in named if path)
 
 
@@ -243,8 +243,7 @@ def _refusal(settings: Settings | JobGuard, path: str, *, write: bool) -> str | 
     roots = [os.path.realpath(root) for root in settings.data_roots]
     verb = "written" if write else "read"
     own_files = settings.own_files if isinstance(settings, JobGuard) else server_files(settings)
-    # A SQLite metastore's -wal, -shm and -journal files beside it are its own too.
-    if any(resolved == own or resolved.startswith(f"{own}-") for own in own_files):
+    if resolved in own_files:
         return (
             f"is one of the server's own files (a key or its metastore, named by its settings), which cannot "
             f"be {verb} through the server"

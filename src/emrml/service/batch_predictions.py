@@ -89,7 +89,7 @@ def check_output_outside(output: str, source: DataSource) -> None:
 @operation("CreateBatchPrediction")
 def create_batch_prediction(app: EmrML, request: Request) -> Response:
     output = check_output_uri(request["OutputUri"])
-    check_location(app, output, member="OutputUri", write=True)
+    check_location(app, output, member="OutputUri", write=True, below=True)
 
     def check_source(source: DataSource) -> None:
         check_output_outside(output, source)

@@ -283,7 +283,7 @@ def _destination(app: EmrML, kinesis: Kinesis, uri: str, member: str) -> str:
         folder = check_output_uri(uri)
     except InvalidInputException as exc:
         raise InvalidInputException(exc.message.replace("OutputUri", member)) from None
-    check_location(app, folder, member=member, write=True)
+    check_location(app, folder, member=member, write=True, below=True)
     return folder
 
 
@@ -312,7 +312,7 @@ def check_destinations(app: Authorizing, stream: Stream) -> None:
     with running_as(stream.created_by, remote=stream.confined):
         check_location(app, stream.input_uri, member="InputStream")
         for member, uri in members:
-            check_location(app, uri, member=member, write=True)
+            check_location(app, uri, member=member, write=True, below=not uri.startswith(SCHEME))
 
 
 def kinesis_client(settings: Settings) -> Kinesis:

@@ -133,6 +133,37 @@ def test_a_mysql_spatial_column_is_refused_by_name_before_it_is_read(
     assert rows == [["p`t"], ["POINT(1 2)"]]
 
 
+def test_a_mysql_column_of_null_literals_is_refused_by_name_before_it_is_read(
+    databases: Databases, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The MySQL driver has no type for a column of NULL literals: it panicked ("not implemented:
+    MYSQL_TYPE_NULL", a Rust backtrace in the log) and the error named no column. One of NULLs from a
+    UNION, typed BINARY(0) by the server, was refused as a column of bytes, to be converted with HEX."""
+    for query, column in (
+        ("SELECT NULL AS x, 1 AS y", "x"),
+        ("SELECT 1 AS y, NULL AS `n``x`; -- described as written", "n`x"),
+        ("SELECT NULL AS x UNION ALL SELECT NULL", "x"),
+    ):
+        with pytest.raises(DataError) as refused:
+            staged_rows(databases.mariadb(), query, tmp_path)
+        quoted = "`" + column.replace("`", "``") + "`"
+        assert refused.value.message == (
+            f"SelectSqlQuery column {column!r} holds NULL literals, which have no SQL type the MySQL driver "
+            f"reads; give the column one in the query, e.g. CAST(NULL AS CHAR) AS {quoted} (an attribute "
+            "whose values are all missing, as PostgreSQL's NULL column is)"
+        ), query
+    assert "panicked" not in capfd.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing staged
+    # The conversion it names reads as PostgreSQL reads the NULL column: an attribute of missing values.
+    for source, query in (
+        (databases.mariadb(), "SELECT CAST(NULL AS CHAR) AS x, 1 AS y"),
+        (databases.postgres(), "SELECT NULL AS x, 1 AS y"),
+    ):
+        rows, staged = staged_rows(source, query, tmp_path)
+        assert rows == [["x", "y"], ["", "1"]]
+        assert [a.type.value for a in staged.schema.attributes] == ["CATEGORICAL", "NUMERIC"]
+
+
 def test_a_postgresql_query_without_columns_is_refused(databases: Databases, tmp_path: Path) -> None:
     with pytest.raises(DataError) as refused:
         staged_rows(databases.postgres(), "SELECT FROM pg_class", tmp_path)

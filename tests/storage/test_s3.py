@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import Any
@@ -387,10 +388,12 @@ def test_an_object_replaced_or_removed_after_its_listing_fails_the_check(s3: S3)
     check_unchanged(list_files(s3.uri("data/")))
 
 
-def test_a_datasource_over_objects_one_replaced_while_read_fails_naming_it(s3: S3, tmp_path: Any) -> None:
+def test_a_datasource_over_objects_one_replaced_while_read_fails_naming_it(
+    s3: S3, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from emrml.config import Settings
     from emrml.core.schema import parse_schema
-    from emrml.engine.local import build_datasource
+    from emrml.engine import local
     from emrml.errors import DataError
 
     for name in ("a", "b", "c"):
@@ -404,16 +407,26 @@ def test_a_datasource_over_objects_one_replaced_while_read_fails_naming_it(s3: S
             }
         )
     )
-    replaced: list[str] = []
+    replaced = threading.Event()
 
     def progress(_fraction: float, _message: str | None) -> None:
-        if not replaced:  # while the first object is read, the last is replaced
+        if not replaced.is_set():  # once the first object has been read, the last is replaced
             s3.put("ds/c.csv", "x\n" + "".join(f"{i + 5000}\n" for i in range(2000)))
-            replaced.append("ds/c.csv")
+            replaced.set()
 
+    # Progress is reported on a thread of its own (``reported_aside``): on a loaded machine the reader
+    # checked its objects, and finished, before that thread had replaced one ("DID NOT RAISE DataError").
+    # The check waits for the replacement: the objects are still the job's to read until then.
+    check_unchanged = local.check_unchanged
+
+    def replaced_first(files: list[FileRef]) -> None:
+        assert replaced.wait(60), "no progress was reported"
+        check_unchanged(files)
+
+    monkeypatch.setattr(local, "check_unchanged", replaced_first)
     settings = Settings.load(environ={}, home=tmp_path)
     with pytest.raises(DataError, match=r"object s3://.*/ds/c\.csv was replaced while it was being read"):
-        build_datasource(
+        local.build_datasource(
             s3.uri("ds/"), schema, None, compute_statistics=True, settings=settings, progress=progress
         )
 

@@ -461,3 +461,16 @@ def test_a_refused_commit_makes_no_object_appear_and_leaves_no_upload(s3: S3, tm
     local.write_bytes(data)
     publish_file(str(local), s3.uri("big.bin"), allow)
     assert steps == ["commit"] and s3.get("big.bin") == data and not local.exists()
+
+
+def test_a_prefix_holding_an_object_whose_key_holds_a_control_character_is_refused_naming_it(s3: S3) -> None:
+    """A location naming such a key is refused (``storage.s3_names``); one listed below a prefix was read,
+    its results written under the same name, and its line break split the lines of logs and manifests."""
+    s3.put("in/a.csv", "a,b\n")
+    s3.put("in/b\r.csv", "a,b\n")
+    with pytest.raises(InvalidInputException) as refused:
+        list_files(s3.uri("in/"))
+    assert refused.value.message == (
+        f"DataSpec.DataLocationS3 '{s3.uri('in/')}' holds the object '{s3.uri('in/b')}\\x0d.csv', whose key "
+        "holds the control character U+000D: copy it to a key without one"
+    )

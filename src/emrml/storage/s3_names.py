@@ -7,9 +7,9 @@ request's invalid input naming its member (``storage.locations.check_syntax``), 
 Bucket names follow S3's rules for general purpose buckets: 3 to 63 lowercase letters, digits, ``.`` and
 ``-``, beginning and ending with a letter or digit, no two periods in a row, not written as an IP address.
 The legacy names of us-east-1 buckets created before March 2018 (capitals, ``_``, up to 255 characters) are
-refused with them: S3 creates no more of them, reaches them by path-style requests alone, and S3-compatible
-stores have none. The names S3 reserves for what it names itself (``…-s3alias`` access point aliases,
-``…--x-s3`` directory buckets) pass: a request names them where it names a bucket.
+refused with them: S3 creates no more of them and reaches them by path-style requests alone, and most
+S3-compatible stores refuse them. The names S3 reserves for what it names itself (``…-s3alias`` access
+point aliases, ``…--x-s3`` directory buckets) pass: a request names them where it names a bucket.
 """
 
 from __future__ import annotations

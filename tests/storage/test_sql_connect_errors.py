@@ -99,7 +99,7 @@ REFUSALS = {
 }
 
 
-#: The server of the tests offers no TLS. The reader's first connection refuses it too (test_sql_sources):
+#: The server of the tests offers no TLS. The reader's first connection refuses it too (test_sql_values):
 #: the reading process's alone here, as when its driver's TLS differs from the first connection's.
 CHILD_REFUSALS = {
     **REFUSALS,

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from emrml.service.app import EmrML
     from emrml.service.metastore import BatchPrediction, DataSource
 
-_S3 = re.compile(r"s3://([^/]+)(/.*)?")
+_S3 = re.compile(r"s3://([^/]+)(/.*)?", re.DOTALL)  # a line break in a key is told by check_location
 
 
 def check_output_uri(uri: str) -> str:

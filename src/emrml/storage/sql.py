@@ -279,8 +279,8 @@ def check_select(query: str) -> None:
 def _described_mysql(connection: Any, source: SqlSource, query: str) -> list[str]:
     """The result's TIMESTAMP columns (``_utc_timestamps``); DataError for a DECIMAL result column with
     more digits after the point than the MySQL driver reads, which it would round off without a word
-    (DECIMAL(38,20)'s 0.12345678901234567890 staged as 0.1234567890), for a spatial column, and for a
-    query the server refuses (its error on the query as written)."""
+    (DECIMAL(38,20)'s 0.12345678901234567890 staged as 0.1234567890), for a spatial column, for a column
+    of NULL literals, and for a query the server refuses (its error on the query as written)."""
     from pymysql.constants import FIELD_TYPE
 
     with connection.cursor() as cursor:
@@ -292,7 +292,20 @@ def _described_mysql(connection: Any, source: SqlSource, query: str) -> list[str
             f"SelectSqlQuery on {source.what} returns no rows to read (a SELECT … INTO puts its result "
             "elsewhere): select the columns the datasource reads"
         )
-    for name, type_code, _, _, _, scale, _ in description:
+    for field in description:
+        name, type_code, scale = field.name, field.type_code, field.scale
+        if type_code == FIELD_TYPE.NULL or (
+            type_code == FIELD_TYPE.STRING and field.length == 0 and field.charsetnr == _BINARY_CHARSET
+        ):
+            # SELECT NULL AS x: the driver has no type for it and panicked ("not implemented:
+            # MYSQL_TYPE_NULL", a Rust backtrace in the log). Described from a derived table, the column is
+            # a BINARY(0), as one of NULLs from a UNION or an IF is, which the driver reads as bytes.
+            quoted = "`" + name.replace("`", "``") + "`"
+            raise DataError(
+                f"SelectSqlQuery column {name!r} holds NULL literals, which have no SQL type the MySQL "
+                f"driver reads; give the column one in the query, e.g. CAST(NULL AS CHAR) AS {quoted} (an "
+                "attribute whose values are all missing, as PostgreSQL's NULL column is)"
+            )
         if type_code == FIELD_TYPE.GEOMETRY:
             # The driver has no type for it: it panicked ("not implemented: MYSQL_TYPE_GEOMETRY", a Rust
             # backtrace in the log), the error naming neither the column nor what to do.
@@ -309,12 +322,17 @@ def _described_mysql(connection: Any, source: SqlSource, query: str) -> list[str
                 f"the query, e.g. CAST({quoted} AS DOUBLE) (NUMERIC values are read as 64-bit floats, "
                 f"about 16 significant digits, anyway) or ROUND({quoted}, {MYSQL_DECIMAL_SCALE})"
             )
-    return [name for name, type_code, *_ in description if type_code == FIELD_TYPE.TIMESTAMP]
+    return [field.name for field in description if field.type_code == FIELD_TYPE.TIMESTAMP]
 
 
-def _mysql_description(connection: Any, source: SqlSource, query: str) -> tuple[tuple[Any, ...], ...]:
-    """The result's columns as the server describes them (pymysql's ``cursor.description``), without
-    running the query: as a derived table with LIMIT 0, which the server answers from the query's plan.
+#: The character set number of bytes (``binary``), which the server gives a column of NULL literals.
+_BINARY_CHARSET = 63
+
+
+def _mysql_description(connection: Any, source: SqlSource, query: str) -> list[Any]:
+    """The result's columns as the server describes them (pymysql's fields: name, type_code, length,
+    charsetnr, scale), without running the query: as a derived table with LIMIT 0, which the server
+    answers from the query's plan.
     A derived table refuses some queries the server runs as written (a semicolon followed by a comment, two
     columns of one name): those are described as written, under ``sql_select_limit`` 0, which the server
     answers the same way; only a LIMIT of the query's own outranks it, whose rows are then read (one at a
@@ -326,17 +344,23 @@ def _mysql_description(connection: Any, source: SqlSource, query: str) -> tuple[
     with connection.cursor() as cursor:
         try:
             cursor.execute(f"SELECT * FROM ({for_copy(query)}) AS emrml_result LIMIT 0")
-            return cursor.description or ()
+            return _fields(cursor)
         except pymysql.Error:
             pass
     with connection.cursor(SSCursor) as cursor:
         try:
             cursor.execute("SET SESSION sql_select_limit = 0")
             cursor.execute(query)
-            return cursor.description or ()
+            return _fields(cursor)
         except pymysql.Error as exc:
             code, reason = exc.args if len(exc.args) == 2 else ("", str(exc))  # pymysql's: (code, message)
             raise DataError(f"SelectSqlQuery failed on {source.what}: ERROR {code}: {reason}") from None
+
+
+def _fields(cursor: Any) -> list[Any]:
+    """The result's fields, none without a result set. Read from the result, as pymysql's DictCursor does:
+    ``description`` leaves out the character set, which tells bytes from text."""
+    return list(cursor._result.fields) if cursor.description else []
 
 
 def mysql_connect(source: SqlSource) -> Any:

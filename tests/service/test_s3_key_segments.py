@@ -122,8 +122,10 @@ def test_dots_inside_a_key_segment_are_an_ordinary_name(app: EmrML) -> None:
         ("a..b", "has two periods in a row, which a bucket name has not"),
         ("-xy", "does not begin and end with a letter or digit, as a bucket name does"),
         ("xy.", "does not begin and end with a letter or digit, as a bucket name does"),
-        ("Legacy_Bucket", "holds 'L', and a bucket name holds lowercase letters, digits, '.' and '-' only"),
-        ("my_bucket", "holds '_', and a bucket name holds lowercase letters, digits, '.' and '-' only"),
+        ("my bucket", "holds ' ', and a bucket name holds letters, digits, '.', '-' and '_' only"),
+        ("my+bucket", "holds '+', and a bucket name holds letters, digits, '.', '-' and '_' only"),
+        ("B" * 256, "has 256 characters, and a legacy (capitals or '_') bucket name has 3 to 255"),
+        ("_xy", "does not begin and end with a letter or digit, as a bucket name does"),
     ],
 )
 def test_a_bucket_named_as_no_bucket_is_invalid_input_naming_the_member_and_the_rule(
@@ -148,6 +150,8 @@ def test_buckets_named_as_s3_names_them_are_accepted() -> None:
         "s3://abc",
         "s3://a1b/",
         "s3://" + "b" * 63 + "/x",
+        "s3://Legacy_Bucket/x.csv",  # us-east-1's legacy names: S3 still serves them, by path-style requests
+        "s3://" + "B" * 255 + "/x",
         "s3://1.2.3.x/x",
         "s3://my-ap-hrzrlukc5m36ft7okagglf3gmwluquse1b-s3alias/x",  # an access point's alias
     ):

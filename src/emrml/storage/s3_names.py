@@ -6,10 +6,11 @@ request's invalid input naming its member (``storage.locations.check_syntax``), 
 
 Bucket names follow S3's rules for general purpose buckets: 3 to 63 lowercase letters, digits, ``.`` and
 ``-``, beginning and ending with a letter or digit, no two periods in a row, not written as an IP address.
-The legacy names of us-east-1 buckets created before March 2018 (capitals, ``_``, up to 255 characters) are
-refused with them: S3 creates no more of them and reaches them by path-style requests alone, and most
-S3-compatible stores refuse them. The names S3 reserves for what it names itself (``…-s3alias`` access
-point aliases, ``…--x-s3`` directory buckets) pass: a request names them where it names a bucket.
+The legacy names of us-east-1 buckets created before March 2018 pass too (capitals and ``_``, up to 255
+characters, under the same other rules): S3 creates no more of them but still serves those that exist, by
+path-style requests, which botocore makes for a bucket it cannot name in a host name. The names S3
+reserves for what it names itself (``…-s3alias`` access point aliases, ``…--x-s3`` directory buckets)
+pass: a request names them where it names a bucket.
 """
 
 from __future__ import annotations
@@ -23,20 +24,27 @@ from emrml.storage.s3 import split
 #: S3's limit on a key: its UTF-8 encoding has at most 1,024 bytes.
 MAX_KEY_BYTES = 1024
 MIN_BUCKET_LENGTH, MAX_BUCKET_LENGTH = 3, 63
+#: A legacy us-east-1 name (capitals or ``_``) may have up to 255 characters.
+MAX_LEGACY_BUCKET_LENGTH = 255
 
 _BUCKET_CHARACTER = re.compile(r"[a-z0-9.-]")
+_LEGACY_BUCKET_CHARACTER = re.compile(r"[A-Za-z0-9._-]")
 _IP_ADDRESS = re.compile(r"[0-9]+(?:\.[0-9]+){3}")
 
 
 def bucket_problem(bucket: str) -> str | None:
     """What makes ``bucket`` no bucket name by S3's rules, as the end of a sentence naming it; None when
     it is one."""
-    if not MIN_BUCKET_LENGTH <= len(bucket) <= MAX_BUCKET_LENGTH:
-        length = f"{MIN_BUCKET_LENGTH} to {MAX_BUCKET_LENGTH}"
-        return f"has {len(bucket)} characters, and a bucket name has {length}"
-    other = next((char for char in bucket if not _BUCKET_CHARACTER.fullmatch(char)), None)
-    if other is not None:
-        return f"holds {other!r}, and a bucket name holds lowercase letters, digits, '.' and '-' only"
+    legacy = not all(_BUCKET_CHARACTER.fullmatch(char) for char in bucket)
+    if legacy:
+        other = next((char for char in bucket if not _LEGACY_BUCKET_CHARACTER.fullmatch(char)), None)
+        if other is not None:
+            return f"holds {other!r}, and a bucket name holds letters, digits, '.', '-' and '_' only"
+    longest = MAX_LEGACY_BUCKET_LENGTH if legacy else MAX_BUCKET_LENGTH
+    if not MIN_BUCKET_LENGTH <= len(bucket) <= longest:
+        length = f"{MIN_BUCKET_LENGTH} to {longest}"
+        kind = " legacy (capitals or '_')" if legacy else ""
+        return f"has {len(bucket)} characters, and a{kind} bucket name has {length}"
     if not (bucket[0].isalnum() and bucket[-1].isalnum()):
         return "does not begin and end with a letter or digit, as a bucket name does"
     # A bucket '..' or 'a..b' would be read as a step of a path by a proxy that tidies paths.

@@ -259,3 +259,22 @@ def test_postgresql_bytea_is_refused_with_a_conversion_that_works_on_it(
         staged_rows(source, "SELECT i FROM blobs", tmp_path)
     rows, _ = staged_rows(source, "SELECT encode(b, 'hex') AS b, CAST(i AS TEXT) AS i FROM blobs", tmp_path)
     assert rows == [["b", "i"], ["ff", "1 day"]]
+
+
+def test_a_value_the_mysql_driver_cannot_convert_fails_the_read_without_a_backtrace(
+    databases: Databases, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A zero date makes the driver panic: the read fails with the panic's message and what to do, and the
+    server's log has the panic's line, not the hundred frames of a backtrace a RUST_BACKTRACE asks for."""
+    monkeypatch.setenv("RUST_BACKTRACE", "1")
+    with pytest.raises(DataError) as refused:
+        staged_rows(databases.mariadb(), "SELECT CAST('0000-00-00' AS DATE) AS d", tmp_path)
+    assert refused.value.message.endswith(
+        "Couldn't convert the value `Date(\"'0000-00-00'\")` to a desired type (a value the MySQL driver "
+        "cannot read, such as a zero date or a TIME outside 00:00-24:00: convert the column in the query, "
+        "e.g. CAST(... AS CHAR))"
+    )
+    logged = capfd.readouterr().err
+    assert "panicked" in logged  # the driver's line, as it said it
+    assert "stack backtrace" not in logged
+    assert not any(tmp_path.iterdir())  # nothing staged

@@ -314,8 +314,11 @@ def _log_connection_events() -> None:
     """Have connectorx's logger (set up as connectorx is imported) print on stderr, plainly, without colour
     codes, for the reader (``ChildRead._relay``): its pool's failed connections (its default level, errors,
     does; a ``RUST_LOG`` of the server's that would leave them out has them back), and its dispatcher's
-    steps, the first of which says the driver has connected."""
+    steps, the first of which says the driver has connected. A panic of the driver's (a value it cannot
+    convert) is its one line, not a backtrace of a hundred frames a ``RUST_BACKTRACE`` of the server's
+    would ask for: the read fails with the panic's message, which says all a user can act on."""
     os.environ["RUST_LOG_STYLE"] = "never"
+    os.environ["RUST_BACKTRACE"] = "0"
     levels = os.environ.get("RUST_LOG") or "error"
     if "r2d2" not in levels:
         levels += ",r2d2=error"

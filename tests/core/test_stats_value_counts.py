@@ -79,6 +79,27 @@ def test_a_categorical_column_near_its_sketch_capacity_keeps_arrows_order(
         return attribute(accumulator.result(), "c")
 
     counted = statistics()
-    monkeypatch.setattr(ValueCounts, "__call__", lambda self, column: counting.value_counts(column))
+    monkeypatch.setattr(
+        ValueCounts, "__call__", lambda self, column, any_order=True: counting.value_counts(column)
+    )
     assert counted == statistics()
     assert counted["distinctCountExact"] is False
+
+
+def test_a_batch_is_hashed_once_at_most(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A column of a thousand categories: its sketch may purge on every batch, so its values come in Arrow's
+    # order, counted once per batch (not counted, then counted again in Arrow's order).
+    hashed: list[int] = []
+    value_counts = pc.value_counts
+
+    def counted(column: pa.Array) -> pa.StructArray:
+        hashed.append(len(column))
+        return value_counts(column)
+
+    monkeypatch.setattr(counting.pc, "value_counts", counted)
+    schema = make_schema(("c", C))
+    accumulator = StatisticsAccumulator(schema)
+    for at in range(4):
+        values = pa.array([f"c{i % 1000}" for i in range(2000)])
+        accumulator.update(pa.record_batch({"c": values}), np.arange(2000, dtype=np.uint64) + 2000 * at)
+    assert hashed == [2000] * 4

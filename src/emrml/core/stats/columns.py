@@ -21,7 +21,7 @@ from emrml.core.stats.constants import (
     TOKEN_PUNCTUATION,
 )
 from emrml.core.stats.sketches import Moments, ValueCounter, empty_mask, value_list
-from emrml.core.stats.value_counts import ValueCounts, value_counts
+from emrml.core.stats.value_counts import MOST_REORDERED, ValueCounts
 from emrml.core.text import byte_lengths, is_plain_ascii, split_counted, split_encoded
 from emrml.core.values import Parsed, parse_binary, parse_numeric
 
@@ -288,11 +288,10 @@ class CategoricalStats:
         self._value_counts = ValueCounts()
 
     def update(self, column: pa.Array) -> None:
-        strings, counts = self._value_counts(column)
-        if not self.counter.order_free(len(strings)):
-            # The frequent-values sketch may purge on this batch: fed in Arrow's order, as always.
-            strings, counts = value_counts(column)
-        strings, counts = _trimmed(strings, counts)
+        # What the frequent-values sketch keeps once it purges depends on the order of the values: they
+        # come in Arrow's order unless no purge can follow.
+        any_order = self.counter.order_free(MOST_REORDERED)
+        strings, counts = _trimmed(*self._value_counts(column, any_order=any_order))
         empty = self.counter.add(strings, counts)
         self.missing += empty
         self.present += int(counts.sum()) - empty

@@ -9,7 +9,7 @@ column, common among targets and flags, are counted for less, with the same coun
   not add up to the batch, a value is new and the batch is hashed after all.
 
 Those counts list the values in another order than Arrow's (order of first appearance): callers whose
-results depend on that order use :func:`value_counts` alone.
+results depend on that order ask for Arrow's (``any_order=False``).
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ from emrml.core.text import value_bytes, value_offsets
 #: The most distinct values a column is counted for by comparing it with each (a comparison pass costs
 #: 4-6 ns a value against Arrow's 11-16 ns hashing; past three values the passes cost more).
 COMPARED_VALUES = 3
+#: The most distinct values a batch counted in another order than Arrow's can have (one-byte values are
+#: ASCII characters).
+MOST_REORDERED = 0x80
 
 
 def value_counts(column: pa.Array) -> tuple[pa.Array, np.ndarray]:
@@ -40,8 +43,8 @@ class ValueCounts:
         self.previous: pa.Array | None = None
         self._scalars: list[pa.Scalar] = []
 
-    def __call__(self, column: pa.Array) -> tuple[pa.Array, np.ndarray]:
-        if len(column) and not column.null_count:
+    def __call__(self, column: pa.Array, *, any_order: bool = True) -> tuple[pa.Array, np.ndarray]:
+        if any_order and len(column) and not column.null_count:
             single = _single_bytes(column)
             if single is not None:
                 return single

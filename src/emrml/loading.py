@@ -76,7 +76,9 @@ def _load_from_metastore(model_id: str, settings: Settings) -> Predictor:
     if model.status != "COMPLETED" or not model.artifact_location:
         reason = f": {model.message}" if model.status == "FAILED" and model.message else ""
         raise InvalidInputException(f"MLModel {model_id!r} is {model.status}{reason}; it cannot predict")
-    return Predictor.load(Path(model.artifact_location), score_threshold=model.score_threshold)
+    return Predictor.load(
+        Path(model.artifact_location), score_threshold=model.score_threshold, expected=model.expected()
+    )
 
 
 def score(model: Predictor | Model, data: pa.Table | pa.RecordBatch | Any) -> np.ndarray:

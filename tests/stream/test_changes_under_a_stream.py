@@ -14,6 +14,7 @@ from stream_helpers import Kinesalite, Running, record, wait_until
 from emrml.errors import InvalidInputException, ResourceNotFoundException
 from emrml.service.app import EmrML
 from emrml.service.metastore import MLModel, Stream
+from raw_models import retyped
 
 
 def _start(app: EmrML, stream_id: str, name: str) -> None:
@@ -236,3 +237,22 @@ def test_a_consumer_that_cannot_start_says_why_on_the_stream(
     assert described["Status"] == "FAILED" and described["Consumers"] == 0
     assert described["Message"].startswith(f"consumer {running.consumer.id} could not start: InvalidInput")
     assert str(gone) in described["Message"]
+
+
+def test_a_consumer_does_not_score_with_a_model_file_edited_into_another_type(
+    stream_app: EmrML, kinesalite: Kinesalite
+) -> None:
+    """ml-binary's file rewritten as a REGRESSION model after the stream started: the consumer refuses it,
+    naming the model and the difference, and the stream says so."""
+    kinesalite.create("changes-8", 1)
+    kinesalite.create("changes-8-scored", 1)
+    _start(stream_app, "st-changes-8", "changes-8")
+    with stream_app.sessions() as session:
+        artifact = Path(session.get(MLModel, "ml-binary").artifact_location)
+    retyped(artifact, "REGRESSION")
+    running = Running(stream_app.settings, "st-changes-8")
+    with pytest.raises(InvalidInputException, match="is not MLModel 'ml-binary''s: it holds a REGRESSION"):
+        running.join()
+    described = stream_app.call("GetStream", {"StreamId": "st-changes-8"})
+    assert described["Status"] == "FAILED"
+    assert f"the model file {artifact} is not MLModel 'ml-binary''s" in described["Message"]

@@ -41,8 +41,10 @@ def load_model(
     ``ScoreThreshold``, or an ``emrml.Model`` handle (its ``predictor()``, from its client's home). A path
     object, or a string naming an existing file, is a file; any other string of id characters is an id.
 
-    Raises ``InvalidInputException`` for an unusable file, a model that is not COMPLETED or a ``source``
-    of another type, and ``ResourceNotFoundException`` for an id that is not in the metastore.
+    Raises ``InvalidInputException`` for an unusable file, a model that is not COMPLETED, a model whose file
+    is not that MLModel's (``core.model.ExpectedModel``: another model's, or one edited into another type)
+    or a ``source`` of another type, and ``ResourceNotFoundException`` for an id that is not in the
+    metastore.
     """
     from emrml.handles import Model
 

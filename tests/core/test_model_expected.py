@@ -53,7 +53,7 @@ def test_a_file_edited_into_another_model_type_is_refused(tmp_path: Path, kind: 
     with pytest.raises(InvalidInputException) as raised:
         load_artifact(path, EXPECTED)
     assert raised.value.message == (
-        f"the model file {path} is not MLModel 'ml-1''s: it holds a {kind} model; the MLModel is BINARY"
+        f"the model file {path} is not that of MLModel 'ml-1': it holds a {kind} model; the MLModel is BINARY"
     )
 
 
@@ -93,7 +93,7 @@ def _attributes(*pairs: tuple[str, str]) -> list[dict[str, str]]:
 )
 def test_another_models_training_schema_is_refused(tmp_path: Path, recorded: str, difference: str) -> None:
     path = saved(tmp_path / "m.zip")
-    with pytest.raises(InvalidInputException, match="is not MLModel 'ml-1''s: ") as raised:
+    with pytest.raises(InvalidInputException, match="is not that of MLModel 'ml-1': ") as raised:
         load_artifact(path, replace(EXPECTED, schema_json=recorded))
     assert raised.value.message.endswith(difference)
 
@@ -108,7 +108,7 @@ def test_another_recipe_and_other_parameters_are_refused_each_named(tmp_path: Pa
     with pytest.raises(InvalidInputException) as raised:
         load_artifact(path, other)
     assert raised.value.message.endswith(
-        "'s: its recipe is not the MLModel's; its sgd.maxPasses is '10'; the MLModel's is '20'; "
+        "': its recipe is not the MLModel's; its sgd.maxPasses is '10'; the MLModel's is '20'; "
         "its sgd.shuffleType is 'none'; the MLModel's is 'auto'"
     )
 
@@ -129,4 +129,4 @@ def test_what_the_metastore_does_not_record_is_not_compared(tmp_path: Path) -> N
     assert load_artifact(path, ExpectedModel("ml-1", "BINARY")).model_type == "BINARY"
     with pytest.raises(InvalidInputException) as raised:
         load_artifact(path, ExpectedModel("ml-1", "REGRESSION"))
-    assert raised.value.message.endswith("'s: it holds a BINARY model; the MLModel is REGRESSION")
+    assert raised.value.message.endswith("': it holds a BINARY model; the MLModel is REGRESSION")

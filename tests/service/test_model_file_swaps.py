@@ -37,7 +37,7 @@ def clone(app: EmrML, model_id: str, artifact: Path, *, holding: str, **columns:
 
 def swapped(model_id: str, artifact: Path, kind: str) -> str:
     return (
-        f"the model file {artifact} is not MLModel {model_id!r}'s: "
+        f"the model file {artifact} is not that of MLModel {model_id!r}: "
         f"it holds a {kind} model; the MLModel is BINARY"
     )
 
@@ -140,6 +140,6 @@ def test_a_same_type_models_file_is_refused_by_its_training_parameters(
     with pytest.raises(InvalidInputException) as raised:
         load_model("ml-copied", home=trained.home)
     assert raised.value.message == (
-        f"the model file {artifact} is not MLModel 'ml-copied''s: "
+        f"the model file {artifact} is not that of MLModel 'ml-copied': "
         f"its sgd.l2RegularizationAmount is {ours!r}; the MLModel's is '0.5'"
     )

@@ -251,8 +251,8 @@ def test_a_consumer_does_not_score_with_a_model_file_edited_into_another_type(
         artifact = Path(session.get(MLModel, "ml-binary").artifact_location)
     retyped(artifact, "REGRESSION")
     running = Running(stream_app.settings, "st-changes-8")
-    with pytest.raises(InvalidInputException, match="is not MLModel 'ml-binary''s: it holds a REGRESSION"):
+    with pytest.raises(InvalidInputException, match="MLModel 'ml-binary': it holds a REGRESSION model"):
         running.join()
     described = stream_app.call("GetStream", {"StreamId": "st-changes-8"})
     assert described["Status"] == "FAILED"
-    assert f"the model file {artifact} is not MLModel 'ml-binary''s" in described["Message"]
+    assert f"the model file {artifact} is not that of MLModel 'ml-binary'" in described["Message"]

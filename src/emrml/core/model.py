@@ -252,7 +252,7 @@ def check_expected(artifact: ModelArtifact, expected: ExpectedModel, path: Path)
         differences += _parameter_differences(artifact.parameters, expected.parameters_json)
     if differences:
         raise InvalidInputException(
-            f"the model file {path} is not MLModel {expected.model_id!r}'s: " + "; ".join(differences)
+            f"the model file {path} is not that of MLModel {expected.model_id!r}: " + "; ".join(differences)
         )
 
 

@@ -4,6 +4,7 @@ stream deleted. The consumers follow the model as Predict does, and a stop is ne
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -240,15 +241,19 @@ def test_a_consumer_that_cannot_start_says_why_on_the_stream(
 
 
 def test_a_consumer_does_not_score_with_a_model_file_edited_into_another_type(
-    stream_app: EmrML, kinesalite: Kinesalite
+    stream_app: EmrML, kinesalite: Kinesalite, tmp_path: Path
 ) -> None:
     """ml-binary's file rewritten as a REGRESSION model after the stream started: the consumer refuses it,
-    naming the model and the difference, and the stream says so."""
+    naming the model and the difference, and the stream says so. (The edit is made to a copy, given to this
+    test's metastore: the file itself is every stream test's.)"""
     kinesalite.create("changes-8", 1)
     kinesalite.create("changes-8-scored", 1)
     _start(stream_app, "st-changes-8", "changes-8")
-    with stream_app.sessions() as session:
-        artifact = Path(session.get(MLModel, "ml-binary").artifact_location)
+    artifact = tmp_path / "edited.zip"
+    with stream_app.sessions() as session, session.begin():
+        shutil.copyfile(session.get(MLModel, "ml-binary").artifact_location, artifact)
+        moved = update(MLModel).where(MLModel.id == "ml-binary").values(artifact_location=str(artifact))
+        session.execute(moved)
     retyped(artifact, "REGRESSION")
     running = Running(stream_app.settings, "st-changes-8")
     with pytest.raises(InvalidInputException, match="MLModel 'ml-binary': it holds a REGRESSION model"):

@@ -1,10 +1,12 @@
 """Small hand-made schemas and models the tests share: the two smallest labelled schemas (``XY_SCHEMA``,
-``XWY_SCHEMA``), and a model over raw NUMERIC outputs whose sums overflow on purpose (the tests of Predict
-and of stream scoring)."""
+``XWY_SCHEMA``), a model over raw NUMERIC outputs whose sums overflow on purpose (the tests of Predict
+and of stream scoring), and a model file edited into another model type (``retyped``)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,7 +14,7 @@ import pyarrow as pa
 
 from emrml.core.features import FeatureSpace
 from emrml.core.linear import LinearModel
-from emrml.core.model import ModelArtifact
+from emrml.core.model import ModelArtifact, load_artifact, save_artifact
 from emrml.core.predict import Predictor
 from emrml.core.recipe.grammar import parse_recipe
 from emrml.core.schema import Attribute, AttributeType, Schema
@@ -74,3 +76,22 @@ def linear_artifact(
         parameters={},
         report={},
     )
+
+
+def retyped(path: Path, model_type: str) -> None:
+    """Rewrite the model file at ``path`` as a self-consistent model of ``model_type``, as an edit of its
+    ``model.json`` and weights could: the same schema, recipe and features, its first output kept (and, for
+    MULTICLASS, mirrored as the classes ``0`` and ``1``)."""
+    artifact = load_artifact(path)
+    weights, bias = artifact.linear.weights[:, :1], artifact.linear.bias[:1]
+    labels = None
+    if model_type == "MULTICLASS":
+        weights, bias, labels = np.hstack([-weights, weights]), np.concatenate([-bias, bias]), ["0", "1"]
+    edited = replace(
+        artifact,
+        model_type=model_type,
+        linear=LinearModel(model_type, weights, bias),  # type: ignore[arg-type]
+        labels=labels,
+        score_threshold=0.5 if model_type == "BINARY" else None,
+    )
+    save_artifact(edited, path)

@@ -41,8 +41,10 @@ def load_model(
     ``ScoreThreshold``, or an ``emrml.Model`` handle (its ``predictor()``, from its client's home). A path
     object, or a string naming an existing file, is a file; any other string of id characters is an id.
 
-    Raises ``InvalidInputException`` for an unusable file, a model that is not COMPLETED or a ``source``
-    of another type, and ``ResourceNotFoundException`` for an id that is not in the metastore.
+    Raises ``InvalidInputException`` for an unusable file, a model that is not COMPLETED, a model whose file
+    is not that MLModel's (``core.model.ExpectedModel``: another model's, or one edited into another type)
+    or a ``source`` of another type, and ``ResourceNotFoundException`` for an id that is not in the
+    metastore.
     """
     from emrml.handles import Model
 
@@ -76,7 +78,9 @@ def _load_from_metastore(model_id: str, settings: Settings) -> Predictor:
     if model.status != "COMPLETED" or not model.artifact_location:
         reason = f": {model.message}" if model.status == "FAILED" and model.message else ""
         raise InvalidInputException(f"MLModel {model_id!r} is {model.status}{reason}; it cannot predict")
-    return Predictor.load(Path(model.artifact_location), score_threshold=model.score_threshold)
+    return Predictor.load(
+        Path(model.artifact_location), score_threshold=model.score_threshold, expected=model.expected()
+    )
 
 
 def score(model: Predictor | Model, data: pa.Table | pa.RecordBatch | Any) -> np.ndarray:

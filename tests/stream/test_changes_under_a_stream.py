@@ -4,6 +4,7 @@ stream deleted. The consumers follow the model as Predict does, and a stop is ne
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from stream_helpers import Kinesalite, Running, record, wait_until
 from emrml.errors import InvalidInputException, ResourceNotFoundException
 from emrml.service.app import EmrML
 from emrml.service.metastore import MLModel, Stream
+from raw_models import retyped
 
 
 def _start(app: EmrML, stream_id: str, name: str) -> None:
@@ -236,3 +238,26 @@ def test_a_consumer_that_cannot_start_says_why_on_the_stream(
     assert described["Status"] == "FAILED" and described["Consumers"] == 0
     assert described["Message"].startswith(f"consumer {running.consumer.id} could not start: InvalidInput")
     assert str(gone) in described["Message"]
+
+
+def test_a_consumer_does_not_score_with_a_model_file_edited_into_another_type(
+    stream_app: EmrML, kinesalite: Kinesalite, tmp_path: Path
+) -> None:
+    """ml-binary's file rewritten as a REGRESSION model after the stream started: the consumer refuses it,
+    naming the model and the difference, and the stream says so. (The edit is made to a copy, given to this
+    test's metastore: the file itself is every stream test's.)"""
+    kinesalite.create("changes-8", 1)
+    kinesalite.create("changes-8-scored", 1)
+    _start(stream_app, "st-changes-8", "changes-8")
+    artifact = tmp_path / "edited.zip"
+    with stream_app.sessions() as session, session.begin():
+        shutil.copyfile(session.get(MLModel, "ml-binary").artifact_location, artifact)
+        moved = update(MLModel).where(MLModel.id == "ml-binary").values(artifact_location=str(artifact))
+        session.execute(moved)
+    retyped(artifact, "REGRESSION")
+    running = Running(stream_app.settings, "st-changes-8")
+    with pytest.raises(InvalidInputException, match="MLModel 'ml-binary': it holds a REGRESSION model"):
+        running.join()
+    described = stream_app.call("GetStream", {"StreamId": "st-changes-8"})
+    assert described["Status"] == "FAILED"
+    assert f"the model file {artifact} is not that of MLModel 'ml-binary'" in described["Message"]

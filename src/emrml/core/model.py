@@ -10,7 +10,9 @@ Members (``docs/model-format.md`` is the full reference):
 
 ``save_artifact`` writes atomically (a temporary file in the target directory, then ``os.replace``).
 ``load_artifact`` checks the marker, the version and every member and never unpickles; anything else is an
-``InvalidInputException`` naming the file and the problem.
+``InvalidInputException`` naming the file and the problem. Given the ``ExpectedModel`` the metastore
+records, it also refuses a file that is not that MLModel's (another model's file, or one edited into another
+self-consistent model), naming the model and what differs.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from emrml.core.linear import MODEL_KINDS, LinearModel
-from emrml.core.schema import AttributeType, Schema
+from emrml.core.linear import KEY_SHUFFLE, MODEL_KINDS, PARAMETER_KEYS, LinearModel
+from emrml.core.schema import AttributeType, Schema, parse_schema
 from emrml.errors import InvalidInputException
 
 FORMAT = "emrml-model"
@@ -213,11 +215,102 @@ def _load_weights(data: bytes, path: Path) -> np.ndarray:
     return weights
 
 
-def load_artifact(path: Path) -> ModelArtifact:
-    """Read and validate a model written by ``save_artifact``.
+@dataclass(frozen=True)
+class ExpectedModel:
+    """What the metastore records of an MLModel that its model file states too: a file loaded for the model
+    must say the same. A file is self-consistent however it was edited, so only this tells a BINARY model's
+    file from one turned into a REGRESSION model, or from another model's file copied over it.
+
+    ``schema_json``: the training schema (the MLModel's ``data_schema``); ``recipe`` its recipe text;
+    ``parameters_json``: its ``TrainingParameters`` as JSON. Each is None where the metastore has none, and
+    is then not compared. Hashable: loaders that cache a model per file key the cache with it.
+    """
+
+    model_id: str
+    model_type: str
+    schema_json: str | None = None
+    recipe: str | None = None
+    parameters_json: str | None = None
+
+
+def check_expected(artifact: ModelArtifact, expected: ExpectedModel, path: Path) -> None:
+    """Raise ``InvalidInputException`` naming the model, the file and every difference when ``artifact`` is
+    not the model ``expected`` describes."""
+    differences: list[str] = []
+    if artifact.model_type != expected.model_type:
+        differences.append(f"it holds a {artifact.model_type} model; the MLModel is {expected.model_type}")
+    if expected.schema_json is not None and expected.schema_json != artifact.schema_json:
+        difference = _schema_difference(
+            parse_schema(artifact.schema_json, source=f"{path} schema"),
+            parse_schema(expected.schema_json, source=f"MLModel {expected.model_id!r} schema"),
+        )
+        if difference:
+            differences.append(difference)
+    if expected.recipe is not None and expected.recipe != artifact.recipe:
+        differences.append("its recipe is not the MLModel's")
+    if expected.parameters_json is not None:
+        differences += _parameter_differences(artifact.parameters, expected.parameters_json)
+    if differences:
+        raise InvalidInputException(
+            f"the model file {path} is not that of MLModel {expected.model_id!r}: " + "; ".join(differences)
+        )
+
+
+def _schema_difference(stated: Schema, recorded: Schema) -> str | None:
+    """How the file's training schema differs from the MLModel's (None: the same schema, written apart)."""
+    if stated == recorded:
+        return None
+    if stated.target != recorded.target:
+        return f"it predicts the target {stated.target!r}; the MLModel predicts {recorded.target!r}"
+    types = {attribute.name: attribute.type.value for attribute in recorded.attributes}
+    for attribute in stated.attributes:
+        if attribute.name not in types:
+            return f"its schema has the attribute {attribute.name!r}, which the MLModel's has not"
+        recorded_type = types.pop(attribute.name)
+        if recorded_type != attribute.type.value:
+            return (
+                f"its schema types {attribute.name!r} {attribute.type.value}; the MLModel's types it "
+                f"{recorded_type}"
+            )
+    if types:
+        return f"its schema lacks the MLModel's attribute {next(iter(types))!r}"
+    return "its training schema is not the MLModel's"
+
+
+def _parameter_differences(stated: dict[str, Any], recorded_json: str) -> list[str]:
+    """The training parameters whose values differ. The MLModel echoes the values as its caller wrote them
+    (``1e-4``), the file as emrml does (``0.0001``): compared as values, not as text. Only the keys the
+    MLModel records are compared."""
+    try:
+        recorded = json.loads(recorded_json)
+    except ValueError:
+        return []
+    if not isinstance(recorded, dict):
+        return []
+    differences = []
+    for key in PARAMETER_KEYS:
+        if key in recorded and _parameter_value(key, stated.get(key)) != _parameter_value(key, recorded[key]):
+            differences.append(f"its {key} is {stated.get(key)!r}; the MLModel's is {recorded[key]!r}")
+    return differences
+
+
+def _parameter_value(key: str, text: Any) -> object:
+    if not isinstance(text, str):
+        return text
+    if key == KEY_SHUFFLE:
+        return text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def load_artifact(path: Path, expected: ExpectedModel | None = None) -> ModelArtifact:
+    """Read and validate a model written by ``save_artifact``; with ``expected``, the model the metastore
+    says the file is (``check_expected``).
 
     Raises ``InvalidInputException`` naming the file for a missing, damaged or foreign file, a missing member,
-    an unknown format version, or members that disagree with each other.
+    an unknown format version, members that disagree with each other, or a model that is not ``expected``.
     """
     path = Path(path)
     try:
@@ -245,7 +338,10 @@ def load_artifact(path: Path) -> ModelArtifact:
             if names_member != FEATURE_NAMES_MEMBER:
                 raise _invalid(path, f"feature_names must name {FEATURE_NAMES_MEMBER!r} or be null")
             feature_names = _parse_json(_read_member(archive, names_member, path), names_member, path)
-    return _artifact_from(document, model_type, weights, feature_names, path)
+    artifact = _artifact_from(document, model_type, weights, feature_names, path)
+    if expected is not None:
+        check_expected(artifact, expected, path)
+    return artifact
 
 
 def _artifact_from(

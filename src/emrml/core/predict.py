@@ -20,7 +20,7 @@ import numpy as np
 
 from emrml.core.features import FeatureSpace, record_flag, record_number
 from emrml.core.linear import LinearModel
-from emrml.core.model import ModelArtifact, load_artifact
+from emrml.core.model import ExpectedModel, ModelArtifact, load_artifact
 from emrml.core.record_values import string_values
 from emrml.core.schema import AttributeType, Schema, parse_schema
 from emrml.errors import InvalidInputException
@@ -107,9 +107,12 @@ class Predictor:
         )
 
     @classmethod
-    def load(cls, path: Path, *, score_threshold: float | None = None) -> Predictor:
-        """Load a model artifact file (``InvalidInputException`` naming it when it is not usable)."""
-        predictor = cls(load_artifact(Path(path)), score_threshold=score_threshold)
+    def load(
+        cls, path: Path, *, score_threshold: float | None = None, expected: ExpectedModel | None = None
+    ) -> Predictor:
+        """Load a model artifact file (``InvalidInputException`` naming it when it is not usable, or not the
+        ``expected`` MLModel's)."""
+        predictor = cls(load_artifact(Path(path), expected), score_threshold=score_threshold)
         predictor.size_in_bytes = Path(path).stat().st_size
         return predictor
 

@@ -43,7 +43,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 import numpy as np
@@ -92,6 +92,9 @@ from emrml.storage.locations import (
     remove_temporaries,
 )
 from emrml.storage.publishing import publish_files, withdraw
+
+if TYPE_CHECKING:
+    from emrml.core.model import ExpectedModel
 
 T = TypeVar("T")
 
@@ -143,6 +146,8 @@ class Job:
 
     model_path: str
     score_threshold: float | None
+    #: The MLModel the metastore says the file is, which each worker checks it against.
+    expected: ExpectedModel | None
     schema_json: str
     rearrangement: Rearrangement | None
     #: Records of the whole datasource, when a sequential split needs it.
@@ -166,19 +171,21 @@ class UnitResult:
     quotes: int = 0
 
 
-def _predictor(path: str, threshold: float | None) -> Predictor:
+def _predictor(path: str, threshold: float | None, expected: ExpectedModel | None) -> Predictor:
     """The model, loaded once per process (and file version): forked workers find it loaded already."""
     try:
         info = os.stat(path)
     except OSError:
         # A missing or unreadable model file: loading it raises the error naming the file and the problem.
-        return Predictor.load(Path(path), score_threshold=threshold)
-    return _load_predictor(path, threshold, (info.st_mtime_ns, info.st_size))
+        return Predictor.load(Path(path), score_threshold=threshold, expected=expected)
+    return _load_predictor(path, threshold, (info.st_mtime_ns, info.st_size), expected)
 
 
 @functools.lru_cache(maxsize=2)
-def _load_predictor(path: str, threshold: float | None, version: tuple[int, int]) -> Predictor:
-    return Predictor.load(Path(path), score_threshold=threshold)
+def _load_predictor(
+    path: str, threshold: float | None, version: tuple[int, int], expected: ExpectedModel | None
+) -> Predictor:
+    return Predictor.load(Path(path), score_threshold=threshold, expected=expected)
 
 
 class _Part:
@@ -218,7 +225,7 @@ def run_unit(job: Job, unit: Unit, report: Callable[[int], None] | None = None) 
 
     ``report`` gets the raw input bytes read since its last call.
     """
-    predictor = _predictor(job.model_path, job.score_threshold)
+    predictor = _predictor(job.model_path, job.score_threshold, job.expected)
     formatter = ResultFormatter(predictor, parse_schema(job.schema_json))
     records = invalid = unparsed = 0
     with _Part(job, unit) as part, _open_unit(unit) as (raw, stream):
@@ -321,6 +328,7 @@ def batch_predict(
     spark: Any = None,
     attempt: int = 1,
     commit: Commit = commit_now,
+    expected: ExpectedModel | None = None,
 ) -> BatchResult:
     """Score the records ``data`` selects with a model and write the results and manifest (module doc).
 
@@ -329,15 +337,16 @@ def batch_predict(
     holds the job, holding it meanwhile, and raises (ending the run, as a progress report may) when it no
     longer does: an attempt given up while its worker still ran never touches the output of the attempt
     after it.
-    ``score_threshold`` overrides the artifact's BINARY cut-off. ``spark``: a SparkSession whose executors
-    run the units instead of this machine's processes (engine/spark/), cut for its cluster's cores
-    unless ``parallelism`` is given (``planned``); cut the same way, the result files are byte for byte
-    the local engine's. Raises ``DataError`` when
-    the datasource lacks attributes the model uses, ``InvalidInputException`` when the output cannot be
-    written.
+    ``score_threshold`` overrides the artifact's BINARY cut-off; ``expected`` is the MLModel the metastore
+    says the file is (``load_artifact`` refuses another model's file, in every process that loads it).
+    ``spark``: a SparkSession whose executors run the units instead of this machine's processes
+    (engine/spark/), cut for its cluster's cores unless ``parallelism`` is given (``planned``); cut the
+    same way, the result files are byte for byte the local engine's. Raises ``DataError`` when the
+    datasource lacks attributes the model uses, ``InvalidInputException`` when the output cannot be
+    written or the file is not the ``expected`` model's.
     """
     parallelism = planned(parallelism, spark, settings.batch_bytes)
-    predictor = _predictor(str(artifact_location), score_threshold)
+    predictor = _predictor(str(artifact_location), score_threshold, expected)
     schema = batch_schema(predictor.schema, data.schema)
     files = list_files(data.location)
     prefix = output_prefix(output_uri)
@@ -367,6 +376,7 @@ def batch_predict(
         job = Job(
             model_path=str(artifact_location),
             score_threshold=score_threshold,
+            expected=expected,
             schema_json=schema.to_json(),
             rearrangement=data.rearrangement,
             total=None,

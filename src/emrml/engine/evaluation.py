@@ -28,7 +28,7 @@ from emrml.core.metrics import (
     RegressionEvaluation,
     performance_metrics,
 )
-from emrml.core.model import ModelArtifact, load_artifact
+from emrml.core.model import ExpectedModel, ModelArtifact, load_artifact
 from emrml.core.predict import batch_scores
 from emrml.core.schema import Schema, parse_schema
 from emrml.engine.local import Progress
@@ -60,8 +60,10 @@ class Scorer:
     space: FeatureSpace
 
     @classmethod
-    def load(cls, artifact_location: Path, data_schema: Schema) -> Scorer:
-        artifact = load_artifact(artifact_location)
+    def load(
+        cls, artifact_location: Path, data_schema: Schema, expected: ExpectedModel | None = None
+    ) -> Scorer:
+        artifact = load_artifact(artifact_location, expected)
         model_schema = parse_schema(artifact.schema_json)
         space = FeatureSpace.from_dict(artifact.feature_space, model_schema)
         return cls(artifact, evaluation_schema(model_schema, data_schema), space)
@@ -179,14 +181,16 @@ def evaluate_model(
     progress: Progress,
     spark: Any = None,
     datasource_id: str | None = None,
+    expected: ExpectedModel | None = None,
 ) -> EvaluationResult:
     """Score an evaluation datasource with a trained model and compute the metric and its insights
-    (``spark``: a SparkSession whose executors score the data, engine/spark/evaluation.py)."""
-    scorer = Scorer.load(artifact_location, data.schema)
+    (``spark``: a SparkSession whose executors score the data, engine/spark/evaluation.py). ``expected``:
+    the MLModel the metastore says the file is, which every process loading it checks (``load_artifact``)."""
+    scorer = Scorer.load(artifact_location, data.schema, expected)
     if spark is not None:
         from emrml.engine.spark.evaluation import evaluation_pass
 
-        state = evaluation_pass(scorer, str(artifact_location), data, settings, progress, spark)
+        state = evaluation_pass(scorer, str(artifact_location), data, settings, progress, spark, expected)
     else:
         # The scores spill to the home's scratch folder, as training's files do: the system's temporary
         # folder may be a small tmpfs, whose pages are memory.

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     BigInteger,
@@ -42,6 +42,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from sqlalchemy.schema import CreateTable
 
 from emrml.errors import InternalServerException, InvalidInputException
+
+if TYPE_CHECKING:
+    from emrml.core.model import ExpectedModel
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +144,15 @@ class MLModel(Entity, ReadsDatasource, Base):
     endpoint_url: Mapped[str | None] = mapped_column(Text)
     endpoint_created_at: Mapped[float | None] = mapped_column(Float)
     peak_requests_per_second: Mapped[int] = mapped_column(Integer, default=0)
+
+    def expected(self) -> "ExpectedModel":
+        """What this model's file must state too (``core.model.load_artifact``): every door loading the
+        file for this model passes it, so that another model's file is refused rather than used."""
+        from emrml.core.model import ExpectedModel
+
+        return ExpectedModel(
+            self.id, self.model_type, self.data_schema, self.recipe, self.training_parameters
+        )
 
 
 class Evaluation(Entity, ReadsDatasource, Base):

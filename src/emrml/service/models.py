@@ -206,7 +206,7 @@ def get_ml_model_insights(app: EmrML, request: Request) -> Response:
     if entity.status == "COMPLETED" and entity.artifact_location:
         from emrml.core.model import insights, load_artifact
 
-        members.update(insights(load_artifact(Path(entity.artifact_location))))
+        members.update(insights(load_artifact(Path(entity.artifact_location), entity.expected())))
     return members
 
 

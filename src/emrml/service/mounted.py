@@ -48,6 +48,7 @@ from emrml.errors import (
 from emrml.service.metastore import MLModel, engine_of
 
 if TYPE_CHECKING:
+    from emrml.core.model import ExpectedModel
     from emrml.core.predict import Predictor
 
 #: Seconds a loaded model is trusted before its metastore row is read again.
@@ -140,6 +141,10 @@ _STATE_COLUMNS = tuple(
 # Built once: a server runs them every half second, and building a statement costs more than running it.
 _STATE = select(*_STATE_COLUMNS).where(_TABLE.c.id == bindparam("model_id"))
 _STATES = select(_TABLE.c.id, *_STATE_COLUMNS).where(_TABLE.c.id.in_(bindparam("model_ids", expanding=True)))
+# What the model file must state too (``MLModel.expected``): read when a model loads, not by every check.
+_EXPECTED = select(
+    _TABLE.c.model_type, _TABLE.c.data_schema, _TABLE.c.recipe, _TABLE.c.training_parameters
+).where(_TABLE.c.id == bindparam("model_id"))
 
 
 def read_state(session: Session, model_id: str) -> EndpointState | None:
@@ -218,7 +223,7 @@ class MountedModels:
         is served then.
         """
         with self._lock:
-            mount = _load(model_id, state, self._clock(), self.share)
+            mount = _load(model_id, state, self._expected(model_id), self._clock(), self.share)
             if mount.predictor is None:
                 assert mount.problem is not None
                 raise InvalidInputException(mount.problem)
@@ -316,6 +321,14 @@ class MountedModels:
                 state = read_state(session, model_id)
             return self._apply(model_id, state, now)
 
+    def _expected(self, model_id: str) -> ExpectedModel | None:
+        """What the metastore says the model's file is (None: no such model)."""
+        from emrml.core.model import ExpectedModel
+
+        with self._engine.connect() as connection:
+            row = connection.execute(_EXPECTED, {"model_id": model_id}).first()
+        return None if row is None else ExpectedModel(model_id, *row)
+
     def _apply(self, model_id: str, state: EndpointState | None, now: float) -> Mount:
         """Serve the model as its metastore ``state`` (just read, at ``now``) says; under the lock."""
         mount = self._mounts.get(model_id)
@@ -334,7 +347,7 @@ class MountedModels:
             return mount
         # Not loaded here yet, created again since, or its artifact failed to load a second ago: (re)load.
         # A failure is kept for REVALIDATE_SECONDS so a broken artifact is not reread on every request.
-        mount = _load(model_id, state, now, self.share)
+        mount = _load(model_id, state, self._expected(model_id), now, self.share)
         self._mounts[model_id] = mount
         if self._kept_fresh:
             # A server's models live as long as it does: the collector need not scan them again,
@@ -348,15 +361,21 @@ def _being_created(state: EndpointState) -> bool:
     return state.status != "DELETED" and state.endpoint_status == "UPDATING"
 
 
-def _load(model_id: str, state: EndpointState, now: float, share: float = 1.0) -> Mount:
+def _load(
+    model_id: str, state: EndpointState, expected: ExpectedModel | None, now: float, share: float = 1.0
+) -> Mount:
     from emrml.core.predict import Predictor  # the scoring code loads with the first mounted model
 
     problem = None
     predictor: Predictor | None = None
     try:
+        if expected is None:
+            raise InvalidInputException(f"MLModel {model_id!r} does not exist")
         if not state.artifact_location:
             raise InvalidInputException(f"MLModel {model_id!r} has no model artifact")
-        predictor = Predictor.load(Path(state.artifact_location), score_threshold=state.score_threshold)
+        predictor = Predictor.load(
+            Path(state.artifact_location), score_threshold=state.score_threshold, expected=expected
+        )
     except InvalidInputException as exc:
         problem = exc.message
     return Mount(

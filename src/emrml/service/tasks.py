@@ -276,6 +276,7 @@ def evaluate(context: JobContext) -> dict[str, Any]:
             settings=context.settings,
             progress=context.progress,
             spark=spark_of(context),
+            expected=model.expected(),
         )
     return {
         "performance_metrics": json.dumps(result.performance_metrics),
@@ -311,6 +312,7 @@ def predict_batch(context: JobContext) -> dict[str, Any]:
             spark=spark_of(context),
             attempt=context.attempt,
             commit=context.fenced,
+            expected=model.expected(),
         )
     return {
         "total_records": result.total_records,

@@ -134,7 +134,9 @@ class Consumer:
         self.stream = stream
         self.checks = ConsumerChecks.of(self.sessions, self.settings)
         check_destinations(self.checks, stream)  # as StartStream: what changed since is refused here
-        predictor = Predictor.load(Path(model.artifact_location), score_threshold=model.score_threshold)
+        predictor = Predictor.load(
+            Path(model.artifact_location), score_threshold=model.score_threshold, expected=model.expected()
+        )
         self.scorer = MicroBatchScorer(predictor, model.id, stream.record_format)
         settings = self.settings
         self.kinesis = Kinesis(settings.kinesis_endpoint_url, settings.kinesis_region)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -49,6 +49,9 @@ from emrml.engine.units import (
 from emrml.errors import DataError
 from emrml.storage.locations import FileRef, check_unchanged, list_files
 
+if TYPE_CHECKING:
+    from emrml.core.model import ExpectedModel
+
 
 @dataclass(frozen=True)
 class UnitJob:
@@ -61,8 +64,9 @@ class UnitJob:
     block_bytes: int
     max_record_bytes: int
     compute_statistics: bool = False
-    #: The model an evaluation scores with.
+    #: The model an evaluation scores with, and the MLModel the metastore says it is.
     artifact: str = ""
+    expected: ExpectedModel | None = None
     #: A unit with more selected invalid records than this stops reading: its file is rejected.
     max_invalid_records: int | None = None
 

@@ -185,6 +185,24 @@ def test_numbers_in_urls_that_python_calls_digits_but_int_refuses_are_not_errors
     assert admin.get("/console/batch-predictions/bp-digits/files/0").status_code == 200
     missing = admin.get("/console/batch-predictions/bp-digits/files/\u00b2")
     assert missing.status_code == 404 and "has no file" in missing.text
+    token = login_token(admin.get("/console/account").text)
+    for consumers in ("\u00b2", "9" * 5000):
+        started = admin.post(
+            "/console/streams/no-stream/start", data={"csrf_token": token, "consumers": consumers}
+        )
+        assert started.status_code == 400 and "Consumers must be a whole number" in started.text
+
+
+def test_numbers_in_urls_longer_than_int_reads_are_not_errors(admin: Any, installation: Installation) -> None:
+    # int() refuses a string of more than 4,300 digits: each is an unknown page, page size or file.
+    digits = "9" * 5000
+    listed = admin.get("/console/datasources", params={"size": digits, "format": "json"})
+    assert listed.status_code == 200 and len(listed.json()["Results"]) <= 100
+    browsed = admin.get("/console/storage", params={"token": digits, "format": "json"})
+    assert browsed.status_code == 200 and "is not a page token" in browsed.json()["Notice"]
+    completed_batch_prediction(installation, "bp-long-digits", installation.home / "data" / "long-digits-out")
+    missing = admin.get(f"/console/batch-predictions/bp-long-digits/files/{digits}")
+    assert missing.status_code == 404 and "has no file" in missing.text
 
 
 def test_an_evaluation_counts_the_records_without_a_target_as_left_out(

@@ -11,6 +11,7 @@ from typing import Any
 from starlette.responses import RedirectResponse
 
 from emrml.console.app import View, Visit
+from emrml.console.numbers import whole
 from emrml.console.objects import STATUSES, listable, readable_names, reference_names, refused_actions
 from emrml.errors import AmazonMLError, InvalidInputException
 
@@ -61,12 +62,15 @@ def start_stream(visit: Visit) -> RedirectResponse:
     ``StartParameters``): the same StartStream, and the same checks, as the API's."""
     stream_id = visit.params["stream_id"]
     text = visit.field("consumers", "1").strip()
-    if not text.isdigit() or not 1 <= int(text) <= MAX_CONSUMERS:
+    # ``numbers.whole``: ASCII digits alone ("\u00b2" is a digit to isdigit(), not to int()), and no more
+    # of them than int() reads.
+    consumers = whole(text)
+    if consumers is None or not 1 <= consumers <= MAX_CONSUMERS:
         raise InvalidInputException(
             f"Consumers must be a whole number from 1 to {MAX_CONSUMERS} (got {text!r})"
         )
     described = visit.call("GetStream", {"StreamId": stream_id})
-    started = visit.call("StartStream", {**described["StartParameters"], "Consumers": int(text)})
+    started = visit.call("StartStream", {**described["StartParameters"], "Consumers": consumers})
     url = visit.console.url("jobs", kind=STREAMS, stream=stream_id, started=started["ConsumersStarted"])
     return RedirectResponse(url, status_code=303)
 

@@ -47,6 +47,8 @@ PAGES = [
 def test_every_page_and_its_json_twin_refuse_anonymous_requests(anonymous: Any, path: str) -> None:
     page = anonymous.get(path)
     assert page.status_code == 303 and page.headers["location"].startswith("/console/login?next=")
+    # HEAD asks for the page as GET does: no form was sent, so the login page says no session ended.
+    assert anonymous.head(path).headers["location"] == page.headers["location"]
     twin = anonymous.get(path + "?format=json")
     assert twin.status_code == 401 and twin.json() == {"error": "log in first"}
 

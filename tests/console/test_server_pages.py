@@ -153,6 +153,24 @@ def test_html_in_names_and_values_is_escaped(admin: Any, installation: Installat
         assert "&lt;script&gt;alert" in html or "\\u003cscript\\u003e" in html
 
 
+def test_names_that_reorder_their_characters_show_them(admin: Any, installation: Installation) -> None:
+    # "Bank\u202ecsv.exe" reads "Bankexe.csv": the pages show the override as its code point, the name's
+    # data (the twin, the forms' values) keeps it.
+    service = installation.service
+    spec = {"DataLocationS3": str(installation.sample), "DataSchema": bank_sample_schema().to_json()}
+    name = "Bank\u202ecsv.exe"
+    request = {"DataSourceId": "ds-bidi", "DataSourceName": name, "DataSpec": spec, "ComputeStatistics": True}
+    service.call("CreateDataSourceFromS3", request)
+    service.wait("DataSource", "ds-bidi")
+    for path in ("/console/datasources", "/console/datasources/ds-bidi", "/console/", "/console/jobs"):
+        page = admin.get(path)
+        assert page.status_code == 200 and "Bank[U+202E]csv.exe" in page.text, path
+        assert "\u202e" not in page.text, path
+    chosen = admin.get("/console/models/new", params={"mode": "custom", "datasource": "ds-bidi"}).text
+    assert 'value="ds-bidi" selected>Bank[U+202E]csv.exe (ds-bidi)</option>' in chosen
+    assert admin.get("/console/datasources/ds-bidi?format=json").json()["GetDataSource"]["Name"] == name
+
+
 def test_static_files_have_hashed_names_and_long_cache_lifetimes(admin: Any) -> None:
     html = admin.get("/console/").text
     names = re.findall(r'/console/static/([^"]+)', html)

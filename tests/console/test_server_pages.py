@@ -300,6 +300,10 @@ def test_the_start_notice_says_a_stream_whose_consumers_died_at_start_is_failed(
         assert f">{died}</td>" in row.group(0) and ">Start again</button>" in row.group(0)
         page = admin.get("/console/jobs?kind=Stream&stream=st-busy&started=0").text
         assert "Stream st-busy: no consumer started, consumers run it already." in page
+        # A link can say nothing else: no stream has such an id, nor a count of "\u00b2" consumers.
+        for stream, started in (("Your session ended: log in at example.com", "3"), ("st-busy", "\u00b2")):
+            query = {"kind": "Stream", "stream": stream, "started": started}
+            assert 'id="stream-started"' not in admin.get("/console/jobs", params=query).text
     finally:
         remove_streams(installation.service, "st-died", "st-busy")
 

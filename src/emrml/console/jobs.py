@@ -14,6 +14,7 @@ from emrml.console.app import View, Visit
 from emrml.console.numbers import whole
 from emrml.console.objects import STATUSES, listable, readable_names, reference_names, refused_actions
 from emrml.errors import AmazonMLError, InvalidInputException
+from emrml.service.validation import require_id
 
 #: Most recent objects read per kind; the page shows the newest of all kinds together.
 JOBS_PER_KIND = 50
@@ -136,7 +137,13 @@ def jobs(visit: Visit) -> View:
 def _started_notice(visit: Visit, query: dict[str, str]) -> str:
     """What the page says after its start button (the redirect's ``stream`` and ``started``)."""
     stream_id, started = query.get("stream", ""), query.get("started", "")
-    if not stream_id or not started.isdigit():
+    # Said only of what the start button's redirect can name: a link carrying any other text would have
+    # the page say it ("Stream <whatever prose>: 3 consumer process(es) started").
+    try:
+        require_id({"StreamId": stream_id}, "StreamId")
+    except InvalidInputException:
+        return ""
+    if whole(started) is None:
         return ""
     if started == "0":
         # None started: consumers run it already, or those started died before they ran (StartStream

@@ -187,6 +187,24 @@ def test_names_that_paths_resolve_away_are_refused(admin: Any) -> None:
     assert not {".", ".."} & {*users, *groups}
 
 
+def test_a_nul_in_a_name_or_description_is_refused_before_it_is_looked_up(admin: Any) -> None:
+    # A PostgreSQL metastore's text holds no NUL: each lookup of such a name there was a 500.
+    says = "holds a NUL character (U+0000), which no text may hold"
+    for path in ("/console/users/bob%00", "/console/groups/users%00"):
+        refused = admin.get(path)
+        assert refused.status_code == 400 and f"the address&#39;s name {says}" in refused.text, path
+    token = _token(admin, "/console/groups")
+    for path, form in (
+        ("/console/groups", {"name": "nul-group", "description": "a\x00b"}),
+        ("/console/groups/users", {"action": "add-member", "user": "bob\x00"}),
+        ("/console/users/bob", {"action": "join", "group": "users\x00"}),
+    ):
+        refused = admin.post(path, data={"csrf_token": token, **form})
+        field = next(name for name, value in form.items() if "\x00" in value)
+        assert refused.status_code == 400 and f"{field} {says}" in refused.text, path
+    assert "nul-group" not in admin.get("/console/groups").text
+
+
 def test_refused_user_and_group_forms_keep_what_was_typed(admin: Any) -> None:
     description = '<b>"analysts"</b> ' + "d" * 1000
     group = admin.post(

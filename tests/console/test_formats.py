@@ -23,5 +23,12 @@ def test_a_number_on_a_page_reads_as_the_cli_writes_it(value: float, shown: str)
     assert FILTERS["number"](value) == shown == format_number(value)
 
 
+def test_characters_that_draw_nothing_are_shown_by_code_point() -> None:
+    assert FILTERS["visible"]("a\u202eb\u2066c\u200bd\ufeff") == "a[U+202E]b[U+2066]c[U+200B]d[U+FEFF]"
+    # Letters of right-to-left scripts and emoji joined by U+200D are text, shown as they are.
+    assert FILTERS["visible"]("שלום \U0001f469\u200d\U0001f4bb") == "שלום \U0001f469\u200d\U0001f4bb"
+    assert FILTERS["visible"](None) is None
+
+
 def test_an_absent_number_shows_nothing() -> None:
     assert FILTERS["number"](None) == ""

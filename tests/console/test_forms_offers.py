@@ -91,6 +91,15 @@ def test_a_forms_address_opened_as_a_page_is_a_console_page(admin: Any) -> None:
         assert "Not a page" in page.text and 'href="/console/models"' in page.text, path
 
 
+def test_a_page_sent_a_form_or_another_method_says_it_is_a_page(admin: Any) -> None:
+    token = page_token(admin)
+    for method, path in (("POST", "/console/jobs"), ("DELETE", f"/console/models/{MODEL}")):
+        page = admin.request(method, path, data={"csrf_token": token} if method == "POST" else None)
+        assert page.status_code == 405 and "GET" in page.headers["allow"].split(", "), path
+        says = f"{path} is a page: it takes no {method}."
+        assert "Not a form" in page.text and says in form_errors(page), path
+
+
 def test_a_list_says_which_of_two_filters_applies(admin: Any) -> None:
     both = admin.get("/console/datasources?prefix=Bank&status=FAILED")
     assert both.status_code == 200

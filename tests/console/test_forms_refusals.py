@@ -45,6 +45,9 @@ FORGED_SCHEMAS = [
     "[]",
     '{"attributes": [1, 2]}',
     '{"attributes": [{"attributeName": "a"}]}',
+    '{"attributes": [{"attributeName": {"a": 1}, "attributeType": "NUMERIC"}]}',
+    '{"attributes": [{"attributeName": ["a"], "attributeType": "NUMERIC"}]}',
+    '{"attributes": [{"attributeName": 5, "attributeType": "NUMERIC"}]}',
     "[" * 100_000 + "]" * 100_000,  # past the depth Python's JSON parser reads
 ]
 

@@ -47,6 +47,8 @@ PAGES = [
 def test_every_page_and_its_json_twin_refuse_anonymous_requests(anonymous: Any, path: str) -> None:
     page = anonymous.get(path)
     assert page.status_code == 303 and page.headers["location"].startswith("/console/login?next=")
+    # HEAD asks for the page as GET does: no form was sent, so the login page says no session ended.
+    assert anonymous.head(path).headers["location"] == page.headers["location"]
     twin = anonymous.get(path + "?format=json")
     assert twin.status_code == 401 and twin.json() == {"error": "log in first"}
 
@@ -151,6 +153,24 @@ def test_html_in_names_and_values_is_escaped(admin: Any, installation: Installat
         assert "&lt;script&gt;alert" in html or "\\u003cscript\\u003e" in html
 
 
+def test_names_that_reorder_their_characters_show_them(admin: Any, installation: Installation) -> None:
+    # "Bank\u202ecsv.exe" reads "Bankexe.csv": the pages show the override as its code point, the name's
+    # data (the twin, the forms' values) keeps it.
+    service = installation.service
+    spec = {"DataLocationS3": str(installation.sample), "DataSchema": bank_sample_schema().to_json()}
+    name = "Bank\u202ecsv.exe"
+    request = {"DataSourceId": "ds-bidi", "DataSourceName": name, "DataSpec": spec, "ComputeStatistics": True}
+    service.call("CreateDataSourceFromS3", request)
+    service.wait("DataSource", "ds-bidi")
+    for path in ("/console/datasources", "/console/datasources/ds-bidi", "/console/", "/console/jobs"):
+        page = admin.get(path)
+        assert page.status_code == 200 and "Bank[U+202E]csv.exe" in page.text, path
+        assert "\u202e" not in page.text, path
+    chosen = admin.get("/console/models/new", params={"mode": "custom", "datasource": "ds-bidi"}).text
+    assert 'value="ds-bidi" selected>Bank[U+202E]csv.exe (ds-bidi)</option>' in chosen
+    assert admin.get("/console/datasources/ds-bidi?format=json").json()["GetDataSource"]["Name"] == name
+
+
 def test_static_files_have_hashed_names_and_long_cache_lifetimes(admin: Any) -> None:
     html = admin.get("/console/").text
     names = re.findall(r'/console/static/([^"]+)', html)
@@ -184,6 +204,24 @@ def test_numbers_in_urls_that_python_calls_digits_but_int_refuses_are_not_errors
     completed_batch_prediction(installation, "bp-digits", installation.home / "data" / "digits-out")
     assert admin.get("/console/batch-predictions/bp-digits/files/0").status_code == 200
     missing = admin.get("/console/batch-predictions/bp-digits/files/\u00b2")
+    assert missing.status_code == 404 and "has no file" in missing.text
+    token = login_token(admin.get("/console/account").text)
+    for consumers in ("\u00b2", "9" * 5000):
+        started = admin.post(
+            "/console/streams/no-stream/start", data={"csrf_token": token, "consumers": consumers}
+        )
+        assert started.status_code == 400 and "Consumers must be a whole number" in started.text
+
+
+def test_numbers_in_urls_longer_than_int_reads_are_not_errors(admin: Any, installation: Installation) -> None:
+    # int() refuses a string of more than 4,300 digits: each is an unknown page, page size or file.
+    digits = "9" * 5000
+    listed = admin.get("/console/datasources", params={"size": digits, "format": "json"})
+    assert listed.status_code == 200 and len(listed.json()["Results"]) <= 100
+    browsed = admin.get("/console/storage", params={"token": digits, "format": "json"})
+    assert browsed.status_code == 200 and "is not a page token" in browsed.json()["Notice"]
+    completed_batch_prediction(installation, "bp-long-digits", installation.home / "data" / "long-digits-out")
+    missing = admin.get(f"/console/batch-predictions/bp-long-digits/files/{digits}")
     assert missing.status_code == 404 and "has no file" in missing.text
 
 
@@ -262,6 +300,10 @@ def test_the_start_notice_says_a_stream_whose_consumers_died_at_start_is_failed(
         assert f">{died}</td>" in row.group(0) and ">Start again</button>" in row.group(0)
         page = admin.get("/console/jobs?kind=Stream&stream=st-busy&started=0").text
         assert "Stream st-busy: no consumer started, consumers run it already." in page
+        # A link can say nothing else: no stream has such an id, nor a count of "\u00b2" consumers.
+        for stream, started in (("Your session ended: log in at example.com", "3"), ("st-busy", "\u00b2")):
+            query = {"kind": "Stream", "stream": stream, "started": started}
+            assert 'id="stream-started"' not in admin.get("/console/jobs", params=query).text
     finally:
         remove_streams(installation.service, "st-died", "st-busy")
 

@@ -68,6 +68,20 @@ def test_a_login_without_its_csrf_cookie_is_refused(anonymous: Any, installation
     assert response.status_code == 403 and "emrml_session" not in anonymous.cookies
 
 
+def test_a_login_csrf_token_outside_ascii_is_refused_as_a_wrong_one(
+    anonymous: Any, installation: Installation
+) -> None:
+    form = {"username": "admin", "password": installation.admin_password}
+    token = login_token(anonymous.get("/console/login").text)
+    refused = anonymous.post("/console/login", data={**form, "csrf_token": token + "\u00e9"})
+    assert refused.status_code == 403 and "The form expired" in refused.text
+    # The cookie's token too: a header's bytes are Latin-1, any of them a character.
+    anonymous.cookies.clear()
+    cookie = {"cookie": b"emrml_login_csrf=\xe9"}
+    refused = anonymous.post("/console/login", data={**form, "csrf_token": token}, headers=cookie)
+    assert refused.status_code == 403 and "emrml_session" not in anonymous.cookies
+
+
 def test_the_login_form_answers_429_when_throttled(installation: Installation) -> None:
     from starlette.testclient import TestClient
 

@@ -211,6 +211,35 @@ def test_files_with_any_unicode_name_download(admin: Any, installation: Installa
     assert disposition.isascii()
 
 
+def test_names_that_reorder_or_hide_their_characters_show_them(
+    admin: Any, installation: Installation
+) -> None:
+    # A bidirectional override makes "report\u202eslx.exe" read "reportexe.xls", and a zero-width space
+    # makes two names look alike: the page shows each such character as its code point.
+    name = "report\u202eslx\u200b.exe"
+    folder = _folder_with(installation, name, b"x\n")
+    page = admin.get("/console/storage", params={"location": str(folder)})
+    shown = "report[U+202E]slx[U+200B].exe"
+    assert page.status_code == 200 and f"download>{shown}</a>" in page.text
+    assert f'data-confirm="Delete {folder}/{shown}? This cannot be undone."' in page.text
+    # The forms keep the name as it is, to send it back: deleting the file deletes that file.
+    assert f'<input type="hidden" name="file" value="{folder}/{name}">' in page.text
+    assert "\u202e" not in re.sub(r' value="[^"]*"', "", page.text)
+    deleted = admin.post(
+        "/console/storage",
+        data={
+            "csrf_token": _token(admin),
+            "action": "delete",
+            "location": str(folder),
+            "file": f"{folder}/{name}",
+        },
+    )
+    assert deleted.status_code == 200 and f"Deleted {folder}/{shown}" in deleted.text
+    assert not (folder / name).exists()
+    # The twin is data, not a display: the name as it is.
+    assert admin.get(f"/console/storage?format=json&location={folder}").json()["Files"] == []
+
+
 def test_a_folder_holding_names_that_are_not_utf8_still_lists(admin: Any, installation: Installation) -> None:
     # A file system name is bytes: one that is not UTF-8 decodes with surrogate escapes, which neither the
     # page nor its twin can encode (the page was a 500). The others list; the page says how many are not.

@@ -71,3 +71,21 @@ def test_a_user_name_with_a_trailing_blank_is_not_that_user(settings: Settings) 
         assert logins.log_in("bob", "bob-password-1", "10.0.0.7").token
     finally:
         app.close()
+
+
+def test_a_user_name_no_user_can_have_is_a_wrong_login(settings: Settings) -> None:
+    """The console's login form sends the name as typed: one holding a NUL was a 500 on PostgreSQL (its text
+    holds no NUL), where it is a wrong login, counted as one."""
+    app = EmrML(settings)
+    try:
+        app.access.create_user("bob")
+        logins = Logins(app.sessions)
+        logins.set_password("bob", "bob-password-1")
+        for _ in range(5):
+            with pytest.raises(LoginRefused, match="Wrong user name or password"):
+                logins.log_in("bob\x00", "bob-password-1", "10.0.0.8")
+        with pytest.raises(LoginRefused, match="Too many failed logins"):
+            logins.log_in("bob\x00", "bob-password-1", "10.0.0.8")
+        assert logins.log_in("bob", "bob-password-1", "10.0.0.9").token
+    finally:
+        app.close()

@@ -198,9 +198,16 @@ def create_console(
     async def not_allowed(request: Request, exc: Exception) -> Response:
         # A form's address opened as a page (a bookmarked /console/logout): the console's page, not bare text.
         visitor = await run_in_threadpool(console.visitor, request)
-        message = f"{request.url.path} is a form's address: it takes no {request.method}."
-        response = console.error(request, 405, "Not a page", message, visitor)
-        allowed = (getattr(exc, "headers", None) or {}).get("Allow")
+        allowed = (getattr(exc, "headers", None) or {}).get("Allow", "")
+        if "GET" in allowed.split(", "):
+            # A page sent what it takes no form of (a POST to a list, a DELETE to an object's page).
+            title, message = "Not a form", f"{request.url.path} is a page: it takes no {request.method}."
+        else:
+            title, message = (
+                "Not a page",
+                f"{request.url.path} is a form's address: it takes no {request.method}.",
+            )
+        response = console.error(request, 405, title, message, visitor)
         if allowed:
             response.headers["allow"] = allowed
         return response

@@ -58,7 +58,8 @@ def login_endpoint(console: Console):
         except ClientDisconnect:
             return Response(status_code=400)  # no one is left to read an answer
         supplied = form.get(CSRF_FIELD)
-        if not expected or not isinstance(supplied, str) or not hmac.compare_digest(supplied, expected):
+        # Compared as bytes: compare_digest refuses (TypeError) a str holding any character outside ASCII.
+        if not isinstance(supplied, str) or not hmac.compare_digest(supplied.encode(), expected.encode()):
             return _login_form(console, request, next_url, "The form expired: please try again.", 403)
         user, password = form.get("username"), form.get("password")
         if not isinstance(user, str) or not isinstance(password, str) or not user or not password:

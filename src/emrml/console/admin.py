@@ -30,8 +30,20 @@ def _user_row(user: Any) -> dict[str, Any]:
     }
 
 
+def _without_nul(visit: Visit) -> None:
+    """Refuse, naming it, an address part or form field holding a NUL, before anything is looked up: no
+    name or description holds one, and a PostgreSQL metastore's text cannot (each lookup was a 500)."""
+    fields = [(f"the address's {name}", value) for name, value in visit.params.items()]
+    if visit.form is not None:
+        fields += [(name, value) for name, value in visit.form.multi_items() if isinstance(value, str)]
+    for name, value in fields:
+        if "\x00" in value:
+            raise InvalidInputException(f"{name} holds a NUL character (U+0000), which no text may hold")
+
+
 def users(visit: Visit) -> View | Response:
     """The users, the create-user form and the form giving a deleted user's objects to another user."""
+    _without_nul(visit)
     access = visit.console.service.access
     errors: dict[str, str] = {}
     created: dict[str, Any] | None = None
@@ -124,6 +136,7 @@ def _group_names(visit: Visit) -> list[str]:
 
 
 def user(visit: Visit) -> View | Response:
+    _without_nul(visit)
     access = visit.console.service.access
     name = visit.params["name"]
     errors: dict[str, str] = {}
@@ -210,6 +223,7 @@ def _user_action(visit: Visit, name: str, action: str) -> Any:
 
 
 def groups(visit: Visit) -> View | Response:
+    _without_nul(visit)
     access = visit.console.service.access
     errors: dict[str, str] = {}
     # Kept in the form when refused, to be corrected rather than typed again.
@@ -233,6 +247,7 @@ def groups(visit: Visit) -> View | Response:
 
 
 def group(visit: Visit) -> View | Response:
+    _without_nul(visit)
     access = visit.console.service.access
     name = visit.params["name"]
     errors: dict[str, str] = {}

@@ -336,7 +336,7 @@ def page(
         if visitor is None:
             if wants_json(request) or request.headers.get(CSRF_HEADER):
                 return JSONResponse({"error": "log in first"}, status_code=401)
-            if request.method == "GET":
+            if request.method in ("GET", "HEAD"):
                 query = "?" + request.url.query if request.url.query else ""
                 return RedirectResponse(console.url("login", next=request.url.path + query), 303)
             # A form sent from a page left open after its session ended (logged out in another tab,

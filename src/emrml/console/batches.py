@@ -20,6 +20,7 @@ from emrml.console.app import View, Visit, download_response
 from emrml.console.choices import choices
 from emrml.console.deleting import deletes
 from emrml.console.forms import check_name, create_once, form_id
+from emrml.console.numbers import whole
 from emrml.console.objects import readable_names, reference_names, referred, refused_create
 from emrml.console.storage import writable_folders
 from emrml.errors import AccessDeniedException, InvalidInputException, ResourceNotFoundException
@@ -151,10 +152,11 @@ def download(visit: Visit) -> Response:
     index = visit.params["index"]
     if found.refusal:
         raise AccessDeniedException(found.refusal)
-    if not (index.isascii() and index.isdigit()) or int(index) >= len(found.files):
+    number = whole(index)  # ASCII digits, no more than int() reads: else no file's index
+    if number is None or number >= len(found.files):
         raise ResourceNotFoundException(
             f"batch prediction {described['BatchPredictionId']!r} has no file {index}"
         )
-    location = found.files[int(index)]
+    location = found.files[number]
     opened = _open_output(visit, described, location, "result file")
     return download_response(files.for_download(visit.console.service, opened, location), location)

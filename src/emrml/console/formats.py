@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,5 +32,19 @@ def millis(value: Any) -> str:
     return f"{value / 1000:,.1f} s"
 
 
+#: Characters that draw nothing yet change what a name looks like: the bidirectional controls (a file
+#: "report\u202eslx.exe" reads "reportexe.xls") and the zero-width spaces and joiners without a use in a
+#: name (two names that look alike).
+_INVISIBLE = re.compile("[\u061c\u200b\u200e\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]")
+
+
+def visible(text: Any) -> Any:
+    """``text`` shown as it is: each invisible formatting character as its code point (``[U+202E]``).
+    For names shown as text only; a form's field or link keeps the name as it is, to send it back."""
+    if not isinstance(text, str):
+        return text
+    return _INVISIBLE.sub(lambda found: f"[U+{ord(found.group()):04X}]", text)
+
+
 #: ``number``: the one format of numbers the CLI, the notebook and the alerts use (``core.readable``).
-FILTERS = {"when": when, "number": format_number, "size": size, "millis": millis}
+FILTERS = {"when": when, "number": format_number, "size": size, "millis": millis, "visible": visible}

@@ -166,7 +166,8 @@ def _edited_schema(visit: Visit) -> dict[str, Any]:
     excluded = set(visit.form.getlist("excluded")) if visit.form is not None else set()
     for index, attribute in enumerate(attributes):
         chosen = visit.field(f"type-{index}", attribute.get("attributeType", ""))
-        if chosen not in ATTRIBUTE_TYPES:
+        # A name that is no text (an object, a list) was never inferred, and cannot be looked up below.
+        if chosen not in ATTRIBUTE_TYPES or not isinstance(attribute.get("attributeName"), str):
             raise damaged
         attribute["attributeType"] = chosen
     names = [attribute.get("attributeName") for attribute in attributes]

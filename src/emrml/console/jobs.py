@@ -11,8 +11,10 @@ from typing import Any
 from starlette.responses import RedirectResponse
 
 from emrml.console.app import View, Visit
+from emrml.console.numbers import whole
 from emrml.console.objects import STATUSES, listable, readable_names, reference_names, refused_actions
 from emrml.errors import AmazonMLError, InvalidInputException
+from emrml.service.validation import require_id
 
 #: Most recent objects read per kind; the page shows the newest of all kinds together.
 JOBS_PER_KIND = 50
@@ -61,12 +63,15 @@ def start_stream(visit: Visit) -> RedirectResponse:
     ``StartParameters``): the same StartStream, and the same checks, as the API's."""
     stream_id = visit.params["stream_id"]
     text = visit.field("consumers", "1").strip()
-    if not text.isdigit() or not 1 <= int(text) <= MAX_CONSUMERS:
+    # ``numbers.whole``: ASCII digits alone ("\u00b2" is a digit to isdigit(), not to int()), and no more
+    # of them than int() reads.
+    consumers = whole(text)
+    if consumers is None or not 1 <= consumers <= MAX_CONSUMERS:
         raise InvalidInputException(
             f"Consumers must be a whole number from 1 to {MAX_CONSUMERS} (got {text!r})"
         )
     described = visit.call("GetStream", {"StreamId": stream_id})
-    started = visit.call("StartStream", {**described["StartParameters"], "Consumers": int(text)})
+    started = visit.call("StartStream", {**described["StartParameters"], "Consumers": consumers})
     url = visit.console.url("jobs", kind=STREAMS, stream=stream_id, started=started["ConsumersStarted"])
     return RedirectResponse(url, status_code=303)
 
@@ -132,7 +137,13 @@ def jobs(visit: Visit) -> View:
 def _started_notice(visit: Visit, query: dict[str, str]) -> str:
     """What the page says after its start button (the redirect's ``stream`` and ``started``)."""
     stream_id, started = query.get("stream", ""), query.get("started", "")
-    if not stream_id or not started.isdigit():
+    # Said only of what the start button's redirect can name: a link carrying any other text would have
+    # the page say it ("Stream <whatever prose>: 3 consumer process(es) started").
+    try:
+        require_id({"StreamId": stream_id}, "StreamId")
+    except InvalidInputException:
+        return ""
+    if whole(started) is None:
         return ""
     if started == "0":
         # None started: consumers run it already, or those started died before they ran (StartStream

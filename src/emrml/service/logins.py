@@ -319,10 +319,18 @@ class Logins:
 
     def log_in(self, user_name: str, password: str, client: str) -> NewSession:
         """A new session for a right user name and password; LoginRefused otherwise (or when throttled)."""
+        from emrml.service.identity import USER_NAME  # identity imports this module
+
+        # A name no user can have is a wrong login, counted as any other, without being looked up: one
+        # holding a NUL was a 500 on PostgreSQL, whose text holds none (the console's login form sends
+        # the name as typed).
+        possible = USER_NAME.fullmatch(user_name) is not None
         self._attempt(
             user_name,
             client,
-            lambda: self.verify(user_name, password) or self._directory_login(user_name, password),
+            lambda: (
+                possible and (self.verify(user_name, password) or self._directory_login(user_name, password))
+            ),
             "Wrong user name or password.",
         )
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)

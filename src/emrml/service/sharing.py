@@ -9,6 +9,7 @@ links one created oneself: whoever shared may always take it back.
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,12 +20,16 @@ from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 from emrml.errors import AccessDeniedException, InvalidInputException, ResourceNotFoundException
 from emrml.service.logins import token_digest
 from emrml.service.metastore import ENTITY_CLASSES, Base, now
+from emrml.service.validation import require_id
 
 if TYPE_CHECKING:
     from emrml.service.access import Access
 
 #: The kinds of object a share link can show, with their id member.
 SHAREABLE = {"Evaluation": "EvaluationId", "MLModel": "MLModelId"}
+#: A link's id: this many random bytes, in hexadecimal.
+_LINK_ID_BYTES = 8
+_LINK_ID = re.compile(f"[0-9a-f]{{{2 * _LINK_ID_BYTES}}}")
 
 
 class ShareLink(Base):
@@ -64,7 +69,11 @@ class ShareLinks:
     def _request(self, kind: str, object_id: str) -> dict[str, Any]:
         if kind not in SHAREABLE:
             raise InvalidInputException(f"only {' and '.join(SHAREABLE)} objects can be shared")
-        return {SHAREABLE[kind]: object_id}
+        request = {SHAREABLE[kind]: object_id}
+        # Checked as the operations check their ids, before any lookup: the console's share form sends the
+        # id as given, and one holding a NUL was a 500 on PostgreSQL, whose text holds none.
+        require_id(request, SHAREABLE[kind])
+        return request
 
     def _check(self, user: str, kind: str, object_id: str, *, changes: bool) -> None:
         """Raise unless ``user`` may read the object (as ``Get<kind>`` answers: another user's object it may
@@ -82,7 +91,7 @@ class ShareLinks:
         only then."""
         try:
             self._check(user, kind, object_id, changes=True)
-        except (AccessDeniedException, ResourceNotFoundException):
+        except (AccessDeniedException, ResourceNotFoundException, InvalidInputException):
             return False
         return True
 
@@ -94,7 +103,7 @@ class ShareLinks:
         self._check(user, kind, object_id, changes=True)
         if expires_at is not None and expires_at <= now():
             raise InvalidInputException("a share link's expiry must be in the future")
-        token, link_id = secrets.token_urlsafe(32), secrets.token_hex(8)
+        token, link_id = secrets.token_urlsafe(32), secrets.token_hex(_LINK_ID_BYTES)
         with self.sessions() as session, session.begin():
             session.add(
                 ShareLink(
@@ -113,6 +122,8 @@ class ShareLinks:
         """Revoke a link of the object ``kind``/``object_id``, by ``user``: one it created, or any when it
         may change the object (AccessDeniedException otherwise). A link of another object is not found, and
         stays as it was."""
+        if not _LINK_ID.fullmatch(link_id):  # no link has another id: not looked up (a NUL, on PostgreSQL)
+            raise ResourceNotFoundException(f"share link {link_id!r} does not exist")
         self._check(user, kind, object_id, changes=False)
         with self.sessions() as session, session.begin():
             link = session.scalar(

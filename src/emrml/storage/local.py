@@ -25,6 +25,9 @@ from emrml.storage.backend import (
     write_error,
 )
 
+#: The most digits of a folder listing's page token (an offset into the folder's sorted names).
+_TOKEN_DIGITS = 20
+
 #: A check every local file listed or opened must pass, or None (``guarded``). Process-wide, not a context
 #: variable: a job's reader threads and forked pool workers must see it too; a job has its process to itself.
 _GUARD: Callable[[str, str], None] | None = None
@@ -272,7 +275,9 @@ class LocalBackend:
                 guard(opened_path(folder, root), location)
             with os.scandir(folder) as entries:
                 names = sorted((entry.name, entry.is_dir()) for entry in entries)
-            if token and not (token.isascii() and token.isdigit()):
+            # A token is an offset this listing handed out: digits, and (int() refusing past 4,300 of
+            # them) never more than any folder's count of entries has.
+            if token and not (token.isascii() and token.isdigit() and len(token) <= _TOKEN_DIGITS):
                 raise InvalidInputException(f"{token!r} is not a page token of folder '{location}'")
             start = int(token or 0)
             page = names[start : start + limit]

@@ -32,7 +32,16 @@ from emrml.errors import (
 from emrml.service import groups as grouping
 from emrml.service.access_rules import OPERATION_ACCESS, TAGGED, known_actions
 from emrml.service.groups import ADMINS, BUILTIN_GROUPS, Group, GroupInfo, GroupMember, GroupStatement
-from emrml.service.identity import AccessKey, Identities, KeyInfo, NewAccessKey, User, UserInfo, user_arn
+from emrml.service.identity import (
+    AccessKey,
+    Identities,
+    KeyInfo,
+    NewAccessKey,
+    User,
+    UserInfo,
+    check_name,
+    user_arn,
+)
 from emrml.service.metastore import ENTITY_CLASSES, Stream, engine_of
 from emrml.service.operations import CALLER
 from emrml.service.policy import RESOURCE_KINDS, Policy, Statement
@@ -310,6 +319,7 @@ class Access:
         return user_arn(self.settings.account_id, user)
 
     def _check_user(self, caller: str | None, action: str, user: str) -> None:
+        check_name("user", user)
         self.check(caller, action, f"user/{user}", own=caller is not None and caller == self.user_arn(user))
 
     def list_users(self, *, caller: str | None = None) -> list[UserInfo]:
@@ -327,7 +337,7 @@ class Access:
         self._check_user(caller, "iam:CreateUser", name)
         chosen = grouping.DEFAULT_GROUPS if groups is None else groups
         for group in chosen:
-            self.check(caller, "iam:AddUserToGroup", f"group/{group}")
+            self._check_group(caller, "iam:AddUserToGroup", group)
         created = self.identities.create_user(name, tuple(chosen))
         self.forget()
         return created
@@ -402,9 +412,11 @@ class Access:
     def _check_key(self, caller: str | None, action: str, access_key_id: str) -> None:
         """Check ``action`` on the user owning the key. Another user's key the caller may not manage is
         answered like an unknown one: a refusal would tell which key ids exist."""
+        missing = ResourceNotFoundException(f"access key {access_key_id!r} does not exist")
+        if not (access_key_id.isascii() and access_key_id.isalnum()):  # no key's: not looked up (a NUL)
+            raise missing
         with self.sessions() as session:
             key = session.get(AccessKey, access_key_id)
-        missing = ResourceNotFoundException(f"access key {access_key_id!r} does not exist")
         if key is None:
             raise missing
         try:
@@ -431,6 +443,10 @@ class Access:
 
     # --- groups ----------------------------------------------------------------------------------------
 
+    def _check_group(self, caller: str | None, action: str, group: str) -> None:
+        check_name("group", group)
+        self.check(caller, action, f"group/{group}")
+
     def list_groups(self, *, caller: str | None = None) -> list[GroupInfo]:
         self.check(caller, "iam:ListGroups")
         with self.sessions() as session:
@@ -439,18 +455,18 @@ class Access:
             ]
 
     def get_group(self, name: str, *, caller: str | None = None) -> GroupInfo:
-        self.check(caller, "iam:GetGroup", f"group/{name}")
+        self._check_group(caller, "iam:GetGroup", name)
         with self.sessions() as session:
             return grouping.group_info(session, grouping.find_group(session, name))
 
     def create_group(self, name: str, description: str = "", *, caller: str | None = None) -> GroupInfo:
-        self.check(caller, "iam:CreateGroup", f"group/{name}")
+        self._check_group(caller, "iam:CreateGroup", name)
         with self.sessions() as session, session.begin():
             group = grouping.create_group(session, name, description)
             return grouping.group_info(session, group)
 
     def delete_group(self, name: str, *, caller: str | None = None) -> None:
-        self.check(caller, "iam:DeleteGroup", f"group/{name}")
+        self._check_group(caller, "iam:DeleteGroup", name)
         if name in BUILTIN_GROUPS:
             raise InvalidInputException(f"{name!r} is a built-in group and cannot be deleted")
         with self.sessions() as session, session.begin():
@@ -462,7 +478,8 @@ class Access:
         self.forget()
 
     def add_member(self, group: str, user: str, *, caller: str | None = None) -> None:
-        self.check(caller, "iam:AddUserToGroup", f"group/{group}")
+        self._check_group(caller, "iam:AddUserToGroup", group)
+        check_name("user", user)
         with self.sessions() as session, session.begin():
             grouping.find_group(session, group)
             if session.get(User, user) is None:
@@ -472,7 +489,8 @@ class Access:
         self.forget()
 
     def remove_member(self, group: str, user: str, *, caller: str | None = None) -> None:
-        self.check(caller, "iam:RemoveUserFromGroup", f"group/{group}")
+        self._check_group(caller, "iam:RemoveUserFromGroup", group)
+        check_name("user", user)
         self._keep_an_admin(leaving=user, group=group)
         with self.sessions() as session, session.begin():
             grouping.find_group(session, group)
@@ -485,7 +503,7 @@ class Access:
 
     def add_statement(self, group: str, document: object, *, caller: str | None = None) -> int:
         """Add a permission statement (a JSON document, see ``service.policy``); returns its sid."""
-        self.check(caller, "iam:PutGroupPolicy", f"group/{group}")
+        self._check_group(caller, "iam:PutGroupPolicy", group)
         self._builtin_admins(group)
         statement = Statement.parse(document, 0, known_actions())
         with self.sessions() as session, session.begin():
@@ -495,7 +513,7 @@ class Access:
         return sid
 
     def remove_statement(self, group: str, sid: int, *, caller: str | None = None) -> None:
-        self.check(caller, "iam:DeleteGroupPolicy", f"group/{group}")
+        self._check_group(caller, "iam:DeleteGroupPolicy", group)
         self._builtin_admins(group)
         if not 0 < sid < 10**9:  # past every statement's number and past the database's integers
             raise ResourceNotFoundException(f"group {group!r} has no statement {sid}")

@@ -122,13 +122,9 @@ def find_group(session: Session, name: str) -> Group:
 
 
 def create_group(session: Session, name: str, description: str) -> Group:
-    from emrml.service.identity import USER_NAME
+    from emrml.service.identity import check_name
 
-    if not USER_NAME.fullmatch(name):
-        raise InvalidInputException(
-            f"group name {name!r} must be 1-64 characters from letters, digits and + = , . @ _ -, "
-            "and not . or .."
-        )
+    check_name("group", name)
     if len(description) > 1000:
         raise InvalidInputException("a group's description must be at most 1000 characters")
     if session.get(Group, name) is not None:

@@ -206,10 +206,14 @@ def new_secret_access_key() -> str:
     return "".join(secrets.choice(_SECRET_ALPHABET) for _ in range(SECRET_LENGTH))
 
 
-def _check_user_name(name: str) -> None:
+def check_name(kind: str, name: str) -> None:
+    """InvalidInputException unless ``name`` can be the name of a ``kind`` ("user" or "group"). Checked
+    before a name is looked up too, not only when one is created: a name no user or group can have is
+    answered by the rule it breaks, and never reaches a query (PostgreSQL's text holds no NUL, which was an
+    internal error)."""
     if not USER_NAME.fullmatch(name):
         raise InvalidInputException(
-            f"user name {name!r} must be 1-64 characters from letters, digits and + = , . @ _ -, "
+            f"{kind} name {name!r} must be 1-64 characters from letters, digits and + = , . @ _ -, "
             "and not . or .."
         )
 
@@ -256,7 +260,7 @@ class Identities:
         object's ``CreatedByIamUser`` is its creator's ARN), so the new user would own them. They are given
         to another user first (``reassign_objects``); deleting them would not do, a DELETED object stays.
         """
-        _check_user_name(name)
+        check_name("user", name)
         with self.sessions() as session, session.begin():
             if session.get(User, name) is not None:
                 raise InvalidInputException(f"user {name!r} already exists")

@@ -253,8 +253,9 @@ class Logins:
 
     def set_password(self, user_name: str, password: str) -> None:
         check_new_password(password)
-        from emrml.service.identity import User
+        from emrml.service.identity import User, check_name
 
+        check_name("user", user_name)
         hashed = hash_password(password)
         with self.sessions() as session, session.begin():
             if session.get(User, user_name) is None:

@@ -312,6 +312,18 @@ def test_baseline_is_stable_for_targets_far_from_zero() -> None:
     assert result["baseline"] == pytest.approx(math.sqrt(np.mean((actual - 1e9) ** 2)), rel=1e-6)
 
 
+def test_multiclass_says_its_records_all_weigh_zero() -> None:
+    # "the evaluation data has no records" was said of records that were there, weighted 0.
+    evaluation = MulticlassEvaluation(["a", "b"])
+    evaluation.update(np.array([[0.7, 0.3], [0.4, 0.6]]), np.array([0, 1]), [0.0, 0.0])
+    with pytest.raises(DataError) as raised:
+        evaluation.result({"a": 1})
+    assert str(raised.value) == (
+        "the evaluation data has no records with positive weight (2 records in all); MulticlassAvgFScore "
+        "needs at least one"
+    )
+
+
 def test_regression_rejects_bad_input() -> None:
     with pytest.raises(DataError, match="targets must be finite; record 1"):
         regression([1.0, 2.0], [1.0, float("inf")])

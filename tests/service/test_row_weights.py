@@ -94,3 +94,38 @@ def test_records_weighted_zero_beside_others_train(sqlite_app: EmrML, tmp_path: 
     source = weighted_datasource(sqlite_app, tmp_path / "some", "BINARY", rows)
     model = trained(sqlite_app, source, "BINARY")
     assert model["Status"] == "COMPLETED", model.get("Message")
+
+
+@pytest.mark.parametrize(
+    ("model_type", "message"),
+    [
+        (
+            "BINARY",
+            "the evaluation data has no records with label 1 of positive weight (its 60 records weigh 0) "
+            "(120 records in all); BinaryAUC needs records of both labels",
+        ),
+        (
+            "MULTICLASS",
+            "the evaluation data has no records with positive weight (120 records in all); "
+            "MulticlassAvgFScore needs at least one",
+        ),
+    ],
+)
+def test_an_evaluation_of_records_weighted_zero_says_they_weigh_zero(
+    sqlite_app: EmrML, tmp_path: Path, model_type: str, message: str
+) -> None:
+    # Said "no records with label 1" and "no records" of data holding them, weighted 0.
+    kind = TARGETS[model_type]
+    training = [(i % 10, "1", target_of(model_type, i)) for i in range(120)]
+    model = trained(
+        sqlite_app, weighted_datasource(sqlite_app, tmp_path / "train", kind, training), model_type
+    )
+    assert model["Status"] == "COMPLETED", model.get("Message")
+    weights = {"BINARY": lambda y: "0" if y == "1" else "1", "MULTICLASS": lambda y: "0"}[model_type]
+    rows = [(i % 10, weights(target_of(model_type, i)), target_of(model_type, i)) for i in range(120)]
+    source = weighted_datasource(sqlite_app, tmp_path / "evaluate", kind, rows)
+    request = {"EvaluationId": "ev-1", "MLModelId": model["MLModelId"], "EvaluationDataSourceId": source}
+    sqlite_app.call("CreateEvaluation", request)
+    evaluation = sqlite_app.wait("Evaluation", "ev-1")
+    assert evaluation["Status"] == "FAILED", evaluation
+    assert evaluation["Message"] == message

@@ -460,6 +460,18 @@ def check_recipe_syntax(text: str) -> None:
         _parse_entry("outputs", f"outputs[{index}]", expression)
 
 
+def _unwritable_name(expression: Expression) -> str | None:
+    """The attribute ``expression`` uses whose name holds both quote characters, if any (``quote_name``
+    cannot write it)."""
+    if isinstance(expression, Variable):
+        return expression.name if "'" in expression.name and '"' in expression.name else None
+    for argument in expression.args:
+        found = _unwritable_name(argument)
+        if found is not None:
+            return found
+    return None
+
+
 def parse_recipe(text: str, schema: Schema, *, max_outputs: int = DEFAULT_MAX_OUTPUTS) -> Recipe:
     """Parse, check and resolve a recipe against ``schema``; raise ``InvalidInputException``.
 
@@ -483,6 +495,16 @@ def parse_recipe(text: str, schema: Schema, *, max_outputs: int = DEFAULT_MAX_OU
     for index, expression in enumerate(outputs):
         node, where = _parse_entry("outputs", f"outputs[{index}]", expression)
         for value in resolver.value(node, where):
+            unwritable = _unwritable_name(value)
+            if unwritable is not None:
+                # Reached through a group (ALL_TEXT): the model trained, then its feature space, kept as
+                # canonical text, could not be read back, and every Predict and batch prediction failed.
+                raise where.error(
+                    None,
+                    f"it takes the attribute {json.dumps(unwritable, ensure_ascii=False)}, whose name holds "
+                    "both ' and \": no recipe can write it, so a model could not name it in its features; "
+                    "rename the attribute, or list it in the schema's excludedAttributeNames",
+                )
             resolved.setdefault(value.text, Output(value, _KIND_OF_TYPE[value.type]))
         if len(resolved) > max_outputs:
             raise InvalidInputException(

@@ -82,3 +82,47 @@ def test_row_weights_outside_what_the_metrics_can_add_are_refused_naming_the_att
             DataError, match=r"^rowWeight 'w' holds the weight .*: a weight must be 0 or from"
         ):
             row_weights(refused, schema)
+
+
+@pytest.mark.parametrize(
+    ("kind", "target_type", "targets", "metric"),
+    [
+        ("BINARY", AttributeType.BINARY, ["", "maybe", " "], "BinaryAUC"),
+        ("MULTICLASS", AttributeType.CATEGORICAL, ["", " "], "MulticlassAvgFScore"),
+        ("REGRESSION", AttributeType.NUMERIC, ["", "abc", "1,5"], "RegressionRMSE"),
+    ],
+)
+def test_an_evaluation_without_a_valid_target_says_so(
+    tmp_path: Path, kind: str, target_type: AttributeType, targets: list[str], metric: str
+) -> None:
+    # The BINARY metric said "no records with label 1 (0 records in all)" of 30 records.
+    schema = Schema((Attribute("x", AttributeType.NUMERIC), Attribute("y", target_type)), target="y")
+    settings = Settings.load(environ={}, home=tmp_path / "home")
+    training = tmp_path / "train.csv"
+    answers = {"BINARY": lambda i: i % 2, "MULTICLASS": lambda i: f"k{i % 3}", "REGRESSION": lambda i: 2 * i}
+    training.write_text("".join(f"{i % 10},{answers[kind](i)}\n" for i in range(120)))
+    trained = train_model(
+        model_id="ml-eval",
+        model_type=kind,
+        data=DatasourceData(str(training), schema, None),
+        recipe_text=json.dumps({"outputs": ["x"]}),
+        sample=pa.table({}),
+        parameters=parse_parameters({"sgd.maxPasses": "2"}),
+        settings=settings,
+        progress=lambda *_: None,
+    )
+    data = tmp_path / "evaluate.csv"
+    data.write_text("".join(f'{i},"{targets[i % len(targets)]}"\n' for i in range(30)))
+    with pytest.raises(DataError) as raised:
+        evaluate_model(
+            artifact_location=trained.artifact_path,
+            data=DatasourceData(str(data), schema, None),
+            same_datasource=False,
+            training_records=120,
+            settings=settings,
+            progress=lambda *_: None,
+        )
+    assert str(raised.value) == (
+        "no record of the evaluation data has a valid value of the target 'y' (30 records, each with it "
+        f"missing or invalid); {metric} needs records with known answers"
+    )

@@ -23,6 +23,7 @@ from emrml.config import Settings
 from emrml.core.alerts import NumericTarget, evaluation_alerts, quality_alerts
 from emrml.core.features import FeatureSpace
 from emrml.core.metrics import (
+    MODEL_METRIC,
     BinaryEvaluation,
     MulticlassEvaluation,
     RegressionEvaluation,
@@ -209,6 +210,13 @@ def finish(
     datasource's id, named by the alert when it is also the training datasource)."""
     kind, accumulator = artifact.model_type, state.accumulator
     training_target = artifact.report.get("trainingTarget", {})
+    if state.records and state.invalid == state.records:
+        # Else the metric said it had "no records with label 1 (0 records in all)" of records it was given.
+        raise DataError(
+            f"no record of the evaluation data has a valid value of the target {data_schema.target!r} "
+            f"({state.records} records, each with it missing or invalid); {MODEL_METRIC[kind]} needs "
+            "records with known answers"
+        )
     if isinstance(accumulator, BinaryEvaluation):
         result = accumulator.result()
     elif isinstance(accumulator, MulticlassEvaluation):

@@ -460,11 +460,14 @@ def check_recipe_syntax(text: str) -> None:
         _parse_entry("outputs", f"outputs[{index}]", expression)
 
 
-def _unwritable_name(expression: Expression) -> str | None:
-    """The attribute ``expression`` uses whose name holds both quote characters, if any (``quote_name``
-    cannot write it)."""
+def _unwritable_name(expression: Expression) -> tuple[str, str] | None:
+    """The attribute ``expression`` uses that no recipe text can name, and why, if any."""
     if isinstance(expression, Variable):
-        return expression.name if "'" in expression.name and '"' in expression.name else None
+        if "'" in expression.name and '"' in expression.name:
+            return expression.name, "holds both ' and \": no recipe can write it"
+        if expression.name in PREDEFINED_GROUPS:
+            return expression.name, "is a predefined group's: a recipe naming it means the group"
+        return None
     for argument in expression.args:
         found = _unwritable_name(argument)
         if found is not None:
@@ -499,11 +502,12 @@ def parse_recipe(text: str, schema: Schema, *, max_outputs: int = DEFAULT_MAX_OU
             if unwritable is not None:
                 # Reached through a group (ALL_TEXT): the model trained, then its feature space, kept as
                 # canonical text, could not be read back, and every Predict and batch prediction failed.
+                name, why = unwritable
                 raise where.error(
                     None,
-                    f"it takes the attribute {json.dumps(unwritable, ensure_ascii=False)}, whose name holds "
-                    "both ' and \": no recipe can write it, so a model could not name it in its features; "
-                    "rename the attribute, or list it in the schema's excludedAttributeNames",
+                    f"it takes the attribute {json.dumps(name, ensure_ascii=False)}, whose name {why}, so a "
+                    "model could not name it in its features; rename the attribute, or list it in the "
+                    "schema's excludedAttributeNames",
                 )
             resolved.setdefault(value.text, Output(value, _KIND_OF_TYPE[value.type]))
         if len(resolved) > max_outputs:

@@ -95,8 +95,10 @@ class TargetSummary:
 
     def add_numbers(self, values: np.ndarray) -> None:
         self.count += len(values)
-        self.total += float(values.sum())
-        self.total_squares += float(np.square(values).sum())
+        # Past the float range (values near 1e160), training and evaluation fail saying why.
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.total += float(values.sum())
+            self.total_squares += float(np.square(values).sum())
         if len(values):
             self.minimum = min(self.minimum, float(values.min()))
             self.maximum = max(self.maximum, float(values.max()))

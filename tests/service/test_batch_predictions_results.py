@@ -212,6 +212,7 @@ def test_records_with_unreadable_values_are_counted(
     )
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in matmul:RuntimeWarning")  # Predict's, refused
 def test_a_record_whose_prediction_is_no_number_gives_an_empty_line(
     workspace: Path, settings: Settings
 ) -> None:

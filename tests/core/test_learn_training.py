@@ -310,6 +310,29 @@ def test_extreme_row_weights_train_or_are_refused_clearly() -> None:
         train("BINARY", source_of(X, y, np.full(4, 1e308)), 4, None, TrainingParameters())
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # what the job then refuses
+@pytest.mark.parametrize("kind", ["BINARY", "MULTICLASS", "REGRESSION"])
+def test_a_feature_whose_squared_gradients_overflow_is_divergence(kind: str) -> None:
+    # Raw NUMERIC values near 1e200, a few among small ones: their squared gradients overflowed, which
+    # stopped their feature's steps at weight 0, and the model scored every record alike, saying nothing.
+    rng = np.random.default_rng(3)
+    x = rng.random(400)
+    y = (x > 0.5).astype(float)
+    big = rng.random(400) < 0.05
+    x[big] = np.where(y[big] == 1, 1e200, -1e200)
+    X = sp.csr_matrix(x[:, None])
+    classes = 2 if kind == "MULTICLASS" else None
+    with pytest.raises(
+        DataError, match=r"^training diverged: the model's weights or their squared gradients"
+    ):
+        train(kind, source_of(X, y), 1, classes, TrainingParameters(max_passes=3))  # type: ignore[arg-type]
+    x[big] = np.where(y[big] == 1, 1e6, -1e6)  # large, but their squares stay in range: trains
+    model, _ = train(
+        kind, source_of(sp.csr_matrix(x[:, None]), y), 1, classes, TrainingParameters(max_passes=3)
+    )  # type: ignore[arg-type]
+    assert np.isfinite(model.weights).all()
+
+
 def test_batches_with_the_wrong_width_or_values_are_refused() -> None:
     X = sp.csr_matrix(np.eye(3))
     with pytest.raises(ValueError, match="3 features; expected 4"):

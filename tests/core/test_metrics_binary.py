@@ -250,6 +250,24 @@ def test_binary_needs_both_labels() -> None:
         BinaryEvaluation().result()
 
 
+def test_binary_says_a_label_whose_records_all_weigh_zero_has_none_of_positive_weight() -> None:
+    # "no records with label 1" was said of data holding records of label 1, weighted 0.
+    first, second = BinaryEvaluation(), BinaryEvaluation()
+    first.update(np.array([0.2, 0.9]), np.array([0, 1]), [1.0, 0.0])
+    second.update(np.array([0.4, 0.5]), np.array([1, 0]), [0.0, 2.0])
+    first.merge(second)
+    with pytest.raises(DataError) as raised:
+        first.result()
+    assert str(raised.value) == (
+        "the evaluation data has no records with label 1 of positive weight (its 2 records weigh 0) "
+        "(4 records in all); BinaryAUC needs records of both labels"
+    )
+    zero = BinaryEvaluation()
+    zero.update(np.array([0.2, 0.9, 0.4]), np.array([0, 1, 1]), [0.0, 1.0, 1.0])
+    with pytest.raises(DataError, match=r"label 0 of positive weight \(its 1 records weigh 0\) \(3 records"):
+        zero.result()
+
+
 def test_binary_update_of_a_million_scores() -> None:
     """Speed is measured in bench/micro.py; here, the AUC of a million scores equals scikit-learn's."""
     rng = np.random.default_rng(0)

@@ -312,6 +312,18 @@ def test_baseline_is_stable_for_targets_far_from_zero() -> None:
     assert result["baseline"] == pytest.approx(math.sqrt(np.mean((actual - 1e9) ** 2)), rel=1e-6)
 
 
+def test_multiclass_says_its_records_all_weigh_zero() -> None:
+    # "the evaluation data has no records" was said of records that were there, weighted 0.
+    evaluation = MulticlassEvaluation(["a", "b"])
+    evaluation.update(np.array([[0.7, 0.3], [0.4, 0.6]]), np.array([0, 1]), [0.0, 0.0])
+    with pytest.raises(DataError) as raised:
+        evaluation.result({"a": 1})
+    assert str(raised.value) == (
+        "the evaluation data has no records with positive weight (2 records in all); MulticlassAvgFScore "
+        "needs at least one"
+    )
+
+
 def test_regression_rejects_bad_input() -> None:
     with pytest.raises(DataError, match="targets must be finite; record 1"):
         regression([1.0, 2.0], [1.0, float("inf")])
@@ -319,6 +331,27 @@ def test_regression_rejects_bad_input() -> None:
         regression([1.0, 2.0], [1.0])
     with pytest.raises(DataError, match="no records with positive weight"):
         regression([1.0], [2.0], [0.0]).result(training_mean=0.0)
+
+
+def test_regression_targets_too_large_to_square_are_refused_saying_so() -> None:
+    # Targets near 1e160 (valid numbers): the residual histogram failed with an internal error ("'list'
+    # argument must have no negative elements") on the edges of an infinite RMSE.
+    message = (
+        "the evaluation data's target values are too large to evaluate: the squares of their differences "
+        "from the predictions (or from their mean) overflow the range of floating-point numbers, so "
+        "RegressionRMSE cannot be computed"
+    )
+    with pytest.raises(DataError) as raised:
+        regression([0.0, 1.0, 2.0], [1e160, -1e160, 5.0]).result(training_mean=0.0)
+    assert str(raised.value) == message
+    # Predictions close to the targets, but the baseline (always the training mean, 0) overflows.
+    close = regression([1e155, 2e155], [1.0001e155, 2.0001e155])
+    with pytest.raises(DataError) as raised:
+        close.result(training_mean=0.0)
+    assert str(raised.value) == message
+    assert regression([1e150], [1.0001e150]).result(training_mean=1e150)["RegressionRMSE"] == pytest.approx(
+        1e146
+    )
 
 
 def test_california_housing_income_rule() -> None:

@@ -142,6 +142,35 @@ def test_canonical_texts_parse_back_to_themselves() -> None:
     assert _parse([output.text for output in quoted.outputs]).outputs == quoted.outputs
 
 
+def test_an_attribute_no_recipe_can_write_is_refused_where_a_group_takes_it() -> None:
+    # The model trained on ALL_TEXT, but its feature space, kept as canonical text, did not parse back:
+    # every Predict and batch prediction of it failed on 'unexpected 'x' after the end of the expression'.
+    name = 'it\'s "x"'
+    schema = Schema(
+        (Attribute(name, T.TEXT), Attribute("c", T.CATEGORICAL), Attribute("y", T.BINARY)), target="y"
+    )
+    recipe = json.dumps({"outputs": ["ALL_CATEGORICAL", "ngram(ALL_TEXT,2)"]})
+    with pytest.raises(InvalidInputException) as raised:
+        parse_recipe(recipe, schema)
+    assert str(raised.value) == (
+        'Recipe outputs[1] "ngram(ALL_TEXT,2)": it takes the attribute "it\'s \\"x\\"", whose name '
+        "holds both ' and \": no recipe can write it, so a model could not name it in its features; rename "
+        "the attribute, or list it in the schema's excludedAttributeNames"
+    )
+    excluded = Schema(schema.attributes, target="y", excluded=(name,))
+    assert [output.text for output in parse_recipe(recipe, excluded).outputs] == ["c"]
+    # A NUMERIC attribute named ALL_TEXT: its feature read back as the (empty) group; the model's loading
+    # failed on "feature space outputs do not resolve to themselves with this schema".
+    grouped = Schema((Attribute("ALL_TEXT", T.NUMERIC), Attribute("y", T.BINARY)), target="y")
+    with pytest.raises(InvalidInputException) as raised:
+        parse_recipe(json.dumps({"outputs": ["quantile_bin(ALL_NUMERIC,10)"]}), grouped)
+    assert str(raised.value) == (
+        'Recipe outputs[0] "quantile_bin(ALL_NUMERIC,10)": it takes the attribute "ALL_TEXT", whose name is '
+        "a predefined group's: a recipe naming it means the group, so a model could not name it in its "
+        "features; rename the attribute, or list it in the schema's excludedAttributeNames"
+    )
+
+
 def test_predefined_groups_leave_out_roles_and_excluded_attributes() -> None:
     names = [output.text for output in _parse(["ALL_INPUTS"]).outputs]
     assert names == [

@@ -5,6 +5,7 @@ a partitioning, and bad training data refused as on one machine."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from emrml.config import Settings
 from emrml.core import learn
 from emrml.core.model import load_artifact
 from emrml.core.rearrange import parse_rearrangement
+from emrml.core.schema import parse_schema
 from emrml.engine.evaluation import evaluate_model
 from emrml.engine.training import DatasourceData, train_model
 from emrml.errors import DataError
@@ -229,3 +231,40 @@ def test_the_local_engine_reports_the_refinement_as_spark_does(tmp_path: Path) -
     # Each pass under its own message, which Spark's steps give too, from its start to its end.
     passing = messages[messages.index("training pass 1") : messages.index(learn.CALIBRATING_PHASE)]
     assert passing and all(str(message).startswith("training pass ") for message in passing)
+
+
+def test_a_class_weighted_zero_in_every_partition_is_refused_on_spark(spark: Any, tmp_path: Path) -> None:
+    # Two files, two partitions: one weights every record 0, the other only class 0's, so class 1 has no
+    # record of positive weight once the partitions' target summaries merge (one-class data, as locally).
+    folder = tmp_path / "weighted"
+    folder.mkdir()
+    for name, weight_of in (("a.csv", lambda y: 0), ("b.csv", lambda y: 1 - y)):
+        rows = "".join(f"{i % 10},{weight_of(i % 2)},{i % 2}\n" for i in range(200))
+        (folder / name).write_text("x,w,y\n" + rows)
+    schema = parse_schema(
+        json.dumps(
+            {
+                "version": "1.0",
+                "targetAttributeName": "y",
+                "rowWeight": "w",
+                "dataFileContainsHeader": True,
+                "attributes": [{"attributeName": n, "attributeType": "NUMERIC"} for n in ("x", "w")]
+                + [{"attributeName": "y", "attributeType": "BINARY"}],
+            }
+        )
+    )
+    sample = pa.table({name: pa.array(["1"] * 10) for name in ("x", "w", "y")})
+    with pytest.raises(
+        DataError, match=r"^rowWeight 'w' is 0 in every training record of the target class 1"
+    ):
+        train_model(
+            model_id="weighted",
+            model_type="BINARY",
+            data=DatasourceData(str(folder), schema, None),
+            recipe_text=None,
+            sample=sample,
+            parameters=parse_parameters({}),
+            settings=Settings.load(environ={}, home=tmp_path / "home"),
+            progress=quiet,
+            spark=spark,
+        )

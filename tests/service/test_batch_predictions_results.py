@@ -4,6 +4,8 @@ cases)."""
 
 from __future__ import annotations
 
+import csv
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,7 +31,9 @@ from emrml.core.predict import Predictor
 from emrml.core.schema import Attribute, Schema
 from emrml.engine import result_lines
 from emrml.engine.result_lines import ResultFormatter
-from emrml.errors import DataError
+from emrml.engine.training import DatasourceData, train_model
+from emrml.errors import DataError, InvalidInputException
+from emrml.service.parameters import parse_parameters
 
 
 @pytest.fixture(scope="module")
@@ -206,3 +210,43 @@ def test_records_with_unreadable_values_are_counted(
     assert (
         predict_to(settings, models["BINARY"], clean, schema, workspace / "out-clean").unparsed_records == 0
     )
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in matmul:RuntimeWarning")  # Predict's, refused
+def test_a_record_whose_prediction_is_no_number_gives_an_empty_line(
+    workspace: Path, settings: Settings
+) -> None:
+    # x as a raw output: 1e308 makes the logits infinite, their softmax NaN. Predict refuses such a record;
+    # the batch wrote "NaN" for each class, and counted the record as scored.
+    schema = generated_schema("MULTICLASS")
+    training = workspace / "raw-x.csv"
+    training.write_text(csv_text(generated_rows("MULTICLASS", 300, seed=1), schema.names))
+    recipe = json.dumps({"outputs": ["x", "ALL_CATEGORICAL"]})
+    model = train_model(
+        model_id="ml-raw-x",
+        model_type="MULTICLASS",
+        data=DatasourceData(str(training), schema, None),
+        recipe_text=recipe,
+        sample=pa.table({}),
+        parameters=parse_parameters({"sgd.maxPasses": "3"}),
+        settings=settings,
+        progress=lambda *_: None,
+    ).artifact_path
+    rows = generated_rows("MULTICLASS", 30, seed=6)
+    for i in (4, 17):
+        rows[i]["x"] = "1e308" if i == 4 else "-1.7e308"
+    data = workspace / "huge.csv"
+    data.write_text(csv_text(rows, schema.names))
+    predictor = Predictor.load(model)
+    with pytest.raises(InvalidInputException, match="too large for this model"):
+        predictor.predict(rows[4])
+    result = predict_to(settings, model, data, schema, workspace / "out-huge")
+    assert result.total_records == 30 and result.invalid_records == 2
+    lines = result_file_lines(next(iter(result.results.values())))
+    assert len(lines) == 31 and lines[5] == lines[18] == ""
+    assert not any("NaN" in line for line in lines)
+    for row, line in zip(rows, lines[1:], strict=True):
+        if line:
+            probabilities = [float(value) for value in next(csv.reader([line]))[2:]]
+            expected = predictor.predict(row)["predictedScores"]
+            assert probabilities == pytest.approx([expected[k] for k in ("a,b", "low", "mid")], rel=5e-7)

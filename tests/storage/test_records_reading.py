@@ -4,6 +4,7 @@ memory bounded by the block size."""
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import sys
 import tarfile
@@ -367,6 +368,19 @@ def test_read_header_names_files_of_another_encoding_or_line_ending() -> None:
         data = b"a,b\r" + b"1,2\r" * size
         with pytest.raises(DataError, match=r"^f: its lines end with a carriage return alone"):
             read_header(io.BytesIO(data), "f")
+    # A file compressed twice (a .gz of a .gz, a .gz of a .zst) was called classic Mac OS line endings
+    # when the inner compressed bytes held a CR and no LF; binary data with a CR is binary data.
+    csv_text = b"a,b\n" + b"1,2\n" * 50
+    for inner, codec in [(gzip.compress(csv_text, mtime=0), "gzip"), (zstandard.compress(csv_text), "zstd")]:
+        stream = open_decompressed(io.BytesIO(gzip.compress(inner)), "k.csv.gz")
+        with stream, pytest.raises(DataError) as refused:
+            read_header(stream, "k.csv.gz")
+        assert refused.value.message == (
+            f"k.csv.gz: the file is compressed twice ({codec} data inside its compression), not CSV text: "
+            "emrml reads CSV files, plain or compressed once; decompress it once and read that"
+        )
+    with pytest.raises(DataError, match=r"^f: the file holds binary data \(NUL bytes in its first line\)"):
+        read_header(io.BytesIO(b"\x01\x02\r\x00\x00\x03\r\x00"), "f")
     # Without a header, a first record that is too long or not UTF-8 is the reader's to report.
     assert read_header(io.BytesIO(b"x" * 300 + b"\n1\n"), "f", max_record_bytes=100, strict=False) == []
     assert read_header(io.BytesIO(b"a,\xff\n1,2\n"), "f", strict=False) == []

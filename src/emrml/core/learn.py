@@ -140,6 +140,14 @@ WEIGHT_BYTES = 8
 # ---------------------------------------------------------------------------------------------- learning
 
 
+#: Training's failure when its arithmetic leaves the float range (weights, or a feature's squared gradients).
+_DIVERGED = (
+    "training diverged: the model's weights or their squared gradients overflowed the range of "
+    "floating-point numbers. NUMERIC values are too large for SGD: raw values in the recipe (quantile_bin "
+    "those attributes instead), the regression target or the row weights"
+)
+
+
 class Checker:
     """Validates and normalizes the batches of a source for one model kind."""
 
@@ -446,6 +454,10 @@ class Trainer:
     def finish(self, source: BatchSource) -> tuple[LinearModel, TrainingReport]:
         """The kept model, refined (REGRESSION: ``source`` is read again), rescaled and pruned."""
         report, params = self.report, self.params
+        if not (np.isfinite(self.state.squares).all() and np.isfinite(self.state.bias_squares).all()):
+            # A feature's squared gradients past the float range (raw values near 1e200) stop its steps: it
+            # kept the weight 0, and the model, trained on nothing else, scored every record alike.
+            raise DataError(_DIVERGED)
         # The best pass's model, not the last: a pass that made the loss worse is not kept.
         weights, bias_out = self._best_model if self._best_model is not None else self.state.model()
         phase = self.finishing_phase()
@@ -482,11 +494,7 @@ class Trainer:
         if self.kind == "REGRESSION":
             bias_out = bias_out + self.mean
         if not (np.isfinite(weights).all() and np.isfinite(bias_out).all()):
-            raise DataError(
-                "training diverged: the model's weights overflowed the range of floating-point numbers. "
-                "NUMERIC values are too large for SGD: raw values in the recipe (quantile_bin those "
-                "attributes instead), the regression target or the row weights"
-            )
+            raise DataError(_DIVERGED)
         weights, kept, pruned, size = _prune(weights, params.max_model_size)
         report.nonzero_features, report.pruned_features, report.estimated_size_bytes = kept, pruned, size
         if self.progress is not None:

@@ -167,8 +167,10 @@ class LinearModel:
 
             return expit(z)
         if self.kind == "MULTICLASS":
-            e = np.exp(z - z.max(axis=1, keepdims=True))
-            return e / e.sum(axis=1, keepdims=True)
+            # Infinite logits (huge NUMERIC values) give NaN rows, which every caller checks for: no warning.
+            with np.errstate(invalid="ignore"):
+                e = np.exp(z - z.max(axis=1, keepdims=True))
+                return e / e.sum(axis=1, keepdims=True)
         return z
 
     def score_one(self, indices: Sequence[int], values: Sequence[float]) -> float | list[float]:

@@ -40,6 +40,15 @@ def in_float_range(value: float) -> float:
     return max(-sys.float_info.max, min(value, sys.float_info.max)) if value == value else value
 
 
+def unscorable_rows(scores: np.ndarray) -> np.ndarray | None:
+    """Which rows of batch ``scores`` (``Predictor.score_batch``'s) are no number at all (NaN: terms
+    overflowing to infinities of both signs, a MULTICLASS softmax of infinite logits), records Predict
+    refuses; None when no row is."""
+    nan = np.isnan(scores)
+    rows = nan.any(axis=1) if nan.ndim == 2 else nan
+    return rows if rows.any() else None
+
+
 def _overflow() -> InvalidInputException:
     return InvalidInputException(
         "Record: its NUMERIC values are too large for this model: the prediction overflows the range of "

@@ -4,7 +4,8 @@ Output (spec 9), for batch prediction ``<id>`` and ``OutputUri`` ``<out>/``:
 
 * ``<out>/batch-prediction/result/<id>-<input file name>.gz`` per input file that has records: a gzip CSV
   with a header line, then one line per record of the input file the datasource selects, in input order;
-  a record that cannot be scored (ragged, not UTF-8, too long) gives an empty line in its place.
+  a record that cannot be scored (ragged, not UTF-8, too long, or huge NUMERIC values whose prediction
+  is no number, which Predict refuses) gives an empty line in its place, counted as invalid.
 * ``<out>/batch-prediction/<id>.manifest``: a JSON object mapping each input file's URI to its result's.
 
 Columns: ``[tag,][trueLabel,]`` then ``bestAnswer,score`` (BINARY), the class names in sorted order
@@ -48,9 +49,10 @@ from urllib.parse import quote
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from emrml.config import Settings
-from emrml.core.predict import Predictor
+from emrml.core.predict import Predictor, unscorable_rows
 from emrml.core.rearrange import Rearrangement
 from emrml.core.schema import Schema, parse_schema
 from emrml.engine.batch_output import (
@@ -235,6 +237,11 @@ def run_unit(job: Job, unit: Unit, report: Callable[[int], None] | None = None) 
         for block in selected_blocks(job, unit, stream):
             scores, unreadable = predictor.score_and_check(block.batch)
             lines = formatter.lines(block.batch, scores)
+            # A record whose prediction is no number (its line said NaN) cannot be scored, as Predict says.
+            overflowed = unscorable_rows(scores)
+            if overflowed is not None:
+                lines = pc.if_else(pa.array(overflowed), "\n", lines)
+                invalid += int(overflowed.sum())
             unparsed += unreadable
             if len(block.invalid):
                 lines = _with_empty_lines(lines, block.offsets, unit.start + block.invalid.offsets)

@@ -23,6 +23,7 @@ from emrml.config import Settings
 from emrml.core.alerts import NumericTarget, evaluation_alerts, quality_alerts
 from emrml.core.features import FeatureSpace
 from emrml.core.metrics import (
+    MODEL_METRIC,
     BinaryEvaluation,
     MulticlassEvaluation,
     RegressionEvaluation,
@@ -33,6 +34,7 @@ from emrml.core.predict import batch_scores
 from emrml.core.schema import Schema, parse_schema
 from emrml.engine.local import Progress
 from emrml.engine.training import (
+    MAX_CLASSES,
     DatasourceBatches,
     DatasourceData,
     TargetSummary,
@@ -97,6 +99,7 @@ class EvaluationPass:
         # MULTICLASS: records of classes the model never saw, per class: their counts per predicted class.
         self.unseen: dict[str, np.ndarray] = {}
         self.unseen_records = 0
+        self.target_name: str | None = None  # set with the first unseen class
 
     @classmethod
     def of(cls, artifact: ModelArtifact, spill_folder: Path | None = None) -> EvaluationPass:
@@ -139,6 +142,8 @@ class EvaluationPass:
                 self._add_unseen(
                     labels[~known], predicted[~known], None if weights is None else weights[~known]
                 )
+                self.target_name = schema.target
+                self._check_unseen(schema.target)
             _count_classes(self.target, labels)
         else:
             self.accumulator.update(predicted, values, weights)
@@ -159,9 +164,25 @@ class EvaluationPass:
             counts = np.bincount(choices[mine], weights=weight[mine], minlength=size)
             self.unseen[label] = self.unseen.get(label, np.zeros(size)) + counts
 
+    def _check_unseen(self, target: str | None) -> None:
+        """Refuse more unseen classes than a model may have (``target``: the target's name, for the
+        message; None when merging, which keeps what the parts checked)."""
+        # Each unseen class becomes a row and a column of the confusion matrix: an id or free text as the
+        # target grew it quadratically (2,000 values took 2 s and an 11 MB result, 20,000 a hundred times).
+        if len(self.unseen) > MAX_CLASSES:
+            target = target or self.target_name
+            shown = ", ".join(repr(label) for label in sorted(self.unseen)[:3])
+            raise DataError(
+                f"the evaluation data's target {target!r} has more than {MAX_CLASSES} classes the model was "
+                f"not trained on (such as {shown}); the model knows {len(self.index)}: evaluate it on data "
+                "of the target it was trained to predict"
+            )
+
     def merge(self, other: EvaluationPass) -> None:
         for label, counts in other.unseen.items():
             self.unseen[label] = self.unseen.get(label, np.zeros(len(counts))) + counts
+        self.target_name = self.target_name or other.target_name
+        self._check_unseen(None)
         self.unseen_records += other.unseen_records
         self.accumulator.merge(other.accumulator)  # type: ignore[arg-type]
         self.records += other.records
@@ -213,6 +234,13 @@ def finish(
     datasource's id, named by the alert when it is also the training datasource)."""
     kind, accumulator = artifact.model_type, state.accumulator
     training_target = artifact.report.get("trainingTarget", {})
+    if state.records and state.invalid == state.records:
+        # Else the metric said it had "no records with label 1 (0 records in all)" of records it was given.
+        raise DataError(
+            f"no record of the evaluation data has a valid value of the target {data_schema.target!r} "
+            f"({state.records} records, each with it missing or invalid); {MODEL_METRIC[kind]} needs "
+            "records with known answers"
+        )
     if isinstance(accumulator, BinaryEvaluation):
         result = accumulator.result()
     elif isinstance(accumulator, MulticlassEvaluation):

@@ -88,11 +88,17 @@ class TargetSummary:
     total_squares: float = 0.0
     minimum: float = math.inf
     maximum: float = -math.inf
+    #: Records of a positive row weight (every record without row weights) and their classes: a record
+    #: weighted 0 teaches the model nothing, so data whose weight is all on one class is one-class data.
+    weighted_count: int = 0
+    weighted_classes: set[str] = field(default_factory=set)
 
     def add_numbers(self, values: np.ndarray) -> None:
         self.count += len(values)
-        self.total += float(values.sum())
-        self.total_squares += float(np.square(values).sum())
+        # Past the float range (values near 1e160), training and evaluation fail saying why.
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.total += float(values.sum())
+            self.total_squares += float(np.square(values).sum())
         if len(values):
             self.minimum = min(self.minimum, float(values.min()))
             self.maximum = max(self.maximum, float(values.max()))
@@ -108,21 +114,31 @@ class TargetSummary:
         return float(np.sqrt(max(self.total_squares / self.count - self.mean**2, 0.0)))
 
     def add(
-        self, model_type: str, values: np.ndarray, target: str | None = None
+        self,
+        model_type: str,
+        values: np.ndarray,
+        target: str | None = None,
+        weights: np.ndarray | None = None,
     ) -> tuple[list[str], np.ndarray] | None:
-        """Count a batch's parsed target values; MULTICLASS returns the batch's sorted labels and each row's
-        index into them (``np.unique``'s inverse), which the caller maps to its class codes."""
+        """Count a batch's parsed target values (``weights``: their rows' weights, None for none);
+        MULTICLASS returns the batch's sorted labels and each row's index into them (``np.unique``'s
+        inverse), which the caller maps to its class codes."""
+        positive = np.ones(len(values), dtype=bool) if weights is None else weights > 0
+        self.weighted_count += int(positive.sum())
         if model_type == "REGRESSION":
             self.add_numbers(values)
             return None
         if model_type == "BINARY":
-            for label, count in enumerate(np.bincount(values.astype(np.int64), minlength=2).tolist()):
+            codes = values.astype(np.int64)
+            for label, count in enumerate(np.bincount(codes, minlength=2).tolist()):
                 if count:
                     self.class_counts[str(label)] = self.class_counts.get(str(label), 0) + count
+            self.weighted_classes.update(str(label) for label in np.unique(codes[positive]).tolist())
             return None
         labels, inverse = np.unique(values.astype(str), return_inverse=True)
         for label, count in zip(labels.tolist(), np.bincount(inverse).tolist(), strict=True):
             self.class_counts[label] = self.class_counts.get(label, 0) + count
+        self.weighted_classes.update(labels[np.unique(inverse[positive])].tolist())
         self.check_classes(target)
         return labels.tolist(), np.asarray(inverse)
 
@@ -133,8 +149,9 @@ class TargetSummary:
                 f"at most {MAX_CLASSES}"
             )
 
-    def check(self, model_type: str, target: str | None) -> None:
-        """Refuse training data a model of ``model_type`` cannot learn from."""
+    def check(self, model_type: str, target: str | None, weight: str | None = None) -> None:
+        """Refuse training data a model of ``model_type`` cannot learn from (``weight``: the rowWeight
+        attribute, if any)."""
         if model_type == "MULTICLASS":
             self.check_classes(target)
         if not self.count and not self.class_counts:
@@ -146,6 +163,22 @@ class TargetSummary:
             )
         if model_type == "MULTICLASS" and len(self.class_counts) < 2:
             raise DataError("the training data has fewer than two target classes")
+        # Weighted 0, records are left out of the loss: a model trained on none of them, or on one class
+        # alone, was a constant one that scored every record alike.
+        if not self.weighted_count:
+            raise DataError(
+                f"rowWeight {weight!r} is 0 in every training record with a valid target: a model needs "
+                "records of positive weight to learn from"
+            )
+        if self.class_counts and len(self.weighted_classes) < 2:
+            zero = sorted(set(self.class_counts) - self.weighted_classes)
+            shown = ", ".join(zero[:5]) + (f" and {len(zero) - 5} more" if len(zero) > 5 else "")
+            classes = "class" if len(zero) == 1 else "classes"
+            raise DataError(
+                f"rowWeight {weight!r} is 0 in every training record of the target {classes} {shown}: "
+                f"only class {next(iter(self.weighted_classes))} has records of positive weight, and a "
+                f"{model_type} model needs two"
+            )
 
     def merge(self, other: TargetSummary) -> None:
         for label, count in other.class_counts.items():
@@ -155,6 +188,8 @@ class TargetSummary:
         self.total_squares += other.total_squares
         self.minimum = min(self.minimum, other.minimum)
         self.maximum = max(self.maximum, other.maximum)
+        self.weighted_count += other.weighted_count
+        self.weighted_classes |= other.weighted_classes
 
     def to_dict(self) -> dict[str, Any]:
         if self.class_counts:
@@ -378,15 +413,16 @@ def _featurize(
         rows = batch.filter(pa.array(targets.keep))
         if not rows.num_rows:
             continue
-        classes = summary.add(model_type, targets.values, schema.target)
+        weights = row_weights(rows, schema)
+        classes = summary.add(model_type, targets.values, schema.target, weights)
         y = targets.values
         if classes is not None:
             batch_labels, inverse = classes
             for label in batch_labels:
                 codes.setdefault(label, len(codes))
             y = np.array([codes[label] for label in batch_labels], dtype=np.float64)[inverse]
-        cache.append(space.transform(rows), y, row_weights(rows, schema))
-    summary.check(model_type, schema.target)
+        cache.append(space.transform(rows), y, weights)
+    summary.check(model_type, schema.target, schema.row_weight)
     labels = sorted(summary.class_counts) if model_type == "MULTICLASS" else []
     class_codes = None
     if model_type == "MULTICLASS":

@@ -90,7 +90,7 @@ def codec_of(name: str, head: bytes) -> str:
     """
     if not head:
         return "none"
-    sniffed = _sniff(head)
+    sniffed = sniff_codec(head)
     if sniffed is not None and sniffed not in CODECS:
         raise _unsupported(name, sniffed)
     if sniffed is not None:
@@ -126,7 +126,8 @@ def open_decompressed(raw: BinaryIO, name: str) -> BinaryIO:
     return io.BufferedReader(reader, buffer_size=BLOCK_BYTES)  # type: ignore[return-value]
 
 
-def _sniff(head: bytes) -> str | None:
+def sniff_codec(head: bytes) -> str | None:
+    """The compression whose signature starts ``head``, supported or not; None for none."""
     if head.startswith(_GZIP_MAGIC):
         return "gzip"
     # "BZh", the block size digit, then the magic of the first block or of the end of an empty stream.

@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 
 from emrml.errors import DataError
 from emrml.storage.boundaries import read_up_to, split_blocks
-from emrml.storage.codecs import Replay
+from emrml.storage.codecs import Replay, sniff_codec
 from emrml.storage.invalid import not_utf8
 
 
@@ -35,7 +35,15 @@ def read_header(
         raise DataError(
             f"{file}: the file is {other}, not CSV text: emrml reads CSV files, plain or compressed; {advice}"
         )
-    if b"\r" in head and b"\n" not in head:
+    nested = sniff_codec(head)
+    if nested is not None:
+        # Read through the file's codec, which took off one compression: a second one inside (a .gz of a
+        # .gz) was called classic Mac OS line endings, its bytes holding a CR and no LF.
+        raise DataError(
+            f"{file}: the file is compressed twice ({nested} data inside its compression), not CSV text: "
+            "emrml reads CSV files, plain or compressed once; decompress it once and read that"
+        )
+    if b"\r" in head and b"\n" not in head and b"\x00" not in head:  # binary data is told below
         # Classic Mac OS (and Excel's "CSV (Macintosh)") ends lines with a lone CR: the file is one line.
         raise DataError(
             f"{file}: its lines end with a carriage return alone (classic Mac OS line endings), which does "

@@ -33,6 +33,7 @@ from emrml.core.quantiles import QuantileSketch, add_counts
 from emrml.core.recipe import transforms as tf
 from emrml.core.recipe.grammar import Output, OutputKind, Recipe
 from emrml.core.schema import Schema
+from emrml.errors import DataError
 
 # --- Fitting --------------------------------------------------------------------------------------------
 
@@ -62,8 +63,9 @@ class NumericStats:
         if not len(values):
             return
         # Chan et al.'s pairwise update: batch moments merged into the running ones.
-        batch_mean = float(values.mean())
-        batch_m2 = float(((values - batch_mean) ** 2).sum())
+        with np.errstate(over="ignore", invalid="ignore"):  # refused by normalize() (end_first_pass)
+            batch_mean = float(values.mean())
+            batch_m2 = float(((values - batch_mean) ** 2).sum())
         total = self.count + len(values)
         delta = batch_mean - self.mean
         self.mean += delta * len(values) / total
@@ -365,7 +367,17 @@ class Fitting:
                     assert node.parameter is not None
                     edges[node.text] = self.numeric[attribute(node)].edges(node.parameter)
                 elif node.function == "normalize":
-                    moments[attribute(node)] = self.numeric[attribute(node)].moments()
+                    name = attribute(node)
+                    stats = self.numeric[name]
+                    if not (math.isfinite(stats.mean) and math.isfinite(stats.m2)):
+                        # Values near 1e300 overflowed the variance to NaN, which moments() took for a
+                        # constant's: normalize() divided by 1, and the model trained on values near 1e300.
+                        raise DataError(
+                            f"NUMERIC attribute {name!r} has values too large for normalize(): their mean or "
+                            "variance overflows the range of floating-point numbers; quantile_bin it in the "
+                            "recipe instead"
+                        )
+                    moments[name] = stats.moments()
         self.parameters = Parameters(edges, moments)
         return self.parameters
 

@@ -155,6 +155,7 @@ class BinaryEvaluation:
         self._runs: list[_ScoreRun] = []
         self._spilled: list[_ScoreRun] = []  # runs of SPILL_SCORES or more, in scratch files
         self._records = 0
+        self._positives = 0  # records of label 1, whatever their weight: for the message of a label missing
         self._weighted = False
 
     def update(self, scores: Any, labels: Any, weights: Any = None) -> None:
@@ -189,6 +190,7 @@ class BinaryEvaluation:
             )
             self._weighted = True
         self._records += n
+        self._positives += int(positive.sum())
 
     def merge(self, other: BinaryEvaluation) -> None:
         """Add every record ``other`` has seen; ``other`` is left unchanged (its scratch files are shared:
@@ -197,6 +199,7 @@ class BinaryEvaluation:
         for run in other._runs:
             self._push(run)
         self._records += other._records
+        self._positives += other._positives
         self._weighted = self._weighted or other._weighted
 
     def _push(self, run: _ScoreRun) -> None:
@@ -245,10 +248,13 @@ class BinaryEvaluation:
                 twice_wins += int(np.dot(positive, 2 * below_counts + negative))
                 negative_before += int(negative.sum())
         if below_positive[-1] <= 0 or below_negative[-1] <= 0:
-            missing = "label 1" if below_positive[-1] <= 0 else "label 0"
+            label = 1 if below_positive[-1] <= 0 else 0
+            present = self._positives if label else self._records - self._positives
+            # Records of the label weighted 0 are there but count for nothing: say so, not that none are.
+            weighed = f" of positive weight (its {present} records weigh 0)" if present else ""
             raise DataError(
-                f"the evaluation data has no records with {missing} ({self._records} records in all); "
-                "BinaryAUC needs records of both labels"
+                f"the evaluation data has no records with label {label}{weighed} ({self._records} records "
+                "in all); BinaryAUC needs records of both labels"
             )
         return _Sweep(twice_wins, positive_total, negative_total, below_positive, below_negative)
 

@@ -122,7 +122,11 @@ class MulticlassEvaluation:
         true_counts, predicted_counts = matrix.sum(axis=1), matrix.sum(axis=0)
         total = float(true_counts.sum())
         if total <= 0:
-            raise DataError("the evaluation data has no records; MulticlassAvgFScore needs at least one")
+            # Records weighted 0 are there but count for nothing: say so, as the regression's metric does.
+            weighed = f" with positive weight ({self._records} records in all)" if self._records else ""
+            raise DataError(
+                f"the evaluation data has no records{weighed}; MulticlassAvgFScore needs at least one"
+            )
         correct = np.diag(matrix)
         precision = divide(correct, predicted_counts)
         recall = divide(correct, true_counts)

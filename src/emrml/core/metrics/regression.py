@@ -72,12 +72,14 @@ class RegressionEvaluation:
         if batch_weight <= 0:
             return
         w = np.ones(n) if weight is None else weight
-        self._residual_sum += float(np.dot(w, residual))
-        self._squared_residual_sum += float(np.dot(w, residual * residual))
-        mean = float(np.dot(w, actual)) / batch_weight
-        deviation = actual - mean
-        self._add_moments(batch_weight, mean, float(np.dot(w, deviation * deviation)))
-        self._add_residual_buckets(residual, w)
+        # Sums past the float range (targets near 1e160: their squares) are refused by ``result``.
+        with np.errstate(over="ignore", invalid="ignore"):
+            self._residual_sum += float(np.dot(w, residual))
+            self._squared_residual_sum += float(np.dot(w, residual * residual))
+            mean = float(np.dot(w, actual)) / batch_weight
+            deviation = actual - mean
+            self._add_moments(batch_weight, mean, float(np.dot(w, deviation * deviation)))
+            self._add_residual_buckets(residual, w)
 
     def _add_moments(self, weight: float, mean: float, squares: float) -> None:
         # Chan et al.'s pairwise update keeps the deviation sums accurate for targets far from zero.
@@ -103,9 +105,10 @@ class RegressionEvaluation:
         self._weighted = self._weighted or other._weighted
         if other._weight <= 0:
             return
-        self._residual_sum += other._residual_sum
-        self._squared_residual_sum += other._squared_residual_sum
-        self._add_moments(other._weight, other._target_mean, other._target_squares)
+        with np.errstate(over="ignore", invalid="ignore"):  # refused by ``result``, as in ``update``
+            self._residual_sum += other._residual_sum
+            self._squared_residual_sum += other._squared_residual_sum
+            self._add_moments(other._weight, other._target_mean, other._target_squares)
         self._positive += other._positive
         self._negative += other._negative
         self._zero += other._zero
@@ -124,9 +127,17 @@ class RegressionEvaluation:
                 f"the evaluation data has no records with positive weight ({self._records} records in all); "
                 "RegressionRMSE needs at least one"
             )
-        rmse = math.sqrt(self._squared_residual_sum / self._weight)
+        rmse = math.sqrt(self._squared_residual_sum / self._weight)  # inf or NaN past the float range
         offset = self._target_mean - training_mean
         baseline = math.sqrt((self._target_squares + self._weight * offset * offset) / self._weight)
+        if not all(math.isfinite(value) for value in (rmse, baseline, self._residual_sum)):
+            # Targets near 1e160: the residual histogram failed with an internal error ("'list' argument
+            # must have no negative elements") on the edges of an infinite RMSE.
+            raise DataError(
+                "the evaluation data's target values are too large to evaluate: the squares of their "
+                "differences from the predictions (or from their mean) overflow the range of floating-point "
+                "numbers, so RegressionRMSE cannot be computed"
+            )
         half_width = RESIDUAL_SPAN * rmse if rmse > 0 else 1.0
         edges = np.linspace(-half_width, half_width, RESIDUAL_BINS + 1)
         values = np.concatenate((-_REPRESENTATIVE, [0.0], _REPRESENTATIVE))

@@ -460,6 +460,21 @@ def check_recipe_syntax(text: str) -> None:
         _parse_entry("outputs", f"outputs[{index}]", expression)
 
 
+def _unwritable_name(expression: Expression) -> tuple[str, str] | None:
+    """The attribute ``expression`` uses that no recipe text can name, and why, if any."""
+    if isinstance(expression, Variable):
+        if "'" in expression.name and '"' in expression.name:
+            return expression.name, "holds both ' and \": no recipe can write it"
+        if expression.name in PREDEFINED_GROUPS:
+            return expression.name, "is a predefined group's: a recipe naming it means the group"
+        return None
+    for argument in expression.args:
+        found = _unwritable_name(argument)
+        if found is not None:
+            return found
+    return None
+
+
 def parse_recipe(text: str, schema: Schema, *, max_outputs: int = DEFAULT_MAX_OUTPUTS) -> Recipe:
     """Parse, check and resolve a recipe against ``schema``; raise ``InvalidInputException``.
 
@@ -483,6 +498,17 @@ def parse_recipe(text: str, schema: Schema, *, max_outputs: int = DEFAULT_MAX_OU
     for index, expression in enumerate(outputs):
         node, where = _parse_entry("outputs", f"outputs[{index}]", expression)
         for value in resolver.value(node, where):
+            unwritable = _unwritable_name(value)
+            if unwritable is not None:
+                # Reached through a group (ALL_TEXT): the model trained, then its feature space, kept as
+                # canonical text, could not be read back, and every Predict and batch prediction failed.
+                name, why = unwritable
+                raise where.error(
+                    None,
+                    f"it takes the attribute {json.dumps(name, ensure_ascii=False)}, whose name {why}, so a "
+                    "model could not name it in its features; rename the attribute, or list it in the "
+                    "schema's excludedAttributeNames",
+                )
             resolved.setdefault(value.text, Output(value, _KIND_OF_TYPE[value.type]))
         if len(resolved) > max_outputs:
             raise InvalidInputException(

@@ -87,7 +87,9 @@ def fit_unit(job: UnitJob, unit: Unit, recipe_text: str, model_type: str, report
     for block in selected_batches(job, unit):
         if block.batch.num_rows:
             fitting.update(block.batch)
-            target.add(model_type, parse_target(block.batch, schema, model_type).values, schema.target)
+            targets = parse_target(block.batch, schema, model_type)
+            weights = row_weights(block.batch.filter(pa.array(targets.keep)), schema)
+            target.add(model_type, targets.values, schema.target, weights)
     return UnitFit(fitting, target)
 
 
@@ -272,7 +274,7 @@ def train_on_spark(
     for part in fits[1:]:
         fitting.merge(part.fitting)
         summary.merge(part.target)
-    summary.check(model_type, schema.target)
+    summary.check(model_type, schema.target, schema.row_weight)
     if fitting.second_pass:
         fitting.end_first_pass()
         empty = fitting.second_pass_part()

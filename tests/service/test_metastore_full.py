@@ -14,8 +14,9 @@ from jobs_helpers import pending_bank
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.exc import DBAPIError
 
+from emrml.errors import InternalServerException
 from emrml.service.app import EmrML
-from emrml.service.metastore import is_full
+from emrml.service.metastore import BUSY_SECONDS, is_full
 
 
 @pytest.fixture
@@ -299,3 +300,59 @@ def test_a_metastore_with_no_room_is_told_from_its_other_errors(app: EmrML) -> N
         connection.exec_driver_sql("CREATE TEMPORARY TABLE twice (x INTEGER PRIMARY KEY)")
         connection.exec_driver_sql("INSERT INTO twice VALUES (1)")
         assert not is_full(_error(connection, "INSERT INTO twice VALUES (1)"))
+
+
+def _on_every_connection(app: EmrML, statement: str) -> None:
+    """Run ``statement`` on each connection the app opens from now on (its pool emptied first)."""
+
+    def run(connection: sqlite3.Connection, _record: object) -> None:
+        connection.execute(statement)
+
+    event.listen(app.engine, "connect", run)
+    app.engine.dispose()
+
+
+def test_a_request_the_metastore_has_no_room_for_is_refused_naming_it(
+    sqlite_app: EmrML, shared_datasets: Path
+) -> None:
+    """A Create* on a full metastore failed as an internal error ("OperationalError: database or disk is
+    full", its traceback in a server's log): it now names the metastore and what to do, and writes nothing."""
+    app = sqlite_app
+    with sqlite3.connect(_metastore(app)) as connection:
+        connection.execute("CREATE TABLE filler (x BLOB)")
+        pages = connection.execute("PRAGMA page_count").fetchone()[0]
+        connection.execute(f"PRAGMA max_page_count={pages}")
+        with pytest.raises(sqlite3.OperationalError, match="full"):  # its free pages used up
+            for _ in range(10_000):
+                connection.execute("INSERT INTO filler VALUES (zeroblob(4096))")
+    _on_every_connection(app, f"PRAGMA max_page_count={pages}")
+    bank = shared_datasets / "bank_marketing"
+    # Blanks after the schema make the row longer than the free room of a page: it needs a new one.
+    schema = (bank / "data.csv.schema").read_text() + " " * 20_000
+    spec = {"DataLocationS3": str(bank / "data.csv"), "DataSchema": schema}
+    with pytest.raises(InternalServerException) as refused:
+        app.call("CreateDataSourceFromS3", {"DataSourceId": "ds-full", "DataSpec": spec})
+    assert refused.value.message == (
+        f"the metastore (sqlite:///{_metastore(app)}) is full: the disk it is on is full or past a size "
+        "limit; free some space and try again"
+    )
+    assert app.call("DescribeDataSources", {})["Results"] == []
+
+
+def test_a_request_kept_waiting_past_the_busy_timeout_is_refused_naming_it(sqlite_app: EmrML) -> None:
+    """Another process holding the SQLite metastore locked past the busy timeout (here a moment, rather than
+    its 30 s) failed a request as an internal error ("database is locked"); it now says so."""
+    app = sqlite_app
+    _on_every_connection(app, "PRAGMA busy_timeout=50")
+    holder = sqlite3.connect(_metastore(app), isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(InternalServerException) as refused:
+            app.call("AddTags", {"ResourceId": "ds-x", "ResourceType": "DataSource", "Tags": []})
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert refused.value.message == (
+        f"the metastore (sqlite:///{_metastore(app)}) is busy: another process held it locked for longer "
+        f"than {BUSY_SECONDS} s; try again"
+    )

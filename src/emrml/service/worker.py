@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -43,6 +42,7 @@ from emrml.service.metastore import (
     now,
     open_engine,
     session_factory,
+    shown_url,
 )
 from emrml.storage.locations import configure as configure_storage
 
@@ -563,10 +563,9 @@ def _system_failure(settings: Settings, kind: str, entity_id: str, exc: OSError)
 def metastore_full(settings: Settings, kind: str) -> str:
     """The message of a job the metastore had no room for (``metastore.is_full``), naming it."""
     work = JOB_WORK.get(kind, f"The {kind} job")
-    where = make_url(settings.database_url).render_as_string(hide_password=True)
     return (
-        f"{work} failed: the metastore ({where}) is full: the disk it is on is full or past a size limit; "
-        "free some space and run it again"
+        f"{work} failed: the metastore ({shown_url(settings.database_url)}) is full: the disk it is on is "
+        "full or past a size limit; free some space and run it again"
     )
 
 

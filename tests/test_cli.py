@@ -633,3 +633,33 @@ def test_commands_started_at_once_on_a_new_home_all_work(tmp_path: Path) -> None
     for process in processes:
         _, errors = process.communicate(timeout=120)
         assert process.returncode == 0, errors.decode()
+
+
+def test_a_metastore_whose_disk_is_full_is_not_called_unreadable(tmp_path: Path) -> None:
+    """Opening a SQLite metastore makes its shared-memory file (``metastore.db-shm``): on a full disk (here a
+    file size limit smaller than that file, RLIMIT_FSIZE, which the metastore already written does not
+    need) the command said "cannot open it as an SQLite database (disk I/O error)" of a metastore that is
+    whole; it now says the disk is full."""
+    import resource
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    command = [sys.executable, "-m", "emrml", "--home", str(home), "datasource", "list"]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    subprocess.run(command, env=environment, check=True, capture_output=True, timeout=120)
+    assert sorted(path.name for path in home.glob("metastore.db*")) == ["metastore.db"]
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
+
+    ended = subprocess.run(
+        command, env=environment, preexec_fn=limited, capture_output=True, text=True, timeout=120
+    )
+    assert (ended.returncode, ended.stderr.strip()) == (
+        1,
+        f"error: InternalServerException: the metastore (sqlite:///{home}/metastore.db) is full: the disk it "
+        "is on is full or past a size limit (SQLite cannot make its metastore.db-shm file beside it); free "
+        "some space and try again",
+    )
+    subprocess.run(command, env=environment, check=True, capture_output=True, timeout=120)

@@ -498,6 +498,14 @@ def _check_sqlite_opens(engine: Engine) -> None:
         with engine.connect() as connection:
             connection.exec_driver_sql("SELECT count(*) FROM sqlite_master")
     except DBAPIError as exc:
+        if getattr(exc.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_IOERR_SHMSIZE:
+            # Its shared-memory file (WAL mode) could not be made: "disk I/O error" of a metastore that is
+            # whole, its disk full.
+            raise InternalServerException(
+                f"the metastore ({shown_url(str(engine.url))}) is full: the disk it is on is full or past a "
+                f"size limit (SQLite cannot make its {Path(engine.url.database or '').name}-shm file beside "
+                "it); free some space and try again"
+            ) from None
         raise InvalidInputException(
             f"metastore {engine.url.database}: cannot open it as an SQLite database ({exc.orig})"
         ) from None

@@ -356,3 +356,60 @@ def test_a_request_kept_waiting_past_the_busy_timeout_is_refused_naming_it(sqlit
         f"the metastore (sqlite:///{_metastore(app)}) is busy: another process held it locked for longer "
         f"than {BUSY_SECONDS} s; try again"
     )
+
+
+# A worker (``worker_main``) whose metastore another process holds locked past the busy timeout (here a
+# moment, rather than its 30 s) as the job reports progress.
+_LOCKED_OUT_WORKER = """
+import os, sqlite3, sys
+from sqlalchemy import event
+from emrml.config import Settings
+from emrml.service import tasks, worker
+
+open_engine = worker.open_engine
+
+def impatient(url):
+    engine = open_engine(url)
+    event.listen(engine, "connect", lambda connection, _record: connection.execute("PRAGMA busy_timeout=50"))
+    return engine
+
+def locked_out(context):
+    holder = sqlite3.connect(sys.argv[1] + "/metastore.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        context.note("reading")
+    finally:
+        holder.execute("ROLLBACK")
+    raise AssertionError("the progress was recorded")
+
+worker.open_engine = impatient
+worker.JOB_FUNCTIONS["DataSource"] = locked_out
+settings = Settings.load(environ={}, home=sys.argv[1])
+worker.worker_main(settings, "DataSource", sys.argv[2], int(sys.argv[3]), os.getppid())
+"""
+
+
+def test_a_worker_locked_out_of_the_metastore_ends_for_its_job_to_be_retried(
+    sqlite_app: EmrML, shared_datasets: Path
+) -> None:
+    """The metastore held locked past the busy timeout by another process is no failure of the job's: its
+    worker ended as for an internal error (the job FAILED for good, "see the log"); it now ends with an exit
+    code its runner retries the job on, and tells the user by."""
+    from emrml.service.worker import METASTORE_BUSY, describe_exit
+
+    app = sqlite_app
+    pending_bank(app, "ds-busy", shared_datasets)
+    attempt = app.jobs.claim("DataSource", "ds-busy")
+    ended = subprocess.run(
+        [sys.executable, "-c", _LOCKED_OUT_WORKER, str(app.settings.home), "ds-busy", str(attempt)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ended.returncode == METASTORE_BUSY, ended.stderr
+    assert "Traceback" not in ended.stderr
+    said = f"the metastore was busy: another process held it locked for longer than {BUSY_SECONDS} s"
+    assert describe_exit(ended.returncode) == said
+    assert app.jobs._retry_or_fail("DataSource", "ds-busy", attempt, f"the worker process died ({said})")
+    retried = app.call("GetDataSource", {"DataSourceId": "ds-busy"})
+    assert retried["Status"] == "PENDING" and said in retried["Message"]

@@ -413,3 +413,25 @@ def test_a_worker_locked_out_of_the_metastore_ends_for_its_job_to_be_retried(
     assert app.jobs._retry_or_fail("DataSource", "ds-busy", attempt, f"the worker process died ({said})")
     retried = app.call("GetDataSource", {"DataSourceId": "ds-busy"})
     assert retried["Status"] == "PENDING" and said in retried["Message"]
+
+
+def test_a_metastore_with_no_room_to_be_made_is_named_and_made_whole_later(tmp_path: Path) -> None:
+    """A first command (or server start) on a disk too full for the metastore's tables ended in "internal
+    error: OperationalError: database or disk is full" (a server's, in a traceback). It now names the
+    metastore; the migrations rolled back whole, the next start, given room, makes it."""
+    from emrml.service.metastore import migrate, open_engine, schema_is_current
+
+    url = f"sqlite:///{tmp_path / 'metastore.db'}"
+    engine = open_engine(url)
+    event.listen(engine, "connect", lambda connection, _record: connection.execute("PRAGMA max_page_count=8"))
+    with pytest.raises(InternalServerException) as refused:
+        migrate(engine, tmp_path)
+    engine.dispose()
+    assert refused.value.message == (
+        f"the metastore ({url}) is full: the disk it is on is full or past a size limit; free some space "
+        "and try again"
+    )
+    engine = open_engine(url)
+    migrate(engine, tmp_path)
+    assert schema_is_current(engine)
+    engine.dispose()

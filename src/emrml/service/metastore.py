@@ -480,13 +480,20 @@ def migrate(engine: Engine, home: Path) -> None:
     # Processes started at once on a new or older metastore (two CLI commands, a server, the servers of
     # several machines sharing one database) would all run the migrations, and all but one fail with "table
     # ... already exists": one upgrades at a time, and the next finds the schema current.
-    with _migration_lock(engine, home):
-        if schema_is_current(engine):
-            return
-        with _migration_transaction(engine) as connection:
-            config.attributes["connection"] = connection
-            config.attributes["home"] = home
-            command.upgrade(config, "head")
+    try:
+        with _migration_lock(engine, home):
+            if schema_is_current(engine):
+                return
+            with _migration_transaction(engine) as connection:
+                config.attributes["connection"] = connection
+                config.attributes["home"] = home
+                command.upgrade(config, "head")
+    except DBAPIError as exc:
+        # (Rolled back whole: the next start, given room, migrates from where this one started.)
+        error = out_of_service(exc, str(engine.url))
+        if error is None:
+            raise
+        raise error from None
 
 
 def _check_sqlite_opens(engine: Engine) -> None:

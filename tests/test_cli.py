@@ -518,6 +518,33 @@ def test_an_argument_that_is_not_utf8_is_refused_naming_it(tmp_path: Path) -> No
     assert "Invalid value for" in invoke("--home", home, "jobs", "--", odd, code=2).stderr
 
 
+def test_a_home_on_a_read_only_file_system_is_refused_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A home mounted read-only (simulated: a read-only mount needs privileges the tests may not have)
+    ended in "internal error: OSError: [Errno 30]" as the home was made owner-only, or, its metastore
+    already there, in "cannot open it as an SQLite database" of a metastore that is whole."""
+    home = tmp_path / "home"
+    home.mkdir(mode=0o755)
+    real_statvfs = os.statvfs
+
+    def statvfs(path: Any) -> os.statvfs_result:
+        found = real_statvfs(path)
+        if Path(path) != home:
+            return found
+        fields = list(found)
+        fields[8] |= os.ST_RDONLY  # f_flag
+        return os.statvfs_result(fields)
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
+    result = invoke("--home", str(home), "datasource", "list", code=2)
+    assert error_line(result) == (
+        f"error: InvalidInputException: emrml home {home}: its file system is read-only; emrml writes its "
+        "metastore, datasource samples, models and scratch files there: mount it read-write or choose "
+        "another home (--home, EMRML_HOME)"
+    )
+
+
 def test_a_home_that_cannot_be_created_is_named_not_a_traceback(tmp_path: Path) -> None:
     """A home below a file (or in /proc) ended in "internal error: FileNotFoundError", exit 1."""
     (tmp_path / "file").write_text("x")
@@ -606,3 +633,33 @@ def test_commands_started_at_once_on_a_new_home_all_work(tmp_path: Path) -> None
     for process in processes:
         _, errors = process.communicate(timeout=120)
         assert process.returncode == 0, errors.decode()
+
+
+def test_a_metastore_whose_disk_is_full_is_not_called_unreadable(tmp_path: Path) -> None:
+    """Opening a SQLite metastore makes its shared-memory file (``metastore.db-shm``): on a full disk (here a
+    file size limit smaller than that file, RLIMIT_FSIZE, which the metastore already written does not
+    need) the command said "cannot open it as an SQLite database (disk I/O error)" of a metastore that is
+    whole; it now says the disk is full."""
+    import resource
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    command = [sys.executable, "-m", "emrml", "--home", str(home), "datasource", "list"]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    subprocess.run(command, env=environment, check=True, capture_output=True, timeout=120)
+    assert sorted(path.name for path in home.glob("metastore.db*")) == ["metastore.db"]
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
+
+    ended = subprocess.run(
+        command, env=environment, preexec_fn=limited, capture_output=True, text=True, timeout=120
+    )
+    assert (ended.returncode, ended.stderr.strip()) == (
+        1,
+        f"error: InternalServerException: the metastore (sqlite:///{home}/metastore.db) is full: the disk it "
+        "is on is full or past a size limit (SQLite cannot make its metastore.db-shm file beside it); free "
+        "some space and try again",
+    )
+    subprocess.run(command, env=environment, check=True, capture_output=True, timeout=120)

@@ -329,6 +329,19 @@ PRIVATE_CA_NOTE = (
 )
 
 
+def _start_error(exc: Exception, settings: Settings) -> AmazonMLError:
+    """What a server that cannot start says: ``exc`` itself, or what the metastore's refusal means (a full
+    disk, a lock held too long); any other database error goes up, with its traceback."""
+    if isinstance(exc, AmazonMLError):
+        return exc
+    from emrml.service.metastore import out_of_service
+
+    error = out_of_service(exc, settings.database_url)
+    if error is None:
+        raise exc
+    return error
+
+
 def served_url(settings: Settings, host: str, port: int, *, tls: bool, public_url: str | None = None) -> str:
     """The URL clients reach the server at: ``public_url`` given, else the setting, but one left at its
     default follows the scheme, host and port really served."""
@@ -510,6 +523,8 @@ def start_server(
             fg="red",
             bold=True,
         )
+    from sqlalchemy.exc import DBAPIError  # (loaded with the metastore by now)
+
     # One server of a home at a time: two started at once on a new home would both write
     # admin-credentials.json, the second's console password or access key replacing the first's.
     try:
@@ -522,10 +537,11 @@ def start_server(
                 )
             )
             ensure_admin_password(Logins(service.sessions), settings.home)
-    except AmazonMLError as exc:  # a secrets.key that holds no key
+    except (AmazonMLError, DBAPIError) as exc:  # a secrets.key that holds no key, a disk full
         service.close()
-        typer.echo(f"error: {exc.type_name}: {exc.message}", err=True)
-        raise typer.Exit(exc.exit_code) from None
+        error = _start_error(exc, settings)
+        typer.echo(f"error: {error.type_name}: {error.message}", err=True)
+        raise typer.Exit(error.exit_code) from None
     if created is not None:
         _first_start_help(created[1], url, snippets=snippets)
     slots = settings.max_concurrent_jobs if workers_jobs is None else workers_jobs

@@ -14,8 +14,9 @@ from jobs_helpers import pending_bank
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.exc import DBAPIError
 
+from emrml.errors import InternalServerException
 from emrml.service.app import EmrML
-from emrml.service.metastore import is_full
+from emrml.service.metastore import BUSY_SECONDS, is_full
 
 
 @pytest.fixture
@@ -299,3 +300,138 @@ def test_a_metastore_with_no_room_is_told_from_its_other_errors(app: EmrML) -> N
         connection.exec_driver_sql("CREATE TEMPORARY TABLE twice (x INTEGER PRIMARY KEY)")
         connection.exec_driver_sql("INSERT INTO twice VALUES (1)")
         assert not is_full(_error(connection, "INSERT INTO twice VALUES (1)"))
+
+
+def _on_every_connection(app: EmrML, statement: str) -> None:
+    """Run ``statement`` on each connection the app opens from now on (its pool emptied first)."""
+
+    def run(connection: sqlite3.Connection, _record: object) -> None:
+        connection.execute(statement)
+
+    event.listen(app.engine, "connect", run)
+    app.engine.dispose()
+
+
+def test_a_request_the_metastore_has_no_room_for_is_refused_naming_it(
+    sqlite_app: EmrML, shared_datasets: Path
+) -> None:
+    """A Create* on a full metastore failed as an internal error ("OperationalError: database or disk is
+    full", its traceback in a server's log): it now names the metastore and what to do, and writes nothing."""
+    app = sqlite_app
+    with sqlite3.connect(_metastore(app)) as connection:
+        connection.execute("CREATE TABLE filler (x BLOB)")
+        pages = connection.execute("PRAGMA page_count").fetchone()[0]
+        connection.execute(f"PRAGMA max_page_count={pages}")
+        with pytest.raises(sqlite3.OperationalError, match="full"):  # its free pages used up
+            for _ in range(10_000):
+                connection.execute("INSERT INTO filler VALUES (zeroblob(4096))")
+    _on_every_connection(app, f"PRAGMA max_page_count={pages}")
+    bank = shared_datasets / "bank_marketing"
+    # Blanks after the schema make the row longer than the free room of a page: it needs a new one.
+    schema = (bank / "data.csv.schema").read_text() + " " * 20_000
+    spec = {"DataLocationS3": str(bank / "data.csv"), "DataSchema": schema}
+    with pytest.raises(InternalServerException) as refused:
+        app.call("CreateDataSourceFromS3", {"DataSourceId": "ds-full", "DataSpec": spec})
+    assert refused.value.message == (
+        f"the metastore (sqlite:///{_metastore(app)}) is full: the disk it is on is full or past a size "
+        "limit; free some space and try again"
+    )
+    assert app.call("DescribeDataSources", {})["Results"] == []
+
+
+def test_a_request_kept_waiting_past_the_busy_timeout_is_refused_naming_it(sqlite_app: EmrML) -> None:
+    """Another process holding the SQLite metastore locked past the busy timeout (here a moment, rather than
+    its 30 s) failed a request as an internal error ("database is locked"); it now says so."""
+    app = sqlite_app
+    _on_every_connection(app, "PRAGMA busy_timeout=50")
+    holder = sqlite3.connect(_metastore(app), isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(InternalServerException) as refused:
+            app.call("AddTags", {"ResourceId": "ds-x", "ResourceType": "DataSource", "Tags": []})
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert refused.value.message == (
+        f"the metastore (sqlite:///{_metastore(app)}) is busy: another process held it locked for longer "
+        f"than {BUSY_SECONDS} s; try again"
+    )
+
+
+# A worker (``worker_main``) whose metastore another process holds locked past the busy timeout (here a
+# moment, rather than its 30 s) as the job reports progress.
+_LOCKED_OUT_WORKER = """
+import os, sqlite3, sys
+from sqlalchemy import event
+from emrml.config import Settings
+from emrml.service import tasks, worker
+
+open_engine = worker.open_engine
+
+def impatient(url):
+    engine = open_engine(url)
+    event.listen(engine, "connect", lambda connection, _record: connection.execute("PRAGMA busy_timeout=50"))
+    return engine
+
+def locked_out(context):
+    holder = sqlite3.connect(sys.argv[1] + "/metastore.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        context.note("reading")
+    finally:
+        holder.execute("ROLLBACK")
+    raise AssertionError("the progress was recorded")
+
+worker.open_engine = impatient
+worker.JOB_FUNCTIONS["DataSource"] = locked_out
+settings = Settings.load(environ={}, home=sys.argv[1])
+worker.worker_main(settings, "DataSource", sys.argv[2], int(sys.argv[3]), os.getppid())
+"""
+
+
+def test_a_worker_locked_out_of_the_metastore_ends_for_its_job_to_be_retried(
+    sqlite_app: EmrML, shared_datasets: Path
+) -> None:
+    """The metastore held locked past the busy timeout by another process is no failure of the job's: its
+    worker ended as for an internal error (the job FAILED for good, "see the log"); it now ends with an exit
+    code its runner retries the job on, and tells the user by."""
+    from emrml.service.worker import METASTORE_BUSY, describe_exit
+
+    app = sqlite_app
+    pending_bank(app, "ds-busy", shared_datasets)
+    attempt = app.jobs.claim("DataSource", "ds-busy")
+    ended = subprocess.run(
+        [sys.executable, "-c", _LOCKED_OUT_WORKER, str(app.settings.home), "ds-busy", str(attempt)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ended.returncode == METASTORE_BUSY, ended.stderr
+    assert "Traceback" not in ended.stderr
+    said = f"the metastore was busy: another process held it locked for longer than {BUSY_SECONDS} s"
+    assert describe_exit(ended.returncode) == said
+    assert app.jobs._retry_or_fail("DataSource", "ds-busy", attempt, f"the worker process died ({said})")
+    retried = app.call("GetDataSource", {"DataSourceId": "ds-busy"})
+    assert retried["Status"] == "PENDING" and said in retried["Message"]
+
+
+def test_a_metastore_with_no_room_to_be_made_is_named_and_made_whole_later(tmp_path: Path) -> None:
+    """A first command (or server start) on a disk too full for the metastore's tables ended in "internal
+    error: OperationalError: database or disk is full" (a server's, in a traceback). It now names the
+    metastore; the migrations rolled back whole, the next start, given room, makes it."""
+    from emrml.service.metastore import migrate, open_engine, schema_is_current
+
+    url = f"sqlite:///{tmp_path / 'metastore.db'}"
+    engine = open_engine(url)
+    event.listen(engine, "connect", lambda connection, _record: connection.execute("PRAGMA max_page_count=8"))
+    with pytest.raises(InternalServerException) as refused:
+        migrate(engine, tmp_path)
+    engine.dispose()
+    assert refused.value.message == (
+        f"the metastore ({url}) is full: the disk it is on is full or past a size limit; free some space "
+        "and try again"
+    )
+    engine = open_engine(url)
+    migrate(engine, tmp_path)
+    assert schema_is_current(engine)
+    engine.dispose()

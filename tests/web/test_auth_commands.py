@@ -260,3 +260,46 @@ def test_a_key_file_emrml_did_not_write_is_named_not_an_internal_error(
     # The server says so too, before it listens (it was a traceback).
     refused = CliRunner().invoke(app, ["--home", str(home), "serve", "--port", "1", "--workers-jobs", "0"])
     assert refused.exit_code == 2 and refused.output.endswith("every server sharing the metastore needs it\n")
+
+
+def test_a_server_whose_metastore_has_no_room_for_its_admin_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first start of a server on a metastore with no room to add the admin user (its disk full, here
+    SQLite's ``max_page_count``) ended in a traceback; it now names the metastore, and writes no key file."""
+    import sqlite3
+
+    from sqlalchemy import Engine, event
+
+    from emrml.service import app as service_app
+
+    monkeypatch.setattr(server, "serve", lambda *_args, **_kwargs: None)
+    monkeypatch.setattr(access_log, "configure_logging", lambda: None)
+    runner, app = CliRunner(), _root_app()
+    assert runner.invoke(app, ["--home", str(tmp_path), "users", "list"]).exit_code == 0
+    database = tmp_path / "metastore.db"
+    with sqlite3.connect(database) as connection:
+        # The user's row would fit in a page the metastore has: it comes with more than it has room for.
+        connection.execute("CREATE TABLE filler (x BLOB)")
+        connection.execute(
+            "CREATE TRIGGER grows AFTER INSERT ON users "
+            "BEGIN INSERT INTO filler VALUES (zeroblob(1 << 20)); END"
+        )
+        pages = connection.execute("PRAGMA page_count").fetchone()[0]
+    open_engine = service_app.open_engine
+
+    def limited(url: str) -> Engine:
+        engine = open_engine(url)
+        event.listen(
+            engine, "connect", lambda connection, _: connection.execute(f"PRAGMA max_page_count={pages}")
+        )
+        return engine
+
+    monkeypatch.setattr(service_app, "open_engine", limited)
+    refused = runner.invoke(app, ["--home", str(tmp_path), "serve", "--port", "8123", "--workers-jobs", "0"])
+    assert (refused.exit_code, refused.output) == (
+        1,
+        f"error: InternalServerException: the metastore (sqlite:///{database}) is full: the disk it is on is "
+        "full or past a size limit; free some space and try again\n",
+    )
+    assert not (tmp_path / "admin-credentials.json").exists()

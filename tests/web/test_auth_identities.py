@@ -3,7 +3,9 @@ private key file, the first-start admin key, and the credential cache that remem
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 import stat
 import warnings
@@ -165,3 +167,57 @@ def test_a_secret_sealed_with_another_key_file_fails_naming_the_key_file(tmp_pat
     with pytest.raises(InternalServerException, match=r"another secrets\.key") as raised:
         SecretBox(tmp_path / "two.key").decrypt(sealed)
     assert "two.key" in raised.value.message and "db-password" not in raised.value.message
+
+
+def _no_room(*_args: object, **_kwargs: object) -> None:
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_console_password_that_cannot_be_written_down_leaves_the_admin_key_file_whole(
+    sqlite_identities: Identities, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first start adds the console password to the file holding the admin's access key. The disk full
+    as it did, the file was removed first and left empty: the key, and the password just set, were known
+    nowhere. Now the file keeps the key, the password is not set (the next start gives one), and the
+    error names the file."""
+    from emrml.service.logins import Logins, ensure_admin_password
+
+    created = ensure_admin(sqlite_identities, tmp_path)
+    assert created is not None
+    key, path = created
+    kept = path.read_text()
+    logins = Logins(sqlite_identities.sessions)
+    with monkeypatch.context() as patched:
+        patched.setattr(json, "dump", _no_room)  # the write's first bytes find no room
+        with pytest.raises(InternalServerException) as refused:
+            ensure_admin_password(logins, tmp_path)
+    assert refused.value.message == (
+        f"{path}: cannot write it (No space left on device); free some space or make the folder writable, "
+        "and start again"
+    )
+    assert path.read_text() == kept
+    assert [file.name for file in tmp_path.iterdir() if "admin-credentials" in file.name] == [path.name]
+    assert not logins.has_password("admin")
+    password = ensure_admin_password(logins, tmp_path)
+    assert password is not None and logins.verify("admin", password)
+    assert json.loads(path.read_text()) == {
+        "aws_access_key_id": key.access_key_id,
+        "aws_secret_access_key": key.secret_access_key,
+        "console_user": "admin",
+        "console_password": password,
+    }
+
+
+def test_an_admin_key_that_cannot_be_written_down_is_made_again_at_the_next_start(
+    sqlite_identities: Identities, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk full as the first start wrote the admin's access key down: the user kept a key known
+    nowhere, and later starts, finding a user, made none."""
+    with monkeypatch.context() as patched:
+        patched.setattr(json, "dump", _no_room)
+        with pytest.raises(InternalServerException):
+            ensure_admin(sqlite_identities, tmp_path)
+    assert sqlite_identities.list_users() == []
+    created = ensure_admin(sqlite_identities, tmp_path)
+    assert created is not None
+    assert json.loads(created[1].read_text())["aws_access_key_id"] == created[0].access_key_id

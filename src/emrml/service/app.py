@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from emrml.config import Settings
 from emrml.errors import InvalidInputException
@@ -21,7 +21,7 @@ from emrml.service import (  # noqa: F401  (register their operations)
 from emrml.service.access import Access, Unseen
 from emrml.service.confinement import prepare_home
 from emrml.service.jobs import JobRunner, ProgressCallback
-from emrml.service.metastore import migrate, open_engine, session_factory
+from emrml.service.metastore import migrate, open_engine, out_of_service, session_factory
 from emrml.service.mounted import MountedModels
 from emrml.service.operations import CALLER, ID_MEMBER, OPERATIONS, reused_id, running_as
 from emrml.service.validation import validate_request
@@ -74,7 +74,13 @@ class EmrML:
             # from the mounted model's owner.
             return endpoints.serve_predict(self, request or {}, caller)
         with running_as(caller, remote=remote):
-            return self._call(operation, request)
+            try:
+                return self._call(operation, request)
+            except DBAPIError as exc:
+                error = out_of_service(exc, self.settings.database_url)
+                if error is None:
+                    raise
+                raise error from None
 
     def _call(self, operation: str, request: dict[str, Any] | None) -> dict[str, Any]:
         function = OPERATIONS.get(operation)

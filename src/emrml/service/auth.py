@@ -26,6 +26,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -36,6 +37,7 @@ from sqlalchemy.exc import IntegrityError
 
 from emrml.errors import (
     IncompleteSignatureException,
+    InternalServerException,
     InvalidInputException,
     InvalidSignatureException,
     MissingAuthenticationTokenException,
@@ -429,12 +431,28 @@ def _known(credential: Credential | None) -> bool:
 
 
 def write_private_json(path: Path, document: dict[str, str]) -> None:
-    """Write ``document`` to a new file only its owner can read (mode 0600)."""
-    path.unlink(missing_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        json.dump(document, handle, indent=2)
-        handle.write("\n")
+    """Write ``document`` to ``path``, a file only its owner can read (mode 0600), whole or not at all:
+    written to a new file beside it, then renamed over it. The file it replaces (the admin's access key,
+    to which the console password is added) is kept, whole, when the new one cannot be written: a full
+    disk left it empty, the key and password it held known nowhere else. Raises InternalServerException
+    naming the file."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.unlink(missing_ok=True)
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            json.dump(document, handle, indent=2)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except OSError as exc:
+        with suppress(OSError):
+            temporary.unlink()
+        raise InternalServerException(
+            f"{path}: cannot write it ({exc.strerror}); free some space or make the folder writable, and "
+            "start again"
+        ) from None
 
 
 def ensure_admin(identities: Identities, home: Path) -> tuple[NewAccessKey, Path] | None:
@@ -453,7 +471,12 @@ def ensure_admin(identities: Identities, home: Path) -> tuple[NewAccessKey, Path
         raise
     key = identities.create_key(ADMIN_USER)
     path = home / ADMIN_CREDENTIALS_FILE
-    write_private_json(
-        path, {"aws_access_key_id": key.access_key_id, "aws_secret_access_key": key.secret_access_key}
-    )
+    try:
+        write_private_json(
+            path, {"aws_access_key_id": key.access_key_id, "aws_secret_access_key": key.secret_access_key}
+        )
+    except InternalServerException:
+        # A key written down nowhere: the user goes, for the next start to make it again.
+        identities.delete_user(ADMIN_USER)
+        raise
     return key, path

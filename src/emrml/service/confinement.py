@@ -81,19 +81,33 @@ def prepare_home(settings: Settings) -> None:
         raise AccessDeniedException(f"emrml home {home}: cannot create the folder ({exc.strerror})") from None
     except OSError as exc:  # a file in the way, a read-only or pseudo file system
         raise InvalidInputException(f"emrml home {home}: cannot create the folder ({exc.strerror})") from None
-    if home.stat().st_mode & 0o077 and home.stat().st_uid == os.getuid():
-        home.chmod(0o700)
-    if not settings.metastore_url:
-        database = home / "metastore.db"
-        # Only a missing file is opened: closing a descriptor of a database this process already has open
-        # (a second EmrML on the same home, the CLI run in-process) would drop every POSIX lock the process
-        # holds on it, SQLite's included, and break WAL locking for every other process.
-        with suppress(FileExistsError):
-            os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
-        for suffix in ("", "-wal", "-shm"):
-            path = home / f"metastore.db{suffix}"
-            if path.exists() and path.stat().st_mode & 0o077:
-                path.chmod(0o600)
+    if os.statvfs(home).f_flag & os.ST_RDONLY:
+        # Every job writes there (samples, models, scratch), as SQLite does its metastore's journal even to
+        # read it: refused here, rather than as an internal error on the first chmod, or "cannot open it as
+        # an SQLite database" of a metastore that is whole.
+        raise InvalidInputException(
+            f"emrml home {home}: its file system is read-only; emrml writes its metastore, datasource "
+            "samples, models and scratch files there: mount it read-write or choose another home "
+            "(--home, EMRML_HOME)"
+        )
+    try:
+        if home.stat().st_mode & 0o077 and home.stat().st_uid == os.getuid():
+            home.chmod(0o700)
+        if not settings.metastore_url:
+            database = home / "metastore.db"
+            # Only a missing file is opened: closing a descriptor of a database this process already has
+            # open (a second EmrML on the same home, the CLI run in-process) would drop every POSIX lock the
+            # process holds on it, SQLite's included, and break WAL locking for every other process.
+            with suppress(FileExistsError):
+                os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+            for suffix in ("", "-wal", "-shm"):
+                path = home / f"metastore.db{suffix}"
+                if path.exists() and path.stat().st_mode & 0o077:
+                    path.chmod(0o600)
+    except PermissionError as exc:  # a home owned by another user, its metastore file not writable
+        raise AccessDeniedException(f"emrml home {home}: {exc.strerror} ({exc.filename})") from None
+    except OSError as exc:
+        raise InvalidInputException(f"emrml home {home}: {exc.strerror} ({exc.filename})") from None
 
 
 def check_location(

@@ -427,5 +427,11 @@ def ensure_admin_password(logins: Logins, home: Path) -> str | None:
         except (OSError, ValueError):
             document = {}
     document.update({"console_user": ADMIN_USER, "console_password": password})
-    write_private_json(path, document)
+    try:
+        write_private_json(path, document)
+    except AmazonMLError:
+        # A password written down nowhere: it goes, for the next start to give one again.
+        with logins.sessions() as session, session.begin():
+            session.execute(delete(Login).where(Login.user_name == ADMIN_USER))
+        raise
     return password

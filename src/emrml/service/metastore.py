@@ -316,11 +316,15 @@ def now() -> float:
     return round(time.time(), 3)
 
 
+#: Seconds an SQLite statement waits for a lock another process holds before it fails (``out_of_service``).
+BUSY_SECONDS = 30
+
+
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     # WAL lets the server read while a worker process writes; busy_timeout makes writers queue, not fail.
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_SECONDS * 1000}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     # LIKE compares as ids and names are, case and all, as on PostgreSQL and MariaDB (utf8mb4_bin): the
     # Describe* filters that statements' resource patterns become, and the Prefix filter, rely on it.
@@ -376,7 +380,7 @@ def open_engine(url: str) -> Engine:
     """Create the SQLAlchemy engine for ``url`` (SQLite gets WAL mode and a busy timeout)."""
     try:
         if url.startswith("sqlite"):
-            engine = create_engine(url, connect_args={"timeout": 30})
+            engine = create_engine(url, connect_args={"timeout": BUSY_SECONDS})
             event.listen(engine, "connect", _sqlite_pragmas)
             return engine
         engine = create_engine(url, pool_pre_ping=True)
@@ -413,6 +417,32 @@ def is_full(exc: BaseException) -> bool:
     # their message.
     arguments = getattr(error, "args", ())
     return bool(arguments) and type(arguments[0]) is int and arguments[0] in _MYSQL_NO_ROOM
+
+
+def shown_url(url: str) -> str:
+    """The metastore's URL as messages show it: its password hidden."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def out_of_service(exc: BaseException, url: str) -> InternalServerException | None:
+    """The error a request answers when the metastore ``url`` refused its statement for want of room
+    (``is_full``) or, SQLite, for a lock another process held past the busy timeout; None for any other
+    error. Either is no bug to look up in a log but a state of the machine the message names, and which
+    ends: the statement's transaction was rolled back whole, and the request may be sent again."""
+    if is_full(exc):
+        return InternalServerException(
+            f"the metastore ({shown_url(url)}) is full: the disk it is on is full or past a size limit; "
+            "free some space and try again"
+        )
+    code = getattr(getattr(exc, "orig", None), "sqlite_errorcode", None)
+    if isinstance(exc, DBAPIError) and code is not None and code & 0xFF == sqlite3.SQLITE_BUSY:
+        return InternalServerException(
+            f"the metastore ({shown_url(url)}) is busy: another process held it locked for longer than "
+            f"{BUSY_SECONDS} s; try again"
+        )
+    return None
 
 
 @functools.cache
@@ -462,13 +492,20 @@ def migrate(engine: Engine, home: Path) -> None:
     # Processes started at once on a new or older metastore (two CLI commands, a server, the servers of
     # several machines sharing one database) would all run the migrations, and all but one fail with "table
     # ... already exists": one upgrades at a time, and the next finds the schema current.
-    with _migration_lock(engine, home):
-        if schema_is_current(engine):
-            return
-        with _migration_transaction(engine) as connection:
-            config.attributes["connection"] = connection
-            config.attributes["home"] = home
-            command.upgrade(config, "head")
+    try:
+        with _migration_lock(engine, home):
+            if schema_is_current(engine):
+                return
+            with _migration_transaction(engine) as connection:
+                config.attributes["connection"] = connection
+                config.attributes["home"] = home
+                command.upgrade(config, "head")
+    except DBAPIError as exc:
+        # (Rolled back whole: the next start, given room, migrates from where this one started.)
+        error = out_of_service(exc, str(engine.url))
+        if error is None:
+            raise
+        raise error from None
 
 
 def _check_sqlite_opens(engine: Engine) -> None:
@@ -480,6 +517,14 @@ def _check_sqlite_opens(engine: Engine) -> None:
         with engine.connect() as connection:
             connection.exec_driver_sql("SELECT count(*) FROM sqlite_master")
     except DBAPIError as exc:
+        if getattr(exc.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_IOERR_SHMSIZE:
+            # Its shared-memory file (WAL mode) could not be made: "disk I/O error" of a metastore that is
+            # whole, its disk full.
+            raise InternalServerException(
+                f"the metastore ({shown_url(str(engine.url))}) is full: the disk it is on is full or past a "
+                f"size limit (SQLite cannot make its {Path(engine.url.database or '').name}-shm file beside "
+                "it); free some space and try again"
+            ) from None
         raise InvalidInputException(
             f"metastore {engine.url.database}: cannot open it as an SQLite database ({exc.orig})"
         ) from None

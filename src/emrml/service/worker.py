@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,12 +36,15 @@ from emrml.errors import AmazonMLError
 from emrml.lifetime import exit_with, machine
 from emrml.service.confinement import OWNER_ONLY_UMASK
 from emrml.service.metastore import (
+    BUSY_SECONDS,
     ENTITY_CLASSES,
     fenced_update,
     is_full,
     now,
     open_engine,
+    out_of_service,
     session_factory,
+    shown_url,
 )
 from emrml.storage.locations import configure as configure_storage
 
@@ -407,6 +409,17 @@ def run_job_in_this_process(
         if is_full(exc):  # a progress report, or a read the job made, found no room
             log.warning("%s %s failed: %s", kind, entity_id, exc)
             values = {"status": "FAILED", "message": metastore_full(settings, kind)}
+        elif _busy(settings, exc):
+            # Another process held the metastore locked past the busy timeout: no failure of the job's.
+            # A worker's attempt ends for its runner to retry, as one whose pool died does.
+            stop.set()
+            log.warning("%s %s attempt %d: %s", kind, entity_id, attempt, describe_exit(METASTORE_BUSY))
+            if worker:
+                sys.exit(METASTORE_BUSY)
+            values = {
+                "status": "FAILED",
+                "message": f"{JOB_WORK[kind]} failed: {describe_exit(METASTORE_BUSY)}",
+            }
         else:
             values = {"status": "FAILED", "message": internal_failure(settings, kind, entity_id)}
     finally:
@@ -498,11 +511,19 @@ def worker_main(settings: Settings, kind: str, entity_id: str, attempt: int, run
     try:
         run_job_in_this_process(settings, kind, entity_id, attempt)
     except SQLAlchemyError as exc:
+        if _busy(settings, exc):  # as the job recorded its outcome: the runner retries it
+            log.error("%s %s attempt %d: %s", kind, entity_id, attempt, describe_exit(METASTORE_BUSY))
+            sys.exit(METASTORE_BUSY)
         if not is_full(exc):
             raise
         # No room even to record that: the runner, told by the exit code, retries the job or fails it.
         log.error("%s %s attempt %d: %s", kind, entity_id, attempt, metastore_full(settings, kind))
         sys.exit(METASTORE_FULL)
+
+
+def _busy(settings: Settings, exc: BaseException) -> bool:
+    """Whether the metastore refused a statement because another process held it locked too long."""
+    return not is_full(exc) and out_of_service(exc, settings.database_url) is not None
 
 
 #: What each kind of job does, in the words a user knows it by.
@@ -563,10 +584,9 @@ def _system_failure(settings: Settings, kind: str, entity_id: str, exc: OSError)
 def metastore_full(settings: Settings, kind: str) -> str:
     """The message of a job the metastore had no room for (``metastore.is_full``), naming it."""
     work = JOB_WORK.get(kind, f"The {kind} job")
-    where = make_url(settings.database_url).render_as_string(hide_password=True)
     return (
-        f"{work} failed: the metastore ({where}) is full: the disk it is on is full or past a size limit; "
-        "free some space and run it again"
+        f"{work} failed: the metastore ({shown_url(settings.database_url)}) is full: the disk it is on is "
+        "full or past a size limit; free some space and run it again"
     )
 
 
@@ -574,6 +594,8 @@ def metastore_full(settings: Settings, kind: str) -> str:
 POOL_DIED = 75
 #: The exit code of a worker that found no room in the metastore, not even to record that (``worker_main``).
 METASTORE_FULL = 76
+#: The exit code of a worker whose metastore another process held locked past its busy timeout.
+METASTORE_BUSY = 77
 
 
 def describe_exit(exitcode: int | None) -> str:
@@ -581,6 +603,8 @@ def describe_exit(exitcode: int | None) -> str:
         return "one of its processes was killed, perhaps by the system short of memory"
     if exitcode == METASTORE_FULL:
         return "the metastore was full: its disk is full or past a size limit"
+    if exitcode == METASTORE_BUSY:
+        return f"the metastore was busy: another process held it locked for longer than {BUSY_SECONDS} s"
     if exitcode is not None and exitcode < 0:
         try:
             return f"killed by signal {signal.Signals(-exitcode).name}"

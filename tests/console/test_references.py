@@ -228,7 +228,8 @@ def test_a_job_added_to_an_open_jobs_page_links_only_what_the_reader_may_open(
     page: Any, served: Served, axe_source: str
 ) -> None:
     """The jobs page's script adds the rows of jobs created since it loaded as the template writes them:
-    one whose object the reader may list but not open is named without a link."""
+    one whose object the reader may list but not open is named without a link (its name's right-to-left
+    override shown by code point, as the page shows it)."""
     installation = served.installation
     with _granted(installation, "jo-watcher", ["evaluation/*"]) as password:
         page.goto(served.url + "/console/login")
@@ -242,13 +243,13 @@ def test_a_job_added_to_an_open_jobs_page_links_only_what_the_reader_may_open(
         spec = {"DataLocationS3": str(installation.sample), "DataSchema": bank_sample_schema().to_json()}
         installation.service.call(
             "CreateDataSourceFromS3",
-            {"DataSourceId": source_id, "DataSourceName": "late unreadable", "DataSpec": spec},
+            {"DataSourceId": source_id, "DataSourceName": "late\u202eunreadable", "DataSpec": spec},
         )
         row = page.locator(f'tr[data-id="DataSource/{source_id}"]')
         row.wait_for(timeout=10_000)
         assert page.evaluate("() => window.sameDocument") is True
         assert row.locator("a").count() == 0
-        assert row.locator("td").first.inner_text() == f"late unreadable {NOTE}"
+        assert row.locator("td").first.inner_text() == f"late[U+202E]unreadable {NOTE}"
         check_accessibility(page, axe_source)
 
 

@@ -169,7 +169,9 @@ class Console:
             lstrip_blocks=True,
             finalize=_without_nul,
         )
-        self.templates.globals.update(url=self.url, static=self.static_url)
+        self.templates.globals.update(
+            url=self.url, static=self.static_url, invisible_characters=formats.INVISIBLE_CLASS
+        )
         self.templates.filters.update(formats.FILTERS)
 
     def url(self, path: str = "", **query: Any) -> str:

@@ -7,6 +7,19 @@
   }
   window.emrmlPageData = pageData;
 
+  // A name as the pages' filter ``visible`` (emrml/console/formats.py) shows it: each character that draws
+  // nothing yet changes how it reads ("report\u202eslx.exe" reads "reportexe.xls") as its code point,
+  // "[U+202E]". The set is the filter's own, given by the page on this script's tag (base.html), so the
+  // two cannot drift. For text only: an address or a form's value keeps the name as it is.
+  var INVISIBLE = new RegExp(document.currentScript.getAttribute("data-invisible"), "gu");
+  function visible(text) {
+    if (typeof text !== "string") return text;
+    return text.replace(INVISIBLE, function (found) {
+      return "[U+" + found.codePointAt(0).toString(16).toUpperCase().padStart(4, "0") + "]";
+    });
+  }
+  window.emrmlVisible = visible;
+
   function fmtTime(epoch) {
     if (typeof epoch !== "number") return "";
     return new Date(epoch * 1000).toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
@@ -35,12 +48,12 @@
     if (job.Readable) {
       var link = document.createElement("a");
       link.href = table.getAttribute("data-base") + job.Path + "/" + encodeURIComponent(job.Id);
-      link.textContent = job.Name || job.Id;
+      link.textContent = visible(job.Name || job.Id);
       named.appendChild(link);
     } else {
       // An object the user may list but not open: its name or id, as the template names it.
       var code = document.createElement(job.Name ? "span" : "code");
-      code.textContent = job.Name || job.Id;
+      code.textContent = visible(job.Name || job.Id);
       var note = document.createElement("small");
       note.className = "unreadable";
       note.textContent = "(you may not open it)";
@@ -123,7 +136,7 @@
       var field = form.querySelector('input[name="consumers"]');
       field.id = "consumers-" + stream.StreamId;
       form.querySelector("label").htmlFor = field.id;
-      form.querySelector("button").setAttribute("aria-label", "Start the consumers of " + (stream.Name || stream.StreamId));
+      form.querySelector("button").setAttribute("aria-label", "Start the consumers of " + visible(stream.Name || stream.StreamId));
       start.appendChild(form);
     }
     form.querySelector("button").textContent = stream.Status === "STOPPED" ? "Start" : "Start again";
@@ -137,14 +150,14 @@
     row.setAttribute("data-id", "Stream/" + stream.StreamId);
     var named = document.createElement("span");
     named.className = "fit";
-    named.textContent = stream.Name || stream.StreamId;
+    named.textContent = visible(stream.Name || stream.StreamId);
     cell(row).appendChild(named);
     var model = cell(row);
     if (stream.ModelReadable) {
       var link = document.createElement("a");
       var name = (names || {})["models/" + stream.MLModelId];
       link.href = base + "models/" + encodeURIComponent(stream.MLModelId);
-      link.textContent = name || stream.MLModelId;
+      link.textContent = visible(name || stream.MLModelId);
       model.appendChild(link);
       if (name) {
         var id = document.createElement("code");

@@ -20,8 +20,8 @@ from emrml.errors import (
     ResourceNotFoundException,
 )
 from emrml.service.app import EmrML
-from emrml.service.metastore import MLModel
 from emrml.service.mounted import REVALIDATE_SECONDS, MountedModels, TokenBucket
+from emrml.service.rows import MLModel
 
 
 def test_token_bucket() -> None:

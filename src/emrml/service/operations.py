@@ -92,6 +92,7 @@ _MODULES = (
     "streams",
     "tags",
 )
+_imported = False
 
 #: The id member of each entity kind in requests and responses.
 ID_MEMBER = {
@@ -124,8 +125,11 @@ def operation(name: str) -> Callable[[Operation], Operation]:
 
 def registered() -> dict[str, Operation]:
     """Every operation by name, their modules imported by the first call (with the ORM they use)."""
-    for module in _MODULES:  # a dictionary lookup each once imported
-        importlib.import_module(f"emrml.service.{module}")
+    global _imported
+    if not _imported:
+        for module in _MODULES:  # (threads asking at once each import them: Python's import lock waits)
+            importlib.import_module(f"emrml.service.{module}")
+        _imported = True
     return OPERATIONS
 
 

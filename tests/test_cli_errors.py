@@ -207,10 +207,12 @@ def test_a_target_or_row_id_not_among_the_columns_names_its_option(home: Path, t
 
 
 def test_a_malformed_data_location_is_refused_before_the_store_is_asked(home: Path) -> None:
-    """``--data s3://b/a/../x.csv`` was looked for in S3 (a credentials or "no such file" error) before the
+    """``--data s3://bkt/a/../x.csv`` was looked for in S3 (a credentials or "no such file" error) before the
     service refused the dotted key; ``--data http://…`` was refused without naming the option."""
     for command in (["datasource", "infer-schema"], ["datasource", "create", "--id", "ds-dots"]):
-        dotted = error_line(cli(home, *command, "--data", "s3://b/a/../x.csv", code=2))
-        assert "--data: 's3://b/a/../x.csv' is not a valid S3 location: its key has a '..' segment" in dotted
+        dotted = error_line(cli(home, *command, "--data", "s3://bkt/a/../x.csv", code=2))
+        assert "--data: 's3://bkt/a/../x.csv' is not a valid S3 location: its key has a '..' segment" in (
+            dotted
+        )
         scheme = error_line(cli(home, *command, "--data", "http://x/y.csv", code=2))
         assert "--data: 'http://x/y.csv': unsupported scheme 'http'" in scheme

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import math
 import os
 import re
 import tomllib
@@ -86,6 +87,10 @@ class Settings:
     #: "mysql://db.internal:3306", "warehouse": "postgresql://dw.internal:5439"}``: a ``[sql_connections]``
     #: table in emrml.toml, a JSON object in EMRML_SQL_CONNECTIONS.
     sql_connections: dict[str, str] = field(default_factory=dict)
+    #: Seconds a SQL datasource's server has to take a connection and sign in: one that says nothing for
+    #: that long (a proxy with no database behind it, a port of another protocol) fails the datasource,
+    #: naming it. A query is then waited for as long as it runs.
+    sql_connect_seconds: float = 10.0
     #: Stream scoring (``emrml stream``): the Kinesis endpoint (empty: AWS's, from the region), the region
     #: (empty: the AWS configuration's, else us-east-1); a consumer that has not renewed its shard leases
     #: for ``stream_lease_seconds`` loses them to the others; records per GetRecords (micro-batch: Kinesis's
@@ -181,6 +186,13 @@ class Settings:
             raise InvalidInputException(
                 "setting console_upload_max_bytes must be a positive number of bytes, e.g. 1073741824 "
                 f"(got {self.console_upload_max_bytes})"
+            )
+        if not 0 < self.sql_connect_seconds < math.inf:
+            # Else every SQL datasource failed at its first connection (0: no wait at all), or waited on a
+            # silent server for ever.
+            raise InvalidInputException(
+                f"setting sql_connect_seconds must be a positive number of seconds, e.g. 10 (got "
+                f"{self.sql_connect_seconds:g})"
             )
         if self.batch_bytes < 1:
             # Else every job failed with an internal error as it started reading its data.

@@ -61,3 +61,31 @@ def test_the_batch_prediction_form_names_no_folder_to_who_may_write_none(anonymo
     shown = anonymous.get("/console/batch-predictions/new").text
     assert '<input id="output" name="output" value="">' in shown and 'id="output-hint"' not in shown
     assert anonymous.get("/console/batch-predictions/new?format=json").json()["WritableFolders"] == []
+
+
+def test_an_output_folder_with_a_denied_part_is_not_offered(installation: Installation) -> None:
+    # A batch prediction writes below its output folder: one where a Deny covers a part is refused by
+    # CreateBatchPrediction, so the form offering it would lead only to that refusal.
+    service, access, name = installation.service, installation.service.access, "pia-output"
+    folder = f"{(installation.home / 'data').resolve()}/pia-results/"
+    access.create_group(f"{name}-group")
+    allowed = ["machinelearning:Get*", "machinelearning:Describe*", "machinelearning:CreateBatchPrediction"]
+    access.add_statement(f"{name}-group", {"Effect": "Allow", "Action": allowed, "Resource": "*"})
+    grant = {
+        "Effect": "Allow",
+        "Action": ["storage:Write"],
+        "Resource": [f"{folder}*", f"{folder}kept/mine/*"],
+    }
+    access.add_statement(f"{name}-group", grant)
+    deny = {"Effect": "Deny", "Action": ["storage:Write"], "Resource": f"{folder}kept/*"}
+    access.add_statement(f"{name}-group", deny)
+    Identities(service.sessions, installation.home).create_user(name, (f"{name}-group",))
+    Logins(service.sessions).set_password(name, f"{name}-password-1")
+    try:
+        with TestClient(create_app(service), follow_redirects=False) as client:
+            assert log_in(client, name, f"{name}-password-1").status_code == 303
+            twin = client.get(f"/console/batch-predictions/new?model={MODEL}&format=json").json()
+            assert twin["WritableFolders"] == []
+    finally:
+        access.delete_user(name)
+        access.delete_group(f"{name}-group")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -115,14 +116,16 @@ def test_a_console_process_that_dies_is_started_again(server: Any) -> None:
         assert client.get("/health").status_code == 200  # the API never went away
 
 
-def _serve(folder: Path) -> tuple[str, subprocess.Popen[bytes]]:
-    """``emrml serve`` on a new home in ``folder``, once it answers: (its URL, its process)."""
+def _serve(folder: Path, temporary: Path | None = None) -> tuple[str, subprocess.Popen[bytes]]:
+    """``emrml serve`` on a new home in ``folder`` (with ``temporary`` as its TMPDIR), once it answers:
+    (its URL, its process)."""
     port = free_port()
     log = folder / "server.log"
+    environment = {**os.environ, "TMPDIR": str(temporary)} if temporary else None
     with log.open("wb") as output:
         server = subprocess.Popen(
             [sys.executable, "-m", "emrml", "--home", str(folder / "home"), "serve", "--port", str(port)],
-            stdout=output, stderr=subprocess.STDOUT,
+            stdout=output, stderr=subprocess.STDOUT, env=environment,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
@@ -156,6 +159,36 @@ def test_the_console_process_ends_with_a_server_killed_outright(tmp_path: Path) 
     while Path(f"/proc/{console}").exists() and "zombie" not in _state(console):
         assert time.monotonic() < deadline, "the console process outlived the server"
         time.sleep(0.2)
+
+
+def test_a_server_killed_outright_leaves_no_socket_folder_behind_the_next_start(tmp_path: Path) -> None:
+    """The console's socket folder of a server killed outright is removed by the next server's start; not
+    those of running servers: one named after a live process, nor one whose process this one cannot see
+    (a server in another pid namespace sharing the temporary directory) that still listens on its socket."""
+    temporary, first, second = tmp_path / "tmp", tmp_path / "first", tmp_path / "second"
+    for folder in (temporary, first, second):
+        folder.mkdir()
+    _, killed = _serve(first, temporary)
+    killed.kill()
+    killed.wait(30)
+    (left,) = temporary.glob(f"emrml-console-{killed.pid}-*")
+    assert (left / "console.sock").exists()
+    running = temporary / f"emrml-console-{os.getpid()}-running"
+    running.mkdir()
+    elsewhere = temporary / f"emrml-console-{killed.pid}-elsewhere"
+    elsewhere.mkdir()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listening:
+        listening.bind(str(elsewhere / "console.sock"))
+        listening.listen(1)
+        _, server = _serve(second, temporary)
+        try:
+            assert not left.exists()
+            assert running.is_dir() and elsewhere.is_dir()
+            (own,) = temporary.glob(f"emrml-console-{server.pid}-*")
+        finally:
+            server.send_signal(signal.SIGINT)
+            server.wait(30)
+    assert not own.exists()  # stopped, a server removes its own
 
 
 def _state(pid: int) -> str:

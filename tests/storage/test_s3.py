@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import Any
@@ -387,10 +388,12 @@ def test_an_object_replaced_or_removed_after_its_listing_fails_the_check(s3: S3)
     check_unchanged(list_files(s3.uri("data/")))
 
 
-def test_a_datasource_over_objects_one_replaced_while_read_fails_naming_it(s3: S3, tmp_path: Any) -> None:
+def test_a_datasource_over_objects_one_replaced_while_read_fails_naming_it(
+    s3: S3, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from emrml.config import Settings
     from emrml.core.schema import parse_schema
-    from emrml.engine.local import build_datasource
+    from emrml.engine import local
     from emrml.errors import DataError
 
     for name in ("a", "b", "c"):
@@ -404,16 +407,26 @@ def test_a_datasource_over_objects_one_replaced_while_read_fails_naming_it(s3: S
             }
         )
     )
-    replaced: list[str] = []
+    replaced = threading.Event()
 
     def progress(_fraction: float, _message: str | None) -> None:
-        if not replaced:  # while the first object is read, the last is replaced
+        if not replaced.is_set():  # once the first object has been read, the last is replaced
             s3.put("ds/c.csv", "x\n" + "".join(f"{i + 5000}\n" for i in range(2000)))
-            replaced.append("ds/c.csv")
+            replaced.set()
 
+    # Progress is reported on a thread of its own (``reported_aside``): on a loaded machine the reader
+    # checked its objects, and finished, before that thread had replaced one ("DID NOT RAISE DataError").
+    # The check waits for the replacement: the objects are still the job's to read until then.
+    check_unchanged = local.check_unchanged
+
+    def replaced_first(files: list[FileRef]) -> None:
+        assert replaced.wait(60), "no progress was reported"
+        check_unchanged(files)
+
+    monkeypatch.setattr(local, "check_unchanged", replaced_first)
     settings = Settings.load(environ={}, home=tmp_path)
     with pytest.raises(DataError, match=r"object s3://.*/ds/c\.csv was replaced while it was being read"):
-        build_datasource(
+        local.build_datasource(
             s3.uri("ds/"), schema, None, compute_statistics=True, settings=settings, progress=progress
         )
 
@@ -448,3 +461,16 @@ def test_a_refused_commit_makes_no_object_appear_and_leaves_no_upload(s3: S3, tm
     local.write_bytes(data)
     publish_file(str(local), s3.uri("big.bin"), allow)
     assert steps == ["commit"] and s3.get("big.bin") == data and not local.exists()
+
+
+def test_a_prefix_holding_an_object_whose_key_holds_a_control_character_is_refused_naming_it(s3: S3) -> None:
+    """A location naming such a key is refused (``storage.s3_names``); one listed below a prefix was read,
+    its results written under the same name, and its line break split the lines of logs and manifests."""
+    s3.put("in/a.csv", "a,b\n")
+    s3.put("in/b\r.csv", "a,b\n")
+    with pytest.raises(InvalidInputException) as refused:
+        list_files(s3.uri("in/"))
+    assert refused.value.message == (
+        f"DataSpec.DataLocationS3 '{s3.uri('in/')}' holds the object '{s3.uri('in/b')}\\x0d.csv', whose key "
+        "holds the control character U+000D: copy it to a key without one"
+    )

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -100,3 +102,45 @@ def test_a_store_without_client_side_encryption_fills_the_last_part_exactly(s3: 
         stream.write(data)
     assert s3.get("full.bin") == data and not uploads(s3)
     assert s3.client.head_object(Bucket=s3.bucket, Key="full.bin")["ETag"].endswith('-4"')
+
+
+class _CountingStore:
+    """An S3 store that takes every part and keeps none of it: what a writer holds is its own."""
+
+    def __init__(self, part_bytes: int) -> None:
+        self.settings = S3Settings(part_bytes=part_bytes, parts_in_flight=4)
+        self.sizes: dict[int, int] = {}  # by part number
+
+    def call(self, operation: str, bucket: str, key: str = "", **arguments: Any) -> dict[str, object]:
+        if operation == "upload_part":
+            body, number = arguments["Body"], arguments["PartNumber"]
+            if isinstance(body, bytes):
+                self.sizes[number] = len(body)
+            else:
+                self.sizes[number] = sum(len(piece) for piece in iter(lambda: body.read(MIB), b""))
+            return {"ETag": f'"{number}"'}
+        return {"UploadId": "u"} if operation == "create_multipart_upload" else {}
+
+
+def test_memory_stays_bounded_by_the_configured_part_size_as_parts_grow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past a thousand parts each part is larger than the configured size: held in memory, the parts in
+    flight and the one being gathered took about 5.4 times the current part size (868 MiB at 160 MiB
+    parts, 27 GiB at S3's 5 GiB), however small the configured one."""
+    monkeypatch.setattr(s3_upload, "PARTS_PER_PART_SIZE", 2)
+    store = _CountingStore(part_bytes=MIB)
+    writer = s3_upload.MultipartWriter(store, "bucket", "big.bin")  # type: ignore[arg-type]
+    chunk = os.urandom(MIB // 4)
+    total = sum(part_size(MIB, n) for n in range(10))  # 1, 1, 2, 2, 4, 4, 8, 8, 16 and 16 MiB
+    tracemalloc.start()
+    try:
+        for _ in range(total // len(chunk)):
+            writer.write(chunk)
+        writer.finish()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert store.sizes == {n + 1: part_size(MIB, n) for n in range(10)}
+    # The configured part size × (parts in flight + 1), and a copy being made: 16 MiB parts took 48 MiB.
+    assert peak < 8 * MIB, peak

@@ -2,7 +2,8 @@
 database) fails at once with the server's reason, naming the source, against the MariaDB server of the
 machine: as a datasource (the reader's own connection, made first, refuses) and in the process reading the
 query (``storage.sql_child``), whose driver's connection pool retries a refused connection for 30 s before
-it says why.
+it says why. A server that takes the connection and says nothing fails them after ``sql_connect_seconds``
+(given 1 s here), saying so, where the pool waited 30 s and said "timed out waiting for connection".
 
 The module makes its own database and user (with a password, as the API demands one) and drops them
 afterwards.
@@ -17,6 +18,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +26,7 @@ import pytest
 import sqlalchemy
 
 from emrml.config import Settings
-from emrml.errors import DataError
+from emrml.errors import DataError, InvalidInputException
 from emrml.service.app import EmrML
 from emrml.storage import sql, sql_child
 from metastores import MARIADB_ADMIN
@@ -97,7 +99,7 @@ REFUSALS = {
 }
 
 
-#: The server of the tests offers no TLS. The reader's first connection refuses it too (test_sql_sources):
+#: The server of the tests offers no TLS. The reader's first connection refuses it too (test_sql_values):
 #: the reading process's alone here, as when its driver's TLS differs from the first connection's.
 CHILD_REFUSALS = {
     **REFUSALS,
@@ -116,6 +118,25 @@ def _url(refusal: Refusal) -> str:
     return f"mysql://127.0.0.1:{_closed_port() if refusal.port == 0 else 3306}{refusal.options}"
 
 
+def _rds_request(
+    datasource_id: str, account: Account, password: str, folder: Path, database_suffix: str = ""
+) -> dict[str, object]:
+    spec = {
+        "DatabaseInformation": {
+            "InstanceIdentifier": RDS,
+            "DatabaseName": account.database + database_suffix,
+        },
+        "SelectSqlQuery": "SELECT 1 AS one",
+        "DatabaseCredentials": {"Username": account.user, "Password": password},
+        "S3StagingLocation": f"{folder / 'staging'}/",
+        "ResourceRole": "DataPipelineDefaultResourceRole",
+        "ServiceRole": "DataPipelineDefaultRole",
+        "SubnetId": "subnet-1",
+        "SecurityGroupIds": ["sg-1"],
+    }
+    return {"DataSourceId": datasource_id, "RDSData": spec, "RoleARN": "arn:aws:iam::000000000000:role/ml"}
+
+
 @pytest.mark.parametrize("refusal", list(REFUSALS.values()), ids=list(REFUSALS))
 def test_an_rds_datasource_that_cannot_connect_fails_at_once_with_the_reason(
     account: Account, refusal: Refusal, tmp_path: Path
@@ -123,24 +144,9 @@ def test_an_rds_datasource_that_cannot_connect_fails_at_once_with_the_reason(
     url = _url(refusal)
     app = EmrML(Settings.load(environ={}, home=tmp_path / "home", sql_connections={RDS: url}))
     try:
-        spec = {
-            "DatabaseInformation": {
-                "InstanceIdentifier": RDS,
-                "DatabaseName": account.database + refusal.database_suffix,
-            },
-            "SelectSqlQuery": "SELECT 1 AS one",
-            "DatabaseCredentials": {"Username": account.user, "Password": refusal.password},
-            "S3StagingLocation": f"{tmp_path / 'staging'}/",
-            "ResourceRole": "DataPipelineDefaultResourceRole",
-            "ServiceRole": "DataPipelineDefaultRole",
-            "SubnetId": "subnet-1",
-            "SecurityGroupIds": ["sg-1"],
-        }
         started = time.monotonic()
-        app.call(
-            "CreateDataSourceFromRDS",
-            {"DataSourceId": "rds-refused", "RDSData": spec, "RoleARN": "arn:aws:iam::000000000000:role/ml"},
-        )
+        request = _rds_request("rds-refused", account, refusal.password, tmp_path, refusal.database_suffix)
+        app.call("CreateDataSourceFromRDS", request)
         result = app.wait("DataSource", "rds-refused")
         took = time.monotonic() - started
     finally:
@@ -178,31 +184,78 @@ def test_the_process_reading_a_mysql_query_fails_at_once_when_its_connection_is_
     assert "r2d2" not in capfd.readouterr().err
 
 
-def test_a_mysql_server_that_never_answers_fails_the_read_after_the_connect_timeout(
-    account: Account, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A port that takes connections (the kernel completes them for a listening socket) and sends nothing.
+@contextmanager
+def _silent_server() -> Iterator[str]:
+    """The URL of a port that takes connections (the kernel completes them for a listening socket) and
+    sends nothing, as a proxy with no database behind it does."""
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen()
-        url = f"mysql://127.0.0.1:{silent.getsockname()[1]}"
-        monkeypatch.setattr(sql, "CONNECT_TIMEOUT", 1)
-        source = sql.resolve({RDS: url}, "RDS", RDS, account.database, account.user, PASSWORD)
-        with pytest.raises(DataError) as failure, sql.read_query(source, "SELECT 1 AS one"):
-            pass
-    message = failure.value.message
-    assert message.startswith(f"cannot connect to {source.what}: "), message
-    assert "timed out" in message, message
+        yield f"mysql://127.0.0.1:{silent.getsockname()[1]}"
 
 
-def test_a_mysql_connection_waits_for_a_query_longer_than_the_connect_timeout(
-    account: Account, monkeypatch: pytest.MonkeyPatch
+UNANSWERED = "no answer in 1 s (the time setting sql_connect_seconds gives to connect and sign in)"
+
+
+def test_a_mysql_server_that_never_answers_fails_the_datasource_after_sql_connect_seconds(
+    account: Account, tmp_path: Path
 ) -> None:
+    with _silent_server() as url:
+        settings = Settings.load(
+            environ={}, home=tmp_path / "home", sql_connections={RDS: url}, sql_connect_seconds=1
+        )
+        app = EmrML(settings)
+        try:
+            app.call("CreateDataSourceFromRDS", _rds_request("rds-silent", account, PASSWORD, tmp_path))
+            result = app.wait("DataSource", "rds-silent")
+        finally:
+            app.close()
+    assert result["Status"] == "FAILED", result
+    message = result["Message"]
+    assert message.startswith(f"cannot connect to RDS instance '{RDS}' ({url}, database "), message
+    assert message.endswith(f": {UNANSWERED}"), message
+
+
+def test_the_process_reading_a_mysql_query_fails_after_sql_connect_seconds_when_the_server_says_nothing(
+    account: Account,
+) -> None:
+    # Its own connection: the reader's, made first, found the server answering (then one behind a proxy
+    # went away, or hung).
+    with _silent_server() as url:
+        source = sql.resolve(
+            {RDS: url}, "RDS", RDS, account.database, account.user, PASSWORD, connect_seconds=1
+        )
+        with (
+            pytest.raises(DataError) as failure,
+            sql_child.ChildRead(source, "SELECT 1 AS one", []).batches([]) as reader,
+        ):
+            reader.read_all()
+    assert failure.value.message == f"cannot connect to {source.what}: {UNANSWERED}"
+
+
+def test_the_process_reading_a_mysql_query_waits_for_it_once_connected_whatever_sql_connect_seconds(
+    account: Account,
+) -> None:
+    # Its connection's first statements take longer than the second it has to connect: once connected, the
+    # read is waited for (as a query that sorts or joins large tables is).
+    source = sql.resolve(
+        {RDS: "mysql://127.0.0.1:3306"},
+        "RDS",
+        RDS,
+        account.database,
+        account.user,
+        PASSWORD,
+        connect_seconds=1,
+    )
+    with sql_child.ChildRead(source, "SELECT 1 AS one", ["SELECT SLEEP(2)"]).batches([]) as reader:
+        assert reader.read_all().to_pylist() == [{"one": 1}]
+
+
+def test_a_mysql_connection_waits_for_a_query_longer_than_sql_connect_seconds(account: Account) -> None:
     # The timeout that bounds the sign-in (above) is lifted once signed in: a query that sends nothing for
     # longer than it, as one that sorts or joins large tables does while it is described, is waited for.
-    monkeypatch.setattr(sql, "CONNECT_TIMEOUT", 1)
     server = {RDS: "mysql://127.0.0.1:3306"}
-    source = sql.resolve(server, "RDS", RDS, account.database, account.user, PASSWORD)
+    source = sql.resolve(server, "RDS", RDS, account.database, account.user, PASSWORD, connect_seconds=1)
     connection = sql.mysql_connect(source)
     try:
         with connection.cursor() as cursor:
@@ -210,3 +263,13 @@ def test_a_mysql_connection_waits_for_a_query_longer_than_the_connect_timeout(
             assert cursor.fetchone() == (0,)
     finally:
         connection.close()
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
+def test_a_connect_time_that_is_not_a_positive_number_of_seconds_is_refused_naming_the_setting(
+    tmp_path: Path, value: str
+) -> None:
+    with pytest.raises(
+        InvalidInputException, match=rf"setting sql_connect_seconds must be a positive .*\(got {value}\)"
+    ):
+        Settings.load(environ={"EMRML_SQL_CONNECT_SECONDS": value}, home=tmp_path)

@@ -133,7 +133,7 @@ def writable_folders(visit: Visit) -> list[str]:
     return [
         folder
         for folder in dict.fromkeys(roots + granted)
-        if files.may(service, visit.arn, folder, write=True) and files.server_may_write(folder)
+        if files.may(service, visit.arn, folder, write=True, below=True) and files.server_may_write(folder)
     ]
 
 

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from emrml.core.recipe.transforms import WHITESPACE
 
 
-def _offsets(strings: pa.Array) -> np.ndarray:
+def value_offsets(strings: pa.Array) -> np.ndarray:
     """The value offsets of a string or large-string array (a zero-copy view, one longer than it)."""
     width = np.int64 if pa.types.is_large_string(strings.type) else np.int32
     buffer = strings.buffers()[1]
@@ -35,7 +35,7 @@ def byte_lengths(strings: pa.Array) -> np.ndarray:
     offsets: no kernel, no new array of lengths from Arrow."""
     if len(strings) == 0:
         return np.zeros(0, dtype=np.int64)
-    return np.diff(_offsets(strings)).astype(np.int64, copy=False)
+    return np.diff(value_offsets(strings)).astype(np.int64, copy=False)
 
 
 def value_bytes(strings: pa.Array) -> np.ndarray:
@@ -43,7 +43,7 @@ def value_bytes(strings: pa.Array) -> np.ndarray:
     if len(strings) == 0:
         return np.zeros(0, dtype=np.uint8)
     data = strings.buffers()[2]
-    offsets = _offsets(strings)
+    offsets = value_offsets(strings)
     if data is None or offsets[-1] == offsets[0]:
         return np.zeros(0, dtype=np.uint8)
     return np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]
@@ -157,7 +157,7 @@ def _pieces(strings: pa.Array) -> tuple[pa.Array | None, np.ndarray]:
     if data.size == 0:
         return None, np.zeros(len(strings) + 1, np.int64)
     blank = _blank_bytes(data)
-    rows = _offsets(strings)
+    rows = value_offsets(strings)
     base = int(rows[0])
     rows = rows - base
     # A token starts at a non-blank byte that follows a blank one or begins a row.

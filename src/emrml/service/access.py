@@ -254,14 +254,49 @@ class Access:
         caller = CALLER.get()
         if caller is None or user_name_of(caller) is None:
             return
-        resource = location
-        if not location.startswith(("s3://", "kinesis://")):
-            resource = os.path.realpath(locations.local_path(location))
+        resource = _resource(location)
         # A location names a folder (everything below it) with or without its trailing slash, and
         # realpath drops the slash: both spellings are matched, so a grant of 'folder/*' covers the folder
         # itself, and a Deny of 'folder/*' is not passed by naming the folder (without its slash).
         other = resource[:-1] if resource.endswith("/") else resource + "/"
         self.check(caller, "storage:Write" if write else "storage:Read", resource, False, other)
+
+    def check_storage_below(self, location: str, *, write: bool) -> None:
+        """``check_storage`` said of every file below ``location`` too, for a location whose every file is
+        used when it names a folder (a datasource's data, an output folder): the location's own name being
+        granted does not tell that a Deny of a part of it (``/srv/data/private/*``) is not in the way.
+        Written, a location is a folder whose files are yet to be made, so a Deny that may match anything
+        below it refuses it. Read, its files are listed (only when some Deny may match below it) and each
+        checked as it resolves (a link to a denied file is refused too); one that cannot be listed is
+        refused like a written one. Local locations must have passed the data roots first: nothing outside
+        them is listed."""
+        caller = CALLER.get()
+        if caller is None or user_name_of(caller) is None:
+            return
+        action = "storage:Write" if write else "storage:Read"
+        policy = self.policy(caller)
+        resource = _resource(location)
+        folder = resource if resource.endswith("/") else resource + "/"
+        pattern = policy.denied_below(action, folder)
+        if pattern is None:
+            return
+        if not write:
+            try:
+                listed = locations.list_files(location)
+            except AmazonMLError:  # missing or empty: the request or its job says so, if not refused here
+                listed = None
+            if listed is not None:
+                for file in listed:
+                    if policy.denies(action, _resource(file.uri), False):
+                        raise AccessDeniedException(
+                            f"User: {caller} is not authorized to perform: {action} on resource: {file.uri} "
+                            f"(below {location}, whose every file would be read)"
+                        )
+                return
+        raise AccessDeniedException(
+            f"User: {caller} is not authorized to perform: {action} on resource: {pattern} (below {folder}, "
+            f"which names a folder: every file below it would be {'written' if write else 'read'})"
+        )
 
     # --- users -----------------------------------------------------------------------------------------
 
@@ -540,6 +575,14 @@ def _answers_as_missing(policy: Policy, kind: str, resource: str, allowed_if_mis
         and allowed_if_missing
         and not any(policy.allows(action, resource, False) for action in knowing)
     )
+
+
+def _resource(location: str) -> str:
+    """A location as storage statements match it: local paths resolved (links and ``..`` followed), S3
+    and Kinesis URIs as written."""
+    if location.startswith(("s3://", "kinesis://")):
+        return location
+    return os.path.realpath(locations.local_path(location))
 
 
 def _denied(policy: Policy, action: str, resource: str) -> AccessDeniedException:

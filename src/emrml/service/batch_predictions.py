@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from emrml.service.app import EmrML
     from emrml.service.rows import BatchPrediction, DataSource
 
-_S3 = re.compile(r"s3://([^/]+)(/.*)?")
+_S3 = re.compile(r"s3://([^/]+)(/.*)?", re.DOTALL)  # a line break in a key is told by check_location
 
 
 def check_output_uri(uri: str) -> str:
@@ -89,7 +89,7 @@ def check_output_outside(output: str, source: DataSource) -> None:
 @operation("CreateBatchPrediction")
 def create_batch_prediction(app: EmrML, request: Request) -> Response:
     output = check_output_uri(request["OutputUri"])
-    check_location(app, output, member="OutputUri", write=True)
+    check_location(app, output, member="OutputUri", write=True, below=True)
 
     def check_source(source: DataSource) -> None:
         check_output_outside(output, source)

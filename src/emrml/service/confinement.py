@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
+from sqlalchemy.engine import make_url
+
 from emrml.errors import AccessDeniedException, InvalidInputException
 from emrml.service.operations import REMOTE, running_as
 from emrml.storage import local, locations
@@ -95,12 +97,20 @@ def prepare_home(settings: Settings) -> None:
 
 
 def check_location(
-    app: Authorizing, location: str, *, member: str, write: bool = False, remote: bool | None = None
+    app: Authorizing,
+    location: str,
+    *,
+    member: str,
+    write: bool = False,
+    remote: bool | None = None,
+    below: bool = False,
 ) -> None:
     """Refuse ``location`` (the request's ``member``) with InvalidInputException if it is malformed, and
     with AccessDeniedException unless the running request may read it (``write``: write below it).
     ``remote``: whether the request came through the server (default: ``REMOTE``, which ``EmrML.call``
-    sets; the console passes True for files it reads itself).
+    sets; the console passes True for files it reads itself). ``below``: every file below the location
+    is used when it names a folder (data, outputs), so none of them may be denied either
+    (``Access.check_storage_below``).
 
     Local locations of a remote request must resolve into a data root and not into the home's own files;
     ``s3://`` locations, Kinesis streams (``kinesis://NAME``) and every location of the CLI or library on
@@ -115,11 +125,12 @@ def check_location(
         raise InvalidInputException(f"{member}: {exc.message}") from None
     # Whether the caller's groups grant storage there (a user's, through the server; the root may).
     app.access.check_storage(location, write=write)
-    if not (REMOTE.get() if remote is None else remote) or location.startswith(("s3://", "kinesis://")):
-        return
-    refusal = _refusal(app.settings, locations.local_path(location), write=write)
-    if refusal:
-        raise AccessDeniedException(f"{member} '{location}' {refusal}")
+    if (REMOTE.get() if remote is None else remote) and not location.startswith(("s3://", "kinesis://")):
+        refusal = _refusal(app.settings, locations.local_path(location), write=write)
+        if refusal:
+            raise AccessDeniedException(f"{member} '{location}' {refusal}")
+    if below:  # after the data roots: its files may be listed
+        app.access.check_storage_below(location, write=write)
 
 
 def check_schema_beside(app: EmrML, data_location: str) -> None:
@@ -205,6 +216,24 @@ def server_write_refusal(settings: Settings, path: str) -> str | None:
     return _refusal(settings, path, write=True)
 
 
+def server_files(settings: Settings) -> tuple[str, ...]:
+    """The server's own files outside its home that its settings name, resolved: the TLS key, certificate
+    and client CA (replaced, the CA would admit another's client certificates), the files of the client-side
+    encryption keys (``aes:``/``rsa:``, old ones too) and a SQLite metastore kept elsewhere. A data root may
+    hold them (``/srv`` with ``/srv/tls/key.pem``), and they are never read or written through the server,
+    as the home's own files are not."""
+    named = [settings.tls_key, settings.tls_cert, settings.tls_client_ca]
+    for spec in (settings.s3_cse_key, *settings.s3_cse_old_keys.split(",")):
+        kind, _, argument = spec.strip().partition(":")
+        if kind in ("aes", "rsa") and argument:
+            named.append(os.path.expanduser(argument))
+    if settings.metastore_url:
+        url = make_url(settings.metastore_url)
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            named += [url.database + suffix for suffix in ("", "-wal", "-shm", "-journal")]
+    return tuple(os.path.realpath(path) for path in named if path)
+
+
 def _refusal(settings: Settings | JobGuard, path: str, *, write: bool) -> str | None:
     """Why the local ``path`` may not be used by a confined request; None when it may."""
     # realpath resolves every symbolic link and '..' of the part of the path that exists; a part that does
@@ -213,6 +242,12 @@ def _refusal(settings: Settings | JobGuard, path: str, *, write: bool) -> str | 
     home = os.path.realpath(settings.home)
     roots = [os.path.realpath(root) for root in settings.data_roots]
     verb = "written" if write else "read"
+    own_files = settings.own_files if isinstance(settings, JobGuard) else server_files(settings)
+    if resolved in own_files:
+        return (
+            f"is one of the server's own files (a key or its metastore, named by its settings), which cannot "
+            f"be {verb} through the server"
+        )
     if _inside(resolved, home):
         relative = os.path.relpath(resolved, home)
         first = relative.split(os.sep, 1)[0]
@@ -244,6 +279,8 @@ class JobGuard:
     home: Path
     data_roots: tuple[Path, ...]
     write: bool = False
+    #: ``server_files``: the server's own files outside the home, resolved.
+    own_files: tuple[str, ...] = ()
 
     def __call__(self, path: str, named: str) -> None:
         refusal = _refusal(self, path, write=self.write)
@@ -254,13 +291,13 @@ class JobGuard:
 
 def job_guard(settings: Settings) -> JobGuard:
     """The check a confined job applies to each local file it lists or opens."""
-    return JobGuard(settings.home, tuple(settings.data_roots))
+    return JobGuard(settings.home, tuple(settings.data_roots), own_files=server_files(settings))
 
 
 def job_write_guard(settings: Settings) -> JobGuard:
     """The check a confined job applies to each local file it writes: ``path`` is the file in its folder as
     opened."""
-    return JobGuard(settings.home, tuple(settings.data_roots), write=True)
+    return JobGuard(settings.home, tuple(settings.data_roots), write=True, own_files=server_files(settings))
 
 
 def check_job_output(settings: Settings, location: str, *, member: str) -> None:

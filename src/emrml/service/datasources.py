@@ -70,7 +70,7 @@ def _create(app: EmrML, request: Request, location: str, spec: dict[str, Any], *
 @operation("CreateDataSourceFromS3")
 def create_data_source_from_s3(app: EmrML, request: Request) -> Response:
     spec = request["DataSpec"]
-    check_location(app, spec["DataLocationS3"], member="DataSpec.DataLocationS3")
+    check_location(app, spec["DataLocationS3"], member="DataSpec.DataLocationS3", below=True)
     if not (spec.get("DataSchema") or spec.get("DataSchemaLocationS3")):
         check_schema_beside(app, spec["DataLocationS3"])
     # An empty folder or prefix is refused now rather than by a FAILED datasource (it is listed up to its
@@ -83,7 +83,7 @@ def _staged_location(app: EmrML, request: Request, staging: str) -> str:
     # Imported here: storage.sql loads Arrow, which commands that only read the metastore do without.
     from emrml.storage import sql_staging
 
-    check_location(app, staging, member=f"{_spec_member(request)}.S3StagingLocation", write=True)
+    check_location(app, staging, member=f"{_spec_member(request)}.S3StagingLocation", write=True, below=True)
     return sql_staging.staged_location(staging, request["DataSourceId"])
 
 
@@ -211,7 +211,7 @@ def infer_data_schema(app: EmrML, request: Request) -> Response:
     from emrml.engine.local import infer_location_schema
 
     location = require_string(request, "DataLocationS3")
-    check_location(app, location, member="DataLocationS3")
+    check_location(app, location, member="DataLocationS3", below=True)
     has_header = request.get("DataFileContainsHeader", True)
     if not isinstance(has_header, bool):
         raise InvalidInputException("DataFileContainsHeader must be true or false")

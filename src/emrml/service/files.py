@@ -98,13 +98,14 @@ def for_download(app: EmrML, stream: BinaryIO, location: str) -> BinaryIO:
     )
 
 
-def may(app: EmrML, caller: str | None, location: str, *, write: bool = False) -> bool:
+def may(app: EmrML, caller: str | None, location: str, *, write: bool = False, below: bool = False) -> bool:
     """Whether ``caller`` passes the first check of reading (``open_file``) or, ``write``, changing
     (upload, new folder, delete) ``location``: grants and data roots, nothing opened. What the console
-    asks before offering a download or a change, so that a refusal is not the first the user learns of it."""
+    asks before offering a download or a change, so that a refusal is not the first the user learns of it.
+    ``below``: as a folder whose every file is used (an output folder: ``check_location``'s)."""
     try:
         with acting(caller):
-            check_location(app, location, member="location", write=write)
+            check_location(app, location, member="location", write=write, below=below)
     except (AccessDeniedException, InvalidInputException):
         return False
     return True

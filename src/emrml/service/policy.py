@@ -379,6 +379,23 @@ class Policy:
         of another action lifts)."""
         return any(s.effect == "Deny" and s.matches(action, resource, own) for s in self.statements)
 
+    def denied_below(self, action: str, folder: str) -> str | None:
+        """A Deny pattern of ``action`` matching some location strictly below ``folder`` (which ends in
+        ``/``), None when there is none. A location naming a folder reads (or writes) every file below it,
+        which ``allows`` on the folder's own name cannot tell apart from what a Deny of a part of it
+        (``/srv/data/private/*``) refuses. Owner-``self`` statements match no location."""
+        if not self.enabled:
+            return None
+        for statement in self.statements:
+            if statement.effect != "Deny" or statement.owner == "self" or not statement.covers(action):
+                continue
+            for pattern in statement.resources:
+                # Some rest left to match after the folder: a pattern holding a character of its own
+                # matches some name below the folder ("" would be the folder itself, checked by allows).
+                if any(residual_patterns(pattern, folder)):
+                    return pattern
+        return None
+
     def granted_folders(self, action: str) -> list[str]:
         """The folders where the Allow statements naming ``action`` start: each resource pattern up to its
         first wildcard, cut back to its last ``/`` (``/srv/data/results/*`` gives ``/srv/data/results/``),

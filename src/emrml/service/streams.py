@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 from datetime import UTC, datetime
@@ -41,7 +42,7 @@ from emrml.service.operations import (
 )
 from emrml.service.rows import MLModel, Stream, StreamConsumer, StreamLease
 from emrml.service.stream_processes import Spawned, await_started, record_not_running, spawn_consumer
-from emrml.service.validation import optional_string, require_id, require_string
+from emrml.service.validation import EXTENSION_MEMBERS, optional_string, require_id, require_string
 from emrml.stream import FORMATS, SCHEME, stream_name
 
 if TYPE_CHECKING:
@@ -49,8 +50,23 @@ if TYPE_CHECKING:
     from emrml.service.app import EmrML
     from emrml.stream.kinesis import Kinesis
 
+log = logging.getLogger(__name__)
+
 POSITIONS = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
 MAX_CONSUMERS = 64
+#: The members a stream's start is recorded with: StartStream's, but Consumers (a count for this start).
+_RECORDED_MEMBERS = frozenset(EXTENSION_MEMBERS["StartStream"]) - {"Consumers"}
+
+
+def start_parameters(stream: Stream) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The parameters the stream was started with that start it again, and those StartStream now refuses:
+    members it does not read, recorded by a stream started before it refused them. Those never did
+    anything (where a stream starts is in its own columns), so they are left out rather than make the
+    stream one that no request can start again (``_start`` drops them from its row, saying so)."""
+    recorded = json.loads(stream.request)
+    kept = {member: value for member, value in recorded.items() if member in _RECORDED_MEMBERS}
+    unread = {member: value for member, value in recorded.items() if member not in _RECORDED_MEMBERS}
+    return kept, unread
 
 
 def live_consumers(session: Any, stream_id: str, lease_seconds: float) -> list[StreamConsumer]:
@@ -266,7 +282,7 @@ def _destination(app: EmrML, kinesis: Kinesis, uri: str, member: str) -> str:
         folder = check_output_uri(uri)
     except InvalidInputException as exc:
         raise InvalidInputException(exc.message.replace("OutputUri", member)) from None
-    check_location(app, folder, member=member, write=True)
+    check_location(app, folder, member=member, write=True, below=True)
     return folder
 
 
@@ -295,7 +311,7 @@ def check_destinations(app: Authorizing, stream: Stream) -> None:
     with running_as(stream.created_by, remote=stream.confined):
         check_location(app, stream.input_uri, member="InputStream")
         for member, uri in members:
-            check_location(app, uri, member=member, write=True)
+            check_location(app, uri, member=member, write=True, below=not uri.startswith(SCHEME))
 
 
 def kinesis_client(settings: Settings) -> Kinesis:
@@ -317,7 +333,7 @@ def start_stream(app: EmrML, request: Request) -> Response:
     with app.sessions() as session, session.begin():
         existing = session.get(Stream, stream_id)
         if existing is not None:
-            if existing.request != canonical(parameters):
+            if canonical(start_parameters(existing)[0]) != canonical(parameters):
                 raise IdempotentParameterMismatchException(
                     f"stream {stream_id!r} already exists with different parameters"
                 )
@@ -398,6 +414,15 @@ def _start(
                 # Another start of this stream started its consumers meanwhile.
                 return {"StreamId": stream_id, "ConsumersStarted": 0}
             existing.status, existing.message, existing.last_updated_at = "RUNNING", None, moment
+            kept, unread = start_parameters(existing)
+            if unread:  # logged with their values: the row keeps only what StartStream takes
+                log.warning(
+                    "stream %s: StartStream does not take %s, dropped from its start parameters as it starts "
+                    "again",
+                    stream_id,
+                    json.dumps(unread),
+                )
+                existing.request = canonical(kept)
             # Started through the server once, it stays confined (``start_stream``).
             existing.confined = existing.confined or REMOTE.get()
             # The consumers of its earlier run that are gone: the last of them is not this run's (a
@@ -527,7 +552,7 @@ def get_stream(app: EmrML, request: Request) -> Response:
         leases, consumers, gone = _load(app, session, stream)
     members = _summary(stream, leases, consumers, gone)
     # What StartStream was given (but Consumers): the same parameters start the stream again.
-    members["StartParameters"] = json.loads(stream.request)
+    members["StartParameters"] = start_parameters(stream)[0]
     members["ShardLeases"] = [
         {
             key: value

@@ -91,6 +91,7 @@ def _stage_sql(entity: DataSource, context: JobContext) -> Schema:
         database["DatabaseName"],
         credentials["Username"],
         sealed.password(context.settings, entity, credentials["Password"]),
+        connect_seconds=context.settings.sql_connect_seconds,
     )
     if entity.confined:
         check_job_output(context.settings, entity.data_location, member="S3StagingLocation")

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from emrml.core.surrogates import is_text, shown_bytes
 from emrml.errors import AmazonMLError, DataError, InvalidInputException
+from emrml.storage import s3_names
 from emrml.storage.backend import (
     BUFFER_BYTES,
     SCHEMA_SUFFIX,
@@ -55,47 +56,18 @@ READ_AHEAD_OBJECT_BYTES = 1 << 20
 #: the request's own validation names it (InferDataSchema, whose member is top-level, says so itself).
 DATA_LOCATION = "DataSpec.DataLocationS3"
 
-#: S3's limit on a key: its UTF-8 encoding has at most 1,024 bytes.
-MAX_S3_KEY_BYTES = 1024
-
-_S3_URI = re.compile(r"s3://([^/]+)(/.*)?")
+_S3_URI = re.compile(r"s3://([^/]+)(/.*)?", re.DOTALL)  # a line break in a key is told as such
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
-
-
-#: A bucket's name: a bucket '..' or '.' would be read as a path by a proxy that tidies paths.
-_BUCKET = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,253}[A-Za-z0-9])?")
 
 
 def check_syntax(location: str) -> None:
     """InvalidInputException unless ``location`` is a local path, a ``file://`` URI of this machine or an
-    ``s3://bucket[/key]`` URI of a bucket named as S3 names them (``_BUCKET``; legacy buckets may hold
-    capitals and ``_``) whose key fits S3's limit and has no ``.`` or ``..`` segment; nothing is read."""
+    ``s3://bucket[/key]`` URI of a bucket and key named as S3 names them (``storage.s3_names``); nothing
+    is read."""
     if _backend(location) is _LOCAL:
         local_path(location)
         return
-    # S3 keeps 'data/../secret.csv' as a key of its own, and policies match it as written, while HTTP
-    # clients, proxies and S3-compatible stores may read it as 'secret.csv': a location a Deny or a grant
-    # reads one way must not be read another way.
-    bucket, key = split(location)
-    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
-        raise InvalidInputException(
-            f"'{location}' is not a valid S3 location: '{bucket}' is not a bucket name (letters, digits, "
-            "'.', '-' and '_', beginning and ending with a letter or digit)"
-        )
-    # S3 refuses a longer key (KeyTooLongError): said of the request, not at the end of the job it starts.
-    size = len(key.encode("utf-8", "surrogatepass"))
-    if size > MAX_S3_KEY_BYTES:
-        raise InvalidInputException(
-            f"'{location[:64]}…' is not a valid S3 location: its key is {size} bytes long in UTF-8, and an "
-            f"S3 key has at most {MAX_S3_KEY_BYTES}"
-        )
-    segments = key.split("/")
-    dotted = next((segment for segment in segments if segment in (".", "..")), None)
-    if dotted is not None:
-        raise InvalidInputException(
-            f"'{location}' is not a valid S3 location: its key has a '{dotted}' segment (name the object "
-            "without '.' and '..')"
-        )
+    s3_names.check_location(location)
 
 
 def list_files(location: str, *, what: str = DATA_LOCATION) -> list[FileRef]:
@@ -117,17 +89,26 @@ def list_files(location: str, *, what: str = DATA_LOCATION) -> list[FileRef]:
     if not files:
         raise InvalidInputException(f"{what} '{location}' contains no data files")
     for file in files:
-        _check_utf8_name(file.uri, what, location)
+        _check_listed_name(file, what, location, s3=backend is _S3)
     return files
 
 
-def _check_utf8_name(uri: str, what: str, location: str) -> None:
+def _check_listed_name(file: FileRef, what: str, location: str, *, s3: bool) -> None:
     """A local file whose name is not UTF-8 is listed with its bytes as lone surrogates, which no message,
     progress note or manifest can hold: refused naming the file, rather than failing the job later with an
-    internal error. (S3 keys are always UTF-8.)"""
-    if not is_text(uri):
+    internal error. (S3 keys are always UTF-8.) An S3 object whose key holds a control character, which no
+    location may name (``s3_names.key_problem``), is refused as well: its results would be written under
+    such a key, and a line break in its name split the lines of logs and manifests."""
+    if not is_text(file.uri):
         raise InvalidInputException(
-            f"{what} '{location}' holds the file '{shown_bytes(uri)}', whose name is not UTF-8: rename it"
+            f"{what} '{location}' holds the file '{shown_bytes(file.uri)}', whose name is not UTF-8: "
+            "rename it"
+        )
+    control = s3_names.control_character_at(file.key) if s3 else None
+    if control is not None:
+        raise InvalidInputException(
+            f"{what} '{location}' holds the object '{s3_names.shown(file.uri)}', whose key holds the control "
+            f"character U+{ord(file.key[control]):04X}: copy it to a key without one"
         )
 
 
@@ -514,6 +495,9 @@ def _backend(location: str) -> Backend:
     if location.startswith("s3://"):
         if not _S3_URI.fullmatch(location):
             raise InvalidInputException(f"'{location}' is not a valid S3 location (expected s3://bucket/key)")
+        if s3_names.control_character_at(location) is not None:
+            # Whatever the door (a listing, a read, a write): neither a bucket nor a key holds one.
+            s3_names.check_location(location)
         return _S3
     scheme = _SCHEME.match(location)
     if scheme and scheme.group(1) != "file":

@@ -19,6 +19,7 @@ Memory is bounded by the batch size, whatever the width of the rows: batches str
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import ssl
 import threading
@@ -32,7 +33,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 from emrml.core.surrogates import is_text
 from emrml.errors import DataError
 from emrml.storage import sql_child, sql_watch
-from emrml.storage.sql_errors import clean_error, missing_driver
+from emrml.storage.sql_errors import clean_error, missing_driver, unanswered
 
 if TYPE_CHECKING:
     # Imported where used: the watcher of a MySQL read (storage.sql_watch) runs beside the read, for as
@@ -46,8 +47,9 @@ if TYPE_CHECKING:
 BATCH_ROWS = 4_096
 #: The MySQL driver reads every DECIMAL with this many digits after the point, rounding off any more.
 MYSQL_DECIMAL_SCALE = 10
-#: Seconds to wait for the database to accept a connection.
-CONNECT_TIMEOUT = 10
+#: Seconds to wait for the database to take a connection and sign the user in (setting
+#: ``sql_connect_seconds``): a server that says nothing for that long fails the read.
+CONNECT_SECONDS = 10.0
 #: The schemes a connection URL may have, by the API that may use it.
 SCHEMES = {"RDS": ("mysql", "mariadb"), "Redshift": ("postgresql", "postgres", "redshift")}
 
@@ -69,6 +71,7 @@ class SqlSource:
     database: str
     user: str
     password: str = dataclasses.field(repr=False)  # never in a log line or a traceback's locals
+    connect_seconds: float = CONNECT_SECONDS
 
     @property
     def what(self) -> str:
@@ -85,9 +88,17 @@ class SqlSource:
 
 
 def resolve(
-    connections: dict[str, str], api: str, identifier: str, database: str, user: str, password: str
+    connections: dict[str, str],
+    api: str,
+    identifier: str,
+    database: str,
+    user: str,
+    password: str,
+    *,
+    connect_seconds: float = CONNECT_SECONDS,
 ) -> SqlSource:
-    """The configured connection for ``identifier``; DataError when there is none or it is of another kind."""
+    """The configured connection for ``identifier``; DataError when there is none or it is of another kind.
+    ``connect_seconds``: how long its server may take to answer a connection (``sql_connect_seconds``)."""
     url = connections.get(identifier)
     member = "InstanceIdentifier" if api == "RDS" else "ClusterIdentifier"
     if url is None:
@@ -119,7 +130,7 @@ def resolve(
                 f"DatabaseCredentials.{member} holds a character that is not Unicode text (a lone surrogate "
                 "code point): no database can have been given it"
             )
-    return SqlSource(api, identifier, url, database, user, password)
+    return SqlSource(api, identifier, url, database, user, password, connect_seconds)
 
 
 def _check_mysql_options(identifier: str, query: str) -> None:
@@ -268,8 +279,8 @@ def check_select(query: str) -> None:
 def _described_mysql(connection: Any, source: SqlSource, query: str) -> list[str]:
     """The result's TIMESTAMP columns (``_utc_timestamps``); DataError for a DECIMAL result column with
     more digits after the point than the MySQL driver reads, which it would round off without a word
-    (DECIMAL(38,20)'s 0.12345678901234567890 staged as 0.1234567890), for a spatial column, and for a
-    query the server refuses (its error on the query as written)."""
+    (DECIMAL(38,20)'s 0.12345678901234567890 staged as 0.1234567890), for a spatial column, for a column
+    of NULL literals, and for a query the server refuses (its error on the query as written)."""
     from pymysql.constants import FIELD_TYPE
 
     with connection.cursor() as cursor:
@@ -281,7 +292,20 @@ def _described_mysql(connection: Any, source: SqlSource, query: str) -> list[str
             f"SelectSqlQuery on {source.what} returns no rows to read (a SELECT … INTO puts its result "
             "elsewhere): select the columns the datasource reads"
         )
-    for name, type_code, _, _, _, scale, _ in description:
+    for field in description:
+        name, type_code, scale = field.name, field.type_code, field.scale
+        if type_code == FIELD_TYPE.NULL or (
+            type_code == FIELD_TYPE.STRING and field.length == 0 and field.charsetnr == _BINARY_CHARSET
+        ):
+            # SELECT NULL AS x: the driver has no type for it and panicked ("not implemented:
+            # MYSQL_TYPE_NULL", a Rust backtrace in the log). Described from a derived table, the column is
+            # a BINARY(0), as one of NULLs from a UNION or an IF is, which the driver reads as bytes.
+            quoted = "`" + name.replace("`", "``") + "`"
+            raise DataError(
+                f"SelectSqlQuery column {name!r} holds NULL literals, which have no SQL type the MySQL "
+                f"driver reads; give the column one in the query, e.g. CAST(NULL AS CHAR) AS {quoted} (an "
+                "attribute whose values are all missing, as PostgreSQL's NULL column is)"
+            )
         if type_code == FIELD_TYPE.GEOMETRY:
             # The driver has no type for it: it panicked ("not implemented: MYSQL_TYPE_GEOMETRY", a Rust
             # backtrace in the log), the error naming neither the column nor what to do.
@@ -298,12 +322,17 @@ def _described_mysql(connection: Any, source: SqlSource, query: str) -> list[str
                 f"the query, e.g. CAST({quoted} AS DOUBLE) (NUMERIC values are read as 64-bit floats, "
                 f"about 16 significant digits, anyway) or ROUND({quoted}, {MYSQL_DECIMAL_SCALE})"
             )
-    return [name for name, type_code, *_ in description if type_code == FIELD_TYPE.TIMESTAMP]
+    return [field.name for field in description if field.type_code == FIELD_TYPE.TIMESTAMP]
 
 
-def _mysql_description(connection: Any, source: SqlSource, query: str) -> tuple[tuple[Any, ...], ...]:
-    """The result's columns as the server describes them (pymysql's ``cursor.description``), without
-    running the query: as a derived table with LIMIT 0, which the server answers from the query's plan.
+#: The character set number of bytes (``binary``), which the server gives a column of NULL literals.
+_BINARY_CHARSET = 63
+
+
+def _mysql_description(connection: Any, source: SqlSource, query: str) -> list[Any]:
+    """The result's columns as the server describes them (pymysql's fields: name, type_code, length,
+    charsetnr, scale), without running the query: as a derived table with LIMIT 0, which the server
+    answers from the query's plan.
     A derived table refuses some queries the server runs as written (a semicolon followed by a comment, two
     columns of one name): those are described as written, under ``sql_select_limit`` 0, which the server
     answers the same way; only a LIMIT of the query's own outranks it, whose rows are then read (one at a
@@ -315,17 +344,23 @@ def _mysql_description(connection: Any, source: SqlSource, query: str) -> tuple[
     with connection.cursor() as cursor:
         try:
             cursor.execute(f"SELECT * FROM ({for_copy(query)}) AS emrml_result LIMIT 0")
-            return cursor.description or ()
+            return _fields(cursor)
         except pymysql.Error:
             pass
     with connection.cursor(SSCursor) as cursor:
         try:
             cursor.execute("SET SESSION sql_select_limit = 0")
             cursor.execute(query)
-            return cursor.description or ()
+            return _fields(cursor)
         except pymysql.Error as exc:
             code, reason = exc.args if len(exc.args) == 2 else ("", str(exc))  # pymysql's: (code, message)
             raise DataError(f"SelectSqlQuery failed on {source.what}: ERROR {code}: {reason}") from None
+
+
+def _fields(cursor: Any) -> list[Any]:
+    """The result's fields, none without a result set. Read from the result, as pymysql's DictCursor does:
+    ``description`` leaves out the character set, which tells bytes from text."""
+    return list(cursor._result.fields) if cursor.description else []
 
 
 def mysql_connect(source: SqlSource) -> Any:
@@ -350,13 +385,15 @@ def mysql_connect(source: SqlSource) -> Any:
             # read under the read timeout, none by default, so an address that takes the connection and
             # says nothing (a proxy or load balancer with no server behind it, a port of another
             # protocol) was waited on for ever. Both timeouts are lifted once signed in (below).
-            connect_timeout=CONNECT_TIMEOUT,
-            read_timeout=CONNECT_TIMEOUT,
-            write_timeout=CONNECT_TIMEOUT,
+            connect_timeout=source.connect_seconds,
+            read_timeout=source.connect_seconds,
+            write_timeout=source.connect_seconds,
             **_mysql_tls(source),
         )
     except pymysql.Error as exc:
         reason = exc.args[1] if len(exc.args) == 2 else str(exc)  # pymysql's args: (code, message)
+        if reason.endswith("(timed out)"):  # "Lost connection to MySQL server during query": no query ran
+            reason = unanswered(source.connect_seconds)
         raise DataError(f"cannot connect to {source.what}: {reason}") from None
     # A query may send nothing for hours (a sort, a join of large tables), which its describing connection
     # waits for. pymysql has no setter: it applies these at its next read and write.
@@ -417,7 +454,8 @@ def _postgresql_batches(
     # default_transaction_read_only: the driver's transaction, and any other, is read-only.
     url = source.driver_url()
     options = "options=-c%20default_transaction_read_only%3Don"
-    url += ("&" if "?" in url else "?") + options + f"&connect_timeout={CONNECT_TIMEOUT}"
+    # libpq takes whole seconds (and waits 2 at least).
+    url += ("&" if "?" in url else "?") + options + f"&connect_timeout={math.ceil(source.connect_seconds)}"
     try:
         connection = adbc.connect(url)
     except adbc.Error as exc:

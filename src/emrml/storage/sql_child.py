@@ -21,6 +21,11 @@ wait is a read of the pipe, during which the other threads run.
   reads (``ChildRead._relay``): the first ends the child, and the read fails with its reason. The reader
   has connected once already by then (``storage.sql``), so this is a failure of the child's connection
   alone (TLS, authentication, the server's connection limit, a server gone meanwhile).
+- A server that takes the connection and says nothing fails the read after the source's
+  ``connect_seconds``, as the reader's own connection does, not after the pool's 30 s: the driver takes no
+  read timeout, so the reader times the connection. The child says on stderr when it starts to connect
+  (``CONNECTING``), and its driver's logger when it has connected (its dispatcher's "Prepare", which comes
+  before the query is described or run, so a slow query is waited for as long as it runs).
 
 What the child writes on its stdout: ``STREAM`` and the IPC stream of the result (connectorx's batches,
 TIMESTAMP columns typed as UTC), then one line of JSON, ``{"done": true}`` or ``{"error": message}`` (the
@@ -61,6 +66,11 @@ _PR_SET_PDEATHSIG = 1
 #: A failed connection of connectorx's pool as its logger (env_logger) prints it on the child's stderr, e.g.
 #: ``[2026-12-07T07:38:51Z ERROR r2d2] MySqlError { ERROR 1045 (28000): Access denied ... }``.
 _POOL_ERROR = re.compile(rb"\[\S+ ERROR r2d2\] ([^\n]*)")
+#: The child's line on stderr as its driver starts to connect.
+CONNECTING = b"emrml: connecting\n"
+#: What connectorx's dispatcher logs (at debug level, which the child asks of it), e.g.
+#: ``[2026-12-07T13:26:36Z DEBUG connectorx::dispatcher] Prepare``: "Prepare" once connected.
+_DISPATCHER = re.compile(rb"\[\S+ DEBUG connectorx::dispatcher\] ([^\n]*)")
 
 
 class ChildRead:
@@ -77,6 +87,8 @@ class ChildRead:
         self._stopped = False
         self._streaming = False  # the result's schema has come: the child connected
         self._refused: str | None = None  # why the child's connection failed, once it has
+        self._connected = False  # the child's driver has connected (its dispatcher said so)
+        self._deadline: threading.Timer | None = None  # for the child's connection, once it connects
 
     def stop(self) -> None:
         with self._lock:
@@ -94,7 +106,7 @@ class ChildRead:
         import pyarrow as pa
 
         from emrml.storage import sql_watch
-        from emrml.storage.sql import BATCH_ROWS, CONNECT_TIMEOUT
+        from emrml.storage.sql import BATCH_ROWS
 
         with self._lock:
             if self._stopped:
@@ -109,10 +121,10 @@ class ChildRead:
         )
         relay.start()
         url = self._source.driver_url()
-        # The TCP connection is bounded as the reader's is (``mysql_connect``). A server that takes it and
-        # then says nothing is left to the pool's 30 s: the driver takes no read timeout in its URL (and
-        # the reader's connection, made just before, found it answering).
-        url += ("&" if "?" in url else "?") + f"tcp_connect_timeout_ms={CONNECT_TIMEOUT * 1000}"
+        # The TCP connection is bounded as the reader's is (``mysql_connect``); a server that takes it and
+        # then says nothing, by the reader (``_await_connection``).
+        milliseconds = round(self._source.connect_seconds * 1000)
+        url += ("&" if "?" in url else "?") + f"tcp_connect_timeout_ms={milliseconds}"
         try:
             order = {
                 # What the child needs of the source: it does without ``SqlSource`` (``storage.sql``).
@@ -145,6 +157,8 @@ class ChildRead:
                 process.wait()
             process.stdout.close()
             relay.join()  # at the end of the child's stderr, which has ended with it
+            if self._deadline is not None:
+                self._deadline.cancel()
 
     def _streamed(
         self, process: subprocess.Popen[bytes], stream: pa.RecordBatchReader
@@ -169,6 +183,16 @@ class ChildRead:
         assert process.stderr is not None
         with process.stderr, open(2, "wb", closefd=False) as stderr:
             for line in process.stderr:
+                if line == CONNECTING:
+                    self._await_connection(process)
+                    continue
+                logged = _DISPATCHER.match(line)
+                if logged is not None:  # asked for by the child, not by whoever reads the server's stderr
+                    if logged.group(1).strip() == b"Prepare":
+                        self._connected = True
+                        if self._deadline is not None:
+                            self._deadline.cancel()
+                    continue
                 refused = None if self._streaming else _POOL_ERROR.match(line)
                 if refused is None:
                     with suppress(OSError):  # a stderr closed: nowhere to tell
@@ -178,6 +202,23 @@ class ChildRead:
                     self._refused = pool_error(refused.group(1).decode(errors="replace"))
                     with self._lock:  # as ``stop``: never a pid ``batches`` has reaped
                         process.kill()
+
+    def _await_connection(self, process: subprocess.Popen[bytes]) -> None:
+        """Give the child's driver the source's ``connect_seconds`` to connect: past them, the child is
+        ended and the read fails as it does on a refused connection."""
+
+        def unanswered() -> None:
+            from emrml.storage.sql_errors import unanswered
+
+            with self._lock:  # as ``stop``: never a pid ``batches`` has reaped
+                if self._connected or self._streaming or self._refused is not None:
+                    return
+                self._refused = unanswered(self._source.connect_seconds)
+                process.kill()
+
+        self._deadline = threading.Timer(self._source.connect_seconds, unanswered)
+        self._deadline.daemon = True
+        self._deadline.start()
 
     def _ending(self, process: subprocess.Popen[bytes], line: bytes) -> DataError | None:
         """The failure the child's last line tells, None when it read the whole result."""
@@ -232,12 +273,13 @@ def _read(order: dict[str, Any], out: IO[bytes]) -> dict[str, Any]:
     error); what ended it, the line that follows."""
     from emrml.storage.sql_errors import clean_error, missing_driver
 
-    _log_pool_errors()
+    _log_connection_events()
     try:
         import connectorx
     except ImportError as exc:
         return {"error": missing_driver(exc.name or "connectorx").message}
     streaming = False
+    os.write(2, CONNECTING)
     try:
         reader = connectorx.read_sql(
             order["url"],
@@ -268,14 +310,19 @@ def _read(order: dict[str, Any], out: IO[bytes]) -> dict[str, Any]:
     return ending
 
 
-def _log_pool_errors() -> None:
-    """Have connectorx's logger (set up as connectorx is imported) print its pool's failed connections on
-    stderr for the reader (``ChildRead._relay``), plainly, without colour codes: its default level, errors,
-    does; a ``RUST_LOG`` of the server's that would leave them out has them back."""
+def _log_connection_events() -> None:
+    """Have connectorx's logger (set up as connectorx is imported) print on stderr, plainly, without colour
+    codes, for the reader (``ChildRead._relay``): its pool's failed connections (its default level, errors,
+    does; a ``RUST_LOG`` of the server's that would leave them out has them back), and its dispatcher's
+    steps, the first of which says the driver has connected. A panic of the driver's (a value it cannot
+    convert) is its one line, not a backtrace of a hundred frames a ``RUST_BACKTRACE`` of the server's
+    would ask for: the read fails with the panic's message, which says all a user can act on."""
     os.environ["RUST_LOG_STYLE"] = "never"
-    levels = os.environ.get("RUST_LOG")
-    if levels and "r2d2" not in levels:
-        os.environ["RUST_LOG"] = f"{levels},r2d2=error"
+    os.environ["RUST_BACKTRACE"] = "0"
+    levels = os.environ.get("RUST_LOG") or "error"
+    if "r2d2" not in levels:
+        levels += ",r2d2=error"
+    os.environ["RUST_LOG"] = f"{levels},connectorx::dispatcher=debug"
 
 
 def _die_with(reader: int) -> None:

@@ -24,7 +24,8 @@ def clean_error(error: BaseException) -> str:
             break
     text = " ".join(text.replace(" }", "").split())[:500]
     # connectorx cannot read some MySQL values (a zero date '0000-00-00', a TIME beyond 24 hours or
-    # negative) or types (a column of NULL literals): say what the user can do about it.
+    # negative): say what the user can do about it. Types it cannot read are refused before the read
+    # (``storage.sql``).
     if "Couldn't convert the value" in text:
         text += (
             " (a value the MySQL driver cannot read, such as a zero date or a TIME outside 00:00-24:00: "
@@ -36,8 +37,6 @@ def clean_error(error: BaseException) -> str:
             " (a DECIMAL value with more than 18 digits before the decimal point, more than the MySQL driver "
             "reads: convert the column in the query, e.g. CAST(... AS DOUBLE))"
         )
-    elif "MYSQL_TYPE_NULL" in text:
-        text += " (a column of NULL literals: give it a type in the query, e.g. CAST(NULL AS CHAR))"
     return text
 
 
@@ -47,3 +46,9 @@ def pool_error(logged: str) -> str:
     refused (os error 111) }``): the driver's message without its wrapping."""
     wrapped = re.fullmatch(r"\w+ \{ (.*) \}", logged.strip())
     return clean_error(wrapped.group(1) if wrapped else logged)
+
+
+def unanswered(seconds: float) -> str:
+    """Why a connection failed whose server took it and said nothing (a proxy or load balancer with no
+    database behind it, a port of another protocol, a server hung), or never took it."""
+    return f"no answer in {seconds:g} s (the time setting sql_connect_seconds gives to connect and sign in)"

@@ -33,11 +33,12 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+
+from emrml.web.server_folders import server_folder
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,18 @@ _SERVER_HEADERS = frozenset({b"date", b"server"})
 _RESTART_SECONDS = 1.0
 
 
+def _listened_on(folder: Path) -> bool:
+    """Whether a server (one in another pid namespace) serves the console on the folder's socket."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(folder / "console.sock"))
+        except (FileNotFoundError, ConnectionRefusedError):
+            return False
+        except OSError:  # not a socket we can reach (a path too long, no permission): left alone
+            return True
+    return True
+
+
 class ConsoleProcess:
     """The console's child process and the socket it serves on, for as long as the ``with`` block."""
 
@@ -64,7 +77,7 @@ class ConsoleProcess:
         self.home = home
         self.public_url = public_url
         # A short path (Unix socket paths are limited to ~100 bytes), in a folder only this user can enter.
-        self._folder = Path(tempfile.mkdtemp(prefix="emrml-console-"))
+        self._folder = server_folder("emrml-console-", _listened_on)
         self.socket_path = str(self._folder / "console.sock")
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._socket.bind(self.socket_path)

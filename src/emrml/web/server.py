@@ -35,7 +35,6 @@ import logging
 import os
 import shutil
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -85,6 +84,7 @@ from emrml.web.protocol import (
     operation_name,
 )
 from emrml.web.scheduler import JobScheduler
+from emrml.web.server_folders import server_folder
 from emrml.web.tls import SecureTransport, TlsSettings
 
 log = logging.getLogger(__name__)
@@ -414,8 +414,8 @@ def serve_workers(
     """Serve with ``workers`` uvicorn worker processes on one port until SIGINT/SIGTERM. ``options``:
     ``home``, ``public_url``, ``auth``, ``max_body_bytes``, ``job_slots`` (for all workers together),
     ``console_socket``; ``forwarded_allow_ips`` as for ``serve``."""
-    tickets = tempfile.mkdtemp(prefix="emrml-job-slots-")
-    os.environ[WORKER_OPTIONS] = json.dumps({**options, "workers": workers, "slot_tickets": tickets})
+    tickets = server_folder("emrml-job-slots-", _tickets_held)
+    os.environ[WORKER_OPTIONS] = json.dumps({**options, "workers": workers, "slot_tickets": str(tickets)})
     try:
         uvicorn.run(
             "emrml.web.server:worker_app",
@@ -430,6 +430,26 @@ def serve_workers(
         )
     finally:
         shutil.rmtree(tickets, ignore_errors=True)
+
+
+def _tickets_held(folder: Path) -> bool:
+    """Whether a worker process (one in another pid namespace) holds one of the folder's tickets."""
+    try:
+        tickets = list(folder.iterdir())
+    except OSError:  # removed meanwhile, by another server starting
+        return False
+    for ticket in tickets:
+        try:
+            descriptor = os.open(ticket, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(descriptor)
+    return False
 
 
 #: The ticket this worker process holds (``job_slots_share``), open as long as the process lives.

@@ -21,6 +21,7 @@ from emrml.core.stats.constants import (
     TOKEN_PUNCTUATION,
 )
 from emrml.core.stats.sketches import Moments, ValueCounter, empty_mask, value_list
+from emrml.core.stats.value_counts import MOST_REORDERED, ValueCounts
 from emrml.core.text import byte_lengths, is_plain_ascii, split_counted, split_encoded
 from emrml.core.values import Parsed, parse_binary, parse_numeric
 
@@ -46,11 +47,6 @@ def parse_numbers(strings: pa.Array) -> Parsed:
         values[invalid] = np.nan
         return Parsed(values, np.zeros(len(values), dtype=bool), invalid)
     return parse_numeric(strings)
-
-
-def _value_counts(column: pa.Array) -> tuple[pa.Array, np.ndarray]:
-    counted = pc.value_counts(column)
-    return counted.field("values"), counted.field("counts").to_numpy(zero_copy_only=False)
 
 
 def _trimmed(strings: pa.Array, counts: np.ndarray) -> tuple[pa.Array, np.ndarray]:
@@ -94,6 +90,7 @@ class NumericStats:
         self.counts = np.zeros(0, dtype=np.int64)
         self.sketch: QuantileSketch | None = None
         self.moments = Moments()  # sketch mode only
+        self._value_counts = ValueCounts()  # the exact map is the same whatever the values' order
 
     def update(self, column: pa.Array) -> None:
         if self.sketch is not None:
@@ -106,7 +103,7 @@ class NumericStats:
             self.sketch.update(valid)
             return
         # Exact mode parses each distinct string once.
-        strings, counts = _value_counts(column)
+        strings, counts = self._value_counts(column)
         parsed = parse_numbers(strings)
         bad = parsed.missing | parsed.invalid
         if bad.any():
@@ -246,9 +243,10 @@ class BinaryStats:
         self.ones = 0
         self.missing = 0
         self.invalid = 0
+        self._value_counts = ValueCounts()  # sums: the values' order does not matter
 
     def update(self, column: pa.Array) -> None:
-        strings, counts = _value_counts(column)
+        strings, counts = self._value_counts(column)
         parsed = parse_binary(strings)
         self.zeros += int(counts[parsed.values == 0.0].sum())
         self.ones += int(counts[parsed.values == 1.0].sum())
@@ -287,9 +285,13 @@ class CategoricalStats:
         self.missing = 0
         self.present = 0
         self.counter = ValueCounter()
+        self._value_counts = ValueCounts()
 
     def update(self, column: pa.Array) -> None:
-        strings, counts = _trimmed(*_value_counts(column))
+        # What the frequent-values sketch keeps once it purges depends on the order of the values: they
+        # come in Arrow's order unless no purge can follow.
+        any_order = self.counter.order_free(MOST_REORDERED)
+        strings, counts = _trimmed(*self._value_counts(column, any_order=any_order))
         empty = self.counter.add(strings, counts)
         self.missing += empty
         self.present += int(counts.sum()) - empty

@@ -254,6 +254,11 @@ class ValueCounter:
     def exact(self) -> bool:
         return self.distinct is None
 
+    def order_free(self, values: int) -> bool:
+        """Whether adding ``values`` distinct values keeps every count exact whatever their order: the
+        sketch has never purged and has room for them all (a purge depends on the order of the values)."""
+        return self.distinct is None and self.sketch.num_active_items + values <= FREQUENT_CAPACITY
+
     def add(self, strings: pa.Array, counts: np.ndarray) -> int:
         """Add distinct ``strings`` seen ``counts`` times (int64, same length); return how many were empty.
 

@@ -1,0 +1,61 @@
+"""The folders ``emrml serve`` keeps in the temporary directory while it runs: the console's socket
+(``console_process``) and the workers' job slot tickets (``server.serve_workers``).
+
+A server removes its own when it stops; one killed outright (SIGKILL, the OOM killer, a power cut of a
+container that keeps /tmp) cannot. So each folder is named after the server's pid, and a starting server
+removes the folders of its kind that servers which no longer run left: those of this user, named after a
+pid no process has, that nothing uses still (``in_use``: a server in another pid namespace sharing the
+temporary directory has a pid this one cannot see, but it still listens on its socket, holds its tickets).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def server_folder(prefix: str, in_use: Callable[[Path], bool]) -> Path:
+    """A new owner-only folder ``<tmp>/<prefix><pid>-<random>`` for this process, once the folders of
+    ``prefix`` that servers no longer running left have been removed."""
+    parent = Path(tempfile.gettempdir())
+    remove_left_behind(parent, prefix, in_use)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent))
+
+
+def remove_left_behind(parent: Path, prefix: str, in_use: Callable[[Path], bool]) -> None:
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:  # a temporary directory that cannot be listed: mkdtemp says what is wrong with it
+        return
+    for entry in entries:
+        pid, dash, _ = entry.name.removeprefix(prefix).partition("-")
+        if not entry.name.startswith(prefix) or not dash or not pid.isdigit():
+            continue
+        try:
+            mine = (
+                entry.is_dir(follow_symlinks=False)
+                and entry.stat(follow_symlinks=False).st_uid == os.getuid()
+            )
+        except OSError:  # removed meanwhile (by another server starting)
+            continue
+        folder = Path(entry.path)
+        if not mine or _running(int(pid)) or in_use(folder):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        log.info("removed %s, left behind by server process %s, which no longer runs", folder, pid)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process (EPERM): it exists
+        return True
+    return True

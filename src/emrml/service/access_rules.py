@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from emrml.service.operations import OPERATIONS
+from emrml.service.operations import NAMES
 from emrml.service.policy import IAM_ACTIONS, STORAGE_ACTIONS
 from emrml.service.tables import ENTITY_TABLES
 
@@ -78,7 +78,6 @@ OPERATION_ACCESS: dict[str, Rule] = {
 
 
 def known_actions() -> tuple[str, ...]:
-    """Every action a statement may name (the operations register as their modules are imported)."""
-    import emrml.service.app  # noqa: F401  (registers every operation)
-
-    return (*(f"machinelearning:{name}" for name in OPERATIONS), *STORAGE_ACTIONS, *IAM_ACTIONS)
+    """Every action a statement may name: every operation's (by name, their modules not imported), the
+    storage and IAM actions."""
+    return (*(f"machinelearning:{name}" for name in sorted(NAMES)), *STORAGE_ACTIONS, *IAM_ACTIONS)

@@ -17,6 +17,8 @@ class Base(DeclarativeBase):
 
 
 class Entity:
+    """Columns every asynchronous Amazon ML object has (``tables._entity_columns``), typed."""
+
     id: Mapped[str]
     name: Mapped[str | None]
     status: Mapped[str]
@@ -61,6 +63,8 @@ class DataSource(Entity, Base):
 
 
 class ReadsDatasource:
+    """The column of the objects whose job reads a datasource, typed."""
+
     input_data_location: Mapped[str | None]
 
 
@@ -251,11 +255,7 @@ class ShareLink(Base):
     revoked_at: Mapped[float | None]
 
 
+#: The classes of the Amazon ML entities, by kind (``tables.ENTITY_TABLES``'s).
 ENTITY_CLASSES: dict[str, type[DataSource | MLModel | Evaluation | BatchPrediction]] = {
     cls.kind: cls for cls in (DataSource, MLModel, Evaluation, BatchPrediction)
-}
-#: The classes of the objects users create, by kind (``tables.OWNED_TABLES``'s).
-OWNED_CLASSES: dict[str, type[DataSource | MLModel | Evaluation | BatchPrediction | Stream]] = {
-    **ENTITY_CLASSES,
-    "Stream": Stream,
 }

@@ -33,7 +33,7 @@ from emrml.config import Settings
 from emrml.service.app import EmrML
 from emrml.service.identity import Identities
 from emrml.service.logins import Logins
-from emrml.service.metastore import DataSource, MLModel
+from emrml.service.rows import DataSource, MLModel
 from emrml.web.server import create_app
 
 POSTGRES_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

@@ -27,7 +27,7 @@ from sqlalchemy import event, insert
 
 from emrml.config import Settings
 from emrml.service.app import EmrML
-from emrml.service.metastore import DataSource, MLModel
+from emrml.service.rows import DataSource, MLModel
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 MARIADB = "mysql+pymysql://root@127.0.0.1:3306/"

@@ -17,8 +17,8 @@ mounted model fresh (``MountedModels.keep_fresh``, which also freezes the loaded
 collector's generations), so no measured call reads the metastore:
 
 * ``app.call("Predict", request)``: the whole operation behind every interface;
-* ``endpoints.serve_predict``: the same without ``EmrML.call``'s dispatch;
-* ``endpoints.predict_checked``: without the request check (endpoint lookup, ``PredictEndpoint`` and size
+* ``predicting.serve_predict``: the same without ``EmrML.call``'s dispatch;
+* ``predicting.predict_checked``: without the request check (endpoint lookup, ``PredictEndpoint`` and size
   checks, both rate limits — set high enough never to refuse — and the response);
 * ``Predictor.predict(record)``: the library's ``emrml.load_model(...).predict``, and
   ``Predictor.predict_strings``, the same without checking that the values are strings (what
@@ -70,7 +70,7 @@ from emrml.core.recipe.grammar import Transformation, Variable, parse_recipe
 from emrml.core.schema import AttributeType, parse_schema
 from emrml.loading import load_model
 from emrml.service.app import EmrML
-from emrml.service.endpoints import predict_checked, serve_predict
+from emrml.service.predicting import predict_checked, serve_predict
 from emrml.service.validation import validate_request
 
 DATASET = BENCH_DIR.parent.parent / "shared" / "datasets" / "bank_marketing"
@@ -194,8 +194,8 @@ def trained_app(home: Path) -> tuple[EmrML, str]:
 NAMES = {
     "call": 'app.call("Predict", request)',
     "authorized": 'app.call("Predict", request, caller) (a user of predictors: authorization checked)',
-    "serve": "endpoints.serve_predict(app, request)",
-    "checked": "endpoints.predict_checked(app, ...)",
+    "serve": "predicting.serve_predict(app, request)",
+    "checked": "predicting.predict_checked(app, ...)",
     "predictor": "Predictor.predict(record)",
     "strings": "Predictor.predict_strings(record)",
     "fused": "FeatureSpace.record_scorer(weights)(record, [])",

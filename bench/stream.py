@@ -51,7 +51,7 @@ from emrml.engine.batch import Parallelism, batch_predict
 from emrml.engine.training import DatasourceData
 from emrml.samples import bank_sample_schema, write_bank_sample
 from emrml.service.app import EmrML
-from emrml.service.metastore import MLModel, StreamLease
+from emrml.service.rows import MLModel, StreamLease
 from emrml.stream.consumer import Consumer
 from emrml.stream.kinesis import Kinesis
 from emrml.stream.scoring import MicroBatchScorer, Record

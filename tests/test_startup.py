@@ -20,9 +20,10 @@ from alembic.config import Config
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cli_helpers import free_port
 from emrml.config import Settings
 from emrml.samples import bank_sample_schema, write_bank_sample
-from emrml.service import credentials, metastore
+from emrml.service import credentials, metastore, rows
 from emrml.service.app import EmrML
 from emrml.service.auth import normalize_url_path
 from emrml.service.operations import canonical
@@ -107,6 +108,100 @@ def test_a_server_starts_without_rich(tmp_path: Path, metastore_templates: Templ
     loaded = set(json.loads(result.stdout.splitlines()[-1].replace("'", '"')))
     assert "sqlalchemy" in loaded and "starlette" in loaded  # the server's start did run
     assert "rich" not in loaded
+
+
+#: ``emrml serve ARGS`` in this process, its ``server.serve`` wrapped: once it listens, a thread sends the
+#: request in the file ``$PROBE_REQUEST`` and prints the answer's first line, then the top-level modules and
+#: the emrml and SQLAlchemy modules loaded by then, and ends the process.
+PREDICT_PROBE = """
+import json, os, socket, sys, threading, time
+from emrml.web import server
+
+listen = server.serve
+request = open(os.environ["PROBE_REQUEST"], "rb").read()
+port = int(sys.argv[sys.argv.index("--port") + 1])
+
+def ask():
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port)) as connection:
+                connection.sendall(request)
+                answer = b""
+                while chunk := connection.recv(65536):
+                    answer += chunk
+            break
+        except OSError:
+            time.sleep(0.01)
+    loaded = sorted(name for name in sys.modules if name.startswith(("emrml.", "sqlalchemy")))
+    print(json.dumps([answer.split(b"\\r\\n")[0].decode(), answer.decode(errors="replace"), loaded]))
+    sys.stdout.flush()
+    os._exit(0)
+
+def serve(*args, **kwargs):
+    threading.Thread(target=ask, daemon=True).start()
+    listen(*args, **kwargs)
+
+server.serve = serve
+from emrml.cli import app
+
+app(sys.argv[1:], prog_name="emrml")
+"""
+
+
+def test_a_server_answers_predict_without_the_orm(tmp_path: Path, metastore_templates: Templates) -> None:
+    # The start (the admin's user and password checked, the endpoints' models mounted) and a signed
+    # Predict (the caller's key and policy read) need SQLAlchemy's Core and the tables: the ORM, its
+    # mapped classes and the other operations' modules are a sixth of a start, for other requests.
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    from emrml.service.identity import Identities
+    from emrml.service.tables import ML_MODELS
+
+    home = _current_home(tmp_path / "home", metastore_templates)
+    _save_small_model(tmp_path / "model.zip")
+    app = EmrML(Settings.load(environ={}, home=home))  # the home's model and caller, made here
+    try:
+        with app.engine.begin() as connection:
+            connection.execute(
+                ML_MODELS.insert().values(
+                    id="ml-1", status="COMPLETED", created_by="root", created_at=1.0, last_updated_at=1.0,
+                    request="{}", model_type="BINARY", training_data_source_id="ds-1",
+                    training_parameters="{}", artifact_location=str(tmp_path / "model.zip"),
+                    endpoint_status="READY", endpoint_created_at=1.0, peak_requests_per_second=100,
+                )
+            )  # fmt: skip
+        identities = Identities(app.sessions, home)
+        identities.create_user("scorer", ("predictors",))
+        key = identities.create_key("scorer")
+    finally:
+        app.close()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    record = {"age": "41", "job": "admin.", "notes": "plan discussed"}
+    body = json.dumps({"MLModelId": "ml-1", "Record": record, "PredictEndpoint": url}).encode()
+    headers = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "AmazonML_20141212.Predict"}
+    signed = AWSRequest(method="POST", url=url + "/", data=body, headers=headers)
+    SigV4Auth(Credentials(key.access_key_id, key.secret_access_key), "machinelearning", "us-east-1").add_auth(
+        signed
+    )
+    lines = [
+        "POST / HTTP/1.1",
+        f"Host: 127.0.0.1:{port}",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+    ]
+    lines += [f"{k}: {v}" for k, v in signed.headers.items() if k.lower() not in ("host", "content-length")]
+    (tmp_path / "request").write_bytes(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+    command = [sys.executable, "-c", PREDICT_PROBE, "--home", str(home), "serve", "--port", str(port)]
+    command += ["--workers-jobs", "0"]  # the console in a process of its own, as by default
+    env = {**os.environ, "PROBE_REQUEST": str(tmp_path / "request")}
+    result = subprocess.run(command, capture_output=True, text=True, check=True, timeout=120, env=env)
+    status, answer, loaded = json.loads(result.stdout.splitlines()[-1])
+    assert status == "HTTP/1.1 200 OK" and '"predictedLabel"' in answer, answer
+    assert "sqlalchemy.orm" not in loaded and "emrml.service.rows" not in loaded
+    assert "emrml.service.tables" in loaded  # what the start and the Predict read through
 
 
 def test_a_batch_prediction_request_imports_no_engine(tmp_path: Path, metastore_templates: Templates) -> None:
@@ -305,7 +400,7 @@ def test_passwords_stored_in_clear_by_earlier_versions_are_sealed_by_the_migrati
         settings = Settings(home=tmp_path)
         with sessions() as session:
             for entity_id, (operation, request) in earlier.items():
-                row = session.get(metastore.DataSource, entity_id)
+                row = session.get(rows.DataSource, entity_id)
                 assert "hunter2-in-clear" not in row.request and "hmac-sha256:" in row.request
                 # What a new request would store: a retry of the same request still matches it.
                 assert row.request == canonical(credentials.seal(settings, operation, request)[0])
@@ -383,7 +478,7 @@ def test_a_servers_job_workers_find_the_scorer_and_its_sigmoid_loaded(
 
 METASTORE_PROBE = """
 import sys
-from emrml.service.metastore import Base
+from emrml.service.rows import Base
 
 ready = "sqlalchemy.dialects.sqlite" in sys.modules and "sqlite3" in sys.modules
 sys.exit(0 if ready and all(mapper.configured for mapper in Base.registry.mappers) else 3)
@@ -484,7 +579,7 @@ def test_a_job_running_as_the_metastore_is_upgraded_keeps_its_tries(tmp_path: Pa
             )  # fmt: skip
         metastore.migrate(engine, tmp_path)
         with metastore.session_factory(engine)() as session:
-            row = session.get(metastore.DataSource, "ds-running")
+            row = session.get(rows.DataSource, "ds-running")
             assert (row.attempts, row.tries) == (2, 2)
     finally:
         engine.dispose()

@@ -53,12 +53,10 @@ from emrml.cli_common import (
 )
 from emrml.cli_objects import KINDS, ModelType, print_view, report_created
 from emrml.config import Settings
-from emrml.core.record_values import json_record, unknown_attribute_warnings
 from emrml.errors import (
     InvalidInputException,
     PredictorNotMountedException,
 )
-from emrml.library import absolute_uri
 
 if TYPE_CHECKING:
     import click
@@ -432,6 +430,8 @@ def batch_prediction_create(
     no_wait: bool = typer.Option(False, "--no-wait", help="Return once the request is accepted."),
 ) -> None:
     """Score every record of a datasource; results appear under OUTPUT_URI/batch-prediction/ when complete."""
+    from emrml.library import absolute_uri  # the library's modules and storage: not every command's start
+
     current = state(ctx)
     location = absolute_uri(output_uri, what="--output-uri")
     request = {
@@ -497,6 +497,8 @@ def predict(
     ),
 ) -> None:
     """Predict one record through the model's real-time endpoint."""
+    from emrml.core.record_values import json_record, unknown_attribute_warnings
+
     current = state(ctx)
     values = json_record(record, "--record")
     service = current.service()

@@ -21,7 +21,8 @@ from emrml.config import Settings
 from emrml.core.predict import Predictor
 from emrml.core.record_values import value_text
 from emrml.errors import InvalidInputException, ResourceNotFoundException
-from emrml.service.metastore import MLModel, open_engine, session_factory
+from emrml.service.metastore import open_engine, session_factory
+from emrml.service.rows import MLModel
 
 if TYPE_CHECKING:
     from emrml.handles import Model

@@ -96,7 +96,7 @@ def forgotten_login_failures(request: pytest.FixtureRequest) -> Iterator[None]:
     if "installation" in request.fixturenames:
         from sqlalchemy import delete
 
-        from emrml.service.logins import LoginFailure
+        from emrml.service.rows import LoginFailure
 
         sessions = request.getfixturevalue("installation").service.sessions
         with sessions() as session, session.begin():

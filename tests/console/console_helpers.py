@@ -134,7 +134,7 @@ def put_stream(
     """The stream ``stream_id`` of the console's model at ``status`` (created when absent, its consumers and
     shard figures replaced); with one consumer and one shard's figures (120 records in, 117 out, 3 failed,
     1.5 s behind) when ``running``."""
-    from emrml.service.metastore import Stream, StreamConsumer, StreamLease
+    from emrml.service.rows import Stream, StreamConsumer, StreamLease
 
     moment = time.time()
     with service.sessions() as session, session.begin():
@@ -169,7 +169,7 @@ def put_stream(
 
 def remove_streams(service: EmrML, *stream_ids: str) -> None:
     """Remove the streams ``put_stream`` wrote, their consumers and shard figures."""
-    from emrml.service.metastore import Stream, StreamConsumer, StreamLease
+    from emrml.service.rows import Stream, StreamConsumer, StreamLease
 
     with service.sessions() as session, session.begin():
         for table, column in (

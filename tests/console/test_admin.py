@@ -298,7 +298,7 @@ def test_an_admin_gives_a_deleted_users_objects_away_from_the_users_page_then_re
     from sqlalchemy import update
 
     from emrml.samples import bank_sample_schema
-    from emrml.service.metastore import DataSource
+    from emrml.service.rows import DataSource
 
     service, suffix = installation.service, uuid.uuid4().hex[:6]
     name, heir = f"fay-{suffix}", f"gus-{suffix}"

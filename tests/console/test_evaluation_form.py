@@ -18,7 +18,7 @@ from test_permissions import VIEWER, VIEWER_PASSWORD, ensure_viewer
 from emrml.samples import bank_sample_schema
 from emrml.service.identity import Identities
 from emrml.service.logins import Logins
-from emrml.service.metastore import DataSource
+from emrml.service.rows import DataSource
 from emrml.web.server import create_app
 
 #: The bank data without a target, and with another attribute than the model's ``y`` as its target.

@@ -138,7 +138,7 @@ def test_a_directory_user_whose_name_a_deleted_users_objects_hold_is_refused_wit
 ) -> None:
     from sqlalchemy import update
 
-    from emrml.service.metastore import DataSource
+    from emrml.service.rows import DataSource
 
     client, service = console
     service.access.create_user("bob")  # bob, as the directory knows him, logged in and created a datasource

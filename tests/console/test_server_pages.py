@@ -334,7 +334,7 @@ def test_a_sample_that_is_a_folder_is_the_sample_fields_error(admin: Any, instal
 def test_the_jobs_page_shows_the_spark_application_and_jobs_a_job_ran_on(
     admin: Any, installation: Installation
 ) -> None:
-    from emrml.service.metastore import MLModel
+    from emrml.service.rows import MLModel
 
     def mark(application: str | None, jobs: str | None) -> None:
         with installation.service.sessions() as session, session.begin():

@@ -23,7 +23,7 @@ from emrml.engine.batch import Parallelism, batch_predict
 from emrml.engine.training import DatasourceData
 from emrml.samples import bank_sample_schema, write_bank_sample
 from emrml.service.app import EmrML
-from emrml.service.metastore import MLModel
+from emrml.service.rows import MLModel
 
 CUT = {"workers": 2, "range_bytes": 256 << 10, "min_bytes": 64 << 10}
 

@@ -19,7 +19,7 @@ from emrml.engine.evaluation import evaluate_model
 from emrml.engine.spark import datasource as on_spark
 from emrml.engine.training import DatasourceData
 from emrml.service.app import EmrML
-from emrml.service.metastore import MLModel
+from emrml.service.rows import MLModel
 
 #: Ranges of 64 KB: the 470 KB file is read as several tasks, cut at record boundaries among quoted texts.
 CUT = Parallelism(workers=2, range_bytes=64 << 10, min_bytes=16 << 10)

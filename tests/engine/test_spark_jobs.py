@@ -69,7 +69,7 @@ def test_statistics_counts_and_invalid_records_equal_the_local_engines(
 def test_batch_prediction_files_are_byte_for_byte_the_local_engines(
     spark: Any, data: Path, tmp_path: Path
 ) -> None:
-    from emrml.service.metastore import MLModel
+    from emrml.service.rows import MLModel
 
     app = EmrML(settings_at(tmp_path))
     try:
@@ -138,7 +138,7 @@ def test_evaluations_equal_the_local_engines(
     spark: Any, data: Path, tmp_path: Path, target: str, kind: str
 ) -> None:
     from emrml.engine.evaluation import evaluate_model
-    from emrml.service.metastore import MLModel
+    from emrml.service.rows import MLModel
 
     schema = dataclasses.replace(bank_sample_schema(), target=target)
     app = EmrML(settings_at(tmp_path))
@@ -206,7 +206,7 @@ def test_long_running_mode_runs_every_job_on_the_servers_one_application(
     import os
     import threading
 
-    from emrml.service.metastore import DataSource
+    from emrml.service.rows import DataSource
 
     app = EmrML(settings_at(tmp_path, engine="spark"))
     app.jobs.in_process = True

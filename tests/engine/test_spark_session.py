@@ -20,7 +20,7 @@ from pyspark.sql import SparkSession
 from emrml.config import Settings
 from emrml.engine.spark import pylogs, session
 from emrml.service.app import EmrML
-from emrml.service.metastore import DataSource
+from emrml.service.rows import DataSource
 from emrml.service.worker import JobContext
 
 

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from emrml.core.predict import Predictor
 from emrml.service.app import EmrML
-from emrml.service.metastore import MLModel
+from emrml.service.rows import MLModel
 
 URL = "http://127.0.0.1:8080"
 BANK = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "bank_marketing"

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from emrml.service.app import EmrML
-from emrml.service.metastore import BatchPrediction, DataSource
+from emrml.service.rows import BatchPrediction, DataSource
 
 BANK_SCHEMA_NAME = "data.csv.schema"
 

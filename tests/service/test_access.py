@@ -324,7 +324,7 @@ def test_another_users_key_is_answered_like_an_unknown_key(settings: Settings) -
 def test_a_stored_storage_grant_on_a_relative_path_still_loads(settings: Settings) -> None:
     # Adding such a statement is refused now (it matches no location); one stored before still loads
     # beside the user's other grants.
-    from emrml.service.groups import GroupStatement
+    from emrml.service.rows import GroupStatement
 
     app = EmrML(settings)
     try:

@@ -21,7 +21,7 @@ from emrml.samples import bank_sample_schema, write_bank_sample
 from emrml.service import capacity
 from emrml.service.app import EmrML
 from emrml.service.confinement import job_guard
-from emrml.service.metastore import DataSource
+from emrml.service.rows import DataSource
 from emrml.storage import local, locations
 
 LINES_SCHEMA = json.dumps(

@@ -21,7 +21,7 @@ import zstandard
 
 from emrml.errors import InvalidInputException, ResourceNotFoundException
 from emrml.service.app import EmrML
-from emrml.service.metastore import DataSource
+from emrml.service.rows import DataSource
 
 SCHEMA = {
     "version": "1.0",
@@ -233,7 +233,7 @@ def test_a_random_split_does_not_move_with_the_data(
 def test_a_datasource_recorded_with_absolute_keys_keeps_its_split(app: EmrML, small_csv: Path) -> None:
     """Datasources from before relative keys hash the absolute object key, as they were split then."""
     from emrml.core.rearrange import parse_rearrangement, select
-    from emrml.service.metastore import DataSource
+    from emrml.service.rows import DataSource
     from emrml.service.tasks import rearrangement_of
 
     text = json.dumps(

@@ -18,7 +18,8 @@ from emrml.service import metastore
 from emrml.service.app import EmrML
 from emrml.service.identity import Identities
 from emrml.service.logins import LoginRefused, Logins
-from emrml.service.metastore import DataSource, open_engine, session_factory
+from emrml.service.metastore import open_engine, session_factory
+from emrml.service.rows import DataSource
 from metastores import empty_metastore
 
 #: The foreign keys of a MariaDB metastore made new, each deleting with the row it references.

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, event, insert
 
 from emrml.config import Settings
 from emrml.service.app import EmrML
-from emrml.service.metastore import DataSource, MLModel
+from emrml.service.rows import DataSource, MLModel
 from metastores import Templates
 
 ROWS = 3000

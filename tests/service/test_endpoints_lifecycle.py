@@ -21,7 +21,7 @@ from emrml.errors import (
 )
 from emrml.service import endpoints, models
 from emrml.service.app import EmrML
-from emrml.service.metastore import MLModel
+from emrml.service.rows import MLModel
 
 
 def test_endpoint_lifecycle(app: EmrML, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from emrml.errors import (
     ResourceNotFoundException,
 )
 from emrml.service.app import EmrML
-from emrml.service.endpoints import serve_predict
+from emrml.service.predicting import serve_predict
 from emrml.service.validation import validate_request
 
 TUTORIAL_RECORD = (

@@ -20,8 +20,8 @@ from emrml.errors import (
     ResourceNotFoundException,
 )
 from emrml.service.app import EmrML
-from emrml.service.metastore import MLModel
 from emrml.service.mounted import REVALIDATE_SECONDS, MountedModels, TokenBucket
+from emrml.service.rows import MLModel
 
 
 def test_token_bucket() -> None:
@@ -181,13 +181,16 @@ def test_a_server_keeps_models_fresh_off_the_request_path(trained: Trained) -> N
     app = trained.app
     other = EmrML(Settings.load(environ={}, home=trained.home))
     readers: list[str] = []
-    sessions = other.mounted._sessions
+    engine = other.mounted._engine
 
-    def recording_sessions() -> Any:
-        readers.append(threading.current_thread().name)
-        return sessions()
+    class RecordingEngine:
+        """The engine, noting the thread of every connection it gives (every metastore read)."""
 
-    other.mounted._sessions = recording_sessions  # type: ignore[assignment]
+        def connect(self) -> Any:
+            readers.append(threading.current_thread().name)
+            return engine.connect()
+
+    other.mounted._engine = RecordingEngine()  # type: ignore[assignment]
     record = {"x": "7", "words": "good day"}
     stop = threading.Event()
     keeper = threading.Thread(target=other.mounted.keep_fresh, args=(stop, 0.05), name="keeper")

@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 
 from emrml.config import Settings
 from emrml.service.app import EmrML
-from emrml.service.metastore import DataSource
+from emrml.service.rows import DataSource
 from emrml.service.worker import JobContext, JobStopped
 from emrml.storage import locations
 from emrml.storage.locations import atomic_write

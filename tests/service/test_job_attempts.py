@@ -16,7 +16,7 @@ from jobs_helpers import bank_sample, create_bank, pending_bank, pending_batch_p
 from cli_helpers import invoke
 from emrml.config import Settings
 from emrml.service.app import EmrML
-from emrml.service.metastore import ENTITY_CLASSES, BatchPrediction
+from emrml.service.rows import ENTITY_CLASSES, BatchPrediction
 
 
 def test_a_given_up_attempt_still_running_keeps_to_its_own_temporary_folder(
@@ -403,7 +403,7 @@ def test_a_stopping_server_queues_again_the_jobs_it_runs_on_its_threads(
     either: stopping the server stops them at their next progress point and queues them again, their try
     not counted, as it does jobs in worker processes (two restarts during a long training must not fail
     it, as the process's death would on the next start: 'the process running this job is gone')."""
-    from emrml.service.metastore import DataSource
+    from emrml.service.rows import DataSource
     from emrml.service.worker import JobContext
 
     pending_bank(app, "ds-restart", shared_datasets)
@@ -570,7 +570,7 @@ def test_an_attempt_that_ends_without_its_outcome_logs_what_its_row_tells(
     later attempt took the job over, the job was queued again or given up, or, the row still its own, it
     was asked to stop (its runner stopping, or a signal from another process): not one guess for all."""
     from emrml.service import worker
-    from emrml.service.metastore import DataSource
+    from emrml.service.rows import DataSource
 
     pending_bank(app, "ds-why", shared_datasets)
     attempt = app.jobs.claim("DataSource", "ds-why")

@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 from emrml.config import Settings
 from emrml.service import jobs, tasks, worker
 from emrml.service.app import EmrML
-from emrml.service.metastore import DataSource
+from emrml.service.rows import DataSource
 from emrml.service.worker import JOB_FUNCTIONS, JobContext
 
 
@@ -88,7 +88,8 @@ def test_a_spark_servers_start_removes_the_scratch_its_threads_left(tmp_path: Pa
     the home)."""
     from emrml.engine.training import SCRATCH_OWNER
     from emrml.lifetime import machine
-    from emrml.service.metastore import BatchPrediction, now
+    from emrml.service.metastore import now
+    from emrml.service.rows import BatchPrediction
     from emrml.web.scheduler import JobScheduler
 
     app = EmrML(Settings.load(environ={}, home=tmp_path / "home", engine="spark"))

@@ -24,7 +24,7 @@ from jobs_helpers import (
 from emrml.config import Settings
 from emrml.lifetime import machine
 from emrml.service.app import EmrML
-from emrml.service.metastore import BatchPrediction, DataSource
+from emrml.service.rows import BatchPrediction, DataSource
 
 
 def test_a_job_stops_at_its_next_progress_point_once_its_object_is_deleted(

@@ -16,7 +16,7 @@ from jobs_helpers import create_bank, pending_bank, worker_pid
 
 from emrml.config import Settings
 from emrml.service.app import EmrML
-from emrml.service.metastore import DataSource
+from emrml.service.rows import DataSource
 
 
 def test_worker_killed_on_the_last_attempt_fails_the_job_with_a_clear_message(

@@ -31,7 +31,7 @@ from emrml.config import Settings
 from emrml.lifetime import machine
 from emrml.service.app import EmrML
 from emrml.service.jobs import TERMINAL
-from emrml.service.metastore import BatchPrediction, DataSource, MLModel
+from emrml.service.rows import BatchPrediction, DataSource, MLModel
 
 
 def test_datasource_job_completes_with_timing_fields(app: EmrML, shared_datasets: Path) -> None:

@@ -122,7 +122,7 @@ def test_migration_0015_keeps_earlier_streams_and_records_them_not_confined(tmp_
     migrated it: they were started before streams were confined, as objects before 0007 were."""
     from sqlalchemy import inspect, text
 
-    from emrml.service import metastore
+    from emrml.service import rows
 
     settings = Settings.load(environ={}, home=tmp_path / "home")
     with _downgraded(settings, "0014") as connection:
@@ -138,7 +138,7 @@ def test_migration_0015_keeps_earlier_streams_and_records_them_not_confined(tmp_
     app = EmrML(settings)  # migrates again
     try:
         with app.sessions() as session:
-            stream = session.get(metastore.Stream, "st-old")
+            stream = session.get(rows.Stream, "st-old")
             assert stream is not None
             assert (stream.output_uri, stream.confined) == ("/out", False)
     finally:
@@ -150,7 +150,7 @@ def test_migration_0016_takes_a_stopping_streams_last_update_for_its_stop_reques
     to stop (the best record of it); a RUNNING one has not been asked."""
     from sqlalchemy import text
 
-    from emrml.service import metastore
+    from emrml.service import rows
 
     settings = Settings.load(environ={}, home=tmp_path / "home")
     with _downgraded(settings, "0015") as connection:
@@ -166,8 +166,8 @@ def test_migration_0016_takes_a_stopping_streams_last_update_for_its_stop_reques
     app = EmrML(settings)  # migrates again
     try:
         with app.sessions() as session:
-            stopping = session.get(metastore.Stream, "st-stopping")
-            running = session.get(metastore.Stream, "st-running")
+            stopping = session.get(rows.Stream, "st-stopping")
+            running = session.get(rows.Stream, "st-running")
             assert stopping is not None and running is not None
             assert (stopping.stop_requested_at, running.stop_requested_at) == (5.0, None)
     finally:
@@ -218,7 +218,8 @@ def test_the_migrated_schema_is_the_models_schema(app: EmrML) -> None:
     from alembic.migration import MigrationContext
 
     import emrml.service
-    from emrml.service.metastore import Base, sort_key_objects
+    from emrml.service.metastore import sort_key_objects
+    from emrml.service.rows import Base
 
     for module in pkgutil.iter_modules(emrml.service.__path__):  # every module that declares tables
         importlib.import_module(f"emrml.service.{module.name}")

@@ -16,7 +16,7 @@ from emrml.config import Settings
 from emrml.errors import InvalidInputException, PredictorNotMountedException
 from emrml.loading import load_model
 from emrml.service.app import EmrML
-from emrml.service.metastore import MLModel
+from emrml.service.rows import MLModel
 
 
 def file_of(app: EmrML, model_id: str) -> Path:

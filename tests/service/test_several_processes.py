@@ -17,7 +17,7 @@ from jobs_helpers import create_bank
 from emrml.config import Settings
 from emrml.service.app import EmrML
 from emrml.service.jobs import TERMINAL, JobRunner
-from emrml.service.metastore import DataSource
+from emrml.service.rows import DataSource
 
 
 def test_a_job_claimed_by_another_process_holds_no_job_slot_here(

@@ -21,7 +21,7 @@ from sql_helpers import PASSWORD, RDS, REDSHIFT, ROWS, Databases, failed, from_r
 from emrml.config import Settings
 from emrml.errors import IdempotentParameterMismatchException
 from emrml.service.app import EmrML
-from emrml.service.metastore import DataSource
+from emrml.service.rows import DataSource
 from metastores import MARIADB_ADMIN, POSTGRES_ADMIN
 
 

@@ -8,7 +8,7 @@ import time
 from sqlalchemy import event, select
 
 from emrml.service.app import EmrML
-from emrml.service.metastore import Stream, StreamConsumer
+from emrml.service.rows import Stream, StreamConsumer
 
 
 def _stream(app: EmrML, stream_id: str, consumers: list[tuple[str, int, str]]) -> None:

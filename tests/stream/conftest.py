@@ -17,7 +17,7 @@ from stream_helpers import KINESALITE, Kinesalite, Running, train_binary
 
 from emrml.config import Settings
 from emrml.service.app import EmrML
-from emrml.service.metastore import StreamConsumer
+from emrml.service.rows import StreamConsumer
 
 #: Credentials kinesalite accepts (any); consumer processes inherit them through the environment.
 FAKE_CREDENTIALS = {

@@ -14,7 +14,7 @@ from stream_helpers import Kinesalite, Running, record, wait_until
 
 from emrml.errors import InvalidInputException, ResourceNotFoundException
 from emrml.service.app import EmrML
-from emrml.service.metastore import MLModel, Stream
+from emrml.service.rows import MLModel, Stream
 from raw_models import retyped
 
 

@@ -216,7 +216,7 @@ def test_the_list_says_why_a_stream_failed(
     from sqlalchemy import update
 
     from emrml.service.app import EmrML
-    from emrml.service.metastore import MLModel
+    from emrml.service.rows import MLModel
 
     kinesalite.create("cli-why", 1)
     kinesalite.create("cli-why-scored", 1)

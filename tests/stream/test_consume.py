@@ -87,7 +87,7 @@ def test_every_record_is_scored_as_batch_prediction_scores_it(
 
 
 def _artifact(app: EmrML) -> Path:
-    from emrml.service.metastore import MLModel
+    from emrml.service.rows import MLModel
 
     with app.sessions() as session:
         return Path(session.get(MLModel, "ml-binary").artifact_location)

@@ -16,7 +16,7 @@ from emrml.config import Settings
 from emrml.core.predict import Predictor
 from emrml.core.record_values import json_record
 from emrml.service.app import EmrML
-from emrml.service.metastore import MLModel
+from emrml.service.rows import MLModel
 from emrml.stream.scoring import MicroBatchScorer, Record
 from raw_models import raw_numbers_predictor
 

@@ -10,8 +10,8 @@ import pytest
 from stream_helpers import Kinesalite, wait_until
 
 from emrml.service.app import EmrML
-from emrml.service.metastore import Stream
 from emrml.service.operations import canonical
+from emrml.service.rows import Stream
 
 
 def test_a_stream_stored_with_an_unknown_member_starts_again_without_it(

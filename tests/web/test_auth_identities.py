@@ -21,7 +21,8 @@ from emrml.errors import InternalServerException, InvalidInputException, Resourc
 from emrml.service import identity
 from emrml.service.auth import CredentialCache, ensure_admin
 from emrml.service.identity import Credential, Identities, SecretBox
-from emrml.service.metastore import Base, migrate, open_engine, session_factory
+from emrml.service.metastore import migrate, open_engine, session_factory
+from emrml.service.rows import Base
 
 
 @pytest.fixture

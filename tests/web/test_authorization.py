@@ -4,6 +4,8 @@ users (service.access, service.policy)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +25,7 @@ from emrml.service.app import EmrML
 from emrml.service.auth import ensure_admin
 from emrml.service.groups import ADMINS, PREDICTORS, USERS, VIEWERS
 from emrml.service.identity import Identities
-from emrml.service.operations import OPERATIONS
+from emrml.service.operations import registered
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +89,15 @@ def predict_request(owned: dict[str, str]) -> dict[str, Any]:
 
 
 def test_every_operation_has_an_authorization_rule() -> None:
-    assert set(OPERATIONS) <= set(OPERATION_ACCESS)
+    assert set(registered()) <= set(OPERATION_ACCESS)
+
+
+def test_a_statement_may_name_every_operation_before_the_operations_are_imported() -> None:
+    # A process that adds a statement (``emrml access add-statement``) has run no operation: their modules
+    # are not imported, and what a statement may name must not depend on them.
+    code = "from emrml.service.access_rules import known_actions; print(' '.join(known_actions()))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert {f"machinelearning:{name}" for name in registered()} <= set(result.stdout.split())
 
 
 def answer(call: Any, **request: Any) -> tuple[str, str]:

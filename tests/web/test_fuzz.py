@@ -35,7 +35,7 @@ from emrml.samples import bank_sample_schema, write_bank_sample
 from emrml.service.app import EmrML
 from emrml.service.groups import ADMINS
 from emrml.service.identity import Identities
-from emrml.service.operations import CREATE_OPERATIONS, ID_MEMBER, OPERATIONS
+from emrml.service.operations import CREATE_OPERATIONS, ID_MEMBER, registered
 from emrml.web.protocol import TARGET_PREFIX
 from emrml.web.server import BackgroundServer, create_app, reserve_socket
 
@@ -99,7 +99,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzWorld]:
         "CreateMLModel", {"MLModelId": "fz-model", "MLModelType": "BINARY", "TrainingDataSourceId": "fz-ds"}
     )
     assert service.wait("MLModel", "fz-model")["Status"] == "COMPLETED"
-    if "CreateRealtimeEndpoint" in OPERATIONS:
+    if "CreateRealtimeEndpoint" in registered():
         service.call("CreateRealtimeEndpoint", {"MLModelId": "fz-model"})
     documents = {
         "DataSchema": [schema, '{"version": "1.0"}', "{not json"],

@@ -25,8 +25,9 @@ from web_helpers import RawResponse, asgi_request, post, sign
 from emrml.config import Settings
 from emrml.errors import InvalidInputException, ResourceNotFoundException
 from emrml.service.app import EmrML
-from emrml.service.metastore import DataSource, now
-from emrml.service.operations import OPERATIONS
+from emrml.service.metastore import now
+from emrml.service.operations import NAMES, registered
+from emrml.service.rows import DataSource
 from emrml.web.access_log import AccessLog, LoggedRequests, new_request_id
 from emrml.web.protocol import TARGET_PREFIX, encode_error, encode_response
 from emrml.web.scheduler import JobScheduler
@@ -103,6 +104,13 @@ def test_request_ids_are_distinct_uuids_and_a_forked_process_draws_its_own() -> 
     mine = [new_request_id() for _ in range(3)]
     assert len(theirs) == 3 and not set(theirs) & set(mine + ids)
     assert {text[:24] for text in theirs}.isdisjoint({text[:24] for text in mine})
+
+
+def test_the_names_the_api_answers_are_the_registered_operations() -> None:
+    # The protocol knows the operations by name before their modules are imported (a server imports them
+    # with its first request other than Predict): a name missing from either list is an operation that is
+    # refused as unknown, or one named that does not exist.
+    assert set(registered()) == NAMES
 
 
 @pytest.mark.parametrize(
@@ -338,7 +346,7 @@ def test_unexpected_failures_are_generic_500s_logged_with_the_request_id(
     def broken(_app: Any, _request: Any) -> dict:
         raise RuntimeError("password=hunter2 in /srv/secret/path")
 
-    monkeypatch.setitem(OPERATIONS, "GetDataSource", broken)
+    monkeypatch.setitem(registered(), "GetDataSource", broken)
     with caplog.at_level(logging.ERROR, logger="emrml.web.server"):
         response = request(app, "GetDataSource", {"DataSourceId": "p-ds"})
     status, kind, message = error(response)

@@ -20,8 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, bindparam, delete, select
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy import Column, ColumnElement, Connection, bindparam, delete, insert, select
 
 from emrml.errors import (
     AccessDeniedException,
@@ -31,27 +30,17 @@ from emrml.errors import (
 )
 from emrml.service import groups as grouping
 from emrml.service.access_rules import OPERATION_ACCESS, TAGGED, known_actions
-from emrml.service.groups import ADMINS, BUILTIN_GROUPS, Group, GroupInfo, GroupMember, GroupStatement
-from emrml.service.identity import (
-    AccessKey,
-    Identities,
-    KeyInfo,
-    NewAccessKey,
-    User,
-    UserInfo,
-    check_name,
-    user_arn,
-)
-from emrml.service.metastore import ENTITY_CLASSES, Stream, engine_of
+from emrml.service.groups import ADMINS, BUILTIN_GROUPS, GroupInfo
+from emrml.service.identity import Identities, KeyInfo, NewAccessKey, UserInfo, check_name, user_arn
+from emrml.service.metastore import Sessions, engine_of
 from emrml.service.operations import CALLER
 from emrml.service.policy import RESOURCE_KINDS, Policy, Statement
 from emrml.service.remembered import Remembered
+from emrml.service.tables import ACCESS_KEYS, GROUP_MEMBERS, GROUP_STATEMENTS, GROUPS, OWNED_TABLES, USERS
 from emrml.storage import locations
 
 if TYPE_CHECKING:
     from emrml.config import Settings
-
-TABLES: dict[str, Any] = {**ENTITY_CLASSES, "Stream": Stream}
 
 
 def user_name_of(caller: str) -> str | None:
@@ -65,7 +54,7 @@ def user_name_of(caller: str) -> str | None:
 #: built once: a server rereads every known caller's policy every second (``Access.policies``).
 #: On the tables' own columns and read through a Core connection: the ORM's share of a reread cost the
 #: event loop as much interpreter lock time again as the rest.
-_USERS, _MEMBERS, _STATEMENTS = User.__table__, GroupMember.__table__, GroupStatement.__table__
+_USERS, _MEMBERS, _STATEMENTS = USERS, GROUP_MEMBERS, GROUP_STATEMENTS
 _POLICY_ROWS = (
     select(_USERS.c.enabled, _STATEMENTS.c.sid, _STATEMENTS.c.document)
     .select_from(_USERS)
@@ -82,12 +71,15 @@ class Access:
 
     def __init__(
         self,
-        sessions: sessionmaker,
+        sessions: Sessions,
         settings: Settings,
         ttl: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sessions = sessions
+        #: Every statement here is Core, on connections of the engine: a server authorizes its callers'
+        #: Predicts (and reads their policies) without importing the ORM.
+        self.engine = engine_of(sessions)
         self.settings = settings
         #: The users' policies by caller ARN; a server refreshes them every ``ttl / 2`` seconds from a
         #: thread of its own, so that a caller seen before never waits for the metastore (``Predict`` is
@@ -103,7 +95,7 @@ class Access:
 
     def _read_policy(self, caller: str) -> Policy:
         name = user_name_of(caller) or ""
-        with engine_of(self.sessions).connect() as connection:
+        with self.engine.connect() as connection:
             rows = connection.execute(_POLICY_ROWS, {"name": name}).all()
         statements = [grouping.stored_statement(sid, text) for _, sid, text in rows if sid is not None]
         return Policy(name, caller, bool(rows and rows[0][0]), statements)
@@ -165,18 +157,18 @@ class Access:
         # the objects it uses, its own.
         granting = tuple(f"machinelearning:{name}" for name in rule.granted_by)
         unseen: Unseen | None = None
-        with self.sessions() as session:
+        with self.engine.connect() as connection:
             for index, (target_kind, member) in enumerate(targets):
                 object_id = request.get(member) if member else None
                 if (
                     not isinstance(target_kind, str)
-                    or target_kind not in TABLES
+                    or target_kind not in OWNED_TABLES
                     or not isinstance(object_id, str)
                 ):
                     continue  # validation refuses the request
                 resource = f"{RESOURCE_KINDS[target_kind]}/{object_id}"
-                table = TABLES[target_kind]
-                owner = session.execute(select(table.created_by).where(table.id == object_id)).scalar()
+                table = OWNED_TABLES[target_kind]
+                owner = connection.execute(select(table.c.created_by).where(table.c.id == object_id)).scalar()
                 own = owner is None or owner == caller
                 grants = granting if index == 0 else ()
                 if _decides(policy, action, resource, own, grants):
@@ -214,15 +206,15 @@ class Access:
         wanted = set(ids)
         if not wanted:
             return {}
-        table = TABLES[kind]
-        query = select(table.id, table.name).where(table.id.in_(wanted))
+        table = OWNED_TABLES[kind]
+        query = select(table.c.id, table.c.name).where(table.c.id.in_(wanted))
         if caller is not None and user_name_of(caller) is not None:
             policy = self.policy(caller)
             query = query.where(
-                policy.visible(f"machinelearning:Get{kind}", kind, table.id, table.created_by)
+                policy.visible(f"machinelearning:Get{kind}", kind, table.c.id, table.c.created_by)
             )
-        with self.sessions() as session:
-            return {object_id: name for object_id, name in session.execute(query)}
+        with self.engine.connect() as connection:
+            return {object_id: name for object_id, name in connection.execute(query)}
 
     def storage_folders(self, caller: str | None, action: str = "storage:Read") -> list[str]:
         """Where the caller's grants of a ``storage:`` action start (``Policy.granted_folders``): none for
@@ -251,9 +243,9 @@ class Access:
         caller = CALLER.get()
         if caller is None or user_name_of(caller) is None:
             return None
-        table = TABLES[kind]
+        table = OWNED_TABLES[kind]
         policy = self.policy(caller)
-        return policy.visible(f"machinelearning:{operation}", kind, table.id, table.created_by)
+        return policy.visible(f"machinelearning:{operation}", kind, table.c.id, table.c.created_by)
 
     def check_storage(self, location: str, *, write: bool) -> None:
         """``storage:Write`` (``write``) or ``storage:Read`` on ``location`` for the running request's
@@ -348,18 +340,18 @@ class Access:
         memberships are left as administrators set them. The service's own act, not a caller's."""
         from emrml.service.directory import MappedGroupsMissing
 
-        with self.sessions() as session:
-            known = session.get(User, name) is not None
-            missing = sorted(group for group in set(groups) if session.get(Group, group) is None)
+        with self.engine.connect() as connection:
+            known = _exists(connection, USERS.c.name, name)
+            missing = sorted(group for group in set(groups) if not _exists(connection, GROUPS.c.name, group))
         if missing:  # before any change: not created, or left in the groups it had
             raise MappedGroupsMissing(missing)
         if not known:
             self.identities.create_user(name, groups or grouping.DEFAULT_GROUPS)
-        with self.sessions() as session, session.begin():
-            current = set(grouping.groups_of(session, name))
+        with self.engine.begin() as connection:
+            current = set(grouping.groups_of(connection, name))
             for group in decided & set(groups) - current:
-                grouping.find_group(session, group)
-                session.add(GroupMember(group_name=group, user_name=name))
+                grouping.find_group(connection, group)
+                connection.execute(insert(GROUP_MEMBERS).values(group_name=group, user_name=name))
         for group in (decided & current) - set(groups):
             with contextlib.suppress(AmazonMLError):  # the last enabled admin stays one
                 self.remove_member(group, name)
@@ -415,8 +407,10 @@ class Access:
         missing = ResourceNotFoundException(f"access key {access_key_id!r} does not exist")
         if not (access_key_id.isascii() and access_key_id.isalnum()):  # no key's: not looked up (a NUL)
             raise missing
-        with self.sessions() as session:
-            key = session.get(AccessKey, access_key_id)
+        with self.engine.connect() as connection:
+            key = connection.execute(
+                select(ACCESS_KEYS.c.user_name).where(ACCESS_KEYS.c.access_key_id == access_key_id)
+            ).first()
         if key is None:
             raise missing
         try:
@@ -430,11 +424,11 @@ class Access:
         """Refuse a change that would leave no enabled member of ``admins``: nobody could manage emrml."""
         if group != ADMINS:
             return
-        with self.sessions() as session:
-            admins = session.scalars(
-                select(User.name)
-                .join(GroupMember, GroupMember.user_name == User.name)
-                .where(GroupMember.group_name == ADMINS, User.enabled.is_(True))
+        with self.engine.connect() as connection:
+            admins = connection.scalars(
+                select(USERS.c.name)
+                .join(GROUP_MEMBERS, GROUP_MEMBERS.c.user_name == USERS.c.name)
+                .where(GROUP_MEMBERS.c.group_name == ADMINS, USERS.c.enabled.is_(True))
             ).all()
         if list(admins) == [leaving]:
             raise InvalidInputException(
@@ -449,53 +443,57 @@ class Access:
 
     def list_groups(self, *, caller: str | None = None) -> list[GroupInfo]:
         self.check(caller, "iam:ListGroups")
-        with self.sessions() as session:
+        with self.engine.connect() as connection:
             return [
-                grouping.group_info(session, g) for g in session.scalars(select(Group).order_by(Group.name))
+                grouping.group_info(connection, g)
+                for g in connection.execute(select(GROUPS).order_by(GROUPS.c.name))
             ]
 
     def get_group(self, name: str, *, caller: str | None = None) -> GroupInfo:
         self._check_group(caller, "iam:GetGroup", name)
-        with self.sessions() as session:
-            return grouping.group_info(session, grouping.find_group(session, name))
+        with self.engine.connect() as connection:
+            return grouping.group_info(connection, grouping.find_group(connection, name))
 
     def create_group(self, name: str, description: str = "", *, caller: str | None = None) -> GroupInfo:
         self._check_group(caller, "iam:CreateGroup", name)
-        with self.sessions() as session, session.begin():
-            group = grouping.create_group(session, name, description)
-            return grouping.group_info(session, group)
+        with self.engine.begin() as connection:
+            group = grouping.create_group(connection, name, description)
+            return grouping.group_info(connection, group)
 
     def delete_group(self, name: str, *, caller: str | None = None) -> None:
         self._check_group(caller, "iam:DeleteGroup", name)
         if name in BUILTIN_GROUPS:
             raise InvalidInputException(f"{name!r} is a built-in group and cannot be deleted")
-        with self.sessions() as session, session.begin():
-            grouping.find_group(session, name)
+        with self.engine.begin() as connection:
+            grouping.find_group(connection, name)
             # Explicit, not left to ON DELETE CASCADE: SQLite enforces foreign keys only when asked to.
-            session.execute(delete(GroupMember).where(GroupMember.group_name == name))
-            session.execute(delete(GroupStatement).where(GroupStatement.group_name == name))
-            session.execute(delete(Group).where(Group.name == name))
+            connection.execute(delete(GROUP_MEMBERS).where(GROUP_MEMBERS.c.group_name == name))
+            connection.execute(delete(GROUP_STATEMENTS).where(GROUP_STATEMENTS.c.group_name == name))
+            connection.execute(delete(GROUPS).where(GROUPS.c.name == name))
         self.forget()
 
     def add_member(self, group: str, user: str, *, caller: str | None = None) -> None:
         self._check_group(caller, "iam:AddUserToGroup", group)
         check_name("user", user)
-        with self.sessions() as session, session.begin():
-            grouping.find_group(session, group)
-            if session.get(User, user) is None:
+        with self.engine.begin() as connection:
+            grouping.find_group(connection, group)
+            if not _exists(connection, USERS.c.name, user):
                 raise ResourceNotFoundException(f"user {user!r} does not exist")
-            if session.get(GroupMember, (group, user)) is None:
-                session.add(GroupMember(group_name=group, user_name=user))
+            member = (GROUP_MEMBERS.c.group_name == group) & (GROUP_MEMBERS.c.user_name == user)
+            if connection.execute(select(GROUP_MEMBERS.c.user_name).where(member)).first() is None:
+                connection.execute(insert(GROUP_MEMBERS).values(group_name=group, user_name=user))
         self.forget()
 
     def remove_member(self, group: str, user: str, *, caller: str | None = None) -> None:
         self._check_group(caller, "iam:RemoveUserFromGroup", group)
         check_name("user", user)
         self._keep_an_admin(leaving=user, group=group)
-        with self.sessions() as session, session.begin():
-            grouping.find_group(session, group)
-            removed = session.execute(
-                delete(GroupMember).where(GroupMember.group_name == group, GroupMember.user_name == user)
+        with self.engine.begin() as connection:
+            grouping.find_group(connection, group)
+            removed = connection.execute(
+                delete(GROUP_MEMBERS).where(
+                    GROUP_MEMBERS.c.group_name == group, GROUP_MEMBERS.c.user_name == user
+                )
             )
             if removed.rowcount == 0:
                 raise ResourceNotFoundException(f"user {user!r} is not a member of {group!r}")
@@ -506,9 +504,9 @@ class Access:
         self._check_group(caller, "iam:PutGroupPolicy", group)
         self._builtin_admins(group)
         statement = Statement.parse(document, 0, known_actions())
-        with self.sessions() as session, session.begin():
-            grouping.find_group(session, group)
-            sid = grouping.add_statement(session, group, statement)
+        with self.engine.begin() as connection:
+            grouping.find_group(connection, group)
+            sid = grouping.add_statement(connection, group, statement)
         self.forget()
         return sid
 
@@ -517,10 +515,12 @@ class Access:
         self._builtin_admins(group)
         if not 0 < sid < 10**9:  # past every statement's number and past the database's integers
             raise ResourceNotFoundException(f"group {group!r} has no statement {sid}")
-        with self.sessions() as session, session.begin():
-            grouping.find_group(session, group)
-            removed = session.execute(
-                delete(GroupStatement).where(GroupStatement.group_name == group, GroupStatement.sid == sid)
+        with self.engine.begin() as connection:
+            grouping.find_group(connection, group)
+            removed = connection.execute(
+                delete(GROUP_STATEMENTS).where(
+                    GROUP_STATEMENTS.c.group_name == group, GROUP_STATEMENTS.c.sid == sid
+                )
             )
             if removed.rowcount == 0:
                 raise ResourceNotFoundException(f"group {group!r} has no statement {sid}")
@@ -532,6 +532,11 @@ class Access:
             raise InvalidInputException(
                 f"the statements of {ADMINS!r} cannot be changed: it allows everything"
             )
+
+
+def _exists(connection: Connection, key: Column[Any], value: str) -> bool:
+    """Whether ``key``'s table has a row whose ``key`` is ``value``."""
+    return connection.execute(select(key).where(key == value)).first() is not None
 
 
 class Unseen(AmazonMLError):

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from emrml.service.metastore import ENTITY_CLASSES
-from emrml.service.operations import OPERATIONS
+from emrml.service.operations import NAMES
 from emrml.service.policy import IAM_ACTIONS, STORAGE_ACTIONS
+from emrml.service.tables import ENTITY_TABLES
 
 #: Tag operations name their object by ResourceType and ResourceId.
 TAGGED = "ResourceType"
@@ -41,7 +41,7 @@ OPERATION_ACCESS: dict[str, Rule] = {
     **_lifecycle("MLModel", "MLModelId"),
     **_lifecycle("Evaluation", "EvaluationId"),
     **_lifecycle("BatchPrediction", "BatchPredictionId"),
-    **{f"Describe{kind}s": Rule(kind, listing=True) for kind in (*ENTITY_CLASSES, "Stream")},
+    **{f"Describe{kind}s": Rule(kind, listing=True) for kind in (*ENTITY_TABLES, "Stream")},
     "CreateDataSourceFromS3": Rule("DataSource", "DataSourceId", creates=True),
     "CreateDataSourceFromRDS": Rule("DataSource", "DataSourceId", creates=True),
     "CreateDataSourceFromRedshift": Rule("DataSource", "DataSourceId", creates=True),
@@ -78,7 +78,6 @@ OPERATION_ACCESS: dict[str, Rule] = {
 
 
 def known_actions() -> tuple[str, ...]:
-    """Every action a statement may name (the operations register as their modules are imported)."""
-    import emrml.service.app  # noqa: F401  (registers every operation)
-
-    return (*(f"machinelearning:{name}" for name in OPERATIONS), *STORAGE_ACTIONS, *IAM_ACTIONS)
+    """Every action a statement may name: every operation's (by name, their modules not imported), the
+    storage and IAM actions."""
+    return (*(f"machinelearning:{name}" for name in sorted(NAMES)), *STORAGE_ACTIONS, *IAM_ACTIONS)

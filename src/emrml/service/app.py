@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from emrml.config import Settings
 from emrml.errors import InvalidInputException
-from emrml.service import (  # noqa: F401  (register their operations)
-    batch_predictions,
-    capacity,
-    datasources,
-    endpoints,
-    evaluations,
-    models,
-    streams,
-    tags,
-)
 from emrml.service.access import Access, Unseen
 from emrml.service.confinement import prepare_home
-from emrml.service.jobs import JobRunner, ProgressCallback
 from emrml.service.metastore import migrate, open_engine, out_of_service, session_factory
 from emrml.service.mounted import MountedModels
-from emrml.service.operations import CALLER, ID_MEMBER, OPERATIONS, reused_id, running_as
-from emrml.service.validation import validate_request
+from emrml.service.operations import CALLER, ID_MEMBER, registered, reused_id, running_as
+from emrml.service.predicting import serve_predict
 from emrml.storage.locations import configure as configure_storage
+
+if TYPE_CHECKING:
+    from emrml.service.jobs import JobRunner, ProgressCallback
 
 
 class EmrML:
@@ -44,7 +37,6 @@ class EmrML:
         self.engine = open_engine(self.settings.database_url)
         migrate(self.engine, self.settings.home)
         self.sessions = session_factory(self.engine)
-        self.jobs = JobRunner(self.settings, self.sessions)
         #: The models whose real-time endpoints this process serves.
         self.mounted = MountedModels(
             self.sessions,
@@ -53,6 +45,13 @@ class EmrML:
         )
         #: Who may do what (``service.access``): every operation is authorized there.
         self.access = Access(self.sessions, self.settings)
+
+    @functools.cached_property
+    def jobs(self) -> JobRunner:
+        """The job runner, made by the first use: its code and the ORM it uses are not a server's start."""
+        from emrml.service.jobs import JobRunner
+
+        return JobRunner(self.settings, self.sessions)
 
     def call(
         self,
@@ -72,7 +71,7 @@ class EmrML:
         if operation == "Predict":
             # Latency-critical and reads no file a request names: its own hand-checked path, authorized
             # from the mounted model's owner.
-            return endpoints.serve_predict(self, request or {}, caller)
+            return serve_predict(self, request or {}, caller)
         with running_as(caller, remote=remote):
             try:
                 return self._call(operation, request)
@@ -83,13 +82,15 @@ class EmrML:
                 raise error from None
 
     def _call(self, operation: str, request: dict[str, Any] | None) -> dict[str, Any]:
-        function = OPERATIONS.get(operation)
+        function = registered().get(operation)
         if function is None:
             raise InvalidInputException(f"unknown operation {operation!r}")
         request = request or {}
         try:
             self.access.authorize(CALLER.get(), operation, request)
         except Unseen:
+            from emrml.service.validation import validate_request
+
             # An id of no object is answered after validation, which refuses an invalid request first: so
             # is another user's object the caller may not read, or an invalid request would tell them apart.
             validate_request(operation, request)
@@ -97,6 +98,8 @@ class EmrML:
         retry = reused_id(self, operation, request)
         if retry is not None:
             return retry
+        from emrml.service.validation import validate_request  # with the operations (botocore's model)
+
         request = validate_request(operation, request)
         try:
             return function(self, request)

@@ -29,7 +29,7 @@ from emrml.storage import locations
 
 if TYPE_CHECKING:
     from emrml.service.app import EmrML
-    from emrml.service.metastore import BatchPrediction, DataSource
+    from emrml.service.rows import BatchPrediction, DataSource
 
 _S3 = re.compile(r"s3://([^/]+)(/.*)?", re.DOTALL)  # a line break in a key is told by check_location
 

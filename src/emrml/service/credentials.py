@@ -16,7 +16,7 @@ from emrml.service.identity import KEY_FILE_NAME, SecretBox
 
 if TYPE_CHECKING:
     from emrml.config import Settings
-    from emrml.service.metastore import DataSource
+    from emrml.service.rows import DataSource
 
 #: The member holding DatabaseCredentials in each operation's request.
 SPEC_MEMBER = {"CreateDataSourceFromRDS": "RDSData", "CreateDataSourceFromRedshift": "DataSpec"}

@@ -31,7 +31,7 @@ from emrml.storage import locations
 
 if TYPE_CHECKING:
     from emrml.service.app import EmrML
-    from emrml.service.metastore import DataSource
+    from emrml.service.rows import DataSource
 
 
 def _spec_member(request: Request) -> str:

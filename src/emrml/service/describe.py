@@ -35,8 +35,9 @@ from sqlalchemy import (
 
 from emrml.core.json_text import load_json
 from emrml.errors import InvalidInputException
-from emrml.service.metastore import ENTITY_CLASSES, SORTED_TEXT, sort_key_column, sort_key_index
+from emrml.service.metastore import SORTED_TEXT, sort_key_column, sort_key_index
 from emrml.service.operations import Request, Response, canonical, operation
+from emrml.service.rows import ENTITY_CLASSES
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -300,9 +301,9 @@ def _sort_key_range(
     the objects the page may hold, which are then all that is read and sorted."""
     table = ENTITY_CLASSES[kind]
     column_name = FILTERS[kind].get(request.get("FilterVariable") or "", "")
-    if column_name not in dict(SORTED_TEXT[table.__tablename__]):
+    if column_name not in dict(SORTED_TEXT[table.__table__.name]):
         return [], []
-    key = literal_column(f"{table.__tablename__}.{sort_key_column(column_name)}", String())
+    key = literal_column(f"{table.__table__.name}.{sort_key_column(column_name)}", String())
     # What the filters and the previous page say of the value, said of its key (which every object whose
     # value holds them has): the range the key's index is read in.
     bounds = [
@@ -318,7 +319,7 @@ def _sort_key_range(
     )
     # Read in the key's order, stopping at the object after the page: what a planner unsure of the table's
     # size or of its filters' share (MariaDB's, on a few thousand objects) may otherwise read whole and sort.
-    hint = f"FORCE INDEX FOR ORDER BY ({sort_key_index(table.__tablename__, column_name)})"
+    hint = f"FORCE INDEX FOR ORDER BY ({sort_key_index(table.__table__.name, column_name)})"
     query = query.with_hint(table, hint, "mysql").with_hint(table, hint, "mariadb")
     end = session.execute(query).scalar()
     if end is None:

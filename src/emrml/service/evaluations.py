@@ -10,7 +10,6 @@ import json
 from typing import TYPE_CHECKING
 
 from emrml.service import describe
-from emrml.service.metastore import Evaluation, MLModel
 from emrml.service.operations import (
     Request,
     Response,
@@ -20,6 +19,7 @@ from emrml.service.operations import (
     result_members,
     timing_members,
 )
+from emrml.service.rows import Evaluation, MLModel
 from emrml.service.scoring import create_scoring
 from emrml.service.validation import require_id
 

@@ -10,49 +10,22 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, Text, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import Connection, Row, insert, select
 
 from emrml.errors import InvalidInputException, ResourceNotFoundException
-from emrml.service.metastore import Base, now
+from emrml.service.metastore import now
 from emrml.service.policy import Statement
+from emrml.service.tables import GROUP_MEMBERS, GROUP_STATEMENTS, GROUPS
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 ADMINS, USERS, VIEWERS, PREDICTORS = "admins", "users", "viewers", "predictors"
 BUILTIN_GROUPS = (ADMINS, USERS, VIEWERS, PREDICTORS)
 #: The groups a new user joins unless others are named.
 DEFAULT_GROUPS = (USERS,)
-
-
-class Group(Base):
-    __tablename__ = "groups"
-
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    description: Mapped[str] = mapped_column(Text)
-    builtin: Mapped[bool] = mapped_column(Boolean)
-    created_at: Mapped[float] = mapped_column(Float)
-
-
-class GroupMember(Base):
-    __tablename__ = "group_members"
-
-    group_name: Mapped[str] = mapped_column(
-        String(64), ForeignKey("groups.name", ondelete="CASCADE"), primary_key=True
-    )
-    user_name: Mapped[str] = mapped_column(
-        String(64), ForeignKey("users.name", ondelete="CASCADE"), primary_key=True, index=True
-    )
-
-
-class GroupStatement(Base):
-    __tablename__ = "group_statements"
-
-    group_name: Mapped[str] = mapped_column(
-        String(64), ForeignKey("groups.name", ondelete="CASCADE"), primary_key=True
-    )
-    sid: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    #: The statement as JSON (``Statement.document``).
-    document: Mapped[str] = mapped_column(Text)
 
 
 @dataclass(frozen=True)
@@ -76,13 +49,15 @@ class GroupInfo:
         }
 
 
-def statements_of(session: Session, group_names: list[str] | None = None) -> dict[str, list[Statement]]:
+def statements_of(
+    connection: Connection | Session, group_names: list[str] | None = None
+) -> dict[str, list[Statement]]:
     """The statements of the named groups (all groups when None), by group, in sid order."""
-    query = select(GroupStatement).order_by(GroupStatement.group_name, GroupStatement.sid)
+    query = select(GROUP_STATEMENTS).order_by(GROUP_STATEMENTS.c.group_name, GROUP_STATEMENTS.c.sid)
     if group_names is not None:
-        query = query.where(GroupStatement.group_name.in_(group_names))
+        query = query.where(GROUP_STATEMENTS.c.group_name.in_(group_names))
     found: dict[str, list[Statement]] = {}
-    for row in session.scalars(query):
+    for row in connection.execute(query):
         found.setdefault(row.group_name, []).append(stored_statement(row.sid, row.document))
     return found
 
@@ -97,46 +72,52 @@ def stored_statement(sid: int, document: str) -> Statement:
     )
 
 
-def groups_of(session: Session, user_name: str) -> list[str]:
-    query = select(GroupMember.group_name).where(GroupMember.user_name == user_name)
-    return sorted(session.scalars(query))
+def groups_of(connection: Connection | Session, user_name: str) -> list[str]:
+    query = select(GROUP_MEMBERS.c.group_name).where(GROUP_MEMBERS.c.user_name == user_name)
+    return sorted(connection.scalars(query))
 
 
-def group_info(session: Session, group: Group) -> GroupInfo:
-    members = session.scalars(
-        select(GroupMember.user_name)
-        .where(GroupMember.group_name == group.name)
-        .order_by(GroupMember.user_name)
+def group_info(connection: Connection | Session, group: Row[Any]) -> GroupInfo:
+    """``group``: its row of the ``groups`` table (``find_group``)."""
+    members = connection.scalars(
+        select(GROUP_MEMBERS.c.user_name)
+        .where(GROUP_MEMBERS.c.group_name == group.name)
+        .order_by(GROUP_MEMBERS.c.user_name)
     )
-    statements = statements_of(session, [group.name]).get(group.name, [])
+    statements = statements_of(connection, [group.name]).get(group.name, [])
     return GroupInfo(
         group.name, group.description, group.builtin, group.created_at, tuple(members), tuple(statements)
     )
 
 
-def find_group(session: Session, name: str) -> Group:
-    group = session.get(Group, name)
+def find_group(connection: Connection | Session, name: str) -> Row[Any]:
+    """The group's row of the ``groups`` table."""
+    group = connection.execute(select(GROUPS).where(GROUPS.c.name == name)).first()
     if group is None:
         raise ResourceNotFoundException(f"group {name!r} does not exist")
     return group
 
 
-def create_group(session: Session, name: str, description: str) -> Group:
+def create_group(connection: Connection | Session, name: str, description: str) -> Row[Any]:
+    """A new group without members or statements; its row (``find_group``)."""
     from emrml.service.identity import check_name
 
     check_name("group", name)
     if len(description) > 1000:
         raise InvalidInputException("a group's description must be at most 1000 characters")
-    if session.get(Group, name) is not None:
+    if connection.execute(select(GROUPS.c.name).where(GROUPS.c.name == name)).first() is not None:
         raise InvalidInputException(f"group {name!r} already exists")
-    group = Group(name=name, description=description, builtin=False, created_at=now())
-    session.add(group)
-    return group
+    values = {"name": name, "description": description, "builtin": False, "created_at": now()}
+    connection.execute(insert(GROUPS).values(**values))
+    return find_group(connection, name)
 
 
-def add_statement(session: Session, group_name: str, statement: Statement) -> int:
+def add_statement(connection: Connection | Session, group_name: str, statement: Statement) -> int:
     """Store ``statement`` (its sid is replaced) under the next free sid of the group; returns the sid."""
-    used = session.scalars(select(GroupStatement.sid).where(GroupStatement.group_name == group_name))
+    used = connection.scalars(
+        select(GROUP_STATEMENTS.c.sid).where(GROUP_STATEMENTS.c.group_name == group_name)
+    )
     sid = max(used, default=0) + 1
-    session.add(GroupStatement(group_name=group_name, sid=sid, document=json.dumps(statement.document())))
+    document = json.dumps(statement.document())
+    connection.execute(insert(GROUP_STATEMENTS).values(group_name=group_name, sid=sid, document=document))
     return sid

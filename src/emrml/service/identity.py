@@ -17,29 +17,27 @@ import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import (
-    Boolean,
-    Float,
-    ForeignKey,
-    String,
-    Text,
-    bindparam,
-    delete,
-    func,
-    select,
-    true,
-    update,
-)
-from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from emrml.config import DEFAULT_ACCOUNT_ID
 from emrml.errors import InternalServerException, InvalidInputException, ResourceNotFoundException
-from emrml.service.groups import DEFAULT_GROUPS, GroupMember, find_group
-from emrml.service.logins import BrowserSession, Login
-from emrml.service.metastore import ENTITY_CLASSES, Base, Stream, engine_of, now
-from emrml.service.sharing import ShareLink
+from emrml.service.groups import DEFAULT_GROUPS, find_group
+from emrml.service.metastore import Sessions, engine_of, now
+from emrml.service.tables import (
+    ACCESS_KEYS,
+    CONSOLE_LOGINS,
+    CONSOLE_SESSIONS,
+    GROUP_MEMBERS,
+    OWNED_TABLES,
+    SHARE_LINKS,
+    USERS,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 
@@ -58,31 +56,8 @@ SECRET_LENGTH = 40
 KEY_FILE_NAME = "secrets.key"
 
 
-class User(Base):
-    __tablename__ = "users"
-
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    created_at: Mapped[float] = mapped_column(Float)
-    #: A disabled user's access keys, console logins and share links are refused (``service.access``).
-    enabled: Mapped[bool] = mapped_column(Boolean, server_default=true())
-
-
-class AccessKey(Base):
-    __tablename__ = "access_keys"
-
-    access_key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    user_name: Mapped[str] = mapped_column(
-        String(64), ForeignKey("users.name", ondelete="CASCADE"), index=True
-    )
-    #: The secret access key, Fernet-encrypted with the key-encryption key (URL-safe base64 text).
-    secret_encrypted: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[float] = mapped_column(Float)
-    #: An inactive key is refused like an unknown one, and can be made active again (IAM's Inactive).
-    active: Mapped[bool] = mapped_column(Boolean, server_default=true())
-
-
-_KEYS = AccessKey.__table__
-#: ``Identities.credential``'s query, built once, on the table's own columns (no ORM work per reading).
+_KEYS = ACCESS_KEYS
+#: ``Identities.credential``'s query, built once (a server rereads every known key every few seconds).
 _CREDENTIAL = select(
     _KEYS.c.access_key_id, _KEYS.c.active, _KEYS.c.secret_encrypted, _KEYS.c.user_name
 ).where(_KEYS.c.access_key_id == bindparam("access_key_id"))
@@ -218,19 +193,19 @@ def check_name(kind: str, name: str) -> None:
         )
 
 
-#: The tables of the objects users create, by kind: each row's ``created_by`` is its creator's ARN.
-OWNED_TABLES = {**ENTITY_CLASSES, "Stream": Stream}
-
-
-def objects_created_by(session: Session, arn: str) -> dict[str, int]:
+def objects_created_by(connection: Connection | Session, arn: str) -> dict[str, int]:
     """How many objects of each kind the ARN created (DELETED ones too: their Get* still answers), the
     kinds without any left out. Compared as the metastore compares ``created_by`` for ``Owner: self``."""
     counts = {}
     for kind, table in OWNED_TABLES.items():
-        count = session.scalar(select(func.count()).select_from(table).where(table.created_by == arn)) or 0
+        count = connection.scalar(select(func.count()).select_from(table).where(table.c.created_by == arn))
         if count:
             counts[kind] = count
     return counts
+
+
+def _user_exists(connection: Connection, name: str) -> bool:
+    return connection.scalar(select(USERS.c.name).where(USERS.c.name == name)) is not None
 
 
 class NameHeldByObjects(InvalidInputException):
@@ -245,8 +220,11 @@ class NameHeldByObjects(InvalidInputException):
 class Identities:
     """Users and access keys of one metastore; ``account_id``: the account of its users' ARNs."""
 
-    def __init__(self, sessions: sessionmaker, home: Path, account_id: str = DEFAULT_ACCOUNT_ID) -> None:
+    def __init__(self, sessions: Sessions, home: Path, account_id: str = DEFAULT_ACCOUNT_ID) -> None:
         self.sessions = sessions
+        #: Every statement here is Core, run on a connection of the engine: a server's start and its Predict
+        #: path (``auth.ensure_admin``, ``credential``) come through here without importing the ORM.
+        self.engine = engine_of(sessions)
         self.box = SecretBox(home / KEY_FILE_NAME)
         self.account_id = account_id
 
@@ -261,10 +239,11 @@ class Identities:
         to another user first (``reassign_objects``); deleting them would not do, a DELETED object stays.
         """
         check_name("user", name)
-        with self.sessions() as session, session.begin():
-            if session.get(User, name) is not None:
+        created = now()
+        with self.engine.begin() as connection:
+            if _user_exists(connection, name):
                 raise InvalidInputException(f"user {name!r} already exists")
-            left = objects_created_by(session, self.arn(name))
+            left = objects_created_by(connection, self.arn(name))
             if left:
                 kinds = ", ".join(f"{count} {kind}" for kind, count in left.items())
                 raise NameHeldByObjects(
@@ -275,29 +254,29 @@ class Identities:
                     name,
                 )
             for group in groups:
-                find_group(session, group)
-            user = User(name=name, created_at=now(), enabled=True)
-            session.add(user)
-            session.flush()
-            session.add_all(GroupMember(group_name=group, user_name=name) for group in set(groups))
-        return UserInfo(user.name, user.created_at, 0, True, tuple(sorted(set(groups))))
+                find_group(connection, group)
+            connection.execute(insert(USERS).values(name=name, created_at=created, enabled=True))
+            if groups:
+                members = [{"group_name": group, "user_name": name} for group in sorted(set(groups))]
+                connection.execute(insert(GROUP_MEMBERS), members)
+        return UserInfo(name, created, 0, True, tuple(sorted(set(groups))))
 
     def list_users(self) -> list[UserInfo]:
-        counts = (
-            select(AccessKey.user_name, func.count().label("keys")).group_by(AccessKey.user_name).subquery()
-        )
+        keys = ACCESS_KEYS.c
+        counts = select(keys.user_name, func.count().label("keys")).group_by(keys.user_name).subquery()
         query = (
-            select(User.name, User.created_at, func.coalesce(counts.c["keys"], 0), User.enabled)
-            .outerjoin(counts, counts.c.user_name == User.name)
-            .order_by(User.name)
+            select(USERS.c.name, USERS.c.created_at, func.coalesce(counts.c["keys"], 0), USERS.c.enabled)
+            .outerjoin(counts, counts.c.user_name == USERS.c.name)
+            .order_by(USERS.c.name)
         )
-        with self.sessions() as session:
+        with self.engine.connect() as connection:
             memberships: dict[str, list[str]] = {}
-            for group, user in session.execute(select(GroupMember.group_name, GroupMember.user_name)):
+            members = select(GROUP_MEMBERS.c.group_name, GROUP_MEMBERS.c.user_name)
+            for group, user in connection.execute(members):
                 memberships.setdefault(user, []).append(group)
             return [
                 UserInfo(name, created, keys, enabled, tuple(sorted(memberships.get(name, []))))
-                for name, created, keys, enabled in session.execute(query)
+                for name, created, keys, enabled in connection.execute(query)
             ]
 
     def get_user(self, name: str) -> UserInfo:
@@ -307,33 +286,33 @@ class Identities:
         raise ResourceNotFoundException(f"user {name!r} does not exist")
 
     def set_enabled(self, name: str, enabled: bool) -> None:
-        with self.sessions() as session, session.begin():
-            user = session.get(User, name)
-            if user is None:
+        with self.engine.begin() as connection:
+            if not _user_exists(connection, name):
                 raise ResourceNotFoundException(f"user {name!r} does not exist")
-            user.enabled = enabled
+            connection.execute(update(USERS).where(USERS.c.name == name).values(enabled=enabled))
             if not enabled:  # its console sessions end now, and do not come back when it is enabled again
-                session.execute(delete(BrowserSession).where(BrowserSession.user_name == name))
+                connection.execute(delete(CONSOLE_SESSIONS).where(CONSOLE_SESSIONS.c.user_name == name))
 
     def count_users(self) -> int:
-        with self.sessions() as session:
-            return session.scalar(select(func.count()).select_from(User)) or 0
+        # A Core connection: a server's start asks (``auth.ensure_admin``), and the ORM is not imported then.
+        with self.engine.connect() as connection:
+            return connection.scalar(select(func.count()).select_from(USERS)) or 0
 
     def delete_user(self, name: str) -> int:
         """Delete a user, its access keys, console password, sessions and share links; returns how many keys
         went with it."""
-        with self.sessions() as session, session.begin():
-            if session.get(User, name) is None:
+        with self.engine.begin() as connection:
+            if not _user_exists(connection, name):
                 raise ResourceNotFoundException(f"user {name!r} does not exist")
             # Explicit, not left to ON DELETE CASCADE: SQLite enforces foreign keys only when asked to.
-            removed = session.execute(delete(AccessKey).where(AccessKey.user_name == name)).rowcount
-            session.execute(delete(GroupMember).where(GroupMember.user_name == name))
+            removed = connection.execute(delete(ACCESS_KEYS).where(ACCESS_KEYS.c.user_name == name)).rowcount
+            connection.execute(delete(GROUP_MEMBERS).where(GROUP_MEMBERS.c.user_name == name))
             # The console's password, sessions and share links go too: a new user of the same name starts
             # with none (a link shows its object as its creator, so it would show it as the new user).
-            session.execute(delete(Login).where(Login.user_name == name))
-            session.execute(delete(BrowserSession).where(BrowserSession.user_name == name))
-            session.execute(delete(ShareLink).where(ShareLink.created_by == name))
-            session.execute(delete(User).where(User.name == name))
+            connection.execute(delete(CONSOLE_LOGINS).where(CONSOLE_LOGINS.c.user_name == name))
+            connection.execute(delete(CONSOLE_SESSIONS).where(CONSOLE_SESSIONS.c.user_name == name))
+            connection.execute(delete(SHARE_LINKS).where(SHARE_LINKS.c.created_by == name))
+            connection.execute(delete(USERS).where(USERS.c.name == name))
         return removed
 
     def reassign_objects(self, from_name: str, to_name: str) -> dict[str, int]:
@@ -341,58 +320,63 @@ class Identities:
         user's, or a user leaving); returns how many of each kind."""
         if from_name == to_name:
             raise InvalidInputException("the objects' new owner must be another user")
-        with self.sessions() as session, session.begin():
-            if session.get(User, to_name) is None:
+        with self.engine.begin() as connection:
+            if not _user_exists(connection, to_name):
                 raise ResourceNotFoundException(f"user {to_name!r} does not exist")
-            moved = objects_created_by(session, self.arn(from_name))
+            moved = objects_created_by(connection, self.arn(from_name))
             for table in OWNED_TABLES.values():
-                session.execute(
+                connection.execute(
                     update(table)
-                    .where(table.created_by == self.arn(from_name))
+                    .where(table.c.created_by == self.arn(from_name))
                     .values(created_by=self.arn(to_name))
                 )
         return moved
 
     def create_key(self, user_name: str) -> NewAccessKey:
         secret = new_secret_access_key()
-        with self.sessions() as session, session.begin():
-            if session.get(User, user_name) is None:
+        key = NewAccessKey(_new_access_key_id(), secret, user_name, now())
+        with self.engine.begin() as connection:
+            if not _user_exists(connection, user_name):
                 raise ResourceNotFoundException(f"user {user_name!r} does not exist")
-            key = AccessKey(
-                access_key_id=_new_access_key_id(),
-                user_name=user_name,
-                secret_encrypted=self.box.encrypt(secret),
-                created_at=now(),
+            connection.execute(
+                insert(ACCESS_KEYS).values(
+                    access_key_id=key.access_key_id,
+                    user_name=user_name,
+                    secret_encrypted=self.box.encrypt(secret),
+                    created_at=key.created_at,
+                )
             )
-            session.add(key)
-        return NewAccessKey(key.access_key_id, secret, user_name, key.created_at)
+        return key
 
     def list_keys(self, user_name: str | None = None) -> list[KeyInfo]:
-        query = select(AccessKey.access_key_id, AccessKey.user_name, AccessKey.created_at, AccessKey.active)
+        keys = ACCESS_KEYS.c
+        query = select(keys.access_key_id, keys.user_name, keys.created_at, keys.active)
         if user_name is not None:
-            query = query.where(AccessKey.user_name == user_name)
-        with self.sessions() as session:
-            rows = session.execute(query.order_by(AccessKey.user_name, AccessKey.created_at))
+            query = query.where(keys.user_name == user_name)
+        with self.engine.connect() as connection:
+            rows = connection.execute(query.order_by(keys.user_name, keys.created_at))
             return [KeyInfo(*row) for row in rows]
 
     def delete_key(self, access_key_id: str) -> None:
-        with self.sessions() as session, session.begin():
-            removed = session.execute(delete(AccessKey).where(AccessKey.access_key_id == access_key_id))
+        with self.engine.begin() as connection:
+            removed = connection.execute(
+                delete(ACCESS_KEYS).where(ACCESS_KEYS.c.access_key_id == access_key_id)
+            )
             if removed.rowcount == 0:
                 raise ResourceNotFoundException(f"access key {access_key_id!r} does not exist")
 
     def set_key_active(self, access_key_id: str, active: bool) -> None:
-        with self.sessions() as session, session.begin():
-            key = session.get(AccessKey, access_key_id)
-            if key is None:
+        found = ACCESS_KEYS.c.access_key_id == access_key_id
+        with self.engine.begin() as connection:
+            if connection.scalar(select(ACCESS_KEYS.c.access_key_id).where(found)) is None:
                 raise ResourceNotFoundException(f"access key {access_key_id!r} does not exist")
-            key.active = active
+            connection.execute(update(ACCESS_KEYS).where(found).values(active=active))
 
     def credential(self, access_key_id: str) -> Credential | None:
         """The key's decrypted secret and owner, or None for an unknown or inactive key."""
         # A Core connection, not an ORM session: a server rereads every known key from a thread of its
         # own, and a session's get costs twice the interpreter lock time the event loop then waits for.
-        with engine_of(self.sessions).connect() as connection:
+        with self.engine.connect() as connection:
             row = connection.execute(_CREDENTIAL, {"access_key_id": access_key_id}).first()
         if row is None or not row.active:
             return None

@@ -29,12 +29,12 @@ from contextlib import suppress
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.orm import sessionmaker
 
 from emrml.config import Settings
 from emrml.lifetime import machine, process_exists
 from emrml.service import forkserver
-from emrml.service.metastore import ENTITY_CLASSES, fenced_update, now
+from emrml.service.metastore import Sessions, fenced_update, now
+from emrml.service.rows import ENTITY_CLASSES
 from emrml.service.worker import (
     describe_exit,
     discard_failed,
@@ -117,7 +117,7 @@ def _known_dead(worker: str | None) -> bool:
 class JobRunner:
     """Claims queued jobs and runs each in a worker process; recovers jobs whose worker died."""
 
-    def __init__(self, settings: Settings, sessions: sessionmaker) -> None:
+    def __init__(self, settings: Settings, sessions: Sessions) -> None:
         self.settings = settings
         self.sessions = sessions
         self.worker_id = f"{machine()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"

@@ -31,12 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Float, ForeignKey, Integer, String, Text, delete, select
+from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
 from emrml.errors import AmazonMLError, InvalidInputException, ResourceNotFoundException
-from emrml.service.metastore import Base, now
+from emrml.service.metastore import Sessions, engine_of, now
+from emrml.service.tables import CONSOLE_LOGINS, CONSOLE_SESSIONS, LOGIN_FAILURES, USERS
 
 if TYPE_CHECKING:
     from emrml.service.directory import Directory
@@ -64,28 +64,6 @@ FAILURE_LIMITS = {
     "address": MAX_ADDRESS_FAILURES,
     "account": MAX_ACCOUNT_FAILURES,
 }
-
-
-class Login(Base):
-    __tablename__ = "console_logins"
-
-    user_name: Mapped[str] = mapped_column(
-        String(64), ForeignKey("users.name", ondelete="CASCADE"), primary_key=True
-    )
-    password_hash: Mapped[str] = mapped_column(Text)
-    updated_at: Mapped[float] = mapped_column(Float)
-
-
-class BrowserSession(Base):
-    __tablename__ = "console_sessions"
-
-    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    user_name: Mapped[str] = mapped_column(
-        String(64), ForeignKey("users.name", ondelete="CASCADE"), index=True
-    )
-    csrf_token: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[float] = mapped_column(Float)
-    last_seen_at: Mapped[float] = mapped_column(Float)
 
 
 @dataclass(frozen=True)
@@ -162,17 +140,6 @@ def _decoy_hash() -> str:
 ThrottleKey = tuple[str, ...]
 
 
-class LoginFailure(Base):
-    """One failed login, counted against one throttle key (a row per key it counts against)."""
-
-    __tablename__ = "login_failures"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    #: SHA-256 of the key as JSON: a fixed length, whatever user name and address were tried.
-    throttle_key: Mapped[str] = mapped_column(String(64), index=True)
-    failed_at: Mapped[float] = mapped_column(Float, index=True)
-
-
 def _key_digest(key: ThrottleKey) -> str:
     return hashlib.sha256(json.dumps(key).encode()).hexdigest()
 
@@ -185,7 +152,7 @@ class LoginThrottle:
 
     def __init__(
         self,
-        sessions: sessionmaker,
+        sessions: Sessions,
         limits: Mapping[str, int] = FAILURE_LIMITS,
         window: float = FAILURE_WINDOW_SECONDS,
         clock: Callable[[], float] = time.time,
@@ -200,14 +167,14 @@ class LoginThrottle:
         moment = self.clock()
         digests = {_key_digest(key): key for key in keys}
         failures: dict[str, list[float]] = {}
-        with self.sessions() as session:
-            rows = session.execute(
-                select(LoginFailure.throttle_key, LoginFailure.failed_at)
+        with engine_of(self.sessions).connect() as connection:
+            rows = connection.execute(
+                select(LOGIN_FAILURES.c.throttle_key, LOGIN_FAILURES.c.failed_at)
                 .where(
-                    LoginFailure.throttle_key.in_(digests),
-                    LoginFailure.failed_at > moment - self.window,
+                    LOGIN_FAILURES.c.throttle_key.in_(digests),
+                    LOGIN_FAILURES.c.failed_at > moment - self.window,
                 )
-                .order_by(LoginFailure.failed_at)
+                .order_by(LOGIN_FAILURES.c.failed_at)
             )
             for digest, failed_at in rows:
                 failures.setdefault(digest, []).append(failed_at)
@@ -221,15 +188,18 @@ class LoginThrottle:
 
     def failed(self, *keys: ThrottleKey) -> None:
         moment = self.clock()
-        with self.sessions() as session, session.begin():
+        with engine_of(self.sessions).begin() as connection:
             # Failures older than the window count no more: they go as new ones come.
-            session.execute(delete(LoginFailure).where(LoginFailure.failed_at <= moment - self.window))
-            session.add_all(LoginFailure(throttle_key=_key_digest(key), failed_at=moment) for key in keys)
+            connection.execute(
+                delete(LOGIN_FAILURES).where(LOGIN_FAILURES.c.failed_at <= moment - self.window)
+            )
+            failures = [{"throttle_key": _key_digest(key), "failed_at": moment} for key in keys]
+            connection.execute(insert(LOGIN_FAILURES), failures)
 
     def succeeded(self, *keys: ThrottleKey) -> None:
         digests = [_key_digest(key) for key in keys]
-        with self.sessions() as session, session.begin():
-            session.execute(delete(LoginFailure).where(LoginFailure.throttle_key.in_(digests)))
+        with engine_of(self.sessions).begin() as connection:
+            connection.execute(delete(LOGIN_FAILURES).where(LOGIN_FAILURES.c.throttle_key.in_(digests)))
 
 
 class Logins:
@@ -237,7 +207,7 @@ class Logins:
 
     def __init__(
         self,
-        sessions: sessionmaker,
+        sessions: Sessions,
         throttle: LoginThrottle | None = None,
         directory: Directory | None = None,
         on_directory_login: Callable[[str, tuple[str, ...], set[str]], None] | None = None,
@@ -253,20 +223,21 @@ class Logins:
 
     def set_password(self, user_name: str, password: str) -> None:
         check_new_password(password)
-        from emrml.service.identity import User, check_name
+        from emrml.service.identity import check_name  # identity imports this module
 
         check_name("user", user_name)
         hashed = hash_password(password)
-        with self.sessions() as session, session.begin():
-            if session.get(User, user_name) is None:
+        with engine_of(self.sessions).begin() as connection:
+            if connection.scalar(select(USERS.c.name).where(USERS.c.name == user_name)) is None:
                 raise ResourceNotFoundException(f"user {user_name!r} does not exist")
-            login = session.get(Login, user_name)
-            if login is None:
-                session.add(Login(user_name=user_name, password_hash=hashed, updated_at=now()))
+            values = {"password_hash": hashed, "updated_at": now()}
+            if _stored_hash(connection, user_name) is None:
+                connection.execute(insert(CONSOLE_LOGINS).values(user_name=user_name, **values))
             else:
-                login.password_hash, login.updated_at = hashed, now()
+                logins = CONSOLE_LOGINS
+                connection.execute(update(logins).where(logins.c.user_name == user_name).values(**values))
             # A new password ends every other session of the user.
-            session.execute(delete(BrowserSession).where(BrowserSession.user_name == user_name))
+            connection.execute(delete(CONSOLE_SESSIONS).where(CONSOLE_SESSIONS.c.user_name == user_name))
 
     def set_first_password(self, user_name: str, password: str) -> bool:
         """Give the user ``password`` unless it has one; whether it did. Atomic: of processes starting at
@@ -275,20 +246,20 @@ class Logins:
             return False  # (no hashing for nothing on every start)
         hashed = hash_password(password)
         try:
-            with self.sessions() as session, session.begin():
-                session.add(Login(user_name=user_name, password_hash=hashed, updated_at=now()))
+            with engine_of(self.sessions).begin() as connection:
+                values = {"user_name": user_name, "password_hash": hashed, "updated_at": now()}
+                connection.execute(insert(CONSOLE_LOGINS).values(**values))
         except IntegrityError:
             return False
         return True
 
     def has_password(self, user_name: str) -> bool:
-        with self.sessions() as session:
-            return session.get(Login, user_name) is not None
+        with engine_of(self.sessions).connect() as connection:
+            return _stored_hash(connection, user_name) is not None
 
     def verify(self, user_name: str, password: str) -> bool:
-        with self.sessions() as session:
-            login = session.get(Login, user_name)
-            stored = login.password_hash if login is not None else None
+        with engine_of(self.sessions).connect() as connection:
+            stored = _stored_hash(connection, user_name)
         if stored is None:
             check_password(password, _decoy_hash())
             return False
@@ -336,9 +307,9 @@ class Logins:
         )
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         moment = now()
-        with self.sessions() as session, session.begin():
-            session.add(
-                BrowserSession(
+        with engine_of(self.sessions).begin() as connection:
+            connection.execute(
+                insert(CONSOLE_SESSIONS).values(
                     token_hash=token_digest(token),
                     user_name=user_name,
                     csrf_token=csrf,
@@ -387,21 +358,30 @@ class Logins:
         if not token or len(token) > 100:
             return None
         moment = now()
-        with self.sessions() as session, session.begin():
-            found = session.get(BrowserSession, token_digest(token))
+        with engine_of(self.sessions).begin() as connection:
+            this = CONSOLE_SESSIONS.c.token_hash == token_digest(token)
+            found = connection.execute(select(CONSOLE_SESSIONS).where(this)).first()
             if found is None:
                 return None
             if found.last_seen_at < moment - SESSION_SECONDS:
-                session.delete(found)
+                connection.execute(delete(CONSOLE_SESSIONS).where(this))
                 return None
             if found.last_seen_at < moment - 60:
                 # Written at most once a minute: page loads stay reads.
-                found.last_seen_at = moment
+                connection.execute(update(CONSOLE_SESSIONS).where(this).values(last_seen_at=moment))
             return SessionInfo(found.user_name, found.csrf_token)
 
     def log_out(self, token: str) -> None:
-        with self.sessions() as session, session.begin():
-            session.execute(delete(BrowserSession).where(BrowserSession.token_hash == token_digest(token)))
+        with engine_of(self.sessions).begin() as connection:
+            connection.execute(
+                delete(CONSOLE_SESSIONS).where(CONSOLE_SESSIONS.c.token_hash == token_digest(token))
+            )
+
+
+def _stored_hash(connection: Connection, user_name: str) -> str | None:
+    """The user's password hash, None when it has no password."""
+    logins = CONSOLE_LOGINS
+    return connection.scalar(select(logins.c.password_hash).where(logins.c.user_name == user_name))
 
 
 def ensure_admin_password(logins: Logins, home: Path) -> str | None:
@@ -411,10 +391,10 @@ def ensure_admin_password(logins: Logins, home: Path) -> str | None:
     ``console_password``, beside the access key that file may already hold. Never a default password.
     """
     from emrml.service.auth import ADMIN_CREDENTIALS_FILE, ADMIN_USER, write_private_json
-    from emrml.service.identity import User
 
-    with logins.sessions() as session:
-        if session.get(User, ADMIN_USER) is None:
+    # Core statements throughout: a server's start comes here, and does not import the ORM.
+    with engine_of(logins.sessions).connect() as connection:
+        if connection.scalar(select(USERS.c.name).where(USERS.c.name == ADMIN_USER)) is None:
             return None
     password = secrets.token_urlsafe(18)
     if not logins.set_first_password(ADMIN_USER, password):
@@ -431,7 +411,7 @@ def ensure_admin_password(logins: Logins, home: Path) -> str | None:
         write_private_json(path, document)
     except AmazonMLError:
         # A password written down nowhere: it goes, for the next start to give one again.
-        with logins.sessions() as session, session.begin():
-            session.execute(delete(Login).where(Login.user_name == ADMIN_USER))
+        with engine_of(logins.sessions).begin() as connection:
+            connection.execute(delete(CONSOLE_LOGINS).where(CONSOLE_LOGINS.c.user_name == ADMIN_USER))
         raise
     return password

@@ -1,13 +1,12 @@
-"""The metastore: one SQLAlchemy table per Amazon ML entity, plus tags.
+"""The metastore's database: its engine, its migrations, the locks of its home, and its ORM sessions.
 
-Times are epoch seconds (floats), as the API speaks them. JSON documents (schemas, statistics, parameters)
-are stored as text so the same tables work on SQLite, PostgreSQL and MySQL / MariaDB. The schema is created
-and upgraded by the Alembic migrations in ``migrations/``; never by ``create_all``.
+The tables are ``service.tables`` (SQLAlchemy Core), the ORM's classes mapped onto them ``service.rows``.
+This module imports neither the ORM nor the mapped classes: ``Sessions`` imports them with the first
+session asked for, so a server answers Predict (whose reads go through Core connections) without them.
 """
 
-# No ``from __future__ import annotations`` here: SQLAlchemy reads the ``Mapped[...]`` annotations of every
-# column when a class is declared, and string annotations must be evaluated first (9 ms of every start that
-# opens the metastore, a fifth of this module's import).
+from __future__ import annotations
+
 import fcntl
 import functools
 import logging
@@ -20,256 +19,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Connection,
-    Dialect,
-    Engine,
-    Float,
-    Integer,
-    String,
-    Text,
-    create_engine,
-    event,
-    false,
-    text,
-    update,
-)
+from sqlalchemy import Connection, Dialect, Engine, Float, Text, create_engine, event, text, update
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.schema import CreateTable
 
 from emrml.errors import InternalServerException, InvalidInputException
 
 if TYPE_CHECKING:
-    from emrml.core.model import ExpectedModel
+    from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
-
-ENTITY_ID = String(64)
-STATUS = String(16)
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Entity:
-    """Columns every asynchronous Amazon ML object has (spec 4.1), plus the job bookkeeping."""
-
-    id: Mapped[str] = mapped_column(ENTITY_ID, primary_key=True)
-    #: Indexed, as the creator and the data location, for Describe*'s filters; on MySQL and MariaDB, the
-    #: first 255 characters of each (migration 0018).
-    name: Mapped[str | None] = mapped_column(Text, index=True)
-    status: Mapped[str] = mapped_column(STATUS, index=True)
-    message: Mapped[str | None] = mapped_column(Text)
-    created_by: Mapped[str] = mapped_column(String(256), index=True)
-    created_at: Mapped[float] = mapped_column(Float, index=True)
-    last_updated_at: Mapped[float] = mapped_column(Float)
-    started_at: Mapped[float | None] = mapped_column(Float)
-    finished_at: Mapped[float | None] = mapped_column(Float)
-    compute_time: Mapped[int | None] = mapped_column(BigInteger)
-    #: The Create request as canonical JSON: a repeated Create with other parameters is a mismatch.
-    request: Mapped[str] = mapped_column(Text)
-    # Job bookkeeping: fraction done, the worker holding the job, its last sign of life.
-    progress: Mapped[float] = mapped_column(Float, default=0.0)
-    progress_message: Mapped[str | None] = mapped_column(Text)
-    worker: Mapped[str | None] = mapped_column(String(128))
-    heartbeat_at: Mapped[float | None] = mapped_column(Float)
-    #: The number of the job's latest attempt: it only grows (every write of a worker is fenced by it, and
-    #: a batch prediction's temporaries are named after it).
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    #: Tries since the job was last queued as new, for ``Settings.job_max_attempts``: a FAILED job queued
-    #: again starts anew, and a try interrupted by a server's stop does not count.
-    tries: Mapped[int] = mapped_column(Integer, default=0)
-    #: Created by a request through ``emrml serve``: the job reads local files only inside the data roots
-    #: (``service.confinement``), checking each file again as it opens it.
-    confined: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    #: On the Spark engine: the application the job ran on and the Spark job ids it ran (a JSON list).
-    spark_application: Mapped[str | None] = mapped_column(String(128))
-    spark_jobs: Mapped[str | None] = mapped_column(Text)
-
-
-class DataSource(Entity, Base):
-    __tablename__ = "data_sources"
-    kind = "DataSource"
-
-    data_location: Mapped[str] = mapped_column(Text, index=True)
-    data_rearrangement: Mapped[str | None] = mapped_column(Text)
-    data_schema: Mapped[str | None] = mapped_column(Text)
-    compute_statistics: Mapped[bool] = mapped_column(Boolean, default=False)
-    role_arn: Mapped[str | None] = mapped_column(String(110))
-    redshift_metadata: Mapped[str | None] = mapped_column(Text)
-    rds_metadata: Mapped[str | None] = mapped_column(Text)
-    #: An RDS or Redshift request's DatabaseCredentials.Password, encrypted with the home's secrets.key
-    #: (``service.identity.SecretBox``); ``request`` holds a keyed hash of it in its place.
-    database_password: Mapped[str | None] = mapped_column(Text)
-    data_size: Mapped[int | None] = mapped_column(BigInteger)
-    number_of_files: Mapped[int | None] = mapped_column(Integer)
-    total_records: Mapped[int | None] = mapped_column(BigInteger)
-    invalid_records: Mapped[int | None] = mapped_column(BigInteger)
-    invalid_examples: Mapped[str | None] = mapped_column(Text)
-    statistics: Mapped[str | None] = mapped_column(Text)
-    #: What a random split hashes for each file: "relative" (its path below the location) or "absolute"
-    #: (its object key: datasources recorded before relative keys keep the split they had).
-    split_keys: Mapped[str] = mapped_column(String(16), default="relative")
-
-
-class ReadsDatasource:
-    """Columns of the objects whose job reads a datasource: models, evaluations, batch predictions."""
-
-    #: The datasource's location when the object was created (the API's ``InputDataLocationS3``).
-    input_data_location: Mapped[str | None] = mapped_column(Text, index=True)
-
-
-class MLModel(Entity, ReadsDatasource, Base):
-    __tablename__ = "ml_models"
-    kind = "MLModel"
-
-    model_type: Mapped[str] = mapped_column(String(16))
-    training_data_source_id: Mapped[str] = mapped_column(ENTITY_ID, index=True)
-    training_parameters: Mapped[str] = mapped_column(Text)
-    recipe: Mapped[str | None] = mapped_column(Text)
-    recipe_uri: Mapped[str | None] = mapped_column(Text)
-    data_schema: Mapped[str | None] = mapped_column(Text)
-    artifact_location: Mapped[str | None] = mapped_column(Text)
-    size_in_bytes: Mapped[int | None] = mapped_column(BigInteger)
-    score_threshold: Mapped[float | None] = mapped_column(Float)
-    score_threshold_updated_at: Mapped[float | None] = mapped_column(Float)
-    endpoint_status: Mapped[str] = mapped_column(String(16), default="NONE")
-    #: No longer written (older versions kept the creating process's URL here): a model's EndpointUrl is
-    #: the public URL of the server asked (``service.models.endpoint_url``).
-    endpoint_url: Mapped[str | None] = mapped_column(Text)
-    endpoint_created_at: Mapped[float | None] = mapped_column(Float)
-    peak_requests_per_second: Mapped[int] = mapped_column(Integer, default=0)
-
-    def expected(self) -> "ExpectedModel":
-        """What this model's file must state too (``core.model.load_artifact``): every door loading the
-        file for this model passes it, so that another model's file is refused rather than used."""
-        from emrml.core.model import ExpectedModel
-
-        return ExpectedModel(
-            self.id, self.model_type, self.data_schema, self.recipe, self.training_parameters
-        )
-
-
-class Evaluation(Entity, ReadsDatasource, Base):
-    __tablename__ = "evaluations"
-    kind = "Evaluation"
-
-    ml_model_id: Mapped[str] = mapped_column(ENTITY_ID, index=True)
-    evaluation_data_source_id: Mapped[str] = mapped_column(ENTITY_ID, index=True)
-    performance_metrics: Mapped[str | None] = mapped_column(Text)
-    insights: Mapped[str | None] = mapped_column(Text)
-
-
-class BatchPrediction(Entity, ReadsDatasource, Base):
-    __tablename__ = "batch_predictions"
-    kind = "BatchPrediction"
-
-    ml_model_id: Mapped[str] = mapped_column(ENTITY_ID, index=True)
-    batch_prediction_data_source_id: Mapped[str] = mapped_column(ENTITY_ID, index=True)
-    output_uri: Mapped[str] = mapped_column(Text)
-    total_records: Mapped[int | None] = mapped_column(BigInteger)
-    invalid_records: Mapped[int | None] = mapped_column(BigInteger)
-    #: Records scored although a NUMERIC or BINARY value could not be read (it counted as missing).
-    unparsed_records: Mapped[int | None] = mapped_column(BigInteger)
-
-
-class Tag(Base):
-    __tablename__ = "tags"
-
-    resource_type: Mapped[str] = mapped_column(String(32), primary_key=True)
-    resource_id: Mapped[str] = mapped_column(ENTITY_ID, primary_key=True)
-    #: On MySQL and MariaDB in a collation without padding (migration 0017): "a" and "a " are two keys.
-    key: Mapped[str] = mapped_column(String(128), primary_key=True)
-    value: Mapped[str | None] = mapped_column(String(256))
-    #: Insertion order, so DescribeTags lists tags as they were added.
-    position: Mapped[int] = mapped_column(Integer)
-
-
-class Stream(Base):
-    """A stream scoring: consumers score the records of a Kinesis stream with a model (``emrml.stream``).
-
-    ``status``: RUNNING (consumers should run), STOPPING (consumers finish their batch, checkpoint and
-    exit), STOPPED. Not an Amazon ML entity: it has no job; its consumers are processes of their own.
-    """
-
-    __tablename__ = "streams"
-
-    id: Mapped[str] = mapped_column(ENTITY_ID, primary_key=True)
-    name: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(STATUS, index=True)
-    message: Mapped[str | None] = mapped_column(Text)
-    created_by: Mapped[str] = mapped_column(String(256))
-    created_at: Mapped[float] = mapped_column(Float)
-    last_updated_at: Mapped[float] = mapped_column(Float)
-    #: The start request as canonical JSON: a repeated start with other parameters is a mismatch.
-    request: Mapped[str] = mapped_column(Text)
-    ml_model_id: Mapped[str] = mapped_column(ENTITY_ID, index=True)
-    input_uri: Mapped[str] = mapped_column(Text)
-    output_uri: Mapped[str] = mapped_column(Text)
-    dead_letter_uri: Mapped[str] = mapped_column(Text)
-    #: TRIM_HORIZON, LATEST or AT_TIMESTAMP: where a shard without a checkpoint starts.
-    starting_position: Mapped[str] = mapped_column(String(16))
-    starting_timestamp: Mapped[float | None] = mapped_column(Float)
-    #: "auto", "json" or "csv": how records are read.
-    record_format: Mapped[str] = mapped_column(String(8))
-    #: Started (or started again) by a request through ``emrml serve``: its consumers write the local output
-    #: and dead-letter parts the request named through the confined jobs' write check
-    #: (``service.confinement.checked_here``), each file in its folder as opened.
-    confined: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    #: When the stream was last asked to stop (it became STOPPING): the consumers that ran then and went
-    #: silent instead of stopping make it FAILED (``service.streams.settle_stopping``). Not
-    #: ``last_updated_at``, which a consumer's failure message written after the stop moves later.
-    stop_requested_at: Mapped[float | None] = mapped_column(Float)
-
-
-class StreamLease(Base):
-    """One shard of a stream: who holds it, its lease counter and checkpoint (KCL's lease table).
-
-    An owner renews by raising ``counter``; another consumer takes the lease over once it has seen the
-    counter unchanged for a lease time on its own clock, so no two machines need agreeing clocks.
-    ``checkpoint`` is the sequence number of the last record whose outputs are durable, or ``SHARD_END``.
-    """
-
-    __tablename__ = "stream_leases"
-
-    stream_id: Mapped[str] = mapped_column(ENTITY_ID, primary_key=True)
-    shard_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    #: The shard's parents as a JSON list (a split has one, a merge two): consumed only once they end.
-    parents: Mapped[str] = mapped_column(Text)
-    owner: Mapped[str | None] = mapped_column(String(128))
-    counter: Mapped[int] = mapped_column(BigInteger, default=0)
-    checkpoint: Mapped[str | None] = mapped_column(String(128))
-    checkpointed_at: Mapped[float | None] = mapped_column(Float)
-    renewed_at: Mapped[float | None] = mapped_column(Float)
-    #: How often the lease was taken from a live or expired owner (takeovers and steals).
-    owner_switches: Mapped[int] = mapped_column(Integer, default=0)
-    records_in: Mapped[int] = mapped_column(BigInteger, default=0)
-    records_out: Mapped[int] = mapped_column(BigInteger, default=0)
-    records_failed: Mapped[int] = mapped_column(BigInteger, default=0)
-    millis_behind_latest: Mapped[int | None] = mapped_column(BigInteger)
-
-
-class StreamConsumer(Base):
-    """A consumer process of a stream, as it last reported itself."""
-
-    __tablename__ = "stream_consumers"
-
-    id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    stream_id: Mapped[str] = mapped_column(ENTITY_ID, index=True)
-    host: Mapped[str] = mapped_column(String(256))
-    pid: Mapped[int] = mapped_column(Integer)
-    started_at: Mapped[float] = mapped_column(Float)
-    heartbeat_at: Mapped[float] = mapped_column(Float)
-    status: Mapped[str] = mapped_column(STATUS)
-    #: Records per second scored over the last reporting interval.
-    records_per_second: Mapped[float] = mapped_column(Float, default=0.0)
-    message: Mapped[str | None] = mapped_column(Text)
-
 
 #: The text columns Describe* sorts by, of each entity table, with whether they may hold NULL (sorted as "").
 #: Migration 0020 gives each a sort key the models do not declare, as it differs by metastore: on SQLite and
@@ -304,10 +64,6 @@ def sort_key_objects() -> set[tuple[str, str]]:
             objects.add(("column", sort_key_column(column)))
     return objects
 
-
-ENTITY_CLASSES: dict[str, type[DataSource | MLModel | Evaluation | BatchPrediction]] = {
-    cls.kind: cls for cls in (DataSource, MLModel, Evaluation, BatchPrediction)
-}
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -605,8 +361,11 @@ def _migration_lock(engine: Engine, home: Path) -> Iterator[None]:
             connection.commit()
 
 
-def fenced_update(session: Session, table: type[Base], where: list[Any], values: dict[str, Any]) -> bool:
-    """``UPDATE table SET values WHERE where`` and whether exactly one row changed.
+def fenced_update(
+    session: Session | Connection, table: Any, where: list[Any], values: dict[str, Any]
+) -> bool:
+    """``UPDATE table SET values WHERE where`` and whether exactly one row changed (``table``: a table of
+    ``service.tables`` or a class of ``service.rows``).
 
     The metastore's one way to change a row that several processes may race for (a job's claim, a
     stream's shard lease): the condition states what the writer believes, and a writer whose belief is
@@ -615,11 +374,29 @@ def fenced_update(session: Session, table: type[Base], where: list[Any], values:
     return session.execute(update(table).where(*where).values(**values)).rowcount == 1
 
 
-def session_factory(engine: Engine) -> sessionmaker:
-    return sessionmaker(engine, expire_on_commit=False)
+class Sessions:
+    """ORM sessions on ``engine`` (``expire_on_commit`` off), made by a ``sessionmaker`` built with the first
+    one asked for: the ORM and the mapped classes (``service.rows``) are imported then. A server's start
+    and its Predict path read through Core connections on ``engine`` and never ask for one."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._maker: sessionmaker[Session] | None = None
+
+    def __call__(self) -> Session:
+        maker = self._maker
+        if maker is None:
+            from sqlalchemy.orm import sessionmaker
+
+            maker = self._maker = sessionmaker(self.engine, expire_on_commit=False)
+        return maker()
 
 
-def engine_of(sessions: sessionmaker) -> Engine:
-    """The engine of ``session_factory(engine)``: for the reads a server repeats from its threads, through a
-    Core connection, which holds the interpreter lock a third as long as an ORM session would."""
-    return sessions.kw["bind"]
+def session_factory(engine: Engine) -> Sessions:
+    return Sessions(engine)
+
+
+def engine_of(sessions: Sessions) -> Engine:
+    """The engine of ``sessions``: for the reads a server repeats from its threads, through a Core
+    connection, which holds the interpreter lock a third as long as an ORM session would."""
+    return sessions.engine

@@ -14,7 +14,7 @@ from emrml.core.schema import stored_target
 from emrml.errors import InvalidInputException
 from emrml.service import describe
 from emrml.service.confinement import check_location
-from emrml.service.mounted import normalized_url
+from emrml.service.mounted import endpoint_url
 from emrml.service.operations import (
     Request,
     Response,
@@ -35,7 +35,7 @@ from emrml.service.validation import require_id
 
 if TYPE_CHECKING:
     from emrml.service.app import EmrML
-    from emrml.service.metastore import MLModel
+    from emrml.service.rows import MLModel
 
 
 @operation("CreateMLModel")
@@ -91,13 +91,6 @@ def create_ml_model(app: EmrML, request: Request) -> Response:
         if created:
             inherit_tags(session, ("MLModel", request["MLModelId"]), [("DataSource", source_id)])
     return {"MLModelId": request["MLModelId"]}
-
-
-def endpoint_url(app: EmrML) -> str:
-    """A real-time endpoint's EndpointUrl as this process shows it and checks Predict's PredictEndpoint
-    against: its own public URL. Every server of an installation serves every endpoint, so the URL of the
-    server asked is one that reaches it, whichever process (another server, the CLI) created it."""
-    return normalized_url(app.settings.public_url)
 
 
 def endpoint_info(entity: MLModel, url: str) -> Response:

@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from sqlalchemy import Connection, Engine, bindparam, select
-from sqlalchemy.orm import Session, sessionmaker
 
 from emrml.errors import (
     AmazonMLError,
@@ -45,11 +44,15 @@ from emrml.errors import (
     PredictorNotMountedException,
     ResourceNotFoundException,
 )
-from emrml.service.metastore import MLModel, engine_of
+from emrml.service.metastore import Sessions, engine_of
+from emrml.service.tables import ML_MODELS
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from emrml.core.model import ExpectedModel
     from emrml.core.predict import Predictor
+    from emrml.service.app import EmrML
 
 #: Seconds a loaded model is trusted before its metastore row is read again.
 REVALIDATE_SECONDS = 1.0
@@ -62,6 +65,13 @@ Clock = Callable[[], float]
 def normalized_url(url: str) -> str:
     """An endpoint URL as compared: without trailing slashes."""
     return url.rstrip("/")
+
+
+def endpoint_url(app: EmrML) -> str:
+    """A real-time endpoint's EndpointUrl as this process shows it and checks Predict's PredictEndpoint
+    against: its own public URL. Every server of an installation serves every endpoint, so the URL of the
+    server asked is one that reaches it, whichever process (another server, the CLI) created it."""
+    return normalized_url(app.settings.public_url)
 
 
 class TokenBucket:
@@ -122,7 +132,7 @@ class EndpointState(NamedTuple):
 # The table's own columns, not the ORM's: the server's half-second check reads through a Core connection
 # (60 µs of interpreter lock a check where an ORM session and ORM columns took 150 µs, every microsecond of
 # which the event loop's requests wait), and a session runs the same statement.
-_TABLE = MLModel.__table__
+_TABLE = ML_MODELS
 _STATE_COLUMNS = tuple(
     _TABLE.c[name]
     for name in (
@@ -147,9 +157,9 @@ _EXPECTED = select(
 ).where(_TABLE.c.id == bindparam("model_id"))
 
 
-def read_state(session: Session, model_id: str) -> EndpointState | None:
+def read_state(connection: Connection | Session, model_id: str) -> EndpointState | None:
     """The model's endpoint state, None when there is no such model."""
-    row = session.execute(_STATE, {"model_id": model_id}).first()
+    row = connection.execute(_STATE, {"model_id": model_id}).first()
     return None if row is None else EndpointState(*row)
 
 
@@ -184,13 +194,12 @@ class MountedModels:
 
     def __init__(
         self,
-        sessions: sessionmaker,
+        sessions: Sessions,
         *,
         total_requests_per_second: int,
         clock: Clock = time.monotonic,
         share: float = 1.0,
     ) -> None:
-        self._sessions = sessions
         self._engine: Engine = engine_of(sessions)
         self._clock = clock
         self._mounts: dict[str, Mount] = {}
@@ -283,9 +292,9 @@ class MountedModels:
             self._kept_fresh = False
 
     def _mount_ready(self) -> None:
-        with self._sessions() as session:
-            ready = session.scalars(
-                select(MLModel.id).where(MLModel.endpoint_status == "READY", MLModel.status != "DELETED")
+        with self._engine.connect() as connection:
+            ready = connection.scalars(
+                select(_TABLE.c.id).where(_TABLE.c.endpoint_status == "READY", _TABLE.c.status != "DELETED")
             ).all()
         for model_id in ready:
             try:
@@ -317,8 +326,8 @@ class MountedModels:
             mount = self._mounts.get(model_id)
             if mount is not None and now - mount.checked_at < REVALIDATE_SECONDS:
                 return mount  # another thread refreshed it meanwhile
-            with self._sessions() as session:
-                state = read_state(session, model_id)
+            with self._engine.connect() as connection:
+                state = read_state(connection, model_id)
             return self._apply(model_id, state, now)
 
     def _expected(self, model_id: str) -> ExpectedModel | None:

@@ -6,14 +6,14 @@ under its Amazon ML name. The HTTP protocol, the CLI and the console all call ``
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import update
-from sqlalchemy.orm import Session
+from sqlalchemy import select, update
 
 from emrml.errors import (
     MAX_OBJECT_MESSAGE,
@@ -22,15 +22,77 @@ from emrml.errors import (
     ResourceNotFoundException,
     shortened,
 )
-from emrml.service.metastore import ENTITY_CLASSES, now
+from emrml.service.metastore import now
+from emrml.service.tables import ENTITY_TABLES
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from emrml.service.app import EmrML
 
 Request = dict[str, Any]
 Response = dict[str, Any]
 Operation = Callable[["EmrML", Request], Response]
 OPERATIONS: dict[str, Operation] = {}
+#: The name of every operation ``registered`` holds: what the API answers (``web.protocol``) before the
+#: operations' modules are imported, which a server does with its first request other than Predict (Predict
+#: has its own path, ``predicting.serve_predict``, on the tables alone).
+NAMES = frozenset(
+    {
+        "AddTags",
+        "CreateBatchPrediction",
+        "CreateDataSourceFromRDS",
+        "CreateDataSourceFromRedshift",
+        "CreateDataSourceFromS3",
+        "CreateEvaluation",
+        "CreateMLModel",
+        "CreateRealtimeEndpoint",
+        "DeleteBatchPrediction",
+        "DeleteDataSource",
+        "DeleteEvaluation",
+        "DeleteMLModel",
+        "DeleteRealtimeEndpoint",
+        "DeleteTags",
+        "DescribeBatchPredictions",
+        "DescribeDataSources",
+        "DescribeEvaluations",
+        "DescribeMLModels",
+        "DescribeStreams",
+        "DescribeTags",
+        "GetBatchPrediction",
+        "GetDataSource",
+        "GetDataSourceStatistics",
+        "GetEvaluation",
+        "GetEvaluationInsights",
+        "GetMLModel",
+        "GetMLModelInputs",
+        "GetMLModelInsights",
+        "GetStream",
+        "InferDataSchema",
+        "PlanCapacity",
+        "Predict",
+        "StartStream",
+        "StopStream",
+        "UpdateBatchPrediction",
+        "UpdateDataSource",
+        "UpdateEvaluation",
+        "UpdateMLModel",
+    }
+)
+#: The modules that register the operations (with ``operation``), beside this one.
+_MODULES = (
+    "batch_predictions",
+    "capacity",
+    "datasources",
+    "describe",
+    "endpoints",
+    "evaluations",
+    "models",
+    "predicting",
+    "streams",
+    "tags",
+)
+_imported = False
 
 #: The id member of each entity kind in requests and responses.
 ID_MEMBER = {
@@ -59,6 +121,23 @@ def operation(name: str) -> Callable[[Operation], Operation]:
         return function
 
     return register
+
+
+def registered() -> dict[str, Operation]:
+    """Every operation by name, their modules imported by the first call (with the ORM they use)."""
+    global _imported
+    if not _imported:
+        for module in _MODULES:  # (threads asking at once each import them: Python's import lock waits)
+            importlib.import_module(f"emrml.service.{module}")
+        _imported = True
+    return OPERATIONS
+
+
+def entity_classes() -> dict[str, type[Any]]:
+    """The ORM's classes of the entities by kind (``rows.ENTITY_CLASSES``), imported with the first use."""
+    from emrml.service.rows import ENTITY_CLASSES
+
+    return ENTITY_CLASSES
 
 
 def canonical(request: Request) -> str:
@@ -91,7 +170,7 @@ def created_by(app: EmrML) -> str:
 
 def find(session: Session, kind: str, entity_id: str) -> Any:
     """The entity or ResourceNotFoundException (Get/Update/Delete/Tags calls)."""
-    entity = session.get(ENTITY_CLASSES[kind], entity_id)
+    entity = session.get(entity_classes()[kind], entity_id)
     if entity is None:
         raise ResourceNotFoundException(f"{kind} {entity_id!r} does not exist")
     return entity
@@ -115,13 +194,13 @@ def lock_row(session: Session, kind: str, entity_id: str) -> None:
     the row's lock on PostgreSQL and MariaDB, before MariaDB's first read fixes the transaction's snapshot
     (which would otherwise not show what the other call committed while this one waited).
     """
-    table = ENTITY_CLASSES[kind]
-    session.execute(update(table).where(table.id == entity_id).values(id=table.id))
+    table = ENTITY_TABLES[kind]
+    session.execute(update(table).where(table.c.id == entity_id).values(id=table.c.id))
 
 
 def usable(session: Session, kind: str, entity_id: str, member: str) -> Any:
     """An object a Create* call refers to: it must exist, not be DELETED and not have FAILED."""
-    entity = session.get(ENTITY_CLASSES[kind], entity_id)
+    entity = session.get(entity_classes()[kind], entity_id)
     if entity is None:
         raise InvalidInputException(f"{member} {entity_id!r}: no such {kind}")
     if entity.status == "DELETED":
@@ -149,10 +228,13 @@ def reused_id(app: EmrML, operation_name: str, request: Request) -> Response | N
     entity_id = request.get(ID_MEMBER[kind]) if kind else None
     if kind is None or not isinstance(entity_id, str):
         return None
-    with app.sessions() as session:
-        existing = session.get(ENTITY_CLASSES[kind], entity_id)
-        if existing is None:
-            return None
+    table = ENTITY_TABLES[kind]
+    with app.engine.connect() as connection:
+        existing = connection.execute(
+            select(table.c.id, table.c.request).where(table.c.id == entity_id)
+        ).first()
+    if existing is None:
+        return None
     # Stored requests hold a digest in place of a database password: the retry is compared the same way.
     from emrml.service.credentials import seal  # the key file is read only by retries of SQL datasources
 
@@ -169,7 +251,7 @@ def create_entity(session: Session, kind: str, request: Request, **columns: Any)
     both find the id free, the one whose insert fails is answered by ``EmrML.call`` as a retry.)
     """
     entity_id = request[ID_MEMBER[kind]]
-    table = ENTITY_CLASSES[kind]
+    table = entity_classes()[kind]
     existing = session.get(table, entity_id)
     if existing is not None:
         _same_request(kind, existing, request)

@@ -15,7 +15,7 @@ import sqlalchemy.dialects.sqlite  # noqa: F401  (see ready_metastore)
 from sqlalchemy.orm import configure_mappers
 
 from emrml.core.arrow import skip_pandas_probe
-from emrml.service import tasks  # noqa: F401  (registers the job functions)
+from emrml.service import rows, tasks  # noqa: F401  (the mapped classes ready_metastore configures; the job functions)
 
 #: From glibc's <malloc.h>.
 M_TRIM_THRESHOLD = -1

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from emrml.core.schema import parse_schema
 from emrml.errors import InvalidInputException
-from emrml.service.metastore import DataSource, MLModel
 from emrml.service.operations import (
     ID_MEMBER,
     NAME_MEMBER,
@@ -26,6 +25,7 @@ from emrml.service.operations import (
     created_by,
     usable,
 )
+from emrml.service.rows import DataSource, MLModel
 from emrml.service.tags import inherit_tags
 
 if TYPE_CHECKING:

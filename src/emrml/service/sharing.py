@@ -14,12 +14,12 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Float, String, select, update
-from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
+from sqlalchemy import select, update
 
 from emrml.errors import AccessDeniedException, InvalidInputException, ResourceNotFoundException
 from emrml.service.logins import token_digest
-from emrml.service.metastore import ENTITY_CLASSES, Base, now
+from emrml.service.metastore import Sessions, now
+from emrml.service.rows import ENTITY_CLASSES, ShareLink
 from emrml.service.validation import require_id
 
 if TYPE_CHECKING:
@@ -30,20 +30,6 @@ SHAREABLE = {"Evaluation": "EvaluationId", "MLModel": "MLModelId"}
 #: A link's id: this many random bytes, in hexadecimal.
 _LINK_ID_BYTES = 8
 _LINK_ID = re.compile(f"[0-9a-f]{{{2 * _LINK_ID_BYTES}}}")
-
-
-class ShareLink(Base):
-    __tablename__ = "share_links"
-
-    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    #: Shown in listings so a link can be told apart and revoked; the token itself is never stored.
-    link_id: Mapped[str] = mapped_column(String(16), unique=True)
-    kind: Mapped[str] = mapped_column(String(32))
-    object_id: Mapped[str] = mapped_column(String(64), index=True)
-    created_by: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[float] = mapped_column(Float)
-    expires_at: Mapped[float | None] = mapped_column(Float)
-    revoked_at: Mapped[float | None] = mapped_column(Float)
 
 
 @dataclass(frozen=True)
@@ -60,7 +46,7 @@ class ShareInfo:
 class ShareLinks:
     """The share links of one metastore, created and revoked by users as ``access`` allows them."""
 
-    def __init__(self, sessions: sessionmaker, access: Access) -> None:
+    def __init__(self, sessions: Sessions, access: Access) -> None:
         self.sessions = sessions
         self.access = access
 

@@ -16,11 +16,10 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from emrml.service.metastore import Stream, StreamConsumer, now
+from emrml.service.metastore import Sessions, now
+from emrml.service.rows import Stream, StreamConsumer
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import sessionmaker
-
     from emrml.config import Settings
 
 
@@ -87,7 +86,7 @@ def spawn_consumer(settings: Settings, stream_id: str) -> Spawned:
     return Spawned(process, ready, log_path, log_start)
 
 
-def await_started(sessions: sessionmaker, stream_id: str, spawned: list[Spawned]) -> int:
+def await_started(sessions: Sessions, stream_id: str, spawned: list[Spawned]) -> int:
     """Wait (up to ``START_SECONDS``) for consumer processes to run; record each that died before (a
     Python that cannot start: a broken interpreter or environment; settings it cannot read) FAILED on the
     stream, with its exit code and the last line it wrote, as a consumer that cannot start records itself
@@ -112,7 +111,7 @@ def await_started(sessions: sessionmaker, stream_id: str, spawned: list[Spawned]
     return died
 
 
-def _record_died(sessions: sessionmaker, stream_id: str, item: Spawned) -> None:
+def _record_died(sessions: Sessions, stream_id: str, item: Spawned) -> None:
     try:
         code = item.process.wait(5.0)
     except subprocess.TimeoutExpired:
@@ -134,7 +133,7 @@ def _record_died(sessions: sessionmaker, stream_id: str, item: Spawned) -> None:
     record_not_running(sessions, stream_id, pid, message)
 
 
-def record_not_running(sessions: sessionmaker, stream_id: str, pid: int, message: str) -> None:
+def record_not_running(sessions: Sessions, stream_id: str, pid: int, message: str) -> None:
     """Record a consumer process that never ran FAILED with ``message`` (GetStream says it)."""
     host = socket.gethostname()
     moment = now()

@@ -29,7 +29,7 @@ from emrml.errors import (
 from emrml.service.access import Access
 from emrml.service.batch_predictions import check_output_uri
 from emrml.service.confinement import Authorizing, check_location
-from emrml.service.metastore import MLModel, Stream, StreamConsumer, StreamLease, now
+from emrml.service.metastore import Sessions, now
 from emrml.service.operations import (
     CALLER,
     REMOTE,
@@ -40,13 +40,12 @@ from emrml.service.operations import (
     operation,
     running_as,
 )
+from emrml.service.rows import MLModel, Stream, StreamConsumer, StreamLease
 from emrml.service.stream_processes import Spawned, await_started, record_not_running, spawn_consumer
 from emrml.service.validation import EXTENSION_MEMBERS, optional_string, require_id, require_string
 from emrml.stream import FORMATS, SCHEME, stream_name
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import sessionmaker
-
     from emrml.config import Settings
     from emrml.service.app import EmrML
     from emrml.stream.kinesis import Kinesis
@@ -200,7 +199,7 @@ def _consumers_gone(app: EmrML, session: Any, stream: Stream) -> bool:
     return consumers_gone(session, stream, live) is not None
 
 
-def settle_stopping(sessions: sessionmaker, stream_id: str, lease_seconds: float) -> None:
+def settle_stopping(sessions: Sessions, stream_id: str, lease_seconds: float) -> None:
     """A STOPPING stream without live consumers is STOPPED, or FAILED when a consumer that ran as it was
     asked to stop went silent instead (a frozen or hung process, one killed): it neither checkpointed nor
     gave its leases up, and saying STOPPED would hide that; the stream's message then says so after what it
@@ -295,7 +294,7 @@ class ConsumerChecks:
     settings: Settings
 
     @classmethod
-    def of(cls, sessions: sessionmaker, settings: Settings) -> ConsumerChecks:
+    def of(cls, sessions: Sessions, settings: Settings) -> ConsumerChecks:
         return cls(Access(sessions, settings), settings)
 
 

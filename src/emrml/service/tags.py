@@ -8,8 +8,8 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from emrml.errors import InvalidTagException, TagLimitExceededException
-from emrml.service.metastore import Tag
 from emrml.service.operations import Request, Response, find, find_live, lock_row, operation
+from emrml.service.rows import Tag
 
 if TYPE_CHECKING:
     from emrml.service.app import EmrML

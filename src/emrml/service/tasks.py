@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 from pyarrow import ipc
 from sqlalchemy import select
-from sqlalchemy.orm import sessionmaker
 
 from emrml.config import Settings
 from emrml.core.rearrange import Rearrangement, parse_rearrangement
@@ -24,7 +23,8 @@ from emrml.engine.local import build_datasource
 from emrml.errors import DataError, InvalidInputException
 from emrml.service import credentials as sealed
 from emrml.service.confinement import check_job_output, confined_job, confined_writes
-from emrml.service.metastore import BatchPrediction, DataSource, MLModel
+from emrml.service.metastore import Sessions
+from emrml.service.rows import BatchPrediction, DataSource, MLModel
 from emrml.service.worker import JobContext, discards, job
 from emrml.storage import sql, sql_staging
 from emrml.storage.locations import (
@@ -321,7 +321,7 @@ def predict_batch(context: JobContext) -> dict[str, Any]:
     }
 
 
-def sweep_scratch(settings: Settings, sessions: sessionmaker) -> None:
+def sweep_scratch(settings: Settings, sessions: Sessions) -> None:
     """Remove the scratch files of jobs not running: the training folders of processes gone, the batch
     prediction folders of attempts no longer INPROGRESS (``JobRunner.sweep_scratch``)."""
     from emrml.engine.batch_output import sweep_batch_scratch

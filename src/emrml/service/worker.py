@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from emrml.config import Settings
 from emrml.errors import AmazonMLError
@@ -37,7 +37,7 @@ from emrml.lifetime import exit_with, machine
 from emrml.service.confinement import OWNER_ONLY_UMASK
 from emrml.service.metastore import (
     BUSY_SECONDS,
-    ENTITY_CLASSES,
+    Sessions,
     fenced_update,
     is_full,
     now,
@@ -46,6 +46,7 @@ from emrml.service.metastore import (
     session_factory,
     shown_url,
 )
+from emrml.service.rows import ENTITY_CLASSES
 from emrml.storage.locations import configure as configure_storage
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ class JobContext:
     settings: Settings
     kind: str
     entity_id: str
-    sessions: sessionmaker
+    sessions: Sessions
     #: The attempt this worker runs (the ``attempts`` count its claim set): every write is fenced by it.
     attempt: int = 0
     _last_report: float = field(default=0.0, repr=False)
@@ -263,7 +264,7 @@ def discard_results(settings: Settings, kind: str, entity: Any) -> None:
 
 
 def update_unless_held(
-    settings: Settings, sessions: sessionmaker, table: Any, where: list[Any], values: dict[str, Any]
+    settings: Settings, sessions: Sessions, table: Any, where: list[Any], values: dict[str, Any]
 ) -> bool:
     """``UPDATE`` the row matching ``where`` once no removal of its results holds it (``discard_failed``),
     waiting meanwhile; False (nothing written) once no row matches ``where``. A holder silent for a lease
@@ -283,9 +284,7 @@ def update_unless_held(
 HOLD_POLL_SECONDS = 0.1
 
 
-def discard_failed(
-    settings: Settings, sessions: sessionmaker, kind: str, entity_id: str, attempt: int
-) -> bool:
+def discard_failed(settings: Settings, sessions: Sessions, kind: str, entity_id: str, attempt: int) -> bool:
     """``discard_results`` of a job that attempt ``attempt`` ended FAILED, while it still is; returns
     whether it was.
 
@@ -489,7 +488,7 @@ def _why_ended(entity: Any, attempt: int) -> str:
     return "asked to stop while the job was still this attempt's (its runner stopping, or a signal)"
 
 
-def settle_deleted(settings: Settings, sessions: sessionmaker, kind: str, entity_id: str) -> bool:
+def settle_deleted(settings: Settings, sessions: Sessions, kind: str, entity_id: str) -> bool:
     """Remove what the job of an object deleted while it ran wrote; returns whether the object was such a
     one. A DELETED row that still names a worker is one (a job that completed or failed cleared it):
     clearing it first makes exactly one process remove the results, the job's worker as it stops or its

@@ -35,13 +35,13 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import sessionmaker
 
 from emrml.config import Settings
 from emrml.core.predict import Predictor
 from emrml.errors import AccessDeniedException, AmazonMLError, InvalidInputException
 from emrml.service.confinement import checked_here
-from emrml.service.metastore import MLModel, Stream, StreamConsumer, now, open_engine, session_factory
+from emrml.service.metastore import Sessions, now, open_engine, session_factory
+from emrml.service.rows import MLModel, Stream, StreamConsumer
 from emrml.service.streams import ConsumerChecks, check_destinations, settle_stopping
 from emrml.stream.kinesis import MAX_BACKOFF, MIN_READ_INTERVAL, Kinesis, KinesisError, stream_name
 from emrml.stream.leases import SHARD_END, Lease, LeaseTable
@@ -85,7 +85,7 @@ def consumer_id() -> str:
 class Consumer:
     """One consumer of stream ``stream_id``; ``run()`` consumes until the stream stops or ``stop()``."""
 
-    def __init__(self, settings: Settings, stream_id: str, *, sessions: sessionmaker | None = None) -> None:
+    def __init__(self, settings: Settings, stream_id: str, *, sessions: Sessions | None = None) -> None:
         self.settings = settings
         self.stream_id = stream_id
         self.id = consumer_id()

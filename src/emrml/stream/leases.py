@@ -27,9 +27,9 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import sessionmaker
 
-from emrml.service.metastore import StreamLease, fenced_update, now
+from emrml.service.metastore import Sessions, fenced_update, now
+from emrml.service.rows import StreamLease
 from emrml.stream.kinesis import Shard
 
 #: The checkpoint of a shard whose every record is processed (KCL's name).
@@ -52,7 +52,7 @@ class Lease:
 class LeaseTable:
     """The leases of one stream, seen and changed by one consumer (``owner``)."""
 
-    def __init__(self, sessions: sessionmaker, stream_id: str, owner: str, lease_seconds: float) -> None:
+    def __init__(self, sessions: Sessions, stream_id: str, owner: str, lease_seconds: float) -> None:
         self.sessions = sessions
         self.stream_id = stream_id
         self.owner = owner

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import sessionmaker
 
-from emrml.service.metastore import Stream, StreamConsumer, now
+from emrml.service.metastore import Sessions, now
+from emrml.service.rows import Stream, StreamConsumer
 from emrml.service.streams import settle_stopping
 
 # The consumer's own logger: what it says of a stop comes out as the consumer's, as before.
@@ -28,7 +28,7 @@ STOP_GRACE_LEASES = 3
 class StopWatch:
     """Watches consumer ``consumer_id`` of stream ``stream_id``, on a thread of its own (``run``)."""
 
-    sessions: sessionmaker
+    sessions: Sessions
     stream_id: str
     consumer_id: str
     lease_seconds: float

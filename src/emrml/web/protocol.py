@@ -24,7 +24,7 @@ from emrml.errors import (
     SerializationException,
     UnknownOperationException,
 )
-from emrml.service.operations import OPERATIONS
+from emrml.service.operations import NAMES
 
 TARGET_PREFIX = "AmazonML_20141212."
 CONTENT_TYPE = "application/x-amz-json-1.1"
@@ -40,7 +40,7 @@ def operation_name(target: str | None) -> str:
     if not target:
         raise UnknownOperationException("the X-Amz-Target header is missing")
     prefix, dot, name = target.partition(".")
-    if not dot or prefix + dot != TARGET_PREFIX or name not in OPERATIONS:
+    if not dot or prefix + dot != TARGET_PREFIX or name not in NAMES:
         raise UnknownOperationException(f"unknown operation {target[:120]!r}")
     _KNOWN_TARGETS[target] = name  # at most one entry per operation
     return name

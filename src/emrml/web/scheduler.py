@@ -22,7 +22,7 @@ import time
 from typing import TYPE_CHECKING
 
 from emrml.service import forkserver
-from emrml.service.metastore import ENTITY_CLASSES
+from emrml.service.operations import entity_classes
 
 if TYPE_CHECKING:
     from emrml.service.app import EmrML
@@ -122,7 +122,7 @@ class JobScheduler:
     def _dependencies_settled(self, job: Job) -> bool:
         kind, entity_id = job
         with self.service.sessions() as session:
-            entity = session.get(ENTITY_CLASSES[kind], entity_id)
+            entity = session.get(entity_classes()[kind], entity_id)
         return entity is None or self.service.jobs.dependencies_settled(kind, entity)
 
     def _run(self, kind: str, entity_id: str) -> None:

@@ -31,7 +31,7 @@ from emrml.core.predict import Predictor
 from emrml.core.schema import Attribute, Schema
 from emrml.engine import result_lines
 from emrml.engine.result_lines import ResultFormatter
-from emrml.engine.training import DatasourceData, train_model
+from emrml.engine.training import DatasourceData, TargetSummary, train_model
 from emrml.errors import DataError, InvalidInputException
 from emrml.service.parameters import parse_parameters
 
@@ -250,3 +250,34 @@ def test_a_record_whose_prediction_is_no_number_gives_an_empty_line(
             probabilities = [float(value) for value in next(csv.reader([line]))[2:]]
             expected = predictor.predict(row)["predictedScores"]
             assert probabilities == pytest.approx([expected[k] for k in ("a,b", "low", "mid")], rel=5e-7)
+
+
+@pytest.mark.parametrize("reserved", [*result_lines.RESULT_COLUMNS, *result_lines.STREAM_COLUMNS])
+def test_a_class_named_as_a_result_column_is_refused_at_training(reserved: str) -> None:
+    # A MULTICLASS model's result columns are named after its classes: a class "trueLabel" gave the header
+    # "tag,trueLabel,a,b,trueLabel", whose columns a reader by name (BatchPrediction.results) merged.
+    # Only training refuses it: evaluation data may hold any label, the model's classes are set already.
+    summary = TargetSummary()
+    summary.add("MULTICLASS", np.array(["low", reserved, "mid"]), "y")
+    with pytest.raises(DataError, match=f"the target 'y' has the class '{reserved}', the name of a column"):
+        summary.check("MULTICLASS", "y")
+
+
+def test_training_on_a_class_named_true_label_fails_naming_it(workspace: Path, settings: Settings) -> None:
+    schema = generated_schema("MULTICLASS")
+    rows = generated_rows("MULTICLASS", 60, seed=3)
+    for row in rows:
+        row["y"] = "trueLabel" if row["y"] == "mid" else row["y"]
+    training = workspace / "reserved-class.csv"
+    training.write_text(csv_text(rows, schema.names))
+    with pytest.raises(DataError, match=r"has the class 'trueLabel'.*rename the class in the data"):
+        train_model(
+            model_id="ml-reserved",
+            model_type="MULTICLASS",
+            data=DatasourceData(str(training), schema, None),
+            recipe_text=json.dumps({"outputs": ["x", "ALL_CATEGORICAL"]}),
+            sample=pa.table({}),
+            parameters=parse_parameters({"sgd.maxPasses": "1"}),
+            settings=settings,
+            progress=lambda *_: None,
+        )

@@ -29,6 +29,12 @@ def _csv_name(name: str) -> str:
     return f'"{name.replace(chr(34), chr(34) * 2)}"' if any(c in name for c in ',"\r\n') else name
 
 
+#: The columns of batch prediction results besides a MULTICLASS model's classes, which the class labels
+#: name (spec 9); then the ones a stream's file output writes before them. A class label equal to one
+#: would name two columns alike, and a reader by name (``emrml.results``, a data frame) would lose one.
+RESULT_COLUMNS = ("tag", "trueLabel", "bestAnswer", "score")
+STREAM_COLUMNS = ("shardId", "sequenceNumber", "partitionKey")
+
 #: Numbers laid out in cells together (``ResultFormatter.lines``).
 _NUMBERS_AT_ONCE = 4
 

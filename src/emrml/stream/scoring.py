@@ -31,7 +31,7 @@ from emrml.core.predict import OVERFLOW_MESSAGE, Predictor, in_float_range, unsc
 from emrml.core.record_values import value_text
 from emrml.core.schema import Schema, json_type, record_fields
 from emrml.core.surrogates import is_text
-from emrml.engine.result_lines import ResultFormatter, csv_text
+from emrml.engine.result_lines import STREAM_COLUMNS, ResultFormatter, csv_text
 from emrml.errors import InvalidInputException
 
 #: A record over 1 MB (10^6 bytes; Kinesis itself takes up to 1 MiB) goes to the dead-letter output.
@@ -104,7 +104,7 @@ class MicroBatchScorer:
         )
         self.formatter = ResultFormatter(predictor, self.schema)
         self.columns = self.schema.names
-        self.header = b"shardId,sequenceNumber,partitionKey," + self.formatter.header
+        self.header = ",".join(STREAM_COLUMNS).encode() + b"," + self.formatter.header
         # Attributes the model reads as strings (null: missing); other members are ignored. A number or a
         # boolean fails this parse: the batch is parsed again with them quoted (_BARE_VALUE).
         self._json_options = pa_json.ParseOptions(

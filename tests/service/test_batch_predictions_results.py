@@ -27,8 +27,10 @@ from hypothesis import strategies as st
 
 from emrml.config import Settings
 from emrml.core.floats import java_float_cells
+from emrml.core.model import load_artifact, save_artifact
 from emrml.core.predict import Predictor
 from emrml.core.schema import Attribute, Schema
+from emrml.engine import batch as batch_engine
 from emrml.engine import result_lines
 from emrml.engine.result_lines import ResultFormatter
 from emrml.engine.training import DatasourceData, TargetSummary, train_model
@@ -281,3 +283,27 @@ def test_training_on_a_class_named_true_label_fails_naming_it(workspace: Path, s
             settings=settings,
             progress=lambda *_: None,
         )
+
+
+def test_an_earlier_model_with_a_class_named_true_label_is_refused_before_any_output(
+    workspace: Path, settings: Settings, models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A model trained before training refused such a class: its batch prediction would write the header
+    # "tag,trueLabel,a,b,low,trueLabel". Without the target in the data there is no trueLabel column.
+    path = workspace / "earlier-model"
+    artifact = load_artifact(models["MULTICLASS"])
+    assert artifact.labels == ["a,b", "low", "mid"]
+    save_artifact(replace(artifact, labels=["a,b", "low", "trueLabel"]), path)
+    data = workspace / "earlier.csv"
+    schema = generated_schema("MULTICLASS")
+    data.write_text(csv_text(generated_rows("MULTICLASS", 20, seed=8), schema.names))
+    with monkeypatch.context() as patch:
+        # Refused as the job starts, not by every unit (on Spark, in every executor's task).
+        patch.setattr(batch_engine, "_score", lambda *_: pytest.fail("the units ran"))
+        with pytest.raises(InvalidInputException, match=r"the model's class 'trueLabel' is the name of anot"):
+            predict_to(settings, path, data, schema, workspace / "out-earlier")
+    assert not (workspace / "out-earlier").exists()
+    untargeted = generated_schema("MULTICLASS", target=False)
+    data.write_text(csv_text(generated_rows("MULTICLASS", 20, seed=8), untargeted.names))
+    result = predict_to(settings, path, data, untargeted, workspace / "out-untargeted")
+    assert result_file_rows(next(iter(result.results.values())))[0] == ["tag", "a,b", "low", "trueLabel"]

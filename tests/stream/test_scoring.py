@@ -260,6 +260,18 @@ def test_a_record_whose_prediction_is_no_number_is_a_dead_letter(fast: bool) -> 
         assert sum(prediction["Prediction"]["predictedScores"].values()) == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("label", ["shardId", "partitionKey"])
+def test_a_model_with_a_class_named_as_a_stream_column_is_refused(label: str) -> None:
+    """A model trained before training refused such a class: the stream's header would name two columns
+    alike (``shardId,sequenceNumber,partitionKey,0,shardId``)."""
+    predictor = raw_numbers_predictor("MULTICLASS", [2.0, 2.0])
+    predictor.labels = ["0", label]
+    with pytest.raises(InvalidInputException, match=f"the model's class '{label}' is the name of another"):
+        MicroBatchScorer(predictor, "ml-earlier")
+    predictor.labels = ["0", "1"]
+    assert MicroBatchScorer(predictor, "ml-raw").header == b"shardId,sequenceNumber,partitionKey,0,1\n"
+
+
 def test_a_record_naming_an_attribute_twice_is_set_aside_whatever_the_records_beside_it(
     scorer: MicroBatchScorer,
 ) -> None:

@@ -102,9 +102,9 @@ class MicroBatchScorer:
         self.schema: Schema = replace(
             schema, attributes=tuple(a for a in schema.attributes if a.name != target), target=None
         )
-        self.formatter = ResultFormatter(predictor, self.schema)
+        self.formatter = ResultFormatter(predictor, self.schema, STREAM_COLUMNS)
         self.columns = self.schema.names
-        self.header = ",".join(STREAM_COLUMNS).encode() + b"," + self.formatter.header
+        self.header = self.formatter.header
         # Attributes the model reads as strings (null: missing); other members are ignored. A number or a
         # boolean fails this parse: the batch is parsed again with them quoted (_BARE_VALUE).
         self._json_options = pa_json.ParseOptions(

@@ -32,7 +32,8 @@ def _csv_name(name: str) -> str:
 
 #: The columns of batch prediction results besides a MULTICLASS model's classes, which the class labels
 #: name (spec 9); then the ones a stream's file output writes before them. A class label equal to one
-#: would name two columns alike, and a reader by name (``emrml.results``, a data frame) would lose one.
+#: would name two columns alike, which a reader by name (``emrml.results``, a data frame) merges, or read
+#: as the column of that name is (``emrml.results`` reads ``bestAnswer`` as text).
 RESULT_COLUMNS = ("tag", "trueLabel", "bestAnswer", "score")
 STREAM_COLUMNS = ("shardId", "sequenceNumber", "partitionKey")
 

@@ -159,7 +159,7 @@ class TargetSummary:
             raise DataError(
                 f"the target {target!r} has the class {reserved[0]!r}, the name of a column of prediction "
                 f"results ({names}): a MULTICLASS model's result columns are named after its classes, so "
-                "two columns would have that name; rename the class in the data"
+                "its results would be ambiguous; rename the class in the data"
             )
 
     def check(self, model_type: str, target: str | None, weight: str | None = None) -> None:

@@ -6,7 +6,8 @@ numbers and booleans read as ``emrml predict --record`` reads them: a number's t
 target). ``auto`` (the default format) reads a record whose first non-blank character is ``{`` or ``[`` as
 JSON, any other as CSV. A record that cannot be read is set aside with the reason (``DeadLetter``): too
 large, not UTF-8, invalid JSON, JSON that is not an object, has an object or an array as the value of an
-attribute the model reads or names such an attribute twice, a CSV line with the wrong number of fields.
+attribute the model reads or names such an attribute twice, a CSV line with the wrong number of fields;
+so is a record whose prediction is no number, which Predict refuses (``_scored``).
 Values that are readable text but not of the attribute's type (a NUMERIC "heavy") are scored as missing,
 as Predict and batch prediction do.
 
@@ -144,14 +145,14 @@ class MicroBatchScorer:
         if unscorable is None:
             return Scored(records, batch, scores), dead
         pairs = zip(records, unscorable, strict=True)
-        overflowed = [DeadLetter(record, OVERFLOW_MESSAGE) for record, bad in pairs if bad]
+        letters = [*dead, *(DeadLetter(record, OVERFLOW_MESSAGE) for record, bad in pairs if bad)]
         if dead:
             # In the micro-batch's order, among the unreadable records' (the outputs keep each key's order).
             sequence = {id(record): i for i, record in enumerate(all_records)}
-            overflowed = sorted([*dead, *overflowed], key=lambda letter: sequence[id(letter.record)])
+            letters.sort(key=lambda letter: sequence[id(letter.record)])
         kept = ~unscorable
         good = [record for record, keep in zip(records, kept, strict=True) if keep]
-        return Scored(good, batch.filter(pa.array(kept)), scores[kept]), overflowed
+        return Scored(good, batch.filter(pa.array(kept)), scores[kept]), letters
 
     def _json_batch(self, records: list[Record]) -> pa.RecordBatch | None:
         """The fast path of the usual micro-batch, all JSON objects on one line each: one vectorized

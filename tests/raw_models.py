@@ -45,13 +45,18 @@ XWY_SCHEMA: dict[str, Any] = {
 
 
 def raw_numbers_predictor(kind: str, weights: list[float]) -> Predictor:
-    """A model whose outputs are the raw NUMERIC values ``a`` and ``b``, with the given weights."""
+    """A model whose outputs are the raw NUMERIC values ``a`` and ``b``, with the given weights (MULTICLASS:
+    the classes ``0`` and ``1``, of the weights negated and as given)."""
     target = AttributeType.NUMERIC if kind == "REGRESSION" else AttributeType.BINARY
     columns = (("a", AttributeType.NUMERIC), ("b", AttributeType.NUMERIC), ("y", target))
     schema = Schema(tuple(Attribute(name, type_) for name, type_ in columns), target="y", has_header=True)
     table = pa.table({"a": ["1", "2"], "b": ["3", "4"], "y": ["0", "1"]})
-    artifact = linear_artifact(kind, schema, ["a", "b"], table, np.array([[weights[0]], [weights[1]]]))
+    one = np.array([[weights[0]], [weights[1]]])
+    artifact = linear_artifact("BINARY" if kind == "MULTICLASS" else kind, schema, ["a", "b"], table, one)
     assert len(artifact.linear.weights) == 2
+    if kind == "MULTICLASS":
+        linear = LinearModel(kind, np.hstack([-one, one]), np.zeros(2))  # type: ignore[arg-type]
+        artifact = replace(artifact, model_type=kind, linear=linear, labels=["0", "1"], score_threshold=None)
     return Predictor(artifact)
 
 

@@ -27,11 +27,13 @@ from hypothesis import strategies as st
 
 from emrml.config import Settings
 from emrml.core.floats import java_float_cells
+from emrml.core.model import load_artifact, save_artifact
 from emrml.core.predict import Predictor
 from emrml.core.schema import Attribute, Schema
+from emrml.engine import batch as batch_engine
 from emrml.engine import result_lines
 from emrml.engine.result_lines import ResultFormatter
-from emrml.engine.training import DatasourceData, train_model
+from emrml.engine.training import DatasourceData, TargetSummary, train_model
 from emrml.errors import DataError, InvalidInputException
 from emrml.service.parameters import parse_parameters
 
@@ -250,3 +252,58 @@ def test_a_record_whose_prediction_is_no_number_gives_an_empty_line(
             probabilities = [float(value) for value in next(csv.reader([line]))[2:]]
             expected = predictor.predict(row)["predictedScores"]
             assert probabilities == pytest.approx([expected[k] for k in ("a,b", "low", "mid")], rel=5e-7)
+
+
+@pytest.mark.parametrize("reserved", [*result_lines.RESULT_COLUMNS, *result_lines.STREAM_COLUMNS])
+def test_a_class_named_as_a_result_column_is_refused_at_training(reserved: str) -> None:
+    # A MULTICLASS model's result columns are named after its classes: a class "trueLabel" gave the header
+    # "tag,trueLabel,a,b,trueLabel", whose columns a reader by name (BatchPrediction.results) merged.
+    # Only training refuses it: evaluation data may hold any label, the model's classes are set already.
+    summary = TargetSummary()
+    summary.add("MULTICLASS", np.array(["low", reserved, "mid"]), "y")
+    with pytest.raises(DataError, match=f"the target 'y' has the class '{reserved}', the name of a column"):
+        summary.check("MULTICLASS", "y")
+
+
+def test_training_on_a_class_named_true_label_fails_naming_it(workspace: Path, settings: Settings) -> None:
+    schema = generated_schema("MULTICLASS")
+    rows = generated_rows("MULTICLASS", 60, seed=3)
+    for row in rows:
+        row["y"] = "trueLabel" if row["y"] == "mid" else row["y"]
+    training = workspace / "reserved-class.csv"
+    training.write_text(csv_text(rows, schema.names))
+    with pytest.raises(DataError, match=r"has the class 'trueLabel'.*rename the class in the data"):
+        train_model(
+            model_id="ml-reserved",
+            model_type="MULTICLASS",
+            data=DatasourceData(str(training), schema, None),
+            recipe_text=json.dumps({"outputs": ["x", "ALL_CATEGORICAL"]}),
+            sample=pa.table({}),
+            parameters=parse_parameters({"sgd.maxPasses": "1"}),
+            settings=settings,
+            progress=lambda *_: None,
+        )
+
+
+def test_an_earlier_model_with_a_class_named_true_label_is_refused_before_any_output(
+    workspace: Path, settings: Settings, models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A model trained before training refused such a class: its batch prediction would write the header
+    # "tag,trueLabel,a,b,low,trueLabel". Without the target in the data there is no trueLabel column.
+    path = workspace / "earlier-model"
+    artifact = load_artifact(models["MULTICLASS"])
+    assert artifact.labels == ["a,b", "low", "mid"]
+    save_artifact(replace(artifact, labels=["a,b", "low", "trueLabel"]), path)
+    data = workspace / "earlier.csv"
+    schema = generated_schema("MULTICLASS")
+    data.write_text(csv_text(generated_rows("MULTICLASS", 20, seed=8), schema.names))
+    with monkeypatch.context() as patch:
+        # Refused as the job starts, not by every unit (on Spark, in every executor's task).
+        patch.setattr(batch_engine, "_score", lambda *_: pytest.fail("the units ran"))
+        with pytest.raises(InvalidInputException, match=r"the model's class 'trueLabel' is the name of anot"):
+            predict_to(settings, path, data, schema, workspace / "out-earlier")
+    assert not (workspace / "out-earlier").exists()
+    untargeted = generated_schema("MULTICLASS", target=False)
+    data.write_text(csv_text(generated_rows("MULTICLASS", 20, seed=8), untargeted.names))
+    result = predict_to(settings, path, data, untargeted, workspace / "out-untargeted")
+    assert result_file_rows(next(iter(result.results.values())))[0] == ["tag", "a,b", "low", "trueLabel"]

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from emrml.config import Settings
 from emrml.core.predict import Predictor
 from emrml.core.record_values import json_record
+from emrml.errors import InvalidInputException
 from emrml.service.app import EmrML
 from emrml.service.rows import MLModel
 from emrml.stream.scoring import MicroBatchScorer, Record
@@ -229,6 +230,46 @@ def test_a_regression_past_the_float_range_is_written_as_json_numbers() -> None:
     assert dead == []
     values = [json.loads(data)["Prediction"]["predictedValue"] for data, _ in scorer.json_records(scored)]
     assert values == [sys.float_info.max, -sys.float_info.max, pytest.approx(6.0)]
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in matmul:RuntimeWarning")  # refused below
+@pytest.mark.parametrize("fast", [True, False], ids=["vectorized", "record-by-record"])
+def test_a_record_whose_prediction_is_no_number_is_a_dead_letter(fast: bool) -> None:
+    """1e308 on raw outputs makes a MULTICLASS model's logits infinite, their softmax NaN: Predict refuses
+    such a record and batch prediction counts it invalid; a stream wrote NaN in its CSV lines and in its
+    JSON records (which JSON has not). It is set aside with Predict's reason, in the micro-batch's order."""
+    scorer = MicroBatchScorer(raw_numbers_predictor("MULTICLASS", [2.0, 2.0]), "ml-raw")
+    with pytest.raises(InvalidInputException, match="too large for this model") as refused:
+        scorer.predictor.predict({"a": "1e308", "b": "1"})
+    good, huge, low = b'{"a": "1", "b": "2"}', b'{"a": "1e308", "b": "1"}', b'{"a": "-1e308", "b": "0"}'
+    # A record that is not an object takes the micro-batch down the record-by-record path.
+    datas = [good, huge, low, b'{"a": "0.5"}'] if fast else [good, huge, b"[1]", low, PRETTY]
+    scored, dead = scorer.score(_records(datas))
+    assert (scorer._json_batch(_records(datas)) is not None) == fast
+    assert [r.sequence_number for r in scored.records] == ["0", "3" if fast else "4"]
+    overflow = refused.value.message
+    assert [(letter.record.sequence_number, letter.reason) for letter in dead] == (
+        [("1", overflow), ("2", overflow)]
+        if fast
+        else [("1", overflow), ("2", "the JSON is not an object but an array"), ("3", overflow)]
+    )
+    lines = scorer.csv_lines(scored).to_pylist()
+    assert len(lines) == 2 and not any("nan" in line.lower() for line in lines)
+    for data, _ in scorer.json_records(scored):
+        prediction = json.loads(data, parse_constant=lambda name: pytest.fail(f"{name} in a JSON record"))
+        assert sum(prediction["Prediction"]["predictedScores"].values()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("label", ["shardId", "partitionKey"])
+def test_a_model_with_a_class_named_as_a_stream_column_is_refused(label: str) -> None:
+    """A model trained before training refused such a class: the stream's header would name two columns
+    alike (``shardId,sequenceNumber,partitionKey,0,shardId``)."""
+    predictor = raw_numbers_predictor("MULTICLASS", [2.0, 2.0])
+    predictor.labels = ["0", label]
+    with pytest.raises(InvalidInputException, match=f"the model's class '{label}' is the name of another"):
+        MicroBatchScorer(predictor, "ml-earlier")
+    predictor.labels = ["0", "1"]
+    assert MicroBatchScorer(predictor, "ml-raw").header == b"shardId,sequenceNumber,partitionKey,0,1\n"
 
 
 def test_a_record_naming_an_attribute_twice_is_set_aside_whatever_the_records_beside_it(

@@ -49,11 +49,16 @@ def unscorable_rows(scores: np.ndarray) -> np.ndarray | None:
     return rows if rows.any() else None
 
 
+#: Why a record whose prediction is no number (``unscorable_rows``) is not scored: Predict's error, a
+#: stream's dead-letter reason.
+OVERFLOW_MESSAGE = (
+    "Record: its NUMERIC values are too large for this model: the prediction overflows the range of "
+    "floating-point numbers"
+)
+
+
 def _overflow() -> InvalidInputException:
-    return InvalidInputException(
-        "Record: its NUMERIC values are too large for this model: the prediction overflows the range of "
-        "floating-point numbers"
-    )
+    return InvalidInputException(OVERFLOW_MESSAGE)
 
 
 def _sigmoid(z: float) -> float:

@@ -67,7 +67,7 @@ from emrml.engine.batch_output import (
 )
 from emrml.engine.outputs import manifest_location, output_prefix, result_location
 from emrml.engine.record_starts import quotes_read
-from emrml.engine.result_lines import ResultFormatter, line_bytes
+from emrml.engine.result_lines import ResultFormatter, line_bytes, result_columns
 from emrml.engine.training import DatasourceData, evaluation_schema
 from emrml.engine.units import (
     Parallelism,
@@ -350,11 +350,13 @@ def batch_predict(
     (engine/spark/), cut for its cluster's cores unless ``parallelism`` is given (``planned``); cut the
     same way, the result files are byte for byte the local engine's. Raises ``DataError`` when the
     datasource lacks attributes the model uses, ``InvalidInputException`` when the output cannot be
-    written or the file is not the ``expected`` model's.
+    written, the file is not the ``expected`` model's or its results would name two columns alike
+    (``result_columns``).
     """
     parallelism = planned(parallelism, spark, settings.batch_bytes)
     predictor = _predictor(str(artifact_location), score_threshold, expected)
     schema = batch_schema(predictor.schema, data.schema)
+    result_columns(predictor, schema)  # refused before any output is made, not in every unit
     files = list_files(data.location)
     prefix = output_prefix(output_uri)
     scratch = attempt_folder(prefix, settings, batch_prediction_id, attempt)

@@ -14,6 +14,7 @@ from emrml.core.floats import Cells, flag_cells, java_float_cells, join_cells
 from emrml.core.predict import Predictor
 from emrml.core.schema import Schema
 from emrml.core.values import parse_binary
+from emrml.errors import InvalidInputException
 
 
 def csv_text(values: pa.Array) -> pa.Array:
@@ -29,27 +30,48 @@ def _csv_name(name: str) -> str:
     return f'"{name.replace(chr(34), chr(34) * 2)}"' if any(c in name for c in ',"\r\n') else name
 
 
+#: The columns of batch prediction results besides a MULTICLASS model's classes, which the class labels
+#: name (spec 9); then the ones a stream's file output writes before them. A class label equal to one
+#: would name two columns alike, which a reader by name (``emrml.results``, a data frame) merges, or read
+#: as the column of that name is (``emrml.results`` reads ``bestAnswer`` as text).
+RESULT_COLUMNS = ("tag", "trueLabel", "bestAnswer", "score")
+STREAM_COLUMNS = ("shardId", "sequenceNumber", "partitionKey")
+
 #: Numbers laid out in cells together (``ResultFormatter.lines``).
 _NUMBERS_AT_ONCE = 4
 
 
-class ResultFormatter:
-    """Turns batches of records into result lines for one model and batch schema."""
+def result_columns(predictor: Predictor, schema: Schema, leading: tuple[str, ...] = ()) -> list[str]:
+    """The names of the result columns of ``predictor`` on records of ``schema``, after ``leading`` (a
+    stream's). ``InvalidInputException`` when a MULTICLASS class is named as another column, which the
+    training of a model refuses (``TargetSummary.check_labels``) but an earlier version's did not: its
+    results would name two columns alike."""
+    names = [*leading, *(["tag"] if schema.row_id else []), *(["trueLabel"] if schema.target else [])]
+    if predictor.model_type == "BINARY":
+        return [*names, "bestAnswer", "score"]
+    if predictor.model_type != "MULTICLASS":
+        return [*names, "score"]
+    labels = predictor.labels or []
+    taken = [label for label in labels if label in names]
+    if taken:
+        raise InvalidInputException(
+            f"the model's class {taken[0]!r} is the name of another column of its results "
+            f"({', '.join(names)}): the header would name two columns alike; train the model again on "
+            "data that names the class otherwise (training now refuses such a class)"
+        )
+    return [*names, *labels]
 
-    def __init__(self, predictor: Predictor, schema: Schema) -> None:
+
+class ResultFormatter:
+    """Turns batches of records into result lines for one model and batch schema (``leading``: the names
+    of columns the caller writes before them, in the header)."""
+
+    def __init__(self, predictor: Predictor, schema: Schema, leading: tuple[str, ...] = ()) -> None:
         self.predictor = predictor
         self.tag = schema.row_id
         self.target = schema.target
-        names = ["tag"] if self.tag else []
-        if self.target:
-            names.append("trueLabel")
-        if predictor.model_type == "BINARY":
-            names += ["bestAnswer", "score"]
-        elif predictor.model_type == "MULTICLASS":
-            names += [_csv_name(label) for label in predictor.labels or []]
-        else:
-            names.append("score")
-        self.header = (",".join(names) + "\n").encode()
+        names = result_columns(predictor, schema, leading)
+        self.header = (",".join(_csv_name(name) for name in names) + "\n").encode()
 
     def lines(self, batch: pa.RecordBatch, scores: np.ndarray | None = None) -> pa.Array:
         """One line per row (terminated by ``\\n``), as a string array; ``scores`` are the predictor's

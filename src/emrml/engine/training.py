@@ -33,6 +33,7 @@ from emrml.core.recipe.suggest import suggest_recipe
 from emrml.core.schema import Attribute, Schema
 from emrml.core.values import parse_binary, parse_numeric
 from emrml.engine.local import Progress, read_selected
+from emrml.engine.result_lines import RESULT_COLUMNS, STREAM_COLUMNS
 from emrml.engine.scratch import FeatureCache, RecordCache
 from emrml.errors import DataError
 from emrml.lifetime import machine, process_exists
@@ -149,6 +150,18 @@ class TargetSummary:
                 f"at most {MAX_CLASSES}"
             )
 
+    def check_labels(self, target: str | None) -> None:
+        """Refuse a class label that is the name of another result column: a MULTICLASS model's classes
+        name its columns of batch prediction results (and of a stream's), after these."""
+        reserved = [name for name in (*RESULT_COLUMNS, *STREAM_COLUMNS) if name in self.class_counts]
+        if reserved:
+            names = ", ".join([*RESULT_COLUMNS, *STREAM_COLUMNS])
+            raise DataError(
+                f"the target {target!r} has the class {reserved[0]!r}, the name of a column of prediction "
+                f"results ({names}): a MULTICLASS model's result columns are named after its classes, so "
+                "its results would be ambiguous; rename the class in the data"
+            )
+
     def check(self, model_type: str, target: str | None, weight: str | None = None) -> None:
         """Refuse training data a model of ``model_type`` cannot learn from (``weight``: the rowWeight
         attribute, if any)."""
@@ -163,6 +176,8 @@ class TargetSummary:
             )
         if model_type == "MULTICLASS" and len(self.class_counts) < 2:
             raise DataError("the training data has fewer than two target classes")
+        if model_type == "MULTICLASS":
+            self.check_labels(target)
         # Weighted 0, records are left out of the loss: a model trained on none of them, or on one class
         # alone, was a constant one that scored every record alike.
         if not self.weighted_count:

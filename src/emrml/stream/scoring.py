@@ -6,7 +6,8 @@ numbers and booleans read as ``emrml predict --record`` reads them: a number's t
 target). ``auto`` (the default format) reads a record whose first non-blank character is ``{`` or ``[`` as
 JSON, any other as CSV. A record that cannot be read is set aside with the reason (``DeadLetter``): too
 large, not UTF-8, invalid JSON, JSON that is not an object, has an object or an array as the value of an
-attribute the model reads or names such an attribute twice, a CSV line with the wrong number of fields.
+attribute the model reads or names such an attribute twice, a CSV line with the wrong number of fields;
+so is a record whose prediction is no number, which Predict refuses (``_scored``).
 Values that are readable text but not of the attribute's type (a NUMERIC "heavy") are scored as missing,
 as Predict and batch prediction do.
 
@@ -27,11 +28,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from emrml.core.predict import Predictor, in_float_range
+from emrml.core.predict import OVERFLOW_MESSAGE, Predictor, in_float_range, unscorable_rows
 from emrml.core.record_values import value_text
 from emrml.core.schema import Schema, json_type, record_fields
 from emrml.core.surrogates import is_text
-from emrml.engine.result_lines import ResultFormatter, csv_text
+from emrml.engine.result_lines import STREAM_COLUMNS, ResultFormatter, csv_text
 from emrml.errors import InvalidInputException
 
 #: A record over 1 MB (10^6 bytes; Kinesis itself takes up to 1 MiB) goes to the dead-letter output.
@@ -102,9 +103,9 @@ class MicroBatchScorer:
         self.schema: Schema = replace(
             schema, attributes=tuple(a for a in schema.attributes if a.name != target), target=None
         )
-        self.formatter = ResultFormatter(predictor, self.schema)
+        self.formatter = ResultFormatter(predictor, self.schema, STREAM_COLUMNS)
         self.columns = self.schema.names
-        self.header = b"shardId,sequenceNumber,partitionKey," + self.formatter.header
+        self.header = self.formatter.header
         # Attributes the model reads as strings (null: missing); other members are ignored. A number or a
         # boolean fails this parse: the batch is parsed again with them quoted (_BARE_VALUE).
         self._json_options = pa_json.ParseOptions(
@@ -116,7 +117,7 @@ class MicroBatchScorer:
         """Read and score ``records``; returns the scored ones and the dead letters, each in order."""
         batch = self._json_batch(records) if self.record_format != "csv" else None
         if batch is not None:
-            return Scored(records, batch, self.predictor.score_batch(batch)), []
+            return self._scored(records, records, batch, [])
         rows: list[dict[str, str]] = []
         good: list[Record] = []
         dead: list[DeadLetter] = []
@@ -128,9 +129,30 @@ class MicroBatchScorer:
                 rows.append(row)
                 good.append(record)
         arrays = [pa.array([row.get(name, "") for row in rows], pa.string()) for name in self.columns]
-        batch = pa.RecordBatch.from_arrays(arrays, names=self.columns)
-        scores = self.predictor.score_batch(batch) if rows else np.zeros(0)
-        return Scored(good, batch, scores), dead
+        return self._scored(records, good, pa.RecordBatch.from_arrays(arrays, names=self.columns), dead)
+
+    def _scored(
+        self, all_records: list[Record], records: list[Record], batch: pa.RecordBatch, dead: list[DeadLetter]
+    ) -> tuple[Scored, list[DeadLetter]]:
+        """The readable ``records`` of the micro-batch ``all_records`` (rows of ``batch``; ``dead`` the
+        others) scored. One whose prediction is no number (NaN: huge NUMERIC values overflowing a raw
+        output) joins the dead letters, as Predict refuses it and batch prediction counts it invalid:
+        never a NaN in a CSV line, nor in JSON (which has none)."""
+        if not records:
+            return Scored(records, batch, np.zeros(0)), dead
+        scores = self.predictor.score_batch(batch)
+        unscorable = unscorable_rows(scores)
+        if unscorable is None:
+            return Scored(records, batch, scores), dead
+        pairs = zip(records, unscorable, strict=True)
+        letters = [*dead, *(DeadLetter(record, OVERFLOW_MESSAGE) for record, bad in pairs if bad)]
+        if dead:
+            # In the micro-batch's order, among the unreadable records' (the outputs keep each key's order).
+            sequence = {id(record): i for i, record in enumerate(all_records)}
+            letters.sort(key=lambda letter: sequence[id(letter.record)])
+        kept = ~unscorable
+        good = [record for record, keep in zip(records, kept, strict=True) if keep]
+        return Scored(good, batch.filter(pa.array(kept)), scores[kept]), letters
 
     def _json_batch(self, records: list[Record]) -> pa.RecordBatch | None:
         """The fast path of the usual micro-batch, all JSON objects on one line each: one vectorized

@@ -10,7 +10,7 @@ from pathlib import Path
 from metastores import Templates
 
 #: Run as a console script named ``emrml``: the collector's state at the start of the program, when it is
-#: resumed (with whether SQLAlchemy's ORM was imported by then), when a server is about to listen
+#: resumed (with whether SQLAlchemy was imported by then), when a server is about to listen
 #: (``server.serve``, replaced once imported: it reports and returns), and at the exit.
 PROGRAM = """
 import atexit, gc, sys
@@ -19,7 +19,7 @@ from emrml.cli import app
 
 resume = collector.resume
 def resumed() -> None:
-    print("resume", state(), "orm" if "sqlalchemy.orm" in sys.modules else "-")
+    print("resume", state(), "sqlalchemy" if "sqlalchemy" in sys.modules else "-")
     resume()
     if "emrml.web.server" in sys.modules:  # a server's start imported it: it does not listen here
         sys.modules["emrml.web.server"].serve = lambda *args, **kwargs: print("listen", state())
@@ -74,11 +74,11 @@ def test_python_m_emrml_pauses_the_collector_too(tmp_path: Path, metastore_templ
 
 
 def test_a_server_collects_from_the_moment_it_listens(tmp_path: Path, metastore_templates: Templates) -> None:
-    # Its start's imports (SQLAlchemy, the metastore's classes, Starlette) ran with the collector paused.
+    # Its start's imports (SQLAlchemy, the metastore's tables, Starlette) ran with the collector paused.
     home = _home(tmp_path, metastore_templates)
     serve = ["serve", "--port", "1", "--workers-jobs", "0", "--console-in-process"]
     printed = _program(tmp_path, "--home", str(home), *serve)
-    assert printed == ["start off", "resume off orm", "listen on frozen", "exit on frozen"]
+    assert printed == ["start off", "resume off sqlalchemy", "listen on frozen", "exit on frozen"]
 
 
 def test_other_programs_importing_emrml_keep_their_collector() -> None:

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -165,9 +167,18 @@ def test_a_server_killed_outright_leaves_no_socket_folder_behind_the_next_start(
     """The console's socket folder of a server killed outright is removed by the next server's start; not
     those of running servers: one named after a live process, nor one whose process this one cannot see
     (a server in another pid namespace sharing the temporary directory) that still listens on its socket."""
-    temporary, first, second = tmp_path / "tmp", tmp_path / "first", tmp_path / "second"
-    for folder in (temporary, first, second):
+    # A temporary directory of its own, short enough for the socket below it (one deeper gives way to /tmp).
+    temporary = Path(tempfile.mkdtemp(prefix="emrml-test-"))
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder in (first, second):
         folder.mkdir()
+    try:
+        _servers_killed_and_started(temporary, first, second)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _servers_killed_and_started(temporary: Path, first: Path, second: Path) -> None:
     _, killed = _serve(first, temporary)
     killed.kill()
     killed.wait(30)

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
+import pytest
+
+from emrml.web.console_process import ConsoleProcess
 from emrml.web.server import _tickets_held
-from emrml.web.server_folders import remove_left_behind
+from emrml.web.server_folders import SOCKET_PATH_BYTES, remove_left_behind
 
 
 def _dead_pid() -> int:
@@ -36,3 +41,27 @@ def test_ticket_folders_of_servers_no_longer_running_are_removed(tmp_path: Path)
     finally:
         os.close(worker)
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted([held.name, running.name, other.name])
+
+
+def test_a_console_socket_under_a_temporary_directory_too_deep_for_it_is_bound_in_tmp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A socket's path has 107 bytes at most: a server whose TMPDIR lay deeper (a build tree's, a test
+    runner's) failed to start with "AF_UNIX path too long"."""
+    deep = tmp_path / ("d" * 100)
+    deep.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    with ConsoleProcess(tmp_path / "home", "http://127.0.0.1:1") as console:
+        socket_path = Path(console.socket_path)
+        assert socket_path.is_socket()
+        assert len(os.fsencode(socket_path)) <= SOCKET_PATH_BYTES
+        assert socket_path.parent.parent == Path("/tmp")
+        assert socket_path.parent.name.startswith(f"emrml-console-{os.getpid()}-")
+    assert not socket_path.parent.exists()
+    shallow = Path(tempfile.mkdtemp(prefix="emrml-test-", dir="/tmp"))  # used as it is
+    monkeypatch.setattr(tempfile, "tempdir", str(shallow))
+    try:
+        with ConsoleProcess(tmp_path / "home", "http://127.0.0.1:1") as console:
+            assert Path(console.socket_path).parent.parent == shallow
+    finally:
+        shutil.rmtree(shallow)

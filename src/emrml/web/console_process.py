@@ -76,8 +76,8 @@ class ConsoleProcess:
     def __init__(self, home: Path, public_url: str) -> None:
         self.home = home
         self.public_url = public_url
-        # A short path (Unix socket paths are limited to ~100 bytes), in a folder only this user can enter.
-        self._folder = server_folder("emrml-console-", _listened_on)
+        # A short path (Unix socket paths are limited to 107 bytes), in a folder only this user can enter.
+        self._folder = server_folder("emrml-console-", _listened_on, room=len("/console.sock"))
         self.socket_path = str(self._folder / "console.sock")
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._socket.bind(self.socket_path)

@@ -19,11 +19,22 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+#: The longest path of a Unix socket (Linux's ``sun_path`` holds 108 bytes, its NUL among them).
+SOCKET_PATH_BYTES = 107
+#: What ``mkdtemp`` adds to a folder's prefix and pid: a dash and eight random characters.
+_RANDOM_BYTES = 9
 
-def server_folder(prefix: str, in_use: Callable[[Path], bool]) -> Path:
+
+def server_folder(prefix: str, in_use: Callable[[Path], bool], *, room: int = 0) -> Path:
     """A new owner-only folder ``<tmp>/<prefix><pid>-<random>`` for this process, once the folders of
-    ``prefix`` that servers no longer running left have been removed."""
+    ``prefix`` that servers no longer running left have been removed. ``room``: the bytes its path must
+    leave below ``SOCKET_PATH_BYTES`` for a socket in it (``/console.sock``); a temporary directory too deep
+    for that (a TMPDIR far down a build tree) gives way to ``/tmp``, where binding would fail instead."""
     parent = Path(tempfile.gettempdir())
+    name_bytes = len(prefix) + len(str(os.getpid())) + _RANDOM_BYTES
+    too_deep = len(os.fsencode(parent)) + 1 + name_bytes + room > SOCKET_PATH_BYTES
+    if room and too_deep and Path("/tmp").is_dir():
+        parent = Path("/tmp")
     remove_left_behind(parent, prefix, in_use)
     return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent))
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import statistics
 import subprocess
@@ -41,6 +40,7 @@ import pyarrow.csv as pcsv
 from common import ProcessMonitor, load_average, machine_report, write_readme_section
 from emrml.config import Settings
 from emrml.samples import bank_sample_schema, write_bank_sample
+from emrml.service import forkserver
 from emrml.service.app import EmrML
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -152,13 +152,14 @@ def _measure_rss_here(path: Path) -> None:
 def warm_fork_server() -> float:
     """Start the job runner's fork server (it preloads the job code) with one fork; returns seconds.
 
-    Must run after an ``EmrML`` exists, which sets what the fork server preloads.
+    ``forkserver.context()`` sets what the fork server preloads, as the job runner's does (an ``EmrML``
+    makes its job runner with the first job, so its existence no longer says the preload is set).
     """
     with tempfile.TemporaryDirectory(prefix="emrml-bench-") as home:
         app = EmrML(Settings.load(home=home))
         try:
             started = time.perf_counter()
-            process = multiprocessing.get_context("forkserver").Process(target=os.getpid)
+            process = forkserver.context().Process(target=os.getpid)
             process.start()
             process.join()
             return time.perf_counter() - started

@@ -33,7 +33,6 @@ import argparse
 import cProfile
 import io
 import json
-import multiprocessing
 import os
 import pstats
 import statistics
@@ -69,6 +68,7 @@ from emrml.core.values import parse_binary, parse_numeric
 from emrml.engine import training as training_module
 from emrml.engine.training import DatasourceBatches, DatasourceData, train_model
 from emrml.samples import bank_sample_schema, write_bank_sample
+from emrml.service import forkserver
 from emrml.service.app import EmrML
 from emrml.service.parameters import parse_parameters
 from emrml.service.tasks import read_sample
@@ -102,10 +102,11 @@ def ensure_input(path: Path) -> Path:
 def warm_fork_server() -> float:
     """Start the job runner's fork server (it imports the job code) and fork one process; returns seconds.
 
-    Must run after an ``EmrML`` exists, which sets what the fork server preloads.
+    ``forkserver.context()`` sets what the fork server preloads, as the job runner's does (an ``EmrML``
+    makes its job runner with the first job, so its existence no longer says the preload is set).
     """
     started = time.perf_counter()
-    process = multiprocessing.get_context("forkserver").Process(target=os.getpid)
+    process = forkserver.context().Process(target=os.getpid)
     process.start()
     process.join()
     return time.perf_counter() - started

@@ -35,8 +35,8 @@ def millis(value: Any) -> str:
 #: Characters that draw nothing yet change what a name looks like: the bidirectional controls (a file
 #: "report\u202eslx.exe" reads "reportexe.xls") and the zero-width spaces and joiners without a use in a
 #: name (two names that look alike). Written in the syntax Python's and JavaScript's regular expressions
-#: share (``\uXXXX`` escapes and their ranges): the pages give it to console.js (base.html), whose rows
-#: added live show names as ``visible`` does from this one set.
+#: share (``\u`` escapes of four hex digits, and ranges): the pages give it to console.js (base.html),
+#: whose rows added live show names as ``visible`` does from this one set.
 INVISIBLE_CLASS = r"[\u061c\u200b\u200e\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]"
 _INVISIBLE = re.compile(INVISIBLE_CLASS)
 

@@ -33,10 +33,10 @@ from sqlalchemy import and_, or_, select, update
 from emrml.config import Settings
 from emrml.lifetime import machine, process_exists
 from emrml.service import forkserver
+from emrml.service.job_failures import describe_exit
 from emrml.service.metastore import Sessions, fenced_update, now
 from emrml.service.rows import ENTITY_CLASSES
 from emrml.service.worker import (
-    describe_exit,
     discard_failed,
     run_job_in_this_process,
     settle_deleted,

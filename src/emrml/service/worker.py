@@ -3,14 +3,13 @@
 ``run_job_in_this_process`` claims nothing: it runs the registered job function (``job``) of an attempt the
 runner claimed, with a ``JobContext`` that writes progress and a heartbeat fenced by the attempt, and records
 the outcome: COMPLETED with the job's columns, or FAILED with a message a user can act on (an internal error
-is logged under a reference, never shown). A job whose row is no longer its attempt's (deleted, taken over)
+is logged under a reference, never shown: ``service.job_failures`` words them). A job whose row is no longer its attempt's (deleted, taken over)
 stops at its next progress point (``JobStopped``), and what it wrote is removed (``discard_results``).
 """
 
 from __future__ import annotations
 
 import contextvars
-import errno
 import json
 import logging
 import os
@@ -19,11 +18,10 @@ import signal
 import sys
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,16 +33,24 @@ from emrml.config import Settings
 from emrml.errors import AmazonMLError
 from emrml.lifetime import exit_with, machine
 from emrml.service.confinement import OWNER_ONLY_UMASK
+from emrml.service.job_failures import (
+    JOB_WORK,
+    METASTORE_BUSY,
+    METASTORE_FULL,
+    POOL_DIED,
+    busy,
+    describe_exit,
+    internal_failure,
+    metastore_full,
+    system_failure,
+)
 from emrml.service.metastore import (
-    BUSY_SECONDS,
     Sessions,
     fenced_update,
     is_full,
     now,
     open_engine,
-    out_of_service,
     session_factory,
-    shown_url,
 )
 from emrml.service.rows import ENTITY_CLASSES
 from emrml.storage.locations import configure as configure_storage
@@ -403,12 +409,12 @@ def run_job_in_this_process(
     except AmazonMLError as exc:
         values = {"status": "FAILED", "message": exc.message}
     except OSError as exc:
-        values = {"status": "FAILED", "message": _system_failure(settings, kind, entity_id, exc)}
+        values = {"status": "FAILED", "message": system_failure(settings, kind, entity_id, exc)}
     except Exception as exc:
         if is_full(exc):  # a progress report, or a read the job made, found no room
             log.warning("%s %s failed: %s", kind, entity_id, exc)
             values = {"status": "FAILED", "message": metastore_full(settings, kind)}
-        elif _busy(settings, exc):
+        elif busy(settings, exc):
             # Another process held the metastore locked past the busy timeout: no failure of the job's.
             # A worker's attempt ends for its runner to retry, as one whose pool died does.
             stop.set()
@@ -510,7 +516,7 @@ def worker_main(settings: Settings, kind: str, entity_id: str, attempt: int, run
     try:
         run_job_in_this_process(settings, kind, entity_id, attempt)
     except SQLAlchemyError as exc:
-        if _busy(settings, exc):  # as the job recorded its outcome: the runner retries it
+        if busy(settings, exc):  # as the job recorded its outcome: the runner retries it
             log.error("%s %s attempt %d: %s", kind, entity_id, attempt, describe_exit(METASTORE_BUSY))
             sys.exit(METASTORE_BUSY)
         if not is_full(exc):
@@ -518,95 +524,3 @@ def worker_main(settings: Settings, kind: str, entity_id: str, attempt: int, run
         # No room even to record that: the runner, told by the exit code, retries the job or fails it.
         log.error("%s %s attempt %d: %s", kind, entity_id, attempt, metastore_full(settings, kind))
         sys.exit(METASTORE_FULL)
-
-
-def _busy(settings: Settings, exc: BaseException) -> bool:
-    """Whether the metastore refused a statement because another process held it locked too long."""
-    return not is_full(exc) and out_of_service(exc, settings.database_url) is not None
-
-
-#: What each kind of job does, in the words a user knows it by.
-JOB_WORK = {
-    "DataSource": "Reading the data and computing its statistics",
-    "MLModel": "Training the model",
-    "Evaluation": "Evaluating the model",
-    "BatchPrediction": "Scoring the batch prediction",
-}
-
-
-def internal_failure(settings: Settings, kind: str, entity_id: str) -> str:
-    """Log the exception being handled under a new reference; return the message the user sees.
-
-    Exception text can carry paths, SQL or other users' data: it goes to the log only (the process's log
-    and ``<home>/logs/jobs.log``, owner-only, which a CLI user without a server reads too), and the
-    message says what failed and the reference that finds the entry.
-    """
-    reference = uuid.uuid4().hex[:12]
-    entry = f"job {kind} {entity_id} failed (reference {reference}):\n{traceback.format_exc()}"
-    log.error("%s", entry)
-    folder = settings.home / "logs"
-    with suppress(OSError):
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        descriptor = os.open(folder / "jobs.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        with os.fdopen(descriptor, "a", encoding="utf-8") as stream:
-            stream.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {entry}\n")
-    work = JOB_WORK.get(kind, f"The {kind} job")
-    return (
-        f"{work} failed with an internal error; the log ({folder / 'jobs.log'} on the machine that ran it) "
-        f"has the details under reference {reference}"
-    )
-
-
-#: Errors of a disk that is full or past a limit (a quota, a file size limit): no bug, no retry helps.
-_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-#: Errors of a folder the job may not write (read-only file system, permissions).
-_NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}
-
-
-def _system_failure(settings: Settings, kind: str, entity_id: str, exc: OSError) -> str:
-    """The message of a job that failed for want of disk space or of a writable folder, telling what to
-    do; any other system error is an internal failure (logged, with a reference)."""
-    if exc.errno not in _NO_ROOM | _NOT_WRITABLE:
-        return internal_failure(settings, kind, entity_id)
-    log.warning("%s %s failed: %s", kind, entity_id, exc)
-    work = JOB_WORK.get(kind, f"The {kind} job")
-    where = f" ({exc.filename})" if exc.filename else ""
-    reason = f"{os.strerror(exc.errno)}{where}"
-    if exc.errno in _NO_ROOM:
-        return (
-            f"{work} failed: {reason}: the disk of the emrml home ({settings.home}) or of its scratch folder "
-            f"({settings.scratch_dir}) is full or past a size limit; free some space and run it again"
-        )
-    return f"{work} failed: a file could not be written: {reason}"
-
-
-def metastore_full(settings: Settings, kind: str) -> str:
-    """The message of a job the metastore had no room for (``metastore.is_full``), naming it."""
-    work = JOB_WORK.get(kind, f"The {kind} job")
-    return (
-        f"{work} failed: the metastore ({shown_url(settings.database_url)}) is full: the disk it is on is "
-        "full or past a size limit; free some space and run it again"
-    )
-
-
-#: The exit code of a worker whose pool lost a process (``run_job_in_this_process``).
-POOL_DIED = 75
-#: The exit code of a worker that found no room in the metastore, not even to record that (``worker_main``).
-METASTORE_FULL = 76
-#: The exit code of a worker whose metastore another process held locked past its busy timeout.
-METASTORE_BUSY = 77
-
-
-def describe_exit(exitcode: int | None) -> str:
-    if exitcode == POOL_DIED:
-        return "one of its processes was killed, perhaps by the system short of memory"
-    if exitcode == METASTORE_FULL:
-        return "the metastore was full: its disk is full or past a size limit"
-    if exitcode == METASTORE_BUSY:
-        return f"the metastore was busy: another process held it locked for longer than {BUSY_SECONDS} s"
-    if exitcode is not None and exitcode < 0:
-        try:
-            return f"killed by signal {signal.Signals(-exitcode).name}"
-        except ValueError:
-            return f"killed by signal {-exitcode}"
-    return f"exit code {exitcode}"

@@ -2,8 +2,8 @@
 their permission statements.
 
 Every change goes through ``service.access`` with the logged-in user as caller, the same calls the
-``emrml users`` / ``emrml groups`` commands make, so the authorization model decides who may do it; a
-console password is set only by someone allowed ``iam:UpdateUser``.
+``emrml users`` / ``emrml groups`` commands make, so the authorization model decides who may do it
+(a console password too: ``Access.set_password``, and ``Access.create_user`` given one).
 """
 
 from __future__ import annotations
@@ -66,19 +66,13 @@ def users(visit: Visit) -> View | Response:
             reassign = {"from_user": "", "to_user": ""}
     elif visit.form is not None and action == "create":
         try:
-            if password:
-                from emrml.service.logins import check_new_password
-
-                check_new_password(password)
-            access.create_user(name, groups or None, caller=visit.arn)
+            access.create_user(name, groups or None, password=password or None, caller=visit.arn)
         except NameHeldByObjects as exc:
             errors["name"] = exc.message
             reassign["from_user"] = held = exc.name
         except AmazonMLError as exc:
             errors["name" if "password" not in exc.message else "password"] = exc.message
         else:
-            if password:
-                visit.console.logins.set_password(name, password)
             created = {"UserName": name}
     elif visit.form is not None:
         errors["general"] = f"unknown action {action!r}"
@@ -201,8 +195,7 @@ def _user_action(visit: Visit, name: str, action: str) -> Any:
     if action in ("enable", "disable"):
         access.set_user_enabled(name, action == "enable", caller=caller)
     elif action == "password":
-        access.check(caller, "iam:UpdateUser", f"user/{name}")
-        visit.console.logins.set_password(name, visit.field("password"))
+        access.set_password(name, visit.field("password"), caller=caller)
     elif action == "create-key":
         return access.create_key(name, caller=caller)
     elif action == "delete-key":

@@ -15,8 +15,9 @@ from starlette.responses import Response
 
 from emrml.console.app import Visit
 from emrml.console.forms import default_model
-from emrml.errors import AccessDeniedException, InvalidInputException
+from emrml.errors import InvalidInputException
 from emrml.service.confinement import server_write_refusal
+from emrml.service.sample_files import write_sample
 
 SAMPLE_ROWS = 5_000
 #: name: (target attribute, model type, title)
@@ -33,12 +34,12 @@ def sample_location(home: Path) -> Path:
 
 
 def may_run(visit: Visit) -> bool:
-    """Whether the user may read the sample (its datasources do, as the user) and the server may write it
-    there: else the buttons could only lead to a refusal."""
-    settings = visit.console.service.settings
+    """Whether the user may read and write the sample (``service.sample_files``: its datasources read it, as
+    the user) and the server may write it there: else the buttons could only lead to a refusal."""
+    settings, access = visit.console.service.settings, visit.console.service.access
     path = os.path.realpath(sample_location(settings.home))
-    readable = visit.console.service.access.policy(visit.arn).allows("storage:Read", path, False)
-    return readable and server_write_refusal(settings, path) is None
+    granted = all(access.permits(visit.arn, action, path) for action in ("storage:Read", "storage:Write"))
+    return granted and server_write_refusal(settings, path) is None
 
 
 def run_sample(visit: Visit) -> Response:
@@ -46,21 +47,11 @@ def run_sample(visit: Visit) -> Response:
     if name not in SAMPLES:
         raise InvalidInputException(f"no sample {name!r}: choose one of {', '.join(SAMPLES)}")
     target, model_type, title = SAMPLES[name]
-    settings = visit.console.service.settings
-    path = sample_location(settings.home)
-    # Written where it resolves, and only there if that is in the data roots: whoever may write in a root
-    # could have made its samples/ folder a link to any folder the server can write.
-    resolved = Path(os.path.realpath(path))
-    # Checked before the file is written: a user who may not read it gets the refusal and leaves nothing.
-    visit.console.service.access.check(visit.arn, "storage:Read", str(resolved))
-    refusal = server_write_refusal(settings, str(resolved))
-    if refusal:
-        raise AccessDeniedException(f"the sample '{path}' {refusal}")
+    path = sample_location(visit.console.service.settings.home)
+    write_sample(visit.console.service, visit.arn, path, SAMPLE_ROWS)
     # Imported here: the generator loads Arrow's compute kernels, which serving pages does not need.
-    from emrml.samples import bank_sample_schema, write_bank_sample
+    from emrml.samples import bank_sample_schema
 
-    if not resolved.exists():
-        write_bank_sample(resolved, SAMPLE_ROWS, private=True)
     schema = dataclasses.replace(bank_sample_schema(), target=target).to_json()
     model_id = default_model(visit, str(path), schema, model_type, title, f"sample-{name}")
     return visit.redirect(f"models/{model_id}")

@@ -3,8 +3,9 @@
 ``run_job_in_this_process`` claims nothing: it runs the registered job function (``job``) of an attempt the
 runner claimed, with a ``JobContext`` that writes progress and a heartbeat fenced by the attempt, and records
 the outcome: COMPLETED with the job's columns, or FAILED with a message a user can act on (an internal error
-is logged under a reference, never shown: ``service.job_failures`` words them). A job whose row is no longer its attempt's (deleted, taken over)
-stops at its next progress point (``JobStopped``), and what it wrote is removed (``discard_results``).
+is logged under a reference, never shown: ``service.job_failures`` words them). A job whose row is no longer
+its attempt's (deleted, taken over) stops at its next progress point (``JobStopped``), and what it wrote is
+removed (``discard_results``).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ def creator(installation: Installation) -> Iterator[str]:
     actions = ["iam:CreateUser", "iam:AddUserToGroup", "iam:ListUsers", "iam:ListGroups", "iam:GetUser"]
     access.add_statement(f"{name}-group", {"Effect": "Allow", "Action": actions, "Resource": "*"})
     access.create_user(name, (f"{name}-group",))
-    access.set_password(name, f"{name}-password-1")
+    Logins(installation.service.sessions).set_password(name, f"{name}-password-1")
     yield name
     access.delete_user(name)
     access.delete_group(f"{name}-group")

@@ -10,6 +10,7 @@ from typing import Any
 from console_helpers import admin_signed_in, log_in, login_token
 
 from emrml.console.samples import sample_location
+from emrml.service.logins import Logins
 
 
 def _reader_of_the_sample(service: Any, home: Path, name: str, write: bool) -> None:
@@ -20,7 +21,7 @@ def _reader_of_the_sample(service: Any, home: Path, name: str, write: bool) -> N
     storage = ["storage:Read", "storage:Write"] if write else ["storage:Read"]
     access.add_statement(f"{name}-group", {"Effect": "Allow", "Action": storage, "Resource": path})
     access.create_user(name, ("users", f"{name}-group"))
-    access.set_password(name, f"{name}-password-1")
+    Logins(service.sessions).set_password(name, f"{name}-password-1")
 
 
 def test_a_user_who_may_only_read_the_sample_is_neither_offered_it_nor_has_it_written(tmp_path: Path) -> None:

@@ -147,7 +147,7 @@ def check_location(
         app.access.check_storage_below(location, write=write)
 
 
-def check_schema_beside(app: EmrML, data_location: str) -> None:
+def check_schema_beside(app: Authorizing, data_location: str) -> None:
     """``check_location`` for the schema a datasource given no schema reads beside its data (spec open
     question 6): the request does not name that file, but its job reads it for the caller all the same.
 

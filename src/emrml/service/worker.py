@@ -45,6 +45,7 @@ from emrml.service.job_failures import (
     metastore_full,
     system_failure,
 )
+from emrml.service.job_grants import check_job_grants
 from emrml.service.metastore import (
     Sessions,
     fenced_update,
@@ -390,6 +391,8 @@ def run_job_in_this_process(
     try:
         # In a context of its own: what a job sets for its thread (the Spark runner's callbacks into this
         # context) ends with it, not with the thread, which runs the next job of a pipeline.
+        # The creator's grants as they are now: its request's check may be long past (a queued job).
+        check_job_grants(settings, context.sessions, kind, context.load())
         fields = contextvars.copy_context().run(JOB_FUNCTIONS[kind], context)
         values = {
             "status": "COMPLETED",

@@ -254,16 +254,26 @@ class Access(Management):
         if caller is None or user_name_of(caller) is None:
             return
         resource = _resource(location)
+        action = "storage:Write" if write else "storage:Read"
         # A location names a folder (everything below it) with or without its trailing slash, and
-        # realpath drops the slash: both spellings are matched, so a grant of 'folder/*' covers the folder
-        # itself, and a Deny of 'folder/*' is not passed by naming the folder (without its slash).
-        other = resource[:-1] if resource.endswith("/") else resource + "/"
-        self.check(caller, "storage:Write" if write else "storage:Read", resource, False, other)
+        # realpath drops the slash: a Deny matching either spelling refuses it, so a Deny of 'folder/*' is
+        # not passed by naming the folder without its slash. Written as a folder, it must be granted as
+        # one: a pattern matching files by their name ('*.csv'), like an S3 object ARN, grants no folder of
+        # that name nor the files below it, while 'folder/*' grants the folder itself.
+        folder = resource if resource.endswith("/") else resource + "/"
+        if not location.endswith("/"):
+            self.check(caller, action, resource, False, folder)
+            return
+        self.check(caller, action, folder, False)
+        policy = self.policy(caller)
+        if policy.denies(action, folder[:-1], False):
+            raise _denied(policy, action, folder[:-1])
 
     def check_storage_below(self, location: str, *, write: bool) -> None:
         """``check_storage`` said of every file below ``location`` too, for a location whose every file is
         used when it names a folder (a datasource's data, an output folder): the location's own name being
-        granted does not tell that a Deny of a part of it (``/srv/data/private/*``) is not in the way.
+        granted does not tell that a Deny of a part of it (``/srv/data/private/*``) is not in the way, nor,
+        a location spelled without its trailing slash, that the grant is of a folder (``check_storage``).
         Written, a location is a folder whose files are yet to be made, so a Deny that may match anything
         below it refuses it. Read, its files are listed (only when some Deny may match below it) and each
         checked as it resolves (a link to a denied file is refused too); one that cannot be listed is
@@ -276,6 +286,14 @@ class Access(Management):
         policy = self.policy(caller)
         resource = _resource(location)
         folder = resource if resource.endswith("/") else resource + "/"
+        if not policy.allows(action, folder, False) and (write or _names_folder(location)):
+            # Its name matched a grant of files ('*.csv', check_storage), its folder's spelling none.
+            raise AccessDeniedException(
+                f"User: {caller} is not authorized to perform: {action} on resource: {folder} ({location} "
+                f"names a folder, every file below which would be {'written' if write else 'read'}: a "
+                "grant of files by their name grants no folder of that name; grant the folder's files as "
+                f"'{folder}*')"
+            )
         pattern = policy.denied_below(action, folder)
         if pattern is None:
             return
@@ -343,6 +361,20 @@ def _answers_as_missing(policy: Policy, kind: str, resource: str, allowed_if_mis
         and allowed_if_missing
         and not any(policy.allows(action, resource, False) for action in knowing)
     )
+
+
+def _names_folder(location: str) -> bool:
+    """Whether a location spelled without its trailing slash names a folder (a local directory, an S3
+    prefix holding objects below it) rather than a file. One that cannot be listed names nothing yet: the
+    request or its job says so."""
+    if location.endswith("/"):
+        return True
+    if not location.startswith("s3://"):
+        return os.path.isdir(_resource(location))
+    try:
+        return any(file.uri != location for file in locations.list_files(location))
+    except AmazonMLError:
+        return False
 
 
 def _resource(location: str) -> str:

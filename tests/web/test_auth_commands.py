@@ -209,7 +209,7 @@ def test_serve_runs_signed_requests_logs_them_and_stops_on_sigint(tmp_path: Path
                 break
             except OSError:
                 time.sleep(0.2)
-        assert health == {"status": "ok", "auth": True, "jobs_running": 0, "job_slots": 25}
+        assert health == {"status": "ok"}
         credentials = saved = json.loads((tmp_path / "admin-credentials.json").read_text())
         assert saved["console_user"] == "admin" and len(saved["console_password"]) >= 16
         client = boto3.client(

@@ -5,7 +5,7 @@
 * ``POST /`` — the Amazon ML API (``web.protocol``), every request SigV4-verified unless auth is off.
   Operations run in Starlette's thread pool; ``Predict`` on a model this process already serves runs on
   the event loop, since it reads no database row and answers in microseconds.
-* ``GET /health`` — ``{"status": "ok", ...}`` while the metastore answers, 503 otherwise.
+* ``GET /health`` — ``{"status": "ok"}`` while the metastore answers, 503 otherwise; nothing more, to anyone.
 * the access log (``web.access_log``) — one JSON object per request on the ``emrml.access`` logger: time,
   request id, method, path, operation, status, duration, access key id, client address. Never bodies or
   signatures. Lines are written in batches (``Settings.access_log_batch``, and at least once a second)
@@ -295,14 +295,9 @@ def create_app(
         except Exception:
             log.exception("health check: the metastore does not answer")
             return JSONResponse({"status": "unavailable", "reason": "the metastore does not answer"}, 503)
-        return JSONResponse(
-            {
-                "status": "ok",
-                "auth": auth,
-                "jobs_running": len(scheduler.running) if scheduler else 0,
-                "job_slots": job_slots or 0,
-            }
-        )
+        # A liveness answer only: it is given to anyone, without credentials, so it tells nothing of the
+        # server's work or settings (how many jobs run, whether requests are authenticated).
+        return JSONResponse({"status": "ok"})
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

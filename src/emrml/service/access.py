@@ -194,6 +194,19 @@ class Access(Management):
             return False
         return True
 
+    def decides_on(self, caller: str | None, operation: str, kind: str, object_id: str, owner: str) -> bool:
+        """Whether ``caller`` may run ``operation`` on the object ``kind``/``object_id`` that ``owner``
+        created, decided as ``authorize`` decides on the object an operation acts on, from a row already
+        read: a Create* copies only the tags of its parents that its caller may read
+        (``service.tags.inherit_tags``)."""
+        if caller is None or user_name_of(caller) is None:
+            return True
+        granting = tuple(f"machinelearning:{name}" for name in OPERATION_ACCESS[operation].granted_by)
+        resource = f"{RESOURCE_KINDS[kind]}/{object_id}"
+        return _decides(
+            self.policy(caller), f"machinelearning:{operation}", resource, owner == caller, granting
+        )
+
     def readable(self, caller: str | None, kind: str, ids: Iterable[str]) -> set[str]:
         """Those of ``ids`` (of ``kind``) that exist and that ``caller`` may read (``Get<kind>``), in one
         query: the console links a page's references only to what its reader may open."""

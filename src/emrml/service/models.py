@@ -89,7 +89,7 @@ def create_ml_model(app: EmrML, request: Request) -> Response:
             peak_requests_per_second=0,
         )
         if created:
-            inherit_tags(session, ("MLModel", request["MLModelId"]), [("DataSource", source_id)])
+            inherit_tags(app, session, ("MLModel", request["MLModelId"]), [("DataSource", source_id)])
     return {"MLModelId": request["MLModelId"]}
 
 

@@ -69,7 +69,7 @@ def create_scoring(
         )
         if created:
             parents = [("DataSource", source.id), ("MLModel", model.id)]
-            inherit_tags(session, (kind, request[ID_MEMBER[kind]]), parents)
+            inherit_tags(app, session, (kind, request[ID_MEMBER[kind]]), parents)
     return {ID_MEMBER[kind]: request[ID_MEMBER[kind]]}
 
 

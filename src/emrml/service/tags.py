@@ -8,7 +8,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from emrml.errors import InvalidTagException, TagLimitExceededException
-from emrml.service.operations import Request, Response, find, find_live, lock_row, operation
+from emrml.service.operations import CALLER, Request, Response, find, find_live, lock_row, operation
 from emrml.service.rows import Tag
 
 if TYPE_CHECKING:
@@ -58,11 +58,20 @@ def put_tags(session: Session, kind: str, entity_id: str, tags: list[dict[str, s
         existing[tag["Key"]] = row
 
 
-def inherit_tags(session: Session, child: tuple[str, str], parents: list[tuple[str, str]]) -> None:
+def inherit_tags(
+    app: EmrML, session: Session, child: tuple[str, str], parents: list[tuple[str, str]]
+) -> None:
     """Copy the parents' tags to a new object; later parents win on key conflicts (spec 4.7), and, when
-    together they have more than the child may hold, keep theirs before the earlier parents'."""
+    together they have more than the child may hold, keep theirs before the earlier parents'. Only the
+    tags of parents the running request's caller may ``DescribeTags`` are copied: it could read them on
+    the new object, its own. The spec says nothing of permissions; they are left out rather than the
+    request refused, as the caller may use the parent all the same."""
+    caller = CALLER.get()
     merged: dict[str, str | None] = {}
     for kind, entity_id in reversed(parents):
+        owner = find(session, kind, entity_id).created_by
+        if not app.access.decides_on(caller, "DescribeTags", kind, entity_id, owner):
+            continue
         for tag in _tags(session, kind, entity_id):
             merged.setdefault(tag.key, tag.value)
     put_tags(session, *child, [{"Key": key, "Value": value} for key, value in merged.items()][:MAX_TAGS])

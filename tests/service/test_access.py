@@ -215,7 +215,8 @@ def test_the_schema_beside_the_data_needs_its_own_storage_grant(settings: Settin
         access.create_user("dora")  # in users: her own objects, no storage
         access.create_group("readers")
         access.add_member("readers", "dora")
-        grants = [str(data), str(folder), "s3://bucket/data.csv", "s3://bucket/parts/", "s3://other"]
+        # The folders granted as folders (their trailing slash): a file's name grants no folder.
+        grants = [str(data), f"{folder}/", "s3://bucket/data.csv", "s3://bucket/parts/", "s3://other/"]
         access.add_statement("readers", {"Effect": "Allow", "Action": ["storage:Read"], "Resource": grants})
         caller = f"arn:aws:iam::{app.settings.account_id}:user/dora"
 

@@ -377,13 +377,15 @@ def _answers_as_missing(policy: Policy, kind: str, resource: str, allowed_if_mis
 
 
 def _names_folder(location: str) -> bool:
-    """Whether a location spelled without its trailing slash names a folder (a local directory, an S3
-    prefix holding objects below it) rather than a file. One that cannot be listed names nothing yet: the
-    request or its job says so."""
+    """Whether a location spelled without its trailing slash names a folder (a local directory, a bucket,
+    an S3 prefix holding objects below it) rather than a file. One that cannot be listed names nothing
+    yet: the request or its job says so."""
     if location.endswith("/"):
         return True
     if not location.startswith("s3://"):
         return os.path.isdir(_resource(location))
+    if "/" not in location.removeprefix("s3://"):  # a bucket
+        return True
     try:
         return any(file.uri != location for file in locations.list_files(location))
     except AmazonMLError:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,15 +11,16 @@ from typing import Any
 import typer.main
 from typer.core import TyperGroup
 
-from emrml.cli import SUBCOMMANDS, app
+from emrml.cli import SUBCOMMANDS, app, registered
 from emrml.cli_common import command_group, name_option_values
 
 
 def eager_commands() -> dict[str, Any]:
-    """Every module's commands added to one Typer app at once and built together, as typer builds a tree."""
+    """Every module's registrations in one Typer app, built together as typer builds a whole tree."""
     everything = command_group()
     for module in dict.fromkeys(SUBCOMMANDS.values()):
-        importlib.import_module(module).register(everything)
+        everything.registered_commands += registered(module).registered_commands
+        everything.registered_groups += registered(module).registered_groups
     group = typer.main.get_group(everything)
     name_option_values(group)
     return dict(group.commands)

@@ -13,6 +13,7 @@ their commands.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
@@ -64,44 +65,57 @@ SUBCOMMANDS: dict[str, str] = {
 }
 
 
-def module_commands(module: str) -> dict[str, click.Command]:
-    """The commands ``module``'s ``register`` adds to the root, as click's objects, their options' values
-    named (``name_option_values``)."""
+@functools.cache
+def registered(module: str) -> typer.Typer:
+    """A Typer app holding what ``module``'s ``register`` adds to the root. Registered once per process: a
+    module's register may also add commands to groups of its own (``cli_server``: the users' membership
+    commands), which a second call would add again."""
     group = command_group()
     importlib.import_module(module).register(group)
-    commands = typer.main.get_group(group).commands
-    for command in commands.values():
-        name_option_values(command)
-    return dict(commands)
+    return group
+
+
+def build_command(name: str) -> click.Command:
+    """The root's sub-command ``name`` as click's object, built by typer alone (not its module's other
+    commands), its options' values named (``name_option_values``)."""
+    source = registered(SUBCOMMANDS[name])
+    one = command_group()
+    one.registered_commands = [info for info in source.registered_commands if info.name == name]
+    one.registered_groups = [info for info in source.registered_groups if info.name == name]
+    command = typer.main.get_group(one).commands[name]
+    name_option_values(command)
+    return command
 
 
 class _Commands(MutableMapping[str, "click.Command"]):
-    """The root's sub-commands, each built by its first look-up: listing their names imports nothing, and
-    walking the items (the help, the docs' tests) builds them all."""
+    """The root's sub-commands (``SUBCOMMANDS``), each built by its first look-up: listing their names
+    imports nothing, and walking the items (the help, the docs' tests) builds them all."""
 
-    def __init__(self, sources: dict[str, str]) -> None:
-        self._sources = dict(sources)
+    def __init__(self) -> None:
+        self._names = list(SUBCOMMANDS)
         self._built: dict[str, click.Command] = {}
 
     def __getitem__(self, name: str) -> click.Command:
         if name not in self._built:
-            for built_name, command in module_commands(self._sources[name]).items():
-                self._built.setdefault(built_name, command)
+            if name not in SUBCOMMANDS:
+                raise KeyError(name)
+            self._built[name] = build_command(name)
         return self._built[name]
 
     def __setitem__(self, name: str, command: click.Command) -> None:
         self._built[name] = command
-        self._sources.setdefault(name, "")
+        if name not in self._names:
+            self._names.append(name)
 
     def __delitem__(self, name: str) -> None:
-        del self._sources[name]
+        self._names.remove(name)
         self._built.pop(name, None)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._sources)
+        return iter(self._names)
 
     def __len__(self) -> int:
-        return len(self._sources)
+        return len(self._names)
 
 
 class _Root(TyperGroup):
@@ -113,7 +127,7 @@ class _Root(TyperGroup):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         name_option_values(self)  # the root's own options; each sub-command's are named as it is built
-        self.commands = _Commands(SUBCOMMANDS)
+        self.commands = _Commands()
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)  # the names alone: building every command is the help's, not a listing's

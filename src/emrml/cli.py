@@ -42,9 +42,9 @@ if TYPE_CHECKING:
 __all__ = ["JOB_FAILED_EXIT_CODE", "SUBCOMMANDS", "app"]
 
 #: The root's sub-commands in the order of the help (typer's: commands, then groups), each with the module
-#: whose ``register(app)`` adds it (and its siblings of that module). A command's module is imported when the
-#: command runs, or when the help lists it: ``emrml serve`` then imports the server's commands alone, and
-#: typer builds no other command's options.
+#: whose ``register(app)`` adds it. A command's module is imported, and typer builds the command, when it
+#: runs or the help lists it: ``emrml serve`` imports no other command's module and builds no other's
+#: options.
 SUBCOMMANDS: dict[str, str] = {
     "quickstart": "emrml.cli_quickstart",
     "serve": "emrml.cli_server",
@@ -97,7 +97,7 @@ class _Commands(MutableMapping[str, "click.Command"]):
 
     def __getitem__(self, name: str) -> click.Command:
         if name not in self._built:
-            if name not in SUBCOMMANDS:
+            if name not in self._names:
                 raise KeyError(name)
             self._built[name] = build_command(name)
         return self._built[name]

@@ -33,6 +33,10 @@ QUICKSTART_SEED = "emrml-quickstart"
 QUICKSTART_TRAIN_PERCENT = 70
 
 
+def register(app: typer.Typer) -> None:
+    app.command("quickstart")(quickstart)
+
+
 @reports_errors
 def quickstart(
     ctx: typer.Context,

@@ -15,8 +15,9 @@ from emrml.service.app import EmrML
 from metastores import Templates
 from s3_server import S3, S3Server
 
-#: Under CI a skipped test fails the run (tests/require_all.py).
-pytest_plugins = ["require_all", "pytester"]
+#: Under CI a skipped test fails the run (tests/require_all.py); the Spark engine's tests share one process
+#: of pytest-xdist (tests/spark_group.py).
+pytest_plugins = ["require_all", "spark_group", "pytester"]
 
 # S3 requests go to the loopback test server only, signed with throwaway credentials: set before any job
 # process (forked from a server started later) copies the environment, and so no real account is ever used.
@@ -40,15 +41,6 @@ for _variable in ("SPARK_SUBMIT_OPTS", "SPARK_LAUNCHER_OPTS"):
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tests run on a process a core (pytest-xdist, ``--dist loadgroup``); those of the Spark engine all
-    go to one of them, so that one JVM (10–30 s to start here) serves them all and the others keep a core."""
-    for item in items:
-        if "spark" in item.path.name or any(name.startswith("spark") for name in item.fixturenames):
-            item.add_marker(pytest.mark.xdist_group("spark"))
 
 
 @pytest.fixture(autouse=True)

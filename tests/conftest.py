@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import hypothesis
 import pytest
 
 from emrml.config import Settings
@@ -38,6 +39,14 @@ os.environ.update(
 # or driver subprocess copies the environment; spark-submit adds them to the JVMs' command lines silently.
 for _variable in ("SPARK_SUBMIT_OPTS", "SPARK_LAUNCHER_OPTS"):
     os.environ.setdefault(_variable, "-XX:TieredStopAtLevel=1")
+
+# Hypothesis times each example (its 200 ms deadline) and each draw (the too_slow health check) by the wall
+# clock: on two cores shared with Spark's JVMs and the other pytest process, an example or a draw paused for a
+# second failed a correct test (FailedHealthCheck, DeadlineExceeded). The examples tried are the same.
+hypothesis.settings.register_profile(
+    "emrml", deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow]
+)
+hypothesis.settings.load_profile("emrml")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = ROOT.parent / "shared" / "datasets"

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import hypothesis
 import pytest
 
 from emrml.config import Settings
@@ -15,8 +16,9 @@ from emrml.service.app import EmrML
 from metastores import Templates
 from s3_server import S3, S3Server
 
-#: Under CI a skipped test fails the run (tests/require_all.py).
-pytest_plugins = ["require_all", "pytester"]
+#: Under CI a skipped test fails the run (tests/require_all.py); the Spark engine's tests share one process
+#: of pytest-xdist (tests/spark_group.py).
+pytest_plugins = ["require_all", "spark_group", "pytester"]
 
 # S3 requests go to the loopback test server only, signed with throwaway credentials: set before any job
 # process (forked from a server started later) copies the environment, and so no real account is ever used.
@@ -38,17 +40,16 @@ os.environ.update(
 for _variable in ("SPARK_SUBMIT_OPTS", "SPARK_LAUNCHER_OPTS"):
     os.environ.setdefault(_variable, "-XX:TieredStopAtLevel=1")
 
+# Hypothesis times each example (its 200 ms deadline) and each draw (the too_slow health check) by the wall
+# clock: on two cores shared with Spark's JVMs and the other pytest process, an example or a draw paused for a
+# second failed a correct test (FailedHealthCheck, DeadlineExceeded). The examples tried are the same.
+hypothesis.settings.register_profile(
+    "emrml", deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow]
+)
+hypothesis.settings.load_profile("emrml")
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tests run on a process a core (pytest-xdist, ``--dist loadgroup``); those of the Spark engine all
-    go to one of them, so that one JVM (10–30 s to start here) serves them all and the others keep a core."""
-    for item in items:
-        if "spark" in item.path.name or any(name.startswith("spark") for name in item.fixturenames):
-            item.add_marker(pytest.mark.xdist_group("spark"))
 
 
 @pytest.fixture(autouse=True)

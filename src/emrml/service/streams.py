@@ -54,6 +54,9 @@ log = logging.getLogger(__name__)
 
 POSITIONS = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
 MAX_CONSUMERS = 64
+#: Ids valid in the API that StartStream refuses to new streams: the stream's default dead-letter folder is
+#: named after its id (``_folder_name``).
+_DOTS = (".", "..")
 #: The members a stream's start is recorded with: StartStream's, but Consumers (a count for this start).
 _RECORDED_MEMBERS = frozenset(EXTENSION_MEMBERS["StartStream"]) - {"Consumers"}
 
@@ -163,14 +166,16 @@ def kinesis_client(settings: Settings) -> Kinesis:
 @operation("StartStream")
 def start_stream(app: EmrML, request: Request) -> Response:
     stream_id = _stream_id(request)
-    if stream_id in (".", ".."):  # valid ids, but the default dead-letter folder is named after the stream
-        raise InvalidInputException(f"StreamId {stream_id!r} is not allowed: use a name that is not . or ..")
     consumers = request.get("Consumers", 1)
     if isinstance(consumers, bool) or not isinstance(consumers, int) or not 0 <= consumers <= MAX_CONSUMERS:
         raise InvalidInputException(f"Consumers must be an integer from 0 to {MAX_CONSUMERS}")
     parameters = {key: value for key, value in request.items() if key != "Consumers"}
     with app.sessions() as session, session.begin():
         existing = session.get(Stream, stream_id)
+        if existing is None and stream_id in _DOTS:
+            raise InvalidInputException(
+                f"StreamId {stream_id!r} is not allowed: use a name that is not . or .."
+            )
         if existing is not None:
             if canonical(start_parameters(existing)[0]) != canonical(parameters):
                 raise IdempotentParameterMismatchException(
@@ -223,7 +228,7 @@ def _start(
     dead_letter = (
         _destination(app, kinesis, dead_letter, "DeadLetterUri")
         if dead_letter
-        else check_output_uri(str(app.settings.home / "streams" / stream_id / "dead-letter"))
+        else check_output_uri(str(app.settings.home / "streams" / _folder_name(stream_id) / "dead-letter"))
     )
     moment = now()
     with app.sessions() as session, session.begin():
@@ -262,6 +267,16 @@ def _start(
                     json.dumps(unread),
                 )
                 existing.request = canonical(kept)
+            if stream_id in _DOTS and "DeadLetterUri" not in kept and existing.dead_letter_uri != dead_letter:
+                # Its default folder was the streams' folder's or the home's ``dead-letter``.
+                log.warning(
+                    "stream %s: its dead letters now go to %s (its folder %s lies outside its own); those "
+                    "written there before are left where they are",
+                    stream_id,
+                    dead_letter,
+                    existing.dead_letter_uri,
+                )
+                existing.dead_letter_uri = dead_letter
             # Started through the server once, it stays confined (``start_stream``).
             existing.confined = existing.confined or REMOTE.get()
             # The consumers of its earlier run that are gone: the last of them is not this run's (a
@@ -290,6 +305,13 @@ def _start(
             break
     died = await_started(app.sessions, stream_id, spawned)
     return {"StreamId": stream_id, "ConsumersStarted": len(spawned) - died}
+
+
+def _folder_name(stream_id: str) -> str:
+    """The name of the stream's own folder in ``<home>/streams``: its id, but "." and ".." (streams
+    recorded before StartStream refused them to new streams), which would name the streams' folder itself
+    or the home, with their dots escaped."""
+    return stream_id.replace(".", "%2E") if stream_id in _DOTS else stream_id
 
 
 def _starting_moment(position: str, timestamp: Any, moment: float) -> float | None:

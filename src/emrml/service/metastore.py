@@ -189,16 +189,29 @@ def _sqlite_no_room(context: Any) -> None:
     if not database or database == ":memory:":
         return
     path = Path(database)
+    try:
+        _probe_room(error, path)
+    except OSError:  # the metastore's folder gone or unreadable: an error of its own, not want of room
+        return
+
+
+def _probe_room(error: BaseException, path: Path) -> None:
+    """``_sqlite_no_room``'s checks of the database file ``path``."""
     limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
     if limit != resource.RLIM_INFINITY:
-        sizes = [candidate.stat().st_size for candidate in (path, Path(f"{path}-wal")) if candidate.exists()]
+        sizes = [os.stat(name).st_size for name in (path, f"{path}-wal") if os.path.exists(name)]
         if max(sizes, default=0) + _PROBE_BYTES > limit:
             setattr(error, _NO_ROOM_MARK, errno.EFBIG)
             return
     try:
         # (Unnamed where the file system allows, else removed as it closes.)
         with tempfile.TemporaryFile(dir=path.parent) as probe:
-            os.posix_fallocate(probe.fileno(), 0, _PROBE_BYTES)
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(probe.fileno(), 0, _PROBE_BYTES)
+            else:  # macOS: blocks written and synced are blocks allocated
+                probe.write(bytes(_PROBE_BYTES))
+                probe.flush()
+                os.fsync(probe.fileno())
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             setattr(error, _NO_ROOM_MARK, exc.errno)

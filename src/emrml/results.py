@@ -37,6 +37,13 @@ def result_batches(location: str) -> Iterator[pa.RecordBatch]:
         for piece in _record_pieces(data, RESULT_BLOCK_BYTES):
             options = pcsv.ReadOptions(column_names=names, use_threads=False)
             table = pcsv.read_csv(io.BytesIO(piece), options, parse, convert)
+            if names is None and len(set(table.column_names)) < table.num_columns:
+                # A header of an older version naming two columns alike (a class named as another column,
+                # which training now refuses): read again under distinct names, or a reader by name keeps
+                # one of them, and the class's scores would be read as text under "trueLabel".
+                names = distinct_names(table.column_names)
+                options = pcsv.ReadOptions(column_names=names, skip_rows=1, use_threads=False)
+                table = pcsv.read_csv(io.BytesIO(piece), options, parse, convert)
             columns = [
                 column if name in _TEXT_RESULT_COLUMNS else column.cast(pa.float64())
                 for name, column in zip(table.column_names, table.columns, strict=True)
@@ -48,6 +55,24 @@ def result_batches(location: str) -> Iterator[pa.RecordBatch]:
                     yield pa.record_batch([pa.array([], c.type) for c in columns], schema=table.schema)
             for batch in table.to_batches():
                 yield _nulls_for_empty_lines(batch)
+
+
+def distinct_names(names: list[str]) -> list[str]:
+    """``names`` with each repeated one given a ``_2``, ``_3``, … suffix (one not taken already), as a
+    header's repeated attribute names are (``core.schema.header_names``)."""
+    taken = set(names)
+    seen: set[str] = set()
+    distinct: list[str] = []
+    for name in names:
+        if name in seen:
+            copy = 2
+            while f"{name}_{copy}" in taken:
+                copy += 1
+            name = f"{name}_{copy}"
+            taken.add(name)
+        seen.add(name)
+        distinct.append(name)
+    return distinct
 
 
 def _record_pieces(stream: BinaryIO, block_bytes: int) -> Iterator[bytes]:

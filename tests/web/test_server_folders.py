@@ -5,9 +5,11 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -65,3 +67,39 @@ def test_a_console_socket_under_a_temporary_directory_too_deep_for_it_is_bound_i
             assert Path(console.socket_path).parent.parent == shallow
     finally:
         shutil.rmtree(shallow)
+
+
+def test_folders_older_versions_named_after_no_pid_are_removed_when_nothing_uses_them(tmp_path: Path) -> None:
+    """Older versions named the folders ``<prefix><random>`` (``mkdtemp``'s eight characters): a starting
+    server removes those nothing uses that were last changed before it started, and no other."""
+    from emrml.web.console_process import _listened_on
+
+    before = time.time() - 3600
+    names = (
+        "emrml-console-k2x_9qaz",
+        "emrml-console-live0001",
+        "emrml-console-justmade",
+        "emrml-console-notes",
+    )
+    left, live, just_made, other = (tmp_path / name for name in names)
+    for folder in (left, live, just_made, other):
+        folder.mkdir()
+    (left / "console.sock").touch()  # the socket file of a server killed outright: nothing listens on it
+    tickets = tmp_path / "emrml-job-slots-ab3defgh"
+    tickets.mkdir()
+    (tickets / "0").touch()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listening:
+        listening.bind(str(live / "console.sock"))
+        listening.listen(1)
+        for folder in (left, live, other, tickets):
+            os.utime(folder, (before, before))
+        worker = os.open(tickets / "0", os.O_RDWR)
+        try:
+            fcntl.flock(worker, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            remove_left_behind(tmp_path, "emrml-console-", _listened_on)
+            remove_left_behind(tmp_path, "emrml-job-slots-", _tickets_held)
+            assert tickets.is_dir()  # a ticket held
+        finally:
+            os.close(worker)
+        remove_left_behind(tmp_path, "emrml-job-slots-", _tickets_held)
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(names[1:])

@@ -159,28 +159,29 @@ class DualAveraging:
         return items if self.single else items.view(np.float64).reshape(len(items), self.k)
 
     def _weights_of(self, sums: np.ndarray, squares: np.ndarray) -> np.ndarray:
+        """Amounts up to MAX_DOUBLE overflow to inf, which correctly zeroes the weights: its callers
+        (``weights``, ``fit_rows``) keep numpy from warning of it."""
         scale = np.sqrt(squares)
         scale += _EPSILON
         scale /= self.rate
-        # Amounts up to MAX_DOUBLE overflow to inf, which correctly zeroes the weights.
-        with np.errstate(over="ignore", invalid="ignore"):
-            if self.l2 > 0:
-                scale += self.l2 * self.steps
-            if self.l1 > 0:
-                magnitude = np.abs(sums)
-                magnitude -= self.l1 * self.steps
-                np.maximum(magnitude, 0.0, out=magnitude)
-                np.copysign(magnitude, sums, out=magnitude)
-                numerator = magnitude
-            else:
-                numerator = sums
-            weights = np.divide(numerator, scale)
+        if self.l2 > 0:
+            scale += self.l2 * self.steps
+        if self.l1 > 0:
+            magnitude = np.abs(sums)
+            magnitude -= self.l1 * self.steps
+            np.maximum(magnitude, 0.0, out=magnitude)
+            np.copysign(magnitude, sums, out=magnitude)
+            numerator = magnitude
+        else:
+            numerator = sums
+        weights = np.divide(numerator, scale)
         np.negative(weights, out=weights)
         return weights
 
     def weights(self) -> np.ndarray:
         """The current weights ``(n_features, k)``."""
-        return self._weights_of(self.sums, self.squares)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._weights_of(self.sums, self.squares)
 
     def bias(self) -> np.ndarray:
         return self.prior - self.rate * self.bias_sums / (np.sqrt(self.bias_squares) + _EPSILON)
@@ -215,7 +216,7 @@ class DualAveraging:
     ) -> float:
         """One step on a mini-batch, the CSR arrays of its rows (``indptr`` starting at 0); returns its
         weighted loss sum taken before the step. Arrays, not a matrix: each sparse matrix built costs
-        about 40 µs, as much as a step's products."""
+        about 40 µs, as much as a step's products. Taken within ``fit_rows``'s ``np.errstate``."""
         import scipy.sparse as sp
 
         m = len(indptr) - 1
@@ -263,14 +264,20 @@ class DualAveraging:
         return 0.0
 
     def fit_rows(self, X: sp.csr_matrix, y: np.ndarray, weight: np.ndarray, rows_per_step: int) -> float:
-        """Steps over the rows of ``X`` in order; returns the weighted progressive loss sum."""
+        """Steps over the rows of ``X`` in order; returns the weighted progressive loss sum.
+
+        Feature values near the range of floats overflow the products, gradients and their squares to inf
+        (a weight whose squared sum is inf is 0, and the training refuses such a state as it finishes:
+        ``learn.Trainer.finish``): numpy is kept from warning of it on every step, by one ``np.errstate``
+        for all of them."""
         total = 0.0
         indptr = X.indptr
-        for start in range(0, X.shape[0], rows_per_step):
-            stop = min(start + rows_per_step, X.shape[0])
-            lo, hi = indptr[start], indptr[stop]
-            rows = (X.data[lo:hi], X.indices[lo:hi], indptr[start : stop + 1] - lo)
-            total += self.step(*rows, y[start:stop], weight[start:stop])
+        with np.errstate(over="ignore", invalid="ignore"):
+            for start in range(0, X.shape[0], rows_per_step):
+                stop = min(start + rows_per_step, X.shape[0])
+                lo, hi = indptr[start], indptr[stop]
+                rows = (X.data[lo:hi], X.indices[lo:hi], indptr[start : stop + 1] - lo)
+                total += self.step(*rows, y[start:stop], weight[start:stop])
         return total
 
 

@@ -7,12 +7,15 @@ session asked for, so a server answers Predict (whose reads go through Core conn
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import functools
 import logging
 import os
 import re
+import resource
 import sqlite3
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -138,6 +141,7 @@ def open_engine(url: str) -> Engine:
         if url.startswith("sqlite"):
             engine = create_engine(url, connect_args={"timeout": BUSY_SECONDS})
             event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "handle_error", _sqlite_no_room)
             return engine
         engine = create_engine(url, pool_pre_ping=True)
         if engine.dialect.name in ("mysql", "mariadb"):
@@ -158,13 +162,68 @@ _POSTGRESQL_DISK_FULL = "53100"
 _MYSQL_NO_ROOM = {1021, 1114}
 
 
+#: SQLite's errors of a file it could not write or grow. A disk full (ENOSPC) is SQLITE_FULL; a quota
+#: exceeded (EDQUOT) or a file size limit (EFBIG) is one of these, which do not carry the system's error
+#: (nor does Python's sqlite3 give it): ``_sqlite_no_room`` tells them apart from a failing disk.
+_SQLITE_WRITE_ERRORS = {
+    sqlite3.SQLITE_IOERR_WRITE,
+    sqlite3.SQLITE_IOERR_FSYNC,
+    sqlite3.SQLITE_IOERR_TRUNCATE,
+    sqlite3.SQLITE_IOERR_SHMSIZE,
+}
+#: The attribute ``_sqlite_no_room`` marks an SQLite error with when it found the metastore had no room.
+_NO_ROOM_MARK = "emrml_no_room"
+#: What the probe of ``_sqlite_no_room`` allocates beside the metastore: a few of its pages.
+_PROBE_BYTES = 64 * 1024
+
+
+def _sqlite_no_room(context: Any) -> None:
+    """Mark an SQLite write error (``_SQLITE_WRITE_ERRORS``) of a metastore that has no room, for
+    ``is_full``: the file past the process's size limit, or no room to allocate beside it (a quota exceeded,
+    a disk full). Probed as the error happens, while the condition holds; a disk that fails otherwise (EIO)
+    stays an internal error."""
+    error = context.original_exception
+    if getattr(error, "sqlite_errorcode", None) not in _SQLITE_WRITE_ERRORS:
+        return
+    database = context.engine.url.database
+    if not database or database == ":memory:":
+        return
+    path = Path(database)
+    try:
+        _probe_room(error, path)
+    except OSError:  # the metastore's folder gone or unreadable: an error of its own, not want of room
+        return
+
+
+def _probe_room(error: BaseException, path: Path) -> None:
+    """``_sqlite_no_room``'s checks of the database file ``path``."""
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY:
+        sizes = [os.stat(name).st_size for name in (path, f"{path}-wal") if os.path.exists(name)]
+        if max(sizes, default=0) + _PROBE_BYTES > limit:
+            setattr(error, _NO_ROOM_MARK, errno.EFBIG)
+            return
+    try:
+        # (Unnamed where the file system allows, else removed as it closes.)
+        with tempfile.TemporaryFile(dir=path.parent) as probe:
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(probe.fileno(), 0, _PROBE_BYTES)
+            else:  # macOS: blocks written and synced are blocks allocated
+                probe.write(bytes(_PROBE_BYTES))
+                probe.flush()
+                os.fsync(probe.fileno())
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            setattr(error, _NO_ROOM_MARK, exc.errno)
+
+
 def is_full(exc: BaseException) -> bool:
     """Whether a metastore statement failed for want of room: its disk is full, or the database (a file, a
-    table) past a size limit. The statement's transaction is rolled back whole."""
+    table) past a size limit or its owner's quota. The statement's transaction is rolled back whole."""
     if not isinstance(exc, DBAPIError):
         return False
     error = exc.orig
-    if getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+    if getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or hasattr(error, _NO_ROOM_MARK):
         return True
     # psycopg names it ``sqlstate``, psycopg2 ``pgcode``.
     if _POSTGRESQL_DISK_FULL in (getattr(error, "sqlstate", None), getattr(error, "pgcode", None)):

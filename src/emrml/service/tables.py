@@ -199,7 +199,7 @@ STREAMS = Table(
     #: (``service.confinement.checked_here``), each file in its folder as opened.
     Column("confined", Boolean, default=False, server_default=false(), nullable=False),
     #: When the stream was last asked to stop (it became STOPPING): the consumers that ran then and went
-    #: silent instead of stopping make it FAILED (``service.streams.settle_stopping``). Not
+    #: silent instead of stopping make it FAILED (``service.stream_status.settle_stopping``). Not
     #: ``last_updated_at``, which a consumer's failure message written after the stop moves later.
     Column("stop_requested_at", Float),
 )

@@ -42,7 +42,8 @@ from emrml.errors import AccessDeniedException, AmazonMLError, InvalidInputExcep
 from emrml.service.confinement import checked_here
 from emrml.service.metastore import Sessions, now, open_engine, session_factory
 from emrml.service.rows import MLModel, Stream, StreamConsumer
-from emrml.service.streams import ConsumerChecks, check_destinations, settle_stopping
+from emrml.service.stream_status import settle_stopping
+from emrml.service.streams import ConsumerChecks, check_destinations
 from emrml.stream.kinesis import MAX_BACKOFF, MIN_READ_INTERVAL, Kinesis, KinesisError, stream_name
 from emrml.stream.leases import SHARD_END, Lease, LeaseTable
 from emrml.stream.outputs import open_sink

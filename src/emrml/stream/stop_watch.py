@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from emrml.service.metastore import Sessions, now
 from emrml.service.rows import Stream, StreamConsumer
-from emrml.service.streams import settle_stopping
+from emrml.service.stream_status import settle_stopping
 
 # The consumer's own logger: what it says of a stop comes out as the consumer's, as before.
 log = logging.getLogger("emrml.stream.consumer")

@@ -25,6 +25,10 @@
 
   function fmt(n) { return Number(n).toLocaleString("en-US", { maximumFractionDigits: 4 }); }
 
+  // Names and values from the data (attribute names, category values, words, features, class labels) as
+  // the pages' filter ``visible`` shows them (console.js, which runs before the charts are drawn).
+  function shown(text) { return window.emrmlVisible ? window.emrmlVisible(String(text)) : String(text); }
+
   // ``label`` keeping ``kept`` of its characters, cut in the middle.
   function middleCut(label, kept) {
     var head = Math.ceil(kept / 2);
@@ -72,6 +76,7 @@
   // labels and the values) for its text table, none where the page has one.
   function bars(container, items, label, headings) {
     if (!items.length) return;
+    items = items.map(function (d) { return { label: shown(d.label), value: d.value }; });
     var width = widthIn(container), rowHeight = 20, height = items.length * rowHeight + 30;
     var left = Math.min(190, Math.round(width * 0.4));
     var svg = svgIn(container, width, height, label);
@@ -126,7 +131,7 @@
   // says which order, lest a shorter bar above a longer one look misplaced.
   function wordsLabel(attribute) {
     var correlated = attribute.prominentWords.some(function (v) { return typeof v.targetCorrelation === "number"; });
-    return "Prominent words of " + attribute.name + (correlated ? ", most correlated with the target first" : ", most frequent first");
+    return "Prominent words of " + shown(attribute.name) + (correlated ? ", most correlated with the target first" : ", most frequent first");
   }
 
   function datasourceCharts(data) {
@@ -137,9 +142,10 @@
     var targetNode = document.getElementById("target-chart");
     if (target && targetNode) {
       var dist = target.distribution || {};
-      var heading = d3.select(targetNode).append("h3").text("Target: " + target.name + " (" + target.type + ")");
+      var targetName = shown(target.name);
+      var heading = d3.select(targetNode).append("h3").text("Target: " + targetName + " (" + target.type + ")");
       if (dist.counts) bars(targetNode, Object.keys(dist.counts).map(function (k) { return { label: k, value: dist.counts[k] }; }), "Target distribution", ["Value", "Records"]);
-      else if (dist.histogram) histogram(targetNode, dist.histogram.edges, dist.histogram.counts, "Target distribution", target.name);
+      else if (dist.histogram) histogram(targetNode, dist.histogram.edges, dist.histogram.counts, "Target distribution", targetName);
       else heading.remove();
     }
     var ranked = attributes.filter(function (a) { return typeof a.targetCorrelation === "number"; })
@@ -150,11 +156,11 @@
     if (!list) return;
     attributes.forEach(function (a) {
       if (a.role === "target") return;
-      var node = figure(list, a.name + " (" + a.type + ")");
-      if (a.type === "NUMERIC" && a.histogram) histogram(node, a.histogram.edges, a.histogram.counts, "Histogram of " + a.name, a.name);
-      else if (a.type === "CATEGORICAL" && a.topValues) bars(node, a.topValues.map(function (v) { return { label: v.value, value: v.count }; }), "Top categories of " + a.name, ["Value", "Records"]);
+      var name = shown(a.name), node = figure(list, name + " (" + a.type + ")");
+      if (a.type === "NUMERIC" && a.histogram) histogram(node, a.histogram.edges, a.histogram.counts, "Histogram of " + name, name);
+      else if (a.type === "CATEGORICAL" && a.topValues) bars(node, a.topValues.map(function (v) { return { label: v.value, value: v.count }; }), "Top categories of " + name, ["Value", "Records"]);
       else if (a.type === "TEXT" && a.prominentWords) bars(node, a.prominentWords.slice(0, 15).map(function (v) { return { label: v.word, value: v.count }; }), wordsLabel(a), ["Word", "Occurrences"]);
-      else if (a.counts) bars(node, Object.keys(a.counts).map(function (k) { return { label: k, value: a.counts[k] }; }), "Values of " + a.name, ["Value", "Records"]);
+      else if (a.counts) bars(node, Object.keys(a.counts).map(function (k) { return { label: k, value: a.counts[k] }; }), "Values of " + name, ["Value", "Records"]);
     });
   }
 
@@ -321,7 +327,7 @@
   function heatMap(node, view) {
     // The classes' names take what the cells (20 to 48 pixels) leave of the box's width, up to 130 pixels,
     // and no more than the longest name needs: short names ("1", "cat") leave the cells the room.
-    var classes = view.classes, n = classes.length, room = widthIn(node);
+    var classes = view.classes.map(shown), n = classes.length, room = widthIn(node);
     var left = Math.min(longest(node, classes, 11) + 10, Math.max(60, Math.min(130, room - 20 - n * 28)));
     var cell = Math.max(20, Math.min(48, Math.floor((room - left - 20) / n)));
     // Room on the right, where there is some, for the slanted names of the last columns.

@@ -103,7 +103,7 @@
     row.querySelector('[data-field="StartedAt"]').textContent = fmtTime(job.StartedAt);
     row.querySelector('[data-field="FinishedAt"]').textContent = fmtTime(job.FinishedAt);
     row.querySelector('[data-field="ComputeTime"]').textContent = fmtMillis(job.ComputeTime);
-    row.querySelector('[data-field="Message"]').textContent = job.Message || "";
+    row.querySelector('[data-field="Message"]').textContent = visible(job.Message || "");
     var ids = job.SparkJobIds || [];
     row.querySelector('[data-field="RanOn"]').textContent = job.SparkApplicationId
       ? "Spark application " + job.SparkApplicationId +
@@ -123,7 +123,7 @@
     set("Records", [stream.RecordsIn, stream.RecordsOut, stream.RecordsFailed].map(shown).join(" / "));
     set("RecordsPerSecond", shown(stream.RecordsPerSecond));
     set("Lag", fmtMillis(stream.MillisBehindLatest));
-    set("Message", stream.Message || "");
+    set("Message", visible(stream.Message || ""));
     var start = row.querySelector('[data-field="Start"]');
     var form = start.querySelector("form");
     if (!stream.Startable) {

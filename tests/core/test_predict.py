@@ -7,6 +7,7 @@ import json
 import math
 import re
 import sys
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -227,6 +228,32 @@ def test_values_are_written_as_strings_as_model_predict_writes_them(predictors: 
         binary.predict({"age": float("inf")})
     with pytest.raises(InvalidInputException, match="Record must map names to values, not list"):
         binary.predict(["age", "41"])  # type: ignore[arg-type]
+
+
+def test_scores_remember_a_bounded_number_of_values(bank: tuple, bank_space: FeatureSpace) -> None:
+    """The scorer remembers the weights of the binned values it has read: a record scores the same the
+    second time, an unreadable value is reported every time, and records of ever new values take no more
+    memory than the bound allows."""
+    schema, table = bank
+    predictor = Predictor(_artifact(schema, bank_space, "BINARY", seed=5))
+    record = table.slice(7, 1).to_pylist()[0]
+    first = predictor.predict(record)
+    assert predictor.predict(record) == first
+    odd = dict(record, age="heavy", duration=" 180 ")
+    for _ in range(2):
+        assert predictor.predict(odd)["details"]["UnparsedAttributes"] == "age"
+    numbers = [a.name for a in schema.input_attributes if a.type is AttributeType.NUMERIC]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(10_000):
+            predictor.predict(dict(record, **{name: f"{i}.{k}5" for k, name in enumerate(numbers)}))
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    # Remembering every value would hold 10,000 strings of each of the 10 NUMERIC attributes (about 8 MB).
+    assert grown < 3_000_000, grown
+    assert predictor.predict(record) == first
 
 
 def test_load_from_a_file(tmp_path: Path, bank: tuple[Schema, pa.Table], bank_space: FeatureSpace) -> None:

@@ -8,6 +8,7 @@ import math
 import re
 import sys
 import tracemalloc
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -398,3 +399,17 @@ def test_a_prediction_past_the_float_range_is_still_a_json_number() -> None:
         opposite = raw_numbers_predictor(predictor.model_type, [2.0, -2.0])
         with pytest.raises(InvalidInputException, match="too large for this model"):
             opposite.predict({"a": "1e308", "b": "1e308"})
+
+
+def test_a_record_of_huge_numbers_is_scored_without_a_warning() -> None:
+    """Predict's answer to a record whose logits overflow is its error, not also numpy's RuntimeWarning
+    on the server's stderr; numbers that fit are scored as before."""
+    multiclass = raw_numbers_predictor("MULTICLASS", [2.0, 2.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for record in ({"a": "1e308", "b": "1e308"}, {"a": "1e308", "b": "-1e308"}):
+            with pytest.raises(InvalidInputException, match="too large for this model"):
+                multiclass.predict(record)
+        assert multiclass.predict({"a": "1e200", "b": "1e200"})["predictedScores"] == {"0": 0.0, "1": 1.0}
+        scores = multiclass.predict({"a": "1", "b": "-2"})["predictedScores"]
+    assert scores["1"] == pytest.approx(1 / (1 + math.exp(4)))

@@ -224,10 +224,10 @@ class RecordCompiler:
         the attributes whose value in the record cannot be read as a number or flag (``scored_attribute``
         names them).
 
-        Consecutive raw one-hot and binned outputs are scored by one loop (:func:`_looked_up`) that finds
-        each value's weight in a table: a call per output (and a ``strip()`` per category) cost a fifth of
-        the scorer's instructions on the tutorial's model, whose 20 outputs are of these two kinds, and
-        parsing a number and finding its bin cost ten times a lookup."""
+        Consecutive raw one-hot, binned and number outputs are scored by one loop (:func:`_looked_up`)
+        that finds each value's term in a table: a call per output (and a ``strip()`` per category) cost
+        a fifth of the scorer's instructions on the tutorial's model, whose 20 outputs are raw categories
+        and bins, and parsing a number and finding its bin cost ten times a lookup."""
         parts = [self._part(layout, lookup, weights) for layout, lookup in zip(layouts, lookups, strict=True)]
         scorers: list[Score] = []
         for loop, run in itertools.groupby((part for part in parts if part is not None), key=itemgetter(0)):
@@ -288,17 +288,22 @@ class RecordCompiler:
         weight = weights[start]
         mean, std = self.parameters.moments.get(name, (0.0, 1.0))
         scaled = isinstance(expression, Transformation)
+        table: dict[str | None, float] = {None: missing_weight, "": missing_weight}
+        remember = _remembering(table)
 
-        def number(record: Record, unparsed: list[str], total: float) -> float:
-            text = record.get(name)
+        def term(text: str, unparsed: list[str]) -> float:
             value = parse(text)
             if value is None:
-                if text and text.strip():
+                if text.strip():
                     unparsed.append(name)
-                return total + missing_weight
-            return total + ((value - mean) / std if scaled else value) * weight
+                    return missing_weight
+                found = missing_weight
+            else:
+                found = ((value - mean) / std if scaled else value) * weight
+            remember(text, found)
+            return found
 
-        return None, number
+        return _looked_up, (name, table, term)
 
 
 #: How many values a table remembers the weight of beyond those it starts with, and the longest value it
@@ -307,14 +312,14 @@ class RecordCompiler:
 SEEN_VALUES = 512
 SEEN_LENGTH = 32
 
-#: An output scored by :func:`_looked_up`: its attribute, the weight of each value found so far (a missing
-#: value's under both None and ""), and the function giving the weight of any other value.
+#: An output scored by :func:`_looked_up`: its attribute, the term (value × weight) of each value found so
+#: far (a missing value's under both None and ""), and the function giving the term of any other value.
 Table = tuple[str, dict[str | None, float], Callable[[str, list[str]], float]]
 
 
 def _looked_up(specs: tuple[Table, ...]) -> Score:
-    """Outputs whose weight depends on their attribute's value alone (raw categories, top bins): a lookup
-    each for the values met before."""
+    """Outputs whose term depends on their attribute's value alone (raw categories, top bins, numbers and
+    flags): a lookup each for the values met before."""
 
     def looked_up(record: Record, unparsed: list[str], total: float) -> float:
         get = record.get

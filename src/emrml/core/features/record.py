@@ -5,7 +5,8 @@ featurizer does its row (real-time predictions).
 a one-output linear model's weights directly — what Predict needs for BINARY and REGRESSION models. The
 scorer is specialised when it is built: weights are folded into per-token and per-bin tables and the
 branches that depend only on the model (scaling, a missing indicator) are decided then, so scoring a
-record builds no lists and reads each value once.
+record builds no lists and reads each value once; the tables also remember (within a bound) the terms of
+the values read before, so a value met again is one lookup.
 """
 
 from __future__ import annotations
@@ -228,7 +229,11 @@ class RecordCompiler:
         that finds each value's term in a table: a call per output (and a ``strip()`` per category) cost
         a fifth of the scorer's instructions on the tutorial's model, whose 20 outputs are raw categories
         and bins, and parsing a number and finding its bin cost ten times a lookup."""
-        parts = [self._part(layout, lookup, weights) for layout, lookup in zip(layouts, lookups, strict=True)]
+        share = min(SEEN_VALUES, SEEN_TOTAL // max(1, len(layouts)))
+        parts = [
+            self._part(layout, lookup, weights, share)
+            for layout, lookup in zip(layouts, lookups, strict=True)
+        ]
         scorers: list[Score] = []
         for loop, run in itertools.groupby((part for part in parts if part is not None), key=itemgetter(0)):
             specs = tuple(spec for _, spec in run)
@@ -244,11 +249,11 @@ class RecordCompiler:
         return score
 
     def _part(
-        self, layout: Layout, lookup: Mapping[str, int], weights: Sequence[float]
+        self, layout: Layout, lookup: Mapping[str, int], weights: Sequence[float], share: int
     ) -> tuple[Callable[[tuple[Any, ...]], Score] | None, Any] | None:
         """``(loop, spec)`` for an output scored in a shared loop (:func:`_looked_up` and the spec it
-        takes), ``(None, its Score)`` for any other, None for an output without
-        features."""
+        takes; its table remembers up to ``share`` values), ``(None, its Score)`` for any other, None for
+        an output without features."""
         if not layout.size:
             return None
         output = layout.output
@@ -257,7 +262,7 @@ class RecordCompiler:
         if uses_vocabulary(output):
             weight_of = {token: weights[index] for token, index in lookup.items()}
             if output.kind == OutputKind.CATEGORICAL and isinstance(expression, Variable):
-                return _looked_up, _category_table(expression.name, weight_of)
+                return _looked_up, _category_table(expression.name, weight_of, share)
             if output.kind == OutputKind.CATEGORICAL:
                 category = self.category(expression)
 
@@ -283,13 +288,13 @@ class RecordCompiler:
             assert isinstance(expression, Transformation)
             edges = self.parameters.edges_of(expression)
             bin_weights = [weights[start + i] for i in range(len(edges) + 1)]
-            return _looked_up, _bin_table(name, edges, bin_weights, missing_weight)
+            return _looked_up, _bin_table(name, edges, bin_weights, missing_weight, share)
         parse = record_flag if output.kind == OutputKind.BINARY else record_number
         weight = weights[start]
         mean, std = self.parameters.moments.get(name, (0.0, 1.0))
         scaled = isinstance(expression, Transformation)
         table: dict[str | None, float] = {None: missing_weight, "": missing_weight}
-        remember = _remembering(table)
+        remember = _remembering(table, share)
 
         def term(text: str, unparsed: list[str]) -> float:
             value = parse(text)
@@ -306,10 +311,12 @@ class RecordCompiler:
         return _looked_up, (name, table, term)
 
 
-#: How many values a table remembers the weight of beyond those it starts with, and the longest value it
-#: remembers: real records repeat a few values of most attributes (ages, counts, rates, a padded or unknown
-#: category), and the bound holds a table's memory to a few dozen kilobytes whatever the records.
+#: How many values a table remembers the term of beyond those it starts with, at most (SEEN_TOTAL shared
+#: by the outputs of a model with more than 32), and the longest value it remembers: real records repeat a
+#: few values of most attributes (ages, counts, rates, a padded or unknown category), and the bound holds a
+#: table to a few dozen kilobytes and a model's scorer to about two megabytes, whatever the records.
 SEEN_VALUES = 512
+SEEN_TOTAL = 16_384
 SEEN_LENGTH = 32
 
 #: An output scored by :func:`_looked_up`: its attribute, the term (value × weight) of each value found so
@@ -332,9 +339,9 @@ def _looked_up(specs: tuple[Table, ...]) -> Score:
     return looked_up
 
 
-def _remembering(table: dict[str | None, float]) -> Callable[[str, float], None]:
-    """Adds a value's weight to ``table`` while the table is within SEEN_VALUES of its starting size."""
-    limit = len(table) + SEEN_VALUES
+def _remembering(table: dict[str | None, float], share: int) -> Callable[[str, float], None]:
+    """Adds a value's term to ``table`` while the table is within ``share`` of its starting size."""
+    limit = len(table) + share
 
     def remember(text: str, weight: float) -> None:
         if len(table) < limit and len(text) <= SEEN_LENGTH:
@@ -343,11 +350,11 @@ def _remembering(table: dict[str | None, float]) -> Callable[[str, float], None]
     return remember
 
 
-def _category_table(name: str, weight_of: Mapping[str, float]) -> Table:
+def _category_table(name: str, weight_of: Mapping[str, float], share: int) -> Table:
     """A raw one-hot output: a known category's weight, 0 for a missing or unknown one (adding 0.0 leaves the
     total as it is)."""
     table: dict[str | None, float] = {**weight_of, None: 0.0, "": 0.0}
-    remember = _remembering(table)
+    remember = _remembering(table, share)
 
     def weight(text: str, unparsed: list[str]) -> float:
         # tf.category_value inlined: categories are stripped, so a value not found as it is may be padded.
@@ -358,11 +365,13 @@ def _category_table(name: str, weight_of: Mapping[str, float]) -> Table:
     return name, table, weight
 
 
-def _bin_table(name: str, edges: Sequence[float], bin_weights: Sequence[float], missing: float) -> Table:
+def _bin_table(
+    name: str, edges: Sequence[float], bin_weights: Sequence[float], missing: float, share: int
+) -> Table:
     """A top-bins output: the weight of the value's bin, or of the missing indicator (0 without one) for a
     missing or unreadable value, which is also reported (so never remembered)."""
     table: dict[str | None, float] = {None: missing, "": missing}
-    remember = _remembering(table)
+    remember = _remembering(table, share)
 
     def weight(text: str, unparsed: list[str]) -> float:
         # record_number inlined for the usual case, a plain finite ASCII number; anything else goes through

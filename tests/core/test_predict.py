@@ -7,6 +7,8 @@ import json
 import math
 import re
 import sys
+import tracemalloc
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from emrml.core.features import FeatureSpace
+from emrml.core.features import record as record_compiler
 from emrml.core.floats import java_float_cells
 from emrml.core.linear import LinearModel
 from emrml.core.model import ModelArtifact, save_artifact
@@ -229,6 +232,44 @@ def test_values_are_written_as_strings_as_model_predict_writes_them(predictors: 
         binary.predict(["age", "41"])  # type: ignore[arg-type]
 
 
+def _memory_of_new_values(predictor: Predictor, record: dict[str, str], numbers: list[str]) -> int:
+    """How much memory scoring 10,000 records of new NUMERIC values and job categories leaves behind."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(10_000):
+            values = {name: f"{i}.{k}5" for k, name in enumerate(numbers)}
+            predictor.predict(dict(record, job=f" job {i}", **values))
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
+def test_scores_remember_a_bounded_number_of_values(
+    bank: tuple, bank_space: FeatureSpace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scorer remembers the terms of the values it has read: a record scores the same the second
+    time, an unreadable value is reported every time, and records of ever new values take no more memory
+    than the bounds allow (per output, and per model: a model of many outputs shares SEEN_TOTAL)."""
+    schema, table = bank
+    predictor = Predictor(_artifact(schema, bank_space, "BINARY", seed=5))
+    record = table.slice(7, 1).to_pylist()[0]
+    first = predictor.predict(record)
+    assert predictor.predict(record) == first
+    odd = dict(record, age="heavy", duration=" 180 ")
+    for _ in range(2):
+        assert predictor.predict(odd)["details"]["UnparsedAttributes"] == "age"
+    numbers = [a.name for a in schema.input_attributes if a.type is AttributeType.NUMERIC]
+    # Remembering every value would hold 10,000 strings for each output of the 10 NUMERIC attributes and
+    # of the (unknown) job category (about 15 MB).
+    assert _memory_of_new_values(predictor, record, numbers) < 3_000_000
+    assert predictor.predict(record) == first
+    monkeypatch.setattr(record_compiler, "SEEN_TOTAL", len(bank_space.outputs))  # one value an output
+    sparing = Predictor(_artifact(schema, bank_space, "BINARY", seed=5))
+    assert _memory_of_new_values(sparing, record, numbers) < 300_000
+    assert sparing.predict(record) == first
+
+
 def test_load_from_a_file(tmp_path: Path, bank: tuple[Schema, pa.Table], bank_space: FeatureSpace) -> None:
     schema, table = bank
     artifact = _artifact(schema, bank_space, "BINARY", seed=5)
@@ -371,3 +412,17 @@ def test_a_prediction_past_the_float_range_is_still_a_json_number() -> None:
         opposite = raw_numbers_predictor(predictor.model_type, [2.0, -2.0])
         with pytest.raises(InvalidInputException, match="too large for this model"):
             opposite.predict({"a": "1e308", "b": "1e308"})
+
+
+def test_a_record_of_huge_numbers_is_scored_without_a_warning() -> None:
+    """Predict's answer to a record whose logits overflow is its error, not also numpy's RuntimeWarning
+    on the server's stderr; numbers that fit are scored as before."""
+    multiclass = raw_numbers_predictor("MULTICLASS", [2.0, 2.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for record in ({"a": "1e308", "b": "1e308"}, {"a": "1e308", "b": "-1e308"}):
+            with pytest.raises(InvalidInputException, match="too large for this model"):
+                multiclass.predict(record)
+        assert multiclass.predict({"a": "1e200", "b": "1e200"})["predictedScores"] == {"0": 0.0, "1": 1.0}
+        scores = multiclass.predict({"a": "1", "b": "-2"})["predictedScores"]
+    assert scores["1"] == pytest.approx(1 / (1 + math.exp(4)))

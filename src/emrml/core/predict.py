@@ -103,6 +103,13 @@ class Predictor:
         # checked apart. MULTICLASS: transform_record, then the K dot products.
         self._score: Callable[[Mapping[str, str], list[str]], float] | None = None
         self._unscored = self._parsed
+        # MULTICLASS: no logit can overflow while Σ|value| × the largest |weight| + the largest |bias| stays
+        # below this; past it numpy's product warns of the overflow on stderr, so it runs with the warnings
+        # off (an errstate costs a microsecond: only the rare record of huge numbers pays it).
+        largest = float(np.abs(linear.weights).max(initial=0.0))
+        self._safe_sum = (sys.float_info.max / 4 - float(np.abs(linear.bias).max(initial=0.0))) / max(
+            largest, 1.0
+        )
         if linear.n_outputs == 1:
             self._score, checked = self.space.record_scorer(linear.weights[:, 0].tolist())
             self._unscored = tuple((name, parse) for name, parse in self._parsed if name not in checked)
@@ -154,7 +161,12 @@ class Predictor:
         kind = self.model_type
         unparsed: list[str] = []
         if self._score is None:  # MULTICLASS
-            probabilities = self.artifact.linear.score_one(*self.space.transform_record(record))
+            indices, values = self.space.transform_record(record)
+            if sum(map(abs, values)) < self._safe_sum:
+                probabilities = self.artifact.linear.score_one(indices, values)
+            else:  # the logits may overflow (then the record is refused below), quietly
+                with np.errstate(over="ignore", invalid="ignore"):
+                    probabilities = self.artifact.linear.score_one(indices, values)
             assert isinstance(probabilities, list) and self.labels is not None
             if any(p != p for p in probabilities):
                 raise _overflow()

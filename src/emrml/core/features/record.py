@@ -5,7 +5,8 @@ featurizer does its row (real-time predictions).
 a one-output linear model's weights directly — what Predict needs for BINARY and REGRESSION models. The
 scorer is specialised when it is built: weights are folded into per-token and per-bin tables and the
 branches that depend only on the model (scaling, a missing indicator) are decided then, so scoring a
-record builds no lists and reads each value once.
+record builds no lists and reads each value once; the tables also remember (within a bound) the terms of
+the values read before, so a value met again is one lookup.
 """
 
 from __future__ import annotations
@@ -224,10 +225,15 @@ class RecordCompiler:
         the attributes whose value in the record cannot be read as a number or flag (``scored_attribute``
         names them).
 
-        Consecutive raw one-hot outputs, and consecutive binned ones, are scored by one loop each: a call
-        per output (and a ``strip()`` per category) cost a fifth of the scorer's instructions on the
-        tutorial's model, whose 20 outputs are of these two kinds."""
-        parts = [self._part(layout, lookup, weights) for layout, lookup in zip(layouts, lookups, strict=True)]
+        Consecutive raw one-hot, binned and number outputs are scored by one loop (:func:`_looked_up`)
+        that finds each value's term in a table: a call per output (and a ``strip()`` per category) cost
+        a fifth of the scorer's instructions on the tutorial's model, whose 20 outputs are raw categories
+        and bins, and parsing a number and finding its bin cost ten times a lookup."""
+        share = min(SEEN_VALUES, SEEN_TOTAL // max(1, len(layouts)))
+        parts = [
+            self._part(layout, lookup, weights, share)
+            for layout, lookup in zip(layouts, lookups, strict=True)
+        ]
         scorers: list[Score] = []
         for loop, run in itertools.groupby((part for part in parts if part is not None), key=itemgetter(0)):
             specs = tuple(spec for _, spec in run)
@@ -243,11 +249,11 @@ class RecordCompiler:
         return score
 
     def _part(
-        self, layout: Layout, lookup: Mapping[str, int], weights: Sequence[float]
+        self, layout: Layout, lookup: Mapping[str, int], weights: Sequence[float], share: int
     ) -> tuple[Callable[[tuple[Any, ...]], Score] | None, Any] | None:
-        """``(loop, spec)`` for an output scored in a shared loop (:func:`_categories` or :func:`_bins`,
-        and the spec it takes), ``(None, its Score)`` for any other, None for an output without
-        features."""
+        """``(loop, spec)`` for an output scored in a shared loop (:func:`_looked_up` and the spec it
+        takes; its table remembers up to ``share`` values), ``(None, its Score)`` for any other, None for
+        an output without features."""
         if not layout.size:
             return None
         output = layout.output
@@ -256,7 +262,7 @@ class RecordCompiler:
         if uses_vocabulary(output):
             weight_of = {token: weights[index] for token, index in lookup.items()}
             if output.kind == OutputKind.CATEGORICAL and isinstance(expression, Variable):
-                return _categories, (expression.name, weight_of)
+                return _looked_up, _category_table(expression.name, weight_of, share)
             if output.kind == OutputKind.CATEGORICAL:
                 category = self.category(expression)
 
@@ -282,65 +288,112 @@ class RecordCompiler:
             assert isinstance(expression, Transformation)
             edges = self.parameters.edges_of(expression)
             bin_weights = [weights[start + i] for i in range(len(edges) + 1)]
-            return _bins, (name, edges, bin_weights, missing_weight)
+            return _looked_up, _bin_table(name, edges, bin_weights, missing_weight, share)
         parse = record_flag if output.kind == OutputKind.BINARY else record_number
         weight = weights[start]
         mean, std = self.parameters.moments.get(name, (0.0, 1.0))
         scaled = isinstance(expression, Transformation)
+        table: dict[str | None, float] = {None: missing_weight, "": missing_weight}
+        remember = _remembering(table, share)
 
-        def number(record: Record, unparsed: list[str], total: float) -> float:
-            text = record.get(name)
+        def term(text: str, unparsed: list[str]) -> float:
             value = parse(text)
-            if value is None:
-                if text and text.strip():
-                    unparsed.append(name)
-                return total + missing_weight
-            return total + ((value - mean) / std if scaled else value) * weight
-
-        return None, number
-
-
-def _categories(specs: tuple[tuple[str, Mapping[str, float]], ...]) -> Score:
-    """Raw one-hot outputs ``(attribute, weight by category)``: the commonest output on the hot path."""
-
-    def categories(record: Record, unparsed: list[str], total: float) -> float:
-        for name, weight_of in specs:
-            text = record.get(name)
-            if text:  # tf.category_value inlined; an absent category adds nothing (total + 0.0 is total)
-                weight = weight_of.get(text)  # categories are stripped: found as it is, it needs no strip()
-                total += weight if weight is not None else weight_of.get(text.strip(), 0.0)
-        return total
-
-    return categories
-
-
-def _bins(specs: tuple[tuple[str, Sequence[float], Sequence[float], float], ...]) -> Score:
-    """Top-bins outputs ``(attribute, edges, weight by bin, weight of the missing indicator or 0)``."""
-
-    def binned(record: Record, unparsed: list[str], total: float) -> float:
-        for name, edges, bin_weights, missing_weight in specs:
-            # record_number inlined for the usual case, a plain finite ASCII number; anything else goes
-            # through it (the batch/record property test holds both to the batch parser).
-            text = record.get(name)
-            if not text:
-                total += missing_weight
-                continue
-            try:
-                value = float(text)  # float() ignores surrounding whitespace, as strip() does
-            except ValueError:
-                value = record_number(text)
-            else:
-                if value - value != 0.0 or not text.isascii() or "_" in text:  # inf, nan, "1_0", "٤"
-                    value = record_number(text)
             if value is None:
                 if text.strip():
                     unparsed.append(name)
-                total += missing_weight
+                    return missing_weight
+                found = missing_weight
             else:
-                total += bin_weights[bisect_left(edges, value)]
+                found = ((value - mean) / std if scaled else value) * weight
+            remember(text, found)
+            return found
+
+        return _looked_up, (name, table, term)
+
+
+#: How many values a table remembers the term of beyond those it starts with, at most (SEEN_TOTAL shared
+#: by the outputs of a model with more than 32), and the longest value it remembers: real records repeat a
+#: few values of most attributes (ages, counts, rates, a padded or unknown category), and the bound holds a
+#: table to a few dozen kilobytes and a model's scorer to about two megabytes, whatever the records.
+SEEN_VALUES = 512
+SEEN_TOTAL = 16_384
+SEEN_LENGTH = 32
+
+#: An output scored by :func:`_looked_up`: its attribute, the term (value × weight) of each value found so
+#: far (a missing value's under both None and ""), and the function giving the term of any other value.
+Table = tuple[str, dict[str | None, float], Callable[[str, list[str]], float]]
+
+
+def _looked_up(specs: tuple[Table, ...]) -> Score:
+    """Outputs whose term depends on their attribute's value alone (raw categories, top bins, numbers and
+    flags): a lookup each for the values met before."""
+
+    def looked_up(record: Record, unparsed: list[str], total: float) -> float:
+        get = record.get
+        for name, table, weight_of in specs:
+            text = get(name)
+            weight = table.get(text)
+            total += weight if weight is not None else weight_of(text, unparsed)
         return total
 
-    return binned
+    return looked_up
+
+
+def _remembering(table: dict[str | None, float], share: int) -> Callable[[str, float], None]:
+    """Adds a value's term to ``table`` while the table is within ``share`` of its starting size."""
+    limit = len(table) + share
+
+    def remember(text: str, weight: float) -> None:
+        if len(table) < limit and len(text) <= SEEN_LENGTH:
+            table[text] = weight
+
+    return remember
+
+
+def _category_table(name: str, weight_of: Mapping[str, float], share: int) -> Table:
+    """A raw one-hot output: a known category's weight, 0 for a missing or unknown one (adding 0.0 leaves the
+    total as it is)."""
+    table: dict[str | None, float] = {**weight_of, None: 0.0, "": 0.0}
+    remember = _remembering(table, share)
+
+    def weight(text: str, unparsed: list[str]) -> float:
+        # tf.category_value inlined: categories are stripped, so a value not found as it is may be padded.
+        found = weight_of.get(text.strip(), 0.0)
+        remember(text, found)
+        return found
+
+    return name, table, weight
+
+
+def _bin_table(
+    name: str, edges: Sequence[float], bin_weights: Sequence[float], missing: float, share: int
+) -> Table:
+    """A top-bins output: the weight of the value's bin, or of the missing indicator (0 without one) for a
+    missing or unreadable value, which is also reported (so never remembered)."""
+    table: dict[str | None, float] = {None: missing, "": missing}
+    remember = _remembering(table, share)
+
+    def weight(text: str, unparsed: list[str]) -> float:
+        # record_number inlined for the usual case, a plain finite ASCII number; anything else goes through
+        # it (the batch/record property test holds both to the batch parser).
+        try:
+            value = float(text)  # float() ignores surrounding whitespace, as strip() does
+        except ValueError:
+            value = record_number(text)
+        else:
+            if value - value != 0.0 or not text.isascii() or "_" in text:  # inf, nan, "1_0", "٤"
+                value = record_number(text)
+        if value is None:
+            if text.strip():
+                unparsed.append(name)
+                return missing
+            found = missing
+        else:
+            found = bin_weights[bisect_left(edges, value)]
+        remember(text, found)
+        return found
+
+    return name, table, weight
 
 
 def scored_attribute(layout: Layout) -> str | None:

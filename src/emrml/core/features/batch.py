@@ -205,11 +205,6 @@ def label_ids(labels: pa.Array, lookup: Mapping[str, int]) -> np.ndarray:
     )
 
 
-def token_ids(tokens: ta.TokenArray, lookup: Mapping[str, int]) -> np.ndarray:
-    """``lookup[token]`` per token (int64), -1 for tokens not in ``lookup``: one lookup per word."""
-    return label_ids(tokens.words, lookup)[tokens.codes]
-
-
 #: Up to this many grid cells per (row, id) pair, ``distinct_per_row`` marks a grid instead of sorting.
 _DENSE_CELLS_PER_PAIR = 16
 
@@ -218,9 +213,14 @@ def distinct_per_row(rows: np.ndarray, ids: np.ndarray, width: int) -> tuple[np.
     """Unique ``(row, id)`` pairs sorted by row then id; ``rows`` are non-negative, ``ids`` in
     ``[0, width)``. Both results are int64."""
     keys = rows.astype(np.int64) * width + ids
+    return _distinct_keys(keys, int(rows.max()) + 1 if rows.size else 0, width)
+
+
+def _distinct_keys(keys: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """``distinct_per_row`` of the pairs' keys ``row * width + id`` (int64), every row below ``height``."""
     if not keys.size:
         return keys, keys
-    cells = (int(rows.max()) + 1) * width
+    cells = height * width
     if cells <= _DENSE_CELLS_PER_PAIR * keys.size:
         # A small vocabulary (a few dozen words): marking each pair in a rows × width grid and reading
         # the marks back in order costs one pass over the grid, against the sort's n log n (6-8× less
@@ -313,10 +313,16 @@ def _vocabulary_part(layout: Layout, lookup: Mapping[str, int], values: BatchVal
         mapping = np.append(label_ids(categories.labels, lookup), -1)  # code -1 → the appended -1
         return Coded(categories.codes, mapping)
     tokens = values.tokens(layout.output.expression)
-    ids = token_ids(tokens, lookup)
-    known = ids >= 0
-    rows, local = distinct_per_row(tokens.row_ids()[known], ids[known] - layout.start, layout.size)
-    return Bag(rows, layout.start + local)
+    # Each token's key (row × size + its feature's place in the output) from a place per word and a key
+    # base per row: no array of rows per token, and no filtering when every word of the batch is known.
+    # Unknown words' places are negative.
+    local = label_ids(tokens.words, lookup) - layout.start
+    places = local[tokens.codes]
+    keys = np.repeat(np.arange(tokens.num_rows, dtype=np.int64) * layout.size, tokens.lengths()) + places
+    if (local < 0).any():
+        keys = keys[places >= 0]
+    rows, columns = _distinct_keys(keys, tokens.num_rows, layout.size)
+    return Bag(rows, layout.start + columns)
 
 
 def _group_entries(

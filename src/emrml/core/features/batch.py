@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -70,9 +70,12 @@ class Numbers:
 def parsed_numbers(column: pa.Array, parse: Callable[[pa.Array], Parsed]) -> Numbers:
     """``column`` parsed by ``parse`` (``parse_numeric`` or ``parse_binary``) once per distinct string."""
     encoded = pc.dictionary_encode(column)
-    distinct = parse(encoded.dictionary)
+    return _numbers(ta.codes_of(encoded), parse(encoded.dictionary))
+
+
+def _numbers(codes: np.ndarray, distinct: Parsed) -> Numbers:
     return Numbers(
-        ta.codes_of(encoded),
+        codes,
         np.append(distinct.values, np.nan),
         np.append(distinct.missing | distinct.invalid, True),
         np.append(distinct.invalid, False),
@@ -103,6 +106,25 @@ class BatchValues:
 
     def numeric(self, name: str) -> Numbers:
         return self._cached(("numeric", name), lambda: parsed_numbers(self.column(name), parse_numeric))
+
+    def parse_numeric_columns(self, names: Iterable[str]) -> None:
+        """Parse the NUMERIC columns ``names`` (those the batch has) together, for ``numeric``: the
+        distinct strings of all in one ``parse_numeric`` call, where one per column costs a dozen Arrow
+        calls on a few hundred strings each, several times the parsing itself."""
+        present = self.batch.schema.names
+        todo = [
+            name for name in dict.fromkeys(names) if name in present and ("numeric", name) not in self._cache
+        ]
+        if len(todo) < 2:
+            return
+        encoded = [pc.dictionary_encode(self.column(name)) for name in todo]
+        parsed = parse_numeric(pa.concat_arrays([column.dictionary for column in encoded]))
+        start = 0
+        for name, column in zip(todo, encoded, strict=True):
+            part = slice(start, start + len(column.dictionary))
+            distinct = Parsed(parsed.values[part], parsed.missing[part], parsed.invalid[part])
+            self._cache["numeric", name] = _numbers(ta.codes_of(column), distinct)
+            start = part.stop
 
     def binary(self, name: str) -> Numbers:
         return self._cached(("binary", name), lambda: parsed_numbers(self.column(name), parse_binary))
@@ -183,11 +205,6 @@ def label_ids(labels: pa.Array, lookup: Mapping[str, int]) -> np.ndarray:
     )
 
 
-def token_ids(tokens: ta.TokenArray, lookup: Mapping[str, int]) -> np.ndarray:
-    """``lookup[token]`` per token (int64), -1 for tokens not in ``lookup``: one lookup per word."""
-    return label_ids(tokens.words, lookup)[tokens.codes]
-
-
 #: Up to this many grid cells per (row, id) pair, ``distinct_per_row`` marks a grid instead of sorting.
 _DENSE_CELLS_PER_PAIR = 16
 
@@ -196,9 +213,14 @@ def distinct_per_row(rows: np.ndarray, ids: np.ndarray, width: int) -> tuple[np.
     """Unique ``(row, id)`` pairs sorted by row then id; ``rows`` are non-negative, ``ids`` in
     ``[0, width)``. Both results are int64."""
     keys = rows.astype(np.int64) * width + ids
+    return _distinct_keys(keys, int(rows.max()) + 1 if rows.size else 0, width)
+
+
+def _distinct_keys(keys: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """``distinct_per_row`` of the pairs' keys ``row * width + id`` (int64), every row below ``height``."""
     if not keys.size:
         return keys, keys
-    cells = (int(rows.max()) + 1) * width
+    cells = height * width
     if cells <= _DENSE_CELLS_PER_PAIR * keys.size:
         # A small vocabulary (a few dozen words): marking each pair in a rows × width grid and reading
         # the marks back in order costs one pass over the grid, against the sort's n log n (6-8× less
@@ -224,6 +246,19 @@ class Single:
 
 
 @dataclass(frozen=True)
+class Coded:
+    """Features of an output with at most one feature of value 1.0 per row, through the batch's codes of
+    its values (a category, a bin): row ``i`` has the column ``table[codes[i]]`` (-1: none). Scoring reads a
+    weight per code and then one per row, rather than a column per row and then its weight."""
+
+    codes: np.ndarray
+    table: np.ndarray
+
+    def single(self) -> Single:
+        return Single(self.table[self.codes])
+
+
+@dataclass(frozen=True)
 class Bag:
     """Features of a token output: ``(row, column)`` pairs sorted by row then column, each of value 1."""
 
@@ -237,18 +272,27 @@ def numeric_part(layout: Layout, values: np.ndarray, absent: np.ndarray) -> Sing
     return Single(columns, np.where(absent, 1.0, values))
 
 
-def bin_part(layout: Layout, bins: np.ndarray) -> Single:
+def bin_part(layout: Layout, expression: Transformation, values: BatchValues) -> Coded:
+    """A ``quantile_bin`` output's features, worked out once per distinct value of the batch."""
+    numbers = values.numeric(attribute(expression))
+    edges = values.parameters.edges_of(expression)
+    bins = tf.bin_indices(edges, np.where(numbers.absent, 0.0, numbers.values))
     # The missing indicator follows the bins.
     missing = layout.start + layout.size - 1 if layout.missing_indicator else -1
-    return Single(np.where(bins < 0, missing, layout.start + bins))
+    return Coded(numbers.codes, np.where(numbers.absent, missing, layout.start + bins))
 
 
 def feature_parts(
     layouts: Sequence[Layout], lookups: Sequence[Mapping[str, int]], values: BatchValues
-) -> list[Single | Bag]:
+) -> list[Single | Coded | Bag]:
     """The features of a batch, one part per output with features (``FeatureSpace``'s layouts and their
     string → feature lookups), in the layouts' order."""
-    parts: list[Single | Bag] = []
+    parts: list[Single | Coded | Bag] = []
+    values.parse_numeric_columns(
+        attribute(layout.output.expression)
+        for layout in layouts
+        if layout.size and (is_top_bins(layout.output) or layout.output.kind == OutputKind.NUMERIC)
+    )
     for layout, lookup in zip(layouts, lookups, strict=True):
         if not layout.size:
             continue
@@ -257,22 +301,28 @@ def feature_parts(
             parts.append(_vocabulary_part(layout, lookup, values))
         elif is_top_bins(output):
             assert isinstance(output.expression, Transformation)
-            parts.append(bin_part(layout, values.bins(output.expression)))
+            parts.append(bin_part(layout, output.expression, values))
         else:
             parts.append(numeric_part(layout, *values.numbers(output)))
     return parts
 
 
-def _vocabulary_part(layout: Layout, lookup: Mapping[str, int], values: BatchValues) -> Single | Bag:
+def _vocabulary_part(layout: Layout, lookup: Mapping[str, int], values: BatchValues) -> Coded | Bag:
     if layout.output.kind == OutputKind.CATEGORICAL:
         categories = values.categories(layout.output.expression)
         mapping = np.append(label_ids(categories.labels, lookup), -1)  # code -1 → the appended -1
-        return Single(mapping[categories.codes])
+        return Coded(categories.codes, mapping)
     tokens = values.tokens(layout.output.expression)
-    ids = token_ids(tokens, lookup)
-    known = ids >= 0
-    rows, local = distinct_per_row(tokens.row_ids()[known], ids[known] - layout.start, layout.size)
-    return Bag(rows, layout.start + local)
+    # Each token's key (row × size + its feature's place in the output) from a place per word and a key
+    # base per row: no array of rows per token, and no filtering when every word of the batch is known.
+    # Unknown words' places are negative.
+    local = label_ids(tokens.words, lookup) - layout.start
+    places = local[tokens.codes]
+    keys = np.repeat(np.arange(tokens.num_rows, dtype=np.int64) * layout.size, tokens.lengths()) + places
+    if (local < 0).any():
+        keys = keys[places >= 0]
+    rows, columns = _distinct_keys(keys, tokens.num_rows, layout.size)
+    return Bag(rows, layout.start + columns)
 
 
 def _group_entries(
@@ -297,7 +347,7 @@ def _group_entries(
     return present.sum(axis=1), columns[present], values[present]
 
 
-def dot_parts(parts: list[Single | Bag], num_rows: int, weights: np.ndarray) -> np.ndarray:
+def dot_parts(parts: list[Single | Coded | Bag], num_rows: int, weights: np.ndarray) -> np.ndarray:
     """``assemble(parts, num_rows, n) @ weights`` without building the matrix: ``weights`` is float64
     ``(n, k)``, the result ``(num_rows, k)``.
 
@@ -319,6 +369,16 @@ def dot_parts(parts: list[Single | Bag], num_rows: int, weights: np.ndarray) -> 
                             part.rows, weights=columns[k].take(part.columns), minlength=num_rows
                         )
                 continue
+            if isinstance(part, Coded):
+                # A term per code, as ``_gather`` reads it for a row of that code, then one per row.
+                present = part.table >= 0
+                index = np.where(present, part.table, 0)
+                for k in range(len(columns)):
+                    per_code = columns[k].take(index)
+                    if not present.all():
+                        per_code[~present] *= 0.0
+                    out[k] += per_code[part.codes]
+                continue
             index, scale = _gather(part)
             for k in range(len(columns)):
                 terms = columns[k].take(index)
@@ -338,7 +398,7 @@ def _gather(part: Single) -> tuple[np.ndarray, np.ndarray | None]:
     return np.where(present, part.columns, 0), np.where(present, values, 0.0)
 
 
-def assemble(parts: list[Single | Bag], num_rows: int, num_features: int) -> scipy.sparse.csr_matrix:
+def assemble(parts: list[Single | Coded | Bag], num_rows: int, num_features: int) -> scipy.sparse.csr_matrix:
     """One CSR matrix from per-output parts whose column ranges increase with the output order.
 
     Each group's entries are scattered straight into the CSR arrays: within a row, a group's entries
@@ -349,6 +409,8 @@ def assemble(parts: list[Single | Bag], num_rows: int, num_features: int) -> sci
     index_type = np.int32 if num_features < 2**31 else np.int64
     groups: list[list[Single] | Bag] = []
     for part in parts:
+        if isinstance(part, Coded):
+            part = part.single()
         if isinstance(part, Bag):
             groups.append(part)
         elif groups and isinstance(groups[-1], list):

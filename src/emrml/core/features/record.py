@@ -288,27 +288,18 @@ class RecordCompiler:
             assert isinstance(expression, Transformation)
             edges = self.parameters.edges_of(expression)
             bin_weights = [weights[start + i] for i in range(len(edges) + 1)]
-            return _looked_up, _bin_table(name, edges, bin_weights, missing_weight, share)
+            return _looked_up, _number_table(
+                name, record_number, lambda v: bin_weights[bisect_left(edges, v)], missing_weight, share
+            )
         parse = record_flag if output.kind == OutputKind.BINARY else record_number
         weight = weights[start]
         mean, std = self.parameters.moments.get(name, (0.0, 1.0))
         scaled = isinstance(expression, Transformation)
-        table: dict[str | None, float] = {None: missing_weight, "": missing_weight}
-        remember = _remembering(table, share)
-
-        def term(text: str, unparsed: list[str]) -> float:
-            value = parse(text)
-            if value is None:
-                if text.strip():
-                    unparsed.append(name)
-                    return missing_weight
-                found = missing_weight
-            else:
-                found = ((value - mean) / std if scaled else value) * weight
-            remember(text, found)
-            return found
-
-        return _looked_up, (name, table, term)
+        if scaled:
+            return _looked_up, _number_table(
+                name, parse, lambda v: (v - mean) / std * weight, missing_weight, share
+            )
+        return _looked_up, _number_table(name, parse, lambda v: v * weight, missing_weight, share)
 
 
 #: How many values a table remembers the term of beyond those it starts with, at most (SEEN_TOTAL shared
@@ -365,35 +356,33 @@ def _category_table(name: str, weight_of: Mapping[str, float], share: int) -> Ta
     return name, table, weight
 
 
-def _bin_table(
-    name: str, edges: Sequence[float], bin_weights: Sequence[float], missing: float, share: int
+def _number_table(
+    name: str,
+    parse: Callable[[str], float | None],
+    term_of: Callable[[float], float],
+    missing: float,
+    share: int,
 ) -> Table:
-    """A top-bins output: the weight of the value's bin, or of the missing indicator (0 without one) for a
-    missing or unreadable value, which is also reported (so never remembered)."""
+    """An output of a number or flag (``parse`` reads it): ``term_of`` its value (its bin's weight, or the
+    value scaled and weighted), or the missing indicator's weight (0 without one) for a missing or unreadable
+    value; an unreadable one is also reported, so never remembered. Only a value not met before is parsed,
+    so this needs no fast path of its own."""
     table: dict[str | None, float] = {None: missing, "": missing}
     remember = _remembering(table, share)
 
-    def weight(text: str, unparsed: list[str]) -> float:
-        # record_number inlined for the usual case, a plain finite ASCII number; anything else goes through
-        # it (the batch/record property test holds both to the batch parser).
-        try:
-            value = float(text)  # float() ignores surrounding whitespace, as strip() does
-        except ValueError:
-            value = record_number(text)
-        else:
-            if value - value != 0.0 or not text.isascii() or "_" in text:  # inf, nan, "1_0", "٤"
-                value = record_number(text)
+    def term(text: str, unparsed: list[str]) -> float:
+        value = parse(text)
         if value is None:
             if text.strip():
                 unparsed.append(name)
                 return missing
             found = missing
         else:
-            found = bin_weights[bisect_left(edges, value)]
+            found = term_of(value)
         remember(text, found)
         return found
 
-    return name, table, weight
+    return name, table, term
 
 
 def scored_attribute(layout: Layout) -> str | None:

@@ -188,6 +188,8 @@ def test_serve_prints_first_start_help_once_and_warns_without_auth(
     open_home = tmp_path / "open"
     no_auth = runner.invoke(app, ["--home", str(open_home), "serve", "--no-auth", "--host", "0.0.0.0"])
     assert no_auth.exit_code == 0 and "WARNING: Authentication is OFF" in no_auth.output
+    # The job slots: the max_concurrent_jobs setting's 25 unless --workers-jobs says otherwise.
+    assert "up to 25 job(s) at once" in no_auth.output and "up to 0 job(s) at once" in first.output
     assert not (open_home / "admin-credentials.json").exists()
     assert served == [("127.0.0.1", 8123), ("127.0.0.1", 8123), ("0.0.0.0", 8080)]
 

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 import typer
 
 from emrml.cli_common import command_group, reports_errors
-from emrml.cli_render.parts import titled_table
 from emrml.errors import InvalidInputException
 
 if TYPE_CHECKING:
@@ -95,6 +94,8 @@ def groups_list(ctx: typer.Context) -> None:
     if _json_output(ctx):
         typer.echo(json.dumps({"Results": [group.document() for group in groups]}, indent=2))
         return
+    from emrml.cli_render.parts import titled_table  # the tables' code: not a server's start
+
     table = titled_table(
         "Groups", "Group", "Built-in", "Members", "Statements", "Description", right=["Statements"]
     )

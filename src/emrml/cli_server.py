@@ -18,9 +18,7 @@ import typer
 
 from emrml import collector
 from emrml.cli_common import command_group, log_as_lines, reports_errors
-from emrml.cli_render.parts import titled_table
 from emrml.config import Settings
-from emrml.core.readable import format_number
 from emrml.errors import AmazonMLError
 
 if TYPE_CHECKING:
@@ -133,6 +131,9 @@ def users_list(ctx: typer.Context) -> None:
     if not users:
         typer.echo("No users.")
         return
+    from emrml.cli_render.parts import titled_table  # the tables' code: not a server's start
+    from emrml.core.readable import format_number
+
     table = titled_table(
         "Users", "User", "ARN", "Groups", "Enabled", "Created", "Access keys", right=["Access keys"]
     )
@@ -209,6 +210,8 @@ def keys_list(
     if not keys:
         typer.echo("No access keys.")
         return
+    from emrml.cli_render.parts import titled_table  # the tables' code: not a server's start
+
     table = titled_table("Access keys", "Access key id", "User", "Created", "Status")
     for key in keys:
         table.add_row(

@@ -11,7 +11,6 @@ import json
 import math
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -260,6 +259,8 @@ class Settings:
         values: dict[str, object] = {"home": home}
         toml_file = home / "emrml.toml"
         if toml_file.is_file():
+            import tomllib  # only for a home with a settings file: a few ms of every command's start
+
             try:
                 values.update(tomllib.loads(toml_file.read_text()))
             except tomllib.TOMLDecodeError as exc:

@@ -104,3 +104,49 @@ def test_the_servers_path_answers_as_parse_signature_and_verify(name: str) -> No
         )
     else:
         assert isinstance(expected, tuple) and isinstance(expected[0], str)  # an error, named
+
+
+def _both_errors(headers: dict[str, str], now: float | None = None, **changes: str | None) -> str:
+    """The exception's name and message for the request with ``changes`` (None: the header removed)."""
+    for name, value in changes.items():
+        if value is None:
+            headers.pop(name)
+        else:
+            headers[name] = value
+    pairs = [(key.lower().encode(), value.encode()) for key, value in headers.items()]
+    received = received_headers([*pairs, (b"host", b"127.0.0.1:8080")])
+    now = time.time() if now is None else now
+    general = _outcome(lambda: parse_signature(HttpRequest("POST", "/", "", received, BODY), now))
+    assert _outcome(lambda: signature_claim("POST", "/", "", received, BODY, now)) == general
+    assert isinstance(general, tuple) and isinstance(general[0], str)
+    return f"{general[0]}: {general[1]}"
+
+
+def test_the_first_failed_check_names_the_error() -> None:
+    # A signed header missing is found before the declared body hash is checked.
+    both = _both_errors(_signed(), **{"X-Amz-Target": None, "X-Amz-Content-SHA256": "0" * 64})
+    assert both.startswith("InvalidSignatureException: The signed header 'x-amz-target'")
+    # A malformed Authorization header before a missing date.
+    bad = _signed()
+    bad["Authorization"] = bad["Authorization"].replace("Credential=", "Credentials=")
+    assert _both_errors(bad, **{"X-Amz-Date": None}).startswith("IncompleteSignatureException: Author")
+    assert _both_errors(_signed(), **{"X-Amz-Date": None}).startswith("IncompleteSignatureException: Author")
+    headers = _signed()
+    noon = headers["X-Amz-Date"][:8] + "T120000Z"
+    later = datetime.strptime(noon, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp() + 3600
+    assert "Signature expired" in _both_errors(headers, later, **{"X-Amz-Date": noon})
+    assert "basic format" in _both_errors(_signed(), **{"X-Amz-Date": noon[:-1]})
+    assert "Date in Credential scope" in _both_errors(_signed(), **{"X-Amz-Date": "20200101T000000Z"})
+
+
+def test_a_timestamp_with_spaces_around_it_is_read_as_before() -> None:
+    headers = _signed()
+    stamp = headers["X-Amz-Date"]
+    pairs = [(key.lower().encode(), value.encode()) for key, value in headers.items()]
+    # As a server that does not trim header values would pass it on; the signature covers it trimmed.
+    padded = [(key, f" {stamp} ".encode() if key == b"x-amz-date" else value) for key, value in pairs]
+    received = received_headers([*padded, (b"host", b"127.0.0.1:8080")])
+    claim = signature_claim("POST", "/", "", received, BODY, time.time())
+    assert claim[5] == stamp  # the timestamp as signed
+    assert claim == tuple(parse_signature(HttpRequest("POST", "/", "", received, BODY), time.time()))
+    assert check_signature(claim, KEY) is KEY

@@ -374,10 +374,12 @@ def signature_claim(
     scope = _SCOPES.get(head) if separator and _HEX_SHA256.fullmatch(signature) else None
     if scope is None:
         scope, signature = _read_authorization(header)
-    timestamp = headers.get("x-amz-date")
-    moment = None if timestamp is None else _basic_timestamp(timestamp)
-    if moment is None:  # a Date header, or an X-Amz-Date with spaces around it or none at all
+    amz_date = headers.get("x-amz-date")
+    moment = None if amz_date is None else _basic_timestamp(amz_date)
+    if amz_date is None or moment is None:  # a Date header, or an X-Amz-Date with spaces around it or none
         timestamp, moment = _request_time(headers)
+    else:
+        timestamp = amz_date
     date = scope.date
     if date != timestamp[:8]:
         raise InvalidSignatureException(

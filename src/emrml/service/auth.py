@@ -224,9 +224,14 @@ def _canonical_query(query_string: str) -> str:
     return "&".join(f"{key}={value}" for key, value in sorted(pairs))
 
 
-def _payload_hash(request: HttpRequest) -> str:
-    digest = hashlib.sha256(request.body).hexdigest()
-    declared = request.headers.get("x-amz-content-sha256")
+def _payload_hash(headers: Mapping[str, str], body: bytes) -> str:
+    digest = hashlib.sha256(body).hexdigest()
+    _check_declared_hash(headers, digest)
+    return digest
+
+
+def _check_declared_hash(headers: Mapping[str, str], digest: str) -> None:
+    declared = headers.get("x-amz-content-sha256")
     if declared is not None and declared != digest:
         # The declared hash is what the signature covers; the body must be the one it describes.
         reason = (
@@ -235,17 +240,18 @@ def _payload_hash(request: HttpRequest) -> str:
             else "does not match the body"
         )
         raise InvalidSignatureException(f"x-amz-content-sha256 {reason}")
-    return digest
 
 
 def canonical_request(request: HttpRequest, signed_headers: Sequence[str]) -> str:
     """The SigV4 canonical request for the headers named in ``signed_headers`` (lower case, sorted)."""
-    return _canonical_head(request, signed_headers) + _payload_hash(request)
+    method, raw_path, query, headers, body = request
+    return _canonical_head(method, raw_path, query, headers, signed_headers) + _payload_hash(headers, body)
 
 
-def _canonical_head(request: HttpRequest, signed_headers: Sequence[str]) -> str:
+def _canonical_head(
+    method: str, raw_path: str, query: str, headers: Mapping[str, str], signed_headers: Sequence[str]
+) -> str:
     """The canonical request up to its last line, the payload hash: the same for every body."""
-    headers = request.headers
     try:
         lines = "".join([f"{name}:{' '.join(headers[name].split())}\n" for name in signed_headers])
     except KeyError as missing:
@@ -253,8 +259,8 @@ def _canonical_head(request: HttpRequest, signed_headers: Sequence[str]) -> str:
             f"The signed header {missing.args[0]!r} is not in the request."
         ) from None
     return (
-        f"{request.method.upper()}\n{_canonical_path(request.raw_path)}\n"
-        f"{_canonical_query(request.query_string)}\n{lines}\n{';'.join(signed_headers)}\n"
+        f"{method.upper()}\n{_canonical_path(raw_path)}\n"
+        f"{_canonical_query(query)}\n{lines}\n{';'.join(signed_headers)}\n"
     )
 
 
@@ -324,45 +330,73 @@ def _read_authorization(header: str) -> tuple[_Scope, str]:
     return scope, signature
 
 
-def _canonical_prefix(request: HttpRequest, scope: _Scope) -> str:
+def _canonical_prefix(
+    method: str, raw_path: str, query: str, headers: Mapping[str, str], scope: _Scope
+) -> str:
     """``_canonical_head`` of the request, remembered for requests alike."""
     try:
-        values = scope.values(request.headers)
+        values = scope.values(headers)
     except KeyError:
-        return _canonical_head(request, scope.signed_headers)  # which names the missing header
-    key = (scope.signed_headers, request.method, request.raw_path, request.query_string, values)
+        # _canonical_head names the missing header
+        return _canonical_head(method, raw_path, query, headers, scope.signed_headers)
+    key = (scope.signed_headers, method, raw_path, query, values)
     known = _CANONICAL.get(key)
     if known is None:
-        known = _canonical_head(request, scope.signed_headers)
+        known = _canonical_head(method, raw_path, query, headers, scope.signed_headers)
         if len(_CANONICAL) >= _MAX_CANONICAL:
             _CANONICAL.clear()
         _CANONICAL[key] = known
     return known
 
 
+#: ``SignatureClaim``'s fields as a plain tuple, in its order: what the server's request path passes from
+#: ``signature_claim`` to ``check_signature`` (a named tuple costs a Python-level call to make).
+ClaimFields = tuple[str, str, str, tuple[str, ...], str, str, str]
+
+
 def parse_signature(request: HttpRequest, now: float) -> SignatureClaim:
     """Check the form and timeliness of a request's SigV4 signature; the secret is checked by ``verify``."""
-    headers = request.headers
+    return SignatureClaim._make(signature_claim(*request, now))
+
+
+def signature_claim(
+    method: str, raw_path: str, query: str, headers: Mapping[str, str], body: bytes, now: float
+) -> ClaimFields:
+    """``parse_signature`` of the request made of these fields (``HttpRequest``'s), as a plain tuple."""
     header = headers.get("authorization")
     if header is None:
         raise MissingAuthenticationTokenException("Request is missing Authentication Token")
     if "x-amz-security-token" in headers:
         raise UnrecognizedClientException(_INVALID_TOKEN)
-    scope, signature = _read_authorization(header)
-    timestamp, moment = _request_time(headers)
+    # The usual request's way through _read_authorization, _request_time, _check_clock and _payload_hash
+    # written out here (each is called for what it alone handles): a Python call costs as much as its work.
+    head, separator, signature = header.rpartition(_SIGNATURE_SEPARATOR)
+    scope = _SCOPES.get(head) if separator and _HEX_SHA256.fullmatch(signature) else None
+    if scope is None:
+        scope, signature = _read_authorization(header)
+    amz_date = headers.get("x-amz-date")
+    moment = None if amz_date is None else _basic_timestamp(amz_date)
+    if amz_date is None or moment is None:  # a Date header, or an X-Amz-Date with spaces around it or none
+        timestamp, moment = _request_time(headers)
+    else:
+        timestamp = amz_date
     date = scope.date
     if date != timestamp[:8]:
         raise InvalidSignatureException(
             f"Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: "
             f"'{date[:16]}' != '{timestamp[:8]}', from '{timestamp}'."
         )
-    _check_clock(moment, now)
-    canonical = _canonical_prefix(request, scope) + _payload_hash(request)
+    if not -MAX_CLOCK_SKEW_SECONDS <= moment - now <= MAX_CLOCK_SKEW_SECONDS:
+        _check_clock(moment, now)
+    prefix = _canonical_prefix(method, raw_path, query, headers, scope)  # before the body's hash is checked
+    payload_hash = hashlib.sha256(body).hexdigest()
+    if "x-amz-content-sha256" in headers:
+        _check_declared_hash(headers, payload_hash)
+    canonical = prefix + payload_hash
     digest = hashlib.sha256(canonical.encode()).hexdigest()
     string_to_sign = f"{ALGORITHM}\n{timestamp}\n{scope.credential_scope}\n{digest}"
-    return SignatureClaim(
-        scope.access_key_id, date, scope.region, scope.signed_headers, signature, timestamp, string_to_sign
-    )
+    key_id, region, signed = scope.access_key_id, scope.region, scope.signed_headers
+    return (key_id, date, region, signed, signature, timestamp, string_to_sign)
 
 
 def _hmac(key: bytes, message: str) -> bytes:
@@ -395,15 +429,22 @@ def signing_key(secret: str, date: str, region: str) -> _Hmac:
     return _Hmac(_hmac(_hmac(_hmac(_hmac(f"AWS4{secret}".encode(), date), region), SERVICE), "aws4_request"))
 
 
-def verify(claim: SignatureClaim, credential: Credential | None) -> Caller:
+def verify(claim: ClaimFields, credential: Credential | None) -> Caller:
     """Check the claim's signature with the key's secret; ``credential`` None means an unknown key."""
+    known = check_signature(claim, credential)
+    return Caller(known.user_name, known.access_key_id)
+
+
+def check_signature(claim: ClaimFields, credential: Credential | None) -> Credential:
+    """``verify`` answering the key's ``credential`` itself (its user and key id are the caller's)."""
     if credential is None:
         raise UnrecognizedClientException(_INVALID_TOKEN)
-    key = signing_key(credential.secret_access_key, claim.date, claim.region)
-    expected = key.hexdigest(claim.string_to_sign.encode())
-    if not hmac.compare_digest(expected, claim.signature):
+    # By position: a SignatureClaim and signature_claim's plain tuple alike.
+    _, date, region, _, signature, _, string_to_sign = claim
+    expected = signing_key(credential.secret_access_key, date, region).hexdigest(string_to_sign.encode())
+    if not hmac.compare_digest(expected, signature):
         raise InvalidSignatureException(_MISMATCH)
-    return Caller(credential.user_name, credential.access_key_id)
+    return credential
 
 
 class CredentialCache(Remembered[str, Credential | None]):

@@ -203,8 +203,10 @@ def test_a_server_answers_predict_without_the_orm(tmp_path: Path, metastore_temp
     assert "sqlalchemy.orm" not in loaded and "emrml.service.rows" not in loaded
     assert "emrml.service.tables" in loaded  # what the start and the Predict read through
     # Nor what other commands need: the tables the CLI draws, the settings file's parser (a home without
-    # emrml.toml), Arrow (batch scoring), Alembic (a metastore behind), rich and pydantic.
+    # emrml.toml), Arrow (batch scoring), Alembic (a metastore behind), rich and pydantic; nor anyio's
+    # asyncio back end (the server's thread pool is asyncio's own: web.threads).
     unneeded = {"emrml.cli_render", "tomllib", "pyarrow", "alembic", "rich", "pydantic"}
+    unneeded.add("anyio._backends._asyncio")
     assert unneeded & set(loaded) == set()
 
 

@@ -3,8 +3,8 @@
 ``create_app`` builds the Starlette application around one ``EmrML``:
 
 * ``POST /`` — the Amazon ML API (``web.protocol``), every request SigV4-verified unless auth is off.
-  Operations run in Starlette's thread pool; ``Predict`` on a model this process already serves runs on
-  the event loop, since it reads no database row and answers in microseconds.
+  Operations run in the server's thread pool (``web.threads``); ``Predict`` on a model this process
+  already serves runs on the event loop, since it reads no database row and answers in microseconds.
 * ``GET /health`` — ``{"status": "ok"}`` while the metastore answers, 503 otherwise; nothing more, to anyone.
 * the access log (``web.access_log``) — one JSON object per request on the ``emrml.access`` logger: time,
   request id, method, path, operation, status, duration, access key id, client address. Never bodies or
@@ -46,7 +46,6 @@ from typing import Any
 import uvicorn
 from sqlalchemy import text
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -79,6 +78,7 @@ from emrml.web.protocol import (
 )
 from emrml.web.scheduler import JobScheduler
 from emrml.web.server_folders import server_folder
+from emrml.web.threads import RequestThreads
 from emrml.web.tls import SecureTransport, TlsSettings
 
 log = logging.getLogger(__name__)
@@ -139,6 +139,7 @@ class ApiHandler:
         inline_predict: bool = True,
         log: AccessLog | None = None,
         clock: Callable[[], float] = time.time,
+        threads: RequestThreads | None = None,
     ) -> None:
         #: Where the requests other than ``POST /`` go (set by ``create_app``, whose routes include this).
         self.other: ASGIApp | None = None
@@ -149,6 +150,7 @@ class ApiHandler:
         self.scheduler = scheduler
         self.inline_predict = inline_predict
         self.clock = clock
+        self.threads = threads or RequestThreads()
         self.hosts = LocalHosts(service.settings.public_url) if credentials is None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -192,7 +194,7 @@ class ApiHandler:
                     )
                     known, credential = self.credentials.fresh(claim[0])
                     if not known:
-                        credential = await run_in_threadpool(self.credentials.load, claim[0])
+                        credential = await self.threads.run(self.credentials.load, claim[0])
                     caller = check_signature(claim, credential)
                     access_key_id = caller.access_key_id
                     arn = user_arn(self.service.settings.account_id, caller.user_name)
@@ -209,7 +211,7 @@ class ApiHandler:
                 ):
                     response = self.service.call(name, request, arn, remote=True)
                 else:
-                    response = await run_in_threadpool(self.service.call, name, request, arn, remote=True)
+                    response = await self.threads.run(self.service.call, name, request, arn, remote=True)
                     if name in _QUEUEING and self.scheduler is not None:
                         self.scheduler.wake()
                 answer, payload, error_type = 200, encode_response(response, name), None
@@ -274,8 +276,15 @@ def create_app(
     )
     settings = service.settings
     access = AccessLog(batch=settings.access_log_batch, sample=settings.access_log_sample)
+    request_threads = RequestThreads()
     api = ApiHandler(
-        service, credentials, max_body_bytes, scheduler, inline_predict=inline_predict, log=access
+        service,
+        credentials,
+        max_body_bytes,
+        scheduler,
+        inline_predict=inline_predict,
+        log=access,
+        threads=request_threads,
     )
 
     async def health(request: Request) -> JSONResponse:
@@ -284,7 +293,7 @@ def create_app(
                 connection.execute(text("SELECT 1"))
 
         try:
-            await run_in_threadpool(ping)
+            await request_threads.run(ping)
         except Exception:
             log.exception("health check: the metastore does not answer")
             return JSONResponse({"status": "unavailable", "reason": "the metastore does not answer"}, 503)
@@ -313,7 +322,8 @@ def create_app(
         finally:
             stop.set()
             if scheduler is not None:
-                await run_in_threadpool(scheduler.stop, job_shutdown_seconds)
+                await request_threads.run(scheduler.stop, job_shutdown_seconds)
+            request_threads.close()
             access.flush()
 
     # The handler answers POST / before Starlette sees it; the route is here for Starlette's 405 answers to

@@ -362,14 +362,18 @@ class _BlockParser:
         if table.num_rows != records:
             return None
         arrays = [c.chunk(0) if c.num_chunks == 1 else c.combine_chunks() for c in table.columns]
-        stops = np.arange(1, records + 1, dtype=np.int64) * len(arrays)
+        width = len(arrays)
+        # Added up in the offsets' own type (string columns: int32) while the block fits it: the sums grow
+        # to the block's length at most, and a mixed int32 + int64 step costs four times as much.
+        stops = np.arange(
+            width, width * (records + 1), width, dtype=np.int32 if block.limit < 2**31 else np.int64
+        )
         for array in arrays:
             offsets = value_offsets(array)
-            stops += offsets[1:]
-            stops -= offsets[0]
+            stops += offsets[1:] - offsets[0] if offsets[0] else offsets[1:]
         if not records or int(stops[-1]) != block.limit:
             return None
-        block.place(stops)
+        block.place(stops.astype(np.int64))
         sizes = block.ends - block.starts
         if int(sizes.max()) > self.max_record_bytes or (len(arrays) > 1 and not sizes.all()):
             return None

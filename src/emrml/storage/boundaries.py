@@ -118,8 +118,13 @@ class Block:
 
     def _found(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self.positions is None:
-            breaks = np.flatnonzero(np.frombuffer(self.buf, dtype=np.uint8, count=self.limit) == LF)
-            self.place(breaks.astype(np.int64) + 1)
+            arr = np.frombuffer(self.buf, dtype=np.uint8, count=self.limit)
+            # A segment at a time, as ``_scan``: the masks stay a segment's size whatever the block's.
+            breaks = [
+                np.flatnonzero(arr[at : at + SEGMENT] == LF) + (at + 1)
+                for at in range(0, self.limit, SEGMENT)
+            ]
+            self.place(np.concatenate(breaks).astype(np.int64, copy=False))
         assert self.positions is not None
         return self.positions
 
@@ -337,7 +342,8 @@ def _plain_lines(buf: bytes, max_record_bytes: int, most: int) -> tuple[int, int
     tail = buf.rfind(b"\n") + 1
     if not 0 < tail < len(buf) or len(buf) - tail > max_record_bytes + 1:
         return None
-    records = int(np.count_nonzero(np.frombuffer(buf, dtype=np.uint8, count=tail) == LF))
+    arr = np.frombuffer(buf, dtype=np.uint8, count=tail)
+    records = sum(int(np.count_nonzero(arr[at : at + SEGMENT] == LF)) for at in range(0, tail, SEGMENT))
     return (tail, records) if records <= most else None
 
 

@@ -7,7 +7,8 @@ indices, the header and trailing empty lines removed; a record longer than the l
 without being kept (a ``Skipped``), and empty records that might be trailing lines are held back and
 released (``Blanks``) in front of the next block that has a non-empty record. The bytes read at a time are
 scanned once; when they hold more than ``block_bytes // RECORD_BYTES`` records they are cut into several
-blocks of that many records each.
+blocks of that many records each. Bytes of plain lines (no ``"``, no ``\\r``) are not scanned: their line
+breaks are counted, and the parser derives where the records end (``Block.plain``).
 """
 
 from __future__ import annotations

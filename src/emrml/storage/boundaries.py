@@ -7,7 +7,8 @@ indices, the header and trailing empty lines removed; a record longer than the l
 without being kept (a ``Skipped``), and empty records that might be trailing lines are held back and
 released (``Blanks``) in front of the next block that has a non-empty record. The bytes read at a time are
 scanned once; when they hold more than ``block_bytes // RECORD_BYTES`` records they are cut into several
-blocks of that many records each.
+blocks of that many records each. Bytes of plain lines (no ``"``, no ``\\r``) are not scanned: their line
+breaks are counted, and the parser derives where the records end (``Block.plain``).
 """
 
 from __future__ import annotations
@@ -73,13 +74,18 @@ class Skipped:
 @dataclass
 class Block:
     """Complete records of ``buf`` (positions relative to ``buf``), in file order after ``blanks`` or
-    ``oversize`` (at most one of which is set)."""
+    ``oversize`` (at most one of which is set).
+
+    A block of plain lines (``plain``: no ``"``, no ``\\r``, every record ending with a ``\\n``, from
+    ``buf[0]`` to ``buf[limit]``) comes without the positions of its records: the parser derives them from
+    the lengths of the fields it read (``place``), and they are found from the line breaks only when asked
+    for before that (a parse that failed, ``storage.header``)."""
 
     buf: bytes
     base: int  # stream offset of buf[0]
-    starts: np.ndarray  # first byte of each record
-    ends: np.ndarray  # end of its content (terminator excluded)
-    stops: np.ndarray  # end of its terminator: where the next record starts
+    #: (starts, ends, stops): the first byte of each record, the end of its content (terminator excluded)
+    #: and the end of its terminator (where the next record starts); None until asked for when ``plain``.
+    positions: tuple[np.ndarray, np.ndarray, np.ndarray] | None
     lines: np.ndarray
     indices: np.ndarray
     quoted: bool  # buf holds a '"' (``storage.quoting`` finds where, a segment at a time)
@@ -88,6 +94,40 @@ class Block:
     blanks: Blanks | None
     oversize: Skipped | None
     consumed: int
+    plain: bool = False
+    limit: int = 0  # end of the records in ``buf`` when ``plain``
+
+    @property
+    def starts(self) -> np.ndarray:
+        return self._found()[0]
+
+    @property
+    def ends(self) -> np.ndarray:
+        return self._found()[1]
+
+    @property
+    def stops(self) -> np.ndarray:
+        return self._found()[2]
+
+    def place(self, stops: np.ndarray) -> None:
+        """Set the positions of a plain block's records from where each one's line break ends (int64)."""
+        starts = np.empty_like(stops)
+        if len(stops):
+            starts[0] = 0
+            starts[1:] = stops[:-1]
+        self.positions = starts, stops - 1, stops
+
+    def _found(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self.positions is None:
+            arr = np.frombuffer(self.buf, dtype=np.uint8, count=self.limit)
+            # A segment at a time, as ``_scan``: the masks stay a segment's size whatever the block's.
+            breaks = [
+                np.flatnonzero(arr[at : at + SEGMENT] == LF) + (at + 1)
+                for at in range(0, self.limit, SEGMENT)
+            ]
+            self.place(np.concatenate(breaks).astype(np.int64, copy=False))
+        assert self.positions is not None
+        return self.positions
 
 
 @dataclass
@@ -187,6 +227,7 @@ def split_blocks(
     header = has_header
     deferred = _Deferred()
     skip: _Skip | None = None
+    most = max(1, block_bytes // RECORD_BYTES)
     while True:
         data_offset = consumed - len(data)
         oversize = None
@@ -217,6 +258,22 @@ def split_blocks(
         buf = pending + data if pending else data
         base = data_offset - len(pending)
         data = b""  # the bytes read are held in ``buf`` alone from here
+        plain = (
+            None
+            if header or eof or oversize is not None or deferred.parts
+            else _plain_lines(buf, max_record_bytes, most)
+        )
+        if plain is not None:
+            tail, records = plain
+            pending = buf[tail:]
+            yield _plain_block(buf, base, tail, records, line, index, consumed)
+            line += records
+            index += records
+            del buf  # before the next read, as below
+            data = read_up_to(stream, block_bytes)
+            eof = len(data) < block_bytes
+            consumed += len(data)
+            continue
         scan = _scan(buf, eof)
         records = len(scan.stops)
         first = 0
@@ -235,7 +292,6 @@ def split_blocks(
             )
             pending = b""
         followed = skip is not None or pending not in (b"", b"\r")
-        most = max(1, block_bytes // RECORD_BYTES)
         keep = records if followed else _last_nonblank(scan, first, records, most)
         blanks = deferred.release(index) if followed or keep > first else None
         if blanks is not None:
@@ -271,6 +327,46 @@ def split_blocks(
         data = read_up_to(stream, block_bytes)
         eof = len(data) < block_bytes
         consumed += len(data)
+
+
+def _plain_lines(buf: bytes, max_record_bytes: int, most: int) -> tuple[int, int] | None:
+    """(end of the last complete record, records before it) when ``buf`` is plain lines followed by an
+    incomplete record of at most ``max_record_bytes + 1`` bytes, at most ``most`` of them; else None.
+
+    Plain lines (no ``"``, no ``\\r``) end where their ``\\n`` are, so the records need no scan here: only
+    how many there are, for their lines and indices (a count of the line breaks, a fraction of the cost of
+    their positions). A ``\\r`` may make a record's terminator two bytes, or a lone one is invalid; a
+    record starting with a BOM is parsed behind a shield; a block ending at a line break may end with
+    empty lines held back: all of these take the general way."""
+    if b'"' in buf or b"\r" in buf or buf.startswith(BOM):
+        return None
+    tail = buf.rfind(b"\n") + 1
+    if not 0 < tail < len(buf) or len(buf) - tail > max_record_bytes + 1:
+        return None
+    arr = np.frombuffer(buf, dtype=np.uint8, count=tail)
+    records = sum(int(np.count_nonzero(arr[at : at + SEGMENT] == LF)) for at in range(0, tail, SEGMENT))
+    return (tail, records) if records <= most else None
+
+
+def _plain_block(
+    buf: bytes, base: int, tail: int, records: int, line: int, index: int, consumed: int
+) -> Block:
+    """The block of the plain lines of ``buf`` up to ``tail``: a line each, their positions left to find."""
+    return Block(
+        buf=buf,
+        base=base,
+        positions=None,
+        lines=line + np.arange(records, dtype=np.int64),
+        indices=index + np.arange(records, dtype=np.int64),
+        quoted=False,
+        multiline=False,
+        unterminated=False,
+        blanks=None,
+        oversize=None,
+        consumed=consumed,
+        plain=True,
+        limit=tail,
+    )
 
 
 def _last_nonblank(scan: _Scan, first: int, records: int, step: int) -> int:
@@ -318,9 +414,7 @@ def _block(
     return Block(
         buf=buf,
         base=base,
-        starts=starts,
-        ends=ends,
-        stops=stops,
+        positions=(starts, ends, stops),
         lines=lines,
         indices=index + np.arange(high - low, dtype=np.int64),
         quoted=quoted,

@@ -60,11 +60,12 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def command_group(**options: Any) -> typer.Typer:
-    """A Typer app (the root or a group of commands) whose help and usage errors click prints as plain text:
-    Typer's rich formatting imports rich's Markdown and syntax highlighting, which would cost every
-    ``--help`` and every mistyped option about as long as the rest of the start."""
-    return typer.Typer(rich_markup_mode=None, **options)
+def command_group(typer_class: type[typer.Typer] = typer.Typer, **options: Any) -> typer.Typer:
+    """A Typer app (the root or a group of commands; ``typer_class``, typer's or the root's own) whose help
+    and usage errors click prints as plain text: Typer's rich formatting imports rich's Markdown and syntax
+    highlighting, which would cost every ``--help`` and every mistyped option about as long as the rest of
+    the start."""
+    return typer_class(rich_markup_mode=None, **options)
 
 
 #: An option's placeholder in the help by its value's type, where typer would show the type's name

@@ -1,9 +1,10 @@
 """The ``emrml`` program's start and end (``emrml.cli_program``): a command that runs a job starts the job
-fork server before the command line's own imports; a command ends without the interpreter's teardown, its
-``atexit`` functions run and its output flushed."""
+fork server before the command line's own imports; a command ends without the interpreter's teardown, as
+does the fork server once its clients are gone, their ``atexit`` functions run and their output flushed."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -126,3 +127,56 @@ end_program(4)
 """
     ended = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert (ended.returncode, ended.stdout) == (4, "thread done\n")
+
+
+#: Preloaded by the job fork server (``TEARDOWN_PROBE``): writes to the file ``$PROBE_FILE`` that it was
+#: loaded, and when the modules are torn down at the exit.
+PROBE_MODULE = """
+import os, sys, types
+
+out = os.open(os.environ["PROBE_FILE"], os.O_WRONLY | os.O_APPEND)
+os.write(out, b"loaded\\n")
+
+class Teardown:
+    def __del__(self, write=os.write, out=out):
+        write(out, b"teardown\\n")
+
+def at_exit():
+    # A module made now: the teardown leaves what the fork server preloaded (frozen by ``preload_end``) as
+    # it is.
+    module = types.ModuleType("teardown_at_exit")
+    module.kept = Teardown()
+    sys.modules[module.__name__] = module
+
+import atexit
+atexit.register(at_exit)
+"""
+
+#: Starts the job fork server as a command does, the probe among its preload, and forks a worker from it
+#: (so the preload is done).
+TEARDOWN_PROBE = """
+from emrml.service import forkserver
+
+forkserver.PRELOAD.append("teardown_probe")
+forkserver.start_early()
+spawn = forkserver.context()
+with forkserver.main_hidden():
+    worker = spawn.Process(target=print, args=("worker",))
+    worker.start()
+worker.join()
+"""
+
+
+def test_the_fork_server_ends_without_its_teardown_with_its_clients(tmp_path: Path) -> None:
+    (tmp_path / "teardown_probe.py").write_text(PROBE_MODULE)
+    probe_file = tmp_path / "probe.txt"
+    probe_file.touch()
+    path = os.pathsep.join([str(tmp_path), *sys.path])
+    env = {**os.environ, "PYTHONPATH": path, "PROBE_FILE": str(probe_file)}
+    # The output's end is read when every process holding it is gone: the fork server among them.
+    result = subprocess.run(
+        [sys.executable, "-c", TEARDOWN_PROBE], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "worker\n"
+    assert probe_file.read_text() == "loaded\n"

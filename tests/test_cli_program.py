@@ -43,7 +43,8 @@ def test_the_commands_that_run_a_job_are_known_by_their_words(words: str, runs: 
 
 
 #: Run as the console script ``emrml``: says, when the job fork server is started, whether typer was
-#: imported by then, and prints at its ``atexit`` and when its modules are torn down.
+#: imported by then, and prints at its ``atexit`` (with whether rich was imported) and when its modules are
+#: torn down.
 PROGRAM = """
 import os, sys, types
 from emrml.service import forkserver
@@ -63,7 +64,7 @@ def at_exit():
     module = types.ModuleType("teardown_probe")
     module.kept = Teardown()
     sys.modules[module.__name__] = module
-    print("atexit")
+    print("atexit", "rich" if "rich" in sys.modules else "-")
 
 import atexit
 atexit.register(at_exit)
@@ -99,6 +100,7 @@ def test_a_command_that_runs_a_job_starts_the_fork_server_before_typer(
     # (the service's opening asks again: the fork server already runs)
     assert lines[0] == "fork server before typer"
     assert '"Status": "COMPLETED"' in created.stdout
+    assert lines[-1] == "atexit -"  # --output json: no progress bar drawn, and rich not imported for one
 
 
 @pytest.mark.parametrize(("words", "status"), [(["datasource", "list"], 0), (["datasource", "show", "x"], 3)])
@@ -108,7 +110,7 @@ def test_a_command_ends_without_the_teardown_its_atexit_run(
     home = _home(tmp_path, metastore_templates)
     ended = _program(tmp_path, "--home", str(home), "--output", "json", *words)
     assert ended.returncode == status, ended.stderr
-    assert ended.stdout.splitlines()[-1] == "atexit"  # the output flushed, its atexit run: nothing after
+    assert ended.stdout.splitlines()[-1] == "atexit -"  # the output flushed, its atexit run: nothing after
     assert "teardown" not in ended.stdout
 
 

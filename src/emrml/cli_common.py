@@ -441,9 +441,31 @@ def hoist_global_options(args: list[str]) -> list[str]:
     return front + rest
 
 
+class _NoProgress:
+    """The progress bar of ``--output json``, which draws nothing: what the commands call of rich's
+    ``Progress``, without importing rich (20-60 ms of a command's start)."""
+
+    def __enter__(self) -> _NoProgress:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    def add_task(self, description: str, **fields: Any) -> int:
+        return 0
+
+    def update(self, task: int, **fields: Any) -> None:
+        return None
+
+    def stop(self) -> None:
+        return None
+
+
 def job_progress(current: State) -> Any:
     """The rich progress bar jobs are waited with: on stderr, gone when done, off for --output json and
     when stderr is not a terminal (a log or a pipe: rich would draw nothing there but an empty line)."""
+    if current.json:
+        return _NoProgress()
     from rich.progress import (
         BarColumn,
         Progress,
@@ -464,5 +486,5 @@ def job_progress(current: State) -> Any:
         TimeElapsedColumn(),
         console=console,
         transient=True,
-        disable=current.json or not console.is_terminal,
+        disable=not console.is_terminal,
     )

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
 
+from emrml import collector
 from emrml.config import Settings
 from emrml.core.surrogates import is_text, shown_bytes
 from emrml.errors import AmazonMLError, InvalidInputException
@@ -212,10 +213,17 @@ class State:
                 from emrml.service import forkserver
 
                 forkserver.start_early()
-            # Imported here so that --help and argument errors do not pay for the service's imports.
-            from emrml.service.app import EmrML
+            # The service's imports (SQLAlchemy's ORM, the metastore's tables) are the program's start: the
+            # collector, which the command's work runs with, is paused for them (``emrml.collector``).
+            paused = collector.is_the_program() and collector.pause()
+            try:
+                # Imported here so that --help and argument errors do not pay for the service's imports.
+                from emrml.service.app import EmrML
 
-            self._service = EmrML(self.settings)
+                self._service = EmrML(self.settings)
+            finally:
+                if paused:
+                    collector.resume()
         return self._service
 
     def close(self) -> None:

@@ -42,13 +42,16 @@ def pause_while_starting() -> None:
         pause()
 
 
-def pause() -> None:
+def pause() -> bool:
     """Pause the collector (if it runs) until :func:`resume`: the start of a process whose imports are
-    its own (the program; the job fork server's preload, ``service.forkserver``)."""
+    its own (the program; the job fork server's preload, ``service.forkserver``). Returns whether it
+    paused it (it was running)."""
     global _paused
     if not _paused and gc.isenabled():
         gc.disable()
         _paused = True
+        return True
+    return False
 
 
 def resume() -> None:

@@ -42,13 +42,15 @@ def test_the_commands_that_run_a_job_are_known_by_their_words(words: str, runs: 
     assert runs_a_job(words.split()) is runs
 
 
-#: Run as the console script ``emrml``: says, when the job fork server is started, whether typer was
-#: imported by then, and prints at its ``atexit`` (with whether rich was imported) and when its modules are
-#: torn down.
+#: Run as the console script ``emrml`` (the module ``$PROBE_PRELOAD`` added to the job fork server's
+#: preload): says, when the job fork server is started, whether typer was imported by then, and prints at
+#: its ``atexit`` (with whether rich was imported) and when its modules are torn down.
 PROGRAM = """
 import os, sys, types
 from emrml.service import forkserver
 
+if os.environ.get("PROBE_PRELOAD"):
+    forkserver.PRELOAD.append(os.environ["PROBE_PRELOAD"])
 start = forkserver.start_early
 def start_early():
     print("fork server", "after typer" if "typer" in sys.modules else "before typer", flush=True)
@@ -74,10 +76,16 @@ sys.exit(app())
 """
 
 
-def _program(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _program(folder: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     script = folder / "emrml"
     script.write_text(PROGRAM)
-    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def _home(folder: Path, templates: Templates) -> Path:
@@ -101,6 +109,20 @@ def test_a_command_that_runs_a_job_starts_the_fork_server_before_typer(
     assert lines[0] == "fork server before typer"
     assert '"Status": "COMPLETED"' in created.stdout
     assert lines[-1] == "atexit -"  # --output json: no progress bar drawn, and rich not imported for one
+
+
+def test_a_command_ended_before_its_job_stops_the_fork_server_it_started(
+    tmp_path: Path, metastore_templates: Templates
+) -> None:
+    # The fork server's preload does not end here: the command's output is read to its end (the fork
+    # server holds it) once the command has ended all the same.
+    (tmp_path / "endless_preload.py").write_text("import time\ntime.sleep(600)\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path]), "PROBE_PRELOAD": "endless_preload"}
+    home = _home(tmp_path, metastore_templates)
+    command = ["--home", str(home), "datasource", "create", "--id", "ds-1"]
+    ended = _program(tmp_path, *command, "--data", str(tmp_path / "no.csv"), env=env)
+    assert ended.returncode == 2, ended.stderr  # no such data
+    assert ended.stdout.splitlines()[0] == "fork server before typer"
 
 
 @pytest.mark.parametrize(("words", "status"), [(["datasource", "list"], 0), (["datasource", "show", "x"], 3)])

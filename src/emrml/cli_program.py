@@ -66,9 +66,21 @@ def runs_a_job(args: Sequence[str]) -> bool:
 def start_job_server_early() -> None:
     """Start the job fork server now if this process is the ``emrml`` program and its command runs a job."""
     if collector.is_the_program() and runs_a_job(sys.argv[1:]):
+        # Registered before multiprocessing (imported with the fork server) registers its own exit
+        # function, which joins the job's workers: this one runs after it.
+        atexit.register(_stop_job_server)
         from emrml.service import forkserver
 
         forkserver.start_early()
+
+
+def _stop_job_server() -> None:
+    """At the program's exit, its workers joined: stop the fork server it started early. A command that
+    ended before its job (its arguments refused, its data missing) would otherwise leave it importing its
+    preload, holding the command's stdout and stderr open for a script reading them until it is done."""
+    from emrml.service import forkserver
+
+    forkserver.stop()
 
 
 def end_program(status: object) -> NoReturn:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 from collections.abc import Iterator
@@ -102,6 +103,15 @@ def end_with_its_clients(pid: int) -> None:
             with suppress(OSError, ValueError):
                 stream.flush()
         os._exit(0)
+
+
+def stop() -> None:
+    """Stop the fork server this process started, at once (SIGTERM), even in the middle of its preload: for
+    a process that is ending, its workers ended (``cli_program``)."""
+    pid = forkserver._forkserver._forkserver_pid
+    if pid is not None:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
 
 
 def start_early() -> None:

@@ -63,7 +63,8 @@ def test_a_command_starts_with_the_collector_paused_and_runs_with_it(
 ) -> None:
     home = _home(tmp_path, metastore_templates)
     printed = _program(tmp_path, "--home", str(home), "--output", "json", "model", "list")
-    assert printed == ["start off", "resume off -", "exit on frozen"]
+    # The service's imports (SQLAlchemy) are the program's start too: paused for them, then resumed.
+    assert printed == ["start off", "resume off -", "resume off frozen sqlalchemy", "exit on frozen"]
 
 
 def test_python_m_emrml_pauses_the_collector_too(tmp_path: Path, metastore_templates: Templates) -> None:

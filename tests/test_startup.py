@@ -459,6 +459,11 @@ def test_job_workers_find_what_arrow_imports_on_first_use_loaded(tmp_path: Path)
     assert _worker_has(tmp_path, "", "numpy.ma")
 
 
+def test_job_workers_find_their_grant_check_loaded(tmp_path: Path) -> None:
+    # Every job checks its creator's grants as it starts (service.job_grants): 5-15 ms of imports a worker.
+    assert _worker_has(tmp_path, "", "emrml.service.access")
+
+
 def test_job_workers_find_what_arrow_infers_types_with_loaded(tmp_path: Path) -> None:
     # pyarrow's first type inference of a Python value imports dateutil.relativedelta (2-30 ms): the
     # statistics' first comparison with "" paid it in the middle of every datasource job.

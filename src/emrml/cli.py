@@ -11,7 +11,15 @@ users, keys and groups, ``emrml.cli_stream``, ``emrml.cli_jobs``, ``emrml.cli_pl
 their commands.
 """
 
+# ruff: noqa: E402  (the job fork server starts before the other imports: see below)
+
 from __future__ import annotations
+
+from emrml.cli_program import end_program, start_job_server_early
+
+# First of all: a command that runs a job has the job fork server import the job code while this process
+# imports typer and the service (``emrml.cli_program``).
+start_job_server_early()
 
 import functools
 import importlib
@@ -146,7 +154,22 @@ class _Root(TyperGroup):
             return super().invoke(ctx)
 
 
+class _Program(typer.Typer):
+    """The root: run as the ``emrml`` program, it ends the process when its command is done
+    (``cli_program.end_program``); called from another program (a test's), it returns or raises as typer's."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if not collector.is_the_program():
+            return super().__call__(*args, **kwargs)
+        try:
+            super().__call__(*args, **kwargs)
+        except SystemExit as exc:
+            end_program(exc.code)
+        end_program(None)  # (typer's standalone mode ends in SystemExit: this is its standalone_mode=False)
+
+
 app = command_group(
+    typer_class=_Program,
     name="emrml",
     cls=_Root,
     help="emrml: a self-hosted Amazon Machine Learning.",

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
 
+from emrml import collector
 from emrml.config import Settings
 from emrml.core.surrogates import is_text, shown_bytes
 from emrml.errors import AmazonMLError, InvalidInputException
@@ -60,11 +61,12 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def command_group(**options: Any) -> typer.Typer:
-    """A Typer app (the root or a group of commands) whose help and usage errors click prints as plain text:
-    Typer's rich formatting imports rich's Markdown and syntax highlighting, which would cost every
-    ``--help`` and every mistyped option about as long as the rest of the start."""
-    return typer.Typer(rich_markup_mode=None, **options)
+def command_group(typer_class: type[typer.Typer] = typer.Typer, **options: Any) -> typer.Typer:
+    """A Typer app (the root or a group of commands; ``typer_class``, typer's or the root's own) whose help
+    and usage errors click prints as plain text: Typer's rich formatting imports rich's Markdown and syntax
+    highlighting, which would cost every ``--help`` and every mistyped option about as long as the rest of
+    the start."""
+    return typer_class(rich_markup_mode=None, **options)
 
 
 #: An option's placeholder in the help by its value's type, where typer would show the type's name
@@ -211,10 +213,17 @@ class State:
                 from emrml.service import forkserver
 
                 forkserver.start_early()
-            # Imported here so that --help and argument errors do not pay for the service's imports.
-            from emrml.service.app import EmrML
+            # The service's imports (SQLAlchemy's ORM, the metastore's tables) are the program's start: the
+            # collector, which the command's work runs with, is paused for them (``emrml.collector``).
+            paused = collector.is_the_program() and collector.pause()
+            try:
+                # Imported here so that --help and argument errors do not pay for the service's imports.
+                from emrml.service.app import EmrML
 
-            self._service = EmrML(self.settings)
+                self._service = EmrML(self.settings)
+            finally:
+                if paused:
+                    collector.resume()
         return self._service
 
     def close(self) -> None:
@@ -440,9 +449,31 @@ def hoist_global_options(args: list[str]) -> list[str]:
     return front + rest
 
 
+class _NoProgress:
+    """The progress bar of ``--output json``, which draws nothing: what the commands call of rich's
+    ``Progress``, without importing rich (20-60 ms of a command's start)."""
+
+    def __enter__(self) -> _NoProgress:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    def add_task(self, description: str, **fields: Any) -> int:
+        return 0
+
+    def update(self, task: int, **fields: Any) -> None:
+        return None
+
+    def stop(self) -> None:
+        return None
+
+
 def job_progress(current: State) -> Any:
     """The rich progress bar jobs are waited with: on stderr, gone when done, off for --output json and
     when stderr is not a terminal (a log or a pipe: rich would draw nothing there but an empty line)."""
+    if current.json:
+        return _NoProgress()
     from rich.progress import (
         BarColumn,
         Progress,
@@ -463,5 +494,5 @@ def job_progress(current: State) -> Any:
         TimeElapsedColumn(),
         console=console,
         transient=True,
-        disable=current.json or not console.is_terminal,
+        disable=not console.is_terminal,
     )

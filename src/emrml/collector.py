@@ -24,7 +24,7 @@ import sys
 _paused = False
 
 
-def _is_the_program() -> bool:
+def is_the_program() -> bool:
     """Whether this process runs the ``emrml`` program: ``python -m emrml`` or the console script (not a
     process multiprocessing started from it, whose copy of the main module is named ``__mp_main__``)."""
     main = sys.modules.get("__main__")
@@ -38,17 +38,20 @@ def _is_the_program() -> bool:
 
 def pause_while_starting() -> None:
     """Pause the collector if this process is the ``emrml`` program and it runs."""
-    if _is_the_program():
+    if is_the_program():
         pause()
 
 
-def pause() -> None:
+def pause() -> bool:
     """Pause the collector (if it runs) until :func:`resume`: the start of a process whose imports are
-    its own (the program; the job fork server's preload, ``service.forkserver``)."""
+    its own (the program; the job fork server's preload, ``service.forkserver``). Returns whether it
+    paused it (it was running)."""
     global _paused
     if not _paused and gc.isenabled():
         gc.disable()
         _paused = True
+        return True
+    return False
 
 
 def resume() -> None:

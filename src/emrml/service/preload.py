@@ -1,7 +1,8 @@
 """What the job fork server imports once, before it forks each worker: the job code, with Arrow's pandas
 probe settled (``emrml.core.arrow``) so that no worker imports pandas, its type inference settled
-(``settle_type_inference``), the metastore's ORM ready to use
-(``ready_metastore``), and the C allocator told to keep the memory a job frees (``keep_freed_memory``).
+(``settle_type_inference``), the metastore's ORM ready to use (``ready_metastore``), the access checks
+every job starts with (``service.job_grants``: 5-15 ms a worker otherwise), and the C allocator told to
+keep the memory a job frees (``keep_freed_memory``).
 ``emrml.service.forkserver`` adds the learner and scorer modules to the list in a long-lived server."""
 
 import ctypes
@@ -15,7 +16,7 @@ import sqlalchemy.dialects.sqlite  # noqa: F401  (see ready_metastore)
 from sqlalchemy.orm import configure_mappers
 
 from emrml.core.arrow import skip_pandas_probe
-from emrml.service import rows, tasks  # noqa: F401  (the mapped classes ready_metastore configures; the job functions)
+from emrml.service import access, rows, tasks  # noqa: F401  (the access checks; the mapped classes; the jobs)
 
 #: From glibc's <malloc.h>.
 M_TRIM_THRESHOLD = -1

@@ -339,15 +339,19 @@ def main() -> None:
         print(f"datasource create on {SAMPLE_ROWS:,} rows: CLI wall / the job's ComputeTime", flush=True)
         walls, computes, before_walls, before_computes = [], [], [], []
         for i in range(args.pairs):
+            # With --before, the two trees take turns going first, as in ``run_pairs``.
+            if BEFORE is not None and i % 2:
+                before_wall, before_compute = create(BEFORE, f"ds-before-{i}")
             wall, compute = create(ENVIRONMENT, f"ds-start-{i}")
+            if BEFORE is not None and not i % 2:
+                before_wall, before_compute = create(BEFORE, f"ds-before-{i}")
             walls.append(wall)
             computes.append(compute)
             line = f"  run {i + 1}: wall {wall:.3f} s, ComputeTime {compute:.3f} s"
             if BEFORE is not None:
-                wall, compute = create(BEFORE, f"ds-before-{i}")
-                before_walls.append(wall)
-                before_computes.append(compute)
-                line += f"; before: wall {wall:.3f} s, ComputeTime {compute:.3f} s"
+                before_walls.append(before_wall)
+                before_computes.append(before_compute)
+                line += f"; before: wall {before_wall:.3f} s, ComputeTime {before_compute:.3f} s"
             print(line, flush=True)
         comparisons.append(
             Comparison(

@@ -105,9 +105,7 @@ def app(settings: Settings) -> Iterator[EmrML]:
 def sqlite_app(tmp_path: Path, metastore_templates: Templates) -> Iterator[EmrML]:
     """An app on SQLite only (its home's own metastore.db, at the current schema), for slow end-to-end
     flows whose metastore use the other tests cover."""
-    home = tmp_path / "home"
-    home.mkdir(mode=0o700)
-    metastore_templates.sqlite_file(home / "metastore.db")
+    home = metastore_templates.sqlite_home(tmp_path / "home")
     settings = Settings.load(environ={}, home=home)
     application = EmrML(settings)
     yield application

@@ -153,6 +153,13 @@ class Templates:
         shutil.copyfile(self.made.get("sqlite") or self._make("sqlite"), path)
         return path
 
+    def sqlite_home(self, home: Path) -> Path:
+        """A new home folder ``home`` whose SQLite metastore is at the current schema, as after a first
+        command: a command run on it has nothing to migrate."""
+        home.mkdir(mode=0o700)
+        self.sqlite_file(home / "metastore.db")
+        return home
+
     def _server(self, kind: str) -> _Server:
         template = self.made.get(kind) or self._make(kind)
         server: _Server = _Postgres(template) if kind == "postgresql" else _MariaDB(template)

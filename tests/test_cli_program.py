@@ -88,17 +88,10 @@ def _program(folder: Path, *args: str, env: dict[str, str] | None = None) -> sub
     )
 
 
-def _home(folder: Path, templates: Templates) -> Path:
-    home = folder / "home"
-    home.mkdir(mode=0o700)
-    templates.sqlite_file(home / "metastore.db")
-    return home
-
-
 def test_a_command_that_runs_a_job_starts_the_fork_server_before_typer(
     tmp_path: Path, metastore_templates: Templates
 ) -> None:
-    home = _home(tmp_path, metastore_templates)
+    home = metastore_templates.sqlite_home(tmp_path / "home")
     data = write_bank_sample(tmp_path / "bank.csv", 50)
     (tmp_path / "bank.csv.schema").write_text(bank_sample_schema().to_json())
     command = ["--home", str(home), "--output", "json", "datasource", "create", "--id", "ds-1"]
@@ -118,7 +111,7 @@ def test_a_command_ended_before_its_job_stops_the_fork_server_it_started(
     # server holds it) once the command has ended all the same.
     (tmp_path / "endless_preload.py").write_text("import time\ntime.sleep(600)\n")
     env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path]), "PROBE_PRELOAD": "endless_preload"}
-    home = _home(tmp_path, metastore_templates)
+    home = metastore_templates.sqlite_home(tmp_path / "home")
     command = ["--home", str(home), "datasource", "create", "--id", "ds-1"]
     ended = _program(tmp_path, *command, "--data", str(tmp_path / "no.csv"), env=env)
     assert ended.returncode == 2, ended.stderr  # no such data
@@ -129,7 +122,7 @@ def test_a_command_ended_before_its_job_stops_the_fork_server_it_started(
 def test_a_command_ends_without_the_teardown_its_atexit_run(
     tmp_path: Path, metastore_templates: Templates, words: list[str], status: int
 ) -> None:
-    home = _home(tmp_path, metastore_templates)
+    home = metastore_templates.sqlite_home(tmp_path / "home")
     ended = _program(tmp_path, "--home", str(home), "--output", "json", *words)
     assert ended.returncode == status, ended.stderr
     assert ended.stdout.splitlines()[-1] == "atexit -"  # the output flushed, its atexit run: nothing after

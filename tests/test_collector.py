@@ -51,24 +51,17 @@ def _program(folder: Path, *args: str, module: bool = False) -> list[str]:
     return [line for line in result.stdout.splitlines() if line.split(" ")[0] in steps]
 
 
-def _home(folder: Path, templates: Templates) -> Path:
-    home = folder / "home"
-    home.mkdir(mode=0o700)
-    templates.sqlite_file(home / "metastore.db")
-    return home
-
-
 def test_a_command_starts_with_the_collector_paused_and_runs_with_it(
     tmp_path: Path, metastore_templates: Templates
 ) -> None:
-    home = _home(tmp_path, metastore_templates)
+    home = metastore_templates.sqlite_home(tmp_path / "home")
     printed = _program(tmp_path, "--home", str(home), "--output", "json", "model", "list")
     # The service's imports (SQLAlchemy) are the program's start too: paused for them, then resumed.
     assert printed == ["start off", "resume off -", "resume off frozen sqlalchemy", "exit on frozen"]
 
 
 def test_python_m_emrml_pauses_the_collector_too(tmp_path: Path, metastore_templates: Templates) -> None:
-    home = _home(tmp_path, metastore_templates)
+    home = metastore_templates.sqlite_home(tmp_path / "home")
     printed = _program(tmp_path, "--home", str(home), "--output", "json", "model", "list", module=True)
     # The module's own start is not seen (the program imports the command line itself): its end is.
     assert printed[-1] == "exit on frozen"
@@ -76,7 +69,7 @@ def test_python_m_emrml_pauses_the_collector_too(tmp_path: Path, metastore_templ
 
 def test_a_server_collects_from_the_moment_it_listens(tmp_path: Path, metastore_templates: Templates) -> None:
     # Its start's imports (SQLAlchemy, the metastore's tables, Starlette) ran with the collector paused.
-    home = _home(tmp_path, metastore_templates)
+    home = metastore_templates.sqlite_home(tmp_path / "home")
     serve = ["serve", "--port", "1", "--workers-jobs", "0", "--console-in-process"]
     printed = _program(tmp_path, "--home", str(home), *serve)
     assert printed == ["start off", "resume off sqlalchemy", "listen on frozen", "exit on frozen"]

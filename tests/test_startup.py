@@ -78,7 +78,7 @@ def test_a_create_request_imports_no_numpy_or_arrow(tmp_path: Path, metastore_te
     data = write_bank_sample(tmp_path / "bank.csv", 20)
     schema = tmp_path / "bank.csv.schema"
     schema.write_text(bank_sample_schema().to_json())
-    env = {"EMRML_HOME": str(_current_home(tmp_path / "home", metastore_templates))}
+    env = {"EMRML_HOME": str(metastore_templates.sqlite_home(tmp_path / "home"))}
     command = ["-m", "emrml", "--output", "json", "datasource", "create", "--no-wait", "--data", str(data)]
     command += ["--schema", str(schema), "--rearrangement", '{"splitting":{"percentEnd":70}}']
     created = imported_modules(*command, "--id", "ds-1", env=env)
@@ -101,7 +101,7 @@ app(sys.argv[1:], prog_name="emrml")
 
 def test_a_server_starts_without_rich(tmp_path: Path, metastore_templates: Templates) -> None:
     # A server draws no table: it echoes its few lines, and rich stays out of its start.
-    home = _current_home(tmp_path / "home", metastore_templates)
+    home = metastore_templates.sqlite_home(tmp_path / "home")
     command = [sys.executable, "-c", SERVE_PROBE, "--home", str(home), "serve", "--port", "1"]
     command += ["--workers-jobs", "0", "--console-in-process"]
     result = subprocess.run(command, capture_output=True, text=True, check=True, timeout=120)
@@ -159,7 +159,7 @@ def test_a_server_answers_predict_without_the_orm(tmp_path: Path, metastore_temp
     from emrml.service.identity import Identities
     from emrml.service.tables import ML_MODELS
 
-    home = _current_home(tmp_path / "home", metastore_templates)
+    home = metastore_templates.sqlite_home(tmp_path / "home")
     _save_small_model(tmp_path / "model.zip")
     app = EmrML(Settings.load(environ={}, home=home))  # the home's model and caller, made here
     try:
@@ -216,7 +216,7 @@ def test_a_batch_prediction_request_imports_no_engine(tmp_path: Path, metastore_
     data = write_bank_sample(tmp_path / "bank.csv", 20)
     schema = tmp_path / "bank.csv.schema"
     schema.write_text(bank_sample_schema().to_json())
-    home = _current_home(tmp_path / "home", metastore_templates)
+    home = metastore_templates.sqlite_home(tmp_path / "home")
     app = EmrML(Settings.load(environ={}, home=home))  # the objects it needs, made here: not what is checked
     try:
         spec = {"DataLocationS3": str(data), "DataSchema": schema.read_text()}
@@ -234,14 +234,6 @@ def test_a_batch_prediction_request_imports_no_engine(tmp_path: Path, metastore_
     create += ["--datasource", "ds-1", "--output-uri", str(tmp_path / "out")]
     for words in (create, ["batch-prediction", "show", "bp-1"]):
         assert imported_modules(*cli, *words, env=env) & {"numpy", "pyarrow", "pandas", "scipy"} == set()
-
-
-def _current_home(home: Path, templates: Templates) -> Path:
-    """A new home whose metastore is at the current schema (a copy of the migrated template), as after a
-    first command: a command run on it has nothing to migrate."""
-    home.mkdir(mode=0o700)
-    templates.sqlite_file(home / "metastore.db")
-    return home
 
 
 def test_the_predict_path_imports_no_scipy_or_arrow(tmp_path: Path) -> None:

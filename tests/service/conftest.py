@@ -3,15 +3,18 @@
 The other suites stay on SQLite and PostgreSQL (tests/conftest.py): the service layer is where the
 metastore is used, and one more database for every web or CLI test would only add CI time.
 
-The fixtures several test modules share live here too; the costly ones (trained models, a database of a
-million rows) for the session, so that the modules sharing them still build them once a process.
+The fixtures several test modules share live here too; the costly ones for the session, so that the
+modules sharing them still build them once a process (trained models), or once a run (a database of a
+million rows, which the pytest-xdist processes share).
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy
@@ -29,6 +32,7 @@ from sql_helpers import (
 from emrml.config import Settings
 from emrml.service.app import EmrML
 from metastores import MARIADB_ADMIN, POSTGRES_ADMIN, Templates
+from run_lock import run_lock
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
@@ -101,28 +105,55 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def databases() -> Iterator[Databases]:
-    """A database on each server with a million rows, made once for the session (it was a module's): the
-    RDS and Redshift datasource modules (test_sql_datasources_*.py) read it, and filling it takes seconds."""
-    suffix = uuid.uuid4().hex[:12]
-    name, user = f"emrmlsql{suffix}", f"emrml_{suffix}"
+def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Databases]:
+    """A database on each server with a million rows, made once for the run: the RDS and Redshift
+    datasource modules (test_sql_datasources_*.py) only read it, and filling it takes seconds, several
+    times more when each pytest-xdist process filled its own at once. The first process to need it makes
+    it, the last one done with it drops it (a count of its users beside the run's lock)."""
+    with run_lock(tmp_path_factory, "sql-databases") as folder:
+        users = folder / "sql-databases.json"
+        if users.exists():
+            shared = json.loads(users.read_text())
+        else:
+            suffix = uuid.uuid4().hex[:12]
+            shared = {"name": f"emrmlsql{suffix}", "user": f"emrml_{suffix}", "users": 0}
+            try:
+                create_mariadb_database(shared["name"], shared["user"])
+                create_postgres_database(shared["name"])
+            except sqlalchemy.exc.OperationalError as exc:
+                needed = "MariaDB (127.0.0.1:3306) and PostgreSQL (127.0.0.1:5432) are needed"
+                pytest.skip(f"{needed}: {exc.orig}")
+        shared["users"] += 1
+        _write_json(users, shared)
     try:
-        create_mariadb_database(name, user)
-        create_postgres_database(name)
-    except sqlalchemy.exc.OperationalError as exc:
-        pytest.skip(f"MariaDB (127.0.0.1:3306) and PostgreSQL (127.0.0.1:5432) are needed: {exc.orig}")
-    try:
-        yield Databases(name, user)
+        yield Databases(shared["name"], shared["user"])
     finally:
-        admin = sqlalchemy.create_engine(MARIADB_ADMIN, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
-            connection.exec_driver_sql(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
-        admin.dispose()
-        admin = sqlalchemy.create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.dispose()
+        with run_lock(tmp_path_factory, "sql-databases"):
+            shared = json.loads(users.read_text())
+            shared["users"] -= 1
+            if shared["users"]:
+                _write_json(users, shared)
+            else:
+                _drop_databases(shared["name"], shared["user"])
+                users.unlink()
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(value))
+    partial.replace(path)
+
+
+def _drop_databases(name: str, user: str) -> None:
+    admin = sqlalchemy.create_engine(MARIADB_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+        connection.exec_driver_sql(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
+    admin.dispose()
+    admin = sqlalchemy.create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.dispose()
 
 
 @pytest.fixture

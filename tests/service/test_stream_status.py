@@ -4,11 +4,15 @@ for those that ran when it was asked to stop."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
-from sqlalchemy import event, select
+import pytest
+from sqlalchemy import event, select, update
 
+from emrml.service import streams
 from emrml.service.app import EmrML
 from emrml.service.rows import Stream, StreamConsumer
+from emrml.service.stream_status import live_consumers
 
 
 def _stream(app: EmrML, stream_id: str, consumers: list[tuple[str, int, str]]) -> None:
@@ -144,3 +148,35 @@ def test_a_run_of_many_consumers_is_told_from_a_few_rows(app: EmrML) -> None:
     )
     assert "pid 4901" in message and "pid 4902" in message and "pid 4903" not in message
     assert "2 more consumers stopped reporting without stopping: their processes are frozen" in message
+
+
+def test_a_consumer_starting_while_the_stream_is_read_leaves_no_stale_message(
+    sqlite_app: EmrML, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A consumer that starts as GetStream reads the stream commits its row and the clearing of the earlier
+    consumer's failure together (``Consumer._prepare``); GetStream read the stream's message before and the
+    live consumers after, and said RUNNING with one consumer and the failure it no longer had."""
+    failure = "consumer host-4801:4801:c stopped: boom"
+    _stream(sqlite_app, "st-joined", [("FAILED", 4801, failure)])
+    with sqlite_app.sessions() as session, session.begin():
+        stream = session.get(Stream, "st-joined")
+        assert stream is not None
+        stream.message = failure
+
+    def joined_meanwhile(session: Any, stream_id: str, lease_seconds: float) -> list[StreamConsumer]:
+        with sqlite_app.sessions() as other, other.begin():
+            if other.get(StreamConsumer, "host-4802:4802:c") is None:
+                moment = time.time()
+                other.add(
+                    StreamConsumer(
+                        id="host-4802:4802:c", stream_id=stream_id, host="host-4802", pid=4802,
+                        started_at=moment, heartbeat_at=moment, status="RUNNING", records_per_second=0.0,
+                    )
+                )  # fmt: skip
+                other.execute(update(Stream).where(Stream.id == stream_id).values(message=None))
+        return live_consumers(session, stream_id, lease_seconds)
+
+    monkeypatch.setattr(streams, "live_consumers", joined_meanwhile)
+    described = sqlite_app.call("GetStream", {"StreamId": "st-joined"})
+    assert (described["Status"], described["Consumers"]) == ("RUNNING", 1)
+    assert "Message" not in described

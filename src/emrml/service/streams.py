@@ -399,6 +399,10 @@ def _load(
         )
     )
     live = live_consumers(session, stream.id, app.settings.stream_lease_seconds)
+    # The message read again after the consumers: a consumer clears the earlier failure as it adds its row,
+    # in one transaction, and reads outside one snapshot (SQLite, PostgreSQL's READ COMMITTED) could
+    # otherwise pair the new consumer with the message it cleared.
+    session.refresh(stream, ["message"])
     return leases, live, consumers_gone(session, stream, live)
 
 

@@ -215,7 +215,7 @@ class State:
                 forkserver.start_early()
             # The service's imports (SQLAlchemy's ORM, the metastore's tables) are the program's start: the
             # collector, which the command's work runs with, is paused for them (``emrml.collector``).
-            paused = collector.is_the_program() and collector.pause()
+            paused = collector.pause_while_starting()
             try:
                 # Imported here so that --help and argument errors do not pay for the service's imports.
                 from emrml.service.app import EmrML

@@ -36,10 +36,9 @@ def is_the_program() -> bool:
     return bool(sys.argv) and os.path.basename(sys.argv[0]) == "emrml"
 
 
-def pause_while_starting() -> None:
-    """Pause the collector if this process is the ``emrml`` program and it runs."""
-    if is_the_program():
-        pause()
+def pause_while_starting() -> bool:
+    """Pause the collector if this process is the ``emrml`` program and it runs; whether it paused it."""
+    return is_the_program() and pause()
 
 
 def pause() -> bool:

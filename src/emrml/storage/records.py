@@ -184,6 +184,12 @@ def _lone_returns(buf: bytes) -> bool:
     return b"\r" in buf and buf.count(b"\r") != buf.count(b"\r\n")
 
 
+def _columns(table: pa.Table) -> list[pa.Array]:
+    """The columns of a parsed block: one chunk each when parsed in one piece, taken as it is
+    (``combine_chunks`` copies it)."""
+    return [c.chunk(0) if c.num_chunks == 1 else c.combine_chunks() for c in table.columns]
+
+
 class _BlockParser:
     """Turns blocks of records into chunks: classifies records, parses the valid ones with pyarrow."""
 
@@ -335,9 +341,7 @@ class _BlockParser:
             table = self._try_parse(block, valid)
             if table is None:
                 valid, table = self._bisect(block, valid, reasons)
-        # A block parsed in one piece has one chunk per column: taken as it is (combine_chunks copies it).
-        arrays = [c.chunk(0) if c.num_chunks == 1 else c.combine_chunks() for c in table.columns]
-        return pa.RecordBatch.from_arrays(arrays, names=self.names), valid, reasons
+        return pa.RecordBatch.from_arrays(_columns(table), names=self.names), valid, reasons
 
     def _parse_plain(self, block: Block) -> tuple[pa.RecordBatch, np.ndarray, Reasons] | None:
         """A block of plain lines (``Block.plain``) parsed whole, as the general way parses it when all of its
@@ -349,19 +353,13 @@ class _BlockParser:
         separators added up, read from the parsed columns' offsets, and the last one must end at the
         block's end."""
         records = len(block.indices)
-        data = pa.py_buffer(block.buf).slice(0, block.limit)
         try:
-            table = pacsv.read_csv(
-                pa.BufferReader(data),
-                read_options=self._read_options(data.size),
-                parse_options=self._parse_options[False, False],
-                convert_options=self._convert_options[not block.buf.isascii()],
-            )
+            table = self._read(pa.py_buffer(block.buf).slice(0, block.limit), block)
         except pa.ArrowInvalid:
             return None
         if table.num_rows != records:
             return None
-        arrays = [c.chunk(0) if c.num_chunks == 1 else c.combine_chunks() for c in table.columns]
+        arrays = _columns(table)
         width = len(arrays)
         # Added up in the offsets' own type (string columns: int32) while the block fits it: the sums grow
         # to the block's length at most, and a mixed int32 + int64 step costs four times as much.
@@ -488,17 +486,21 @@ class _BlockParser:
         if shielded:
             data = pa.py_buffer(self._shield + data.to_pybytes())
         try:
-            table = pacsv.read_csv(
-                pa.BufferReader(data),
-                read_options=self._read_options(data.size),
-                parse_options=self._parse_options[block.multiline, block.quoted],
-                convert_options=self._convert_options[not block.buf.isascii()],
-            )
+            table = self._read(data, block)
         except pa.ArrowInvalid as error:
             return str(error)
         if shielded:
             table = table.slice(1)
         return table if table.num_rows == len(records) else ""
+
+    def _read(self, data: pa.Buffer, block: Block) -> pa.Table:
+        """pyarrow's parse of ``data``, records of ``block``; raises ``pa.ArrowInvalid``."""
+        return pacsv.read_csv(
+            pa.BufferReader(data),
+            read_options=self._read_options(data.size),
+            parse_options=self._parse_options[block.multiline, block.quoted],
+            convert_options=self._convert_options[not block.buf.isascii()],
+        )
 
     def _read_options(self, size: int) -> pacsv.ReadOptions:
         # The whole block in one piece, on this thread: its columns come out in one chunk each (no copy to

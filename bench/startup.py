@@ -84,6 +84,9 @@ ENVIRONMENT = _environment()
 EMRML = str(Path(sys.executable).with_name("emrml"))
 
 
+#: The comparisons, by the names ``--only`` takes.
+COMPARISONS = ("help", "serve", "create")
+
 #: The environment of the older checkout's runs (``--before``), None without one.
 BEFORE: dict[str, str] | None = None
 
@@ -272,7 +275,14 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=7)
     parser.add_argument("--no-readme", action="store_true")
     parser.add_argument("--before", type=Path, help="src folder of an older checkout to measure too")
+    parser.add_argument(
+        "--only",
+        choices=COMPARISONS,
+        action="append",
+        help="run this comparison only (repeat for several; default: all three)",
+    )
     args = parser.parse_args()
+    only = set(args.only or COMPARISONS)
     import emrml
 
     global BEFORE
@@ -285,86 +295,92 @@ def main() -> None:
     print(f"load average {before}", flush=True)
     comparisons = []
 
-    print("emrml --help / python -m uvicorn --help", flush=True)
-    runs = run_pairs(
-        args.pairs,
-        lambda _, environment: timed([EMRML, "--help"], environment),
-        lambda _, environment: timed([sys.executable, "-m", "uvicorn", "--help"], environment),
-    )
-    comparisons.append(Comparison("help", "`emrml --help`", "`python -m uvicorn --help`", 1.5, *runs))
+    if "help" in only:
+        print("emrml --help / python -m uvicorn --help", flush=True)
+        runs = run_pairs(
+            args.pairs,
+            lambda _, environment: timed([EMRML, "--help"], environment),
+            lambda _, environment: timed([sys.executable, "-m", "uvicorn", "--help"], environment),
+        )
+        comparisons.append(Comparison("help", "`emrml --help`", "`python -m uvicorn --help`", 1.5, *runs))
 
     with tempfile.TemporaryDirectory(prefix="emrml-bench-startup-") as work:
         home = Path(work) / "home"
         print("preparing a model with a READY endpoint ...", flush=True)
         model_id, _, key, record = prepare_home(home)
 
-        def emrml_serve(_: int, environment: dict[str, str]) -> float:
-            port = free_port()
-            command = [EMRML, "--home", str(home), "serve", "--port", str(port), "--workers-jobs", "0"]
-            # The EndpointUrl this server shows: its own URL, as boto3 would send it.
-            request = signed_predict(port, model_id, f"http://127.0.0.1:{port}", key, record)
-            return first_answer(command, port, request, environment)
+        if "serve" in only:
 
-        def noop_serve(_: int, environment: dict[str, str]) -> float:
-            port = free_port()
-            body = b"{}"
-            request = raw_request(port, {"Content-Type": "application/x-amz-json-1.1"}, body)
-            return first_answer([sys.executable, "-c", NOOP_SERVER, str(port)], port, request, environment)
+            def emrml_serve(_: int, environment: dict[str, str]) -> float:
+                port = free_port()
+                command = [EMRML, "--home", str(home), "serve", "--port", str(port), "--workers-jobs", "0"]
+                # The EndpointUrl this server shows: its own URL, as boto3 would send it.
+                request = signed_predict(port, model_id, f"http://127.0.0.1:{port}", key, record)
+                return first_answer(command, port, request, environment)
 
-        print("emrml serve → first signed Predict / Starlette start → first POST", flush=True)
-        runs = run_pairs(args.pairs, emrml_serve, noop_serve)
-        comparisons.append(
-            Comparison(
-                "serve",
-                "`emrml serve` start → first signed Predict",
-                "bare Starlette start → first POST",
-                3.0,
-                *runs,
+            def noop_serve(_: int, environment: dict[str, str]) -> float:
+                port = free_port()
+                body = b"{}"
+                request = raw_request(port, {"Content-Type": "application/x-amz-json-1.1"}, body)
+                return first_answer(
+                    [sys.executable, "-c", NOOP_SERVER, str(port)], port, request, environment
+                )
+
+            print("emrml serve → first signed Predict / Starlette start → first POST", flush=True)
+            runs = run_pairs(args.pairs, emrml_serve, noop_serve)
+            comparisons.append(
+                Comparison(
+                    "serve",
+                    "`emrml serve` start → first signed Predict",
+                    "bare Starlette start → first POST",
+                    3.0,
+                    *runs,
+                )
             )
-        )
 
-        from emrml.samples import bank_sample_schema, write_bank_sample
+        if "create" in only:
+            from emrml.samples import bank_sample_schema, write_bank_sample
 
-        sample = write_bank_sample(Path(work) / "bank-5k.csv", SAMPLE_ROWS)
-        schema = Path(work) / "bank-5k.csv.schema"
-        schema.write_text(bank_sample_schema().to_json())
+            sample = write_bank_sample(Path(work) / "bank-5k.csv", SAMPLE_ROWS)
+            schema = Path(work) / "bank-5k.csv.schema"
+            schema.write_text(bank_sample_schema().to_json())
 
-        def create(environment: dict[str, str], entity_id: str) -> tuple[float, float]:
-            command = [EMRML, "--home", str(home), "--output", "json", "datasource", "create"]
-            command += ["--id", entity_id, "--data", str(sample), "--schema", str(schema)]
-            started = time.perf_counter()
-            out = subprocess.run(command, check=True, capture_output=True, text=True, env=environment)
-            return time.perf_counter() - started, compute_seconds(json.loads(out.stdout))
+            def create(environment: dict[str, str], entity_id: str) -> tuple[float, float]:
+                command = [EMRML, "--home", str(home), "--output", "json", "datasource", "create"]
+                command += ["--id", entity_id, "--data", str(sample), "--schema", str(schema)]
+                started = time.perf_counter()
+                out = subprocess.run(command, check=True, capture_output=True, text=True, env=environment)
+                return time.perf_counter() - started, compute_seconds(json.loads(out.stdout))
 
-        print(f"datasource create on {SAMPLE_ROWS:,} rows: CLI wall / the job's ComputeTime", flush=True)
-        walls, computes, before_walls, before_computes = [], [], [], []
-        for i in range(args.pairs):
-            # With --before, the two trees take turns going first, as in ``run_pairs``.
-            if BEFORE is not None and i % 2:
-                before_wall, before_compute = create(BEFORE, f"ds-before-{i}")
-            wall, compute = create(ENVIRONMENT, f"ds-start-{i}")
-            if BEFORE is not None and not i % 2:
-                before_wall, before_compute = create(BEFORE, f"ds-before-{i}")
-            walls.append(wall)
-            computes.append(compute)
-            line = f"  run {i + 1}: wall {wall:.3f} s, ComputeTime {compute:.3f} s"
-            if BEFORE is not None:
-                before_walls.append(before_wall)
-                before_computes.append(before_compute)
-                line += f"; before: wall {before_wall:.3f} s, ComputeTime {before_compute:.3f} s"
-            print(line, flush=True)
-        comparisons.append(
-            Comparison(
-                "create",
-                f"`emrml datasource create` on {SAMPLE_ROWS:,} rows, CLI wall",
-                "the job's own ComputeTime",
-                1.5,
-                walls,
-                computes,
-                before_walls,
-                before_computes,
+            print(f"datasource create on {SAMPLE_ROWS:,} rows: CLI wall / the job's ComputeTime", flush=True)
+            walls, computes, before_walls, before_computes = [], [], [], []
+            for i in range(args.pairs):
+                # With --before, the two trees take turns going first, as in ``run_pairs``.
+                if BEFORE is not None and i % 2:
+                    before_wall, before_compute = create(BEFORE, f"ds-before-{i}")
+                wall, compute = create(ENVIRONMENT, f"ds-start-{i}")
+                if BEFORE is not None and not i % 2:
+                    before_wall, before_compute = create(BEFORE, f"ds-before-{i}")
+                walls.append(wall)
+                computes.append(compute)
+                line = f"  run {i + 1}: wall {wall:.3f} s, ComputeTime {compute:.3f} s"
+                if BEFORE is not None:
+                    before_walls.append(before_wall)
+                    before_computes.append(before_compute)
+                    line += f"; before: wall {before_wall:.3f} s, ComputeTime {before_compute:.3f} s"
+                print(line, flush=True)
+            comparisons.append(
+                Comparison(
+                    "create",
+                    f"`emrml datasource create` on {SAMPLE_ROWS:,} rows, CLI wall",
+                    "the job's own ComputeTime",
+                    1.5,
+                    walls,
+                    computes,
+                    before_walls,
+                    before_computes,
+                )
             )
-        )
     after = load_average()
     body = report(comparisons, before, after, args.pairs)
     print(body)

@@ -5,6 +5,7 @@ Run by hand from the repository root (not part of the tests)::
     uv run --group bench python bench/startup.py        # 7 pairs per comparison; writes the README section
     uv run --group bench python bench/startup.py --pairs 3 --no-readme
     uv run --group bench python bench/startup.py --before /tmp/emrml-main/src   # adds an older checkout
+    uv run --group bench python bench/startup.py --only serve --no-readme        # one comparison (repeatable)
 
 Three comparisons, each a series of pairs: the two sides of a pair run back to back, in alternating order
 (emrml first in even pairs, the anchor first in odd ones), so a change in the machine's load hits both. The

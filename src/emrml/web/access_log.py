@@ -78,12 +78,10 @@ class AccessLog:
         access_key_id: str | None,
     ) -> None:
         """Keep the line of a request that started at ``started_ns`` (``time.perf_counter_ns()``) and has
-        just been answered with ``status``; ``request_id`` is one of ``new_request_id``'s."""
-        if (
-            self.batch
-            and (self.sample >= 1.0 or random.random() < self.sample)
-            and access_log.isEnabledFor(logging.INFO)
-        ):
+        just been answered with ``status``; ``request_id`` is one of ``new_request_id``'s. Whether the
+        logger writes INFO is asked once a batch, when it is written (a call a request cost 1 % of a signed
+        Predict)."""
+        if self.batch and (self.sample >= 1.0 or random.random() < self.sample):
             self._entries.append(
                 (
                     time.time_ns(),
@@ -108,7 +106,7 @@ class AccessLog:
                 entries.append(self._entries.popleft())
         except IndexError:  # another thread's flush took the rest
             pass
-        if entries:
+        if entries and access_log.isEnabledFor(logging.INFO):
             access_log.info("\n".join(self._lines(entries)))
 
     def _lines(self, entries: list[tuple[Any, ...]]) -> list[str]:

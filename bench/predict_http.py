@@ -37,7 +37,9 @@ of the bank file, each signed with botocore's SigV4 signer, which the server acc
 signature's 15-minute validity, as AWS does; the no-op side gets one plain ``POST /``. The two sides
 alternate (the order swaps every pair), so a change in the machine's load hits both; the table gives each
 side's median and the median of the pair ratios. Every emrml answer must be a 200 (``wrk`` counts the
-others).
+others). With one server process, each run also gives the server's CPU time (user and system, every thread:
+``/proc/PID/stat``) per answered request, which time spent waiting for a processor on a loaded machine does
+not inflate: ``--before`` compares it too.
 """
 
 from __future__ import annotations
@@ -97,6 +99,9 @@ class Run:
     p50_ms: float
     p99_ms: float
     errors: int
+    #: The server process's CPU time (user and system, all its threads) per answered request, in µs; 0 when
+    #: not measured. Steadier than the rates on a loaded machine: time spent descheduled is not in it.
+    cpu_us: float = 0.0
 
 
 def _lua_string(text: str) -> str:
@@ -152,6 +157,12 @@ def wrk(port: int, script: Path, connections: int, seconds: float) -> Run:
     if socket_errors:
         failed += sum(int(n) for n in socket_errors.groups())
     return Run(rate, _ms(percentiles["50"]), _ms(percentiles["99"]), failed)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """The user and system CPU time of process ``pid``'s threads so far (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _ms(text: str) -> float:
@@ -271,19 +282,27 @@ def main() -> None:
             for i in range(args.pairs):
                 for side in list(servers) if i % 2 == 0 else list(servers)[::-1]:
                     if side in ("noop", "spin"):
-                        runs[side].append(wrk(ports[side], noop_script, args.connections, args.seconds))
-                        continue
-                    # Signed now: valid for the next 15 minutes, far longer than a run.
-                    # The EndpointUrl the server shows: its own URL, as boto3 would send it.
-                    url = f"http://127.0.0.1:{ports[side]}"
-                    requests = signed_requests(ports[side], model_id, url, key, records)
-                    script = lua_script(requests, Path(work) / f"{side}.lua")
-                    runs[side].append(wrk(ports[side], script, args.connections, args.seconds))
+                        script = noop_script
+                    else:
+                        # Signed now: valid for the next 15 minutes, far longer than a run.
+                        # The EndpointUrl the server shows: its own URL, as boto3 would send it.
+                        url = f"http://127.0.0.1:{ports[side]}"
+                        requests = signed_requests(ports[side], model_id, url, key, records)
+                        script = lua_script(requests, Path(work) / f"{side}.lua")
+                    # With workers, the process started is their supervisor: its CPU time is not theirs.
+                    pid = servers[side].process.pid if args.workers == 1 else None
+                    cpu = process_cpu_seconds(pid) if pid else 0.0
+                    run = wrk(ports[side], script, args.connections, args.seconds)
+                    if pid:
+                        answered = run.requests_per_second * args.seconds
+                        run.cpu_us = (process_cpu_seconds(pid) - cpu) / answered * 1e6
+                    runs[side].append(run)
                 print(
                     f"  pair {i + 1}: "
                     + ", ".join(
                         f"{side} {runs[side][-1].requests_per_second:,.0f} req/s "
-                        f"(p99 {runs[side][-1].p99_ms:.2f} ms, {runs[side][-1].errors} errors)"
+                        f"(p99 {runs[side][-1].p99_ms:.2f} ms, {runs[side][-1].errors} errors, "
+                        f"CPU {runs[side][-1].cpu_us:.1f} µs a request)"
                         for side in servers
                     )
                     + f"; load {load_average()}",
@@ -298,7 +317,8 @@ def main() -> None:
         print(
             "\n" + _row(f"before: emrml from {args.before}", runs["before"]) + "\nMedian of pair ratios "
             f"after / before: **{_median_ratio(runs['emrml'], runs['before']):.2f}×**; before / no-op: "
-            f"**{_median_ratio(runs['before'], runs['noop']):.2f}×** (not written to the README)"
+            f"**{_median_ratio(runs['before'], runs['noop']):.2f}×**; the server's CPU a request after / "
+            f"before: **{_median_cpu_ratio(runs['emrml'], runs['before']):.2f}×** (not written to the README)"
         )
     elif args.workers != 1:
         print("(--workers: the README's section holds the one-process runs; not written)")
@@ -327,8 +347,8 @@ def report(runs: dict[str, list[Run]], args: argparse.Namespace, before: str, af
         "",
         machine_report(),
         "",
-        "| server | req/s (median) | p50 ms | p99 ms | non-200 answers |",
-        "|---|---:|---:|---:|---:|",
+        "| server | req/s (median) | p50 ms | p99 ms | non-200 answers | server CPU µs a request |",
+        "|---|---:|---:|---:|---:|---:|",
         _row("no-op Starlette (same uvicorn configuration)", noop),
         _row("emrml Predict, SigV4", emrml),
     ]
@@ -354,6 +374,10 @@ def report(runs: dict[str, list[Run]], args: argparse.Namespace, before: str, af
     return "\n".join(lines)
 
 
+def _median_cpu_ratio(these: list[Run], those: list[Run]) -> float:
+    return statistics.median(a.cpu_us / b.cpu_us for a, b in zip(these, those, strict=True))
+
+
 def _median_ratio(these: list[Run], those: list[Run]) -> float:
     return statistics.median(
         a.requests_per_second / b.requests_per_second for a, b in zip(these, those, strict=True)
@@ -365,7 +389,7 @@ def _row(name: str, runs: list[Run]) -> str:
         f"| {name} | {statistics.median(r.requests_per_second for r in runs):,.0f} | "
         f"{statistics.median(r.p50_ms for r in runs):.2f} | "
         f"{statistics.median(r.p99_ms for r in runs):.2f} | "
-        f"{sum(r.errors for r in runs)} |"
+        f"{sum(r.errors for r in runs)} | {statistics.median(r.cpu_us for r in runs):.1f} |"
     )
 
 

@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 
 #: The EntityId shape of the API model (pattern and 1..64 length) and VipURL's maximum length.
 _ENTITY_ID = re.compile(r"[a-zA-Z0-9_.-]{1,64}")
+#: Model ids found to match ``_ENTITY_ID``: a client names the same few models, and a set lookup costs a
+#: tenth of the regular expression (2,200 instructions, 1 % of a signed Predict over HTTP). Forgotten all
+#: at once when full, so that made-up ids cannot grow it.
+_VALID_IDS: set[str] = set()
+_MAX_VALID_IDS = 1024
 _MAX_URL = 2048
 # JSON spends at most 6 bytes on a character (a \u escape; UTF-8 takes at most 4) and 6 on an entry's quotes,
 # colon and comma.
@@ -42,7 +47,7 @@ def serve_predict(app: EmrML, request: Any, caller: str | None = None) -> Respon
         endpoint = request.get("PredictEndpoint")
         if (
             type(model_id) is str
-            and _ENTITY_ID.fullmatch(model_id) is not None
+            and (model_id in _VALID_IDS or _valid_id(model_id))
             and type(endpoint) is str
             and len(endpoint) <= _MAX_URL
             and type(record) is dict
@@ -58,6 +63,16 @@ def serve_predict(app: EmrML, request: Any, caller: str | None = None) -> Respon
     from emrml.service.validation import validate_request  # only for a request the check above refuses
 
     return predict(app, validate_request("Predict", request), caller)
+
+
+def _valid_id(model_id: str) -> bool:
+    """Whether ``model_id`` has the EntityId shape, remembered in ``_VALID_IDS`` when it has."""
+    if _ENTITY_ID.fullmatch(model_id) is None:
+        return False
+    if len(_VALID_IDS) >= _MAX_VALID_IDS:
+        _VALID_IDS.clear()
+    _VALID_IDS.add(model_id)
+    return True
 
 
 @operation("Predict")

@@ -48,6 +48,9 @@ def operation_name(target: str | None) -> str:
 
 #: The operations of the targets met so far: the usual request's is found by one lookup.
 _KNOWN_TARGETS: dict[str, str] = {}
+#: The operation of a target met before, else None (``operation_name`` then answers or refuses it): the
+#: server's handler finds the usual request's without a Python-level call.
+known_operation = _KNOWN_TARGETS.get
 
 
 def decode_request(body: bytes) -> dict[str, Any]:

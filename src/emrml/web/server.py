@@ -55,6 +55,7 @@ from emrml.errors import AmazonMLError, InternalServerException, RequestEntityTo
 from emrml.service.app import EmrML
 from emrml.service.auth import CredentialCache, check_signature, received_headers, signature_claim
 from emrml.service.identity import Identities, user_arn
+from emrml.service.predicting import serve_predict
 from emrml.service.remembered import Remembered
 from emrml.web.access_log import (
     AccessLog,
@@ -74,6 +75,7 @@ from emrml.web.protocol import (
     decode_request,
     encode_error,
     encode_response,
+    known_operation,
     operation_name,
 )
 from emrml.web.scheduler import JobScheduler
@@ -200,7 +202,7 @@ class ApiHandler:
                     arn = user_arn(self.service.settings.account_id, caller.user_name)
                 elif self.hosts is not None:
                     self.hosts.check(headers.get("host"))
-                name = operation_name(target)
+                name = known_operation(target) or operation_name(target)
                 request = decode_request(body)
                 model_id = request.get("MLModelId")
                 if (
@@ -209,7 +211,8 @@ class ApiHandler:
                     and type(model_id) is str
                     and model_id in self.service.mounted
                 ):
-                    response = self.service.call(name, request, arn, remote=True)
+                    # EmrML.call's own way for Predict, without its dispatch.
+                    response = serve_predict(self.service, request, arn)
                 else:
                     response = await self.threads.run(self.service.call, name, request, arn, remote=True)
                     if name in _QUEUEING and self.scheduler is not None:
@@ -227,7 +230,7 @@ class ApiHandler:
                 answer, payload, error_type = 500, encode_error(error), error.type_name
             response_headers = [
                 (b"content-type", _CONTENT_TYPE),
-                (b"content-length", str(len(payload)).encode()),
+                (b"content-length", b"%d" % len(payload)),
                 (b"x-amzn-requestid", request_id.encode()),
             ]
             if error_type is not None:

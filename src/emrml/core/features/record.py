@@ -311,8 +311,10 @@ SEEN_TOTAL = 16_384
 SEEN_LENGTH = 32
 
 #: An output scored by :func:`_looked_up`: its attribute, the term (value × weight) of each value found so
-#: far (a missing value's under both None and ""), and the function giving the term of any other value.
-Table = tuple[str, dict[str | None, float], Callable[[str, list[str]], float]]
+#: far (an empty value's among them), and the function giving the term of any other value (None: the record
+#: lacks the attribute). The tables hold strings only: a dict of str keys alone is searched by CPython's
+#: string comparison rather than the generic one, a fifth of a lookup less for each of a record's values.
+Table = tuple[str, dict[str, float], Callable[[str | None, list[str]], float]]
 
 
 def _looked_up(specs: tuple[Table, ...]) -> Score:
@@ -330,7 +332,7 @@ def _looked_up(specs: tuple[Table, ...]) -> Score:
     return looked_up
 
 
-def _remembering(table: dict[str | None, float], share: int) -> Callable[[str, float], None]:
+def _remembering(table: dict[str, float], share: int) -> Callable[[str, float], None]:
     """Adds a value's term to ``table`` while the table is within ``share`` of its starting size."""
     limit = len(table) + share
 
@@ -344,10 +346,12 @@ def _remembering(table: dict[str | None, float], share: int) -> Callable[[str, f
 def _category_table(name: str, weight_of: Mapping[str, float], share: int) -> Table:
     """A raw one-hot output: a known category's weight, 0 for a missing or unknown one (adding 0.0 leaves the
     total as it is)."""
-    table: dict[str | None, float] = {**weight_of, None: 0.0, "": 0.0}
+    table: dict[str, float] = {**weight_of, "": 0.0}
     remember = _remembering(table, share)
 
-    def weight(text: str, unparsed: list[str]) -> float:
+    def weight(text: str | None, unparsed: list[str]) -> float:
+        if text is None:
+            return 0.0
         # tf.category_value inlined: categories are stripped, so a value not found as it is may be padded.
         found = weight_of.get(text.strip(), 0.0)
         remember(text, found)
@@ -367,10 +371,12 @@ def _number_table(
     value scaled and weighted), or the missing indicator's weight (0 without one) for a missing or unreadable
     value; an unreadable one is also reported, so never remembered. Only a value not met before is parsed,
     so this needs no fast path of its own."""
-    table: dict[str | None, float] = {None: missing, "": missing}
+    table: dict[str, float] = {"": missing}
     remember = _remembering(table, share)
 
-    def term(text: str, unparsed: list[str]) -> float:
+    def term(text: str | None, unparsed: list[str]) -> float:
+        if text is None:
+            return missing
         value = parse(text)
         if value is None:
             if text.strip():

@@ -155,7 +155,9 @@ def test_a_consumer_starting_while_the_stream_is_read_leaves_no_stale_message(
 ) -> None:
     """A consumer that starts as GetStream reads the stream commits its row and the clearing of the earlier
     consumer's failure together (``Consumer._prepare``); GetStream read the stream's message before and the
-    live consumers after, and said RUNNING with one consumer and the failure it no longer had."""
+    live consumers after, and said RUNNING with one consumer and the failure it no longer had. Read in one
+    snapshot, taken before the consumer started, it tells the stream as it was then; the next read, as it
+    is now."""
     failure = "consumer host-4801:4801:c stopped: boom"
     _stream(sqlite_app, "st-joined", [("FAILED", 4801, failure)])
     with sqlite_app.sessions() as session, session.begin():
@@ -177,6 +179,10 @@ def test_a_consumer_starting_while_the_stream_is_read_leaves_no_stale_message(
         return live_consumers(session, stream_id, lease_seconds)
 
     monkeypatch.setattr(streams, "live_consumers", joined_meanwhile)
+    described = sqlite_app.call("GetStream", {"StreamId": "st-joined"})
+    assert (described["Status"], described["Consumers"]) == ("FAILED", 0)
+    assert described["Message"].startswith(f"{failure}; no consumer is running: ")
+    monkeypatch.undo()
     described = sqlite_app.call("GetStream", {"StreamId": "st-joined"})
     assert (described["Status"], described["Consumers"]) == ("RUNNING", 1)
     assert "Message" not in described

@@ -451,6 +451,29 @@ class Sessions:
         return maker()
 
 
+@contextmanager
+def snapshot(sessions: Sessions) -> Iterator[Session]:
+    """A session for reads that must agree with each other (rows read by several statements, that another
+    process changes together in one transaction): its reads all see the metastore as of the first one.
+
+    SQLite's driver begins no transaction before a SELECT, so each statement reads the latest commit: the
+    transaction is begun by hand (its first read fixes the snapshot, WAL mode lets writers go on). Under
+    PostgreSQL's default, READ COMMITTED, each statement takes a snapshot of its own; REPEATABLE READ takes
+    one for the transaction, as it is MariaDB's default (asked for anyway, a server may set another). The
+    session only reads: its transaction ends with it, and the connection goes back to the pool as it was."""
+    with sessions() as session:
+        if session.get_bind().dialect.name == "sqlite":
+            connection = session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            connection.exec_driver_sql("BEGIN")
+            try:
+                yield session
+            finally:
+                connection.exec_driver_sql("ROLLBACK")
+        else:
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            yield session
+
+
 def session_factory(engine: Engine) -> Sessions:
     return Sessions(engine)
 

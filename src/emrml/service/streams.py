@@ -28,7 +28,7 @@ from emrml.errors import (
 from emrml.service.access import Access
 from emrml.service.batch_predictions import check_output_uri
 from emrml.service.confinement import Authorizing, check_location
-from emrml.service.metastore import Sessions, now
+from emrml.service.metastore import Sessions, now, snapshot
 from emrml.service.operations import (
     CALLER,
     REMOTE,
@@ -392,17 +392,17 @@ def _summary(
 def _load(
     app: EmrML, session: Any, stream: Stream
 ) -> tuple[list[StreamLease], list[StreamConsumer], tuple[str, str] | None]:
-    """The stream's leases, its live consumers and what ``consumers_gone`` says of it."""
+    """The stream's leases, its live consumers and what ``consumers_gone`` says of it, read in ``session``,
+    a ``snapshot``, so that they agree. A consumer that starts adds its row and clears the earlier failure
+    from the stream in one transaction; reads each of the latest commit paired the stream's message with
+    consumers it did not go with, or missed the new consumer among the live ones and then found it among
+    the run's (``run_of``): a stream just started showed FAILED, its consumer having "stopped reporting"."""
     leases = list(
         session.scalars(
             select(StreamLease).where(StreamLease.stream_id == stream.id).order_by(StreamLease.shard_id)
         )
     )
     live = live_consumers(session, stream.id, app.settings.stream_lease_seconds)
-    # The message read again after the consumers: a consumer clears the earlier failure as it adds its row,
-    # in one transaction, and reads outside one snapshot (SQLite, PostgreSQL's READ COMMITTED) could
-    # otherwise pair the new consumer with the message it cleared.
-    session.refresh(stream, ["message"])
     return leases, live, consumers_gone(session, stream, live)
 
 
@@ -412,7 +412,7 @@ def get_stream(app: EmrML, request: Request) -> Response:
     was started with."""
     stream_id = _stream_id(request)
     settle_stopping(app.sessions, stream_id, app.settings.stream_lease_seconds)
-    with app.sessions() as session:
+    with snapshot(app.sessions) as session:
         stream = _find(session, stream_id)
         leases, consumers, gone = _load(app, session, stream)
     members = _summary(stream, leases, consumers, gone)
@@ -464,7 +464,7 @@ def describe_streams(app: EmrML, request: Request) -> Response:
     visible = app.access.visible("DescribeStreams", "Stream")
     if visible is not None:
         query = query.where(visible)
-    with app.sessions() as session:
+    with snapshot(app.sessions) as session:
         for stream in session.scalars(query):
             results.append(_summary(stream, *_load(app, session, stream)))
     return {"Results": results}

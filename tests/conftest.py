@@ -17,8 +17,8 @@ from metastores import Templates
 from s3_server import S3, S3Server
 
 #: Under CI a skipped test fails the run (tests/require_all.py); the Spark engine's tests share one process
-#: of pytest-xdist (tests/spark_group.py).
-pytest_plugins = ["require_all", "spark_group", "pytester"]
+#: of pytest-xdist, as do the tests of each module with a fixture of module scope (tests/xdist_groups.py).
+pytest_plugins = ["require_all", "xdist_groups", "pytester"]
 
 # S3 requests go to the loopback test server only, signed with throwaway credentials: set before any job
 # process (forked from a server started later) copies the environment, and so no real account is ever used.

@@ -468,7 +468,9 @@ def snapshot(sessions: Sessions) -> Iterator[Session]:
             try:
                 yield session
             finally:
-                connection.exec_driver_sql("ROLLBACK")
+                # The driver's rollback, which ends the transaction where SQLite has not already (it may
+                # on an error of the body's, whose report a failing ROLLBACK statement would replace).
+                connection.connection.rollback()
         else:
             session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             yield session

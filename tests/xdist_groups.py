@@ -6,8 +6,8 @@
   rest of the suite.
 - The tests of a module that use a fixture of module or class scope (a group per module, named by its
   path): a trained model, a server, a browser, built by each process that runs one of the module's tests
-  (1–10 s each here, about 30 s of the suite's wall time in all). Found by their fixtures' scope, so a
-  module that gains such a fixture is grouped without being listed.
+  (1–10 s each here). Found by their fixtures' scope, so a module that gains such a fixture is grouped
+  without being listed.
 """
 
 from __future__ import annotations

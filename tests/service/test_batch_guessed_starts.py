@@ -5,12 +5,17 @@ then plans again counting them. Either way the results are a sequential pass's, 
 from __future__ import annotations
 
 import gzip
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from batch_helpers import csv_text, generated_rows, generated_schema, predict_to
+from hypothesis import given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 
 from emrml.config import Settings
 from emrml.engine import batch, record_starts, units
@@ -156,3 +161,42 @@ def test_misplaced_is_an_odd_number_of_quotes_before_a_range_of_its_file() -> No
     assert not misplaced(units, [2, 4, 1, 4, 7])
     assert misplaced(units, [2, 3, 1, 0, 0])  # the third range of the first file starts after 5
     assert misplaced(units, [2, 4, 1, 1, 7])
+
+
+_LINES = st.lists(st.sampled_from([b"a,b", b"", b"\xef\xbb\xbfc,d", b"e\r", b"\r", b"fg,h"]), max_size=12)
+
+
+@examples(max_examples=150, deadline=None)
+@given(_LINES, st.integers(0, 60), st.sampled_from([b"\n", b"\r\n"]))
+def test_a_guessed_start_without_quotes_is_found_in_the_window_it_read(
+    lines: list[bytes], offset: int, end: bytes
+) -> None:
+    content = end.join(lines) + end
+    position = min(offset, len(content))
+    window = 16
+    read: list[int] = []
+    opened = record_starts.open_binary
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        raw = opened(*args, **kwargs)
+        plain = raw.read
+
+        def counted(size: int = -1) -> bytes:
+            data = plain(size)
+            read.append(len(data))
+            return data
+
+        raw.read = counted
+        return raw
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "data.csv"
+        path.write_bytes(content)
+        with mock.patch.object(record_starts, "_SYNC_WINDOW", window):
+            expected = record_starts.record_start(str(path), position, odd=False)
+            with mock.patch.object(record_starts, "open_binary", counting):
+                assert record_starts.guessed_start(str(path), position) == (False, expected)
+    # A start in the window it read for quotes (with the bytes of a byte order mark after the line break):
+    # nothing more is read.
+    if position >= 2 and expected is not None and expected + 3 <= min(position + window, len(content)):
+        assert sum(read) <= window + 2

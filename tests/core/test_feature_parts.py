@@ -57,3 +57,33 @@ def test_coded_parts_score_bit_for_bit_as_their_columns(
     matrix = batch_features.assemble([coded], len(codes), 10)
     columns = np.array(table)[codes]
     assert matrix.indices.tolist() == columns[columns >= 0].tolist()
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.integers(1, 40),
+    st.integers(1, 12),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from([1, 3]),
+    st.booleans(),
+)
+def test_marked_token_features_score_bit_for_bit_as_their_pairs(
+    num_rows: int, width: int, seed: int, outputs: int, infinite: bool
+) -> None:
+    # Rows sum their features' weights in column order either way; a row without features scores 0. An
+    # infinite weight (never trained, but a file may hold one) is scored through the pairs.
+    rng = np.random.default_rng(seed)
+    grid = rng.random((width, num_rows)) < rng.random()
+    marks = batch_features.Marks(grid, start=2)
+    weights = rng.normal(size=(width + 4, outputs)) * 10.0 ** rng.integers(-3, 4, size=(width + 4, 1))
+    if infinite:
+        weights[2 + rng.integers(width), 0] = np.inf
+    got = batch_features.dot_parts([marks], num_rows, weights)
+    bag = marks.bag()
+    assert [(r, c) for r, c in zip(bag.rows.tolist(), bag.columns.tolist(), strict=True)] == sorted(
+        (row, 2 + place) for place, row in zip(*np.nonzero(grid), strict=True)
+    )
+    expected = batch_features.dot_parts([bag], num_rows, weights)
+    np.testing.assert_array_equal(got.view(np.int64), expected.view(np.int64))
+    matrix = batch_features.assemble([marks], num_rows, width + 4)
+    assert (matrix != batch_features.assemble([bag], num_rows, width + 4)).nnz == 0

@@ -266,6 +266,25 @@ class Bag:
     columns: np.ndarray
 
 
+#: Up to this many grid cells per (row, token) pair, a token output's features are a ``Marks`` grid.
+_MARKED_CELLS_PER_PAIR = 8
+
+
+@dataclass(frozen=True)
+class Marks:
+    """Features of a token output of a narrow vocabulary, each of value 1: ``grid[j, row]`` tells whether
+    the row has the output's ``j``-th feature (column ``start + j``). Scoring adds a weight per feature to
+    every row at once (``dot_parts``), where the ``(row, column)`` pairs of a ``Bag`` cost finding, sorting
+    and a gather each."""
+
+    grid: np.ndarray  # bool, (features, rows)
+    start: int
+
+    def bag(self) -> Bag:
+        rows, places = np.nonzero(self.grid.T)  # row by row, each row's features in order
+        return Bag(rows.astype(np.int64), self.start + places.astype(np.int64))
+
+
 def numeric_part(layout: Layout, values: np.ndarray, absent: np.ndarray) -> Single:
     columns = np.where(absent, layout.start + 1 if layout.missing_indicator else -1, layout.start)
     columns[~absent & (values == 0)] = -1
@@ -284,10 +303,10 @@ def bin_part(layout: Layout, expression: Transformation, values: BatchValues) ->
 
 def feature_parts(
     layouts: Sequence[Layout], lookups: Sequence[Mapping[str, int]], values: BatchValues
-) -> list[Single | Coded | Bag]:
+) -> list[Single | Coded | Bag | Marks]:
     """The features of a batch, one part per output with features (``FeatureSpace``'s layouts and their
     string → feature lookups), in the layouts' order."""
-    parts: list[Single | Coded | Bag] = []
+    parts: list[Single | Coded | Bag | Marks] = []
     values.parse_numeric_columns(
         attribute(layout.output.expression)
         for layout in layouts
@@ -307,7 +326,7 @@ def feature_parts(
     return parts
 
 
-def _vocabulary_part(layout: Layout, lookup: Mapping[str, int], values: BatchValues) -> Coded | Bag:
+def _vocabulary_part(layout: Layout, lookup: Mapping[str, int], values: BatchValues) -> Coded | Bag | Marks:
     if layout.output.kind == OutputKind.CATEGORICAL:
         categories = values.categories(layout.output.expression)
         mapping = np.append(label_ids(categories.labels, lookup), -1)  # code -1 → the appended -1
@@ -321,6 +340,14 @@ def _vocabulary_part(layout: Layout, lookup: Mapping[str, int], values: BatchVal
     keys = np.repeat(np.arange(tokens.num_rows, dtype=np.int64) * layout.size, tokens.lengths()) + places
     if (local < 0).any():
         keys = keys[places >= 0]
+    rows_count = tokens.num_rows
+    if keys.size and rows_count * layout.size <= _MARKED_CELLS_PER_PAIR * keys.size:
+        # A few dozen words: each pair marked in a (features, rows) grid, the repeats of a word in a row
+        # marking the same cell. Memory: at most 8 bytes per pair.
+        rows, places = np.divmod(keys, layout.size)
+        grid = np.zeros(layout.size * rows_count, dtype=bool)
+        grid[places * rows_count + rows] = True
+        return Marks(grid.reshape(layout.size, rows_count), layout.start)
     rows, columns = _distinct_keys(keys, tokens.num_rows, layout.size)
     return Bag(rows, layout.start + columns)
 
@@ -347,7 +374,7 @@ def _group_entries(
     return present.sum(axis=1), columns[present], values[present]
 
 
-def dot_parts(parts: list[Single | Coded | Bag], num_rows: int, weights: np.ndarray) -> np.ndarray:
+def dot_parts(parts: list[Single | Coded | Bag | Marks], num_rows: int, weights: np.ndarray) -> np.ndarray:
     """``assemble(parts, num_rows, n) @ weights`` without building the matrix: ``weights`` is float64
     ``(n, k)``, the result ``(num_rows, k)``.
 
@@ -362,6 +389,11 @@ def dot_parts(parts: list[Single | Coded | Bag], num_rows: int, weights: np.ndar
     # Huge raw NUMERIC values overflow to infinities, which the callers deal with: no warning per batch.
     with np.errstate(over="ignore", invalid="ignore"):
         for part in parts:
+            if isinstance(part, Marks):
+                if np.isfinite(columns[:, part.start : part.start + len(part.grid)]).all():
+                    _add_marked(out, part, columns)
+                    continue
+                part = part.bag()  # 0 × an infinite weight would be NaN in every row without the feature
             if isinstance(part, Bag):
                 if part.rows.size:
                     for k in range(len(columns)):
@@ -388,6 +420,19 @@ def dot_parts(parts: list[Single | Coded | Bag], num_rows: int, weights: np.ndar
     return out.T
 
 
+def _add_marked(out: np.ndarray, part: Marks, columns: np.ndarray) -> None:
+    """Add a ``Marks`` part's terms to ``out`` (``dot_parts``): per row, its features' weights summed in
+    column order from 0, as a ``Bag``'s ``bincount`` sums them (an unmarked feature adds ±0, which
+    changes no sum), then added."""
+    term = np.empty(out.shape[1])
+    for k in range(len(columns)):
+        total = np.zeros(out.shape[1])
+        for place, marked in enumerate(part.grid):
+            np.multiply(marked, columns[k, part.start + place], out=term)
+            total += term
+        out[k] += total
+
+
 def _gather(part: Single) -> tuple[np.ndarray, np.ndarray | None]:
     """Where each row's weight is (``dot_parts``) and what multiplies it: rows without a feature read
     column 0 and multiply it by 0."""
@@ -398,7 +443,9 @@ def _gather(part: Single) -> tuple[np.ndarray, np.ndarray | None]:
     return np.where(present, part.columns, 0), np.where(present, values, 0.0)
 
 
-def assemble(parts: list[Single | Coded | Bag], num_rows: int, num_features: int) -> scipy.sparse.csr_matrix:
+def assemble(
+    parts: list[Single | Coded | Bag | Marks], num_rows: int, num_features: int
+) -> scipy.sparse.csr_matrix:
     """One CSR matrix from per-output parts whose column ranges increase with the output order.
 
     Each group's entries are scattered straight into the CSR arrays: within a row, a group's entries
@@ -411,6 +458,8 @@ def assemble(parts: list[Single | Coded | Bag], num_rows: int, num_features: int
     for part in parts:
         if isinstance(part, Coded):
             part = part.single()
+        if isinstance(part, Marks):
+            part = part.bag()
         if isinstance(part, Bag):
             groups.append(part)
         elif groups and isinstance(groups[-1], list):

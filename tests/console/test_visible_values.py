@@ -82,6 +82,7 @@ def test_the_pages_show_data_names_values_labels_and_messages_by_code_point(
         f"/console/datasources/{IDS['data']}": [SHOWN[AMOUNT], SHOWN[COLOR]],
         f"/console/datasources/{IDS['missing']}": ["gone[U+202E].csv"],
         "/console/jobs?kind=DataSource": ["gone[U+202E].csv"],
+        "/console/datasources?status=FAILED&size=100": ["gone[U+202E].csv"],  # its Location column
         f"/console/evaluations/{IDS['evaluation']}": [SHOWN[CLASS]],
         f"/console/models/{IDS['model']}/predict": [SHOWN[AMOUNT], SHOWN[COLOR]],
     }

@@ -5,7 +5,7 @@ Run by hand from the repository root (not part of the tests)::
     uv run --group bench python bench/startup.py        # 7 pairs per comparison; writes the README section
     uv run --group bench python bench/startup.py --pairs 3 --no-readme
     uv run --group bench python bench/startup.py --before /tmp/emrml-main/src   # adds an older checkout
-    uv run --group bench python bench/startup.py --only serve --no-readme        # one comparison (repeatable)
+    uv run --group bench python bench/startup.py --only serve   # one comparison (repeatable), no README
 
 Three comparisons, each a series of pairs: the two sides of a pair run back to back, in alternating order
 (emrml first in even pairs, the anchor first in odd ones), so a change in the machine's load hits both. The
@@ -385,8 +385,13 @@ def main() -> None:
     after = load_average()
     body = report(comparisons, before, after, args.pairs)
     print(body)
-    if not args.no_readme:
-        write_readme_section("startup", body)
+    if args.no_readme:
+        return
+    if only != set(COMPARISONS):
+        # The README's table holds all three comparisons of one run: a part of it is not written over it.
+        print("--only: bench/README.md left as it is", flush=True)
+        return
+    write_readme_section("startup", body)
 
 
 def report(comparisons: list[Comparison], before: str, after: str, pairs: int) -> str:

@@ -55,7 +55,6 @@ from emrml.errors import AmazonMLError, InternalServerException, RequestEntityTo
 from emrml.service.app import EmrML
 from emrml.service.auth import CredentialCache, check_signature, received_headers, signature_claim
 from emrml.service.identity import Identities, user_arn
-from emrml.service.predicting import serve_predict
 from emrml.service.remembered import Remembered
 from emrml.web.access_log import (
     AccessLog,
@@ -211,8 +210,7 @@ class ApiHandler:
                     and type(model_id) is str
                     and model_id in self.service.mounted
                 ):
-                    # EmrML.call's own way for Predict, without its dispatch.
-                    response = serve_predict(self.service, request, arn)
+                    response = self.service.call(name, request, arn, remote=True)
                 else:
                     response = await self.threads.run(self.service.call, name, request, arn, remote=True)
                     if name in _QUEUEING and self.scheduler is not None:

@@ -16,8 +16,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from emrml.core.features import FeatureSpace, record_flag, record_number
 from emrml.core.linear import LinearModel
 from emrml.core.model import ExpectedModel, ModelArtifact, load_artifact
@@ -26,6 +24,7 @@ from emrml.core.schema import AttributeType, Schema, parse_schema
 from emrml.errors import InvalidInputException
 
 if TYPE_CHECKING:
+    import numpy as np
     import pyarrow as pa
 
     from emrml.core.features.batch import BatchValues
@@ -44,6 +43,8 @@ def unscorable_rows(scores: np.ndarray) -> np.ndarray | None:
     """Which rows of batch ``scores`` (``Predictor.score_batch``'s) are no number at all (NaN: terms
     overflowing to infinities of both signs, a MULTICLASS softmax of infinite logits), records Predict
     refuses; None when no row is."""
+    import numpy as np
+
     nan = np.isnan(scores)
     rows = nan.any(axis=1) if nan.ndim == 2 else nan
     return rows if rows.any() else None
@@ -90,7 +91,7 @@ class Predictor:
             self.score_threshold = DEFAULT_THRESHOLD if score_threshold is None else float(score_threshold)
         self.size_in_bytes: int | None = None
         linear = artifact.linear
-        self._bias = float(linear.bias[0])
+        self._bias = linear.bias_values[0]
         self._inputs = tuple(attribute.name for attribute in self.schema.input_attributes)
         # Values that can be unparsable: numbers and flags (a category or a text is whatever it says).
         self._parsed = tuple(
@@ -103,16 +104,18 @@ class Predictor:
         # checked apart. MULTICLASS: transform_record, then the K dot products.
         self._score: Callable[[Mapping[str, str], list[str]], float] | None = None
         self._unscored = self._parsed
-        # MULTICLASS: no logit can overflow while Σ|value| × the largest |weight| + the largest |bias| stays
-        # below this; past it numpy's product warns of the overflow on stderr, so it runs with the warnings
-        # off (an errstate costs a microsecond: only the rare record of huge numbers pays it).
-        largest = float(np.abs(linear.weights).max(initial=0.0))
-        self._safe_sum = (sys.float_info.max / 4 - float(np.abs(linear.bias).max(initial=0.0))) / max(
-            largest, 1.0
-        )
+        self._safe_sum = 0.0
         if linear.n_outputs == 1:
-            self._score, checked = self.space.record_scorer(linear.weights[:, 0].tolist())
+            self._score, checked = self.space.record_scorer(linear.output_weights(0))
             self._unscored = tuple((name, parse) for name, parse in self._parsed if name not in checked)
+        else:
+            import numpy as np
+
+            # No logit can overflow while Σ|value| × the largest |weight| + the largest |bias| stays below
+            # this; past it numpy's product warns of the overflow on stderr, so it runs with the warnings
+            # off (an errstate costs a microsecond: only the rare record of huge numbers pays it).
+            largest = float(np.abs(linear.weights).max(initial=0.0))
+            self._safe_sum = (sys.float_info.max / 4 - max(map(abs, linear.bias_values))) / max(largest, 1.0)
 
     def __repr__(self) -> str:
         # What a notebook shows for ``model.predictor()``: the type, what it predicts, and from what.
@@ -165,6 +168,8 @@ class Predictor:
             if sum(map(abs, values)) < self._safe_sum:
                 probabilities = self.artifact.linear.score_one(indices, values)
             else:  # the logits may overflow (then the record is refused below), quietly
+                import numpy as np
+
                 with np.errstate(over="ignore", invalid="ignore"):
                     probabilities = self.artifact.linear.score_one(indices, values)
             assert isinstance(probabilities, list) and self.labels is not None
@@ -241,6 +246,8 @@ class Predictor:
         values = self._values(batch)
         scores = batch_scores(self.space, self.artifact.linear, values)
         names = batch.schema.names
+        import numpy as np
+
         unparsed = np.zeros(batch.num_rows, dtype=bool)
         for name, parse in self._parsed:
             if name in names:  # an input the batch lacks is missing, never unreadable

@@ -5,7 +5,7 @@ NUMERIC accepts decimal and scientific notation (``1.3E4``, ``-2``, ``.5``) and 
 ``Inf`` and thousands separators are *invalid*); BINARY accepts ``0 n no f false`` / ``1 y yes t true`` in
 any case. Both paths share these rules so batch and single-record parsing agree.
 
-The vectorized functions import pyarrow when called: a server's single-record path loads no Arrow.
+The vectorized functions import NumPy and pyarrow when called: a server's single-record path loads neither.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 if TYPE_CHECKING:
+    import numpy as np
     import pyarrow as pa
 
 NUMBER_PATTERN = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
@@ -56,6 +55,7 @@ def _as_array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 
 def _missing_mask(trimmed: pa.Array) -> np.ndarray:
+    import numpy as np
     import pyarrow.compute as pc
 
     empty = pc.or_kleene(pc.is_null(trimmed), pc.equal(trimmed, ""))
@@ -64,6 +64,7 @@ def _missing_mask(trimmed: pa.Array) -> np.ndarray:
 
 def parse_numeric(column: pa.Array | pa.ChunkedArray) -> Parsed:
     """Parse a string column as NUMERIC."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -87,6 +88,7 @@ def parse_numeric(column: pa.Array | pa.ChunkedArray) -> Parsed:
 
 def parse_binary(column: pa.Array | pa.ChunkedArray) -> Parsed:
     """Parse a string column as BINARY: 0.0 / 1.0, NaN where missing or invalid."""
+    import numpy as np
     import pyarrow.compute as pc
 
     normalized = pc.utf8_lower(pc.utf8_trim_whitespace(_as_array(column)))

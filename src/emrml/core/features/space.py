@@ -10,8 +10,6 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from emrml.core.features.layout import (
     FORMAT_VERSION,
     Layout,
@@ -33,6 +31,7 @@ from emrml.core.schema import Schema
 from emrml.errors import InvalidInputException
 
 if TYPE_CHECKING:
+    import numpy as np
     import pyarrow as pa
     import scipy.sparse
 

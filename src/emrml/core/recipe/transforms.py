@@ -1,7 +1,8 @@
 """The recipe transformations on text and numbers, for one record and vectorized over Arrow arrays.
 
 Spec 6.2; ``docs/recipes.md`` states every rule. Each transformation exists twice — a scalar function over
-plain Python strings here (one record at prediction time: this module imports no pyarrow) and a vectorized
+plain Python strings here (one record at prediction time: this module imports no pyarrow, and NumPy only
+in its two vectorized helpers) and a vectorized
 function over Arrow arrays in ``core.recipe.arrays`` (batches) — and the two give exactly the same tokens
 for the same input, in the same order.
 
@@ -27,8 +28,10 @@ import unicodedata
 from bisect import bisect_left
 from collections.abc import Sequence
 from functools import cache
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 #: Every character ``str.isspace`` accepts (Python 3.11, Unicode 14).
 WHITESPACE = (
@@ -148,6 +151,8 @@ def quantile_edges(values: np.ndarray, counts: np.ndarray, n: int) -> list[float
     Equal edges are merged, and an edge at the maximum is dropped (its bin above would be empty), so there
     are ``len(edges) + 1 <= n`` bins. An empty distribution has no edges (one bin).
     """
+    import numpy as np
+
     total = int(counts.sum())
     if total == 0:
         return []
@@ -166,4 +171,6 @@ def bin_index(edges: Sequence[float], value: float) -> int:
 
 def bin_indices(edges: Sequence[float], values: np.ndarray) -> np.ndarray:
     """:func:`bin_index` for each value (int64)."""
+    import numpy as np
+
     return np.searchsorted(np.asarray(edges, dtype=np.float64), values, side="left").astype(np.int64)

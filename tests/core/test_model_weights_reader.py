@@ -70,13 +70,29 @@ def test_a_header_is_never_run(tmp_path: Path) -> None:
     assert not touched.exists()
 
 
-def test_weights_shorter_than_their_header_says_are_refused(tmp_path: Path) -> None:
+def _npy(descr: str, shape: tuple[int, ...], values: bytes) -> bytes:
+    header = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}".encode()
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + values
+
+
+@pytest.mark.parametrize(
+    ("member", "message"),
+    [
+        (lambda good: good[:-8], r"weights\.npy is damaged: 392 bytes of values for shape \[50, 1\]"),
+        # A header declaring far more values than the member holds: refused before anything is allocated
+        # for them (NumPy's reader allocates the whole array first).
+        (lambda good: _npy("<f8", (10**11, 1), bytes(16)), r"weights\.npy is damaged: 16 bytes of values"),
+        (lambda good: _npy("<f4", (10**11, 1), bytes(16)), r"weights\.npy declares more values than"),
+    ],
+    ids=["truncated", "huge-plain", "huge-other"],
+)
+def test_weights_unlike_their_header_are_refused(tmp_path: Path, member: object, message: str) -> None:
     path = tmp_path / "model.zip"
     save_artifact(artifact(n_features=50), path)
     members = members_of(path)
-    members["weights.npy"] = members["weights.npy"][:-8]
+    members["weights.npy"] = member(members["weights.npy"])  # type: ignore[operator]
     rewrite(path, members)
-    with pytest.raises(InvalidInputException, match=r"weights\.npy"):
+    with pytest.raises(InvalidInputException, match=message):
         load_artifact(path)
 
 

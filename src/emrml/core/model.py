@@ -205,7 +205,7 @@ def _require(document: dict[str, Any], key: str, kind: type | tuple[type, ...], 
     return value
 
 
-def _plain_weights(data: bytes) -> tuple[tuple[int, int], array[float]] | None:
+def _plain_weights(data: bytes, path: Path) -> tuple[tuple[int, int], array[float]] | None:
     """The shape and row-major values of a ``.npy`` member as ``save_artifact`` writes it (version 1.0,
     ``<f8``, C order, 2-D), read without NumPy; None for any other member, which NumPy's reader then
     reads or refuses (``_numpy_weights``).
@@ -228,13 +228,14 @@ def _plain_weights(data: bytes) -> tuple[tuple[int, int], array[float]] | None:
         header["descr"] != "<f8"
         or header["fortran_order"] is not False
         or not (
-            isinstance(shape, tuple)
-            and len(shape) == 2
-            and all(type(n) is int and n >= 0 for n in shape)
-            and len(data) - end == 8 * shape[0] * shape[1]
+            isinstance(shape, tuple) and len(shape) == 2 and all(type(n) is int and n >= 0 for n in shape)
         )
     ):
         return None
+    if len(data) - end != 8 * shape[0] * shape[1]:
+        raise _invalid(
+            path, f"{WEIGHTS_MEMBER} is damaged: {len(data) - end} bytes of values for shape {list(shape)}"
+        )
     values = array("d")
     values.frombytes(memoryview(data)[end:])
     if sys.byteorder != "little":
@@ -246,7 +247,7 @@ def _load_weights(data: bytes, path: Path) -> tuple[tuple[int, int], array[float
     """The weight matrix's shape and values: a flat ``array('d')`` in row-major order for the usual member,
     else a 2-D float64 NumPy array in native order (``InvalidInputException`` for a member that is
     neither)."""
-    plain = _plain_weights(data)
+    plain = _plain_weights(data, path)
     if plain is None:
         weights = _numpy_weights(data, path)
         return (int(weights.shape[0]), int(weights.shape[1])), weights
@@ -260,6 +261,8 @@ def _numpy_weights(data: bytes, path: Path) -> np.ndarray:
 
     try:
         weights = np.load(io.BytesIO(data), allow_pickle=False)
+    except MemoryError:  # NumPy allocates the array its header declares before reading its values
+        raise _invalid(path, f"{WEIGHTS_MEMBER} declares more values than it can hold") from None
     except ValueError as exc:
         raise _invalid(path, f"{WEIGHTS_MEMBER} is not a plain numeric .npy array ({exc})") from None
     except (OSError, EOFError) as exc:

@@ -230,7 +230,7 @@ def run(
             predictor = load_model(model_id, home=Path(folder) / "home")
             space, linear = predictor.space, predictor.artifact.linear
             indices, values = space.transform_record(record)
-            fused, _ = space.record_scorer(linear.weights[:, 0].tolist())
+            fused, _ = space.record_scorer(linear.output_weights(0))
             stop = threading.Event()
             threading.Thread(target=app.mounted.keep_fresh, args=(stop,), daemon=True).start()
             while not app.mounted.kept_fresh:  # started: mounts are now checked off the calls

@@ -254,7 +254,6 @@ def print_streams(current: Any, results: list[dict[str, Any]]) -> None:
 _SUMMARY_KEYS = ("Status", "Message", "MLModelId", "InputStream", "OutputUri", "DeadLetterUri",
                  "StartingPosition", "RecordFormat", "RecordsIn", "RecordsOut", "RecordsFailed",
                  "RecordsPerSecond", "MillisBehindLatest")  # fmt: skip
-_LEASE_COUNTS = ("MillisBehindLatest", "RecordsIn", "RecordsOut", "RecordsFailed")
 
 
 def _count(member: str) -> Callable[[dict[str, Any]], str]:

@@ -242,12 +242,6 @@ def _check_declared_hash(headers: Mapping[str, str], digest: str) -> None:
         raise InvalidSignatureException(f"x-amz-content-sha256 {reason}")
 
 
-def canonical_request(request: HttpRequest, signed_headers: Sequence[str]) -> str:
-    """The SigV4 canonical request for the headers named in ``signed_headers`` (lower case, sorted)."""
-    method, raw_path, query, headers, body = request
-    return _canonical_head(method, raw_path, query, headers, signed_headers) + _payload_hash(headers, body)
-
-
 def _canonical_head(
     method: str, raw_path: str, query: str, headers: Mapping[str, str], signed_headers: Sequence[str]
 ) -> str:

@@ -340,3 +340,32 @@ def test_a_metastore_file_that_is_no_database_is_named(tmp_path: Path, made: str
         engine.dispose()
     assert caught.value.message == f"metastore {path}: cannot open it as an SQLite database ({reason})"
     assert path.is_dir() if made == "a folder" else path.read_text() == "garbage\n"
+
+
+def test_migration_0021_starts_earlier_streams_at_start_generation_0(tmp_path: Path) -> None:
+    """A metastore of 0020 (streams without ``start_generation``) keeps its streams once the next start has
+    migrated it, each at generation 0, which the next StartStream claims."""
+    from sqlalchemy import inspect, text
+
+    from emrml.service import rows
+
+    settings = Settings.load(environ={}, home=tmp_path / "home")
+    with _downgraded(settings, "0020") as connection:
+        columns = {column["name"] for column in inspect(connection).get_columns("streams")}
+        assert "start_generation" not in columns
+        connection.execute(
+            text(
+                "INSERT INTO streams (id, status, created_by, created_at, last_updated_at, request,"
+                " ml_model_id, input_uri, output_uri, dead_letter_uri, starting_position, record_format)"
+                " VALUES ('st-old', 'STOPPED', 'root', 1, 1, '{}', 'ml-old', 'kinesis://in', '/out', '/dead',"
+                " 'LATEST', 'auto')"
+            )
+        )
+    app = EmrML(settings)  # migrates again
+    try:
+        with app.sessions() as session:
+            stream = session.get(rows.Stream, "st-old")
+            assert stream is not None
+            assert (stream.status, stream.start_generation) == ("STOPPED", 0)
+    finally:
+        app.close()

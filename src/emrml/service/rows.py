@@ -154,6 +154,7 @@ class Stream(Base):
     record_format: Mapped[str]
     confined: Mapped[bool]
     stop_requested_at: Mapped[float | None]
+    start_generation: Mapped[int]
 
 
 class StreamLease(Base):

@@ -6,7 +6,9 @@ and artifact), the input stream and a Kinesis output stream exist, the output di
 emrml writes — records the stream RUNNING and spawns ``Consumers`` consumer processes on this machine
 (more can join from any machine sharing the metastore: ``emrml stream run ID``). Starting a STOPPED
 stream again with the same parameters resumes it from its checkpoints, as does starting a RUNNING one
-whose consumers all ended (it shows FAILED): a start of a stream consumers run starts none.
+whose consumers all ended (it shows FAILED): a start of a stream consumers run starts none. Nor does the
+second of two starts at the same time: each claims the stream as it read it (``_claim``), and one finds
+its reading out of date.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from sqlalchemy import delete, select, update
 
 from emrml.errors import (
     IdempotentParameterMismatchException,
+    InternalServerException,
     InvalidInputException,
     ResourceNotFoundException,
 )
 from emrml.service.access import Access
 from emrml.service.batch_predictions import check_output_uri
 from emrml.service.confinement import Authorizing, check_location
-from emrml.service.metastore import Sessions, now, snapshot
+from emrml.service.metastore import Sessions, fenced_update, now, snapshot
 from emrml.service.operations import (
     CALLER,
     REMOTE,
@@ -181,6 +184,8 @@ def start_stream(app: EmrML, request: Request) -> Response:
                 raise IdempotentParameterMismatchException(
                     f"stream {stream_id!r} already exists with different parameters"
                 )
+            # Answered here, before the checks of its model and streams; a start that passes is decided
+            # again where it claims the stream (``_start``).
             if existing.status == "RUNNING" and not _consumers_gone(app, session, existing):
                 return {"StreamId": stream_id, "ConsumersStarted": 0}
         # A stream started through the server stays confined (its folders were named by a remote caller,
@@ -231,66 +236,27 @@ def _start(
         else check_output_uri(str(app.settings.home / "streams" / _folder_name(stream_id) / "dead-letter"))
     )
     moment = now()
-    with app.sessions() as session, session.begin():
-        existing = session.get(Stream, stream_id)
-        if existing is None:
-            session.add(
-                Stream(
-                    id=stream_id,
-                    name=optional_string(request, "StreamName"),
-                    status="RUNNING",
-                    created_by=created_by(app),
-                    created_at=moment,
-                    last_updated_at=moment,
-                    request=canonical(parameters),
-                    ml_model_id=model.id,
-                    input_uri=input_uri,
-                    output_uri=output,
-                    dead_letter_uri=dead_letter,
-                    starting_position=position,
-                    starting_timestamp=_starting_moment(position, timestamp, moment),
-                    record_format=record_format,
-                    confined=REMOTE.get(),
-                )
-            )
-        else:
-            if existing.status == "RUNNING" and not _consumers_gone(app, session, existing):
-                # Another start of this stream started its consumers meanwhile.
-                return {"StreamId": stream_id, "ConsumersStarted": 0}
-            existing.status, existing.message, existing.last_updated_at = "RUNNING", None, moment
-            kept, unread = start_parameters(existing)
-            if unread:  # logged with their values: the row keeps only what StartStream takes
-                log.warning(
-                    "stream %s: StartStream does not take %s, dropped from its start parameters as it starts "
-                    "again",
-                    stream_id,
-                    json.dumps(unread),
-                )
-                existing.request = canonical(kept)
-            if stream_id in _DOTS and "DeadLetterUri" not in kept and existing.dead_letter_uri != dead_letter:
-                # Its default folder was the streams' folder's or the home's ``dead-letter``.
-                log.warning(
-                    "stream %s: its dead letters now go to %s (its folder %s lies outside its own); those "
-                    "written there before are left where they are",
-                    stream_id,
-                    dead_letter,
-                    existing.dead_letter_uri,
-                )
-                existing.dead_letter_uri = dead_letter
-            # Started through the server once, it stays confined (``start_stream``).
-            existing.confined = existing.confined or REMOTE.get()
-            # The consumers of its earlier run that are gone: the last of them is not this run's (a
-            # consumer that died before the stop, or the one whose failure is why the stream is started
-            # again, would have the stream say FAILED until one of those started now reports).
-            live = {
-                consumer.id
-                for consumer in live_consumers(session, stream_id, app.settings.stream_lease_seconds)
-            }
-            session.execute(
-                delete(StreamConsumer).where(
-                    StreamConsumer.stream_id == stream_id, StreamConsumer.id.not_in(live)
-                )
-            )
+    row = {
+        "id": stream_id, "name": optional_string(request, "StreamName"), "status": "RUNNING",
+        "created_by": created_by(app), "created_at": moment, "last_updated_at": moment,
+        "request": canonical(parameters), "ml_model_id": model.id, "input_uri": input_uri,
+        "output_uri": output, "dead_letter_uri": dead_letter, "starting_position": position,
+        "starting_timestamp": _starting_moment(position, timestamp, moment), "record_format": record_format,
+        "confined": REMOTE.get(), "start_generation": 0,
+    }  # fmt: skip
+    # Decided from the stream as it is now, not as ``start_stream`` found it: another start may have
+    # started its consumers since, or created it.
+    for _ in range(CLAIM_TRIES):
+        reading = _read(app, stream_id, parameters)
+        if reading is None:  # consumers run it: another start of it started them meanwhile
+            return {"StreamId": stream_id, "ConsumersStarted": 0}
+        if _claim(app, reading, row, moment):
+            break
+    else:
+        raise InternalServerException(
+            f"stream {stream_id!r} changed {CLAIM_TRIES} times as StartStream was starting it (other "
+            "StartStream or StopStream calls of it at the same time): try again"
+        )
     # A shard is read by one consumer at a time: consumers beyond the open shards would only wait, each a
     # process holding the model, so no more than that start here (on other machines, more may join).
     started = min(consumers, max(int(input_summary.get("OpenShardCount") or 0), 1))
@@ -305,6 +271,108 @@ def _start(
             break
     died = await_started(app.sessions, stream_id, spawned)
     return {"StreamId": stream_id, "ConsumersStarted": len(spawned) - died}
+
+
+#: How many times a start reads its stream again when another start or stop changed it before its claim.
+CLAIM_TRIES = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class _Reading:
+    """What a start read of its stream, which its claim holds to (``_claim``)."""
+
+    #: None: there was no such stream (the start creates it).
+    status: str | None
+    generation: int
+
+
+def _read(app: EmrML, stream_id: str, parameters: dict[str, Any]) -> _Reading | None:
+    """The stream as it is now, for a start to claim; None when consumers run it (a start starts none).
+    Read in a ``snapshot``, its consumers and its row agreeing, and in no transaction that writes: on
+    SQLite a transaction that read before another process wrote could not write afterwards."""
+    with snapshot(app.sessions) as session:
+        stream = session.get(Stream, stream_id)
+        if stream is None:
+            return _Reading(None, 0)
+        # Created by another start since this one found no stream (``start_stream``).
+        if canonical(start_parameters(stream)[0]) != canonical(parameters):
+            raise IdempotentParameterMismatchException(
+                f"stream {stream_id!r} already exists with different parameters"
+            )
+        if stream.status == "RUNNING" and not _consumers_gone(app, session, stream):
+            return None
+        return _Reading(stream.status, stream.start_generation)
+
+
+def _claim(app: EmrML, reading: _Reading, row: dict[str, Any], moment: float) -> bool:
+    """Record the stream RUNNING, started now, if it is still as ``reading`` found it; False when another
+    start (or a stop) changed it since, and it must be read again.
+
+    The claim is a compare-and-set (``fenced_update``) on the status and the start generation read, which
+    it raises: of two starts that read the stream alike, the second's update finds no row (PostgreSQL and
+    MariaDB make it wait for the first's commit and compare what that wrote). In the same transaction the
+    consumers of the earlier run that are gone are removed, so a start that reads the stream afterwards
+    finds a run none of whose consumers has reported yet, which is not gone: it starts none."""
+    stream_id = row["id"]
+    if reading.status is None:
+        # Another start that created it meanwhile fails this insert on the stream's key: ``EmrML.call`` runs
+        # the start again, which finds the stream.
+        with app.sessions() as session, session.begin():
+            session.add(Stream(**row))
+        return True
+    with app.sessions() as session, session.begin():
+        claimed = fenced_update(
+            session,
+            Stream,
+            [
+                Stream.id == stream_id,
+                Stream.status == reading.status,
+                Stream.start_generation == reading.generation,
+            ],
+            {
+                "status": "RUNNING",
+                "message": None,
+                "last_updated_at": moment,
+                "start_generation": reading.generation + 1,
+            },
+        )
+        if not claimed:
+            return False
+        existing = session.get_one(Stream, stream_id)  # its row is this transaction's now
+        kept, unread = start_parameters(existing)
+        if unread:  # logged with their values: the row keeps only what StartStream takes
+            log.warning(
+                "stream %s: StartStream does not take %s, dropped from its start parameters as it starts "
+                "again",
+                stream_id,
+                json.dumps(unread),
+            )
+            existing.request = canonical(kept)
+        dead_letter = row["dead_letter_uri"]
+        if stream_id in _DOTS and "DeadLetterUri" not in kept and existing.dead_letter_uri != dead_letter:
+            # Its default folder was the streams' folder's or the home's ``dead-letter``.
+            log.warning(
+                "stream %s: its dead letters now go to %s (its folder %s lies outside its own); those "
+                "written there before are left where they are",
+                stream_id,
+                dead_letter,
+                existing.dead_letter_uri,
+            )
+            existing.dead_letter_uri = dead_letter
+        # Started through the server once, it stays confined (``start_stream``).
+        existing.confined = existing.confined or row["confined"]
+        # The consumers of its earlier run that are gone: the last of them is not this run's (a consumer
+        # that died before the stop, or the one whose failure is why the stream is started again, would
+        # have the stream say FAILED until one of those started now reports).
+        live = {
+            consumer.id for consumer in live_consumers(session, stream_id, app.settings.stream_lease_seconds)
+        }
+        session.execute(
+            delete(StreamConsumer).where(
+                StreamConsumer.stream_id == stream_id, StreamConsumer.id.not_in(live)
+            )
+        )
+    return True
 
 
 def _folder_name(stream_id: str) -> str:

@@ -202,6 +202,10 @@ STREAMS = Table(
     #: silent instead of stopping make it FAILED (``service.stream_status.settle_stopping``). Not
     #: ``last_updated_at``, which a consumer's failure message written after the stop moves later.
     Column("stop_requested_at", Float),
+    #: How many times StartStream has claimed the stream to start its consumers: a start raises it from the
+    #: value it read, with the status it read (``service.streams._claim``), so that of two starts that read
+    #: the stream alike only one starts consumers.
+    Column("start_generation", Integer, default=0, nullable=False),
 )
 
 

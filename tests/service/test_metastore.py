@@ -18,6 +18,8 @@ from emrml.service.metastore import now
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
+    from emrml.service.rows import Stream
+
 SCHEMA = json.dumps(
     {
         "version": "1.0",
@@ -117,16 +119,16 @@ def test_migration_0014_makes_an_earlier_mariadb_metastore_hold_long_text(tmp_pa
             app.close()
 
 
-def test_migration_0015_keeps_earlier_streams_and_records_them_not_confined(tmp_path: Path) -> None:
-    """A metastore of 0014 (streams without ``confined``) keeps its streams once the next start has
-    migrated it: they were started before streams were confined, as objects before 0007 were."""
+def _an_old_stream_migrated(home: Path, revision: str, column: str) -> Stream:
+    """Stream ``st-old``, STOPPED, written to a metastore at ``revision`` (whose streams lack ``column``),
+    as the ORM reads it once the next start has migrated the metastore."""
     from sqlalchemy import inspect, text
 
     from emrml.service import rows
 
-    settings = Settings.load(environ={}, home=tmp_path / "home")
-    with _downgraded(settings, "0014") as connection:
-        assert "confined" not in {column["name"] for column in inspect(connection).get_columns("streams")}
+    settings = Settings.load(environ={}, home=home)
+    with _downgraded(settings, revision) as connection:
+        assert column not in {c["name"] for c in inspect(connection).get_columns("streams")}
         connection.execute(
             text(
                 "INSERT INTO streams (id, status, created_by, created_at, last_updated_at, request,"
@@ -140,9 +142,17 @@ def test_migration_0015_keeps_earlier_streams_and_records_them_not_confined(tmp_
         with app.sessions() as session:
             stream = session.get(rows.Stream, "st-old")
             assert stream is not None
-            assert (stream.output_uri, stream.confined) == ("/out", False)
+            session.expunge(stream)
+            return stream
     finally:
         app.close()
+
+
+def test_migration_0015_keeps_earlier_streams_and_records_them_not_confined(tmp_path: Path) -> None:
+    """A metastore of 0014 (streams without ``confined``) keeps its streams once the next start has
+    migrated it: they were started before streams were confined, as objects before 0007 were."""
+    stream = _an_old_stream_migrated(tmp_path / "home", "0014", "confined")
+    assert (stream.output_uri, stream.confined) == ("/out", False)
 
 
 def test_migration_0016_takes_a_stopping_streams_last_update_for_its_stop_request(tmp_path: Path) -> None:
@@ -345,27 +355,5 @@ def test_a_metastore_file_that_is_no_database_is_named(tmp_path: Path, made: str
 def test_migration_0021_starts_earlier_streams_at_start_generation_0(tmp_path: Path) -> None:
     """A metastore of 0020 (streams without ``start_generation``) keeps its streams once the next start has
     migrated it, each at generation 0, which the next StartStream claims."""
-    from sqlalchemy import inspect, text
-
-    from emrml.service import rows
-
-    settings = Settings.load(environ={}, home=tmp_path / "home")
-    with _downgraded(settings, "0020") as connection:
-        columns = {column["name"] for column in inspect(connection).get_columns("streams")}
-        assert "start_generation" not in columns
-        connection.execute(
-            text(
-                "INSERT INTO streams (id, status, created_by, created_at, last_updated_at, request,"
-                " ml_model_id, input_uri, output_uri, dead_letter_uri, starting_position, record_format)"
-                " VALUES ('st-old', 'STOPPED', 'root', 1, 1, '{}', 'ml-old', 'kinesis://in', '/out', '/dead',"
-                " 'LATEST', 'auto')"
-            )
-        )
-    app = EmrML(settings)  # migrates again
-    try:
-        with app.sessions() as session:
-            stream = session.get(rows.Stream, "st-old")
-            assert stream is not None
-            assert (stream.status, stream.start_generation) == ("STOPPED", 0)
-    finally:
-        app.close()
+    stream = _an_old_stream_migrated(tmp_path / "home", "0020", "start_generation")
+    assert (stream.status, stream.start_generation) == ("STOPPED", 0)

@@ -150,6 +150,13 @@ def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
             queue.put(("end", None))
         except BaseException as exc:  # handed to the consumer, which raises it
             queue.put(("error", exc))
+        finally:
+            # Closed here, on the thread that runs it, when the consumer stops early: left to the garbage
+            # collector, the reader's own scan thread (``storage.records``) stayed blocked with its block
+            # for as long as the consumer's error (whose traceback holds the generator) was kept.
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
 
     worker = threading.Thread(target=produce, name="emrml-prefetch", daemon=True)
     worker.start()

@@ -129,7 +129,7 @@ class LinearModel:
         self._set(kind, (int(weights.shape[0]), int(weights.shape[1])), bias.tolist())
         self._weights: np.ndarray | None = weights
         self._bias: np.ndarray | None = bias
-        self._flat: Sequence[float] = memoryview(weights.reshape(-1))  # row-major, as the file's
+        self._flat: array[float] | memoryview = memoryview(weights.reshape(-1))  # row-major, as the file's
 
     @classmethod
     def from_values(
@@ -177,10 +177,7 @@ class LinearModel:
 
     def output_weights(self, output: int) -> list[float]:
         """The weights of one output (a column of ``weights``), as floats."""
-        flat = self._flat
-        if isinstance(flat, memoryview):  # a slice of a memoryview is no list: go through NumPy's column
-            return self.weights[:, output].tolist()
-        return flat[output :: self._shape[1]].tolist()
+        return self._flat[output :: self._shape[1]].tolist()
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, LinearModel):

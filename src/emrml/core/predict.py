@@ -243,11 +243,11 @@ class Predictor:
         """:meth:`score_batch`, and how many rows have a NUMERIC or BINARY input value that cannot be read
         as its type (scored as missing; Predict reports them as ``UnparsedAttributes``): every value is
         parsed once for both."""
+        import numpy as np
+
         values = self._values(batch)
         scores = batch_scores(self.space, self.artifact.linear, values)
         names = batch.schema.names
-        import numpy as np
-
         unparsed = np.zeros(batch.num_rows, dtype=bool)
         for name, parse in self._parsed:
             if name in names:  # an input the batch lacks is missing, never unreadable

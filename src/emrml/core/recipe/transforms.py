@@ -2,9 +2,8 @@
 
 Spec 6.2; ``docs/recipes.md`` states every rule. Each transformation exists twice — a scalar function over
 plain Python strings here (one record at prediction time: this module imports no pyarrow, and NumPy only
-in its two vectorized helpers) and a vectorized
-function over Arrow arrays in ``core.recipe.arrays`` (batches) — and the two give exactly the same tokens
-for the same input, in the same order.
+in its two vectorized helpers) and a vectorized function over Arrow arrays in ``core.recipe.arrays``
+(batches) — and the two give exactly the same tokens for the same input, in the same order.
 
 Definitions shared by both paths:
 

@@ -1,4 +1,4 @@
-"""The sample schema inference reads from a file (engine.local.infer_location_schema)."""
+"""The sample schema inference reads from a file (engine.location_schema.infer_location_schema)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import zstandard
 
 from emrml.config import Settings
-from emrml.engine.local import infer_location_schema
+from emrml.engine.location_schema import infer_location_schema
 from emrml.errors import DataError
 
 

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from emrml.core.schema import parse_schema
-from emrml.engine.local import INFER_MAX_FILES, read_selected
+from emrml.engine.local import read_selected
+from emrml.engine.location_schema import INFER_MAX_FILES
 from emrml.errors import InvalidInputException
 from emrml.service.app import EmrML
 from emrml.storage import locations

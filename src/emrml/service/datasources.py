@@ -208,7 +208,7 @@ def get_data_source_statistics(app: EmrML, request: Request) -> Response:
 
 @operation("InferDataSchema")
 def infer_data_schema(app: EmrML, request: Request) -> Response:
-    from emrml.engine.local import infer_location_schema
+    from emrml.engine.location_schema import infer_location_schema
 
     location = require_string(request, "DataLocationS3")
     check_location(app, location, member="DataLocationS3", below=True)

@@ -521,10 +521,10 @@ class JobRunner:
 
     def wait(self, kind: str, entity_id: str, progress: ProgressCallback | None = None) -> None:
         """Block until the entity is COMPLETED, FAILED or DELETED, running it here if it is queued."""
+        # An ended job needs no recovery: looked at before the scan of every kind's running jobs
+        # (``recover``, 2 ms), as each ended dependency of a job is, and the job after its run here.
+        entity = self._entity(kind, entity_id)
         while not self.stopping.is_set():
-            # An ended job needs no recovery: looked at first, it spares the scan of every kind's running jobs
-            # (``recover``, 2 ms) to each ended dependency of a job and to the look that follows its run.
-            entity = self._entity(kind, entity_id)
             if entity is None or entity.status in TERMINAL:
                 return
             self.recover()  # its worker or runner may be gone
@@ -534,6 +534,7 @@ class JobRunner:
             if entity.status == "PENDING":
                 if self._dependencies_met(kind, entity, progress):
                     self.run(kind, entity_id, progress)
+                entity = self._entity(kind, entity_id)
                 continue
             if progress is not None:
                 progress(entity.progress, entity.progress_message)

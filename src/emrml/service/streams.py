@@ -173,26 +173,18 @@ def start_stream(app: EmrML, request: Request) -> Response:
     if isinstance(consumers, bool) or not isinstance(consumers, int) or not 0 <= consumers <= MAX_CONSUMERS:
         raise InvalidInputException(f"Consumers must be an integer from 0 to {MAX_CONSUMERS}")
     parameters = {key: value for key, value in request.items() if key != "Consumers"}
-    with app.sessions() as session, session.begin():
-        existing = session.get(Stream, stream_id)
-        if existing is None and stream_id in _DOTS:
-            raise InvalidInputException(
-                f"StreamId {stream_id!r} is not allowed: use a name that is not . or .."
-            )
-        if existing is not None:
-            if canonical(start_parameters(existing)[0]) != canonical(parameters):
-                raise IdempotentParameterMismatchException(
-                    f"stream {stream_id!r} already exists with different parameters"
-                )
-            # Answered here, before the checks of its model and streams; a start that passes is decided
-            # again where it claims the stream (``_start``).
-            if existing.status == "RUNNING" and not _consumers_gone(app, session, existing):
-                return {"StreamId": stream_id, "ConsumersStarted": 0}
-        # A stream started through the server stays confined (its folders were named by a remote caller,
-        # who may swap them for links): started again from the CLI, its locations are checked as confined.
-        confined = REMOTE.get() or (existing is not None and existing.confined)
+    # Answered here, before the checks of its model and streams; a start that passes is decided again where
+    # it claims the stream (``_start``).
+    reading = _read(app, stream_id, parameters)
+    if reading is None:
+        return {"StreamId": stream_id, "ConsumersStarted": 0}
+    if reading.status is None and stream_id in _DOTS:
+        raise InvalidInputException(f"StreamId {stream_id!r} is not allowed: use a name that is not . or ..")
+    # A stream started through the server stays confined (its folders were named by a remote caller, who
+    # may swap them for links): started again from the CLI, its locations are checked as confined.
+    confined = REMOTE.get() or reading.confined
     with running_as(CALLER.get(), remote=confined):
-        return _start(app, request, stream_id, consumers, parameters, new=existing is None)
+        return _start(app, request, stream_id, consumers, parameters, new=reading.status is None)
 
 
 def _start(
@@ -284,6 +276,8 @@ class _Reading:
     #: None: there was no such stream (the start creates it).
     status: str | None
     generation: int
+    #: Started through the server before (``start_stream``).
+    confined: bool
 
 
 def _read(app: EmrML, stream_id: str, parameters: dict[str, Any]) -> _Reading | None:
@@ -293,15 +287,15 @@ def _read(app: EmrML, stream_id: str, parameters: dict[str, Any]) -> _Reading | 
     with snapshot(app.sessions) as session:
         stream = session.get(Stream, stream_id)
         if stream is None:
-            return _Reading(None, 0)
-        # Created by another start since this one found no stream (``start_stream``).
+            return _Reading(None, 0, confined=False)
+        # (In ``_start``: created by another start since this one found no stream.)
         if canonical(start_parameters(stream)[0]) != canonical(parameters):
             raise IdempotentParameterMismatchException(
                 f"stream {stream_id!r} already exists with different parameters"
             )
         if stream.status == "RUNNING" and not _consumers_gone(app, session, stream):
             return None
-        return _Reading(stream.status, stream.start_generation)
+        return _Reading(stream.status, stream.start_generation, stream.confined)
 
 
 def _claim(app: EmrML, reading: _Reading, row: dict[str, Any], moment: float) -> bool:

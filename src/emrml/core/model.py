@@ -30,14 +30,11 @@ from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from emrml.core.linear import KEY_SHUFFLE, MODEL_KINDS, PARAMETER_KEYS, LinearModel
 from emrml.core.schema import AttributeType, Schema, parse_schema
 from emrml.errors import InvalidInputException
-
-if TYPE_CHECKING:
-    import numpy as np
 
 FORMAT = "emrml-model"
 FORMAT_VERSION = 1
@@ -144,10 +141,10 @@ def save_artifact(
     Raises ``ValueError`` for an inconsistent artifact (type vs weights, labels, feature names, version) or
     values JSON cannot hold (NaN, infinity).
     """
-    _check_consistent(artifact)
-    document = _model_json(artifact)
     import numpy as np
 
+    _check_consistent(artifact)
+    document = _model_json(artifact)
     linear = artifact.linear
     weights = io.BytesIO()
     np.save(weights, linear.weights, allow_pickle=False)
@@ -243,20 +240,18 @@ def _plain_weights(data: bytes, path: Path) -> tuple[tuple[int, int], array[floa
     return (shape[0], shape[1]), values
 
 
-def _load_weights(data: bytes, path: Path) -> tuple[tuple[int, int], array[float] | np.ndarray]:
-    """The weight matrix's shape and values: a flat ``array('d')`` in row-major order for the usual member,
-    else a 2-D float64 NumPy array in native order (``InvalidInputException`` for a member that is
-    neither)."""
-    plain = _plain_weights(data, path)
-    if plain is None:
-        weights = _numpy_weights(data, path)
-        return (int(weights.shape[0]), int(weights.shape[1])), weights
-    if not all(map(math.isfinite, plain[1])):
+def _load_weights(data: bytes, path: Path) -> tuple[tuple[int, int], array[float]]:
+    """The weight matrix's shape and its values as a flat ``array('d')`` in row-major order
+    (``InvalidInputException`` for a member that is no finite 2-D float64 array)."""
+    shape, values = _plain_weights(data, path) or _numpy_weights(data, path)
+    if not all(map(math.isfinite, values)):
         raise _invalid(path, f"{WEIGHTS_MEMBER} holds values that are not finite")
-    return plain
+    return shape, values
 
 
-def _numpy_weights(data: bytes, path: Path) -> np.ndarray:
+def _numpy_weights(data: bytes, path: Path) -> tuple[tuple[int, int], array[float]]:
+    """``_plain_weights`` of any other ``.npy`` layout NumPy reads (another byte order, Fortran order, a
+    later format version)."""
     import numpy as np
 
     try:
@@ -271,11 +266,9 @@ def _numpy_weights(data: bytes, path: Path) -> np.ndarray:
         raise _invalid(
             path, f"{WEIGHTS_MEMBER} must hold a 2-D float64 array; got {weights.ndim}-D {weights.dtype}"
         )
-    # A file written on a big-endian machine says so in its header; compute in native order.
-    weights = weights.astype(np.float64, copy=False)
-    if not np.isfinite(weights).all():
-        raise _invalid(path, f"{WEIGHTS_MEMBER} holds values that are not finite")
-    return weights
+    values = array("d")
+    values.frombytes(np.ascontiguousarray(weights, dtype=np.float64).tobytes())  # native order, row-major
+    return (int(weights.shape[0]), int(weights.shape[1])), values
 
 
 @dataclass(frozen=True)
@@ -411,7 +404,7 @@ def _artifact_from(
     document: dict[str, Any],
     model_type: str,
     shape: tuple[int, int],
-    weights: array[float] | np.ndarray,
+    weights: array[float],
     feature_names: Any,
     path: Path,
 ) -> ModelArtifact:
@@ -432,12 +425,7 @@ def _artifact_from(
     ):
         raise _invalid(path, f"{FEATURE_NAMES_MEMBER} must be a list of strings")
     try:
-        kind: Any = model_type
-        linear = (
-            LinearModel.from_values(kind, shape, weights, bias)
-            if isinstance(weights, array)
-            else LinearModel(kind, weights, bias)  # type: ignore[arg-type]
-        )
+        linear = LinearModel.from_values(model_type, shape, weights, bias)  # type: ignore[arg-type]
         artifact = ModelArtifact(
             model_type=model_type,
             schema_json=_require(document, "schema", str, path),

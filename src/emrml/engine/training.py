@@ -339,6 +339,10 @@ def train_model(
     else:
         learned = _train_locally(model_id, model_type, data, recipe, parameters, settings, progress)
     space, summary, labels, linear, report = learned
+    if report.pruned_features:
+        # The pruned strings leave the file too: what the size limit is about.
+        space, kept = space.compacted(linear.weights)
+        linear = LinearModel(linear.kind, linear.weights[kept], linear.bias)
     report_dict = report.to_dict() | {"trainingTarget": summary.to_dict()}
     leak = leak_alert(statistics, _recipe_attributes(recipe)) if statistics else None
     if leak is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from emrml.core.features.layout import (
@@ -147,6 +148,29 @@ class FeatureSpace:
             name for layout in self._layouts if layout.size and (name := scored_attribute(layout))
         )
         return score, checked
+
+    def compacted(self, weights: np.ndarray) -> tuple[FeatureSpace, np.ndarray]:
+        """This space without the vocabulary strings whose rows of ``weights`` (``(n_features, k)``) are all
+        zero, and the indices of the rows it keeps. A string outside the vocabulary adds no feature, so the
+        scores stay the same; the model file, which holds every string of the vocabularies, gets smaller
+        (pruning to ``sgd.maxMLModelSizeInBytes`` zeroes rows, which alone leaves the file as large)."""
+        import numpy as np
+
+        zero = ~weights.any(axis=1)
+        keep = np.ones(self.n_features, dtype=bool)
+        layouts = []
+        start = 0
+        for layout in self._layouts:
+            if uses_vocabulary(layout.output):
+                rows = slice(layout.start, layout.start + layout.size)
+                keep[rows] = ~zero[rows]
+                vocabulary = tuple(
+                    token for token, kept in zip(layout.vocabulary, keep[rows], strict=True) if kept
+                )
+                layout = replace(layout, size=len(vocabulary), vocabulary=vocabulary)
+            layouts.append(replace(layout, start=start))
+            start += layout.size
+        return FeatureSpace(layouts, self._parameters), np.flatnonzero(keep)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe description; :meth:`from_dict` rebuilds an identical feature space from it."""

@@ -469,6 +469,10 @@ class _NoProgress:
         return None
 
 
+#: The spinner, a bar of 20 cells, the percentage, the time and the spaces between them.
+_PROGRESS_COLUMNS_WIDTH = 36
+
+
 def job_progress(current: State) -> Any:
     """The rich progress bar jobs are waited with: on stderr, gone when done, off for --output json and
     when stderr is not a terminal (a log or a pipe: rich would draw nothing there but an empty line)."""
@@ -478,17 +482,32 @@ def job_progress(current: State) -> Any:
         BarColumn,
         Progress,
         SpinnerColumn,
+        Task,
         TaskProgressColumn,
         TextColumn,
         TimeElapsedColumn,
     )
+    from rich.text import Text
 
     from emrml.cli_console import CliConsole
 
     console = CliConsole(stderr=True)
+
+    class Description(TextColumn):
+        """The description, cut in its middle to what the terminal leaves beside the other columns: rich
+        cut those instead, the time to "0:0…" and the bar to two cells, when a job read a long path; its
+        end, the file's name, is kept."""
+
+        def render(self, task: Task) -> Text:
+            text = task.description
+            room = max(console.width - _PROGRESS_COLUMNS_WIDTH, 16)
+            if len(text) > room:
+                text = text[: room // 2] + "…" + text[len(text) - (room - room // 2 - 1) :]
+            return Text(text, no_wrap=True)
+
     return Progress(
         SpinnerColumn(),
-        TextColumn("{task.description}", markup=False),
+        Description("{task.description}", markup=False),
         BarColumn(),
         TaskProgressColumn(),
         TimeElapsedColumn(),

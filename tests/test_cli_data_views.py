@@ -41,6 +41,29 @@ def test_evaluation_records_without_a_target_are_not_counted_as_used(tmp_path: P
     assert re.search(r"Records\s+400 used\s*$", shown, re.MULTILINE)
 
 
+def test_evaluation_records_that_cannot_be_read_fail_the_all_records_used_alert(tmp_path: Path) -> None:
+    """A record of the evaluation data with a field too many is left out; the alert had said "Every
+    evaluation record was used" since such records never reached the scoring."""
+    home = tmp_path / "home"
+    schema = binary_schema(tmp_path / "schema.json")
+    train = write_binary_data(tmp_path / "train.csv", 400)
+    held_out = write_binary_data(tmp_path / "eval.csv", 200, seed=8)
+    lines = held_out.read_text().splitlines()
+    lines[10] += ",extra"
+    lines[20] += ",extra"
+    held_out.write_text("\n".join(lines) + "\n")
+    cli(home, "datasource", "create", "--id", "ds-train", "--data", str(train), "--schema", str(schema))
+    cli(home, "datasource", "create", "--id", "ds-eval", "--data", str(held_out), "--schema", str(schema))
+    cli(home, "model", "create", "--id", "ml", "--type", "BINARY", "--datasource", "ds-train")
+
+    out = cli(home, "evaluation", "create", "--id", "ev", "--model", "ml", "--datasource", "ds-eval").stdout
+    insights = cli_json(home, "evaluation", "show", "ev")["GetEvaluationInsights"]["Insights"]
+    assert (insights["records"], insights["invalidRecords"], insights["unreadableRecords"]) == (198, 0, 2)
+    assert re.search(r"Records\s+198 used, 2 unreadable", out)
+    used = {alert["name"]: alert for alert in insights["alerts"]}["All records used"]
+    assert not used["passed"] and used["message"].startswith("2 evaluation records were invalid")
+
+
 def test_statistics_at_80_columns_keep_numbers_whole_and_count_targets_left_out(tmp_path: Path) -> None:
     """Long attribute names fold; numbers, MI and histograms are never cut to ``0.0…``; the target's
     missing and invalid values are shown beside its distribution, which leaves them out."""

@@ -225,12 +225,14 @@ def test_numbers_in_urls_longer_than_int_reads_are_not_errors(admin: Any, instal
     assert missing.status_code == 404 and "has no file" in missing.text
 
 
-def test_an_evaluation_counts_the_records_without_a_target_as_left_out(
+def test_an_evaluation_counts_the_records_without_a_target_and_the_unreadable_ones_as_left_out(
     admin: Any, installation: Installation
 ) -> None:
     lines = installation.sample.read_text().splitlines()[:301]
     for position in range(1, 301, 3):  # every third record without its target (the last field)
         lines[position] = lines[position].rsplit(",", 1)[0] + ","
+    for position in (2, 3):  # two records with a field too many, which cannot be read
+        lines[position] += ",extra"
     partial = installation.home / "data" / "partial-target.csv"
     partial.write_text("\n".join(lines) + "\n")
     service = installation.service
@@ -240,7 +242,7 @@ def test_an_evaluation_counts_the_records_without_a_target_as_left_out(
     service.call("CreateEvaluation", request)
     assert service.wait("Evaluation", "ev-partial")["Status"] == "COMPLETED"
     page = admin.get("/console/evaluations/ev-partial")
-    assert "200 used, 100 left out (no usable target)" in page.text
+    assert "198 used, 100 left out (no usable target), 2 unreadable" in page.text
 
 
 def test_two_evaluations_side_by_side(admin: Any) -> None:

@@ -97,10 +97,14 @@ def _evaluation_overview(evaluation: dict[str, Any], model_type: str | None, dat
     model = evaluation.get("MLModelId", "")
     records = None
     if "records" in data:
-        # ``records`` counts every record read; the invalid ones (no usable target) were left out.
+        # ``records`` counts every record read; the invalid ones (no usable target) were left out, as were
+        # the unreadable ones, which were not read.
         invalid = data.get("invalidRecords") or 0
-        records = f"{data['records'] - invalid:,} used" + (
-            f", {invalid:,} left out (no usable target)" if invalid else ""
+        unreadable = data.get("unreadableRecords") or 0
+        records = (
+            f"{data['records'] - invalid:,} used"
+            + (f", {invalid:,} left out (no usable target)" if invalid else "")
+            + (f", {unreadable:,} unreadable" if unreadable else "")
         )
     return key_values(
         f"Evaluation {evaluation.get('EvaluationId')}",

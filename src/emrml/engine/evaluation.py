@@ -95,6 +95,9 @@ class EvaluationPass:
             self.accumulator = RegressionEvaluation()
         self.target_range = target_range
         self.records = self.invalid = self.outside = self.negative = 0
+        # Records the evaluation data selects that could not be read (wrong number of fields, ...): left
+        # out as those without a usable target are, and counted apart from ``records``, which were read.
+        self.unreadable = 0
         self.target = TargetSummary()
         # MULTICLASS: records of classes the model never saw, per class: their counts per predicted class.
         self.unseen: dict[str, np.ndarray] = {}
@@ -187,6 +190,7 @@ class EvaluationPass:
         self.accumulator.merge(other.accumulator)  # type: ignore[arg-type]
         self.records += other.records
         self.invalid += other.invalid
+        self.unreadable += other.unreadable
         self.outside += other.outside
         self.negative += other.negative
         self.target.merge(other.target)
@@ -217,8 +221,10 @@ def evaluate_model(
         # folder may be a small tmpfs, whose pages are memory.
         state = EvaluationPass.of(scorer.artifact, scratch_folder(settings))
         source = DatasourceBatches(DatasourceData(data.location, scorer.schema, data.rearrangement), settings)
-        for batch in source.with_progress(progress, 0.0, 1.0):
-            state.update(batch, scorer.schema, scorer.scores)
+        for selected in source.selected(progress, 0.0, 1.0):
+            state.unreadable += len(selected.invalid)
+            if selected.batch.num_rows:
+                state.update(selected.batch, scorer.schema, scorer.scores)
     return finish(state, scorer.artifact, data.schema, same_datasource, training_records, datasource_id)
 
 
@@ -268,7 +274,7 @@ def finish(
         evaluation_records=state.records - state.invalid,
         training_attributes={a.name for a in model_schema.attributes},
         evaluation_attributes={a.name for a in data_schema.attributes},
-        invalid_evaluation_records=state.invalid,
+        invalid_evaluation_records=state.invalid + state.unreadable,
         training_target=train_target,
         evaluation_target=eval_target,
     ) + quality_alerts(
@@ -281,6 +287,7 @@ def finish(
         "alerts": alerts,
         "records": state.records,
         "invalidRecords": state.invalid,
+        "unreadableRecords": state.unreadable,
     }
     return EvaluationResult(performance_metrics(kind, result), insights)
 

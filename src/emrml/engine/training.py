@@ -32,7 +32,7 @@ from emrml.core.recipe.grammar import Recipe, Variable, parse_recipe
 from emrml.core.recipe.suggest import suggest_recipe
 from emrml.core.schema import Attribute, Schema
 from emrml.core.values import parse_binary, parse_numeric
-from emrml.engine.local import Progress, read_selected
+from emrml.engine.local import Progress, SelectedBatch, read_selected
 from emrml.engine.result_lines import RESULT_COLUMNS, STREAM_COLUMNS
 from emrml.engine.scratch import FeatureCache, RecordCache
 from emrml.errors import DataError
@@ -266,16 +266,20 @@ class DatasourceBatches:
                 yield selected.batch
 
     def with_progress(self, progress: Progress, low: float, high: float) -> Iterator[pa.RecordBatch]:
-        for selected in read_selected(
+        for selected in self.selected(progress, low, high):
+            if selected.batch.num_rows:
+                yield selected.batch
+
+    def selected(self, progress: Progress, low: float, high: float) -> Iterator[SelectedBatch]:
+        """The blocks as read, with the records that could not be read (which the batches leave out)."""
+        return read_selected(
             self.files,
             self.data.schema,
             self.data.rearrangement,
             settings=self.settings,
             progress=progress,
             progress_range=(low, high),
-        ):
-            if selected.batch.num_rows:
-                yield selected.batch
+        )
 
 
 #: The row weights training and the metrics can add and multiply (sums of a column's weights, products of

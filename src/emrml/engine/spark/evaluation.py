@@ -35,6 +35,7 @@ def evaluate_unit(job: UnitJob, unit: Unit, report: Any = None) -> EvaluationPas
     scorer = _scorer(job.artifact, job.schema_json, (info.st_mtime_ns, info.st_size), job.expected)
     state = EvaluationPass.of(scorer.artifact)
     for block in selected_batches(job, unit):
+        state.unreadable += len(block.invalid)
         if block.batch.num_rows:
             state.update(block.batch, scorer.schema, scorer.scores)
     return state

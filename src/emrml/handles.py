@@ -210,9 +210,9 @@ class Evaluation(_Handle):
 
     def insights(self) -> dict[str, Any]:
         """What the Amazon ML console drew: ``metrics`` (with the baseline, and histograms and the threshold
-        table, the confusion matrix or the residuals), ``alerts``, ``records``, ``invalidRecords``. A method,
-        as ``Model.insights()`` and ``DataSource.statistics()`` are: a handle's methods fetch a whole
-        response, its properties (``metric``) one value."""
+        table, the confusion matrix or the residuals), ``alerts``, ``records``, ``invalidRecords``,
+        ``unreadableRecords``. A method, as ``Model.insights()`` and ``DataSource.statistics()`` are: a
+        handle's methods fetch a whole response, its properties (``metric``) one value."""
         result = self.client.service.call("GetEvaluationInsights", {"EvaluationId": self.id})
         return result.get("Insights", {})
 

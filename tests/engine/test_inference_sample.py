@@ -11,7 +11,7 @@ import zstandard
 
 from emrml.config import Settings
 from emrml.engine.location_schema import infer_location_schema
-from emrml.errors import DataError
+from emrml.errors import DataError, InvalidInputException
 
 
 def _refused_traced(folder: Path, settings: Settings) -> tuple[DataError, int]:
@@ -97,3 +97,24 @@ def test_only_the_first_invalid_record_of_each_file_is_kept(tmp_path: Path) -> N
         f"{folder}/part-00.csv: expected 2 fields, found 1)"
     )
     assert peak < 4 << 20, f"peak {peak / 2**20:.1f} MiB"
+
+
+def test_a_folder_s_missing_target_names_the_file_whose_columns_were_read(tmp_path: Path) -> None:
+    """A README beside the data is read first (it sorts first): the error listed its first line as the
+    columns without saying whose they were."""
+    folder = tmp_path / "bank"
+    folder.mkdir()
+    (folder / "README.md").write_text("# bank marketing\nabout the data\n")
+    (folder / "data.csv").write_text("age,y\n41,1\n29,0\n")
+    settings = Settings.load(environ={}, home=tmp_path / "home")
+    with pytest.raises(InvalidInputException) as refused:
+        infer_location_schema(f"{folder}/", target="y", row_id=None, has_header=True, settings=settings)
+    message = refused.value.message
+    assert message.startswith("target 'y' is not one of the columns")
+    assert f"the columns of {folder}/README.md, the first file with records of the 2 under" in message
+    # One file: its columns are the data's, as the location says.
+    with pytest.raises(InvalidInputException) as single:
+        infer_location_schema(
+            str(folder / "data.csv"), target="z", row_id=None, has_header=True, settings=settings
+        )
+    assert "the first file with records" not in single.value.message

@@ -14,7 +14,7 @@ from emrml.config import Settings
 from emrml.core.inference import infer_schema, infer_type
 from emrml.core.schema import Attribute, AttributeType, Schema, generated_names
 from emrml.engine.local import has_a_line, open_data, open_each
-from emrml.errors import DataError
+from emrml.errors import DataError, InvalidInputException
 from emrml.storage.header import read_header_again
 from emrml.storage.invalid import InvalidRecord
 from emrml.storage.locations import FileRef, list_files
@@ -74,15 +74,25 @@ def infer_location_schema(
     for index, file in enumerate(first_files):
         header, rows, (bad, count) = _sample_file(file, has_header, settings, sample_rows)
         if rows is not None:
-            schema = infer_schema(
-                header,
-                rows,
-                target=target,
-                row_id=row_id,
-                has_header=has_header,
-                max_attributes=settings.max_attributes,
-                named=named,
-            )
+            try:
+                schema = infer_schema(
+                    header,
+                    rows,
+                    target=target,
+                    row_id=row_id,
+                    has_header=has_header,
+                    max_attributes=settings.max_attributes,
+                    named=named,
+                )
+            except InvalidInputException as exc:
+                if len(files) == 1:
+                    raise
+                # Of a folder, the columns listed may be another file's than the user thinks (a README
+                # beside the data): say which file they are.
+                raise InvalidInputException(
+                    f"{exc.message} (the columns of {file.uri}, the first file with records of the "
+                    f"{len(files):,} under {location})"
+                ) from None
             schema, files_read, records = _target_looked_for_further(
                 schema, rows, first_files[index:], settings
             )

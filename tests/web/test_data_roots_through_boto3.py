@@ -182,6 +182,9 @@ def test_outputs_recipes_and_schemas_are_confined_too(live_server: Any, outside:
         ("S3://bucket/data.csv", "unsupported scheme 'S3'"),
         ("s3:///data.csv", "is not a valid S3 location"),
         ("file://elsewhere/data.csv", "is not a local file URI"),
+        # Resolved against the server's working folder or its user's home, not the caller's.
+        ("data.csv", "is not an absolute path"),
+        ("~/data.csv", "is not an absolute path"),
     ],
 )
 def test_a_malformed_location_is_invalid_input_not_access_denied(

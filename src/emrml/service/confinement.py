@@ -140,6 +140,13 @@ def check_location(
     # Whether the caller's groups grant storage there (a user's, through the server; the root may).
     app.access.check_storage(location, write=write)
     if (REMOTE.get() if remote is None else remote) and not location.startswith(("s3://", "kinesis://")):
+        if not location.startswith(("file://", "/")):
+            # Resolved against the server's working folder, which is not the caller's: a refusal as "outside
+            # the data roots" would send the caller after permissions.
+            raise InvalidInputException(
+                f"{member}: '{location}' is not an absolute path; a request through the server names a local "
+                "file by its absolute path (/srv/data/file.csv or file:///srv/data/file.csv)"
+            )
         refusal = _refusal(app.settings, locations.local_path(location), write=write)
         if refusal:
             raise AccessDeniedException(f"{member} '{location}' {refusal}")

@@ -1,6 +1,8 @@
-"""A MySQL SelectSqlQuery may not write on the database server: SELECT … INTO OUTFILE passed for a SELECT,
-and the read-only transaction allows it, so describing the query wrote its rows to a file of the server's
-(as whichever user the request signs in as, with the FILE privilege)."""
+"""A SelectSqlQuery may not write on the database server. MySQL's SELECT … INTO OUTFILE passed for a
+SELECT, and the read-only transaction allows it, so describing the query wrote its rows to a file of the
+server's (as whichever user the request signs in as, with the FILE privilege). Neither server runs a second
+statement stacked after the query, nor PostgreSQL one that closes the ``COPY (query) TO STDOUT`` it is
+read through to write elsewhere (``COPY … TO PROGRAM``)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from sql_sources_helpers import MYSQL, Databases, created_databases, staged_rows
 
 from emrml.errors import DataError
 from emrml.storage import sql
-from metastores import MARIADB_ADMIN
+from metastores import MARIADB_ADMIN, POSTGRES_ADMIN
 
 REFUSED = (
     "SelectSqlQuery must return its rows: SELECT … INTO writes them on the database server (a file of INTO "
@@ -31,7 +33,16 @@ def databases() -> Iterator[Databases]:
             connection.exec_driver_sql("CREATE TABLE secrets (n INT, word VARCHAR(20))")
             connection.exec_driver_sql("INSERT INTO secrets VALUES (1, 'alpha'), (2, 'beta')")
         admin.dispose()
+        admin = sqlalchemy.create_engine(_postgres_url(created), isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.exec_driver_sql("CREATE TABLE secrets (n INT)")
+            connection.exec_driver_sql("INSERT INTO secrets VALUES (1), (2)")
+        admin.dispose()
         yield created
+
+
+def _postgres_url(databases: Databases) -> str:
+    return POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{databases.name}"
 
 
 @pytest.fixture
@@ -92,3 +103,44 @@ def test_a_query_naming_into_in_strings_and_comments_is_read(databases: Database
         tmp_path,
     )
     assert rows == [["n", "into"], ["1", "insert into"], ["2", "insert into"]]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT n FROM secrets) TO PROGRAM 'touch {path}'; COPY (SELECT 1",
+        "SELECT n FROM secrets) TO '{path}' --",
+        "SELECT n FROM secrets; COPY secrets TO PROGRAM 'touch {path}'",
+        "SELECT n FROM secrets; SET default_transaction_read_only = off; DELETE FROM secrets",
+    ],
+)
+def test_a_postgresql_query_cannot_leave_its_copy_nor_stack_a_statement(
+    databases: Databases, tmp_path: Path, server_file: Path, query: str
+) -> None:
+    # Its user is the server's superuser, who may run programs and write files with COPY.
+    with pytest.raises(DataError, match="SelectSqlQuery failed on Redshift cluster 'pg'"):
+        staged_rows(databases.postgres(), query.format(path=server_file), tmp_path)
+    admin = sqlalchemy.create_engine(_postgres_url(databases))
+    with admin.connect() as connection:
+        assert connection.exec_driver_sql("SELECT COUNT(*) FROM secrets").scalar_one() == 2
+    admin.dispose()
+    assert not server_file.exists()
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT n FROM secrets; DELETE FROM secrets",
+        "SELECT n FROM secrets; /*! SET SESSION TRANSACTION READ WRITE; DELETE FROM secrets */",
+        "SELECT n FROM secrets /*! ; DELETE FROM secrets */",
+        "SELECT n FROM secrets; -- a note\n DELETE FROM secrets",
+    ],
+)
+def test_a_mysql_query_cannot_stack_a_statement(databases: Databases, tmp_path: Path, query: str) -> None:
+    source = sql.resolve(MYSQL, "RDS", "maria", databases.name, "root", "")
+    with pytest.raises(DataError, match="ERROR 1064"):
+        staged_rows(source, query, tmp_path)
+    admin = sqlalchemy.create_engine(f"{MARIADB_ADMIN}{databases.name}")
+    with admin.connect() as connection:
+        assert connection.exec_driver_sql("SELECT COUNT(*) FROM secrets").scalar_one() == 2
+    admin.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import zstandard
 
 from emrml.config import Settings
 from emrml.engine.location_schema import infer_location_schema
-from emrml.errors import DataError
+from emrml.errors import DataError, InvalidInputException
 
 
 def _refused_traced(folder: Path, settings: Settings) -> tuple[DataError, int]:
@@ -97,3 +98,40 @@ def test_only_the_first_invalid_record_of_each_file_is_kept(tmp_path: Path) -> N
         f"{folder}/part-00.csv: expected 2 fields, found 1)"
     )
     assert peak < 4 << 20, f"peak {peak / 2**20:.1f} MiB"
+
+
+def test_a_file_wider_than_the_attribute_limit_is_refused_before_its_sample_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Parsing costs each block a column's work for every column: 30 MB of 15,000 columns (a few kilobytes
+    # compressed) took InferDataSchema 100 s and 9 GB, on the server's request thread, only to be refused
+    # for its width once the sample was read.
+    from emrml.engine import location_schema
+
+    width = 5_000
+    row = ",".join("1" for _ in range(width))
+    text = ",".join(f"c{i}" for i in range(width)) + "\n" + (row + "\n") * 2_000
+    data = tmp_path / "wide.csv.zst"
+    data.write_bytes(zstandard.ZstdCompressor().compress(text.encode()))
+    read: list[str] = []
+
+    def read_chunks(_stream: object, uri: str, *_args: object, **_options: object) -> Iterator[object]:
+        read.append(uri)
+        return iter(())
+
+    monkeypatch.setattr(location_schema, "read_chunks", read_chunks)
+    settings = Settings.load(environ={}, home=tmp_path / "home")
+    for has_header in (True, False):
+        with pytest.raises(InvalidInputException) as refused:
+            infer_location_schema(
+                str(data),
+                target=None,
+                row_id=None,
+                has_header=has_header,
+                settings=settings,
+            )
+        assert refused.value.message == (
+            "cannot infer a schema: the data has 5,000 columns; the limit is 1,000 attributes (the "
+            "max_attributes setting)"
+        )
+    assert read == []

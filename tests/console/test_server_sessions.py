@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
+import pytest
 from console_helpers import BOB_PASSWORD, EVALUATION, MODEL, Installation, log_in, login_token
 
 from emrml.service.logins import check_password, hash_password
@@ -176,3 +178,23 @@ def test_wrong_current_passwords_are_throttled_as_logins_are(
     # The failures count for the login form too (same user, same client).
     anonymous.cookies.clear()
     assert log_in(anonymous, "dave", "dave-password").status_code == 429
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "https://evil.example/",
+        "//evil.example/",
+        "/\\evil.example/",
+        "/console/\\..\\..\\evil.example",
+        "/\t/evil.example/",
+        "javascript:alert(1)",
+        "/console\\/evil.example",
+    ],
+)
+def test_the_login_pages_next_never_leads_off_the_console(admin: Any, target: str) -> None:
+    # Browsers read a backslash as a slash and drop tabs and line breaks from a URL: '/\evil.example'
+    # and '/<TAB>/evil.example' lead to another site as '//evil.example' does.
+    location = admin.get("/console/login", params={"next": target}).headers["location"]
+    assert location.startswith("/console/") and not re.search(r"[\\\s]", location), location
+    assert urlsplit(location.replace("\\", "/")).netloc == ""

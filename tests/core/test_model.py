@@ -211,13 +211,22 @@ def test_foreign_or_inconsistent_model_json_is_refused(tmp_path: Path, change: d
     refused(path, message)
 
 
-def test_model_json_that_is_not_json_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("member", "text"),
+    [
+        ("model.json", b"\xff{not json"),
+        # Nested past the JSON reader's recursion limit: a RecursionError, not the file's refusal.
+        ("model.json", b"[" * 100_000),
+        ("feature_names.json", b"[" * 100_000),
+    ],
+)
+def test_members_that_are_not_json_are_refused(tmp_path: Path, member: str, text: bytes) -> None:
     path = tmp_path / "m.zip"
     save_artifact(artifact(), path)
     members = members_of(path)
-    members["model.json"] = b"\xff{not json"
+    members[member] = text
     rewrite(path, members)
-    refused(path, "model.json is not valid JSON")
+    refused(path, f"{member} is not valid JSON")
 
 
 def test_an_object_array_is_never_unpickled(tmp_path: Path) -> None:

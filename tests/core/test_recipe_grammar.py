@@ -297,6 +297,12 @@ ERRORS: list[tuple[str, str, str]] = [
         r"column 19: quantile_bin's n must be from 5 to 1000, got 4",
     ),
     (
+        # Past the 4,300 digits Python reads, it was a ValueError: an internal error, not bad input.
+        "parameter of thousands of digits",
+        '{"outputs": ["ngram(title, 1' + "0" * 5_000 + ')"]}',
+        r"column 14: ngram's n must be an integer from 2 to 10, got an integer of 5,001 digits$",
+    ),
+    (
         "parameter not an integer",
         '{"outputs": ["ngram(title, 2.5)"]}',
         r"outputs\[0\] .*column 14: ngram's n must be an integer from 2 to 10, got '2.5'",

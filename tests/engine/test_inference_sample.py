@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,72 @@ def test_a_folder_s_missing_target_names_the_file_whose_columns_were_read(tmp_pa
             str(folder / "data.csv"), target="z", row_id=None, has_header=True, settings=settings
         )
     assert "the first file with records" not in single.value.message
+
+
+def test_a_file_wider_than_the_attribute_limit_is_refused_before_its_sample_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Parsing costs each block a column's work for every column: 30 MB of 15,000 columns (a few kilobytes
+    # compressed) took InferDataSchema 100 s and 9 GB, on the server's request thread, only to be refused
+    # for its width once the sample was read.
+    from emrml.engine import location_schema
+
+    width = 5_000
+    row = ",".join("1" for _ in range(width))
+    text = ",".join(f"c{i}" for i in range(width)) + "\n" + (row + "\n") * 2_000
+    data = tmp_path / "wide.csv.zst"
+    data.write_bytes(zstandard.ZstdCompressor().compress(text.encode()))
+    read: list[str] = []
+
+    def read_chunks(_stream: object, uri: str, *_args: object, **_options: object) -> Iterator[object]:
+        read.append(uri)
+        return iter(())
+
+    monkeypatch.setattr(location_schema, "read_chunks", read_chunks)
+    settings = Settings.load(environ={}, home=tmp_path / "home")
+    for has_header in (True, False):
+        with pytest.raises(InvalidInputException) as refused:
+            infer_location_schema(
+                str(data),
+                target=None,
+                row_id=None,
+                has_header=has_header,
+                settings=settings,
+            )
+        assert refused.value.message == (
+            "cannot infer a schema: the data has 5,000 columns; the limit is 1,000 attributes (the "
+            "max_attributes setting)"
+        )
+    assert read == []
+
+
+def test_inference_reads_at_most_its_byte_budget_of_a_location(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Empty lines are passed over: a gigabyte of them (32 KB of zstd) was read to its end, 23 s on the
+    # server's request thread, and again in each of the location's first 64 files; the look for a second
+    # target value read up to a million records more, however long.
+    from emrml.engine import location_schema
+
+    monkeypatch.setattr(location_schema, "INFER_MAX_BYTES", 1 << 20)
+    settings = Settings.load(environ={}, home=tmp_path / "home")
+    blank = tmp_path / "blank"
+    blank.mkdir()
+    frame = zstandard.ZstdCompressor().compress(b"a,y\n" + b"\n" * (3 << 20) + b"1,0\n")
+    for index in range(3):
+        (blank / f"part-{index}.csv.zst").write_bytes(frame)
+    with pytest.raises(DataError) as refused:
+        infer_location_schema(f"{blank}/", target=None, row_id=None, has_header=True, settings=settings)
+    assert refused.value.message == (
+        f"cannot infer a schema: the first 1 MiB read from {blank}/ hold no record, only empty lines"
+    )
+    # A sample whose target holds one value: the records read on for another stop at the budget too, and
+    # the sample is what the schema is inferred from.
+    sorted_data = tmp_path / "sorted.csv.zst"
+    text = b"a,y\n" + b"1,0\n" * 20_000 + b"\n" * (2 << 20) + b"2,1\n"  # read to it, y is BINARY
+    sorted_data.write_bytes(zstandard.ZstdCompressor().compress(text))
+    inferred = infer_location_schema(
+        str(sorted_data), target="y", row_id=None, has_header=True, settings=settings
+    )
+    assert inferred.description() == f"inferred from the first 20,000 records of {sorted_data}"
+    assert {a.name: a.type.value for a in inferred.schema.attributes}["y"] == "NUMERIC"

@@ -145,7 +145,7 @@ def test_a_batch_prediction_given_up_after_its_worker_died_removes_the_output_fo
     from emrml.engine import batch
 
     _on_scoring(monkeypatch, lambda context: context.stopped.set(), last=last)
-    monkeypatch.setattr(batch, "remove_made", lambda _made, keep_marker: None)
+    monkeypatch.setattr(batch, "remove_made", lambda _made, _settings, keep_marker: None)
     made, had = tmp_path / "made", tmp_path / "had"
     (had / "batch-prediction").mkdir(parents=True)
     attempts = {}
@@ -206,6 +206,10 @@ def test_a_failed_batch_prediction_on_the_spark_engine_removes_the_output_folder
     assert cut and not out.exists()
 
 
+def _settings(tmp_path: Path) -> Settings:
+    return Settings.load(environ={}, home=tmp_path / "home")
+
+
 def test_a_job_given_up_beside_another_jobs_results_leaves_them_and_no_marker(tmp_path: Path) -> None:
     """The ``result/`` the job made holds another job's results when it is given up: it stays, with the
     folders above it; the marker stays only while the job may run again."""
@@ -215,9 +219,9 @@ def test_a_job_given_up_beside_another_jobs_results_leaves_them_and_no_marker(tm
     other = out / "batch-prediction" / "result" / "bp-other-data.csv.gz"
     other.parent.mkdir()
     other.write_bytes(b"not this job's")
-    remove_made(made, keep_marker=True)
+    remove_made(made, _settings(tmp_path), keep_marker=True)
     assert made.is_file()  # the next attempt removes what the job made, should the other results go
-    remove_made(made, keep_marker=False)
+    remove_made(made, _settings(tmp_path), keep_marker=False)
     assert sorted(out.rglob("*")) == [made.parent, other.parent, other]
 
 
@@ -226,9 +230,9 @@ def test_a_marker_this_version_did_not_write_removes_nothing_but_itself(tmp_path
     made.parent.mkdir(parents=True)
     for text in ("", "[1]", '{"levels": true, "result": true}', '{"levels": -1, "result": true}'):
         made.write_text(text)
-        remove_made(made, keep_marker=True)
+        remove_made(made, _settings(tmp_path), keep_marker=True)
         assert made.exists()
-        remove_made(made, keep_marker=False)
+        remove_made(made, _settings(tmp_path), keep_marker=False)
         assert sorted(tmp_path.rglob("*")) == [tmp_path / "out", made.parent], text
 
 
@@ -240,5 +244,19 @@ def test_the_result_folder_a_job_made_stays_while_another_job_runs_beside_it(tmp
     (made.parent / "result").mkdir()
     running = made.parent / ".tmp-bp-other+attempt-1"
     running.mkdir()
-    remove_made(made, keep_marker=False)
+    remove_made(made, _settings(tmp_path), keep_marker=False)
     assert sorted(out.rglob("*")) == [made.parent, running, made.parent / "result"]
+
+
+def test_a_rewritten_marker_removes_no_data_root_nor_a_folder_holding_one(tmp_path: Path) -> None:
+    """The marker lies in the user's output folder, where the user may rewrite it while the job runs: made
+    to say that the job made a hundred levels of folders, it had the cleanup of a job that failed remove
+    the data root, once empty, and the folders above it up to the first that held anything else."""
+    root = tmp_path / "srv" / "data"
+    (root / "alice").mkdir(parents=True)
+    settings = Settings.load(environ={}, home=tmp_path / "home", data_roots=(root,))
+    made = root / "alice" / "out" / "batch-prediction" / ".tmp-bp+made"
+    make_output_folders(made)
+    made.write_text('{"levels": 100, "result": true}')
+    remove_made(made, settings, keep_marker=False)
+    assert sorted(tmp_path.rglob("*")) == [tmp_path / "srv", root]

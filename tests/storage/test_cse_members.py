@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-from cse_helpers import SCHEMA, rows
+from cse_helpers import SCHEMA, aes_key, rows, use
 
 from emrml.errors import InvalidInputException
 from emrml.service.app import EmrML
@@ -47,3 +47,28 @@ def test_an_object_no_configured_key_opens_is_named_by_its_member(s3: S3, tmp_pa
         finally:
             app.close()
         assert source["Status"] == "FAILED" and f"DataSpec.DataLocationS3 {message}" in source["Message"]
+
+
+def test_an_object_whose_key_description_is_nested_too_deeply_is_refused_naming_it(
+    s3: S3, tmp_path: Path
+) -> None:
+    # Its metadata is whoever wrote the object's: a description nested past the JSON reader's recursion
+    # limit raised RecursionError, an internal error rather than the object's refusal.
+    settings = use(s3, s3_cse_key=f"aes:{aes_key(tmp_path / 'aes.key')}")
+    envelope = {
+        "x-amz-key-v2": base64.b64encode(os.urandom(48)).decode(),
+        "x-amz-cek-alg": "AES/GCM/NoPadding",
+        "x-amz-iv": base64.b64encode(os.urandom(12)).decode(),
+        "x-amz-wrap-alg": "AES/GCM",
+        "x-amz-matdesc": "[" * 1_500,
+    }
+    s3.client.put_object(Bucket=s3.bucket, Key="deep/data.csv", Body=os.urandom(64), Metadata=envelope)
+    app = EmrML(settings)
+    try:
+        with pytest.raises(InvalidInputException) as caught:
+            app.call("InferDataSchema", {"DataLocationS3": s3.uri("deep/data.csv")})
+    finally:
+        app.close()
+    assert caught.value.message == (
+        f"cannot decrypt DataLocationS3 '{s3.uri('deep/data.csv')}': x-amz-matdesc is not a JSON object"
+    )

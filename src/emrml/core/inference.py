@@ -139,6 +139,16 @@ def _columns_of(
     return list(zip(*sample, strict=True)) if sample else [() for _ in range(width)]
 
 
+def check_width(width: int, max_attributes: int | None) -> None:
+    """InvalidInputException when data of ``width`` columns has more than ``max_attributes`` (None: no
+    limit), which no schema inferred from it could hold."""
+    if max_attributes is not None and width > max_attributes:
+        raise InvalidInputException(
+            f"cannot infer a schema: the data has {width:,} columns; the limit is {max_attributes:,} "
+            f"attributes ({LIMIT_SETTING})"
+        )
+
+
 def infer_schema(
     columns: Sequence[str] | None,
     rows: Sequence[Sequence[str]] | pa.Table,
@@ -195,11 +205,7 @@ def infer_schema(
         width = Counter(len(row) for row in rows).most_common(1)[0][0]
     else:
         raise InvalidInputException("cannot infer a schema: there is no header and no sample row")
-    if max_attributes is not None and width > max_attributes:
-        raise InvalidInputException(
-            f"cannot infer a schema: the data has {width:,} columns; the limit is {max_attributes:,} "
-            f"attributes ({LIMIT_SETTING})"
-        )
+    check_width(width, max_attributes)
     names = header_names(columns) if columns is not None else generated_names(width)
     values = _columns_of(rows, width)
     types = [infer_type(column) for column in values]

@@ -192,6 +192,8 @@ def _parse_json(data: bytes, name: str, path: Path) -> Any:
         return json.loads(data)
     except (UnicodeDecodeError, ValueError) as exc:
         raise _invalid(path, f"{name} is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise _invalid(path, f"{name} is not valid JSON (it is nested too deeply)") from None
 
 
 def _require(document: dict[str, Any], key: str, kind: type | tuple[type, ...], path: Path) -> Any:

@@ -430,7 +430,8 @@ def batch_predict(
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-        remove_made(made, keep_marker=True)  # a run that did not complete (the marker gone once it did)
+        # A run that did not complete (the marker is gone once it did).
+        remove_made(made, settings, keep_marker=True)
     return BatchResult(
         total_records=sum(result.records for result in results),
         invalid_records=sum(result.invalid for result in results),

@@ -86,18 +86,22 @@ def _made_record(made: Path) -> tuple[int, bool] | None:
     try:
         record = json.loads(made.read_text())
         levels, made_result = record["levels"], record["result"]
-    except (OSError, ValueError, TypeError, KeyError):
+    except (OSError, ValueError, TypeError, KeyError, RecursionError):  # RecursionError: nested deeply
         return None
     if type(levels) is not int or levels < 0 or type(made_result) is not bool:
         return None
     return levels, made_result
 
 
-def remove_made(made: Path | None, *, keep_marker: bool) -> None:
+def remove_made(made: Path | None, settings: Settings, *, keep_marker: bool) -> None:
     """Remove the folders a job that did not complete made (``make_output_folders``: its ``result/``, its
     ``batch-prediction/`` and the folders above that) that hold nothing else (another job's output, a
     user's file: then they stay). ``keep_marker``: the marker stays while a folder the job made does (the
-    job may run again, and made it all the same)."""
+    job may run again, and made it all the same).
+
+    The marker lies in the user's folder, where whoever may write there may rewrite it: the folders above
+    are removed up to a data root or the home at most (``_keeps``), whatever number of levels it says,
+    so that an empty data root and the empty folders holding it are never removed (one the job made stays)."""
     if made is None or not made.exists():
         return
     record = _made_record(made)
@@ -121,9 +125,19 @@ def remove_made(made: Path | None, *, keep_marker: bool) -> None:
             return
         _remove_marker(made)
         if levels and not others:
+            kept = [os.path.realpath(path) for path in (settings.home, *settings.data_roots)]
             for _ in range(levels):
+                if _keeps(folder, kept):
+                    break
                 folder.rmdir()
                 folder = folder.parent
+
+
+def _keeps(folder: Path, kept: list[str]) -> bool:
+    """Whether ``folder``, resolved, is one of the ``kept`` folders or holds one."""
+    resolved = os.path.realpath(folder)
+    below = resolved.rstrip(os.sep) + os.sep
+    return any(path == resolved or path.startswith(below) for path in kept)
 
 
 def completed_made(made: Path | None) -> None:
@@ -200,7 +214,7 @@ def discard_output(
             delete(location)
     for folder in attempt_folders(prefix, settings, batch_prediction_id).values():
         shutil.rmtree(folder, ignore_errors=True)
-    remove_made(made_marker(prefix, settings, batch_prediction_id), keep_marker=False)
+    remove_made(made_marker(prefix, settings, batch_prediction_id), settings, keep_marker=False)
 
 
 def result_file(prefix: str, name: str) -> str:

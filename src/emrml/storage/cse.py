@@ -289,7 +289,7 @@ def read_envelope(metadata: dict[str, str], location: str) -> Envelope:
     def description(name: str) -> dict[str, str]:
         try:
             value = json.loads(metadata.get(name) or "{}")
-        except ValueError:
+        except (ValueError, RecursionError):  # the object's writer wrote it: nested past the reader's limit
             value = None
         if not isinstance(value, dict):
             raise DecryptionError(f"cannot decrypt '{location}': {name} is not a JSON object")

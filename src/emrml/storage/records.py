@@ -27,7 +27,7 @@ per ``RECORD_BYTES`` of it (``storage.boundaries``); invalid records are arrays 
 reasons (``storage.invalid``), not an object each; quote positions are found a segment at a time, never
 kept for a whole block (``storage.quoting``: a block may hold nearly a quote per byte); a record that
 outgrows ``max_record_bytes`` before its end is scanned to its end without being kept (empty lines held
-back as possibly trailing cost a bit each).
+back as possibly trailing cost a bit each, a run of alike line breaks a few bytes whatever its length).
 ``read_chunks`` finds the records of the next block on a background thread while pyarrow parses the
 current one, so the stream is read up to two blocks ahead of the chunk being consumed.
 """

@@ -273,6 +273,70 @@ def check_select(query: str) -> None:
         raise DataError(f"SelectSqlQuery must be a SELECT statement ({found}); it runs read-only")
 
 
+def check_mysql_select(query: str) -> None:
+    """DataError for a MySQL SelectSqlQuery holding SELECT … INTO, which the read-only transaction allows:
+    INTO OUTFILE or DUMPFILE writes the rows to a file on the database server (describing the query runs
+    it as written, under a limit its own LIMIT outranks), INTO a variable returns nothing to read.
+    Whether the server reads backslashes in strings as escapes is its ``sql_mode``'s choice, so the words
+    are looked for both ways: in ``'a\\' INTO OUTFILE '/tmp/x' -- '`` one reads INTO, the other a string."""
+    if any("INTO" in _mysql_words(query, escapes) for escapes in (True, False)):
+        raise DataError(
+            "SelectSqlQuery must return its rows: SELECT … INTO writes them on the database server (a file "
+            "of INTO OUTFILE or DUMPFILE, or variables) instead; remove the INTO clause (a column named "
+            "into is written `into`)"
+        )
+
+
+#: What MySQL reads as a comment whose text runs all the same: ``/*! … */`` (``/*!50700 … */`` from a
+#: version on) and MariaDB's ``/*M! … */``.
+_MYSQL_RUN_COMMENT = re.compile(r"/\*M?!\d*")
+#: A ``--`` comment's opening: its dashes and a blank.
+_MYSQL_DASHES = {f"--{blank}" for blank in " \t\n\r\f\v"}
+#: The letters of a word; digits end one, so that ``1INTO`` is looked at as the server may read it.
+_MYSQL_LETTERS = re.compile(r"[A-Za-z_$\x80-\U0010ffff]+")
+
+
+def _mysql_words(query: str, escapes: bool) -> set[str]:
+    """The words of ``query``, upper-cased, outside its strings, `names` and comments (by MySQL's lexical
+    rules, backslashes escaping in strings when ``escapes``); where in doubt, more text is read as words."""
+    words, length, position = set(), len(query), 0
+    while position < length:
+        char = query[position]
+        if char in "'\"`":
+            position = _mysql_quoted_end(query, position, escapes and char != "`")
+        elif run := _MYSQL_RUN_COMMENT.match(query, position):
+            position = run.end()
+        elif query.startswith("/*", position):
+            closing = query.find("*/", position + 2)
+            position = length if closing < 0 else closing + 2
+        elif char == "#" or query[position : position + 3] in _MYSQL_DASHES:
+            # Ended at either line break: a server ending it at a carriage return reads what follows.
+            ends = [end for end in (query.find("\n", position), query.find("\r", position)) if end >= 0]
+            position = min(ends, default=length)
+        elif letters := _MYSQL_LETTERS.match(query, position):
+            words.add(letters.group(0).upper())
+            position = letters.end()
+        else:
+            position += 1
+    return words
+
+
+def _mysql_quoted_end(query: str, position: int, escapes: bool) -> int:
+    """The end of the string or name opening at ``position`` (its doubled quotes, and with ``escapes`` its
+    backslashed characters, inside it); the end of ``query`` when it is never closed."""
+    quote_char, position = query[position], position + 1
+    while position < len(query):
+        if escapes and query[position] == "\\":
+            position += 2
+        elif query[position] == quote_char:
+            if not query.startswith(quote_char * 2, position):
+                return position + 1
+            position += 2
+        else:
+            position += 1
+    return len(query)
+
+
 # ---------------------------------------------------------------------------------------------- reading
 
 
@@ -525,6 +589,7 @@ def read_query(
     one cancelled): it then fails with a DataError."""
     check_select(query)
     if source.api == "RDS":
+        check_mysql_select(query)
         return _mysql_batches(source, query, stopped)
     return _postgresql_batches(source, query, stopped)
 

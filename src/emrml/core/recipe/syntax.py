@@ -71,6 +71,9 @@ class Call:
 Node = Name | Call
 
 
+#: Digits of an integer parameter at most: every range ends in four or fewer, and read into an int, a longer
+#: one is only out of range (Python reads at most 4,300).
+MAX_PARAMETER_DIGITS = 20
 #: Transformations nested in one output, assignments substituted: far more than any useful recipe (three
 #: or four), few enough that neither the recursive parser nor the featurizer runs out of stack.
 MAX_NESTING = 32
@@ -219,6 +222,9 @@ class Parser:
             name, low, high = spec.parameter
             wanted = f"{function}'s {name} must be an integer from {low} to {high}"
         if _INTEGER.fullmatch(word):
+            digits = len(word.lstrip("+-"))
+            if digits > MAX_PARAMETER_DIGITS:  # int() refuses one past 4,300 digits with a ValueError
+                raise self._error(f"{wanted}, got an integer of {digits:,} digits", column)
             return Number(int(word), column)
         if _DECIMAL.fullmatch(word):
             raise self._error(f"{wanted}, got {word!r}", column)

@@ -80,6 +80,13 @@ def test_the_wizard_starts_from_the_schema_file_beside_the_data(
     assert re.search(r'name="target_attribute" value="quality"[^>]* checked', page)
     retargeted = admin.post("/console/datasources/new?format=json", data={**form, "target": "color"}).json()
     assert retargeted["DataSchema"]["targetAttributeName"] == "color"
+    # A target the file's attributes lack is said under the target's field, naming the file.
+    refused = admin.post("/console/datasources/new?format=json", data={**form, "target": "colour"})
+    assert refused.status_code == 400 and list(refused.json()["Errors"]) == ["target"]
+    assert (
+        f"schema file {folder}/wine.csv.schema targetAttributeName 'colour'"
+        in refused.json()["Errors"]["target"]
+    )
     (folder / "wine.csv.schema").unlink()
     inferred = admin.post("/console/datasources/new?format=json", data=form).json()
     assert inferred["SchemaLocation"] is None

@@ -127,6 +127,47 @@ def test_jobs_page_shows_jobs_created_after_it_loaded(page: Any, served: Served,
 
 
 @pytest.mark.usefixtures("quick_refresh")
+def test_a_job_added_to_the_jobs_page_offers_cancel_while_it_runs(
+    page: Any, served: Served, axe_source: str
+) -> None:
+    """A job the page's script adds gets the Cancel the page writes for a running job, which goes once the
+    job has ended; Cancel asks first, deletes the object and comes back to the jobs page. The twins show
+    the job as running while the test's step is 1 or 2 (``as_running``)."""
+    sign_in(page, served)
+    source_id = "ds-console-cancelled"
+    answered = {"page": 0, "json": 0, "step": 1}
+
+    def twin(data: dict[str, Any], step: int) -> None:
+        for job in data["Jobs"]:
+            if job["Id"] == source_id:
+                job.update(Status="PENDING", Cancels=f"datasources/{source_id}/delete")
+
+    page.route(re.compile(r".*/console/jobs(\?.*)?$"), as_running(answered, twin, lambda body: body))
+    page.goto(f"{served.url}/console/jobs?kind=DataSource")
+    service = served.installation.service
+    spec = {"DataLocationS3": str(served.installation.sample), "DataSchema": bank_sample_schema().to_json()}
+    request = {"DataSourceId": source_id, "DataSourceName": "<b>cancelled</b>", "DataSpec": spec}
+    service.call("CreateDataSourceFromS3", request)
+    row = page.locator(f'tr[data-id="DataSource/{source_id}"]')
+    cancel = row.locator('[data-field="Cancel"] button')
+    cancel.wait_for(timeout=10_000)
+    assert cancel.get_attribute("aria-label") == "Cancel the job of <b>cancelled</b>"
+    check_accessibility(page, axe_source)
+    service.wait("DataSource", source_id)
+    answered["step"] = 3  # the twins as served: the job has ended
+    cancel.wait_for(state="detached", timeout=10_000)
+    assert row.locator('[data-field="Status"]').inner_text() == "COMPLETED"
+    answered["step"] = 2
+    cancel.wait_for(timeout=10_000)
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+    cancel.click()
+    page.wait_for_url(f"{served.url}/console/jobs")
+    assert asked and asked[0].startswith("Cancel the job of <b>cancelled</b>?")
+    assert service.call("GetDataSource", {"DataSourceId": source_id})["Status"] == "DELETED"
+
+
+@pytest.mark.usefixtures("quick_refresh")
 def test_a_job_failing_after_the_page_loaded_says_why_beside_its_status(page: Any, served: Served) -> None:
     """A job that fails once the page is open: its row, built by the page's script, gives the reason in the
     column beside its status (at the table's end, past a wide window's edge, it went unseen), wrapped as

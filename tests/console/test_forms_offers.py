@@ -5,6 +5,7 @@ create one object."""
 from __future__ import annotations
 
 import html
+import json
 import re
 from typing import Any
 
@@ -48,6 +49,49 @@ def test_the_wizard_points_no_one_without_storage_to_the_storage_browser(anonymo
     # bob has no storage grant: no browser to point to.
     assert log_in(anonymous, "bob", BOB_PASSWORD).status_code == 303
     assert 'id="location-hint"' not in anonymous.get("/console/datasources/new").text
+
+
+def test_the_wizard_starts_from_the_schema_file_beside_the_data(
+    admin: Any, installation: Installation
+) -> None:
+    """As a datasource given no schema reads it: ``<data>.schema`` beside the data is the wizard's schema
+    (a class of digits CATEGORICAL, its target chosen), the target typed applied to it; data without one
+    gets an inferred schema. The page says which."""
+    folder = installation.home / "data" / "beside"
+    folder.mkdir(exist_ok=True)
+    (folder / "wine.csv").write_text("acidity,color,quality\n7.4,red,5\n7.8,white,6\n")
+    attributes = [["acidity", "NUMERIC"], ["color", "CATEGORICAL"], ["quality", "CATEGORICAL"]]
+    schema = {
+        "version": "1.0",
+        "targetAttributeName": "quality",
+        "dataFormat": "CSV",
+        "dataFileContainsHeader": True,
+        "attributes": [{"attributeName": name, "attributeType": kind} for name, kind in attributes],
+    }
+    (folder / "wine.csv.schema").write_text(json.dumps(schema))
+    token = page_token(admin, "/console/datasources/new")
+    form = {"csrf_token": token, "step": "infer", "location": str(folder / "wine.csv")}
+    read = admin.post("/console/datasources/new?format=json", data=form).json()
+    assert read["SchemaLocation"] == f"{folder}/wine.csv.schema"
+    assert read["DataSchema"]["targetAttributeName"] == "quality"
+    assert [a["attributeType"] for a in read["DataSchema"]["attributes"]] == [kind for _, kind in attributes]
+    page = admin.post("/console/datasources/new", data=form).text
+    assert f"Read from the schema file beside the data, <code>{folder}/wine.csv.schema</code>" in page
+    assert re.search(r'name="target_attribute" value="quality"[^>]* checked', page)
+    retargeted = admin.post("/console/datasources/new?format=json", data={**form, "target": "color"}).json()
+    assert retargeted["DataSchema"]["targetAttributeName"] == "color"
+    # A target the file's attributes lack is said under the target's field, naming the file.
+    refused = admin.post("/console/datasources/new?format=json", data={**form, "target": "colour"})
+    assert refused.status_code == 400 and list(refused.json()["Errors"]) == ["target"]
+    assert (
+        f"schema file {folder}/wine.csv.schema targetAttributeName 'colour'"
+        in refused.json()["Errors"]["target"]
+    )
+    (folder / "wine.csv.schema").unlink()
+    inferred = admin.post("/console/datasources/new?format=json", data=form).json()
+    assert inferred["SchemaLocation"] is None
+    assert inferred["DataSchema"]["attributes"][2]["attributeType"] == "NUMERIC"
+    assert "Inferred from a sample of the data" in admin.post("/console/datasources/new", data=form).text
 
 
 def test_the_first_page_link_keeps_the_page_size(admin: Any) -> None:

@@ -198,3 +198,21 @@ def test_the_login_pages_next_never_leads_off_the_console(admin: Any, target: st
     location = admin.get("/console/login", params={"next": target}).headers["location"]
     assert location.startswith("/console/") and not re.search(r"[\\\s]", location), location
     assert urlsplit(location.replace("\\", "/")).netloc == ""
+
+
+def test_the_login_leads_on_only_to_a_page_of_the_console(admin: Any) -> None:
+    """``next`` is a path of the console, as the browser will resolve it: not another site, nor a path whose
+    dot segments (however spelt) lead out of the console."""
+    for target in (
+        "https://elsewhere.example/",
+        "//elsewhere.example/",
+        "/console/../metrics",
+        "/console/..\\metrics",
+        "/console/%2e%2e/metrics",
+        "/console/.%2E/x",
+        "/console/.\t./x",
+    ):
+        sent = admin.get("/console/login", params={"next": target})
+        assert sent.status_code == 303 and sent.headers["location"] == "/console/", target
+    kept = admin.get("/console/login", params={"next": "/console/models?prefix=a..b"})
+    assert kept.headers["location"] == "/console/models?prefix=a..b"

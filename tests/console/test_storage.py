@@ -78,6 +78,36 @@ def test_an_admin_browses_uploads_copies_moves_and_deletes(admin: Any, installat
     assert deleted.status_code == 200 and not (folder / "moved.csv").exists()
 
 
+def test_a_file_is_replaced_only_when_asked(admin: Any, installation: Installation) -> None:
+    """An upload, copy or move onto a file that exists (a datasource's data, say) is refused, both files
+    kept, unless the upload asks to replace it."""
+    folder = installation.home / "data" / f"kept-{uuid.uuid4().hex[:6]}"
+    folder.mkdir()
+    (folder / "data.csv").write_bytes(b"precious\n")
+    (folder / "other.csv").write_bytes(b"other\n")
+    token = _token(admin)
+    form = {"csrf_token": token, "action": "upload", "location": str(folder)}
+    sent = admin.post("/console/storage?format=json", data=form, files={"file": ("data.csv", b"new\n")})
+    assert sent.status_code == 400
+    assert sent.json()["Errors"]["upload"] == (
+        f"'{folder}/data.csv' already exists: give another location, or delete that file first"
+    )
+    for action in ("copy", "move"):
+        moved = {"csrf_token": token, "action": action, "location": str(folder)}
+        refused = admin.post(
+            "/console/storage?format=json",
+            data={**moved, "file": f"{folder}/other.csv", "target": f"{folder}/data.csv"},
+        )
+        assert refused.status_code == 400 and "already exists" in refused.json()["Errors"][action]
+    assert (folder / "data.csv").read_bytes() == b"precious\n" and (folder / "other.csv").exists()
+    page = admin.get(f"/console/storage?location={folder}").text
+    assert '<input type="checkbox" name="replace"> Replace a file of the same name here' in page
+    replaced = admin.post(
+        "/console/storage", data={**form, "replace": "on"}, files={"file": ("data.csv", b"new\n")}
+    )
+    assert replaced.status_code == 200 and (folder / "data.csv").read_bytes() == b"new\n"
+
+
 def test_the_home_and_outside_the_roots_are_refused(admin: Any, installation: Installation) -> None:
     for location in (str(installation.home), "/etc", f"{installation.home}/data/../secrets.key"):
         refused = admin.get(f"/console/storage?location={location}")

@@ -35,6 +35,27 @@ def test_a_refused_form_sent_to_the_twin_says_which_field(admin: Any) -> None:
     assert refused.json()["Errors"] == {"passes": "Give a whole number of passes from 1 to 100 (got 'many')."}
 
 
+def test_a_twins_redirect_leads_to_the_twin_of_the_page(admin: Any) -> None:
+    """A form sent to the twin that succeeds, and a page that sends on, answer 303 to the next page's twin:
+    a script following the redirect reads JSON, not that page's HTML."""
+    token = login_token(admin.get(f"/console/evaluations/{EVALUATION}").text)
+    form = {"threshold": "0.5", "evaluation": EVALUATION}  # the model's threshold as it was
+    saved = admin.post(
+        f"/console/models/{MODEL}/threshold?format=json", data=form, headers={"x-csrf-token": token}
+    )
+    assert saved.status_code == 303
+    assert saved.headers["location"] == f"/console/evaluations/{EVALUATION}?saved=1&format=json"
+    followed = admin.get(saved.headers["location"])
+    assert followed.json()["GetEvaluation"]["EvaluationId"] == EVALUATION
+    sent_on = admin.get(f"/console/predict?model={MODEL}&format=json")
+    assert sent_on.status_code == 303
+    assert sent_on.headers["location"] == f"/console/models/{MODEL}/predict?format=json"
+    assert admin.get(sent_on.headers["location"]).json()["GetMLModelInputs"]["MLModelId"] == MODEL
+    # The page's own form still leads to the page.
+    page = admin.post(f"/console/models/{MODEL}/threshold", data={**form, "csrf_token": token})
+    assert page.headers["location"] == f"/console/evaluations/{EVALUATION}?saved=1"
+
+
 def test_a_models_evaluations_and_batch_predictions_are_listed_by_model(
     admin: Any, installation: Installation, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -29,11 +29,21 @@ from emrml.service.logins import LoginRefused
 LOGIN_FORM_MAX_BYTES = 64 * 1024
 
 
+#: Path segments a browser resolves as a step up or in place ("%2e" is a dot to it).
+_DOT_SEGMENTS = {".", "..", "%2e", "%2e%2e", ".%2e", "%2e."}
+
+
 def _safe_next(console: Console, target: str | None) -> str:
-    """Only a path of this console: never an open redirect to another site."""
-    if target and target.startswith(console.prefix + "/") and not target.startswith("//"):
-        return target
-    return console.url("")
+    """Only a path of this console: never an open redirect to another site, nor a path the browser resolves
+    out of the console (``/console/../x``: a backslash is a slash to it, and it drops tabs and newlines)."""
+    if not target or not target.startswith(console.prefix + "/") or target.startswith("//"):
+        return console.url("")
+    path = target.split("?", 1)[0].split("#", 1)[0].replace("\\", "/")
+    if any(ord(c) < 0x20 or c == "\x7f" for c in target) or any(
+        segment.lower() in _DOT_SEGMENTS for segment in path.split("/")
+    ):
+        return console.url("")
+    return target
 
 
 def login_endpoint(console: Console):

@@ -113,7 +113,12 @@ class Visit:
         return value if isinstance(value, str) else default
 
     def redirect(self, path: str) -> RedirectResponse:
-        return RedirectResponse(self.console.url(path), status_code=303)
+        """303 to the console's ``path``: its twin when the request was the twin's, so that a script that
+        sent a form to ``?format=json`` and follows the redirect reads JSON, not the page's HTML."""
+        url = self.console.url(path)
+        if wants_json(self.request):
+            url += ("&" if "?" in url else "?") + "format=json"
+        return RedirectResponse(url, status_code=303)
 
 
 class StaticFiles:

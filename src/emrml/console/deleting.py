@@ -1,6 +1,7 @@
 """Deleting a datasource, model, evaluation or batch prediction from its page, as the Amazon ML console
 does: a button asking first (``data-confirm``), offered to who the service would let delete that object;
-then the list of its kind. The object is marked DELETED by the service (its running job stops)."""
+then the list of its kind. The object is marked DELETED by the service (its running job stops): the jobs
+page's Cancel is this, back to the jobs page."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ def deleter(path: str) -> Callable[[Visit], Response]:
 
     def delete(visit: Visit) -> Response:
         visit.call(operation, {member: visit.params["entity_id"]})
-        return visit.redirect(path)
+        # A job cancelled from the jobs page goes back there, to the jobs still running.
+        return visit.redirect("jobs" if visit.field("back") == "jobs" else path)
 
     return delete

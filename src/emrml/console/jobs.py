@@ -11,6 +11,7 @@ from typing import Any
 from starlette.responses import RedirectResponse
 
 from emrml.console.app import View, Visit
+from emrml.console.deleting import deletes
 from emrml.console.numbers import whole
 from emrml.console.objects import STATUSES, listable, readable_names, reference_names, refused_actions
 from emrml.errors import AmazonMLError, InvalidInputException
@@ -18,6 +19,8 @@ from emrml.service.validation import require_id
 
 #: Most recent objects read per kind; the page shows the newest of all kinds together.
 JOBS_PER_KIND = 50
+#: The statuses of a job still to end, which the page offers to cancel.
+RUNNING = ("PENDING", "INPROGRESS")
 #: The kind filter's value that shows only the stream consumers.
 STREAMS = "Stream"
 STREAM_MEMBERS = (
@@ -114,6 +117,11 @@ def jobs(visit: Visit) -> View:
     # Older jobs than these exist: the page says so, and each kind's list pages through all of them.
     more = more or len(rows) > JOBS_PER_KIND * 2
     rows = rows[: JOBS_PER_KIND * 2]
+    for row in rows:
+        # A running job is cancelled as Amazon ML cancels one, by deleting its object (its job stops):
+        # offered to who the service would let delete it; the twin's for the rows the page's script fills.
+        running = row["Status"] in RUNNING
+        row["Cancels"] = deletes(visit, row["Path"], row["Id"], row["Status"])["deletes"] if running else None
     extra = {"query": query, "statuses": STATUSES, "kinds": kinds, "stream_kind": STREAMS, "more": more}
     extra.update(started=_started_notice(visit, query), max_consumers=MAX_CONSUMERS)
     data: dict[str, Any] = {"Jobs": rows, "OlderJobs": more}

@@ -172,7 +172,8 @@ def _act(visit: Visit, action: str, location: str) -> str:
         if not isinstance(upload, UploadFile) or not upload.filename:
             raise InvalidInputException("choose a file to upload")
         name = upload.filename.replace("\\", "/").rsplit("/", 1)[-1]
-        return "Uploaded " + files.upload(service, caller, location, name, upload.file)
+        replace = visit.field("replace") == "on"
+        return "Uploaded " + files.upload(service, caller, location, name, upload.file, replace=replace)
     if action == "mkdir":
         return "Created " + files.make_folder(service, caller, location, visit.field("name").strip())
     if action == "delete":

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from emrml.core.json_text import load_json
 from emrml.core.rearrange import parse_rearrangement
 from emrml.core.schema import parse_schema, stored_target
-from emrml.errors import InvalidInputException
+from emrml.errors import AccessDeniedException, InvalidInputException
 from emrml.service import describe
 from emrml.service.confinement import check_location, check_schema_beside, checked_as_opened
 from emrml.service.operations import (
@@ -215,6 +216,13 @@ def infer_data_schema(app: EmrML, request: Request) -> Response:
     has_header = request.get("DataFileContainsHeader", True)
     if not isinstance(has_header, bool):
         raise InvalidInputException("DataFileContainsHeader must be true or false")
+    use_beside = request.get("UseSchemaBeside", False)
+    if not isinstance(use_beside, bool):
+        raise InvalidInputException("UseSchemaBeside must be true or false")
+    if use_beside:
+        beside = _schema_beside(app, request, location)
+        if beside is not None:
+            return beside
     # A folder's files are listed and read now, not by a job: each is checked as a confined job's are.
     with checked_as_opened(app):
         inferred = infer_location_schema(
@@ -233,6 +241,32 @@ def infer_data_schema(app: EmrML, request: Request) -> Response:
         "Description": inferred.description(),
     }
     return {"DataSchema": inferred.schema.to_json(), "Sample": sample}
+
+
+def _schema_beside(app: EmrML, request: Request, location: str) -> Response | None:
+    """InferDataSchema's answer when ``UseSchemaBeside`` asks for the schema file a datasource given no
+    schema reads (spec 5.1's ``<data>.schema``): its schema, the target and row id given applied, and
+    ``SchemaLocation``; None (infer one) when there is no such file, or the caller may not read it."""
+    beside = locations.schema_location_for(location)
+    try:
+        check_location(app, beside, member="the schema file beside DataLocationS3")
+    except AccessDeniedException:
+        return None
+    with checked_as_opened(app):
+        if not locations.exists(beside, what="the schema file beside DataLocationS3"):
+            return None
+        text = locations.read_text(beside, what="the schema file beside DataLocationS3")
+    document = load_json(text, f"schema file {beside}")
+    if not isinstance(document, dict):
+        raise InvalidInputException(f"schema file {beside}: not a JSON object")
+    for member, key in (("TargetAttributeName", "targetAttributeName"), ("RowId", "rowId")):
+        given = optional_string(request, member)
+        if given is not None:
+            document[key] = given
+    schema = parse_schema(
+        json.dumps(document), source=f"schema file {beside}", max_attributes=app.settings.max_attributes
+    )
+    return {"DataSchema": schema.to_json(), "SchemaLocation": beside}
 
 
 describe.register("DescribeDataSources", "DataSource", describe_data_source)

@@ -127,11 +127,15 @@ def server_may_write(location: str) -> bool:
     return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
 
 
-def upload(app: EmrML, caller: str | None, folder: str, name: str, source: BinaryIO) -> str:
-    """Write ``source`` as ``folder/name`` (whole or not at all); returns the new file's location."""
+def upload(
+    app: EmrML, caller: str | None, folder: str, name: str, source: BinaryIO, *, replace: bool = False
+) -> str:
+    """Write ``source`` as ``folder/name`` (whole or not at all); returns the new file's location. A file
+    already there is replaced only when ``replace`` says so."""
     target = folder_location(folder) + check_name(name)
     with acting(caller):
         check_location(app, target, member="location", write=True)
+    _check_new(target, replace)
     with checked_as_opened(app, remote=True), locations.atomic_write(target) as out:
         shutil.copyfileobj(source, out, _BLOCK_BYTES)
     return target
@@ -158,8 +162,11 @@ def delete(app: EmrML, caller: str | None, location: str) -> None:
         locations.delete(location)
 
 
-def copy(app: EmrML, caller: str | None, source: str, target: str, *, move: bool = False) -> None:
-    """Copy (``move``: then delete) one file between any two locations, local or S3."""
+def copy(
+    app: EmrML, caller: str | None, source: str, target: str, *, move: bool = False, replace: bool = False
+) -> None:
+    """Copy (``move``: then delete) one file between any two locations, local or S3; a file already at
+    ``target`` is replaced only when ``replace`` says so."""
     if source.endswith("/") or target.endswith("/"):
         raise InvalidInputException("copy and move take one file and the new file's full location")
     if _same_file(source, target):
@@ -170,6 +177,7 @@ def copy(app: EmrML, caller: str | None, source: str, target: str, *, move: bool
         check_location(app, target, member="target", write=True)
         if move:
             check_location(app, source, member="source", write=True)
+        _check_new(target, replace)
         # Opened as downloads are: a local source is checked again through its descriptor.
         stream = open_for_server(app, source, member="source")
     with checked_as_opened(app, remote=True):
@@ -177,6 +185,17 @@ def copy(app: EmrML, caller: str | None, source: str, target: str, *, move: bool
             shutil.copyfileobj(stream, out, _BLOCK_BYTES)
         if move:
             locations.delete(source)
+
+
+def _check_new(target: str, replace: bool) -> None:
+    """Refuse to write over what ``target`` names unless asked to: a file (a datasource's data, a batch
+    prediction's results) silently replaced by an upload or a copy of the same name would be lost."""
+    if replace:
+        return
+    if locations.exists(target, what="target"):  # a file, or a folder of that name
+        raise InvalidInputException(
+            f"'{target}' already exists: give another location, or delete that file first"
+        )
 
 
 def _same_file(source: str, target: str) -> bool:

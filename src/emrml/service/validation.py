@@ -35,7 +35,13 @@ _UNSTORED_TEXT = ("VariableName", "VariableValue", "VipURL")
 #: misspelt StartingTimestamp would start a stream at TRIM_HORIZON, a misspelt TargetAttributeName infer
 #: a schema without a target). (tests/service/test_operations_api_requests.py holds it to the registry.)
 EXTENSION_MEMBERS: dict[str, tuple[str, ...]] = {
-    "InferDataSchema": ("DataLocationS3", "TargetAttributeName", "RowId", "DataFileContainsHeader"),
+    "InferDataSchema": (
+        "DataLocationS3",
+        "TargetAttributeName",
+        "RowId",
+        "DataFileContainsHeader",
+        "UseSchemaBeside",
+    ),
     "GetDataSourceStatistics": ("DataSourceId",),
     "GetMLModelInsights": ("MLModelId",),
     "GetMLModelInputs": ("MLModelId",),

@@ -76,7 +76,7 @@
     var text = document.createElement("span");
     text.setAttribute("data-field", "ProgressText");
     td.appendChild(text);
-    ["StartedAt", "FinishedAt", "ComputeTime", "RanOn"].forEach(function (field) { cell(row, field); });
+    ["StartedAt", "FinishedAt", "ComputeTime", "RanOn", "Cancel"].forEach(function (field) { cell(row, field); });
     return row;
   }
 
@@ -94,6 +94,26 @@
     label.textContent = value || "";
   }
 
+  // A job's cancel form (from the page's #job-cancel template) while the twin offers it (``Cancels``, the
+  // delete address), gone once the job has ended.
+  function fillCancel(row, job) {
+    var cancel = row.querySelector('[data-field="Cancel"]');
+    var form = cancel.querySelector("form");
+    if (!job.Cancels) {
+      if (form) cancel.removeChild(form);
+      return;
+    }
+    if (form) return;
+    form = document.getElementById("job-cancel").content.firstElementChild.cloneNode(true);
+    form.action = document.querySelector('[data-live="jobs"]').getAttribute("data-base") + job.Cancels;
+    var button = form.querySelector("button");
+    var name = visible(job.Name || job.Id);
+    button.setAttribute("aria-label", "Cancel the job of " + name);
+    button.setAttribute("data-confirm", "Cancel the job of " + name + "? Its " + job.Kind +
+      " is deleted (marked DELETED, no longer usable) and its job stops.");
+    cancel.appendChild(form);
+  }
+
   function fill(row, job) {
     var progress = row.querySelector('[data-field="Progress"]');
     progress.value = job.Progress || 0;
@@ -109,6 +129,7 @@
       ? "Spark application " + job.SparkApplicationId +
         (ids.length ? ", " + (ids.length === 1 ? "job " : "jobs ") + ids.join(", ") : "")
       : "";
+    fillCancel(row, job);
   }
 
   // A stream's row follows its twin's entry as the template writes it: its figures, and its start form
@@ -233,7 +254,7 @@
   function liveJobs(table, streams) {
     function update(jobs) {
       followRows(table.tBodies[0], jobs, function (job) { return job.Kind + "/" + job.Id; },
-        function (job) { return jobRow(table, job); }, fill, 9, "No jobs.");
+        function (job) { return jobRow(table, job); }, fill, 10, "No jobs.");
     }
     function refresh() {
       var url = new URL(window.location.href);
